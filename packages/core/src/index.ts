@@ -1,0 +1,10 @@
+// @tollgate/core: the types, errors, context, pricing, durations and stores every package shares.
+export * from './types.js';
+export * from './money.js';
+export * from './duration.js';
+export * from './errors.js';
+export * from './api-error.js';
+export * from './context.js';
+export * from './timeout.js';
+export * from './stores.js';
+export * from './pricing.js';

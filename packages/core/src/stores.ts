@@ -1,0 +1,145 @@
+// Store interfaces: what every backend (in-memory here, Redis in @tollgate/redis) must do atomically.
+
+/** The result shape of every limit check. */
+export interface WindowResult {
+  /** True when the units were consumed. A refused call consumes nothing. */
+  allowed: boolean;
+  limit: number;
+  /** Units left in the window after this call (never negative). */
+  remaining: number;
+  /** Epoch ms when the current window ends. */
+  resetAt: number;
+  /** When refused, ms until enough units are expected to be free; 0 when allowed. */
+  retryAfterMs: number;
+  /** Identifies the window the units were charged to; pass it back to `adjust`. */
+  windowStart: number;
+}
+
+/**
+ * Weighted sliding-window counter (two fixed windows, the previous one weighted by how
+ * much of it still overlaps the sliding window). `consume` with N units is all-or-nothing.
+ */
+export interface WindowCounter {
+  consume(key: string, units: number, options: { limit: number; windowMs: number }): Promise<WindowResult>;
+  /**
+   * Settle a consume: add `delta` units (negative refunds) to the window that started at
+   * `windowStart`. A refund never takes a window below zero; a window already gone is left alone.
+   */
+  adjust(key: string, delta: number, options: { windowMs: number; windowStart: number }): Promise<void>;
+  /** Units counted in the sliding window now (for operators and tests). */
+  peek(key: string, options: { windowMs: number }): Promise<number>;
+}
+
+/** One scope a reservation is charged against, e.g. `tenant:acme:month:2026-11`. */
+export interface LedgerScope {
+  key: string;
+  /** The most this scope may spend (spent + reserved) in its period. */
+  limit: number;
+  /** Epoch ms when the scope's period ends; its counters may be forgotten after it. */
+  expiresAt: number;
+}
+
+export interface ReserveRequest {
+  /** Unique id chosen by the caller (the request id, plus a suffix if one request reserves twice). */
+  id: string;
+  /** The amount wanted. */
+  amount: number;
+  /**
+   * If given, the ledger may grant less than `amount` but at least `minAmount`: it grants the
+   * most every scope can afford. Used to clamp output so the reservation stays an upper bound.
+   */
+  minAmount?: number;
+  scopes: LedgerScope[];
+  /** A reservation not settled within this time is released by itself. */
+  ttlMs: number;
+}
+
+export type ReserveResult =
+  | { ok: true; id: string; amount: number }
+  | {
+      ok: false;
+      /** The first scope (in request order) that could not afford `minAmount ?? amount`. */
+      scope: string;
+      limit: number;
+      /** What that scope had left: limit - spent - reserved (never negative). */
+      remaining: number;
+      /** The scope's `expiresAt`: when it resets. */
+      resetAt: number;
+    };
+
+export interface ScopeUsage {
+  key: string;
+  /** Settled spend in the period. */
+  spent: number;
+  /** Held by live reservations. */
+  reserved: number;
+}
+
+export interface SettleResult {
+  /** False when the id was unknown: already settled, released, or expired. */
+  settled: boolean;
+  /** The amount the reservation held. 0 when not settled. */
+  reserved: number;
+}
+
+/**
+ * Reservation ledger: reserve against several scopes all-or-nothing; settle exactly once
+ * by id; unsettled reservations expire after their TTL and free their amount.
+ */
+export interface ReservationLedger {
+  reserve(request: ReserveRequest): Promise<ReserveResult>;
+  /** Replace the reservation by the actual amount (may exceed the reservation), charged to every scope it held. */
+  settle(id: string, actualAmount: number): Promise<SettleResult>;
+  /** Settle at zero. */
+  release(id: string): Promise<SettleResult>;
+  /** Spent and reserved per scope, after dropping expired reservations. */
+  usage(keys: string[]): Promise<ScopeUsage[]>;
+  /** Add `delta` to a scope's spent (negative = top-up credit; never below zero). */
+  adjustSpent(key: string, delta: number, expiresAt: number): Promise<void>;
+  /** Forget a scope's spend (operator reset). Live reservations stay. */
+  resetScope(key: string): Promise<void>;
+}
+
+/** A stored API key. Only the SHA-256 hex of the key is kept, never the key. */
+export interface ApiKeyRecord {
+  id: string;
+  /** SHA-256 hex of the whole key string. */
+  sha256: string;
+  tenantId?: string;
+  userId?: string;
+  tier?: string;
+  scopes: string[];
+  feature?: string;
+  models?: string[];
+  /** ISO 8601. */
+  createdAt: string;
+  /** ISO 8601; the key stops working at this instant. */
+  expiresAt?: string;
+  disabled?: boolean;
+  /** Free-form, for operators (the proxy keeps per-key budgets here). */
+  metadata?: Record<string, unknown>;
+}
+
+export interface KeyStore {
+  /** The record for a key hash, whether or not it is disabled or expired (callers decide). */
+  findByHash(sha256: string): Promise<ApiKeyRecord | undefined>;
+  findById(id: string): Promise<ApiKeyRecord | undefined>;
+  /** Insert or replace by id (a replaced record's old hash stops resolving). */
+  put(record: ApiKeyRecord): Promise<void>;
+  /** Disable (revoke) a key by id; true when it existed. */
+  disable(id: string): Promise<boolean>;
+  /** Remove a key by id; true when it existed. */
+  delete(id: string): Promise<boolean>;
+  list(): Promise<ApiKeyRecord[]>;
+}
+
+/** The stores a deployment shares: memory for one process, Redis for many. */
+export interface TollgateStores {
+  counter: WindowCounter;
+  ledger: ReservationLedger;
+  keys: KeyStore;
+  /** 'memory' or 'redis', for logs and health checks. */
+  readonly kind: string;
+  /** Release timers and connections the stores own. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,74 @@
+// The shared vocabulary: who calls (Identity), what a request may cost (UsageEstimate) and what it did (UsageRecord).
+
+export type Provider = 'openai' | 'anthropic' | (string & {});
+
+export type AuthMethod = 'api_key' | 'bearer' | 'jwt' | 'anonymous';
+
+/** Who is calling, answered once by an auth middleware for every later one. */
+export interface Identity {
+  /** Stable id of the credential (never the key itself). For JWTs, `jwt:<sub>`. */
+  keyId: string;
+  tenantId?: string;
+  userId?: string;
+  tier?: string;
+  scopes: string[];
+  /** The product feature the call is made for, for cost attribution. */
+  feature?: string;
+  authMethod: AuthMethod;
+  /** Models this identity may use (`*` = any); absent = no identity-level restriction. */
+  models?: string[];
+}
+
+/**
+ * Token counts of one call, by price class. `inputTokens` is the whole prompt:
+ * it *includes* `cachedInputTokens` and `cacheWriteTokens`; `outputTokens` includes
+ * `reasoningTokens`. Cost prices each token once, in its own class.
+ */
+export interface TokenUsage {
+  inputTokens: number;
+  cachedInputTokens: number;
+  cacheWriteTokens: number;
+  outputTokens: number;
+  reasoningTokens: number;
+}
+
+/** What a request may cost at most, computed before the provider call. */
+export interface UsageEstimate {
+  provider: Provider;
+  model: string;
+  inputTokens: number;
+  /** The output cap the request runs with (after any clamp). */
+  maxOutputTokens: number;
+  /** Upper bound of the cost in nano-USD: input at the input price + cap at the output price. */
+  costNanoUsd: number;
+  /** Tokens reserved against token limits: input + output cap. */
+  totalTokens: number;
+}
+
+export type UsageSource = 'provider' | 'counted' | 'estimated';
+
+/** One line of the usage log: the settled truth of one request. */
+export interface UsageRecord extends TokenUsage {
+  requestId: string;
+  /** ISO 8601 time the request started. */
+  timestamp: string;
+  keyId: string | null;
+  tenantId: string | null;
+  userId: string | null;
+  feature: string | null;
+  route: string;
+  provider: Provider | null;
+  /** The model as billed (after a downgrade). */
+  model: string | null;
+  /** The model the client asked for. */
+  requestedModel: string | null;
+  costNanoUsd: number;
+  estimatedCostNanoUsd: number;
+  /** HTTP status sent to the client. */
+  status: number;
+  stream: boolean;
+  /** The client went away before the response finished. */
+  aborted: boolean;
+  latencyMs: number;
+  usageSource: UsageSource;
+}

@@ -1,0 +1,54 @@
+import { describe, expect, it } from '@jest/globals';
+import { affordableOutputTokens, costNanoUsd, createPricing, maxCostNanoUsd, TollgateError, UnknownModelError } from '@tollgate/core';
+
+const usage = (input: number, output: number, cached = 0, written = 0, reasoning = 0) => ({
+  inputTokens: input, outputTokens: output, cachedInputTokens: cached, cacheWriteTokens: written, reasoningTokens: reasoning,
+});
+
+describe('pricing', () => {
+  const pricing = createPricing();
+
+  it('resolves dated ids to their family', () => {
+    expect(pricing.get('gpt-4o-2024-08-06').model).toBe('gpt-4o');
+    expect(pricing.get('gpt-4o-mini-2024-07-18').model).toBe('gpt-4o-mini');
+    expect(pricing.get('claude-sonnet-4-5-20250929').model).toBe('claude-sonnet-4-5');
+    expect(pricing.get('claude-3-5-haiku-latest').model).toBe('claude-3-5-haiku');
+    expect(pricing.get('claude-3-5-haiku-20241022').provider).toBe('anthropic');
+  });
+
+  it('rejects unknown models unless a default price is set', () => {
+    expect(() => pricing.get('my-llm')).toThrow(UnknownModelError);
+    const withDefault = createPricing({ defaultPrice: { provider: 'openai', inputPerMTok: 1, outputPerMTok: 2 } });
+    expect(withDefault.get('my-llm').outputMicro).toBe(2_000_000);
+  });
+
+  it('lets users add and override models in code', () => {
+    const custom = createPricing({ models: { 'gpt-4o': { provider: 'openai', inputPerMTok: 1, outputPerMTok: 1 }, mine: { provider: 'vllm', inputPerMTok: 0.2, outputPerMTok: 0.4 } } });
+    expect(custom.get('gpt-4o-2024-11-20').inputMicro).toBe(1_000_000);
+    expect(custom.get('mine').provider).toBe('vllm');
+  });
+
+  it('rejects bad prices at construction', () => {
+    expect(() => createPricing({ models: { x: { provider: 'openai', inputPerMTok: -1, outputPerMTok: 1 } } })).toThrow(TollgateError);
+  });
+
+  it('prices each token class once, rounding up once', () => {
+    const price = pricing.get('gpt-4o'); // 2.5 in, 1.25 cached, 10 out
+    // 1000 input of which 400 cached; 100 output: 600*2500 + 400*1250 + 100*10000 nano = 1.5e6+0.5e6+1e6
+    expect(costNanoUsd(usage(1000, 100, 400), price)).toBe(3_000_000);
+    expect(costNanoUsd(usage(1, 0), pricing.get('gpt-5-nano'))).toBe(50);
+    // $0.005 per 1M cached tokens: one cached token is 5 nano-USD
+    expect(costNanoUsd(usage(1, 0, 1), pricing.get('gpt-5-nano'))).toBe(5);
+    // $0.075 per 1M: one cached gpt-4o-mini token is 75 nano; 1 uncached input token of gpt-4.1-nano 100
+    expect(costNanoUsd(usage(3, 1, 1), pricing.get('gpt-4o-mini'))).toBe(2 * 150 + 75 + 600);
+    const claude = pricing.get('claude-sonnet-4-5'); // 3 in, 0.3 read, 3.75 write, 15 out
+    expect(costNanoUsd(usage(1000 + 200 + 300, 50, 200, 300, 0), claude)).toBe(1000 * 3000 + 200 * 300 + 300 * 3750 + 50 * 15000);
+  });
+
+  it('computes the output a budget affords', () => {
+    const price = pricing.get('gpt-4o');
+    const budget = maxCostNanoUsd(100, 0, price) + 10_000 * 50; // 50 output tokens
+    expect(affordableOutputTokens(budget, 100, price)).toBe(50);
+    expect(affordableOutputTokens(10, 100, price)).toBe(0);
+  });
+});
