@@ -8,3 +8,4 @@ export * from './context.js';
 export * from './timeout.js';
 export * from './stores.js';
 export * from './pricing.js';
+export * from './provider-api.js';
