@@ -9,3 +9,4 @@ export * from './timeout.js';
 export * from './stores.js';
 export * from './pricing.js';
 export * from './provider-api.js';
+export * from './memory-stores.js';

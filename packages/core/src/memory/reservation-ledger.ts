@@ -1,0 +1,141 @@
+// In-memory reservation ledger: all-or-nothing reserves across scopes, settle once, expiry by TTL.
+import type { LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, ScopeUsage, SettleResult } from '../stores.js';
+
+interface ScopeState {
+  spent: number;
+  reserved: number;
+  expiresAt: number;
+  /** Ids of live reservations holding part of `reserved`. */
+  holders: Set<string>;
+}
+
+interface Reservation {
+  amount: number;
+  expiresAt: number;
+  scopes: LedgerScope[];
+}
+
+/** Reservation ledger for one process. Expired reservations, and scopes past their period with nothing held, are evicted. */
+export class MemoryReservationLedger implements ReservationLedger {
+  readonly #scopes = new Map<string, ScopeState>();
+  readonly #reservations = new Map<string, Reservation>();
+  readonly #clock: () => number;
+
+  constructor(options: { clock?: () => number } = {}) {
+    this.#clock = options.clock ?? Date.now;
+  }
+
+  #drop(id: string, reservation: Reservation): void {
+    this.#reservations.delete(id);
+    for (const { key } of reservation.scopes) {
+      const scope = this.#scopes.get(key);
+      if (scope?.holders.delete(id)) scope.reserved = Math.max(0, scope.reserved - reservation.amount);
+    }
+  }
+
+  /** The scope with its expired reservations released (lazy eviction), or undefined if unknown or over. */
+  #live(key: string, now: number): ScopeState | undefined {
+    const scope = this.#scopes.get(key);
+    if (!scope) return undefined;
+    for (const id of scope.holders) {
+      const reservation = this.#reservations.get(id);
+      if (!reservation) scope.holders.delete(id);
+      else if (reservation.expiresAt <= now) this.#drop(id, reservation);
+    }
+    if (scope.expiresAt <= now && scope.holders.size === 0) {
+      this.#scopes.delete(key);
+      return undefined;
+    }
+    return scope;
+  }
+
+  #scope(key: string, expiresAt: number, now: number): ScopeState {
+    let scope = this.#live(key, now);
+    if (!scope) {
+      scope = { spent: 0, reserved: 0, expiresAt, holders: new Set() };
+      this.#scopes.set(key, scope);
+    } else if (expiresAt > scope.expiresAt) {
+      scope.expiresAt = expiresAt;
+    }
+    return scope;
+  }
+
+  async reserve(request: ReserveRequest): Promise<ReserveResult> {
+    const now = this.#clock();
+    const existing = this.#reservations.get(request.id);
+    if (existing && existing.expiresAt > now) return { ok: true, id: request.id, amount: existing.amount };
+    if (existing) this.#drop(request.id, existing);
+
+    const wanted = Math.max(0, request.amount);
+    const least = Math.min(wanted, Math.max(0, request.minAmount ?? wanted));
+    let grant = wanted;
+    for (const { key, limit, expiresAt } of request.scopes) {
+      const scope = this.#live(key, now);
+      const remaining = Math.max(0, limit - (scope ? scope.spent + scope.reserved : 0));
+      if (remaining < least) return { ok: false, scope: key, limit, remaining, resetAt: expiresAt };
+      grant = Math.min(grant, remaining);
+    }
+
+    const reservation: Reservation = { amount: grant, expiresAt: now + request.ttlMs, scopes: request.scopes.map((s) => ({ ...s })) };
+    this.#reservations.set(request.id, reservation);
+    for (const { key, expiresAt } of request.scopes) {
+      const scope = this.#scope(key, expiresAt, now);
+      scope.reserved += grant;
+      scope.holders.add(request.id);
+    }
+    return { ok: true, id: request.id, amount: grant };
+  }
+
+  async settle(id: string, actualAmount: number): Promise<SettleResult> {
+    const now = this.#clock();
+    const reservation = this.#reservations.get(id);
+    if (!reservation) return { settled: false, reserved: 0 };
+    this.#drop(id, reservation);
+    if (reservation.expiresAt <= now) return { settled: false, reserved: 0 };
+    const charge = Math.max(0, actualAmount);
+    for (const { key, expiresAt } of reservation.scopes) {
+      // A scope whose period ended meanwhile is not charged: its counters are over.
+      if (expiresAt <= now) continue;
+      this.#scope(key, expiresAt, now).spent += charge;
+    }
+    return { settled: true, reserved: reservation.amount };
+  }
+
+  release(id: string): Promise<SettleResult> {
+    return this.settle(id, 0);
+  }
+
+  async usage(keys: string[]): Promise<ScopeUsage[]> {
+    const now = this.#clock();
+    return keys.map((key) => {
+      const scope = this.#live(key, now);
+      return { key, spent: scope?.spent ?? 0, reserved: scope?.reserved ?? 0 };
+    });
+  }
+
+  async adjustSpent(key: string, delta: number, expiresAt: number): Promise<void> {
+    const now = this.#clock();
+    if (expiresAt <= now) return;
+    const scope = this.#scope(key, expiresAt, now);
+    scope.spent = Math.max(0, scope.spent + delta);
+  }
+
+  async resetScope(key: string): Promise<void> {
+    const scope = this.#live(key, this.#clock());
+    if (scope) scope.spent = 0;
+  }
+
+  /** Releases expired reservations and forgets scopes whose period is over. */
+  sweep(): void {
+    const now = this.#clock();
+    for (const [id, reservation] of this.#reservations) {
+      if (reservation.expiresAt <= now) this.#drop(id, reservation);
+    }
+    for (const key of this.#scopes.keys()) this.#live(key, now);
+  }
+
+  /** Scopes and reservations currently held (for tests of boundedness). */
+  get size(): { scopes: number; reservations: number } {
+    return { scopes: this.#scopes.size, reservations: this.#reservations.size };
+  }
+}

@@ -1,0 +1,105 @@
+// In-memory weighted sliding-window counter: two fixed windows per key, the previous one weighted by overlap.
+import type { WindowCounter, WindowResult } from '../stores.js';
+
+interface WindowState {
+  windowMs: number;
+  /** Start of the current fixed window. */
+  start: number;
+  count: number;
+  /** Units counted in the fixed window that ended at `start`. */
+  previous: number;
+}
+
+/**
+ * Ms until `units` more fit under `limit`, assuming nothing else is consumed meanwhile:
+ * the previous window's weight fades linearly, the current window fades after it ends.
+ * Shared with the Redis script so both stores answer the same.
+ */
+export function windowRetryAfterMs(now: number, start: number, windowMs: number, count: number, previous: number, units: number, limit: number): number {
+  const untilReset = start + windowMs - now;
+  if (units > limit) return untilReset;
+  const weighted = previous * (untilReset / windowMs);
+  const excess = weighted + count + units - limit;
+  if (excess <= 0) return 0;
+  if (previous > 0 && excess <= weighted) return Math.max(1, Math.ceil((excess * windowMs) / previous));
+  return untilReset + Math.max(1, Math.ceil(windowMs * (1 - (limit - units) / count)));
+}
+
+/** Sliding-window counter for one process. Memory stays bounded: a key is forgotten two windows after its last use. */
+export class MemoryWindowCounter implements WindowCounter {
+  readonly #states = new Map<string, WindowState>();
+  readonly #clock: () => number;
+
+  constructor(options: { clock?: () => number } = {}) {
+    this.#clock = options.clock ?? Date.now;
+  }
+
+  /** Brings the state for (key, windowMs) up to `now`: the current window may become the previous one. */
+  #roll(key: string, windowMs: number, now: number, create: boolean): WindowState | undefined {
+    const mapKey = `${windowMs}\u0000${key}`;
+    const start = Math.floor(now / windowMs) * windowMs;
+    let state = this.#states.get(mapKey);
+    if (state && state.start !== start) {
+      if (state.start + windowMs === start) {
+        state.previous = state.count;
+        state.count = 0;
+        state.start = start;
+      } else if (state.start < start) {
+        // Both windows are in the past: nothing in them counts any more.
+        this.#states.delete(mapKey);
+        state = undefined;
+      }
+    }
+    if (!state && create) {
+      state = { windowMs, start, count: 0, previous: 0 };
+      this.#states.set(mapKey, state);
+    }
+    return state;
+  }
+
+  async consume(key: string, units: number, options: { limit: number; windowMs: number }): Promise<WindowResult> {
+    const { limit, windowMs } = options;
+    const now = this.#clock();
+    const state = this.#roll(key, windowMs, now, true)!;
+    const resetAt = state.start + windowMs;
+    const used = state.previous * ((resetAt - now) / windowMs) + state.count;
+    const allowed = used + units <= limit;
+    if (allowed) state.count += units;
+    return {
+      allowed,
+      limit,
+      remaining: Math.max(0, Math.floor(limit - used - (allowed ? units : 0))),
+      resetAt,
+      retryAfterMs: allowed ? 0 : windowRetryAfterMs(now, state.start, windowMs, state.count, state.previous, units, limit),
+      windowStart: state.start,
+    };
+  }
+
+  async adjust(key: string, delta: number, options: { windowMs: number; windowStart: number }): Promise<void> {
+    const { windowMs, windowStart } = options;
+    const state = this.#roll(key, windowMs, this.#clock(), false);
+    if (!state) return;
+    if (windowStart === state.start) state.count = Math.max(0, state.count + delta);
+    else if (windowStart === state.start - windowMs) state.previous = Math.max(0, state.previous + delta);
+  }
+
+  async peek(key: string, options: { windowMs: number }): Promise<number> {
+    const now = this.#clock();
+    const state = this.#roll(key, options.windowMs, now, false);
+    if (!state) return 0;
+    return state.previous * ((state.start + options.windowMs - now) / options.windowMs) + state.count;
+  }
+
+  /** Drops every key whose two windows have both ended. */
+  sweep(): void {
+    const now = this.#clock();
+    for (const [mapKey, state] of this.#states) {
+      if (state.start + 2 * state.windowMs <= now) this.#states.delete(mapKey);
+    }
+  }
+
+  /** Keys currently held (for tests of boundedness). */
+  get size(): number {
+    return this.#states.size;
+  }
+}
