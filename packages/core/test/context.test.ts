@@ -1,0 +1,157 @@
+// req.tollgate: request ids kept, generated and echoed; settle runs each listener exactly once, errors contained.
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import express from 'express';
+import request from 'supertest';
+import { getContext, onSettleError, requestContext, type UsageRecord } from '@tollgate/core';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+const reported: unknown[] = [];
+beforeAll(() => onSettleError((error) => reported.push(error)));
+afterAll(() => onSettleError(() => undefined));
+
+function echoApp() {
+  const app = express();
+  app.use(requestContext());
+  app.get('/', (req, res) => {
+    res.json({ requestId: req.tollgate.requestId });
+  });
+  return app;
+}
+
+/** Resolves with the next settle of a request that reaches `app`'s handler. */
+function settledOnce(handler: (req: express.Request, res: express.Response) => void) {
+  const calls: (UsageRecord | undefined)[] = [];
+  let done!: () => void;
+  const finished = new Promise<void>((resolve) => (done = resolve));
+  const app = express();
+  app.use(requestContext());
+  app.get('/', (req, res) => {
+    req.tollgate.onSettle((record) => {
+      calls.push(record);
+      done();
+    });
+    handler(req, res);
+  });
+  return { app, calls, finished };
+}
+
+describe('request id', () => {
+  it('keeps a valid incoming x-request-id and echoes it', async () => {
+    const response = await request(echoApp()).get('/').set('x-request-id', 'req_01:abc.def@edge-7');
+    expect(response.headers['x-request-id']).toBe('req_01:abc.def@edge-7');
+    expect(response.body.requestId).toBe('req_01:abc.def@edge-7');
+  });
+
+  it('generates one when none is sent, and echoes it', async () => {
+    const response = await request(echoApp()).get('/');
+    expect(response.body.requestId).toMatch(UUID);
+    expect(response.headers['x-request-id']).toBe(response.body.requestId);
+  });
+
+  it.each([
+    ['spaces', 'has spaces in it'],
+    ['header injection characters', 'abc\u00e9'],
+    ['too long', 'a'.repeat(129)],
+    ['empty', ''],
+  ])('replaces an invalid one (%s)', async (_label, value) => {
+    const response = await request(echoApp()).get('/').set('x-request-id', value);
+    expect(response.body.requestId).toMatch(UUID);
+    expect(response.headers['x-request-id']).toBe(response.body.requestId);
+  });
+
+  it('creates the context once per request, on first use', async () => {
+    const app = express();
+    app.get('/', (req, res) => {
+      const first = getContext(req, res);
+      res.json({ same: getContext(req, res) === first && req.tollgate === first });
+    });
+    const response = await request(app).get('/');
+    expect(response.body.same).toBe(true);
+    expect(response.headers['x-request-id']).toMatch(UUID);
+  });
+});
+
+describe('settle', () => {
+  it('runs every listener exactly once, however often settle is called', async () => {
+    const app = express();
+    const counts = { a: 0, b: 0, late: 0 };
+    let settledFlags: boolean[] = [];
+    app.get('/', async (req, res) => {
+      const context = getContext(req, res);
+      context.metered = true;
+      context.onSettle(() => void counts.a++);
+      context.onSettle(async () => void counts.b++);
+      settledFlags.push(context.settled);
+      await Promise.all([context.settle(undefined), context.settle(undefined)]);
+      await context.settle(undefined);
+      settledFlags.push(context.settled);
+      context.onSettle(() => void counts.late++);
+      res.json({});
+    });
+    settledFlags = [];
+    await request(app).get('/');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(counts).toEqual({ a: 1, b: 1, late: 1 });
+    expect(settledFlags).toEqual([false, true]);
+  });
+
+  it('hands the record to listeners and keeps it as context.usage', async () => {
+    const record = { requestId: 'r1', costNanoUsd: 42 } as UsageRecord;
+    const seen: (UsageRecord | undefined)[] = [];
+    const app = express();
+    app.get('/', async (req, res) => {
+      const context = getContext(req, res);
+      context.metered = true;
+      context.onSettle((r) => void seen.push(r));
+      await context.settle(record);
+      res.json({ usage: context.usage });
+    });
+    const response = await request(app).get('/');
+    expect(seen).toEqual([record]);
+    expect(response.body.usage).toEqual(record);
+  });
+
+  it('contains listener errors (sync and async) and still runs the others', async () => {
+    reported.length = 0;
+    let ran = 0;
+    const app = express();
+    app.get('/', async (req, res) => {
+      const context = getContext(req, res);
+      context.metered = true;
+      context.onSettle(() => {
+        throw new Error('sync boom');
+      });
+      context.onSettle(async () => {
+        throw new Error('async boom');
+      });
+      context.onSettle(() => void ran++);
+      await context.settle(undefined);
+      res.json({ ok: true });
+    });
+    const response = await request(app).get('/');
+    expect(response.status).toBe(200);
+    expect(ran).toBe(1);
+    expect(reported.map((e) => (e as Error).message).sort()).toEqual(['async boom', 'sync boom']);
+  });
+
+  it('settles with undefined when the response closes and nothing metered the request', async () => {
+    const { app, calls, finished } = settledOnce((_req, res) => void res.json({ ok: true }));
+    await request(app).get('/');
+    await finished;
+    expect(calls).toEqual([undefined]);
+  });
+
+  it('leaves settling to the meter when one took charge', async () => {
+    let context: ReturnType<typeof getContext> | undefined;
+    const app = express();
+    app.get('/', (req, res) => {
+      context = getContext(req, res);
+      context.metered = true;
+      res.json({ ok: true });
+    });
+    await request(app).get('/');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(context?.settled).toBe(false);
+  });
+});
