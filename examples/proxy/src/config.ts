@@ -1,0 +1,414 @@
+// The proxy's JSON config (DESIGN.md "Example proxy contract"): its types and a validator that names the faulty field.
+import { closestName, isCalendarPeriod, TollgateError } from '@tollgate/core';
+import type { CalendarPeriod } from '@tollgate/core';
+
+export interface BudgetConfig {
+  /** The most that may be spent per period, in USD. */
+  usd: number;
+  /** UTC calendar period the budget resets on. @default "month" */
+  period: CalendarPeriod;
+  /** Fraction of `usd` (0..1] at which the soft-limit event fires and downgrades start. */
+  softLimit?: number;
+}
+
+export interface UpstreamConfig {
+  /** e.g. `https://api.openai.com/v1` or `https://api.anthropic.com`. */
+  baseUrl: string;
+  /** Name of the environment variable holding the upstream key (preferred over `apiKey`). */
+  apiKeyEnv?: string;
+  /** The upstream key itself (prefer `apiKeyEnv`: config files get copied around). */
+  apiKey?: string;
+  /** The wire format this upstream speaks. @default the upstream's name when "openai"/"anthropic", else "openai" */
+  api?: 'openai' | 'anthropic';
+  /** Sent to Anthropic upstreams when the client sent none. @default "2023-06-01" */
+  anthropicVersion?: string;
+  /** Milliseconds to open the TCP/TLS connection. @default 10000 */
+  connectTimeoutMs?: number;
+  /** Milliseconds from sending the request to the response headers (first byte). @default 120000 */
+  firstByteTimeoutMs?: number;
+  /** Milliseconds the response body may stay silent between chunks. @default 120000 */
+  idleTimeoutMs?: number;
+}
+
+export interface ModelConfig {
+  /** Which upstream serves the model (a key of `upstreams`, or openai/anthropic). */
+  provider: string;
+  inputPerMTok: number;
+  cachedInputPerMTok?: number;
+  cacheWritePerMTok?: number;
+  outputPerMTok: number;
+}
+
+export interface TierConfig {
+  requestsPerMinute?: number;
+  tokensPerMinute?: number;
+  /** Model allowlist: exact ids, `prefix*`, or `*`. @default ["*"] */
+  models?: string[];
+  /** Output cap applied to every request of the tier (clamped, or set when absent). */
+  maxOutputTokens?: number;
+  /** Requests in flight at once per key. */
+  maxConcurrent?: number;
+}
+
+export interface TenantConfig {
+  tier?: string;
+  budget?: BudgetConfig;
+  /** Model substitutions applied once the tenant passed a budget's soft limit. */
+  downgrade?: Record<string, string>;
+  models?: string[];
+}
+
+export interface KeyConfig {
+  id: string;
+  /** SHA-256 hex of the whole key string. */
+  sha256: string;
+  tenant?: string;
+  user?: string;
+  feature?: string;
+  tier?: string;
+  scopes?: string[];
+  models?: string[];
+  budget?: BudgetConfig;
+  /** ISO 8601; the key stops working then. */
+  expiresAt?: string;
+  disabled?: boolean;
+}
+
+export interface JwtConfig {
+  issuer?: string;
+  audience?: string;
+  /** A static JWKS (`{ "keys": [...] }`). */
+  jwks?: { keys: Record<string, unknown>[] };
+  /** A remote JWKS URL (fetched and cached). */
+  jwksUrl?: string;
+  tenantClaim?: string;
+  tierClaim?: string;
+  scopeClaim?: string;
+  userClaim?: string;
+  algorithms?: string[];
+}
+
+export interface GlobalConfig {
+  requestsPerMinute?: number;
+  tokensPerMinute?: number;
+  budget?: BudgetConfig;
+}
+
+export interface ProxyConfig {
+  port?: number;
+  redisUrl?: string;
+  /** Prefix of every Redis key the proxy writes (several deployments may share one Redis). @default "tollgate:" */
+  redisPrefix?: string;
+  /** Path of the JSONL usage log. */
+  usageLog?: string;
+  /** PostgreSQL URL of the usage ledger (also read by `pnpm tollgate report`). */
+  postgresUrl?: string;
+  /** SHA-256 hex of the admin key that opens `/admin/*`. Without it the admin routes answer 404. */
+  adminKeySha256?: string;
+  /** Largest accepted JSON body: bytes, or a string like "1mb". @default "1mb" */
+  bodyLimit?: number | string;
+  /** Tier of identities that name none (keys without tier or tenant tier). @default "free" when defined */
+  defaultTier?: string;
+  /** Scope every proxied route requires; omit to require none. */
+  requiredScope?: string;
+  upstreams?: Record<string, UpstreamConfig>;
+  models?: Record<string, ModelConfig>;
+  tiers?: Record<string, TierConfig>;
+  tenants?: Record<string, TenantConfig>;
+  keys?: KeyConfig[];
+  jwt?: JwtConfig;
+  global?: GlobalConfig;
+}
+
+export class ConfigError extends TollgateError {
+  constructor(message: string) {
+    super('ERR_TG_PROXY_INVALID_CONFIG', `Invalid proxy config: ${message}`);
+  }
+}
+
+type Json = Record<string, unknown>;
+
+function fail(message: string): never {
+  throw new ConfigError(message);
+}
+
+function isObject(value: unknown): value is Json {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function objectAt(value: unknown, path: string): Json {
+  if (!isObject(value)) fail(`${path} must be an object`);
+  return value;
+}
+
+function knownFields(value: Json, path: string, known: readonly string[]): void {
+  for (const name of Object.keys(value)) {
+    if (known.includes(name)) continue;
+    const hint = closestName(name, known);
+    fail(`${path ? `${path} has` : 'the config has'} no field "${name}"${hint ? `; did you mean "${hint}"?` : ''} (known: ${known.join(', ')})`);
+  }
+}
+
+function positiveInteger(value: unknown, path: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) fail(`${path} must be a positive integer`);
+  return value;
+}
+
+function nonNegativeNumber(value: unknown, path: string): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) fail(`${path} must be a number >= 0`);
+  return value;
+}
+
+function nonEmptyString(value: unknown, path: string): string {
+  if (typeof value !== 'string' || value.trim().length === 0) fail(`${path} must be a non-empty string`);
+  return value;
+}
+
+function stringList(value: unknown, path: string): string[] {
+  if (!Array.isArray(value)) fail(`${path} must be an array of strings`);
+  return value.map((item, i) => nonEmptyString(item, `${path}[${i}]`));
+}
+
+function httpUrl(value: unknown, path: string, protocols: readonly string[]): string {
+  const text = nonEmptyString(value, path);
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    fail(`${path} must be a URL (${protocols.join(' or ')}); got ${JSON.stringify(text)}`);
+  }
+  if (!protocols.includes(url.protocol)) fail(`${path} must use ${protocols.join(' or ')}; got ${JSON.stringify(url.protocol)}`);
+  return text;
+}
+
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+function sha256Hex(value: unknown, path: string): string {
+  if (typeof value !== 'string' || !SHA256_HEX.test(value)) fail(`${path} must be a SHA-256 hex digest (64 lowercase hex characters)`);
+  return value;
+}
+
+/** Entries of a JSON object as a null-prototype record, so names like "constructor" are plain keys. */
+function recordOf<T>(value: unknown, path: string, parseEntry: (entry: unknown, entryPath: string, name: string) => T): Record<string, T> {
+  const object = objectAt(value, path);
+  const record = Object.create(null) as Record<string, T>;
+  for (const [name, entry] of Object.entries(object)) {
+    if (name.length === 0) fail(`${path} has an empty name`);
+    record[name] = parseEntry(entry, `${path}.${name}`, name);
+  }
+  return record;
+}
+
+function parseBudget(value: unknown, path: string): BudgetConfig {
+  const budget = objectAt(value, path);
+  knownFields(budget, path, ['usd', 'period', 'softLimit']);
+  const usd = budget.usd;
+  if (typeof usd !== 'number' || !Number.isFinite(usd) || usd <= 0 || usd > 1e9) fail(`${path}.usd must be a positive number of USD (at most 1e9)`);
+  const period = budget.period ?? 'month';
+  if (!isCalendarPeriod(period)) fail(`${path}.period must be "hour", "day" or "month"`);
+  const result: BudgetConfig = { usd, period };
+  if (budget.softLimit !== undefined) {
+    const soft = budget.softLimit;
+    if (typeof soft !== 'number' || !(soft > 0 && soft <= 1)) fail(`${path}.softLimit must be a fraction greater than 0 and at most 1`);
+    result.softLimit = soft;
+  }
+  return result;
+}
+
+function parseUpstream(value: unknown, path: string, name: string): UpstreamConfig {
+  const upstream = objectAt(value, path);
+  knownFields(upstream, path, ['baseUrl', 'apiKeyEnv', 'apiKey', 'api', 'anthropicVersion', 'connectTimeoutMs', 'firstByteTimeoutMs', 'idleTimeoutMs']);
+  const result: UpstreamConfig = { baseUrl: httpUrl(upstream.baseUrl, `${path}.baseUrl`, ['http:', 'https:']).replace(/\/+$/, '') };
+  if (upstream.apiKeyEnv !== undefined) {
+    const env = nonEmptyString(upstream.apiKeyEnv, `${path}.apiKeyEnv`);
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(env)) fail(`${path}.apiKeyEnv must be an environment variable name`);
+    result.apiKeyEnv = env;
+  }
+  if (upstream.apiKey !== undefined) result.apiKey = nonEmptyString(upstream.apiKey, `${path}.apiKey`);
+  const api = upstream.api ?? (name === 'anthropic' ? 'anthropic' : 'openai');
+  if (api !== 'openai' && api !== 'anthropic') fail(`${path}.api must be "openai" or "anthropic"`);
+  result.api = api;
+  if (upstream.anthropicVersion !== undefined) result.anthropicVersion = nonEmptyString(upstream.anthropicVersion, `${path}.anthropicVersion`);
+  for (const field of ['connectTimeoutMs', 'firstByteTimeoutMs', 'idleTimeoutMs'] as const) {
+    if (upstream[field] !== undefined) result[field] = positiveInteger(upstream[field], `${path}.${field}`);
+  }
+  return result;
+}
+
+function parseModel(value: unknown, path: string): ModelConfig {
+  const model = objectAt(value, path);
+  knownFields(model, path, ['provider', 'inputPerMTok', 'cachedInputPerMTok', 'cacheWritePerMTok', 'outputPerMTok']);
+  const result: ModelConfig = {
+    provider: nonEmptyString(model.provider, `${path}.provider`),
+    inputPerMTok: nonNegativeNumber(model.inputPerMTok, `${path}.inputPerMTok`),
+    outputPerMTok: nonNegativeNumber(model.outputPerMTok, `${path}.outputPerMTok`),
+  };
+  if (model.cachedInputPerMTok !== undefined) result.cachedInputPerMTok = nonNegativeNumber(model.cachedInputPerMTok, `${path}.cachedInputPerMTok`);
+  if (model.cacheWritePerMTok !== undefined) result.cacheWritePerMTok = nonNegativeNumber(model.cacheWritePerMTok, `${path}.cacheWritePerMTok`);
+  return result;
+}
+
+function parseTier(value: unknown, path: string): TierConfig {
+  const tier = objectAt(value, path);
+  knownFields(tier, path, ['requestsPerMinute', 'tokensPerMinute', 'models', 'maxOutputTokens', 'maxConcurrent']);
+  const result: TierConfig = {};
+  for (const field of ['requestsPerMinute', 'tokensPerMinute', 'maxOutputTokens', 'maxConcurrent'] as const) {
+    if (tier[field] !== undefined) result[field] = positiveInteger(tier[field], `${path}.${field}`);
+  }
+  if (tier.models !== undefined) result.models = stringList(tier.models, `${path}.models`);
+  return result;
+}
+
+function parseDowngrade(value: unknown, path: string): Record<string, string> {
+  return recordOf(value, path, (entry, entryPath) => nonEmptyString(entry, entryPath));
+}
+
+function parseTenant(value: unknown, path: string): TenantConfig {
+  const tenant = objectAt(value, path);
+  knownFields(tenant, path, ['tier', 'budget', 'downgrade', 'models']);
+  const result: TenantConfig = {};
+  if (tenant.tier !== undefined) result.tier = nonEmptyString(tenant.tier, `${path}.tier`);
+  if (tenant.budget !== undefined) result.budget = parseBudget(tenant.budget, `${path}.budget`);
+  if (tenant.downgrade !== undefined) result.downgrade = parseDowngrade(tenant.downgrade, `${path}.downgrade`);
+  if (tenant.models !== undefined) result.models = stringList(tenant.models, `${path}.models`);
+  return result;
+}
+
+function parseKey(value: unknown, path: string): KeyConfig {
+  const key = objectAt(value, path);
+  knownFields(key, path, ['id', 'sha256', 'tenant', 'user', 'feature', 'tier', 'scopes', 'models', 'budget', 'expiresAt', 'disabled']);
+  const result: KeyConfig = { id: nonEmptyString(key.id, `${path}.id`), sha256: sha256Hex(key.sha256, `${path}.sha256`) };
+  for (const field of ['tenant', 'user', 'feature', 'tier'] as const) {
+    if (key[field] !== undefined) result[field] = nonEmptyString(key[field], `${path}.${field}`);
+  }
+  if (key.scopes !== undefined) result.scopes = stringList(key.scopes, `${path}.scopes`);
+  if (key.models !== undefined) result.models = stringList(key.models, `${path}.models`);
+  if (key.budget !== undefined) result.budget = parseBudget(key.budget, `${path}.budget`);
+  if (key.expiresAt !== undefined) {
+    const expiresAt = nonEmptyString(key.expiresAt, `${path}.expiresAt`);
+    if (Number.isNaN(Date.parse(expiresAt))) fail(`${path}.expiresAt must be an ISO 8601 date-time`);
+    result.expiresAt = expiresAt;
+  }
+  if (key.disabled !== undefined) {
+    if (typeof key.disabled !== 'boolean') fail(`${path}.disabled must be true or false`);
+    result.disabled = key.disabled;
+  }
+  return result;
+}
+
+function parseJwt(value: unknown, path: string): JwtConfig {
+  const jwt = objectAt(value, path);
+  knownFields(jwt, path, ['issuer', 'audience', 'jwks', 'jwksUrl', 'tenantClaim', 'tierClaim', 'scopeClaim', 'userClaim', 'algorithms']);
+  const result: JwtConfig = {};
+  for (const field of ['issuer', 'audience', 'tenantClaim', 'tierClaim', 'scopeClaim', 'userClaim'] as const) {
+    if (jwt[field] !== undefined) result[field] = nonEmptyString(jwt[field], `${path}.${field}`);
+  }
+  if (jwt.jwks !== undefined) {
+    const jwks = objectAt(jwt.jwks, `${path}.jwks`);
+    if (!Array.isArray(jwks.keys) || !jwks.keys.every(isObject)) fail(`${path}.jwks.keys must be an array of JWK objects`);
+    result.jwks = { keys: jwks.keys };
+  }
+  if (jwt.jwksUrl !== undefined) result.jwksUrl = httpUrl(jwt.jwksUrl, `${path}.jwksUrl`, ['https:', 'http:']);
+  if (jwt.algorithms !== undefined) result.algorithms = stringList(jwt.algorithms, `${path}.algorithms`);
+  if (result.jwks === undefined && result.jwksUrl === undefined) fail(`${path} needs "jwks" or "jwksUrl"`);
+  return result;
+}
+
+function parseGlobal(value: unknown, path: string): GlobalConfig {
+  const global = objectAt(value, path);
+  knownFields(global, path, ['requestsPerMinute', 'tokensPerMinute', 'budget']);
+  const result: GlobalConfig = {};
+  if (global.requestsPerMinute !== undefined) result.requestsPerMinute = positiveInteger(global.requestsPerMinute, `${path}.requestsPerMinute`);
+  if (global.tokensPerMinute !== undefined) result.tokensPerMinute = positiveInteger(global.tokensPerMinute, `${path}.tokensPerMinute`);
+  if (global.budget !== undefined) result.budget = parseBudget(global.budget, `${path}.budget`);
+  return result;
+}
+
+const TOP_LEVEL = [
+  'port', 'redisUrl', 'redisPrefix', 'usageLog', 'postgresUrl', 'adminKeySha256', 'bodyLimit', 'defaultTier', 'requiredScope',
+  'upstreams', 'models', 'tiers', 'tenants', 'keys', 'jwt', 'global',
+] as const;
+
+/**
+ * Validates a parsed JSON config and returns a clean copy. Throws ConfigError naming the
+ * first faulty field (e.g. `tiers.free.requestsPerMinute must be a positive integer`).
+ */
+export function validateConfig(input: unknown): ProxyConfig {
+  const raw = objectAt(input, 'the config');
+  knownFields(raw, '', TOP_LEVEL);
+  const config: ProxyConfig = {};
+  if (raw.port !== undefined) {
+    const port = raw.port;
+    if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) fail('port must be an integer from 0 to 65535');
+    config.port = port;
+  }
+  if (raw.redisUrl !== undefined) config.redisUrl = httpUrl(raw.redisUrl, 'redisUrl', ['redis:', 'rediss:']);
+  if (raw.redisPrefix !== undefined) config.redisPrefix = nonEmptyString(raw.redisPrefix, 'redisPrefix');
+  if (raw.usageLog !== undefined) config.usageLog = nonEmptyString(raw.usageLog, 'usageLog');
+  if (raw.postgresUrl !== undefined) config.postgresUrl = httpUrl(raw.postgresUrl, 'postgresUrl', ['postgres:', 'postgresql:']);
+  if (raw.adminKeySha256 !== undefined) config.adminKeySha256 = sha256Hex(raw.adminKeySha256, 'adminKeySha256');
+  if (raw.bodyLimit !== undefined) {
+    const limit = raw.bodyLimit;
+    const ok = (typeof limit === 'number' && Number.isSafeInteger(limit) && limit > 0) || (typeof limit === 'string' && /^\d+(\.\d+)?\s*(b|kb|mb|gb)?$/i.test(limit.trim()));
+    if (!ok) fail('bodyLimit must be a positive number of bytes or a size like "1mb"');
+    config.bodyLimit = limit as number | string;
+  }
+  if (raw.defaultTier !== undefined) config.defaultTier = nonEmptyString(raw.defaultTier, 'defaultTier');
+  if (raw.requiredScope !== undefined) config.requiredScope = nonEmptyString(raw.requiredScope, 'requiredScope');
+  if (raw.upstreams !== undefined) config.upstreams = recordOf(raw.upstreams, 'upstreams', parseUpstream);
+  if (raw.models !== undefined) config.models = recordOf(raw.models, 'models', parseModel);
+  if (raw.tiers !== undefined) config.tiers = recordOf(raw.tiers, 'tiers', parseTier);
+  if (raw.tenants !== undefined) config.tenants = recordOf(raw.tenants, 'tenants', parseTenant);
+  if (raw.keys !== undefined) {
+    if (!Array.isArray(raw.keys)) fail('keys must be an array');
+    config.keys = raw.keys.map((key, i) => parseKey(key, `keys[${i}]`));
+  }
+  if (raw.jwt !== undefined) config.jwt = parseJwt(raw.jwt, 'jwt');
+  if (raw.global !== undefined) config.global = parseGlobal(raw.global, 'global');
+  checkReferences(config);
+  return config;
+}
+
+/** Names that point elsewhere in the config must exist there. */
+function checkReferences(config: ProxyConfig): void {
+  const tiers = config.tiers ?? {};
+  const tenants = config.tenants ?? {};
+  const hasTier = (name: string) => Object.hasOwn(tiers, name);
+  const tierHint = (name: string) => {
+    const hint = closestName(name, Object.keys(tiers));
+    return hint ? `; did you mean "${hint}"?` : '';
+  };
+  if (config.defaultTier !== undefined && !hasTier(config.defaultTier)) fail(`defaultTier names an unknown tier "${config.defaultTier}"${tierHint(config.defaultTier)}`);
+  for (const [name, tenant] of Object.entries(tenants)) {
+    if (tenant.tier !== undefined && !hasTier(tenant.tier)) fail(`tenants.${name}.tier names an unknown tier "${tenant.tier}"${tierHint(tenant.tier)}`);
+  }
+  const ids = new Set<string>();
+  const hashes = new Set<string>();
+  (config.keys ?? []).forEach((key, i) => {
+    if (key.tier !== undefined && !hasTier(key.tier)) fail(`keys[${i}].tier names an unknown tier "${key.tier}"${tierHint(key.tier)}`);
+    if (key.tenant !== undefined && !Object.hasOwn(tenants, key.tenant)) {
+      const hint = closestName(key.tenant, Object.keys(tenants));
+      fail(`keys[${i}].tenant names an unknown tenant "${key.tenant}"${hint ? `; did you mean "${hint}"?` : ''}`);
+    }
+    if (ids.has(key.id)) fail(`keys[${i}].id "${key.id}" is used twice`);
+    if (hashes.has(key.sha256)) fail(`keys[${i}].sha256 is used twice`);
+    ids.add(key.id);
+    hashes.add(key.sha256);
+  });
+  const upstreams = config.upstreams;
+  for (const [name, model] of Object.entries(config.models ?? {})) {
+    const known = upstreams ? Object.hasOwn(upstreams, model.provider) : model.provider === 'openai' || model.provider === 'anthropic';
+    if (!known) fail(`models.${name}.provider names "${model.provider}", which is not ${upstreams ? 'a key of upstreams' : '"openai" or "anthropic" (the mock serves only those)'}`);
+  }
+}
+
+/** Parses JSON text and validates it; JSON syntax errors become ConfigErrors too. */
+export function parseConfig(text: string, source = 'the config'): ProxyConfig {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(`${source} is not valid JSON: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  return validateConfig(parsed);
+}

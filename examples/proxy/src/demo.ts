@@ -1,0 +1,56 @@
+// The zero-config demo: a free and a pro tenant with fresh keys, so `pnpm start` works offline against the mock.
+import { createHash, randomInt } from 'node:crypto';
+import type { ProxyConfig } from './config.js';
+
+export interface DemoKey {
+  tenant: string;
+  tier: string;
+  /** The key itself: shown once at start, never stored. */
+  key: string;
+}
+
+const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+
+/** A key in the tollgate format (`tgk_` + 40 base62 characters, ~238 bits). */
+export function newDemoKey(): string {
+  let body = '';
+  for (let i = 0; i < 40; i++) body += BASE62[randomInt(BASE62.length)];
+  return `tgk_${body}`;
+}
+
+/** The demo config: two tiers, two tenants, one key each; the keys are returned for printing. */
+export function createDemoConfig(): { config: ProxyConfig; keys: DemoKey[] } {
+  const free = newDemoKey();
+  const pro = newDemoKey();
+  const sha256 = (key: string) => createHash('sha256').update(key).digest('hex');
+  const config: ProxyConfig = {
+    tiers: {
+      free: { requestsPerMinute: 5, tokensPerMinute: 20_000, models: ['gpt-4o-mini', 'claude-haiku-4-5'], maxOutputTokens: 512 },
+      pro: { requestsPerMinute: 600, tokensPerMinute: 2_000_000, models: ['*'] },
+    },
+    tenants: {
+      'demo-free': { tier: 'free', budget: { usd: 1, period: 'day' } },
+      'demo-pro': { tier: 'pro', budget: { usd: 100, period: 'month', softLimit: 0.8 }, downgrade: { 'gpt-4o': 'gpt-4o-mini' } },
+    },
+    keys: [
+      { id: 'demo-free-key', sha256: sha256(free), tenant: 'demo-free', user: 'demo', scopes: ['chat'] },
+      { id: 'demo-pro-key', sha256: sha256(pro), tenant: 'demo-pro', user: 'demo', scopes: ['chat'] },
+    ],
+  };
+  return { config, keys: [{ tenant: 'demo-free', tier: 'free', key: free }, { tenant: 'demo-pro', tier: 'pro', key: pro }] };
+}
+
+/** The banner printed at start: the keys, and a curl line that works as printed. */
+export function demoBanner(keys: DemoKey[], port: number): string {
+  const lines = ['', 'tollgate demo: no TOLLGATE_CONFIG, so in-memory stores and the built-in mock provider.', 'Demo keys (shown once, valid until this process stops):'];
+  for (const key of keys) lines.push(`  ${key.tenant.padEnd(10)} tier ${key.tier.padEnd(5)} ${key.key}`);
+  const first = keys[0]!;
+  lines.push(
+    '',
+    'Try it:',
+    `  curl -s http://localhost:${port}/v1/chat/completions -H "Authorization: Bearer ${first.key}" -H "content-type: application/json" \\`,
+    `    -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello!"}]}'`,
+    '',
+  );
+  return lines.join('\n');
+}

@@ -1,0 +1,102 @@
+// Entry point of `pnpm start`: reads TOLLGATE_CONFIG, PORT and REDIS_URL, builds the proxy and serves it.
+import { readFileSync } from 'node:fs';
+import type { Server } from 'node:http';
+import type { TollgateStores } from '@tollgate/core';
+import { createProxyApp } from './app.js';
+import { ConfigError, parseConfig } from './config.js';
+import type { ProxyConfig } from './config.js';
+import { createDemoConfig, demoBanner } from './demo.js';
+import type { DemoKey } from './demo.js';
+import { createStores } from './stores.js';
+
+const DEFAULT_PORT = 8787;
+
+interface StartPlan {
+  config: ProxyConfig;
+  port: number;
+  redisUrl?: string;
+  demoKeys: DemoKey[];
+}
+
+function planStart(env: NodeJS.ProcessEnv): StartPlan {
+  let config: ProxyConfig;
+  let demoKeys: DemoKey[] = [];
+  const path = env.TOLLGATE_CONFIG;
+  if (path) {
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (error) {
+      throw new ConfigError(`cannot read TOLLGATE_CONFIG=${path}: ${(error as Error).message}`);
+    }
+    config = parseConfig(text, `TOLLGATE_CONFIG (${path})`);
+  } else {
+    ({ config, keys: demoKeys } = createDemoConfig());
+  }
+  let port = config.port ?? DEFAULT_PORT;
+  if (env.PORT !== undefined && env.PORT !== '') {
+    const fromEnv = Number(env.PORT);
+    if (!Number.isInteger(fromEnv) || fromEnv < 0 || fromEnv > 65535) throw new ConfigError(`PORT must be an integer from 0 to 65535; got ${JSON.stringify(env.PORT)}`);
+    port = fromEnv;
+  }
+  const redisUrl = env.REDIS_URL || config.redisUrl;
+  return { config, port, demoKeys, ...(redisUrl ? { redisUrl } : {}) };
+}
+
+async function start(): Promise<void> {
+  let plan: StartPlan;
+  try {
+    plan = planStart(process.env);
+  } catch (error) {
+    console.error(error instanceof Error ? error.message : String(error));
+    process.exit(1);
+  }
+  const { config, port, redisUrl, demoKeys } = plan;
+
+  let stores: TollgateStores;
+  try {
+    stores = await createStores({ redisUrl, redisPrefix: config.redisPrefix });
+  } catch (error) {
+    console.error(`tollgate proxy: cannot open the stores: ${error instanceof Error ? error.message : String(error)}`);
+    process.exit(1);
+  }
+
+  let app: ReturnType<typeof createProxyApp>;
+  try {
+    app = createProxyApp(config, { stores });
+  } catch (error) {
+    console.error(error instanceof Error ? error.message : String(error));
+    await stores.close();
+    process.exit(1);
+  }
+
+  const server: Server = app.listen(port, () => {
+    const address = server.address();
+    const actualPort = typeof address === 'object' && address ? address.port : port;
+    console.log(`tollgate proxy listening on http://localhost:${actualPort} (stores: ${stores.kind}, upstreams: ${config.upstreams ? Object.keys(config.upstreams).join(', ') : 'built-in mock'})`);
+    if (demoKeys.length > 0) console.log(demoBanner(demoKeys, actualPort));
+  });
+  server.on('error', (error) => {
+    console.error(`tollgate proxy: cannot listen on port ${port}: ${error.message}`);
+    process.exit(1);
+  });
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`tollgate proxy: ${signal}, closing`);
+    server.close();
+    server.closeIdleConnections();
+    // In-flight streams get a moment to finish (and settle) before the rest is cut.
+    const force = setTimeout(() => server.closeAllConnections(), 5000);
+    force.unref();
+    server.once('close', () => {
+      void app.close().then(() => stores.close()).finally(() => process.exit(0));
+    });
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+void start();

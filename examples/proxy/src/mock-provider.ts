@@ -1,0 +1,380 @@
+// The built-in mock provider: OpenAI chat + Responses and Anthropic messages, JSON and SSE, with deterministic usage and failure knobs.
+import { randomBytes } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
+import express from 'express';
+import type { Express, Request, Response } from 'express';
+import { countPromptTokens, DEFAULT_REPLY_TOKENS, mockReply } from './mock-reply.js';
+import type { MockReply } from './mock-reply.js';
+
+export type MockApi = 'openai.chat' | 'openai.responses' | 'anthropic.messages';
+
+/**
+ * What the mock does with the next requests. Mutable at run time (`mock.behavior.failure = 'hang'`)
+ * so one mock can serve several tests.
+ */
+export interface MockBehavior {
+  /** Delay before the response starts, ms. @default 0 */
+  latencyMs?: number;
+  /** Delay between stream events, ms. @default 0 */
+  chunkDelayMs?: number;
+  /** Reply length in tokens before any output cap. @default 24 */
+  replyTokens?: number;
+  /**
+   * `error500`: answer 500 in the provider's error shape; `rateLimit`: 429 with `retry-after`;
+   * `hang`: never send headers; `hangMidStream`: send headers and the first event, then nothing;
+   * `reset`: destroy the connection without an answer. @default "none"
+   */
+  failure?: 'none' | 'error500' | 'rateLimit' | 'hang' | 'hangMidStream' | 'reset';
+  /** `retry-after` seconds on `rateLimit`. @default 7 */
+  retryAfterSeconds?: number;
+  /** When set, requests must carry this key (`Authorization: Bearer` or `x-api-key`), else 401. */
+  requireApiKey?: string;
+}
+
+export interface MockRequestLog {
+  path: string;
+  headers: IncomingHttpHeaders;
+  body: unknown;
+}
+
+export interface MockProvider {
+  /** The mock as an express app (listen on a port to use it as an upstream). */
+  app: Express;
+  /** A handler per API, for mounting in-process behind the proxy's middleware (expects a parsed JSON body). */
+  handlers: Record<MockApi, (req: Request, res: Response) => void>;
+  behavior: MockBehavior;
+  /** The last 100 requests seen, newest last (headers included, to prove what was forwarded). */
+  requests: MockRequestLog[];
+  /** Ends every response the mock holds open (hanging ones included). */
+  close(): void;
+}
+
+type Body = Record<string, unknown>;
+
+class MockBadRequest extends Error {
+  constructor(readonly param: string, message: string) {
+    super(message);
+  }
+}
+
+function isBody(value: unknown): value is Body {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function optionalPositiveInteger(body: Body, field: string): number | undefined {
+  const value = body[field];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) throw new MockBadRequest(field, `${field} must be a positive integer`);
+  return value;
+}
+
+function requireModel(body: Body): string {
+  if (typeof body.model !== 'string' || body.model.length === 0) throw new MockBadRequest('model', 'model is required and must be a string');
+  return body.model;
+}
+
+function requireStreamFlag(body: Body): boolean {
+  if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') throw new MockBadRequest('stream', 'stream must be a boolean');
+  return body.stream === true;
+}
+
+function requireMessages(body: Body): unknown[] {
+  if (!Array.isArray(body.messages) || body.messages.length === 0) throw new MockBadRequest('messages', 'messages must be a non-empty array');
+  body.messages.forEach((message, i) => {
+    if (!isBody(message) || typeof message.role !== 'string') throw new MockBadRequest(`messages[${i}]`, `messages[${i}] must be an object with a role`);
+  });
+  return body.messages;
+}
+
+const id = (prefix: string) => `${prefix}${randomBytes(12).toString('hex')}`;
+const nowSeconds = () => Math.floor(Date.now() / 1000);
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
+
+interface Plan {
+  model: string;
+  stream: boolean;
+  includeUsage: boolean;
+  inputTokens: number;
+  reply: MockReply;
+}
+
+function planRequest(api: MockApi, body: Body, replyTokens: number): Plan {
+  const model = requireModel(body);
+  const stream = requireStreamFlag(body);
+  if (api === 'openai.chat') {
+    const messages = requireMessages(body);
+    const cap = optionalPositiveInteger(body, 'max_completion_tokens') ?? optionalPositiveInteger(body, 'max_tokens');
+    const options = body.stream_options;
+    const includeUsage = isBody(options) && options.include_usage === true;
+    return { model, stream, includeUsage, inputTokens: countPromptTokens({ messages }), reply: mockReply(replyTokens, cap) };
+  }
+  if (api === 'openai.responses') {
+    const input = body.input;
+    if (typeof input !== 'string' && !Array.isArray(input)) throw new MockBadRequest('input', 'input must be a string or an array');
+    const cap = optionalPositiveInteger(body, 'max_output_tokens');
+    return { model, stream, includeUsage: true, inputTokens: countPromptTokens({ input, instructions: body.instructions }), reply: mockReply(replyTokens, cap) };
+  }
+  const messages = requireMessages(body);
+  const cap = optionalPositiveInteger(body, 'max_tokens');
+  if (cap === undefined) throw new MockBadRequest('max_tokens', 'max_tokens: Field required');
+  return { model, stream, includeUsage: true, inputTokens: countPromptTokens({ messages, system: body.system }), reply: mockReply(replyTokens, cap) };
+}
+
+function sendJson(res: Response, status: number, payload: unknown, headers: Record<string, string> = {}): void {
+  if (res.headersSent || res.destroyed) return;
+  res.status(status).set(headers).json(payload);
+}
+
+function sendError(res: Response, api: MockApi, status: number, type: string, message: string, param: string | null = null, headers: Record<string, string> = {}): void {
+  const payload = api === 'anthropic.messages'
+    ? { type: 'error', error: { type, message } }
+    : { error: { message, type, param, code: null } };
+  sendJson(res, status, payload, headers);
+}
+
+/** Writes SSE events in order, pausing between them; stops quietly when the client left. */
+async function writeEvents(res: Response, events: { event?: string; data: unknown }[], delayMs: number, stopAfter?: number): Promise<void> {
+  res.status(200).set({ 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' });
+  res.flushHeaders();
+  for (let i = 0; i < events.length; i++) {
+    if (res.destroyed || res.writableEnded) return;
+    if (stopAfter !== undefined && i >= stopAfter) return; // hang: keep the stream open, send nothing more
+    const { event, data } = events[i]!;
+    res.write(`${event ? `event: ${event}\n` : ''}data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
+    if (delayMs > 0) await sleep(delayMs);
+  }
+  res.end();
+}
+
+function chatUsage(plan: Plan) {
+  return {
+    prompt_tokens: plan.inputTokens,
+    completion_tokens: plan.reply.outputTokens,
+    total_tokens: plan.inputTokens + plan.reply.outputTokens,
+    prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+    completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
+  };
+}
+
+function chatJson(plan: Plan) {
+  return {
+    id: id('chatcmpl-'),
+    object: 'chat.completion',
+    created: nowSeconds(),
+    model: plan.model,
+    choices: [{ index: 0, message: { role: 'assistant', content: plan.reply.text, refusal: null, annotations: [] }, logprobs: null, finish_reason: plan.reply.truncated ? 'length' : 'stop' }],
+    usage: chatUsage(plan),
+    service_tier: 'default',
+    system_fingerprint: 'fp_tollgate_mock',
+  };
+}
+
+function chatEvents(plan: Plan): { data: unknown }[] {
+  const base = { id: id('chatcmpl-'), object: 'chat.completion.chunk', created: nowSeconds(), model: plan.model, service_tier: 'default', system_fingerprint: 'fp_tollgate_mock' };
+  // With include_usage every chunk carries `usage: null` and one last chunk with `choices: []` carries the usage.
+  const usageNull = plan.includeUsage ? { usage: null } : {};
+  const chunk = (delta: Record<string, unknown>, finishReason: string | null) => ({ ...base, choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }], ...usageNull });
+  const events: { data: unknown }[] = [{ data: chunk({ role: 'assistant', content: '', refusal: null }, null) }];
+  for (const piece of plan.reply.pieces) events.push({ data: chunk({ content: piece }, null) });
+  events.push({ data: chunk({}, plan.reply.truncated ? 'length' : 'stop') });
+  if (plan.includeUsage) events.push({ data: { ...base, choices: [], usage: chatUsage(plan) } });
+  events.push({ data: '[DONE]' });
+  return events;
+}
+
+function responsesUsage(plan: Plan) {
+  return {
+    input_tokens: plan.inputTokens,
+    input_tokens_details: { cached_tokens: 0 },
+    output_tokens: plan.reply.outputTokens,
+    output_tokens_details: { reasoning_tokens: 0 },
+    total_tokens: plan.inputTokens + plan.reply.outputTokens,
+  };
+}
+
+function responseObject(plan: Plan, responseId: string, messageId: string, createdAt: number, body: Body, done: boolean) {
+  const status = !done ? 'in_progress' : plan.reply.truncated ? 'incomplete' : 'completed';
+  return {
+    id: responseId,
+    object: 'response',
+    created_at: createdAt,
+    status,
+    error: null,
+    incomplete_details: done && plan.reply.truncated ? { reason: 'max_output_tokens' } : null,
+    instructions: typeof body.instructions === 'string' ? body.instructions : null,
+    max_output_tokens: typeof body.max_output_tokens === 'number' ? body.max_output_tokens : null,
+    model: plan.model,
+    output: done ? [messageItem(plan, messageId, 'completed')] : [],
+    parallel_tool_calls: true,
+    previous_response_id: null,
+    reasoning: { effort: null, summary: null },
+    store: false,
+    temperature: 1,
+    text: { format: { type: 'text' } },
+    tool_choice: 'auto',
+    tools: [],
+    top_p: 1,
+    truncation: 'disabled',
+    usage: done ? responsesUsage(plan) : null,
+    user: null,
+    metadata: {},
+  };
+}
+
+function messageItem(plan: Plan, messageId: string, status: 'in_progress' | 'completed') {
+  const done = status === 'completed';
+  return {
+    type: 'message',
+    id: messageId,
+    status: done && plan.reply.truncated ? 'incomplete' : status,
+    role: 'assistant',
+    content: done ? [{ type: 'output_text', text: plan.reply.text, annotations: [], logprobs: [] }] : [],
+  };
+}
+
+function responsesEvents(plan: Plan, body: Body): { event: string; data: unknown }[] {
+  const responseId = id('resp_');
+  const messageId = id('msg_');
+  const createdAt = nowSeconds();
+  const events: { event: string; data: Record<string, unknown> }[] = [];
+  const push = (type: string, data: Record<string, unknown>) => events.push({ event: type, data: { type, sequence_number: events.length, ...data } });
+  push('response.created', { response: responseObject(plan, responseId, messageId, createdAt, body, false) });
+  push('response.in_progress', { response: responseObject(plan, responseId, messageId, createdAt, body, false) });
+  push('response.output_item.added', { output_index: 0, item: messageItem(plan, messageId, 'in_progress') });
+  push('response.content_part.added', { item_id: messageId, output_index: 0, content_index: 0, part: { type: 'output_text', text: '', annotations: [], logprobs: [] } });
+  for (const piece of plan.reply.pieces) push('response.output_text.delta', { item_id: messageId, output_index: 0, content_index: 0, delta: piece, logprobs: [] });
+  push('response.output_text.done', { item_id: messageId, output_index: 0, content_index: 0, text: plan.reply.text, logprobs: [] });
+  push('response.content_part.done', { item_id: messageId, output_index: 0, content_index: 0, part: { type: 'output_text', text: plan.reply.text, annotations: [], logprobs: [] } });
+  push('response.output_item.done', { output_index: 0, item: messageItem(plan, messageId, 'completed') });
+  const final = responseObject(plan, responseId, messageId, createdAt, body, true);
+  push(final.status === 'incomplete' ? 'response.incomplete' : 'response.completed', { response: final });
+  return events;
+}
+
+function anthropicUsage(plan: Plan, outputTokens: number) {
+  return { input_tokens: plan.inputTokens, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: outputTokens, service_tier: 'standard' };
+}
+
+function anthropicJson(plan: Plan) {
+  return {
+    id: id('msg_'),
+    type: 'message',
+    role: 'assistant',
+    model: plan.model,
+    content: [{ type: 'text', text: plan.reply.text }],
+    stop_reason: plan.reply.truncated ? 'max_tokens' : 'end_turn',
+    stop_sequence: null,
+    usage: anthropicUsage(plan, plan.reply.outputTokens),
+  };
+}
+
+function anthropicEvents(plan: Plan): { event: string; data: unknown }[] {
+  const start = { ...anthropicJson(plan), content: [], stop_reason: null, usage: anthropicUsage(plan, 1) };
+  const events: { event: string; data: unknown }[] = [
+    { event: 'message_start', data: { type: 'message_start', message: start } },
+    { event: 'content_block_start', data: { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } } },
+    { event: 'ping', data: { type: 'ping' } },
+  ];
+  for (const piece of plan.reply.pieces) events.push({ event: 'content_block_delta', data: { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: piece } } });
+  events.push({ event: 'content_block_stop', data: { type: 'content_block_stop', index: 0 } });
+  // message_delta usage is cumulative: the whole output so far, not an increment.
+  events.push({
+    event: 'message_delta',
+    data: { type: 'message_delta', delta: { stop_reason: plan.reply.truncated ? 'max_tokens' : 'end_turn', stop_sequence: null }, usage: { output_tokens: plan.reply.outputTokens } },
+  });
+  events.push({ event: 'message_stop', data: { type: 'message_stop' } });
+  return events;
+}
+
+function presentedKey(headers: IncomingHttpHeaders): string | undefined {
+  const auth = headers.authorization;
+  if (typeof auth === 'string' && auth.startsWith('Bearer ')) return auth.slice(7);
+  const apiKey = headers['x-api-key'];
+  return typeof apiKey === 'string' ? apiKey : undefined;
+}
+
+/** A mock of the three provider APIs. Behavior knobs are read per request, so tests may flip them. */
+export function createMockProvider(initial: MockBehavior = {}): MockProvider {
+  const behavior: MockBehavior = { ...initial };
+  const requests: MockRequestLog[] = [];
+  const open = new Set<Response>();
+
+  const handle = (api: MockApi) =>
+    async function mockProviderHandler(req: Request, res: Response): Promise<void> {
+      requests.push({ path: req.path, headers: { ...req.headers }, body: req.body as unknown });
+      if (requests.length > 100) requests.shift();
+      open.add(res);
+      res.once('close', () => open.delete(res));
+      try {
+        const failure = behavior.failure ?? 'none';
+        if (behavior.requireApiKey !== undefined && presentedKey(req.headers) !== behavior.requireApiKey) {
+          sendError(res, api, 401, api === 'anthropic.messages' ? 'authentication_error' : 'invalid_request_error', 'Incorrect API key provided.');
+          return;
+        }
+        if ((behavior.latencyMs ?? 0) > 0) await sleep(behavior.latencyMs!);
+        if (failure === 'reset') {
+          req.socket.destroy();
+          return;
+        }
+        if (failure === 'hang') return; // hold the request open until the client gives up or close() runs
+        if (failure === 'error500') {
+          sendError(res, api, 500, api === 'anthropic.messages' ? 'api_error' : 'server_error', 'The mock provider failed on purpose.');
+          return;
+        }
+        if (failure === 'rateLimit') {
+          const retryAfter = String(behavior.retryAfterSeconds ?? 7);
+          sendError(res, api, 429, api === 'anthropic.messages' ? 'rate_limit_error' : 'requests', 'Mock provider rate limit reached.', null, { 'retry-after': retryAfter });
+          return;
+        }
+        const body = req.body as unknown;
+        if (!isBody(body)) throw new MockBadRequest('body', 'The request body must be a JSON object.');
+        const plan = planRequest(api, body, behavior.replyTokens ?? DEFAULT_REPLY_TOKENS);
+        const hangAfter = failure === 'hangMidStream' ? 1 : undefined;
+        const delay = behavior.chunkDelayMs ?? 0;
+        if (api === 'openai.chat') {
+          if (plan.stream) await writeEvents(res, chatEvents(plan), delay, hangAfter);
+          else sendJson(res, 200, chatJson(plan));
+        } else if (api === 'openai.responses') {
+          if (plan.stream) await writeEvents(res, responsesEvents(plan, body), delay, hangAfter);
+          else sendJson(res, 200, responseObject(plan, id('resp_'), id('msg_'), nowSeconds(), body, true));
+        } else if (plan.stream) await writeEvents(res, anthropicEvents(plan), delay, hangAfter);
+        else sendJson(res, 200, anthropicJson(plan));
+      } catch (error) {
+        if (error instanceof MockBadRequest) sendError(res, api, 400, 'invalid_request_error', error.message, error.param);
+        else sendError(res, api, 500, 'server_error', 'mock provider bug');
+      }
+    };
+
+  const handlers: Record<MockApi, (req: Request, res: Response) => void> = {
+    'openai.chat': handle('openai.chat'),
+    'openai.responses': handle('openai.responses'),
+    'anthropic.messages': handle('anthropic.messages'),
+  };
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.use(express.json({ limit: '10mb' }));
+  for (const prefix of ['', '/v1']) {
+    app.post(`${prefix}/chat/completions`, handlers['openai.chat']);
+    app.post(`${prefix}/responses`, handlers['openai.responses']);
+    app.post(`${prefix}/messages`, handlers['anthropic.messages']);
+  }
+  app.use(function mockNotFound(_req: Request, res: Response) {
+    sendJson(res, 404, { error: { message: 'Not found', type: 'invalid_request_error', param: null, code: 'not_found' } });
+  });
+  app.use(function mockBadBody(error: unknown, _req: Request, res: Response, _next: (err?: unknown) => void) {
+    const status = typeof error === 'object' && error !== null && typeof (error as { status?: unknown }).status === 'number' ? (error as { status: number }).status : 500;
+    sendJson(res, status, { error: { message: 'Bad request body', type: 'invalid_request_error', param: null, code: null } });
+  });
+
+  return {
+    app,
+    handlers,
+    behavior,
+    requests,
+    close() {
+      for (const res of open) res.destroy();
+      open.clear();
+    },
+  };
+}
