@@ -47,7 +47,8 @@ export class MemoryKeyStore implements KeyStore {
     return true;
   }
 
+  /** Every record, sorted by id. */
   async list(): Promise<ApiKeyRecord[]> {
-    return [...this.#byId.values()].map((record) => structuredClone(record));
+    return [...this.#byId.values()].map((record) => structuredClone(record)).sort((a, b) => a.id.localeCompare(b.id));
   }
 }

@@ -66,19 +66,21 @@ export class MemoryReservationLedger implements ReservationLedger {
     if (existing && existing.expiresAt > now) return { ok: true, id: request.id, amount: existing.amount };
     if (existing) this.#drop(request.id, existing);
 
+    // A scope named twice would be charged twice and released once.
+    const scopes = [...new Map(request.scopes.map((scope) => [scope.key, scope] as const)).values()];
     const wanted = Math.max(0, request.amount);
     const least = Math.min(wanted, Math.max(0, request.minAmount ?? wanted));
     let grant = wanted;
-    for (const { key, limit, expiresAt } of request.scopes) {
+    for (const { key, limit, expiresAt } of scopes) {
       const scope = this.#live(key, now);
       const remaining = Math.max(0, limit - (scope ? scope.spent + scope.reserved : 0));
       if (remaining < least) return { ok: false, scope: key, limit, remaining, resetAt: expiresAt };
       grant = Math.min(grant, remaining);
     }
 
-    const reservation: Reservation = { amount: grant, expiresAt: now + request.ttlMs, scopes: request.scopes.map((s) => ({ ...s })) };
+    const reservation: Reservation = { amount: grant, expiresAt: now + request.ttlMs, scopes: scopes.map((s) => ({ ...s })) };
     this.#reservations.set(request.id, reservation);
-    for (const { key, expiresAt } of request.scopes) {
+    for (const { key, expiresAt } of scopes) {
       const scope = this.#scope(key, expiresAt, now);
       scope.reserved += grant;
       scope.holders.add(request.id);

@@ -1,0 +1,93 @@
+// createRedisStores: every core store interface on one Redis, shared by every process that points at it.
+import { assertKnownOptions, TollgateError, type TollgateStores } from '@tollgate/core';
+import { connectUrl, useClient, useSendCommand, type Connection, type RedisClientLike } from './connection.js';
+import { RedisKeyStore } from './key-store.js';
+import type { SendCommand } from './lua.js';
+import { RedisReservationLedger } from './reservation-ledger.js';
+import { RedisWindowCounter } from './window-counter.js';
+
+export interface RedisStoresOptions {
+  /**
+   * Redis URL for a client tollgate creates, connects and closes. Give at most one of `url`,
+   * `client` and `sendCommand`.
+   * @default process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+   */
+  url?: string;
+  /** A node-redis v5 client you own (connected here if it is not open yet; never closed here). */
+  client?: RedisClientLike;
+  /**
+   * Sends one command as its argument strings and resolves with the reply: for any other
+   * client, or to route by key on Redis Cluster.
+   */
+  sendCommand?: SendCommand;
+  /**
+   * Put in front of every key, so several deployments can share one Redis. May not contain
+   * `{` or `}` (hash tags are tollgate's own).
+   * @default 'tollgate:'
+   */
+  prefix?: string;
+  /**
+   * Deadline for every store call in ms; past it the call rejects with core's
+   * `StoreTimeoutError` and the middleware's failure policy decides. 0 disables it.
+   * @default 500
+   */
+  timeoutMs?: number;
+}
+
+export interface RedisStores extends TollgateStores {
+  counter: RedisWindowCounter;
+  ledger: RedisReservationLedger;
+  keys: RedisKeyStore;
+  readonly kind: 'redis';
+  readonly prefix: string;
+  /**
+   * The same connection for other Redis users in tollgate (rate-limit-redis takes this), with
+   * the same deadline, so no package opens a client of its own.
+   */
+  sendCommand(args: string[]): Promise<unknown>;
+  /** True when Redis answered PING within the deadline. Never rejects. */
+  ping(): Promise<boolean>;
+}
+
+const OPTION_NAMES = ['url', 'client', 'sendCommand', 'prefix', 'timeoutMs'] as const;
+
+export function createRedisStores(options: RedisStoresOptions = {}): RedisStores {
+  assertKnownOptions(options, OPTION_NAMES, 'ERR_TG_REDIS_UNKNOWN_OPTION', 'createRedisStores');
+  const given = (['url', 'client', 'sendCommand'] as const).filter((name) => options[name] !== undefined);
+  if (given.length > 1) {
+    throw new TollgateError('ERR_TG_REDIS_CONFLICTING_OPTIONS', `createRedisStores() takes one of url, client or sendCommand; got ${given.join(' and ')}`);
+  }
+  const prefix = options.prefix ?? 'tollgate:';
+  if (typeof prefix !== 'string' || /[{}]/.test(prefix)) {
+    throw new TollgateError('ERR_TG_REDIS_INVALID_PREFIX', `prefix must be a string without "{" or "}" (tollgate adds its own hash tags); got ${JSON.stringify(prefix)}`);
+  }
+  const timeoutMs = options.timeoutMs ?? 500;
+  if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs < 0) {
+    throw new TollgateError('ERR_TG_REDIS_INVALID_TIMEOUT', `timeoutMs must be a number of ms >= 0; got ${JSON.stringify(timeoutMs)}`);
+  }
+  if (options.sendCommand !== undefined && typeof options.sendCommand !== 'function') {
+    throw new TollgateError('ERR_TG_REDIS_INVALID_SEND_COMMAND', 'sendCommand must be a function (args: string[]) => Promise<reply>');
+  }
+
+  let connection: Connection;
+  if (options.sendCommand) connection = useSendCommand(options.sendCommand, timeoutMs);
+  else if (options.client) connection = useClient(options.client, timeoutMs);
+  else connection = connectUrl(options.url ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', timeoutMs);
+
+  return {
+    counter: new RedisWindowCounter(connection, prefix),
+    ledger: new RedisReservationLedger(connection, prefix),
+    keys: new RedisKeyStore(connection, prefix),
+    kind: 'redis',
+    prefix,
+    sendCommand: (args) => connection.send(args, args[0] ?? 'command'),
+    async ping() {
+      try {
+        return (await connection.send(['PING'], 'ping')) === 'PONG';
+      } catch {
+        return false;
+      }
+    },
+    close: () => connection.close(),
+  };
+}

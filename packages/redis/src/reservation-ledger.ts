@@ -1,0 +1,69 @@
+// Reservation ledger on Redis: all-or-nothing reserve across scopes, settle once, expiry purged in-script.
+import type { LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, ScopeUsage, SettleResult } from '@tollgate/core';
+import type { Connection } from './connection.js';
+import * as scripts from './scripts.js';
+
+/**
+ * Every ledger key carries the same `{ledger}` hash tag, so the whole ledger sits in one Cluster
+ * slot. That is what makes a reserve across key, tenant, feature and global scopes one atomic
+ * script on Cluster, and lets settle reach the scopes named in the reservation record. It costs
+ * nothing in spread: every reserve touches the global scope anyway, so they would meet on one
+ * node regardless.
+ */
+export class RedisReservationLedger implements ReservationLedger {
+  readonly #base: string;
+
+  constructor(
+    private readonly connection: Connection,
+    prefix: string,
+  ) {
+    this.#base = `${prefix}{ledger}:`;
+  }
+
+  #send = (args: string[]) => this.connection.send(args, 'ledger');
+
+  #scopeKeys(key: string): [string, string] {
+    return [`${this.#base}scope:${key}`, `${this.#base}holds:${key}`];
+  }
+
+  #record(id: string): string {
+    return `${this.#base}res:${id}`;
+  }
+
+  async reserve(request: ReserveRequest): Promise<ReserveResult> {
+    // A scope named twice would be charged twice and released once.
+    const scopes = [...new Map(request.scopes.map((scope) => [scope.key, scope] as const)).values()];
+    const keys = [this.#record(request.id), ...scopes.flatMap((scope) => this.#scopeKeys(scope.key))];
+    const amount = Math.max(0, request.amount);
+    const least = Math.min(amount, Math.max(0, request.minAmount ?? amount));
+    const args: (string | number)[] = [amount, least, Math.max(1, Math.ceil(request.ttlMs)), request.id];
+    for (const scope of scopes) args.push(scope.limit, Math.ceil(scope.expiresAt));
+    const reply = (await scripts.reserve.run(this.#send, keys, args)) as unknown[];
+    if (reply[0] === 1) return { ok: true, id: request.id, amount: Number(reply[1]) };
+    const refused = scopes[Number(reply[1]) - 1] as LedgerScope;
+    return { ok: false, scope: refused.key, limit: refused.limit, remaining: Number(reply[2]), resetAt: refused.expiresAt };
+  }
+
+  async settle(id: string, actualAmount: number): Promise<SettleResult> {
+    const reply = (await scripts.settle.run(this.#send, [this.#record(id)], [actualAmount, id])) as unknown[];
+    return reply[0] === 1 ? { settled: true, reserved: Number(reply[1]) } : { settled: false, reserved: 0 };
+  }
+
+  release(id: string): Promise<SettleResult> {
+    return this.settle(id, 0);
+  }
+
+  async usage(keys: string[]): Promise<ScopeUsage[]> {
+    if (keys.length === 0) return [];
+    const reply = (await scripts.ledgerUsage.run(this.#send, keys.flatMap((key) => this.#scopeKeys(key)), [])) as unknown[];
+    return keys.map((key, i) => ({ key, spent: Number(reply[2 * i]), reserved: Number(reply[2 * i + 1]) }));
+  }
+
+  async adjustSpent(key: string, delta: number, expiresAt: number): Promise<void> {
+    await scripts.adjustSpent.run(this.#send, this.#scopeKeys(key), [delta, Math.ceil(expiresAt)]);
+  }
+
+  async resetScope(key: string): Promise<void> {
+    await scripts.resetScope.run(this.#send, this.#scopeKeys(key), []);
+  }
+}

@@ -1,0 +1,40 @@
+// Weighted sliding-window counter on Redis: one hash per (key, window size), one script per operation.
+import type { WindowCounter, WindowResult } from '@tollgate/core';
+import type { Connection } from './connection.js';
+import * as scripts from './scripts.js';
+
+export class RedisWindowCounter implements WindowCounter {
+  constructor(
+    private readonly connection: Connection,
+    private readonly prefix: string,
+  ) {}
+
+  /** The key's own {hash tag}: the two windows of one key live in one hash, so one slot. */
+  #key(key: string, windowMs: number): string {
+    return `${this.prefix}wc:{${key}}:${windowMs}`;
+  }
+
+  #send = (args: string[]) => this.connection.send(args, 'counter');
+
+  async consume(key: string, units: number, options: { limit: number; windowMs: number }): Promise<WindowResult> {
+    const { limit, windowMs } = options;
+    const reply = (await scripts.consumeWindow.run(this.#send, [this.#key(key, windowMs)], [units, windowMs, limit])) as unknown[];
+    return {
+      allowed: reply[0] === 1,
+      limit,
+      remaining: Number(reply[1]),
+      resetAt: Number(reply[2]),
+      retryAfterMs: Number(reply[3]),
+      windowStart: Number(reply[4]),
+    };
+  }
+
+  async adjust(key: string, delta: number, options: { windowMs: number; windowStart: number }): Promise<void> {
+    if (delta === 0) return;
+    await scripts.adjustWindow.run(this.#send, [this.#key(key, options.windowMs)], [delta, options.windowMs, options.windowStart]);
+  }
+
+  async peek(key: string, options: { windowMs: number }): Promise<number> {
+    return Number(await scripts.peekWindow.run(this.#send, [this.#key(key, options.windowMs)], [0, options.windowMs]));
+  }
+}
