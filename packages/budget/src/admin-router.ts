@@ -1,0 +1,88 @@
+// budgetAdminRouter: the operator's JSON view of budgets plus top-up and reset; mount it behind your admin auth.
+import express from 'express';
+import type { NextFunction, Request, Response, Router } from 'express';
+import { ApiError, assertKnownOptions, renderApiError } from '@tollgate/core';
+import type { ErrorRenderer } from '@tollgate/core';
+import { BUDGET_SCOPES } from './budget-plan.js';
+import type { BudgetGuard } from './budget-guard.js';
+import type { BudgetScope, BudgetSelector } from './types.js';
+
+export interface BudgetAdminRouterOptions {
+  /**
+   * Renders bad requests and unknown scopes.
+   * @default renderApiError from @tollgate/core
+   */
+  renderError?: ErrorRenderer;
+}
+
+const OPTION_NAMES = ['renderError'] as const satisfies readonly (keyof BudgetAdminRouterOptions)[];
+
+function selectorOf(req: Request): BudgetSelector {
+  const scope = req.params.scope as string;
+  if (!(BUDGET_SCOPES as readonly string[]).includes(scope)) {
+    throw new ApiError('invalid_request', `Unknown budget scope "${scope}"; use one of ${BUDGET_SCOPES.join(', ')}.`, { param: 'scope' });
+  }
+  const id = req.params.id as string | undefined;
+  if (scope !== 'global' && !id) throw new ApiError('invalid_request', `A ${scope} budget needs an id: /${scope}/<id>.`, { param: 'id' });
+  return scope === 'global' ? { scope } : { scope: scope as BudgetScope, id: id! };
+}
+
+function notFound(selector: BudgetSelector): ApiError {
+  return new ApiError('not_found', `No budget is configured for ${selector.scope}${selector.id === undefined ? '' : ` ${selector.id}`}.`);
+}
+
+/**
+ * Routes (relative to where it is mounted, e.g. `/admin/budgets`):
+ * - `GET /` every budget configured with a fixed id
+ * - `GET /global`, `GET /:scope/:id` one scope (also wildcard and dynamic budgets)
+ * - `POST /global/top-up`, `POST /:scope/:id/top-up` with `{ "usd": 10 }`: credit the current period
+ * - `POST /global/reset`, `POST /:scope/:id/reset`: forget the current period's spend
+ *
+ * It has no authentication of its own: put your admin auth in front of it.
+ */
+export function budgetAdminRouter(guard: BudgetGuard, options: BudgetAdminRouterOptions = {}): Router {
+  assertKnownOptions(options, OPTION_NAMES, 'ERR_TG_BUDGET_UNKNOWN_OPTION', 'budgetAdminRouter');
+  const render = options.renderError ?? renderApiError;
+  const router = express.Router();
+  router.use(express.json({ limit: '16kb' }));
+
+  router.get('/', async (_req, res) => {
+    res.json({ budgets: await guard.status() });
+  });
+
+  type Select = (req: Request) => BudgetSelector;
+  const showOne = (select: Select) => async (req: Request, res: Response) => {
+    const selector = select(req);
+    const budgets = await guard.status(selector);
+    if (budgets.length === 0) throw notFound(selector);
+    res.json({ budgets });
+  };
+
+  const topUp = (select: Select) => async (req: Request, res: Response) => {
+    const selector = select(req);
+    const usd = (req.body as { usd?: unknown } | undefined)?.usd;
+    if (typeof usd !== 'number' || !Number.isFinite(usd) || usd <= 0) throw new ApiError('invalid_request', 'A top-up needs a body like { "usd": 10 } with a positive amount.', { param: 'usd' });
+    if ((await guard.status(selector)).length === 0) throw notFound(selector);
+    res.json({ budgets: await guard.topUp(selector, usd) });
+  };
+
+  const reset = (select: Select) => async (req: Request, res: Response) => {
+    const selector = select(req);
+    if ((await guard.status(selector)).length === 0) throw notFound(selector);
+    res.json({ budgets: await guard.reset(selector) });
+  };
+
+  const global: Select = () => ({ scope: 'global' });
+  router.get('/global', showOne(global));
+  router.post('/global/top-up', topUp(global));
+  router.post('/global/reset', reset(global));
+  router.get('/:scope/:id', showOne(selectorOf));
+  router.post('/:scope/:id/top-up', topUp(selectorOf));
+  router.post('/:scope/:id/reset', reset(selectorOf));
+
+  router.use(function budgetAdminErrors(error: unknown, req: Request, res: Response, next: NextFunction) {
+    if (error instanceof ApiError) render(error, req, res);
+    else next(error);
+  });
+  return router;
+}

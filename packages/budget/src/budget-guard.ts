@@ -1,0 +1,332 @@
+// budgetGuard: reserve the most a request may cost against every budget before the call, settle the real cost after.
+import { randomUUID } from 'node:crypto';
+import type { NextFunction, Request, Response } from 'express';
+import {
+  ApiError,
+  TollgateError,
+  affordableOutputTokens,
+  assertKnownOptions,
+  createMemoryStores,
+  createPricing,
+  detectProviderApi,
+  formatUsd,
+  getContext,
+  maxCostNanoUsd,
+  modelFamilies,
+  parseDuration,
+  renderApiError,
+  setRequestOutputCap,
+  withTimeout,
+} from '@tollgate/core';
+import type { ErrorRenderer, Identity, LedgerScope, Pricing, ReservationLedger, ReserveResult, ResolvedPrice, UsageEstimate, UsageRecord } from '@tollgate/core';
+import { BudgetPlan, budgetWindow, softLimitThreshold } from './budget-plan.js';
+import type { BudgetPlanOptions, BudgetWindow } from './budget-plan.js';
+import { readBudgetStatus, resetBudgets, selectBudgets, topUpBudgets } from './budget-status.js';
+import type { BudgetBook } from './budget-status.js';
+import { SoftLimitMonitor } from './soft-limit.js';
+import type { BudgetSelector, BudgetStatus, SoftLimitEvent } from './types.js';
+import { createWebhookSender } from './webhook.js';
+import type { WebhookOptions } from './webhook.js';
+
+export interface BudgetGuardOptions extends BudgetPlanOptions {
+  /**
+   * Where reservations and spend live. Share one (e.g. `createRedisStores(...).ledger`) between
+   * processes that share budgets.
+   * @default an in-memory ledger of this guard alone
+   */
+  ledger?: ReservationLedger;
+  /**
+   * Prices used to clamp the output cap and to re-price a downgraded model. Use the same table
+   * as metering, or clamps will not match the estimate.
+   * @default createPricing()
+   */
+  pricing?: Pricing;
+  /**
+   * The smallest answer worth running: when a budget cannot pay for the input plus this many
+   * output tokens, the request is refused; otherwise the output cap is clamped to what it affords.
+   * @default 16
+   */
+  minOutputTokens?: number;
+  /**
+   * How long an unsettled reservation holds budget (a crashed process releases it after this).
+   * Make it longer than your longest stream.
+   * @default '10m'
+   */
+  reservationTtl?: number | string;
+  /**
+   * Time limit of each ledger call.
+   * @default '2s'
+   */
+  storeTimeout?: number | string;
+  /**
+   * When the ledger fails or times out: `'fail-closed'` answers 503, `'fail-open'` lets the request
+   * through unbudgeted.
+   * @default 'fail-closed'
+   */
+  onStoreError?: 'fail-closed' | 'fail-open';
+  /** Called once per budget per period when it crosses its soft limit. */
+  onSoftLimit?: (event: SoftLimitEvent) => void | Promise<void>;
+  /** POST each soft-limit event as JSON to this URL, retried with exponential backoff. */
+  webhook?: string | WebhookOptions;
+  /**
+   * Log each soft-limit event: `true` writes one JSON line to stderr, a function gets the event.
+   * @default true when neither `onSoftLimit` nor `webhook` is set, else false
+   */
+  log?: boolean | ((event: SoftLimitEvent) => void);
+  /**
+   * Clock for period boundaries, in epoch ms.
+   * @default Date.now
+   */
+  now?: () => number;
+  /**
+   * Renders refusals (429 `insufficient_quota`, 503 when the ledger is down).
+   * @default renderApiError from @tollgate/core
+   */
+  renderError?: ErrorRenderer;
+}
+
+/** The middleware, plus the operator calls on the budgets it guards. */
+export interface BudgetGuard {
+  (req: Request, res: Response, next: NextFunction): Promise<void>;
+  readonly ledger: ReservationLedger;
+  /** Spent, reserved, limit, remaining and reset time: of one scope, or of every budget configured with a fixed id. */
+  status(selector?: BudgetSelector): Promise<BudgetStatus[]>;
+  /** The budgets that apply to a caller, with their numbers. */
+  statusFor(identity: Identity): Promise<BudgetStatus[]>;
+  /** Credit `usd` to a scope's current period; returns its new status. */
+  topUp(selector: BudgetSelector, usd: number): Promise<BudgetStatus[]>;
+  /** Forget a scope's spend in the current period; returns its new status. */
+  reset(selector: BudgetSelector): Promise<BudgetStatus[]>;
+  /** Waits for soft-limit callbacks and webhook deliveries in flight. */
+  flush(): Promise<void>;
+  /** Flushes, stops webhook retries, and closes the in-memory ledger if the guard made it. */
+  close(): Promise<void>;
+}
+
+const OPTION_NAMES = [
+  'ledger', 'pricing', 'keys', 'users', 'tenants', 'features', 'global', 'budgets', 'softLimit', 'downgrade',
+  'minOutputTokens', 'reservationTtl', 'storeTimeout', 'onStoreError', 'onSoftLimit', 'webhook', 'log', 'now', 'renderError',
+] as const satisfies readonly (keyof BudgetGuardOptions)[];
+
+/** Beyond this, a Retry-After would only invite a client to wait for weeks: the message says when instead. */
+const MAX_RETRY_AFTER_MS = 3_600_000;
+const SETTLE_ATTEMPTS = 3;
+
+function optionError(message: string): TollgateError {
+  return new TollgateError('ERR_TG_BUDGET_INVALID_OPTION', message);
+}
+
+/** The downgrade target of `model` (dated ids match their family), if any. */
+function downgradeOf(model: string, map: ReadonlyMap<string, string>): string | undefined {
+  for (const family of modelFamilies(model)) {
+    const target = map.get(family);
+    if (target !== undefined && target !== model) return target;
+  }
+  return undefined;
+}
+
+/** `7d`, `24h`, `90m`, `45s`: the largest unit that divides the window. */
+function formatWindow(ms: number): string {
+  for (const [unit, size] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000]] as const) {
+    if (ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms / 1000}s`;
+}
+
+function describePeriod(window: BudgetWindow): string {
+  const { budget } = window;
+  return budget.period === 'rolling' ? `in its rolling ${formatWindow(budget.windowMs)} window` : `this ${budget.period}`;
+}
+
+export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
+  assertKnownOptions(options, OPTION_NAMES, 'ERR_TG_BUDGET_UNKNOWN_OPTION', 'budgetGuard');
+  const plan = new BudgetPlan(options satisfies BudgetPlanOptions);
+  const ownStores = options.ledger ? undefined : createMemoryStores();
+  const ledger = options.ledger ?? ownStores!.ledger;
+  const pricing = options.pricing ?? createPricing();
+  const minOutputTokens = options.minOutputTokens ?? 16;
+  if (!Number.isSafeInteger(minOutputTokens) || minOutputTokens < 1) throw optionError(`minOutputTokens must be a positive integer; got ${JSON.stringify(options.minOutputTokens)}`);
+  const ttlMs = parseDuration(options.reservationTtl ?? '10m', 'reservationTtl');
+  const storeTimeoutMs = parseDuration(options.storeTimeout ?? '2s', 'storeTimeout');
+  const failOpen = (options.onStoreError ?? 'fail-closed') === 'fail-open';
+  if (!['fail-closed', 'fail-open'].includes(options.onStoreError ?? 'fail-closed')) throw optionError(`onStoreError must be "fail-closed" or "fail-open"; got ${JSON.stringify(options.onStoreError)}`);
+  const now = options.now ?? Date.now;
+  const render = options.renderError ?? renderApiError;
+  const webhook = options.webhook === undefined ? undefined : createWebhookSender(options.webhook);
+  const logOption = options.log ?? (options.onSoftLimit === undefined && webhook === undefined);
+  const log = typeof logOption === 'function' ? logOption : logOption ? (event: SoftLimitEvent) => console.warn(JSON.stringify(event)) : undefined;
+  const monitor = new SoftLimitMonitor({ ledger, storeTimeoutMs, onSoftLimit: options.onSoftLimit, log, webhook });
+  const book: BudgetBook = { plan, ledger, monitor, now, storeTimeoutMs };
+  const mayDowngrade = plan.mayDowngrade;
+
+  let warnedNoEstimate = false;
+  let storeFailing = false;
+  const reportStoreError = (error: unknown) => {
+    if (storeFailing) return;
+    storeFailing = true;
+    process.emitWarning(`tollgate budget: the ledger failed (${error instanceof Error ? error.message : String(error)}); ${failOpen ? 'letting requests through unbudgeted' : 'refusing requests with 503'} until it answers again`);
+  };
+
+  /** Swaps the model for its downgrade when a budget that has one is past its soft limit. */
+  async function applyDowngrade(req: Request, estimate: UsageEstimate, windows: BudgetWindow[]): Promise<void> {
+    const candidates = windows.filter((w) => w.budget.downgrade && softLimitThreshold(w.budget) !== undefined && downgradeOf(estimate.model, w.budget.downgrade) !== undefined);
+    if (candidates.length === 0) return;
+    const usage = await withTimeout(ledger.usage(candidates.map((w) => w.head.key)), storeTimeoutMs, 'ledger.usage');
+    const past = candidates.find((w, i) => {
+      const spent = usage[i]?.spent ?? 0;
+      return spent > 0 && spent >= softLimitThreshold(w.budget)!;
+    });
+    if (!past) return;
+    const target = downgradeOf(estimate.model, past.budget.downgrade!)!;
+    const price = pricing.find(target);
+    if (!price) {
+      process.emitWarning(`tollgate budget: cannot downgrade ${estimate.model} to ${target}: ${target} has no price`);
+      return;
+    }
+    const ctx = req.tollgate;
+    ctx.requestedModel ??= estimate.model;
+    if (typeof req.body === 'object' && req.body !== null && 'model' in req.body) (req.body as Record<string, unknown>).model = target;
+    estimate.model = target;
+    estimate.provider = price.provider;
+    estimate.costNanoUsd = maxCostNanoUsd(estimate.inputTokens, estimate.maxOutputTokens, price);
+  }
+
+  /** Lowers the output cap so that `granted` pays for the whole answer: the reservation is an upper bound again. */
+  function clampOutput(req: Request, estimate: UsageEstimate, price: ResolvedPrice, granted: number): void {
+    const cap = Math.min(estimate.maxOutputTokens, affordableOutputTokens(granted, estimate.inputTokens, price));
+    const api = detectProviderApi(req.originalUrl ?? req.url);
+    if (api) setRequestOutputCap(req.body, api, cap);
+    estimate.maxOutputTokens = cap;
+    estimate.costNanoUsd = maxCostNanoUsd(estimate.inputTokens, cap, price);
+    estimate.totalTokens = estimate.inputTokens + cap;
+  }
+
+  function refusal(windows: BudgetWindow[], result: { scope: string; limit: number; remaining: number; resetAt: number }, needed: number): ApiError {
+    const window = windows.find((w) => w.scopes.some((s) => s.key === result.scope));
+    const label = window?.budget.label ?? result.scope;
+    const resetAt = new Date(result.resetAt).toISOString();
+    const when = window?.budget.period === 'rolling' ? `more frees up from ${resetAt} as older spend leaves the window` : `it resets at ${resetAt}`;
+    const period = window ? ` ${describePeriod(window)}` : '';
+    const message = `Budget exhausted for ${label}: ${formatUsd(result.remaining)} of ${formatUsd(result.limit)} left${period}, the request needs at least ${formatUsd(needed)}; ${when}.`;
+    const waitMs = result.resetAt - now();
+    const headers: Record<string, number> = {};
+    if (waitMs > 0 && waitMs <= MAX_RETRY_AFTER_MS) headers['retry-after'] = Math.ceil(waitMs / 1000);
+    return new ApiError('insufficient_quota', message, { headers });
+  }
+
+  async function settleReservation(id: string, granted: number, scopes: LedgerScope[], windows: BudgetWindow[], record: UsageRecord | undefined): Promise<void> {
+    // Nothing metered the request: charge what was reserved, the most it could have cost.
+    const actual = record ? Math.max(0, Math.ceil(record.costNanoUsd)) : granted;
+    let settled: boolean | undefined;
+    for (let attempt = 1; settled === undefined; attempt++) {
+      try {
+        settled = (await withTimeout(ledger.settle(id, actual), storeTimeoutMs, 'ledger.settle')).settled;
+      } catch (error) {
+        if (attempt >= SETTLE_ATTEMPTS) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
+      }
+    }
+    // The reservation outlived its TTL (a very long stream): the money was still spent.
+    if (!settled && actual > 0) {
+      await Promise.all(scopes.map((s) => withTimeout(ledger.adjustSpent(s.key, actual, s.expiresAt), storeTimeoutMs, 'ledger.adjustSpent')));
+    }
+    await monitor.check(windows, now());
+  }
+
+  async function reserveBudget(req: Request, res: Response, next: NextFunction): Promise<void> {
+    const ctx = getContext(req, res);
+    const estimate = ctx.estimate;
+    if (!estimate) {
+      if (!warnedNoEstimate) {
+        warnedNoEstimate = true;
+        process.emitWarning('tollgate budget: a request reached budgetGuard without req.tollgate.estimate; mount meter() before budgetGuard(). Such requests are not budgeted.');
+      }
+      next();
+      return;
+    }
+    const budgets = await plan.forIdentity(ctx.identity);
+    if (budgets.length === 0) {
+      next();
+      return;
+    }
+    const windows = budgets.map((budget) => budgetWindow(budget, now()));
+    const scopes = windows.flatMap((w) => w.scopes);
+    const id = `${ctx.requestId}:budget:${randomUUID()}`;
+    let reserving: Promise<ReserveResult> | undefined;
+    let result: ReserveResult;
+    let price: ResolvedPrice | undefined;
+    let amount: number;
+    let minAmount: number;
+    try {
+      if (mayDowngrade) await applyDowngrade(req, estimate, windows);
+      price = pricing.find(estimate.model);
+      amount = Math.max(0, Math.ceil(estimate.costNanoUsd));
+      // Without a price the cap cannot be clamped, so the whole amount is all-or-nothing.
+      minAmount = price ? Math.min(amount, maxCostNanoUsd(estimate.inputTokens, Math.min(minOutputTokens, estimate.maxOutputTokens), price)) : amount;
+      reserving = ledger.reserve({ id, amount, minAmount: minAmount < amount ? minAmount : undefined, scopes, ttlMs });
+      result = await withTimeout(reserving, storeTimeoutMs, 'ledger.reserve');
+      storeFailing = false;
+    } catch (error) {
+      // A reserve that lands after its timeout must not hold budget until its TTL.
+      void reserving?.then((late) => (late.ok ? ledger.release(id) : undefined)).catch(() => undefined);
+      reportStoreError(error);
+      if (failOpen) next();
+      else render(new ApiError('service_unavailable', 'The budget ledger is unavailable; try again shortly.', { headers: { 'retry-after': 5 }, cause: error }), req, res);
+      return;
+    }
+    if (!result.ok) {
+      render(refusal(windows, result, minAmount), req, res);
+      return;
+    }
+    const granted = result.amount;
+    if (granted < amount && price) clampOutput(req, estimate, price, granted);
+    if (ctx.settled || res.destroyed || res.writableEnded) {
+      // The client left while we reserved: nothing ran, nothing is owed.
+      await withTimeout(ledger.release(id), storeTimeoutMs, 'ledger.release').catch(reportStoreError);
+      return;
+    }
+    ctx.reservations.push({ kind: 'budget', id, amount: granted });
+    ctx.onSettle((record) => settleReservation(id, granted, scopes, windows, record));
+    next();
+  }
+
+  const guard = async function budgetGuardMiddleware(req: Request, res: Response, next: NextFunction): Promise<void> {
+    try {
+      await reserveBudget(req, res, next);
+    } catch (error) {
+      next(error);
+    }
+  } as BudgetGuard;
+
+  return Object.assign(guard, {
+    ledger,
+    async status(selector?: BudgetSelector) {
+      return readBudgetStatus(book, await selectBudgets(book, selector));
+    },
+    async statusFor(identity: Identity) {
+      return readBudgetStatus(book, await plan.forIdentity(identity));
+    },
+    async topUp(selector: BudgetSelector, usd: number) {
+      if (typeof usd !== 'number' || !Number.isFinite(usd) || usd <= 0) throw new RangeError(`a top-up is a positive number of USD; got ${JSON.stringify(usd)}`);
+      const budgets = await selectBudgets(book, selector);
+      await topUpBudgets(book, budgets, usd);
+      return readBudgetStatus(book, budgets);
+    },
+    async reset(selector: BudgetSelector) {
+      const budgets = await selectBudgets(book, selector);
+      await resetBudgets(book, budgets);
+      return readBudgetStatus(book, budgets);
+    },
+    flush: () => monitor.flush(),
+    async close() {
+      await monitor.flush();
+      webhook?.close();
+      await ownStores?.close();
+    },
+  });
+}
+
+/** Spent, reserved, limit, remaining and reset time per scope of a guard (all configured scopes without a selector). */
+export function getBudgetStatus(guard: BudgetGuard, selector?: BudgetSelector): Promise<BudgetStatus[]> {
+  return guard.status(selector);
+}

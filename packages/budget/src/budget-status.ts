@@ -1,0 +1,88 @@
+// The operator's side of budgets: what each scope spent, holds and has left, plus top-up and reset.
+import { nanoToUsd, usdToNano, withTimeout } from '@tollgate/core';
+import type { ReservationLedger } from '@tollgate/core';
+import { budgetWindow, softLimitThreshold } from './budget-plan.js';
+import type { BudgetPlan, ResolvedBudget } from './budget-plan.js';
+import type { SoftLimitMonitor } from './soft-limit.js';
+import type { BudgetSelector, BudgetStatus } from './types.js';
+
+/** What the operator calls need from a guard. */
+export interface BudgetBook {
+  plan: BudgetPlan;
+  ledger: ReservationLedger;
+  monitor: SoftLimitMonitor;
+  now: () => number;
+  storeTimeoutMs: number;
+}
+
+export async function readBudgetStatus(book: BudgetBook, budgets: ResolvedBudget[]): Promise<BudgetStatus[]> {
+  if (budgets.length === 0) return [];
+  const now = book.now();
+  const windows = budgets.map((budget) => budgetWindow(budget, now));
+  const usage = await withTimeout(book.ledger.usage(windows.map((w) => w.head.key)), book.storeTimeoutMs, 'ledger.usage');
+  return windows.map(({ budget, head }, i) => {
+    const spent = usage[i]?.spent ?? 0;
+    const reserved = usage[i]?.reserved ?? 0;
+    const remaining = Math.max(0, budget.limitNano - spent - reserved);
+    const threshold = softLimitThreshold(budget);
+    return {
+      scope: budget.scope,
+      id: budget.id,
+      period: budget.period,
+      key: head.key,
+      limitNanoUsd: budget.limitNano,
+      spentNanoUsd: spent,
+      reservedNanoUsd: reserved,
+      remainingNanoUsd: remaining,
+      limitUsd: nanoToUsd(budget.limitNano),
+      spentUsd: nanoToUsd(spent),
+      reservedUsd: nanoToUsd(reserved),
+      remainingUsd: nanoToUsd(remaining),
+      resetAt: new Date(head.expiresAt).toISOString(),
+      softLimit: budget.softLimit ?? null,
+      softLimitReached: threshold !== undefined && spent > 0 && spent >= threshold,
+    };
+  });
+}
+
+export async function selectBudgets(book: BudgetBook, selector?: BudgetSelector): Promise<ResolvedBudget[]> {
+  return selector ? book.plan.select(selector) : book.plan.configured();
+}
+
+/**
+ * Credits `usd` to the budget's current period (spent goes down, never below zero). A rolling
+ * budget is credited in every window that holds the current bucket, so the credit lasts as
+ * long as the spend it offsets.
+ */
+export async function topUpBudgets(book: BudgetBook, budgets: ResolvedBudget[], usd: number): Promise<void> {
+  const credit = usdToNano(usd);
+  const now = book.now();
+  await Promise.all(
+    budgets.map(async (budget) => {
+      const window = budgetWindow(budget, now);
+      await withTimeout(Promise.all(window.scopes.map((s) => book.ledger.adjustSpent(s.key, -credit, s.expiresAt))), book.storeTimeoutMs, 'ledger.adjustSpent');
+      const threshold = softLimitThreshold(budget);
+      if (threshold === undefined) return;
+      const [head] = await withTimeout(book.ledger.usage([window.head.key]), book.storeTimeoutMs, 'ledger.usage');
+      // Back under the soft limit: the next crossing in this period is news again.
+      if ((head?.spent ?? 0) < threshold) await forgetSoftLimit(book, window.softLimitMarker.key);
+    }),
+  );
+}
+
+/** Forgets the budget's spend in the current period (live reservations stay) and re-arms its soft limit. */
+export async function resetBudgets(book: BudgetBook, budgets: ResolvedBudget[]): Promise<void> {
+  const now = book.now();
+  await Promise.all(
+    budgets.map(async (budget) => {
+      const window = budgetWindow(budget, now);
+      await withTimeout(Promise.all(window.scopes.map((s) => book.ledger.resetScope(s.key))), book.storeTimeoutMs, 'ledger.resetScope');
+      await forgetSoftLimit(book, window.softLimitMarker.key);
+    }),
+  );
+}
+
+async function forgetSoftLimit(book: BudgetBook, markerKey: string): Promise<void> {
+  await withTimeout(book.ledger.resetScope(markerKey), book.storeTimeoutMs, 'ledger.resetScope');
+  book.monitor.forget(markerKey);
+}

@@ -1,0 +1,7 @@
+// @tollgate/budget: USD budgets reserved before the provider call and settled after, with soft limits and downgrades.
+export { budgetGuard, getBudgetStatus } from './budget-guard.js';
+export type { BudgetGuard, BudgetGuardOptions } from './budget-guard.js';
+export { budgetAdminRouter } from './admin-router.js';
+export type { BudgetAdminRouterOptions } from './admin-router.js';
+export type { WebhookOptions } from './webhook.js';
+export type { BudgetLimit, BudgetPeriod, BudgetScope, BudgetSelector, BudgetSpec, BudgetStatus, SoftLimitEvent } from './types.js';

@@ -1,0 +1,156 @@
+// Reserve before, clamp the output cap to what the budget affords, refuse with 429 insufficient_quota when it cannot pay for a minimal answer.
+import { afterAll, describe, expect, it } from '@jest/globals';
+import request from 'supertest';
+import { createMemoryStores } from '@tollgate/core';
+import { budgetGuard } from '@tollgate/budget';
+import type { BudgetGuardOptions } from '@tollgate/budget';
+import { INPUT_NANO, OUTPUT_NANO, createApp, eventually, pricing, usageOf } from './helpers.js';
+
+const NOW = Date.UTC(2026, 10, 22, 8, 30);
+const clock = () => NOW;
+const closers: (() => Promise<void>)[] = [];
+afterAll(async () => {
+  for (const close of closers) await close();
+});
+
+function setup(options: BudgetGuardOptions) {
+  const stores = createMemoryStores({ clock, sweepIntervalMs: 0 });
+  const guard = budgetGuard({ ledger: stores.ledger, pricing, now: clock, log: false, ...options });
+  closers.push(() => guard.close(), () => stores.close());
+  return { app: createApp(guard), guard, ledger: stores.ledger };
+}
+
+const TENANT_DAY = 'budget:tenant:acme:day:2026-11-22';
+
+describe('clamp', () => {
+  it('lowers max_tokens so the grant pays for the whole answer, and charges the real cost', async () => {
+    // $0.01 = 10,000,000 nano; 1000 input tokens cost 1,000,000; 4500 output tokens cost the other 9,000,000.
+    const { app, ledger } = setup({ tenants: { acme: { usd: 0.01, period: 'day' } } });
+    const response = await request(app).post('/v1/chat/completions').set('x-test-tenant', 'acme').send({ model: 'test-model', input_tokens: 1000, max_tokens: 10_000 });
+    expect(response.status).toBe(200);
+    expect(response.body.cap).toBe(4500);
+    expect(response.body.estimate).toMatchObject({ maxOutputTokens: 4500, costNanoUsd: 1000 * INPUT_NANO + 4500 * OUTPUT_NANO, totalTokens: 5500 });
+    await eventually(async () => (await usageOf(ledger, TENANT_DAY)).reserved === 0);
+    expect(await usageOf(ledger, TENANT_DAY)).toEqual({ spent: 10_000_000, reserved: 0 });
+  });
+
+  it('keeps the client field: max_completion_tokens on chat, max_output_tokens on responses', async () => {
+    const { app } = setup({ tenants: { acme: { usd: 0.002, period: 'day' } } });
+    const chat = await request(app).post('/v1/chat/completions').set('x-test-tenant', 'acme').send({ input_tokens: 0, max_completion_tokens: 5000, produce: 0 });
+    expect(chat.body.cap).toBe(1000);
+    const responses = await request(app).post('/v1/responses').set('x-test-tenant', 'acme').send({ input_tokens: 0, max_output_tokens: 5000, produce: 0 });
+    expect(responses.body.cap).toBe(1000);
+  });
+
+  it('leaves the request alone when the budget affords it', async () => {
+    const { app } = setup({ global: { usd: 1, period: 'month' } });
+    const response = await request(app).post('/v1/messages').send({ input_tokens: 100, max_tokens: 300 });
+    expect(response.status).toBe(200);
+    expect(response.body.cap).toBe(300);
+  });
+
+  it('clamps to the tightest of several scopes, in one reservation over all of them', async () => {
+    const { app, ledger, guard } = setup({
+      keys: { k1: { usd: 1, period: 'day' } },
+      tenants: { acme: { usd: 0.0011, period: 'hour' } },
+      global: { usd: 1, period: 'month' },
+    });
+    const response = await request(app).post('/v1/chat/completions').set('x-test-key', 'k1').set('x-test-tenant', 'acme').send({ input_tokens: 100, max_tokens: 2000, produce: 10 });
+    // 1,100,000 - 100,000 for the input leaves 1,000,000: 500 output tokens.
+    expect(response.body.cap).toBe(500);
+    await eventually(async () => (await usageOf(ledger, 'budget:global:month:2026-11')).reserved === 0);
+    const spent = 100 * INPUT_NANO + 10 * OUTPUT_NANO;
+    const status = await guard.status();
+    expect(status.map((s) => [s.scope, s.spentNanoUsd, s.reservedNanoUsd])).toEqual([
+      ['key', spent, 0],
+      ['tenant', spent, 0],
+      ['global', spent, 0],
+    ]);
+  });
+});
+
+describe('refusal', () => {
+  it('refuses with 429 insufficient_quota naming the scope, what remains and when it resets', async () => {
+    const { app } = setup({ tenants: { acme: { usd: 0.001, period: 'day' } } });
+    // 1000 input tokens use the whole $0.001: nothing is left for an answer.
+    const response = await request(app).post('/v1/chat/completions').set('x-test-tenant', 'acme').send({ input_tokens: 1000, max_tokens: 100 });
+    expect(response.status).toBe(429);
+    expect(response.headers['x-should-retry']).toBe('false');
+    expect(response.body.error.code).toBe('insufficient_quota');
+    expect(response.body.error.type).toBe('insufficient_quota');
+    expect(response.body.error.message).toBe(
+      'Budget exhausted for tenant acme: $0.001000 of $0.001000 left this day, the request needs at least $0.001032; it resets at 2026-11-23T00:00:00.000Z.',
+    );
+    // A day away is not worth a Retry-After; the message says when instead.
+    expect(response.headers['retry-after']).toBeUndefined();
+  });
+
+  it('refuses when the remaining budget cannot pay for input + minOutputTokens, allows at exactly that', async () => {
+    const { app } = setup({ tenants: { acme: { usd: 0.000_132, period: 'hour' } }, minOutputTokens: 16 });
+    // 100 input = 100,000 nano; 16 output = 32,000 nano: 132,000 is exactly the minimum.
+    const allowed = await request(app).post('/v1/chat/completions').set('x-test-tenant', 'acme').send({ input_tokens: 100, max_tokens: 1000, produce: 0 });
+    expect(allowed.status).toBe(200);
+    expect(allowed.body.cap).toBe(16);
+    const refused = await request(app).post('/v1/chat/completions').set('x-test-tenant', 'acme').send({ input_tokens: 101, max_tokens: 1000 });
+    expect(refused.status).toBe(429);
+    // An hourly budget resets soon enough for Retry-After to mean something: 08:30 -> 09:00.
+    expect(refused.headers['retry-after']).toBe('1800');
+    expect(refused.body.error.message).toContain('tenant acme');
+    expect(refused.body.error.message).toContain('2026-11-22T09:00:00.000Z');
+  });
+
+  it('names the first scope that refused when several apply', async () => {
+    const { app } = setup({ users: { bob: { usd: 0.0001, period: 'month' } }, global: { usd: 0.0001, period: 'day' } });
+    const response = await request(app).post('/v1/chat/completions').set('x-test-user', 'bob').send({ input_tokens: 1000 });
+    expect(response.status).toBe(429);
+    expect(response.body.error.message).toMatch(/^Budget exhausted for user bob: .* this month, .*resets at 2026-12-01T00:00:00.000Z\.$/);
+  });
+
+  it('lets requests without a budget, or without an estimate, through untouched', async () => {
+    const { app } = setup({ tenants: { acme: { usd: 0, period: 'day' } } });
+    const other = await request(app).post('/v1/chat/completions').set('x-test-tenant', 'globex').send({ max_tokens: 50 });
+    expect(other.status).toBe(200);
+    expect(other.body.cap).toBe(50);
+    // No meter in front: no estimate, so nothing to reserve (a warning says to mount meter() first).
+    const stores = createMemoryStores({ clock, sweepIntervalMs: 0 });
+    const guard = budgetGuard({ ledger: stores.ledger, pricing, global: { usd: 0 } });
+    closers.push(() => guard.close(), () => stores.close());
+    const unmetered = await request(createApp(guard, (_req, _res, next) => next())).post('/v1/chat/completions').send({ max_tokens: 50 });
+    expect(unmetered.status).toBe(200);
+  });
+});
+
+describe('budgets from code', () => {
+  it('uses wildcard entries and a function of the identity, keeping the smaller of two limits on one key', async () => {
+    const seen: string[] = [];
+    const { app, guard } = setup({
+      tenants: { '*': { usd: 5, period: 'month' } },
+      budgets: (identity) => {
+        seen.push(identity.keyId);
+        return [
+          { scope: 'tenant', id: identity.tenantId!, usd: 0.002, period: 'month' },
+          { scope: 'feature', id: 'search', usd: 1, period: 'rolling', window: '1d', buckets: 24 },
+        ];
+      },
+    });
+    const response = await request(app).post('/v1/chat/completions').set('x-test-tenant', 'initech').set('x-test-key', 'kk').send({ input_tokens: 0, max_tokens: 5000 });
+    expect(response.body.cap).toBe(1000);
+    expect(seen).toEqual(['kk']);
+    const [tenant] = await guard.status({ scope: 'tenant', id: 'initech' });
+    expect(tenant).toMatchObject({ limitNanoUsd: 2_000_000, period: 'month', key: 'budget:tenant:initech:month:2026-11' });
+  });
+
+  it('rejects bad budgets and unknown options at construction, with a hint', () => {
+    expect(() => budgetGuard({ tenants: { acme: { usd: -1 } } })).toThrow(/tenants\.acme: usd must be a number >= 0.*ERR_TG_BUDGET_INVALID_BUDGET/);
+    expect(() => budgetGuard({ global: { usd: 1, period: 'week' as 'day' } })).toThrow(/period must be "hour", "day", "month" or "rolling"/);
+    expect(() => budgetGuard({ global: { usd: 1, softLimit: 1.5 } })).toThrow(/0 < softLimit <= 1/);
+    expect(() => budgetGuard({ global: { usd: 1, period: 'rolling', window: '1h', buckets: 7 } })).toThrow(/window \/ buckets must be a whole number of ms/);
+    expect(() => budgetGuard({ softlimit: 0.8 } as BudgetGuardOptions)).toThrow(/no option "softlimit"; did you mean "softLimit"\?.*ERR_TG_BUDGET_UNKNOWN_OPTION/);
+  });
+
+  it('sends a bad dynamic budget to the error handler instead of guessing', async () => {
+    const { app } = setup({ budgets: () => [{ scope: 'team' as 'tenant', id: 'x', usd: 1 }] });
+    const response = await request(app).post('/v1/chat/completions').send({});
+    expect(response.status).toBe(500);
+  });
+});
