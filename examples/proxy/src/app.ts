@@ -1,15 +1,24 @@
 // createProxyApp: the OpenAI/Anthropic-compatible proxy as an express app, built from a validated config.
 import express from 'express';
-import type { Express, NextFunction, Request, Response } from 'express';
+import type { Express, NextFunction, Request, RequestHandler, Response } from 'express';
 import helmet from 'helmet';
-import { ApiError, apiErrorHandler, createMemoryStores, renderApiError, requestContext, withTimeout } from '@tollgate/core';
+import { budgetAdminRouter } from '@tollgate/budget';
+import { keyRecordsFromConfig } from '@tollgate/auth';
+import { ApiError, apiErrorHandler, createMemoryStores, createPricing, renderApiError, requestContext } from '@tollgate/core';
 import type { ProviderApi, TollgateStores } from '@tollgate/core';
 import { adminKeyAuth } from './admin-auth.js';
+import { adminKeysRouter } from './admin-keys-router.js';
+import { authMiddleware, permissionMiddleware } from './auth-setup.js';
+import { createBudgetGuard } from './budget-setup.js';
 import type { ProxyConfig } from './config.js';
+import { concurrencyMiddleware, requestLimitMiddleware, tierPolicyMiddleware, tokenLimitMiddleware } from './limits-setup.js';
+import { createMetering } from './metering-setup.js';
 import { createMockProvider } from './mock-provider.js';
 import type { MockProvider } from './mock-provider.js';
+import { modelsRoute } from './models-route.js';
 import { createProviderRouter } from './provider-routing.js';
 import { validateProviderRequest } from './request-validation.js';
+import { storesAnswer } from './stores.js';
 
 export interface ProxyDeps {
   /** Shared stores; the caller keeps ownership. @default in-memory stores owned (and closed) by the app */
@@ -39,45 +48,53 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   const log = deps.log ?? ((line: string) => console.error(line));
   const ownsStores = deps.stores === undefined;
   const stores = deps.stores ?? createMemoryStores();
+  const pricing = createPricing({ models: { ...config.models } });
   const mock = config.upstreams ? undefined : (deps.mock ?? createMockProvider());
-  const providers = createProviderRouter(config, { mock, env: deps.env });
-  const closers: (() => Promise<void> | void)[] = [() => providers.close()];
+  const providers = createProviderRouter(config, { mock, pricing, env: deps.env });
+  const budget = createBudgetGuard(config, stores, pricing, log);
+  const metering = createMetering(config, pricing, log);
+  const closers: (() => Promise<void> | void)[] = [() => providers.close(), () => budget.close(), () => metering.close()];
   if (ownsStores) closers.push(() => stores.close());
+
+  // DESIGN.md's order: auth -> tieredRateLimit -> meter (estimate) -> tokenRateLimit -> budgetGuard -> handler.
+  // Scope and tier rules sit with auth (a refused model costs no rate-limit slot); the tier's
+  // output cap is clamped before the estimate, so every reservation is a true upper bound.
+  const identify = authMiddleware(config, stores);
+  const permit = permissionMiddleware(config);
+  const chainBefore: RequestHandler[] = [...identify, ...permit, tierPolicyMiddleware(config), ...requestLimitMiddleware(config, stores)];
+  const chainAfter: RequestHandler[] = [...metering.middleware, ...tokenLimitMiddleware(config, stores), ...concurrencyMiddleware(config, stores), budget];
 
   const app = express() as unknown as ProxyApp;
   app.disable('x-powered-by');
-  app.set('trust proxy', false);
   app.use(helmet());
   app.use(requestContext());
   app.use(express.json({ limit: config.bodyLimit ?? '1mb', type: ['application/json', 'application/*+json'] }));
 
   app.get('/healthz', async function reportHealth(_req: Request, res: Response) {
-    // A tiny store round trip proves the store answers (on Redis: a real command, bounded in time).
-    let storeOk = true;
-    try {
-      await withTimeout(stores.counter.peek('healthz', { windowMs: 1000 }), 1000, 'healthz');
-    } catch {
-      storeOk = false;
-    }
-    res.status(storeOk ? 200 : 503).json({ status: storeOk ? 'ok' : 'degraded', store: stores.kind, storeOk, upstreams: providers.names });
+    const storeOk = await storesAnswer(stores);
+    res.status(storeOk ? 200 : 503).json({ status: storeOk ? 'ok' : 'degraded', store: stores.kind, storeOk, ...(stores.kind === 'redis' ? { redis: storeOk ? 'ok' : 'down' } : {}), upstreams: providers.names });
   });
+  if (metering.metricsHandler) app.get('/metrics', metering.metricsHandler);
 
+  app.get('/v1/models', ...identify, modelsRoute(config, pricing));
   for (const [path, api] of PROVIDER_ROUTES) {
-    app.post(path, validateProviderRequest(api), providers.handler(api));
+    app.post(path, ...identify, validateProviderRequest(api), ...chainBefore.slice(identify.length), ...chainAfter, providers.handler(api));
   }
 
   if (config.adminKeySha256) {
     const admin = express.Router();
     admin.use(adminKeyAuth(config.adminKeySha256));
+    admin.use('/budgets', budgetAdminRouter(budget));
+    admin.use('/keys', adminKeysRouter(config, keyRecordsFromConfig(config.keys ?? []), stores.keys));
     app.use('/admin', admin);
   }
 
   app.use(function answerNotFound(req: Request, res: Response) {
-    renderApiError(new ApiError('not_found', `No route ${req.method} ${req.path}.`), req, res);
+    renderApiError(new ApiError('not_found', `No route ${req.method} ${req.path.slice(0, 200)}.`), req, res);
   });
   app.use(apiErrorHandler());
   app.use(function answerUnexpectedError(error: unknown, req: Request, res: Response, _next: NextFunction) {
-    log(`tollgate proxy: unexpected error on ${req.method} ${req.path}: ${error instanceof Error ? error.stack ?? error.message : String(error)}`);
+    log(`tollgate proxy: unexpected error on ${req.method} ${req.path.slice(0, 200)}: ${error instanceof Error ? error.stack ?? error.message : String(error)}`);
     if (res.headersSent) {
       res.destroy();
       return;

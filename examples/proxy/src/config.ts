@@ -55,7 +55,6 @@ export interface TenantConfig {
   budget?: BudgetConfig;
   /** Model substitutions applied once the tenant passed a budget's soft limit. */
   downgrade?: Record<string, string>;
-  models?: string[];
 }
 
 export interface KeyConfig {
@@ -69,6 +68,8 @@ export interface KeyConfig {
   scopes?: string[];
   models?: string[];
   budget?: BudgetConfig;
+  /** ISO 8601 (written by `pnpm tollgate keys create`). */
+  createdAt?: string;
   /** ISO 8601; the key stops working then. */
   expiresAt?: string;
   disabled?: boolean;
@@ -265,18 +266,17 @@ function parseDowngrade(value: unknown, path: string): Record<string, string> {
 
 function parseTenant(value: unknown, path: string): TenantConfig {
   const tenant = objectAt(value, path);
-  knownFields(tenant, path, ['tier', 'budget', 'downgrade', 'models']);
+  knownFields(tenant, path, ['tier', 'budget', 'downgrade']);
   const result: TenantConfig = {};
   if (tenant.tier !== undefined) result.tier = nonEmptyString(tenant.tier, `${path}.tier`);
   if (tenant.budget !== undefined) result.budget = parseBudget(tenant.budget, `${path}.budget`);
   if (tenant.downgrade !== undefined) result.downgrade = parseDowngrade(tenant.downgrade, `${path}.downgrade`);
-  if (tenant.models !== undefined) result.models = stringList(tenant.models, `${path}.models`);
   return result;
 }
 
 function parseKey(value: unknown, path: string): KeyConfig {
   const key = objectAt(value, path);
-  knownFields(key, path, ['id', 'sha256', 'tenant', 'user', 'feature', 'tier', 'scopes', 'models', 'budget', 'expiresAt', 'disabled']);
+  knownFields(key, path, ['id', 'sha256', 'tenant', 'user', 'feature', 'tier', 'scopes', 'models', 'budget', 'createdAt', 'expiresAt', 'disabled']);
   const result: KeyConfig = { id: nonEmptyString(key.id, `${path}.id`), sha256: sha256Hex(key.sha256, `${path}.sha256`) };
   for (const field of ['tenant', 'user', 'feature', 'tier'] as const) {
     if (key[field] !== undefined) result[field] = nonEmptyString(key[field], `${path}.${field}`);
@@ -284,10 +284,11 @@ function parseKey(value: unknown, path: string): KeyConfig {
   if (key.scopes !== undefined) result.scopes = stringList(key.scopes, `${path}.scopes`);
   if (key.models !== undefined) result.models = stringList(key.models, `${path}.models`);
   if (key.budget !== undefined) result.budget = parseBudget(key.budget, `${path}.budget`);
-  if (key.expiresAt !== undefined) {
-    const expiresAt = nonEmptyString(key.expiresAt, `${path}.expiresAt`);
-    if (Number.isNaN(Date.parse(expiresAt))) fail(`${path}.expiresAt must be an ISO 8601 date-time`);
-    result.expiresAt = expiresAt;
+  for (const field of ['createdAt', 'expiresAt'] as const) {
+    if (key[field] === undefined) continue;
+    const time = nonEmptyString(key[field], `${path}.${field}`);
+    if (Number.isNaN(Date.parse(time))) fail(`${path}.${field} must be an ISO 8601 date-time`);
+    result[field] = time;
   }
   if (key.disabled !== undefined) {
     if (typeof key.disabled !== 'boolean') fail(`${path}.disabled must be true or false`);

@@ -1,0 +1,74 @@
+// /admin/keys: list, create (the key is shown once) and revoke keys in the shared key store.
+import express from 'express';
+import type { Request, Response, Router } from 'express';
+import { generateApiKey, hashApiKey, isValidKeyId } from '@tollgate/auth';
+import { ApiError } from '@tollgate/core';
+import type { ApiKeyRecord, KeyStore } from '@tollgate/core';
+import type { ProxyConfig } from './config.js';
+
+/** A record as operators see it: everything but the hash. */
+function publicRecord(record: ApiKeyRecord, source: 'config' | 'store') {
+  const { sha256: _sha256, ...rest } = record;
+  return { ...rest, source };
+}
+
+function optionalString(body: Record<string, unknown>, field: string): string | undefined {
+  const value = body[field];
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || value.length === 0 || value.length > 128) throw new ApiError('invalid_request', `${field} must be a string of 1 to 128 characters.`, { param: field });
+  return value;
+}
+
+function optionalStringList(body: Record<string, unknown>, field: string): string[] | undefined {
+  const value = body[field];
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value) || value.length > 64 || !value.every((item) => typeof item === 'string' && item.length > 0 && item.length <= 128)) {
+    throw new ApiError('invalid_request', `${field} must be an array of strings.`, { param: field });
+  }
+  return value as string[];
+}
+
+export function adminKeysRouter(config: ProxyConfig, configRecords: readonly ApiKeyRecord[], store: KeyStore): Router {
+  const router = express.Router();
+  const configIds = new Set(configRecords.map((record) => record.id));
+
+  router.get('/', async function listKeys(_req: Request, res: Response) {
+    const stored = await store.list();
+    res.json({ keys: [...configRecords.map((record) => publicRecord(record, 'config')), ...stored.map((record) => publicRecord(record, 'store'))] });
+  });
+
+  router.post('/', async function createKey(req: Request, res: Response) {
+    const body: unknown = req.body;
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ApiError('invalid_request', 'The body must be a JSON object.', { param: 'body' });
+    const fields = body as Record<string, unknown>;
+    const id = optionalString(fields, 'id') ?? `key-${Date.now().toString(36)}`;
+    if (!isValidKeyId(id)) throw new ApiError('invalid_request', 'id may hold letters, digits and . _ : @ - only.', { param: 'id' });
+    if (configIds.has(id) || (await store.findById(id))) throw new ApiError('invalid_request', `A key with id "${id}" exists.`, { param: 'id', status: 409 });
+    const tenantId = optionalString(fields, 'tenant');
+    if (tenantId !== undefined && !(config.tenants && Object.hasOwn(config.tenants, tenantId))) throw new ApiError('invalid_request', `Unknown tenant "${tenantId}".`, { param: 'tenant' });
+    const tier = optionalString(fields, 'tier');
+    if (tier !== undefined && !(config.tiers && Object.hasOwn(config.tiers, tier))) throw new ApiError('invalid_request', `Unknown tier "${tier}".`, { param: 'tier' });
+    const key = generateApiKey();
+    const record: ApiKeyRecord = { id, sha256: hashApiKey(key), scopes: optionalStringList(fields, 'scopes') ?? [], createdAt: new Date().toISOString() };
+    const userId = optionalString(fields, 'user');
+    const feature = optionalString(fields, 'feature');
+    const models = optionalStringList(fields, 'models');
+    if (tenantId !== undefined) record.tenantId = tenantId;
+    if (tier !== undefined) record.tier = tier;
+    if (userId !== undefined) record.userId = userId;
+    if (feature !== undefined) record.feature = feature;
+    if (models !== undefined) record.models = models;
+    await store.put(record);
+    // The only time the key exists outside the client: it is not stored, only its hash.
+    res.status(201).json({ key, record: publicRecord(record, 'store') });
+  });
+
+  router.post('/:id/revoke', async function revokeKey(req: Request, res: Response) {
+    const id = req.params.id as string;
+    if (configIds.has(id)) throw new ApiError('invalid_request', `The key "${id}" comes from the config file: remove it there (or set "disabled": true).`, { param: 'id' });
+    if (!(await store.disable(id))) throw new ApiError('not_found', `No key "${id}" in the key store.`);
+    res.json({ revoked: id });
+  });
+
+  return router;
+}

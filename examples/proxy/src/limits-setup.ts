@@ -1,0 +1,63 @@
+// Tier rules and rate limits from the config: tierPolicy, tieredRateLimit, tokenRateLimit, concurrencyLimit.
+import type { RequestHandler } from 'express';
+import { concurrencyLimit, tieredRateLimit, tierPolicy, tokenRateLimit } from '@tollgate/ratelimit';
+import type { LimitLayerOptions, StoresWithCommands } from '@tollgate/ratelimit';
+import type { TollgateStores } from '@tollgate/core';
+import type { ProxyConfig, TierConfig } from './config.js';
+
+/** A tier without a limit of some kind is not limited by it: a ceiling no caller reaches. */
+const UNLIMITED = 1_000_000_000;
+
+/** The tier of callers whose identity names none (keys without tier or tenant tier). */
+export function defaultTierOf(config: ProxyConfig): string | undefined {
+  return config.defaultTier ?? (config.tiers && Object.hasOwn(config.tiers, 'free') ? 'free' : undefined);
+}
+
+function perTier(config: ProxyConfig, field: keyof Pick<TierConfig, 'requestsPerMinute' | 'tokensPerMinute' | 'maxConcurrent'>): Record<string, number> | undefined {
+  const tiers = Object.entries(config.tiers ?? {});
+  if (!tiers.some(([, tier]) => tier[field] !== undefined)) return undefined;
+  return Object.fromEntries(tiers.map(([name, tier]) => [name, tier[field] ?? UNLIMITED]));
+}
+
+/** Layers of one limiter: the global ceiling (if any), then per tenant by tier (a key without a tenant counts alone). */
+function layers(config: ProxyConfig, tiers: Record<string, number> | undefined, global: number | undefined): LimitLayerOptions[] {
+  const result: LimitLayerOptions[] = [];
+  if (global !== undefined) result.push({ name: 'global', by: 'global', limit: global, window: '1m' });
+  if (tiers) {
+    const defaultTier = defaultTierOf(config);
+    // A caller whose tier is unknown gets the default tier's limit, or the smallest one: never more than configured.
+    const fallback = defaultTier !== undefined && tiers[defaultTier] !== undefined ? tiers[defaultTier] : Math.min(...Object.values(tiers));
+    result.push({ name: 'tenant', by: 'tenant', tiers, limit: fallback, window: '1m', ...(defaultTier ? { defaultTier } : {}) });
+  }
+  return result;
+}
+
+/** Model allowlist and output cap per tier (clamps the cap before the estimate so reservations are true bounds). */
+export function tierPolicyMiddleware(config: ProxyConfig): RequestHandler {
+  const defaultTier = defaultTierOf(config);
+  const tiers = Object.fromEntries(Object.entries(config.tiers ?? {}).map(([name, tier]) => [
+    name,
+    { ...(tier.models ? { models: tier.models } : {}), ...(tier.maxOutputTokens ? { maxOutputTokens: tier.maxOutputTokens } : {}) },
+  ]));
+  return tierPolicy({ tiers, ...(defaultTier ? { defaultTier } : {}) });
+}
+
+export function requestLimitMiddleware(config: ProxyConfig, stores: TollgateStores): RequestHandler[] {
+  const requestLayers = layers(config, perTier(config, 'requestsPerMinute'), config.global?.requestsPerMinute);
+  if (requestLayers.length === 0) return [];
+  const prefix = `${(stores as { prefix?: string }).prefix ?? ''}rl:`;
+  return [tieredRateLimit({ stores: stores as StoresWithCommands, layers: requestLayers, prefix })];
+}
+
+export function concurrencyMiddleware(config: ProxyConfig, stores: TollgateStores): RequestHandler[] {
+  const tiers = perTier(config, 'maxConcurrent');
+  if (!tiers) return [];
+  const defaultTier = defaultTierOf(config);
+  return [concurrencyLimit({ stores, tiers, by: 'key', limit: Math.min(...Object.values(tiers)), ...(defaultTier ? { defaultTier } : {}) })];
+}
+
+export function tokenLimitMiddleware(config: ProxyConfig, stores: TollgateStores): RequestHandler[] {
+  const tokenLayers = layers(config, perTier(config, 'tokensPerMinute'), config.global?.tokensPerMinute);
+  if (tokenLayers.length === 0) return [];
+  return [tokenRateLimit({ stores, layers: tokenLayers })];
+}

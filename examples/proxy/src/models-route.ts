@@ -1,0 +1,45 @@
+// GET /v1/models: the models the caller may use, in a shape both the OpenAI and the Anthropic SDKs read.
+import type { Request, Response } from 'express';
+import { isModelAllowed } from '@tollgate/core';
+import type { Identity, Pricing } from '@tollgate/core';
+import type { ProxyConfig } from './config.js';
+import { providerOfModel } from './provider-routing.js';
+
+/** The model patterns an identity's tier allows (`["*"]` when the tier sets none). */
+export function tierModels(config: ProxyConfig, tier: string | undefined): string[] {
+  const tiers = config.tiers;
+  if (!tiers) return ['*'];
+  const entry = tier !== undefined && Object.hasOwn(tiers, tier) ? tiers[tier] : undefined;
+  // An identity whose tier the config does not know gets nothing: fail closed, as the allowlist does.
+  if (!entry) return [];
+  return entry.models ?? ['*'];
+}
+
+export function listModels(config: ProxyConfig, pricing: Pricing) {
+  const known = new Set([...pricing.models(), ...Object.keys(config.models ?? {})]);
+  const upstreams = config.upstreams;
+  // With real upstreams, only models some upstream serves; the mock serves every priced model.
+  const served = [...known].filter((model) => !upstreams || Object.hasOwn(upstreams, providerOfModel(model, 'openai.chat', config, pricing)));
+  return served.sort();
+}
+
+export function modelsRoute(config: ProxyConfig, pricing: Pricing) {
+  const models = listModels(config, pricing);
+  const created = Math.floor(Date.now() / 1000);
+  const createdAt = new Date(created * 1000).toISOString();
+  return function listAllowedModels(req: Request, res: Response): void {
+    const identity: Identity | undefined = req.tollgate?.identity;
+    const allowedByTier = tierModels(config, identity?.tier);
+    const allowed = models.filter((model) => isModelAllowed(model, allowedByTier) && (identity?.models === undefined || isModelAllowed(model, identity.models)));
+    const data = allowed.map((id) => ({
+      id,
+      object: 'model',
+      created,
+      owned_by: providerOfModel(id, 'openai.chat', config, pricing),
+      type: 'model',
+      display_name: id,
+      created_at: createdAt,
+    }));
+    res.json({ object: 'list', data, has_more: false, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null });
+  };
+}

@@ -1,0 +1,85 @@
+// The proxy config: the DESIGN.md example validates, and each kind of mistake is named by its field.
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from '@jest/globals';
+import { ConfigError, parseConfig, validateConfig } from '../src/config.js';
+
+const example = JSON.parse(readFileSync(new URL('../config.example.json', import.meta.url), 'utf8')) as Record<string, unknown>;
+
+function rejection(config: unknown): string {
+  try {
+    validateConfig(config);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).code).toBe('ERR_TG_PROXY_INVALID_CONFIG');
+    return (error as Error).message;
+  }
+  throw new Error('the config was accepted');
+}
+
+describe('proxy config validation', () => {
+  it('accepts the example config of DESIGN.md with every contract name', () => {
+    const config = validateConfig(example);
+    expect(Object.keys(config).sort()).toEqual(
+      ['port', 'redisUrl', 'redisPrefix', 'usageLog', 'adminKeySha256', 'upstreams', 'models', 'tiers', 'tenants', 'keys', 'global'].sort(),
+    );
+    expect(config.tiers?.free?.requestsPerMinute).toBe(5);
+    expect(config.tenants?.acme?.budget).toEqual({ usd: 100, period: 'month', softLimit: 0.8 });
+    expect(config.upstreams?.anthropic?.api).toBe('anthropic');
+    expect(config.upstreams?.openai?.api).toBe('openai');
+  });
+
+  it('accepts an empty config (the mock provider, no limits)', () => {
+    expect(validateConfig({})).toEqual({});
+  });
+
+  it.each([
+    [{ tiers: { free: { requestsPerMinute: 0 } } }, 'tiers.free.requestsPerMinute must be a positive integer'],
+    [{ tiers: { free: { requestsPerMinute: '5' } } }, 'tiers.free.requestsPerMinute must be a positive integer'],
+    [{ tiers: { free: { tokensPerMinute: 1.5 } } }, 'tiers.free.tokensPerMinute must be a positive integer'],
+    [{ tiers: { free: { maxOutputTokens: -1 } } }, 'tiers.free.maxOutputTokens must be a positive integer'],
+    [{ tiers: { free: { models: 'gpt-4o' } } }, 'tiers.free.models must be an array of strings'],
+    [{ tenants: { acme: { budget: { usd: -5, period: 'day' } } } }, 'tenants.acme.budget.usd must be a positive number'],
+    [{ tenants: { acme: { budget: { usd: 5, period: 'week' } } } }, 'tenants.acme.budget.period must be "hour", "day" or "month"'],
+    [{ tenants: { acme: { budget: { usd: 5, softLimit: 1.5 } } } }, 'tenants.acme.budget.softLimit must be a fraction'],
+    [{ tenants: { acme: { tier: 'gold' } } }, 'tenants.acme.tier names an unknown tier "gold"'],
+    [{ keys: [{ id: 'k', sha256: 'abc' }] }, 'keys[0].sha256 must be a SHA-256 hex digest'],
+    [{ keys: {} }, 'keys must be an array'],
+    [{ port: 70000 }, 'port must be an integer from 0 to 65535'],
+    [{ redisUrl: 'http://localhost' }, 'redisUrl must use redis: or rediss:'],
+    [{ adminKeySha256: 'secret' }, 'adminKeySha256 must be a SHA-256 hex digest'],
+    [{ upstreams: { openai: { baseUrl: 'ftp://x' } } }, 'upstreams.openai.baseUrl must use http: or https:'],
+    [{ upstreams: { openai: { baseUrl: 'https://x', apiKeyEnv: 'not a name' } } }, 'upstreams.openai.apiKeyEnv must be an environment variable name'],
+    [{ models: { m: { provider: 'openai', inputPerMTok: 'cheap', outputPerMTok: 1 } } }, 'models.m.inputPerMTok must be a number >= 0'],
+    [{ models: { m: { provider: 'local', inputPerMTok: 1, outputPerMTok: 1 } } }, 'models.m.provider names "local"'],
+    [{ jwt: { issuer: 'https://idp' } }, 'jwt needs "jwks" or "jwksUrl"'],
+    [{ global: { budget: { usd: 0 } } }, 'global.budget.usd must be a positive number'],
+    [{ bodyLimit: 'lots' }, 'bodyLimit must be a positive number of bytes'],
+    [[], 'the config must be an object'],
+  ])('rejects %j naming the field', (config, message) => {
+    expect(rejection(config)).toContain(message);
+  });
+
+  it('rejects unknown field names with a "did you mean" hint, at every depth', () => {
+    expect(rejection({ tier: {} })).toContain('the config has no field "tier"; did you mean "tiers"?');
+    expect(rejection({ tiers: { free: { requestsPerMinut: 5 } } })).toContain('tiers.free has no field "requestsPerMinut"; did you mean "requestsPerMinute"?');
+    expect(rejection({ tenants: { acme: { budget: { usd: 1, perod: 'day' } } } })).toContain('did you mean "period"?');
+    expect(rejection({ keys: [{ id: 'a', sha256: 'a'.repeat(64), tenat: 'acme' }] })).toContain('keys[0] has no field "tenat"; did you mean "tenant"?');
+  });
+
+  it('rejects duplicate key ids and unknown tenants of keys', () => {
+    const sha = 'a'.repeat(64);
+    expect(rejection({ keys: [{ id: 'a', sha256: sha }, { id: 'a', sha256: 'b'.repeat(64) }] })).toContain('keys[1].id "a" is used twice');
+    expect(rejection({ tenants: { acme: {} }, keys: [{ id: 'a', sha256: sha, tenant: 'acmee' }] })).toContain('did you mean "acme"?');
+  });
+
+  it('keeps names like __proto__ and constructor as plain entries', () => {
+    const config = parseConfig('{"tiers":{"__proto__":{"requestsPerMinute":1},"constructor":{"requestsPerMinute":2}}}');
+    expect(Object.keys(config.tiers!).sort()).toEqual(['__proto__', 'constructor']);
+    expect(({} as Record<string, unknown>).requestsPerMinute).toBeUndefined();
+    expect(rejection({ tenants: { acme: { tier: 'constructor' } } })).toContain('unknown tier "constructor"');
+  });
+
+  it('reports JSON syntax errors as config errors', () => {
+    expect(() => parseConfig('{"tiers": ', 'test.json')).toThrow(/test\.json is not valid JSON/);
+  });
+});

@@ -1,0 +1,148 @@
+// Test helpers: run the example proxy and its mock provider on real ports, in-process or as child processes.
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createProxyApp } from '../../examples/proxy/src/app.js';
+import type { ProxyApp, ProxyDeps } from '../../examples/proxy/src/app.js';
+import type { ProxyConfig } from '../../examples/proxy/src/config.js';
+import { createMockProvider } from '../../examples/proxy/src/mock-provider.js';
+import type { MockBehavior, MockProvider } from '../../examples/proxy/src/mock-provider.js';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+
+/** A fresh key in the tollgate format. */
+export function newApiKey(): string {
+  const bytes = randomBytes(40);
+  let body = '';
+  for (const byte of bytes) body += BASE62[byte % 62];
+  return `tgk_${body}`;
+}
+
+export function sha256Hex(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+async function listen(server: Server): Promise<string> {
+  if (!server.listening) await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  return `http://127.0.0.1:${port}`;
+}
+
+/** Closes a server and cuts whatever connections remain (kept-alive sockets, hanging streams). */
+export async function closeServer(server: Server): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeAllConnections();
+  await closed;
+}
+
+export interface RunningProxy {
+  app: ProxyApp;
+  url: string;
+  server: Server;
+  close(): Promise<void>;
+}
+
+/** The proxy app from `config`, listening on an ephemeral port of 127.0.0.1. */
+export async function startProxy(config: ProxyConfig, deps: ProxyDeps = {}): Promise<RunningProxy> {
+  const app = createProxyApp(config, { log: () => undefined, ...deps });
+  const server = app.listen(0, '127.0.0.1');
+  const url = await listen(server);
+  return {
+    app,
+    url,
+    server,
+    async close() {
+      await closeServer(server);
+      await app.close();
+    },
+  };
+}
+
+export interface RunningMock {
+  mock: MockProvider;
+  /** Base URL without a path: OpenAI upstreams use `${url}/v1`, Anthropic ones `${url}`. */
+  url: string;
+  close(): Promise<void>;
+}
+
+/** The mock provider as a real upstream on its own port. */
+export async function startMockUpstream(behavior: MockBehavior = {}): Promise<RunningMock> {
+  const mock = createMockProvider(behavior);
+  const server = mock.app.listen(0, '127.0.0.1');
+  const url = await listen(server);
+  return {
+    mock,
+    url,
+    async close() {
+      mock.close();
+      await closeServer(server);
+    },
+  };
+}
+
+export interface SpawnedProxy {
+  url: string;
+  child: ChildProcess;
+  /** Everything the process printed so far. */
+  output(): string;
+  stop(): Promise<void>;
+}
+
+/** Runs `examples/proxy/src/main.ts` as its own process, the way `pnpm start` does, and waits until it listens. */
+export async function spawnProxy(env: Record<string, string>, timeoutMs = 20_000): Promise<SpawnedProxy> {
+  const tsx = path.join(ROOT, 'node_modules/.bin/tsx');
+  const child = spawn(tsx, ['--conditions=source', 'examples/proxy/src/main.ts'], {
+    cwd: ROOT,
+    env: { ...process.env, PORT: '0', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`proxy did not start in ${timeoutMs} ms:\n${output}`)), timeoutMs);
+    const onData = () => {
+      const match = /listening on (http:\/\/localhost:\d+)/.exec(output);
+      if (match) {
+        clearTimeout(timer);
+        resolve(match[1]!.replace('localhost', '127.0.0.1'));
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`proxy exited with ${code} before listening:\n${output}`));
+    });
+  });
+  return {
+    url,
+    child,
+    output: () => output,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = once(child, 'exit');
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/** Runs main.ts expecting it to refuse to start; resolves with its exit code and output. */
+export async function runProxyExpectingExit(env: Record<string, string>, timeoutMs = 20_000): Promise<{ code: number | null; output: string }> {
+  const tsx = path.join(ROOT, 'node_modules/.bin/tsx');
+  const child = spawn(tsx, ['--conditions=source', 'examples/proxy/src/main.ts'], { cwd: ROOT, env: { ...process.env, PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  const [code] = (await once(child, 'exit')) as [number | null];
+  clearTimeout(timer);
+  return { code, output };
+}
