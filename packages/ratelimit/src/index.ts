@@ -1,0 +1,10 @@
+// @tollgate/ratelimit: tiered request limits, token limits, concurrency limits, tier policy and their headers.
+export { tieredRateLimit, type TieredRateLimitOptions } from './tiered-rate-limit.js';
+export { tokenRateLimit, type TokenRateLimitOptions } from './token-rate-limit.js';
+export { concurrencyLimit, type ConcurrencyLimitOptions } from './concurrency-limit.js';
+export { tierPolicy, type TierPolicyOptions, type TierRules } from './tier-policy.js';
+export type { LimitLayerOptions, TierLimit } from './limit-layers.js';
+export type { CommonLimitOptions, LimitBy, StoreFailurePolicy, StoresWithCommands, WaitOptions } from './types.js';
+export { openAiDuration, reportedLimit, type LimitReport, type QuotaKind } from './rate-limit-headers.js';
+export { QUEUE_HEADER } from './wait-queue.js';
+export { StoreFailure } from './store-failure.js';

@@ -1,0 +1,104 @@
+// Rate limit headers: IETF RateLimit/RateLimit-Policy (draft-8) and OpenAI's x-ratelimit-*, most restrictive layer only.
+import type { ServerResponse } from 'node:http';
+
+export type QuotaKind = 'requests' | 'tokens';
+
+/** Where one counted limit stands for this request. */
+export interface LimitReport {
+  kind: QuotaKind;
+  /** The layer that produced it, for messages. */
+  layer: string;
+  limit: number;
+  remaining: number;
+  /** Epoch ms when the window resets. */
+  resetAt: number;
+  windowMs: number;
+  /** True when this limit refused the request. */
+  denied: boolean;
+}
+
+const reported = new WeakMap<ServerResponse, Partial<Record<QuotaKind, LimitReport>>>();
+
+/** Denied beats allowed; then fewer remaining; then the later reset (the longer wait). */
+export function isMoreRestrictive(candidate: LimitReport, current: LimitReport): boolean {
+  if (candidate.denied !== current.denied) return candidate.denied;
+  if (candidate.remaining !== current.remaining) return candidate.remaining < current.remaining;
+  return candidate.resetAt > current.resetAt;
+}
+
+/** The most restrictive of several reports. */
+export function mostRestrictive(reports: readonly LimitReport[]): LimitReport | undefined {
+  let winner: LimitReport | undefined;
+  for (const report of reports) if (!winner || isMoreRestrictive(report, winner)) winner = report;
+  return winner;
+}
+
+/** Whole seconds until `at`, never below 0. */
+export function secondsUntil(at: number, now = Date.now()): number {
+  return Math.max(0, Math.ceil((at - now) / 1000));
+}
+
+/** Seconds for `Retry-After`: at least 1, so a client never retries in a tight loop. */
+export function retryAfterSeconds(ms: number): number {
+  return Math.max(1, Math.ceil(ms / 1000));
+}
+
+/** A duration the way OpenAI writes it (Go style): `20ms`, `1s`, `1.5s`, `6m0s`, `1h2m3s`. */
+export function openAiDuration(ms: number): string {
+  const total = Math.max(0, Math.round(ms));
+  if (total < 1000) return `${total}ms`;
+  const hours = Math.floor(total / 3_600_000);
+  const minutes = Math.floor((total % 3_600_000) / 60_000);
+  const seconds = (total % 60_000) / 1000;
+  const secondsText = `${Number(seconds.toFixed(3))}s`;
+  if (hours > 0) return `${hours}h${minutes}m${secondsText}`;
+  if (minutes > 0) return `${minutes}m${secondsText}`;
+  return secondsText;
+}
+
+/** A window for messages: `minute`, `10 minutes`, `30 s`. */
+export function describeWindow(windowMs: number): string {
+  if (windowMs % 3_600_000 === 0) return windowMs === 3_600_000 ? 'hour' : `${windowMs / 3_600_000} hours`;
+  if (windowMs % 60_000 === 0) return windowMs === 60_000 ? 'minute' : `${windowMs / 60_000} minutes`;
+  return windowMs % 1000 === 0 ? `${windowMs / 1000} s` : `${windowMs} ms`;
+}
+
+function writeHeaders(res: ServerResponse, reports: Partial<Record<QuotaKind, LimitReport>>): void {
+  const now = Date.now();
+  const policies: string[] = [];
+  const states: string[] = [];
+  for (const kind of ['requests', 'tokens'] as const) {
+    const report = reports[kind];
+    if (!report) continue;
+    policies.push(`"${kind}";q=${report.limit};w=${Math.ceil(report.windowMs / 1000)}`);
+    states.push(`"${kind}";r=${report.remaining};t=${secondsUntil(report.resetAt, now)}`);
+    res.setHeader(`x-ratelimit-limit-${kind}`, String(report.limit));
+    res.setHeader(`x-ratelimit-remaining-${kind}`, String(report.remaining));
+    res.setHeader(`x-ratelimit-reset-${kind}`, openAiDuration(report.resetAt - now));
+  }
+  res.setHeader('RateLimit-Policy', policies.join(', '));
+  res.setHeader('RateLimit', states.join(', '));
+}
+
+/**
+ * Records a limiter's most restrictive layer on the response and rewrites the headers.
+ * Across limiters of the same kind (a global one, then a per-key one) the most restrictive
+ * stays reported; requests and tokens are reported side by side.
+ */
+export function reportLimit(res: ServerResponse, report: LimitReport): void {
+  if (res.headersSent) return;
+  let reports = reported.get(res);
+  if (!reports) {
+    reports = {};
+    reported.set(res, reports);
+  }
+  const current = reports[report.kind];
+  if (current && !isMoreRestrictive(report, current)) return;
+  reports[report.kind] = report;
+  writeHeaders(res, reports);
+}
+
+/** The report currently in the headers for `kind` (for tests and later middleware). */
+export function reportedLimit(res: ServerResponse, kind: QuotaKind): LimitReport | undefined {
+  return reported.get(res)?.[kind];
+}

@@ -1,0 +1,68 @@
+// The express-rate-limit store of one request layer: rate-limit-redis on Redis stores, its MemoryStore otherwise.
+import { MemoryStore, type IncrementResponse, type Options as RateLimitOptions, type Store } from 'express-rate-limit';
+import { RedisStore, type RedisReply } from 'rate-limit-redis';
+import type { StoreFailureHandling } from './store-failure.js';
+import type { StoresWithCommands } from './types.js';
+
+/**
+ * rate-limit-redis loads its script once, at init. If Redis was down then, the rejected load is
+ * awaited by every later call and the store never recovers; load it again once Redis answers.
+ */
+class RecoveringRedisStore extends RedisStore {
+  override async increment(key: string): Promise<IncrementResponse> {
+    try {
+      return await super.increment(key);
+    } catch (error) {
+      const loadFailed = await this.incrementScriptSha.then(() => false, () => true);
+      if (loadFailed) {
+        this.incrementScriptSha = this.loadIncrementScript();
+        // Awaited by the next increment; until then its failure belongs to nobody.
+        this.incrementScriptSha.catch(() => undefined);
+      }
+      throw error;
+    }
+  }
+}
+
+/** Puts every store call under the middleware's deadline and marks its failures as store failures. */
+class DeadlineStore implements Store {
+  readonly localKeys: boolean;
+  readonly prefix: string;
+  readonly #inner: Store;
+  readonly #failures: StoreFailureHandling;
+
+  constructor(inner: Store, prefix: string, failures: StoreFailureHandling) {
+    this.#inner = inner;
+    this.#failures = failures;
+    this.localKeys = inner.localKeys ?? false;
+    this.prefix = prefix;
+  }
+
+  init(options: RateLimitOptions): void | Promise<void> {
+    return this.#inner.init?.(options);
+  }
+
+  increment(key: string): Promise<IncrementResponse> {
+    return this.#failures.call('increment', Promise.resolve().then(() => this.#inner.increment(key)));
+  }
+
+  async decrement(key: string): Promise<void> {
+    await this.#failures.call('decrement', Promise.resolve().then(() => this.#inner.decrement(key)));
+  }
+
+  async resetKey(key: string): Promise<void> {
+    await this.#failures.call('resetKey', Promise.resolve().then(() => this.#inner.resetKey(key)));
+  }
+
+  shutdown(): void | Promise<void> {
+    return this.#inner.shutdown?.();
+  }
+}
+
+export function createRequestStore(stores: StoresWithCommands | undefined, prefix: string, failures: StoreFailureHandling): Store {
+  const sendCommand = stores?.sendCommand?.bind(stores);
+  const inner: Store = sendCommand
+    ? new RecoveringRedisStore({ prefix, sendCommand: (...args: string[]) => sendCommand(args) as Promise<RedisReply> })
+    : new MemoryStore();
+  return new DeadlineStore(inner, prefix, failures);
+}

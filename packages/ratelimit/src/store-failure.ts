@@ -1,0 +1,75 @@
+// Store failures and timeouts: marked apart from bugs, reported without flooding, answered by the policy.
+import { ApiError, parseDuration, StoreTimeoutError, TollgateError, withTimeout } from '@tollgate/core';
+import type { CommonLimitOptions, StoreFailurePolicy } from './types.js';
+
+/** A store call that failed or timed out: the policy decides, unlike a bug, which goes to next(err). */
+export class StoreFailure extends Error {
+  override readonly name = 'StoreFailure';
+  constructor(operation: string, cause: unknown) {
+    super(`rate limit store ${operation} failed: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+  }
+}
+
+export interface StoreFailureHandling {
+  readonly policy: StoreFailurePolicy;
+  readonly timeoutMs: number;
+  /** Runs a store call under the deadline; any failure becomes a StoreFailure. */
+  call<T>(operation: string, promise: Promise<T>): Promise<T>;
+  /** Hands a failure to `onStoreError` (never throws). */
+  report(error: unknown): void;
+  /** The 503 for `failClosed`. */
+  unavailable(): ApiError;
+}
+
+const POLICIES: readonly StoreFailurePolicy[] = ['failOpen', 'failClosed'];
+const WARNING_INTERVAL_MS = 10_000;
+
+/** A warning per middleware at most every 10 s: an outage must be visible, not flood the log. */
+function throttledWarning(middleware: string): (error: unknown) => void {
+  let lastWarnedAt = -Infinity;
+  return (error) => {
+    const now = Date.now();
+    if (now - lastWarnedAt < WARNING_INTERVAL_MS) return;
+    lastWarnedAt = now;
+    process.emitWarning(`tollgate ${middleware}: ${error instanceof Error ? error.message : String(error)}`, { code: 'TOLLGATE_RATELIMIT_STORE' });
+  };
+}
+
+export function storeFailureHandling(options: CommonLimitOptions, middleware: string, codePrefix: string): StoreFailureHandling {
+  const policy = options.onStoreFailure ?? 'failClosed';
+  if (!POLICIES.includes(policy)) {
+    throw new TollgateError(`${codePrefix}_INVALID_POLICY`, `${middleware}() onStoreFailure must be "failOpen" or "failClosed"; got ${JSON.stringify(policy)}`);
+  }
+  let timeoutMs: number;
+  try {
+    timeoutMs = parseDuration(options.timeoutMs ?? 1000, `${middleware}() timeoutMs`);
+  } catch (error) {
+    throw new TollgateError(`${codePrefix}_INVALID_TIMEOUT`, (error as Error).message.replace(/ \(ERR_.*$/, ''), { cause: error });
+  }
+  const onStoreError = options.onStoreError ?? throttledWarning(middleware);
+  return {
+    policy,
+    timeoutMs,
+    async call(operation, promise) {
+      try {
+        return await withTimeout(promise, timeoutMs, operation);
+      } catch (error) {
+        throw error instanceof StoreFailure ? error : new StoreFailure(operation, error);
+      }
+    },
+    report(error) {
+      try {
+        onStoreError(error);
+      } catch {
+        // A failing reporter must not turn a handled outage into a failed request.
+      }
+    },
+    unavailable() {
+      return new ApiError('service_unavailable', 'Rate limiting is temporarily unavailable; please retry shortly.', { headers: { 'Retry-After': 1 } });
+    },
+  };
+}
+
+export function isStoreTimeout(error: unknown): boolean {
+  return error instanceof StoreFailure && error.cause instanceof StoreTimeoutError;
+}

@@ -1,0 +1,203 @@
+// tieredRateLimit: requests per window per tier, in layers (global, tenant, key), on express-rate-limit.
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { rateLimit, type RateLimitInfo, type RateLimitRequestHandler, type Store } from 'express-rate-limit';
+import { ApiError, assertKnownOptions, renderApiError } from '@tollgate/core';
+import { LAYER_OPTION_NAMES, resolveLayers, type LimitLayer, type LimitLayerOptions } from './limit-layers.js';
+import { describeWindow, mostRestrictive, reportLimit, retryAfterSeconds, type LimitReport } from './rate-limit-headers.js';
+import { createRequestStore } from './request-store.js';
+import { StoreFailure, storeFailureHandling } from './store-failure.js';
+import type { CommonLimitOptions, StoresWithCommands, WaitOptions } from './types.js';
+import { QUEUE_HEADER, resolveWaitOptions, WaitQueue } from './wait-queue.js';
+
+export interface TieredRateLimitOptions extends CommonLimitOptions, LimitLayerOptions {
+  /**
+   * Shared stores. Stores with `sendCommand` (from `@tollgate/redis`) count in Redis through
+   * rate-limit-redis, so every process shares the limits; otherwise each process counts in
+   * express-rate-limit's MemoryStore.
+   * @default process memory
+   */
+  stores?: StoresWithCommands;
+  /**
+   * Several limits checked together, e.g. `[{ by: 'global', limit: 10000 }, { by: 'tenant' }, { by: 'key' }]`:
+   * all must allow the request, the most restrictive is reported. A layer without its own
+   * `limit`/`tiers`, `by` or `window` takes the limiter's.
+   */
+  layers?: LimitLayerOptions[];
+  /**
+   * Prefix of the Redis keys (the layer name follows it).
+   * @default 'tg:rl:'
+   */
+  prefix?: string;
+  /** Wait (FIFO per caller, at most `maxMs`) for the window to reset instead of answering 429. */
+  wait?: WaitOptions;
+}
+
+const OPTION_NAMES = [...LAYER_OPTION_NAMES, 'layers', 'stores', 'prefix', 'wait', 'onStoreFailure', 'timeoutMs', 'onStoreError', 'renderError'] as const;
+const CODE = 'ERR_TG_RATELIMIT';
+const FACTORY = 'tieredRateLimit';
+
+interface RequestLayer extends LimitLayer {
+  readonly store: Store;
+  readonly limiter: RateLimitRequestHandler;
+  readonly infoProperty: string;
+}
+
+type LayerOutcome =
+  | { layer: RequestLayer; state: 'allowed' | 'denied'; info: RateLimitInfo }
+  /** The store failed and failOpen let the layer pass uncounted. */
+  | { layer: RequestLayer; state: 'skipped' }
+  | { layer: RequestLayer; state: 'error'; error: unknown };
+
+function toReport(layer: RequestLayer, info: RateLimitInfo, denied: boolean): LimitReport {
+  return {
+    kind: 'requests',
+    layer: layer.name,
+    limit: info.limit,
+    remaining: info.remaining,
+    resetAt: info.resetTime?.getTime() ?? Date.now() + layer.windowMs,
+    windowMs: layer.windowMs,
+    denied,
+  };
+}
+
+/**
+ * Limits requests per window, per tier, in one or several layers. All layers are counted at
+ * once (one Redis round trip, pipelined); a request refused by one layer is given back to the
+ * layers that allowed it, so a refused caller does not drain a shared (global, tenant) limit.
+ */
+export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHandler {
+  assertKnownOptions(options, OPTION_NAMES, `${CODE}_UNKNOWN_OPTION`, FACTORY);
+  const failures = storeFailureHandling(options, FACTORY, CODE);
+  const renderError = options.renderError ?? renderApiError;
+  const prefix = options.prefix ?? 'tg:rl:';
+  const waitSettings = resolveWaitOptions(options.wait, FACTORY, CODE);
+  const queue = waitSettings && new WaitQueue(waitSettings);
+
+  const layers: RequestLayer[] = resolveLayers(options, { factory: FACTORY, codePrefix: CODE, defaultLimit: 60 }).map((layer, index) => {
+    const store = createRequestStore(options.stores, `${prefix}${layer.name}:`, failures);
+    const infoProperty = `tollgateRateLimit${index}`;
+    const limiter = rateLimit({
+      windowMs: layer.windowMs,
+      limit: (req) => layer.limitOf(req),
+      keyGenerator: (req) => layer.keyOf(req),
+      store,
+      requestPropertyName: infoProperty,
+      // Headers are written once for all layers (only the most restrictive), with OpenAI's beside them.
+      standardHeaders: false,
+      legacyHeaders: false,
+      passOnStoreError: failures.policy === 'failOpen',
+      // The denial is answered after every layer has been heard; the outcome is read from next() not being called.
+      handler: () => undefined,
+      logger: {
+        warn: (error: unknown) => process.emitWarning(`tollgate ${FACTORY}: ${String(error)}`),
+        error: (error: unknown) => {
+          if (error instanceof StoreFailure) failures.report(error);
+          else process.emitWarning(`tollgate ${FACTORY}: ${error instanceof Error ? error.message : String(error)}`);
+        },
+      },
+      // A waiting request is counted again when it retries; that is intended, not a double count.
+      validate: { singleCount: queue === undefined },
+    });
+    return { ...layer, store, limiter, infoProperty };
+  });
+
+  async function countLayer(layer: RequestLayer, req: Request, res: Response): Promise<LayerOutcome> {
+    let passed = false;
+    let failure: unknown;
+    await layer.limiter(req, res, (error?: unknown) => {
+      passed = true;
+      failure = error;
+    });
+    if (failure !== undefined) return { layer, state: 'error', error: failure };
+    const info = (req as unknown as Record<string, RateLimitInfo | undefined>)[layer.infoProperty];
+    if (!info) return { layer, state: 'skipped' };
+    return { layer, state: passed ? 'allowed' : 'denied', info };
+  }
+
+  /** Gives a hit back to the layers that allowed a request another layer refused. */
+  async function giveBack(outcomes: LayerOutcome[]): Promise<void> {
+    await Promise.all(outcomes.map(async (outcome) => {
+      if (outcome.state !== 'allowed') return;
+      try {
+        await outcome.layer.store.decrement(outcome.info.key);
+      } catch (error) {
+        failures.report(error);
+      }
+    }));
+  }
+
+  type Verdict = { kind: 'allowed'; reports: LimitReport[] } | { kind: 'denied'; reports: LimitReport[]; retryAfterMs: number } | { kind: 'unavailable' };
+
+  async function countRequest(req: Request, res: Response): Promise<Verdict> {
+    for (const layer of layers) delete (req as unknown as Record<string, unknown>)[layer.infoProperty];
+    // Started together, so a Redis client pipelines them into one round trip.
+    const outcomes = await Promise.all(layers.map((layer) => countLayer(layer, req, res)));
+    const bug = outcomes.find((o) => o.state === 'error' && !(o.error instanceof StoreFailure));
+    if (bug && bug.state === 'error') throw bug.error;
+    const failed = outcomes.find((o) => o.state === 'error');
+    if (failed && failed.state === 'error') {
+      failures.report(failed.error);
+      await giveBack(outcomes);
+      return { kind: 'unavailable' };
+    }
+    const reports: LimitReport[] = [];
+    let retryAfterMs = 0;
+    for (const outcome of outcomes) {
+      if (outcome.state === 'allowed' || outcome.state === 'denied') {
+        const report = toReport(outcome.layer, outcome.info, outcome.state === 'denied');
+        reports.push(report);
+        if (report.denied) retryAfterMs = Math.max(retryAfterMs, report.resetAt - Date.now());
+      }
+    }
+    if (reports.some((r) => r.denied)) {
+      await giveBack(outcomes);
+      return { kind: 'denied', reports, retryAfterMs: Math.max(0, retryAfterMs) };
+    }
+    return { kind: 'allowed', reports };
+  }
+
+  function deny(req: Request, res: Response, reports: LimitReport[], retryAfterMs: number, waitedMs?: number): void {
+    const winner = mostRestrictive(reports.filter((r) => r.denied));
+    if (winner) reportLimit(res, winner);
+    const retryAfter = retryAfterSeconds(retryAfterMs);
+    const message = winner
+      ? `Rate limit reached for requests (${winner.layer}): limit ${winner.limit} per ${describeWindow(winner.windowMs)}. Please try again in ${retryAfter}s.`
+      : `Rate limit reached for requests: still no room after waiting ${waitedMs ?? 0} ms. Please try again in ${retryAfter}s.`;
+    renderError(new ApiError('rate_limit_exceeded', message, { headers: { 'Retry-After': retryAfter } }), req, res);
+  }
+
+  return async function tieredRateLimitMiddleware(req: Request, res: Response, next: NextFunction): Promise<void> {
+    try {
+      let verdict: Verdict;
+      let waitedMs: number | undefined;
+      if (queue) {
+        const id = layers.map((layer) => layer.keyOf(req)).join('|');
+        const outcome = await queue.run<Verdict>(id, res, async () => {
+          const attempt = await countRequest(req, res);
+          return attempt.kind === 'denied' ? { ok: false, value: attempt, retryAfterMs: attempt.retryAfterMs } : { ok: true, value: attempt };
+        });
+        if (outcome.status === 'aborted') return;
+        waitedMs = outcome.waitedMs;
+        if (!res.headersSent) res.setHeader(QUEUE_HEADER, String(waitedMs));
+        verdict = outcome.value ?? { kind: 'denied', reports: [], retryAfterMs: 1000 };
+      } else {
+        verdict = await countRequest(req, res);
+      }
+
+      if (verdict.kind === 'unavailable') {
+        if (failures.policy === 'failClosed') renderError(failures.unavailable(), req, res);
+        else next();
+        return;
+      }
+      if (verdict.kind === 'denied') {
+        deny(req, res, verdict.reports, verdict.retryAfterMs, waitedMs);
+        return;
+      }
+      const winner = mostRestrictive(verdict.reports);
+      if (winner) reportLimit(res, winner);
+      next();
+    } catch (error) {
+      next(error);
+    }
+  };
+}

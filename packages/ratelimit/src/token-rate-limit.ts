@@ -1,0 +1,197 @@
+// tokenRateLimit: tokens per window per key, tenant or tier; reserves the estimate, settles to the real usage.
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { ApiError, assertKnownOptions, createMemoryStores, getContext, renderApiError, type TollgateStores, type UsageRecord, type WindowResult } from '@tollgate/core';
+import { LAYER_OPTION_NAMES, resolveLayers, type LimitLayer, type LimitLayerOptions } from './limit-layers.js';
+import { describeWindow, mostRestrictive, reportLimit, retryAfterSeconds, type LimitReport } from './rate-limit-headers.js';
+import { StoreFailure, storeFailureHandling } from './store-failure.js';
+import type { CommonLimitOptions, WaitOptions } from './types.js';
+import { QUEUE_HEADER, resolveWaitOptions, WaitQueue } from './wait-queue.js';
+
+export interface TokenRateLimitOptions extends CommonLimitOptions, LimitLayerOptions {
+  /**
+   * Stores whose weighted window counter holds the token counts (`@tollgate/redis` to share
+   * them between processes).
+   * @default in-memory stores of this process
+   */
+  stores?: TollgateStores;
+  /** Several token limits checked together (see tieredRateLimit's `layers`). */
+  layers?: LimitLayerOptions[];
+  /**
+   * Prefix of the counter keys (the layer name follows it).
+   * @default 'tg:tokens:'
+   */
+  prefix?: string;
+  /** Wait (FIFO per caller, at most `maxMs`) for tokens to free up instead of answering 429. */
+  wait?: WaitOptions;
+}
+
+const OPTION_NAMES = [...LAYER_OPTION_NAMES, 'layers', 'stores', 'prefix', 'wait', 'onStoreFailure', 'timeoutMs', 'onStoreError', 'renderError'] as const;
+const CODE = 'ERR_TG_RATELIMIT';
+const FACTORY = 'tokenRateLimit';
+
+interface Charge {
+  layer: LimitLayer;
+  key: string;
+  limit: number;
+  result: WindowResult;
+}
+
+type Verdict =
+  | { kind: 'allowed'; charges: Charge[] }
+  /** `charges`: the layers that refused. */
+  | { kind: 'denied'; charges: Charge[]; retryAfterMs: number }
+  | { kind: 'unavailable' };
+
+function toReport(charge: Charge, denied: boolean): LimitReport {
+  return {
+    kind: 'tokens',
+    layer: charge.layer.name,
+    limit: charge.limit,
+    remaining: charge.result.remaining,
+    resetAt: charge.result.resetAt,
+    windowMs: charge.layer.windowMs,
+    denied,
+  };
+}
+
+/** Real tokens of a settled request: the whole prompt (cached included) plus the output. */
+function tokensUsed(record: UsageRecord): number {
+  return Math.max(0, record.inputTokens) + Math.max(0, record.outputTokens);
+}
+
+/**
+ * Limits tokens per window. Before the call it reserves `req.tollgate.estimate.totalTokens`
+ * (input + output cap) in every layer; when the request settles it charges or refunds the
+ * difference to the real input + output tokens. A request larger than a whole limit is
+ * refused at once, without touching the counters.
+ */
+export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHandler {
+  assertKnownOptions(options, OPTION_NAMES, `${CODE}_UNKNOWN_OPTION`, FACTORY);
+  const failures = storeFailureHandling(options, FACTORY, CODE);
+  const renderError = options.renderError ?? renderApiError;
+  const prefix = options.prefix ?? 'tg:tokens:';
+  const counter = (options.stores ?? createMemoryStores()).counter;
+  const layers = resolveLayers(options, { factory: FACTORY, codePrefix: CODE, defaultLimit: 10_000 });
+  const waitSettings = resolveWaitOptions(options.wait, FACTORY, CODE);
+  const queue = waitSettings && new WaitQueue(waitSettings);
+
+  async function refund(charges: Charge[], units: number): Promise<void> {
+    if (units === 0) return;
+    await Promise.all(charges.map(async ({ key, layer, result }) => {
+      try {
+        await failures.call('counter.adjust', counter.adjust(key, -units, { windowMs: layer.windowMs, windowStart: result.windowStart }));
+      } catch (error) {
+        failures.report(error);
+      }
+    }));
+  }
+
+  async function reserve(targets: { layer: LimitLayer; key: string; limit: number }[], units: number): Promise<Verdict> {
+    // Started together, so a Redis client pipelines them into one round trip.
+    const settled = await Promise.allSettled(targets.map((target) =>
+      failures.call('counter.consume', counter.consume(target.key, units, { limit: target.limit, windowMs: target.layer.windowMs }))));
+    const charges: Charge[] = [];
+    const counted: Charge[] = [];
+    let failure: unknown;
+    settled.forEach((outcome, index) => {
+      const target = targets[index]!;
+      if (outcome.status === 'rejected') failure ??= outcome.reason;
+      else {
+        const charge = { ...target, result: outcome.value };
+        charges.push(charge);
+        if (outcome.value.allowed) counted.push(charge);
+      }
+    });
+    if (failure !== undefined) {
+      if (!(failure instanceof StoreFailure)) throw failure;
+      failures.report(failure);
+      if (failures.policy === 'failClosed') {
+        await refund(counted, units);
+        return { kind: 'unavailable' };
+      }
+    }
+    // With nothing to reserve, a window already full still refuses: the request would add to it.
+    const denied = charges.filter((c) => !c.result.allowed || (units === 0 && c.result.remaining <= 0));
+    if (denied.length > 0) {
+      await refund(counted, units);
+      const retryAfterMs = Math.max(...denied.map((c) => c.result.retryAfterMs || c.result.resetAt - Date.now()));
+      return { kind: 'denied', charges: denied, retryAfterMs: Math.max(0, retryAfterMs) };
+    }
+    return { kind: 'allowed', charges };
+  }
+
+  function deny(req: Request, res: Response, charges: Charge[], retryAfterMs: number, waitedMs?: number): void {
+    const winner = mostRestrictive(charges.map((c) => toReport(c, true)));
+    if (winner) reportLimit(res, winner);
+    const retryAfter = retryAfterSeconds(retryAfterMs);
+    const message = winner
+      ? `Rate limit reached for tokens (${winner.layer}): limit ${winner.limit} per ${describeWindow(winner.windowMs)}, ${winner.remaining} left. Please try again in ${retryAfter}s.`
+      : `Rate limit reached for tokens: still no room after waiting ${waitedMs ?? 0} ms. Please try again in ${retryAfter}s.`;
+    renderError(new ApiError('tokens_rate_limit_exceeded', message, { headers: { 'Retry-After': retryAfter } }), req, res);
+  }
+
+  return async function tokenRateLimitMiddleware(req: Request, res: Response, next: NextFunction): Promise<void> {
+    try {
+      const context = getContext(req, res);
+      const units = Math.max(0, Math.ceil(context.estimate?.totalTokens ?? 0));
+      const targets = layers.map((layer) => ({ layer, key: `${prefix}${layer.name}:${layer.keyOf(req)}`, limit: layer.limitOf(req) }));
+
+      // Reserving it would drain the window and still fail: refuse with the numbers instead.
+      const tooLarge = targets.find((t) => units > t.limit);
+      if (tooLarge) {
+        const message = `This request needs ${units} tokens but the limit is ${tooLarge.limit} tokens per ${describeWindow(tooLarge.layer.windowMs)} (${tooLarge.layer.name}). Lower max_tokens or shorten the input.`;
+        renderError(new ApiError('tokens_rate_limit_exceeded', message, { headers: { 'x-should-retry': 'false' } }), req, res);
+        return;
+      }
+
+      let verdict: Verdict;
+      let waitedMs: number | undefined;
+      const queueId = targets.map((t) => t.key).join('|');
+      if (queue) {
+        const outcome = await queue.run<Verdict>(queueId, res, async () => {
+          const attempt = await reserve(targets, units);
+          return attempt.kind === 'denied' ? { ok: false, value: attempt, retryAfterMs: attempt.retryAfterMs } : { ok: true, value: attempt };
+        });
+        if (outcome.status === 'aborted') return;
+        waitedMs = outcome.waitedMs;
+        if (!res.headersSent) res.setHeader(QUEUE_HEADER, String(waitedMs));
+        verdict = outcome.value ?? { kind: 'denied', charges: [], retryAfterMs: 1000 };
+      } else {
+        verdict = await reserve(targets, units);
+      }
+
+      if (verdict.kind === 'unavailable') {
+        renderError(failures.unavailable(), req, res);
+        return;
+      }
+      if (verdict.kind === 'denied') {
+        deny(req, res, verdict.charges, verdict.retryAfterMs, waitedMs);
+        return;
+      }
+
+      const { charges } = verdict;
+      const winner = mostRestrictive(charges.map((c) => toReport(c, false)));
+      if (winner) reportLimit(res, winner);
+      if (charges.length > 0) {
+        context.reservations.push({ kind: 'tokens', id: `${context.requestId}:tokens`, amount: units });
+        context.onSettle(async (record) => {
+          // Nothing metered: keep the reservation as charged, the safe upper bound.
+          if (!record) return;
+          const delta = tokensUsed(record) - units;
+          if (delta === 0) return;
+          await Promise.all(charges.map(async ({ key, layer, result }) => {
+            try {
+              await failures.call('counter.adjust', counter.adjust(key, delta, { windowMs: layer.windowMs, windowStart: result.windowStart }));
+            } catch (error) {
+              failures.report(error);
+            }
+          }));
+          if (delta < 0) queue?.notify(queueId);
+        });
+      }
+      next();
+    } catch (error) {
+      next(error);
+    }
+  };
+}
