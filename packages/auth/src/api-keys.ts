@@ -1,0 +1,53 @@
+// API key material: generating `tgk_` keys, hashing them for storage, comparing hashes in constant time.
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+
+const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+
+/** The prefix every generated key carries, so leaked keys are easy to spot by secret scanners. */
+export const API_KEY_PREFIX = 'tgk_';
+
+/** What a tollgate API key looks like: `tgk_` and at least 32 base62 characters. */
+export const API_KEY_PATTERN = /^tgk_[0-9A-Za-z]{32,}$/;
+
+/** Random characters in a generated key: 43 base62 characters carry a little over 256 bits. */
+const GENERATED_LENGTH = 43;
+
+/** A new random API key (`tgk_` + 43 base62 characters). Show it once; store only `hashApiKey(key)`. */
+export function generateApiKey(): string {
+  let out = API_KEY_PREFIX;
+  while (out.length < API_KEY_PREFIX.length + GENERATED_LENGTH) {
+    for (const byte of randomBytes(64)) {
+      // 248 = 4 * 62: rejecting the top bytes keeps every character equally likely.
+      if (byte >= 248) continue;
+      out += BASE62[byte % 62];
+      if (out.length === API_KEY_PREFIX.length + GENERATED_LENGTH) break;
+    }
+  }
+  return out;
+}
+
+/** SHA-256 hex of the whole key string: the only form in which a key is ever stored. */
+export function hashApiKey(key: string): string {
+  return createHash('sha256').update(key, 'utf8').digest('hex');
+}
+
+/** True when `key` has the shape of a tollgate API key. */
+export function isApiKeyFormat(key: string): boolean {
+  return API_KEY_PATTERN.test(key);
+}
+
+const SHA256_HEX = /^[0-9a-fA-F]{64}$/;
+
+/** True when `value` is a SHA-256 hex digest (either case). */
+export function isSha256Hex(value: unknown): value is string {
+  return typeof value === 'string' && SHA256_HEX.test(value);
+}
+
+/**
+ * Compares two SHA-256 hex digests in constant time. A store may return a record for a
+ * near miss (a prefix index, a buggy user lookup): this is the check that decides.
+ */
+export function sha256Equal(a: string, b: string): boolean {
+  if (!isSha256Hex(a) || !isSha256Hex(b)) return false;
+  return timingSafeEqual(Buffer.from(a, 'hex'), Buffer.from(b, 'hex'));
+}

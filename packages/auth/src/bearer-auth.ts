@@ -1,0 +1,131 @@
+// bearerAuth: the API-key check as a passport strategy (passport-http-bearer), for apps that already use passport.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Request } from 'express';
+import passport from 'passport';
+import type { Authenticator, Strategy } from 'passport';
+import bearerModule from 'passport-http-bearer';
+import type { ErrorRenderer, Identity } from '@tollgate/core';
+import { assertKnownOptions, getContext } from '@tollgate/core';
+import type { KeyAuthOptions } from './api-key-auth.js';
+import { resolveKeyAuthOptions } from './api-key-auth.js';
+import { authUnavailable, invalidCredentials, readBearer } from './credentials.js';
+import { checkApiKey, identityFromRecord, isAuthenticated, KEY_REJECTION_MESSAGES } from './key-source.js';
+
+/** The name the strategy registers under: `passport.authenticate('tollgate-bearer', { session: false })`. */
+export const BEARER_STRATEGY_NAME = 'tollgate-bearer';
+
+/** The API-key options of `apiKeyAuth` (keys, keyFormat, realm, timeoutMs, mapIdentity, onStoreError). */
+export type BearerStrategyOptions = KeyAuthOptions;
+
+export interface BearerAuthOptions extends BearerStrategyOptions {
+  /**
+   * The passport instance to register the strategy on and authenticate with.
+   * @default a private `new passport.Passport()`, so the app's global passport is left alone
+   */
+  passport?: Authenticator;
+  /**
+   * Renders denials (401, 503) as JSON instead of passport's plain-text 401.
+   * @default core renderApiError
+   */
+  renderError?: ErrorRenderer;
+}
+
+const STRATEGY_OPTIONS = ['keys', 'keyFormat', 'realm', 'timeoutMs', 'mapIdentity', 'onStoreError'] as const;
+const KNOWN_OPTIONS = [...STRATEGY_OPTIONS, 'passport', 'renderError'] as const;
+
+/** Marks a key-store failure on its way through passport, so bearerAuth can answer 503 rather than 500. */
+export class KeyStoreUnavailableError extends Error {
+  override readonly name = 'KeyStoreUnavailableError';
+  constructor(cause: unknown) {
+    super('the key store did not answer', { cause });
+  }
+}
+
+/** Why verify refused a request, for the JSON 401 (passport only keeps a challenge string). */
+const rejectionReasons = new WeakMap<IncomingMessage, string>();
+
+type VerifyDone = (error: unknown, user?: Identity | false, info?: { message: string }) => void;
+
+function buildStrategy(resolved: ReturnType<typeof resolveKeyAuthOptions>): Strategy {
+  const { lookup, realm, timeoutMs, keyFormat, mapIdentity, onStoreError } = resolved;
+
+  const reject = (req: IncomingMessage, done: VerifyDone, message: string) => {
+    rejectionReasons.set(req, message);
+    done(null, false, { message });
+  };
+
+  const verify = (req: Request, token: string, done: VerifyDone): void => {
+    // passport-http-bearer also takes `access_token` from the body or the query string; a
+    // secret in a URL ends up in access logs, so only the Authorization header counts.
+    const header = readBearer(req);
+    if (header.kind !== 'token' || header.token !== token) return reject(req, done, KEY_REJECTION_MESSAGES.malformed);
+    if (keyFormat !== null && !keyFormat.test(token)) return reject(req, done, KEY_REJECTION_MESSAGES.unknown);
+    checkApiKey(token, lookup, { timeoutMs, now: Date.now() }).then(
+      (check) => {
+        if (!check.ok) return reject(req, done, KEY_REJECTION_MESSAGES[check.reason]);
+        let identity = identityFromRecord(check.record, 'bearer');
+        try {
+          if (mapIdentity) identity = mapIdentity(identity, check.record);
+        } catch (error) {
+          return done(error);
+        }
+        done(null, identity);
+      },
+      (error: unknown) => {
+        onStoreError(error);
+        done(new KeyStoreUnavailableError(error));
+      },
+    );
+  };
+
+  const strategy = new bearerModule.Strategy({ realm, passReqToCallback: true }, verify) as unknown as Strategy;
+  strategy.name = BEARER_STRATEGY_NAME;
+  return strategy;
+}
+
+/**
+ * A passport strategy named `tollgate-bearer` that checks `Authorization: Bearer <key>`
+ * against a key store; `user` is the core Identity (`authMethod: 'bearer'`).
+ * Use with `passport.authenticate('tollgate-bearer', { session: false })`.
+ */
+export function createBearerStrategy(options: BearerStrategyOptions = {}): Strategy {
+  assertKnownOptions(options, STRATEGY_OPTIONS, 'ERR_TG_AUTH_UNKNOWN_OPTION', 'createBearerStrategy');
+  return buildStrategy(resolveKeyAuthOptions(options, 'createBearerStrategy'));
+}
+
+/**
+ * Express middleware: `passport.authenticate('tollgate-bearer', { session: false })` with
+ * the result in `req.tollgate.identity` (and `req.user`), and failures as tollgate's 401 JSON.
+ */
+export function bearerAuth(options: BearerAuthOptions = {}) {
+  assertKnownOptions(options, KNOWN_OPTIONS, 'ERR_TG_AUTH_UNKNOWN_OPTION', 'bearerAuth');
+  const { passport: instance, renderError: renderOption, ...strategyOptions } = options;
+  const resolved = resolveKeyAuthOptions({ ...strategyOptions, renderError: renderOption }, 'bearerAuth');
+  const { realm, renderError } = resolved;
+  const strategy = buildStrategy(resolved);
+  const authenticator = instance ?? new passport.Passport();
+  authenticator.use(BEARER_STRATEGY_NAME, strategy);
+
+  return function tollgateBearerAuth(req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void): void {
+    const context = getContext(req, res);
+    if (isAuthenticated(context.identity)) return next();
+    const onResult = (error: unknown, user: Identity | false | undefined) => {
+      if (error instanceof KeyStoreUnavailableError) return renderError(authUnavailable(error.cause), req, res);
+      if (error) return next(error);
+      if (!user) {
+        const reason = rejectionReasons.get(req);
+        rejectionReasons.delete(req);
+        return renderError(invalidCredentials(realm, readBearer(req).kind !== 'none', reason), req, res);
+      }
+      context.identity = user;
+      (req as IncomingMessage & { user?: unknown }).user = user;
+      next();
+    };
+    const authenticate = authenticator.authenticate(BEARER_STRATEGY_NAME, { session: false }, onResult) as (
+      req: IncomingMessage,
+      res: ServerResponse,
+      next: (err?: unknown) => void,
+    ) => void;
+    authenticate(req, res, next);
+  };
+}

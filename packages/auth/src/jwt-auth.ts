@@ -1,0 +1,306 @@
+// jwtAuth: identifies the caller by a JWT (jose) checked against a static or remote JWKS, with claims mapped to an Identity.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createLocalJWKSet, createRemoteJWKSet, jwtVerify } from 'jose';
+import type { JSONWebKeySet, JWK, JWTPayload, JWTVerifyGetKey } from 'jose';
+import type { ApiError, ErrorRenderer, Identity } from '@tollgate/core';
+import { assertKnownOptions, getContext, parseDuration, renderApiError, TollgateError } from '@tollgate/core';
+import { authUnavailable, invalidCredentials, isValidRealm, readBearer } from './credentials.js';
+import { anonymousIdentity, isAuthenticated } from './key-source.js';
+
+export interface JwtAuthOptions {
+  /**
+   * The keys that sign tokens: a JWKS object (`{ keys: [...] }`) used as is, or the URL of
+   * a remote JWKS (fetched on demand, cached, refetched at most once per cooldown). Required.
+   */
+  jwks?: JSONWebKeySet | string | URL;
+  /** The URL of a remote JWKS; the same as giving `jwks` a URL (set one of the two). */
+  jwksUrl?: string | URL;
+  /** The required `iss`. Required. */
+  issuer?: string | string[];
+  /** The required `aud` (one of them). Required. */
+  audience?: string | string[];
+  /**
+   * Accepted `alg` values. Never `none`; never an HMAC algorithm unless the static key set
+   * holds `oct` keys.
+   * @default from each key's `alg`, else its `kty`/`crv`; for a remote JWKS every asymmetric algorithm
+   */
+  algorithms?: string[];
+  /**
+   * Allowed clock skew for `exp`/`nbf`/`iat`: seconds, or a duration string.
+   * @default '30s'
+   */
+  clockTolerance?: number | string;
+  /**
+   * Claim holding the tenant id.
+   * @default 'tenant_id'
+   */
+  tenantClaim?: string;
+  /**
+   * Claim holding the tier.
+   * @default 'tier'
+   */
+  tierClaim?: string;
+  /**
+   * Claim holding the scopes: a space-separated string (OAuth 2) or an array of strings.
+   * @default 'scope'
+   */
+  scopeClaim?: string;
+  /**
+   * Claim holding the user id.
+   * @default 'sub'
+   */
+  userClaim?: string;
+  /**
+   * Claim holding the product feature.
+   * @default 'feature'
+   */
+  featureClaim?: string;
+  /**
+   * Claim holding the models the caller may use (array of patterns); absent = no restriction.
+   * @default none
+   */
+  modelsClaim?: string;
+  /**
+   * Let requests without a JWT through with an anonymous identity (a bearer token that is
+   * not a JWT counts as no JWT, so an API-key middleware can come next). A JWT that fails is still refused.
+   * @default false
+   */
+  optional?: boolean;
+  /**
+   * Adjust the identity built from the claims; return `undefined` to refuse the token.
+   * @default identity unchanged
+   */
+  mapIdentity?: (identity: Identity, payload: JWTPayload) => Identity | undefined;
+  /**
+   * Remote JWKS: how long a fetched key set is trusted (ms or duration string).
+   * @default '10m'
+   */
+  jwksCacheMaxAge?: number | string;
+  /**
+   * Remote JWKS: the least time between two fetches, e.g. when an unknown `kid` arrives.
+   * @default '30s'
+   */
+  jwksCooldown?: number | string;
+  /**
+   * Remote JWKS: fetch deadline; past it the request gets a 503.
+   * @default '5s'
+   */
+  jwksTimeout?: number | string;
+  /**
+   * The realm in `WWW-Authenticate`.
+   * @default 'tollgate'
+   */
+  realm?: string;
+  /**
+   * Told when the remote JWKS cannot be fetched (the request gets a 503). Never receives the token.
+   * @default a process warning naming the error class only
+   */
+  onJwksError?: (error: unknown) => void;
+  /**
+   * Renders denials (401, 503).
+   * @default core renderApiError
+   */
+  renderError?: ErrorRenderer;
+}
+
+const KNOWN_OPTIONS = [
+  'jwks', 'jwksUrl', 'issuer', 'audience', 'algorithms', 'clockTolerance', 'tenantClaim', 'tierClaim', 'scopeClaim', 'userClaim',
+  'featureClaim', 'modelsClaim', 'optional', 'mapIdentity', 'jwksCacheMaxAge', 'jwksCooldown', 'jwksTimeout', 'realm',
+  'onJwksError', 'renderError',
+] as const;
+
+const RSA_ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'];
+const EC_ALGS: Record<string, string> = { 'P-256': 'ES256', 'P-384': 'ES384', 'P-521': 'ES512' };
+const HMAC_ALGS = ['HS256', 'HS384', 'HS512'];
+const ASYMMETRIC_ALGS = [...RSA_ALGS, ...Object.values(EC_ALGS), 'EdDSA', 'Ed25519'];
+
+/** JWS compact form; the signature may be empty so `alg: none` tokens reach the verifier and are refused there. */
+const JWS_COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
+function invalidOption(message: string): TollgateError {
+  return new TollgateError('ERR_TG_AUTH_INVALID_OPTION', `jwtAuth(): ${message}`);
+}
+
+/** The algorithms a static key set can verify: each key's `alg`, else what its type allows. */
+function algorithmsOfKeys(keys: readonly JWK[]): string[] {
+  const algs = new Set<string>();
+  for (const key of keys) {
+    if (key.use === 'enc') continue;
+    if (typeof key.alg === 'string') algs.add(key.alg);
+    else if (key.kty === 'RSA') RSA_ALGS.forEach((alg) => algs.add(alg));
+    else if (key.kty === 'EC' && typeof key.crv === 'string' && EC_ALGS[key.crv]) algs.add(EC_ALGS[key.crv]!);
+    else if (key.kty === 'OKP' && key.crv === 'Ed25519') ['EdDSA', 'Ed25519'].forEach((alg) => algs.add(alg));
+    else if (key.kty === 'oct') HMAC_ALGS.forEach((alg) => algs.add(alg));
+  }
+  algs.delete('none');
+  return [...algs];
+}
+
+function durationMs(value: number | string | undefined, fallback: string, what: string): number {
+  return parseDuration(value ?? fallback, `jwtAuth(): ${what}`);
+}
+
+/** The client-facing reason for a refused token; fixed texts, so nothing of the token is echoed. */
+function rejectionMessage(code: string | undefined, claim: string | undefined): string {
+  switch (code) {
+    case 'ERR_JWT_EXPIRED':
+      return 'The bearer token has expired.';
+    case 'ERR_JWT_CLAIM_VALIDATION_FAILED':
+      return claim === 'iss' || claim === 'aud' || claim === 'nbf' || claim === 'sub' ? `The bearer token's "${claim}" claim is not accepted.` : 'The bearer token\'s claims are not accepted.';
+    case 'ERR_JOSE_ALG_NOT_ALLOWED':
+      return 'The bearer token\'s signing algorithm is not accepted.';
+    case 'ERR_JWKS_NO_MATCHING_KEY':
+      return 'The bearer token was signed by an unknown key.';
+    default:
+      return 'Invalid bearer token.';
+  }
+}
+
+/** jose codes that mean "this token is no good" (401); anything else from a remote JWKS means "cannot check now" (503). */
+const TOKEN_FAULTS = new Set([
+  'ERR_JWT_EXPIRED', 'ERR_JWT_CLAIM_VALIDATION_FAILED', 'ERR_JOSE_ALG_NOT_ALLOWED', 'ERR_JOSE_NOT_SUPPORTED', 'ERR_JWS_INVALID',
+  'ERR_JWT_INVALID', 'ERR_JWKS_NO_MATCHING_KEY', 'ERR_JWKS_MULTIPLE_MATCHING_KEYS', 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED', 'ERR_JWK_INVALID',
+]);
+
+function warnJwksError(error: unknown): void {
+  const name = error instanceof Error ? error.name : typeof error;
+  process.emitWarning(`tollgate auth: the remote JWKS could not be fetched (${name}); JWT requests get 503 until it answers`);
+}
+
+function stringClaim(payload: JWTPayload, claim: string | undefined): string | undefined {
+  if (claim === undefined) return undefined;
+  const value = payload[claim];
+  if (typeof value === 'string' && value !== '') return value;
+  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+  return undefined;
+}
+
+function listClaim(payload: JWTPayload, claim: string | undefined): string[] | undefined {
+  if (claim === undefined) return undefined;
+  const value = payload[claim];
+  if (typeof value === 'string') return value.split(' ').filter((part) => part !== '');
+  if (Array.isArray(value)) return value.filter((part): part is string => typeof part === 'string' && part !== '');
+  return undefined;
+}
+
+/**
+ * Express middleware: verifies `Authorization: Bearer <jwt>` and sets
+ * `req.tollgate.identity` (`authMethod: 'jwt'`, `keyId: 'jwt:<sub>'`). Refuses with 401.
+ */
+export function jwtAuth(options: JwtAuthOptions = {}) {
+  assertKnownOptions(options, KNOWN_OPTIONS, 'ERR_TG_AUTH_UNKNOWN_OPTION', 'jwtAuth');
+  const { issuer, audience } = options;
+  if (options.jwks !== undefined && options.jwksUrl !== undefined) throw invalidOption('set "jwks" or "jwksUrl", not both');
+  const jwks = options.jwks ?? options.jwksUrl;
+  if (jwks === undefined) throw new TollgateError('ERR_TG_AUTH_MISSING_JWKS', 'jwtAuth() needs "jwks": a JWKS object { keys: [...] }, or "jwksUrl": the URL of a remote JWKS');
+  if (issuer === undefined || (Array.isArray(issuer) && issuer.length === 0)) throw invalidOption('"issuer" is required: tokens from any issuer would be accepted otherwise');
+  if (audience === undefined || (Array.isArray(audience) && audience.length === 0)) throw invalidOption('"audience" is required: tokens meant for other services would be accepted otherwise');
+
+  const remote = typeof jwks === 'string' || jwks instanceof URL;
+  let getKey: JWTVerifyGetKey;
+  let derived: string[];
+  if (remote) {
+    let url: URL;
+    try {
+      url = new URL(jwks);
+    } catch {
+      throw invalidOption('"jwks" is not a valid URL');
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') throw invalidOption('a remote "jwks" must be an http(s) URL');
+    getKey = createRemoteJWKSet(url, {
+      cacheMaxAge: durationMs(options.jwksCacheMaxAge, '10m', 'jwksCacheMaxAge'),
+      cooldownDuration: durationMs(options.jwksCooldown, '30s', 'jwksCooldown'),
+      timeoutDuration: durationMs(options.jwksTimeout, '5s', 'jwksTimeout'),
+    });
+    derived = ASYMMETRIC_ALGS;
+  } else {
+    if (typeof jwks !== 'object' || jwks === null || !Array.isArray(jwks.keys) || jwks.keys.length === 0) {
+      throw invalidOption('a static "jwks" must be { keys: [...] } with at least one key');
+    }
+    getKey = createLocalJWKSet(jwks);
+    derived = algorithmsOfKeys(jwks.keys);
+  }
+  const hasHmacKeys = !remote && (jwks as JSONWebKeySet).keys.some((key) => key.kty === 'oct');
+  const algorithms = options.algorithms ?? derived;
+  if (!Array.isArray(algorithms) || algorithms.length === 0) throw invalidOption('no signing algorithm can be derived from the keys; set "algorithms"');
+  for (const alg of algorithms) {
+    if (typeof alg !== 'string' || alg.toLowerCase() === 'none') throw invalidOption('"none" is never an accepted algorithm');
+    if (alg.startsWith('HS') && !hasHmacKeys) throw invalidOption(`${alg} needs symmetric (oct) keys in a static JWKS; an HMAC token against public keys is a forgery`);
+  }
+
+  const clockTolerance = options.clockTolerance === undefined ? 30 : typeof options.clockTolerance === 'number' ? options.clockTolerance : parseDuration(options.clockTolerance, 'jwtAuth(): clockTolerance') / 1000;
+  if (!Number.isFinite(clockTolerance) || clockTolerance < 0) throw invalidOption('clockTolerance must be a non-negative number of seconds or a duration string');
+  for (const name of ['tenantClaim', 'tierClaim', 'scopeClaim', 'userClaim', 'featureClaim', 'modelsClaim'] as const) {
+    const value = options[name];
+    if (value !== undefined && (typeof value !== 'string' || value === '')) throw invalidOption(`${name} must be a non-empty string`);
+  }
+  const claims = {
+    tenant: options.tenantClaim ?? 'tenant_id',
+    tier: options.tierClaim ?? 'tier',
+    scope: options.scopeClaim ?? 'scope',
+    user: options.userClaim ?? 'sub',
+    feature: options.featureClaim ?? 'feature',
+    models: options.modelsClaim,
+  };
+  const realm = options.realm ?? 'tollgate';
+  if (!isValidRealm(realm)) throw invalidOption('realm must be printable ASCII without quotes or backslashes');
+  const optional = options.optional ?? false;
+  const mapIdentity = options.mapIdentity;
+  const onJwksError = options.onJwksError ?? warnJwksError;
+  const renderError = options.renderError ?? renderApiError;
+  const verifyOptions = { issuer, audience, algorithms, clockTolerance, requiredClaims: ['sub', 'exp'] };
+
+  function identityFromPayload(payload: JWTPayload): Identity {
+    const identity: Identity = { keyId: `jwt:${payload.sub}`, scopes: listClaim(payload, claims.scope) ?? [], authMethod: 'jwt' };
+    const tenantId = stringClaim(payload, claims.tenant);
+    const userId = stringClaim(payload, claims.user);
+    const tier = stringClaim(payload, claims.tier);
+    const feature = stringClaim(payload, claims.feature);
+    const models = listClaim(payload, claims.models);
+    if (tenantId !== undefined) identity.tenantId = tenantId;
+    if (userId !== undefined) identity.userId = userId;
+    if (tier !== undefined) identity.tier = tier;
+    if (feature !== undefined) identity.feature = feature;
+    if (models !== undefined) identity.models = models;
+    return identity;
+  }
+
+  /** The identity of a token, or the denial to send; rejects only when mapIdentity throws. */
+  async function identify(token: string): Promise<{ identity?: Identity; denial?: ApiError }> {
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, getKey, verifyOptions));
+    } catch (error) {
+      const { code, claim } = error as { code?: string; claim?: string };
+      if (remote && (code === undefined || !TOKEN_FAULTS.has(code))) {
+        onJwksError(error);
+        return { denial: authUnavailable(error) };
+      }
+      return { denial: invalidCredentials(realm, true, rejectionMessage(code, claim)) };
+    }
+    if (typeof payload.sub !== 'string' || payload.sub === '') return { denial: invalidCredentials(realm, true, rejectionMessage('ERR_JWT_CLAIM_VALIDATION_FAILED', 'sub')) };
+    const identity = identityFromPayload(payload);
+    const mapped = mapIdentity ? mapIdentity(identity, payload) : identity;
+    return mapped ? { identity: mapped } : { denial: invalidCredentials(realm, true) };
+  }
+
+  return function tollgateJwtAuth(req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void): void {
+    const context = getContext(req, res);
+    if (isAuthenticated(context.identity)) return next();
+    const credential = readBearer(req);
+    const isJwt = credential.kind === 'token' && JWS_COMPACT.test(credential.token);
+    if (!isJwt) {
+      if (optional && credential.kind !== 'malformed') {
+        context.identity ??= anonymousIdentity();
+        return next();
+      }
+      const message = credential.kind === 'none' ? 'Missing bearer token: send "Authorization: Bearer <jwt>".' : 'Invalid bearer token.';
+      return renderError(invalidCredentials(realm, credential.kind !== 'none', message), req, res);
+    }
+    void identify((credential as { token: string }).token).then(({ identity, denial }) => {
+      if (denial || !identity) return renderError(denial ?? invalidCredentials(realm, true), req, res);
+      context.identity = identity;
+      next();
+    }, next);
+  };
+}

@@ -1,0 +1,346 @@
+// `tollgate keys create|list|revoke|rotate|delete`: key management against a JSON config file or a Redis key store.
+import { parseArgs } from 'node:util';
+import type { ApiKeyRecord, KeyStore } from '@tollgate/core';
+import { parseDuration, TollgateError } from '@tollgate/core';
+import { generateApiKey, hashApiKey } from './api-keys.js';
+import { editConfigKeys, readConfigKeys } from './config-file.js';
+import { configKeyFromRecord, isValidKeyId } from './config-keys.js';
+
+/** Where the command writes its output. */
+export interface KeysCommandIo {
+  stdout: { write(text: string): unknown };
+  stderr: { write(text: string): unknown };
+}
+
+/** Exit codes: success, the operation failed (unknown id, id taken), the command line was wrong. */
+const OK = 0;
+const FAILED = 1;
+const USAGE = 2;
+
+const USAGE_TEXT = `Usage: tollgate keys <command> [target] [options]
+
+Commands:
+  create  --tenant <t> --user <u> --scopes <a,b> [--tier <t>] [--feature <f>] [--models <m1,m2>]
+          [--expires <30d | ISO time>] [--id <name>] [--json]
+          Creates a key, prints it ONCE and prints the record to store.
+  list    [--json]                        Lists keys (ids and attributes, never hashes).
+  revoke  <id>                            Disables a key at once.
+  rotate  <id> [--grace <1h>] [--id <new>] [--json]
+          Creates a new key with the same attributes; the old one expires after --grace
+          (or stays until revoked when --grace is absent).
+  delete  <id>                            Removes a key record.
+
+Target (where records live; create without a target only prints the record):
+  --config <path>                         A JSON config file; its "keys" array is edited atomically.
+  --redis <url> [--prefix <p>]            A Redis key store (@tollgate/redis), prefix default "tollgate:".
+`;
+
+/** The record store a command works on: the config file or a KeyStore, behind one shape. */
+interface KeyTarget {
+  describe: string;
+  list(): Promise<ApiKeyRecord[]>;
+  findById(id: string): Promise<ApiKeyRecord | undefined>;
+  /** Adds a record; false when its id is taken. */
+  add(record: ApiKeyRecord): Promise<boolean>;
+  /** Replaces a record by id; false when it is gone. */
+  update(id: string, change: (record: ApiKeyRecord) => ApiKeyRecord): Promise<boolean>;
+  /** Disables a record by id; false when it is gone. */
+  revoke(id: string): Promise<boolean>;
+  delete(id: string): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+function configTarget(path: string): KeyTarget {
+  return {
+    describe: path,
+    list: () => readConfigKeys(path),
+    findById: async (id) => (await readConfigKeys(path)).find((record) => record.id === id),
+    add: (record) =>
+      editConfigKeys(
+        path,
+        (records) => {
+          if (records.some((existing) => existing.id === record.id)) return { changed: false, records, result: false };
+          return { changed: true, records: [...records, record], result: true };
+        },
+        { create: true },
+      ),
+    update: (id, change) =>
+      editConfigKeys(path, (records) => {
+        const index = records.findIndex((record) => record.id === id);
+        if (index < 0) return { changed: false, records, result: false };
+        const next = [...records];
+        next[index] = change(records[index]!);
+        return { changed: true, records: next, result: true };
+      }),
+    revoke(id) {
+      return this.update(id, (record) => ({ ...record, disabled: true }));
+    },
+    delete: (id) =>
+      editConfigKeys(path, (records) => {
+        const next = records.filter((record) => record.id !== id);
+        return { changed: next.length !== records.length, records: next, result: next.length !== records.length };
+      }),
+    close: async () => undefined,
+  };
+}
+
+function storeTarget(store: KeyStore, describe: string, close: () => Promise<void>): KeyTarget {
+  return {
+    describe,
+    list: () => store.list(),
+    findById: (id) => store.findById(id),
+    async add(record) {
+      if (await store.findById(record.id)) return false;
+      await store.put(record);
+      return true;
+    },
+    async update(id, change) {
+      const record = await store.findById(id);
+      if (!record) return false;
+      await store.put(change(record));
+      return true;
+    },
+    // One atomic store call: a concurrent put cannot undo the revocation.
+    revoke: (id) => store.disable(id),
+    delete: (id) => store.delete(id),
+    close,
+  };
+}
+
+async function redisTarget(url: string, prefix: string): Promise<KeyTarget> {
+  // Loaded on demand: only `--redis` needs a Redis client.
+  const { createRedisStores } = await import('@tollgate/redis');
+  const stores = createRedisStores({ url, prefix });
+  return storeTarget(stores.keys, `Redis (prefix "${prefix}")`, () => stores.close());
+}
+
+function splitList(value: string | undefined): string[] | undefined {
+  if (value === undefined) return undefined;
+  return value.split(',').map((item) => item.trim()).filter((item) => item !== '');
+}
+
+/** `--expires 30d` (from now) or an ISO time, as an ISO time. */
+function expiryTime(value: string, now: number, flag: string): string {
+  if (/^\d+(?:\.\d+)?\s*(ms|s|m|h|d|w)$/.test(value.trim())) return new Date(now + parseDuration(value, flag)).toISOString();
+  const at = Date.parse(value);
+  if (!Number.isFinite(at)) throw new UsageError(`${flag} must be a duration like 30d or an ISO 8601 time`);
+  return new Date(at).toISOString();
+}
+
+class UsageError extends Error {}
+
+function defaultId(tenant: string | undefined, user: string | undefined): string {
+  const suffix = hashApiKey(generateApiKey()).slice(0, 8);
+  const named = [tenant, user, suffix].filter((part) => part !== undefined).join('-');
+  return isValidKeyId(named) ? named : `key-${suffix}`;
+}
+
+function status(record: ApiKeyRecord, now: number): string {
+  if (record.disabled === true) return 'revoked';
+  if (record.expiresAt !== undefined && !(Date.parse(record.expiresAt) > now)) return 'expired';
+  return 'active';
+}
+
+/** What `list` shows of a record: everything but the hash. */
+function listed(record: ApiKeyRecord, now: number) {
+  const { sha256: _sha256, ...rest } = configKeyFromRecord(record);
+  return { ...rest, status: status(record, now) };
+}
+
+function printCreated(io: KeysCommandIo, key: string, record: ApiKeyRecord, target: KeyTarget | undefined, json: boolean, verb: string): void {
+  const entry = configKeyFromRecord(record);
+  if (json) {
+    io.stdout.write(`${JSON.stringify({ key, record: entry, storedIn: target?.describe ?? null }, null, 2)}\n`);
+    return;
+  }
+  const who = [record.tenantId && `tenant ${record.tenantId}`, record.userId && `user ${record.userId}`].filter(Boolean).join(', ');
+  io.stdout.write(
+    [
+      `${verb} API key "${record.id}"${who ? ` for ${who}` : ''}${record.scopes.length ? ` (scopes: ${record.scopes.join(' ')})` : ''}.`,
+      target ? `Stored in ${target.describe}.` : 'Not stored anywhere yet: add the record below to the "keys" array of your config.',
+      '',
+      `  ${key}`,
+      '',
+      'This is the only time the key is shown; only its SHA-256 is kept. Store it now.',
+      '',
+      'Record:',
+      JSON.stringify(entry, null, 2),
+      '',
+    ].join('\n'),
+  );
+}
+
+/**
+ * Runs `keys <command> ...` (the leading `keys` is optional) and returns the exit code:
+ * 0 done, 1 the operation failed, 2 the command line was wrong. Never prints a key except
+ * the new one on `create`/`rotate`, and never prints hashes in `list`.
+ */
+export async function runKeysCommand(argv: string[], io: KeysCommandIo = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  const args = argv[0] === 'keys' ? argv.slice(1) : argv;
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        config: { type: 'string' },
+        redis: { type: 'string' },
+        prefix: { type: 'string' },
+        tenant: { type: 'string' },
+        user: { type: 'string' },
+        scopes: { type: 'string' },
+        tier: { type: 'string' },
+        feature: { type: 'string' },
+        models: { type: 'string' },
+        expires: { type: 'string' },
+        grace: { type: 'string' },
+        id: { type: 'string' },
+        json: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (error) {
+    io.stderr.write(`${(error as Error).message}\n\n${USAGE_TEXT}`);
+    return USAGE;
+  }
+  const { values, positionals } = parsed;
+  const [command, ...rest] = positionals;
+  if (values.help || command === undefined || command === 'help') {
+    (values.help || command === 'help' ? io.stdout : io.stderr).write(USAGE_TEXT);
+    return values.help || command === 'help' ? OK : USAGE;
+  }
+  if (values.config !== undefined && values.redis !== undefined) {
+    io.stderr.write('Give --config or --redis, not both.\n');
+    return USAGE;
+  }
+
+  let target: KeyTarget | undefined;
+  try {
+    if (values.prefix !== undefined && values.redis === undefined) throw new UsageError('--prefix only applies with --redis');
+    target = values.config !== undefined ? configTarget(values.config) : values.redis !== undefined ? await redisTarget(values.redis, values.prefix ?? 'tollgate:') : undefined;
+    const now = Date.now();
+    const json = values.json === true;
+    const needTarget = (): KeyTarget => {
+      if (!target) throw new UsageError(`"keys ${command}" needs --config <path> or --redis <url>`);
+      return target;
+    };
+    const oneId = (): string => {
+      if (rest.length !== 1) throw new UsageError(`"keys ${command}" takes one key id`);
+      return rest[0]!;
+    };
+
+    switch (command) {
+      case 'create': {
+        if (rest.length > 0) throw new UsageError(`"keys create" takes no positional arguments (got ${JSON.stringify(rest[0])})`);
+        const id = values.id ?? defaultId(values.tenant, values.user);
+        if (!isValidKeyId(id)) throw new UsageError('--id must be 1-128 characters: letters, digits, . _ : @ -');
+        const key = generateApiKey();
+        const record: ApiKeyRecord = { id, sha256: hashApiKey(key), scopes: splitList(values.scopes) ?? [], createdAt: new Date(now).toISOString() };
+        if (values.tenant !== undefined) record.tenantId = values.tenant;
+        if (values.user !== undefined) record.userId = values.user;
+        if (values.tier !== undefined) record.tier = values.tier;
+        if (values.feature !== undefined) record.feature = values.feature;
+        const models = splitList(values.models);
+        if (models !== undefined) record.models = models;
+        if (values.expires !== undefined) record.expiresAt = expiryTime(values.expires, now, '--expires');
+        if (target && !(await target.add(record))) {
+          io.stderr.write(`A key with id "${id}" already exists in ${target.describe}; choose another --id.\n`);
+          return FAILED;
+        }
+        printCreated(io, key, record, target, json, 'Created');
+        return OK;
+      }
+      case 'list': {
+        const records = await needTarget().list();
+        if (json) {
+          io.stdout.write(`${JSON.stringify(records.map((record) => listed(record, now)), null, 2)}\n`);
+        } else if (records.length === 0) {
+          io.stdout.write(`No keys in ${needTarget().describe}.\n`);
+        } else {
+          for (const record of records) {
+            const parts = [
+              record.id.padEnd(24),
+              status(record, now).padEnd(8),
+              `tenant=${record.tenantId ?? '-'}`,
+              `user=${record.userId ?? '-'}`,
+              `tier=${record.tier ?? '-'}`,
+              `scopes=${record.scopes.join(',') || '-'}`,
+            ];
+            if (record.feature !== undefined) parts.push(`feature=${record.feature}`);
+            if (record.expiresAt !== undefined) parts.push(`expires=${record.expiresAt}`);
+            io.stdout.write(`${parts.join('  ')}\n`);
+          }
+        }
+        return OK;
+      }
+      case 'revoke': {
+        const id = oneId();
+        if (!(await needTarget().revoke(id))) {
+          io.stderr.write(`No key with id "${id}" in ${needTarget().describe}.\n`);
+          return FAILED;
+        }
+        io.stdout.write(`Revoked key "${id}" in ${needTarget().describe}; it stops working at once.\n`);
+        return OK;
+      }
+      case 'delete': {
+        const id = oneId();
+        if (!(await needTarget().delete(id))) {
+          io.stderr.write(`No key with id "${id}" in ${needTarget().describe}.\n`);
+          return FAILED;
+        }
+        io.stdout.write(`Deleted key "${id}" from ${needTarget().describe}.\n`);
+        return OK;
+      }
+      case 'rotate': {
+        const oldId = oneId();
+        const old = await needTarget().findById(oldId);
+        if (!old) {
+          io.stderr.write(`No key with id "${oldId}" in ${needTarget().describe}.\n`);
+          return FAILED;
+        }
+        const id = values.id ?? defaultId(old.tenantId, old.userId);
+        if (!isValidKeyId(id)) throw new UsageError('--id must be 1-128 characters: letters, digits, . _ : @ -');
+        const key = generateApiKey();
+        const { disabled: _disabled, expiresAt: _expiresAt, ...attributes } = old;
+        const record: ApiKeyRecord = { ...attributes, id, sha256: hashApiKey(key), createdAt: new Date(now).toISOString() };
+        if (values.expires !== undefined) record.expiresAt = expiryTime(values.expires, now, '--expires');
+        if (!(await needTarget().add(record))) {
+          io.stderr.write(`A key with id "${id}" already exists in ${needTarget().describe}; choose another --id.\n`);
+          return FAILED;
+        }
+        if (values.grace !== undefined) {
+          const graceEnd = new Date(now + parseDuration(values.grace, '--grace')).toISOString();
+          await needTarget().update(oldId, (previous) => ({
+            ...previous,
+            expiresAt: previous.expiresAt !== undefined && Date.parse(previous.expiresAt) < Date.parse(graceEnd) ? previous.expiresAt : graceEnd,
+          }));
+        }
+        printCreated(io, key, record, target, json, `Rotated "${oldId}" to new`);
+        if (!json) {
+          io.stdout.write(
+            values.grace !== undefined
+              ? `The old key "${oldId}" keeps working until the grace period ends.\n`
+              : `The old key "${oldId}" keeps working until you run "keys revoke ${oldId}".\n`,
+          );
+        }
+        return OK;
+      }
+      default:
+        throw new UsageError(`Unknown command "${command}".`);
+    }
+  } catch (error) {
+    if (error instanceof UsageError) {
+      io.stderr.write(`${error.message}\n\n${USAGE_TEXT}`);
+      return USAGE;
+    }
+    if (error instanceof TollgateError) {
+      io.stderr.write(`${error.message}\n`);
+      return error.code === 'ERR_TG_CORE_INVALID_DURATION' ? USAGE : FAILED;
+    }
+    io.stderr.write(`keys ${command}: ${error instanceof Error ? error.message : String(error)}\n`);
+    return FAILED;
+  } finally {
+    await target?.close().catch(() => undefined);
+  }
+}
