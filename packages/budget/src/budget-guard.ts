@@ -21,7 +21,7 @@ import {
 import type { ErrorRenderer, Identity, LedgerScope, Pricing, ReservationLedger, ReserveResult, ResolvedPrice, UsageEstimate, UsageRecord } from '@tollgate/core';
 import { BudgetPlan, budgetWindow, softLimitThreshold } from './budget-plan.js';
 import type { BudgetPlanOptions, BudgetWindow } from './budget-plan.js';
-import { readBudgetStatus, resetBudgets, selectBudgets, topUpBudgets } from './budget-status.js';
+import { readBudgetStatus, resetBudgets, rollingFreeAt, selectBudgets, topUpBudgets } from './budget-status.js';
 import type { BudgetBook } from './budget-status.js';
 import { SoftLimitMonitor } from './soft-limit.js';
 import type { BudgetSelector, BudgetStatus, SoftLimitEvent } from './types.js';
@@ -201,14 +201,19 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     estimate.totalTokens = estimate.inputTokens + cap;
   }
 
-  function refusal(windows: BudgetWindow[], result: { scope: string; limit: number; remaining: number; resetAt: number }, needed: number): ApiError {
+  async function refusal(windows: BudgetWindow[], result: Extract<ReserveResult, { ok: false }>, needed: number): Promise<ApiError> {
     const window = windows.find((w) => w.scopes.some((s) => s.key === result.scope));
     const label = window?.budget.label ?? result.scope;
-    const resetAt = new Date(result.resetAt).toISOString();
+    let resetMs = result.resetAt;
+    if (window?.budget.period === 'rolling') {
+      // The ledger names the end of the current bucket; the money comes back when the oldest spend ages out.
+      resetMs = (await rollingFreeAt(ledger, window, storeTimeoutMs).catch(() => undefined)) ?? resetMs;
+    }
+    const resetAt = new Date(resetMs).toISOString();
     const when = window?.budget.period === 'rolling' ? `more frees up from ${resetAt} as older spend leaves the window` : `it resets at ${resetAt}`;
     const period = window ? ` ${describePeriod(window)}` : '';
     const message = `Budget exhausted for ${label}: ${formatUsd(result.remaining)} of ${formatUsd(result.limit)} left${period}, the request needs at least ${formatUsd(needed)}; ${when}.`;
-    const waitMs = result.resetAt - now();
+    const waitMs = resetMs - now();
     const headers: Record<string, number> = {};
     if (waitMs > 0 && waitMs <= MAX_RETRY_AFTER_MS) headers['retry-after'] = Math.ceil(waitMs / 1000);
     return new ApiError('insufficient_quota', message, { headers });
@@ -275,7 +280,7 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
       return;
     }
     if (!result.ok) {
-      render(refusal(windows, result, minAmount), req, res);
+      render(await refusal(windows, result, minAmount), req, res);
       return;
     }
     const granted = result.amount;

@@ -2,7 +2,7 @@
 import { nanoToUsd, usdToNano, withTimeout } from '@tollgate/core';
 import type { ReservationLedger } from '@tollgate/core';
 import { budgetWindow, softLimitThreshold } from './budget-plan.js';
-import type { BudgetPlan, ResolvedBudget } from './budget-plan.js';
+import type { BudgetPlan, BudgetWindow, ResolvedBudget } from './budget-plan.js';
 import type { SoftLimitMonitor } from './soft-limit.js';
 import type { BudgetSelector, BudgetStatus } from './types.js';
 
@@ -15,11 +15,26 @@ export interface BudgetBook {
   storeTimeoutMs: number;
 }
 
+/**
+ * When a rolling budget next gets money back: the end of the window for its oldest bucket that
+ * holds spend. Window s holds buckets s.., window s+1 the same minus bucket s, so the spend of
+ * bucket s is the difference of their totals. Undefined when nothing is spent or held.
+ */
+export async function rollingFreeAt(ledger: ReservationLedger, window: BudgetWindow, timeoutMs: number): Promise<number | undefined> {
+  const usage = await withTimeout(ledger.usage(window.scopes.map((s) => s.key)), timeoutMs, 'ledger.usage');
+  const used = usage.map((u) => u.spent + u.reserved);
+  for (let i = 0; i < used.length; i++) {
+    if (used[i]! - (used[i + 1] ?? 0) > 0) return window.scopes[i]!.expiresAt;
+  }
+  return undefined;
+}
+
 export async function readBudgetStatus(book: BudgetBook, budgets: ResolvedBudget[]): Promise<BudgetStatus[]> {
   if (budgets.length === 0) return [];
   const now = book.now();
   const windows = budgets.map((budget) => budgetWindow(budget, now));
   const usage = await withTimeout(book.ledger.usage(windows.map((w) => w.head.key)), book.storeTimeoutMs, 'ledger.usage');
+  const resets = await Promise.all(windows.map(async (w) => (w.budget.period === 'rolling' ? await rollingFreeAt(book.ledger, w, book.storeTimeoutMs) : undefined) ?? w.head.expiresAt));
   return windows.map(({ budget, head }, i) => {
     const spent = usage[i]?.spent ?? 0;
     const reserved = usage[i]?.reserved ?? 0;
@@ -38,7 +53,7 @@ export async function readBudgetStatus(book: BudgetBook, budgets: ResolvedBudget
       spentUsd: nanoToUsd(spent),
       reservedUsd: nanoToUsd(reserved),
       remainingUsd: nanoToUsd(remaining),
-      resetAt: new Date(head.expiresAt).toISOString(),
+      resetAt: new Date(resets[i]!).toISOString(),
       softLimit: budget.softLimit ?? null,
       softLimitReached: threshold !== undefined && spent > 0 && spent >= threshold,
     };
