@@ -1,0 +1,466 @@
+// The store conformance suite: every TollgateStores implementation must pass it, memory and Redis alike.
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import type { ApiKeyRecord, LedgerScope, TollgateStores } from '@tollgate/core';
+
+/** A store under test plus control over the time it sees. */
+export interface StoreHarness {
+  stores: TollgateStores;
+  /** Epoch ms as the stores see it (the fake clock, or Redis TIME). */
+  now(): Promise<number>;
+  /** Let `ms` pass for the stores: a fake clock moves at once, a real store is waited for. */
+  advance(ms: number): Promise<void>;
+  /** Called once after the suite, after `stores.close()`. */
+  cleanup?(): Promise<void>;
+}
+
+export interface ConformanceOptions {
+  /** Window size for the sliding tests; real-time stores want it short, a fake clock does not care. @default 1000 */
+  slidingWindowMs?: number;
+  /** Reservation TTL for the expiry tests. @default 200 */
+  ttlMs?: number;
+}
+
+export function describeStoreConformance(name: string, makeHarness: () => Promise<StoreHarness>, options: ConformanceOptions = {}): void {
+  const W = options.slidingWindowMs ?? 1000;
+  const TTL = options.ttlMs ?? 200;
+  // Long enough that a test never crosses it by accident (see alignToWindow).
+  const LONG = 60_000;
+
+  describe(`store conformance: ${name}`, () => {
+    let harness: StoreHarness;
+    let stores: TollgateStores;
+    let serial = 0;
+    const unique = (label: string) => `${label}-${++serial}-${Math.random().toString(36).slice(2, 8)}`;
+
+    beforeAll(async () => {
+      harness = await makeHarness();
+      stores = harness.stores;
+    });
+
+    afterAll(async () => {
+      await stores?.close();
+      await harness?.cleanup?.();
+    });
+
+    /** Waits (or jumps) to just after a window boundary when less than `needMs` of the current window is left. */
+    async function alignToWindow(windowMs: number, needMs: number): Promise<void> {
+      const now = await harness.now();
+      const left = windowMs - (now % windowMs);
+      if (left < needMs) await harness.advance(left + 5);
+    }
+
+    /** Waits (or jumps) to 5 ms after the next window boundary. */
+    async function startOfNextWindow(windowMs: number): Promise<void> {
+      const now = await harness.now();
+      await harness.advance(windowMs - (now % windowMs) + 5);
+    }
+
+    it('names its kind', () => {
+      expect(typeof stores.kind).toBe('string');
+      expect(stores.kind.length).toBeGreaterThan(0);
+    });
+
+    describe('window counter', () => {
+      const opts = { limit: 10, windowMs: LONG };
+
+      it('consumes under the limit and reports the window', async () => {
+        await alignToWindow(LONG, 5_000);
+        const key = unique('w');
+        const first = await stores.counter.consume(key, 4, opts);
+        expect(first).toMatchObject({ allowed: true, limit: 10, remaining: 6, retryAfterMs: 0 });
+        expect(first.windowStart % LONG).toBe(0);
+        expect(first.resetAt).toBe(first.windowStart + LONG);
+        const second = await stores.counter.consume(key, 6, opts);
+        expect(second).toMatchObject({ allowed: true, remaining: 0, windowStart: first.windowStart });
+        expect(await stores.counter.peek(key, { windowMs: LONG })).toBe(10);
+      });
+
+      it('is all-or-nothing: a refused consume takes nothing', async () => {
+        await alignToWindow(LONG, 5_000);
+        const key = unique('w');
+        await stores.counter.consume(key, 7, opts);
+        const refused = await stores.counter.consume(key, 5, opts);
+        expect(refused).toMatchObject({ allowed: false, remaining: 3 });
+        expect(refused.retryAfterMs).toBeGreaterThan(0);
+        expect(refused.retryAfterMs).toBeLessThanOrEqual(2 * LONG);
+        expect(await stores.counter.peek(key, { windowMs: LONG })).toBe(7);
+        expect(await stores.counter.consume(key, 3, opts)).toMatchObject({ allowed: true, remaining: 0 });
+      });
+
+      it('refuses more units than the limit, even on an empty window', async () => {
+        const key = unique('w');
+        const refused = await stores.counter.consume(key, 11, opts);
+        expect(refused).toMatchObject({ allowed: false, remaining: 10 });
+        expect(refused.retryAfterMs).toBeGreaterThan(0);
+        expect(await stores.counter.peek(key, { windowMs: LONG })).toBe(0);
+      });
+
+      it('keeps keys and window sizes apart', async () => {
+        await alignToWindow(LONG, 5_000);
+        const key = unique('w');
+        await stores.counter.consume(key, 10, opts);
+        expect((await stores.counter.consume(unique('w'), 10, opts)).allowed).toBe(true);
+        expect((await stores.counter.consume(key, 10, { limit: 10, windowMs: LONG / 2 })).allowed).toBe(true);
+        expect((await stores.counter.consume(key, 1, opts)).allowed).toBe(false);
+      });
+
+      it('refunds and charges the window the consume went to; a refund stops at zero', async () => {
+        await alignToWindow(LONG, 5_000);
+        const key = unique('w');
+        const { windowStart } = await stores.counter.consume(key, 8, opts);
+        await stores.counter.adjust(key, -5, { windowMs: LONG, windowStart });
+        expect(await stores.counter.peek(key, { windowMs: LONG })).toBe(3);
+        await stores.counter.adjust(key, 4, { windowMs: LONG, windowStart });
+        expect(await stores.counter.peek(key, { windowMs: LONG })).toBe(7);
+        expect((await stores.counter.consume(key, 4, opts)).allowed).toBe(false);
+        await stores.counter.adjust(key, -100, { windowMs: LONG, windowStart });
+        expect(await stores.counter.peek(key, { windowMs: LONG })).toBe(0);
+        expect((await stores.counter.consume(key, 10, opts)).allowed).toBe(true);
+      });
+
+      it('leaves a window that is gone alone, and does not create keys on adjust', async () => {
+        await alignToWindow(LONG, 5_000);
+        const key = unique('w');
+        const { windowStart } = await stores.counter.consume(key, 5, opts);
+        await stores.counter.adjust(key, -5, { windowMs: LONG, windowStart: windowStart - 5 * LONG });
+        await stores.counter.adjust(key, 3, { windowMs: LONG, windowStart: windowStart + LONG });
+        expect(await stores.counter.peek(key, { windowMs: LONG })).toBe(5);
+        const fresh = unique('w');
+        await stores.counter.adjust(fresh, 5, { windowMs: LONG, windowStart });
+        expect(await stores.counter.peek(fresh, { windowMs: LONG })).toBe(0);
+      });
+
+      it('slides: the previous window counts by how much of it still overlaps', async () => {
+        const key = unique('w');
+        const sliding = { limit: 10, windowMs: W };
+        await startOfNextWindow(W);
+        const first = await stores.counter.consume(key, 10, sliding);
+        expect(first.allowed).toBe(true);
+        await harness.advance(first.resetAt - (await harness.now()) + 5);
+        // Just into the next window the previous one still weighs almost fully.
+        const early = await stores.counter.consume(key, 2, sliding);
+        expect(early).toMatchObject({ allowed: false, windowStart: first.windowStart + W });
+        expect(early.retryAfterMs).toBeGreaterThan(0);
+        await harness.advance(W / 2);
+        // Halfway, about half of it still counts: 4 more fit, 3 more after that do not.
+        expect((await stores.counter.consume(key, 4, sliding)).allowed).toBe(true);
+        expect((await stores.counter.consume(key, 3, sliding)).allowed).toBe(false);
+        const peeked = await stores.counter.peek(key, { windowMs: W });
+        expect(peeked).toBeGreaterThan(6);
+        expect(peeked).toBeLessThanOrEqual(10);
+      });
+
+      it('adjusts the previous window after the window rolled', async () => {
+        const key = unique('w');
+        const sliding = { limit: 10, windowMs: W };
+        await startOfNextWindow(W);
+        const first = await stores.counter.consume(key, 10, sliding);
+        await harness.advance(first.resetAt - (await harness.now()) + 5);
+        expect((await stores.counter.consume(key, 5, sliding)).allowed).toBe(false);
+        await stores.counter.adjust(key, -10, { windowMs: W, windowStart: first.windowStart });
+        expect((await stores.counter.consume(key, 10, sliding)).allowed).toBe(true);
+      });
+
+      it('forgets a key two windows after its last use', async () => {
+        const key = unique('w');
+        const sliding = { limit: 10, windowMs: W };
+        await stores.counter.consume(key, 10, sliding);
+        await harness.advance(2 * W + 10);
+        expect(await stores.counter.peek(key, { windowMs: W })).toBe(0);
+        expect(await stores.counter.consume(key, 10, sliding)).toMatchObject({ allowed: true, remaining: 0 });
+      });
+    });
+
+    describe('reservation ledger', () => {
+      async function scope(label: string, limit: number, periodMs = LONG): Promise<LedgerScope> {
+        return { key: unique(label), limit, expiresAt: (await harness.now()) + periodMs };
+      }
+      const spentAndReserved = async (...scopes: LedgerScope[]) =>
+        (await stores.ledger.usage(scopes.map((s) => s.key))).map(({ spent, reserved }) => [spent, reserved]);
+
+      it('reserves against every scope', async () => {
+        const [a, b] = [await scope('a', 100), await scope('b', 50)];
+        const id = unique('r');
+        expect(await stores.ledger.reserve({ id, amount: 30, scopes: [a, b], ttlMs: LONG })).toEqual({ ok: true, id, amount: 30 });
+        expect(await stores.ledger.usage([a.key, b.key])).toEqual([
+          { key: a.key, spent: 0, reserved: 30 },
+          { key: b.key, spent: 0, reserved: 30 },
+        ]);
+      });
+
+      it('is all-or-nothing and reports the refusing scope, its limit, remaining and reset', async () => {
+        const [a, b] = [await scope('a', 100), await scope('b', 50, 2 * LONG)];
+        await stores.ledger.reserve({ id: unique('r'), amount: 40, scopes: [b], ttlMs: LONG });
+        const refused = await stores.ledger.reserve({ id: unique('r'), amount: 20, scopes: [a, b], ttlMs: LONG });
+        expect(refused).toEqual({ ok: false, scope: b.key, limit: 50, remaining: 10, resetAt: b.expiresAt });
+        expect(await spentAndReserved(a, b)).toEqual([[0, 0], [0, 40]]);
+      });
+
+      it('reports the first refusing scope in request order', async () => {
+        const [a, b, c] = [await scope('a', 100), await scope('b', 5), await scope('c', 1)];
+        const refused = await stores.ledger.reserve({ id: unique('r'), amount: 10, scopes: [a, b, c], ttlMs: LONG });
+        expect(refused).toMatchObject({ ok: false, scope: b.key, remaining: 5 });
+        const reversed = await stores.ledger.reserve({ id: unique('r'), amount: 10, scopes: [c, b, a], ttlMs: LONG });
+        expect(reversed).toMatchObject({ ok: false, scope: c.key, remaining: 1 });
+      });
+
+      it('never reports a negative remaining', async () => {
+        const a = await scope('a', 100);
+        await stores.ledger.adjustSpent(a.key, 150, a.expiresAt);
+        expect(await stores.ledger.reserve({ id: unique('r'), amount: 1, scopes: [a], ttlMs: LONG })).toMatchObject({ ok: false, remaining: 0 });
+      });
+
+      it('with minAmount grants the most every scope affords', async () => {
+        const [a, b] = [await scope('a', 100), await scope('b', 60)];
+        await stores.ledger.reserve({ id: unique('r'), amount: 35, scopes: [b], ttlMs: LONG });
+        const id = unique('r');
+        expect(await stores.ledger.reserve({ id, amount: 50, minAmount: 10, scopes: [a, b], ttlMs: LONG })).toEqual({ ok: true, id, amount: 25 });
+        expect(await spentAndReserved(a, b)).toEqual([[0, 25], [0, 60]]);
+        const full = await stores.ledger.reserve({ id: unique('r'), amount: 50, minAmount: 10, scopes: [a], ttlMs: LONG });
+        expect(full).toMatchObject({ ok: true, amount: 50 });
+      });
+
+      it('with minAmount refuses when a scope cannot afford the minimum', async () => {
+        const [a, b] = [await scope('a', 100), await scope('b', 60)];
+        await stores.ledger.reserve({ id: unique('r'), amount: 55, scopes: [b], ttlMs: LONG });
+        const refused = await stores.ledger.reserve({ id: unique('r'), amount: 50, minAmount: 10, scopes: [a, b], ttlMs: LONG });
+        expect(refused).toEqual({ ok: false, scope: b.key, limit: 60, remaining: 5, resetAt: b.expiresAt });
+        expect(await spentAndReserved(a)).toEqual([[0, 0]]);
+      });
+
+      it('treats a minAmount above amount as amount', async () => {
+        const a = await scope('a', 10);
+        expect(await stores.ledger.reserve({ id: unique('r'), amount: 8, minAmount: 20, scopes: [a], ttlMs: LONG })).toMatchObject({ ok: true, amount: 8 });
+      });
+
+      it('settles exactly once, charging the actual amount to every scope', async () => {
+        const [a, b] = [await scope('a', 100), await scope('b', 100)];
+        const id = unique('r');
+        await stores.ledger.reserve({ id, amount: 40, scopes: [a, b], ttlMs: LONG });
+        expect(await stores.ledger.settle(id, 25)).toEqual({ settled: true, reserved: 40 });
+        expect(await stores.ledger.settle(id, 25)).toEqual({ settled: false, reserved: 0 });
+        expect(await stores.ledger.release(id)).toEqual({ settled: false, reserved: 0 });
+        expect(await spentAndReserved(a, b)).toEqual([[25, 0], [25, 0]]);
+      });
+
+      it('charges a settle above the reservation in full', async () => {
+        const a = await scope('a', 100);
+        const id = unique('r');
+        await stores.ledger.reserve({ id, amount: 10, scopes: [a], ttlMs: LONG });
+        expect(await stores.ledger.settle(id, 130)).toEqual({ settled: true, reserved: 10 });
+        expect(await spentAndReserved(a)).toEqual([[130, 0]]);
+        expect(await stores.ledger.reserve({ id: unique('r'), amount: 1, scopes: [a], ttlMs: LONG })).toMatchObject({ ok: false, remaining: 0 });
+      });
+
+      it('releases at zero', async () => {
+        const a = await scope('a', 100);
+        const id = unique('r');
+        await stores.ledger.reserve({ id, amount: 60, scopes: [a], ttlMs: LONG });
+        expect(await stores.ledger.release(id)).toEqual({ settled: true, reserved: 60 });
+        expect(await spentAndReserved(a)).toEqual([[0, 0]]);
+        expect(await stores.ledger.settle(id, 10)).toEqual({ settled: false, reserved: 0 });
+      });
+
+      it('does not know ids it never reserved', async () => {
+        expect(await stores.ledger.settle(unique('never'), 5)).toEqual({ settled: false, reserved: 0 });
+      });
+
+      it('answers a repeated reserve of a live id with the same grant, held once', async () => {
+        const a = await scope('a', 100);
+        const id = unique('r');
+        await stores.ledger.reserve({ id, amount: 30, scopes: [a], ttlMs: LONG });
+        expect(await stores.ledger.reserve({ id, amount: 50, scopes: [a], ttlMs: LONG })).toEqual({ ok: true, id, amount: 30 });
+        expect(await spentAndReserved(a)).toEqual([[0, 30]]);
+      });
+
+      it('charges a scope named twice in one reserve once', async () => {
+        const a = await scope('a', 100);
+        const id = unique('r');
+        await stores.ledger.reserve({ id, amount: 30, scopes: [a, a], ttlMs: LONG });
+        expect(await spentAndReserved(a)).toEqual([[0, 30]]);
+        await stores.ledger.settle(id, 20);
+        expect(await spentAndReserved(a)).toEqual([[20, 0]]);
+      });
+
+      it('frees an unsettled reservation after its TTL, and then it cannot be settled', async () => {
+        const [a, b] = [await scope('a', 100), await scope('b', 100)];
+        const id = unique('r');
+        await stores.ledger.reserve({ id, amount: 100, scopes: [a, b], ttlMs: TTL });
+        expect(await stores.ledger.reserve({ id: unique('r'), amount: 1, scopes: [a], ttlMs: LONG })).toMatchObject({ ok: false });
+        await harness.advance(TTL + 100);
+        expect(await spentAndReserved(a, b)).toEqual([[0, 0], [0, 0]]);
+        expect(await stores.ledger.reserve({ id: unique('r'), amount: 100, scopes: [b], ttlMs: LONG })).toMatchObject({ ok: true, amount: 100 });
+        expect(await stores.ledger.settle(id, 50)).toEqual({ settled: false, reserved: 0 });
+        expect(await spentAndReserved(a, b)).toEqual([[0, 0], [0, 100]]);
+      });
+
+      it('frees an expired reservation for a reserve that does not ask for usage first', async () => {
+        const a = await scope('a', 100);
+        await stores.ledger.reserve({ id: unique('r'), amount: 100, scopes: [a], ttlMs: TTL });
+        await harness.advance(TTL + 100);
+        expect(await stores.ledger.reserve({ id: unique('r'), amount: 100, scopes: [a], ttlMs: LONG })).toMatchObject({ ok: true, amount: 100 });
+      });
+
+      it('lets an expired id be reserved again', async () => {
+        const a = await scope('a', 100);
+        const id = unique('r');
+        await stores.ledger.reserve({ id, amount: 70, scopes: [a], ttlMs: TTL });
+        await harness.advance(TTL + 100);
+        expect(await stores.ledger.reserve({ id, amount: 80, scopes: [a], ttlMs: LONG })).toEqual({ ok: true, id, amount: 80 });
+        expect(await spentAndReserved(a)).toEqual([[0, 80]]);
+        expect(await stores.ledger.settle(id, 80)).toEqual({ settled: true, reserved: 80 });
+        expect(await spentAndReserved(a)).toEqual([[80, 0]]);
+      });
+
+      it('does not charge a scope whose period ended before the settle', async () => {
+        const [short, long] = [await scope('short', 100, TTL), await scope('long', 100)];
+        const id = unique('r');
+        await stores.ledger.reserve({ id, amount: 10, scopes: [short, long], ttlMs: LONG });
+        await harness.advance(TTL + 100);
+        expect(await stores.ledger.settle(id, 10)).toEqual({ settled: true, reserved: 10 });
+        expect(await spentAndReserved(short, long)).toEqual([[0, 0], [10, 0]]);
+      });
+
+      it('adjusts spent up and down, never below zero', async () => {
+        const a = await scope('a', 100);
+        await stores.ledger.adjustSpent(a.key, 70, a.expiresAt);
+        expect(await spentAndReserved(a)).toEqual([[70, 0]]);
+        expect(await stores.ledger.reserve({ id: unique('r'), amount: 31, scopes: [a], ttlMs: LONG })).toMatchObject({ ok: false, remaining: 30 });
+        await stores.ledger.adjustSpent(a.key, -20, a.expiresAt);
+        expect(await spentAndReserved(a)).toEqual([[50, 0]]);
+        await stores.ledger.adjustSpent(a.key, -500, a.expiresAt);
+        expect(await spentAndReserved(a)).toEqual([[0, 0]]);
+      });
+
+      it('resets a scope’s spend and keeps its live reservations', async () => {
+        const a = await scope('a', 100);
+        const id = unique('r');
+        await stores.ledger.adjustSpent(a.key, 50, a.expiresAt);
+        await stores.ledger.reserve({ id, amount: 20, scopes: [a], ttlMs: LONG });
+        await stores.ledger.resetScope(a.key);
+        expect(await spentAndReserved(a)).toEqual([[0, 20]]);
+        expect(await stores.ledger.settle(id, 20)).toMatchObject({ settled: true });
+        expect(await spentAndReserved(a)).toEqual([[20, 0]]);
+        await stores.ledger.resetScope(unique('unknown'));
+      });
+
+      it('reports unknown scopes as empty, in the order asked', async () => {
+        const a = await scope('a', 100);
+        await stores.ledger.adjustSpent(a.key, 5, a.expiresAt);
+        const unknown = unique('u');
+        expect(await stores.ledger.usage([unknown, a.key])).toEqual([
+          { key: unknown, spent: 0, reserved: 0 },
+          { key: a.key, spent: 5, reserved: 0 },
+        ]);
+        expect(await stores.ledger.usage([])).toEqual([]);
+      });
+
+      it('keeps large integer amounts exact (nano-USD)', async () => {
+        const big = 9_000_000_000_000_001;
+        const a = await scope('a', Number.MAX_SAFE_INTEGER);
+        const id = unique('r');
+        await stores.ledger.reserve({ id, amount: 1_234_567_890_123, scopes: [a], ttlMs: LONG });
+        await stores.ledger.settle(id, 1_234_567_890_125);
+        await stores.ledger.adjustSpent(a.key, big - 1_234_567_890_125, a.expiresAt);
+        expect(await spentAndReserved(a)).toEqual([[big, 0]]);
+      });
+
+      it('never over-admits concurrent reserves from one process', async () => {
+        const a = await scope('a', 50);
+        const results = await Promise.all(Array.from({ length: 100 }, () => stores.ledger.reserve({ id: unique('r'), amount: 1, scopes: [a], ttlMs: LONG })));
+        expect(results.filter((r) => r.ok)).toHaveLength(50);
+        expect(await spentAndReserved(a)).toEqual([[0, 50]]);
+      });
+    });
+
+    describe('key store', () => {
+      const record = (overrides: Partial<ApiKeyRecord> = {}): ApiKeyRecord => ({
+        id: unique('key'),
+        sha256: unique('sha').padEnd(64, '0'),
+        tenantId: 'acme',
+        userId: 'alice',
+        tier: 'pro',
+        scopes: [],
+        feature: 'support-bot',
+        models: ['gpt-4o-mini', '*'],
+        createdAt: '2026-11-22T08:00:00.000Z',
+        expiresAt: '2027-11-22T08:00:00.000Z',
+        metadata: { budget: { usd: 5, period: 'day' }, tags: [], note: 'ünïcode ✓' },
+        ...overrides,
+      });
+
+      it('finds a stored key by hash and by id, exactly as stored', async () => {
+        const stored = record();
+        await stores.keys.put(stored);
+        expect(await stores.keys.findByHash(stored.sha256)).toEqual(stored);
+        expect(await stores.keys.findById(stored.id)).toEqual(stored);
+        expect(await stores.keys.findByHash(unique('nope'))).toBeUndefined();
+        expect(await stores.keys.findById(unique('nope'))).toBeUndefined();
+      });
+
+      it('hands out copies', async () => {
+        const stored = record({ scopes: ['chat'] });
+        await stores.keys.put(stored);
+        stored.scopes.push('admin');
+        const found = (await stores.keys.findById(stored.id))!;
+        expect(found.scopes).toEqual(['chat']);
+        found.scopes.push('admin');
+        expect((await stores.keys.findByHash(stored.sha256))!.scopes).toEqual(['chat']);
+      });
+
+      it('replaces by id: the old hash stops resolving', async () => {
+        const first = record();
+        await stores.keys.put(first);
+        const rotated = { ...first, sha256: unique('rotated').padEnd(64, '1') };
+        await stores.keys.put(rotated);
+        expect(await stores.keys.findByHash(first.sha256)).toBeUndefined();
+        expect(await stores.keys.findByHash(rotated.sha256)).toEqual(rotated);
+      });
+
+      it('resolves a hash to the id that took it last', async () => {
+        const first = record();
+        const second = record({ sha256: first.sha256 });
+        await stores.keys.put(first);
+        await stores.keys.put(second);
+        expect((await stores.keys.findByHash(first.sha256))?.id).toBe(second.id);
+        expect(await stores.keys.delete(first.id)).toBe(true);
+        expect((await stores.keys.findByHash(first.sha256))?.id).toBe(second.id);
+      });
+
+      it('disables a key at once, and put replaces the flag', async () => {
+        const stored = record();
+        await stores.keys.put(stored);
+        expect(await stores.keys.disable(stored.id)).toBe(true);
+        expect((await stores.keys.findByHash(stored.sha256))?.disabled).toBe(true);
+        expect((await stores.keys.findById(stored.id))?.disabled).toBe(true);
+        expect(await stores.keys.disable(unique('nope'))).toBe(false);
+        await stores.keys.put(stored);
+        expect((await stores.keys.findByHash(stored.sha256))?.disabled).toBeUndefined();
+        await stores.keys.put({ ...stored, disabled: true });
+        expect((await stores.keys.findById(stored.id))?.disabled).toBe(true);
+      });
+
+      it('deletes a key by id', async () => {
+        const stored = record();
+        await stores.keys.put(stored);
+        expect(await stores.keys.delete(stored.id)).toBe(true);
+        expect(await stores.keys.findByHash(stored.sha256)).toBeUndefined();
+        expect(await stores.keys.findById(stored.id)).toBeUndefined();
+        expect(await stores.keys.delete(stored.id)).toBe(false);
+        expect((await stores.keys.list()).map((r) => r.id)).not.toContain(stored.id);
+      });
+
+      it('lists every key, sorted by id', async () => {
+        const made = [record({ id: unique('list-b') }), record({ id: unique('list-a') }), record({ id: unique('list-c') })];
+        for (const r of made) await stores.keys.put(r);
+        await stores.keys.disable(made[0]!.id);
+        const listed = await stores.keys.list();
+        const ids = listed.map((r) => r.id);
+        expect(ids).toEqual([...ids].sort((a, b) => a.localeCompare(b)));
+        for (const r of made) expect(ids).toContain(r.id);
+        expect(listed.find((r) => r.id === made[0]!.id)?.disabled).toBe(true);
+        expect(listed.find((r) => r.id === made[1]!.id)).toEqual(made[1]);
+      });
+    });
+  });
+}
