@@ -2,7 +2,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Request } from 'express';
 import passport from 'passport';
-import type { Authenticator, Strategy } from 'passport';
+import type { Strategy } from 'passport';
 import bearerModule from 'passport-http-bearer';
 import type { ErrorRenderer, Identity } from '@tollgate/core';
 import { assertKnownOptions, getContext } from '@tollgate/core';
@@ -17,12 +17,18 @@ export const BEARER_STRATEGY_NAME = 'tollgate-bearer';
 /** The API-key options of `apiKeyAuth` (keys, keyFormat, realm, timeoutMs, mapIdentity, onStoreError). */
 export type BearerStrategyOptions = KeyAuthOptions;
 
+/** What bearerAuth needs of a passport instance (`passport` itself or `new passport.Passport()`). */
+export interface PassportLike {
+  use(name: string, strategy: Strategy): unknown;
+  authenticate(strategy: string, options: { session: boolean }, callback: (error: unknown, user: Identity | false | undefined) => void): unknown;
+}
+
 export interface BearerAuthOptions extends BearerStrategyOptions {
   /**
    * The passport instance to register the strategy on and authenticate with.
    * @default a private `new passport.Passport()`, so the app's global passport is left alone
    */
-  passport?: Authenticator;
+  passport?: PassportLike;
   /**
    * Renders denials (401, 503) as JSON instead of passport's plain-text 401.
    * @default core renderApiError
@@ -103,7 +109,7 @@ export function bearerAuth(options: BearerAuthOptions = {}) {
   const resolved = resolveKeyAuthOptions({ ...strategyOptions, renderError: renderOption }, 'bearerAuth');
   const { realm, renderError } = resolved;
   const strategy = buildStrategy(resolved);
-  const authenticator = instance ?? new passport.Passport();
+  const authenticator: PassportLike = instance ?? new passport.Passport();
   authenticator.use(BEARER_STRATEGY_NAME, strategy);
 
   return function tollgateBearerAuth(req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void): void {

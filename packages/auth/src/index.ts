@@ -2,7 +2,7 @@
 export { apiKeyAuth } from './api-key-auth.js';
 export type { ApiKeyAuthOptions } from './api-key-auth.js';
 export { bearerAuth, createBearerStrategy, BEARER_STRATEGY_NAME, KeyStoreUnavailableError } from './bearer-auth.js';
-export type { BearerAuthOptions, BearerStrategyOptions } from './bearer-auth.js';
+export type { BearerAuthOptions, BearerStrategyOptions, PassportLike } from './bearer-auth.js';
 export { jwtAuth } from './jwt-auth.js';
 export type { JwtAuthOptions } from './jwt-auth.js';
 export { requireScope } from './require-scope.js';
