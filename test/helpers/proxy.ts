@@ -146,3 +146,23 @@ export async function runProxyExpectingExit(env: Record<string, string>, timeout
   clearTimeout(timer);
   return { code, output };
 }
+
+export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+/** Deletes every Redis key under `prefix` (a test's own unique prefix; never a flush of the shared server). */
+export async function deleteRedisPrefix(prefix: string): Promise<void> {
+  const { createClient } = await import('redis');
+  const client = createClient({ url: REDIS_URL });
+  client.on('error', () => undefined);
+  await client.connect();
+  try {
+    let cursor = '0';
+    do {
+      const reply = await client.scan(cursor, { MATCH: `${prefix}*`, COUNT: 500 });
+      cursor = String(reply.cursor);
+      if (reply.keys.length > 0) await client.del(reply.keys);
+    } while (cursor !== '0');
+  } finally {
+    await client.close();
+  }
+}

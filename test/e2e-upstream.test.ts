@@ -1,0 +1,181 @@
+// The proxy in front of a real HTTP upstream (the mock on its own port): passthrough, credentials, failures and timeouts.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import Anthropic from '@anthropic-ai/sdk';
+import OpenAI from 'openai';
+import { newApiKey, sha256Hex, startMockUpstream, startProxy } from './helpers/proxy.js';
+import type { RunningMock, RunningProxy } from './helpers/proxy.js';
+
+const clientKey = newApiKey();
+const adminKey = newApiKey();
+const upstreamOpenAiKey = `sk-upstream-${newApiKey()}`;
+const upstreamAnthropicKey = `sk-ant-upstream-${newApiKey()}`;
+let upstream: RunningMock;
+let proxy: RunningProxy;
+let openai: OpenAI;
+let anthropic: Anthropic;
+
+async function caught(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  throw new Error('the request succeeded');
+}
+
+async function reservedNow(): Promise<number> {
+  const response = await fetch(`${proxy.url}/admin/budgets/tenant/acme`, { headers: { authorization: `Bearer ${adminKey}` } });
+  const body = (await response.json()) as { budgets: { reservedNanoUsd: number }[] };
+  return body.budgets.reduce((sum, budget) => sum + budget.reservedNanoUsd, 0);
+}
+
+/** Reservations settle when the response closes; give the settle listeners a moment to run. */
+async function expectNothingReserved(): Promise<void> {
+  for (let i = 0; i < 50 && (await reservedNow()) > 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+  expect(await reservedNow()).toBe(0);
+}
+
+beforeAll(async () => {
+  upstream = await startMockUpstream({ requireApiKey: undefined });
+  proxy = await startProxy(
+    {
+      adminKeySha256: sha256Hex(adminKey),
+      upstreams: {
+        openai: { baseUrl: `${upstream.url}/v1`, apiKeyEnv: 'TEST_OPENAI_KEY', firstByteTimeoutMs: 400, idleTimeoutMs: 400 },
+        anthropic: { baseUrl: upstream.url, apiKey: upstreamAnthropicKey, firstByteTimeoutMs: 400, idleTimeoutMs: 400 },
+      },
+      tenants: { acme: { budget: { usd: 10, period: 'day' } } },
+      keys: [{ id: 'acme-key', sha256: sha256Hex(clientKey), tenant: 'acme', scopes: ['chat'] }],
+    },
+    { env: { TEST_OPENAI_KEY: upstreamOpenAiKey } },
+  );
+  openai = new OpenAI({ apiKey: clientKey, baseURL: `${proxy.url}/v1`, maxRetries: 0 });
+  anthropic = new Anthropic({ apiKey: clientKey, baseURL: proxy.url, maxRetries: 0 });
+});
+
+afterEach(() => {
+  upstream.mock.behavior.failure = 'none';
+  upstream.mock.behavior.requireApiKey = undefined;
+});
+
+afterAll(async () => {
+  await proxy.close();
+  await upstream.close();
+});
+
+describe('forwarding', () => {
+  it('sends the upstream key, never the client key, and asks for identity encoding', async () => {
+    upstream.mock.behavior.requireApiKey = upstreamOpenAiKey;
+    const completion = await openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 });
+    expect(completion.usage?.completion_tokens).toBe(3);
+    const seen = upstream.mock.requests.at(-1)!;
+    expect(seen.path).toBe('/v1/chat/completions');
+    expect(seen.headers.authorization).toBe(`Bearer ${upstreamOpenAiKey}`);
+    expect(seen.headers['accept-encoding']).toBe('identity');
+    expect(JSON.stringify(seen.headers)).not.toContain(clientKey);
+  });
+
+  it('sends x-api-key and anthropic-version to Anthropic upstreams', async () => {
+    upstream.mock.behavior.requireApiKey = upstreamAnthropicKey;
+    const message = await anthropic.messages.create({ model: 'claude-haiku-4-5', max_tokens: 4, messages: [{ role: 'user', content: 'hi' }] });
+    expect(message.usage.output_tokens).toBe(4);
+    const seen = upstream.mock.requests.at(-1)!;
+    expect(seen.path).toBe('/v1/messages');
+    expect(seen.headers['x-api-key']).toBe(upstreamAnthropicKey);
+    expect(seen.headers['anthropic-version']).toMatch(/^\d{4}-\d{2}-\d{2}$/);
+    expect(seen.headers.authorization).toBeUndefined();
+  });
+
+  it('streams all three APIs through unchanged', async () => {
+    const chat = await openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], stream: true });
+    let text = '';
+    for await (const chunk of chat) text += chunk.choices[0]?.delta.content ?? '';
+    expect(text.split(' ')).toHaveLength(24);
+
+    const responses = await openai.responses.create({ model: 'gpt-4o-mini', input: 'hi', stream: true });
+    let completed = false;
+    for await (const event of responses) if (event.type === 'response.completed') completed = event.response.usage?.output_tokens === 24;
+    expect(completed).toBe(true);
+
+    const final = await anthropic.messages.stream({ model: 'claude-haiku-4-5', max_tokens: 50, messages: [{ role: 'user', content: 'hi' }] }).finalMessage();
+    expect(final.usage.output_tokens).toBe(24);
+    await expectNothingReserved();
+  });
+
+  it('refuses a model on the wrong API with 400', async () => {
+    const error = await caught(openai.chat.completions.create({ model: 'claude-haiku-4-5', messages: [{ role: 'user', content: 'hi' }] }));
+    expect(error).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((error as OpenAI.APIError).message).toContain('/v1/messages');
+  });
+});
+
+describe('upstream answers passed through', () => {
+  it('passes a 4xx in the provider\'s own shape', async () => {
+    // No max_tokens: the Anthropic API (and the mock) refuse that with their own 400.
+    const error = await caught(anthropic.messages.create({ model: 'claude-haiku-4-5', messages: [{ role: 'user', content: 'hi' }] } as never));
+    expect(error).toBeInstanceOf(Anthropic.BadRequestError);
+    expect((error as Anthropic.APIError).error).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } });
+    await expectNothingReserved();
+  });
+
+  it('passes a 429 with its retry-after', async () => {
+    upstream.mock.behavior.failure = 'rateLimit';
+    upstream.mock.behavior.retryAfterSeconds = 13;
+    const error = await caught(openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }));
+    expect(error).toBeInstanceOf(OpenAI.RateLimitError);
+    expect((error as OpenAI.APIError).headers?.get('retry-after')).toBe('13');
+    await expectNothingReserved();
+  });
+});
+
+describe('upstream failures', () => {
+  it('turns a 5xx into 502 upstream_error', async () => {
+    upstream.mock.behavior.failure = 'error500';
+    const error = await caught(openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }));
+    expect(error).toBeInstanceOf(OpenAI.InternalServerError);
+    expect((error as OpenAI.APIError).status).toBe(502);
+    expect((error as OpenAI.APIError).code).toBe('upstream_error');
+    await expectNothingReserved();
+  });
+
+  it('turns a dropped connection into 502 upstream_error', async () => {
+    upstream.mock.behavior.failure = 'reset';
+    const error = await caught(anthropic.messages.create({ model: 'claude-haiku-4-5', max_tokens: 5, messages: [{ role: 'user', content: 'hi' }] }));
+    expect((error as Anthropic.APIError).status).toBe(502);
+    await expectNothingReserved();
+  });
+
+  it('turns an upstream that never answers into 504 upstream_timeout', async () => {
+    upstream.mock.behavior.failure = 'hang';
+    const error = await caught(openai.responses.create({ model: 'gpt-4o-mini', input: 'hi' }));
+    expect((error as OpenAI.APIError).status).toBe(504);
+    expect((error as OpenAI.APIError).code).toBe('upstream_timeout');
+    await expectNothingReserved();
+  });
+
+  it('cuts the client stream when the upstream goes silent mid-stream', async () => {
+    upstream.mock.behavior.failure = 'hangMidStream';
+    const stream = await openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], stream: true });
+    const error = await caught((async () => {
+      for await (const _chunk of stream) { /* the first chunk arrives, then the proxy's idle timeout cuts the stream */ }
+    })());
+    // A cut stream surfaces as a network error (its class comes from undici's realm, not jest's).
+    expect((error as Error).message).toBeTruthy();
+    await expectNothingReserved();
+  });
+
+  it('answers 502 when no upstream listens at all', async () => {
+    const deadKey = newApiKey();
+    const dead = await startProxy({
+      upstreams: { openai: { baseUrl: 'http://127.0.0.1:9/v1', connectTimeoutMs: 500 } },
+      keys: [{ id: 'k', sha256: sha256Hex(deadKey), scopes: [] }],
+    });
+    try {
+      const error = await caught(new OpenAI({ apiKey: deadKey, baseURL: `${dead.url}/v1`, maxRetries: 0 }).chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }));
+      expect((error as OpenAI.APIError).status).toBe(502);
+      expect((error as OpenAI.APIError).code).toBe('upstream_error');
+    } finally {
+      await dead.close();
+    }
+  });
+});
