@@ -1,0 +1,198 @@
+// runKeysCommand: create/list/revoke/rotate/delete against a temp JSON config file and a real Redis, in process and as a subprocess.
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
+import request from 'supertest';
+import { createRedisStores } from '@tollgate/redis';
+import { apiKeyAuth, hashApiKey, isApiKeyFormat, keyRecordsFromConfig, runKeysCommand } from '../src/index.js';
+import { createServer } from './helpers.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..', '..');
+
+/** Runs the command in process and captures what it prints. */
+async function run(...argv: string[]) {
+  let stdout = '';
+  let stderr = '';
+  const code = await runKeysCommand(argv, { stdout: { write: (text: string) => (stdout += text) }, stderr: { write: (text: string) => (stderr += text) } });
+  return { code, stdout, stderr };
+}
+
+/** The key printed by `create`/`rotate` (the one line holding a tgk_ key). */
+function printedKey(stdout: string): string {
+  const key = stdout.split('\n').map((line) => line.trim()).find(isApiKeyFormat);
+  if (!key) throw new Error('no key printed');
+  return key;
+}
+
+describe('keys command against a JSON config file', () => {
+  let dir: string;
+  let config: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'tollgate-keys-'));
+    config = join(dir, 'tollgate.json');
+    await writeFile(config, `${JSON.stringify({ port: 8787, tiers: { pro: { requestsPerMinute: 600 } }, keys: [{ id: 'existing', sha256: 'a'.repeat(64), tenant: 'acme', scopes: ['chat'], budget: { usd: 5, period: 'day' } }] }, null, 2)}\n`, { mode: 0o640 });
+  });
+
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('create prints the key once and appends its record, leaving the rest of the file alone', async () => {
+    const out = await run('keys', 'create', '--config', config, '--tenant', 'acme', '--user', 'alice', '--scopes', 'chat,embeddings', '--feature', 'support-bot', '--tier', 'pro', '--expires', '30d', '--id', 'acme-alice');
+    expect(out).toMatchObject({ code: 0, stderr: '' });
+    const key = printedKey(out.stdout);
+    expect(out.stdout.split(key)).toHaveLength(2);
+
+    const file = JSON.parse(await readFile(config, 'utf8'));
+    expect(file.port).toBe(8787);
+    expect(file.tiers).toEqual({ pro: { requestsPerMinute: 600 } });
+    expect(file.keys[0]).toEqual({ id: 'existing', sha256: 'a'.repeat(64), tenant: 'acme', scopes: ['chat'], budget: { usd: 5, period: 'day' } });
+    const entry = file.keys[1];
+    expect(entry).toMatchObject({ id: 'acme-alice', sha256: hashApiKey(key), tenant: 'acme', user: 'alice', tier: 'pro', feature: 'support-bot', scopes: ['chat', 'embeddings'] });
+    const expiresIn = Date.parse(entry.expiresAt) - Date.now();
+    expect(expiresIn).toBeGreaterThan(29 * 86_400_000);
+    expect(expiresIn).toBeLessThanOrEqual(30 * 86_400_000);
+    expect(JSON.stringify(file)).not.toContain(key);
+    expect((await stat(config)).mode & 0o777).toBe(0o640);
+    expect((await readdir(dir)).sort()).toEqual(['tollgate.json']);
+
+    // The printed key works against the records the file now holds.
+    const app = createServer(apiKeyAuth({ keys: keyRecordsFromConfig(file.keys) }));
+    const res = await request(app).get('/x').set('x-api-key', key);
+    expect(res.body.identity).toMatchObject({ keyId: 'acme-alice', tenantId: 'acme', userId: 'alice', tier: 'pro', feature: 'support-bot' });
+  });
+
+  it('refuses a taken id without touching the file', async () => {
+    const before = await readFile(config, 'utf8');
+    const out = await run('create', '--config', config, '--tenant', 'acme', '--id', 'acme-alice');
+    expect(out.code).toBe(1);
+    expect(out.stderr).toMatch(/already exists/);
+    expect(out.stdout).toBe('');
+    expect(await readFile(config, 'utf8')).toBe(before);
+  });
+
+  it('list shows ids and status but never hashes; --json too', async () => {
+    const out = await run('keys', 'list', '--config', config);
+    expect(out.code).toBe(0);
+    expect(out.stdout).toMatch(/existing\s+active/);
+    expect(out.stdout).toMatch(/acme-alice\s+active.*tenant=acme.*user=alice.*tier=pro.*scopes=chat,embeddings/);
+    expect(out.stdout).not.toMatch(/[0-9a-f]{64}/);
+    const json = await run('keys', 'list', '--config', config, '--json');
+    const listed = JSON.parse(json.stdout);
+    expect(listed.map((entry: { id: string; status: string }) => [entry.id, entry.status])).toEqual([['existing', 'active'], ['acme-alice', 'active']]);
+    expect(json.stdout).not.toMatch(/sha256|[0-9a-f]{64}/);
+  });
+
+  it('revoke disables the key in the file; the key then fails', async () => {
+    const created = await run('create', '--config', config, '--tenant', 'beta', '--user', 'bob', '--scopes', 'chat', '--id', 'beta-bob');
+    const key = printedKey(created.stdout);
+    const out = await run('keys', 'revoke', 'beta-bob', '--config', config);
+    expect(out.code).toBe(0);
+    const file = JSON.parse(await readFile(config, 'utf8'));
+    expect(file.keys.find((entry: { id: string }) => entry.id === 'beta-bob').disabled).toBe(true);
+    const app = createServer(apiKeyAuth({ keys: keyRecordsFromConfig(file.keys) }));
+    expect((await request(app).get('/x').set('x-api-key', key)).status).toBe(401);
+    expect((await run('list', '--config', config)).stdout).toMatch(/beta-bob\s+revoked/);
+    expect((await run('revoke', 'nobody', '--config', config)).code).toBe(1);
+  });
+
+  it('rotate adds a key with the same attributes and puts the old one on a grace period; delete removes', async () => {
+    const out = await run('rotate', 'acme-alice', '--config', config, '--id', 'acme-alice-2', '--grace', '1h');
+    expect(out.code).toBe(0);
+    const key = printedKey(out.stdout);
+    const file = JSON.parse(await readFile(config, 'utf8'));
+    const fresh = file.keys.find((entry: { id: string }) => entry.id === 'acme-alice-2');
+    const old = file.keys.find((entry: { id: string }) => entry.id === 'acme-alice');
+    expect(fresh).toMatchObject({ sha256: hashApiKey(key), tenant: 'acme', user: 'alice', tier: 'pro', feature: 'support-bot', scopes: ['chat', 'embeddings'] });
+    expect(fresh.expiresAt).toBeUndefined();
+    expect(Date.parse(old.expiresAt) - Date.now()).toBeLessThanOrEqual(3_600_000);
+    expect((await run('delete', 'acme-alice-2', '--config', config)).code).toBe(0);
+    expect((await run('delete', 'acme-alice-2', '--config', config)).code).toBe(1);
+  });
+
+  it('creates a missing config file (private), and create without a target only prints the record', async () => {
+    const fresh = join(dir, 'new.json');
+    const out = await run('create', '--config', fresh, '--tenant', 'acme', '--scopes', 'chat');
+    expect(out.code).toBe(0);
+    expect(JSON.parse(await readFile(fresh, 'utf8')).keys).toHaveLength(1);
+    expect((await stat(fresh)).mode & 0o777).toBe(0o600);
+
+    const printed = await run('create', '--tenant', 'acme', '--user', 'carol', '--json');
+    expect(printed.code).toBe(0);
+    const { key, record, storedIn } = JSON.parse(printed.stdout);
+    expect(storedIn).toBeNull();
+    expect(record).toMatchObject({ sha256: hashApiKey(key), tenant: 'acme', user: 'carol', scopes: [] });
+    expect(record.id).toMatch(/^acme-carol-[0-9a-f]{8}$/);
+  });
+
+  it('usage errors exit 2 with help on stderr; a broken config file exits 1 naming the field', async () => {
+    for (const argv of [[], ['frobnicate'], ['list'], ['create', '--bogus'], ['create', '--expires', 'soon'], ['revoke', '--config', config], ['list', '--config', config, '--redis', 'redis://x']]) {
+      const out = await run(...argv);
+      expect(out.code).toBe(2);
+      expect(out.stderr.length).toBeGreaterThan(0);
+    }
+    expect((await run('--help')).code).toBe(0);
+    const broken = join(dir, 'broken.json');
+    await writeFile(broken, JSON.stringify({ keys: [{ id: 'x', sha256: 'short' }] }));
+    const out = await run('list', '--config', broken);
+    expect(out.code).toBe(1);
+    expect(out.stderr).toMatch(/keys\[0\]\.sha256/);
+  });
+
+  it('runs as a subprocess, the way `pnpm tollgate keys` does', async () => {
+    const { stdout } = await promisify(execFile)(join(root, 'node_modules', '.bin', 'tsx'), ['--conditions=source', join(here, 'fixtures', 'keys-cli.ts'), 'keys', 'create', '--config', config, '--tenant', 'sub', '--id', 'from-subprocess', '--json'], { cwd: root });
+    const { key } = JSON.parse(stdout);
+    const file = JSON.parse(await readFile(config, 'utf8'));
+    expect(file.keys.find((entry: { id: string }) => entry.id === 'from-subprocess').sha256).toBe(hashApiKey(key));
+    const failed = await promisify(execFile)(join(root, 'node_modules', '.bin', 'tsx'), ['--conditions=source', join(here, 'fixtures', 'keys-cli.ts'), 'keys', 'revoke', 'nobody', '--config', config], { cwd: root }).catch((error: { code: number }) => error);
+    expect((failed as { code: number }).code).toBe(1);
+  });
+});
+
+describe('keys command against Redis', () => {
+  const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+  const prefix = `tg-test:${randomUUID()}:`;
+  const stores = createRedisStores({ url, prefix });
+  const app = createServer(apiKeyAuth({ keys: stores.keys }));
+
+  afterAll(async () => {
+    for (const record of await stores.keys.list()) await stores.keys.delete(record.id);
+    await stores.close();
+  });
+
+  it('create stores the record in Redis and the key works at once; revoke stops it at once', async () => {
+    const out = await run('keys', 'create', '--redis', url, '--prefix', prefix, '--tenant', 'acme', '--user', 'alice', '--scopes', 'chat', '--id', 'redis-alice');
+    expect(out.code).toBe(0);
+    expect(out.stdout).toMatch(/Stored in Redis/);
+    const key = printedKey(out.stdout);
+    expect((await stores.keys.findById('redis-alice'))?.sha256).toBe(hashApiKey(key));
+    expect((await request(app).get('/x').set('x-api-key', key)).body.identity).toMatchObject({ keyId: 'redis-alice', tenantId: 'acme', userId: 'alice' });
+
+    const listed = await run('list', '--redis', url, '--prefix', prefix);
+    expect(listed.stdout).toMatch(/redis-alice\s+active/);
+    expect(listed.stdout).not.toMatch(/[0-9a-f]{64}/);
+
+    expect((await run('revoke', 'redis-alice', '--redis', url, '--prefix', prefix)).code).toBe(0);
+    expect((await request(app).get('/x').set('x-api-key', key)).status).toBe(401);
+    expect((await run('list', '--redis', url, '--prefix', prefix)).stdout).toMatch(/redis-alice\s+revoked/);
+    expect((await run('revoke', 'nobody', '--redis', url, '--prefix', prefix)).code).toBe(1);
+  });
+
+  it('rotate and delete work on Redis too', async () => {
+    const created = await run('create', '--redis', url, '--prefix', prefix, '--tenant', 'acme', '--id', 'redis-rot');
+    const oldKey = printedKey(created.stdout);
+    const rotated = await run('rotate', 'redis-rot', '--redis', url, '--prefix', prefix, '--id', 'redis-rot-2');
+    const newKey = printedKey(rotated.stdout);
+    expect((await request(app).get('/x').set('x-api-key', oldKey)).status).toBe(200);
+    expect((await request(app).get('/x').set('x-api-key', newKey)).body.identity.keyId).toBe('redis-rot-2');
+    expect((await run('delete', 'redis-rot', '--redis', url, '--prefix', prefix)).code).toBe(0);
+    expect((await request(app).get('/x').set('x-api-key', oldKey)).status).toBe(401);
+  });
+});
