@@ -121,7 +121,10 @@ function resolveLimit(limit: unknown, where: string, defaults: Pick<ResolvedLimi
     throw invalid(where, 'window and buckets only apply to period "rolling"');
   }
   const softLimit = checkSoftLimit(limit.softLimit, where) ?? defaults.softLimit;
-  const downgrade = checkDowngrade(limit.downgrade, where) ?? defaults.downgrade;
+  const ownDowngrade = checkDowngrade(limit.downgrade, where);
+  // A downgrade map takes effect past the soft limit; without one it would silently never apply.
+  if (ownDowngrade && softLimit === undefined) throw invalid(where, 'downgrade applies once spend passes the soft limit: set softLimit too');
+  const downgrade = ownDowngrade ?? defaults.downgrade;
   return { period, limitNano: usdToNano(usd), softLimit, downgrade, windowMs, bucketMs, buckets };
 }
 
