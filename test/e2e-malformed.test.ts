@@ -29,7 +29,7 @@ interface RawRequest {
 
 const PATHS = ['/v1/chat/completions', '/v1/responses', '/v1/messages'];
 const WEIRD_VALUES: unknown[] = [
-  null, true, false, 0, -1, 1.5, -0.0001, 1e308, -1e308, 2 ** 53, 2 ** 53 + 2, 99999999999999999999, '', 'x', '5', ' ', 'NaN', 'Infinity',
+  null, true, false, 0, -1, 1.5, -0.0001, 1e308, -1e308, 2 ** 53, 2 ** 53 + 2, 1e20, '', 'x', '5', ' ', 'NaN', 'Infinity',
   [], [null], [1, 2], {}, { a: 1 }, 'a'.repeat(5000), '\u0000', '\ud800', '🙂'.repeat(50), [[[[[]]]]],
   JSON.parse('{"__proto__":{"polluted":"yes"}}'), JSON.parse('{"constructor":{"prototype":{"polluted":"yes"}}}'),
 ];
@@ -110,10 +110,10 @@ function generate(count: number): RawRequest[] {
   // Other routes and methods with the same treatment.
   for (let i = 0; i < 100; i++) {
     requests.push(pick<RawRequest>([
-      { method: 'GET', path: '/v1/models', headers: pick([{ authorization: 'Bearer x' }, {}, { 'x-api-key': key }]) },
+      { method: 'GET', path: '/v1/models', headers: pick<Record<string, string>>([{ authorization: 'Bearer x' }, {}, { 'x-api-key': key }]) },
       { method: 'GET', path: '/v1/chat/completions', headers: { authorization: `Bearer ${key}` } },
       { method: 'PUT', path: '/v1/messages', headers: { authorization: `Bearer ${key}` }, body: '{}' },
-      { method: 'GET', path: '/admin/budgets', headers: pick([{}, { authorization: `Bearer ${adminKey}x` }, { authorization: `Bearer ${key}` }]) },
+      { method: 'GET', path: '/admin/budgets', headers: pick<Record<string, string>>([{}, { authorization: `Bearer ${adminKey}x` }, { authorization: `Bearer ${key}` }]) },
       { method: 'POST', path: '/admin/keys', headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' }, body: pick(['{"id":"../../x"}', '{"scopes":"all"}', '{"tenant":{"__proto__":{}}}', '[', '{"tier":"constructor"}', '{"tenant":"__proto__"}']) },
       { method: 'POST', path: '/admin/budgets/tenant/acme/top-up', headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' }, body: pick(['{"usd":-1}', '{"usd":1e308}', '{"usd":"5"}', '{}', 'x']) },
       { method: 'GET', path: '/admin/budgets/__proto__/constructor', headers: { authorization: `Bearer ${adminKey}` } },
