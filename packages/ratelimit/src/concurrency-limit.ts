@@ -104,7 +104,7 @@ export function concurrencyLimit(options: ConcurrencyLimitOptions = {}): Request
   const { name, keyOf, limitOf } = layer!;
   const slots = options.stores ? ledgerSlots(options.stores.ledger, ttlMs) : processSlots();
   const waitSettings = resolveWaitOptions(options.wait, FACTORY, CODE);
-  const queue = waitSettings && new WaitQueue(waitSettings);
+  const queue = waitSettings && new WaitQueue(waitSettings, { exactRetryAfter: false });
 
   return async function concurrencyLimitMiddleware(req: Request, res: Response, next: NextFunction): Promise<void> {
     try {

@@ -10,17 +10,13 @@ import type { StoresWithCommands } from './types.js';
  */
 class RecoveringRedisStore extends RedisStore {
   override async increment(key: string): Promise<IncrementResponse> {
-    try {
-      return await super.increment(key);
-    } catch (error) {
-      const loadFailed = await this.incrementScriptSha.then(() => false, () => true);
-      if (loadFailed) {
-        this.incrementScriptSha = this.loadIncrementScript();
-        // Awaited by the next increment; until then its failure belongs to nobody.
-        this.incrementScriptSha.catch(() => undefined);
-      }
-      throw error;
+    const loadFailed = await this.incrementScriptSha.then(() => false, () => true);
+    if (loadFailed) {
+      this.incrementScriptSha = this.loadIncrementScript();
+      // Awaited just below; a failure here is that call's failure, not an unhandled one.
+      this.incrementScriptSha.catch(() => undefined);
     }
+    return super.increment(key);
   }
 }
 

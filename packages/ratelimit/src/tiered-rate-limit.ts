@@ -71,7 +71,7 @@ export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHa
   const renderError = options.renderError ?? renderApiError;
   const prefix = options.prefix ?? 'tg:rl:';
   const waitSettings = resolveWaitOptions(options.wait, FACTORY, CODE);
-  const queue = waitSettings && new WaitQueue(waitSettings);
+  const queue = waitSettings && new WaitQueue(waitSettings, { exactRetryAfter: true });
 
   const layers: RequestLayer[] = resolveLayers(options, { factory: FACTORY, codePrefix: CODE, defaultLimit: 60 }).map((layer, index) => {
     const store = createRequestStore(options.stores, `${prefix}${layer.name}:`, failures);

@@ -73,7 +73,7 @@ export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHand
   const counter = (options.stores ?? createMemoryStores()).counter;
   const layers = resolveLayers(options, { factory: FACTORY, codePrefix: CODE, defaultLimit: 10_000 });
   const waitSettings = resolveWaitOptions(options.wait, FACTORY, CODE);
-  const queue = waitSettings && new WaitQueue(waitSettings);
+  const queue = waitSettings && new WaitQueue(waitSettings, { exactRetryAfter: false });
 
   async function refund(charges: Charge[], units: number): Promise<void> {
     if (units === 0) return;

@@ -26,6 +26,14 @@ export interface WaitQueueSettings {
   pollMs: number;
 }
 
+export interface WaitQueueOptions {
+  /**
+   * True when `retryAfterMs` is a promise (request windows): a wait longer than `maxMs` is
+   * refused at once. False when room may come back sooner (token refunds at settle).
+   */
+  exactRetryAfter: boolean;
+}
+
 export function resolveWaitOptions(wait: WaitOptions | undefined, factory: string, codePrefix: string): WaitQueueSettings | undefined {
   if (wait === undefined) return undefined;
   const code = `${codePrefix}_INVALID_WAIT`;
@@ -51,9 +59,19 @@ export function resolveWaitOptions(wait: WaitOptions | undefined, factory: strin
 export class WaitQueue {
   readonly #queues = new Map<string, Waiter[]>();
   readonly #settings: WaitQueueSettings;
+  readonly #exactRetryAfter: boolean;
 
-  constructor(settings: WaitQueueSettings) {
+  constructor(settings: WaitQueueSettings, options: WaitQueueOptions) {
     this.#settings = settings;
+    this.#exactRetryAfter = options.exactRetryAfter;
+  }
+
+  /** When the head tries again unless woken: at the promised time, or polling for room freed elsewhere. */
+  #retryDelay(retryAfterMs: number): number {
+    const { pollMs } = this.#settings;
+    if (this.#exactRetryAfter) return Math.max(pollMs, retryAfterMs);
+    // Other processes' refunds and releases are not announced here: look again within a second.
+    return Math.min(Math.max(pollMs, retryAfterMs), 1000);
   }
 
   /** Wakes the head waiting for `id`, if any: something it waits for may be free now. */
@@ -76,7 +94,7 @@ export class WaitQueue {
       last = await attempt();
       if (last.ok) return { status: 'ok', value: last.value, waitedMs: 0 };
       // Waiting longer than allowed would only delay the same 429.
-      if (last.retryAfterMs > maxMs) return { status: 'refused', value: last.value, waitedMs: 0 };
+      if (this.#exactRetryAfter && last.retryAfterMs > maxMs) return { status: 'refused', value: last.value, waitedMs: 0 };
       queue = this.#queues.get(id);
     }
     if (queue && queue.length >= maxQueue) return { status: 'refused', value: last?.value, waitedMs: 0 };
@@ -96,7 +114,7 @@ export class WaitQueue {
     };
     res.once('close', onClose);
     try {
-      let delayMs = last && !last.ok ? Math.max(1, last.retryAfterMs) : pollMs;
+      let delayMs = last && !last.ok ? this.#retryDelay(last.retryAfterMs) : pollMs;
       for (;;) {
         const left = deadline - Date.now();
         if (left <= 0) break;
@@ -113,8 +131,8 @@ export class WaitQueue {
         const result = await attempt();
         if (result.ok) return { status: 'ok', value: result.value, waitedMs: Date.now() - startedAt };
         last = result;
-        if (Date.now() + result.retryAfterMs > deadline) break;
-        delayMs = Math.max(pollMs, result.retryAfterMs);
+        if (this.#exactRetryAfter && Date.now() + result.retryAfterMs > deadline) break;
+        delayMs = this.#retryDelay(result.retryAfterMs);
       }
       return { status: 'refused', value: last?.value, waitedMs: Date.now() - startedAt };
     } finally {

@@ -1,0 +1,98 @@
+// tierPolicy: per-tier model allowlist (403 model_not_allowed) and output cap clamped or set, per provider API.
+import { describe, expect, it } from '@jest/globals';
+import request from 'supertest';
+import type { RequestHandler } from 'express';
+import { getContext } from '@tollgate/core';
+import { tierPolicy } from '@tollgate/ratelimit';
+import { testApp } from './helpers.js';
+
+const policy = tierPolicy({
+  tiers: {
+    free: { models: ['gpt-4o-mini', 'claude-3-5-haiku*'], maxOutputTokens: 512 },
+    pro: { models: ['*'] },
+  },
+});
+const app = testApp(policy);
+
+const post = (path: string, body: object, tier?: string) => {
+  const call = request(app).post(path).set('x-key', 'k1');
+  return (tier ? call.set('x-tier', tier) : call).send(body);
+};
+
+describe('tierPolicy models', () => {
+  it('refuses a model outside the tier list with 403 model_not_allowed', async () => {
+    const response = await post('/v1/chat/completions', { model: 'gpt-4o', messages: [] }, 'free');
+    expect(response.status).toBe(403);
+    expect(response.body.error).toEqual({ message: 'The model `gpt-4o` is not available on the free tier.', type: 'permission_error', code: 'model_not_allowed', param: 'model' });
+  });
+
+  it('allows listed models, patterns and dated ids of a listed family', async () => {
+    expect((await post('/v1/chat/completions', { model: 'gpt-4o-mini-2024-07-18', messages: [] }, 'free')).status).toBe(200);
+    expect((await post('/v1/messages', { model: 'claude-3-5-haiku-latest', max_tokens: 10, messages: [] }, 'free')).status).toBe(200);
+    expect((await post('/v1/chat/completions', { model: 'gpt-4o', messages: [] }, 'pro')).status).toBe(200);
+  });
+
+  it('applies the default tier (free) to callers without a known tier', async () => {
+    expect((await post('/v1/chat/completions', { model: 'gpt-4o', messages: [] })).status).toBe(403);
+    expect((await post('/v1/chat/completions', { model: 'gpt-4o', messages: [] }, 'platinum')).status).toBe(403);
+  });
+
+  it("also enforces the identity's own model list", async () => {
+    const restricted: RequestHandler = (req, res, next) => {
+      getContext(req, res).identity = { keyId: 'k', scopes: [], authMethod: 'api_key', tier: 'pro', models: ['gpt-4o-mini'] };
+      next();
+    };
+    const keyApp = testApp([restricted, policy]);
+    const response = await request(keyApp).post('/v1/chat/completions').send({ model: 'gpt-4o', messages: [] });
+    expect(response.status).toBe(403);
+    expect(response.body.error.message).toBe('The model `gpt-4o` is not available to this key.');
+  });
+
+  it('leaves non-provider routes alone', async () => {
+    expect((await request(app).get('/v1/models').set('x-key', 'k1')).status).toBe(200);
+  });
+});
+
+describe('tierPolicy output cap', () => {
+  it.each([
+    ['chat max_tokens', '/v1/chat/completions', { max_tokens: 4000 }, { max_tokens: 512 }],
+    ['chat max_completion_tokens', '/v1/chat/completions', { max_completion_tokens: 9000 }, { max_completion_tokens: 512 }],
+    ['chat, both fields', '/v1/chat/completions', { max_tokens: 4000, max_completion_tokens: 3000 }, { max_tokens: 512, max_completion_tokens: 512 }],
+    ['chat, absent', '/v1/chat/completions', {}, { max_completion_tokens: 512 }],
+    ['responses max_output_tokens', '/v1/responses', { max_output_tokens: 2048 }, { max_output_tokens: 512 }],
+    ['responses, absent', '/v1/responses', {}, { max_output_tokens: 512 }],
+    ['messages max_tokens', '/v1/messages', { max_tokens: 1024 }, { max_tokens: 512 }],
+  ])('clamps or sets the cap (%s)', async (_label, path, cap, expected) => {
+    const response = await post(path, { model: 'gpt-4o-mini', ...cap }, 'free');
+    expect(response.status).toBe(200);
+    expect(response.body.body).toMatchObject(expected);
+  });
+
+  it('keeps a smaller cap and leaves tiers without maxOutputTokens alone', async () => {
+    expect((await post('/v1/chat/completions', { model: 'gpt-4o-mini', max_tokens: 100 }, 'free')).body.body.max_tokens).toBe(100);
+    const pro = await post('/v1/chat/completions', { model: 'gpt-4o', max_tokens: 100_000 }, 'pro');
+    expect(pro.body.body.max_tokens).toBe(100_000);
+  });
+
+  it('lowers an estimate made before the clamp, so the reservation stays a true bound', async () => {
+    const early: RequestHandler = (req, res, next) => {
+      getContext(req, res).estimate = { provider: 'openai', model: 'gpt-4o-mini', inputTokens: 100, maxOutputTokens: 4000, costNanoUsd: 1, totalTokens: 4100 };
+      next();
+    };
+    const estimateApp = testApp([early, policy], (req, res) => {
+      res.json(getContext(req, res).estimate);
+    });
+    const response = await request(estimateApp).post('/v1/chat/completions').set({ 'x-key': 'k', 'x-tier': 'free' }).send({ model: 'gpt-4o-mini', max_tokens: 4000 });
+    expect(response.body).toMatchObject({ maxOutputTokens: 512, totalTokens: 612 });
+  });
+});
+
+describe('tierPolicy options', () => {
+  it('rejects unknown options, bad rules and near-miss rule names', () => {
+    expect(() => tierPolicy({ tier: {} } as never)).toThrow(/did you mean "tiers"/);
+    expect(() => tierPolicy({ tiers: { free: { maxOutputTokens: 0 } } })).toThrow(/ERR_TG_RATELIMIT_INVALID_TIER/);
+    expect(() => tierPolicy({ tiers: { free: { model: ['x'] } as never } })).toThrow(/did you mean "models"/);
+    // Config tiers carry limits too: those fields are not rules and pass.
+    expect(() => tierPolicy({ tiers: { free: { requestsPerMinute: 5, models: ['*'] } as never } })).not.toThrow();
+  });
+});
