@@ -14,6 +14,7 @@ import {
   maxCostNanoUsd,
   modelFamilies,
   parseDuration,
+  StoreTimeoutError,
   renderApiError,
   setRequestOutputCap,
   withTimeout,
@@ -158,6 +159,10 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
   const monitor = new SoftLimitMonitor({ ledger, storeTimeoutMs, onSoftLimit: options.onSoftLimit, log, webhook });
   const book: BudgetBook = { plan, ledger, monitor, now, storeTimeoutMs };
   const mayDowngrade = plan.mayDowngrade;
+  for (const [from, to] of plan.downgrades()) {
+    // Checked now, not at the first request past a soft limit.
+    if (!pricing.find(to)) throw new TollgateError('ERR_TG_BUDGET_INVALID_BUDGET', `downgrade ${from} -> ${to}: ${to} has no price; add it to the pricing table`);
+  }
 
   let warnedNoEstimate = false;
   let storeFailing = false;
@@ -223,16 +228,19 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     // Nothing metered the request: charge what was reserved, the most it could have cost.
     const actual = record ? Math.max(0, Math.ceil(record.costNanoUsd)) : granted;
     let settled: boolean | undefined;
+    // A settle that timed out may still have run; then a retry finds nothing to settle, and that is no reason to charge again.
+    let mayHaveRun = false;
     for (let attempt = 1; settled === undefined; attempt++) {
       try {
         settled = (await withTimeout(ledger.settle(id, actual), storeTimeoutMs, 'ledger.settle')).settled;
       } catch (error) {
+        if (error instanceof StoreTimeoutError) mayHaveRun = true;
         if (attempt >= SETTLE_ATTEMPTS) throw error;
         await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
       }
     }
     // The reservation outlived its TTL (a very long stream): the money was still spent.
-    if (!settled && actual > 0) {
+    if (!settled && !mayHaveRun && actual > 0) {
       await Promise.all(scopes.map((s) => withTimeout(ledger.adjustSpent(s.key, actual, s.expiresAt), storeTimeoutMs, 'ledger.adjustSpent')));
     }
     await monitor.check(windows, now());

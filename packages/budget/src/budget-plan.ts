@@ -181,6 +181,12 @@ export class BudgetPlan {
     return this.#defaults.downgrade !== undefined || this.#dynamic !== undefined || [...this.#static.values()].some((m) => [...m.values()].some((l) => l.downgrade)) || this.#global?.downgrade !== undefined;
   }
 
+  /** Every downgrade pair configured statically (dynamic budgets are checked when they apply). */
+  *downgrades(): Iterable<[string, string]> {
+    const maps = [this.#defaults.downgrade, this.#global?.downgrade, ...[...this.#static.values()].flatMap((m) => [...m.values()].map((l) => l.downgrade))];
+    for (const map of maps) if (map) yield* map;
+  }
+
   #fromSpec(spec: BudgetSpec, where: string): ResolvedBudget {
     const cached = this.#validated.get(spec);
     if (cached) return cached;

@@ -66,6 +66,11 @@ describe('budgetAdminRouter', () => {
     expect(global.body.budgets[0]).toMatchObject({ scope: 'global', id: null, limitUsd: 100 });
   });
 
+  it('gives the budgets of one caller', async () => {
+    const budgets = await guard.statusFor({ keyId: 'k1', tenantId: 'initech', scopes: [], authMethod: 'api_key' });
+    expect(budgets.map((b) => b.key)).toEqual(['budget:key:k1:day:2026-11-22', 'budget:tenant:initech:hour:2026-11-22T09', 'budget:global:day:2026-11-22']);
+  });
+
   it('answers 404 for a scope without a budget and 400 for an unknown scope kind', async () => {
     const missing = await request(admin).get('/admin/budgets/key/nope');
     expect(missing.status).toBe(404);

@@ -146,6 +146,7 @@ describe('budgets from code', () => {
     expect(() => budgetGuard({ global: { usd: 1, softLimit: 1.5 } })).toThrow(/0 < softLimit <= 1/);
     expect(() => budgetGuard({ global: { usd: 1, period: 'rolling', window: '1h', buckets: 7 } })).toThrow(/window \/ buckets must be a whole number of ms/);
     expect(() => budgetGuard({ tenants: { acme: { usd: 1, downgrade: { 'gpt-4o': 'gpt-4o-mini' } } } })).toThrow(/tenants\.acme: downgrade applies once spend passes the soft limit: set softLimit too/);
+    expect(() => budgetGuard({ pricing, softLimit: 0.5, downgrade: { 'test-model': 'no-such-model' } })).toThrow(/downgrade test-model -> no-such-model: no-such-model has no price/);
     expect(() => budgetGuard({ softlimit: 0.8 } as BudgetGuardOptions)).toThrow(/no option "softlimit"; did you mean "softLimit"\?.*ERR_TG_BUDGET_UNKNOWN_OPTION/);
   });
 
