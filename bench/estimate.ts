@@ -1,0 +1,105 @@
+// Benchmark 3: token estimation time and event-loop stalls, tollgate's estimator against the exact BPE libraries.
+import type { ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { forkBench } from './lib/child.js';
+import type { InputMeasurement } from './lib/estimate-child.js';
+import { estimationInputs } from './lib/inputs.js';
+import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
+import { fmtMs, fmtNumber, median, table } from './lib/stats.js';
+import { TOKENIZERS } from './lib/tokenizers.js';
+
+const ENTRY = fileURLToPath(new URL('./lib/estimate-child.ts', import.meta.url));
+
+type Outcome = { kind: 'ok'; value: InputMeasurement } | { kind: 'timeout'; limitMs: number } | { kind: 'error'; message: string };
+
+/** Runs one tokenizer over every input in one child, replacing the child when an input runs past the time limit. */
+async function measureTokenizer(tokenizer: string, quick: boolean, limitMs: number, log: (m: string) => void): Promise<Outcome[]> {
+  const outcomes: Outcome[] = [];
+  let child: ChildProcess | undefined;
+  const inputs = estimationInputs(quick);
+  for (let index = 0; index < inputs.length; index++) {
+    child ??= forkBench(ENTRY);
+    const current = child;
+    const outcome = await new Promise<Outcome>((resolve) => {
+      const timer = setTimeout(() => {
+        current.kill('SIGKILL');
+        resolve({ kind: 'timeout', limitMs });
+      }, limitMs);
+      current.once('message', (message: { ok: boolean; value?: InputMeasurement; error?: string }) => {
+        clearTimeout(timer);
+        resolve(message.ok ? { kind: 'ok', value: message.value! } : { kind: 'error', message: message.error ?? 'failed' });
+      });
+      current.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        resolve({ kind: 'error', message: `child exited (${code ?? signal})` });
+      });
+      current.send({ type: 'run', tokenizer, input: index, quick });
+    });
+    current.removeAllListeners('message');
+    current.removeAllListeners('exit');
+    if (outcome.kind !== 'ok') {
+      current.kill('SIGKILL');
+      child = undefined;
+    }
+    outcomes.push(outcome);
+    log(`estimate: ${tokenizer} on ${inputs[index]!.name}: ${outcome.kind === 'ok' ? fmtMs(median(outcome.value.times)) : outcome.kind === 'timeout' ? `over ${limitMs / 1000} s` : outcome.message}`);
+    // An unavailable tokenizer fails the same way on every input: do not pay for it again.
+    if (outcome.kind === 'error' && index === 0) {
+      for (let rest = 1; rest < inputs.length; rest++) outcomes.push(outcome);
+      break;
+    }
+  }
+  child?.kill();
+  return outcomes;
+}
+
+function cell(outcome: Outcome | undefined): string {
+  if (!outcome) return '';
+  if (outcome.kind === 'timeout') return `> ${outcome.limitMs / 1000} s (stopped)`;
+  if (outcome.kind === 'error') return `fails: ${outcome.message.slice(0, 60)}`;
+  return `${fmtMs(median(outcome.value.times))} (${fmtNumber(outcome.value.tokens)} tok)`;
+}
+
+export async function runEstimationBenchmark(context: BenchContext): Promise<SectionResult> {
+  const limitMs = context.quick ? 10_000 : 20_000;
+  const inputs = estimationInputs(context.quick);
+  const results = new Map<string, Outcome[]>();
+  for (const tokenizer of TOKENIZERS) results.set(tokenizer, await measureTokenizer(tokenizer, context.quick, limitMs, context.log));
+
+  const tollgate = results.get('tollgate')!;
+  const rows = inputs.map((input, index) => {
+    const stall = tollgate[index];
+    return [
+      input.name,
+      ...TOKENIZERS.map((name) => cell(results.get(name)![index])),
+      stall?.kind === 'ok' ? fmtMs(stall.value.maxStallMs) : stall?.kind === 'timeout' ? `> ${limitMs / 1000} s` : 'n/a',
+    ];
+  });
+  const unavailable = TOKENIZERS.flatMap((name) => {
+    const first = results.get(name)![0];
+    return first?.kind === 'error' ? [`- ${name}: ${first.message}`] : [];
+  });
+  const body = [
+    `Median time per count (timed runs per input: ${inputs.map((i) => `${i.name} ${i.runs}`).join(', ')}), each run on a fresh text so ` +
+      'no merge cache flatters anyone, after an untimed warm-up; token counts in brackets. Every tokenizer runs in its own child process ' +
+      `and is stopped after ${limitMs / 1000} s on one input. gpt-tokenizer, js-tiktoken and tiktoken (WASM) count the raw text with o200k_base ` +
+      "and are synchronous: they block the event loop for their whole time. tollgate's column is its estimator on a chat request " +
+      '(model gpt-4o, one user message holding the text), so its count includes the message overhead. "tollgate longest stall" is the longest ' +
+      'time the event loop could not turn during tollgate\'s estimation (1 ms interval probe and monitorEventLoopDelay max).',
+    '',
+    table(['input', ...TOKENIZERS, 'tollgate longest stall'], rows),
+    ...(unavailable.length > 0 ? ['', 'Not measured:', ...unavailable] : []),
+  ].join('\n');
+  const stalls = tollgate.map((o) => (o.kind === 'ok' ? o.value.maxStallMs : o.kind === 'timeout' ? Number.POSITIVE_INFINITY : Number.NaN));
+  const measured = stalls.every((s) => !Number.isNaN(s));
+  const worst = Math.max(...stalls);
+  const worstInput = inputs[stalls.indexOf(worst)]?.name ?? '';
+  const targets: TargetVerdict[] = [
+    {
+      target: 'No event-loop stall over 50 ms on any estimation input',
+      holds: measured ? worst <= 50 : undefined,
+      figures: measured ? `longest stall ${Number.isFinite(worst) ? fmtMs(worst) : `> ${limitMs / 1000} s`} (${worstInput})` : 'tollgate estimator not available',
+    },
+  ];
+  return { title: '3. Token estimation', body, targets };
+}

@@ -1,0 +1,103 @@
+// Parent side of a bench child process: servers run apart from the load generator so they never share its event loop.
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+/** What a child builds: an app name from bench/lib/apps.ts and its JSON options. */
+export interface ServerSpec {
+  app: string;
+  options?: Record<string, unknown>;
+}
+
+export interface BenchChild {
+  readonly spec: ServerSpec;
+  readonly port: number;
+  readonly url: string;
+  readonly pid: number;
+  /** The app's own remark on what it runs, if any. */
+  readonly note?: string;
+  /** Ask the child something (see bench/lib/server.ts for the message types). */
+  call<T = unknown>(type: string, payload?: Record<string, unknown>): Promise<T>;
+  close(): Promise<void>;
+}
+
+const SERVER_ENTRY = fileURLToPath(new URL('./server.ts', import.meta.url));
+
+interface Reply {
+  id: number;
+  ok: boolean;
+  value?: unknown;
+  error?: string;
+}
+
+/** Forks a tsx child with the same loader and conditions as this process. */
+export function forkBench(entry: string, options: { exposeGc?: boolean; env?: Record<string, string> } = {}): ChildProcess {
+  const execArgv = [...process.execArgv];
+  if (options.exposeGc) execArgv.push('--expose-gc');
+  return fork(entry, [], {
+    execArgv,
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+}
+
+export async function startServer(spec: ServerSpec, options: { exposeGc?: boolean } = {}): Promise<BenchChild> {
+  const child = forkBench(SERVER_ENTRY, options);
+  let nextId = 1;
+  const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
+  let exited = false;
+
+  child.on('message', (message: Reply) => {
+    const waiter = pending.get(message.id);
+    if (!waiter) return;
+    pending.delete(message.id);
+    if (message.ok) waiter.resolve(message.value);
+    else waiter.reject(new Error(message.error ?? 'child failed'));
+  });
+  child.on('exit', (code, signal) => {
+    exited = true;
+    for (const waiter of pending.values()) waiter.reject(new Error(`bench child ${spec.app} exited (${code ?? signal})`));
+    pending.clear();
+  });
+
+  const call = <T>(type: string, payload: Record<string, unknown> = {}): Promise<T> => {
+    if (exited) return Promise.reject(new Error(`bench child ${spec.app} is gone`));
+    const id = nextId++;
+    return new Promise<T>((resolve, reject) => {
+      pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
+      child.send({ id, type, ...payload });
+    });
+  };
+
+  const close = async () => {
+    if (exited) return;
+    const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    try {
+      await call('close');
+    } catch {
+      // The child may exit before it answers; the exit is what we wait for.
+    }
+    await gone;
+    clearTimeout(timer);
+  };
+
+  try {
+    const { port, note } = await call<{ port: number; note?: string }>('start', { spec });
+    return { spec, port, note, url: `http://127.0.0.1:${port}`, pid: child.pid ?? -1, call, close };
+  } catch (error) {
+    child.kill('SIGKILL');
+    throw error;
+  }
+}
+
+/** Starts several servers, closing the ones already started if one fails. */
+export async function startServers(specs: ServerSpec[], options: { exposeGc?: boolean } = {}): Promise<BenchChild[]> {
+  const started: BenchChild[] = [];
+  try {
+    for (const spec of specs) started.push(await startServer(spec, options));
+    return started;
+  } catch (error) {
+    await Promise.all(started.map((child) => child.close()));
+    throw error;
+  }
+}

@@ -1,0 +1,70 @@
+// Drives an Express app in-process, with Node's own IncomingMessage/ServerResponse on a socket that discards writes.
+import { IncomingMessage, ServerResponse } from 'node:http';
+import { Duplex } from 'node:stream';
+import type { Express } from 'express';
+
+/** Stands in for a TCP socket: writes succeed at once and go nowhere. */
+class DiscardSocket extends Duplex {
+  readonly remoteAddress = '127.0.0.1';
+  readonly remotePort = 40000;
+  readonly encrypted = false;
+  override _read(): void {}
+  override _write(_chunk: unknown, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    callback();
+  }
+  setTimeout(): this {
+    return this;
+  }
+  setNoDelay(): this {
+    return this;
+  }
+  setKeepAlive(): this {
+    return this;
+  }
+}
+
+export interface InjectRequest {
+  method: string;
+  url: string;
+  headers: Record<string, string>;
+  body: Buffer;
+}
+
+/**
+ * One request through the app. Resolves with the status once the response is finished and its
+ * 'close' was emitted, in the order Node's http server uses (finish, then close on the next tick),
+ * since tollgate settles on close.
+ */
+export function inject(app: Express, request: InjectRequest): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = new DiscardSocket();
+    const req = new IncomingMessage(socket as never);
+    req.method = request.method;
+    req.url = request.url;
+    req.httpVersionMajor = 1;
+    req.httpVersionMinor = 1;
+    req.httpVersion = '1.1';
+    const headers: Record<string, string> = { ...request.headers, 'content-length': String(request.body.length), host: '127.0.0.1' };
+    req.headers = headers;
+    req.rawHeaders = Object.entries(headers).flat();
+    req.push(request.body);
+    req.push(null);
+    // What the http parser sets at the end of a message: without it Node treats the request as aborted on destroy.
+    req.complete = true;
+    const res = new ServerResponse(req);
+    res.assignSocket(socket as never);
+    res.once('finish', () => {
+      res.detachSocket(socket as never);
+      process.nextTick(() => {
+        res.emit('close');
+        socket.destroy();
+        resolve(res.statusCode);
+      });
+    });
+    try {
+      app(req as never, res as never);
+    } catch (error) {
+      reject(error instanceof Error ? error : new Error(String(error)));
+    }
+  });
+}

@@ -1,0 +1,110 @@
+// Drives one server with autocannon and keeps every response time (autocannon's own histogram rounds to whole ms).
+import autocannon, { type AutocannonRequest } from 'autocannon';
+import { SampleBuffer, median, quantile } from './stats.js';
+
+export interface LoadOptions {
+  url: string;
+  path: string;
+  body: string;
+  headers: Record<string, string>;
+  connections: number;
+  durationS: number;
+  /** Rewrites each request (e.g. to rotate API keys). */
+  setupRequest?: AutocannonRequest['setupRequest'];
+}
+
+export interface LoadResult {
+  requests: number;
+  seconds: number;
+  rps: number;
+  /** Response times in ms (2xx and others alike). */
+  latencies: Float64Array;
+  statuses: Record<string, number>;
+  errors: number;
+}
+
+export async function runLoad(options: LoadOptions): Promise<LoadResult> {
+  const latencies = new SampleBuffer();
+  const statuses: Record<string, number> = {};
+  const started = process.hrtime.bigint();
+  const instance = autocannon({
+    url: options.url,
+    connections: options.connections,
+    duration: options.durationS,
+    timeout: 10,
+    requests: [
+      {
+        method: 'POST',
+        path: options.path,
+        headers: options.headers,
+        body: options.body,
+        ...(options.setupRequest ? { setupRequest: options.setupRequest } : {}),
+      },
+    ],
+  });
+  instance.on('response', (_client: unknown, statusCode: number, _bytes: number, responseTime: number) => {
+    latencies.push(responseTime);
+    statuses[statusCode] = (statuses[statusCode] ?? 0) + 1;
+  });
+  const result = await instance;
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  return {
+    requests: latencies.length,
+    seconds,
+    rps: latencies.length / seconds,
+    latencies: latencies.values().slice(),
+    statuses,
+    errors: result.errors + result.timeouts,
+  };
+}
+
+export interface CaseSummary {
+  name: string;
+  rounds: LoadResult[];
+  /** Median over rounds. */
+  rps: number;
+  /** Over the samples of every round. */
+  p50: number;
+  p99: number;
+  /** Median over rounds of this case's rps divided by the baseline's rps in the same round. */
+  ratio: number;
+  non2xx: number;
+  errors: number;
+}
+
+/** Runs the cases in alternating rounds (A B C A B C ...) so drifting machine noise lands on every side. */
+export async function alternateRounds(
+  cases: { name: string; run: () => Promise<LoadResult> }[],
+  rounds: number,
+  onRound?: (round: number, name: string, result: LoadResult) => void,
+): Promise<CaseSummary[]> {
+  const results = new Map<string, LoadResult[]>(cases.map((c) => [c.name, []]));
+  for (let round = 0; round < rounds; round++) {
+    for (const benchCase of cases) {
+      const result = await benchCase.run();
+      results.get(benchCase.name)!.push(result);
+      onRound?.(round, benchCase.name, result);
+    }
+  }
+  const baseline = results.get(cases[0]!.name)!;
+  return cases.map(({ name }) => {
+    const list = results.get(name)!;
+    const pooled = new Float64Array(list.reduce((sum, r) => sum + r.latencies.length, 0));
+    let offset = 0;
+    for (const r of list) {
+      pooled.set(r.latencies, offset);
+      offset += r.latencies.length;
+    }
+    const non2xx = list.reduce((sum, r) => sum + Object.entries(r.statuses).filter(([code]) => !code.startsWith('2')).reduce((s, [, n]) => s + n, 0), 0);
+    return {
+      name,
+      rounds: list,
+      rps: median(list.map((r) => r.rps)),
+      p50: quantile(pooled, 0.5),
+      p99: quantile(pooled, 0.99),
+      ratio: median(list.map((r, i) => r.rps / baseline[i]!.rps)),
+      non2xx,
+      errors: list.reduce((sum, r) => sum + r.errors, 0),
+    };
+  });
+}

@@ -1,0 +1,124 @@
+// Child entry: builds one bench app, serves it on an ephemeral port, answers the parent's questions over IPC.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { BuiltApp } from './app-base.js';
+import { buildApp } from './apps.js';
+import { authHeaders, benchKey, CHAT_BODY, CHAT_PATH } from './fixtures.js';
+import { inject } from './inject.js';
+import type { ServerSpec } from './child.js';
+
+interface Message {
+  id: number;
+  type: string;
+  spec?: ServerSpec;
+  drive?: DriveOptions;
+}
+
+export interface DriveOptions {
+  requests: number;
+  /** Requests in flight at once. */
+  concurrency: number;
+  /** Rotate over this many API keys (the app must know them: see the tollgate-chain `keys` option). */
+  keys: number;
+  /** Heap measurements (after a full GC) taken this many times, evenly spaced. */
+  checkpoints: number;
+}
+
+export interface HeapCheckpoint {
+  requests: number;
+  heapUsed: number;
+  rss: number;
+  external: number;
+  seconds: number;
+}
+
+/** Sends `requests` requests through the app in-process, measuring the heap after GC at each checkpoint. */
+async function drive(options: DriveOptions): Promise<{ checkpoints: HeapCheckpoint[]; statuses: Record<string, number> }> {
+  const app = built!.app;
+  const body = Buffer.from(CHAT_BODY);
+  const statuses: Record<string, number> = {};
+  const checkpoints: HeapCheckpoint[] = [];
+  const started = performance.now();
+  const measure = (requests: number) => {
+    collectGarbage();
+    const usage = process.memoryUsage();
+    checkpoints.push({ requests, heapUsed: usage.heapUsed, rss: usage.rss, external: usage.external, seconds: (performance.now() - started) / 1000 });
+  };
+  measure(0);
+  const every = Math.max(1, Math.floor(options.requests / options.checkpoints));
+  let sent = 0;
+  let done = 0;
+  while (done < options.requests) {
+    const batchEnd = Math.min(options.requests, (Math.floor(done / every) + 1) * every);
+    const worker = async () => {
+      while (sent < batchEnd) {
+        const index = sent++;
+        const status = await inject(app, {
+          method: 'POST',
+          url: CHAT_PATH,
+          headers: authHeaders(benchKey(index % options.keys)),
+          body,
+        });
+        statuses[status] = (statuses[status] ?? 0) + 1;
+        done++;
+      }
+    };
+    await Promise.all(Array.from({ length: options.concurrency }, worker));
+    // Let settle listeners that run after 'close' finish before the heap is measured.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    measure(done);
+  }
+  return { checkpoints, statuses };
+}
+
+let built: BuiltApp | undefined;
+let server: Server | undefined;
+
+function reply(id: number, ok: boolean, value?: unknown, error?: string): void {
+  process.send?.({ id, ok, value, error });
+}
+
+function collectGarbage(): void {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc) {
+    gc();
+    gc();
+  }
+}
+
+async function handle(message: Message): Promise<unknown> {
+  switch (message.type) {
+    case 'start': {
+      const spec = message.spec!;
+      built = await buildApp(spec.app, spec.options);
+      server = createServer(built.app);
+      server.keepAliveTimeout = 60_000;
+      await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+      return { port: (server.address() as AddressInfo).port, note: built.note };
+    }
+    case 'memory': {
+      const before = process.memoryUsage();
+      collectGarbage();
+      return { before, afterGc: process.memoryUsage() };
+    }
+    case 'drive':
+      return drive(message.drive!);
+    case 'close': {
+      server?.closeAllConnections();
+      await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+      await built?.close();
+      setImmediate(() => process.exit(0));
+      return {};
+    }
+    default:
+      throw new Error(`unknown message ${message.type}`);
+  }
+}
+
+process.on('message', (message: Message) => {
+  handle(message).then(
+    (value) => reply(message.id, true, value),
+    (error: unknown) => reply(message.id, false, undefined, error instanceof Error ? error.message : String(error)),
+  );
+});
+process.on('disconnect', () => process.exit(0));

@@ -1,0 +1,118 @@
+// tollgate's side of the benchmarks: the full middleware chain, the example proxy, and the bare passthrough rival.
+import { pipeline } from 'node:stream/promises';
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import type { ApiKeyRecord, TollgateStores } from '@tollgate/core';
+import { Agent, request } from 'undici';
+import { answerAtOnce, baseApp, type AppOptions, type BuiltApp } from './app-base.js';
+import { benchKey, CHAT_PATH, REDIS_URL, sha256Hex } from './fixtures.js';
+import { buildBenchUpstream } from './mock-upstream.js';
+
+/** Far above any load the bench makes: it measures the cost of checking, never a refusal. */
+const HUGE_REQUESTS = 1_000_000_000;
+const HUGE_TOKENS = 1_000_000_000_000;
+const HUGE_BUDGET = { usd: 1_000_000, period: 'day' as const };
+
+/** `count` key records for one tenant on the pro tier, keyed like benchKey(i). */
+function benchKeyRecords(count: number): ApiKeyRecord[] {
+  const createdAt = new Date().toISOString();
+  return Array.from({ length: count }, (_, index) => ({
+    id: `bench-key-${index}`,
+    sha256: sha256Hex(benchKey(index)),
+    tenantId: 'bench-tenant',
+    userId: `bench-user-${index % 100}`,
+    tier: 'pro',
+    scopes: ['chat'],
+    feature: 'bench',
+    createdAt,
+  }));
+}
+
+async function openStores(options: AppOptions): Promise<TollgateStores> {
+  if (options.store === 'redis') {
+    const { createRedisStores } = await import('@tollgate/redis');
+    return createRedisStores({ url: String(options.redisUrl ?? REDIS_URL), prefix: String(options.prefix) });
+  }
+  const { createMemoryStores } = await import('@tollgate/core');
+  return createMemoryStores();
+}
+
+/**
+ * DESIGN.md's chain, one limiter layer each, as a user would mount it: apiKeyAuth -> tieredRateLimit ->
+ * meter -> tokenRateLimit -> budgetGuard (key, tenant and global budgets) -> the handler that answers at once.
+ */
+export async function buildTollgateChain(options: AppOptions): Promise<BuiltApp> {
+  const [{ apiKeyAuth }, { tieredRateLimit, tokenRateLimit }, { budgetGuard }, metering] = await Promise.all([
+    import('@tollgate/auth'),
+    import('@tollgate/ratelimit'),
+    import('@tollgate/budget'),
+    loadMetering(),
+  ]);
+  const stores = await openStores(options);
+  const prefix = String(options.prefix ?? '');
+  for (const record of benchKeyRecords(Number(options.keys ?? 1))) await stores.keys.put(record);
+  const budget = budgetGuard({ ledger: stores.ledger, keys: { '*': HUGE_BUDGET }, tenants: { '*': HUGE_BUDGET }, global: HUGE_BUDGET, log: false });
+  const app = baseApp();
+  app.use(apiKeyAuth({ keys: stores.keys }));
+  app.use(tieredRateLimit({ stores, by: 'key', tiers: { pro: HUGE_REQUESTS }, defaultTier: 'pro', prefix: `${prefix}rl:` }));
+  if (metering) app.use(metering.createMeter());
+  app.use(tokenRateLimit({ stores, by: 'key', tiers: { pro: HUGE_TOKENS }, defaultTier: 'pro', prefix: `${prefix}tokens:` }));
+  app.use(budget);
+  app.post(CHAT_PATH, answerAtOnce);
+  return {
+    app,
+    note: metering ? undefined : 'without meter(): @tollgate/metering has not landed, so no estimate, no token reservation, no budget reservation',
+    close: async () => {
+      await budget.close();
+      await stores.close();
+    },
+  };
+}
+
+/** @tollgate/metering's meter(), when the package exists yet. */
+async function loadMetering(): Promise<{ createMeter: () => RequestHandler } | undefined> {
+  try {
+    const metering = (await import('@tollgate/metering' as string)) as { meter?: (options?: Record<string, unknown>) => RequestHandler };
+    const meter = metering.meter;
+    return meter ? { createMeter: () => meter({}) } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function buildProxy(_options: AppOptions): Promise<BuiltApp> {
+  throw new Error('example proxy not available yet');
+}
+
+export async function buildMockUpstream(): Promise<BuiltApp> {
+  return buildBenchUpstream();
+}
+
+/** What a user would write without tollgate: parse, forward with undici, pipe the answer back. */
+export async function buildPassthrough(options: AppOptions): Promise<BuiltApp> {
+  const upstream = String(options.upstream);
+  const dispatcher = new Agent({ keepAliveTimeout: 30_000, connections: 128 });
+  const app = baseApp();
+  app.post(CHAT_PATH, function forwardToUpstream(req: Request, res: Response, next: NextFunction) {
+    const body = req.body as Record<string, unknown>;
+    const forwarded = body.stream === true ? { ...body, stream_options: { include_usage: true } } : body;
+    request(`${upstream}${CHAT_PATH}`, {
+      method: 'POST',
+      dispatcher,
+      headers: { 'content-type': 'application/json', authorization: 'Bearer upstream-bench-key' },
+      body: JSON.stringify(forwarded),
+    })
+      .then(async (answer) => {
+        res.status(answer.statusCode);
+        const type = answer.headers['content-type'];
+        if (typeof type === 'string') res.setHeader('content-type', type);
+        if (body.stream === true) res.flushHeaders();
+        await pipeline(answer.body, res);
+      })
+      .catch((error: unknown) => {
+        // The load generator hangs up mid-answer when a round ends: not an error worth a log line.
+        if (res.destroyed || res.headersSent) res.destroy();
+        else next(error);
+      });
+  });
+  return { app, close: async () => void (await dispatcher.close()) };
+}

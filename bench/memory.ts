@@ -1,0 +1,85 @@
+// Benchmark 5: heap over a million requests through the full chain on the in-memory stores, with rotating keys.
+import { startServer } from './lib/child.js';
+import type { DriveOptions, HeapCheckpoint } from './lib/server.js';
+import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
+import { fmtBytes, fmtNumber, table } from './lib/stats.js';
+
+interface DriveResult {
+  name: string;
+  checkpoints: HeapCheckpoint[];
+  statuses: Record<string, number>;
+}
+
+/** Bytes of heap (after GC) gained per request between the first checkpoint after warm-up and the last. */
+function growthPerRequest(checkpoints: HeapCheckpoint[]): number {
+  const warm = checkpoints[1];
+  const last = checkpoints.at(-1);
+  if (!warm || !last || last.requests === warm.requests) return Number.NaN;
+  return (last.heapUsed - warm.heapUsed) / (last.requests - warm.requests);
+}
+
+async function driveCase(name: string, app: string, options: Record<string, unknown>, drive: DriveOptions, log: (m: string) => void): Promise<DriveResult> {
+  const server = await startServer({ app, options }, { exposeGc: true });
+  try {
+    log(`memory: driving ${name} (${fmtNumber(drive.requests)} requests)`);
+    const result = await server.call<{ checkpoints: HeapCheckpoint[]; statuses: Record<string, number> }>('drive', { drive });
+    return { name, ...result };
+  } finally {
+    await server.close();
+  }
+}
+
+export async function runMemoryBenchmark(context: BenchContext): Promise<SectionResult> {
+  const requests = context.quick ? 100_000 : 1_000_000;
+  const keys = 1000;
+  const drive: DriveOptions = { requests, concurrency: 64, keys, checkpoints: 10 };
+  const results: DriveResult[] = [];
+  const missing: string[] = [];
+  for (const [name, app, options] of [
+    ['bare Express', 'bare', {}],
+    ['tollgate full chain (memory)', 'tollgate-chain', { store: 'memory', keys }],
+  ] as const) {
+    try {
+      results.push(await driveCase(name, app, options, drive, context.log));
+    } catch (error) {
+      missing.push(`${name}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+  const lines = [
+    `${fmtNumber(requests)} requests per case, driven in-process (Node's own IncomingMessage/ServerResponse over a socket that discards writes, ` +
+      `64 in flight, 'close' emitted after 'finish' as Node's server does) so a million requests fit in the run; API keys rotate over ${fmtNumber(keys)} keys. ` +
+      'The heap is measured after two full GCs (--expose-gc) at each checkpoint. Growth per request compares the last checkpoint with the first one after warm-up (10%).',
+    '',
+  ];
+  for (const r of results) {
+    const non200 = Object.entries(r.statuses).filter(([code]) => code !== '200');
+    lines.push(
+      `**${r.name}**: ${fmtNumber(r.checkpoints.at(-1)!.requests / r.checkpoints.at(-1)!.seconds)} req/s in-process, ` +
+        `statuses ${Object.entries(r.statuses).map(([code, n]) => `${code}×${fmtNumber(n)}`).join(', ')}${non200.length > 0 ? ' (not all 200: see the chain setup)' : ''}; ` +
+        `heap growth ${fmtNumber(growthPerRequest(r.checkpoints), 2)} bytes/request after warm-up.`,
+      '',
+      table(
+        ['requests', 'heap used after GC', 'rss', 'seconds'],
+        r.checkpoints.map((c) => [fmtNumber(c.requests), fmtBytes(c.heapUsed), fmtBytes(c.rss), c.seconds.toFixed(1)]),
+      ),
+      '',
+    );
+  }
+  if (missing.length > 0) lines.push('Not measured:', ...missing.map((m) => `- ${m}`));
+  const chain = results.find((r) => r.name.startsWith('tollgate'));
+  const targets: TargetVerdict[] = [];
+  if (chain) {
+    const perRequest = growthPerRequest(chain.checkpoints);
+    const warm = chain.checkpoints[1]!;
+    const last = chain.checkpoints.at(-1)!;
+    const allOk = Object.keys(chain.statuses).every((code) => code === '200');
+    targets.push({
+      target: `Memory flat over ${fmtNumber(requests)} requests on the in-memory stores (under 4 bytes of heap per request after warm-up)`,
+      holds: allOk ? perRequest < 4 : undefined,
+      figures: `heap after GC ${fmtBytes(warm.heapUsed)} at ${fmtNumber(warm.requests)} → ${fmtBytes(last.heapUsed)} at ${fmtNumber(last.requests)} (${fmtNumber(perRequest, 2)} B/request)${allOk ? '' : '; not every answer was 200'}`,
+    });
+  } else {
+    targets.push({ target: 'Memory flat over a million requests on the in-memory stores', holds: undefined, figures: 'chain not available' });
+  }
+  return { title: '5. Memory over a million requests (in-memory stores)', body: lines.join('\n'), targets };
+}

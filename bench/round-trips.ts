@@ -1,0 +1,165 @@
+// Benchmark 4: Redis commands and round trips per request, counted by a relay between the app and Redis.
+import { startServer, type ServerSpec } from './lib/child.js';
+import { authHeaders, CHAT_BODY, CHAT_PATH, REDIS_URL } from './lib/fixtures.js';
+import { RedisCommandCounter, type SeenCommand } from './lib/redis-counter.js';
+import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
+import { fmtNumber, table } from './lib/stats.js';
+import { closeTimedRequests, timedRequest } from './lib/timed-request.js';
+
+interface CountCase {
+  name: string;
+  spec: (redisUrl: string) => ServerSpec;
+  /** Extra servers the case needs first (the proxy's upstream), given their URLs back. */
+  path?: string;
+}
+
+export interface CaseCount {
+  name: string;
+  requests: number;
+  commandsBefore: number;
+  commandsAfter: number;
+  tripsBefore: number;
+  tripsAfter: number;
+  breakdown: Map<string, { before: number; after: number }>;
+  failures: number;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Waits until the relay has seen no command for `quietMs` (settles after the response are done). */
+async function quiesce(counter: RedisCommandCounter, quietMs: number, maxMs: number): Promise<void> {
+  const deadline = performance.now() + maxMs;
+  while (performance.now() < deadline) {
+    const last = counter.commands.at(-1)?.at ?? 0;
+    const quietFor = performance.now() - last;
+    if (quietFor >= quietMs) return;
+    await sleep(quietMs - quietFor + 1);
+  }
+}
+
+function keyPattern(key: string | undefined, prefix: string): string {
+  if (key === undefined) return '';
+  return key
+    .replace(prefix, '<prefix>')
+    .replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi, '<uuid>')
+    .replace(/[0-9a-f]{16,}/gi, '<hex>')
+    .replace(/\d{6,}/g, '<n>');
+}
+
+export async function countRoundTrips(
+  context: BenchContext,
+  benchCase: { name: string; spec: (redisUrl: string) => ServerSpec },
+  requests: number,
+): Promise<CaseCount> {
+  const target = new URL(REDIS_URL);
+  const counter = new RedisCommandCounter({ host: target.hostname, port: Number(target.port || 6379) });
+  const relayUrl = await counter.start();
+  const server = await startServer(benchCase.spec(relayUrl));
+  try {
+    const url = `${server.url}${CHAT_PATH}`;
+    // Warm-up: connection handshakes, script loads and first-use lookups are not per-request costs.
+    for (let i = 0; i < 20; i++) await timedRequest(url, CHAT_BODY, authHeaders());
+    await quiesce(counter, 50, 1000);
+    const breakdown = new Map<string, { before: number; after: number }>();
+    const add = (seen: SeenCommand[], phase: 'before' | 'after') => {
+      for (const command of seen) {
+        const label = `${command.name} ${keyPattern(command.key, context.redisPrefix)}`.trim();
+        const entry = breakdown.get(label) ?? { before: 0, after: 0 };
+        entry[phase]++;
+        breakdown.set(label, entry);
+      }
+    };
+    let commandsBefore = 0;
+    let commandsAfter = 0;
+    let tripsBefore = 0;
+    let tripsAfter = 0;
+    let failures = 0;
+    for (let i = 0; i < requests; i++) {
+      const startIndex = counter.commands.length;
+      const startTrips = counter.roundTrips;
+      const response = await timedRequest(url, CHAT_BODY, authHeaders());
+      if (response.status !== 200) failures++;
+      const answeredIndex = counter.commands.length;
+      const answeredTrips = counter.roundTrips;
+      await quiesce(counter, 20, 500);
+      add(counter.commands.slice(startIndex, answeredIndex), 'before');
+      add(counter.commands.slice(answeredIndex), 'after');
+      commandsBefore += answeredIndex - startIndex;
+      commandsAfter += counter.commands.length - answeredIndex;
+      tripsBefore += answeredTrips - startTrips;
+      tripsAfter += counter.roundTrips - answeredTrips;
+    }
+    return { name: benchCase.name, requests, commandsBefore, commandsAfter, tripsBefore, tripsAfter, breakdown, failures };
+  } finally {
+    await server.close();
+    await counter.close();
+    await closeTimedRequests();
+  }
+}
+
+export async function runRoundTripBenchmark(context: BenchContext): Promise<SectionResult> {
+  const requests = context.quick ? 40 : 200;
+  const prefix = (suffix: string) => `${context.redisPrefix}rt:${suffix}:`;
+  const cases: CountCase[] = [
+    { name: 'express-rate-limit + rate-limit-redis', spec: (redisUrl) => ({ app: 'express-rate-limit-redis', options: { redisUrl, prefix: prefix('erl') } }) },
+    { name: 'rate-limiter-flexible (Redis)', spec: (redisUrl) => ({ app: 'rate-limiter-flexible-redis', options: { redisUrl, prefix: prefix('rlf') } }) },
+    {
+      name: 'tollgate full chain (Redis)',
+      spec: (redisUrl) => ({ app: 'tollgate-chain', options: { store: 'redis', redisUrl, prefix: prefix('tollgate') } }),
+    },
+  ];
+  const counts: CaseCount[] = [];
+  const missing: string[] = [];
+  for (const benchCase of cases) {
+    try {
+      counts.push(await countRoundTrips(context, benchCase, requests));
+      context.log(`round trips: ${benchCase.name} counted`);
+    } catch (error) {
+      missing.push(`${benchCase.name}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+  return describeCounts(counts, missing, requests);
+}
+
+const per = (n: number, requests: number) => fmtNumber(n / requests, 2);
+
+function describeCounts(counts: CaseCount[], missing: string[], requests: number): SectionResult {
+  const lines = [
+    `${requests} sequential requests per case after 20 warm-up requests, the app's Redis connection going through a counting relay. ` +
+      '"Before the answer" is everything sent between sending the request and receiving the whole response; "after" is what follows ' +
+      '(settling reservations) until Redis has been quiet for 20 ms. A round trip is a flight: the client sending after it last heard from Redis ' +
+      '(commands pipelined in one flight count once).',
+    '',
+    table(
+      ['case', 'commands/req before answer', 'round trips/req before answer', 'commands/req after', 'round trips/req after', 'total round trips/req', 'non-200'],
+      counts.map((c) => [
+        c.name,
+        per(c.commandsBefore, c.requests),
+        per(c.tripsBefore, c.requests),
+        per(c.commandsAfter, c.requests),
+        per(c.tripsAfter, c.requests),
+        per(c.tripsBefore + c.tripsAfter, c.requests),
+        String(c.failures),
+      ]),
+    ),
+  ];
+  for (const c of counts) {
+    lines.push('', `Commands of **${c.name}**, per request (key patterns with the run prefix shown as <prefix>):`, '');
+    const rows = [...c.breakdown.entries()]
+      .sort((a, b) => b[1].before + b[1].after - (a[1].before + a[1].after))
+      .map(([label, n]) => [`\`${label}\``, per(n.before, c.requests), per(n.after, c.requests)]);
+    lines.push(table(['command and first key', 'before answer', 'after answer'], rows));
+  }
+  if (missing.length > 0) lines.push('', 'Not measured:', ...missing.map((m) => `- ${m}`));
+  const tollgate = counts.find((c) => c.name === 'tollgate full chain (Redis)');
+  const targets: TargetVerdict[] = [
+    tollgate && tollgate.failures === 0
+      ? {
+          target: 'Full chain on Redis: at most two Redis round trips per request',
+          holds: (tollgate.tripsBefore + tollgate.tripsAfter) / tollgate.requests <= 2,
+          figures: `${per(tollgate.tripsBefore, tollgate.requests)} before the answer + ${per(tollgate.tripsAfter, tollgate.requests)} after = ${per(tollgate.tripsBefore + tollgate.tripsAfter, tollgate.requests)} round trips/request (${per(tollgate.commandsBefore + tollgate.commandsAfter, tollgate.requests)} commands)`,
+        }
+      : { target: 'Full chain on Redis: at most two Redis round trips per request', holds: undefined, figures: tollgate ? `${tollgate.failures} non-200 answers` : 'chain not available' },
+  ];
+  return { title: '4. Redis round trips per request', body: lines.join('\n'), targets };
+}

@@ -1,0 +1,121 @@
+// `pnpm bench`: runs every benchmark in one go and writes bench/RESULTS.md (machine, date, command, figures, verdicts).
+import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { createClient } from 'redis';
+import { runChainBenchmark } from './chain.js';
+import { runEstimationBenchmark } from './estimate.js';
+import { runMemoryBenchmark } from './memory.js';
+import { runProxyBenchmark } from './proxy.js';
+import { runRoundTripBenchmark } from './round-trips.js';
+import { REDIS_URL } from './lib/fixtures.js';
+import { describeMachine } from './lib/machine.js';
+import { verdictMark, type BenchContext, type SectionResult } from './lib/section.js';
+import { table } from './lib/stats.js';
+
+const BENCHMARKS: Record<string, (context: BenchContext) => Promise<SectionResult>> = {
+  chain: runChainBenchmark,
+  proxy: runProxyBenchmark,
+  estimate: runEstimationBenchmark,
+  'round-trips': runRoundTripBenchmark,
+  memory: runMemoryBenchmark,
+};
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    out: { type: 'string' },
+  },
+});
+
+async function redisVersion(): Promise<string> {
+  const client = createClient({ url: REDIS_URL });
+  try {
+    await client.connect();
+    const info = await client.info('server');
+    return /redis_version:(\S+)/.exec(info)?.[1] ?? 'unknown';
+  } catch (error) {
+    return `unreachable (${error instanceof Error ? error.message : String(error)})`;
+  } finally {
+    if (client.isOpen) await client.quit();
+  }
+}
+
+/** Deletes every key this run wrote (its own prefix only: the Redis server is shared). */
+async function removeRunKeys(prefix: string): Promise<number> {
+  const client = createClient({ url: REDIS_URL });
+  let removed = 0;
+  try {
+    await client.connect();
+    for await (const keys of client.scanIterator({ MATCH: `${prefix}*`, COUNT: 1000 })) {
+      if (keys.length > 0) removed += await client.unlink(keys);
+    }
+  } catch {
+    // Cleaning up is best effort; keys also carry TTLs.
+  } finally {
+    if (client.isOpen) await client.quit();
+  }
+  return removed;
+}
+
+async function main(): Promise<void> {
+  const quick = values.quick ?? false;
+  const selected = values.only ? values.only.split(',').map((name) => name.trim()) : Object.keys(BENCHMARKS);
+  for (const name of selected) if (!BENCHMARKS[name]) throw new Error(`unknown benchmark "${name}" (known: ${Object.keys(BENCHMARKS).join(', ')})`);
+  const runId = randomBytes(6).toString('hex');
+  const context: BenchContext = {
+    quick,
+    runId,
+    redisPrefix: `tg-bench:${runId}:`,
+    log: (message) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}`),
+  };
+  const started = new Date();
+  const machine = describeMachine();
+  const redis = await redisVersion();
+  const sections: SectionResult[] = [];
+  for (const name of selected) {
+    context.log(`${name}: start`);
+    try {
+      sections.push(await BENCHMARKS[name]!(context));
+    } catch (error) {
+      const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
+      context.log(`${name}: failed\n${message}`);
+      sections.push({ title: name, body: `The benchmark failed:\n\n\`\`\`\n${message}\n\`\`\``, targets: [] });
+    }
+  }
+  context.log(`removed ${await removeRunKeys(context.redisPrefix)} Redis keys of this run`);
+
+  const command = `pnpm bench${process.argv.slice(2).length > 0 ? ` ${process.argv.slice(2).join(' ')}` : ''}`;
+  const minutes = ((Date.now() - started.getTime()) / 60_000).toFixed(1);
+  const targets = sections.flatMap((s) => s.targets);
+  const report = [
+    '# tollgate benchmarks',
+    '',
+    quick ? '**Quick run (`--quick`): fewer rounds and smaller counts; not the figures to quote.**\n' : '',
+    `- Date: ${started.toISOString()} (took ${minutes} min)`,
+    `- Command: \`${command}\``,
+    `- Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memory} RAM, ${machine.platform}`,
+    `- Node ${machine.node}, Redis ${redis} on 127.0.0.1 (shared with other work: the machine was not idle)`,
+    '',
+    'Absolute figures on a shared machine mean little; compare the ratios, measured in the same run with the cases alternating.',
+    '',
+    '## Targets',
+    '',
+    table(['target', 'verdict', 'figures'], targets.map((t) => [t.target, `**${verdictMark(t.holds)}**`, t.figures])),
+    '',
+    ...sections.flatMap((s) => [`## ${s.title}`, '', s.body, '']),
+  ].join('\n');
+  const out = values.out ?? fileURLToPath(new URL(quick ? './RESULTS.quick.md' : './RESULTS.md', import.meta.url));
+  await writeFile(out, report);
+  context.log(`wrote ${out}`);
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  },
+);
