@@ -64,7 +64,7 @@ describe('secrets never leak', () => {
     const { publicKey, privateKey } = await generateKeyPair('RS256', { extractable: true });
     const foreign = await generateKeyPair('RS256');
     const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'RS256' };
-    const sign = (key: CryptoKey, exp: string | number) =>
+    const sign = (key: Awaited<ReturnType<typeof generateKeyPair>>['privateKey'], exp: string | number) =>
       new SignJWT({ scope: 'chat' }).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).setSubject('u1').setIssuer('https://idp').setAudience('tg').setExpirationTime(exp).sign(key);
     tokens = { valid: await sign(privateKey, '5m'), expired: await sign(privateKey, Math.floor(Date.now() / 1000) - 3600), foreign: await sign(foreign.privateKey, '5m') };
     remember(tokens.valid, tokens.expired, tokens.foreign);
