@@ -1,12 +1,12 @@
 // Test helpers: run the example proxy and its mock provider on real ports, in-process or as child processes.
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { generateApiKey, hashApiKey } from '@tollgate/auth';
 import { createProxyApp } from '../../examples/proxy/src/app.js';
 import type { ProxyApp, ProxyDeps } from '../../examples/proxy/src/app.js';
 import type { ProxyConfig } from '../../examples/proxy/src/config.js';
@@ -15,19 +15,11 @@ import type { MockBehavior, MockProvider } from '../../examples/proxy/src/mock-p
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
-const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
-
 /** A fresh key in the tollgate format. */
-export function newApiKey(): string {
-  const bytes = randomBytes(40);
-  let body = '';
-  for (const byte of bytes) body += BASE62[byte % 62];
-  return `tgk_${body}`;
-}
+export const newApiKey = generateApiKey;
 
-export function sha256Hex(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
-}
+/** SHA-256 hex of a key, as the config's `keys[].sha256` and `adminKeySha256` hold it. */
+export const sha256Hex = hashApiKey;
 
 async function listen(server: Server): Promise<string> {
   if (!server.listening) await once(server, 'listening');

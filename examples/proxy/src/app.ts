@@ -57,12 +57,21 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   if (ownsStores) closers.push(() => stores.close());
 
   // DESIGN.md's order: auth -> tieredRateLimit -> meter (estimate) -> tokenRateLimit -> budgetGuard -> handler.
-  // Scope and tier rules sit with auth (a refused model costs no rate-limit slot); the tier's
-  // output cap is clamped before the estimate, so every reservation is a true upper bound.
+  // Body checks, scope and tier rules sit right after auth, so a refused request costs no
+  // rate-limit slot; the tier's output cap is clamped before the estimate, so every
+  // reservation is a true upper bound.
+  // Built once and shared by the three routes: one limiter instance counts all of them.
   const identify = authMiddleware(config, stores);
-  const permit = permissionMiddleware(config);
-  const chainBefore: RequestHandler[] = [...identify, ...permit, tierPolicyMiddleware(config), ...requestLimitMiddleware(config, stores)];
-  const chainAfter: RequestHandler[] = [...metering.middleware, ...tokenLimitMiddleware(config, stores), ...concurrencyMiddleware(config, stores), budget];
+  const limitAndReserve: RequestHandler[] = [
+    ...permissionMiddleware(config),
+    tierPolicyMiddleware(config),
+    ...requestLimitMiddleware(config, stores),
+    ...metering.middleware,
+    ...tokenLimitMiddleware(config, stores),
+    ...concurrencyMiddleware(config, stores),
+    budget,
+  ];
+  const admit = (api: ProviderApi): RequestHandler[] => [...identify, validateProviderRequest(api), ...limitAndReserve];
 
   const app = express() as unknown as ProxyApp;
   app.disable('x-powered-by');
@@ -77,9 +86,7 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   if (metering.metricsHandler) app.get('/metrics', metering.metricsHandler);
 
   app.get('/v1/models', ...identify, modelsRoute(config, pricing));
-  for (const [path, api] of PROVIDER_ROUTES) {
-    app.post(path, ...identify, validateProviderRequest(api), ...chainBefore.slice(identify.length), ...chainAfter, providers.handler(api));
-  }
+  for (const [path, api] of PROVIDER_ROUTES) app.post(path, ...admit(api), providers.handler(api));
 
   if (config.adminKeySha256) {
     const admin = express.Router();

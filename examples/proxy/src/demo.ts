@@ -1,5 +1,5 @@
 // The zero-config demo: a free and a pro tenant with fresh keys, so `pnpm start` works offline against the mock.
-import { createHash, randomInt } from 'node:crypto';
+import { generateApiKey, hashApiKey } from '@tollgate/auth';
 import type { ProxyConfig } from './config.js';
 
 export interface DemoKey {
@@ -9,20 +9,11 @@ export interface DemoKey {
   key: string;
 }
 
-const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
-
-/** A key in the tollgate format (`tgk_` + 40 base62 characters, ~238 bits). */
-export function newDemoKey(): string {
-  let body = '';
-  for (let i = 0; i < 40; i++) body += BASE62[randomInt(BASE62.length)];
-  return `tgk_${body}`;
-}
-
 /** The demo config: two tiers, two tenants, one key each; the keys are returned for printing. */
 export function createDemoConfig(): { config: ProxyConfig; keys: DemoKey[] } {
-  const free = newDemoKey();
-  const pro = newDemoKey();
-  const sha256 = (key: string) => createHash('sha256').update(key).digest('hex');
+  const free = generateApiKey();
+  const pro = generateApiKey();
+  const sha256 = hashApiKey;
   const config: ProxyConfig = {
     tiers: {
       free: { requestsPerMinute: 5, tokensPerMinute: 20_000, models: ['gpt-4o-mini', 'claude-haiku-4-5'], maxOutputTokens: 512 },
