@@ -1,12 +1,12 @@
 // Test helpers: a real Express app around the middleware under test, answering with the identity it was given.
 import express from 'express';
-import type { RequestHandler } from 'express';
+import type { Express, RequestHandler } from 'express';
 import type { ApiKeyRecord } from '@tollgate/core';
 import { apiErrorHandler, getContext } from '@tollgate/core';
 import { generateApiKey, hashApiKey } from '../src/index.js';
 
 /** An app that runs `middleware` then echoes `req.tollgate.identity` as JSON. */
-export function createServer(...middleware: RequestHandler[]) {
+export function createServer(...middleware: RequestHandler[]): Express {
   const app = express();
   app.use(express.json());
   app.use(...middleware);
