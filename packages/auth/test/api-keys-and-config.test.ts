@@ -1,0 +1,79 @@
+// Key material (generate, hash, format) and the config `keys` entries <-> core ApiKeyRecord mapping.
+import { describe, it, expect } from '@jest/globals';
+import { TollgateError } from '@tollgate/core';
+import { adminKeyRecord, configKeyFromRecord, generateApiKey, hashApiKey, isApiKeyFormat, keyRecordsFromConfig } from '../src/index.js';
+
+describe('generateApiKey / hashApiKey', () => {
+  it('makes tgk_ keys of 43 base62 characters, all different', () => {
+    const keys = new Set(Array.from({ length: 500 }, () => generateApiKey()));
+    expect(keys.size).toBe(500);
+    for (const key of keys) {
+      expect(key).toMatch(/^tgk_[0-9A-Za-z]{43}$/);
+      expect(isApiKeyFormat(key)).toBe(true);
+    }
+    // Every base62 character shows up: no alphabet slice is lost to the byte mapping.
+    const seen = new Set([...keys].join('').replace(/tgk_/g, ''));
+    expect(seen.size).toBe(62);
+  });
+
+  it('hashes the whole key string with SHA-256 hex', () => {
+    expect(hashApiKey('abc')).toBe('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
+    expect(isApiKeyFormat('tgk_short')).toBe(false);
+    expect(isApiKeyFormat(`sk_${'a'.repeat(40)}`)).toBe(false);
+  });
+});
+
+describe('keyRecordsFromConfig', () => {
+  const sha = 'AB'.repeat(32);
+
+  it('maps DESIGN.md entries to records and back, keeping extra fields in metadata', () => {
+    const entry = { id: 'acme-support', sha256: sha, tenant: 'acme', user: 'alice', feature: 'support-bot', scopes: ['chat'], budget: { usd: 5, period: 'day' }, tier: 'pro', models: ['gpt-4o-mini'], expiresAt: '2030-01-01T00:00:00.000Z' };
+    const [record] = keyRecordsFromConfig([entry]);
+    expect(record).toEqual({
+      id: 'acme-support',
+      sha256: sha.toLowerCase(),
+      tenantId: 'acme',
+      userId: 'alice',
+      feature: 'support-bot',
+      tier: 'pro',
+      scopes: ['chat'],
+      models: ['gpt-4o-mini'],
+      expiresAt: '2030-01-01T00:00:00.000Z',
+      createdAt: new Date(0).toISOString(),
+      metadata: { budget: { usd: 5, period: 'day' } },
+    });
+    expect(configKeyFromRecord(record!)).toEqual({ ...entry, sha256: sha.toLowerCase() });
+    expect(keyRecordsFromConfig(undefined)).toEqual([]);
+    expect(keyRecordsFromConfig([{ id: 'bare', sha256: sha }])[0]).toMatchObject({ scopes: [] });
+  });
+
+  it.each([
+    [{}, /keys must be an array/],
+    [[{ id: 'a', sha256: 'nope' }], /keys\[0\]\.sha256/],
+    [[{ id: '', sha256: sha }], /keys\[0\]\.id/],
+    [[{ id: 'a b', sha256: sha }], /keys\[0\]\.id/],
+    [[{ id: 'a', sha256: sha }, { id: 'a', sha256: 'c'.repeat(64) }], /keys\[1\]\.id repeats/],
+    [[{ id: 'a', sha256: sha }, { id: 'b', sha256: sha.toLowerCase() }], /keys\[1\]\.sha256 repeats/],
+    [[{ id: 'a', sha256: sha, scopes: 'chat' }], /keys\[0\]\.scopes/],
+    [[{ id: 'a', sha256: sha, expiresAt: 'tomorrow' }], /keys\[0\]\.expiresAt/],
+    [[{ id: 'a', sha256: sha, disabled: 'yes' }], /keys\[0\]\.disabled/],
+    [[null], /keys\[0\] must be an object/],
+  ])('names the faulty field: %j', (keys, message) => {
+    expect(() => keyRecordsFromConfig(keys)).toThrow(TollgateError);
+    expect(() => keyRecordsFromConfig(keys)).toThrow(message);
+  });
+
+  it('never quotes a hash in its errors', () => {
+    expect.assertions(1);
+    try {
+      keyRecordsFromConfig([{ id: 'a', sha256: sha }, { id: 'b', sha256: sha }]);
+    } catch (error) {
+      expect((error as Error).message.toLowerCase()).not.toContain(sha.toLowerCase());
+    }
+  });
+
+  it('adminKeyRecord gives the admin scope to the configured hash', () => {
+    expect(adminKeyRecord(sha)).toMatchObject({ id: 'admin', sha256: sha.toLowerCase(), scopes: ['admin'] });
+    expect(() => adminKeyRecord('nope')).toThrow(/adminKeySha256/);
+  });
+});
