@@ -92,6 +92,33 @@ describe('one budget, 4 instances, 500 concurrent requests', () => {
   });
 });
 
+describe('a rolling budget under concurrency', () => {
+  it('holds its limit over every window while 200 requests race on 4 instances', async () => {
+    const LIMIT = 20_000_000; // $0.02 per rolling hour, 12 buckets of 5 minutes: 12 ledger scopes per reserve
+    const { urls, guards: [guard] } = await instances(4, {
+      features: { search: { usd: 0.02, period: 'rolling', window: '1h', buckets: 12 } },
+      global: { usd: 10, period: 'month' },
+    });
+    const results = await Promise.all(
+      Array.from({ length: 200 }, async (_, i) => {
+        const response = await fetch(`${urls[i % 4]!}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-test-feature': 'search', 'x-test-tenant': 'rolling-co' },
+          body: JSON.stringify({ input_tokens: 50, max_tokens: 100 + (i % 7) * 150 }),
+        });
+        return { status: response.status, body: (await response.json()) as { outputTokens?: number } };
+      }),
+    );
+    expect(results.some((r) => r.status === 429)).toBe(true);
+    const billed = results.filter((r) => r.status === 200).reduce((sum, r) => sum + 50 * INPUT_NANO + r.body.outputTokens! * OUTPUT_NANO, 0);
+    await eventually(async () => (await guard!.status({ scope: 'feature', id: 'search' }))[0]!.reservedNanoUsd === 0, 500);
+    const [feature] = await guard!.status({ scope: 'feature', id: 'search' });
+    expect(feature).toMatchObject({ period: 'rolling', spentNanoUsd: billed, reservedNanoUsd: 0 });
+    expect(billed).toBeLessThanOrEqual(LIMIT);
+    expect(billed).toBeGreaterThan(LIMIT / 2);
+  });
+});
+
 describe('periods on Redis', () => {
   it('starts a new period under a new key when the clock passes the boundary', async () => {
     // A fixed clock in the future keeps the period's keys alive in Redis for the test.
