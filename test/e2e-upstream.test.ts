@@ -5,6 +5,9 @@ import OpenAI from 'openai';
 import { newApiKey, sha256Hex, startMockUpstream, startProxy } from './helpers/proxy.js';
 import type { RunningMock, RunningProxy } from './helpers/proxy.js';
 
+type OpenAIApiError = InstanceType<typeof OpenAI.APIError>;
+type AnthropicApiError = InstanceType<typeof Anthropic.APIError>;
+
 const clientKey = newApiKey();
 const adminKey = newApiKey();
 const upstreamOpenAiKey = `sk-upstream-${newApiKey()}`;
@@ -105,7 +108,7 @@ describe('forwarding', () => {
   it('refuses a model on the wrong API with 400', async () => {
     const error = await caught(openai.chat.completions.create({ model: 'claude-haiku-4-5', messages: [{ role: 'user', content: 'hi' }] }));
     expect(error).toBeInstanceOf(OpenAI.BadRequestError);
-    expect((error as OpenAI.APIError).message).toContain('/v1/messages');
+    expect((error as OpenAIApiError).message).toContain('/v1/messages');
   });
 });
 
@@ -114,7 +117,7 @@ describe('upstream answers passed through', () => {
     // No max_tokens: the Anthropic API (and the mock) refuse that with their own 400.
     const error = await caught(anthropic.messages.create({ model: 'claude-haiku-4-5', messages: [{ role: 'user', content: 'hi' }] } as never));
     expect(error).toBeInstanceOf(Anthropic.BadRequestError);
-    expect((error as Anthropic.APIError).error).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } });
+    expect((error as AnthropicApiError).error).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } });
     await expectNothingReserved();
   });
 
@@ -123,7 +126,7 @@ describe('upstream answers passed through', () => {
     upstream.mock.behavior.retryAfterSeconds = 13;
     const error = await caught(openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }));
     expect(error).toBeInstanceOf(OpenAI.RateLimitError);
-    expect((error as OpenAI.APIError).headers?.get('retry-after')).toBe('13');
+    expect((error as OpenAIApiError).headers?.get('retry-after')).toBe('13');
     await expectNothingReserved();
   });
 });
@@ -133,23 +136,23 @@ describe('upstream failures', () => {
     upstream.mock.behavior.failure = 'error500';
     const error = await caught(openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }));
     expect(error).toBeInstanceOf(OpenAI.InternalServerError);
-    expect((error as OpenAI.APIError).status).toBe(502);
-    expect((error as OpenAI.APIError).code).toBe('upstream_error');
+    expect((error as OpenAIApiError).status).toBe(502);
+    expect((error as OpenAIApiError).code).toBe('upstream_error');
     await expectNothingReserved();
   });
 
   it('turns a dropped connection into 502 upstream_error', async () => {
     upstream.mock.behavior.failure = 'reset';
     const error = await caught(anthropic.messages.create({ model: 'claude-haiku-4-5', max_tokens: 5, messages: [{ role: 'user', content: 'hi' }] }));
-    expect((error as Anthropic.APIError).status).toBe(502);
+    expect((error as AnthropicApiError).status).toBe(502);
     await expectNothingReserved();
   });
 
   it('turns an upstream that never answers into 504 upstream_timeout', async () => {
     upstream.mock.behavior.failure = 'hang';
     const error = await caught(openai.responses.create({ model: 'gpt-4o-mini', input: 'hi' }));
-    expect((error as OpenAI.APIError).status).toBe(504);
-    expect((error as OpenAI.APIError).code).toBe('upstream_timeout');
+    expect((error as OpenAIApiError).status).toBe(504);
+    expect((error as OpenAIApiError).code).toBe('upstream_timeout');
     await expectNothingReserved();
   });
 
@@ -172,8 +175,8 @@ describe('upstream failures', () => {
     });
     try {
       const error = await caught(new OpenAI({ apiKey: deadKey, baseURL: `${dead.url}/v1`, maxRetries: 0 }).chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }));
-      expect((error as OpenAI.APIError).status).toBe(502);
-      expect((error as OpenAI.APIError).code).toBe('upstream_error');
+      expect((error as OpenAIApiError).status).toBe(502);
+      expect((error as OpenAIApiError).code).toBe('upstream_error');
     } finally {
       await dead.close();
     }

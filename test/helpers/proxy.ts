@@ -41,8 +41,19 @@ export interface RunningProxy {
   close(): Promise<void>;
 }
 
+/**
+ * Loads the tokenizer encodings one after the other. meter() imports both at once, and jest's
+ * ESM loader can fail two concurrent imports that share a module ("not in cache"); loaded
+ * here first, meter() finds them in the module registry.
+ */
+async function loadEncodingsSequentially(): Promise<void> {
+  await import('gpt-tokenizer/encoding/o200k_base');
+  await import('gpt-tokenizer/encoding/cl100k_base');
+}
+
 /** The proxy app from `config`, listening on an ephemeral port of 127.0.0.1. */
 export async function startProxy(config: ProxyConfig, deps: ProxyDeps = {}): Promise<RunningProxy> {
+  await loadEncodingsSequentially();
   const app = createProxyApp(config, { log: () => undefined, ...deps });
   const server = app.listen(0, '127.0.0.1');
   const url = await listen(server);

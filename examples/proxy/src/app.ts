@@ -34,6 +34,8 @@ export interface ProxyDeps {
 export interface ProxyApp extends Express {
   /** The stores the app uses. */
   readonly stores: TollgateStores;
+  /** Writes out what the usage sinks hold (the usage log and the ledger are batched). */
+  flushUsage(): Promise<void>;
   /** Flushes sinks and releases what the app owns (stores it created, upstream connections, timers). */
   close(): Promise<void>;
 }
@@ -52,7 +54,7 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   const mock = config.upstreams ? undefined : (deps.mock ?? createMockProvider());
   const providers = createProviderRouter(config, { mock, pricing, env: deps.env });
   const budget = createBudgetGuard(config, stores, pricing, log);
-  const metering = createMetering(config, pricing, log);
+  const metering = createMetering(config, pricing);
   const closers: (() => Promise<void> | void)[] = [() => providers.close(), () => budget.close(), () => metering.close()];
   if (ownsStores) closers.push(() => stores.close());
 
@@ -83,7 +85,7 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
     const storeOk = await storesAnswer(stores);
     res.status(storeOk ? 200 : 503).json({ status: storeOk ? 'ok' : 'degraded', store: stores.kind, storeOk, ...(stores.kind === 'redis' ? { redis: storeOk ? 'ok' : 'down' } : {}), upstreams: providers.names });
   });
-  if (metering.metricsHandler) app.get('/metrics', metering.metricsHandler);
+  app.get('/metrics', metering.metricsHandler);
 
   app.get('/v1/models', ...identify, modelsRoute(config, pricing));
   for (const [path, api] of PROVIDER_ROUTES) app.post(path, ...admit(api), providers.handler(api));
@@ -110,6 +112,7 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   });
 
   Object.defineProperty(app, 'stores', { value: stores, enumerable: true });
+  app.flushUsage = () => metering.flush();
   let closing: Promise<void> | undefined;
   app.close = () => {
     closing ??= (async () => {

@@ -104,6 +104,10 @@ export interface ProxyConfig {
   usageLog?: string;
   /** PostgreSQL URL of the usage ledger (also read by `pnpm tollgate report`). */
   postgresUrl?: string;
+  /** Schema of the usage ledger table. @default the connection's search_path */
+  postgresSchema?: string;
+  /** Name of the usage ledger table. @default "tollgate_usage" */
+  postgresTable?: string;
   /** SHA-256 hex of the admin key that opens `/admin/*`. Without it the admin routes answer 404. */
   adminKeySha256?: string;
   /** Largest accepted JSON body: bytes, or a string like "1mb". @default "1mb" */
@@ -326,7 +330,7 @@ function parseGlobal(value: unknown, path: string): GlobalConfig {
 }
 
 const TOP_LEVEL = [
-  'port', 'redisUrl', 'redisPrefix', 'usageLog', 'postgresUrl', 'adminKeySha256', 'bodyLimit', 'defaultTier', 'requiredScope',
+  'port', 'redisUrl', 'redisPrefix', 'usageLog', 'postgresUrl', 'postgresSchema', 'postgresTable', 'adminKeySha256', 'bodyLimit', 'defaultTier', 'requiredScope',
   'upstreams', 'models', 'tiers', 'tenants', 'keys', 'jwt', 'global',
 ] as const;
 
@@ -347,6 +351,12 @@ export function validateConfig(input: unknown): ProxyConfig {
   if (raw.redisPrefix !== undefined) config.redisPrefix = nonEmptyString(raw.redisPrefix, 'redisPrefix');
   if (raw.usageLog !== undefined) config.usageLog = nonEmptyString(raw.usageLog, 'usageLog');
   if (raw.postgresUrl !== undefined) config.postgresUrl = httpUrl(raw.postgresUrl, 'postgresUrl', ['postgres:', 'postgresql:']);
+  for (const field of ['postgresSchema', 'postgresTable'] as const) {
+    if (raw[field] === undefined) continue;
+    const name = nonEmptyString(raw[field], field);
+    if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(name)) fail(`${field} must be a plain SQL identifier (letters, digits, _)`);
+    config[field] = name;
+  }
   if (raw.adminKeySha256 !== undefined) config.adminKeySha256 = sha256Hex(raw.adminKeySha256, 'adminKeySha256');
   if (raw.bodyLimit !== undefined) {
     const limit = raw.bodyLimit;

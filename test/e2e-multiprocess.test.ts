@@ -1,0 +1,101 @@
+// Two proxy processes on one Redis (started like `pnpm start`) share request limits and a budget exactly.
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import OpenAI from 'openai';
+import { createPricing, costNanoUsd } from '@tollgate/core';
+import { countPromptTokens } from '../examples/proxy/src/mock-reply.js';
+import { deleteRedisPrefix, newApiKey, REDIS_URL, sha256Hex, spawnProxy } from './helpers/proxy.js';
+import type { SpawnedProxy } from './helpers/proxy.js';
+
+type OpenAIApiError = InstanceType<typeof OpenAI.APIError>;
+
+const prefix = `tg-test:${randomUUID()}:`;
+const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-e2e-'));
+const adminKey = newApiKey();
+const limitedKey = newApiKey();
+const budgetKey = newApiKey();
+const REQUESTS_PER_MINUTE = 10;
+const BUDGET_USD = 0.002;
+let proxies: SpawnedProxy[] = [];
+
+beforeAll(async () => {
+  const configPath = path.join(dir, 'config.json');
+  writeFileSync(configPath, JSON.stringify({
+    redisPrefix: prefix,
+    adminKeySha256: sha256Hex(adminKey),
+    tiers: { limited: { requestsPerMinute: REQUESTS_PER_MINUTE }, roomy: { requestsPerMinute: 1000 } },
+    tenants: { 'limited-co': { tier: 'limited' }, 'budget-co': { tier: 'roomy', budget: { usd: BUDGET_USD, period: 'day' } } },
+    keys: [
+      { id: 'limited', sha256: sha256Hex(limitedKey), tenant: 'limited-co', scopes: ['chat'] },
+      { id: 'budgeted', sha256: sha256Hex(budgetKey), tenant: 'budget-co', scopes: ['chat'] },
+    ],
+  }));
+  const env = { TOLLGATE_CONFIG: configPath, REDIS_URL };
+  proxies = await Promise.all([spawnProxy(env), spawnProxy(env)]);
+}, 60_000);
+
+afterAll(async () => {
+  await Promise.all(proxies.map((proxy) => proxy.stop()));
+  rmSync(dir, { recursive: true, force: true });
+  await deleteRedisPrefix(prefix);
+});
+
+describe('two processes, one Redis', () => {
+  it('both report Redis in /healthz', async () => {
+    for (const proxy of proxies) {
+      const health = (await (await fetch(`${proxy.url}/healthz`)).json()) as Record<string, unknown>;
+      expect(health).toMatchObject({ status: 'ok', store: 'redis', redis: 'ok' });
+    }
+  });
+
+  it('share one request limit exactly: 10 of 16 alternating requests pass', async () => {
+    const clients = proxies.map((proxy) => new OpenAI({ apiKey: limitedKey, baseURL: `${proxy.url}/v1`, maxRetries: 0 }));
+    const statuses: number[] = [];
+    for (let i = 0; i < 16; i++) {
+      try {
+        await clients[i % 2]!.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 });
+        statuses.push(200);
+      } catch (error) {
+        statuses.push((error as OpenAIApiError).status ?? 0);
+      }
+    }
+    expect(statuses.filter((status) => status === 200)).toHaveLength(REQUESTS_PER_MINUTE);
+    expect(statuses.filter((status) => status === 429)).toHaveLength(16 - REQUESTS_PER_MINUTE);
+    expect(statuses.slice(0, REQUESTS_PER_MINUTE).every((status) => status === 200)).toBe(true);
+  });
+
+  it('share one budget exactly: spend is the sum over both processes and never passes the limit', async () => {
+    const clients = proxies.map((proxy) => new OpenAI({ apiKey: budgetKey, baseURL: `${proxy.url}/v1`, maxRetries: 0 }));
+    const messages = [{ role: 'user' as const, content: 'hi' }];
+    // gpt-4o: $2.50 input, $10 output per 1M tokens; each answer is 10 tokens: about $0.000118 a request.
+    const price = createPricing().get('gpt-4o');
+    const each = costNanoUsd({ inputTokens: countPromptTokens({ messages }), cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 10, reasoningTokens: 0 }, price);
+    let ok = 0;
+    let refused = 0;
+    for (let i = 0; i < 40 && refused < 4; i++) {
+      try {
+        const completion = await clients[i % 2]!.chat.completions.create({ model: 'gpt-4o', messages, max_tokens: 10 });
+        if (completion.usage?.completion_tokens === 10) ok++;
+      } catch (error) {
+        expect((error as OpenAIApiError).code).toBe('insufficient_quota');
+        refused++;
+      }
+    }
+    const views = await Promise.all(proxies.map(async (proxy) => {
+      const response = await fetch(`${proxy.url}/admin/budgets/tenant/budget-co`, { headers: { authorization: `Bearer ${adminKey}` } });
+      return ((await response.json()) as { budgets: { spentNanoUsd: number; reservedNanoUsd: number; limitNanoUsd: number }[] }).budgets[0]!;
+    }));
+    expect(views[0]).toEqual(views[1]);
+    const view = views[0]!;
+    expect(view.limitNanoUsd).toBe(BUDGET_USD * 1e9);
+    expect(view.reservedNanoUsd).toBe(0);
+    expect(view.spentNanoUsd).toBe(ok * each);
+    expect(view.spentNanoUsd).toBeLessThanOrEqual(view.limitNanoUsd);
+    // The budget was used up (one process alone would have let about twice as many through).
+    expect(view.limitNanoUsd - view.spentNanoUsd).toBeLessThan(2 * each);
+    expect(refused).toBeGreaterThan(0);
+  }, 60_000);
+});
