@@ -1,0 +1,39 @@
+// @tollgate/metering: token estimation, usage read from responses and streams, cost, usage sinks and the report CLI.
+export { meter, findUsageObject } from './meter.js';
+export type { MeterOptions } from './meter.js';
+export {
+  estimateRequest,
+  estimateInputTokens,
+  imageTokenBound,
+  isOpenAiModel,
+  modelMaxOutputTokens,
+  FALLBACK_MAX_OUTPUT_TOKENS,
+} from './estimate-request.js';
+export type { EstimateMethod, EstimateOptions, EstimateRequestInput, InputTokenEstimate, RequestEstimate } from './estimate-request.js';
+export { CountBudget, countTextTokens, encodingForModel, preloadTokenizers, utf8Length } from './tokenizer.js';
+export type { EncodingName } from './tokenizer.js';
+export { SseDecoder } from './sse-decoder.js';
+export type { SseBlock } from './sse-decoder.js';
+export { createUsageReader } from './usage-reader.js';
+export type { OutputCounter, ReadUsage, UsageReader } from './usage-reader.js';
+export { BatchQueue, logOnce } from './sink.js';
+export type { BatchOptions, SinkErrorHandler, UsageSink } from './sink.js';
+export { jsonlSink } from './jsonl-sink.js';
+export type { JsonlSinkOptions } from './jsonl-sink.js';
+export { logSink } from './log-sink.js';
+export type { LogSinkOptions } from './log-sink.js';
+export { prometheusSink, metricsHandler, OVERFLOW_LABEL, NONE_LABEL } from './prometheus-sink.js';
+export type { PrometheusSink, PrometheusSinkOptions } from './prometheus-sink.js';
+export { postgresSink } from './postgres-sink.js';
+export type { PostgresSink, PostgresSinkOptions } from './postgres-sink.js';
+export {
+  aggregateUsage,
+  insertUsageRecords,
+  ledgerMigrationSql,
+  ledgerTableName,
+  migrateUsageLedger,
+  USAGE_GROUPINGS,
+} from './postgres-ledger.js';
+export type { AggregateOptions, LedgerLocation, Queryable, UsageAggregate, UsageGrouping } from './postgres-ledger.js';
+export { runReportCommand, formatUsageTable } from './report-command.js';
+export type { ReportIo } from './report-command.js';

@@ -1,0 +1,472 @@
+// meter(): estimates a provider request before the handler, reads real usage from the response on the way, settles once.
+import {
+  ApiError,
+  assertKnownOptions,
+  costNanoUsd,
+  createPricing,
+  detectProviderApi,
+  getContext,
+  providerOf,
+  renderApiError,
+  requestModel,
+  requestOutputCap,
+  requestStreams,
+  setRequestOutputCap,
+  TollgateError,
+  UnknownModelError,
+} from '@tollgate/core';
+import type { ErrorRenderer, Pricing, PricingOptions, ProviderApi, ReportedUsage, TokenUsage, TollgateContext, UsageRecord } from '@tollgate/core';
+import type { NextFunction, Request, Response } from 'express';
+import { estimateRequest, isOpenAiModel } from './estimate-request.js';
+import type { RequestEstimate } from './estimate-request.js';
+import { SseDecoder } from './sse-decoder.js';
+import type { UsageSink } from './sink.js';
+import { CountBudget, countTextTokens, encodingForModel, preloadTokenizers } from './tokenizer.js';
+import { createUsageReader } from './usage-reader.js';
+import type { ReadUsage, UsageReader } from './usage-reader.js';
+
+export interface MeterOptions {
+  /**
+   * Prices: a table from core `createPricing()`, or its options. An unknown model is rejected
+   * with 400 `invalid_request` (param `model`) unless the pricing has a default price.
+   * @default createPricing() (the shipped table)
+   */
+  pricing?: Pricing | PricingOptions;
+  /** Where settled records go (JSONL, log, Prometheus, PostgreSQL, your own). @default [] */
+  sinks?: UsageSink[];
+  /**
+   * The provider API a request speaks. A request with none is metered only when its handler
+   * calls `req.tollgate.recordUsage()`.
+   * @default detected from the path: `.../chat/completions`, `.../responses`, `.../messages`
+   */
+  api?: ProviderApi | ((req: Request) => ProviderApi | undefined);
+  /**
+   * Output cap when the request sets none (a number, or per request). Written into the body so
+   * the provider enforces it and the estimate stays an upper bound.
+   * @default the model's documented maximum output (not written into the body)
+   */
+  defaultMaxOutputTokens?: number | ((req: Request) => number | undefined);
+  /**
+   * Output cap per identity tier (`req.tollgate.identity.tier`): used when the request sets
+   * none, and clamps a larger one; written into the body either way.
+   * @default {}
+   */
+  tierMaxOutputTokens?: Record<string, number>;
+  /**
+   * Add `stream_options.include_usage` to OpenAI chat streams that lack it, and strip the extra
+   * usage chunk from what the client receives, so that streams are billed from real usage.
+   * @default true
+   */
+  includeStreamUsage?: boolean;
+  /** Tokens counted per image (an upper bound). @default by model, see `estimateInputTokens` */
+  imageTokens?: number;
+  /** Time budget of exact token counting per request, in ms; the rest is bounded by UTF-8 bytes. @default 15 */
+  maxEstimateMs?: number;
+  /** Factor on o200k_base counts for models with no public tokenizer (Anthropic, self-hosted). @default 1.25 */
+  approximationFactor?: number;
+  /** Renders the 400 for a missing or unpriced model. @default core renderApiError */
+  renderError?: ErrorRenderer;
+  /** Called with every settled record, after the sinks. @default none */
+  onUsage?: (record: UsageRecord, req: Request) => void;
+}
+
+const KNOWN_OPTIONS = [
+  'pricing', 'sinks', 'api', 'defaultMaxOutputTokens', 'tierMaxOutputTokens', 'includeStreamUsage',
+  'imageTokens', 'maxEstimateMs', 'approximationFactor', 'renderError', 'onUsage',
+] as const satisfies readonly (keyof MeterOptions)[];
+
+/** JSON bodies above this are not parsed whole: usage is looked for in their last bytes. */
+const MAX_JSON_BYTES = 4 * 1024 * 1024;
+const JSON_TAIL_BYTES = 64 * 1024;
+
+function isPricing(value: unknown): value is Pricing {
+  return typeof value === 'object' && value !== null && typeof (value as Pricing).find === 'function' && typeof (value as Pricing).get === 'function';
+}
+
+function positiveInteger(value: unknown, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
+    throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', `meter() option ${name} must be a positive integer; got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+/** Finds the last `"usage": {...}` object in a JSON text (the tail of a body too big to parse whole). */
+export function findUsageObject(text: string): unknown {
+  const at = text.lastIndexOf('"usage"');
+  if (at === -1) return undefined;
+  const open = text.indexOf('{', at);
+  if (open === -1) return undefined;
+  let depth = 0;
+  let inString = false;
+  for (let i = open; i < text.length; i++) {
+    const char = text[i];
+    if (inString) {
+      if (char === '\\') i++;
+      else if (char === '"') inString = false;
+    } else if (char === '"') inString = true;
+    else if (char === '{') depth++;
+    else if (char === '}' && --depth === 0) {
+      try {
+        return JSON.parse(text.slice(open, i + 1));
+      } catch {
+        return undefined;
+      }
+    }
+  }
+  return undefined;
+}
+
+type WriteCallback = (error?: Error | null) => void;
+type Chunk = string | Buffer | Uint8Array;
+
+function toBuffer(chunk: Chunk, encoding: unknown): Buffer {
+  if (typeof chunk === 'string') return Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8');
+  return Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+}
+
+function hasTokens(usage: ReportedUsage | undefined): usage is ReportedUsage {
+  return usage !== undefined && ['inputTokens', 'outputTokens', 'cachedInputTokens', 'cacheWriteTokens', 'reasoningTokens'].some((field) => typeof usage[field as keyof ReportedUsage] === 'number');
+}
+
+const nonNegative = (value: number | undefined): number => (typeof value === 'number' && Number.isFinite(value) && value > 0 ? Math.floor(value) : 0);
+
+/**
+ * Meters provider calls: sets `req.tollgate.estimate` (tokens and cost upper bound) before the
+ * handler, reads the real usage from the response as it streams past (never buffering or
+ * delaying it), and settles the request exactly once with a `UsageRecord`, which goes to the
+ * sinks. Mount it after auth and before token limits and budgets.
+ */
+export function meter(options: MeterOptions = {}) {
+  assertKnownOptions(options, KNOWN_OPTIONS, 'ERR_TG_METERING_UNKNOWN_OPTION', 'meter');
+  const pricing = isPricing(options.pricing) ? options.pricing : createPricing(options.pricing);
+  const sinks = [...(options.sinks ?? [])];
+  for (const sink of sinks) {
+    if (typeof sink?.write !== 'function') throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'meter() option sinks must hold objects with write(), flush() and close()');
+  }
+  const apiOf = typeof options.api === 'function' ? options.api : options.api !== undefined ? () => options.api as ProviderApi : (req: Request) => detectProviderApi(req.originalUrl ?? req.url);
+  const fixedDefaultCap = typeof options.defaultMaxOutputTokens === 'number' ? positiveInteger(options.defaultMaxOutputTokens, 'defaultMaxOutputTokens') : undefined;
+  const defaultCapOf = typeof options.defaultMaxOutputTokens === 'function' ? options.defaultMaxOutputTokens : () => fixedDefaultCap;
+  const tierCaps = new Map<string, number>();
+  for (const [tier, cap] of Object.entries(options.tierMaxOutputTokens ?? {})) tierCaps.set(tier, positiveInteger(cap, `tierMaxOutputTokens.${tier}`)!);
+  const includeStreamUsage = options.includeStreamUsage ?? true;
+  const estimateOptions = {
+    imageTokens: positiveInteger(options.imageTokens, 'imageTokens'),
+    maxEstimateMs: options.maxEstimateMs ?? 15,
+    approximationFactor: options.approximationFactor ?? 1.25,
+  };
+  if (!(estimateOptions.maxEstimateMs > 0)) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'meter() option maxEstimateMs must be a positive number');
+  if (!(estimateOptions.approximationFactor >= 1)) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'meter() option approximationFactor must be a number >= 1');
+  const render = options.renderError ?? renderApiError;
+  const onUsage = options.onUsage;
+  // Load the encodings now, off the request path; until then counts use the byte bound.
+  void preloadTokenizers();
+
+  const countOutput = (model: string, api: ProviderApi) => (text: string) => {
+    const exact = api !== 'anthropic.messages' && isOpenAiModel(model);
+    const tokens = countTextTokens(text, exact ? encodingForModel(model) : 'o200k_base', new CountBudget(estimateOptions.maxEstimateMs));
+    return exact ? tokens : Math.ceil(tokens * estimateOptions.approximationFactor);
+  };
+
+  /** Estimates the request and prepares its body; throws ApiError for the client. */
+  const prepare = (req: Request, api: ProviderApi, ctx: TollgateContext): { estimate: RequestEstimate; addedUsage: boolean } => {
+    const body: unknown = req.body;
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+      throw new ApiError('invalid_request', 'The request body must be a JSON object (is express.json() mounted before meter()?).', { param: 'body' });
+    }
+    const model = requestModel(body);
+    if (model === undefined) throw new ApiError('invalid_request', 'The request body needs a "model" string.', { param: 'model' });
+    const tier = ctx.identity?.tier;
+    const tierCap = tier === undefined ? undefined : tierCaps.get(tier);
+    const asked = requestOutputCap(body, api);
+    let defaultCap = asked === undefined ? (tierCap ?? defaultCapOf(req)) : undefined;
+    if (defaultCap !== undefined) defaultCap = positiveInteger(defaultCap, 'defaultMaxOutputTokens');
+    const cap = tierCap !== undefined && asked !== undefined && asked > tierCap ? tierCap : defaultCap;
+    let estimate: RequestEstimate;
+    try {
+      estimate = estimateRequest({ api, body, model, pricing, ...estimateOptions, defaultMaxOutputTokens: cap });
+    } catch (error) {
+      if (error instanceof UnknownModelError) {
+        throw new ApiError('invalid_request', `The model "${model}" is not available: it has no price in this gateway's pricing table.`, { param: 'model', cause: error });
+      }
+      throw error;
+    }
+    // A cap the provider does not know about would not bound anything: write it into the body.
+    if (cap !== undefined) setRequestOutputCap(body, api, cap);
+    let addedUsage = false;
+    if (includeStreamUsage && api === 'openai.chat' && requestStreams(body)) {
+      const record = body as Record<string, unknown>;
+      const streamOptions = record.stream_options;
+      const current = typeof streamOptions === 'object' && streamOptions !== null ? (streamOptions as Record<string, unknown>) : {};
+      if (current.include_usage !== true) {
+        record.stream_options = { ...current, include_usage: true };
+        addedUsage = true;
+      }
+    }
+    return { estimate, addedUsage };
+  };
+
+  return function meterUsage(req: Request, res: Response, next: NextFunction): void {
+    const ctx = getContext(req, res);
+    // Another meter already took charge (mounted twice): one record per request.
+    if (ctx.metered) {
+      next();
+      return;
+    }
+    const api = apiOf(req);
+    let addedUsage = false;
+    if (api !== undefined) {
+      try {
+        const prepared = prepare(req, api, ctx);
+        ctx.estimate = prepared.estimate;
+        ctx.requestedModel ??= prepared.estimate.model;
+        addedUsage = prepared.addedUsage;
+      } catch (error) {
+        if (error instanceof ApiError) {
+          render(error, req, res);
+          return;
+        }
+        next(error);
+        return;
+      }
+    }
+    ctx.metered = true;
+    const requestStreamed = requestStreams(req.body);
+    const route = (req.originalUrl ?? req.url ?? '').split('?')[0] ?? '';
+    const tap = new ResponseTap(res, api, addedUsage);
+
+    res.once('close', () => {
+      let record: UsageRecord | undefined;
+      try {
+        record = buildRecord(req, res, ctx, api, tap, route, requestStreamed);
+      } catch (error) {
+        process.emitWarning(`tollgate: metering failed for request ${ctx.requestId}: ${error instanceof Error ? error.message : String(error)}`);
+      }
+      void ctx.settle(record);
+      if (!record) return;
+      for (const sink of sinks) {
+        try {
+          sink.write(record);
+        } catch (error) {
+          process.emitWarning(`tollgate: a usage sink threw: ${error instanceof Error ? error.message : String(error)}`);
+        }
+      }
+      if (onUsage) {
+        try {
+          onUsage(record, req);
+        } catch (error) {
+          process.emitWarning(`tollgate: onUsage threw: ${error instanceof Error ? error.message : String(error)}`);
+        }
+      }
+    });
+    next();
+  };
+
+  function buildRecord(req: Request, res: Response, ctx: TollgateContext, api: ProviderApi | undefined, tap: ResponseTap, route: string, requestStreamed: boolean): UsageRecord | undefined {
+    const reported = hasTokens(ctx.reportedUsage) ? ctx.reportedUsage : undefined;
+    // A route that is no provider API produces a record only when its handler reported usage.
+    if (!api && !reported) return undefined;
+    const estimate = ctx.estimate;
+    const aborted = !res.writableFinished;
+    const reader = tap.finish();
+    const failed = res.statusCode >= 400 && !aborted;
+
+    let usage: TokenUsage;
+    let usageSource: UsageRecord['usageSource'];
+    let reportedModel: string | undefined;
+    if (reported) {
+      usage = {
+        inputTokens: reported.inputTokens === undefined ? (estimate?.inputTokens ?? 0) : nonNegative(reported.inputTokens),
+        cachedInputTokens: nonNegative(reported.cachedInputTokens),
+        cacheWriteTokens: nonNegative(reported.cacheWriteTokens),
+        outputTokens: nonNegative(reported.outputTokens),
+        reasoningTokens: nonNegative(reported.reasoningTokens),
+      };
+      usageSource = 'provider';
+      reportedModel = ctx.reportedUsage?.model;
+    } else {
+      const model = reader?.model ?? estimate?.model ?? '';
+      const read: ReadUsage | undefined = reader && api ? reader.result(countOutput(model, api)) : undefined;
+      // Without usage the prompt counts as processed unless the call failed before any output.
+      const assumedInput = failed && !read ? 0 : (estimate?.inputTokens ?? 0);
+      usage = read?.usage ?? { inputTokens: assumedInput, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 0, reasoningTokens: 0 };
+      if (read && read.usage.inputTokens === 0) usage.inputTokens = assumedInput;
+      usageSource = read?.source ?? 'counted';
+      reportedModel = reader?.model;
+    }
+
+    // Bill what ran: the provider's model when it has a price, else the (maybe downgraded) estimate model.
+    let billedModel: string | null = null;
+    let price = undefined as ReturnType<Pricing['find']>;
+    for (const candidate of [reportedModel, estimate?.model]) {
+      if (!candidate) continue;
+      price = pricing.find(candidate);
+      if (price) {
+        billedModel = candidate;
+        break;
+      }
+    }
+    billedModel ??= reportedModel ?? estimate?.model ?? null;
+    const identity = ctx.identity;
+    return {
+      requestId: ctx.requestId,
+      timestamp: new Date(ctx.startedAt).toISOString(),
+      keyId: identity?.keyId ?? null,
+      tenantId: identity?.tenantId ?? null,
+      userId: identity?.userId ?? null,
+      feature: identity?.feature ?? null,
+      route,
+      provider: price?.provider ?? estimate?.provider ?? ctx.reportedUsage?.provider ?? (api ? providerOf(api) : null),
+      model: billedModel,
+      requestedModel: ctx.requestedModel ?? requestModel(req.body) ?? null,
+      ...usage,
+      costNanoUsd: price ? costNanoUsd(usage, price) : 0,
+      estimatedCostNanoUsd: estimate?.costNanoUsd ?? 0,
+      status: res.statusCode,
+      stream: tap.streamed || requestStreamed,
+      aborted,
+      latencyMs: Math.max(0, Date.now() - ctx.startedAt),
+      usageSource,
+    };
+  }
+}
+
+/**
+ * Wraps `res.write` / `res.end` to read the response as it passes. Bytes go out at once; only
+ * when the meter added the usage chunk to an OpenAI stream does it hold the bytes of an event
+ * until the event is complete, to drop that one chunk (providers send whole events per write,
+ * so in practice nothing waits).
+ */
+class ResponseTap {
+  streamed = false;
+  private mode: 'unknown' | 'sse' | 'json' | 'other' = 'unknown';
+  private reader: UsageReader | undefined;
+  private decoder: SseDecoder | undefined;
+  private strip = false;
+  private json: Buffer[] = [];
+  private jsonBytes = 0;
+  /** The JSON body outgrew MAX_JSON_BYTES: only its tail is kept. */
+  private truncated = false;
+  private broken = false;
+
+  constructor(
+    private readonly res: Response,
+    private readonly api: ProviderApi | undefined,
+    private readonly addedUsage: boolean,
+  ) {
+    if (!api) return;
+    this.reader = createUsageReader(api, { stripAddedUsage: addedUsage });
+    const write = res.write.bind(res) as (chunk: Chunk, encoding?: BufferEncoding, callback?: WriteCallback) => boolean;
+    const end = res.end.bind(res) as (chunk?: Chunk, encoding?: BufferEncoding, callback?: () => void) => Response;
+
+    res.write = ((chunk: Chunk, encoding?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean => {
+      const cb = typeof encoding === 'function' ? encoding : callback;
+      const enc = typeof encoding === 'function' ? undefined : encoding;
+      if (chunk === undefined || chunk === null || this.broken) return write(chunk, enc, cb);
+      const forward = this.observe(toBuffer(chunk, enc));
+      if (forward === undefined) return write(chunk, enc, cb);
+      if (forward.length === 0) {
+        // Everything was held back (a partial or stripped event): the write still completes.
+        if (cb) process.nextTick(cb);
+        return true;
+      }
+      return write(forward, undefined, cb);
+    }) as Response['write'];
+
+    res.end = ((chunk?: Chunk | (() => void), encoding?: BufferEncoding | (() => void), callback?: () => void): Response => {
+      const cb = typeof chunk === 'function' ? chunk : typeof encoding === 'function' ? encoding : callback;
+      const data = typeof chunk === 'function' ? undefined : chunk;
+      const enc = typeof encoding === 'function' ? undefined : encoding;
+      if (this.broken) return end(data as Chunk, enc, cb);
+      let forward = data === undefined || data === null ? undefined : this.observe(toBuffer(data, enc));
+      const rest = this.endStream();
+      if (rest !== undefined) forward = forward === undefined ? rest : Buffer.concat([forward, rest]);
+      if (forward === undefined) return end(data as Chunk, enc, cb);
+      return forward.length === 0 ? end(undefined, undefined, cb) : end(forward, undefined, cb);
+    }) as Response['end'];
+  }
+
+  /** Reads a chunk; returns the bytes to send instead of it (strip mode), or undefined to send it as it is. */
+  private observe(bytes: Buffer): Buffer | undefined {
+    try {
+      if (this.mode === 'unknown') this.detect();
+      if (this.mode === 'sse') {
+        const blocks = this.decoder!.push(bytes);
+        const kept: Buffer[] = [];
+        for (const block of blocks) {
+          const drop = block.hasData && this.reader!.onEvent(block.event, block.data);
+          if (!drop) kept.push(block.raw);
+        }
+        return this.strip ? Buffer.concat(kept) : undefined;
+      }
+      if (this.mode === 'json') {
+        this.jsonBytes += bytes.length;
+        this.json.push(Buffer.from(bytes));
+        // Past the bound only the tail is kept: usage sits at the end of OpenAI and Anthropic bodies.
+        while (this.json.length > 1 && this.jsonBytes - this.json[0]!.length >= JSON_TAIL_BYTES && this.jsonBytes > MAX_JSON_BYTES) {
+          this.jsonBytes -= this.json.shift()!.length;
+          this.truncated = true;
+        }
+      }
+      return undefined;
+    } catch (error) {
+      // Metering must never break a response: stop reading, keep passing bytes.
+      this.broken = true;
+      process.emitWarning(`tollgate: could not read the response for usage: ${error instanceof Error ? error.message : String(error)}`);
+      return undefined;
+    }
+  }
+
+  private detect(): void {
+    const type = String(this.res.getHeader('content-type') ?? '').toLowerCase();
+    if (type.includes('text/event-stream')) {
+      this.mode = 'sse';
+      this.streamed = true;
+      this.decoder = new SseDecoder();
+      // Dropping bytes would break a declared length; then the client just sees the chunk.
+      this.strip = this.addedUsage && this.res.getHeader('content-length') === undefined;
+    } else if (type.includes('json') || type === '') {
+      this.mode = 'json';
+    } else {
+      this.mode = 'other';
+    }
+  }
+
+  /** The response ended: the bytes still held (strip mode), if any. */
+  private endStream(): Buffer | undefined {
+    try {
+      if (this.mode === 'unknown') this.detect();
+      if (this.mode !== 'sse') return undefined;
+      const last = this.decoder!.end();
+      if (!last) return this.strip ? Buffer.alloc(0) : undefined;
+      const drop = last.hasData && this.reader!.onEvent(last.event, last.data);
+      return this.strip ? (drop ? Buffer.alloc(0) : last.raw) : undefined;
+    } catch {
+      this.broken = true;
+      return undefined;
+    }
+  }
+
+  /** The reader, after feeding it what a JSON body held. */
+  finish(): UsageReader | undefined {
+    const reader = this.reader;
+    if (!reader || this.mode !== 'json' || this.json.length === 0) return reader;
+    const text = Buffer.concat(this.json).toString('utf8');
+    this.json = [];
+    if (this.truncated) {
+      const usage = findUsageObject(text);
+      if (usage !== undefined) reader.onJson({ usage });
+      else reader.onUnparsed(text);
+      return reader;
+    }
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      reader.onUnparsed(text);
+      return reader;
+    }
+    reader.onJson(body);
+    return reader;
+  }
+}

@@ -1,0 +1,187 @@
+// The PostgreSQL usage ledger: its migration, batched idempotent inserts and aggregate queries.
+import { TollgateError } from '@tollgate/core';
+import type { UsageRecord } from '@tollgate/core';
+import type pg from 'pg';
+
+/** A pg Pool, PoolClient or Client. */
+export type Queryable = pg.Pool | pg.PoolClient | pg.Client;
+
+export interface LedgerLocation {
+  /** Schema of the table (created if missing). @default the connection's search_path (usually `public`) */
+  schema?: string;
+  /** Table name. @default 'tollgate_usage' */
+  table?: string;
+}
+
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+
+function quoteIdentifier(name: string, what: string): string {
+  if (!IDENTIFIER.test(name)) throw new TollgateError('ERR_TG_METERING_INVALID_IDENTIFIER', `${what} must be a plain SQL identifier (letters, digits, _; at most 63); got ${JSON.stringify(name)}`);
+  return `"${name}"`;
+}
+
+/** The quoted, schema-qualified table name; throws on anything that is not a plain identifier. */
+export function ledgerTableName(location: LedgerLocation = {}): string {
+  const table = quoteIdentifier(location.table ?? 'tollgate_usage', 'table');
+  return location.schema === undefined ? table : `${quoteIdentifier(location.schema, 'schema')}.${table}`;
+}
+
+/** Record fields in column order. */
+const COLUMNS: [column: string, field: keyof UsageRecord][] = [
+  ['request_id', 'requestId'], ['ts', 'timestamp'], ['key_id', 'keyId'], ['tenant_id', 'tenantId'], ['user_id', 'userId'],
+  ['feature', 'feature'], ['route', 'route'], ['provider', 'provider'], ['model', 'model'], ['requested_model', 'requestedModel'],
+  ['input_tokens', 'inputTokens'], ['cached_input_tokens', 'cachedInputTokens'], ['cache_write_tokens', 'cacheWriteTokens'],
+  ['output_tokens', 'outputTokens'], ['reasoning_tokens', 'reasoningTokens'], ['cost_nano_usd', 'costNanoUsd'],
+  ['estimated_cost_nano_usd', 'estimatedCostNanoUsd'], ['status', 'status'], ['stream', 'stream'], ['aborted', 'aborted'],
+  ['latency_ms', 'latencyMs'], ['usage_source', 'usageSource'],
+];
+
+/** The migration: table (request_id as primary key makes inserts idempotent) and the indexes reports use. */
+export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
+  const table = ledgerTableName(location);
+  const base = (location.table ?? 'tollgate_usage').slice(0, 40);
+  const index = (suffix: string) => quoteIdentifier(`${base}_${suffix}`, 'index');
+  const statements: string[] = [];
+  if (location.schema !== undefined) statements.push(`CREATE SCHEMA IF NOT EXISTS ${quoteIdentifier(location.schema, 'schema')}`);
+  statements.push(
+    `CREATE TABLE IF NOT EXISTS ${table} (
+      request_id text PRIMARY KEY,
+      ts timestamptz NOT NULL,
+      key_id text,
+      tenant_id text,
+      user_id text,
+      feature text,
+      route text NOT NULL,
+      provider text,
+      model text,
+      requested_model text,
+      input_tokens bigint NOT NULL DEFAULT 0,
+      cached_input_tokens bigint NOT NULL DEFAULT 0,
+      cache_write_tokens bigint NOT NULL DEFAULT 0,
+      output_tokens bigint NOT NULL DEFAULT 0,
+      reasoning_tokens bigint NOT NULL DEFAULT 0,
+      cost_nano_usd bigint NOT NULL DEFAULT 0,
+      estimated_cost_nano_usd bigint NOT NULL DEFAULT 0,
+      status integer NOT NULL,
+      stream boolean NOT NULL DEFAULT false,
+      aborted boolean NOT NULL DEFAULT false,
+      latency_ms integer NOT NULL DEFAULT 0,
+      usage_source text NOT NULL,
+      recorded_at timestamptz NOT NULL DEFAULT now()
+    )`,
+    `CREATE INDEX IF NOT EXISTS ${index('tenant_ts')} ON ${table} (tenant_id, ts)`,
+    `CREATE INDEX IF NOT EXISTS ${index('feature_ts')} ON ${table} (feature, ts)`,
+    `CREATE INDEX IF NOT EXISTS ${index('model_ts')} ON ${table} (model, ts)`,
+    `CREATE INDEX IF NOT EXISTS ${index('key_ts')} ON ${table} (key_id, ts)`,
+    `CREATE INDEX IF NOT EXISTS ${index('ts')} ON ${table} (ts)`,
+  );
+  return statements;
+}
+
+/** Runs the migration in one transaction, under an advisory lock so that processes starting together do not race. */
+export async function migrateUsageLedger(db: Queryable, location: LedgerLocation = {}): Promise<void> {
+  const statements = ledgerMigrationSql(location);
+  // A transaction needs one connection: take one from a pool (duck-typed: pools from another pg copy count too).
+  const isPool = 'totalCount' in db;
+  const client = isPool ? await (db as pg.Pool).connect() : db;
+  try {
+    await client.query('BEGIN');
+    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`tollgate:migrate:${ledgerTableName(location)}`]);
+    for (const statement of statements) await client.query(statement);
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  } finally {
+    if (isPool) (client as pg.PoolClient).release();
+  }
+}
+
+/** Inserts records in one multi-row statement; a request id already stored is skipped (retries are safe). */
+export async function insertUsageRecords(db: Queryable, records: readonly UsageRecord[], location: LedgerLocation = {}): Promise<void> {
+  if (records.length === 0) return;
+  const values: unknown[] = [];
+  const rows: string[] = [];
+  for (const record of records) {
+    const placeholders: string[] = [];
+    for (const [, field] of COLUMNS) {
+      values.push(record[field] ?? null);
+      placeholders.push(`$${values.length}`);
+    }
+    rows.push(`(${placeholders.join(', ')})`);
+  }
+  await db.query(`INSERT INTO ${ledgerTableName(location)} (${COLUMNS.map(([column]) => column).join(', ')}) VALUES ${rows.join(', ')} ON CONFLICT (request_id) DO NOTHING`, values);
+}
+
+export type UsageGrouping = 'tenant' | 'feature' | 'model' | 'day' | 'key' | 'user';
+export const USAGE_GROUPINGS: readonly UsageGrouping[] = ['tenant', 'feature', 'model', 'day', 'key', 'user'];
+
+const GROUP_EXPRESSIONS: Record<UsageGrouping, string> = {
+  tenant: 'tenant_id',
+  feature: 'feature',
+  model: 'model',
+  key: 'key_id',
+  user: 'user_id',
+  day: `to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD')`,
+};
+
+export interface UsageAggregate {
+  /** The group's value (tenant id, feature, model, key, user, or UTC day `YYYY-MM-DD`); null when unset. */
+  group: string | null;
+  requests: number;
+  inputTokens: number;
+  cachedInputTokens: number;
+  cacheWriteTokens: number;
+  outputTokens: number;
+  reasoningTokens: number;
+  costNanoUsd: number;
+}
+
+export interface AggregateOptions extends LedgerLocation {
+  by: UsageGrouping;
+  /** Start (inclusive). */
+  since: Date;
+  /** End (exclusive). @default now */
+  until?: Date;
+  /** Only this tenant. */
+  tenantId?: string;
+}
+
+/** Spend and tokens per group over a time range, most expensive first (by day: in date order). */
+export async function aggregateUsage(db: Queryable, options: AggregateOptions): Promise<UsageAggregate[]> {
+  const expression = GROUP_EXPRESSIONS[options.by];
+  if (!expression) throw new TollgateError('ERR_TG_METERING_INVALID_GROUPING', `usage can be grouped by ${USAGE_GROUPINGS.join(', ')}; got ${JSON.stringify(options.by)}`);
+  const values: unknown[] = [options.since.toISOString(), (options.until ?? new Date()).toISOString()];
+  let filter = '';
+  if (options.tenantId !== undefined) {
+    values.push(options.tenantId);
+    filter = ` AND tenant_id = $${values.length}`;
+  }
+  const order = options.by === 'day' ? 'grp' : 'cost_nano_usd DESC, grp';
+  const result = await db.query<Record<string, string | null>>(
+    `SELECT ${expression} AS grp,
+            count(*) AS requests,
+            coalesce(sum(input_tokens), 0) AS input_tokens,
+            coalesce(sum(cached_input_tokens), 0) AS cached_input_tokens,
+            coalesce(sum(cache_write_tokens), 0) AS cache_write_tokens,
+            coalesce(sum(output_tokens), 0) AS output_tokens,
+            coalesce(sum(reasoning_tokens), 0) AS reasoning_tokens,
+            coalesce(sum(cost_nano_usd), 0) AS cost_nano_usd
+       FROM ${ledgerTableName(options)}
+      WHERE ts >= $1 AND ts < $2${filter}
+      GROUP BY grp
+      ORDER BY ${order} NULLS LAST`,
+    values,
+  );
+  // bigint and numeric arrive as strings; every sum here stays below 2^53.
+  return result.rows.map((row) => ({
+    group: row.grp ?? null,
+    requests: Number(row.requests),
+    inputTokens: Number(row.input_tokens),
+    cachedInputTokens: Number(row.cached_input_tokens),
+    cacheWriteTokens: Number(row.cache_write_tokens),
+    outputTokens: Number(row.output_tokens),
+    reasoningTokens: Number(row.reasoning_tokens),
+    costNanoUsd: Number(row.cost_nano_usd),
+  }));
+}

@@ -1,0 +1,208 @@
+// Exact BPE token counts for OpenAI encodings, time-boxed so that no input can stall the event loop.
+import { performance } from 'node:perf_hooks';
+
+/*
+ * Why gpt-tokenizer: measured with packages/metering/bench/tokenizers.ts (Node 20, o200k_base,
+ * a fresh text per run so merge caches cannot help; all three give identical counts):
+ *
+ *                          1 KB      100 KB     1 MB
+ *   prose + code
+ *     gpt-tokenizer      0.12 ms     5.6 ms    57 ms
+ *     js-tiktoken        0.32 ms    25.4 ms   287 ms
+ *     tiktoken (WASM)    0.34 ms    22.8 ms   226 ms
+ *   random words
+ *     gpt-tokenizer      0.70 ms     6.3 ms    58 ms
+ *     js-tiktoken        1.36 ms   133   ms  1494 ms
+ *     tiktoken (WASM)    0.26 ms    21.8 ms   217 ms
+ *
+ * All of them merge a single pre-tokenizer chunk in quadratic time: a run of 50,000 letters
+ * with no break takes 1.5 s in gpt-tokenizer (10,000: 50 ms). So text is cut at boundaries where
+ * counts add up exactly, pieces holding a long run are bounded by their UTF-8 byte count
+ * instead (every token is at least one byte), and the whole count stops at a deadline.
+ */
+
+export type EncodingName = 'o200k_base' | 'cl100k_base';
+
+interface Encoder {
+  countTokens(text: string, options: { disallowedSpecial: Set<string> }): number;
+}
+
+// Special-token text sent by a client is ordinary text to the provider: count it as such.
+const PLAIN_TEXT = { disallowedSpecial: new Set<string>() };
+
+const encoders = new Map<EncodingName, Encoder>();
+let loading: Promise<void> | undefined;
+
+/**
+ * Loads both encodings (about 0.5 s of CPU once, at startup). `meter()` starts this itself;
+ * until it finishes, counts fall back to the UTF-8 byte bound, which is never too low.
+ */
+export function preloadTokenizers(): Promise<void> {
+  loading ??= Promise.all([
+    import('gpt-tokenizer/encoding/o200k_base').then((module) => encoders.set('o200k_base', module)),
+    import('gpt-tokenizer/encoding/cl100k_base').then((module) => encoders.set('cl100k_base', module)),
+  ]).then(() => undefined);
+  return loading;
+}
+
+/** The encoding an OpenAI model uses: cl100k_base for GPT-4 and GPT-3.5, o200k_base for newer ones. */
+export function encodingForModel(model: string): EncodingName {
+  const id = model.toLowerCase().replace(/^ft:/, '');
+  if (/^gpt-4o|^gpt-4\.|^chatgpt-4o/.test(id)) return 'o200k_base';
+  if (/^gpt-4|^gpt-3\.5|^text-embedding-(3|ada)/.test(id)) return 'cl100k_base';
+  return 'o200k_base';
+}
+
+/** Shared by every count of one request, so the whole request is time-boxed, not each string. */
+export class CountBudget {
+  private readonly deadline: number;
+  /** True once some text was bounded instead of counted exactly. */
+  bounded = false;
+
+  constructor(maxMs: number) {
+    this.deadline = performance.now() + maxMs;
+  }
+
+  get expired(): boolean {
+    return performance.now() >= this.deadline;
+  }
+}
+
+/** UTF-8 length of a string without allocating (JS strings are UTF-16). */
+export function utf8Length(text: string): number {
+  return Buffer.byteLength(text, 'utf8');
+}
+
+// Character classes for spotting long pre-tokenizer chunks. A run of one class becomes one
+// chunk (digits never do: they split by three). Marks and surrogates join any run.
+const UNKNOWN = 0;
+const LETTER = 1;
+const DIGIT = 2;
+const SPACE = 3;
+const OTHER = 4;
+const JOINER = 5;
+const classes = new Uint8Array(0x10000);
+const LETTER_RE = /\p{L}/u;
+const MARK_RE = /\p{M}/u;
+const DIGIT_RE = /\p{N}/u;
+const SPACE_RE = /\s/u;
+
+function classOf(code: number): number {
+  const known = classes[code]!;
+  if (known !== UNKNOWN) return known;
+  const char = String.fromCharCode(code);
+  let found = OTHER;
+  if (code >= 0xd800 && code <= 0xdfff) found = JOINER;
+  else if (MARK_RE.test(char)) found = JOINER;
+  else if (LETTER_RE.test(char)) found = LETTER;
+  else if (DIGIT_RE.test(char)) found = DIGIT;
+  else if (SPACE_RE.test(char)) found = SPACE;
+  classes[code] = found;
+  return found;
+}
+
+const ASCII_CLASSES = Uint8Array.from({ length: 0x80 }, (_, code) => classOf(code));
+/** Where the next piece starts: a space right after a non-space. */
+const NEXT_PIECE = /\S /g;
+
+/** Strings up to this many characters go to the tokenizer at once (worst case well under 1 ms). */
+const SHORT_TEXT = 256;
+/**
+ * Tokenizer work, in units of about 1.5 ns: merging a pre-tokenizer chunk costs the square of
+ * its UTF-8 length, and every byte costs about 40 more (regex split, rank lookups).
+ */
+const COST_PER_BYTE = 40;
+/** A piece above this cost (~3 ms: one run of ~1,400 bytes, or ~50 KB with no space) is bounded, not counted. */
+const MAX_PIECE_COST = 2_000_000;
+/** Exact pieces go to the tokenizer in batches of at most about this cost, with a deadline check between batches. */
+const MAX_BATCH_COST = 2_000_000;
+
+/**
+ * Tokens of `text` in `encoding`: exact when it can be counted in time, otherwise an upper bound.
+ *
+ * The text is cut before a space that follows a non-space character. Both pre-tokenizer
+ * regexes (cl100k, o200k) always end a chunk there and start the next one with the space, and
+ * they never look behind, so the count of the whole is exactly the sum of the pieces. A piece
+ * whose runs would take the tokenizer too long (see MAX_PIECE_COST), and everything left once
+ * the budget expires, counts as its UTF-8 byte length.
+ */
+export function countTextTokens(text: string, encoding: EncodingName, budget: CountBudget): number {
+  if (text.length === 0) return 0;
+  const encoder = encoders.get(encoding);
+  if (!encoder || budget.expired) {
+    budget.bounded = true;
+    return utf8Length(text);
+  }
+  if (text.length <= SHORT_TEXT) return encoder.countTokens(text, PLAIN_TEXT);
+
+  let total = 0;
+  let batchStart = 0;
+  let batchCost = 0;
+  let pieceStart = 0;
+  let pieceCost = 0;
+  let runClass = UNKNOWN;
+  let runBytes = 0;
+
+  const bound = (from: number, to?: number) => {
+    budget.bounded = true;
+    return utf8Length(text.slice(from, to));
+  };
+  const flushBatch = (end: number) => {
+    if (end > batchStart) total += encoder.countTokens(text.slice(batchStart, end), PLAIN_TEXT);
+    batchStart = end;
+    batchCost = 0;
+  };
+
+  for (let i = 0; i < text.length; i++) {
+    if (pieceCost > MAX_PIECE_COST) {
+      // This piece will be bounded anyway: jump to where the next one starts, natively.
+      NEXT_PIECE.lastIndex = i;
+      const next = NEXT_PIECE.exec(text);
+      flushBatch(pieceStart);
+      if (!next) return total + bound(pieceStart);
+      i = next.index + 1;
+      total += bound(pieceStart, i);
+      batchStart = i;
+      pieceStart = i;
+      pieceCost = 1;
+      runClass = SPACE;
+      runBytes = 1;
+      if (budget.expired) return total + bound(i);
+      continue;
+    }
+    const code = text.charCodeAt(i);
+    if (code === 0x20 && i > pieceStart && runClass !== SPACE) {
+      batchCost += pieceCost;
+      if (batchCost >= MAX_BATCH_COST) {
+        flushBatch(i);
+        if (budget.expired) return total + bound(i);
+      }
+      pieceStart = i;
+      pieceCost = 1;
+      runClass = SPACE;
+      runBytes = 1;
+      continue;
+    }
+    const cls = code < 0x80 ? ASCII_CLASSES[code]! : classOf(code);
+    const bytes = code < 0x80 ? 1 : code < 0x800 || cls === JOINER ? 2 : 3;
+    if (cls === DIGIT) {
+      // Digits split every three characters: they never grow a costly chunk.
+      runClass = DIGIT;
+      runBytes = 0;
+      pieceCost += COST_PER_BYTE;
+      continue;
+    }
+    if (cls !== JOINER && cls !== runClass) {
+      runClass = cls;
+      runBytes = 0;
+    }
+    pieceCost += 2 * runBytes * bytes + bytes * bytes + COST_PER_BYTE * bytes;
+    runBytes += bytes;
+  }
+  if (pieceCost > MAX_PIECE_COST) {
+    flushBatch(pieceStart);
+    return total + bound(pieceStart);
+  }
+  flushBatch(text.length);
+  return total;
+}
