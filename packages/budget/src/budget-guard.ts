@@ -134,6 +134,15 @@ function formatWindow(ms: number): string {
   return `${ms / 1000}s`;
 }
 
+/**
+ * Input plus the smallest answer, with input and output each rounded up on their own: a grant of
+ * at least this always affords `minOutputTokens` in `affordableOutputTokens`, never one less.
+ */
+function smallestAnswerCost(estimate: UsageEstimate, price: ResolvedPrice, minOutputTokens: number): number {
+  const outputTokens = Math.min(minOutputTokens, estimate.maxOutputTokens);
+  return maxCostNanoUsd(estimate.inputTokens, 0, price) + Math.ceil((outputTokens * price.outputMicro) / 1000);
+}
+
 function describePeriod(window: BudgetWindow): string {
   const { budget } = window;
   return budget.period === 'rolling' ? `in its rolling ${formatWindow(budget.windowMs)} window` : `this ${budget.period}`;
@@ -275,7 +284,7 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
       price = pricing.find(estimate.model);
       amount = Math.max(0, Math.ceil(estimate.costNanoUsd));
       // Without a price the cap cannot be clamped, so the whole amount is all-or-nothing.
-      minAmount = price ? Math.min(amount, maxCostNanoUsd(estimate.inputTokens, Math.min(minOutputTokens, estimate.maxOutputTokens), price)) : amount;
+      minAmount = price ? Math.min(amount, smallestAnswerCost(estimate, price, minOutputTokens)) : amount;
       reserving = ledger.reserve({ id, amount, minAmount: minAmount < amount ? minAmount : undefined, scopes, ttlMs });
       result = await withTimeout(reserving, storeTimeoutMs, 'ledger.reserve');
       storeFailing = false;

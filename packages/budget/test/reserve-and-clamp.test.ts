@@ -1,7 +1,8 @@
 // Reserve before, clamp the output cap to what the budget affords, refuse with 429 insufficient_quota when it cannot pay for a minimal answer.
 import { afterAll, describe, expect, it } from '@jest/globals';
+import express from 'express';
 import request from 'supertest';
-import { createMemoryStores } from '@tollgate/core';
+import { createMemoryStores, createPricing, getContext, maxCostNanoUsd } from '@tollgate/core';
 import { budgetGuard } from '@tollgate/budget';
 import type { BudgetGuardOptions } from '@tollgate/budget';
 import { INPUT_NANO, OUTPUT_NANO, createApp, eventually, pricing, usageOf } from './helpers.js';
@@ -66,6 +67,44 @@ describe('clamp', () => {
       ['tenant', spent, 0],
       ['global', spent, 0],
     ]);
+  });
+});
+
+describe('clamp arithmetic with awkward prices', () => {
+  it('allows exactly from input + minOutputTokens on, never clamps below it, never reserves less than the capped cost', async () => {
+    const odd = createPricing({ models: { 'odd-model': { provider: 'openai', inputPerMTok: 0.000371, outputPerMTok: 0.001131 } } });
+    const price = odd.get('odd-model');
+    const inputTokens = 7;
+    // 371 and 1131 pico-USD a token. 7 in = 2.597 nano -> 3; 16 out = 18.096 nano -> 19: 22 nano is the least a request may get.
+    const least = 22;
+    const limits = Array.from({ length: 60 }, (_, i) => least - 5 + i);
+    const stores = createMemoryStores({ clock, sweepIntervalMs: 0 });
+    const tenants = Object.fromEntries(limits.map((nano) => [`t${nano}`, { usd: nano / 1e9, period: 'day' as const }]));
+    const guard = budgetGuard({ ledger: stores.ledger, pricing: odd, now: clock, log: false, tenants, minOutputTokens: 16 });
+    closers.push(() => guard.close(), () => stores.close());
+    const app = express();
+    app.use(express.json());
+    app.post('/v1/chat/completions', (req, res, next) => {
+      const ctx = getContext(req, res);
+      ctx.identity = { keyId: 'k', tenantId: req.get('x-test-tenant'), scopes: [], authMethod: 'api_key' };
+      ctx.estimate = { provider: 'openai', model: 'odd-model', inputTokens, maxOutputTokens: 1000, costNanoUsd: maxCostNanoUsd(inputTokens, 1000, price), totalTokens: 1007 };
+      next();
+    }, guard, (req, res) => {
+      res.json({ cap: req.body.max_tokens, reserved: req.tollgate.reservations[0]?.amount });
+    });
+    for (const limit of limits) {
+      const response = await request(app).post('/v1/chat/completions').set('x-test-tenant', `t${limit}`).send({ model: 'odd-model', max_tokens: 1000 });
+      if (limit < least) {
+        expect(response.status).toBe(429);
+        continue;
+      }
+      expect(response.status).toBe(200);
+      expect(response.body.cap).toBeGreaterThanOrEqual(16);
+      expect(response.body.reserved).toBeLessThanOrEqual(limit);
+      expect(maxCostNanoUsd(inputTokens, response.body.cap, price)).toBeLessThanOrEqual(response.body.reserved);
+      // Tight: one more output token would need more than the grant minus one nano (input and output round up apart).
+      expect(maxCostNanoUsd(inputTokens, response.body.cap + 1, price)).toBeGreaterThan(limit - 1);
+    }
   });
 });
 
