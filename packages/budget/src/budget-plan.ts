@@ -178,7 +178,8 @@ export class BudgetPlan {
 
   /** True when some budget may degrade a model once past its soft limit. */
   get mayDowngrade(): boolean {
-    return this.#defaults.downgrade !== undefined || this.#dynamic !== undefined || [...this.#static.values()].some((m) => [...m.values()].some((l) => l.downgrade)) || this.#global?.downgrade !== undefined;
+    // Dynamic budgets may bring their own maps, so they always count.
+    return this.#dynamic !== undefined || !this.downgrades()[Symbol.iterator]().next().done;
   }
 
   /** Every downgrade pair configured statically (dynamic budgets are checked when they apply). */
@@ -293,7 +294,7 @@ export function budgetWindow(budget: ResolvedBudget, now: number): BudgetWindow 
   return { budget, scopes, head: scopes[0]!, softLimitMarker: { key: `${budget.base}:soft-limit:${epoch}`, limit: 1, expiresAt: (epoch + 1) * budget.windowMs } };
 }
 
-/** The budget's display numbers for one head scope usage. */
+/** Spend at which the budget's soft limit is reached (nano-USD), or undefined without a soft limit. */
 export function softLimitThreshold(budget: ResolvedBudget): number | undefined {
   return budget.softLimit === undefined ? undefined : Math.ceil(budget.limitNano * budget.softLimit);
 }
