@@ -38,10 +38,11 @@ let loading: Promise<void> | undefined;
  * until it finishes, counts fall back to the UTF-8 byte bound, which is never too low.
  */
 export function preloadTokenizers(): Promise<void> {
-  loading ??= Promise.all([
-    import('gpt-tokenizer/encoding/o200k_base').then((module) => encoders.set('o200k_base', module)),
-    import('gpt-tokenizer/encoding/cl100k_base').then((module) => encoders.set('cl100k_base', module)),
-  ]).then(() => undefined);
+  // One after the other: they share modules, and jest's ESM loader trips over parallel imports of those.
+  loading ??= (async () => {
+    encoders.set('o200k_base', await import('gpt-tokenizer/encoding/o200k_base'));
+    encoders.set('cl100k_base', await import('gpt-tokenizer/encoding/cl100k_base'));
+  })();
   return loading;
 }
 

@@ -1,0 +1,341 @@
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { costNanoUsd, createPricing, getContext } from '@tollgate/core';
+import type { Identity, UsageRecord } from '@tollgate/core';
+import { meter, preloadTokenizers } from '@tollgate/metering';
+import type { MeterOptions, UsageSink } from '@tollgate/metering';
+import express from 'express';
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+
+const fixture = (name: string) => readFileSync(new URL(`./fixtures/${name}`, import.meta.url));
+const pricing = createPricing();
+const identity: Identity = { keyId: 'key-1', tenantId: 'acme', userId: 'alice', tier: 'free', feature: 'support-bot', scopes: ['chat'], authMethod: 'api_key' };
+
+/** A sink that hands records to waiting tests. */
+class MemorySink implements UsageSink {
+  records: UsageRecord[] = [];
+  private waiters: ((record: UsageRecord) => void)[] = [];
+  write(record: UsageRecord) {
+    this.records.push(record);
+    this.waiters.shift()?.(record);
+  }
+  next(): Promise<UsageRecord> {
+    const index = this.records.length;
+    return new Promise((resolve) => {
+      if (this.records.length > index) resolve(this.records[index]!);
+      else this.waiters.push(resolve);
+    });
+  }
+  flush = async () => undefined;
+  close = async () => undefined;
+}
+
+interface Harness {
+  url: string;
+  sink: MemorySink;
+  settles: (UsageRecord | undefined)[];
+  close(): Promise<void>;
+}
+
+const servers: http.Server[] = [];
+
+async function start(handler: RequestHandler, options: MeterOptions = {}, after: RequestHandler[] = []): Promise<Harness> {
+  const sink = new MemorySink();
+  const settles: (UsageRecord | undefined)[] = [];
+  const app = express();
+  app.use(express.json());
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    getContext(req, res).identity = identity;
+    next();
+  });
+  // What tokenRateLimit and budgetGuard do after the meter: register a settle listener.
+  const listen: RequestHandler = (req, _res, next) => {
+    req.tollgate.onSettle((record) => {
+      settles.push(record);
+    });
+    next();
+  };
+  app.post(['/v1/chat/completions', '/v1/responses', '/v1/messages', '/custom'], meter({ pricing, sinks: [sink], ...options }), listen, ...after, handler);
+  const server = http.createServer(app);
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}`, sink, settles, close: () => new Promise((resolve) => server.close(() => resolve())) };
+}
+
+afterAll(async () => {
+  for (const server of servers) {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
+});
+
+beforeAll(async () => {
+  await preloadTokenizers();
+});
+
+const post = (url: string, body: unknown) => fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+
+/** Writes an SSE transcript in pieces cut at the given byte offsets (some inside UTF-8 characters). */
+async function writeInPieces(res: Response, bytes: Buffer, cuts: number[]): Promise<void> {
+  let from = 0;
+  for (const cut of [...cuts, bytes.length]) {
+    res.write(bytes.subarray(from, cut));
+    from = cut;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  res.end();
+}
+
+const sseHeaders = (res: Response) => {
+  res.status(200);
+  res.setHeader('content-type', 'text/event-stream; charset=utf-8');
+  res.setHeader('cache-control', 'no-cache');
+};
+
+describe('meter() with JSON responses', () => {
+  it('sets the estimate before the handler and bills the provider usage after it', async () => {
+    let seen: unknown;
+    const app = await start((req, res) => {
+      seen = { estimate: req.tollgate.estimate, requestedModel: req.tollgate.requestedModel, metered: req.tollgate.metered };
+      res.type('application/json').send(fixture('openai-chat.json'));
+    });
+    const recorded = app.sink.next();
+    const response = await post(`${app.url}/v1/chat/completions?x=1`, { model: 'gpt-4o', messages: [{ role: 'user', content: 'Hello!' }], max_tokens: 100 });
+    expect(response.status).toBe(200);
+    expect((await response.json()) as unknown).toMatchObject({ usage: { prompt_tokens: 1117 } });
+    const record = await recorded;
+    expect(seen).toMatchObject({ estimate: { provider: 'openai', model: 'gpt-4o', inputTokens: 9, maxOutputTokens: 100, totalTokens: 109 }, requestedModel: 'gpt-4o', metered: true });
+    const usage = { inputTokens: 1117, cachedInputTokens: 1024, cacheWriteTokens: 0, outputTokens: 46, reasoningTokens: 0 };
+    expect(record).toMatchObject({
+      ...usage,
+      keyId: 'key-1', tenantId: 'acme', userId: 'alice', feature: 'support-bot', route: '/v1/chat/completions',
+      provider: 'openai', model: 'gpt-4o-2024-08-06', requestedModel: 'gpt-4o', status: 200, stream: false, aborted: false, usageSource: 'provider',
+    });
+    // gpt-4o: 93 uncached x $2.50 + 1024 cached x $1.25 + 46 output x $10 per 1M tokens.
+    expect(record.costNanoUsd).toBe(232_500 + 1_280_000 + 460_000);
+    expect(record.costNanoUsd).toBe(costNanoUsd(usage, pricing.get('gpt-4o')));
+    expect(record.estimatedCostNanoUsd).toBe((seen as { estimate: { costNanoUsd: number } }).estimate.costNanoUsd);
+    expect(record.requestId).toBe(response.headers.get('x-request-id'));
+    expect(new Date(record.timestamp).toISOString()).toBe(record.timestamp);
+    expect(record.latencyMs).toBeGreaterThanOrEqual(0);
+    expect(app.settles).toEqual([record]);
+  });
+
+  it('reads Responses and Anthropic JSON bodies, cache writes at the write price', async () => {
+    const app = await start((req, res) => {
+      res.json(JSON.parse(fixture(req.path.endsWith('/messages') ? 'anthropic-messages.json' : 'openai-responses.json').toString('utf8')));
+    });
+    let recorded = app.sink.next();
+    await (await post(`${app.url}/v1/responses`, { model: 'gpt-4.1', input: 'Tell me a story' })).text();
+    expect(await recorded).toMatchObject({ inputTokens: 36, outputTokens: 87, model: 'gpt-4.1-2025-04-14', usageSource: 'provider' });
+    recorded = app.sink.next();
+    await (await post(`${app.url}/v1/messages`, { model: 'claude-sonnet-4-5', max_tokens: 1024, messages: [{ role: 'user', content: 'Hi' }] })).text();
+    const record = await recorded;
+    expect(record).toMatchObject({ provider: 'anthropic', inputTokens: 1300, cachedInputTokens: 1000, cacheWriteTokens: 200, outputTokens: 50 });
+    // claude-sonnet-4-5: 100 x $3 + 1000 cached x $0.30 + 200 written x $3.75 + 50 x $15 per 1M tokens.
+    expect(record.costNanoUsd).toBe(300_000 + 300_000 + 750_000 + 750_000);
+  });
+
+  it('rejects an unknown model with 400 invalid_request naming the param, before the handler', async () => {
+    let called = false;
+    const app = await start((_req, res) => {
+      called = true;
+      res.json({});
+    });
+    const response = await post(`${app.url}/v1/chat/completions`, { model: 'my-secret-llm', messages: [] });
+    expect(response.status).toBe(400);
+    const body = (await response.json()) as { error: { code: string; param: string; message: string } };
+    expect(body.error).toMatchObject({ code: 'invalid_request', param: 'model' });
+    expect(body.error.message).toContain('my-secret-llm');
+    expect(called).toBe(false);
+    const priced = await start((_req, res) => res.json({ usage: { prompt_tokens: 10, completion_tokens: 5 } }), { pricing: createPricing({ defaultPrice: { provider: 'vllm', inputPerMTok: 1, outputPerMTok: 2 } }) });
+    const recorded = priced.sink.next();
+    expect((await post(`${priced.url}/v1/chat/completions`, { model: 'my-secret-llm', messages: [] })).status).toBe(200);
+    // 10 x $1 + 5 x $2 per 1M tokens.
+    expect(await recorded).toMatchObject({ provider: 'vllm', costNanoUsd: 10_000 + 10_000 });
+  });
+
+  it('bills the model a later middleware downgraded to, keeping the requested one', async () => {
+    const downgrade: RequestHandler = (req, _res, next) => {
+      req.body.model = 'gpt-4o-mini';
+      req.tollgate.estimate = { ...req.tollgate.estimate!, model: 'gpt-4o-mini' };
+      next();
+    };
+    const app = await start((_req, res) => res.json({ usage: { prompt_tokens: 1000, completion_tokens: 100 } }), {}, [downgrade]);
+    const recorded = app.sink.next();
+    await (await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] })).text();
+    const record = await recorded;
+    expect(record).toMatchObject({ model: 'gpt-4o-mini', requestedModel: 'gpt-4o' });
+    expect(record.costNanoUsd).toBe(costNanoUsd({ inputTokens: 1000, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 100, reasoningTokens: 0 }, pricing.get('gpt-4o-mini')));
+  });
+
+  it('clamps the output cap to the tier and writes it into the body', async () => {
+    let body: Record<string, unknown> = {};
+    const app = await start((req, res) => {
+      body = req.body;
+      res.json({ usage: { prompt_tokens: 1, completion_tokens: 1 } });
+    }, { tierMaxOutputTokens: { free: 100 } });
+    const recorded = app.sink.next();
+    await (await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }], max_tokens: 5000 })).text();
+    await recorded;
+    expect(body.max_tokens).toBe(100);
+  });
+
+  it('records a failed provider call without charging the prompt', async () => {
+    const app = await start((_req, res) => res.status(502).json({ error: { message: 'upstream down', type: 'server_error', code: 'upstream_error', param: null } }));
+    const recorded = app.sink.next();
+    await (await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] })).text();
+    expect(await recorded).toMatchObject({ status: 502, inputTokens: 0, outputTokens: 0, costNanoUsd: 0, usageSource: 'counted' });
+  });
+});
+
+describe('meter() with streams', () => {
+  it('adds include_usage, passes chunks at once, strips the usage chunk it added and bills it', async () => {
+    let release!: () => void;
+    const clientSawFirstDelta = new Promise<void>((resolve) => (release = resolve));
+    let streamOptions: unknown;
+    const bytes = fixture('openai-chat-stream.sse');
+    const firstEvent = bytes.indexOf('\n\n') + 2;
+    const secondEvent = bytes.indexOf('\n\n', firstEvent) + 2;
+    const app = await start(async (req, res) => {
+      streamOptions = req.body.stream_options;
+      sseHeaders(res);
+      res.write(bytes.subarray(0, secondEvent));
+      // Deadlocks (and times out) if the meter held the bytes back.
+      await clientSawFirstDelta;
+      const rest = bytes.subarray(secondEvent);
+      const inChar = rest.indexOf('数') + 1;
+      await writeInPieces(res, rest, [inChar, rest.indexOf('"usage":{') + 3, rest.length - 5]);
+    });
+    const recorded = app.sink.next();
+    const response = await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o-mini', stream: true, stream_options: { foo: 1 }, messages: [{ role: 'user', content: 'Hi' }] });
+    const reader = response.body!.getReader();
+    const decoder = new TextDecoder();
+    let text = '';
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+      if (text.includes('Héllo')) release();
+    }
+    expect(streamOptions).toEqual({ foo: 1, include_usage: true });
+    expect(text).not.toContain('prompt_tokens');
+    expect(text).toContain(' wörld, 数据 😀!');
+    expect(text.trimEnd().endsWith('data: [DONE]')).toBe(true);
+    const record = await recorded;
+    expect(record).toMatchObject({ stream: true, inputTokens: 2048, cachedInputTokens: 1536, outputTokens: 320, reasoningTokens: 64, model: 'gpt-4o-mini-2024-07-18', usageSource: 'provider' });
+    expect(record.costNanoUsd).toBe(costNanoUsd(record, pricing.get('gpt-4o-mini')));
+  });
+
+  it('keeps the usage chunk when the client asked for it', async () => {
+    let streamOptions: unknown;
+    const app = await start(async (req, res) => {
+      streamOptions = req.body.stream_options;
+      sseHeaders(res);
+      await writeInPieces(res, fixture('openai-chat-stream.sse'), [10, 400]);
+    });
+    const recorded = app.sink.next();
+    const text = await (await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o-mini', stream: true, stream_options: { include_usage: true }, messages: [] })).text();
+    expect(streamOptions).toEqual({ include_usage: true });
+    expect(text).toBe(fixture('openai-chat-stream.sse').toString('utf8'));
+    expect(await recorded).toMatchObject({ inputTokens: 2048 });
+  });
+
+  it('bills cumulative Anthropic usage and Responses usage from streams', async () => {
+    const app = await start(async (req, res) => {
+      sseHeaders(res);
+      await writeInPieces(res, fixture(req.path.endsWith('/messages') ? 'anthropic-messages-stream.sse' : 'openai-responses-stream.sse'), [1, 333, 334, 1000]);
+    });
+    let recorded = app.sink.next();
+    await (await post(`${app.url}/v1/messages`, { model: 'claude-sonnet-4-5', stream: true, max_tokens: 500, messages: [{ role: 'user', content: 'Weather?' }] })).text();
+    const anthropic = await recorded;
+    expect(anthropic).toMatchObject({ inputTokens: 2520, cachedInputTokens: 2048, outputTokens: 89, stream: true, usageSource: 'provider' });
+    // 472 x $3 + 2048 cached x $0.30 + 89 x $15 per 1M tokens.
+    expect(anthropic.costNanoUsd).toBe(1_416_000 + 614_400 + 1_335_000);
+    recorded = app.sink.next();
+    await (await post(`${app.url}/v1/responses`, { model: 'o4-mini', stream: true, input: 'Hi' })).text();
+    const responses = await recorded;
+    expect(responses).toMatchObject({ inputTokens: 4096, cachedInputTokens: 2048, outputTokens: 700, reasoningTokens: 512, model: 'o4-mini-2025-04-16' });
+    expect(responses.costNanoUsd).toBe(costNanoUsd(responses, pricing.get('o4-mini')));
+  });
+
+  it('counts the output that passed when the client aborts mid-stream, and settles once', async () => {
+    let handlerSawClose!: () => void;
+    const closed = new Promise<void>((resolve) => (handlerSawClose = resolve));
+    const bytes = fixture('openai-chat-stream.sse');
+    const twoDeltas = bytes.indexOf('"finish_reason":"stop"');
+    const cut = bytes.lastIndexOf('\n\n', twoDeltas) + 2;
+    let estimateInput = 0;
+    const app = await start((req, res) => {
+      estimateInput = req.tollgate.estimate!.inputTokens;
+      sseHeaders(res);
+      res.write(bytes.subarray(0, cut));
+      res.on('close', handlerSawClose);
+    });
+    const recorded = app.sink.next();
+    const { port } = new URL(app.url);
+    await new Promise<void>((resolve, reject) => {
+      const request = http.request({ host: '127.0.0.1', port, path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json' } }, (response) => {
+        let text = '';
+        response.on('data', (chunk: Buffer) => {
+          text += chunk.toString('utf8');
+          if (text.includes('数据')) {
+            request.destroy();
+            resolve();
+          }
+        });
+      });
+      request.on('error', () => undefined);
+      request.on('close', () => resolve());
+      request.setTimeout(10_000, () => reject(new Error('no data')));
+      request.end(JSON.stringify({ model: 'gpt-4o', stream: true, messages: [{ role: 'user', content: 'Hi there' }] }));
+    });
+    await closed;
+    const record = await recorded;
+    const { countTextTokens, CountBudget } = await import('@tollgate/metering');
+    const passed = countTextTokens('Héllo wörld, 数据 😀!', 'o200k_base', new CountBudget(1000));
+    expect(record).toMatchObject({ aborted: true, usageSource: 'counted', inputTokens: estimateInput, outputTokens: passed, stream: true });
+    // The chunks that passed named the model that ran: that is the one billed.
+    expect(record.model).toBe('gpt-4o-mini-2024-07-18');
+    expect(record.costNanoUsd).toBe(costNanoUsd(record, pricing.get('gpt-4o-mini')));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(app.sink.records).toHaveLength(1);
+    expect(app.settles).toEqual([record]);
+  });
+});
+
+describe('recordUsage()', () => {
+  it('is preferred for SDK-calling handlers, on provider routes and custom routes', async () => {
+    const app = await start((req, res) => {
+      req.tollgate.recordUsage({ model: 'gpt-4o', provider: 'openai', inputTokens: 1000, cachedInputTokens: 500, outputTokens: 200, reasoningTokens: 50 });
+      res.json({ summary: 'done' });
+    });
+    let recorded = app.sink.next();
+    await (await post(`${app.url}/custom`, { text: 'summarize this' })).text();
+    const custom = await recorded;
+    expect(custom).toMatchObject({ route: '/custom', model: 'gpt-4o', provider: 'openai', inputTokens: 1000, cachedInputTokens: 500, outputTokens: 200, reasoningTokens: 50, usageSource: 'provider', estimatedCostNanoUsd: 0 });
+    // 500 uncached x $2.50 + 500 cached x $1.25 + 200 x $10 per 1M tokens.
+    expect(custom.costNanoUsd).toBe(1_250_000 + 625_000 + 2_000_000);
+    recorded = app.sink.next();
+    await (await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] })).text();
+    expect(await recorded).toMatchObject({ requestedModel: 'gpt-4o', inputTokens: 1000, usageSource: 'provider' });
+  });
+
+  it('leaves routes that are no provider API and report nothing unrecorded', async () => {
+    const app = await start((_req, res) => res.json({ ok: true }));
+    await (await post(`${app.url}/custom`, {})).text();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(app.sink.records).toHaveLength(0);
+    expect(app.settles).toEqual([undefined]);
+  });
+});
+
+describe('meter() options', () => {
+  it('rejects unknown option names with a hint', () => {
+    expect(() => meter({ sink: [] } as unknown as MeterOptions)).toThrow(/did you mean "sinks"/);
+    expect(() => meter({ maxEstimateMs: 0 })).toThrow(/maxEstimateMs/);
+  });
+});
