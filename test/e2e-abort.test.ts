@@ -7,7 +7,7 @@ import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
 import type { UsageRecord } from '@tollgate/core';
 import { createMockProvider } from '../examples/proxy/src/mock-provider.js';
-import { newApiKey, sha256Hex, startProxy } from './helpers/proxy.js';
+import { newApiKey, sha256Hex, startProxy, waitFor } from './helpers/proxy.js';
 import type { RunningProxy } from './helpers/proxy.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-abort-'));
@@ -24,15 +24,6 @@ function records(): UsageRecord[] {
     return [];
   }
   return text.split('\n').filter(Boolean).map((line) => JSON.parse(line) as UsageRecord);
-}
-
-async function waitFor<T>(read: () => T | undefined | Promise<T | undefined>, what: string): Promise<T> {
-  for (let i = 0; i < 200; i++) {
-    const value = await read();
-    if (value !== undefined) return value;
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 async function budgetView(): Promise<{ spentNanoUsd: number; reservedNanoUsd: number }> {

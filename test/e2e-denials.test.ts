@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { createMockProvider } from '../examples/proxy/src/mock-provider.js';
-import { newApiKey, sha256Hex, startProxy } from './helpers/proxy.js';
+import { caught, newApiKey, sha256Hex, startProxy } from './helpers/proxy.js';
 import type { RunningProxy } from './helpers/proxy.js';
 
 type OpenAIApiError = InstanceType<typeof OpenAI.APIError>;
@@ -14,15 +14,6 @@ let proxy: RunningProxy;
 
 const openaiFor = (apiKey: string) => new OpenAI({ apiKey, baseURL: `${proxy.url}/v1`, maxRetries: 0 });
 const anthropicFor = (apiKey: string) => new Anthropic({ apiKey, baseURL: proxy.url, maxRetries: 0 });
-
-async function caught(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error('the request succeeded');
-}
 
 beforeAll(async () => {
   proxy = await startProxy(

@@ -2,7 +2,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
-import { newApiKey, sha256Hex, startMockUpstream, startProxy } from './helpers/proxy.js';
+import { caught, newApiKey, sha256Hex, startMockUpstream, startProxy } from './helpers/proxy.js';
 import type { RunningMock, RunningProxy } from './helpers/proxy.js';
 
 type OpenAIApiError = InstanceType<typeof OpenAI.APIError>;
@@ -16,15 +16,6 @@ let upstream: RunningMock;
 let proxy: RunningProxy;
 let openai: OpenAI;
 let anthropic: Anthropic;
-
-async function caught(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error('the request succeeded');
-}
 
 async function reservedNow(): Promise<number> {
   const response = await fetch(`${proxy.url}/admin/budgets/tenant/acme`, { headers: { authorization: `Bearer ${adminKey}` } });

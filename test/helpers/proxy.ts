@@ -169,3 +169,23 @@ export async function deleteRedisPrefix(prefix: string): Promise<void> {
     await client.close();
   }
 }
+
+/** The error a promise rejects with; fails the test when it resolves. */
+export async function caught(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  throw new Error('the request succeeded');
+}
+
+/** Polls `read` until it returns a value (about 5 s at most). */
+export async function waitFor<T>(read: () => T | undefined | Promise<T | undefined>, what: string): Promise<T> {
+  for (let i = 0; i < 200; i++) {
+    const value = await read();
+    if (value !== undefined) return value;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}

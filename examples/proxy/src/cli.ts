@@ -1,5 +1,8 @@
 // `pnpm tollgate <keys|report> ...`: the operator's command line (key management, usage report).
+import { readFileSync } from 'node:fs';
 import { runKeysCommand } from '@tollgate/auth';
+import { runReportCommand } from '@tollgate/metering';
+import { parseConfig } from './config.js';
 
 const HELP = `Usage: pnpm tollgate <command> ...
 
@@ -9,9 +12,20 @@ const HELP = `Usage: pnpm tollgate <command> ...
 Run "pnpm tollgate <command> --help" for the options of a command.
 `;
 
-async function runReport(_argv: string[]): Promise<number> {
-  process.stderr.write('The report command needs @tollgate/metering, which this build does not include yet.\n');
-  return 1;
+/**
+ * `report` reads the ledger the proxy writes: without `--postgres`, the `postgresUrl` (and its
+ * schema and table) of the TOLLGATE_CONFIG file are used.
+ */
+function reportArguments(argv: string[], env: NodeJS.ProcessEnv): string[] {
+  const path = env.TOLLGATE_CONFIG;
+  const given = (flag: string) => argv.some((arg) => arg === flag || arg.startsWith(`${flag}=`));
+  if (!path || given('--postgres') || argv.includes('--help') || argv.includes('-h')) return argv;
+  const config = parseConfig(readFileSync(path, 'utf8'), `TOLLGATE_CONFIG (${path})`);
+  if (!config.postgresUrl) return argv;
+  const extra = [`--postgres=${config.postgresUrl}`];
+  if (config.postgresSchema && !given('--schema')) extra.push(`--schema=${config.postgresSchema}`);
+  if (config.postgresTable && !given('--table')) extra.push(`--table=${config.postgresTable}`);
+  return [...argv, ...extra];
 }
 
 export async function runCli(argv: string[]): Promise<number> {
@@ -20,7 +34,7 @@ export async function runCli(argv: string[]): Promise<number> {
     case 'keys':
       return runKeysCommand(rest);
     case 'report':
-      return runReport(rest);
+      return runReportCommand(reportArguments(rest, process.env));
     case undefined:
     case 'help':
     case '--help':

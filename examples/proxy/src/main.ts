@@ -73,8 +73,9 @@ async function start(): Promise<void> {
   const server: Server = app.listen(port, () => {
     const address = server.address();
     const actualPort = typeof address === 'object' && address ? address.port : port;
-    console.log(`tollgate proxy listening on http://localhost:${actualPort} (stores: ${stores.kind}, upstreams: ${config.upstreams ? Object.keys(config.upstreams).join(', ') : 'built-in mock'})`);
-    if (demoKeys.length > 0) console.log(demoBanner(demoKeys, actualPort));
+    const listening = `tollgate proxy listening on http://localhost:${actualPort} (stores: ${stores.kind}, upstreams: ${config.upstreams ? Object.keys(config.upstreams).join(', ') : 'built-in mock'})`;
+    // One write, so whoever waits for the "listening" line has the demo keys too.
+    console.log(demoKeys.length > 0 ? `${demoBanner(demoKeys, actualPort)}\n${listening}` : listening);
   });
   server.on('error', (error) => {
     console.error(`tollgate proxy: cannot listen on port ${port}: ${error.message}`);

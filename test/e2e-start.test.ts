@@ -1,0 +1,75 @@
+// `pnpm start` as users run it: demo keys printed and working offline, PORT honoured, bad configs refused with the field named.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import OpenAI from 'openai';
+import Anthropic from '@anthropic-ai/sdk';
+import { caught, runProxyExpectingExit, spawnProxy } from './helpers/proxy.js';
+import type { SpawnedProxy } from './helpers/proxy.js';
+
+type OpenAIApiError = InstanceType<typeof OpenAI.APIError>;
+
+const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-start-'));
+let demo: SpawnedProxy;
+
+beforeAll(async () => {
+  demo = await spawnProxy({ TOLLGATE_CONFIG: '', REDIS_URL: '' });
+}, 30_000);
+
+afterAll(async () => {
+  await demo.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('zero-config start', () => {
+  it('prints a free and a pro demo key and a curl line, and the keys work against the mock', async () => {
+    const output = demo.output();
+    const free = /demo-free\s+tier free\s+(tgk_\w+)/.exec(output)?.[1];
+    const pro = /demo-pro\s+tier pro\s+(tgk_\w+)/.exec(output)?.[1];
+    expect(free).toBeDefined();
+    expect(pro).toBeDefined();
+    expect(output).toContain(`curl -s ${demo.url.replace('127.0.0.1', 'localhost')}/v1/chat/completions -H "Authorization: Bearer ${free}"`);
+
+    const health = (await (await fetch(`${demo.url}/healthz`)).json()) as Record<string, unknown>;
+    expect(health).toMatchObject({ status: 'ok', store: 'memory', upstreams: ['mock'] });
+
+    const freeClient = new OpenAI({ apiKey: free!, baseURL: `${demo.url}/v1`, maxRetries: 0 });
+    const completion = await freeClient.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hello!' }] });
+    expect(completion.choices[0]?.message.content).toContain('tollgate mock provider');
+    const denied = await caught(freeClient.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'Hello!' }] }));
+    expect((denied as OpenAIApiError).code).toBe('model_not_allowed');
+
+    const proClient = new Anthropic({ apiKey: pro!, baseURL: demo.url, maxRetries: 0 });
+    const message = await proClient.messages.create({ model: 'claude-sonnet-4-5', max_tokens: 16, messages: [{ role: 'user', content: 'Hello!' }] });
+    expect(message.usage.output_tokens).toBe(16);
+
+    const metrics = await (await fetch(`${demo.url}/metrics`)).text();
+    expect(metrics).toContain('tollgate_requests_total');
+    expect(metrics).toContain('tenant="demo-free"');
+  });
+});
+
+describe('refusing to start', () => {
+  it.each([
+    [{ tiers: { free: { requestsPerMinute: 0 } } }, 'tiers.free.requestsPerMinute must be a positive integer'],
+    [{ tenants: { acme: { tier: 'pro' } } }, 'tenants.acme.tier names an unknown tier "pro"'],
+    [{ tierz: {} }, 'did you mean "tiers"?'],
+  ])('%j', async (config, message) => {
+    const file = path.join(dir, `bad-${Math.random().toString(36).slice(2)}.json`);
+    writeFileSync(file, JSON.stringify(config));
+    const { code, output } = await runProxyExpectingExit({ TOLLGATE_CONFIG: file });
+    expect(code).toBe(1);
+    expect(output).toContain(message);
+    expect(output).not.toContain('listening on');
+  }, 30_000);
+
+  it('a missing config file and a bad PORT', async () => {
+    const missing = await runProxyExpectingExit({ TOLLGATE_CONFIG: path.join(dir, 'nope.json') });
+    expect(missing.code).toBe(1);
+    expect(missing.output).toContain('cannot read TOLLGATE_CONFIG');
+    const badPort = await runProxyExpectingExit({ TOLLGATE_CONFIG: '', PORT: 'eighty' });
+    expect(badPort.code).toBe(1);
+    expect(badPort.output).toContain('PORT must be an integer');
+  }, 30_000);
+});
