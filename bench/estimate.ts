@@ -57,7 +57,7 @@ function cell(outcome: Outcome | undefined): string {
   if (!outcome) return '';
   if (outcome.kind === 'timeout') return `> ${outcome.limitMs / 1000} s (stopped)`;
   if (outcome.kind === 'error') return `fails: ${outcome.message.slice(0, 60)}`;
-  return `${fmtMs(median(outcome.value.times))} (${fmtNumber(outcome.value.tokens)} tok)`;
+  return `${fmtMs(median(outcome.value.times))} (${fmtNumber(outcome.value.tokens)} tok${outcome.value.exact ? '' : ', bounded'})`;
 }
 
 export async function runEstimationBenchmark(context: BenchContext): Promise<SectionResult> {
@@ -84,7 +84,7 @@ export async function runEstimationBenchmark(context: BenchContext): Promise<Sec
       'no merge cache flatters anyone, after an untimed warm-up; token counts in brackets. Every tokenizer runs in its own child process ' +
       `and is stopped after ${limitMs / 1000} s on one input. gpt-tokenizer, js-tiktoken and tiktoken (WASM) count the raw text with o200k_base ` +
       "and are synchronous: they block the event loop for their whole time. tollgate's column is its estimator on a chat request " +
-      '(model gpt-4o, one user message holding the text), so its count includes the message overhead. "tollgate longest stall" is the longest ' +
+      '(model gpt-4o, one user message holding the text), so its count includes the message overhead; "bounded" marks counts where its time box ran out and the rest of the text was counted as its UTF-8 byte length (an upper bound). "tollgate longest stall" is the longest ' +
       'time the event loop could not turn during tollgate\'s estimation (1 ms interval probe and monitorEventLoopDelay max).',
     '',
     table(['input', ...TOKENIZERS, 'tollgate longest stall'], rows),

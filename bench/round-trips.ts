@@ -40,7 +40,7 @@ async function quiesce(counter: RedisCommandCounter, quietMs: number, maxMs: num
 function keyPattern(key: string | undefined, prefix: string): string {
   if (key === undefined) return '';
   return key
-    .replace(prefix, '<prefix>')
+    .replaceAll(prefix, '<prefix>')
     .replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi, '<uuid>')
     .replace(/[0-9a-f]{16,}/gi, '<hex>')
     .replace(/\d{6,}/g, '<n>');

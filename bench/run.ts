@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createClient } from 'redis';
 import { runChainBenchmark } from './chain.js';
+import { runChainCostBenchmark } from './chain-cost.js';
 import { runEstimationBenchmark } from './estimate.js';
 import { runMemoryBenchmark } from './memory.js';
 import { runProxyBenchmark } from './proxy.js';
@@ -16,6 +17,7 @@ import { table } from './lib/stats.js';
 
 const BENCHMARKS: Record<string, (context: BenchContext) => Promise<SectionResult>> = {
   chain: runChainBenchmark,
+  'chain-cost': runChainCostBenchmark,
   proxy: runProxyBenchmark,
   estimate: runEstimationBenchmark,
   'round-trips': runRoundTripBenchmark,

@@ -14,6 +14,8 @@ export interface InputMeasurement {
   /** ms per timed run. */
   times: number[];
   tokens: number;
+  /** False when any timed run was bounded or approximated instead of counted exactly. */
+  exact: boolean;
   /** Longest event-loop stall seen during any timed run, ms. */
   maxStallMs: number;
   loadMs: number;
@@ -57,6 +59,7 @@ async function measure(message: RunMessage): Promise<InputMeasurement> {
   await loaded.count(input.make(1000));
   const times: number[] = [];
   let tokens = 0;
+  let exact = true;
   let maxStallMs = 0;
   for (let run = 0; run < input.runs; run++) {
     const text = input.make(run);
@@ -64,11 +67,13 @@ async function measure(message: RunMessage): Promise<InputMeasurement> {
     await new Promise((resolve) => setTimeout(resolve, 5));
     const stopProbe = startStallProbe();
     const started = performance.now();
-    tokens = await loaded.count(text);
+    const counted = await loaded.count(text);
+    tokens = counted.tokens;
+    exact &&= counted.exact;
     times.push(performance.now() - started);
     maxStallMs = Math.max(maxStallMs, stopProbe());
   }
-  return { times, tokens, maxStallMs, loadMs: loaded.loadMs };
+  return { times, tokens, exact, maxStallMs, loadMs: loaded.loadMs };
 }
 
 process.on('message', (message: RunMessage) => {

@@ -33,7 +33,14 @@ export interface HeapCheckpoint {
 }
 
 /** Sends `requests` requests through the app in-process, measuring the heap after GC at each checkpoint. */
-async function drive(options: DriveOptions): Promise<{ checkpoints: HeapCheckpoint[]; statuses: Record<string, number> }> {
+export interface DriveResult {
+  checkpoints: HeapCheckpoint[];
+  statuses: Record<string, number>;
+  /** Time spent sending requests, without the GCs of the checkpoints. */
+  busySeconds: number;
+}
+
+async function drive(options: DriveOptions): Promise<DriveResult> {
   const app = built!.app;
   const body = Buffer.from(CHAT_BODY);
   const statuses: Record<string, number> = {};
@@ -48,7 +55,9 @@ async function drive(options: DriveOptions): Promise<{ checkpoints: HeapCheckpoi
   const every = Math.max(1, Math.floor(options.requests / options.checkpoints));
   let sent = 0;
   let done = 0;
+  let busy = 0;
   while (done < options.requests) {
+    const batchStarted = performance.now();
     const batchEnd = Math.min(options.requests, (Math.floor(done / every) + 1) * every);
     const worker = async () => {
       while (sent < batchEnd) {
@@ -64,11 +73,12 @@ async function drive(options: DriveOptions): Promise<{ checkpoints: HeapCheckpoi
       }
     };
     await Promise.all(Array.from({ length: options.concurrency }, worker));
+    busy += performance.now() - batchStarted;
     // Let settle listeners that run after 'close' finish before the heap is measured.
     await new Promise((resolve) => setTimeout(resolve, 20));
     measure(done);
   }
-  return { checkpoints, statuses };
+  return { checkpoints, statuses, busySeconds: busy / 1000 };
 }
 
 let built: BuiltApp | undefined;

@@ -51,12 +51,17 @@ export async function buildTollgateChain(options: AppOptions): Promise<BuiltApp>
   const prefix = String(options.prefix ?? '');
   for (const record of benchKeyRecords(Number(options.keys ?? 1))) await stores.keys.put(record);
   const budget = budgetGuard({ ledger: stores.ledger, keys: { '*': HUGE_BUDGET }, tenants: { '*': HUGE_BUDGET }, global: HUGE_BUDGET, log: false });
+  const chain: [string, RequestHandler][] = [
+    ['apiKeyAuth', apiKeyAuth({ keys: stores.keys })],
+    ['tieredRateLimit', tieredRateLimit({ stores, by: 'key', tiers: { pro: HUGE_REQUESTS }, defaultTier: 'pro', prefix: `${prefix}rl:` })],
+    ...(metering ? [['meter', metering.createMeter()] as [string, RequestHandler]] : []),
+    ['tokenRateLimit', tokenRateLimit({ stores, by: 'key', tiers: { pro: HUGE_TOKENS }, defaultTier: 'pro', prefix: `${prefix}tokens:` })],
+    ['budgetGuard', budget],
+  ];
+  // `upTo` mounts only the first N pieces: the bench's cost-by-middleware table builds the chain up one at a time.
+  const upTo = options.upTo === undefined ? chain.length : Number(options.upTo);
   const app = baseApp();
-  app.use(apiKeyAuth({ keys: stores.keys }));
-  app.use(tieredRateLimit({ stores, by: 'key', tiers: { pro: HUGE_REQUESTS }, defaultTier: 'pro', prefix: `${prefix}rl:` }));
-  if (metering) app.use(metering.createMeter());
-  app.use(tokenRateLimit({ stores, by: 'key', tiers: { pro: HUGE_TOKENS }, defaultTier: 'pro', prefix: `${prefix}tokens:` }));
-  app.use(budget);
+  for (const [, middleware] of chain.slice(0, upTo)) app.use(middleware);
   app.post(CHAT_PATH, answerAtOnce);
   return {
     app,
@@ -79,8 +84,34 @@ async function loadMetering(): Promise<{ createMeter: () => RequestHandler } | u
   }
 }
 
-export async function buildProxy(_options: AppOptions): Promise<BuiltApp> {
-  throw new Error('example proxy not available yet');
+/**
+ * examples/proxy as a user would run it from a config file: one key of a pro tenant, the upstream at
+ * `options.upstream`, key, tenant and global budgets, limits far above the load; memory or Redis stores.
+ */
+export async function buildProxy(options: AppOptions): Promise<BuiltApp> {
+  const [{ createProxyApp }, { validateConfig }, { createStores }] = await Promise.all([
+    import('../../examples/proxy/src/app.js'),
+    import('../../examples/proxy/src/config.js'),
+    import('../../examples/proxy/src/stores.js'),
+  ]);
+  const redis = options.store === 'redis';
+  const config = validateConfig({
+    upstreams: { openai: { baseUrl: `${String(options.upstream)}/v1`, apiKey: 'upstream-bench-key' } },
+    tiers: { pro: { requestsPerMinute: HUGE_REQUESTS, tokensPerMinute: HUGE_TOKENS, models: ['*'] } },
+    tenants: { 'bench-tenant': { tier: 'pro', budget: HUGE_BUDGET } },
+    keys: [{ id: 'bench-key-0', sha256: sha256Hex(benchKey(0)), tenant: 'bench-tenant', user: 'bench-user', feature: 'bench', scopes: ['chat'], budget: HUGE_BUDGET }],
+    global: { requestsPerMinute: HUGE_REQUESTS, budget: HUGE_BUDGET },
+    ...(redis ? { redisUrl: String(options.redisUrl ?? REDIS_URL), redisPrefix: String(options.prefix) } : {}),
+  });
+  const stores = await createStores({ redisUrl: config.redisUrl, redisPrefix: config.redisPrefix });
+  const app = createProxyApp(config, { stores, log: () => undefined });
+  return {
+    app,
+    close: async () => {
+      await app.close();
+      await stores.close();
+    },
+  };
 }
 
 export async function buildMockUpstream(): Promise<BuiltApp> {
