@@ -1,10 +1,12 @@
 // concurrencyLimit: at most N requests in flight per key or tenant, released on finish, close and error alike.
+import { randomUUID } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { ApiError, assertKnownOptions, getContext, parseDuration, renderApiError, TollgateError, type ReservationLedger, type TollgateStores } from '@tollgate/core';
 import { resolveLayers, type TierLimit } from './limit-layers.js';
 import { StoreFailure, storeFailureHandling } from './store-failure.js';
 import type { CommonLimitOptions, WaitOptions } from './types.js';
-import { QUEUE_HEADER, resolveWaitOptions, WaitQueue } from './wait-queue.js';
+import { registerLimitCheck, runLimitCheck, type LimitCheck } from './limit-check.js';
+import { resolveWaitOptions, WaitQueue } from './wait-queue.js';
 
 export interface ConcurrencyLimitOptions extends CommonLimitOptions {
   /**
@@ -106,61 +108,68 @@ export function concurrencyLimit(options: ConcurrencyLimitOptions = {}): Request
   const waitSettings = resolveWaitOptions(options.wait, FACTORY, CODE);
   const queue = waitSettings && new WaitQueue(waitSettings, { exactRetryAfter: false });
 
-  return async function concurrencyLimitMiddleware(req: Request, res: Response, next: NextFunction): Promise<void> {
-    try {
-      const context = getContext(req, res);
+  interface Slot {
+    key: string;
+    slotId: string;
+  }
+
+  function release(slot: Slot): Promise<void> {
+    return failures.call('release', slots.release(slot.key, slot.slotId))
+      .catch((error: unknown) => failures.report(error))
+      .finally(() => queue?.notify(slot.key));
+  }
+
+  const check: LimitCheck<Slot, { limit: number }> = {
+    queue,
+    queueId: (req) => `${prefix}${name}:${keyOf(req)}`,
+    async attempt(req, res) {
       const key = `${prefix}${name}:${keyOf(req)}`;
       const limit = limitOf(req);
-      const slotId = `${context.requestId}:inflight:${name}:${Math.random().toString(36).slice(2, 10)}`;
-      const acquire = () => failures.call('acquire', slots.acquire(key, limit, slotId));
-
-      let acquired: boolean;
+      const slotId = `${getContext(req, res).requestId}:inflight:${name}:${randomUUID()}`;
       try {
-        if (queue) {
-          const outcome = await queue.run<boolean>(key, res, async () => {
-            const ok = await acquire();
-            return ok ? { ok: true, value: true } : { ok: false, value: false, retryAfterMs: 0 };
-          });
-          if (outcome.status === 'aborted') return;
-          if (!res.headersSent) res.setHeader(QUEUE_HEADER, String(outcome.waitedMs));
-          acquired = outcome.status === 'ok';
-        } else {
-          acquired = await acquire();
-        }
+        const acquired = await failures.call('acquire', slots.acquire(key, limit, slotId));
+        // Retried by the head of the wait queue when woken (a local release) or polling (another process's).
+        return acquired ? { kind: 'allowed', value: { key, slotId } } : { kind: 'denied', value: { limit }, retryAfterMs: 0 };
       } catch (error) {
         if (!(error instanceof StoreFailure)) throw error;
         failures.report(error);
-        if (failures.policy === 'failClosed') renderError(failures.unavailable(), req, res);
-        else next();
-        return;
+        // failOpen: through without a slot, so there is nothing to release.
+        return failures.policy === 'failClosed' ? { kind: 'unavailable' } : { kind: 'allowed', value: { key, slotId: '' } };
       }
-
-      if (!acquired) {
-        const message = `Too many concurrent requests (${name}): at most ${limit} in flight. Please retry when one finishes.`;
-        renderError(new ApiError('rate_limit_exceeded', message, { headers: { 'Retry-After': 1 } }), req, res);
-        return;
-      }
-
+    },
+    cancel: async (slot) => {
+      if (slot.slotId) await release(slot);
+    },
+    commit(req, res, slot) {
+      if (!slot.slotId) return;
       let released = false;
-      const release = () => {
+      const releaseOnce = () => {
         if (released) return;
         released = true;
-        res.off('finish', release);
-        res.off('close', release);
-        res.off('error', release);
-        failures.call('release', slots.release(key, slotId))
-          .catch((error: unknown) => failures.report(error))
-          .finally(() => queue?.notify(key));
+        res.off('finish', releaseOnce);
+        res.off('close', releaseOnce);
+        res.off('error', releaseOnce);
+        void release(slot);
       };
-      res.once('finish', release);
-      res.once('close', release);
-      res.once('error', release);
-      context.reservations.push({ kind: 'concurrency', id: slotId, amount: 1 });
+      res.once('finish', releaseOnce);
+      res.once('close', releaseOnce);
+      res.once('error', releaseOnce);
+      getContext(req, res).reservations.push({ kind: 'concurrency', id: slot.slotId, amount: 1 });
       // A client gone while the slot was being acquired: 'close' already fired, nobody else will release.
-      if (res.destroyed || res.writableFinished) release();
-      next();
-    } catch (error) {
-      next(error);
-    }
+      if (res.destroyed || res.writableFinished) releaseOnce();
+    },
+    refuse(req, res, refusal, waitedMs) {
+      const message = refusal
+        ? `Too many concurrent requests (${name}): at most ${refusal.limit} in flight. Please retry when one finishes.`
+        : `Too many concurrent requests (${name}): still no free slot after waiting ${waitedMs ?? 0} ms. Please retry when one finishes.`;
+      renderError(new ApiError('rate_limit_exceeded', message, { headers: { 'Retry-After': 1 } }), req, res);
+    },
+    unavailable(req, res) {
+      renderError(failures.unavailable(), req, res);
+    },
   };
+
+  return registerLimitCheck(function concurrencyLimitMiddleware(req: Request, res: Response, next: NextFunction): Promise<void> {
+    return runLimitCheck(check, req, res, next);
+  }, check);
 }

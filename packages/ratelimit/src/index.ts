@@ -2,6 +2,7 @@
 export { tieredRateLimit, type TieredRateLimitOptions } from './tiered-rate-limit.js';
 export { tokenRateLimit, type TokenRateLimitOptions } from './token-rate-limit.js';
 export { concurrencyLimit, type ConcurrencyLimitOptions } from './concurrency-limit.js';
+export { combineLimits } from './combine-limits.js';
 export { tierPolicy, type TierPolicyOptions, type TierRules } from './tier-policy.js';
 export type { LimitLayerOptions, TierLimit } from './limit-layers.js';
 export type { CommonLimitOptions, LimitBy, StoreFailurePolicy, StoresWithCommands, WaitOptions } from './types.js';

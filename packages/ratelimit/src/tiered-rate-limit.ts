@@ -7,7 +7,8 @@ import { describeWindow, mostRestrictive, reportLimit, retryAfterSeconds, type L
 import { createRequestStore } from './request-store.js';
 import { StoreFailure, storeFailureHandling } from './store-failure.js';
 import type { CommonLimitOptions, StoresWithCommands, WaitOptions } from './types.js';
-import { QUEUE_HEADER, resolveWaitOptions, WaitQueue } from './wait-queue.js';
+import { registerLimitCheck, runLimitCheck, type LimitCheck } from './limit-check.js';
+import { resolveWaitOptions, WaitQueue } from './wait-queue.js';
 
 export interface TieredRateLimitOptions extends CommonLimitOptions, LimitLayerOptions {
   /**
@@ -114,7 +115,7 @@ export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHa
     return { layer, state: passed ? 'allowed' : 'denied', info };
   }
 
-  /** Gives a hit back to the layers that allowed a request another layer refused. */
+  /** Gives a hit back to the layers that allowed a request that was refused after all. */
   async function giveBack(outcomes: LayerOutcome[]): Promise<void> {
     await Promise.all(outcomes.map(async (outcome) => {
       if (outcome.state !== 'allowed') return;
@@ -126,78 +127,58 @@ export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHa
     }));
   }
 
-  type Verdict = { kind: 'allowed'; reports: LimitReport[] } | { kind: 'denied'; reports: LimitReport[]; retryAfterMs: number } | { kind: 'unavailable' };
-
-  async function countRequest(req: Request, res: Response): Promise<Verdict> {
-    for (const layer of layers) delete (req as unknown as Record<string, unknown>)[layer.infoProperty];
-    // Started together, so a Redis client pipelines them into one round trip.
-    const outcomes = await Promise.all(layers.map((layer) => countLayer(layer, req, res)));
-    const bug = outcomes.find((o) => o.state === 'error' && !(o.error instanceof StoreFailure));
-    if (bug && bug.state === 'error') throw bug.error;
-    const failed = outcomes.find((o) => o.state === 'error');
-    if (failed && failed.state === 'error') {
-      failures.report(failed.error);
-      await giveBack(outcomes);
-      return { kind: 'unavailable' };
-    }
+  function reportsOf(outcomes: LayerOutcome[]): LimitReport[] {
     const reports: LimitReport[] = [];
-    let retryAfterMs = 0;
     for (const outcome of outcomes) {
-      if (outcome.state === 'allowed' || outcome.state === 'denied') {
-        const report = toReport(outcome.layer, outcome.info, outcome.state === 'denied');
-        reports.push(report);
-        if (report.denied) retryAfterMs = Math.max(retryAfterMs, report.resetAt - Date.now());
-      }
+      if (outcome.state === 'allowed' || outcome.state === 'denied') reports.push(toReport(outcome.layer, outcome.info, outcome.state === 'denied'));
     }
-    if (reports.some((r) => r.denied)) {
+    return reports;
+  }
+
+  const check: LimitCheck<LayerOutcome[], LimitReport[]> = {
+    queue,
+    queueId: (req) => layers.map((layer) => layer.keyOf(req)).join('|'),
+    async attempt(req, res) {
+      for (const layer of layers) delete (req as unknown as Record<string, unknown>)[layer.infoProperty];
+      // Started together, so a Redis client pipelines them into one round trip.
+      const outcomes = await Promise.all(layers.map((layer) => countLayer(layer, req, res)));
+      const bug = outcomes.find((o) => o.state === 'error' && !(o.error instanceof StoreFailure));
+      if (bug?.state === 'error') {
+        await giveBack(outcomes);
+        throw bug.error;
+      }
+      const failed = outcomes.find((o) => o.state === 'error');
+      if (failed?.state === 'error') {
+        failures.report(failed.error);
+        await giveBack(outcomes);
+        return { kind: 'unavailable' };
+      }
+      const denied = reportsOf(outcomes).filter((r) => r.denied);
+      if (denied.length === 0) return { kind: 'allowed', value: outcomes };
       await giveBack(outcomes);
-      return { kind: 'denied', reports, retryAfterMs: Math.max(0, retryAfterMs) };
-    }
-    return { kind: 'allowed', reports };
-  }
-
-  function deny(req: Request, res: Response, reports: LimitReport[], retryAfterMs: number, waitedMs?: number): void {
-    const winner = mostRestrictive(reports.filter((r) => r.denied));
-    if (winner) reportLimit(res, winner);
-    const retryAfter = retryAfterSeconds(retryAfterMs);
-    const message = winner
-      ? `Rate limit reached for requests (${winner.layer}): limit ${winner.limit} per ${describeWindow(winner.windowMs)}. Please try again in ${retryAfter}s.`
-      : `Rate limit reached for requests: still no room after waiting ${waitedMs ?? 0} ms. Please try again in ${retryAfter}s.`;
-    renderError(new ApiError('rate_limit_exceeded', message, { headers: { 'Retry-After': retryAfter } }), req, res);
-  }
-
-  return async function tieredRateLimitMiddleware(req: Request, res: Response, next: NextFunction): Promise<void> {
-    try {
-      let verdict: Verdict;
-      let waitedMs: number | undefined;
-      if (queue) {
-        const id = layers.map((layer) => layer.keyOf(req)).join('|');
-        const outcome = await queue.run<Verdict>(id, res, async () => {
-          const attempt = await countRequest(req, res);
-          return attempt.kind === 'denied' ? { ok: false, value: attempt, retryAfterMs: attempt.retryAfterMs } : { ok: true, value: attempt };
-        });
-        if (outcome.status === 'aborted') return;
-        waitedMs = outcome.waitedMs;
-        if (!res.headersSent) res.setHeader(QUEUE_HEADER, String(waitedMs));
-        verdict = outcome.value ?? { kind: 'denied', reports: [], retryAfterMs: 1000 };
-      } else {
-        verdict = await countRequest(req, res);
-      }
-
-      if (verdict.kind === 'unavailable') {
-        if (failures.policy === 'failClosed') renderError(failures.unavailable(), req, res);
-        else next();
-        return;
-      }
-      if (verdict.kind === 'denied') {
-        deny(req, res, verdict.reports, verdict.retryAfterMs, waitedMs);
-        return;
-      }
-      const winner = mostRestrictive(verdict.reports);
+      const retryAfterMs = Math.max(0, ...denied.map((r) => r.resetAt - Date.now()));
+      return { kind: 'denied', value: denied, retryAfterMs };
+    },
+    cancel: giveBack,
+    commit(_req, res, outcomes) {
+      const winner = mostRestrictive(reportsOf(outcomes));
       if (winner) reportLimit(res, winner);
-      next();
-    } catch (error) {
-      next(error);
-    }
+    },
+    refuse(req, res, denied, waitedMs) {
+      const winner = denied && mostRestrictive(denied);
+      const retryAfter = retryAfterSeconds(winner ? winner.resetAt - Date.now() : 1000);
+      if (winner) reportLimit(res, winner);
+      const message = winner
+        ? `Rate limit reached for requests (${winner.layer}): limit ${winner.limit} per ${describeWindow(winner.windowMs)}. Please try again in ${retryAfter}s.`
+        : `Rate limit reached for requests: still no room after waiting ${waitedMs ?? 0} ms. Please try again in ${retryAfter}s.`;
+      renderError(new ApiError('rate_limit_exceeded', message, { headers: { 'Retry-After': retryAfter } }), req, res);
+    },
+    unavailable(req, res) {
+      renderError(failures.unavailable(), req, res);
+    },
   };
+
+  return registerLimitCheck(function tieredRateLimitMiddleware(req: Request, res: Response, next: NextFunction): Promise<void> {
+    return runLimitCheck(check, req, res, next);
+  }, check);
 }

@@ -5,7 +5,8 @@ import { LAYER_OPTION_NAMES, resolveLayers, type LimitLayer, type LimitLayerOpti
 import { describeWindow, mostRestrictive, reportLimit, retryAfterSeconds, type LimitReport } from './rate-limit-headers.js';
 import { StoreFailure, storeFailureHandling } from './store-failure.js';
 import type { CommonLimitOptions, WaitOptions } from './types.js';
-import { QUEUE_HEADER, resolveWaitOptions, WaitQueue } from './wait-queue.js';
+import { registerLimitCheck, runLimitCheck, type LimitCheck } from './limit-check.js';
+import { resolveWaitOptions, WaitQueue } from './wait-queue.js';
 
 export interface TokenRateLimitOptions extends CommonLimitOptions, LimitLayerOptions {
   /**
@@ -29,18 +30,29 @@ const OPTION_NAMES = [...LAYER_OPTION_NAMES, 'layers', 'stores', 'prefix', 'wait
 const CODE = 'ERR_TG_RATELIMIT';
 const FACTORY = 'tokenRateLimit';
 
-interface Charge {
+interface Target {
   layer: LimitLayer;
   key: string;
   limit: number;
+}
+
+interface Charge extends Target {
   result: WindowResult;
 }
 
-type Verdict =
-  | { kind: 'allowed'; charges: Charge[] }
-  /** `charges`: the layers that refused. */
-  | { kind: 'denied'; charges: Charge[]; retryAfterMs: number }
-  | { kind: 'unavailable' };
+/** An allowed reservation: what to settle, and where. */
+interface Reserved {
+  units: number;
+  charges: Charge[];
+  queueId: string;
+}
+
+/** Why a request was refused: the layers that refused, or one limit it can never fit. */
+interface Refusal {
+  units: number;
+  charges: Charge[];
+  tooLarge?: Target;
+}
 
 function toReport(charge: Charge, denied: boolean): LimitReport {
   return {
@@ -75,123 +87,102 @@ export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHand
   const waitSettings = resolveWaitOptions(options.wait, FACTORY, CODE);
   const queue = waitSettings && new WaitQueue(waitSettings, { exactRetryAfter: false });
 
-  async function refund(charges: Charge[], units: number): Promise<void> {
-    if (units === 0) return;
+  async function adjustAll(charges: Charge[], delta: number): Promise<void> {
+    if (delta === 0) return;
     await Promise.all(charges.map(async ({ key, layer, result }) => {
       try {
-        await failures.call('counter.adjust', counter.adjust(key, -units, { windowMs: layer.windowMs, windowStart: result.windowStart }));
+        await failures.call('counter.adjust', counter.adjust(key, delta, { windowMs: layer.windowMs, windowStart: result.windowStart }));
       } catch (error) {
         failures.report(error);
       }
     }));
   }
 
-  async function reserve(targets: { layer: LimitLayer; key: string; limit: number }[], units: number): Promise<Verdict> {
-    // Started together, so a Redis client pipelines them into one round trip.
-    const settled = await Promise.allSettled(targets.map((target) =>
-      failures.call('counter.consume', counter.consume(target.key, units, { limit: target.limit, windowMs: target.layer.windowMs }))));
-    const charges: Charge[] = [];
-    const counted: Charge[] = [];
-    let failure: unknown;
-    settled.forEach((outcome, index) => {
-      const target = targets[index]!;
-      if (outcome.status === 'rejected') failure ??= outcome.reason;
-      else {
-        const charge = { ...target, result: outcome.value };
-        charges.push(charge);
-        if (outcome.value.allowed) counted.push(charge);
-      }
-    });
-    if (failure !== undefined) {
-      if (!(failure instanceof StoreFailure)) throw failure;
-      failures.report(failure);
-      if (failures.policy === 'failClosed') {
-        await refund(counted, units);
-        return { kind: 'unavailable' };
-      }
-    }
-    // With nothing to reserve, a window already full still refuses: the request would add to it.
-    const denied = charges.filter((c) => !c.result.allowed || (units === 0 && c.result.remaining <= 0));
-    if (denied.length > 0) {
-      await refund(counted, units);
-      const retryAfterMs = Math.max(...denied.map((c) => c.result.retryAfterMs || c.result.resetAt - Date.now()));
-      return { kind: 'denied', charges: denied, retryAfterMs: Math.max(0, retryAfterMs) };
-    }
-    return { kind: 'allowed', charges };
+  function targetsOf(req: Request): Target[] {
+    return layers.map((layer) => ({ layer, key: `${prefix}${layer.name}:${layer.keyOf(req)}`, limit: layer.limitOf(req) }));
   }
 
-  function deny(req: Request, res: Response, charges: Charge[], retryAfterMs: number, waitedMs?: number): void {
-    const winner = mostRestrictive(charges.map((c) => toReport(c, true)));
-    if (winner) reportLimit(res, winner);
-    const retryAfter = retryAfterSeconds(retryAfterMs);
-    const message = winner
-      ? `Rate limit reached for tokens (${winner.layer}): limit ${winner.limit} per ${describeWindow(winner.windowMs)}, ${winner.remaining} left. Please try again in ${retryAfter}s.`
-      : `Rate limit reached for tokens: still no room after waiting ${waitedMs ?? 0} ms. Please try again in ${retryAfter}s.`;
-    renderError(new ApiError('tokens_rate_limit_exceeded', message, { headers: { 'Retry-After': retryAfter } }), req, res);
+  function unitsOf(req: Request, res: Response): number {
+    return Math.max(0, Math.ceil(getContext(req, res).estimate?.totalTokens ?? 0));
   }
 
-  return async function tokenRateLimitMiddleware(req: Request, res: Response, next: NextFunction): Promise<void> {
-    try {
-      const context = getContext(req, res);
-      const units = Math.max(0, Math.ceil(context.estimate?.totalTokens ?? 0));
-      const targets = layers.map((layer) => ({ layer, key: `${prefix}${layer.name}:${layer.keyOf(req)}`, limit: layer.limitOf(req) }));
-
+  const check: LimitCheck<Reserved, Refusal> = {
+    queue,
+    queueId: (req) => targetsOf(req).map((t) => t.key).join('|'),
+    async attempt(req, res) {
+      const units = unitsOf(req, res);
+      const targets = targetsOf(req);
       // Reserving it would drain the window and still fail: refuse with the numbers instead.
       const tooLarge = targets.find((t) => units > t.limit);
-      if (tooLarge) {
+      if (tooLarge) return { kind: 'denied', value: { tooLarge, units, charges: [] }, retryAfterMs: Infinity, final: true };
+
+      // Started together, so a Redis client pipelines them into one round trip.
+      const settled = await Promise.allSettled(targets.map((target) =>
+        failures.call('counter.consume', counter.consume(target.key, units, { limit: target.limit, windowMs: target.layer.windowMs }))));
+      const charges: Charge[] = [];
+      let failure: unknown;
+      settled.forEach((outcome, index) => {
+        if (outcome.status === 'rejected') failure ??= outcome.reason;
+        else charges.push({ ...targets[index]!, result: outcome.value });
+      });
+      const counted = charges.filter((c) => c.result.allowed);
+      if (failure !== undefined) {
+        if (!(failure instanceof StoreFailure)) {
+          await adjustAll(counted, -units);
+          throw failure;
+        }
+        failures.report(failure);
+        if (failures.policy === 'failClosed') {
+          await adjustAll(counted, -units);
+          return { kind: 'unavailable' };
+        }
+      }
+      // With nothing to reserve, a window already full still refuses: the request would add to it.
+      const denied = charges.filter((c) => !c.result.allowed || (units === 0 && c.result.remaining <= 0));
+      if (denied.length > 0) {
+        await adjustAll(counted, -units);
+        const retryAfterMs = Math.max(...denied.map((c) => c.result.retryAfterMs || c.result.resetAt - Date.now()));
+        return { kind: 'denied', value: { units, charges: denied }, retryAfterMs: Math.max(0, retryAfterMs) };
+      }
+      return { kind: 'allowed', value: { units, charges: counted, queueId: targets.map((t) => t.key).join('|') } };
+    },
+    cancel: ({ charges, units }) => adjustAll(charges, -units),
+    commit(req, res, { units, charges, queueId }) {
+      const winner = mostRestrictive(charges.map((c) => toReport(c, false)));
+      if (winner) reportLimit(res, winner);
+      if (charges.length === 0) return;
+      const context = getContext(req, res);
+      context.reservations.push({ kind: 'tokens', id: `${context.requestId}:tokens`, amount: units });
+      context.onSettle(async (record) => {
+        // Nothing metered: keep the reservation as charged, the safe upper bound.
+        if (!record) return;
+        const delta = tokensUsed(record) - units;
+        await adjustAll(charges, delta);
+        if (delta < 0) queue?.notify(queueId);
+      });
+    },
+    refuse(req, res, refusal, waitedMs) {
+      if (refusal?.tooLarge) {
+        const { tooLarge, units } = refusal;
         const message = `This request needs ${units} tokens but the limit is ${tooLarge.limit} tokens per ${describeWindow(tooLarge.layer.windowMs)} (${tooLarge.layer.name}). Lower max_tokens or shorten the input.`;
         renderError(new ApiError('tokens_rate_limit_exceeded', message, { headers: { 'x-should-retry': 'false' } }), req, res);
         return;
       }
-
-      let verdict: Verdict;
-      let waitedMs: number | undefined;
-      const queueId = targets.map((t) => t.key).join('|');
-      if (queue) {
-        const outcome = await queue.run<Verdict>(queueId, res, async () => {
-          const attempt = await reserve(targets, units);
-          return attempt.kind === 'denied' ? { ok: false, value: attempt, retryAfterMs: attempt.retryAfterMs } : { ok: true, value: attempt };
-        });
-        if (outcome.status === 'aborted') return;
-        waitedMs = outcome.waitedMs;
-        if (!res.headersSent) res.setHeader(QUEUE_HEADER, String(waitedMs));
-        verdict = outcome.value ?? { kind: 'denied', charges: [], retryAfterMs: 1000 };
-      } else {
-        verdict = await reserve(targets, units);
-      }
-
-      if (verdict.kind === 'unavailable') {
-        renderError(failures.unavailable(), req, res);
-        return;
-      }
-      if (verdict.kind === 'denied') {
-        deny(req, res, verdict.charges, verdict.retryAfterMs, waitedMs);
-        return;
-      }
-
-      const { charges } = verdict;
-      const winner = mostRestrictive(charges.map((c) => toReport(c, false)));
+      const winner = refusal && mostRestrictive(refusal.charges.map((c) => toReport(c, true)));
+      const retryMs = refusal ? Math.max(0, ...refusal.charges.map((c) => c.result.retryAfterMs || c.result.resetAt - Date.now())) : 1000;
+      const retryAfter = retryAfterSeconds(retryMs);
       if (winner) reportLimit(res, winner);
-      if (charges.length > 0) {
-        context.reservations.push({ kind: 'tokens', id: `${context.requestId}:tokens`, amount: units });
-        context.onSettle(async (record) => {
-          // Nothing metered: keep the reservation as charged, the safe upper bound.
-          if (!record) return;
-          const delta = tokensUsed(record) - units;
-          if (delta === 0) return;
-          await Promise.all(charges.map(async ({ key, layer, result }) => {
-            try {
-              await failures.call('counter.adjust', counter.adjust(key, delta, { windowMs: layer.windowMs, windowStart: result.windowStart }));
-            } catch (error) {
-              failures.report(error);
-            }
-          }));
-          if (delta < 0) queue?.notify(queueId);
-        });
-      }
-      next();
-    } catch (error) {
-      next(error);
-    }
+      const message = winner
+        ? `Rate limit reached for tokens (${winner.layer}): limit ${winner.limit} per ${describeWindow(winner.windowMs)}, ${winner.remaining} left. Please try again in ${retryAfter}s.`
+        : `Rate limit reached for tokens: still no room after waiting ${waitedMs ?? 0} ms. Please try again in ${retryAfter}s.`;
+      renderError(new ApiError('tokens_rate_limit_exceeded', message, { headers: { 'Retry-After': retryAfter } }), req, res);
+    },
+    unavailable(req, res) {
+      renderError(failures.unavailable(), req, res);
+    },
   };
+
+  return registerLimitCheck(function tokenRateLimitMiddleware(req: Request, res: Response, next: NextFunction): Promise<void> {
+    return runLimitCheck(check, req, res, next);
+  }, check);
 }

@@ -79,6 +79,19 @@ describe('tieredRateLimit per tier', () => {
   });
 });
 
+describe('tieredRateLimit client IP fallback', () => {
+  it('counts IPv6 callers by /56 subnet, so one host cannot rotate addresses around the limit', async () => {
+    const app = testApp(tieredRateLimit({ limit: 1 }));
+    app.set('trust proxy', 'loopback');
+    const from = (ip: string) => request(app).get('/').set('x-forwarded-for', ip);
+    expect((await from('2001:db8:abcd:12::1')).status).toBe(200);
+    expect((await from('2001:db8:abcd:13::2')).status).toBe(429);
+    expect((await from('2001:db8:abcd:100::1')).status).toBe(200);
+    expect((await from('203.0.113.7')).status).toBe(200);
+    expect((await from('203.0.113.7')).status).toBe(429);
+  });
+});
+
 describe('tieredRateLimit window boundaries (fake Date, memory store)', () => {
   it('refuses until the window ends, then counts afresh', async () => {
     const start = Date.UTC(2026, 10, 22, 8, 0, 0);

@@ -1,0 +1,114 @@
+// Redis round trips per request, counted by a relay: all layers of a limiter share one; combineLimits makes several limiters share one.
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import request from 'supertest';
+import type { RequestHandler } from 'express';
+import { getContext } from '@tollgate/core';
+import { createRedisStores, type RedisStores } from '@tollgate/redis';
+import { combineLimits, tieredRateLimit, tokenRateLimit } from '@tollgate/ratelimit';
+import { testApp, usageRecord } from './helpers.js';
+
+/**
+ * A TCP relay in front of Redis. A flight is the client sending after it last heard from Redis:
+ * commands pipelined together count once, a command sent after a reply counts again.
+ */
+class FlightCounter {
+  flights = 0;
+  readonly #server: net.Server;
+  readonly #sockets = new Set<net.Socket>();
+
+  constructor(target: URL) {
+    this.#server = net.createServer((client) => {
+      const upstream = net.connect(Number(target.port || 6379), target.hostname);
+      this.#sockets.add(client).add(upstream);
+      let heardBack = true;
+      client.on('data', (chunk) => {
+        if (heardBack) this.flights++;
+        heardBack = false;
+        upstream.write(chunk);
+      });
+      upstream.on('data', (chunk) => {
+        heardBack = true;
+        client.write(chunk);
+      });
+      const close = () => {
+        client.destroy();
+        upstream.destroy();
+      };
+      client.on('close', close).on('error', close);
+      upstream.on('close', close).on('error', close);
+    });
+  }
+
+  async start(): Promise<string> {
+    await new Promise<void>((resolve) => this.#server.listen(0, '127.0.0.1', resolve));
+    return `redis://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.#sockets) socket.destroy();
+    await new Promise((resolve) => this.#server.close(resolve));
+  }
+}
+
+const relay = new FlightCounter(new URL(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'));
+let stores: RedisStores;
+const prefix = `tg-test:${randomUUID()}:`;
+
+beforeAll(async () => {
+  stores = createRedisStores({ url: await relay.start(), prefix });
+});
+
+afterAll(async () => {
+  await stores.close();
+  await relay.close();
+});
+
+const estimate: RequestHandler = (req, res, next) => {
+  getContext(req, res).estimate = { provider: 'openai', model: 'm', inputTokens: 100, maxOutputTokens: 900, costNanoUsd: 0, totalTokens: 1000 };
+  next();
+};
+
+/** Settles with real usage (less than reserved) before answering, so the settle's trip is counted with the request. */
+const settleThenAnswer = async (req: Parameters<RequestHandler>[0], res: Parameters<RequestHandler>[1]) => {
+  const context = getContext(req, res);
+  context.metered = true;
+  await context.settle(usageRecord(100, 10));
+  res.json({ ok: true });
+};
+
+async function flightsPerRequest(app: Parameters<typeof request>[0]): Promise<number> {
+  // Warm-up: script loads and the first connection are not per-request costs.
+  for (let i = 0; i < 3; i++) expect((await request(app).post('/v1/chat/completions').set('x-key', 'k1')).status).toBe(200);
+  const before = relay.flights;
+  const response = await request(app).post('/v1/chat/completions').set({ 'x-key': 'k1', 'x-tenant': 'acme' });
+  expect(response.status).toBe(200);
+  return relay.flights - before;
+}
+
+const requestLayers = () => [{ by: 'global' as const, limit: 1000 }, { by: 'tenant' as const, limit: 1000 }, { by: 'key' as const, limit: 1000 }];
+const tokenLayers = () => [{ by: 'tenant' as const, limit: 1_000_000 }, { by: 'key' as const, limit: 1_000_000 }];
+const unique = () => `${prefix}${randomUUID()}:`;
+
+describe('Redis round trips per request', () => {
+  it('tieredRateLimit with three layers: 1', async () => {
+    expect(await flightsPerRequest(testApp(tieredRateLimit({ stores, layers: requestLayers(), prefix: unique() })))).toBe(1);
+  });
+
+  it('tokenRateLimit with two layers: 1 to reserve (+1 to settle a difference)', async () => {
+    expect(await flightsPerRequest(testApp([estimate, tokenRateLimit({ stores, layers: tokenLayers(), prefix: unique() })]))).toBe(1);
+    expect(await flightsPerRequest(testApp([estimate, tokenRateLimit({ stores, layers: tokenLayers(), prefix: unique() })], settleThenAnswer))).toBe(2);
+  });
+
+  it('tieredRateLimit then tokenRateLimit: 2; combined with combineLimits: 1', async () => {
+    const separate = testApp([tieredRateLimit({ stores, layers: requestLayers(), prefix: unique() }), estimate, tokenRateLimit({ stores, layers: tokenLayers(), prefix: unique() })]);
+    expect(await flightsPerRequest(separate)).toBe(2);
+    const limitsOnly = testApp([estimate, combineLimits(
+      tieredRateLimit({ stores, layers: requestLayers(), prefix: unique() }),
+      tokenRateLimit({ stores, layers: tokenLayers(), prefix: unique() }),
+    )]);
+    expect(await flightsPerRequest(limitsOnly)).toBe(1);
+  });
+});
