@@ -1,0 +1,128 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { aggregateUsage, formatUsageTable, ledgerMigrationSql, migrateUsageLedger, postgresSink, runReportCommand } from '@tollgate/metering';
+import pg from 'pg';
+import { sampleRecord } from './sample-record.js';
+
+const POSTGRES_URL = process.env.POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+// A schema of its own per run, dropped after: other test runs share the database.
+const schema = `tg_metering_${randomBytes(6).toString('hex')}`;
+const table = 'usage_ledger';
+const db = new pg.Pool({ connectionString: POSTGRES_URL, max: 2 });
+
+const now = Date.now();
+const hoursAgo = (hours: number) => new Date(now - hours * 3_600_000).toISOString();
+const records = [
+  sampleRecord({ requestId: 'r1', timestamp: hoursAgo(1), tenantId: 'acme', feature: 'support-bot', model: 'gpt-4o', costNanoUsd: 3_000_000, inputTokens: 1000, outputTokens: 100 }),
+  sampleRecord({ requestId: 'r2', timestamp: hoursAgo(2), tenantId: 'acme', feature: 'search', model: 'gpt-4o-mini', costNanoUsd: 1_000_000, inputTokens: 500, outputTokens: 50 }),
+  sampleRecord({ requestId: 'r3', timestamp: hoursAgo(30), tenantId: 'globex', feature: 'support-bot', model: 'gpt-4o', costNanoUsd: 7_500_000, inputTokens: 2000, outputTokens: 300, cachedInputTokens: 0, reasoningTokens: 0 }),
+  sampleRecord({ requestId: 'r4', timestamp: hoursAgo(24 * 10), tenantId: 'acme', costNanoUsd: 99_000_000 }),
+  sampleRecord({ requestId: 'r5', timestamp: hoursAgo(3), tenantId: null, feature: null, model: 'claude-haiku-4-5', costNanoUsd: 250_000, inputTokens: 10, outputTokens: 5, cachedInputTokens: 0, reasoningTokens: 0 }),
+];
+
+beforeAll(async () => {
+  const sink = postgresSink({ connectionString: POSTGRES_URL, schema, table, batchSize: 2, flushIntervalMs: 60_000 });
+  for (const record of records) sink.write(record);
+  // A retried record (same request id) is stored once.
+  sink.write(records[0]!);
+  await sink.close();
+});
+
+afterAll(async () => {
+  await db.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  await db.end();
+});
+
+describe('postgresSink', () => {
+  it('creates the table and its indexes, and stores each request once', async () => {
+    const rows = await db.query<{ request_id: string; cost_nano_usd: string; tenant_id: string | null; ts: Date; stream: boolean }>(`SELECT request_id, cost_nano_usd, tenant_id, ts, stream FROM "${schema}"."${table}" ORDER BY request_id`);
+    expect(rows.rows.map((row) => row.request_id)).toEqual(['r1', 'r2', 'r3', 'r4', 'r5']);
+    expect(Number(rows.rows[0]!.cost_nano_usd)).toBe(3_000_000);
+    expect(rows.rows[0]!.ts.toISOString()).toBe(records[0]!.timestamp);
+    expect(rows.rows[4]!.tenant_id).toBeNull();
+    const indexes = await db.query<{ indexdef: string }>('SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = $2', [schema, table]);
+    const definitions = indexes.rows.map((row) => row.indexdef).join('\n');
+    expect(definitions).toContain('(tenant_id, ts)');
+    expect(definitions).toContain('(feature, ts)');
+    expect(definitions).toContain('(model, ts)');
+    expect(definitions).toContain('(request_id)');
+  });
+
+  it('migrates idempotently (a second run changes nothing)', async () => {
+    await expect(migrateUsageLedger(db, { schema, table })).resolves.toBeUndefined();
+    expect(ledgerMigrationSql({ schema, table })[0]).toBe(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
+    expect(() => ledgerMigrationSql({ table: 'usage; DROP TABLE x' })).toThrow(/plain SQL identifier/);
+  });
+
+  it('never fails the caller when PostgreSQL is unreachable', async () => {
+    const errors: unknown[] = [];
+    const sink = postgresSink({ connectionString: 'postgres://postgres@127.0.0.1:1/none', schema, table, onError: (error) => errors.push(error), flushIntervalMs: 60_000 });
+    expect(() => sink.write(sampleRecord({ requestId: 'lost' }))).not.toThrow();
+    await expect(sink.flush()).resolves.toBeUndefined();
+    expect(errors.length).toBeGreaterThan(0);
+    expect(sink.pending).toBe(1);
+    await sink.close();
+  });
+});
+
+describe('aggregateUsage', () => {
+  const since = new Date(now - 7 * 86_400_000);
+
+  it('sums spend and tokens per tenant over the range, most expensive first', async () => {
+    const rows = await aggregateUsage(db, { by: 'tenant', since, schema, table });
+    expect(rows).toEqual([
+      { group: 'globex', requests: 1, inputTokens: 2000, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 300, reasoningTokens: 0, costNanoUsd: 7_500_000 },
+      { group: 'acme', requests: 2, inputTokens: 1500, cachedInputTokens: 800, cacheWriteTokens: 0, outputTokens: 150, reasoningTokens: 100, costNanoUsd: 4_000_000 },
+      { group: null, requests: 1, inputTokens: 10, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 5, reasoningTokens: 0, costNanoUsd: 250_000 },
+    ]);
+  });
+
+  it('groups by feature, model and UTC day', async () => {
+    const byFeature = await aggregateUsage(db, { by: 'feature', since, schema, table });
+    expect(byFeature.map((row) => [row.group, row.costNanoUsd])).toEqual([['support-bot', 10_500_000], ['search', 1_000_000], [null, 250_000]]);
+    const byModel = await aggregateUsage(db, { by: 'model', since, schema, table, tenantId: 'acme' });
+    expect(byModel.map((row) => [row.group, row.requests])).toEqual([['gpt-4o', 1], ['gpt-4o-mini', 1]]);
+    const byDay = await aggregateUsage(db, { by: 'day', since: new Date(now - 20 * 86_400_000), schema, table });
+    const days = [...new Set(records.map((record) => record.timestamp.slice(0, 10)))].sort();
+    expect(byDay.map((row) => row.group)).toEqual(days);
+    expect(byDay.reduce((sum, row) => sum + row.costNanoUsd, 0)).toBe(110_750_000);
+  });
+});
+
+describe('runReportCommand', () => {
+  const capture = () => {
+    const out = { stdout: '', stderr: '' };
+    return { out, io: { stdout: { write: (text: string) => (out.stdout += text) }, stderr: { write: (text: string) => (out.stderr += text) } } };
+  };
+
+  it('prints a table per tenant for the last 7 days', async () => {
+    const { out, io } = capture();
+    const code = await runReportCommand(['report', '--by', 'tenant', '--since', '7d', '--postgres', POSTGRES_URL, '--schema', schema, '--table', table], io);
+    expect(out.stderr).toBe('');
+    expect(code).toBe(0);
+    const lines = out.stdout.split('\n');
+    expect(lines[2]).toMatch(/^tenant\s+requests\s+input\s+cached\s+cache write\s+output\s+reasoning\s+cost$/);
+    expect(out.stdout).toMatch(/globex\s+1\s+2,000\s+0\s+0\s+300\s+0\s+\$0\.007500/);
+    expect(out.stdout).toMatch(/acme\s+2\s+1,500\s+800\s+0\s+150\s+100\s+\$0\.004000/);
+    expect(out.stdout).toMatch(/\(none\)\s+1\s+10/);
+    expect(out.stdout).toMatch(/total\s+4\s+3,510\s+800\s+0\s+455\s+100\s+\$0\.011750/);
+  });
+
+  it('prints JSON by day, and explains bad arguments with exit code 2', async () => {
+    const json = capture();
+    expect(await runReportCommand(['--by=day', '--since=30d', `--postgres=${POSTGRES_URL}`, `--schema=${schema}`, `--table=${table}`, '--json'], json.io)).toBe(0);
+    expect((JSON.parse(json.out.stdout) as unknown[]).length).toBe(new Set(records.map((record) => record.timestamp.slice(0, 10))).size);
+    const bad = capture();
+    expect(await runReportCommand(['report', '--by', 'planet'], bad.io)).toBe(2);
+    expect(bad.out.stderr).toContain('--by must be one of tenant, feature, model, day');
+    const failing = capture();
+    expect(await runReportCommand(['report', '--postgres', POSTGRES_URL, '--schema', schema, '--table', 'no_such_table'], failing.io)).toBe(1);
+    expect(failing.out.stderr).toContain('no_such_table');
+  });
+
+  it('formats a table with a total row', () => {
+    const text = formatUsageTable('model', [{ group: 'gpt-4o', requests: 1, inputTokens: 1, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 1, reasoningTokens: 0, costNanoUsd: 1_500_000_000 }]);
+    expect(text).toContain('$1.50');
+    expect(text.trimEnd().split('\n').pop()).toMatch(/^total/);
+  });
+});
