@@ -1,5 +1,6 @@
 // Rate limit headers: IETF RateLimit/RateLimit-Policy (draft-8) and OpenAI's x-ratelimit-*, most restrictive layer only.
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ApiError, type ErrorRenderer } from '@tollgate/core';
 
 export type QuotaKind = 'requests' | 'tokens';
 
@@ -101,4 +102,19 @@ export function reportLimit(res: ServerResponse, report: LimitReport): void {
 /** The report currently in the headers for `kind` (for tests and later middleware). */
 export function reportedLimit(res: ServerResponse, kind: QuotaKind): LimitReport | undefined {
   return reported.get(res)?.[kind];
+}
+
+/**
+ * Answers 429 for a window limit: reports the refusing layer in the headers, `Retry-After`, and
+ * a message naming the layer and its limit (or the wait, for a request that never reached the head of the queue).
+ */
+export function refuseOverLimit(render: ErrorRenderer, req: IncomingMessage, res: ServerResponse, kind: QuotaKind, winner: LimitReport | undefined, retryAfterMs: number, waitedMs: number | undefined): void {
+  const retryAfter = retryAfterSeconds(retryAfterMs);
+  if (winner) reportLimit(res, winner);
+  const left = kind === 'tokens' && winner ? `, ${winner.remaining} left` : '';
+  const message = winner
+    ? `Rate limit reached for ${kind} (${winner.layer}): limit ${winner.limit} per ${describeWindow(winner.windowMs)}${left}. Please try again in ${retryAfter}s.`
+    : `Rate limit reached for ${kind}: still no room after waiting ${waitedMs ?? 0} ms. Please try again in ${retryAfter}s.`;
+  const code = kind === 'tokens' ? 'tokens_rate_limit_exceeded' : 'rate_limit_exceeded';
+  render(new ApiError(code, message, { headers: { 'Retry-After': retryAfter } }), req, res);
 }

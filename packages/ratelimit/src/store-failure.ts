@@ -1,5 +1,5 @@
 // Store failures and timeouts: marked apart from bugs, reported without flooding, answered by the policy.
-import { ApiError, parseDuration, StoreTimeoutError, TollgateError, withTimeout } from '@tollgate/core';
+import { ApiError, parseDuration, TollgateError, withTimeout } from '@tollgate/core';
 import type { CommonLimitOptions, StoreFailurePolicy } from './types.js';
 
 /** A store call that failed or timed out: the policy decides, unlike a bug, which goes to next(err). */
@@ -68,8 +68,4 @@ export function storeFailureHandling(options: CommonLimitOptions, middleware: st
       return new ApiError('service_unavailable', 'Rate limiting is temporarily unavailable; please retry shortly.', { headers: { 'Retry-After': 1 } });
     },
   };
-}
-
-export function isStoreTimeout(error: unknown): boolean {
-  return error instanceof StoreFailure && error.cause instanceof StoreTimeoutError;
 }

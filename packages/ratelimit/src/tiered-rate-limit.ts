@@ -1,9 +1,9 @@
 // tieredRateLimit: requests per window per tier, in layers (global, tenant, key), on express-rate-limit.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { rateLimit, type RateLimitInfo, type RateLimitRequestHandler, type Store } from 'express-rate-limit';
-import { ApiError, assertKnownOptions, renderApiError } from '@tollgate/core';
+import { assertKnownOptions, renderApiError } from '@tollgate/core';
 import { LAYER_OPTION_NAMES, resolveLayers, type LimitLayer, type LimitLayerOptions } from './limit-layers.js';
-import { describeWindow, mostRestrictive, reportLimit, retryAfterSeconds, type LimitReport } from './rate-limit-headers.js';
+import { mostRestrictive, refuseOverLimit, reportLimit, type LimitReport } from './rate-limit-headers.js';
 import { createRequestStore } from './request-store.js';
 import { StoreFailure, storeFailureHandling } from './store-failure.js';
 import type { CommonLimitOptions, StoresWithCommands, WaitOptions } from './types.js';
@@ -166,12 +166,7 @@ export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHa
     },
     refuse(req, res, denied, waitedMs) {
       const winner = denied && mostRestrictive(denied);
-      const retryAfter = retryAfterSeconds(winner ? winner.resetAt - Date.now() : 1000);
-      if (winner) reportLimit(res, winner);
-      const message = winner
-        ? `Rate limit reached for requests (${winner.layer}): limit ${winner.limit} per ${describeWindow(winner.windowMs)}. Please try again in ${retryAfter}s.`
-        : `Rate limit reached for requests: still no room after waiting ${waitedMs ?? 0} ms. Please try again in ${retryAfter}s.`;
-      renderError(new ApiError('rate_limit_exceeded', message, { headers: { 'Retry-After': retryAfter } }), req, res);
+      refuseOverLimit(renderError, req, res, 'requests', winner, winner ? winner.resetAt - Date.now() : 1000, waitedMs);
     },
     unavailable(req, res) {
       renderError(failures.unavailable(), req, res);

@@ -2,7 +2,7 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { ApiError, assertKnownOptions, createMemoryStores, getContext, renderApiError, type TollgateStores, type UsageRecord, type WindowResult } from '@tollgate/core';
 import { LAYER_OPTION_NAMES, resolveLayers, type LimitLayer, type LimitLayerOptions } from './limit-layers.js';
-import { describeWindow, mostRestrictive, reportLimit, retryAfterSeconds, type LimitReport } from './rate-limit-headers.js';
+import { describeWindow, mostRestrictive, refuseOverLimit, reportLimit, type LimitReport } from './rate-limit-headers.js';
 import { StoreFailure, storeFailureHandling } from './store-failure.js';
 import type { CommonLimitOptions, WaitOptions } from './types.js';
 import { registerLimitCheck, runLimitCheck, type LimitCheck } from './limit-check.js';
@@ -169,13 +169,8 @@ export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHand
         return;
       }
       const winner = refusal && mostRestrictive(refusal.charges.map((c) => toReport(c, true)));
-      const retryMs = refusal ? Math.max(0, ...refusal.charges.map((c) => c.result.retryAfterMs || c.result.resetAt - Date.now())) : 1000;
-      const retryAfter = retryAfterSeconds(retryMs);
-      if (winner) reportLimit(res, winner);
-      const message = winner
-        ? `Rate limit reached for tokens (${winner.layer}): limit ${winner.limit} per ${describeWindow(winner.windowMs)}, ${winner.remaining} left. Please try again in ${retryAfter}s.`
-        : `Rate limit reached for tokens: still no room after waiting ${waitedMs ?? 0} ms. Please try again in ${retryAfter}s.`;
-      renderError(new ApiError('tokens_rate_limit_exceeded', message, { headers: { 'Retry-After': retryAfter } }), req, res);
+      const retryAfterMs = refusal ? Math.max(0, ...refusal.charges.map((c) => c.result.retryAfterMs || c.result.resetAt - Date.now())) : 1000;
+      refuseOverLimit(renderError, req, res, 'tokens', winner, retryAfterMs, waitedMs);
     },
     unavailable(req, res) {
       renderError(failures.unavailable(), req, res);
