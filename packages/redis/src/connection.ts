@@ -59,9 +59,14 @@ export function connectUrl(url: string, timeoutMs: number): Connection {
     async close() {
       if (closed) return;
       closed = true;
-      if (client.isOpen) await client.close();
-      else client.destroy();
-      await firstReady;
+      if (!client.isOpen) return;
+      if (!client.isReady) {
+        // Still (re)connecting: nothing to drain, and a graceful close would wait for a server that is not there.
+        client.destroy();
+        return;
+      }
+      // Let replies in flight arrive, but never wait on a stuck server for longer than one deadline.
+      await withTimeout(client.close(), Math.max(timeoutMs, 100), 'close').catch(() => client.destroy());
     },
   };
 }
