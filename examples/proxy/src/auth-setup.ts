@@ -1,14 +1,14 @@
-// Who is calling, from the config: API keys (config `keys` + the shared key store), optional JWTs, scope and model allowlist.
+// Who is calling, from the config: API keys (config `keys` + the shared key store), optional JWTs, the required scope.
 import type { RequestHandler } from 'express';
-import { apiKeyAuth, jwtAuth, keyRecordsFromConfig, modelAllowlist, requireScope } from '@tollgate/auth';
+import { apiKeyAuth, jwtAuth, keyRecordsFromConfig, requireScope } from '@tollgate/auth';
 import type { ApiKeyRecord, Identity, TollgateStores } from '@tollgate/core';
 import type { ProxyConfig } from './config.js';
+import { defaultTierOf } from './limits-setup.js';
 
 /** The tier of an identity that names none: its tenant's tier, else the config's default tier. */
 export function identityTierResolver(config: ProxyConfig): (identity: Identity) => Identity {
-  const tiers = config.tiers;
   const tenants = config.tenants ?? {};
-  const defaultTier = config.defaultTier ?? (tiers && Object.hasOwn(tiers, 'free') ? 'free' : undefined);
+  const defaultTier = defaultTierOf(config);
   return function resolveIdentityTier(identity) {
     if (identity.tier !== undefined) return identity;
     const tenant = identity.tenantId !== undefined && Object.hasOwn(tenants, identity.tenantId) ? tenants[identity.tenantId] : undefined;
@@ -28,7 +28,7 @@ export function keyLookup(config: ProxyConfig, stores: TollgateStores): (sha256:
   };
 }
 
-/** The auth part of the chain: identify, then scope, then model allowlist. */
+/** Identification: an API key, or (with `jwt` configured) a bearer JWT. */
 export function authMiddleware(config: ProxyConfig, stores: TollgateStores): RequestHandler[] {
   const withTier = identityTierResolver(config);
   const chain: RequestHandler[] = [
@@ -52,15 +52,10 @@ export function authMiddleware(config: ProxyConfig, stores: TollgateStores): Req
   return chain;
 }
 
-/** Scope and model checks, once the caller is known. */
+/**
+ * The scope check, once the caller is known. Models are checked by the ratelimit package's
+ * tierPolicy (tier list, then the key's own `models`), which also clamps the output cap.
+ */
 export function permissionMiddleware(config: ProxyConfig): RequestHandler[] {
-  const chain: RequestHandler[] = [];
-  if (config.requiredScope) chain.push(requireScope(config.requiredScope) as RequestHandler);
-  if (config.tiers) {
-    const tiers = Object.fromEntries(Object.entries(config.tiers).map(([name, tier]) => [name, tier.models ?? ['*']]));
-    chain.push(modelAllowlist({ tiers }) as RequestHandler);
-  } else {
-    chain.push(modelAllowlist() as RequestHandler);
-  }
-  return chain;
+  return config.requiredScope ? [requireScope(config.requiredScope) as RequestHandler] : [];
 }

@@ -3,16 +3,18 @@ import type { Request, Response } from 'express';
 import { isModelAllowed } from '@tollgate/core';
 import type { Identity, Pricing } from '@tollgate/core';
 import type { ProxyConfig } from './config.js';
+import { defaultTierOf } from './limits-setup.js';
 import { providerOfModel } from './provider-routing.js';
 
-/** The model patterns an identity's tier allows (`["*"]` when the tier sets none). */
+/**
+ * The model patterns an identity's tier allows, by the same rule as tierPolicy: a missing or
+ * unknown tier gets the default tier's list; no list at all means any model.
+ */
 export function tierModels(config: ProxyConfig, tier: string | undefined): string[] {
-  const tiers = config.tiers;
-  if (!tiers) return ['*'];
-  const entry = tier !== undefined && Object.hasOwn(tiers, tier) ? tiers[tier] : undefined;
-  // An identity whose tier the config does not know gets nothing: fail closed, as the allowlist does.
-  if (!entry) return [];
-  return entry.models ?? ['*'];
+  const tiers = config.tiers ?? {};
+  const defaultTier = defaultTierOf(config) ?? 'free';
+  const pick = (name: string | undefined) => (name !== undefined && Object.hasOwn(tiers, name) ? tiers[name] : undefined);
+  return (pick(tier) ?? pick(defaultTier))?.models ?? ['*'];
 }
 
 export function listModels(config: ProxyConfig, pricing: Pricing) {
