@@ -149,6 +149,16 @@ describe('400 and 404', () => {
     expect((error as OpenAIApiError).param).toBe('messages');
   });
 
+  it('malformed JSON is 400 and a body over the limit is 413, in the same error shape', async () => {
+    const headers = { authorization: `Bearer ${keys.free}`, 'content-type': 'application/json' };
+    const broken = await fetch(`${proxy.url}/v1/chat/completions`, { method: 'POST', headers, body: '{"model": "gpt-4o-mini", "messages": [' });
+    expect(broken.status).toBe(400);
+    expect(await broken.json()).toEqual({ error: { message: expect.any(String), type: 'invalid_request_error', code: 'invalid_request', param: 'body' } });
+    const huge = await fetch(`${proxy.url}/v1/chat/completions`, { method: 'POST', headers, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x'.repeat(1_100_000) }] }) });
+    expect(huge.status).toBe(413);
+    expect(await huge.json()).toEqual({ error: expect.objectContaining({ code: 'request_too_large' }) });
+  });
+
   it('unknown routes are 404 in the same error shape', async () => {
     const response = await fetch(`${proxy.url}/v1/embeddings`, { method: 'POST', headers: { authorization: `Bearer ${keys.free}` } });
     expect(response.status).toBe(404);
