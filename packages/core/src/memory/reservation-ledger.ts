@@ -7,6 +7,8 @@ interface ScopeState {
   expiresAt: number;
   /** Ids of live reservations holding part of `reserved`. */
   holders: Set<string>;
+  /** No holder expires before this: until then a lookup skips the scan (a busy global scope holds many). */
+  nextExpiry: number;
 }
 
 interface Reservation {
@@ -37,10 +39,15 @@ export class MemoryReservationLedger implements ReservationLedger {
   #live(key: string, now: number): ScopeState | undefined {
     const scope = this.#scopes.get(key);
     if (!scope) return undefined;
-    for (const id of scope.holders) {
-      const reservation = this.#reservations.get(id);
-      if (!reservation) scope.holders.delete(id);
-      else if (reservation.expiresAt <= now) this.#drop(id, reservation);
+    if (scope.nextExpiry <= now) {
+      let next = Infinity;
+      for (const id of scope.holders) {
+        const reservation = this.#reservations.get(id);
+        if (!reservation) scope.holders.delete(id);
+        else if (reservation.expiresAt <= now) this.#drop(id, reservation);
+        else next = Math.min(next, reservation.expiresAt);
+      }
+      scope.nextExpiry = next;
     }
     if (scope.expiresAt <= now && scope.holders.size === 0) {
       this.#scopes.delete(key);
@@ -52,7 +59,7 @@ export class MemoryReservationLedger implements ReservationLedger {
   #scope(key: string, expiresAt: number, now: number): ScopeState {
     let scope = this.#live(key, now);
     if (!scope) {
-      scope = { spent: 0, reserved: 0, expiresAt, holders: new Set() };
+      scope = { spent: 0, reserved: 0, expiresAt, holders: new Set(), nextExpiry: Infinity };
       this.#scopes.set(key, scope);
     } else if (expiresAt > scope.expiresAt) {
       scope.expiresAt = expiresAt;
@@ -84,6 +91,7 @@ export class MemoryReservationLedger implements ReservationLedger {
       const scope = this.#scope(key, expiresAt, now);
       scope.reserved += grant;
       scope.holders.add(request.id);
+      scope.nextExpiry = Math.min(scope.nextExpiry, reservation.expiresAt);
     }
     return { ok: true, id: request.id, amount: grant };
   }
