@@ -6,7 +6,7 @@ import type { LimitBy } from './types.js';
 
 export type LimitKeyResolver = (req: Request) => string;
 
-const BY_NAMES = ['key', 'user', 'tenant', 'global'] as const;
+const BY_NAMES = ['key', 'user', 'tenant', 'tier', 'global'] as const;
 
 function identityOf(req: Request): Identity | undefined {
   return (req as Partial<Request>).tollgate?.identity;
@@ -46,6 +46,13 @@ export function limitKeyResolver(by: LimitBy, code: string): LimitKeyResolver {
         const identity = identityOf(req);
         if (!identity) return clientAddress(req);
         return identity.tenantId ? `tenant:${identity.tenantId}` : `key:${identity.keyId}`;
+      };
+    case 'tier':
+      return (req) => {
+        const identity = identityOf(req);
+        if (!identity) return clientAddress(req);
+        // Callers without a tier share one pool rather than escaping the limit.
+        return `tier:${identity.tier ?? '(none)'}`;
       };
     default:
       throw new TollgateError(code, `"by" must be one of ${BY_NAMES.join(', ')} or a function; got ${JSON.stringify(by)}`);

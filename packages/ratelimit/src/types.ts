@@ -4,11 +4,12 @@ import type { ErrorRenderer, TollgateStores } from '@tollgate/core';
 
 /**
  * What a limit is counted by. `key`, `user` and `tenant` read `req.tollgate.identity`
- * (a missing user or tenant falls back to the key); `global` is one counter for everyone;
+ * (a missing user or tenant falls back to the key); `tier` pools every caller of a tier
+ * (callers without a tier pool together); `global` is one counter for everyone;
  * a function returns its own id. Without an identity (or when the function returns
  * undefined) the client IP is used, IPv6 by /56 subnet.
  */
-export type LimitBy = 'key' | 'user' | 'tenant' | 'global' | ((req: Request) => string | undefined);
+export type LimitBy = 'key' | 'user' | 'tenant' | 'tier' | 'global' | ((req: Request) => string | undefined);
 
 /** What to do when the store fails or answers slower than `timeoutMs`. */
 export type StoreFailurePolicy = 'failOpen' | 'failClosed';

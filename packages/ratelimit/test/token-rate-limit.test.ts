@@ -85,6 +85,30 @@ describe('tokenRateLimit reserve and settle', () => {
     expect(await peek(stores, 'key:k4')).toBe(950);
   });
 
+  it('frees the window gradually (weighted sliding window) and fully two windows later (manual clock)', async () => {
+    const clock = manualClock();
+    const stores = createMemoryStores({ clock: clock.now, sweepIntervalMs: 0 });
+    const app = testApp([estimateFromHeaders, tokenRateLimit({ stores, limit: 1000 })], settlingHandler);
+    const call = (tokens: number) => request(app).post('/').set({ 'x-key': 'k-slide', 'x-input': String(tokens), 'x-max-output': '0', 'x-used-input': String(tokens), 'x-used-output': '0' });
+    expect((await call(1000)).status).toBe(200);
+    expect((await call(1)).status).toBe(429);
+    // A quarter into the next window, the last window still weighs 3/4: 250 fit, 251 do not.
+    clock.advance(75_000);
+    expect((await call(251)).status).toBe(429);
+    expect((await call(250)).status).toBe(200);
+    clock.advance(120_000);
+    expect((await call(1000)).status).toBe(200);
+  });
+
+  it('pools every caller of a tier with by: tier', async () => {
+    const stores = createMemoryStores({ sweepIntervalMs: 0 });
+    const app = testApp([estimateFromHeaders, tokenRateLimit({ stores, by: 'tier', tiers: { free: 1000, pro: 5000 } })], settlingHandler);
+    const call = (key: string, tier: string) => request(app).post('/').set({ 'x-key': key, 'x-tier': tier, 'x-input': '600', 'x-max-output': '0', 'x-used-input': '600', 'x-used-output': '0' });
+    expect((await call('a', 'free')).status).toBe(200);
+    expect((await call('b', 'free')).status).toBe(429);
+    expect((await call('c', 'pro')).status).toBe(200);
+  });
+
   it('refuses a single request larger than the whole limit, without draining the window', async () => {
     const stores = createMemoryStores({ sweepIntervalMs: 0 });
     const app = testApp([estimateFromHeaders, tokenRateLimit({ stores, tiers: { free: 2000, pro: 100_000 } })], settlingHandler);
