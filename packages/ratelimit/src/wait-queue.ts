@@ -97,6 +97,8 @@ export class WaitQueue {
       if (this.#exactRetryAfter && last.retryAfterMs > maxMs) return { status: 'refused', value: last.value, waitedMs: 0 };
       queue = this.#queues.get(id);
     }
+    // Gone during the first attempt: 'close' has fired already and would never wake us.
+    if (res.destroyed) return { status: 'aborted', waitedMs: Date.now() - startedAt };
     if (queue && queue.length >= maxQueue) return { status: 'refused', value: last?.value, waitedMs: 0 };
     if (!queue) {
       queue = [];
