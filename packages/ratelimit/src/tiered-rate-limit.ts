@@ -36,6 +36,8 @@ export interface TieredRateLimitOptions extends CommonLimitOptions, LimitLayerOp
 const OPTION_NAMES = [...LAYER_OPTION_NAMES, 'layers', 'stores', 'prefix', 'wait', 'onStoreFailure', 'timeoutMs', 'onStoreError', 'renderError'] as const;
 const CODE = 'ERR_TG_RATELIMIT';
 const FACTORY = 'tieredRateLimit';
+/** Numbers limiter instances, so two of them on one request (or combined) never share a request property. */
+let instances = 0;
 
 interface RequestLayer extends LimitLayer {
   readonly store: Store;
@@ -73,10 +75,11 @@ export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHa
   const prefix = options.prefix ?? 'tg:rl:';
   const waitSettings = resolveWaitOptions(options.wait, FACTORY, CODE);
   const queue = waitSettings && new WaitQueue(waitSettings, { exactRetryAfter: true });
+  const instance = ++instances;
 
   const layers: RequestLayer[] = resolveLayers(options, { factory: FACTORY, codePrefix: CODE, defaultLimit: 60 }).map((layer, index) => {
     const store = createRequestStore(options.stores, `${prefix}${layer.name}:`, failures);
-    const infoProperty = `tollgateRateLimit${index}`;
+    const infoProperty = `tollgateRateLimit${instance}_${index}`;
     const limiter = rateLimit({
       windowMs: layer.windowMs,
       limit: (req) => layer.limitOf(req),

@@ -40,6 +40,19 @@ describe('combineLimits', () => {
     expect(await stores.counter.peek('tg:tokens:key:key:k1', { windowMs: 60_000 })).toBe(950);
   });
 
+  it('combines two request limiters (each with its own layers) without mixing their counts', async () => {
+    const app = testApp(combineLimits(tieredRateLimit({ by: 'global', limit: 3 }), tieredRateLimit({ by: 'key', limit: 2 })));
+    const call = (key: string) => request(app).get('/').set('x-key', key);
+    expect((await call('a')).headers['x-ratelimit-limit-requests']).toBe('2');
+    expect((await call('a')).status).toBe(200);
+    expect((await call('a')).status).toBe(429);
+    const b = await call('b');
+    expect(b.status).toBe(200);
+    expect(b.headers['x-ratelimit-limit-requests']).toBe('3');
+    expect(b.headers['x-ratelimit-remaining-requests']).toBe('0');
+    expect((await call('c')).status).toBe(429);
+  });
+
   it('releases a concurrency slot taken by an attempt another limiter refused', async () => {
     const app = testApp([estimate, combineLimits(concurrencyLimit({ limit: 1 }), tokenRateLimit({ limit: 100 }))]);
     expect((await request(app).post('/').set({ 'x-key': 'k1', 'x-tokens': '80' })).status).toBe(200);
