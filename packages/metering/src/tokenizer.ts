@@ -56,7 +56,7 @@ export function preloadTokenizers(): Promise<void> {
 export function encodingForModel(model: string): EncodingName {
   const id = model.toLowerCase().replace(/^ft:/, '');
   if (/^gpt-4o|^gpt-4\.|^chatgpt-4o/.test(id)) return 'o200k_base';
-  if (/^gpt-4|^gpt-3\.5|^text-embedding-(3|ada)/.test(id)) return 'cl100k_base';
+  if (/^gpt-4|^gpt-3\.5|^gpt-35|^text-embedding-(3|ada)/.test(id)) return 'cl100k_base';
   return 'o200k_base';
 }
 

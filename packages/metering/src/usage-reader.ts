@@ -8,7 +8,7 @@ const asArray = (value: unknown): unknown[] => (Array.isArray(value) ? value : [
 const count = (value: unknown): number => (typeof value === 'number' && Number.isFinite(value) && value > 0 ? Math.floor(value) : 0);
 
 /** Output text kept for counting when no usage arrives; beyond it only the byte count is kept. */
-const MAX_KEPT_OUTPUT_CHARS = 4 * 1024 * 1024;
+const MAX_KEPT_OUTPUT_CHARS = 1024 * 1024;
 
 export interface ReadUsage {
   usage: TokenUsage;

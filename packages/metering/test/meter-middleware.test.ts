@@ -184,6 +184,30 @@ describe('meter() with JSON responses', () => {
     expect(body.max_tokens).toBe(100);
   });
 
+  it('counts the output and charges the estimated prompt when the provider omits usage', async () => {
+    let estimateInput = 0;
+    const app = await start((req, res) => {
+      estimateInput = req.tollgate.estimate!.inputTokens;
+      res.json({ model: 'gpt-4o', choices: [{ index: 0, message: { role: 'assistant', content: 'hello world' } }] });
+    });
+    const recorded = app.sink.next();
+    await (await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [{ role: 'user', content: 'say hello world' }] })).text();
+    expect(await recorded).toMatchObject({ usageSource: 'counted', aborted: false, inputTokens: estimateInput, outputTokens: 2 });
+  });
+
+  it('leaves streams alone when includeStreamUsage is off', async () => {
+    let streamOptions: unknown = 'unset';
+    const app = await start((req, res) => {
+      streamOptions = req.body.stream_options;
+      sseHeaders(res);
+      res.end('data: [DONE]\n\n');
+    }, { includeStreamUsage: false });
+    const recorded = app.sink.next();
+    expect(await (await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', stream: true, messages: [] })).text()).toBe('data: [DONE]\n\n');
+    expect(streamOptions).toBeUndefined();
+    expect(await recorded).toMatchObject({ stream: true, outputTokens: 0, usageSource: 'counted' });
+  });
+
   it('records a failed provider call without charging the prompt', async () => {
     const app = await start((_req, res) => res.status(502).json({ error: { message: 'upstream down', type: 'server_error', code: 'upstream_error', param: null } }));
     const recorded = app.sink.next();

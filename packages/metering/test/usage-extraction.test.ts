@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from '@jest/globals';
 import type { ProviderApi, TokenUsage } from '@tollgate/core';
-import { createUsageReader, SseDecoder } from '@tollgate/metering';
+import { createUsageReader, findUsageObject, SseDecoder } from '@tollgate/metering';
 import type { SseBlock, UsageReader } from '@tollgate/metering';
 
 const fixture = (name: string) => readFileSync(new URL(`./fixtures/${name}`, import.meta.url));
@@ -114,5 +114,14 @@ describe('counting output when no usage arrives', () => {
     const cut = Buffer.from(text.slice(0, text.indexOf('event: response.output_text.done')));
     expect(readStream('openai.responses', [cut]).reader.result(lengthCounter)?.usage.outputTokens).toBe('Hi thére — 日本語 🚀'.length);
     expect(createUsageReader('openai.responses').result(lengthCounter)).toBeUndefined();
+  });
+});
+
+describe('findUsageObject (bodies too large to parse whole)', () => {
+  it('finds the last usage object in the tail of a JSON text, braces in strings included', () => {
+    const tail = `x": "a } { string"}], "usage": {"prompt_tokens": 12, "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": 0}}, "system_fingerprint": "fp"}`;
+    expect(findUsageObject(tail)).toEqual({ prompt_tokens: 12, completion_tokens: 3, prompt_tokens_details: { cached_tokens: 0 } });
+    expect(findUsageObject('{"choices": []}')).toBeUndefined();
+    expect(findUsageObject('"usage": {"prompt_tokens": 1')).toBeUndefined();
   });
 });
