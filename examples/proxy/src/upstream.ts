@@ -121,12 +121,13 @@ export function createUpstream(name: string, config: UpstreamConfig, env: NodeJS
 
       const { statusCode, headers } = answer;
       try {
-        if (statusCode >= 500) {
+        if (statusCode >= 500 || (statusCode >= 300 && statusCode < 400) || statusCode < 200) {
+          // A provider API never redirects: a 3xx is as much a failure as a 5xx.
           answer.body.dump().catch(() => undefined);
           next(new ApiError('upstream_error', `The ${name} upstream failed (HTTP ${statusCode}).`));
           return;
         }
-        if (statusCode >= 300) {
+        if (statusCode >= 400) {
           // 4xx (429 included) reach the client as the provider wrote them, with their retry hints.
           const bytes = await readCapped(answer.body);
           for (const header of PASSED_THROUGH_HEADERS) {
@@ -134,7 +135,7 @@ export function createUpstream(name: string, config: UpstreamConfig, env: NodeJS
             if (typeof value === 'string') res.setHeader(header, value);
           }
           const contentType = headers['content-type'];
-          res.status(statusCode >= 400 ? statusCode : 502);
+          res.status(statusCode);
           res.setHeader('content-type', typeof contentType === 'string' ? contentType : 'application/json');
           res.end(bytes);
           return;
