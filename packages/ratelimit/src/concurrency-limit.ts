@@ -58,18 +58,21 @@ interface SlotCounter {
 }
 
 function processSlots(): SlotCounter {
-  const inFlight = new Map<string, number>();
+  // Slot ids per key: releasing an id twice, or one never granted, changes nothing.
+  const inFlight = new Map<string, Set<string>>();
   return {
-    async acquire(key, limit) {
-      const count = inFlight.get(key) ?? 0;
-      if (count >= limit) return false;
-      inFlight.set(key, count + 1);
+    async acquire(key, limit, slotId) {
+      const held = inFlight.get(key) ?? new Set<string>();
+      if (held.size >= limit) return false;
+      held.add(slotId);
+      inFlight.set(key, held);
       return true;
     },
-    async release(key) {
-      const count = (inFlight.get(key) ?? 0) - 1;
-      if (count > 0) inFlight.set(key, count);
-      else inFlight.delete(key);
+    async release(key, slotId) {
+      const held = inFlight.get(key);
+      if (!held) return;
+      held.delete(slotId);
+      if (held.size === 0) inFlight.delete(key);
     },
   };
 }
@@ -133,6 +136,8 @@ export function concurrencyLimit(options: ConcurrencyLimitOptions = {}): Request
       } catch (error) {
         if (!(error instanceof StoreFailure)) throw error;
         failures.report(error);
+        // A timed-out acquire may still land: release it by id (harmless if it never did) rather than hold it for the TTL.
+        slots.release(key, slotId).catch(() => undefined);
         // failOpen: through without a slot, so there is nothing to release.
         return failures.policy === 'failClosed' ? { kind: 'unavailable' } : { kind: 'allowed', value: { key, slotId: '' } };
       }
