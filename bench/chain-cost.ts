@@ -7,8 +7,8 @@ import { fmtNumber, median, table } from './lib/stats.js';
 const STEPS = ['bare Express (no tollgate)', '+ apiKeyAuth', '+ tieredRateLimit', '+ meter', '+ tokenRateLimit', '+ budgetGuard'];
 
 export async function runChainCostBenchmark(context: BenchContext): Promise<SectionResult> {
-  const rounds = context.quick ? 2 : 4;
-  const requests = context.quick ? 5_000 : 20_000;
+  const rounds = context.quick ? 2 : 3;
+  const requests = context.quick ? 5_000 : 10_000;
   const children: BenchChild[] = [];
   try {
     for (let upTo = 0; upTo < STEPS.length; upTo++) children.push(await startServer({ app: 'tollgate-chain', options: { store: 'memory', upTo } }));

@@ -39,8 +39,8 @@ function chainCases(context: BenchContext): ChainCase[] {
 }
 
 export async function runChainBenchmark(context: BenchContext): Promise<SectionResult> {
-  const rounds = context.quick ? 2 : 5;
-  const durationS = context.quick ? 2 : 5;
+  const rounds = context.quick ? 2 : 4;
+  const durationS = context.quick ? 2 : 4;
   const connections = 32;
   const cases = chainCases(context);
   const servers = new Map<string, BenchChild>();

@@ -61,7 +61,7 @@ function cell(outcome: Outcome | undefined): string {
 }
 
 export async function runEstimationBenchmark(context: BenchContext): Promise<SectionResult> {
-  const limitMs = context.quick ? 10_000 : 20_000;
+  const limitMs = context.quick ? 10_000 : 15_000;
   const inputs = estimationInputs(context.quick);
   const results = new Map<string, Outcome[]>();
   for (const tokenizer of TOKENIZERS) results.set(tokenizer, await measureTokenizer(tokenizer, context.quick, limitMs, context.log));

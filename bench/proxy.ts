@@ -63,8 +63,8 @@ async function measureStreams(servers: Map<string, BenchChild>, names: string[],
 }
 
 export async function runProxyBenchmark(context: BenchContext): Promise<SectionResult> {
-  const rounds = context.quick ? 2 : 4;
-  const durationS = context.quick ? 2 : 4;
+  const rounds = context.quick ? 2 : 3;
+  const durationS = context.quick ? 2 : 3;
   const connections = 32;
   const cases = proxyCases(context);
   const servers = new Map<string, BenchChild>();
@@ -91,7 +91,7 @@ export async function runProxyBenchmark(context: BenchContext): Promise<SectionR
         (round, name, result) => context.log(`proxy ${mode} round ${round + 1}/${rounds} ${name}: ${fmtNumber(result.rps)} req/s`),
       );
     }
-    const streams = await measureStreams(servers, running.map((c) => c.name), rounds, context.quick ? 25 : 100);
+    const streams = await measureStreams(servers, running.map((c) => c.name), rounds, context.quick ? 25 : 60);
     return describe(cases, summaries, streams, missing, { rounds, durationS, connections });
   } finally {
     await Promise.all([...servers.values()].map((server) => server.close()));

@@ -8,9 +8,20 @@ import { closeTimedRequests, timedRequest } from './lib/timed-request.js';
 
 interface CountCase {
   name: string;
-  spec: (redisUrl: string) => ServerSpec;
-  /** Extra servers the case needs first (the proxy's upstream), given their URLs back. */
-  path?: string;
+  spec: (redisUrl: string, upstream: string) => ServerSpec;
+  /** The case forwards to the mock upstream (the proxy), which is started first. */
+  needsUpstream?: boolean;
+}
+
+/** Which middleware sends a command, from the key it touches (the bench chooses the limiter prefixes). */
+function ownerOf(label: string): string {
+  if (label.includes('{keys}')) return 'apiKeyAuth (key store lookup)';
+  if (label.includes('{ledger}')) return 'budgetGuard (reservation ledger)';
+  if (/tokens:|:wc:/.test(label)) return 'tokenRateLimit (window counter)';
+  if (label.includes(':rl:')) return 'tieredRateLimit (rate-limit-redis script)';
+  if (label.includes(':erl:')) return 'express-rate-limit (rate-limit-redis script)';
+  if (label.includes(':rlf')) return 'rate-limiter-flexible';
+  return '';
 }
 
 export interface CaseCount {
@@ -48,13 +59,18 @@ function keyPattern(key: string | undefined, prefix: string): string {
 
 export async function countRoundTrips(
   context: BenchContext,
-  benchCase: { name: string; spec: (redisUrl: string) => ServerSpec },
+  benchCase: CountCase,
   requests: number,
 ): Promise<CaseCount> {
   const target = new URL(REDIS_URL);
   const counter = new RedisCommandCounter({ host: target.hostname, port: Number(target.port || 6379) });
   const relayUrl = await counter.start();
-  const server = await startServer(benchCase.spec(relayUrl));
+  const upstream = benchCase.needsUpstream ? await startServer({ app: 'mock-upstream' }) : undefined;
+  const server = await startServer(benchCase.spec(relayUrl, upstream?.url ?? '')).catch(async (error: unknown) => {
+    await upstream?.close();
+    await counter.close();
+    throw error;
+  });
   try {
     const url = `${server.url}${CHAT_PATH}`;
     // Warm-up: connection handshakes, script loads and first-use lookups are not per-request costs.
@@ -92,6 +108,7 @@ export async function countRoundTrips(
     return { name: benchCase.name, requests, commandsBefore, commandsAfter, tripsBefore, tripsAfter, breakdown, failures };
   } finally {
     await server.close();
+    await upstream?.close();
     await counter.close();
     await closeTimedRequests();
   }
@@ -106,6 +123,11 @@ export async function runRoundTripBenchmark(context: BenchContext): Promise<Sect
     {
       name: 'tollgate full chain (Redis)',
       spec: (redisUrl) => ({ app: 'tollgate-chain', options: { store: 'redis', redisUrl, prefix: prefix('tollgate') } }),
+    },
+    {
+      name: 'tollgate example proxy (Redis)',
+      spec: (redisUrl, upstream) => ({ app: 'proxy', options: { store: 'redis', redisUrl, upstream, prefix: prefix('proxy') } }),
+      needsUpstream: true,
     },
   ];
   const counts: CaseCount[] = [];
@@ -147,8 +169,8 @@ function describeCounts(counts: CaseCount[], missing: string[], requests: number
     lines.push('', `Commands of **${c.name}**, per request (key patterns with the run prefix shown as <prefix>):`, '');
     const rows = [...c.breakdown.entries()]
       .sort((a, b) => b[1].before + b[1].after - (a[1].before + a[1].after))
-      .map(([label, n]) => [`\`${label}\``, per(n.before, c.requests), per(n.after, c.requests)]);
-    lines.push(table(['command and first key', 'before answer', 'after answer'], rows));
+      .map(([label, n]) => [`\`${label}\``, ownerOf(label), per(n.before, c.requests), per(n.after, c.requests)]);
+    lines.push(table(['command and first key', 'sent by', 'before answer', 'after answer'], rows));
   }
   if (missing.length > 0) lines.push('', 'Not measured:', ...missing.map((m) => `- ${m}`));
   const tollgate = counts.find((c) => c.name === 'tollgate full chain (Redis)');

@@ -77,8 +77,8 @@ export function estimationInputs(quick: boolean): EstimationInput[] {
     { name: '1 KB prompt', make: (v) => prosePrompt(KB, 100 + v), runs: quick ? 50 : 200 },
     { name: '100 KB prompt', make: (v) => prosePrompt(100 * KB, 200 + v), runs: quick ? 5 : 20 },
     { name: '1 MB prompt', make: (v) => prosePrompt(MB, 300 + v), runs: quick ? 2 : 5 },
-    { name: '1 MB of one repeated character', make: () => repeatedChar(MB), runs: quick ? 1 : 3 },
-    { name: '1 MB of random unicode', make: (v) => randomUnicode(MB, 400 + v), runs: quick ? 1 : 3 },
-    { name: '1 MB base64, no break', make: (v) => base64Blob(MB, 500 + v), runs: quick ? 1 : 3 },
+    { name: '1 MB of one repeated character', make: () => repeatedChar(MB), runs: quick ? 1 : 2 },
+    { name: '1 MB of random unicode', make: (v) => randomUnicode(MB, 400 + v), runs: quick ? 1 : 2 },
+    { name: '1 MB base64, no break', make: (v) => base64Blob(MB, 500 + v), runs: quick ? 1 : 2 },
   ];
 }
