@@ -1,9 +1,13 @@
 // Who is calling, from the config: API keys (config `keys` + the shared key store), optional JWTs, the required scope.
 import type { RequestHandler } from 'express';
 import { apiKeyAuth, jwtAuth, keyRecordsFromConfig, requireScope } from '@tollgate/auth';
+import type { JwtAuthOptions } from '@tollgate/auth';
 import type { ApiKeyRecord, Identity, TollgateStores } from '@tollgate/core';
 import type { ProxyConfig } from './config.js';
 import { defaultTierOf } from './limits-setup.js';
+
+/** A static JWKS as jwtAuth takes it (the config validated its shape). */
+type JwtKeySet = Exclude<NonNullable<JwtAuthOptions['jwks']>, string | URL>;
 
 /** The tier of an identity that names none: its tenant's tier, else the config's default tier. */
 export function identityTierResolver(config: ProxyConfig): (identity: Identity) => Identity {
@@ -37,7 +41,7 @@ export function authMiddleware(config: ProxyConfig, stores: TollgateStores): Req
   if (config.jwt) {
     const jwt = config.jwt;
     chain.push(jwtAuth({
-      ...(jwt.jwks ? { jwks: jwt.jwks as never } : {}),
+      ...(jwt.jwks ? { jwks: jwt.jwks as unknown as JwtKeySet } : {}),
       ...(jwt.jwksUrl ? { jwksUrl: jwt.jwksUrl } : {}),
       ...(jwt.issuer ? { issuer: jwt.issuer } : {}),
       ...(jwt.audience ? { audience: jwt.audience } : {}),
