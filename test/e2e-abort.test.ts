@@ -7,12 +7,13 @@ import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
 import type { UsageRecord } from '@tollgate/core';
 import { createMockProvider } from '../examples/proxy/src/mock-provider.js';
-import { newApiKey, sha256Hex, startProxy, waitFor } from './helpers/proxy.js';
+import { caught, newApiKey, sha256Hex, startProxy, waitFor } from './helpers/proxy.js';
 import type { RunningProxy } from './helpers/proxy.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-abort-'));
 const usageLog = path.join(dir, 'usage.jsonl');
 const key = newApiKey();
+const soloKey = newApiKey();
 const adminKey = newApiKey();
 let proxy: RunningProxy;
 
@@ -36,9 +37,12 @@ beforeAll(async () => {
     {
       usageLog,
       adminKeySha256: sha256Hex(adminKey),
-      tiers: { pro: { requestsPerMinute: 100, tokensPerMinute: 1_000_000 } },
-      tenants: { acme: { tier: 'pro', budget: { usd: 10, period: 'day' } } },
-      keys: [{ id: 'abort-key', sha256: sha256Hex(key), tenant: 'acme', scopes: ['chat'] }],
+      tiers: { pro: { requestsPerMinute: 100, tokensPerMinute: 1_000_000 }, solo: { requestsPerMinute: 100, maxConcurrent: 1 } },
+      tenants: { acme: { tier: 'pro', budget: { usd: 10, period: 'day' } }, solo: { tier: 'solo' } },
+      keys: [
+        { id: 'abort-key', sha256: sha256Hex(key), tenant: 'acme', scopes: ['chat'] },
+        { id: 'solo-key', sha256: sha256Hex(soloKey), tenant: 'solo', scopes: ['chat'] },
+      ],
     },
     // A long, slow answer: the client has time to leave in the middle of it.
     { mock: createMockProvider({ replyTokens: 400, chunkDelayMs: 10 }) },
@@ -99,5 +103,23 @@ describe('client abort mid-stream', () => {
       return current.reservedNanoUsd === 0 ? current : undefined;
     }, 'the reservation to settle');
     expect(view.spentNanoUsd - before).toBe(record.costNanoUsd);
+  });
+
+  it('a concurrency slot held by a stream is freed when its client leaves', async () => {
+    const openai = new OpenAI({ apiKey: soloKey, baseURL: `${proxy.url}/v1`, maxRetries: 0 });
+    const first = await openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'long' }], stream: true });
+    const iterator = first[Symbol.asyncIterator]();
+    await iterator.next();
+    const busy = await caught(openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'second' }], max_tokens: 2 }));
+    expect((busy as { status?: number }).status).toBe(429);
+    first.controller.abort();
+    const after = await waitFor(async () => {
+      try {
+        return await openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'third' }], max_tokens: 2 });
+      } catch {
+        return undefined;
+      }
+    }, 'the slot to be released');
+    expect(after.usage?.completion_tokens).toBe(2);
   });
 });
