@@ -1,5 +1,6 @@
 // @tollgate/metering: token estimation, usage read from responses and streams, cost, usage sinks and the report CLI.
-export { meter, findUsageObject } from './meter.js';
+export { meter } from './meter.js';
+export { findUsageObject } from './response-tap.js';
 export type { MeterOptions } from './meter.js';
 export {
   estimateRequest,

@@ -195,6 +195,16 @@ describe('meter() with JSON responses', () => {
     expect(await recorded).toMatchObject({ usageSource: 'counted', aborted: false, inputTokens: estimateInput, outputTokens: 2 });
   });
 
+  it('finds usage at the end of a JSON body too large to parse whole', async () => {
+    const big = JSON.stringify({ model: 'gpt-4o', choices: [{ index: 0, message: { role: 'assistant', content: 'x'.repeat(5_000_000) } }], usage: { prompt_tokens: 7, completion_tokens: 1_250_000 } });
+    const app = await start((_req, res) => {
+      res.type('application/json').send(big);
+    });
+    const recorded = app.sink.next();
+    expect((await (await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [] })).text()).length).toBe(big.length);
+    expect(await recorded).toMatchObject({ inputTokens: 7, outputTokens: 1_250_000, usageSource: 'provider' });
+  });
+
   it('leaves streams alone when includeStreamUsage is off', async () => {
     let streamOptions: unknown = 'unset';
     const app = await start((req, res) => {

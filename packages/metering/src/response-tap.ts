@@ -1,0 +1,186 @@
+// Reads a response for usage as it passes through res.write / res.end, without holding it back.
+import type { ProviderApi } from '@tollgate/core';
+import type { Response } from 'express';
+import { SseDecoder } from './sse-decoder.js';
+import { createUsageReader } from './usage-reader.js';
+import type { UsageReader } from './usage-reader.js';
+
+/** JSON bodies above this are not parsed whole: usage is looked for in their last bytes. */
+const MAX_JSON_BYTES = 4 * 1024 * 1024;
+const JSON_TAIL_BYTES = 64 * 1024;
+
+/** Finds the last `"usage": {...}` object in a JSON text (the tail of a body too big to parse whole). */
+export function findUsageObject(text: string): unknown {
+  const at = text.lastIndexOf('"usage"');
+  if (at === -1) return undefined;
+  const open = text.indexOf('{', at);
+  if (open === -1) return undefined;
+  let depth = 0;
+  let inString = false;
+  for (let i = open; i < text.length; i++) {
+    const char = text[i];
+    if (inString) {
+      if (char === '\\') i++;
+      else if (char === '"') inString = false;
+    } else if (char === '"') inString = true;
+    else if (char === '{') depth++;
+    else if (char === '}' && --depth === 0) {
+      try {
+        return JSON.parse(text.slice(open, i + 1));
+      } catch {
+        return undefined;
+      }
+    }
+  }
+  return undefined;
+}
+
+type WriteCallback = (error?: Error | null) => void;
+type Chunk = string | Buffer | Uint8Array;
+
+function toBuffer(chunk: Chunk, encoding: unknown): Buffer {
+  if (typeof chunk === 'string') return Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8');
+  return Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+}
+
+/**
+ * Wraps `res.write` / `res.end` to read the response as it passes. Bytes go out at once; only
+ * when the meter added the usage chunk to an OpenAI stream does it hold the bytes of an event
+ * until the event is complete, to drop that one chunk (providers send whole events per write,
+ * so in practice nothing waits).
+ */
+export class ResponseTap {
+  streamed = false;
+  private mode: 'unknown' | 'sse' | 'json' | 'other' = 'unknown';
+  private reader: UsageReader | undefined;
+  private decoder: SseDecoder | undefined;
+  private strip = false;
+  private json: Buffer[] = [];
+  private jsonBytes = 0;
+  /** The JSON body outgrew MAX_JSON_BYTES: only its tail is kept. */
+  private truncated = false;
+  private broken = false;
+
+  constructor(
+    private readonly res: Response,
+    private readonly api: ProviderApi | undefined,
+    private readonly addedUsage: boolean,
+  ) {
+    if (!api) return;
+    this.reader = createUsageReader(api, { stripAddedUsage: addedUsage });
+    const write = res.write.bind(res) as (chunk: Chunk, encoding?: BufferEncoding, callback?: WriteCallback) => boolean;
+    const end = res.end.bind(res) as (chunk?: Chunk, encoding?: BufferEncoding, callback?: () => void) => Response;
+
+    res.write = ((chunk: Chunk, encoding?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean => {
+      const cb = typeof encoding === 'function' ? encoding : callback;
+      const enc = typeof encoding === 'function' ? undefined : encoding;
+      if (chunk === undefined || chunk === null || this.broken) return write(chunk, enc, cb);
+      const forward = this.observe(toBuffer(chunk, enc));
+      if (forward === undefined) return write(chunk, enc, cb);
+      if (forward.length === 0) {
+        // Everything was held back (a partial or stripped event): the write still completes.
+        if (cb) process.nextTick(cb);
+        return true;
+      }
+      return write(forward, undefined, cb);
+    }) as Response['write'];
+
+    res.end = ((chunk?: Chunk | (() => void), encoding?: BufferEncoding | (() => void), callback?: () => void): Response => {
+      const cb = typeof chunk === 'function' ? chunk : typeof encoding === 'function' ? encoding : callback;
+      const data = typeof chunk === 'function' ? undefined : chunk;
+      const enc = typeof encoding === 'function' ? undefined : encoding;
+      if (this.broken) return end(data as Chunk, enc, cb);
+      let forward = data === undefined || data === null ? undefined : this.observe(toBuffer(data, enc));
+      const rest = this.endStream();
+      if (rest !== undefined) forward = forward === undefined ? rest : Buffer.concat([forward, rest]);
+      if (forward === undefined) return end(data as Chunk, enc, cb);
+      return forward.length === 0 ? end(undefined, undefined, cb) : end(forward, undefined, cb);
+    }) as Response['end'];
+  }
+
+  /** Reads a chunk; returns the bytes to send instead of it (strip mode), or undefined to send it as it is. */
+  private observe(bytes: Buffer): Buffer | undefined {
+    try {
+      if (this.mode === 'unknown') this.detect();
+      if (this.mode === 'sse') {
+        const blocks = this.decoder!.push(bytes);
+        const kept: Buffer[] = [];
+        for (const block of blocks) {
+          const drop = block.hasData && this.reader!.onEvent(block.event, block.data);
+          if (!drop) kept.push(block.raw);
+        }
+        return this.strip ? Buffer.concat(kept) : undefined;
+      }
+      if (this.mode === 'json') {
+        // Past the bound only the tail is kept: usage sits at the end of OpenAI and Anthropic bodies.
+        const kept = bytes.length > MAX_JSON_BYTES ? bytes.subarray(bytes.length - JSON_TAIL_BYTES) : bytes;
+        if (kept !== bytes) this.truncated = true;
+        this.jsonBytes += kept.length;
+        this.json.push(Buffer.from(kept));
+        while (this.json.length > 1 && this.jsonBytes > MAX_JSON_BYTES && this.jsonBytes - this.json[0]!.length >= JSON_TAIL_BYTES) {
+          this.jsonBytes -= this.json.shift()!.length;
+          this.truncated = true;
+        }
+      }
+      return undefined;
+    } catch (error) {
+      // Metering must never break a response: stop reading, keep passing bytes.
+      this.broken = true;
+      process.emitWarning(`tollgate: could not read the response for usage: ${error instanceof Error ? error.message : String(error)}`);
+      return undefined;
+    }
+  }
+
+  private detect(): void {
+    const type = String(this.res.getHeader('content-type') ?? '').toLowerCase();
+    if (type.includes('text/event-stream')) {
+      this.mode = 'sse';
+      this.streamed = true;
+      this.decoder = new SseDecoder();
+      // Dropping bytes would break a declared length; then the client just sees the chunk.
+      this.strip = this.addedUsage && this.res.getHeader('content-length') === undefined;
+    } else if (type.includes('json') || type === '') {
+      this.mode = 'json';
+    } else {
+      this.mode = 'other';
+    }
+  }
+
+  /** The response ended: the bytes still held (strip mode), if any. */
+  private endStream(): Buffer | undefined {
+    try {
+      if (this.mode === 'unknown') this.detect();
+      if (this.mode !== 'sse') return undefined;
+      const last = this.decoder!.end();
+      if (!last) return this.strip ? Buffer.alloc(0) : undefined;
+      const drop = last.hasData && this.reader!.onEvent(last.event, last.data);
+      return this.strip ? (drop ? Buffer.alloc(0) : last.raw) : undefined;
+    } catch {
+      this.broken = true;
+      return undefined;
+    }
+  }
+
+  /** The reader, after feeding it what a JSON body held. */
+  finish(): UsageReader | undefined {
+    const reader = this.reader;
+    if (!reader || this.mode !== 'json' || this.json.length === 0) return reader;
+    const text = Buffer.concat(this.json).toString('utf8');
+    this.json = [];
+    if (this.truncated) {
+      const usage = findUsageObject(text);
+      if (usage !== undefined) reader.onJson({ usage });
+      else reader.onUnparsed(text);
+      return reader;
+    }
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      reader.onUnparsed(text);
+      return reader;
+    }
+    reader.onJson(body);
+    return reader;
+  }
+}
