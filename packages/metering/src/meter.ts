@@ -143,6 +143,8 @@ export function meter(options: MeterOptions = {}) {
     let defaultCap = asked === undefined ? (tierCap ?? defaultCapOf(req)) : undefined;
     if (defaultCap !== undefined) defaultCap = positiveInteger(defaultCap, 'defaultMaxOutputTokens');
     const cap = tierCap !== undefined && asked !== undefined && asked > tierCap ? tierCap : defaultCap;
+    // A cap the provider does not know about would not bound anything: write it into the body.
+    if (cap !== undefined) setRequestOutputCap(body, api, cap);
     let estimate: RequestEstimate;
     try {
       estimate = estimateRequest({ api, body, model, pricing, ...estimateOptions, defaultMaxOutputTokens: cap });
@@ -152,8 +154,6 @@ export function meter(options: MeterOptions = {}) {
       }
       throw error;
     }
-    // A cap the provider does not know about would not bound anything: write it into the body.
-    if (cap !== undefined) setRequestOutputCap(body, api, cap);
     let addedUsage = false;
     if (includeStreamUsage && api === 'openai.chat' && requestStreams(body)) {
       const record = body as Record<string, unknown>;

@@ -172,16 +172,24 @@ describe('meter() with JSON responses', () => {
     expect(record.costNanoUsd).toBe(costNanoUsd({ inputTokens: 1000, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 100, reasoningTokens: 0 }, pricing.get('gpt-4o-mini')));
   });
 
-  it('clamps the output cap to the tier and writes it into the body', async () => {
+  it('fills and clamps the output cap to the tier and writes it into the body', async () => {
     let body: Record<string, unknown> = {};
+    let maxOutputTokens = 0;
     const app = await start((req, res) => {
       body = req.body;
+      maxOutputTokens = req.tollgate.estimate!.maxOutputTokens;
       res.json({ usage: { prompt_tokens: 1, completion_tokens: 1 } });
     }, { tierMaxOutputTokens: { free: 100 } });
     const recorded = app.sink.next();
     await (await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }], max_tokens: 5000 })).text();
     await recorded;
     expect(body.max_tokens).toBe(100);
+    expect(maxOutputTokens).toBe(100);
+    const again = app.sink.next();
+    await (await post(`${app.url}/v1/responses`, { model: 'gpt-4o', input: 'hi' })).text();
+    await again;
+    expect(body.max_output_tokens).toBe(100);
+    expect(maxOutputTokens).toBe(100);
   });
 
   it('counts the output and charges the estimated prompt when the provider omits usage', async () => {
