@@ -1,11 +1,13 @@
 // `pnpm start` as users run it: demo keys printed and working offline, PORT honoured, bad configs refused with the field named.
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
-import { caught, runProxyExpectingExit, spawnProxy } from './helpers/proxy.js';
+import { caught, ROOT, runProxyExpectingExit, spawnProxy, waitFor } from './helpers/proxy.js';
 import type { SpawnedProxy } from './helpers/proxy.js';
 
 type OpenAIApiError = InstanceType<typeof OpenAI.APIError>;
@@ -72,4 +74,23 @@ describe('refusing to start', () => {
     expect(badPort.code).toBe(1);
     expect(badPort.output).toContain('PORT must be an integer');
   }, 30_000);
+});
+
+describe('keys managed with the CLI while the proxy runs', () => {
+  it('a key created with `pnpm tollgate keys create --config` works at once, and stops at once when revoked', async () => {
+    const configPath = path.join(dir, 'live.json');
+    writeFileSync(configPath, JSON.stringify({ tenants: { acme: {} } }));
+    const proxy = await spawnProxy({ TOLLGATE_CONFIG: configPath, REDIS_URL: '' });
+    const cli = (...args: string[]) => promisify(execFile)(path.join(ROOT, 'node_modules/.bin/tsx'), ['--conditions=source', 'examples/proxy/src/cli.ts', ...args], { cwd: ROOT });
+    const status = async (key: string) => (await fetch(`${proxy.url}/v1/models`, { headers: { authorization: `Bearer ${key}` } })).status;
+    try {
+      const created = JSON.parse((await cli('keys', 'create', '--config', configPath, '--tenant', 'acme', '--scopes', 'chat', '--json')).stdout) as { key: string; record: { id: string } };
+      await waitFor(async () => ((await status(created.key)) === 200 ? true : undefined), 'the new key to work');
+      await cli('keys', 'revoke', created.record.id, '--config', configPath);
+      await waitFor(async () => ((await status(created.key)) === 401 ? true : undefined), 'the revoked key to stop working');
+      expect(proxy.output()).toContain('reloaded 1 keys');
+    } finally {
+      await proxy.stop();
+    }
+  }, 60_000);
 });

@@ -28,13 +28,13 @@ function optionalStringList(body: Record<string, unknown>, field: string): strin
   return value as string[];
 }
 
-export function adminKeysRouter(config: ProxyConfig, configRecords: readonly ApiKeyRecord[], store: KeyStore): Router {
+export function adminKeysRouter(config: ProxyConfig, configRecords: () => readonly ApiKeyRecord[], store: KeyStore): Router {
   const router = express.Router();
-  const configIds = new Set(configRecords.map((record) => record.id));
+  const isConfigKey = (id: string) => configRecords().some((record) => record.id === id);
 
   router.get('/', async function listKeys(_req: Request, res: Response) {
     const stored = await store.list();
-    res.json({ keys: [...configRecords.map((record) => publicRecord(record, 'config')), ...stored.map((record) => publicRecord(record, 'store'))] });
+    res.json({ keys: [...configRecords().map((record) => publicRecord(record, 'config')), ...stored.map((record) => publicRecord(record, 'store'))] });
   });
 
   router.post('/', async function createKey(req: Request, res: Response) {
@@ -43,7 +43,7 @@ export function adminKeysRouter(config: ProxyConfig, configRecords: readonly Api
     const fields = body as Record<string, unknown>;
     const id = optionalString(fields, 'id') ?? `key-${Date.now().toString(36)}`;
     if (!isValidKeyId(id)) throw new ApiError('invalid_request', 'id may hold letters, digits and . _ : @ - only.', { param: 'id' });
-    if (configIds.has(id) || (await store.findById(id))) throw new ApiError('invalid_request', `A key with id "${id}" exists.`, { param: 'id', status: 409 });
+    if (isConfigKey(id) || (await store.findById(id))) throw new ApiError('invalid_request', `A key with id "${id}" exists.`, { param: 'id', status: 409 });
     const tenantId = optionalString(fields, 'tenant');
     if (tenantId !== undefined && !(config.tenants && Object.hasOwn(config.tenants, tenantId))) throw new ApiError('invalid_request', `Unknown tenant "${tenantId}".`, { param: 'tenant' });
     const tier = optionalString(fields, 'tier');
@@ -65,7 +65,7 @@ export function adminKeysRouter(config: ProxyConfig, configRecords: readonly Api
 
   router.post('/:id/revoke', async function revokeKey(req: Request, res: Response) {
     const id = req.params.id as string;
-    if (configIds.has(id)) throw new ApiError('invalid_request', `The key "${id}" comes from the config file: remove it there (or set "disabled": true).`, { param: 'id' });
+    if (isConfigKey(id)) throw new ApiError('invalid_request', `The key "${id}" comes from the config file: remove it there (or set "disabled": true).`, { param: 'id' });
     if (!(await store.disable(id))) throw new ApiError('not_found', `No key "${id}" in the key store.`);
     res.json({ revoked: id });
   });

@@ -8,9 +8,9 @@ import { ApiError, apiErrorHandler, createMemoryStores, createPricing, renderApi
 import type { ProviderApi, TollgateStores } from '@tollgate/core';
 import { adminKeyAuth } from './admin-auth.js';
 import { adminKeysRouter } from './admin-keys-router.js';
-import { authMiddleware, permissionMiddleware } from './auth-setup.js';
+import { authMiddleware, createKeyLookup, permissionMiddleware } from './auth-setup.js';
 import { createBudgetGuard } from './budget-setup.js';
-import type { ProxyConfig } from './config.js';
+import type { KeyConfig, ProxyConfig } from './config.js';
 import { concurrencyMiddleware, requestLimitMiddleware, tierPolicyMiddleware, tokenLimitMiddleware } from './limits-setup.js';
 import { createMetering } from './metering-setup.js';
 import { createMockProvider } from './mock-provider.js';
@@ -34,6 +34,11 @@ export interface ProxyDeps {
 export interface ProxyApp extends Express {
   /** The stores the app uses. */
   readonly stores: TollgateStores;
+  /**
+   * Replaces the config's keys while running (new, rotated, revoked or expired keys count on the
+   * next request). Other config changes need a restart.
+   */
+  reloadKeys(keys: readonly KeyConfig[]): void;
   /** Writes out what the usage sinks hold (the usage log and the ledger are batched). */
   flushUsage(): Promise<void>;
   /** Flushes sinks and releases what the app owns (stores it created, upstream connections, timers). */
@@ -63,7 +68,9 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   // rate-limit slot; the tier's output cap is clamped before the estimate, so every
   // reservation is a true upper bound.
   // Built once and shared by the three routes: one limiter instance counts all of them.
-  const identify = authMiddleware(config, stores);
+  const keys = createKeyLookup(config, stores);
+  let configKeys = keyRecordsFromConfig(config.keys ?? []);
+  const identify = authMiddleware(config, keys);
   const limitAndReserve: RequestHandler[] = [
     ...permissionMiddleware(config),
     tierPolicyMiddleware(config),
@@ -94,7 +101,7 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
     const admin = express.Router();
     admin.use(adminKeyAuth(config.adminKeySha256));
     admin.use('/budgets', budgetAdminRouter(budget));
-    admin.use('/keys', adminKeysRouter(config, keyRecordsFromConfig(config.keys ?? []), stores.keys));
+    admin.use('/keys', adminKeysRouter(config, () => configKeys, stores.keys));
     app.use('/admin', admin);
   }
 
@@ -113,6 +120,10 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
 
   Object.defineProperty(app, 'stores', { value: stores, enumerable: true });
   app.flushUsage = () => metering.flush();
+  app.reloadKeys = (next) => {
+    keys.replaceConfigKeys(next);
+    configKeys = keyRecordsFromConfig(next);
+  };
   let closing: Promise<void> | undefined;
   app.close = () => {
     closing ??= (async () => {

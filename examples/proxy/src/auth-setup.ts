@@ -3,7 +3,7 @@ import type { RequestHandler } from 'express';
 import { apiKeyAuth, jwtAuth, keyRecordsFromConfig, requireScope } from '@tollgate/auth';
 import type { JwtAuthOptions } from '@tollgate/auth';
 import type { ApiKeyRecord, Identity, TollgateStores } from '@tollgate/core';
-import type { ProxyConfig } from './config.js';
+import type { KeyConfig, ProxyConfig } from './config.js';
 import { defaultTierOf } from './limits-setup.js';
 
 /** A static JWKS as jwtAuth takes it (the config validated its shape). */
@@ -21,22 +21,35 @@ export function identityTierResolver(config: ProxyConfig): (identity: Identity) 
   };
 }
 
+/** Key lookup by hash: the config's keys (replaceable while running), then the shared key store. */
+export interface KeyLookup {
+  find(sha256: string): Promise<ApiKeyRecord | undefined>;
+  /** Swap in the config's keys (after the config file changed). Throws on invalid entries, keeping the old ones. */
+  replaceConfigKeys(keys: readonly KeyConfig[]): void;
+}
+
 /**
- * Key lookup: the config's keys first (they need no store round trip), then the shared key
- * store (keys created with `pnpm tollgate keys create --redis`).
+ * Config keys are looked up first (no store round trip), then the shared key store (keys made
+ * with `pnpm tollgate keys create --redis`, or through /admin/keys).
  */
-export function keyLookup(config: ProxyConfig, stores: TollgateStores): (sha256: string) => Promise<ApiKeyRecord | undefined> {
-  const fromConfig = new Map(keyRecordsFromConfig(config.keys ?? []).map((record) => [record.sha256, record]));
-  return async function findKeyRecord(sha256) {
-    return fromConfig.get(sha256) ?? stores.keys.findByHash(sha256);
+export function createKeyLookup(config: ProxyConfig, stores: TollgateStores): KeyLookup {
+  const index = (keys: readonly KeyConfig[]) => new Map(keyRecordsFromConfig(keys).map((record) => [record.sha256, record]));
+  let fromConfig = index(config.keys ?? []);
+  return {
+    async find(sha256) {
+      return fromConfig.get(sha256) ?? stores.keys.findByHash(sha256);
+    },
+    replaceConfigKeys(keys) {
+      fromConfig = index(keys);
+    },
   };
 }
 
 /** Identification: an API key, or (with `jwt` configured) a bearer JWT. */
-export function authMiddleware(config: ProxyConfig, stores: TollgateStores): RequestHandler[] {
+export function authMiddleware(config: ProxyConfig, keys: KeyLookup): RequestHandler[] {
   const withTier = identityTierResolver(config);
   const chain: RequestHandler[] = [
-    apiKeyAuth({ keys: keyLookup(config, stores), optional: config.jwt !== undefined, mapIdentity: withTier }) as RequestHandler,
+    apiKeyAuth({ keys: (sha256) => keys.find(sha256), optional: config.jwt !== undefined, mapIdentity: withTier }) as RequestHandler,
   ];
   if (config.jwt) {
     const jwt = config.jwt;

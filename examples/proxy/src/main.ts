@@ -1,5 +1,5 @@
 // Entry point of `pnpm start`: reads TOLLGATE_CONFIG, PORT and REDIS_URL, builds the proxy and serves it.
-import { readFileSync } from 'node:fs';
+import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import type { Server } from 'node:http';
 import type { TollgateStores } from '@tollgate/core';
 import { createProxyApp } from './app.js';
@@ -13,6 +13,7 @@ const DEFAULT_PORT = 8787;
 
 interface StartPlan {
   config: ProxyConfig;
+  configPath?: string;
   port: number;
   redisUrl?: string;
   demoKeys: DemoKey[];
@@ -40,7 +41,7 @@ function planStart(env: NodeJS.ProcessEnv): StartPlan {
     port = fromEnv;
   }
   const redisUrl = env.REDIS_URL || config.redisUrl;
-  return { config, port, demoKeys, ...(redisUrl ? { redisUrl } : {}) };
+  return { config, port, demoKeys, ...(redisUrl ? { redisUrl } : {}), ...(path ? { configPath: path } : {}) };
 }
 
 async function start(): Promise<void> {
@@ -51,7 +52,7 @@ async function start(): Promise<void> {
     console.error(error instanceof Error ? error.message : String(error));
     process.exit(1);
   }
-  const { config, port, redisUrl, demoKeys } = plan;
+  const { config, configPath, port, redisUrl, demoKeys } = plan;
 
   let stores: TollgateStores;
   try {
@@ -82,6 +83,8 @@ async function start(): Promise<void> {
     process.exit(1);
   });
 
+  if (configPath) watchConfigKeys(configPath, config, app);
+
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
@@ -92,12 +95,32 @@ async function start(): Promise<void> {
     // In-flight streams get a moment to finish (and settle) before the rest is cut.
     const force = setTimeout(() => server.closeAllConnections(), 5000);
     force.unref();
+    if (configPath) unwatchFile(configPath);
     server.once('close', () => {
       void app.close().then(() => stores.close()).finally(() => process.exit(0));
     });
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+/**
+ * Keys added, rotated or revoked in the config file (`pnpm tollgate keys ... --config`) count
+ * while the proxy runs; other changes need a restart. Polling survives the CLI's atomic rename.
+ */
+function watchConfigKeys(path: string, started: ProxyConfig, app: ReturnType<typeof createProxyApp>): void {
+  const withoutKeys = (config: ProxyConfig) => JSON.stringify({ ...config, keys: undefined });
+  watchFile(path, { interval: 1000, persistent: false }, (current, previous) => {
+    if (current.mtimeMs === previous.mtimeMs && current.size === previous.size) return;
+    try {
+      const next = parseConfig(readFileSync(path, 'utf8'), `TOLLGATE_CONFIG (${path})`);
+      app.reloadKeys(next.keys ?? []);
+      console.log(`tollgate proxy: reloaded ${next.keys?.length ?? 0} keys from ${path}`);
+      if (withoutKeys(next) !== withoutKeys(started)) console.log('tollgate proxy: the config changed beyond "keys"; restart to apply that');
+    } catch (error) {
+      console.error(`tollgate proxy: ignored the changed config (the running keys stay): ${error instanceof Error ? error.message : String(error)}`);
+    }
+  });
 }
 
 void start();
