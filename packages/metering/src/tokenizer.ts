@@ -65,17 +65,32 @@ export function encodingForModel(model: string): EncodingName {
  * It measures the time spent counting (not the time since it was made), so a busy event loop
  * between two counts does not turn exact counts into bounds.
  */
+/** Characters of a request counted exactly whatever the clock says (see CountBudget.expired). */
+const ALWAYS_EXACT_CHARS = 4_096;
+
 export class CountBudget {
   private spentMs = 0;
   private runningSince: number | undefined;
+  /** Characters handed to counting so far. */
+  private seenChars = 0;
   /** True once some text was bounded instead of counted exactly. */
   bounded = false;
 
   constructor(private readonly maxMs: number) {}
 
+  /**
+   * The first few KB are always counted exactly (at worst a few ms): a small prompt stays exact
+   * even when a GC pause or a busy CPU eats the budget. maxMs 0 turns exact counting off.
+   */
   get expired(): boolean {
+    if (this.maxMs > 0 && this.seenChars <= ALWAYS_EXACT_CHARS) return false;
     const running = this.runningSince === undefined ? 0 : performance.now() - this.runningSince;
     return this.spentMs + running >= this.maxMs;
+  }
+
+  /** Notes `chars` more characters about to be counted. */
+  see(chars: number): void {
+    this.seenChars += chars;
   }
 
   /** Runs `work` and charges its duration to the budget (`expired` sees it while it runs). */
@@ -152,6 +167,7 @@ const MAX_BATCH_COST = 2_000_000;
 export function countTextTokens(text: string, encoding: EncodingName, budget: CountBudget): number {
   if (text.length === 0) return 0;
   const encoder = encoders.get(encoding);
+  budget.see(text.length);
   if (!encoder || budget.expired) {
     budget.bounded = true;
     return utf8Length(text);
