@@ -173,3 +173,13 @@ describe('upstream failures', () => {
     }
   });
 });
+
+describe('metrics behind the admin key', () => {
+  it('answers 401 without the admin key and the metrics with it', async () => {
+    expect((await fetch(`${proxy.url}/metrics`)).status).toBe(401);
+    expect((await fetch(`${proxy.url}/metrics`, { headers: { authorization: `Bearer ${clientKey}` } })).status).toBe(401);
+    const metrics = await fetch(`${proxy.url}/metrics`, { headers: { authorization: `Bearer ${adminKey}` } });
+    expect(metrics.status).toBe(200);
+    expect(await metrics.text()).toContain('tollgate_requests_total');
+  });
+});

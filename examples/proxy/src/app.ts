@@ -66,8 +66,8 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   // DESIGN.md's order: auth -> tieredRateLimit -> meter (estimate) -> tokenRateLimit -> budgetGuard -> handler.
   // Body checks, scope and tier rules sit right after auth, so a refused request costs no
   // rate-limit slot; the tier's output cap is clamped before the estimate, so every
-  // reservation is a true upper bound.
-  // Built once and shared by the three routes: one limiter instance counts all of them.
+  // reservation is a true upper bound. Built once and shared by the three routes, so one
+  // limiter instance counts all of them.
   const keys = createKeyLookup(config, stores);
   let configKeys = keyRecordsFromConfig(config.keys ?? []);
   const identify = authMiddleware(config, keys);
@@ -92,14 +92,16 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
     const storeOk = await storesAnswer(stores);
     res.status(storeOk ? 200 : 503).json({ status: storeOk ? 'ok' : 'degraded', store: stores.kind, storeOk, ...(stores.kind === 'redis' ? { redis: storeOk ? 'ok' : 'down' } : {}), upstreams: providers.names });
   });
-  app.get('/metrics', metering.metricsHandler);
+  // Metrics name tenants and their spend: behind the admin key when there is one.
+  const adminOnly = config.adminKeySha256 ? [adminKeyAuth(config.adminKeySha256)] : [];
+  app.get('/metrics', ...adminOnly, metering.metricsHandler);
 
   app.get('/v1/models', ...identify, modelsRoute(config, pricing));
   for (const [path, api] of PROVIDER_ROUTES) app.post(path, ...admit(api), providers.handler(api));
 
   if (config.adminKeySha256) {
     const admin = express.Router();
-    admin.use(adminKeyAuth(config.adminKeySha256));
+    admin.use(...adminOnly);
     admin.use('/budgets', budgetAdminRouter(budget));
     admin.use('/keys', adminKeysRouter(config, () => configKeys, stores.keys));
     app.use('/admin', admin);
