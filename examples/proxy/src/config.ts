@@ -311,6 +311,7 @@ function parseJwt(value: unknown, path: string): JwtConfig {
   if (jwt.jwks !== undefined) {
     const jwks = objectAt(jwt.jwks, `${path}.jwks`);
     if (!Array.isArray(jwks.keys) || !jwks.keys.every(isObject)) fail(`${path}.jwks.keys must be an array of JWK objects`);
+    if (jwks.keys.length === 0) fail(`${path}.jwks.keys must hold at least one public key`);
     result.jwks = { keys: jwks.keys };
   }
   if (jwt.jwksUrl !== undefined) result.jwksUrl = httpUrl(jwt.jwksUrl, `${path}.jwksUrl`, ['https:', 'http:']);

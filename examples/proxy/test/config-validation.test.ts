@@ -52,6 +52,7 @@ describe('proxy config validation', () => {
     [{ models: { m: { provider: 'openai', inputPerMTok: 'cheap', outputPerMTok: 1 } } }, 'models.m.inputPerMTok must be a number >= 0'],
     [{ models: { m: { provider: 'local', inputPerMTok: 1, outputPerMTok: 1 } } }, 'models.m.provider names "local"'],
     [{ jwt: { issuer: 'https://idp' } }, 'jwt needs "jwks" or "jwksUrl"'],
+    [{ jwt: { jwks: { keys: [] } } }, 'jwt.jwks.keys must hold at least one public key'],
     [{ global: { budget: { usd: 0 } } }, 'global.budget.usd must be a positive number'],
     [{ bodyLimit: 'lots' }, 'bodyLimit must be a positive number of bytes'],
     [[], 'the config must be an object'],
