@@ -39,7 +39,17 @@ export async function runChainCostBenchmark(context: BenchContext): Promise<Sect
       '',
       table(['chain', 'req/s in-process', 'time per request', 'marginal cost', 'tollgate total'], rows),
     ].join('\n');
-    return { title: '1b. Cost of each middleware (in-process, memory stores)', body, targets: [] };
+    const added = STEPS.slice(1).map((step, index) => ({ step: step.slice(2), us: medians[index + 1]! - medians[index]! }));
+    const total = medians.at(-1)! - medians[0]!;
+    const findings = [
+      `CPU: in-process on memory stores the full chain adds ${fmtNumber(total)} µs per request to bare Express's ${fmtNumber(medians[0]!)} µs ` +
+        `(${fmtNumber(medians.at(-1)! / medians[0]!, 2)}× the time): ${added
+          .slice()
+          .sort((a, b) => b.us - a.us)
+          .map((a) => `${a.step} ${fmtNumber(a.us)} µs`)
+          .join(', ')} (§1b).`,
+    ];
+    return { title: '1b. Cost of each middleware (in-process, memory stores)', body, targets: [], findings };
   } finally {
     await Promise.all(children.map((child) => child.close()));
   }

@@ -61,7 +61,7 @@ function cell(outcome: Outcome | undefined): string {
 }
 
 export async function runEstimationBenchmark(context: BenchContext): Promise<SectionResult> {
-  const limitMs = context.quick ? 10_000 : 15_000;
+  const limitMs = 10_000;
   const inputs = estimationInputs(context.quick);
   const results = new Map<string, Outcome[]>();
   for (const tokenizer of TOKENIZERS) results.set(tokenizer, await measureTokenizer(tokenizer, context.quick, limitMs, context.log));
@@ -101,5 +101,16 @@ export async function runEstimationBenchmark(context: BenchContext): Promise<Sec
       figures: measured ? `longest stall ${Number.isFinite(worst) ? fmtMs(worst) : `> ${limitMs / 1000} s`} (${worstInput})` : 'tollgate estimator not available',
     },
   ];
-  return { title: '3. Token estimation', body, targets };
+  const findings: string[] = [];
+  if (measured && worst > 50) {
+    const slow = inputs
+      .map((input, index) => ({ input, outcome: tollgate[index]! }))
+      .filter((x) => x.outcome.kind === 'ok' && x.outcome.value.maxStallMs > 50)
+      .map((x) => (x.outcome.kind === 'ok' ? `${x.input.name}: ${fmtMs(median(x.outcome.value.times))} per count, stall ${fmtMs(x.outcome.value.maxStallMs)}${x.outcome.value.exact ? '' : ', time box hit'}` : ''));
+    findings.push(
+      `Estimation: estimateInputTokens is synchronous, so its whole run is one stall; with its default time box (maxEstimateMs 15) it still ran past 50 ms on ${slow.join('; ')} (§3). ` +
+        'A stall longer than the time box means one stretch of work between two deadline checks took that long.',
+    );
+  }
+  return { title: '3. Token estimation', body, targets, findings };
 }

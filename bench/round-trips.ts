@@ -183,5 +183,19 @@ function describeCounts(counts: CaseCount[], missing: string[], requests: number
         }
       : { target: 'Full chain on Redis: at most two Redis round trips per request', holds: undefined, figures: tollgate ? `${tollgate.failures} non-200 answers` : 'chain not available' },
   ];
-  return { title: '4. Redis round trips per request', body: lines.join('\n'), targets };
+  const findings = counts
+    .filter((c) => c.name.startsWith('tollgate'))
+    .map((c) => {
+      const describeOwners = (phase: 'before' | 'after') =>
+        [...c.breakdown.entries()]
+          .filter(([, n]) => n[phase] > 0)
+          .map(([label, n]) => `${ownerOf(label) || label} ${per(n[phase], c.requests)}`)
+          .join(', ');
+      return (
+        `Redis, ${c.name}: ${per(c.commandsBefore, c.requests)} commands in ${per(c.tripsBefore, c.requests)} round trips before the answer ` +
+        `(${describeOwners('before')}), then ${per(c.commandsAfter, c.requests)} commands in ${per(c.tripsAfter, c.requests)} round trips after it ` +
+        `(${describeOwners('after')}); express-rate-limit + rate-limit-redis sends one command (§4).`
+      );
+    });
+  return { title: '4. Redis round trips per request', body: lines.join('\n'), targets, findings };
 }

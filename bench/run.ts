@@ -77,7 +77,38 @@ async function main(): Promise<void> {
   const machine = describeMachine();
   const redis = await redisVersion();
   const sections: SectionResult[] = [];
-  for (const name of selected) {
+  const command = `pnpm bench${process.argv.slice(2).length > 0 ? ` ${process.argv.slice(2).join(' ')}` : ''}`;
+  const out = values.out ?? fileURLToPath(new URL(quick ? './RESULTS.quick.md' : './RESULTS.md', import.meta.url));
+
+  // Written after every benchmark, so a run stopped half-way still leaves what it measured.
+  const writeReport = async (pending: string[]) => {
+    const minutes = ((Date.now() - started.getTime()) / 60_000).toFixed(1);
+    const targets = sections.flatMap((s) => s.targets);
+    const findings = sections.flatMap((s) => s.findings ?? []);
+    const report = [
+      '# tollgate benchmarks',
+      '',
+      quick ? '**Quick run (`--quick`): fewer rounds and smaller counts; not the figures to quote.**\n' : '',
+      pending.length > 0 ? `**Incomplete: still to run or stopped before: ${pending.join(', ')}.**\n` : '',
+      `- Date: ${started.toISOString()} (took ${minutes} min)`,
+      `- Command: \`${command}\``,
+      `- Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memory} RAM, ${machine.platform}`,
+      `- Node ${machine.node}, Redis ${redis} on 127.0.0.1 (shared with other work: the machine was not idle)`,
+      '',
+      'Absolute figures on a shared machine mean little; compare the ratios, measured in the same run with the cases alternating. ' +
+        'How each figure is made: [README.md](./README.md).',
+      '',
+      '## Targets',
+      '',
+      table(['target', 'verdict', 'figures'], targets.map((t) => [t.target, `**${verdictMark(t.holds)}**`, t.figures])),
+      '',
+      ...(findings.length > 0 ? ['### Where the time and the round trips go', '', ...findings.map((f) => `- ${f}`), ''] : []),
+      ...sections.flatMap((s) => [`## ${s.title}`, '', s.body, '']),
+    ].join('\n');
+    await writeFile(out, report);
+  };
+
+  for (const [index, name] of selected.entries()) {
     context.log(`${name}: start`);
     try {
       sections.push(await BENCHMARKS[name]!(context));
@@ -86,31 +117,10 @@ async function main(): Promise<void> {
       context.log(`${name}: failed\n${message}`);
       sections.push({ title: name, body: `The benchmark failed:\n\n\`\`\`\n${message}\n\`\`\``, targets: [] });
     }
+    await writeReport(selected.slice(index + 1));
   }
   context.log(`removed ${await removeRunKeys(context.redisPrefix)} Redis keys of this run`);
-
-  const command = `pnpm bench${process.argv.slice(2).length > 0 ? ` ${process.argv.slice(2).join(' ')}` : ''}`;
-  const minutes = ((Date.now() - started.getTime()) / 60_000).toFixed(1);
-  const targets = sections.flatMap((s) => s.targets);
-  const report = [
-    '# tollgate benchmarks',
-    '',
-    quick ? '**Quick run (`--quick`): fewer rounds and smaller counts; not the figures to quote.**\n' : '',
-    `- Date: ${started.toISOString()} (took ${minutes} min)`,
-    `- Command: \`${command}\``,
-    `- Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memory} RAM, ${machine.platform}`,
-    `- Node ${machine.node}, Redis ${redis} on 127.0.0.1 (shared with other work: the machine was not idle)`,
-    '',
-    'Absolute figures on a shared machine mean little; compare the ratios, measured in the same run with the cases alternating.',
-    '',
-    '## Targets',
-    '',
-    table(['target', 'verdict', 'figures'], targets.map((t) => [t.target, `**${verdictMark(t.holds)}**`, t.figures])),
-    '',
-    ...sections.flatMap((s) => [`## ${s.title}`, '', s.body, '']),
-  ].join('\n');
-  const out = values.out ?? fileURLToPath(new URL(quick ? './RESULTS.quick.md' : './RESULTS.md', import.meta.url));
-  await writeFile(out, report);
+  await writeReport([]);
   context.log(`wrote ${out}`);
 }
 

@@ -21,6 +21,8 @@ export interface SectionResult {
   /** Markdown, without the heading. */
   body: string;
   targets: TargetVerdict[];
+  /** Plain statements drawn from the figures on where time or round trips go (listed under the targets). */
+  findings?: string[];
 }
 
 export function verdictMark(holds: boolean | undefined): string {

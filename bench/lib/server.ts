@@ -22,6 +22,8 @@ export interface DriveOptions {
   keys: number;
   /** Heap measurements (after a full GC) taken this many times, evenly spaced. */
   checkpoints: number;
+  /** Stop at the first checkpoint past this many seconds, even if `requests` were not all sent. */
+  maxSeconds?: number;
 }
 
 export interface HeapCheckpoint {
@@ -77,6 +79,7 @@ async function drive(options: DriveOptions): Promise<DriveResult> {
     // Let settle listeners that run after 'close' finish before the heap is measured.
     await new Promise((resolve) => setTimeout(resolve, 20));
     measure(done);
+    if (options.maxSeconds !== undefined && (performance.now() - started) / 1000 > options.maxSeconds) break;
   }
   return { checkpoints, statuses, busySeconds: busy / 1000 };
 }
