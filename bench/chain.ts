@@ -27,7 +27,7 @@ function chainCases(context: BenchContext): ChainCase[] {
     },
     {
       name: 'tollgate full chain (memory)',
-      what: 'apiKeyAuth, tieredRateLimit, meter, tokenRateLimit, budgetGuard on createMemoryStores()',
+      what: 'apiKeyAuth, tieredRateLimit, meter (no sink), tokenRateLimit, budgetGuard (key, tenant, global budgets) on createMemoryStores()',
       spec: { app: 'tollgate-chain', options: { store: 'memory' } },
     },
     {

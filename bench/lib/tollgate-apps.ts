@@ -41,11 +41,11 @@ async function openStores(options: AppOptions): Promise<TollgateStores> {
  * meter -> tokenRateLimit -> budgetGuard (key, tenant and global budgets) -> the handler that answers at once.
  */
 export async function buildTollgateChain(options: AppOptions): Promise<BuiltApp> {
-  const [{ apiKeyAuth }, { tieredRateLimit, tokenRateLimit }, { budgetGuard }, metering] = await Promise.all([
+  const [{ apiKeyAuth }, { tieredRateLimit, tokenRateLimit }, { meter }, { budgetGuard }] = await Promise.all([
     import('@tollgate/auth'),
     import('@tollgate/ratelimit'),
+    import('@tollgate/metering'),
     import('@tollgate/budget'),
-    loadMetering(),
   ]);
   const stores = await openStores(options);
   const prefix = String(options.prefix ?? '');
@@ -54,7 +54,8 @@ export async function buildTollgateChain(options: AppOptions): Promise<BuiltApp>
   const chain: [string, RequestHandler][] = [
     ['apiKeyAuth', apiKeyAuth({ keys: stores.keys })],
     ['tieredRateLimit', tieredRateLimit({ stores, by: 'key', tiers: { pro: HUGE_REQUESTS }, defaultTier: 'pro', prefix: `${prefix}rl:` })],
-    ...(metering ? [['meter', metering.createMeter()] as [string, RequestHandler]] : []),
+    // No sinks: what a sink costs depends on the sink, and none blocks the request.
+    ['meter', meter()],
     ['tokenRateLimit', tokenRateLimit({ stores, by: 'key', tiers: { pro: HUGE_TOKENS }, defaultTier: 'pro', prefix: `${prefix}tokens:` })],
     ['budgetGuard', budget],
   ];
@@ -65,23 +66,11 @@ export async function buildTollgateChain(options: AppOptions): Promise<BuiltApp>
   app.post(CHAT_PATH, answerAtOnce);
   return {
     app,
-    note: metering ? undefined : 'without meter(): @tollgate/metering has not landed, so no estimate, no token reservation, no budget reservation',
     close: async () => {
       await budget.close();
       await stores.close();
     },
   };
-}
-
-/** @tollgate/metering's meter(), when the package exists yet. */
-async function loadMetering(): Promise<{ createMeter: () => RequestHandler } | undefined> {
-  try {
-    const metering = (await import('@tollgate/metering' as string)) as { meter?: (options?: Record<string, unknown>) => RequestHandler };
-    const meter = metering.meter;
-    return meter ? { createMeter: () => meter({}) } : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /**
