@@ -6,6 +6,7 @@ import {
   TollgateError,
   affordableOutputTokens,
   assertKnownOptions,
+  attachPreCallCheck,
   createMemoryStores,
   createPricing,
   detectProviderApi,
@@ -19,11 +20,12 @@ import {
   setRequestOutputCap,
   withTimeout,
 } from '@tollgate/core';
-import type { ErrorRenderer, Identity, LedgerScope, Pricing, ReservationLedger, ReserveResult, ResolvedPrice, UsageEstimate, UsageRecord } from '@tollgate/core';
+import type { CheckVerdict, ErrorRenderer, Identity, LedgerScope, PreCallCheck, Pricing, ReservationLedger, ReserveResult, ResolvedPrice, ScopeUsage, UsageEstimate, UsageRecord } from '@tollgate/core';
 import { BudgetPlan, budgetWindow, softLimitThreshold } from './budget-plan.js';
 import type { BudgetPlanOptions, BudgetWindow } from './budget-plan.js';
 import { readBudgetStatus, resetBudgets, rollingFreeAt, selectBudgets, topUpBudgets } from './budget-status.js';
 import type { BudgetBook } from './budget-status.js';
+import { KnownSpend } from './known-spend.js';
 import { SoftLimitMonitor } from './soft-limit.js';
 import type { BudgetSelector, BudgetStatus, SoftLimitEvent } from './types.js';
 import { createWebhookSender } from './webhook.js';
@@ -143,6 +145,14 @@ function smallestAnswerCost(estimate: UsageEstimate, price: ResolvedPrice, minOu
   return maxCostNanoUsd(estimate.inputTokens, 0, price) + Math.ceil((outputTokens * price.outputMicro) / 1000);
 }
 
+/** A reservation held for one request, settled when the request settles. */
+interface BudgetHold {
+  id: string;
+  granted: number;
+  scopes: LedgerScope[];
+  windows: BudgetWindow[];
+}
+
 function describePeriod(window: BudgetWindow): string {
   const { budget } = window;
   return budget.period === 'rolling' ? `in its rolling ${formatWindow(budget.windowMs)} window` : `this ${budget.period}`;
@@ -168,6 +178,11 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
   const monitor = new SoftLimitMonitor({ ledger, storeTimeoutMs, onSoftLimit: options.onSoftLimit, log, webhook });
   const book: BudgetBook = { plan, ledger, monitor, now, storeTimeoutMs };
   const mayDowngrade = plan.mayDowngrade;
+  const known = new KnownSpend();
+  // Until a reserve comes back without balances (a ledger that does not report them), no read before reserving.
+  let ledgerReportsBalances = true;
+  /** The failure behind a 503, for `cause`. */
+  const storeErrors = new WeakMap<Request, unknown>();
   for (const [from, to] of plan.downgrades()) {
     // Checked now, not at the first request past a soft limit.
     if (!pricing.find(to)) throw new TollgateError('ERR_TG_BUDGET_INVALID_BUDGET', `downgrade ${from} -> ${to}: ${to} has no price; add it to the pricing table`);
@@ -181,13 +196,17 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     process.emitWarning(`tollgate budget: the ledger failed (${error instanceof Error ? error.message : String(error)}); ${failOpen ? 'letting requests through unbudgeted' : 'refusing requests with 503'} until it answers again`);
   };
 
-  /** Swaps the model for its downgrade when a budget that has one is past its soft limit. */
+  /**
+   * Swaps the model for its downgrade when a budget that has one is past its soft limit, judged
+   * by the spend this process learned from earlier reserve and settle results (no read before
+   * the reserve). Only a ledger that does not report balances is read first.
+   */
   async function applyDowngrade(req: Request, estimate: UsageEstimate, windows: BudgetWindow[]): Promise<void> {
     const candidates = windows.filter((w) => w.budget.downgrade && softLimitThreshold(w.budget) !== undefined && downgradeOf(estimate.model, w.budget.downgrade) !== undefined);
     if (candidates.length === 0) return;
-    const usage = await withTimeout(ledger.usage(candidates.map((w) => w.head.key)), storeTimeoutMs, 'ledger.usage');
-    const past = candidates.find((w, i) => {
-      const spent = usage[i]?.spent ?? 0;
+    if (!ledgerReportsBalances) known.learn(await withTimeout(ledger.usage(candidates.map((w) => w.head.key)), storeTimeoutMs, 'ledger.usage'));
+    const past = candidates.find((w) => {
+      const spent = known.spentOf(w.head.key) ?? 0;
       return spent > 0 && spent >= softLimitThreshold(w.budget)!;
     });
     if (!past) return;
@@ -237,11 +256,12 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     // Nothing metered the request: charge what was reserved, the most it could have cost.
     const actual = record ? Math.max(0, Math.ceil(record.costNanoUsd)) : granted;
     let settled: boolean | undefined;
+    let balances: ScopeUsage[] | undefined;
     // A settle that timed out may still have run; then a retry finds nothing to settle, and that is no reason to charge again.
     let mayHaveRun = false;
     for (let attempt = 1; settled === undefined; attempt++) {
       try {
-        settled = (await withTimeout(ledger.settle(id, actual), storeTimeoutMs, 'ledger.settle')).settled;
+        ({ settled, scopes: balances } = await withTimeout(ledger.settle(id, actual), storeTimeoutMs, 'ledger.settle'));
       } catch (error) {
         if (error instanceof StoreTimeoutError) mayHaveRun = true;
         if (attempt >= SETTLE_ATTEMPTS) throw error;
@@ -252,10 +272,13 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     if (!settled && !mayHaveRun && actual > 0) {
       await Promise.all(scopes.map((s) => withTimeout(ledger.adjustSpent(s.key, actual, s.expiresAt), storeTimeoutMs, 'ledger.adjustSpent')));
     }
-    await monitor.check(windows, now());
+    known.learn(balances);
+    // The settle reported each scope's spend: no read unless the ledger does not report it.
+    await monitor.check(windows, now(), balances);
   }
 
-  async function reserveBudget(req: Request, res: Response, next: NextFunction): Promise<void> {
+  /** Reserves what the request may cost; never answers it (the middleware or a combinator does). */
+  async function attemptReserve(req: Request, res: Response): Promise<CheckVerdict<BudgetHold | undefined, ApiError>> {
     const ctx = getContext(req, res);
     const estimate = ctx.estimate;
     if (!estimate) {
@@ -263,14 +286,10 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
         warnedNoEstimate = true;
         process.emitWarning('tollgate budget: a request reached budgetGuard without req.tollgate.estimate; mount meter() before budgetGuard(). Such requests are not budgeted.');
       }
-      next();
-      return;
+      return { kind: 'allowed', value: undefined };
     }
     const budgets = await plan.forIdentity(ctx.identity);
-    if (budgets.length === 0) {
-      next();
-      return;
-    }
+    if (budgets.length === 0) return { kind: 'allowed', value: undefined };
     const windows = budgets.map((budget) => budgetWindow(budget, now()));
     const scopes = windows.flatMap((w) => w.scopes);
     const id = `${ctx.requestId}:budget:${randomUUID()}`;
@@ -292,23 +311,61 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
       // A reserve that lands after its timeout must not hold budget until its TTL.
       void reserving?.then((late) => (late.ok ? ledger.release(id) : undefined)).catch(() => undefined);
       reportStoreError(error);
-      if (failOpen) next();
-      else render(new ApiError('service_unavailable', 'The budget ledger is unavailable; try again shortly.', { headers: { 'retry-after': 5 }, cause: error }), req, res);
-      return;
+      if (failOpen) return { kind: 'allowed', value: undefined };
+      storeErrors.set(req, error);
+      return { kind: 'unavailable' };
     }
     if (!result.ok) {
-      render(await refusal(windows, result, minAmount), req, res);
-      return;
+      const denial = await refusal(windows, result, minAmount);
+      const retryAfter = denial.headers['retry-after'];
+      return { kind: 'denied', value: denial, retryAfterMs: typeof retryAfter === 'number' ? retryAfter * 1000 : Math.max(0, result.resetAt - now()), final: true };
+    }
+    if (mayDowngrade) {
+      if (result.scopes) known.learn(result.scopes);
+      else ledgerReportsBalances = false;
     }
     const granted = result.amount;
     if (granted < amount && price) clampOutput(req, estimate, price, granted);
-    if (ctx.settled || res.destroyed || res.writableEnded) {
+    return { kind: 'allowed', value: { id, granted, scopes, windows } };
+  }
+
+  function releaseHold(hold: BudgetHold): Promise<void> {
+    return withTimeout(ledger.release(hold.id), storeTimeoutMs, 'ledger.release').then(() => undefined, reportStoreError);
+  }
+
+  /** The budget's steps, for `combineLimits` (@tollgate/ratelimit): its reserve then shares one round trip with the limiters'. */
+  const check: PreCallCheck<BudgetHold | undefined, ApiError, Request, Response> = {
+    queueId: (req) => `budget:${req.tollgate?.identity?.keyId ?? ''}`,
+    attempt: attemptReserve,
+    cancel: async (hold) => {
+      if (hold) await releaseHold(hold);
+    },
+    commit(req, res, hold) {
+      if (!hold) return;
+      const ctx = getContext(req, res);
+      ctx.reservations.push({ kind: 'budget', id: hold.id, amount: hold.granted });
+      ctx.onSettle((record) => settleReservation(hold.id, hold.granted, hold.scopes, hold.windows, record));
+    },
+    refuse(req, res, denial) {
+      render(denial ?? new ApiError('insufficient_quota', 'Budget exhausted.'), req, res);
+    },
+    unavailable(req, res) {
+      const cause = storeErrors.get(req);
+      render(new ApiError('service_unavailable', 'The budget ledger is unavailable; try again shortly.', { headers: { 'retry-after': 5 }, cause }), req, res);
+    },
+  };
+
+  async function reserveBudget(req: Request, res: Response, next: NextFunction): Promise<void> {
+    const verdict = await attemptReserve(req, res);
+    if (verdict.kind === 'unavailable') return check.unavailable(req, res, undefined);
+    if (verdict.kind === 'denied') return check.refuse(req, res, verdict.value, undefined);
+    const hold = verdict.value;
+    if (hold && (req.tollgate.settled || res.destroyed || res.writableEnded)) {
       // The client left while we reserved: nothing ran, nothing is owed.
-      await withTimeout(ledger.release(id), storeTimeoutMs, 'ledger.release').catch(reportStoreError);
+      await releaseHold(hold);
       return;
     }
-    ctx.reservations.push({ kind: 'budget', id, amount: granted });
-    ctx.onSettle((record) => settleReservation(id, granted, scopes, windows, record));
+    check.commit(req, res, hold);
     next();
   }
 
@@ -319,6 +376,7 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
       next(error);
     }
   } as BudgetGuard;
+  attachPreCallCheck(guard, check);
 
   return Object.assign(guard, {
     ledger,
@@ -332,11 +390,13 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
       if (typeof usd !== 'number' || !Number.isFinite(usd) || usd <= 0) throw new RangeError(`a top-up is a positive number of USD; got ${JSON.stringify(usd)}`);
       const budgets = await selectBudgets(book, selector);
       await topUpBudgets(book, budgets, usd);
+      known.clear();
       return readBudgetStatus(book, budgets);
     },
     async reset(selector: BudgetSelector) {
       const budgets = await selectBudgets(book, selector);
       await resetBudgets(book, budgets);
+      known.clear();
       return readBudgetStatus(book, budgets);
     },
     flush: () => monitor.flush(),

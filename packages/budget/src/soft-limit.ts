@@ -1,7 +1,7 @@
 // Soft limits: notice a budget crossing its threshold and tell someone exactly once per period, across processes.
 import { randomUUID } from 'node:crypto';
 import { nanoToUsd, withTimeout } from '@tollgate/core';
-import type { ReservationLedger } from '@tollgate/core';
+import type { ReservationLedger, ScopeUsage } from '@tollgate/core';
 import { softLimitThreshold } from './budget-plan.js';
 import type { BudgetWindow } from './budget-plan.js';
 import type { SoftLimitEvent } from './types.js';
@@ -33,15 +33,23 @@ export class SoftLimitMonitor {
     this.#options = options;
   }
 
-  /** Looks at the budgets a request was charged to and fires for each one newly past its soft limit. */
-  async check(windows: readonly BudgetWindow[], now: number): Promise<void> {
+  /**
+   * Looks at the budgets a request was charged to and fires for each one newly past its soft
+   * limit. `balances` (what the settle reported) spares a ledger read; scopes missing from it are read.
+   */
+  async check(windows: readonly BudgetWindow[], now: number, balances?: readonly ScopeUsage[]): Promise<void> {
     const watched = windows.filter((w) => softLimitThreshold(w.budget) !== undefined && w.budget.limitNano > 0 && !this.#isTaken(w.softLimitMarker.key, now));
     if (watched.length === 0) return;
     const { ledger, storeTimeoutMs } = this.#options;
-    const usage = await withTimeout(ledger.usage(watched.map((w) => w.head.key)), storeTimeoutMs, 'ledger.usage');
+    const reported = new Map(balances?.map((b) => [b.key, b.spent] as const));
+    const unknown = watched.filter((w) => !reported.has(w.head.key)).map((w) => w.head.key);
+    if (unknown.length > 0) {
+      const usage = await withTimeout(ledger.usage(unknown), storeTimeoutMs, 'ledger.usage');
+      for (const u of usage) reported.set(u.key, u.spent);
+    }
     await Promise.all(
-      watched.map(async (window, i) => {
-        const spent = usage[i]?.spent ?? 0;
+      watched.map(async (window) => {
+        const spent = reported.get(window.head.key) ?? 0;
         if (spent <= 0 || spent < softLimitThreshold(window.budget)!) return;
         if (await this.#takeMarker(window, now)) this.#emit(window, spent, now);
       }),

@@ -10,3 +10,4 @@ export * from './stores.js';
 export * from './pricing.js';
 export * from './provider-api.js';
 export * from './memory-stores.js';
+export * from './pre-call-check.js';

@@ -54,8 +54,23 @@ export interface ReserveRequest {
   ttlMs: number;
 }
 
+/** A scope's numbers right after a reserve, with the limit it was reserved against. */
+export interface ScopeBalance extends ScopeUsage {
+  limit: number;
+}
+
 export type ReserveResult =
-  | { ok: true; id: string; amount: number }
+  | {
+      ok: true;
+      id: string;
+      amount: number;
+      /**
+       * Every scope (request order, each once) as the reserve left it, this grant included in
+       * `reserved`: callers learn spend without a separate `usage` read. Absent when a live id
+       * was reserved again (nothing new was read), and from ledgers that do not report it.
+       */
+      scopes?: ScopeBalance[];
+    }
   | {
       ok: false;
       /** The first scope (in request order) that could not afford `minAmount ?? amount`. */
@@ -80,6 +95,12 @@ export interface SettleResult {
   settled: boolean;
   /** The amount the reservation held. 0 when not settled. */
   reserved: number;
+  /**
+   * When settled: the reservation's scopes as the settle left them (this charge included), so
+   * callers can check thresholds without a separate `usage` read. Absent from ledgers that do
+   * not report it.
+   */
+  scopes?: ScopeUsage[];
 }
 
 /**

@@ -1,4 +1,4 @@
-// combineLimits: several limiters checked together, so their store calls share one Redis round trip.
+// combineLimits: several limiters (and budgetGuard) checked together, so their store calls share one Redis round trip.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { TollgateError } from '@tollgate/core';
 import { limitCheckOf, registerLimitCheck, runLimitCheck, type LimitCheck, type Verdict } from './limit-check.js';
@@ -6,18 +6,20 @@ import { limitCheckOf, registerLimitCheck, runLimitCheck, type LimitCheck, type 
 const CODE = 'ERR_TG_RATELIMIT';
 
 /**
- * Runs `tieredRateLimit`, `tokenRateLimit` and `concurrencyLimit` middleware as one: their
- * store calls start together (one pipelined Redis round trip instead of one per limiter), all
- * must allow the request, and when one refuses the others give back what they counted.
- * Mount it where the last of them belongs: after the estimate when `tokenRateLimit` is in.
- * Limiters with `wait` cannot be combined (each would wait for something else).
+ * Runs `tieredRateLimit`, `tokenRateLimit`, `concurrencyLimit` and `budgetGuard` middleware (any
+ * middleware carrying a core `PreCallCheck`) as one: their store calls start together (one
+ * pipelined Redis round trip instead of one per piece), all must allow the request, and when one
+ * refuses the others give back what they took (hits, tokens, the slot, the budget reservation;
+ * that costs one more round trip, on the refusal path only).
+ * Mount it where the last of them belongs: after the estimate when `tokenRateLimit` or
+ * `budgetGuard` is in. Limiters with `wait` cannot be combined (each would wait for something else).
  */
 export function combineLimits(...limiters: RequestHandler[]): RequestHandler {
   if (limiters.length === 0) throw new TollgateError(`${CODE}_NOTHING_TO_COMBINE`, 'combineLimits() needs at least one limiter');
   const checks = limiters.map((limiter, index) => {
     const check = limitCheckOf(limiter);
     if (!check) {
-      throw new TollgateError(`${CODE}_NOT_A_LIMITER`, `combineLimits() argument ${index + 1} is not a tieredRateLimit, tokenRateLimit, concurrencyLimit or combineLimits middleware`);
+      throw new TollgateError(`${CODE}_NOT_A_LIMITER`, `combineLimits() argument ${index + 1} is not a tieredRateLimit, tokenRateLimit, concurrencyLimit, budgetGuard or combineLimits middleware`);
     }
     if (check.queue) throw new TollgateError(`${CODE}_COMBINED_WAIT`, `combineLimits() argument ${index + 1} has a wait queue; combine limiters without wait`);
     return check;

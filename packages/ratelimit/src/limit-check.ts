@@ -1,32 +1,17 @@
 // The shape every limiter shares (attempt, then commit, cancel or refuse), run as middleware, with or without waiting.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { attachPreCallCheck, preCallCheckOf, type CheckVerdict, type PreCallCheck } from '@tollgate/core';
 import { QUEUE_HEADER, type WaitQueue } from './wait-queue.js';
 
 /** What one attempt found. `final` refusals (a request larger than the limit) never wait. */
-export type Verdict<A = unknown, D = unknown> =
-  | { kind: 'allowed'; value: A }
-  | { kind: 'denied'; value: D; retryAfterMs: number; final?: boolean }
-  /** The store failed and the policy is failClosed; `by` names the part of a combined check. */
-  | { kind: 'unavailable'; by?: number };
+export type Verdict<A = unknown, D = unknown> = CheckVerdict<A, D>;
 
 /**
- * A limiter split in steps, so a combined limiter can run several attempts together (one
- * Redis round trip) and undo the allowed ones when another refuses.
+ * A limiter split in steps (core's `PreCallCheck`), so a combined limiter can run several
+ * attempts together (one Redis round trip) and undo the allowed ones when another refuses.
  */
-export interface LimitCheck<A = unknown, D = unknown> {
+export interface LimitCheck<A = unknown, D = unknown> extends PreCallCheck<A, D, Request, Response> {
   readonly queue: WaitQueue | undefined;
-  /** The queue a waiting request joins: one per limited id. */
-  queueId(req: Request): string;
-  /** Counts the request, never answers it; undoes its own partial counts before refusing. Throws only bugs. */
-  attempt(req: Request, res: Response): Promise<Verdict<A, D>>;
-  /** Gives back an allowed attempt (another limiter refused the request). Never throws. */
-  cancel(value: A): Promise<void>;
-  /** Keeps an allowed attempt: headers, settle and release hooks. */
-  commit(req: Request, res: Response, value: A): void;
-  /** Answers a refusal; `value` is undefined when a waiting request never got to try. */
-  refuse(req: Request, res: Response, value: D | undefined, waitedMs: number | undefined): void;
-  /** Answers 503 for failClosed. */
-  unavailable(req: Request, res: Response, by: number | undefined): void;
 }
 
 const CHECKS = new WeakMap<RequestHandler, LimitCheck>();
@@ -60,12 +45,16 @@ export async function runLimitCheck<A, D>(check: LimitCheck<A, D>, req: Request,
   }
 }
 
-/** Remembers the check behind a limiter middleware, for `combineLimits`. */
+/** Remembers the check behind a limiter middleware, for `combineLimits` (and, through core, for other combinators). */
 export function registerLimitCheck<T extends RequestHandler, A, D>(middleware: T, check: LimitCheck<A, D>): T {
   CHECKS.set(middleware, check as unknown as LimitCheck);
-  return middleware;
+  return attachPreCallCheck(middleware, check);
 }
 
+/** A limiter's own check, or the core `PreCallCheck` another package attached (budgetGuard's); those never wait. */
 export function limitCheckOf(middleware: RequestHandler): LimitCheck | undefined {
-  return CHECKS.get(middleware);
+  const own = CHECKS.get(middleware);
+  if (own) return own;
+  const foreign = preCallCheckOf(middleware) as PreCallCheck<unknown, unknown, Request, Response> | undefined;
+  return foreign && Object.assign(Object.create(foreign) as LimitCheck, { queue: undefined });
 }

@@ -1,6 +1,7 @@
 // One way to reach Redis for every store: a sendCommand with a deadline that never rejects unhandled.
 import { createClient } from 'redis';
 import { StoreTimeoutError, withTimeout } from '@tollgate/core';
+import type { SubscriberLike } from './key-cache.js';
 import type { SendCommand } from './lua.js';
 
 /** The part of a node-redis v5 client the stores use (`createClient()` returns one). */
@@ -10,11 +11,15 @@ export interface RedisClientLike {
   readonly isReady: boolean;
   connect(): Promise<unknown>;
   on(event: 'error' | 'ready', listener: (...args: unknown[]) => void): unknown;
+  /** node-redis: a new client with the same options (used for the key-change subscription). */
+  duplicate?(): unknown;
 }
 
 export interface Connection {
   /** Sends one command, rejecting after `timeoutMs`. */
   send(args: string[], operation: string): Promise<unknown>;
+  /** A new, unconnected client for pub/sub, when the connection can make one (not for a bare sendCommand). */
+  subscriber?(): SubscriberLike;
   close(): Promise<void>;
 }
 
@@ -56,6 +61,7 @@ export function connectUrl(url: string, timeoutMs: number): Connection {
     send(args, operation) {
       return withTimeout(client.isReady ? client.sendCommand(args) : afterFirstReady(firstReady, client, args, timeoutMs, operation), timeoutMs, operation);
     },
+    subscriber: () => client.duplicate() as unknown as SubscriberLike,
     async close() {
       if (closed) return;
       closed = true;
@@ -74,10 +80,12 @@ export function connectUrl(url: string, timeoutMs: number): Connection {
 /** A client the caller owns: used as it is, connected if it is not yet, never closed here. */
 export function useClient(client: RedisClientLike, timeoutMs: number): Connection {
   const firstReady = client.isOpen ? Promise.resolve() : client.connect().then(() => undefined, () => undefined);
+  const duplicate = client.duplicate;
   return {
     send(args, operation) {
       return withTimeout(client.isReady ? client.sendCommand(args) : afterFirstReady(firstReady, client, args, timeoutMs, operation), timeoutMs, operation);
     },
+    ...(typeof duplicate === 'function' ? { subscriber: () => duplicate.call(client) as SubscriberLike } : {}),
     async close() {},
   };
 }

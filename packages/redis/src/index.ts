@@ -6,3 +6,5 @@ export { RedisKeyStore } from './key-store.js';
 export type { RedisClientLike } from './connection.js';
 export { LuaScript, normaliseLua, type SendCommand } from './lua.js';
 export { SCRIPTS } from './scripts.js';
+export { KeyCache, type KeyCacheOptions, type SubscriberLike } from './key-cache.js';
+export { keyChangesChannel } from './key-store.js';

@@ -1,28 +1,55 @@
-// API key store on Redis: every read goes to Redis, so disable and delete act at once in every process.
+// API key store on Redis: lookups served from memory while pub/sub reports every change, so revocation still acts everywhere at once.
 import type { ApiKeyRecord, KeyStore } from '@tollgate/core';
 import type { Connection } from './connection.js';
+import type { KeyCache } from './key-cache.js';
 import * as scripts from './scripts.js';
 
-/** Keys share the `{keys}` hash tag: a lookup by hash reads the index and the record in one script on Cluster. */
+/** The channel key changes are published on (under the prefix, so deployments sharing a Redis stay apart). */
+export function keyChangesChannel(prefix: string): string {
+  return `${prefix}{keys}:changes`;
+}
+
+/**
+ * Keys share the `{keys}` hash tag: a lookup by hash reads the index and the record in one script on Cluster.
+ * With a `cache`, `findByHash` answers from memory for keys that exist; every write publishes the
+ * change in its own script, and each process's cache drops the record when the message arrives.
+ */
 export class RedisKeyStore implements KeyStore {
   readonly #base: string;
   readonly #index: string;
   readonly #ids: string;
+  readonly #channel: string;
+  readonly #cache: KeyCache | undefined;
 
   constructor(
     private readonly connection: Connection,
     prefix: string,
+    cache?: KeyCache,
   ) {
     this.#base = `${prefix}{keys}:key:`;
     this.#index = `${prefix}{keys}:by-hash`;
     this.#ids = `${prefix}{keys}:ids`;
+    this.#channel = keyChangesChannel(prefix);
+    this.#cache = cache;
   }
 
   #send = (args: string[]) => this.connection.send(args, 'keys');
 
+  /** The in-process cache, when there is one (for health checks and tests). */
+  get cache(): KeyCache | undefined {
+    return this.#cache;
+  }
+
   async findByHash(sha256: string): Promise<ApiKeyRecord | undefined> {
+    const cached = this.#cache?.get(sha256);
+    // A copy: a caller that edits the record it got must not edit what the next request sees.
+    if (cached) return { ...cached };
+    const token = this.#cache?.begin();
     const reply = (await scripts.findKeyByHash.run(this.#send, [this.#index], [sha256, this.#base])) as unknown[] | null;
-    return reply ? toRecord(reply[0], reply[1]) : undefined;
+    const record = reply ? toRecord(reply[0], reply[1]) : undefined;
+    // Unknown hashes are not cached: forged keys must not take memory or push real keys out.
+    if (record && token !== undefined) this.#cache!.store(sha256, record, token);
+    return record;
   }
 
   async findById(id: string): Promise<ApiKeyRecord | undefined> {
@@ -30,17 +57,33 @@ export class RedisKeyStore implements KeyStore {
     return reply[0] == null ? undefined : toRecord(reply[0], reply[1]);
   }
 
+  // Writes drop this process's entries before and after, without waiting for their own message.
   async put(record: ApiKeyRecord): Promise<void> {
     const flag = record.disabled === true ? '1' : '0';
-    await scripts.putKey.run(this.#send, [this.#base + record.id, this.#index, this.#ids], [record.id, record.sha256, JSON.stringify(record), flag]);
+    this.#cache?.invalidate(record.id, record.sha256);
+    try {
+      await scripts.putKey.run(this.#send, [this.#base + record.id, this.#index, this.#ids], [record.id, record.sha256, JSON.stringify(record), flag, this.#channel]);
+    } finally {
+      this.#cache?.invalidate(record.id, record.sha256);
+    }
   }
 
   async disable(id: string): Promise<boolean> {
-    return (await scripts.disableKey.run(this.#send, [this.#base + id], [])) === 1;
+    this.#cache?.invalidate(id, undefined);
+    try {
+      return (await scripts.disableKey.run(this.#send, [this.#base + id], [id, this.#channel])) === 1;
+    } finally {
+      this.#cache?.invalidate(id, undefined);
+    }
   }
 
   async delete(id: string): Promise<boolean> {
-    return (await scripts.deleteKey.run(this.#send, [this.#base + id, this.#index, this.#ids], [id])) === 1;
+    this.#cache?.invalidate(id, undefined);
+    try {
+      return (await scripts.deleteKey.run(this.#send, [this.#base + id, this.#index, this.#ids], [id, this.#channel])) === 1;
+    } finally {
+      this.#cache?.invalidate(id, undefined);
+    }
   }
 
   async list(): Promise<ApiKeyRecord[]> {

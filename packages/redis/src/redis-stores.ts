@@ -1,7 +1,8 @@
 // createRedisStores: every core store interface on one Redis, shared by every process that points at it.
 import { assertKnownOptions, TollgateError, type TollgateStores } from '@tollgate/core';
 import { connectUrl, useClient, useSendCommand, type Connection, type RedisClientLike } from './connection.js';
-import { RedisKeyStore } from './key-store.js';
+import { KeyCache, type KeyCacheOptions } from './key-cache.js';
+import { keyChangesChannel, RedisKeyStore } from './key-store.js';
 import type { SendCommand } from './lua.js';
 import { RedisReservationLedger } from './reservation-ledger.js';
 import { RedisWindowCounter } from './window-counter.js';
@@ -32,6 +33,15 @@ export interface RedisStoresOptions {
    * @default 500
    */
   timeoutMs?: number;
+  /**
+   * Key records kept in this process so that `apiKeyAuth` needs no round trip per request.
+   * Every key change publishes on Redis pub/sub and each process drops the record on receipt
+   * (a revocation counts everywhere within the delivery time, typically under 1 ms on one host);
+   * while the subscription is down nothing is served from memory. Needs a node-redis client
+   * (`url` or `client`); with `sendCommand` there is no cache. `false` turns it off.
+   * @default { maxEntries: 10_000, maxAgeMs: 60_000 }
+   */
+  keyCache?: KeyCacheOptions | false;
 }
 
 export interface RedisStores extends TollgateStores {
@@ -49,7 +59,8 @@ export interface RedisStores extends TollgateStores {
   ping(): Promise<boolean>;
 }
 
-const OPTION_NAMES = ['url', 'client', 'sendCommand', 'prefix', 'timeoutMs'] as const;
+const OPTION_NAMES = ['url', 'client', 'sendCommand', 'prefix', 'timeoutMs', 'keyCache'] as const;
+const KEY_CACHE_OPTIONS = ['maxEntries', 'maxAgeMs'] as const;
 
 export function createRedisStores(options: RedisStoresOptions = {}): RedisStores {
   assertKnownOptions(options, OPTION_NAMES, 'ERR_TG_REDIS_UNKNOWN_OPTION', 'createRedisStores');
@@ -69,15 +80,29 @@ export function createRedisStores(options: RedisStoresOptions = {}): RedisStores
     throw new TollgateError('ERR_TG_REDIS_INVALID_SEND_COMMAND', 'sendCommand must be a function (args: string[]) => Promise<reply>');
   }
 
+  const keyCache = options.keyCache ?? {};
+  if (keyCache !== false) {
+    if (typeof keyCache !== 'object' || keyCache === null) throw new TollgateError('ERR_TG_REDIS_INVALID_KEY_CACHE', `keyCache must be false or { maxEntries, maxAgeMs }; got ${JSON.stringify(keyCache)}`);
+    assertKnownOptions(keyCache, KEY_CACHE_OPTIONS, 'ERR_TG_REDIS_UNKNOWN_OPTION', 'createRedisStores: keyCache');
+    for (const name of KEY_CACHE_OPTIONS) {
+      const value = keyCache[name];
+      if (value !== undefined && (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1)) {
+        throw new TollgateError('ERR_TG_REDIS_INVALID_KEY_CACHE', `keyCache.${name} must be a positive integer; got ${JSON.stringify(value)}`);
+      }
+    }
+  }
+
   let connection: Connection;
   if (options.sendCommand) connection = useSendCommand(options.sendCommand, timeoutMs);
   else if (options.client) connection = useClient(options.client, timeoutMs);
   else connection = connectUrl(options.url ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', timeoutMs);
+  const subscriber = keyCache === false ? undefined : connection.subscriber?.();
+  const cache = subscriber && keyCache !== false ? new KeyCache(subscriber, keyChangesChannel(prefix), keyCache) : undefined;
 
   return {
     counter: new RedisWindowCounter(connection, prefix),
     ledger: new RedisReservationLedger(connection, prefix),
-    keys: new RedisKeyStore(connection, prefix),
+    keys: new RedisKeyStore(connection, prefix, cache),
     kind: 'redis',
     prefix,
     sendCommand: (args) => connection.send(args, args[0] ?? 'command'),
@@ -88,6 +113,8 @@ export function createRedisStores(options: RedisStoresOptions = {}): RedisStores
         return false;
       }
     },
-    close: () => connection.close(),
+    async close() {
+      await Promise.all([cache?.close(), connection.close()]);
+    },
   };
 }

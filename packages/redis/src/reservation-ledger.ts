@@ -39,14 +39,26 @@ export class RedisReservationLedger implements ReservationLedger {
     const args: (string | number)[] = [amount, least, Math.max(1, Math.ceil(request.ttlMs)), request.id];
     for (const scope of scopes) args.push(scope.limit, Math.ceil(scope.expiresAt));
     const reply = (await scripts.reserve.run(this.#send, keys, args)) as unknown[];
-    if (reply[0] === 1) return { ok: true, id: request.id, amount: Number(reply[1]) };
+    if (reply[0] === 1) {
+      const granted: ReserveResult = { ok: true, id: request.id, amount: Number(reply[1]) };
+      // A live id reserved again answers with its grant only.
+      if (reply.length > 2) granted.scopes = scopes.map((scope, i) => ({ key: scope.key, limit: scope.limit, spent: Number(reply[2 + 2 * i]), reserved: Number(reply[3 + 2 * i]) }));
+      return granted;
+    }
     const refused = scopes[Number(reply[1]) - 1] as LedgerScope;
     return { ok: false, scope: refused.key, limit: refused.limit, remaining: Number(reply[2]), resetAt: refused.expiresAt };
   }
 
   async settle(id: string, actualAmount: number): Promise<SettleResult> {
     const reply = (await scripts.settle.run(this.#send, [this.#record(id)], [actualAmount, id])) as unknown[];
-    return reply[0] === 1 ? { settled: true, reserved: Number(reply[1]) } : { settled: false, reserved: 0 };
+    if (reply[0] !== 1) return { settled: false, reserved: 0 };
+    const scopes: ScopeUsage[] = [];
+    // The script names each scope by its hash key; callers know scopes by their ledger key.
+    const hashPrefix = `${this.#base}scope:`;
+    for (let i = 2; i + 2 < reply.length; i += 3) {
+      scopes.push({ key: String(reply[i]).slice(hashPrefix.length), spent: Number(reply[i + 1]), reserved: Number(reply[i + 2]) });
+    }
+    return { settled: true, reserved: Number(reply[1]), scopes };
   }
 
   release(id: string): Promise<SettleResult> {

@@ -127,7 +127,8 @@ end
 /**
  * KEYS: reservation record, then (scope hash, scope holds) per scope.
  * ARGV: amount, minAmount, ttlMs, id, then (limit, expiresAt) per scope.
- * Returns {1, granted} or {0, index of the refusing scope (1-based), its remaining}.
+ * Returns {1, granted, then (spent, reserved) per scope after the reserve} ({1, granted} alone
+ * for a live id reserved again), or {0, index of the refusing scope (1-based), its remaining}.
  */
 export const reserve = new LuaScript(
   'reserve',
@@ -144,17 +145,20 @@ export const reserve = new LuaScript(
   local n = (#KEYS - 1) / 2
   local grant = amount
   local reserved = {}
+  local spent = {}
   for i = 1, n do
     local scope = KEYS[2 * i]
     purge(scope, KEYS[2 * i + 1])
     local values = redis.call('HMGET', scope, 'spent', 'reserved')
     reserved[i] = tonumber(values[2]) or 0
-    local remaining = math.max(0, tonumber(ARGV[3 + 2 * i]) - (tonumber(values[1]) or 0) - reserved[i])
+    spent[i] = tonumber(values[1]) or 0
+    local remaining = math.max(0, tonumber(ARGV[3 + 2 * i]) - spent[i] - reserved[i])
     if remaining < least then return {0, i, fmt(remaining)} end
     if remaining < grant then grant = remaining end
   end
   local expires = now + ttl
   local scopes = {}
+  local out = {1, fmt(grant)}
   for i = 1, n do
     local scope = KEYS[2 * i]
     local holds = KEYS[2 * i + 1]
@@ -165,14 +169,17 @@ export const reserve = new LuaScript(
     extend(scope, keep)
     extend(holds, keep)
     scopes[i] = {scope, holds, fmt(scopeExpires)}
+    out[#out + 1] = fmt(spent[i])
+    out[#out + 1] = fmt(reserved[i] + grant)
   end
   redis.call('SET', KEYS[1], cjson.encode({a = fmt(grant), e = fmt(expires), s = scopes}), 'PX', ttl)
-  return {1, fmt(grant)}
+  return out
   `,
 );
 
 /**
- * KEYS: reservation record. ARGV: actual amount, id. Returns {1, reserved} once, then {0, '0'}.
+ * KEYS: reservation record. ARGV: actual amount, id. Returns {1, reserved, then (scope hash key,
+ * spent, reserved) per scope after the settle} once, then {0, '0'}.
  * The scope keys come from the record, not from KEYS: settle knows only the id. They share the
  * record's {hash tag}, so the script stays on one Cluster slot.
  */
@@ -187,6 +194,7 @@ export const settle = new LuaScript(
   local amount = tonumber(record.a)
   local actual = math.max(0, tonumber(ARGV[1]))
   local id = ARGV[2]
+  local out = {1, record.a}
   for _, entry in ipairs(record.s) do
     local scope = entry[1]
     local holds = entry[2]
@@ -203,9 +211,13 @@ export const settle = new LuaScript(
       redis.call('HSET', scope, 'spent', fmt(spent))
       extend(scope, scopeExpires)
     end
+    local values = redis.call('HMGET', scope, 'spent', 'reserved')
+    out[#out + 1] = scope
+    out[#out + 1] = values[1] or '0'
+    out[#out + 1] = values[2] or '0'
   end
   if not live then return {0, '0'} end
-  return {1, record.a}
+  return out
   `,
 );
 
@@ -253,7 +265,10 @@ export const resetScope = new LuaScript(
 // Key store: a hash per key id (record JSON, sha256, disabled flag), a hash index sha256 -> id,
 // and a set of ids for listing. The flag lives outside the JSON so disable needs no JSON rewrite.
 
-/** KEYS: key hash, index, ids. ARGV: id, sha256, record JSON, disabled ('1' or '0'). */
+// Every change publishes {id, sha} on the channel in ARGV, in the same script as the write, so
+// processes caching records (key-cache.ts) hear of it whichever process or tool made it.
+
+/** KEYS: key hash, index, ids. ARGV: id, sha256, record JSON, disabled ('1' or '0'), channel. */
 export const putKey = new LuaScript(
   'putKey',
   `
@@ -265,6 +280,8 @@ export const putKey = new LuaScript(
   redis.call('HSET', KEYS[1], 'record', ARGV[3], 'sha256', sha, 'disabled', ARGV[4])
   redis.call('HSET', KEYS[2], sha, id)
   redis.call('SADD', KEYS[3], id)
+  redis.call('PUBLISH', ARGV[5], cjson.encode({id = id, sha = sha}))
+  if old and old ~= sha then redis.call('PUBLISH', ARGV[5], cjson.encode({id = id, sha = old})) end
   return 1
   `,
 );
@@ -281,17 +298,19 @@ export const findKeyByHash = new LuaScript(
   `,
 );
 
-/** KEYS: key hash. Returns 1 when the key existed. */
+/** KEYS: key hash. ARGV: id, channel. Returns 1 when the key existed. */
 export const disableKey = new LuaScript(
   'disableKey',
   `
-  if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+  local sha = redis.call('HGET', KEYS[1], 'sha256')
+  if not sha then return 0 end
   redis.call('HSET', KEYS[1], 'disabled', '1')
+  redis.call('PUBLISH', ARGV[2], cjson.encode({id = ARGV[1], sha = sha}))
   return 1
   `,
 );
 
-/** KEYS: key hash, index, ids. ARGV: id. Returns 1 when the key existed. */
+/** KEYS: key hash, index, ids. ARGV: id, channel. Returns 1 when the key existed. */
 export const deleteKey = new LuaScript(
   'deleteKey',
   `
@@ -300,6 +319,7 @@ export const deleteKey = new LuaScript(
   redis.call('DEL', KEYS[1])
   if redis.call('HGET', KEYS[2], sha) == ARGV[1] then redis.call('HDEL', KEYS[2], sha) end
   redis.call('SREM', KEYS[3], ARGV[1])
+  redis.call('PUBLISH', ARGV[2], cjson.encode({id = ARGV[1], sha = sha}))
   return 1
   `,
 );

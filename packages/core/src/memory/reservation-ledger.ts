@@ -1,5 +1,5 @@
 // In-memory reservation ledger: all-or-nothing reserves across scopes, settle once, expiry by TTL.
-import type { LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, ScopeUsage, SettleResult } from '../stores.js';
+import type { LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, ScopeBalance, ScopeUsage, SettleResult } from '../stores.js';
 
 interface ScopeState {
   spent: number;
@@ -87,13 +87,15 @@ export class MemoryReservationLedger implements ReservationLedger {
 
     const reservation: Reservation = { amount: grant, expiresAt: now + request.ttlMs, scopes: scopes.map((s) => ({ ...s })) };
     this.#reservations.set(request.id, reservation);
-    for (const { key, expiresAt } of scopes) {
+    const balances: ScopeBalance[] = [];
+    for (const { key, limit, expiresAt } of scopes) {
       const scope = this.#scope(key, expiresAt, now);
       scope.reserved += grant;
       scope.holders.add(request.id);
       scope.nextExpiry = Math.min(scope.nextExpiry, reservation.expiresAt);
+      balances.push({ key, limit, spent: scope.spent, reserved: scope.reserved });
     }
-    return { ok: true, id: request.id, amount: grant };
+    return { ok: true, id: request.id, amount: grant, scopes: balances };
   }
 
   async settle(id: string, actualAmount: number): Promise<SettleResult> {
@@ -103,12 +105,19 @@ export class MemoryReservationLedger implements ReservationLedger {
     this.#drop(id, reservation);
     if (reservation.expiresAt <= now) return { settled: false, reserved: 0 };
     const charge = Math.max(0, actualAmount);
+    const scopes: ScopeUsage[] = [];
     for (const { key, expiresAt } of reservation.scopes) {
       // A scope whose period ended meanwhile is not charged: its counters are over.
-      if (expiresAt <= now) continue;
-      this.#scope(key, expiresAt, now).spent += charge;
+      if (expiresAt <= now) {
+        const over = this.#live(key, now);
+        scopes.push({ key, spent: over?.spent ?? 0, reserved: over?.reserved ?? 0 });
+        continue;
+      }
+      const scope = this.#scope(key, expiresAt, now);
+      scope.spent += charge;
+      scopes.push({ key, spent: scope.spent, reserved: scope.reserved });
     }
-    return { settled: true, reserved: reservation.amount };
+    return { settled: true, reserved: reservation.amount, scopes };
   }
 
   release(id: string): Promise<SettleResult> {
