@@ -157,7 +157,7 @@ function describe(
     '',
     table(['case', 'TTFB p50', 'TTFB p99', 'TTFB vs passthrough', 'total p50', 'per-chunk overhead', 'chunks received', 'failed'], streamRows),
     '',
-    'Under load the events arrive coalesced at concurrency 1, so the per-chunk cost shows better in the throughput: per request, a case costs ' +
+    'One request at a time, the events reach the client in one or two reads, so the per-chunk cost shows better in the throughput: per request, a case costs ' +
       '1/rps − 1/rps(passthrough) more than the passthrough; what a streamed request costs beyond a JSON one, divided by the ' +
       `${UPSTREAM_EVENTS} events, is the per-event overhead under load.`,
     '',

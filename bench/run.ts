@@ -88,8 +88,8 @@ async function main(): Promise<void> {
     const report = [
       '# tollgate benchmarks',
       '',
-      quick ? '**Quick run (`--quick`): fewer rounds and smaller counts; not the figures to quote.**\n' : '',
-      pending.length > 0 ? `**Incomplete: still to run or stopped before: ${pending.join(', ')}.**\n` : '',
+      ...(quick ? ['**Quick run (`--quick`): fewer rounds and smaller counts; not the figures to quote.**', ''] : []),
+      ...(pending.length > 0 ? [`**Incomplete: still to run or stopped before: ${pending.join(', ')}.**`, ''] : []),
       `- Date: ${started.toISOString()} (took ${minutes} min)`,
       `- Command: \`${command}\``,
       `- Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memory} RAM, ${machine.platform}`,
