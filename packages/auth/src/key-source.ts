@@ -40,8 +40,9 @@ export type KeyCheck =
   | { ok: false; reason: 'unknown' | 'disabled' | 'expired' };
 
 /**
- * Looks a key up and decides whether it may be used now. Nothing is cached, so a
- * revocation or expiry in a shared store counts on the very next request.
+ * Looks a key up and decides whether it may be used now. Nothing is cached here; expiry is
+ * checked against `now` on every request. A store may cache records (the Redis one does, and
+ * drops them by pub/sub when any process changes a key).
  */
 export async function checkApiKey(
   key: string,

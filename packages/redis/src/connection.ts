@@ -12,14 +12,14 @@ export interface RedisClientLike {
   connect(): Promise<unknown>;
   on(event: 'error' | 'ready', listener: (...args: unknown[]) => void): unknown;
   /** node-redis: a new client with the same options (used for the key-change subscription). */
-  duplicate?(): unknown;
+  duplicate?(overrides?: { name?: string }): unknown;
 }
 
 export interface Connection {
   /** Sends one command, rejecting after `timeoutMs`. */
   send(args: string[], operation: string): Promise<unknown>;
-  /** A new, unconnected client for pub/sub, when the connection can make one (not for a bare sendCommand). */
-  subscriber?(): SubscriberLike;
+  /** A new, unconnected client for pub/sub named `name` (CLIENT LIST), when the connection can make one (not for a bare sendCommand). */
+  subscriber?(name: string): SubscriberLike;
   close(): Promise<void>;
 }
 
@@ -61,7 +61,7 @@ export function connectUrl(url: string, timeoutMs: number): Connection {
     send(args, operation) {
       return withTimeout(client.isReady ? client.sendCommand(args) : afterFirstReady(firstReady, client, args, timeoutMs, operation), timeoutMs, operation);
     },
-    subscriber: () => client.duplicate() as unknown as SubscriberLike,
+    subscriber: (name) => client.duplicate({ name }) as unknown as SubscriberLike,
     async close() {
       if (closed) return;
       closed = true;
@@ -85,7 +85,7 @@ export function useClient(client: RedisClientLike, timeoutMs: number): Connectio
     send(args, operation) {
       return withTimeout(client.isReady ? client.sendCommand(args) : afterFirstReady(firstReady, client, args, timeoutMs, operation), timeoutMs, operation);
     },
-    ...(typeof duplicate === 'function' ? { subscriber: () => duplicate.call(client) as SubscriberLike } : {}),
+    ...(typeof duplicate === 'function' ? { subscriber: (name: string) => duplicate.call(client, { name }) as SubscriberLike } : {}),
     async close() {},
   };
 }

@@ -1,5 +1,5 @@
 // @tollgate/redis: the core store interfaces on Redis (Lua scripts by SHA, Cluster hash tags, deadlines).
-export { createRedisStores, type RedisStores, type RedisStoresOptions } from './redis-stores.js';
+export { createRedisStores, keyCacheClientName, type RedisStores, type RedisStoresOptions } from './redis-stores.js';
 export { RedisWindowCounter } from './window-counter.js';
 export { RedisReservationLedger } from './reservation-ledger.js';
 export { RedisKeyStore } from './key-store.js';

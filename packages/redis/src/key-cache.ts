@@ -1,4 +1,5 @@
 // In-process cache of key records, trusted only while a pub/sub subscription tells it of every change.
+import { randomUUID } from 'node:crypto';
 import type { ApiKeyRecord } from '@tollgate/core';
 
 /** The part of a node-redis v5 client a subscriber needs (`client.duplicate()` gives one). */
@@ -35,6 +36,8 @@ interface Entry {
 interface Change {
   id?: string;
   sha?: string;
+  /** The cache of the process that wrote; '' when it had none. */
+  from?: string;
 }
 
 /**
@@ -45,6 +48,8 @@ interface Change {
  * until it is back. A lookup that raced an invalidation is not cached (`#generation`).
  */
 export class KeyCache {
+  /** Sent with this process's own writes: it drops entries itself, so their echo is skipped. */
+  readonly origin = randomUUID();
   readonly #entries = new Map<string, Entry>();
   readonly #maxEntries: number;
   readonly #maxAgeMs: number;
@@ -115,6 +120,8 @@ export class KeyCache {
       this.dropAll();
       return;
     }
+    // An echo of our own write would only throw away entries read after it, which are fresh.
+    if (change.from === this.origin) return;
     this.invalidate(change.id, change.sha);
   }
 

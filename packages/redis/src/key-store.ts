@@ -35,6 +35,11 @@ export class RedisKeyStore implements KeyStore {
 
   #send = (args: string[]) => this.connection.send(args, 'keys');
 
+  /** Names this process's cache in its own change messages, so it can skip their echo. */
+  get #origin(): string {
+    return this.#cache?.origin ?? '';
+  }
+
   /** The in-process cache, when there is one (for health checks and tests). */
   get cache(): KeyCache | undefined {
     return this.#cache;
@@ -62,7 +67,7 @@ export class RedisKeyStore implements KeyStore {
     const flag = record.disabled === true ? '1' : '0';
     this.#cache?.invalidate(record.id, record.sha256);
     try {
-      await scripts.putKey.run(this.#send, [this.#base + record.id, this.#index, this.#ids], [record.id, record.sha256, JSON.stringify(record), flag, this.#channel]);
+      await scripts.putKey.run(this.#send, [this.#base + record.id, this.#index, this.#ids], [record.id, record.sha256, JSON.stringify(record), flag, this.#channel, this.#origin]);
     } finally {
       this.#cache?.invalidate(record.id, record.sha256);
     }
@@ -71,7 +76,7 @@ export class RedisKeyStore implements KeyStore {
   async disable(id: string): Promise<boolean> {
     this.#cache?.invalidate(id, undefined);
     try {
-      return (await scripts.disableKey.run(this.#send, [this.#base + id], [id, this.#channel])) === 1;
+      return (await scripts.disableKey.run(this.#send, [this.#base + id], [id, this.#channel, this.#origin])) === 1;
     } finally {
       this.#cache?.invalidate(id, undefined);
     }
@@ -80,7 +85,7 @@ export class RedisKeyStore implements KeyStore {
   async delete(id: string): Promise<boolean> {
     this.#cache?.invalidate(id, undefined);
     try {
-      return (await scripts.deleteKey.run(this.#send, [this.#base + id, this.#index, this.#ids], [id, this.#channel])) === 1;
+      return (await scripts.deleteKey.run(this.#send, [this.#base + id, this.#index, this.#ids], [id, this.#channel, this.#origin])) === 1;
     } finally {
       this.#cache?.invalidate(id, undefined);
     }

@@ -62,6 +62,11 @@ export interface RedisStores extends TollgateStores {
 const OPTION_NAMES = ['url', 'client', 'sendCommand', 'prefix', 'timeoutMs', 'keyCache'] as const;
 const KEY_CACHE_OPTIONS = ['maxEntries', 'maxAgeMs'] as const;
 
+/** The CLIENT SETNAME of the key-change subscriber of stores with this prefix. */
+export function keyCacheClientName(prefix: string): string {
+  return `tollgate-keys:${prefix.replace(/[^\w:.-]/g, '_')}`;
+}
+
 export function createRedisStores(options: RedisStoresOptions = {}): RedisStores {
   assertKnownOptions(options, OPTION_NAMES, 'ERR_TG_REDIS_UNKNOWN_OPTION', 'createRedisStores');
   const given = (['url', 'client', 'sendCommand'] as const).filter((name) => options[name] !== undefined);
@@ -96,7 +101,8 @@ export function createRedisStores(options: RedisStoresOptions = {}): RedisStores
   if (options.sendCommand) connection = useSendCommand(options.sendCommand, timeoutMs);
   else if (options.client) connection = useClient(options.client, timeoutMs);
   else connection = connectUrl(options.url ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', timeoutMs);
-  const subscriber = keyCache === false ? undefined : connection.subscriber?.();
+  // Named so that operators (and tests) can tell it apart in CLIENT LIST.
+  const subscriber = keyCache === false ? undefined : connection.subscriber?.(keyCacheClientName(prefix));
   const cache = subscriber && keyCache !== false ? new KeyCache(subscriber, keyChangesChannel(prefix), keyCache) : undefined;
 
   return {

@@ -265,10 +265,11 @@ export const resetScope = new LuaScript(
 // Key store: a hash per key id (record JSON, sha256, disabled flag), a hash index sha256 -> id,
 // and a set of ids for listing. The flag lives outside the JSON so disable needs no JSON rewrite.
 
-// Every change publishes {id, sha} on the channel in ARGV, in the same script as the write, so
-// processes caching records (key-cache.ts) hear of it whichever process or tool made it.
+// Every change publishes {id, sha, from} on the channel in ARGV, in the same script as the write,
+// so processes caching records (key-cache.ts) hear of it whichever process or tool made it.
+// `from` names the writing cache, which has already dropped what the change made stale.
 
-/** KEYS: key hash, index, ids. ARGV: id, sha256, record JSON, disabled ('1' or '0'), channel. */
+/** KEYS: key hash, index, ids. ARGV: id, sha256, record JSON, disabled ('1' or '0'), channel, from. */
 export const putKey = new LuaScript(
   'putKey',
   `
@@ -280,8 +281,8 @@ export const putKey = new LuaScript(
   redis.call('HSET', KEYS[1], 'record', ARGV[3], 'sha256', sha, 'disabled', ARGV[4])
   redis.call('HSET', KEYS[2], sha, id)
   redis.call('SADD', KEYS[3], id)
-  redis.call('PUBLISH', ARGV[5], cjson.encode({id = id, sha = sha}))
-  if old and old ~= sha then redis.call('PUBLISH', ARGV[5], cjson.encode({id = id, sha = old})) end
+  redis.call('PUBLISH', ARGV[5], cjson.encode({id = id, sha = sha, from = ARGV[6]}))
+  if old and old ~= sha then redis.call('PUBLISH', ARGV[5], cjson.encode({id = id, sha = old, from = ARGV[6]})) end
   return 1
   `,
 );
@@ -298,19 +299,19 @@ export const findKeyByHash = new LuaScript(
   `,
 );
 
-/** KEYS: key hash. ARGV: id, channel. Returns 1 when the key existed. */
+/** KEYS: key hash. ARGV: id, channel, from. Returns 1 when the key existed. */
 export const disableKey = new LuaScript(
   'disableKey',
   `
   local sha = redis.call('HGET', KEYS[1], 'sha256')
   if not sha then return 0 end
   redis.call('HSET', KEYS[1], 'disabled', '1')
-  redis.call('PUBLISH', ARGV[2], cjson.encode({id = ARGV[1], sha = sha}))
+  redis.call('PUBLISH', ARGV[2], cjson.encode({id = ARGV[1], sha = sha, from = ARGV[3]}))
   return 1
   `,
 );
 
-/** KEYS: key hash, index, ids. ARGV: id, channel. Returns 1 when the key existed. */
+/** KEYS: key hash, index, ids. ARGV: id, channel, from. Returns 1 when the key existed. */
 export const deleteKey = new LuaScript(
   'deleteKey',
   `
@@ -319,7 +320,7 @@ export const deleteKey = new LuaScript(
   redis.call('DEL', KEYS[1])
   if redis.call('HGET', KEYS[2], sha) == ARGV[1] then redis.call('HDEL', KEYS[2], sha) end
   redis.call('SREM', KEYS[3], ARGV[1])
-  redis.call('PUBLISH', ARGV[2], cjson.encode({id = ARGV[1], sha = sha}))
+  redis.call('PUBLISH', ARGV[2], cjson.encode({id = ARGV[1], sha = sha, from = ARGV[3]}))
   return 1
   `,
 );

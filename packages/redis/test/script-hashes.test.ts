@@ -12,10 +12,10 @@ const PINNED: Record<keyof typeof SCRIPTS, string> = {
   ledgerUsage: 'e33d1e0529b13e93a5a94d88860694d0af4b785b',
   adjustSpent: '9791c8c45546583f6f80dda1fadb9eea418813c5',
   resetScope: 'c5f0239bc40befc9a92dbf650e6c88b72fc155a7',
-  putKey: '5b0227f5021350b962348cf7e544c0cfbcdd34d7',
+  putKey: '221d0f5db8aa10e22ed7a61b6ea8a5cb53630564',
   findKeyByHash: 'e6862feff81a37c3c818e8013a5f0e99f9fe79d3',
-  disableKey: 'bf46bfbb532340db80b4134bba0398f37218f1c9',
-  deleteKey: 'b308536d4b18deb3570f6c8f04ccc38adb72ba38',
+  disableKey: '4021ceca2952214c3e9c6fe8abeec975c9e55cd1',
+  deleteKey: 'c45724e240f81a08733ad85647728da5e7c7a696',
   listKeys: '240e92191cdc433267fab765bcc2e1d035b97d1c',
 };
 

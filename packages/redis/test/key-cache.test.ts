@@ -1,0 +1,130 @@
+// The Redis key store's in-process cache: served from memory, dropped on every change from any process, and wholly on reconnect.
+import { createHash, randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { createClient } from 'redis';
+import type { ApiKeyRecord } from '@tollgate/core';
+import { createRedisStores, keyCacheClientName, type RedisStores } from '@tollgate/redis';
+import { deleteKeys, eventually, REDIS_URL, requireRedis, uniquePrefix } from './helpers.js';
+
+const prefix = uniquePrefix();
+let storesA: RedisStores;
+let storesB: RedisStores;
+const raw = createClient({ url: REDIS_URL });
+
+function keyRecord(overrides: Partial<ApiKeyRecord> = {}): ApiKeyRecord {
+  const sha256 = createHash('sha256').update(randomUUID()).digest('hex');
+  return { id: `k-${randomUUID().slice(0, 8)}`, sha256, tenantId: 'acme', scopes: ['chat'], createdAt: new Date().toISOString(), ...overrides };
+}
+
+/** Rewrites a record behind the store's back (no PUBLISH): what a missed message looks like to a cache. */
+async function rewriteSilently(record: ApiKeyRecord): Promise<void> {
+  await raw.hSet(`${prefix}{keys}:key:${record.id}`, 'record', JSON.stringify(record));
+}
+
+beforeAll(async () => {
+  await requireRedis();
+  raw.on('error', () => undefined);
+  await raw.connect();
+  storesA = createRedisStores({ url: REDIS_URL, prefix });
+  storesB = createRedisStores({ url: REDIS_URL, prefix });
+  await eventually(async () => expect(storesA.keys.cache?.live && storesB.keys.cache?.live).toBe(true), 5000);
+});
+
+afterAll(async () => {
+  await Promise.all([storesA.close(), storesB.close()]);
+  await deleteKeys(prefix);
+  await raw.close();
+});
+
+describe('RedisKeyStore cache', () => {
+  it('serves a found key from memory (a silent rewrite is not seen)', async () => {
+    const record = keyRecord();
+    await storesA.keys.put(record);
+    expect(await storesA.keys.findByHash(record.sha256)).toMatchObject({ id: record.id, tenantId: 'acme' });
+    await rewriteSilently({ ...record, tenantId: 'other' });
+    expect(await storesA.keys.findByHash(record.sha256)).toMatchObject({ tenantId: 'acme' });
+  });
+
+  it('drops a record when another process disables, rewrites or deletes it', async () => {
+    const record = keyRecord();
+    await storesB.keys.put(record);
+    expect((await storesA.keys.findByHash(record.sha256))?.disabled).toBeUndefined();
+    await storesB.keys.disable(record.id);
+    await eventually(async () => expect((await storesA.keys.findByHash(record.sha256))?.disabled).toBe(true), 1000);
+
+    await storesB.keys.put({ ...record, tier: 'pro' });
+    await eventually(async () => expect(await storesA.keys.findByHash(record.sha256)).toMatchObject({ tier: 'pro' }), 1000);
+
+    await storesB.keys.delete(record.id);
+    await eventually(async () => expect(await storesA.keys.findByHash(record.sha256)).toBeUndefined(), 1000);
+  });
+
+  it('drops the old hash of a key re-put with a new one (rotation in place)', async () => {
+    const record = keyRecord();
+    await storesB.keys.put(record);
+    expect(await storesA.keys.findByHash(record.sha256)).toBeDefined();
+    await storesB.keys.put({ ...record, sha256: createHash('sha256').update(randomUUID()).digest('hex') });
+    await eventually(async () => expect(await storesA.keys.findByHash(record.sha256)).toBeUndefined(), 1000);
+  });
+
+  it("sees its own process's writes at once, without waiting for the message", async () => {
+    const record = keyRecord();
+    await storesA.keys.put(record);
+    await storesA.keys.findByHash(record.sha256);
+    await storesA.keys.disable(record.id);
+    expect((await storesA.keys.findByHash(record.sha256))?.disabled).toBe(true);
+  });
+
+  it('caches no unknown hash: a flood of forged keys takes no memory', async () => {
+    const before = storesA.keys.cache!.size;
+    for (let i = 0; i < 200; i++) expect(await storesA.keys.findByHash(createHash('sha256').update(`forged-${i}`).digest('hex'))).toBeUndefined();
+    expect(storesA.keys.cache!.size).toBe(before);
+  });
+
+  it('keeps at most maxEntries records', async () => {
+    const small = createRedisStores({ url: REDIS_URL, prefix, keyCache: { maxEntries: 2 } });
+    try {
+      await eventually(async () => expect(small.keys.cache?.live).toBe(true), 5000);
+      const records = [keyRecord(), keyRecord(), keyRecord()];
+      for (const record of records) await storesB.keys.put(record);
+      for (const record of records) await small.keys.findByHash(record.sha256);
+      expect(small.keys.cache!.size).toBe(2);
+    } finally {
+      await small.close();
+    }
+  });
+
+  it('drops the whole cache when the subscriber reconnects (messages may have been missed)', async () => {
+    const record = keyRecord();
+    await storesA.keys.put(record);
+    await storesA.keys.findByHash(record.sha256);
+    await rewriteSilently({ ...record, tenantId: 'moved' });
+    expect(await storesA.keys.findByHash(record.sha256)).toMatchObject({ tenantId: 'acme' });
+
+    // Cut the subscribers' connections (this prefix's: A's and B's) from the server side.
+    const clients = String(await raw.sendCommand(['CLIENT', 'LIST', 'TYPE', 'pubsub']));
+    const ids = clients.split('\n').filter((entry) => entry.includes(` name=${keyCacheClientName(prefix)} `)).map((entry) => /\bid=(\d+)/.exec(entry)?.[1]);
+    expect(ids).toHaveLength(2);
+    for (const id of ids) await raw.sendCommand(['CLIENT', 'KILL', 'ID', id!]);
+
+    // Whether read while reconnecting (straight from Redis) or after (an emptied cache), the rewrite shows.
+    await eventually(async () => expect(await storesA.keys.findByHash(record.sha256)).toMatchObject({ tenantId: 'moved' }), 2000);
+    await eventually(async () => expect(storesA.keys.cache?.live).toBe(true), 5000);
+    expect(await storesA.keys.findByHash(record.sha256)).toMatchObject({ tenantId: 'moved' });
+  });
+
+  it('has no cache with a bare sendCommand or keyCache: false', async () => {
+    const bare = createRedisStores({ sendCommand: (args) => raw.sendCommand(args), prefix });
+    const off = createRedisStores({ url: REDIS_URL, prefix, keyCache: false });
+    expect(bare.keys.cache).toBeUndefined();
+    expect(off.keys.cache).toBeUndefined();
+    // Connected before closing: node-redis leaks a socket destroyed in the middle of its first connect.
+    expect(await off.ping()).toBe(true);
+    await Promise.all([bare.close(), off.close()]);
+  });
+
+  it('rejects a bad keyCache option', () => {
+    expect(() => createRedisStores({ prefix, keyCache: { maxEntrys: 5 } as never })).toThrow(expect.objectContaining({ code: 'ERR_TG_REDIS_UNKNOWN_OPTION' }));
+    expect(() => createRedisStores({ prefix, keyCache: { maxAgeMs: 0 } })).toThrow(expect.objectContaining({ code: 'ERR_TG_REDIS_INVALID_KEY_CACHE' }));
+  });
+});
