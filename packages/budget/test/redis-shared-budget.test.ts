@@ -136,6 +136,22 @@ describe('periods on Redis', () => {
 });
 
 describe('soft limit on Redis', () => {
+  it('an instance learns a crossing made elsewhere from its next reserve: that request keeps its model, the ones after are downgraded', async () => {
+    const options: BudgetGuardOptions = {
+      tenants: { lag: { usd: 0.01, period: 'month', softLimit: 0.5, downgrade: { 'test-model': 'test-mini' } } },
+      log: false,
+    };
+    const { urls } = await instances(2, options);
+    const small = { model: 'test-model', input_tokens: 0, max_tokens: 10 };
+    expect((await post(urls[1]!, small, 'lag')).body).toMatchObject({ model: 'test-model' });
+    // Instance 0 alone takes the tenant past 50%: instance 1 last saw it far below.
+    for (let i = 0; i < 13; i++) expect((await post(urls[0]!, { ...small, max_tokens: 200 }, 'lag')).status).toBe(200);
+    expect((await post(urls[0]!, small, 'lag')).body).toMatchObject({ model: 'test-mini' });
+    // No read before reserving: instance 1's next request is reserved at the asked model and reports the spend.
+    expect((await post(urls[1]!, small, 'lag')).body).toMatchObject({ model: 'test-model' });
+    expect((await post(urls[1]!, small, 'lag')).body).toMatchObject({ model: 'test-mini', requestedModel: 'test-model' });
+  });
+
   it('fires once per scope per period across two instances, and downgrades from then on on both', async () => {
     const events: SoftLimitEvent[] = [];
     const options: BudgetGuardOptions = {

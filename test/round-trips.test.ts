@@ -1,0 +1,117 @@
+// Redis round trips of the whole chain (auth, request and token limits, metering, budget, settle): 1 before the handler and 1 after, once warm.
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import express from 'express';
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import request from 'supertest';
+import { apiErrorHandler, createPricing, getContext } from '@tollgate/core';
+import { createRedisStores, type RedisStores } from '@tollgate/redis';
+import { apiKeyAuth, generateApiKey, hashApiKey } from '@tollgate/auth';
+import { meter } from '@tollgate/metering';
+import { combineLimits, tieredRateLimit, tokenRateLimit } from '@tollgate/ratelimit';
+import { budgetGuard, type BudgetGuard } from '@tollgate/budget';
+import { RedisFlightRelay } from './helpers/redis-relay.js';
+
+const relay = new RedisFlightRelay(new URL(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'));
+const prefix = `tg-test:${randomUUID()}:`;
+const pricing = createPricing();
+const key = generateApiKey();
+let stores: RedisStores;
+const guards: BudgetGuard[] = [];
+
+beforeAll(async () => {
+  stores = createRedisStores({ url: await relay.listen(), prefix });
+  await stores.keys.put({ id: 'rt-key', sha256: hashApiKey(key), tenantId: 'acme', tier: 'pro', scopes: ['chat'], createdAt: new Date().toISOString() });
+  for (let i = 0; i < 100 && !stores.keys.cache?.live; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+  expect(stores.keys.cache?.live).toBe(true);
+});
+
+afterAll(async () => {
+  for (const guard of guards) await guard.close();
+  const cleanup = createRedisStores({ prefix, keyCache: false });
+  await cleanup.keys.delete('rt-key');
+  await cleanup.close();
+  await stores.close();
+  await relay.close();
+});
+
+/** Where one request's flights fall: from the first middleware to the handler, and from the handler to the end of its settle. */
+interface Trips {
+  before: number;
+  after: number;
+}
+
+/** Marks the flight count at the start, at the handler, and once every settle listener has finished. */
+function tripsApp(chain: RequestHandler[], record: (trips: Promise<Trips>) => void): express.Express {
+  const app = express();
+  app.use(express.json());
+  app.post(
+    '/v1/chat/completions',
+    function markStart(req: Request, res: Response, next: NextFunction) {
+      const start = relay.flights;
+      const context = getContext(req, res);
+      let atHandler = start;
+      res.locals.markHandler = () => (atHandler = relay.flights);
+      const settle = context.settle;
+      let settledAt: (flights: number) => void;
+      record(new Promise<number>((resolve) => (settledAt = resolve)).then((end) => ({ before: atHandler - start, after: end - atHandler })));
+      context.settle = (usage) => settle(usage).then(() => settledAt(relay.flights));
+      next();
+    },
+    ...chain,
+    function answerAtOnce(req: Request, res: Response) {
+      (res.locals.markHandler as () => void)();
+      res.json({
+        id: 'chatcmpl-rt', object: 'chat.completion', created: 0, model: String(req.body.model),
+        choices: [{ index: 0, message: { role: 'assistant', content: 'hi' }, finish_reason: 'stop' }],
+        usage: { prompt_tokens: 12, completion_tokens: 3, total_tokens: 15 },
+      });
+    },
+  );
+  app.use(apiErrorHandler());
+  return app;
+}
+
+const body = { model: 'gpt-4o', messages: [{ role: 'user', content: 'Say hi.' }], max_tokens: 64 };
+const unique = () => `${prefix}${randomUUID()}:`;
+
+function budgets(): BudgetGuard {
+  const guard = budgetGuard({
+    ledger: stores.ledger,
+    pricing,
+    // A soft limit with a downgrade map on the asked model: once a read before reserving and one after settling.
+    tenants: { acme: { usd: 100, period: 'month', softLimit: 0.8, downgrade: { 'gpt-4o': 'gpt-4o-mini' } } },
+    keys: { '*': { usd: 5, period: 'day' } },
+    global: { usd: 1000, period: 'day' },
+    log: false,
+  });
+  guards.push(guard);
+  return guard;
+}
+
+const requestLimits = () => tieredRateLimit({ stores, prefix: unique(), layers: [{ by: 'global', limit: 10_000 }, { by: 'tenant', limit: 1000 }, { by: 'key', limit: 1000 }] });
+const tokenLimits = () => tokenRateLimit({ stores, prefix: unique(), layers: [{ by: 'tenant', limit: 1_000_000 }, { by: 'key', limit: 1_000_000 }] });
+
+/** Warm-up first (script loads, the key cache's first lookup), then one request counted. */
+async function tripsOf(chain: RequestHandler[]): Promise<Trips> {
+  let last: Promise<Trips> | undefined;
+  const app = tripsApp(chain, (trips) => (last = trips));
+  for (let i = 0; i < 4; i++) {
+    const response = await request(app).post('/v1/chat/completions').set('authorization', `Bearer ${key}`).send(body);
+    expect(response.status).toBe(200);
+    await last;
+  }
+  return last!;
+}
+
+describe('Redis round trips of the full chain, steady state', () => {
+  it('fused: apiKeyAuth -> meter -> combineLimits(tieredRateLimit, tokenRateLimit, budgetGuard) -> handler: 1 before, 1 after', async () => {
+    const trips = await tripsOf([apiKeyAuth({ keys: stores.keys }), meter({ pricing }), combineLimits(requestLimits(), tokenLimits(), budgets())]);
+    expect(trips).toEqual({ before: 1, after: 1 });
+  });
+
+  it('unfused, for contrast: each limiter and the budget one sequential trip (auth still none)', async () => {
+    const trips = await tripsOf([apiKeyAuth({ keys: stores.keys }), requestLimits(), meter({ pricing }), tokenLimits(), budgets()]);
+    expect(trips).toEqual({ before: 3, after: 1 });
+  });
+});
