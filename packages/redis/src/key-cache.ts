@@ -60,6 +60,7 @@ export class KeyCache {
   #subscribed = false;
   #subscribing: Promise<void> | undefined;
   #closed = false;
+  #connecting: Promise<void>;
   /** Bumped by every invalidation and every drop: a lookup that started earlier must not store its answer. */
   #generation = 0;
 
@@ -78,10 +79,14 @@ export class KeyCache {
     subscriber.on('ready', () => {
       // node-redis resubscribes before 'ready' on a reconnect; what was published meanwhile is lost.
       this.dropAll();
+      if (this.#closed) return;
       if (this.#subscribed) this.#live = true;
       else this.#subscribe();
     });
-    subscriber.connect().catch(() => undefined);
+    this.#connecting = subscriber.connect().then(
+      () => undefined,
+      () => undefined,
+    );
   }
 
   /** True while records may be served from memory (for tests and health checks). */
@@ -99,7 +104,7 @@ export class KeyCache {
       () => {
         this.#subscribed = true;
         this.dropAll();
-        this.#live = this.#subscriber.isReady;
+        this.#live = this.#subscriber.isReady && !this.#closed;
       },
       () => undefined,
     );
@@ -175,12 +180,20 @@ export class KeyCache {
     if (this.#closed) return;
     this.#closed = true;
     this.#lost();
-    await this.#subscribing?.catch(() => undefined);
+    const subscriber = this.#subscriber;
+    if (!subscriber.isReady) {
+      // node-redis cannot cancel a first connect half way (a socket destroyed then is left open):
+      // give it a moment to finish so it can be closed properly.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.#connecting, new Promise((resolve) => (timer = setTimeout(resolve, 1000)))]);
+      clearTimeout(timer);
+    }
+    await this.#subscribing;
     try {
-      if (this.#subscriber.isReady) await this.#subscriber.close();
-      else this.#subscriber.destroy();
+      if (subscriber.isReady) await subscriber.close();
+      else subscriber.destroy();
     } catch {
-      this.#subscriber.destroy();
+      // Already closed.
     }
   }
 }
