@@ -272,7 +272,7 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     if (!settled && !mayHaveRun && actual > 0) {
       await Promise.all(scopes.map((s) => withTimeout(ledger.adjustSpent(s.key, actual, s.expiresAt), storeTimeoutMs, 'ledger.adjustSpent')));
     }
-    known.learn(balances);
+    if (mayDowngrade) known.learn(balances);
     // The settle reported each scope's spend: no read unless the ledger does not report it.
     await monitor.check(windows, now(), balances);
   }
