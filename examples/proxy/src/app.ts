@@ -3,6 +3,7 @@ import express from 'express';
 import type { Express, NextFunction, Request, RequestHandler, Response } from 'express';
 import helmet from 'helmet';
 import { budgetAdminRouter } from '@tollgate/budget';
+import { combineLimits } from '@tollgate/ratelimit';
 import { keyRecordsFromConfig } from '@tollgate/auth';
 import { ApiError, apiErrorHandler, createMemoryStores, createPricing, renderApiError, requestContext } from '@tollgate/core';
 import type { ProviderApi, TollgateStores } from '@tollgate/core';
@@ -63,7 +64,9 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   const closers: (() => Promise<void> | void)[] = [() => providers.close(), () => budget.close(), () => metering.close()];
   if (ownsStores) closers.push(() => stores.close());
 
-  // DESIGN.md's order: auth -> tieredRateLimit -> meter (estimate) -> tokenRateLimit -> budgetGuard -> handler.
+  // DESIGN.md's order: auth -> tieredRateLimit -> meter (estimate) -> tokenRateLimit -> budgetGuard -> handler,
+  // with the limits and the budget fused by combineLimits after the estimate: their Redis calls
+  // share one round trip (a refusal by one gives back what the others took).
   // Body checks, scope and tier rules sit right after auth, so a refused request costs no
   // rate-limit slot; the tier's output cap is clamped before the estimate, so every
   // reservation is a true upper bound. Built once and shared by the three routes, so one
@@ -74,11 +77,8 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   const limitAndReserve: RequestHandler[] = [
     ...permissionMiddleware(config),
     tierPolicyMiddleware(config),
-    ...requestLimitMiddleware(config, stores),
     ...metering.middleware,
-    ...tokenLimitMiddleware(config, stores),
-    ...concurrencyMiddleware(config, stores),
-    budget,
+    combineLimits(...requestLimitMiddleware(config, stores), ...tokenLimitMiddleware(config, stores), ...concurrencyMiddleware(config, stores), budget),
   ];
   const admit = (api: ProviderApi): RequestHandler[] => [...identify, validateProviderRequest(api), ...limitAndReserve];
 
