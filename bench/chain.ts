@@ -27,13 +27,18 @@ function chainCases(context: BenchContext): ChainCase[] {
     },
     {
       name: 'tollgate full chain (memory)',
-      what: 'apiKeyAuth, tieredRateLimit, meter (no sink), tokenRateLimit, budgetGuard (key, tenant, global budgets) on createMemoryStores()',
+      what: 'the recommended chain: apiKeyAuth, meter (no sink), combineLimits(tieredRateLimit, tokenRateLimit, budgetGuard with key, tenant, global budgets) on createMemoryStores()',
       spec: { app: 'tollgate-chain', options: { store: 'memory' } },
     },
     {
       name: 'tollgate full chain (Redis)',
-      what: 'the same chain on createRedisStores()',
+      what: 'the same chain on createRedisStores() (key cache on, its default)',
       spec: { app: 'tollgate-chain', options: { store: 'redis', ...redis('tollgate') } },
+    },
+    {
+      name: 'tollgate unfused chain (Redis)',
+      what: 'the same pieces each mounted on its own (apiKeyAuth, tieredRateLimit, meter, tokenRateLimit, budgetGuard), for comparison',
+      spec: { app: 'tollgate-chain', options: { store: 'redis', fused: false, ...redis('tollgate-unfused') } },
     },
   ];
 }

@@ -125,6 +125,10 @@ export async function runRoundTripBenchmark(context: BenchContext): Promise<Sect
       spec: (redisUrl) => ({ app: 'tollgate-chain', options: { store: 'redis', redisUrl, prefix: prefix('tollgate') } }),
     },
     {
+      name: 'tollgate unfused chain (Redis)',
+      spec: (redisUrl) => ({ app: 'tollgate-chain', options: { store: 'redis', fused: false, redisUrl, prefix: prefix('unfused') } }),
+    },
+    {
       name: 'tollgate example proxy (Redis)',
       spec: (redisUrl, upstream) => ({ app: 'proxy', options: { store: 'redis', redisUrl, upstream, prefix: prefix('proxy') } }),
       needsUpstream: true,

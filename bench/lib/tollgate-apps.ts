@@ -37,11 +37,14 @@ async function openStores(options: AppOptions): Promise<TollgateStores> {
 }
 
 /**
- * DESIGN.md's chain, one limiter layer each, as a user would mount it: apiKeyAuth -> tieredRateLimit ->
- * meter -> tokenRateLimit -> budgetGuard (key, tenant and global budgets) -> the handler that answers at once.
+ * The full chain as the ratelimit README recommends it (fused): apiKeyAuth -> meter ->
+ * combineLimits(tieredRateLimit, tokenRateLimit, budgetGuard) -> the handler that answers at once, so the
+ * limits and the budget share one store round trip. With `fused: false`, DESIGN.md's chain with each piece
+ * mounted on its own: apiKeyAuth -> tieredRateLimit -> meter -> tokenRateLimit -> budgetGuard.
+ * One limiter layer each (by key); budgets per key, tenant and global.
  */
 export async function buildTollgateChain(options: AppOptions): Promise<BuiltApp> {
-  const [{ apiKeyAuth }, { tieredRateLimit, tokenRateLimit }, { meter }, { budgetGuard }] = await Promise.all([
+  const [{ apiKeyAuth }, { combineLimits, tieredRateLimit, tokenRateLimit }, { meter }, { budgetGuard }] = await Promise.all([
     import('@tollgate/auth'),
     import('@tollgate/ratelimit'),
     import('@tollgate/metering'),
@@ -51,18 +54,25 @@ export async function buildTollgateChain(options: AppOptions): Promise<BuiltApp>
   const prefix = String(options.prefix ?? '');
   for (const record of benchKeyRecords(Number(options.keys ?? 1))) await stores.keys.put(record);
   const budget = budgetGuard({ ledger: stores.ledger, keys: { '*': HUGE_BUDGET }, tenants: { '*': HUGE_BUDGET }, global: HUGE_BUDGET, log: false });
-  const chain: [string, RequestHandler][] = [
-    ['apiKeyAuth', apiKeyAuth({ keys: stores.keys })],
-    ['tieredRateLimit', tieredRateLimit({ stores, by: 'key', tiers: { pro: HUGE_REQUESTS }, defaultTier: 'pro', prefix: `${prefix}rl:` })],
-    // No sinks: what a sink costs depends on the sink, and none blocks the request.
-    ['meter', meter()],
-    ['tokenRateLimit', tokenRateLimit({ stores, by: 'key', tiers: { pro: HUGE_TOKENS }, defaultTier: 'pro', prefix: `${prefix}tokens:` })],
-    ['budgetGuard', budget],
-  ];
-  // `upTo` mounts only the first N pieces: the bench's cost-by-middleware table builds the chain up one at a time.
-  const upTo = options.upTo === undefined ? chain.length : Number(options.upTo);
+  const requestLimit = tieredRateLimit({ stores, by: 'key', tiers: { pro: HUGE_REQUESTS }, defaultTier: 'pro', prefix: `${prefix}rl:` });
+  const tokenLimit = tokenRateLimit({ stores, by: 'key', tiers: { pro: HUGE_TOKENS }, defaultTier: 'pro', prefix: `${prefix}tokens:` });
+  const auth = apiKeyAuth({ keys: stores.keys });
+  // No sinks: what a sink costs depends on the sink, and none blocks the request.
+  const metering = meter();
+  // Each step adds one piece; `upTo` mounts the first N steps (the cost-by-middleware table builds the chain up).
+  const steps: RequestHandler[][] =
+    options.fused === false
+      ? [[auth], [auth, requestLimit], [auth, requestLimit, metering], [auth, requestLimit, metering, tokenLimit], [auth, requestLimit, metering, tokenLimit, budget]]
+      : [
+          [auth],
+          [auth, metering],
+          [auth, metering, combineLimits(requestLimit)],
+          [auth, metering, combineLimits(requestLimit, tokenLimit)],
+          [auth, metering, combineLimits(requestLimit, tokenLimit, budget)],
+        ];
+  const upTo = options.upTo === undefined ? steps.length : Number(options.upTo);
   const app = baseApp();
-  for (const [, middleware] of chain.slice(0, upTo)) app.use(middleware);
+  for (const middleware of upTo === 0 ? [] : steps[upTo - 1]!) app.use(middleware);
   app.post(CHAT_PATH, answerAtOnce);
   return {
     app,
