@@ -79,7 +79,7 @@ describe('combineLimits with budgetGuard', () => {
     await guard.close();
   });
 
-  it('a failing ledger answers 503 (fail-closed) and gives the tokens back', async () => {
+  it('a failing ledger answers 503 (failClosed) and gives the tokens back', async () => {
     const stores = createMemoryStores({ sweepIntervalMs: 0 });
     const { ledger } = stores;
     const broken: ReservationLedger = {

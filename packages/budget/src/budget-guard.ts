@@ -60,13 +60,13 @@ export interface BudgetGuardOptions extends BudgetPlanOptions {
    * Time limit of each ledger call.
    * @default '2s'
    */
-  storeTimeout?: number | string;
+  timeoutMs?: number | string;
   /**
-   * When the ledger fails or times out: `'fail-closed'` answers 503, `'fail-open'` lets the request
+   * When the ledger fails or times out: `'failClosed'` answers 503, `'failOpen'` lets the request
    * through unbudgeted.
-   * @default 'fail-closed'
+   * @default 'failClosed'
    */
-  onStoreError?: 'fail-closed' | 'fail-open';
+  onStoreFailure?: 'failClosed' | 'failOpen';
   /** Called once per budget per period when it crosses its soft limit. */
   onSoftLimit?: (event: SoftLimitEvent) => void | Promise<void>;
   /** POST each soft-limit event as JSON to this URL, retried with exponential backoff. */
@@ -108,7 +108,7 @@ export interface BudgetGuard {
 
 const OPTION_NAMES = [
   'ledger', 'pricing', 'keys', 'users', 'tenants', 'features', 'global', 'budgets', 'softLimit', 'downgrade',
-  'minOutputTokens', 'reservationTtl', 'storeTimeout', 'onStoreError', 'onSoftLimit', 'webhook', 'log', 'now', 'renderError',
+  'minOutputTokens', 'reservationTtl', 'timeoutMs', 'onStoreFailure', 'onSoftLimit', 'webhook', 'log', 'now', 'renderError',
 ] as const satisfies readonly (keyof BudgetGuardOptions)[];
 
 /** Beyond this, a Retry-After would only invite a client to wait for weeks: the message says when instead. */
@@ -167,9 +167,9 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
   const minOutputTokens = options.minOutputTokens ?? 16;
   if (!Number.isSafeInteger(minOutputTokens) || minOutputTokens < 1) throw optionError(`minOutputTokens must be a positive integer; got ${JSON.stringify(options.minOutputTokens)}`);
   const ttlMs = parseDuration(options.reservationTtl ?? '10m', 'reservationTtl');
-  const storeTimeoutMs = parseDuration(options.storeTimeout ?? '2s', 'storeTimeout');
-  const failOpen = (options.onStoreError ?? 'fail-closed') === 'fail-open';
-  if (!['fail-closed', 'fail-open'].includes(options.onStoreError ?? 'fail-closed')) throw optionError(`onStoreError must be "fail-closed" or "fail-open"; got ${JSON.stringify(options.onStoreError)}`);
+  const storeTimeoutMs = parseDuration(options.timeoutMs ?? '2s', 'timeoutMs');
+  const failOpen = (options.onStoreFailure ?? 'failClosed') === 'failOpen';
+  if (!['failClosed', 'failOpen'].includes(options.onStoreFailure ?? 'failClosed')) throw optionError(`onStoreFailure must be "failClosed" or "failOpen"; got ${JSON.stringify(options.onStoreFailure)}`);
   const now = options.now ?? Date.now;
   const render = options.renderError ?? renderApiError;
   const webhook = options.webhook === undefined ? undefined : createWebhookSender(options.webhook);

@@ -1,4 +1,4 @@
-// When the ledger is unreachable (a real Redis URL nobody answers): 503 by default, pass-through with fail-open, never a hung request.
+// When the ledger is unreachable (a real Redis URL nobody answers): 503 by default, pass-through with failOpen, never a hung request.
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
@@ -26,8 +26,8 @@ afterAll(async () => {
   await stores.close();
 });
 
-function guardWith(onStoreError?: 'fail-open' | 'fail-closed') {
-  const guard = budgetGuard({ ledger: stores.ledger, global: { usd: 1, period: 'day' }, storeTimeout: 300, log: false, ...(onStoreError ? { onStoreError } : {}) });
+function guardWith(onStoreFailure?: 'failOpen' | 'failClosed') {
+  const guard = budgetGuard({ ledger: stores.ledger, global: { usd: 1, period: 'day' }, timeoutMs: 300, log: false, ...(onStoreFailure ? { onStoreFailure } : {}) });
   guards.push(guard);
   return createApp(guard);
 }
@@ -40,13 +40,13 @@ describe('ledger unavailable', () => {
     expect(response.headers['retry-after']).toBe('5');
   });
 
-  it('lets the request through unbudgeted with fail-open', async () => {
-    const response = await request(guardWith('fail-open')).post('/v1/chat/completions').send({ model: 'gpt-4o-mini', max_tokens: 10 });
+  it('lets the request through unbudgeted with failOpen', async () => {
+    const response = await request(guardWith('failOpen')).post('/v1/chat/completions').send({ model: 'gpt-4o-mini', max_tokens: 10 });
     expect(response.status).toBe(200);
     expect(response.body.cap).toBe(10);
   });
 
   it('rejects an unknown failure policy at construction', () => {
-    expect(() => budgetGuard({ onStoreError: 'maybe' as 'fail-open' })).toThrow(/onStoreError must be "fail-closed" or "fail-open"/);
+    expect(() => budgetGuard({ onStoreFailure: 'maybe' as 'failOpen' })).toThrow(/onStoreFailure must be "failClosed" or "failOpen"/);
   });
 });
