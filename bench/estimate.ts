@@ -112,5 +112,19 @@ export async function runEstimationBenchmark(context: BenchContext): Promise<Sec
         'A stall longer than the time box means one stretch of work between two deadline checks took that long.',
     );
   }
+  // Where the time box cut counting short, how far above the exact count the bound landed (what token limits and budgets then reserve).
+  const exactCounts = TOKENIZERS.filter((name) => name !== 'tollgate').map((name) => results.get(name)!);
+  const overshoots = inputs.flatMap((input, index) => {
+    const own = tollgate[index];
+    const exact = exactCounts.map((list) => list[index]).find((o) => o?.kind === 'ok');
+    if (own?.kind !== 'ok' || own.value.exact || exact?.kind !== 'ok') return [];
+    return [`${input.name} ${fmtNumber(own.value.tokens)} vs ${fmtNumber(exact.value.tokens)} exact (${fmtNumber(own.value.tokens / exact.value.tokens, 1)}×)`];
+  });
+  if (overshoots.length > 0) {
+    findings.push(
+      `Estimation: where the time box ran out the estimate is the byte-length bound, above the exact count: ${overshoots.join('; ')}. ` +
+        'Token limits and budgets reserve that much before the call (§3).',
+    );
+  }
   return { title: '3. Token estimation', body, targets, findings };
 }
