@@ -227,7 +227,8 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
   /** Lowers the output cap so that `granted` pays for the whole answer: the reservation is an upper bound again. */
   function clampOutput(req: Request, estimate: UsageEstimate, price: ResolvedPrice, granted: number): void {
     const cap = Math.min(estimate.maxOutputTokens, affordableOutputTokens(granted, estimate.inputTokens, price));
-    const api = detectProviderApi(req.originalUrl ?? req.url);
+    // The meter knows the API even on a path that does not name it.
+    const api = estimate.api ?? detectProviderApi(req.originalUrl ?? req.url);
     if (api) setRequestOutputCap(req.body, api, cap);
     estimate.maxOutputTokens = cap;
     estimate.costNanoUsd = maxCostNanoUsd(estimate.inputTokens, cap, price);

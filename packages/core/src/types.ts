@@ -1,4 +1,5 @@
 // The shared vocabulary: who calls (Identity), what a request may cost (UsageEstimate) and what it did (UsageRecord).
+import type { ProviderApi } from './provider-api.js';
 
 export type Provider = 'openai' | 'anthropic' | (string & {});
 
@@ -35,6 +36,8 @@ export interface TokenUsage {
 /** What a request may cost at most, computed before the provider call. */
 export interface UsageEstimate {
   provider: Provider;
+  /** The provider API the request speaks (set by the meter), so later middleware clamp the right body field on any path. */
+  api?: ProviderApi;
   model: string;
   inputTokens: number;
   /** The output cap the request runs with (after any clamp). */

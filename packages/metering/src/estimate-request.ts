@@ -398,6 +398,7 @@ export function estimateRequest(input: EstimateRequestInput): RequestEstimate {
   return {
     ...estimate,
     provider: price.provider ?? providerOf(input.api),
+    api: input.api,
     model,
     inputTokens: estimate.tokens,
     maxOutputTokens,

@@ -1,0 +1,40 @@
+// meter() and budgetGuard() together: the budget's clamp reaches the body the provider gets, whatever the route path.
+import { afterAll, describe, expect, it } from '@jest/globals';
+import express from 'express';
+import type { RequestHandler } from 'express';
+import request from 'supertest';
+import { apiErrorHandler, createMemoryStores, createPricing, getContext } from '@tollgate/core';
+import { meter } from '@tollgate/metering';
+import { budgetGuard } from '@tollgate/budget';
+
+/** $1 input, $2 output per 1M tokens: 1,000 and 2,000 nano-USD a token. */
+const pricing = createPricing({ models: { 'gpt-4o': { provider: 'openai', inputPerMTok: 1, outputPerMTok: 2 } } });
+const closers: (() => Promise<void>)[] = [];
+afterAll(async () => {
+  for (const close of closers) await close();
+});
+
+const identify: RequestHandler = (req, res, next) => {
+  getContext(req, res).identity = { keyId: 'k1', tenantId: 'acme', scopes: [], authMethod: 'api_key' };
+  next();
+};
+
+describe('meter + budgetGuard', () => {
+  it('clamps the output cap in the body on a route whose API is given to meter(), not detected from the path', async () => {
+    const stores = createMemoryStores({ sweepIntervalMs: 0 });
+    const guard = budgetGuard({ ledger: stores.ledger, pricing, log: false, tenants: { acme: { usd: 0.001, period: 'day' } } });
+    closers.push(() => guard.close(), () => stores.close());
+    const app = express();
+    app.use(express.json());
+    app.post('/ai/chat', identify, meter({ api: 'openai.chat', pricing }), guard, (req, res) => {
+      res.json({ sent: req.body, estimate: req.tollgate.estimate });
+    });
+    app.use(apiErrorHandler());
+    const response = await request(app).post('/ai/chat').send({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }], max_tokens: 100_000 });
+    expect(response.status).toBe(200);
+    const estimate = response.body.estimate;
+    expect(estimate.maxOutputTokens).toBeLessThan(100_000);
+    // What the provider is sent must be what the reservation paid for.
+    expect(response.body.sent.max_tokens).toBe(estimate.maxOutputTokens);
+  });
+});
