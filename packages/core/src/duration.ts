@@ -8,9 +8,11 @@ const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)$/;
 export function parseDuration(input: number | string, what = 'duration'): number {
   if (typeof input === 'number') {
     if (Number.isFinite(input) && input > 0) return input;
-  } else {
+  } else if (typeof input === 'string') {
     const match = DURATION.exec(input.trim());
-    if (match) return Number(match[1]) * UNIT_MS[match[2] as keyof typeof UNIT_MS];
+    // "0s" matches the pattern but is no more a window than the number 0.
+    const ms = match ? Number(match[1]) * UNIT_MS[match[2] as keyof typeof UNIT_MS] : 0;
+    if (ms > 0) return ms;
   }
   throw new TollgateError('ERR_TG_CORE_INVALID_DURATION', `${what} must be a positive number of ms or a string like "30s", "1m", "1h", "1d"; got ${JSON.stringify(input)}`);
 }

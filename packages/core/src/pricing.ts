@@ -127,6 +127,9 @@ function resolvePrice(model: string, price: ModelPrice): ResolvedPrice {
   };
 }
 
+/** Longer than any real model id; longer ids are priced but not cached. */
+const MAX_CACHED_MODEL_ID = 256;
+
 /** A pricing table: the shipped prices plus the user's, resolved and validated once. */
 export function createPricing(options: PricingOptions = {}): Pricing {
   const table = new Map<string, ResolvedPrice>();
@@ -143,7 +146,9 @@ export function createPricing(options: PricingOptions = {}): Pricing {
       if (found) break;
     }
     found ??= fallback;
-    if (cache.size < 10_000) cache.set(model, found);
+    // Model ids come from request bodies: only ids of a real length are kept, or 10,000 cached
+    // megabyte-long ids would hold gigabytes.
+    if (cache.size < 10_000 && model.length <= MAX_CACHED_MODEL_ID) cache.set(model, found);
     return found;
   };
 

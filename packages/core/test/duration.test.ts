@@ -85,3 +85,16 @@ describe('periodWindow (UTC)', () => {
     expect(isCalendarPeriod(1)).toBe(false);
   });
 });
+
+describe('parseDuration on input a config file can hold', () => {
+  // "0s" is not a positive duration: a zero window would divide by zero in every store.
+  it.each(['0s', '0ms', '0.0m', '0 h'])('rejects the zero string %j', (input) => {
+    expect(() => parseDuration(input)).toThrow(TollgateError);
+  });
+
+  // JSON config may hold null, true, an object: the answer must be the coded error, not a TypeError.
+  it.each([null, true, {}, ['1s']])('rejects %j with a TollgateError', (input) => {
+    expect(() => parseDuration(input as never, 'window')).toThrow(TollgateError);
+    expect(() => parseDuration(input as never, 'window')).toThrow(/^window must be/);
+  });
+});
