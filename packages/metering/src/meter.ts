@@ -247,7 +247,9 @@ export function meter(options: MeterOptions = {}) {
       reportedModel = ctx.reportedUsage?.model;
     } else {
       const model = reader?.model ?? estimate?.model ?? '';
-      const read: ReadUsage | undefined = reader && api ? reader.result(countOutput(model, api)) : undefined;
+      let read: ReadUsage | undefined = reader && api ? reader.result(countOutput(model, api)) : undefined;
+      // A failed call without provider usage produced no model output: what passed is an error body, not billable text.
+      if (failed && read?.source === 'counted') read = undefined;
       // Without usage the prompt counts as processed unless the call failed before any output.
       const assumedInput = failed && !read ? 0 : (estimate?.inputTokens ?? 0);
       usage = read?.usage ?? { inputTokens: assumedInput, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 0, reasoningTokens: 0 };

@@ -232,6 +232,16 @@ describe('meter() with JSON responses', () => {
     await (await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] })).text();
     expect(await recorded).toMatchObject({ status: 502, inputTokens: 0, outputTokens: 0, costNanoUsd: 0, usageSource: 'counted' });
   });
+
+  it('does not bill the text of a failed call whose body is not JSON (a gateway page, a bare error line)', async () => {
+    const app = await start((_req, res) => {
+      res.writeHead(503);
+      res.end('upstream connect error or disconnect/reset before headers. reset reason: connection termination');
+    });
+    const recorded = app.sink.next();
+    await (await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] })).text();
+    expect(await recorded).toMatchObject({ status: 503, inputTokens: 0, outputTokens: 0, costNanoUsd: 0, usageSource: 'counted' });
+  });
 });
 
 describe('meter() with streams', () => {
