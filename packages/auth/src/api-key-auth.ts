@@ -73,8 +73,11 @@ export function resolveKeyAuthOptions(options: KeyAuthOptions & { renderError?: 
   if (!isValidRealm(realm)) throw new TollgateError('ERR_TG_AUTH_INVALID_OPTION', `${factory}(): realm must be printable ASCII without quotes or backslashes`);
   const timeoutMs = options.timeoutMs ?? 2000;
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new TollgateError('ERR_TG_AUTH_INVALID_OPTION', `${factory}(): timeoutMs must be a positive number of ms`);
-  const keyFormat = options.keyFormat === undefined ? API_KEY_PATTERN : options.keyFormat;
+  let keyFormat = options.keyFormat === undefined ? API_KEY_PATTERN : options.keyFormat;
   if (keyFormat !== null && !(keyFormat instanceof RegExp)) throw new TollgateError('ERR_TG_AUTH_INVALID_OPTION', `${factory}(): keyFormat must be a RegExp or null`);
+  // With g or y, test() starts at lastIndex and moves it: the same key would pass every other time.
+  // A stateless copy; a sticky pattern keeps its anchoring at the start.
+  if (keyFormat?.global || keyFormat?.sticky) keyFormat = new RegExp(keyFormat.sticky ? `^(?:${keyFormat.source})` : keyFormat.source, keyFormat.flags.replace(/[gy]/g, ''));
   return {
     lookup: resolveKeySource(options.keys, 'ERR_TG_AUTH_MISSING_KEYS', factory),
     realm,
@@ -124,10 +127,13 @@ export function apiKeyAuth(options: ApiKeyAuthOptions = {}) {
       return renderError(invalidCredentials(realm, credential.kind !== 'none', message), req, res);
     }
 
-    void identify(credential.token).then(({ identity, denial }) => {
-      if (denial || !identity) return renderError(denial ?? invalidCredentials(realm, true), req, res);
-      context.identity = identity;
-      next();
-    }, next);
+    // catch, not a second then-argument: a renderError that throws must reach next too, not become an unhandled rejection.
+    void identify(credential.token)
+      .then(({ identity, denial }) => {
+        if (denial || !identity) return renderError(denial ?? invalidCredentials(realm, true), req, res);
+        context.identity = identity;
+        next();
+      })
+      .catch(next);
   };
 }

@@ -115,7 +115,7 @@ export function bearerAuth(options: BearerAuthOptions = {}) {
   return function tollgateBearerAuth(req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void): void {
     const context = getContext(req, res);
     if (isAuthenticated(context.identity)) return next();
-    const onResult = (error: unknown, user: Identity | false | undefined) => {
+    const answer = (error: unknown, user: Identity | false | undefined) => {
       if (error instanceof KeyStoreUnavailableError) return renderError(authUnavailable(error.cause), req, res);
       if (error) return next(error);
       if (!user) {
@@ -126,6 +126,15 @@ export function bearerAuth(options: BearerAuthOptions = {}) {
       context.identity = user;
       (req as IncomingMessage & { user?: unknown }).user = user;
       next();
+    };
+    // passport calls back from inside the key lookup's promise: a renderError that throws there
+    // would be an unhandled rejection and a request left hanging.
+    const onResult = (error: unknown, user: Identity | false | undefined) => {
+      try {
+        answer(error, user);
+      } catch (thrown) {
+        next(thrown);
+      }
     };
     const authenticate = authenticator.authenticate(BEARER_STRATEGY_NAME, { session: false }, onResult) as (
       req: IncomingMessage,

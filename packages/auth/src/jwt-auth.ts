@@ -297,10 +297,13 @@ export function jwtAuth(options: JwtAuthOptions = {}) {
       const message = credential.kind === 'none' ? 'Missing bearer token: send "Authorization: Bearer <jwt>".' : 'Invalid bearer token.';
       return renderError(invalidCredentials(realm, credential.kind !== 'none', message), req, res);
     }
-    void identify((credential as { token: string }).token).then(({ identity, denial }) => {
-      if (denial || !identity) return renderError(denial ?? invalidCredentials(realm, true), req, res);
-      context.identity = identity;
-      next();
-    }, next);
+    // catch, not a second then-argument: a renderError that throws must reach next too, not become an unhandled rejection.
+    void identify((credential as { token: string }).token)
+      .then(({ identity, denial }) => {
+        if (denial || !identity) return renderError(denial ?? invalidCredentials(realm, true), req, res);
+        context.identity = identity;
+        next();
+      })
+      .catch(next);
   };
 }

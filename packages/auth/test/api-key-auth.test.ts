@@ -207,3 +207,19 @@ describe('apiKeyAuth', () => {
     expect(() => apiKeyAuth({ keys: [], timeoutMs: 0 })).toThrow(/timeoutMs/);
   });
 });
+
+describe('apiKeyAuth keyFormat with a global or sticky flag', () => {
+  // RegExp.test with /g or /y moves lastIndex: every other request with the same good key would be refused.
+  it('accepts a good key on every request, not every other one', async () => {
+    const good = makeKey();
+    for (const keyFormat of [/^tgk_[0-9A-Za-z]{32,}$/g, /tgk_[0-9A-Za-z]{32,}$/y]) {
+      const app = createServer(apiKeyAuth({ keys: [good.record], keyFormat }));
+      const statuses: number[] = [];
+      for (let i = 0; i < 4; i++) statuses.push((await request(app).get('/x').set('x-api-key', good.key)).status);
+      expect(statuses).toEqual([200, 200, 200, 200]);
+    }
+    // The sticky pattern stays anchored at the start.
+    const sticky = createServer(apiKeyAuth({ keys: [good.record], keyFormat: /tgk_[0-9A-Za-z]{32,}$/y }));
+    expect((await request(sticky).get('/x').set('x-api-key', `x${good.key}`)).status).toBe(401);
+  });
+});
