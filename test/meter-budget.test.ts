@@ -37,4 +37,31 @@ describe('meter + budgetGuard', () => {
     // What the provider is sent must be what the reservation paid for.
     expect(response.body.sent.max_tokens).toBe(estimate.maxOutputTokens);
   });
+
+  it('reserves for every choice of an OpenAI chat request with n > 1, so the budget is never overshot', async () => {
+    const stores = createMemoryStores({ sweepIntervalMs: 0 });
+    const guard = budgetGuard({ ledger: stores.ledger, pricing, log: false, tenants: { acme: { usd: 0.001, period: 'day' } } });
+    closers.push(() => guard.close(), () => stores.close());
+    const app = express();
+    app.use(express.json());
+    // The provider: n choices, each using the whole per-choice cap it is sent.
+    app.post('/v1/chat/completions', identify, meter({ pricing }), guard, (req, res) => {
+      const n = typeof req.body.n === 'number' ? req.body.n : 1;
+      const cap = req.body.max_tokens as number;
+      res.json({ model: 'gpt-4o', choices: [], usage: { prompt_tokens: req.tollgate.estimate!.inputTokens, completion_tokens: n * cap } });
+    });
+    app.use(apiErrorHandler());
+    const response = await request(app).post('/v1/chat/completions').send({ model: 'gpt-4o', n: 4, messages: [{ role: 'user', content: 'hi' }], max_tokens: 1000 });
+    expect(response.status).toBe(200);
+    const key = `budget:tenant:acme:day:${new Date().toISOString().slice(0, 10)}`;
+    let usage = { spent: 0, reserved: 1 };
+    for (let i = 0; i < 200 && usage.reserved > 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      const [scope] = await stores.ledger.usage([key]);
+      usage = { spent: scope!.spent, reserved: scope!.reserved };
+    }
+    expect(usage.reserved).toBe(0);
+    expect(usage.spent).toBeGreaterThan(0);
+    expect(usage.spent).toBeLessThanOrEqual(1_000_000);
+  });
 });

@@ -136,12 +136,18 @@ function formatWindow(ms: number): string {
   return `${ms / 1000}s`;
 }
 
+/** Completions that each get the output cap (OpenAI chat `n`). */
+function choicesOf(estimate: UsageEstimate): number {
+  const n = estimate.outputChoices;
+  return typeof n === 'number' && Number.isSafeInteger(n) && n > 1 ? n : 1;
+}
+
 /**
  * Input plus the smallest answer, with input and output each rounded up on their own: a grant of
  * at least this always affords `minOutputTokens` in `affordableOutputTokens`, never one less.
  */
 function smallestAnswerCost(estimate: UsageEstimate, price: ResolvedPrice, minOutputTokens: number): number {
-  const outputTokens = Math.min(minOutputTokens, estimate.maxOutputTokens);
+  const outputTokens = Math.min(minOutputTokens, estimate.maxOutputTokens) * choicesOf(estimate);
   return maxCostNanoUsd(estimate.inputTokens, 0, price) + Math.ceil((outputTokens * price.outputMicro) / 1000);
 }
 
@@ -221,18 +227,20 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     if (typeof req.body === 'object' && req.body !== null && 'model' in req.body) (req.body as Record<string, unknown>).model = target;
     estimate.model = target;
     estimate.provider = price.provider;
-    estimate.costNanoUsd = maxCostNanoUsd(estimate.inputTokens, estimate.maxOutputTokens, price);
+    estimate.costNanoUsd = maxCostNanoUsd(estimate.inputTokens, estimate.maxOutputTokens * choicesOf(estimate), price);
   }
 
   /** Lowers the output cap so that `granted` pays for the whole answer: the reservation is an upper bound again. */
   function clampOutput(req: Request, estimate: UsageEstimate, price: ResolvedPrice, granted: number): void {
-    const cap = Math.min(estimate.maxOutputTokens, affordableOutputTokens(granted, estimate.inputTokens, price));
+    // With n choices each may use the whole cap: the grant is shared between them.
+    const choices = choicesOf(estimate);
+    const cap = Math.min(estimate.maxOutputTokens, Math.floor(affordableOutputTokens(granted, estimate.inputTokens, price) / choices));
     // The meter knows the API even on a path that does not name it.
     const api = estimate.api ?? detectProviderApi(req.originalUrl ?? req.url);
     if (api) setRequestOutputCap(req.body, api, cap);
     estimate.maxOutputTokens = cap;
-    estimate.costNanoUsd = maxCostNanoUsd(estimate.inputTokens, cap, price);
-    estimate.totalTokens = estimate.inputTokens + cap;
+    estimate.costNanoUsd = maxCostNanoUsd(estimate.inputTokens, cap * choices, price);
+    estimate.totalTokens = estimate.inputTokens + cap * choices;
   }
 
   async function refusal(windows: BudgetWindow[], result: Extract<ReserveResult, { ok: false }>, needed: number): Promise<ApiError> {

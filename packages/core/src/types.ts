@@ -40,8 +40,13 @@ export interface UsageEstimate {
   api?: ProviderApi;
   model: string;
   inputTokens: number;
-  /** The output cap the request runs with (after any clamp). */
+  /** The output cap the request runs with (after any clamp), per choice. */
   maxOutputTokens: number;
+  /**
+   * How many completions the request asks for, each up to `maxOutputTokens` (OpenAI chat `n`);
+   * the cost bound and `totalTokens` count all of them. Absent = 1.
+   */
+  outputChoices?: number;
   /** Upper bound of the cost in nano-USD: input at the input price + cap at the output price. */
   costNanoUsd: number;
   /** Tokens reserved against token limits: input + output cap. */

@@ -373,6 +373,12 @@ export function estimateInputTokens(api: ProviderApi, body: unknown, model: stri
   return { tokens, exact: exactTokenizer && !counter.budget.bounded, method: exactTokenizer ? encodingForModel(model) : 'approximate' };
 }
 
+/** Completions an OpenAI chat request asks for (`n`): the output cap applies to each one. */
+function requestedChoices(api: ProviderApi, body: unknown): number {
+  const n = api === 'openai.chat' && isObject(body) ? body.n : undefined;
+  return typeof n === 'number' && Number.isSafeInteger(n) && n > 1 ? n : 1;
+}
+
 export interface EstimateRequestInput extends EstimateOptions {
   api: ProviderApi;
   body: unknown;
@@ -395,6 +401,7 @@ export function estimateRequest(input: EstimateRequestInput): RequestEstimate {
   const price = input.pricing.get(model);
   const estimate = estimateInputTokens(input.api, input.body, model, input);
   const maxOutputTokens = requestOutputCap(input.body, input.api) ?? input.defaultMaxOutputTokens ?? modelMaxOutputTokens(model);
+  const outputChoices = requestedChoices(input.api, input.body);
   return {
     ...estimate,
     provider: price.provider ?? providerOf(input.api),
@@ -402,7 +409,8 @@ export function estimateRequest(input: EstimateRequestInput): RequestEstimate {
     model,
     inputTokens: estimate.tokens,
     maxOutputTokens,
-    totalTokens: estimate.tokens + maxOutputTokens,
-    costNanoUsd: maxCostNanoUsd(estimate.tokens, maxOutputTokens, price),
+    ...(outputChoices > 1 ? { outputChoices } : {}),
+    totalTokens: estimate.tokens + maxOutputTokens * outputChoices,
+    costNanoUsd: maxCostNanoUsd(estimate.tokens, maxOutputTokens * outputChoices, price),
   };
 }
