@@ -411,6 +411,28 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
         expect(await spentAndReserved(a)).toEqual([[big, 0]]);
       });
 
+      // NaN stored once would poison a scope for its whole period (memory: every later reserve
+      // granted; Redis: every later reserve refused). It is refused, and nothing changes.
+      it('refuses NaN amounts, limits and times, and changes nothing', async () => {
+        const a = await scope('a', 100);
+        const held = unique('r');
+        await stores.ledger.reserve({ id: held, amount: 10, scopes: [a], ttlMs: LONG });
+        for (const bad of [Number.NaN, Number('12 USD')]) {
+          await expect(stores.ledger.reserve({ id: unique('r'), amount: bad, scopes: [a], ttlMs: LONG })).rejects.toThrow(RangeError);
+          await expect(stores.ledger.reserve({ id: unique('r'), amount: 1, minAmount: bad, scopes: [a], ttlMs: LONG })).rejects.toThrow(RangeError);
+          await expect(stores.ledger.reserve({ id: unique('r'), amount: 1, scopes: [{ ...a, limit: bad }], ttlMs: LONG })).rejects.toThrow(RangeError);
+          await expect(stores.ledger.reserve({ id: unique('r'), amount: 1, scopes: [{ ...a, expiresAt: bad }], ttlMs: LONG })).rejects.toThrow(RangeError);
+          await expect(stores.ledger.reserve({ id: unique('r'), amount: 1, scopes: [a], ttlMs: bad })).rejects.toThrow(RangeError);
+          await expect(stores.ledger.settle(held, bad)).rejects.toThrow(RangeError);
+          await expect(stores.ledger.adjustSpent(a.key, bad, a.expiresAt)).rejects.toThrow(RangeError);
+          await expect(stores.ledger.adjustSpent(a.key, 1, bad)).rejects.toThrow(RangeError);
+        }
+        expect(await spentAndReserved(a)).toEqual([[0, 10]]);
+        expect(await stores.ledger.settle(held, 7)).toMatchObject({ settled: true, reserved: 10 });
+        const after = await stores.ledger.reserve({ id: unique('r'), amount: 100, minAmount: 1, scopes: [a], ttlMs: LONG });
+        expect(after).toMatchObject({ ok: true, amount: 93 });
+      });
+
       it('never over-admits concurrent reserves from one process', async () => {
         const a = await scope('a', 50);
         const results = await Promise.all(Array.from({ length: 100 }, () => stores.ledger.reserve({ id: unique('r'), amount: 1, scopes: [a], ttlMs: LONG })));

@@ -1,4 +1,5 @@
 // Reservation ledger on Redis: all-or-nothing reserve across scopes, settle once, expiry purged in-script.
+import { assertLedgerNumbers, assertReserveNumbers } from '@tollgate/core';
 import type { LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, ScopeUsage, SettleResult } from '@tollgate/core';
 import type { Connection } from './connection.js';
 import * as scripts from './scripts.js';
@@ -31,6 +32,8 @@ export class RedisReservationLedger implements ReservationLedger {
   }
 
   async reserve(request: ReserveRequest): Promise<ReserveResult> {
+    // Lua reads "NaN" as a number: refused here, before it reaches a scope.
+    assertReserveNumbers(request);
     // A scope named twice would be charged twice and released once.
     const scopes = [...new Map(request.scopes.map((scope) => [scope.key, scope] as const)).values()];
     const keys = [this.#record(request.id), ...scopes.flatMap((scope) => this.#scopeKeys(scope.key))];
@@ -50,6 +53,7 @@ export class RedisReservationLedger implements ReservationLedger {
   }
 
   async settle(id: string, actualAmount: number): Promise<SettleResult> {
+    assertLedgerNumbers('settle', { actualAmount });
     const reply = (await scripts.settle.run(this.#send, [this.#record(id)], [actualAmount, id])) as unknown[];
     if (reply[0] !== 1) return { settled: false, reserved: 0 };
     const scopes: ScopeUsage[] = [];
@@ -72,6 +76,7 @@ export class RedisReservationLedger implements ReservationLedger {
   }
 
   async adjustSpent(key: string, delta: number, expiresAt: number): Promise<void> {
+    assertLedgerNumbers('adjustSpent', { delta, expiresAt });
     await scripts.adjustSpent.run(this.#send, this.#scopeKeys(key), [delta, Math.ceil(expiresAt)]);
   }
 

@@ -1,4 +1,5 @@
 // In-memory reservation ledger: all-or-nothing reserves across scopes, settle once, expiry by TTL.
+import { assertLedgerNumbers, assertReserveNumbers } from '../ledger-input.js';
 import type { LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, ScopeBalance, ScopeUsage, SettleResult } from '../stores.js';
 
 interface ScopeState {
@@ -68,6 +69,7 @@ export class MemoryReservationLedger implements ReservationLedger {
   }
 
   async reserve(request: ReserveRequest): Promise<ReserveResult> {
+    assertReserveNumbers(request);
     const now = this.#clock();
     const existing = this.#reservations.get(request.id);
     if (existing && existing.expiresAt > now) return { ok: true, id: request.id, amount: existing.amount };
@@ -99,6 +101,7 @@ export class MemoryReservationLedger implements ReservationLedger {
   }
 
   async settle(id: string, actualAmount: number): Promise<SettleResult> {
+    assertLedgerNumbers('settle', { actualAmount });
     const now = this.#clock();
     const reservation = this.#reservations.get(id);
     if (!reservation) return { settled: false, reserved: 0 };
@@ -133,6 +136,7 @@ export class MemoryReservationLedger implements ReservationLedger {
   }
 
   async adjustSpent(key: string, delta: number, expiresAt: number): Promise<void> {
+    assertLedgerNumbers('adjustSpent', { delta, expiresAt });
     const now = this.#clock();
     if (expiresAt <= now) return;
     const scope = this.#scope(key, expiresAt, now);
