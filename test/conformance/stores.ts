@@ -1,4 +1,5 @@
 // The store conformance suite: every TollgateStores implementation must pass it, memory and Redis alike.
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { ApiKeyRecord, LedgerScope, TollgateStores } from '@tollgate/core';
 
@@ -464,6 +465,18 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
         expect(await stores.keys.findById(stored.id)).toEqual(stored);
         expect(await stores.keys.findByHash(unique('nope'))).toBeUndefined();
         expect(await stores.keys.findById(unique('nope'))).toBeUndefined();
+      });
+
+      // Hex is case-insensitive and auth looks keys up by the lowercase hex of hashApiKey: a record
+      // put with uppercase hex (e.g. .NET's Convert.ToHexString) must not be a key nobody can use.
+      it('finds a key put with uppercase hex by its hash in either case', async () => {
+        const hex = createHash('sha256').update(unique('key material')).digest('hex');
+        const stored = record({ sha256: hex.toUpperCase() });
+        await stores.keys.put(stored);
+        expect((await stores.keys.findByHash(hex))?.id).toBe(stored.id);
+        expect((await stores.keys.findByHash(hex.toUpperCase()))?.id).toBe(stored.id);
+        expect(await stores.keys.delete(stored.id)).toBe(true);
+        expect(await stores.keys.findByHash(hex)).toBeUndefined();
       });
 
       it('hands out copies', async () => {

@@ -45,7 +45,9 @@ export class RedisKeyStore implements KeyStore {
     return this.#cache;
   }
 
-  async findByHash(sha256: string): Promise<ApiKeyRecord | undefined> {
+  async findByHash(hash: string): Promise<ApiKeyRecord | undefined> {
+    // Hex is case-insensitive: the index and the cache hold lowercase, whatever case was put.
+    const sha256 = hash.toLowerCase();
     const cached = this.#cache?.get(sha256);
     // A copy: a caller that edits the record it got must not edit what the next request sees.
     if (cached) return { ...cached };
@@ -65,11 +67,12 @@ export class RedisKeyStore implements KeyStore {
   // Writes drop this process's entries before and after, without waiting for their own message.
   async put(record: ApiKeyRecord): Promise<void> {
     const flag = record.disabled === true ? '1' : '0';
-    this.#cache?.invalidate(record.id, record.sha256);
+    const sha256 = record.sha256.toLowerCase();
+    this.#cache?.invalidate(record.id, sha256);
     try {
-      await scripts.putKey.run(this.#send, [this.#base + record.id, this.#index, this.#ids], [record.id, record.sha256, JSON.stringify(record), flag, this.#channel, this.#origin]);
+      await scripts.putKey.run(this.#send, [this.#base + record.id, this.#index, this.#ids], [record.id, sha256, JSON.stringify(record), flag, this.#channel, this.#origin]);
     } finally {
-      this.#cache?.invalidate(record.id, record.sha256);
+      this.#cache?.invalidate(record.id, sha256);
     }
   }
 

@@ -1,6 +1,11 @@
 // In-memory API key store: records by id plus an index from key hash to id.
 import type { ApiKeyRecord, KeyStore } from '../stores.js';
 
+/** Hex is case-insensitive; auth looks keys up by lowercase hex, so the index is lowercase whatever was put. */
+function hashIndex(sha256: string): string {
+  return sha256.toLowerCase();
+}
+
 /** Key store for one process. Records are copied in and out so callers cannot change stored state by accident. */
 export class MemoryKeyStore implements KeyStore {
   readonly #byId = new Map<string, ApiKeyRecord>();
@@ -12,14 +17,14 @@ export class MemoryKeyStore implements KeyStore {
 
   #put(record: ApiKeyRecord): void {
     const previous = this.#byId.get(record.id);
-    if (previous && this.#idByHash.get(previous.sha256) === record.id) this.#idByHash.delete(previous.sha256);
+    if (previous && this.#idByHash.get(hashIndex(previous.sha256)) === record.id) this.#idByHash.delete(hashIndex(previous.sha256));
     // A hash resolves to one key: taking it over from another id leaves that id unreachable by hash.
     this.#byId.set(record.id, structuredClone(record));
-    this.#idByHash.set(record.sha256, record.id);
+    this.#idByHash.set(hashIndex(record.sha256), record.id);
   }
 
   async findByHash(sha256: string): Promise<ApiKeyRecord | undefined> {
-    const id = this.#idByHash.get(sha256);
+    const id = this.#idByHash.get(hashIndex(sha256));
     return id === undefined ? undefined : this.findById(id);
   }
 
@@ -43,7 +48,7 @@ export class MemoryKeyStore implements KeyStore {
     const record = this.#byId.get(id);
     if (!record) return false;
     this.#byId.delete(id);
-    if (this.#idByHash.get(record.sha256) === id) this.#idByHash.delete(record.sha256);
+    if (this.#idByHash.get(hashIndex(record.sha256)) === id) this.#idByHash.delete(hashIndex(record.sha256));
     return true;
   }
 
