@@ -40,7 +40,10 @@ export interface LedgerScope {
 }
 
 export interface ReserveRequest {
-  /** Unique id chosen by the caller (the request id, plus a suffix if one request reserves twice). */
+  /**
+   * Unique id chosen by the caller. Never the request id alone: a client sets it with
+   * `x-request-id`, and a second reserve of a live id holds nothing more (add a random suffix).
+   */
   id: string;
   /** The amount wanted. */
   amount: number;
