@@ -119,6 +119,21 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
         expect((await stores.counter.consume(key, 10, opts)).allowed).toBe(true);
       });
 
+      // A NaN refund would wipe the window on Redis (max(0, NaN) is 0 in Lua) and poison it in memory.
+      it('refuses NaN units, limits, sizes and refunds, and changes nothing', async () => {
+        await alignToWindow(LONG, 5_000);
+        const key = unique('w');
+        const { windowStart } = await stores.counter.consume(key, 8, opts);
+        await expect(stores.counter.adjust(key, Number.NaN, { windowMs: LONG, windowStart })).rejects.toThrow(RangeError);
+        await expect(stores.counter.adjust(key, -1, { windowMs: LONG, windowStart: Number.NaN })).rejects.toThrow(RangeError);
+        await expect(stores.counter.consume(key, Number.NaN, opts)).rejects.toThrow(RangeError);
+        await expect(stores.counter.consume(key, 1, { ...opts, limit: Number.NaN })).rejects.toThrow(RangeError);
+        await expect(stores.counter.consume(key, 1, { ...opts, windowMs: Number.NaN })).rejects.toThrow(RangeError);
+        expect(await stores.counter.peek(key, { windowMs: LONG })).toBe(8);
+        expect((await stores.counter.consume(key, 2, opts)).allowed).toBe(true);
+        expect((await stores.counter.consume(key, 1, opts)).allowed).toBe(false);
+      });
+
       it('leaves a window that is gone alone, and does not create keys on adjust', async () => {
         await alignToWindow(LONG, 5_000);
         const key = unique('w');

@@ -7,7 +7,7 @@ export * from './api-error.js';
 export * from './context.js';
 export * from './timeout.js';
 export * from './stores.js';
-export * from './ledger-input.js';
+export * from './store-input.js';
 export * from './pricing.js';
 export * from './provider-api.js';
 export * from './memory-stores.js';

@@ -1,5 +1,5 @@
 // Reservation ledger on Redis: all-or-nothing reserve across scopes, settle once, expiry purged in-script.
-import { assertLedgerNumbers, assertReserveNumbers } from '@tollgate/core';
+import { assertStoreNumbers, assertReserveNumbers } from '@tollgate/core';
 import type { LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, ScopeUsage, SettleResult } from '@tollgate/core';
 import type { Connection } from './connection.js';
 import * as scripts from './scripts.js';
@@ -53,7 +53,7 @@ export class RedisReservationLedger implements ReservationLedger {
   }
 
   async settle(id: string, actualAmount: number): Promise<SettleResult> {
-    assertLedgerNumbers('settle', { actualAmount });
+    assertStoreNumbers('ledger.settle', { actualAmount });
     const reply = (await scripts.settle.run(this.#send, [this.#record(id)], [actualAmount, id])) as unknown[];
     if (reply[0] !== 1) return { settled: false, reserved: 0 };
     const scopes: ScopeUsage[] = [];
@@ -76,7 +76,7 @@ export class RedisReservationLedger implements ReservationLedger {
   }
 
   async adjustSpent(key: string, delta: number, expiresAt: number): Promise<void> {
-    assertLedgerNumbers('adjustSpent', { delta, expiresAt });
+    assertStoreNumbers('ledger.adjustSpent', { delta, expiresAt });
     await scripts.adjustSpent.run(this.#send, this.#scopeKeys(key), [delta, Math.ceil(expiresAt)]);
   }
 

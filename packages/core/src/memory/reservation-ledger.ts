@@ -1,5 +1,5 @@
 // In-memory reservation ledger: all-or-nothing reserves across scopes, settle once, expiry by TTL.
-import { assertLedgerNumbers, assertReserveNumbers } from '../ledger-input.js';
+import { assertStoreNumbers, assertReserveNumbers } from '../store-input.js';
 import type { LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, ScopeBalance, ScopeUsage, SettleResult } from '../stores.js';
 
 interface ScopeState {
@@ -101,7 +101,7 @@ export class MemoryReservationLedger implements ReservationLedger {
   }
 
   async settle(id: string, actualAmount: number): Promise<SettleResult> {
-    assertLedgerNumbers('settle', { actualAmount });
+    assertStoreNumbers('ledger.settle', { actualAmount });
     const now = this.#clock();
     const reservation = this.#reservations.get(id);
     if (!reservation) return { settled: false, reserved: 0 };
@@ -136,7 +136,7 @@ export class MemoryReservationLedger implements ReservationLedger {
   }
 
   async adjustSpent(key: string, delta: number, expiresAt: number): Promise<void> {
-    assertLedgerNumbers('adjustSpent', { delta, expiresAt });
+    assertStoreNumbers('ledger.adjustSpent', { delta, expiresAt });
     const now = this.#clock();
     if (expiresAt <= now) return;
     const scope = this.#scope(key, expiresAt, now);

@@ -1,4 +1,5 @@
 // In-memory weighted sliding-window counter: two fixed windows per key, the previous one weighted by overlap.
+import { assertStoreNumbers } from '../store-input.js';
 import type { WindowCounter, WindowResult } from '../stores.js';
 
 interface WindowState {
@@ -59,6 +60,7 @@ export class MemoryWindowCounter implements WindowCounter {
 
   async consume(key: string, units: number, options: { limit: number; windowMs: number }): Promise<WindowResult> {
     const { limit, windowMs } = options;
+    assertStoreNumbers('counter.consume', { units, limit, windowMs });
     const now = this.#clock();
     const state = this.#roll(key, windowMs, now, true)!;
     const resetAt = state.start + windowMs;
@@ -77,6 +79,7 @@ export class MemoryWindowCounter implements WindowCounter {
 
   async adjust(key: string, delta: number, options: { windowMs: number; windowStart: number }): Promise<void> {
     const { windowMs, windowStart } = options;
+    assertStoreNumbers('counter.adjust', { delta, windowMs, windowStart });
     const state = this.#roll(key, windowMs, this.#clock(), false);
     if (!state) return;
     if (windowStart === state.start) state.count = Math.max(0, state.count + delta);
