@@ -136,6 +136,11 @@ function algorithmsOfKeys(keys: readonly JWK[]): string[] {
   return [...algs];
 }
 
+function isClaimValueList(value: unknown): boolean {
+  const values = Array.isArray(value) ? value : [value];
+  return values.length > 0 && values.every((item) => typeof item === 'string' && item !== '');
+}
+
 function durationMs(value: number | string | undefined, fallback: string, what: string): number {
   return parseDuration(value ?? fallback, `jwtAuth(): ${what}`);
 }
@@ -195,6 +200,9 @@ export function jwtAuth(options: JwtAuthOptions = {}) {
   if (jwks === undefined) throw new TollgateError('ERR_TG_AUTH_MISSING_JWKS', 'jwtAuth() needs "jwks": a JWKS object { keys: [...] }, or "jwksUrl": the URL of a remote JWKS');
   if (issuer === undefined || (Array.isArray(issuer) && issuer.length === 0)) throw invalidOption('"issuer" is required: tokens from any issuer would be accepted otherwise');
   if (audience === undefined || (Array.isArray(audience) && audience.length === 0)) throw invalidOption('"audience" is required: tokens meant for other services would be accepted otherwise');
+  // An empty or non-string value (an unset env var, a number in a config file) would refuse every token without a word.
+  if (!isClaimValueList(issuer)) throw invalidOption('"issuer" must be a non-empty string or a list of them');
+  if (!isClaimValueList(audience)) throw invalidOption('"audience" must be a non-empty string or a list of them');
 
   const remote = typeof jwks === 'string' || jwks instanceof URL;
   let getKey: JWTVerifyGetKey;

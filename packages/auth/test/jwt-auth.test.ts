@@ -259,3 +259,16 @@ describe('jwtAuth with a remote JWKS', () => {
     expect(JSON.stringify(res.body)).not.toContain(token);
   });
 });
+
+describe('jwtAuth issuer and audience options', () => {
+  // From a config file or an unset env var: an empty or non-string value would refuse every token silently.
+  it('must be non-empty strings (or non-empty lists of them)', async () => {
+    const { jwk } = await makeSigner('ES256', 'k');
+    const keys = { keys: [jwk] };
+    for (const bad of ['', [''], [ISSUER, ''], 42, [42], {}] as unknown[]) {
+      expect(() => jwtAuth({ jwks: keys, issuer: bad as string, audience: AUDIENCE })).toThrow(/issuer/);
+      expect(() => jwtAuth({ jwks: keys, issuer: ISSUER, audience: bad as string })).toThrow(/audience/);
+    }
+    expect(() => jwtAuth({ jwks: keys, issuer: [ISSUER, 'https://other.example'], audience: [AUDIENCE] })).not.toThrow();
+  });
+});
