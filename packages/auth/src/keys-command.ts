@@ -302,6 +302,8 @@ export async function runKeysCommand(argv: string[], io: KeysCommandIo = { stdou
         }
         const id = values.id ?? defaultId(old.tenantId, old.userId);
         if (!isValidKeyId(id)) throw new UsageError('--id must be 1-128 characters: letters, digits, . _ : @ -');
+        // Read before anything is stored: a bad --grace after the add would leave a key nobody was shown.
+        const graceEnd = values.grace === undefined ? undefined : new Date(now + parseDuration(values.grace, '--grace')).toISOString();
         const key = generateApiKey();
         const { disabled: _disabled, expiresAt: _expiresAt, ...attributes } = old;
         const record: ApiKeyRecord = { ...attributes, id, sha256: hashApiKey(key), createdAt: new Date(now).toISOString() };
@@ -310,8 +312,7 @@ export async function runKeysCommand(argv: string[], io: KeysCommandIo = { stdou
           io.stderr.write(`A key with id "${id}" already exists in ${needTarget().describe}; choose another --id.\n`);
           return FAILED;
         }
-        if (values.grace !== undefined) {
-          const graceEnd = new Date(now + parseDuration(values.grace, '--grace')).toISOString();
+        if (graceEnd !== undefined) {
           await needTarget().update(oldId, (previous) => ({
             ...previous,
             expiresAt: previous.expiresAt !== undefined && Date.parse(previous.expiresAt) < Date.parse(graceEnd) ? previous.expiresAt : graceEnd,

@@ -117,6 +117,16 @@ describe('keys command against a JSON config file', () => {
     expect((await run('delete', 'acme-alice-2', '--config', config)).code).toBe(1);
   });
 
+  it('rotate with a bad --grace stores nothing (a stored key that was never printed could not be used or found)', async () => {
+    const before = await readFile(config, 'utf8');
+    for (const grace of ['soon', '0s']) {
+      const out = await run('rotate', 'existing', '--config', config, '--id', 'existing-2', '--grace', grace);
+      expect(out.code).toBe(2);
+      expect(out.stdout).not.toMatch(/tgk_/);
+      expect(await readFile(config, 'utf8')).toBe(before);
+    }
+  });
+
   it('creates a missing config file (private), and create without a target only prints the record', async () => {
     const fresh = join(dir, 'new.json');
     const out = await run('create', '--config', fresh, '--tenant', 'acme', '--scopes', 'chat');
