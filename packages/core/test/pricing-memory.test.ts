@@ -15,7 +15,7 @@ function heapAfterGc(): number {
 
 describe('createPricing lookups of client-chosen model ids', () => {
   it('do not keep megabyte model ids alive (a 1 MB body per request must not add 1 MB of heap per request)', () => {
-    const pricing = createPricing({ defaultPrice: { inputPerMTok: 1, outputPerMTok: 2 } });
+    const pricing = createPricing({ defaultPrice: { provider: 'openai', inputPerMTok: 1, outputPerMTok: 2 } });
     const before = heapAfterGc();
     for (let i = 0; i < 100; i++) {
       // Flattened, as JSON.parse would hand it over.
