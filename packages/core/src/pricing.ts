@@ -86,11 +86,17 @@ export class UnknownModelError extends Error {
   }
 }
 
+/** Longer than any real model id: longer ids are not resolved to a family, and not cached. */
+const MAX_MODEL_ID_LENGTH = 256;
+
 const DATE_SUFFIXES = [/-\d{4}-\d{2}-\d{2}$/, /-\d{8}$/, /-latest$/, /-preview$/, /-\d{4}$/];
 
 /** Candidate family ids for a dated or aliased model id, most specific first. */
 export function modelFamilies(model: string): string[] {
   const out = [model];
+  // Ids come from request bodies: one of megabytes made of date-like suffixes would give every caller
+  // hundreds of thousands of candidates to walk. No real id is that long; it stands for itself.
+  if (model.length > MAX_MODEL_ID_LENGTH) return out;
   let current = model;
   for (let changed = true; changed; ) {
     changed = false;
@@ -127,9 +133,6 @@ function resolvePrice(model: string, price: ModelPrice): ResolvedPrice {
   };
 }
 
-/** Longer than any real model id; longer ids are priced but not cached. */
-const MAX_CACHED_MODEL_ID = 256;
-
 /** A pricing table: the shipped prices plus the user's, resolved and validated once. */
 export function createPricing(options: PricingOptions = {}): Pricing {
   const table = new Map<string, ResolvedPrice>();
@@ -148,7 +151,7 @@ export function createPricing(options: PricingOptions = {}): Pricing {
     found ??= fallback;
     // Model ids come from request bodies: only ids of a real length are kept, or 10,000 cached
     // megabyte-long ids would hold gigabytes.
-    if (cache.size < 10_000 && model.length <= MAX_CACHED_MODEL_ID) cache.set(model, found);
+    if (cache.size < 10_000 && model.length <= MAX_MODEL_ID_LENGTH) cache.set(model, found);
     return found;
   };
 

@@ -2,7 +2,7 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from '@jest/globals';
-import { createPricing } from '@tollgate/core';
+import { createPricing, modelFamilies } from '@tollgate/core';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -34,5 +34,16 @@ describe('createPricing lookups of client-chosen model ids', () => {
     expect(pricing.find(long)).toBeUndefined();
     expect(pricing.find('gpt-4o-2024-08-06')?.model).toBe('gpt-4o');
     expect(pricing.find('gpt-4o-2024-08-06')?.model).toBe('gpt-4o');
+  });
+});
+
+describe('modelFamilies of a client-chosen id', () => {
+  // A 1 MB id made of 200,000 date-like suffixes would give 200,000 candidates (and a long stall)
+  // to every caller that walks them; no real model id comes near the cap.
+  it('resolves ids of a real length and leaves absurdly long ones as they are', () => {
+    expect(modelFamilies('gpt-4o-2024-08-06')).toEqual(['gpt-4o-2024-08-06', 'gpt-4o']);
+    const long = `gpt-4o${'-1234'.repeat(200_000)}`;
+    expect(modelFamilies(long)).toEqual([long]);
+    expect(createPricing().find(long)).toBeUndefined();
   });
 });
