@@ -4,6 +4,7 @@ import type { ApiError, ApiKeyRecord, ErrorRenderer, Identity } from '@tollgate/
 import { assertKnownOptions, getContext, renderApiError, TollgateError } from '@tollgate/core';
 import { API_KEY_PATTERN } from './api-keys.js';
 import { authUnavailable, invalidCredentials, isValidRealm, readCredential } from './credentials.js';
+import { throttledWarning } from './warnings.js';
 import type { KeyCheck, KeySource } from './key-source.js';
 import { anonymousIdentity, checkApiKey, identityFromRecord, isAuthenticated, KEY_REJECTION_MESSAGES, resolveKeySource } from './key-source.js';
 
@@ -39,7 +40,7 @@ export interface KeyAuthOptions {
   mapIdentity?: (identity: Identity, record: ApiKeyRecord) => Identity;
   /**
    * Told when the key store fails (the request gets a 503). Receives the error, never the key.
-   * @default a process warning naming the error class only
+   * @default a process warning naming the error class only, at most one every 10 s
    */
   onStoreError?: (error: unknown) => void;
 }
@@ -61,11 +62,11 @@ export interface ApiKeyAuthOptions extends KeyAuthOptions {
 
 const KNOWN_OPTIONS = ['keys', 'optional', 'keyFormat', 'realm', 'timeoutMs', 'mapIdentity', 'onStoreError', 'renderError'] as const;
 
-/** Reports a failing store without its message: a driver error may quote the looked-up hash. */
-export function warnStoreError(error: unknown): void {
+/** Reports a failing store without its message (a driver error may quote the looked-up hash), at most once per 10 s. */
+export const warnStoreError: (error: unknown) => void = throttledWarning((error) => {
   const name = error instanceof Error ? error.name : typeof error;
-  process.emitWarning(`tollgate auth: the key store failed (${name}); requests get 503 until it answers`);
-}
+  return `tollgate auth: the key store failed (${name}); requests get 503 until it answers`;
+});
 
 /** Resolves the options every API-key check shares, once, at factory time. */
 export function resolveKeyAuthOptions(options: KeyAuthOptions & { renderError?: ErrorRenderer }, factory: string) {

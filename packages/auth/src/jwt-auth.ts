@@ -6,6 +6,7 @@ import type { ApiError, ErrorRenderer, Identity } from '@tollgate/core';
 import { assertKnownOptions, getContext, parseDuration, renderApiError, TollgateError } from '@tollgate/core';
 import { authUnavailable, invalidCredentials, isValidRealm, readBearer } from './credentials.js';
 import { anonymousIdentity, isAuthenticated } from './key-source.js';
+import { throttledWarning } from './warnings.js';
 
 export interface JwtAuthOptions {
   /**
@@ -93,7 +94,7 @@ export interface JwtAuthOptions {
   realm?: string;
   /**
    * Told when the remote JWKS cannot be fetched (the request gets a 503). Never receives the token.
-   * @default a process warning naming the error class only
+   * @default a process warning naming the error class only, at most one every 10 s
    */
   onJwksError?: (error: unknown) => void;
   /**
@@ -167,10 +168,10 @@ const TOKEN_FAULTS = new Set([
   'ERR_JWT_INVALID', 'ERR_JWKS_NO_MATCHING_KEY', 'ERR_JWKS_MULTIPLE_MATCHING_KEYS', 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED', 'ERR_JWK_INVALID',
 ]);
 
-function warnJwksError(error: unknown): void {
+const warnJwksError = throttledWarning((error) => {
   const name = error instanceof Error ? error.name : typeof error;
-  process.emitWarning(`tollgate auth: the remote JWKS could not be fetched (${name}); JWT requests get 503 until it answers`);
-}
+  return `tollgate auth: the remote JWKS could not be fetched (${name}); JWT requests get 503 until it answers`;
+});
 
 function stringClaim(payload: JWTPayload, claim: string | undefined): string | undefined {
   if (claim === undefined) return undefined;

@@ -50,3 +50,25 @@ describe('a renderError that throws after an async lookup', () => {
     expect(res.body).toEqual({ caught: 'renderer failed' });
   });
 });
+
+describe('default warnings while the key store or the JWKS is down', () => {
+  // One line per failed request would flood the logs during an outage (thousands a second).
+  it('are emitted at most once in a while, not once per request', async () => {
+    const warnings: string[] = [];
+    const emitWarning = process.emitWarning;
+    process.emitWarning = ((warning: string | Error) => void warnings.push(String(warning))) as typeof process.emitWarning;
+    try {
+      const failing = appWith(apiKeyAuth({ keys: async () => Promise.reject(new Error('down')) }));
+      const jwtDown = appWith(jwtAuth({ jwksUrl: 'http://127.0.0.1:1/jwks.json', issuer: 'i', audience: 'a' }));
+      const token = `${Buffer.from('{"alg":"RS256","kid":"k"}').toString('base64url')}.${Buffer.from('{"sub":"u"}').toString('base64url')}.c2ln`;
+      for (let i = 0; i < 5; i++) {
+        expect((await request(failing).get('/x').set('x-api-key', generateApiKey())).status).toBe(503);
+        expect((await request(jwtDown).get('/x').set('Authorization', `Bearer ${token}`)).status).toBe(503);
+      }
+      expect(warnings.filter((message) => message.includes('key store failed'))).toHaveLength(1);
+      expect(warnings.filter((message) => message.includes('JWKS could not be fetched'))).toHaveLength(1);
+    } finally {
+      process.emitWarning = emitWarning;
+    }
+  });
+});
