@@ -24,7 +24,8 @@ Commands:
           [--expires <30d | ISO time>] [--id <name>] [--json]
           Creates a key, prints it ONCE and prints the record to store.
   list    [--json]                        Lists keys (ids and attributes, never hashes).
-  revoke  <id>                            Disables a key at once.
+  revoke  <id>                            Disables a key (Redis: at once everywhere; a config file:
+                                          when the app re-reads it).
   rotate  <id> [--grace <1h>] [--id <new>] [--json]
           Creates a new key with the same attributes; the old one expires after --grace
           (or stays until revoked when --grace is absent).
@@ -38,6 +39,8 @@ Target (where records live; create without a target only prints the record):
 /** The record store a command works on: the config file or a KeyStore, behind one shape. */
 interface KeyTarget {
   describe: string;
+  /** When a revocation takes effect, for the message after `revoke`. */
+  revokedWhen: string;
   list(): Promise<ApiKeyRecord[]>;
   findById(id: string): Promise<ApiKeyRecord | undefined>;
   /** Adds a record; false when its id is taken. */
@@ -53,6 +56,8 @@ interface KeyTarget {
 function configTarget(path: string): KeyTarget {
   return {
     describe: path,
+    // An app reads the file when it starts or reloads it; nothing here can reach it sooner.
+    revokedWhen: 'it stops working in each process that reads keys from this file once that process reloads it (the example proxy re-reads it within a second)',
     list: () => readConfigKeys(path),
     findById: async (id) => (await readConfigKeys(path)).find((record) => record.id === id),
     add: (record) =>
@@ -87,6 +92,7 @@ function configTarget(path: string): KeyTarget {
 function storeTarget(store: KeyStore, describe: string, close: () => Promise<void>): KeyTarget {
   return {
     describe,
+    revokedWhen: 'it stops working at once',
     list: () => store.list(),
     findById: (id) => store.findById(id),
     async add(record) {
@@ -281,7 +287,7 @@ export async function runKeysCommand(argv: string[], io: KeysCommandIo = { stdou
           io.stderr.write(`No key with id "${id}" in ${needTarget().describe}.\n`);
           return FAILED;
         }
-        io.stdout.write(`Revoked key "${id}" in ${needTarget().describe}; it stops working at once.\n`);
+        io.stdout.write(`Revoked key "${id}" in ${needTarget().describe}; ${needTarget().revokedWhen}.\n`);
         return OK;
       }
       case 'delete': {
