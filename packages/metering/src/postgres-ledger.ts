@@ -84,16 +84,19 @@ export async function migrateUsageLedger(db: Queryable, location: LedgerLocation
   // A transaction needs one connection: take one from a pool (duck-typed: pools from another pg copy count too).
   const isPool = 'totalCount' in db;
   const client = isPool ? await (db as pg.Pool).connect() : db;
+  let failure: Error | undefined;
   try {
     await client.query('BEGIN');
     await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`tollgate:migrate:${ledgerTableName(location)}`]);
     for (const statement of statements) await client.query(statement);
     await client.query('COMMIT');
   } catch (error) {
+    failure = error instanceof Error ? error : new Error(String(error));
     await client.query('ROLLBACK').catch(() => undefined);
     throw error;
   } finally {
-    if (isPool) (client as pg.PoolClient).release();
+    // A connection that failed mid-transaction (a timed-out query) is discarded, not handed to the next caller.
+    if (isPool) (client as pg.PoolClient).release(failure);
   }
 }
 

@@ -20,11 +20,17 @@ export interface PostgresSinkOptions extends LedgerLocation {
   flushIntervalMs?: number;
   /** Records kept while PostgreSQL is unreachable; the oldest are dropped beyond it. @default 10000 */
   maxQueue?: number;
+  /**
+   * Longest a query of the pool the sink opens may wait for PostgreSQL (`query_timeout`): a
+   * connection that stops answering fails the batch, which is retried on a new connection.
+   * Set `query_timeout` yourself on a `pool` you pass. @default 10000
+   */
+  queryTimeoutMs?: number;
   /** Receives failures. @default a warning for the first failure, then every 1000th */
   onError?: SinkErrorHandler;
 }
 
-const KNOWN = ['connectionString', 'pool', 'schema', 'table', 'migrate', 'batchSize', 'flushIntervalMs', 'maxQueue', 'onError'] as const satisfies readonly (keyof PostgresSinkOptions)[];
+const KNOWN = ['connectionString', 'pool', 'schema', 'table', 'migrate', 'batchSize', 'flushIntervalMs', 'maxQueue', 'queryTimeoutMs', 'onError'] as const satisfies readonly (keyof PostgresSinkOptions)[];
 
 export interface PostgresSink extends UsageSink {
   readonly pool: pg.Pool;
@@ -41,9 +47,12 @@ export function postgresSink(options: PostgresSinkOptions): PostgresSink {
   const batchSize = options.batchSize ?? 100;
   // 22 parameters per row; PostgreSQL allows 65535 per statement.
   if (!Number.isSafeInteger(batchSize) || batchSize < 1 || batchSize > 1000) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'postgresSink() batchSize must be an integer from 1 to 1000');
+  const queryTimeoutMs = options.queryTimeoutMs ?? 10_000;
+  if (!Number.isSafeInteger(queryTimeoutMs) || queryTimeoutMs < 1) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'postgresSink() queryTimeoutMs must be a positive integer');
   const onError = options.onError ?? logOnce(`usage ledger ${ledgerTableName(location)}`);
   const ownsPool = !options.pool;
-  const pool = options.pool ?? new pg.Pool({ connectionString: options.connectionString, max: 2, connectionTimeoutMillis: 5_000 });
+  // Without a query timeout, a connection that goes silent would hold the queue (and flush) forever.
+  const pool = options.pool ?? new pg.Pool({ connectionString: options.connectionString, max: 2, connectionTimeoutMillis: 5_000, query_timeout: queryTimeoutMs });
   // An idle client losing its connection emits 'error' on the pool; unhandled, it would crash the process.
   if (ownsPool) pool.on('error', onError);
   let migrated = options.migrate === false;

@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { aggregateUsage, formatUsageTable, ledgerMigrationSql, migrateUsageLedger, postgresSink, runReportCommand } from '@tollgate/metering';
 import pg from 'pg';
@@ -63,7 +65,81 @@ describe('postgresSink', () => {
     expect(sink.pending).toBe(1);
     await sink.close();
   });
+
+  it('resolves flush and recovers by itself when PostgreSQL stops answering mid-connection', async () => {
+    const relay = new FreezableRelay(new URL(POSTGRES_URL));
+    const url = await relay.listen();
+    const errors: unknown[] = [];
+    const sink = postgresSink({ connectionString: url, schema, table: 'hang_ledger', queryTimeoutMs: 500, onError: (error) => errors.push(error), flushIntervalMs: 60_000 });
+    try {
+      sink.write(sampleRecord({ requestId: 'hang-1' }));
+      await sink.flush();
+      expect(sink.pending).toBe(0);
+      // Connections stay open but nothing comes back (a network partition, a frozen server).
+      relay.freeze();
+      sink.write(sampleRecord({ requestId: 'hang-2' }));
+      await sink.flush();
+      expect(errors.length).toBeGreaterThan(0);
+      expect(sink.pending).toBe(1);
+      relay.thaw();
+      await sink.flush();
+      expect(sink.pending).toBe(0);
+      const stored = await db.query(`SELECT request_id FROM "${schema}".hang_ledger ORDER BY request_id`);
+      expect(stored.rows.map((row) => row.request_id)).toEqual(['hang-1', 'hang-2']);
+    } finally {
+      relay.thaw();
+      await sink.close();
+      await relay.close();
+    }
+  });
 });
+
+/** A TCP relay to PostgreSQL that can stop passing bytes while keeping its connections open. */
+class FreezableRelay {
+  readonly #server: net.Server;
+  readonly #open = new Set<net.Socket>();
+  #frozen = false;
+
+  constructor(private readonly target: URL) {
+    this.#server = net.createServer((client) => {
+      const upstream = net.connect(Number(target.port || 5432), target.hostname);
+      this.#open.add(client).add(upstream);
+      client.on('data', (bytes) => {
+        if (!this.#frozen) upstream.write(bytes);
+      });
+      upstream.on('data', (bytes) => {
+        if (!this.#frozen) client.write(bytes);
+      });
+      const teardown = () => {
+        client.destroy();
+        upstream.destroy();
+        this.#open.delete(client);
+        this.#open.delete(upstream);
+      };
+      for (const socket of [client, upstream]) socket.on('close', teardown).on('error', teardown);
+    });
+  }
+
+  freeze(): void {
+    this.#frozen = true;
+  }
+
+  thaw(): void {
+    this.#frozen = false;
+  }
+
+  async listen(): Promise<string> {
+    await new Promise<void>((resolve) => this.#server.listen(0, '127.0.0.1', resolve));
+    const url = new URL(this.target);
+    url.host = `127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
+    return url.toString();
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.#open) socket.destroy();
+    await new Promise((resolve) => this.#server.close(resolve));
+  }
+}
 
 describe('aggregateUsage', () => {
   const since = new Date(now - 7 * 86_400_000);
