@@ -1,7 +1,16 @@
 // Opens the stores the proxy shares: Redis when a URL is given (many processes), memory otherwise (one process).
-import { createMemoryStores } from '@tollgate/core';
+import { createMemoryStores, withTimeout } from '@tollgate/core';
 import type { TollgateStores } from '@tollgate/core';
 import { createRedisStores } from '@tollgate/redis';
+
+/**
+ * Each middleware answers a slow store by its own deadline (limits 1 s, auth and budget 2 s). The
+ * Redis connection waits longer, so a command that still lands after a middleware gave up is seen
+ * landing, and what it counted is given back instead of holding a limit for the rest of the window.
+ */
+const REDIS_TIMEOUT_MS = 5000;
+/** /healthz answers within this, however slow Redis is. */
+const HEALTH_TIMEOUT_MS = 1000;
 
 export interface StoreChoice {
   redisUrl?: string;
@@ -12,7 +21,7 @@ export interface StoreChoice {
 /** Opens the stores and, on Redis, checks that it answers: a proxy that cannot count must not start. */
 export async function createStores(choice: StoreChoice): Promise<TollgateStores> {
   if (!choice.redisUrl) return createMemoryStores();
-  const stores = createRedisStores({ url: choice.redisUrl, ...(choice.redisPrefix ? { prefix: choice.redisPrefix } : {}), timeoutMs: 1000 });
+  const stores = createRedisStores({ url: choice.redisUrl, ...(choice.redisPrefix ? { prefix: choice.redisPrefix } : {}), timeoutMs: REDIS_TIMEOUT_MS });
   if (!(await stores.ping())) {
     await stores.close().catch(() => undefined);
     throw new Error(`Redis does not answer at ${redactUrl(choice.redisUrl)}`);
@@ -34,5 +43,6 @@ export function redactUrl(url: string): string {
 /** True when the stores answer (Redis: PING; memory: always). */
 export async function storesAnswer(stores: TollgateStores): Promise<boolean> {
   const ping = (stores as { ping?: () => Promise<boolean> }).ping;
-  return typeof ping === 'function' ? ping.call(stores) : true;
+  if (typeof ping !== 'function') return true;
+  return withTimeout(ping.call(stores), HEALTH_TIMEOUT_MS, 'ping').catch(() => false);
 }

@@ -39,7 +39,8 @@ class DeadlineStore implements Store {
   }
 
   increment(key: string): Promise<IncrementResponse> {
-    return this.#failures.call('increment', Promise.resolve().then(() => this.#inner.increment(key)));
+    // A hit that lands after the deadline is given back: the request was answered without it.
+    return this.#failures.callOrUndo('increment', Promise.resolve().then(() => this.#inner.increment(key)), () => this.#inner.decrement(key));
   }
 
   async decrement(key: string): Promise<void> {

@@ -15,6 +15,12 @@ export interface StoreFailureHandling {
   readonly timeoutMs: number;
   /** Runs a store call under the deadline; any failure becomes a StoreFailure. */
   call<T>(operation: string, promise: Promise<T>): Promise<T>;
+  /**
+   * Like `call`, for a call that counts something: when it fails (a timeout above all) but the
+   * store still carries it out later, `undo` gives back what it counted, since the request it
+   * was for was never served as counted.
+   */
+  callOrUndo<T>(operation: string, promise: Promise<T>, undo: (value: T) => Promise<void> | void): Promise<T>;
   /** Hands a failure to `onStoreError` (never throws). */
   report(error: unknown): void;
   /** The 503 for `failClosed`. */
@@ -55,6 +61,15 @@ export function storeFailureHandling(options: CommonLimitOptions, middleware: st
         return await withTimeout(promise, timeoutMs, operation);
       } catch (error) {
         throw error instanceof StoreFailure ? error : new StoreFailure(operation, error);
+      }
+    },
+    async callOrUndo(operation, promise, undo) {
+      try {
+        return await this.call(operation, promise);
+      } catch (error) {
+        // Runs only if the call lands after all (a stalled Redis that answers late); never throws.
+        promise.then(undo).catch((late: unknown) => this.report(new StoreFailure(`${operation} give-back`, late)));
+        throw error;
       }
     },
     report(error) {

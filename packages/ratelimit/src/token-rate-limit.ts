@@ -117,8 +117,11 @@ export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHand
       if (tooLarge) return { kind: 'denied', value: { tooLarge, units, charges: [] }, retryAfterMs: Infinity, final: true };
 
       // Started together, so a Redis client pipelines them into one round trip.
+      // A consume that times out may still land: its units are then given back, as nobody will settle them.
       const settled = await Promise.allSettled(targets.map((target) =>
-        failures.call('counter.consume', counter.consume(target.key, units, { limit: target.limit, windowMs: target.layer.windowMs }))));
+        failures.callOrUndo('counter.consume', counter.consume(target.key, units, { limit: target.limit, windowMs: target.layer.windowMs }), async (late) => {
+          if (late.allowed && units > 0) await counter.adjust(target.key, -units, { windowMs: target.layer.windowMs, windowStart: late.windowStart });
+        })));
       const charges: Charge[] = [];
       let failure: unknown;
       settled.forEach((outcome, index) => {
