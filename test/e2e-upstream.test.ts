@@ -132,6 +132,24 @@ describe('upstream failures', () => {
     await expectNothingReserved();
   });
 
+  it("turns an upstream refusing the gateway's own key (401) into 502 upstream_error, never showing the client that key", async () => {
+    // The upstream names the key it was given, masked but for its ends, as OpenAI does: that is the gateway's key, not the client's.
+    upstream.mock.behavior.requireApiKey = 'sk-the-key-the-upstream-expects';
+    const chat = await caught(openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }));
+    expect(chat).toBeInstanceOf(OpenAI.InternalServerError);
+    expect((chat as OpenAIApiError).status).toBe(502);
+    expect((chat as OpenAIApiError).code).toBe('upstream_error');
+    const messages = await caught(anthropic.messages.create({ model: 'claude-haiku-4-5', max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] }));
+    expect((messages as AnthropicApiError).status).toBe(502);
+    for (const error of [chat, messages]) {
+      const shown = JSON.stringify((error as OpenAIApiError).error) + (error as Error).message;
+      expect(shown).not.toContain(upstreamOpenAiKey.slice(-4));
+      expect(shown).not.toContain(upstreamAnthropicKey.slice(-4));
+      expect(shown).not.toContain('Incorrect API key');
+    }
+    await expectNothingReserved();
+  });
+
   it('turns a dropped connection into 502 upstream_error', async () => {
     upstream.mock.behavior.failure = 'reset';
     const error = await caught(anthropic.messages.create({ model: 'claude-haiku-4-5', max_tokens: 5, messages: [{ role: 'user', content: 'hi' }] }));

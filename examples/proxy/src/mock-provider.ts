@@ -308,7 +308,10 @@ export function createMockProvider(initial: MockBehavior = {}): MockProvider {
       try {
         const failure = behavior.failure ?? 'none';
         if (behavior.requireApiKey !== undefined && presentedKey(req.headers) !== behavior.requireApiKey) {
-          sendError(res, api, 401, api === 'anthropic.messages' ? 'authentication_error' : 'invalid_request_error', 'Incorrect API key provided.');
+          // As OpenAI does, the message names the presented key, masked but for its ends.
+          const presented = presentedKey(req.headers) ?? '';
+          const masked = presented.length > 8 ? `${presented.slice(0, 3)}${'*'.repeat(presented.length - 7)}${presented.slice(-4)}` : '(none)';
+          sendError(res, api, 401, api === 'anthropic.messages' ? 'authentication_error' : 'invalid_request_error', `Incorrect API key provided: ${masked}.`);
           return;
         }
         if ((behavior.latencyMs ?? 0) > 0) await sleep(behavior.latencyMs!);

@@ -127,8 +127,15 @@ export function createUpstream(name: string, config: UpstreamConfig, env: NodeJS
           next(new ApiError('upstream_error', `The ${name} upstream failed (HTTP ${statusCode}).`));
           return;
         }
+        if (statusCode === 401 || statusCode === 403 || statusCode === 407) {
+          // The upstream refused the gateway's own credentials: not the client's fault, and its body
+          // may name the gateway's key (OpenAI shows it masked but for its ends), so none of it is passed on.
+          answer.body.dump().catch(() => undefined);
+          next(new ApiError('upstream_error', `The ${name} upstream refused the gateway's credentials (HTTP ${statusCode}).`));
+          return;
+        }
         if (statusCode >= 400) {
-          // 4xx (429 included) reach the client as the provider wrote them, with their retry hints.
+          // Other 4xx (429 included) reach the client as the provider wrote them, with their retry hints.
           const bytes = await readCapped(answer.body);
           for (const header of PASSED_THROUGH_HEADERS) {
             const value = headers[header];
