@@ -103,6 +103,25 @@ describe('forwarding', () => {
   });
 });
 
+describe('client input the upstream call cannot carry', () => {
+  it('refuses JSON nested deeper than any provider API takes with 400 naming the field, not a 5xx', async () => {
+    const deep = (depth: number) => `${'['.repeat(depth)}${']'.repeat(depth)}`;
+    for (const [field, body] of [
+      ['metadata', `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"metadata":${deep(20_000)}}`],
+      ['messages', `{"model":"gpt-4o-mini","messages":[{"role":"user","content":${deep(20_000)}}]}`],
+    ] as const) {
+      const response = await fetch(`${proxy.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${clientKey}`, 'content-type': 'application/json' }, body });
+      expect(response.status).toBe(400);
+      expect(await response.json()).toMatchObject({ error: { code: 'invalid_request', param: field } });
+    }
+    // Nesting real requests use (tool schemas, content parts) still goes through.
+    const schema = JSON.parse(`{"type":"object","properties":{"a":${'{"type":"object","properties":{"a":'.repeat(10)}{"type":"string"}${'}}'.repeat(10)}}}`) as Record<string, unknown>;
+    const ok = await openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], tools: [{ type: 'function', function: { name: 'f', parameters: schema } }] });
+    expect(ok.usage?.completion_tokens).toBeGreaterThan(0);
+    await expectNothingReserved();
+  });
+});
+
 describe('upstream answers passed through', () => {
   it('passes a 4xx in the provider\'s own shape', async () => {
     // No max_tokens: the Anthropic API (and the mock) refuse that with their own 400.

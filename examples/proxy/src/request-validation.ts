@@ -6,6 +6,11 @@ import type { ProviderApi } from '@tollgate/core';
 type Body = Record<string, unknown>;
 
 const MAX_MODEL_LENGTH = 256;
+/**
+ * Deeper than any provider request needs (tool schemas and content parts stay far below), and
+ * shallow enough that the body can be written out again for the upstream (JSON.stringify recurses).
+ */
+const MAX_NESTING = 100;
 
 function isBody(value: unknown): value is Body {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -36,6 +41,20 @@ function checkMessages(body: Body): ApiError | undefined {
   return undefined;
 }
 
+/** The top-level field holding JSON nested deeper than MAX_NESTING, if any; walked without recursion. */
+function tooDeepField(body: Body): string | undefined {
+  for (const [field, value] of Object.entries(body)) {
+    const stack: [unknown, number][] = [[value, 1]];
+    while (stack.length > 0) {
+      const [node, depth] = stack.pop()!;
+      if (typeof node !== 'object' || node === null) continue;
+      if (depth > MAX_NESTING) return field;
+      for (const child of Object.values(node)) if (typeof child === 'object' && child !== null) stack.push([child, depth + 1]);
+    }
+  }
+  return undefined;
+}
+
 /** The first problem of a body for `api`, or undefined when it is well-formed enough to forward. */
 export function findRequestProblem(api: ProviderApi, body: unknown): ApiError | undefined {
   if (!isBody(body)) return bad('body', 'The request body must be a JSON object.');
@@ -43,6 +62,8 @@ export function findRequestProblem(api: ProviderApi, body: unknown): ApiError | 
   if (body.model.length > MAX_MODEL_LENGTH) return bad('model', `model must be at most ${MAX_MODEL_LENGTH} characters.`);
   if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') return bad('stream', 'stream must be a boolean.');
   if (body.stream_options !== undefined && body.stream_options !== null && !isBody(body.stream_options)) return bad('stream_options', 'stream_options must be an object.');
+  const deep = tooDeepField(body);
+  if (deep !== undefined) return bad(deep, `${deep} is nested more than ${MAX_NESTING} levels deep.`);
   switch (api) {
     case 'openai.chat':
       return checkMessages(body) ?? checkPositiveInteger(body, 'max_tokens') ?? checkPositiveInteger(body, 'max_completion_tokens');
