@@ -64,4 +64,33 @@ describe('meter + budgetGuard', () => {
     expect(usage.spent).toBeGreaterThan(0);
     expect(usage.spent).toBeLessThanOrEqual(1_000_000);
   });
+
+  it('reserves the cache-write price for input that may be written to the prompt cache, so cache writes cannot overshoot', async () => {
+    // Anthropic bills cache writes above the input price (1.25x for 5 minutes, 2x for an hour).
+    const cachePricing = createPricing({ models: { 'claude-test': { provider: 'anthropic', inputPerMTok: 1, cacheWritePerMTok: 2, cachedInputPerMTok: 0.1, outputPerMTok: 2 } } });
+    const stores = createMemoryStores({ sweepIntervalMs: 0 });
+    const guard = budgetGuard({ ledger: stores.ledger, pricing: cachePricing, log: false, tenants: { acme: { usd: 0.001, period: 'day' } } });
+    closers.push(() => guard.close(), () => stores.close());
+    const app = express();
+    app.use(express.json());
+    // The provider writes the whole prompt to the cache and uses the whole cap it is sent.
+    app.post('/v1/messages', identify, meter({ pricing: cachePricing }), guard, (req, res) => {
+      const estimate = req.tollgate.estimate!;
+      res.json({ type: 'message', model: 'claude-test', content: [], usage: { input_tokens: 0, cache_creation_input_tokens: estimate.inputTokens, cache_read_input_tokens: 0, output_tokens: req.body.max_tokens } });
+    });
+    app.use(apiErrorHandler());
+    const system = [{ type: 'text', text: 'You answer questions about the handbook. '.repeat(40), cache_control: { type: 'ephemeral' } }];
+    const response = await request(app).post('/v1/messages').send({ model: 'claude-test', system, messages: [{ role: 'user', content: 'hi' }], max_tokens: 100_000 });
+    expect(response.status).toBe(200);
+    const key = `budget:tenant:acme:day:${new Date().toISOString().slice(0, 10)}`;
+    let usage = { spent: 0, reserved: 1 };
+    for (let i = 0; i < 200 && usage.reserved > 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      const [scope] = await stores.ledger.usage([key]);
+      usage = { spent: scope!.spent, reserved: scope!.reserved };
+    }
+    expect(usage.reserved).toBe(0);
+    expect(usage.spent).toBeGreaterThan(0);
+    expect(usage.spent).toBeLessThanOrEqual(1_000_000);
+  });
 });

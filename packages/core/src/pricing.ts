@@ -179,9 +179,13 @@ export function costNanoUsd(usage: TokenUsage, price: ResolvedPrice): number {
   return Math.ceil(pico / 1000);
 }
 
-/** Upper bound of a request's cost before the call: all input uncached, the whole output cap used. */
+/**
+ * Upper bound of a request's cost before the call: every input token in its priciest class (a
+ * cache write costs more than plain input at Anthropic), the whole output cap used.
+ */
 export function maxCostNanoUsd(inputTokens: number, maxOutputTokens: number, price: ResolvedPrice): number {
-  return costNanoUsd({ inputTokens, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: maxOutputTokens, reasoningTokens: 0 }, price);
+  const inputMicro = Math.max(price.inputMicro, price.cachedInputMicro, price.cacheWriteMicro);
+  return Math.ceil((Math.max(0, inputTokens) * inputMicro + Math.max(0, maxOutputTokens) * price.outputMicro) / 1000);
 }
 
 /** The most output tokens `budgetNano` buys after paying for `inputTokens` (never negative). */

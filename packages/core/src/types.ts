@@ -47,7 +47,7 @@ export interface UsageEstimate {
    * the cost bound and `totalTokens` count all of them. Absent = 1.
    */
   outputChoices?: number;
-  /** Upper bound of the cost in nano-USD: input at the input price + cap at the output price. */
+  /** Upper bound of the cost in nano-USD: input at its priciest class (see core `maxCostNanoUsd`) + cap x choices at the output price. */
   costNanoUsd: number;
   /** Tokens reserved against token limits: input + output cap. */
   totalTokens: number;
