@@ -38,7 +38,8 @@ class UsageError extends Error {}
 
 function parseDate(value: string, flag: string, now: number): Date {
   if (/^\d+(\.\d+)?\s*(ms|s|m|h|d|w)$/.test(value.trim())) return new Date(now - parseDuration(value, flag));
-  const date = new Date(value);
+  // Only ISO dates: Date() also reads a bare "7" as a day in 2001.
+  const date = /^\d{4}-\d{2}-\d{2}/.test(value.trim()) ? new Date(value) : new Date(Number.NaN);
   if (Number.isNaN(date.getTime())) throw new UsageError(`${flag} must be a duration like 7d or an ISO date; got ${JSON.stringify(value)}`);
   return date;
 }
@@ -56,7 +57,8 @@ function parseArgs(argv: string[], now: number): ReportArgs | 'help' {
     }
     const match = /^--(by|since|until|tenant|postgres|schema|table)(?:=(.*))?$/.exec(arg);
     if (!match) throw new UsageError(`unknown argument ${JSON.stringify(arg)}`);
-    const value = match[2] ?? args[++i];
+    // The next argument is the value, unless it is another flag (`--tenant --json`).
+    const value = match[2] ?? (args[i + 1]?.startsWith('--') ? undefined : args[++i]);
     if (value === undefined || value === '') throw new UsageError(`--${match[1]} needs a value`);
     values.set(match[1]!, value);
   }

@@ -196,6 +196,17 @@ describe('runReportCommand', () => {
     expect(failing.out.stderr).toContain('no_such_table');
   });
 
+  it('refuses a flag taken for the value of the one before it, and a bare number as a date, with exit code 2', async () => {
+    // `--tenant --json` would report on a tenant called "--json", as a table.
+    const flag = capture();
+    expect(await runReportCommand(['report', '--tenant', '--json', `--postgres=${POSTGRES_URL}`, `--schema=${schema}`, `--table=${table}`], flag.io)).toBe(2);
+    expect(flag.out.stderr).toContain('--tenant needs a value');
+    // `--since 7` (meant: 7 days) is not the year 2001.
+    const bare = capture();
+    expect(await runReportCommand(['report', '--since', '7', `--postgres=${POSTGRES_URL}`, `--schema=${schema}`, `--table=${table}`], bare.io)).toBe(2);
+    expect(bare.out.stderr).toContain('--since must be a duration like 7d or an ISO date');
+  });
+
   it('formats a table with a total row', () => {
     const text = formatUsageTable('model', [{ group: 'gpt-4o', requests: 1, inputTokens: 1, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 1, reasoningTokens: 0, costNanoUsd: 1_500_000_000 }]);
     expect(text).toContain('$1.50');
