@@ -218,7 +218,8 @@ function createAnthropicReader(): UsageReader {
         collectAnthropicBlock(output, payload.content_block);
       } else if (type === 'content_block_delta') {
         collectAnthropicBlock(output, payload.delta);
-      } else if (type === 'message_delta') {
+      } else if (type === 'message_delta' && isObject(payload.usage)) {
+        // Only a delta with usage carries the final output count; without one, what passed is counted.
         assign(payload.usage);
         complete = true;
       }

@@ -109,6 +109,16 @@ describe('counting output when no usage arrives', () => {
     expect(reader.result(lengthCounter)).toEqual({ usage: usage(472 + 2048, 2048, 0, counted, 0), source: 'counted' });
   });
 
+  it('counts the Anthropic output when a message_delta carries no usage (it is not the total then)', () => {
+    const text = fixture('anthropic-messages-stream.sse').toString('utf8');
+    const cut = text.slice(0, text.indexOf('event: content_block_stop'));
+    const stream = Buffer.from(`${cut}event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"}}\n\nevent: message_stop\ndata: {"type":"message_stop"}\n\n`);
+    const { reader } = readStream('anthropic.messages', [stream]);
+    const counted = "Okay, let's check the weather — für Zürich 🌤".length;
+    // Not the 1 output token message_start reported.
+    expect(reader.result(lengthCounter)).toEqual({ usage: usage(472 + 2048, 2048, 0, counted, 0), source: 'counted' });
+  });
+
   it('counts Responses deltas and reports nothing when nothing passed', () => {
     const text = fixture('openai-responses-stream.sse').toString('utf8');
     const cut = Buffer.from(text.slice(0, text.indexOf('event: response.output_text.done')));
