@@ -2,7 +2,10 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
-import { caught, newApiKey, sha256Hex, startMockUpstream, startProxy } from './helpers/proxy.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { caught, newApiKey, sha256Hex, spawnProxy, startMockUpstream, startProxy } from './helpers/proxy.js';
 import type { RunningMock, RunningProxy } from './helpers/proxy.js';
 
 type OpenAIApiError = InstanceType<typeof OpenAI.APIError>;
@@ -119,6 +122,29 @@ describe('client input the upstream call cannot carry', () => {
     const ok = await openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], tools: [{ type: 'function', function: { name: 'f', parameters: schema } }] });
     expect(ok.usage?.completion_tokens).toBeGreaterThan(0);
     await expectNothingReserved();
+  });
+});
+
+describe('operator log', () => {
+  it('stays quiet on normal requests through the whole chain, as `pnpm start` runs it (no listener-leak warning per response)', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-e2e-'));
+    const configPath = path.join(dir, 'config.json');
+    writeFileSync(configPath, JSON.stringify({
+      upstreams: { openai: { baseUrl: `${upstream.url}/v1` } },
+      tiers: { free: { requestsPerMinute: 100, tokensPerMinute: 100_000, maxOutputTokens: 64, maxConcurrent: 2 } },
+      keys: [{ id: 'limited', sha256: sha256Hex(clientKey) }],
+    }));
+    const spawned = await spawnProxy({ TOLLGATE_CONFIG: configPath });
+    try {
+      const client = new OpenAI({ apiKey: clientKey, baseURL: `${spawned.url}/v1`, maxRetries: 0 });
+      await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
+      const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], stream: true });
+      for await (const chunk of stream) void chunk;
+    } finally {
+      await spawned.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(spawned.output()).not.toContain('MaxListenersExceededWarning');
   });
 });
 

@@ -85,6 +85,12 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   const app = express() as unknown as ProxyApp;
   app.disable('x-powered-by');
   app.use(helmet());
+  // Each piece of the chain (context, meter, limits, slots, budget, upstream pipe) watches the response's
+  // end: more 'close' listeners than Node's default of 10 are expected here, not a leak to warn about.
+  app.use(function allowChainListeners(_req: Request, res: Response, next: NextFunction) {
+    res.setMaxListeners(32);
+    next();
+  });
   app.use(requestContext());
   app.use(express.json({ limit: config.bodyLimit ?? '1mb', type: ['application/json', 'application/*+json'] }));
 
