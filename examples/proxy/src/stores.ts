@@ -9,7 +9,7 @@ import { createRedisStores } from '@tollgate/redis';
  * landing, and what it counted is given back instead of holding a limit for the rest of the window.
  */
 const REDIS_TIMEOUT_MS = 5000;
-/** /healthz answers within this, however slow Redis is. */
+/** /healthz and the start check answer within this, however slow Redis is. */
 const HEALTH_TIMEOUT_MS = 1000;
 
 export interface StoreChoice {
@@ -22,7 +22,7 @@ export interface StoreChoice {
 export async function createStores(choice: StoreChoice): Promise<TollgateStores> {
   if (!choice.redisUrl) return createMemoryStores();
   const stores = createRedisStores({ url: choice.redisUrl, ...(choice.redisPrefix ? { prefix: choice.redisPrefix } : {}), timeoutMs: REDIS_TIMEOUT_MS });
-  if (!(await stores.ping())) {
+  if (!(await storesAnswer(stores))) {
     await stores.close().catch(() => undefined);
     throw new Error(`Redis does not answer at ${redactUrl(choice.redisUrl)}`);
   }
