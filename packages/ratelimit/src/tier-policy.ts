@@ -57,6 +57,11 @@ function resolveRules(tier: string, raw: unknown): TierRules {
   return { ...(models ? { models: [...models] } : {}), ...(maxOutputTokens ? { maxOutputTokens } : {}) };
 }
 
+/** The output caps a chat body names, in either field. */
+function chatCaps(body: Record<string, unknown>): number[] {
+  return [body.max_completion_tokens, body.max_tokens].filter((value): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value > 0);
+}
+
 /**
  * Applies the caller's tier rules to a provider request: a model outside the tier's list is
  * refused with 403 `model_not_allowed`; the output cap is clamped to `maxOutputTokens`, and
@@ -109,12 +114,16 @@ export function tierPolicy(options: TierPolicyOptions = {}): RequestHandler {
     const maxOutput = tierRules?.maxOutputTokens;
     if (maxOutput !== undefined) {
       const asked = requestOutputCap(body, api);
-      if (asked === undefined || asked > maxOutput) setRequestOutputCap(body, api, maxOutput);
+      // Chat takes two cap fields and servers differ on which wins: a small one must not carry a
+      // large one past the clamp, so both get the smallest cap asked (within the tier's).
+      const caps = api === 'openai.chat' ? chatCaps(body as Record<string, unknown>) : asked === undefined ? [] : [asked];
+      const cap = Math.min(maxOutput, ...caps);
+      if (caps.length === 0 || caps.some((value) => value !== cap)) setRequestOutputCap(body, api, cap);
       // An estimate made before the clamp would reserve more than the provider may now produce.
       const estimate = context.estimate;
-      if (estimate && estimate.maxOutputTokens > maxOutput) {
-        estimate.maxOutputTokens = maxOutput;
-        estimate.totalTokens = estimate.inputTokens + maxOutput;
+      if (estimate && estimate.maxOutputTokens > cap) {
+        estimate.maxOutputTokens = cap;
+        estimate.totalTokens = estimate.inputTokens + cap;
       }
     }
     next();

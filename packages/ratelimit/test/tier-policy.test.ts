@@ -59,6 +59,9 @@ describe('tierPolicy output cap', () => {
     ['chat max_completion_tokens', '/v1/chat/completions', { max_completion_tokens: 9000 }, { max_completion_tokens: 512 }],
     ['chat, both fields', '/v1/chat/completions', { max_tokens: 4000, max_completion_tokens: 3000 }, { max_tokens: 512, max_completion_tokens: 512 }],
     ['chat, absent', '/v1/chat/completions', {}, { max_completion_tokens: 512 }],
+    // A small cap in one field must not carry a large one in the other past the clamp (servers differ on which wins).
+    ['chat, a small field beside a large one', '/v1/chat/completions', { max_completion_tokens: 100, max_tokens: 100_000 }, { max_completion_tokens: 100, max_tokens: 100 }],
+    ['chat, a large field beside a small one', '/v1/chat/completions', { max_completion_tokens: 100_000, max_tokens: 100 }, { max_completion_tokens: 100, max_tokens: 100 }],
     ['responses max_output_tokens', '/v1/responses', { max_output_tokens: 2048 }, { max_output_tokens: 512 }],
     ['responses, absent', '/v1/responses', {}, { max_output_tokens: 512 }],
     ['messages max_tokens', '/v1/messages', { max_tokens: 1024 }, { max_tokens: 512 }],
