@@ -1,7 +1,7 @@
 // Token estimate of a provider request before the call: exact for OpenAI models, a documented approximation elsewhere.
 import { ApiError, maxCostNanoUsd, modelFamilies, providerOf, requestModel, requestOutputCap } from '@tollgate/core';
-import type { Pricing, ProviderApi, UsageEstimate } from '@tollgate/core';
-import { CountBudget, countTextTokens, encodingForModel } from './tokenizer.js';
+import type { Pricing, ProviderApi, ResolvedPrice, UsageEstimate } from '@tollgate/core';
+import { CountBudget, countTextTokens, countTextTokensSliced, encodingForModel, TimeSlice } from './tokenizer.js';
 import type { EncodingName } from './tokenizer.js';
 
 /** How the input tokens were found. */
@@ -16,11 +16,18 @@ export interface EstimateOptions {
    */
   imageTokens?: number;
   /**
-   * Time budget for exact counting, per request. Text left when it runs out is counted as its
-   * UTF-8 byte length: an upper bound.
-   * @default 15
+   * Time budget for exact counting, per request (time spent counting, not waiting for the event
+   * loop). Text left when it runs out is counted as its UTF-8 byte length: an upper bound.
+   * @default 15 for `estimateRequest` / `estimateInputTokens` (synchronous: the whole count is one
+   * stall), 250 for `estimateRequestAsync` / `estimateInputTokensAsync` (sliced)
    */
   maxEstimateMs?: number;
+  /**
+   * Asynchronous estimates only: counting runs in slices of about this many ms, with an event-loop
+   * turn (setImmediate) between slices, so no other request waits longer than about one slice.
+   * @default 4
+   */
+  estimateSliceMs?: number;
   /**
    * Factor applied to o200k_base counts for models whose tokenizer is not public (Anthropic,
    * self-hosted). Claude's tokenizer yields more tokens than o200k_base for the same text; 1.25
@@ -146,24 +153,56 @@ function renderFunctions(functions: FunctionDefinition[]): string {
   return lines.join('\n');
 }
 
-/** Counts strings for one request, under one time budget. */
+/** Time budget of a synchronous estimate (its whole count is one event-loop stall). */
+export const SYNC_ESTIMATE_MS = 15;
+/** Time budget of an asynchronous (sliced) estimate. */
+export const ASYNC_ESTIMATE_MS = 250;
+/** Slice length of an asynchronous estimate. */
+export const ESTIMATE_SLICE_MS = 4;
+
+/**
+ * Counts strings for one request, under one time budget. Counting at once (`mode` 'count'), or in
+ * two walks for the sliced estimate: 'collect' gathers the strings in walk order (counting
+ * nothing), they are counted asynchronously, and 'replay' walks again taking those counts in
+ * the same order, so both estimates share every framing rule.
+ */
 class RequestCounter {
   readonly budget: CountBudget;
-  private readonly encoding: EncodingName;
+  readonly encoding: EncodingName;
+  private mode: 'count' | 'collect' | 'replay' = 'count';
+  /** Strings met in 'collect' mode. */
+  readonly collected: string[] = [];
+  private counts: number[] = [];
+  private next = 0;
 
   constructor(
     readonly model: string,
     readonly exactTokenizer: boolean,
     private readonly options: EstimateOptions,
+    defaultMs: number,
   ) {
-    this.budget = new CountBudget(options.maxEstimateMs ?? 15);
+    this.budget = new CountBudget(options.maxEstimateMs ?? defaultMs);
     this.encoding = exactTokenizer ? encodingForModel(model) : 'o200k_base';
   }
 
+  collect(): void {
+    this.mode = 'collect';
+  }
+
+  replay(counts: number[]): void {
+    this.mode = 'replay';
+    this.counts = counts;
+    this.next = 0;
+  }
+
   text(value: unknown): number {
-    if (typeof value === 'string') return countTextTokens(value, this.encoding, this.budget);
-    if (value === undefined || value === null) return 0;
-    return countTextTokens(JSON.stringify(value) ?? '', this.encoding, this.budget);
+    if (this.mode === 'replay') return this.counts[this.next++] ?? 0;
+    const text = typeof value === 'string' ? value : value === undefined || value === null ? '' : (JSON.stringify(value) ?? '');
+    if (this.mode === 'collect') {
+      this.collected.push(text);
+      return 0;
+    }
+    return countTextTokens(text, this.encoding, this.budget);
   }
 
   image(): number {
@@ -351,26 +390,50 @@ function countAnthropicMessages(counter: RequestCounter, body: Json, factor: num
   return Math.ceil(text * factor) + fixed;
 }
 
+function countRequest(api: ProviderApi, body: unknown, counter: RequestCounter, options: EstimateOptions): number {
+  const request = isObject(body) ? body : {};
+  const factor = options.approximationFactor ?? 1.25;
+  if (api === 'anthropic.messages') return countAnthropicMessages(counter, request, factor);
+  const tokens = api === 'openai.chat' ? countOpenAiChat(counter, request) : countOpenAiResponses(counter, request);
+  return counter.exactTokenizer ? tokens : Math.ceil(tokens * factor);
+}
+
+const usesExactTokenizer = (api: ProviderApi, model: string): boolean => api !== 'anthropic.messages' && isOpenAiModel(model);
+
+function inputEstimate(tokens: number, counter: RequestCounter): InputTokenEstimate {
+  const exact = counter.exactTokenizer;
+  return { tokens, exact: exact && !counter.budget.bounded, method: exact ? encodingForModel(counter.model) : 'approximate' };
+}
+
 /**
  * Input tokens of a provider request body. OpenAI models are counted with their own BPE
  * encoding the way OpenAI frames chat messages; other models (Anthropic, self-hosted) with
  * o200k_base times `approximationFactor`. Text too costly to count in time is bounded by its
  * UTF-8 byte length, so the result is never below the true count by more than the framing
- * approximations documented above.
+ * approximations documented above. Synchronous: the whole count (at most `maxEstimateMs`,
+ * default 15) blocks the event loop; `estimateInputTokensAsync` is the sliced one.
  */
 export function estimateInputTokens(api: ProviderApi, body: unknown, model: string, options: EstimateOptions = {}): InputTokenEstimate {
-  const exactTokenizer = api !== 'anthropic.messages' && isOpenAiModel(model);
-  const counter = new RequestCounter(model, exactTokenizer, options);
-  const request = isObject(body) ? body : {};
-  const factor = options.approximationFactor ?? 1.25;
-  let tokens: number;
-  if (api === 'anthropic.messages') {
-    tokens = countAnthropicMessages(counter, request, factor);
-  } else {
-    tokens = api === 'openai.chat' ? countOpenAiChat(counter, request) : countOpenAiResponses(counter, request);
-    if (!exactTokenizer) tokens = Math.ceil(tokens * factor);
-  }
-  return { tokens, exact: exactTokenizer && !counter.budget.bounded, method: exactTokenizer ? encodingForModel(model) : 'approximate' };
+  const counter = new RequestCounter(model, usesExactTokenizer(api, model), options, SYNC_ESTIMATE_MS);
+  return inputEstimate(countRequest(api, body, counter, options), counter);
+}
+
+/**
+ * `estimateInputTokens` without stalling the event loop: the strings are counted in slices of
+ * `estimateSliceMs` (default 4) with an event-loop turn between slices, within a budget of
+ * `maxEstimateMs` (default 250) of counting, after which the rest is bounded by its UTF-8 bytes.
+ * Same count as the synchronous one given the same budget: exact where the budget allows, an
+ * upper bound otherwise.
+ */
+export async function estimateInputTokensAsync(api: ProviderApi, body: unknown, model: string, options: EstimateOptions = {}): Promise<InputTokenEstimate> {
+  const counter = new RequestCounter(model, usesExactTokenizer(api, model), options, ASYNC_ESTIMATE_MS);
+  const slice = new TimeSlice(options.estimateSliceMs ?? ESTIMATE_SLICE_MS);
+  counter.collect();
+  countRequest(api, body, counter, options);
+  const counts: number[] = [];
+  for (const text of counter.collected) counts.push(await countTextTokensSliced(text, counter.encoding, counter.budget, slice));
+  counter.replay(counts);
+  return inputEstimate(countRequest(api, body, counter, options), counter);
 }
 
 /** Completions an OpenAI chat request asks for (`n`): the output cap applies to each one. */
@@ -394,12 +457,29 @@ export interface EstimateRequestInput extends EstimateOptions {
  * The full estimate of a request, as `req.tollgate.estimate` holds it: input tokens, the output
  * cap it runs with, and the cost upper bound. Pure: no request, no I/O. Throws
  * `UnknownModelError` when the model has no price (and the pricing has no default).
+ * Synchronous (time box `maxEstimateMs`, default 15); `meter()` runs `estimateRequestAsync`.
  */
 export function estimateRequest(input: EstimateRequestInput): RequestEstimate {
+  const { model, price } = pricedModel(input);
+  return fullEstimate(input, model, price, estimateInputTokens(input.api, input.body, model, input));
+}
+
+/**
+ * `estimateRequest` counted in slices with the event loop turning between them (see
+ * `estimateInputTokensAsync`); what `meter()` runs. Rejects as `estimateRequest` throws.
+ */
+export async function estimateRequestAsync(input: EstimateRequestInput): Promise<RequestEstimate> {
+  const { model, price } = pricedModel(input);
+  return fullEstimate(input, model, price, await estimateInputTokensAsync(input.api, input.body, model, input));
+}
+
+function pricedModel(input: EstimateRequestInput): { model: string; price: ResolvedPrice } {
   const model = input.model ?? requestModel(input.body);
   if (model === undefined) throw new ApiError('invalid_request', 'The request body needs a "model" string.', { param: 'model' });
-  const price = input.pricing.get(model);
-  const estimate = estimateInputTokens(input.api, input.body, model, input);
+  return { model, price: input.pricing.get(model) };
+}
+
+function fullEstimate(input: EstimateRequestInput, model: string, price: ResolvedPrice, estimate: InputTokenEstimate): RequestEstimate {
   const maxOutputTokens = requestOutputCap(input.body, input.api) ?? input.defaultMaxOutputTokens ?? modelMaxOutputTokens(model);
   const outputChoices = requestedChoices(input.api, input.body);
   return {

@@ -4,14 +4,19 @@ export { findUsageObject } from './response-tap.js';
 export type { MeterOptions } from './meter.js';
 export {
   estimateRequest,
+  estimateRequestAsync,
   estimateInputTokens,
+  estimateInputTokensAsync,
+  ASYNC_ESTIMATE_MS,
+  ESTIMATE_SLICE_MS,
+  SYNC_ESTIMATE_MS,
   imageTokenBound,
   isOpenAiModel,
   modelMaxOutputTokens,
   FALLBACK_MAX_OUTPUT_TOKENS,
 } from './estimate-request.js';
 export type { EstimateMethod, EstimateOptions, EstimateRequestInput, InputTokenEstimate, RequestEstimate } from './estimate-request.js';
-export { CountBudget, countTextTokens, encodingForModel, preloadTokenizers, utf8Length } from './tokenizer.js';
+export { CountBudget, countTextTokens, countTextTokensSliced, encodingForModel, preloadTokenizers, TimeSlice, utf8Length } from './tokenizer.js';
 export type { EncodingName } from './tokenizer.js';
 export { SseDecoder } from './sse-decoder.js';
 export type { SseBlock } from './sse-decoder.js';

@@ -17,7 +17,7 @@ import {
 } from '@tollgate/core';
 import type { ErrorRenderer, Pricing, PricingOptions, ProviderApi, ReportedUsage, TokenUsage, TollgateContext, UsageRecord } from '@tollgate/core';
 import type { NextFunction, Request, Response } from 'express';
-import { estimateRequest, isOpenAiModel } from './estimate-request.js';
+import { ASYNC_ESTIMATE_MS, ESTIMATE_SLICE_MS, estimateRequestAsync, isOpenAiModel, SYNC_ESTIMATE_MS } from './estimate-request.js';
 import type { RequestEstimate } from './estimate-request.js';
 import { ResponseTap } from './response-tap.js';
 import type { UsageSink } from './sink.js';
@@ -59,8 +59,16 @@ export interface MeterOptions {
   includeStreamUsage?: boolean;
   /** Tokens counted per image (an upper bound). @default by model, see `estimateInputTokens` */
   imageTokens?: number;
-  /** Time budget of exact token counting per request, in ms; the rest is bounded by UTF-8 bytes. @default 15 */
+  /**
+   * Time budget of exact token counting per request, in ms of counting (waits for the event loop
+   * excluded); the rest is bounded by UTF-8 bytes. The count runs in slices (`estimateSliceMs`),
+   * so a large budget does not stall other requests. Output counted without provider usage is
+   * counted at once, within min(this, 15) ms.
+   * @default 250
+   */
   maxEstimateMs?: number;
+  /** Length of one counting slice, in ms; the event loop turns between slices. @default 4 */
+  estimateSliceMs?: number;
   /** Factor on o200k_base counts for models with no public tokenizer (Anthropic, self-hosted). @default 1.25 */
   approximationFactor?: number;
   /** Renders the 400 for a missing or unpriced model. @default core renderApiError */
@@ -71,7 +79,7 @@ export interface MeterOptions {
 
 const KNOWN_OPTIONS = [
   'pricing', 'sinks', 'api', 'defaultMaxOutputTokens', 'tierMaxOutputTokens', 'includeStreamUsage',
-  'imageTokens', 'maxEstimateMs', 'approximationFactor', 'renderError', 'onUsage',
+  'imageTokens', 'maxEstimateMs', 'estimateSliceMs', 'approximationFactor', 'renderError', 'onUsage',
 ] as const satisfies readonly (keyof MeterOptions)[];
 
 function isPricing(value: unknown): value is Pricing {
@@ -113,10 +121,14 @@ export function meter(options: MeterOptions = {}) {
   const includeStreamUsage = options.includeStreamUsage ?? true;
   const estimateOptions = {
     imageTokens: positiveInteger(options.imageTokens, 'imageTokens'),
-    maxEstimateMs: options.maxEstimateMs ?? 15,
+    maxEstimateMs: options.maxEstimateMs ?? ASYNC_ESTIMATE_MS,
+    estimateSliceMs: options.estimateSliceMs ?? ESTIMATE_SLICE_MS,
     approximationFactor: options.approximationFactor ?? 1.25,
   };
   if (!(estimateOptions.maxEstimateMs > 0)) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'meter() option maxEstimateMs must be a positive number');
+  if (!(estimateOptions.estimateSliceMs > 0)) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'meter() option estimateSliceMs must be a positive number');
+  // Output is counted on 'close', at once: keep that count within the synchronous time box.
+  const outputCountMs = Math.min(estimateOptions.maxEstimateMs, SYNC_ESTIMATE_MS);
   if (!(estimateOptions.approximationFactor >= 1)) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'meter() option approximationFactor must be a number >= 1');
   const render = options.renderError ?? renderApiError;
   const onUsage = options.onUsage;
@@ -125,12 +137,12 @@ export function meter(options: MeterOptions = {}) {
 
   const countOutput = (model: string, api: ProviderApi) => (text: string) => {
     const exact = api !== 'anthropic.messages' && isOpenAiModel(model);
-    const tokens = countTextTokens(text, exact ? encodingForModel(model) : 'o200k_base', new CountBudget(estimateOptions.maxEstimateMs));
+    const tokens = countTextTokens(text, exact ? encodingForModel(model) : 'o200k_base', new CountBudget(outputCountMs));
     return exact ? tokens : Math.ceil(tokens * estimateOptions.approximationFactor);
   };
 
   /** Estimates the request and prepares its body; throws ApiError for the client. */
-  const prepare = (req: Request, api: ProviderApi, ctx: TollgateContext): { estimate: RequestEstimate; addedUsage: boolean } => {
+  const prepare = async (req: Request, api: ProviderApi, ctx: TollgateContext): Promise<{ estimate: RequestEstimate; addedUsage: boolean }> => {
     const body: unknown = req.body;
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
       throw new ApiError('invalid_request', 'The request body must be a JSON object (is express.json() mounted before meter()?).', { param: 'body' });
@@ -147,7 +159,7 @@ export function meter(options: MeterOptions = {}) {
     if (cap !== undefined) setRequestOutputCap(body, api, cap);
     let estimate: RequestEstimate;
     try {
-      estimate = estimateRequest({ api, body, model, pricing, ...estimateOptions, defaultMaxOutputTokens: cap });
+      estimate = await estimateRequestAsync({ api, body, model, pricing, ...estimateOptions, defaultMaxOutputTokens: cap });
     } catch (error) {
       if (error instanceof UnknownModelError) {
         throw new ApiError('invalid_request', `The model "${model}" is not available: it has no price in this gateway's pricing table.`, { param: 'model', cause: error });
@@ -175,22 +187,29 @@ export function meter(options: MeterOptions = {}) {
       return;
     }
     const api = apiOf(req);
-    let addedUsage = false;
-    if (api !== undefined) {
-      try {
-        const prepared = prepare(req, api, ctx);
+    if (api === undefined) {
+      takeCharge(req, res, next, ctx, undefined, false);
+      return;
+    }
+    // The estimate is counted in slices, with the event loop turning between them.
+    prepare(req, api, ctx).then(
+      (prepared) => {
+        // The client left while it was counted: core settled the request on 'close' already.
+        if (ctx.settled) return;
         ctx.estimate = prepared.estimate;
         ctx.requestedModel ??= prepared.estimate.model;
-        addedUsage = prepared.addedUsage;
-      } catch (error) {
-        if (error instanceof ApiError) {
-          render(error, req, res);
-          return;
-        }
-        next(error);
-        return;
-      }
-    }
+        takeCharge(req, res, next, ctx, api, prepared.addedUsage);
+      },
+      (error: unknown) => {
+        if (ctx.settled) return;
+        if (error instanceof ApiError) render(error, req, res);
+        else next(error);
+      },
+    ).catch((error: unknown) => next(error));
+  };
+
+  /** Marks the request metered, taps the response and settles it on 'close'; then calls next. */
+  function takeCharge(req: Request, res: Response, next: NextFunction, ctx: TollgateContext, api: ProviderApi | undefined, addedUsage: boolean): void {
     ctx.metered = true;
     const requestStreamed = requestStreams(req.body);
     const route = (req.originalUrl ?? req.url ?? '').split('?')[0] ?? '';
@@ -221,7 +240,7 @@ export function meter(options: MeterOptions = {}) {
       }
     });
     next();
-  };
+  }
 
   function buildRecord(req: Request, res: Response, ctx: TollgateContext, api: ProviderApi | undefined, tap: ResponseTap, route: string, requestStreamed: boolean): UsageRecord | undefined {
     const reported = hasTokens(ctx.reportedUsage) ? ctx.reportedUsage : undefined;

@@ -1,5 +1,6 @@
 // Exact BPE token counts for OpenAI encodings, time-boxed so that no input can stall the event loop.
 import { performance } from 'node:perf_hooks';
+import { setImmediate as nextLoopTurn } from 'node:timers/promises';
 
 /*
  * Why gpt-tokenizer: measured with packages/metering/bench/tokenizers.ts (Node 20, o200k_base,
@@ -42,6 +43,9 @@ let loading: Promise<void> | undefined;
 export function preloadTokenizers(): Promise<void> {
   // One after the other: they share modules, and jest's ESM loader trips over parallel imports of those.
   loading ??= (async () => {
+    // Classify the whole BMP now (about 10 ms once) rather than on first sight during a count,
+    // where a megabyte of random unicode would meet tens of thousands of new characters.
+    for (let code = 0; code < 0x10000; code++) classOf(code);
     for (const [name, load] of [['o200k_base', () => import('gpt-tokenizer/encoding/o200k_base')], ['cl100k_base', () => import('gpt-tokenizer/encoding/cl100k_base')]] as const) {
       const encoder: Encoder = await load();
       // Warm the regexes and the JIT so the first request's count is not the slow one.
@@ -95,6 +99,8 @@ export class CountBudget {
 
   /** Runs `work` and charges its duration to the budget (`expired` sees it while it runs). */
   charge<T>(work: () => T): T {
+    // Nested charges (an async slice around a count) are charged once, by the outer one.
+    if (this.runningSince !== undefined) return work();
     const start = performance.now();
     this.runningSince = start;
     try {
@@ -103,6 +109,31 @@ export class CountBudget {
       this.runningSince = undefined;
       this.spentMs += performance.now() - start;
     }
+  }
+}
+
+/**
+ * The event-loop share of one asynchronous estimate: work runs for about `sliceMs`, then
+ * `pause()` lets the loop turn (setImmediate) before the next slice. A single step inside a
+ * slice is bounded (see MAX_BATCH_COST, MAX_PIECE_COST), so no stall is much longer than a slice.
+ */
+export class TimeSlice {
+  private sliceStart = performance.now();
+  /** Times the estimate gave the event loop a turn. */
+  pauses = 0;
+
+  constructor(private readonly sliceMs: number) {}
+
+  get used(): boolean {
+    return performance.now() - this.sliceStart >= this.sliceMs;
+  }
+
+  /** Yields to the event loop if this slice is used up. */
+  async pause(): Promise<void> {
+    if (!this.used) return;
+    await nextLoopTurn();
+    this.pauses++;
+    this.sliceStart = performance.now();
   }
 }
 
@@ -150,6 +181,12 @@ const SHORT_TEXT = 256;
  * its UTF-8 length, and every byte costs about 40 more (regex split, rank lookups).
  */
 const COST_PER_BYTE = 40;
+/**
+ * A byte of a non-ASCII character costs far more: pairs of bytes that are not whole characters
+ * miss gpt-tokenizer's string lookup and go through a failed UTF-8 decode and a binary search.
+ * Measured on a megabyte of random unicode (no merge-cache hits): about 2 us per byte.
+ */
+const COST_PER_WIDE_BYTE = 1_500;
 /** A piece above this cost (~3 ms: one run of ~1,400 bytes, or ~50 KB with no space) is bounded, not counted. */
 const MAX_PIECE_COST = 2_000_000;
 /** Exact pieces go to the tokenizer in batches of at most about this cost, with a deadline check between batches. */
@@ -173,11 +210,47 @@ export function countTextTokens(text: string, encoding: EncodingName, budget: Co
     return utf8Length(text);
   }
   if (text.length <= SHORT_TEXT) return budget.charge(() => encoder.countTokens(text, PLAIN_TEXT));
-  return budget.charge(() => countLongText(text, encoder, budget));
+  return budget.charge(() => {
+    const steps = countLongText(text, encoder, budget);
+    for (;;) {
+      const step = steps.next();
+      if (step.done) return step.value;
+    }
+  });
 }
 
-function countLongText(text: string, encoder: Encoder, budget: CountBudget): number {
+/**
+ * `countTextTokens` in slices: the same count (exact, or bounded where the budget runs out),
+ * with the event loop turning whenever `slice` is used up. The budget counts the time spent
+ * counting, not the time spent waiting for the loop.
+ */
+export async function countTextTokensSliced(text: string, encoding: EncodingName, budget: CountBudget, slice: TimeSlice): Promise<number> {
+  if (text.length === 0) return 0;
+  await slice.pause();
+  const encoder = encoders.get(encoding);
+  if (!encoder || text.length <= SHORT_TEXT) return countTextTokens(text, encoding, budget);
+  budget.see(text.length);
+  if (budget.expired) {
+    budget.bounded = true;
+    return utf8Length(text);
+  }
+  const steps = countLongText(text, encoder, budget);
+  for (;;) {
+    const step = budget.charge(() => {
+      let next = steps.next();
+      while (!next.done && !slice.used) next = steps.next();
+      return next;
+    });
+    if (step.done) return step.value;
+    await slice.pause();
+  }
+}
 
+/**
+ * Counts text longer than SHORT_TEXT, yielding after every bounded step (a batch sent to the
+ * tokenizer, or a bounded piece skipped): the caller may let the event loop turn there.
+ */
+function* countLongText(text: string, encoder: Encoder, budget: CountBudget): Generator<void, number, void> {
   let total = 0;
   let batchStart = 0;
   let batchCost = 0;
@@ -211,6 +284,7 @@ function countLongText(text: string, encoder: Encoder, budget: CountBudget): num
       runClass = SPACE;
       runBytes = 1;
       if (budget.expired) return total + bound(i);
+      yield;
       continue;
     }
     const code = text.charCodeAt(i);
@@ -219,6 +293,7 @@ function countLongText(text: string, encoder: Encoder, budget: CountBudget): num
       if (batchCost >= MAX_BATCH_COST) {
         flushBatch(i);
         if (budget.expired) return total + bound(i);
+        yield;
       }
       pieceStart = i;
       pieceCost = 1;
@@ -232,14 +307,14 @@ function countLongText(text: string, encoder: Encoder, budget: CountBudget): num
       // Digits split every three characters: they never grow a costly chunk.
       runClass = DIGIT;
       runBytes = 0;
-      pieceCost += COST_PER_BYTE;
+      pieceCost += code < 0x80 ? COST_PER_BYTE : COST_PER_WIDE_BYTE * bytes;
       continue;
     }
     if (cls !== JOINER && cls !== runClass) {
       runClass = cls;
       runBytes = 0;
     }
-    pieceCost += 2 * runBytes * bytes + bytes * bytes + COST_PER_BYTE * bytes;
+    pieceCost += 2 * runBytes * bytes + bytes * bytes + (code < 0x80 ? COST_PER_BYTE : COST_PER_WIDE_BYTE) * bytes;
     runBytes += bytes;
   }
   if (pieceCost > MAX_PIECE_COST) {
