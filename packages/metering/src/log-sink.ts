@@ -3,7 +3,19 @@ import { assertKnownOptions } from '@tollgate/core';
 import type { UsageRecord } from '@tollgate/core';
 import { pino } from 'pino';
 import type { Level, Logger } from 'pino';
+import { logOnce } from './sink.js';
 import type { UsageSink } from './sink.js';
+
+/** Bytes the default destination holds while stdout does not drain; later lines are dropped (and reported). */
+const MAX_PENDING_LOG_BYTES = 8 * 1024 * 1024;
+
+/** pino to stdout, asynchronous, with a bounded buffer: a stalled stdout must neither hold the event loop nor grow memory. */
+function defaultLogger(): Logger {
+  const destination = pino.destination({ sync: false, maxLength: MAX_PENDING_LOG_BYTES });
+  const report = logOnce('usage log (stdout)');
+  destination.on('drop', () => report(new Error(`stdout is not draining: usage lines dropped beyond ${MAX_PENDING_LOG_BYTES} pending bytes`)));
+  return pino({ base: null }, destination);
+}
 
 export interface LogSinkOptions {
   /** The logger to write to. @default pino to stdout through an asynchronous destination */
@@ -19,8 +31,7 @@ const KNOWN = ['logger', 'level', 'message'] as const satisfies readonly (keyof 
 /** Logs each record as `{ ...fields, usage: record }` under `message`. */
 export function logSink(options: LogSinkOptions = {}): UsageSink & { readonly logger: Logger } {
   assertKnownOptions(options, KNOWN, 'ERR_TG_METERING_UNKNOWN_OPTION', 'logSink');
-  // An asynchronous destination: a slow stdout must not hold the event loop.
-  const logger = options.logger ?? pino({ base: null }, pino.destination({ sync: false }));
+  const logger = options.logger ?? defaultLogger();
   const level = options.level ?? 'info';
   const message = options.message ?? 'usage';
   const flushLogger = () =>
