@@ -83,8 +83,9 @@ export async function runEstimationBenchmark(context: BenchContext): Promise<Sec
     `Median time per count (timed runs per input: ${inputs.map((i) => `${i.name} ${i.runs}`).join(', ')}), each run on a fresh text so ` +
       'no merge cache flatters anyone, after an untimed warm-up; token counts in brackets. Every tokenizer runs in its own child process ' +
       `and is stopped after ${limitMs / 1000} s on one input. gpt-tokenizer, js-tiktoken and tiktoken (WASM) count the raw text with o200k_base ` +
-      "and are synchronous: they block the event loop for their whole time. tollgate's column is its estimator on a chat request " +
-      '(model gpt-4o, one user message holding the text), so its count includes the message overhead; "bounded" marks counts where its time box ran out and the rest of the text was counted as its UTF-8 byte length (an upper bound). "tollgate longest stall" is the longest ' +
+      "and are synchronous: they block the event loop for their whole time. tollgate's column is @tollgate/metering estimateInputTokensAsync, what meter() runs, with its defaults " +
+      '(4 ms slices with an event-loop turn between them, a 250 ms counting budget), on a chat request ' +
+      '(model gpt-4o, one user message holding the text), so its count includes the message overhead; "bounded" marks counts where its counting budget ran out and the rest of the text was counted as its UTF-8 byte length (an upper bound). "tollgate longest stall" is the longest ' +
       'time the event loop could not turn during tollgate\'s estimation (1 ms interval probe and monitorEventLoopDelay max).',
     '',
     table(['input', ...TOKENIZERS, 'tollgate longest stall'], rows),
@@ -108,8 +109,8 @@ export async function runEstimationBenchmark(context: BenchContext): Promise<Sec
       .filter((x) => x.outcome.kind === 'ok' && x.outcome.value.maxStallMs > 50)
       .map((x) => (x.outcome.kind === 'ok' ? `${x.input.name}: ${fmtMs(median(x.outcome.value.times))} per count, stall ${fmtMs(x.outcome.value.maxStallMs)}${x.outcome.value.exact ? '' : ', time box hit'}` : ''));
     findings.push(
-      `Estimation: estimateInputTokens is synchronous, so its whole run is one stall; with its default time box (maxEstimateMs 15) it still ran past 50 ms on ${slow.join('; ')} (§3). ` +
-        'A stall longer than the time box means one stretch of work between two deadline checks took that long.',
+      `Estimation: estimateInputTokensAsync (what meter() runs) still blocked the event loop for more than 50 ms on ${slow.join('; ')} (§3). ` +
+        'A stall longer than a slice means one stretch of work between two yields took that long.',
     );
   }
   // Where the time box cut counting short, how far above the exact count the bound landed (what token limits and budgets then reserve).
@@ -122,7 +123,7 @@ export async function runEstimationBenchmark(context: BenchContext): Promise<Sec
   });
   if (overshoots.length > 0) {
     findings.push(
-      `Estimation: where the time box ran out the estimate is the byte-length bound, above the exact count: ${overshoots.join('; ')}. ` +
+      `Estimation: where the counting budget ran out the estimate is the byte-length bound, above the exact count: ${overshoots.join('; ')}. ` +
         'Token limits and budgets reserve that much before the call (§3).',
     );
   }

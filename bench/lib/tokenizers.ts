@@ -35,13 +35,13 @@ export async function loadTokenizer(name: string): Promise<CountTokens> {
   }
 }
 
-/** What meter() runs before the call: estimateInputTokens on a chat request holding the text, with its default time box. */
+/** What meter() runs before the call: estimateInputTokensAsync on a chat request holding the text, with its defaults (4 ms slices, 250 ms budget). */
 async function loadTollgateEstimator(): Promise<CountTokens> {
-  const { estimateInputTokens, preloadTokenizers } = await import('@tollgate/metering');
+  const { estimateInputTokensAsync, preloadTokenizers } = await import('@tollgate/metering');
   // meter() starts this at factory time; a request before it finishes is bounded by bytes instead.
   await preloadTokenizers();
-  return (text) => {
-    const estimate = estimateInputTokens('openai.chat', { model: 'gpt-4o', messages: [{ role: 'user', content: text }] }, 'gpt-4o');
+  return async (text) => {
+    const estimate = await estimateInputTokensAsync('openai.chat', { model: 'gpt-4o', messages: [{ role: 'user', content: text }] }, 'gpt-4o');
     return { tokens: estimate.tokens, exact: estimate.exact };
   };
 }
