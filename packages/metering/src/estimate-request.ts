@@ -1,7 +1,7 @@
 // Token estimate of a provider request before the call: exact for OpenAI models, a documented approximation elsewhere.
 import { ApiError, maxCostNanoUsd, modelFamilies, providerOf, requestModel, requestOutputCap } from '@tollgate/core';
 import type { Pricing, ProviderApi, ResolvedPrice, UsageEstimate } from '@tollgate/core';
-import { CountBudget, countTextTokens, countTextTokensSliced, encodingForModel, TimeSlice } from './tokenizer.js';
+import { ALWAYS_EXACT_CHARS, CountBudget, countTextTokens, countTextTokensSliced, encodingForModel, TimeSlice } from './tokenizer.js';
 import type { EncodingName } from './tokenizer.js';
 
 /** How the input tokens were found. */
@@ -431,7 +431,12 @@ export async function estimateInputTokensAsync(api: ProviderApi, body: unknown, 
   counter.collect();
   countRequest(api, body, counter, options);
   const counts: number[] = [];
-  for (const text of counter.collected) counts.push(await countTextTokensSliced(text, counter.encoding, counter.budget, slice));
+  // A small prompt (the usual chat turn) is counted at once: it costs microseconds, is always exact
+  // (see ALWAYS_EXACT_CHARS), and awaiting each string would only add promise turns to every request.
+  let chars = 0;
+  for (const text of counter.collected) chars += text.length;
+  if (chars <= ALWAYS_EXACT_CHARS) for (const text of counter.collected) counts.push(countTextTokens(text, counter.encoding, counter.budget));
+  else for (const text of counter.collected) counts.push(await countTextTokensSliced(text, counter.encoding, counter.budget, slice));
   counter.replay(counts);
   return inputEstimate(countRequest(api, body, counter, options), counter);
 }

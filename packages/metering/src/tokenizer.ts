@@ -70,7 +70,7 @@ export function encodingForModel(model: string): EncodingName {
  * between two counts does not turn exact counts into bounds.
  */
 /** Characters of a request counted exactly whatever the clock says (see CountBudget.expired). */
-const ALWAYS_EXACT_CHARS = 4_096;
+export const ALWAYS_EXACT_CHARS = 4_096;
 
 export class CountBudget {
   private spentMs = 0;
