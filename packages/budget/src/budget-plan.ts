@@ -128,6 +128,9 @@ function resolveLimit(limit: unknown, where: string, defaults: Pick<ResolvedLimi
   return { period, limitNano: usdToNano(usd), softLimit, downgrade, windowMs, bucketMs, buckets };
 }
 
+/** Bound static budgets kept at most (ids met through a `'*'` entry are unbounded in number). */
+const MAX_BOUND_CACHE = 10_000;
+
 function bind(limit: ResolvedLimit, scope: BudgetScope, id: string | null): ResolvedBudget {
   const periodPart = limit.period === 'rolling' ? `rolling:${limit.windowMs}ms:${limit.buckets}` : limit.period;
   // Ids are encoded so that one containing ":" cannot collide with another scope's key.
@@ -157,6 +160,8 @@ export class BudgetPlan {
   readonly #defaults: Pick<ResolvedLimit, 'softLimit' | 'downgrade'>;
   /** Dynamic specs validated once per object (a function that returns the same objects pays once). */
   readonly #validated = new WeakMap<object, ResolvedBudget>();
+  /** Static budgets already bound to an id (see #staticFor). */
+  readonly #bound = new Map<string, ResolvedBudget>();
 
   constructor(options: BudgetPlanOptions) {
     this.#defaults = {
@@ -200,8 +205,18 @@ export class BudgetPlan {
 
   #staticFor(scope: Exclude<BudgetScope, 'global'>, id: string): ResolvedBudget | undefined {
     const map = this.#static.get(scope);
-    const limit = map?.get(id) ?? map?.get('*');
-    return limit && bind(limit, scope, id);
+    if (!map) return undefined;
+    // Static maps never change: the bound budget of an id is made once, not on every request.
+    const cacheKey = `${scope}\u0000${id}`;
+    const cached = this.#bound.get(cacheKey);
+    if (cached) return cached;
+    const limit = map.get(id) ?? map.get('*');
+    if (!limit) return undefined;
+    // Wildcards meet any number of ids: the cache starts over rather than grow without end.
+    if (this.#bound.size >= MAX_BOUND_CACHE) this.#bound.clear();
+    const budget = bind(limit, scope, id);
+    this.#bound.set(cacheKey, budget);
+    return budget;
   }
 
   /** Every budget that applies to `identity`, narrowest scope first; duplicates of one key keep the smaller limit. */
@@ -279,10 +294,23 @@ function dedupe(budgets: ResolvedBudget[]): ResolvedBudget[] {
  * recent spend, so it is the one operators see and the one that refuses first.
  */
 export function budgetWindow(budget: ResolvedBudget, now: number): BudgetWindow {
+  // The window only changes when the period (or bucket) does: made once per period, not per request.
+  const cached = windows.get(budget);
+  if (cached && now >= cached.from && now < cached.until) return cached.window;
+  const made = makeBudgetWindow(budget, now);
+  windows.set(budget, made);
+  return made.window;
+}
+
+/** The last window made for each budget, with the span of time it holds for. */
+const windows = new WeakMap<ResolvedBudget, { window: BudgetWindow; from: number; until: number }>();
+
+function makeBudgetWindow(budget: ResolvedBudget, now: number): { window: BudgetWindow; from: number; until: number } {
   if (budget.period !== 'rolling') {
     const period = periodWindow(budget.period, now);
     const head = { key: `${budget.base}:${period.suffix}`, limit: budget.limitNano, expiresAt: period.end };
-    return { budget, scopes: [head], head, softLimitMarker: { key: `${head.key}:soft-limit`, limit: 1, expiresAt: period.end } };
+    const window = { budget, scopes: [head], head, softLimitMarker: { key: `${head.key}:soft-limit`, limit: 1, expiresAt: period.end } };
+    return { window, from: period.start, until: period.end };
   }
   const bucket = Math.floor(now / budget.bucketMs);
   const scopes: LedgerScope[] = [];
@@ -291,7 +319,11 @@ export function budgetWindow(budget: ResolvedBudget, now: number): BudgetWindow 
   }
   // Once per window length, on a grid every process agrees on.
   const epoch = Math.floor(now / budget.windowMs);
-  return { budget, scopes, head: scopes[0]!, softLimitMarker: { key: `${budget.base}:soft-limit:${epoch}`, limit: 1, expiresAt: (epoch + 1) * budget.windowMs } };
+  const window = { budget, scopes, head: scopes[0]!, softLimitMarker: { key: `${budget.base}:soft-limit:${epoch}`, limit: 1, expiresAt: (epoch + 1) * budget.windowMs } };
+  // Holds while both the bucket and the window-length epoch stay the same.
+  const from = Math.max(bucket * budget.bucketMs, epoch * budget.windowMs);
+  const until = Math.min((bucket + 1) * budget.bucketMs, (epoch + 1) * budget.windowMs);
+  return { window, from, until };
 }
 
 /** Spend at which the budget's soft limit is reached (nano-USD), or undefined without a soft limit. */
