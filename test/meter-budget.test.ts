@@ -3,7 +3,7 @@ import { afterAll, describe, expect, it } from '@jest/globals';
 import express from 'express';
 import type { RequestHandler } from 'express';
 import request from 'supertest';
-import { apiErrorHandler, createMemoryStores, createPricing, getContext } from '@tollgate/core';
+import { apiErrorHandler, createMemoryStores, createPricing, getContext, type MemoryStores } from '@tollgate/core';
 import { meter } from '@tollgate/metering';
 import { budgetGuard } from '@tollgate/budget';
 
@@ -18,6 +18,18 @@ const identify: RequestHandler = (req, res, next) => {
   getContext(req, res).identity = { keyId: 'k1', tenantId: 'acme', scopes: [], authMethod: 'api_key' };
   next();
 };
+
+/** The tenant's spend once its reservation has settled (settle runs after the response ends). */
+async function settledTenantUsage(stores: MemoryStores): Promise<{ spent: number; reserved: number }> {
+  const key = `budget:tenant:acme:day:${new Date().toISOString().slice(0, 10)}`;
+  let usage = { spent: 0, reserved: 1 };
+  for (let i = 0; i < 200 && usage.reserved > 0; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    const [scope] = await stores.ledger.usage([key]);
+    usage = { spent: scope!.spent, reserved: scope!.reserved };
+  }
+  return usage;
+}
 
 describe('meter + budgetGuard', () => {
   it('clamps the output cap in the body on a route whose API is given to meter(), not detected from the path', async () => {
@@ -53,13 +65,7 @@ describe('meter + budgetGuard', () => {
     app.use(apiErrorHandler());
     const response = await request(app).post('/v1/chat/completions').send({ model: 'gpt-4o', n: 4, messages: [{ role: 'user', content: 'hi' }], max_tokens: 1000 });
     expect(response.status).toBe(200);
-    const key = `budget:tenant:acme:day:${new Date().toISOString().slice(0, 10)}`;
-    let usage = { spent: 0, reserved: 1 };
-    for (let i = 0; i < 200 && usage.reserved > 0; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
-      const [scope] = await stores.ledger.usage([key]);
-      usage = { spent: scope!.spent, reserved: scope!.reserved };
-    }
+    const usage = await settledTenantUsage(stores);
     expect(usage.reserved).toBe(0);
     expect(usage.spent).toBeGreaterThan(0);
     expect(usage.spent).toBeLessThanOrEqual(1_000_000);
@@ -82,13 +88,7 @@ describe('meter + budgetGuard', () => {
     const system = [{ type: 'text', text: 'You answer questions about the handbook. '.repeat(40), cache_control: { type: 'ephemeral' } }];
     const response = await request(app).post('/v1/messages').send({ model: 'claude-test', system, messages: [{ role: 'user', content: 'hi' }], max_tokens: 100_000 });
     expect(response.status).toBe(200);
-    const key = `budget:tenant:acme:day:${new Date().toISOString().slice(0, 10)}`;
-    let usage = { spent: 0, reserved: 1 };
-    for (let i = 0; i < 200 && usage.reserved > 0; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
-      const [scope] = await stores.ledger.usage([key]);
-      usage = { spent: scope!.spent, reserved: scope!.reserved };
-    }
+    const usage = await settledTenantUsage(stores);
     expect(usage.reserved).toBe(0);
     expect(usage.spent).toBeGreaterThan(0);
     expect(usage.spent).toBeLessThanOrEqual(1_000_000);

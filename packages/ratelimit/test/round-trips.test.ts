@@ -1,6 +1,4 @@
 // Redis round trips per request, counted by a relay: all layers of a limiter share one; combineLimits makes several limiters share one.
-import net from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import request from 'supertest';
@@ -9,56 +7,14 @@ import { getContext } from '@tollgate/core';
 import { createRedisStores, type RedisStores } from '@tollgate/redis';
 import { combineLimits, tieredRateLimit, tokenRateLimit } from '@tollgate/ratelimit';
 import { testApp, usageRecord } from './helpers.js';
+import { RedisFlightRelay } from '../../../test/helpers/redis-relay.js';
 
-/**
- * A TCP relay in front of Redis. A flight is the client sending after it last heard from Redis:
- * commands pipelined together count once, a command sent after a reply counts again.
- */
-class FlightCounter {
-  flights = 0;
-  readonly #server: net.Server;
-  readonly #sockets = new Set<net.Socket>();
-
-  constructor(target: URL) {
-    this.#server = net.createServer((client) => {
-      const upstream = net.connect(Number(target.port || 6379), target.hostname);
-      this.#sockets.add(client).add(upstream);
-      let heardBack = true;
-      client.on('data', (chunk) => {
-        if (heardBack) this.flights++;
-        heardBack = false;
-        upstream.write(chunk);
-      });
-      upstream.on('data', (chunk) => {
-        heardBack = true;
-        client.write(chunk);
-      });
-      const close = () => {
-        client.destroy();
-        upstream.destroy();
-      };
-      client.on('close', close).on('error', close);
-      upstream.on('close', close).on('error', close);
-    });
-  }
-
-  async start(): Promise<string> {
-    await new Promise<void>((resolve) => this.#server.listen(0, '127.0.0.1', resolve));
-    return `redis://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
-  }
-
-  async close(): Promise<void> {
-    for (const socket of this.#sockets) socket.destroy();
-    await new Promise((resolve) => this.#server.close(resolve));
-  }
-}
-
-const relay = new FlightCounter(new URL(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'));
+const relay = new RedisFlightRelay(new URL(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'));
 let stores: RedisStores;
 const prefix = `tg-test:${randomUUID()}:`;
 
 beforeAll(async () => {
-  stores = createRedisStores({ url: await relay.start(), prefix });
+  stores = createRedisStores({ url: await relay.listen(), prefix });
 });
 
 afterAll(async () => {
