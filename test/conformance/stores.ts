@@ -494,13 +494,18 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
         expect(await stores.keys.findByHash(hex)).toBeUndefined();
       });
 
-      it('hands out copies', async () => {
+      it('hands out records that cannot change what is stored (copies, or frozen)', async () => {
         const stored = record({ scopes: ['chat'] });
         await stores.keys.put(stored);
         stored.scopes.push('admin');
         const found = (await stores.keys.findById(stored.id))!;
         expect(found.scopes).toEqual(['chat']);
-        found.scopes.push('admin');
+        // A frozen record refuses the change (TypeError in strict mode); a copy takes it alone.
+        try {
+          found.scopes.push('admin');
+        } catch (error) {
+          expect((error as Error).name).toBe('TypeError');
+        }
         expect((await stores.keys.findByHash(stored.sha256))!.scopes).toEqual(['chat']);
       });
 

@@ -7,15 +7,74 @@ export class StoreTimeoutError extends Error {
   }
 }
 
-/** Resolves like `promise`, or rejects with StoreTimeoutError after `timeoutMs`. */
+interface Pending {
+  readonly deadline: number;
+  readonly operation: string;
+  readonly reject: (error: StoreTimeoutError) => void;
+}
+
+/**
+ * The calls waiting under one timeout length. Every call of a length gets its deadline later than
+ * the one before (same length, later start), so insertion order is deadline order and one timer,
+ * set for the oldest call, serves them all: a request makes several store calls, and a timer
+ * each (plus the race and finally promises around it) was most of what the deadlines cost.
+ */
+class DeadlineQueue {
+  readonly #pending = new Set<Pending>();
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(readonly timeoutMs: number) {}
+
+  add<T>(promise: Promise<T>, operation: string): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const entry: Pending = { deadline: performance.now() + this.timeoutMs, operation, reject };
+      this.#pending.add(entry);
+      if (this.#timer === undefined) this.#arm(this.timeoutMs);
+      promise.then(
+        (value) => {
+          this.#pending.delete(entry);
+          resolve(value);
+        },
+        (error: unknown) => {
+          this.#pending.delete(entry);
+          reject(error);
+        },
+      );
+    });
+  }
+
+  #arm(delayMs: number): void {
+    this.#timer = setTimeout(() => this.#expire(), Math.max(1, Math.ceil(delayMs)));
+    // A pending store call alone must not keep the process alive.
+    this.#timer.unref();
+  }
+
+  #expire(): void {
+    this.#timer = undefined;
+    const now = performance.now();
+    for (const entry of this.#pending) {
+      if (entry.deadline > now) {
+        this.#arm(entry.deadline - now);
+        return;
+      }
+      this.#pending.delete(entry);
+      entry.reject(new StoreTimeoutError(entry.operation, this.timeoutMs));
+    }
+  }
+}
+
+const queues = new Map<number, DeadlineQueue>();
+
+/**
+ * Resolves like `promise`, or rejects with StoreTimeoutError once `timeoutMs` passed. The losing
+ * promise may still settle later; its rejection is then handled here, never unhandled.
+ */
 export function withTimeout<T>(promise: Promise<T>, timeoutMs: number, operation: string): Promise<T> {
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) return promise;
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new StoreTimeoutError(operation, timeoutMs)), timeoutMs);
-    timer.unref?.();
-  });
-  // The losing promise may still reject later: keep that from becoming an unhandled rejection.
-  promise.catch(() => undefined);
-  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+  let queue = queues.get(timeoutMs);
+  if (!queue) {
+    queue = new DeadlineQueue(timeoutMs);
+    queues.set(timeoutMs, queue);
+  }
+  return queue.add(promise, operation);
 }

@@ -1,6 +1,7 @@
 // combineLimits: several limiters (and budgetGuard) checked together, so their store calls share one Redis round trip.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { TollgateError } from '@tollgate/core';
+import { batchLimitHeaders } from './rate-limit-headers.js';
 import { limitCheckOf, registerLimitCheck, runLimitCheck, type LimitCheck, type Verdict } from './limit-check.js';
 
 const CODE = 'ERR_TG_RATELIMIT';
@@ -62,7 +63,7 @@ export function combineLimits(...limiters: RequestHandler[]): RequestHandler {
       await Promise.all(values.map((value, index) => checks[index]!.cancel(value)));
     },
     commit(req, res, values) {
-      values.forEach((value, index) => checks[index]!.commit(req, res, value));
+      batchLimitHeaders(res, () => values.forEach((value, index) => checks[index]!.commit(req, res, value)));
     },
     refuse(req, res, refusal, waitedMs) {
       if (refusal) checks[refusal.by]!.refuse(req, res, refusal.value, waitedMs);

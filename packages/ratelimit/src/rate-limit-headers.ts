@@ -19,6 +19,8 @@ export interface LimitReport {
 }
 
 const reported = new WeakMap<ServerResponse, Partial<Record<QuotaKind, LimitReport>>>();
+/** Responses inside batchLimitHeaders: reports are kept, the headers written once at the end. */
+const batching = new WeakMap<ServerResponse, { changed: boolean }>();
 
 /** Denied beats allowed; then fewer remaining; then the later reset (the longer wait). */
 export function isMoreRestrictive(candidate: LimitReport, current: LimitReport): boolean {
@@ -96,7 +98,29 @@ export function reportLimit(res: ServerResponse, report: LimitReport): void {
   const current = reports[report.kind];
   if (current && !isMoreRestrictive(report, current)) return;
   reports[report.kind] = report;
-  writeHeaders(res, reports);
+  const batch = batching.get(res);
+  if (batch) batch.changed = true;
+  else writeHeaders(res, reports);
+}
+
+/**
+ * Runs `run` (several limiters committing, as combineLimits does) with the headers written once
+ * at the end, for every report made inside, instead of rewritten by each report.
+ */
+export function batchLimitHeaders(res: ServerResponse, run: () => void): void {
+  if (batching.has(res)) {
+    run();
+    return;
+  }
+  const batch = { changed: false };
+  batching.set(res, batch);
+  try {
+    run();
+  } finally {
+    batching.delete(res);
+    const reports = reported.get(res);
+    if (batch.changed && reports && !res.headersSent) writeHeaders(res, reports);
+  }
 }
 
 /** The report currently in the headers for `kind` (for tests and later middleware). */

@@ -142,7 +142,9 @@ export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHa
     queue,
     queueId: (req) => layers.map((layer) => layer.keyOf(req)).join('|'),
     async attempt(req, res) {
-      for (const layer of layers) delete (req as unknown as Record<string, unknown>)[layer.infoProperty];
+      // A retry after waiting must not read the last attempt's info. Only then is there anything to
+      // delete: \`delete\` on a fresh request would switch it to slow (dictionary) properties.
+      for (const layer of layers) if (layer.infoProperty in req) delete (req as unknown as Record<string, unknown>)[layer.infoProperty];
       // Started together, so a Redis client pipelines them into one round trip.
       const outcomes = await Promise.all(layers.map((layer) => countLayer(layer, req, res)));
       const bug = outcomes.find((o) => o.state === 'error' && !(o.error instanceof StoreFailure));

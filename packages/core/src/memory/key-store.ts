@@ -6,7 +6,23 @@ function hashIndex(sha256: string): string {
   return sha256.toLowerCase();
 }
 
-/** Key store for one process. Records are copied in and out so callers cannot change stored state by accident. */
+/** A deep copy, frozen all the way down: handed out as is, so a caller cannot change stored state by accident. */
+function frozenCopy(record: ApiKeyRecord): ApiKeyRecord {
+  return deepFreeze(structuredClone(record));
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value)) deepFreeze(child);
+  }
+  return value;
+}
+
+/**
+ * Key store for one process. Records are copied once on the way in and stored frozen; lookups (one
+ * per authenticated request) hand out the frozen record itself instead of a fresh copy each time.
+ */
 export class MemoryKeyStore implements KeyStore {
   readonly #byId = new Map<string, ApiKeyRecord>();
   readonly #idByHash = new Map<string, string>();
@@ -19,18 +35,17 @@ export class MemoryKeyStore implements KeyStore {
     const previous = this.#byId.get(record.id);
     if (previous && this.#idByHash.get(hashIndex(previous.sha256)) === record.id) this.#idByHash.delete(hashIndex(previous.sha256));
     // A hash resolves to one key: taking it over from another id leaves that id unreachable by hash.
-    this.#byId.set(record.id, structuredClone(record));
+    this.#byId.set(record.id, frozenCopy(record));
     this.#idByHash.set(hashIndex(record.sha256), record.id);
   }
 
   async findByHash(sha256: string): Promise<ApiKeyRecord | undefined> {
     const id = this.#idByHash.get(hashIndex(sha256));
-    return id === undefined ? undefined : this.findById(id);
+    return id === undefined ? undefined : this.#byId.get(id);
   }
 
   async findById(id: string): Promise<ApiKeyRecord | undefined> {
-    const record = this.#byId.get(id);
-    return record && structuredClone(record);
+    return this.#byId.get(id);
   }
 
   async put(record: ApiKeyRecord): Promise<void> {
@@ -40,7 +55,7 @@ export class MemoryKeyStore implements KeyStore {
   async disable(id: string): Promise<boolean> {
     const record = this.#byId.get(id);
     if (!record) return false;
-    record.disabled = true;
+    this.#byId.set(id, frozenCopy({ ...record, disabled: true }));
     return true;
   }
 
@@ -54,6 +69,6 @@ export class MemoryKeyStore implements KeyStore {
 
   /** Every record, sorted by id. */
   async list(): Promise<ApiKeyRecord[]> {
-    return [...this.#byId.values()].map((record) => structuredClone(record)).sort((a, b) => a.id.localeCompare(b.id));
+    return [...this.#byId.values()].sort((a, b) => a.id.localeCompare(b.id));
   }
 }
