@@ -82,6 +82,7 @@ async function main(): Promise<void> {
 
   // Written after every benchmark, so a run stopped half-way still leaves what it measured.
   const writeReport = async (pending: string[]) => {
+    const fromSource = /(?:--conditions|-C)[= ]source\b/.test(process.execArgv.join(' '));
     const minutes = ((Date.now() - started.getTime()) / 60_000).toFixed(1);
     const targets = sections.flatMap((s) => s.targets);
     const findings = sections.flatMap((s) => s.findings ?? []);
@@ -94,6 +95,7 @@ async function main(): Promise<void> {
       `- Command: \`${command}\``,
       `- Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memory} RAM, ${machine.platform}`,
       `- Node ${machine.node}, Redis ${redis} on 127.0.0.1 (shared with other work: the machine was not idle)`,
+      `- tollgate packages: ${fromSource ? 'their TypeScript sources, transpiled by tsx (--conditions=source)' : 'their built dist/ (what an npm install runs), built by `pnpm build` before the run'}`,
       '',
       'Absolute figures on a shared machine mean little; compare the ratios, measured in the same run with the cases alternating. ' +
         'How each figure is made: [README.md](./README.md).',
