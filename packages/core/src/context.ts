@@ -67,47 +67,65 @@ export function onSettleError(reporter: (error: unknown) => void): void {
   settleErrorReporter = reporter;
 }
 
+/**
+ * One per request, so its methods live on the prototype rather than in closures made for every
+ * request. `recordUsage` stays an own bound function: handlers pass it around as a callback.
+ */
+class RequestContext implements TollgateContext {
+  readonly requestId: string;
+  readonly startedAt = Date.now();
+  identity?: Identity;
+  requestedModel?: string;
+  estimate?: UsageEstimate;
+  reservations: ReservationNote[] = [];
+  usage?: UsageRecord;
+  reportedUsage?: ReportedUsage;
+  metered = false;
+  #listeners: SettleListener[] | undefined;
+  #settledRecord: UsageRecord | undefined;
+  #settled = false;
+
+  constructor(requestId: string) {
+    this.requestId = requestId;
+  }
+
+  recordUsage = (usage: ReportedUsage): void => {
+    this.reportedUsage = { ...this.reportedUsage, ...usage };
+  };
+
+  onSettle(listener: SettleListener): void {
+    if (this.#settled) void this.#run(listener);
+    else (this.#listeners ??= []).push(listener);
+  }
+
+  async settle(record: UsageRecord | undefined): Promise<void> {
+    if (this.#settled) return;
+    this.#settled = true;
+    this.#settledRecord = record;
+    if (record) this.usage = record;
+    const listeners = this.#listeners;
+    this.#listeners = undefined;
+    if (listeners) await Promise.all(listeners.map((listener) => this.#run(listener)));
+  }
+
+  get settled(): boolean {
+    return this.#settled;
+  }
+
+  async #run(listener: SettleListener): Promise<void> {
+    try {
+      await listener(this.#settledRecord);
+    } catch (error) {
+      settleErrorReporter(error);
+    }
+  }
+}
+
 function createContext(req: IncomingMessage, res: ServerResponse): TollgateContext {
   const incoming = req.headers['x-request-id'];
   const requestId = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
   if (!res.headersSent) res.setHeader('x-request-id', requestId);
-
-  const listeners: SettleListener[] = [];
-  let settledRecord: UsageRecord | undefined;
-  let settled = false;
-
-  const runListener = async (listener: SettleListener) => {
-    try {
-      await listener(settledRecord);
-    } catch (error) {
-      settleErrorReporter(error);
-    }
-  };
-
-  const context: TollgateContext = {
-    requestId,
-    startedAt: Date.now(),
-    reservations: [],
-    metered: false,
-    recordUsage(usage) {
-      context.reportedUsage = { ...context.reportedUsage, ...usage };
-    },
-    onSettle(listener) {
-      if (settled) void runListener(listener);
-      else listeners.push(listener);
-    },
-    async settle(record) {
-      if (settled) return;
-      settled = true;
-      settledRecord = record;
-      if (record) context.usage = record;
-      await Promise.all(listeners.splice(0).map(runListener));
-    },
-    get settled() {
-      return settled;
-    },
-  };
-
+  const context = new RequestContext(requestId);
   // Without a metering middleware nothing else settles the request: do it when the response is done.
   res.once('close', () => {
     if (!context.metered) void context.settle(undefined);

@@ -8,16 +8,24 @@
  * infinite cost is refused and an infinite limit or credit works as such.
  */
 export function assertStoreNumbers(operation: string, fields: Record<string, number | undefined>): void {
-  for (const [name, value] of Object.entries(fields)) {
-    if (value === undefined) continue;
-    if (typeof value !== 'number' || Number.isNaN(value)) throw new RangeError(`${operation}: ${name} must be a number; got ${String(value)}`);
-  }
+  for (const name in fields) assertStoreNumber(operation, name, fields[name]);
+}
+
+/** One field of assertStoreNumbers, for hot paths that check fields without building an object. */
+export function assertStoreNumber(operation: string, name: string, value: number | undefined): void {
+  if (value === undefined) return;
+  if (typeof value !== 'number' || Number.isNaN(value)) throw new RangeError(`${operation}: ${name} must be a number; got ${String(value)}`);
 }
 
 /** The checks of a ledger reserve: amount, minAmount, ttlMs and every scope's limit and expiresAt. */
 export function assertReserveNumbers(request: { amount: number; minAmount?: number; ttlMs: number; scopes: readonly { limit: number; expiresAt: number }[] }): void {
-  assertStoreNumbers('ledger.reserve', { amount: request.amount, minAmount: request.minAmount, ttlMs: request.ttlMs });
-  for (const [index, scope] of request.scopes.entries()) {
-    assertStoreNumbers('ledger.reserve', { [`scopes[${index}].limit`]: scope.limit, [`scopes[${index}].expiresAt`]: scope.expiresAt });
+  assertStoreNumber('ledger.reserve', 'amount', request.amount);
+  assertStoreNumber('ledger.reserve', 'minAmount', request.minAmount);
+  assertStoreNumber('ledger.reserve', 'ttlMs', request.ttlMs);
+  for (let index = 0; index < request.scopes.length; index++) {
+    const scope = request.scopes[index]!;
+    // Names built only for the error: a valid scope costs two comparisons.
+    if (typeof scope.limit !== 'number' || Number.isNaN(scope.limit)) assertStoreNumber('ledger.reserve', `scopes[${index}].limit`, scope.limit);
+    if (typeof scope.expiresAt !== 'number' || Number.isNaN(scope.expiresAt)) assertStoreNumber('ledger.reserve', `scopes[${index}].expiresAt`, scope.expiresAt);
   }
 }

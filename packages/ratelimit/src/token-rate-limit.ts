@@ -147,7 +147,7 @@ export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHand
         const retryAfterMs = Math.max(...denied.map((c) => c.result.retryAfterMs || c.result.resetAt - Date.now()));
         return { kind: 'denied', value: { units, charges: denied }, retryAfterMs: Math.max(0, retryAfterMs) };
       }
-      return { kind: 'allowed', value: { units, charges: counted, queueId: targets.map((t) => t.key).join('|') } };
+      return { kind: 'allowed', value: { units, charges: counted, queueId: queue ? targets.map((t) => t.key).join('|') : '' } };
     },
     cancel: ({ charges, units }) => adjustAll(charges, -units),
     commit(req, res, { units, charges, queueId }) {

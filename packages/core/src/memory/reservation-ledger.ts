@@ -1,5 +1,5 @@
 // In-memory reservation ledger: all-or-nothing reserves across scopes, settle once, expiry by TTL.
-import { assertStoreNumbers, assertReserveNumbers } from '../store-input.js';
+import { assertStoreNumber, assertStoreNumbers, assertReserveNumbers } from '../store-input.js';
 import type { LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, ScopeBalance, ScopeUsage, SettleResult } from '../stores.js';
 
 interface ScopeState {
@@ -101,7 +101,7 @@ export class MemoryReservationLedger implements ReservationLedger {
   }
 
   async settle(id: string, actualAmount: number): Promise<SettleResult> {
-    assertStoreNumbers('ledger.settle', { actualAmount });
+    assertStoreNumber('ledger.settle', 'actualAmount', actualAmount);
     const now = this.#clock();
     const reservation = this.#reservations.get(id);
     if (!reservation) return { settled: false, reserved: 0 };

@@ -1,5 +1,5 @@
 // In-memory weighted sliding-window counter: two fixed windows per key, the previous one weighted by overlap.
-import { assertStoreNumbers } from '../store-input.js';
+import { assertStoreNumber } from '../store-input.js';
 import type { WindowCounter, WindowResult } from '../stores.js';
 
 interface WindowState {
@@ -60,7 +60,9 @@ export class MemoryWindowCounter implements WindowCounter {
 
   async consume(key: string, units: number, options: { limit: number; windowMs: number }): Promise<WindowResult> {
     const { limit, windowMs } = options;
-    assertStoreNumbers('counter.consume', { units, limit, windowMs });
+    assertStoreNumber('counter.consume', 'units', units);
+    assertStoreNumber('counter.consume', 'limit', limit);
+    assertStoreNumber('counter.consume', 'windowMs', windowMs);
     const now = this.#clock();
     const state = this.#roll(key, windowMs, now, true)!;
     const resetAt = state.start + windowMs;
@@ -79,7 +81,9 @@ export class MemoryWindowCounter implements WindowCounter {
 
   async adjust(key: string, delta: number, options: { windowMs: number; windowStart: number }): Promise<void> {
     const { windowMs, windowStart } = options;
-    assertStoreNumbers('counter.adjust', { delta, windowMs, windowStart });
+    assertStoreNumber('counter.adjust', 'delta', delta);
+    assertStoreNumber('counter.adjust', 'windowMs', windowMs);
+    assertStoreNumber('counter.adjust', 'windowStart', windowStart);
     const state = this.#roll(key, windowMs, this.#clock(), false);
     if (!state) return;
     if (windowStart === state.start) state.count = Math.max(0, state.count + delta);
