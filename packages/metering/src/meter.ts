@@ -274,6 +274,9 @@ export function meter(options: MeterOptions = {}) {
       usage = read?.usage ?? { inputTokens: assumedInput, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 0, reasoningTokens: 0 };
       if (read && read.usage.inputTokens === 0) usage.inputTokens = assumedInput;
       usageSource = read?.source ?? 'counted';
+      // The cap is in the body, so the provider never produced more: a count above it is the
+      // approximation (o200k_base x approximationFactor for other tokenizers) overshooting.
+      if (usageSource === 'counted' && estimate) usage.outputTokens = Math.min(usage.outputTokens, estimate.maxOutputTokens * (estimate.outputChoices ?? 1));
       reportedModel = reader?.model;
     }
 

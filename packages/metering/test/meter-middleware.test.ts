@@ -203,6 +203,17 @@ describe('meter() with JSON responses', () => {
     expect(await recorded).toMatchObject({ usageSource: 'counted', aborted: false, inputTokens: estimateInput, outputTokens: 2 });
   });
 
+  it('never records counted output above the output cap the request ran with', async () => {
+    // Anthropic output is counted with o200k_base x 1.25: 40 distinct words count as ~50 tokens, the cap is 10.
+    const words = Array.from({ length: 40 }, (_, i) => `word${i}`).join(' ');
+    const app = await start((_req, res) => {
+      res.json({ model: 'claude-sonnet-4-5', content: [{ type: 'text', text: words }] });
+    });
+    const recorded = app.sink.next();
+    await (await post(`${app.url}/v1/messages`, { model: 'claude-sonnet-4-5', max_tokens: 10, messages: [{ role: 'user', content: 'talk' }] })).text();
+    expect(await recorded).toMatchObject({ usageSource: 'counted', outputTokens: 10 });
+  });
+
   it('finds usage at the end of a JSON body too large to parse whole', async () => {
     const big = JSON.stringify({ model: 'gpt-4o', choices: [{ index: 0, message: { role: 'assistant', content: 'x'.repeat(5_000_000) } }], usage: { prompt_tokens: 7, completion_tokens: 1_250_000 } });
     const app = await start((_req, res) => {
