@@ -13,18 +13,21 @@ import * as scripts from './scripts.js';
  */
 export class RedisReservationLedger implements ReservationLedger {
   readonly #base: string;
+  /** One ZSET of live reservation ids by expiry, for the whole ledger. */
+  readonly #holds: string;
 
   constructor(
     private readonly connection: Connection,
     prefix: string,
   ) {
     this.#base = `${prefix}{ledger}:`;
+    this.#holds = `${this.#base}holds`;
   }
 
   #send = (args: string[]) => this.connection.send(args, 'ledger');
 
-  #scopeKeys(key: string): [string, string] {
-    return [`${this.#base}scope:${key}`, `${this.#base}holds:${key}`];
+  #scopeKey(key: string): string {
+    return `${this.#base}scope:${key}`;
   }
 
   #record(id: string): string {
@@ -36,7 +39,7 @@ export class RedisReservationLedger implements ReservationLedger {
     assertReserveNumbers(request);
     // A scope named twice would be charged twice and released once.
     const scopes = [...new Map(request.scopes.map((scope) => [scope.key, scope] as const)).values()];
-    const keys = [this.#record(request.id), ...scopes.flatMap((scope) => this.#scopeKeys(scope.key))];
+    const keys = [this.#record(request.id), this.#holds, ...scopes.map((scope) => this.#scopeKey(scope.key))];
     const amount = Math.max(0, request.amount);
     const least = Math.min(amount, Math.max(0, request.minAmount ?? amount));
     const args: (string | number)[] = [amount, least, Math.max(1, Math.ceil(request.ttlMs)), request.id];
@@ -54,7 +57,7 @@ export class RedisReservationLedger implements ReservationLedger {
 
   async settle(id: string, actualAmount: number): Promise<SettleResult> {
     assertStoreNumbers('ledger.settle', { actualAmount });
-    const reply = (await scripts.settle.run(this.#send, [this.#record(id)], [actualAmount, id])) as unknown[];
+    const reply = (await scripts.settle.run(this.#send, [this.#record(id), this.#holds], [actualAmount, id])) as unknown[];
     if (reply[0] !== 1) return { settled: false, reserved: 0 };
     const scopes: ScopeUsage[] = [];
     // The script names each scope by its hash key; callers know scopes by their ledger key.
@@ -71,16 +74,16 @@ export class RedisReservationLedger implements ReservationLedger {
 
   async usage(keys: string[]): Promise<ScopeUsage[]> {
     if (keys.length === 0) return [];
-    const reply = (await scripts.ledgerUsage.run(this.#send, keys.flatMap((key) => this.#scopeKeys(key)), [])) as unknown[];
+    const reply = (await scripts.ledgerUsage.run(this.#send, [this.#holds, ...keys.map((key) => this.#scopeKey(key))], [])) as unknown[];
     return keys.map((key, i) => ({ key, spent: Number(reply[2 * i]), reserved: Number(reply[2 * i + 1]) }));
   }
 
   async adjustSpent(key: string, delta: number, expiresAt: number): Promise<void> {
     assertStoreNumbers('ledger.adjustSpent', { delta, expiresAt });
-    await scripts.adjustSpent.run(this.#send, this.#scopeKeys(key), [delta, Math.ceil(expiresAt)]);
+    await scripts.adjustSpent.run(this.#send, [this.#holds, this.#scopeKey(key)], [delta, Math.ceil(expiresAt)]);
   }
 
   async resetScope(key: string): Promise<void> {
-    await scripts.resetScope.run(this.#send, this.#scopeKeys(key), []);
+    await scripts.resetScope.run(this.#send, [this.#scopeKey(key)], []);
   }
 }

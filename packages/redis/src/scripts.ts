@@ -2,14 +2,21 @@
 import { LuaScript } from './lua.js';
 
 // Numbers go back and forth as strings: a Lua number returned as-is is truncated to an integer,
-// and tostring() keeps only 14 digits. '%.17g' round-trips every double exactly.
+// and tostring() keeps only 14 digits. So tostring() only for integers below 1e14, where it is
+// exact (and several times cheaper than string.format); '%.17g', which round-trips every double,
+// for the rest.
 const PRELUDE = `
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local function fmt(n) return string.format('%.17g', n) end
+local function fmt(n)
+  if n % 1 == 0 and n < 1e14 and n > -1e14 then return tostring(n) end
+  return string.format('%.17g', n)
+end
 `;
 
 // Window hash fields: s = start of the current fixed window, c = its count, p = the previous window's count.
+// `moved` = the stored window is not the current one (none yet, or rolled): saving then writes
+// all three fields and the expiry, which depends on the start only; otherwise one field.
 const WINDOW_STATE = `
 local size = tonumber(ARGV[2])
 local start = now - (now % size)
@@ -17,26 +24,32 @@ local state = redis.call('HMGET', KEYS[1], 's', 'c', 'p')
 local s = tonumber(state[1])
 local count = tonumber(state[2]) or 0
 local previous = tonumber(state[3]) or 0
-local rolled = false
+local moved = s ~= start
 if s == nil then
   count = 0
   previous = 0
 elseif s > start then
   -- TIME went back (failover to a replica with a slower clock): stay in the stored window.
   start = s
+  moved = false
 elseif s < start then
   if s + size == start then previous = count else previous = 0 end
   count = 0
-  rolled = true
+end
+local function save(field, value)
+  if moved then
+    redis.call('HSET', KEYS[1], 's', fmt(start), 'c', fmt(count), 'p', fmt(previous))
+    redis.call('PEXPIREAT', KEYS[1], fmt(start + 2 * size))
+  else
+    redis.call('HSET', KEYS[1], field, fmt(value))
+  end
 end
 `;
 
-const SAVE_WINDOW = `
-redis.call('HSET', KEYS[1], 's', fmt(start), 'c', fmt(count), 'p', fmt(previous))
-redis.call('PEXPIREAT', KEYS[1], fmt(start + 2 * size))
-`;
-
-/** KEYS: window hash. ARGV: units, windowMs, limit. Returns {allowed, remaining, resetAt, retryAfterMs, windowStart}. */
+/**
+ * KEYS: window hash. ARGV: units, windowMs, limit. Returns {allowed, remaining, resetAt, retryAfterMs, windowStart}.
+ * A refused consume writes nothing: a roll it would store is derived the same way from the old state next time.
+ */
 export const consumeWindow = new LuaScript(
   'consumeWindow',
   `${PRELUDE}${WINDOW_STATE}
@@ -49,6 +62,7 @@ export const consumeWindow = new LuaScript(
   local retry = 0
   if allowed then
     count = count + units
+    save('c', count)
   else
     -- Same formula as the memory store: the previous window fades first, then the current one.
     local excess = used + units - limit
@@ -59,9 +73,6 @@ export const consumeWindow = new LuaScript(
     else
       retry = reset - now + math.max(1, math.ceil(size * (1 - (limit - units) / count)))
     end
-  end
-  if allowed or (rolled and s ~= nil) then
-    ${SAVE_WINDOW}
   end
   local remaining = limit - used
   if allowed then remaining = remaining - units end
@@ -79,12 +90,13 @@ export const adjustWindow = new LuaScript(
   local target = tonumber(ARGV[3])
   if target == start then
     count = math.max(0, count + delta)
+    save('c', count)
   elseif target == start - size then
     previous = math.max(0, previous + delta)
+    save('p', previous)
   else
     return 0
   end
-  ${SAVE_WINDOW}
   return 1
   `,
 );
@@ -97,165 +109,182 @@ export const peekWindow = new LuaScript(
   `,
 );
 
-// Ledger scope = a hash (spent, reserved, and r:<id> = amount per live reservation) plus a ZSET
-// of reservation ids scored by expiry. Every script that touches a scope purges it first, so an
-// unsettled reservation frees its amount once its TTL has passed, with no background job.
+// Ledger layout (all under one {ledger} hash tag):
+// - scope hash: spent, reserved, x = when the hash expires (its PEXPIREAT, kept here so that
+//   checking it costs no call). x is at least the scope's period end and every live reservation's
+//   expiry, so a scope outlives whatever holds part of its `reserved`.
+// - reservation record res:<id>: JSON {a = amount, e = expiry, s = {scope hash, scope period end, ...}},
+//   the one place saying what a reservation holds. It outlives the reservation (until a day after
+//   its scopes' x) so that a purge can still give its amount back.
+// - holds: one ZSET of reservation ids scored by expiry.
+// Purge, at the start of every script that reads or creates a scope: give back the amount of each
+// reservation whose TTL has passed, in each of its scopes that still exists, so a crashed process's
+// hold is released on time with no background job. A scope is only ever created after a purge, so
+// an old reservation never gives back into a new scope of the same name.
 const LEDGER_HELPERS = `
-local function purge(scope, holds)
+local MARGIN = 86400000
+local function purge(holds)
   local ids = redis.call('ZRANGEBYSCORE', holds, '-inf', now)
   if #ids == 0 then return end
-  local freed = 0
+  -- Records sit beside the holds ZSET: <prefix>{ledger}:holds -> <prefix>{ledger}:res:<id>.
+  local records = string.sub(holds, 1, -6) .. 'res:'
   for _, id in ipairs(ids) do
-    local held = redis.call('HGET', scope, 'r:' .. id)
-    if held then
-      freed = freed + tonumber(held)
-      redis.call('HDEL', scope, 'r:' .. id)
+    local existing = redis.call('GETDEL', records .. id)
+    if existing then
+      local record = cjson.decode(existing)
+      local amount = tonumber(record.a)
+      for i = 1, #record.s, 2 do
+        local reserved = redis.call('HGET', record.s[i], 'reserved')
+        if reserved then redis.call('HSET', record.s[i], 'reserved', fmt(math.max(0, tonumber(reserved) - amount))) end
+      end
     end
   end
   redis.call('ZREMRANGEBYSCORE', holds, '-inf', now)
-  if freed > 0 then
-    local reserved = (tonumber(redis.call('HGET', scope, 'reserved')) or 0) - freed
-    redis.call('HSET', scope, 'reserved', fmt(math.max(0, reserved)))
-  end
-end
-local function extend(key, at)
-  local ttl = redis.call('PTTL', key)
-  if ttl == -1 or (ttl >= 0 and now + ttl < at) then redis.call('PEXPIREAT', key, fmt(at)) end
 end
 `;
 
 /**
- * KEYS: reservation record, then (scope hash, scope holds) per scope.
- * ARGV: amount, minAmount, ttlMs, id, then (limit, expiresAt) per scope.
+ * KEYS: reservation record, holds, then the scope hashes. ARGV: amount, minAmount, ttlMs, id,
+ * then (limit, expiresAt) per scope.
  * Returns {1, granted, then (spent, reserved) per scope after the reserve} ({1, granted} alone
  * for a live id reserved again), or {0, index of the refusing scope (1-based), its remaining}.
  */
 export const reserve = new LuaScript(
   'reserve',
   `${PRELUDE}${LEDGER_HELPERS}
-  local existing = redis.call('GET', KEYS[1])
-  if existing then
-    local record = cjson.decode(existing)
-    if tonumber(record.e) > now then return {1, record.a} end
-  end
-  local amount = tonumber(ARGV[1])
-  local least = tonumber(ARGV[2])
-  local ttl = tonumber(ARGV[3])
+  purge(KEYS[2])
   local id = ARGV[4]
-  local n = (#KEYS - 1) / 2
-  local grant = amount
-  local reserved = {}
-  local spent = {}
-  for i = 1, n do
-    local scope = KEYS[2 * i]
-    purge(scope, KEYS[2 * i + 1])
-    local values = redis.call('HMGET', scope, 'spent', 'reserved')
-    reserved[i] = tonumber(values[2]) or 0
-    spent[i] = tonumber(values[1]) or 0
-    local remaining = math.max(0, tonumber(ARGV[3 + 2 * i]) - spent[i] - reserved[i])
-    if remaining < least then return {0, i, fmt(remaining)} end
-    if remaining < grant then grant = remaining end
+  local expires = now + tonumber(ARGV[3])
+  -- The purge took out every expired id, so a member already there is a live reservation: it
+  -- answers with its grant. Otherwise the id is held from here on (and let go if refused).
+  if redis.call('ZADD', KEYS[2], 'NX', fmt(expires), id) == 0 then
+    local existing = redis.call('GET', KEYS[1])
+    return {1, existing and cjson.decode(existing).a or '0'}
   end
-  local expires = now + ttl
+  local least = tonumber(ARGV[2])
+  local grant = tonumber(ARGV[1])
+  local n = #KEYS - 2
+  local values = {}
+  for i = 1, n do
+    local v = redis.call('HMGET', KEYS[2 + i], 'spent', 'reserved', 'x')
+    local remaining = math.max(0, tonumber(ARGV[3 + 2 * i]) - (tonumber(v[1]) or 0) - (tonumber(v[2]) or 0))
+    if remaining < least then
+      redis.call('ZREM', KEYS[2], id)
+      return {0, i, fmt(remaining)}
+    end
+    if remaining < grant then grant = remaining end
+    values[i] = v
+  end
+  local keep = expires
   local scopes = {}
   local out = {1, fmt(grant)}
   for i = 1, n do
-    local scope = KEYS[2 * i]
-    local holds = KEYS[2 * i + 1]
-    local scopeExpires = tonumber(ARGV[4 + 2 * i])
-    redis.call('HSET', scope, 'reserved', fmt(reserved[i] + grant), 'r:' .. id, fmt(grant))
-    redis.call('ZADD', holds, expires, id)
-    local keep = math.max(scopeExpires, expires)
-    extend(scope, keep)
-    extend(holds, keep)
-    scopes[i] = {scope, holds, fmt(scopeExpires)}
-    out[#out + 1] = fmt(spent[i])
-    out[#out + 1] = fmt(reserved[i] + grant)
+    local scope = KEYS[2 + i]
+    local v = values[i]
+    local reserved = fmt((tonumber(v[2]) or 0) + grant)
+    local x = tonumber(v[3])
+    local needed = math.max(tonumber(ARGV[4 + 2 * i]), expires)
+    if x == nil or needed > x then
+      x = needed
+      redis.call('HSET', scope, 'reserved', reserved, 'x', fmt(x))
+      redis.call('PEXPIREAT', scope, fmt(x))
+    else
+      redis.call('HSET', scope, 'reserved', reserved)
+    end
+    if x > keep then keep = x end
+    scopes[2 * i - 1] = scope
+    scopes[2 * i] = ARGV[4 + 2 * i]
+    out[2 * i + 1] = v[1] or '0'
+    out[2 * i + 2] = reserved
   end
-  redis.call('SET', KEYS[1], cjson.encode({a = fmt(grant), e = fmt(expires), s = scopes}), 'PX', ttl)
+  keep = keep + MARGIN
+  redis.call('SET', KEYS[1], cjson.encode({a = out[2], e = fmt(expires), s = scopes}), 'PXAT', fmt(keep))
+  -- The holds must outlive every record they name.
+  if redis.call('PTTL', KEYS[2]) < keep - now then redis.call('PEXPIREAT', KEYS[2], fmt(keep)) end
   return out
   `,
 );
 
 /**
- * KEYS: reservation record. ARGV: actual amount, id. Returns {1, reserved, then (scope hash key,
- * spent, reserved) per scope after the settle} once, then {0, '0'}.
+ * KEYS: reservation record, holds. ARGV: actual amount, id. Returns {1, reserved, then (scope hash
+ * key, spent, reserved) per scope after the settle} once, then {0, '0'}.
  * The scope keys come from the record, not from KEYS: settle knows only the id. They share the
  * record's {hash tag}, so the script stays on one Cluster slot.
  */
 export const settle = new LuaScript(
   'settle',
   `${PRELUDE}${LEDGER_HELPERS}
-  local existing = redis.call('GET', KEYS[1])
+  purge(KEYS[2])
+  local existing = redis.call('GETDEL', KEYS[1])
   if not existing then return {0, '0'} end
-  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ARGV[2])
   local record = cjson.decode(existing)
-  local live = tonumber(record.e) > now
   local amount = tonumber(record.a)
   local actual = math.max(0, tonumber(ARGV[1]))
-  local id = ARGV[2]
   local out = {1, record.a}
-  for _, entry in ipairs(record.s) do
-    local scope = entry[1]
-    local holds = entry[2]
-    local scopeExpires = tonumber(entry[3])
-    purge(scope, holds)
-    if redis.call('HDEL', scope, 'r:' .. id) == 1 then
-      local reserved = (tonumber(redis.call('HGET', scope, 'reserved')) or 0) - amount
-      redis.call('HSET', scope, 'reserved', fmt(math.max(0, reserved)))
-      redis.call('ZREM', holds, id)
+  for i = 1, #record.s, 2 do
+    local scope = record.s[i]
+    local v = redis.call('HMGET', scope, 'spent', 'reserved')
+    local spent = v[1] or '0'
+    local reserved = '0'
+    -- A scope outlives the live reservations in it: one that is gone (evicted) is not recreated.
+    if v[2] then
+      reserved = fmt(math.max(0, tonumber(v[2]) - amount))
+      -- A scope whose period ended meanwhile is not charged: its counters are over.
+      if actual > 0 and tonumber(record.s[i + 1]) > now then
+        spent = fmt(tonumber(spent) + actual)
+        redis.call('HSET', scope, 'spent', spent, 'reserved', reserved)
+      else
+        redis.call('HSET', scope, 'reserved', reserved)
+      end
     end
-    -- A scope whose period ended meanwhile is not charged: its counters are over.
-    if live and actual > 0 and scopeExpires > now then
-      local spent = (tonumber(redis.call('HGET', scope, 'spent')) or 0) + actual
-      redis.call('HSET', scope, 'spent', fmt(spent))
-      extend(scope, scopeExpires)
-    end
-    local values = redis.call('HMGET', scope, 'spent', 'reserved')
     out[#out + 1] = scope
-    out[#out + 1] = values[1] or '0'
-    out[#out + 1] = values[2] or '0'
+    out[#out + 1] = spent
+    out[#out + 1] = reserved
   end
-  if not live then return {0, '0'} end
   return out
   `,
 );
 
-/** KEYS: (scope hash, scope holds) per scope. Returns spent, reserved per scope. */
+/** KEYS: holds, then the scope hashes. Returns spent, reserved per scope. */
 export const ledgerUsage = new LuaScript(
   'ledgerUsage',
   `${PRELUDE}${LEDGER_HELPERS}
+  purge(KEYS[1])
   local out = {}
-  for i = 1, #KEYS / 2 do
-    local scope = KEYS[2 * i - 1]
-    purge(scope, KEYS[2 * i])
-    local values = redis.call('HMGET', scope, 'spent', 'reserved')
-    out[2 * i - 1] = values[1] or '0'
-    out[2 * i] = values[2] or '0'
+  for i = 2, #KEYS do
+    local values = redis.call('HMGET', KEYS[i], 'spent', 'reserved')
+    out[2 * i - 3] = values[1] or '0'
+    out[2 * i - 2] = values[2] or '0'
   end
   return out
   `,
 );
 
-/** KEYS: scope hash, scope holds. ARGV: delta, expiresAt. */
+/** KEYS: holds, scope hash. ARGV: delta, expiresAt. */
 export const adjustSpent = new LuaScript(
   'adjustSpent',
   `${PRELUDE}${LEDGER_HELPERS}
-  purge(KEYS[1], KEYS[2])
   local at = tonumber(ARGV[2])
   if at <= now then return 0 end
-  local spent = (tonumber(redis.call('HGET', KEYS[1], 'spent')) or 0) + tonumber(ARGV[1])
-  redis.call('HSET', KEYS[1], 'spent', fmt(math.max(0, spent)))
-  extend(KEYS[1], at)
+  purge(KEYS[1])
+  local v = redis.call('HMGET', KEYS[2], 'spent', 'x')
+  local spent = fmt(math.max(0, (tonumber(v[1]) or 0) + tonumber(ARGV[1])))
+  local x = tonumber(v[2])
+  if x == nil or at > x then
+    redis.call('HSET', KEYS[2], 'spent', spent, 'x', fmt(at))
+    redis.call('PEXPIREAT', KEYS[2], fmt(at))
+  else
+    redis.call('HSET', KEYS[2], 'spent', spent)
+  end
   return 1
   `,
 );
 
-/** KEYS: scope hash, scope holds. Forgets the spend; live reservations stay. */
+/** KEYS: scope hash. Forgets the spend; live reservations stay. */
 export const resetScope = new LuaScript(
   'resetScope',
-  `${PRELUDE}${LEDGER_HELPERS}
-  purge(KEYS[1], KEYS[2])
+  `
   if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
   redis.call('HSET', KEYS[1], 'spent', '0')
   return 1

@@ -4,14 +4,14 @@ import { createRedisStores, normaliseLua, SCRIPTS, type RedisStores } from '@tol
 import { REDIS_URL, requireRedis, uniquePrefix } from './helpers.js';
 
 const PINNED: Record<keyof typeof SCRIPTS, string> = {
-  consumeWindow: 'cd8317ad2c97658c7fff7b3341b2d392fbad4413',
-  adjustWindow: '66bcace5132da5e4bca013393a77c3b11f4fc013',
-  peekWindow: '1e709b4f196923beb1241af5b3196e236780f70c',
-  reserve: '02fab7815b5c4f59301eb2d02c6d5178ef03a169',
-  settle: 'd4e39f6df610688b04648ddd3f585f26e9b5d232',
-  ledgerUsage: 'e33d1e0529b13e93a5a94d88860694d0af4b785b',
-  adjustSpent: '9791c8c45546583f6f80dda1fadb9eea418813c5',
-  resetScope: 'c5f0239bc40befc9a92dbf650e6c88b72fc155a7',
+  consumeWindow: '8167c48d8dddcb52db743b347438e175ab7ba37a',
+  adjustWindow: '3a43625098077d9ba41de85e67105355be8d5016',
+  peekWindow: 'ff846b103d2c36f83fab32c84fa9d3e8a34b86e4',
+  reserve: '440aa0edd27bad8839e215410efd46f693f7b982',
+  settle: 'b77193b523766c756b23d26682e79b556b043d6a',
+  ledgerUsage: 'be900e85f8c23514f91ba883bb854ce7f2192e27',
+  adjustSpent: 'fb955c15da6721873d49ad7f14f8646e46bf99f1',
+  resetScope: '5b94aff0349a5baa235712d5a624c46152248c71',
   putKey: '221d0f5db8aa10e22ed7a61b6ea8a5cb53630564',
   findKeyByHash: 'e6862feff81a37c3c818e8013a5f0e99f9fe79d3',
   disableKey: '4021ceca2952214c3e9c6fe8abeec975c9e55cd1',
