@@ -374,6 +374,41 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
         expect(await spentAndReserved(a)).toEqual([[80, 0]]);
       });
 
+      it('answers a settle of an expired reservation with nothing, and frees it in every scope', async () => {
+        const [a, b] = [await scope('a', 100), await scope('b', 100)];
+        const id = unique('r');
+        await stores.ledger.reserve({ id, amount: 60, scopes: [a, b], ttlMs: TTL });
+        await harness.advance(TTL + 100);
+        // No other call in between: the settle itself meets the expired reservation first.
+        expect(await stores.ledger.settle(id, 50)).toEqual({ settled: false, reserved: 0 });
+        expect(await spentAndReserved(a, b)).toEqual([[0, 0], [0, 0]]);
+      });
+
+      it('holds nothing for a refused id, which can be reserved later', async () => {
+        const a = await scope('a', 50);
+        const id = unique('r');
+        expect(await stores.ledger.reserve({ id, amount: 80, scopes: [a], ttlMs: LONG })).toMatchObject({ ok: false, remaining: 50 });
+        expect(await spentAndReserved(a)).toEqual([[0, 0]]);
+        expect(await stores.ledger.reserve({ id, amount: 30, scopes: [a], ttlMs: LONG })).toMatchObject({ ok: true, id, amount: 30 });
+        expect(await stores.ledger.settle(id, 30)).toMatchObject({ settled: true, reserved: 30 });
+        expect(await spentAndReserved(a)).toEqual([[30, 0]]);
+      });
+
+      it('never gives an expired hold back into the next period of its scope', async () => {
+        const [short, long] = [await scope('short', 100, TTL), await scope('long', 100)];
+        await stores.ledger.reserve({ id: unique('r'), amount: 40, scopes: [short, long], ttlMs: TTL });
+        await stores.ledger.adjustSpent(short.key, 30, short.expiresAt);
+        await harness.advance(TTL + 100);
+        // Both the hold and the scope's period are over; the same scope key starts a new period.
+        const next = { ...short, expiresAt: (await harness.now()) + LONG };
+        await stores.ledger.adjustSpent(next.key, 5, next.expiresAt);
+        expect(await stores.ledger.reserve({ id: unique('r'), amount: 10, scopes: [next], ttlMs: LONG })).toMatchObject({
+          ok: true,
+          scopes: [{ key: next.key, limit: 100, spent: 5, reserved: 10 }],
+        });
+        expect(await spentAndReserved(next, long)).toEqual([[5, 10], [0, 0]]);
+      });
+
       it('does not charge a scope whose period ended before the settle', async () => {
         const [short, long] = [await scope('short', 100, TTL), await scope('long', 100)];
         const id = unique('r');
