@@ -18,9 +18,26 @@ export interface LimitReport {
   denied: boolean;
 }
 
-const reported = new WeakMap<ServerResponse, Partial<Record<QuotaKind, LimitReport>>>();
-/** Responses inside batchLimitHeaders: reports are kept, the headers written once at the end. */
-const batching = new WeakMap<ServerResponse, { changed: boolean }>();
+/**
+ * What a response reports, kept on the response under a symbol rather than in a WeakMap: one per
+ * request, and a WeakMap entry per short-lived response is work for every garbage collection.
+ */
+const REPORTS = Symbol('tollgate.rateLimitReports');
+
+interface ResponseReports {
+  requests?: LimitReport;
+  tokens?: LimitReport;
+  /** Inside batchLimitHeaders: the headers are written once at the end. */
+  batching: boolean;
+  changed: boolean;
+}
+
+type ReportingResponse = ServerResponse & { [REPORTS]?: ResponseReports };
+
+function reportsOf(res: ServerResponse): ResponseReports {
+  const carrier = res as ReportingResponse;
+  return (carrier[REPORTS] ??= { batching: false, changed: false });
+}
 
 /** Denied beats allowed; then fewer remaining; then the later reset (the longer wait). */
 export function isMoreRestrictive(candidate: LimitReport, current: LimitReport): boolean {
@@ -66,21 +83,22 @@ export function describeWindow(windowMs: number): string {
   return windowMs % 1000 === 0 ? `${windowMs / 1000} s` : `${windowMs} ms`;
 }
 
-function writeHeaders(res: ServerResponse, reports: Partial<Record<QuotaKind, LimitReport>>): void {
+function writeHeaders(res: ServerResponse, reports: ResponseReports): void {
   const now = Date.now();
-  const policies: string[] = [];
-  const states: string[] = [];
-  for (const kind of ['requests', 'tokens'] as const) {
-    const report = reports[kind];
+  let policies = '';
+  let states = '';
+  for (const report of [reports.requests, reports.tokens]) {
     if (!report) continue;
-    policies.push(`"${kind}";q=${report.limit};w=${Math.ceil(report.windowMs / 1000)}`);
-    states.push(`"${kind}";r=${report.remaining};t=${secondsUntil(report.resetAt, now)}`);
+    const kind = report.kind;
+    const separator = policies === '' ? '' : ', ';
+    policies += `${separator}"${kind}";q=${report.limit};w=${Math.ceil(report.windowMs / 1000)}`;
+    states += `${separator}"${kind}";r=${report.remaining};t=${secondsUntil(report.resetAt, now)}`;
     res.setHeader(`x-ratelimit-limit-${kind}`, String(report.limit));
     res.setHeader(`x-ratelimit-remaining-${kind}`, String(report.remaining));
     res.setHeader(`x-ratelimit-reset-${kind}`, openAiDuration(report.resetAt - now));
   }
-  res.setHeader('RateLimit-Policy', policies.join(', '));
-  res.setHeader('RateLimit', states.join(', '));
+  res.setHeader('RateLimit-Policy', policies);
+  res.setHeader('RateLimit', states);
 }
 
 /**
@@ -90,16 +108,11 @@ function writeHeaders(res: ServerResponse, reports: Partial<Record<QuotaKind, Li
  */
 export function reportLimit(res: ServerResponse, report: LimitReport): void {
   if (res.headersSent) return;
-  let reports = reported.get(res);
-  if (!reports) {
-    reports = {};
-    reported.set(res, reports);
-  }
+  const reports = reportsOf(res);
   const current = reports[report.kind];
   if (current && !isMoreRestrictive(report, current)) return;
   reports[report.kind] = report;
-  const batch = batching.get(res);
-  if (batch) batch.changed = true;
+  if (reports.batching) reports.changed = true;
   else writeHeaders(res, reports);
 }
 
@@ -108,24 +121,24 @@ export function reportLimit(res: ServerResponse, report: LimitReport): void {
  * at the end, for every report made inside, instead of rewritten by each report.
  */
 export function batchLimitHeaders(res: ServerResponse, run: () => void): void {
-  if (batching.has(res)) {
+  const reports = reportsOf(res);
+  if (reports.batching) {
     run();
     return;
   }
-  const batch = { changed: false };
-  batching.set(res, batch);
+  reports.batching = true;
+  reports.changed = false;
   try {
     run();
   } finally {
-    batching.delete(res);
-    const reports = reported.get(res);
-    if (batch.changed && reports && !res.headersSent) writeHeaders(res, reports);
+    reports.batching = false;
+    if (reports.changed && !res.headersSent) writeHeaders(res, reports);
   }
 }
 
 /** The report currently in the headers for `kind` (for tests and later middleware). */
 export function reportedLimit(res: ServerResponse, kind: QuotaKind): LimitReport | undefined {
-  return reported.get(res)?.[kind];
+  return (res as ReportingResponse)[REPORTS]?.[kind];
 }
 
 /**
