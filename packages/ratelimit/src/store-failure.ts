@@ -56,21 +56,19 @@ export function storeFailureHandling(options: CommonLimitOptions, middleware: st
   return {
     policy,
     timeoutMs,
-    async call(operation, promise) {
-      try {
-        return await withTimeout(promise, timeoutMs, operation);
-      } catch (error) {
+    // Plain promise chains, not async functions: every request makes several of these calls,
+    // and each async frame is one more promise and resumption.
+    call(operation, promise) {
+      return withTimeout(promise, timeoutMs, operation).catch((error: unknown) => {
         throw error instanceof StoreFailure ? error : new StoreFailure(operation, error);
-      }
+      });
     },
-    async callOrUndo(operation, promise, undo) {
-      try {
-        return await this.call(operation, promise);
-      } catch (error) {
+    callOrUndo(operation, promise, undo) {
+      return this.call(operation, promise).catch((error: unknown) => {
         // Runs only if the call lands after all (a stalled Redis that answers late); never throws.
         promise.then(undo).catch((late: unknown) => this.report(new StoreFailure(`${operation} give-back`, late)));
         throw error;
-      }
+      });
     },
     report(error) {
       try {
