@@ -53,7 +53,7 @@ export function createProviderRouter(config: ProxyConfig, options: { mock?: Mock
         next(new ApiError('invalid_request', `The model "${model}" is served by an ${upstream.api === 'anthropic' ? 'Anthropic' : 'OpenAI'}-compatible upstream: call ${route}.`, { param: 'model' }));
         return;
       }
-      upstream.forward(api, req, res, next).catch(next);
+      upstream.forward(api, req, res, next);
     },
     close: async () => {
       await Promise.all([...upstreams.values()].map((upstream) => upstream.close()));
