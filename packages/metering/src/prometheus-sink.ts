@@ -30,6 +30,51 @@ export const NONE_LABEL = 'none';
 
 type LabelName = 'tenant' | 'model' | 'feature';
 const LABELS: LabelName[] = ['tenant', 'model', 'feature'];
+type TokenClass = 'input' | 'cached_input' | 'cache_write' | 'output' | 'reasoning';
+const TOKEN_CLASSES: TokenClass[] = ['input', 'cached_input', 'cache_write', 'output', 'reasoning'];
+
+type SeriesLabels = Record<LabelName, string>;
+
+/**
+ * The label objects of one tenant/model/feature series, made on its first record and handed to
+ * prom-client as they are on every later one: no label object is built per record.
+ */
+class Series {
+  readonly labels: SeriesLabels;
+  readonly byClass: Record<TokenClass, SeriesLabels & { class: TokenClass }>;
+  /** Per `status usage_source`: a handful of values per series. */
+  private readonly byOutcome = new Map<string, SeriesLabels & { status: string; usage_source: string }>();
+
+  constructor(tenant: string, model: string, feature: string) {
+    this.labels = { tenant, model, feature };
+    this.byClass = Object.fromEntries(TOKEN_CLASSES.map((tokenClass) => [tokenClass, { tenant, model, feature, class: tokenClass }])) as Series['byClass'];
+  }
+
+  outcome(status: number, usageSource: string): SeriesLabels & { status: string; usage_source: string } {
+    const key = `${status} ${usageSource}`;
+    let labels = this.byOutcome.get(key);
+    if (labels === undefined) {
+      labels = { ...this.labels, status: String(status), usage_source: usageSource };
+      this.byOutcome.set(key, labels);
+    }
+    return labels;
+  }
+}
+
+/** Series by tenant, then model, then feature (each level holds the bounded values: at most maxLabelValues + 1). */
+class SeriesIndex {
+  private readonly tenants = new Map<string, Map<string, Map<string, Series>>>();
+
+  get(tenant: string, model: string, feature: string): Series {
+    let models = this.tenants.get(tenant);
+    if (models === undefined) this.tenants.set(tenant, (models = new Map()));
+    let features = models.get(model);
+    if (features === undefined) models.set(model, (features = new Map()));
+    let series = features.get(feature);
+    if (series === undefined) features.set(feature, (series = new Series(tenant, model, feature)));
+    return series;
+  }
+}
 
 /** Keeps the first `max` values of a label and maps any later one to `__other__`. */
 class BoundedLabel {
@@ -74,6 +119,7 @@ export function prometheusSink(options: PrometheusSinkOptions = {}): PrometheusS
   const maxLabelValues = options.maxLabelValues ?? 100;
   if (!Number.isSafeInteger(maxLabelValues) || maxLabelValues < 1) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'prometheusSink() maxLabelValues must be a positive integer');
   const bounded = Object.fromEntries(LABELS.map((label) => [label, new BoundedLabel(maxLabelValues)])) as Record<LabelName, BoundedLabel>;
+  const index = new SeriesIndex();
 
   const requests = reuse(registry, `${prefix}requests_total`, () => new Counter({ name: `${prefix}requests_total`, help: 'Metered provider requests.', labelNames: [...LABELS, 'status', 'usage_source'], registers: [registry] }));
   const tokens = reuse(registry, `${prefix}tokens_total`, () => new Counter({ name: `${prefix}tokens_total`, help: 'Tokens by class: input (uncached), cached_input, cache_write, output (reasoning included), reasoning.', labelNames: [...LABELS, 'class'], registers: [registry] }));
@@ -85,13 +131,16 @@ export function prometheusSink(options: PrometheusSinkOptions = {}): PrometheusS
     handler: metricsHandler(registry),
     write(record: UsageRecord) {
       try {
-        const labels = { tenant: bounded.tenant.value(record.tenantId), model: bounded.model.value(record.model), feature: bounded.feature.value(record.feature) };
-        requests.inc({ ...labels, status: String(record.status), usage_source: record.usageSource });
+        const series = index.get(bounded.tenant.value(record.tenantId), bounded.model.value(record.model), bounded.feature.value(record.feature));
+        requests.inc(series.outcome(record.status, record.usageSource));
         const uncached = Math.max(0, record.inputTokens - record.cachedInputTokens - record.cacheWriteTokens);
-        const classes: [string, number][] = [['input', uncached], ['cached_input', record.cachedInputTokens], ['cache_write', record.cacheWriteTokens], ['output', record.outputTokens], ['reasoning', record.reasoningTokens]];
-        for (const [tokenClass, value] of classes) if (value > 0) tokens.inc({ ...labels, class: tokenClass }, value);
-        if (record.costNanoUsd > 0) cost.inc(labels, nanoToUsd(record.costNanoUsd));
-        latency.observe(labels, record.latencyMs / 1000);
+        if (uncached > 0) tokens.inc(series.byClass.input, uncached);
+        if (record.cachedInputTokens > 0) tokens.inc(series.byClass.cached_input, record.cachedInputTokens);
+        if (record.cacheWriteTokens > 0) tokens.inc(series.byClass.cache_write, record.cacheWriteTokens);
+        if (record.outputTokens > 0) tokens.inc(series.byClass.output, record.outputTokens);
+        if (record.reasoningTokens > 0) tokens.inc(series.byClass.reasoning, record.reasoningTokens);
+        if (record.costNanoUsd > 0) cost.inc(series.labels, nanoToUsd(record.costNanoUsd));
+        latency.observe(series.labels, record.latencyMs / 1000);
       } catch (error) {
         process.emitWarning(`tollgate: prometheus sink failed: ${error instanceof Error ? error.message : String(error)}`);
       }

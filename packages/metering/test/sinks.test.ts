@@ -106,6 +106,20 @@ describe('prometheusSink', () => {
     expect(text).toContain('tollgate_request_duration_seconds_count{tenant="acme",model="gpt-4o",feature="support-bot"} 1');
   });
 
+  it('keeps a series per status and usage source, and per token class, under the same tenant, model and feature', async () => {
+    const registry = new Registry();
+    const sink = prometheusSink({ registry });
+    sink.write(sampleRecord());
+    sink.write(sampleRecord({ requestId: 'req-2', status: 429, usageSource: 'counted', cachedInputTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0 }));
+    sink.write(sampleRecord({ requestId: 'req-3' }));
+    const text = await registry.metrics();
+    expect(text).toContain('tollgate_requests_total{tenant="acme",model="gpt-4o",feature="support-bot",status="200",usage_source="provider"} 2');
+    expect(text).toContain('tollgate_requests_total{tenant="acme",model="gpt-4o",feature="support-bot",status="429",usage_source="counted"} 1');
+    expect(text).toContain('tollgate_tokens_total{tenant="acme",model="gpt-4o",feature="support-bot",class="output"} 600');
+    expect(text).toContain('tollgate_tokens_total{tenant="acme",model="gpt-4o",feature="support-bot",class="reasoning"} 100');
+    expect(text).toContain('tollgate_request_duration_seconds_count{tenant="acme",model="gpt-4o",feature="support-bot"} 3');
+  });
+
   it('bounds label values: later ones go under __other__', async () => {
     const registry = new Registry();
     const sink = prometheusSink({ registry, maxLabelValues: 2, prefix: 'gw_' });
