@@ -155,9 +155,10 @@ export const reserve = new LuaScript(
   purge(KEYS[2])
   local id = ARGV[4]
   local expires = now + tonumber(ARGV[3])
+  local expiresText = fmt(expires)
   -- The purge took out every expired id, so a member already there is a live reservation: it
   -- answers with its grant. Otherwise the id is held from here on (and let go if refused).
-  if redis.call('ZADD', KEYS[2], 'NX', fmt(expires), id) == 0 then
+  if redis.call('ZADD', KEYS[2], 'NX', expiresText, id) == 0 then
     local existing = redis.call('GET', KEYS[1])
     return {1, existing and cjson.decode(existing).a or '0'}
   end
@@ -165,15 +166,19 @@ export const reserve = new LuaScript(
   local grant = tonumber(ARGV[1])
   local n = #KEYS - 2
   local values = {}
+  local held = {}
   for i = 1, n do
     local v = redis.call('HMGET', KEYS[2 + i], 'spent', 'reserved', 'x')
-    local remaining = math.max(0, tonumber(ARGV[3 + 2 * i]) - (tonumber(v[1]) or 0) - (tonumber(v[2]) or 0))
+    local reserved = tonumber(v[2]) or 0
+    local remaining = tonumber(ARGV[3 + 2 * i]) - (tonumber(v[1]) or 0) - reserved
+    if remaining < 0 then remaining = 0 end
     if remaining < least then
       redis.call('ZREM', KEYS[2], id)
       return {0, i, fmt(remaining)}
     end
     if remaining < grant then grant = remaining end
     values[i] = v
+    held[i] = reserved
   end
   local keep = expires
   local scopes = {}
@@ -181,11 +186,13 @@ export const reserve = new LuaScript(
   for i = 1, n do
     local scope = KEYS[2 + i]
     local v = values[i]
-    local reserved = fmt((tonumber(v[2]) or 0) + grant)
+    local reserved = fmt(held[i] + grant)
+    local periodEnd = ARGV[4 + 2 * i]
     local x = tonumber(v[3])
-    local needed = math.max(tonumber(ARGV[4 + 2 * i]), expires)
-    if x == nil or needed > x then
-      x = needed
+    -- The expiry moves for a new scope, a hold outliving it, or a later period end (x is stored
+    -- as the caller wrote the period end, so equal text needs no number).
+    if x == nil or expires > x or (v[3] ~= periodEnd and tonumber(periodEnd) > x) then
+      x = math.max(tonumber(periodEnd), expires)
       redis.call('HSET', scope, 'reserved', reserved, 'x', fmt(x))
       redis.call('PEXPIREAT', scope, fmt(x))
     else
@@ -193,12 +200,12 @@ export const reserve = new LuaScript(
     end
     if x > keep then keep = x end
     scopes[2 * i - 1] = scope
-    scopes[2 * i] = ARGV[4 + 2 * i]
+    scopes[2 * i] = periodEnd
     out[2 * i + 1] = v[1] or '0'
     out[2 * i + 2] = reserved
   end
   keep = keep + MARGIN
-  redis.call('SET', KEYS[1], cjson.encode({a = out[2], e = fmt(expires), s = scopes}), 'PXAT', fmt(keep))
+  redis.call('SET', KEYS[1], cjson.encode({a = out[2], e = expiresText, s = scopes}), 'PXAT', fmt(keep))
   -- The holds must outlive every record they name.
   if redis.call('PTTL', KEYS[2]) < keep - now then redis.call('PEXPIREAT', KEYS[2], fmt(keep)) end
   return out

@@ -7,7 +7,7 @@ const PINNED: Record<keyof typeof SCRIPTS, string> = {
   consumeWindow: '8167c48d8dddcb52db743b347438e175ab7ba37a',
   adjustWindow: '3a43625098077d9ba41de85e67105355be8d5016',
   peekWindow: 'ff846b103d2c36f83fab32c84fa9d3e8a34b86e4',
-  reserve: '440aa0edd27bad8839e215410efd46f693f7b982',
+  reserve: '91f3fec5288e741936f473dc457d508ff0652ec3',
   settle: 'b77193b523766c756b23d26682e79b556b043d6a',
   ledgerUsage: 'be900e85f8c23514f91ba883bb854ce7f2192e27',
   adjustSpent: 'fb955c15da6721873d49ad7f14f8646e46bf99f1',
