@@ -52,7 +52,7 @@ function tripsApp(chain: RequestHandler[], record: (trips: Promise<Trips>) => vo
       const context = getContext(req, res);
       let atHandler = start;
       res.locals.markHandler = () => (atHandler = relay.flights);
-      const settle = context.settle;
+      const settle = context.settle.bind(context);
       let settledAt: (flights: number) => void;
       record(new Promise<number>((resolve) => (settledAt = resolve)).then((end) => ({ before: atHandler - start, after: end - atHandler })));
       context.settle = (usage) => settle(usage).then(() => settledAt(relay.flights));
