@@ -84,16 +84,19 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
 
   const app = express() as unknown as ProxyApp;
   app.disable('x-powered-by');
-  app.use(helmet());
-  // Each piece of the chain (context, meter, limits, slots, budget, upstream pipe) watches the response's
-  // end: more 'close' listeners than Node's default of 10 are expected here, not a leak to warn about.
-  app.use(function allowChainListeners(_req: Request, res: Response, next: NextFunction) {
+  const securityHeaders = helmet();
+  // One layer for what every response gets (the router's cost is per layer).
+  app.use(function prepareResponse(req: Request, res: Response, next: NextFunction) {
+    // Each piece of the chain (context, meter, limits, slots, budget, upstream call) watches the response's
+    // end: more 'close' listeners than Node's default of 10 are expected here, not a leak to warn about.
     res.setMaxListeners(32);
-    next();
+    securityHeaders(req, res, next);
   });
   app.use(requestContext());
   app.use(express.json({ limit: config.bodyLimit ?? '1mb', type: ['application/json', 'application/*+json'] }));
 
+  // The provider routes first: they carry nearly all the traffic, and every route before them is a path match per request.
+  for (const [path, api] of PROVIDER_ROUTES) app.post(path, ...admit(api), providers.handler(api));
   app.get('/healthz', async function reportHealth(_req: Request, res: Response) {
     const storeOk = await storesAnswer(stores);
     res.status(storeOk ? 200 : 503).json({ status: storeOk ? 'ok' : 'degraded', store: stores.kind, storeOk, ...(stores.kind === 'redis' ? { redis: storeOk ? 'ok' : 'down' } : {}), upstreams: providers.names });
@@ -103,7 +106,6 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   app.get('/metrics', ...adminOnly, metering.metricsHandler);
 
   app.get('/v1/models', ...identify, modelsRoute(config, pricing));
-  for (const [path, api] of PROVIDER_ROUTES) app.post(path, ...admit(api), providers.handler(api));
 
   if (config.adminKeySha256) {
     const admin = express.Router();
