@@ -122,6 +122,27 @@ describe('a client that does not read', () => {
   });
 });
 
+describe('a stream whose first event is slow', () => {
+  it('gets its headers to the client at once, before the first event', async () => {
+    let sendFirstEvent = () => undefined as void;
+    script = (res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.flushHeaders();
+      sendFirstEvent = () => {
+        res.write(sseChunk('late'));
+        res.end('data: [DONE]\n\n');
+      };
+    };
+    const started = Date.now();
+    const response = await openChat({ stream: true });
+    expect(response.statusCode).toBe(200);
+    expect(response.headers['content-type']).toBe('text/event-stream');
+    expect(Date.now() - started).toBeLessThan(2000);
+    sendFirstEvent();
+    expect(await readAll(response)).toContain('late');
+  });
+});
+
 describe('answers passed whole', () => {
   it('a JSON answer written in several pieces reaches the client unchanged', async () => {
     const completion = JSON.stringify({

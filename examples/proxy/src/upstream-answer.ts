@@ -61,6 +61,10 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
     this.controller?.abort(new errors.RequestAbortedError('The client left.'));
   };
 
+  private readonly flushHeadersAlone = (): void => {
+    if (this.phase === 'piping' && !this.res.headersSent && !this.res.destroyed) this.res.flushHeaders();
+  };
+
   private readonly resumeUpstream = (): void => {
     this.controller?.resume();
   };
@@ -99,7 +103,9 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
     res.setHeader('content-type', typeof contentType === 'string' ? contentType : this.stream ? 'text/event-stream' : 'application/json');
     if (this.stream) {
       res.setHeader('cache-control', 'no-cache');
-      res.flushHeaders();
+      // The headers leave with the first event when it came in the same read (the usual case),
+      // else at the end of this turn of the event loop: never later, and not in a write of their own.
+      setImmediate(this.flushHeadersAlone);
     }
   }
 
