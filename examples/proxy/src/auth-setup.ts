@@ -17,7 +17,8 @@ export function identityTierResolver(config: ProxyConfig): (identity: Identity) 
     if (identity.tier !== undefined) return identity;
     const tenant = identity.tenantId !== undefined && Object.hasOwn(tenants, identity.tenantId) ? tenants[identity.tenantId] : undefined;
     const tier = tenant?.tier ?? defaultTier;
-    return tier === undefined ? identity : { ...identity, tier };
+    // Object.assign, not `{ ...identity, tier }`: a property after a leading spread is slow on Node 20.
+    return tier === undefined ? identity : Object.assign({}, identity, { tier });
   };
 }
 

@@ -71,11 +71,11 @@ export function createUpstream(name: string, config: UpstreamConfig, env: NodeJS
     // Anthropic's version and beta flags are the client's choice, when well-formed.
     const version = req.headers['anthropic-version'];
     const beta = req.headers['anthropic-beta'];
-    return {
-      ...headers,
+    // Object.assign, not a literal opening with \`...headers\`: properties after a leading spread are slow on Node 20.
+    return Object.assign({}, headers, {
       'anthropic-version': typeof version === 'string' && /^\d{4}-\d{2}-\d{2}$/.test(version) ? version : anthropicVersion,
       ...(typeof beta === 'string' && /^[\w.,\s-]{1,512}$/.test(beta) ? { 'anthropic-beta': beta } : {}),
-    };
+    });
   };
 
   return {

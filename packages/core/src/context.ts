@@ -90,7 +90,7 @@ class RequestContext implements TollgateContext {
   }
 
   recordUsage = (usage: ReportedUsage): void => {
-    this.reportedUsage = { ...this.reportedUsage, ...usage };
+    this.reportedUsage = Object.assign({}, this.reportedUsage, usage);
   };
 
   onSettle(listener: SettleListener): void {

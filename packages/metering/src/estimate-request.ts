@@ -487,15 +487,20 @@ function pricedModel(input: EstimateRequestInput): { model: string; price: Resol
 function fullEstimate(input: EstimateRequestInput, model: string, price: ResolvedPrice, estimate: InputTokenEstimate): RequestEstimate {
   const maxOutputTokens = requestOutputCap(input.body, input.api) ?? input.defaultMaxOutputTokens ?? modelMaxOutputTokens(model);
   const outputChoices = requestedChoices(input.api, input.body);
-  return {
-    ...estimate,
+  // Spelled out, not \`{ ...estimate, ... }\`: on Node 20 every property written after a leading
+  // spread takes V8's slow path (~1 µs each), which made this literal the costliest line of an estimate.
+  const result: RequestEstimate = {
+    tokens: estimate.tokens,
+    exact: estimate.exact,
+    method: estimate.method,
     provider: price.provider ?? providerOf(input.api),
     api: input.api,
     model,
     inputTokens: estimate.tokens,
     maxOutputTokens,
-    ...(outputChoices > 1 ? { outputChoices } : {}),
     totalTokens: estimate.tokens + maxOutputTokens * outputChoices,
     costNanoUsd: maxCostNanoUsd(estimate.tokens, maxOutputTokens * outputChoices, price),
   };
+  if (outputChoices > 1) result.outputChoices = outputChoices;
+  return result;
 }

@@ -172,7 +172,7 @@ export function meter(options: MeterOptions = {}) {
       const streamOptions = record.stream_options;
       const current = typeof streamOptions === 'object' && streamOptions !== null ? (streamOptions as Record<string, unknown>) : {};
       if (current.include_usage !== true) {
-        record.stream_options = { ...current, include_usage: true };
+        record.stream_options = Object.assign({}, current, { include_usage: true });
         addedUsage = true;
       }
     }

@@ -126,7 +126,7 @@ export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHand
       let failure: unknown;
       settled.forEach((outcome, index) => {
         if (outcome.status === 'rejected') failure ??= outcome.reason;
-        else charges.push({ ...targets[index]!, result: outcome.value });
+        else charges.push({ layer: targets[index]!.layer, key: targets[index]!.key, limit: targets[index]!.limit, result: outcome.value });
       });
       const counted = charges.filter((c) => c.result.allowed);
       if (failure !== undefined) {
