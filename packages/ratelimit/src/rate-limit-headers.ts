@@ -1,6 +1,6 @@
 // Rate limit headers: IETF RateLimit/RateLimit-Policy (draft-8) and OpenAI's x-ratelimit-*, most restrictive layer only.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ApiError, type ErrorRenderer } from '@tollgate/core';
+import { ApiError, getContext, type ErrorRenderer } from '@tollgate/core';
 
 export type QuotaKind = 'requests' | 'tokens';
 
@@ -19,8 +19,10 @@ export interface LimitReport {
 }
 
 /**
- * What a response reports, kept on the response under a symbol rather than in a WeakMap: one per
- * request, and a WeakMap entry per short-lived response is work for every garbage collection.
+ * What a response reports, kept under a symbol in the request's tollgate context: not in a
+ * WeakMap (an entry per short-lived response is work for every garbage collection), and not on
+ * the response itself (Express re-prototypes req and res, and on such an object every new
+ * property costs V8 a fresh hidden class, microseconds each).
  */
 const REPORTS = Symbol('tollgate.rateLimitReports');
 
@@ -32,10 +34,10 @@ interface ResponseReports {
   changed: boolean;
 }
 
-type ReportingResponse = ServerResponse & { [REPORTS]?: ResponseReports };
+type ReportCarrier = { [REPORTS]?: ResponseReports };
 
 function reportsOf(res: ServerResponse): ResponseReports {
-  const carrier = res as ReportingResponse;
+  const carrier = getContext(res.req, res) as ReportCarrier;
   return (carrier[REPORTS] ??= { batching: false, changed: false });
 }
 
@@ -138,7 +140,8 @@ export function batchLimitHeaders(res: ServerResponse, run: () => void): void {
 
 /** The report currently in the headers for `kind` (for tests and later middleware). */
 export function reportedLimit(res: ServerResponse, kind: QuotaKind): LimitReport | undefined {
-  return (res as ReportingResponse)[REPORTS]?.[kind];
+  const carrier = (res.req as { tollgate?: ReportCarrier } | undefined)?.tollgate;
+  return carrier?.[REPORTS]?.[kind];
 }
 
 /**
