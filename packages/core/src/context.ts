@@ -127,7 +127,8 @@ function createContext(req: IncomingMessage, res: ServerResponse): TollgateConte
   if (!res.headersSent) res.setHeader('x-request-id', requestId);
   const context = new RequestContext(requestId);
   // Without a metering middleware nothing else settles the request: do it when the response is done.
-  res.once('close', () => {
+  // on, not once: 'close' is emitted once per response, and once wraps every listener in a bound function.
+  res.on('close', () => {
     if (!context.metered) void context.settle(undefined);
   });
   return context;

@@ -215,7 +215,8 @@ export function meter(options: MeterOptions = {}) {
     const route = (req.originalUrl ?? req.url ?? '').split('?')[0] ?? '';
     const tap = new ResponseTap(res, api, addedUsage);
 
-    res.once('close', () => {
+    // on, not once: 'close' comes once per response (once would wrap the listener per request).
+    res.on('close', () => {
       let record: UsageRecord | undefined;
       try {
         record = buildRecord(req, res, ctx, api, tap, route, requestStreamed);
