@@ -1,5 +1,5 @@
 // Reservation ledger on Redis: all-or-nothing reserve across scopes, settle once, expiry purged in-script.
-import { assertStoreNumbers, assertReserveNumbers } from '@tollgate/core';
+import { assertStoreNumber, assertReserveNumbers } from '@tollgate/core';
 import type { LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, ScopeUsage, SettleResult } from '@tollgate/core';
 import type { Connection } from './connection.js';
 import * as scripts from './scripts.js';
@@ -56,7 +56,7 @@ export class RedisReservationLedger implements ReservationLedger {
   }
 
   async settle(id: string, actualAmount: number): Promise<SettleResult> {
-    assertStoreNumbers('ledger.settle', { actualAmount });
+    assertStoreNumber('ledger.settle', 'actualAmount', actualAmount);
     const reply = (await scripts.settle.run(this.#send, [this.#record(id), this.#holds], [actualAmount, id])) as unknown[];
     if (reply[0] !== 1) return { settled: false, reserved: 0 };
     const scopes: ScopeUsage[] = [];
@@ -79,7 +79,8 @@ export class RedisReservationLedger implements ReservationLedger {
   }
 
   async adjustSpent(key: string, delta: number, expiresAt: number): Promise<void> {
-    assertStoreNumbers('ledger.adjustSpent', { delta, expiresAt });
+    assertStoreNumber('ledger.adjustSpent', 'delta', delta);
+    assertStoreNumber('ledger.adjustSpent', 'expiresAt', expiresAt);
     await scripts.adjustSpent.run(this.#send, [this.#holds, this.#scopeKey(key)], [delta, Math.ceil(expiresAt)]);
   }
 

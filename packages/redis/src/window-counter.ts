@@ -1,5 +1,5 @@
 // Weighted sliding-window counter on Redis: one hash per (key, window size), one script per operation.
-import { assertStoreNumbers } from '@tollgate/core';
+import { assertStoreNumber } from '@tollgate/core';
 import type { WindowCounter, WindowResult } from '@tollgate/core';
 import type { Connection } from './connection.js';
 import * as scripts from './scripts.js';
@@ -19,7 +19,9 @@ export class RedisWindowCounter implements WindowCounter {
 
   async consume(key: string, units: number, options: { limit: number; windowMs: number }): Promise<WindowResult> {
     const { limit, windowMs } = options;
-    assertStoreNumbers('counter.consume', { units, limit, windowMs });
+    assertStoreNumber('counter.consume', 'units', units);
+    assertStoreNumber('counter.consume', 'limit', limit);
+    assertStoreNumber('counter.consume', 'windowMs', windowMs);
     const reply = (await scripts.consumeWindow.run(this.#send, [this.#key(key, windowMs)], [units, windowMs, limit])) as unknown[];
     return {
       allowed: reply[0] === 1,
@@ -33,7 +35,9 @@ export class RedisWindowCounter implements WindowCounter {
 
   async adjust(key: string, delta: number, options: { windowMs: number; windowStart: number }): Promise<void> {
     // Lua reads "NaN" as a number, and max(0, NaN) is 0 there: the window would be wiped.
-    assertStoreNumbers('counter.adjust', { delta, windowMs: options.windowMs, windowStart: options.windowStart });
+    assertStoreNumber('counter.adjust', 'delta', delta);
+    assertStoreNumber('counter.adjust', 'windowMs', options.windowMs);
+    assertStoreNumber('counter.adjust', 'windowStart', options.windowStart);
     if (delta === 0) return;
     await scripts.adjustWindow.run(this.#send, [this.#key(key, options.windowMs)], [delta, options.windowMs, options.windowStart]);
   }

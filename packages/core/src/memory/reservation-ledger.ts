@@ -1,5 +1,5 @@
 // In-memory reservation ledger: all-or-nothing reserves across scopes, settle once, expiry by TTL.
-import { assertStoreNumber, assertStoreNumbers, assertReserveNumbers } from '../store-input.js';
+import { assertStoreNumber, assertReserveNumbers } from '../store-input.js';
 import type { LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, ScopeBalance, ScopeUsage, SettleResult } from '../stores.js';
 
 interface ScopeState {
@@ -136,7 +136,8 @@ export class MemoryReservationLedger implements ReservationLedger {
   }
 
   async adjustSpent(key: string, delta: number, expiresAt: number): Promise<void> {
-    assertStoreNumbers('ledger.adjustSpent', { delta, expiresAt });
+    assertStoreNumber('ledger.adjustSpent', 'delta', delta);
+    assertStoreNumber('ledger.adjustSpent', 'expiresAt', expiresAt);
     const now = this.#clock();
     if (expiresAt <= now) return;
     const scope = this.#scope(key, expiresAt, now);
