@@ -141,11 +141,13 @@ describe('soft limit on Redis', () => {
       tenants: { lag: { usd: 0.01, period: 'month', softLimit: 0.5, downgrade: { 'test-model': 'test-mini' } } },
       log: false,
     };
-    const { urls } = await instances(2, options);
+    const { urls, guards: [first] } = await instances(2, options);
     const small = { model: 'test-model', input_tokens: 0, max_tokens: 10 };
     expect((await post(urls[1]!, small, 'lag')).body).toMatchObject({ model: 'test-model' });
     // Instance 0 alone takes the tenant past 50%: instance 1 last saw it far below.
     for (let i = 0; i < 13; i++) expect((await post(urls[0]!, { ...small, max_tokens: 200 }, 'lag')).status).toBe(200);
+    // Settles run after each answer: instance 0 knows the crossing once the last one reported the spend.
+    await eventually(async () => (await first!.status({ scope: 'tenant', id: 'lag' }))[0]!.reservedNanoUsd === 0, 500);
     expect((await post(urls[0]!, small, 'lag')).body).toMatchObject({ model: 'test-mini' });
     // No read before reserving: instance 1's next request is reserved at the asked model and reports the spend.
     expect((await post(urls[1]!, small, 'lag')).body).toMatchObject({ model: 'test-model' });
