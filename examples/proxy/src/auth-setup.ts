@@ -1,13 +1,13 @@
 // Who is calling, from the config: API keys (config `keys` + the shared key store), optional JWTs, the required scope.
 import type { RequestHandler } from 'express';
-import { apiKeyAuth, jwtAuth, keyRecordsFromConfig, requireScope } from '@tollgate/auth';
-import type { JwtAuthOptions } from '@tollgate/auth';
+import { apiKeyAuth, keyRecordsFromConfig, requireScope } from '@tollgate/auth';
+import type { JwtVerifyOptions } from '@tollgate/auth';
 import type { ApiKeyRecord, Identity, TollgateStores } from '@tollgate/core';
 import type { KeyConfig, ProxyConfig } from './config.js';
 import { defaultTierOf } from './limits-setup.js';
 
-/** A static JWKS as jwtAuth takes it (the config validated its shape). */
-type JwtKeySet = Exclude<NonNullable<JwtAuthOptions['jwks']>, string | URL>;
+/** A static JWKS as apiKeyAuth's `jwt` takes it (the config validated its shape). */
+type JwtKeySet = Exclude<NonNullable<JwtVerifyOptions['jwks']>, string | URL>;
 
 /** The tier of an identity that names none: its tenant's tier, else the config's default tier. */
 export function identityTierResolver(config: ProxyConfig): (identity: Identity) => Identity {
@@ -46,28 +46,35 @@ export function createKeyLookup(config: ProxyConfig, stores: TollgateStores): Ke
   };
 }
 
-/** Identification: an API key, or (with `jwt` configured) a bearer JWT. */
+/** The config's `jwt` section as apiKeyAuth's `jwt` option. */
+function jwtVerifyOptions(jwt: NonNullable<ProxyConfig['jwt']>, mapIdentity: (identity: Identity) => Identity): JwtVerifyOptions {
+  return {
+    ...(jwt.jwks ? { jwks: jwt.jwks as unknown as JwtKeySet } : {}),
+    ...(jwt.jwksUrl ? { jwksUrl: jwt.jwksUrl } : {}),
+    ...(jwt.issuer ? { issuer: jwt.issuer } : {}),
+    ...(jwt.audience ? { audience: jwt.audience } : {}),
+    ...(jwt.algorithms ? { algorithms: jwt.algorithms } : {}),
+    ...(jwt.tenantClaim ? { tenantClaim: jwt.tenantClaim } : {}),
+    ...(jwt.tierClaim ? { tierClaim: jwt.tierClaim } : {}),
+    ...(jwt.scopeClaim ? { scopeClaim: jwt.scopeClaim } : {}),
+    ...(jwt.userClaim ? { userClaim: jwt.userClaim } : {}),
+    mapIdentity,
+  };
+}
+
+/**
+ * Identification: an API key (either header), or with `jwt` configured also a bearer JWT. One
+ * middleware for both, so a valid JWT costs no key lookup and every 401 names both kinds.
+ */
 export function authMiddleware(config: ProxyConfig, keys: KeyLookup): RequestHandler[] {
   const withTier = identityTierResolver(config);
-  const chain: RequestHandler[] = [
-    apiKeyAuth({ keys: (sha256) => keys.find(sha256), optional: config.jwt !== undefined, mapIdentity: withTier }) as RequestHandler,
-  ];
-  if (config.jwt) {
-    const jwt = config.jwt;
-    chain.push(jwtAuth({
-      ...(jwt.jwks ? { jwks: jwt.jwks as unknown as JwtKeySet } : {}),
-      ...(jwt.jwksUrl ? { jwksUrl: jwt.jwksUrl } : {}),
-      ...(jwt.issuer ? { issuer: jwt.issuer } : {}),
-      ...(jwt.audience ? { audience: jwt.audience } : {}),
-      ...(jwt.algorithms ? { algorithms: jwt.algorithms } : {}),
-      ...(jwt.tenantClaim ? { tenantClaim: jwt.tenantClaim } : {}),
-      ...(jwt.tierClaim ? { tierClaim: jwt.tierClaim } : {}),
-      ...(jwt.scopeClaim ? { scopeClaim: jwt.scopeClaim } : {}),
-      ...(jwt.userClaim ? { userClaim: jwt.userClaim } : {}),
+  return [
+    apiKeyAuth({
+      keys: (sha256) => keys.find(sha256),
       mapIdentity: withTier,
-    }) as RequestHandler);
-  }
-  return chain;
+      ...(config.jwt ? { jwt: jwtVerifyOptions(config.jwt, withTier) } : {}),
+    }) as RequestHandler,
+  ];
 }
 
 /**

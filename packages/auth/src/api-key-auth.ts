@@ -1,9 +1,14 @@
-// apiKeyAuth: identifies the caller by an API key from `Authorization: Bearer` or `x-api-key`.
+// apiKeyAuth: identifies the caller by an API key from `Authorization: Bearer` or `x-api-key`, or with `jwt` by a JWT.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { ApiError, ApiKeyRecord, ErrorRenderer, Identity } from '@tollgate/core';
+import type { ApiKeyRecord, ErrorRenderer, Identity } from '@tollgate/core';
 import { assertKnownOptions, getContext, renderApiError, TollgateError } from '@tollgate/core';
-import { API_KEY_PATTERN } from './api-keys.js';
-import { authUnavailable, invalidCredentials, isValidRealm, readCredential } from './credentials.js';
+import type { CredentialCheck } from './credentials.js';
+import {
+  authUnavailable, hasJwtShape, invalidCredentials, isValidRealm, JWT_IN_BEARER, KEY_IN_BEARER, KEY_IN_X_API_KEY,
+  noteAccepted, readCredential, refuseCredential,
+} from './credentials.js';
+import type { JwtVerifyOptions } from './jwt-auth.js';
+import { createJwtCheck, JWT_VERIFY_OPTIONS } from './jwt-auth.js';
 import { throttledWarning } from './warnings.js';
 import type { KeyCheck, KeySource } from './key-source.js';
 import { anonymousIdentity, checkApiKey, identityFromRecord, isAuthenticated, KEY_REJECTION_MESSAGES, resolveKeySource } from './key-source.js';
@@ -17,10 +22,10 @@ export interface KeyAuthOptions {
    */
   keys?: KeySource;
   /**
-   * The shape a credential must have to be taken for an API key. Anything else is refused
-   * without a store lookup (or, with `optional`, left to the next auth middleware).
-   * `null` accepts any credential (e.g. an admin key chosen by the operator).
-   * @default /^tgk_[0-9A-Za-z]{32,}$/
+   * A shape a credential must have to be looked up, e.g. `API_KEY_PATTERN` when every key is
+   * a generated `tgk_` key. Anything else is refused without a store lookup (or, with
+   * `optional`, left to the next auth middleware).
+   * @default null: any text is looked up, since a key is known by its hash (keys migrated from other systems)
    */
   keyFormat?: RegExp | null;
   /**
@@ -48,11 +53,20 @@ export interface KeyAuthOptions {
 export interface ApiKeyAuthOptions extends KeyAuthOptions {
   /**
    * Let requests without an API key through with an anonymous identity
-   * (`authMethod: 'anonymous'`), e.g. for a later `jwtAuth`. A credential that has the
-   * key format but is unknown, revoked or expired is still refused.
+   * (`authMethod: 'anonymous'`), e.g. for a later `jwtAuth`: no credential, one that fails
+   * `keyFormat`, or an unknown one with a JWT's shape. Any other unknown, revoked or expired
+   * credential is still refused.
    * @default false
    */
   optional?: boolean;
+  /**
+   * Accept JWTs in `Authorization: Bearer` too: jwtAuth's options, without `realm`, `optional`
+   * and `renderError` (this middleware's). A credential with a JWT's shape is verified as a JWT,
+   * and looked up as a key only if that fails; anything else is looked up as a key. A 401 then
+   * names both kinds. Prefer it to chaining `jwtAuth`, where every JWT costs a key lookup.
+   * @default no JWTs
+   */
+  jwt?: JwtVerifyOptions;
   /**
    * Renders denials (401, 503).
    * @default core renderApiError
@@ -60,7 +74,9 @@ export interface ApiKeyAuthOptions extends KeyAuthOptions {
   renderError?: ErrorRenderer;
 }
 
-const KNOWN_OPTIONS = ['keys', 'optional', 'keyFormat', 'realm', 'timeoutMs', 'mapIdentity', 'onStoreError', 'renderError'] as const;
+const KNOWN_OPTIONS = [
+  'keys', 'optional', 'jwt', 'keyFormat', 'realm', 'timeoutMs', 'mapIdentity', 'onStoreError', 'renderError',
+] as const;
 
 /** Reports a failing store without its message (a driver error may quote the looked-up hash), at most once per 10 s. */
 export const warnStoreError: (error: unknown) => void = throttledWarning((error) => {
@@ -74,7 +90,7 @@ export function resolveKeyAuthOptions(options: KeyAuthOptions & { renderError?: 
   if (!isValidRealm(realm)) throw new TollgateError('ERR_TG_AUTH_INVALID_OPTION', `${factory}(): realm must be printable ASCII without quotes or backslashes`);
   const timeoutMs = options.timeoutMs ?? 2000;
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new TollgateError('ERR_TG_AUTH_INVALID_OPTION', `${factory}(): timeoutMs must be a positive number of ms`);
-  let keyFormat = options.keyFormat === undefined ? API_KEY_PATTERN : options.keyFormat;
+  let keyFormat = options.keyFormat ?? null;
   if (keyFormat !== null && !(keyFormat instanceof RegExp)) throw new TollgateError('ERR_TG_AUTH_INVALID_OPTION', `${factory}(): keyFormat must be a RegExp or null`);
   // With g or y, test() starts at lastIndex and moves it: the same key would pass every other time.
   // A stateless copy; a sticky pattern keeps its anchoring at the start.
@@ -90,50 +106,92 @@ export function resolveKeyAuthOptions(options: KeyAuthOptions & { renderError?: 
   };
 }
 
+/** What a key lookup found: `found` is false for an unknown key and when the store failed. */
+type KeyVerdict = Awaited<ReturnType<CredentialCheck>> & { found: boolean };
+
 /**
  * Express middleware: reads the API key from either header, looks its SHA-256 up and sets
- * `req.tollgate.identity` (`authMethod: 'api_key'`). Refuses with 401 `invalid_api_key`.
+ * `req.tollgate.identity` (`authMethod: 'api_key'`); with `jwt`, also takes bearer JWTs.
+ * Refuses with 401 `invalid_api_key`.
  */
 export function apiKeyAuth(options: ApiKeyAuthOptions = {}) {
   assertKnownOptions(options, KNOWN_OPTIONS, 'ERR_TG_AUTH_UNKNOWN_OPTION', 'apiKeyAuth');
   const { lookup, realm, timeoutMs, keyFormat, mapIdentity, renderError, onStoreError } = resolveKeyAuthOptions(options, 'apiKeyAuth');
   const optional = options.optional ?? false;
+  let checkJwt: CredentialCheck | undefined;
+  if (options.jwt !== undefined) {
+    assertKnownOptions(options.jwt, JWT_VERIFY_OPTIONS, 'ERR_TG_AUTH_UNKNOWN_OPTION', 'apiKeyAuth: jwt');
+    checkJwt = createJwtCheck(options.jwt, realm, 'apiKeyAuth: jwt');
+  }
+  const accepts = KEY_IN_BEARER | KEY_IN_X_API_KEY | (checkJwt ? JWT_IN_BEARER : 0);
 
-  /** The identity a key stands for, or the denial to send; rejects only when mapIdentity throws. */
-  async function identify(key: string): Promise<{ identity?: Identity; denial?: ApiError }> {
+  /** A key's identity, or the denial to send; neither for an unknown key, whose 401 depends on the route. */
+  async function checkKey(key: string): Promise<KeyVerdict> {
     let check: KeyCheck;
     try {
       check = await checkApiKey(key, lookup, { timeoutMs, now: Date.now() });
     } catch (error) {
       onStoreError(error);
-      return { denial: authUnavailable(error) };
+      return { denial: authUnavailable(error), found: false };
     }
-    if (!check.ok) return { denial: invalidCredentials(realm, true, KEY_REJECTION_MESSAGES[check.reason]) };
+    if (!check.ok) {
+      if (check.reason === 'unknown') return { found: false };
+      return { denial: invalidCredentials(realm, true, KEY_REJECTION_MESSAGES[check.reason]), found: true };
+    }
     const identity = identityFromRecord(check.record, 'api_key');
-    return { identity: mapIdentity ? mapIdentity(identity, check.record) : identity };
+    return { identity: mapIdentity ? mapIdentity(identity, check.record) : identity, found: true };
+  }
+
+  /**
+   * A JWT-shaped credential: verified as a JWT, and looked up as a key only when that fails.
+   * Valid JWTs, nearly all such traffic, so cost no store round trip, and a bad one costs one
+   * lookup, as any unknown key does. Safe in this order: only a valid signature or an exact
+   * hash match lets anyone in. The JWT's reason is kept unless the store knows the key.
+   */
+  async function checkJwtThenKey(token: string): Promise<KeyVerdict> {
+    const asJwt = await checkJwt!(token);
+    if (asJwt.identity || (keyFormat !== null && !keyFormat.test(token))) return { ...asJwt, found: false };
+    const asKey = await checkKey(token);
+    return asKey.found ? asKey : { ...asJwt, found: false };
+  }
+
+  /** `optional`: lets the request on as anonymous, telling a later refusal that keys were accepted too. */
+  function passOn(req: IncomingMessage, context: { identity?: Identity }, next: () => void): void {
+    noteAccepted(req, accepts);
+    context.identity ??= anonymousIdentity();
+    next();
   }
 
   return function tollgateApiKeyAuth(req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void): void {
     const context = getContext(req, res);
     if (isAuthenticated(context.identity)) return next();
-
     const credential = readCredential(req);
-    const looksLikeKey = credential.kind === 'token' && (keyFormat === null || keyFormat.test(credential.token));
-    if (!looksLikeKey) {
-      if (optional && credential.kind !== 'malformed') {
-        context.identity ??= anonymousIdentity();
-        return next();
-      }
-      const message = credential.kind === 'none' ? undefined : KEY_REJECTION_MESSAGES[credential.kind === 'malformed' ? 'malformed' : 'unknown'];
-      return renderError(invalidCredentials(realm, credential.kind !== 'none', message), req, res);
+    if (credential.kind !== 'token') {
+      if (optional && credential.kind === 'none') return passOn(req, context, next);
+      return renderError(refuseCredential(req, realm, credential, accepts), req, res);
+    }
+    const { token } = credential;
+    // Only the Authorization header carries JWTs; the shape is parsed only when a JWT could be taken or passed on.
+    const mayBeJwt = credential.source === 'authorization' && (checkJwt !== undefined || optional) && hasJwtShape(token);
+    let verdict: Promise<KeyVerdict>;
+    if (checkJwt && mayBeJwt) {
+      verdict = checkJwtThenKey(token);
+    } else if (keyFormat !== null && !keyFormat.test(token)) {
+      return optional ? passOn(req, context, next) : renderError(refuseCredential(req, realm, credential, accepts), req, res);
+    } else {
+      verdict = checkKey(token);
     }
 
     // catch, not a second then-argument: a renderError that throws must reach next too, not become an unhandled rejection.
-    void identify(credential.token)
+    void verdict
       .then(({ identity, denial }) => {
-        if (denial || !identity) return renderError(denial ?? invalidCredentials(realm, true), req, res);
-        context.identity = identity;
-        next();
+        if (identity) {
+          context.identity = identity;
+          return next();
+        }
+        // An unknown JWT-shaped credential is left to a later jwtAuth.
+        if (!denial && optional && mayBeJwt) return passOn(req, context, next);
+        renderError(denial ?? refuseCredential(req, realm, credential, accepts), req, res);
       })
       .catch(next);
   };

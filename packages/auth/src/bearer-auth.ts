@@ -8,7 +8,9 @@ import type { ErrorRenderer, Identity } from '@tollgate/core';
 import { assertKnownOptions, getContext } from '@tollgate/core';
 import type { KeyAuthOptions } from './api-key-auth.js';
 import { resolveKeyAuthOptions } from './api-key-auth.js';
-import { authUnavailable, invalidCredentials, readBearer } from './credentials.js';
+import {
+  acceptedOn, authUnavailable, credentialMessages, invalidCredentials, KEY_IN_BEARER, readBearer, refuseCredential,
+} from './credentials.js';
 import { checkApiKey, identityFromRecord, isAuthenticated, KEY_REJECTION_MESSAGES } from './key-source.js';
 
 /** The name the strategy registers under: `passport.authenticate('tollgate-bearer', { session: false })`. */
@@ -64,11 +66,15 @@ function buildStrategy(resolved: ReturnType<typeof resolveKeyAuthOptions>): Stra
     // passport-http-bearer also takes `access_token` from the body or the query string; a
     // secret in a URL ends up in access logs, so only the Authorization header counts.
     const header = readBearer(req);
-    if (header.kind !== 'token' || header.token !== token) return reject(req, done, KEY_REJECTION_MESSAGES.malformed);
-    if (keyFormat !== null && !keyFormat.test(token)) return reject(req, done, KEY_REJECTION_MESSAGES.unknown);
+    // Only the Authorization header is read, so the advice names no x-api-key.
+    const messages = credentialMessages(acceptedOn(req, KEY_IN_BEARER));
+    if (header.kind !== 'token' || header.token !== token) return reject(req, done, messages.malformed);
+    if (keyFormat !== null && !keyFormat.test(token)) return reject(req, done, messages.unknown);
     checkApiKey(token, lookup, { timeoutMs, now: Date.now() }).then(
       (check) => {
-        if (!check.ok) return reject(req, done, KEY_REJECTION_MESSAGES[check.reason]);
+        if (!check.ok) {
+          return reject(req, done, check.reason === 'unknown' ? messages.unknown : KEY_REJECTION_MESSAGES[check.reason]);
+        }
         let identity = identityFromRecord(check.record, 'bearer');
         try {
           if (mapIdentity) identity = mapIdentity(identity, check.record);
@@ -121,7 +127,11 @@ export function bearerAuth(options: BearerAuthOptions = {}) {
       if (!user) {
         const reason = rejectionReasons.get(req);
         rejectionReasons.delete(req);
-        return renderError(invalidCredentials(realm, readBearer(req).kind !== 'none', reason), req, res);
+        // No reason: passport refused before verify (no bearer token, or another scheme).
+        const denial = reason === undefined
+          ? refuseCredential(req, realm, readBearer(req), KEY_IN_BEARER)
+          : invalidCredentials(realm, true, reason);
+        return renderError(denial, req, res);
       }
       context.identity = user;
       (req as IncomingMessage & { user?: unknown }).user = user;

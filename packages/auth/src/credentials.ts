@@ -1,5 +1,6 @@
-// Reading the caller's credential from `Authorization: Bearer` or `x-api-key`, and the 401 that answers a bad one.
+// Reading the caller's credential (a JWT is told by its shape), and the 401 naming what the route accepts.
 import type { IncomingMessage } from 'node:http';
+import type { Identity } from '@tollgate/core';
 import { ApiError } from '@tollgate/core';
 
 /**
@@ -13,6 +14,26 @@ export type Credential =
   | { kind: 'none' }
   | { kind: 'malformed' }
   | { kind: 'token'; token: string; source: 'authorization' | 'x-api-key' };
+
+/** JWS compact form; the signature may be empty so `alg: none` tokens reach the verifier and are refused there. */
+const JWS_COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
+/**
+ * True when a credential has the shape of a JWT: three base64url segments, the first a JSON
+ * object naming an `alg`. Any other text, whatever its characters, can only be an API key.
+ */
+export function hasJwtShape(token: string): boolean {
+  if (!JWS_COMPACT.test(token)) return false;
+  try {
+    const header: unknown = JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString('utf8'));
+    return typeof header === 'object' && header !== null && !Array.isArray(header) && Object.hasOwn(header, 'alg');
+  } catch {
+    return false;
+  }
+}
+
+/** The check of one credential: the identity it stands for, or the denial to send. Rejects if mapIdentity throws. */
+export type CredentialCheck = (token: string) => Promise<{ identity?: Identity; denial?: ApiError }>;
 
 /** RFC 6750 b64token, with room for the surrounding whitespace clients add. */
 const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
@@ -50,17 +71,74 @@ export function readCredential(req: IncomingMessage): Credential {
   return { kind: 'token', token: apiKeyHeader, source: bearer.kind === 'token' ? 'authorization' : 'x-api-key' };
 }
 
+/** Credentials a route may accept, as flags, so that chained middleware can add theirs up. */
+export const KEY_IN_BEARER = 1;
+export const KEY_IN_X_API_KEY = 2;
+export const JWT_IN_BEARER = 4;
+
+/** The advice of a 401: what to send, naming exactly the credentials accepted. */
+export interface CredentialMessages {
+  missing: string;
+  malformed: string;
+  unknown: string;
+}
+
+const messagesByAccepted = new Map<number, CredentialMessages>();
+
+/** The 401 texts for a route accepting `accepted` (flags); at most eight, so each is built once. */
+export function credentialMessages(accepted: number): CredentialMessages {
+  let messages = messagesByAccepted.get(accepted);
+  if (messages) return messages;
+  const key = (accepted & (KEY_IN_BEARER | KEY_IN_X_API_KEY)) !== 0;
+  const jwt = (accepted & JWT_IN_BEARER) !== 0;
+  const what = key && jwt ? 'API key or JWT' : key ? 'API key' : jwt ? 'JWT' : 'credentials';
+  const inBearer = [accepted & KEY_IN_BEARER ? 'API key' : '', jwt ? 'JWT' : ''].filter(Boolean).join(' or ');
+  const xApiKey = accepted & KEY_IN_X_API_KEY ? '"x-api-key: <API key>"' : '';
+  const headers = [inBearer && `"Authorization: Bearer <${inBearer}>"`, xApiKey].filter(Boolean);
+  const advice = headers.length > 0 ? `: send ${headers.join(' or ')}` : '';
+  messages = {
+    missing: `Missing ${what}${advice}.`,
+    malformed: `Malformed credentials${advice}.`,
+    unknown: `Invalid ${what}${advice}.`,
+  };
+  messagesByAccepted.set(accepted, messages);
+  return messages;
+}
+
+/**
+ * What the optional auth middleware that let a request through accept. The middleware that
+ * finally refuses it (or requireScope) adds these to its own, so its 401 names every
+ * credential the route takes, not only its own.
+ */
+const acceptedEarlier = new WeakMap<IncomingMessage, number>();
+
+/** Records, as an optional middleware passes a request on, the credentials it would have taken. */
+export function noteAccepted(req: IncomingMessage, accepted: number): void {
+  acceptedEarlier.set(req, (acceptedEarlier.get(req) ?? 0) | accepted);
+}
+
+/** The credentials the route accepts: `own` and those of the optional middleware before. */
+export function acceptedOn(req: IncomingMessage, own: number): number {
+  return own | (acceptedEarlier.get(req) ?? 0);
+}
+
 /**
  * The 401 of DESIGN.md. `WWW-Authenticate` carries `error="invalid_token"` only when a
  * credential was sent (RFC 6750 §3.1). The message never contains the credential.
  */
 export function invalidCredentials(realm: string, credentialSent: boolean, message?: string): ApiError {
   const challenge = credentialSent ? `Bearer realm="${realm}", error="invalid_token"` : `Bearer realm="${realm}"`;
-  return new ApiError(
-    'invalid_api_key',
-    message ?? (credentialSent ? 'Invalid API key or token.' : 'Missing API key: send "Authorization: Bearer <key>" or "x-api-key: <key>".'),
-    { headers: { 'WWW-Authenticate': challenge } },
-  );
+  const fallback = credentialMessages(0);
+  return new ApiError('invalid_api_key', message ?? (credentialSent ? fallback.unknown : fallback.missing), {
+    headers: { 'WWW-Authenticate': challenge },
+  });
+}
+
+/** The 401 for a credential missing, malformed or unknown to this middleware, naming what the route accepts. */
+export function refuseCredential(req: IncomingMessage, realm: string, credential: Credential, own: number): ApiError {
+  const messages = credentialMessages(acceptedOn(req, own));
+  if (credential.kind === 'none') return invalidCredentials(realm, false, messages.missing);
+  return invalidCredentials(realm, true, credential.kind === 'malformed' ? messages.malformed : messages.unknown);
 }
 
 /** The 503 sent when the key store or JWKS cannot answer: authentication fails closed. */

@@ -4,7 +4,7 @@ export type { ApiKeyAuthOptions } from './api-key-auth.js';
 export { bearerAuth, createBearerStrategy, BEARER_STRATEGY_NAME, KeyStoreUnavailableError } from './bearer-auth.js';
 export type { BearerAuthOptions, BearerStrategyOptions, PassportLike } from './bearer-auth.js';
 export { jwtAuth } from './jwt-auth.js';
-export type { JwtAuthOptions } from './jwt-auth.js';
+export type { JwtAuthOptions, JwtVerifyOptions } from './jwt-auth.js';
 export { requireScope } from './require-scope.js';
 export type { RequireScopeOptions } from './require-scope.js';
 export { modelAllowlist } from './model-allowlist.js';

@@ -2,9 +2,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createLocalJWKSet, createRemoteJWKSet, jwtVerify } from 'jose';
 import type { JSONWebKeySet, JWK, JWTPayload, JWTVerifyGetKey } from 'jose';
-import type { ApiError, ErrorRenderer, Identity } from '@tollgate/core';
+import type { ErrorRenderer, Identity } from '@tollgate/core';
 import { assertKnownOptions, getContext, parseDuration, renderApiError, TollgateError } from '@tollgate/core';
-import { authUnavailable, invalidCredentials, isValidRealm, readBearer } from './credentials.js';
+import type { CredentialCheck } from './credentials.js';
+import {
+  authUnavailable, hasJwtShape, invalidCredentials, isValidRealm, JWT_IN_BEARER, noteAccepted, readBearer,
+  refuseCredential,
+} from './credentials.js';
 import { anonymousIdentity, isAuthenticated } from './key-source.js';
 import { throttledWarning } from './warnings.js';
 
@@ -104,23 +108,20 @@ export interface JwtAuthOptions {
   renderError?: ErrorRenderer;
 }
 
-const KNOWN_OPTIONS = [
+/** The options that say how a token is verified; `realm`, `optional` and `renderError` belong to the middleware. */
+export type JwtVerifyOptions = Omit<JwtAuthOptions, 'realm' | 'optional' | 'renderError'>;
+
+/** The names of JwtVerifyOptions, for apiKeyAuth's `jwt` option. */
+export const JWT_VERIFY_OPTIONS = [
   'jwks', 'jwksUrl', 'issuer', 'audience', 'algorithms', 'clockTolerance', 'tenantClaim', 'tierClaim', 'scopeClaim', 'userClaim',
-  'featureClaim', 'modelsClaim', 'optional', 'mapIdentity', 'jwksCacheMaxAge', 'jwksCooldown', 'jwksTimeout', 'realm',
-  'onJwksError', 'renderError',
+  'featureClaim', 'modelsClaim', 'mapIdentity', 'jwksCacheMaxAge', 'jwksCooldown', 'jwksTimeout', 'onJwksError',
 ] as const;
+const KNOWN_OPTIONS = [...JWT_VERIFY_OPTIONS, 'optional', 'realm', 'renderError'] as const;
 
 const RSA_ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'];
 const EC_ALGS: Record<string, string> = { 'P-256': 'ES256', 'P-384': 'ES384', 'P-521': 'ES512' };
 const HMAC_ALGS = ['HS256', 'HS384', 'HS512'];
 const ASYMMETRIC_ALGS = [...RSA_ALGS, ...Object.values(EC_ALGS), 'EdDSA', 'Ed25519'];
-
-/** JWS compact form; the signature may be empty so `alg: none` tokens reach the verifier and are refused there. */
-const JWS_COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
-
-function invalidOption(message: string): TollgateError {
-  return new TollgateError('ERR_TG_AUTH_INVALID_OPTION', `jwtAuth(): ${message}`);
-}
 
 /** The algorithms a static key set can verify: each key's `alg`, else what its type allows. */
 function algorithmsOfKeys(keys: readonly JWK[]): string[] {
@@ -140,10 +141,6 @@ function algorithmsOfKeys(keys: readonly JWK[]): string[] {
 function isClaimValueList(value: unknown): boolean {
   const values = Array.isArray(value) ? value : [value];
   return values.length > 0 && values.every((item) => typeof item === 'string' && item !== '');
-}
-
-function durationMs(value: number | string | undefined, fallback: string, what: string): number {
-  return parseDuration(value ?? fallback, `jwtAuth(): ${what}`);
 }
 
 /** The client-facing reason for a refused token; fixed texts, so nothing of the token is echoed. */
@@ -190,15 +187,21 @@ function listClaim(payload: JWTPayload, claim: string | undefined): string[] | u
 }
 
 /**
- * Express middleware: verifies `Authorization: Bearer <jwt>` and sets
- * `req.tollgate.identity` (`authMethod: 'jwt'`, `keyId: 'jwt:<sub>'`). Refuses with 401.
+ * Validates the verification options once, at factory time, and returns the check of one
+ * token. `factory` names the caller in construction errors (jwtAuth, or apiKeyAuth for its `jwt`).
  */
-export function jwtAuth(options: JwtAuthOptions = {}) {
-  assertKnownOptions(options, KNOWN_OPTIONS, 'ERR_TG_AUTH_UNKNOWN_OPTION', 'jwtAuth');
+export function createJwtCheck(options: JwtVerifyOptions, realm: string, factory: string): CredentialCheck {
+  const invalidOption = (message: string) => new TollgateError('ERR_TG_AUTH_INVALID_OPTION', `${factory}(): ${message}`);
+  const durationMs = (value: number | string | undefined, fallback: string, what: string) =>
+    parseDuration(value ?? fallback, `${factory}(): ${what}`);
   const { issuer, audience } = options;
+  if (!isValidRealm(realm)) throw invalidOption('realm must be printable ASCII without quotes or backslashes');
   if (options.jwks !== undefined && options.jwksUrl !== undefined) throw invalidOption('set "jwks" or "jwksUrl", not both');
   const jwks = options.jwks ?? options.jwksUrl;
-  if (jwks === undefined) throw new TollgateError('ERR_TG_AUTH_MISSING_JWKS', 'jwtAuth() needs "jwks": a JWKS object { keys: [...] }, or "jwksUrl": the URL of a remote JWKS');
+  if (jwks === undefined) {
+    const hint = '"jwks": a JWKS object { keys: [...] }, or "jwksUrl": the URL of a remote JWKS';
+    throw new TollgateError('ERR_TG_AUTH_MISSING_JWKS', `${factory}() needs ${hint}`);
+  }
   if (issuer === undefined || (Array.isArray(issuer) && issuer.length === 0)) throw invalidOption('"issuer" is required: tokens from any issuer would be accepted otherwise');
   if (audience === undefined || (Array.isArray(audience) && audience.length === 0)) throw invalidOption('"audience" is required: tokens meant for other services would be accepted otherwise');
   // An empty or non-string value (an unset env var, a number in a config file) would refuse every token without a word.
@@ -237,7 +240,9 @@ export function jwtAuth(options: JwtAuthOptions = {}) {
     if (alg.startsWith('HS') && !hasHmacKeys) throw invalidOption(`${alg} needs symmetric (oct) keys in a static JWKS; an HMAC token against public keys is a forgery`);
   }
 
-  const clockTolerance = options.clockTolerance === undefined ? 30 : typeof options.clockTolerance === 'number' ? options.clockTolerance : parseDuration(options.clockTolerance, 'jwtAuth(): clockTolerance') / 1000;
+  const clockTolerance = options.clockTolerance === undefined ? 30
+    : typeof options.clockTolerance === 'number' ? options.clockTolerance
+    : parseDuration(options.clockTolerance, `${factory}(): clockTolerance`) / 1000;
   if (!Number.isFinite(clockTolerance) || clockTolerance < 0) throw invalidOption('clockTolerance must be a non-negative number of seconds or a duration string');
   for (const name of ['tenantClaim', 'tierClaim', 'scopeClaim', 'userClaim', 'featureClaim', 'modelsClaim'] as const) {
     const value = options[name];
@@ -251,12 +256,8 @@ export function jwtAuth(options: JwtAuthOptions = {}) {
     feature: options.featureClaim ?? 'feature',
     models: options.modelsClaim,
   };
-  const realm = options.realm ?? 'tollgate';
-  if (!isValidRealm(realm)) throw invalidOption('realm must be printable ASCII without quotes or backslashes');
-  const optional = options.optional ?? false;
   const mapIdentity = options.mapIdentity;
   const onJwksError = options.onJwksError ?? warnJwksError;
-  const renderError = options.renderError ?? renderApiError;
   const verifyOptions = { issuer, audience, algorithms, clockTolerance, requiredClaims: ['sub', 'exp'] };
 
   function identityFromPayload(payload: JWTPayload): Identity {
@@ -274,8 +275,7 @@ export function jwtAuth(options: JwtAuthOptions = {}) {
     return identity;
   }
 
-  /** The identity of a token, or the denial to send; rejects only when mapIdentity throws. */
-  async function identify(token: string): Promise<{ identity?: Identity; denial?: ApiError }> {
+  return async function checkJwt(token) {
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, getKey, verifyOptions));
@@ -290,24 +290,36 @@ export function jwtAuth(options: JwtAuthOptions = {}) {
     if (typeof payload.sub !== 'string' || payload.sub === '') return { denial: invalidCredentials(realm, true, rejectionMessage('ERR_JWT_CLAIM_VALIDATION_FAILED', 'sub')) };
     const identity = identityFromPayload(payload);
     const mapped = mapIdentity ? mapIdentity(identity, payload) : identity;
-    return mapped ? { identity: mapped } : { denial: invalidCredentials(realm, true) };
-  }
+    if (!mapped) return { denial: invalidCredentials(realm, true, rejectionMessage(undefined, undefined)) };
+    return { identity: mapped };
+  };
+}
+
+/**
+ * Express middleware: verifies `Authorization: Bearer <jwt>` and sets
+ * `req.tollgate.identity` (`authMethod: 'jwt'`, `keyId: 'jwt:<sub>'`). Refuses with 401.
+ */
+export function jwtAuth(options: JwtAuthOptions = {}) {
+  assertKnownOptions(options, KNOWN_OPTIONS, 'ERR_TG_AUTH_UNKNOWN_OPTION', 'jwtAuth');
+  const realm = options.realm ?? 'tollgate';
+  const checkJwt = createJwtCheck(options, realm, 'jwtAuth');
+  const optional = options.optional ?? false;
+  const renderError = options.renderError ?? renderApiError;
 
   return function tollgateJwtAuth(req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void): void {
     const context = getContext(req, res);
     if (isAuthenticated(context.identity)) return next();
     const credential = readBearer(req);
-    const isJwt = credential.kind === 'token' && JWS_COMPACT.test(credential.token);
-    if (!isJwt) {
+    if (credential.kind !== 'token' || !hasJwtShape(credential.token)) {
       if (optional && credential.kind !== 'malformed') {
+        noteAccepted(req, JWT_IN_BEARER);
         context.identity ??= anonymousIdentity();
         return next();
       }
-      const message = credential.kind === 'none' ? 'Missing bearer token: send "Authorization: Bearer <jwt>".' : 'Invalid bearer token.';
-      return renderError(invalidCredentials(realm, credential.kind !== 'none', message), req, res);
+      return renderError(refuseCredential(req, realm, credential, JWT_IN_BEARER), req, res);
     }
     // catch, not a second then-argument: a renderError that throws must reach next too, not become an unhandled rejection.
-    void identify((credential as { token: string }).token)
+    void checkJwt(credential.token)
       .then(({ identity, denial }) => {
         if (denial || !identity) return renderError(denial ?? invalidCredentials(realm, true), req, res);
         context.identity = identity;

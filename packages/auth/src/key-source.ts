@@ -72,12 +72,10 @@ export function identityFromRecord(record: ApiKeyRecord, authMethod: AuthMethod)
   return identity;
 }
 
-/** The messages a client sees; they say what is wrong with the key, never the key. */
-export const KEY_REJECTION_MESSAGES: Record<Exclude<KeyCheck, { ok: true }>['reason'] | 'malformed', string> = {
-  unknown: 'Invalid API key.',
+/** Why a known key is refused; an unknown one gets the 401 naming what the route accepts. Never the key itself. */
+export const KEY_REJECTION_MESSAGES: Record<'disabled' | 'expired', string> = {
   disabled: 'This API key has been revoked.',
   expired: 'This API key has expired.',
-  malformed: 'Malformed credentials: send "Authorization: Bearer <key>" or "x-api-key: <key>".',
 };
 
 /** True when an earlier auth middleware already identified the caller (anonymous does not count). */

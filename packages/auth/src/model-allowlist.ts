@@ -1,7 +1,7 @@
 // modelAllowlist: refuses a request for a model its tier or its own key may not use (403 model_not_allowed).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ErrorRenderer, Identity } from '@tollgate/core';
-import { ApiError, assertKnownOptions, getContext, isModelAllowed, renderApiError, requestModel, TollgateError } from '@tollgate/core';
+import { ApiError, assertKnownOptions, getContext, isModelAllowed, renderApiError, TollgateError } from '@tollgate/core';
 import { invalidCredentials } from './credentials.js';
 
 export interface ModelAllowlistOptions {
@@ -19,7 +19,7 @@ export interface ModelAllowlistOptions {
   otherTiers?: string[];
   /**
    * Where the requested model is read from.
-   * @default the `model` field of the parsed JSON body (core requestModel)
+   * @default the declared provider call's model (`req.tollgate.call`), else the body's `model` string
    */
   readModel?: (req: IncomingMessage) => string | undefined;
   /**
@@ -43,6 +43,15 @@ function quotable(model: string): string {
   return printable.length > MAX_QUOTED_MODEL ? `${printable.slice(0, MAX_QUOTED_MODEL)}...` : printable;
 }
 
+/** The model of the declared call (whatever its API's shape), else a `model` string in the body. */
+function callModel(req: IncomingMessage): string | undefined {
+  const carrier = req as IncomingMessage & { body?: unknown; tollgate?: { call?: { model?: string } } };
+  const declared = carrier.tollgate?.call?.model;
+  if (declared !== undefined) return declared;
+  const body = carrier.body as { model?: unknown } | undefined;
+  return typeof body?.model === 'string' && body.model.length > 0 ? body.model : undefined;
+}
+
 /**
  * Express middleware (after body parsing and auth): the requested model must be allowed by
  * the identity's tier (`tiers`) and by the identity's own `models`, checked with core
@@ -60,7 +69,7 @@ export function modelAllowlist(options: ModelAllowlistOptions = {}) {
   const otherTiers = options.otherTiers ?? [];
   if (!isPatternList(otherTiers)) throw new TollgateError('ERR_TG_AUTH_INVALID_OPTION', 'modelAllowlist(): otherTiers must be an array of model names or patterns');
   const tierModels = tiers ? new Map(Object.entries(tiers)) : undefined;
-  const readModel = options.readModel ?? ((req: IncomingMessage) => requestModel((req as IncomingMessage & { body?: unknown }).body));
+  const readModel = options.readModel ?? callModel;
   const renderError = options.renderError ?? renderApiError;
 
   /** Which rule refuses the model, if any. */

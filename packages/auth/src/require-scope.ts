@@ -2,7 +2,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ErrorRenderer } from '@tollgate/core';
 import { ApiError, assertKnownOptions, getContext, renderApiError, TollgateError } from '@tollgate/core';
-import { invalidCredentials, isValidRealm } from './credentials.js';
+import { isValidRealm, readCredential, refuseCredential } from './credentials.js';
 import { isAuthenticated } from './key-source.js';
 
 export interface RequireScopeOptions {
@@ -44,7 +44,8 @@ export function requireScope(...args: [string, ...(string | RequireScopeOptions)
 
   return function tollgateRequireScope(req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void): void {
     const identity = getContext(req, res).identity;
-    if (!isAuthenticated(identity)) return renderError(invalidCredentials(realm, false), req, res);
+    // Anonymous callers were let through by optional auth middleware: the 401 names what those accept.
+    if (!isAuthenticated(identity)) return renderError(refuseCredential(req, realm, readCredential(req), 0), req, res);
     const missing = required.filter((scope) => !identity.scopes.includes(scope));
     if (missing.length === 0) return next();
     renderError(
