@@ -5,6 +5,7 @@ import type { RequestHandler } from 'express';
 import request from 'supertest';
 import { apiErrorHandler, createMemoryStores, createPricing, getContext, type ReservationLedger } from '@tollgate/core';
 import { combineLimits, tieredRateLimit, tokenRateLimit } from '@tollgate/ratelimit';
+import { openAiChat } from '@tollgate/providers';
 import { budgetGuard } from '@tollgate/budget';
 
 const pricing = createPricing();
@@ -15,10 +16,12 @@ const estimateAndIdentify: RequestHandler = (req, res, next) => {
   context.identity = { keyId: 'k1', tenantId: req.header('x-tenant') ?? 'acme', scopes: [], authMethod: 'api_key' };
   const maxOutputTokens = Number(req.body.max_tokens);
   const price = pricing.find('gpt-4o-mini')!;
-  context.estimate = {
+  // What the meter does: the call is declared (its cap can be clamped in the body) and estimated.
+  context.declareCall(openAiChat, { body: req.body });
+  context.setEstimate({
     provider: 'openai', model: 'gpt-4o-mini', inputTokens: 1000, maxOutputTokens, totalTokens: 1000 + maxOutputTokens,
     costNanoUsd: Math.ceil((1000 * price.inputMicro + maxOutputTokens * price.outputMicro) / 1000),
-  };
+  }, price);
   next();
 };
 

@@ -57,7 +57,7 @@ describe('meter + budgetGuard', () => {
     const app = express();
     app.use(express.json());
     // The provider: n choices, each using the whole per-choice cap it is sent.
-    app.post('/v1/chat/completions', identify, meter({ pricing }), guard, (req, res) => {
+    app.post('/v1/chat/completions', identify, meter({ api: 'openai.chat', pricing }), guard, (req, res) => {
       const n = typeof req.body.n === 'number' ? req.body.n : 1;
       const cap = req.body.max_tokens as number;
       res.json({ model: 'gpt-4o', choices: [], usage: { prompt_tokens: req.tollgate.estimate!.inputTokens, completion_tokens: n * cap } });
@@ -80,7 +80,7 @@ describe('meter + budgetGuard', () => {
     const app = express();
     app.use(express.json());
     // The provider writes the whole prompt to the cache and uses the whole cap it is sent.
-    app.post('/v1/messages', identify, meter({ pricing: cachePricing }), guard, (req, res) => {
+    app.post('/v1/messages', identify, meter({ api: 'anthropic.messages', pricing: cachePricing }), guard, (req, res) => {
       const estimate = req.tollgate.estimate!;
       res.json({ type: 'message', model: 'claude-test', content: [], usage: { input_tokens: 0, cache_creation_input_tokens: estimate.inputTokens, cache_read_input_tokens: 0, output_tokens: req.body.max_tokens } });
     });

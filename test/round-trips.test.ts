@@ -106,12 +106,12 @@ async function tripsOf(chain: RequestHandler[]): Promise<Trips> {
 
 describe('Redis round trips of the full chain, steady state', () => {
   it('fused: apiKeyAuth -> meter -> combineLimits(tieredRateLimit, tokenRateLimit, budgetGuard) -> handler: 1 before, 1 after', async () => {
-    const trips = await tripsOf([apiKeyAuth({ keys: stores.keys }), meter({ pricing }), combineLimits(requestLimits(), tokenLimits(), budgets())]);
+    const trips = await tripsOf([apiKeyAuth({ keys: stores.keys }), meter({ api: 'openai.chat', pricing }), combineLimits(requestLimits(), tokenLimits(), budgets())]);
     expect(trips).toEqual({ before: 1, after: 1 });
   });
 
   it('unfused, for contrast: each limiter and the budget one sequential trip (auth still none)', async () => {
-    const trips = await tripsOf([apiKeyAuth({ keys: stores.keys }), requestLimits(), meter({ pricing }), tokenLimits(), budgets()]);
+    const trips = await tripsOf([apiKeyAuth({ keys: stores.keys }), requestLimits(), meter({ api: 'openai.chat', pricing }), tokenLimits(), budgets()]);
     expect(trips).toEqual({ before: 3, after: 1 });
   });
 });

@@ -37,7 +37,7 @@ export async function loadTokenizer(name: string): Promise<CountTokens> {
 
 /** What meter() runs before the call: estimateInputTokensAsync on a chat request holding the text, with its defaults (4 ms slices, 250 ms budget). */
 async function loadTollgateEstimator(): Promise<CountTokens> {
-  const { estimateInputTokensAsync, preloadTokenizers } = await import('@tollgate/metering');
+  const { estimateInputTokensAsync, preloadTokenizers } = await import('@tollgate/providers');
   // meter() starts this at factory time; a request before it finishes is bounded by bytes instead.
   await preloadTokenizers();
   return async (text) => {

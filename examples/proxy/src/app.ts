@@ -18,6 +18,7 @@ import { createMockProvider } from './mock-provider.js';
 import type { MockProvider } from './mock-provider.js';
 import { modelsRoute } from './models-route.js';
 import { createProviderRouter } from './provider-routing.js';
+import { providerCall } from '@tollgate/providers';
 import { validateProviderRequest } from './request-validation.js';
 import { storesAnswer } from './stores.js';
 
@@ -52,6 +53,12 @@ const PROVIDER_ROUTES: readonly [string, ProviderApi][] = [
   ['/v1/messages', 'anthropic.messages'],
 ];
 
+/** A provider path asked with another method than POST. */
+function answerMethodNotAllowed(req: Request, res: Response): void {
+  const message = `${req.method} is not allowed on ${req.path.slice(0, 200)}: use POST.`;
+  renderApiError(new ApiError('method_not_allowed', message, { headers: { allow: 'POST' } }), req, res);
+}
+
 export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): ProxyApp {
   const log = deps.log ?? ((line: string) => console.error(line));
   const ownsStores = deps.stores === undefined;
@@ -80,10 +87,15 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
     ...metering.middleware,
     combineLimits(...requestLimitMiddleware(config, stores), ...tokenLimitMiddleware(config, stores), ...concurrencyMiddleware(config, stores), budget),
   ];
-  const admit = (api: ProviderApi): RequestHandler[] => [...identify, validateProviderRequest(api), ...limitAndReserve];
+  // Each route declares the API it speaks, once: every later piece keys off that declaration.
+  const admit = (api: ProviderApi): RequestHandler[] => [...identify, validateProviderRequest(api), providerCall(api), ...limitAndReserve];
 
   const app = express() as unknown as ProxyApp;
   app.disable('x-powered-by');
+  // One spelling per route: Express's defaults (any case, optional trailing slash) let `/V1/CHAT/COMPLETIONS`
+  // or `/v1/messages/` reach the provider past the checks that read the API from the path. Set before any route.
+  app.set('case sensitive routing', true);
+  app.set('strict routing', true);
   const securityHeaders = helmet();
   // One layer for what every response gets (the router's cost is per layer).
   app.use(function prepareResponse(req: Request, res: Response, next: NextFunction) {
@@ -115,6 +127,7 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
     app.use('/admin', admin);
   }
 
+  app.all(PROVIDER_ROUTES.map(([path]) => path), answerMethodNotAllowed);
   app.use(function answerNotFound(req: Request, res: Response) {
     renderApiError(new ApiError('not_found', `No route ${req.method} ${req.path.slice(0, 200)}.`), req, res);
   });

@@ -11,15 +11,25 @@ export interface BudgetConfig {
   softLimit?: number;
 }
 
+/** The wire formats an upstream may speak (`openai-compatible`: Chat Completions as self-hosted servers speak it). */
+export const UPSTREAM_KINDS = ['openai', 'anthropic', 'openai-compatible', 'gemini'] as const;
+export type UpstreamKind = (typeof UPSTREAM_KINDS)[number];
+
+/** The kind of an upstream that names none, from its name. */
+export function defaultUpstreamKind(name: string): UpstreamKind {
+  if (name === 'anthropic') return 'anthropic';
+  return name === 'gemini' || name === 'google' ? 'gemini' : 'openai';
+}
+
 export interface UpstreamConfig {
-  /** e.g. `https://api.openai.com/v1` or `https://api.anthropic.com`. */
+  /** e.g. `https://api.openai.com/v1`, `https://api.anthropic.com` or `https://generativelanguage.googleapis.com/v1beta`. */
   baseUrl: string;
   /** Name of the environment variable holding the upstream key (preferred over `apiKey`). */
   apiKeyEnv?: string;
   /** The upstream key itself (prefer `apiKeyEnv`: config files get copied around). */
   apiKey?: string;
-  /** The wire format this upstream speaks. @default the upstream's name when "openai"/"anthropic", else "openai" */
-  api?: 'openai' | 'anthropic';
+  /** The wire format this upstream speaks. @default "anthropic" for the name "anthropic", "gemini" for "gemini"/"google", else "openai" */
+  api?: UpstreamKind;
   /** Sent to Anthropic upstreams when the client sent none. @default "2023-06-01" */
   anthropicVersion?: string;
   /** Milliseconds to open the TCP/TLS connection. @default 10000 */
@@ -31,7 +41,7 @@ export interface UpstreamConfig {
 }
 
 export interface ModelConfig {
-  /** Which upstream serves the model (a key of `upstreams`, or openai/anthropic). */
+  /** Which upstream serves the model (a key of `upstreams`; with the mock: openai, anthropic or google). */
   provider: string;
   inputPerMTok: number;
   cachedInputPerMTok?: number;
@@ -230,9 +240,9 @@ function parseUpstream(value: unknown, path: string, name: string): UpstreamConf
     result.apiKeyEnv = env;
   }
   if (upstream.apiKey !== undefined) result.apiKey = nonEmptyString(upstream.apiKey, `${path}.apiKey`);
-  const api = upstream.api ?? (name === 'anthropic' ? 'anthropic' : 'openai');
-  if (api !== 'openai' && api !== 'anthropic') fail(`${path}.api must be "openai" or "anthropic"`);
-  result.api = api;
+  const api = upstream.api ?? defaultUpstreamKind(name);
+  if (!(UPSTREAM_KINDS as readonly unknown[]).includes(api)) fail(`${path}.api must be one of ${UPSTREAM_KINDS.map((kind) => `"${kind}"`).join(', ')}`);
+  result.api = api as UpstreamKind;
   if (upstream.anthropicVersion !== undefined) result.anthropicVersion = nonEmptyString(upstream.anthropicVersion, `${path}.anthropicVersion`);
   for (const field of ['connectTimeoutMs', 'firstByteTimeoutMs', 'idleTimeoutMs'] as const) {
     if (upstream[field] !== undefined) result[field] = positiveInteger(upstream[field], `${path}.${field}`);
@@ -381,6 +391,9 @@ export function validateConfig(input: unknown): ProxyConfig {
   return config;
 }
 
+/** The providers whose APIs the built-in mock speaks. */
+const MOCK_PROVIDERS: readonly string[] = ['openai', 'anthropic', 'google'];
+
 /** Names that point elsewhere in the config must exist there. */
 function checkReferences(config: ProxyConfig): void {
   const tiers = config.tiers ?? {};
@@ -409,8 +422,8 @@ function checkReferences(config: ProxyConfig): void {
   });
   const upstreams = config.upstreams;
   for (const [name, model] of Object.entries(config.models ?? {})) {
-    const known = upstreams ? Object.hasOwn(upstreams, model.provider) : model.provider === 'openai' || model.provider === 'anthropic';
-    if (!known) fail(`models.${name}.provider names "${model.provider}", which is not ${upstreams ? 'a key of upstreams' : '"openai" or "anthropic" (the mock serves only those)'}`);
+    const known = upstreams ? Object.hasOwn(upstreams, model.provider) : MOCK_PROVIDERS.includes(model.provider);
+    if (!known) fail(`models.${name}.provider names "${model.provider}", which is not ${upstreams ? 'a key of upstreams' : `${MOCK_PROVIDERS.map((provider) => `"${provider}"`).join(', ')} (the mock serves only those)`}`);
   }
 }
 

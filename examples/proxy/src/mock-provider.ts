@@ -1,12 +1,13 @@
-// The built-in mock provider: OpenAI chat + Responses and Anthropic messages, JSON and SSE, with deterministic usage and failure knobs.
+// The built-in mock provider: OpenAI chat + Responses, Anthropic messages and Gemini, JSON and SSE, with deterministic usage and failure knobs.
 import { randomBytes } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import express from 'express';
 import type { Express, Request, Response } from 'express';
+import { GEMINI_ACTIONS, GEMINI_STREAM_ACTION } from '@tollgate/providers';
 import { countPromptTokens, DEFAULT_REPLY_TOKENS, mockReply } from './mock-reply.js';
 import type { MockReply } from './mock-reply.js';
 
-export type MockApi = 'openai.chat' | 'openai.responses' | 'anthropic.messages';
+export type MockApi = 'openai.chat' | 'openai.responses' | 'anthropic.messages' | 'gemini.generate';
 
 /**
  * What the mock does with the next requests. Mutable at run time (`mock.behavior.failure = 'hang'`)
@@ -27,7 +28,7 @@ export interface MockBehavior {
   failure?: 'none' | 'error500' | 'rateLimit' | 'hang' | 'hangMidStream' | 'reset';
   /** `retry-after` seconds on `rateLimit`. @default 7 */
   retryAfterSeconds?: number;
-  /** When set, requests must carry this key (`Authorization: Bearer` or `x-api-key`), else 401. */
+  /** When set, requests must carry this key (`Authorization: Bearer`, `x-api-key` or `x-goog-api-key`), else 401. */
   requireApiKey?: string;
 }
 
@@ -40,7 +41,10 @@ export interface MockRequestLog {
 export interface MockProvider {
   /** The mock as an express app (listen on a port to use it as an upstream). */
   app: Express;
-  /** A handler per API, for mounting in-process behind the proxy's middleware (expects a parsed JSON body). */
+  /**
+   * A handler per API, for mounting in-process behind the proxy's middleware (expects a parsed JSON
+   * body). Gemini's reads `{model}:{action}` from the route param `target`.
+   */
   handlers: Record<MockApi, (req: Request, res: Response) => void>;
   behavior: MockBehavior;
   /** The last 100 requests seen, newest last (headers included, to prove what was forwarded). */
@@ -98,7 +102,33 @@ interface Plan {
   reply: MockReply;
 }
 
-function planRequest(api: MockApi, body: Body, replyTokens: number): Plan {
+class MockNotFound extends Error {}
+
+/**
+ * Gemini names the model and the method in the path. Behind the proxy (in-process) the model is
+ * the declared call's: a downgrade changes the model the call runs with, never the client's path.
+ */
+function planGeminiRequest(req: Request, body: Body, replyTokens: number): Plan {
+  const target = req.params.target ?? '';
+  const colon = target.lastIndexOf(':');
+  const action = target.slice(colon + 1);
+  if (colon <= 0 || !(GEMINI_ACTIONS as readonly string[]).includes(action)) throw new MockNotFound();
+  if (!Array.isArray(body.contents) || body.contents.length === 0) throw new MockBadRequest('contents', 'contents must be a non-empty array');
+  const contents = body.contents.map((content: unknown) => (isBody(content) ? content.parts : undefined));
+  const config = isBody(body.generationConfig) ? body.generationConfig : {};
+  const cap = optionalPositiveInteger(config, 'maxOutputTokens');
+  const system = isBody(body.systemInstruction) ? body.systemInstruction.parts : undefined;
+  return {
+    model: req.tollgate?.call?.model ?? target.slice(0, colon),
+    stream: action === GEMINI_STREAM_ACTION,
+    includeUsage: true,
+    inputTokens: countPromptTokens({ messages: contents, system }),
+    reply: mockReply(replyTokens, cap),
+  };
+}
+
+function planRequest(api: MockApi, req: Request, body: Body, replyTokens: number): Plan {
+  if (api === 'gemini.generate') return planGeminiRequest(req, body, replyTokens);
   const model = requireModel(body);
   const stream = requireStreamFlag(body);
   if (api === 'openai.chat') {
@@ -125,10 +155,15 @@ function sendJson(res: Response, status: number, payload: unknown, headers: Reco
   res.status(status).set(headers).json(payload);
 }
 
+/** Google's status names for the statuses the mock answers. */
+const GOOGLE_STATUS: Readonly<Record<number, string>> = { 400: 'INVALID_ARGUMENT', 401: 'UNAUTHENTICATED', 404: 'NOT_FOUND', 429: 'RESOURCE_EXHAUSTED', 500: 'INTERNAL' };
+
 function sendError(res: Response, api: MockApi, status: number, type: string, message: string, param: string | null = null, headers: Record<string, string> = {}): void {
   const payload = api === 'anthropic.messages'
     ? { type: 'error', error: { type, message } }
-    : { error: { message, type, param, code: null } };
+    : api === 'gemini.generate'
+      ? { error: { code: status, message, status: GOOGLE_STATUS[status] ?? 'UNKNOWN' } }
+      : { error: { message, type, param, code: null } };
   sendJson(res, status, payload, headers);
 }
 
@@ -286,14 +321,35 @@ function anthropicEvents(plan: Plan): { event: string; data: unknown }[] {
   return events;
 }
 
+/** Gemini's `usageMetadata`: the prompt, and the candidates' tokens so far (streamed chunks carry running totals). */
+function geminiUsage(plan: Plan, outputTokens: number) {
+  return { promptTokenCount: plan.inputTokens, candidatesTokenCount: outputTokens, totalTokenCount: plan.inputTokens + outputTokens };
+}
+
+function geminiChunk(plan: Plan, responseId: string, text: string, outputTokens: number, finished: boolean) {
+  const finish = finished ? { finishReason: plan.reply.truncated ? 'MAX_TOKENS' : 'STOP' } : {};
+  return {
+    candidates: [{ content: { parts: [{ text }], role: 'model' }, ...finish, index: 0 }],
+    usageMetadata: geminiUsage(plan, outputTokens),
+    modelVersion: plan.model,
+    responseId,
+  };
+}
+
+function geminiEvents(plan: Plan): { data: unknown }[] {
+  const responseId = id('');
+  const pieces = plan.reply.pieces.length > 0 ? plan.reply.pieces : [''];
+  return pieces.map((piece, i) => ({ data: geminiChunk(plan, responseId, piece, Math.min(i + 1, plan.reply.outputTokens), i === pieces.length - 1) }));
+}
+
 function presentedKey(headers: IncomingHttpHeaders): string | undefined {
   const auth = headers.authorization;
   if (typeof auth === 'string' && auth.startsWith('Bearer ')) return auth.slice(7);
-  const apiKey = headers['x-api-key'];
+  const apiKey = headers['x-api-key'] ?? headers['x-goog-api-key'];
   return typeof apiKey === 'string' ? apiKey : undefined;
 }
 
-/** A mock of the three provider APIs. Behavior knobs are read per request, so tests may flip them. */
+/** A mock of the four provider APIs. Behavior knobs are read per request, so tests may flip them. */
 export function createMockProvider(initial: MockBehavior = {}): MockProvider {
   const behavior: MockBehavior = { ...initial };
   const requests: MockRequestLog[] = [];
@@ -331,7 +387,7 @@ export function createMockProvider(initial: MockBehavior = {}): MockProvider {
         }
         const body = req.body as unknown;
         if (!isBody(body)) throw new MockBadRequest('body', 'The request body must be a JSON object.');
-        const plan = planRequest(api, body, behavior.replyTokens ?? DEFAULT_REPLY_TOKENS);
+        const plan = planRequest(api, req, body, behavior.replyTokens ?? DEFAULT_REPLY_TOKENS);
         const hangAfter = failure === 'hangMidStream' ? 1 : undefined;
         const delay = behavior.chunkDelayMs ?? 0;
         if (api === 'openai.chat') {
@@ -340,10 +396,14 @@ export function createMockProvider(initial: MockBehavior = {}): MockProvider {
         } else if (api === 'openai.responses') {
           if (plan.stream) await writeEvents(res, responsesEvents(plan, body), delay, hangAfter);
           else sendJson(res, 200, responseObject(plan, id('resp_'), id('msg_'), nowSeconds(), body, true));
+        } else if (api === 'gemini.generate') {
+          if (plan.stream) await writeEvents(res, geminiEvents(plan), delay, hangAfter);
+          else sendJson(res, 200, geminiChunk(plan, id(''), plan.reply.text, plan.reply.outputTokens, true));
         } else if (plan.stream) await writeEvents(res, anthropicEvents(plan), delay, hangAfter);
         else sendJson(res, 200, anthropicJson(plan));
       } catch (error) {
         if (error instanceof MockBadRequest) sendError(res, api, 400, 'invalid_request_error', error.message, error.param);
+        else if (error instanceof MockNotFound) sendError(res, api, 404, 'not_found', `No method ${req.path.slice(0, 200)}`);
         else sendError(res, api, 500, 'server_error', 'mock provider bug');
       }
     };
@@ -352,6 +412,7 @@ export function createMockProvider(initial: MockBehavior = {}): MockProvider {
     'openai.chat': handle('openai.chat'),
     'openai.responses': handle('openai.responses'),
     'anthropic.messages': handle('anthropic.messages'),
+    'gemini.generate': handle('gemini.generate'),
   };
 
   const app = express();
@@ -362,6 +423,8 @@ export function createMockProvider(initial: MockBehavior = {}): MockProvider {
     app.post(`${prefix}/responses`, handlers['openai.responses']);
     app.post(`${prefix}/messages`, handlers['anthropic.messages']);
   }
+  // Gemini's `models/{model}:{action}`: Express 5 cannot match a literal ':' after a param.
+  app.post('/v1beta/models/:target', handlers['gemini.generate']);
   app.use(function mockNotFound(_req: Request, res: Response) {
     sendJson(res, 404, { error: { message: 'Not found', type: 'invalid_request_error', param: null, code: 'not_found' } });
   });

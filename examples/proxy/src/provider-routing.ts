@@ -1,13 +1,21 @@
 // Sends each request to what serves its model: the in-process mock, or the configured upstream of the model's provider.
-import type { NextFunction, Request, Response } from 'express';
-import { ApiError, providerOf } from '@tollgate/core';
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { ApiError } from '@tollgate/core';
 import type { Pricing, ProviderApi } from '@tollgate/core';
-import type { ProxyConfig } from './config.js';
+import { adapterFor, openAiCompatible, providerCall } from '@tollgate/providers';
+import type { CallDeclaration } from '@tollgate/providers';
+import { defaultUpstreamKind } from './config.js';
+import type { ProxyConfig, UpstreamKind } from './config.js';
 import type { MockProvider } from './mock-provider.js';
 import { createUpstream } from './upstream.js';
 import type { Upstream } from './upstream.js';
 
 export interface ProviderRouter {
+  /**
+   * The middleware declaring a route's call. Chat requests whose model an `openai-compatible`
+   * upstream serves are declared with that adapter (its cap field, its provider).
+   */
+  declareCall(api: ProviderApi, params?: CallDeclaration['params']): RequestHandler;
   /** The final handler of a provider route. */
   handler(api: ProviderApi): (req: Request, res: Response, next: NextFunction) => void;
   /** Names of the upstreams, or ["mock"]. */
@@ -15,21 +23,60 @@ export interface ProviderRouter {
   close(): Promise<void>;
 }
 
-/** The provider a model belongs to: the config's `models` entry, else the pricing table's, else the API's. */
+/** The provider a model belongs to: the config's `models` entry, else the catalogue's, else the API's. */
 export function providerOfModel(model: string, api: ProviderApi, config: ProxyConfig, pricing: Pricing | undefined): string {
   const configured = config.models && Object.hasOwn(config.models, model) ? config.models[model] : undefined;
   if (configured) return configured.provider;
-  return pricing?.find(model)?.provider ?? providerOf(api);
+  return pricing?.find(model)?.provider ?? adapterFor(api).provider;
+}
+
+/** The upstream kinds that speak each API a route declares (both OpenAI kinds speak Chat Completions). */
+const KINDS_OF_API: Readonly<Record<ProviderApi, readonly UpstreamKind[]>> = {
+  'openai.chat': ['openai', 'openai-compatible'],
+  'openai.compatible': ['openai-compatible', 'openai'],
+  'openai.responses': ['openai'],
+  'anthropic.messages': ['anthropic'],
+  'gemini.generate': ['gemini'],
+};
+
+/** What a client is told to call instead, per upstream kind. */
+const ROUTE_OF_KIND: Readonly<Record<UpstreamKind, string>> = {
+  openai: '/v1/chat/completions or /v1/responses',
+  'openai-compatible': '/v1/chat/completions',
+  anthropic: '/v1/messages',
+  gemini: '/v1beta/models/{model}:generateContent',
+};
+
+/** Chat calls are declared as `openai.compatible` when their model's upstream is of that kind. */
+function chatCallDeclaration(config: ProxyConfig, pricing: Pricing | undefined): RequestHandler {
+  const declareChat = providerCall('openai.chat');
+  const upstreams = Object.entries(config.upstreams ?? {});
+  const compatible = new Set(upstreams.filter(([name, upstream]) => (upstream.api ?? defaultUpstreamKind(name)) === 'openai-compatible').map(([name]) => name));
+  if (compatible.size === 0) return declareChat;
+  const declareCompatible = providerCall(openAiCompatible);
+  return function declareChatCall(req: Request, res: Response, next: NextFunction): void {
+    // The body passed validation: its model is a string.
+    const model = (req.body as { model: string }).model;
+    const declare = compatible.has(providerOfModel(model, 'openai.chat', config, pricing)) ? declareCompatible : declareChat;
+    declare(req, res, next);
+  };
 }
 
 export function createProviderRouter(config: ProxyConfig, options: { mock?: MockProvider; pricing?: Pricing; env?: NodeJS.ProcessEnv }): ProviderRouter {
+  const declareCall = (api: ProviderApi, params?: CallDeclaration['params']): RequestHandler =>
+    api === 'openai.chat' ? chatCallDeclaration(config, options.pricing) : providerCall(api, { params });
   if (!config.upstreams) {
     const mock = options.mock;
     if (!mock) throw new Error('createProviderRouter: no upstreams configured and no mock provider given');
     return {
       names: ['mock'],
-      handler: (api) => function callMockProvider(req: Request, res: Response) {
-        mock.handlers[api](req, res);
+      declareCall,
+      handler: (api) => {
+        const serve = (mock.handlers as Partial<Record<ProviderApi, (req: Request, res: Response) => void>>)[api];
+        if (!serve) throw new Error(`createProviderRouter: the mock provider does not serve ${api}`);
+        return function callMockProvider(req: Request, res: Response) {
+          serve(req, res);
+        };
       },
       close: async () => mock.close(),
     };
@@ -40,17 +87,18 @@ export function createProviderRouter(config: ProxyConfig, options: { mock?: Mock
 
   return {
     names: [...upstreams.keys()],
+    declareCall,
     handler: (api) => function callUpstream(req: Request, res: Response, next: NextFunction) {
-      const model = (req.body as { model: string }).model;
+      // The declared call's model: after any downgrade, whatever the API's shape.
+      const model = req.tollgate.call!.model!;
       const provider = providerOfModel(model, api, config, options.pricing);
       const upstream = upstreams.get(provider);
       if (!upstream) {
         next(new ApiError('invalid_request', `No upstream serves the model "${model}" (provider "${provider}").`, { param: 'model' }));
         return;
       }
-      if (upstream.api !== providerOf(api)) {
-        const route = upstream.api === 'anthropic' ? '/v1/messages' : '/v1/chat/completions or /v1/responses';
-        next(new ApiError('invalid_request', `The model "${model}" is served by an ${upstream.api === 'anthropic' ? 'Anthropic' : 'OpenAI'}-compatible upstream: call ${route}.`, { param: 'model' }));
+      if (!KINDS_OF_API[api].includes(upstream.api)) {
+        next(new ApiError('invalid_request', `The model "${model}" is served by the ${upstream.api} upstream "${upstream.name}": call ${ROUTE_OF_KIND[upstream.api]}.`, { param: 'model' }));
         return;
       }
       upstream.forward(api, req, res, next);

@@ -20,10 +20,11 @@ function bad(param: string, message: string): ApiError {
   return new ApiError('invalid_request', message, { param });
 }
 
-function checkPositiveInteger(body: Body, field: string): ApiError | undefined {
+/** `prefix`: the path of the object holding `field`, for the error's `param`. */
+function checkPositiveInteger(body: Body, field: string, prefix = ''): ApiError | undefined {
   const value = body[field];
   if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) return bad(field, `${field} must be a positive integer.`);
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) return bad(`${prefix}${field}`, `${prefix}${field} must be a positive integer.`);
   return undefined;
 }
 
@@ -73,14 +74,18 @@ function tooDeepField(body: Body): string | undefined {
 /** The first problem of a body for `api`, or undefined when it is well-formed enough to forward. */
 export function findRequestProblem(api: ProviderApi, body: unknown): ApiError | undefined {
   if (!isBody(body)) return bad('body', 'The request body must be a JSON object.');
-  if (typeof body.model !== 'string' || body.model.length === 0) return bad('model', 'model is required and must be a non-empty string.');
-  if (body.model.length > MAX_MODEL_LENGTH) return bad('model', `model must be at most ${MAX_MODEL_LENGTH} characters.`);
+  // Gemini names the model in the path (checked with the route).
+  if (api !== 'gemini.generate') {
+    if (typeof body.model !== 'string' || body.model.length === 0) return bad('model', 'model is required and must be a non-empty string.');
+    if (body.model.length > MAX_MODEL_LENGTH) return bad('model', `model must be at most ${MAX_MODEL_LENGTH} characters.`);
+  }
   if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') return bad('stream', 'stream must be a boolean.');
   if (body.stream_options !== undefined && body.stream_options !== null && !isBody(body.stream_options)) return bad('stream_options', 'stream_options must be an object.');
   const deep = tooDeepField(body);
   if (deep !== undefined) return bad(deep, `${deep} is nested more than ${MAX_NESTING} levels deep.`);
   switch (api) {
     case 'openai.chat':
+    case 'openai.compatible':
       return checkMessages(body) ?? checkPositiveInteger(body, 'max_tokens') ?? checkPositiveInteger(body, 'max_completion_tokens');
     case 'openai.responses': {
       const input = body.input;
@@ -92,6 +97,14 @@ export function findRequestProblem(api: ProviderApi, body: unknown): ApiError | 
       const system = body.system;
       if (system !== undefined && typeof system !== 'string' && !Array.isArray(system)) return bad('system', 'system must be a string or an array of text blocks.');
       return checkMessages(body) ?? checkPositiveInteger(body, 'max_tokens');
+    }
+    case 'gemini.generate': {
+      if (!Array.isArray(body.contents)) return bad('contents', 'contents must be an array of contents.');
+      const config = body.generationConfig;
+      if (config === undefined || config === null) return undefined;
+      if (!isBody(config)) return bad('generationConfig', 'generationConfig must be an object.');
+      // Both bound the estimate (cap x candidates).
+      return checkPositiveInteger(config, 'maxOutputTokens', 'generationConfig.') ?? checkPositiveInteger(config, 'candidateCount', 'generationConfig.');
     }
   }
 }

@@ -4,6 +4,7 @@ import type { Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { NextFunction, Response } from 'express';
 import { ApiError } from '@tollgate/core';
+import type { SecretRedactor } from './redact.js';
 
 /** Upstream error bodies passed to the client are capped: they are small JSON documents. */
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
@@ -14,7 +15,7 @@ const PASSED_THROUGH_HEADERS = ['retry-after', 'retry-after-ms', 'x-should-retry
 /**
  * - waiting: no answer yet; a failure is the upstream's (502/504).
  * - piping: a 2xx, written to the client as it arrives.
- * - passing: a 4xx, collected (capped) and passed on whole with its retry hints.
+ * - passing: a 4xx, collected (capped) and passed on whole with its retry hints, the gateway's key taken out.
  * - refused: a 5xx, 3xx or a refusal of the gateway's own key; `next(error)` answered, the rest is dropped.
  * - over: the exchange is finished (answered, failed or left).
  */
@@ -50,10 +51,21 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
     private readonly stream: boolean,
     private readonly res: Response,
     private readonly next: NextFunction,
+    private readonly secrets: SecretRedactor | undefined,
+    stop?: AbortSignal,
   ) {
     // Callbacks are plain closures, not arrow-function class fields: tsx (`pnpm start`) names each such
     // field on every instance, a cost per request for nothing.
     res.on('close', () => this.onClientClose());
+    // The meter ended the answer at its grant (the upstream ignored the cap): stop reading it.
+    stop?.addEventListener('abort', () => this.onStopped(), { once: true });
+  }
+
+  private onStopped(): void {
+    if (this.phase === 'over') return;
+    this.clientGone = true;
+    this.phase = 'over';
+    this.controller?.abort(new errors.RequestAbortedError('The answer passed its output grant.'));
   }
 
   private onClientClose(): void {
@@ -126,7 +138,7 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
       case 'passing':
         this.collectedBytes += chunk.length;
         if (this.collectedBytes > MAX_ERROR_BODY_BYTES) {
-          this.passErrorAnswer();
+          this.passErrorAnswer(true);
           controller.abort(new errors.ResponseExceededMaxSizeError('The upstream error body is over the cap.'));
           return;
         }
@@ -153,7 +165,7 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
       if (last === undefined) this.res.end();
       else this.res.end(last);
     } else if (phase === 'passing') {
-      this.passErrorAnswer();
+      this.passErrorAnswer(false);
     }
   }
 
@@ -173,17 +185,35 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
     }
   }
 
-  /** The collected 4xx answer, with its retry hints, as the provider wrote it. */
-  private passErrorAnswer(): void {
+  /** The collected 4xx answer, with its retry hints, as the provider wrote it but for the gateway's own key. */
+  private passErrorAnswer(cut: boolean): void {
     this.phase = 'over';
     const { res, headers } = this;
     for (const header of PASSED_THROUGH_HEADERS) {
       const value = headers[header];
-      if (typeof value === 'string') res.setHeader(header, value);
+      if (typeof value === 'string') res.setHeader(header, this.redact(value));
     }
     const contentType = headers['content-type'];
     res.statusCode = this.statusCode;
-    res.setHeader('content-type', typeof contentType === 'string' ? contentType : 'application/json');
-    res.end(this.collected.length === 1 ? this.collected[0] : Buffer.concat(this.collected));
+    res.setHeader('content-type', typeof contentType === 'string' ? this.redact(contentType) : 'application/json');
+    const body = this.errorBody(cut);
+    res.setHeader('content-length', body.length);
+    res.end(body);
+  }
+
+  private redact(text: string): string {
+    return this.secrets ? this.secrets.redact(text) : text;
+  }
+
+  /** The collected body without the gateway's key: upstreams may echo the credentials they were sent. */
+  private errorBody(cut: boolean): Buffer {
+    const collected = this.collected.length === 1 ? this.collected[0]! : Buffer.concat(this.collected);
+    const { secrets } = this;
+    if (!secrets) return collected;
+    const text = collected.toString();
+    // A body cut at the cap may end in the first part of a key, which no whole-key match finds: that end goes too.
+    const kept = cut ? text.slice(0, Math.max(0, text.length - secrets.reach)) : text;
+    const clean = secrets.redact(kept);
+    return clean === text ? collected : Buffer.from(clean);
   }
 }

@@ -1,37 +1,66 @@
 // Forwards a (validated, metered) request to a real provider with undici and streams the answer back unbuffered.
 import { Agent } from 'undici';
 import type { NextFunction, Request, Response } from 'express';
-import type { ProviderApi } from '@tollgate/core';
-import type { UpstreamConfig } from './config.js';
+import type { ProviderApi, ProviderCall } from '@tollgate/core';
+import { GEMINI_STREAM_ACTION } from '@tollgate/providers';
+import { defaultUpstreamKind } from './config.js';
+import type { UpstreamConfig, UpstreamKind } from './config.js';
+import { secretRedactor } from './redact.js';
 import { UpstreamAnswer } from './upstream-answer.js';
 
 const DEFAULT_ANTHROPIC_VERSION = '2023-06-01';
-const PROVIDER_APIS: readonly ProviderApi[] = ['openai.chat', 'openai.responses', 'anthropic.messages'];
+/** The APIs whose upstream path is fixed (Gemini names the model in its path: built per call). */
+const FIXED_PATH_APIS: readonly ProviderApi[] = ['openai.chat', 'openai.responses', 'anthropic.messages', 'openai.compatible'];
 
 export interface Upstream {
   readonly name: string;
-  readonly api: 'openai' | 'anthropic';
+  readonly api: UpstreamKind;
   /** Sends the request's body (as the chain left it) to the provider and streams the answer to `res`; failures reach `next`. */
   forward(api: ProviderApi, req: Request, res: Response, next: NextFunction): void;
   close(): Promise<void>;
 }
 
-function upstreamPath(api: ProviderApi): string {
+/** The header each kind of upstream reads its key from. */
+function authHeader(kind: UpstreamKind, key: string): Record<string, string> {
+  switch (kind) {
+    case 'openai':
+    case 'openai-compatible':
+      return { authorization: `Bearer ${key}` };
+    case 'anthropic':
+      return { 'x-api-key': key };
+    case 'gemini':
+      return { 'x-goog-api-key': key };
+  }
+}
+
+function upstreamPath(api: ProviderApi): string | undefined {
   // OpenAI base URLs end in /v1 (as the OpenAI SDK's baseURL does); Anthropic's do not (as its SDK's).
   switch (api) {
     case 'openai.chat':
+    case 'openai.compatible':
       return '/chat/completions';
     case 'openai.responses':
       return '/responses';
     case 'anthropic.messages':
       return '/v1/messages';
+    default:
+      return undefined;
   }
 }
 
 /** Where a call to `api` goes, split once as undici's dispatch takes it (request() would parse the URL on every call). */
 function upstreamTarget(baseUrl: string, api: ProviderApi): { origin: string; path: string } {
-  const url = new URL(`${baseUrl}${upstreamPath(api)}`);
+  const url = new URL(`${baseUrl}${upstreamPath(api) ?? ''}`);
   return { origin: url.origin, path: `${url.pathname}${url.search}` };
+}
+
+/**
+ * Gemini's path names the model and the method: built from the call's model (a downgrade may
+ * have changed it), with streams asked as SSE, the one stream format the meter reads.
+ */
+function geminiPath(basePath: string, call: ProviderCall): string {
+  const model = encodeURIComponent(call.model!);
+  return call.stream ? `${basePath}/models/${model}:${GEMINI_STREAM_ACTION}?alt=sse` : `${basePath}/models/${model}:generateContent`;
 }
 
 /** The upstream's key: its environment variable wins over the config value; read once at start. */
@@ -41,8 +70,10 @@ export function resolveUpstreamKey(config: UpstreamConfig, env: NodeJS.ProcessEn
 }
 
 export function createUpstream(name: string, config: UpstreamConfig, env: NodeJS.ProcessEnv = process.env): Upstream {
-  const api = config.api ?? (name === 'anthropic' ? 'anthropic' : 'openai');
+  const api = config.api ?? defaultUpstreamKind(name);
   const apiKey = resolveUpstreamKey(config, env);
+  // Only the error answers passed on are searched for the key; 2xx streams go through untouched.
+  const secrets = secretRedactor([apiKey]);
   const dispatcher = new Agent({
     connect: { timeout: config.connectTimeoutMs ?? 10_000 },
     headersTimeout: config.firstByteTimeoutMs ?? 120_000,
@@ -50,7 +81,9 @@ export function createUpstream(name: string, config: UpstreamConfig, env: NodeJS
   });
   const anthropicVersion = config.anthropicVersion ?? DEFAULT_ANTHROPIC_VERSION;
 
-  const targets = new Map(PROVIDER_APIS.map((providerApi) => [providerApi, upstreamTarget(config.baseUrl, providerApi)]));
+  const targets = new Map(FIXED_PATH_APIS.map((providerApi) => [providerApi, upstreamTarget(config.baseUrl, providerApi)]));
+  const base = new URL(config.baseUrl);
+  const basePath = base.pathname.replace(/\/+$/, '');
 
   // Built from scratch: nothing of the client's request (its credentials above all) is forwarded by accident.
   const baseHeaders = (stream: boolean): Readonly<Record<string, string>> => Object.freeze({
@@ -59,8 +92,7 @@ export function createUpstream(name: string, config: UpstreamConfig, env: NodeJS
     // Usage is read from the bytes on the way through: they must arrive uncompressed.
     'accept-encoding': 'identity',
     'user-agent': 'tollgate-proxy',
-    ...(api === 'openai' && apiKey ? { authorization: `Bearer ${apiKey}` } : {}),
-    ...(api === 'anthropic' && apiKey ? { 'x-api-key': apiKey } : {}),
+    ...(apiKey ? authHeader(api, apiKey) : {}),
   });
   const jsonHeaders = baseHeaders(false);
   const streamHeaders = baseHeaders(true);
@@ -82,12 +114,12 @@ export function createUpstream(name: string, config: UpstreamConfig, env: NodeJS
     name,
     api,
     forward(providerApi, req, res, next) {
-      const body = req.body as Record<string, unknown>;
-      const stream = body.stream === true;
-      const { origin, path } = targets.get(providerApi)!;
+      const call = req.tollgate.call!;
+      const stream = call.stream;
+      const { origin, path } = providerApi === 'gemini.generate' ? { origin: base.origin, path: geminiPath(basePath, call) } : targets.get(providerApi)!;
       dispatcher.dispatch(
-        { origin, path, method: 'POST', headers: buildHeaders(req, stream), body: JSON.stringify(body) },
-        new UpstreamAnswer(name, stream, res, next),
+        { origin, path, method: 'POST', headers: buildHeaders(req, stream), body: JSON.stringify(call.body) },
+        new UpstreamAnswer(name, stream, res, next, secrets, stream ? call.signal : undefined),
       );
     },
     close: () => dispatcher.close(),

@@ -9,7 +9,6 @@ import {
   attachPreCallCheck,
   createMemoryStores,
   createPricing,
-  detectProviderApi,
   formatUsd,
   getContext,
   maxCostNanoUsd,
@@ -17,7 +16,6 @@ import {
   parseDuration,
   StoreTimeoutError,
   renderApiError,
-  setRequestOutputCap,
   withTimeout,
 } from '@tollgate/core';
 import type { CheckVerdict, ErrorRenderer, Identity, LedgerScope, PreCallCheck, Pricing, ReservationLedger, ReserveResult, ResolvedPrice, ScopeUsage, UsageEstimate, UsageRecord } from '@tollgate/core';
@@ -194,7 +192,6 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     if (!pricing.find(to)) throw new TollgateError('ERR_TG_BUDGET_INVALID_BUDGET', `downgrade ${from} -> ${to}: ${to} has no price; add it to the pricing table`);
   }
 
-  let warnedNoEstimate = false;
   let storeFailing = false;
   const reportStoreError = (error: unknown) => {
     if (storeFailing) return;
@@ -224,23 +221,14 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     }
     const ctx = req.tollgate;
     ctx.requestedModel ??= estimate.model;
-    if (typeof req.body === 'object' && req.body !== null && 'model' in req.body) (req.body as Record<string, unknown>).model = target;
-    estimate.model = target;
-    estimate.provider = price.provider;
-    estimate.costNanoUsd = maxCostNanoUsd(estimate.inputTokens, estimate.maxOutputTokens * choicesOf(estimate), price);
+    ctx.switchModel(target, price);
   }
 
   /** Lowers the output cap so that `granted` pays for the whole answer: the reservation is an upper bound again. */
   function clampOutput(req: Request, estimate: UsageEstimate, price: ResolvedPrice, granted: number): void {
     // With n choices each may use the whole cap: the grant is shared between them.
-    const choices = choicesOf(estimate);
-    const cap = Math.min(estimate.maxOutputTokens, Math.floor(affordableOutputTokens(granted, estimate.inputTokens, price) / choices));
-    // The meter knows the API even on a path that does not name it.
-    const api = estimate.api ?? detectProviderApi(req.originalUrl ?? req.url);
-    if (api) setRequestOutputCap(req.body, api, cap);
-    estimate.maxOutputTokens = cap;
-    estimate.costNanoUsd = maxCostNanoUsd(estimate.inputTokens, cap * choices, price);
-    estimate.totalTokens = estimate.inputTokens + cap * choices;
+    const cap = Math.floor(affordableOutputTokens(granted, estimate.inputTokens, price) / choicesOf(estimate));
+    req.tollgate.limitOutput(cap, price);
   }
 
   async function refusal(windows: BudgetWindow[], result: Extract<ReserveResult, { ok: false }>, needed: number): Promise<ApiError> {
@@ -291,11 +279,9 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     const ctx = getContext(req, res);
     const estimate = ctx.estimate;
     if (!estimate) {
-      if (!warnedNoEstimate) {
-        warnedNoEstimate = true;
-        process.emitWarning('tollgate budget: a request reached budgetGuard without req.tollgate.estimate; mount meter() before budgetGuard(). Such requests are not budgeted.');
-      }
-      return { kind: 'allowed', value: undefined };
+      // Nothing says what this request may cost: refused, never let through unbudgeted.
+      const message = 'This route is budgeted but declares no provider call to price: mount meter({ api }) (or providerCall()) before budgetGuard().';
+      return { kind: 'denied', value: new ApiError('misconfigured_route', message), retryAfterMs: 0, final: true };
     }
     const budgets = await plan.forIdentity(ctx.identity);
     if (budgets.length === 0) return { kind: 'allowed', value: undefined };

@@ -1,17 +1,9 @@
 // Test harness: a stand-in for meter() (estimate before, one settle after) and a fake provider handler behind budgetGuard.
 import express from 'express';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import {
-  apiErrorHandler,
-  costNanoUsd,
-  createPricing,
-  detectProviderApi,
-  getContext,
-  maxCostNanoUsd,
-  requestOutputCap,
-  requestStreams,
-} from '@tollgate/core';
-import type { Identity, Pricing, ReservationLedger, UsageRecord } from '@tollgate/core';
+import { apiErrorHandler, costNanoUsd, createPricing, getContext, maxCostNanoUsd } from '@tollgate/core';
+import type { Identity, Pricing, ProviderApi, ReservationLedger, UsageRecord } from '@tollgate/core';
+import { adapterFor } from '@tollgate/providers';
 
 /** input $1/MTok = 1000 nano-USD a token, output $2/MTok = 2000 nano-USD a token: easy arithmetic. */
 export const pricing: Pricing = createPricing({
@@ -43,17 +35,19 @@ export interface TestBody {
  * Stand-in for @tollgate/metering's meter(): sets ctx.estimate from the body and settles once on
  * close with what the handler reported (res.locals.outputTokens), like the real one will.
  */
-export function fakeMeter(options: { defaultOutputCap?: number; settles?: boolean } = {}): RequestHandler {
+export function fakeMeter(options: { defaultOutputCap?: number; settles?: boolean; api?: ProviderApi } = {}): RequestHandler {
   return function fakeMeterMiddleware(req: Request, res: Response, next: NextFunction) {
     const ctx = getContext(req, res);
     const body = req.body as TestBody;
-    const api = detectProviderApi(req.path) ?? 'openai.chat';
-    const model = body.model ?? 'test-model';
+    body.model ??= 'test-model';
+    // The route's API, declared as the real chain does (createApp mounts one per provider path).
+    const call = ctx.declareCall(adapterFor(options.api ?? (res.locals.api as ProviderApi | undefined) ?? 'openai.chat'), { body });
+    const model = call.model!;
     const price = pricing.get(model);
     const inputTokens = body.input_tokens ?? 100;
-    const maxOutputTokens = requestOutputCap(body, api) ?? options.defaultOutputCap ?? 1000;
+    const maxOutputTokens = call.outputCap ?? options.defaultOutputCap ?? 1000;
     ctx.identity = identityOf(req);
-    ctx.estimate = { provider: price.provider, model, inputTokens, maxOutputTokens, costNanoUsd: maxCostNanoUsd(inputTokens, maxOutputTokens, price), totalTokens: inputTokens + maxOutputTokens };
+    ctx.setEstimate({ provider: price.provider, model, inputTokens, maxOutputTokens, costNanoUsd: maxCostNanoUsd(inputTokens, maxOutputTokens, price), totalTokens: inputTokens + maxOutputTokens }, price);
     if (options.settles === false) return next();
     ctx.metered = true;
     res.once('close', () => {
@@ -76,7 +70,7 @@ export function fakeMeter(options: { defaultOutputCap?: number; settles?: boolea
         costNanoUsd: costNanoUsd(usage, pricing.get(estimate.model)),
         estimatedCostNanoUsd: estimate.costNanoUsd,
         status: res.statusCode,
-        stream: requestStreams(body),
+        stream: call.stream,
         aborted: !res.writableFinished,
         latencyMs: Date.now() - ctx.startedAt,
         usageSource: 'counted',
@@ -96,8 +90,7 @@ function identityOf(req: Request): Identity {
 /** The fake provider: answers with the cap it was sent, produces `produce` tokens (or the whole cap). */
 export function fakeProvider(req: Request, res: Response): void {
   const body = req.body as TestBody;
-  const api = detectProviderApi(req.path) ?? 'openai.chat';
-  const cap = requestOutputCap(body, api) ?? req.tollgate.estimate?.maxOutputTokens ?? 0;
+  const cap = req.tollgate.call?.outputCap ?? req.tollgate.estimate?.maxOutputTokens ?? 0;
   if (body.fail === 'throw') throw new Error('provider exploded');
   if (body.fail === '502') {
     res.status(502).json({ error: { message: 'upstream failed', code: 'upstream_error' } });
@@ -112,7 +105,14 @@ export function fakeProvider(req: Request, res: Response): void {
 export function createApp(guard: RequestHandler, meter: RequestHandler = fakeMeter(), provider: RequestHandler = fakeProvider): express.Express {
   const app = express();
   app.use(express.json());
-  for (const path of ['/v1/chat/completions', '/v1/responses', '/v1/messages']) app.post(path, meter, guard, provider);
+  const routes: [string, ProviderApi][] = [['/v1/chat/completions', 'openai.chat'], ['/v1/responses', 'openai.responses'], ['/v1/messages', 'anthropic.messages']];
+  for (const [path, api] of routes) {
+    const declareApi: RequestHandler = (_req, res, next) => {
+      res.locals.api = api;
+      next();
+    };
+    app.post(path, declareApi, meter, guard, provider);
+  }
   app.use(apiErrorHandler());
   return app;
 }

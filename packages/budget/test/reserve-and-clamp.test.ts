@@ -4,6 +4,7 @@ import express from 'express';
 import request from 'supertest';
 import { createMemoryStores, createPricing, getContext, maxCostNanoUsd } from '@tollgate/core';
 import { budgetGuard } from '@tollgate/budget';
+import { openAiChat } from '@tollgate/providers';
 import type { BudgetGuardOptions } from '@tollgate/budget';
 import { INPUT_NANO, OUTPUT_NANO, createApp, eventually, pricing, usageOf } from './helpers.js';
 
@@ -87,7 +88,8 @@ describe('clamp arithmetic with awkward prices', () => {
     app.post('/v1/chat/completions', (req, res, next) => {
       const ctx = getContext(req, res);
       ctx.identity = { keyId: 'k', tenantId: req.get('x-test-tenant'), scopes: [], authMethod: 'api_key' };
-      ctx.estimate = { provider: 'openai', model: 'odd-model', inputTokens, maxOutputTokens: 1000, costNanoUsd: maxCostNanoUsd(inputTokens, 1000, price), totalTokens: 1007 };
+      ctx.declareCall(openAiChat, { body: req.body });
+      ctx.setEstimate({ provider: 'openai', model: 'odd-model', inputTokens, maxOutputTokens: 1000, costNanoUsd: maxCostNanoUsd(inputTokens, 1000, price), totalTokens: 1007 }, price);
       next();
     }, guard, (req, res) => {
       res.json({ cap: req.body.max_tokens, reserved: req.tollgate.reservations[0]?.amount });
@@ -145,17 +147,19 @@ describe('refusal', () => {
     expect(response.body.error.message).toMatch(/^Budget exhausted for user bob: .* this month, .*resets at 2026-12-01T00:00:00.000Z\.$/);
   });
 
-  it('lets requests without a budget, or without an estimate, through untouched', async () => {
+  it('lets requests without a budget through untouched, and refuses one without an estimate (fail closed)', async () => {
     const { app } = setup({ tenants: { acme: { usd: 0, period: 'day' } } });
     const other = await request(app).post('/v1/chat/completions').set('x-test-tenant', 'globex').send({ max_tokens: 50 });
     expect(other.status).toBe(200);
     expect(other.body.cap).toBe(50);
-    // No meter in front: no estimate, so nothing to reserve (a warning says to mount meter() first).
+    // No meter in front: nothing says what the request may cost, so it is refused, never served unbudgeted.
     const stores = createMemoryStores({ clock, sweepIntervalMs: 0 });
-    const guard = budgetGuard({ ledger: stores.ledger, pricing, global: { usd: 0 } });
+    const guard = budgetGuard({ ledger: stores.ledger, pricing, global: { usd: 1 } });
     closers.push(() => guard.close(), () => stores.close());
     const unmetered = await request(createApp(guard, (_req, _res, next) => next())).post('/v1/chat/completions').send({ max_tokens: 50 });
-    expect(unmetered.status).toBe(200);
+    expect(unmetered.status).toBe(500);
+    expect(unmetered.body.error).toMatchObject({ code: 'misconfigured_route', type: 'server_error' });
+    expect(await guard.status()).toEqual([expect.objectContaining({ scope: 'global', spentNanoUsd: 0, reservedNanoUsd: 0 })]);
   });
 });
 

@@ -113,7 +113,7 @@ describe('downgrade', () => {
     const { call } = setup(options);
     // gpt-4o: $2.50 in, $10 out per MTok. 100 in + 100 out = $0.00125: under 50% of $0.01.
     const before = await call({ model: 'gpt-4o', input_tokens: 100, max_tokens: 100 });
-    expect(before.body).toMatchObject({ model: 'gpt-4o', requestedModel: null });
+    expect(before.body).toMatchObject({ model: 'gpt-4o', requestedModel: 'gpt-4o' });
     // 1000 in + 300 out = $0.0055 more: $0.00675 is past the soft limit.
     await call({ model: 'gpt-4o', input_tokens: 1000, max_tokens: 300 });
 
@@ -128,7 +128,7 @@ describe('downgrade', () => {
     const { call } = setup(options);
     await call({ model: 'gpt-4o', input_tokens: 1000, max_tokens: 600 });
     const other = await call({ model: 'gpt-4o-mini', input_tokens: 10, max_tokens: 10 });
-    expect(other.body).toMatchObject({ model: 'gpt-4o-mini', requestedModel: null });
+    expect(other.body).toMatchObject({ model: 'gpt-4o-mini', requestedModel: 'gpt-4o-mini' });
     const { call: freshCall } = setup(options);
     expect((await freshCall({ model: 'gpt-4o', input_tokens: 10, max_tokens: 10 })).body.model).toBe('gpt-4o');
   });

@@ -13,7 +13,9 @@ export type ApiErrorCode =
   | 'service_unavailable'
   | 'upstream_error'
   | 'upstream_timeout'
-  | 'not_found';
+  | 'not_found'
+  | 'method_not_allowed'
+  | 'misconfigured_route';
 
 const TYPE_BY_CODE: Record<ApiErrorCode, string> = {
   invalid_api_key: 'invalid_request_error',
@@ -28,6 +30,8 @@ const TYPE_BY_CODE: Record<ApiErrorCode, string> = {
   upstream_error: 'server_error',
   upstream_timeout: 'server_error',
   not_found: 'invalid_request_error',
+  method_not_allowed: 'invalid_request_error',
+  misconfigured_route: 'server_error',
 };
 
 const STATUS_BY_CODE: Record<ApiErrorCode, number> = {
@@ -43,6 +47,8 @@ const STATUS_BY_CODE: Record<ApiErrorCode, number> = {
   upstream_error: 502,
   upstream_timeout: 504,
   not_found: 404,
+  method_not_allowed: 405,
+  misconfigured_route: 500,
 };
 
 export interface ApiErrorInit {

@@ -1,6 +1,10 @@
 // req.tollgate: the per-request context every middleware reads and writes, settled exactly once.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { maxCostNanoUsd } from './pricing.js';
+import type { ResolvedPrice } from './pricing.js';
+import type { CallAdapter, CallRequest, ProviderApi } from './provider-api.js';
+import { TollgateError } from './errors.js';
 import type { Identity, TokenUsage, UsageEstimate, UsageRecord } from './types.js';
 
 /** A reservation a middleware holds for this request (informational; each settles its own). */
@@ -22,6 +26,78 @@ export interface ReportedUsage extends Partial<TokenUsage> {
  */
 export type SettleListener = (record: UsageRecord | undefined) => void | Promise<void>;
 
+/**
+ * The provider call a route declared: the request body as it will be sent, read through its API's
+ * adapter once. Model and output cap change only through the context (`limitOutput`,
+ * `switchModel`), which keeps body, call and estimate in step.
+ */
+export class ProviderCall {
+  readonly adapter: CallAdapter;
+  /** The provider request as it will be sent (the client's body, or what the route built). */
+  readonly body: Record<string, unknown>;
+  readonly stream: boolean;
+  /** Completions asked for, each up to the cap (OpenAI chat `n`). */
+  readonly choices: number;
+  /** The model the request asked for, before any downgrade. */
+  readonly requestedModel: string | undefined;
+  #model: string | undefined;
+  #outputCap: number | undefined;
+  #controller: AbortController | undefined;
+
+  constructor(adapter: CallAdapter, request: CallRequest) {
+    this.adapter = adapter;
+    this.body = request.body as Record<string, unknown>;
+    const shape = adapter.read(request);
+    this.stream = shape.stream;
+    this.choices = shape.choices;
+    this.requestedModel = shape.model;
+    this.#model = shape.model;
+    this.#outputCap = shape.outputCap;
+  }
+
+  get api(): ProviderApi {
+    return this.adapter.api;
+  }
+
+  /** The model the call runs with (after any downgrade). */
+  get model(): string | undefined {
+    return this.#model;
+  }
+
+  /** The output cap the call runs with (per choice): asked, set or clamped; undefined when none is set yet. */
+  get outputCap(): number | undefined {
+    return this.#outputCap;
+  }
+
+  /** Aborted when the call must stop (its output passed the grant): pass it to the upstream call. */
+  get signal(): AbortSignal {
+    this.#controller ??= new AbortController();
+    return this.#controller.signal;
+  }
+
+  get aborted(): boolean {
+    return this.#controller?.signal.aborted ?? false;
+  }
+
+  /** Stops the upstream call (the hard stop, or the client left). */
+  abort(reason: string): void {
+    this.#controller ??= new AbortController();
+    if (!this.#controller.signal.aborted) this.#controller.abort(new Error(reason));
+  }
+
+  /** @internal through `TollgateContext.limitOutput` only. */
+  _writeOutputCap(cap: number): void {
+    this.#outputCap = cap;
+    this.adapter.writeOutputCap(this.body, cap);
+  }
+
+  /** @internal through `TollgateContext.switchModel` only. */
+  _writeModel(model: string): void {
+    this.#model = model;
+    this.adapter.writeModel(this.body, model);
+  }
+}
+
 export interface TollgateContext {
   /** From a valid incoming `x-request-id`, otherwise generated; echoed in the response. */
   readonly requestId: string;
@@ -30,6 +106,9 @@ export interface TollgateContext {
   identity?: Identity;
   /** The model the client asked for, before any downgrade. */
   requestedModel?: string;
+  /** The provider call the route declared (`declareCall`), when it makes one. */
+  readonly call: ProviderCall | undefined;
+  /** What the call may cost at most; changed only through `setEstimate`, `limitOutput` and `switchModel`. */
   estimate?: UsageEstimate;
   reservations: ReservationNote[];
   /** The final record, once settled. */
@@ -38,8 +117,28 @@ export interface TollgateContext {
   reportedUsage?: ReportedUsage;
   /** True once a metering middleware took charge of producing the usage record. */
   metered: boolean;
+  /** Set by the meter: refuses (throws) reported usage it could not price. */
+  usageCheck: ((ctx: TollgateContext, usage: ReportedUsage) => void) | undefined;
   /** Report real usage from a handler that calls a provider SDK itself. */
   recordUsage(usage: ReportedUsage): void;
+  /** Report an SDK's JSON answer: its usage and model are read by the declared call's adapter. */
+  recordResponse(response: unknown): void;
+  /**
+   * Declares the provider call this request makes, through its API's adapter: the one way the
+   * chain learns which API a request speaks. A second declaration of the same API returns the
+   * first; of another API throws (two pieces disagree about the route).
+   */
+  declareCall(adapter: CallAdapter, request: CallRequest): ProviderCall;
+  /** Sets the estimate, priced with `price` (kept to re-price later changes). */
+  setEstimate(estimate: UsageEstimate, price: ResolvedPrice | undefined): void;
+  /**
+   * Lowers the output cap to `cap` (never raises it): written into the call's body so the provider
+   * enforces it, and the estimate's tokens and cost recomputed (with `price`, else the estimate's).
+   * Returns the cap in effect.
+   */
+  limitOutput(cap: number, price?: ResolvedPrice): number;
+  /** Runs the call with another model (a downgrade): body, call and estimate re-priced together. */
+  switchModel(model: string, price: ResolvedPrice): void;
   /** Run `listener` once when the request settles (immediately if it already has). */
   onSettle(listener: SettleListener): void;
   /** Settle the request: runs every listener once. Later calls do nothing. */
@@ -77,10 +176,13 @@ class RequestContext implements TollgateContext {
   identity?: Identity;
   requestedModel?: string;
   estimate?: UsageEstimate;
+  call: ProviderCall | undefined = undefined;
   reservations: ReservationNote[] = [];
   usage?: UsageRecord;
   reportedUsage?: ReportedUsage;
   metered = false;
+  usageCheck: ((ctx: TollgateContext, usage: ReportedUsage) => void) | undefined = undefined;
+  #price: ResolvedPrice | undefined;
   #listeners: SettleListener[] | undefined;
   #settledRecord: UsageRecord | undefined;
   #settled = false;
@@ -90,8 +192,59 @@ class RequestContext implements TollgateContext {
   }
 
   recordUsage = (usage: ReportedUsage): void => {
+    this.usageCheck?.(this, usage);
     this.reportedUsage = Object.assign({}, this.reportedUsage, usage);
   };
+
+  recordResponse(response: unknown): void {
+    const call = this.call;
+    if (!call) throw new TollgateError('ERR_TG_CORE_NO_CALL', 'recordResponse() needs a declared provider call: declare the API (e.g. meter({ api })) on this route');
+    const usage = call.adapter.readUsage(response);
+    if (usage) this.recordUsage(usage);
+  }
+
+  declareCall(adapter: CallAdapter, request: CallRequest): ProviderCall {
+    const current = this.call;
+    if (current) {
+      if (current.api === adapter.api) return current;
+      throw new TollgateError('ERR_TG_CORE_CALL_CONFLICT', `this route was declared as ${current.api} and again as ${adapter.api}: declare its API once`);
+    }
+    this.call = new ProviderCall(adapter, request);
+    this.requestedModel ??= this.call.requestedModel;
+    return this.call;
+  }
+
+  setEstimate(estimate: UsageEstimate, price: ResolvedPrice | undefined): void {
+    this.estimate = estimate;
+    this.#price = price;
+  }
+
+  limitOutput(cap: number, price?: ResolvedPrice): number {
+    if (price) this.#price = price;
+    const call = this.call;
+    const estimate = this.estimate;
+    const current = call?.outputCap ?? estimate?.maxOutputTokens;
+    if (current !== undefined && current <= cap) return current;
+    // Written into the body even when the estimate already assumed it: the provider must enforce it.
+    call?._writeOutputCap(cap);
+    if (estimate) {
+      const choices = estimate.outputChoices ?? 1;
+      estimate.maxOutputTokens = cap;
+      estimate.totalTokens = estimate.inputTokens + cap * choices;
+      if (this.#price) estimate.costNanoUsd = maxCostNanoUsd(estimate.inputTokens, cap * choices, this.#price);
+    }
+    return cap;
+  }
+
+  switchModel(model: string, price: ResolvedPrice): void {
+    this.call?._writeModel(model);
+    this.#price = price;
+    const estimate = this.estimate;
+    if (!estimate) return;
+    estimate.model = model;
+    estimate.provider = price.provider;
+    estimate.costNanoUsd = maxCostNanoUsd(estimate.inputTokens, estimate.maxOutputTokens * (estimate.outputChoices ?? 1), price);
+  }
 
   onSettle(listener: SettleListener): void {
     if (this.#settled) void this.#run(listener);

@@ -1,5 +1,6 @@
 // Model prices per 1M tokens per token class, dated-id resolution, and the cost of a usage in nano-USD.
 import { TollgateError } from './errors.js';
+import { DEFAULT_PRICES } from './catalogue.js';
 import type { Provider, TokenUsage } from './types.js';
 
 /** USD per 1M tokens for each token class. */
@@ -11,44 +12,23 @@ export interface ModelPrice {
   /** Cache write. Defaults to the input price. */
   cacheWritePerMTok?: number;
   outputPerMTok: number;
+  /** The most output tokens one answer may have: the cap used when a request sets none. */
+  maxOutputTokens?: number;
+  /** Input plus output tokens the model accepts. */
+  contextWindow?: number;
+  /**
+   * How input is counted before the call: an exact BPE encoding (OpenAI models), or `approximate`
+   * (o200k_base times the meter's approximation factor) for models whose tokenizer is not public.
+   * @default 'approximate'
+   */
+  tokenizer?: TokenizerFamily;
 }
 
-/**
- * Shipped prices (USD per 1M tokens; standard tier, not batch, no long-context surcharge).
- * Sources: https://platform.openai.com/docs/pricing and https://docs.claude.com/en/docs/about-claude/pricing
- * (Anthropic cache write = 5-minute write, 1.25x input). Checked against those pages as of
- * 2025-11; re-check before relying on them, and override in code with `createPricing({ models })`.
- */
-export const DEFAULT_PRICES_AS_OF = '2025-11';
-export const DEFAULT_PRICES: Readonly<Record<string, ModelPrice>> = Object.freeze({
-  // OpenAI
-  'gpt-5.1': { provider: 'openai', inputPerMTok: 1.25, cachedInputPerMTok: 0.125, outputPerMTok: 10 },
-  'gpt-5': { provider: 'openai', inputPerMTok: 1.25, cachedInputPerMTok: 0.125, outputPerMTok: 10 },
-  'gpt-5-mini': { provider: 'openai', inputPerMTok: 0.25, cachedInputPerMTok: 0.025, outputPerMTok: 2 },
-  'gpt-5-nano': { provider: 'openai', inputPerMTok: 0.05, cachedInputPerMTok: 0.005, outputPerMTok: 0.4 },
-  'gpt-4.1': { provider: 'openai', inputPerMTok: 2, cachedInputPerMTok: 0.5, outputPerMTok: 8 },
-  'gpt-4.1-mini': { provider: 'openai', inputPerMTok: 0.4, cachedInputPerMTok: 0.1, outputPerMTok: 1.6 },
-  'gpt-4.1-nano': { provider: 'openai', inputPerMTok: 0.1, cachedInputPerMTok: 0.025, outputPerMTok: 0.4 },
-  'gpt-4o': { provider: 'openai', inputPerMTok: 2.5, cachedInputPerMTok: 1.25, outputPerMTok: 10 },
-  'gpt-4o-mini': { provider: 'openai', inputPerMTok: 0.15, cachedInputPerMTok: 0.075, outputPerMTok: 0.6 },
-  'gpt-4-turbo': { provider: 'openai', inputPerMTok: 10, outputPerMTok: 30 },
-  'gpt-3.5-turbo': { provider: 'openai', inputPerMTok: 0.5, outputPerMTok: 1.5 },
-  o1: { provider: 'openai', inputPerMTok: 15, cachedInputPerMTok: 7.5, outputPerMTok: 60 },
-  'o1-mini': { provider: 'openai', inputPerMTok: 1.1, cachedInputPerMTok: 0.55, outputPerMTok: 4.4 },
-  o3: { provider: 'openai', inputPerMTok: 2, cachedInputPerMTok: 0.5, outputPerMTok: 8 },
-  'o3-mini': { provider: 'openai', inputPerMTok: 1.1, cachedInputPerMTok: 0.55, outputPerMTok: 4.4 },
-  'o4-mini': { provider: 'openai', inputPerMTok: 1.1, cachedInputPerMTok: 0.275, outputPerMTok: 4.4 },
-  // Anthropic
-  'claude-opus-4-5': { provider: 'anthropic', inputPerMTok: 5, cachedInputPerMTok: 0.5, cacheWritePerMTok: 6.25, outputPerMTok: 25 },
-  'claude-opus-4-1': { provider: 'anthropic', inputPerMTok: 15, cachedInputPerMTok: 1.5, cacheWritePerMTok: 18.75, outputPerMTok: 75 },
-  'claude-opus-4': { provider: 'anthropic', inputPerMTok: 15, cachedInputPerMTok: 1.5, cacheWritePerMTok: 18.75, outputPerMTok: 75 },
-  'claude-sonnet-4-5': { provider: 'anthropic', inputPerMTok: 3, cachedInputPerMTok: 0.3, cacheWritePerMTok: 3.75, outputPerMTok: 15 },
-  'claude-sonnet-4': { provider: 'anthropic', inputPerMTok: 3, cachedInputPerMTok: 0.3, cacheWritePerMTok: 3.75, outputPerMTok: 15 },
-  'claude-3-7-sonnet': { provider: 'anthropic', inputPerMTok: 3, cachedInputPerMTok: 0.3, cacheWritePerMTok: 3.75, outputPerMTok: 15 },
-  'claude-haiku-4-5': { provider: 'anthropic', inputPerMTok: 1, cachedInputPerMTok: 0.1, cacheWritePerMTok: 1.25, outputPerMTok: 5 },
-  'claude-3-5-haiku': { provider: 'anthropic', inputPerMTok: 0.8, cachedInputPerMTok: 0.08, cacheWritePerMTok: 1, outputPerMTok: 4 },
-  'claude-3-haiku': { provider: 'anthropic', inputPerMTok: 0.25, cachedInputPerMTok: 0.03, cacheWritePerMTok: 0.3, outputPerMTok: 1.25 },
-});
+/** The tokenizer a catalogue row names. */
+export type TokenizerFamily = 'o200k_base' | 'cl100k_base' | 'approximate';
+
+/** The shipped model catalogue (see catalogue.ts): prices, output caps, context windows, tokenizers. */
+export { DEFAULT_PRICES, DEFAULT_PRICES_AS_OF } from './catalogue.js';
 
 /** Prices resolved to integer micro-USD per 1M tokens (= pico-USD per token), so sums stay exact. */
 export interface ResolvedPrice {
@@ -59,6 +39,10 @@ export interface ResolvedPrice {
   cachedInputMicro: number;
   cacheWriteMicro: number;
   outputMicro: number;
+  /** The model's documented maximum output, when the catalogue row gives one. */
+  maxOutputTokens: number | undefined;
+  contextWindow: number | undefined;
+  tokenizer: TokenizerFamily;
 }
 
 export interface PricingOptions {
@@ -120,6 +104,24 @@ function toMicro(usd: number | undefined, fallback: number, field: string, model
   return Math.round(value * 1_000_000);
 }
 
+function optionalCount(value: unknown, field: string, model: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
+    throw new TollgateError('ERR_TG_CORE_INVALID_PRICE', `${field} of model "${model}" must be a positive integer; got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+const TOKENIZERS: readonly TokenizerFamily[] = ['o200k_base', 'cl100k_base', 'approximate'];
+
+function tokenizerOf(value: unknown, model: string): TokenizerFamily {
+  if (value === undefined) return 'approximate';
+  if (!TOKENIZERS.includes(value as TokenizerFamily)) {
+    throw new TollgateError('ERR_TG_CORE_INVALID_PRICE', `tokenizer of model "${model}" must be one of ${TOKENIZERS.join(', ')}; got ${JSON.stringify(value)}`);
+  }
+  return value as TokenizerFamily;
+}
+
 function resolvePrice(model: string, price: ModelPrice): ResolvedPrice {
   if (typeof price !== 'object' || price === null) throw new TollgateError('ERR_TG_CORE_INVALID_PRICE', `price of model "${model}" must be an object`);
   const inputMicro = toMicro(price.inputPerMTok, Number.NaN, 'inputPerMTok', model);
@@ -130,6 +132,9 @@ function resolvePrice(model: string, price: ModelPrice): ResolvedPrice {
     cachedInputMicro: toMicro(price.cachedInputPerMTok, price.inputPerMTok, 'cachedInputPerMTok', model),
     cacheWriteMicro: toMicro(price.cacheWritePerMTok, price.inputPerMTok, 'cacheWritePerMTok', model),
     outputMicro: toMicro(price.outputPerMTok, Number.NaN, 'outputPerMTok', model),
+    maxOutputTokens: optionalCount(price.maxOutputTokens, 'maxOutputTokens', model),
+    contextWindow: optionalCount(price.contextWindow, 'contextWindow', model),
+    tokenizer: tokenizerOf(price.tokenizer, model),
   };
 }
 

@@ -1,62 +1,53 @@
-// Which provider API a request speaks, and the few body fields every middleware reads: model, output cap, stream.
+// What a provider API is to the rest of the chain: its name, and the few body operations every guard needs.
+import type { ReportedUsage } from './context.js';
+import type { Provider } from './types.js';
 
-export type ProviderApi = 'openai.chat' | 'openai.responses' | 'anthropic.messages';
+/**
+ * The provider APIs tollgate meters. A route declares the one it speaks (never guessed from a
+ * path); `@tollgate/providers` has one adapter per API.
+ */
+export type ProviderApi = 'openai.chat' | 'openai.responses' | 'anthropic.messages' | 'openai.compatible' | 'gemini.generate';
 
-/** The API a request path speaks, by its suffix (works under any mount path), or undefined. */
-export function detectProviderApi(path: string): ProviderApi | undefined {
-  const clean = path.split('?')[0] ?? '';
-  if (clean.endsWith('/chat/completions')) return 'openai.chat';
-  if (clean.endsWith('/responses')) return 'openai.responses';
-  if (clean.endsWith('/messages')) return 'anthropic.messages';
-  return undefined;
+export const PROVIDER_APIS: readonly ProviderApi[] = ['openai.chat', 'openai.responses', 'anthropic.messages', 'openai.compatible', 'gemini.generate'];
+
+export function isProviderApi(value: unknown): value is ProviderApi {
+  return typeof value === 'string' && (PROVIDER_APIS as readonly string[]).includes(value);
 }
 
-export function providerOf(api: ProviderApi): 'openai' | 'anthropic' {
-  return api === 'anthropic.messages' ? 'anthropic' : 'openai';
+/** What an adapter reads from a request, once, when the call is declared. */
+export interface CallShape {
+  /** The model asked for, or undefined when the request names none. */
+  model: string | undefined;
+  /** The output cap asked for (per choice), or undefined. */
+  outputCap: number | undefined;
+  stream: boolean;
+  /** Completions asked for, each up to the cap (OpenAI chat `n`); 1 elsewhere. */
+  choices: number;
 }
 
-type Body = Record<string, unknown>;
-
-function isBody(body: unknown): body is Body {
-  return typeof body === 'object' && body !== null && !Array.isArray(body);
-}
-
-/** The `model` of a JSON body, if it is a non-empty string. */
-export function requestModel(body: unknown): string | undefined {
-  return isBody(body) && typeof body.model === 'string' && body.model.length > 0 ? body.model : undefined;
-}
-
-export function requestStreams(body: unknown): boolean {
-  return isBody(body) && body.stream === true;
-}
-
-/** The output-cap fields by API, in the order they win. */
-const OUTPUT_CAP_FIELDS: Record<ProviderApi, readonly string[]> = {
-  'openai.chat': ['max_completion_tokens', 'max_tokens'],
-  'openai.responses': ['max_output_tokens'],
-  'anthropic.messages': ['max_tokens'],
-};
-
-/** The output cap the client asked for (a positive integer), or undefined when absent or not a positive integer. */
-export function requestOutputCap(body: unknown, api: ProviderApi): number | undefined {
-  if (!isBody(body)) return undefined;
-  for (const field of OUTPUT_CAP_FIELDS[api]) {
-    const value = body[field];
-    if (typeof value === 'number' && Number.isSafeInteger(value) && value > 0) return value;
-  }
-  return undefined;
+/** The parts of a request an adapter reads: the JSON body, and the route's params (Gemini names the model in its path). */
+export interface CallRequest {
+  body: unknown;
+  params?: Record<string, string | string[] | undefined>;
 }
 
 /**
- * Sets the output cap in the body, in the field the API uses (keeping the client's choice
- * between `max_tokens` and `max_completion_tokens` on chat), so the provider enforces it.
+ * The part of a provider adapter that core needs to own a call's state: read the request, write
+ * the model and the output cap back into it. The full adapter (estimates, usage, stream endings)
+ * is `ProviderAdapter` in `@tollgate/providers`.
  */
-export function setRequestOutputCap(body: unknown, api: ProviderApi, cap: number): void {
-  if (!isBody(body)) return;
-  const fields = OUTPUT_CAP_FIELDS[api];
-  const present = fields.filter((field) => body[field] !== undefined);
-  if (present.length === 0) body[fields[0]!] = cap;
-  else for (const field of present) body[field] = cap;
+export interface CallAdapter {
+  readonly api: ProviderApi;
+  /** The provider a model of this API is attributed to when the catalogue does not say. */
+  readonly provider: Provider;
+  /** Reads model, cap, stream flag and choices; never throws (missing fields are undefined). */
+  read(request: CallRequest): CallShape;
+  /** Writes the cap into every field the API (and the servers that speak it) may read it from. */
+  writeOutputCap(body: Record<string, unknown>, cap: number): void;
+  /** Writes the model the call will run with (a downgrade). */
+  writeModel(body: Record<string, unknown>, model: string): void;
+  /** Usage and model of a whole JSON answer (what an SDK returns), or undefined when it has none. */
+  readUsage(response: unknown): ReportedUsage | undefined;
 }
 
 /** `*` matches anything; `prefix*` matches by prefix; otherwise exact (dated ids match their family too). */

@@ -79,4 +79,9 @@ export interface UsageRecord extends TokenUsage {
   aborted: boolean;
   latencyMs: number;
   usageSource: UsageSource;
+  /**
+   * The answer ran past the output cap it was sent with (an upstream that ignores the cap): a
+   * stream stopped one event past its grant, or a JSON answer billed at its real, larger cost.
+   */
+  outputOverCap?: boolean;
 }

@@ -1,27 +1,7 @@
-// @tollgate/metering: token estimation, usage read from responses and streams, cost, usage sinks and the report CLI.
+// @tollgate/metering: meter() (estimate before, usage read on the way, one record after), usage sinks and the report CLI.
 export { meter } from './meter.js';
 export { findUsageObject } from './response-tap.js';
 export type { MeterOptions } from './meter.js';
-export {
-  estimateRequest,
-  estimateRequestAsync,
-  estimateInputTokens,
-  estimateInputTokensAsync,
-  ASYNC_ESTIMATE_MS,
-  ESTIMATE_SLICE_MS,
-  SYNC_ESTIMATE_MS,
-  imageTokenBound,
-  isOpenAiModel,
-  modelMaxOutputTokens,
-  FALLBACK_MAX_OUTPUT_TOKENS,
-} from './estimate-request.js';
-export type { EstimateMethod, EstimateOptions, EstimateRequestInput, InputTokenEstimate, RequestEstimate } from './estimate-request.js';
-export { CountBudget, countTextTokens, countTextTokensSliced, encodingForModel, preloadTokenizers, TimeSlice, utf8Length } from './tokenizer.js';
-export type { EncodingName } from './tokenizer.js';
-export { SseDecoder } from './sse-decoder.js';
-export type { SseBlock } from './sse-decoder.js';
-export { createUsageReader } from './usage-reader.js';
-export type { OutputCounter, ReadUsage, UsageReader } from './usage-reader.js';
 export { BatchQueue, logOnce } from './sink.js';
 export type { BatchOptions, SinkErrorHandler, UsageSink } from './sink.js';
 export { jsonlSink } from './jsonl-sink.js';

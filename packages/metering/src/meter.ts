@@ -4,25 +4,22 @@ import {
   assertKnownOptions,
   costNanoUsd,
   createPricing,
-  detectProviderApi,
   getContext,
-  providerOf,
   renderApiError,
-  requestModel,
-  requestOutputCap,
-  requestStreams,
-  setRequestOutputCap,
   TollgateError,
   UnknownModelError,
 } from '@tollgate/core';
-import type { ErrorRenderer, Pricing, PricingOptions, ProviderApi, ReportedUsage, TokenUsage, TollgateContext, UsageRecord } from '@tollgate/core';
+import type {
+  ErrorRenderer, Pricing, PricingOptions, ProviderApi, ProviderCall, ReportedUsage, ResolvedPrice, TokenUsage, TollgateContext, UsageRecord,
+} from '@tollgate/core';
+import {
+  adapterFor, ASYNC_ESTIMATE_MS, CountBudget, countTextTokens, declareProviderCall, ESTIMATE_SLICE_MS, estimateRequestAsync,
+  preloadTokenizers, SYNC_ESTIMATE_MS,
+} from '@tollgate/providers';
+import type { CallDeclaration, OutputCounter, ProviderAdapter, ReadUsage, RequestEstimate } from '@tollgate/providers';
 import type { NextFunction, Request, Response } from 'express';
-import { ASYNC_ESTIMATE_MS, ESTIMATE_SLICE_MS, estimateRequestAsync, isOpenAiModel, SYNC_ESTIMATE_MS } from './estimate-request.js';
-import type { RequestEstimate } from './estimate-request.js';
 import { ResponseTap } from './response-tap.js';
 import type { UsageSink } from './sink.js';
-import { CountBudget, countTextTokens, encodingForModel, preloadTokenizers } from './tokenizer.js';
-import type { ReadUsage } from './usage-reader.js';
 
 export interface MeterOptions {
   /**
@@ -34,11 +31,22 @@ export interface MeterOptions {
   /** Where settled records go (JSONL, log, Prometheus, PostgreSQL, your own). @default [] */
   sinks?: UsageSink[];
   /**
-   * The provider API a request speaks. A request with none is metered only when its handler
-   * calls `req.tollgate.recordUsage()`.
-   * @default detected from the path: `.../chat/completions`, `.../responses`, `.../messages`
+   * The provider API the route speaks (`openai.chat`, `openai.responses`, `anthropic.messages`,
+   * `openai.compatible`, `gemini.generate`, or an adapter), declared, never guessed from the path.
+   * A route that declared its call earlier (`providerCall()`) needs none. A route with neither
+   * is no provider call: it is metered only when its handler calls `req.tollgate.recordUsage()`,
+   * and token limits and budgets after it refuse it (they cannot price it).
+   * @default the call declared earlier on the route, else none
    */
-  api?: ProviderApi | ((req: Request) => ProviderApi | undefined);
+  api?: ProviderApi | ProviderAdapter;
+  /**
+   * For routes that call a provider SDK themselves: builds the provider request from the client's
+   * request, so it is estimated, capped and budgeted like a proxied one. Send
+   * `req.tollgate.call.body` (budgets may have clamped its cap or downgraded its model), pass
+   * `req.tollgate.call.signal` to the SDK, and report the answer with `req.tollgate.recordResponse()`.
+   * @default the parsed JSON body is the provider request
+   */
+  request?: CallDeclaration['request'];
   /**
    * Output cap when the request sets none (a number, or per request). Written into the body so
    * the provider enforces it and the estimate stays an upper bound.
@@ -47,7 +55,8 @@ export interface MeterOptions {
   defaultMaxOutputTokens?: number | ((req: Request) => number | undefined);
   /**
    * Output cap per identity tier (`req.tollgate.identity.tier`): used when the request sets
-   * none, and clamps a larger one; written into the body either way.
+   * none, and clamps a larger one, through the same `req.tollgate.limitOutput()` as `tierPolicy`
+   * (every cap field of the API). Prefer `tierPolicy({ tiers })`, which also checks models.
    * @default {}
    */
   tierMaxOutputTokens?: Record<string, number>;
@@ -78,7 +87,7 @@ export interface MeterOptions {
 }
 
 const KNOWN_OPTIONS = [
-  'pricing', 'sinks', 'api', 'defaultMaxOutputTokens', 'tierMaxOutputTokens', 'includeStreamUsage',
+  'pricing', 'sinks', 'api', 'request', 'defaultMaxOutputTokens', 'tierMaxOutputTokens', 'includeStreamUsage',
   'imageTokens', 'maxEstimateMs', 'estimateSliceMs', 'approximationFactor', 'renderError', 'onUsage',
 ] as const satisfies readonly (keyof MeterOptions)[];
 
@@ -113,7 +122,10 @@ export function meter(options: MeterOptions = {}) {
   for (const sink of sinks) {
     if (typeof sink?.write !== 'function') throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'meter() option sinks must hold objects with write(), flush() and close()');
   }
-  const apiOf = typeof options.api === 'function' ? options.api : options.api !== undefined ? () => options.api as ProviderApi : (req: Request) => detectProviderApi(req.originalUrl ?? req.url);
+  const declaredAdapter = options.api === undefined ? undefined : adapterFor(options.api, 'meter() option api');
+  if (options.request !== undefined && typeof options.request !== 'function') throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'meter() option request must be a function (req) => provider request body');
+  if (options.request !== undefined && !declaredAdapter) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'meter() option request needs the api it is sent to: meter({ api, request })');
+  const declaration: CallDeclaration = { request: options.request };
   const fixedDefaultCap = typeof options.defaultMaxOutputTokens === 'number' ? positiveInteger(options.defaultMaxOutputTokens, 'defaultMaxOutputTokens') : undefined;
   const defaultCapOf = typeof options.defaultMaxOutputTokens === 'function' ? options.defaultMaxOutputTokens : () => fixedDefaultCap;
   const tierCaps = new Map<string, number>();
@@ -135,48 +147,38 @@ export function meter(options: MeterOptions = {}) {
   // Load the encodings now, off the request path; until then counts use the byte bound.
   void preloadTokenizers();
 
-  const countOutput = (model: string, api: ProviderApi) => (text: string) => {
-    const exact = api !== 'anthropic.messages' && isOpenAiModel(model);
-    const tokens = countTextTokens(text, exact ? encodingForModel(model) : 'o200k_base', new CountBudget(outputCountMs));
-    return exact ? tokens : Math.ceil(tokens * estimateOptions.approximationFactor);
+  /** Counts output text the way the input of `model` was counted (approximated where the tokenizer is not public). */
+  const outputCounter = (price: ResolvedPrice | undefined): OutputCounter => {
+    const tokenizer = price?.tokenizer ?? 'approximate';
+    if (tokenizer !== 'approximate') return (text) => countTextTokens(text, tokenizer, new CountBudget(outputCountMs));
+    return (text) => Math.ceil(countTextTokens(text, 'o200k_base', new CountBudget(outputCountMs)) * estimateOptions.approximationFactor);
   };
 
-  /** Estimates the request and prepares its body; throws ApiError for the client. */
-  const prepare = async (req: Request, api: ProviderApi, ctx: TollgateContext): Promise<{ estimate: RequestEstimate; addedUsage: boolean }> => {
-    const body: unknown = req.body;
-    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-      throw new ApiError('invalid_request', 'The request body must be a JSON object (is express.json() mounted before meter()?).', { param: 'body' });
-    }
-    const model = requestModel(body);
-    if (model === undefined) throw new ApiError('invalid_request', 'The request body needs a "model" string.', { param: 'model' });
+  /** Caps, estimates and prepares the declared call; throws ApiError for the client. */
+  const prepare = async (req: Request, call: ProviderCall, adapter: ProviderAdapter, ctx: TollgateContext): Promise<{ estimate: RequestEstimate; price: ResolvedPrice; addedUsage: boolean }> => {
+    const model = call.model!;
     const tier = ctx.identity?.tier;
     const tierCap = tier === undefined ? undefined : tierCaps.get(tier);
-    const asked = requestOutputCap(body, api);
-    let defaultCap = asked === undefined ? (tierCap ?? defaultCapOf(req)) : undefined;
-    if (defaultCap !== undefined) defaultCap = positiveInteger(defaultCap, 'defaultMaxOutputTokens');
-    const cap = tierCap !== undefined && asked !== undefined && asked > tierCap ? tierCap : defaultCap;
-    // A cap the provider does not know about would not bound anything: write it into the body.
-    if (cap !== undefined) setRequestOutputCap(body, api, cap);
+    if (call.outputCap === undefined) {
+      const defaultCap = tierCap ?? defaultCapOf(req);
+      // A cap the provider does not know about would not bound anything: it goes into the body.
+      if (defaultCap !== undefined) ctx.limitOutput(positiveInteger(defaultCap, 'defaultMaxOutputTokens')!);
+    } else if (tierCap !== undefined) {
+      ctx.limitOutput(tierCap);
+    }
     let estimate: RequestEstimate;
+    let price: ResolvedPrice;
     try {
-      estimate = await estimateRequestAsync({ api, body, model, pricing, ...estimateOptions, defaultMaxOutputTokens: cap });
+      price = pricing.get(model);
+      estimate = await estimateRequestAsync({ api: adapter, body: call.body, model, pricing, ...estimateOptions });
     } catch (error) {
       if (error instanceof UnknownModelError) {
         throw new ApiError('invalid_request', `The model "${model}" is not available: it has no price in this gateway's pricing table.`, { param: 'model', cause: error });
       }
       throw error;
     }
-    let addedUsage = false;
-    if (includeStreamUsage && api === 'openai.chat' && requestStreams(body)) {
-      const record = body as Record<string, unknown>;
-      const streamOptions = record.stream_options;
-      const current = typeof streamOptions === 'object' && streamOptions !== null ? (streamOptions as Record<string, unknown>) : {};
-      if (current.include_usage !== true) {
-        record.stream_options = Object.assign({}, current, { include_usage: true });
-        addedUsage = true;
-      }
-    }
-    return { estimate, addedUsage };
+    const addedUsage = includeStreamUsage && call.stream && adapter.requestStreamUsage(call.body);
+    return { estimate, price, addedUsage };
   };
 
   return function meterUsage(req: Request, res: Response, next: NextFunction): void {
@@ -186,19 +188,26 @@ export function meter(options: MeterOptions = {}) {
       next();
       return;
     }
-    const api = apiOf(req);
-    if (api === undefined) {
-      takeCharge(req, res, next, ctx, undefined, false);
+    let call = ctx.call;
+    try {
+      if (declaredAdapter) call = declareProviderCall(req, res, declaredAdapter, declaration);
+    } catch (error) {
+      if (error instanceof ApiError) render(error, req, res);
+      else next(error);
       return;
     }
+    if (call === undefined) {
+      takeCharge(req, res, next, ctx, undefined, false, undefined);
+      return;
+    }
+    const adapter = adapterFor(call.adapter as ProviderAdapter);
     // The estimate is counted in slices, with the event loop turning between them.
-    prepare(req, api, ctx).then(
+    prepare(req, call, adapter, ctx).then(
       (prepared) => {
         // The client left while it was counted: core settled the request on 'close' already.
         if (ctx.settled) return;
-        ctx.estimate = prepared.estimate;
-        ctx.requestedModel ??= prepared.estimate.model;
-        takeCharge(req, res, next, ctx, api, prepared.addedUsage);
+        ctx.setEstimate(prepared.estimate, prepared.price);
+        takeCharge(req, res, next, ctx, adapter, prepared.addedUsage, prepared.price);
       },
       (error: unknown) => {
         if (ctx.settled) return;
@@ -208,18 +217,30 @@ export function meter(options: MeterOptions = {}) {
     ).catch((error: unknown) => next(error));
   };
 
+  /** Usage a handler reports must be priceable: an unknown model is never free. */
+  function checkReportedUsage(ctx: TollgateContext, usage: ReportedUsage): void {
+    const model = usage.model ?? ctx.estimate?.model;
+    if (model === undefined) {
+      throw new TollgateError('ERR_TG_METERING_UNPRICED_USAGE', 'recordUsage() needs the model the call ran with (no provider call was declared on this route to take it from)');
+    }
+    // Billed at the admitted model's price when the reported one is unknown (see buildRecord); without one, refused.
+    if (!pricing.find(model) && !(ctx.estimate && pricing.find(ctx.estimate.model))) throw new UnknownModelError(model);
+  }
+
   /** Marks the request metered, taps the response and settles it on 'close'; then calls next. */
-  function takeCharge(req: Request, res: Response, next: NextFunction, ctx: TollgateContext, api: ProviderApi | undefined, addedUsage: boolean): void {
+  function takeCharge(req: Request, res: Response, next: NextFunction, ctx: TollgateContext, adapter: ProviderAdapter | undefined, addedUsage: boolean, price: ResolvedPrice | undefined): void {
     ctx.metered = true;
-    const requestStreamed = requestStreams(req.body);
+    ctx.usageCheck = checkReportedUsage;
+    const requestStreamed = ctx.call?.stream ?? false;
     const route = (req.originalUrl ?? req.url ?? '').split('?')[0] ?? '';
-    const tap = new ResponseTap(res, api, addedUsage);
+    const countOutput = outputCounter(price);
+    const tap = new ResponseTap(res, ctx, adapter, addedUsage, countOutput);
 
     // on, not once: 'close' comes once per response (once would wrap the listener per request).
     res.on('close', () => {
       let record: UsageRecord | undefined;
       try {
-        record = buildRecord(req, res, ctx, api, tap, route, requestStreamed);
+        record = buildRecord(req, res, ctx, adapter, tap, route, requestStreamed, countOutput);
       } catch (error) {
         process.emitWarning(`tollgate: metering failed for request ${ctx.requestId}: ${error instanceof Error ? error.message : String(error)}`);
       }
@@ -243,14 +264,18 @@ export function meter(options: MeterOptions = {}) {
     next();
   }
 
-  function buildRecord(req: Request, res: Response, ctx: TollgateContext, api: ProviderApi | undefined, tap: ResponseTap, route: string, requestStreamed: boolean): UsageRecord | undefined {
+  function buildRecord(
+    req: Request, res: Response, ctx: TollgateContext, adapter: ProviderAdapter | undefined, tap: ResponseTap, route: string,
+    requestStreamed: boolean, countOutput: OutputCounter,
+  ): UsageRecord | undefined {
     const reported = hasTokens(ctx.reportedUsage) ? ctx.reportedUsage : undefined;
-    // A route that is no provider API produces a record only when its handler reported usage.
-    if (!api && !reported) return undefined;
+    // A route that is no provider call produces a record only when its handler reported usage.
+    if (!adapter && !reported) return undefined;
     const estimate = ctx.estimate;
-    const aborted = !res.writableFinished;
+    const aborted = !res.writableFinished && !tap.stopped;
     const reader = tap.finish();
     const failed = res.statusCode >= 400 && !aborted;
+    const grant = estimate ? estimate.maxOutputTokens * (estimate.outputChoices ?? 1) : undefined;
 
     let usage: TokenUsage;
     let usageSource: UsageRecord['usageSource'];
@@ -266,8 +291,7 @@ export function meter(options: MeterOptions = {}) {
       usageSource = 'provider';
       reportedModel = ctx.reportedUsage?.model;
     } else {
-      const model = reader?.model ?? estimate?.model ?? '';
-      let read: ReadUsage | undefined = reader && api ? reader.result(countOutput(model, api)) : undefined;
+      let read: ReadUsage | undefined = reader ? reader.result(countOutput) : undefined;
       // A failed call without provider usage produced no model output: what passed is an error body, not billable text.
       if (failed && read?.source === 'counted') read = undefined;
       // Without usage the prompt counts as processed unless the call failed before any output.
@@ -275,15 +299,18 @@ export function meter(options: MeterOptions = {}) {
       usage = read?.usage ?? { inputTokens: assumedInput, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 0, reasoningTokens: 0 };
       if (read && read.usage.inputTokens === 0) usage.inputTokens = assumedInput;
       usageSource = read?.source ?? 'counted';
-      // The cap is in the body, so the provider never produced more: a count above it is the
-      // approximation (o200k_base x approximationFactor for other tokenizers) overshooting.
-      if (usageSource === 'counted' && estimate) usage.outputTokens = Math.min(usage.outputTokens, estimate.maxOutputTokens * (estimate.outputChoices ?? 1));
+      // A stream cut short of its grant (the client left) cannot have run past the cap in the body: a count
+      // above it is the approximation (o200k_base x approximationFactor) overshooting. A stream stopped at its
+      // grant did run past it (the upstream ignored the cap): it is billed what was counted.
+      if (usageSource === 'counted' && grant !== undefined && !tap.stopped && estimate && pricing.find(estimate.model)?.tokenizer !== 'o200k_base' && pricing.find(estimate.model)?.tokenizer !== 'cl100k_base') {
+        usage.outputTokens = Math.min(usage.outputTokens, grant);
+      }
       reportedModel = reader?.model;
     }
 
-    // Bill what ran: the provider's model when it has a price, else the (maybe downgraded) estimate model.
+    // Bill what ran: the provider's model when it has a price, else the (maybe downgraded) admitted model.
     let billedModel: string | null = null;
-    let price = undefined as ReturnType<Pricing['find']>;
+    let price: ResolvedPrice | undefined;
     for (const candidate of [reportedModel, estimate?.model]) {
       if (!candidate) continue;
       price = pricing.find(candidate);
@@ -294,7 +321,7 @@ export function meter(options: MeterOptions = {}) {
     }
     billedModel ??= reportedModel ?? estimate?.model ?? null;
     const identity = ctx.identity;
-    return {
+    const record: UsageRecord = {
       requestId: ctx.requestId,
       timestamp: new Date(ctx.startedAt).toISOString(),
       keyId: identity?.keyId ?? null,
@@ -302,11 +329,16 @@ export function meter(options: MeterOptions = {}) {
       userId: identity?.userId ?? null,
       feature: identity?.feature ?? null,
       route,
-      provider: price?.provider ?? estimate?.provider ?? ctx.reportedUsage?.provider ?? (api ? providerOf(api) : null),
+      provider: price?.provider ?? estimate?.provider ?? ctx.reportedUsage?.provider ?? adapter?.provider ?? null,
       model: billedModel,
-      requestedModel: ctx.requestedModel ?? requestModel(req.body) ?? null,
-      ...usage,
-      costNanoUsd: price ? costNanoUsd(usage, price) : 0,
+      requestedModel: ctx.requestedModel ?? null,
+      inputTokens: usage.inputTokens,
+      cachedInputTokens: usage.cachedInputTokens,
+      cacheWriteTokens: usage.cacheWriteTokens,
+      outputTokens: usage.outputTokens,
+      reasoningTokens: usage.reasoningTokens,
+      // An unknown model is never free: with no price at all, the most the request could cost.
+      costNanoUsd: price ? costNanoUsd(usage, price) : (estimate?.costNanoUsd ?? 0),
       estimatedCostNanoUsd: estimate?.costNanoUsd ?? 0,
       status: res.statusCode,
       stream: tap.streamed || requestStreamed,
@@ -314,5 +346,8 @@ export function meter(options: MeterOptions = {}) {
       latencyMs: Math.max(0, Date.now() - ctx.startedAt),
       usageSource,
     };
+    // The upstream produced more than the cap it was sent (it ignored it): billed as it ran, flagged.
+    if (grant !== undefined && (tap.stopped || usage.outputTokens > grant)) record.outputOverCap = true;
+    return record;
   }
 }

@@ -1,9 +1,8 @@
-// Reads a response for usage as it passes through res.write / res.end, without holding it back.
-import type { ProviderApi } from '@tollgate/core';
+// Reads a response for usage as it passes through res.write / res.end, without holding it back; ends a stream at its grant.
+import type { TollgateContext } from '@tollgate/core';
+import { SseDecoder } from '@tollgate/providers';
+import type { OutputCounter, ProviderAdapter, UsageReader } from '@tollgate/providers';
 import type { Response } from 'express';
-import { SseDecoder } from './sse-decoder.js';
-import { createUsageReader } from './usage-reader.js';
-import type { UsageReader } from './usage-reader.js';
 
 /** JSON bodies above this are not parsed whole: usage is looked for in their last bytes. */
 const MAX_JSON_BYTES = 4 * 1024 * 1024;
@@ -48,9 +47,21 @@ function toBuffer(chunk: Chunk, encoding: unknown): Buffer {
  * when the meter added the usage chunk to an OpenAI stream does it hold the bytes of an event
  * until the event is complete, to drop that one chunk (providers send whole events per write,
  * so in practice nothing waits).
+ *
+ * The hard stop: a stream's output is counted as it passes (a byte bound per event, the tokenizer
+ * only once that bound passes the grant). Once the output passes the tokens its reservation was
+ * granted, the event that passed it goes out, then the API's own ending (the adapter's), and the
+ * response ends; the upstream call is aborted through `req.tollgate.call`, and what it still
+ * sends is dropped. An upstream that ignores the cap in the body is stopped one event past it.
  */
 export class ResponseTap {
   streamed = false;
+  /** The stream was ended here because its output passed the grant. */
+  stopped = false;
+  /** Output tokens counted when the stream was stopped. */
+  stoppedAt = 0;
+  /** Output tokens the stream may produce (cap x choices), known once it starts; undefined: no hard stop. */
+  private grant: number | undefined;
   private mode: 'unknown' | 'sse' | 'json' | 'other' = 'unknown';
   private reader: UsageReader | undefined;
   private decoder: SseDecoder | undefined;
@@ -63,19 +74,30 @@ export class ResponseTap {
 
   constructor(
     private readonly res: Response,
-    private readonly api: ProviderApi | undefined,
+    private readonly ctx: TollgateContext,
+    adapter: ProviderAdapter | undefined,
     private readonly addedUsage: boolean,
+    private readonly countOutput: OutputCounter,
   ) {
-    if (!api) return;
-    this.reader = createUsageReader(api, { stripAddedUsage: addedUsage });
+    if (!adapter) return;
+    this.reader = adapter.createReader({ stripAddedUsage: addedUsage });
     const write = res.write.bind(res) as (chunk: Chunk, encoding?: BufferEncoding, callback?: WriteCallback) => boolean;
     const end = res.end.bind(res) as (chunk?: Chunk, encoding?: BufferEncoding, callback?: () => void) => Response;
 
     res.write = ((chunk: Chunk, encoding?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean => {
       const cb = typeof encoding === 'function' ? encoding : callback;
       const enc = typeof encoding === 'function' ? undefined : encoding;
+      if (this.stopped) {
+        // The stream was ended at its grant: what the upstream still sends goes nowhere.
+        if (cb) process.nextTick(cb);
+        return true;
+      }
       if (chunk === undefined || chunk === null || this.broken) return write(chunk, enc, cb);
       const forward = this.observe(toBuffer(chunk, enc));
+      if (this.stopped) {
+        end(forward, undefined, cb);
+        return true;
+      }
       if (forward === undefined) return write(chunk, enc, cb);
       if (forward.length === 0) {
         // Everything was held back (a partial or stripped event): the write still completes.
@@ -89,8 +111,13 @@ export class ResponseTap {
       const cb = typeof chunk === 'function' ? chunk : typeof encoding === 'function' ? encoding : callback;
       const data = typeof chunk === 'function' ? undefined : chunk;
       const enc = typeof encoding === 'function' ? undefined : encoding;
+      if (this.stopped) {
+        if (cb) process.nextTick(cb);
+        return res;
+      }
       if (this.broken) return end(data as Chunk, enc, cb);
       let forward = data === undefined || data === null ? undefined : this.observe(toBuffer(data, enc));
+      if (this.stopped) return end(forward, undefined, cb);
       const rest = this.endStream();
       if (rest !== undefined) forward = forward === undefined ? rest : Buffer.concat([forward, rest]);
       if (forward === undefined) return end(data as Chunk, enc, cb);
@@ -104,10 +131,19 @@ export class ResponseTap {
       if (this.mode === 'unknown') this.detect();
       if (this.mode === 'sse') {
         const blocks = this.decoder!.push(bytes);
+        const reader = this.reader!;
+        const grant = this.grant;
         const kept: Buffer[] = [];
-        for (const block of blocks) {
-          const drop = block.hasData && this.reader!.onEvent(block.event, block.data);
+        for (let i = 0; i < blocks.length; i++) {
+          const block = blocks[i]!;
+          const drop = block.hasData && reader.onEvent(block.event, block.data);
           if (!drop) kept.push(block.raw);
+          // One comparison per event until the byte bound passes the grant; then the tokenizer decides.
+          if (grant !== undefined && reader.output.tokenBound > grant && this.passedGrant(grant)) {
+            kept.push(Buffer.from(reader.ending({ inputTokens: this.ctx.estimate?.inputTokens ?? 0, outputTokens: this.stoppedAt })));
+            this.stop();
+            return Buffer.concat(kept);
+          }
         }
         return this.strip ? Buffer.concat(kept) : undefined;
       }
@@ -131,6 +167,17 @@ export class ResponseTap {
     }
   }
 
+  /** Counts what passed since the last count: has the output gone past the grant? */
+  private passedGrant(grant: number): boolean {
+    this.stoppedAt = this.reader!.output.countSoFar(this.countOutput);
+    return this.stoppedAt > grant;
+  }
+
+  private stop(): void {
+    this.stopped = true;
+    this.ctx.call?.abort('The answer passed the output its reservation was granted.');
+  }
+
   private detect(): void {
     const type = String(this.res.getHeader('content-type') ?? '').toLowerCase();
     if (type.includes('text/event-stream')) {
@@ -138,7 +185,11 @@ export class ResponseTap {
       this.streamed = true;
       this.decoder = new SseDecoder();
       // Dropping bytes would break a declared length; then the client just sees the chunk.
-      this.strip = this.addedUsage && this.res.getHeader('content-length') === undefined;
+      const lengthFree = this.res.getHeader('content-length') === undefined;
+      this.strip = this.addedUsage && lengthFree;
+      // The grant as it stands when the answer starts (after every clamp); a declared length cannot take an ending.
+      const estimate = this.ctx.estimate;
+      if (estimate && lengthFree) this.grant = estimate.maxOutputTokens * (estimate.outputChoices ?? 1);
     } else if (type.includes('json') || type === '') {
       this.mode = 'json';
     } else {

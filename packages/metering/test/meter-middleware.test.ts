@@ -3,13 +3,15 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { costNanoUsd, createPricing, getContext } from '@tollgate/core';
-import type { Identity, UsageRecord } from '@tollgate/core';
-import { meter, preloadTokenizers } from '@tollgate/metering';
+import type { Identity, ProviderApi, UsageRecord } from '@tollgate/core';
+import { meter } from '@tollgate/metering';
+import { CountBudget, countTextTokens, preloadTokenizers } from '@tollgate/providers';
 import type { MeterOptions, UsageSink } from '@tollgate/metering';
 import express from 'express';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 
-const fixture = (name: string) => readFileSync(new URL(`./fixtures/${name}`, import.meta.url));
+// Provider answers recorded once, shared with the adapters' own tests.
+const fixture = (name: string) => readFileSync(new URL(`../../providers/test/fixtures/${name}`, import.meta.url));
 const pricing = createPricing();
 const identity: Identity = { keyId: 'key-1', tenantId: 'acme', userId: 'alice', tier: 'free', feature: 'support-bot', scopes: ['chat'], authMethod: 'api_key' };
 
@@ -57,7 +59,11 @@ async function start(handler: RequestHandler, options: MeterOptions = {}, after:
     });
     next();
   };
-  app.post(['/v1/chat/completions', '/v1/responses', '/v1/messages', '/custom'], meter({ pricing, sinks: [sink], ...options }), listen, ...after, handler);
+  // Each route declares the API it speaks; /custom declares none (an SDK-calling handler reports usage itself).
+  const routes: [string, ProviderApi | undefined][] = [
+    ['/v1/chat/completions', 'openai.chat'], ['/v1/responses', 'openai.responses'], ['/v1/messages', 'anthropic.messages'], ['/custom', undefined],
+  ];
+  for (const [path, api] of routes) app.post(path, meter({ pricing, sinks: [sink], ...(api ? { api } : {}), ...options }), listen, ...after, handler);
   const server = http.createServer(app);
   servers.push(server);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -358,7 +364,6 @@ describe('meter() with streams', () => {
     });
     await closed;
     const record = await recorded;
-    const { countTextTokens, CountBudget } = await import('@tollgate/metering');
     const passed = countTextTokens('Héllo wörld, 数据 😀!', 'o200k_base', new CountBudget(1000));
     expect(record).toMatchObject({ aborted: true, usageSource: 'counted', inputTokens: estimateInput, outputTokens: passed, stream: true });
     // The chunks that passed named the model that ran: that is the one billed.

@@ -1,9 +1,10 @@
 // tierPolicy: per-tier model allowlist and output cap (clamps max_tokens & co., sets it when absent).
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import {
-  ApiError, assertKnownOptions, closestName, detectProviderApi, getContext, isModelAllowed, renderApiError, requestModel, requestOutputCap,
-  setRequestOutputCap, TollgateError, type ErrorRenderer, type ProviderApi,
+  ApiError, assertKnownOptions, closestName, getContext, isModelAllowed, renderApiError, TollgateError, type ErrorRenderer, type ProviderApi,
 } from '@tollgate/core';
+import { adapterFor, declareProviderCall } from '@tollgate/providers';
+import type { CallDeclaration, ProviderAdapter } from '@tollgate/providers';
 
 export interface TierRules {
   /** Models this tier may call (`*` any, `prefix*`, exact; dated ids match their family). Absent = any. */
@@ -13,6 +14,15 @@ export interface TierRules {
 }
 
 export interface TierPolicyOptions {
+  /**
+   * The provider API the route speaks, when no earlier piece declared its call (`providerCall()`,
+   * `meter({ api })`). A request with no declared API is refused (500 `misconfigured_route`):
+   * tier rules that cannot read the model would let anything through.
+   * @default the call declared earlier on the route
+   */
+  api?: ProviderApi | ProviderAdapter;
+  /** Builds the provider request, for routes that call an SDK themselves (see `providerCall`). @default the JSON body */
+  request?: CallDeclaration['request'];
   /** Rules by tier name (the caller's `identity.tier`). Extra fields of a config tier are ignored. */
   tiers?: Record<string, TierRules>;
   /**
@@ -32,7 +42,7 @@ export interface TierPolicyOptions {
   renderError?: ErrorRenderer;
 }
 
-const OPTION_NAMES = ['tiers', 'defaultTier', 'identityModels', 'renderError'] as const;
+const OPTION_NAMES = ['api', 'request', 'tiers', 'defaultTier', 'identityModels', 'renderError'] as const;
 const RULE_NAMES = ['models', 'maxOutputTokens'] as const;
 const CODE = 'ERR_TG_RATELIMIT';
 const FACTORY = 'tierPolicy';
@@ -57,16 +67,11 @@ function resolveRules(tier: string, raw: unknown): TierRules {
   return { ...(models ? { models: [...models] } : {}), ...(maxOutputTokens ? { maxOutputTokens } : {}) };
 }
 
-/** The output caps a chat body names, in either field. */
-function chatCaps(body: Record<string, unknown>): number[] {
-  return [body.max_completion_tokens, body.max_tokens].filter((value): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value > 0);
-}
-
 /**
- * Applies the caller's tier rules to a provider request: a model outside the tier's list is
+ * Applies the caller's tier rules to a provider call: a model outside the tier's list is
  * refused with 403 `model_not_allowed`; the output cap is clamped to `maxOutputTokens`, and
- * set when absent, so the provider enforces it. Mount after `express.json()` and before the
- * metering estimate, so the estimate reserves the clamped cap.
+ * set when absent, in every cap field of the API, so the provider enforces it (an estimate made
+ * before is recomputed). Mount after `express.json()` and auth, on routes that declare their API.
  */
 export function tierPolicy(options: TierPolicyOptions = {}): RequestHandler {
   assertKnownOptions(options, OPTION_NAMES, `${CODE}_UNKNOWN_OPTION`, FACTORY);
@@ -75,57 +80,43 @@ export function tierPolicy(options: TierPolicyOptions = {}): RequestHandler {
   const defaultRules = rules.get(options.defaultTier ?? 'free');
   const identityModels = options.identityModels ?? true;
   const renderError = options.renderError ?? renderApiError;
-  let warnedNoBody = false;
+  const declared = options.api === undefined ? undefined : adapterFor(options.api, `${FACTORY}() option api`);
+  const declaration: CallDeclaration = { request: options.request };
 
   function refuseModel(req: Request, res: Response, model: string, where: string): void {
     renderError(new ApiError('model_not_allowed', `The model \`${model}\` is not available ${where}.`, { param: 'model' }), req, res);
   }
 
   return function tierPolicyMiddleware(req: Request, res: Response, next: NextFunction): void {
-    const api: ProviderApi | undefined = detectProviderApi(req.originalUrl ?? req.url);
-    if (!api) {
-      next();
-      return;
-    }
-    const body: unknown = req.body;
-    if (typeof body !== 'object' || body === null) {
-      if (!warnedNoBody && req.method === 'POST') {
-        warnedNoBody = true;
-        process.emitWarning(`tollgate ${FACTORY}: a ${api} request reached it without a parsed JSON body; mount express.json() before it`);
-      }
-      next();
-      return;
-    }
     const context = getContext(req, res);
+    let call = context.call;
+    try {
+      if (declared) call = declareProviderCall(req, res, declared, declaration);
+    } catch (error) {
+      if (error instanceof ApiError) renderError(error, req, res);
+      else next(error);
+      return;
+    }
+    if (!call) {
+      const message = 'This route applies tier rules but declares no provider call: declare its API (providerCall(), tierPolicy({ api })).';
+      renderError(new ApiError('misconfigured_route', message), req, res);
+      return;
+    }
     const identity = context.identity;
     const tier = identity?.tier;
     const tierRules = (tier !== undefined ? rules.get(tier) : undefined) ?? defaultRules;
-    const model = requestModel(body);
-    if (model !== undefined) {
-      if (tierRules?.models && !isModelAllowed(model, tierRules.models)) {
-        refuseModel(req, res, model, `on the ${tier !== undefined && rules.has(tier) ? tier : (options.defaultTier ?? 'free')} tier`);
-        return;
-      }
-      if (identityModels && identity?.models && !isModelAllowed(model, identity.models)) {
-        refuseModel(req, res, model, 'to this key');
-        return;
-      }
+    const model = call.model!;
+    if (tierRules?.models && !isModelAllowed(model, tierRules.models)) {
+      refuseModel(req, res, model, `on the ${tier !== undefined && rules.has(tier) ? tier : (options.defaultTier ?? 'free')} tier`);
+      return;
     }
+    if (identityModels && identity?.models && !isModelAllowed(model, identity.models)) {
+      refuseModel(req, res, model, 'to this key');
+      return;
+    }
+    // One rule for every API: the cap goes into each field the API reads, and the estimate follows.
     const maxOutput = tierRules?.maxOutputTokens;
-    if (maxOutput !== undefined) {
-      const asked = requestOutputCap(body, api);
-      // Chat takes two cap fields and servers differ on which wins: a small one must not carry a
-      // large one past the clamp, so both get the smallest cap asked (within the tier's).
-      const caps = api === 'openai.chat' ? chatCaps(body as Record<string, unknown>) : asked === undefined ? [] : [asked];
-      const cap = Math.min(maxOutput, ...caps);
-      if (caps.length === 0 || caps.some((value) => value !== cap)) setRequestOutputCap(body, api, cap);
-      // An estimate made before the clamp would reserve more than the provider may now produce.
-      const estimate = context.estimate;
-      if (estimate && estimate.maxOutputTokens > cap) {
-        estimate.maxOutputTokens = cap;
-        estimate.totalTokens = estimate.inputTokens + cap;
-      }
-    }
+    if (maxOutput !== undefined) context.limitOutput(maxOutput);
     next();
   };
 }

@@ -52,6 +52,8 @@ interface Refusal {
   units: number;
   charges: Charge[];
   tooLarge?: Target;
+  /** The route declared no provider call: nothing to count. */
+  misconfigured?: true;
 }
 
 function toReport(charge: Charge, denied: boolean): LimitReport {
@@ -103,13 +105,15 @@ export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHand
   }
 
   function unitsOf(req: Request, res: Response): number {
-    return Math.max(0, Math.ceil(getContext(req, res).estimate?.totalTokens ?? 0));
+    return Math.max(0, Math.ceil(getContext(req, res).estimate!.totalTokens));
   }
 
   const check: LimitCheck<Reserved, Refusal> = {
     queue,
     queueId: (req) => targetsOf(req).map((t) => t.key).join('|'),
     async attempt(req, res) {
+      // Nothing says how many tokens this request may use: refused, never let through uncounted.
+      if (!getContext(req, res).estimate) return { kind: 'denied', value: { misconfigured: true, units: 0, charges: [] }, retryAfterMs: 0, final: true };
       const units = unitsOf(req, res);
       const targets = targetsOf(req);
       // Reserving it would drain the window and still fail: refuse with the numbers instead.
@@ -165,6 +169,11 @@ export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHand
       });
     },
     refuse(req, res, refusal, waitedMs) {
+      if (refusal?.misconfigured) {
+        const message = 'This route limits tokens but declares no provider call to estimate: mount meter({ api }) (or providerCall() and meter()) before tokenRateLimit().';
+        renderError(new ApiError('misconfigured_route', message), req, res);
+        return;
+      }
       if (refusal?.tooLarge) {
         const { tooLarge, units } = refusal;
         const message = `This request needs ${units} tokens but the limit is ${tooLarge.limit} tokens per ${describeWindow(tooLarge.layer.windowMs)} (${tooLarge.layer.name}). Lower max_tokens or shorten the input.`;

@@ -3,8 +3,22 @@ import { describe, expect, it } from '@jest/globals';
 import request from 'supertest';
 import type { RequestHandler } from 'express';
 import { getContext } from '@tollgate/core';
+import type { ProviderApi } from '@tollgate/core';
+import { providerCall } from '@tollgate/providers';
 import { tierPolicy } from '@tollgate/ratelimit';
 import { testApp } from './helpers.js';
+
+const ROUTES: [string, ProviderApi][] = [['/v1/chat/completions', 'openai.chat'], ['/v1/responses', 'openai.responses'], ['/v1/messages', 'anthropic.messages']];
+
+/** The test app with each provider route declaring its API, as a real chain does. */
+function providerApp(middleware: RequestHandler | RequestHandler[], handler?: Parameters<typeof testApp>[1]) {
+  const declare: RequestHandler = (req, res, next) => {
+    const api = ROUTES.find(([path]) => path === req.path)?.[1];
+    if (api) providerCall(api)(req, res, next);
+    else next();
+  };
+  return testApp([declare, ...[middleware].flat()], handler);
+}
 
 const policy = tierPolicy({
   tiers: {
@@ -12,7 +26,7 @@ const policy = tierPolicy({
     pro: { models: ['*'] },
   },
 });
-const app = testApp(policy);
+const app = providerApp(policy);
 
 const post = (path: string, body: object, tier?: string) => {
   const call = request(app).post(path).set('x-key', 'k1');
@@ -42,14 +56,33 @@ describe('tierPolicy models', () => {
       getContext(req, res).identity = { keyId: 'k', scopes: [], authMethod: 'api_key', tier: 'pro', models: ['gpt-4o-mini'] };
       next();
     };
-    const keyApp = testApp([restricted, policy]);
+    const keyApp = providerApp([restricted, policy]);
     const response = await request(keyApp).post('/v1/chat/completions').send({ model: 'gpt-4o', messages: [] });
     expect(response.status).toBe(403);
     expect(response.body.error.message).toBe('The model `gpt-4o` is not available to this key.');
   });
 
-  it('leaves non-provider routes alone', async () => {
-    expect((await request(app).get('/v1/models').set('x-key', 'k1')).status).toBe(200);
+  it('refuses a request whose route declares no provider API (fail closed), whatever its path', async () => {
+    for (const path of ['/v1/models', '/v1/chat/completions/', '/api/threads/1/messages']) {
+      const response = await request(app).post(path).set({ 'x-key': 'k1', 'x-tier': 'free' }).send({ model: 'gpt-4o', max_tokens: 100_000 });
+      expect(response.status).toBe(500);
+      expect(response.body.error.code).toBe('misconfigured_route');
+    }
+  });
+
+  it('takes the API as an option on a route that declares nothing else, and reads the model of an SDK route from the request it builds', async () => {
+    const sdkApp = testApp(tierPolicy({
+      api: 'openai.chat',
+      request: (req) => ({ model: 'gpt-4o', max_tokens: (req.body as { length?: number }).length ?? 5000, messages: [] }),
+      tiers: { free: { models: ['gpt-4o-mini'], maxOutputTokens: 512 }, pro: { models: ['*'], maxOutputTokens: 1000 } },
+    }), (req, res) => {
+      res.json({ body: req.tollgate.call?.body });
+    });
+    // The client sends no model at all: the route chose gpt-4o, and a free key may not use it.
+    expect((await request(sdkApp).post('/summarize').set({ 'x-key': 'k', 'x-tier': 'free' }).send({ text: 'hi' })).status).toBe(403);
+    const pro = await request(sdkApp).post('/summarize').set({ 'x-key': 'k', 'x-tier': 'pro' }).send({ text: 'hi' });
+    expect(pro.status).toBe(200);
+    expect(pro.body.body.max_tokens).toBe(1000);
   });
 });
 
@@ -59,9 +92,10 @@ describe('tierPolicy output cap', () => {
     ['chat max_completion_tokens', '/v1/chat/completions', { max_completion_tokens: 9000 }, { max_completion_tokens: 512 }],
     ['chat, both fields', '/v1/chat/completions', { max_tokens: 4000, max_completion_tokens: 3000 }, { max_tokens: 512, max_completion_tokens: 512 }],
     ['chat, absent', '/v1/chat/completions', {}, { max_completion_tokens: 512 }],
-    // A small cap in one field must not carry a large one in the other past the clamp (servers differ on which wins).
-    ['chat, a small field beside a large one', '/v1/chat/completions', { max_completion_tokens: 100, max_tokens: 100_000 }, { max_completion_tokens: 100, max_tokens: 100 }],
-    ['chat, a large field beside a small one', '/v1/chat/completions', { max_completion_tokens: 100_000, max_tokens: 100 }, { max_completion_tokens: 100, max_tokens: 100 }],
+    // A small cap in one field must not carry a large one in the other past the clamp (servers differ on
+    // which wins): every field ends at most at the tier's cap, and none is raised.
+    ['chat, a small field beside a large one', '/v1/chat/completions', { max_completion_tokens: 100, max_tokens: 100_000 }, { max_completion_tokens: 100, max_tokens: 512 }],
+    ['chat, a large field beside a small one', '/v1/chat/completions', { max_completion_tokens: 100_000, max_tokens: 100 }, { max_completion_tokens: 512, max_tokens: 100 }],
     ['responses max_output_tokens', '/v1/responses', { max_output_tokens: 2048 }, { max_output_tokens: 512 }],
     ['responses, absent', '/v1/responses', {}, { max_output_tokens: 512 }],
     ['messages max_tokens', '/v1/messages', { max_tokens: 1024 }, { max_tokens: 512 }],
@@ -82,7 +116,7 @@ describe('tierPolicy output cap', () => {
       getContext(req, res).estimate = { provider: 'openai', model: 'gpt-4o-mini', inputTokens: 100, maxOutputTokens: 4000, costNanoUsd: 1, totalTokens: 4100 };
       next();
     };
-    const estimateApp = testApp([early, policy], (req, res) => {
+    const estimateApp = providerApp([early, policy], (req, res) => {
       res.json(getContext(req, res).estimate);
     });
     const response = await request(estimateApp).post('/v1/chat/completions').set({ 'x-key': 'k', 'x-tier': 'free' }).send({ model: 'gpt-4o-mini', max_tokens: 4000 });

@@ -123,12 +123,14 @@ describe('tokenRateLimit reserve and settle', () => {
     expect(pro.status).toBe(200);
   });
 
-  it('without an estimate reserves nothing but still refuses a full window, and charges the real usage at settle', async () => {
+  it('refuses a request without an estimate (no declared provider call) instead of letting it through uncounted', async () => {
     const stores = createMemoryStores({ sweepIntervalMs: 0 });
     const app = testApp(tokenRateLimit({ stores, limit: 100 }), settlingHandler);
-    expect((await request(app).post('/').set({ 'x-key': 'k6', 'x-used-input': '60', 'x-used-output': '40' })).status).toBe(200);
-    expect(await peek(stores, 'key:k6')).toBe(100);
-    expect((await request(app).post('/').set({ 'x-key': 'k6', 'x-used-input': '1', 'x-used-output': '1' })).status).toBe(429);
+    const response = await request(app).post('/').set({ 'x-key': 'k6', 'x-used-input': '60', 'x-used-output': '40' });
+    expect(response.status).toBe(500);
+    expect(response.body.error.code).toBe('misconfigured_route');
+    expect(response.body.error.message).toMatch(/declares no provider call/);
+    expect(await peek(stores, 'key:k6')).toBe(0);
   });
 
   it('reports tokens beside requests in one RateLimit header pair', async () => {

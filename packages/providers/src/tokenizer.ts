@@ -56,14 +56,6 @@ export function preloadTokenizers(): Promise<void> {
   return loading;
 }
 
-/** The encoding an OpenAI model uses: cl100k_base for GPT-4 and GPT-3.5, o200k_base for newer ones. */
-export function encodingForModel(model: string): EncodingName {
-  const id = model.toLowerCase().replace(/^ft:/, '');
-  if (/^gpt-4o|^gpt-4\.|^chatgpt-4o/.test(id)) return 'o200k_base';
-  if (/^gpt-4|^gpt-3\.5|^gpt-35|^text-embedding-(3|ada)/.test(id)) return 'cl100k_base';
-  return 'o200k_base';
-}
-
 /**
  * Shared by every count of one request, so the whole request is time-boxed, not each string.
  * It measures the time spent counting (not the time since it was made), so a busy event loop

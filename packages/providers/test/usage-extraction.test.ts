@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from '@jest/globals';
 import type { ProviderApi, TokenUsage } from '@tollgate/core';
-import { createUsageReader, findUsageObject, SseDecoder } from '@tollgate/metering';
-import type { SseBlock, UsageReader } from '@tollgate/metering';
+import { findUsageObject } from '@tollgate/metering';
+import { adapterFor, SseDecoder } from '@tollgate/providers';
+import type { SseBlock, UsageReader } from '@tollgate/providers';
 
 const fixture = (name: string) => readFileSync(new URL(`./fixtures/${name}`, import.meta.url));
 const lengthCounter = (text: string) => text.length;
@@ -11,7 +12,7 @@ const usage = (inputTokens: number, cachedInputTokens: number, cacheWriteTokens:
 /** Feeds the chunks to a decoder and a reader; returns the blocks seen and the reader. */
 function readStream(api: ProviderApi, chunks: Buffer[], strip = false): { blocks: Pick<SseBlock, 'event' | 'data'>[]; stripped: number; reader: UsageReader; raw: Buffer } {
   const decoder = new SseDecoder();
-  const reader = createUsageReader(api, { stripAddedUsage: strip });
+  const reader = adapterFor(api).createReader({ stripAddedUsage: strip });
   const blocks: Pick<SseBlock, 'event' | 'data'>[] = [];
   const kept: Buffer[] = [];
   let stripped = 0;
@@ -39,7 +40,7 @@ describe('usage from JSON bodies', () => {
     // Anthropic input_tokens excludes cache reads and writes; the record's inputTokens includes them.
     ['anthropic-messages.json', 'anthropic.messages', usage(100 + 200 + 1000, 1000, 200, 50, 0), 'claude-sonnet-4-5-20250929'],
   ] as const)('%s', (name, api, expected, model) => {
-    const reader = createUsageReader(api);
+    const reader = adapterFor(api).createReader();
     reader.onJson(JSON.parse(fixture(name).toString('utf8')));
     expect(reader.result(lengthCounter)).toEqual({ usage: expected, source: 'provider' });
     expect(reader.model).toBe(model);
@@ -123,7 +124,7 @@ describe('counting output when no usage arrives', () => {
     const text = fixture('openai-responses-stream.sse').toString('utf8');
     const cut = Buffer.from(text.slice(0, text.indexOf('event: response.output_text.done')));
     expect(readStream('openai.responses', [cut]).reader.result(lengthCounter)?.usage.outputTokens).toBe('Hi thére — 日本語 🚀'.length);
-    expect(createUsageReader('openai.responses').result(lengthCounter)).toBeUndefined();
+    expect(adapterFor('openai.responses').createReader().result(lengthCounter)).toBeUndefined();
   });
 });
 

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import { ApiError, createPricing, UnknownModelError } from '@tollgate/core';
-import { estimateInputTokens, estimateInputTokensAsync, estimateRequest, estimateRequestAsync, preloadTokenizers, utf8Length } from '@tollgate/metering';
+import { estimateInputTokens, estimateInputTokensAsync, estimateRequest, estimateRequestAsync, preloadTokenizers, utf8Length } from '@tollgate/providers';
 import { countTokens as o200kCount } from 'gpt-tokenizer/encoding/o200k_base';
 
 const PLAIN = { disallowedSpecial: new Set<string>() };

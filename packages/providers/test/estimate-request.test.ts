@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import { ApiError, createPricing, maxCostNanoUsd, UnknownModelError } from '@tollgate/core';
-import { CountBudget, countTextTokens, encodingForModel, estimateInputTokens, estimateRequest, preloadTokenizers } from '@tollgate/metering';
+import { CountBudget, countTextTokens, estimateInputTokens, estimateRequest, preloadTokenizers, tokenizerFor } from '@tollgate/providers';
 import { countTokens as o200kCount } from 'gpt-tokenizer/encoding/o200k_base';
 
 const PLAIN = { disallowedSpecial: new Set<string>() };
@@ -24,8 +24,8 @@ describe('token counts', () => {
   });
 
   it('picks o200k_base for gpt-4o, 4.1, 5 and o-series, cl100k_base for gpt-4 and 3.5', () => {
-    for (const model of ['gpt-4o', 'gpt-4o-mini-2024-07-18', 'gpt-4.1-nano', 'gpt-5', 'gpt-5.1', 'o1', 'o3-mini', 'o4-mini', 'chatgpt-4o-latest']) expect(encodingForModel(model)).toBe('o200k_base');
-    for (const model of ['gpt-4', 'gpt-4-0613', 'gpt-4-turbo', 'gpt-3.5-turbo-0125']) expect(encodingForModel(model)).toBe('cl100k_base');
+    for (const model of ['gpt-4o', 'gpt-4o-mini-2024-07-18', 'gpt-4.1-nano', 'gpt-5', 'gpt-5.1', 'o1', 'o3-mini', 'o4-mini', 'chatgpt-4o-latest']) expect(tokenizerFor(model)).toBe('o200k_base');
+    for (const model of ['gpt-4', 'gpt-4-0613', 'gpt-4-turbo', 'gpt-3.5-turbo-0125']) expect(tokenizerFor(model)).toBe('cl100k_base');
   });
 
   it('adds up pieces exactly on long mixed text (same count as one tokenizer call)', () => {

@@ -1,0 +1,22 @@
+// The provider adapter: everything specific to one provider API, behind one object.
+import type { CallAdapter } from '@tollgate/core';
+import type { RequestCounter } from './counter.js';
+import type { Json } from './json.js';
+import type { UsageReader } from './usage.js';
+
+/**
+ * One per API. Core's part (`CallAdapter`: read the request, write model and cap, read an SDK
+ * answer's usage) lets the request context own the call's state; the rest lets the meter estimate
+ * the request, read usage as the answer streams past, and end a stream cut at its grant.
+ */
+export interface ProviderAdapter extends CallAdapter {
+  /** Input tokens of a request body, framed the way this API renders it into the prompt. */
+  countInput(counter: RequestCounter, body: Json): number;
+  /**
+   * Makes a streamed answer report its usage (OpenAI chat: `stream_options.include_usage`);
+   * returns true when it added something the client did not ask for (the meter strips it).
+   */
+  requestStreamUsage(body: Json): boolean;
+  /** A reader for one answer. `stripAddedUsage`: the usage chunk `requestStreamUsage` added is flagged. */
+  createReader(options?: { stripAddedUsage?: boolean }): UsageReader;
+}

@@ -1,0 +1,26 @@
+// The adapters by API name: what a route's declared `api` resolves to.
+import { isProviderApi, TollgateError } from '@tollgate/core';
+import type { ProviderApi } from '@tollgate/core';
+import type { ProviderAdapter } from './adapter.js';
+import { anthropicMessages } from './anthropic-messages/index.js';
+import { gemini } from './gemini/index.js';
+import { openAiChat } from './openai-chat/index.js';
+import { openAiCompatible } from './openai-compatible/index.js';
+import { openAiResponses } from './openai-responses/index.js';
+
+const ADAPTERS: Readonly<Record<ProviderApi, ProviderAdapter>> = Object.freeze({
+  'openai.chat': openAiChat,
+  'openai.responses': openAiResponses,
+  'anthropic.messages': anthropicMessages,
+  'openai.compatible': openAiCompatible,
+  'gemini.generate': gemini,
+});
+
+/** The adapter of an API, or of an adapter given as is; anything else is a configuration error. */
+export function adapterFor(api: ProviderApi | ProviderAdapter, where = 'api'): ProviderAdapter {
+  if (typeof api === 'object' && api !== null && typeof api.read === 'function' && typeof api.createReader === 'function') return api;
+  if (!isProviderApi(api)) {
+    throw new TollgateError('ERR_TG_PROVIDERS_UNKNOWN_API', `${where} must be one of ${Object.keys(ADAPTERS).join(', ')} (or an adapter); got ${JSON.stringify(api)}`);
+  }
+  return ADAPTERS[api];
+}

@@ -1,0 +1,194 @@
+// Anthropic Messages (`POST /v1/messages`): request shape, estimate, usage, and the ending of a cut stream.
+import type { CallRequest, CallShape, ReportedUsage, TokenUsage } from '@tollgate/core';
+import type { ProviderAdapter } from '../adapter.js';
+import type { RequestCounter } from '../counter.js';
+import { asArray, bodyModel, isObject, parseJson, positiveInteger, tokenCount } from '../json.js';
+import type { Json } from '../json.js';
+import { MESSAGE_OVERHEAD } from '../openai-framing.js';
+import { OutputText, sseEvent } from '../usage.js';
+import type { UsageReader } from '../usage.js';
+
+/**
+ * Anthropic adds a tool-use system prompt when tools are present: 346 tokens for Claude 4 and
+ * 3.7 models with tool_choice auto/none (313 for any/tool), per its tool-use docs.
+ */
+const ANTHROPIC_TOOL_PROMPT = 346;
+
+function countBlocks(counter: RequestCounter, content: unknown): { text: number; fixed: number } {
+  if (typeof content === 'string') return { text: counter.text(content), fixed: 0 };
+  let text = 0;
+  let fixed = 0;
+  for (const block of asArray(content)) {
+    if (!isObject(block)) continue;
+    switch (block.type) {
+      case 'text':
+        text += counter.text(block.text);
+        break;
+      case 'image':
+        fixed += counter.image();
+        break;
+      case 'thinking':
+        text += counter.text(block.thinking);
+        break;
+      case 'tool_use':
+        text += counter.text(block.name) + counter.text(block.input);
+        break;
+      case 'tool_result': {
+        const inner = countBlocks(counter, block.content);
+        text += inner.text;
+        fixed += inner.fixed;
+        break;
+      }
+      default:
+        // Documents and future block types: their JSON (base64 included) bounds them from above.
+        text += counter.text(block);
+    }
+  }
+  return { text, fixed };
+}
+
+function countMessagesRequest(counter: RequestCounter, body: Json): number {
+  const system = countBlocks(counter, body.system);
+  let text = system.text;
+  let fixed = system.fixed;
+  for (const message of asArray(body.messages)) {
+    if (!isObject(message)) continue;
+    const blocks = countBlocks(counter, message.content);
+    text += MESSAGE_OVERHEAD + blocks.text;
+    fixed += blocks.fixed;
+  }
+  const tools = asArray(body.tools);
+  for (const tool of tools) text += counter.text(tool);
+  if (tools.length > 0) fixed += ANTHROPIC_TOOL_PROMPT;
+  // Images and the tool prompt are fixed numbers of Claude tokens: only counted text is approximated.
+  return counter.approximate(text) + fixed;
+}
+
+interface AnthropicUsage {
+  input_tokens?: number;
+  output_tokens?: number;
+  cache_creation_input_tokens?: number;
+  cache_read_input_tokens?: number;
+}
+
+const ANTHROPIC_FIELDS = ['input_tokens', 'output_tokens', 'cache_creation_input_tokens', 'cache_read_input_tokens'] as const;
+
+/** Anthropic's input_tokens excludes cache reads and writes; ours includes them. */
+function toTokenUsage(reported: AnthropicUsage): TokenUsage {
+  const cacheRead = reported.cache_read_input_tokens ?? 0;
+  const cacheWrite = reported.cache_creation_input_tokens ?? 0;
+  return {
+    inputTokens: (reported.input_tokens ?? 0) + cacheRead + cacheWrite,
+    cachedInputTokens: cacheRead,
+    cacheWriteTokens: cacheWrite,
+    outputTokens: reported.output_tokens ?? 0,
+    reasoningTokens: 0,
+  };
+}
+
+function assignUsage(into: AnthropicUsage, usage: unknown): void {
+  if (!isObject(usage)) return;
+  for (const field of ANTHROPIC_FIELDS) if (typeof usage[field] === 'number') into[field] = tokenCount(usage[field]);
+}
+
+function collectBlock(output: OutputText, block: unknown): void {
+  if (!isObject(block)) return;
+  output.add(block.text);
+  output.add(block.thinking);
+  output.add(block.partial_json);
+  if (block.type === 'tool_use') {
+    output.add(block.name);
+    if (isObject(block.input) && Object.keys(block.input).length > 0) output.add(JSON.stringify(block.input));
+  }
+}
+
+function createMessagesReader(): UsageReader {
+  const output = new OutputText();
+  // Anthropic's usage fields are running totals: each report replaces the last, never adds to it.
+  const reported: AnthropicUsage = {};
+  let started = false;
+  let complete = false;
+  /** Content blocks started and not stopped: a cut stream closes them before its message_delta. */
+  const openBlocks = new Set<number>();
+  const reader: UsageReader = {
+    api: 'anthropic.messages',
+    model: undefined,
+    output,
+    onEvent(event, data) {
+      const payload = parseJson(data);
+      if (!isObject(payload)) return false;
+      const type = typeof payload.type === 'string' ? payload.type : event;
+      if (type === 'content_block_delta') {
+        collectBlock(output, payload.delta);
+      } else if (type === 'content_block_start') {
+        if (typeof payload.index === 'number') openBlocks.add(payload.index);
+        collectBlock(output, payload.content_block);
+      } else if (type === 'content_block_stop') {
+        if (typeof payload.index === 'number') openBlocks.delete(payload.index);
+      } else if (type === 'message_start' && isObject(payload.message)) {
+        started = true;
+        if (typeof payload.message.model === 'string') reader.model = payload.message.model;
+        assignUsage(reported, payload.message.usage);
+      } else if (type === 'message_delta' && isObject(payload.usage)) {
+        // Only a delta with usage carries the final output count; without one, what passed is counted.
+        assignUsage(reported, payload.usage);
+        complete = true;
+      }
+      return false;
+    },
+    onJson(body) {
+      if (!isObject(body)) return;
+      if (typeof body.model === 'string') reader.model = body.model;
+      for (const block of asArray(body.content)) collectBlock(output, block);
+      if (isObject(body.usage)) {
+        started = true;
+        complete = true;
+        assignUsage(reported, body.usage);
+      }
+    },
+    onUnparsed: (text) => output.add(text),
+    result(countOutput) {
+      if (!started && !output.seen) return undefined;
+      const usage = toTokenUsage(reported);
+      if (complete) return { usage, source: 'provider' };
+      // Cut after message_start: the input is known, the output is what passed.
+      usage.outputTokens = Math.max(usage.outputTokens, output.tokens(countOutput));
+      return { usage, source: 'counted' };
+    },
+    ending({ outputTokens }) {
+      let text = '';
+      for (const index of openBlocks) text += sseEvent({ type: 'content_block_stop', index }, 'content_block_stop');
+      text += sseEvent({ type: 'message_delta', delta: { stop_reason: 'max_tokens', stop_sequence: null }, usage: { output_tokens: outputTokens } }, 'message_delta');
+      return text + sseEvent({ type: 'message_stop' }, 'message_stop');
+    },
+  };
+  return reader;
+}
+
+/** Anthropic Messages. */
+export const anthropicMessages: ProviderAdapter = {
+  api: 'anthropic.messages',
+  provider: 'anthropic',
+  read({ body }: CallRequest): CallShape {
+    const record = isObject(body) ? body : {};
+    return { model: bodyModel(body), outputCap: positiveInteger(record.max_tokens), stream: record.stream === true, choices: 1 };
+  },
+  writeOutputCap(body, cap) {
+    body.max_tokens = cap;
+  },
+  writeModel(body, model) {
+    body.model = model;
+  },
+  readUsage(response): ReportedUsage | undefined {
+    if (!isObject(response) || !isObject(response.usage)) return undefined;
+    const reported: AnthropicUsage = {};
+    assignUsage(reported, response.usage);
+    const usage: ReportedUsage = toTokenUsage(reported);
+    if (typeof response.model === 'string') usage.model = response.model;
+    return usage;
+  },
+  countInput: countMessagesRequest,
+  // Anthropic streams always carry their usage (message_start, then message_delta).
+  requestStreamUsage: () => false,
+  createReader: () => createMessagesReader(),
+};

@@ -1,0 +1,125 @@
+// Counting the strings of one request under one time budget, exact or approximate as the catalogue says.
+import type { TokenizerFamily } from '@tollgate/core';
+import { CountBudget, countTextTokens } from './tokenizer.js';
+import type { EncodingName } from './tokenizer.js';
+import type { UsageEstimate } from '@tollgate/core';
+
+/** How the input tokens were found. */
+export type EstimateMethod = EncodingName | 'approximate';
+
+export interface EstimateOptions {
+  /**
+   * Tokens counted for each image, an upper bound because image sizes are not known before the call.
+   * @default 3,779 for OpenAI models (the largest of OpenAI's documented formulas: 1,536 patches x 2.46,
+   * above 85 + 170 x 8 tiles = 1,445), 48,169 for gpt-4o-mini (2,833 + 5,667 x 8 tiles), 1,600 for
+   * Anthropic and other models (Anthropic resizes images above ~1.15 megapixels; tokens = w x h / 750).
+   */
+  imageTokens?: number;
+  /**
+   * Time budget for exact counting, per request (time spent counting, not waiting for the event
+   * loop). Text left when it runs out is counted as its UTF-8 byte length: an upper bound.
+   * @default 15 for `estimateRequest` / `estimateInputTokens` (synchronous: the whole count is one
+   * stall), 250 for `estimateRequestAsync` / `estimateInputTokensAsync` (sliced)
+   */
+  maxEstimateMs?: number;
+  /**
+   * Asynchronous estimates only: counting runs in slices of about this many ms, with an event-loop
+   * turn (setImmediate) between slices, so no other request waits longer than about one slice.
+   * @default 4
+   */
+  estimateSliceMs?: number;
+  /**
+   * Factor applied to o200k_base counts for models whose tokenizer is not public (Anthropic,
+   * self-hosted). Claude's tokenizer yields more tokens than o200k_base for the same text; 1.25
+   * covers English prose and code with margin.
+   * @default 1.25
+   */
+  approximationFactor?: number;
+}
+
+export interface InputTokenEstimate {
+  tokens: number;
+  /** True when every string was counted by the exact tokenizer (no byte bound, no approximation). */
+  exact: boolean;
+  method: EstimateMethod;
+}
+
+export interface RequestEstimate extends UsageEstimate, InputTokenEstimate {}
+
+/**
+ * Upper bound of the tokens of one image (see `imageTokens`): OpenAI's largest documented formula
+ * for exactly counted (OpenAI) models, gpt-4o-mini's own, and Anthropic's resize bound elsewhere.
+ */
+export function imageTokenBound(model: string, exactTokenizer: boolean): number {
+  if (!exactTokenizer) return 1_600;
+  if (/^(ft:)?gpt-4o-mini/i.test(model)) return 48_169;
+  return 3_779;
+}
+
+/** Time budget of a synchronous estimate (its whole count is one event-loop stall). */
+export const SYNC_ESTIMATE_MS = 15;
+/** Time budget of an asynchronous (sliced) estimate. */
+export const ASYNC_ESTIMATE_MS = 250;
+/** Slice length of an asynchronous estimate. */
+export const ESTIMATE_SLICE_MS = 4;
+
+/**
+ * Counts strings for one request, under one time budget. Counting at once (`mode` 'count'), or in
+ * two walks for the sliced estimate: 'collect' gathers the strings in walk order (counting
+ * nothing), they are counted asynchronously, and 'replay' walks again taking those counts in
+ * the same order, so both estimates share every framing rule.
+ */
+export class RequestCounter {
+  readonly budget: CountBudget;
+  readonly encoding: EncodingName;
+  readonly exactTokenizer: boolean;
+  private mode: 'count' | 'collect' | 'replay' = 'count';
+  /** Strings met in 'collect' mode. */
+  readonly collected: string[] = [];
+  private counts: number[] = [];
+  private next = 0;
+
+  readonly factor: number;
+
+  constructor(
+    readonly model: string,
+    /** The catalogue's tokenizer for the model: an exact encoding, or `approximate`. */
+    tokenizer: TokenizerFamily,
+    private readonly options: EstimateOptions,
+    defaultMs: number,
+  ) {
+    this.budget = new CountBudget(options.maxEstimateMs ?? defaultMs);
+    this.exactTokenizer = tokenizer !== 'approximate';
+    this.encoding = tokenizer === 'approximate' ? 'o200k_base' : tokenizer;
+    this.factor = options.approximationFactor ?? 1.25;
+  }
+
+  collect(): void {
+    this.mode = 'collect';
+  }
+
+  replay(counts: number[]): void {
+    this.mode = 'replay';
+    this.counts = counts;
+    this.next = 0;
+  }
+
+  text(value: unknown): number {
+    if (this.mode === 'replay') return this.counts[this.next++] ?? 0;
+    const text = typeof value === 'string' ? value : value === undefined || value === null ? '' : (JSON.stringify(value) ?? '');
+    if (this.mode === 'collect') {
+      this.collected.push(text);
+      return 0;
+    }
+    return countTextTokens(text, this.encoding, this.budget);
+  }
+
+  image(): number {
+    return this.options.imageTokens ?? imageTokenBound(this.model, this.exactTokenizer);
+  }
+
+  /** Model-specific counts (text approximated for models whose tokenizer is not public). */
+  approximate(tokens: number): number {
+    return this.exactTokenizer ? tokens : Math.ceil(tokens * this.factor);
+  }
+}

@@ -1,0 +1,143 @@
+// Token estimate of a provider request before the call, through its API's adapter: exact or approximate as the catalogue says.
+import { ApiError, createPricing, maxCostNanoUsd } from '@tollgate/core';
+import type { Pricing, ProviderApi, ResolvedPrice, TokenizerFamily } from '@tollgate/core';
+import type { ProviderAdapter } from './adapter.js';
+import { adapterFor } from './adapters.js';
+import { ASYNC_ESTIMATE_MS, ESTIMATE_SLICE_MS, RequestCounter, SYNC_ESTIMATE_MS } from './counter.js';
+import type { EstimateOptions, InputTokenEstimate, RequestEstimate } from './counter.js';
+import { isObject } from './json.js';
+import { ALWAYS_EXACT_CHARS, countTextTokens, countTextTokensSliced, TimeSlice } from './tokenizer.js';
+
+/** The cap assumed for a model whose catalogue row names no maximum output. */
+export const FALLBACK_MAX_OUTPUT_TOKENS = 16_384;
+
+/** The shipped catalogue, for estimates asked for without a pricing table. */
+let shipped: Pricing | undefined;
+
+/** The tokenizer the catalogue names for `model` (`approximate` when it has no row). */
+export function tokenizerFor(model: string, pricing?: Pricing): TokenizerFamily {
+  return (pricing ?? (shipped ??= createPricing())).find(model)?.tokenizer ?? 'approximate';
+}
+
+/** The most output tokens a model can produce, from its catalogue row; unknown models get 16,384. */
+export function modelMaxOutputTokens(model: string, pricing?: Pricing): number {
+  return (pricing ?? (shipped ??= createPricing())).find(model)?.maxOutputTokens ?? FALLBACK_MAX_OUTPUT_TOKENS;
+}
+
+type AdapterOrApi = ProviderAdapter | ProviderApi;
+
+const resolve = (api: AdapterOrApi): ProviderAdapter => (typeof api === 'string' ? adapterFor(api) : api);
+
+function newCounter(model: string, options: EstimateOptions & { tokenizer?: TokenizerFamily }, defaultMs: number): RequestCounter {
+  return new RequestCounter(model, options.tokenizer ?? tokenizerFor(model), options, defaultMs);
+}
+
+function countRequest(adapter: ProviderAdapter, body: unknown, counter: RequestCounter): number {
+  return adapter.countInput(counter, isObject(body) ? body : {});
+}
+
+function inputEstimate(tokens: number, counter: RequestCounter): InputTokenEstimate {
+  const exact = counter.exactTokenizer;
+  return { tokens, exact: exact && !counter.budget.bounded, method: exact ? counter.encoding : 'approximate' };
+}
+
+/**
+ * Input tokens of a provider request body, framed the way its API renders it. Models whose
+ * catalogue row names an encoding (OpenAI's) are counted exactly; others (Anthropic, Gemini,
+ * self-hosted) with o200k_base times `approximationFactor`. Text too costly to count in time is
+ * bounded by its UTF-8 byte length, so the result is never below the true count by more than the
+ * framing approximations. Synchronous: the whole count (at most `maxEstimateMs`, default 15)
+ * blocks the event loop; `estimateInputTokensAsync` is the sliced one.
+ */
+export function estimateInputTokens(api: AdapterOrApi, body: unknown, model: string, options: EstimateOptions & { tokenizer?: TokenizerFamily } = {}): InputTokenEstimate {
+  const counter = newCounter(model, options, SYNC_ESTIMATE_MS);
+  return inputEstimate(countRequest(resolve(api), body, counter), counter);
+}
+
+/**
+ * `estimateInputTokens` without stalling the event loop: the strings are counted in slices of
+ * `estimateSliceMs` (default 4) with an event-loop turn between slices, within a budget of
+ * `maxEstimateMs` (default 250) of counting, after which the rest is bounded by its UTF-8 bytes.
+ * Same count as the synchronous one given the same budget: exact where the budget allows, an
+ * upper bound otherwise.
+ */
+export async function estimateInputTokensAsync(api: AdapterOrApi, body: unknown, model: string, options: EstimateOptions & { tokenizer?: TokenizerFamily } = {}): Promise<InputTokenEstimate> {
+  const adapter = resolve(api);
+  const counter = newCounter(model, options, ASYNC_ESTIMATE_MS);
+  const slice = new TimeSlice(options.estimateSliceMs ?? ESTIMATE_SLICE_MS);
+  counter.collect();
+  countRequest(adapter, body, counter);
+  const counts: number[] = [];
+  // A small prompt (the usual chat turn) is counted at once: it costs microseconds, is always exact
+  // (see ALWAYS_EXACT_CHARS), and awaiting each string would only add promise turns to every request.
+  let chars = 0;
+  for (const text of counter.collected) chars += text.length;
+  if (chars <= ALWAYS_EXACT_CHARS) for (const text of counter.collected) counts.push(countTextTokens(text, counter.encoding, counter.budget));
+  else for (const text of counter.collected) counts.push(await countTextTokensSliced(text, counter.encoding, counter.budget, slice));
+  counter.replay(counts);
+  return inputEstimate(countRequest(adapter, body, counter), counter);
+}
+
+export interface EstimateRequestInput extends EstimateOptions {
+  /** The API's adapter (or its name). */
+  api: AdapterOrApi;
+  body: unknown;
+  /** Defaults to what the adapter reads from the body. */
+  model?: string;
+  /** Output cap when the request sets none. @default the model's documented maximum output */
+  defaultMaxOutputTokens?: number;
+  /** Prices (and the catalogue's tokenizers and output caps) for the estimate. */
+  pricing: Pricing;
+}
+
+/**
+ * The full estimate of a request, as `req.tollgate.estimate` holds it: input tokens, the output
+ * cap it runs with, and the cost upper bound. Pure: no request, no I/O. Throws
+ * `UnknownModelError` when the model has no price (and the pricing has no default).
+ * Synchronous (time box `maxEstimateMs`, default 15); `meter()` runs `estimateRequestAsync`.
+ */
+export function estimateRequest(input: EstimateRequestInput): RequestEstimate {
+  const { adapter, model, price } = pricedModel(input);
+  return fullEstimate(input, adapter, model, price, estimateInputTokens(adapter, input.body, model, withTokenizer(input, price)));
+}
+
+/**
+ * `estimateRequest` counted in slices with the event loop turning between them (see
+ * `estimateInputTokensAsync`); what `meter()` runs. Rejects as `estimateRequest` throws.
+ */
+export async function estimateRequestAsync(input: EstimateRequestInput): Promise<RequestEstimate> {
+  const { adapter, model, price } = pricedModel(input);
+  return fullEstimate(input, adapter, model, price, await estimateInputTokensAsync(adapter, input.body, model, withTokenizer(input, price)));
+}
+
+function withTokenizer(input: EstimateRequestInput, price: ResolvedPrice): EstimateOptions & { tokenizer: TokenizerFamily } {
+  return { imageTokens: input.imageTokens, maxEstimateMs: input.maxEstimateMs, estimateSliceMs: input.estimateSliceMs, approximationFactor: input.approximationFactor, tokenizer: price.tokenizer };
+}
+
+function pricedModel(input: EstimateRequestInput): { adapter: ProviderAdapter; model: string; price: ResolvedPrice } {
+  const adapter = resolve(input.api);
+  const model = input.model ?? adapter.read({ body: input.body }).model;
+  if (model === undefined) throw new ApiError('invalid_request', 'The request body needs a "model" string.', { param: 'model' });
+  return { adapter, model, price: input.pricing.get(model) };
+}
+
+function fullEstimate(input: EstimateRequestInput, adapter: ProviderAdapter, model: string, price: ResolvedPrice, estimate: InputTokenEstimate): RequestEstimate {
+  const shape = adapter.read({ body: input.body });
+  const maxOutputTokens = shape.outputCap ?? input.defaultMaxOutputTokens ?? price.maxOutputTokens ?? FALLBACK_MAX_OUTPUT_TOKENS;
+  const outputChoices = shape.choices;
+  // Spelled out, not `{ ...estimate, ... }`: see docs/performance.md (properties after a leading spread).
+  const result: RequestEstimate = {
+    tokens: estimate.tokens,
+    exact: estimate.exact,
+    method: estimate.method,
+    provider: price.provider ?? adapter.provider,
+    api: adapter.api,
+    model,
+    inputTokens: estimate.tokens,
+    maxOutputTokens,
+    totalTokens: estimate.tokens + maxOutputTokens * outputChoices,
+    costNanoUsd: maxCostNanoUsd(estimate.tokens, maxOutputTokens * outputChoices, price),
+  };
+  if (outputChoices > 1) result.outputChoices = outputChoices;
+  return result;
+}

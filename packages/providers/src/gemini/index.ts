@@ -1,0 +1,152 @@
+// Google Gemini's native API (`models/{model}:generateContent` / `:streamGenerateContent`): shape, estimate, usage, ending.
+import type { CallRequest, CallShape, ReportedUsage, TokenUsage } from '@tollgate/core';
+import type { ProviderAdapter } from '../adapter.js';
+import type { RequestCounter } from '../counter.js';
+import { asArray, isObject, parseJson, positiveInteger, tokenCount } from '../json.js';
+import type { Json } from '../json.js';
+import { MESSAGE_OVERHEAD } from '../openai-framing.js';
+import { countedOutput, OutputText, sseEvent } from '../usage.js';
+import type { UsageReader } from '../usage.js';
+
+/** The streaming method's name in the path: `models/{model}:streamGenerateContent`. */
+export const GEMINI_STREAM_ACTION = 'streamGenerateContent';
+export const GEMINI_ACTIONS = ['generateContent', GEMINI_STREAM_ACTION] as const;
+
+function param(request: CallRequest, name: string): string | undefined {
+  const value = request.params?.[name];
+  return typeof value === 'string' && value.length > 0 ? value : undefined;
+}
+
+function countParts(counter: RequestCounter, parts: unknown): number {
+  let tokens = 0;
+  for (const part of asArray(parts)) {
+    if (!isObject(part)) continue;
+    if (typeof part.text === 'string') tokens += counter.text(part.text);
+    else if (isObject(part.inlineData) && String(part.inlineData.mimeType ?? '').startsWith('image/')) tokens += counter.image();
+    // Function calls and results, audio, video and files: their JSON (base64 included) bounds them from above.
+    else tokens += counter.text(part);
+  }
+  return tokens;
+}
+
+function countGenerateRequest(counter: RequestCounter, body: Json): number {
+  let tokens = 0;
+  if (isObject(body.systemInstruction)) tokens += MESSAGE_OVERHEAD + countParts(counter, body.systemInstruction.parts);
+  for (const content of asArray(body.contents)) {
+    if (isObject(content)) tokens += MESSAGE_OVERHEAD + countParts(counter, content.parts);
+  }
+  for (const tool of asArray(body.tools)) tokens += counter.text(tool);
+  return counter.approximate(tokens);
+}
+
+/** `usageMetadata`: thoughts are billed as output but reported apart from the candidates. */
+function geminiUsage(metadata: Json): TokenUsage {
+  const thoughts = tokenCount(metadata.thoughtsTokenCount);
+  return {
+    inputTokens: tokenCount(metadata.promptTokenCount) + tokenCount(metadata.toolUsePromptTokenCount),
+    cachedInputTokens: tokenCount(metadata.cachedContentTokenCount),
+    cacheWriteTokens: 0,
+    outputTokens: tokenCount(metadata.candidatesTokenCount) + thoughts,
+    reasoningTokens: thoughts,
+  };
+}
+
+function collectCandidates(output: OutputText, candidates: unknown): boolean {
+  let finished = false;
+  for (const candidate of asArray(candidates)) {
+    if (!isObject(candidate)) continue;
+    if (typeof candidate.finishReason === 'string' && candidate.finishReason.length > 0) finished = true;
+    if (!isObject(candidate.content)) continue;
+    for (const part of asArray(candidate.content.parts)) {
+      if (!isObject(part)) continue;
+      output.add(part.text);
+      if (isObject(part.functionCall)) output.add(JSON.stringify(part.functionCall));
+    }
+  }
+  return finished;
+}
+
+function createGenerateReader(): UsageReader {
+  const output = new OutputText();
+  let usage: TokenUsage | undefined;
+  let finished = false;
+  const read = (chunk: Json) => {
+    if (typeof chunk.modelVersion === 'string') reader.model = chunk.modelVersion;
+    if (collectCandidates(output, chunk.candidates)) finished = true;
+    // Each streamed chunk repeats the running totals: assign, never add.
+    if (isObject(chunk.usageMetadata)) usage = geminiUsage(chunk.usageMetadata);
+  };
+  const reader: UsageReader = {
+    api: 'gemini.generate',
+    model: undefined,
+    output,
+    onEvent(_event, data) {
+      const chunk = parseJson(data);
+      if (isObject(chunk)) read(chunk);
+      return false;
+    },
+    onJson(body) {
+      // A JSON answer, or a stream asked for without alt=sse (a JSON array of chunks).
+      if (isObject(body)) read(body);
+      else for (const chunk of asArray(body)) if (isObject(chunk)) read(chunk);
+      if (usage) finished = true;
+    },
+    onUnparsed: (text) => output.add(text),
+    result(countOutput) {
+      if (usage && finished) return { usage, source: 'provider' };
+      const counted = countedOutput(output, countOutput);
+      if (!usage) return counted;
+      // Cut mid-stream: the prompt is known, the output is what passed.
+      return { usage: { ...usage, outputTokens: Math.max(usage.outputTokens, counted?.usage.outputTokens ?? 0) }, source: 'counted' };
+    },
+    ending({ inputTokens, outputTokens }) {
+      return sseEvent({
+        candidates: [{ content: { role: 'model', parts: [{ text: '' }] }, finishReason: 'MAX_TOKENS', index: 0 }],
+        usageMetadata: { promptTokenCount: inputTokens, candidatesTokenCount: outputTokens, totalTokenCount: inputTokens + outputTokens },
+        modelVersion: reader.model ?? '',
+      });
+    },
+  };
+  return reader;
+}
+
+/**
+ * Gemini's native API. The model and the method are in the path (`models/{model}:{action}`):
+ * routes declare them as the params `model` and `action` (SDK routes may put `model` in the body
+ * they build instead). The cap is `generationConfig.maxOutputTokens`, choices
+ * `generationConfig.candidateCount`, usage `usageMetadata`.
+ */
+export const gemini: ProviderAdapter = {
+  api: 'gemini.generate',
+  provider: 'google',
+  read(request: CallRequest): CallShape {
+    const body = isObject(request.body) ? request.body : {};
+    const config = isObject(body.generationConfig) ? body.generationConfig : {};
+    const bodyModel = typeof body.model === 'string' && body.model.length > 0 ? body.model : undefined;
+    const action = param(request, 'action');
+    return {
+      model: param(request, 'model') ?? bodyModel,
+      outputCap: positiveInteger(config.maxOutputTokens),
+      // The path's method decides what the provider answers; a body's `stream` counts only on routes without one (SDK routes).
+      stream: action !== undefined ? action === GEMINI_STREAM_ACTION : body.stream === true,
+      choices: positiveInteger(config.candidateCount) ?? 1,
+    };
+  },
+  writeOutputCap(body, cap) {
+    const config = isObject(body.generationConfig) ? body.generationConfig : {};
+    body.generationConfig = Object.assign(config, { maxOutputTokens: cap });
+  },
+  writeModel(body, model) {
+    // The native API names the model in the path (the forwarder builds it from the call's model).
+    if (typeof body.model === 'string') body.model = model;
+  },
+  readUsage(response): ReportedUsage | undefined {
+    if (!isObject(response) || !isObject(response.usageMetadata)) return undefined;
+    const usage: ReportedUsage = geminiUsage(response.usageMetadata);
+    if (typeof response.modelVersion === 'string') usage.model = response.modelVersion;
+    return usage;
+  },
+  countInput: countGenerateRequest,
+  requestStreamUsage: () => false,
+  createReader: () => createGenerateReader(),
+};

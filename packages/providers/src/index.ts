@@ -1,0 +1,29 @@
+// @tollgate/providers: one adapter per provider API, the request's call declaration, estimates, usage readers.
+export type { ProviderAdapter } from './adapter.js';
+export { adapterFor } from './adapters.js';
+export { openAiChat, chatCompletionsAdapter } from './openai-chat/index.js';
+export type { ChatAdapterOptions } from './openai-chat/index.js';
+export { openAiResponses } from './openai-responses/index.js';
+export { anthropicMessages } from './anthropic-messages/index.js';
+export { openAiCompatible } from './openai-compatible/index.js';
+export { gemini, GEMINI_ACTIONS, GEMINI_STREAM_ACTION } from './gemini/index.js';
+export { declareProviderCall, providerCall } from './declare-call.js';
+export type { CallDeclaration } from './declare-call.js';
+export { RequestCounter, imageTokenBound, ASYNC_ESTIMATE_MS, ESTIMATE_SLICE_MS, SYNC_ESTIMATE_MS } from './counter.js';
+export type { EstimateMethod, EstimateOptions, InputTokenEstimate, RequestEstimate } from './counter.js';
+export {
+  estimateInputTokens,
+  estimateInputTokensAsync,
+  estimateRequest,
+  estimateRequestAsync,
+  FALLBACK_MAX_OUTPUT_TOKENS,
+  modelMaxOutputTokens,
+  tokenizerFor,
+} from './estimate.js';
+export type { EstimateRequestInput } from './estimate.js';
+export { CountBudget, countTextTokens, countTextTokensSliced, preloadTokenizers, TimeSlice, utf8Length } from './tokenizer.js';
+export type { EncodingName } from './tokenizer.js';
+export { SseDecoder } from './sse-decoder.js';
+export type { SseBlock } from './sse-decoder.js';
+export { OutputText } from './usage.js';
+export type { OutputCounter, ReadUsage, StreamEndingUsage, UsageReader } from './usage.js';

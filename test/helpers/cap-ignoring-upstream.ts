@@ -1,0 +1,300 @@
+// A fake provider on a real port that ignores the output cap (or honours it) and records which calls were cut.
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { countPromptTokens } from '../../examples/proxy/src/mock-reply.js';
+import { closeServer } from './proxy.js';
+
+export type FakeApi = 'openai.chat' | 'openai.responses' | 'anthropic.messages';
+
+/** Words that are one token each in o200k_base and cl100k_base (with or without their leading space). */
+const WORDS = 'the cat sat on a mat and then it ran to the park with one small dog for fun all day long under blue sky'.split(' ');
+
+export interface FakeUpstreamOptions {
+  /** Output tokens of every answer. @default 2000 */
+  outputTokens: number;
+  /** Tokens (words) per stream event. @default 1 */
+  tokensPerEvent: number;
+  /** Stop at the cap in the body, as real providers do; otherwise the cap is ignored. @default false */
+  honourCap: boolean;
+}
+
+/** One call the fake answered. */
+export interface FakeCall {
+  api: FakeApi;
+  stream: boolean;
+  /** The cap the body carried. */
+  cap: number | undefined;
+  /** Output events (text deltas) written before the answer ended or was cut. */
+  eventsWritten: number;
+  /** The connection closed before the fake finished its answer. */
+  aborted: boolean;
+  /** The answer was written to its end. */
+  finished: boolean;
+  /** Everything written, for comparing with what the client received. */
+  written: string;
+}
+
+export interface FakeUpstream {
+  /** Base URL without a path: OpenAI upstreams use `${url}/v1`, Anthropic ones `${url}`. */
+  url: string;
+  options: FakeUpstreamOptions;
+  calls: FakeCall[];
+  /** Waits until every call so far ended, cut or finished. */
+  settled(): Promise<void>;
+  close(): Promise<void>;
+}
+
+type Body = Record<string, unknown>;
+type Event = { event?: string; data: unknown };
+
+const newId = (prefix: string) => `${prefix}${randomBytes(12).toString('hex')}`;
+const nowSeconds = () => Math.floor(Date.now() / 1000);
+
+function capOf(api: FakeApi, body: Body): number | undefined {
+  const value = api === 'openai.chat' ? (body.max_completion_tokens ?? body.max_tokens) : api === 'openai.responses' ? body.max_output_tokens : body.max_tokens;
+  return typeof value === 'number' ? value : undefined;
+}
+
+/** The answer's text in events of `perEvent` words each. */
+function replyPieces(tokens: number, perEvent: number): string[] {
+  const pieces: string[] = [];
+  for (let start = 0; start < tokens; start += perEvent) {
+    let piece = '';
+    for (let i = start; i < Math.min(tokens, start + perEvent); i++) piece += `${i === 0 ? '' : ' '}${WORDS[i % WORDS.length]}`;
+    pieces.push(piece);
+  }
+  return pieces;
+}
+
+interface Answer {
+  model: string;
+  inputTokens: number;
+  outputTokens: number;
+  /** The cap cut the answer (only when the cap is honoured). */
+  truncated: boolean;
+  pieces: string[];
+  text: string;
+}
+
+function chatUsage(answer: Answer) {
+  return {
+    prompt_tokens: answer.inputTokens,
+    completion_tokens: answer.outputTokens,
+    total_tokens: answer.inputTokens + answer.outputTokens,
+    prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+    completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
+  };
+}
+
+function chatEvents(answer: Answer, includeUsage: boolean): Event[] {
+  const head = { id: newId('chatcmpl-'), object: 'chat.completion.chunk', created: nowSeconds(), model: answer.model, service_tier: 'default', system_fingerprint: 'fp_fake' };
+  const usageNull = includeUsage ? { usage: null } : {};
+  const chunk = (delta: Body, finish: string | null) => ({ ...head, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }], ...usageNull });
+  const events: Event[] = [{ data: chunk({ role: 'assistant', content: '', refusal: null }, null) }];
+  for (const piece of answer.pieces) events.push({ data: chunk({ content: piece }, null) });
+  events.push({ data: chunk({}, answer.truncated ? 'length' : 'stop') });
+  if (includeUsage) events.push({ data: { ...head, choices: [], usage: chatUsage(answer) } });
+  events.push({ data: '[DONE]' });
+  return events;
+}
+
+function chatJson(answer: Answer) {
+  return {
+    id: newId('chatcmpl-'),
+    object: 'chat.completion',
+    created: nowSeconds(),
+    model: answer.model,
+    choices: [{ index: 0, message: { role: 'assistant', content: answer.text, refusal: null, annotations: [] }, logprobs: null, finish_reason: answer.truncated ? 'length' : 'stop' }],
+    usage: chatUsage(answer),
+    service_tier: 'default',
+    system_fingerprint: 'fp_fake',
+  };
+}
+
+function responseObject(answer: Answer, ids: { response: string; message: string; created: number }, body: Body, done: boolean) {
+  const status = !done ? 'in_progress' : answer.truncated ? 'incomplete' : 'completed';
+  return {
+    id: ids.response,
+    object: 'response',
+    created_at: ids.created,
+    status,
+    error: null,
+    incomplete_details: done && answer.truncated ? { reason: 'max_output_tokens' } : null,
+    instructions: null,
+    max_output_tokens: typeof body.max_output_tokens === 'number' ? body.max_output_tokens : null,
+    model: answer.model,
+    output: done ? [messageItem(answer, ids.message, true)] : [],
+    parallel_tool_calls: true,
+    previous_response_id: null,
+    reasoning: { effort: null, summary: null },
+    store: false,
+    temperature: 1,
+    text: { format: { type: 'text' } },
+    tool_choice: 'auto',
+    tools: [],
+    top_p: 1,
+    truncation: 'disabled',
+    usage: done
+      ? { input_tokens: answer.inputTokens, input_tokens_details: { cached_tokens: 0 }, output_tokens: answer.outputTokens, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: answer.inputTokens + answer.outputTokens }
+      : null,
+    user: null,
+    metadata: {},
+  };
+}
+
+function messageItem(answer: Answer, id: string, done: boolean) {
+  return {
+    type: 'message',
+    id,
+    status: !done ? 'in_progress' : answer.truncated ? 'incomplete' : 'completed',
+    role: 'assistant',
+    content: done ? [{ type: 'output_text', text: answer.text, annotations: [], logprobs: [] }] : [],
+  };
+}
+
+function responsesEvents(answer: Answer, body: Body): Event[] {
+  const ids = { response: newId('resp_'), message: newId('msg_'), created: nowSeconds() };
+  const events: Event[] = [];
+  const push = (type: string, data: Body) => events.push({ event: type, data: { type, sequence_number: events.length, ...data } });
+  push('response.created', { response: responseObject(answer, ids, body, false) });
+  push('response.in_progress', { response: responseObject(answer, ids, body, false) });
+  push('response.output_item.added', { output_index: 0, item: messageItem(answer, ids.message, false) });
+  push('response.content_part.added', { item_id: ids.message, output_index: 0, content_index: 0, part: { type: 'output_text', text: '', annotations: [], logprobs: [] } });
+  for (const piece of answer.pieces) push('response.output_text.delta', { item_id: ids.message, output_index: 0, content_index: 0, delta: piece, logprobs: [] });
+  push('response.output_text.done', { item_id: ids.message, output_index: 0, content_index: 0, text: answer.text, logprobs: [] });
+  const part = { type: 'output_text', text: answer.text, annotations: [], logprobs: [] };
+  push('response.content_part.done', { item_id: ids.message, output_index: 0, content_index: 0, part });
+  push('response.output_item.done', { output_index: 0, item: messageItem(answer, ids.message, true) });
+  const final = responseObject(answer, ids, body, true);
+  push(final.status === 'incomplete' ? 'response.incomplete' : 'response.completed', { response: final });
+  return events;
+}
+
+function messagesUsage(answer: Answer, outputTokens: number) {
+  return { input_tokens: answer.inputTokens, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: outputTokens, service_tier: 'standard' };
+}
+
+function messagesJson(answer: Answer) {
+  return {
+    id: newId('msg_'),
+    type: 'message',
+    role: 'assistant',
+    model: answer.model,
+    content: [{ type: 'text', text: answer.text }],
+    stop_reason: answer.truncated ? 'max_tokens' : 'end_turn',
+    stop_sequence: null,
+    usage: messagesUsage(answer, answer.outputTokens),
+  };
+}
+
+function messagesEvents(answer: Answer): Event[] {
+  const start = { ...messagesJson(answer), content: [], stop_reason: null, usage: messagesUsage(answer, 1) };
+  const events: Event[] = [
+    { event: 'message_start', data: { type: 'message_start', message: start } },
+    { event: 'content_block_start', data: { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } } },
+    { event: 'ping', data: { type: 'ping' } },
+  ];
+  for (const piece of answer.pieces) events.push({ event: 'content_block_delta', data: { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: piece } } });
+  events.push({ event: 'content_block_stop', data: { type: 'content_block_stop', index: 0 } });
+  events.push({
+    event: 'message_delta',
+    data: { type: 'message_delta', delta: { stop_reason: answer.truncated ? 'max_tokens' : 'end_turn', stop_sequence: null }, usage: { output_tokens: answer.outputTokens } },
+  });
+  events.push({ event: 'message_stop', data: { type: 'message_stop' } });
+  return events;
+}
+
+const sseText = ({ event, data }: Event) => `${event ? `event: ${event}\n` : ''}data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`;
+
+/** Writes the events one per turn of the event loop, as a provider streams, until done or the connection closes. */
+async function writeEvents(res: ServerResponse, call: FakeCall, events: Event[], isOutput: (event: Event) => boolean): Promise<void> {
+  res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
+  for (const event of events) {
+    if (res.destroyed || call.aborted) return;
+    const text = sseText(event);
+    call.written += text;
+    if (isOutput(event)) call.eventsWritten++;
+    if (!res.write(text)) await Promise.race([once(res, 'drain'), once(res, 'close')]);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  res.end();
+}
+
+async function readBody(req: IncomingMessage): Promise<Body> {
+  let text = '';
+  for await (const chunk of req) text += String(chunk);
+  return JSON.parse(text) as Body;
+}
+
+/** The fake on an ephemeral port of 127.0.0.1. */
+export async function startCapIgnoringUpstream(initial: Partial<FakeUpstreamOptions> = {}): Promise<FakeUpstream> {
+  const options: FakeUpstreamOptions = { outputTokens: 2000, tokensPerEvent: 1, honourCap: false, ...initial };
+  const calls: FakeCall[] = [];
+  const pending = new Set<Promise<void>>();
+
+  async function answer(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const api: FakeApi | undefined = req.url === '/v1/chat/completions' ? 'openai.chat' : req.url === '/v1/responses' ? 'openai.responses' : req.url === '/v1/messages' ? 'anthropic.messages' : undefined;
+    const body = await readBody(req);
+    if (!api || req.method !== 'POST') {
+      res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":{"message":"not found"}}');
+      return;
+    }
+    const stream = body.stream === true;
+    const cap = capOf(api, body);
+    const call: FakeCall = { api, stream, cap, eventsWritten: 0, aborted: false, finished: false, written: '' };
+    calls.push(call);
+    res.on('close', () => {
+      call.finished = res.writableFinished;
+      call.aborted = !res.writableFinished;
+    });
+    const outputTokens = options.honourCap && cap !== undefined ? Math.min(cap, options.outputTokens) : options.outputTokens;
+    const pieces = replyPieces(outputTokens, stream ? options.tokensPerEvent : outputTokens);
+    const reply: Answer = {
+      model: String(body.model),
+      inputTokens: countPromptTokens({ messages: body.messages, system: body.system, input: body.input, instructions: body.instructions }),
+      outputTokens,
+      truncated: outputTokens < options.outputTokens,
+      pieces,
+      text: pieces.join(''),
+    };
+    if (!stream) {
+      const json = JSON.stringify(api === 'openai.chat' ? chatJson(reply) : api === 'openai.responses' ? responseObject(reply, { response: newId('resp_'), message: newId('msg_'), created: nowSeconds() }, body, true) : messagesJson(reply));
+      call.written = json;
+      res.writeHead(200, { 'content-type': 'application/json' }).end(json);
+      return;
+    }
+    if (api === 'openai.chat') {
+      const options = body.stream_options;
+      const includeUsage = typeof options === 'object' && options !== null && (options as Body).include_usage === true;
+      await writeEvents(res, call, chatEvents(reply, includeUsage), (event) => typeof event.data === 'object' && JSON.stringify(event.data).includes('"content":"') && !JSON.stringify(event.data).includes('"content":""'));
+    } else if (api === 'openai.responses') {
+      await writeEvents(res, call, responsesEvents(reply, body), (event) => event.event === 'response.output_text.delta');
+    } else {
+      await writeEvents(res, call, messagesEvents(reply), (event) => event.event === 'content_block_delta');
+    }
+  }
+
+  const server: Server = createServer((req, res) => {
+    const done = answer(req, res).catch(() => {
+      if (!res.headersSent) res.writeHead(500).end();
+      else res.destroy();
+    });
+    pending.add(done);
+    void done.finally(() => pending.delete(done));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    options,
+    calls,
+    async settled() {
+      await Promise.all([...pending]);
+    },
+    close: () => closeServer(server),
+  };
+}
