@@ -13,7 +13,7 @@ import type {
   ErrorRenderer, Pricing, PricingOptions, ProviderApi, ProviderCall, ReportedUsage, ResolvedPrice, TokenUsage, TollgateContext, UsageRecord,
 } from '@tollgate/core';
 import {
-  adapterFor, ASYNC_ESTIMATE_MS, CountBudget, countTextTokens, declareProviderCall, ESTIMATE_SLICE_MS, estimateRequestAsync,
+  adapterFor, ASYNC_ESTIMATE_MS, CountBudget, countTextTokens, declareOrAnswer, ESTIMATE_SLICE_MS, estimateRequestAsync,
   preloadTokenizers, SYNC_ESTIMATE_MS,
 } from '@tollgate/providers';
 import type { CallDeclaration, OutputCounter, ProviderAdapter, ReadUsage, RequestEstimate } from '@tollgate/providers';
@@ -188,14 +188,8 @@ export function meter(options: MeterOptions = {}) {
       next();
       return;
     }
-    let call = ctx.call;
-    try {
-      if (declaredAdapter) call = declareProviderCall(req, res, declaredAdapter, declaration);
-    } catch (error) {
-      if (error instanceof ApiError) render(error, req, res);
-      else next(error);
-      return;
-    }
+    const call = declareOrAnswer(req, res, next, declaredAdapter, declaration, render);
+    if (call === false) return;
     if (call === undefined) {
       takeCharge(req, res, next, ctx, undefined, false, undefined);
       return;

@@ -38,6 +38,24 @@ export function declareProviderCall(req: Request, res: Response, adapter: Provid
 }
 
 /**
+ * For a piece that may declare the call itself (an `api` option): the call declared now or
+ * earlier (undefined when there is none), or `false` once the request was answered (a 400 for
+ * the client through `render`, anything else to `next`).
+ */
+export function declareOrAnswer(
+  req: Request, res: Response, next: NextFunction, adapter: ProviderAdapter | undefined, declaration: CallDeclaration, render: ErrorRenderer,
+): ProviderCall | undefined | false {
+  if (!adapter) return getContext(req, res).call;
+  try {
+    return declareProviderCall(req, res, adapter, declaration);
+  } catch (error) {
+    if (error instanceof ApiError) render(error, req, res);
+    else next(error);
+    return false;
+  }
+}
+
+/**
  * Middleware that declares which provider API a route speaks (and, for routes that call an SDK,
  * the provider request they will send). Every later piece (tier rules, meter, token limits,
  * budgets) keys off this one declaration; none guesses from the path.
@@ -46,13 +64,6 @@ export function providerCall(api: ProviderApi | ProviderAdapter, declaration: Ca
   const adapter = adapterFor(api, 'providerCall() api');
   const render = declaration.renderError ?? renderApiError;
   return function declareCall(req: Request, res: Response, next: NextFunction): void {
-    try {
-      declareProviderCall(req, res, adapter, declaration);
-    } catch (error) {
-      if (error instanceof ApiError) render(error, req, res);
-      else next(error);
-      return;
-    }
-    next();
+    if (declareOrAnswer(req, res, next, adapter, declaration, render) !== false) next();
   };
 }

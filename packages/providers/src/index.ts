@@ -7,7 +7,7 @@ export { openAiResponses } from './openai-responses/index.js';
 export { anthropicMessages } from './anthropic-messages/index.js';
 export { openAiCompatible } from './openai-compatible/index.js';
 export { gemini, GEMINI_ACTIONS, GEMINI_STREAM_ACTION } from './gemini/index.js';
-export { declareProviderCall, providerCall } from './declare-call.js';
+export { declareOrAnswer, declareProviderCall, providerCall } from './declare-call.js';
 export type { CallDeclaration } from './declare-call.js';
 export { RequestCounter, imageTokenBound, ASYNC_ESTIMATE_MS, ESTIMATE_SLICE_MS, SYNC_ESTIMATE_MS } from './counter.js';
 export type { EstimateMethod, EstimateOptions, InputTokenEstimate, RequestEstimate } from './counter.js';

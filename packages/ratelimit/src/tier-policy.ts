@@ -3,7 +3,7 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import {
   ApiError, assertKnownOptions, closestName, getContext, isModelAllowed, renderApiError, TollgateError, type ErrorRenderer, type ProviderApi,
 } from '@tollgate/core';
-import { adapterFor, declareProviderCall } from '@tollgate/providers';
+import { adapterFor, declareOrAnswer } from '@tollgate/providers';
 import type { CallDeclaration, ProviderAdapter } from '@tollgate/providers';
 
 export interface TierRules {
@@ -89,14 +89,8 @@ export function tierPolicy(options: TierPolicyOptions = {}): RequestHandler {
 
   return function tierPolicyMiddleware(req: Request, res: Response, next: NextFunction): void {
     const context = getContext(req, res);
-    let call = context.call;
-    try {
-      if (declared) call = declareProviderCall(req, res, declared, declaration);
-    } catch (error) {
-      if (error instanceof ApiError) renderError(error, req, res);
-      else next(error);
-      return;
-    }
+    const call = declareOrAnswer(req, res, next, declared, declaration, renderError);
+    if (call === false) return;
     if (!call) {
       const message = 'This route applies tier rules but declares no provider call: declare its API (providerCall(), tierPolicy({ api })).';
       renderError(new ApiError('misconfigured_route', message), req, res);
