@@ -1,4 +1,4 @@
-// Denials through the proxy surface in the official SDKs as their own error classes, with DESIGN.md's codes and headers.
+// Denials through the proxy surface in the official SDKs as their own error classes, with the codes and headers of docs/errors.md.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';

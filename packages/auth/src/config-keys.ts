@@ -1,4 +1,4 @@
-// The proxy config's `keys` entries (DESIGN.md format) as core ApiKeyRecords, and back.
+// The proxy config's `keys` entries (see examples/proxy/README.md) as core ApiKeyRecords, and back.
 import type { ApiKeyRecord } from '@tollgate/core';
 import { TollgateError } from '@tollgate/core';
 import { isSha256Hex } from './api-keys.js';

@@ -123,7 +123,7 @@ export function acceptedOn(req: IncomingMessage, own: number): number {
 }
 
 /**
- * The 401 of DESIGN.md. `WWW-Authenticate` carries `error="invalid_token"` only when a
+ * The 401 of docs/errors.md. `WWW-Authenticate` carries `error="invalid_token"` only when a
  * credential was sent (RFC 6750 §3.1). The message never contains the credential.
  */
 export function invalidCredentials(realm: string, credentialSent: boolean, message?: string): ApiError {

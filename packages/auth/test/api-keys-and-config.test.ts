@@ -26,7 +26,7 @@ describe('generateApiKey / hashApiKey', () => {
 describe('keyRecordsFromConfig', () => {
   const sha = 'AB'.repeat(32);
 
-  it('maps DESIGN.md entries to records and back, keeping extra fields in metadata', () => {
+  it("maps the proxy config's key entries to records and back, keeping extra fields in metadata", () => {
     const entry = { id: 'acme-support', sha256: sha, tenant: 'acme', user: 'alice', feature: 'support-bot', scopes: ['chat'], budget: { usd: 5, period: 'day' }, tier: 'pro', models: ['gpt-4o-mini'], expiresAt: '2030-01-01T00:00:00.000Z' };
     const [record] = keyRecordsFromConfig([entry]);
     expect(record).toEqual({

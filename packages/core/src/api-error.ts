@@ -61,7 +61,7 @@ export interface ApiErrorInit {
   cause?: unknown;
 }
 
-/** A denial or failure the client should see, with the status, code and headers of DESIGN.md. */
+/** A denial or failure the client should see, with the status, code and headers listed in docs/errors.md. */
 export class ApiError extends Error {
   override readonly name = 'ApiError';
   readonly status: number;
@@ -140,7 +140,7 @@ export function toClientError(error: unknown): ApiError | undefined {
 }
 
 /**
- * Express error handler: renders client faults and ApiErrors in the DESIGN.md shape,
+ * Express error handler: renders client faults and ApiErrors in the OpenAI error shape of docs/errors.md,
  * passes anything else on (so the app's own 500 handling sees real bugs).
  */
 export function apiErrorHandler(options: { renderError?: ErrorRenderer } = {}) {

@@ -1,6 +1,7 @@
 // TollgateError: misconfiguration found at factory time, with a stable code and a docs anchor.
 
-const DOCS = 'https://github.com/tollgate/tollgate/blob/main/docs/errors.md';
+// Relative to the repository root, where docs/errors.md explains each code.
+const DOCS = 'docs/errors.md';
 
 /**
  * Thrown at construction time when options or config are wrong. `code` is stable:

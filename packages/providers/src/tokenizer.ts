@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { setImmediate as nextLoopTurn } from 'node:timers/promises';
 
 /*
- * Why gpt-tokenizer: measured with packages/metering/bench/tokenizers.ts (Node 20, o200k_base,
+ * Why gpt-tokenizer: measured with packages/providers/bench/tokenizers.ts (Node 20, o200k_base,
  * a fresh text per run so merge caches cannot help; all three give identical counts):
  *
  *                          1 KB      100 KB     1 MB
