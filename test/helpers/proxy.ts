@@ -2,7 +2,8 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import type { Server } from 'node:http';
+import { createServer } from 'node:http';
+import type { IncomingHttpHeaders, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -188,4 +189,45 @@ export async function waitFor<T>(read: () => T | undefined | Promise<T | undefin
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
   throw new Error(`timed out waiting for ${what}`);
+}
+
+export interface FakeUpstreamRequest {
+  method: string;
+  /** Path and query, as the upstream received them. */
+  url: string;
+  headers: IncomingHttpHeaders;
+  /** The JSON body parsed (undefined when it was none). */
+  body: unknown;
+}
+
+export interface FakeUpstream {
+  /** Base URL without a path. */
+  url: string;
+  /** Every request received, oldest first. */
+  requests: FakeUpstreamRequest[];
+  close(): Promise<void>;
+}
+
+/** A bare node:http upstream that records each request and answers it with `answer`: a provider the mock does not imitate. */
+export async function startFakeUpstream(answer: (request: FakeUpstreamRequest, res: ServerResponse) => void): Promise<FakeUpstream> {
+  const requests: FakeUpstreamRequest[] = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      let body: unknown;
+      try {
+        body = text.length > 0 ? JSON.parse(text) : undefined;
+      } catch {
+        body = text;
+      }
+      const request = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body };
+      requests.push(request);
+      answer(request, res);
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  const url = await listen(server);
+  return { url, requests, close: () => closeServer(server) };
 }

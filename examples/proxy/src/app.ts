@@ -1,4 +1,4 @@
-// createProxyApp: the OpenAI/Anthropic-compatible proxy as an express app, built from a validated config.
+// createProxyApp: the OpenAI-, Anthropic- and Gemini-compatible proxy as an express app, built from a validated config.
 import express from 'express';
 import type { Express, NextFunction, Request, RequestHandler, Response } from 'express';
 import helmet from 'helmet';
@@ -7,18 +7,19 @@ import { combineLimits } from '@tollgate/ratelimit';
 import { keyRecordsFromConfig } from '@tollgate/auth';
 import { ApiError, apiErrorHandler, createMemoryStores, createPricing, renderApiError, requestContext } from '@tollgate/core';
 import type { ProviderApi, TollgateStores } from '@tollgate/core';
+import type { CallDeclaration } from '@tollgate/providers';
 import { adminKeyAuth } from './admin-auth.js';
 import { adminKeysRouter } from './admin-keys-router.js';
 import { authMiddleware, createKeyLookup, permissionMiddleware } from './auth-setup.js';
 import { createBudgetGuard } from './budget-setup.js';
 import type { KeyConfig, ProxyConfig } from './config.js';
 import { concurrencyMiddleware, requestLimitMiddleware, tierPolicyMiddleware, tokenLimitMiddleware } from './limits-setup.js';
+import { acceptGeminiRequest, GEMINI_ROUTE, geminiCallParams } from './gemini-route.js';
 import { createMetering } from './metering-setup.js';
 import { createMockProvider } from './mock-provider.js';
 import type { MockProvider } from './mock-provider.js';
 import { modelsRoute } from './models-route.js';
 import { createProviderRouter } from './provider-routing.js';
-import { providerCall } from '@tollgate/providers';
 import { validateProviderRequest } from './request-validation.js';
 import { storesAnswer } from './stores.js';
 
@@ -47,10 +48,20 @@ export interface ProxyApp extends Express {
   close(): Promise<void>;
 }
 
-const PROVIDER_ROUTES: readonly [string, ProviderApi][] = [
-  ['/v1/chat/completions', 'openai.chat'],
-  ['/v1/responses', 'openai.responses'],
-  ['/v1/messages', 'anthropic.messages'],
+interface ProviderRoute {
+  path: string;
+  api: ProviderApi;
+  /** Runs before auth: what the route reads of its own path and headers. */
+  before?: RequestHandler;
+  /** Route params the adapter reads. @default req.params */
+  params?: CallDeclaration['params'];
+}
+
+const PROVIDER_ROUTES: readonly ProviderRoute[] = [
+  { path: '/v1/chat/completions', api: 'openai.chat' },
+  { path: '/v1/responses', api: 'openai.responses' },
+  { path: '/v1/messages', api: 'anthropic.messages' },
+  { path: GEMINI_ROUTE, api: 'gemini.generate', before: acceptGeminiRequest, params: geminiCallParams },
 ];
 
 /** A provider path asked with another method than POST. */
@@ -76,7 +87,7 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   // share one round trip (a refusal by one gives back what the others took).
   // Body checks, scope and tier rules sit right after auth, so a refused request costs no
   // rate-limit slot; the tier's output cap is clamped before the estimate, so every
-  // reservation is a true upper bound. Built once and shared by the three routes, so one
+  // reservation is a true upper bound. Built once and shared by the provider routes, so one
   // limiter instance counts all of them.
   const keys = createKeyLookup(config, stores);
   let configKeys = keyRecordsFromConfig(config.keys ?? []);
@@ -88,7 +99,13 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
     combineLimits(...requestLimitMiddleware(config, stores), ...tokenLimitMiddleware(config, stores), ...concurrencyMiddleware(config, stores), budget),
   ];
   // Each route declares the API it speaks, once: every later piece keys off that declaration.
-  const admit = (api: ProviderApi): RequestHandler[] => [...identify, validateProviderRequest(api), providerCall(api), ...limitAndReserve];
+  const admit = ({ api, before, params }: ProviderRoute): RequestHandler[] => [
+    ...(before ? [before] : []),
+    ...identify,
+    validateProviderRequest(api),
+    providers.declareCall(api, params),
+    ...limitAndReserve,
+  ];
 
   const app = express() as unknown as ProxyApp;
   app.disable('x-powered-by');
@@ -108,7 +125,7 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   app.use(express.json({ limit: config.bodyLimit ?? '1mb', type: ['application/json', 'application/*+json'] }));
 
   // The provider routes first: they carry nearly all the traffic, and every route before them is a path match per request.
-  for (const [path, api] of PROVIDER_ROUTES) app.post(path, ...admit(api), providers.handler(api));
+  for (const route of PROVIDER_ROUTES) app.post(route.path, ...admit(route), providers.handler(route.api));
   app.get('/healthz', async function reportHealth(_req: Request, res: Response) {
     const storeOk = await storesAnswer(stores);
     res.status(storeOk ? 200 : 503).json({ status: storeOk ? 'ok' : 'degraded', store: stores.kind, storeOk, ...(stores.kind === 'redis' ? { redis: storeOk ? 'ok' : 'down' } : {}), upstreams: providers.names });
@@ -127,7 +144,7 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
     app.use('/admin', admin);
   }
 
-  app.all(PROVIDER_ROUTES.map(([path]) => path), answerMethodNotAllowed);
+  app.all(PROVIDER_ROUTES.map(({ path }) => path), answerMethodNotAllowed);
   app.use(function answerNotFound(req: Request, res: Response) {
     renderApiError(new ApiError('not_found', `No route ${req.method} ${req.path.slice(0, 200)}.`), req, res);
   });

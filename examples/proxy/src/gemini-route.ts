@@ -3,24 +3,23 @@ import type { NextFunction, Request, Response } from 'express';
 import { ApiError, renderApiError } from '@tollgate/core';
 import type { CallRequest } from '@tollgate/core';
 import { GEMINI_ACTIONS, GEMINI_STREAM_ACTION } from '@tollgate/providers';
+import { MAX_MODEL_LENGTH } from './request-validation.js';
 
 /** Express 5 cannot match a literal `:` after a param: the model and the method share the last segment. */
 export const GEMINI_ROUTE = '/v1beta/models/:target';
 
-/** As long as a model named in a body may be. */
-const MAX_MODEL_LENGTH = 256;
-
 /** `{model}:{action}`, or undefined when the path names no method the proxy serves. */
-function splitTarget(target: string | undefined): { model: string; action: string } | undefined {
-  const colon = target === undefined ? -1 : target.lastIndexOf(':');
-  if (colon < 0) return undefined;
-  const action = target!.slice(colon + 1);
-  return (GEMINI_ACTIONS as readonly string[]).includes(action) ? { model: target!.slice(0, colon), action } : undefined;
+export function splitGeminiTarget(target: unknown): { model: string; action: string } | undefined {
+  if (typeof target !== 'string') return undefined;
+  const colon = target.lastIndexOf(':');
+  const action = target.slice(colon + 1);
+  if (colon < 0 || !(GEMINI_ACTIONS as readonly string[]).includes(action)) return undefined;
+  return { model: target.slice(0, colon), action };
 }
 
 /** The params the Gemini adapter reads (`model`, `action`), for providerCall(). */
 export function geminiCallParams(req: Request): CallRequest['params'] {
-  return splitTarget(req.params.target) ?? {};
+  return splitGeminiTarget(req.params.target) ?? {};
 }
 
 /**
@@ -31,7 +30,7 @@ export function geminiCallParams(req: Request): CallRequest['params'] {
  * not read: a key in a URL ends up in logs.
  */
 export function acceptGeminiRequest(req: Request, res: Response, next: NextFunction): void {
-  const target = splitTarget(req.params.target);
+  const target = splitGeminiTarget(req.params.target);
   if (!target) {
     renderApiError(new ApiError('not_found', `No route ${req.method} ${req.path.slice(0, 200)}: the methods are ${GEMINI_ACTIONS.join(' and ')}.`), req, res);
     return;

@@ -3,7 +3,8 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import express from 'express';
 import type { Express, Request, Response } from 'express';
-import { GEMINI_ACTIONS, GEMINI_STREAM_ACTION } from '@tollgate/providers';
+import { GEMINI_STREAM_ACTION } from '@tollgate/providers';
+import { splitGeminiTarget } from './gemini-route.js';
 import { countPromptTokens, DEFAULT_REPLY_TOKENS, mockReply } from './mock-reply.js';
 import type { MockReply } from './mock-reply.js';
 
@@ -109,18 +110,16 @@ class MockNotFound extends Error {}
  * the declared call's: a downgrade changes the model the call runs with, never the client's path.
  */
 function planGeminiRequest(req: Request, body: Body, replyTokens: number): Plan {
-  const target = req.params.target ?? '';
-  const colon = target.lastIndexOf(':');
-  const action = target.slice(colon + 1);
-  if (colon <= 0 || !(GEMINI_ACTIONS as readonly string[]).includes(action)) throw new MockNotFound();
+  const target = splitGeminiTarget(req.params.target);
+  if (!target || target.model === '') throw new MockNotFound();
   if (!Array.isArray(body.contents) || body.contents.length === 0) throw new MockBadRequest('contents', 'contents must be a non-empty array');
   const contents = body.contents.map((content: unknown) => (isBody(content) ? content.parts : undefined));
   const config = isBody(body.generationConfig) ? body.generationConfig : {};
   const cap = optionalPositiveInteger(config, 'maxOutputTokens');
   const system = isBody(body.systemInstruction) ? body.systemInstruction.parts : undefined;
   return {
-    model: req.tollgate?.call?.model ?? target.slice(0, colon),
-    stream: action === GEMINI_STREAM_ACTION,
+    model: req.tollgate?.call?.model ?? target.model,
+    stream: target.action === GEMINI_STREAM_ACTION,
     includeUsage: true,
     inputTokens: countPromptTokens({ messages: contents, system }),
     reply: mockReply(replyTokens, cap),

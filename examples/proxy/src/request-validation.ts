@@ -5,7 +5,7 @@ import type { ProviderApi } from '@tollgate/core';
 
 type Body = Record<string, unknown>;
 
-const MAX_MODEL_LENGTH = 256;
+export const MAX_MODEL_LENGTH = 256;
 /**
  * Deeper than any provider request needs (tool schemas and content parts stay far below), and
  * shallow enough that the body can be written out again for the upstream (JSON.stringify recurses).
