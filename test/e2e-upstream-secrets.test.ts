@@ -26,9 +26,11 @@ function echoedForms(key: string): string[] {
 
 /** An upstream that names the credentials it received in a 400, in its API's error shape, in two chunks. */
 async function echoCredentials(req: IncomingMessage, res: ServerResponse): Promise<void> {
-  for await (const chunk of req) void chunk;
+  let received = '';
+  for await (const chunk of req) received += String(chunk);
   const anthropic = req.url === '/v1/messages';
-  const key = anthropic
+  // Asked to, it names another upstream's key (one it was handed elsewhere, or shares a backend with).
+  const key = received.includes('ECHO_OTHER_UPSTREAM_KEY') ? upstreamAnthropicKey : anthropic
     ? String(req.headers['x-api-key'])
     : String(req.headers.authorization).replace(/^Bearer /, '');
   const [raw, slashEscaped, plusEscaped, urlEncoded] = echoedForms(key);
@@ -71,12 +73,12 @@ afterAll(async () => {
   await closeServer(upstream);
 });
 
-async function callProxy(api: 'openai' | 'anthropic'): Promise<Response> {
+async function callProxy(api: 'openai' | 'anthropic', content = 'hi'): Promise<Response> {
   return api === 'openai'
     ? fetch(`${proxy.url}/v1/chat/completions`, {
       method: 'POST',
       headers: { authorization: `Bearer ${clientKey}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }),
+      body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content }] }),
     })
     : fetch(`${proxy.url}/v1/messages`, {
       method: 'POST',
@@ -110,6 +112,15 @@ describe('upstream 4xx answers passed on', () => {
     expect(body.error.message).not.toContain(key);
     expect(body.error.message).toContain('Bad request with key [redacted]');
     expectNoKey(logLines.join('\n'), key);
+  });
+
+  it("redacts every upstream's key, not only the one the answering upstream was sent", async () => {
+    const response = await callProxy('openai', 'ECHO_OTHER_UPSTREAM_KEY');
+    const text = await response.text();
+    expect(response.status).toBe(400);
+    expectNoKey(text, upstreamAnthropicKey);
+    for (const [name, value] of response.headers) expectNoKey(`${name}: ${value}`, upstreamAnthropicKey);
+    expect(text).toContain('Bad request with key [redacted]');
   });
 
   it('drops the start of a key that an over-long error body is cut in', async () => {

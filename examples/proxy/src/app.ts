@@ -82,7 +82,7 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   const closers: (() => Promise<void> | void)[] = [() => providers.close(), () => budget.close(), () => metering.close()];
   if (ownsStores) closers.push(() => stores.close());
 
-  // DESIGN.md's order: auth -> tieredRateLimit -> meter (estimate) -> tokenRateLimit -> budgetGuard -> handler,
+  // The order of docs/architecture.md: auth -> tieredRateLimit -> meter (estimate) -> tokenRateLimit -> budgetGuard -> handler,
   // with the limits and the budget fused by combineLimits after the estimate: their Redis calls
   // share one round trip (a refusal by one gives back what the others took).
   // Body checks, scope and tier rules sit right after auth, so a refused request costs no

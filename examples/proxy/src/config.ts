@@ -1,4 +1,4 @@
-// The proxy's JSON config (DESIGN.md "Example proxy contract"): its types and a validator that names the faulty field.
+// The proxy's JSON config (the contract in examples/proxy/README.md): its types and a validator that names the faulty field.
 import { closestName, isCalendarPeriod, TollgateError } from '@tollgate/core';
 import type { CalendarPeriod } from '@tollgate/core';
 

@@ -7,7 +7,7 @@ import type { CallDeclaration } from '@tollgate/providers';
 import { defaultUpstreamKind } from './config.js';
 import type { ProxyConfig, UpstreamKind } from './config.js';
 import type { MockProvider } from './mock-provider.js';
-import { createUpstream } from './upstream.js';
+import { createUpstream, resolveUpstreamKey } from './upstream.js';
 import type { Upstream } from './upstream.js';
 
 export interface ProviderRouter {
@@ -83,7 +83,8 @@ export function createProviderRouter(config: ProxyConfig, options: { mock?: Mock
   }
 
   const upstreams = new Map<string, Upstream>();
-  for (const [name, upstreamConfig] of Object.entries(config.upstreams)) upstreams.set(name, createUpstream(name, upstreamConfig, options.env));
+  const allKeys = Object.values(config.upstreams).map((upstreamConfig) => resolveUpstreamKey(upstreamConfig, options.env));
+  for (const [name, upstreamConfig] of Object.entries(config.upstreams)) upstreams.set(name, createUpstream(name, upstreamConfig, options.env, allKeys));
 
   return {
     names: [...upstreams.keys()],

@@ -109,7 +109,7 @@ export function findRequestProblem(api: ProviderApi, body: unknown): ApiError | 
   }
 }
 
-/** Middleware: 400 `invalid_request` naming the field, in the DESIGN.md error shape. */
+/** Middleware: 400 `invalid_request` naming the field, in the OpenAI error shape of docs/errors.md. */
 export function validateProviderRequest(api: ProviderApi) {
   return function validateProviderRequestBody(req: Request, res: Response, next: NextFunction): void {
     const problem = findRequestProblem(api, req.body);

@@ -69,11 +69,16 @@ export function resolveUpstreamKey(config: UpstreamConfig, env: NodeJS.ProcessEn
   return fromEnv && fromEnv.length > 0 ? fromEnv : config.apiKey;
 }
 
-export function createUpstream(name: string, config: UpstreamConfig, env: NodeJS.ProcessEnv = process.env): Upstream {
+/**
+ * `allKeys`: every upstream key of the gateway, redacted from what this upstream passes on (an
+ * upstream may have been handed, or may echo, another one's key).
+ * @default this upstream's own key
+ */
+export function createUpstream(name: string, config: UpstreamConfig, env: NodeJS.ProcessEnv = process.env, allKeys?: readonly (string | undefined)[]): Upstream {
   const api = config.api ?? defaultUpstreamKind(name);
   const apiKey = resolveUpstreamKey(config, env);
   // Only the error answers passed on are searched for the key; 2xx streams go through untouched.
-  const secrets = secretRedactor([apiKey]);
+  const secrets = secretRedactor(allKeys ?? [apiKey]);
   const dispatcher = new Agent({
     connect: { timeout: config.connectTimeoutMs ?? 10_000 },
     headersTimeout: config.firstByteTimeoutMs ?? 120_000,

@@ -1,4 +1,4 @@
-// The proxy config: the DESIGN.md example validates, and each kind of mistake is named by its field.
+// The proxy config: the example config with every contract name validates, and each kind of mistake is named by its field.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from '@jest/globals';
 import { ConfigError, parseConfig, validateConfig } from '../src/config.js';
@@ -17,7 +17,7 @@ function rejection(config: unknown): string {
 }
 
 describe('proxy config validation', () => {
-  it('accepts the example config of DESIGN.md with every contract name', () => {
+  it('accepts the documented example config with every contract name', () => {
     const config = validateConfig(example);
     expect(Object.keys(config).sort()).toEqual(
       ['port', 'redisUrl', 'redisPrefix', 'usageLog', 'adminKeySha256', 'upstreams', 'models', 'tiers', 'tenants', 'keys', 'global'].sort(),
