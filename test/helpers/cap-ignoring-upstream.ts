@@ -9,6 +9,12 @@ import { closeServer } from './proxy.js';
 
 export type FakeApi = 'openai.chat' | 'openai.responses' | 'anthropic.messages';
 
+const ROUTES = new Map<string, FakeApi>([
+  ['/v1/chat/completions', 'openai.chat'],
+  ['/v1/responses', 'openai.responses'],
+  ['/v1/messages', 'anthropic.messages'],
+]);
+
 /** Words that are one token each in o200k_base and cl100k_base (with or without their leading space). */
 const WORDS = 'the cat sat on a mat and then it ran to the park with one small dog for fun all day long under blue sky'.split(' ');
 
@@ -19,6 +25,8 @@ export interface FakeUpstreamOptions {
   tokensPerEvent: number;
   /** Stop at the cap in the body, as real providers do; otherwise the cap is ignored. @default false */
   honourCap: boolean;
+  /** Write each event in two halves, a turn of the event loop apart (TCP may split events anywhere). @default false */
+  splitEvents: boolean;
 }
 
 /** One call the fake answered. */
@@ -48,13 +56,15 @@ export interface FakeUpstream {
 }
 
 type Body = Record<string, unknown>;
-type Event = { event?: string; data: unknown };
+/** One SSE event; `output` marks those that carry answer text. */
+type Event = { event?: string; data: unknown; output?: boolean };
 
 const newId = (prefix: string) => `${prefix}${randomBytes(12).toString('hex')}`;
 const nowSeconds = () => Math.floor(Date.now() / 1000);
 
 function capOf(api: FakeApi, body: Body): number | undefined {
-  const value = api === 'openai.chat' ? (body.max_completion_tokens ?? body.max_tokens) : api === 'openai.responses' ? body.max_output_tokens : body.max_tokens;
+  const caps = { 'openai.chat': body.max_completion_tokens ?? body.max_tokens, 'openai.responses': body.max_output_tokens, 'anthropic.messages': body.max_tokens };
+  const value = caps[api];
   return typeof value === 'number' ? value : undefined;
 }
 
@@ -90,11 +100,13 @@ function chatUsage(answer: Answer) {
 }
 
 function chatEvents(answer: Answer, includeUsage: boolean): Event[] {
-  const head = { id: newId('chatcmpl-'), object: 'chat.completion.chunk', created: nowSeconds(), model: answer.model, service_tier: 'default', system_fingerprint: 'fp_fake' };
+  const head = {
+    id: newId('chatcmpl-'), object: 'chat.completion.chunk', created: nowSeconds(), model: answer.model, service_tier: 'default', system_fingerprint: 'fp_fake',
+  };
   const usageNull = includeUsage ? { usage: null } : {};
   const chunk = (delta: Body, finish: string | null) => ({ ...head, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }], ...usageNull });
   const events: Event[] = [{ data: chunk({ role: 'assistant', content: '', refusal: null }, null) }];
-  for (const piece of answer.pieces) events.push({ data: chunk({ content: piece }, null) });
+  for (const piece of answer.pieces) events.push({ data: chunk({ content: piece }, null), output: true });
   events.push({ data: chunk({}, answer.truncated ? 'length' : 'stop') });
   if (includeUsage) events.push({ data: { ...head, choices: [], usage: chatUsage(answer) } });
   events.push({ data: '[DONE]' });
@@ -107,7 +119,12 @@ function chatJson(answer: Answer) {
     object: 'chat.completion',
     created: nowSeconds(),
     model: answer.model,
-    choices: [{ index: 0, message: { role: 'assistant', content: answer.text, refusal: null, annotations: [] }, logprobs: null, finish_reason: answer.truncated ? 'length' : 'stop' }],
+    choices: [{
+      index: 0,
+      message: { role: 'assistant', content: answer.text, refusal: null, annotations: [] },
+      logprobs: null,
+      finish_reason: answer.truncated ? 'length' : 'stop',
+    }],
     usage: chatUsage(answer),
     service_tier: 'default',
     system_fingerprint: 'fp_fake',
@@ -137,11 +154,19 @@ function responseObject(answer: Answer, ids: { response: string; message: string
     tools: [],
     top_p: 1,
     truncation: 'disabled',
-    usage: done
-      ? { input_tokens: answer.inputTokens, input_tokens_details: { cached_tokens: 0 }, output_tokens: answer.outputTokens, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: answer.inputTokens + answer.outputTokens }
-      : null,
+    usage: done ? responsesUsage(answer) : null,
     user: null,
     metadata: {},
+  };
+}
+
+function responsesUsage(answer: Answer) {
+  return {
+    input_tokens: answer.inputTokens,
+    input_tokens_details: { cached_tokens: 0 },
+    output_tokens: answer.outputTokens,
+    output_tokens_details: { reasoning_tokens: 0 },
+    total_tokens: answer.inputTokens + answer.outputTokens,
   };
 }
 
@@ -158,15 +183,15 @@ function messageItem(answer: Answer, id: string, done: boolean) {
 function responsesEvents(answer: Answer, body: Body): Event[] {
   const ids = { response: newId('resp_'), message: newId('msg_'), created: nowSeconds() };
   const events: Event[] = [];
-  const push = (type: string, data: Body) => events.push({ event: type, data: { type, sequence_number: events.length, ...data } });
+  const push = (type: string, data: Body, output = false) => events.push({ event: type, data: { type, sequence_number: events.length, ...data }, output });
   push('response.created', { response: responseObject(answer, ids, body, false) });
   push('response.in_progress', { response: responseObject(answer, ids, body, false) });
   push('response.output_item.added', { output_index: 0, item: messageItem(answer, ids.message, false) });
-  push('response.content_part.added', { item_id: ids.message, output_index: 0, content_index: 0, part: { type: 'output_text', text: '', annotations: [], logprobs: [] } });
-  for (const piece of answer.pieces) push('response.output_text.delta', { item_id: ids.message, output_index: 0, content_index: 0, delta: piece, logprobs: [] });
-  push('response.output_text.done', { item_id: ids.message, output_index: 0, content_index: 0, text: answer.text, logprobs: [] });
-  const part = { type: 'output_text', text: answer.text, annotations: [], logprobs: [] };
-  push('response.content_part.done', { item_id: ids.message, output_index: 0, content_index: 0, part });
+  const at = { item_id: ids.message, output_index: 0, content_index: 0 };
+  push('response.content_part.added', { ...at, part: { type: 'output_text', text: '', annotations: [], logprobs: [] } });
+  for (const piece of answer.pieces) push('response.output_text.delta', { ...at, delta: piece, logprobs: [] }, true);
+  push('response.output_text.done', { ...at, text: answer.text, logprobs: [] });
+  push('response.content_part.done', { ...at, part: { type: 'output_text', text: answer.text, annotations: [], logprobs: [] } });
   push('response.output_item.done', { output_index: 0, item: messageItem(answer, ids.message, true) });
   const final = responseObject(answer, ids, body, true);
   push(final.status === 'incomplete' ? 'response.incomplete' : 'response.completed', { response: final });
@@ -174,7 +199,9 @@ function responsesEvents(answer: Answer, body: Body): Event[] {
 }
 
 function messagesUsage(answer: Answer, outputTokens: number) {
-  return { input_tokens: answer.inputTokens, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: outputTokens, service_tier: 'standard' };
+  return {
+    input_tokens: answer.inputTokens, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: outputTokens, service_tier: 'standard',
+  };
 }
 
 function messagesJson(answer: Answer) {
@@ -197,11 +224,18 @@ function messagesEvents(answer: Answer): Event[] {
     { event: 'content_block_start', data: { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } } },
     { event: 'ping', data: { type: 'ping' } },
   ];
-  for (const piece of answer.pieces) events.push({ event: 'content_block_delta', data: { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: piece } } });
+  for (const piece of answer.pieces) {
+    const data = { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: piece } };
+    events.push({ event: 'content_block_delta', data, output: true });
+  }
   events.push({ event: 'content_block_stop', data: { type: 'content_block_stop', index: 0 } });
   events.push({
     event: 'message_delta',
-    data: { type: 'message_delta', delta: { stop_reason: answer.truncated ? 'max_tokens' : 'end_turn', stop_sequence: null }, usage: { output_tokens: answer.outputTokens } },
+    data: {
+      type: 'message_delta',
+      delta: { stop_reason: answer.truncated ? 'max_tokens' : 'end_turn', stop_sequence: null },
+      usage: { output_tokens: answer.outputTokens },
+    },
   });
   events.push({ event: 'message_stop', data: { type: 'message_stop' } });
   return events;
@@ -210,15 +244,25 @@ function messagesEvents(answer: Answer): Event[] {
 const sseText = ({ event, data }: Event) => `${event ? `event: ${event}\n` : ''}data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`;
 
 /** Writes the events one per turn of the event loop, as a provider streams, until done or the connection closes. */
-async function writeEvents(res: ServerResponse, call: FakeCall, events: Event[], isOutput: (event: Event) => boolean): Promise<void> {
+async function writeEvents(res: ServerResponse, call: FakeCall, events: Event[], split: boolean): Promise<void> {
   res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
+  const write = async (text: string) => {
+    call.written += text;
+    if (!res.write(text)) await Promise.race([once(res, 'drain'), once(res, 'close')]);
+    await new Promise((resolve) => setImmediate(resolve));
+  };
   for (const event of events) {
     if (res.destroyed || call.aborted) return;
     const text = sseText(event);
-    call.written += text;
-    if (isOutput(event)) call.eventsWritten++;
-    if (!res.write(text)) await Promise.race([once(res, 'drain'), once(res, 'close')]);
-    await new Promise((resolve) => setImmediate(resolve));
+    if (event.output) call.eventsWritten++;
+    if (split) {
+      const half = Math.floor(text.length / 2);
+      await write(text.slice(0, half));
+      if (res.destroyed || call.aborted) return;
+      await write(text.slice(half));
+    } else {
+      await write(text);
+    }
   }
   res.end();
 }
@@ -231,12 +275,12 @@ async function readBody(req: IncomingMessage): Promise<Body> {
 
 /** The fake on an ephemeral port of 127.0.0.1. */
 export async function startCapIgnoringUpstream(initial: Partial<FakeUpstreamOptions> = {}): Promise<FakeUpstream> {
-  const options: FakeUpstreamOptions = { outputTokens: 2000, tokensPerEvent: 1, honourCap: false, ...initial };
+  const options: FakeUpstreamOptions = { outputTokens: 2000, tokensPerEvent: 1, honourCap: false, splitEvents: false, ...initial };
   const calls: FakeCall[] = [];
   const pending = new Set<Promise<void>>();
 
   async function answer(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const api: FakeApi | undefined = req.url === '/v1/chat/completions' ? 'openai.chat' : req.url === '/v1/responses' ? 'openai.responses' : req.url === '/v1/messages' ? 'anthropic.messages' : undefined;
+    const api = ROUTES.get(req.url ?? '');
     const body = await readBody(req);
     if (!api || req.method !== 'POST') {
       res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":{"message":"not found"}}');
@@ -261,20 +305,18 @@ export async function startCapIgnoringUpstream(initial: Partial<FakeUpstreamOpti
       text: pieces.join(''),
     };
     if (!stream) {
-      const json = JSON.stringify(api === 'openai.chat' ? chatJson(reply) : api === 'openai.responses' ? responseObject(reply, { response: newId('resp_'), message: newId('msg_'), created: nowSeconds() }, body, true) : messagesJson(reply));
+      const ids = { response: newId('resp_'), message: newId('msg_'), created: nowSeconds() };
+      const json = JSON.stringify(api === 'openai.chat' ? chatJson(reply) : api === 'openai.responses' ? responseObject(reply, ids, body, true) : messagesJson(reply));
       call.written = json;
       res.writeHead(200, { 'content-type': 'application/json' }).end(json);
       return;
     }
-    if (api === 'openai.chat') {
-      const options = body.stream_options;
-      const includeUsage = typeof options === 'object' && options !== null && (options as Body).include_usage === true;
-      await writeEvents(res, call, chatEvents(reply, includeUsage), (event) => typeof event.data === 'object' && JSON.stringify(event.data).includes('"content":"') && !JSON.stringify(event.data).includes('"content":""'));
-    } else if (api === 'openai.responses') {
-      await writeEvents(res, call, responsesEvents(reply, body), (event) => event.event === 'response.output_text.delta');
-    } else {
-      await writeEvents(res, call, messagesEvents(reply), (event) => event.event === 'content_block_delta');
-    }
+    const streamOptions = body.stream_options;
+    const includeUsage = typeof streamOptions === 'object' && streamOptions !== null && (streamOptions as Body).include_usage === true;
+    const events = api === 'openai.chat' ? chatEvents(reply, includeUsage)
+      : api === 'openai.responses' ? responsesEvents(reply, body)
+      : messagesEvents(reply);
+    await writeEvents(res, call, events, options.splitEvents);
   }
 
   const server: Server = createServer((req, res) => {

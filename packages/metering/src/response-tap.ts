@@ -1,7 +1,7 @@
 // Reads a response for usage as it passes through res.write / res.end, without holding it back; ends a stream at its grant.
 import type { TollgateContext } from '@tollgate/core';
 import { SseDecoder } from '@tollgate/providers';
-import type { OutputCounter, ProviderAdapter, UsageReader } from '@tollgate/providers';
+import type { OutputCounter, ProviderAdapter, SseBlock, UsageReader } from '@tollgate/providers';
 import type { Response } from 'express';
 
 /** JSON bodies above this are not parsed whole: usage is looked for in their last bytes. */
@@ -66,6 +66,8 @@ export class ResponseTap {
   private reader: UsageReader | undefined;
   private decoder: SseDecoder | undefined;
   private strip = false;
+  /** Bytes the decoder holds of an event not complete yet. */
+  private held = 0;
   private json: Buffer[] = [];
   private jsonBytes = 0;
   /** The JSON body outgrew MAX_JSON_BYTES: only its tail is kept. */
@@ -125,28 +127,11 @@ export class ResponseTap {
     }) as Response['end'];
   }
 
-  /** Reads a chunk; returns the bytes to send instead of it (strip mode), or undefined to send it as it is. */
+  /** Reads a chunk; returns the bytes to send instead of it (stripped, or ended at the grant), or undefined to send it as it is. */
   private observe(bytes: Buffer): Buffer | undefined {
     try {
       if (this.mode === 'unknown') this.detect();
-      if (this.mode === 'sse') {
-        const blocks = this.decoder!.push(bytes);
-        const reader = this.reader!;
-        const grant = this.grant;
-        const kept: Buffer[] = [];
-        for (let i = 0; i < blocks.length; i++) {
-          const block = blocks[i]!;
-          const drop = block.hasData && reader.onEvent(block.event, block.data);
-          if (!drop) kept.push(block.raw);
-          // One comparison per event until the byte bound passes the grant; then the tokenizer decides.
-          if (grant !== undefined && reader.output.tokenBound > grant && this.passedGrant(grant)) {
-            kept.push(Buffer.from(reader.ending({ inputTokens: this.ctx.estimate?.inputTokens ?? 0, outputTokens: this.stoppedAt })));
-            this.stop();
-            return Buffer.concat(kept);
-          }
-        }
-        return this.strip ? Buffer.concat(kept) : undefined;
-      }
+      if (this.mode === 'sse') return this.observeEvents(bytes);
       if (this.mode === 'json') {
         // Past the bound only the tail is kept: usage sits at the end of OpenAI and Anthropic bodies.
         const kept = bytes.length > MAX_JSON_BYTES ? bytes.subarray(bytes.length - JSON_TAIL_BYTES) : bytes;
@@ -167,10 +152,45 @@ export class ResponseTap {
     }
   }
 
-  /** Counts what passed since the last count: has the output gone past the grant? */
-  private passedGrant(grant: number): boolean {
-    this.stoppedAt = this.reader!.output.countSoFar(this.countOutput);
-    return this.stoppedAt > grant;
+  /**
+   * Reads the events a chunk completes. Returns undefined to send the chunk as it is, or the bytes to
+   * send instead: without the stripped usage chunk, or up to the event that passed the grant and
+   * then the API's ending. Far below the grant an event costs one comparison and allocates nothing.
+   */
+  private observeEvents(bytes: Buffer): Buffer | undefined {
+    // Where the first block starts in this chunk: before it when its first bytes came in earlier chunks.
+    const start = -this.held;
+    const blocks = this.decoder!.push(bytes);
+    const reader = this.reader!;
+    const grant = this.grant;
+    let end = start;
+    let dropped: Set<number> | undefined;
+    for (let i = 0; i < blocks.length; i++) {
+      const block = blocks[i]!;
+      end += block.raw.length;
+      if (block.hasData && reader.onEvent(block.event, block.data)) (dropped ??= new Set()).add(i);
+      if (grant !== undefined && reader.output.tokenBound > grant && reader.output.passes(grant, this.countOutput)) {
+        this.stoppedAt = reader.output.tokens(this.countOutput);
+        const ending = reader.ending({ inputTokens: this.ctx.estimate?.inputTokens ?? 0, outputTokens: this.stoppedAt });
+        this.stop();
+        return Buffer.concat([this.unsent(bytes, blocks, i + 1, start, end, dropped), Buffer.from(ending)]);
+      }
+    }
+    this.held = bytes.length - end;
+    if (!this.strip || (dropped === undefined && start === 0 && end === bytes.length)) return undefined;
+    return this.unsent(bytes, blocks, blocks.length, start, end, dropped);
+  }
+
+  /**
+   * The bytes of the first `count` blocks that did not go out yet. Passing through, everything
+   * before `end` in this chunk (an event's first bytes already left with an earlier chunk); in strip
+   * mode, whole blocks only, less the dropped ones (an open event's bytes were held back).
+   */
+  private unsent(bytes: Buffer, blocks: SseBlock[], count: number, start: number, end: number, dropped: Set<number> | undefined): Buffer {
+    if (!this.strip || (dropped === undefined && start === 0)) return bytes.subarray(0, end);
+    const kept: Buffer[] = [];
+    for (let i = 0; i < count; i++) if (!dropped?.has(i)) kept.push(blocks[i]!.raw);
+    return Buffer.concat(kept);
   }
 
   private stop(): void {

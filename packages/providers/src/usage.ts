@@ -44,9 +44,10 @@ export interface UsageReader {
 }
 
 /**
- * Collects output text deltas up to a bound, and keeps a running upper bound of their tokens for
- * the hard stop: exact counts for what was counted, UTF-8 bytes (each token is at least one) for
- * the rest, so the tokenizer runs only once the cheap bound passes the grant.
+ * Collects output text deltas up to a bound, and answers the hard stop's question (has the output
+ * passed the grant?) cheaply: a running upper bound (exact counts for what was counted, UTF-8 bytes
+ * for the rest: each token is at least one) rules it out while far below; the tokenizer runs only
+ * once that bound passes.
  */
 export class OutputText {
   private parts: string[] = [];
@@ -56,10 +57,12 @@ export class OutputText {
   seen = false;
   /** UTF-8 bytes of all output so far. */
   bytes = 0;
-  /** Parts already counted by `countSoFar`, their tokens and bytes. */
+  /** Kept parts counted so far, their tokens and bytes. */
   private countedParts = 0;
   private countedTokens = 0;
   private countedBytes = 0;
+  /** `countedTokens` is the count of the whole kept text, not a sum of counts of pieces. */
+  private countedWhole = true;
 
   add(text: unknown): void {
     if (typeof text !== 'string' || text.length === 0) return;
@@ -80,23 +83,35 @@ export class OutputText {
   }
 
   /**
-   * Tokens so far, counting only the parts not counted before (a running sum of pieces, which is
-   * never below the count of the whole by more than the merges across piece boundaries).
+   * Has the output passed `limit` tokens? Near the limit the parts not counted yet are counted
+   * alone and added up; only when that sum passes the limit is the whole text counted, since a sum
+   * of pieces runs ahead of the whole (an approximated count rounds every piece up).
    */
-  countSoFar(countOutput: OutputCounter): number {
+  passes(limit: number, countOutput: OutputCounter): boolean {
+    if (this.tokenBound <= limit) return false;
     const parts = this.parts;
     if (this.countedParts < parts.length) {
       const fresh = parts.length - this.countedParts === 1 ? parts[this.countedParts]! : parts.slice(this.countedParts).join('');
+      this.countedWhole = this.countedParts === 0;
       this.countedTokens += countOutput(fresh);
       this.countedParts = parts.length;
     }
     // Overflow bytes are counted as bytes: they were never kept.
     this.countedBytes = this.bytes - this.overflowBytes;
-    return this.countedTokens + this.overflowBytes;
+    if (this.countedTokens + this.overflowBytes <= limit) return false;
+    return this.tokens(countOutput) > limit;
   }
 
+  /** The output's tokens: the whole kept text counted (once per new text), plus the overflow bytes. */
   tokens(countOutput: OutputCounter): number {
-    return (this.parts.length > 0 ? countOutput(this.parts.join('')) : 0) + this.overflowBytes;
+    const parts = this.parts;
+    if (!this.countedWhole || this.countedParts < parts.length) {
+      this.countedTokens = parts.length > 0 ? countOutput(parts.join('')) : 0;
+      this.countedParts = parts.length;
+      this.countedBytes = this.bytes - this.overflowBytes;
+      this.countedWhole = true;
+    }
+    return this.countedTokens + this.overflowBytes;
   }
 }
 

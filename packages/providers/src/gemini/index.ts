@@ -51,11 +51,15 @@ function geminiUsage(metadata: Json): TokenUsage {
   };
 }
 
-function collectCandidates(output: OutputText, candidates: unknown): boolean {
+/** Reads a chunk's candidates into `output`; notes each index in `seen`, true once it finished. */
+function collectCandidates(output: OutputText, candidates: unknown, seen: Map<number, boolean>): boolean {
   let finished = false;
   for (const candidate of asArray(candidates)) {
     if (!isObject(candidate)) continue;
-    if (typeof candidate.finishReason === 'string' && candidate.finishReason.length > 0) finished = true;
+    const index = typeof candidate.index === 'number' ? candidate.index : 0;
+    const done = typeof candidate.finishReason === 'string' && candidate.finishReason.length > 0;
+    if (done) finished = true;
+    if (seen.get(index) !== true) seen.set(index, done);
     if (!isObject(candidate.content)) continue;
     for (const part of asArray(candidate.content.parts)) {
       if (!isObject(part)) continue;
@@ -70,9 +74,13 @@ function createGenerateReader(): UsageReader {
   const output = new OutputText();
   let usage: TokenUsage | undefined;
   let finished = false;
+  let responseId: unknown;
+  /** Candidate indexes seen, true once finished (a stream with `candidateCount` > 1 ends each one still open). */
+  const candidates = new Map<number, boolean>();
   const read = (chunk: Json) => {
     if (typeof chunk.modelVersion === 'string') reader.model = chunk.modelVersion;
-    if (collectCandidates(output, chunk.candidates)) finished = true;
+    if (responseId === undefined && typeof chunk.responseId === 'string') responseId = chunk.responseId;
+    if (collectCandidates(output, chunk.candidates, candidates)) finished = true;
     // Each streamed chunk repeats the running totals: assign, never add.
     if (isObject(chunk.usageMetadata)) usage = geminiUsage(chunk.usageMetadata);
   };
@@ -100,10 +108,14 @@ function createGenerateReader(): UsageReader {
       return { usage: { ...usage, outputTokens: Math.max(usage.outputTokens, counted?.usage.outputTokens ?? 0) }, source: 'counted' };
     },
     ending({ inputTokens, outputTokens }) {
+      const open: number[] = [];
+      for (const [index, finished] of candidates) if (!finished) open.push(index);
+      if (candidates.size === 0) open.push(0);
       return sseEvent({
-        candidates: [{ content: { role: 'model', parts: [{ text: '' }] }, finishReason: 'MAX_TOKENS', index: 0 }],
+        candidates: open.map((index) => ({ content: { role: 'model', parts: [{ text: '' }] }, finishReason: 'MAX_TOKENS', index })),
         usageMetadata: { promptTokenCount: inputTokens, candidatesTokenCount: outputTokens, totalTokenCount: inputTokens + outputTokens },
         modelVersion: reader.model ?? '',
+        ...(responseId === undefined ? {} : { responseId }),
       });
     },
   };

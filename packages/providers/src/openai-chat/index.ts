@@ -37,14 +37,14 @@ interface ChatStreamState {
   id: string;
   created: number;
   fingerprint: unknown;
-  /** Choice indexes seen (a stream with `n` > 1 ends each). */
-  choices: Set<number>;
+  /** Choice indexes seen, true once the choice finished (a stream with `n` > 1 ends each one still open). */
+  choices: Map<number, boolean>;
 }
 
 function createChatReader(api: ProviderApi, stripAddedUsage: boolean): UsageReader {
   const output = new OutputText();
   let usage: TokenUsage | undefined;
-  const state: ChatStreamState = { id: '', created: 0, fingerprint: undefined, choices: new Set() };
+  const state: ChatStreamState = { id: '', created: 0, fingerprint: undefined, choices: new Map() };
   const reader: UsageReader = {
     api,
     model: undefined,
@@ -62,7 +62,8 @@ function createChatReader(api: ProviderApi, stripAddedUsage: boolean): UsageRead
       const choices = asArray(chunk.choices);
       for (const choice of choices) {
         if (!isObject(choice)) continue;
-        if (typeof choice.index === 'number') state.choices.add(choice.index);
+        const index = typeof choice.index === 'number' ? choice.index : 0;
+        if (state.choices.get(index) !== true) state.choices.set(index, typeof choice.finish_reason === 'string');
         collectChatMessage(output, choice.delta);
       }
       if (isObject(chunk.usage)) {
@@ -82,9 +83,13 @@ function createChatReader(api: ProviderApi, stripAddedUsage: boolean): UsageRead
     ending({ inputTokens, outputTokens }) {
       const head = { id: state.id || 'chatcmpl-tollgate', object: 'chat.completion.chunk', created: state.created || Math.floor(Date.now() / 1000), model: reader.model ?? '' };
       const fingerprint = state.fingerprint === undefined ? {} : { system_fingerprint: state.fingerprint };
-      const indexes = state.choices.size > 0 ? [...state.choices] : [0];
-      const finish = indexes.map((index) => ({ index, delta: {}, logprobs: null, finish_reason: 'length' }));
-      let text = sseEvent({ ...head, ...fingerprint, choices: finish });
+      const open: number[] = [];
+      for (const [index, finished] of state.choices) if (!finished) open.push(index);
+      if (state.choices.size === 0) open.push(0);
+      let text = '';
+      // A choice that finished already (n > 1) keeps its own finish_reason.
+      const finish = open.map((index) => ({ index, delta: {}, logprobs: null, finish_reason: 'length' }));
+      if (finish.length > 0) text += sseEvent({ ...head, ...fingerprint, choices: finish });
       // The client asked for the usage chunk: it gets one, with what was counted.
       if (!stripAddedUsage) {
         const usageChunk = { prompt_tokens: inputTokens, completion_tokens: outputTokens, total_tokens: inputTokens + outputTokens };
