@@ -82,7 +82,7 @@ export class ResponseTap {
     private readonly countOutput: OutputCounter,
   ) {
     if (!adapter) return;
-    this.reader = adapter.createReader({ stripAddedUsage: addedUsage });
+    this.reader = adapter.createReader({ stripAddedUsage: addedUsage, request: ctx.call?.body });
     const write = res.write.bind(res) as (chunk: Chunk, encoding?: BufferEncoding, callback?: WriteCallback) => boolean;
     const end = res.end.bind(res) as (chunk?: Chunk, encoding?: BufferEncoding, callback?: () => void) => Response;
 

@@ -17,6 +17,9 @@ export interface ProviderAdapter extends CallAdapter {
    * returns true when it added something the client did not ask for (the meter strips it).
    */
   requestStreamUsage(body: Json): boolean;
-  /** A reader for one answer. `stripAddedUsage`: the usage chunk `requestStreamUsage` added is flagged. */
-  createReader(options?: { stripAddedUsage?: boolean }): UsageReader;
+  /**
+   * A reader for one answer. `stripAddedUsage`: the usage chunk `requestStreamUsage` added is
+   * flagged. `request`: the body as sent, for an ending that matches what the client asked for.
+   */
+  createReader(options?: { stripAddedUsage?: boolean; request?: Json }): UsageReader;
 }

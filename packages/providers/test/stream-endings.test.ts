@@ -7,8 +7,8 @@ import type { UsageReader } from '@tollgate/providers';
 type Json = Record<string, unknown>;
 
 /** A reader that has seen `events` (SSE text), as the meter's tap feeds it. */
-function readerAfter(api: ProviderApi, events: string, stripAddedUsage = false): UsageReader {
-  const reader = adapterFor(api).createReader({ stripAddedUsage });
+function readerAfter(api: ProviderApi, events: string, stripAddedUsage = false, request?: Json): UsageReader {
+  const reader = adapterFor(api).createReader({ stripAddedUsage, request });
   for (const block of new SseDecoder().push(Buffer.from(events))) if (block.hasData) reader.onEvent(block.event, block.data);
   return reader;
 }
@@ -34,7 +34,8 @@ describe('OpenAI chat completions ending', () => {
     + chunk([{ index: 0, delta: { content: 'Once upon' }, finish_reason: null }]);
 
   it('a finish_reason "length" chunk in the stream\'s own id, model and fingerprint, then the usage chunk the client asked for, then [DONE]', () => {
-    const events = parseEnding(readerAfter('openai.chat', started).ending({ inputTokens: 12, outputTokens: 101 }));
+    const asked = { model: 'gpt-4o', stream: true, stream_options: { include_usage: true } };
+    const events = parseEnding(readerAfter('openai.chat', started, false, asked).ending({ inputTokens: 12, outputTokens: 101 }));
     expect(events.map((event) => event.event)).toEqual(['', '', '']);
     expect(events[0]!.data).toEqual({ ...head, choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: 'length' }] });
     expect(events[1]!.data).toEqual({ ...head, choices: [], usage: { prompt_tokens: 12, completion_tokens: 101, total_tokens: 113 } });
@@ -46,6 +47,11 @@ describe('OpenAI chat completions ending', () => {
     expect(events).toHaveLength(2);
     expect(events[0]!.data).toMatchObject({ id: 'chatcmpl-abc', choices: [{ index: 0, finish_reason: 'length' }] });
     expect(events[1]!.data).toBe('[DONE]');
+  });
+
+  it('no usage chunk when nobody asked for one (the meter was told not to add include_usage)', () => {
+    const events = parseEnding(readerAfter('openai.chat', started, false, { model: 'gpt-4o', stream: true }).ending({ inputTokens: 12, outputTokens: 101 }));
+    expect(events.map((event) => event.data === '[DONE]' ? '[DONE]' : 'finish')).toEqual(['finish', '[DONE]']);
   });
 
   it('ends every choice still open when n > 1, and leaves one that finished alone', () => {

@@ -41,7 +41,7 @@ interface ChatStreamState {
   choices: Map<number, boolean>;
 }
 
-function createChatReader(api: ProviderApi, stripAddedUsage: boolean): UsageReader {
+function createChatReader(api: ProviderApi, stripAddedUsage: boolean, usageAsked: boolean): UsageReader {
   const output = new OutputText();
   let usage: TokenUsage | undefined;
   const state: ChatStreamState = { id: '', created: 0, fingerprint: undefined, choices: new Map() };
@@ -91,7 +91,7 @@ function createChatReader(api: ProviderApi, stripAddedUsage: boolean): UsageRead
       const finish = open.map((index) => ({ index, delta: {}, logprobs: null, finish_reason: 'length' }));
       if (finish.length > 0) text += sseEvent({ ...head, ...fingerprint, choices: finish });
       // The client asked for the usage chunk: it gets one, with what was counted.
-      if (!stripAddedUsage) {
+      if (usageAsked) {
         const usageChunk = { prompt_tokens: inputTokens, completion_tokens: outputTokens, total_tokens: inputTokens + outputTokens };
         text += sseEvent({ ...head, ...fingerprint, choices: [], usage: usageChunk });
       }
@@ -147,7 +147,12 @@ export function chatCompletionsAdapter(options: ChatAdapterOptions): ProviderAda
       body.stream_options = Object.assign({}, current, { include_usage: true });
       return true;
     },
-    createReader: (readerOptions) => createChatReader(options.api, readerOptions?.stripAddedUsage ?? false),
+    createReader(readerOptions) {
+      const strip = readerOptions?.stripAddedUsage ?? false;
+      // Asked by the client itself (not added by the meter): only then does a cut stream end with a usage chunk.
+      const streamOptions = readerOptions?.request?.stream_options;
+      return createChatReader(options.api, strip, !strip && isObject(streamOptions) && streamOptions.include_usage === true);
+    },
   };
 }
 
