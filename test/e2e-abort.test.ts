@@ -1,5 +1,5 @@
 // A client that leaves mid-stream: the reservation settles at once, and the usage log records the partial output as counted.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
@@ -7,7 +7,7 @@ import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
 import type { UsageRecord } from '@tollgate/core';
 import { createMockProvider } from '../examples/proxy/src/mock-provider.js';
-import { caught, newApiKey, sha256Hex, startProxy, waitFor } from './helpers/proxy.js';
+import { caught, newApiKey, readUsageLog, sha256Hex, startProxy, waitFor } from './helpers/proxy.js';
 import type { RunningProxy } from './helpers/proxy.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-abort-'));
@@ -18,13 +18,7 @@ const adminKey = newApiKey();
 let proxy: RunningProxy;
 
 function records(): UsageRecord[] {
-  let text = '';
-  try {
-    text = readFileSync(usageLog, 'utf8');
-  } catch {
-    return [];
-  }
-  return text.split('\n').filter(Boolean).map((line) => JSON.parse(line) as UsageRecord);
+  return readUsageLog(usageLog);
 }
 
 async function budgetView(): Promise<{ spentNanoUsd: number; reservedNanoUsd: number }> {

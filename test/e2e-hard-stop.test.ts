@@ -1,6 +1,5 @@
 // The hard stop end to end: an upstream that ignores the output cap is cut one event past it, and a budget cannot run away.
-import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
@@ -9,10 +8,9 @@ import OpenAI from 'openai';
 import { createPricing } from '@tollgate/core';
 import type { TollgateStores, UsageRecord } from '@tollgate/core';
 import { SseDecoder } from '@tollgate/providers';
-import { createRedisStores } from '@tollgate/redis';
 import { startCapIgnoringUpstream } from './helpers/cap-ignoring-upstream.js';
 import type { FakeApi, FakeCall, FakeUpstream } from './helpers/cap-ignoring-upstream.js';
-import { deleteRedisPrefix, newApiKey, REDIS_URL, sha256Hex, startProxy, waitFor } from './helpers/proxy.js';
+import { newApiKey, readUsageLog, redisTestStores, sha256Hex, startProxy, waitFor } from './helpers/proxy.js';
 import type { RunningProxy } from './helpers/proxy.js';
 
 const CAP = 100;
@@ -96,14 +94,7 @@ async function startHarness(stores: TollgateStores | undefined): Promise<Harness
     },
     async records(tenant) {
       await proxy.app.flushUsage();
-      let text = '';
-      try {
-        text = readFileSync(usageLog, 'utf8');
-      } catch {
-        return [];
-      }
-      const records = text.split('\n').filter(Boolean).map((line) => JSON.parse(line) as UsageRecord);
-      return records.filter((record) => record.tenantId === tenant && record.status !== 429);
+      return readUsageLog(usageLog).filter((record) => record.tenantId === tenant && record.status !== 429);
     },
     async settledBudget(tenant) {
       await fake.settled();
@@ -391,17 +382,7 @@ function describeHardStop(kind: string, makeStores: () => { stores?: TollgateSto
 
 describeHardStop('memory', () => ({ release: async () => undefined }));
 
-describeHardStop('redis', () => {
-  const prefix = `tg-test:hard-stop:${randomUUID()}:`;
-  const stores = createRedisStores({ url: REDIS_URL, prefix });
-  return {
-    stores,
-    async release() {
-      await stores.close();
-      await deleteRedisPrefix(prefix);
-    },
-  };
-});
+describeHardStop('redis', () => redisTestStores('hard-stop'));
 
 afterAll(() => {
   // The measured overshoots, for the record of this change.

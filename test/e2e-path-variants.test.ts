@@ -1,16 +1,14 @@
 // Provider routes are reachable by their exact path only: every other spelling or method is 404/405 and reaches no provider.
-import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { TollgateStores, UsageRecord } from '@tollgate/core';
-import { createRedisStores } from '@tollgate/redis';
 import { createMockProvider } from '../examples/proxy/src/mock-provider.js';
 import type { MockProvider } from '../examples/proxy/src/mock-provider.js';
-import { deleteRedisPrefix, newApiKey, REDIS_URL, sha256Hex, startProxy } from './helpers/proxy.js';
+import { newApiKey, readUsageLog, redisTestStores, sha256Hex, startProxy } from './helpers/proxy.js';
 import type { RunningProxy } from './helpers/proxy.js';
 
 interface ProviderRoute {
@@ -138,13 +136,7 @@ async function startHarness(stores?: TollgateStores): Promise<Harness> {
     mock,
     async usageRecords() {
       await proxy.app.flushUsage();
-      let text = '';
-      try {
-        text = readFileSync(usageLog, 'utf8');
-      } catch {
-        return [];
-      }
-      return text.split('\n').filter(Boolean).map((line) => JSON.parse(line) as UsageRecord);
+      return readUsageLog(usageLog);
     },
     async budgetOf(tenant) {
       const answer = await sendRaw(proxy.url, 'GET', `/admin/budgets/tenant/${tenant}`, keys.admin);
@@ -296,14 +288,4 @@ function describeGatedQueryString(storeKind: string, createStores: () => Promise
 
 describeGatedQueryString('memory', async () => ({ release: async () => undefined }));
 
-describeGatedQueryString('redis', async () => {
-  const prefix = `tg-test:path-variants:${randomUUID()}:`;
-  const stores = createRedisStores({ url: REDIS_URL, prefix });
-  return {
-    stores,
-    async release() {
-      await stores.close();
-      await deleteRedisPrefix(prefix);
-    },
-  };
-});
+describeGatedQueryString('redis', async () => redisTestStores('path-variants'));

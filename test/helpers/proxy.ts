@@ -1,13 +1,17 @@
 // Test helpers: run the example proxy and its mock provider on real ports, in-process or as child processes.
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { IncomingHttpHeaders, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
+import type { TollgateStores, UsageRecord } from '@tollgate/core';
+import { createRedisStores } from '@tollgate/redis';
 import { createProxyApp } from '../../examples/proxy/src/app.js';
 import type { ProxyApp, ProxyDeps } from '../../examples/proxy/src/app.js';
 import type { ProxyConfig } from '../../examples/proxy/src/config.js';
@@ -169,6 +173,30 @@ export async function deleteRedisPrefix(prefix: string): Promise<void> {
   } finally {
     await client.close();
   }
+}
+
+/** Redis stores on a prefix of the test's own, and how to give them back (closed, every key deleted). */
+export function redisTestStores(name: string): { stores: TollgateStores; release(): Promise<void> } {
+  const prefix = `tg-test:${name}:${randomUUID()}:`;
+  const stores = createRedisStores({ url: REDIS_URL, prefix });
+  return {
+    stores,
+    async release() {
+      await stores.close();
+      await deleteRedisPrefix(prefix);
+    },
+  };
+}
+
+/** The records of a JSONL usage log (none when it was never written). */
+export function readUsageLog(file: string): UsageRecord[] {
+  let text = '';
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return [];
+  }
+  return text.split('\n').filter(Boolean).map((line) => JSON.parse(line) as UsageRecord);
 }
 
 /** The error a promise rejects with; fails the test when it resolves. */
