@@ -109,8 +109,8 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
 
   const app = express() as unknown as ProxyApp;
   app.disable('x-powered-by');
-  // One spelling per route: Express's defaults (any case, optional trailing slash) let `/V1/CHAT/COMPLETIONS`
-  // or `/v1/messages/` reach the provider past the checks that read the API from the path. Set before any route.
+  // One spelling per route: under Express's defaults (any case, optional trailing slash) `/V1/CHAT/COMPLETIONS`
+  // or `/v1/messages/` were the same route under other names. Every variant is now a 404 (or 405). Set before any route.
   app.set('case sensitive routing', true);
   app.set('strict routing', true);
   const securityHeaders = helmet();

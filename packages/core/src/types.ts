@@ -36,7 +36,7 @@ export interface TokenUsage {
 /** What a request may cost at most, computed before the provider call. */
 export interface UsageEstimate {
   provider: Provider;
-  /** The provider API the request speaks (set by the meter), so later middleware clamp the right body field on any path. */
+  /** The provider API the estimate was made for (the declared call's). */
   api?: ProviderApi;
   model: string;
   inputTokens: number;
