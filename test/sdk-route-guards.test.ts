@@ -128,6 +128,36 @@ describe('an SDK-calling route (the metering README pattern)', () => {
     await budgetOnSdkRoute(stores);
   });
 
+  it('a route that declares its API is guarded under every spelling Express routes to it (trailing slash, other case)', async () => {
+    const stores = createMemoryStores();
+    closers.push(() => stores.close());
+    const sink = new MemorySink();
+    const tenant = `t-${randomUUID()}`;
+    const guard = budgetGuard({ ledger: stores.ledger, pricing, log: false, tenants: { [tenant]: { usd: 0.0001, period: 'day' } } });
+    closers.push(() => guard.close());
+    const app = express();
+    app.use(express.json());
+    app.post('/v1/chat/completions', identify, meter({ api: 'openai.chat', pricing, sinks: [sink] }), tierPolicy({ tiers: { free: { models: ['gpt-4o-mini'], maxOutputTokens: 50 } } }), guard, (req, res) => {
+      res.json({ sent: req.tollgate.call?.body, usage: { prompt_tokens: 10, completion_tokens: 5 }, model: 'gpt-4o-mini' });
+    });
+    app.use(apiErrorHandler());
+    const url = await listen(app);
+    // Before: `/v1/chat/completions/` and `/V1/CHAT/COMPLETIONS` were routed here, but the meter read the API off the path and found none.
+    for (const path of ['/v1/chat/completions/', '/V1/CHAT/COMPLETIONS', '/v1/chat/completions?x=1']) {
+      const refused = await post(`${url}${path}`, { model: 'gpt-4o', max_tokens: 100_000, messages: [] }, { 'x-tier': 'free', 'x-tenant': tenant });
+      expect(refused.status).toBe(403);
+      const capped = await post(`${url}${path}`, { model: 'gpt-4o-mini', max_tokens: 100_000, messages: [] }, { 'x-tier': 'free', 'x-tenant': tenant });
+      expect(capped.status).toBe(200);
+      expect((await json(capped)).sent.max_tokens).toBe(50);
+    }
+    // The refusals are recorded too (status 403, cost 0): the meter stood before the tier rules.
+    for (let i = 0; i < 100 && sink.records.length < 6; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(sink.records.filter((record) => record.status === 200)).toHaveLength(3);
+    expect(sink.records.filter((record) => record.status === 403).every((record) => record.costNanoUsd === 0)).toBe(true);
+    const [status] = await guard.status({ scope: 'tenant', id: tenant });
+    expect(status!.spentNanoUsd).toBe(sink.records.reduce((sum, record) => sum + record.costNanoUsd, 0));
+  });
+
   it('applies the tier allowlist and cap to the request the route builds', async () => {
     const client = await startProvider();
     const sink = new MemorySink();
