@@ -1,4 +1,5 @@
 // Test harness: a stand-in for meter() (estimate before, one settle after) and a fake provider handler behind budgetGuard.
+import { randomUUID } from 'node:crypto';
 import express from 'express';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { apiErrorHandler, costNanoUsd, createPricing, getContext, maxCostNanoUsd } from '@tollgate/core';
@@ -57,6 +58,7 @@ export function fakeMeter(options: { defaultOutputCap?: number; settles?: boolea
       const usage = { inputTokens: billed ? estimate.inputTokens : 0, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens, reasoningTokens: 0 };
       const record: UsageRecord = {
         ...usage,
+        id: randomUUID(),
         requestId: ctx.requestId,
         timestamp: new Date(ctx.startedAt).toISOString(),
         keyId: ctx.identity?.keyId ?? null,

@@ -57,6 +57,12 @@ export type UsageSource = 'provider' | 'counted' | 'estimated';
 
 /** One line of the usage log: the settled truth of one request. */
 export interface UsageRecord extends TokenUsage {
+  /**
+   * The record's own id, made by the server (a UUID): the ledger's key. Retries of the same record
+   * keep it, so inserts stay idempotent; no client can choose or reuse it.
+   */
+  id: string;
+  /** The request id echoed to the client (its valid `x-request-id`, else generated): an attribute, never a key. */
   requestId: string;
   /** ISO 8601 time the request started. */
   timestamp: string;

@@ -1,4 +1,5 @@
 // meter(): estimates a provider request before the handler, reads real usage from the response on the way, settles once.
+import { randomUUID } from 'node:crypto';
 import {
   ApiError,
   assertKnownOptions,
@@ -316,6 +317,7 @@ export function meter(options: MeterOptions = {}) {
     billedModel ??= reportedModel ?? estimate?.model ?? null;
     const identity = ctx.identity;
     const record: UsageRecord = {
+      id: randomUUID(),
       requestId: ctx.requestId,
       timestamp: new Date(ctx.startedAt).toISOString(),
       keyId: identity?.keyId ?? null,

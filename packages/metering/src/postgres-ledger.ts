@@ -28,7 +28,7 @@ export function ledgerTableName(location: LedgerLocation = {}): string {
 
 /** Record fields in column order. */
 const COLUMNS: [column: string, field: keyof UsageRecord][] = [
-  ['request_id', 'requestId'], ['ts', 'timestamp'], ['key_id', 'keyId'], ['tenant_id', 'tenantId'], ['user_id', 'userId'],
+  ['id', 'id'], ['request_id', 'requestId'], ['ts', 'timestamp'], ['key_id', 'keyId'], ['tenant_id', 'tenantId'], ['user_id', 'userId'],
   ['feature', 'feature'], ['route', 'route'], ['provider', 'provider'], ['model', 'model'], ['requested_model', 'requestedModel'],
   ['input_tokens', 'inputTokens'], ['cached_input_tokens', 'cachedInputTokens'], ['cache_write_tokens', 'cacheWriteTokens'],
   ['output_tokens', 'outputTokens'], ['reasoning_tokens', 'reasoningTokens'], ['cost_nano_usd', 'costNanoUsd'],
@@ -36,7 +36,12 @@ const COLUMNS: [column: string, field: keyof UsageRecord][] = [
   ['latency_ms', 'latencyMs'], ['usage_source', 'usageSource'],
 ];
 
-/** The migration: table (request_id as primary key makes inserts idempotent) and the indexes reports use. */
+/**
+ * The migration: the table, keyed by the record's server-made id (retries of a record insert
+ * nothing twice; the client's request id is a plain column, so no client can hide or overwrite a
+ * row by reusing one), and the indexes reports use. A table of the earlier layout (keyed by
+ * request_id) is upgraded in place: its rows keep their request id as their id.
+ */
 export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
   const table = ledgerTableName(location);
   const base = (location.table ?? 'tollgate_usage').slice(0, 40);
@@ -45,7 +50,8 @@ export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
   if (location.schema !== undefined) statements.push(`CREATE SCHEMA IF NOT EXISTS ${quoteIdentifier(location.schema, 'schema')}`);
   statements.push(
     `CREATE TABLE IF NOT EXISTS ${table} (
-      request_id text PRIMARY KEY,
+      id text PRIMARY KEY,
+      request_id text NOT NULL,
       ts timestamptz NOT NULL,
       key_id text,
       tenant_id text,
@@ -69,6 +75,8 @@ export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
       usage_source text NOT NULL,
       recorded_at timestamptz NOT NULL DEFAULT now()
     )`,
+    upgradeToRecordIds(table),
+    `CREATE INDEX IF NOT EXISTS ${index('request_id')} ON ${table} (request_id)`,
     `CREATE INDEX IF NOT EXISTS ${index('tenant_ts')} ON ${table} (tenant_id, ts)`,
     `CREATE INDEX IF NOT EXISTS ${index('feature_ts')} ON ${table} (feature, ts)`,
     `CREATE INDEX IF NOT EXISTS ${index('model_ts')} ON ${table} (model, ts)`,
@@ -76,6 +84,23 @@ export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
     `CREATE INDEX IF NOT EXISTS ${index('ts')} ON ${table} (ts)`,
   );
   return statements;
+}
+
+/** The earlier layout keyed rows by the client's request id: key them by an id of their own instead. */
+function upgradeToRecordIds(table: string): string {
+  // The table name is a quoted identifier already (ledgerTableName); as a literal for to_regclass it is doubled.
+  const literal = `'${table.replaceAll("'", "''")}'`;
+  return `DO $upgrade$
+    DECLARE pk text;
+    BEGIN
+      IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(${literal}) AND attname = 'id' AND NOT attisdropped) THEN
+        EXECUTE 'ALTER TABLE ' || ${literal} || ' ADD COLUMN id text';
+        EXECUTE 'UPDATE ' || ${literal} || ' SET id = request_id';
+        SELECT conname INTO pk FROM pg_constraint WHERE conrelid = to_regclass(${literal}) AND contype = 'p';
+        IF pk IS NOT NULL THEN EXECUTE 'ALTER TABLE ' || ${literal} || ' DROP CONSTRAINT ' || quote_ident(pk); END IF;
+        EXECUTE 'ALTER TABLE ' || ${literal} || ' ADD PRIMARY KEY (id)';
+      END IF;
+    END $upgrade$`;
 }
 
 /** Runs the migration in one transaction, under an advisory lock so that processes starting together do not race. */
@@ -100,7 +125,7 @@ export async function migrateUsageLedger(db: Queryable, location: LedgerLocation
   }
 }
 
-/** Inserts records in one multi-row statement; a request id already stored is skipped (retries are safe). */
+/** Inserts records in one multi-row statement; a record id already stored is skipped (retries are safe). */
 export async function insertUsageRecords(db: Queryable, records: readonly UsageRecord[], location: LedgerLocation = {}): Promise<void> {
   if (records.length === 0) return;
   const values: unknown[] = [];
@@ -113,7 +138,7 @@ export async function insertUsageRecords(db: Queryable, records: readonly UsageR
     }
     rows.push(`(${placeholders.join(', ')})`);
   }
-  await db.query(`INSERT INTO ${ledgerTableName(location)} (${COLUMNS.map(([column]) => column).join(', ')}) VALUES ${rows.join(', ')} ON CONFLICT (request_id) DO NOTHING`, values);
+  await db.query(`INSERT INTO ${ledgerTableName(location)} (${COLUMNS.map(([column]) => column).join(', ')}) VALUES ${rows.join(', ')} ON CONFLICT (id) DO NOTHING`, values);
 }
 
 export type UsageGrouping = 'tenant' | 'feature' | 'model' | 'day' | 'key' | 'user';

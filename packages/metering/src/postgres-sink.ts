@@ -38,7 +38,7 @@ export interface PostgresSink extends UsageSink {
   readonly pending: number;
 }
 
-/** Writes each record to the usage ledger table (idempotent on request_id). */
+/** Writes each record to the usage ledger table (idempotent on the record id). */
 export function postgresSink(options: PostgresSinkOptions): PostgresSink {
   assertKnownOptions(options, KNOWN, 'ERR_TG_METERING_UNKNOWN_OPTION', 'postgresSink');
   if (!options?.pool && !options?.connectionString) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'postgresSink() needs a connectionString or a pool');

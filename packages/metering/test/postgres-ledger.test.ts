@@ -25,7 +25,7 @@ const records = [
 beforeAll(async () => {
   const sink = postgresSink({ connectionString: POSTGRES_URL, schema, table, batchSize: 2, flushIntervalMs: 60_000 });
   for (const record of records) sink.write(record);
-  // A retried record (same request id) is stored once.
+  // A retried record (the same record, so the same id) is stored once.
   sink.write(records[0]!);
   await sink.close();
 });
@@ -48,6 +48,41 @@ describe('postgresSink', () => {
     expect(definitions).toContain('(feature, ts)');
     expect(definitions).toContain('(model, ts)');
     expect(definitions).toContain('(request_id)');
+  });
+
+  it('keeps every call when clients reuse request ids, their own or another tenant\'s', async () => {
+    const reused = postgresSink({ connectionString: POSTGRES_URL, schema, table: 'reused_ids', flushIntervalMs: 60_000 });
+    // 21 calls of one tenant under 2 request ids, and another tenant's call under the same id.
+    const calls = Array.from({ length: 21 }, (_, i) => sampleRecord({ id: `call-${i}`, requestId: `dup-${i % 2}`, tenantId: 'sly', costNanoUsd: 1_000 }));
+    calls.push(sampleRecord({ id: 'victim-call', requestId: 'dup-0', tenantId: 'victim', costNanoUsd: 5_000 }));
+    for (const record of calls) reused.write(record);
+    await reused.close();
+    const totals = await aggregateUsage(db, { schema, table: 'reused_ids', by: 'tenant', since: new Date(0) });
+    // Before: keyed by request id, 2 rows for 'sly' (90% of its spend hidden) and the victim's row gone.
+    expect(totals).toEqual([
+      expect.objectContaining({ group: 'sly', requests: 21, costNanoUsd: 21_000 }),
+      expect.objectContaining({ group: 'victim', requests: 1, costNanoUsd: 5_000 }),
+    ]);
+  });
+
+  it('upgrades a table of the request-id-keyed layout in place, keeping its rows', async () => {
+    const old = `"${schema}".old_layout`;
+    await db.query(`CREATE TABLE ${old} (request_id text PRIMARY KEY, ts timestamptz NOT NULL, key_id text, tenant_id text, user_id text, feature text,
+      route text NOT NULL, provider text, model text, requested_model text, input_tokens bigint NOT NULL DEFAULT 0,
+      cached_input_tokens bigint NOT NULL DEFAULT 0, cache_write_tokens bigint NOT NULL DEFAULT 0, output_tokens bigint NOT NULL DEFAULT 0,
+      reasoning_tokens bigint NOT NULL DEFAULT 0, cost_nano_usd bigint NOT NULL DEFAULT 0, estimated_cost_nano_usd bigint NOT NULL DEFAULT 0,
+      status integer NOT NULL, stream boolean NOT NULL DEFAULT false, aborted boolean NOT NULL DEFAULT false,
+      latency_ms integer NOT NULL DEFAULT 0, usage_source text NOT NULL, recorded_at timestamptz NOT NULL DEFAULT now())`);
+    await db.query(`INSERT INTO ${old} (request_id, ts, route, status, usage_source, cost_nano_usd) VALUES ('before-1', now(), '/v1/chat/completions', 200, 'provider', 42)`);
+    await migrateUsageLedger(db, { schema, table: 'old_layout' });
+    await migrateUsageLedger(db, { schema, table: 'old_layout' });
+    const sink = postgresSink({ connectionString: POSTGRES_URL, schema, table: 'old_layout', flushIntervalMs: 60_000 });
+    sink.write(sampleRecord({ id: 'after-1', requestId: 'before-1' }));
+    await sink.close();
+    const rows = await db.query<{ id: string; request_id: string }>(`SELECT id, request_id FROM ${old} ORDER BY id`);
+    expect(rows.rows).toEqual([{ id: 'after-1', request_id: 'before-1' }, { id: 'before-1', request_id: 'before-1' }]);
+    const key = await db.query<{ def: string }>(`SELECT pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'p'`, [old]);
+    expect(key.rows.map((row) => row.def)).toEqual(['PRIMARY KEY (id)']);
   });
 
   it('migrates idempotently (a second run changes nothing)', async () => {

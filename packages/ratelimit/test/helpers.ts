@@ -111,7 +111,7 @@ export function send(port: number, headers: Record<string, string>) {
 /** A settled usage record with the given real token counts. */
 export function usageRecord(inputTokens: number, outputTokens: number): UsageRecord {
   return {
-    requestId: randomUUID(), timestamp: new Date().toISOString(), keyId: null, tenantId: null, userId: null, feature: null, route: '/v1/chat/completions',
+    id: randomUUID(), requestId: randomUUID(), timestamp: new Date().toISOString(), keyId: null, tenantId: null, userId: null, feature: null, route: '/v1/chat/completions',
     provider: 'openai', model: 'gpt-4o-mini', requestedModel: 'gpt-4o-mini', inputTokens, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens,
     reasoningTokens: 0, costNanoUsd: 0, estimatedCostNanoUsd: 0, status: 200, stream: false, aborted: false, latencyMs: 1, usageSource: 'provider',
   };
