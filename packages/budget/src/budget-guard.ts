@@ -112,6 +112,8 @@ const OPTION_NAMES = [
 /** Beyond this, a Retry-After would only invite a client to wait for weeks: the message says when instead. */
 const MAX_RETRY_AFTER_MS = 3_600_000;
 const SETTLE_ATTEMPTS = 3;
+/** Retry-After of a refusal by money held in flight: requests settle within their answer's time. */
+const HELD_RETRY_AFTER_S = 1;
 
 function optionError(message: string): TollgateError {
   return new TollgateError('ERR_TG_BUDGET_INVALID_OPTION', message);
@@ -231,9 +233,21 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     req.tollgate.limitOutput(cap, price);
   }
 
-  async function refusal(windows: BudgetWindow[], result: Extract<ReserveResult, { ok: false }>, needed: number): Promise<ApiError> {
+  /**
+   * Why the reserve was refused: money spent (final, until the period resets), or money only held
+   * by requests in flight that will settle (at their real cost, usually far below what they hold):
+   * then the refusal says so and is retryable.
+   */
+  async function refusal(windows: BudgetWindow[], result: Extract<ReserveResult, { ok: false }>, needed: number): Promise<{ error: ApiError; held: boolean }> {
     const window = windows.find((w) => w.scopes.some((s) => s.key === result.scope));
     const label = window?.budget.label ?? result.scope;
+    const period = window ? ` ${describePeriod(window)}` : '';
+    // Read only on a refusal: the reserve's answer does not split what is left into spent and held.
+    const [balance] = await withTimeout(ledger.usage([result.scope]), storeTimeoutMs, 'ledger.usage').catch(() => []);
+    if (balance && balance.reserved > 0 && balance.spent + needed <= result.limit) {
+      const message = `Budget for ${label} is held by requests in flight: ${formatUsd(balance.reserved)} reserved and ${formatUsd(balance.spent)} of ${formatUsd(result.limit)} spent${period}; the request needs at least ${formatUsd(needed)}, which frees up as they finish. Retry shortly.`;
+      return { error: new ApiError('insufficient_quota', message, { headers: { 'retry-after': HELD_RETRY_AFTER_S, 'x-should-retry': 'true' } }), held: true };
+    }
     let resetMs = result.resetAt;
     if (window?.budget.period === 'rolling') {
       // The ledger names the end of the current bucket; the money comes back when the oldest spend ages out.
@@ -241,12 +255,11 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     }
     const resetAt = new Date(resetMs).toISOString();
     const when = window?.budget.period === 'rolling' ? `more frees up from ${resetAt} as older spend leaves the window` : `it resets at ${resetAt}`;
-    const period = window ? ` ${describePeriod(window)}` : '';
     const message = `Budget exhausted for ${label}: ${formatUsd(result.remaining)} of ${formatUsd(result.limit)} left${period}, the request needs at least ${formatUsd(needed)}; ${when}.`;
     const waitMs = resetMs - now();
     const headers: Record<string, number> = {};
     if (waitMs > 0 && waitMs <= MAX_RETRY_AFTER_MS) headers['retry-after'] = Math.ceil(waitMs / 1000);
-    return new ApiError('insufficient_quota', message, { headers });
+    return { error: new ApiError('insufficient_quota', message, { headers }), held: false };
   }
 
   async function settleReservation(id: string, granted: number, scopes: LedgerScope[], windows: BudgetWindow[], record: UsageRecord | undefined): Promise<void> {
@@ -311,9 +324,10 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
       return { kind: 'unavailable' };
     }
     if (!result.ok) {
-      const denial = await refusal(windows, result, minAmount);
+      const { error: denial, held } = await refusal(windows, result, minAmount);
       const retryAfter = denial.headers['retry-after'];
-      return { kind: 'denied', value: denial, retryAfterMs: typeof retryAfter === 'number' ? retryAfter * 1000 : Math.max(0, result.resetAt - now()), final: true };
+      // Money held by requests in flight comes back when they settle: a wait queue may wait for it.
+      return { kind: 'denied', value: denial, retryAfterMs: typeof retryAfter === 'number' ? retryAfter * 1000 : Math.max(0, result.resetAt - now()), final: !held };
     }
     if (mayDowngrade) {
       if (result.scopes) known.learn(result.scopes);

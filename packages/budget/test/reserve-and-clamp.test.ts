@@ -199,3 +199,40 @@ describe('budgets from code', () => {
     expect(response.status).toBe(500);
   });
 });
+
+describe('refusal signals', () => {
+  it('money held by requests in flight is a retryable refusal that says so; money spent is final', async () => {
+    // $0.0003 = 300,000 nano: 100 input (100,000) + 100 output (200,000) fills it with one request in flight.
+    const stores = createMemoryStores({ clock, sweepIntervalMs: 0 });
+    const guard = budgetGuard({ ledger: stores.ledger, pricing, now: clock, log: false, tenants: { acme: { usd: 0.0003, period: 'day' } }, minOutputTokens: 100 });
+    closers.push(() => guard.close(), () => stores.close());
+    let release: (() => void) | undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const app = createApp(guard, undefined, (req, res) => {
+      // The first call holds its reservation until the test lets it finish, producing 1 token.
+      void held.then(() => {
+        res.locals.outputTokens = 1;
+        res.json({ cap: req.tollgate.call?.outputCap });
+      });
+    });
+    const body = { model: 'test-model', input_tokens: 100, max_tokens: 100 };
+    const first = request(app).post('/v1/chat/completions').set('x-test-tenant', 'acme').send(body).then((r) => r);
+    await eventually(async () => (await usageOf(stores.ledger, TENANT_DAY)).reserved > 0);
+    const busy = await request(app).post('/v1/chat/completions').set('x-test-tenant', 'acme').send(body);
+    expect(busy.status).toBe(429);
+    expect(busy.body.error.code).toBe('insufficient_quota');
+    expect(busy.body.error.message).toMatch(/^Budget for tenant acme is held by requests in flight: .* Retry shortly\.$/);
+    expect(busy.headers['x-should-retry']).toBe('true');
+    expect(busy.headers['retry-after']).toBe('1');
+    release!();
+    expect((await first).status).toBe(200);
+    await eventually(async () => (await usageOf(stores.ledger, TENANT_DAY)).reserved === 0);
+    // The first call cost 102,000: the same request fits again, and once spent money is what is missing, the refusal is final.
+    expect((await request(app).post('/v1/chat/completions').set('x-test-tenant', 'acme').send({ ...body, max_tokens: 40 })).status).toBe(200);
+    await eventually(async () => (await usageOf(stores.ledger, TENANT_DAY)).reserved === 0);
+    const spent = await request(app).post('/v1/chat/completions').set('x-test-tenant', 'acme').send(body);
+    expect(spent.status).toBe(429);
+    expect(spent.body.error.message).toMatch(/^Budget exhausted for tenant acme/);
+    expect(spent.headers['x-should-retry']).toBe('false');
+  });
+});

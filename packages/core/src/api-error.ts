@@ -95,7 +95,8 @@ export const renderApiError: ErrorRenderer = (error, _req, res) => {
     return;
   }
   for (const [name, value] of Object.entries(error.headers)) res.setHeader(name, String(value));
-  if (error.code === 'insufficient_quota') res.setHeader('x-should-retry', 'false');
+  // Spent money does not come back by retrying; a refusal that says otherwise sets the header itself.
+  if (error.code === 'insufficient_quota' && error.headers['x-should-retry'] === undefined) res.setHeader('x-should-retry', 'false');
   const body = JSON.stringify(error.toJSON());
   res.statusCode = error.status;
   res.setHeader('content-type', 'application/json; charset=utf-8');
