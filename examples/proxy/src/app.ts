@@ -7,6 +7,7 @@ import { combineLimits } from '@tollgate/ratelimit';
 import { keyRecordsFromConfig } from '@tollgate/auth';
 import { ApiError, apiErrorHandler, createMemoryStores, createPricing, renderApiError, requestContext } from '@tollgate/core';
 import type { ProviderApi, TollgateStores } from '@tollgate/core';
+import { preloadTokenizers } from '@tollgate/providers';
 import type { CallDeclaration } from '@tollgate/providers';
 import { adminKeyAuth } from './admin-auth.js';
 import { adminKeysRouter } from './admin-keys-router.js';
@@ -126,9 +127,16 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
 
   // The provider routes first: they carry nearly all the traffic, and every route before them is a path match per request.
   for (const route of PROVIDER_ROUTES) app.post(route.path, ...admit(route), providers.handler(route.api));
+  // Healthy only once the tokenizers are loaded: before, estimates run several times high (a byte bound).
+  let tokenizersReady = false;
+  void preloadTokenizers().then(() => (tokenizersReady = true));
   app.get('/healthz', async function reportHealth(_req: Request, res: Response) {
     const storeOk = await storesAnswer(stores);
-    res.status(storeOk ? 200 : 503).json({ status: storeOk ? 'ok' : 'degraded', store: stores.kind, storeOk, ...(stores.kind === 'redis' ? { redis: storeOk ? 'ok' : 'down' } : {}), upstreams: providers.names });
+    const ok = storeOk && tokenizersReady;
+    res.status(ok ? 200 : 503).json({
+      status: ok ? 'ok' : tokenizersReady ? 'degraded' : 'starting', store: stores.kind, storeOk, tokenizers: tokenizersReady ? 'ready' : 'loading',
+      ...(stores.kind === 'redis' ? { redis: storeOk ? 'ok' : 'down' } : {}), upstreams: providers.names,
+    });
   });
   // Metrics name tenants and their spend: behind the admin key when there is one.
   const adminOnly = config.adminKeySha256 ? [adminKeyAuth(config.adminKeySha256)] : [];

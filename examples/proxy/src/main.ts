@@ -2,6 +2,7 @@
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import type { Server } from 'node:http';
 import type { TollgateStores } from '@tollgate/core';
+import { preloadTokenizers } from '@tollgate/providers';
 import { createProxyApp } from './app.js';
 import { ConfigError, parseConfig } from './config.js';
 import type { ProxyConfig } from './config.js';
@@ -71,6 +72,9 @@ async function start(): Promise<void> {
     process.exit(1);
   }
 
+  // Until the encodings are loaded, estimates fall back to a byte bound several times too high and
+  // refuse requests budgets could pay for: take traffic only once they are in (about half a second).
+  await preloadTokenizers();
   const server: Server = app.listen(port, () => {
     const address = server.address();
     const actualPort = typeof address === 'object' && address ? address.port : port;
