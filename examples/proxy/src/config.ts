@@ -46,7 +46,14 @@ export interface ModelConfig {
   inputPerMTok: number;
   cachedInputPerMTok?: number;
   cacheWritePerMTok?: number;
+  /** Cache write with a 1-hour lifetime. @default cacheWritePerMTok */
+  cacheWrite1hPerMTok?: number;
   outputPerMTok: number;
+  /** The model's maximum output: the cap when a request sets none. @default 16,384 */
+  maxOutputTokens?: number;
+  contextWindow?: number;
+  /** How input is counted: `o200k_base`, `cl100k_base` (exact) or `approximate`. @default "approximate" */
+  tokenizer?: 'o200k_base' | 'cl100k_base' | 'approximate';
 }
 
 export interface TierConfig {
@@ -252,7 +259,9 @@ function parseUpstream(value: unknown, path: string, name: string): UpstreamConf
 
 function parseModel(value: unknown, path: string): ModelConfig {
   const model = objectAt(value, path);
-  knownFields(model, path, ['provider', 'inputPerMTok', 'cachedInputPerMTok', 'cacheWritePerMTok', 'outputPerMTok']);
+  knownFields(model, path, [
+    'provider', 'inputPerMTok', 'cachedInputPerMTok', 'cacheWritePerMTok', 'cacheWrite1hPerMTok', 'outputPerMTok', 'maxOutputTokens', 'contextWindow', 'tokenizer',
+  ]);
   const result: ModelConfig = {
     provider: nonEmptyString(model.provider, `${path}.provider`),
     inputPerMTok: nonNegativeNumber(model.inputPerMTok, `${path}.inputPerMTok`),
@@ -260,6 +269,15 @@ function parseModel(value: unknown, path: string): ModelConfig {
   };
   if (model.cachedInputPerMTok !== undefined) result.cachedInputPerMTok = nonNegativeNumber(model.cachedInputPerMTok, `${path}.cachedInputPerMTok`);
   if (model.cacheWritePerMTok !== undefined) result.cacheWritePerMTok = nonNegativeNumber(model.cacheWritePerMTok, `${path}.cacheWritePerMTok`);
+  if (model.cacheWrite1hPerMTok !== undefined) result.cacheWrite1hPerMTok = nonNegativeNumber(model.cacheWrite1hPerMTok, `${path}.cacheWrite1hPerMTok`);
+  if (model.maxOutputTokens !== undefined) result.maxOutputTokens = positiveInteger(model.maxOutputTokens, `${path}.maxOutputTokens`);
+  if (model.contextWindow !== undefined) result.contextWindow = positiveInteger(model.contextWindow, `${path}.contextWindow`);
+  if (model.tokenizer !== undefined) {
+    if (model.tokenizer !== 'o200k_base' && model.tokenizer !== 'cl100k_base' && model.tokenizer !== 'approximate') {
+      fail(`${path}.tokenizer must be "o200k_base", "cl100k_base" or "approximate"`);
+    }
+    result.tokenizer = model.tokenizer;
+  }
   return result;
 }
 

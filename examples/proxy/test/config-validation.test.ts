@@ -51,6 +51,8 @@ describe('proxy config validation', () => {
     [{ upstreams: { openai: { baseUrl: 'https://x', apiKeyEnv: 'not a name' } } }, 'upstreams.openai.apiKeyEnv must be an environment variable name'],
     [{ models: { m: { provider: 'openai', inputPerMTok: 'cheap', outputPerMTok: 1 } } }, 'models.m.inputPerMTok must be a number >= 0'],
     [{ models: { m: { provider: 'local', inputPerMTok: 1, outputPerMTok: 1 } } }, 'models.m.provider names "local"'],
+    [{ models: { m: { provider: 'openai', inputPerMTok: 1, outputPerMTok: 1, tokenizer: 'llama3' } } }, 'models.m.tokenizer must be "o200k_base", "cl100k_base" or "approximate"'],
+    [{ models: { m: { provider: 'openai', inputPerMTok: 1, outputPerMTok: 1, maxOutputTokens: 0 } } }, 'models.m.maxOutputTokens must be'],
     [{ jwt: { issuer: 'https://idp' } }, 'jwt needs "jwks" or "jwksUrl"'],
     [{ jwt: { jwks: { keys: [] } } }, 'jwt.jwks.keys must hold at least one public key'],
     [{ global: { budget: { usd: 0 } } }, 'global.budget.usd must be a positive number'],

@@ -11,6 +11,8 @@ export interface ModelPrice {
   cachedInputPerMTok?: number;
   /** Cache write. Defaults to the input price. */
   cacheWritePerMTok?: number;
+  /** Cache write with a 1-hour lifetime (Anthropic: 2x input). Defaults to the cache write price. */
+  cacheWrite1hPerMTok?: number;
   outputPerMTok: number;
   /** The most output tokens one answer may have: the cap used when a request sets none. */
   maxOutputTokens?: number;
@@ -38,6 +40,8 @@ export interface ResolvedPrice {
   inputMicro: number;
   cachedInputMicro: number;
   cacheWriteMicro: number;
+  /** Cache write with a 1-hour lifetime. */
+  cacheWrite1hMicro: number;
   outputMicro: number;
   /** The model's documented maximum output, when the catalogue row gives one. */
   maxOutputTokens: number | undefined;
@@ -131,6 +135,7 @@ function resolvePrice(model: string, price: ModelPrice): ResolvedPrice {
     inputMicro,
     cachedInputMicro: toMicro(price.cachedInputPerMTok, price.inputPerMTok, 'cachedInputPerMTok', model),
     cacheWriteMicro: toMicro(price.cacheWritePerMTok, price.inputPerMTok, 'cacheWritePerMTok', model),
+    cacheWrite1hMicro: toMicro(price.cacheWrite1hPerMTok, price.cacheWritePerMTok ?? price.inputPerMTok, 'cacheWrite1hPerMTok', model),
     outputMicro: toMicro(price.outputPerMTok, Number.NaN, 'outputPerMTok', model),
     maxOutputTokens: optionalCount(price.maxOutputTokens, 'maxOutputTokens', model),
     contextWindow: optionalCount(price.contextWindow, 'contextWindow', model),
@@ -178,9 +183,11 @@ export function createPricing(options: PricingOptions = {}): Pricing {
 export function costNanoUsd(usage: TokenUsage, price: ResolvedPrice): number {
   const cached = Math.max(0, usage.cachedInputTokens);
   const written = Math.max(0, usage.cacheWriteTokens);
+  // The part of the cache write made with a 1-hour lifetime, priced at its own rate.
+  const writtenLong = Math.min(written, Math.max(0, usage.cacheWrite1hTokens ?? 0));
   const uncached = Math.max(0, usage.inputTokens - cached - written);
   // tokens x micro-USD per 1M tokens = pico-USD; / 1000 = nano-USD.
-  const pico = uncached * price.inputMicro + cached * price.cachedInputMicro + written * price.cacheWriteMicro + Math.max(0, usage.outputTokens) * price.outputMicro;
+  const pico = uncached * price.inputMicro + cached * price.cachedInputMicro + (written - writtenLong) * price.cacheWriteMicro + writtenLong * price.cacheWrite1hMicro + Math.max(0, usage.outputTokens) * price.outputMicro;
   return Math.ceil(pico / 1000);
 }
 
@@ -189,7 +196,7 @@ export function costNanoUsd(usage: TokenUsage, price: ResolvedPrice): number {
  * cache write costs more than plain input at Anthropic), the whole output cap used.
  */
 export function maxCostNanoUsd(inputTokens: number, maxOutputTokens: number, price: ResolvedPrice): number {
-  const inputMicro = Math.max(price.inputMicro, price.cachedInputMicro, price.cacheWriteMicro);
+  const inputMicro = Math.max(price.inputMicro, price.cachedInputMicro, price.cacheWriteMicro, price.cacheWrite1hMicro);
   return Math.ceil((Math.max(0, inputTokens) * inputMicro + Math.max(0, maxOutputTokens) * price.outputMicro) / 1000);
 }
 

@@ -31,6 +31,8 @@ export interface TokenUsage {
   cacheWriteTokens: number;
   outputTokens: number;
   reasoningTokens: number;
+  /** Of `cacheWriteTokens`, those written with a 1-hour lifetime (Anthropic), priced apart. Absent = none. */
+  cacheWrite1hTokens?: number;
 }
 
 /** What a request may cost at most, computed before the provider call. */

@@ -45,6 +45,21 @@ describe('pricing', () => {
     expect(costNanoUsd(usage(1000 + 200 + 300, 50, 200, 300, 0), claude)).toBe(1000 * 3000 + 200 * 300 + 300 * 3750 + 50 * 15000);
   });
 
+  it('prices 1-hour cache writes at their own rate (Anthropic: 2x input), 5-minute ones at theirs', () => {
+    const claude = pricing.get('claude-sonnet-4-5'); // 3 in, 3.75 write (5 minutes), 6 write (1 hour)
+    expect(claude.cacheWrite1hMicro).toBe(6_000_000);
+    // 1000 input: 600 plain, 400 written to the cache, 300 of those for an hour.
+    const written = { inputTokens: 1000, cachedInputTokens: 0, cacheWriteTokens: 400, cacheWrite1hTokens: 300, outputTokens: 0, reasoningTokens: 0 };
+    expect(costNanoUsd(written, claude)).toBe(600 * 3000 + 100 * 3750 + 300 * 6000);
+    // Before: all 400 at the 5-minute price.
+    expect(costNanoUsd(written, claude)).toBeGreaterThan(600 * 3000 + 400 * 3750);
+    // The estimate's upper bound covers the dearest input class.
+    expect(maxCostNanoUsd(1000, 0, claude)).toBe(1000 * 6000);
+    // Without a 1-hour price, a 1-hour write costs the cache write price.
+    const own = createPricing({ models: { m: { provider: 'x', inputPerMTok: 1, cacheWritePerMTok: 2, outputPerMTok: 1 } } }).get('m');
+    expect(own.cacheWrite1hMicro).toBe(2_000_000);
+  });
+
   it('computes the output a budget affords', () => {
     const price = pricing.get('gpt-4o');
     const budget = maxCostNanoUsd(100, 0, price) + 10_000 * 50; // 50 output tokens

@@ -282,6 +282,7 @@ export function meter(options: MeterOptions = {}) {
         cacheWriteTokens: nonNegative(reported.cacheWriteTokens),
         outputTokens: nonNegative(reported.outputTokens),
         reasoningTokens: nonNegative(reported.reasoningTokens),
+        cacheWrite1hTokens: nonNegative(reported.cacheWrite1hTokens),
       };
       usageSource = 'provider';
       reportedModel = ctx.reportedUsage?.model;
@@ -342,6 +343,7 @@ export function meter(options: MeterOptions = {}) {
       latencyMs: Math.max(0, Date.now() - ctx.startedAt),
       usageSource,
     };
+    if (usage.cacheWrite1hTokens) record.cacheWrite1hTokens = usage.cacheWrite1hTokens;
     // The upstream produced more than the cap it was sent (it ignored it): billed as it ran, flagged.
     if (grant !== undefined && (tap.stopped || usage.outputTokens > grant)) record.outputOverCap = true;
     return record;

@@ -31,10 +31,13 @@ const COLUMNS: [column: string, field: keyof UsageRecord][] = [
   ['id', 'id'], ['request_id', 'requestId'], ['ts', 'timestamp'], ['key_id', 'keyId'], ['tenant_id', 'tenantId'], ['user_id', 'userId'],
   ['feature', 'feature'], ['route', 'route'], ['provider', 'provider'], ['model', 'model'], ['requested_model', 'requestedModel'],
   ['input_tokens', 'inputTokens'], ['cached_input_tokens', 'cachedInputTokens'], ['cache_write_tokens', 'cacheWriteTokens'],
+  ['cache_write_1h_tokens', 'cacheWrite1hTokens'],
   ['output_tokens', 'outputTokens'], ['reasoning_tokens', 'reasoningTokens'], ['cost_nano_usd', 'costNanoUsd'],
   ['estimated_cost_nano_usd', 'estimatedCostNanoUsd'], ['status', 'status'], ['stream', 'stream'], ['aborted', 'aborted'],
   ['latency_ms', 'latencyMs'], ['usage_source', 'usageSource'],
 ];
+
+const OPTIONAL_COUNTS = new Set<keyof UsageRecord>(['cacheWrite1hTokens']);
 
 /**
  * The migration: the table, keyed by the record's server-made id (retries of a record insert
@@ -64,6 +67,7 @@ export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
       input_tokens bigint NOT NULL DEFAULT 0,
       cached_input_tokens bigint NOT NULL DEFAULT 0,
       cache_write_tokens bigint NOT NULL DEFAULT 0,
+      cache_write_1h_tokens bigint NOT NULL DEFAULT 0,
       output_tokens bigint NOT NULL DEFAULT 0,
       reasoning_tokens bigint NOT NULL DEFAULT 0,
       cost_nano_usd bigint NOT NULL DEFAULT 0,
@@ -76,6 +80,7 @@ export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
       recorded_at timestamptz NOT NULL DEFAULT now()
     )`,
     upgradeToRecordIds(table),
+    `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS cache_write_1h_tokens bigint NOT NULL DEFAULT 0`,
     `CREATE INDEX IF NOT EXISTS ${index('request_id')} ON ${table} (request_id)`,
     `CREATE INDEX IF NOT EXISTS ${index('tenant_ts')} ON ${table} (tenant_id, ts)`,
     `CREATE INDEX IF NOT EXISTS ${index('feature_ts')} ON ${table} (feature, ts)`,
@@ -133,7 +138,8 @@ export async function insertUsageRecords(db: Queryable, records: readonly UsageR
   for (const record of records) {
     const placeholders: string[] = [];
     for (const [, field] of COLUMNS) {
-      values.push(record[field] ?? null);
+      // Optional counts (1-hour cache writes) are 0 when absent; other absent fields are NULL.
+      values.push(record[field] ?? (OPTIONAL_COUNTS.has(field) ? 0 : null));
       placeholders.push(`$${values.length}`);
     }
     rows.push(`(${placeholders.join(', ')})`);

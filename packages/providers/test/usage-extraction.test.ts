@@ -47,6 +47,21 @@ describe('usage from JSON bodies', () => {
   });
 });
 
+describe('Anthropic cache writes by lifetime', () => {
+  it('reads the 1-hour part of a cache write from cache_creation, in JSON, streams and SDK answers', () => {
+    const reported = { input_tokens: 10, cache_creation_input_tokens: 500, cache_read_input_tokens: 0, output_tokens: 5, cache_creation: { ephemeral_5m_input_tokens: 200, ephemeral_1h_input_tokens: 300 } };
+    const expected = { ...usage(510, 0, 500, 5, 0), cacheWrite1hTokens: 300 };
+    const json = adapterFor('anthropic.messages').createReader();
+    json.onJson({ model: 'claude-sonnet-4-5', usage: reported });
+    expect(json.result(lengthCounter)).toEqual({ usage: expected, source: 'provider' });
+    const stream = adapterFor('anthropic.messages').createReader();
+    stream.onEvent('message_start', JSON.stringify({ type: 'message_start', message: { model: 'claude-sonnet-4-5', usage: { ...reported, output_tokens: 1 } } }));
+    stream.onEvent('message_delta', JSON.stringify({ type: 'message_delta', delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 5 } }));
+    expect(stream.result(lengthCounter)).toEqual({ usage: expected, source: 'provider' });
+    expect(adapterFor('anthropic.messages').readUsage({ model: 'claude-sonnet-4-5', usage: reported })).toEqual({ ...expected, model: 'claude-sonnet-4-5' });
+  });
+});
+
 describe('usage from SSE streams', () => {
   it.each(STREAMS)('%s in one chunk', (name, api, expected, model) => {
     const { reader } = readStream(api, [fixture(name)]);

@@ -69,6 +69,8 @@ interface AnthropicUsage {
   output_tokens?: number;
   cache_creation_input_tokens?: number;
   cache_read_input_tokens?: number;
+  /** From `cache_creation.ephemeral_1h_input_tokens`: the part of the cache write kept for an hour. */
+  cache_write_1h?: number;
 }
 
 const ANTHROPIC_FIELDS = ['input_tokens', 'output_tokens', 'cache_creation_input_tokens', 'cache_read_input_tokens'] as const;
@@ -83,12 +85,17 @@ function toTokenUsage(reported: AnthropicUsage): TokenUsage {
     cacheWriteTokens: cacheWrite,
     outputTokens: reported.output_tokens ?? 0,
     reasoningTokens: 0,
+    ...(reported.cache_write_1h ? { cacheWrite1hTokens: reported.cache_write_1h } : {}),
   };
 }
 
 function assignUsage(into: AnthropicUsage, usage: unknown): void {
   if (!isObject(usage)) return;
   for (const field of ANTHROPIC_FIELDS) if (typeof usage[field] === 'number') into[field] = tokenCount(usage[field]);
+  // Cache writes by lifetime (5 minutes or 1 hour) are priced apart.
+  if (isObject(usage.cache_creation) && typeof usage.cache_creation.ephemeral_1h_input_tokens === 'number') {
+    into.cache_write_1h = tokenCount(usage.cache_creation.ephemeral_1h_input_tokens);
+  }
 }
 
 function collectBlock(output: OutputText, block: unknown): void {
