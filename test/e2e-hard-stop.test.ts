@@ -111,14 +111,21 @@ async function startHarness(stores: TollgateStores | undefined): Promise<Harness
   };
 }
 
-/** Runs `call`; a budget refusal (429 insufficient_quota) is an outcome, any other failure fails the test. */
+/**
+ * Runs `call`; a budget refusal (429 insufficient_quota) is an outcome, any other failure fails the test.
+ * A refusal by money only held by calls in flight says to retry: the call is retried, as a client would.
+ */
 async function refusedOr(call: () => Promise<Outcome>): Promise<Outcome> {
-  try {
-    return await call();
-  } catch (error) {
-    const status = (error as { status?: unknown }).status;
-    if (status === 429 && String((error as Error).message).includes('Budget exhausted')) return { refused: true };
-    throw error;
+  for (;;) {
+    try {
+      return await call();
+    } catch (error) {
+      const status = (error as { status?: unknown }).status;
+      const message = String((error as Error).message);
+      if (status === 429 && message.includes('Budget exhausted')) return { refused: true };
+      if (status !== 429 || !message.includes('held by requests in flight')) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
   }
 }
 

@@ -418,15 +418,18 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
         expect(await spentAndReserved(short, long)).toEqual([[0, 0], [10, 0]]);
       });
 
-      it('adjusts spent up and down, never below zero', async () => {
+      it('adjusts spent up and down; a credit larger than the spend raises the headroom by all of it', async () => {
         const a = await scope('a', 100);
         await stores.ledger.adjustSpent(a.key, 70, a.expiresAt);
         expect(await spentAndReserved(a)).toEqual([[70, 0]]);
         expect(await stores.ledger.reserve({ id: unique('r'), amount: 31, scopes: [a], ttlMs: LONG })).toMatchObject({ ok: false, remaining: 30 });
         await stores.ledger.adjustSpent(a.key, -20, a.expiresAt);
         expect(await spentAndReserved(a)).toEqual([[50, 0]]);
+        // Before: floored at 0, so 450 of this credit was lost.
         await stores.ledger.adjustSpent(a.key, -500, a.expiresAt);
-        expect(await spentAndReserved(a)).toEqual([[0, 0]]);
+        expect(await spentAndReserved(a)).toEqual([[-450, 0]]);
+        expect(await stores.ledger.reserve({ id: unique('r'), amount: 550, scopes: [a], ttlMs: LONG })).toMatchObject({ ok: true });
+        expect(await stores.ledger.reserve({ id: unique('r'), amount: 1, scopes: [a], ttlMs: LONG })).toMatchObject({ ok: false, remaining: 0 });
       });
 
       it('resets a scope’s spend and keeps its live reservations', async () => {

@@ -36,9 +36,12 @@ export async function readBudgetStatus(book: BudgetBook, budgets: ResolvedBudget
   const usage = await withTimeout(book.ledger.usage(windows.map((w) => w.head.key)), book.storeTimeoutMs, 'ledger.usage');
   const resets = await Promise.all(windows.map(async (w) => (w.budget.period === 'rolling' ? await rollingFreeAt(book.ledger, w, book.storeTimeoutMs) : undefined) ?? w.head.expiresAt));
   return windows.map(({ budget, head }, i) => {
-    const spent = usage[i]?.spent ?? 0;
+    // The ledger's spent is net of top-up credits: below zero, the rest is credit still unspent.
+    const net = usage[i]?.spent ?? 0;
+    const spent = Math.max(0, net);
+    const credit = Math.max(0, -net);
     const reserved = usage[i]?.reserved ?? 0;
-    const remaining = Math.max(0, budget.limitNano - spent - reserved);
+    const remaining = Math.max(0, budget.limitNano - net - reserved);
     const threshold = softLimitThreshold(budget);
     return {
       scope: budget.scope,
@@ -48,10 +51,12 @@ export async function readBudgetStatus(book: BudgetBook, budgets: ResolvedBudget
       limitNanoUsd: budget.limitNano,
       spentNanoUsd: spent,
       reservedNanoUsd: reserved,
+      creditNanoUsd: credit,
       remainingNanoUsd: remaining,
       limitUsd: nanoToUsd(budget.limitNano),
       spentUsd: nanoToUsd(spent),
       reservedUsd: nanoToUsd(reserved),
+      creditUsd: nanoToUsd(credit),
       remainingUsd: nanoToUsd(remaining),
       resetAt: new Date(resets[i]!).toISOString(),
       softLimit: budget.softLimit ?? null,
@@ -65,7 +70,9 @@ export async function selectBudgets(book: BudgetBook, selector?: BudgetSelector)
 }
 
 /**
- * Credits `usd` to the budget's current period (spent goes down, never below zero). A rolling
+ * Credits `usd` to the budget's current period: spent goes down by the whole amount, below zero if
+ * the credit is larger (the rest is headroom above the limit until the period ends; it does not
+ * carry into the next period). A rolling
  * budget is credited in every window that holds the current bucket, so the credit lasts as
  * long as the spend it offsets.
  */

@@ -71,11 +71,14 @@ export interface BudgetStatus {
   limitNanoUsd: number;
   spentNanoUsd: number;
   reservedNanoUsd: number;
-  /** limit - spent - reserved, never negative. */
+  /** Top-up credit not spent yet in this period (what took the ledger's spent below zero). */
+  creditNanoUsd: number;
+  /** limit + credit - spent - reserved, never negative. */
   remainingNanoUsd: number;
   limitUsd: number;
   spentUsd: number;
   reservedUsd: number;
+  creditUsd: number;
   remainingUsd: number;
   /** ISO 8601: when the period ends (rolling: when the oldest bucket leaves the window). */
   resetAt: string;

@@ -45,10 +45,12 @@ describe('budgetAdminRouter', () => {
       limitNanoUsd: 10_000_000,
       spentNanoUsd: 5_000_000,
       reservedNanoUsd: 0,
+      creditNanoUsd: 0,
       remainingNanoUsd: 5_000_000,
       limitUsd: 0.01,
       spentUsd: 0.005,
       reservedUsd: 0,
+      creditUsd: 0,
       remainingUsd: 0.005,
       resetAt: '2026-12-01T00:00:00.000Z',
       softLimit: 0.8,
@@ -88,6 +90,15 @@ describe('budgetAdminRouter', () => {
     const bad = await request(admin).post('/admin/budgets/tenant/acme/top-up').send({ usd: -3 });
     expect(bad.status).toBe(400);
     expect(bad.body.error.param).toBe('usd');
+  });
+
+  it('a top-up larger than the spend raises the headroom by its whole amount', async () => {
+    const [before] = await guard.status({ scope: 'tenant', id: 'acme' });
+    // Five times the limit: before, the credit stopped at zero spend and the rest was discarded.
+    const response = await request(admin).post('/admin/budgets/tenant/acme/top-up').send({ usd: 0.05 });
+    const [after] = response.body.budgets;
+    expect(after).toMatchObject({ spentNanoUsd: 0, creditNanoUsd: 50_000_000 - before!.spentNanoUsd });
+    expect(after.remainingNanoUsd).toBe(before!.remainingNanoUsd + 50_000_000);
   });
 
   it('resets a scope and global', async () => {

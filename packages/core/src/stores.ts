@@ -118,7 +118,10 @@ export interface ReservationLedger {
   release(id: string): Promise<SettleResult>;
   /** Spent and reserved per scope, after dropping expired reservations. */
   usage(keys: string[]): Promise<ScopeUsage[]>;
-  /** Add `delta` to a scope's spent (negative = top-up credit; never below zero). */
+  /**
+   * Add `delta` to a scope's spent. Negative is a top-up credit, which may take spent below zero:
+   * the scope's headroom grows by the whole credit until the scope's period ends.
+   */
   adjustSpent(key: string, delta: number, expiresAt: number): Promise<void>;
   /** Forget a scope's spend (operator reset). Live reservations stay. */
   resetScope(key: string): Promise<void>;

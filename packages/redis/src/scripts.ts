@@ -268,7 +268,7 @@ export const ledgerUsage = new LuaScript(
   `,
 );
 
-/** KEYS: holds, scope hash. ARGV: delta, expiresAt. */
+/** KEYS: holds, scope hash. ARGV: delta, expiresAt. A negative delta is a credit: spent may go below zero. */
 export const adjustSpent = new LuaScript(
   'adjustSpent',
   `${PRELUDE}${LEDGER_HELPERS}
@@ -276,7 +276,7 @@ export const adjustSpent = new LuaScript(
   if at <= now then return 0 end
   purge(KEYS[1])
   local v = redis.call('HMGET', KEYS[2], 'spent', 'x')
-  local spent = fmt(math.max(0, (tonumber(v[1]) or 0) + tonumber(ARGV[1])))
+  local spent = fmt((tonumber(v[1]) or 0) + tonumber(ARGV[1]))
   local x = tonumber(v[2])
   if x == nil or at > x then
     redis.call('HSET', KEYS[2], 'spent', spent, 'x', fmt(at))

@@ -10,7 +10,7 @@ const PINNED: Record<keyof typeof SCRIPTS, string> = {
   reserve: '91f3fec5288e741936f473dc457d508ff0652ec3',
   settle: 'b77193b523766c756b23d26682e79b556b043d6a',
   ledgerUsage: 'be900e85f8c23514f91ba883bb854ce7f2192e27',
-  adjustSpent: 'fb955c15da6721873d49ad7f14f8646e46bf99f1',
+  adjustSpent: '690150b8390e0805da4b75813b36f3fcae6540bf',
   resetScope: '5b94aff0349a5baa235712d5a624c46152248c71',
   putKey: '221d0f5db8aa10e22ed7a61b6ea8a5cb53630564',
   findKeyByHash: 'e6862feff81a37c3c818e8013a5f0e99f9fe79d3',

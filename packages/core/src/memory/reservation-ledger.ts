@@ -141,7 +141,8 @@ export class MemoryReservationLedger implements ReservationLedger {
     const now = this.#clock();
     if (expiresAt <= now) return;
     const scope = this.#scope(key, expiresAt, now);
-    scope.spent = Math.max(0, scope.spent + delta);
+    // A credit may take spent below zero: the headroom grows by all of it, for the scope's period.
+    scope.spent += delta;
   }
 
   async resetScope(key: string): Promise<void> {
