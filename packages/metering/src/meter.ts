@@ -11,7 +11,8 @@ import {
   UnknownModelError,
 } from '@tollgate/core';
 import type {
-  ErrorRenderer, Pricing, PricingOptions, ProviderApi, ProviderCall, ReportedUsage, ResolvedPrice, TokenUsage, TollgateContext, UsageRecord,
+  ErrorRenderer, Pricing, PricingOptions, ProviderApi, ProviderCall, ReportedUsage, ResolvedPrice, TokenizerFamily, TokenUsage, TollgateContext,
+  UsageRecord,
 } from '@tollgate/core';
 import {
   adapterFor, ASYNC_ESTIMATE_MS, CountBudget, countTextTokens, declareOrAnswer, ESTIMATE_SLICE_MS, estimateRequestAsync,
@@ -148,11 +149,11 @@ export function meter(options: MeterOptions = {}) {
   // Load the encodings now, off the request path; until then counts use the byte bound.
   void preloadTokenizers();
 
-  /** Counts output text the way the input of `model` was counted (approximated where the tokenizer is not public). */
-  const outputCounter = (price: ResolvedPrice | undefined): OutputCounter => {
-    const tokenizer = price?.tokenizer ?? 'approximate';
-    if (tokenizer !== 'approximate') return (text) => countTextTokens(text, tokenizer, new CountBudget(outputCountMs));
-    return (text) => Math.ceil(countTextTokens(text, 'o200k_base', new CountBudget(outputCountMs)) * estimateOptions.approximationFactor);
+  /** Counts output text the way the input was counted, per catalogue tokenizer (made once, not per request). */
+  const outputCounters: Record<TokenizerFamily, OutputCounter> = {
+    o200k_base: (text) => countTextTokens(text, 'o200k_base', new CountBudget(outputCountMs)),
+    cl100k_base: (text) => countTextTokens(text, 'cl100k_base', new CountBudget(outputCountMs)),
+    approximate: (text) => Math.ceil(countTextTokens(text, 'o200k_base', new CountBudget(outputCountMs)) * estimateOptions.approximationFactor),
   };
 
   /** Caps, estimates and prepares the declared call; throws ApiError for the client. */
@@ -228,7 +229,7 @@ export function meter(options: MeterOptions = {}) {
     ctx.usageCheck = checkReportedUsage;
     const requestStreamed = ctx.call?.stream ?? false;
     const route = (req.originalUrl ?? req.url ?? '').split('?')[0] ?? '';
-    const countOutput = outputCounter(price);
+    const countOutput = outputCounters[price?.tokenizer ?? 'approximate'];
     const tap = new ResponseTap(res, ctx, adapter, addedUsage, countOutput);
 
     // on, not once: 'close' comes once per response (once would wrap the listener per request).
@@ -298,7 +299,7 @@ export function meter(options: MeterOptions = {}) {
       // A stream cut short of its grant (the client left) cannot have run past the cap in the body: a count
       // above it is the approximation (o200k_base x approximationFactor) overshooting. A stream stopped at its
       // grant did run past it (the upstream ignored the cap): it is billed what was counted.
-      if (usageSource === 'counted' && grant !== undefined && !tap.stopped && estimate && pricing.find(estimate.model)?.tokenizer !== 'o200k_base' && pricing.find(estimate.model)?.tokenizer !== 'cl100k_base') {
+      if (usageSource === 'counted' && grant !== undefined && !tap.stopped && countOutput === outputCounters.approximate) {
         usage.outputTokens = Math.min(usage.outputTokens, grant);
       }
       reportedModel = reader?.model;
