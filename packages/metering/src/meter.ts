@@ -155,6 +155,8 @@ export function meter(options: MeterOptions = {}) {
     cl100k_base: (text) => countTextTokens(text, 'cl100k_base', new CountBudget(outputCountMs)),
     approximate: (text) => Math.ceil(countTextTokens(text, 'o200k_base', new CountBudget(outputCountMs)) * estimateOptions.approximationFactor),
   };
+  /** The hard stop counts an approximation unscaled and scales the grant instead: no rounding up of every piece. */
+  const approximateStop = { count: outputCounters.o200k_base, factor: estimateOptions.approximationFactor };
 
   /** Caps, estimates and prepares the declared call; throws ApiError for the client. */
   const prepare = async (req: Request, call: ProviderCall, adapter: ProviderAdapter, ctx: TollgateContext): Promise<{ estimate: RequestEstimate; price: ResolvedPrice; addedUsage: boolean }> => {
@@ -230,7 +232,7 @@ export function meter(options: MeterOptions = {}) {
     const requestStreamed = ctx.call?.stream ?? false;
     const route = (req.originalUrl ?? req.url ?? '').split('?')[0] ?? '';
     const countOutput = outputCounters[price?.tokenizer ?? 'approximate'];
-    const tap = new ResponseTap(res, ctx, adapter, addedUsage, countOutput);
+    const tap = new ResponseTap(res, ctx, adapter, addedUsage, countOutput, countOutput === outputCounters.approximate ? approximateStop : undefined);
 
     // on, not once: 'close' comes once per response (once would wrap the listener per request).
     res.on('close', () => {

@@ -80,6 +80,8 @@ export class ResponseTap {
     adapter: ProviderAdapter | undefined,
     private readonly addedUsage: boolean,
     private readonly countOutput: OutputCounter,
+    /** The hard stop's counter, unrounded (an approximation's raw count), and the factor its counts are scaled by. */
+    private readonly stopCounting: { count: OutputCounter; factor: number } = { count: countOutput, factor: 1 },
   ) {
     if (!adapter) return;
     this.reader = adapter.createReader({ stripAddedUsage: addedUsage, request: ctx.call?.body });
@@ -169,7 +171,7 @@ export class ResponseTap {
       const block = blocks[i]!;
       end += block.raw.length;
       if (block.hasData && reader.onEvent(block.event, block.data)) (dropped ??= new Set()).add(i);
-      if (grant !== undefined && reader.output.tokenBound > grant && reader.output.passes(grant, this.countOutput)) {
+      if (grant !== undefined && reader.output.tokenBound > grant && reader.output.passes(grant, this.stopCounting.count)) {
         this.stoppedAt = reader.output.tokens(this.countOutput);
         const ending = reader.ending({ inputTokens: this.ctx.estimate?.inputTokens ?? 0, outputTokens: this.stoppedAt });
         this.stop();
@@ -209,7 +211,8 @@ export class ResponseTap {
       this.strip = this.addedUsage && lengthFree;
       // The grant as it stands when the answer starts (after every clamp); a declared length cannot take an ending.
       const estimate = this.ctx.estimate;
-      if (estimate && lengthFree) this.grant = estimate.maxOutputTokens * (estimate.outputChoices ?? 1);
+      // In the stop counter's units: an approximation's raw count passes grant / factor when its scaled count passes the grant.
+      if (estimate && lengthFree) this.grant = (estimate.maxOutputTokens * (estimate.outputChoices ?? 1)) / this.stopCounting.factor;
     } else if (type.includes('json') || type === '') {
       this.mode = 'json';
     } else {

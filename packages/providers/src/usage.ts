@@ -47,7 +47,7 @@ export interface UsageReader {
  * Collects output text deltas up to a bound, and answers the hard stop's question (has the output
  * passed the grant?) cheaply: a running upper bound (exact counts for what was counted, UTF-8 bytes
  * for the rest: each token is at least one) rules it out while far below; the tokenizer runs only
- * once that bound passes.
+ * once that bound passes, on the text not counted yet.
  */
 export class OutputText {
   private parts: string[] = [];
@@ -57,12 +57,14 @@ export class OutputText {
   seen = false;
   /** UTF-8 bytes of all output so far. */
   bytes = 0;
-  /** Kept parts counted so far, their tokens and bytes. */
-  private countedParts = 0;
-  private countedTokens = 0;
-  private countedBytes = 0;
-  /** `countedTokens` is the count of the whole kept text, not a sum of counts of pieces. */
-  private countedWhole = true;
+  /** The hard stop's running count: kept parts counted, their tokens (in the stop counter's units) and bytes. */
+  private stopParts = 0;
+  private stopTokens = 0;
+  private stopBytes = 0;
+  /** `stopTokens` is the count of the whole kept text, not a sum of counts of pieces. */
+  private stopWhole = true;
+  /** The last whole count `tokens()` made, and what it covered. */
+  private whole: { counter: OutputCounter; parts: number; tokens: number } | undefined;
 
   add(text: unknown): void {
     if (typeof text !== 'string' || text.length === 0) return;
@@ -77,41 +79,44 @@ export class OutputText {
     }
   }
 
-  /** An upper bound of the output's tokens, without running the tokenizer. */
+  /** An upper bound of the output's tokens (in the stop counter's units), without running the tokenizer. */
   get tokenBound(): number {
-    return this.countedTokens + this.bytes - this.countedBytes;
+    return this.stopTokens + this.bytes - this.stopBytes;
   }
 
   /**
-   * Has the output passed `limit` tokens? Near the limit the parts not counted yet are counted
-   * alone and added up; only when that sum passes the limit is the whole text counted, since a sum
-   * of pieces runs ahead of the whole (an approximated count rounds every piece up).
+   * Has the output passed `limit` tokens, counted by `count`? Near the limit the parts not counted
+   * yet are counted alone and added up; only when that sum passes the limit is the whole text
+   * counted, since a sum of pieces may run a little ahead of the whole (merges across pieces).
+   * Give it a counter without rounding (an approximation's raw count, the limit divided by its
+   * factor): rounding every piece up would run the sum far ahead.
    */
-  passes(limit: number, countOutput: OutputCounter): boolean {
+  passes(limit: number, count: OutputCounter): boolean {
     if (this.tokenBound <= limit) return false;
     const parts = this.parts;
-    if (this.countedParts < parts.length) {
-      const fresh = parts.length - this.countedParts === 1 ? parts[this.countedParts]! : parts.slice(this.countedParts).join('');
-      this.countedWhole = this.countedParts === 0;
-      this.countedTokens += countOutput(fresh);
-      this.countedParts = parts.length;
+    if (this.stopParts < parts.length) {
+      const fresh = parts.length - this.stopParts === 1 ? parts[this.stopParts]! : parts.slice(this.stopParts).join('');
+      this.stopWhole = this.stopParts === 0;
+      this.stopTokens += count(fresh);
+      this.stopParts = parts.length;
     }
     // Overflow bytes are counted as bytes: they were never kept.
-    this.countedBytes = this.bytes - this.overflowBytes;
-    if (this.countedTokens + this.overflowBytes <= limit) return false;
-    return this.tokens(countOutput) > limit;
+    this.stopBytes = this.bytes - this.overflowBytes;
+    if (this.stopTokens + this.overflowBytes <= limit) return false;
+    if (!this.stopWhole) {
+      this.stopTokens = count(parts.join(''));
+      this.stopWhole = true;
+    }
+    return this.stopTokens + this.overflowBytes > limit;
   }
 
-  /** The output's tokens: the whole kept text counted (once per new text), plus the overflow bytes. */
+  /** The output's tokens by `countOutput`: the whole kept text counted (again only when it grew), plus the overflow bytes. */
   tokens(countOutput: OutputCounter): number {
     const parts = this.parts;
-    if (!this.countedWhole || this.countedParts < parts.length) {
-      this.countedTokens = parts.length > 0 ? countOutput(parts.join('')) : 0;
-      this.countedParts = parts.length;
-      this.countedBytes = this.bytes - this.overflowBytes;
-      this.countedWhole = true;
+    if (this.whole?.counter !== countOutput || this.whole.parts !== parts.length) {
+      this.whole = { counter: countOutput, parts: parts.length, tokens: parts.length > 0 ? countOutput(parts.join('')) : 0 };
     }
-    return this.countedTokens + this.overflowBytes;
+    return this.whole.tokens + this.overflowBytes;
   }
 }
 

@@ -186,6 +186,25 @@ describe('the output count behind the hard stop', () => {
     expect(output.tokens(approximate)).toBe(102);
   });
 
+  it('counted unscaled against a scaled limit (as the meter does), it stops at the same word with one whole count', () => {
+    const output = new OutputText();
+    let wholeCounts = 0;
+    const raw = (text: string) => {
+      const words = text.split(' ').filter(Boolean).length;
+      if (words > 1 && words === output['parts'].length) wholeCounts++;
+      return words;
+    };
+    let passedAt = 0;
+    for (let word = 1; word <= 200 && passedAt === 0; word++) {
+      output.add(' word');
+      if (output.passes(100 / 1.25, raw)) passedAt = word;
+    }
+    expect(passedAt).toBe(81);
+    // The first count takes all that passed (nothing was counted yet); then one whole count confirms the crossing.
+    expect(wholeCounts).toBeLessThanOrEqual(2);
+    expect(output.tokens(approximate)).toBe(102);
+  });
+
   it('the byte bound rules the tokenizer out while far below the limit', () => {
     const output = new OutputText();
     let counted = 0;
