@@ -1,6 +1,6 @@
 // Reads a response for usage as it passes through res.write / res.end, without holding it back; ends a stream at its grant.
 import type { TollgateContext } from '@tollgate/core';
-import { SseDecoder } from '@tollgate/providers';
+import { SseDecoder, tokenizersLoaded } from '@tollgate/providers';
 import type { OutputCounter, ProviderAdapter, SseBlock, UsageReader } from '@tollgate/providers';
 import type { Response } from 'express';
 
@@ -171,7 +171,9 @@ export class ResponseTap {
       const block = blocks[i]!;
       end += block.raw.length;
       if (block.hasData && reader.onEvent(block.event, block.data)) (dropped ??= new Set()).add(i);
-      if (grant !== undefined && reader.output.tokenBound > grant && reader.output.passes(grant, this.stopCounting.count)) {
+      // Until the encodings load (the first moments after meter() is made) a count is the byte bound, several
+      // times the tokens: stopping on it would cut answers that are within their grant.
+      if (grant !== undefined && reader.output.tokenBound > grant && tokenizersLoaded() && reader.output.passes(grant, this.stopCounting.count)) {
         this.stoppedAt = reader.output.tokens(this.countOutput);
         const ending = reader.ending({ inputTokens: this.ctx.estimate?.inputTokens ?? 0, outputTokens: this.stoppedAt });
         this.stop();

@@ -21,7 +21,7 @@ export {
   tokenizerFor,
 } from './estimate.js';
 export type { EstimateRequestInput } from './estimate.js';
-export { CountBudget, countTextTokens, countTextTokensSliced, preloadTokenizers, TimeSlice, utf8Length } from './tokenizer.js';
+export { CountBudget, countTextTokens, countTextTokensSliced, preloadTokenizers, TimeSlice, tokenizersLoaded, utf8Length } from './tokenizer.js';
 export type { EncodingName } from './tokenizer.js';
 export { SseDecoder } from './sse-decoder.js';
 export type { SseBlock } from './sse-decoder.js';

@@ -36,6 +36,11 @@ const WARM_UP_TEXT = 'Warm up: naïve café, 数据 😀 {"json": [1, 2.5]} <|en
 const encoders = new Map<EncodingName, Encoder>();
 let loading: Promise<void> | undefined;
 
+/** True once both encodings are loaded: before, every count is the UTF-8 byte bound. */
+export function tokenizersLoaded(): boolean {
+  return encoders.size === 2;
+}
+
 /**
  * Loads both encodings (about 0.5 s of CPU once, at startup). `meter()` starts this itself;
  * until it finishes, counts fall back to the UTF-8 byte bound, which is never too low.
