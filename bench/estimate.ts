@@ -83,7 +83,7 @@ export async function runEstimationBenchmark(context: BenchContext): Promise<Sec
     `Median time per count (timed runs per input: ${inputs.map((i) => `${i.name} ${i.runs}`).join(', ')}), each run on a fresh text so ` +
       'no merge cache flatters anyone, after an untimed warm-up; token counts in brackets. Every tokenizer runs in its own child process ' +
       `and is stopped after ${limitMs / 1000} s on one input. gpt-tokenizer, js-tiktoken and tiktoken (WASM) count the raw text with o200k_base ` +
-      "and are synchronous: they block the event loop for their whole time. tollgate's column is @tollgate/metering estimateInputTokensAsync, what meter() runs, with its defaults " +
+      "and are synchronous: they block the event loop for their whole time. tollgate's column is @tollgate/providers estimateInputTokensAsync, what meter() runs, with its defaults " +
       '(4 ms slices with an event-loop turn between them, a 250 ms counting budget), on a chat request ' +
       '(model gpt-4o, one user message holding the text), so its count includes the message overhead; "bounded" marks counts where its counting budget ran out and the rest of the text was counted as its UTF-8 byte length (an upper bound). "tollgate longest stall" is the longest ' +
       'time the event loop could not turn during tollgate\'s estimation (1 ms interval probe and monitorEventLoopDelay max).',

@@ -7,6 +7,7 @@ import { createClient } from 'redis';
 import { runChainBenchmark } from './chain.js';
 import { runChainCostBenchmark } from './chain-cost.js';
 import { runEstimationBenchmark } from './estimate.js';
+import { runHardStopBenchmark } from './hard-stop.js';
 import { runMemoryBenchmark } from './memory.js';
 import { runProxyBenchmark } from './proxy.js';
 import { runRoundTripBenchmark } from './round-trips.js';
@@ -22,6 +23,7 @@ const BENCHMARKS: Record<string, (context: BenchContext) => Promise<SectionResul
   estimate: runEstimationBenchmark,
   'round-trips': runRoundTripBenchmark,
   memory: runMemoryBenchmark,
+  'hard-stop': runHardStopBenchmark,
 };
 
 const { values } = parseArgs({

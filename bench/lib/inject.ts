@@ -4,7 +4,7 @@ import { Duplex } from 'node:stream';
 import type { Express } from 'express';
 
 /** Stands in for a TCP socket: writes succeed at once and go nowhere. */
-class DiscardSocket extends Duplex {
+export class DiscardSocket extends Duplex {
   readonly remoteAddress = '127.0.0.1';
   readonly remotePort = 40000;
   readonly encrypted = false;

@@ -57,8 +57,9 @@ export async function buildTollgateChain(options: AppOptions): Promise<BuiltApp>
   const requestLimit = tieredRateLimit({ stores, by: 'key', tiers: { pro: HUGE_REQUESTS }, defaultTier: 'pro', prefix: `${prefix}rl:` });
   const tokenLimit = tokenRateLimit({ stores, by: 'key', tiers: { pro: HUGE_TOKENS }, defaultTier: 'pro', prefix: `${prefix}tokens:` });
   const auth = apiKeyAuth({ keys: stores.keys });
-  // No sinks: what a sink costs depends on the sink, and none blocks the request.
-  const metering = meter();
+  // No sinks: what a sink costs depends on the sink, and none blocks the request. The API is declared, as a user
+  // must: it is never guessed from the path, and token limits and budgets refuse a route that declared none.
+  const metering = meter({ api: 'openai.chat' });
   // Each step adds one piece; `upTo` mounts the first N steps (the cost-by-middleware table builds the chain up).
   const steps: RequestHandler[][] =
     options.fused === false
