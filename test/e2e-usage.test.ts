@@ -98,4 +98,27 @@ describe('usage records', () => {
     expect(Number(requestsOf('acme'))).toBe(3);
     expect(Number(requestsOf('globex'))).toBe(1);
   }, 30_000);
+
+  it('clients that reuse request ids, their own or another tenant\'s, hide nothing in the ledger', async () => {
+    const call = (key: string, requestId: string) => fetch(`${proxy.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'x-request-id': requestId },
+      body: JSON.stringify({ model: 'gpt-4o-mini', max_tokens: 5, messages: [{ role: 'user', content: 'again' }] }),
+    }).then((response) => response.text());
+    // 21 calls of acme under two ids, then globex under one of acme's.
+    for (let i = 0; i < 21; i++) await call(aliceKey, `reused-${i % 2}`);
+    await call(bobKey, 'reused-0');
+    await proxy.app.flushUsage();
+    const client = new pg.Client({ connectionString: POSTGRES_URL });
+    await client.connect();
+    try {
+      const rows = await client.query<{ tenant_id: string; calls: string; ids: string }>(
+        `SELECT tenant_id, count(*) AS calls, count(DISTINCT id) AS ids FROM "${table}" WHERE request_id LIKE 'reused-%' GROUP BY tenant_id ORDER BY tenant_id`,
+      );
+      // Before: keyed by request id, acme had 2 rows (90% of its spend hidden) and globex's call vanished.
+      expect(rows.rows.map((row) => [row.tenant_id, Number(row.calls), Number(row.ids)])).toEqual([['acme', 21, 21], ['globex', 1, 1]]);
+    } finally {
+      await client.end();
+    }
+  });
 });
