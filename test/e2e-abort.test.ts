@@ -1,4 +1,4 @@
-// A client that leaves mid-stream: the reservation settles at once, and the usage log records the partial output as counted.
+// A client that leaves, or an upstream that cuts an answer: reservations settle at once, and the usage log charges what the provider bills (what passed of a stream; the bound of a JSON answer).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -7,7 +7,7 @@ import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
 import type { UsageRecord } from '@tollgate/core';
 import { createMockProvider } from '../examples/proxy/src/mock-provider.js';
-import { caught, newApiKey, readUsageLog, sha256Hex, startProxy, waitFor } from './helpers/proxy.js';
+import { caught, newApiKey, readUsageLog, sha256Hex, startFakeUpstream, startProxy, waitFor } from './helpers/proxy.js';
 import type { RunningProxy } from './helpers/proxy.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-abort-'));
@@ -16,6 +16,8 @@ const key = newApiKey();
 const soloKey = newApiKey();
 const adminKey = newApiKey();
 let proxy: RunningProxy;
+// A long, slow answer: the client has time to leave in the middle of it.
+const mock = createMockProvider({ replyTokens: 400, chunkDelayMs: 10 });
 
 function records(): UsageRecord[] {
   return readUsageLog(usageLog);
@@ -38,8 +40,7 @@ beforeAll(async () => {
         { id: 'solo-key', sha256: sha256Hex(soloKey), tenant: 'solo', scopes: ['chat'] },
       ],
     },
-    // A long, slow answer: the client has time to leave in the middle of it.
-    { mock: createMockProvider({ replyTokens: 400, chunkDelayMs: 10 }) },
+    { mock },
   );
 });
 
@@ -115,5 +116,60 @@ describe('client abort mid-stream', () => {
       }
     }, 'the slot to be released');
     expect(after.usage?.completion_tokens).toBe(2);
+  });
+});
+
+describe('a JSON answer that never came whole', () => {
+  it('is charged the reservation bound when its client leaves (the provider bills the whole answer all the same)', async () => {
+    mock.behavior.latencyMs = 400;
+    try {
+      const leave = new AbortController();
+      const pending = fetch(`${proxy.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'x-request-id': 'json-abort' },
+        body: JSON.stringify({ model: 'gpt-4o-mini', max_tokens: 300, messages: [{ role: 'user', content: 'A long answer, please' }] }),
+        signal: leave.signal,
+      });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      leave.abort();
+      await caught(pending);
+      const record = await waitFor(() => records().find((r) => r.requestId === 'json-abort'), 'the usage record');
+      // Before: charged its input only, so repeated aborts spent several times what the budget saw.
+      expect(record).toMatchObject({ stream: false, aborted: true, usageSource: 'estimated', outputTokens: 300 });
+      expect(record.upstreamAborted).toBeUndefined();
+      expect(record.costNanoUsd).toBe(record.estimatedCostNanoUsd);
+    } finally {
+      mock.behavior.latencyMs = 0;
+    }
+  });
+
+  it('is charged the reservation bound when the upstream cuts it, and the record says the upstream did', async () => {
+    const cutting = await startFakeUpstream((_request, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"id":"chatcmpl-cut","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Once upon');
+      setTimeout(() => res.destroy(), 20);
+    });
+    const cutLog = path.join(dir, 'cut.jsonl');
+    const cutProxy = await startProxy({
+      usageLog: cutLog,
+      upstreams: { openai: { baseUrl: `${cutting.url}/v1`, apiKey: 'sk-upstream' } },
+      keys: [{ id: 'cut-key', sha256: sha256Hex(key), scopes: [] }],
+    });
+    try {
+      const response = await fetch(`${cutProxy.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'gpt-4o-mini', max_tokens: 200, messages: [{ role: 'user', content: 'hi' }] }),
+      });
+      expect(response.status).toBe(502);
+      await cutProxy.app.flushUsage();
+      const record = await waitFor(() => readUsageLog(cutLog)[0], 'the usage record');
+      // Before: charged 0, and the record blamed nobody (or the client).
+      expect(record).toMatchObject({ status: 502, aborted: false, upstreamAborted: true, usageSource: 'estimated', outputTokens: 200 });
+      expect(record.costNanoUsd).toBe(record.estimatedCostNanoUsd);
+    } finally {
+      await cutProxy.close();
+      await cutting.close();
+    }
   });
 });

@@ -175,6 +175,8 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
     // Already answered (or handed to `next`), or the client left and its response is closed.
     if (phase === 'over' || phase === 'refused' || this.clientGone) return;
     const { res } = this;
+    // The provider cut an answer it had started: the record says so (and does not blame the client).
+    if (phase === 'piping' && res.req.tollgate) res.req.tollgate.upstreamAborted = true;
     if (!res.headersSent) {
       const started = phase !== 'waiting';
       this.next(isTimeout(error)

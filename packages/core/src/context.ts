@@ -119,6 +119,8 @@ export interface TollgateContext {
   metered: boolean;
   /** Set by the meter: refuses (throws) reported usage it could not price. */
   usageCheck: ((ctx: TollgateContext, usage: ReportedUsage) => void) | undefined;
+  /** Set by whatever calls the provider when the provider (not the client) cut an answer that had started. */
+  upstreamAborted: boolean;
   /** Report real usage from a handler that calls a provider SDK itself. */
   recordUsage(usage: ReportedUsage): void;
   /** Report an SDK's JSON answer: its usage and model are read by the declared call's adapter. */
@@ -182,6 +184,7 @@ class RequestContext implements TollgateContext {
   reportedUsage?: ReportedUsage;
   metered = false;
   usageCheck: ((ctx: TollgateContext, usage: ReportedUsage) => void) | undefined = undefined;
+  upstreamAborted = false;
   #price: ResolvedPrice | undefined;
   #listeners: SettleListener[] | undefined;
   #settledRecord: UsageRecord | undefined;

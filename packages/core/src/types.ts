@@ -55,6 +55,11 @@ export interface UsageEstimate {
   totalTokens: number;
 }
 
+/**
+ * Where the token counts come from: the provider's usage, output counted as it passed, or, for an
+ * answer that never came whole and may be billed whole (a JSON call the client left, an answer the
+ * upstream cut), the reservation's bound.
+ */
 export type UsageSource = 'provider' | 'counted' | 'estimated';
 
 /** One line of the usage log: the settled truth of one request. */
@@ -85,6 +90,8 @@ export interface UsageRecord extends TokenUsage {
   stream: boolean;
   /** The client went away before the response finished. */
   aborted: boolean;
+  /** The provider cut an answer that had started (the client did not leave). Absent = no. */
+  upstreamAborted?: boolean;
   latencyMs: number;
   usageSource: UsageSource;
   /**

@@ -270,9 +270,10 @@ export function meter(options: MeterOptions = {}) {
     // A route that is no provider call produces a record only when its handler reported usage.
     if (!adapter && !reported) return undefined;
     const estimate = ctx.estimate;
-    const aborted = !res.writableFinished && !tap.stopped;
+    const upstreamAborted = ctx.upstreamAborted;
+    const aborted = !res.writableFinished && !tap.stopped && !upstreamAborted;
     const reader = tap.finish();
-    const failed = res.statusCode >= 400 && !aborted;
+    const failed = res.statusCode >= 400 && !aborted && !upstreamAborted;
     const grant = estimate ? estimate.maxOutputTokens * (estimate.outputChoices ?? 1) : undefined;
 
     let usage: TokenUsage;
@@ -305,6 +306,13 @@ export function meter(options: MeterOptions = {}) {
         usage.outputTokens = Math.min(usage.outputTokens, grant);
       }
       reportedModel = reader?.model;
+      // A JSON answer that never came whole, because the client left or the upstream cut it, is produced (and
+      // billed) whole by the provider all the same: without its usage, it is charged the reservation's bound.
+      if (usageSource !== 'provider' && estimate && grant !== undefined && !tap.streamed && (aborted || upstreamAborted)) {
+        usage.inputTokens = Math.max(usage.inputTokens, estimate.inputTokens);
+        usage.outputTokens = Math.max(usage.outputTokens, grant);
+        usageSource = 'estimated';
+      }
     }
 
     // Bill what ran: the provider's model when it has a price, else the (maybe downgraded) admitted model.
@@ -347,6 +355,7 @@ export function meter(options: MeterOptions = {}) {
       usageSource,
     };
     if (usage.cacheWrite1hTokens) record.cacheWrite1hTokens = usage.cacheWrite1hTokens;
+    if (upstreamAborted) record.upstreamAborted = true;
     // The upstream produced more than the cap it was sent (it ignored it): billed as it ran, flagged.
     if (grant !== undefined && (tap.stopped || usage.outputTokens > grant)) record.outputOverCap = true;
     return record;
