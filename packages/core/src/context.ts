@@ -75,10 +75,6 @@ export class ProviderCall {
     return this.#controller.signal;
   }
 
-  get aborted(): boolean {
-    return this.#controller?.signal.aborted ?? false;
-  }
-
   /** Stops the upstream call (the hard stop, or the client left). */
   abort(reason: string): void {
     this.#controller ??= new AbortController();
