@@ -138,6 +138,8 @@ interface Prepared {
   price: ResolvedPrice;
   /** The meter's output counter for the model, counting its calls. */
   countOutput: OutputCounter;
+  /** What the meter's hard stop counts with: unscaled, against a grant divided by `factor`. */
+  stopCounting: { count: OutputCounter; factor: number };
   tokenizerCalls: number;
   /** Output tokens of the whole answer, as the meter would count them. */
   outputTokens: number;
@@ -183,7 +185,7 @@ function openStream(harness: Harness, prepared: Prepared, mode: Mode, grant: num
         price,
       );
     }
-    tap = new harness.ResponseTap(res as never, ctx, adapter, false, prepared.countOutput);
+    tap = new harness.ResponseTap(res as never, ctx, adapter, false, prepared.countOutput, prepared.stopCounting);
   }
   res.flushHeaders();
   return { res, tap, socket };
@@ -240,6 +242,8 @@ async function prepareFormats(): Promise<{ harness: Harness; prepared: Prepared[
       tokenizer === 'approximate'
         ? (text) => Math.ceil(providers.countTextTokens(text, 'o200k_base', new providers.CountBudget(providers.SYNC_ESTIMATE_MS)) * 1.25)
         : (text) => providers.countTextTokens(text, tokenizer, new providers.CountBudget(providers.SYNC_ESTIMATE_MS));
+    // And what its hard stop counts with: an approximation unscaled, against a scaled grant.
+    const stopCount: OutputCounter = (text) => providers.countTextTokens(text, tokenizer === 'approximate' ? 'o200k_base' : tokenizer, new providers.CountBudget(providers.SYNC_ESTIMATE_MS));
     const outputTokens = count(REPLY);
     const events = base.api === 'openai.chat' ? chatStream(base.model, outputTokens) : base.api === 'openai.responses' ? responsesStream(base.model, outputTokens) : messagesStream(base.model, outputTokens);
     const item: Prepared = {
@@ -249,6 +253,13 @@ async function prepareFormats(): Promise<{ harness: Harness; prepared: Prepared[
       countOutput: (text) => {
         item.tokenizerCalls++;
         return count(text);
+      },
+      stopCounting: {
+        count: (text) => {
+          item.tokenizerCalls++;
+          return stopCount(text);
+        },
+        factor: tokenizer === 'approximate' ? 1.25 : 1,
       },
       tokenizerCalls: 0,
       outputTokens,

@@ -21,6 +21,7 @@ import {
 import type { CallDeclaration, OutputCounter, ProviderAdapter, ReadUsage, RequestEstimate } from '@tollgate/providers';
 import type { NextFunction, Request, Response } from 'express';
 import { ResponseTap } from './response-tap.js';
+import type { StopCounting } from './response-tap.js';
 import type { UsageSink } from './sink.js';
 
 export interface MeterOptions {
@@ -155,8 +156,15 @@ export function meter(options: MeterOptions = {}) {
     cl100k_base: (text) => countTextTokens(text, 'cl100k_base', new CountBudget(outputCountMs)),
     approximate: (text) => Math.ceil(countTextTokens(text, 'o200k_base', new CountBudget(outputCountMs)) * estimateOptions.approximationFactor),
   };
-  /** The hard stop counts an approximation unscaled and scales the grant instead: no rounding up of every piece. */
-  const approximateStop = { count: outputCounters.o200k_base, factor: estimateOptions.approximationFactor };
+  /**
+   * What the hard stop counts with, per tokenizer (made once): an approximation is counted unscaled
+   * against a scaled grant, so no piece is rounded up.
+   */
+  const stopCountings: Record<TokenizerFamily, StopCounting> = {
+    o200k_base: { count: outputCounters.o200k_base, factor: 1 },
+    cl100k_base: { count: outputCounters.cl100k_base, factor: 1 },
+    approximate: { count: outputCounters.o200k_base, factor: estimateOptions.approximationFactor },
+  };
 
   /** Caps, estimates and prepares the declared call; throws ApiError for the client. */
   const prepare = async (req: Request, call: ProviderCall, adapter: ProviderAdapter, ctx: TollgateContext): Promise<{ estimate: RequestEstimate; price: ResolvedPrice; addedUsage: boolean }> => {
@@ -231,8 +239,9 @@ export function meter(options: MeterOptions = {}) {
     ctx.usageCheck = checkReportedUsage;
     const requestStreamed = ctx.call?.stream ?? false;
     const route = (req.originalUrl ?? req.url ?? '').split('?')[0] ?? '';
-    const countOutput = outputCounters[price?.tokenizer ?? 'approximate'];
-    const tap = new ResponseTap(res, ctx, adapter, addedUsage, countOutput, countOutput === outputCounters.approximate ? approximateStop : undefined);
+    const tokenizer = price?.tokenizer ?? 'approximate';
+    const countOutput = outputCounters[tokenizer];
+    const tap = new ResponseTap(res, ctx, adapter, addedUsage, countOutput, stopCountings[tokenizer]);
 
     // on, not once: 'close' comes once per response (once would wrap the listener per request).
     res.on('close', () => {

@@ -34,6 +34,12 @@ export function findUsageObject(text: string): unknown {
   return undefined;
 }
 
+/** The hard stop's counter, unrounded (an approximation's raw count), and the factor its counts are scaled by. */
+export interface StopCounting {
+  count: OutputCounter;
+  factor: number;
+}
+
 type WriteCallback = (error?: Error | null) => void;
 type Chunk = string | Buffer | Uint8Array;
 
@@ -80,8 +86,8 @@ export class ResponseTap {
     adapter: ProviderAdapter | undefined,
     private readonly addedUsage: boolean,
     private readonly countOutput: OutputCounter,
-    /** The hard stop's counter, unrounded (an approximation's raw count), and the factor its counts are scaled by. */
-    private readonly stopCounting: { count: OutputCounter; factor: number } = { count: countOutput, factor: 1 },
+    /** The hard stop's counter (made once per tokenizer by the meter, not per response). */
+    private readonly stopCounting: StopCounting,
   ) {
     if (!adapter) return;
     this.reader = adapter.createReader({ stripAddedUsage: addedUsage, request: ctx.call?.body });
