@@ -3,7 +3,7 @@ import { afterAll, describe, expect, it } from '@jest/globals';
 import express from 'express';
 import type { RequestHandler } from 'express';
 import request from 'supertest';
-import { apiErrorHandler, createMemoryStores, createPricing, getContext, type MemoryStores } from '@tollgate/core';
+import { apiErrorHandler, costNanoUsd, createMemoryStores, createPricing, getContext, type MemoryStores, type UsageRecord } from '@tollgate/core';
 import { meter } from '@tollgate/metering';
 import { budgetGuard } from '@tollgate/budget';
 
@@ -75,7 +75,8 @@ describe('meter + budgetGuard', () => {
     // Anthropic bills cache writes above the input price (1.25x for 5 minutes, 2x for an hour).
     const cachePricing = createPricing({ models: { 'claude-test': { provider: 'anthropic', inputPerMTok: 1, cacheWritePerMTok: 2, cachedInputPerMTok: 0.1, outputPerMTok: 2 } } });
     const stores = createMemoryStores({ sweepIntervalMs: 0 });
-    const guard = budgetGuard({ ledger: stores.ledger, pricing: cachePricing, log: false, tenants: { acme: { usd: 0.001, period: 'day' } } });
+    // Room for the input at its bound (estimate plus bytes) at the cache-write price, and a clamped answer.
+    const guard = budgetGuard({ ledger: stores.ledger, pricing: cachePricing, log: false, tenants: { acme: { usd: 0.01, period: 'day' } } });
     closers.push(() => guard.close(), () => stores.close());
     const app = express();
     app.use(express.json());
@@ -91,6 +92,83 @@ describe('meter + budgetGuard', () => {
     const usage = await settledTenantUsage(stores);
     expect(usage.reserved).toBe(0);
     expect(usage.spent).toBeGreaterThan(0);
-    expect(usage.spent).toBeLessThanOrEqual(1_000_000);
+    expect(usage.spent).toBeLessThanOrEqual(10_000_000);
+  });
+
+  it('holds a budget when the provider bills 3x the estimated input: 200 requests at once end at or under the limit, the books balance', async () => {
+    const stores = createMemoryStores({ sweepIntervalMs: 0 });
+    const guard = budgetGuard({ ledger: stores.ledger, pricing, log: false, tenants: { acme: { usd: 0.002, period: 'day' } } });
+    closers.push(() => guard.close(), () => stores.close());
+    const app = express();
+    app.use(express.json());
+    let billed = 0;
+    const price = pricing.get('gpt-4o');
+    // A provider whose tokenizer (or hidden scaffolding) makes every prompt 3x what tollgate counts, and that uses the whole cap.
+    app.post('/v1/chat/completions', identify, meter({ api: 'openai.chat', pricing }), guard, (req, res) => {
+      const usage = { prompt_tokens: 3 * req.tollgate.estimate!.inputTokens, completion_tokens: req.body.max_tokens as number };
+      setTimeout(() => {
+        billed += costNanoUsd({ inputTokens: usage.prompt_tokens, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: usage.completion_tokens, reasoningTokens: 0 }, price);
+        res.json({ model: 'gpt-4o', choices: [], usage });
+      }, Math.random() * 20);
+    });
+    app.use(apiErrorHandler());
+    const server = app.listen(0);
+    closers.push(() => new Promise((resolve) => server.close(() => resolve())));
+    const body = { model: 'gpt-4o', messages: [{ role: 'user', content: 'Summarise the plot of a long novel about a lighthouse keeper. '.repeat(6) }], max_tokens: 40 };
+    let answered = 0;
+    // As the SDKs do: a refusal that says to retry is retried, a final one is not.
+    const send = async (): Promise<void> => {
+      for (let attempt = 0; attempt < 50; attempt++) {
+        const response = await request(server).post('/v1/chat/completions').send(body);
+        if (response.status === 200) {
+          answered++;
+          return;
+        }
+        expect(response.status).toBe(429);
+        if (response.headers['x-should-retry'] !== 'true') return;
+        await new Promise((resolve) => setTimeout(resolve, 5 + Math.random() * 20));
+      }
+    };
+    await Promise.all(Array.from({ length: 200 }, send));
+    const usage = await settledTenantUsage(stores);
+    expect(usage.reserved).toBe(0);
+    expect(usage.spent).toBe(billed);
+    expect(usage.spent).toBeLessThanOrEqual(2_000_000);
+    // Held refusals were retried until the money ran out: most of the budget was used.
+    expect(usage.spent).toBeGreaterThan(0.8 * 2_000_000);
+    expect(answered).toBeLessThan(200);
+  });
+
+  it('notes a bill above the reservation on the record and reserves that model with a margin from then on', async () => {
+    const stores = createMemoryStores({ sweepIntervalMs: 0 });
+    const guard = budgetGuard({ ledger: stores.ledger, pricing, log: false, tenants: { acme: { usd: 10, period: 'day' } } });
+    closers.push(() => guard.close(), () => stores.close());
+    const records: UsageRecord[] = [];
+    const app = express();
+    app.use(express.json());
+    // Content the request does not show (a provider-side prompt): billed at 4x the provable bound.
+    app.post('/v1/chat/completions', identify, meter({ api: 'openai.chat', pricing, onUsage: (record) => records.push(record) }), guard, (req, res) => {
+      const estimate = req.tollgate.estimate!;
+      res.json({ model: 'gpt-4o', choices: [], reserved: req.tollgate.reservations[0]!.amount, usage: { prompt_tokens: 4 * estimate.inputTokensBound!, completion_tokens: 1 } });
+    });
+    app.use(apiErrorHandler());
+    const body = { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi there' }], max_tokens: 10 };
+    const warnings: string[] = [];
+    const emitWarning = process.emitWarning;
+    process.emitWarning = ((warning: string | Error) => warnings.push(String(warning))) as typeof process.emitWarning;
+    try {
+      const first = await request(app).post('/v1/chat/completions').send(body);
+      await settledTenantUsage(stores);
+      const second = await request(app).post('/v1/chat/completions').send(body);
+      await settledTenantUsage(stores);
+      expect(records).toHaveLength(2);
+      expect(records[0]!.overshootNanoUsd).toBe(records[0]!.costNanoUsd - first.body.reserved);
+      // The second reservation carries the learned margin: its bill fits.
+      expect(second.body.reserved).toBeGreaterThanOrEqual(records[1]!.costNanoUsd);
+      expect(records[1]!.overshootNanoUsd).toBeUndefined();
+      expect(warnings.some((message) => /billed .* above its reservation .* 4\.00x margin/.test(message))).toBe(true);
+    } finally {
+      process.emitWarning = emitWarning;
+    }
   });
 });

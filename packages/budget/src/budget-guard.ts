@@ -146,9 +146,9 @@ function choicesOf(estimate: UsageEstimate): number {
  * Input plus the smallest answer, with input and output each rounded up on their own: a grant of
  * at least this always affords `minOutputTokens` in `affordableOutputTokens`, never one less.
  */
-function smallestAnswerCost(estimate: UsageEstimate, price: ResolvedPrice, minOutputTokens: number): number {
+function smallestAnswerCost(estimate: UsageEstimate, inputTokens: number, price: ResolvedPrice, minOutputTokens: number): number {
   const outputTokens = Math.min(minOutputTokens, estimate.maxOutputTokens) * choicesOf(estimate);
-  return maxCostNanoUsd(estimate.inputTokens, 0, price) + Math.ceil((outputTokens * price.outputMicro) / 1000);
+  return maxCostNanoUsd(inputTokens, 0, price) + Math.ceil((outputTokens * price.outputMicro) / 1000);
 }
 
 /** A reservation held for one request, settled when the request settles. */
@@ -157,7 +157,13 @@ interface BudgetHold {
   granted: number;
   scopes: LedgerScope[];
   windows: BudgetWindow[];
+  /** The priced model (family id) and the input bound reserved for it, before any learned margin. */
+  model: string;
+  inputBound: number;
 }
+
+/** A margin learned from bills above the bound is never raised past this (the context window caps it anyway). */
+const MAX_MARGIN = 16;
 
 function describePeriod(window: BudgetWindow): string {
   const { budget } = window;
@@ -185,6 +191,41 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
   const book: BudgetBook = { plan, ledger, monitor, now, storeTimeoutMs };
   const mayDowngrade = plan.mayDowngrade;
   const known = new KnownSpend();
+  /**
+   * Per model (family id): how far past the input bound its provider has billed, learned from
+   * settles above their reservation. 1 (absent) while the bound has held.
+   */
+  const margins = new Map<string, number>();
+  const overshootWarned = new Set<string>();
+
+  /** Input tokens to reserve: the estimate's provable bound, times what this model's bills have taught. */
+  function reservedInput(estimate: UsageEstimate, model: string): { bound: number; reserved: number } {
+    const bound = Math.max(estimate.inputTokens, estimate.inputTokensBound ?? estimate.inputTokens);
+    return { bound, reserved: Math.ceil(bound * (margins.get(model) ?? 1)) };
+  }
+
+  /**
+   * A settle above its reservation: the provider billed past the bound (content the request did not
+   * show, an upstream that ignored the cap). Noted on the record and, for input, learned: this
+   * model's later reservations carry the margin.
+   */
+  function noteOvershoot(hold: BudgetHold, record: UsageRecord, actual: number): void {
+    const overshoot = actual - hold.granted;
+    record.overshootNanoUsd = overshoot;
+    const billedInput = record.inputTokens;
+    if (billedInput > hold.inputBound && hold.inputBound > 0) {
+      const margin = Math.min(MAX_MARGIN, Math.max(margins.get(hold.model) ?? 1, billedInput / hold.inputBound));
+      margins.set(hold.model, margin);
+    }
+    if (!overshootWarned.has(hold.model)) {
+      overshootWarned.add(hold.model);
+      process.emitWarning(
+        `tollgate budget: request ${record.requestId} (${record.model}) was billed ${formatUsd(actual)}, ${formatUsd(overshoot)} above its reservation ` +
+          `(${record.inputTokens} input tokens billed against a bound of ${hold.inputBound}); later reservations for ${hold.model} carry a ${(margins.get(hold.model) ?? 1).toFixed(2)}x margin on input`,
+        { code: 'TOLLGATE_BUDGET_OVERSHOOT' },
+      );
+    }
+  }
   // Until a reserve comes back without balances (a ledger that does not report them), no read before reserving.
   let ledgerReportsBalances = true;
   /** The failure behind a 503, for `cause`. */
@@ -226,10 +267,10 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     ctx.switchModel(target, price);
   }
 
-  /** Lowers the output cap so that `granted` pays for the whole answer: the reservation is an upper bound again. */
-  function clampOutput(req: Request, estimate: UsageEstimate, price: ResolvedPrice, granted: number): void {
+  /** Lowers the output cap so that `granted` pays for the whole answer (and input at its bound): the reservation is an upper bound again. */
+  function clampOutput(req: Request, estimate: UsageEstimate, inputTokens: number, price: ResolvedPrice, granted: number): void {
     // With n choices each may use the whole cap: the grant is shared between them.
-    const cap = Math.floor(affordableOutputTokens(granted, estimate.inputTokens, price) / choicesOf(estimate));
+    const cap = Math.floor(affordableOutputTokens(granted, inputTokens, price) / choicesOf(estimate));
     req.tollgate.limitOutput(cap, price);
   }
 
@@ -262,9 +303,12 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     return { error: new ApiError('insufficient_quota', message, { headers }), held: false };
   }
 
-  async function settleReservation(id: string, granted: number, scopes: LedgerScope[], windows: BudgetWindow[], record: UsageRecord | undefined): Promise<void> {
+  async function settleReservation(hold: BudgetHold, record: UsageRecord | undefined): Promise<void> {
+    const { id, granted, scopes, windows } = hold;
     // Nothing metered the request: charge what was reserved, the most it could have cost.
     const actual = record ? Math.max(0, Math.ceil(record.costNanoUsd)) : granted;
+    // Before the first await: the sinks get the record after the settle listeners have started.
+    if (record && actual > granted) noteOvershoot(hold, record, actual);
     let settled: boolean | undefined;
     let balances: ScopeUsage[] | undefined;
     // A settle that timed out may still have run; then a retry finds nothing to settle, and that is no reason to charge again.
@@ -306,12 +350,20 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     let price: ResolvedPrice | undefined;
     let amount: number;
     let minAmount: number;
+    let input = { bound: estimate.inputTokens, reserved: estimate.inputTokens };
     try {
       if (mayDowngrade) await applyDowngrade(req, estimate, windows);
       price = pricing.find(estimate.model);
-      amount = Math.max(0, Math.ceil(estimate.costNanoUsd));
-      // Without a price the cap cannot be clamped, so the whole amount is all-or-nothing.
-      minAmount = price ? Math.min(amount, smallestAnswerCost(estimate, price, minOutputTokens)) : amount;
+      if (price) {
+        // Input at its provable bound, not the estimate: no bill within the bound can take spend past a limit.
+        input = reservedInput(estimate, price.model);
+        amount = maxCostNanoUsd(input.reserved, estimate.maxOutputTokens * choicesOf(estimate), price);
+        minAmount = Math.min(amount, smallestAnswerCost(estimate, input.reserved, price, minOutputTokens));
+      } else {
+        // Without a price the cap cannot be clamped, so the whole amount is all-or-nothing.
+        amount = Math.max(0, Math.ceil(estimate.costNanoUsd));
+        minAmount = amount;
+      }
       reserving = ledger.reserve({ id, amount, minAmount: minAmount < amount ? minAmount : undefined, scopes, ttlMs });
       result = await withTimeout(reserving, storeTimeoutMs, 'ledger.reserve');
       storeFailing = false;
@@ -334,8 +386,8 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
       else ledgerReportsBalances = false;
     }
     const granted = result.amount;
-    if (granted < amount && price) clampOutput(req, estimate, price, granted);
-    return { kind: 'allowed', value: { id, granted, scopes, windows } };
+    if (granted < amount && price) clampOutput(req, estimate, input.reserved, price, granted);
+    return { kind: 'allowed', value: { id, granted, scopes, windows, model: price?.model ?? estimate.model, inputBound: input.bound } };
   }
 
   function releaseHold(hold: BudgetHold): Promise<void> {
@@ -353,7 +405,7 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
       if (!hold) return;
       const ctx = getContext(req, res);
       ctx.reservations.push({ kind: 'budget', id: hold.id, amount: hold.granted });
-      ctx.onSettle((record) => settleReservation(hold.id, hold.granted, hold.scopes, hold.windows, record));
+      ctx.onSettle((record) => settleReservation(hold, record));
     },
     refuse(req, res, denial) {
       render(denial ?? new ApiError('insufficient_quota', 'Budget exhausted.'), req, res);

@@ -42,6 +42,13 @@ export interface UsageEstimate {
   api?: ProviderApi;
   model: string;
   inputTokens: number;
+  /**
+   * The most input tokens the provider can bill for this request, whatever its tokenizer: the
+   * estimate plus the UTF-8 bytes of the text counted (a token covers at least one byte), or the
+   * model's context window when the request pulls in content its body does not hold (files by id,
+   * earlier responses, server tools). Budgets reserve this. Absent: `inputTokens` is the bound.
+   */
+  inputTokensBound?: number;
   /** The output cap the request runs with (after any clamp), per choice. */
   maxOutputTokens: number;
   /**
@@ -99,4 +106,9 @@ export interface UsageRecord extends TokenUsage {
    * stream stopped one event past its grant, or a JSON answer billed at its real, larger cost.
    */
   outputOverCap?: boolean;
+  /**
+   * What the settle charged above the budget reservation (nano-USD): the provider billed past the
+   * request's provable bound. Set by budgetGuard before the sinks see the record. Absent = none.
+   */
+  overshootNanoUsd?: number;
 }

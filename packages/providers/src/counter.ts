@@ -42,6 +42,14 @@ export interface InputTokenEstimate {
   /** True when every string was counted by the exact tokenizer (no byte bound, no approximation). */
   exact: boolean;
   method: EstimateMethod;
+  /**
+   * The most input tokens the request can be billed, whatever the provider's tokenizer:
+   * `tokens` (framing, images at their bound, documented scaffolding) plus the UTF-8 bytes of every
+   * string counted (each token of a byte-level or SentencePiece tokenizer covers at least one
+   * byte, so text can never be more tokens than bytes). `Infinity` when the request brings content
+   * its body does not hold (see `RequestCounter.openEnded`): then only the context window bounds it.
+   */
+  bound: number;
 }
 
 export interface RequestEstimate extends UsageEstimate, InputTokenEstimate {}
@@ -54,6 +62,32 @@ export function imageTokenBound(model: string, exactTokenizer: boolean): number 
   if (!exactTokenizer) return 1_600;
   if (/^(ft:)?gpt-4o-mini/i.test(model)) return 48_169;
   return 3_779;
+}
+
+/**
+ * Keys by which a part names content held elsewhere (OpenAI `file_id` / `file_url`, Gemini
+ * `fileUri`) or holds a document whose pages become more tokens than its bytes (OpenAI `file_data`).
+ */
+const CONTENT_REFERENCES = ['file_id', 'file_url', 'file_data', 'fileUri', 'fileData', 'file'];
+
+/**
+ * True when a part (or its `file` object) refers to content by id or URL, or is a PDF: each page is
+ * billed as text plus a page image, more tokens than a sparse page's bytes (Anthropic `source`).
+ */
+function refersToContent(value: unknown, depth = 0): boolean {
+  if (typeof value !== 'object' || value === null || depth > 2) return false;
+  const record = value as Record<string, unknown>;
+  for (const key of CONTENT_REFERENCES) {
+    const inner = record[key];
+    if (typeof inner === 'string' && inner.length > 0) return true;
+    if (typeof inner === 'object' && inner !== null && refersToContent(inner, depth + 1)) return true;
+  }
+  const source = record.source;
+  if (typeof source === 'object' && source !== null) {
+    const { type, media_type: mediaType } = source as Record<string, unknown>;
+    if (type === 'file' || type === 'url' || mediaType === 'application/pdf') return true;
+  }
+  return false;
 }
 
 /** Time budget of a synchronous estimate (its whole count is one event-loop stall). */
@@ -78,6 +112,14 @@ export class RequestCounter {
   readonly collected: string[] = [];
   private counts: number[] = [];
   private next = 0;
+  /** UTF-8 bytes of the strings met (in 'count' and 'collect' mode: 'replay' meets them again). */
+  bytes = 0;
+  /**
+   * The request pulls in content its body does not hold: a file or document by id or URL, an
+   * earlier response or conversation, a provider cache, a server tool whose results become input.
+   * No byte count bounds it.
+   */
+  openEnded = false;
 
   readonly factor: number;
 
@@ -107,11 +149,23 @@ export class RequestCounter {
   text(value: unknown): number {
     if (this.mode === 'replay') return this.counts[this.next++] ?? 0;
     const text = typeof value === 'string' ? value : value === undefined || value === null ? '' : (JSON.stringify(value) ?? '');
+    this.bytes += Buffer.byteLength(text);
     if (this.mode === 'collect') {
       this.collected.push(text);
       return 0;
     }
     return countTextTokens(text, this.encoding, this.budget);
+  }
+
+  /** Counts a part the adapter does not model: its JSON, and open-ended when it refers to content elsewhere. */
+  part(value: unknown): number {
+    if (this.mode !== 'replay' && refersToContent(value)) this.openEnded = true;
+    return this.text(value);
+  }
+
+  /** Marks the request open-ended (see `openEnded`). */
+  pullsContent(): void {
+    this.openEnded = true;
   }
 
   image(): number {

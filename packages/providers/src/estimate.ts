@@ -38,7 +38,8 @@ function countRequest(adapter: ProviderAdapter, body: unknown, counter: RequestC
 
 function inputEstimate(tokens: number, counter: RequestCounter): InputTokenEstimate {
   const exact = counter.exactTokenizer;
-  return { tokens, exact: exact && !counter.budget.bounded, method: exact ? counter.encoding : 'approximate' };
+  const bound = counter.openEnded ? Infinity : tokens + counter.bytes;
+  return { tokens, exact: exact && !counter.budget.bounded, method: exact ? counter.encoding : 'approximate', bound };
 }
 
 /**
@@ -121,6 +122,18 @@ function pricedModel(input: EstimateRequestInput): { adapter: ProviderAdapter; m
   return { adapter, model, price: input.pricing.get(model) };
 }
 
+/**
+ * Input too large for a model's context window is refused by its provider; an open-ended request
+ * without a known window is bounded by the largest window of any model.
+ */
+export const OPEN_ENDED_INPUT_TOKENS = 2_000_000;
+
+/** The request's input bound (see `InputTokenEstimate.bound`), capped at the model's context window. */
+function inputBound(estimate: InputTokenEstimate, price: ResolvedPrice): number {
+  const window = price.contextWindow ?? OPEN_ENDED_INPUT_TOKENS;
+  return Math.max(estimate.tokens, Math.min(estimate.bound, window));
+}
+
 function fullEstimate(input: EstimateRequestInput, adapter: ProviderAdapter, model: string, price: ResolvedPrice, estimate: InputTokenEstimate): RequestEstimate {
   const shape = adapter.read({ body: input.body });
   const maxOutputTokens = shape.outputCap ?? input.defaultMaxOutputTokens ?? price.maxOutputTokens ?? FALLBACK_MAX_OUTPUT_TOKENS;
@@ -130,10 +143,12 @@ function fullEstimate(input: EstimateRequestInput, adapter: ProviderAdapter, mod
     tokens: estimate.tokens,
     exact: estimate.exact,
     method: estimate.method,
+    bound: estimate.bound,
     provider: price.provider ?? adapter.provider,
     api: adapter.api,
     model,
     inputTokens: estimate.tokens,
+    inputTokensBound: inputBound(estimate, price),
     maxOutputTokens,
     totalTokens: estimate.tokens + maxOutputTokens * outputChoices,
     costNanoUsd: maxCostNanoUsd(estimate.tokens, maxOutputTokens * outputChoices, price),

@@ -78,8 +78,13 @@ export function countOpenAiTools(counter: RequestCounter, tools: unknown[]): num
   for (const tool of tools) {
     if (!isObject(tool)) continue;
     const fn = isObject(tool.function) ? tool.function : tool.type === 'function' || tool.type === undefined ? tool : undefined;
-    if (fn && typeof fn.name === 'string') functions.push({ name: fn.name, description: asString(fn.description), parameters: fn.parameters });
-    else other += counter.text(tool);
+    if (fn && typeof fn.name === 'string') {
+      functions.push({ name: fn.name, description: asString(fn.description), parameters: fn.parameters });
+      continue;
+    }
+    // Built-in tools (web and file search, code interpreter, MCP...) feed their results back as input.
+    if (tool.type !== 'custom') counter.pullsContent();
+    other += counter.text(tool);
   }
   // 9 tokens frame the namespace block.
   return other + (functions.length > 0 ? counter.text(renderFunctions(functions)) + 9 : 0);
@@ -115,8 +120,8 @@ export function countOpenAiContent(counter: RequestCounter, content: unknown): n
         tokens += counter.image();
         break;
       default:
-        // Audio, files and future part types: their JSON (base64 included) bounds them from above.
-        tokens += counter.text(part);
+        // Audio and future part types: their JSON (base64 included) bounds them from above; files do not.
+        tokens += counter.part(part);
     }
   }
   return tokens;

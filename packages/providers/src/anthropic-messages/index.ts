@@ -40,8 +40,8 @@ function countBlocks(counter: RequestCounter, content: unknown): { text: number;
         break;
       }
       default:
-        // Documents and future block types: their JSON (base64 included) bounds them from above.
-        text += counter.text(block);
+        // Text documents and future block types: their JSON bounds them from above; PDFs and files by id or URL do not.
+        text += counter.part(block);
     }
   }
   return { text, fixed };
@@ -58,8 +58,13 @@ function countMessagesRequest(counter: RequestCounter, body: Json): number {
     fixed += blocks.fixed;
   }
   const tools = asArray(body.tools);
-  for (const tool of tools) text += counter.text(tool);
+  for (const tool of tools) {
+    // Anthropic-defined tools bring their own prompts (bash, text editor, computer use) or feed results back as input (web search and fetch, code execution).
+    if (isObject(tool) && typeof tool.type === 'string' && tool.type !== 'custom') counter.pullsContent();
+    text += counter.text(tool);
+  }
   if (tools.length > 0) fixed += ANTHROPIC_TOOL_PROMPT;
+  if (body.mcp_servers !== undefined || body.container !== undefined) counter.pullsContent();
   // Images and the tool prompt are fixed numbers of Claude tokens: only counted text is approximated.
   return counter.approximate(text) + fixed;
 }

@@ -23,8 +23,12 @@ function countParts(counter: RequestCounter, parts: unknown): number {
     if (!isObject(part)) continue;
     if (typeof part.text === 'string') tokens += counter.text(part.text);
     else if (isObject(part.inlineData) && String(part.inlineData.mimeType ?? '').startsWith('image/')) tokens += counter.image();
-    // Function calls and results, audio, video and files: their JSON (base64 included) bounds them from above.
-    else tokens += counter.text(part);
+    else {
+      // Video and PDFs become more tokens than their bytes (frames, page images).
+      if (isObject(part.inlineData) && /^(video\/|application\/pdf)/.test(String(part.inlineData.mimeType ?? ''))) counter.pullsContent();
+      // Function calls and results, audio: their JSON (base64 included) bounds them from above; files by URI do not.
+      tokens += counter.part(part);
+    }
   }
   return tokens;
 }
@@ -35,7 +39,13 @@ function countGenerateRequest(counter: RequestCounter, body: Json): number {
   for (const content of asArray(body.contents)) {
     if (isObject(content)) tokens += MESSAGE_OVERHEAD + countParts(counter, content.parts);
   }
-  for (const tool of asArray(body.tools)) tokens += counter.text(tool);
+  for (const tool of asArray(body.tools)) {
+    // Search, URL context and code execution feed what they find back as input.
+    if (isObject(tool) && Object.keys(tool).some((name) => name !== 'functionDeclarations')) counter.pullsContent();
+    tokens += counter.text(tool);
+  }
+  // Cached content is billed as input and held by the provider.
+  if (body.cachedContent !== undefined) counter.pullsContent();
   return counter.approximate(tokens);
 }
 

@@ -16,6 +16,8 @@ function countChatRequest(counter: RequestCounter, body: Json): number {
   tokens += countOpenAiTools(counter, [...asArray(body.tools), ...asArray(body.functions)]);
   tokens += countToolChoice(counter, body.tool_choice ?? body.function_call);
   tokens += countResponseFormat(counter, body.response_format);
+  // Search models put the pages they read into the prompt.
+  if (body.web_search_options !== undefined) counter.pullsContent();
   return counter.approximate(tokens);
 }
 

@@ -26,8 +26,11 @@ function countResponsesItem(counter: RequestCounter, item: unknown): number {
       return MESSAGE_OVERHEAD + counter.text(item.call_id) + (typeof item.output === 'string' ? counter.text(item.output) : countOpenAiContent(counter, item.output));
     case 'reasoning':
       return MESSAGE_OVERHEAD + asArray(item.summary).reduce<number>((sum, part) => sum + (isObject(part) ? counter.text(part.text) : 0), 0) + counter.text(item.encrypted_content);
-    default:
+    case 'item_reference':
+      counter.pullsContent();
       return MESSAGE_OVERHEAD + counter.text(item);
+    default:
+      return MESSAGE_OVERHEAD + counter.part(item);
   }
 }
 
@@ -39,6 +42,8 @@ function countResponsesRequest(counter: RequestCounter, body: Json): number {
   tokens += countOpenAiTools(counter, asArray(body.tools));
   tokens += countToolChoice(counter, body.tool_choice);
   if (isObject(body.text)) tokens += countResponseFormat(counter, body.text.format);
+  // The earlier turns of a stored response or conversation, and a stored prompt, are billed as input.
+  if (body.previous_response_id !== undefined || body.conversation !== undefined || body.prompt !== undefined) counter.pullsContent();
   return counter.approximate(tokens);
 }
 
