@@ -120,7 +120,7 @@ describe('client abort mid-stream', () => {
 });
 
 describe('a JSON answer that never came whole', () => {
-  it('is charged the reservation bound when its client leaves (the provider bills the whole answer all the same)', async () => {
+  it('is charged the reservation bound when its client leaves and it cannot be read on (the built-in mock stops; the provider would bill it whole)', async () => {
     mock.behavior.latencyMs = 400;
     try {
       const leave = new AbortController();
@@ -140,6 +140,65 @@ describe('a JSON answer that never came whole', () => {
       expect(record.costNanoUsd).toBe(record.estimatedCostNanoUsd);
     } finally {
       mock.behavior.latencyMs = 0;
+    }
+  });
+
+  it('is read to its end after its client leaves, and charged the usage the provider reports (JSON, Anthropic and OpenAI)', async () => {
+    // Answers after 300 ms, long after the client has gone, with its own usage.
+    const slow = await startFakeUpstream((request, res) => {
+      const anthropic = request.url.endsWith('/messages');
+      const status = (request.body as { metadata?: { user_id?: string } }).metadata?.user_id === 'fail' ? 500 : 200;
+      setTimeout(() => {
+        res.writeHead(status, { 'content-type': 'application/json' });
+        if (status !== 200) return res.end('{"error":{"message":"overloaded"}}');
+        res.end(JSON.stringify(anthropic
+          ? { id: 'msg_1', type: 'message', role: 'assistant', model: 'claude-haiku-4-5', content: [{ type: 'text', text: 'Once upon a time' }], stop_reason: 'end_turn', usage: { input_tokens: 31, output_tokens: 77 } }
+          : { id: 'chatcmpl-1', object: 'chat.completion', model: 'gpt-4o-mini', choices: [{ index: 0, message: { role: 'assistant', content: 'Once upon a time' }, finish_reason: 'stop' }], usage: { prompt_tokens: 29, completion_tokens: 83, total_tokens: 112 } }));
+      }, 300);
+    });
+    const log = path.join(dir, 'orphans.jsonl');
+    const orphanProxy = await startProxy({
+      usageLog: log,
+      adminKeySha256: sha256Hex(adminKey),
+      upstreams: { openai: { baseUrl: `${slow.url}/v1`, apiKey: 'sk-upstream' }, anthropic: { baseUrl: slow.url, apiKey: 'sk-ant-upstream' } },
+      tenants: { acme: { budget: { usd: 10, period: 'day' } } },
+      keys: [{ id: 'orphan-key', sha256: sha256Hex(key), tenant: 'acme', scopes: [] }],
+    });
+    const leaveAfter = async (route: string, body: object, requestId: string) => {
+      const leave = new AbortController();
+      const pending = fetch(`${orphanProxy.url}${route}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'x-request-id': requestId },
+        body: JSON.stringify(body),
+        signal: leave.signal,
+      });
+      await new Promise((resolve) => setTimeout(resolve, 80));
+      leave.abort();
+      await caught(pending);
+    };
+    try {
+      await leaveAfter('/v1/chat/completions', { model: 'gpt-4o-mini', max_tokens: 500, messages: [{ role: 'user', content: 'A story' }] }, 'orphan-openai');
+      await leaveAfter('/v1/messages', { model: 'claude-haiku-4-5', max_tokens: 500, messages: [{ role: 'user', content: 'A story' }] }, 'orphan-anthropic');
+      await leaveAfter('/v1/messages', { model: 'claude-haiku-4-5', max_tokens: 500, metadata: { user_id: 'fail' }, messages: [{ role: 'user', content: 'A story' }] }, 'orphan-failed');
+      const settled = async () => {
+        await orphanProxy.app.flushUsage();
+        const found = readUsageLog(log);
+        return found.length === 3 ? found : undefined;
+      };
+      const found = await waitFor(settled, 'three usage records');
+      const byId = new Map(found.map((record) => [record.requestId, record]));
+      expect(byId.get('orphan-openai')).toMatchObject({ aborted: true, usageSource: 'provider', inputTokens: 29, outputTokens: 83, model: 'gpt-4o-mini' });
+      expect(byId.get('orphan-anthropic')).toMatchObject({ aborted: true, usageSource: 'provider', inputTokens: 31, outputTokens: 77, model: 'claude-haiku-4-5' });
+      // The upstream failed after the client left: an error bills nothing.
+      expect(byId.get('orphan-failed')).toMatchObject({ aborted: true, status: 500, outputTokens: 0, costNanoUsd: 0 });
+      for (const record of found) expect(record.costNanoUsd).toBeLessThan(record.estimatedCostNanoUsd);
+      // The budget was charged what the provider billed, not the reservation's bound.
+      const response = await fetch(`${orphanProxy.url}/admin/budgets/tenant/acme`, { headers: { authorization: `Bearer ${adminKey}` } });
+      const view = ((await response.json()) as { budgets: { spentNanoUsd: number; reservedNanoUsd: number }[] }).budgets[0]!;
+      expect(view).toMatchObject({ reservedNanoUsd: 0, spentNanoUsd: found.reduce((sum, record) => sum + record.costNanoUsd, 0) });
+    } finally {
+      await orphanProxy.close();
+      await slow.close();
     }
   });
 

@@ -6,6 +6,11 @@ import type { NextFunction, Response } from 'express';
 import { ApiError } from '@tollgate/core';
 import type { SecretRedactor } from './redact.js';
 
+/**
+ * A JSON answer whose client left is still read for its usage (the provider bills it whole), up to
+ * this size; past it the read stops and the call is charged its reservation's bound.
+ */
+const MAX_ORPHAN_BYTES = 8 * 1024 * 1024;
 /** Upstream error bodies passed to the client are capped: they are small JSON documents. */
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
 /** What is read (and dropped) of a failed answer to keep its connection for the next call; past it the call is cut. */
@@ -28,9 +33,12 @@ function isTimeout(error: unknown): boolean {
 
 /**
  * Writes one upstream answer to `res`. Every path ends the client's response: an error before
- * anything was sent reaches `next` (502/504), a failure mid-answer cuts the response, and a
- * client that leaves aborts the upstream call. Backpressure is kept: when `res` cannot take
- * more, the upstream read pauses until it drains.
+ * anything was sent reaches `next` (502/504), a failure mid-answer cuts the response. A client
+ * that leaves a stream aborts the upstream call (the provider stops generating, and bills what it
+ * made). A client that leaves a JSON call does not: the provider bills the whole answer anyway, so
+ * it is read to its end (within the upstream's timeouts) and its usage recorded, the settle held
+ * until then. Backpressure is kept: when `res` cannot take more, the upstream read pauses until it
+ * drains.
  */
 export class UpstreamAnswer implements Dispatcher.DispatchHandler {
   private phase: Phase = 'waiting';
@@ -45,6 +53,13 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
   private headers: IncomingHttpHeaders = {};
   private collected: Buffer[] = [];
   private collectedBytes = 0;
+  /** JSON answers: the settle waits for this release (see `holdSettle`). */
+  private release: (() => void) | undefined;
+  /** The JSON answer's chunks, kept for reading its usage should its client leave before the end. */
+  private body: Buffer[] | undefined;
+  private bodyBytes = 0;
+  /** The client left a JSON call: the rest of the answer is read for its usage only. */
+  private orphaned = false;
 
   constructor(
     private readonly upstreamName: string,
@@ -59,6 +74,17 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
     res.on('close', () => this.onClientClose());
     // The meter ended the answer at its grant (the upstream ignored the cap): stop reading it.
     stop?.addEventListener('abort', () => this.onStopped(), { once: true });
+    if (!stream && res.req.tollgate) {
+      this.release = res.req.tollgate.holdSettle();
+      this.body = [];
+    }
+  }
+
+  /** The exchange is over for the meter: its settle may run. */
+  private settle(): void {
+    const release = this.release;
+    this.release = undefined;
+    release?.();
   }
 
   private onStopped(): void {
@@ -71,8 +97,14 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
   private onClientClose(): void {
     if (this.res.writableFinished || this.phase === 'over') return;
     this.clientGone = true;
+    if (!this.stream && (this.phase === 'waiting' || this.phase === 'piping')) {
+      // Billed whole whether or not anyone reads it: read on, for the usage.
+      this.orphaned = true;
+      return;
+    }
     this.phase = 'over';
     this.controller?.abort(new errors.RequestAbortedError('The client left.'));
+    this.settle();
   }
 
   private flushHeadersAlone(): void {
@@ -81,16 +113,34 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
-    if (this.clientGone) controller.abort(new errors.RequestAbortedError('The client left.'));
+    // Gone before anything was sent: nothing is billed, nothing to read.
+    if (this.clientGone) {
+      this.phase = 'over';
+      controller.abort(new errors.RequestAbortedError('The client left.'));
+      this.settle();
+    }
   }
 
-  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
     if (this.phase !== 'waiting' || statusCode < 200) return; // 1xx: the real answer follows
     const { res } = this;
+    if (this.orphaned) {
+      if (statusCode < 300) {
+        this.phase = 'piping';
+        return;
+      }
+      // A failed answer bills nothing: the record says how it failed.
+      res.statusCode = statusCode >= 400 ? statusCode : 502;
+      this.phase = 'over';
+      controller.abort(new errors.RequestAbortedError('The client left.'));
+      this.settle();
+      return;
+    }
     if (statusCode >= 500 || (statusCode >= 300 && statusCode < 400)) {
       // A provider API never redirects: a 3xx is as much a failure as a 5xx.
       this.phase = 'refused';
       this.next(new ApiError('upstream_error', `The ${this.upstreamName} upstream failed (HTTP ${statusCode}).`));
+      this.settle();
       return;
     }
     if (statusCode === 401 || statusCode === 403 || statusCode === 407) {
@@ -98,6 +148,7 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
       // may name the gateway's key (OpenAI shows it masked but for its ends), so none of it is passed on.
       this.phase = 'refused';
       this.next(new ApiError('upstream_error', `The ${this.upstreamName} upstream refused the gateway's credentials (HTTP ${statusCode}).`));
+      this.settle();
       return;
     }
     if (statusCode >= 400) {
@@ -123,6 +174,19 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
     switch (this.phase) {
       case 'piping': {
         let out = chunk;
+        if (this.body) {
+          this.body.push(chunk);
+          this.bodyBytes += chunk.length;
+          if (this.orphaned) {
+            if (this.bodyBytes > MAX_ORPHAN_BYTES) {
+              // Too big to read for usage: charged its bound, like any answer whose usage is unknown.
+              this.phase = 'over';
+              controller.abort(new errors.ResponseExceededMaxSizeError('The answer its client left is over the cap.'));
+              this.settle();
+            }
+            return;
+          }
+        }
         if (!this.stream) {
           const previous = this.held;
           this.held = chunk;
@@ -159,7 +223,9 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
   onResponseEnd(): void {
     const phase = this.phase;
     this.phase = 'over';
-    if (phase === 'piping') {
+    if (phase === 'piping' && this.orphaned) {
+      this.recordOrphan();
+    } else if (phase === 'piping') {
       const last = this.held;
       this.held = undefined;
       if (last === undefined) this.res.end();
@@ -167,11 +233,28 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
     } else if (phase === 'passing') {
       this.passErrorAnswer(false);
     }
+    this.body = undefined;
+    this.settle();
+  }
+
+  /** The whole answer of a client that left: its usage goes on the record, as if it had been delivered. */
+  private recordOrphan(): void {
+    const ctx = this.res.req.tollgate;
+    const chunks = this.body!;
+    this.body = undefined;
+    try {
+      ctx.recordResponse(JSON.parse((chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).toString('utf8')));
+    } catch {
+      // Not JSON, or no usage in it: the meter charges the reservation's bound.
+    }
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
     const phase = this.phase;
     this.phase = 'over';
+    this.body = undefined;
+    // Whatever happened, the meter may settle once this turn has set what it sets.
+    queueMicrotask(() => this.settle());
     // Already answered (or handed to `next`), or the client left and its response is closed.
     if (phase === 'over' || phase === 'refused' || this.clientGone) return;
     const { res } = this;

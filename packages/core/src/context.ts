@@ -122,6 +122,16 @@ export interface TollgateContext {
   /** Report an SDK's JSON answer: its usage and model are read by the declared call's adapter. */
   recordResponse(response: unknown): void;
   /**
+   * Holds the settle past the response's close until the returned function is called. A route
+   * that keeps reading a provider's JSON answer after its client left (the provider bills it
+   * whole) takes a hold before the response can close, reports the answer with
+   * `recordResponse()`, then releases; the record then carries the real usage. Release on every
+   * path (answer, failure, timeout): the settle waits for it.
+   */
+  holdSettle(): () => void;
+  /** A promise of the last hold's release while one is out; undefined when none is. */
+  settleHeld(): Promise<void> | undefined;
+  /**
    * Declares the provider call this request makes, through its API's adapter: the one way the
    * chain learns which API a request speaks. A second declaration of the same API returns the
    * first; of another API throws (two pieces disagree about the route).
@@ -194,6 +204,32 @@ class RequestContext implements TollgateContext {
     this.usageCheck?.(this, usage);
     this.reportedUsage = Object.assign({}, this.reportedUsage, usage);
   };
+
+  #holds = 0;
+  #released: { promise: Promise<void>; resolve: () => void } | undefined = undefined;
+
+  holdSettle(): () => void {
+    this.#holds++;
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      if (--this.#holds > 0) return;
+      const released = this.#released;
+      this.#released = undefined;
+      released?.resolve();
+    };
+  }
+
+  settleHeld(): Promise<void> | undefined {
+    if (this.#holds === 0) return undefined;
+    if (!this.#released) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((done) => (resolve = done));
+      this.#released = { promise, resolve };
+    }
+    return this.#released.promise;
+  }
 
   recordResponse(response: unknown): void {
     const call = this.call;
@@ -281,7 +317,10 @@ function createContext(req: IncomingMessage, res: ServerResponse): TollgateConte
   // Without a metering middleware nothing else settles the request: do it when the response is done.
   // on, not once: 'close' is emitted once per response, and once wraps every listener in a bound function.
   res.on('close', () => {
-    if (!context.metered) void context.settle(undefined);
+    if (context.metered) return;
+    const held = context.settleHeld();
+    if (held) void held.then(() => context.settle(undefined));
+    else void context.settle(undefined);
   });
   return context;
 }

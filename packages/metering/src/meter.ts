@@ -243,8 +243,7 @@ export function meter(options: MeterOptions = {}) {
     const countOutput = outputCounters[tokenizer];
     const tap = new ResponseTap(res, ctx, adapter, addedUsage, countOutput, stopCountings[tokenizer]);
 
-    // on, not once: 'close' comes once per response (once would wrap the listener per request).
-    res.on('close', () => {
+    const settleOnClose = () => {
       let record: UsageRecord | undefined;
       try {
         record = buildRecord(req, res, ctx, adapter, tap, route, requestStreamed, countOutput);
@@ -267,6 +266,13 @@ export function meter(options: MeterOptions = {}) {
           process.emitWarning(`tollgate: onUsage threw: ${error instanceof Error ? error.message : String(error)}`);
         }
       }
+    };
+    // on, not once: 'close' comes once per response (once would wrap the listener per request).
+    res.on('close', () => {
+      // The route still reads the provider's answer its client left (see holdSettle): settle with its usage.
+      const held = ctx.settleHeld();
+      if (held) void held.then(settleOnClose);
+      else settleOnClose();
     });
     next();
   }
@@ -282,7 +288,8 @@ export function meter(options: MeterOptions = {}) {
     const upstreamAborted = ctx.upstreamAborted;
     const aborted = !res.writableFinished && !tap.stopped && !upstreamAborted;
     const reader = tap.finish();
-    const failed = res.statusCode >= 400 && !aborted && !upstreamAborted;
+    // An error answer bills nothing, whether or not its client stayed to read it.
+    const failed = res.statusCode >= 400 && !upstreamAborted;
     const grant = estimate ? estimate.maxOutputTokens * (estimate.outputChoices ?? 1) : undefined;
 
     let usage: TokenUsage;
@@ -317,7 +324,7 @@ export function meter(options: MeterOptions = {}) {
       reportedModel = reader?.model;
       // A JSON answer that never came whole, because the client left or the upstream cut it, is produced (and
       // billed) whole by the provider all the same: without its usage, it is charged the reservation's bound.
-      if (usageSource !== 'provider' && estimate && grant !== undefined && !tap.streamed && (aborted || upstreamAborted)) {
+      if (usageSource !== 'provider' && estimate && grant !== undefined && !tap.streamed && !failed && (aborted || upstreamAborted)) {
         usage.inputTokens = Math.max(usage.inputTokens, estimate.inputTokens);
         usage.outputTokens = Math.max(usage.outputTokens, grant);
         usageSource = 'estimated';
