@@ -1,4 +1,4 @@
-// A fake provider on a real port that ignores the output cap (or honours it) and records which calls were cut.
+// A fake provider on a real port that ignores the output cap (or honours it), bills input as told, records each call.
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer } from 'node:http';
@@ -27,14 +27,25 @@ export interface FakeUpstreamOptions {
   honourCap: boolean;
   /** Write each event in two halves, a turn of the event loop apart (TCP may split events anywhere). @default false */
   splitEvents: boolean;
+  /**
+   * The input tokens an answer's usage reports for a request body: what the provider bills.
+   * @default the mock provider's count (`countPromptTokens`)
+   */
+  billInput: (api: FakeApi, body: Record<string, unknown>) => number;
+  /** Milliseconds to wait after reading a request before answering anything (a slow provider). @default 0 */
+  delayMs: number;
 }
 
 /** One call the fake answered. */
 export interface FakeCall {
   api: FakeApi;
+  /** The model the body named. */
+  model: string;
   stream: boolean;
   /** The cap the body carried. */
   cap: number | undefined;
+  /** The usage the answer reports (the stream's usage only reaches the client when it asked for it). */
+  usage: { inputTokens: number; outputTokens: number };
   /** Output events (text deltas) written before the answer ended or was cut. */
   eventsWritten: number;
   /** The connection closed before the fake finished its answer. */
@@ -58,6 +69,10 @@ export interface FakeUpstream {
 type Body = Record<string, unknown>;
 /** One SSE event; `output` marks those that carry answer text. */
 type Event = { event?: string; data: unknown; output?: boolean };
+
+/** The mock provider's input count: what the fake bills unless told otherwise. */
+const mockInputTokens = (_api: FakeApi, body: Body) =>
+  countPromptTokens({ messages: body.messages, system: body.system, input: body.input, instructions: body.instructions });
 
 const newId = (prefix: string) => `${prefix}${randomBytes(12).toString('hex')}`;
 const nowSeconds = () => Math.floor(Date.now() / 1000);
@@ -275,7 +290,15 @@ async function readBody(req: IncomingMessage): Promise<Body> {
 
 /** The fake on an ephemeral port of 127.0.0.1. */
 export async function startCapIgnoringUpstream(initial: Partial<FakeUpstreamOptions> = {}): Promise<FakeUpstream> {
-  const options: FakeUpstreamOptions = { outputTokens: 2000, tokensPerEvent: 1, honourCap: false, splitEvents: false, ...initial };
+  const options: FakeUpstreamOptions = {
+    outputTokens: 2000,
+    tokensPerEvent: 1,
+    honourCap: false,
+    splitEvents: false,
+    billInput: mockInputTokens,
+    delayMs: 0,
+    ...initial,
+  };
   const calls: FakeCall[] = [];
   const pending = new Set<Promise<void>>();
 
@@ -288,17 +311,25 @@ export async function startCapIgnoringUpstream(initial: Partial<FakeUpstreamOpti
     }
     const stream = body.stream === true;
     const cap = capOf(api, body);
-    const call: FakeCall = { api, stream, cap, eventsWritten: 0, aborted: false, finished: false, written: '' };
+    const capped = options.honourCap && cap !== undefined;
+    const outputTokens = capped ? Math.min(cap, options.outputTokens) : options.outputTokens;
+    const inputTokens = options.billInput(api, body);
+    const model = String(body.model);
+    const call: FakeCall = {
+      api, model, stream, cap, usage: { inputTokens, outputTokens }, eventsWritten: 0, aborted: false, finished: false,
+      written: '',
+    };
     calls.push(call);
     res.on('close', () => {
       call.finished = res.writableFinished;
       call.aborted = !res.writableFinished;
     });
-    const outputTokens = options.honourCap && cap !== undefined ? Math.min(cap, options.outputTokens) : options.outputTokens;
+    if (options.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, options.delayMs));
+    if (res.destroyed) return;
     const pieces = replyPieces(outputTokens, stream ? options.tokensPerEvent : outputTokens);
     const reply: Answer = {
-      model: String(body.model),
-      inputTokens: countPromptTokens({ messages: body.messages, system: body.system, input: body.input, instructions: body.instructions }),
+      model,
+      inputTokens,
       outputTokens,
       truncated: outputTokens < options.outputTokens,
       pieces,

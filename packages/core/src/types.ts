@@ -44,7 +44,7 @@ export interface UsageEstimate {
   inputTokens: number;
   /**
    * The most input tokens the provider can bill for this request, whatever its tokenizer: the
-   * estimate plus the UTF-8 bytes of the text counted (a token covers at least one byte), or the
+   * estimate with its text counted at its UTF-8 bytes (a token covers at least one byte), or the
    * model's context window when the request pulls in content its body does not hold (files by id,
    * earlier responses, server tools). Budgets reserve this. Absent: `inputTokens` is the bound.
    */

@@ -43,11 +43,12 @@ export interface InputTokenEstimate {
   exact: boolean;
   method: EstimateMethod;
   /**
-   * The most input tokens the request can be billed, whatever the provider's tokenizer:
-   * `tokens` (framing, images at their bound, documented scaffolding) plus the UTF-8 bytes of every
-   * string counted (each token of a byte-level or SentencePiece tokenizer covers at least one
-   * byte, so text can never be more tokens than bytes). `Infinity` when the request brings content
-   * its body does not hold (see `RequestCounter.openEnded`): then only the context window bounds it.
+   * The most input tokens the request can be billed, whatever the provider's tokenizer: `tokens`
+   * with every string's count replaced by its UTF-8 bytes (each token of a byte-level BPE or a
+   * SentencePiece tokenizer with byte fallback covers at least one byte, so text can never be
+   * more tokens than bytes); framing, images at their bound and documented scaffolding stay as
+   * counted. `Infinity` when the request brings content its body does not hold (see
+   * `RequestCounter.openEnded`): then only the context window bounds it.
    */
   bound: number;
 }
@@ -114,6 +115,8 @@ export class RequestCounter {
   private next = 0;
   /** UTF-8 bytes of the strings met (in 'count' and 'collect' mode: 'replay' meets them again). */
   bytes = 0;
+  /** Tokens counted for those strings (in 'count' and 'replay' mode: 'collect' counts nothing). */
+  textTokens = 0;
   /**
    * The request pulls in content its body does not hold: a file or document by id or URL, an
    * earlier response or conversation, a provider cache, a server tool whose results become input.
@@ -147,14 +150,20 @@ export class RequestCounter {
   }
 
   text(value: unknown): number {
-    if (this.mode === 'replay') return this.counts[this.next++] ?? 0;
+    if (this.mode === 'replay') {
+      const tokens = this.counts[this.next++] ?? 0;
+      this.textTokens += tokens;
+      return tokens;
+    }
     const text = typeof value === 'string' ? value : value === undefined || value === null ? '' : (JSON.stringify(value) ?? '');
     this.bytes += Buffer.byteLength(text);
     if (this.mode === 'collect') {
       this.collected.push(text);
       return 0;
     }
-    return countTextTokens(text, this.encoding, this.budget);
+    const tokens = countTextTokens(text, this.encoding, this.budget);
+    this.textTokens += tokens;
+    return tokens;
   }
 
   /** Counts a part the adapter does not model: its JSON, and open-ended when it refers to content elsewhere. */

@@ -38,7 +38,9 @@ function countRequest(adapter: ProviderAdapter, body: unknown, counter: RequestC
 
 function inputEstimate(tokens: number, counter: RequestCounter): InputTokenEstimate {
   const exact = counter.exactTokenizer;
-  const bound = counter.openEnded ? Infinity : tokens + counter.bytes;
+  // The text's share of `tokens` (scaled, for an approximation) swapped for its bytes; framing and images stay.
+  const textShare = counter.exactTokenizer ? counter.textTokens : counter.textTokens * counter.factor;
+  const bound = counter.openEnded ? Infinity : Math.max(tokens, Math.ceil(tokens - textShare) + counter.bytes);
   return { tokens, exact: exact && !counter.budget.bounded, method: exact ? counter.encoding : 'approximate', bound };
 }
 
