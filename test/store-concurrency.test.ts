@@ -68,16 +68,20 @@ describe('Redis stores under concurrency', () => {
     expect((await processes[0]!.ledger.usage([scope.key]))[0]).toEqual({ key: scope.key, spent: 200 * 40, reserved: 0 });
   });
 
-  it('frees an unsettled reservation after its TTL, for every client', async () => {
-    const scope = { key: 'tenant:ttl', limit: 100, expiresAt: (await redisNow()) + 3_600_000 };
+  it('charges an unsettled reservation its amount after its TTL, seen alike by every client', async () => {
+    const scope = { key: 'tenant:ttl', limit: 200, expiresAt: (await redisNow()) + 3_600_000 };
+    // A process that reserves and dies: nothing settles it.
     expect(await processes[0]!.ledger.reserve({ id: 'crashed-process', amount: 100, ttlMs: 300, scopes: [scope] })).toMatchObject({ ok: true });
-    expect(await processes[1]!.ledger.reserve({ id: 'blocked', amount: 1, ttlMs: 60_000, scopes: [scope] })).toMatchObject({ ok: false, remaining: 0 });
+    expect(await processes[1]!.ledger.reserve({ id: 'blocked', amount: 101, ttlMs: 60_000, scopes: [scope] })).toMatchObject({ ok: false, remaining: 100 });
     await new Promise((resolve) => setTimeout(resolve, 400));
     const results = await Promise.all(
       Array.from({ length: 200 }, (_, i) => pick(i).ledger.reserve({ id: `after-ttl-${i}`, amount: 1, ttlMs: 60_000, scopes: [scope] })),
     );
+    // The crashed call may have been billed: its 100 stay spent, 100 are left for the others.
     expect(results.filter((r) => r.ok)).toHaveLength(100);
+    // Another process never held it, so it cannot settle it.
     expect(await processes[3]!.ledger.settle('crashed-process', 100)).toEqual({ settled: false, reserved: 0 });
+    expect(await processes[4]!.ledger.usage([scope.key])).toEqual([{ key: scope.key, spent: 100, reserved: 100 }]);
   });
 
   it(`never lets ${CALLS} concurrent consumes exceed the window limit`, async () => {

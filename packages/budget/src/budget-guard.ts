@@ -14,11 +14,10 @@ import {
   maxCostNanoUsd,
   modelFamilies,
   parseDuration,
-  StoreTimeoutError,
   renderApiError,
   withTimeout,
 } from '@tollgate/core';
-import type { CheckVerdict, ErrorRenderer, Identity, LedgerScope, PreCallCheck, Pricing, ReservationLedger, ReserveResult, ResolvedPrice, ScopeUsage, UsageEstimate, UsageRecord } from '@tollgate/core';
+import type { CheckVerdict, ErrorRenderer, Identity, LedgerScope, PreCallCheck, Pricing, ReservationLedger, ReserveResult, ResolvedPrice, UsageEstimate, UsageRecord } from '@tollgate/core';
 import { BudgetPlan, budgetWindow, softLimitThreshold } from './budget-plan.js';
 import type { BudgetPlanOptions, BudgetWindow } from './budget-plan.js';
 import { readBudgetStatus, resetBudgets, rollingFreeAt, selectBudgets, topUpBudgets } from './budget-status.js';
@@ -111,7 +110,6 @@ const OPTION_NAMES = [
 
 /** Beyond this, a Retry-After would only invite a client to wait for weeks: the message says when instead. */
 const MAX_RETRY_AFTER_MS = 3_600_000;
-const SETTLE_ATTEMPTS = 3;
 /** Retry-After of a refusal by money held in flight: requests settle within their answer's time. */
 const HELD_RETRY_AFTER_S = 1;
 
@@ -304,28 +302,14 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
   }
 
   async function settleReservation(hold: BudgetHold, record: UsageRecord | undefined): Promise<void> {
-    const { id, granted, scopes, windows } = hold;
+    const { id, granted, windows } = hold;
     // Nothing metered the request: charge what was reserved, the most it could have cost.
     const actual = record ? Math.max(0, Math.ceil(record.costNanoUsd)) : granted;
     // Before the first await: the sinks get the record after the settle listeners have started.
     if (record && actual > granted) noteOvershoot(hold, record, actual);
-    let settled: boolean | undefined;
-    let balances: ScopeUsage[] | undefined;
-    // A settle that timed out may still have run; then a retry finds nothing to settle, and that is no reason to charge again.
-    let mayHaveRun = false;
-    for (let attempt = 1; settled === undefined; attempt++) {
-      try {
-        ({ settled, scopes: balances } = await withTimeout(ledger.settle(id, actual), storeTimeoutMs, 'ledger.settle'));
-      } catch (error) {
-        if (error instanceof StoreTimeoutError) mayHaveRun = true;
-        if (attempt >= SETTLE_ATTEMPTS) throw error;
-        await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
-      }
-    }
-    // The reservation outlived its TTL (a very long stream): the money was still spent.
-    if (!settled && !mayHaveRun && actual > 0) {
-      await Promise.all(scopes.map((s) => withTimeout(ledger.adjustSpent(s.key, actual, s.expiresAt), storeTimeoutMs, 'ledger.adjustSpent')));
-    }
+    // Settled once: the ledger delivers it (a reservation past its TTL was charged its amount at
+    // expiry, and this settle corrects that to the actual cost). Waiting is bounded; the delivery is not.
+    const { scopes: balances } = await withTimeout(ledger.settle(id, actual), storeTimeoutMs, 'ledger.settle');
     if (mayDowngrade) known.learn(balances);
     // The settle reported each scope's spend: no read unless the ledger does not report it.
     await monitor.check(windows, now(), balances);

@@ -94,7 +94,7 @@ export interface ScopeUsage {
 }
 
 export interface SettleResult {
-  /** False when the id was unknown: already settled, released, or expired. */
+  /** False when the id was unknown: never reserved here, or already settled or released. */
   settled: boolean;
   /** The amount the reservation held. 0 when not settled. */
   reserved: number;
@@ -107,12 +107,19 @@ export interface SettleResult {
 }
 
 /**
- * Reservation ledger: reserve against several scopes all-or-nothing; settle exactly once
- * by id; unsettled reservations expire after their TTL and free their amount.
+ * Reservation ledger: reserve against several scopes all-or-nothing; settle exactly once by id.
+ * A reservation not settled within its TTL belonged to a process that died or lost the settle;
+ * its call may have run, so its amount (the most the call could cost) is charged as spent, never
+ * given back for nothing. A late settle corrects that charge to the actual amount.
+ * Settle in the process that reserved: a ledger may keep what a reservation holds in memory.
  */
 export interface ReservationLedger {
   reserve(request: ReserveRequest): Promise<ReserveResult>;
-  /** Replace the reservation by the actual amount (may exceed the reservation), charged to every scope it held. */
+  /**
+   * Replace the reservation by the actual amount (may exceed the reservation), charged to every
+   * scope it held; for a reservation charged at expiry, charge the difference. Resolves once the
+   * charge is stored; the ledger keeps delivering it if the caller stops waiting.
+   */
   settle(id: string, actualAmount: number): Promise<SettleResult>;
   /** Settle at zero. */
   release(id: string): Promise<SettleResult>;

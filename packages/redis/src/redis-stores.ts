@@ -42,6 +42,18 @@ export interface RedisStoresOptions {
    * @default { maxEntries: 10_000, maxAgeMs: 60_000 }
    */
   keyCache?: KeyCacheOptions | false;
+  /**
+   * Budget settles are summed in this process for this many ms and sent as one batch (each batch
+   * lands exactly once, retried until it does).
+   * @default 2
+   */
+  settleDelayMs?: number;
+  /**
+   * A file for budget settles that could not land before `close()` (Redis down at shutdown); the
+   * next stores opened with the same file send them first, exactly once. Without it they are
+   * reported, and their reservations are charged in full when they expire.
+   */
+  settleSpool?: string;
 }
 
 export interface RedisStores extends TollgateStores {
@@ -59,7 +71,7 @@ export interface RedisStores extends TollgateStores {
   ping(): Promise<boolean>;
 }
 
-const OPTION_NAMES = ['url', 'client', 'sendCommand', 'prefix', 'timeoutMs', 'keyCache'] as const;
+const OPTION_NAMES = ['url', 'client', 'sendCommand', 'prefix', 'timeoutMs', 'keyCache', 'settleDelayMs', 'settleSpool'] as const;
 const KEY_CACHE_OPTIONS = ['maxEntries', 'maxAgeMs'] as const;
 
 /** The CLIENT SETNAME of the key-change subscriber of stores with this prefix. */
@@ -105,9 +117,18 @@ export function createRedisStores(options: RedisStoresOptions = {}): RedisStores
   const subscriber = keyCache === false ? undefined : connection.subscriber?.(keyCacheClientName(prefix));
   const cache = subscriber && keyCache !== false ? new KeyCache(subscriber, keyChangesChannel(prefix), keyCache) : undefined;
 
+  const settleDelayMs = options.settleDelayMs ?? 2;
+  if (typeof settleDelayMs !== 'number' || !Number.isFinite(settleDelayMs) || settleDelayMs < 0) {
+    throw new TollgateError('ERR_TG_REDIS_INVALID_SETTLE_DELAY', `settleDelayMs must be a number of ms >= 0; got ${JSON.stringify(options.settleDelayMs)}`);
+  }
+  if (options.settleSpool !== undefined && (typeof options.settleSpool !== 'string' || options.settleSpool === '')) {
+    throw new TollgateError('ERR_TG_REDIS_INVALID_SETTLE_SPOOL', `settleSpool must be a file path; got ${JSON.stringify(options.settleSpool)}`);
+  }
+  const ledger = new RedisReservationLedger(connection, prefix, { settleDelayMs, ...(options.settleSpool ? { spool: options.settleSpool } : {}) });
+
   return {
     counter: new RedisWindowCounter(connection, prefix),
-    ledger: new RedisReservationLedger(connection, prefix),
+    ledger,
     keys: new RedisKeyStore(connection, prefix, cache),
     kind: 'redis',
     prefix,
@@ -120,6 +141,8 @@ export function createRedisStores(options: RedisStoresOptions = {}): RedisStores
       }
     },
     async close() {
+      // Settles first, while the connection is still up.
+      await ledger.close(Math.max(timeoutMs, 1_000));
       await Promise.all([cache?.close(), connection.close()]);
     },
   };

@@ -1,27 +1,100 @@
-// Reservation ledger on Redis: all-or-nothing reserve across scopes, settle once, expiry purged in-script.
-import { assertStoreNumber, assertReserveNumbers } from '@tollgate/core';
+// Reservation ledger on Redis: all-or-nothing reserve across scopes in one script; settles summed in-process and sent in numbered batches, each landing exactly once.
+import { randomUUID } from 'node:crypto';
+import { appendFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
+import { assertReserveNumbers, assertStoreNumber } from '@tollgate/core';
 import type { LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, ScopeUsage, SettleResult } from '@tollgate/core';
 import type { Connection } from './connection.js';
 import * as scripts from './scripts.js';
 
+/** What this process holds for one live reservation: the settle needs it, Redis keeps no record. */
+interface Held {
+  amount: number;
+  /** The bucket time the reservation expires with (Redis time, ms). */
+  bucket: string;
+  scopes: string[];
+}
+
+/** One settle waiting for its batch. */
+interface PendingSettle {
+  held: Held;
+  actual: number;
+  resolve(scopes: ScopeUsage[]): void;
+  reject(error: unknown): void;
+}
+
+/** A batch as sent (and, when it cannot be sent before close, as spooled). */
+interface Batch {
+  ledger: string;
+  seq: number;
+  keys: string[];
+  args: string[];
+}
+
+export interface LedgerOptions {
+  /** Settles are summed for this long before one batch goes out. @default 2 */
+  settleDelayMs?: number;
+  /**
+   * A file where settles that could not land before `close()` are written, and from which they
+   * are sent (exactly once) when the next ledger with the same file starts.
+   */
+  spool?: string;
+}
+
+/** Bucket size for a TTL: a power of two near an eighth of it, so a scope holds about nine live buckets. */
+function bucketSize(ttlMs: number): number {
+  return 2 ** Math.floor(Math.log2(Math.max(16, ttlMs / 8)));
+}
+
+const RETRY_MAX_MS = 2_000;
+
 /**
  * Every ledger key carries the same `{ledger}` hash tag, so the whole ledger sits in one Cluster
- * slot. That is what makes a reserve across key, tenant, feature and global scopes one atomic
- * script on Cluster, and lets settle reach the scopes named in the reservation record. It costs
- * nothing in spread: every reserve touches the global scope anyway, so they would meet on one
- * node regardless.
+ * slot: a reserve across key, tenant, feature and global scopes is one atomic script.
+ *
+ * A reservation is an amount in one expiry bucket of each of its scopes (see scripts.ts); this
+ * process remembers which, so a settle needs no record in Redis. Settles are summed per scope
+ * and bucket and sent together every `settleDelayMs`, in numbered batches, one at a time: a batch
+ * whose reply was lost is sent again with its number and applied once. One that cannot land is
+ * retried until it does; at `close()` what is left goes to the spool file. A reservation this
+ * process never settles (it died) is charged its amount when its bucket expires.
  */
 export class RedisReservationLedger implements ReservationLedger {
   readonly #base: string;
-  /** One ZSET of live reservation ids by expiry, for the whole ledger. */
-  readonly #holds: string;
+  readonly #held = new Map<string, Held>();
+  #pending: PendingSettle[] = [];
+  /** The batch on its way, with the settles waiting for it. */
+  #sending: { batch: Batch; settles: PendingSettle[] } | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #flushing: Promise<void> | undefined;
+  /** Numbered batches of this ledger (a process's own sequence in Redis). */
+  readonly #id = randomUUID();
+  #seq = 0;
+  /** Spooled batches of earlier ledgers, sent before anything of this one. */
+  #replay: Batch[] = [];
+  #closed = false;
+  readonly #delayMs: number;
+  readonly #spool: string | undefined;
 
   constructor(
     private readonly connection: Connection,
     prefix: string,
+    options: LedgerOptions = {},
   ) {
     this.#base = `${prefix}{ledger}:`;
-    this.#holds = `${this.#base}holds`;
+    this.#delayMs = options.settleDelayMs ?? 2;
+    this.#spool = options.spool;
+    if (this.#spool && existsSync(this.#spool)) {
+      this.#replay = readFileSync(this.#spool, 'utf8').split('\n').filter((line) => line.trim() !== '').flatMap((line) => {
+        try {
+          return [JSON.parse(line) as Batch];
+        } catch {
+          // A line torn by a crash mid-write never held a whole batch.
+          return [];
+        }
+      });
+      if (this.#replay.length > 0) this.#schedule(0);
+      else rmSync(this.#spool, { force: true });
+    }
   }
 
   #send = (args: string[]) => this.connection.send(args, 'ledger');
@@ -30,61 +103,186 @@ export class RedisReservationLedger implements ReservationLedger {
     return `${this.#base}scope:${key}`;
   }
 
-  #record(id: string): string {
-    return `${this.#base}res:${id}`;
-  }
-
   async reserve(request: ReserveRequest): Promise<ReserveResult> {
     // Lua reads "NaN" as a number: refused here, before it reaches a scope.
     assertReserveNumbers(request);
+    const live = this.#held.get(request.id);
+    if (live && Number(live.bucket) > Date.now()) return { ok: true, id: request.id, amount: live.amount };
     // A scope named twice would be charged twice and released once.
     const scopes = [...new Map(request.scopes.map((scope) => [scope.key, scope] as const)).values()];
-    const keys = [this.#record(request.id), this.#holds, ...scopes.map((scope) => this.#scopeKey(scope.key))];
     const amount = Math.max(0, request.amount);
     const least = Math.min(amount, Math.max(0, request.minAmount ?? amount));
-    const args: (string | number)[] = [amount, least, Math.max(1, Math.ceil(request.ttlMs)), request.id];
+    const ttlMs = Math.max(1, Math.ceil(request.ttlMs));
+    const args: (string | number)[] = [amount, least, ttlMs, bucketSize(ttlMs)];
     for (const scope of scopes) args.push(scope.limit, Math.ceil(scope.expiresAt));
-    const reply = (await scripts.reserve.run(this.#send, keys, args)) as unknown[];
-    if (reply[0] === 1) {
-      const granted: ReserveResult = { ok: true, id: request.id, amount: Number(reply[1]) };
-      // A live id reserved again answers with its grant only.
-      if (reply.length > 2) granted.scopes = scopes.map((scope, i) => ({ key: scope.key, limit: scope.limit, spent: Number(reply[2 + 2 * i]), reserved: Number(reply[3 + 2 * i]) }));
-      return granted;
+    const reply = (await scripts.reserve.run(this.#send, scopes.map((scope) => this.#scopeKey(scope.key)), args)) as unknown[];
+    if (reply[0] !== 1) {
+      const refused = scopes[Number(reply[1]) - 1] as LedgerScope;
+      return { ok: false, scope: refused.key, limit: refused.limit, remaining: Number(reply[2]), resetAt: refused.expiresAt };
     }
-    const refused = scopes[Number(reply[1]) - 1] as LedgerScope;
-    return { ok: false, scope: refused.key, limit: refused.limit, remaining: Number(reply[2]), resetAt: refused.expiresAt };
+    const granted = Number(reply[1]);
+    // An id reserved again after it expired is a new reservation; the old one was charged.
+    this.#held.set(request.id, { amount: granted, bucket: String(reply[2]), scopes: scopes.map((scope) => scope.key) });
+    return {
+      ok: true,
+      id: request.id,
+      amount: granted,
+      scopes: scopes.map((scope, i) => ({ key: scope.key, limit: scope.limit, spent: Number(reply[3 + 2 * i]), reserved: Number(reply[4 + 2 * i]) })),
+    };
   }
 
   async settle(id: string, actualAmount: number): Promise<SettleResult> {
     assertStoreNumber('ledger.settle', 'actualAmount', actualAmount);
-    const reply = (await scripts.settle.run(this.#send, [this.#record(id), this.#holds], [actualAmount, id])) as unknown[];
-    if (reply[0] !== 1) return { settled: false, reserved: 0 };
-    const scopes: ScopeUsage[] = [];
-    // The script names each scope by its hash key; callers know scopes by their ledger key.
-    const hashPrefix = `${this.#base}scope:`;
-    for (let i = 2; i + 2 < reply.length; i += 3) {
-      scopes.push({ key: String(reply[i]).slice(hashPrefix.length), spent: Number(reply[i + 1]), reserved: Number(reply[i + 2]) });
-    }
-    return { settled: true, reserved: Number(reply[1]), scopes };
+    const held = this.#held.get(id);
+    if (!held) return { settled: false, reserved: 0 };
+    this.#held.delete(id);
+    const scopes = await new Promise<ScopeUsage[]>((resolve, reject) => {
+      this.#pending.push({ held, actual: Math.max(0, actualAmount), resolve, reject });
+      this.#schedule(this.#delayMs);
+    });
+    return { settled: true, reserved: held.amount, scopes };
   }
 
   release(id: string): Promise<SettleResult> {
     return this.settle(id, 0);
   }
 
+  #schedule(delayMs: number): void {
+    if (this.#timer || this.#flushing) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      void this.#flush();
+    }, delayMs);
+  }
+
+  /** Sends spooled batches, then one batch of everything pending; reschedules while more is pending. */
+  #flush(): Promise<void> {
+    if (this.#flushing) return this.#flushing;
+    const run = async () => {
+      while (this.#replay.length > 0) {
+        await this.#sendUntilLanded(this.#replay[0]!);
+        this.#replay.shift();
+        if (this.#replay.length === 0 && this.#spool) rmSync(this.#spool, { force: true });
+      }
+      const pending = this.#pending;
+      if (pending.length === 0) return;
+      this.#pending = [];
+      const { batch, scopeKeys } = this.#batchOf(pending);
+      this.#sending = { batch, settles: pending };
+      const balances = await this.#sendUntilLanded(batch);
+      this.#sending = undefined;
+      const byKey = new Map<string, ScopeUsage>();
+      scopeKeys.forEach((key, i) => byKey.set(key, balances[i] ?? { key, spent: 0, reserved: 0 }));
+      for (const settle of pending) settle.resolve(settle.held.scopes.map((key) => byKey.get(key)!));
+    };
+    const flushing = run().finally(() => {
+      this.#flushing = undefined;
+      if (this.#pending.length > 0 && !this.#closed) this.#schedule(this.#delayMs);
+    });
+    this.#flushing = flushing;
+    return flushing;
+  }
+
+  /** The pending settles summed per scope and bucket, as the next numbered batch. */
+  #batchOf(pending: PendingSettle[]): { batch: Batch; scopeKeys: string[] } {
+    const index = new Map<string, number>();
+    const shares = new Map<string, { scope: number; bucket: string; amount: number; actual: number }>();
+    for (const { held, actual } of pending) {
+      for (const key of held.scopes) {
+        let scope = index.get(key);
+        if (scope === undefined) {
+          scope = index.size + 1;
+          index.set(key, scope);
+        }
+        const shareKey = `${scope}\u0000${held.bucket}`;
+        const share = shares.get(shareKey);
+        if (share) {
+          share.amount += held.amount;
+          share.actual += actual;
+        } else {
+          shares.set(shareKey, { scope, bucket: held.bucket, amount: held.amount, actual });
+        }
+      }
+    }
+    const scopeKeys = [...index.keys()];
+    const seq = ++this.#seq;
+    const args = [String(seq)];
+    for (const share of shares.values()) args.push(String(share.scope), share.bucket, String(share.amount), String(share.actual));
+    return { batch: { ledger: this.#id, seq, keys: [...scopeKeys.map((key) => this.#scopeKey(key)), this.#sequenceKey(this.#id)], args }, scopeKeys };
+  }
+
+  #sequenceKey(ledger: string): string {
+    return `${this.#base}seq:${ledger}`;
+  }
+
+  /** Sends a batch again and again (same number: it lands once) until Redis answers, or the ledger closes. */
+  async #sendUntilLanded(batch: Batch): Promise<ScopeUsage[]> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const reply = (await scripts.settleBatch.run(this.#send, batch.keys, batch.args)) as unknown[];
+        const scopeKeys = batch.keys.slice(0, -1).map((key) => key.slice(`${this.#base}scope:`.length));
+        // Already applied by an attempt whose reply was lost: its balances are read instead.
+        if (reply[0] !== 1) return await this.usage(scopeKeys);
+        return scopeKeys.map((key, i) => ({ key, spent: Number(reply[1 + 2 * i]), reserved: Number(reply[2 + 2 * i]) }));
+      } catch (error) {
+        if (this.#closed) throw error;
+        if (attempt === 0) process.emitWarning(`tollgate: a budget settle batch could not land (${error instanceof Error ? error.message : String(error)}); retrying until it does`, { code: 'TOLLGATE_SETTLE_RETRY' });
+        await new Promise((resolve) => setTimeout(resolve, Math.min(RETRY_MAX_MS, 50 * 2 ** attempt)));
+      }
+    }
+  }
+
   async usage(keys: string[]): Promise<ScopeUsage[]> {
     if (keys.length === 0) return [];
-    const reply = (await scripts.ledgerUsage.run(this.#send, [this.#holds, ...keys.map((key) => this.#scopeKey(key))], [])) as unknown[];
+    const reply = (await scripts.ledgerUsage.run(this.#send, keys.map((key) => this.#scopeKey(key)), [])) as unknown[];
     return keys.map((key, i) => ({ key, spent: Number(reply[2 * i]), reserved: Number(reply[2 * i + 1]) }));
   }
 
   async adjustSpent(key: string, delta: number, expiresAt: number): Promise<void> {
     assertStoreNumber('ledger.adjustSpent', 'delta', delta);
     assertStoreNumber('ledger.adjustSpent', 'expiresAt', expiresAt);
-    await scripts.adjustSpent.run(this.#send, [this.#holds, this.#scopeKey(key)], [delta, Math.ceil(expiresAt)]);
+    await scripts.adjustSpent.run(this.#send, [this.#scopeKey(key)], [delta, Math.ceil(expiresAt)]);
   }
 
   async resetScope(key: string): Promise<void> {
     await scripts.resetScope.run(this.#send, [this.#scopeKey(key)], []);
+  }
+
+  /** Settles not sent yet (for shutdown reports and tests). */
+  get pendingSettles(): number {
+    return this.#pending.length + this.#replay.length;
+  }
+
+  /**
+   * Sends what is pending, once, within `deadlineMs`; what cannot land goes to the spool file
+   * (or, without one, is reported: those reservations are charged their amount when they expire).
+   */
+  async close(deadlineMs = 2_000): Promise<void> {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const landed = await Promise.race([
+      (async () => {
+        while (this.#flushing || this.#pending.length > 0 || this.#replay.length > 0) await this.#flush();
+        return true;
+      })().catch(() => false),
+      new Promise<boolean>((resolve) => setTimeout(() => resolve(false), deadlineMs).unref()),
+    ]);
+    this.#closed = true;
+    if (landed) return;
+    const left = [...this.#replay];
+    // The batch on its way may still land: spooled with its number, it is applied once either way.
+    const sending = this.#sending;
+    if (sending) left.push(sending.batch);
+    const pending = this.#pending;
+    this.#pending = [];
+    if (pending.length > 0) left.push(this.#batchOf(pending).batch);
+    const error = new Error('the ledger closed before its settles landed');
+    for (const settle of [...(sending?.settles ?? []), ...pending]) settle.reject(error);
+    if (left.length === 0) return;
+    if (this.#spool) {
+      appendFileSync(this.#spool, left.map((batch) => `${JSON.stringify(batch)}\n`).join(''));
+      return;
+    }
+    process.emitWarning(`tollgate: ${left.length} budget settle batch(es) could not land before close and no spool is set; their reservations are charged in full when they expire`, { code: 'TOLLGATE_SETTLE_LOST' });
   }
 }

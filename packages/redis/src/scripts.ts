@@ -109,181 +109,215 @@ export const peekWindow = new LuaScript(
   `,
 );
 
-// Ledger layout (all under one {ledger} hash tag):
-// - scope hash: spent, reserved, x = when the hash expires (its PEXPIREAT, kept here so that
-//   checking it costs no call). x is at least the scope's period end and every live reservation's
-//   expiry, so a scope outlives whatever holds part of its `reserved`.
-// - reservation record res:<id>: JSON {a = amount, e = expiry, s = {scope hash, scope period end, ...}},
-//   the one place saying what a reservation holds. It outlives the reservation (until a day after
-//   its scopes' x) so that a purge can still give its amount back.
-// - holds: one ZSET of reservation ids scored by expiry.
-// Purge, at the start of every script that reads or creates a scope: give back the amount of each
-// reservation whose TTL has passed, in each of its scopes that still exists, so a crashed process's
-// hold is released on time with no background job. A scope is only ever created after a purge, so
-// an old reservation never gives back into a new scope of the same name.
+// Ledger layout: one hash per scope, all under one {ledger} hash tag, with
+// - s: spent (may go below zero after a credit), r: reserved by live reservations,
+// - pe: the scope's period end, x: when the hash expires (its PEXPIREAT, kept here so checking
+//   it costs no call),
+// - h<t>: what the reservations that expire at bucket time t hold, and lb: those t, ascending.
+// A reservation is not a record: it is an amount in one bucket of each of its scopes, and the
+// process that made it remembers which. Reservations expire by bucket (t = their expiry rounded
+// up to a bucket size the caller picks from the TTL): a bucket whose time has passed is charged,
+// its amount moved from reserved to spent, at the next touch of the scope, with no scan and no
+// background job. A reservation never settled was taken by a process that died or lost its
+// settle; the call may have run, so its upper bound is spent, never given back for nothing. A
+// late settle corrects that charge to the actual amount.
 const LEDGER_HELPERS = `
 local MARGIN = 86400000
-local function purge(holds)
-  local ids = redis.call('ZRANGEBYSCORE', holds, '-inf', now)
-  if #ids == 0 then return end
-  -- Records sit beside the holds ZSET: <prefix>{ledger}:holds -> <prefix>{ledger}:res:<id>.
-  local records = string.sub(holds, 1, -6) .. 'res:'
-  for _, id in ipairs(ids) do
-    local existing = redis.call('GETDEL', records .. id)
-    if existing then
-      local record = cjson.decode(existing)
-      local amount = tonumber(record.a)
-      for i = 1, #record.s, 2 do
-        local reserved = redis.call('HGET', record.s[i], 'reserved')
-        if reserved then redis.call('HSET', record.s[i], 'reserved', fmt(math.max(0, tonumber(reserved) - amount))) end
-      end
+-- The scope's state with its expired buckets charged: {spent, reserved, period end, x, live bucket list}.
+local function roll(scope)
+  local v = redis.call('HMGET', scope, 's', 'r', 'pe', 'x', 'lb', 'spent')
+  if v[6] and not v[1] then
+    -- Written by the ledger before buckets (spent, reserved, x): its spend carries over; its
+    -- reservations were records this ledger does not read (drain old processes before upgrading).
+    v[1] = v[6]
+    v[3] = v[4]
+    redis.call('HDEL', scope, 'spent', 'reserved')
+    redis.call('HSET', scope, 's', v[1], 'pe', v[3])
+  end
+  local st = {s = tonumber(v[1]) or 0, r = tonumber(v[2]) or 0, pe = tonumber(v[3]), x = tonumber(v[4]), lb = v[5] or '', exists = v[4] ~= false}
+  if st.lb == '' then return st end
+  local first = string.match(st.lb, '^[^,]+')
+  if tonumber(first) > now then return st end
+  local kept = {}
+  for t in string.gmatch(st.lb, '[^,]+') do
+    local at = tonumber(t)
+    if at <= now then
+      local held = tonumber(redis.call('HGET', scope, 'h' .. t)) or 0
+      redis.call('HDEL', scope, 'h' .. t)
+      st.r = math.max(0, st.r - held)
+      -- Charged only while the scope's period still ran when the reservation expired.
+      if st.pe ~= nil and st.pe > at then st.s = st.s + held end
+    else
+      kept[#kept + 1] = t
     end
   end
-  redis.call('ZREMRANGEBYSCORE', holds, '-inf', now)
+  st.lb = table.concat(kept, ',')
+  redis.call('HSET', scope, 's', fmt(st.s), 'r', fmt(st.r), 'lb', st.lb)
+  return st
+end
+-- The state of a scope about to be charged for a period ending at periodEnd: a hash whose own
+-- period is over (kept for late settles) starts the new period empty.
+local function open(scope, periodEnd)
+  local st = roll(scope)
+  if st.pe ~= nil and st.pe <= now and periodEnd > st.pe then
+    redis.call('DEL', scope)
+    return {s = 0, r = 0, lb = '', exists = false}
+  end
+  return st
+end
+-- Makes sure the hash lives until max(period end, later) + MARGIN.
+local function keep(scope, st, periodEnd, later)
+  local x = math.max(periodEnd, later) + MARGIN
+  if st.x == nil or x > st.x then
+    redis.call('HSET', scope, 'x', fmt(x))
+    redis.call('PEXPIREAT', scope, fmt(x))
+    st.x = x
+  end
+end
+-- Adds bucket t to the ascending list (buckets mostly arrive in order: appended).
+local function addBucket(lb, t)
+  if lb == '' then return t end
+  local at = tonumber(t)
+  local out = {}
+  local placed = false
+  for u in string.gmatch(lb, '[^,]+') do
+    if u == t then return lb end
+    if not placed and tonumber(u) > at then
+      out[#out + 1] = t
+      placed = true
+    end
+    out[#out + 1] = u
+  end
+  if not placed then out[#out + 1] = t end
+  return table.concat(out, ',')
 end
 `;
 
 /**
- * KEYS: reservation record, holds, then the scope hashes. ARGV: amount, minAmount, ttlMs, id,
- * then (limit, expiresAt) per scope.
- * Returns {1, granted, then (spent, reserved) per scope after the reserve} ({1, granted} alone
- * for a live id reserved again), or {0, index of the refusing scope (1-based), its remaining}.
+ * KEYS: the scope hashes. ARGV: amount, minAmount, ttlMs, bucketMs, then (limit, periodEnd) per scope.
+ * Returns {1, granted, bucket time, then (spent, reserved) per scope after the reserve}, or
+ * {0, index of the refusing scope (1-based), its remaining}.
  */
 export const reserve = new LuaScript(
   'reserve',
   `${PRELUDE}${LEDGER_HELPERS}
-  purge(KEYS[2])
-  local id = ARGV[4]
-  local expires = now + tonumber(ARGV[3])
-  local expiresText = fmt(expires)
-  -- The purge took out every expired id, so a member already there is a live reservation: it
-  -- answers with its grant. Otherwise the id is held from here on (and let go if refused).
-  if redis.call('ZADD', KEYS[2], 'NX', expiresText, id) == 0 then
-    local existing = redis.call('GET', KEYS[1])
-    return {1, existing and cjson.decode(existing).a or '0'}
-  end
-  local least = tonumber(ARGV[2])
   local grant = tonumber(ARGV[1])
-  local n = #KEYS - 2
-  local values = {}
-  local held = {}
-  for i = 1, n do
-    local v = redis.call('HMGET', KEYS[2 + i], 'spent', 'reserved', 'x')
-    local reserved = tonumber(v[2]) or 0
-    local remaining = tonumber(ARGV[3 + 2 * i]) - (tonumber(v[1]) or 0) - reserved
+  local least = tonumber(ARGV[2])
+  local size = tonumber(ARGV[4])
+  local bucket = fmt(math.ceil((now + tonumber(ARGV[3])) / size) * size)
+  local states = {}
+  for i = 1, #KEYS do
+    local st = open(KEYS[i], tonumber(ARGV[4 + 2 * i]))
+    local remaining = tonumber(ARGV[3 + 2 * i]) - st.s - st.r
     if remaining < 0 then remaining = 0 end
-    if remaining < least then
-      redis.call('ZREM', KEYS[2], id)
-      return {0, i, fmt(remaining)}
-    end
+    if remaining < least then return {0, i, fmt(remaining)} end
     if remaining < grant then grant = remaining end
-    values[i] = v
-    held[i] = reserved
+    states[i] = st
   end
-  local keep = expires
-  local scopes = {}
-  local out = {1, fmt(grant)}
-  for i = 1, n do
-    local scope = KEYS[2 + i]
-    local v = values[i]
-    local reserved = fmt(held[i] + grant)
-    local periodEnd = ARGV[4 + 2 * i]
-    local x = tonumber(v[3])
-    -- The expiry moves for a new scope, a hold outliving it, or a later period end (x is stored
-    -- as the caller wrote the period end, so equal text needs no number).
-    if x == nil or expires > x or (v[3] ~= periodEnd and tonumber(periodEnd) > x) then
-      x = math.max(tonumber(periodEnd), expires)
-      redis.call('HSET', scope, 'reserved', reserved, 'x', fmt(x))
-      redis.call('PEXPIREAT', scope, fmt(x))
+  local out = {1, fmt(grant), bucket}
+  for i = 1, #KEYS do
+    local scope = KEYS[i]
+    local st = states[i]
+    local periodEnd = tonumber(ARGV[4 + 2 * i])
+    st.r = st.r + grant
+    local lb = addBucket(st.lb, bucket)
+    redis.call('HINCRBY', scope, 'h' .. bucket, grant)
+    if st.pe == nil or periodEnd > st.pe then
+      redis.call('HSET', scope, 'r', fmt(st.r), 'lb', lb, 'pe', fmt(periodEnd))
     else
-      redis.call('HSET', scope, 'reserved', reserved)
+      redis.call('HSET', scope, 'r', fmt(st.r), 'lb', lb)
     end
-    if x > keep then keep = x end
-    scopes[2 * i - 1] = scope
-    scopes[2 * i] = periodEnd
-    out[2 * i + 1] = v[1] or '0'
-    out[2 * i + 2] = reserved
+    keep(scope, st, periodEnd, tonumber(bucket))
+    out[2 + 2 * i] = fmt(st.s)
+    out[3 + 2 * i] = fmt(st.r)
   end
-  keep = keep + MARGIN
-  redis.call('SET', KEYS[1], cjson.encode({a = out[2], e = expiresText, s = scopes}), 'PXAT', fmt(keep))
-  -- The holds must outlive every record they name.
-  if redis.call('PTTL', KEYS[2]) < keep - now then redis.call('PEXPIREAT', KEYS[2], fmt(keep)) end
   return out
   `,
 );
 
 /**
- * KEYS: reservation record, holds. ARGV: actual amount, id. Returns {1, reserved, then (scope hash
- * key, spent, reserved) per scope after the settle} once, then {0, '0'}.
- * The scope keys come from the record, not from KEYS: settle knows only the id. They share the
- * record's {hash tag}, so the script stays on one Cluster slot.
+ * KEYS: the scope hashes, then the sending ledger's sequence key. ARGV: the batch's sequence
+ * number, then (scope index, bucket time, amount held, actual amount) per settled share, summed
+ * by the caller per scope and bucket. Returns {1, then (spent, reserved) per scope}, or {0} when
+ * this batch already landed (a retry after a lost reply, a replay from the spool): each ledger
+ * sends its batches one at a time, in order, so a number at or below the last applied one is
+ * applied already, and a batch lands exactly once.
+ * A share whose bucket is still held gives its amount back and charges the actual amount; one
+ * whose bucket was charged at expiry is corrected by the difference. A scope whose period ended
+ * is not charged, and a scope that is gone is not recreated.
  */
-export const settle = new LuaScript(
-  'settle',
+export const settleBatch = new LuaScript(
+  'settleBatch',
   `${PRELUDE}${LEDGER_HELPERS}
-  purge(KEYS[2])
-  local existing = redis.call('GETDEL', KEYS[1])
-  if not existing then return {0, '0'} end
-  redis.call('ZREM', KEYS[2], ARGV[2])
-  local record = cjson.decode(existing)
-  local amount = tonumber(record.a)
-  local actual = math.max(0, tonumber(ARGV[1]))
-  local out = {1, record.a}
-  for i = 1, #record.s, 2 do
-    local scope = record.s[i]
-    local v = redis.call('HMGET', scope, 'spent', 'reserved')
-    local spent = v[1] or '0'
-    local reserved = '0'
-    -- A scope outlives the live reservations in it: one that is gone (evicted) is not recreated.
-    if v[2] then
-      reserved = fmt(math.max(0, tonumber(v[2]) - amount))
-      -- A scope whose period ended meanwhile is not charged: its counters are over.
-      if actual > 0 and tonumber(record.s[i + 1]) > now then
-        spent = fmt(tonumber(spent) + actual)
-        redis.call('HSET', scope, 'spent', spent, 'reserved', reserved)
-      else
-        redis.call('HSET', scope, 'reserved', reserved)
+  local n = #KEYS - 1
+  local seq = tonumber(ARGV[1])
+  if seq <= (tonumber(redis.call('GET', KEYS[#KEYS])) or 0) then return {0} end
+  redis.call('SET', KEYS[#KEYS], ARGV[1], 'PX', MARGIN)
+  local states = {}
+  for i = 1, n do states[i] = roll(KEYS[i]) end
+  for j = 2, #ARGV, 4 do
+    local i = tonumber(ARGV[j])
+    local st = states[i]
+    if st.exists then
+      local t = ARGV[j + 1]
+      local at = tonumber(t)
+      local amount = tonumber(ARGV[j + 2])
+      local actual = tonumber(ARGV[j + 3])
+      local running = st.pe ~= nil and st.pe > now
+      local held = tonumber(redis.call('HGET', KEYS[i], 'h' .. t))
+      if held ~= nil then
+        local left = held - amount
+        if left > 0 then redis.call('HSET', KEYS[i], 'h' .. t, fmt(left)) else
+          redis.call('HDEL', KEYS[i], 'h' .. t)
+          local kept = {}
+          for u in string.gmatch(st.lb, '[^,]+') do if u ~= t then kept[#kept + 1] = u end end
+          st.lb = table.concat(kept, ',')
+        end
+        st.r = math.max(0, st.r - amount)
+        if running then st.s = st.s + actual end
+      elseif running and st.pe > at then
+        st.s = st.s + actual - amount
       end
     end
-    out[#out + 1] = scope
-    out[#out + 1] = spent
-    out[#out + 1] = reserved
+  end
+  local out = {1}
+  for i = 1, n do
+    local st = states[i]
+    if st.exists then redis.call('HSET', KEYS[i], 's', fmt(st.s), 'r', fmt(st.r), 'lb', st.lb) end
+    out[2 * i] = fmt(st.s)
+    out[2 * i + 1] = fmt(st.r)
   end
   return out
   `,
 );
 
-/** KEYS: holds, then the scope hashes. Returns spent, reserved per scope. */
+/** KEYS: the scope hashes. Returns spent, reserved per scope, expired buckets charged first. */
 export const ledgerUsage = new LuaScript(
   'ledgerUsage',
   `${PRELUDE}${LEDGER_HELPERS}
-  purge(KEYS[1])
   local out = {}
-  for i = 2, #KEYS do
-    local values = redis.call('HMGET', KEYS[i], 'spent', 'reserved')
-    out[2 * i - 3] = values[1] or '0'
-    out[2 * i - 2] = values[2] or '0'
+  for i = 1, #KEYS do
+    local st = roll(KEYS[i])
+    out[2 * i - 1] = fmt(st.s)
+    out[2 * i] = fmt(st.r)
   end
   return out
   `,
 );
 
-/** KEYS: holds, scope hash. ARGV: delta, expiresAt. A negative delta is a credit: spent may go below zero. */
+/** KEYS: scope hash. ARGV: delta, expiresAt. A negative delta is a credit: spent may go below zero. */
 export const adjustSpent = new LuaScript(
   'adjustSpent',
   `${PRELUDE}${LEDGER_HELPERS}
   local at = tonumber(ARGV[2])
   if at <= now then return 0 end
-  purge(KEYS[1])
-  local v = redis.call('HMGET', KEYS[2], 'spent', 'x')
-  local spent = fmt((tonumber(v[1]) or 0) + tonumber(ARGV[1]))
-  local x = tonumber(v[2])
-  if x == nil or at > x then
-    redis.call('HSET', KEYS[2], 'spent', spent, 'x', fmt(at))
-    redis.call('PEXPIREAT', KEYS[2], fmt(at))
+  local st = open(KEYS[1], at)
+  if st.pe == nil or at > st.pe then
+    redis.call('HSET', KEYS[1], 's', fmt(st.s + tonumber(ARGV[1])), 'pe', fmt(at))
   else
-    redis.call('HSET', KEYS[2], 'spent', spent)
+    redis.call('HSET', KEYS[1], 's', fmt(st.s + tonumber(ARGV[1])))
   end
+  keep(KEYS[1], st, at, at)
   return 1
   `,
 );
@@ -291,9 +325,10 @@ export const adjustSpent = new LuaScript(
 /** KEYS: scope hash. Forgets the spend; live reservations stay. */
 export const resetScope = new LuaScript(
   'resetScope',
-  `
+  `${PRELUDE}${LEDGER_HELPERS}
   if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-  redis.call('HSET', KEYS[1], 'spent', '0')
+  roll(KEYS[1])
+  redis.call('HSET', KEYS[1], 's', '0')
   return 1
   `,
 );
@@ -383,7 +418,7 @@ export const SCRIPTS = {
   adjustWindow,
   peekWindow,
   reserve,
-  settle,
+  settleBatch,
   ledgerUsage,
   adjustSpent,
   resetScope,

@@ -74,15 +74,15 @@ describe('key layout', () => {
     await stores.keys.put({ id: 'k1', sha256: 'f'.repeat(64), scopes: [], createdAt: new Date().toISOString() });
 
     const keys = await keysWithPrefix(prefix);
-    // window; reservation record, holds, 4 scope hashes; key hash, index, ids.
-    expect(keys.length).toBeGreaterThanOrEqual(1 + 6 + 3);
+    // window; 4 scope hashes; key hash, index, ids.
+    expect(keys.length).toBeGreaterThanOrEqual(1 + 4 + 3);
     for (const key of keys) {
       expect(key.startsWith(prefix)).toBe(true);
       expect(hashTag(key)).toBeDefined();
     }
     const ledgerTags = new Set(keys.filter((k) => k.includes(':{ledger}:')).map(hashTag));
     expect(ledgerTags).toEqual(new Set(['ledger']));
-    expect(keys.filter((k) => k.includes(':{ledger}:'))).toHaveLength(6);
+    expect(keys.filter((k) => k.includes(':{ledger}:'))).toHaveLength(4);
     const keyStoreTags = new Set(keys.filter((k) => k.includes(':{keys}:')).map(hashTag));
     expect(keyStoreTags).toEqual(new Set(['keys']));
     expect(keys.find((k) => k.includes(':wc:'))).toBe(`${prefix}wc:{key:k1}:60000`);

@@ -1,4 +1,4 @@
-// The ledger's Redis layout: what a reservation leaves behind, and how long each key lives.
+// The ledger's Redis layout: a reservation is an amount in an expiry bucket of each scope; nothing else is left behind.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createClient } from 'redis';
 import { createRedisStores, type RedisStores } from '@tollgate/redis';
@@ -10,6 +10,7 @@ describe('reservation ledger layout', () => {
   let stores: RedisStores;
   const key = (name: string) => `${prefix}{ledger}:${name}`;
   const hour = 3_600_000;
+  const day = 86_400_000;
   /** When a key expires, as epoch ms (PTTL, not Redis 7's PEXPIRETIME: Redis 6.2 is supported). */
   const expiryOf = async (name: string) => Date.now() + (await client.pTTL(key(name)));
 
@@ -26,45 +27,113 @@ describe('reservation ledger layout', () => {
     await deleteKeys(prefix);
   });
 
-  it('keeps spent, reserved and the expiry in a scope; a settle leaves no record and no hold', async () => {
+  it('keeps a reservation as an amount in one expiry bucket of its scope; a settle leaves the scope’s totals only', async () => {
     const expiresAt = Date.now() + hour;
     await stores.ledger.reserve({ id: 'r1', amount: 7, ttlMs: 60_000, scopes: [{ key: 'tenant:a', limit: 100, expiresAt }] });
-    expect(await client.zScore(key('holds'), 'r1')).not.toBeNull();
-    expect(await client.exists(key('res:r1'))).toBe(1);
+    const held = await client.hGetAll(key('scope:tenant:a'));
+    const bucket = held.lb!;
+    expect(bucket).toMatch(/^\d+$/);
+    expect(held).toMatchObject({ r: '7', pe: String(expiresAt), [`h${bucket}`]: '7' });
+    expect(held.s ?? '0').toBe('0');
+    // The bucket is the reservation's expiry rounded up to a power of two near an eighth of its TTL.
+    expect(Number(bucket) - Date.now()).toBeGreaterThan(55_000);
+    expect(Number(bucket) - Date.now()).toBeLessThan(60_000 + 8_192 + 1_000);
     await stores.ledger.settle('r1', 5);
-    expect(await client.hGetAll(key('scope:tenant:a'))).toEqual({ spent: '5', reserved: '0', x: String(expiresAt) });
-    expect(await client.zScore(key('holds'), 'r1')).toBeNull();
-    expect(await client.exists(key('res:r1'))).toBe(0);
-    expect((await keysWithPrefix(prefix)).sort()).toEqual([key('scope:tenant:a')]);
+    expect(await client.hGetAll(key('scope:tenant:a'))).toEqual({ s: '5', r: '0', pe: String(expiresAt), lb: '', x: String(expiresAt + day) });
+    // One scope hash, and this process's settle sequence: no reservation record, no holds set.
+    expect((await keysWithPrefix(prefix)).filter((k) => !k.includes(':seq:')).sort()).toEqual([key('scope:tenant:a')]);
   });
 
-  it('lets a scope live to its period end, or to the end of a reservation that outlasts it', async () => {
+  it('lets a scope live a day past its period end, or past a reservation that outlasts the period (for late settles)', async () => {
     const periodEnd = Date.now() + 60_000;
     await stores.ledger.reserve({ id: 'r2', amount: 1, ttlMs: 10_000, scopes: [{ key: 'day', limit: 100, expiresAt: periodEnd }] });
-    expect(Math.abs((await expiryOf('scope:day')) - periodEnd)).toBeLessThan(1_000);
+    expect(Math.abs((await expiryOf('scope:day')) - (periodEnd + day))).toBeLessThan(1_000);
     const late = await stores.ledger.reserve({ id: 'r3', amount: 1, ttlMs: 120_000, scopes: [{ key: 'day', limit: 100, expiresAt: periodEnd }] });
     expect(late).toMatchObject({ ok: true, scopes: [{ reserved: 2 }] });
     const kept = Number(await client.hGet(key('scope:day'), 'x'));
-    expect(kept).toBeGreaterThan(periodEnd + 50_000);
+    expect(kept).toBeGreaterThan(periodEnd + day + 50_000);
     expect(Math.abs((await expiryOf('scope:day')) - kept)).toBeLessThan(1_000);
   });
 
-  it('keeps a live reservation’s record past its scopes, and the holds past every record', async () => {
-    const periodEnd = Date.now() + 2 * hour;
-    await stores.ledger.reserve({ id: 'r4', amount: 3, ttlMs: 60_000, scopes: [{ key: 'month', limit: 100, expiresAt: periodEnd }] });
-    const record = await expiryOf('res:r4');
-    expect(record).toBeGreaterThan(periodEnd + 1_000);
-    expect(await client.pTTL(key('holds'))).toBeGreaterThanOrEqual(await client.pTTL(key('res:r4')));
-  });
-
-  it('gives an expired hold back in every scope it held, whichever scope the next call touches', async () => {
+  it('charges an expired bucket in every scope it held, whichever call touches the scope next', async () => {
     const expiresAt = Date.now() + hour;
     await stores.ledger.reserve({ id: 'r5', amount: 9, ttlMs: 100, scopes: ['p', 'q'].map((k) => ({ key: k, limit: 100, expiresAt })) });
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    await stores.ledger.usage(['elsewhere']);
-    expect(await client.hGet(key('scope:p'), 'reserved')).toBe('0');
-    expect(await client.hGet(key('scope:q'), 'reserved')).toBe('0');
-    expect(await client.exists(key('res:r5'))).toBe(0);
-    expect(await client.zScore(key('holds'), 'r5')).toBeNull();
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    await stores.ledger.usage(['p']);
+    expect(await client.hGetAll(key('scope:p'))).toMatchObject({ s: '9', r: '0', lb: '' });
+    await stores.ledger.adjustSpent('q', 1, expiresAt);
+    expect(await client.hGetAll(key('scope:q'))).toMatchObject({ s: '10', r: '0', lb: '' });
+  });
+
+  it('sums the settles of one moment into one batch, and a batch sent again is applied once', async () => {
+    const expiresAt = Date.now() + hour;
+    const scope = { key: 'batch', limit: 1_000, expiresAt };
+    const ids = Array.from({ length: 20 }, (_, i) => `b${i}`);
+    await Promise.all(ids.map((id) => stores.ledger.reserve({ id, amount: 10, ttlMs: 60_000, scopes: [scope] })));
+    const monitor = client.duplicate();
+    await monitor.connect();
+    const calls: string[] = [];
+    await monitor.monitor((line) => {
+      if (line.includes(key('scope:batch'))) calls.push(line);
+    });
+    try {
+      const results = await Promise.all(ids.map((id) => stores.ledger.settle(id, 3)));
+      expect(results.every((result) => result.settled && result.reserved === 10)).toBe(true);
+      expect(results[19]!.scopes).toEqual([{ key: 'batch', spent: 60, reserved: 0 }]);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    } finally {
+      await monitor.close();
+    }
+    // One script call for twenty settles.
+    expect(calls.filter((line) => /"EVALSHA"|"EVAL"/.test(line))).toHaveLength(1);
+    const [sequence] = (await keysWithPrefix(prefix)).filter((k) => k.includes(':seq:'));
+    const last = Number(await client.get(sequence!));
+    // The same batch number again (a retry whose first reply was lost) changes nothing.
+    const { settleBatch } = await import('../src/scripts.js');
+    const send = (args: string[]) => client.sendCommand(args);
+    const bucket = (await client.hGet(key('scope:batch'), 'lb')) || String(Date.now() + 60_000);
+    expect(await settleBatch.run(send, [key('scope:batch'), sequence!], [String(last), '1', bucket, '10', '999'])).toEqual([0]);
+    expect(await stores.ledger.usage(['batch'])).toEqual([{ key: 'batch', spent: 60, reserved: 0 }]);
+  });
+
+  it('carries over the spend of a scope written by the ledger before buckets', async () => {
+    const periodEnd = Date.now() + hour;
+    await client.hSet(key('scope:old'), { spent: '420', reserved: '30', x: String(periodEnd) });
+    expect(await stores.ledger.usage(['old'])).toEqual([{ key: 'old', spent: 420, reserved: 0 }]);
+    expect(await stores.ledger.reserve({ id: 'after-upgrade', amount: 100, minAmount: 1, ttlMs: 60_000, scopes: [{ key: 'old', limit: 500, expiresAt: periodEnd }] })).toMatchObject({ ok: true, amount: 80 });
+  });
+
+  it('spools settles that cannot land before close, and the next stores send them exactly once', async () => {
+    const { copyFileSync, mkdtempSync, existsSync, readFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const path = await import('node:path');
+    const spool = path.join(mkdtempSync(path.join(tmpdir(), 'tollgate-settles-')), 'settles.jsonl');
+    let down = false;
+    const send = (args: string[]) => (down ? Promise.reject(new Error('connection refused')) : client.sendCommand(args));
+    const first = createRedisStores({ sendCommand: send, prefix, settleSpool: spool, timeoutMs: 200 });
+    const scope = { key: 'spooled', limit: 1_000, expiresAt: Date.now() + hour };
+    await first.ledger.reserve({ id: 's1', amount: 100, ttlMs: 60_000, scopes: [scope] });
+    await first.ledger.reserve({ id: 's2', amount: 100, ttlMs: 60_000, scopes: [scope] });
+    down = true;
+    const settling = Promise.allSettled([first.ledger.settle('s1', 40), first.ledger.settle('s2', 25)]);
+    await first.close();
+    expect((await settling).map((result) => result.status)).toEqual(['rejected', 'rejected']);
+    expect(readFileSync(spool, 'utf8').trim().split('\n').length).toBeGreaterThanOrEqual(1);
+    down = false;
+    expect(await stores.ledger.usage(['spooled'])).toEqual([{ key: 'spooled', spent: 0, reserved: 200 }]);
+    // A copy, replayed once more below: a batch that already landed is not applied again.
+    copyFileSync(spool, `${spool}.copy`);
+    // The next process with the same spool sends them before anything else, and only once.
+    const second = createRedisStores({ sendCommand: send, prefix, settleSpool: spool });
+    const third = createRedisStores({ sendCommand: send, prefix });
+    for (let i = 0; i < 100 && existsSync(spool); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(existsSync(spool)).toBe(false);
+    await second.close();
+    await third.close();
+    expect(await stores.ledger.usage(['spooled'])).toEqual([{ key: 'spooled', spent: 65, reserved: 0 }]);
+    const again = createRedisStores({ sendCommand: send, prefix, settleSpool: `${spool}.copy` });
+    for (let i = 0; i < 100 && existsSync(`${spool}.copy`); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    await again.close();
+    expect(await stores.ledger.usage(['spooled'])).toEqual([{ key: 'spooled', spent: 65, reserved: 0 }]);
   });
 });

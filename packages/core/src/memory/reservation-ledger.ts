@@ -1,4 +1,4 @@
-// In-memory reservation ledger: all-or-nothing reserves across scopes, settle once, expiry by TTL.
+// In-memory reservation ledger: all-or-nothing reserves across scopes, settle once, charged at expiry when never settled.
 import { assertStoreNumber, assertReserveNumbers } from '../store-input.js';
 import type { LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, ScopeBalance, ScopeUsage, SettleResult } from '../stores.js';
 
@@ -16,7 +16,12 @@ interface Reservation {
   amount: number;
   expiresAt: number;
   scopes: LedgerScope[];
+  /** Charged its amount when its TTL passed unsettled; a late settle corrects the charge. */
+  charged: boolean;
 }
+
+/** A reservation charged at expiry is remembered this long for a late settle to correct it. */
+const CHARGED_MEMORY_MS = 86_400_000;
 
 /** Reservation ledger for one process. Expired reservations, and scopes past their period with nothing held, are evicted. */
 export class MemoryReservationLedger implements ReservationLedger {
@@ -36,6 +41,20 @@ export class MemoryReservationLedger implements ReservationLedger {
     }
   }
 
+  /**
+   * A reservation whose TTL passed unsettled (its process died, or lost the settle): the money is
+   * taken as spent, in every scope whose period was still running, never given back for nothing.
+   */
+  #charge(id: string, reservation: Reservation): void {
+    for (const { key, expiresAt } of reservation.scopes) {
+      const scope = this.#scopes.get(key);
+      if (!scope?.holders.delete(id)) continue;
+      scope.reserved = Math.max(0, scope.reserved - reservation.amount);
+      if (expiresAt > reservation.expiresAt) scope.spent += reservation.amount;
+    }
+    reservation.charged = true;
+  }
+
   /** The scope with its expired reservations released (lazy eviction), or undefined if unknown or over. */
   #live(key: string, now: number): ScopeState | undefined {
     const scope = this.#scopes.get(key);
@@ -44,8 +63,8 @@ export class MemoryReservationLedger implements ReservationLedger {
       let next = Infinity;
       for (const id of scope.holders) {
         const reservation = this.#reservations.get(id);
-        if (!reservation) scope.holders.delete(id);
-        else if (reservation.expiresAt <= now) this.#drop(id, reservation);
+        if (!reservation || reservation.charged) scope.holders.delete(id);
+        else if (reservation.expiresAt <= now) this.#charge(id, reservation);
         else next = Math.min(next, reservation.expiresAt);
       }
       scope.nextExpiry = next;
@@ -73,7 +92,9 @@ export class MemoryReservationLedger implements ReservationLedger {
     const now = this.#clock();
     const existing = this.#reservations.get(request.id);
     if (existing && existing.expiresAt > now) return { ok: true, id: request.id, amount: existing.amount };
-    if (existing) this.#drop(request.id, existing);
+    // An expired id is charged, then forgotten: reserved again, it is a new reservation.
+    if (existing && !existing.charged) this.#charge(request.id, existing);
+    if (existing) this.#reservations.delete(request.id);
 
     // A scope named twice would be charged twice and released once.
     const scopes = [...new Map(request.scopes.map((scope) => [scope.key, scope] as const)).values()];
@@ -87,7 +108,7 @@ export class MemoryReservationLedger implements ReservationLedger {
       grant = Math.min(grant, remaining);
     }
 
-    const reservation: Reservation = { amount: grant, expiresAt: now + request.ttlMs, scopes: scopes.map((s) => ({ ...s })) };
+    const reservation: Reservation = { amount: grant, expiresAt: now + request.ttlMs, scopes: scopes.map((s) => ({ ...s })), charged: false };
     this.#reservations.set(request.id, reservation);
     const balances: ScopeBalance[] = [];
     for (const { key, limit, expiresAt } of scopes) {
@@ -105,13 +126,14 @@ export class MemoryReservationLedger implements ReservationLedger {
     const now = this.#clock();
     const reservation = this.#reservations.get(id);
     if (!reservation) return { settled: false, reserved: 0 };
+    if (!reservation.charged && reservation.expiresAt <= now) this.#charge(id, reservation);
     this.#drop(id, reservation);
-    if (reservation.expiresAt <= now) return { settled: false, reserved: 0 };
-    const charge = Math.max(0, actualAmount);
+    // Charged at expiry already: only the difference to the actual amount is booked, where it was charged.
+    const charge = reservation.charged ? actualAmount - reservation.amount : Math.max(0, actualAmount);
     const scopes: ScopeUsage[] = [];
     for (const { key, expiresAt } of reservation.scopes) {
       // A scope whose period ended meanwhile is not charged: its counters are over.
-      if (expiresAt <= now) {
+      if (expiresAt <= now || (reservation.charged && expiresAt <= reservation.expiresAt)) {
         const over = this.#live(key, now);
         scopes.push({ key, spent: over?.spent ?? 0, reserved: over?.reserved ?? 0 });
         continue;
@@ -150,11 +172,12 @@ export class MemoryReservationLedger implements ReservationLedger {
     if (scope) scope.spent = 0;
   }
 
-  /** Releases expired reservations and forgets scopes whose period is over. */
+  /** Charges expired reservations, forgets long-charged ones, and forgets scopes whose period is over. */
   sweep(): void {
     const now = this.#clock();
     for (const [id, reservation] of this.#reservations) {
-      if (reservation.expiresAt <= now) this.#drop(id, reservation);
+      if (!reservation.charged && reservation.expiresAt <= now) this.#charge(id, reservation);
+      if (reservation.charged && reservation.expiresAt + CHARGED_MEMORY_MS <= now) this.#reservations.delete(id);
     }
     for (const key of this.#scopes.keys()) this.#live(key, now);
   }
