@@ -1,7 +1,8 @@
 // Benchmark 1: the middleware chain with a handler that answers at once, tollgate against bare Express and the peers.
 import { startServer, type BenchChild, type ServerSpec } from './lib/child.js';
 import { authHeaders, CHAT_BODY, CHAT_PATH } from './lib/fixtures.js';
-import { alternateRounds, runLoad, type CaseSummary } from './lib/load.js';
+import { alternateRounds, runLoad, type CaseSummary, type LoadResult } from './lib/load.js';
+import { costPerRequest, PrivateRedis, type CostPerRequest, type RedisCost } from './lib/private-redis.js';
 import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
 import { fmtMs, fmtNumber, fmtRatio, table } from './lib/stats.js';
 
@@ -11,8 +12,12 @@ interface ChainCase {
   spec: ServerSpec;
 }
 
-function chainCases(context: BenchContext): ChainCase[] {
-  const redis = (suffix: string) => ({ prefix: `${context.redisPrefix}chain:${suffix}:` });
+const FULL_CHAIN = 'tollgate full chain (Redis)';
+const ERL = 'express-rate-limit + rate-limit-redis';
+const CPU_TARGET_US = 15;
+
+function chainCases(context: BenchContext, redisUrl: string | undefined): ChainCase[] {
+  const redis = (suffix: string) => ({ prefix: `${context.redisPrefix}chain:${suffix}:`, ...(redisUrl ? { redisUrl } : {}) });
   return [
     { name: 'bare Express', what: 'express.json + handler', spec: { app: 'bare' } },
     {
@@ -31,9 +36,14 @@ function chainCases(context: BenchContext): ChainCase[] {
       spec: { app: 'tollgate-chain', options: { store: 'memory' } },
     },
     {
-      name: 'tollgate full chain (Redis)',
-      what: 'the same chain on createRedisStores() (key cache on, its default)',
+      name: FULL_CHAIN,
+      what: 'the same chain on createRedisStores() (key cache on, script bundle on: their defaults)',
       spec: { app: 'tollgate-chain', options: { store: 'redis', ...redis('tollgate') } },
+    },
+    {
+      name: 'tollgate full chain (Redis, batch: false)',
+      what: 'the same chain on createRedisStores({ batch: false }): one EVALSHA per store operation, the request limit on rate-limit-redis (the chain before the script bundle)',
+      spec: { app: 'tollgate-chain', options: { store: 'redis', batch: false, ...redis('tollgate-unbatched') } },
     },
     {
       name: 'tollgate unfused chain (Redis)',
@@ -43,11 +53,61 @@ function chainCases(context: BenchContext): ChainCase[] {
   ];
 }
 
+/** Redis cost per case, summed over its measured rounds (warm-up excluded). */
+class CostLedger {
+  readonly #spent = new Map<string, { before: RedisCost; after: RedisCost; requests: number }[]>();
+
+  constructor(private readonly redis: PrivateRedis) {}
+
+  /** Runs one measured round of a case between two readings of Redis's counters. */
+  async around(name: string, run: () => Promise<LoadResult>): Promise<LoadResult> {
+    const before = await this.redis.cost();
+    const result = await run();
+    // Settles still in flight after the last answer (budget settles wait a few ms) belong to this round.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const after = await this.redis.cost();
+    const list = this.#spent.get(name) ?? [];
+    list.push({ before, after, requests: result.requests });
+    this.#spent.set(name, list);
+    return result;
+  }
+
+  /** Per request over every measured round of the case. */
+  perRequest(name: string): CostPerRequest | undefined {
+    const rounds = this.#spent.get(name);
+    if (!rounds || rounds.length === 0) return undefined;
+    const total: CostPerRequest = { calls: 0, commandUs: 0, processCpuUs: 0, byCommand: new Map() };
+    const requests = rounds.reduce((sum, r) => sum + r.requests, 0);
+    for (const round of rounds) {
+      const cost = costPerRequest(round.before, round.after, requests);
+      total.calls += cost.calls;
+      total.commandUs += cost.commandUs;
+      total.processCpuUs += cost.processCpuUs;
+      for (const [command, value] of cost.byCommand) {
+        const sum = total.byCommand.get(command) ?? { calls: 0, usec: 0 };
+        total.byCommand.set(command, { calls: sum.calls + value.calls, usec: sum.usec + value.usec });
+      }
+    }
+    return total;
+  }
+}
+
 export async function runChainBenchmark(context: BenchContext): Promise<SectionResult> {
   const rounds = context.quick ? 2 : 4;
   const durationS = context.quick ? 2 : 4;
   const connections = 32;
-  const cases = chainCases(context);
+  // A Redis of its own: its INFO then counts this benchmark's commands only (the shared one serves other work).
+  const redis = new PrivateRedis();
+  let redisNote: string;
+  try {
+    await redis.start();
+    redisNote = `a redis-server of its own (Redis ${await redis.version()}, same binary, no persistence, on a free port)`;
+  } catch (error) {
+    await redis.stop();
+    return { title: '1. Middleware chain, handler answering at once', body: `Could not start a redis-server of its own: ${String(error)}`, targets: [] };
+  }
+  const costs = new CostLedger(redis);
+  const cases = chainCases(context, redis.url);
   const servers = new Map<string, BenchChild>();
   const missing: string[] = [];
   try {
@@ -65,7 +125,7 @@ export async function runChainBenchmark(context: BenchContext): Promise<SectionR
     // Warm up every side (JIT, connections, Lua scripts loaded) before anything is measured.
     for (const benchCase of running) await load(benchCase.name, 1)();
     const summaries = await alternateRounds(
-      running.map((c) => ({ name: c.name, run: load(c.name, durationS) })),
+      running.map((c) => ({ name: c.name, run: () => costs.around(c.name, load(c.name, durationS)) })),
       rounds,
       (round, name, result) => context.log(`chain round ${round + 1}/${rounds} ${name}: ${fmtNumber(result.rps)} req/s`),
     );
@@ -73,9 +133,10 @@ export async function runChainBenchmark(context: BenchContext): Promise<SectionR
       const note = servers.get(c.name)?.note;
       if (note) c.what = `${c.what} — **${note}**`;
     }
-    return describe(context, cases, summaries, missing, { rounds, durationS, connections });
+    return describe(context, cases, summaries, missing, costs, { rounds, durationS, connections, redisNote });
   } finally {
     await Promise.all([...servers.values()].map((server) => server.close()));
+    await redis.stop();
   }
 }
 
@@ -84,26 +145,53 @@ function describe(
   cases: ChainCase[],
   summaries: CaseSummary[],
   missing: string[],
-  setup: { rounds: number; durationS: number; connections: number },
+  costs: CostLedger,
+  setup: { rounds: number; durationS: number; connections: number; redisNote: string },
 ): SectionResult {
   const byName = new Map(summaries.map((s) => [s.name, s]));
-  const erl = byName.get('express-rate-limit + rate-limit-redis');
+  const erl = byName.get(ERL);
   const rows = cases.map((c) => {
     const s = byName.get(c.name);
-    if (!s) return [c.name, 'not available', '', '', '', '', '', c.what];
+    if (!s) return [c.name, 'not available', '', '', '', '', '', '', '', '', c.what];
     const vsErl = erl ? fmtRatio(s.ratio / erl.ratio) : 'n/a';
-    return [c.name, fmtNumber(s.rps), fmtRatio(s.ratio), vsErl, fmtMs(s.p50), fmtMs(s.p99), `${s.non2xx}/${s.errors}`, c.what];
+    const cost = costs.perRequest(c.name);
+    const redisFigures = cost && cost.calls > 0 ? [fmtNumber(cost.calls, 2), fmtNumber(cost.commandUs, 1), fmtNumber(cost.processCpuUs, 1)] : ['—', '—', '—'];
+    return [c.name, fmtNumber(s.rps), fmtRatio(s.ratio), vsErl, fmtMs(s.p50), fmtMs(s.p99), `${s.non2xx}/${s.errors}`, ...redisFigures, c.what];
   });
   const lines = [
     `${setup.rounds} alternating rounds of ${setup.durationS} s per case, ${setup.connections} connections, autocannon in the parent process, ` +
       'each server in its own child process. POST /v1/chat/completions with a small chat body (model, 2 messages, max_tokens 64); ' +
       'the handler answers a fixed chat completion with usage at once. Limits are set far above the load, so nothing is refused. ' +
-      'req/s is the median over rounds; "× bare" is the median of per-round ratios to bare Express in the same round; p50/p99 pool every response of every round.',
+      'req/s is the median over rounds; "× bare" is the median of per-round ratios to bare Express in the same round; p50/p99 pool every response of every round. ' +
+      `Redis is ${setup.redisNote}; its INFO is read before and after every measured round: "Redis calls/req" are the script commands ` +
+      '(EVALSHA, EVAL: all these cases send) per request, "Redis µs/req" the time INFO commandstats gives them (what runs inside Redis ' +
+      'for the request, settles included), "Redis CPU µs/req" the server process\'s own CPU (used_cpu_user + used_cpu_sys: also reading, ' +
+      'parsing and answering the commands) per request.',
     '',
-    table(['case', 'req/s', '× bare', '× erl+redis', 'p50', 'p99', 'non-2xx/errors', 'what runs'], rows),
+    table(['case', 'req/s', '× bare', '× erl+redis', 'p50', 'p99', 'non-2xx/errors', 'Redis calls/req', 'Redis µs/req', 'Redis CPU µs/req', 'what runs'], rows),
   ];
+  const breakdown = cases
+    .map((c) => [c.name, costs.perRequest(c.name)] as const)
+    .filter(([name, cost]) => name.startsWith('tollgate') && cost && cost.calls > 0);
+  if (breakdown.length > 0) {
+    lines.push(
+      '',
+      'What the tollgate cases run inside Redis, per request (INFO commandstats; commands scripts run are counted there too, and their time is part of their script\'s):',
+      '',
+      table(
+        ['case', 'commands per request (calls, µs)'],
+        breakdown.map(([name, cost]) => [
+          name,
+          [...cost!.byCommand.entries()]
+            .sort((a, b) => b[1].usec - a[1].usec)
+            .map(([command, value]) => `${command} ${fmtNumber(value.calls, 2)} (${fmtNumber(value.usec, 1)} µs)`)
+            .join(', '),
+        ]),
+      ),
+    );
+  }
   if (missing.length > 0) lines.push('', 'Not measured:', ...missing.map((m) => `- ${m}`));
-  const tollgateRedis = byName.get('tollgate full chain (Redis)');
+  const tollgateRedis = byName.get(FULL_CHAIN);
   const targets: TargetVerdict[] = [];
   if (tollgateRedis && erl && tollgateRedis.non2xx === 0) {
     const relative = tollgateRedis.ratio / erl.ratio;
@@ -119,5 +207,18 @@ function describe(
       figures: tollgateRedis && tollgateRedis.non2xx > 0 ? `${tollgateRedis.non2xx} non-2xx answers: the run is not valid` : 'a side is not available',
     });
   }
+  const chainCost = costs.perRequest(FULL_CHAIN);
+  const erlCost = costs.perRequest(ERL);
+  const unbatched = costs.perRequest('tollgate full chain (Redis, batch: false)');
+  targets.push({
+    target: `Full chain on Redis: Redis CPU at most ${CPU_TARGET_US} µs per request (INFO commandstats)`,
+    holds: chainCost && tollgateRedis?.non2xx === 0 ? chainCost.commandUs <= CPU_TARGET_US : undefined,
+    figures: chainCost
+      ? `${fmtNumber(chainCost.commandUs, 1)} µs in ${fmtNumber(chainCost.calls, 2)} calls per request` +
+        (unbatched ? ` (batch: false ${fmtNumber(unbatched.commandUs, 1)} µs in ${fmtNumber(unbatched.calls, 2)} calls)` : '') +
+        (erlCost ? `; express-rate-limit + rate-limit-redis ${fmtNumber(erlCost.commandUs, 1)} µs in ${fmtNumber(erlCost.calls, 2)}` : '') +
+        `; Redis process CPU ${fmtNumber(chainCost.processCpuUs, 1)} µs per request`
+      : 'not measured',
+  });
   return { title: '1. Middleware chain, handler answering at once', body: lines.join('\n'), targets };
 }

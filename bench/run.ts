@@ -11,6 +11,7 @@ import { runHardStopBenchmark } from './hard-stop.js';
 import { runMemoryBenchmark } from './memory.js';
 import { runProxyBenchmark } from './proxy.js';
 import { runRoundTripBenchmark } from './round-trips.js';
+import { runStoreCostBenchmark } from './store-cost.js';
 import { REDIS_URL } from './lib/fixtures.js';
 import { describeMachine } from './lib/machine.js';
 import { verdictMark, type BenchContext, type SectionResult } from './lib/section.js';
@@ -24,6 +25,7 @@ const BENCHMARKS: Record<string, (context: BenchContext) => Promise<SectionResul
   'round-trips': runRoundTripBenchmark,
   memory: runMemoryBenchmark,
   'hard-stop': runHardStopBenchmark,
+  'store-cost': runStoreCostBenchmark,
 };
 
 const { values } = parseArgs({

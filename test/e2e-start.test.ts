@@ -47,9 +47,22 @@ describe('zero-config start', () => {
     const message = await proClient.messages.create({ model: 'claude-sonnet-4-5', max_tokens: 16, messages: [{ role: 'user', content: 'Hello!' }] });
     expect(message.usage.output_tokens).toBe(16);
 
-    const metrics = await (await fetch(`${demo.url}/metrics`)).text();
+    // The admin key opens /metrics and the dashboard, which reads the embedded usage ledger.
+    const admin = /Dashboard: (http:\/\/localhost:\d+\/dashboard)\s+\(sign in with the admin key (tgk_\w+)\)/.exec(output);
+    expect(admin).not.toBeNull();
+    const asAdmin = { authorization: `Bearer ${admin![2]}` };
+    expect((await fetch(`${demo.url}/metrics`)).status).toBe(401);
+    const metrics = await (await fetch(`${demo.url}/metrics`, { headers: asAdmin })).text();
     expect(metrics).toContain('tollgate_requests_total');
     expect(metrics).toContain('tenant="demo-free"');
+    const overview = await waitFor(async () => {
+      const body = (await (await fetch(`${demo.url}/dashboard/api/overview`, { headers: asAdmin })).json()) as { tenants: { id: string; ledgerSpentNanoUsd: number | null; budget: { spentNanoUsd: number } | null }[] };
+      const free = body.tenants.find((tenant) => tenant.id === 'demo-free');
+      return free && (free.ledgerSpentNanoUsd ?? 0) > 0 ? free : undefined;
+    }, 'the demo call in the dashboard');
+    // The embedded ledger and the live budget agree on what the free tenant spent.
+    expect(overview.ledgerSpentNanoUsd).toBe(overview.budget!.spentNanoUsd);
+    expect((await fetch(`${demo.url}/dashboard/api/overview`)).status).toBe(401);
   });
 });
 

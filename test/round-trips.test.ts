@@ -1,4 +1,4 @@
-// Redis round trips of the whole chain (auth, request and token limits, metering, budget, settle): 1 before the handler and 1 after, once warm.
+// Redis round trips of the whole chain (auth, request and token limits, metering, budget, settle), once warm: fused, one command before the handler; the settles after it.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import express from 'express';
@@ -39,6 +39,8 @@ afterAll(async () => {
 interface Trips {
   before: number;
   after: number;
+  /** The commands sent before the handler, by name. */
+  commandsBefore: string[];
 }
 
 /** Marks the flight count at the start, at the handler, and once every settle listener has finished. */
@@ -49,12 +51,17 @@ function tripsApp(chain: RequestHandler[], record: (trips: Promise<Trips>) => vo
     '/v1/chat/completions',
     function markStart(req: Request, res: Response, next: NextFunction) {
       const start = relay.flights;
+      const startCommand = relay.commands.length;
       const context = getContext(req, res);
       let atHandler = start;
-      res.locals.markHandler = () => (atHandler = relay.flights);
+      let commandsBefore: string[] = [];
+      res.locals.markHandler = () => {
+        atHandler = relay.flights;
+        commandsBefore = relay.commands.slice(startCommand);
+      };
       const settle = context.settle.bind(context);
       let settledAt: (flights: number) => void;
-      record(new Promise<number>((resolve) => (settledAt = resolve)).then((end) => ({ before: atHandler - start, after: end - atHandler })));
+      record(new Promise<number>((resolve) => (settledAt = resolve)).then((end) => ({ before: atHandler - start, after: end - atHandler, commandsBefore })));
       context.settle = (usage) => settle(usage).then(() => settledAt(relay.flights));
       next();
     },
@@ -104,14 +111,29 @@ async function tripsOf(chain: RequestHandler[]): Promise<Trips> {
   return last!;
 }
 
+/**
+ * After the handler: the token windows' adjustment goes at once, the budget's settle with the
+ * ledger's next settle batch (settleDelayMs later, shared by every request settling meanwhile):
+ * two flights, or one when the batch leaves before the adjustment's answer is back.
+ */
+function expectSettleFlights(trips: Trips): void {
+  expect(trips.after).toBeGreaterThanOrEqual(1);
+  expect(trips.after).toBeLessThanOrEqual(2);
+}
+
 describe('Redis round trips of the full chain, steady state', () => {
-  it('fused: apiKeyAuth -> meter -> combineLimits(tieredRateLimit, tokenRateLimit, budgetGuard) -> handler: 1 before, 1 after', async () => {
+  it('fused: apiKeyAuth -> meter -> combineLimits(tieredRateLimit, tokenRateLimit, budgetGuard) -> handler: 1 before (one command), then the settles', async () => {
     const trips = await tripsOf([apiKeyAuth({ keys: stores.keys }), meter({ api: 'openai.chat', pricing }), combineLimits(requestLimits(), tokenLimits(), budgets())]);
-    expect(trips).toEqual({ before: 1, after: 1 });
+    // Three request windows, two token windows and the budget reserve: one EVALSHA of the script bundle.
+    expect(trips).toMatchObject({ before: 1, commandsBefore: ['EVALSHA'] });
+    expectSettleFlights(trips);
   });
 
   it('unfused, for contrast: each limiter and the budget one sequential trip (auth still none)', async () => {
     const trips = await tripsOf([apiKeyAuth({ keys: stores.keys }), requestLimits(), meter({ api: 'openai.chat', pricing }), tokenLimits(), budgets()]);
-    expect(trips).toEqual({ before: 3, after: 1 });
+    expect(trips.before).toBe(3);
+    expectSettleFlights(trips);
+    // rate-limit-redis's own script (one per layer: it is not in the bundle), then a bundle for each later piece.
+    expect(trips.commandsBefore).toEqual(['EVALSHA', 'EVALSHA', 'EVALSHA', 'EVALSHA', 'EVALSHA']);
   });
 });

@@ -1,9 +1,10 @@
 // A counting TCP relay in front of Redis: every command a bench app sends, and every round trip it waits for.
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { ScriptBundle, SCRIPTS } from '@tollgate/redis';
 
 export interface SeenCommand {
-  /** Upper-case command name, e.g. EVALSHA. */
+  /** Upper-case command name, e.g. EVALSHA; EVALSHA(bundle) for @tollgate/redis's script bundle. */
   name: string;
   /** The first key, when the command names one (EVAL/EVALSHA: after numkeys; most others: the first argument). */
   key?: string;
@@ -50,9 +51,14 @@ function parseCommands(buffer: Buffer): { commands: string[][]; used: number } {
   return { commands, used: offset };
 }
 
+/** The SHA1 of @tollgate/redis's script bundle, and the start of its source (EVAL sends the source). */
+const BUNDLE = new ScriptBundle(SCRIPTS).script;
+
 function describeCommand(args: string[], at: number): SeenCommand {
-  const name = (args[0] ?? '').toUpperCase();
+  let name = (args[0] ?? '').toUpperCase();
   if (name === 'EVALSHA' || name === 'EVAL' || name === 'EVALSHA_RO' || name === 'EVAL_RO' || name === 'FCALL') {
+    // The relay keeps the first 200 characters of each argument: enough to know the bundle's source.
+    if (args[1] === BUNDLE.sha1 || (name === 'EVAL' && args[1] !== undefined && BUNDLE.source.startsWith(args[1]))) name = `${name}(bundle)`;
     return Number(args[2]) > 0 && args[3] !== undefined ? { name, key: args[3], at } : { name, at };
   }
   if (KEYLESS.has(name) || args[1] === undefined) return { name, at };

@@ -30,7 +30,11 @@ function benchKeyRecords(count: number): ApiKeyRecord[] {
 async function openStores(options: AppOptions): Promise<TollgateStores> {
   if (options.store === 'redis') {
     const { createRedisStores } = await import('@tollgate/redis');
-    return createRedisStores({ url: String(options.redisUrl ?? REDIS_URL), prefix: String(options.prefix) });
+    const stores = createRedisStores({ url: String(options.redisUrl ?? REDIS_URL), prefix: String(options.prefix), batch: options.batch !== false });
+    // Unbatched is the chain as it was before the script bundle: the request limit on rate-limit-redis in combineLimits too.
+    if (options.batch !== false) return stores;
+    const { fixedWindow: _countedByRateLimitRedis, ...unbatched } = stores;
+    return unbatched;
   }
   const { createMemoryStores } = await import('@tollgate/core');
   return createMemoryStores();

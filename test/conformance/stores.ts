@@ -457,6 +457,20 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
         await stores.ledger.resetScope(unique('unknown'));
       });
 
+      it('raises a spend to what a usage ledger recorded, less the credits given; never lowers one', async () => {
+        const [lost, ahead, credited] = [await scope('lost', 100), await scope('ahead', 100), await scope('credited', 100)];
+        await stores.ledger.adjustSpent(ahead.key, 80, ahead.expiresAt);
+        // Spent 60, then a 50 credit: the usage ledger knows the 60 only.
+        await stores.ledger.adjustSpent(credited.key, 60, credited.expiresAt);
+        await stores.ledger.adjustSpent(credited.key, -50, credited.expiresAt);
+        expect(await stores.ledger.restoreSpent!(lost.key, 70, lost.expiresAt)).toBe(true);
+        expect(await stores.ledger.restoreSpent!(ahead.key, 70, ahead.expiresAt)).toBe(false);
+        expect(await stores.ledger.restoreSpent!(credited.key, 60, credited.expiresAt)).toBe(false);
+        expect(await stores.ledger.restoreSpent!(lost.key, 65, lost.expiresAt)).toBe(false);
+        expect(await spentAndReserved(lost, ahead, credited)).toEqual([[70, 0], [80, 0], [10, 0]]);
+        expect(await stores.ledger.reserve({ id: unique('r'), amount: 31, scopes: [lost], ttlMs: LONG })).toMatchObject({ ok: false, remaining: 30 });
+      });
+
       it('reports unknown scopes as empty, in the order asked', async () => {
         const a = await scope('a', 100);
         await stores.ledger.adjustSpent(a.key, 5, a.expiresAt);

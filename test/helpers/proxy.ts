@@ -103,10 +103,15 @@ export interface SpawnedProxy {
   stop(): Promise<void>;
 }
 
+/**
+ * Node running the proxy's TypeScript itself, as `pnpm start` does: signals reach the proxy, not a
+ * wrapper (the tsx command relays SIGTERM, and kills a child that does not acknowledge it within 60 ms).
+ */
+const PROXY_COMMAND = ['--import', 'tsx', '--conditions=source', 'examples/proxy/src/main.ts'];
+
 /** Runs `examples/proxy/src/main.ts` as its own process, the way `pnpm start` does, and waits until it listens. */
 export async function spawnProxy(env: Record<string, string>, timeoutMs = 20_000): Promise<SpawnedProxy> {
-  const tsx = path.join(ROOT, 'node_modules/.bin/tsx');
-  const child = spawn(tsx, ['--conditions=source', 'examples/proxy/src/main.ts'], {
+  const child = spawn(process.execPath, PROXY_COMMAND, {
     cwd: ROOT,
     env: { ...process.env, PORT: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -144,8 +149,7 @@ export async function spawnProxy(env: Record<string, string>, timeoutMs = 20_000
 
 /** Runs main.ts expecting it to refuse to start; resolves with its exit code and output. */
 export async function runProxyExpectingExit(env: Record<string, string>, timeoutMs = 20_000): Promise<{ code: number | null; output: string }> {
-  const tsx = path.join(ROOT, 'node_modules/.bin/tsx');
-  const child = spawn(tsx, ['--conditions=source', 'examples/proxy/src/main.ts'], { cwd: ROOT, env: { ...process.env, PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, PROXY_COMMAND, { cwd: ROOT, env: { ...process.env, PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));

@@ -1,4 +1,4 @@
-// A TCP relay in front of Redis that counts sequential round trips (flights) across all its connections.
+// A TCP relay in front of Redis that counts sequential round trips (flights) and commands across all its connections.
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 
@@ -8,8 +8,47 @@ import type { AddressInfo } from 'node:net';
  * share one flight; a command sent only after a reply is a second, sequential one. Pub/sub
  * messages pushed to a subscriber are replies, never flights.
  */
+/** Counts the commands (RESP arrays) in a stream of client bytes, across chunk boundaries. */
+class CommandCounter {
+  #pending: Buffer = Buffer.alloc(0);
+  /** Names of the commands seen, upper case (EVALSHA, EVAL, ...). */
+  readonly names: string[] = [];
+
+  push(bytes: Buffer): void {
+    this.#pending = this.#pending.length === 0 ? bytes : Buffer.concat([this.#pending, bytes]);
+    let offset = 0;
+    for (;;) {
+      const used = this.#command(offset);
+      if (used === undefined) break;
+      offset = used;
+    }
+    this.#pending = this.#pending.subarray(offset);
+  }
+
+  /** Reads one command at `offset`; returns where it ends, or undefined when it is not all there yet. */
+  #command(offset: number): number | undefined {
+    const buffer = this.#pending;
+    const headerEnd = buffer.indexOf('\r\n', offset);
+    if (headerEnd < 0 || buffer[offset] !== 0x2a) return undefined;
+    const count = Number(buffer.toString('latin1', offset + 1, headerEnd));
+    let cursor = headerEnd + 2;
+    let name = '';
+    for (let i = 0; i < count; i++) {
+      const lengthEnd = buffer.indexOf('\r\n', cursor);
+      if (lengthEnd < 0) return undefined;
+      const length = Number(buffer.toString('latin1', cursor + 1, lengthEnd));
+      if (lengthEnd + 2 + length + 2 > buffer.length) return undefined;
+      if (i === 0) name = buffer.toString('latin1', lengthEnd + 2, lengthEnd + 2 + length).toUpperCase();
+      cursor = lengthEnd + 2 + length + 2;
+    }
+    this.names.push(name);
+    return cursor;
+  }
+}
+
 export class RedisFlightRelay {
   #flights = 0;
+  readonly #commands: string[] = [];
   readonly #server: net.Server;
   readonly #open = new Set<net.Socket>();
 
@@ -21,14 +60,23 @@ export class RedisFlightRelay {
     return this.#flights;
   }
 
+  /** Every command sent through the relay so far, by name, in order (per connection, then interleaved as they arrived). */
+  get commands(): readonly string[] {
+    return this.#commands;
+  }
+
   #pair(app: net.Socket): void {
     const redis = net.connect(Number(this.target.port || 6379), this.target.hostname);
     this.#open.add(app).add(redis);
     let waiting = false;
-    app.on('data', (bytes) => {
+    const counter = new CommandCounter();
+    app.on('data', (bytes: Buffer) => {
       if (!waiting) this.#flights += 1;
       waiting = true;
       redis.write(bytes);
+      const seen = counter.names.length;
+      counter.push(bytes);
+      this.#commands.push(...counter.names.slice(seen));
     });
     redis.on('data', (bytes) => {
       waiting = false;

@@ -1,4 +1,5 @@
-// Fails the whole run at once, with a fix, when Redis or PostgreSQL is not there: tests never skip them.
+// Fails the whole run at once, with a fix, when Redis, PostgreSQL or Chromium is not there: tests never skip them.
+import { existsSync } from 'node:fs';
 import net from 'node:net';
 
 function probe(url, fallbackPort) {
@@ -22,5 +23,9 @@ export default async function globalSetup() {
   if (!(await probe(postgresUrl, 5432))) {
     missing.push(`PostgreSQL is not answering at ${postgresUrl}. Start it with:\n  pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start\nor set POSTGRES_URL.`);
   }
-  if (missing.length > 0) throw new Error(`tollgate tests need real services:\n\n${missing.join('\n\n')}`);
+  // The dashboard's browser tests drive Debian's Chromium (playwright-core downloads no browser).
+  if (!existsSync('/usr/bin/chromium')) {
+    missing.push('Chromium is not installed at /usr/bin/chromium. Install it with:\n  apt-get install -y chromium   (sudo apt-get ... when not root; .ci/run does it)');
+  }
+  if (missing.length > 0) throw new Error(`tollgate tests need real services and tools:\n\n${missing.join('\n\n')}`);
 }

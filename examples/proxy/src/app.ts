@@ -9,6 +9,8 @@ import { ApiError, apiErrorHandler, createMemoryStores, createPricing, renderApi
 import type { ProviderApi, TollgateStores } from '@tollgate/core';
 import { preloadTokenizers } from '@tollgate/providers';
 import type { CallDeclaration } from '@tollgate/providers';
+import type { SpoolReplay } from '@tollgate/metering';
+import { dashboard } from '@tollgate/dashboard';
 import { adminKeyAuth } from './admin-auth.js';
 import { adminKeysRouter } from './admin-keys-router.js';
 import { authMiddleware, createKeyLookup, permissionMiddleware } from './auth-setup.js';
@@ -22,6 +24,7 @@ import type { MockProvider } from './mock-provider.js';
 import { modelsRoute } from './models-route.js';
 import { createProviderRouter } from './provider-routing.js';
 import { validateProviderRequest } from './request-validation.js';
+import { keepSpend } from './spend-rebuild.js';
 import { storesAnswer } from './stores.js';
 
 export interface ProxyDeps {
@@ -45,7 +48,20 @@ export interface ProxyApp extends Express {
   reloadKeys(keys: readonly KeyConfig[]): void;
   /** Writes out what the usage sinks hold (the usage log and the ledger are batched). */
   flushUsage(): Promise<void>;
-  /** Flushes sinks and releases what the app owns (stores it created, upstream connections, timers). */
+  /**
+   * Resolves once the usage spool (on with a usage log or a ledger) wrote to the sinks what a proxy
+   * that died left in it; started when the app is made. `pnpm start` listens only after it.
+   */
+  replayUsage(): Promise<SpoolReplay | undefined>;
+  /**
+   * Resolves once budget spend Redis lost (a restart without persistence) was rebuilt from the
+   * SQL usage ledger; at once without Redis or a ledger. `pnpm start` listens only after it.
+   */
+  spendReady(): Promise<void>;
+  /**
+   * Ends the upstream calls still running (after a short grace), then flushes and closes the sinks
+   * and releases what the app owns (stores it created, upstream connections, timers).
+   */
   close(): Promise<void>;
 }
 
@@ -80,7 +96,13 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   const providers = createProviderRouter(config, { mock, pricing, env: deps.env });
   const budget = createBudgetGuard(config, stores, pricing, log);
   const metering = createMetering(config, pricing);
-  const closers: (() => Promise<void> | void)[] = [() => providers.close(), () => budget.close(), () => metering.close()];
+  // Rebuilt after the spool's replay, so the records of a proxy that died are in the ledger first.
+  const spend = keepSpend(config, stores, budget, metering.ledger, async () => {
+    await metering.replay();
+    await metering.flush();
+  }, log);
+  // In this order: the upstream calls end (and settle), then the budget, then the usage is written, then the stores close.
+  const closers: (() => Promise<void> | void)[] = [() => providers.close(), () => budget.close(), () => spend?.close(), () => metering.close()];
   if (ownsStores) closers.push(() => stores.close());
 
   // The order of docs/architecture.md: auth -> tieredRateLimit -> meter (estimate) -> tokenRateLimit -> budgetGuard -> handler,
@@ -150,6 +172,16 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
     admin.use('/budgets', budgetAdminRouter(budget));
     admin.use('/keys', adminKeysRouter(config, () => configKeys, stores.keys));
     app.use('/admin', admin);
+    app.use('/dashboard', dashboard({
+      adminKeySha256: config.adminKeySha256,
+      budgets: budget,
+      keys: stores.keys,
+      configKeys: () => configKeys,
+      ...(metering.ledger ? { ledger: metering.ledger } : {}),
+      ...(config.postgresTable || config.postgresSchema ? { ledgerTable: { ...(config.postgresTable ? { table: config.postgresTable } : {}), ...(config.postgresSchema ? { schema: config.postgresSchema } : {}) } } : {}),
+      tenants: Object.keys(config.tenants ?? {}),
+      tiers: Object.keys(config.tiers ?? {}),
+    }));
   }
 
   app.all(PROVIDER_ROUTES.map(({ path }) => path), answerMethodNotAllowed);
@@ -168,6 +200,8 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
 
   Object.defineProperty(app, 'stores', { value: stores, enumerable: true });
   app.flushUsage = () => metering.flush();
+  app.replayUsage = () => metering.replay();
+  app.spendReady = () => spend?.ready ?? Promise.resolve();
   app.reloadKeys = (next) => {
     keys.replaceConfigKeys(next);
     configKeys = keyRecordsFromConfig(next);
@@ -175,7 +209,7 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   let closing: Promise<void> | undefined;
   app.close = () => {
     closing ??= (async () => {
-      for (const close of closers.reverse()) await close();
+      for (const close of closers) await close();
     })();
     return closing;
   };

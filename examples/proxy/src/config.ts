@@ -125,6 +125,19 @@ export interface ProxyConfig {
   postgresSchema?: string;
   /** Name of the usage ledger table. @default "tollgate_usage" */
   postgresTable?: string;
+  /**
+   * An embedded PostgreSQL (PGlite, the same SQL) as the usage ledger when there is no
+   * `postgresUrl`: `true` keeps it in memory (the demo), a path keeps it in that directory (one
+   * process at a time). The dashboard and the rebuild of budget spend read it.
+   * @default false (true in the zero-config demo)
+   */
+  embeddedLedger?: boolean | string;
+  /**
+   * Directory of the usage spool: calls sent and records not yet stored, kept on local disk so
+   * that a crash loses none (written at the next start); `false` turns it off. Processes may share one.
+   * @default with `usageLog`: `<usageLog>.spool`; with only `postgresUrl`: `.tollgate/spool`; else none
+   */
+  spool?: string | false;
   /** SHA-256 hex of the admin key that opens `/admin/*`. Without it the admin routes answer 404. */
   adminKeySha256?: string;
   /** Largest accepted JSON body: bytes, or a string like "1mb". @default "1mb" */
@@ -359,7 +372,8 @@ function parseGlobal(value: unknown, path: string): GlobalConfig {
 }
 
 const TOP_LEVEL = [
-  'port', 'redisUrl', 'redisPrefix', 'usageLog', 'postgresUrl', 'postgresSchema', 'postgresTable', 'adminKeySha256', 'bodyLimit', 'defaultTier', 'requiredScope',
+  'port', 'redisUrl', 'redisPrefix', 'usageLog', 'postgresUrl', 'postgresSchema', 'postgresTable', 'embeddedLedger', 'spool', 'adminKeySha256', 'bodyLimit', 'defaultTier',
+  'requiredScope',
   'upstreams', 'models', 'tiers', 'tenants', 'keys', 'jwt', 'global',
 ] as const;
 
@@ -385,6 +399,16 @@ export function validateConfig(input: unknown): ProxyConfig {
     const name = nonEmptyString(raw[field], field);
     if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(name)) fail(`${field} must be a plain SQL identifier (letters, digits, _)`);
     config[field] = name;
+  }
+  if (raw.embeddedLedger !== undefined) {
+    const embedded = raw.embeddedLedger;
+    if (typeof embedded !== 'boolean' && (typeof embedded !== 'string' || embedded.trim().length === 0)) fail('embeddedLedger must be true (in memory), false, or a directory path');
+    if (embedded !== false && raw.postgresUrl !== undefined) fail('embeddedLedger and postgresUrl are two ledgers: give one');
+    config.embeddedLedger = embedded as boolean | string;
+  }
+  if (raw.spool !== undefined) {
+    if (raw.spool !== false && (typeof raw.spool !== 'string' || raw.spool.trim().length === 0)) fail('spool must be a directory path, or false to turn the spool off');
+    config.spool = raw.spool;
   }
   if (raw.adminKeySha256 !== undefined) config.adminKeySha256 = sha256Hex(raw.adminKeySha256, 'adminKeySha256');
   if (raw.bodyLimit !== undefined) {

@@ -1,6 +1,8 @@
 // Entry point of `pnpm start`: reads TOLLGATE_CONFIG, PORT and REDIS_URL, builds the proxy and serves it.
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
-import type { Server } from 'node:http';
+import { join } from 'node:path';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { TollgateStores } from '@tollgate/core';
 import { preloadTokenizers } from '@tollgate/providers';
 import { createProxyApp } from './app.js';
@@ -8,9 +10,14 @@ import { ConfigError, parseConfig } from './config.js';
 import type { ProxyConfig } from './config.js';
 import { createDemoConfig, demoBanner } from './demo.js';
 import type { DemoKey } from './demo.js';
+import { spoolDirectory } from './metering-setup.js';
 import { createStores } from './stores.js';
 
 const DEFAULT_PORT = 8787;
+/** On SIGTERM, requests in flight get this long to finish before their connections are cut. */
+const STOP_GRACE_MS = 5000;
+/** The process exits by then whatever is still closing (a sink that does not answer): its records stay in the spool. */
+const STOP_DEADLINE_MS = 9500;
 
 interface StartPlan {
   config: ProxyConfig;
@@ -57,7 +64,9 @@ async function start(): Promise<void> {
 
   let stores: TollgateStores;
   try {
-    stores = await createStores({ redisUrl, redisPrefix: config.redisPrefix });
+    // Budget settles that cannot reach Redis at shutdown wait next to the usage spool (or in .tollgate/settles).
+    const settleSpool = join(spoolDirectory(config) ?? '.tollgate', 'settles');
+    stores = await createStores({ redisUrl, redisPrefix: config.redisPrefix, settleSpool });
   } catch (error) {
     console.error(`tollgate proxy: cannot open the stores: ${error instanceof Error ? error.message : String(error)}`);
     process.exit(1);
@@ -75,6 +84,13 @@ async function start(): Promise<void> {
   // Until the encodings are loaded, estimates fall back to a byte bound several times too high and
   // refuse requests budgets could pay for: take traffic only once they are in (about half a second).
   await preloadTokenizers();
+  // What a proxy that died left in the usage spool is written before new traffic.
+  const replay = await app.replayUsage();
+  if (replay && replay.processes > 0) {
+    console.log(`tollgate proxy: the usage spool held what ${replay.processes} stopped process(es) left: ${replay.records} record(s) written again, ${replay.recovered} call(s) sent but never answered recorded at their reservation's bound`);
+  }
+  // Budget spend Redis lost is back before the first request is admitted.
+  await app.spendReady();
   const server: Server = app.listen(port, () => {
     const address = server.address();
     const actualPort = typeof address === 'object' && address ? address.port : port;
@@ -90,18 +106,45 @@ async function start(): Promise<void> {
   if (configPath) watchConfigKeys(configPath, config, app);
 
   let stopping = false;
+  // The answer each connection gives, so that a stop closes every connection once its answer is done: kept-alive
+  // clients cannot hold the server open, and none is cut mid-answer.
+  const answering = new Map<Socket, ServerResponse>();
+  server.on('connection', (socket: Socket) => socket.once('close', () => answering.delete(socket)));
+  server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (stopping) res.shouldKeepAlive = false;
+    else answering.set(req.socket, res);
+  });
   const stop = (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      console.log(`tollgate proxy: ${signal} again, exiting now (records not yet stored stay in the usage spool)`);
+      process.exit(1);
+    }
     stopping = true;
     console.log(`tollgate proxy: ${signal}, closing`);
+    // New connections are refused from here; those idle now are closed, and those answering are closed after their answer.
     server.close();
+    for (const res of answering.values()) {
+      if (res.writableFinished) continue;
+      if (!res.headersSent) res.shouldKeepAlive = false;
+      else res.once('finish', () => server.closeIdleConnections());
+    }
     server.closeIdleConnections();
-    // In-flight streams get a moment to finish (and settle) before the rest is cut.
-    const force = setTimeout(() => server.closeAllConnections(), 5000);
-    force.unref();
+    const cut = setTimeout(() => server.closeAllConnections(), STOP_GRACE_MS);
+    const deadline = setTimeout(() => {
+      console.error('tollgate proxy: still closing, exiting now (records not yet stored stay in the usage spool, written at the next start)');
+      process.exit(1);
+    }, STOP_DEADLINE_MS);
+    deadline.unref();
     if (configPath) unwatchFile(configPath);
     server.once('close', () => {
-      void app.close().then(() => stores.close()).finally(() => process.exit(0));
+      clearTimeout(cut);
+      app.close().then(() => stores.close()).then(
+        () => process.exit(0),
+        (error: unknown) => {
+          console.error(`tollgate proxy: closing failed: ${error instanceof Error ? error.message : String(error)}`);
+          process.exit(1);
+        },
+      );
     });
   };
   process.on('SIGINT', () => stop('SIGINT'));

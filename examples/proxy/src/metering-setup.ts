@@ -1,16 +1,30 @@
-// Metering from the config: the estimate before the call, usage after it, and the sinks (usage log, Prometheus, PostgreSQL).
+// Metering from the config: the estimate before the call, usage after it, the sinks (usage log, Prometheus, PostgreSQL) and the spool before them.
+import { join } from 'node:path';
 import type { RequestHandler } from 'express';
-import { jsonlSink, meter, postgresSink, prometheusSink } from '@tollgate/metering';
-import type { UsageSink } from '@tollgate/metering';
+import { PGlite } from '@electric-sql/pglite';
+import { jsonlSink, meter, openUsageSpool, postgresSink, prometheusSink } from '@tollgate/metering';
+import type { Queryable, SpoolReplay, UsageSink } from '@tollgate/metering';
 import type { Pricing } from '@tollgate/core';
 import type { ProxyConfig } from './config.js';
 
 export interface ProxyMetering {
   middleware: RequestHandler[];
   metricsHandler: RequestHandler;
+  /** The SQL usage ledger (PostgreSQL or the embedded one) for readers: the dashboard, the spend rebuild. */
+  ledger: Queryable | undefined;
+  /** What the spool found left by a proxy that died, once written to the sinks; undefined without a spool. */
+  replay(): Promise<SpoolReplay | undefined>;
   /** Writes out what the sinks hold (the usage log is batched). */
   flush(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** Where the usage spool lives: the config's `spool`, else next to the usage log, else in the working directory when only the ledger is set. */
+export function spoolDirectory(config: ProxyConfig): string | undefined {
+  if (config.spool === false) return undefined;
+  if (config.spool !== undefined) return config.spool;
+  if (config.usageLog) return `${config.usageLog}.spool`;
+  return config.postgresUrl ? join('.tollgate', 'spool') : undefined;
 }
 
 export function createMetering(config: ProxyConfig, pricing: Pricing): ProxyMetering {
@@ -18,21 +32,44 @@ export function createMetering(config: ProxyConfig, pricing: Pricing): ProxyMete
   const sinks: UsageSink[] = [prometheus];
   // The usage log is written often enough to tail; the batch still keeps writes off the request path.
   if (config.usageLog) sinks.push(jsonlSink({ path: config.usageLog, flushIntervalMs: 200 }));
+  let ledger: Queryable | undefined;
+  let embedded: PGlite | undefined;
   if (config.postgresUrl) {
-    sinks.push(postgresSink({
+    const sink = postgresSink({
       connectionString: config.postgresUrl,
       ...(config.postgresSchema ? { schema: config.postgresSchema } : {}),
       ...(config.postgresTable ? { table: config.postgresTable } : {}),
-    }));
+    });
+    sinks.push(sink);
+    ledger = sink.pool;
+  } else if (config.embeddedLedger) {
+    embedded = new PGlite(typeof config.embeddedLedger === 'string' ? config.embeddedLedger : undefined);
+    ledger = embedded;
+    sinks.push(postgresSink({ db: embedded }));
   }
+  const directory = spoolDirectory(config);
+  let spool;
+  try {
+    spool = directory === undefined ? undefined : openUsageSpool({ directory, sinks });
+  } catch (error) {
+    void Promise.all(sinks.map((sink) => sink.close()));
+    throw error;
+  }
+  // Started now: what a proxy that died left is written while the rest starts up.
+  const replayed = spool?.replay();
   return {
-    middleware: [meter({ pricing, sinks }) as RequestHandler],
+    middleware: [meter(spool ? { pricing, spool } : { pricing, sinks }) as RequestHandler],
     metricsHandler: prometheus.handler as RequestHandler,
+    ledger,
+    replay: async () => replayed,
     flush: async () => {
-      await Promise.all(sinks.map((sink) => sink.flush()));
+      if (spool) await spool.flush();
+      else await Promise.all(sinks.map((sink) => sink.flush()));
     },
     close: async () => {
-      await Promise.all(sinks.map((sink) => sink.close()));
+      if (spool) await spool.close();
+      else await Promise.all(sinks.map((sink) => sink.close()));
+      await embedded?.close();
     },
   };
 }

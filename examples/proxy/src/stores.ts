@@ -16,12 +16,19 @@ export interface StoreChoice {
   redisUrl?: string;
   /** Key prefix on Redis, so several deployments (or test runs) share one server. @default "tollgate:" */
   redisPrefix?: string;
+  /** Directory for budget settles that cannot reach Redis before shutdown (sent first at the next start). */
+  settleSpool?: string;
 }
 
 /** Opens the stores and, on Redis, checks that it answers: a proxy that cannot count must not start. */
 export async function createStores(choice: StoreChoice): Promise<TollgateStores> {
   if (!choice.redisUrl) return createMemoryStores();
-  const stores = createRedisStores({ url: choice.redisUrl, ...(choice.redisPrefix ? { prefix: choice.redisPrefix } : {}), timeoutMs: REDIS_TIMEOUT_MS });
+  const stores = createRedisStores({
+    url: choice.redisUrl,
+    ...(choice.redisPrefix ? { prefix: choice.redisPrefix } : {}),
+    ...(choice.settleSpool ? { settleSpool: choice.settleSpool } : {}),
+    timeoutMs: REDIS_TIMEOUT_MS,
+  });
   if (!(await storesAnswer(stores))) {
     await stores.close().catch(() => undefined);
     throw new Error(`Redis does not answer at ${redactUrl(choice.redisUrl)}`);

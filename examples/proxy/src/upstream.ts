@@ -9,6 +9,11 @@ import { secretRedactor } from './redact.js';
 import { UpstreamAnswer } from './upstream-answer.js';
 
 const DEFAULT_ANTHROPIC_VERSION = '2023-06-01';
+/**
+ * At close, how long calls still running (answers read for their usage after the client left) get
+ * before they are cut: a call cut then is charged its reservation's bound.
+ */
+const CLOSE_GRACE_MS = 2000;
 /** The APIs whose upstream path is fixed (Gemini names the model in its path: built per call). */
 const FIXED_PATH_APIS: readonly ProviderApi[] = ['openai.chat', 'openai.responses', 'anthropic.messages', 'openai.compatible'];
 
@@ -17,6 +22,7 @@ export interface Upstream {
   readonly api: UpstreamKind;
   /** Sends the request's body (as the chain left it) to the provider and streams the answer to `res`; failures reach `next`. */
   forward(api: ProviderApi, req: Request, res: Response, next: NextFunction): void;
+  /** Waits for the calls still running, a short grace at most, then cuts them. */
   close(): Promise<void>;
 }
 
@@ -122,11 +128,18 @@ export function createUpstream(name: string, config: UpstreamConfig, env: NodeJS
       const call = req.tollgate.call!;
       const stream = call.stream;
       const { origin, path } = providerApi === 'gemini.generate' ? { origin: base.origin, path: geminiPath(basePath, call) } : targets.get(providerApi)!;
-      dispatcher.dispatch(
-        { origin, path, method: 'POST', headers: buildHeaders(req, stream), body: JSON.stringify(call.body) },
-        new UpstreamAnswer(name, stream, res, next, secrets, stream ? call.signal : undefined),
-      );
+      const answer = new UpstreamAnswer(name, stream, res, next, secrets, stream ? call.signal : undefined);
+      // From here on the provider may bill the call: noted first (the usage spool), so that a crash still charges it.
+      req.tollgate.markSending();
+      dispatcher.dispatch({ origin, path, method: 'POST', headers: buildHeaders(req, stream), body: JSON.stringify(call.body) }, answer);
     },
-    close: () => dispatcher.close(),
+    async close() {
+      const closed = dispatcher.close().catch(() => undefined);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([closed, new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)))]);
+      clearTimeout(timer);
+      // Done already when every call ended; else the rest are cut (their answers fail, and they settle).
+      await dispatcher.destroy();
+    },
   };
 }

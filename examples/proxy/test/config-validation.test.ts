@@ -32,6 +32,11 @@ describe('proxy config validation', () => {
     expect(validateConfig({})).toEqual({});
   });
 
+  it('accepts a spool directory, or false to turn the spool off', () => {
+    expect(validateConfig({ usageLog: 'usage.jsonl', spool: '/var/spool/tollgate' }).spool).toBe('/var/spool/tollgate');
+    expect(validateConfig({ usageLog: 'usage.jsonl', spool: false }).spool).toBe(false);
+  });
+
   it.each([
     [{ tiers: { free: { requestsPerMinute: 0 } } }, 'tiers.free.requestsPerMinute must be a positive integer'],
     [{ tiers: { free: { requestsPerMinute: '5' } } }, 'tiers.free.requestsPerMinute must be a positive integer'],
@@ -57,6 +62,8 @@ describe('proxy config validation', () => {
     [{ jwt: { jwks: { keys: [] } } }, 'jwt.jwks.keys must hold at least one public key'],
     [{ global: { budget: { usd: 0 } } }, 'global.budget.usd must be a positive number'],
     [{ bodyLimit: 'lots' }, 'bodyLimit must be a positive number of bytes'],
+    [{ spool: true }, 'spool must be a directory path, or false to turn the spool off'],
+    [{ spool: ' ' }, 'spool must be a directory path, or false to turn the spool off'],
     [[], 'the config must be an object'],
   ])('rejects %j naming the field', (config, message) => {
     expect(rejection(config)).toContain(message);

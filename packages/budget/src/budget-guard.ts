@@ -23,6 +23,8 @@ import type { BudgetPlanOptions, BudgetWindow } from './budget-plan.js';
 import { readBudgetStatus, resetBudgets, rollingFreeAt, selectBudgets, topUpBudgets } from './budget-status.js';
 import type { BudgetBook } from './budget-status.js';
 import { KnownSpend } from './known-spend.js';
+import { rebuildSpend } from './rebuild.js';
+import type { RebuildReport, SpendSource } from './rebuild.js';
 import { SoftLimitMonitor } from './soft-limit.js';
 import type { BudgetSelector, BudgetStatus, SoftLimitEvent } from './types.js';
 import { createWebhookSender } from './webhook.js';
@@ -97,6 +99,11 @@ export interface BudgetGuard {
   topUp(selector: BudgetSelector, usd: number): Promise<BudgetStatus[]>;
   /** Forget a scope's spend in the current period; returns its new status. */
   reset(selector: BudgetSelector): Promise<BudgetStatus[]>;
+  /**
+   * Restores the spend of every budget scope the ledger lost (Redis restarted without
+   * persistence) from a durable usage ledger; scopes the ledger still holds are left alone.
+   */
+  rebuild(source: SpendSource): Promise<RebuildReport>;
   /** Waits for soft-limit callbacks and webhook deliveries in flight. */
   flush(): Promise<void>;
   /** Flushes, stops webhook retries, and closes the in-memory ledger if the guard made it. */
@@ -443,6 +450,11 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
       await resetBudgets(book, budgets);
       known.clear();
       return readBudgetStatus(book, budgets);
+    },
+    async rebuild(source: SpendSource) {
+      const report = await rebuildSpend(book, source);
+      if (report.restored.length > 0) known.clear();
+      return report;
     },
     flush: () => monitor.flush(),
     async close() {

@@ -147,6 +147,15 @@ export interface TollgateContext {
   limitOutput(cap: number, price?: ResolvedPrice): number;
   /** Runs the call with another model (a downgrade): body, call and estimate re-priced together. */
   switchModel(model: string, price: ResolvedPrice): void;
+  /**
+   * Says the provider request is about to leave: call it right before sending it upstream (a route
+   * that calls an SDK: right before the SDK call). The first call runs the `onSending` listeners,
+   * synchronously; later calls (retries) do nothing. The usage spool notes the call here, so that a
+   * process that dies before the answer still charges it.
+   */
+  markSending(): void;
+  /** Run `listener` when `markSending()` is first called (at once if it was already). */
+  onSending(listener: () => void): void;
   /** Run `listener` once when the request settles (immediately if it already has). */
   onSettle(listener: SettleListener): void;
   /** Settle the request: runs every listener once. Later calls do nothing. */
@@ -174,6 +183,15 @@ export function onSettleError(reporter: (error: unknown) => void): void {
   settleErrorReporter = reporter;
 }
 
+function runSendingListener(listener: () => void): void {
+  try {
+    listener();
+  } catch (error) {
+    // Noting the call must not stop it.
+    process.emitWarning(`tollgate: an onSending listener failed: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
 /**
  * One per request, so its methods live on the prototype rather than in closures made for every
  * request. `recordUsage` stays an own bound function: handlers pass it around as a callback.
@@ -193,6 +211,8 @@ class RequestContext implements TollgateContext {
   upstreamAborted = false;
   #price: ResolvedPrice | undefined;
   #listeners: SettleListener[] | undefined;
+  /** The `onSending` listeners, until `markSending()` runs them. */
+  #sendingListeners: (() => void)[] | 'sent' | undefined;
   #settledRecord: UsageRecord | undefined;
   #settled = false;
 
@@ -279,6 +299,20 @@ class RequestContext implements TollgateContext {
     estimate.model = model;
     estimate.provider = price.provider;
     estimate.costNanoUsd = maxCostNanoUsd(estimate.inputTokens, estimate.maxOutputTokens * (estimate.outputChoices ?? 1), price);
+  }
+
+  markSending(): void {
+    const listeners = this.#sendingListeners;
+    if (listeners === 'sent') return;
+    this.#sendingListeners = 'sent';
+    if (listeners) for (const listener of listeners) runSendingListener(listener);
+  }
+
+  onSending(listener: () => void): void {
+    const listeners = this.#sendingListeners;
+    if (listeners === 'sent') runSendingListener(listener);
+    else if (listeners) listeners.push(listener);
+    else this.#sendingListeners = [listener];
   }
 
   onSettle(listener: SettleListener): void {

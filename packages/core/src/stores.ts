@@ -132,6 +132,13 @@ export interface ReservationLedger {
   adjustSpent(key: string, delta: number, expiresAt: number): Promise<void>;
   /** Forget a scope's spend (operator reset). Live reservations stay. */
   resetScope(key: string): Promise<void>;
+  /**
+   * Raises a scope's spend for its period (ending at `expiresAt`) to `spent`, what a durable
+   * usage ledger recorded for it, less the credits the scope was given: for a store that lost its
+   * data (Redis restarted without persistence) while traffic went on. Never lowers a spend.
+   * Resolves true when it raised it.
+   */
+  restoreSpent?(key: string, spent: number, expiresAt: number): Promise<boolean>;
 }
 
 /** A stored API key. Only the SHA-256 hex of the key is kept, never the key. */

@@ -65,7 +65,7 @@ export interface UsageEstimate {
 /**
  * Where the token counts come from: the provider's usage, output counted as it passed, or, for an
  * answer that never came whole and may be billed whole (a JSON call the client left, an answer the
- * upstream cut), the reservation's bound.
+ * upstream cut, a call in flight when its process died), the reservation's bound.
  */
 export type UsageSource = 'provider' | 'counted' | 'estimated';
 
@@ -92,7 +92,10 @@ export interface UsageRecord extends TokenUsage {
   requestedModel: string | null;
   costNanoUsd: number;
   estimatedCostNanoUsd: number;
-  /** HTTP status sent to the client. */
+  /**
+   * HTTP status sent to the client; 0 when none was: the process died with the call sent upstream,
+   * and the record was rebuilt at the next start from the usage spool, at the reservation's bound.
+   */
   status: number;
   stream: boolean;
   /** The client went away before the response finished. */

@@ -1,5 +1,5 @@
 // req.tollgate: request ids kept, generated and echoed; settle runs each listener exactly once, errors contained.
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import express from 'express';
 import request from 'supertest';
 import { getContext, onSettleError, requestContext, type UsageRecord } from '@tollgate/core';
@@ -153,5 +153,36 @@ describe('settle', () => {
     await request(app).get('/');
     await new Promise((resolve) => setImmediate(resolve));
     expect(context?.settled).toBe(false);
+  });
+});
+
+describe('markSending', () => {
+  it('runs the onSending listeners once, synchronously, and a late listener at once', async () => {
+    const order: string[] = [];
+    const app = express();
+    app.use(requestContext());
+    app.get('/', (req, res) => {
+      req.tollgate.onSending(() => order.push('first'));
+      req.tollgate.onSending(() => {
+        throw new Error('a listener that fails');
+      });
+      req.tollgate.onSending(() => order.push('second'));
+      req.tollgate.markSending();
+      order.push('sent');
+      // A retry of the same call notes nothing again.
+      req.tollgate.markSending();
+      req.tollgate.onSending(() => order.push('late'));
+      res.json({ ok: true });
+    });
+    const emitWarning = jest.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
+    let warnings: string[];
+    try {
+      expect((await request(app).get('/')).status).toBe(200);
+      warnings = emitWarning.mock.calls.map(([warning]) => String(warning));
+    } finally {
+      emitWarning.mockRestore();
+    }
+    expect(order).toEqual(['first', 'second', 'sent', 'late']);
+    expect(warnings).toEqual(['tollgate: an onSending listener failed: a listener that fails']);
   });
 });

@@ -1,4 +1,4 @@
-// The in-memory stores stay bounded: expired windows, reservations and scopes are evicted.
+// The in-memory stores stay bounded: expired windows, charged reservations and scopes are evicted.
 import { afterEach, describe, expect, it, jest } from '@jest/globals';
 import { createMemoryStores, TollgateError } from '@tollgate/core';
 
@@ -26,7 +26,7 @@ describe('memory stores', () => {
     await stores.close();
   });
 
-  it('evicts expired reservations and scopes whose period is over', async () => {
+  it('charges expired reservations, remembers them for a late settle while their scopes run, then forgets both', async () => {
     let now = 1_000_000;
     const stores = createMemoryStores({ clock: () => now, sweepIntervalMs: 0 });
     for (let i = 0; i < 50; i++) {
@@ -35,7 +35,8 @@ describe('memory stores', () => {
     expect(stores.ledger.size).toEqual({ scopes: 50, reservations: 50 });
     now += 200;
     stores.sweep();
-    expect(stores.ledger.size).toEqual({ scopes: 50, reservations: 0 });
+    expect(stores.ledger.size).toEqual({ scopes: 50, reservations: 50 });
+    expect(await stores.ledger.usage(['s0'])).toEqual([{ key: 's0', spent: 1, reserved: 0 }]);
     now += 1000;
     stores.sweep();
     expect(stores.ledger.size).toEqual({ scopes: 0, reservations: 0 });

@@ -1,9 +1,11 @@
-// @tollgate/metering: meter() (estimate before, usage read on the way, one record after), usage sinks and the report CLI.
+// @tollgate/metering: meter() (estimate before, usage read on the way, one record after), usage sinks, the usage spool and the report CLI.
 export { meter } from './meter.js';
 export { findUsageObject } from './response-tap.js';
 export type { MeterOptions } from './meter.js';
 export { BatchQueue, logOnce } from './sink.js';
 export type { BatchOptions, SinkErrorHandler, UsageSink } from './sink.js';
+export { openUsageSpool } from './usage-spool.js';
+export type { SpoolReplay, UsageSpool, UsageSpoolOptions } from './usage-spool.js';
 export { jsonlSink } from './jsonl-sink.js';
 export type { JsonlSinkOptions } from './jsonl-sink.js';
 export { logSink } from './log-sink.js';
@@ -11,15 +13,20 @@ export type { LogSinkOptions } from './log-sink.js';
 export { prometheusSink, metricsHandler, OVERFLOW_LABEL, NONE_LABEL } from './prometheus-sink.js';
 export type { PrometheusSink, PrometheusSinkOptions } from './prometheus-sink.js';
 export { postgresSink } from './postgres-sink.js';
-export type { PostgresSink, PostgresSinkOptions } from './postgres-sink.js';
+export type { LedgerSink, PostgresSink, PostgresSinkOptions } from './postgres-sink.js';
 export {
   aggregateUsage,
   insertUsageRecords,
   ledgerMigrationSql,
   ledgerTableName,
   migrateUsageLedger,
+  postgresSpendSource,
   USAGE_GROUPINGS,
 } from './postgres-ledger.js';
-export type { AggregateOptions, LedgerLocation, Queryable, UsageAggregate, UsageGrouping } from './postgres-ledger.js';
+export type { AggregateOptions, LedgerLocation, LedgerSpendSource, Queryable, UsageAggregate, UsageGrouping } from './postgres-ledger.js';
+export { recentUsage, usageByProvider, usageOverTime } from './ledger-queries.js';
+export type {
+  ProviderUsage, ProviderUsageOptions, RecentUsage, RecentUsageOptions, RecordCursor, SeriesSplit, UsageFilter, UsageOverTimeOptions, UsagePoint,
+} from './ledger-queries.js';
 export { runReportCommand, formatUsageTable } from './report-command.js';
 export type { ReportIo } from './report-command.js';

@@ -22,7 +22,9 @@ import type { CallDeclaration, OutputCounter, ProviderAdapter, ReadUsage, Reques
 import type { NextFunction, Request, Response } from 'express';
 import { ResponseTap } from './response-tap.js';
 import type { StopCounting } from './response-tap.js';
+import { writeToSinks } from './sink.js';
 import type { UsageSink } from './sink.js';
+import type { UsageSpool } from './usage-spool.js';
 
 export interface MeterOptions {
   /**
@@ -33,6 +35,12 @@ export interface MeterOptions {
   pricing?: Pricing | PricingOptions;
   /** Where settled records go (JSONL, log, Prometheus, PostgreSQL, your own). @default [] */
   sinks?: UsageSink[];
+  /**
+   * The usage spool (`openUsageSpool()`) records go through to its sinks, instead of `sinks`: a
+   * record, and a call sent upstream (`req.tollgate.markSending()`), is on disk before anything
+   * else, so that a crash loses none. @default none
+   */
+  spool?: UsageSpool;
   /**
    * The provider API the route speaks (`openai.chat`, `openai.responses`, `anthropic.messages`,
    * `openai.compatible`, `gemini.generate`, or an adapter), declared, never guessed from the path.
@@ -46,7 +54,8 @@ export interface MeterOptions {
    * For routes that call a provider SDK themselves: builds the provider request from the client's
    * request, so it is estimated, capped and budgeted like a proxied one. Send
    * `req.tollgate.call.body` (budgets may have clamped its cap or downgraded its model), pass
-   * `req.tollgate.call.signal` to the SDK, and report the answer with `req.tollgate.recordResponse()`.
+   * `req.tollgate.call.signal` to the SDK, call `req.tollgate.markSending()` right before the SDK
+   * call (the spool notes the call), and report the answer with `req.tollgate.recordResponse()`.
    * @default the parsed JSON body is the provider request
    */
   request?: CallDeclaration['request'];
@@ -90,7 +99,7 @@ export interface MeterOptions {
 }
 
 const KNOWN_OPTIONS = [
-  'pricing', 'sinks', 'api', 'request', 'defaultMaxOutputTokens', 'tierMaxOutputTokens', 'includeStreamUsage',
+  'pricing', 'sinks', 'spool', 'api', 'request', 'defaultMaxOutputTokens', 'tierMaxOutputTokens', 'includeStreamUsage',
   'imageTokens', 'maxEstimateMs', 'estimateSliceMs', 'approximationFactor', 'renderError', 'onUsage',
 ] as const satisfies readonly (keyof MeterOptions)[];
 
@@ -113,6 +122,48 @@ function hasTokens(usage: ReportedUsage | undefined): usage is ReportedUsage {
 const nonNegative = (value: number | undefined): number => (typeof value === 'number' && Number.isFinite(value) && value > 0 ? Math.floor(value) : 0);
 
 /**
+ * What a call sent upstream is charged should no record of it follow (its process died first): the
+ * reservation's bound, since the provider may have billed it whole. Status 0: no answer was sent.
+ */
+function boundRecord(ctx: TollgateContext, id: string, route: string): UsageRecord {
+  const estimate = ctx.estimate!;
+  // What the budget charges a reservation nobody settles (its amount, input at its bound): the books agree.
+  const held = ctx.reservations.find((note) => note.kind === 'budget')?.amount;
+  return Object.assign(recordHead(ctx, id, route), {
+    provider: estimate.provider,
+    model: estimate.model,
+    requestedModel: ctx.requestedModel ?? null,
+    inputTokens: held === undefined ? estimate.inputTokens : (estimate.inputTokensBound ?? estimate.inputTokens),
+    cachedInputTokens: 0,
+    cacheWriteTokens: 0,
+    outputTokens: estimate.maxOutputTokens * (estimate.outputChoices ?? 1),
+    reasoningTokens: 0,
+    costNanoUsd: Math.max(held ?? 0, estimate.costNanoUsd),
+    estimatedCostNanoUsd: estimate.costNanoUsd,
+    status: 0,
+    stream: ctx.call?.stream ?? false,
+    aborted: true,
+    latencyMs: 0,
+    usageSource: 'estimated' as const,
+  });
+}
+
+/** Who made the request, when and where: the part every record of it shares. */
+function recordHead(ctx: TollgateContext, id: string, route: string): Pick<UsageRecord, 'id' | 'requestId' | 'timestamp' | 'keyId' | 'tenantId' | 'userId' | 'feature' | 'route'> {
+  const identity = ctx.identity;
+  return {
+    id,
+    requestId: ctx.requestId,
+    timestamp: new Date(ctx.startedAt).toISOString(),
+    keyId: identity?.keyId ?? null,
+    tenantId: identity?.tenantId ?? null,
+    userId: identity?.userId ?? null,
+    feature: identity?.feature ?? null,
+    route,
+  };
+}
+
+/**
  * Meters provider calls: sets `req.tollgate.estimate` (tokens and cost upper bound) before the
  * handler, reads the real usage from the response as it streams past (never buffering or
  * delaying it), and settles the request exactly once with a `UsageRecord`, which goes to the
@@ -125,6 +176,12 @@ export function meter(options: MeterOptions = {}) {
   for (const sink of sinks) {
     if (typeof sink?.write !== 'function') throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'meter() option sinks must hold objects with write(), flush() and close()');
   }
+  const spool = options.spool;
+  if (spool !== undefined && (typeof spool?.deliver !== 'function' || typeof spool.writeIntent !== 'function')) {
+    throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'meter() option spool must be a usage spool: openUsageSpool({ directory, sinks })');
+  }
+  if (spool && sinks.length > 0) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'meter() takes sinks or a spool (which holds its sinks), not both');
+  const deliver = spool ? (record: UsageRecord) => spool.deliver(record) : (record: UsageRecord) => writeToSinks(sinks, record);
   const declaredAdapter = options.api === undefined ? undefined : adapterFor(options.api, 'meter() option api');
   if (options.request !== undefined && typeof options.request !== 'function') throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'meter() option request must be a function (req) => provider request body');
   if (options.request !== undefined && !declaredAdapter) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'meter() option request needs the api it is sent to: meter({ api, request })');
@@ -242,23 +299,34 @@ export function meter(options: MeterOptions = {}) {
     const tokenizer = price?.tokenizer ?? 'approximate';
     const countOutput = outputCounters[tokenizer];
     const tap = new ResponseTap(res, ctx, adapter, addedUsage, countOutput, stopCountings[tokenizer]);
+    // Made now: a call sent upstream is noted in the spool under the id its record will have.
+    const recordId = randomUUID();
+    let recorded = false;
+    let intent: UsageRecord | undefined;
+    if (spool && adapter) {
+      ctx.onSending(() => {
+        // Sent after its client left (the record is written already), or never estimated: nothing to note.
+        if (recorded || !ctx.estimate) return;
+        intent = boundRecord(ctx, recordId, route);
+        spool.writeIntent(intent, adapter.api);
+      });
+    }
 
     const settleOnClose = () => {
       let record: UsageRecord | undefined;
       try {
-        record = buildRecord(req, res, ctx, adapter, tap, route, requestStreamed, countOutput);
+        record = buildRecord(req, res, ctx, adapter, tap, route, requestStreamed, countOutput, recordId);
       } catch (error) {
         process.emitWarning(`tollgate: metering failed for request ${ctx.requestId}: ${error instanceof Error ? error.message : String(error)}`);
       }
+      recorded = true;
       void ctx.settle(record);
-      if (!record) return;
-      for (const sink of sinks) {
-        try {
-          sink.write(record);
-        } catch (error) {
-          process.emitWarning(`tollgate: a usage sink threw: ${error instanceof Error ? error.message : String(error)}`);
-        }
+      if (!record) {
+        // A call that reached the provider is never left unrecorded: its bound, as its reservation keeps.
+        if (intent) deliver({ ...intent, status: res.statusCode, latencyMs: Math.max(0, Date.now() - ctx.startedAt) });
+        return;
       }
+      deliver(record);
       if (onUsage) {
         try {
           onUsage(record, req);
@@ -279,7 +347,7 @@ export function meter(options: MeterOptions = {}) {
 
   function buildRecord(
     req: Request, res: Response, ctx: TollgateContext, adapter: ProviderAdapter | undefined, tap: ResponseTap, route: string,
-    requestStreamed: boolean, countOutput: OutputCounter,
+    requestStreamed: boolean, countOutput: OutputCounter, id: string,
   ): UsageRecord | undefined {
     const reported = hasTokens(ctx.reportedUsage) ? ctx.reportedUsage : undefined;
     // A route that is no provider call produces a record only when its handler reported usage.
@@ -343,16 +411,8 @@ export function meter(options: MeterOptions = {}) {
       }
     }
     billedModel ??= reportedModel ?? estimate?.model ?? null;
-    const identity = ctx.identity;
-    const record: UsageRecord = {
-      id: randomUUID(),
-      requestId: ctx.requestId,
-      timestamp: new Date(ctx.startedAt).toISOString(),
-      keyId: identity?.keyId ?? null,
-      tenantId: identity?.tenantId ?? null,
-      userId: identity?.userId ?? null,
-      feature: identity?.feature ?? null,
-      route,
+    // Object.assign onto the head, not a spread: see docs/performance.md (properties after a leading spread).
+    const record: UsageRecord = Object.assign(recordHead(ctx, id, route), {
       provider: price?.provider ?? estimate?.provider ?? ctx.reportedUsage?.provider ?? adapter?.provider ?? null,
       model: billedModel,
       requestedModel: ctx.requestedModel ?? null,
@@ -369,7 +429,7 @@ export function meter(options: MeterOptions = {}) {
       aborted,
       latencyMs: Math.max(0, Date.now() - ctx.startedAt),
       usageSource,
-    };
+    });
     if (usage.cacheWrite1hTokens) record.cacheWrite1hTokens = usage.cacheWrite1hTokens;
     if (upstreamAborted) record.upstreamAborted = true;
     // The upstream produced more than the cap it was sent (it ignored it): billed as it ran, flagged.

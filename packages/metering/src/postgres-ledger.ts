@@ -1,10 +1,21 @@
-// The PostgreSQL usage ledger: its migration, batched idempotent inserts and aggregate queries.
+// The SQL usage ledger (PostgreSQL, or PGlite embedded): its migration, batched idempotent inserts and aggregate queries.
 import { TollgateError } from '@tollgate/core';
 import type { UsageRecord } from '@tollgate/core';
 import type pg from 'pg';
 
-/** A pg Pool, PoolClient or Client. */
-export type Queryable = pg.Pool | pg.PoolClient | pg.Client;
+/**
+ * What the ledger needs of a database: one `query(text, values)` that resolves with `rows`. A pg
+ * `Pool`, `PoolClient` or `Client` has it, and so has a PGlite instance (`@electric-sql/pglite`),
+ * which runs the same SQL in-process: the embedded default needs no server.
+ */
+export interface Queryable {
+  query<Row = Record<string, unknown>>(text: string, values?: unknown[]): Promise<{ rows: Row[] }>;
+}
+
+/** PGlite's shape: one connection, whose `transaction()` keeps other callers' queries out until it ends. */
+interface TransactionRunner extends Queryable {
+  transaction<T>(run: (tx: Queryable) => Promise<T>): Promise<T>;
+}
 
 export interface LedgerLocation {
   /** Schema of the table (created if missing). @default the connection's search_path (usually `public`) */
@@ -26,8 +37,8 @@ export function ledgerTableName(location: LedgerLocation = {}): string {
   return location.schema === undefined ? table : `${quoteIdentifier(location.schema, 'schema')}.${table}`;
 }
 
-/** Record fields in column order. */
-const COLUMNS: [column: string, field: keyof UsageRecord][] = [
+/** Record fields in column order (the ledger reads in ledger-queries.ts map rows back through it). */
+export const COLUMNS: [column: string, field: keyof UsageRecord][] = [
   ['id', 'id'], ['request_id', 'requestId'], ['ts', 'timestamp'], ['key_id', 'keyId'], ['tenant_id', 'tenantId'], ['user_id', 'userId'],
   ['feature', 'feature'], ['route', 'route'], ['provider', 'provider'], ['model', 'model'], ['requested_model', 'requestedModel'],
   ['input_tokens', 'inputTokens'], ['cached_input_tokens', 'cachedInputTokens'], ['cache_write_tokens', 'cacheWriteTokens'],
@@ -111,13 +122,22 @@ function upgradeToRecordIds(table: string): string {
 /** Runs the migration in one transaction, under an advisory lock so that processes starting together do not race. */
 export async function migrateUsageLedger(db: Queryable, location: LedgerLocation = {}): Promise<void> {
   const statements = ledgerMigrationSql(location);
+  const lockName = `tollgate:migrate:${ledgerTableName(location)}`;
+  if (isTransactionRunner(db)) {
+    // PGlite: a BEGIN sent through query() would let queries of other callers (a sink, a dashboard) run inside it.
+    await db.transaction(async (tx) => {
+      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [lockName]);
+      for (const statement of statements) await tx.query(statement);
+    });
+    return;
+  }
   // A transaction needs one connection: take one from a pool (duck-typed: pools from another pg copy count too).
   const isPool = 'totalCount' in db;
-  const client = isPool ? await (db as pg.Pool).connect() : db;
+  const client = isPool ? await (db as unknown as pg.Pool).connect() : db;
   let failure: Error | undefined;
   try {
     await client.query('BEGIN');
-    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`tollgate:migrate:${ledgerTableName(location)}`]);
+    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [lockName]);
     for (const statement of statements) await client.query(statement);
     await client.query('COMMIT');
   } catch (error) {
@@ -128,6 +148,11 @@ export async function migrateUsageLedger(db: Queryable, location: LedgerLocation
     // A connection that failed mid-transaction (a timed-out query) is discarded, not handed to the next caller.
     if (isPool) (client as pg.PoolClient).release(failure);
   }
+}
+
+function isTransactionRunner(db: Queryable): db is TransactionRunner {
+  // pg's Pool and Client have no transaction(); a PoolClient is already one connection.
+  return typeof (db as Partial<TransactionRunner>).transaction === 'function' && !('totalCount' in db);
 }
 
 /** Inserts records in one multi-row statement; a record id already stored is skipped (retries are safe). */
@@ -218,4 +243,54 @@ export async function aggregateUsage(db: Queryable, options: AggregateOptions): 
     reasoningTokens: Number(row.reasoning_tokens),
     costNanoUsd: Number(row.cost_nano_usd),
   }));
+}
+
+/** The ledger column each budget scope is recorded in (`global`: every row). */
+const SPEND_COLUMNS = { key: 'key_id', user: 'user_id', tenant: 'tenant_id', feature: 'feature', global: undefined } as const;
+type SpendScope = keyof typeof SPEND_COLUMNS;
+
+/** What a budget guard's `rebuild()` asks a usage ledger (the shape of @tollgate/budget's `SpendSource`). */
+export interface LedgerSpendSource {
+  spent(query: { scope: SpendScope; id: string | null; since: number; until: number }): Promise<number>;
+  idsWithSpend(scope: Exclude<SpendScope, 'global'>, since: number): Promise<string[]>;
+}
+
+function spendColumn(scope: SpendScope): string | undefined {
+  if (!(scope in SPEND_COLUMNS)) throw new TollgateError('ERR_TG_METERING_INVALID_SCOPE', `spend is recorded per ${Object.keys(SPEND_COLUMNS).join(', ')}; got ${JSON.stringify(scope)}`);
+  return SPEND_COLUMNS[scope];
+}
+
+/**
+ * The PostgreSQL usage ledger as the source a budget's spend is rebuilt from, when its store lost
+ * it: `guard.rebuild(postgresSpendSource(pool))`. Sums `cost_nano_usd` per scope over a time range.
+ */
+export function postgresSpendSource(db: Queryable, location: LedgerLocation = {}): LedgerSpendSource {
+  const table = ledgerTableName(location);
+  /** A ledger not created yet (nothing was ever written to it) has recorded nothing. */
+  const orNothing = async <T>(query: Promise<T>, nothing: T): Promise<T> => {
+    try {
+      return await query;
+    } catch (error) {
+      if ((error as { code?: unknown }).code === '42P01') return nothing;
+      throw error;
+    }
+  };
+  return {
+    async spent({ scope, id, since, until }) {
+      const column = spendColumn(scope);
+      const values: unknown[] = [new Date(since).toISOString(), new Date(until).toISOString()];
+      let filter = '';
+      if (column) {
+        values.push(id);
+        filter = ` AND ${column} = $3`;
+      }
+      const result = await orNothing(db.query<{ spent: string }>(`SELECT coalesce(sum(cost_nano_usd), 0) AS spent FROM ${table} WHERE ts >= $1 AND ts < $2${filter}`, values), { rows: [] });
+      return Number(result.rows[0]?.spent ?? 0);
+    },
+    async idsWithSpend(scope, since) {
+      const column = spendColumn(scope);
+      const result = await orNothing(db.query<{ id: string }>(`SELECT DISTINCT ${column} AS id FROM ${table} WHERE ts >= $1 AND ${column} IS NOT NULL AND cost_nano_usd > 0`, [new Date(since).toISOString()]), { rows: [] });
+      return result.rows.map((row) => row.id);
+    },
+  };
 }

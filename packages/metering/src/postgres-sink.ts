@@ -1,17 +1,23 @@
-// PostgreSQL ledger sink: records queued in memory and inserted in batches, migration on first use.
+// The usage ledger sink (PostgreSQL, or PGlite embedded): records queued in memory and inserted in batches, migration on first use.
 import { assertKnownOptions, TollgateError } from '@tollgate/core';
 import type { UsageRecord } from '@tollgate/core';
 import pg from 'pg';
 import { insertUsageRecords, ledgerTableName, migrateUsageLedger } from './postgres-ledger.js';
-import type { LedgerLocation } from './postgres-ledger.js';
+import type { LedgerLocation, Queryable } from './postgres-ledger.js';
 import { BatchQueue, logOnce } from './sink.js';
 import type { SinkErrorHandler, UsageSink } from './sink.js';
 
 export interface PostgresSinkOptions extends LedgerLocation {
-  /** Connection string; the sink opens (and closes) its own small pool. Either this or `pool`. */
+  /** Connection string; the sink opens (and closes) its own small pool. One of this, `pool` or `db`. */
   connectionString?: string;
   /** A pool you own (not closed by the sink). */
   pool?: pg.Pool;
+  /**
+   * Any database the ledger can query, which you own (not closed by the sink): a PGlite instance
+   * for the embedded ledger (`new PGlite(dataDir)`), or a pg client. Share it with whatever reads
+   * the ledger (`dashboard({ ledger })`): a PGlite data directory is opened by one instance at a time.
+   */
+  db?: Queryable;
   /** Create the schema, table and indexes on first use. @default true */
   migrate?: boolean;
   /** Records per INSERT (at most 1000). @default 100 */
@@ -30,18 +36,34 @@ export interface PostgresSinkOptions extends LedgerLocation {
   onError?: SinkErrorHandler;
 }
 
-const KNOWN = ['connectionString', 'pool', 'schema', 'table', 'migrate', 'batchSize', 'flushIntervalMs', 'maxQueue', 'queryTimeoutMs', 'onError'] as const satisfies readonly (keyof PostgresSinkOptions)[];
+const KNOWN = ['connectionString', 'pool', 'db', 'schema', 'table', 'migrate', 'batchSize', 'flushIntervalMs', 'maxQueue', 'queryTimeoutMs', 'onError'] as const satisfies readonly (keyof PostgresSinkOptions)[];
 
-export interface PostgresSink extends UsageSink {
-  readonly pool: pg.Pool;
+/** A sink writing to the usage ledger through any `Queryable` (PostgreSQL or PGlite). */
+export interface LedgerSink extends UsageSink {
+  /** The database the records go to. */
+  readonly db: Queryable;
   /** Records waiting to be inserted. */
   readonly pending: number;
 }
 
-/** Writes each record to the usage ledger table (idempotent on the record id). */
-export function postgresSink(options: PostgresSinkOptions): PostgresSink {
+export interface PostgresSink extends LedgerSink {
+  readonly pool: pg.Pool;
+}
+
+/**
+ * Writes each record to the usage ledger table (idempotent on the record id): on PostgreSQL
+ * (`connectionString` or `pool`), or on any database you pass as `db`, such as PGlite.
+ */
+export function postgresSink(options: PostgresSinkOptions & { db: Queryable }): LedgerSink;
+export function postgresSink(options: PostgresSinkOptions): PostgresSink;
+export function postgresSink(options: PostgresSinkOptions): PostgresSink | LedgerSink {
   assertKnownOptions(options, KNOWN, 'ERR_TG_METERING_UNKNOWN_OPTION', 'postgresSink');
-  if (!options?.pool && !options?.connectionString) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'postgresSink() needs a connectionString or a pool');
+  if (options?.db !== undefined) {
+    if (options.pool !== undefined || options.connectionString !== undefined) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'postgresSink() takes db, or a connectionString or pool, not both');
+    if (typeof options.db?.query !== 'function') throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'postgresSink() db must have a query(text, values) method (a pg Pool or Client, or PGlite)');
+  } else if (!options?.pool && !options?.connectionString) {
+    throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'postgresSink() needs a connectionString, a pool or a db');
+  }
   const location: LedgerLocation = { schema: options.schema, table: options.table };
   ledgerTableName(location); // validates the names now, not at the first insert
   const batchSize = options.batchSize ?? 100;
@@ -50,34 +72,43 @@ export function postgresSink(options: PostgresSinkOptions): PostgresSink {
   const queryTimeoutMs = options.queryTimeoutMs ?? 10_000;
   if (!Number.isSafeInteger(queryTimeoutMs) || queryTimeoutMs < 1) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'postgresSink() queryTimeoutMs must be a positive integer');
   const onError = options.onError ?? logOnce(`usage ledger ${ledgerTableName(location)}`);
-  const ownsPool = !options.pool;
+  const ownsPool = options.db === undefined && !options.pool;
   // Without a query timeout, a connection that goes silent would hold the queue (and flush) forever.
-  const pool = options.pool ?? new pg.Pool({ connectionString: options.connectionString, max: 2, connectionTimeoutMillis: 5_000, query_timeout: queryTimeoutMs });
+  const pool = ownsPool ? new pg.Pool({ connectionString: options.connectionString, max: 2, connectionTimeoutMillis: 5_000, query_timeout: queryTimeoutMs }) : options.pool;
   // An idle client losing its connection emits 'error' on the pool; unhandled, it would crash the process.
-  if (ownsPool) pool.on('error', onError);
+  if (ownsPool) pool!.on('error', onError);
+  const db: Queryable = options.db ?? pool!;
   let migrated = options.migrate === false;
 
   const queue = new BatchQueue<UsageRecord>(
     async (batch) => {
       if (!migrated) {
-        await migrateUsageLedger(pool, location);
+        await migrateUsageLedger(db, location);
         migrated = true;
       }
-      await insertUsageRecords(pool, batch, location);
+      await insertUsageRecords(db, batch, location);
     },
     { batchSize, flushIntervalMs: options.flushIntervalMs ?? 1000, maxQueue: options.maxQueue ?? 10_000, onError },
   );
 
-  return {
-    pool,
+  const sink: LedgerSink = {
+    db,
+    name: `postgres:${ledgerTableName(location)}`,
     get pending() {
       return queue.size;
     },
     write: (record) => queue.push(record),
     flush: () => queue.flush(),
+    flushStored: () => queue.flushStored(),
+    get dropped() {
+      return queue.dropped;
+    },
+    // Inserts skip a record id already stored: a record written again is stored once.
+    replay: (records) => queue.pushAll(records),
     async close() {
       await queue.close();
-      if (ownsPool) await pool.end().catch(onError);
+      if (ownsPool) await pool!.end().catch(onError);
     },
   };
+  return pool === undefined ? sink : Object.assign(sink, { pool });
 }

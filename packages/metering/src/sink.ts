@@ -5,11 +5,42 @@ import type { UsageRecord } from '@tollgate/core';
  * Where settled usage records go. `write` must return at once and never throw: a sink never
  * blocks or fails a request. `flush` resolves once everything written so far is stored (or
  * failed and was reported); `close` flushes and releases resources.
+ *
+ * The optional members serve the usage spool (`openUsageSpool`), which writes each record to
+ * every sink exactly once across crashes: a sink without them gets records again after a crash
+ * (at least once), and a resolved `flush()` counts as stored.
  */
 export interface UsageSink {
   write(record: UsageRecord): void;
   flush(): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Tells this sink apart across restarts, in the spool's checkpoints (`jsonl:<path>`, `postgres:<table>`).
+   * @default its place in the spool's list of sinks
+   */
+  readonly name?: string;
+  /** Like `flush()`, and resolves whether every record written before the call is stored (false: it failed, they stay queued). */
+  flushStored?(): Promise<boolean>;
+  /** Records dropped so far from a full queue: the spool writes them again. */
+  readonly dropped?: number;
+  /** Where the sink stands now (JSON), taken at a checkpoint and handed back to `replay`. */
+  mark?(): unknown;
+  /**
+   * Writes records again (after a crash, or a drop), skipping those stored after `mark`; resolves
+   * whether all are stored. Without it the spool calls `write()` for each.
+   */
+  replay?(records: readonly UsageRecord[], mark: unknown): Promise<boolean>;
+}
+
+/** Hands a record to every sink; a sink that throws (against the contract) is reported, never the request's problem. */
+export function writeToSinks(sinks: readonly UsageSink[], record: UsageRecord): void {
+  for (const sink of sinks) {
+    try {
+      sink.write(record);
+    } catch (error) {
+      process.emitWarning(`tollgate: a usage sink threw: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
 }
 
 /** Receives a sink's failures. The default logs the first one to stderr and counts the rest. */
@@ -44,7 +75,7 @@ export interface BatchOptions {
  */
 export class BatchQueue<T> {
   private queue: T[] = [];
-  private running: Promise<void> | undefined;
+  private running: Promise<boolean> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   dropped = 0;
@@ -72,6 +103,25 @@ export class BatchQueue<T> {
     await this.drain(true);
   }
 
+  /** Stores everything queued; resolves false when the store failed (what failed stays queued). */
+  flushStored(): Promise<boolean> {
+    return this.drain(true);
+  }
+
+  /**
+   * Queues many items without overflowing the queue: in slices, each stored before the next is
+   * queued. Resolves false as soon as a slice could not be stored (or the queue is closed).
+   */
+  async pushAll(items: readonly T[]): Promise<boolean> {
+    const slice = Math.max(1, Math.min(1000, Math.floor(this.options.maxQueue / 2)));
+    for (let start = 0; start < items.length; start += slice) {
+      if (this.closed) return false;
+      for (const item of items.slice(start, start + slice)) this.push(item);
+      if (!(await this.flushStored())) return false;
+    }
+    return true;
+  }
+
   async close(): Promise<void> {
     await this.flush();
     this.closed = true;
@@ -92,7 +142,8 @@ export class BatchQueue<T> {
     this.timer.unref();
   }
 
-  private drain(untilEmpty: boolean): Promise<void> {
+  /** Resolves false when a store failed on the way. */
+  private drain(untilEmpty: boolean): Promise<boolean> {
     const run = async () => {
       if (this.running) await this.running;
       while (this.queue.length > 0) {
@@ -103,11 +154,12 @@ export class BatchQueue<T> {
           this.queue.unshift(...batch);
           this.options.onError(error);
           this.schedule();
-          return;
+          return false;
         }
         if (!untilEmpty && this.queue.length < this.options.batchSize) break;
       }
       if (this.queue.length > 0) this.schedule();
+      return true;
     };
     const current = run().finally(() => {
       if (this.running === current) this.running = undefined;

@@ -1,4 +1,4 @@
-// combineLimits: several limiters (and budgetGuard) checked together, so their store calls share one Redis round trip.
+// combineLimits: several limiters (and budgetGuard) checked together, so their store calls share one Redis call.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { TollgateError } from '@tollgate/core';
 import { batchLimitHeaders } from './rate-limit-headers.js';
@@ -8,10 +8,10 @@ const CODE = 'ERR_TG_RATELIMIT';
 
 /**
  * Runs `tieredRateLimit`, `tokenRateLimit`, `concurrencyLimit` and `budgetGuard` middleware (any
- * middleware carrying a core `PreCallCheck`) as one: their store calls start together (one
- * pipelined Redis round trip instead of one per piece), all must allow the request, and when one
- * refuses the others give back what they took (hits, tokens, the slot, the budget reservation;
- * that costs one more round trip, on the refusal path only).
+ * middleware carrying a core `PreCallCheck`) as one: their store calls start together (on Redis
+ * stores one Redis call, the script bundle of the turn, instead of one per piece), all must allow
+ * the request, and when one refuses the others give back what they took (hits, tokens, the slot,
+ * the budget reservation; that costs one more call, on the refusal path only).
  * Mount it where the last of them belongs: after the estimate when `tokenRateLimit` or
  * `budgetGuard` is in. Limiters with `wait` cannot be combined (each would wait for something else).
  */
@@ -23,7 +23,7 @@ export function combineLimits(...limiters: RequestHandler[]): RequestHandler {
       throw new TollgateError(`${CODE}_NOT_A_LIMITER`, `combineLimits() argument ${index + 1} is not a tieredRateLimit, tokenRateLimit, concurrencyLimit, budgetGuard or combineLimits middleware`);
     }
     if (check.queue) throw new TollgateError(`${CODE}_COMBINED_WAIT`, `combineLimits() argument ${index + 1} has a wait queue; combine limiters without wait`);
-    return check;
+    return check.combined?.() ?? check;
   });
 
   async function cancelAll(verdicts: Verdict[]): Promise<void> {

@@ -12,6 +12,11 @@ export type Verdict<A = unknown, D = unknown> = CheckVerdict<A, D>;
  */
 export interface LimitCheck<A = unknown, D = unknown> extends PreCallCheck<A, D, Request, Response> {
   readonly queue: WaitQueue | undefined;
+  /**
+   * The check as `combineLimits` runs it, when that differs: tieredRateLimit on Redis stores then
+   * counts in the stores' own fixed windows, so its store call joins the others' in one Redis call.
+   */
+  combined?(): LimitCheck<A, D>;
 }
 
 const CHECKS = new WeakMap<RequestHandler, LimitCheck>();

@@ -1,8 +1,8 @@
-// The express-rate-limit store of one request layer: rate-limit-redis on Redis stores, its MemoryStore otherwise.
+// The express-rate-limit store of one request layer: rate-limit-redis on Redis stores (the stores' own fixed windows when combined), its MemoryStore otherwise.
 import { MemoryStore, type IncrementResponse, type Options as RateLimitOptions, type Store } from 'express-rate-limit';
 import { RedisStore, type RedisReply } from 'rate-limit-redis';
 import type { StoreFailureHandling } from './store-failure.js';
-import type { StoresWithCommands } from './types.js';
+import type { FixedWindowCounter, StoresWithCommands } from './types.js';
 
 /**
  * rate-limit-redis loads its script once, at init. If Redis was down then, the rejected load is
@@ -17,6 +17,37 @@ class RecoveringRedisStore extends RedisStore {
       this.incrementScriptSha.catch(() => undefined);
     }
     return super.increment(key);
+  }
+}
+
+/**
+ * The same fixed window as rate-limit-redis, in the same keys, counted by the stores' own script:
+ * inside combineLimits its call joins the token limit's and the budget's in one Redis call.
+ */
+class FixedWindowStore implements Store {
+  readonly localKeys = false;
+  #windowMs = 60_000;
+
+  constructor(
+    private readonly windows: FixedWindowCounter,
+    readonly prefix: string,
+  ) {}
+
+  init(options: RateLimitOptions): void {
+    this.#windowMs = options.windowMs;
+  }
+
+  async increment(key: string): Promise<IncrementResponse> {
+    const { hits, resetAt } = await this.windows.hit(this.prefix + key, this.#windowMs);
+    return { totalHits: hits, resetTime: new Date(resetAt) };
+  }
+
+  decrement(key: string): Promise<void> {
+    return this.windows.giveBack(this.prefix + key);
+  }
+
+  resetKey(key: string): Promise<void> {
+    return this.windows.reset(this.prefix + key);
   }
 }
 
@@ -56,10 +87,20 @@ class DeadlineStore implements Store {
   }
 }
 
-export function createRequestStore(stores: StoresWithCommands | undefined, prefix: string, failures: StoreFailureHandling): Store {
+/**
+ * `combined`: the layer runs inside combineLimits, where stores that keep fixed windows count
+ * them (one call with the other checks); mounted alone it stays on rate-limit-redis.
+ */
+export function createRequestStore(stores: StoresWithCommands | undefined, prefix: string, failures: StoreFailureHandling, combined = false): Store {
   const sendCommand = stores?.sendCommand?.bind(stores);
-  const inner: Store = sendCommand
-    ? new RecoveringRedisStore({ prefix, sendCommand: (...args: string[]) => sendCommand(args) as Promise<RedisReply> })
-    : new MemoryStore();
+  let inner: Store;
+  if (combined && stores?.fixedWindow) inner = new FixedWindowStore(stores.fixedWindow, prefix);
+  else if (sendCommand) inner = new RecoveringRedisStore({ prefix, sendCommand: (...args: string[]) => sendCommand(args) as Promise<RedisReply> });
+  else inner = new MemoryStore();
   return new DeadlineStore(inner, prefix, failures);
+}
+
+/** True when a limiter on these stores counts differently inside combineLimits (see createRequestStore). */
+export function countsApartWhenCombined(stores: StoresWithCommands | undefined): boolean {
+  return stores?.fixedWindow !== undefined;
 }

@@ -4,7 +4,7 @@ import { rateLimit, type RateLimitInfo, type RateLimitRequestHandler, type Store
 import { assertKnownOptions, renderApiError } from '@tollgate/core';
 import { LAYER_OPTION_NAMES, resolveLayers, type LimitLayer, type LimitLayerOptions } from './limit-layers.js';
 import { mostRestrictive, refuseOverLimit, reportLimit, type LimitReport } from './rate-limit-headers.js';
-import { createRequestStore } from './request-store.js';
+import { countsApartWhenCombined, createRequestStore } from './request-store.js';
 import { StoreFailure, storeFailureHandling } from './store-failure.js';
 import type { CommonLimitOptions, StoresWithCommands, WaitOptions } from './types.js';
 import { registerLimitCheck, runLimitCheck, type LimitCheck } from './limit-check.js';
@@ -14,7 +14,8 @@ export interface TieredRateLimitOptions extends CommonLimitOptions, LimitLayerOp
   /**
    * Shared stores. Stores with `sendCommand` (from `@tollgate/redis`) count in Redis through
    * rate-limit-redis, so every process shares the limits; otherwise each process counts in
-   * express-rate-limit's MemoryStore.
+   * express-rate-limit's MemoryStore. Inside `combineLimits`, Redis stores count the same fixed
+   * windows in the same keys with their own script, so the whole check is one Redis call.
    * @default process memory
    */
   stores?: StoresWithCommands;
@@ -65,8 +66,9 @@ function toReport(layer: RequestLayer, info: RateLimitInfo, denied: boolean): Li
 
 /**
  * Limits requests per window, per tier, in one or several layers. All layers are counted at
- * once (one Redis round trip, pipelined); a request refused by one layer is given back to the
- * layers that allowed it, so a refused caller does not drain a shared (global, tenant) limit.
+ * once (one Redis round trip, pipelined; one call with the other checks inside combineLimits); a
+ * request refused by one layer is given back to the layers that allowed it, so a refused caller
+ * does not drain a shared (global, tenant) limit.
  */
 export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHandler {
   assertKnownOptions(options, OPTION_NAMES, `${CODE}_UNKNOWN_OPTION`, FACTORY);
@@ -77,33 +79,38 @@ export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHa
   const queue = waitSettings && new WaitQueue(waitSettings, { exactRetryAfter: true });
   const instance = ++instances;
 
-  const layers: RequestLayer[] = resolveLayers(options, { factory: FACTORY, codePrefix: CODE, defaultLimit: 60 }).map((layer, index) => {
-    const store = createRequestStore(options.stores, `${prefix}${layer.name}:`, failures);
-    const infoProperty = `tollgateRateLimit${instance}_${index}`;
-    const limiter = rateLimit({
-      windowMs: layer.windowMs,
-      limit: (req) => layer.limitOf(req),
-      keyGenerator: (req) => layer.keyOf(req),
-      store,
-      requestPropertyName: infoProperty,
-      // Headers are written once for all layers (only the most restrictive), with OpenAI's beside them.
-      standardHeaders: false,
-      legacyHeaders: false,
-      passOnStoreError: failures.policy === 'failOpen',
-      // The denial is answered after every layer has been heard; the outcome is read from next() not being called.
-      handler: () => undefined,
-      logger: {
-        warn: (error: unknown) => process.emitWarning(`tollgate ${FACTORY}: ${String(error)}`),
-        error: (error: unknown) => {
-          if (error instanceof StoreFailure) failures.report(error);
-          else process.emitWarning(`tollgate ${FACTORY}: ${error instanceof Error ? error.message : String(error)}`);
+  const resolved = resolveLayers(options, { factory: FACTORY, codePrefix: CODE, defaultLimit: 60 });
+
+  /** Each layer on express-rate-limit; `combined` layers count in the stores' fixed windows when they keep them. */
+  function requestLayers(combined: boolean): RequestLayer[] {
+    return resolved.map((layer, index) => {
+      const store = createRequestStore(options.stores, `${prefix}${layer.name}:`, failures, combined);
+      const infoProperty = `tollgateRateLimit${instance}_${combined ? 'c' : ''}${index}`;
+      const limiter = rateLimit({
+        windowMs: layer.windowMs,
+        limit: (req) => layer.limitOf(req),
+        keyGenerator: (req) => layer.keyOf(req),
+        store,
+        requestPropertyName: infoProperty,
+        // Headers are written once for all layers (only the most restrictive), with OpenAI's beside them.
+        standardHeaders: false,
+        legacyHeaders: false,
+        passOnStoreError: failures.policy === 'failOpen',
+        // The denial is answered after every layer has been heard; the outcome is read from next() not being called.
+        handler: () => undefined,
+        logger: {
+          warn: (error: unknown) => process.emitWarning(`tollgate ${FACTORY}: ${String(error)}`),
+          error: (error: unknown) => {
+            if (error instanceof StoreFailure) failures.report(error);
+            else process.emitWarning(`tollgate ${FACTORY}: ${error instanceof Error ? error.message : String(error)}`);
+          },
         },
-      },
-      // A waiting request is counted again when it retries; that is intended, not a double count.
-      validate: { singleCount: queue === undefined },
+        // A waiting request is counted again when it retries; that is intended, not a double count.
+        validate: { singleCount: queue === undefined },
+      });
+      return { ...layer, store, limiter, infoProperty };
     });
-    return { ...layer, store, limiter, infoProperty };
-  });
+  }
 
   async function countLayer(layer: RequestLayer, req: Request, res: Response): Promise<LayerOutcome> {
     let passed = false;
@@ -138,45 +145,53 @@ export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHa
     return reports;
   }
 
-  const check: LimitCheck<LayerOutcome[], LimitReport[]> = {
-    queue,
-    queueId: (req) => layers.map((layer) => layer.keyOf(req)).join('|'),
-    async attempt(req, res) {
-      // A retry after waiting must not read the last attempt's info. Only then is there anything to
-      // delete: \`delete\` on a fresh request would switch it to slow (dictionary) properties.
-      for (const layer of layers) if (layer.infoProperty in req) delete (req as unknown as Record<string, unknown>)[layer.infoProperty];
-      // Started together, so a Redis client pipelines them into one round trip.
-      const outcomes = await Promise.all(layers.map((layer) => countLayer(layer, req, res)));
-      const bug = outcomes.find((o) => o.state === 'error' && !(o.error instanceof StoreFailure));
-      if (bug?.state === 'error') {
+  function requestCheck(layers: RequestLayer[]): LimitCheck<LayerOutcome[], LimitReport[]> {
+    return {
+      queue,
+      queueId: (req) => layers.map((layer) => layer.keyOf(req)).join('|'),
+      async attempt(req, res) {
+        // A retry after waiting must not read the last attempt's info. Only then is there anything to
+        // delete: \`delete\` on a fresh request would switch it to slow (dictionary) properties.
+        for (const layer of layers) if (layer.infoProperty in req) delete (req as unknown as Record<string, unknown>)[layer.infoProperty];
+        // Started together: pipelined into one round trip (one script bundle, combined on Redis stores).
+        const outcomes = await Promise.all(layers.map((layer) => countLayer(layer, req, res)));
+        const bug = outcomes.find((o) => o.state === 'error' && !(o.error instanceof StoreFailure));
+        if (bug?.state === 'error') {
+          await giveBack(outcomes);
+          throw bug.error;
+        }
+        const failed = outcomes.find((o) => o.state === 'error');
+        if (failed?.state === 'error') {
+          failures.report(failed.error);
+          await giveBack(outcomes);
+          return { kind: 'unavailable' };
+        }
+        const denied = reportsOf(outcomes).filter((r) => r.denied);
+        if (denied.length === 0) return { kind: 'allowed', value: outcomes };
         await giveBack(outcomes);
-        throw bug.error;
-      }
-      const failed = outcomes.find((o) => o.state === 'error');
-      if (failed?.state === 'error') {
-        failures.report(failed.error);
-        await giveBack(outcomes);
-        return { kind: 'unavailable' };
-      }
-      const denied = reportsOf(outcomes).filter((r) => r.denied);
-      if (denied.length === 0) return { kind: 'allowed', value: outcomes };
-      await giveBack(outcomes);
-      const retryAfterMs = Math.max(0, ...denied.map((r) => r.resetAt - Date.now()));
-      return { kind: 'denied', value: denied, retryAfterMs };
-    },
-    cancel: giveBack,
-    commit(_req, res, outcomes) {
-      const winner = mostRestrictive(reportsOf(outcomes));
-      if (winner) reportLimit(res, winner);
-    },
-    refuse(req, res, denied, waitedMs) {
-      const winner = denied && mostRestrictive(denied);
-      refuseOverLimit(renderError, req, res, 'requests', winner, winner ? winner.resetAt - Date.now() : 1000, waitedMs);
-    },
-    unavailable(req, res) {
-      renderError(failures.unavailable(), req, res);
-    },
-  };
+        const retryAfterMs = Math.max(0, ...denied.map((r) => r.resetAt - Date.now()));
+        return { kind: 'denied', value: denied, retryAfterMs };
+      },
+      cancel: giveBack,
+      commit(_req, res, outcomes) {
+        const winner = mostRestrictive(reportsOf(outcomes));
+        if (winner) reportLimit(res, winner);
+      },
+      refuse(req, res, denied, waitedMs) {
+        const winner = denied && mostRestrictive(denied);
+        refuseOverLimit(renderError, req, res, 'requests', winner, winner ? winner.resetAt - Date.now() : 1000, waitedMs);
+      },
+      unavailable(req, res) {
+        renderError(failures.unavailable(), req, res);
+      },
+    };
+  }
+
+  const check = requestCheck(requestLayers(false));
+  if (countsApartWhenCombined(options.stores)) {
+    let combined: LimitCheck<LayerOutcome[], LimitReport[]> | undefined;
+    check.combined = () => (combined ??= requestCheck(requestLayers(true)));
+  }
 
   return registerLimitCheck(function tieredRateLimitMiddleware(req: Request, res: Response, next: NextFunction): Promise<void> {
     return runLimitCheck(check, req, res, next);

@@ -14,9 +14,22 @@ export type LimitBy = 'key' | 'user' | 'tenant' | 'tier' | 'global' | ((req: Req
 /** What to do when the store fails or answers slower than `timeoutMs`. */
 export type StoreFailurePolicy = 'failOpen' | 'failClosed';
 
-/** Stores from `@tollgate/redis` carry a raw command function; memory stores do not. */
+/**
+ * Fixed request windows kept by the stores themselves (`@tollgate/redis`), so that the request
+ * limit's store call can join the other checks' in `combineLimits`. Keys are taken as given.
+ */
+export interface FixedWindowCounter {
+  /** Counts one hit in the window of `key` (opened by its first hit, `windowMs` long). */
+  hit(key: string, windowMs: number): Promise<{ hits: number; resetAt: number }>;
+  /** Gives one hit back, if the window still runs. */
+  giveBack(key: string): Promise<void>;
+  reset(key: string): Promise<void>;
+}
+
+/** Stores from `@tollgate/redis` carry a raw command function and fixed windows; memory stores do not. */
 export interface StoresWithCommands extends TollgateStores {
   sendCommand?(args: string[]): Promise<unknown>;
+  fixedWindow?: FixedWindowCounter;
 }
 
 /** Waiting instead of refusing: bounded, first in first out per limited id. */

@@ -1,4 +1,4 @@
-// Redis round trips per request, counted by a relay: all layers of a limiter share one; combineLimits makes several limiters share one.
+// Redis round trips per request, counted by a relay: all layers of a limiter share one; combineLimits makes several limiters share one (and one command).
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import request from 'supertest';
@@ -66,5 +66,16 @@ describe('Redis round trips per request', () => {
       tokenRateLimit({ stores, layers: tokenLayers(), prefix: unique() }),
     )]);
     expect(await flightsPerRequest(limitsOnly)).toBe(1);
+  });
+
+  it('combined: three request layers and two token layers in one command (the stores\' script bundle)', async () => {
+    const app = testApp([estimate, combineLimits(
+      tieredRateLimit({ stores, layers: requestLayers(), prefix: unique() }),
+      tokenRateLimit({ stores, layers: tokenLayers(), prefix: unique() }),
+    )]);
+    await flightsPerRequest(app);
+    const before = relay.commands.length;
+    expect((await request(app).post('/v1/chat/completions').set({ 'x-key': 'k1', 'x-tenant': 'acme' })).status).toBe(200);
+    expect(relay.commands.slice(before)).toEqual(['EVALSHA']);
   });
 });

@@ -1,6 +1,7 @@
 // createRedisStores: every core store interface on one Redis, shared by every process that points at it.
 import { assertKnownOptions, TollgateError, type TollgateStores } from '@tollgate/core';
-import { connectUrl, useClient, useSendCommand, type Connection, type RedisClientLike } from './connection.js';
+import { connectUrl, useClient, useSendCommand, type Connection, type ConnectionOptions, type RedisClientLike } from './connection.js';
+import { RedisFixedWindow } from './fixed-window.js';
 import { KeyCache, type KeyCacheOptions } from './key-cache.js';
 import { keyChangesChannel, RedisKeyStore } from './key-store.js';
 import type { SendCommand } from './lua.js';
@@ -49,15 +50,25 @@ export interface RedisStoresOptions {
    */
   settleDelayMs?: number;
   /**
-   * A file for budget settles that could not land before `close()` (Redis down at shutdown); the
-   * next stores opened with the same file send them first, exactly once. Without it they are
-   * reported, and their reservations are charged in full when they expire.
+   * A directory for budget settles that could not land before `close()` (Redis down at shutdown);
+   * the next stores opened with the same directory send them first, exactly once. Processes may
+   * share one. Without it they are reported, and their reservations are charged in full when they
+   * expire.
    */
   settleSpool?: string;
+  /**
+   * Store operations started in one turn of the event loop (a request's limits and budget, the
+   * settles of several requests) go to Redis as one `EVALSHA` of a script holding every store
+   * script, one per Cluster hash slot with `sendCommand`. `false` sends one `EVALSHA` per operation.
+   * @default true
+   */
+  batch?: boolean;
 }
 
 export interface RedisStores extends TollgateStores {
   counter: RedisWindowCounter;
+  /** Fixed request windows (express-rate-limit's model) in the same connection: `tieredRateLimit` counts in them inside `combineLimits`. */
+  fixedWindow: RedisFixedWindow;
   ledger: RedisReservationLedger;
   keys: RedisKeyStore;
   readonly kind: 'redis';
@@ -71,7 +82,7 @@ export interface RedisStores extends TollgateStores {
   ping(): Promise<boolean>;
 }
 
-const OPTION_NAMES = ['url', 'client', 'sendCommand', 'prefix', 'timeoutMs', 'keyCache', 'settleDelayMs', 'settleSpool'] as const;
+const OPTION_NAMES = ['url', 'client', 'sendCommand', 'prefix', 'timeoutMs', 'keyCache', 'settleDelayMs', 'settleSpool', 'batch'] as const;
 const KEY_CACHE_OPTIONS = ['maxEntries', 'maxAgeMs'] as const;
 
 /** The CLIENT SETNAME of the key-change subscriber of stores with this prefix. */
@@ -93,6 +104,10 @@ export function createRedisStores(options: RedisStoresOptions = {}): RedisStores
   if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs < 0) {
     throw new TollgateError('ERR_TG_REDIS_INVALID_TIMEOUT', `timeoutMs must be a number of ms >= 0; got ${JSON.stringify(timeoutMs)}`);
   }
+  const batch = options.batch ?? true;
+  if (typeof batch !== 'boolean') {
+    throw new TollgateError('ERR_TG_REDIS_INVALID_BATCH', `batch must be true or false; got ${JSON.stringify(batch)}`);
+  }
   if (options.sendCommand !== undefined && typeof options.sendCommand !== 'function') {
     throw new TollgateError('ERR_TG_REDIS_INVALID_SEND_COMMAND', 'sendCommand must be a function (args: string[]) => Promise<reply>');
   }
@@ -110,9 +125,10 @@ export function createRedisStores(options: RedisStoresOptions = {}): RedisStores
   }
 
   let connection: Connection;
-  if (options.sendCommand) connection = useSendCommand(options.sendCommand, timeoutMs);
-  else if (options.client) connection = useClient(options.client, timeoutMs);
-  else connection = connectUrl(options.url ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', timeoutMs);
+  const connectionOptions: ConnectionOptions = { timeoutMs, batch };
+  if (options.sendCommand) connection = useSendCommand(options.sendCommand, connectionOptions);
+  else if (options.client) connection = useClient(options.client, connectionOptions);
+  else connection = connectUrl(options.url ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', connectionOptions);
   // Named so that operators (and tests) can tell it apart in CLIENT LIST.
   const subscriber = keyCache === false ? undefined : connection.subscriber?.(keyCacheClientName(prefix));
   const cache = subscriber && keyCache !== false ? new KeyCache(subscriber, keyChangesChannel(prefix), keyCache) : undefined;
@@ -122,12 +138,13 @@ export function createRedisStores(options: RedisStoresOptions = {}): RedisStores
     throw new TollgateError('ERR_TG_REDIS_INVALID_SETTLE_DELAY', `settleDelayMs must be a number of ms >= 0; got ${JSON.stringify(options.settleDelayMs)}`);
   }
   if (options.settleSpool !== undefined && (typeof options.settleSpool !== 'string' || options.settleSpool === '')) {
-    throw new TollgateError('ERR_TG_REDIS_INVALID_SETTLE_SPOOL', `settleSpool must be a file path; got ${JSON.stringify(options.settleSpool)}`);
+    throw new TollgateError('ERR_TG_REDIS_INVALID_SETTLE_SPOOL', `settleSpool must be a directory path; got ${JSON.stringify(options.settleSpool)}`);
   }
   const ledger = new RedisReservationLedger(connection, prefix, { settleDelayMs, ...(options.settleSpool ? { spool: options.settleSpool } : {}) });
 
   return {
     counter: new RedisWindowCounter(connection, prefix),
+    fixedWindow: new RedisFixedWindow(connection),
     ledger,
     keys: new RedisKeyStore(connection, prefix, cache),
     kind: 'redis',

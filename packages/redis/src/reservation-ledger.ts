@@ -1,6 +1,7 @@
 // Reservation ledger on Redis: all-or-nothing reserve across scopes in one script; settles summed in-process and sent in numbered batches, each landing exactly once.
 import { randomUUID } from 'node:crypto';
-import { appendFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { assertReserveNumbers, assertStoreNumber } from '@tollgate/core';
 import type { LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, ScopeUsage, SettleResult } from '@tollgate/core';
 import type { Connection } from './connection.js';
@@ -34,8 +35,9 @@ export interface LedgerOptions {
   /** Settles are summed for this long before one batch goes out. @default 2 */
   settleDelayMs?: number;
   /**
-   * A file where settles that could not land before `close()` are written, and from which they
-   * are sent (exactly once) when the next ledger with the same file starts.
+   * A directory where settles that could not land before `close()` are written (one file per
+   * ledger), and from which they are sent, exactly once, when the next ledger with the same
+   * directory starts. Processes may share one.
    */
   spool?: string;
 }
@@ -46,6 +48,8 @@ function bucketSize(ttlMs: number): number {
 }
 
 const RETRY_MAX_MS = 2_000;
+/** A claimed spool file this old belongs to a ledger that died before it sent it: taken over again (its batches land once). */
+const STALE_CLAIM_MS = 5 * 60_000;
 
 /**
  * Every ledger key carries the same `{ledger}` hash tag, so the whole ledger sits in one Cluster
@@ -71,6 +75,8 @@ export class RedisReservationLedger implements ReservationLedger {
   #seq = 0;
   /** Spooled batches of earlier ledgers, sent before anything of this one. */
   #replay: Batch[] = [];
+  /** The spool files this ledger took over, deleted once their batches landed. */
+  #claimed: string[] = [];
   #closed = false;
   readonly #delayMs: number;
   readonly #spool: string | undefined;
@@ -83,18 +89,43 @@ export class RedisReservationLedger implements ReservationLedger {
     this.#base = `${prefix}{ledger}:`;
     this.#delayMs = options.settleDelayMs ?? 2;
     this.#spool = options.spool;
-    if (this.#spool && existsSync(this.#spool)) {
-      this.#replay = readFileSync(this.#spool, 'utf8').split('\n').filter((line) => line.trim() !== '').flatMap((line) => {
+    if (this.#spool) this.#claimSpool(this.#spool);
+  }
+
+  /** Takes over the spool files other ledgers left (a rename: two starting together never both take one). */
+  #claimSpool(directory: string): void {
+    let names: string[];
+    try {
+      names = readdirSync(directory);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const stale = name.startsWith('claimed-') && Date.now() - (statSync(join(directory, name), { throwIfNoEntry: false })?.mtimeMs ?? Date.now()) > STALE_CLAIM_MS;
+      if (!/^settles-[\w-]+\.jsonl$/.test(name) && !stale) continue;
+      const claimed = join(directory, `claimed-${this.#id}-${name.replace(/^claimed-[\w-]+?-(settles-)/, '$1')}`);
+      try {
+        renameSync(join(directory, name), claimed);
+      } catch {
+        continue;
+      }
+      this.#claimed.push(claimed);
+      for (const line of readFileSync(claimed, 'utf8').split('\n')) {
+        if (line.trim() === '') continue;
         try {
-          return [JSON.parse(line) as Batch];
+          this.#replay.push(JSON.parse(line) as Batch);
         } catch {
           // A line torn by a crash mid-write never held a whole batch.
-          return [];
         }
-      });
-      if (this.#replay.length > 0) this.#schedule(0);
-      else rmSync(this.#spool, { force: true });
+      }
     }
+    if (this.#replay.length > 0) this.#schedule(0);
+    else this.#dropClaimed();
+  }
+
+  #dropClaimed(): void {
+    for (const file of this.#claimed) rmSync(file, { force: true });
+    this.#claimed = [];
   }
 
   #send = (args: string[]) => this.connection.send(args, 'ledger');
@@ -162,7 +193,7 @@ export class RedisReservationLedger implements ReservationLedger {
       while (this.#replay.length > 0) {
         await this.#sendUntilLanded(this.#replay[0]!);
         this.#replay.shift();
-        if (this.#replay.length === 0 && this.#spool) rmSync(this.#spool, { force: true });
+        if (this.#replay.length === 0) this.#dropClaimed();
       }
       const pending = this.#pending;
       if (pending.length === 0) return;
@@ -244,6 +275,12 @@ export class RedisReservationLedger implements ReservationLedger {
     await scripts.adjustSpent.run(this.#send, [this.#scopeKey(key)], [delta, Math.ceil(expiresAt)]);
   }
 
+  async restoreSpent(key: string, spent: number, expiresAt: number): Promise<boolean> {
+    assertStoreNumber('ledger.restoreSpent', 'spent', spent);
+    assertStoreNumber('ledger.restoreSpent', 'expiresAt', expiresAt);
+    return (await scripts.restoreSpent.run(this.#send, [this.#scopeKey(key)], [spent, Math.ceil(expiresAt)])) === 1;
+  }
+
   async resetScope(key: string): Promise<void> {
     await scripts.resetScope.run(this.#send, [this.#scopeKey(key)], []);
   }
@@ -280,7 +317,10 @@ export class RedisReservationLedger implements ReservationLedger {
     for (const settle of [...(sending?.settles ?? []), ...pending]) settle.reject(error);
     if (left.length === 0) return;
     if (this.#spool) {
-      appendFileSync(this.#spool, left.map((batch) => `${JSON.stringify(batch)}\n`).join(''));
+      mkdirSync(this.#spool, { recursive: true });
+      appendFileSync(join(this.#spool, `settles-${this.#id}.jsonl`), left.map((batch) => `${JSON.stringify(batch)}\n`).join(''));
+      // Batches of claimed files that did not land are in `left` too: their files are written again under this ledger's name.
+      this.#dropClaimed();
       return;
     }
     process.emitWarning(`tollgate: ${left.length} budget settle batch(es) could not land before close and no spool is set; their reservations are charged in full when they expire`, { code: 'TOLLGATE_SETTLE_LOST' });

@@ -1,13 +1,18 @@
 // Every atomic store operation as one Lua script. Time comes from Redis TIME, never from the app.
 import { LuaScript } from './lua.js';
 
+// `now`: Redis TIME in ms. The script bundle (script-bundle.ts) reads TIME once for all the
+// operations it runs and passes it in as ARGV.now; a script run on its own reads it here.
 // Numbers go back and forth as strings: a Lua number returned as-is is truncated to an integer,
 // and tostring() keeps only 14 digits. So tostring() only for integers below 1e14, where it is
 // exact (and several times cheaper than string.format); '%.17g', which round-trips every double,
 // for the rest.
 const PRELUDE = `
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local now = ARGV.now
+if now == nil then
+  local time = redis.call('TIME')
+  now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+end
 local function fmt(n)
   if n % 1 == 0 and n < 1e14 and n > -1e14 then return tostring(n) end
   return string.format('%.17g', n)
@@ -17,6 +22,9 @@ end
 // Window hash fields: s = start of the current fixed window, c = its count, p = the previous window's count.
 // `moved` = the stored window is not the current one (none yet, or rolled): saving then writes
 // all three fields and the expiry, which depends on the start only; otherwise one field.
+// The window size is a whole number of ms (the caller rounds it up), so starts, resets and waits
+// are integers: they go to redis.call and back to the caller as numbers, exactly, with no fmt()
+// (redis.call writes a number with every digit it needs; a tostring in Lua costs more than the HSET).
 const WINDOW_STATE = `
 local size = tonumber(ARGV[2])
 local start = now - (now % size)
@@ -38,10 +46,10 @@ elseif s < start then
 end
 local function save(field, value)
   if moved then
-    redis.call('HSET', KEYS[1], 's', fmt(start), 'c', fmt(count), 'p', fmt(previous))
-    redis.call('PEXPIREAT', KEYS[1], fmt(start + 2 * size))
+    redis.call('HSET', KEYS[1], 's', start, 'c', count, 'p', previous)
+    redis.call('PEXPIREAT', KEYS[1], start + 2 * size)
   else
-    redis.call('HSET', KEYS[1], field, fmt(value))
+    redis.call('HSET', KEYS[1], field, value)
   end
 end
 `;
@@ -77,7 +85,7 @@ export const consumeWindow = new LuaScript(
   local remaining = limit - used
   if allowed then remaining = remaining - units end
   if remaining < 0 then remaining = 0 end
-  return {allowed and 1 or 0, fmt(math.floor(remaining)), fmt(reset), fmt(retry), fmt(start)}
+  return {allowed and 1 or 0, math.floor(remaining), reset, retry, start}
   `,
 );
 
@@ -106,6 +114,38 @@ export const peekWindow = new LuaScript(
   'peekWindow',
   `${PRELUDE}${WINDOW_STATE}
   return fmt(previous * ((start + size - now) / size) + count)
+  `,
+);
+
+// Request windows of tieredRateLimit inside combineLimits: express-rate-limit's fixed window as
+// rate-limit-redis keeps it (a counter whose window opens at its first hit and expires with it),
+// in the same key, so a limiter counts the same whether it is mounted alone or combined.
+
+/**
+ * KEYS: counter. ARGV: windowMs. Counts one hit; returns {hits, ms until the window resets}. A
+ * counter without an expiry (none yet, or left by a give-back after its window) opens a new window.
+ */
+export const hitFixedWindow = new LuaScript(
+  'hitFixedWindow',
+  `
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl <= 0 then
+    local size = tonumber(ARGV[1])
+    redis.call('SET', KEYS[1], 1, 'PX', size)
+    return {1, size}
+  end
+  return {redis.call('INCR', KEYS[1]), ttl}
+  `,
+);
+
+/** KEYS: counter. Gives one hit back to a window that still runs (an expired one is not recreated). */
+export const returnFixedWindowHit = new LuaScript(
+  'returnFixedWindowHit',
+  `
+  local hits = tonumber(redis.call('GET', KEYS[1]))
+  if hits == nil or hits <= 0 then return 0 end
+  redis.call('DECR', KEYS[1])
+  return 1
   `,
 );
 
@@ -312,10 +352,35 @@ export const adjustSpent = new LuaScript(
   local at = tonumber(ARGV[2])
   if at <= now then return 0 end
   local st = open(KEYS[1], at)
+  local delta = tonumber(ARGV[1])
   if st.pe == nil or at > st.pe then
-    redis.call('HSET', KEYS[1], 's', fmt(st.s + tonumber(ARGV[1])), 'pe', fmt(at))
+    redis.call('HSET', KEYS[1], 's', fmt(st.s + delta), 'pe', fmt(at))
   else
-    redis.call('HSET', KEYS[1], 's', fmt(st.s + tonumber(ARGV[1])))
+    redis.call('HSET', KEYS[1], 's', fmt(st.s + delta))
+  end
+  -- Credits are kept apart too: a rebuild from a usage ledger must not take them back.
+  if delta < 0 then redis.call('HINCRBYFLOAT', KEYS[1], 'c', fmt(-delta)) end
+  keep(KEYS[1], st, at, at)
+  return 1
+  `,
+);
+
+/**
+ * KEYS: scope hash. ARGV: spent (what a usage ledger recorded), period end. Raises the spend to
+ * that less the scope's credits, never lowers it; returns 1 when it raised it.
+ */
+export const restoreSpent = new LuaScript(
+  'restoreSpent',
+  `${PRELUDE}${LEDGER_HELPERS}
+  local at = tonumber(ARGV[2])
+  if at <= now then return 0 end
+  local st = open(KEYS[1], at)
+  local floor = tonumber(ARGV[1]) - (tonumber(redis.call('HGET', KEYS[1], 'c')) or 0)
+  if st.s >= floor then return 0 end
+  if st.pe == nil or at > st.pe then
+    redis.call('HSET', KEYS[1], 's', fmt(floor), 'pe', fmt(at))
+  else
+    redis.call('HSET', KEYS[1], 's', fmt(floor))
   end
   keep(KEYS[1], st, at, at)
   return 1
@@ -417,10 +482,13 @@ export const SCRIPTS = {
   consumeWindow,
   adjustWindow,
   peekWindow,
+  hitFixedWindow,
+  returnFixedWindowHit,
   reserve,
   settleBatch,
   ledgerUsage,
   adjustSpent,
+  restoreSpent,
   resetScope,
   putKey,
   findKeyByHash,

@@ -4,6 +4,11 @@ import type { WindowCounter, WindowResult } from '@tollgate/core';
 import type { Connection } from './connection.js';
 import * as scripts from './scripts.js';
 
+/** The scripts count in whole ms (their starts and resets are then exact integers). */
+function wholeMs(windowMs: number): number {
+  return Math.max(1, Math.ceil(windowMs));
+}
+
 export class RedisWindowCounter implements WindowCounter {
   constructor(
     private readonly connection: Connection,
@@ -22,7 +27,7 @@ export class RedisWindowCounter implements WindowCounter {
     assertStoreNumber('counter.consume', 'units', units);
     assertStoreNumber('counter.consume', 'limit', limit);
     assertStoreNumber('counter.consume', 'windowMs', windowMs);
-    const reply = (await scripts.consumeWindow.run(this.#send, [this.#key(key, windowMs)], [units, windowMs, limit])) as unknown[];
+    const reply = (await scripts.consumeWindow.run(this.#send, [this.#key(key, windowMs)], [units, wholeMs(windowMs), limit])) as unknown[];
     return {
       allowed: reply[0] === 1,
       limit,
@@ -39,10 +44,10 @@ export class RedisWindowCounter implements WindowCounter {
     assertStoreNumber('counter.adjust', 'windowMs', options.windowMs);
     assertStoreNumber('counter.adjust', 'windowStart', options.windowStart);
     if (delta === 0) return;
-    await scripts.adjustWindow.run(this.#send, [this.#key(key, options.windowMs)], [delta, options.windowMs, options.windowStart]);
+    await scripts.adjustWindow.run(this.#send, [this.#key(key, options.windowMs)], [delta, wholeMs(options.windowMs), options.windowStart]);
   }
 
   async peek(key: string, options: { windowMs: number }): Promise<number> {
-    return Number(await scripts.peekWindow.run(this.#send, [this.#key(key, options.windowMs)], [0, options.windowMs]));
+    return Number(await scripts.peekWindow.run(this.#send, [this.#key(key, options.windowMs)], [0, wholeMs(options.windowMs)]));
   }
 }

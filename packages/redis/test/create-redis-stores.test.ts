@@ -36,6 +36,10 @@ describe('options', () => {
     expect(code(() => createRedisStores({ sendCommand: 'nope' as never }))).toBe('ERR_TG_REDIS_INVALID_SEND_COMMAND');
   });
 
+  it('rejects a batch option that is not a boolean', () => {
+    expect(code(() => createRedisStores({ batch: 'yes' as never, sendCommand: async () => 'OK' }))).toBe('ERR_TG_REDIS_INVALID_BATCH');
+  });
+
   it('defaults the prefix to tollgate:', async () => {
     const stores = createRedisStores({ sendCommand: async () => 'PONG' });
     expect(stores.prefix).toBe('tollgate:');

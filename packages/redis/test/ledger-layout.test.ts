@@ -104,10 +104,11 @@ describe('reservation ledger layout', () => {
   });
 
   it('spools settles that cannot land before close, and the next stores send them exactly once', async () => {
-    const { copyFileSync, mkdtempSync, existsSync, readFileSync } = await import('node:fs');
+    const { cpSync, mkdtempSync, readdirSync } = await import('node:fs');
     const { tmpdir } = await import('node:os');
     const path = await import('node:path');
-    const spool = path.join(mkdtempSync(path.join(tmpdir(), 'tollgate-settles-')), 'settles.jsonl');
+    const spool = mkdtempSync(path.join(tmpdir(), 'tollgate-settles-'));
+    const files = (dir: string) => readdirSync(dir);
     let down = false;
     const send = (args: string[]) => (down ? Promise.reject(new Error('connection refused')) : client.sendCommand(args));
     const first = createRedisStores({ sendCommand: send, prefix, settleSpool: spool, timeoutMs: 200 });
@@ -118,21 +119,22 @@ describe('reservation ledger layout', () => {
     const settling = Promise.allSettled([first.ledger.settle('s1', 40), first.ledger.settle('s2', 25)]);
     await first.close();
     expect((await settling).map((result) => result.status)).toEqual(['rejected', 'rejected']);
-    expect(readFileSync(spool, 'utf8').trim().split('\n').length).toBeGreaterThanOrEqual(1);
+    expect(files(spool)).toEqual([expect.stringMatching(/^settles-[\w-]+\.jsonl$/)]);
     down = false;
     expect(await stores.ledger.usage(['spooled'])).toEqual([{ key: 'spooled', spent: 0, reserved: 200 }]);
     // A copy, replayed once more below: a batch that already landed is not applied again.
-    copyFileSync(spool, `${spool}.copy`);
-    // The next process with the same spool sends them before anything else, and only once.
+    const copy = mkdtempSync(path.join(tmpdir(), 'tollgate-settles-copy-'));
+    cpSync(spool, copy, { recursive: true });
+    // Two processes start on the same spool at once: one takes the file, the batches land once.
     const second = createRedisStores({ sendCommand: send, prefix, settleSpool: spool });
-    const third = createRedisStores({ sendCommand: send, prefix });
-    for (let i = 0; i < 100 && existsSync(spool); i++) await new Promise((resolve) => setTimeout(resolve, 10));
-    expect(existsSync(spool)).toBe(false);
+    const third = createRedisStores({ sendCommand: send, prefix, settleSpool: spool });
+    for (let i = 0; i < 100 && files(spool).length > 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(files(spool)).toEqual([]);
     await second.close();
     await third.close();
     expect(await stores.ledger.usage(['spooled'])).toEqual([{ key: 'spooled', spent: 65, reserved: 0 }]);
-    const again = createRedisStores({ sendCommand: send, prefix, settleSpool: `${spool}.copy` });
-    for (let i = 0; i < 100 && existsSync(`${spool}.copy`); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    const again = createRedisStores({ sendCommand: send, prefix, settleSpool: copy });
+    for (let i = 0; i < 100 && files(copy).length > 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
     await again.close();
     expect(await stores.ledger.usage(['spooled'])).toEqual([{ key: 'spooled', spent: 65, reserved: 0 }]);
   });

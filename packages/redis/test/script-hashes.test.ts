@@ -1,17 +1,20 @@
 // Each Lua script's SHA1 is pinned: changing a script is a deliberate act (and old SHAs stay cached in Redis).
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { createRedisStores, normaliseLua, SCRIPTS, type RedisStores } from '@tollgate/redis';
+import { createRedisStores, normaliseLua, ScriptBundle, SCRIPTS, type RedisStores } from '@tollgate/redis';
 import { REDIS_URL, requireRedis, uniquePrefix } from './helpers.js';
 
 const PINNED: Record<keyof typeof SCRIPTS, string> = {
-  consumeWindow: '8167c48d8dddcb52db743b347438e175ab7ba37a',
-  adjustWindow: '3a43625098077d9ba41de85e67105355be8d5016',
-  peekWindow: 'ff846b103d2c36f83fab32c84fa9d3e8a34b86e4',
-  reserve: 'c8ac91fc14087d22e67d313b45e410473a2def7e',
-  settleBatch: 'b63131403c6e30eb4cf4a5b2895fe17d7dca4392',
-  ledgerUsage: '454e81581337c0086f1216d6426e3b2603af7043',
-  adjustSpent: '35829f0df52ec0482029a53b95e657eb8ac42274',
-  resetScope: 'c7aeb2a1abb4ccd5a3b5542c8678d3e5574febbf',
+  consumeWindow: 'e584fabd3ebe0cfc5eaaa7cc9f4e28dc37d60867',
+  adjustWindow: '4906344ca4b63cde50597cf2f94720986ec78983',
+  peekWindow: 'd8fb477d564f523d5baf24cb763948046cbc76e4',
+  hitFixedWindow: '4b26a7fd499397b0372eebbed5600cafdfd14102',
+  returnFixedWindowHit: '47524adddfb01229bd4cae1ba9801a634894a241',
+  reserve: '3fdd461ca0e3e703d7a29f99f67d6950e22c464a',
+  settleBatch: '0fd0a99cc12df2e69452e1c40205c922e682a5fc',
+  ledgerUsage: 'b81a6dd07a9906a21b22dab9355e7d24b5761120',
+  adjustSpent: '756a9d8e6ec713430818767349a54a7578d618d5',
+  restoreSpent: '8b8cee9f22829295be054931ba2ee87ee74701d0',
+  resetScope: 'e459a7be40ac96fabfe482c998306a8f48d9da16',
   putKey: '221d0f5db8aa10e22ed7a61b6ea8a5cb53630564',
   findKeyByHash: 'e6862feff81a37c3c818e8013a5f0e99f9fe79d3',
   disableKey: '4021ceca2952214c3e9c6fe8abeec975c9e55cd1',
@@ -37,6 +40,12 @@ describe('Lua scripts', () => {
 
   it.each(Object.entries(SCRIPTS))('%s: Redis computes the same SHA1 for the source sent', async (_name, script) => {
     expect(await stores.sendCommand(['SCRIPT', 'LOAD', script.source])).toBe(script.sha1);
+  });
+
+  it('bundles every script (script-bundle.ts), in a source Redis compiles to the same SHA1', async () => {
+    const bundle = new ScriptBundle(SCRIPTS).script;
+    for (const script of Object.values(SCRIPTS)) expect(bundle.source).toContain(`local function ${script.name}(KEYS, ARGV)\n${script.source}\nend`);
+    expect(await stores.sendCommand(['SCRIPT', 'LOAD', bundle.source])).toBe(bundle.sha1);
   });
 
   it('normalises whitespace and comment lines, not code', () => {

@@ -4,6 +4,8 @@ import type { LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, Sco
 
 interface ScopeState {
   spent: number;
+  /** Credits (top-ups) given in this period: a rebuild from a usage ledger keeps them. */
+  credits: number;
   reserved: number;
   expiresAt: number;
   /** Ids of live reservations holding part of `reserved`. */
@@ -20,8 +22,15 @@ interface Reservation {
   charged: boolean;
 }
 
-/** A reservation charged at expiry is remembered this long for a late settle to correct it. */
+/** A reservation charged at expiry is remembered for a late settle until its scopes' periods end, at most this long. */
 const CHARGED_MEMORY_MS = 86_400_000;
+
+/** When a late settle of a charged reservation could no longer change anything. */
+function forgetAt(reservation: Reservation): number {
+  let periodsEnd = 0;
+  for (const { expiresAt } of reservation.scopes) periodsEnd = Math.max(periodsEnd, expiresAt);
+  return Math.min(periodsEnd, reservation.expiresAt + CHARGED_MEMORY_MS);
+}
 
 /** Reservation ledger for one process. Expired reservations, and scopes past their period with nothing held, are evicted. */
 export class MemoryReservationLedger implements ReservationLedger {
@@ -79,7 +88,7 @@ export class MemoryReservationLedger implements ReservationLedger {
   #scope(key: string, expiresAt: number, now: number): ScopeState {
     let scope = this.#live(key, now);
     if (!scope) {
-      scope = { spent: 0, reserved: 0, expiresAt, holders: new Set(), nextExpiry: Infinity };
+      scope = { spent: 0, credits: 0, reserved: 0, expiresAt, holders: new Set(), nextExpiry: Infinity };
       this.#scopes.set(key, scope);
     } else if (expiresAt > scope.expiresAt) {
       scope.expiresAt = expiresAt;
@@ -165,6 +174,19 @@ export class MemoryReservationLedger implements ReservationLedger {
     const scope = this.#scope(key, expiresAt, now);
     // A credit may take spent below zero: the headroom grows by all of it, for the scope's period.
     scope.spent += delta;
+    if (delta < 0) scope.credits -= delta;
+  }
+
+  async restoreSpent(key: string, spent: number, expiresAt: number): Promise<boolean> {
+    assertStoreNumber('ledger.restoreSpent', 'spent', spent);
+    assertStoreNumber('ledger.restoreSpent', 'expiresAt', expiresAt);
+    const now = this.#clock();
+    if (expiresAt <= now) return false;
+    const scope = this.#scope(key, expiresAt, now);
+    const floor = spent - scope.credits;
+    if (scope.spent >= floor) return false;
+    scope.spent = floor;
+    return true;
   }
 
   async resetScope(key: string): Promise<void> {
@@ -177,7 +199,7 @@ export class MemoryReservationLedger implements ReservationLedger {
     const now = this.#clock();
     for (const [id, reservation] of this.#reservations) {
       if (!reservation.charged && reservation.expiresAt <= now) this.#charge(id, reservation);
-      if (reservation.charged && reservation.expiresAt + CHARGED_MEMORY_MS <= now) this.#reservations.delete(id);
+      if (reservation.charged && forgetAt(reservation) <= now) this.#reservations.delete(id);
     }
     for (const key of this.#scopes.keys()) this.#live(key, now);
   }

@@ -1,0 +1,119 @@
+// A redis-server of the bench's own (same binary, free port), so its INFO counts only the bench's traffic.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
+import { createClient } from 'redis';
+
+/** What Redis spent on commands, and its process CPU, at one moment. */
+export interface RedisCost {
+  /** Commands by name (lower case, as INFO commandstats names them): calls and µs spent running them. */
+  commands: Map<string, { calls: number; usec: number }>;
+  /** used_cpu_user + used_cpu_sys of the server process, in µs: command execution plus networking and parsing. */
+  processCpuUs: number;
+}
+
+/** Commands the bench itself sends to read the figures: not part of any case's cost. */
+const OWN_COMMANDS = new Set(['info', 'config', 'ping', 'hello', 'client', 'select']);
+
+/** Per request, between two readings. */
+export interface CostPerRequest {
+  calls: number;
+  commandUs: number;
+  processCpuUs: number;
+  /** Calls per request by command name. */
+  byCommand: Map<string, { calls: number; usec: number }>;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export class PrivateRedis {
+  #child: ChildProcess | undefined;
+  #client: ReturnType<typeof createClient> | undefined;
+  #port = 0;
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.#port}`;
+  }
+
+  /** Starts `redis-server` from PATH (or REDIS_SERVER) with no persistence; rejects if it cannot. */
+  async start(): Promise<void> {
+    this.#port = await freePort();
+    const binary = process.env.REDIS_SERVER ?? 'redis-server';
+    const child = spawn(binary, ['--port', String(this.#port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.#child = child;
+    await new Promise<void>((resolve, reject) => {
+      const onData = (chunk: Buffer) => {
+        if (!chunk.toString().includes('Ready to accept connections')) return;
+        child.stdout?.off('data', onData);
+        resolve();
+      };
+      child.stdout?.on('data', onData);
+      child.once('error', reject);
+      child.once('exit', (code) => reject(new Error(`${binary} exited with ${code}`)));
+    });
+    child.stdout?.resume();
+    child.stderr?.resume();
+    this.#client = createClient({ url: this.url });
+    this.#client.on('error', () => undefined);
+    await this.#client.connect();
+  }
+
+  async version(): Promise<string> {
+    return /redis_version:(\S+)/.exec(await this.#client!.info('server'))?.[1] ?? 'unknown';
+  }
+
+  async cost(): Promise<RedisCost> {
+    const [commandstats, cpu] = [await this.#client!.info('commandstats'), await this.#client!.info('cpu')];
+    const commands = new Map<string, { calls: number; usec: number }>();
+    for (const match of commandstats.matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) {
+      commands.set(match[1]!, { calls: Number(match[2]), usec: Number(match[3]) });
+    }
+    const seconds = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(cpu)?.[1] ?? 0);
+    return { commands, processCpuUs: (seconds('used_cpu_user') + seconds('used_cpu_sys')) * 1e6 };
+  }
+
+  async stop(): Promise<void> {
+    if (this.#client?.isOpen) await this.#client.quit().catch(() => undefined);
+    const child = this.#child;
+    this.#child = undefined;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    await exited;
+  }
+}
+
+/** The commands that run scripts: what the cases send (§4 lists every command they send, through a relay). */
+const SCRIPT_COMMANDS = new Set(['evalsha', 'eval', 'evalsha_ro', 'eval_ro', 'fcall']);
+
+/**
+ * What happened between two readings, per request. INFO also lists the commands scripts run
+ * inside (the INCR, HMGET... of a Lua script), whose time is already in their script's:
+ * `calls` and `commandUs` count the script commands only (every case here sends nothing else).
+ */
+export function costPerRequest(before: RedisCost, after: RedisCost, requests: number): CostPerRequest {
+  const byCommand = new Map<string, { calls: number; usec: number }>();
+  let calls = 0;
+  let usec = 0;
+  for (const [name, now] of after.commands) {
+    if (OWN_COMMANDS.has(name)) continue;
+    const then = before.commands.get(name) ?? { calls: 0, usec: 0 };
+    const delta = { calls: (now.calls - then.calls) / requests, usec: (now.usec - then.usec) / requests };
+    if (delta.calls === 0) continue;
+    byCommand.set(name, delta);
+    if (!SCRIPT_COMMANDS.has(name)) continue;
+    calls += delta.calls;
+    usec += delta.usec;
+  }
+  return { calls, commandUs: usec, processCpuUs: (after.processCpuUs - before.processCpuUs) / requests, byCommand };
+}

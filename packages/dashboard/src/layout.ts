@@ -1,0 +1,124 @@
+// The page shell every page shares (head, navigation, notices, sign-out) and the pieces pages are built from.
+import type { BudgetStatus } from '@tollgate/budget';
+import { money, percent, utcTime } from './format.js';
+import { html, jsonBlock } from './html.js';
+import type { SafeHtml } from './html.js';
+
+/** What every page knows about the request it answers. */
+export interface PageContext {
+  /** Where the dashboard is mounted (`/dashboard`), for links and form actions. */
+  base: string;
+  title: string;
+  now: number;
+  /** The session's CSRF token; absent when the request came with the key in a header. */
+  csrfToken?: string;
+  notice?: SafeHtml;
+}
+
+const NAV = [
+  ['', 'Overview'],
+  ['/keys', 'Keys'],
+  ['/requests', 'Requests'],
+  ['/providers', 'Providers'],
+] as const;
+
+export function layout(ctx: PageContext, page: { title: string; current: string; body: SafeHtml }): string {
+  const nav = NAV.map(([path, label]) => html`<li><a href="${ctx.base}${path || '/'}"${path === page.current ? html` aria-current="page"` : ''}>${label}</a></li>`);
+  const signOut = ctx.csrfToken === undefined
+    ? ''
+    : html`<form method="post" action="${ctx.base}/logout" class="sign-out">${csrfField(ctx)}<button type="submit" class="link">Sign out</button></form>`;
+  return html`<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="same-origin">
+<link rel="icon" href="data:,">
+<title>${page.title} · ${ctx.title}</title>
+<link rel="stylesheet" href="${ctx.base}/assets/uPlot.min.css">
+<link rel="stylesheet" href="${ctx.base}/assets/dashboard.css">
+<script src="${ctx.base}/assets/uPlot.iife.min.js" defer></script>
+<script src="${ctx.base}/assets/dashboard.js" defer></script>
+</head>
+<body>
+<a class="skip" href="#main">Skip to content</a>
+<header class="top">
+  <a class="brand" href="${ctx.base}/">${ctx.title}</a>
+  <nav aria-label="Dashboard"><ul>${nav}</ul></nav>
+  ${signOut}
+</header>
+<main id="main">
+${ctx.notice ? html`<div class="notice" role="status">${ctx.notice}</div>` : ''}
+<h1>${page.title}</h1>
+${page.body}
+</main>
+<footer><p>Times in UTC. Every page has its JSON: add <code>?format=json</code>, or send <code>Accept: application/json</code>.</p></footer>
+</body>
+</html>`.value;
+}
+
+/** The hidden field that carries the session's CSRF token on a form that writes. */
+export function csrfField(ctx: PageContext): SafeHtml {
+  return ctx.csrfToken === undefined ? html`` : html`<input type="hidden" name="_csrf" value="${ctx.csrfToken}">`;
+}
+
+/** Where a spend stands against its cap. */
+export type BarState = 'ok' | 'soft' | 'over' | 'none';
+
+/** The fraction of its cap a budget has spent, and the state its bar shows. */
+export function budgetState(status: BudgetStatus | null | undefined): { used: number | null; state: BarState } {
+  if (!status || status.limitNanoUsd <= 0) return { used: null, state: 'none' };
+  const used = status.spentNanoUsd / status.limitNanoUsd;
+  if (status.spentNanoUsd >= status.limitNanoUsd) return { used, state: 'over' };
+  if (status.softLimitReached || (status.softLimit !== null && used >= status.softLimit)) return { used, state: 'soft' };
+  return { used, state: 'ok' };
+}
+
+const STATE_WORDS: Record<BarState, string> = { ok: 'within budget', soft: 'past its soft limit', over: 'at or over its cap', none: 'no budget' };
+
+/**
+ * A bar of spend against a cap, drawn in SVG so it needs neither script nor inline style. Its state
+ * is in `data-state` and a class (for tests and styles) and in words (for everyone).
+ */
+export function spendBar(label: string, status: BudgetStatus): SafeHtml {
+  const { used, state } = budgetState(status);
+  const fill = Math.min(100, Math.max(0, (used ?? 0) * 100));
+  const soft = status.softLimit === null ? undefined : Math.min(100, status.softLimit * 100);
+  const text = `${money(status.spentNanoUsd)} of ${money(status.limitNanoUsd)} (${percent(used ?? 0)}), ${STATE_WORDS[state]}`;
+  return html`<div class="bar bar--${state}" data-state="${state}" role="meter" aria-valuemin="0" aria-valuemax="100" aria-valuenow="${Math.round(fill)}" aria-valuetext="${text}" aria-label="${label} spend against its cap">
+  <svg viewBox="0 0 100 10" preserveAspectRatio="none" aria-hidden="true" focusable="false"><rect class="bar-track" width="100" height="10"></rect><rect class="bar-fill" width="${fill.toFixed(2)}" height="10"></rect>${soft === undefined ? '' : html`<line class="bar-soft" x1="${soft}" x2="${soft}" y1="0" y2="10"></line>`}</svg>
+  <span class="bar-text">${money(status.spentNanoUsd)} of ${money(status.limitNanoUsd)} · ${percent(used ?? 0)}${state === 'soft' ? html` · <strong>soft limit</strong>` : ''}${state === 'over' ? html` · <strong>cap reached</strong>` : ''}</span>
+</div>`;
+}
+
+/** A table that scrolls sideways on a narrow screen instead of overflowing the page. */
+export function table(caption: string, head: readonly string[], rows: readonly SafeHtml[], empty = 'Nothing yet.'): SafeHtml {
+  if (rows.length === 0) return html`<section class="table"><h2>${caption}</h2><p class="empty">${empty}</p></section>`;
+  return html`<section class="table"><h2>${caption}</h2><div class="scroll" tabindex="0" role="region" aria-label="${caption}"><table>
+<thead><tr>${head.map((cell) => html`<th scope="col">${cell}</th>`)}</tr></thead>
+<tbody>${rows}</tbody></table></div></section>`;
+}
+
+/** A time series for the page's script to draw (uPlot), with the same numbers as a table for screen readers and no-script. */
+export interface ChartData {
+  /** Epoch seconds of each bucket. */
+  x: number[];
+  series: { label: string; values: number[] }[];
+  /** What a value is, e.g. `USD`. */
+  unit: string;
+}
+
+export function chart(id: string, label: string, data: ChartData, bucketLabel: (epochSeconds: number) => string): SafeHtml {
+  if (data.x.length === 0 || data.series.length === 0) return html`<section class="chart-box"><h2>${label}</h2><p class="empty">No usage recorded in this range.</p></section>`;
+  const rows = data.x.map((x, i) => html`<tr><th scope="row">${bucketLabel(x)}</th>${data.series.map((series) => html`<td>${series.values[i]?.toFixed(6)}</td>`)}</tr>`);
+  return html`<section class="chart-box"><h2 id="${id}-title">${label}</h2>
+<div class="chart" data-chart="${id}" role="img" aria-labelledby="${id}-title"></div>
+${jsonBlock(id, data)}
+<details><summary>The numbers behind the chart</summary><div class="scroll"><table><thead><tr><th scope="col">Time (UTC)</th>${data.series.map((series) => html`<th scope="col">${series.label} (${data.unit})</th>`)}</tr></thead><tbody>${rows}</tbody></table></div></details>
+</section>`;
+}
+
+export function timeCell(iso: string | undefined | null): SafeHtml {
+  if (!iso) return html`<td></td>`;
+  return html`<td><time datetime="${iso}">${utcTime(iso)}</time></td>`;
+}

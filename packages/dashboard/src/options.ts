@@ -1,0 +1,176 @@
+// dashboard() options, checked once and resolved into the config every route reads.
+import { assertKnownOptions, CALENDAR_PERIODS, parseDuration, TollgateError } from '@tollgate/core';
+import type { ApiKeyRecord, CalendarPeriod, KeyStore } from '@tollgate/core';
+import type { BudgetSelector, BudgetStatus } from '@tollgate/budget';
+import type { LedgerLocation, Queryable } from '@tollgate/metering';
+import { adminKeyCheck } from './admin-key.js';
+
+/** What the dashboard asks of a budget guard (`budgetGuard()` from @tollgate/budget has it all). */
+export interface DashboardBudgets {
+  status(selector?: BudgetSelector): Promise<BudgetStatus[]>;
+  topUp(selector: BudgetSelector, usd: number): Promise<BudgetStatus[]>;
+  reset(selector: BudgetSelector): Promise<BudgetStatus[]>;
+}
+
+/** One request or token quota as it stands now, for the overview (the app computes it from its limiters). */
+export interface QuotaStatus {
+  /** What is limited, as operators know it: `tenant acme`, `key acme-support`, `global`. */
+  name: string;
+  /** The tenant it belongs to, so the tenant page shows it too. */
+  tenantId?: string;
+  unit: 'requests' | 'tokens';
+  /** The window, e.g. `1m`. */
+  window?: string;
+  limit: number;
+  remaining: number;
+  /** ISO 8601: when the window frees up. */
+  resetAt?: string;
+}
+
+/** A message for the overview's alerts, besides those the dashboard finds itself. */
+export interface DashboardAlert {
+  level: 'critical' | 'warning' | 'info';
+  message: string;
+  /** A page of the dashboard it points to, relative to where the dashboard is mounted (`tenants/acme`). */
+  href?: string;
+}
+
+type ListSource = readonly string[] | (() => readonly string[]);
+
+export interface DashboardOptions {
+  /**
+   * SHA-256 hex of the admin key (the proxy config's `adminKeySha256`). A browser signs in with the
+   * key; a script sends it as `Authorization: Bearer <key>`. One of this or `authorize` is required.
+   */
+  adminKeySha256?: string;
+  /**
+   * Decides whether a presented key is an admin's, instead of `adminKeySha256` (e.g. any key of a
+   * store with an `admin` scope). Compare in constant time; the key is never stored.
+   */
+  authorize?: (key: string) => boolean | Promise<boolean>;
+  /** The budget guard: every budget's spent, reserved and reset time, top-up and reset. @default no budgets shown */
+  budgets?: DashboardBudgets;
+  /** The key store (`stores.keys`): keys are listed, created, revoked and rotated in it. @default no keys page actions */
+  keys?: KeyStore;
+  /** Keys from a config file: listed, never changed here (edit the file). @default none */
+  configKeys?: () => readonly ApiKeyRecord[];
+  /** The usage ledger: a pg Pool or Client, or a PGlite instance. @default no spend history */
+  ledger?: Queryable;
+  /** Where the ledger table is. @default the search path's `tollgate_usage` */
+  ledgerTable?: LedgerLocation;
+  /** Request and token quotas as they stand now, from the app's limiters. @default none */
+  limits?: () => readonly QuotaStatus[] | Promise<readonly QuotaStatus[]>;
+  /** More alerts for the overview (soft-limit events, suspended keys). @default none */
+  alerts?: () => readonly DashboardAlert[] | Promise<readonly DashboardAlert[]>;
+  /** Tenants a new key may name (a select on the form; others refused). @default any */
+  tenants?: ListSource;
+  /** Tiers a new key may name. @default any */
+  tiers?: ListSource;
+  /** The period spend is summed over for a tenant or feature without a calendar budget. @default 'month' */
+  period?: CalendarPeriod;
+  /** Page title. @default 'tollgate' */
+  title?: string;
+  /** How long a browser session lasts after sign-in (ms or `"8h"`). @default '8h' */
+  sessionTtl?: number | string;
+  /** Sessions kept at once; past it the oldest is signed out. @default 1000 */
+  maxSessions?: number;
+  /**
+   * The `Secure` flag of the session cookie: `'auto'` sets it when the request came over HTTPS
+   * (`req.secure`, which needs Express's `trust proxy` behind a TLS proxy).
+   * @default 'auto'
+   */
+  secureCookie?: boolean | 'auto';
+  /** Clock, for tests. @default Date.now */
+  now?: () => number;
+}
+
+const OPTION_NAMES = [
+  'adminKeySha256', 'authorize', 'budgets', 'keys', 'configKeys', 'ledger', 'ledgerTable', 'limits', 'alerts', 'tenants', 'tiers',
+  'period', 'title', 'sessionTtl', 'maxSessions', 'secureCookie', 'now',
+] as const satisfies readonly (keyof DashboardOptions)[];
+
+/** The options with every default filled in and every check done. */
+export interface DashboardConfig {
+  authorize: (key: string) => boolean | Promise<boolean>;
+  budgets: DashboardBudgets | undefined;
+  keys: KeyStore | undefined;
+  configKeys: () => readonly ApiKeyRecord[];
+  ledger: Queryable | undefined;
+  ledgerTable: LedgerLocation;
+  limits: () => readonly QuotaStatus[] | Promise<readonly QuotaStatus[]>;
+  alerts: () => readonly DashboardAlert[] | Promise<readonly DashboardAlert[]>;
+  tenants: (() => readonly string[]) | undefined;
+  tiers: (() => readonly string[]) | undefined;
+  period: CalendarPeriod;
+  title: string;
+  sessionTtlMs: number;
+  maxSessions: number;
+  secureCookie: boolean | 'auto';
+  now: () => number;
+}
+
+const CODE = 'ERR_TG_DASHBOARD';
+
+function invalid(message: string): TollgateError {
+  return new TollgateError(`${CODE}_INVALID_OPTION`, `dashboard(): ${message}`);
+}
+
+function hasMethods(value: unknown, names: readonly string[]): boolean {
+  // A budget guard is a middleware function carrying its methods, so functions count too.
+  return (typeof value === 'object' || typeof value === 'function') && value !== null && names.every((name) => typeof (value as Record<string, unknown>)[name] === 'function');
+}
+
+function listSource(value: ListSource | undefined, name: string): (() => readonly string[]) | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value === 'function') return value;
+  if (!Array.isArray(value) || !value.every((item) => typeof item === 'string')) throw invalid(`${name} must be an array of strings or a function returning one`);
+  const list = [...value];
+  return () => list;
+}
+
+export function resolveOptions(options: DashboardOptions): DashboardConfig {
+  assertKnownOptions(options, OPTION_NAMES, `${CODE}_UNKNOWN_OPTION`, 'dashboard');
+  if (options === undefined || options === null) throw invalid('needs options: at least adminKeySha256 or authorize');
+  const { adminKeySha256, authorize } = options;
+  if ((adminKeySha256 === undefined) === (authorize === undefined)) throw invalid('needs exactly one of adminKeySha256 or authorize, so that nobody signs in without a key');
+  if (adminKeySha256 !== undefined && !(typeof adminKeySha256 === 'string' && /^[0-9a-fA-F]{64}$/.test(adminKeySha256))) throw invalid('adminKeySha256 must be the 64-character SHA-256 hex of the admin key');
+  if (authorize !== undefined && typeof authorize !== 'function') throw invalid('authorize must be a function (key) => boolean');
+  if (options.budgets !== undefined && !hasMethods(options.budgets, ['status', 'topUp', 'reset'])) throw invalid('budgets must be a budget guard (status, topUp, reset)');
+  if (options.keys !== undefined && !hasMethods(options.keys, ['list', 'findById', 'put', 'disable'])) throw invalid('keys must be a KeyStore (stores.keys)');
+  if (options.configKeys !== undefined && typeof options.configKeys !== 'function') throw invalid('configKeys must be a function returning key records');
+  if (options.ledger !== undefined && !hasMethods(options.ledger, ['query'])) throw invalid('ledger must be a pg Pool or Client, or a PGlite instance');
+  if (options.limits !== undefined && typeof options.limits !== 'function') throw invalid('limits must be a function returning quota rows');
+  if (options.alerts !== undefined && typeof options.alerts !== 'function') throw invalid('alerts must be a function returning alerts');
+  const period = options.period ?? 'month';
+  if (!CALENDAR_PERIODS.includes(period)) throw invalid(`period must be one of ${CALENDAR_PERIODS.join(', ')}`);
+  const maxSessions = options.maxSessions ?? 1000;
+  if (!Number.isSafeInteger(maxSessions) || maxSessions < 1) throw invalid('maxSessions must be a positive integer');
+  const secureCookie = options.secureCookie ?? 'auto';
+  if (secureCookie !== 'auto' && typeof secureCookie !== 'boolean') throw invalid("secureCookie must be true, false or 'auto'");
+  if (options.title !== undefined && (typeof options.title !== 'string' || options.title.length === 0 || options.title.length > 100)) throw invalid('title must be a string of 1 to 100 characters');
+  if (options.now !== undefined && typeof options.now !== 'function') throw invalid('now must be a function returning epoch ms');
+  let sessionTtlMs: number;
+  try {
+    sessionTtlMs = parseDuration(options.sessionTtl ?? '8h', 'sessionTtl');
+  } catch (error) {
+    throw invalid(error instanceof Error ? error.message : String(error));
+  }
+  return {
+    authorize: authorize ?? adminKeyCheck(adminKeySha256!),
+    budgets: options.budgets,
+    keys: options.keys,
+    configKeys: options.configKeys ?? (() => []),
+    ledger: options.ledger,
+    ledgerTable: { ...options.ledgerTable },
+    limits: options.limits ?? (() => []),
+    alerts: options.alerts ?? (() => []),
+    tenants: listSource(options.tenants, 'tenants'),
+    tiers: listSource(options.tiers, 'tiers'),
+    period,
+    title: options.title ?? 'tollgate',
+    sessionTtlMs,
+    maxSessions,
+    secureCookie,
+    now: options.now ?? Date.now,
+  };
+}

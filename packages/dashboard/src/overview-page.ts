@@ -1,0 +1,193 @@
+// The overview: spend this period per tenant and feature against its cap, quotas now, and what needs a look.
+import { periodWindow } from '@tollgate/core';
+import type { CalendarPeriod } from '@tollgate/core';
+import type { BudgetStatus } from '@tollgate/budget';
+import { aggregateUsage, usageOverTime } from '@tollgate/metering';
+import { count, fromNow, money, percent, utcTime } from './format.js';
+import { html } from './html.js';
+import type { SafeHtml } from './html.js';
+import { loadKeys } from './keys-page.js';
+import { budgetState, chart, layout, spendBar, table } from './layout.js';
+import type { BarState, ChartData, PageContext } from './layout.js';
+import type { DashboardAlert, DashboardConfig, QuotaStatus } from './options.js';
+import { seriesFromPoints } from './series.js';
+import { SourceProblems } from './sources.js';
+
+/** Spend of one tenant or feature in its current period, against its budget if it has one. */
+export interface SpendRow {
+  id: string;
+  /** The period the ledger's spend is summed over: the budget's own, else the dashboard's. */
+  period: CalendarPeriod;
+  periodStart: string;
+  periodEnd: string;
+  /** What the usage ledger recorded in that period; null without a ledger. */
+  ledgerSpentNanoUsd: number | null;
+  requests: number | null;
+  /** The budget's live state (spent, reserved, remaining, reset), or null. */
+  budget: BudgetStatus | null;
+  /** The budget's spent over its cap (1 = 100%). */
+  used: number | null;
+  state: BarState;
+}
+
+export interface OverviewData {
+  generatedAt: string;
+  tenants: SpendRow[];
+  features: SpendRow[];
+  /** Key, user and global budgets. */
+  otherBudgets: (BudgetStatus & { used: number | null; state: BarState })[];
+  quotas: QuotaStatus[];
+  alerts: DashboardAlert[];
+  /** Spend per UTC day over the last 30 days, per tenant. */
+  dailySpend: ChartData | null;
+  ledger: boolean;
+}
+
+/** Rows shown per table; the JSON has them all. */
+const MAX_ROWS = 200;
+const DAY_SECONDS = 86_400;
+const EXPIRY_WARNING_MS = 7 * 86_400_000;
+
+async function spendRows(
+  config: DashboardConfig,
+  problems: SourceProblems,
+  scope: 'tenant' | 'feature',
+  statuses: BudgetStatus[],
+  now: number,
+): Promise<SpendRow[]> {
+  const budgets = new Map(statuses.filter((status) => status.scope === scope && status.id !== null).map((status) => [status.id!, status]));
+  const periodOf = (status: BudgetStatus | undefined): CalendarPeriod => (status && status.period !== 'rolling' ? status.period : config.period);
+  // One ledger query per period in use: sums per id, exact integers.
+  const periods = new Set<CalendarPeriod>([config.period, ...[...budgets.values()].map(periodOf)]);
+  const ledgerSums = new Map<CalendarPeriod, Map<string, { cost: number; requests: number }>>();
+  const ledger = config.ledger;
+  if (ledger) {
+    await Promise.all([...periods].map(async (period) => {
+      const window = periodWindow(period, now);
+      const rows = await problems.read('ledger', [], () => aggregateUsage(ledger, { ...config.ledgerTable, by: scope, since: new Date(window.start), until: new Date(window.end) }));
+      ledgerSums.set(period, new Map(rows.filter((row) => row.group !== null).map((row) => [row.group!, { cost: row.costNanoUsd, requests: row.requests }])));
+    }));
+  }
+  const ids = new Set<string>([...budgets.keys(), ...(ledgerSums.get(config.period)?.keys() ?? [])]);
+  // Ids seen only in the ledger may still have a budget from a wildcard entry ('*') or from code.
+  const unconfigured = [...ids].filter((id) => !budgets.has(id)).slice(0, MAX_ROWS);
+  if (config.budgets && unconfigured.length > 0) {
+    const guard = config.budgets;
+    const found = await problems.read('budgets', [], () => Promise.all(unconfigured.map((id) => guard.status({ scope, id }))));
+    for (const status of found.flat()) if (status.scope === scope && status.id !== null && !budgets.has(status.id)) budgets.set(status.id, status);
+  }
+  const rows = [...ids].map((id): SpendRow => {
+    const budget = budgets.get(id) ?? null;
+    const period = periodOf(budget ?? undefined);
+    const window = periodWindow(period, now);
+    const sum = ledgerSums.get(period)?.get(id);
+    return {
+      id,
+      period,
+      periodStart: new Date(window.start).toISOString(),
+      periodEnd: new Date(window.end).toISOString(),
+      ledgerSpentNanoUsd: ledger ? (sum?.cost ?? 0) : null,
+      requests: ledger ? (sum?.requests ?? 0) : null,
+      budget,
+      ...budgetState(budget),
+    };
+  });
+  return rows.sort((a, b) => (b.used ?? -1) - (a.used ?? -1) || (b.ledgerSpentNanoUsd ?? 0) - (a.ledgerSpentNanoUsd ?? 0) || a.id.localeCompare(b.id));
+}
+
+function budgetAlerts(rows: SpendRow[], others: OverviewData['otherBudgets'], now: number): DashboardAlert[] {
+  const alerts: DashboardAlert[] = [];
+  const name = (scope: string, id: string | null) => (id === null ? scope : `${scope} ${id}`);
+  const all = [...rows.filter((row) => row.budget).map((row) => ({ status: row.budget!, state: row.state, used: row.used })), ...others.map((status) => ({ status, state: status.state, used: status.used }))];
+  for (const { status, state, used } of all) {
+    const href = status.scope === 'tenant' && status.id !== null ? `tenants/${encodeURIComponent(status.id)}` : undefined;
+    const who = name(status.scope, status.id);
+    if (state === 'over') {
+      alerts.push({ level: 'critical', message: `The ${who} budget is spent: ${money(status.spentNanoUsd)} of ${money(status.limitNanoUsd)}. Its requests are refused until ${utcTime(status.resetAt)} (${fromNow(status.resetAt, now)}).`, ...(href ? { href } : {}) });
+    } else if (state === 'soft') {
+      alerts.push({ level: 'warning', message: `The ${who} budget is past its soft limit of ${percent(status.softLimit ?? 0)}: ${percent(used ?? 0)} spent (${money(status.spentNanoUsd)} of ${money(status.limitNanoUsd)}).`, ...(href ? { href } : {}) });
+    }
+  }
+  return alerts;
+}
+
+export async function loadOverview(config: DashboardConfig): Promise<OverviewData> {
+  const now = config.now();
+  const problems = new SourceProblems();
+  const guard = config.budgets;
+  const statuses = guard ? await problems.read('budgets', [], () => guard.status()) : [];
+  const ledger = config.ledger;
+  const dailySince = (Math.floor(now / 1000 / DAY_SECONDS) - 29) * DAY_SECONDS;
+  const [tenants, features, quotas, keys, extra, points] = await Promise.all([
+    spendRows(config, problems, 'tenant', statuses, now),
+    spendRows(config, problems, 'feature', statuses, now),
+    problems.read('limits', [], async () => [...(await config.limits())]),
+    loadKeys(config, problems),
+    problems.read('alerts', [], async () => [...(await config.alerts())]),
+    ledger
+      ? problems.read('ledger', null, () => usageOverTime(ledger, { ...config.ledgerTable, since: new Date(dailySince * 1000), until: new Date(now), bucketSeconds: DAY_SECONDS, splitBy: 'tenant' }))
+      : null,
+  ]);
+  const otherBudgets = statuses.filter((status) => status.scope !== 'tenant' && status.scope !== 'feature').map((status) => ({ ...status, ...budgetState(status) }));
+  const alerts: DashboardAlert[] = [...problems.alerts(), ...budgetAlerts([...tenants, ...features], otherBudgets, now)];
+  for (const quota of quotas) {
+    if (quota.remaining <= 0) alerts.push({ level: 'warning', message: `No ${quota.unit} left for ${quota.name}${quota.resetAt ? ` until ${utcTime(quota.resetAt)}` : ''}.` });
+  }
+  for (const key of keys) {
+    const expiresAt = key.expiresAt === undefined ? Number.NaN : Date.parse(key.expiresAt);
+    if (key.state === 'active' && expiresAt - now < EXPIRY_WARNING_MS) alerts.push({ level: 'info', message: `Key ${key.id} expires ${fromNow(expiresAt, now)}.`, href: 'keys' });
+  }
+  alerts.push(...extra);
+  return {
+    generatedAt: new Date(now).toISOString(),
+    tenants,
+    features,
+    otherBudgets,
+    quotas,
+    alerts,
+    dailySpend: points ? seriesFromPoints(points, { since: dailySince, until: Math.floor(now / 1000), bucketSeconds: DAY_SECONDS, maxSeries: 6 }) : null,
+    ledger: ledger !== undefined,
+  };
+}
+
+function periodWord(row: SpendRow): string {
+  return row.budget?.period === 'rolling' ? `rolling (ledger: this ${row.period})` : `this ${row.period}`;
+}
+
+function spendRowHtml(ctx: PageContext, row: SpendRow, scope: 'tenant' | 'feature'): SafeHtml {
+  const name = scope === 'tenant' ? html`<a href="${ctx.base}/tenants/${encodeURIComponent(row.id)}">${row.id}</a>` : row.id;
+  return html`<tr data-${scope}="${row.id}" data-state="${row.state}">
+<th scope="row">${name}</th>
+<td class="bar-cell">${row.budget ? spendBar(`${scope} ${row.id}`, row.budget) : html`<span class="muted">no budget</span>`}</td>
+<td class="num" data-nano-usd="${row.ledgerSpentNanoUsd ?? ''}">${row.ledgerSpentNanoUsd === null ? '—' : money(row.ledgerSpentNanoUsd)}</td>
+<td class="num">${row.requests === null ? '—' : count(row.requests)}</td>
+<td>${periodWord(row)}</td>
+<td class="num">${row.budget ? money(row.budget.reservedNanoUsd) : ''}</td>
+${row.budget ? html`<td><time datetime="${row.budget.resetAt}">${fromNow(row.budget.resetAt, ctx.now)}</time></td>` : html`<td></td>`}
+</tr>`;
+}
+
+// The bar first: on a phone it is what shows before the table scrolls.
+const SPEND_HEAD = ['', 'Budget: spent of cap', 'Spent (ledger)', 'Requests', 'Period', 'Held in flight', 'Resets'];
+
+function alertList(ctx: PageContext, alerts: DashboardAlert[]): SafeHtml {
+  if (alerts.length === 0) return html`<section class="alerts"><h2>Alerts</h2><p class="empty">Nothing needs a look.</p></section>`;
+  const items = alerts.map((alert) => html`<li class="alert alert--${alert.level}" data-level="${alert.level}"><span class="alert-level">${alert.level}</span> ${alert.message}${alert.href ? html` <a href="${ctx.base}/${alert.href}">Open</a>` : ''}</li>`);
+  return html`<section class="alerts" aria-live="polite"><h2>Alerts</h2><ul>${items}</ul></section>`;
+}
+
+export function renderOverview(ctx: PageContext, data: OverviewData): string {
+  const tenantRows = data.tenants.slice(0, MAX_ROWS).map((row) => spendRowHtml(ctx, row, 'tenant'));
+  const featureRows = data.features.slice(0, MAX_ROWS).map((row) => spendRowHtml(ctx, row, 'feature'));
+  const otherRows = data.otherBudgets.map((status) => html`<tr data-state="${status.state}"><th scope="row">${status.scope}${status.id === null ? '' : ` ${status.id}`}</th><td class="bar-cell">${spendBar(`${status.scope} ${status.id ?? ''}`, status)}</td><td>${status.period}</td><td class="num">${money(status.reservedNanoUsd)}</td><td><time datetime="${status.resetAt}">${fromNow(status.resetAt, ctx.now)}</time></td></tr>`);
+  const quotaRows = data.quotas.map((quota) => html`<tr><th scope="row">${quota.name}</th><td>${quota.unit}${quota.window ? ` per ${quota.window}` : ''}</td><td class="num">${count(quota.remaining)}</td><td class="num">${count(quota.limit)}</td><td>${quota.resetAt ? utcTime(quota.resetAt) : ''}</td></tr>`);
+  const noLedger = data.ledger ? '' : html`<p class="muted">No usage ledger is connected: spend history is not shown. Pass <code>ledger</code> (PostgreSQL or PGlite).</p>`;
+  const body = html`${alertList(ctx, data.alerts)}
+${noLedger}
+${table('Tenants', SPEND_HEAD, tenantRows, 'No tenant has a budget or recorded spend yet.')}
+${data.dailySpend ? chart('daily-spend', 'Spend per day, last 30 days (USD)', data.dailySpend, (x) => utcTime(x * 1000).slice(0, 10)) : ''}
+${table('Features', SPEND_HEAD, featureRows, 'No feature has a budget or recorded spend yet.')}
+${otherRows.length > 0 ? table('Other budgets', ['', 'Spent of cap', 'Period', 'Held in flight', 'Resets'], otherRows) : ''}
+${table('Request and token quotas now', ['', 'Limit', 'Remaining', 'Of', 'Frees up'], quotaRows, 'No quotas reported (the app passes them as the limits option).')}`;
+  return layout(ctx, { title: 'Overview', current: '', body });
+}

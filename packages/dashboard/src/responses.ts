@@ -1,0 +1,61 @@
+// One way to answer: the page as HTML or its data as JSON, and failures through one renderer.
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { ApiError, renderApiError, toClientError } from '@tollgate/core';
+import { escapeHtml } from './html.js';
+
+const JSON_ONLY = Symbol('tollgate.dashboard.json');
+
+/** Marks the requests under `/api`: they are answered in JSON whatever they accept. */
+export function answerInJson(_req: Request, res: Response, next: NextFunction): void {
+  (res.locals as Record<symbol, boolean>)[JSON_ONLY] = true;
+  next();
+}
+
+/** JSON for `/api/...`, `?format=json`, or a client that prefers it to HTML. */
+export function wantsJson(req: Request, res: Response): boolean {
+  if ((res.locals as Record<symbol, boolean | undefined>)[JSON_ONLY]) return true;
+  if (req.query.format === 'json') return true;
+  return req.accepts(['html', 'json']) === 'json';
+}
+
+/** Express 4 does not pass a rejected handler's error on; Express 5 does. This works on both. */
+export function asyncRoute(handler: (req: Request, res: Response, next: NextFunction) => Promise<void>): RequestHandler {
+  return function runAsyncRoute(req, res, next) {
+    handler(req, res, next).catch(next);
+  };
+}
+
+/** A page's data as JSON, or rendered: the same numbers either way. */
+export function sendPage<T>(req: Request, res: Response, data: T, render: (data: T) => string): void {
+  res.setHeader('cache-control', 'no-store');
+  if (wantsJson(req, res)) res.json(data);
+  else res.type('html').send(render(data));
+}
+
+/** A write's answer: JSON for scripts, else back to a page (POST, redirect, GET: a reload sends nothing twice). */
+export function sendWriteResult(req: Request, res: Response, status: number, data: unknown, backTo: string): void {
+  if (wantsJson(req, res) || req.is('application/json')) res.status(status).json(data);
+  else res.redirect(303, backTo);
+}
+
+/**
+ * Renders what the client got wrong (ApiError, unreadable bodies) as JSON or as a short page;
+ * anything else goes on to the app's own error handler.
+ */
+export function dashboardErrors(error: unknown, req: Request, res: Response, next: NextFunction): void {
+  const clientError = error instanceof ApiError ? error : toClientError(error);
+  if (!clientError) {
+    next(error);
+    return;
+  }
+  if (wantsJson(req, res) || req.is('application/json') || !req.accepts('html')) {
+    renderApiError(clientError, req, res);
+    return;
+  }
+  for (const [name, value] of Object.entries(clientError.headers)) res.setHeader(name, String(value));
+  const back = `${req.baseUrl}/`;
+  res
+    .status(clientError.status)
+    .type('html')
+    .send(`<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>${clientError.status}</title><link rel="stylesheet" href="${escapeHtml(req.baseUrl)}/assets/dashboard.css"></head><body><main id="main"><h1>${clientError.status}</h1><p role="alert">${escapeHtml(clientError.message)}</p><p><a href="${escapeHtml(back)}">Back to the dashboard</a></p></main></body></html>`);
+}
