@@ -214,9 +214,12 @@ local function keep(scope, st, periodEnd, later)
     st.x = x
   end
 end
--- Adds bucket t to the ascending list (buckets mostly arrive in order: appended).
+-- Adds bucket t to the ascending list (buckets mostly arrive in order: appended). Most reserves
+-- fall in the newest bucket, already last in the list: then the list is returned unchanged.
 local function addBucket(lb, t)
   if lb == '' then return t end
+  local cut = #lb - #t
+  if string.sub(lb, cut + 1) == t and (cut == 0 or string.sub(lb, cut, cut) == ',') then return lb end
   local at = tonumber(t)
   local out = {}
   local placed = false
@@ -262,10 +265,13 @@ export const reserve = new LuaScript(
     st.r = st.r + grant
     local lb = addBucket(st.lb, bucket)
     redis.call('HINCRBY', scope, 'h' .. bucket, grant)
+    -- One write of what changed: the total always, the bucket list and period end when they moved.
     if st.pe == nil or periodEnd > st.pe then
       redis.call('HSET', scope, 'r', fmt(st.r), 'lb', lb, 'pe', fmt(periodEnd))
-    else
+    elseif lb ~= st.lb then
       redis.call('HSET', scope, 'r', fmt(st.r), 'lb', lb)
+    else
+      redis.call('HSET', scope, 'r', fmt(st.r))
     end
     keep(scope, st, periodEnd, tonumber(bucket))
     out[2 + 2 * i] = fmt(st.s)
