@@ -1,13 +1,16 @@
 // A proxy whose Redis restarts without persistence: budget spend is rebuilt from the PostgreSQL ledger within the proxy's check interval, and the budget still refuses at its limit.
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import OpenAI from 'openai';
 import pg from 'pg';
+import { createRedisStores } from '@tollgate/redis';
 import { freePort, PrivateRedis } from '../packages/redis/test/helpers.js';
-import { newApiKey, sha256Hex, spawnProxy, waitFor } from './helpers/proxy.js';
+import { newApiKey, ROOT, sha256Hex, spawnProxy, waitFor } from './helpers/proxy.js';
 import type { SpawnedProxy } from './helpers/proxy.js';
 
 type OpenAIApiError = InstanceType<typeof OpenAI.APIError>;
@@ -19,11 +22,12 @@ const adminKey = newApiKey();
 const key = newApiKey();
 let redis: PrivateRedis;
 let proxy: SpawnedProxy;
+let configPath: string;
 
 beforeAll(async () => {
   redis = new PrivateRedis(await freePort());
   await redis.start();
-  const configPath = path.join(dir, 'config.json');
+  configPath = path.join(dir, 'config.json');
   writeFileSync(configPath, JSON.stringify({
     postgresUrl: POSTGRES_URL,
     postgresTable: table,
@@ -92,5 +96,32 @@ describe('Redis restarted without persistence', () => {
     expect(refused?.code).toBe('insufficient_quota');
     const final = await budget();
     expect(final.spentNanoUsd).toBeLessThanOrEqual(2_000_000);
+  }, 60_000);
+
+  it('pnpm tollgate reconcile raises the budgets of a wiped Redis to the ledger, by hand', async () => {
+    const before = await budget();
+    expect(before.spentNanoUsd).toBeGreaterThan(0);
+    await proxy.stop();
+    await redis.stop();
+    await redis.start();
+    const run = promisify(execFile);
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', '--conditions=source', 'examples/proxy/src/cli.ts', 'reconcile'], {
+      cwd: ROOT,
+      env: { ...process.env, TOLLGATE_CONFIG: configPath, REDIS_URL: redis.url },
+    });
+    expect(stdout).toMatch(/raised budget:tenant:acme:day:\S+ to \d+ nano-USD/);
+    const stores = createRedisStores({ url: redis.url });
+    try {
+      const key = `budget:tenant:acme:day:${new Date().toISOString().slice(0, 10)}`;
+      expect(await stores.ledger.usage([key])).toEqual([{ key, spent: before.spentNanoUsd, reserved: 0 }]);
+      // Run again: nothing is below the ledger any more.
+      const again = await run(process.execPath, ['--import', 'tsx', '--conditions=source', 'examples/proxy/src/cli.ts', 'reconcile'], {
+        cwd: ROOT,
+        env: { ...process.env, TOLLGATE_CONFIG: configPath, REDIS_URL: redis.url },
+      });
+      expect(again.stdout).toMatch(/^0 of \d+ budget scope\(s\) raised to the ledger/m);
+    } finally {
+      await stores.close();
+    }
   }, 60_000);
 });
