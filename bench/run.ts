@@ -7,8 +7,11 @@ import { createClient } from 'redis';
 import { runChainBenchmark } from './chain.js';
 import { runChainCostBenchmark } from './chain-cost.js';
 import { runEstimationBenchmark } from './estimate.js';
+import { runGuardCostBenchmark } from './guard-cost.js';
+import { runGuardDetectionBenchmark } from './guard-detection.js';
 import { runHardStopBenchmark } from './hard-stop.js';
 import { runMemoryBenchmark } from './memory.js';
+import { runObservabilityBenchmark } from './observability.js';
 import { runProxyBenchmark } from './proxy.js';
 import { runRoundTripBenchmark } from './round-trips.js';
 import { runStoreCostBenchmark } from './store-cost.js';
@@ -26,6 +29,9 @@ const BENCHMARKS: Record<string, (context: BenchContext) => Promise<SectionResul
   memory: runMemoryBenchmark,
   'hard-stop': runHardStopBenchmark,
   'store-cost': runStoreCostBenchmark,
+  observability: runObservabilityBenchmark,
+  'guard-detection': runGuardDetectionBenchmark,
+  'guard-cost': runGuardCostBenchmark,
 };
 
 const { values } = parseArgs({

@@ -140,7 +140,11 @@ function retryDelayMs(response: Response): number {
   return seconds > 0 ? seconds * 1000 : 1000;
 }
 
-/** One chat call made like the official SDKs: a refusal that says to retry is retried after its Retry-After. */
+/**
+ * One chat call made like the official SDKs: a refusal that says to retry is retried after its
+ * Retry-After, and so is a 503 (a store deadline passed while the machine was saturated: the SDKs
+ * retry every 5xx; here its 5 s Retry-After is shortened to 2 s to keep the run bounded).
+ */
 async function callLikeAnSdk(url: string, key: string, model: string, stream: boolean): Promise<Outcome> {
   const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
   const init = { method: 'POST', headers, body: JSON.stringify(bodyOf(model, stream)) };
@@ -153,6 +157,10 @@ async function callLikeAnSdk(url: string, key: string, model: string, stream: bo
     const retryable = response.headers.get('x-should-retry') === 'true';
     if (response.status === 429 && retryable && attempt < MAX_ATTEMPTS) {
       await sleep(retryDelayMs(response));
+      continue;
+    }
+    if (response.status === 503 && attempt < MAX_ATTEMPTS) {
+      await sleep(Math.min(2_000, retryDelayMs(response)));
       continue;
     }
     if (response.status === 429 && retryable) return 'gave up';

@@ -1,7 +1,8 @@
-// Runs the store conformance suite against the in-memory stores (fake clock) and a real Redis.
+// Runs the store conformance suite against the in-memory stores (fake clock), a real Redis and a real Redis Cluster.
 import { randomUUID } from 'node:crypto';
 import { createMemoryStores } from '@tollgate/core';
 import { createRedisStores } from '@tollgate/redis';
+import { testCluster } from '../packages/redis/test/redis-cluster.js';
 import { describeStoreConformance } from './conformance/stores.js';
 import { connectTestRedis, deleteKeysWithPrefix } from './conformance/redis.js';
 
@@ -30,6 +31,28 @@ describeStoreConformance(
       },
       advance: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
       cleanup: () => deleteKeysWithPrefix(url, prefix),
+    };
+  },
+  { slidingWindowMs: 1000, ttlMs: 200 },
+);
+
+describeStoreConformance(
+  'redis cluster',
+  async () => {
+    const prefix = `tg-test:${randomUUID()}:`;
+    const cluster = await testCluster();
+    const stores = createRedisStores({ cluster: cluster.urls, prefix, timeoutMs: 5_000 });
+    return {
+      stores,
+      now: async () => {
+        const [seconds, micros] = (await stores.sendCommand(['TIME'])) as [string, string];
+        return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+      },
+      advance: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+      cleanup: async () => {
+        await cluster.deleteKeys(prefix);
+        await cluster.stop();
+      },
     };
   },
   { slidingWindowMs: 1000, ttlMs: 200 },

@@ -522,6 +522,102 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
       });
     });
 
+    // Scopes with slots (a tenant's and the global one): on Redis Cluster they sit on different
+    // shards and the ledger keeps the reserve all-or-nothing in steps; elsewhere the slot is ignored.
+    describe('reservation ledger across slots', () => {
+      async function scope(label: string, limit: number, slot: string, periodMs = LONG): Promise<LedgerScope> {
+        return { key: unique(label), limit, expiresAt: (await harness.now()) + periodMs, slot };
+      }
+      /** A tenant's scope, its key's, and the global one: three slots. */
+      async function trio(limits: [number, number, number], periodMs = LONG): Promise<LedgerScope[]> {
+        const tenant = unique('t');
+        return [await scope('key', limits[0], `key:${unique('k')}`, periodMs), await scope('tenant', limits[1], `tenant:${tenant}`, periodMs), await scope('global', limits[2], 'global', periodMs)];
+      }
+      const spentAndReserved = async (scopes: LedgerScope[]) =>
+        (await stores.ledger.usage(scopes)).map(({ spent, reserved }) => [spent, reserved]);
+
+      it('reserves against every slot and reports each scope in request order', async () => {
+        const scopes = await trio([100, 200, 300]);
+        const id = unique('r');
+        expect(await stores.ledger.reserve({ id, amount: 30, scopes, ttlMs: LONG })).toEqual({
+          ok: true,
+          id,
+          amount: 30,
+          scopes: scopes.map((s) => ({ key: s.key, limit: s.limit, spent: 0, reserved: 30 })),
+        });
+        expect(await spentAndReserved(scopes)).toEqual([[0, 30], [0, 30], [0, 30]]);
+      });
+
+      it('gives back what the other slots granted when the global slot refuses', async () => {
+        const scopes = await trio([100, 100, 50]);
+        await stores.ledger.reserve({ id: unique('r'), amount: 45, scopes: [scopes[2]!], ttlMs: LONG });
+        const refused = await stores.ledger.reserve({ id: unique('r'), amount: 10, scopes, ttlMs: LONG });
+        expect(refused).toEqual({ ok: false, scope: scopes[2]!.key, limit: 50, remaining: 5, resetAt: scopes[2]!.expiresAt });
+        expect(await spentAndReserved(scopes)).toEqual([[0, 0], [0, 0], [0, 45]]);
+      });
+
+      it('leaves the global slot alone when a tenant slot refuses, and names the first refusing scope', async () => {
+        const scopes = await trio([5, 8, 100]);
+        const refused = await stores.ledger.reserve({ id: unique('r'), amount: 10, scopes, ttlMs: LONG });
+        expect(refused).toMatchObject({ ok: false, scope: scopes[0]!.key, remaining: 5 });
+        expect(await spentAndReserved(scopes)).toEqual([[0, 0], [0, 0], [0, 0]]);
+      });
+
+      it('with minAmount holds the smallest grant of every slot in each', async () => {
+        const scopes = await trio([100, 70, 40]);
+        const id = unique('r');
+        const granted = await stores.ledger.reserve({ id, amount: 60, minAmount: 10, scopes, ttlMs: LONG });
+        expect(granted).toMatchObject({ ok: true, amount: 40, scopes: scopes.map((s) => ({ key: s.key, reserved: 40 })) });
+        expect(await spentAndReserved(scopes)).toEqual([[0, 40], [0, 40], [0, 40]]);
+        expect(await stores.ledger.settle(id, 25)).toEqual({ settled: true, reserved: 40, scopes: scopes.map((s) => ({ key: s.key, spent: 25, reserved: 0 })) });
+        expect(await spentAndReserved(scopes)).toEqual([[25, 0], [25, 0], [25, 0]]);
+      });
+
+      it('settles exactly once in every slot', async () => {
+        const scopes = await trio([100, 100, 100]);
+        const id = unique('r');
+        await stores.ledger.reserve({ id, amount: 40, scopes, ttlMs: LONG });
+        expect(await stores.ledger.reserve({ id, amount: 50, scopes, ttlMs: LONG })).toEqual({ ok: true, id, amount: 40 });
+        expect(await stores.ledger.settle(id, 55)).toEqual({ settled: true, reserved: 40, scopes: scopes.map((s) => ({ key: s.key, spent: 55, reserved: 0 })) });
+        expect(await stores.ledger.settle(id, 55)).toEqual({ settled: false, reserved: 0 });
+        expect(await stores.ledger.release(id)).toEqual({ settled: false, reserved: 0 });
+        expect(await spentAndReserved(scopes)).toEqual([[55, 0], [55, 0], [55, 0]]);
+      });
+
+      it('charges a reservation never settled in every slot, and corrects it when the settle comes late', async () => {
+        const scopes = await trio([100, 100, 100]);
+        const id = unique('r');
+        await stores.ledger.reserve({ id, amount: 60, scopes, ttlMs: TTL });
+        await harness.advance(TTL + 100);
+        expect(await spentAndReserved(scopes)).toEqual([[60, 0], [60, 0], [60, 0]]);
+        expect(await stores.ledger.settle(id, 20)).toMatchObject({ settled: true, reserved: 60 });
+        expect(await spentAndReserved(scopes)).toEqual([[20, 0], [20, 0], [20, 0]]);
+      });
+
+      it('reads, adjusts, restores and resets scopes by their slot', async () => {
+        const scopes = await trio([100, 100, 100]);
+        const [key, tenant, global] = scopes as [LedgerScope, LedgerScope, LedgerScope];
+        await stores.ledger.adjustSpent(key, 30, key.expiresAt);
+        expect(await stores.ledger.restoreSpent!(tenant, 40, tenant.expiresAt)).toBe(true);
+        await stores.ledger.adjustSpent(global, 50, global.expiresAt);
+        expect(await spentAndReserved(scopes)).toEqual([[30, 0], [40, 0], [50, 0]]);
+        await stores.ledger.resetScope(tenant);
+        expect(await spentAndReserved([global, tenant, key])).toEqual([[50, 0], [0, 0], [30, 0]]);
+        expect(await stores.ledger.reserve({ id: unique('r'), amount: 71, scopes, ttlMs: LONG })).toMatchObject({ ok: false, scope: key.key, remaining: 70 });
+      });
+
+      it('never over-admits concurrent reserves across slots, and holds nothing for the refused ones', async () => {
+        const tenants = await Promise.all([0, 1, 2].map(async () => scope('tenant', 30, `tenant:${unique('t')}`)));
+        const global = await scope('global', 50, 'global');
+        const results = await Promise.all(Array.from({ length: 90 }, (_, i) => stores.ledger.reserve({ id: unique('r'), amount: 1, scopes: [tenants[i % 3]!, global], ttlMs: LONG })));
+        expect(results.filter((r) => r.ok)).toHaveLength(50);
+        const held = await stores.ledger.usage([...tenants, global]);
+        expect(held.map((u) => u.reserved).reduce((a, b) => a + b, 0)).toBe(100);
+        expect(held[3]).toMatchObject({ spent: 0, reserved: 50 });
+        for (const u of held.slice(0, 3)) expect(u.reserved).toBeLessThanOrEqual(30);
+      });
+    });
+
     describe('key store', () => {
       const record = (overrides: Partial<ApiKeyRecord> = {}): ApiKeyRecord => ({
         id: unique('key'),

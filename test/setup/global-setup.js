@@ -1,6 +1,12 @@
-// Fails the whole run at once, with a fix, when Redis, PostgreSQL or Chromium is not there: tests never skip them.
+// Fails the whole run at once, with a fix, when Redis (or redis-server, for the cluster tests), PostgreSQL or Chromium is not there: tests never skip them.
 import { existsSync } from 'node:fs';
 import net from 'node:net';
+import { delimiter, join } from 'node:path';
+
+/** True when `name` is an executable file in a directory of PATH. */
+function onPath(name) {
+  return (process.env.PATH ?? '').split(delimiter).some((dir) => dir !== '' && existsSync(join(dir, name)));
+}
 
 function probe(url, fallbackPort) {
   const { hostname, port } = new URL(url);
@@ -22,6 +28,10 @@ export default async function globalSetup() {
   }
   if (!(await probe(postgresUrl, 5432))) {
     missing.push(`PostgreSQL is not answering at ${postgresUrl}. Start it with:\n  pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start\nor set POSTGRES_URL.`);
+  }
+  // The Redis Cluster tests start their own nodes from redis-server, unless REDIS_CLUSTER_URLS names a cluster.
+  if (!process.env.REDIS_CLUSTER_URLS && !onPath('redis-server')) {
+    missing.push('redis-server is not on the PATH (the Redis Cluster tests start a cluster of their own). Install it with:\n  apt-get install -y redis-server\nor set REDIS_CLUSTER_URLS to the node URLs of a running cluster.');
   }
   // The dashboard's browser tests drive Debian's Chromium (playwright-core downloads no browser).
   if (!existsSync('/usr/bin/chromium')) {

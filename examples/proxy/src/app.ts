@@ -1,16 +1,21 @@
 // createProxyApp: the OpenAI-, Anthropic- and Gemini-compatible proxy as an express app, built from a validated config.
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import express from 'express';
 import type { Express, NextFunction, Request, RequestHandler, Response } from 'express';
 import helmet from 'helmet';
 import { budgetAdminRouter } from '@tollgate/budget';
 import { combineLimits } from '@tollgate/ratelimit';
 import { keyRecordsFromConfig } from '@tollgate/auth';
-import { ApiError, apiErrorHandler, createMemoryStores, createPricing, renderApiError, requestContext } from '@tollgate/core';
+import { ApiError, apiErrorHandler, createMemoryStores, createPricing, getContext, renderApiError } from '@tollgate/core';
 import type { ProviderApi, TollgateStores } from '@tollgate/core';
 import { preloadTokenizers } from '@tollgate/providers';
 import type { CallDeclaration } from '@tollgate/providers';
 import type { SpoolReplay } from '@tollgate/metering';
 import { dashboard } from '@tollgate/dashboard';
+import type { Tracer } from '@opentelemetry/api';
+import type { Logger } from 'pino';
+import { accessLog, createProxyLog, storeFailureReporter } from './access-log.js';
+import type { ProxyLog } from './access-log.js';
 import { adminKeyAuth } from './admin-auth.js';
 import { adminKeysRouter } from './admin-keys-router.js';
 import { authMiddleware, createKeyLookup, permissionMiddleware } from './auth-setup.js';
@@ -23,9 +28,11 @@ import { createMockProvider } from './mock-provider.js';
 import type { MockProvider } from './mock-provider.js';
 import { modelsRoute } from './models-route.js';
 import { createProviderRouter } from './provider-routing.js';
+import { createProxyMetrics } from './proxy-metrics.js';
 import { validateProviderRequest } from './request-validation.js';
 import { keepSpend } from './spend-rebuild.js';
 import { storesAnswer } from './stores.js';
+import { timedStores } from './timed-stores.js';
 
 export interface ProxyDeps {
   /** Shared stores; the caller keeps ownership. @default in-memory stores owned (and closed) by the app */
@@ -36,6 +43,21 @@ export interface ProxyDeps {
   env?: NodeJS.ProcessEnv;
   /** Operator log lines (never secrets). @default console.error */
   log?: (line: string) => void;
+  /**
+   * The access and error log (pino): one line per request, upstream and store failures at error
+   * level. The caller keeps ownership. @default pino as the config's `log` says (info, to stderr)
+   */
+  logger?: Logger;
+  /**
+   * Prometheus metrics: the usage sink's and the proxy's (responses, refusals, upstream calls,
+   * store calls, budgets) at `GET /metrics`. `false` leaves them all out. @default true
+   */
+  metrics?: boolean;
+  /**
+   * Where the span of each provider call goes (OpenTelemetry GenAI conventions); `false` makes none.
+   * @default the global tracer provider's: a no-op until an SDK registers one (`pnpm start` does when OTEL_* variables ask)
+   */
+  tracer?: Tracer | false;
 }
 
 export interface ProxyApp extends Express {
@@ -65,6 +87,11 @@ export interface ProxyApp extends Express {
   close(): Promise<void>;
 }
 
+/** Express's entry point, called with Node's own request and response for each exchange. */
+interface ExpressHandle {
+  handle(req: IncomingMessage, res: ServerResponse, done?: (error?: unknown) => void): void;
+}
+
 interface ProviderRoute {
   path: string;
   api: ProviderApi;
@@ -89,20 +116,28 @@ function answerMethodNotAllowed(req: Request, res: Response): void {
 
 export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): ProxyApp {
   const log = deps.log ?? ((line: string) => console.error(line));
+  const proxyLog: ProxyLog = deps.logger ? { logger: deps.logger, flush: async () => undefined, close: async () => undefined } : createProxyLog(config.log, log);
+  const { logger } = proxyLog;
+  const logging = logger.level !== 'silent';
   const ownsStores = deps.stores === undefined;
   const stores = deps.stores ?? createMemoryStores();
   const pricing = createPricing({ models: { ...config.models } });
   const mock = config.upstreams ? undefined : (deps.mock ?? createMockProvider());
-  const providers = createProviderRouter(config, { mock, pricing, env: deps.env });
-  const budget = createBudgetGuard(config, stores, pricing, log);
-  const metering = createMetering(config, pricing);
+  const metering = createMetering(config, pricing, { metrics: deps.metrics, ...(deps.tracer === undefined ? {} : { tracer: deps.tracer }) });
+  const metrics = metering.registry && createProxyMetrics(metering.registry, (error) => logger.error({ err: error }, 'budget gauges: the ledger did not answer'));
+  // The middlewares get the stores with each call timed for the metrics; the app's own checks (health, spend marker) the stores themselves.
+  const observedStores = metrics ? timedStores(stores, metrics.storeTimer) : stores;
+  const storeFailures = (layer: string) => storeFailureReporter(logger, layer, metrics ? metrics.storeFailure : () => undefined);
+  const providers = createProviderRouter(config, { mock, pricing, env: deps.env, ...(metrics ? { observeUpstream: metrics.upstreamCall } : {}) });
+  const budget = createBudgetGuard(config, observedStores, pricing, log);
+  metrics?.watchBudgets(budget);
   // Rebuilt after the spool's replay, so the records of a proxy that died are in the ledger first.
   const spend = keepSpend(config, stores, budget, metering.ledger, async () => {
     await metering.replay();
     await metering.flush();
   }, log);
-  // In this order: the upstream calls end (and settle), then the budget, then the usage is written, then the stores close.
-  const closers: (() => Promise<void> | void)[] = [() => providers.close(), () => budget.close(), () => spend?.close(), () => metering.close()];
+  // In this order: the upstream calls end (and settle), then the budget, then the usage is written, the log flushed, then the stores close.
+  const closers: (() => Promise<void> | void)[] = [() => providers.close(), () => budget.close(), () => spend?.close(), () => metering.close(), () => proxyLog.close()];
   if (ownsStores) closers.push(() => stores.close());
 
   // The order of docs/architecture.md: auth -> tieredRateLimit -> meter (estimate) -> tokenRateLimit -> budgetGuard -> handler,
@@ -112,14 +147,19 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   // rate-limit slot; the tier's output cap is clamped before the estimate, so every
   // reservation is a true upper bound. Built once and shared by the provider routes, so one
   // limiter instance counts all of them.
-  const keys = createKeyLookup(config, stores);
+  const keys = createKeyLookup(config, observedStores);
   let configKeys = keyRecordsFromConfig(config.keys ?? []);
-  const identify = authMiddleware(config, keys);
+  const identify = authMiddleware(config, keys, storeFailures('auth'));
   const limitAndReserve: RequestHandler[] = [
     ...permissionMiddleware(config),
     tierPolicyMiddleware(config),
     ...metering.middleware,
-    combineLimits(...requestLimitMiddleware(config, stores), ...tokenLimitMiddleware(config, stores), ...concurrencyMiddleware(config, stores), budget),
+    combineLimits(
+      ...requestLimitMiddleware(config, observedStores, storeFailures),
+      ...tokenLimitMiddleware(config, observedStores, storeFailures),
+      ...concurrencyMiddleware(config, observedStores, storeFailures),
+      budget,
+    ),
   ];
   // Each route declares the API it speaks, once: every later piece keys off that declaration.
   const admit = ({ api, before, params }: ProviderRoute): RequestHandler[] => [
@@ -137,14 +177,34 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   app.set('case sensitive routing', true);
   app.set('strict routing', true);
   const securityHeaders = helmet();
-  // One layer for what every response gets (the router's cost is per layer).
-  app.use(function prepareResponse(req: Request, res: Response, next: NextFunction) {
+  const access = logging ? accessLog(logger) : undefined;
+  const countResponse = metrics?.countResponse;
+  const observeEnd = access || countResponse ? (req: Request, res: Response) => {
+    try {
+      countResponse?.(req, res);
+      access?.end(req, res);
+    } catch (error) {
+      // The log and the counts are never the request's business.
+      log(`tollgate proxy: observing a response failed: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  } : undefined;
+  // What every exchange gets first, before Express swaps the prototypes of req and res: a property set on
+  // them after that costs V8 a new hidden class each time, before it almost nothing (docs/performance.md);
+  // the context and pino-http's own properties (id, log, its start time) are set here.
+  const handle = (app as unknown as ExpressHandle).handle.bind(app);
+  (app as unknown as ExpressHandle).handle = function prepareExchange(req, res, done) {
     // Each piece of the chain (context, meter, limits, slots, budget, upstream call) watches the response's
     // end: more 'close' listeners than Node's default of 10 are expected here, not a leak to warn about.
     res.setMaxListeners(32);
-    securityHeaders(req, res, next);
-  });
-  app.use(requestContext());
+    getContext(req, res);
+    if (observeEnd) {
+      access?.start(req, res);
+      // One listener for the access line and the counts. on, not once: 'close' comes once per response.
+      res.on('close', () => observeEnd(req as Request, res as Response));
+    }
+    handle(req, res, done);
+  };
+  app.use(securityHeaders);
   app.use(express.json({ limit: config.bodyLimit ?? '1mb', type: ['application/json', 'application/*+json'] }));
 
   // The provider routes first: they carry nearly all the traffic, and every route before them is a path match per request.
@@ -162,7 +222,7 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   });
   // Metrics name tenants and their spend: behind the admin key when there is one.
   const adminOnly = config.adminKeySha256 ? [adminKeyAuth(config.adminKeySha256)] : [];
-  app.get('/metrics', ...adminOnly, metering.metricsHandler);
+  if (metering.metricsHandler) app.get('/metrics', ...adminOnly, metering.metricsHandler);
 
   app.get('/v1/models', ...identify, modelsRoute(config, pricing));
 
@@ -170,12 +230,12 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
     const admin = express.Router();
     admin.use(...adminOnly);
     admin.use('/budgets', budgetAdminRouter(budget));
-    admin.use('/keys', adminKeysRouter(config, () => configKeys, stores.keys));
+    admin.use('/keys', adminKeysRouter(config, () => configKeys, observedStores.keys));
     app.use('/admin', admin);
     app.use('/dashboard', dashboard({
       adminKeySha256: config.adminKeySha256,
       budgets: budget,
-      keys: stores.keys,
+      keys: observedStores.keys,
       configKeys: () => configKeys,
       ...(metering.ledger ? { ledger: metering.ledger } : {}),
       ...(config.postgresTable || config.postgresSchema ? { ledgerTable: { ...(config.postgresTable ? { table: config.postgresTable } : {}), ...(config.postgresSchema ? { schema: config.postgresSchema } : {}) } } : {}),
@@ -190,7 +250,9 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   });
   app.use(apiErrorHandler());
   app.use(function answerUnexpectedError(error: unknown, req: Request, res: Response, _next: NextFunction) {
-    log(`tollgate proxy: unexpected error on ${req.method} ${req.path.slice(0, 200)}: ${error instanceof Error ? error.stack ?? error.message : String(error)}`);
+    // The access line carries it (pino-http reads `res.err`); without an access log, the operator log does.
+    res.err = error instanceof Error ? error : new Error(String(error));
+    if (!logging) log(`tollgate proxy: unexpected error on ${req.method} ${req.path.slice(0, 200)}: ${error instanceof Error ? error.stack ?? error.message : String(error)}`);
     if (res.headersSent) {
       res.destroy();
       return;

@@ -2,6 +2,7 @@
 import type { RequestHandler } from 'express';
 import { apiKeyAuth, keyRecordsFromConfig, requireScope } from '@tollgate/auth';
 import type { JwtVerifyOptions } from '@tollgate/auth';
+import { refusalRenderer } from '@tollgate/core';
 import type { ApiKeyRecord, Identity, TollgateStores } from '@tollgate/core';
 import type { KeyConfig, ProxyConfig } from './config.js';
 import { defaultTierOf } from './limits-setup.js';
@@ -64,15 +65,19 @@ function jwtVerifyOptions(jwt: NonNullable<ProxyConfig['jwt']>, mapIdentity: (id
 
 /**
  * Identification: an API key (either header), or with `jwt` configured also a bearer JWT. One
- * middleware for both, so a valid JWT costs no key lookup and every 401 names both kinds.
+ * middleware for both, so a valid JWT costs no key lookup and every 401 names both kinds. Its
+ * refusals, the 503 of a key store that failed included, name the `auth` layer; `onStoreError`
+ * hears the key store's failures.
  */
-export function authMiddleware(config: ProxyConfig, keys: KeyLookup): RequestHandler[] {
+export function authMiddleware(config: ProxyConfig, keys: KeyLookup, onStoreError?: (error: unknown) => void): RequestHandler[] {
   const withTier = identityTierResolver(config);
   return [
     apiKeyAuth({
       keys: (sha256) => keys.find(sha256),
       mapIdentity: withTier,
       ...(config.jwt ? { jwt: jwtVerifyOptions(config.jwt, withTier) } : {}),
+      renderError: refusalRenderer('auth'),
+      ...(onStoreError ? { onStoreError } : {}),
     }) as RequestHandler,
   ];
 }

@@ -1,6 +1,7 @@
 // Budgets from the config: per key (`keys[].budget`), per tenant (`tenants.*.budget` + `downgrade`) and global.
 import { budgetGuard } from '@tollgate/budget';
 import type { BudgetGuard, BudgetLimit } from '@tollgate/budget';
+import { refusalRenderer } from '@tollgate/core';
 import type { Pricing, TollgateStores } from '@tollgate/core';
 import type { ProxyConfig } from './config.js';
 
@@ -20,5 +21,7 @@ export function createBudgetGuard(config: ProxyConfig, stores: TollgateStores, p
     tenants,
     ...(global ? { global: { ...global } } : {}),
     log: (event) => log(JSON.stringify(event)),
+    // Its 503 (the ledger failed) names the budget, not just a store.
+    renderError: refusalRenderer('budget'),
   });
 }

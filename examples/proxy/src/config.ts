@@ -106,15 +106,33 @@ export interface JwtConfig {
   algorithms?: string[];
 }
 
+export interface RedisConfig {
+  /** URLs of some nodes of a Redis Cluster (`redis://host:port`); the stores spread over its shards. */
+  cluster?: string[];
+}
+
 export interface GlobalConfig {
   requestsPerMinute?: number;
   tokensPerMinute?: number;
   budget?: BudgetConfig;
 }
 
+/** The levels of the proxy's log, most severe first; `silent` writes nothing. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface LogConfig {
+  /** Lines below this level are not written (access lines are `info`, failures `error`, health checks `debug`). @default "info" */
+  level?: LogLevel;
+  /** `stdout`, `stderr`, or the path of a file the lines are appended to. @default "stderr" */
+  destination?: string;
+}
+
 export interface ProxyConfig {
   port?: number;
   redisUrl?: string;
+  /** A Redis Cluster instead of one server (`redisUrl`): `{ "cluster": ["redis://host:port", ...] }`. */
+  redis?: RedisConfig;
   /** Prefix of every Redis key the proxy writes (several deployments may share one Redis). @default "tollgate:" */
   redisPrefix?: string;
   /** Path of the JSONL usage log. */
@@ -153,6 +171,8 @@ export interface ProxyConfig {
   keys?: KeyConfig[];
   jwt?: JwtConfig;
   global?: GlobalConfig;
+  /** The access and error log (JSON lines, pino). @default { "level": "info", "destination": "stderr" } */
+  log?: LogConfig;
 }
 
 export class ConfigError extends TollgateError {
@@ -361,6 +381,17 @@ function parseJwt(value: unknown, path: string): JwtConfig {
   return result;
 }
 
+function parseRedis(value: unknown, path: string): RedisConfig {
+  const redis = objectAt(value, path);
+  knownFields(redis, path, ['cluster']);
+  const result: RedisConfig = {};
+  if (redis.cluster !== undefined) {
+    if (!Array.isArray(redis.cluster) || redis.cluster.length === 0) fail(`${path}.cluster must be a non-empty array of node URLs ("redis://host:port")`);
+    result.cluster = redis.cluster.map((url, i) => httpUrl(url, `${path}.cluster[${i}]`, ['redis:', 'rediss:']));
+  }
+  return result;
+}
+
 function parseGlobal(value: unknown, path: string): GlobalConfig {
   const global = objectAt(value, path);
   knownFields(global, path, ['requestsPerMinute', 'tokensPerMinute', 'budget']);
@@ -371,10 +402,25 @@ function parseGlobal(value: unknown, path: string): GlobalConfig {
   return result;
 }
 
+function parseLog(value: unknown, path: string): LogConfig {
+  const log = objectAt(value, path);
+  knownFields(log, path, ['level', 'destination']);
+  const result: LogConfig = {};
+  if (log.level !== undefined) {
+    if (!(LOG_LEVELS as readonly unknown[]).includes(log.level)) {
+      const hint = typeof log.level === 'string' ? closestName(log.level, LOG_LEVELS) : undefined;
+      fail(`${path}.level must be one of ${LOG_LEVELS.map((level) => `"${level}"`).join(', ')}${hint ? `; did you mean "${hint}"?` : ''}`);
+    }
+    result.level = log.level as LogLevel;
+  }
+  if (log.destination !== undefined) result.destination = nonEmptyString(log.destination, `${path}.destination`);
+  return result;
+}
+
 const TOP_LEVEL = [
-  'port', 'redisUrl', 'redisPrefix', 'usageLog', 'postgresUrl', 'postgresSchema', 'postgresTable', 'embeddedLedger', 'spool', 'adminKeySha256', 'bodyLimit', 'defaultTier',
+  'port', 'redisUrl', 'redis', 'redisPrefix', 'usageLog', 'postgresUrl', 'postgresSchema', 'postgresTable', 'embeddedLedger', 'spool', 'adminKeySha256', 'bodyLimit', 'defaultTier',
   'requiredScope',
-  'upstreams', 'models', 'tiers', 'tenants', 'keys', 'jwt', 'global',
+  'upstreams', 'models', 'tiers', 'tenants', 'keys', 'jwt', 'global', 'log',
 ] as const;
 
 /**
@@ -391,6 +437,10 @@ export function validateConfig(input: unknown): ProxyConfig {
     config.port = port;
   }
   if (raw.redisUrl !== undefined) config.redisUrl = httpUrl(raw.redisUrl, 'redisUrl', ['redis:', 'rediss:']);
+  if (raw.redis !== undefined) {
+    config.redis = parseRedis(raw.redis, 'redis');
+    if (config.redis.cluster && config.redisUrl !== undefined) fail('redisUrl and redis.cluster are two ways to reach Redis: give one');
+  }
   if (raw.redisPrefix !== undefined) config.redisPrefix = nonEmptyString(raw.redisPrefix, 'redisPrefix');
   if (raw.usageLog !== undefined) config.usageLog = nonEmptyString(raw.usageLog, 'usageLog');
   if (raw.postgresUrl !== undefined) config.postgresUrl = httpUrl(raw.postgresUrl, 'postgresUrl', ['postgres:', 'postgresql:']);
@@ -429,6 +479,7 @@ export function validateConfig(input: unknown): ProxyConfig {
   }
   if (raw.jwt !== undefined) config.jwt = parseJwt(raw.jwt, 'jwt');
   if (raw.global !== undefined) config.global = parseGlobal(raw.global, 'global');
+  if (raw.log !== undefined) config.log = parseLog(raw.log, 'log');
   checkReferences(config);
   return config;
 }

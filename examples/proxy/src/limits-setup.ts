@@ -2,8 +2,21 @@
 import type { RequestHandler } from 'express';
 import { concurrencyLimit, tieredRateLimit, tierPolicy, tokenRateLimit } from '@tollgate/ratelimit';
 import type { LimitLayerOptions, StoresWithCommands } from '@tollgate/ratelimit';
+import { refusalRenderer } from '@tollgate/core';
 import type { TollgateStores } from '@tollgate/core';
 import type { ProxyConfig, TierConfig } from './config.js';
+
+/** Store failures a limiter met, by its layer: logged and counted (see access-log.ts). @default the limiters' own throttled warning */
+export type StoreFailureHandlers = (layer: 'requests' | 'tokens' | 'concurrency') => ((error: unknown) => void) | undefined;
+
+/**
+ * What every limiter is given: a renderer naming its layer (a concurrency 429 and a request-limit 429 share a code;
+ * every store's 503 shares one), and where its store failures go.
+ */
+function reporting(layer: 'requests' | 'tokens' | 'concurrency', storeFailures: StoreFailureHandlers | undefined) {
+  const onStoreError = storeFailures?.(layer);
+  return { renderError: refusalRenderer(layer), ...(onStoreError ? { onStoreError } : {}) };
+}
 
 /** A tier without a limit of some kind is not limited by it: a ceiling no caller reaches. */
 const UNLIMITED = 1_000_000_000;
@@ -42,22 +55,24 @@ export function tierPolicyMiddleware(config: ProxyConfig): RequestHandler {
   return tierPolicy({ tiers, ...(defaultTier ? { defaultTier } : {}) });
 }
 
-export function requestLimitMiddleware(config: ProxyConfig, stores: TollgateStores): RequestHandler[] {
+export function requestLimitMiddleware(config: ProxyConfig, stores: TollgateStores, storeFailures?: StoreFailureHandlers): RequestHandler[] {
   const requestLayers = layers(config, perTier(config, 'requestsPerMinute'), config.global?.requestsPerMinute);
   if (requestLayers.length === 0) return [];
   const prefix = `${(stores as { prefix?: string }).prefix ?? ''}rl:`;
-  return [tieredRateLimit({ stores: stores as StoresWithCommands, layers: requestLayers, prefix })];
+  return [tieredRateLimit({ stores: stores as StoresWithCommands, layers: requestLayers, prefix, ...reporting('requests', storeFailures) })];
 }
 
-export function concurrencyMiddleware(config: ProxyConfig, stores: TollgateStores): RequestHandler[] {
+export function concurrencyMiddleware(config: ProxyConfig, stores: TollgateStores, storeFailures?: StoreFailureHandlers): RequestHandler[] {
   const tiers = perTier(config, 'maxConcurrent');
   if (!tiers) return [];
   const defaultTier = defaultTierOf(config);
-  return [concurrencyLimit({ stores, tiers, by: 'key', limit: Math.min(...Object.values(tiers)), ...(defaultTier ? { defaultTier } : {}) })];
+  return [concurrencyLimit({
+    stores, tiers, by: 'key', limit: Math.min(...Object.values(tiers)), ...(defaultTier ? { defaultTier } : {}), ...reporting('concurrency', storeFailures),
+  })];
 }
 
-export function tokenLimitMiddleware(config: ProxyConfig, stores: TollgateStores): RequestHandler[] {
+export function tokenLimitMiddleware(config: ProxyConfig, stores: TollgateStores, storeFailures?: StoreFailureHandlers): RequestHandler[] {
   const tokenLayers = layers(config, perTier(config, 'tokensPerMinute'), config.global?.tokensPerMinute);
   if (tokenLayers.length === 0) return [];
-  return [tokenRateLimit({ stores, layers: tokenLayers })];
+  return [tokenRateLimit({ stores, layers: tokenLayers, ...reporting('tokens', storeFailures) })];
 }

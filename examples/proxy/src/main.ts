@@ -12,6 +12,8 @@ import { createDemoConfig, demoBanner } from './demo.js';
 import type { DemoKey } from './demo.js';
 import { spoolDirectory } from './metering-setup.js';
 import { createStores } from './stores.js';
+import { startTracing, tracingRequested } from './tracing.js';
+import type { Tracing } from './tracing.js';
 
 const DEFAULT_PORT = 8787;
 /** On SIGTERM, requests in flight get this long to finish before their connections are cut. */
@@ -62,11 +64,22 @@ async function start(): Promise<void> {
   }
   const { config, configPath, port, redisUrl, demoKeys } = plan;
 
+  // Before anything makes spans: the SDK is loaded only when the OTEL_* variables ask for traces.
+  let tracing: Tracing | undefined;
+  if (tracingRequested(process.env)) {
+    try {
+      tracing = await startTracing(process.env);
+    } catch (error) {
+      console.error(`tollgate proxy: cannot start OpenTelemetry: ${error instanceof Error ? error.message : String(error)}`);
+      process.exit(1);
+    }
+  }
+
   let stores: TollgateStores;
   try {
     // Budget settles that cannot reach Redis at shutdown wait next to the usage spool (or in .tollgate/settles).
     const settleSpool = join(spoolDirectory(config) ?? '.tollgate', 'settles');
-    stores = await createStores({ redisUrl, redisPrefix: config.redisPrefix, settleSpool });
+    stores = await createStores({ redisUrl, redisCluster: config.redis?.cluster, redisPrefix: config.redisPrefix, settleSpool });
   } catch (error) {
     console.error(`tollgate proxy: cannot open the stores: ${error instanceof Error ? error.message : String(error)}`);
     process.exit(1);
@@ -138,7 +151,8 @@ async function start(): Promise<void> {
     if (configPath) unwatchFile(configPath);
     server.once('close', () => {
       clearTimeout(cut);
-      app.close().then(() => stores.close()).then(
+      // The spans of the last calls are exported after the calls ended, before the process does.
+      app.close().then(() => stores.close()).then(() => tracing?.shutdown()).then(
         () => process.exit(0),
         (error: unknown) => {
           console.error(`tollgate proxy: closing failed: ${error instanceof Error ? error.message : String(error)}`);

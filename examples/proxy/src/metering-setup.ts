@@ -4,12 +4,17 @@ import type { RequestHandler } from 'express';
 import { PGlite } from '@electric-sql/pglite';
 import { jsonlSink, meter, openUsageSpool, postgresSink, prometheusSink } from '@tollgate/metering';
 import type { Queryable, SpoolReplay, UsageSink } from '@tollgate/metering';
+import type { Tracer } from '@opentelemetry/api';
+import type { Registry } from 'prom-client';
 import type { Pricing } from '@tollgate/core';
 import type { ProxyConfig } from './config.js';
 
 export interface ProxyMetering {
   middleware: RequestHandler[];
-  metricsHandler: RequestHandler;
+  /** `GET /metrics`; undefined with metrics off. */
+  metricsHandler: RequestHandler | undefined;
+  /** The Prometheus registry the usage metrics are in, for the proxy's own; undefined with metrics off. */
+  registry: Registry | undefined;
   /** The SQL usage ledger (PostgreSQL or the embedded one) for readers: the dashboard, the spend rebuild. */
   ledger: Queryable | undefined;
   /** What the spool found left by a proxy that died, once written to the sinks; undefined without a spool. */
@@ -27,9 +32,10 @@ export function spoolDirectory(config: ProxyConfig): string | undefined {
   return config.postgresUrl ? join('.tollgate', 'spool') : undefined;
 }
 
-export function createMetering(config: ProxyConfig, pricing: Pricing): ProxyMetering {
-  const prometheus = prometheusSink();
-  const sinks: UsageSink[] = [prometheus];
+/** `metrics: false` leaves out the Prometheus sink (and so `/metrics`); `tracer` is the meter's (see MeterOptions). */
+export function createMetering(config: ProxyConfig, pricing: Pricing, options: { metrics?: boolean; tracer?: Tracer | false } = {}): ProxyMetering {
+  const prometheus = options.metrics === false ? undefined : prometheusSink();
+  const sinks: UsageSink[] = prometheus ? [prometheus] : [];
   // The usage log is written often enough to tail; the batch still keeps writes off the request path.
   if (config.usageLog) sinks.push(jsonlSink({ path: config.usageLog, flushIntervalMs: 200 }));
   let ledger: Queryable | undefined;
@@ -58,8 +64,9 @@ export function createMetering(config: ProxyConfig, pricing: Pricing): ProxyMete
   // Started now: what a proxy that died left is written while the rest starts up.
   const replayed = spool?.replay();
   return {
-    middleware: [meter(spool ? { pricing, spool } : { pricing, sinks }) as RequestHandler],
-    metricsHandler: prometheus.handler as RequestHandler,
+    middleware: [meter({ pricing, ...(spool ? { spool } : { sinks }), ...(options.tracer === undefined ? {} : { tracer: options.tracer }) }) as RequestHandler],
+    metricsHandler: prometheus?.handler as RequestHandler | undefined,
+    registry: prometheus?.registry,
     ledger,
     replay: async () => replayed,
     flush: async () => {

@@ -9,6 +9,7 @@ import type { ProxyConfig, UpstreamKind } from './config.js';
 import type { MockProvider } from './mock-provider.js';
 import { createUpstream, resolveUpstreamKey } from './upstream.js';
 import type { Upstream } from './upstream.js';
+import type { UpstreamObserver } from './upstream-answer.js';
 
 export interface ProviderRouter {
   /**
@@ -62,7 +63,15 @@ function chatCallDeclaration(config: ProxyConfig, pricing: Pricing | undefined):
   };
 }
 
-export function createProviderRouter(config: ProxyConfig, options: { mock?: MockProvider; pricing?: Pricing; env?: NodeJS.ProcessEnv }): ProviderRouter {
+export interface ProviderRouterOptions {
+  mock?: MockProvider;
+  pricing?: Pricing;
+  env?: NodeJS.ProcessEnv;
+  /** Told how each upstream call ended (the metrics). */
+  observeUpstream?: UpstreamObserver;
+}
+
+export function createProviderRouter(config: ProxyConfig, options: ProviderRouterOptions): ProviderRouter {
   const declareCall = (api: ProviderApi, params?: CallDeclaration['params']): RequestHandler =>
     api === 'openai.chat' ? chatCallDeclaration(config, options.pricing) : providerCall(api, { params });
   if (!config.upstreams) {
@@ -75,6 +84,8 @@ export function createProviderRouter(config: ProxyConfig, options: { mock?: Mock
         const serve = (mock.handlers as Partial<Record<ProviderApi, (req: Request, res: Response) => void>>)[api];
         if (!serve) throw new Error(`createProviderRouter: the mock provider does not serve ${api}`);
         return function callMockProvider(req: Request, res: Response) {
+          // The mock is this process's provider: the call is sent (its span starts, the spool notes it) like any other.
+          req.tollgate.markSending();
           serve(req, res);
         };
       },
@@ -84,7 +95,9 @@ export function createProviderRouter(config: ProxyConfig, options: { mock?: Mock
 
   const upstreams = new Map<string, Upstream>();
   const allKeys = Object.values(config.upstreams).map((upstreamConfig) => resolveUpstreamKey(upstreamConfig, options.env));
-  for (const [name, upstreamConfig] of Object.entries(config.upstreams)) upstreams.set(name, createUpstream(name, upstreamConfig, options.env, allKeys));
+  for (const [name, upstreamConfig] of Object.entries(config.upstreams)) {
+    upstreams.set(name, createUpstream(name, upstreamConfig, options.env, allKeys, options.observeUpstream));
+  }
 
   return {
     names: [...upstreams.keys()],

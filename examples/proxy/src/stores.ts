@@ -1,4 +1,4 @@
-// Opens the stores the proxy shares: Redis when a URL is given (many processes), memory otherwise (one process).
+// Opens the stores the proxy shares: Redis or a Redis Cluster when given (many processes), memory otherwise (one process).
 import { createMemoryStores, withTimeout } from '@tollgate/core';
 import type { TollgateStores } from '@tollgate/core';
 import { createRedisStores } from '@tollgate/redis';
@@ -14,6 +14,8 @@ const HEALTH_TIMEOUT_MS = 1000;
 
 export interface StoreChoice {
   redisUrl?: string;
+  /** Node URLs of a Redis Cluster, when there is no `redisUrl`. */
+  redisCluster?: string[];
   /** Key prefix on Redis, so several deployments (or test runs) share one server. @default "tollgate:" */
   redisPrefix?: string;
   /** Directory for budget settles that cannot reach Redis before shutdown (sent first at the next start). */
@@ -22,16 +24,17 @@ export interface StoreChoice {
 
 /** Opens the stores and, on Redis, checks that it answers: a proxy that cannot count must not start. */
 export async function createStores(choice: StoreChoice): Promise<TollgateStores> {
-  if (!choice.redisUrl) return createMemoryStores();
+  const cluster = choice.redisUrl ? undefined : choice.redisCluster;
+  if (!choice.redisUrl && !cluster) return createMemoryStores();
   const stores = createRedisStores({
-    url: choice.redisUrl,
+    ...(cluster ? { cluster } : { url: choice.redisUrl }),
     ...(choice.redisPrefix ? { prefix: choice.redisPrefix } : {}),
     ...(choice.settleSpool ? { settleSpool: choice.settleSpool } : {}),
     timeoutMs: REDIS_TIMEOUT_MS,
   });
   if (!(await storesAnswer(stores))) {
     await stores.close().catch(() => undefined);
-    throw new Error(`Redis does not answer at ${redactUrl(choice.redisUrl)}`);
+    throw new Error(cluster ? `the Redis Cluster does not answer at ${cluster.map(redactUrl).join(', ')}` : `Redis does not answer at ${redactUrl(choice.redisUrl!)}`);
   }
   return stores;
 }

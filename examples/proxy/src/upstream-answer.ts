@@ -4,7 +4,11 @@ import type { Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { NextFunction, Response } from 'express';
 import { ApiError } from '@tollgate/core';
+import type { UpstreamOutcome } from './proxy-metrics.js';
 import type { SecretRedactor } from './redact.js';
+
+/** Told once per call how it ended: the upstream's name, the model the call ran with, the outcome. */
+export type UpstreamObserver = (upstream: string, model: string, outcome: UpstreamOutcome) => void;
 
 /**
  * A JSON answer whose client left is still read for its usage (the provider bills it whole), up to
@@ -60,6 +64,11 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
   private bodyBytes = 0;
   /** The client left a JSON call: the rest of the answer is read for its usage only. */
   private orphaned = false;
+  private readonly startedAt = performance.now();
+  /** The provider's status (0 until it answered), and how the call failed, for the observer. */
+  private answeredStatus = 0;
+  private failure: UpstreamOutcome['error'];
+  private observed = false;
 
   constructor(
     private readonly upstreamName: string,
@@ -68,6 +77,7 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
     private readonly next: NextFunction,
     private readonly secrets: SecretRedactor | undefined,
     stop?: AbortSignal,
+    private readonly observe?: UpstreamObserver,
   ) {
     // Callbacks are plain closures, not arrow-function class fields: tsx (`pnpm start`) names each such
     // field on every instance, a cost per request for nothing.
@@ -78,6 +88,17 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
       this.release = res.req.tollgate.holdSettle();
       this.body = [];
     }
+  }
+
+  /** The call is over: the observer hears how it ended, once. */
+  private report(): void {
+    if (this.observed) return;
+    this.observed = true;
+    this.observe?.(this.upstreamName, this.res.req.tollgate?.call?.model ?? 'unknown', {
+      status: this.answeredStatus,
+      ...(this.failure ? { error: this.failure } : {}),
+      seconds: (performance.now() - this.startedAt) / 1000,
+    });
   }
 
   /** The exchange is over for the meter: its settle may run. */
@@ -124,6 +145,8 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
     if (this.phase !== 'waiting' || statusCode < 200) return; // 1xx: the real answer follows
     const { res } = this;
+    this.answeredStatus = statusCode;
+    if (res.req.tollgate) res.req.tollgate.upstreamStatus = statusCode;
     if (this.orphaned) {
       if (statusCode < 300) {
         this.phase = 'piping';
@@ -139,6 +162,7 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
     if (statusCode >= 500 || (statusCode >= 300 && statusCode < 400)) {
       // A provider API never redirects: a 3xx is as much a failure as a 5xx.
       this.phase = 'refused';
+      this.failure = 'status';
       this.next(new ApiError('upstream_error', `The ${this.upstreamName} upstream failed (HTTP ${statusCode}).`));
       this.settle();
       return;
@@ -147,6 +171,7 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
       // The upstream refused the gateway's own credentials: not the client's fault, and its body
       // may name the gateway's key (OpenAI shows it masked but for its ends), so none of it is passed on.
       this.phase = 'refused';
+      this.failure = 'credentials';
       this.next(new ApiError('upstream_error', `The ${this.upstreamName} upstream refused the gateway's credentials (HTTP ${statusCode}).`));
       this.settle();
       return;
@@ -223,6 +248,7 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
   onResponseEnd(): void {
     const phase = this.phase;
     this.phase = 'over';
+    this.report();
     if (phase === 'piping' && this.orphaned) {
       this.recordOrphan();
     } else if (phase === 'piping') {
@@ -253,6 +279,13 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
     const phase = this.phase;
     this.phase = 'over';
     this.body = undefined;
+    // The provider failed (not the proxy, nor the client, cutting it): no answer at all, or one cut short.
+    if (!this.clientGone && (phase === 'waiting' || phase === 'piping' || phase === 'passing')) {
+      this.failure ??= isTimeout(error) ? 'timeout' : phase === 'waiting' ? 'unreachable' : 'cut';
+      const ctx = this.res.req.tollgate;
+      if (ctx && phase === 'waiting') ctx.upstreamStatus = 0;
+    }
+    this.report();
     // Whatever happened, the meter may settle once this turn has set what it sets.
     queueMicrotask(() => this.settle());
     // Already answered (or handed to `next`), or the client left and its response is closed.

@@ -7,6 +7,7 @@ import { defaultUpstreamKind } from './config.js';
 import type { UpstreamConfig, UpstreamKind } from './config.js';
 import { secretRedactor } from './redact.js';
 import { UpstreamAnswer } from './upstream-answer.js';
+import type { UpstreamObserver } from './upstream-answer.js';
 
 const DEFAULT_ANTHROPIC_VERSION = '2023-06-01';
 /**
@@ -79,8 +80,11 @@ export function resolveUpstreamKey(config: UpstreamConfig, env: NodeJS.ProcessEn
  * `allKeys`: every upstream key of the gateway, redacted from what this upstream passes on (an
  * upstream may have been handed, or may echo, another one's key).
  * @default this upstream's own key
+ * `observe`: told how each call ended (the metrics). @default none
  */
-export function createUpstream(name: string, config: UpstreamConfig, env: NodeJS.ProcessEnv = process.env, allKeys?: readonly (string | undefined)[]): Upstream {
+export function createUpstream(
+  name: string, config: UpstreamConfig, env: NodeJS.ProcessEnv = process.env, allKeys?: readonly (string | undefined)[], observe?: UpstreamObserver,
+): Upstream {
   const api = config.api ?? defaultUpstreamKind(name);
   const apiKey = resolveUpstreamKey(config, env);
   // Only the error answers passed on are searched for the key; 2xx streams go through untouched.
@@ -128,7 +132,7 @@ export function createUpstream(name: string, config: UpstreamConfig, env: NodeJS
       const call = req.tollgate.call!;
       const stream = call.stream;
       const { origin, path } = providerApi === 'gemini.generate' ? { origin: base.origin, path: geminiPath(basePath, call) } : targets.get(providerApi)!;
-      const answer = new UpstreamAnswer(name, stream, res, next, secrets, stream ? call.signal : undefined);
+      const answer = new UpstreamAnswer(name, stream, res, next, secrets, stream ? call.signal : undefined, observe);
       // From here on the provider may bill the call: noted first (the usage spool), so that a crash still charges it.
       req.tollgate.markSending();
       dispatcher.dispatch({ origin, path, method: 'POST', headers: buildHeaders(req, stream), body: JSON.stringify(call.body) }, answer);

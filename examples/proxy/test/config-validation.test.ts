@@ -28,6 +28,11 @@ describe('proxy config validation', () => {
     expect(config.upstreams?.openai?.api).toBe('openai');
   });
 
+  it('accepts a Redis Cluster by the URLs of some of its nodes', () => {
+    const cluster = ['redis://10.0.0.1:6379', 'rediss://user:secret@10.0.0.2:6380'];
+    expect(validateConfig({ redis: { cluster } }).redis).toEqual({ cluster });
+  });
+
   it('accepts an empty config (the mock provider, no limits)', () => {
     expect(validateConfig({})).toEqual({});
   });
@@ -51,6 +56,10 @@ describe('proxy config validation', () => {
     [{ keys: {} }, 'keys must be an array'],
     [{ port: 70000 }, 'port must be an integer from 0 to 65535'],
     [{ redisUrl: 'http://localhost' }, 'redisUrl must use redis: or rediss:'],
+    [{ redis: { cluster: [] } }, 'redis.cluster must be a non-empty array of node URLs'],
+    [{ redis: { cluster: ['redis://10.0.0.1:6379', 'http://10.0.0.2:6379'] } }, 'redis.cluster[1] must use redis: or rediss:'],
+    [{ redis: { clustr: ['redis://10.0.0.1:6379'] } }, 'redis has no field "clustr"; did you mean "cluster"?'],
+    [{ redisUrl: 'redis://127.0.0.1:6379', redis: { cluster: ['redis://10.0.0.1:6379'] } }, 'redisUrl and redis.cluster are two ways to reach Redis: give one'],
     [{ adminKeySha256: 'secret' }, 'adminKeySha256 must be a SHA-256 hex digest'],
     [{ upstreams: { openai: { baseUrl: 'ftp://x' } } }, 'upstreams.openai.baseUrl must use http: or https:'],
     [{ upstreams: { openai: { baseUrl: 'https://x', apiKeyEnv: 'not a name' } } }, 'upstreams.openai.apiKeyEnv must be an environment variable name'],

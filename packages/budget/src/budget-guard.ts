@@ -255,7 +255,7 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
   async function applyDowngrade(req: Request, estimate: UsageEstimate, windows: BudgetWindow[]): Promise<void> {
     const candidates = windows.filter((w) => w.budget.downgrade && softLimitThreshold(w.budget) !== undefined && downgradeOf(estimate.model, w.budget.downgrade) !== undefined);
     if (candidates.length === 0) return;
-    if (!ledgerReportsBalances) known.learn(await withTimeout(ledger.usage(candidates.map((w) => w.head.key)), storeTimeoutMs, 'ledger.usage'));
+    if (!ledgerReportsBalances) known.learn(await withTimeout(ledger.usage(candidates.map((w) => w.head)), storeTimeoutMs, 'ledger.usage'));
     const past = candidates.find((w) => {
       const spent = known.spentOf(w.head.key) ?? 0;
       return spent > 0 && spent >= softLimitThreshold(w.budget)!;
@@ -289,7 +289,8 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     const label = window?.budget.label ?? result.scope;
     const period = window ? ` ${describePeriod(window)}` : '';
     // Read only on a refusal: the reserve's answer does not split what is left into spent and held.
-    const [balance] = await withTimeout(ledger.usage([result.scope]), storeTimeoutMs, 'ledger.usage').catch(() => []);
+    const refused = window?.scopes.find((s) => s.key === result.scope) ?? result.scope;
+    const [balance] = await withTimeout(ledger.usage([refused]), storeTimeoutMs, 'ledger.usage').catch(() => []);
     if (balance && balance.reserved > 0 && balance.spent + needed <= result.limit) {
       const message = `Budget for ${label} is held by requests in flight: ${formatUsd(balance.reserved)} reserved and ${formatUsd(balance.spent)} of ${formatUsd(result.limit)} spent${period}; the request needs at least ${formatUsd(needed)}, which frees up as they finish. Retry shortly.`;
       return { error: new ApiError('insufficient_quota', message, { headers: { 'retry-after': HELD_RETRY_AFTER_S, 'x-should-retry': 'true' } }), held: true };

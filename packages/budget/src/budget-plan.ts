@@ -1,5 +1,5 @@
 // Which budgets apply to a request, validated once, and the ledger scopes they map to at a given instant.
-import { TollgateError, isCalendarPeriod, parseDuration, periodWindow, usdToNano } from '@tollgate/core';
+import { GLOBAL_SLOT, TollgateError, isCalendarPeriod, parseDuration, periodWindow, usdToNano } from '@tollgate/core';
 import type { Identity, LedgerScope } from '@tollgate/core';
 import type { BudgetLimit, BudgetPeriod, BudgetScope, BudgetSelector, BudgetSpec } from './types.js';
 
@@ -28,6 +28,12 @@ export interface ResolvedBudget extends ResolvedLimit {
   label: string;
   /** Ledger key without the period part: `budget:tenant:acme:month`. */
   base: string;
+  /**
+   * The ledger slot of every scope of this budget (`tenant:acme`, `key:k1`, `global`): named by
+   * the budget's own scope and id, never by who asks, so reserves, settles, the operator's calls
+   * and a rebuild all find it on the same shard of a Redis Cluster.
+   */
+  slot: string;
 }
 
 /** A budget's ledger scopes at one instant. */
@@ -135,7 +141,8 @@ function bind(limit: ResolvedLimit, scope: BudgetScope, id: string | null): Reso
   const periodPart = limit.period === 'rolling' ? `rolling:${limit.windowMs}ms:${limit.buckets}` : limit.period;
   // Ids are encoded so that one containing ":" cannot collide with another scope's key.
   const idPart = id === null ? '' : `:${encodeURIComponent(id)}`;
-  return { ...limit, scope, id, label: id === null ? scope : `${scope} ${id}`, base: `budget:${scope}${idPart}:${periodPart}` };
+  const slot = id === null ? GLOBAL_SLOT : `${scope}:${id}`;
+  return { ...limit, scope, id, label: id === null ? scope : `${scope} ${id}`, base: `budget:${scope}${idPart}:${periodPart}`, slot };
 }
 
 /** The id an identity has for a scope, if any. */
@@ -308,18 +315,18 @@ const windows = new WeakMap<ResolvedBudget, { window: BudgetWindow; from: number
 function makeBudgetWindow(budget: ResolvedBudget, now: number): { window: BudgetWindow; from: number; until: number } {
   if (budget.period !== 'rolling') {
     const period = periodWindow(budget.period, now);
-    const head = { key: `${budget.base}:${period.suffix}`, limit: budget.limitNano, expiresAt: period.end };
-    const window = { budget, scopes: [head], head, softLimitMarker: { key: `${head.key}:soft-limit`, limit: 1, expiresAt: period.end } };
+    const head = { key: `${budget.base}:${period.suffix}`, limit: budget.limitNano, expiresAt: period.end, slot: budget.slot };
+    const window = { budget, scopes: [head], head, softLimitMarker: { key: `${head.key}:soft-limit`, limit: 1, expiresAt: period.end, slot: budget.slot } };
     return { window, from: period.start, until: period.end };
   }
   const bucket = Math.floor(now / budget.bucketMs);
   const scopes: LedgerScope[] = [];
   for (let start = bucket - budget.buckets + 1; start <= bucket; start++) {
-    scopes.push({ key: `${budget.base}:${start}`, limit: budget.limitNano, expiresAt: (start + budget.buckets) * budget.bucketMs });
+    scopes.push({ key: `${budget.base}:${start}`, limit: budget.limitNano, expiresAt: (start + budget.buckets) * budget.bucketMs, slot: budget.slot });
   }
   // Once per window length, on a grid every process agrees on.
   const epoch = Math.floor(now / budget.windowMs);
-  const window = { budget, scopes, head: scopes[0]!, softLimitMarker: { key: `${budget.base}:soft-limit:${epoch}`, limit: 1, expiresAt: (epoch + 1) * budget.windowMs } };
+  const window = { budget, scopes, head: scopes[0]!, softLimitMarker: { key: `${budget.base}:soft-limit:${epoch}`, limit: 1, expiresAt: (epoch + 1) * budget.windowMs, slot: budget.slot } };
   // Holds while both the bucket and the window-length epoch stay the same.
   const from = Math.max(bucket * budget.bucketMs, epoch * budget.windowMs);
   const until = Math.min((bucket + 1) * budget.bucketMs, (epoch + 1) * budget.windowMs);

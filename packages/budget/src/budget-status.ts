@@ -1,6 +1,6 @@
 // The operator's side of budgets: what each scope spent, holds and has left, plus top-up and reset.
 import { nanoToUsd, usdToNano, withTimeout } from '@tollgate/core';
-import type { ReservationLedger } from '@tollgate/core';
+import type { LedgerScope, ReservationLedger } from '@tollgate/core';
 import { budgetWindow, softLimitThreshold } from './budget-plan.js';
 import type { BudgetPlan, BudgetWindow, ResolvedBudget } from './budget-plan.js';
 import type { SoftLimitMonitor } from './soft-limit.js';
@@ -21,7 +21,7 @@ export interface BudgetBook {
  * bucket s is the difference of their totals. Undefined when nothing is spent or held.
  */
 export async function rollingFreeAt(ledger: ReservationLedger, window: BudgetWindow, timeoutMs: number): Promise<number | undefined> {
-  const usage = await withTimeout(ledger.usage(window.scopes.map((s) => s.key)), timeoutMs, 'ledger.usage');
+  const usage = await withTimeout(ledger.usage(window.scopes), timeoutMs, 'ledger.usage');
   const used = usage.map((u) => u.spent + u.reserved);
   for (let i = 0; i < used.length; i++) {
     if (used[i]! - (used[i + 1] ?? 0) > 0) return window.scopes[i]!.expiresAt;
@@ -33,7 +33,7 @@ export async function readBudgetStatus(book: BudgetBook, budgets: ResolvedBudget
   if (budgets.length === 0) return [];
   const now = book.now();
   const windows = budgets.map((budget) => budgetWindow(budget, now));
-  const usage = await withTimeout(book.ledger.usage(windows.map((w) => w.head.key)), book.storeTimeoutMs, 'ledger.usage');
+  const usage = await withTimeout(book.ledger.usage(windows.map((w) => w.head)), book.storeTimeoutMs, 'ledger.usage');
   const resets = await Promise.all(windows.map(async (w) => (w.budget.period === 'rolling' ? await rollingFreeAt(book.ledger, w, book.storeTimeoutMs) : undefined) ?? w.head.expiresAt));
   return windows.map(({ budget, head }, i) => {
     // The ledger's spent is net of top-up credits: below zero, the rest is credit still unspent.
@@ -82,12 +82,12 @@ export async function topUpBudgets(book: BudgetBook, budgets: ResolvedBudget[], 
   await Promise.all(
     budgets.map(async (budget) => {
       const window = budgetWindow(budget, now);
-      await withTimeout(Promise.all(window.scopes.map((s) => book.ledger.adjustSpent(s.key, -credit, s.expiresAt))), book.storeTimeoutMs, 'ledger.adjustSpent');
+      await withTimeout(Promise.all(window.scopes.map((s) => book.ledger.adjustSpent(s, -credit, s.expiresAt))), book.storeTimeoutMs, 'ledger.adjustSpent');
       const threshold = softLimitThreshold(budget);
       if (threshold === undefined) return;
-      const [head] = await withTimeout(book.ledger.usage([window.head.key]), book.storeTimeoutMs, 'ledger.usage');
+      const [head] = await withTimeout(book.ledger.usage([window.head]), book.storeTimeoutMs, 'ledger.usage');
       // Back under the soft limit: the next crossing in this period is news again.
-      if ((head?.spent ?? 0) < threshold) await forgetSoftLimit(book, window.softLimitMarker.key);
+      if ((head?.spent ?? 0) < threshold) await forgetSoftLimit(book, window.softLimitMarker);
     }),
   );
 }
@@ -98,13 +98,13 @@ export async function resetBudgets(book: BudgetBook, budgets: ResolvedBudget[]):
   await Promise.all(
     budgets.map(async (budget) => {
       const window = budgetWindow(budget, now);
-      await withTimeout(Promise.all(window.scopes.map((s) => book.ledger.resetScope(s.key))), book.storeTimeoutMs, 'ledger.resetScope');
-      await forgetSoftLimit(book, window.softLimitMarker.key);
+      await withTimeout(Promise.all(window.scopes.map((s) => book.ledger.resetScope(s))), book.storeTimeoutMs, 'ledger.resetScope');
+      await forgetSoftLimit(book, window.softLimitMarker);
     }),
   );
 }
 
-async function forgetSoftLimit(book: BudgetBook, markerKey: string): Promise<void> {
-  await withTimeout(book.ledger.resetScope(markerKey), book.storeTimeoutMs, 'ledger.resetScope');
-  book.monitor.forget(markerKey);
+async function forgetSoftLimit(book: BudgetBook, marker: LedgerScope): Promise<void> {
+  await withTimeout(book.ledger.resetScope(marker), book.storeTimeoutMs, 'ledger.resetScope');
+  book.monitor.forget(marker.key);
 }

@@ -69,7 +69,7 @@ export async function rebuildSpend(book: BudgetBook, source: SpendSource): Promi
       report.checked++;
       const spent = await source.spent({ scope: budget.scope, id: budget.id, since: sinceOf(budget, scope.expiresAt, now), until: now + 1 });
       if (spent <= 0) continue;
-      if (await withTimeout(ledger.restoreSpent(scope.key, spent, scope.expiresAt), book.storeTimeoutMs, 'ledger.restoreSpent')) {
+      if (await withTimeout(ledger.restoreSpent(scope, spent, scope.expiresAt), book.storeTimeoutMs, 'ledger.restoreSpent')) {
         report.restored.push({ key: scope.key, spentNanoUsd: spent });
       }
     }

@@ -42,7 +42,7 @@ export class SoftLimitMonitor {
     if (watched.length === 0) return;
     const { ledger, storeTimeoutMs } = this.#options;
     const reported = new Map(balances?.map((b) => [b.key, b.spent] as const));
-    const unknown = watched.filter((w) => !reported.has(w.head.key)).map((w) => w.head.key);
+    const unknown = watched.filter((w) => !reported.has(w.head.key)).map((w) => w.head);
     if (unknown.length > 0) {
       const usage = await withTimeout(ledger.usage(unknown), storeTimeoutMs, 'ledger.usage');
       for (const u of usage) reported.set(u.key, u.spent);

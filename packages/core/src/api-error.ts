@@ -1,5 +1,6 @@
 // Client-facing denials: one error type, rendered once, in the OpenAI error shape SDKs understand.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { getContext } from './context.js';
 
 export type ApiErrorCode =
   | 'invalid_api_key'
@@ -15,7 +16,10 @@ export type ApiErrorCode =
   | 'upstream_timeout'
   | 'not_found'
   | 'method_not_allowed'
-  | 'misconfigured_route';
+  | 'misconfigured_route'
+  | 'key_suspended'
+  | 'repeated_request'
+  | 'auth_failures_exceeded';
 
 const TYPE_BY_CODE: Record<ApiErrorCode, string> = {
   invalid_api_key: 'invalid_request_error',
@@ -32,6 +36,9 @@ const TYPE_BY_CODE: Record<ApiErrorCode, string> = {
   not_found: 'invalid_request_error',
   method_not_allowed: 'invalid_request_error',
   misconfigured_route: 'server_error',
+  key_suspended: 'permission_error',
+  repeated_request: 'requests',
+  auth_failures_exceeded: 'requests',
 };
 
 const STATUS_BY_CODE: Record<ApiErrorCode, number> = {
@@ -49,6 +56,51 @@ const STATUS_BY_CODE: Record<ApiErrorCode, number> = {
   not_found: 404,
   method_not_allowed: 405,
   misconfigured_route: 500,
+  key_suspended: 403,
+  repeated_request: 429,
+  auth_failures_exceeded: 429,
+};
+
+/**
+ * The piece of the chain that refused a request, for logs and metrics: `auth` (credentials),
+ * `scope`, `model` (allowlists), `request` (the body), `requests` / `tokens` / `concurrency`
+ * (rate limits), `budget`, `upstream` (the provider failed), `route` (no such route, wrong method,
+ * misconfigured), `store` (a store failed and nothing said whose). Other packages may add theirs
+ * (a guard: `guard`).
+ */
+export type RefusalLayer =
+  | 'auth'
+  | 'scope'
+  | 'model'
+  | 'request'
+  | 'requests'
+  | 'tokens'
+  | 'concurrency'
+  | 'budget'
+  | 'upstream'
+  | 'route'
+  | 'store'
+  | (string & {});
+
+/** The layer a code is refused by when the refusing piece does not say (`ApiErrorInit.layer`, `refusalRenderer`). */
+const LAYER_BY_CODE: Record<ApiErrorCode, RefusalLayer> = {
+  invalid_api_key: 'auth',
+  insufficient_scope: 'scope',
+  model_not_allowed: 'model',
+  invalid_request: 'request',
+  request_too_large: 'request',
+  rate_limit_exceeded: 'requests',
+  tokens_rate_limit_exceeded: 'tokens',
+  insufficient_quota: 'budget',
+  service_unavailable: 'store',
+  upstream_error: 'upstream',
+  upstream_timeout: 'upstream',
+  not_found: 'route',
+  method_not_allowed: 'route',
+  misconfigured_route: 'route',
+  key_suspended: 'guard',
+  repeated_request: 'guard',
+  auth_failures_exceeded: 'guard',
 };
 
 export interface ApiErrorInit {
@@ -58,6 +110,8 @@ export interface ApiErrorInit {
   param?: string | null;
   /** Extra response headers (Retry-After, RateLimit, WWW-Authenticate, ...). */
   headers?: Record<string, string | number>;
+  /** The piece that refused. @default by code: `invalid_api_key` is `auth`, `insufficient_quota` is `budget`, ... */
+  layer?: RefusalLayer;
   cause?: unknown;
 }
 
@@ -69,6 +123,7 @@ export class ApiError extends Error {
   readonly type: string;
   readonly param: string | null;
   readonly headers: Record<string, string | number>;
+  readonly layer: RefusalLayer;
 
   constructor(code: ApiErrorCode, message: string, init: ApiErrorInit = {}) {
     super(message, init.cause === undefined ? undefined : { cause: init.cause });
@@ -77,6 +132,7 @@ export class ApiError extends Error {
     this.type = TYPE_BY_CODE[code];
     this.param = init.param ?? null;
     this.headers = init.headers ?? {};
+    this.layer = init.layer ?? LAYER_BY_CODE[code];
   }
 
   /** The JSON body sent to clients. */
@@ -88,7 +144,43 @@ export class ApiError extends Error {
 /** Renders an ApiError to the response. Replace it per middleware with the `renderError` option. */
 export type ErrorRenderer = (error: ApiError, req: IncomingMessage, res: ServerResponse) => void;
 
-export const renderApiError: ErrorRenderer = (error, _req, res) => {
+/** Why a request was refused, as `req.tollgate.refusal` keeps it for access logs, metrics and traces. */
+export interface Refusal {
+  layer: RefusalLayer;
+  code: ApiErrorCode;
+  status: number;
+  /** The message the client was sent (never a secret: clients read it). */
+  message: string;
+  /** What failed underneath (a store error, an upstream's network error), for operators. */
+  cause?: unknown;
+}
+
+/**
+ * Notes on the request's context that `error` answered it, refused by `layer` (default: the
+ * error's own). `renderApiError` does it; a renderer of your own that writes the answer itself
+ * should call it too, so that logs and metrics see the refusal.
+ */
+export function noteRefusal(req: IncomingMessage, res: ServerResponse, error: ApiError, layer: RefusalLayer = error.layer): void {
+  const refusal: Refusal = { layer, code: error.code, status: error.status, message: error.message };
+  if (error.cause !== undefined) refusal.cause = error.cause;
+  getContext(req, res).refusal = refusal;
+}
+
+/**
+ * A renderer that names the layer it refuses for: give it as a middleware's `renderError`
+ * (`concurrencyLimit({ renderError: refusalRenderer('concurrency') })`) where the code alone does
+ * not tell (a concurrency 429 is a `rate_limit_exceeded`, any store's 503 a `service_unavailable`).
+ */
+export function refusalRenderer(layer: RefusalLayer, render: ErrorRenderer = renderApiError): ErrorRenderer {
+  return function renderLayerRefusal(error, req, res) {
+    render(error, req, res);
+    // After the renderer, which may have noted the error's own layer.
+    noteRefusal(req, res, error, layer);
+  };
+}
+
+export const renderApiError: ErrorRenderer = (error, req, res) => {
+  noteRefusal(req, res, error);
   if (res.headersSent) {
     // A stream already started: the only honest thing left is to cut it.
     res.destroy();

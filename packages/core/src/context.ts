@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { maxCostNanoUsd } from './pricing.js';
 import type { ResolvedPrice } from './pricing.js';
 import type { CallAdapter, CallRequest, ProviderApi } from './provider-api.js';
+import type { Refusal } from './api-error.js';
 import { TollgateError } from './errors.js';
 import type { Identity, TokenUsage, UsageEstimate, UsageRecord } from './types.js';
 
@@ -117,6 +118,13 @@ export interface TollgateContext {
   usageCheck: ((ctx: TollgateContext, usage: ReportedUsage) => void) | undefined;
   /** Set by whatever calls the provider when the provider (not the client) cut an answer that had started. */
   upstreamAborted: boolean;
+  /**
+   * Set by whatever calls the provider: the HTTP status the provider answered with, 0 when it gave
+   * none (unreachable, timed out). Undefined until an answer or a failure came back.
+   */
+  upstreamStatus: number | undefined;
+  /** Why the request was refused, once a refusal was rendered (`renderApiError`, `noteRefusal`). */
+  refusal: Refusal | undefined;
   /** Report real usage from a handler that calls a provider SDK itself. */
   recordUsage(usage: ReportedUsage): void;
   /** Report an SDK's JSON answer: its usage and model are read by the declared call's adapter. */
@@ -209,6 +217,8 @@ class RequestContext implements TollgateContext {
   metered = false;
   usageCheck: ((ctx: TollgateContext, usage: ReportedUsage) => void) | undefined = undefined;
   upstreamAborted = false;
+  upstreamStatus: number | undefined = undefined;
+  refusal: Refusal | undefined = undefined;
   #price: ResolvedPrice | undefined;
   #listeners: SettleListener[] | undefined;
   /** The `onSending` listeners, until `markSending()` runs them. */

@@ -20,15 +20,26 @@ export interface WindowResult {
  * much of it still overlaps the sliding window). `consume` with N units is all-or-nothing.
  */
 export interface WindowCounter {
-  consume(key: string, units: number, options: { limit: number; windowMs: number }): Promise<WindowResult>;
+  consume(key: string, units: number, options: { limit: number; windowMs: number; slot?: string }): Promise<WindowResult>;
   /**
    * Settle a consume: add `delta` units (negative refunds) to the window that started at
    * `windowStart`. A refund never takes a window below zero; a window already gone is left alone.
    */
-  adjust(key: string, delta: number, options: { windowMs: number; windowStart: number }): Promise<void>;
+  adjust(key: string, delta: number, options: { windowMs: number; windowStart: number; slot?: string }): Promise<void>;
   /** Units counted in the sliding window now (for operators and tests). */
-  peek(key: string, options: { windowMs: number }): Promise<number>;
+  peek(key: string, options: { windowMs: number; slot?: string }): Promise<number>;
 }
+
+/*
+ * `slot` (window counters and ledger scopes): where a sharded store (Redis Cluster) keeps a
+ * counter or scope, named after whose it is (`tenant:acme`, `key:k1`, `global`), never after who
+ * asks, so every caller finds it in one place. Everything with one slot sits on one shard, where
+ * one script changes it atomically. Give the same slot for the same key every time. Stores on one
+ * server (memory, a single Redis) ignore it.
+ */
+
+/** The slot of what every caller shares (global limits and budgets): a sharded ledger reserves it last. */
+export const GLOBAL_SLOT = 'global';
 
 /** One scope a reservation is charged against, e.g. `tenant:acme:month:2026-11`. */
 export interface LedgerScope {
@@ -37,6 +48,20 @@ export interface LedgerScope {
   limit: number;
   /** Epoch ms when the scope's period ends; its counters may be forgotten after it. */
   expiresAt: number;
+  /**
+   * The scope's slot on a sharded store (see GLOBAL_SLOT). A reserve over several slots is kept
+   * all-or-nothing by the ledger: the other slots first, `GLOBAL_SLOT` last, given back on refusal.
+   * @default one slot shared by every scope without one
+   */
+  slot?: string;
+}
+
+/** A scope as the reading and operator calls name it: its key, with its slot where it has one. */
+export type ScopeRef = string | Pick<LedgerScope, 'key' | 'slot'>;
+
+/** The key of a scope reference. */
+export function scopeKeyOf(scope: ScopeRef): string {
+  return typeof scope === 'string' ? scope : scope.key;
 }
 
 export interface ReserveRequest {
@@ -124,21 +149,21 @@ export interface ReservationLedger {
   /** Settle at zero. */
   release(id: string): Promise<SettleResult>;
   /** Spent and reserved per scope, after dropping expired reservations. */
-  usage(keys: string[]): Promise<ScopeUsage[]>;
+  usage(scopes: readonly ScopeRef[]): Promise<ScopeUsage[]>;
   /**
    * Add `delta` to a scope's spent. Negative is a top-up credit, which may take spent below zero:
    * the scope's headroom grows by the whole credit until the scope's period ends.
    */
-  adjustSpent(key: string, delta: number, expiresAt: number): Promise<void>;
+  adjustSpent(scope: ScopeRef, delta: number, expiresAt: number): Promise<void>;
   /** Forget a scope's spend (operator reset). Live reservations stay. */
-  resetScope(key: string): Promise<void>;
+  resetScope(scope: ScopeRef): Promise<void>;
   /**
    * Raises a scope's spend for its period (ending at `expiresAt`) to `spent`, what a durable
    * usage ledger recorded for it, less the credits the scope was given: for a store that lost its
    * data (Redis restarted without persistence) while traffic went on. Never lowers a spend.
    * Resolves true when it raised it.
    */
-  restoreSpent?(key: string, spent: number, expiresAt: number): Promise<boolean>;
+  restoreSpent?(scope: ScopeRef, spent: number, expiresAt: number): Promise<boolean>;
 }
 
 /** A stored API key. Only the SHA-256 hex of the key is kept, never the key. */

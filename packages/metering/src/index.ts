@@ -2,6 +2,7 @@
 export { meter } from './meter.js';
 export { findUsageObject } from './response-tap.js';
 export type { MeterOptions } from './meter.js';
+export { METERING_TRACER_NAME } from './call-span.js';
 export { BatchQueue, logOnce } from './sink.js';
 export type { BatchOptions, SinkErrorHandler, UsageSink } from './sink.js';
 export { openUsageSpool } from './usage-spool.js';
@@ -10,8 +11,9 @@ export { jsonlSink } from './jsonl-sink.js';
 export type { JsonlSinkOptions } from './jsonl-sink.js';
 export { logSink } from './log-sink.js';
 export type { LogSinkOptions } from './log-sink.js';
-export { prometheusSink, metricsHandler, OVERFLOW_LABEL, NONE_LABEL } from './prometheus-sink.js';
+export { prometheusSink, metricsHandler, BoundedLabel, OVERFLOW_LABEL, NONE_LABEL } from './prometheus-sink.js';
 export type { PrometheusSink, PrometheusSinkOptions } from './prometheus-sink.js';
+export { CounterSeries, HistogramSeries, SeriesCounter, SeriesHistogram } from './prometheus-series.js';
 export { postgresSink } from './postgres-sink.js';
 export type { LedgerSink, PostgresSink, PostgresSinkOptions } from './postgres-sink.js';
 export {

@@ -19,7 +19,9 @@ import {
   preloadTokenizers, SYNC_ESTIMATE_MS,
 } from '@tollgate/providers';
 import type { CallDeclaration, OutputCounter, ProviderAdapter, ReadUsage, RequestEstimate } from '@tollgate/providers';
+import type { Span, Tracer } from '@opentelemetry/api';
 import type { NextFunction, Request, Response } from 'express';
+import { endCallSpan, meteringTracer, startCallSpan } from './call-span.js';
 import { ResponseTap } from './response-tap.js';
 import type { StopCounting } from './response-tap.js';
 import { writeToSinks } from './sink.js';
@@ -96,11 +98,17 @@ export interface MeterOptions {
   renderError?: ErrorRenderer;
   /** Called with every settled record, after the sinks. @default none */
   onUsage?: (record: UsageRecord, req: Request) => void;
+  /**
+   * Where the span of each provider call goes (OpenTelemetry GenAI conventions: started at
+   * `req.tollgate.markSending()`, ended with the usage record); `false` makes none.
+   * @default the `@tollgate/metering` tracer of the global provider: a no-op until an SDK registers one
+   */
+  tracer?: Tracer | false;
 }
 
 const KNOWN_OPTIONS = [
   'pricing', 'sinks', 'spool', 'api', 'request', 'defaultMaxOutputTokens', 'tierMaxOutputTokens', 'includeStreamUsage',
-  'imageTokens', 'maxEstimateMs', 'estimateSliceMs', 'approximationFactor', 'renderError', 'onUsage',
+  'imageTokens', 'maxEstimateMs', 'estimateSliceMs', 'approximationFactor', 'renderError', 'onUsage', 'tracer',
 ] as const satisfies readonly (keyof MeterOptions)[];
 
 function isPricing(value: unknown): value is Pricing {
@@ -204,6 +212,10 @@ export function meter(options: MeterOptions = {}) {
   if (!(estimateOptions.approximationFactor >= 1)) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'meter() option approximationFactor must be a number >= 1');
   const render = options.renderError ?? renderApiError;
   const onUsage = options.onUsage;
+  if (options.tracer !== undefined && options.tracer !== false && typeof options.tracer?.startSpan !== 'function') {
+    throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'meter() option tracer must be an OpenTelemetry Tracer (trace.getTracer(name)) or false');
+  }
+  const tracer = options.tracer === false ? undefined : (options.tracer ?? meteringTracer());
   // Load the encodings now, off the request path; until then counts use the byte bound.
   void preloadTokenizers();
 
@@ -303,10 +315,14 @@ export function meter(options: MeterOptions = {}) {
     const recordId = randomUUID();
     let recorded = false;
     let intent: UsageRecord | undefined;
-    if (spool && adapter) {
+    let span: Span | undefined;
+    if (adapter && (spool || tracer)) {
       ctx.onSending(() => {
-        // Sent after its client left (the record is written already), or never estimated: nothing to note.
-        if (recorded || !ctx.estimate) return;
+        // Sent after its client left (the record is written already): nothing to note.
+        if (recorded) return;
+        if (tracer) span = startCallSpan(tracer, ctx, adapter, req.headers);
+        // Never estimated: no bound to charge.
+        if (!spool || !ctx.estimate) return;
         intent = boundRecord(ctx, recordId, route);
         spool.writeIntent(intent, adapter.api);
       });
@@ -320,6 +336,14 @@ export function meter(options: MeterOptions = {}) {
         process.emitWarning(`tollgate: metering failed for request ${ctx.requestId}: ${error instanceof Error ? error.message : String(error)}`);
       }
       recorded = true;
+      if (span) {
+        try {
+          endCallSpan(span, record, ctx);
+        } catch (error) {
+          // A tracer that throws must not cost the settle.
+          process.emitWarning(`tollgate: the call's span failed to end: ${error instanceof Error ? error.message : String(error)}`);
+        }
+      }
       void ctx.settle(record);
       if (!record) {
         // A call that reached the provider is never left unrecorded: its bound, as its reservation keeps.

@@ -2,8 +2,9 @@
 import { assertKnownOptions, nanoToUsd, TollgateError } from '@tollgate/core';
 import type { UsageRecord } from '@tollgate/core';
 import type { NextFunction, Request, Response } from 'express';
-import { Counter, Histogram, Registry } from 'prom-client';
-import type { Metric } from 'prom-client';
+import { Registry } from 'prom-client';
+import { SeriesCounter, SeriesHistogram } from './prometheus-series.js';
+import type { CounterSeries, HistogramSeries } from './prometheus-series.js';
 import type { UsageSink } from './sink.js';
 
 export interface PrometheusSinkOptions {
@@ -33,37 +34,53 @@ const LABELS: LabelName[] = ['tenant', 'model', 'feature'];
 type TokenClass = 'input' | 'cached_input' | 'cache_write' | 'output' | 'reasoning';
 const TOKEN_CLASSES: TokenClass[] = ['input', 'cached_input', 'cache_write', 'output', 'reasoning'];
 
-type SeriesLabels = Record<LabelName, string>;
+/** The sink's four metrics, as their series are resolved. */
+interface SinkMetrics {
+  requests: SeriesCounter;
+  tokens: SeriesCounter;
+  cost: SeriesCounter;
+  latency: SeriesHistogram;
+}
 
 /**
- * The label objects of one tenant/model/feature series, made on its first record and handed to
- * prom-client as they are on every later one: no label object is built per record.
+ * The series of one tenant/model/feature, resolved on its first record and updated directly on
+ * every later one: nothing is built or hashed per record.
  */
 class Series {
-  readonly labels: SeriesLabels;
-  readonly byClass: Record<TokenClass, SeriesLabels & { class: TokenClass }>;
+  readonly tokens: Record<TokenClass, CounterSeries>;
+  readonly cost: CounterSeries;
+  readonly latency: HistogramSeries;
   /** Per `status usage_source`: a handful of values per series. */
-  private readonly byOutcome = new Map<string, SeriesLabels & { status: string; usage_source: string }>();
+  private readonly byOutcome = new Map<string, CounterSeries>();
+  private readonly key: string;
 
-  constructor(tenant: string, model: string, feature: string) {
-    this.labels = { tenant, model, feature };
-    this.byClass = Object.fromEntries(TOKEN_CLASSES.map((tokenClass) => [tokenClass, { tenant, model, feature, class: tokenClass }])) as Series['byClass'];
+  constructor(private readonly metrics: SinkMetrics, private readonly tenant: string, private readonly model: string, private readonly feature: string) {
+    // The label values may hold any character but NUL, which no bounded label keeps: a safe separator.
+    this.key = `${tenant}\u0000${model}\u0000${feature}`;
+    this.tokens = Object.fromEntries(TOKEN_CLASSES.map((tokenClass) => [
+      tokenClass,
+      metrics.tokens.series(`${this.key}\u0000${tokenClass}`, () => ({ tenant, model, feature, class: tokenClass })),
+    ])) as Series['tokens'];
+    this.cost = metrics.cost.series(this.key, () => ({ tenant, model, feature }));
+    this.latency = metrics.latency.series(this.key, () => ({ tenant, model, feature }));
   }
 
-  outcome(status: number, usageSource: string): SeriesLabels & { status: string; usage_source: string } {
-    const key = `${status} ${usageSource}`;
-    let labels = this.byOutcome.get(key);
-    if (labels === undefined) {
-      labels = { ...this.labels, status: String(status), usage_source: usageSource };
-      this.byOutcome.set(key, labels);
+  outcome(status: number, usageSource: string): CounterSeries {
+    const outcome = `${status} ${usageSource}`;
+    let series = this.byOutcome.get(outcome);
+    if (series === undefined) {
+      const { tenant, model, feature } = this;
+      series = this.metrics.requests.series(`${this.key}\u0000${outcome}`, () => ({ tenant, model, feature, status: String(status), usage_source: usageSource }));
+      this.byOutcome.set(outcome, series);
     }
-    return labels;
+    return series;
   }
 }
 
 /** Series by tenant, then model, then feature (each level holds the bounded values: at most maxLabelValues + 1). */
 class SeriesIndex {
   private readonly tenants = new Map<string, Map<string, Map<string, Series>>>();
+  constructor(private readonly metrics: SinkMetrics) {}
 
   get(tenant: string, model: string, feature: string): Series {
     let models = this.tenants.get(tenant);
@@ -71,13 +88,13 @@ class SeriesIndex {
     let features = models.get(model);
     if (features === undefined) models.set(model, (features = new Map()));
     let series = features.get(feature);
-    if (series === undefined) features.set(feature, (series = new Series(tenant, model, feature)));
+    if (series === undefined) features.set(feature, (series = new Series(this.metrics, tenant, model, feature)));
     return series;
   }
 }
 
-/** Keeps the first `max` values of a label and maps any later one to `__other__`. */
-class BoundedLabel {
+/** Keeps the first `max` values of a label and maps any later one to `__other__` (and null or '' to `none`). */
+export class BoundedLabel {
   private readonly seen = new Set<string>();
   constructor(private readonly max: number) {}
   value(raw: string | null): string {
@@ -89,9 +106,12 @@ class BoundedLabel {
   }
 }
 
-function reuse<T extends Metric<string>>(registry: Registry, name: string, create: () => T): T {
+function reuse<T extends SeriesCounter | SeriesHistogram>(registry: Registry, name: string, kind: new (...args: never[]) => T, create: () => T): T {
   // Two meters (or a hot reload) may share a registry: register each metric once.
-  return (registry.getSingleMetric(name) as T | undefined) ?? create();
+  const existing: unknown = registry.getSingleMetric(name);
+  if (existing === undefined) return create();
+  if (existing instanceof kind) return existing;
+  throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', `prometheusSink() registry already has a metric ${name} of its own: give the sink another prefix`);
 }
 
 export interface PrometheusSink extends UsageSink {
@@ -119,12 +139,14 @@ export function prometheusSink(options: PrometheusSinkOptions = {}): PrometheusS
   const maxLabelValues = options.maxLabelValues ?? 100;
   if (!Number.isSafeInteger(maxLabelValues) || maxLabelValues < 1) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'prometheusSink() maxLabelValues must be a positive integer');
   const bounded = Object.fromEntries(LABELS.map((label) => [label, new BoundedLabel(maxLabelValues)])) as Record<LabelName, BoundedLabel>;
-  const index = new SeriesIndex();
-
-  const requests = reuse(registry, `${prefix}requests_total`, () => new Counter({ name: `${prefix}requests_total`, help: 'Metered provider requests.', labelNames: [...LABELS, 'status', 'usage_source'], registers: [registry] }));
-  const tokens = reuse(registry, `${prefix}tokens_total`, () => new Counter({ name: `${prefix}tokens_total`, help: 'Tokens by class: input (uncached), cached_input, cache_write, output (reasoning included), reasoning.', labelNames: [...LABELS, 'class'], registers: [registry] }));
-  const cost = reuse(registry, `${prefix}cost_usd_total`, () => new Counter({ name: `${prefix}cost_usd_total`, help: 'Cost of metered requests in USD (from nano-USD).', labelNames: LABELS, registers: [registry] }));
-  const latency = reuse(registry, `${prefix}request_duration_seconds`, () => new Histogram({ name: `${prefix}request_duration_seconds`, help: 'Time from request to the end of the response (or client abort).', labelNames: LABELS, buckets: options.latencyBuckets ?? [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120], registers: [registry] }));
+  const names = { requests: `${prefix}requests_total`, tokens: `${prefix}tokens_total`, cost: `${prefix}cost_usd_total`, latency: `${prefix}request_duration_seconds` };
+  const metrics: SinkMetrics = {
+    requests: reuse(registry, names.requests, SeriesCounter, () => new SeriesCounter(names.requests, 'Metered provider requests.', registry)),
+    tokens: reuse(registry, names.tokens, SeriesCounter, () => new SeriesCounter(names.tokens, 'Tokens by class: input (uncached), cached_input, cache_write, output (reasoning included), reasoning.', registry)),
+    cost: reuse(registry, names.cost, SeriesCounter, () => new SeriesCounter(names.cost, 'Cost of metered requests in USD (from nano-USD).', registry)),
+    latency: reuse(registry, names.latency, SeriesHistogram, () => new SeriesHistogram(names.latency, 'Time from request to the end of the response (or client abort).', registry, options.latencyBuckets ?? [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120])),
+  };
+  const index = new SeriesIndex(metrics);
 
   return {
     registry,
@@ -132,15 +154,15 @@ export function prometheusSink(options: PrometheusSinkOptions = {}): PrometheusS
     write(record: UsageRecord) {
       try {
         const series = index.get(bounded.tenant.value(record.tenantId), bounded.model.value(record.model), bounded.feature.value(record.feature));
-        requests.inc(series.outcome(record.status, record.usageSource));
+        series.outcome(record.status, record.usageSource).inc();
         const uncached = Math.max(0, record.inputTokens - record.cachedInputTokens - record.cacheWriteTokens);
-        if (uncached > 0) tokens.inc(series.byClass.input, uncached);
-        if (record.cachedInputTokens > 0) tokens.inc(series.byClass.cached_input, record.cachedInputTokens);
-        if (record.cacheWriteTokens > 0) tokens.inc(series.byClass.cache_write, record.cacheWriteTokens);
-        if (record.outputTokens > 0) tokens.inc(series.byClass.output, record.outputTokens);
-        if (record.reasoningTokens > 0) tokens.inc(series.byClass.reasoning, record.reasoningTokens);
-        if (record.costNanoUsd > 0) cost.inc(series.labels, nanoToUsd(record.costNanoUsd));
-        latency.observe(series.labels, record.latencyMs / 1000);
+        if (uncached > 0) series.tokens.input.inc(uncached);
+        if (record.cachedInputTokens > 0) series.tokens.cached_input.inc(record.cachedInputTokens);
+        if (record.cacheWriteTokens > 0) series.tokens.cache_write.inc(record.cacheWriteTokens);
+        if (record.outputTokens > 0) series.tokens.output.inc(record.outputTokens);
+        if (record.reasoningTokens > 0) series.tokens.reasoning.inc(record.reasoningTokens);
+        if (record.costNanoUsd > 0) series.cost.inc(nanoToUsd(record.costNanoUsd));
+        series.latency.observe(record.latencyMs / 1000);
       } catch (error) {
         process.emitWarning(`tollgate: prometheus sink failed: ${error instanceof Error ? error.message : String(error)}`);
       }

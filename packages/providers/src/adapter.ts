@@ -10,6 +10,12 @@ import type { UsageReader } from './usage.js';
  * the request, read usage as the answer streams past, and end a stream cut at its grant.
  */
 export interface ProviderAdapter extends CallAdapter {
+  /**
+   * How OpenTelemetry's GenAI semantic conventions name this API's calls: `gen_ai.operation.name`
+   * and `gen_ai.provider.name` (absent: the provider that served the call is named, as for a
+   * self-hosted server). The meter's span reads it. @default `{ operation: 'chat' }`
+   */
+  readonly genAi?: { readonly operation: string; readonly provider?: string };
   /** Input tokens of a request body, framed the way this API renders it into the prompt. */
   countInput(counter: RequestCounter, body: Json): number;
   /**

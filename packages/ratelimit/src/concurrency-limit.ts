@@ -53,7 +53,8 @@ const FACTORY = 'concurrencyLimit';
 
 /** Where slots are counted: this process, or a ledger shared by many. */
 interface SlotCounter {
-  acquire(key: string, limit: number, slotId: string): Promise<boolean>;
+  /** `owner`: whom the limit counts (`key:k1`, `tenant:acme`), the scope's slot on a sharded ledger. */
+  acquire(key: string, owner: string, limit: number, slotId: string): Promise<boolean>;
   release(key: string, slotId: string): Promise<void>;
 }
 
@@ -61,7 +62,7 @@ function processSlots(): SlotCounter {
   // Slot ids per key: releasing an id twice, or one never granted, changes nothing.
   const inFlight = new Map<string, Set<string>>();
   return {
-    async acquire(key, limit, slotId) {
+    async acquire(key, _owner, limit, slotId) {
       const held = inFlight.get(key) ?? new Set<string>();
       if (held.size >= limit) return false;
       held.add(slotId);
@@ -80,8 +81,8 @@ function processSlots(): SlotCounter {
 /** One ledger reservation of 1 per request in flight; the ledger's TTL frees what a crash left. */
 function ledgerSlots(ledger: ReservationLedger, ttlMs: number): SlotCounter {
   return {
-    async acquire(key, limit, slotId) {
-      const result = await ledger.reserve({ id: slotId, amount: 1, scopes: [{ key, limit, expiresAt: Date.now() + ttlMs }], ttlMs });
+    async acquire(key, owner, limit, slotId) {
+      const result = await ledger.reserve({ id: slotId, amount: 1, scopes: [{ key, limit, expiresAt: Date.now() + ttlMs, slot: owner }], ttlMs });
       return result.ok;
     },
     async release(_key, slotId) {
@@ -126,11 +127,12 @@ export function concurrencyLimit(options: ConcurrencyLimitOptions = {}): Request
     queue,
     queueId: (req) => `${prefix}${name}:${keyOf(req)}`,
     async attempt(req, res) {
-      const key = `${prefix}${name}:${keyOf(req)}`;
+      const owner = keyOf(req);
+      const key = `${prefix}${name}:${owner}`;
       const limit = limitOf(req);
       const slotId = `${getContext(req, res).requestId}:inflight:${name}:${randomUUID()}`;
       try {
-        const acquired = await failures.call('acquire', slots.acquire(key, limit, slotId));
+        const acquired = await failures.call('acquire', slots.acquire(key, owner, limit, slotId));
         // Retried by the head of the wait queue when woken (a local release) or polling (another process's).
         return acquired ? { kind: 'allowed', value: { key, slotId } } : { kind: 'denied', value: { limit }, retryAfterMs: 0 };
       } catch (error) {

@@ -80,6 +80,8 @@ export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHa
   const instance = ++instances;
 
   const resolved = resolveLayers(options, { factory: FACTORY, codePrefix: CODE, defaultLimit: 60 });
+  // On Redis Cluster a counter sits on the slot of whom it counts (the key, the tenant, global).
+  const slotTag = options.stores?.slotTag?.bind(options.stores);
 
   /** Each layer on express-rate-limit; `combined` layers count in the stores' fixed windows when they keep them. */
   function requestLayers(combined: boolean): RequestLayer[] {
@@ -89,7 +91,10 @@ export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHa
       const limiter = rateLimit({
         windowMs: layer.windowMs,
         limit: (req) => layer.limitOf(req),
-        keyGenerator: (req) => layer.keyOf(req),
+        keyGenerator: slotTag ? (req) => {
+          const id = layer.keyOf(req);
+          return slotTag(id) + id;
+        } : (req) => layer.keyOf(req),
         store,
         requestPropertyName: infoProperty,
         // Headers are written once for all layers (only the most restrictive), with OpenAI's beside them.

@@ -33,6 +33,8 @@ const FACTORY = 'tokenRateLimit';
 interface Target {
   layer: LimitLayer;
   key: string;
+  /** Whom the window counts (`key:k1`, `tenant:acme`, `global`): its slot on a sharded store. */
+  slot: string;
   limit: number;
 }
 
@@ -91,9 +93,9 @@ export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHand
 
   async function adjustAll(charges: Charge[], delta: number): Promise<void> {
     if (delta === 0) return;
-    await Promise.all(charges.map(async ({ key, layer, result }) => {
+    await Promise.all(charges.map(async ({ key, slot, layer, result }) => {
       try {
-        await failures.call('counter.adjust', counter.adjust(key, delta, { windowMs: layer.windowMs, windowStart: result.windowStart }));
+        await failures.call('counter.adjust', counter.adjust(key, delta, { windowMs: layer.windowMs, windowStart: result.windowStart, slot }));
       } catch (error) {
         failures.report(error);
       }
@@ -101,7 +103,10 @@ export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHand
   }
 
   function targetsOf(req: Request): Target[] {
-    return layers.map((layer) => ({ layer, key: `${prefix}${layer.name}:${layer.keyOf(req)}`, limit: layer.limitOf(req) }));
+    return layers.map((layer) => {
+      const slot = layer.keyOf(req);
+      return { layer, key: `${prefix}${layer.name}:${slot}`, slot, limit: layer.limitOf(req) };
+    });
   }
 
   function unitsOf(req: Request, res: Response): number {
@@ -123,14 +128,14 @@ export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHand
       // Started together, so a Redis client pipelines them into one round trip.
       // A consume that times out may still land: its units are then given back, as nobody will settle them.
       const settled = await Promise.allSettled(targets.map((target) =>
-        failures.callOrUndo('counter.consume', counter.consume(target.key, units, { limit: target.limit, windowMs: target.layer.windowMs }), async (late) => {
-          if (late.allowed && units > 0) await counter.adjust(target.key, -units, { windowMs: target.layer.windowMs, windowStart: late.windowStart });
+        failures.callOrUndo('counter.consume', counter.consume(target.key, units, { limit: target.limit, windowMs: target.layer.windowMs, slot: target.slot }), async (late) => {
+          if (late.allowed && units > 0) await counter.adjust(target.key, -units, { windowMs: target.layer.windowMs, windowStart: late.windowStart, slot: target.slot });
         })));
       const charges: Charge[] = [];
       let failure: unknown;
       settled.forEach((outcome, index) => {
         if (outcome.status === 'rejected') failure ??= outcome.reason;
-        else charges.push({ layer: targets[index]!.layer, key: targets[index]!.key, limit: targets[index]!.limit, result: outcome.value });
+        else charges.push({ ...targets[index]!, result: outcome.value });
       });
       const counted = charges.filter((c) => c.result.allowed);
       if (failure !== undefined) {

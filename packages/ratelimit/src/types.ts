@@ -30,6 +30,11 @@ export interface FixedWindowCounter {
 export interface StoresWithCommands extends TollgateStores {
   sendCommand?(args: string[]): Promise<unknown>;
   fixedWindow?: FixedWindowCounter;
+  /**
+   * The hash tag that puts a key on `slot`'s shard: `{...}` on Redis Cluster, '' on one server.
+   * Request-limit keys carry their counter's, so a caller's limits share a shard with its budget.
+   */
+  slotTag?(slot: string): string;
 }
 
 /** Waiting instead of refusing: bounded, first in first out per limited id. */

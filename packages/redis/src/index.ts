@@ -3,8 +3,10 @@ export { createRedisStores, keyCacheClientName, type RedisStores, type RedisStor
 export { RedisWindowCounter } from './window-counter.js';
 export { RedisFixedWindow } from './fixed-window.js';
 export { RedisReservationLedger } from './reservation-ledger.js';
+export { ShardedReservationLedger } from './sharded-ledger.js';
 export { RedisKeyStore } from './key-store.js';
-export type { RedisClientLike } from './connection.js';
+export type { ClusterNodeLike, RedisClientLike, RedisClusterLike } from './connection.js';
+export { slotTag } from './hash-slot.js';
 export { LuaScript, normaliseLua, type SendCommand } from './lua.js';
 export { SCRIPTS } from './scripts.js';
 export { BundledScriptError, ScriptBundle } from './script-bundle.js';

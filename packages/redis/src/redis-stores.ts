@@ -1,25 +1,38 @@
-// createRedisStores: every core store interface on one Redis, shared by every process that points at it.
+// createRedisStores: every core store interface on one Redis or one Redis Cluster, shared by every process that points at it.
 import { assertKnownOptions, TollgateError, type TollgateStores } from '@tollgate/core';
-import { connectUrl, useClient, useSendCommand, type Connection, type ConnectionOptions, type RedisClientLike } from './connection.js';
+import { connectCluster, connectUrl, useClient, useSendCommand, type Connection, type ConnectionOptions, type RedisClientLike, type RedisClusterLike } from './connection.js';
 import { RedisFixedWindow } from './fixed-window.js';
+import { slotTag } from './hash-slot.js';
 import { KeyCache, type KeyCacheOptions } from './key-cache.js';
 import { keyChangesChannel, RedisKeyStore } from './key-store.js';
 import type { SendCommand } from './lua.js';
 import { RedisReservationLedger } from './reservation-ledger.js';
+import { ShardedReservationLedger } from './sharded-ledger.js';
 import { RedisWindowCounter } from './window-counter.js';
 
 export interface RedisStoresOptions {
   /**
    * Redis URL for a client tollgate creates, connects and closes. Give at most one of `url`,
-   * `client` and `sendCommand`.
+   * `cluster`, `client` and `sendCommand`.
    * @default process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
    */
   url?: string;
-  /** A node-redis v5 client you own (connected here if it is not open yet; never closed here). */
-  client?: RedisClientLike;
   /**
-   * Sends one command as its argument strings and resolves with the reply: for any other
-   * client, or to route by key on Redis Cluster.
+   * URLs of some nodes of a Redis Cluster (`redis://host:port`; credentials and TLS of the first
+   * apply to every node): tollgate creates a node-redis cluster client, connects it (and keeps
+   * trying while no node answers) and closes it. Keys are then spread over the shards by whom
+   * they count (see the README, "Redis Cluster").
+   */
+  cluster?: string[];
+  /**
+   * A node-redis v5 client you own, `createClient()` or `createCluster()` (connected here if it is
+   * not open yet; never closed here). A cluster client gets the sharded layout, as `cluster` does.
+   */
+  client?: RedisClientLike | RedisClusterLike;
+  /**
+   * Sends one command as its argument strings and resolves with the reply: for any other client.
+   * A Cluster router works too, but every store keeps its keys in one slot (the one-server layout):
+   * give `cluster` or a cluster `client` to spread them over the shards.
    */
   sendCommand?: SendCommand;
   /**
@@ -69,10 +82,18 @@ export interface RedisStores extends TollgateStores {
   counter: RedisWindowCounter;
   /** Fixed request windows (express-rate-limit's model) in the same connection: `tieredRateLimit` counts in them inside `combineLimits`. */
   fixedWindow: RedisFixedWindow;
-  ledger: RedisReservationLedger;
+  /** On a cluster, one ledger per slot behind one door (ShardedReservationLedger). */
+  ledger: RedisReservationLedger | ShardedReservationLedger;
   keys: RedisKeyStore;
   readonly kind: 'redis';
   readonly prefix: string;
+  /** True on Redis Cluster (`cluster`, or a cluster `client`): keys spread over the shards by their slot. */
+  readonly sharded: boolean;
+  /**
+   * The hash tag that puts a key on `slot`'s shard (`{tenant:acme}`), '' on one server: request
+   * limits counted by rate-limit-redis carry it, so they share a shard with the caller's other keys.
+   */
+  slotTag(slot: string): string;
   /**
    * The same connection for other Redis users in tollgate (rate-limit-redis takes this), with
    * the same deadline, so no package opens a client of its own.
@@ -82,7 +103,7 @@ export interface RedisStores extends TollgateStores {
   ping(): Promise<boolean>;
 }
 
-const OPTION_NAMES = ['url', 'client', 'sendCommand', 'prefix', 'timeoutMs', 'keyCache', 'settleDelayMs', 'settleSpool', 'batch'] as const;
+const OPTION_NAMES = ['url', 'cluster', 'client', 'sendCommand', 'prefix', 'timeoutMs', 'keyCache', 'settleDelayMs', 'settleSpool', 'batch'] as const;
 const KEY_CACHE_OPTIONS = ['maxEntries', 'maxAgeMs'] as const;
 
 /** The CLIENT SETNAME of the key-change subscriber of stores with this prefix. */
@@ -92,10 +113,11 @@ export function keyCacheClientName(prefix: string): string {
 
 export function createRedisStores(options: RedisStoresOptions = {}): RedisStores {
   assertKnownOptions(options, OPTION_NAMES, 'ERR_TG_REDIS_UNKNOWN_OPTION', 'createRedisStores');
-  const given = (['url', 'client', 'sendCommand'] as const).filter((name) => options[name] !== undefined);
+  const given = (['url', 'cluster', 'client', 'sendCommand'] as const).filter((name) => options[name] !== undefined);
   if (given.length > 1) {
-    throw new TollgateError('ERR_TG_REDIS_CONFLICTING_OPTIONS', `createRedisStores() takes one of url, client or sendCommand; got ${given.join(' and ')}`);
+    throw new TollgateError('ERR_TG_REDIS_CONFLICTING_OPTIONS', `createRedisStores() takes one of url, cluster, client or sendCommand; got ${given.join(' and ')}`);
   }
+  if (options.cluster !== undefined) checkClusterUrls(options.cluster);
   const prefix = options.prefix ?? 'tollgate:';
   if (typeof prefix !== 'string' || /[{}]/.test(prefix)) {
     throw new TollgateError('ERR_TG_REDIS_INVALID_PREFIX', `prefix must be a string without "{" or "}" (tollgate adds its own hash tags); got ${JSON.stringify(prefix)}`);
@@ -127,6 +149,7 @@ export function createRedisStores(options: RedisStoresOptions = {}): RedisStores
   let connection: Connection;
   const connectionOptions: ConnectionOptions = { timeoutMs, batch };
   if (options.sendCommand) connection = useSendCommand(options.sendCommand, connectionOptions);
+  else if (options.cluster) connection = connectCluster(options.cluster, connectionOptions);
   else if (options.client) connection = useClient(options.client, connectionOptions);
   else connection = connectUrl(options.url ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', connectionOptions);
   // Named so that operators (and tests) can tell it apart in CLIENT LIST.
@@ -140,7 +163,8 @@ export function createRedisStores(options: RedisStoresOptions = {}): RedisStores
   if (options.settleSpool !== undefined && (typeof options.settleSpool !== 'string' || options.settleSpool === '')) {
     throw new TollgateError('ERR_TG_REDIS_INVALID_SETTLE_SPOOL', `settleSpool must be a directory path; got ${JSON.stringify(options.settleSpool)}`);
   }
-  const ledger = new RedisReservationLedger(connection, prefix, { settleDelayMs, ...(options.settleSpool ? { spool: options.settleSpool } : {}) });
+  const ledgerOptions = { settleDelayMs, ...(options.settleSpool ? { spool: options.settleSpool } : {}) };
+  const ledger = connection.sharded ? new ShardedReservationLedger(connection, prefix, ledgerOptions) : new RedisReservationLedger(connection, prefix, ledgerOptions);
 
   return {
     counter: new RedisWindowCounter(connection, prefix),
@@ -149,6 +173,8 @@ export function createRedisStores(options: RedisStoresOptions = {}): RedisStores
     keys: new RedisKeyStore(connection, prefix, cache),
     kind: 'redis',
     prefix,
+    sharded: connection.sharded,
+    slotTag: connection.sharded ? slotTag : () => '',
     sendCommand: (args) => connection.send(args, args[0] ?? 'command'),
     async ping() {
       try {
@@ -163,4 +189,22 @@ export function createRedisStores(options: RedisStoresOptions = {}): RedisStores
       await Promise.all([cache?.close(), connection.close()]);
     },
   };
+}
+
+/** Cluster node URLs: a non-empty array of redis:// or rediss:// URLs. */
+function checkClusterUrls(urls: unknown): void {
+  if (!Array.isArray(urls) || urls.length === 0) {
+    throw new TollgateError('ERR_TG_REDIS_INVALID_CLUSTER', `cluster must be a non-empty array of node URLs ("redis://host:port"); got ${JSON.stringify(urls)}`);
+  }
+  urls.forEach((url, i) => {
+    let protocol: string | undefined;
+    try {
+      protocol = typeof url === 'string' ? new URL(url).protocol : undefined;
+    } catch {
+      protocol = undefined;
+    }
+    if (protocol !== 'redis:' && protocol !== 'rediss:') {
+      throw new TollgateError('ERR_TG_REDIS_INVALID_CLUSTER', `cluster[${i}] must be a redis:// or rediss:// URL; got ${JSON.stringify(url)}`);
+    }
+  });
 }

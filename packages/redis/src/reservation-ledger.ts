@@ -2,9 +2,10 @@
 import { randomUUID } from 'node:crypto';
 import { appendFileSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { assertReserveNumbers, assertStoreNumber } from '@tollgate/core';
-import type { LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, ScopeUsage, SettleResult } from '@tollgate/core';
+import { assertReserveNumbers, assertStoreNumber, scopeKeyOf } from '@tollgate/core';
+import type { LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, ScopeRef, ScopeUsage, SettleResult } from '@tollgate/core';
 import type { Connection } from './connection.js';
+import { DEFAULT_TAG } from './hash-slot.js';
 import * as scripts from './scripts.js';
 
 /** What this process holds for one live reservation: the settle needs it, Redis keeps no record. */
@@ -40,6 +41,10 @@ export interface LedgerOptions {
    * directory starts. Processes may share one.
    */
   spool?: string;
+  /** Sends what earlier ledgers left in `spool` at start (a sharded ledger lets one of its slots do it). @default true */
+  claimSpool?: boolean;
+  /** The hash tag of every key of this ledger: its Cluster slot. @default '{ledger}' */
+  slotTag?: string;
 }
 
 /** Bucket size for a TTL: a power of two near an eighth of it, so a scope holds about nine live buckets. */
@@ -52,8 +57,8 @@ const RETRY_MAX_MS = 2_000;
 const STALE_CLAIM_MS = 5 * 60_000;
 
 /**
- * Every ledger key carries the same `{ledger}` hash tag, so the whole ledger sits in one Cluster
- * slot: a reserve across key, tenant, feature and global scopes is one atomic script.
+ * Every key of this ledger carries the same hash tag (`{ledger}`, or the slot's on a cluster, see
+ * sharded-ledger.ts), so it sits in one Cluster slot: a reserve across its scopes is one atomic script.
  *
  * A reservation is an amount in one expiry bucket of each of its scopes (see scripts.ts); this
  * process remembers which, so a settle needs no record in Redis. Settles are summed per scope
@@ -86,10 +91,10 @@ export class RedisReservationLedger implements ReservationLedger {
     prefix: string,
     options: LedgerOptions = {},
   ) {
-    this.#base = `${prefix}{ledger}:`;
+    this.#base = `${prefix}${options.slotTag ?? DEFAULT_TAG}:`;
     this.#delayMs = options.settleDelayMs ?? 2;
     this.#spool = options.spool;
-    if (this.#spool) this.#claimSpool(this.#spool);
+    if (this.#spool && options.claimSpool !== false) this.#claimSpool(this.#spool);
   }
 
   /** Takes over the spool files other ledgers left (a rename: two starting together never both take one). */
@@ -178,6 +183,27 @@ export class RedisReservationLedger implements ReservationLedger {
     return this.settle(id, 0);
   }
 
+  /**
+   * Lowers a live reservation to `amount`: the rest goes back uncharged with the next batch (a
+   * sharded reserve that another slot granted less). Resolves with its scopes once that landed.
+   */
+  shrink(id: string, amount: number): Promise<ScopeUsage[]> {
+    const held = this.#held.get(id);
+    if (!held || amount >= held.amount) return Promise.resolve([]);
+    const givenBack = { ...held, amount: held.amount - amount };
+    held.amount = amount;
+    return new Promise<ScopeUsage[]>((resolve, reject) => {
+      this.#pending.push({ held: givenBack, actual: 0, resolve, reject });
+      this.#schedule(this.#delayMs);
+    });
+  }
+
+  /** When a live reservation's bucket expires (Redis time, ms), or undefined when this ledger holds no such id. */
+  heldUntil(id: string): number | undefined {
+    const held = this.#held.get(id);
+    return held ? Number(held.bucket) : undefined;
+  }
+
   #schedule(delayMs: number): void {
     if (this.#timer || this.#flushing) return;
     this.#timer = setTimeout(() => {
@@ -251,7 +277,8 @@ export class RedisReservationLedger implements ReservationLedger {
     for (let attempt = 0; ; attempt++) {
       try {
         const reply = (await scripts.settleBatch.run(this.#send, batch.keys, batch.args)) as unknown[];
-        const scopeKeys = batch.keys.slice(0, -1).map((key) => key.slice(`${this.#base}scope:`.length));
+        // After the tag's closing brace (the prefix has none): a replayed batch may carry another slot's tag.
+        const scopeKeys = batch.keys.slice(0, -1).map((key) => key.slice(key.indexOf('}') + ':scope:'.length + 1));
         // Already applied by an attempt whose reply was lost: its balances are read instead.
         if (reply[0] !== 1) return await this.usage(scopeKeys);
         return scopeKeys.map((key, i) => ({ key, spent: Number(reply[1 + 2 * i]), reserved: Number(reply[2 + 2 * i]) }));
@@ -263,31 +290,37 @@ export class RedisReservationLedger implements ReservationLedger {
     }
   }
 
-  async usage(keys: string[]): Promise<ScopeUsage[]> {
-    if (keys.length === 0) return [];
+  async usage(scopes: readonly ScopeRef[]): Promise<ScopeUsage[]> {
+    if (scopes.length === 0) return [];
+    const keys = scopes.map(scopeKeyOf);
     const reply = (await scripts.ledgerUsage.run(this.#send, keys.map((key) => this.#scopeKey(key)), [])) as unknown[];
     return keys.map((key, i) => ({ key, spent: Number(reply[2 * i]), reserved: Number(reply[2 * i + 1]) }));
   }
 
-  async adjustSpent(key: string, delta: number, expiresAt: number): Promise<void> {
+  async adjustSpent(scope: ScopeRef, delta: number, expiresAt: number): Promise<void> {
     assertStoreNumber('ledger.adjustSpent', 'delta', delta);
     assertStoreNumber('ledger.adjustSpent', 'expiresAt', expiresAt);
-    await scripts.adjustSpent.run(this.#send, [this.#scopeKey(key)], [delta, Math.ceil(expiresAt)]);
+    await scripts.adjustSpent.run(this.#send, [this.#scopeKey(scopeKeyOf(scope))], [delta, Math.ceil(expiresAt)]);
   }
 
-  async restoreSpent(key: string, spent: number, expiresAt: number): Promise<boolean> {
+  async restoreSpent(scope: ScopeRef, spent: number, expiresAt: number): Promise<boolean> {
     assertStoreNumber('ledger.restoreSpent', 'spent', spent);
     assertStoreNumber('ledger.restoreSpent', 'expiresAt', expiresAt);
-    return (await scripts.restoreSpent.run(this.#send, [this.#scopeKey(key)], [spent, Math.ceil(expiresAt)])) === 1;
+    return (await scripts.restoreSpent.run(this.#send, [this.#scopeKey(scopeKeyOf(scope))], [spent, Math.ceil(expiresAt)])) === 1;
   }
 
-  async resetScope(key: string): Promise<void> {
-    await scripts.resetScope.run(this.#send, [this.#scopeKey(key)], []);
+  async resetScope(scope: ScopeRef): Promise<void> {
+    await scripts.resetScope.run(this.#send, [this.#scopeKey(scopeKeyOf(scope))], []);
   }
 
   /** Settles not sent yet (for shutdown reports and tests). */
   get pendingSettles(): number {
     return this.#pending.length + this.#replay.length;
+  }
+
+  /** Holds no reservation and has nothing to send: dropping it loses nothing (a sharded ledger drops idle slots' ledgers). */
+  get idle(): boolean {
+    return this.#held.size === 0 && this.#pending.length === 0 && this.#replay.length === 0 && !this.#timer && !this.#flushing;
   }
 
   /**

@@ -2,6 +2,7 @@
 import { assertStoreNumber } from '@tollgate/core';
 import type { WindowCounter, WindowResult } from '@tollgate/core';
 import type { Connection } from './connection.js';
+import { slotTag } from './hash-slot.js';
 import * as scripts from './scripts.js';
 
 /** The scripts count in whole ms (their starts and resets are then exact integers). */
@@ -15,19 +16,23 @@ export class RedisWindowCounter implements WindowCounter {
     private readonly prefix: string,
   ) {}
 
-  /** The key's own {hash tag}: the two windows of one key live in one hash, so one slot. */
-  #key(key: string, windowMs: number): string {
+  /**
+   * The two windows of one key live in one hash, so one slot: the key's own {hash tag}, or on a
+   * cluster its slot's (whom it counts), so a caller's windows share a shard with its budget.
+   */
+  #key(key: string, windowMs: number, slot: string | undefined): string {
+    if (slot !== undefined && this.connection.sharded) return `${this.prefix}wc:${slotTag(slot)}${key}:${windowMs}`;
     return `${this.prefix}wc:{${key}}:${windowMs}`;
   }
 
   #send = (args: string[]) => this.connection.send(args, 'counter');
 
-  async consume(key: string, units: number, options: { limit: number; windowMs: number }): Promise<WindowResult> {
+  async consume(key: string, units: number, options: { limit: number; windowMs: number; slot?: string }): Promise<WindowResult> {
     const { limit, windowMs } = options;
     assertStoreNumber('counter.consume', 'units', units);
     assertStoreNumber('counter.consume', 'limit', limit);
     assertStoreNumber('counter.consume', 'windowMs', windowMs);
-    const reply = (await scripts.consumeWindow.run(this.#send, [this.#key(key, windowMs)], [units, wholeMs(windowMs), limit])) as unknown[];
+    const reply = (await scripts.consumeWindow.run(this.#send, [this.#key(key, windowMs, options.slot)], [units, wholeMs(windowMs), limit])) as unknown[];
     return {
       allowed: reply[0] === 1,
       limit,
@@ -38,16 +43,16 @@ export class RedisWindowCounter implements WindowCounter {
     };
   }
 
-  async adjust(key: string, delta: number, options: { windowMs: number; windowStart: number }): Promise<void> {
+  async adjust(key: string, delta: number, options: { windowMs: number; windowStart: number; slot?: string }): Promise<void> {
     // Lua reads "NaN" as a number, and max(0, NaN) is 0 there: the window would be wiped.
     assertStoreNumber('counter.adjust', 'delta', delta);
     assertStoreNumber('counter.adjust', 'windowMs', options.windowMs);
     assertStoreNumber('counter.adjust', 'windowStart', options.windowStart);
     if (delta === 0) return;
-    await scripts.adjustWindow.run(this.#send, [this.#key(key, options.windowMs)], [delta, wholeMs(options.windowMs), options.windowStart]);
+    await scripts.adjustWindow.run(this.#send, [this.#key(key, options.windowMs, options.slot)], [delta, wholeMs(options.windowMs), options.windowStart]);
   }
 
-  async peek(key: string, options: { windowMs: number }): Promise<number> {
-    return Number(await scripts.peekWindow.run(this.#send, [this.#key(key, options.windowMs)], [0, wholeMs(options.windowMs)]));
+  async peek(key: string, options: { windowMs: number; slot?: string }): Promise<number> {
+    return Number(await scripts.peekWindow.run(this.#send, [this.#key(key, options.windowMs, options.slot)], [0, wholeMs(options.windowMs)]));
   }
 }

@@ -1,6 +1,7 @@
 // In-memory reservation ledger: all-or-nothing reserves across scopes, settle once, charged at expiry when never settled.
 import { assertStoreNumber, assertReserveNumbers } from '../store-input.js';
-import type { LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, ScopeBalance, ScopeUsage, SettleResult } from '../stores.js';
+import { scopeKeyOf } from '../stores.js';
+import type { LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, ScopeBalance, ScopeRef, ScopeUsage, SettleResult } from '../stores.js';
 
 interface ScopeState {
   spent: number;
@@ -158,39 +159,40 @@ export class MemoryReservationLedger implements ReservationLedger {
     return this.settle(id, 0);
   }
 
-  async usage(keys: string[]): Promise<ScopeUsage[]> {
+  async usage(scopes: readonly ScopeRef[]): Promise<ScopeUsage[]> {
     const now = this.#clock();
-    return keys.map((key) => {
+    return scopes.map((ref) => {
+      const key = scopeKeyOf(ref);
       const scope = this.#live(key, now);
       return { key, spent: scope?.spent ?? 0, reserved: scope?.reserved ?? 0 };
     });
   }
 
-  async adjustSpent(key: string, delta: number, expiresAt: number): Promise<void> {
+  async adjustSpent(ref: ScopeRef, delta: number, expiresAt: number): Promise<void> {
     assertStoreNumber('ledger.adjustSpent', 'delta', delta);
     assertStoreNumber('ledger.adjustSpent', 'expiresAt', expiresAt);
     const now = this.#clock();
     if (expiresAt <= now) return;
-    const scope = this.#scope(key, expiresAt, now);
+    const scope = this.#scope(scopeKeyOf(ref), expiresAt, now);
     // A credit may take spent below zero: the headroom grows by all of it, for the scope's period.
     scope.spent += delta;
     if (delta < 0) scope.credits -= delta;
   }
 
-  async restoreSpent(key: string, spent: number, expiresAt: number): Promise<boolean> {
+  async restoreSpent(ref: ScopeRef, spent: number, expiresAt: number): Promise<boolean> {
     assertStoreNumber('ledger.restoreSpent', 'spent', spent);
     assertStoreNumber('ledger.restoreSpent', 'expiresAt', expiresAt);
     const now = this.#clock();
     if (expiresAt <= now) return false;
-    const scope = this.#scope(key, expiresAt, now);
+    const scope = this.#scope(scopeKeyOf(ref), expiresAt, now);
     const floor = spent - scope.credits;
     if (scope.spent >= floor) return false;
     scope.spent = floor;
     return true;
   }
 
-  async resetScope(key: string): Promise<void> {
-    const scope = this.#live(key, this.#clock());
+  async resetScope(ref: ScopeRef): Promise<void> {
+    const scope = this.#live(scopeKeyOf(ref), this.#clock());
     if (scope) scope.spent = 0;
   }
 

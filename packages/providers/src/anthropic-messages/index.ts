@@ -181,6 +181,7 @@ function createMessagesReader(): UsageReader {
 export const anthropicMessages: ProviderAdapter = {
   api: 'anthropic.messages',
   provider: 'anthropic',
+  genAi: { operation: 'chat', provider: 'anthropic' },
   read({ body }: CallRequest): CallShape {
     const record = isObject(body) ? body : {};
     return { model: bodyModel(body), outputCap: positiveInteger(record.max_tokens), stream: record.stream === true, choices: 1 };

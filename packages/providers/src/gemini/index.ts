@@ -141,6 +141,8 @@ function createGenerateReader(): UsageReader {
 export const gemini: ProviderAdapter = {
   api: 'gemini.generate',
   provider: 'google',
+  // Gemini's own API (AI Studio), not Vertex AI's.
+  genAi: { operation: 'generate_content', provider: 'gcp.gemini' },
   read(request: CallRequest): CallShape {
     const body = isObject(request.body) ? request.body : {};
     const config = isObject(body.generationConfig) ? body.generationConfig : {};

@@ -108,6 +108,8 @@ export interface ChatAdapterOptions {
   provider: Provider;
   /** The cap fields the API reads, the one written when the request names none first. */
   capFields: readonly string[];
+  /** `gen_ai.provider.name` of its calls; absent for servers that are no named provider. */
+  genAiProvider?: string;
 }
 
 /** A Chat Completions adapter; `openai-compatible` is the same wire format with its own cap field and provider. */
@@ -116,6 +118,7 @@ export function chatCompletionsAdapter(options: ChatAdapterOptions): ProviderAda
   return {
     api: options.api,
     provider: options.provider,
+    genAi: options.genAiProvider === undefined ? { operation: 'chat' } : { operation: 'chat', provider: options.genAiProvider },
     read({ body }: CallRequest): CallShape {
       const record = isObject(body) ? body : {};
       // Servers differ on which cap field wins: the estimate takes the larger, writing the cap sets both.
@@ -163,4 +166,5 @@ export const openAiChat: ProviderAdapter = chatCompletionsAdapter({
   api: 'openai.chat',
   provider: 'openai',
   capFields: ['max_completion_tokens', 'max_tokens'],
+  genAiProvider: 'openai',
 });

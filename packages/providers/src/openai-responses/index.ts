@@ -116,6 +116,7 @@ function createResponsesReader(): UsageReader {
 export const openAiResponses: ProviderAdapter = {
   api: 'openai.responses',
   provider: 'openai',
+  genAi: { operation: 'chat', provider: 'openai' },
   read({ body }: CallRequest): CallShape {
     const record = isObject(body) ? body : {};
     return { model: bodyModel(body), outputCap: positiveInteger(record.max_output_tokens), stream: record.stream === true, choices: 1 };

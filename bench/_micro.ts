@@ -1,0 +1,14 @@
+import { createMemoryStores, withTimeout } from '@tollgate/core';
+import { requestFingerprint } from '@tollgate/guard';
+import { hash } from 'node:crypto';
+const N = 200_000;
+const bodies = Array.from({ length: N }, (_, i) => ({ model: 'gpt-4o-mini', messages: [{ role: 'system', content: 'You are a terse assistant.' }, { role: 'user', content: `Say hello in one short sentence, #${i}.` }], max_tokens: 64 }));
+const t = async (name: string, f: (i: number) => unknown) => { for (let i = 0; i < 5000; i++) await f(i); const s = process.cpuUsage(); for (let i = 0; i < N; i++) { const r = f(i); if (r instanceof Promise) await r; } const c = process.cpuUsage(s); console.log(name, ((c.user + c.system) * 1000 / N).toFixed(0), 'ns'); };
+const stores = createMemoryStores();
+await t('stringify', (i) => JSON.stringify(bodies[i]));
+await t('hash only', (i) => hash('sha256', 'x'.repeat(10) + i, 'base64url'));
+await t('fingerprint', (i) => requestFingerprint(bodies[i]));
+await t('consume same key', () => stores.counter.consume('k', 1, { limit: 1e12, windowMs: 60000 }));
+await t('consume unique keys', (i) => stores.counter.consume(`rep:k1:${i}`, 1, { limit: 20, windowMs: 60000 }));
+await t('withTimeout(resolved)', () => withTimeout(Promise.resolve(1), 1000, 'x'));
+await stores.close();

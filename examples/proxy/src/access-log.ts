@@ -1,0 +1,213 @@
+// The proxy's log (pino, JSON lines): one access line per request, failures at error level, store failures throttled; nothing secret.
+import { mkdirSync, openSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { dirname } from 'node:path';
+import type { Request } from 'express';
+import { pino } from 'pino';
+import type { Level, Logger } from 'pino';
+import { pinoHttp } from 'pino-http';
+import { getContext } from '@tollgate/core';
+import type { TollgateContext } from '@tollgate/core';
+import { ConfigError } from './config.js';
+import type { LogConfig } from './config.js';
+
+/** What stands where a secret was. */
+const CENSOR = '[redacted]';
+/**
+ * Censored in every line should anything put them there: the lines are built from an allowlist
+ * (no headers, no bodies, no query strings), and these paths are the second lock on the door.
+ * Each path costs every request something (pino-http makes a child logger per request, and a
+ * child applies them): the credential headers, no more.
+ */
+export const REDACTED_PATHS: readonly string[] = [
+  'req.headers.authorization',
+  'req.headers["x-api-key"]',
+  'req.headers["x-goog-api-key"]',
+  'req.headers.cookie',
+];
+/** stdout and stderr: bytes held while they do not drain; later lines are dropped (and that is reported once). */
+const MAX_PENDING_LOG_BYTES = 8 * 1024 * 1024;
+/** A file: lines gathered into writes of this size (sonic-boom's largest is 16 KB). */
+const FILE_BUFFER_BYTES = 4096;
+const FILE_FLUSH_INTERVAL_MS = 1000;
+/** A store that keeps failing is logged once per this long per layer, with the count of failures in between. */
+const STORE_FAILURE_LOG_INTERVAL_MS = 10_000;
+/** Routes whose successful answers are logged at debug: probes and scrapes would drown the rest. */
+const QUIET_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/metrics']);
+const MAX_LOGGED_PATH = 200;
+
+export interface ProxyLog {
+  readonly logger: Logger;
+  /** Writes out the lines still buffered. */
+  flush(): Promise<void>;
+  /** Flushes, then stops writing (later lines are dropped) and closes a file it opened. */
+  close(): Promise<void>;
+}
+
+/** The request's path, without its query string (a client may have put a key there), cut to a sane length. */
+function pathOf(req: IncomingMessage): string {
+  const url = (req as Request).originalUrl ?? req.url ?? '';
+  const end = url.indexOf('?');
+  return (end === -1 ? url : url.slice(0, end)).slice(0, MAX_LOGGED_PATH);
+}
+
+/**
+ * A file opened (and its directory made) now, synchronously: a path that cannot be written stops the
+ * proxy at start, and the destination is ready before the first line (an exit before an asynchronous
+ * open completed would find it unready).
+ */
+function openLogFile(path: string): number {
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+    return openSync(path, 'a');
+  } catch (error) {
+    throw new ConfigError(`log.destination: cannot open ${JSON.stringify(path)} for writing: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
+/**
+ * pino to stdout, stderr or a file. A file is written synchronously, 4 KB at a time (and at least once
+ * a second): one write(2) per ~15 lines is the cheapest way there is (docs/performance.md), and a
+ * local file does not stall. stdout and stderr may be pipes whose reader stalls: they are written
+ * asynchronously with a bounded buffer, so a stalled reader costs dropped lines, never a held event loop.
+ */
+export function createProxyLog(config: LogConfig = {}, report: (line: string) => void = (line) => console.error(line)): ProxyLog {
+  const level = config.level ?? 'info';
+  const target = config.destination ?? 'stderr';
+  const silent = level === 'silent';
+  const toFile = !silent && target !== 'stdout' && target !== 'stderr';
+  const destination = toFile
+    ? pino.destination({ fd: openLogFile(target), sync: true, minLength: FILE_BUFFER_BYTES })
+    : pino.destination({ fd: target === 'stdout' ? 1 : 2, sync: false, maxLength: MAX_PENDING_LOG_BYTES });
+  let dropping = false;
+  destination.on('drop', () => {
+    if (dropping) return;
+    dropping = true;
+    report(`tollgate proxy: the log destination ${target} is not draining: lines dropped beyond ${MAX_PENDING_LOG_BYTES} pending bytes`);
+  });
+  // Without a listener a write error (disk full, file removed) would end the process.
+  destination.on('error', (error: Error) => report(`tollgate proxy: cannot write the log to ${target}: ${error.message}`));
+  // A quiet proxy's last lines still reach the file within a second.
+  const flusher = toFile ? setInterval(() => destination.flush(), FILE_FLUSH_INTERVAL_MS) : undefined;
+  flusher?.unref();
+  const logger = pino({ level, redact: { paths: [...REDACTED_PATHS], censor: CENSOR } }, destination);
+  const flush = () => new Promise<void>((resolve) => {
+    try {
+      logger.flush(() => resolve());
+    } catch {
+      resolve();
+    }
+  });
+  return {
+    logger,
+    flush,
+    async close() {
+      clearInterval(flusher);
+      await flush();
+      if (!toFile) return;
+      // Silent first: a line logged after this (a late response) is dropped, not written to a closed file.
+      logger.level = 'silent';
+      destination.end();
+    },
+  };
+}
+
+/** The fields of an access line, from the request's context: who, what, how it ended; ids only, never a key. */
+function accessFields(ctx: TollgateContext, res: ServerResponse): Record<string, unknown> {
+  const fields: Record<string, unknown> = { requestId: ctx.requestId, status: res.statusCode, latencyMs: Date.now() - ctx.startedAt };
+  const identity = ctx.identity;
+  if (identity) {
+    fields.tenant = identity.tenantId ?? null;
+    fields.keyId = identity.keyId ?? null;
+    if (identity.feature !== undefined) fields.feature = identity.feature;
+  }
+  const call = ctx.call;
+  if (call) {
+    fields.model = call.model ?? null;
+    if (ctx.requestedModel !== undefined && ctx.requestedModel !== call.model) fields.requestedModel = ctx.requestedModel;
+    fields.stream = call.stream;
+  }
+  if (ctx.estimate) fields.provider = ctx.estimate.provider;
+  const refusal = ctx.refusal;
+  if (refusal) fields.refusal = { layer: refusal.layer, code: refusal.code, message: refusal.message };
+  if (ctx.upstreamStatus !== undefined) fields.upstreamStatus = ctx.upstreamStatus;
+  if (ctx.upstreamAborted) fields.upstreamAborted = true;
+  return fields;
+}
+
+export interface AccessLog {
+  /** At the start of an exchange, before Express: pino-http's request id and per-request logger (`req.log`, `res.log`). */
+  start(req: IncomingMessage, res: ServerResponse): void;
+  /** When the response closes: its access line. */
+  end(req: IncomingMessage, res: ServerResponse): void;
+}
+
+/**
+ * The access log, one line per exchange through pino-http's per-request logger: `request` (method
+ * and path), `requestId`, `status`, `latencyMs`, `tenant`, `keyId`, `feature`, `model`, `provider`,
+ * `stream`, `refusal` (`layer`, `code`, `message`), `upstreamStatus`, and on failures `err` (what
+ * failed underneath). Levels: `error` for a 5xx (an upstream or a store failed) or an answer the
+ * upstream cut, `debug` for health checks and scrapes that succeeded, `info` otherwise.
+ *
+ * pino-http's own listeners are left off (`autoLogging: false`): the proxy writes the line from the
+ * one 'close' listener it has per exchange, which also counts it for the metrics (each listener on a
+ * response costs every request; docs/performance.md).
+ */
+export function accessLog(logger: Logger): AccessLog {
+  const start = pinoHttp({
+    logger,
+    autoLogging: false,
+    genReqId: (req, res) => getContext(req, res).requestId,
+    // The request as the line shows it, under a key of its own: `req` is where pino's standard serializer puts a
+    // whole request, headers included, which the redact paths guard (and their check would cost every line).
+    // Serializers get the raw objects: only what they pick reaches a line.
+    wrapSerializers: false,
+    serializers: { request: (req: IncomingMessage) => ({ method: req.method, path: pathOf(req) }) },
+    customAttributeKeys: { req: 'request' },
+  });
+  return {
+    start(req, res) {
+      start(req, res);
+    },
+    end(req, res) {
+      const ctx = getContext(req, res);
+      const status = res.statusCode;
+      const fields = accessFields(ctx, res);
+      let level: Level = 'info';
+      let message = 'request completed';
+      if (!res.writableFinished) message = 'request aborted';
+      else if (status >= 500) message = 'request failed';
+      else if (ctx.refusal) message = 'request refused';
+      // An upstream that failed or cut its answer, or a store that failed (503): an operator must see it.
+      if (status >= 500 || ctx.upstreamAborted) {
+        level = 'error';
+        // What failed underneath: the refusal's cause (a network or store error), or an error the app did not expect.
+        const cause = ctx.refusal?.cause ?? res.err;
+        if (cause !== undefined) fields.err = cause;
+      } else if (status < 400 && QUIET_ROUTES.has(pathOf(req))) {
+        level = 'debug';
+      }
+      res.log[level](fields, message);
+    },
+  };
+}
+
+/**
+ * An `onStoreError` for the middlewares of `layer`: each failure counted (`count`), logged at
+ * error level at most once per 10 s with how many came in between.
+ */
+export function storeFailureReporter(logger: Logger, layer: string, count: (layer: string) => void): (error: unknown) => void {
+  let lastLoggedAt = -Infinity;
+  let suppressed = 0;
+  return function reportStoreFailure(error) {
+    count(layer);
+    const now = Date.now();
+    if (now - lastLoggedAt < STORE_FAILURE_LOG_INTERVAL_MS) {
+      suppressed++;
+      return;
+    }
+    lastLoggedAt = now;
+    logger.error({ layer, suppressed, err: error }, 'store failure');
+    suppressed = 0;
+  };
+}

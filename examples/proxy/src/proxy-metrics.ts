@@ -1,0 +1,192 @@
+// The proxy's own Prometheus metrics beside the usage sink's: responses and refusals, upstream calls, store calls, budgets; every label bounded.
+import type { Request, Response } from 'express';
+import { Counter, Gauge } from 'prom-client';
+import type { Registry } from 'prom-client';
+import type { BudgetGuard } from '@tollgate/budget';
+import type { BudgetScope, BudgetStatus } from '@tollgate/budget';
+import { BoundedLabel, OVERFLOW_LABEL, SeriesCounter, SeriesHistogram } from '@tollgate/metering';
+import type { CounterSeries, HistogramSeries } from '@tollgate/metering';
+
+/** Distinct values kept per label (routes, models, budget ids); later ones are counted under `__other__`. */
+const MAX_LABEL_VALUES = 100;
+const UPSTREAM_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+const STORE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+/** How an upstream call ended, for its metrics. */
+export interface UpstreamOutcome {
+  /** The provider's HTTP status; 0 when it gave none. */
+  status: number;
+  /**
+   * What went wrong, if anything: `status` (a 5xx or 3xx), `credentials` (it refused the gateway's key),
+   * `timeout`, `unreachable`, `cut` (failed mid-answer). A 4xx passed on to the client is no upstream error.
+   */
+  error?: 'status' | 'credentials' | 'timeout' | 'unreachable' | 'cut';
+  /** From the request leaving to the end of the answer (or the failure). */
+  seconds: number;
+}
+
+export type StoreOutcome = 'ok' | 'error';
+/** Told of each call of one store operation: answered or failed, after `seconds`. */
+export type StoreTimer = (outcome: StoreOutcome, seconds: number) => void;
+
+export interface ProxyMetrics {
+  /** Counts a response that ended (call it on 'close'), by route and status, and its refusal by layer and reason. */
+  countResponse(req: Request, res: Response): void;
+  /** One finished upstream call of `provider` (the upstream's name) for `model` (the model it ran with). */
+  upstreamCall(provider: string, model: string, outcome: UpstreamOutcome): void;
+  /** What times the calls of one store operation (`ledger.reserve`, `counter.consume`, ...): asked once per operation. */
+  storeTimer(operation: string): StoreTimer;
+  /** A store failure a middleware met (timeouts at its deadline included), by the layer it failed for. */
+  storeFailure(layer: string): void;
+  /** Gauges of every budget `budget` guards (spent, limit, reserved), read at each scrape: no cost per request. */
+  watchBudgets(budget: BudgetGuard): void;
+}
+
+/** A label set made once per value, handed to prom-client as it is on every later call (the rare paths: refusals, errors). */
+class LabelCache<L extends Record<string, string>> {
+  readonly #sets = new Map<string, L>();
+  get(key: string, make: () => L): L {
+    let labels = this.#sets.get(key);
+    if (labels === undefined) this.#sets.set(key, (labels = make()));
+    return labels;
+  }
+}
+
+/** The series of one upstream and model: resolved on its first call, updated directly on the next ones. */
+interface UpstreamSeries {
+  seconds: HistogramSeries;
+  byStatus: Map<number, CounterSeries>;
+}
+
+/** The route a response answered, as a label: the app's own route paths, a mounted router's prefix, else `unmatched`. */
+function routeLabel(req: Request): string {
+  if (req.baseUrl) return req.baseUrl;
+  const path = (req.route as { path?: unknown } | undefined)?.path;
+  return typeof path === 'string' ? path : 'unmatched';
+}
+
+/** Per scope, the first ids kept as labels and the rest summed under `__other__`, as the usage sink bounds its labels. */
+function boundedBudgets(statuses: readonly BudgetStatus[]): { scope: BudgetScope; id: string; spent: number; limit: number; reserved: number }[] {
+  const rows = new Map<string, { scope: BudgetScope; id: string; spent: number; limit: number; reserved: number }>();
+  const idsPerScope = new Map<BudgetScope, number>();
+  for (const status of statuses) {
+    const seen = idsPerScope.get(status.scope) ?? 0;
+    const id = status.id === null ? 'global' : seen < MAX_LABEL_VALUES ? status.id : OVERFLOW_LABEL;
+    if (id !== OVERFLOW_LABEL) idsPerScope.set(status.scope, seen + 1);
+    const key = `${status.scope} ${id}`;
+    const row = rows.get(key) ?? { scope: status.scope, id, spent: 0, limit: 0, reserved: 0 };
+    row.spent += status.spentUsd;
+    row.limit += status.limitUsd;
+    row.reserved += status.reservedUsd;
+    rows.set(key, row);
+  }
+  return [...rows.values()];
+}
+
+/**
+ * Registers the proxy's metrics in `registry` (the usage sink's, so one `/metrics` serves both).
+ * `report` hears a budget read that failed at a scrape.
+ */
+export function createProxyMetrics(registry: Registry, report: (error: unknown) => void): ProxyMetrics {
+  const registers = [registry];
+  // Counted on every request: series resolved once (prometheus-series in @tollgate/metering); the rare ones are prom-client's own.
+  const responses = new SeriesCounter('tollgate_http_responses_total', 'Responses by route and HTTP status.', registry);
+  const refusals = new Counter({
+    name: 'tollgate_refusals_total',
+    help: 'Requests refused or failed by tollgate, by the layer that refused (auth, scope, model, request, requests, tokens, concurrency, budget, upstream, route, store) and the error code.',
+    labelNames: ['layer', 'reason'],
+    registers,
+  });
+  const upstreamRequests = new SeriesCounter('tollgate_upstream_requests_total', 'Calls to upstream providers, by upstream, model and the HTTP status it answered (0: none).', registry);
+  const upstreamErrors = new Counter({
+    name: 'tollgate_upstream_errors_total',
+    help: 'Failed upstream calls, by upstream, model and reason: status (5xx or 3xx), credentials (the gateway key refused), timeout, unreachable, cut (mid-answer).',
+    labelNames: ['provider', 'model', 'reason'],
+    registers,
+  });
+  const upstreamSeconds = new SeriesHistogram('tollgate_upstream_duration_seconds', 'From sending an upstream call to the end of its answer (or its failure).', registry, UPSTREAM_BUCKETS);
+  const storeSeconds = new SeriesHistogram('tollgate_store_call_duration_seconds', 'Store calls (Redis or memory) by operation and outcome.', registry, STORE_BUCKETS);
+  const storeFailures = new Counter({
+    name: 'tollgate_store_failures_total',
+    help: 'Store failures and timeouts the middlewares met, by layer (auth, requests, tokens, concurrency); the budget\'s are its 503 refusals.',
+    labelNames: ['layer'],
+    registers,
+  });
+
+  // One read of the budgets per scrape, shared by the three gauges (the registry collects them concurrently).
+  let budget: BudgetGuard | undefined;
+  let reading: Promise<ReturnType<typeof boundedBudgets>> | undefined;
+  const readBudgets = () => {
+    reading ??= (budget ? budget.status() : Promise.resolve([])).then(boundedBudgets).finally(() => setImmediate(() => (reading = undefined)));
+    return reading;
+  };
+  const budgetGauge = (name: string, help: string, field: 'spent' | 'limit' | 'reserved') => new Gauge({
+    name,
+    help,
+    labelNames: ['scope', 'id'],
+    registers,
+    async collect() {
+      this.reset();
+      try {
+        for (const row of await readBudgets()) this.set({ scope: row.scope, id: row.id }, row[field]);
+      } catch (error) {
+        // The ledger did not answer: no budget series this scrape, rather than a failed scrape.
+        report(error);
+      }
+    },
+  });
+  budgetGauge('tollgate_budget_spent_usd', 'Spent in the current period, per configured budget (scope tenant, key or global; ids past 100 per scope summed as __other__).', 'spent');
+  budgetGauge('tollgate_budget_limit_usd', 'The limit of the current period, per configured budget.', 'limit');
+  budgetGauge('tollgate_budget_reserved_usd', 'Held by requests in flight, per configured budget.', 'reserved');
+
+  const routes = new BoundedLabel(MAX_LABEL_VALUES);
+  const models = new BoundedLabel(MAX_LABEL_VALUES);
+  const layers = new BoundedLabel(MAX_LABEL_VALUES);
+  const refusalLabels = new LabelCache<{ layer: string; reason: string }>();
+  const upstreamErrorLabels = new LabelCache<{ provider: string; model: string; reason: string }>();
+  const failureLabels = new LabelCache<{ layer: string }>();
+  const upstreams = new Map<string, UpstreamSeries>();
+
+  return {
+    countResponse(req, res) {
+      const route = routes.value(routeLabel(req));
+      const status = res.statusCode;
+      responses.series(`${route} ${status}`, () => ({ route, status: String(status) })).inc();
+      const refusal = req.tollgate?.refusal;
+      if (refusal) {
+        const layer = layers.value(refusal.layer);
+        refusals.inc(refusalLabels.get(`${layer} ${refusal.code}`, () => ({ layer, reason: refusal.code })));
+      }
+    },
+    upstreamCall(upstream, rawModel, outcome) {
+      const model = models.value(rawModel);
+      const key = `${upstream} ${model}`;
+      let series = upstreams.get(key);
+      if (series === undefined) upstreams.set(key, (series = { seconds: upstreamSeconds.series(key, () => ({ provider: upstream, model })), byStatus: new Map() }));
+      series.seconds.observe(outcome.seconds);
+      let byStatus = series.byStatus.get(outcome.status);
+      if (byStatus === undefined) {
+        byStatus = upstreamRequests.series(`${key} ${outcome.status}`, () => ({ provider: upstream, model, status: String(outcome.status) }));
+        series.byStatus.set(outcome.status, byStatus);
+      }
+      byStatus.inc();
+      const reason = outcome.error;
+      if (reason) upstreamErrors.inc(upstreamErrorLabels.get(`${key} ${reason}`, () => ({ provider: upstream, model, reason })));
+    },
+    storeTimer(operation) {
+      let ok: HistogramSeries | undefined;
+      let error: HistogramSeries | undefined;
+      return function timeStoreCall(outcome, seconds) {
+        if (outcome === 'ok') (ok ??= storeSeconds.series(`${operation} ok`, () => ({ operation, outcome: 'ok' }))).observe(seconds);
+        else (error ??= storeSeconds.series(`${operation} error`, () => ({ operation, outcome: 'error' }))).observe(seconds);
+      };
+    },
+    storeFailure(rawLayer) {
+      const layer = layers.value(rawLayer);
+      storeFailures.inc(failureLabels.get(layer, () => ({ layer })));
+    },
+    watchBudgets(guard) {
+      budget = guard;
+    },
+  };
+}

@@ -1,0 +1,86 @@
+// guardAdminRouter: the operator's routes: anomalies, mitigations in force, suspend, lift and unblock.
+import express, { type NextFunction, type Request, type Response, type Router } from 'express';
+import { ApiError, assertKnownOptions, renderApiError, type ErrorRenderer } from '@tollgate/core';
+import type { Guard } from './create-guard.js';
+
+export interface GuardAdminRouterOptions {
+  /** Renders the 400 and 404 answers. @default core renderApiError */
+  renderError?: ErrorRenderer;
+}
+
+const ID = /^[\w.:@-]{1,200}$/;
+
+/**
+ * An Express router for operators; it has no authentication of its own, so mount it behind the
+ * admin's (`app.use('/admin/guard', adminAuth, guardAdminRouter(guard))`).
+ *
+ * | route | does |
+ * | --- | --- |
+ * | `GET /` | `{ anomalies, mitigations }`: the 50 newest anomalies and every mitigation in force |
+ * | `GET /anomalies?limit=100` | `{ anomalies }`, newest first |
+ * | `GET /mitigations` | `{ mitigations }`: suspensions, throttles and blocks in force |
+ * | `POST /keys/:id/suspend`, `POST /tenants/:id/suspend` | body `{ "reason": "..." }` (optional): suspend everywhere until lifted |
+ * | `POST /keys/:id/lift`, `POST /tenants/:id/lift` | lift the suspension and the throttle: `{ lifted }` |
+ * | `POST /addresses/:address/unblock` | lift the block of an address (IPv6 by /56, as listed) |
+ */
+export function guardAdminRouter(guard: Guard, options: GuardAdminRouterOptions = {}): Router {
+  assertKnownOptions(options, ['renderError'], 'ERR_TG_GUARD_UNKNOWN_OPTION', 'guardAdminRouter');
+  const render = options.renderError ?? renderApiError;
+  const router = express.Router();
+  const body = express.json({ limit: '16kb' });
+
+  const validId = (req: Request, res: Response, next: NextFunction) => {
+    const id = req.params.id ?? req.params.address;
+    if (typeof id === 'string' && ID.test(id)) return next();
+    render(new ApiError('invalid_request', 'The id is not a valid key, tenant or address id.', { param: 'id' }), req, res);
+  };
+  const subjectOf = (req: Request) => `${req.path.startsWith('/tenants/') ? 'tenant' : 'key'}:${req.params.id}` as `key:${string}` | `tenant:${string}`;
+
+  router.get('/', async function listGuardState(_req, res, next) {
+    try {
+      res.json({ anomalies: await guard.anomalies(50), mitigations: guard.mitigations() });
+    } catch (error) {
+      next(error);
+    }
+  });
+  router.get('/anomalies', async function listAnomalies(req, res, next) {
+    const limit = Math.min(1000, Math.max(1, Number(req.query.limit ?? 100) || 100));
+    try {
+      res.json({ anomalies: await guard.anomalies(limit) });
+    } catch (error) {
+      next(error);
+    }
+  });
+  router.get('/mitigations', function listMitigations(_req, res) {
+    res.json({ mitigations: guard.mitigations() });
+  });
+  router.post(['/keys/:id/suspend', '/tenants/:id/suspend'], validId, body, async function suspendSubject(req, res, next) {
+    const reason = (req.body as { reason?: unknown } | undefined)?.reason;
+    if (reason !== undefined && (typeof reason !== 'string' || reason.length === 0 || reason.length > 500)) {
+      return render(new ApiError('invalid_request', 'reason must be a string of 1-500 characters.', { param: 'reason' }), req, res);
+    }
+    try {
+      res.json({ suspended: await guard.suspend(subjectOf(req), reason as string | undefined) });
+    } catch (error) {
+      next(error);
+    }
+  });
+  router.post(['/keys/:id/lift', '/tenants/:id/lift'], validId, async function liftSubject(req, res, next) {
+    try {
+      const lifted = await guard.lift(subjectOf(req));
+      if (lifted.length === 0) return render(new ApiError('not_found', `Nothing is in force on ${subjectOf(req)}.`), req, res);
+      res.json({ lifted });
+    } catch (error) {
+      next(error);
+    }
+  });
+  router.post('/addresses/:address/unblock', validId, async function unblockAddress(req, res, next) {
+    try {
+      if (!(await guard.unblock(String(req.params.address)))) return render(new ApiError('not_found', `Address ${req.params.address} is not blocked.`), req, res);
+      res.json({ unblocked: req.params.address });
+    } catch (error) {
+      next(error);
+    }
+  });
+  return router;
+}

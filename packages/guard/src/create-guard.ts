@@ -1,0 +1,237 @@
+// createGuard: the guard's pieces built once around one store, one copy of the mitigations and one alert stream.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createMemoryStores, formatUsd, TollgateError, type Identity, type TollgateStores, type UsageRecord } from '@tollgate/core';
+import type { SendCommand } from '@tollgate/redis';
+import { storeDownAlerts } from './alert-sources.js';
+import { createAlerts, type Alerts, type AlertsOptions } from './alerts.js';
+import { authFailureGuard } from './auth-failure-guard.js';
+import { clientAddress } from './client-address.js';
+import { resolveGuardOptions, type GuardOptions } from './guard-options.js';
+import type { GuardStore } from './guard-store.js';
+import { MemoryGuardStore } from './memory-guard-store.js';
+import { MitigationRegistry } from './mitigation-registry.js';
+import { RedisGuardStore } from './redis-guard-store.js';
+import { repeatedRequestGuard } from './repeated-request-guard.js';
+import { SpendAnomalyDetector, type SubjectFinding } from './spend-anomaly.js';
+import type { ResolvedSpendAnomaly } from './spend-anomaly-options.js';
+import { suspensionGuard } from './suspension-guard.js';
+import type { AnomalyRecord, Mitigation, Subject } from './types.js';
+
+type Middleware = (req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void) => void;
+
+export interface Guard {
+  /** Before authentication: refuses blocked addresses (429) and counts the 401s of the rest. */
+  readonly authFailures: Middleware;
+  /** Right after authentication: refuses suspended keys and tenants (403 `key_suspended`). */
+  readonly suspensions: Middleware;
+  /** After the estimate, best inside `combineLimits(...)`: refuses a request repeated too often by its key (429 `repeated_request`). */
+  readonly repeatedRequests: Middleware;
+  /** The usage feed: `meter({ onUsage: guard.onUsage })` (the request gives the client address). */
+  readonly onUsage: (record: UsageRecord, req?: IncomingMessage) => void;
+  /** The same feed as a usage sink (no client addresses), for a spool's or a meter's `sinks`. */
+  readonly usageSink: { readonly name: string; write(record: UsageRecord): void; flush(): Promise<void>; close(): Promise<void> };
+  /**
+   * The factor (0 < x <= 1) the caller's request and token limits are to be multiplied by while a
+   * throttle is on its key or tenant; 1 otherwise. No I/O.
+   */
+  limitScale(identity: Identity | undefined): number;
+  readonly alerts: Alerts;
+  readonly store: GuardStore;
+  /** Resolves once this process holds the mitigations in force. */
+  readonly ready: Promise<void>;
+  /** Suspends a key or a tenant everywhere until lifted. */
+  suspend(subject: `key:${string}` | `tenant:${string}`, reason?: string): Promise<Mitigation>;
+  /** Scales a key's or tenant's limits down everywhere for `durationMs` (default: the cooldown). */
+  throttle(subject: `key:${string}` | `tenant:${string}`, options?: { scale?: number; durationMs?: number; reason?: string }): Promise<Mitigation>;
+  /** Lifts the suspension and the throttle of a key or tenant; resolves with what was lifted. */
+  lift(subject: `key:${string}` | `tenant:${string}`): Promise<Mitigation[]>;
+  /** Lifts the block of a client address (as the guard writes it: IPv6 by /56). */
+  unblock(address: string): Promise<boolean>;
+  /** The mitigations in force, as this process knows them. */
+  mitigations(): Mitigation[];
+  /** The newest anomalies, newest first. */
+  anomalies(limit?: number): Promise<AnomalyRecord[]>;
+  /** Sends the usage summed so far to the store and waits for the alerts in flight. */
+  flush(): Promise<void>;
+  /** Flushes, then stops timers, subscriptions and retries. Never closes the stores it was given. */
+  close(): Promise<void>;
+}
+
+interface RedisLike {
+  kind: 'redis';
+  prefix: string;
+  sendCommand: SendCommand;
+}
+
+function isRedisStores(stores: TollgateStores): stores is TollgateStores & RedisLike {
+  const candidate = stores as Partial<RedisLike> & TollgateStores;
+  return stores.kind === 'redis' && typeof candidate.sendCommand === 'function' && typeof candidate.prefix === 'string';
+}
+
+function isAlerts(value: unknown): value is Alerts {
+  return typeof value === 'object' && value !== null && typeof (value as Alerts).emit === 'function';
+}
+
+/** A bucket total in words: `$4.21`, `52,000 tokens`, `340 requests`, `requests from 61 addresses`. */
+function amount(metric: AnomalyRecord['metric'], value: number): string {
+  const rounded = Math.round(value).toLocaleString('en-US');
+  switch (metric) {
+    case 'spend':
+      return formatUsd(value);
+    case 'tokens':
+      return `${rounded} tokens`;
+    case 'requests':
+      return `${rounded} requests`;
+    case 'addresses':
+      return `requests from ${rounded} addresses`;
+  }
+}
+
+export function describeAnomaly(anomaly: AnomalyRecord): string {
+  const who = anomaly.subject.startsWith('tenant:') ? `Tenant ${anomaly.tenantId}` : `Key ${anomaly.keyId}${anomaly.tenantId ? ` (tenant ${anomaly.tenantId})` : ''}`;
+  const when = new Date(anomaly.bucketStart).toISOString();
+  return `${who}: ${amount(anomaly.metric, anomaly.value)} in the ${anomaly.bucketSeconds}s from ${when}, where about ${amount(anomaly.metric, anomaly.expected)} is usual (score ${anomaly.score.toFixed(1)}).`;
+}
+
+export function createGuard(options: GuardOptions = {}): Guard {
+  const config = resolveGuardOptions(options);
+  const stores = options.stores ?? createMemoryStores();
+  const ownsStores = options.stores === undefined;
+  if (options.subscriber !== undefined && !isRedisStores(stores)) throw new TollgateError('ERR_TG_GUARD_INVALID_OPTION', 'subscriber is for Redis stores (createRedisStores())');
+  const store: GuardStore = isRedisStores(stores)
+    ? new RedisGuardStore({ sendCommand: stores.sendCommand, prefix: stores.prefix, ...(options.subscriber ? { subscriber: options.subscriber } : {}) })
+    : new MemoryGuardStore();
+  const alerts: Alerts = isAlerts(options.alerts) ? options.alerts : createAlerts({ claims: store, ...(options.alerts as AlertsOptions | undefined) });
+  const ownsAlerts = !isAlerts(options.alerts);
+  const onStoreError = options.onStoreError ?? storeDownAlerts(alerts, 'guard');
+  const registry = new MitigationRegistry(store, { syncIntervalMs: config.syncIntervalMs, onStoreError });
+  const { renderError } = config;
+  const spend = config.spendAnomaly;
+
+  /** An anomaly found by this process (the store reports each to one process): logged, told, acted on. */
+  async function act(found: SubjectFinding, settings: ResolvedSpendAnomaly): Promise<void> {
+    const { subject, keyId, tenantId, finding } = found;
+    const anomaly: AnomalyRecord = {
+      id: `anomaly:${subject}:${finding.bucket}`,
+      subject,
+      ...(keyId === undefined ? {} : { keyId }),
+      ...(tenantId === undefined ? {} : { tenantId }),
+      metric: finding.metric,
+      value: finding.value,
+      expected: finding.expected,
+      z: finding.z,
+      score: finding.score,
+      bucketStart: finding.bucket * settings.bucketMs,
+      bucketSeconds: settings.bucketSeconds,
+      at: Date.now(),
+      action: settings.action,
+    };
+    const description = describeAnomaly(anomaly);
+    await store.recordAnomaly(anomaly);
+    const scope = { ...(keyId === undefined ? {} : { keyId }), ...(tenantId === undefined ? {} : { tenantId }) };
+    const reason = `unusual ${anomaly.metric} (${amount(anomaly.metric, anomaly.value)} in ${anomaly.bucketSeconds}s, about ${amount(anomaly.metric, anomaly.expected)} usual; ${anomaly.id})`;
+    if (settings.action === 'throttle') {
+      await registry.put({ kind: 'throttle', subject, reason, scale: settings.throttleScale, anomalyId: anomaly.id }, settings.cooldownMs);
+      alerts.emit({ type: 'anomaly', id: anomaly.id, ...scope, message: `${description} Its limits are scaled to ${Math.round(settings.throttleScale * 100)}% for ${Math.round(settings.cooldownMs / 1000)}s.`, details: { ...anomaly } });
+    } else if (settings.action === 'suspend') {
+      await registry.put({ kind: 'suspend', subject: subject as `key:${string}`, reason, anomalyId: anomaly.id });
+      alerts.emit({ type: 'anomaly', id: anomaly.id, ...scope, message: description, details: { ...anomaly } });
+      alerts.emit({ type: 'suspended', id: `suspended:${anomaly.id}`, ...scope, message: `${subject.startsWith('tenant:') ? `Every key of tenant ${tenantId}` : `Key ${keyId}`} is suspended until an operator lifts it: ${reason}.`, details: { ...anomaly } });
+    } else {
+      alerts.emit({ type: 'anomaly', id: anomaly.id, ...scope, message: description, details: { ...anomaly } });
+    }
+  }
+
+  /** Actions on anomalies under way: `flush()` waits for them. */
+  const acting = new Set<Promise<void>>();
+  const detector = spend
+    ? new SpendAnomalyDetector({
+        store,
+        params: { bucketMs: spend.bucketMs, detector: spend.detector },
+        watchKeys: spend.watchKeys,
+        watchTenants: spend.watchTenants,
+        flushIntervalMs: spend.flushIntervalMs,
+        onFinding: (found) => {
+          const action = act(found, spend).catch(onStoreError);
+          acting.add(action);
+          void action.finally(() => acting.delete(action));
+        },
+        onStoreError,
+      })
+    : undefined;
+  const sweep = store instanceof MemoryGuardStore && spend
+    ? setInterval(() => store.sweep((4 * spend.bucketMs) / spend.detector.slowAlpha, spend.bucketMs), 60_000)
+    : undefined;
+  sweep?.unref();
+
+  const pass: Middleware = function tollgateGuardOff(_req, _res, next) {
+    next();
+  };
+
+  function observe(record: UsageRecord, req: IncomingMessage | undefined): void {
+    if (!detector) return;
+    detector.observe({
+      keyId: record.keyId,
+      tenantId: record.tenantId,
+      costNanoUsd: record.costNanoUsd,
+      tokens: record.inputTokens + record.outputTokens,
+      ...(req ? { address: clientAddress(req) } : {}),
+    });
+  }
+
+  async function lift(subject: `key:${string}` | `tenant:${string}`): Promise<Mitigation[]> {
+    const lifted = await Promise.all([registry.lift('suspend', subject), registry.lift('throttle', subject)]);
+    return lifted.filter((mitigation): mitigation is Mitigation => mitigation !== undefined);
+  }
+
+  let closed: Promise<void> | undefined;
+  const guard: Guard = {
+    authFailures: config.authFailures
+      ? authFailureGuard({ config: config.authFailures, store, registry, alerts, renderError, onStoreError })
+      : pass,
+    suspensions: suspensionGuard(registry, renderError),
+    repeatedRequests: config.repeatedRequests
+      ? repeatedRequestGuard({ config: config.repeatedRequests, counter: stores.counter, prefix: 'tg:guard:repeat:', renderError, onStoreError })
+      : pass,
+    onUsage: (record, req) => observe(record, req),
+    usageSink: {
+      name: 'tollgate-guard',
+      write: (record) => observe(record, undefined),
+      flush: async () => detector?.flush(),
+      close: async () => detector?.flush(),
+    },
+    limitScale: (identity) => registry.limitScale(identity),
+    alerts,
+    store,
+    ready: registry.ready,
+    suspend: (subject, reason = 'suspended by an operator') => registry.put({ kind: 'suspend', subject, reason }),
+    throttle: (subject, throttleOptions = {}) => {
+      const scale = throttleOptions.scale ?? spend?.throttleScale ?? 0.1;
+      if (!(scale > 0 && scale < 1)) throw new TollgateError('ERR_TG_GUARD_INVALID_OPTION', `throttle scale must be between 0 and 1; got ${scale}`);
+      return registry.put({ kind: 'throttle', subject, reason: throttleOptions.reason ?? 'throttled by an operator', scale }, throttleOptions.durationMs ?? spend?.cooldownMs ?? 15 * 60_000);
+    },
+    lift,
+    unblock: async (address) => (await registry.lift('block', `ip:${address}` as Subject)) !== undefined,
+    mitigations: () => registry.list(),
+    anomalies: (limit = 100) => store.anomalies(limit),
+    async flush() {
+      await detector?.flush();
+      while (acting.size > 0) await Promise.all(acting);
+      await alerts.flush();
+    },
+    close() {
+      closed ??= (async () => {
+        await detector?.close();
+        while (acting.size > 0) await Promise.all(acting);
+        registry.close();
+        if (sweep) clearInterval(sweep);
+        if (ownsAlerts) await alerts.close();
+        else await alerts.flush();
+        await store.close();
+        if (ownsStores) await stores.close();
+      })();
+      return closed;
+    },
+  };
+  return guard;
+}

@@ -1,0 +1,161 @@
+// The guard's store in the memory of one process: the embedded default, and the bench's detector.
+import { newEntityState, observeBucket, METRIC_COUNT, type AnomalyFinding, type EntityState } from './baseline.js';
+import type { AuthFailureCount, GuardStore, MitigationChange, MitigationSnapshot, Observation, ObserveParams } from './guard-store.js';
+import type { AnomalyRecord, Mitigation, Subject } from './types.js';
+
+export interface MemoryGuardStoreOptions {
+  /**
+   * Source of "now" in epoch ms; inject a fake clock in tests and benchmarks.
+   * @default Date.now
+   */
+  clock?: () => number;
+}
+
+interface Watched {
+  state: EntityState;
+  /** Addresses seen in the current bucket. */
+  addresses: Set<string>;
+}
+
+/** Beyond this many addresses in one bucket a subject's count stops growing (it is an anomaly long before). */
+export const MAX_ADDRESSES_PER_BUCKET = 10_000;
+const MAX_ANOMALIES = 1_000;
+
+const mitigationKey = (kind: Mitigation['kind'], subject: Subject) => `${kind}|${subject}`;
+
+export class MemoryGuardStore implements GuardStore {
+  readonly kind = 'memory';
+  readonly #clock: () => number;
+  readonly #watched = new Map<Subject, Watched>();
+  readonly #mitigations = new Map<string, Mitigation>();
+  #version = 0;
+  readonly #listeners: ((change: MitigationChange) => void)[] = [];
+  readonly #anomalies: AnomalyRecord[] = [];
+  readonly #authFailures = new Map<string, { windowStart: number; failures: number; credentials: Set<string> }>();
+  readonly #claims = new Map<string, number>();
+
+  constructor(options: MemoryGuardStoreOptions = {}) {
+    this.#clock = options.clock ?? Date.now;
+  }
+
+  async observe(observations: readonly Observation[], params: ObserveParams): Promise<(AnomalyFinding | undefined)[]> {
+    return this.observeNow(observations, params);
+  }
+
+  /** `observe` without the promise, for the benchmark's replay (millions of buckets). */
+  observeNow(observations: readonly Observation[], params: ObserveParams): (AnomalyFinding | undefined)[] {
+    const bucket = Math.floor(this.#clock() / params.bucketMs);
+    const increments = new Array<number>(METRIC_COUNT);
+    const largest = [0, 0];
+    return observations.map((observation) => {
+      let watched = this.#watched.get(observation.subject);
+      if (!watched) {
+        watched = { state: newEntityState(bucket, params.detector), addresses: new Set() };
+        this.#watched.set(observation.subject, watched);
+      }
+      if (bucket > watched.state.bucket) watched.addresses.clear();
+      const before = watched.addresses.size;
+      for (const address of observation.addresses) {
+        if (watched.addresses.size >= MAX_ADDRESSES_PER_BUCKET) break;
+        watched.addresses.add(address);
+      }
+      increments[0] = observation.spend;
+      increments[1] = observation.tokens;
+      increments[2] = observation.requests;
+      increments[3] = watched.addresses.size - before;
+      largest[0] = observation.largestSpend;
+      largest[1] = observation.largestTokens;
+      return observeBucket(watched.state, bucket, increments, largest, params.detector);
+    });
+  }
+
+  async inspect(subject: Subject): Promise<EntityState | undefined> {
+    const watched = this.#watched.get(subject);
+    return watched && structuredClone(watched.state);
+  }
+
+  /** Forgets subjects idle for more than `idleMs` (their baselines have decayed to nothing by then). */
+  sweep(idleMs: number, bucketMs: number): void {
+    const oldest = Math.floor((this.#clock() - idleMs) / bucketMs);
+    for (const [subject, watched] of this.#watched) if (watched.state.bucket < oldest) this.#watched.delete(subject);
+    const now = this.#clock();
+    for (const [id, until] of this.#claims) if (until <= now) this.#claims.delete(id);
+    for (const [key, mitigation] of this.#mitigations) if (mitigation.until !== undefined && mitigation.until <= now) this.#mitigations.delete(key);
+  }
+
+  async now(): Promise<number> {
+    return this.#clock();
+  }
+
+  async putMitigation(input: Omit<Mitigation, 'at' | 'until'>, durationMs?: number): Promise<Mitigation> {
+    const at = this.#clock();
+    const mitigation: Mitigation = { ...input, at, ...(durationMs === undefined ? {} : { until: at + durationMs }) };
+    this.#mitigations.set(mitigationKey(mitigation.kind, mitigation.subject), mitigation);
+    this.#announce({ version: ++this.#version, op: 'put', mitigation });
+    return mitigation;
+  }
+
+  async deleteMitigation(kind: Mitigation['kind'], subject: Subject): Promise<Mitigation | undefined> {
+    const key = mitigationKey(kind, subject);
+    const lifted = this.#mitigations.get(key);
+    if (!lifted) return undefined;
+    this.#mitigations.delete(key);
+    this.#announce({ version: ++this.#version, op: 'delete', kind, subject });
+    return lifted.until !== undefined && lifted.until <= this.#clock() ? undefined : lifted;
+  }
+
+  async mitigations(): Promise<MitigationSnapshot> {
+    const now = this.#clock();
+    const mitigations = [...this.#mitigations.values()].filter((m) => m.until === undefined || m.until > now);
+    return { version: this.#version, mitigations };
+  }
+
+  async mitigationVersion(): Promise<number> {
+    return this.#version;
+  }
+
+  watchMitigations(listener: (change: MitigationChange) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  #announce(change: MitigationChange): void {
+    for (const listener of this.#listeners) listener(change);
+  }
+
+  async recordAnomaly(anomaly: AnomalyRecord): Promise<void> {
+    this.#anomalies.unshift(anomaly);
+    if (this.#anomalies.length > MAX_ANOMALIES) this.#anomalies.length = MAX_ANOMALIES;
+  }
+
+  async anomalies(limit: number): Promise<AnomalyRecord[]> {
+    return this.#anomalies.slice(0, limit);
+  }
+
+  async countAuthFailure(address: string, credential: string, windowMs: number): Promise<AuthFailureCount> {
+    const now = this.#clock();
+    let entry = this.#authFailures.get(address);
+    if (!entry || entry.windowStart + windowMs <= now) {
+      // The window opens at the first failure, as express-rate-limit's fixed windows do.
+      entry = { windowStart: now, failures: 0, credentials: new Set() };
+      this.#authFailures.set(address, entry);
+      if (this.#authFailures.size > 100_000) this.#sweepAuthFailures(now, windowMs);
+    }
+    entry.failures++;
+    if (entry.credentials.size < 1_000) entry.credentials.add(credential);
+    return { failures: entry.failures, distinct: entry.credentials.size, windowStart: entry.windowStart };
+  }
+
+  #sweepAuthFailures(now: number, windowMs: number): void {
+    for (const [address, entry] of this.#authFailures) if (entry.windowStart + windowMs <= now) this.#authFailures.delete(address);
+  }
+
+  async claim(id: string, ttlMs: number): Promise<boolean> {
+    const now = this.#clock();
+    const until = this.#claims.get(id);
+    if (until !== undefined && until > now) return false;
+    this.#claims.set(id, now + ttlMs);
+    return true;
+  }
+
+  async close(): Promise<void> {}
+}

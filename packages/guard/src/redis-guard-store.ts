@@ -1,0 +1,201 @@
+// The guard's store on Redis: every process sees the same baselines, mitigations, anomaly log, failure counts and claims.
+import type { SendCommand, SubscriberLike } from '@tollgate/redis';
+import { METRIC_COUNT, METRIC_NAMES, STATE_WIDTH, TRIMMED_METRICS, type AnomalyFinding, type DetectorParams, type EntityState } from './baseline.js';
+import type { AuthFailureCount, GuardStore, MitigationChange, MitigationSnapshot, Observation, ObserveParams } from './guard-store.js';
+import * as scripts from './redis-scripts.js';
+import type { AnomalyRecord, Mitigation, Subject } from './types.js';
+
+export interface RedisGuardStoreOptions {
+  /** The stores' `sendCommand` (`createRedisStores().sendCommand`): the guard opens no connection of its own. */
+  sendCommand: SendCommand;
+  /** Put in front of every key (the stores' `prefix`); `guard:` follows it. */
+  prefix: string;
+  /**
+   * A Redis client for pub/sub, not yet connected (a node-redis `client.duplicate()`): mitigations
+   * then reach every process within the delivery time. The store connects, subscribes and closes it.
+   * Without one, processes poll the mitigations' version (`GuardOptions.syncInterval`).
+   */
+  subscriber?: SubscriberLike;
+  /** Epoch ms instead of Redis TIME: for tests that replay a fixed clock. */
+  clock?: () => number;
+}
+
+/** Anomalies kept in the log operators read. */
+const ANOMALY_LOG_LENGTH = 1_000;
+/** A subject's state outlives its last use by this many slow windows (its baselines are gone by then). */
+const STATE_LIFETIME_WINDOWS = 4;
+
+/** Braces end a Cluster hash tag early: escaped in the ids that go inside one. */
+function tagSafe(id: string): string {
+  return id.replace(/[%{}]/g, (c) => encodeURIComponent(c));
+}
+
+function parseMitigation(json: string): Mitigation {
+  return JSON.parse(json) as Mitigation;
+}
+
+export class RedisGuardStore implements GuardStore {
+  readonly kind = 'redis';
+  readonly #send: SendCommand;
+  readonly #prefix: string;
+  readonly #subscriber: SubscriberLike | undefined;
+  readonly #clock: (() => number) | undefined;
+  readonly #mitigationKeys: string[];
+  readonly #channel: string;
+  #watching = false;
+  #closed = false;
+
+  constructor(options: RedisGuardStoreOptions) {
+    this.#send = options.sendCommand;
+    this.#prefix = `${options.prefix}guard:`;
+    this.#subscriber = options.subscriber;
+    this.#clock = options.clock;
+    const registry = `${this.#prefix}{mitigations}`;
+    this.#mitigationKeys = [`${registry}:all`, `${registry}:ends`, `${registry}:version`];
+    this.#channel = `${registry}:changes`;
+  }
+
+  /** The caller's clock for the scripts, or '' for Redis TIME. */
+  #now(): string {
+    return this.#clock ? String(this.#clock()) : '';
+  }
+
+  #subjectKeys(subject: Subject): string[] {
+    const tag = `${this.#prefix}{${tagSafe(subject)}}`;
+    return [`${tag}:state`, `${tag}:addresses`];
+  }
+
+  async observe(observations: readonly Observation[], params: ObserveParams): Promise<(AnomalyFinding | undefined)[]> {
+    const fixed = [String(params.bucketMs), String(this.#ttlMs(params)), this.#now(), ...detectorArgs(params.detector)];
+    // One script per subject (each has its own hash slot on Cluster), sent together: the client pipelines them.
+    return Promise.all(
+      observations.map(async (observation) => {
+        const args = [...fixed, String(observation.spend), String(observation.tokens), String(observation.requests), String(observation.largestSpend), String(observation.largestTokens), ...observation.addresses];
+        const reply = await scripts.observeSubject.run(this.#send, this.#subjectKeys(observation.subject), args);
+        return Array.isArray(reply) ? parseFinding(reply) : undefined;
+      }),
+    );
+  }
+
+  #ttlMs(params: ObserveParams): number {
+    return Math.ceil((STATE_LIFETIME_WINDOWS * params.bucketMs) / params.detector.slowAlpha);
+  }
+
+  async inspect(subject: Subject, params: ObserveParams): Promise<EntityState | undefined> {
+    const reply = await scripts.inspectSubject.run(this.#send, this.#subjectKeys(subject).slice(0, 1), [params.detector.lagBuckets]);
+    return Array.isArray(reply) ? decodeState(reply.map(Number), params.detector.lagBuckets) : undefined;
+  }
+
+  async now(): Promise<number> {
+    if (this.#clock) return this.#clock();
+    const [seconds, micros] = (await this.#send(['TIME'])) as [string, string];
+    return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+  }
+
+  async putMitigation(input: Omit<Mitigation, 'at' | 'until'>, durationMs?: number): Promise<Mitigation> {
+    const reply = (await scripts.putMitigation.run(this.#send, this.#mitigationKeys, [
+      input.kind, input.subject, input.reason, input.scale === undefined ? '' : String(input.scale), input.anomalyId ?? '',
+      durationMs === undefined ? '' : String(Math.ceil(durationMs)), this.#channel, this.#now(),
+    ])) as [number, string];
+    return parseMitigation(reply[1]);
+  }
+
+  async deleteMitigation(kind: Mitigation['kind'], subject: Subject): Promise<Mitigation | undefined> {
+    const reply = await scripts.deleteMitigation.run(this.#send, this.#mitigationKeys, [kind, subject, this.#channel, this.#now()]);
+    return typeof reply === 'string' ? parseMitigation(reply) : undefined;
+  }
+
+  async mitigations(): Promise<MitigationSnapshot> {
+    const reply = (await scripts.listMitigations.run(this.#send, this.#mitigationKeys, [this.#now()])) as [number, ...string[]];
+    return { version: Number(reply[0]), mitigations: reply.slice(1).map((json) => parseMitigation(json as string)) };
+  }
+
+  async mitigationVersion(): Promise<number> {
+    return Number((await this.#send(['GET', this.#mitigationKeys[2]!])) ?? 0);
+  }
+
+  watchMitigations(listener: (change: MitigationChange) => void, onResync: () => void): void {
+    const subscriber = this.#subscriber;
+    if (!subscriber || this.#watching) return;
+    this.#watching = true;
+    let subscribed = false;
+    const subscribe = () => {
+      if (subscribed || this.#closed) return;
+      subscribed = true;
+      subscriber.subscribe(this.#channel, (message) => {
+        try {
+          listener(JSON.parse(message) as MitigationChange);
+        } catch {
+          onResync();
+        }
+      }).then(onResync, () => {
+        subscribed = false;
+      });
+    };
+    subscriber.on('error', () => undefined);
+    // node-redis resubscribes by itself after a reconnect; what was published meanwhile is lost: reload.
+    subscriber.on('ready', () => (subscribed ? onResync() : subscribe()));
+    subscriber.connect().then(subscribe, () => undefined);
+  }
+
+  async recordAnomaly(anomaly: AnomalyRecord): Promise<void> {
+    await scripts.pushAnomaly.run(this.#send, [`${this.#prefix}{anomalies}`], [JSON.stringify(anomaly), ANOMALY_LOG_LENGTH]);
+  }
+
+  async anomalies(limit: number): Promise<AnomalyRecord[]> {
+    const reply = (await this.#send(['LRANGE', `${this.#prefix}{anomalies}`, '0', String(Math.max(0, limit - 1))])) as string[];
+    return reply.map((json) => JSON.parse(json) as AnomalyRecord);
+  }
+
+  async countAuthFailure(address: string, credential: string, windowMs: number): Promise<AuthFailureCount> {
+    const tag = `${this.#prefix}{ip:${tagSafe(address)}}`;
+    const reply = (await scripts.countAuthFailure.run(this.#send, [`${tag}:failures`, `${tag}:credentials`], [Math.ceil(windowMs), credential, this.#now()])) as number[];
+    return { failures: Number(reply[0]), distinct: Number(reply[1]), windowStart: Number(reply[2]) };
+  }
+
+  async claim(id: string, ttlMs: number): Promise<boolean> {
+    const reply = await this.#send(['SET', `${this.#prefix}claim:{${tagSafe(id)}}`, '1', 'NX', 'PX', String(Math.max(1, Math.ceil(ttlMs)))]);
+    return reply === 'OK';
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const subscriber = this.#subscriber;
+    if (!subscriber || !this.#watching) return;
+    try {
+      await subscriber.close();
+    } catch {
+      subscriber.destroy();
+    }
+  }
+}
+
+/** The detector's settings as the observe script reads them (ARGV 4-26). */
+export function detectorArgs(params: DetectorParams): string[] {
+  return [
+    params.zScore, params.minBuckets, params.minSpend, params.minRequests, params.quietBuckets, params.fastAlpha, params.slowAlpha,
+    ...params.relativeFloors, ...params.absoluteFloors, ...params.evidenceFactors, params.drift, params.stepCap, params.clipZ, params.lagBuckets,
+  ].map(String);
+}
+
+function parseFinding(reply: unknown[]): AnomalyFinding {
+  const [metric, bucket, value, expected, z, sd, score, seen] = reply.map(Number) as number[];
+  return { metric: METRIC_NAMES[metric!]!, bucket: bucket!, value: value!, expected: expected!, z: z!, sd: sd!, score: score!, seen: seen! };
+}
+
+/** The script's layout (see redis-scripts.ts) back into baseline.ts's shape. */
+export function decodeState(numbers: number[], lag: number): EntityState {
+  const at = (first: number, count: number) => numbers.slice(first - 1, first - 1 + count);
+  return {
+    bucket: numbers[0]!,
+    seen: numbers[1]!,
+    quietUntil: numbers[2]!,
+    recentCount: numbers[3]!,
+    current: at(5, METRIC_COUNT),
+    largest: at(9, TRIMMED_METRICS),
+    unit: at(11, TRIMMED_METRICS),
+    baseline: at(13, STATE_WIDTH * METRIC_COUNT),
+    recent: at(33, lag * METRIC_COUNT),
+  };
+}

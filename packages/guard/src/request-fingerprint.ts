@@ -1,0 +1,38 @@
+// The fingerprint of a request body with its volatile fields left out: the same prompt sent again has the same one.
+import { hash } from 'node:crypto';
+
+/**
+ * Top-level fields that differ between sends of the same prompt without changing it: who asks
+ * (`user`, `safety_identifier`, Anthropic's `metadata`), how the answer is delivered (`stream`,
+ * `stream_options`), and ids a client or SDK puts on each request.
+ */
+export const VOLATILE_FIELDS: readonly string[] = [
+  'user', 'stream', 'stream_options', 'metadata', 'safety_identifier', 'prompt_cache_key', 'request_id', 'requestId', 'idempotency_key',
+];
+
+const VOLATILE = new Set(VOLATILE_FIELDS);
+
+function withoutVolatile(body: Record<string, unknown>): Record<string, unknown> {
+  const kept: Record<string, unknown> = {};
+  for (const key in body) if (!VOLATILE.has(key)) kept[key] = body[key];
+  return kept;
+}
+
+/**
+ * SHA-256 (base64url) of the body as JSON without its volatile fields; undefined when the body is
+ * not a JSON object (nothing to compare). Field order counts: a loop sends the same bytes.
+ * Costs about a microsecond for a small chat request and grows with the body (JSON.stringify and
+ * the hash; figures in bench/RESULTS.md).
+ */
+export function requestFingerprint(body: unknown): string | undefined {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return undefined;
+  const source = body as Record<string, unknown>;
+  let canonical = source;
+  for (const key in source) {
+    if (VOLATILE.has(key)) {
+      canonical = withoutVolatile(source);
+      break;
+    }
+  }
+  return hash('sha256', JSON.stringify(canonical), 'base64url');
+}

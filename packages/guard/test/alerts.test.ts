@@ -1,0 +1,117 @@
+// Alerts: one stream to a log, a callback and webhooks (JSON or Slack), signed, retried with backoff, once per id and period.
+import { createHmac } from 'node:crypto';
+import { afterEach, describe, expect, it, jest } from '@jest/globals';
+import { TollgateError } from '@tollgate/core';
+import { budgetExhaustedAlerts, createAlerts, MemoryGuardStore, signBody, softLimitAlerts, type GuardEvent } from '@tollgate/guard';
+import { webhookReceiver } from './helpers.js';
+
+const receivers: { close(): Promise<void> }[] = [];
+afterEach(async () => {
+  await Promise.all(receivers.splice(0).map((receiver) => receiver.close()));
+  delete process.env.TEST_HOOK_SECRET;
+});
+
+async function receiver() {
+  const made = await webhookReceiver();
+  receivers.push(made);
+  return made;
+}
+
+const anomaly = (id = 'anomaly:key:k1:1') => ({ type: 'anomaly' as const, id, keyId: 'k1', tenantId: 'acme', message: 'Key k1 spent $4.00 in 60s, where about $0.05 is usual.' });
+
+describe('alerts', () => {
+  it('POST each event as JSON signed with x-tollgate-signature: sha256=<hex HMAC of the body>, the secret read from secretEnv', async () => {
+    process.env.TEST_HOOK_SECRET = 's3cret';
+    const hook = await receiver();
+    const alerts = createAlerts({ webhooks: [{ url: hook.url, secretEnv: 'TEST_HOOK_SECRET' }] });
+    alerts.emit(anomaly());
+    await alerts.close();
+    expect(hook.received).toHaveLength(1);
+    const [delivery] = hook.received;
+    const expected = `sha256=${createHmac('sha256', 's3cret').update(delivery!.body).digest('hex')}`;
+    expect(delivery!.headers['x-tollgate-signature']).toBe(expected);
+    expect(signBody('s3cret', delivery!.body)).toBe(expected);
+    expect(delivery!.headers['x-tollgate-event']).toBe('anomaly');
+    const event = JSON.parse(delivery!.body) as GuardEvent;
+    expect(event).toMatchObject({ type: 'anomaly', id: 'anomaly:key:k1:1', keyId: 'k1', tenantId: 'acme' });
+    expect(Date.parse(event.at)).toBeGreaterThan(0);
+  });
+
+  it('speaks Slack incoming-webhook JSON when asked', async () => {
+    const hook = await receiver();
+    const alerts = createAlerts({ webhooks: [{ url: hook.url, format: 'slack' }] });
+    alerts.emit(anomaly());
+    await alerts.close();
+    const message = JSON.parse(hook.received[0]!.body) as { text: string; blocks: unknown[] };
+    expect(message.text).toBe('tollgate anomaly: Key k1 spent $4.00 in 60s, where about $0.05 is usual.');
+    expect(message.blocks).toHaveLength(2);
+  });
+
+  it('retries a failed delivery with backoff until it lands, and tells onFailure when every attempt failed', async () => {
+    const hook = await receiver();
+    hook.fail(2);
+    const failures: unknown[] = [];
+    const alerts = createAlerts({ webhooks: [{ url: hook.url, initialDelay: 20, attempts: 3 }], onFailure: (error) => failures.push(error) });
+    alerts.emit(anomaly());
+    await alerts.flush();
+    expect(hook.attempts).toBe(3);
+    expect(hook.received).toHaveLength(1);
+    hook.fail(5);
+    alerts.emit(anomaly('anomaly:key:k1:2'));
+    await alerts.close();
+    expect(failures).toHaveLength(1);
+    expect(String(failures[0])).toContain('HTTP 500');
+  });
+
+  it('delivers an event id once per period across instances that share claims (a store)', async () => {
+    const hook = await receiver();
+    const claims = new MemoryGuardStore();
+    const instances = [1, 2, 3].map(() => createAlerts({ webhooks: [{ url: hook.url }], claims }));
+    for (const alerts of instances) {
+      alerts.emit(anomaly());
+      alerts.emit(anomaly());
+    }
+    await Promise.all(instances.map((alerts) => alerts.close()));
+    expect(hook.received).toHaveLength(1);
+  });
+
+  it('calls onEvent and a log function; their failures never reach the caller', async () => {
+    const seen: string[] = [];
+    const alerts = createAlerts({
+      onEvent: async (event) => {
+        seen.push(`event ${event.type}`);
+        throw new Error('receiver down');
+      },
+      log: (event) => seen.push(`log ${event.id}`),
+    });
+    const warnings = jest.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
+    expect(() => alerts.emit(anomaly())).not.toThrow();
+    await alerts.close();
+    expect(seen).toEqual(['log anomaly:key:k1:1', 'event anomaly']);
+    expect(String(warnings.mock.calls[0]?.[0])).toContain('receiver down');
+    warnings.mockRestore();
+  });
+
+  it('turn a budget soft limit and an exhausted budget into soft_limit and budget_exhausted events', async () => {
+    const events: GuardEvent[] = [];
+    const alerts = createAlerts({ onEvent: (event) => void events.push(event) });
+    softLimitAlerts(alerts)({ scope: 'tenant', id: 'acme', period: 'month', key: 'budget:tenant:acme:month:2026-11', softLimit: 0.8, spentUsd: 81.2, limitUsd: 100, resetAt: '2026-12-01T00:00:00.000Z' });
+    const render = budgetExhaustedAlerts(alerts, () => undefined);
+    const req = { tollgate: { identity: { keyId: 'k1', tenantId: 'acme', scopes: [], authMethod: 'api_key' } } };
+    const { ApiError } = await import('@tollgate/core');
+    render(new ApiError('insufficient_quota', 'Budget exhausted for tenant acme.'), req as never, {} as never);
+    render(new ApiError('insufficient_quota', 'Budget exhausted for tenant acme.'), req as never, {} as never);
+    render(new ApiError('insufficient_quota', 'Held, not spent.', { headers: { 'x-should-retry': 'true' } }), req as never, {} as never);
+    await alerts.close();
+    expect(events.map((e) => [e.type, e.tenantId])).toEqual([['soft_limit', 'acme'], ['budget_exhausted', 'acme']]);
+    expect(events[0]!.message).toBe('The budget of tenant acme passed 80% of $100 this month ($81.20 spent); it resets at 2026-12-01T00:00:00.000Z.');
+  });
+
+  it('refuse a webhook whose secretEnv is not set, a bad URL and an unknown event type', () => {
+    expect(() => createAlerts({ webhooks: [{ url: 'https://hooks.example/x', secretEnv: 'NOT_SET_ANYWHERE' }] })).toThrow(TollgateError);
+    expect(() => createAlerts({ webhooks: [{ url: 'https://hooks.example/x', secretEnv: 'NOT_SET_ANYWHERE' }] })).toThrow(/ERR_TG_GUARD_MISSING_SECRET/);
+    expect(() => createAlerts({ webhooks: [{ url: 'ftp://x' }] })).toThrow(/ERR_TG_GUARD_INVALID_WEBHOOK/);
+    expect(() => createAlerts({ webhooks: [{ url: 'https://x', formats: 'slack' } as never] })).toThrow(/ERR_TG_GUARD_UNKNOWN_OPTION/);
+    expect(() => createAlerts({ log: false }).emit({ type: 'nope' as never, id: 'x', message: 'x' })).toThrow(TypeError);
+  });
+});

@@ -1,0 +1,62 @@
+// tieredRateLimit on a real Redis Cluster: rate-limit-redis alone routed by its key, the stores' fixed windows combined, in the caller's slot.
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import request from 'supertest';
+import { createRedisStores, type RedisStores } from '@tollgate/redis';
+import { combineLimits, tieredRateLimit } from '@tollgate/ratelimit';
+import { testCluster, type TestCluster } from '../../redis/test/redis-cluster.js';
+import { testApp } from './helpers.js';
+
+const prefix = `tg-test:${randomUUID()}:`;
+const opened: RedisStores[] = [];
+let cluster: TestCluster;
+
+function clusterStores(): RedisStores {
+  const stores = createRedisStores({ cluster: cluster.urls, prefix });
+  opened.push(stores);
+  return stores;
+}
+
+beforeAll(async () => {
+  cluster = await testCluster();
+}, 60_000);
+
+afterAll(async () => {
+  await Promise.all(opened.map((stores) => stores.close()));
+  await cluster.deleteKeys(prefix);
+  await cluster.stop();
+});
+
+describe('tieredRateLimit on a Redis Cluster', () => {
+  it('counts exactly across two app instances through rate-limit-redis, on the master of the caller’s slot', async () => {
+    const options = { limit: 10, window: '1m', prefix: `${prefix}alone:` } as const;
+    const first = testApp(tieredRateLimit({ ...options, stores: clusterStores() }));
+    const second = testApp(tieredRateLimit({ ...options, stores: clusterStores() }));
+    const responses = await Promise.all(Array.from({ length: 30 }, (_, i) => request(i % 2 === 0 ? first : second).get('/').set('x-key', 'k-alone')));
+    const statuses = responses.map((r) => r.status);
+    expect(statuses.filter((s) => s === 200)).toHaveLength(10);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(20);
+    const key = `${prefix}alone:key:{key:k-alone}key:k-alone`;
+    expect((await cluster.keysByMaster(prefix)).get(await cluster.masterOf(key))).toContain(key);
+  });
+
+  it('loads its script again on every master after the nodes forgot it', async () => {
+    const stores = clusterStores();
+    const app = testApp(tieredRateLimit({ limit: 3, window: '1m', stores, prefix: `${prefix}flushed:` }));
+    expect((await request(app).get('/').set('x-key', 'k-flushed')).status).toBe(200);
+    await stores.sendCommand(['SCRIPT', 'FLUSH']);
+    expect((await request(app).get('/').set('x-key', 'k-flushed')).status).toBe(200);
+    expect((await request(app).get('/').set('x-key', 'k-flushed')).status).toBe(200);
+    expect((await request(app).get('/').set('x-key', 'k-flushed')).status).toBe(429);
+  });
+
+  it('counts in the same key whether mounted alone or inside combineLimits', async () => {
+    const stores = clusterStores();
+    const options = { limit: 4, window: '1m', stores, prefix: `${prefix}both:` } as const;
+    const alone = testApp(tieredRateLimit(options));
+    const combined = testApp(combineLimits(tieredRateLimit(options)));
+    const statuses: number[] = [];
+    for (let i = 0; i < 6; i++) statuses.push((await request(i % 2 === 0 ? alone : combined).get('/').set({ 'x-key': 'k-both', 'x-tenant': 'acme' })).status);
+    expect(statuses).toEqual([200, 200, 200, 200, 429, 429]);
+  });
+});
