@@ -146,7 +146,8 @@ function describe(
     `Both sides forward POST /v1/chat/completions to the same upstream child process, a zero-latency OpenAI-compatible mock (bench/lib/mock-upstream.ts) ` +
       `that answers JSON at once, or streams ${UPSTREAM_EVENTS} SSE events (${STREAM_CONTENT_CHUNKS} content chunks, finish, usage, [DONE]) one per event-loop turn, ` +
       'so every event is a separate write the proxy has to pass on. The passthrough parses the JSON body, adds stream_options.include_usage on streams, forwards with undici ' +
-      'and pipes the answer back. The tollgate proxy is examples/proxy createProxyApp() with one key, a pro tier and key, tenant and global budgets, limits far above the load.',
+      'and pipes the answer back. The tollgate proxy is examples/proxy createProxyApp() with one key, a pro tier and key, tenant and global budgets, limits far above the load, ' +
+      'its metrics on and its access log silent (what the log, the metrics and tracing cost is §8).',
     '',
     `Throughput: ${setup.rounds} alternating rounds of ${setup.durationS} s per case and mode, ${setup.connections} connections.`,
     '',

@@ -89,31 +89,10 @@ export async function buildTollgateChain(options: AppOptions): Promise<BuiltApp>
 }
 
 /**
- * Registers an OpenTelemetry SDK as the proxy's `startTracing` does (a tracer provider, a batch span
- * processor, the W3C propagator), with an exporter that drops every batch: the SDK's own work per span
- * is measured, not a collector's network.
- */
-async function registerDiscardingTracer(): Promise<() => Promise<void>> {
-  const [api, core, sdk] = await Promise.all([import('@opentelemetry/api'), import('@opentelemetry/core'), import('@opentelemetry/sdk-trace-base')]);
-  const discard: import('@opentelemetry/sdk-trace-base').SpanExporter = {
-    export: (_spans, done) => done({ code: core.ExportResultCode.SUCCESS }),
-    shutdown: async () => undefined,
-  };
-  const provider = new sdk.BasicTracerProvider({ spanProcessors: [new sdk.BatchSpanProcessor(discard)] });
-  api.trace.setGlobalTracerProvider(provider);
-  api.propagation.setGlobalPropagator(new core.W3CTraceContextPropagator());
-  return async () => {
-    await provider.shutdown();
-    api.trace.disable();
-  };
-}
-
-/**
  * examples/proxy as a user would run it from a config file: one key of a pro tenant, the upstream at
  * `options.upstream`, key, tenant and global budgets, limits far above the load; memory or Redis stores.
- * `options.observe`: `none` (no access log, no metrics, no tracing SDK), `log` (the access log, info,
- * to `options.logFile`), `log+metrics`, `log+metrics+tracing` (an SDK with a discarding exporter);
- * default: metrics on, the log silent (the proxy benchmark's servers must not write a line per request).
+ * Its metrics are on and its access log silent: a server under load must not write a line per request to the
+ * bench's terminal (what the log, the metrics and tracing cost is measured by observability.ts).
  */
 export async function buildProxy(options: AppOptions): Promise<BuiltApp> {
   const [{ createProxyApp }, { validateConfig }, { createStores }] = await Promise.all([
@@ -129,18 +108,15 @@ export async function buildProxy(options: AppOptions): Promise<BuiltApp> {
     keys: [{ id: 'bench-key-0', sha256: sha256Hex(benchKey(0)), tenant: 'bench-tenant', user: 'bench-user', feature: 'bench', scopes: ['chat'], budget: HUGE_BUDGET }],
     global: { requestsPerMinute: HUGE_REQUESTS, budget: HUGE_BUDGET },
     ...(redis ? { redisUrl: String(options.redisUrl ?? REDIS_URL), redisPrefix: String(options.prefix) } : {}),
-    log: String(options.observe ?? '').startsWith('log') ? { level: 'info', destination: String(options.logFile) } : { level: 'silent' },
+    log: { level: 'silent' },
   });
-  const observe = String(options.observe ?? 'metrics');
-  const stopTracing = observe.endsWith('tracing') ? await registerDiscardingTracer() : undefined;
   const stores = await createStores({ redisUrl: config.redisUrl, redisPrefix: config.redisPrefix });
-  const app = createProxyApp(config, { stores, log: () => undefined, metrics: observe !== 'none' && observe !== 'log' });
+  const app = createProxyApp(config, { stores, log: () => undefined });
   return {
     app,
     close: async () => {
       await app.close();
       await stores.close();
-      await stopTracing?.();
     },
   };
 }

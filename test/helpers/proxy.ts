@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
 import type { TollgateStores, UsageRecord } from '@tollgate/core';
 import { createRedisStores } from '@tollgate/redis';
+import { pino } from 'pino';
 import { createProxyApp } from '../../examples/proxy/src/app.js';
 import type { ProxyApp, ProxyDeps } from '../../examples/proxy/src/app.js';
 import type { ProxyConfig } from '../../examples/proxy/src/config.js';
@@ -56,10 +57,13 @@ async function loadEncodingsSequentially(): Promise<void> {
   await import('gpt-tokenizer/encoding/cl100k_base');
 }
 
+/** The proxy's access and error log, silent: a test that reads it passes a `logger` of its own. */
+const silentLogger = pino({ level: 'silent' });
+
 /** The proxy app from `config`, listening on an ephemeral port of 127.0.0.1. */
 export async function startProxy(config: ProxyConfig, deps: ProxyDeps = {}): Promise<RunningProxy> {
   await loadEncodingsSequentially();
-  const app = createProxyApp(config, { log: () => undefined, ...deps });
+  const app = createProxyApp(config, { log: () => undefined, logger: silentLogger, ...deps });
   const server = app.listen(0, '127.0.0.1');
   const url = await listen(server);
   return {

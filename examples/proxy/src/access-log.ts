@@ -172,21 +172,18 @@ export function accessLog(logger: Logger): AccessLog {
     end(req, res) {
       const ctx = getContext(req, res);
       const status = res.statusCode;
-      const fields = accessFields(ctx, res);
-      let level: Level = 'info';
-      let message = 'request completed';
-      if (!res.writableFinished) message = 'request aborted';
-      else if (status >= 500) message = 'request failed';
-      else if (ctx.refusal) message = 'request refused';
       // An upstream that failed or cut its answer, or a store that failed (503): an operator must see it.
-      if (status >= 500 || ctx.upstreamAborted) {
-        level = 'error';
+      const failed = status >= 500 || ctx.upstreamAborted;
+      const level: Level = failed ? 'error' : status < 400 && QUIET_ROUTES.has(pathOf(req)) ? 'debug' : 'info';
+      // Below the configured level the line is not even built.
+      if (!res.log.isLevelEnabled(level)) return;
+      const fields = accessFields(ctx, res);
+      if (failed) {
         // What failed underneath: the refusal's cause (a network or store error), or an error the app did not expect.
         const cause = ctx.refusal?.cause ?? res.err;
         if (cause !== undefined) fields.err = cause;
-      } else if (status < 400 && QUIET_ROUTES.has(pathOf(req))) {
-        level = 'debug';
       }
+      const message = !res.writableFinished ? 'request aborted' : status >= 500 ? 'request failed' : ctx.refusal ? 'request refused' : 'request completed';
       res.log[level](fields, message);
     },
   };

@@ -87,10 +87,13 @@ function amount(metric: AnomalyRecord['metric'], value: number): string {
   }
 }
 
+/** One sentence for a person: who, how much in which bucket, against what is usual. */
 export function describeAnomaly(anomaly: AnomalyRecord): string {
   const who = anomaly.subject.startsWith('tenant:') ? `Tenant ${anomaly.tenantId}` : `Key ${anomaly.keyId}${anomaly.tenantId ? ` (tenant ${anomaly.tenantId})` : ''}`;
   const when = new Date(anomaly.bucketStart).toISOString();
-  return `${who}: ${amount(anomaly.metric, anomaly.value)} in the ${anomaly.bucketSeconds}s from ${when}, where about ${amount(anomaly.metric, anomaly.expected)} is usual (score ${anomaly.score.toFixed(1)}).`;
+  // Spend and tokens are judged without the bucket's largest request (see baseline.ts).
+  const aside = anomaly.metric === 'spend' || anomaly.metric === 'tokens' ? ', its largest request aside' : '';
+  return `${who}: ${amount(anomaly.metric, anomaly.value)} in the ${anomaly.bucketSeconds}s from ${when}${aside}, where about ${amount(anomaly.metric, anomaly.expected)} is usual (score ${anomaly.score.toFixed(1)}).`;
 }
 
 export function createGuard(options: GuardOptions = {}): Guard {
@@ -134,7 +137,7 @@ export function createGuard(options: GuardOptions = {}): Guard {
       await registry.put({ kind: 'throttle', subject, reason, scale: settings.throttleScale, anomalyId: anomaly.id }, settings.cooldownMs);
       alerts.emit({ type: 'anomaly', id: anomaly.id, ...scope, message: `${description} Its limits are scaled to ${Math.round(settings.throttleScale * 100)}% for ${Math.round(settings.cooldownMs / 1000)}s.`, details: { ...anomaly } });
     } else if (settings.action === 'suspend') {
-      await registry.put({ kind: 'suspend', subject: subject as `key:${string}`, reason, anomalyId: anomaly.id });
+      await registry.put({ kind: 'suspend', subject, reason, anomalyId: anomaly.id });
       alerts.emit({ type: 'anomaly', id: anomaly.id, ...scope, message: description, details: { ...anomaly } });
       alerts.emit({ type: 'suspended', id: `suspended:${anomaly.id}`, ...scope, message: `${subject.startsWith('tenant:') ? `Every key of tenant ${tenantId}` : `Key ${keyId}`} is suspended until an operator lifts it: ${reason}.`, details: { ...anomaly } });
     } else {

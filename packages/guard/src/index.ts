@@ -16,3 +16,4 @@ export { SpendAnomalyDetector, type SpendAnomalyDetectorOptions, type SubjectFin
 export { resolveSpendAnomalyOptions, type ResolvedSpendAnomaly, type SpendAnomalyOptions } from './spend-anomaly-options.js';
 export { requestFingerprint, VOLATILE_FIELDS } from './request-fingerprint.js';
 export { RepeatCounter, type CountedSend, type RepeatCounterConfig } from './repeat-counter.js';
+export { loadShedder, type LoadShedder, type LoadShedderOptions } from './load-shedder.js';

@@ -39,11 +39,6 @@ export class MemoryGuardStore implements GuardStore {
   }
 
   async observe(observations: readonly Observation[], params: ObserveParams): Promise<(AnomalyFinding | undefined)[]> {
-    return this.observeNow(observations, params);
-  }
-
-  /** `observe` without the promise, for the benchmark's replay (millions of buckets). */
-  observeNow(observations: readonly Observation[], params: ObserveParams): (AnomalyFinding | undefined)[] {
     const bucket = Math.floor(this.#clock() / params.bucketMs);
     const increments = new Array<number>(METRIC_COUNT);
     const largest = [0, 0];
@@ -101,7 +96,9 @@ export class MemoryGuardStore implements GuardStore {
     if (!lifted) return undefined;
     this.#mitigations.delete(key);
     this.#announce({ version: ++this.#version, op: 'delete', kind, subject });
-    return lifted.until !== undefined && lifted.until <= this.#clock() ? undefined : lifted;
+    // One that had run out was no longer in force: nothing was lifted.
+    const inForce = lifted.until === undefined || lifted.until > this.#clock();
+    return inForce ? lifted : undefined;
   }
 
   async mitigations(): Promise<MitigationSnapshot> {

@@ -91,8 +91,11 @@ const CODE = 'ERR_TG_GUARD_INVALID_OPTION';
 const RELATIVE_FLOORS = [0.6, 0.6, 0.5, 0.5] as const;
 /** Noise of one request: 0.5 on the square-root scale (Poisson), in a typical request's spend and tokens for those. */
 const ABSOLUTE_FLOORS = [0.5, 0.5, 0.5, 0.5] as const;
-/** Spend and tokens carry the spread of request sizes (one long prompt in a quiet minute): they need twice the evidence. */
-const EVIDENCE_FACTORS = [2, 2, 1, 1] as const;
+/**
+ * Spend carries the spread of request sizes (one long prompt in a quiet minute): it needs twice the
+ * evidence. Tokens follow spend and spread wider still (a tenant mixes models): three times.
+ */
+const EVIDENCE_FACTORS = [2, 3, 1, 1] as const;
 /** A bucket with fewer requests is a cost, never a runaway. */
 const MIN_REQUESTS = 3;
 /** The CUSUM forgives this share of zScore per bucket and takes at most this share from one bucket. */

@@ -13,6 +13,12 @@ export function meteringTracer(): Tracer {
   return trace.getTracer(METERING_TRACER_NAME);
 }
 
+/** True when the request carries a header the registered propagator reads (W3C's `traceparent`, say): only then is it extracted. */
+function carriesTraceContext(headers: IncomingHttpHeaders): boolean {
+  for (const field of propagation.fields()) if (headers[field] !== undefined) return true;
+  return false;
+}
+
 /**
  * Starts the span of a call about to leave for the provider. Only what a sampler may decide on is
  * set at the start (operation, provider, model); the rest only when the span records, so that
@@ -26,7 +32,7 @@ export function startCallSpan(tracer: Tracer, ctx: TollgateContext, adapter: Pro
   const model = call?.model ?? estimate?.model ?? '';
   const provider = adapter.genAi?.provider ?? estimate?.provider ?? adapter.provider;
   const active = context.active();
-  const parent = trace.getSpan(active) ? active : propagation.extract(active, headers);
+  const parent = trace.getSpan(active) || !carriesTraceContext(headers) ? active : propagation.extract(active, headers);
   const span = tracer.startSpan(
     model ? `${operation} ${model}` : operation,
     { kind: SpanKind.CLIENT, attributes: { 'gen_ai.operation.name': operation, 'gen_ai.provider.name': provider, 'gen_ai.request.model': model } },

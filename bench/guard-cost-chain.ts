@@ -1,0 +1,81 @@
+// The chain the guard's cost benchmark measures, with and without the guard, and its in-process driver (shared by the parent and its children).
+import express, { type Express, type RequestHandler } from 'express';
+import type { ApiKeyRecord, TollgateStores } from '@tollgate/core';
+import type { Guard } from '@tollgate/guard';
+import { answerAtOnce } from './lib/app-base.js';
+import { benchKey, CHAT_PATH, sha256Hex } from './lib/fixtures.js';
+import { inject } from './lib/inject.js';
+
+export const KEYS = 100;
+const HUGE = { requests: 1_000_000_000, tokens: 1_000_000_000_000, budget: { usd: 1_000_000, period: 'day' as const } };
+
+/** What each row mounts on top of the chain (the guard's pieces in the order its README gives). */
+export const STEPS = [
+  'the chain (apiKeyAuth, meter, combineLimits(tieredRateLimit, tokenRateLimit, budgetGuard))',
+  '+ guard.authFailures (before auth) and guard.suspensions (after auth)',
+  '+ guard.repeatedRequests inside combineLimits',
+  '+ guard.onUsage on the meter (spend-anomaly detector, flushed every second)',
+];
+
+function keyRecords(): ApiKeyRecord[] {
+  const createdAt = new Date().toISOString();
+  return Array.from({ length: KEYS }, (_, index) => ({ id: `bench-key-${index}`, sha256: sha256Hex(benchKey(index)), tenantId: `tenant-${index % 10}`, tier: 'pro', scopes: ['chat'], createdAt }));
+}
+
+/** Every request a different prompt (the repeat check must count, never refuse), rotating over the keys. */
+export function chatBody(index: number): string {
+  return JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'system', content: 'You are a terse assistant.' }, { role: 'user', content: `Say hello in one short sentence, #${index}.` }], max_tokens: 64 });
+}
+
+export interface Chain {
+  app: Express;
+  guard: Guard | undefined;
+  close(): Promise<void>;
+}
+
+/** The recommended chain on `stores`, with the first `guardSteps` pieces of the guard mounted. */
+export async function buildChain(stores: TollgateStores, guardSteps: number, guardOptions: Record<string, unknown> = {}): Promise<Chain> {
+  const [{ apiKeyAuth }, { combineLimits, tieredRateLimit, tokenRateLimit }, { meter }, { budgetGuard }, { createGuard }] = await Promise.all([
+    import('@tollgate/auth'),
+    import('@tollgate/ratelimit'),
+    import('@tollgate/metering'),
+    import('@tollgate/budget'),
+    import('@tollgate/guard'),
+  ]);
+  for (const record of keyRecords()) await stores.keys.put(record);
+  const guard = guardSteps > 0 ? createGuard({ stores, alerts: { log: false }, ...guardOptions }) : undefined;
+  if (guard) await guard.ready;
+  const limits: RequestHandler[] = [
+    tieredRateLimit({ stores, by: 'key', tiers: { pro: HUGE.requests }, defaultTier: 'pro', prefix: 'bench-guard:rl:' }),
+    tokenRateLimit({ stores, by: 'key', tiers: { pro: HUGE.tokens }, defaultTier: 'pro', prefix: 'bench-guard:tokens:' }),
+    budgetGuard({ ledger: stores.ledger, keys: { '*': HUGE.budget }, tenants: { '*': HUGE.budget }, global: HUGE.budget, log: false }),
+  ];
+  const app = express();
+  app.disable('x-powered-by');
+  const chain: RequestHandler[] = [];
+  if (guard && guardSteps >= 1) chain.push(guard.authFailures as RequestHandler);
+  chain.push(apiKeyAuth({ keys: stores.keys }));
+  if (guard && guardSteps >= 1) chain.push(guard.suspensions as RequestHandler);
+  chain.push(express.json({ limit: '2mb' }));
+  chain.push(meter({ api: 'openai.chat', ...(guard && guardSteps >= 3 ? { onUsage: guard.onUsage } : {}) }));
+  chain.push(combineLimits(...(guard && guardSteps >= 2 ? [guard.repeatedRequests as RequestHandler] : []), ...limits));
+  app.post(CHAT_PATH, ...chain, answerAtOnce);
+  return { app, guard, close: async () => guard?.close() };
+}
+
+/** Sends `requests` requests through `app` in-process, `concurrency` at a time; resolves with the CPU µs per request and the statuses. */
+export async function driveCpu(app: Express, requests: number, offset: number): Promise<{ cpuUs: number; statuses: Record<string, number> }> {
+  const statuses: Record<string, number> = {};
+  let sent = 0;
+  const started = process.cpuUsage();
+  const worker = async () => {
+    while (sent < requests) {
+      const index = offset + sent++;
+      const status = await inject(app, { method: 'POST', url: CHAT_PATH, headers: { 'content-type': 'application/json', authorization: `Bearer ${benchKey(index % KEYS)}` }, body: Buffer.from(chatBody(index)) });
+      statuses[status] = (statuses[status] ?? 0) + 1;
+    }
+  };
+  await Promise.all(Array.from({ length: 32 }, worker));
+  const cpu = process.cpuUsage(started);
+  return { cpuUs: (cpu.user + cpu.system) / requests, statuses };
+}
