@@ -12,3 +12,4 @@ export * from './pricing.js';
 export * from './provider-api.js';
 export * from './memory-stores.js';
 export * from './pre-call-check.js';
+export * from './leased-stores.js';

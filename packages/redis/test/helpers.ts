@@ -59,14 +59,15 @@ export async function freePort(): Promise<number> {
 /** A redis-server of our own on `port`, so a test can stop and restart it without touching the shared one. */
 export class PrivateRedis {
   #child: ChildProcess | undefined;
-  constructor(readonly port: number) {}
+  /** `args`: more redis-server arguments (persistence for a test that kills and restarts it). */
+  constructor(readonly port: number, readonly args: readonly string[] = []) {}
 
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
   }
 
   async start(): Promise<void> {
-    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...this.args], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.#child = child;
     await new Promise<void>((resolve, reject) => {
       const onData = (chunk: Buffer) => {
@@ -81,6 +82,11 @@ export class PrivateRedis {
     });
     child.stdout?.resume();
     child.stderr?.resume();
+  }
+
+  /** Freezes (SIGSTOP) or thaws (SIGCONT) the server: a Redis that stalls without closing its connections. */
+  signal(signal: 'SIGSTOP' | 'SIGCONT'): void {
+    this.#child?.kill(signal);
   }
 
   async stop(): Promise<void> {
