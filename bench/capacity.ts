@@ -118,7 +118,7 @@ export async function runCapacityBenchmark(context: BenchContext): Promise<Secti
   const requests = context.quick ? 1_000 : 5_000;
   const single = new PrivateRedis();
   let cluster: TestCluster | undefined;
-  const cases = { single: [] as LayoutCost[], singleNoGlobal: [] as LayoutCost[], cluster: [] as LayoutCost[], clusterNoGlobal: [] as LayoutCost[] };
+  const cases = { single: [] as LayoutCost[], singleNoGlobal: [] as LayoutCost[], cluster: [] as LayoutCost[], clusterNoGlobal: [] as LayoutCost[], clusterBlocks: [] as LayoutCost[] };
   try {
     await single.start();
     cluster = await startRedisCluster(3);
@@ -129,22 +129,27 @@ export async function runCapacityBenchmark(context: BenchContext): Promise<Secti
   }
   const onOne = createRedisStores({ url: single.url, prefix: `capacity:${context.runId}:`, keyCache: false });
   const onCluster = createRedisStores({ cluster: cluster.urls, prefix: `capacity:${context.runId}:`, keyCache: false });
+  // The proxy's cluster setting: the global budget handed out in blocks (1% of a 1e15 limit here: every request of a round fits one block per process).
+  const withBlocks = createRedisStores({ cluster: cluster.urls, prefix: `capacity-blocks:${context.runId}:`, keyCache: false, globalBlocks: {} });
   try {
     // Warm-up: scripts loaded on every node, windows and scopes created.
     for (const global of [true, false]) {
       await measure(onOne, [single.url], 500, global);
       await measure(onCluster, cluster.urls, 500, global);
     }
+    await measure(withBlocks, cluster.urls, 500, true);
     for (let round = 0; round < rounds; round++) {
       cases.single.push(await measure(onOne, [single.url], requests, true));
       cases.singleNoGlobal.push(await measure(onOne, [single.url], requests, false));
       cases.cluster.push(await measure(onCluster, cluster.urls, requests, true));
       cases.clusterNoGlobal.push(await measure(onCluster, cluster.urls, requests, false));
+      cases.clusterBlocks.push(await measure(withBlocks, cluster.urls, requests, true));
       context.log(`capacity round ${round + 1}/${rounds}`);
     }
   } finally {
     await onOne.close();
     await onCluster.close();
+    await withBlocks.close();
     await single.stop();
     await cluster.stop();
   }
@@ -154,22 +159,27 @@ export async function runCapacityBenchmark(context: BenchContext): Promise<Secti
   const withGlobal = mid(cases.cluster);
   // The global scope's own work: what a global budget adds per request, all of it on the global slot's shard.
   const pinned = Math.max(0, withGlobal.cpuUs - spread.cpuUs);
+  const blocks = mid(cases.clusterBlocks);
+  const pinnedInBlocks = Math.max(0, blocks.cpuUs - spread.cpuUs);
   const perShard = (cpuUs: number) => (UTILISATION * 1e6) / cpuUs;
   const rows = [
     ['one Redis, key + tenant + global budget', fmtNumber(one.cpuUs, 1), fmtNumber(one.calls, 2), fmtNumber(one.bytes), fmtNumber(perShard(one.cpuUs))],
     ['one Redis, key + tenant budget', fmtNumber(oneNoGlobal.cpuUs, 1), fmtNumber(oneNoGlobal.calls, 2), fmtNumber(oneNoGlobal.bytes), fmtNumber(perShard(oneNoGlobal.cpuUs))],
     ['3-master cluster, tenant slots + global slot', fmtNumber(withGlobal.cpuUs, 1), fmtNumber(withGlobal.calls, 2), fmtNumber(withGlobal.bytes), `${fmtNumber(perShard(pinned + spread.cpuUs / 3))} (busiest node ${fmtNumber(withGlobal.busiestShare * 100)}% of the CPU)`],
+    ['3-master cluster, tenant slots + global budget in blocks (the proxy\'s setting)', fmtNumber(blocks.cpuUs, 1), fmtNumber(blocks.calls, 2), fmtNumber(blocks.bytes), `${fmtNumber(perShard(pinnedInBlocks + spread.cpuUs / 3))} (busiest node ${fmtNumber(blocks.busiestShare * 100)}% of the CPU)`],
     ['3-master cluster, tenant slots only', fmtNumber(spread.cpuUs, 1), fmtNumber(spread.calls, 2), fmtNumber(spread.bytes), `${fmtNumber(perShard(spread.cpuUs / 3))} (busiest node ${fmtNumber(spread.busiestShare * 100)}% of the CPU)`],
   ];
   const shardRows = LOADS.map((load) => {
     const oneServer = load * one.cpuUs <= UTILISATION * 1e6 ? '1' : 'does not fit';
     const slotted = shardsFor(load, spread.cpuUs, 0);
     const slottedGlobal = shardsFor(load, spread.cpuUs, pinned);
+    const slottedBlocks = shardsFor(load, spread.cpuUs, pinnedInBlocks);
     return [
       fmtNumber(load),
       oneServer,
       slotted === undefined ? 'over 1,024' : String(slotted),
       slottedGlobal === undefined ? `never: the global slot's shard tops out at ${fmtNumber((UTILISATION * 1e6) / pinned)} req/s` : String(slottedGlobal),
+      slottedBlocks === undefined ? `never: the global slot's shard tops out at ${fmtNumber((UTILISATION * 1e6) / pinnedInBlocks)} req/s` : String(slottedBlocks),
     ];
   });
   const body = [
@@ -184,16 +194,17 @@ export async function runCapacityBenchmark(context: BenchContext): Promise<Secti
     `The model: a shard is planned at ${UTILISATION * 100}% of one core. One Redis serves ${fmtNumber(perShard(one.cpuUs))} req/s. On a cluster, ` +
       `tenant slots spread a request's work (${fmtNumber(spread.cpuUs, 1)} µs) evenly over the shards; a global budget adds ` +
       `${fmtNumber(pinned, 1)} µs per request on the one shard that holds the global slot, which no number of shards relieves. ` +
-      'Cluster calls cost more than one server\'s because a request\'s bundle splits by slot (its tenant\'s, and the global one).',
+      `In blocks (\`globalBlocks\`, which the proxy sets on a cluster) the global slot sees a reserve and a settle per block, and its share falls to ` +
+      `${fmtNumber(pinnedInBlocks, 1)} µs per request. Cluster calls cost more than one server's because a request's bundle splits by slot (its tenant's, and the global one).`,
     '',
-    table(['load (req/s)', 'one Redis', 'tenant slots (shards)', 'tenant slots + a global budget (shards)'], shardRows),
+    table(['load (req/s)', 'one Redis', 'tenant slots (shards)', 'tenant slots + a global budget per request (shards)', 'tenant slots + a global budget in blocks (shards)'], shardRows),
   ].join('\n');
   return {
     title,
     body,
     targets: [],
     findings: [
-      `Capacity: one Redis plans ${fmtNumber(perShard(one.cpuUs))} req/s of the chain with a global budget; tenant slots on a cluster scale with shards, except that a global budget pins ${fmtNumber(pinned, 1)} µs per request on one shard (a ceiling of ${fmtNumber((UTILISATION * 1e6) / Math.max(pinned, 1e-9))} req/s) (§10).`,
+      `Capacity: one Redis plans ${fmtNumber(perShard(one.cpuUs))} req/s of the chain with a global budget; tenant slots on a cluster scale with shards; a global budget reserved per request pins ${fmtNumber(pinned, 1)} µs per request on one shard (a ceiling of ${fmtNumber((UTILISATION * 1e6) / Math.max(pinned, 1e-9))} req/s), in blocks ${fmtNumber(pinnedInBlocks, 1)} µs (§10).`,
     ],
   };
 }

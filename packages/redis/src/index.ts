@@ -4,6 +4,7 @@ export { RedisWindowCounter } from './window-counter.js';
 export { RedisFixedWindow } from './fixed-window.js';
 export { RedisReservationLedger } from './reservation-ledger.js';
 export { ShardedReservationLedger } from './sharded-ledger.js';
+export { GlobalBlocks, type GlobalBlockOptions } from './global-blocks.js';
 export { RedisKeyStore } from './key-store.js';
 export type { ClusterNodeLike, RedisClientLike, RedisClusterLike } from './connection.js';
 export { slotTag } from './hash-slot.js';

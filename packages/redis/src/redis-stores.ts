@@ -2,6 +2,7 @@
 import { assertKnownOptions, TollgateError, type TollgateStores } from '@tollgate/core';
 import { connectCluster, connectUrl, useClient, useSendCommand, type Connection, type ConnectionOptions, type RedisClientLike, type RedisClusterLike } from './connection.js';
 import { RedisFixedWindow } from './fixed-window.js';
+import type { GlobalBlockOptions } from './global-blocks.js';
 import { slotTag } from './hash-slot.js';
 import { KeyCache, type KeyCacheOptions } from './key-cache.js';
 import { keyChangesChannel, RedisKeyStore } from './key-store.js';
@@ -76,6 +77,16 @@ export interface RedisStoresOptions {
    * @default true
    */
   batch?: boolean;
+  /**
+   * On Redis Cluster: the global budget handed out from blocks each process reserves in the
+   * global slot (a block is `share` of the global limit, held at most `maxAgeMs`), so the shard of
+   * the global slot sees one reserve and one settle per block instead of per request and does not
+   * cap the cluster. The global budget is still never overshot; what a process holds unused in a
+   * block is unavailable to the others for at most `maxAgeMs`, and the global scope's `usage()`
+   * counts open blocks as reserved. `{}` turns it on with `{ share: 0.001, maxAgeMs: 1000 }`.
+   * @default false (a reserve per request)
+   */
+  globalBlocks?: GlobalBlockOptions | false;
 }
 
 export interface RedisStores extends TollgateStores {
@@ -103,7 +114,7 @@ export interface RedisStores extends TollgateStores {
   ping(): Promise<boolean>;
 }
 
-const OPTION_NAMES = ['url', 'cluster', 'client', 'sendCommand', 'prefix', 'timeoutMs', 'keyCache', 'settleDelayMs', 'settleSpool', 'batch'] as const;
+const OPTION_NAMES = ['url', 'cluster', 'client', 'sendCommand', 'prefix', 'timeoutMs', 'keyCache', 'settleDelayMs', 'settleSpool', 'batch', 'globalBlocks'] as const;
 const KEY_CACHE_OPTIONS = ['maxEntries', 'maxAgeMs'] as const;
 
 /** The CLIENT SETNAME of the key-change subscriber of stores with this prefix. */
@@ -164,7 +175,7 @@ export function createRedisStores(options: RedisStoresOptions = {}): RedisStores
     throw new TollgateError('ERR_TG_REDIS_INVALID_SETTLE_SPOOL', `settleSpool must be a directory path; got ${JSON.stringify(options.settleSpool)}`);
   }
   const ledgerOptions = { settleDelayMs, ...(options.settleSpool ? { spool: options.settleSpool } : {}) };
-  const ledger = connection.sharded ? new ShardedReservationLedger(connection, prefix, ledgerOptions) : new RedisReservationLedger(connection, prefix, ledgerOptions);
+  const ledger = connection.sharded ? new ShardedReservationLedger(connection, prefix, ledgerOptions, options.globalBlocks || undefined) : new RedisReservationLedger(connection, prefix, ledgerOptions);
 
   return {
     counter: new RedisWindowCounter(connection, prefix),

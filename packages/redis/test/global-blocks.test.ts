@@ -1,0 +1,111 @@
+// The global budget in blocks on a real Redis Cluster: the global slot's shard sees a call per block, not per request; the budget is never overshot; the books balance once the blocks go back.
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { createClient } from 'redis';
+import { GLOBAL_SLOT } from '@tollgate/core';
+import type { LedgerScope } from '@tollgate/core';
+import { createRedisStores, type RedisStores } from '@tollgate/redis';
+import { uniquePrefix } from './helpers.js';
+import { testCluster, type TestCluster } from './redis-cluster.js';
+
+let cluster: TestCluster;
+const prefixes: string[] = [];
+const open: RedisStores[] = [];
+
+beforeAll(async () => {
+  cluster = await testCluster();
+}, 60_000);
+
+afterAll(async () => {
+  for (const stores of open) await stores.close();
+  for (const prefix of prefixes) await cluster.deleteKeys(prefix);
+  await cluster.stop();
+});
+
+function storesOn(prefix: string, maxAgeMs = 200): RedisStores {
+  const stores = createRedisStores({ cluster: cluster.urls, prefix, keyCache: false, globalBlocks: { share: 0.01, maxAgeMs } });
+  open.push(stores);
+  return stores;
+}
+
+async function scriptCalls(url: string): Promise<number> {
+  const client = createClient({ url });
+  await client.connect();
+  try {
+    const stats = await client.info('commandstats');
+    let calls = 0;
+    for (const match of stats.matchAll(/^cmdstat_(evalsha|eval):calls=(\d+)/gm)) calls += Number(match[2]);
+    return calls;
+  } finally {
+    await client.quit();
+  }
+}
+
+const settleAll = async (check: () => Promise<boolean>): Promise<void> => {
+  for (let i = 0; i < 100 && !(await check()); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+};
+
+describe('global blocks on a cluster', () => {
+  it('sends the global slot a call per block, not per request, and balances once the blocks go back', async () => {
+    const prefix = uniquePrefix();
+    prefixes.push(prefix);
+    const stores = storesOn(prefix);
+    const expiresAt = Date.now() + 3_600_000;
+    const global: LedgerScope = { key: 'global', limit: 1_000_000, expiresAt, slot: GLOBAL_SLOT };
+    const globalMaster = await cluster.masterOf('{global}');
+    // Tenants on the other masters, so the global master's calls are the global slot's alone.
+    const tenants: string[] = [];
+    for (let t = 0; tenants.length < 40; t++) if ((await cluster.masterOf(`{tenant:t${t}}`)) !== globalMaster) tenants.push(`tenant:t${t}`);
+    const before = await scriptCalls(globalMaster);
+    let spent = 0;
+    await Promise.all(Array.from({ length: 8 }, async (_, worker) => {
+      for (let i = 0; i < 25; i++) {
+        const tenant = tenants[(worker * 25 + i) % 40]!;
+        const id = randomUUID();
+        const result = await stores.ledger.reserve({ id, amount: 100, ttlMs: 60_000, scopes: [{ key: tenant, limit: 1_000_000, expiresAt, slot: tenant }, global] });
+        expect(result.ok).toBe(true);
+        const actual = 37 + (i % 5);
+        spent += actual;
+        await stores.ledger.settle(id, actual);
+      }
+    }));
+    // 200 requests; a block is 1% of the limit (100 requests' worth): a handful of reserves and settles reach the global slot.
+    const globalCalls = (await scriptCalls(globalMaster)) - before;
+    expect(globalCalls).toBeLessThan(40);
+    await settleAll(async () => (await stores.ledger.usage([{ key: 'global', slot: GLOBAL_SLOT }]))[0]!.reserved === 0);
+    expect(await stores.ledger.usage([{ key: 'global', slot: GLOBAL_SLOT }])).toEqual([{ key: 'global', spent, reserved: 0 }]);
+  });
+
+  it('never overshoots the global budget from two processes, and hands out what still fits near the limit', async () => {
+    const prefix = uniquePrefix();
+    prefixes.push(prefix);
+    const processes = [storesOn(prefix, 5_000), storesOn(prefix, 5_000)];
+    const expiresAt = Date.now() + 3_600_000;
+    // A block would be 10 (1% of 1,000): requests of 30 open blocks of their own size; near the end only what fits.
+    const global: LedgerScope = { key: 'global', limit: 1_000, expiresAt, slot: GLOBAL_SLOT };
+    let granted = 0;
+    let refused = 0;
+    await Promise.all(processes.flatMap((stores, p) => Array.from({ length: 4 }, async (_, worker) => {
+      for (let i = 0; i < 15; i++) {
+        const tenant = `tenant:p${p}w${worker}`;
+        const id = randomUUID();
+        const result = await stores.ledger.reserve({ id, amount: 30, minAmount: 5, ttlMs: 60_000, scopes: [{ key: tenant, limit: 1_000_000, expiresAt, slot: tenant }, global] });
+        if (!result.ok) {
+          refused++;
+          // A refusal by the global budget gave back the tenant's part.
+          expect((await stores.ledger.usage([{ key: tenant, slot: tenant }]))[0]!.reserved).toBe(0);
+          continue;
+        }
+        granted += result.amount;
+        await stores.ledger.settle(id, result.amount);
+      }
+    })));
+    expect(refused).toBeGreaterThan(0);
+    expect(granted).toBeLessThanOrEqual(1_000);
+    // Blocks held unused are the only thing between the grants and the limit: at most a request's worth per process and scope set.
+    expect(granted).toBeGreaterThan(1_000 - 2 * 30);
+    await Promise.all(processes.map((stores) => stores.close()));
+    const reader = storesOn(prefix);
+    expect(await reader.ledger.usage([{ key: 'global', slot: GLOBAL_SLOT }])).toEqual([{ key: 'global', spent: granted, reserved: 0 }]);
+  }, 30_000);
+});
