@@ -1,6 +1,6 @@
 // Sends each request to what serves its model: the in-process mock, or the configured upstream of the model's provider.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { ApiError } from '@tollgate/core';
+import { ApiError, createPricing } from '@tollgate/core';
 import type { Pricing, ProviderApi } from '@tollgate/core';
 import { adapterFor, openAiCompatible, providerCall } from '@tollgate/providers';
 import type { CallDeclaration } from '@tollgate/providers';
@@ -10,6 +10,9 @@ import type { MockProvider } from './mock-provider.js';
 import { createUpstream, resolveUpstreamKey } from './upstream.js';
 import type { Upstream } from './upstream.js';
 import type { UpstreamObserver } from './upstream-answer.js';
+import { createRoutedCalls, KINDS_OF_API } from './routed-call.js';
+import type { RoutedCalls } from './routed-call.js';
+import type { RouterEvent } from '@tollgate/router';
 
 export interface ProviderRouter {
   /**
@@ -21,6 +24,8 @@ export interface ProviderRouter {
   handler(api: ProviderApi): (req: Request, res: Response, next: NextFunction) => void;
   /** Names of the upstreams, or ["mock"]. */
   readonly names: string[];
+  /** The model groups and request classes, when the config has any. */
+  readonly routes: RoutedCalls | undefined;
   close(): Promise<void>;
 }
 
@@ -31,21 +36,13 @@ export function providerOfModel(model: string, api: ProviderApi, config: ProxyCo
   return pricing?.find(model)?.provider ?? adapterFor(api).provider;
 }
 
-/** The upstream kinds that speak each API a route declares (both OpenAI kinds speak Chat Completions). */
-const KINDS_OF_API: Readonly<Record<ProviderApi, readonly UpstreamKind[]>> = {
-  'openai.chat': ['openai', 'openai-compatible'],
-  'openai.compatible': ['openai-compatible', 'openai'],
-  'openai.responses': ['openai'],
-  'anthropic.messages': ['anthropic'],
-  'gemini.generate': ['gemini'],
-};
-
 /** What a client is told to call instead, per upstream kind. */
 const ROUTE_OF_KIND: Readonly<Record<UpstreamKind, string>> = {
   openai: '/v1/chat/completions or /v1/responses',
   'openai-compatible': '/v1/chat/completions',
   anthropic: '/v1/messages',
   gemini: '/v1beta/models/{model}:generateContent',
+  'azure-openai': '/v1/chat/completions',
 };
 
 /** Chat calls are declared as `openai.compatible` when their model's upstream is of that kind. */
@@ -69,6 +66,12 @@ export interface ProviderRouterOptions {
   env?: NodeJS.ProcessEnv;
   /** Told how each upstream call ended (the metrics). */
   observeUpstream?: UpstreamObserver;
+  /** Re-prices a routed request's budget reservation when it moves to another target (the budget guard's `reprice`). */
+  reprice?: (req: Request, res: Response) => Promise<boolean>;
+  /** Told of targets skipped, retries and failed tries. */
+  onRouteEvent?: (event: RouterEvent) => void;
+  /** Told when a routing target's circuit breaker opens. */
+  onBreakerOpen?: (target: string, reason: string | undefined) => void;
 }
 
 export function createProviderRouter(config: ProxyConfig, options: ProviderRouterOptions): ProviderRouter {
@@ -79,6 +82,7 @@ export function createProviderRouter(config: ProxyConfig, options: ProviderRoute
     if (!mock) throw new Error('createProviderRouter: no upstreams configured and no mock provider given');
     return {
       names: ['mock'],
+      routes: undefined,
       declareCall,
       handler: (api) => {
         const serve = (mock.handlers as Partial<Record<ProviderApi, (req: Request, res: Response) => void>>)[api];
@@ -98,11 +102,39 @@ export function createProviderRouter(config: ProxyConfig, options: ProviderRoute
   for (const [name, upstreamConfig] of Object.entries(config.upstreams)) {
     upstreams.set(name, createUpstream(name, upstreamConfig, options.env, allKeys, options.observeUpstream));
   }
+  const routes = createRoutedCalls(config, {
+    upstreams,
+    pricing: options.pricing ?? createPricing({ models: { ...config.models } }),
+    ...(options.reprice ? { reprice: options.reprice } : {}),
+    ...(options.onRouteEvent ? { log: options.onRouteEvent } : {}),
+    ...(options.onBreakerOpen ? { onBreakerOpen: options.onBreakerOpen } : {}),
+  });
 
   return {
     names: [...upstreams.keys()],
-    declareCall,
+    routes,
+    declareCall: routes ? (api, params) => {
+      const declare = declareCall(api, params);
+      // The declaration answers synchronously: its `next` is captured by one function made here,
+      // not by a closure made per request.
+      let passed = false;
+      let failure: unknown;
+      const capture = (error?: unknown) => {
+        passed = true;
+        failure = error;
+      };
+      // A group's or a class's request runs with its first target's model from here on (estimate, limits, budget).
+      return function declareRoutedCall(req: Request, res: Response, next: NextFunction): void {
+        passed = false;
+        failure = undefined;
+        declare(req, res, capture);
+        if (!passed) return;
+        if (failure === undefined) routes.planCall(req);
+        next(failure);
+      };
+    } : declareCall,
     handler: (api) => function callUpstream(req: Request, res: Response, next: NextFunction) {
+      if (routes?.serve(api, req, res, next)) return;
       // The declared call's model: after any downgrade, whatever the API's shape.
       const model = req.tollgate.call!.model!;
       const provider = providerOfModel(model, api, config, options.pricing);
@@ -118,6 +150,7 @@ export function createProviderRouter(config: ProxyConfig, options: ProviderRoute
       upstream.forward(api, req, res, next);
     },
     close: async () => {
+      routes?.close();
       await Promise.all([...upstreams.values()].map((upstream) => upstream.close()));
     },
   };

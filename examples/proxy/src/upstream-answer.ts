@@ -4,8 +4,23 @@ import type { Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { NextFunction, Response } from 'express';
 import { ApiError } from '@tollgate/core';
+import type { ProviderApi } from '@tollgate/core';
+import { adapterFor } from '@tollgate/providers';
+import { createStreamTranslator, isRetryableStatus, retryAfterMs, translateError, translateResponse } from '@tollgate/router';
+import type { AttemptResult, StreamTranslator } from '@tollgate/router';
 import type { UpstreamOutcome } from './proxy-metrics.js';
 import type { SecretRedactor } from './redact.js';
+
+/** A call a router makes as one try among several: its failures worth a retry are handed back, not answered. */
+export interface RoutedTry {
+  /** Told once how the try ended (see AttemptResult). */
+  onResult(result: AttemptResult): void;
+  /**
+   * Set when the target speaks another API than the client: the answer is translated on its way.
+   * Read once, when the call starts: the router may prepare another try on the same object.
+   */
+  translation?: { clientApi: ProviderApi; targetApi: ProviderApi; clientModel: string } | undefined;
+}
 
 /** Told once per call how it ended: the upstream's name, the model the call ran with, the outcome. */
 export type UpstreamObserver = (upstream: string, model: string, outcome: UpstreamOutcome) => void;
@@ -26,9 +41,10 @@ const PASSED_THROUGH_HEADERS = ['retry-after', 'retry-after-ms', 'x-should-retry
  * - piping: a 2xx, written to the client as it arrives.
  * - passing: a 4xx, collected (capped) and passed on whole with its retry hints, the gateway's key taken out.
  * - refused: a 5xx, 3xx or a refusal of the gateway's own key; `next(error)` answered, the rest is dropped.
+ * - deferred: a routed try's failure worth a retry (408, 409, 429, 5xx); collected, handed to the router.
  * - over: the exchange is finished (answered, failed or left).
  */
-type Phase = 'waiting' | 'piping' | 'passing' | 'refused' | 'over';
+type Phase = 'waiting' | 'piping' | 'passing' | 'refused' | 'deferred' | 'over';
 
 function isTimeout(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
@@ -69,6 +85,12 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
   private answeredStatus = 0;
   private failure: UpstreamOutcome['error'];
   private observed = false;
+  /** A routed try's result was given to the router. */
+  private resultTold = false;
+  /** Rewrites a translated stream as it passes. */
+  private streamTranslator: StreamTranslator | undefined;
+  /** The routed try's translation as it was when the call started. */
+  private readonly translation: RoutedTry['translation'];
 
   constructor(
     private readonly upstreamName: string,
@@ -78,7 +100,9 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
     private readonly secrets: SecretRedactor | undefined,
     stop?: AbortSignal,
     private readonly observe?: UpstreamObserver,
+    private readonly routed?: RoutedTry,
   ) {
+    this.translation = routed?.translation;
     // Callbacks are plain closures, not arrow-function class fields: tsx (`pnpm start`) names each such
     // field on every instance, a cost per request for nothing.
     res.on('close', () => this.onClientClose());
@@ -88,6 +112,13 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
       this.release = res.req.tollgate.holdSettle();
       this.body = [];
     }
+  }
+
+  /** A routed try: the router hears how it ended, once. */
+  private tell(result: AttemptResult): void {
+    if (this.resultTold || !this.routed) return;
+    this.resultTold = true;
+    this.routed.onResult(result);
   }
 
   /** The call is over: the observer hears how it ended, once. */
@@ -137,6 +168,7 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
     // Gone before anything was sent: nothing is billed, nothing to read.
     if (this.clientGone) {
       this.phase = 'over';
+      this.tell({ kind: 'failed', reason: 'the client left' });
       controller.abort(new errors.RequestAbortedError('The client left.'));
       this.settle();
     }
@@ -150,8 +182,10 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
     if (this.orphaned) {
       if (statusCode < 300) {
         this.phase = 'piping';
+        this.tell({ kind: 'answered', firstByteMs: performance.now() - this.startedAt });
         return;
       }
+      this.tell({ kind: 'failed', reason: 'the client left' });
       // A failed answer bills nothing: the record says how it failed.
       res.statusCode = statusCode >= 400 ? statusCode : 502;
       this.phase = 'over';
@@ -159,10 +193,19 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
       this.settle();
       return;
     }
+    if (this.routed && isRetryableStatus(statusCode)) {
+      // Another try may follow: nothing reaches the client yet; the router decides (see `deferredResult`).
+      this.phase = 'deferred';
+      this.failure = 'status';
+      this.statusCode = statusCode;
+      this.headers = headers;
+      return;
+    }
     if (statusCode >= 500 || (statusCode >= 300 && statusCode < 400)) {
       // A provider API never redirects: a 3xx is as much a failure as a 5xx.
       this.phase = 'refused';
       this.failure = 'status';
+      this.tell({ kind: 'failed', reason: `HTTP ${statusCode}` });
       this.next(new ApiError('upstream_error', `The ${this.upstreamName} upstream failed (HTTP ${statusCode}).`));
       this.settle();
       return;
@@ -172,6 +215,7 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
       // may name the gateway's key (OpenAI shows it masked but for its ends), so none of it is passed on.
       this.phase = 'refused';
       this.failure = 'credentials';
+      this.tell({ kind: 'failed', reason: `credentials refused (HTTP ${statusCode})` });
       this.next(new ApiError('upstream_error', `The ${this.upstreamName} upstream refused the gateway's credentials (HTTP ${statusCode}).`));
       this.settle();
       return;
@@ -181,12 +225,19 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
       this.phase = 'passing';
       this.statusCode = statusCode;
       this.headers = headers;
+      this.tell({ kind: 'answered', firstByteMs: performance.now() - this.startedAt });
       return;
     }
     this.phase = 'piping';
+    this.tell({ kind: 'answered', firstByteMs: performance.now() - this.startedAt });
     res.statusCode = statusCode;
     const contentType = headers['content-type'];
-    res.setHeader('content-type', typeof contentType === 'string' ? contentType : this.stream ? 'text/event-stream' : 'application/json');
+    const translation = this.translation;
+    if (translation) {
+      if (this.stream) this.streamTranslator = createStreamTranslator(translation.targetApi, translation.clientApi, translation.clientModel);
+      else this.body ??= [];
+    }
+    res.setHeader('content-type', translation ? (this.stream ? 'text/event-stream' : 'application/json') : typeof contentType === 'string' ? contentType : this.stream ? 'text/event-stream' : 'application/json');
     if (this.stream) {
       res.setHeader('cache-control', 'no-cache');
       // The headers leave with the first event when it came in the same read (the usual case),
@@ -212,6 +263,13 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
             return;
           }
         }
+        if (this.streamTranslator) {
+          out = Buffer.from(this.streamTranslator.push(chunk));
+          if (out.length === 0) return;
+        } else if (this.translation) {
+          // A translated JSON answer is rewritten whole, at its end.
+          return;
+        }
         if (!this.stream) {
           const previous = this.held;
           this.held = chunk;
@@ -225,9 +283,11 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
         return;
       }
       case 'passing':
+      case 'deferred':
         this.collectedBytes += chunk.length;
         if (this.collectedBytes > MAX_ERROR_BODY_BYTES) {
-          this.passErrorAnswer(true);
+          if (this.phase === 'deferred') this.deferredResult(true);
+          else this.passErrorAnswer(true);
           controller.abort(new errors.ResponseExceededMaxSizeError('The upstream error body is over the cap.'));
           return;
         }
@@ -251,6 +311,13 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
     this.report();
     if (phase === 'piping' && this.orphaned) {
       this.recordOrphan();
+    } else if (phase === 'piping' && this.streamTranslator) {
+      const rest = this.streamTranslator.end();
+      this.recordTargetUsage(this.streamTranslator.usage());
+      if (rest.length > 0) this.res.end(rest);
+      else this.res.end();
+    } else if (phase === 'piping' && this.translation) {
+      this.endTranslatedJson();
     } else if (phase === 'piping') {
       const last = this.held;
       this.held = undefined;
@@ -258,14 +325,77 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
       else this.res.end(last);
     } else if (phase === 'passing') {
       this.passErrorAnswer(false);
+    } else if (phase === 'deferred') {
+      this.deferredResult(false);
     }
     this.body = undefined;
     this.settle();
   }
 
+  /** A routed try failed in a way worth a retry: the router gets it, with what to answer should no other try follow. */
+  private deferredResult(cut: boolean): void {
+    this.phase = 'over';
+    const status = this.statusCode;
+    this.tell({
+      kind: 'retryable',
+      reason: `HTTP ${status}`,
+      ...(status === 429 || status === 503 ? { retryAfterMs: retryAfterMs(this.headers) } : {}),
+      deliver: () => {
+        if (this.clientGone || this.res.headersSent) return;
+        if (status >= 500) {
+          this.next(new ApiError('upstream_error', `The ${this.upstreamName} upstream failed (HTTP ${status}).`));
+          return;
+        }
+        this.passErrorAnswer(cut);
+      },
+    });
+  }
+
+  /** The target's own usage of a translated answer: exact (cache writes included), whatever the client's shape can carry. */
+  private recordTargetUsage(usage: Parameters<NonNullable<Response['req']['tollgate']>['recordUsage']>[0] | undefined): void {
+    const ctx = this.res.req.tollgate;
+    if (!usage || !ctx) return;
+    try {
+      ctx.recordUsage(usage);
+    } catch {
+      // Usage the meter cannot price: it counts from what passed instead.
+    }
+  }
+
+  /** The target's whole JSON answer, rewritten in the client's API. */
+  private translatedJson(): Buffer | undefined {
+    const translation = this.translation!;
+    const chunks = this.body ?? [];
+    try {
+      const json: unknown = JSON.parse((chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).toString('utf8'));
+      this.recordTargetUsage(adapterFor(translation.targetApi).readUsage(json));
+      return Buffer.from(JSON.stringify(translateResponse(json, translation.targetApi, translation.clientApi, translation.clientModel)));
+    } catch {
+      return undefined;
+    }
+  }
+
+  private endTranslatedJson(): void {
+    const body = this.translatedJson();
+    const { res } = this;
+    if (body) {
+      res.setHeader('content-length', body.length);
+      res.end(body);
+    } else if (!res.headersSent) {
+      this.next(new ApiError('upstream_error', `The ${this.upstreamName} upstream answered with JSON that could not be read.`));
+    } else {
+      res.destroy();
+    }
+  }
+
   /** The whole answer of a client that left: its usage goes on the record, as if it had been delivered. */
   private recordOrphan(): void {
     const ctx = this.res.req.tollgate;
+    if (this.translation) {
+      this.translatedJson();
+      this.body = undefined;
+      return;
+    }
     const chunks = this.body!;
     this.body = undefined;
     try {
@@ -288,19 +418,39 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
     this.report();
     // Whatever happened, the meter may settle once this turn has set what it sets.
     queueMicrotask(() => this.settle());
+    if (this.clientGone) this.tell({ kind: 'failed', reason: 'the client left' });
+    if (phase === 'deferred' && !this.clientGone) {
+      this.deferredResult(true);
+      return;
+    }
     // Already answered (or handed to `next`), or the client left and its response is closed.
     if (phase === 'over' || phase === 'refused' || this.clientGone) return;
     const { res } = this;
+    if (phase === 'waiting' && this.routed) {
+      // No answer at all: another try may follow; the router answers with this failure if none does.
+      const failure = this.waitingFailure(error);
+      this.tell({ kind: 'retryable', reason: isTimeout(error) ? 'timed out' : 'unreachable', deliver: () => {
+        if (!res.headersSent && !this.clientGone) this.next(failure);
+      } });
+      return;
+    }
+    this.tell({ kind: 'failed', reason: phase === 'piping' ? 'cut mid-answer' : 'failed' });
     // The provider cut an answer it had started: the record says so (and does not blame the client).
     if (phase === 'piping' && res.req.tollgate) res.req.tollgate.upstreamAborted = true;
     if (!res.headersSent) {
-      const started = phase !== 'waiting';
-      this.next(isTimeout(error)
-        ? new ApiError('upstream_timeout', started ? `The ${this.upstreamName} upstream stopped answering.` : `The ${this.upstreamName} upstream did not answer in time.`, { cause: error })
-        : new ApiError('upstream_error', started ? `The ${this.upstreamName} upstream failed mid-answer.` : `The ${this.upstreamName} upstream could not be reached.`, { cause: error }));
+      this.next(phase === 'waiting' ? this.waitingFailure(error) : isTimeout(error)
+        ? new ApiError('upstream_timeout', `The ${this.upstreamName} upstream stopped answering.`, { cause: error })
+        : new ApiError('upstream_error', `The ${this.upstreamName} upstream failed mid-answer.`, { cause: error }));
     } else if (!res.destroyed) {
       res.destroy();
     }
+  }
+
+  /** The error of a call that got no answer at all. */
+  private waitingFailure(error: Error): ApiError {
+    return isTimeout(error)
+      ? new ApiError('upstream_timeout', `The ${this.upstreamName} upstream did not answer in time.`, { cause: error })
+      : new ApiError('upstream_error', `The ${this.upstreamName} upstream could not be reached.`, { cause: error });
   }
 
   /** The collected 4xx answer, with its retry hints, as the provider wrote it but for the gateway's own key. */
@@ -310,6 +460,17 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
     for (const header of PASSED_THROUGH_HEADERS) {
       const value = headers[header];
       if (typeof value === 'string') res.setHeader(header, this.redact(value));
+    }
+    const translation = this.translation;
+    if (translation) {
+      // In the client's own API's error shape, whatever the target speaks.
+      const translated = translateError(this.statusCode, this.errorBody(cut).toString('utf8'), translation.targetApi, translation.clientApi);
+      const body = Buffer.from(JSON.stringify(translated.body));
+      res.statusCode = translated.status;
+      res.setHeader('content-type', 'application/json');
+      res.setHeader('content-length', body.length);
+      res.end(body);
+      return;
     }
     const contentType = headers['content-type'];
     res.statusCode = this.statusCode;

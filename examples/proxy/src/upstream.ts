@@ -7,9 +7,11 @@ import { defaultUpstreamKind } from './config.js';
 import type { UpstreamConfig, UpstreamKind } from './config.js';
 import { secretRedactor } from './redact.js';
 import { UpstreamAnswer } from './upstream-answer.js';
-import type { UpstreamObserver } from './upstream-answer.js';
+import type { RoutedTry, UpstreamObserver } from './upstream-answer.js';
 
 const DEFAULT_ANTHROPIC_VERSION = '2023-06-01';
+/** Azure OpenAI's generally available API version of Chat Completions, used when the config names none. */
+const DEFAULT_AZURE_API_VERSION = '2024-10-21';
 /**
  * At close, how long calls still running (answers read for their usage after the client left) get
  * before they are cut: a call cut then is charged its reservation's bound.
@@ -23,8 +25,27 @@ export interface Upstream {
   readonly api: UpstreamKind;
   /** Sends the request's body (as the chain left it) to the provider and streams the answer to `res`; failures reach `next`. */
   forward(api: ProviderApi, req: Request, res: Response, next: NextFunction): void;
+  /**
+   * One try of a router: `body`, already in `targetApi` (what this upstream speaks), sent for
+   * `model`; the answer written to `res` as `routed` says (failures worth a retry handed back).
+   */
+  send(targetApi: ProviderApi, model: string, body: Record<string, unknown>, req: Request, res: Response, next: NextFunction, routed: RoutedTry): void;
+  /** The active health check: lists the upstream's models (no tokens spent); ok when it answers 2xx in time. */
+  probe(timeoutMs: number): Promise<{ ok: boolean; detail?: string }>;
   /** Waits for the calls still running, a short grace at most, then cuts them. */
   close(): Promise<void>;
+}
+
+/** Where each kind of upstream lists its models, relative to its base URL. */
+function modelsPath(kind: UpstreamKind, basePath: string, azureVersion: string): string {
+  switch (kind) {
+    case 'anthropic':
+      return `${basePath}/v1/models`;
+    case 'azure-openai':
+      return `${basePath}/openai/models?api-version=${azureVersion}`;
+    default:
+      return `${basePath}/models`;
+  }
 }
 
 /** The header each kind of upstream reads its key from. */
@@ -33,6 +54,8 @@ function authHeader(kind: UpstreamKind, key: string): Record<string, string> {
     case 'openai':
     case 'openai-compatible':
       return { authorization: `Bearer ${key}` };
+    case 'azure-openai':
+      return { 'api-key': key };
     case 'anthropic':
       return { 'x-api-key': key };
     case 'gemini':
@@ -99,6 +122,23 @@ export function createUpstream(
   const targets = new Map(FIXED_PATH_APIS.map((providerApi) => [providerApi, upstreamTarget(config.baseUrl, providerApi)]));
   const base = new URL(config.baseUrl);
   const basePath = base.pathname.replace(/\/+$/, '');
+  // Azure names the deployment (not the model) in the path, and the API version in the query.
+  const azureVersion = encodeURIComponent(config.apiVersion ?? DEFAULT_AZURE_API_VERSION);
+  const azurePaths = new Map<string, string>();
+  const azurePath = (model: string): string => {
+    let path = azurePaths.get(model);
+    if (path === undefined) {
+      const deployment = config.deployments?.[model] ?? model;
+      path = `${basePath}/openai/deployments/${encodeURIComponent(deployment)}/chat/completions?api-version=${azureVersion}`;
+      azurePaths.set(model, path);
+    }
+    return path;
+  };
+  const destination = (providerApi: ProviderApi, call: ProviderCall, model: string): { origin: string; path: string } => {
+    if (providerApi === 'gemini.generate') return { origin: base.origin, path: geminiPath(basePath, call) };
+    if (api === 'azure-openai') return { origin: base.origin, path: azurePath(model) };
+    return targets.get(providerApi)!;
+  };
 
   // Built from scratch: nothing of the client's request (its credentials above all) is forwarded by accident.
   const baseHeaders = (stream: boolean): Readonly<Record<string, string>> => Object.freeze({
@@ -112,12 +152,12 @@ export function createUpstream(
   const jsonHeaders = baseHeaders(false);
   const streamHeaders = baseHeaders(true);
 
-  const buildHeaders = (req: Request, stream: boolean): Readonly<Record<string, string>> => {
+  const buildHeaders = (req: Request | undefined, stream: boolean): Readonly<Record<string, string>> => {
     const headers = stream ? streamHeaders : jsonHeaders;
     if (api !== 'anthropic') return headers;
     // Anthropic's version and beta flags are the client's choice, when well-formed.
-    const version = req.headers['anthropic-version'];
-    const beta = req.headers['anthropic-beta'];
+    const version = req?.headers['anthropic-version'];
+    const beta = req?.headers['anthropic-beta'];
     // Object.assign, not a literal opening with \`...headers\`: properties after a leading spread are slow on Node 20.
     return Object.assign({}, headers, {
       'anthropic-version': typeof version === 'string' && /^\d{4}-\d{2}-\d{2}$/.test(version) ? version : anthropicVersion,
@@ -131,11 +171,30 @@ export function createUpstream(
     forward(providerApi, req, res, next) {
       const call = req.tollgate.call!;
       const stream = call.stream;
-      const { origin, path } = providerApi === 'gemini.generate' ? { origin: base.origin, path: geminiPath(basePath, call) } : targets.get(providerApi)!;
+      const { origin, path } = destination(providerApi, call, call.model!);
       const answer = new UpstreamAnswer(name, stream, res, next, secrets, stream ? call.signal : undefined, observe);
       // From here on the provider may bill the call: noted first (the usage spool), so that a crash still charges it.
       req.tollgate.markSending();
       dispatcher.dispatch({ origin, path, method: 'POST', headers: buildHeaders(req, stream), body: JSON.stringify(call.body) }, answer);
+    },
+    send(targetApi, model, body, req, res, next, routed) {
+      const call = req.tollgate.call!;
+      const stream = call.stream;
+      const { origin, path } = destination(targetApi, call, model);
+      const answer = new UpstreamAnswer(name, stream, res, next, secrets, stream ? call.signal : undefined, observe, routed);
+      req.tollgate.markSending();
+      dispatcher.dispatch({ origin, path, method: 'POST', headers: buildHeaders(req, stream), body: JSON.stringify(body) }, answer);
+    },
+    async probe(timeoutMs) {
+      try {
+        const answer = await dispatcher.request({
+          origin: base.origin, path: modelsPath(api, basePath, azureVersion), method: 'GET', headers: buildHeaders(undefined, false), signal: AbortSignal.timeout(timeoutMs),
+        });
+        await answer.body.dump();
+        return answer.statusCode < 300 ? { ok: true } : { ok: false, detail: `HTTP ${answer.statusCode}` };
+      } catch (error) {
+        return { ok: false, detail: error instanceof Error ? error.message : String(error) };
+      }
     },
     async close() {
       const closed = dispatcher.close().catch(() => undefined);

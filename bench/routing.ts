@@ -1,0 +1,245 @@
+// Benchmark: what the router's bookkeeping (plan, strategy, breaker, latency average) costs per request, in CPU, in-process.
+import { createPricing } from '@tollgate/core';
+import { createModelRouter } from '@tollgate/router';
+import type { AttemptResult, ModelRouter, ModelRouterSetup, RouteAttempts } from '@tollgate/router';
+import { startServer } from './lib/child.js';
+import { authHeaders, benchKey, CHAT_BODY, CHAT_PATH, sha256Hex } from './lib/fixtures.js';
+import { inject } from './lib/inject.js';
+import { PerformanceObserver } from 'node:perf_hooks';
+import { getHeapStatistics } from 'node:v8';
+import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
+import { fmtBytes, fmtNumber, median, quantile, table } from './lib/stats.js';
+
+/** Target of issue 16: routing and breaker bookkeeping add at most this much CPU per request. */
+const MAX_ROUTING_US = 10;
+/** Retries configured must cost a first-time success nothing: within this (the noise of the measure). */
+const MAX_RETRY_US = 0.5;
+
+const TARGETS = [
+  { upstream: 'openai', model: 'gpt-4o' },
+  { upstream: 'azure', model: 'gpt-4o-mini' },
+  { upstream: 'anthropic', model: 'claude-haiku-4-5' },
+];
+const TRAITS = { inputTokens: 250, outputTokens: 256, tools: false, images: false, route: '/v1/chat/completions' };
+
+/** A transport that answers at once: what remains is the router's own work (and the promise it awaits). */
+const answered: AttemptResult = { kind: 'answered', firstByteMs: 12 };
+const attempts: RouteAttempts = { prepare: () => undefined, send: () => Promise.resolve(answered), fail: () => undefined };
+
+interface Case {
+  name: string;
+  /** One request: plan and run (the router), or only the transport's call (the baseline). */
+  request: () => Promise<void>;
+}
+
+function routerWith(strategy: 'fallback' | 'cheapest' | 'lowest-latency' | 'weighted', retry: ModelRouterSetup['retry']): ModelRouter {
+  return createModelRouter({ pricing: createPricing(), retry, modelGroups: { g: { strategy, targets: TARGETS } } });
+}
+
+function routedCase(name: string, router: ModelRouter): Case {
+  return {
+    name,
+    request: async () => {
+      const plan = router.plan({ model: 'g', ...TRAITS })!;
+      router.firstAvailable(plan);
+      await router.run(plan, attempts);
+    },
+  };
+}
+
+/** CPU µs per request of `run` over `count` requests (user + system of this process). */
+async function cpuPerRequest(request: () => Promise<void>, count: number): Promise<number> {
+  const started = process.cpuUsage();
+  for (let i = 0; i < count; i++) await request();
+  const used = process.cpuUsage(started);
+  return (used.user + used.system) / count;
+}
+
+const HUGE = { usd: 1_000_000, period: 'day' as const };
+
+/** What the proxy part measures, per case (0: the model asked directly, 1: the group). */
+interface ProxyRouting {
+  /** Per block: each case's median request CPU, µs. */
+  blockMedians: [number, number][];
+  /** Per block: each case's mean request CPU, µs (every request, those that met a GC pause included). */
+  blockMeans: [number, number][];
+  /** Bytes each case's request allocates: the median heap growth over the requests no collection ran in. */
+  allocatedBytes: [number, number];
+  /** Garbage collection over the run (every `gc` performance entry), µs per byte allocated. */
+  gcPerByte: number;
+}
+
+/**
+ * The example proxy, in-process (Node's own request and response on a discarding socket) in front of
+ * the zero-latency mock upstream in a child: one app, the same chat body asking for `gpt-4o-mini`
+ * directly or for a group whose first target is that model. One request to each case in turn (the
+ * first case alternating), each request's CPU a sample, pooled in blocks of rounds. Each request's
+ * heap growth (read outside its CPU window) gives what it allocates.
+ */
+async function proxyRouting(blocks: number, roundsPerBlock: number): Promise<ProxyRouting> {
+  const upstream = await startServer({ app: 'mock-upstream' });
+  const [{ createProxyApp }, { validateConfig }] = await Promise.all([import('../examples/proxy/src/app.js'), import('../examples/proxy/src/config.js')]);
+  const config = validateConfig({
+    upstreams: { openai: { baseUrl: `${upstream.url}/v1`, apiKey: 'upstream-bench-key' }, spare: { baseUrl: `${upstream.url}/v1`, apiKey: 'upstream-bench-key' } },
+    modelGroups: { g: { strategy: 'fallback', targets: [{ upstream: 'openai', model: 'gpt-4o-mini' }, { upstream: 'spare', model: 'gpt-4o' }] } },
+    tiers: { pro: { requestsPerMinute: 1_000_000_000, tokensPerMinute: 1_000_000_000_000, models: ['*'] } },
+    tenants: { 'bench-tenant': { tier: 'pro', budget: HUGE } },
+    keys: [{ id: 'bench-key-0', sha256: sha256Hex(benchKey(0)), tenant: 'bench-tenant', scopes: ['chat'], budget: HUGE }],
+    global: { requestsPerMinute: 1_000_000_000, budget: HUGE },
+    log: { level: 'silent' },
+  });
+  const app = createProxyApp(config, { log: () => undefined, metrics: false });
+  const headers = authHeaders(benchKey(0));
+  const bodies = [Buffer.from(CHAT_BODY), Buffer.from(JSON.stringify({ ...JSON.parse(CHAT_BODY), model: 'g' }))] as const;
+  let recording = false;
+  const growth: [number[], number[]] = [[], []];
+  const one = async (kind: 0 | 1): Promise<number> => {
+    const heapBefore = getHeapStatistics().used_heap_size;
+    const started = process.cpuUsage();
+    const status = await inject(app, { method: 'POST', url: CHAT_PATH, headers, body: bodies[kind] });
+    if (status !== 200) throw new Error(`the proxy answered ${status}`);
+    // The settle after the answer belongs to the request.
+    await new Promise((resolve) => setImmediate(resolve));
+    const used = process.cpuUsage(started);
+    // A collection during the request shrinks the heap: such a request says nothing of what it allocated.
+    const grown = getHeapStatistics().used_heap_size - heapBefore;
+    if (recording && grown > 0) growth[kind].push(grown);
+    return used.user + used.system;
+  };
+  let gcMs = 0;
+  const observer = new PerformanceObserver((list) => {
+    if (recording) for (const entry of list.getEntries()) gcMs += entry.duration;
+  });
+  const result: ProxyRouting = { blockMedians: [], blockMeans: [], allocatedBytes: [0, 0], gcPerByte: 0 };
+  try {
+    for (let i = 0; i < 2000; i++) {
+      await one(0);
+      await one(1);
+    }
+    observer.observe({ entryTypes: ['gc'] });
+    recording = true;
+    for (let block = 0; block < blocks; block++) {
+      const samples: [number[], number[]] = [[], []];
+      for (let round = 0; round < roundsPerBlock; round++) {
+        // A B then B A: neither case always follows the other.
+        const first = round % 2 === 0 ? 0 : 1;
+        samples[first].push(await one(first));
+        samples[1 - first as 0 | 1].push(await one(1 - first as 0 | 1));
+      }
+      result.blockMedians.push([median(samples[0]), median(samples[1])]);
+      result.blockMeans.push([mean(samples[0]), mean(samples[1])]);
+    }
+    // The observer reports on a later turn.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    recording = false;
+  } finally {
+    observer.disconnect();
+    await app.close();
+    await upstream.close();
+  }
+  result.allocatedBytes = [median(growth[0]), median(growth[1])];
+  // Collections run as allocation fills the young generation: their cost is shared out by bytes allocated.
+  const requestsPerCase = blocks * roundsPerBlock;
+  result.gcPerByte = (gcMs * 1000) / ((result.allocatedBytes[0] + result.allocatedBytes[1]) * requestsPerCase);
+  return result;
+}
+
+function mean(samples: readonly number[]): number {
+  let sum = 0;
+  for (const sample of samples) sum += sample;
+  return sum / samples.length;
+}
+
+/** Median and quartiles of a list, formatted: `m (q1, q3)`. */
+function withQuartiles(values: number[], digits = 1): string {
+  return `${fmtNumber(median(values), digits)} (${fmtNumber(quantile(values, 0.25), digits)}, ${fmtNumber(quantile(values, 0.75), digits)})`;
+}
+
+export async function runRoutingBenchmark(context: BenchContext): Promise<SectionResult> {
+  const count = context.quick ? 50_000 : 300_000;
+  const rounds = context.quick ? 3 : 7;
+  const baseline: Case = { name: 'transport call alone (no router)', request: () => attempts.send(TARGETS[0]! as never).then(() => undefined) };
+  const cases: Case[] = [
+    routedCase('fallback, 3 targets, retries 2', routerWith('fallback', { attempts: 2 })),
+    routedCase('fallback, 3 targets, retries 0', routerWith('fallback', { attempts: 0 })),
+    routedCase('cheapest, 3 targets', routerWith('cheapest', { attempts: 2 })),
+    routedCase('lowest-latency, 3 targets', routerWith('lowest-latency', { attempts: 2 })),
+    routedCase('weighted, 3 targets', routerWith('weighted', { attempts: 2 })),
+  ];
+  const all = [baseline, ...cases];
+  // Warm-up: the JIT and the breakers' windows reach their steady state.
+  for (const entry of all) await cpuPerRequest(entry.request, 20_000);
+  const perRound = new Map<string, number[]>(all.map((entry) => [entry.name, []]));
+  for (let round = 0; round < rounds; round++) {
+    // Rotated order: drift on a shared machine hits every case.
+    const order = all.map((_, i) => all[(i + round) % all.length]!);
+    const base = await cpuPerRequest(baseline.request, count);
+    for (const entry of order) {
+      if (entry === baseline) continue;
+      perRound.get(entry.name)!.push((await cpuPerRequest(entry.request, count)) - base);
+    }
+    perRound.get(baseline.name)!.push(base);
+    context.log(`routing: round ${round + 1}/${rounds} done`);
+  }
+  const rows = all.map((entry) => {
+    const samples = perRound.get(entry.name)!;
+    return [entry.name, fmtNumber(median(samples), 2), fmtNumber(Math.min(...samples), 2), fmtNumber(Math.max(...samples), 2)];
+  });
+  const routedMedians = cases.map((entry) => median(perRound.get(entry.name)!));
+  const worst = Math.max(...routedMedians);
+  const retryCost = median(perRound.get(cases[0]!.name)!.map((value, i) => value - perRound.get(cases[1]!.name)![i]!));
+  const proxyBlocks = context.quick ? 20 : 80;
+  const roundsPerBlock = 200;
+  const proxy = await proxyRouting(proxyBlocks, roundsPerBlock);
+  const typicalDiffs = proxy.blockMedians.map(([direct, grouped]) => grouped - direct);
+  const meanDiffs = proxy.blockMeans.map(([direct, grouped]) => grouped - direct);
+  const gcOf = (bytes: number) => bytes * proxy.gcPerByte;
+  const gcCost = gcOf(proxy.allocatedBytes[1] - proxy.allocatedBytes[0]);
+  const proxyCost = median(typicalDiffs) + gcCost;
+  context.log('routing: proxy rounds done');
+  const targets: TargetVerdict[] = [
+    { target: `routing and breaker bookkeeping ≤ ${MAX_ROUTING_US} µs CPU per request`, holds: worst <= MAX_ROUTING_US, figures: `worst strategy ${fmtNumber(worst, 2)} µs` },
+    { target: `retries add nothing to a first-time success (≤ ${MAX_RETRY_US} µs)`, holds: retryCost <= MAX_RETRY_US, figures: `retries 2 − retries 0: ${fmtNumber(retryCost, 2)} µs` },
+    {
+      target: `through the example proxy, a group request ≤ ${MAX_ROUTING_US} µs CPU over the model asked directly`,
+      holds: proxyCost <= MAX_ROUTING_US,
+      figures: `${fmtNumber(proxyCost, 1)} µs (typical request ${fmtNumber(median(typicalDiffs), 1)} + garbage collection ${fmtNumber(gcCost, 1)})`,
+    },
+  ];
+  const body = [
+    `The router alone (\`@tollgate/router\`, dist), driven in-process: per request \`plan()\` (class, strategy, breaker availability), ` +
+      `\`firstAvailable()\` and \`run()\` through the target's cockatiel breaker with a transport that answers at once; ` +
+      `${fmtNumber(count)} requests per case per round, ${rounds} rounds in rotated order. Figures are CPU µs per request ` +
+      'above the transport call alone (its own row is absolute), median, min and max over rounds.',
+    '',
+    table(['case', 'µs CPU / request (median)', 'min', 'max'], rows),
+    '',
+    'The example proxy (`createProxyApp`, memory stores, key, tenant and global budgets far above the load, metrics off, log silent) ' +
+      'in front of the zero-latency mock upstream (a child process, over HTTP), driven in-process one request at a time: the same chat ' +
+      'body asking for `gpt-4o-mini` directly, or for a fallback group whose first target is that model (the plan, the switch of the ' +
+      "call's model, the try through the breaker). One request to each case in turn, the first alternating, each request's CPU " +
+      `(this process only, to a turn of the event loop after its answer) a sample; ${proxyBlocks} blocks of ${roundsPerBlock} rounds. ` +
+      "A block's median is its typical request. A garbage collection pause lands on whichever request is running, so it is " +
+      "counted apart: each request's heap growth (read outside its CPU window; the median over the requests no collection ran in) " +
+      'is what it allocates, and the run\'s collection time (every `gc` performance entry) is shared out per byte allocated. ' +
+      "A block's mean counts everything but, on this shared machine, moves by tens of µs from block to block; it is shown for reference. " +
+      'CPU figures are the median over blocks (quartiles in brackets).',
+    '',
+    table(['case', 'typical request, µs CPU', 'mean request, µs CPU', 'allocated / request', 'its garbage collection, µs'], [
+      ['model asked directly', withQuartiles(proxy.blockMedians.map((pair) => pair[0])), withQuartiles(proxy.blockMeans.map((pair) => pair[0])),
+        fmtBytes(proxy.allocatedBytes[0]), fmtNumber(gcOf(proxy.allocatedBytes[0]), 1)],
+      ['model group (fallback, first target healthy)', withQuartiles(proxy.blockMedians.map((pair) => pair[1])), withQuartiles(proxy.blockMeans.map((pair) => pair[1])),
+        fmtBytes(proxy.allocatedBytes[1]), fmtNumber(gcOf(proxy.allocatedBytes[1]), 1)],
+      ['group − direct (per-block differences)', withQuartiles(typicalDiffs), withQuartiles(meanDiffs), fmtBytes(proxy.allocatedBytes[1] - proxy.allocatedBytes[0]), fmtNumber(gcCost, 1)],
+    ]),
+    '',
+    `What a group adds per request: ${fmtNumber(median(typicalDiffs), 1)} µs on the typical request + ${fmtNumber(gcCost, 1)} µs of garbage collection = **${fmtNumber(proxyCost, 1)} µs**.`,
+  ].join('\n');
+  const findings = [
+    `Routing: the router's own bookkeeping (plan, strategy, breaker, latency average) is ${fmtNumber(worst, 2)} µs of CPU per request at worst; ` +
+      `through the example proxy a group request costs ${fmtNumber(proxyCost, 1)} µs more than the same model asked directly ` +
+      `(${fmtNumber(median(typicalDiffs), 1)} µs on the typical request, ${fmtNumber(gcCost, 1)} µs of garbage collection): the plan, ` +
+      "the model switch, the router's try through the breaker (cockatiel's promise layers), the request's try object.",
+  ];
+  return { title: '12. Routing: plan, strategy and breaker bookkeeping per request', body, targets, findings };
+}

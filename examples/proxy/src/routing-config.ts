@@ -1,0 +1,64 @@
+// The routing part of the proxy config (modelGroups, requestClasses, retry, circuitBreaker, healthProbe), checked at start.
+import { createPricing, TollgateError } from '@tollgate/core';
+import type { ModelPrice } from '@tollgate/core';
+import { resolveRouterOptions } from '@tollgate/router';
+import type { CircuitBreakerOptions, ModelGroupOptions, RequestClassOptions, RetryOptions } from '@tollgate/router';
+
+/** An optional periodic probe of each upstream a group uses, reported on /healthz. */
+export interface HealthProbeConfig {
+  /** Milliseconds between probes. @default 30000 */
+  intervalMs?: number;
+  /** Milliseconds a probe may take. @default 5000 */
+  timeoutMs?: number;
+}
+
+export interface RoutingConfig {
+  /** Model names a client may ask for, each served by one or more targets (`upstream` + `model`). */
+  modelGroups?: Record<string, ModelGroupOptions>;
+  /** Model aliases (e.g. `auto`) whose rules pick a group by what the request is. */
+  requestClasses?: Record<string, RequestClassOptions>;
+  retry?: RetryOptions;
+  circuitBreaker?: CircuitBreakerOptions;
+  healthProbe?: HealthProbeConfig;
+}
+
+export const ROUTING_FIELDS = ['modelGroups', 'requestClasses', 'retry', 'circuitBreaker', 'healthProbe'] as const;
+
+interface RoutedProxy extends RoutingConfig {
+  upstreams?: Record<string, unknown>;
+  models?: Record<string, ModelPrice>;
+}
+
+/** What is wrong with the routing config, naming the field; undefined when it is sound. */
+export function checkRouting(config: RoutedProxy): string | undefined {
+  const { modelGroups, requestClasses, retry, circuitBreaker, healthProbe } = config;
+  if (modelGroups === undefined && requestClasses === undefined && healthProbe === undefined) {
+    // retry and circuitBreaker alone are checked too: a typo there should not wait for the first group.
+    if (retry === undefined && circuitBreaker === undefined) return undefined;
+  }
+  let resolved;
+  try {
+    resolved = resolveRouterOptions({ modelGroups, requestClasses, retry, circuitBreaker });
+  } catch (error) {
+    if (error instanceof TollgateError) return error.message.replace(/ \(ERR_TG_[^)]*\)$/, '');
+    throw error;
+  }
+  if (resolved.groups.size > 0 && !config.upstreams) return 'modelGroups needs upstreams: the built-in mock serves each model itself';
+  const pricing = createPricing({ models: { ...config.models } });
+  for (const group of resolved.groups.values()) {
+    for (const [i, target] of group.targets.entries()) {
+      const at = `modelGroups.${group.name}.targets[${i}]`;
+      if (config.upstreams && !Object.hasOwn(config.upstreams, target.upstream)) return `${at}.upstream names "${target.upstream}", which is not a key of upstreams`;
+      if (!pricing.find(target.model)) return `${at}.model "${target.model}" has no price: add it to models (every target is billed as itself)`;
+    }
+  }
+  if (healthProbe !== undefined) {
+    if (typeof healthProbe !== 'object' || healthProbe === null) return 'healthProbe must be an object';
+    for (const name of Object.keys(healthProbe)) if (name !== 'intervalMs' && name !== 'timeoutMs') return `healthProbe.${name} is not an option (known: intervalMs, timeoutMs)`;
+    for (const field of ['intervalMs', 'timeoutMs'] as const) {
+      const value = healthProbe[field];
+      if (value !== undefined && !(typeof value === 'number' && Number.isInteger(value) && value > 0)) return `healthProbe.${field} must be a positive integer`;
+    }
+  }
+  return undefined;
+}

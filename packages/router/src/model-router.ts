@@ -1,0 +1,297 @@
+// createModelRouter: picks a request's targets (strategy, breakers) and runs its attempts (retries, backoff, fallback).
+import { TollgateError, maxCostNanoUsd } from '@tollgate/core';
+import type { Pricing } from '@tollgate/core';
+import { retryDelayMs } from './backoff.js';
+import { resolveRouterOptions } from './options.js';
+import type { ModelRouterOptions, ResolvedGroup, ResolvedTarget, RouterConfig } from './options.js';
+import { classifyRequest } from './request-classes.js';
+import type { RequestTraits } from './request-classes.js';
+import { TargetHealth } from './target-health.js';
+import type { TargetReport } from './target-health.js';
+
+/** A request's route: its group and the targets to try, best first. */
+export interface RoutePlan {
+  /** The model the client asked for (a group name or a class alias). */
+  readonly requestedModel: string;
+  readonly group: ResolvedGroup;
+  readonly targets: readonly ResolvedTarget[];
+}
+
+/** What the router needs of a request to plan it. */
+export interface RouteRequest extends RequestTraits {
+  /** The model the client asked for. */
+  model: string;
+  /** The output cap per answer when the request sets one (else each target's documented maximum). */
+  outputTokens?: number | undefined;
+}
+
+/** How one try of a target ended. */
+export type AttemptResult =
+  /** The target answered (a success, or a client error passed on as it came): the request is done. */
+  | { kind: 'answered'; firstByteMs: number }
+  /**
+   * It failed before anything reached the client, in a way worth another try. `deliver` gives the
+   * client this failure as it is, when no other try follows.
+   */
+  | { kind: 'retryable'; reason: string; retryAfterMs?: number; deliver: () => void }
+  /** It failed and the transport already answered the client (or cut the answer): no other try. */
+  | { kind: 'failed'; reason: string };
+
+/** Why no target answered, when no try's own failure can be passed on. */
+export interface RouteFailure {
+  /** 503 when every target's breaker is open, 502 when none could take the request. */
+  status: 502 | 503;
+  message: string;
+  /** When an open breaker lets a probe through, for a `retry-after`. */
+  retryAfterMs?: number;
+}
+
+/** The caller's side of one request's attempts: the transport and what it must do between tries. */
+export interface RouteAttempts {
+  /**
+   * Before each target's first try: undefined to go on, else why this target cannot take the
+   * request (it is skipped, the reason logged). Where the budget re-prices the reservation.
+   */
+  prepare(target: ResolvedTarget): string | undefined | Promise<string | undefined>;
+  /** One try of the target. */
+  send(target: ResolvedTarget): Promise<AttemptResult>;
+  /** No try could answer the client: render this. */
+  fail(failure: RouteFailure): void;
+  /**
+   * True once the client left: no try follows (checked before each try and after each wait; a
+   * function rather than an AbortSignal, which costs every request a few µs to make).
+   */
+  gone?: () => boolean;
+}
+
+export interface RouterEvent {
+  type: 'skipped' | 'retry' | 'failed';
+  requestedModel: string;
+  target: string;
+  reason: string;
+  /** For `retry`: the wait before it. */
+  delayMs?: number;
+}
+
+export interface ModelRouterSetup extends ModelRouterOptions {
+  /** Prices of every target's model: `cheapest` compares them, and an unpriced target is refused at construction. */
+  pricing?: Pricing;
+  /** Told of skipped targets, retries and failed tries (the operator's log). */
+  onEvent?: (event: RouterEvent) => void;
+  /** Told once when a target's breaker opens. */
+  onBreakerOpen?: (target: ResolvedTarget, reason: string | undefined) => void;
+  /** Randomness for jitter and `weighted`. @default Math.random */
+  random?: () => number;
+}
+
+export interface ModelRouter {
+  readonly config: RouterConfig;
+  /** Whether `model` is a group or a class alias this router serves. */
+  serves(model: string): boolean;
+  /** The request's route, or undefined when its model is not the router's. */
+  plan(request: RouteRequest): RoutePlan | undefined;
+  /** The first target of the plan whose breaker lets a call through now. */
+  firstAvailable(plan: RoutePlan): ResolvedTarget | undefined;
+  /** Runs the request's tries until one answers or none is left. Never rejects. */
+  run(plan: RoutePlan, attempts: RouteAttempts): Promise<void>;
+  /** Every target's breaker, latency and counts. */
+  health(): TargetReport[];
+  /** Every target (each once, whatever groups share it). */
+  readonly targets: readonly ResolvedTarget[];
+}
+
+/** Output tokens assumed for a target's cost when the request sets no cap and the catalogue names no maximum. */
+const DEFAULT_OUTPUT_TOKENS = 4096;
+
+/** Why a try's result counts against its target (undefined: it answered). */
+function failureOf(result: AttemptResult): string | undefined {
+  return result.kind === 'answered' ? undefined : result.reason;
+}
+
+function wait(ms: number): Promise<void> {
+  return ms <= 0 ? Promise.resolve() : new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export function createModelRouter(setup: ModelRouterSetup = {}): ModelRouter {
+  const { pricing, onEvent, onBreakerOpen, random = Math.random, ...options } = setup;
+  const config = resolveRouterOptions(options);
+  const health = new Map<string, TargetHealth<AttemptResult>>();
+  const targets: ResolvedTarget[] = [];
+  for (const group of config.groups.values()) {
+    for (const target of group.targets) {
+      if (health.has(target.id)) continue;
+      if (pricing && !pricing.find(target.model)) {
+        throw new TollgateError('ERR_TG_ROUTER_UNPRICED_TARGET', `modelGroups.${group.name}: the target model "${target.model}" has no price; add it to the pricing table`);
+      }
+      health.set(target.id, new TargetHealth(target, config.breaker, config.latencyAlpha, failureOf, onBreakerOpen));
+      targets.push(target);
+    }
+  }
+  const healthOf = (target: ResolvedTarget) => health.get(target.id)!;
+
+  function estimatedCost(target: ResolvedTarget, request: RouteRequest): number {
+    const price = pricing?.find(target.model);
+    if (!price) return Number.POSITIVE_INFINITY;
+    return maxCostNanoUsd(request.inputTokens, request.outputTokens ?? price.maxOutputTokens ?? DEFAULT_OUTPUT_TOKENS, price);
+  }
+
+  /** The group's targets in the strategy's order (the group's own list when that is the order: never changed by the caller). */
+  function ordered(group: ResolvedGroup, request: RouteRequest): readonly ResolvedTarget[] {
+    const list = group.targets;
+    if (list.length === 1) return list;
+    switch (group.strategy) {
+      case 'fallback':
+        return list;
+      case 'cheapest': {
+        const costs = new Map(list.map((target) => [target, estimatedCost(target, request)]));
+        return [...list].sort((a, b) => costs.get(a)! - costs.get(b)!);
+      }
+      case 'lowest-latency':
+        // A target never measured goes first: it gets its first sample.
+        return [...list].sort((a, b) => (healthOf(a).ttfbMs ?? 0) - (healthOf(b).ttfbMs ?? 0));
+      case 'weighted': {
+        let pick = random() * group.totalWeight;
+        let chosen = list[list.length - 1]!;
+        for (const target of list) {
+          pick -= target.weight;
+          if (pick < 0) {
+            chosen = target;
+            break;
+          }
+        }
+        return [chosen, ...list.filter((target) => target !== chosen)];
+      }
+    }
+  }
+
+  function plan(request: RouteRequest): RoutePlan | undefined {
+    const requestClass = config.classes.get(request.model);
+    const group = requestClass ? classifyRequest(requestClass, request) : config.groups.get(request.model);
+    if (!group) return undefined;
+    const order = ordered(group, request);
+    // Healthy targets first, each part in the strategy's order: an open breaker is tried only when its cooldown is over.
+    // Every target healthy (the usual case): the order as it is, with no list built to find that out.
+    const now = Date.now();
+    let allHealthy = true;
+    for (const target of order) {
+      if (!healthOf(target).available(now)) {
+        allHealthy = false;
+        break;
+      }
+    }
+    if (allHealthy) return { requestedModel: request.model, group, targets: order };
+    const healthy = order.filter((target) => healthOf(target).available(now));
+    return { requestedModel: request.model, group, targets: [...healthy, ...order.filter((target) => !healthy.includes(target))] };
+  }
+
+  /** The index of the next target to try from `from` on, going round the plan; -1 when none is available. */
+  function nextTarget(order: readonly ResolvedTarget[], from: number, excluded: ReadonlySet<ResolvedTarget> | undefined): number {
+    for (let step = 0; step < order.length; step++) {
+      const index = (from + step) % order.length;
+      const target = order[index]!;
+      if (!excluded?.has(target) && healthOf(target).available()) return index;
+    }
+    return -1;
+  }
+
+  function note(route: RoutePlan, type: RouterEvent['type'], target: ResolvedTarget, reason: string, delayMs?: number): void {
+    onEvent?.({ type, requestedModel: route.requestedModel, target: target.id, reason, ...(delayMs === undefined ? {} : { delayMs }) });
+  }
+
+  async function run(route: RoutePlan, attempts: RouteAttempts): Promise<void> {
+    const { retry } = config;
+    const order = route.targets;
+    let triesLeft = retry.attempts + 1;
+    // What only a failure needs is made at the first failure: a first try that answers makes none of it.
+    let triedCount: Map<ResolvedTarget, number> | undefined;
+    let lastHint: Map<ResolvedTarget, number | undefined> | undefined;
+    let excluded: Set<ResolvedTarget> | undefined;
+    let skipped: string[] | undefined;
+    let pending: (() => void) | undefined;
+    let index = 0;
+    try {
+      while (triesLeft > 0) {
+        if (attempts.gone?.()) return;
+        index = nextTarget(order, index, excluded);
+        if (index < 0) break;
+        const target = order[index]!;
+        const tried = triedCount?.get(target) ?? 0;
+        if (tried === 0) {
+          let unfit = attempts.prepare(target);
+          // Awaited only when it is a promise (a re-pricing): an answer at hand costs no turn of the microtask queue.
+          if (typeof unfit === 'object') unfit = await unfit;
+          if (unfit !== undefined) {
+            (excluded ??= new Set()).add(target);
+            (skipped ??= []).push(`${target.id}: ${unfit}`);
+            note(route, 'skipped', target, unfit);
+            continue;
+          }
+        } else {
+          // The same target again: wait first (its own hint, else full jitter). Another target goes at once.
+          const delayMs = retryDelayMs(tried, retry.baseDelayMs, retry.maxDelayMs, lastHint?.get(target), random);
+          note(route, 'retry', target, 'after a failure', delayMs);
+          await wait(delayMs);
+          if (attempts.gone?.()) return;
+          // Switching back re-prices too: another target may have been prepared in between.
+          const unfit = await attempts.prepare(target);
+          if (unfit !== undefined) {
+            (excluded ??= new Set()).add(target);
+            note(route, 'skipped', target, unfit);
+            continue;
+          }
+        }
+        const outcome = await healthOf(target).guard(() => attempts.send(target));
+        if (!outcome.ran) {
+          // Opened (or probed) by a concurrent request since the plan: no try spent, the next target goes.
+          (excluded ??= new Set()).add(target);
+          (skipped ??= []).push(`${target.id}: circuit breaker open`);
+          continue;
+        }
+        triesLeft--;
+        const result = outcome.result;
+        if (result.kind === 'answered') {
+          pending = undefined;
+          healthOf(target).noteFirstByte(result.firstByteMs);
+          return;
+        }
+        (triedCount ??= new Map()).set(target, tried + 1);
+        note(route, 'failed', target, result.reason);
+        if (result.kind === 'failed') {
+          pending = undefined;
+          return;
+        }
+        pending = result.deliver;
+        (lastHint ??= new Map()).set(target, result.retryAfterMs);
+        // Round the plan: the next target if there is one, this one again if it is alone.
+        index = (index + 1) % order.length;
+      }
+      if (attempts.gone?.()) return;
+      if (pending) {
+        const deliver = pending;
+        pending = undefined;
+        deliver();
+        return;
+      }
+      // No try left an answer to pass on: every target open (503, with when one may be tried), or none could take it (502).
+      const openUntil = order.map((target) => healthOf(target).retryAt()).filter((at): at is number => at !== undefined);
+      const allOpen = openUntil.length === order.length;
+      attempts.fail(allOpen
+        ? { status: 503, message: `Every target of "${route.requestedModel}" is failing (circuit breakers open); retry shortly.`, retryAfterMs: Math.max(0, Math.min(...openUntil) - Date.now()) }
+        : { status: 502, message: `No target of "${route.requestedModel}" could take the request${skipped ? `: ${skipped.join('; ')}` : ''}.` });
+    } catch (error) {
+      // A transport that throws is a bug of its own: the client still gets an answer, once.
+      if (pending) pending();
+      else attempts.fail({ status: 502, message: `Routing "${route.requestedModel}" failed: ${error instanceof Error ? error.message : String(error)}` });
+    }
+  }
+
+  return {
+    config,
+    targets,
+    serves: (model) => config.groups.has(model) || config.classes.has(model),
+    plan,
+    firstAvailable: (route) => route.targets.find((target) => healthOf(target).available()),
+    run,
+    health: () => targets.map((target) => healthOf(target).report()),
+  };
+}
