@@ -1,0 +1,79 @@
+// The response cache and Anthropic prompt caching from the config's `cache` section, placed around the fused limits call.
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { anthropicPromptCaching, createResponseCache, MemoryCacheStore, RedisCacheStore } from '@tollgate/cache';
+import type { CacheStore } from '@tollgate/cache';
+import type { TollgateStores } from '@tollgate/core';
+import { combineLimits } from '@tollgate/ratelimit';
+import type { ProxyConfig } from './config.js';
+
+export interface ProxyCache {
+  /**
+   * Right after the permission and tier checks, before the meter: a memory store answers here, so
+   * a hit skips the estimate (its prompt is never tokenized). Passes on Redis, whose lookup starts
+   * beside the limits' call (`around`).
+   */
+  readonly beforeEstimate: RequestHandler;
+  /**
+   * The fused limits with the cache around them: the lookup starts first; a hit the memory store
+   * already answered passes `requestLimits` only, fused (no tokens, slot or budget); anything else
+   * passes `limits` whole while Redis answers (a Redis hit gives back its reservation at its settle);
+   * then a hit is served, or a miss goes on, with prompt-cache breakpoints placed.
+   */
+  around(limits: RequestHandler, requestLimits: RequestHandler[]): RequestHandler[];
+  close(): Promise<void>;
+}
+
+/** The parts of the Redis stores the cache uses: the connection and the key prefix. */
+interface RedisConnection {
+  readonly prefix: string;
+  sendCommand(args: string[]): Promise<unknown>;
+}
+
+function cacheStoreOf(config: ProxyConfig, stores: TollgateStores): CacheStore {
+  const choice = config.cache?.store ?? (stores.kind === 'redis' ? 'redis' : 'memory');
+  if (choice === 'memory') return new MemoryCacheStore(config.cache?.maxBytes ? { maxBytes: config.cache.maxBytes } : {});
+  const redis = stores as Partial<RedisConnection> & TollgateStores;
+  if (stores.kind !== 'redis' || typeof redis.sendCommand !== 'function') {
+    throw new Error('cache.store "redis" needs Redis stores: set redisUrl (or REDIS_URL) or redis.cluster, or use "memory"');
+  }
+  return new RedisCacheStore({ sendCommand: (args) => redis.sendCommand!(args), prefix: redis.prefix ?? 'tollgate:' });
+}
+
+/** Undefined when the config has no `cache`: then nothing is mounted. */
+export function createProxyCache(config: ProxyConfig, stores: TollgateStores, log: (line: string) => void): ProxyCache | undefined {
+  const options = config.cache;
+  if (!options) return undefined;
+  let lastWarnedAt = 0;
+  const tiers = Object.entries(config.tiers ?? {});
+  const tiersOff = new Set(tiers.filter(([, tier]) => tier.cache === false).map(([name]) => name));
+  const tierTtls = new Map(tiers.flatMap(([name, tier]) => (typeof tier.cache === 'object' && tier.cache.ttl !== undefined ? [[name, tier.cache.ttl] as const] : [])));
+  const cache = createResponseCache({
+    store: cacheStoreOf(config, stores),
+    ...(tierTtls.size > 0
+      ? { ttl: (req: Request) => tierTtls.get(req.tollgate.identity?.tier ?? '') ?? options.ttl }
+      : options.ttl !== undefined ? { ttl: options.ttl } : {}),
+    ...(options.scope !== undefined ? { scope: options.scope } : {}),
+    ...(options.maxEntryBytes !== undefined ? { maxEntryBytes: options.maxEntryBytes } : {}),
+    ...(options.costFraction !== undefined ? { costFraction: options.costFraction } : {}),
+    ...(tiersOff.size > 0 ? { enabled: (req: Request) => !tiersOff.has(req.tollgate.identity?.tier ?? '') } : {}),
+    onStoreError: (error, operation) => {
+      // A store that is down fails every request: one line a minute says so.
+      const now = Date.now();
+      if (now - lastWarnedAt < 60_000) return;
+      lastWarnedAt = now;
+      log(`tollgate proxy: the response cache could not ${operation} (served as a miss): ${error instanceof Error ? error.message : String(error)}`);
+    },
+  });
+  const prompt = options.promptCaching;
+  const promptCaching = prompt ? [anthropicPromptCaching(prompt === true ? {} : prompt)] : [];
+  return {
+    beforeEstimate: cache.lookupBeforeEstimate,
+    around: (limits, requestLimits) => {
+      const hitLimits = requestLimits.length > 0 ? combineLimits(...requestLimits) : function noRequestLimits(_req: Request, _res: Response, next: NextFunction) {
+        next();
+      };
+      return [cache.lookup, cache.chooseLimits({ hit: hitLimits, miss: limits }), cache.answer, ...promptCaching];
+    },
+    close: () => cache.close(),
+  };
+}

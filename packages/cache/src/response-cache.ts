@@ -1,0 +1,378 @@
+// createResponseCache: answers a repeated provider request from a stored answer, in the form the client asked for, and stores complete answers.
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { assertKnownOptions, getContext, parseDuration, TollgateError } from '@tollgate/core';
+import type { ProviderCall, TollgateContext, UsageRecord } from '@tollgate/core';
+import { completeJsonAnswer, isCachedApi, jsonToStream, streamToJson, type CachedApi } from './answer-forms.js';
+import { cacheKey, scopeOf, type CacheScope } from './cache-key.js';
+import type { CacheStore } from './cache-store.js';
+import { MemoryCacheStore } from './memory-cache-store.js';
+
+/** The response header that says what the cache did: `hit`, `miss` or `bypass`. */
+export const CACHE_HEADER = 'x-tollgate-cache';
+
+export interface ResponseCacheOptions {
+  /** Where answers are kept: `new MemoryCacheStore()` or `new RedisCacheStore({ sendCommand, prefix })`. @default a MemoryCacheStore of 64 MiB */
+  store?: CacheStore;
+  /**
+   * How long an answer is served: ms, or a duration such as `"10m"`; or per request (per tier,
+   * key or route), a function returning one, or undefined for the default of 10 minutes.
+   * @default "10m"
+   */
+  ttl?: number | string | ((req: Request) => number | string | undefined);
+  /**
+   * Who shares answers: `tenant` (the caller's tenant, else its key), `key`, or `global` (every
+   * caller, across tenants: only for answers that hold nothing private).
+   * @default "tenant"
+   */
+  scope?: CacheScope;
+  /** Answers larger than this (UTF-8 bytes as sent) are not stored. @default 1_000_000 */
+  maxEntryBytes?: number;
+  /** Share of the answer's cost billed on a hit (0 to 1); the rest is recorded as saved. @default 0 */
+  costFraction?: number;
+  /** Whether a request may use the cache (per tier, key or route); false leaves it untouched, with no header. @default every request */
+  enabled?: (req: Request) => boolean;
+  /** Told when the store fails; the request goes on as a miss. @default a process warning, at most one a minute */
+  onStoreError?: (error: unknown, operation: 'get' | 'set') => void;
+}
+
+const KNOWN_OPTIONS = ['store', 'ttl', 'scope', 'maxEntryBytes', 'costFraction', 'enabled', 'onStoreError'] as const satisfies readonly (keyof ResponseCacheOptions)[];
+const SCOPES: readonly CacheScope[] = ['tenant', 'key', 'global'];
+const CODE = 'ERR_TG_CACHE_INVALID_OPTION';
+
+/** The options with every default filled in, checked once. */
+interface CacheConfig {
+  store: CacheStore;
+  ttlMs: number;
+  /** Per request, in ms (checked when made), when `ttl` is a function. */
+  ttlOf: ((req: Request) => number) | undefined;
+  scope: CacheScope;
+  maxEntryBytes: number;
+  costFraction: number;
+  enabled: ((req: Request) => boolean) | undefined;
+  onStoreError: (error: unknown, operation: 'get' | 'set') => void;
+}
+
+function throttledWarning(): (error: unknown, operation: 'get' | 'set') => void {
+  let lastAt = 0;
+  return (error, operation) => {
+    const now = Date.now();
+    if (now - lastAt < 60_000) return;
+    lastAt = now;
+    process.emitWarning(`tollgate: the response cache's store failed to ${operation} (served as a miss): ${error instanceof Error ? error.message : String(error)}`);
+  };
+}
+
+function resolveOptions(options: ResponseCacheOptions): CacheConfig {
+  assertKnownOptions(options, KNOWN_OPTIONS, 'ERR_TG_CACHE_UNKNOWN_OPTION', 'createResponseCache');
+  const store = options.store ?? new MemoryCacheStore();
+  if (typeof store?.get !== 'function' || typeof store.set !== 'function') throw new TollgateError(CODE, 'createResponseCache() option store must have get(key) and set(key, value, ttlMs)');
+  const scope = options.scope ?? 'tenant';
+  if (!SCOPES.includes(scope)) throw new TollgateError(CODE, `createResponseCache() option scope must be one of ${SCOPES.join(', ')}; got ${JSON.stringify(scope)}`);
+  const maxEntryBytes = options.maxEntryBytes ?? 1_000_000;
+  if (!Number.isSafeInteger(maxEntryBytes) || maxEntryBytes < 1) throw new TollgateError(CODE, 'createResponseCache() option maxEntryBytes must be a positive integer');
+  const costFraction = options.costFraction ?? 0;
+  if (typeof costFraction !== 'number' || !(costFraction >= 0 && costFraction <= 1)) throw new TollgateError(CODE, 'createResponseCache() option costFraction must be a number from 0 to 1');
+  if (options.enabled !== undefined && typeof options.enabled !== 'function') throw new TollgateError(CODE, 'createResponseCache() option enabled must be a function (req) => boolean');
+  if (options.onStoreError !== undefined && typeof options.onStoreError !== 'function') throw new TollgateError(CODE, 'createResponseCache() option onStoreError must be a function');
+  const durationMs = (value: number | string, what: string): number => {
+    try {
+      return parseDuration(value, what);
+    } catch (error) {
+      throw new TollgateError(CODE, error instanceof Error ? error.message : String(error));
+    }
+  };
+  const ttl = options.ttl;
+  const ttlMs = typeof ttl === 'function' || ttl === undefined ? 600_000 : durationMs(ttl, 'createResponseCache() option ttl');
+  // A function's answer is checked as it comes: a bad one is the caller's bug, thrown where it is made.
+  const ttlOf = typeof ttl === 'function' ? (req: Request) => {
+    const value = ttl(req);
+    return value === undefined ? ttlMs : durationMs(value, 'createResponseCache() option ttl(req)');
+  } : undefined;
+  return { store, ttlMs, ttlOf, scope, maxEntryBytes, costFraction, enabled: options.enabled, onStoreError: options.onStoreError ?? throttledWarning() };
+}
+
+/** The client asked not to be served from the cache (`no-cache`, `no-store`). */
+const NOT_LOOKED_UP = Symbol('not looked up');
+
+/** What the lookup left for the answer step of one request. */
+interface Lookup {
+  key: string;
+  api: CachedApi;
+  scopeId: string;
+  /** The model and output cap the key was made with: the budget may change them before the call. */
+  model: string;
+  cap: number | undefined;
+  /**
+   * The stored answer, already in the form the client asked for, or undefined: at once from a
+   * memory store, later from Redis.
+   */
+  found: string | undefined | Promise<string | undefined> | typeof NOT_LOOKED_UP;
+  /** The client's `no-store`: neither served nor stored. */
+  bypass: boolean;
+}
+
+export interface ResponseCache {
+  /** Lookup and answer in one, for a route that mounts it where the cache belongs (after `meter()` and request limits). */
+  readonly middleware: RequestHandler;
+  /**
+   * The first half: starts the store lookup and moves on at once, so the lookup runs while the
+   * next middleware (token limits and budget in one store call) does. Mount `answer` after that.
+   */
+  readonly lookup: RequestHandler;
+  /**
+   * The lookup moved earlier, for a store that answers at once (memory; with any other store it
+   * passes): mount it after the permission and tier checks and BEFORE `meter()`. A hit is then
+   * known before the estimate (`req.tollgate.cacheHit` is set), so the meter does not tokenize its
+   * prompt; `lookup` after the meter then passes. Whatever decides the model or the output cap
+   * (tier rules, routing) must run before it; the meter must follow it, or the hit goes unrecorded.
+   */
+  readonly lookupBeforeEstimate: RequestHandler;
+  /**
+   * The second half: serves a hit, or arms the store of a miss. A hit that was reserved for (the
+   * store answered after the limits started) gives the tokens and the budget back at its settle.
+   */
+  readonly answer: RequestHandler;
+  /**
+   * Between the halves: runs `hit` (e.g. request limits only) when the lookup already found an
+   * answer (a memory store answers at once), else `miss` (request limits, tokens and budget).
+   */
+  chooseLimits(limits: { hit: RequestHandler; miss: RequestHandler }): RequestHandler;
+  readonly store: CacheStore;
+  close(): Promise<void>;
+}
+
+/** Entries are `j\n<json>` or `s\n<event stream>`: the answer as the provider sent it, marked with its form. */
+const JSON_ENTRY = 'j\n';
+const STREAM_ENTRY = 's\n';
+
+/**
+ * An exact response cache for provider calls. Mount it after `meter()` (its hits are metered as
+ * `usageSource: "cache"`, and it stores only what the meter saw complete), and after the request
+ * limits, so that hits count toward them.
+ */
+export function createResponseCache(options: ResponseCacheOptions = {}): ResponseCache {
+  const config = resolveOptions(options);
+  const { store, ttlMs, ttlOf, scope, maxEntryBytes, costFraction, enabled, onStoreError } = config;
+  const lookups = new WeakMap<Request, Lookup>();
+  const lookUpEarly = store.answersAtOnce === true;
+
+  /**
+   * The answer to send, at once when the store answers at once (memory: no promise, no turn of the
+   * loop on the request's path). An entry that cannot be read is a miss.
+   */
+  const readStore = (key: string, api: CachedApi, stream: boolean): string | undefined | Promise<string | undefined> => {
+    try {
+      const found = store.get(key);
+      if (found === undefined) return undefined;
+      if (typeof found === 'string') return answerText(api, stream, found);
+      return found.then((entry) => (entry === undefined ? undefined : answerText(api, stream, entry)), (error: unknown) => {
+        onStoreError(error, 'get');
+        return undefined;
+      });
+    } catch (error) {
+      onStoreError(error, 'get');
+      return undefined;
+    }
+  };
+
+  const writeStore = (key: string, entry: string, lifetimeMs: number): void => {
+    try {
+      const written = store.set(key, entry, lifetimeMs);
+      if (written) written.catch((error: unknown) => onStoreError(error, 'set'));
+    } catch (error) {
+      onStoreError(error, 'set');
+    }
+  };
+
+  /** The call this request makes, when the cache may serve it. */
+  function cacheableCall(req: Request, ctx: TollgateContext, beforeMeter: boolean): { call: ProviderCall; api: CachedApi; scopeId: string } | undefined {
+    const call = ctx.call;
+    // Without the meter, a hit could not be recorded, nor an answer be known complete (before it, the meter comes next).
+    if (!call || (!beforeMeter && !ctx.metered) || call.model === undefined) return undefined;
+    const api = call.adapter.api;
+    if (!isCachedApi(api)) return undefined;
+    if (enabled && !enabled(req)) return undefined;
+    const scopeId = scopeOf(scope, ctx.identity);
+    return scopeId === undefined ? undefined : { call, api, scopeId };
+  }
+
+  /** Keys the request and reads the store (once: a request looked up before the meter is not looked up again). */
+  function startLookup(req: Request, res: Response, beforeMeter: boolean): Lookup | undefined {
+    const ctx = getContext(req, res);
+    if (!beforeMeter && lookups.has(req)) return undefined;
+    const cacheable = cacheableCall(req, ctx, beforeMeter);
+    if (!cacheable) return undefined;
+    const { call, api, scopeId } = cacheable;
+    const control = req.headers['cache-control'];
+    const noStore = control !== undefined && /\bno-store\b/i.test(control);
+    const noCache = noStore || (control !== undefined && /\bno-cache\b/i.test(control));
+    const key = cacheKey(scopeId, api, call.model!, call.body);
+    const lookup: Lookup = { key, api, scopeId, model: call.model!, cap: call.outputCap, found: noCache ? NOT_LOOKED_UP : readStore(key, api, call.stream), bypass: noStore };
+    lookups.set(req, lookup);
+    return lookup;
+  }
+
+  function serveOrCapture(req: Request, res: Response, next: NextFunction): void {
+    const lookup = lookups.get(req);
+    if (!lookup) {
+      next();
+      return;
+    }
+    lookups.delete(req);
+    const { found } = lookup;
+    if (found === NOT_LOOKED_UP) {
+      res.setHeader(CACHE_HEADER, 'bypass');
+      // no-cache: not served from the cache, but the fresh answer replaces the stored one.
+      if (!lookup.bypass) captureAnswer(req, res, lookup);
+      next();
+      return;
+    }
+    if (typeof found === 'string' || found === undefined) {
+      serveOrMiss(req, res, next, lookup, found);
+      return;
+    }
+    found.then((entry) => {
+      // The client left while the store answered: the request is settled already.
+      if (req.tollgate.settled || res.headersSent) return;
+      serveOrMiss(req, res, next, lookup, entry);
+    }).catch((error: unknown) => next(error));
+  }
+
+  function serveOrMiss(req: Request, res: Response, next: NextFunction, lookup: Lookup, text: string | undefined): void {
+    if (text !== undefined) {
+      serveAnswer(res, req.tollgate, text);
+      return;
+    }
+    res.setHeader(CACHE_HEADER, 'miss');
+    captureAnswer(req, res, lookup);
+    next();
+  }
+
+  /**
+   * The key the answer is stored under: the request as it is sent. The budget may have lowered
+   * the cap or downgraded the model since the lookup; that answer belongs to that request.
+   */
+  function storeKeyOf(req: Request, lookup: Lookup): string {
+    const call = req.tollgate.call!;
+    return call.model === lookup.model && call.outputCap === lookup.cap ? lookup.key : cacheKey(lookup.scopeId, lookup.api, call.model!, call.body);
+  }
+
+  /** Writes a stored answer, in the form the client asked for. */
+  function serveAnswer(res: Response, ctx: TollgateContext, text: string): void {
+    const stream = ctx.call!.stream;
+    ctx.cacheHit = { costFraction };
+    res.status(200);
+    res.setHeader(CACHE_HEADER, 'hit');
+    if (stream) {
+      res.setHeader('content-type', 'text/event-stream; charset=utf-8');
+      res.setHeader('cache-control', 'no-cache');
+      res.write(text);
+      res.end();
+    } else {
+      res.setHeader('content-type', 'application/json; charset=utf-8');
+      res.end(text);
+    }
+  }
+
+  /**
+   * Keeps the bytes the route writes (before the meter's tap, so a stream keeps the usage the
+   * meter asked for) and stores them once the meter settled the request complete and successful.
+   */
+  function captureAnswer(req: Request, res: Response, lookup: Lookup): void {
+    // The answer to a stream request is a stream (an error would be JSON, and is never stored).
+    const streamed = req.tollgate.call!.stream;
+    // Made now, before anything after the cache (prompt-cache breakpoints) writes into the body.
+    const key = storeKeyOf(req, lookup);
+    const lifetimeMs = ttlOf ? ttlOf(req) : ttlMs;
+    const chunks: Uint8Array[] = [];
+    let bytes = 0;
+    let tooLarge = false;
+    const keep = (chunk: unknown, encoding: unknown) => {
+      if (tooLarge || chunk === undefined || chunk === null || typeof chunk === 'function') return;
+      // Kept as written, not copied: a chunk handed to write() is not changed afterwards.
+      const buffer = typeof chunk === 'string' ? Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8') : (chunk as Uint8Array);
+      bytes += buffer.length;
+      if (bytes + 2 > maxEntryBytes) {
+        tooLarge = true;
+        chunks.length = 0;
+        return;
+      }
+      chunks.push(buffer);
+    };
+    const write = res.write;
+    const end = res.end;
+    res.write = function keepWrite(this: Response, chunk: unknown, ...rest: unknown[]) {
+      keep(chunk, rest[0]);
+      return (write as (...args: unknown[]) => boolean).call(this, chunk, ...rest);
+    } as Response['write'];
+    res.end = function keepEnd(this: Response, chunk?: unknown, ...rest: unknown[]) {
+      keep(chunk, rest[0]);
+      return (end as (...args: unknown[]) => Response).call(this, chunk, ...rest);
+    } as Response['end'];
+    req.tollgate.onSettle((record) => {
+      if (tooLarge || !isStorable(record)) return;
+      const text = chunks.length === 1 ? Buffer.from(chunks[0]!.buffer, chunks[0]!.byteOffset, chunks[0]!.byteLength).toString('utf8') : Buffer.concat(chunks).toString('utf8');
+      // The meter read the provider's usage from this very answer; what is left to check is that it ended as the API ends.
+      if (streamed ? streamToJson(lookup.api, text) === undefined : !jsonLooksComplete(lookup.api, text)) return;
+      writeStore(key, (streamed ? STREAM_ENTRY : JSON_ENTRY) + text, lifetimeMs);
+    });
+  }
+
+  function chooseLimits({ hit, miss }: { hit: RequestHandler; miss: RequestHandler }): RequestHandler {
+    return function limitsForCachedAnswer(req: Request, res: Response, next: NextFunction): void {
+      const found = lookups.get(req)?.found;
+      // Known to be a hit already (a memory store): only what a hit is subject to. Else (a miss, or Redis still answering) the whole check.
+      if (typeof found === 'string') hit(req, res, next);
+      else miss(req, res, next);
+    };
+  }
+
+  return {
+    chooseLimits,
+    middleware: function responseCacheMiddleware(req: Request, res: Response, next: NextFunction): void {
+      startLookup(req, res, false);
+      serveOrCapture(req, res, next);
+    },
+    lookup: function lookUpCachedAnswer(req: Request, res: Response, next: NextFunction): void {
+      startLookup(req, res, false);
+      next();
+    },
+    lookupBeforeEstimate: function lookUpBeforeEstimate(req: Request, res: Response, next: NextFunction): void {
+      if (lookUpEarly) {
+        const found = startLookup(req, res, true)?.found;
+        // Known now: the meter skips the estimate (a hit refused later is not billed as one: the meter checks its status).
+        if (typeof found === 'string') req.tollgate.cacheHit = { costFraction };
+      }
+      next();
+    },
+    answer: function answerFromCache(req: Request, res: Response, next: NextFunction): void {
+      serveOrCapture(req, res, next);
+    },
+    store,
+    close: async () => {
+      await store.close?.();
+    },
+  };
+}
+
+/** A stored entry as the answer to send: as it was stored, or turned into the other form; undefined when it cannot be read. */
+function answerText(api: CachedApi, stream: boolean, entry: string): string | undefined {
+  const storedStream = entry.startsWith(STREAM_ENTRY);
+  if (!storedStream && !entry.startsWith(JSON_ENTRY)) return undefined;
+  const body = entry.slice(2);
+  if (stream) return storedStream ? body : jsonToStream(api, body);
+  return storedStream ? streamToJson(api, body) : body;
+}
+
+/**
+ * A JSON answer the meter read usage from is whole; a Responses answer may still say it failed or
+ * stopped short (its status), so that one is parsed and checked.
+ */
+function jsonLooksComplete(api: CachedApi, text: string): boolean {
+  return api === 'openai.responses' ? completeJsonAnswer(api, text) !== undefined : text.length > 0;
+}
+
+/** Only an answer the provider finished and the client received whole, with the provider's own usage. */
+function isStorable(record: UsageRecord | undefined): boolean {
+  return record !== undefined && record.status === 200 && record.usageSource === 'provider' && !record.aborted && !record.upstreamAborted && !record.outputOverCap;
+}
