@@ -2,36 +2,21 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { createServer, type IncomingHttpHeaders } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
 import { createRedisStores } from '@tollgate/redis';
 import { signBody, type GuardEvent } from '@tollgate/guard';
 import { deleteRedisPrefix, REDIS_URL, ROOT } from './helpers/proxy.js';
+import { startWebhookReceiver } from './helpers/webhook-receiver.js';
+import type { WebhookReceiver } from './helpers/webhook-receiver.js';
 
 const prefix = `tg-test:${randomUUID()}:`;
 const secret = 'e2e-hook-secret';
 const runaway = generateApiKey();
 const steady = generateApiKey();
 const processes: { child: ChildProcess; url: string }[] = [];
-const deliveries: { headers: IncomingHttpHeaders; body: string }[] = [];
-let attempts = 0;
-let failNext = 1;
-const hook = createServer((req, res) => {
-  let body = '';
-  req.on('data', (chunk: Buffer) => (body += chunk.toString()));
-  req.on('end', () => {
-    attempts++;
-    if (failNext > 0) {
-      failNext--;
-      res.statusCode = 503;
-      return res.end();
-    }
-    deliveries.push({ headers: req.headers, body });
-    res.end('ok');
-  });
-});
+/** The webhook receiver: refuses the first delivery (503) so the retry is seen. */
+let hook: WebhookReceiver;
 
 async function start(env: Record<string, string>): Promise<{ child: ChildProcess; url: string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=source', 'test/helpers/guard-app.ts'], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -53,8 +38,7 @@ async function start(env: Record<string, string>): Promise<{ child: ChildProcess
 }
 
 beforeAll(async () => {
-  hook.listen(0, '127.0.0.1');
-  await once(hook, 'listening');
+  hook = await startWebhookReceiver({ refuseFirst: 1 });
   const stores = createRedisStores({ url: REDIS_URL, prefix });
   const createdAt = new Date().toISOString();
   await stores.keys.put({ id: 'runaway', sha256: hashApiKey(runaway), tenantId: 'acme', tier: 'pro', scopes: [], createdAt });
@@ -66,7 +50,7 @@ beforeAll(async () => {
       spendAnomaly: { bucketSeconds: 1, zScore: 4, minBuckets: 3, minSpendUsd: 0.005, action: 'suspend', cooldown: '15m', watch: ['key'] },
       repeatedRequests: { max: 5, windowSeconds: 60 },
       authFailures: { max: 6, windowSeconds: 60, block: '5m' },
-      alerts: { webhooks: [{ url: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hook`, secretEnv: 'GUARD_E2E_HOOK_SECRET', initialDelay: 50 }] },
+      alerts: { webhooks: [{ url: hook.url, secretEnv: 'GUARD_E2E_HOOK_SECRET', initialDelay: 50 }] },
     },
   };
   const env = { GUARD_APP_CONFIG: JSON.stringify(config), GUARD_E2E_HOOK_SECRET: secret, REDIS_URL };
@@ -81,7 +65,7 @@ afterAll(async () => {
       await exited;
     }),
   );
-  hook.close();
+  await hook.close();
   await deleteRedisPrefix(prefix);
 });
 
@@ -96,7 +80,7 @@ async function chat(index: number, key: string, options: { maxTokens?: number; c
 }
 
 const flushAll = () => Promise.all(processes.map(({ url }) => fetch(`${url}/control/flush`, { method: 'POST' })));
-const events = () => deliveries.map(({ body }) => JSON.parse(body) as GuardEvent);
+const events = () => hook.deliveries.map(({ body }) => JSON.parse(body) as GuardEvent);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function eventually(check: () => Promise<void>, withinMs: number): Promise<void> {
@@ -133,9 +117,9 @@ describe('the guard across three processes on one Redis', () => {
     for (let index = 0; index < processes.length; index++) expect((await chat(index, steady)).status).toBe(200);
     await flushAll();
     await eventually(async () => expect(events().map((event) => event.type).sort()).toEqual(['anomaly', 'suspended']), 5_000);
-    for (const { headers, body } of deliveries) expect(headers['x-tollgate-signature']).toBe(signBody(secret, body));
+    for (const { headers, body } of hook.deliveries) expect(headers['x-tollgate-signature']).toBe(signBody(secret, body));
     expect(events()[0]).toMatchObject({ keyId: 'runaway', tenantId: 'acme' });
-    expect(attempts).toBe(deliveries.length + 1);
+    expect(hook.attempts()).toBe(hook.deliveries.length + 1);
 
     const listed = (await (await fetch(`${processes[2]!.url}/admin/guard/mitigations`)).json()) as { mitigations: { subject: string }[] };
     expect(listed.mitigations.map((m) => m.subject)).toEqual(['key:runaway']);
@@ -148,7 +132,7 @@ describe('the guard across three processes on one Redis', () => {
   }, 60_000);
 
   it('blocks an address that fails authentication too often in every process, and no other address', async () => {
-    deliveries.length = 0;
+    hook.deliveries.length = 0;
     for (let i = 0; i < 7; i++) expect((await chat(i, 'tgk_not-a-real-key', { from: '203.0.113.77' })).status).toBe(401);
     await flushAll();
     await eventually(async () => {

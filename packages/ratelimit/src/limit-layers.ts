@@ -36,9 +36,15 @@ export interface LimitLayerOptions {
    * @default '1m'
    */
   window?: number | string;
+  /**
+   * A factor (0-1) the limit of this request is multiplied by, asked per request: how a guard's
+   * throttle (`guard.limitScale`) slows a caller down. The limit never drops below 1.
+   * @default none (the limit as configured)
+   */
+  limitScale?: (req: Request) => number;
 }
 
-export const LAYER_OPTION_NAMES = ['name', 'by', 'limit', 'tiers', 'defaultTier', 'window'] as const;
+export const LAYER_OPTION_NAMES = ['name', 'by', 'limit', 'tiers', 'defaultTier', 'window', 'limitScale'] as const;
 
 export interface LimitLayer {
   readonly name: string;
@@ -63,6 +69,16 @@ function positiveInteger(value: unknown, what: string, code: string): number {
 
 function byName(by: LimitBy): string {
   return typeof by === 'function' ? 'custom' : by;
+}
+
+/** The configured limit times the request's factor, clamped to 0-1 (a bad factor is ignored), and at least 1. */
+function scaledLimit(limitOf: (req: Request) => number, scale: (req: Request) => number): (req: Request) => number {
+  return function scaledLimitOf(req) {
+    const limit = limitOf(req);
+    const factor = scale(req);
+    if (!(factor < 1)) return limit;
+    return Math.max(1, Math.floor(limit * Math.max(0, factor)));
+  };
 }
 
 function resolveLayer(own: LimitLayerOptions, shared: LimitLayerOptions, defaults: LayerDefaults, where: string): LimitLayer {
@@ -94,12 +110,17 @@ function resolveLayer(own: LimitLayerOptions, shared: LimitLayerOptions, default
     throw new TollgateError(`${defaults.codePrefix}_INVALID_WINDOW`, (error as Error).message.replace(/ \(ERR_.*$/, ''), { cause: error });
   }
 
-  const limitOf = tierLimits.size === 0
+  const configuredLimitOf = tierLimits.size === 0
     ? () => fallbackLimit
     : (req: Request) => {
         const tier = tierOf(req);
         return (tier !== undefined ? tierLimits.get(tier) : undefined) ?? defaultTierLimit;
       };
+  const scale = own.limitScale ?? shared.limitScale;
+  if (scale !== undefined && typeof scale !== 'function') {
+    throw new TollgateError(invalidLimit, `${where}limitScale must be a function (req) => number`);
+  }
+  const limitOf = scale === undefined ? configuredLimitOf : scaledLimit(configuredLimitOf, scale);
   return { name, windowMs, keyOf: limitKeyResolver(by, `${defaults.codePrefix}_INVALID_BY`), limitOf };
 }
 

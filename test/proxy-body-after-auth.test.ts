@@ -1,0 +1,66 @@
+// The proxy reads a provider route's body only after the credentials passed, and only within guard.bodyTimeout.
+import { request as httpRequest } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { validateConfig } from '../examples/proxy/src/config.js';
+import { newApiKey, sha256Hex, startProxy } from './helpers/proxy.js';
+import type { RunningProxy } from './helpers/proxy.js';
+
+const key = newApiKey();
+let proxy: RunningProxy;
+
+beforeAll(async () => {
+  const config = validateConfig({
+    keys: [{ id: 'body-key', sha256: sha256Hex(key) }],
+    guard: { bodyTimeout: '1s' },
+  });
+  proxy = await startProxy(config, { metrics: false });
+});
+
+afterAll(async () => {
+  await proxy.close();
+});
+
+/** Starts a POST announcing a 1 MB body, sends 100 bytes of it and no more; resolves with the answer's status and when it came. */
+function trickle(authorization: string | undefined): Promise<{ status: number; afterMs: number }> {
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(`${proxy.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'content-length': String(1_000_000), ...(authorization ? { authorization } : {}) },
+    });
+    req.on('response', (res) => {
+      res.resume();
+      resolve({ status: res.statusCode ?? 0, afterMs: Date.now() - started });
+      req.destroy();
+    });
+    req.on('error', (error) => reject(error));
+    req.write('{"model":"gpt-4o-mini","messages":[{"role":"user","content":"' + 'x'.repeat(50));
+  });
+}
+
+describe('proxy bodies after auth', () => {
+  it('refuses a caller without a valid key from its headers, without waiting for its body', async () => {
+    const missing = await trickle(undefined);
+    expect(missing.status).toBe(401);
+    expect(missing.afterMs).toBeLessThan(500);
+    const wrong = await trickle('Bearer tgk_wrong');
+    expect(wrong.status).toBe(401);
+    expect(wrong.afterMs).toBeLessThan(500);
+  });
+
+  it('gives an identified caller bodyTimeout for its body, then 408', async () => {
+    const slow = await trickle(`Bearer ${key}`);
+    expect(slow.status).toBe(408);
+    expect(slow.afterMs).toBeGreaterThanOrEqual(950);
+    expect(slow.afterMs).toBeLessThan(3_000);
+  });
+
+  it('serves a whole body as before', async () => {
+    const response = await fetch(`${proxy.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gpt-4o-mini', max_tokens: 8, messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    expect(response.status).toBe(200);
+  });
+});

@@ -1,0 +1,54 @@
+// The proxy's `guard.shedding`: a saturated process refuses lower tiers first (503) and keeps serving the highest.
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { validateConfig } from '../examples/proxy/src/config.js';
+import { createMockProvider } from '../examples/proxy/src/mock-provider.js';
+import { newApiKey, sha256Hex, startProxy } from './helpers/proxy.js';
+import type { RunningProxy } from './helpers/proxy.js';
+
+const free = newApiKey();
+const pro = newApiKey();
+let proxy: RunningProxy;
+
+beforeAll(async () => {
+  const config = validateConfig({
+    tiers: { free: { models: ['*'] }, pro: { models: ['*'] } },
+    tenants: { small: { tier: 'free' }, big: { tier: 'pro' } },
+    keys: [{ id: 'free-key', sha256: sha256Hex(free), tenant: 'small' }, { id: 'pro-key', sha256: sha256Hex(pro), tenant: 'big' }],
+    guard: { shedding: { priorities: { free: 0, pro: 10 }, maxConcurrency: 1 } },
+  });
+  // Each answer takes 400 ms, so one request in flight is enough to saturate a process allowed one.
+  proxy = await startProxy(config, { mock: createMockProvider({ latencyMs: 400 }), metrics: false });
+});
+
+afterAll(async () => {
+  await proxy.close();
+});
+
+const chat = (key: string) => fetch(`${proxy.url}/v1/chat/completions`, {
+  method: 'POST',
+  headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+  body: JSON.stringify({ model: 'gpt-4o-mini', max_tokens: 8, messages: [{ role: 'user', content: 'hi' }] }),
+});
+
+describe('proxy shedding by tier', () => {
+  it('sheds the free tier while the process is at its ceiling, never the pro tier, and serves both once it is not', async () => {
+    const holding = chat(pro);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const [shed, alsoPro] = await Promise.all([chat(free), chat(pro)]);
+    expect(shed.status).toBe(503);
+    expect(shed.headers.get('retry-after')).toBe('2');
+    const body = (await shed.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe('service_unavailable');
+    expect(body.error.message).toMatch(/serves higher tiers first \(this key's tier: free\)/);
+    expect(alsoPro.status).toBe(200);
+    expect((await holding).status).toBe(200);
+    // Shedding eases by a class once the load stayed low for four judgements (2 s): no flapping.
+    let status = 503;
+    const until = Date.now() + 5_000;
+    while (status === 503 && Date.now() < until) {
+      status = (await chat(free)).status;
+      if (status === 503) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(status).toBe(200);
+  });
+});
