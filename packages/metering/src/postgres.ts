@@ -1,0 +1,3 @@
+// @tollgate/metering/postgres: the PostgreSQL usage ledger sink, apart so that only its users need `pg` (an optional peer).
+export { postgresSink } from './postgres-sink.js';
+export type { LedgerSink, PostgresSink, PostgresSinkOptions } from './postgres-sink.js';

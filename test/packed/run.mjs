@@ -1,0 +1,158 @@
+// CI: builds and packs every package, checks the tarballs, installs them with npm into fresh apps outside the
+// workspace (ESM TypeScript and CommonJS JavaScript, Express 4 and 5, the official openai client) and runs them,
+// then copies examples/proxy out, installs it from the tarballs, starts it and has it serve a request.
+/* global fetch */
+import { execFileSync, spawn } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const HERE = path.join(ROOT, 'test/packed');
+const work = mkdtempSync(path.join(tmpdir(), 'tollgate-packed-'));
+const keep = process.env.KEEP_PACKED === '1';
+
+function run(command, args, cwd, extraEnv = {}) {
+  console.log(`$ (${path.relative(work, cwd) || cwd}) ${command} ${args.join(' ')}`);
+  return execFileSync(command, args, { cwd, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...extraEnv }, encoding: 'utf8' });
+}
+
+/** npm without the workspace's settings in the way: its own cache, no audit or funding noise. */
+function npm(args, cwd) {
+  return run('npm', [...args, '--no-audit', '--no-fund', '--loglevel=error'], cwd);
+}
+
+function packAll() {
+  run('pnpm', ['build'], ROOT);
+  const out = path.join(work, 'tarballs');
+  mkdirSync(out);
+  const tarballs = new Map();
+  for (const dir of readdirSync(path.join(ROOT, 'packages'))) {
+    const manifest = JSON.parse(readFileSync(path.join(ROOT, 'packages', dir, 'package.json'), 'utf8'));
+    if (manifest.private) continue;
+    run('pnpm', ['pack', '--pack-destination', out], path.join(ROOT, 'packages', dir));
+    const file = path.join(out, `${manifest.name.replace('@', '').replace('/', '-')}-${manifest.version}.tgz`);
+    if (!existsSync(file)) throw new Error(`pnpm pack wrote no ${file}`);
+    tarballs.set(manifest.name, file);
+  }
+  return tarballs;
+}
+
+/** What npm would publish: no workspace protocol, the fields npm users need, every exported file present. */
+function checkTarball(name, file) {
+  const dir = path.join(work, 'unpacked', name.replace('/', '+'));
+  mkdirSync(dir, { recursive: true });
+  run('tar', ['-xzf', file, '-C', dir], work);
+  const pkgDir = path.join(dir, 'package');
+  const text = readFileSync(path.join(pkgDir, 'package.json'), 'utf8');
+  const manifest = JSON.parse(text);
+  const problems = [];
+  if (text.includes('workspace:')) problems.push('a workspace: range is left in package.json');
+  for (const field of ['engines', 'repository', 'license', 'exports', 'files']) if (!manifest[field]) problems.push(`no "${field}"`);
+  for (const fileName of ['LICENSE', 'README.md']) if (!existsSync(path.join(pkgDir, fileName))) problems.push(`no ${fileName}`);
+  const targets = [];
+  const collect = (value) => {
+    if (typeof value === 'string') targets.push(value);
+    else if (value && typeof value === 'object') Object.values(value).forEach(collect);
+  };
+  collect(manifest.exports);
+  for (const target of targets) if (!existsSync(path.join(pkgDir, target))) problems.push(`exports names ${target}, which is not in the tarball`);
+  for (const [dep, range] of Object.entries({ ...manifest.dependencies, ...manifest.peerDependencies })) {
+    if (dep.startsWith('@tollgate/') && !/^\^\d+\.\d+\.\d+$/.test(range)) problems.push(`${dep} has range ${range}, not ^x.y.z`);
+  }
+  if (problems.length > 0) throw new Error(`${name}: ${problems.join('; ')}`);
+}
+
+/** A fresh app folder with `files` from test/packed/<fixture>, and the tarballs plus `deps` installed by npm. */
+function freshApp(fixture, manifest, tarballs, deps) {
+  const dir = path.join(work, fixture);
+  mkdirSync(dir);
+  cpSync(path.join(HERE, fixture), dir, { recursive: true });
+  writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: `packed-${fixture}`, private: true, ...manifest }, null, 2));
+  npm(['install', ...tarballs, ...deps], dir);
+  return dir;
+}
+
+/** The ESM TypeScript app: typechecked and compiled by tsc against the published types, then run. */
+function esmTypeScript(tarballs) {
+  const dir = freshApp('consumer-esm', { type: 'module' }, tarballs, ['express@5', '@types/express@5', 'openai', 'prom-client', 'typescript@5', '@types/node@20']);
+  writeFileSync(path.join(dir, 'tsconfig.json'), JSON.stringify({
+    compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, outDir: 'out', skipLibCheck: false, types: ['node'] },
+    include: ['app.ts'],
+  }));
+  for (const express of ['5', '4']) {
+    if (express === '4') npm(['install', 'express@4', '@types/express@4'], dir);
+    run('npx', ['tsc', '-p', '.'], dir);
+    process.stdout.write(run('node', ['out/app.js'], dir));
+  }
+}
+
+/** API keys and rate limits only: none of the heavy or optional integrations may come with them. */
+function commonJs(tarballs) {
+  const dir = freshApp('consumer-cjs', {}, tarballs, ['express@4', 'openai']);
+  const heavy = ['gpt-tokenizer', 'pg', 'pino', 'prom-client', 'redis', '@redis/client', '@tollgate/redis'].filter((name) => existsSync(path.join(dir, 'node_modules', name)));
+  if (heavy.length > 0) throw new Error(`API keys + rate limits installed ${heavy.join(', ')}`);
+  for (const express of ['4', '5']) {
+    if (express === '5') npm(['install', 'express@5'], dir);
+    process.stdout.write(run('node', ['app.cjs'], dir));
+  }
+}
+
+/** examples/proxy copied out as its README says, installed from the tarballs, started, serving a request. */
+async function copiedProxy(allTarballs) {
+  const dir = path.join(work, 'proxy');
+  cpSync(path.join(ROOT, 'examples/proxy'), dir, { recursive: true, filter: (source) => !/[/\\](node_modules|test)$/.test(source) });
+  // The tarballs stand in for the registry; npm install then fetches everything else the package.json lists.
+  npm(['install', ...allTarballs], dir);
+  const help = run('npm', ['run', '--silent', 'tollgate', '--', 'keys', '--help'], dir);
+  if (!/keys/.test(help)) throw new Error(`tollgate keys --help printed:\n${help}`);
+  const child = spawn('npm', ['start'], { cwd: dir, env: { ...process.env, PORT: '0' }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let output = '';
+  child.stdout.on('data', (chunk) => (output += chunk));
+  child.stderr.on('data', (chunk) => (output += chunk));
+  try {
+    const url = await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`the copied proxy did not start:\n${output}`)), 60_000);
+      child.stdout.on('data', () => {
+        const match = /listening on (http:\/\/localhost:\d+)/.exec(output);
+        if (match) {
+          clearTimeout(timer);
+          resolve(match[1].replace('localhost', '127.0.0.1'));
+        }
+      });
+      child.once('exit', (code) => reject(new Error(`the copied proxy exited with ${code}:\n${output}`)));
+    });
+    const key = /Bearer (\S+)"/.exec(output)?.[1];
+    if (!key) throw new Error(`no demo key in the output:\n${output}`);
+    const response = await fetch(`${url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gpt-4o-mini', max_tokens: 16, messages: [{ role: 'user', content: 'ping' }] }),
+    });
+    const body = await response.json();
+    if (response.status !== 200 || !body.choices?.[0]?.message) throw new Error(`the copied proxy answered ${response.status}: ${JSON.stringify(body)}`);
+    console.log(`copied proxy ok: ${response.status}, ${body.usage?.total_tokens} tokens`);
+  } finally {
+    // npm start runs node in a child: signal the whole group.
+    try {
+      process.kill(-child.pid, 'SIGTERM');
+    } catch {
+      // already gone
+    }
+  }
+}
+
+try {
+  const tarballs = packAll();
+  for (const [name, file] of tarballs) checkTarball(name, file);
+  console.log(`${tarballs.size} tarballs checked`);
+  const byName = (...names) => names.map((name) => tarballs.get(name));
+  const apiTarballs = byName('@tollgate/core', '@tollgate/auth', '@tollgate/ratelimit', '@tollgate/providers', '@tollgate/metering', '@tollgate/budget');
+  esmTypeScript(apiTarballs);
+  commonJs(byName('@tollgate/core', '@tollgate/auth', '@tollgate/ratelimit', '@tollgate/providers'));
+  await copiedProxy([...tarballs.values()]);
+  console.log('packed install: all ok');
+} finally {
+  if (!keep) rmSync(work, { recursive: true, force: true });
+}
