@@ -17,6 +17,8 @@ export default {
   },
   moduleNameMapper: {
     '^@tollgate/([a-z-]+)$': '<rootDir>/packages/$1/src/index.ts',
+    // Subpath doors (`@tollgate/metering/postgres`): one entry file each, named for the subpath.
+    '^@tollgate/([a-z-]+)/([a-z-]+)$': '<rootDir>/packages/$1/src/$2.ts',
     '^(\\.{1,2}/.*)\\.js$': '$1',
   },
   globalSetup: '<rootDir>/test/setup/global-setup.js',

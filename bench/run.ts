@@ -4,6 +4,8 @@ import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createClient } from 'redis';
+import { runCacheBenchmark } from './cache.js';
+import { runCapacityBenchmark } from './capacity.js';
 import { runChainBenchmark } from './chain.js';
 import { runChainCostBenchmark } from './chain-cost.js';
 import { runEstimationBenchmark } from './estimate.js';
@@ -14,6 +16,7 @@ import { runMemoryBenchmark } from './memory.js';
 import { runObservabilityBenchmark } from './observability.js';
 import { runProxyBenchmark } from './proxy.js';
 import { runRoundTripBenchmark } from './round-trips.js';
+import { runRoutingBenchmark } from './routing.js';
 import { runStoreCostBenchmark } from './store-cost.js';
 import { REDIS_URL } from './lib/fixtures.js';
 import { describeMachine } from './lib/machine.js';
@@ -32,6 +35,9 @@ const BENCHMARKS: Record<string, (context: BenchContext) => Promise<SectionResul
   observability: runObservabilityBenchmark,
   'guard-detection': runGuardDetectionBenchmark,
   'guard-cost': runGuardCostBenchmark,
+  capacity: runCapacityBenchmark,
+  cache: runCacheBenchmark,
+  routing: runRoutingBenchmark,
 };
 
 const { values } = parseArgs({

@@ -6,7 +6,8 @@ import type { RequestHandler } from 'express';
 import pg from 'pg';
 import request from 'supertest';
 import { apiErrorHandler, createPricing, getContext } from '@tollgate/core';
-import { meter, postgresSink, postgresSpendSource } from '@tollgate/metering';
+import { meter, postgresSpendSource } from '@tollgate/metering';
+import { postgresSink } from '@tollgate/metering/postgres';
 import { budgetGuard } from '@tollgate/budget';
 import { createRedisStores } from '@tollgate/redis';
 import { eventually, freePort, PrivateRedis } from '../packages/redis/test/helpers.js';
@@ -27,7 +28,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const close of closers.reverse()) await close().catch(() => undefined);
   await redis.stop();
-  await pool.query(`DROP TABLE IF EXISTS "${table}"`);
+  await pool.query(`DROP TABLE IF EXISTS "${table}", "${table}_outcomes"`);
   await pool.end();
 });
 

@@ -50,7 +50,6 @@ const day = () => `budget:tenant:acme:day:${new Date().toISOString().slice(0, 10
 const peekTokens = (stores: TollgateStores, prefix = 'tg:tokens:') => stores.counter.peek(`${prefix}key:key:k1`, { windowMs: 60_000, slot: 'key:k1' });
 
 /** Request-limit keys under the stores' own prefix on Redis, so each test counts (and cleans up) its own. */
-const prefixOf = (stores: TollgateStores) => (stores as { prefix?: string }).prefix ?? '';
 
 /** Stores of one kind, fresh for each test, and how to give them all back. */
 interface StoreKind {
@@ -97,7 +96,7 @@ describe.each(kinds)('combineLimits with budgetGuard on $name stores', (kind) =>
   it('a budget refusal gives back the request and the tokens the limiters counted', async () => {
     const stores = kind.open();
     const guard = budgetGuard({ ledger: stores.ledger, pricing, tenants: { acme: { usd: 0.0001, period: 'day' } } });
-    const app = appWith(combineLimits(tieredRateLimit({ stores, limit: 1, prefix: `${prefixOf(stores)}rl:` }), tokenRateLimit({ stores, limit: 100_000, prefix: 'tok:' }), guard));
+    const app = appWith(combineLimits(tieredRateLimit({ stores, limit: 1 }), tokenRateLimit({ stores, limit: 100_000, prefix: 'tok:' }), guard));
     const refused = await request(app).post('/v1/chat/completions').send({ model: 'gpt-4o-mini', max_tokens: 100_000 });
     expect(refused.status).toBe(429);
     expect(refused.body.error.code).toBe('insufficient_quota');
@@ -172,7 +171,7 @@ describe('combineLimits with budgetGuard on a Redis Cluster', () => {
     }
     const guard = budgetGuard({ ledger: stores.ledger, pricing, tenants: { '*': { usd: 10, period: 'day' } }, global: { usd: 100, period: 'day' } });
     const app = appWith(combineLimits(
-      tieredRateLimit({ stores, by: 'tenant', limit: 100, prefix: `${stores.prefix}rl:` }),
+      tieredRateLimit({ stores, by: 'tenant', limit: 100 }),
       tokenRateLimit({ stores, by: 'tenant', limit: 1_000_000 }),
       guard,
     ));

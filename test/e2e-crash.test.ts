@@ -56,7 +56,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
   const client = new pg.Client({ connectionString: POSTGRES_URL });
   await client.connect();
-  for (const table of tables) await client.query(`DROP TABLE IF EXISTS "${table}"`);
+  for (const table of tables) await client.query(`DROP TABLE IF EXISTS "${table}", "${table}_outcomes"`);
   await client.end();
 });
 

@@ -114,7 +114,8 @@ beforeAll(async () => {
   };
   // The proxy's own log, as `"log": { "level": "debug", "destination": <file> }` makes it, read back from the file.
   proxyLog = createProxyLog({ level: 'debug', destination: logFile });
-  proxy = await startProxy(config, { logger: proxyLog.logger, tracer: tracerProvider.getTracer('e2e') });
+  // Memory stores are not timed by default (too cheap to be worth it): these tests ask for their timings.
+  proxy = await startProxy(config, { logger: proxyLog.logger, tracer: tracerProvider.getTracer('e2e'), timeStoreCalls: true });
 });
 
 afterAll(async () => {
@@ -214,7 +215,7 @@ describe('store failures', () => {
     const failingLog = createProxyLog({ level: 'info', destination: join(dir, 'failing.log') });
     const failing = await startProxy(
       { adminKeySha256: sha256Hex(adminKey), tiers: { pro: { tokensPerMinute: 100_000 } }, defaultTier: 'pro', keys: [{ id: 'k', sha256: sha256Hex(keys.pro) }] },
-      { stores, logger: failingLog.logger },
+      { stores, logger: failingLog.logger, timeStoreCalls: true },
     );
     try {
       const response = await fetch(`${failing.url}/v1/chat/completions`, {
@@ -261,6 +262,28 @@ describe('the metrics', () => {
     expect(sampleOf(text, 'tollgate_budget_limit_usd{scope="tenant",id="acme"}')).toBe(10);
     expect(sampleOf(text, 'tollgate_budget_spent_usd{scope="tenant",id="acme"}')).toBeGreaterThan(0);
     expect(sampleOf(text, 'tollgate_budget_limit_usd{scope="tenant",id="broke"}')).toBe(0.000001);
+  });
+});
+
+describe('store call timings', () => {
+  it('are left out for memory stores unless asked for: the calls cost less than timing them', async () => {
+    const plain = await startProxy({
+      adminKeySha256: sha256Hex(adminKey), tiers: { pro: { tokensPerMinute: 100_000 } }, defaultTier: 'pro', keys: [{ id: 'k', sha256: sha256Hex(keys.pro) }],
+    });
+    try {
+      const response = await fetch(`${plain.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${keys.pro}` },
+        body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }),
+      });
+      expect(response.status).toBe(200);
+      await response.text();
+      const text = await (await fetch(`${plain.url}/metrics`, { headers: { authorization: `Bearer ${adminKey}` } })).text();
+      expect(sampleOf(text, 'tollgate_http_responses_total{route="/v1/chat/completions",status="200"}')).toBe(1);
+      expect(text).not.toContain('tollgate_store_call_duration_seconds_count{');
+    } finally {
+      await plain.close();
+    }
   });
 });
 

@@ -45,7 +45,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
   const client = new pg.Client({ connectionString: POSTGRES_URL });
   await client.connect();
-  await client.query(`DROP TABLE IF EXISTS "${table}"`);
+  await client.query(`DROP TABLE IF EXISTS "${table}", "${table}_outcomes"`);
   await client.end();
 });
 

@@ -26,6 +26,8 @@ const config = {
   usageLog,
   postgresUrl: POSTGRES_URL,
   postgresTable: table,
+  // Read by a scraper without the admin key (there is none here).
+  metrics: { public: true },
   tenants: { acme: {}, globex: {} },
   keys: [
     { id: 'alice-key', sha256: sha256Hex(aliceKey), tenant: 'acme', user: 'alice', feature: 'support-bot', scopes: ['chat'] },
@@ -51,7 +53,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
   const client = new pg.Client({ connectionString: POSTGRES_URL });
   await client.connect();
-  await client.query(`DROP TABLE IF EXISTS "${table}"`);
+  await client.query(`DROP TABLE IF EXISTS "${table}", "${table}_outcomes"`);
   await client.end();
 });
 

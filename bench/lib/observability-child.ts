@@ -1,4 +1,4 @@
-// Child entry for benchmark 8: the example proxy four times in one process, observed more and more, requests alternating between them.
+// Child entry for benchmark 14: the example proxy four times in one process, observed more and more, requests alternating between them.
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -58,7 +58,7 @@ export async function buildTollgateChain(options: AppOptions): Promise<BuiltApp>
   const prefix = String(options.prefix ?? '');
   for (const record of benchKeyRecords(Number(options.keys ?? 1))) await stores.keys.put(record);
   const budget = budgetGuard({ ledger: stores.ledger, keys: { '*': HUGE_BUDGET }, tenants: { '*': HUGE_BUDGET }, global: HUGE_BUDGET, log: false });
-  const requestLimit = tieredRateLimit({ stores, by: 'key', tiers: { pro: HUGE_REQUESTS }, defaultTier: 'pro', prefix: `${prefix}rl:` });
+  const requestLimit = tieredRateLimit({ stores, by: 'key', tiers: { pro: HUGE_REQUESTS }, defaultTier: 'pro' });
   const tokenLimit = tokenRateLimit({ stores, by: 'key', tiers: { pro: HUGE_TOKENS }, defaultTier: 'pro', prefix: `${prefix}tokens:` });
   const auth = apiKeyAuth({ keys: stores.keys });
   // No sinks: what a sink costs depends on the sink, and none blocks the request. The API is declared, as a user

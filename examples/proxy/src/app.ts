@@ -20,16 +20,21 @@ import { adminKeyAuth } from './admin-auth.js';
 import { adminKeysRouter } from './admin-keys-router.js';
 import { authMiddleware, createKeyLookup, permissionMiddleware } from './auth-setup.js';
 import { createBudgetGuard } from './budget-setup.js';
+import { createProxyCache } from './cache-setup.js';
 import type { KeyConfig, ProxyConfig } from './config.js';
 import { concurrencyMiddleware, requestLimitMiddleware, tierPolicyMiddleware, tokenLimitMiddleware } from './limits-setup.js';
 import { acceptGeminiRequest, GEMINI_ROUTE, geminiCallParams } from './gemini-route.js';
+import { createProxyGuard } from './guard-setup.js';
 import { createMetering } from './metering-setup.js';
 import { createMockProvider } from './mock-provider.js';
 import type { MockProvider } from './mock-provider.js';
 import { modelsRoute } from './models-route.js';
+import { ledgerLocation, outcomesRoute } from './outcomes-route.js';
 import { createProviderRouter } from './provider-routing.js';
+import { registerRoutingMetrics } from './routing-metrics.js';
 import { createProxyMetrics } from './proxy-metrics.js';
 import { validateProviderRequest } from './request-validation.js';
+import { outageStores } from './outage-setup.js';
 import { keepSpend } from './spend-rebuild.js';
 import { storesAnswer } from './stores.js';
 import { timedStores } from './timed-stores.js';
@@ -53,6 +58,12 @@ export interface ProxyDeps {
    * store calls, budgets) at `GET /metrics`. `false` leaves them all out. @default true
    */
   metrics?: boolean;
+  /**
+   * Times each store call for `tollgate_store_call_duration_seconds` (with metrics on). Memory stores answer
+   * in well under a microsecond, less than timing them costs (bench/RESULTS.md §14): they are not timed.
+   * @default true for remote stores (Redis), false for memory stores (`stores.kind === 'memory'`)
+   */
+  timeStoreCalls?: boolean;
   /**
    * Where the span of each provider call goes (OpenTelemetry GenAI conventions); `false` makes none.
    * @default the global tracer provider's: a no-op until an SDK registers one (`pnpm start` does when OTEL_* variables ask)
@@ -121,15 +132,34 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   const logging = logger.level !== 'silent';
   const ownsStores = deps.stores === undefined;
   const stores = deps.stores ?? createMemoryStores();
+  // The response cache (see cache-setup.ts), made first: a cache the stores cannot hold stops the start before anything runs.
+  const responseCache = createProxyCache(config, stores, log);
   const pricing = createPricing({ models: { ...config.models } });
   const mock = config.upstreams ? undefined : (deps.mock ?? createMockProvider());
-  const metering = createMetering(config, pricing, { metrics: deps.metrics, ...(deps.tracer === undefined ? {} : { tracer: deps.tracer }) });
+  // The guard sits at several points of the chain (docs/architecture.md); it learns spend from the meter's usage records.
+  const guarding = createProxyGuard(config, { stores, env: deps.env ?? process.env, log });
+  const metering = createMetering(config, pricing, {
+    metrics: deps.metrics, ...(deps.tracer === undefined ? {} : { tracer: deps.tracer }), ...(guarding.onUsage ? { onUsage: guarding.onUsage } : {}),
+  });
   const metrics = metering.registry && createProxyMetrics(metering.registry, (error) => logger.error({ err: error }, 'budget gauges: the ledger did not answer'));
   // The middlewares get the stores with each call timed for the metrics; the app's own checks (health, spend marker) the stores themselves.
-  const observedStores = metrics ? timedStores(stores, metrics.storeTimer) : stores;
-  const storeFailures = (layer: string) => storeFailureReporter(logger, layer, metrics ? metrics.storeFailure : () => undefined);
-  const providers = createProviderRouter(config, { mock, pricing, env: deps.env, ...(metrics ? { observeUpstream: metrics.upstreamCall } : {}) });
-  const budget = createBudgetGuard(config, observedStores, pricing, log);
+  const timeStoreCalls = deps.timeStoreCalls ?? stores.kind !== 'memory';
+  const observedStores = metrics && timeStoreCalls ? timedStores(stores, metrics.storeTimer) : stores;
+  // What the limits and the budget count in: behind a lease (or failOpen) when the config says what to do while Redis is out.
+  const leased = outageStores(config.storeOutage, observedStores, log);
+  const limitStores = leased ?? observedStores;
+  const storeFailures = (layer: string) => guarding.alertStoreDown(layer, storeFailureReporter(logger, layer, metrics ? metrics.storeFailure : () => undefined));
+  const providers = createProviderRouter(config, {
+    mock, pricing, env: deps.env, ...(metrics ? { observeUpstream: metrics.upstreamCall } : {}),
+    // A routed request that moves to another target re-prices its reservation (the budget is made just below).
+    reprice: (req, res) => budget.reprice(req, res), onRouteEvent: (event) => logger.warn({ route: event }, `routing: ${event.type} ${event.target}`),
+    onBreakerOpen: (target, reason) => {
+      logger.error({ target, reason }, `routing: the circuit breaker of ${target} opened`);
+      guarding.breakerOpen(target, reason);
+    },
+  });
+  if (metering.registry && providers.routes) registerRoutingMetrics(metering.registry, providers.routes);
+  const budget = createBudgetGuard(config, limitStores, pricing, log, guarding.budgetHooks);
   metrics?.watchBudgets(budget);
   // Rebuilt after the spool's replay, so the records of a proxy that died are in the ledger first.
   const spend = keepSpend(config, stores, budget, metering.ledger, async () => {
@@ -137,7 +167,12 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
     await metering.flush();
   }, log);
   // In this order: the upstream calls end (and settle), then the budget, then the usage is written, the log flushed, then the stores close.
-  const closers: (() => Promise<void> | void)[] = [() => providers.close(), () => budget.close(), () => spend?.close(), () => metering.close(), () => proxyLog.close()];
+  const closers: (() => Promise<void> | void)[] = [() => providers.close(), async () => {
+    await budget.close();
+    // What the leases granted goes to Redis after the last settle.
+    await leased?.lease.close();
+  }, () => spend?.close(), () => metering.close(), () => guarding.close(), () => proxyLog.close()];
+  if (responseCache) closers.push(() => responseCache.close());
   if (ownsStores) closers.push(() => stores.close());
 
   // The order of docs/architecture.md: auth -> tieredRateLimit -> meter (estimate) -> tokenRateLimit -> budgetGuard -> handler,
@@ -150,21 +185,31 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   const keys = createKeyLookup(config, observedStores);
   let configKeys = keyRecordsFromConfig(config.keys ?? []);
   const identify = authMiddleware(config, keys, storeFailures('auth'));
+  const requestLimits = [...guarding.limitChecks, ...requestLimitMiddleware(config, limitStores, storeFailures, guarding.limitScale)];
+  const limits = combineLimits(
+    ...requestLimits,
+    ...tokenLimitMiddleware(config, limitStores, storeFailures, guarding.limitScale),
+    ...concurrencyMiddleware(config, observedStores, storeFailures),
+    budget,
+  );
   const limitAndReserve: RequestHandler[] = [
     ...permissionMiddleware(config),
     tierPolicyMiddleware(config),
+    // A memory cache looks up here: scope, models and tier rules apply to a hit, the estimate does not (cache-setup.ts).
+    ...(responseCache ? [responseCache.beforeEstimate] : []),
     ...metering.middleware,
-    combineLimits(
-      ...requestLimitMiddleware(config, observedStores, storeFailures),
-      ...tokenLimitMiddleware(config, observedStores, storeFailures),
-      ...concurrencyMiddleware(config, observedStores, storeFailures),
-      budget,
-    ),
+    ...guarding.afterEstimate,
+    // With a response cache, a hit passes the request limits only (cache-setup.ts).
+    ...(responseCache ? responseCache.around(limits, requestLimits) : [limits]),
   ];
+  // Bodies of provider routes are read only once the caller is identified (no memory pinned by callers without a key).
+  const parseBody = express.json({ limit: config.bodyLimit ?? '1mb', type: ['application/json', 'application/*+json'] });
   // Each route declares the API it speaks, once: every later piece keys off that declaration.
   const admit = ({ api, before, params }: ProviderRoute): RequestHandler[] => [
+    ...guarding.beforeAuth,
     ...(before ? [before] : []),
     ...identify,
+    ...guarding.afterAuth(parseBody),
     validateProviderRequest(api),
     providers.declareCall(api, params),
     ...limitAndReserve,
@@ -176,6 +221,7 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   // or `/v1/messages/` were the same route under other names. Every variant is now a 404 (or 405). Set before any route.
   app.set('case sensitive routing', true);
   app.set('strict routing', true);
+  if (config.trustProxy !== undefined) app.set('trust proxy', config.trustProxy);
   const securityHeaders = helmet();
   const access = logging ? accessLog(logger) : undefined;
   const countResponse = metrics?.countResponse;
@@ -205,10 +251,10 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
     handle(req, res, done);
   };
   app.use(securityHeaders);
-  app.use(express.json({ limit: config.bodyLimit ?? '1mb', type: ['application/json', 'application/*+json'] }));
 
   // The provider routes first: they carry nearly all the traffic, and every route before them is a path match per request.
   for (const route of PROVIDER_ROUTES) app.post(route.path, ...admit(route), providers.handler(route.api));
+  app.use(parseBody);
   // Healthy only once the tokenizers are loaded: before, estimates run several times high (a byte bound).
   let tokenizersReady = false;
   void preloadTokenizers().then(() => (tokenizersReady = true));
@@ -218,19 +264,24 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
     res.status(ok ? 200 : 503).json({
       status: ok ? 'ok' : tokenizersReady ? 'degraded' : 'starting', store: stores.kind, storeOk, tokenizers: tokenizersReady ? 'ready' : 'loading',
       ...(stores.kind === 'redis' ? { redis: storeOk ? 'ok' : 'down' } : {}), upstreams: providers.names,
+      ...(providers.routes ? { routing: providers.routes.health() } : {}),
     });
   });
-  // Metrics name tenants and their spend: behind the admin key when there is one.
-  const adminOnly = config.adminKeySha256 ? [adminKeyAuth(config.adminKeySha256)] : [];
-  if (metering.metricsHandler) app.get('/metrics', ...adminOnly, metering.metricsHandler);
+  // Metrics name tenants and their spend: behind the admin key, open only when the config says so, else not served.
+  const adminOnly = config.adminKeySha256 ? [...guarding.beforeAuth, adminKeyAuth(config.adminKeySha256)] : [];
+  if (metering.metricsHandler && config.metrics?.public) app.get('/metrics', metering.metricsHandler);
+  else if (metering.metricsHandler && config.adminKeySha256) app.get('/metrics', ...adminOnly, metering.metricsHandler);
 
-  app.get('/v1/models', ...identify, modelsRoute(config, pricing));
+  app.get('/v1/models', ...guarding.beforeAuth, ...identify, modelsRoute(config, pricing));
+  // Outcomes (for cost per outcome) behind the caller's own key: attached to its tenant's requests only.
+  app.post('/v1/outcomes', ...identify, outcomesRoute({ ledger: metering.ledger, location: ledgerLocation(config), flushUsage: () => metering.flush() }));
 
   if (config.adminKeySha256) {
     const admin = express.Router();
     admin.use(...adminOnly);
     admin.use('/budgets', budgetAdminRouter(budget));
     admin.use('/keys', adminKeysRouter(config, () => configKeys, observedStores.keys));
+    if (guarding.adminRouter) admin.use('/guard', guarding.adminRouter);
     app.use('/admin', admin);
     app.use('/dashboard', dashboard({
       adminKeySha256: config.adminKeySha256,

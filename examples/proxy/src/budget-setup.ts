@@ -4,8 +4,10 @@ import type { BudgetGuard, BudgetLimit } from '@tollgate/budget';
 import { refusalRenderer } from '@tollgate/core';
 import type { Pricing, TollgateStores } from '@tollgate/core';
 import type { ProxyConfig } from './config.js';
+import type { BudgetAlertHooks } from './guard-setup.js';
 
-export function createBudgetGuard(config: ProxyConfig, stores: TollgateStores, pricing: Pricing, log: (line: string) => void): BudgetGuard {
+/** With `alerts` (the guard's stream), soft limits, spent budgets and ledger failures become events there instead of log lines. */
+export function createBudgetGuard(config: ProxyConfig, stores: TollgateStores, pricing: Pricing, log: (line: string) => void, alerts?: BudgetAlertHooks): BudgetGuard {
   const keys: Record<string, BudgetLimit> = {};
   for (const key of config.keys ?? []) if (key.budget) keys[key.id] = { ...key.budget };
   const tenants: Record<string, BudgetLimit> = {};
@@ -20,8 +22,8 @@ export function createBudgetGuard(config: ProxyConfig, stores: TollgateStores, p
     keys,
     tenants,
     ...(global ? { global: { ...global } } : {}),
-    log: (event) => log(JSON.stringify(event)),
+    ...(alerts ? { onSoftLimit: alerts.onSoftLimit } : { log: (event) => log(JSON.stringify(event)) }),
     // Its 503 (the ledger failed) names the budget, not just a store.
-    renderError: refusalRenderer('budget'),
+    renderError: alerts?.renderError ?? refusalRenderer('budget'),
   });
 }

@@ -12,7 +12,8 @@ import { createStores } from './stores.js';
 const HELP = `Usage: pnpm tollgate <command> ...
 
   keys create|list|revoke|rotate ...   Manage API keys in a config file (--config) or in Redis (--redis).
-  report --by tenant --since 7d ...    Spend and tokens from the PostgreSQL usage ledger.
+  report --by tenant --since 7d ...    Spend and tokens from the PostgreSQL usage ledger;
+                                       with --outcomes, cost per outcome per tenant or feature.
   reconcile                            Raise every budget's spend in Redis to what the PostgreSQL
                                        ledger recorded (after Redis lost data); never lowers one.
                                        Reads TOLLGATE_CONFIG (postgresUrl, budgets) and REDIS_URL.

@@ -1,6 +1,13 @@
 // The proxy's JSON config (the contract in examples/proxy/README.md): its types and a validator that names the faulty field.
-import { closestName, isCalendarPeriod, TollgateError } from '@tollgate/core';
+import express from 'express';
+import { closestName, isCalendarPeriod, parseDuration, TollgateError } from '@tollgate/core';
 import type { CalendarPeriod } from '@tollgate/core';
+import { checkRouting, ROUTING_FIELDS } from './routing-config.js';
+import type { RoutingConfig } from './routing-config.js';
+import { resolveGuardOptions } from '@tollgate/guard';
+import type { AuthFailuresOptions, RepeatedRequestsOptions, SpendAnomalyOptions } from '@tollgate/guard';
+import { parseStoreOutage } from './outage-setup.js';
+import type { StoreOutageConfig } from './outage-setup.js';
 
 export interface BudgetConfig {
   /** The most that may be spent per period, in USD. */
@@ -12,7 +19,7 @@ export interface BudgetConfig {
 }
 
 /** The wire formats an upstream may speak (`openai-compatible`: Chat Completions as self-hosted servers speak it). */
-export const UPSTREAM_KINDS = ['openai', 'anthropic', 'openai-compatible', 'gemini'] as const;
+export const UPSTREAM_KINDS = ['openai', 'anthropic', 'openai-compatible', 'gemini', 'azure-openai'] as const;
 export type UpstreamKind = (typeof UPSTREAM_KINDS)[number];
 
 /** The kind of an upstream that names none, from its name. */
@@ -32,6 +39,10 @@ export interface UpstreamConfig {
   api?: UpstreamKind;
   /** Sent to Anthropic upstreams when the client sent none. @default "2023-06-01" */
   anthropicVersion?: string;
+  /** Azure OpenAI: the `api-version` query parameter of every call. @default "2024-10-21" */
+  apiVersion?: string;
+  /** Azure OpenAI: the deployment serving each model name (`{ "gpt-4o": "my-gpt4o" }`). @default the model name */
+  deployments?: Record<string, string>;
   /** Milliseconds to open the TCP/TLS connection. @default 10000 */
   connectTimeoutMs?: number;
   /** Milliseconds from sending the request to the response headers (first byte). @default 120000 */
@@ -65,6 +76,29 @@ export interface TierConfig {
   maxOutputTokens?: number;
   /** Requests in flight at once per key. */
   maxConcurrent?: number;
+  /**
+   * `false` keeps the tier's requests out of the response cache; `{ "ttl": "1h" }` keeps its answers
+   * that long instead of `cache.ttl`. @default true (when `cache` is configured)
+   */
+  cache?: boolean | { ttl?: number | string };
+}
+
+/** The response cache (@tollgate/cache) and automatic provider prompt caching. */
+export interface CacheConfig {
+  /** Where answers are kept. @default "redis" with Redis stores, else "memory" */
+  store?: 'memory' | 'redis';
+  /** How long an answer is served. @default "10m" */
+  ttl?: number | string;
+  /** Who shares answers: each tenant, each key, or every caller. @default "tenant" */
+  scope?: 'tenant' | 'key' | 'global';
+  /** Answers larger than this many bytes are not stored. @default 1000000 */
+  maxEntryBytes?: number;
+  /** The memory store's bound in bytes. @default 67108864 (64 MiB) */
+  maxBytes?: number;
+  /** Share of an answer's cost billed on a hit, 0 to 1. @default 0 */
+  costFraction?: number;
+  /** Anthropic cache_control breakpoints on long tools and system prompts: true, or `{ "ttl": "5m" | "1h", "minTokens": n }`. @default false */
+  promptCaching?: boolean | { ttl?: '5m' | '1h'; minTokens?: number };
 }
 
 export interface TenantConfig {
@@ -128,13 +162,45 @@ export interface LogConfig {
   destination?: string;
 }
 
-export interface ProxyConfig {
+/** When the process is saturated, lower tiers get 503 first (the guard's loadShedder). */
+export interface SheddingConfig {
+  /** Priority per tier: the lowest are shed first, the highest never. @default every tier alike */
+  priorities?: Record<string, number>;
+  /** Requests in flight in one process at which it counts as saturated. @default no limit */
+  maxConcurrency?: number;
+  /** Event-loop delay (p99) at which it counts as saturated: ms or "100ms". @default "100ms" */
+  maxEventLoopDelay?: number | string;
+  /** Share (0-1] of answers that were upstream failures at which it counts as saturated. @default off */
+  maxUpstreamErrorRate?: number;
+}
+
+/** The guard (@tollgate/guard): each section listed turns its check on (`{}` takes its defaults). */
+export interface GuardConfig {
+  spendAnomaly?: SpendAnomalyOptions;
+  repeatedRequests?: Omit<RepeatedRequestsOptions, 'onStoreFailure'>;
+  authFailures?: AuthFailuresOptions;
+  shedding?: SheddingConfig;
+  /** A provider route's body must arrive within this once the caller is identified: ms or "10s". @default "10s" */
+  bodyTimeout?: number | string;
+}
+
+export interface WebhookConfig {
+  url: string;
+  /** The environment variable holding the HMAC secret of `x-tollgate-signature`. @default unsigned */
+  secretEnv?: string;
+  /** `json` (the event itself) or `slack` (an incoming-webhook message). @default "json" */
+  format?: 'json' | 'slack';
+}
+
+export interface ProxyConfig extends RoutingConfig {
   port?: number;
   redisUrl?: string;
   /** A Redis Cluster instead of one server (`redisUrl`): `{ "cluster": ["redis://host:port", ...] }`. */
   redis?: RedisConfig;
   /** Prefix of every Redis key the proxy writes (several deployments may share one Redis). @default "tollgate:" */
   redisPrefix?: string;
+  /** What request limits, token limits and budgets do while Redis is out (outage-setup.ts). @default failClosed */
+  storeOutage?: StoreOutageConfig;
   /** Path of the JSONL usage log. */
   usageLog?: string;
   /** PostgreSQL URL of the usage ledger (also read by `pnpm tollgate report`). */
@@ -158,6 +224,11 @@ export interface ProxyConfig {
   spool?: string | false;
   /** SHA-256 hex of the admin key that opens `/admin/*`. Without it the admin routes answer 404. */
   adminKeySha256?: string;
+  /**
+   * `/metrics` names tenants and their spend: it needs the admin key, or `{ "public": true }` to serve
+   * it to anyone (a scraper on a private network). @default behind the admin key; 404 without one
+   */
+  metrics?: { public: boolean };
   /** Largest accepted JSON body: bytes, or a string like "1mb". @default "1mb" */
   bodyLimit?: number | string;
   /** Tier of identities that name none (keys without tier or tenant tier). @default "free" when defined */
@@ -173,6 +244,14 @@ export interface ProxyConfig {
   global?: GlobalConfig;
   /** The access and error log (JSON lines, pino). @default { "level": "info", "destination": "stderr" } */
   log?: LogConfig;
+  /** Spend anomalies, repeated requests, failed authentications per address, shedding. @default off */
+  guard?: GuardConfig;
+  /** Express's `trust proxy`: which proxies in front may name the client address (`X-Forwarded-For`). @default false */
+  trustProxy?: boolean | number | string | string[];
+  /** Where events (budget spent, soft limit, anomaly, suspension, auth flood, store down) go besides the operator log. */
+  alerts?: { webhooks?: WebhookConfig[] };
+  /** The response cache and provider prompt caching; per tier `"cache": false` opts out. @default off */
+  cache?: CacheConfig;
 }
 
 export class ConfigError extends TollgateError {
@@ -272,7 +351,7 @@ function parseBudget(value: unknown, path: string): BudgetConfig {
 
 function parseUpstream(value: unknown, path: string, name: string): UpstreamConfig {
   const upstream = objectAt(value, path);
-  knownFields(upstream, path, ['baseUrl', 'apiKeyEnv', 'apiKey', 'api', 'anthropicVersion', 'connectTimeoutMs', 'firstByteTimeoutMs', 'idleTimeoutMs']);
+  knownFields(upstream, path, ['baseUrl', 'apiKeyEnv', 'apiKey', 'api', 'anthropicVersion', 'apiVersion', 'deployments', 'connectTimeoutMs', 'firstByteTimeoutMs', 'idleTimeoutMs']);
   const result: UpstreamConfig = { baseUrl: httpUrl(upstream.baseUrl, `${path}.baseUrl`, ['http:', 'https:']).replace(/\/+$/, '') };
   if (upstream.apiKeyEnv !== undefined) {
     const env = nonEmptyString(upstream.apiKeyEnv, `${path}.apiKeyEnv`);
@@ -284,6 +363,8 @@ function parseUpstream(value: unknown, path: string, name: string): UpstreamConf
   if (!(UPSTREAM_KINDS as readonly unknown[]).includes(api)) fail(`${path}.api must be one of ${UPSTREAM_KINDS.map((kind) => `"${kind}"`).join(', ')}`);
   result.api = api as UpstreamKind;
   if (upstream.anthropicVersion !== undefined) result.anthropicVersion = nonEmptyString(upstream.anthropicVersion, `${path}.anthropicVersion`);
+  if (upstream.apiVersion !== undefined) result.apiVersion = nonEmptyString(upstream.apiVersion, `${path}.apiVersion`);
+  if (upstream.deployments !== undefined) result.deployments = recordOf(upstream.deployments, `${path}.deployments`, (entry, entryPath) => nonEmptyString(entry, entryPath));
   for (const field of ['connectTimeoutMs', 'firstByteTimeoutMs', 'idleTimeoutMs'] as const) {
     if (upstream[field] !== undefined) result[field] = positiveInteger(upstream[field], `${path}.${field}`);
   }
@@ -316,12 +397,57 @@ function parseModel(value: unknown, path: string): ModelConfig {
 
 function parseTier(value: unknown, path: string): TierConfig {
   const tier = objectAt(value, path);
-  knownFields(tier, path, ['requestsPerMinute', 'tokensPerMinute', 'models', 'maxOutputTokens', 'maxConcurrent']);
+  knownFields(tier, path, ['requestsPerMinute', 'tokensPerMinute', 'models', 'maxOutputTokens', 'maxConcurrent', 'cache']);
   const result: TierConfig = {};
   for (const field of ['requestsPerMinute', 'tokensPerMinute', 'maxOutputTokens', 'maxConcurrent'] as const) {
     if (tier[field] !== undefined) result[field] = positiveInteger(tier[field], `${path}.${field}`);
   }
   if (tier.models !== undefined) result.models = stringList(tier.models, `${path}.models`);
+  if (tier.cache !== undefined) {
+    if (typeof tier.cache === 'boolean') {
+      result.cache = tier.cache;
+    } else {
+      if (!isObject(tier.cache)) fail(`${path}.cache must be true, false or { "ttl": "1h" }`);
+      knownFields(tier.cache, `${path}.cache`, ['ttl']);
+      result.cache = tier.cache.ttl === undefined ? {} : { ttl: durationAt(tier.cache.ttl, `${path}.cache.ttl`) };
+    }
+  }
+  return result;
+}
+
+function parseCache(value: unknown, path: string): CacheConfig {
+  const cache = objectAt(value, path);
+  knownFields(cache, path, ['store', 'ttl', 'scope', 'maxEntryBytes', 'maxBytes', 'costFraction', 'promptCaching']);
+  const result: CacheConfig = {};
+  if (cache.store !== undefined) {
+    if (cache.store !== 'memory' && cache.store !== 'redis') fail(`${path}.store must be "memory" or "redis"`);
+    result.store = cache.store;
+  }
+  if (cache.ttl !== undefined) result.ttl = durationAt(cache.ttl, `${path}.ttl`);
+  if (cache.scope !== undefined) {
+    if (cache.scope !== 'tenant' && cache.scope !== 'key' && cache.scope !== 'global') fail(`${path}.scope must be "tenant", "key" or "global"`);
+    result.scope = cache.scope;
+  }
+  if (cache.maxEntryBytes !== undefined) result.maxEntryBytes = positiveInteger(cache.maxEntryBytes, `${path}.maxEntryBytes`);
+  if (cache.maxBytes !== undefined) result.maxBytes = positiveInteger(cache.maxBytes, `${path}.maxBytes`);
+  if (cache.costFraction !== undefined) {
+    if (typeof cache.costFraction !== 'number' || !(cache.costFraction >= 0 && cache.costFraction <= 1)) fail(`${path}.costFraction must be a number from 0 to 1`);
+    result.costFraction = cache.costFraction;
+  }
+  const prompt = cache.promptCaching;
+  if (prompt === undefined || typeof prompt === 'boolean') {
+    if (prompt !== undefined) result.promptCaching = prompt;
+    return result;
+  }
+  const promptPath = `${path}.promptCaching`;
+  const options = objectAt(prompt, promptPath);
+  knownFields(options, promptPath, ['ttl', 'minTokens']);
+  result.promptCaching = {};
+  if (options.ttl !== undefined) {
+    if (options.ttl !== '5m' && options.ttl !== '1h') fail(`${promptPath}.ttl must be "5m" or "1h"`);
+    result.promptCaching.ttl = options.ttl;
+  }
+  if (options.minTokens !== undefined) result.promptCaching.minTokens = positiveInteger(options.minTokens, `${promptPath}.minTokens`);
   return result;
 }
 
@@ -417,10 +543,104 @@ function parseLog(value: unknown, path: string): LogConfig {
   return result;
 }
 
+/** The guard package's own rules judge the values, so the config and the package never disagree. */
+function parseGuard(value: unknown, path: string): GuardConfig {
+  const guard = objectAt(value, path);
+  knownFields(guard, path, ['spendAnomaly', 'repeatedRequests', 'authFailures', 'shedding', 'bodyTimeout']);
+  const sections = {
+    spendAnomaly: ['bucketSeconds', 'zScore', 'minBuckets', 'minSpendUsd', 'action', 'cooldown', 'throttleScale', 'watch', 'fastWindow', 'slowWindow'],
+    repeatedRequests: ['max', 'windowSeconds'],
+    authFailures: ['max', 'windowSeconds', 'block', 'distinctKeys'],
+  } as const;
+  const result: GuardConfig = {};
+  for (const [name, fields] of Object.entries(sections) as [keyof typeof sections, readonly string[]][]) {
+    if (guard[name] === undefined) continue;
+    knownFields(objectAt(guard[name], `${path}.${name}`), `${path}.${name}`, fields);
+    (result as Record<string, unknown>)[name] = { ...(guard[name] as Json) };
+  }
+  try {
+    resolveGuardOptions({ spendAnomaly: result.spendAnomaly ?? false, repeatedRequests: result.repeatedRequests ?? false, authFailures: result.authFailures ?? false });
+  } catch (error) {
+    fail(`${path}.${(error as Error).message}`);
+  }
+  if (guard.shedding !== undefined) result.shedding = parseShedding(guard.shedding, `${path}.shedding`);
+  if (guard.bodyTimeout !== undefined) result.bodyTimeout = durationAt(guard.bodyTimeout, `${path}.bodyTimeout`);
+  return result;
+}
+
+function durationAt(value: unknown, path: string): number | string {
+  try {
+    parseDuration(value as number | string, path);
+  } catch {
+    fail(`${path} must be a positive number of ms or a string like "10s", "5m"`);
+  }
+  return value as number | string;
+}
+
+function parseShedding(value: unknown, path: string): SheddingConfig {
+  const shedding = objectAt(value, path);
+  knownFields(shedding, path, ['priorities', 'maxConcurrency', 'maxEventLoopDelay', 'maxUpstreamErrorRate']);
+  const result: SheddingConfig = {};
+  if (shedding.priorities !== undefined) {
+    result.priorities = recordOf(shedding.priorities, `${path}.priorities`, (entry, entryPath) => {
+      if (typeof entry !== 'number' || !Number.isFinite(entry)) fail(`${entryPath} must be a number (higher keeps service longer)`);
+      return entry;
+    });
+  }
+  if (shedding.maxConcurrency !== undefined) result.maxConcurrency = positiveInteger(shedding.maxConcurrency, `${path}.maxConcurrency`);
+  if (shedding.maxEventLoopDelay !== undefined) result.maxEventLoopDelay = durationAt(shedding.maxEventLoopDelay, `${path}.maxEventLoopDelay`);
+  if (shedding.maxUpstreamErrorRate !== undefined) {
+    const rate = shedding.maxUpstreamErrorRate;
+    if (typeof rate !== 'number' || !(rate > 0 && rate <= 1)) fail(`${path}.maxUpstreamErrorRate must be a fraction greater than 0 and at most 1`);
+    result.maxUpstreamErrorRate = rate;
+  }
+  return result;
+}
+
+/** Express's own check of a `trust proxy` value (it compiles the addresses and subnets at once). */
+function parseTrustProxy(value: unknown, path: string): boolean | number | string | string[] {
+  const shapeOk = typeof value === 'boolean' || (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) || (typeof value === 'string' && value.trim().length > 0)
+    || (Array.isArray(value) && value.length > 0 && value.every((item) => typeof item === 'string' && item.trim().length > 0));
+  if (!shapeOk) fail(`${path} must be true, false, a number of hops, or addresses/subnets/names like "loopback" (a string or an array of strings)`);
+  try {
+    express().set('trust proxy', value);
+  } catch (error) {
+    fail(`${path}: ${(error as Error).message}`);
+  }
+  return value as boolean | number | string | string[];
+}
+
+function parseAlerts(value: unknown, path: string): { webhooks?: WebhookConfig[] } {
+  const alerts = objectAt(value, path);
+  knownFields(alerts, path, ['webhooks']);
+  if (alerts.webhooks === undefined) return {};
+  if (!Array.isArray(alerts.webhooks)) fail(`${path}.webhooks must be an array`);
+  return {
+    webhooks: alerts.webhooks.map((entry, i) => {
+      const where = `${path}.webhooks[${i}]`;
+      const hook = objectAt(entry, where);
+      knownFields(hook, where, ['url', 'secretEnv', 'format']);
+      const result: WebhookConfig = { url: httpUrl(hook.url, `${where}.url`, ['http:', 'https:']) };
+      if (hook.secretEnv !== undefined) {
+        const env = nonEmptyString(hook.secretEnv, `${where}.secretEnv`);
+        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(env)) fail(`${where}.secretEnv must be an environment variable name`);
+        result.secretEnv = env;
+      }
+      if (hook.format !== undefined) {
+        if (hook.format !== 'json' && hook.format !== 'slack') fail(`${where}.format must be "json" or "slack"`);
+        result.format = hook.format;
+      }
+      return result;
+    }),
+  };
+}
+
 const TOP_LEVEL = [
-  'port', 'redisUrl', 'redis', 'redisPrefix', 'usageLog', 'postgresUrl', 'postgresSchema', 'postgresTable', 'embeddedLedger', 'spool', 'adminKeySha256', 'bodyLimit', 'defaultTier',
-  'requiredScope',
-  'upstreams', 'models', 'tiers', 'tenants', 'keys', 'jwt', 'global', 'log',
+  'port', 'redisUrl', 'redis', 'redisPrefix', 'storeOutage', 'usageLog', 'postgresUrl', 'postgresSchema', 'postgresTable', 'embeddedLedger', 'spool', 'adminKeySha256', 'bodyLimit', 'defaultTier',
+  'requiredScope', 'metrics',
+  'upstreams', 'models', 'tiers', 'tenants', 'keys', 'jwt', 'global', 'log', 'guard', 'trustProxy', 'alerts',
+  'cache',
+  ...ROUTING_FIELDS,
 ] as const;
 
 /**
@@ -442,6 +662,7 @@ export function validateConfig(input: unknown): ProxyConfig {
     if (config.redis.cluster && config.redisUrl !== undefined) fail('redisUrl and redis.cluster are two ways to reach Redis: give one');
   }
   if (raw.redisPrefix !== undefined) config.redisPrefix = nonEmptyString(raw.redisPrefix, 'redisPrefix');
+  if (raw.storeOutage !== undefined) config.storeOutage = parseStoreOutage(raw.storeOutage);
   if (raw.usageLog !== undefined) config.usageLog = nonEmptyString(raw.usageLog, 'usageLog');
   if (raw.postgresUrl !== undefined) config.postgresUrl = httpUrl(raw.postgresUrl, 'postgresUrl', ['postgres:', 'postgresql:']);
   for (const field of ['postgresSchema', 'postgresTable'] as const) {
@@ -461,6 +682,12 @@ export function validateConfig(input: unknown): ProxyConfig {
     config.spool = raw.spool;
   }
   if (raw.adminKeySha256 !== undefined) config.adminKeySha256 = sha256Hex(raw.adminKeySha256, 'adminKeySha256');
+  if (raw.metrics !== undefined) {
+    const metrics = objectAt(raw.metrics, 'metrics');
+    knownFields(metrics, 'metrics', ['public']);
+    if (typeof metrics.public !== 'boolean') fail('metrics.public must be true or false');
+    config.metrics = { public: metrics.public };
+  }
   if (raw.bodyLimit !== undefined) {
     const limit = raw.bodyLimit;
     const ok = (typeof limit === 'number' && Number.isSafeInteger(limit) && limit > 0) || (typeof limit === 'string' && /^\d+(\.\d+)?\s*(b|kb|mb|gb)?$/i.test(limit.trim()));
@@ -480,7 +707,15 @@ export function validateConfig(input: unknown): ProxyConfig {
   if (raw.jwt !== undefined) config.jwt = parseJwt(raw.jwt, 'jwt');
   if (raw.global !== undefined) config.global = parseGlobal(raw.global, 'global');
   if (raw.log !== undefined) config.log = parseLog(raw.log, 'log');
+  if (raw.guard !== undefined) config.guard = parseGuard(raw.guard, 'guard');
+  if (raw.trustProxy !== undefined) config.trustProxy = parseTrustProxy(raw.trustProxy, 'trustProxy');
+  if (raw.alerts !== undefined) config.alerts = parseAlerts(raw.alerts, 'alerts');
+  if (raw.cache !== undefined) config.cache = parseCache(raw.cache, 'cache');
+  // Checked by the router's own option rules (routing-config.ts), so that the two never disagree.
+  for (const field of ROUTING_FIELDS) if (raw[field] !== undefined) Object.assign(config, { [field]: raw[field] });
   checkReferences(config);
+  const routingProblem = checkRouting(config);
+  if (routingProblem) fail(routingProblem);
   return config;
 }
 
@@ -517,6 +752,9 @@ function checkReferences(config: ProxyConfig): void {
   for (const [name, model] of Object.entries(config.models ?? {})) {
     const known = upstreams ? Object.hasOwn(upstreams, model.provider) : MOCK_PROVIDERS.includes(model.provider);
     if (!known) fail(`models.${name}.provider names "${model.provider}", which is not ${upstreams ? 'a key of upstreams' : `${MOCK_PROVIDERS.map((provider) => `"${provider}"`).join(', ')} (the mock serves only those)`}`);
+  }
+  for (const tier of Object.keys(config.guard?.shedding?.priorities ?? {})) {
+    if (!hasTier(tier)) fail(`guard.shedding.priorities names an unknown tier "${tier}"${tierHint(tier)}`);
   }
 }
 

@@ -1,5 +1,5 @@
 // Tier rules and rate limits from the config: tierPolicy, tieredRateLimit, tokenRateLimit, concurrencyLimit.
-import type { RequestHandler } from 'express';
+import type { Request, RequestHandler } from 'express';
 import { concurrencyLimit, tieredRateLimit, tierPolicy, tokenRateLimit } from '@tollgate/ratelimit';
 import type { LimitLayerOptions, StoresWithCommands } from '@tollgate/ratelimit';
 import { refusalRenderer } from '@tollgate/core';
@@ -32,15 +32,18 @@ function perTier(config: ProxyConfig, field: keyof Pick<TierConfig, 'requestsPer
   return Object.fromEntries(tiers.map(([name, tier]) => [name, tier[field] ?? UNLIMITED]));
 }
 
+/** What a guard's throttle multiplies a caller's tier limit by (the global ceiling is nobody's own). */
+export type LimitScale = (req: Request) => number;
+
 /** Layers of one limiter: the global ceiling (if any), then per tenant by tier (a key without a tenant counts alone). */
-function layers(config: ProxyConfig, tiers: Record<string, number> | undefined, global: number | undefined): LimitLayerOptions[] {
+function layers(config: ProxyConfig, tiers: Record<string, number> | undefined, global: number | undefined, limitScale?: LimitScale): LimitLayerOptions[] {
   const result: LimitLayerOptions[] = [];
   if (global !== undefined) result.push({ name: 'global', by: 'global', limit: global, window: '1m' });
   if (tiers) {
     const defaultTier = defaultTierOf(config);
     // A caller whose tier is unknown gets the default tier's limit, or the smallest one: never more than configured.
     const fallback = defaultTier !== undefined && tiers[defaultTier] !== undefined ? tiers[defaultTier] : Math.min(...Object.values(tiers));
-    result.push({ name: 'tenant', by: 'tenant', tiers, limit: fallback, window: '1m', ...(defaultTier ? { defaultTier } : {}) });
+    result.push({ name: 'tenant', by: 'tenant', tiers, limit: fallback, window: '1m', ...(defaultTier ? { defaultTier } : {}), ...(limitScale ? { limitScale } : {}) });
   }
   return result;
 }
@@ -55,11 +58,11 @@ export function tierPolicyMiddleware(config: ProxyConfig): RequestHandler {
   return tierPolicy({ tiers, ...(defaultTier ? { defaultTier } : {}) });
 }
 
-export function requestLimitMiddleware(config: ProxyConfig, stores: TollgateStores, storeFailures?: StoreFailureHandlers): RequestHandler[] {
-  const requestLayers = layers(config, perTier(config, 'requestsPerMinute'), config.global?.requestsPerMinute);
+export function requestLimitMiddleware(config: ProxyConfig, stores: TollgateStores, storeFailures?: StoreFailureHandlers, limitScale?: LimitScale): RequestHandler[] {
+  const requestLayers = layers(config, perTier(config, 'requestsPerMinute'), config.global?.requestsPerMinute, limitScale);
   if (requestLayers.length === 0) return [];
-  const prefix = `${(stores as { prefix?: string }).prefix ?? ''}rl:`;
-  return [tieredRateLimit({ stores: stores as StoresWithCommands, layers: requestLayers, prefix, ...reporting('requests', storeFailures) })];
+  // Redis stores put the request counters under their own prefix ('<prefix>rl:').
+  return [tieredRateLimit({ stores: stores as StoresWithCommands, layers: requestLayers, ...reporting('requests', storeFailures) })];
 }
 
 export function concurrencyMiddleware(config: ProxyConfig, stores: TollgateStores, storeFailures?: StoreFailureHandlers): RequestHandler[] {
@@ -71,8 +74,8 @@ export function concurrencyMiddleware(config: ProxyConfig, stores: TollgateStore
   })];
 }
 
-export function tokenLimitMiddleware(config: ProxyConfig, stores: TollgateStores, storeFailures?: StoreFailureHandlers): RequestHandler[] {
-  const tokenLayers = layers(config, perTier(config, 'tokensPerMinute'), config.global?.tokensPerMinute);
+export function tokenLimitMiddleware(config: ProxyConfig, stores: TollgateStores, storeFailures?: StoreFailureHandlers, limitScale?: LimitScale): RequestHandler[] {
+  const tokenLayers = layers(config, perTier(config, 'tokensPerMinute'), config.global?.tokensPerMinute, limitScale);
   if (tokenLayers.length === 0) return [];
   return [tokenRateLimit({ stores, layers: tokenLayers, ...reporting('tokens', storeFailures) })];
 }

@@ -1,6 +1,7 @@
 // Entry point of `pnpm start`: reads TOLLGATE_CONFIG, PORT and REDIS_URL, builds the proxy and serves it.
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { join } from 'node:path';
+import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TollgateStores } from '@tollgate/core';
@@ -11,6 +12,7 @@ import type { ProxyConfig } from './config.js';
 import { createDemoConfig, demoBanner } from './demo.js';
 import type { DemoKey } from './demo.js';
 import { spoolDirectory } from './metering-setup.js';
+import { checkBeforeStart, parsePort } from './start-checks.js';
 import { createStores } from './stores.js';
 import { startTracing, tracingRequested } from './tracing.js';
 import type { Tracing } from './tracing.js';
@@ -46,9 +48,7 @@ function planStart(env: NodeJS.ProcessEnv): StartPlan {
   }
   let port = config.port ?? DEFAULT_PORT;
   if (env.PORT !== undefined && env.PORT !== '') {
-    const fromEnv = Number(env.PORT);
-    if (!Number.isInteger(fromEnv) || fromEnv < 0 || fromEnv > 65535) throw new ConfigError(`PORT must be an integer from 0 to 65535; got ${JSON.stringify(env.PORT)}`);
-    port = fromEnv;
+    port = parsePort(env.PORT);
   }
   const redisUrl = env.REDIS_URL || config.redisUrl;
   return { config, port, demoKeys, ...(redisUrl ? { redisUrl } : {}), ...(path ? { configPath: path } : {}) };
@@ -63,6 +63,12 @@ async function start(): Promise<void> {
     process.exit(1);
   }
   const { config, configPath, port, redisUrl, demoKeys } = plan;
+  try {
+    await checkBeforeStart(config, process.env);
+  } catch (error) {
+    console.error(error instanceof Error ? error.message : String(error));
+    process.exit(1);
+  }
 
   // Before anything makes spans: the SDK is loaded only when the OTEL_* variables ask for traces.
   let tracing: Tracing | undefined;
@@ -104,7 +110,11 @@ async function start(): Promise<void> {
   }
   // Budget spend Redis lost is back before the first request is admitted.
   await app.spendReady();
-  const server: Server = app.listen(port, () => {
+  // Not app.listen(port, callback): Express 5 calls that callback on an error too, so "listening"
+  // would be printed before EADDRINUSE.
+  const server: Server = createServer(app);
+  server.listen(port);
+  server.once('listening', () => {
     const address = server.address();
     const actualPort = typeof address === 'object' && address ? address.port : port;
     const listening = `tollgate proxy listening on http://localhost:${actualPort} (stores: ${stores.kind}, upstreams: ${config.upstreams ? Object.keys(config.upstreams).join(', ') : 'built-in mock'})`;

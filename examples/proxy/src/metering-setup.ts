@@ -1,12 +1,14 @@
 // Metering from the config: the estimate before the call, usage after it, the sinks (usage log, Prometheus, PostgreSQL) and the spool before them.
 import { join } from 'node:path';
-import type { RequestHandler } from 'express';
+import type { Request, RequestHandler } from 'express';
 import { PGlite } from '@electric-sql/pglite';
-import { jsonlSink, meter, openUsageSpool, postgresSink, prometheusSink } from '@tollgate/metering';
+import { jsonlSink, meter, openUsageSpool } from '@tollgate/metering';
+import { postgresSink } from '@tollgate/metering/postgres';
+import { prometheusSink } from '@tollgate/metering/prometheus';
 import type { Queryable, SpoolReplay, UsageSink } from '@tollgate/metering';
 import type { Tracer } from '@opentelemetry/api';
 import type { Registry } from 'prom-client';
-import type { Pricing } from '@tollgate/core';
+import type { Pricing, UsageRecord } from '@tollgate/core';
 import type { ProxyConfig } from './config.js';
 
 export interface ProxyMetering {
@@ -33,7 +35,11 @@ export function spoolDirectory(config: ProxyConfig): string | undefined {
 }
 
 /** `metrics: false` leaves out the Prometheus sink (and so `/metrics`); `tracer` is the meter's (see MeterOptions). */
-export function createMetering(config: ProxyConfig, pricing: Pricing, options: { metrics?: boolean; tracer?: Tracer | false } = {}): ProxyMetering {
+export function createMetering(
+  config: ProxyConfig,
+  pricing: Pricing,
+  options: { metrics?: boolean; tracer?: Tracer | false; onUsage?: (record: UsageRecord, req: Request) => void } = {},
+): ProxyMetering {
   const prometheus = options.metrics === false ? undefined : prometheusSink();
   const sinks: UsageSink[] = prometheus ? [prometheus] : [];
   // The usage log is written often enough to tail; the batch still keeps writes off the request path.
@@ -64,7 +70,9 @@ export function createMetering(config: ProxyConfig, pricing: Pricing, options: {
   // Started now: what a proxy that died left is written while the rest starts up.
   const replayed = spool?.replay();
   return {
-    middleware: [meter({ pricing, ...(spool ? { spool } : { sinks }), ...(options.tracer === undefined ? {} : { tracer: options.tracer }) }) as RequestHandler],
+    middleware: [meter({
+      pricing, ...(spool ? { spool } : { sinks }), ...(options.tracer === undefined ? {} : { tracer: options.tracer }), ...(options.onUsage ? { onUsage: options.onUsage } : {}),
+    }) as RequestHandler],
     metricsHandler: prometheus?.handler as RequestHandler | undefined,
     registry: prometheus?.registry,
     ledger,

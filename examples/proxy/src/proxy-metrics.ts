@@ -4,8 +4,8 @@ import { Counter, Gauge } from 'prom-client';
 import type { Registry } from 'prom-client';
 import type { BudgetGuard } from '@tollgate/budget';
 import type { BudgetScope, BudgetStatus } from '@tollgate/budget';
-import { BoundedLabel, OVERFLOW_LABEL, SeriesCounter, SeriesHistogram } from '@tollgate/metering';
-import type { CounterSeries, HistogramSeries } from '@tollgate/metering';
+import { BoundedLabel, OVERFLOW_LABEL, SeriesCounter, SeriesHistogram } from '@tollgate/metering/prometheus';
+import type { CounterSeries, HistogramSeries } from '@tollgate/metering/prometheus';
 
 /** Distinct values kept per label (routes, models, budget ids); later ones are counted under `__other__`. */
 const MAX_LABEL_VALUES = 100;
@@ -54,6 +54,8 @@ class LabelCache<L extends Record<string, string>> {
 
 /** The series of one upstream and model: resolved on its first call, updated directly on the next ones. */
 interface UpstreamSeries {
+  /** `upstream model`: the prefix of the rarer series' keys. */
+  key: string;
   seconds: HistogramSeries;
   byStatus: Map<number, CounterSeries>;
 }
@@ -105,7 +107,7 @@ export function createProxyMetrics(registry: Registry, report: (error: unknown) 
     registers,
   });
   const upstreamSeconds = new SeriesHistogram('tollgate_upstream_duration_seconds', 'From sending an upstream call to the end of its answer (or its failure).', registry, UPSTREAM_BUCKETS);
-  const storeSeconds = new SeriesHistogram('tollgate_store_call_duration_seconds', 'Store calls (Redis or memory) by operation and outcome.', registry, STORE_BUCKETS);
+  const storeSeconds = new SeriesHistogram('tollgate_store_call_duration_seconds', 'Store calls by operation and outcome (Redis stores; memory stores are not timed).', registry, STORE_BUCKETS);
   const storeFailures = new Counter({
     name: 'tollgate_store_failures_total',
     help: 'Store failures and timeouts the middlewares met, by layer (auth, requests, tokens, concurrency); the budget\'s are its 503 refusals.',
@@ -145,13 +147,22 @@ export function createProxyMetrics(registry: Registry, report: (error: unknown) 
   const refusalLabels = new LabelCache<{ layer: string; reason: string }>();
   const upstreamErrorLabels = new LabelCache<{ provider: string; model: string; reason: string }>();
   const failureLabels = new LabelCache<{ layer: string }>();
-  const upstreams = new Map<string, UpstreamSeries>();
+  // Series found by nested maps on the values themselves: no key string is built per request.
+  const responsesByRoute = new Map<string, Map<number, CounterSeries>>();
+  const upstreams = new Map<string, Map<string, UpstreamSeries>>();
 
   return {
     countResponse(req, res) {
       const route = routes.value(routeLabel(req));
       const status = res.statusCode;
-      responses.series(`${route} ${status}`, () => ({ route, status: String(status) })).inc();
+      let byStatus = responsesByRoute.get(route);
+      if (byStatus === undefined) responsesByRoute.set(route, (byStatus = new Map()));
+      let series = byStatus.get(status);
+      if (series === undefined) {
+        series = responses.series(`${route} ${status}`, () => ({ route, status: String(status) }));
+        byStatus.set(status, series);
+      }
+      series.inc();
       const refusal = req.tollgate?.refusal;
       if (refusal) {
         const layer = layers.value(refusal.layer);
@@ -160,9 +171,15 @@ export function createProxyMetrics(registry: Registry, report: (error: unknown) 
     },
     upstreamCall(upstream, rawModel, outcome) {
       const model = models.value(rawModel);
-      const key = `${upstream} ${model}`;
-      let series = upstreams.get(key);
-      if (series === undefined) upstreams.set(key, (series = { seconds: upstreamSeconds.series(key, () => ({ provider: upstream, model })), byStatus: new Map() }));
+      let byModel = upstreams.get(upstream);
+      if (byModel === undefined) upstreams.set(upstream, (byModel = new Map()));
+      let series = byModel.get(model);
+      if (series === undefined) {
+        const key = `${upstream} ${model}`;
+        series = { key, seconds: upstreamSeconds.series(key, () => ({ provider: upstream, model })), byStatus: new Map() };
+        byModel.set(model, series);
+      }
+      const { key } = series;
       series.seconds.observe(outcome.seconds);
       let byStatus = series.byStatus.get(outcome.status);
       if (byStatus === undefined) {

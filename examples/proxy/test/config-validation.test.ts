@@ -1,20 +1,10 @@
 // The proxy config: the example config with every contract name validates, and each kind of mistake is named by its field.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from '@jest/globals';
-import { ConfigError, parseConfig, validateConfig } from '../src/config.js';
+import { parseConfig, validateConfig } from '../src/config.js';
+import { rejection } from './helpers/config-rejection.js';
 
 const example = JSON.parse(readFileSync(new URL('../config.example.json', import.meta.url), 'utf8')) as Record<string, unknown>;
-
-function rejection(config: unknown): string {
-  try {
-    validateConfig(config);
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    expect((error as ConfigError).code).toBe('ERR_TG_PROXY_INVALID_CONFIG');
-    return (error as Error).message;
-  }
-  throw new Error('the config was accepted');
-}
 
 describe('proxy config validation', () => {
   it('accepts the documented example config with every contract name', () => {

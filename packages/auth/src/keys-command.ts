@@ -115,7 +115,9 @@ function storeTarget(store: KeyStore, describe: string, close: () => Promise<voi
 
 async function redisTarget(url: string, prefix: string): Promise<KeyTarget> {
   // Loaded on demand: only `--redis` needs a Redis client.
-  const { createRedisStores } = await import('@tollgate/redis');
+  const { createRedisStores } = await import('@tollgate/redis').catch((error: unknown) => {
+    throw new Error('--redis needs @tollgate/redis, an optional peer dependency of @tollgate/auth: npm install @tollgate/redis', { cause: error });
+  });
   // A one-shot command reads each key once: no cache, no subscriber connection.
   const stores = createRedisStores({ url, prefix, keyCache: false });
   return storeTarget(stores.keys, `Redis (prefix "${prefix}")`, () => stores.close());

@@ -104,6 +104,14 @@ export interface BudgetGuard {
    * persistence) from a durable usage ledger; scopes the ledger still holds are left alone.
    */
   rebuild(source: SpendSource): Promise<RebuildReport>;
+  /**
+   * Re-prices a running request's reservation for the model its call now runs with (a router
+   * moving it to another target after `req.tollgate.switchModel`): a new reservation at the new
+   * price, then the old one released, so that each is settled exactly once. Resolves false, the
+   * old reservation kept, when the budgets cannot cover the new price or the ledger fails; true
+   * when the reservation covers the call (or no budget applies).
+   */
+  reprice(req: Request, res: Response): Promise<boolean>;
   /** Waits for soft-limit callbacks and webhook deliveries in flight. */
   flush(): Promise<void>;
   /** Flushes, stops webhook retries, and closes the in-memory ledger if the guard made it. */
@@ -383,7 +391,59 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
   }
 
   function releaseHold(hold: BudgetHold): Promise<void> {
-    return withTimeout(ledger.release(hold.id), storeTimeoutMs, 'ledger.release').then(() => undefined, reportStoreError);
+    return releaseReservation(hold.id);
+  }
+
+  function releaseReservation(id: string): Promise<void> {
+    return withTimeout(ledger.release(id), storeTimeoutMs, 'ledger.release').then(() => undefined, reportStoreError);
+  }
+
+  /** Each running request's hold, for `reprice`. */
+  const holds = new WeakMap<Request, BudgetHold>();
+
+  async function repriceHold(req: Request, res: Response): Promise<boolean> {
+    const hold = holds.get(req);
+    // No budget applies to this request: nothing to move.
+    if (!hold) return true;
+    const ctx = getContext(req, res);
+    const estimate = ctx.estimate;
+    if (!estimate || ctx.settled) return false;
+    const price = pricing.find(estimate.model);
+    if (!price) return false;
+    if (price.model === hold.model) return true;
+    const input = reservedInput(estimate, price.model);
+    const amount = maxCostNanoUsd(input.reserved, estimate.maxOutputTokens * choicesOf(estimate), price);
+    const minAmount = Math.min(amount, smallestAnswerCost(estimate, input.reserved, price, minOutputTokens));
+    const id = `${ctx.requestId}:budget:${randomUUID()}`;
+    // The new price is held before the old is let go: never a moment with the request unbudgeted.
+    const reserving = ledger.reserve({ id, amount, minAmount: minAmount < amount ? minAmount : undefined, scopes: hold.scopes, ttlMs });
+    let result: ReserveResult;
+    try {
+      result = await withTimeout(reserving, storeTimeoutMs, 'ledger.reserve');
+    } catch (error) {
+      void reserving.then((late) => (late.ok ? ledger.release(id) : undefined)).catch(() => undefined);
+      reportStoreError(error);
+      return false;
+    }
+    if (!result.ok) return false;
+    if (ctx.settled) {
+      // The request settled (its old reservation with it) while this one was taken: it is owed nothing.
+      await releaseReservation(id);
+      return false;
+    }
+    const previous = hold.id;
+    hold.id = id;
+    hold.granted = result.amount;
+    hold.model = price.model;
+    hold.inputBound = input.bound;
+    const note = ctx.reservations.find((reservation) => reservation.kind === 'budget' && reservation.id === previous);
+    if (note) {
+      note.id = id;
+      note.amount = result.amount;
+    }
+    if (result.amount < amount) clampOutput(req, estimate, input.reserved, price, result.amount);
+    await releaseReservation(previous);
+    return true;
   }
 
   /** The budget's steps, for `combineLimits` (@tollgate/ratelimit): its reserve then shares one round trip with the limiters'. */
@@ -395,6 +455,7 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     },
     commit(req, res, hold) {
       if (!hold) return;
+      holds.set(req, hold);
       const ctx = getContext(req, res);
       ctx.reservations.push({ kind: 'budget', id: hold.id, amount: hold.granted });
       ctx.onSettle((record) => settleReservation(hold, record));
@@ -457,6 +518,7 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
       if (report.restored.length > 0) known.clear();
       return report;
     },
+    reprice: repriceHold,
     flush: () => monitor.flush(),
     async close() {
       await monitor.flush();

@@ -17,6 +17,7 @@ export type ApiErrorCode =
   | 'not_found'
   | 'method_not_allowed'
   | 'misconfigured_route'
+  | 'internal_error'
   | 'key_suspended'
   | 'repeated_request'
   | 'auth_failures_exceeded';
@@ -36,6 +37,7 @@ const TYPE_BY_CODE: Record<ApiErrorCode, string> = {
   not_found: 'invalid_request_error',
   method_not_allowed: 'invalid_request_error',
   misconfigured_route: 'server_error',
+  internal_error: 'server_error',
   key_suspended: 'permission_error',
   repeated_request: 'requests',
   auth_failures_exceeded: 'requests',
@@ -56,6 +58,7 @@ const STATUS_BY_CODE: Record<ApiErrorCode, number> = {
   not_found: 404,
   method_not_allowed: 405,
   misconfigured_route: 500,
+  internal_error: 500,
   key_suspended: 403,
   repeated_request: 429,
   auth_failures_exceeded: 429,
@@ -98,6 +101,7 @@ const LAYER_BY_CODE: Record<ApiErrorCode, RefusalLayer> = {
   not_found: 'route',
   method_not_allowed: 'route',
   misconfigured_route: 'route',
+  internal_error: 'route',
   key_suspended: 'guard',
   repeated_request: 'guard',
   auth_failures_exceeded: 'guard',
@@ -232,15 +236,32 @@ export function toClientError(error: unknown): ApiError | undefined {
   }
 }
 
+export interface ApiErrorHandlerOptions {
+  renderError?: ErrorRenderer;
+  /**
+   * Any other error (a bug, a failed dependency): `'next'` passes it on to the app's own error
+   * handling; a function is told of it (log it there) and the client gets a 500 `internal_error`
+   * in the same JSON shape, with no stack trace, whatever Express version renders it.
+   * @default 'next'
+   */
+  otherErrors?: 'next' | ((error: unknown, req: IncomingMessage) => void);
+}
+
 /**
  * Express error handler: renders client faults and ApiErrors in the OpenAI error shape of docs/errors.md,
- * passes anything else on (so the app's own 500 handling sees real bugs).
+ * and passes anything else on (so the app's own 500 handling sees real bugs) or renders it as
+ * `internal_error` (`otherErrors`).
  */
-export function apiErrorHandler(options: { renderError?: ErrorRenderer } = {}) {
+export function apiErrorHandler(options: ApiErrorHandlerOptions = {}) {
   const render = options.renderError ?? renderApiError;
+  const otherErrors = options.otherErrors ?? 'next';
   return function tollgateErrorHandler(error: unknown, req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void): void {
     const clientError = toClientError(error);
     if (clientError) render(clientError, req, res);
-    else next(error);
+    else if (otherErrors === 'next' || res.headersSent) next(error);
+    else {
+      otherErrors(error, req);
+      render(new ApiError('internal_error', 'The server failed to answer this request.', { cause: error }), req, res);
+    }
   };
 }

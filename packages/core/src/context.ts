@@ -95,6 +95,12 @@ export class ProviderCall {
   }
 }
 
+/** A request answered from a response cache, not by the provider. */
+export interface CacheHit {
+  /** Share of the answer's cost billed for the hit, 0 to 1. */
+  costFraction: number;
+}
+
 export interface TollgateContext {
   /** From a valid incoming `x-request-id`, otherwise generated; echoed in the response. */
   readonly requestId: string;
@@ -125,6 +131,19 @@ export interface TollgateContext {
   upstreamStatus: number | undefined;
   /** Why the request was refused, once a refusal was rendered (`renderApiError`, `noteRefusal`). */
   refusal: Refusal | undefined;
+  /**
+   * Set by a router that chose among upstreams: the name of the upstream the call went to, which
+   * the usage record bills as its `provider` (the price table's provider names the API, not which
+   * of several upstreams serving the same model answered). Undefined: the price's provider.
+   */
+  servedBy: string | undefined;
+  /**
+   * Set by a response cache that answers the request from what it stored: the meter then records
+   * `usageSource: "cache"`, bills `costFraction` of the answer's cost and notes the rest as saved.
+   * Set before the meter (a memory store's hit), it also spares the request the estimate; a request
+   * refused after that is recorded as a refusal, not as a hit.
+   */
+  cacheHit: CacheHit | undefined;
   /** Report real usage from a handler that calls a provider SDK itself. */
   recordUsage(usage: ReportedUsage): void;
   /** Report an SDK's JSON answer: its usage and model are read by the declared call's adapter. */
@@ -219,6 +238,8 @@ class RequestContext implements TollgateContext {
   upstreamAborted = false;
   upstreamStatus: number | undefined = undefined;
   refusal: Refusal | undefined = undefined;
+  servedBy: string | undefined = undefined;
+  cacheHit: CacheHit | undefined = undefined;
   #price: ResolvedPrice | undefined;
   #listeners: SettleListener[] | undefined;
   /** The `onSending` listeners, until `markSending()` runs them. */

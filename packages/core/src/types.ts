@@ -65,9 +65,10 @@ export interface UsageEstimate {
 /**
  * Where the token counts come from: the provider's usage, output counted as it passed, or, for an
  * answer that never came whole and may be billed whole (a JSON call the client left, an answer the
- * upstream cut, a call in flight when its process died), the reservation's bound.
+ * upstream cut, a call in flight when its process died), the reservation's bound; or a response
+ * cache that answered with an answer it stored (the counts are the stored answer's).
  */
-export type UsageSource = 'provider' | 'counted' | 'estimated';
+export type UsageSource = 'provider' | 'counted' | 'estimated' | 'cache';
 
 /** One line of the usage log: the settled truth of one request. */
 export interface UsageRecord extends TokenUsage {
@@ -78,6 +79,11 @@ export interface UsageRecord extends TokenUsage {
   id: string;
   /** The request id echoed to the client (its valid `x-request-id`, else generated): an attribute, never a key. */
   requestId: string;
+  /**
+   * The caller's own conversation id (its `x-conversation-id` header), which outcomes can be reported
+   * against (`recordOutcome` in @tollgate/metering). Null or absent: none was sent.
+   */
+  conversationId?: string | null;
   /** ISO 8601 time the request started. */
   timestamp: string;
   keyId: string | null;
@@ -114,4 +120,9 @@ export interface UsageRecord extends TokenUsage {
    * request's provable bound. Set by budgetGuard before the sinks see the record. Absent = none.
    */
   overshootNanoUsd?: number;
+  /**
+   * What caching saved (nano-USD): on a response-cache hit the answer's cost less what was billed;
+   * on a provider call, the discount its cached input tokens got. Absent = nothing saved.
+   */
+  savedNanoUsd?: number;
 }

@@ -2,7 +2,8 @@
 import { periodWindow } from '@tollgate/core';
 import type { CalendarPeriod } from '@tollgate/core';
 import type { BudgetStatus } from '@tollgate/budget';
-import { aggregateUsage, usageOverTime } from '@tollgate/metering';
+import { aggregateUsage, costPerOutcome, usageOverTime } from '@tollgate/metering';
+import type { OutcomeCost } from '@tollgate/metering';
 import { count, fromNow, money, percent, utcTime } from './format.js';
 import { html } from './html.js';
 import type { SafeHtml } from './html.js';
@@ -40,6 +41,8 @@ export interface OverviewData {
   alerts: DashboardAlert[];
   /** Spend per UTC day over the last 30 days, per tenant. */
   dailySpend: ChartData | null;
+  /** Cost per outcome of the outcomes reported this period, per tenant and per feature; null without a ledger. */
+  outcomes: { periodStart: string; tenants: OutcomeCost[]; features: OutcomeCost[] } | null;
   ledger: boolean;
 }
 
@@ -118,7 +121,8 @@ export async function loadOverview(config: DashboardConfig): Promise<OverviewDat
   const statuses = guard ? await problems.read('budgets', [], () => guard.status()) : [];
   const ledger = config.ledger;
   const dailySince = (Math.floor(now / 1000 / DAY_SECONDS) - 29) * DAY_SECONDS;
-  const [tenants, features, quotas, keys, extra, points] = await Promise.all([
+  const outcomeWindow = periodWindow(config.period, now);
+  const [tenants, features, quotas, keys, extra, points, outcomes] = await Promise.all([
     spendRows(config, problems, 'tenant', statuses, now),
     spendRows(config, problems, 'feature', statuses, now),
     problems.read('limits', [], async () => [...(await config.limits())]),
@@ -126,6 +130,13 @@ export async function loadOverview(config: DashboardConfig): Promise<OverviewDat
     problems.read('alerts', [], async () => [...(await config.alerts())]),
     ledger
       ? problems.read('ledger', null, () => usageOverTime(ledger, { ...config.ledgerTable, since: new Date(dailySince * 1000), until: new Date(now), bucketSeconds: DAY_SECONDS, splitBy: 'tenant' }))
+      : null,
+    ledger
+      ? problems.read('ledger', null, async () => {
+        const range = { ...config.ledgerTable, since: new Date(outcomeWindow.start), until: new Date(outcomeWindow.end) };
+        const [byTenant, byFeature] = await Promise.all([costPerOutcome(ledger, { ...range, by: 'tenant' }), costPerOutcome(ledger, { ...range, by: 'feature' })]);
+        return { periodStart: new Date(outcomeWindow.start).toISOString(), tenants: byTenant, features: byFeature };
+      })
       : null,
   ]);
   const otherBudgets = statuses.filter((status) => status.scope !== 'tenant' && status.scope !== 'feature').map((status) => ({ ...status, ...budgetState(status) }));
@@ -146,6 +157,7 @@ export async function loadOverview(config: DashboardConfig): Promise<OverviewDat
     quotas,
     alerts,
     dailySpend: points ? seriesFromPoints(points, { since: dailySince, until: Math.floor(now / 1000), bucketSeconds: DAY_SECONDS, maxSeries: 6 }) : null,
+    outcomes,
     ledger: ledger !== undefined,
   };
 }
@@ -170,10 +182,34 @@ ${row.budget ? html`<td><time datetime="${row.budget.resetAt}">${fromNow(row.bud
 // The bar first: on a phone it is what shows before the table scrolls.
 const SPEND_HEAD = ['', 'Budget: spent of cap', 'Spent (ledger)', 'Requests', 'Period', 'Held in flight', 'Resets'];
 
+const OUTCOME_HEAD = ['', 'Outcome', 'Outcomes', 'Requests', 'Cost', 'Cost per outcome', 'Value', 'Value per cost'];
+
+function outcomeRowHtml(ctx: PageContext, row: OutcomeCost, scope: 'tenant' | 'feature'): SafeHtml {
+  const id = row.group ?? '(none)';
+  const name = scope === 'tenant' && row.group !== null ? html`<a href="${ctx.base}/tenants/${encodeURIComponent(row.group)}">${id}</a>` : id;
+  return html`<tr data-outcome-${scope}="${id}" data-kind="${row.kind}">
+<th scope="row">${name}</th>
+<td>${row.kind}</td>
+<td class="num">${count(row.outcomes)}</td>
+<td class="num">${count(row.requests)}</td>
+<td class="num" data-nano-usd="${row.costNanoUsd}">${money(row.costNanoUsd)}</td>
+<td class="num" data-cost-per-outcome="${row.costPerOutcomeNanoUsd}">${money(row.costPerOutcomeNanoUsd)}</td>
+<td class="num">${row.valueNanoUsd === null ? '' : money(row.valueNanoUsd)}</td>
+<td class="num">${row.valuePerCost === null ? '' : `${row.valuePerCost.toFixed(row.valuePerCost >= 100 ? 0 : 2)}×`}</td>
+</tr>`;
+}
+
 function alertList(ctx: PageContext, alerts: DashboardAlert[]): SafeHtml {
   if (alerts.length === 0) return html`<section class="alerts"><h2>Alerts</h2><p class="empty">Nothing needs a look.</p></section>`;
   const items = alerts.map((alert) => html`<li class="alert alert--${alert.level}" data-level="${alert.level}"><span class="alert-level">${alert.level}</span> ${alert.message}${alert.href ? html` <a href="${ctx.base}/${alert.href}">Open</a>` : ''}</li>`);
   return html`<section class="alerts" aria-live="polite"><h2>Alerts</h2><ul>${items}</ul></section>`;
+}
+
+/** Cost per outcome this period: what the requests behind each resolved ticket or sale cost, per tenant and feature. */
+function outcomeTables(ctx: PageContext, outcomes: NonNullable<OverviewData['outcomes']>): SafeHtml {
+  const empty = 'No outcomes reported this period (POST /v1/outcomes, or recordOutcome() in @tollgate/metering).';
+  return html`${table(`Cost per outcome by tenant, since ${utcTime(outcomes.periodStart)}`, OUTCOME_HEAD, outcomes.tenants.slice(0, MAX_ROWS).map((row) => outcomeRowHtml(ctx, row, 'tenant')), empty)}
+${outcomes.tenants.length > 0 ? table('Cost per outcome by feature', OUTCOME_HEAD, outcomes.features.slice(0, MAX_ROWS).map((row) => outcomeRowHtml(ctx, row, 'feature'))) : ''}`;
 }
 
 export function renderOverview(ctx: PageContext, data: OverviewData): string {
@@ -187,6 +223,7 @@ ${noLedger}
 ${table('Tenants', SPEND_HEAD, tenantRows, 'No tenant has a budget or recorded spend yet.')}
 ${data.dailySpend ? chart('daily-spend', 'Spend per day, last 30 days (USD)', data.dailySpend, (x) => utcTime(x * 1000).slice(0, 10)) : ''}
 ${table('Features', SPEND_HEAD, featureRows, 'No feature has a budget or recorded spend yet.')}
+${data.outcomes ? outcomeTables(ctx, data.outcomes) : ''}
 ${otherRows.length > 0 ? table('Other budgets', ['', 'Spent of cap', 'Period', 'Held in flight', 'Resets'], otherRows) : ''}
 ${table('Request and token quotas now', ['', 'Limit', 'Remaining', 'Of', 'Frees up'], quotaRows, 'No quotas reported (the app passes them as the limits option).')}`;
   return layout(ctx, { title: 'Overview', current: '', body });

@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { chromium } from 'playwright-core';
 import type { Browser, Page } from 'playwright-core';
+import { recordOutcome } from '@tollgate/metering';
 import type { LedgerLocation } from '@tollgate/metering';
 import { CHROMIUM, createDashboardApp, LEDGER_KINDS, listen, openLedgerDatabase, usageRecord, writeRecords } from './helpers.js';
 import type { DashboardTestApp, LedgerDatabase } from './helpers.js';
@@ -51,7 +52,13 @@ describe.each(LEDGER_KINDS)('the dashboard in Chromium, ledger on %s', (kind) =>
       records.push(usageRecord({ timestamp: new Date(now - hour * HOUR).toISOString(), tenantId: 'acme', costNanoUsd: 20_000_000 + (hour % 12) * 5_000_000 }));
       if (hour % 3 === 0) records.push(usageRecord({ timestamp: new Date(now - hour * HOUR).toISOString(), tenantId: 'globex', keyId: 'globex-app', model: 'gpt-4o-mini', costNanoUsd: 4_000_000 }));
     }
+    // Requests that led to outcomes: one resolved ticket (one request), one sale (a conversation of two requests).
+    records.push(usageRecord({ requestId: 'ticket-1', tenantId: 'acme', feature: 'support-bot', costNanoUsd: 30_000_000 }));
+    records.push(usageRecord({ requestId: 'sale-1', conversationId: 'sale-conversation', tenantId: 'acme', feature: 'sales', costNanoUsd: 10_000_000 }));
+    records.push(usageRecord({ requestId: 'sale-2', conversationId: 'sale-conversation', tenantId: 'acme', feature: 'sales', costNanoUsd: 15_000_000 }));
     await writeRecords(database.db, location, records);
+    await recordOutcome(database.db, { tenantId: 'acme', requestId: 'ticket-1', kind: 'resolved' }, location);
+    await recordOutcome(database.db, { tenantId: 'acme', conversationId: 'sale-conversation', kind: 'converted', valueNanoUsd: 50_000_000_000 }, location);
     subject = await createDashboardApp({ ledger: database.db, ledgerTable: location });
     await subject.charge('tenant', 'acme', 8_500_000_000); // 85% of $10: past the 80% soft limit
     await subject.charge('tenant', 'globex', 20_000_000_000); // 20% of $100
@@ -106,6 +113,18 @@ describe.each(LEDGER_KINDS)('the dashboard in Chromium, ledger on %s', (kind) =>
     const fill = (tenant: string) => page.locator(`tr[data-tenant="${tenant}"] .bar-fill`).evaluate((element) => (globalThis as unknown as { getComputedStyle(node: unknown): { fill: string } }).getComputedStyle(element).fill);
     expect(await fill('acme')).not.toBe(await fill('globex'));
     await expect(page.locator('.alert--warning').first().innerText()).resolves.toContain('acme budget is past its soft limit');
+  });
+
+  it('shows cost per outcome per tenant and feature', async () => {
+    await page.goto(`${server.url}/dashboard/`);
+    const resolved = page.locator('tr[data-outcome-tenant="acme"][data-kind="resolved"]');
+    await expect(resolved.locator('[data-cost-per-outcome]').getAttribute('data-cost-per-outcome')).resolves.toBe('30000000');
+    await expect(resolved.innerText()).resolves.toMatch(/acme\s+resolved\s+1\s+1\s+\$0\.030000\s+\$0\.030000/);
+    // The sale: $0.025 of requests for $50 of revenue.
+    const sale = page.locator('tr[data-outcome-tenant="acme"][data-kind="converted"]');
+    await expect(sale.innerText()).resolves.toMatch(/converted\s+1\s+2\s+\$0\.025000\s+\$0\.025000\s+\$50\.00\s+2000×/);
+    await expect(page.locator('tr[data-outcome-feature="sales"][data-kind="converted"] [data-cost-per-outcome]').getAttribute('data-cost-per-outcome')).resolves.toBe('25000000');
+    await expect(page.locator('tr[data-outcome-feature="support-bot"][data-kind="resolved"]').count()).resolves.toBe(1);
   });
 
   it('draws the spend charts from the ledger', async () => {

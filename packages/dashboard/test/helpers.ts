@@ -50,7 +50,7 @@ export async function openLedgerDatabase(kind: LedgerKind): Promise<LedgerDataba
       return location;
     },
     async close() {
-      for (const table of tables) await db.query(`DROP TABLE IF EXISTS "${table}"`);
+      for (const table of tables) await db.query(`DROP TABLE IF EXISTS "${table}", "${table}_outcomes"`);
       if (kind === 'PGlite') await (db as PGlite).close();
       else await (db as pg.Pool).end();
     },

@@ -1,6 +1,6 @@
 // @tollgate/guard: spend-anomaly detection, loop and auth-flood protection, and alerts that reach a person.
 export { createGuard, describeAnomaly, type Guard } from './create-guard.js';
-export type { AuthFailuresOptions, GuardOptions, RepeatedRequestsOptions } from './guard-options.js';
+export { resolveGuardOptions, type AuthFailuresOptions, type GuardConfig, type GuardOptions, type RepeatedRequestsOptions } from './guard-options.js';
 export { guardAdminRouter, type GuardAdminRouterOptions } from './admin-router.js';
 export { bodyAfterAuth, type BodyAfterAuthOptions } from './body-after-auth.js';
 export { createAlerts, type AlertClaims, type Alerts, type AlertsOptions } from './alerts.js';

@@ -1,4 +1,5 @@
 // @tollgate/metering: meter() (estimate before, usage read on the way, one record after), usage sinks, the usage spool and the report CLI.
+// The sinks that need pg, prom-client or pino have their own doors: @tollgate/metering/postgres, /prometheus, /log.
 export { meter } from './meter.js';
 export { findUsageObject } from './response-tap.js';
 export type { MeterOptions } from './meter.js';
@@ -9,26 +10,22 @@ export { openUsageSpool } from './usage-spool.js';
 export type { SpoolReplay, UsageSpool, UsageSpoolOptions } from './usage-spool.js';
 export { jsonlSink } from './jsonl-sink.js';
 export type { JsonlSinkOptions } from './jsonl-sink.js';
-export { logSink } from './log-sink.js';
-export type { LogSinkOptions } from './log-sink.js';
-export { prometheusSink, metricsHandler, BoundedLabel, OVERFLOW_LABEL, NONE_LABEL } from './prometheus-sink.js';
-export type { PrometheusSink, PrometheusSinkOptions } from './prometheus-sink.js';
-export { CounterSeries, HistogramSeries, SeriesCounter, SeriesHistogram } from './prometheus-series.js';
-export { postgresSink } from './postgres-sink.js';
-export type { LedgerSink, PostgresSink, PostgresSinkOptions } from './postgres-sink.js';
 export {
   aggregateUsage,
   insertUsageRecords,
   ledgerMigrationSql,
   ledgerTableName,
   migrateUsageLedger,
+  outcomeTableName,
   postgresSpendSource,
   USAGE_GROUPINGS,
 } from './postgres-ledger.js';
 export type { AggregateOptions, LedgerLocation, LedgerSpendSource, Queryable, UsageAggregate, UsageGrouping } from './postgres-ledger.js';
 export { recentUsage, usageByProvider, usageOverTime } from './ledger-queries.js';
+export { costPerOutcome, OUTCOME_GROUPINGS, recordOutcome } from './outcomes.js';
+export type { OutcomeCost, OutcomeCostOptions, OutcomeGrouping, OutcomeReport, OutcomeSubject, RecordedOutcome } from './outcomes.js';
 export type {
   ProviderUsage, ProviderUsageOptions, RecentUsage, RecentUsageOptions, RecordCursor, SeriesSplit, UsageFilter, UsageOverTimeOptions, UsagePoint,
 } from './ledger-queries.js';
-export { runReportCommand, formatUsageTable } from './report-command.js';
+export { runReportCommand, formatOutcomeTable, formatUsageTable } from './report-command.js';
 export type { ReportIo } from './report-command.js';

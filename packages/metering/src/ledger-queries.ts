@@ -138,8 +138,11 @@ function recordFromRow(row: Record<string, unknown>): UsageRecord {
     const value = row[column];
     if (field === 'timestamp') record[field] = value instanceof Date ? value.toISOString() : new Date(String(value)).toISOString();
     // Absent means none for the optional counts (the insert stores them as 0).
-    else if (field === 'cacheWrite1hTokens') {
+    else if (field === 'cacheWrite1hTokens' || field === 'savedNanoUsd') {
       if (Number(value ?? 0) !== 0) record[field] = Number(value);
+    } else if (field === 'conversationId') {
+      // Absent means none, as on a record the meter made without an x-conversation-id.
+      if (value !== null && value !== undefined) record[field] = value;
     } else if (NUMERIC_FIELDS.has(field)) record[field] = Number(value ?? 0);
     else record[field] = value ?? null;
   }

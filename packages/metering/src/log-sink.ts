@@ -1,8 +1,8 @@
 // Structured log sink: one pino line per settled request, written asynchronously.
 import { assertKnownOptions } from '@tollgate/core';
 import type { UsageRecord } from '@tollgate/core';
-import { pino } from 'pino';
 import type { Level, Logger } from 'pino';
+import { loadOptionalPeer } from './optional-peer.js';
 import { logOnce } from './sink.js';
 import type { UsageSink } from './sink.js';
 
@@ -11,6 +11,7 @@ const MAX_PENDING_LOG_BYTES = 8 * 1024 * 1024;
 
 /** pino to stdout, asynchronous, with a bounded buffer: a stalled stdout must neither hold the event loop nor grow memory. */
 function defaultLogger(): Logger {
+  const { pino } = loadOptionalPeer<typeof import('pino')>('pino', 'logSink()');
   const destination = pino.destination({ sync: false, maxLength: MAX_PENDING_LOG_BYTES });
   const report = logOnce('usage log (stdout)');
   destination.on('drop', () => report(new Error(`stdout is not draining: usage lines dropped beyond ${MAX_PENDING_LOG_BYTES} pending bytes`)));

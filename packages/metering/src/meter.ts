@@ -133,11 +133,11 @@ const nonNegative = (value: number | undefined): number => (typeof value === 'nu
  * What a call sent upstream is charged should no record of it follow (its process died first): the
  * reservation's bound, since the provider may have billed it whole. Status 0: no answer was sent.
  */
-function boundRecord(ctx: TollgateContext, id: string, route: string): UsageRecord {
+function boundRecord(ctx: TollgateContext, id: string, route: string, conversationId: string | null): UsageRecord {
   const estimate = ctx.estimate!;
   // What the budget charges a reservation nobody settles (its amount, input at its bound): the books agree.
   const held = ctx.reservations.find((note) => note.kind === 'budget')?.amount;
-  return Object.assign(recordHead(ctx, id, route), {
+  return Object.assign(recordHead(ctx, id, route, conversationId), {
     provider: estimate.provider,
     model: estimate.model,
     requestedModel: ctx.requestedModel ?? null,
@@ -156,12 +156,44 @@ function boundRecord(ctx: TollgateContext, id: string, route: string): UsageReco
   });
 }
 
+/** Same shape as a request id: anything else in the header is ignored, as an unusable `x-request-id` is. */
+const CONVERSATION_ID = /^[\w.:@-]{1,128}$/;
+
+/** The caller's conversation id (`x-conversation-id`), which outcomes can be reported against; null without one. */
+function conversationOf(req: Request): string | null {
+  const value = req.headers['x-conversation-id'];
+  return typeof value === 'string' && CONVERSATION_ID.test(value) ? value : null;
+}
+
+/**
+ * A response-cache hit: the provider was not called. The record keeps the stored answer's token
+ * counts (what was served), bills `costFraction` of their cost and notes the rest as saved.
+ */
+function chargeCacheHit(record: UsageRecord, costFraction: number): void {
+  const full = record.costNanoUsd;
+  const billed = Math.ceil(full * costFraction);
+  record.costNanoUsd = billed;
+  record.usageSource = 'cache';
+  if (full > billed) record.savedNanoUsd = full - billed;
+}
+
+/** Provider prompt caching: what the cached input tokens would have cost at the input price, less what they cost. */
+function notePromptCacheSaving(record: UsageRecord, usage: TokenUsage, price: ResolvedPrice): void {
+  // inputTokens holds the cached ones (the adapters report every API that way): priced uncached, they are plain input.
+  const uncachedCost = costNanoUsd({ ...usage, cachedInputTokens: 0 }, price);
+  const saved = uncachedCost - record.costNanoUsd;
+  if (saved > 0) record.savedNanoUsd = saved;
+}
+
 /** Who made the request, when and where: the part every record of it shares. */
-function recordHead(ctx: TollgateContext, id: string, route: string): Pick<UsageRecord, 'id' | 'requestId' | 'timestamp' | 'keyId' | 'tenantId' | 'userId' | 'feature' | 'route'> {
+function recordHead(
+  ctx: TollgateContext, id: string, route: string, conversationId: string | null,
+): Pick<UsageRecord, 'id' | 'requestId' | 'conversationId' | 'timestamp' | 'keyId' | 'tenantId' | 'userId' | 'feature' | 'route'> {
   const identity = ctx.identity;
   return {
     id,
     requestId: ctx.requestId,
+    conversationId,
     timestamp: new Date(ctx.startedAt).toISOString(),
     keyId: identity?.keyId ?? null,
     tenantId: identity?.tenantId ?? null,
@@ -276,6 +308,13 @@ export function meter(options: MeterOptions = {}) {
       return;
     }
     const adapter = adapterFor(call.adapter as ProviderAdapter);
+    // Answered from the response cache (known before the meter): no reservation needs an estimate, so the prompt is
+    // not tokenized; the record reads the stored answer's usage and prices it at the model's price.
+    const cachedPrice = ctx.cacheHit && call.model !== undefined ? pricing.find(call.model) : undefined;
+    if (cachedPrice) {
+      takeCharge(req, res, next, ctx, adapter, false, cachedPrice);
+      return;
+    }
     // The estimate is counted in slices, with the event loop turning between them.
     prepare(req, call, adapter, ctx).then(
       (prepared) => {
@@ -313,6 +352,7 @@ export function meter(options: MeterOptions = {}) {
     const tap = new ResponseTap(res, ctx, adapter, addedUsage, countOutput, stopCountings[tokenizer]);
     // Made now: a call sent upstream is noted in the spool under the id its record will have.
     const recordId = randomUUID();
+    const conversationId = conversationOf(req);
     let recorded = false;
     let intent: UsageRecord | undefined;
     let span: Span | undefined;
@@ -323,7 +363,7 @@ export function meter(options: MeterOptions = {}) {
         if (tracer) span = startCallSpan(tracer, ctx, adapter, req.headers);
         // Never estimated: no bound to charge.
         if (!spool || !ctx.estimate) return;
-        intent = boundRecord(ctx, recordId, route);
+        intent = boundRecord(ctx, recordId, route, conversationId);
         spool.writeIntent(intent, adapter.api);
       });
     }
@@ -331,7 +371,7 @@ export function meter(options: MeterOptions = {}) {
     const settleOnClose = () => {
       let record: UsageRecord | undefined;
       try {
-        record = buildRecord(req, res, ctx, adapter, tap, route, requestStreamed, countOutput, recordId);
+        record = buildRecord(req, res, ctx, adapter, tap, route, requestStreamed, countOutput, recordId, conversationId);
       } catch (error) {
         process.emitWarning(`tollgate: metering failed for request ${ctx.requestId}: ${error instanceof Error ? error.message : String(error)}`);
       }
@@ -371,7 +411,7 @@ export function meter(options: MeterOptions = {}) {
 
   function buildRecord(
     req: Request, res: Response, ctx: TollgateContext, adapter: ProviderAdapter | undefined, tap: ResponseTap, route: string,
-    requestStreamed: boolean, countOutput: OutputCounter, id: string,
+    requestStreamed: boolean, countOutput: OutputCounter, id: string, conversationId: string | null,
   ): UsageRecord | undefined {
     const reported = hasTokens(ctx.reportedUsage) ? ctx.reportedUsage : undefined;
     // A route that is no provider call produces a record only when its handler reported usage.
@@ -402,6 +442,11 @@ export function meter(options: MeterOptions = {}) {
       let read: ReadUsage | undefined = reader ? reader.result(countOutput) : undefined;
       // A failed call without provider usage produced no model output: what passed is an error body, not billable text.
       if (failed && read?.source === 'counted') read = undefined;
+      // Output that passed yet reported as 0 tokens (an upstream that sent no usage, behind a translation that must
+      // still write a usage field): no provider bills nothing for text it produced, so the text is counted.
+      if (read?.source === 'provider' && read.usage.outputTokens === 0 && reader && reader.output.bytes > 0) {
+        read = { ...read, source: 'counted', usage: { ...read.usage, outputTokens: reader.output.tokens(countOutput) } };
+      }
       // Without usage the prompt counts as processed unless the call failed before any output.
       const assumedInput = failed && !read ? 0 : (estimate?.inputTokens ?? 0);
       usage = read?.usage ?? { inputTokens: assumedInput, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 0, reasoningTokens: 0 };
@@ -426,7 +471,8 @@ export function meter(options: MeterOptions = {}) {
     // Bill what ran: the provider's model when it has a price, else the (maybe downgraded) admitted model.
     let billedModel: string | null = null;
     let price: ResolvedPrice | undefined;
-    for (const candidate of [reportedModel, estimate?.model]) {
+    // Without an estimate (a cache hit), the admitted model is the call's.
+    for (const candidate of [reportedModel, estimate?.model ?? ctx.call?.model]) {
       if (!candidate) continue;
       price = pricing.find(candidate);
       if (price) {
@@ -436,8 +482,8 @@ export function meter(options: MeterOptions = {}) {
     }
     billedModel ??= reportedModel ?? estimate?.model ?? null;
     // Object.assign onto the head, not a spread: see docs/performance.md (properties after a leading spread).
-    const record: UsageRecord = Object.assign(recordHead(ctx, id, route), {
-      provider: price?.provider ?? estimate?.provider ?? ctx.reportedUsage?.provider ?? adapter?.provider ?? null,
+    const record: UsageRecord = Object.assign(recordHead(ctx, id, route, conversationId), {
+      provider: ctx.servedBy ?? price?.provider ?? estimate?.provider ?? ctx.reportedUsage?.provider ?? adapter?.provider ?? null,
       model: billedModel,
       requestedModel: ctx.requestedModel ?? null,
       inputTokens: usage.inputTokens,
@@ -455,6 +501,9 @@ export function meter(options: MeterOptions = {}) {
       usageSource,
     });
     if (usage.cacheWrite1hTokens) record.cacheWrite1hTokens = usage.cacheWrite1hTokens;
+    // A hit the cache knew before the limits and that they then refused was not served from the cache.
+    if (ctx.cacheHit && !failed) chargeCacheHit(record, ctx.cacheHit.costFraction);
+    else if (price && usage.cachedInputTokens > 0) notePromptCacheSaving(record, usage, price);
     if (upstreamAborted) record.upstreamAborted = true;
     // The upstream produced more than the cap it was sent (it ignored it): billed as it ran, flagged.
     if (grant !== undefined && (tap.stopped || usage.outputTokens > grant)) record.outputOverCap = true;

@@ -45,10 +45,10 @@ export const COLUMNS: [column: string, field: keyof UsageRecord][] = [
   ['cache_write_1h_tokens', 'cacheWrite1hTokens'],
   ['output_tokens', 'outputTokens'], ['reasoning_tokens', 'reasoningTokens'], ['cost_nano_usd', 'costNanoUsd'],
   ['estimated_cost_nano_usd', 'estimatedCostNanoUsd'], ['status', 'status'], ['stream', 'stream'], ['aborted', 'aborted'],
-  ['latency_ms', 'latencyMs'], ['usage_source', 'usageSource'],
+  ['latency_ms', 'latencyMs'], ['usage_source', 'usageSource'], ['conversation_id', 'conversationId'], ['saved_nano_usd', 'savedNanoUsd'],
 ];
 
-const OPTIONAL_COUNTS = new Set<keyof UsageRecord>(['cacheWrite1hTokens']);
+const OPTIONAL_COUNTS = new Set<keyof UsageRecord>(['cacheWrite1hTokens', 'savedNanoUsd']);
 
 /**
  * The migration: the table, keyed by the record's server-made id (retries of a record insert
@@ -88,18 +88,57 @@ export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
       aborted boolean NOT NULL DEFAULT false,
       latency_ms integer NOT NULL DEFAULT 0,
       usage_source text NOT NULL,
+      conversation_id text,
+      saved_nano_usd bigint NOT NULL DEFAULT 0,
       recorded_at timestamptz NOT NULL DEFAULT now()
     )`,
     upgradeToRecordIds(table),
     `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS cache_write_1h_tokens bigint NOT NULL DEFAULT 0`,
+    `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS conversation_id text`,
+    `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS saved_nano_usd bigint NOT NULL DEFAULT 0`,
     `CREATE INDEX IF NOT EXISTS ${index('request_id')} ON ${table} (request_id)`,
     `CREATE INDEX IF NOT EXISTS ${index('tenant_ts')} ON ${table} (tenant_id, ts)`,
     `CREATE INDEX IF NOT EXISTS ${index('feature_ts')} ON ${table} (feature, ts)`,
     `CREATE INDEX IF NOT EXISTS ${index('model_ts')} ON ${table} (model, ts)`,
     `CREATE INDEX IF NOT EXISTS ${index('key_ts')} ON ${table} (key_id, ts)`,
     `CREATE INDEX IF NOT EXISTS ${index('ts')} ON ${table} (ts)`,
+    // Outcomes find their requests by tenant and request or conversation id.
+    `CREATE INDEX IF NOT EXISTS ${index('tenant_request')} ON ${table} (tenant_id, request_id)`,
+    `CREATE INDEX IF NOT EXISTS ${index('tenant_conversation')} ON ${table} (tenant_id, conversation_id) WHERE conversation_id IS NOT NULL`,
+    ...outcomeMigrationSql(location),
   );
   return statements;
+}
+
+/**
+ * The outcomes table sits next to the usage table, in its schema: `<usage table>_outcomes`
+ * (`tollgate_usage_outcomes` by default). Quoted and schema-qualified, like ledgerTableName().
+ */
+export function outcomeTableName(location: LedgerLocation = {}): string {
+  const table = quoteIdentifier(`${(location.table ?? 'tollgate_usage').slice(0, 54)}_outcomes`, 'table');
+  return location.schema === undefined ? table : `${quoteIdentifier(location.schema, 'schema')}.${table}`;
+}
+
+/**
+ * The outcomes table: one row per tenant, subject (a request id or a conversation id) and kind, so
+ * that an outcome reported twice is stored once. Its requests are found at read time, by tenant and id.
+ */
+function outcomeMigrationSql(location: LedgerLocation): string[] {
+  const table = outcomeTableName(location);
+  const index = quoteIdentifier(`${(location.table ?? 'tollgate_usage').slice(0, 40)}_outcomes_tenant_ts`, 'index');
+  return [
+    `CREATE TABLE IF NOT EXISTS ${table} (
+      id text PRIMARY KEY,
+      tenant_id text NOT NULL,
+      subject text NOT NULL CHECK (subject IN ('request', 'conversation')),
+      subject_id text NOT NULL,
+      kind text NOT NULL,
+      value_nano_usd bigint,
+      ts timestamptz NOT NULL,
+      UNIQUE (tenant_id, subject, subject_id, kind)
+    )`,
+    `CREATE INDEX IF NOT EXISTS ${index} ON ${table} (tenant_id, ts)`,
+  ];
 }
 
 /** The earlier layout keyed rows by the client's request id: key them by an id of their own instead. */

@@ -1,7 +1,8 @@
 // The usage ledger sink (PostgreSQL, or PGlite embedded): records queued in memory and inserted in batches, migration on first use.
 import { assertKnownOptions, TollgateError } from '@tollgate/core';
 import type { UsageRecord } from '@tollgate/core';
-import pg from 'pg';
+import type pg from 'pg';
+import { loadOptionalPeer } from './optional-peer.js';
 import { insertUsageRecords, ledgerTableName, migrateUsageLedger } from './postgres-ledger.js';
 import type { LedgerLocation, Queryable } from './postgres-ledger.js';
 import { BatchQueue, logOnce } from './sink.js';
@@ -67,14 +68,18 @@ export function postgresSink(options: PostgresSinkOptions): PostgresSink | Ledge
   const location: LedgerLocation = { schema: options.schema, table: options.table };
   ledgerTableName(location); // validates the names now, not at the first insert
   const batchSize = options.batchSize ?? 100;
-  // 22 parameters per row; PostgreSQL allows 65535 per statement.
+  // 25 parameters per row; PostgreSQL allows 65535 per statement.
   if (!Number.isSafeInteger(batchSize) || batchSize < 1 || batchSize > 1000) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'postgresSink() batchSize must be an integer from 1 to 1000');
   const queryTimeoutMs = options.queryTimeoutMs ?? 10_000;
   if (!Number.isSafeInteger(queryTimeoutMs) || queryTimeoutMs < 1) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'postgresSink() queryTimeoutMs must be a positive integer');
   const onError = options.onError ?? logOnce(`usage ledger ${ledgerTableName(location)}`);
   const ownsPool = options.db === undefined && !options.pool;
   // Without a query timeout, a connection that goes silent would hold the queue (and flush) forever.
-  const pool = ownsPool ? new pg.Pool({ connectionString: options.connectionString, max: 2, connectionTimeoutMillis: 5_000, query_timeout: queryTimeoutMs }) : options.pool;
+  const pool = ownsPool
+    ? new (loadOptionalPeer<typeof pg>('pg', 'postgresSink({ connectionString })').Pool)({
+      connectionString: options.connectionString, max: 2, connectionTimeoutMillis: 5_000, query_timeout: queryTimeoutMs,
+    })
+    : options.pool;
   // An idle client losing its connection emits 'error' on the pool; unhandled, it would crash the process.
   if (ownsPool) pool!.on('error', onError);
   const db: Queryable = options.db ?? pool!;

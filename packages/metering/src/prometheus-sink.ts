@@ -2,7 +2,8 @@
 import { assertKnownOptions, nanoToUsd, TollgateError } from '@tollgate/core';
 import type { UsageRecord } from '@tollgate/core';
 import type { NextFunction, Request, Response } from 'express';
-import { Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { loadOptionalPeer } from './optional-peer.js';
 import { SeriesCounter, SeriesHistogram } from './prometheus-series.js';
 import type { CounterSeries, HistogramSeries } from './prometheus-series.js';
 import type { UsageSink } from './sink.js';
@@ -40,6 +41,7 @@ interface SinkMetrics {
   tokens: SeriesCounter;
   cost: SeriesCounter;
   latency: SeriesHistogram;
+  saved: SeriesCounter;
 }
 
 /**
@@ -50,6 +52,8 @@ class Series {
   readonly tokens: Record<TokenClass, CounterSeries>;
   readonly cost: CounterSeries;
   readonly latency: HistogramSeries;
+  /** What caching saved, made on the first saving: a response-cache hit's answer, or a provider call's cached input discount. */
+  private readonly savedBySource = new Map<string, CounterSeries>();
   /** Per `status usage_source`: a handful of values per series. */
   private readonly byOutcome = new Map<string, CounterSeries>();
   private readonly key: string;
@@ -63,6 +67,16 @@ class Series {
     ])) as Series['tokens'];
     this.cost = metrics.cost.series(this.key, () => ({ tenant, model, feature }));
     this.latency = metrics.latency.series(this.key, () => ({ tenant, model, feature }));
+  }
+
+  saved(source: 'response_cache' | 'prompt_cache'): CounterSeries {
+    let series = this.savedBySource.get(source);
+    if (series === undefined) {
+      const { tenant, model, feature } = this;
+      series = this.metrics.saved.series(`${this.key}\u0000${source}`, () => ({ tenant, model, feature, source }));
+      this.savedBySource.set(source, series);
+    }
+    return series;
   }
 
   outcome(status: number, usageSource: string): CounterSeries {
@@ -133,18 +147,19 @@ export function metricsHandler(registry: Registry) {
 /** Counts each settled request into Prometheus metrics. */
 export function prometheusSink(options: PrometheusSinkOptions = {}): PrometheusSink {
   assertKnownOptions(options, KNOWN, 'ERR_TG_METERING_UNKNOWN_OPTION', 'prometheusSink');
-  const registry = options.registry ?? new Registry();
+  const registry = options.registry ?? new (loadOptionalPeer<typeof import('prom-client')>('prom-client', 'prometheusSink()').Registry)();
   const prefix = options.prefix ?? 'tollgate_';
   if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix)) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', `prometheusSink() prefix must be a valid metric name prefix; got ${JSON.stringify(prefix)}`);
   const maxLabelValues = options.maxLabelValues ?? 100;
   if (!Number.isSafeInteger(maxLabelValues) || maxLabelValues < 1) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'prometheusSink() maxLabelValues must be a positive integer');
   const bounded = Object.fromEntries(LABELS.map((label) => [label, new BoundedLabel(maxLabelValues)])) as Record<LabelName, BoundedLabel>;
-  const names = { requests: `${prefix}requests_total`, tokens: `${prefix}tokens_total`, cost: `${prefix}cost_usd_total`, latency: `${prefix}request_duration_seconds` };
+  const names = { requests: `${prefix}requests_total`, tokens: `${prefix}tokens_total`, cost: `${prefix}cost_usd_total`, latency: `${prefix}request_duration_seconds`, saved: `${prefix}saved_usd_total` };
   const metrics: SinkMetrics = {
     requests: reuse(registry, names.requests, SeriesCounter, () => new SeriesCounter(names.requests, 'Metered provider requests.', registry)),
     tokens: reuse(registry, names.tokens, SeriesCounter, () => new SeriesCounter(names.tokens, 'Tokens by class: input (uncached), cached_input, cache_write, output (reasoning included), reasoning.', registry)),
     cost: reuse(registry, names.cost, SeriesCounter, () => new SeriesCounter(names.cost, 'Cost of metered requests in USD (from nano-USD).', registry)),
     latency: reuse(registry, names.latency, SeriesHistogram, () => new SeriesHistogram(names.latency, 'Time from request to the end of the response (or client abort).', registry, options.latencyBuckets ?? [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120])),
+    saved: reuse(registry, names.saved, SeriesCounter, () => new SeriesCounter(names.saved, 'USD saved by caching: response-cache hits (source response_cache) and providers\' cached input (source prompt_cache).', registry)),
   };
   const index = new SeriesIndex(metrics);
 
@@ -155,6 +170,12 @@ export function prometheusSink(options: PrometheusSinkOptions = {}): PrometheusS
       try {
         const series = index.get(bounded.tenant.value(record.tenantId), bounded.model.value(record.model), bounded.feature.value(record.feature));
         series.outcome(record.status, record.usageSource).inc();
+        if (record.savedNanoUsd) series.saved(record.usageSource === 'cache' ? 'response_cache' : 'prompt_cache').inc(nanoToUsd(record.savedNanoUsd));
+        // A cache hit reached no provider: its tokens were not spent again.
+        if (record.usageSource === 'cache') {
+          series.latency.observe(record.latencyMs / 1000);
+          return;
+        }
         const uncached = Math.max(0, record.inputTokens - record.cachedInputTokens - record.cacheWriteTokens);
         if (uncached > 0) series.tokens.input.inc(uncached);
         if (record.cachedInputTokens > 0) series.tokens.cached_input.inc(record.cachedInputTokens);

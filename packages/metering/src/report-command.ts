@@ -1,6 +1,9 @@
 // `tollgate report --by tenant --since 7d`: spend and tokens per group from the PostgreSQL ledger, as a table.
 import { formatUsd, parseDuration } from '@tollgate/core';
-import pg from 'pg';
+import type pg from 'pg';
+import { loadOptionalPeer } from './optional-peer.js';
+import { costPerOutcome, OUTCOME_GROUPINGS } from './outcomes.js';
+import type { OutcomeCost, OutcomeGrouping } from './outcomes.js';
 import { aggregateUsage, USAGE_GROUPINGS } from './postgres-ledger.js';
 import type { UsageAggregate, UsageGrouping } from './postgres-ledger.js';
 
@@ -11,9 +14,12 @@ export interface ReportIo {
 
 const USAGE = `Usage: tollgate report [--by tenant|feature|model|day|key|user] [--since 7d|<ISO date>] [--until <ISO date>]
                        [--tenant <id>] [--postgres <url>] [--schema <name>] [--table <name>] [--json]
+       tollgate report --outcomes [--by tenant|feature] [--kind <kind>] [...the same]
 
-Spend and tokens per group from the usage ledger (PostgreSQL).
+Spend and tokens per group from the usage ledger (PostgreSQL); with --outcomes, cost per outcome.
   --by        grouping (default tenant)
+  --outcomes  cost per outcome (per tenant or feature, and kind) of the outcomes reported in the period
+  --kind      with --outcomes: only this kind (resolved, converted, ...)
   --since     a duration back from now (30m, 24h, 7d) or an ISO date (default 7d)
   --until     an ISO date (default now)
   --tenant    only this tenant
@@ -25,6 +31,8 @@ Spend and tokens per group from the usage ledger (PostgreSQL).
 
 interface ReportArgs {
   by: UsageGrouping;
+  outcomes: boolean;
+  kind?: string;
   since: Date;
   until?: Date;
   tenantId?: string;
@@ -48,14 +56,16 @@ function parseArgs(argv: string[], now: number): ReportArgs | 'help' {
   const args = argv[0] === 'report' ? argv.slice(1) : argv;
   const values = new Map<string, string>();
   let json = false;
+  let outcomes = false;
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
     if (arg === '--help' || arg === '-h') return 'help';
-    if (arg === '--json') {
-      json = true;
+    if (arg === '--json' || arg === '--outcomes') {
+      if (arg === '--json') json = true;
+      else outcomes = true;
       continue;
     }
-    const match = /^--(by|since|until|tenant|postgres|schema|table)(?:=(.*))?$/.exec(arg);
+    const match = /^--(by|since|until|tenant|postgres|schema|table|kind)(?:=(.*))?$/.exec(arg);
     if (!match) throw new UsageError(`unknown argument ${JSON.stringify(arg)}`);
     // The next argument is the value, unless it is another flag (`--tenant --json`).
     const value = match[2] ?? (args[i + 1]?.startsWith('--') ? undefined : args[++i]);
@@ -63,10 +73,14 @@ function parseArgs(argv: string[], now: number): ReportArgs | 'help' {
     values.set(match[1]!, value);
   }
   const by = (values.get('by') ?? 'tenant') as UsageGrouping;
-  if (!USAGE_GROUPINGS.includes(by)) throw new UsageError(`--by must be one of ${USAGE_GROUPINGS.join(', ')}; got ${JSON.stringify(by)}`);
+  const groupings: readonly string[] = outcomes ? OUTCOME_GROUPINGS : USAGE_GROUPINGS;
+  if (!groupings.includes(by)) throw new UsageError(`--by${outcomes ? ' with --outcomes' : ''} must be one of ${groupings.join(', ')}; got ${JSON.stringify(by)}`);
+  if (values.has('kind') && !outcomes) throw new UsageError('--kind goes with --outcomes');
   const until = values.has('until') ? parseDate(values.get('until')!, '--until', now) : undefined;
   return {
     by,
+    outcomes,
+    kind: values.get('kind'),
     since: parseDate(values.get('since') ?? '7d', '--since', now),
     until,
     tenantId: values.get('tenant'),
@@ -106,6 +120,21 @@ export function formatUsageTable(by: UsageGrouping, rows: readonly UsageAggregat
   return [render(header), rule, ...body.map(render), rule, render(table[table.length - 1]!)].join('\n') + '\n';
 }
 
+const ratio = (value: number | null) => (value === null ? '' : `${value.toFixed(value >= 100 ? 0 : 2)}x`);
+
+/** Renders cost per outcome as an aligned text table: per group and kind, what one outcome cost and, where valued, value per cost. */
+export function formatOutcomeTable(by: OutcomeGrouping, rows: readonly OutcomeCost[]): string {
+  const header = [by, 'outcome', 'outcomes', 'requests', 'cost', 'cost per outcome', 'value', 'value per cost'];
+  const body = rows.map((row) => [
+    row.group ?? '(none)', row.kind, integer(row.outcomes), integer(row.requests), formatUsd(row.costNanoUsd), formatUsd(row.costPerOutcomeNanoUsd),
+    row.valueNanoUsd === null ? '' : formatUsd(row.valueNanoUsd), ratio(row.valuePerCost),
+  ]);
+  const table = [header, ...body];
+  const widths = header.map((_, column) => Math.max(...table.map((cells) => cells[column]!.length)));
+  const render = (cells: string[]) => cells.map((cell, column) => (column < 2 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join('  ');
+  return [render(header), widths.map((width) => '-'.repeat(width)).join('  '), ...body.map(render)].join('\n') + '\n';
+}
+
 /**
  * Runs `report ...` (argv with or without the leading `report`). Returns the exit code:
  * 0 done, 1 the query failed, 2 bad arguments.
@@ -126,9 +155,20 @@ export async function runReportCommand(argv: string[], io: ReportIo = { stdout: 
     io.stderr.write('tollgate report: no PostgreSQL to read: pass --postgres <url> or set TOLLGATE_POSTGRES_URL\n');
     return 2;
   }
-  const client = new pg.Client({ connectionString: args.postgres, connectionTimeoutMillis: 10_000 });
+  const client = new (loadOptionalPeer<typeof pg>('pg', 'tollgate report').Client)({ connectionString: args.postgres, connectionTimeoutMillis: 10_000 });
   try {
     await client.connect();
+    if (args.outcomes) {
+      const by = args.by as OutcomeGrouping;
+      const rows = await costPerOutcome(client, { by, since: args.since, until: args.until, tenantId: args.tenantId, kind: args.kind, schema: args.schema, table: args.table });
+      if (args.json) {
+        io.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+      } else {
+        io.stdout.write(`Cost per outcome by ${by}, outcomes reported from ${args.since.toISOString()} to ${(args.until ?? new Date()).toISOString()}\n\n`);
+        io.stdout.write(rows.length === 0 ? 'No outcomes reported in this period.\n' : formatOutcomeTable(by, rows));
+      }
+      return 0;
+    }
     const rows = await aggregateUsage(client, { by: args.by, since: args.since, until: args.until, tenantId: args.tenantId, schema: args.schema, table: args.table });
     if (args.json) {
       io.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);

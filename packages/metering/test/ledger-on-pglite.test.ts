@@ -4,8 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
 import {
-  aggregateUsage, migrateUsageLedger, postgresSink, postgresSpendSource, recentUsage, usageByProvider, usageOverTime,
+  aggregateUsage, migrateUsageLedger, postgresSpendSource, recentUsage, usageByProvider, usageOverTime,
 } from '@tollgate/metering';
+import { postgresSink } from '@tollgate/metering/postgres';
 import type { LedgerLocation, Queryable } from '@tollgate/metering';
 import { sampleRecord } from './sample-record.js';
 
@@ -43,7 +44,7 @@ async function postgresBackend(): Promise<Backend> {
     db: pool,
     location: { table },
     async close() {
-      await pool.query(`DROP TABLE IF EXISTS "${table}"`);
+      await pool.query(`DROP TABLE IF EXISTS "${table}", "${table}_outcomes"`);
       await pool.end();
     },
   };

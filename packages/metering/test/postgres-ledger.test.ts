@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { aggregateUsage, formatUsageTable, ledgerMigrationSql, migrateUsageLedger, postgresSink, runReportCommand } from '@tollgate/metering';
+import { aggregateUsage, formatUsageTable, ledgerMigrationSql, migrateUsageLedger, runReportCommand } from '@tollgate/metering';
+import { postgresSink } from '@tollgate/metering/postgres';
 import pg from 'pg';
 import { sampleRecord } from './sample-record.js';
 

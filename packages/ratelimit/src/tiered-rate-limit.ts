@@ -26,8 +26,9 @@ export interface TieredRateLimitOptions extends CommonLimitOptions, LimitLayerOp
    */
   layers?: LimitLayerOptions[];
   /**
-   * Prefix of the Redis keys (the layer name follows it).
-   * @default 'tg:rl:'
+   * Prefix of the Redis keys (the layer name follows it). Stores from `@tollgate/redis` put their
+   * own `prefix` in front of it, so deployments with different store prefixes never share a counter.
+   * @default 'rl:' after the stores' prefix (e.g. 'tollgate:rl:'); 'tg:rl:' for stores without one
    */
   prefix?: string;
   /** Wait (FIFO per caller, at most `maxMs`) for the window to reset instead of answering 429. */
@@ -74,7 +75,9 @@ export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHa
   assertKnownOptions(options, OPTION_NAMES, `${CODE}_UNKNOWN_OPTION`, FACTORY);
   const failures = storeFailureHandling(options, FACTORY, CODE);
   const renderError = options.renderError ?? renderApiError;
-  const prefix = options.prefix ?? 'tg:rl:';
+  // Every key the stores write lives under their prefix; the request counters too.
+  const storesPrefix = typeof options.stores?.prefix === 'string' ? options.stores.prefix : undefined;
+  const prefix = storesPrefix === undefined ? options.prefix ?? 'tg:rl:' : storesPrefix + (options.prefix ?? 'rl:');
   const waitSettings = resolveWaitOptions(options.wait, FACTORY, CODE);
   const queue = waitSettings && new WaitQueue(waitSettings, { exactRetryAfter: true });
   const instance = ++instances;

@@ -72,6 +72,8 @@ function toReport(charge: Charge, denied: boolean): LimitReport {
 
 /** Real tokens of a settled request: the whole prompt (cached included) plus the output. */
 function tokensUsed(record: UsageRecord): number {
+  // A response-cache hit reached no provider: it takes no tokens (its counts are the stored answer's).
+  if (record.usageSource === 'cache') return 0;
   return Math.max(0, record.inputTokens) + Math.max(0, record.outputTokens);
 }
 

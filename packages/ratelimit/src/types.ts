@@ -29,6 +29,8 @@ export interface FixedWindowCounter {
 /** Stores from `@tollgate/redis` carry a raw command function and fixed windows; memory stores do not. */
 export interface StoresWithCommands extends TollgateStores {
   sendCommand?(args: string[]): Promise<unknown>;
+  /** The prefix every key of these stores lives under; request-limit keys go under it too. */
+  readonly prefix?: string;
   fixedWindow?: FixedWindowCounter;
   /**
    * The hash tag that puts a key on `slot`'s shard: `{...}` on Redis Cluster, '' on one server.

@@ -66,7 +66,7 @@ describe('a Redis stall longer than the limiter deadline', () => {
 
   it('tieredRateLimit answers 503, then gives back the hit that landed late', async () => {
     const { relay, stores } = await stallableStores();
-    const app = testApp(tieredRateLimit({ stores, limit: 1, timeoutMs: 200, onStoreError: () => undefined, prefix: `${prefix}stall-requests:` }));
+    const app = testApp(tieredRateLimit({ stores, limit: 1, timeoutMs: 200, onStoreError: () => undefined, prefix: 'stall-requests:' }));
 
     relay.stall();
     const stalled = await request(app).post('/v1/chat/completions').set('x-key', 'k2');

@@ -22,7 +22,7 @@ afterAll(async () => {
 
 describe('tieredRateLimit on Redis', () => {
   it('counts exactly across two app instances with their own connections', async () => {
-    const options = { limit: 10, window: '1m', prefix: `${prefix}shared:` } as const;
+    const options = { limit: 10, window: '1m', prefix: 'shared:' } as const;
     const first = testApp(tieredRateLimit({ ...options, stores: redisStores() }));
     const second = testApp(tieredRateLimit({ ...options, stores: redisStores() }));
     const responses = await Promise.all(Array.from({ length: 30 }, (_, i) =>
@@ -35,7 +35,7 @@ describe('tieredRateLimit on Redis', () => {
   });
 
   it('opens a new window when the old one expires (real time, 1 s window)', async () => {
-    const app = testApp(tieredRateLimit({ limit: 2, window: '1s', stores: redisStores(), prefix: `${prefix}short:` }));
+    const app = testApp(tieredRateLimit({ limit: 2, window: '1s', stores: redisStores(), prefix: 'short:' }));
     const key = { 'x-key': 'k-short' };
     expect((await request(app).get('/').set(key)).status).toBe(200);
     expect((await request(app).get('/').set(key)).status).toBe(200);
@@ -64,7 +64,7 @@ describe('tieredRateLimit on Redis', () => {
     };
     const app = testApp(tieredRateLimit({
       stores: counting,
-      prefix: `${prefix}layers:`,
+      prefix: 'layers:',
       layers: [{ by: 'global', limit: 1000 }, { by: 'tenant', limit: 100 }, { by: 'key', limit: 10 }],
     }));
     await request(app).get('/').set({ 'x-key': 'k1', 'x-tenant': 'acme' });
@@ -80,7 +80,7 @@ describe('tieredRateLimit on Redis', () => {
   it('gives a refused request back to the layers that allowed it, in Redis too', async () => {
     const app = testApp(tieredRateLimit({
       stores: redisStores(),
-      prefix: `${prefix}giveback:`,
+      prefix: 'giveback:',
       layers: [{ by: 'tenant', limit: 3 }, { by: 'key', limit: 1 }],
     }));
     const acme = (key: string) => request(app).get('/').set({ 'x-key': key, 'x-tenant': 'acme' });
@@ -95,7 +95,7 @@ describe('tieredRateLimit on Redis', () => {
   describe('inside combineLimits', () => {
     it('counts in the same keys as mounted alone, with the same limits, headers and Retry-After', async () => {
       const stores = redisStores();
-      const options = { stores, limit: 4, window: '1m', prefix: `${prefix}same-keys:` } as const;
+      const options = { stores, limit: 4, window: '1m', prefix: 'same-keys:' } as const;
       const alone = testApp(tieredRateLimit(options));
       const combined = testApp(combineLimits(tieredRateLimit(options)));
       const caller = { 'x-key': 'k-both' };
@@ -117,7 +117,7 @@ describe('tieredRateLimit on Redis', () => {
       const stores = redisStores();
       const sent: string[][] = [];
       const watched = { ...stores, sendCommand: (args: string[]) => (sent.push(args), stores.sendCommand(args)) };
-      const app = testApp(combineLimits(tieredRateLimit({ stores: watched, prefix: `${prefix}bundled:`, layers: [{ by: 'global', limit: 100 }, { by: 'key', limit: 10 }] })));
+      const app = testApp(combineLimits(tieredRateLimit({ stores: watched, prefix: 'bundled:', layers: [{ by: 'global', limit: 100 }, { by: 'key', limit: 10 }] })));
       const response = await request(app).get('/').set('x-key', 'k1');
       expect(response.status).toBe(200);
       expect(response.headers['x-ratelimit-remaining-requests']).toBe('9');
@@ -128,7 +128,7 @@ describe('tieredRateLimit on Redis', () => {
     it('gives a refused request back to the layers that allowed it', async () => {
       const app = testApp(combineLimits(tieredRateLimit({
         stores: redisStores(),
-        prefix: `${prefix}giveback-combined:`,
+        prefix: 'giveback-combined:',
         layers: [{ by: 'tenant', limit: 3 }, { by: 'key', limit: 1 }],
       })));
       const acme = (key: string) => request(app).get('/').set({ 'x-key': key, 'x-tenant': 'acme' });
@@ -141,7 +141,7 @@ describe('tieredRateLimit on Redis', () => {
     });
 
     it('opens a new window when the old one expires (real time, 1 s window)', async () => {
-      const app = testApp(combineLimits(tieredRateLimit({ limit: 2, window: '1s', stores: redisStores(), prefix: `${prefix}short-combined:` })));
+      const app = testApp(combineLimits(tieredRateLimit({ limit: 2, window: '1s', stores: redisStores(), prefix: 'short-combined:' })));
       const key = { 'x-key': 'k-short' };
       expect((await request(app).get('/').set(key)).status).toBe(200);
       expect((await request(app).get('/').set(key)).status).toBe(200);
