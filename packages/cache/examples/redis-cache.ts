@@ -30,7 +30,7 @@ anthropic.listen(0, '127.0.0.1');
 await once(anthropic, 'listening');
 const upstream = `http://127.0.0.1:${(anthropic.address() as AddressInfo).port}/v1`;
 
-const stores = createRedisStores({ url: process.env.REDIS_URL, prefix: process.env.REDIS_PREFIX ?? `cache-example:${randomUUID()}:` });
+const stores = createRedisStores({ url: process.env.REDIS_URL, prefix: `${process.env.REDIS_PREFIX ?? 'cache-example:'}${randomUUID()}:` });
 const cache = createResponseCache({
   store: new RedisCacheStore({ sendCommand: stores.sendCommand, prefix: stores.prefix }),
   ttl: '10m',
@@ -89,4 +89,10 @@ console.log(`upstream calls: ${upstreamCalls}`);
 
 server.close();
 anthropic.close();
+// An example leaves nothing behind in your Redis: the keys under its own fresh prefix go with it.
+for (let cursor = '0'; ;) {
+  const [next, keys] = await stores.sendCommand(['SCAN', cursor, 'MATCH', `${stores.prefix}*`, 'COUNT', '1000']) as [string, string[]];
+  if (keys.length > 0) await stores.sendCommand(['DEL', ...keys]);
+  if ((cursor = next) === '0') break;
+}
 await stores.close();

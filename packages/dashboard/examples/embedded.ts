@@ -8,7 +8,7 @@ import { budgetGuard } from '@tollgate/budget';
 import { createMemoryStores, periodWindow } from '@tollgate/core';
 import type { UsageRecord } from '@tollgate/core';
 import { dashboard } from '@tollgate/dashboard';
-import { postgresSink } from '@tollgate/metering';
+import { postgresSink } from '@tollgate/metering/postgres';
 
 const adminKey = process.env.ADMIN_KEY || generateApiKey();
 const stores = createMemoryStores();
