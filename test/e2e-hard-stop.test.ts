@@ -184,7 +184,7 @@ const STREAM_ENDING: Record<FakeApi, string> = {
 const words = (text: string) => (text === '' ? 0 : text.split(' ').length);
 
 /** Calls until the budget refuses (a few rounds of `parallel` calls); returns the answers and the upstream calls made. */
-async function runUntilRefused(harness: Harness, tenant: Tenant, api: FakeApi, stream: boolean, parallel: number, includeUsage = false) {
+async function runUntilRefused(harness: Harness, tenant: Tenant, api: FakeApi, stream: boolean, parallel: number, includeUsage = false, settleEachRound = false) {
   const firstCall = harness.fake.calls.length;
   const answers: Extract<Outcome, { refused: false }>[] = [];
   for (let round = 0; round < 40; round++) {
@@ -195,6 +195,9 @@ async function runUntilRefused(harness: Harness, tenant: Tenant, api: FakeApi, s
       await harness.fake.settled();
       return { answers, calls: harness.fake.calls.slice(firstCall) };
     }
+    // A call whose settle has not landed is still in flight for the ledger (Redis settles go out in batches a few ms
+    // after the answer): waiting for it makes the calls one after another for the budget too, not only for the client.
+    if (settleEachRound) await harness.settledBudget(tenant);
   }
   throw new Error(`the budget of ${tenant} never refused`);
 }
@@ -266,7 +269,7 @@ function describeHardStop(kind: string, makeStores: () => { stores?: TollgateSto
       it('bills a JSON answer over its cap at its real cost, flagged, and refuses once the budget is spent', async () => {
         harness.fake.options.outputTokens = 300;
         const tenant = `${api}-json` as Tenant;
-        const { answers, calls } = await runUntilRefused(harness, tenant, api, false, 1);
+        const { answers, calls } = await runUntilRefused(harness, tenant, api, false, 1, false, true);
         const records = await harness.records(tenant);
         expect(records).toHaveLength(answers.length);
         for (const [i, record] of records.entries()) {
