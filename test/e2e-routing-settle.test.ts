@@ -2,30 +2,12 @@
 import { afterEach, describe, expect, it } from '@jest/globals';
 import OpenAI from 'openai';
 import { caught, waitFor } from './helpers/proxy.js';
-import { anthropicAnswer, failWith, openAiAnswer, startRoutingProxy, startSwitchableUpstream } from './helpers/routing-upstreams.js';
-import type { RoutingProxy, SwitchableUpstream } from './helpers/routing-upstreams.js';
+import { anthropicAnswer, ask, failWith, openAiAnswer, routingFixture, startSwitchableUpstream } from './helpers/routing-upstreams.js';
+import type { RoutingProxy } from './helpers/routing-upstreams.js';
 
 type ApiFailure = InstanceType<typeof OpenAI.APIError>;
-const open: { close(): Promise<void> }[] = [];
-
-afterEach(async () => {
-  while (open.length > 0) await open.pop()!.close();
-});
-
-async function upstream(answer: Parameters<typeof startSwitchableUpstream>[0]): Promise<SwitchableUpstream> {
-  const server = await startSwitchableUpstream(answer);
-  open.push(server);
-  return server;
-}
-
-async function routing(config: Parameters<typeof startRoutingProxy>[0], budgetUsd?: number): Promise<{ routed: RoutingProxy; client: OpenAI }> {
-  const routed = await startRoutingProxy(config, budgetUsd);
-  open.unshift(routed);
-  return { routed, client: new OpenAI({ apiKey: routed.clientKey, baseURL: `${routed.proxy.url}/v1`, maxRetries: 0 }) };
-}
-
-const ask = (client: OpenAI, model: string, extra: Partial<OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming> = {}) =>
-  client.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 20, ...extra });
+const { upstream, routing, closeAll } = routingFixture();
+afterEach(closeAll);
 
 /** Settles run when the response closes: wait for the record, then every granted reservation must be closed once. */
 async function expectEachSettledOnce(routed: RoutingProxy, grants: number): Promise<void> {
@@ -52,9 +34,10 @@ describe('each reservation settles exactly once', () => {
   });
 
   it('when no target can be reached at all', async () => {
-    const gone = await upstream(failWith(500));
+    // An upstream that was there and is gone: its port refuses connections.
+    const gone = await startSwitchableUpstream(failWith(500));
     const url = gone.url;
-    await open.pop()!.close();
+    await gone.close();
     const { routed, client } = await routing({
       upstreams: { gone: { baseUrl: `${url}/v1` } },
       modelGroups: { solo: { targets: [{ upstream: 'gone', model: 'gpt-4o-mini' }] } },

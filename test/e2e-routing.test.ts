@@ -2,29 +2,11 @@
 import { afterEach, describe, expect, it } from '@jest/globals';
 import OpenAI from 'openai';
 import { caught, waitFor } from './helpers/proxy.js';
-import { failWith, inTurn, openAiAnswer, startRoutingProxy, startSwitchableUpstream } from './helpers/routing-upstreams.js';
-import type { RoutingProxy, SwitchableUpstream } from './helpers/routing-upstreams.js';
+import { ask, failWith, inTurn, openAiAnswer, routingFixture } from './helpers/routing-upstreams.js';
+import type { RoutingProxy } from './helpers/routing-upstreams.js';
 
-const open: { close(): Promise<void> }[] = [];
-
-afterEach(async () => {
-  while (open.length > 0) await open.pop()!.close();
-});
-
-async function upstream(answer: Parameters<typeof startSwitchableUpstream>[0]): Promise<SwitchableUpstream> {
-  const server = await startSwitchableUpstream(answer);
-  open.push(server);
-  return server;
-}
-
-async function routing(config: Parameters<typeof startRoutingProxy>[0]): Promise<{ routed: RoutingProxy; client: OpenAI }> {
-  const routed = await startRoutingProxy(config);
-  open.unshift(routed);
-  return { routed, client: new OpenAI({ apiKey: routed.clientKey, baseURL: `${routed.proxy.url}/v1`, maxRetries: 0 }) };
-}
-
-const ask = (client: OpenAI, model: string, extra: Partial<OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming> = {}) =>
-  client.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 20, ...extra });
+const { upstream, routing, closeAll } = routingFixture();
+afterEach(closeAll);
 
 async function healthOf(routed: RoutingProxy): Promise<{ target: string; breaker: string; calls: number }[]> {
   const response = await fetch(`${routed.proxy.url}/healthz`);

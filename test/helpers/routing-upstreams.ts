@@ -3,6 +3,7 @@ import type { ServerResponse } from 'node:http';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import OpenAI from 'openai';
 import { createMemoryStores } from '@tollgate/core';
 import type { ReservationLedger, TollgateStores } from '@tollgate/core';
 import type { ProxyConfig } from '../../examples/proxy/src/config.js';
@@ -191,3 +192,30 @@ export async function startRoutingProxy(config: Pick<ProxyConfig, 'upstreams' | 
     },
   };
 }
+
+/**
+ * What a routing test opens (upstreams and proxies), closed after each test: `upstream()` and `routing()`
+ * start them, `closeAll()` (in afterEach) closes the proxies first, then the upstreams.
+ */
+export function routingFixture() {
+  const open: { close(): Promise<void> }[] = [];
+  return {
+    async upstream(answer: Answer): Promise<SwitchableUpstream> {
+      const server = await startSwitchableUpstream(answer);
+      open.push(server);
+      return server;
+    },
+    async routing(config: Parameters<typeof startRoutingProxy>[0], budgetUsd?: number): Promise<{ routed: RoutingProxy; client: OpenAI }> {
+      const routed = await startRoutingProxy(config, budgetUsd);
+      open.unshift(routed);
+      return { routed, client: new OpenAI({ apiKey: routed.clientKey, baseURL: `${routed.proxy.url}/v1`, maxRetries: 0 }) };
+    },
+    async closeAll(): Promise<void> {
+      while (open.length > 0) await open.pop()!.close();
+    },
+  };
+}
+
+/** A short chat completion of `model` (extra fields merged in). */
+export const ask = (client: OpenAI, model: string, extra: Partial<OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming> = {}) =>
+  client.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 20, ...extra });
