@@ -147,9 +147,7 @@ describe('circuit breakers', () => {
     expect(alert.body).toMatchObject({ type: 'breaker_open', message: expect.stringContaining('broken/gpt-4o') as unknown as string });
 
     // Open: answered by the spare without a call to the broken upstream.
-    const started = performance.now();
     await ask(client, 'smart');
-    expect(performance.now() - started).toBeLessThan(500);
     expect(broken.requests).toHaveLength(2);
     expect(spare.requests).toHaveLength(3);
 

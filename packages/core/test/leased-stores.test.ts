@@ -133,10 +133,9 @@ describe('leasedStores', () => {
     await stores.counter.consume('k', 1, { limit: 100, windowMs: 60_000 });
     await stores.ledger.release((await stores.ledger.reserve({ id: 'warm', amount: 1, scopes: [scope('tenant:a', 1000)], ttlMs: 60_000 }) as { id: string }).id);
     inner.set('stalled');
-    const started = Date.now();
+    // The stalled store answers nothing until it is resumed below: these resolve only because the slice answered them.
     const window = await stores.counter.consume('k', 5, { limit: 100, windowMs: 60_000 });
     const reserved = await stores.ledger.reserve({ id: 'slow', amount: 50, scopes: [scope('tenant:a', 1000)], ttlMs: 60_000 });
-    expect(Date.now() - started).toBeLessThan(1000);
     expect(window.allowed).toBe(true);
     expect(reserved.ok).toBe(true);
     inner.set('up');
