@@ -27,6 +27,9 @@ const events = () => hook.deliveries.map(({ body }) => JSON.parse(body) as { typ
  * million tokens either way: a mock reply (about 35 tokens) is about $0.0035, so one bucket of a
  * burst passes minSpendUsd and a steady second does not come near it.
  */
+/** The environment of the processes started last: one more process of the same deployment starts with it. */
+let lastEnv: Record<string, string> = {};
+
 async function startProxies(processes: number, guard: Record<string, unknown>, name: string): Promise<SpawnedProxy[]> {
   const prefix = `tg-test:e2e-guard:${randomUUID()}:`;
   prefixes.push(prefix);
@@ -48,6 +51,7 @@ async function startProxies(processes: number, guard: Record<string, unknown>, n
     alerts: { webhooks: [{ url: hook.url, secretEnv: 'E2E_GUARD_HOOK_SECRET' }] },
   }));
   const env = { TOLLGATE_CONFIG: configPath, REDIS_URL, E2E_GUARD_HOOK_SECRET: HOOK_SECRET };
+  lastEnv = env;
   return Promise.all(Array.from({ length: processes }, () => spawnProxy(env, 120_000)));
 }
 
@@ -138,6 +142,15 @@ describe('the proxy guard across processes on one Redis', () => {
     expect((anomalies.body.anomalies as { subject: string; action: string }[]).map(({ subject, action }) => `${subject} ${action}`)).toEqual(['key:runaway suspend']);
     // The operator routes are the admin's only.
     expect((await fetch(`${running[0]!.url}/admin/guard/mitigations`)).status).toBe(401);
+    // A process started now (a restart, a new replica) refuses the key from its very first request.
+    const joined = await spawnProxy(lastEnv, 120_000);
+    try {
+      const first = await chat(joined, keys.runaway);
+      expect(first.status).toBe(403);
+      expect(first.error?.code).toBe('key_suspended');
+    } finally {
+      await joined.stop();
+    }
 
     const lifted = await admin(running[1]!, 'POST', '/keys/runaway/lift');
     expect(lifted.status).toBe(200);

@@ -88,7 +88,8 @@ export interface ProxyApp extends Express {
   replayUsage(): Promise<SpoolReplay | undefined>;
   /**
    * Resolves once budget spend Redis lost (a restart without persistence) was rebuilt from the
-   * SQL usage ledger; at once without Redis or a ledger. `pnpm start` listens only after it.
+   * SQL usage ledger (at once without Redis or a ledger), and the guard's suspensions, throttles
+   * and blocks in force are loaded. `pnpm start` listens only after it.
    */
   spendReady(): Promise<void>;
   /**
@@ -314,7 +315,7 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   Object.defineProperty(app, 'stores', { value: stores, enumerable: true });
   app.flushUsage = () => metering.flush();
   app.replayUsage = () => metering.replay();
-  app.spendReady = () => spend?.ready ?? Promise.resolve();
+  app.spendReady = () => Promise.all([spend?.ready, guarding.ready]).then(() => undefined);
   app.reloadKeys = (next) => {
     keys.replaceConfigKeys(next);
     configKeys = keyRecordsFromConfig(next);

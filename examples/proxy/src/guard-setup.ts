@@ -33,6 +33,8 @@ export interface ProxyGuard {
   alertStoreDown(layer: string, report: (error: unknown) => void): (error: unknown) => void;
   /** A routing target's circuit breaker opened: a `breaker_open` event (once per period across processes). */
   breakerOpen(target: string, reason: string | undefined): void;
+  /** Resolves once the suspensions, throttles and blocks in force are loaded (a restarted process enforces them from its first request). */
+  readonly ready: Promise<void>;
   /** `/admin/guard`: anomalies, mitigations in force, suspend and lift (mounted behind the admin key). */
   readonly adminRouter: Router | undefined;
   close(): Promise<void>;
@@ -82,6 +84,7 @@ const NO_GUARD: Omit<ProxyGuard, 'afterAuth'> = {
   budgetHooks: undefined,
   alertStoreDown: (_layer, report) => report,
   breakerOpen: () => undefined,
+  ready: Promise.resolve(),
   adminRouter: undefined,
   close: async () => undefined,
 };
@@ -139,6 +142,7 @@ export function createProxyGuard(config: ProxyConfig, deps: ProxyGuardDeps): Pro
       const alert = breakerOpenAlerts(alerts);
       return (target: string, reason: string | undefined) => alert(target, reason === undefined ? undefined : { reason });
     })(),
+    ready: guard.ready,
     adminRouter: guardAdminRouter(guard),
     async close() {
       shedder?.close();
