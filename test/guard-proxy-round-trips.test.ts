@@ -77,7 +77,9 @@ describe('the proxy with its guard on Redis, steady state', () => {
       measured.push(await chat(100 + i));
       await sleep(120);
     }
-    const least = measured.reduce((best, next) => (next.flights < best.flights ? next : best));
+    // Least by flights, then by commands: a timer's call may ride in the request's own flight too.
+    const fewer = (a: (typeof measured)[number], b: (typeof measured)[number]) => a.flights < b.flights || (a.flights === b.flights && a.commands.length < b.commands.length);
+    const least = measured.reduce((best, next) => (fewer(next, best) ? next : best));
     expect(least).toEqual({ flights: 1, commands: ['EVALSHA'] });
     expect(measured.filter((trip) => trip.flights === 1).length).toBeGreaterThanOrEqual(4);
     console.log(`flights before the upstream call, 8 requests: ${measured.map((trip) => trip.flights).join(', ')}`);
