@@ -254,7 +254,15 @@ export function leasedStores<S extends TollgateStores>(stores: S, options: Lease
         },
         (result) => {
           see(`fixed:${key}`);
-          fixed.set(key, { resetAt: result.resetAt, known: result.hits, local: 0 });
+          // Updated in place: a hit per request must not allocate a record per request.
+          const known = fixed.get(key);
+          if (!known) {
+            fixed.set(key, { resetAt: result.resetAt, known: result.hits, local: 0 });
+            return;
+          }
+          known.resetAt = result.resetAt;
+          known.known = result.hits;
+          known.local = 0;
         },
         () => inner.giveBack(key),
       );
@@ -367,7 +375,9 @@ export function leasedStores<S extends TollgateStores>(stores: S, options: Lease
     for (const [key, at] of seen) {
       if (now - at <= grantMs) continue;
       seen.delete(key);
+      // What a slice would need for a limit or budget the store has not answered for lately goes with its grant.
       if (key.startsWith('ledger:')) headroom.delete(key.slice(7));
+      else if (key.startsWith('fixed:')) fixed.delete(key.slice(6));
     }
     if (!down) return;
     const ping = (stores as { ping?: () => Promise<boolean> }).ping;

@@ -182,6 +182,34 @@ describe('leasedStores', () => {
     await expect(closed.stores.ledger.reserve({ id: 'x', amount: 1, scopes: [scope('tenant:a', 10)], ttlMs: 60_000 })).rejects.toThrow(/ECONNREFUSED/);
   });
 
+  it('counts request windows at 1/slice a hit while out, and forgets a window the store has not answered for within grantMs', async () => {
+    let now = 1_000_000;
+    let failing = false;
+    let hits = 0;
+    const memory = createMemoryStores({ sweepIntervalMs: 0 });
+    const fixedWindow = {
+      hit: async () => {
+        if (failing) throw new Error('connect ECONNREFUSED');
+        return { hits: ++hits, resetAt: now + 60_000 };
+      },
+      giveBack: async () => undefined,
+      reset: async () => undefined,
+    };
+    const stores = leasedStores(Object.assign(memory, { fixedWindow, ping: async () => !failing }), { slice: 0.25, deadlineMs: 50, probeIntervalMs: 20, grantMs: 1_000, clock: () => now });
+    open.push(stores);
+    const windows = (stores as unknown as { fixedWindow: typeof fixedWindow & { hit(key: string, windowMs: number): Promise<{ hits: number }> } }).fixedWindow;
+    expect((await windows.hit('rl:k', 60_000)).hits).toBe(1);
+    failing = true;
+    // Each local hit counts as 4 (1 / 0.25): a limit of 10 admits two more here (1 + 4 = 5, 1 + 8 = 9), refuses the third (13).
+    expect((await windows.hit('rl:k', 60_000)).hits).toBe(5);
+    expect((await windows.hit('rl:k', 60_000)).hits).toBe(9);
+    expect((await windows.hit('rl:k', 60_000)).hits).toBe(13);
+    now += 2_000;
+    // Past grantMs without the store answering for it: nothing more is granted (and the next probe drops the window).
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    await expect(windows.hit('rl:k', 60_000)).rejects.toThrow(LeaseExhaustedError);
+  });
+
   it('rejects a slice outside (0, 1] and a non-positive deadline', () => {
     const { stores } = switchableStores();
     expect(() => leasedStores(stores, { slice: 0 })).toThrow(/slice must be a number in \(0, 1\]/);
