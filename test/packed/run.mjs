@@ -1,6 +1,7 @@
 // CI: builds and packs every package, checks the tarballs, installs them with npm into fresh apps outside the
 // workspace (ESM TypeScript and CommonJS JavaScript, Express 4 and 5, the official openai client) and runs them,
-// then copies examples/proxy out, installs it from the tarballs, starts it and has it serve a request.
+// installs the ESM app with pnpm and with yarn (Plug'n'Play) too, then copies examples/proxy out, installs it from
+// the tarballs, starts it and has it serve a request.
 /* global fetch */
 import { execFileSync, spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -74,18 +75,68 @@ function freshApp(fixture, manifest, tarballs, deps) {
   return dir;
 }
 
+const TSCONFIG = JSON.stringify({
+  compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, outDir: 'out', skipLibCheck: false, types: ['node'] },
+  include: ['app.ts'],
+});
+
 /** The ESM TypeScript app: typechecked and compiled by tsc against the published types, then run. */
 function esmTypeScript(tarballs) {
   const dir = freshApp('consumer-esm', { type: 'module' }, tarballs, ['express@5', '@types/express@5', 'openai', 'prom-client', 'typescript@5', '@types/node@20']);
-  writeFileSync(path.join(dir, 'tsconfig.json'), JSON.stringify({
-    compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, outDir: 'out', skipLibCheck: false, types: ['node'] },
-    include: ['app.ts'],
-  }));
+  writeFileSync(path.join(dir, 'tsconfig.json'), TSCONFIG);
   for (const express of ['5', '4']) {
     if (express === '4') npm(['install', 'express@4', '@types/express@4'], dir);
     run('npx', ['tsc', '-p', '.'], dir);
     process.stdout.write(run('node', ['out/app.js'], dir));
   }
+}
+
+/**
+ * A package.json pointing every @tollgate package at its tarball: the tarballs stand in for the registry, so a
+ * tarball's own `^0.1.0` dependencies on the others must resolve to them too (pnpm overrides, yarn resolutions).
+ */
+function tarballManifest(fixture, allTarballs, direct, field) {
+  const spec = (name) => `file:${allTarballs.get(name)}`;
+  const pinned = Object.fromEntries([...allTarballs.keys()].map((name) => [name, spec(name)]));
+  const dependencies = Object.fromEntries(direct.map((name) => [name, spec(name)]));
+  const manifest = { name: `packed-${fixture}`, private: true, type: 'module', dependencies };
+  if (field === 'pnpm') manifest.pnpm = { overrides: pinned };
+  else manifest.resolutions = pinned;
+  return manifest;
+}
+
+/**
+ * The ESM TypeScript app installed by pnpm (its strict node_modules: a package sees only what it declares) and by
+ * yarn 4 with Plug'n'Play (the strictest: no node_modules at all, an undeclared import fails), typechecked against the
+ * published types and run.
+ */
+function otherPackageManagers(allTarballs, direct) {
+  const deps = ['express@5', '@types/express@5', 'openai', 'prom-client', 'typescript@5', '@types/node@20'];
+  const registry = run('npm', ['config', 'get', 'registry'], work).trim();
+
+  const pnpmDir = path.join(work, 'consumer-esm-pnpm');
+  cpSync(path.join(HERE, 'consumer-esm'), pnpmDir, { recursive: true });
+  writeFileSync(path.join(pnpmDir, 'package.json'), JSON.stringify(tarballManifest('consumer-esm-pnpm', allTarballs, direct, 'pnpm'), null, 2));
+  writeFileSync(path.join(pnpmDir, 'tsconfig.json'), TSCONFIG);
+  run('pnpm', ['add', ...deps], pnpmDir);
+  run('pnpm', ['exec', 'tsc', '-p', '.'], pnpmDir);
+  process.stdout.write(run('node', ['out/app.js'], pnpmDir));
+
+  // yarn 4 comes from the npm registry as a single file (no corepack here).
+  const yarnHome = path.join(work, 'yarn-cli');
+  mkdirSync(yarnHome);
+  const yarnTarball = run('npm', ['pack', '@yarnpkg/cli-dist@4', '--silent'], yarnHome).trim().split('\n').pop();
+  run('tar', ['-xzf', yarnTarball, '-C', yarnHome], yarnHome);
+  const yarn = (args, cwd) => run('node', [path.join(yarnHome, 'package/bin/yarn.js'), ...args], cwd, { YARN_NPM_REGISTRY_SERVER: registry, YARN_ENABLE_TELEMETRY: '0', YARN_ENABLE_PROGRESS_BARS: '0' });
+  const yarnDir = path.join(work, 'consumer-esm-yarn');
+  cpSync(path.join(HERE, 'consumer-esm'), yarnDir, { recursive: true });
+  writeFileSync(path.join(yarnDir, 'package.json'), JSON.stringify(tarballManifest('consumer-esm-yarn', allTarballs, direct, 'yarn'), null, 2));
+  writeFileSync(path.join(yarnDir, 'tsconfig.json'), TSCONFIG);
+  writeFileSync(path.join(yarnDir, 'yarn.lock'), '');
+  // yarn installs no peer dependency on its own: the meter's @opentelemetry/api is the app's to add, as its README says.
+  yarn(['add', ...deps, '@opentelemetry/api'], yarnDir);
+  yarn(['tsc', '-p', '.'], yarnDir);
+  process.stdout.write(yarn(['node', 'out/app.js'], yarnDir));
 }
 
 /** API keys and rate limits only: none of the heavy or optional integrations may come with them. */
@@ -148,8 +199,9 @@ try {
   for (const [name, file] of tarballs) checkTarball(name, file);
   console.log(`${tarballs.size} tarballs checked`);
   const byName = (...names) => names.map((name) => tarballs.get(name));
-  const apiTarballs = byName('@tollgate/core', '@tollgate/auth', '@tollgate/ratelimit', '@tollgate/providers', '@tollgate/metering', '@tollgate/budget');
-  esmTypeScript(apiTarballs);
+  const apiPackages = ['@tollgate/core', '@tollgate/auth', '@tollgate/ratelimit', '@tollgate/providers', '@tollgate/metering', '@tollgate/budget'];
+  esmTypeScript(byName(...apiPackages));
+  otherPackageManagers(tarballs, apiPackages);
   commonJs(byName('@tollgate/core', '@tollgate/auth', '@tollgate/ratelimit', '@tollgate/providers'));
   await copiedProxy([...tarballs.values()]);
   console.log('packed install: all ok');

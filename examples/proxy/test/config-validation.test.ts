@@ -81,11 +81,24 @@ describe('proxy config validation', () => {
     expect(rejection({ tenants: { acme: {} }, keys: [{ id: 'a', sha256: sha, tenant: 'acmee' }] })).toContain('did you mean "acme"?');
   });
 
-  it('keeps names like __proto__ and constructor as plain entries', () => {
-    const config = parseConfig('{"tiers":{"__proto__":{"requestsPerMinute":1},"constructor":{"requestsPerMinute":2}}}');
-    expect(Object.keys(config.tiers!).sort()).toEqual(['__proto__', 'constructor']);
+  it('keeps names like constructor as plain entries, and refuses "__proto__" as a name', () => {
+    const config = parseConfig('{"tiers":{"constructor":{"requestsPerMinute":2},"toString":{"requestsPerMinute":3}}}');
+    expect(Object.keys(config.tiers!).sort()).toEqual(['constructor', 'toString']);
+    expect(Object.getPrototypeOf(config.tiers)).toBeNull();
+    expect(rejection(JSON.parse('{"tiers":{"__proto__":{"requestsPerMinute":1}}}'))).toContain('tiers has an entry named "__proto__"');
     expect(({} as Record<string, unknown>).requestsPerMinute).toBeUndefined();
     expect(rejection({ tenants: { acme: { tier: 'constructor' } } })).toContain('unknown tier "constructor"');
+  });
+
+  it('refuses a requiredScope that no configured key holds, unless JWTs (which may carry any scope) are accepted', () => {
+    const keys = [{ id: 'a', sha256: 'a'.repeat(64), scopes: ['chat'] }, { id: 'b', sha256: 'b'.repeat(64) }];
+    expect(rejection({ requiredScope: 'chta', keys })).toContain('requiredScope "chta" is held by no key in keys; did you mean "chat"?');
+    expect(rejection({ requiredScope: 'embeddings', keys })).toContain('requiredScope "embeddings" is held by no key in keys');
+    expect(validateConfig({ requiredScope: 'chat', keys }).requiredScope).toBe('chat');
+    const jwt = { jwksUrl: 'https://idp.example/.well-known/jwks.json' };
+    expect(validateConfig({ requiredScope: 'embeddings', keys, jwt }).requiredScope).toBe('embeddings');
+    // Without keys in the file, keys come from the key store (keys create --redis, /admin/keys), not read at start.
+    expect(validateConfig({ requiredScope: 'chat' }).requiredScope).toBe('chat');
   });
 
   it('reports JSON syntax errors as config errors', () => {
