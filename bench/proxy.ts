@@ -1,8 +1,10 @@
-// Benchmark 2: the example proxy against a bare Express + undici passthrough, both in front of the same zero-latency upstream.
-import { startServer, type BenchChild, type ServerSpec } from './lib/child.js';
+// Benchmark 2: the example proxy against a bare Express + undici passthrough, the Node floor under it and the Portkey
+// gateway, all in front of the same zero-latency upstream.
+import { startServer, type BenchChild } from './lib/child.js';
 import { authHeaders, CHAT_BODY, CHAT_PATH, STREAM_CHAT_BODY } from './lib/fixtures.js';
 import { alternateRounds, runLoad, type CaseSummary } from './lib/load.js';
 import { STREAM_CONTENT_CHUNKS } from './lib/mock-upstream.js';
+import { startPortkeyGateway } from './lib/portkey.js';
 import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
 import { fmtMs, fmtNumber, fmtRatio, median, quantile, table } from './lib/stats.js';
 import { closeTimedRequests, timedRequest } from './lib/timed-request.js';
@@ -10,11 +12,28 @@ import { closeTimedRequests, timedRequest } from './lib/timed-request.js';
 /** Events the upstream sends per streamed answer: content chunks, the finish chunk, the usage chunk, [DONE]. */
 const UPSTREAM_EVENTS = STREAM_CONTENT_CHUNKS + 3;
 
+/** A server of a case: a bench child, or a gateway started its own way. */
+type RunningServer = Pick<BenchChild, 'url' | 'close'>;
+
 interface ProxyCase {
   name: string;
-  spec: (upstream: string) => ServerSpec;
+  start: (upstream: string) => Promise<RunningServer>;
+  /** What the load generator sends this case beside the bench key (e.g. a gateway's routing headers). */
+  headers?: (upstream: string) => Record<string, string>;
+  /** The streamed request, when the case forwards the client's body as it is and so must be asked for usage by it. */
+  streamBody?: string;
+  /** tollgate's own cases: the targets and findings are theirs. */
+  tollgate?: boolean;
   /** The minimum ratio to the passthrough the issue asks for. */
   targetRatio?: number;
+}
+
+/** A started case with the requests it is sent. */
+interface RunningCase {
+  benchCase: ProxyCase;
+  server: RunningServer;
+  headers: Record<string, string>;
+  bodies: Record<'json' | 'stream', string>;
 }
 
 interface StreamTiming {
@@ -27,25 +46,43 @@ interface StreamTiming {
 
 function proxyCases(context: BenchContext): ProxyCase[] {
   return [
-    { name: 'bare passthrough (Express + undici)', spec: (upstream) => ({ app: 'passthrough', options: { upstream } }) },
-    { name: 'tollgate proxy (memory)', spec: (upstream) => ({ app: 'proxy', options: { upstream, store: 'memory' } }), targetRatio: 0.9 },
+    { name: 'bare passthrough (Express + undici)', start: (upstream) => startServer({ app: 'passthrough', options: { upstream } }) },
+    { name: 'Node floor (node:http + undici)', start: (upstream) => startServer({ app: 'node-floor', options: { upstream } }) },
+    {
+      name: 'tollgate proxy (memory)',
+      start: (upstream) => startServer({ app: 'proxy', options: { upstream, store: 'memory' } }),
+      tollgate: true,
+      targetRatio: 0.9,
+    },
     {
       name: 'tollgate proxy (Redis)',
-      spec: (upstream) => ({ app: 'proxy', options: { upstream, store: 'redis', prefix: `${context.redisPrefix}proxy:` } }),
+      start: (upstream) => startServer({ app: 'proxy', options: { upstream, store: 'redis', prefix: `${context.redisPrefix}proxy:` } }),
+      tollgate: true,
       targetRatio: 0.8,
+    },
+    {
+      name: 'Portkey gateway 1.15.2 (Node)',
+      start: () => startPortkeyGateway(),
+      // Its OpenAI provider pointed at the mock: the gateway sends the request on to `<custom host>/chat/completions`.
+      headers: (upstream) => ({ 'x-portkey-provider': 'openai', 'x-portkey-custom-host': `${upstream}/v1` }),
+      // The gateway adds nothing to the body, so the client asks for usage: the upstream then streams the same events.
+      streamBody: JSON.stringify({ ...(JSON.parse(STREAM_CHAT_BODY) as Record<string, unknown>), stream_options: { include_usage: true } }),
     },
   ];
 }
 
-async function measureStreams(servers: Map<string, BenchChild>, names: string[], rounds: number, perRound: number): Promise<StreamTiming[]> {
-  const timings = new Map<string, StreamTiming>(names.map((name) => [name, { name, firstByte: [], total: [], chunks: [], failures: 0 }]));
+async function measureStreams(running: RunningCase[], rounds: number, perRound: number): Promise<StreamTiming[]> {
+  const timings = new Map<RunningCase, StreamTiming>(
+    running.map((c) => [c, { name: c.benchCase.name, firstByte: [], total: [], chunks: [], failures: 0 }]),
+  );
+  const send = (c: RunningCase) => timedRequest(`${c.server.url}${CHAT_PATH}`, c.bodies.stream, c.headers);
   try {
-    for (const name of names) for (let i = 0; i < 20; i++) await timedRequest(`${servers.get(name)!.url}${CHAT_PATH}`, STREAM_CHAT_BODY, authHeaders());
+    for (const c of running) for (let i = 0; i < 20; i++) await send(c);
     for (let round = 0; round < rounds; round++) {
-      for (const name of names) {
-        const timing = timings.get(name)!;
+      for (const c of running) {
+        const timing = timings.get(c)!;
         for (let i = 0; i < perRound; i++) {
-          const response = await timedRequest(`${servers.get(name)!.url}${CHAT_PATH}`, STREAM_CHAT_BODY, authHeaders());
+          const response = await send(c);
           if (response.status !== 200 || !response.body.includes('[DONE]')) {
             timing.failures++;
             continue;
@@ -59,7 +96,7 @@ async function measureStreams(servers: Map<string, BenchChild>, names: string[],
   } finally {
     await closeTimedRequests();
   }
-  return names.map((name) => timings.get(name)!);
+  return running.map((c) => timings.get(c)!);
 }
 
 export async function runProxyBenchmark(context: BenchContext): Promise<SectionResult> {
@@ -67,34 +104,38 @@ export async function runProxyBenchmark(context: BenchContext): Promise<SectionR
   const durationS = context.quick ? 2 : 3;
   const connections = 32;
   const cases = proxyCases(context);
-  const servers = new Map<string, BenchChild>();
+  const running: RunningCase[] = [];
   const missing: string[] = [];
   const upstream = await startServer({ app: 'mock-upstream' });
   try {
     for (const benchCase of cases) {
       try {
-        servers.set(benchCase.name, await startServer(benchCase.spec(upstream.url)));
+        running.push({
+          benchCase,
+          server: await benchCase.start(upstream.url),
+          headers: { ...authHeaders(), ...benchCase.headers?.(upstream.url) },
+          bodies: { json: CHAT_BODY, stream: benchCase.streamBody ?? STREAM_CHAT_BODY },
+        });
       } catch (error) {
         missing.push(`${benchCase.name}: ${error instanceof Error ? error.message : String(error)}`);
         context.log(`proxy: ${benchCase.name} unavailable (${String(error)})`);
       }
     }
-    const running = cases.filter((c) => servers.has(c.name));
-    const load = (name: string, body: string, seconds: number) => () =>
-      runLoad({ url: servers.get(name)!.url, path: CHAT_PATH, body, headers: authHeaders(), connections, durationS: seconds });
+    const load = (c: RunningCase, mode: 'json' | 'stream', seconds: number) => () =>
+      runLoad({ url: c.server.url, path: CHAT_PATH, body: c.bodies[mode], headers: c.headers, connections, durationS: seconds });
     const summaries: Record<'json' | 'stream', CaseSummary[]> = { json: [], stream: [] };
-    for (const [mode, body] of [['json', CHAT_BODY], ['stream', STREAM_CHAT_BODY]] as const) {
-      for (const benchCase of running) await load(benchCase.name, body, 1)();
+    for (const mode of ['json', 'stream'] as const) {
+      for (const c of running) await load(c, mode, 1)();
       summaries[mode] = await alternateRounds(
-        running.map((c) => ({ name: c.name, run: load(c.name, body, durationS) })),
+        running.map((c) => ({ name: c.benchCase.name, run: load(c, mode, durationS) })),
         rounds,
         (round, name, result) => context.log(`proxy ${mode} round ${round + 1}/${rounds} ${name}: ${fmtNumber(result.rps)} req/s`),
       );
     }
-    const streams = await measureStreams(servers, running.map((c) => c.name), rounds, context.quick ? 25 : 60);
+    const streams = await measureStreams(running, rounds, context.quick ? 25 : 60);
     return describe(cases, summaries, streams, missing, { rounds, durationS, connections });
   } finally {
-    await Promise.all([...servers.values()].map((server) => server.close()));
+    await Promise.all(running.map((c) => c.server.close()));
     await upstream.close();
   }
 }
@@ -136,18 +177,30 @@ function describe(
     const base = summaries[mode][0];
     return own && base ? 1000 / own.rps - 1000 / base.rps : Number.NaN;
   };
-  const underLoad = cases.slice(1).map((c) => {
+  const measured = cases.slice(1).filter((c) => summaries.json.some((x) => x.name === c.name));
+  const underLoad = measured.map((c) => {
     const json = extraMs('json', c.name);
     const stream = extraMs('stream', c.name);
-    return { name: c.name, json, stream, perEventUs: ((stream - json) * 1000) / UPSTREAM_EVENTS };
+    return { name: c.name, tollgate: c.tollgate === true, json, stream, perEventUs: ((stream - json) * 1000) / UPSTREAM_EVENTS };
   });
   const underLoadRows = underLoad.map((u) => [u.name, fmtMs(u.json), fmtMs(u.stream), Number.isFinite(u.perEventUs) ? `${fmtNumber(u.perEventUs)} µs` : 'n/a']);
   const body = [
-    `Both sides forward POST /v1/chat/completions to the same upstream child process, a zero-latency OpenAI-compatible mock (bench/lib/mock-upstream.ts) ` +
+    `Every case forwards POST /v1/chat/completions to the same upstream child process, a zero-latency OpenAI-compatible mock (bench/lib/mock-upstream.ts) ` +
       `that answers JSON at once, or streams ${UPSTREAM_EVENTS} SSE events (${STREAM_CONTENT_CHUNKS} content chunks, finish, usage, [DONE]) one per event-loop turn, ` +
       'so every event is a separate write the proxy has to pass on. The passthrough parses the JSON body, adds stream_options.include_usage on streams, forwards with undici ' +
-      'and pipes the answer back. The tollgate proxy is examples/proxy createProxyApp() with one key, a pro tier and key, tenant and global budgets, limits far above the load, ' +
-      'its metrics on and its access log silent (what the log, the metrics and tracing cost is §8).',
+      'and pipes the answer back. The Node floor does the same on node:http alone, without Express: the gap between the two is what Express costs. ' +
+      'The tollgate proxy is examples/proxy createProxyApp() with one key, a pro tier and key, tenant and global budgets, limits far above the load, ' +
+      'its metrics on and its access log silent (what the log, the metrics and tracing cost is §14).',
+    '',
+    'The Portkey gateway is @portkey-ai/gateway 1.15.2 from npm, its own Node server (`--headless`, no web UI) in a child process, its OpenAI provider ' +
+      'pointed at the mock by the x-portkey-provider and x-portkey-custom-host headers the load generator sends it. It forwards the client\'s body as it is, ' +
+      'so its streamed requests ask for usage themselves and the upstream streams it the same events. As shipped, its stream path fails on Node: every streamed ' +
+      'request is a 500 with "TypeError: immutable" in its log (its open issues #1389 and #1550), because the Response of @hono/node-server, built from the ' +
+      'upstream\'s answer, keeps the upstream\'s immutable headers, to which the gateway then adds its own. The bench patches that one expression when the ' +
+      'gateway\'s file is loaded, through a module hook (bench/lib/portkey-stream-fix.ts; node_modules is not touched): the streamed Response gets a copy of ' +
+      'the headers. Nothing else is changed: its stream splitter also waits 25 ms (a timer) before it passes on the first event of every stream, which adds ' +
+      `25 ms to its time to first byte and caps its streams at ${setup.connections} connections / 25 ms = ${fmtNumber(setup.connections / 0.025)} req/s; ` +
+      'that is measured as it ships.',
     '',
     `Throughput: ${setup.rounds} alternating rounds of ${setup.durationS} s per case and mode, ${setup.connections} connections.`,
     '',
@@ -182,7 +235,7 @@ function describe(
       figures: `JSON ${fmtRatio(json.ratio)} (${fmtNumber(json.rps)} req/s), stream ${fmtRatio(stream.ratio)} (${fmtNumber(stream.rps)} req/s)${valid ? '' : '; non-2xx answers, run not valid'}`,
     });
   }
-  for (const s of streams.slice(1)) {
+  for (const s of streams.slice(1).filter((x) => cases.some((c) => c.name === x.name && c.tollgate))) {
     const delta = median(s.firstByte) - baseTtfb;
     targets.push({
       target: `Stream time to first byte within 1 ms of the passthrough: ${s.name}`,
@@ -191,11 +244,11 @@ function describe(
     });
   }
   const findings = underLoad
-    .filter((u) => Number.isFinite(u.perEventUs))
+    .filter((u) => u.tollgate && Number.isFinite(u.perEventUs))
     .map(
       (u) =>
         `Proxy, ${u.name}: under load each JSON request costs ${fmtMs(u.json)} more than through the passthrough, each streamed one ${fmtMs(u.stream)} more ` +
         `(${fmtNumber(u.perEventUs)} µs per SSE event beyond the JSON case) (§2).`,
     );
-  return { title: '2. Example proxy vs bare passthrough', body, targets, findings };
+  return { title: '2. Example proxy vs bare passthrough, the Node floor and the Portkey gateway', body, targets, findings };
 }

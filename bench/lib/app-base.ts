@@ -1,10 +1,12 @@
 // What every bench app shares: Express set up the same way, and the handler that answers at once.
+import type { RequestListener } from 'node:http';
 import express from 'express';
 import type { Express, Request, Response } from 'express';
 import { CHAT_COMPLETION } from './fixtures.js';
 
-export interface BuiltApp {
-  app: Express;
+/** An app a child can serve: Express, or a bare node:http listener where the bench measures Node without it. */
+export interface BuiltApp<App extends RequestListener = Express> {
+  app: App;
   /** Said next to the figures when the app is not what its name promises (e.g. a package has not landed). */
   note?: string;
   /** Release clients and timers the app owns. */

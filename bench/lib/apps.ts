@@ -1,4 +1,5 @@
-// The apps a bench child can serve: bare Express, the peers, tollgate's chain, the proxy and its passthrough rival.
+// The apps a bench child can serve: bare Express, the peers, tollgate's chain, the proxy and its passthrough rivals.
+import type { RequestListener } from 'node:http';
 import type { NextFunction, Request, Response } from 'express';
 import { rateLimit } from 'express-rate-limit';
 import { RedisStore } from 'rate-limit-redis';
@@ -6,7 +7,7 @@ import { RateLimiterRedis } from 'rate-limiter-flexible';
 import { createClient } from 'redis';
 import { answerAtOnce, baseApp, type AppOptions, type BuiltApp } from './app-base.js';
 import { CHAT_PATH, REDIS_URL } from './fixtures.js';
-import { buildTollgateChain, buildProxy, buildMockUpstream, buildPassthrough } from './tollgate-apps.js';
+import { buildTollgateChain, buildProxy, buildMockUpstream, buildNodeFloor, buildPassthrough } from './tollgate-apps.js';
 
 /** The same key every side limits on: the bearer token, as a user keying by API key would. */
 function callerKey(req: Request): string {
@@ -72,17 +73,18 @@ async function rateLimiterFlexibleRedis(options: AppOptions): Promise<BuiltApp> 
   return { app, close: async () => void (await client.quit()) };
 }
 
-export const APP_BUILDERS: Record<string, (options: AppOptions) => Promise<BuiltApp>> = {
+export const APP_BUILDERS: Record<string, (options: AppOptions) => Promise<BuiltApp<RequestListener>>> = {
   bare,
   'express-rate-limit-redis': expressRateLimitRedis,
   'rate-limiter-flexible-redis': rateLimiterFlexibleRedis,
   'tollgate-chain': buildTollgateChain,
   'mock-upstream': buildMockUpstream,
   passthrough: buildPassthrough,
+  'node-floor': buildNodeFloor,
   proxy: buildProxy,
 };
 
-export async function buildApp(name: string, options: AppOptions = {}): Promise<BuiltApp> {
+export async function buildApp(name: string, options: AppOptions = {}): Promise<BuiltApp<RequestListener>> {
   const builder = APP_BUILDERS[name];
   if (!builder) throw new Error(`unknown bench app "${name}"`);
   return builder(options);

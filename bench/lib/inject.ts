@@ -1,7 +1,6 @@
-// Drives an Express app in-process, with Node's own IncomingMessage/ServerResponse on a socket that discards writes.
-import { IncomingMessage, ServerResponse } from 'node:http';
+// Drives an app (Express or a bare node:http listener) in-process: Node's own IncomingMessage/ServerResponse on a discarding socket.
+import { IncomingMessage, ServerResponse, type RequestListener } from 'node:http';
 import { Duplex } from 'node:stream';
-import type { Express } from 'express';
 
 /** Stands in for a TCP socket: writes succeed at once and go nowhere. */
 export class DiscardSocket extends Duplex {
@@ -35,7 +34,7 @@ export interface InjectRequest {
  * 'close' was emitted, in the order Node's http server uses (finish, then close on the next tick),
  * since tollgate settles on close.
  */
-export function inject(app: Express, request: InjectRequest): Promise<number> {
+export function inject(app: RequestListener, request: InjectRequest): Promise<number> {
   return new Promise((resolve, reject) => {
     const socket = new DiscardSocket();
     const req = new IncomingMessage(socket as never);

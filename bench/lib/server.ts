@@ -1,5 +1,5 @@
 // Child entry: builds one bench app, serves it on an ephemeral port, answers the parent's questions over IPC.
-import { createServer, type Server } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { BuiltApp } from './app-base.js';
 import { buildApp } from './apps.js';
@@ -90,7 +90,7 @@ async function drive(options: DriveOptions): Promise<DriveResult> {
   return { checkpoints, statuses, busySeconds: busy / 1000, cpuSeconds: cpuMicros / 1e6 };
 }
 
-let built: BuiltApp | undefined;
+let built: BuiltApp<RequestListener> | undefined;
 let server: Server | undefined;
 
 function reply(id: number, ok: boolean, value?: unknown, error?: string): void {

@@ -1,4 +1,5 @@
-// tollgate's side of the benchmarks: the full middleware chain, the example proxy, and the bare passthrough rival.
+// tollgate's side of the benchmarks: the full middleware chain, the example proxy, and its bare passthrough rivals.
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { ApiKeyRecord, TollgateStores } from '@tollgate/core';
@@ -108,7 +109,8 @@ export async function buildProxy(options: AppOptions): Promise<BuiltApp> {
     keys: [{ id: 'bench-key-0', sha256: sha256Hex(benchKey(0)), tenant: 'bench-tenant', user: 'bench-user', feature: 'bench', scopes: ['chat'], budget: HUGE_BUDGET }],
     global: { requestsPerMinute: HUGE_REQUESTS, budget: HUGE_BUDGET },
     ...(redis ? { redisUrl: String(options.redisUrl ?? REDIS_URL), redisPrefix: String(options.prefix) } : {}),
-    log: { level: 'silent' },
+    // The profiler's observed case logs to a file; every other case keeps the log silent.
+    log: (options.log as { level: 'info'; destination: string } | undefined) ?? { level: 'silent' },
   });
   const stores = await createStores({ redisUrl: config.redisUrl, redisPrefix: config.redisPrefix });
   const app = createProxyApp(config, { stores, log: () => undefined });
@@ -152,5 +154,49 @@ export async function buildPassthrough(options: AppOptions): Promise<BuiltApp> {
         else next(error);
       });
   });
+  return { app, close: async () => void (await dispatcher.close()) };
+}
+
+/**
+ * The floor under the passthrough: the same work on node:http alone, no Express (read and parse the JSON body,
+ * ask for usage on streams, forward with undici, pipe the answer back), so the figures show what Express costs.
+ */
+export async function buildNodeFloor(options: AppOptions): Promise<BuiltApp<RequestListener>> {
+  const upstream = `${String(options.upstream)}${CHAT_PATH}`;
+  const dispatcher = new Agent({ keepAliveTimeout: 30_000, connections: 128 });
+  async function forwardToUpstream(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    let body: Record<string, unknown>;
+    try {
+      body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
+    } catch {
+      res.writeHead(400).end();
+      return;
+    }
+    const forwarded = body.stream === true ? { ...body, stream_options: { include_usage: true } } : body;
+    const answer = await request(upstream, {
+      method: 'POST',
+      dispatcher,
+      headers: { 'content-type': 'application/json', authorization: 'Bearer upstream-bench-key' },
+      body: JSON.stringify(forwarded),
+    });
+    res.statusCode = answer.statusCode;
+    const type = answer.headers['content-type'];
+    if (typeof type === 'string') res.setHeader('content-type', type);
+    if (body.stream === true) res.flushHeaders();
+    await pipeline(answer.body, res);
+  }
+  const app: RequestListener = function serveNodeFloor(req, res) {
+    if (req.method !== 'POST' || req.url !== CHAT_PATH) {
+      res.writeHead(404).end();
+      return;
+    }
+    forwardToUpstream(req, res).catch(() => {
+      // As the passthrough: a client gone mid-answer is no error worth a line; anything else is a 500 (Express's default).
+      if (res.destroyed || res.headersSent) res.destroy();
+      else res.writeHead(500).end();
+    });
+  };
   return { app, close: async () => void (await dispatcher.close()) };
 }

@@ -1,5 +1,5 @@
 // The proxy's log (pino, JSON lines): one access line per request, failures at error level, store failures throttled; nothing secret.
-import { mkdirSync, openSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { dirname } from 'node:path';
 import type { Request } from 'express';
@@ -66,6 +66,57 @@ function openLogFile(path: string): number {
 }
 
 /**
+ * A log file written synchronously, FILE_BUFFER_BYTES at a time. The lines are kept as pino hands them
+ * over and joined once per write: sonic-boom grows one string and measures all of it on every line,
+ * a copy of the pending kilobytes each time (docs/performance.md).
+ */
+class LogFile {
+  readonly #fd: number;
+  readonly #onError: (error: Error) => void;
+  #lines: string[] = [];
+  #pending = 0;
+  #closed = false;
+
+  constructor(fd: number, onError: (error: Error) => void) {
+    this.#fd = fd;
+    this.#onError = onError;
+  }
+
+  write(line: string): boolean {
+    if (this.#closed) return false;
+    this.#lines.push(line);
+    this.#pending += line.length;
+    if (this.#pending >= FILE_BUFFER_BYTES) this.flushSync();
+    return true;
+  }
+
+  flushSync(): void {
+    if (this.#lines.length === 0) return;
+    const block = Buffer.from(this.#lines.join(''));
+    this.#lines = [];
+    this.#pending = 0;
+    try {
+      let written = 0;
+      while (written < block.length) written += writeSync(this.#fd, block, written);
+    } catch (error) {
+      this.#onError(error as Error);
+    }
+  }
+
+  flush(done?: () => void): void {
+    this.flushSync();
+    done?.();
+  }
+
+  end(): void {
+    if (this.#closed) return;
+    this.flushSync();
+    this.#closed = true;
+    closeSync(this.#fd);
+  }
+}
+
+/**
  * pino to stdout, stderr or a file. A file is written synchronously, 4 KB at a time (and at least once
  * a second): one write(2) per ~15 lines is the cheapest way there is (docs/performance.md), and a
  * local file does not stall. stdout and stderr may be pipes whose reader stalls: they are written
@@ -76,17 +127,22 @@ export function createProxyLog(config: LogConfig = {}, report: (line: string) =>
   const target = config.destination ?? 'stderr';
   const silent = level === 'silent';
   const toFile = !silent && target !== 'stdout' && target !== 'stderr';
-  const destination = toFile
-    ? pino.destination({ fd: openLogFile(target), sync: true, minLength: FILE_BUFFER_BYTES })
-    : pino.destination({ fd: target === 'stdout' ? 1 : 2, sync: false, maxLength: MAX_PENDING_LOG_BYTES });
-  let dropping = false;
-  destination.on('drop', () => {
-    if (dropping) return;
-    dropping = true;
-    report(`tollgate proxy: the log destination ${target} is not draining: lines dropped beyond ${MAX_PENDING_LOG_BYTES} pending bytes`);
-  });
-  // Without a listener a write error (disk full, file removed) would end the process.
-  destination.on('error', (error: Error) => report(`tollgate proxy: cannot write the log to ${target}: ${error.message}`));
+  // Reported, not thrown: a write error (disk full, file removed) must not end the process.
+  const reportWriteError = (error: Error) => report(`tollgate proxy: cannot write the log to ${target}: ${error.message}`);
+  let destination: LogFile | ReturnType<typeof pino.destination>;
+  if (toFile) {
+    destination = new LogFile(openLogFile(target), reportWriteError);
+  } else {
+    const stream = pino.destination({ fd: target === 'stdout' ? 1 : 2, sync: false, maxLength: MAX_PENDING_LOG_BYTES });
+    let dropping = false;
+    stream.on('drop', () => {
+      if (dropping) return;
+      dropping = true;
+      report(`tollgate proxy: the log destination ${target} is not draining: lines dropped beyond ${MAX_PENDING_LOG_BYTES} pending bytes`);
+    });
+    stream.on('error', reportWriteError);
+    destination = stream;
+  }
   // A quiet proxy's last lines still reach the file within a second.
   const flusher = toFile ? setInterval(() => destination.flush(), FILE_FLUSH_INTERVAL_MS) : undefined;
   flusher?.unref();

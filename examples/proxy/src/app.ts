@@ -2,7 +2,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import express from 'express';
 import type { Express, NextFunction, Request, RequestHandler, Response } from 'express';
-import helmet from 'helmet';
 import { budgetAdminRouter } from '@tollgate/budget';
 import { combineLimits } from '@tollgate/ratelimit';
 import { keyRecordsFromConfig } from '@tollgate/auth';
@@ -24,6 +23,7 @@ import { createProxyCache } from './cache-setup.js';
 import type { KeyConfig, ProxyConfig } from './config.js';
 import { concurrencyMiddleware, requestLimitMiddleware, tierPolicyMiddleware, tokenLimitMiddleware } from './limits-setup.js';
 import { acceptGeminiRequest, GEMINI_ROUTE, geminiCallParams } from './gemini-route.js';
+import { JSON_BODY_TYPES, providerJsonBody } from './json-body.js';
 import { createProxyGuard } from './guard-setup.js';
 import { createMetering } from './metering-setup.js';
 import { createMockProvider } from './mock-provider.js';
@@ -34,6 +34,7 @@ import { createProviderRouter } from './provider-routing.js';
 import { registerRoutingMetrics } from './routing-metrics.js';
 import { createProxyMetrics } from './proxy-metrics.js';
 import { validateProviderRequest } from './request-validation.js';
+import { securityHeaders } from './security-headers.js';
 import { outageStores } from './outage-setup.js';
 import { keepSpend } from './spend-rebuild.js';
 import { storesAnswer } from './stores.js';
@@ -120,6 +121,38 @@ const PROVIDER_ROUTES: readonly ProviderRoute[] = [
   { path: GEMINI_ROUTE, api: 'gemini.generate', before: acceptGeminiRequest, params: geminiCallParams },
 ];
 
+/** What Express's router and the body reader set on each request, and Express on each response. */
+interface ExpressFields {
+  next?: unknown;
+  baseUrl?: string;
+  originalUrl?: string;
+  _parsedUrl?: unknown;
+  route?: unknown;
+  params?: unknown;
+  body?: unknown;
+}
+
+/**
+ * Gives a request and its response, before Express swaps their prototypes, the fields Express sets on
+ * them after, each with the value its readers take an absent field for (Node's own defaults for the
+ * status): Express then writes to fields the objects already have, instead of adding them one by one
+ * to objects whose prototype changed, a new hidden class each (docs/performance.md).
+ */
+function presetExpressFields(req: IncomingMessage & ExpressFields, res: ServerResponse & { locals?: object }): void {
+  // Through another Express app already (this one mounted in it): the fields are there, with their values.
+  if (req.originalUrl !== undefined) return;
+  req.next = undefined;
+  req.baseUrl = undefined;
+  req.originalUrl = undefined;
+  req._parsedUrl = undefined;
+  req.route = undefined;
+  req.params = undefined;
+  req.body = undefined;
+  res.locals = Object.create(null) as object;
+  res.statusCode = 200;
+  (res as { statusMessage?: string }).statusMessage = undefined;
+}
+
 /** A provider path asked with another method than POST. */
 function answerMethodNotAllowed(req: Request, res: Response): void {
   const message = `${req.method} is not allowed on ${req.path.slice(0, 200)}: use POST.`;
@@ -204,13 +237,15 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
     ...(responseCache ? responseCache.around(limits, requestLimits) : [limits]),
   ];
   // Bodies of provider routes are read only once the caller is identified (no memory pinned by callers without a key).
-  const parseBody = express.json({ limit: config.bodyLimit ?? '1mb', type: ['application/json', 'application/*+json'] });
+  const bodyLimit = config.bodyLimit ?? '1mb';
+  const parseBody = express.json({ limit: bodyLimit, type: JSON_BODY_TYPES });
+  const readProviderBody = providerJsonBody(bodyLimit);
   // Each route declares the API it speaks, once: every later piece keys off that declaration.
   const admit = ({ api, before, params }: ProviderRoute): RequestHandler[] => [
     ...guarding.beforeAuth,
     ...(before ? [before] : []),
     ...identify,
-    ...guarding.afterAuth(parseBody),
+    ...guarding.afterAuth(readProviderBody),
     validateProviderRequest(api),
     providers.declareCall(api, params),
     ...limitAndReserve,
@@ -223,13 +258,15 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   app.set('case sensitive routing', true);
   app.set('strict routing', true);
   if (config.trustProxy !== undefined) app.set('trust proxy', config.trustProxy);
-  const securityHeaders = helmet();
+  const setSecurityHeaders = securityHeaders();
   const access = logging ? accessLog(logger) : undefined;
   const countResponse = metrics?.countResponse;
-  const observeEnd = access || countResponse ? (req: Request, res: Response) => {
+  // A 'close' listener shared by every response (it is called with the response as `this`): none made per exchange.
+  const observeEnd = access || countResponse ? function observeEnd(this: ServerResponse) {
+    const res = this as Response;
     try {
-      countResponse?.(req, res);
-      access?.end(req, res);
+      countResponse?.(res.req, res);
+      access?.end(res.req, res);
     } catch (error) {
       // The log and the counts are never the request's business.
       log(`tollgate proxy: observing a response failed: ${error instanceof Error ? error.message : String(error)}`);
@@ -237,21 +274,23 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   } : undefined;
   // What every exchange gets first, before Express swaps the prototypes of req and res: a property set on
   // them after that costs V8 a new hidden class each time, before it almost nothing (docs/performance.md);
-  // the context and pino-http's own properties (id, log, its start time) are set here.
+  // Express's own fields, the context and pino-http's properties (id, log, its start time) are set here,
+  // and helmet's headers.
   const handle = (app as unknown as ExpressHandle).handle.bind(app);
   (app as unknown as ExpressHandle).handle = function prepareExchange(req, res, done) {
     // Each piece of the chain (context, meter, limits, slots, budget, upstream call) watches the response's
     // end: more 'close' listeners than Node's default of 10 are expected here, not a leak to warn about.
     res.setMaxListeners(32);
+    presetExpressFields(req, res);
     getContext(req, res);
+    setSecurityHeaders(res);
     if (observeEnd) {
       access?.start(req, res);
       // One listener for the access line and the counts. on, not once: 'close' comes once per response.
-      res.on('close', () => observeEnd(req as Request, res as Response));
+      res.on('close', observeEnd);
     }
     handle(req, res, done);
   };
-  app.use(securityHeaders);
 
   // The provider routes first: they carry nearly all the traffic, and every route before them is a path match per request.
   for (const route of PROVIDER_ROUTES) app.post(route.path, ...admit(route), providers.handler(route.api));

@@ -25,7 +25,8 @@ export function identityTierResolver(config: ProxyConfig): (identity: Identity) 
 
 /** Key lookup by hash: the config's keys (replaceable while running), then the shared key store. */
 export interface KeyLookup {
-  find(sha256: string): Promise<ApiKeyRecord | undefined>;
+  /** The record at once when the config or a memory store has it; a promise when the store must be asked. */
+  find(sha256: string): Promise<ApiKeyRecord | undefined> | ApiKeyRecord | undefined;
   /** Swap in the config's keys (after the config file changed). Throws on invalid entries, keeping the old ones. */
   replaceConfigKeys(keys: readonly KeyConfig[]): void;
 }
@@ -38,8 +39,9 @@ export function createKeyLookup(config: ProxyConfig, stores: TollgateStores): Ke
   const index = (keys: readonly KeyConfig[]) => new Map(keyRecordsFromConfig(keys).map((record) => [record.sha256, record]));
   let fromConfig = index(config.keys ?? []);
   return {
-    async find(sha256) {
-      return fromConfig.get(sha256) ?? stores.keys.findByHash(sha256);
+    find(sha256) {
+      const keys = stores.keys;
+      return fromConfig.get(sha256) ?? (keys.findByHashSync ? keys.findByHashSync(sha256) : keys.findByHash(sha256));
     },
     replaceConfigKeys(keys) {
       fromConfig = index(keys);

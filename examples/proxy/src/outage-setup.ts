@@ -1,8 +1,8 @@
 // What the proxy does when Redis fails or stalls: per layer, answer from a bounded lease, let everything through, or refuse (503).
-import { closestName, leasedStores } from '@tollgate/core';
+import { leasedStores } from '@tollgate/core';
 import type { LeasedStores, OutagePolicy, TollgateStores } from '@tollgate/core';
-import { ConfigError } from './config.js';
 
+/** `storeOutage` as the config's schema resolves it (config.ts): a policy per layer, and the slice. */
 export interface StoreOutageConfig {
   /** Request limits (tieredRateLimit). */
   requests: OutagePolicy;
@@ -12,39 +12,6 @@ export interface StoreOutageConfig {
   budget: OutagePolicy;
   /** The share of each limit and budget one process may grant on its own while Redis is out. */
   slice: number;
-}
-
-const POLICIES: readonly OutagePolicy[] = ['lease', 'failOpen', 'failClosed'];
-const FIELDS = ['policy', 'requests', 'tokens', 'budget', 'slice'] as const;
-
-function policyAt(value: unknown, path: string): OutagePolicy {
-  if (typeof value === 'string' && (POLICIES as readonly string[]).includes(value)) return value as OutagePolicy;
-  const hint = typeof value === 'string' ? closestName(value, POLICIES) : undefined;
-  throw new ConfigError(`${path} must be "lease", "failOpen" or "failClosed"${hint ? `; did you mean "${hint}"?` : ''}`);
-}
-
-/**
- * `"storeOutage": "lease"`, or `{ "policy": "lease", "budget": "failClosed", "slice": 0.02 }`: one
- * policy for every layer, with a layer's own where given. @default failClosed everywhere (no lease)
- */
-export function parseStoreOutage(value: unknown): StoreOutageConfig {
-  if (typeof value === 'string') return { requests: policyAt(value, 'storeOutage'), tokens: policyAt(value, 'storeOutage'), budget: policyAt(value, 'storeOutage'), slice: 0.02 };
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError('storeOutage must be "lease", "failOpen", "failClosed" or an object');
-  const raw = value as Record<string, unknown>;
-  for (const name of Object.keys(raw)) {
-    if ((FIELDS as readonly string[]).includes(name)) continue;
-    const hint = closestName(name, FIELDS);
-    throw new ConfigError(`storeOutage has no field "${name}"${hint ? `; did you mean "${hint}"?` : ''} (known: ${FIELDS.join(', ')})`);
-  }
-  const all = raw.policy === undefined ? 'failClosed' : policyAt(raw.policy, 'storeOutage.policy');
-  const slice = raw.slice ?? 0.02;
-  if (typeof slice !== 'number' || !(slice > 0 && slice <= 1)) throw new ConfigError('storeOutage.slice must be a number above 0 and at most 1 (a share of each limit and budget)');
-  return {
-    requests: raw.requests === undefined ? all : policyAt(raw.requests, 'storeOutage.requests'),
-    tokens: raw.tokens === undefined ? all : policyAt(raw.tokens, 'storeOutage.tokens'),
-    budget: raw.budget === undefined ? all : policyAt(raw.budget, 'storeOutage.budget'),
-    slice,
-  };
 }
 
 /**

@@ -49,7 +49,7 @@ function checkMessages(body: Body): ApiError | undefined {
 function tooDeepField(body: Body): string | undefined {
   const nodes: object[] = [];
   const depths: number[] = [];
-  for (const field of Object.keys(body)) {
+  for (const field in body) {
     const value = body[field];
     if (typeof value !== 'object' || value === null) continue;
     nodes.push(value);
@@ -58,9 +58,19 @@ function tooDeepField(body: Body): string | undefined {
       const node = nodes.pop()!;
       const depth = depths.pop()!;
       if (depth > MAX_NESTING) return field;
-      const children: unknown[] = Array.isArray(node) ? node : Object.values(node);
-      for (let i = 0; i < children.length; i++) {
-        const child = children[i];
+      if (Array.isArray(node)) {
+        for (let i = 0; i < node.length; i++) {
+          const child: unknown = node[i];
+          if (typeof child === 'object' && child !== null) {
+            nodes.push(child);
+            depths.push(depth + 1);
+          }
+        }
+        continue;
+      }
+      // JSON.parse makes plain objects: every key for-in meets is the object's own.
+      for (const key in node) {
+        const child: unknown = (node as Body)[key];
         if (typeof child === 'object' && child !== null) {
           nodes.push(child);
           depths.push(depth + 1);

@@ -22,8 +22,6 @@ export interface RoutingConfig {
   healthProbe?: HealthProbeConfig;
 }
 
-export const ROUTING_FIELDS = ['modelGroups', 'requestClasses', 'retry', 'circuitBreaker', 'healthProbe'] as const;
-
 interface RoutedProxy extends RoutingConfig {
   upstreams?: Record<string, unknown>;
   models?: Record<string, ModelPrice>;
@@ -50,14 +48,6 @@ export function checkRouting(config: RoutedProxy): string | undefined {
       const at = `modelGroups.${group.name}.targets[${i}]`;
       if (config.upstreams && !Object.hasOwn(config.upstreams, target.upstream)) return `${at}.upstream names "${target.upstream}", which is not a key of upstreams`;
       if (!pricing.find(target.model)) return `${at}.model "${target.model}" has no price: add it to models (every target is billed as itself)`;
-    }
-  }
-  if (healthProbe !== undefined) {
-    if (typeof healthProbe !== 'object' || healthProbe === null) return 'healthProbe must be an object';
-    for (const name of Object.keys(healthProbe)) if (name !== 'intervalMs' && name !== 'timeoutMs') return `healthProbe.${name} is not an option (known: intervalMs, timeoutMs)`;
-    for (const field of ['intervalMs', 'timeoutMs'] as const) {
-      const value = healthProbe[field];
-      if (value !== undefined && !(typeof value === 'number' && Number.isInteger(value) && value > 0)) return `healthProbe.${field} must be a positive integer`;
     }
   }
   return undefined;

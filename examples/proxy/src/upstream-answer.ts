@@ -121,15 +121,20 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
     this.routed.onResult(result);
   }
 
+  /** A routed try was answered (its time to first byte is measured only then). */
+  private tellAnswered(): void {
+    if (this.routed) this.tell({ kind: 'answered', firstByteMs: performance.now() - this.startedAt });
+  }
+
   /** The call is over: the observer hears how it ended, once. */
   private report(): void {
     if (this.observed) return;
     this.observed = true;
-    this.observe?.(this.upstreamName, this.res.req.tollgate?.call?.model ?? 'unknown', {
-      status: this.answeredStatus,
-      ...(this.failure ? { error: this.failure } : {}),
-      seconds: (performance.now() - this.startedAt) / 1000,
-    });
+    const { observe } = this;
+    if (!observe) return;
+    const outcome: UpstreamOutcome = { status: this.answeredStatus, seconds: (performance.now() - this.startedAt) / 1000 };
+    if (this.failure) outcome.error = this.failure;
+    observe(this.upstreamName, this.res.req.tollgate?.call?.model ?? 'unknown', outcome);
   }
 
   /** The exchange is over for the meter: its settle may run. */
@@ -182,7 +187,7 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
     if (this.orphaned) {
       if (statusCode < 300) {
         this.phase = 'piping';
-        this.tell({ kind: 'answered', firstByteMs: performance.now() - this.startedAt });
+        this.tellAnswered();
         return;
       }
       this.tell({ kind: 'failed', reason: 'the client left' });
@@ -225,11 +230,11 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
       this.phase = 'passing';
       this.statusCode = statusCode;
       this.headers = headers;
-      this.tell({ kind: 'answered', firstByteMs: performance.now() - this.startedAt });
+      this.tellAnswered();
       return;
     }
     this.phase = 'piping';
-    this.tell({ kind: 'answered', firstByteMs: performance.now() - this.startedAt });
+    this.tellAnswered();
     res.statusCode = statusCode;
     const contentType = headers['content-type'];
     const translation = this.translation;

@@ -1,8 +1,9 @@
 // apiKeyAuth: identifies the caller by an API key from `Authorization: Bearer` or `x-api-key`, or with `jwt` by a JWT.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ApiKeyRecord, ErrorRenderer, Identity } from '@tollgate/core';
-import { assertKnownOptions, getContext, renderApiError, TollgateError } from '@tollgate/core';
-import type { CredentialCheck } from './credentials.js';
+import { assertKnownOptions, getContext, renderApiError, TollgateError, withTimeout } from '@tollgate/core';
+import { hashApiKey } from './api-keys.js';
+import type { Credential, CredentialCheck } from './credentials.js';
 import {
   authUnavailable, hasJwtShape, invalidCredentials, isValidRealm, JWT_IN_BEARER, KEY_IN_BEARER, KEY_IN_X_API_KEY,
   noteAccepted, readCredential, refuseCredential,
@@ -10,8 +11,10 @@ import {
 import type { JwtVerifyOptions } from './jwt-auth.js';
 import { createJwtCheck, JWT_VERIFY_OPTIONS } from './jwt-auth.js';
 import { throttledWarning } from './warnings.js';
-import type { KeyCheck, KeySource } from './key-source.js';
-import { anonymousIdentity, checkApiKey, identityFromRecord, isAuthenticated, KEY_REJECTION_MESSAGES, resolveKeySource } from './key-source.js';
+import type { KeyLookup, KeySource } from './key-source.js';
+import {
+  anonymousIdentity, identityFromRecord, isAuthenticated, isPending, judgeKeyRecord, KEY_REJECTION_MESSAGES, resolveKeySource,
+} from './key-source.js';
 
 /** Options every API-key check shares (apiKeyAuth and the passport bearer strategy). */
 export interface KeyAuthOptions {
@@ -109,6 +112,8 @@ export function resolveKeyAuthOptions(options: KeyAuthOptions & { renderError?: 
 /** What a key lookup found: `found` is false for an unknown key and when the store failed. */
 type KeyVerdict = Awaited<ReturnType<CredentialCheck>> & { found: boolean };
 
+const NOT_FOUND: KeyVerdict = Object.freeze({ found: false });
+
 /**
  * Express middleware: reads the API key from either header, looks its SHA-256 up and sets
  * `req.tollgate.identity` (`authMethod: 'api_key'`); with `jwt`, also takes bearer JWTs.
@@ -125,21 +130,36 @@ export function apiKeyAuth(options: ApiKeyAuthOptions = {}) {
   }
   const accepts = KEY_IN_BEARER | KEY_IN_X_API_KEY | (checkJwt ? JWT_IN_BEARER : 0);
 
-  /** A key's identity, or the denial to send; neither for an unknown key, whose 401 depends on the route. */
-  async function checkKey(key: string): Promise<KeyVerdict> {
-    let check: KeyCheck;
-    try {
-      check = await checkApiKey(key, lookup, { timeoutMs, now: Date.now() });
-    } catch (error) {
-      onStoreError(error);
-      return { denial: authUnavailable(error), found: false };
-    }
+  /** What the store's failure means for the request: a 503, and the store error reported. */
+  function storeFailed(error: unknown): KeyVerdict {
+    onStoreError(error);
+    return { denial: authUnavailable(error), found: false };
+  }
+
+  function verdictOf(sha256: string, record: ApiKeyRecord | undefined): KeyVerdict {
+    const check = judgeKeyRecord(sha256, record);
     if (!check.ok) {
-      if (check.reason === 'unknown') return { found: false };
+      if (check.reason === 'unknown') return NOT_FOUND;
       return { denial: invalidCredentials(realm, true, KEY_REJECTION_MESSAGES[check.reason]), found: true };
     }
     const identity = identityFromRecord(check.record, 'api_key');
     return { identity: mapIdentity ? mapIdentity(identity, check.record) : identity, found: true };
+  }
+
+  /**
+   * A key's identity, or the denial to send; neither for an unknown key, whose 401 depends on the
+   * route. At once when the key source answers at once; only a pending lookup gets the deadline.
+   */
+  function checkKey(key: string): KeyVerdict | Promise<KeyVerdict> {
+    const sha256 = hashApiKey(key);
+    let found: ReturnType<KeyLookup>;
+    try {
+      found = lookup(sha256);
+    } catch (error) {
+      return storeFailed(error);
+    }
+    if (!isPending(found)) return verdictOf(sha256, found);
+    return withTimeout(Promise.resolve(found), timeoutMs, 'keys.findByHash').then((record) => verdictOf(sha256, record), storeFailed);
   }
 
   /**
@@ -162,6 +182,20 @@ export function apiKeyAuth(options: ApiKeyAuthOptions = {}) {
     next();
   }
 
+  /** Lets the request on with its identity, or renders its denial. */
+  function applyVerdict(
+    req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void, context: { identity?: Identity },
+    credential: Credential & { kind: 'token' }, mayBeJwt: boolean, { identity, denial }: KeyVerdict,
+  ): void {
+    if (identity) {
+      context.identity = identity;
+      return next();
+    }
+    // An unknown JWT-shaped credential is left to a later jwtAuth.
+    if (!denial && optional && mayBeJwt) return passOn(req, context, next);
+    renderError(denial ?? refuseCredential(req, realm, credential, accepts), req, res);
+  }
+
   return function tollgateApiKeyAuth(req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void): void {
     const context = getContext(req, res);
     if (isAuthenticated(context.identity)) return next();
@@ -173,26 +207,18 @@ export function apiKeyAuth(options: ApiKeyAuthOptions = {}) {
     const { token } = credential;
     // Only the Authorization header carries JWTs; the shape is parsed only when a JWT could be taken or passed on.
     const mayBeJwt = credential.source === 'authorization' && (checkJwt !== undefined || optional) && hasJwtShape(token);
-    let verdict: Promise<KeyVerdict>;
-    if (checkJwt && mayBeJwt) {
-      verdict = checkJwtThenKey(token);
-    } else if (keyFormat !== null && !keyFormat.test(token)) {
+    if (!(checkJwt && mayBeJwt) && keyFormat !== null && !keyFormat.test(token)) {
       return optional ? passOn(req, context, next) : renderError(refuseCredential(req, realm, credential, accepts), req, res);
-    } else {
-      verdict = checkKey(token);
     }
-
+    let verdict: KeyVerdict | Promise<KeyVerdict>;
+    try {
+      verdict = checkJwt && mayBeJwt ? checkJwtThenKey(token) : checkKey(token);
+      // As on the promise's path below: whatever throws here (mapIdentity, renderError) reaches next.
+      if (!isPending(verdict)) return applyVerdict(req, res, next, context, credential, mayBeJwt, verdict);
+    } catch (error) {
+      return next(error);
+    }
     // catch, not a second then-argument: a renderError that throws must reach next too, not become an unhandled rejection.
-    void verdict
-      .then(({ identity, denial }) => {
-        if (identity) {
-          context.identity = identity;
-          return next();
-        }
-        // An unknown JWT-shaped credential is left to a later jwtAuth.
-        if (!denial && optional && mayBeJwt) return passOn(req, context, next);
-        renderError(denial ?? refuseCredential(req, realm, credential, accepts), req, res);
-      })
-      .catch(next);
+    void verdict.then((settled) => applyVerdict(req, res, next, context, credential, mayBeJwt, settled)).catch(next);
   };
 }

@@ -16,13 +16,24 @@ function isKeyStore(value: unknown): value is KeyStore {
   return typeof value === 'object' && value !== null && typeof (value as KeyStore).findByHash === 'function';
 }
 
-/** Turns a KeySource into one lookup function; done once at factory time. */
-export function resolveKeySource(keys: unknown, code: string, factory: string): (sha256: string) => Promise<ApiKeyRecord | undefined> {
-  if (isKeyStore(keys)) return (sha256) => keys.findByHash(sha256);
-  if (typeof keys === 'function') {
-    const lookup = keys as KeyLookup;
-    return async (sha256) => lookup(sha256);
+/** True when a lookup answered with a promise (or another thenable), not with the record itself. */
+export function isPending<T>(found: PromiseLike<T> | T): found is PromiseLike<T> {
+  return typeof (found as PromiseLike<T> | undefined)?.then === 'function';
+}
+
+/**
+ * Turns a KeySource into one lookup function; done once at factory time. Sources held in memory
+ * (a store with `findByHashSync`, a list of records, a store's cached records) answer with the
+ * record itself, not a promise.
+ */
+export function resolveKeySource(keys: unknown, code: string, factory: string): KeyLookup {
+  if (isKeyStore(keys)) {
+    if (typeof keys.findByHashSync === 'function') return keys.findByHashSync.bind(keys);
+    // A store that caches records (Redis) answers a cached key at once, and asks itself for the rest.
+    if (typeof keys.findCachedByHash === 'function') return (sha256) => keys.findCachedByHash!(sha256) ?? keys.findByHash(sha256);
+    return (sha256) => keys.findByHash(sha256);
   }
+  if (typeof keys === 'function') return keys as KeyLookup;
   if (Array.isArray(keys)) {
     const byHash = new Map<string, ApiKeyRecord>();
     for (const [index, record] of (keys as unknown[]).entries()) {
@@ -30,7 +41,7 @@ export function resolveKeySource(keys: unknown, code: string, factory: string): 
       if (!isSha256Hex(sha256)) throw new TollgateError(code, `${factory}(): keys[${index}].sha256 must be the SHA-256 hex of a key`);
       byHash.set(sha256.toLowerCase(), record as ApiKeyRecord);
     }
-    return async (sha256) => byHash.get(sha256);
+    return (sha256) => byHash.get(sha256);
   }
   throw new TollgateError(code, `${factory}() needs a "keys" option: a KeyStore, a function (sha256) => record, or an array of key records`);
 }
@@ -39,26 +50,39 @@ export type KeyCheck =
   | { ok: true; record: ApiKeyRecord }
   | { ok: false; reason: 'unknown' | 'disabled' | 'expired' };
 
+const UNKNOWN: KeyCheck = Object.freeze({ ok: false, reason: 'unknown' });
+const DISABLED: KeyCheck = Object.freeze({ ok: false, reason: 'disabled' });
+const EXPIRED: KeyCheck = Object.freeze({ ok: false, reason: 'expired' });
+
 /**
- * Looks a key up and decides whether it may be used now. Nothing is cached here; expiry is
- * checked against `now` on every request. A store may cache records (the Redis one does, and
- * drops them by pub/sub when any process changes a key).
+ * Whether the record a lookup found for `sha256` lets its key be used at `now` (epoch ms, read
+ * only when the record expires). Nothing is cached here; expiry is checked on every request.
  */
-export async function checkApiKey(
-  key: string,
-  lookup: (sha256: string) => Promise<ApiKeyRecord | undefined>,
-  options: { timeoutMs: number; now: number },
-): Promise<KeyCheck> {
-  const sha256 = hashApiKey(key);
-  const record = await withTimeout(lookup(sha256), options.timeoutMs, 'keys.findByHash');
-  if (!record || !sha256Equal(sha256, record.sha256)) return { ok: false, reason: 'unknown' };
-  if (record.disabled === true) return { ok: false, reason: 'disabled' };
+export function judgeKeyRecord(sha256: string, record: ApiKeyRecord | undefined, now?: number): KeyCheck {
+  if (!record || !sha256Equal(sha256, record.sha256)) return UNKNOWN;
+  if (record.disabled === true) return DISABLED;
   if (record.expiresAt !== undefined) {
     const expiresAt = Date.parse(record.expiresAt);
     // An unreadable expiry is treated as expired: failing closed is the only safe reading.
-    if (!Number.isFinite(expiresAt) || expiresAt <= options.now) return { ok: false, reason: 'expired' };
+    if (!Number.isFinite(expiresAt) || expiresAt <= (now ?? Date.now())) return EXPIRED;
   }
   return { ok: true, record };
+}
+
+/**
+ * Looks a key up and decides whether it may be used now. A lookup that answers with a promise
+ * gets the `timeoutMs` deadline. A store may cache records (the Redis one does, and drops them by
+ * pub/sub when any process changes a key).
+ */
+export async function checkApiKey(
+  key: string,
+  lookup: KeyLookup,
+  options: { timeoutMs: number; now: number },
+): Promise<KeyCheck> {
+  const sha256 = hashApiKey(key);
+  const found = lookup(sha256);
+  const record = isPending(found) ? await withTimeout(Promise.resolve(found), options.timeoutMs, 'keys.findByHash') : found;
+  return judgeKeyRecord(sha256, record, options.now);
 }
 
 /** The Identity a key record stands for. Only the key id identifies the credential. */

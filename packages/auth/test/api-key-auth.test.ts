@@ -1,7 +1,9 @@
 // apiKeyAuth over a real Express app: both headers, malformed input, expiry, revocation, rotation, optional, store failure.
+import { IncomingMessage, ServerResponse } from 'node:http';
+import { Socket } from 'node:net';
 import { describe, it, expect } from '@jest/globals';
 import request from 'supertest';
-import { createMemoryStores, TollgateError } from '@tollgate/core';
+import { createMemoryStores, getContext, TollgateError } from '@tollgate/core';
 import type { ApiKeyRecord } from '@tollgate/core';
 import { apiKeyAuth, generateApiKey } from '../src/index.js';
 import { createServer, makeKey } from './helpers.js';
@@ -223,5 +225,70 @@ describe('apiKeyAuth keyFormat with a global or sticky flag', () => {
     // The sticky pattern stays anchored at the start.
     const sticky = createServer(apiKeyAuth({ keys: [good.record], keyFormat: /tgk_[0-9A-Za-z]{32,}$/y }));
     expect((await request(sticky).get('/x').set('x-api-key', `x${good.key}`)).status).toBe(401);
+  });
+});
+
+describe('apiKeyAuth with a key source that answers at once', () => {
+  const good = makeKey();
+
+  /** Runs the middleware on a request carrying `key`; `sync` tells whether it had decided before returning. */
+  function run(middleware: ReturnType<typeof apiKeyAuth>, key: string) {
+    const req = new IncomingMessage(new Socket());
+    req.headers = { 'x-api-key': key };
+    const res = new ServerResponse(req);
+    let decided = false;
+    const passed = new Promise<unknown>((resolve) => {
+      middleware(req, res, (error?: unknown) => {
+        decided = true;
+        resolve(error);
+      });
+    });
+    return { sync: decided, passed, identity: () => getContext(req, res).identity };
+  }
+
+  it('identifies the caller before returning: a memory store, a list of records, a function returning a record', async () => {
+    const stores = createMemoryStores({ sweepIntervalMs: 0, keys: [good.record] });
+    const sources = [stores.keys, [good.record], (sha256: string) => (sha256 === good.record.sha256 ? good.record : undefined)];
+    for (const keys of sources) {
+      const { sync, passed, identity } = run(apiKeyAuth({ keys }), good.key);
+      expect(sync).toBe(true);
+      await expect(passed).resolves.toBeUndefined();
+      expect(identity()?.keyId).toBe(good.record.id);
+    }
+  });
+
+  it('waits for a source that answers with a promise', async () => {
+    const { sync, passed, identity } = run(apiKeyAuth({ keys: async () => good.record }), good.key);
+    expect(sync).toBe(false);
+    await expect(passed).resolves.toBeUndefined();
+    expect(identity()?.keyId).toBe(good.record.id);
+  });
+
+  it('fails closed with 503 when a lookup function throws', async () => {
+    const reported: unknown[] = [];
+    const failing = createServer(
+      apiKeyAuth({
+        keys: () => {
+          throw new Error('connection refused');
+        },
+        onStoreError: (error) => reported.push(error),
+      }),
+    );
+    const res = await request(failing).get('/x').set('x-api-key', good.key);
+    expect(res.status).toBe(503);
+    expect(reported).toHaveLength(1);
+  });
+
+  it('hands a mapIdentity that throws to the error handler', async () => {
+    const app = createServer(
+      apiKeyAuth({
+        keys: [good.record],
+        mapIdentity: () => {
+          throw new Error('mapIdentity failed');
+        },
+      }),
+    );
+    const res = await request(app).get('/x').set('x-api-key', good.key);
+    expect(res.status).toBe(500);
   });
 });

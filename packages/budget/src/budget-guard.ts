@@ -3,6 +3,8 @@ import { randomUUID } from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
 import {
   ApiError,
+  MemoryReservationLedger,
+  unalteredMemoryStore,
   TollgateError,
   affordableOutputTokens,
   assertKnownOptions,
@@ -17,9 +19,25 @@ import {
   renderApiError,
   withTimeout,
 } from '@tollgate/core';
-import type { CheckVerdict, ErrorRenderer, Identity, LedgerScope, PreCallCheck, Pricing, ReservationLedger, ReserveResult, ResolvedPrice, UsageEstimate, UsageRecord } from '@tollgate/core';
-import { BudgetPlan, budgetWindow, softLimitThreshold } from './budget-plan.js';
-import type { BudgetPlanOptions, BudgetWindow } from './budget-plan.js';
+import type {
+  CheckVerdict,
+  ErrorRenderer,
+  Identity,
+  LedgerScope,
+  MemoryLedgerCallOptions,
+  PreCallCheck,
+  Pricing,
+  ReservationLedger,
+  ReserveRequest,
+  ReserveResult,
+  ResolvedPrice,
+  ScopeUsage,
+  TollgateContext,
+  UsageEstimate,
+  UsageRecord,
+} from '@tollgate/core';
+import { BudgetPlan, budgetWindowsAt, listWindowsAt, softLimitThreshold } from './budget-plan.js';
+import type { BudgetPlanOptions, BudgetWindow, BudgetWindows, ResolvedBudget } from './budget-plan.js';
 import { readBudgetStatus, resetBudgets, rollingFreeAt, selectBudgets, topUpBudgets } from './budget-status.js';
 import type { BudgetBook } from './budget-status.js';
 import { KnownSpend } from './known-spend.js';
@@ -175,6 +193,18 @@ interface BudgetHold {
   inputBound: number;
 }
 
+type BudgetVerdict = CheckVerdict<BudgetHold | undefined, ApiError>;
+
+/** A reserve about to be asked for, with what judging its answer needs. */
+interface Ask {
+  request: ReserveRequest;
+  windows: BudgetWindow[];
+  price: ResolvedPrice | undefined;
+  /** The least grant the request can run with: what a refusal says it needs. */
+  minAmount: number;
+  input: { bound: number; reserved: number };
+}
+
 /** A margin learned from bills above the bound is never raised past this (the context window caps it anyway). */
 const MAX_MARGIN = 16;
 
@@ -188,6 +218,8 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
   const plan = new BudgetPlan(options satisfies BudgetPlanOptions);
   const ownStores = options.ledger ? undefined : createMemoryStores();
   const ledger = options.ledger ?? ownStores!.ledger;
+  /** An in-memory ledger answers at once: its calls need neither a promise nor a deadline (unless it is wrapped). */
+  const memoryLedger = unalteredMemoryStore(ledger, MemoryReservationLedger, ['reserve', 'settle', 'release']);
   const pricing = options.pricing ?? createPricing();
   const minOutputTokens = options.minOutputTokens ?? 16;
   if (!Number.isSafeInteger(minOutputTokens) || minOutputTokens < 1) throw optionError(`minOutputTokens must be a positive integer; got ${JSON.stringify(options.minOutputTokens)}`);
@@ -203,6 +235,8 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
   const monitor = new SoftLimitMonitor({ ledger, storeTimeoutMs, onSoftLimit: options.onSoftLimit, log, webhook });
   const book: BudgetBook = { plan, ledger, monitor, now, storeTimeoutMs };
   const mayDowngrade = plan.mayDowngrade;
+  // Scope balances in reserve and settle answers serve downgrades and soft limits only: without either, not built.
+  const memoryCalls: MemoryLedgerCallOptions = { balances: mayDowngrade || plan.maySoftLimit };
   const known = new KnownSpend();
   /**
    * Per model (family id): how far past the input bound its provider has billed, learned from
@@ -210,6 +244,10 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
    */
   const margins = new Map<string, number>();
   const overshootWarned = new Set<string>();
+  /** Reservation ids are the request id, this guard's random id and a count: unique without a UUID per request. */
+  const idPrefix = `:budget:${randomUUID()}:`;
+  let reservationCount = 0;
+  const reservationId = (ctx: TollgateContext) => `${ctx.requestId}${idPrefix}${(++reservationCount).toString(36)}`;
 
   /** Input tokens to reserve: the estimate's provable bound, times what this model's bills have taught. */
   function reservedInput(estimate: UsageEstimate, model: string): { bound: number; reserved: number } {
@@ -258,12 +296,22 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
   /**
    * Swaps the model for its downgrade when a budget that has one is past its soft limit, judged
    * by the spend this process learned from earlier reserve and settle results (no read before
-   * the reserve). Only a ledger that does not report balances is read first.
+   * the reserve). Only a ledger that does not report balances is read first: then a promise.
    */
-  async function applyDowngrade(req: Request, estimate: UsageEstimate, windows: BudgetWindow[]): Promise<void> {
+  function applyDowngrade(req: Request, estimate: UsageEstimate, windows: BudgetWindow[]): Promise<void> | undefined {
     const candidates = windows.filter((w) => w.budget.downgrade && softLimitThreshold(w.budget) !== undefined && downgradeOf(estimate.model, w.budget.downgrade) !== undefined);
-    if (candidates.length === 0) return;
-    if (!ledgerReportsBalances) known.learn(await withTimeout(ledger.usage(candidates.map((w) => w.head)), storeTimeoutMs, 'ledger.usage'));
+    if (candidates.length === 0) return undefined;
+    if (ledgerReportsBalances) {
+      downgradeIfPast(req, estimate, candidates);
+      return undefined;
+    }
+    return withTimeout(ledger.usage(candidates.map((w) => w.head)), storeTimeoutMs, 'ledger.usage').then((usage) => {
+      known.learn(usage);
+      downgradeIfPast(req, estimate, candidates);
+    });
+  }
+
+  function downgradeIfPast(req: Request, estimate: UsageEstimate, candidates: BudgetWindow[]): void {
     const past = candidates.find((w) => {
       const spent = known.spentOf(w.head.key) ?? 0;
       return spent > 0 && spent >= softLimitThreshold(w.budget)!;
@@ -317,7 +365,7 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     return { error: new ApiError('insufficient_quota', message, { headers }), held: false };
   }
 
-  async function settleReservation(hold: BudgetHold, record: UsageRecord | undefined): Promise<void> {
+  function settleReservation(hold: BudgetHold, record: UsageRecord | undefined): Promise<void> | undefined {
     const { id, granted, windows } = hold;
     // Nothing metered the request: charge what was reserved, the most it could have cost.
     const actual = record ? Math.max(0, Math.ceil(record.costNanoUsd)) : granted;
@@ -325,77 +373,132 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     if (record && actual > granted) noteOvershoot(hold, record, actual);
     // Settled once: the ledger delivers it (a reservation past its TTL was charged its amount at
     // expiry, and this settle corrects that to the actual cost). Waiting is bounded; the delivery is not.
-    const { scopes: balances } = await withTimeout(ledger.settle(id, actual), storeTimeoutMs, 'ledger.settle');
+    if (memoryLedger) return afterSettle(windows, memoryLedger.settleSync(id, actual, memoryCalls).scopes);
+    return withTimeout(ledger.settle(id, actual), storeTimeoutMs, 'ledger.settle').then(({ scopes }) => afterSettle(windows, scopes));
+  }
+
+  function afterSettle(windows: BudgetWindow[], balances: ScopeUsage[] | undefined): Promise<void> | undefined {
     if (mayDowngrade) known.learn(balances);
     // The settle reported each scope's spend: no read unless the ledger does not report it.
-    await monitor.check(windows, now(), balances);
+    return monitor.check(windows, now(), balances);
+  }
+
+  /** The reserve for a request's estimate (its model already downgraded where a budget says so) against its budgets' windows. */
+  function askFor(ctx: TollgateContext, estimate: UsageEstimate, { windows, scopes }: BudgetWindows): Ask {
+    const price = pricing.find(estimate.model);
+    // Input at its provable bound, not the estimate: no bill within the bound can take spend past a limit.
+    const input = price ? reservedInput(estimate, price.model) : { bound: estimate.inputTokens, reserved: estimate.inputTokens };
+    let amount: number;
+    let minAmount: number;
+    if (price) {
+      amount = maxCostNanoUsd(input.reserved, estimate.maxOutputTokens * choicesOf(estimate), price);
+      minAmount = Math.min(amount, smallestAnswerCost(estimate, input.reserved, price, minOutputTokens));
+    } else {
+      // Without a price the cap cannot be clamped, so the whole amount is all-or-nothing.
+      amount = Math.max(0, Math.ceil(estimate.costNanoUsd));
+      minAmount = amount;
+    }
+    const request = { id: reservationId(ctx), amount, minAmount: minAmount < amount ? minAmount : undefined, scopes, ttlMs };
+    return { request, windows, price, minAmount, input };
   }
 
   /** Reserves what the request may cost; never answers it (the middleware or a combinator does). */
-  async function attemptReserve(req: Request, res: Response): Promise<CheckVerdict<BudgetHold | undefined, ApiError>> {
-    const ctx = getContext(req, res);
+  function attemptReserve(req: Request, res: Response): Promise<BudgetVerdict> {
+    try {
+      const verdict = reserveFor(req, getContext(req, res));
+      return verdict instanceof Promise ? verdict : Promise.resolve(verdict);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** The attempt, made at once where nothing has to be waited for: static budgets on an in-memory ledger. */
+  function reserveFor(req: Request, ctx: TollgateContext): BudgetVerdict | Promise<BudgetVerdict> {
     const estimate = ctx.estimate;
     if (!estimate) {
       // Nothing says what this request may cost: refused, never let through unbudgeted.
       const message = 'This route is budgeted but declares no provider call to price: mount meter({ api }) (or providerCall()) before budgetGuard().';
       return { kind: 'denied', value: new ApiError('misconfigured_route', message), retryAfterMs: 0, final: true };
     }
-    const budgets = await plan.forIdentity(ctx.identity);
+    const found = plan.forIdentity(ctx.identity);
+    if (!memoryLedger || !ledgerReportsBalances || !Array.isArray(found)) return reserveAsync(req, ctx, estimate, found);
+    if (found.length === 0) return { kind: 'allowed', value: undefined };
+    const current = listWindowsAt(found, now());
+    let ask: Ask;
+    let result: ReserveResult;
+    try {
+      // The ledger reports balances (checked above): a downgrade is judged without a read, with nothing to wait for.
+      if (mayDowngrade) applyDowngrade(req, estimate, current.windows);
+      ask = askFor(ctx, estimate, current);
+      result = memoryLedger.reserveSync(ask.request, memoryCalls);
+      storeFailing = false;
+    } catch (error) {
+      return storeFailed(req, error);
+    }
+    return judge(req, estimate, ask, result);
+  }
+
+  async function reserveAsync(req: Request, ctx: TollgateContext, estimate: UsageEstimate, found: readonly ResolvedBudget[] | Promise<ResolvedBudget[]>): Promise<BudgetVerdict> {
+    const budgets = await found;
     if (budgets.length === 0) return { kind: 'allowed', value: undefined };
-    const windows = budgets.map((budget) => budgetWindow(budget, now()));
-    const scopes = windows.flatMap((w) => w.scopes);
-    const id = `${ctx.requestId}:budget:${randomUUID()}`;
+    // A list the plan keeps has its windows kept too; budgets from the `budgets` function are new each time.
+    const current = Array.isArray(found) ? listWindowsAt(budgets, now()) : budgetWindowsAt(budgets, now());
+    let ask: Ask;
     let reserving: Promise<ReserveResult> | undefined;
     let result: ReserveResult;
-    let price: ResolvedPrice | undefined;
-    let amount: number;
-    let minAmount: number;
-    let input = { bound: estimate.inputTokens, reserved: estimate.inputTokens };
     try {
-      if (mayDowngrade) await applyDowngrade(req, estimate, windows);
-      price = pricing.find(estimate.model);
-      if (price) {
-        // Input at its provable bound, not the estimate: no bill within the bound can take spend past a limit.
-        input = reservedInput(estimate, price.model);
-        amount = maxCostNanoUsd(input.reserved, estimate.maxOutputTokens * choicesOf(estimate), price);
-        minAmount = Math.min(amount, smallestAnswerCost(estimate, input.reserved, price, minOutputTokens));
-      } else {
-        // Without a price the cap cannot be clamped, so the whole amount is all-or-nothing.
-        amount = Math.max(0, Math.ceil(estimate.costNanoUsd));
-        minAmount = amount;
-      }
-      reserving = ledger.reserve({ id, amount, minAmount: minAmount < amount ? minAmount : undefined, scopes, ttlMs });
+      if (mayDowngrade) await applyDowngrade(req, estimate, current.windows);
+      ask = askFor(ctx, estimate, current);
+      reserving = ledger.reserve(ask.request);
       result = await withTimeout(reserving, storeTimeoutMs, 'ledger.reserve');
       storeFailing = false;
     } catch (error) {
       // A reserve that lands after its timeout must not hold budget until its TTL.
-      void reserving?.then((late) => (late.ok ? ledger.release(id) : undefined)).catch(() => undefined);
-      reportStoreError(error);
-      if (failOpen) return { kind: 'allowed', value: undefined };
-      storeErrors.set(req, error);
-      return { kind: 'unavailable' };
+      void reserving?.then((late) => (late.ok ? ledger.release(ask.request.id) : undefined)).catch(() => undefined);
+      return storeFailed(req, error);
     }
-    if (!result.ok) {
-      const { error: denial, held } = await refusal(windows, result, minAmount);
-      const retryAfter = denial.headers['retry-after'];
-      // Money held by requests in flight comes back when they settle: a wait queue may wait for it.
-      return { kind: 'denied', value: denial, retryAfterMs: typeof retryAfter === 'number' ? retryAfter * 1000 : Math.max(0, result.resetAt - now()), final: !held };
-    }
+    return judge(req, estimate, ask, result);
+  }
+
+  function storeFailed(req: Request, error: unknown): BudgetVerdict {
+    reportStoreError(error);
+    if (failOpen) return { kind: 'allowed', value: undefined };
+    storeErrors.set(req, error);
+    return { kind: 'unavailable' };
+  }
+
+  /** The verdict on the ledger's answer: a partial grant clamps the output cap; a refusal is explained (which may read the ledger). */
+  function judge(req: Request, estimate: UsageEstimate, ask: Ask, result: ReserveResult): BudgetVerdict | Promise<BudgetVerdict> {
+    if (!result.ok) return refused(ask, result);
     if (mayDowngrade) {
       if (result.scopes) known.learn(result.scopes);
       else ledgerReportsBalances = false;
     }
+    const { request, price, input } = ask;
     const granted = result.amount;
-    if (granted < amount && price) clampOutput(req, estimate, input.reserved, price, granted);
-    return { kind: 'allowed', value: { id, granted, scopes, windows, model: price?.model ?? estimate.model, inputBound: input.bound } };
+    if (granted < request.amount && price) clampOutput(req, estimate, input.reserved, price, granted);
+    return { kind: 'allowed', value: { id: request.id, granted, scopes: request.scopes, windows: ask.windows, model: price?.model ?? estimate.model, inputBound: input.bound } };
   }
 
-  function releaseHold(hold: BudgetHold): Promise<void> {
+  async function refused(ask: Ask, result: Extract<ReserveResult, { ok: false }>): Promise<BudgetVerdict> {
+    const { error: denial, held } = await refusal(ask.windows, result, ask.minAmount);
+    const retryAfter = denial.headers['retry-after'];
+    // Money held by requests in flight comes back when they settle: a wait queue may wait for it.
+    return { kind: 'denied', value: denial, retryAfterMs: typeof retryAfter === 'number' ? retryAfter * 1000 : Math.max(0, result.resetAt - now()), final: !held };
+  }
+
+  function releaseHold(hold: BudgetHold): Promise<void> | undefined {
     return releaseReservation(hold.id);
   }
 
-  function releaseReservation(id: string): Promise<void> {
-    return withTimeout(ledger.release(id), storeTimeoutMs, 'ledger.release').then(() => undefined, reportStoreError);
+  function releaseReservation(id: string): Promise<void> | undefined {
+    if (!memoryLedger) return withTimeout(ledger.release(id), storeTimeoutMs, 'ledger.release').then(() => undefined, reportStoreError);
+    try {
+      memoryLedger.releaseSync(id);
+    } catch (error) {
+      reportStoreError(error);
+    }
+    return undefined;
   }
 
   /** Each running request's hold, for `reprice`. */
@@ -414,7 +517,7 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     const input = reservedInput(estimate, price.model);
     const amount = maxCostNanoUsd(input.reserved, estimate.maxOutputTokens * choicesOf(estimate), price);
     const minAmount = Math.min(amount, smallestAnswerCost(estimate, input.reserved, price, minOutputTokens));
-    const id = `${ctx.requestId}:budget:${randomUUID()}`;
+    const id = reservationId(ctx);
     // The new price is held before the old is let go: never a moment with the request unbudgeted.
     const reserving = ledger.reserve({ id, amount, minAmount: minAmount < amount ? minAmount : undefined, scopes: hold.scopes, ttlMs });
     let result: ReserveResult;
@@ -469,26 +572,23 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     },
   };
 
-  async function reserveBudget(req: Request, res: Response, next: NextFunction): Promise<void> {
-    const verdict = await attemptReserve(req, res);
+  /** Answers the attempt's refusal, or lets the request on with its hold kept. */
+  function admit(req: Request, res: Response, next: NextFunction, verdict: BudgetVerdict): Promise<void> | void {
     if (verdict.kind === 'unavailable') return check.unavailable(req, res, undefined);
     if (verdict.kind === 'denied') return check.refuse(req, res, verdict.value, undefined);
     const hold = verdict.value;
     if (hold && (req.tollgate.settled || res.destroyed || res.writableEnded)) {
       // The client left while we reserved: nothing ran, nothing is owed.
-      await releaseHold(hold);
-      return;
+      return releaseHold(hold);
     }
     check.commit(req, res, hold);
     next();
   }
 
-  const guard = async function budgetGuardMiddleware(req: Request, res: Response, next: NextFunction): Promise<void> {
-    try {
-      await reserveBudget(req, res, next);
-    } catch (error) {
-      next(error);
-    }
+  const guard = function budgetGuardMiddleware(req: Request, res: Response, next: NextFunction): Promise<void> {
+    return attemptReserve(req, res)
+      .then((verdict) => admit(req, res, next, verdict))
+      .catch(next);
   } as BudgetGuard;
   attachPreCallCheck(guard, check);
 

@@ -80,6 +80,7 @@ const MAP_OPTION: Record<Exclude<BudgetScope, 'global'>, 'keys' | 'users' | 'ten
   tenant: 'tenants',
   feature: 'features',
 };
+const NO_BUDGETS: readonly ResolvedBudget[] = [];
 
 function invalid(where: string, message: string): TollgateError {
   return new TollgateError('ERR_TG_BUDGET_INVALID_BUDGET', `${where}: ${message}`);
@@ -134,7 +135,7 @@ function resolveLimit(limit: unknown, where: string, defaults: Pick<ResolvedLimi
   return { period, limitNano: usdToNano(usd), softLimit, downgrade, windowMs, bucketMs, buckets };
 }
 
-/** Bound static budgets kept at most (ids met through a `'*'` entry are unbounded in number). */
+/** Bound static budgets kept at most per scope (ids met through a `'*'` entry are unbounded in number). */
 const MAX_BOUND_CACHE = 10_000;
 
 function bind(limit: ResolvedLimit, scope: BudgetScope, id: string | null): ResolvedBudget {
@@ -167,8 +168,13 @@ export class BudgetPlan {
   readonly #defaults: Pick<ResolvedLimit, 'softLimit' | 'downgrade'>;
   /** Dynamic specs validated once per object (a function that returns the same objects pays once). */
   readonly #validated = new WeakMap<object, ResolvedBudget>();
-  /** Static budgets already bound to an id (see #staticFor). */
-  readonly #bound = new Map<string, ResolvedBudget>();
+  /** Static budgets already bound to an id, per scope (see #staticFor). */
+  readonly #bound = new Map<Exclude<BudgetScope, 'global'>, Map<string, ResolvedBudget>>();
+  /**
+   * The static budgets' list last handed out, by its narrowest budget: a caller meets the same
+   * budgets request after request, so their list (and its windows, see listWindowsAt) is made once.
+   */
+  readonly #lists = new WeakMap<ResolvedBudget, readonly ResolvedBudget[]>();
 
   constructor(options: BudgetPlanOptions) {
     this.#defaults = {
@@ -182,6 +188,7 @@ export class BudgetPlan {
       const resolved = new Map<string, ResolvedLimit>();
       for (const [id, limit] of Object.entries(map)) resolved.set(id, resolveLimit(limit, `${name}.${id}`, this.#defaults));
       this.#static.set(scope, resolved);
+      this.#bound.set(scope, new Map());
     }
     if (options.global !== undefined) this.#global = bind(resolveLimit(options.global, 'global', this.#defaults), 'global', null);
     if (options.budgets !== undefined && typeof options.budgets !== 'function') throw invalid('budgetGuard() option budgets', 'must be a function (identity) => BudgetSpec[]');
@@ -192,6 +199,16 @@ export class BudgetPlan {
   get mayDowngrade(): boolean {
     // Dynamic budgets may bring their own maps, so they always count.
     return this.#dynamic !== undefined || !this.downgrades()[Symbol.iterator]().next().done;
+  }
+
+  /** True when some budget may have a soft limit to watch. */
+  get maySoftLimit(): boolean {
+    // Dynamic budgets may bring their own, so they always count.
+    if (this.#dynamic !== undefined || this.#global?.softLimit !== undefined) return true;
+    for (const limits of this.#static.values()) {
+      for (const limit of limits.values()) if (limit.softLimit !== undefined) return true;
+    }
+    return false;
   }
 
   /** Every downgrade pair configured statically (dynamic budgets are checked when they apply). */
@@ -211,37 +228,53 @@ export class BudgetPlan {
   }
 
   #staticFor(scope: Exclude<BudgetScope, 'global'>, id: string): ResolvedBudget | undefined {
-    const map = this.#static.get(scope);
-    if (!map) return undefined;
+    const bound = this.#bound.get(scope);
+    if (!bound) return undefined;
     // Static maps never change: the bound budget of an id is made once, not on every request.
-    const cacheKey = `${scope}\u0000${id}`;
-    const cached = this.#bound.get(cacheKey);
+    const cached = bound.get(id);
     if (cached) return cached;
-    const limit = map.get(id) ?? map.get('*');
+    const limits = this.#static.get(scope)!;
+    const limit = limits.get(id) ?? limits.get('*');
     if (!limit) return undefined;
     // Wildcards meet any number of ids: the cache starts over rather than grow without end.
-    if (this.#bound.size >= MAX_BOUND_CACHE) this.#bound.clear();
+    if (bound.size >= MAX_BOUND_CACHE) bound.clear();
     const budget = bind(limit, scope, id);
-    this.#bound.set(cacheKey, budget);
+    bound.set(id, budget);
     return budget;
   }
 
-  /** Every budget that applies to `identity`, narrowest scope first; duplicates of one key keep the smaller limit. */
-  async forIdentity(identity: Identity | undefined): Promise<ResolvedBudget[]> {
-    const found: ResolvedBudget[] = [];
-    if (identity) {
-      for (const scope of Object.keys(MAP_OPTION) as Exclude<BudgetScope, 'global'>[]) {
-        const id = identityId(identity, scope);
-        const budget = id === undefined ? undefined : this.#staticFor(scope, id);
-        if (budget) found.push(budget);
-      }
-    }
-    if (this.#global) found.push(this.#global);
-    if (identity && this.#dynamic) {
-      const specs = await this.#dynamic(identity);
-      if (!Array.isArray(specs)) throw invalid('budgetGuard() option budgets', 'the function must return an array of budget specs');
-      specs.forEach((spec, i) => found.push(this.#fromSpec(spec, `budgets(identity)[${i}]`)));
-    }
+  /**
+   * Every budget that applies to `identity`, narrowest scope first; duplicates of one key keep the smaller limit.
+   * When only static budgets apply (the usual case): at once, a list the plan keeps (never to be changed).
+   * A promise when the `budgets` function is asked.
+   */
+  forIdentity(identity: Identity | undefined): readonly ResolvedBudget[] | Promise<ResolvedBudget[]> {
+    const list = this.#staticList(identity);
+    // Static budgets of different scopes never share a key: only dynamic ones can repeat one.
+    return identity && this.#dynamic ? this.#addDynamic(identity, this.#dynamic, [...list]) : list;
+  }
+
+  /** The static budgets of `identity` and the global one, narrowest first, as the list kept for them. */
+  #staticList(identity: Identity | undefined): readonly ResolvedBudget[] {
+    const found = [this.#staticOf(identity, 'key'), this.#staticOf(identity, 'user'), this.#staticOf(identity, 'tenant'), this.#staticOf(identity, 'feature'), this.#global];
+    const narrowest = found.find((budget) => budget !== undefined);
+    if (!narrowest) return NO_BUDGETS;
+    const kept = this.#lists.get(narrowest);
+    if (kept && isListOf(kept, found)) return kept;
+    const list = found.filter((budget) => budget !== undefined);
+    this.#lists.set(narrowest, list);
+    return list;
+  }
+
+  #staticOf(identity: Identity | undefined, scope: Exclude<BudgetScope, 'global'>): ResolvedBudget | undefined {
+    const id = identity && identityId(identity, scope);
+    return id === undefined ? undefined : this.#staticFor(scope, id);
+  }
+
+  async #addDynamic(identity: Identity, dynamic: NonNullable<BudgetPlanOptions['budgets']>, found: ResolvedBudget[]): Promise<ResolvedBudget[]> {
+    const specs = await dynamic(identity);
+    if (!Array.isArray(specs)) throw invalid('budgetGuard() option budgets', 'the function must return an array of budget specs');
+    specs.forEach((spec, i) => found.push(this.#fromSpec(spec, `budgets(identity)[${i}]`)));
     return dedupe(found);
   }
 
@@ -280,6 +313,17 @@ export class BudgetPlan {
   }
 }
 
+/** True when `list` holds the budgets `found`, in order, without the absent ones. */
+function isListOf(list: readonly ResolvedBudget[], found: readonly (ResolvedBudget | undefined)[]): boolean {
+  let at = 0;
+  for (const budget of found) {
+    if (budget === undefined) continue;
+    if (list[at] !== budget) return false;
+    at++;
+  }
+  return at === list.length;
+}
+
 function dedupe(budgets: ResolvedBudget[]): ResolvedBudget[] {
   const byBase = new Map<string, ResolvedBudget>();
   for (const budget of budgets) {
@@ -301,18 +345,61 @@ function dedupe(budgets: ResolvedBudget[]): ResolvedBudget[] {
  * recent spend, so it is the one operators see and the one that refuses first.
  */
 export function budgetWindow(budget: ResolvedBudget, now: number): BudgetWindow {
-  // The window only changes when the period (or bucket) does: made once per period, not per request.
-  const cached = windows.get(budget);
-  if (cached && now >= cached.from && now < cached.until) return cached.window;
-  const made = makeBudgetWindow(budget, now);
-  windows.set(budget, made);
-  return made.window;
+  return currentWindow(budget, now).window;
 }
 
-/** The last window made for each budget, with the span of time it holds for. */
-const windows = new WeakMap<ResolvedBudget, { window: BudgetWindow; from: number; until: number }>();
+/** The window of a budget with the span of time it holds for. */
+interface HeldWindow {
+  window: BudgetWindow;
+  from: number;
+  until: number;
+}
 
-function makeBudgetWindow(budget: ResolvedBudget, now: number): { window: BudgetWindow; from: number; until: number } {
+function currentWindow(budget: ResolvedBudget, now: number): HeldWindow {
+  // The window only changes when the period (or bucket) does: made once per period, not per request.
+  const cached = windows.get(budget);
+  if (cached && now >= cached.from && now < cached.until) return cached;
+  const made = makeBudgetWindow(budget, now);
+  windows.set(budget, made);
+  return made;
+}
+
+/** The last window made for each budget. */
+const windows = new WeakMap<ResolvedBudget, HeldWindow>();
+
+/** The windows of several budgets at one instant, and every ledger scope they charge (what one reserve asks for). */
+export interface BudgetWindows {
+  windows: BudgetWindow[];
+  scopes: LedgerScope[];
+}
+
+/** The windows of `budgets` at `now`, made for this call. */
+export function budgetWindowsAt(budgets: readonly ResolvedBudget[], now: number): BudgetWindows {
+  const made = budgets.map((budget) => budgetWindow(budget, now));
+  return { windows: made, scopes: made.flatMap((window) => window.scopes) };
+}
+
+/** The last windows made for each list the plan keeps, with the span of time they hold for. */
+const listWindows = new WeakMap<readonly ResolvedBudget[], BudgetWindows & { from: number; until: number }>();
+
+/** `budgetWindowsAt` for a list the plan keeps (see BudgetPlan.forIdentity): made once per period, not per request. */
+export function listWindowsAt(list: readonly ResolvedBudget[], now: number): BudgetWindows {
+  const cached = listWindows.get(list);
+  if (cached && now >= cached.from && now < cached.until) return cached;
+  let from = -Infinity;
+  let until = Infinity;
+  const made = list.map((budget) => {
+    const held = currentWindow(budget, now);
+    from = Math.max(from, held.from);
+    until = Math.min(until, held.until);
+    return held.window;
+  });
+  const kept = { windows: made, scopes: made.flatMap((window) => window.scopes), from, until };
+  listWindows.set(list, kept);
+  return kept;
+}
+
+function makeBudgetWindow(budget: ResolvedBudget, now: number): HeldWindow {
   if (budget.period !== 'rolling') {
     const period = periodWindow(budget.period, now);
     const head = { key: `${budget.base}:${period.suffix}`, limit: budget.limitNano, expiresAt: period.end, slot: budget.slot };

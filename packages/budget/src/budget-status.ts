@@ -29,7 +29,7 @@ export async function rollingFreeAt(ledger: ReservationLedger, window: BudgetWin
   return undefined;
 }
 
-export async function readBudgetStatus(book: BudgetBook, budgets: ResolvedBudget[]): Promise<BudgetStatus[]> {
+export async function readBudgetStatus(book: BudgetBook, budgets: readonly ResolvedBudget[]): Promise<BudgetStatus[]> {
   if (budgets.length === 0) return [];
   const now = book.now();
   const windows = budgets.map((budget) => budgetWindow(budget, now));

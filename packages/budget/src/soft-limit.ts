@@ -15,6 +15,12 @@ export interface SoftLimitMonitorOptions {
   webhook: WebhookSender | undefined;
 }
 
+/** A budget found past its soft limit, with the spend that put it there. */
+interface Crossing {
+  window: BudgetWindow;
+  spent: number;
+}
+
 /** How long a process trusts its own memory that a marker is taken, before asking the ledger again. */
 const MEMO_MS = 60_000;
 const MARKER_TTL_MS = 60_000;
@@ -36,21 +42,36 @@ export class SoftLimitMonitor {
   /**
    * Looks at the budgets a request was charged to and fires for each one newly past its soft
    * limit. `balances` (what the settle reported) spares a ledger read; scopes missing from it are read.
+   * When nothing is past a soft limit and nothing has to be read (the usual settle), it answers at once.
    */
-  async check(windows: readonly BudgetWindow[], now: number, balances?: readonly ScopeUsage[]): Promise<void> {
-    const watched = windows.filter((w) => softLimitThreshold(w.budget) !== undefined && w.budget.limitNano > 0 && !this.#isTaken(w.softLimitMarker.key, now));
-    if (watched.length === 0) return;
-    const { ledger, storeTimeoutMs } = this.#options;
-    const reported = new Map(balances?.map((b) => [b.key, b.spent] as const));
-    const unknown = watched.filter((w) => !reported.has(w.head.key)).map((w) => w.head);
-    if (unknown.length > 0) {
-      const usage = await withTimeout(ledger.usage(unknown), storeTimeoutMs, 'ledger.usage');
-      for (const u of usage) reported.set(u.key, u.spent);
+  check(windows: readonly BudgetWindow[], now: number, balances?: readonly ScopeUsage[]): Promise<void> | undefined {
+    let unread: BudgetWindow[] | undefined;
+    let crossed: Crossing[] | undefined;
+    for (const window of windows) {
+      if (softLimitThreshold(window.budget) === undefined || window.budget.limitNano <= 0 || this.#isTaken(window.softLimitMarker.key, now)) continue;
+      const spent = balances && spentOf(balances, window.head.key);
+      if (spent === undefined) {
+        (unread ??= []).push(window);
+      } else if (isPastSoftLimit(window, spent)) {
+        (crossed ??= []).push({ window, spent });
+      }
+    }
+    if (!unread && !crossed) return undefined;
+    return this.#fire(unread ?? [], crossed ?? [], now);
+  }
+
+  /** Reads the spend of `unread` windows, then takes the marker of each window past its soft limit and fires for it. */
+  async #fire(unread: BudgetWindow[], crossed: Crossing[], now: number): Promise<void> {
+    if (unread.length > 0) {
+      const { ledger, storeTimeoutMs } = this.#options;
+      const usage = await withTimeout(ledger.usage(unread.map((w) => w.head)), storeTimeoutMs, 'ledger.usage');
+      for (const window of unread) {
+        const spent = spentOf(usage, window.head.key) ?? 0;
+        if (isPastSoftLimit(window, spent)) crossed.push({ window, spent });
+      }
     }
     await Promise.all(
-      watched.map(async (window) => {
-        const spent = reported.get(window.head.key) ?? 0;
-        if (spent <= 0 || spent < softLimitThreshold(window.budget)!) return;
+      crossed.map(async ({ window, spent }) => {
         if (await this.#takeMarker(window, now)) this.#emit(window, spent, now);
       }),
     );
@@ -126,6 +147,16 @@ export class SoftLimitMonitor {
     while (this.#pending.size > 0) await Promise.all(this.#pending);
     await this.#options.webhook?.flush();
   }
+}
+
+/** The spend reported for `key`, if reported. */
+function spentOf(balances: readonly ScopeUsage[], key: string): number | undefined {
+  for (const balance of balances) if (balance.key === key) return balance.spent;
+  return undefined;
+}
+
+function isPastSoftLimit(window: BudgetWindow, spent: number): boolean {
+  return spent > 0 && spent >= softLimitThreshold(window.budget)!;
 }
 
 function warn(error: unknown): void {

@@ -30,7 +30,7 @@ function normalJson(value: unknown, topLevel: boolean): string {
     return `${out}]`;
   }
   const keys = Object.keys(value);
-  if (keys.length > 1) keys.sort();
+  if (keys.length > 1) sortKeys(keys);
   let out = '{';
   let first = true;
   for (const key of keys) {
@@ -40,6 +40,28 @@ function normalJson(value: unknown, topLevel: boolean): string {
     first = false;
   }
   return `${out}}`;
+}
+
+/** Objects with more keys than this are sorted by the built-in sort: an insertion sort is quadratic. */
+const INSERTION_SORT_MAX_KEYS = 16;
+
+/**
+ * Sorts in place, in the order of `Array.prototype.sort()` (by UTF-16 code units). A body's objects
+ * have a few keys each, and the built-in sort allocates for every call: an insertion sort for those.
+ * An object with many keys (a client may send one with tens of thousands) goes to the built-in sort,
+ * so no body costs quadratic time.
+ */
+function sortKeys(keys: string[]): void {
+  if (keys.length > INSERTION_SORT_MAX_KEYS) {
+    keys.sort();
+    return;
+  }
+  for (let index = 1; index < keys.length; index++) {
+    const key = keys[index]!;
+    let at = index - 1;
+    for (; at >= 0 && keys[at]! > key; at--) keys[at + 1] = keys[at]!;
+    keys[at + 1] = key;
+  }
 }
 
 /** The body as JSON with sorted keys and the fields that do not change the answer left out. */

@@ -39,10 +39,24 @@ export class MemoryCacheStore implements CacheStore {
     return this.lru.get(key)?.toString('utf8');
   }
 
+  /** The value as stored, as bytes: the response cache sends them as they are, never decoding them. */
+  getBytes(key: string): Buffer | undefined {
+    return this.lru.get(key);
+  }
+
   set(key: string, value: string, ttlMs: number): void {
-    const bytes = Buffer.from(value, 'utf8');
+    this.setMarked(key, '', value, ttlMs);
+  }
+
+  /** `set` of `mark + value`, encoded one after the other rather than joined first (the response cache's entries). */
+  setMarked(key: string, mark: string, value: string, ttlMs: number): void {
+    const markBytes = mark.length === 0 ? 0 : Buffer.byteLength(mark, 'utf8');
+    const size = markBytes + Buffer.byteLength(value, 'utf8');
     // lru-cache refuses (and skips) an entry larger than maxSize by itself; the check is ours to make it silent.
-    if (bytes.length + key.length > this.lru.maxSize) return;
+    if (size + key.length > this.lru.maxSize) return;
+    const bytes = Buffer.allocUnsafe(size);
+    if (markBytes > 0) bytes.write(mark, 0, 'utf8');
+    bytes.write(value, markBytes, 'utf8');
     this.lru.set(key, bytes, { ttl: ttlMs });
   }
 

@@ -1,4 +1,5 @@
 // createResponseCache: answers a repeated provider request from a stored answer, in the form the client asked for, and stores complete answers.
+import { ServerResponse } from 'node:http';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { assertKnownOptions, getContext, parseDuration, TollgateError } from '@tollgate/core';
 import type { ProviderCall, TollgateContext, UsageRecord } from '@tollgate/core';
@@ -91,6 +92,12 @@ function resolveOptions(options: ResponseCacheOptions): CacheConfig {
   return { store, ttlMs, ttlOf, scope, maxEntryBytes, costFraction, enabled: options.enabled, onStoreError: options.onStoreError ?? throttledWarning() };
 }
 
+/** A stored answer to send: text, or the memory store's own bytes. */
+type Answer = string | Buffer;
+
+/** The lookup found an answer, and already has it. */
+const isAnswer = (found: Lookup['found'] | undefined): found is Answer => typeof found === 'string' || found instanceof Uint8Array;
+
 /** The client asked not to be served from the cache (`no-cache`, `no-store`). */
 const NOT_LOOKED_UP = Symbol('not looked up');
 
@@ -104,9 +111,9 @@ interface Lookup {
   cap: number | undefined;
   /**
    * The stored answer, already in the form the client asked for, or undefined: at once from a
-   * memory store, later from Redis.
+   * memory store (as the bytes it keeps), later from Redis.
    */
-  found: string | undefined | Promise<string | undefined> | typeof NOT_LOOKED_UP;
+  found: Answer | undefined | Promise<Answer | undefined> | typeof NOT_LOOKED_UP;
   /** The client's `no-store`: neither served nor stored. */
   bypass: boolean;
 }
@@ -144,6 +151,9 @@ export interface ResponseCache {
 /** Entries are `j\n<json>` or `s\n<event stream>`: the answer as the provider sent it, marked with its form. */
 const JSON_ENTRY = 'j\n';
 const STREAM_ENTRY = 's\n';
+const JSON_MARK = 0x6a;
+const STREAM_MARK = 0x73;
+const NEWLINE = 0x0a;
 
 /**
  * An exact response cache for provider calls. Mount it after `meter()` (its hits are metered as
@@ -153,15 +163,34 @@ const STREAM_ENTRY = 's\n';
 export function createResponseCache(options: ResponseCacheOptions = {}): ResponseCache {
   const config = resolveOptions(options);
   const { store, ttlMs, ttlOf, scope, maxEntryBytes, costFraction, enabled, onStoreError } = config;
-  const lookups = new WeakMap<Request, Lookup>();
+  // A request's lookup is kept in a slot of `res.locals`, where core keeps the context (a WeakMap entry
+  // per request cost more, in collections too: bench/); without locals, in a WeakMap.
+  const slot = Symbol('tollgate.cache.lookup');
+  const lookups = new WeakMap<Response, Lookup>();
+  const lookupOf = (res: Response): Lookup | undefined => {
+    const locals = localsOf(res);
+    return locals ? (locals[slot] as Lookup | undefined) : lookups.get(res);
+  };
+  const setLookup = (res: Response, lookup: Lookup | undefined): void => {
+    const locals = localsOf(res);
+    if (locals) locals[slot] = lookup;
+    else if (lookup) lookups.set(res, lookup);
+    else lookups.delete(res);
+  };
   const lookUpEarly = store.answersAtOnce === true;
+  // Read and written as bytes, unless a subclass changed how it reads or writes.
+  const memory = store instanceof MemoryCacheStore && store.get === MemoryCacheStore.prototype.get && store.set === MemoryCacheStore.prototype.set ? store : undefined;
 
   /**
    * The answer to send, at once when the store answers at once (memory: no promise, no turn of the
    * loop on the request's path). An entry that cannot be read is a miss.
    */
-  const readStore = (key: string, api: CachedApi, stream: boolean): string | undefined | Promise<string | undefined> => {
+  const readStore = (key: string, api: CachedApi, stream: boolean): Answer | undefined | Promise<Answer | undefined> => {
     try {
+      if (memory) {
+        const entry = memory.getBytes(key);
+        return entry === undefined ? undefined : answerBytes(api, stream, entry);
+      }
       const found = store.get(key);
       if (found === undefined) return undefined;
       if (typeof found === 'string') return answerText(api, stream, found);
@@ -175,9 +204,10 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
     }
   };
 
-  const writeStore = (key: string, entry: string, lifetimeMs: number): void => {
+  /** Stores `mark` + `text`; the memory store takes them apart, so that the two are never joined in the heap. */
+  const writeStore = (key: string, mark: string, text: string, lifetimeMs: number): void => {
     try {
-      const written = store.set(key, entry, lifetimeMs);
+      const written = memory ? memory.setMarked(key, mark, text, lifetimeMs) : store.set(key, mark + text, lifetimeMs);
       if (written) written.catch((error: unknown) => onStoreError(error, 'set'));
     } catch (error) {
       onStoreError(error, 'set');
@@ -199,7 +229,7 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
   /** Keys the request and reads the store (once: a request looked up before the meter is not looked up again). */
   function startLookup(req: Request, res: Response, beforeMeter: boolean): Lookup | undefined {
     const ctx = getContext(req, res);
-    if (!beforeMeter && lookups.has(req)) return undefined;
+    if (!beforeMeter && lookupOf(res) !== undefined) return undefined;
     const cacheable = cacheableCall(req, ctx, beforeMeter);
     if (!cacheable) return undefined;
     const { call, api, scopeId } = cacheable;
@@ -208,17 +238,17 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
     const noCache = noStore || (control !== undefined && /\bno-cache\b/i.test(control));
     const key = cacheKey(scopeId, api, call.model!, call.body);
     const lookup: Lookup = { key, api, scopeId, model: call.model!, cap: call.outputCap, found: noCache ? NOT_LOOKED_UP : readStore(key, api, call.stream), bypass: noStore };
-    lookups.set(req, lookup);
+    setLookup(res, lookup);
     return lookup;
   }
 
   function serveOrCapture(req: Request, res: Response, next: NextFunction): void {
-    const lookup = lookups.get(req);
+    const lookup = lookupOf(res);
     if (!lookup) {
       next();
       return;
     }
-    lookups.delete(req);
+    setLookup(res, undefined);
     const { found } = lookup;
     if (found === NOT_LOOKED_UP) {
       res.setHeader(CACHE_HEADER, 'bypass');
@@ -227,7 +257,7 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
       next();
       return;
     }
-    if (typeof found === 'string' || found === undefined) {
+    if (found === undefined || isAnswer(found)) {
       serveOrMiss(req, res, next, lookup, found);
       return;
     }
@@ -238,9 +268,9 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
     }).catch((error: unknown) => next(error));
   }
 
-  function serveOrMiss(req: Request, res: Response, next: NextFunction, lookup: Lookup, text: string | undefined): void {
-    if (text !== undefined) {
-      serveAnswer(res, req.tollgate, text);
+  function serveOrMiss(req: Request, res: Response, next: NextFunction, lookup: Lookup, answer: Answer | undefined): void {
+    if (answer !== undefined) {
+      serveAnswer(res, req.tollgate, answer);
       return;
     }
     res.setHeader(CACHE_HEADER, 'miss');
@@ -258,7 +288,7 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
   }
 
   /** Writes a stored answer, in the form the client asked for. */
-  function serveAnswer(res: Response, ctx: TollgateContext, text: string): void {
+  function serveAnswer(res: Response, ctx: TollgateContext, text: Answer): void {
     const stream = ctx.call!.stream;
     ctx.cacheHit = { costFraction };
     res.status(200);
@@ -284,45 +314,21 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
     // Made now, before anything after the cache (prompt-cache breakpoints) writes into the body.
     const key = storeKeyOf(req, lookup);
     const lifetimeMs = ttlOf ? ttlOf(req) : ttlMs;
-    const chunks: Uint8Array[] = [];
-    let bytes = 0;
-    let tooLarge = false;
-    const keep = (chunk: unknown, encoding: unknown) => {
-      if (tooLarge || chunk === undefined || chunk === null || typeof chunk === 'function') return;
-      // Kept as written, not copied: a chunk handed to write() is not changed afterwards.
-      const buffer = typeof chunk === 'string' ? Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8') : (chunk as Uint8Array);
-      bytes += buffer.length;
-      if (bytes + 2 > maxEntryBytes) {
-        tooLarge = true;
-        chunks.length = 0;
-        return;
-      }
-      chunks.push(buffer);
-    };
-    const write = res.write;
-    const end = res.end;
-    res.write = function keepWrite(this: Response, chunk: unknown, ...rest: unknown[]) {
-      keep(chunk, rest[0]);
-      return (write as (...args: unknown[]) => boolean).call(this, chunk, ...rest);
-    } as Response['write'];
-    res.end = function keepEnd(this: Response, chunk?: unknown, ...rest: unknown[]) {
-      keep(chunk, rest[0]);
-      return (end as (...args: unknown[]) => Response).call(this, chunk, ...rest);
-    } as Response['end'];
+    const answer = new KeptAnswer(maxEntryBytes);
+    keepAnswer(res, answer);
     req.tollgate.onSettle((record) => {
-      if (tooLarge || !isStorable(record)) return;
-      const text = chunks.length === 1 ? Buffer.from(chunks[0]!.buffer, chunks[0]!.byteOffset, chunks[0]!.byteLength).toString('utf8') : Buffer.concat(chunks).toString('utf8');
+      if (answer.tooLarge || !isStorable(record)) return;
+      const text = answer.text();
       // The meter read the provider's usage from this very answer; what is left to check is that it ended as the API ends.
       if (streamed ? streamToJson(lookup.api, text) === undefined : !jsonLooksComplete(lookup.api, text)) return;
-      writeStore(key, (streamed ? STREAM_ENTRY : JSON_ENTRY) + text, lifetimeMs);
+      writeStore(key, streamed ? STREAM_ENTRY : JSON_ENTRY, text, lifetimeMs);
     });
   }
 
   function chooseLimits({ hit, miss }: { hit: RequestHandler; miss: RequestHandler }): RequestHandler {
     return function limitsForCachedAnswer(req: Request, res: Response, next: NextFunction): void {
-      const found = lookups.get(req)?.found;
       // Known to be a hit already (a memory store): only what a hit is subject to. Else (a miss, or Redis still answering) the whole check.
-      if (typeof found === 'string') hit(req, res, next);
+      if (isAnswer(lookupOf(res)?.found)) hit(req, res, next);
       else miss(req, res, next);
     };
   }
@@ -339,9 +345,8 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
     },
     lookupBeforeEstimate: function lookUpBeforeEstimate(req: Request, res: Response, next: NextFunction): void {
       if (lookUpEarly) {
-        const found = startLookup(req, res, true)?.found;
         // Known now: the meter skips the estimate (a hit refused later is not billed as one: the meter checks its status).
-        if (typeof found === 'string') req.tollgate.cacheHit = { costFraction };
+        if (isAnswer(startLookup(req, res, true)?.found)) req.tollgate.cacheHit = { costFraction };
       }
       next();
     },
@@ -353,6 +358,143 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
       await store.close?.();
     },
   };
+}
+
+type PassWrite = (chunk: unknown, encoding: unknown, callback: unknown) => boolean;
+type PassEnd = (chunk: unknown, encoding: unknown, callback: unknown) => Response;
+
+/**
+ * A miss's answer as it is written, until the meter settles the request. Chunks are kept as they
+ * were handed to write() (not copied: a chunk handed to write() is not changed afterwards), and
+ * text stays text: an answer written as a string is encoded once, by the store.
+ */
+class KeptAnswer {
+  private readonly chunks: (string | Uint8Array)[] = [];
+  /** UTF-8 bytes of the chunks counted exactly. */
+  private bytes = 0;
+  /** UTF-16 units of the text chunks not counted exactly: each is one to three bytes in UTF-8. */
+  private units = 0;
+  private exact = false;
+  tooLarge = false;
+
+  constructor(private readonly maxEntryBytes: number) {}
+
+  keep(chunk: unknown, encoding: unknown): void {
+    if (this.tooLarge || chunk === undefined || chunk === null || typeof chunk === 'function') return;
+    if (typeof chunk === 'string' && isUtf8(encoding)) {
+      this.chunks.push(chunk);
+      if (this.exact) this.bytes += Buffer.byteLength(chunk, 'utf8');
+      else {
+        this.units += chunk.length;
+        // Counted exactly only once the answer may come near the bound.
+        if (this.bytes + 3 * this.units + 2 > this.maxEntryBytes) this.countExactly();
+      }
+    } else {
+      const bytes = typeof chunk === 'string' ? Buffer.from(chunk, encoding as BufferEncoding) : (chunk as Uint8Array);
+      this.chunks.push(bytes);
+      this.bytes += bytes.byteLength;
+    }
+    if (this.bytes + this.units + 2 > this.maxEntryBytes) {
+      this.tooLarge = true;
+      this.chunks.length = 0;
+    }
+  }
+
+  private countExactly(): void {
+    this.exact = true;
+    this.units = 0;
+    this.bytes = 0;
+    for (const chunk of this.chunks) this.bytes += typeof chunk === 'string' ? Buffer.byteLength(chunk, 'utf8') : chunk.byteLength;
+  }
+
+  /** The answer as the client received it (chunks decoded together, since a character may span two). */
+  text(): string {
+    const chunks = this.chunks;
+    if (chunks.length === 1) {
+      const only = chunks[0]!;
+      return typeof only === 'string' ? only : Buffer.from(only.buffer, only.byteOffset, only.byteLength).toString('utf8');
+    }
+    return Buffer.concat(chunks.map((chunk) => (typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk))).toString('utf8');
+  }
+}
+
+type Locals = Record<symbol, unknown>;
+const localsOf = (res: Response): Locals | undefined => (res as unknown as { locals?: Locals }).locals;
+
+/** The answer a response keeps through its prototype: in a slot of its locals, else in a WeakMap. */
+const KEPT = Symbol('tollgate.cache.kept');
+const keptAnswers = new WeakMap<object, KeptAnswer>();
+const keptOf = (res: Response): KeptAnswer | undefined => {
+  const locals = localsOf(res);
+  return locals ? (locals[KEPT] as KeptAnswer | undefined) : keptAnswers.get(res);
+};
+/** Response prototypes whose write and end hand chunks to the kept answer of their response. */
+const keepingPrototypes = new WeakSet<object>();
+
+/**
+ * Hands what `res` writes to `answer` before it goes on. The write and end the response finds on
+ * an Express prototype (where the meter's tap patched them, for every response of the process) are
+ * wrapped there, once: a write and end of its own cost every response a copy of its properties
+ * (bench/). Either way the cache's hook is outside the meter's (the meter hooked the response
+ * before the cache did), so it keeps the bytes the route wrote, a stream with the usage the meter
+ * asked for still in it. A response that has its own write or end (wrapped before the cache), or
+ * finds them only on Node's prototypes, is wrapped itself, as before.
+ */
+function keepAnswer(res: Response, answer: KeptAnswer): void {
+  const proto = sharedHooks(res);
+  if (proto === undefined || keptOf(res) !== undefined) {
+    const write = res.write as PassWrite;
+    const end = res.end as PassEnd;
+    res.write = function keepWrite(this: Response, chunk: unknown, encoding?: unknown, callback?: unknown) {
+      answer.keep(chunk, encoding);
+      return write.call(this, chunk, encoding, callback);
+    } as Response['write'];
+    res.end = function keepEnd(this: Response, chunk?: unknown, encoding?: unknown, callback?: unknown) {
+      answer.keep(chunk, encoding);
+      return end.call(this, chunk, encoding, callback);
+    } as Response['end'];
+    return;
+  }
+  if (!keepingPrototypes.has(proto)) keepThroughPrototype(proto);
+  const locals = localsOf(res);
+  if (locals) locals[KEPT] = answer;
+  else keptAnswers.set(res, answer);
+}
+
+/** The prototype below Node's `ServerResponse` that holds the write and end `res` calls, if one does. */
+function sharedHooks(res: Response): object | undefined {
+  const owner = ownerOf(res, 'write');
+  if (owner === res || owner === undefined || !(owner instanceof ServerResponse) || ownerOf(res, 'end') !== owner) return undefined;
+  return owner;
+}
+
+function ownerOf(res: Response, name: 'write' | 'end'): object | undefined {
+  let holder: object | null = res;
+  while (holder !== null && !Object.hasOwn(holder, name)) holder = Object.getPrototypeOf(holder) as object | null;
+  return holder ?? undefined;
+}
+
+function keepThroughPrototype(proto: object): void {
+  const target = proto as { write: PassWrite; end: PassEnd };
+  const { write, end } = target;
+  target.write = function keepingWrite(this: Response, chunk: unknown, encoding?: unknown, callback?: unknown) {
+    keptOf(this)?.keep(chunk, encoding);
+    return write.call(this, chunk, encoding, callback);
+  };
+  target.end = function keepingEnd(this: Response, chunk?: unknown, encoding?: unknown, callback?: unknown) {
+    keptOf(this)?.keep(chunk, encoding);
+    return end.call(this, chunk, encoding, callback);
+  };
+  keepingPrototypes.add(proto);
+}
+
+const isUtf8 = (encoding: unknown): boolean => typeof encoding !== 'string' || encoding === 'utf8' || encoding === 'utf-8';
+
+/** The memory store's entry as the answer to send: its own bytes when stored in the form asked for. */
+function answerBytes(api: CachedApi, stream: boolean, entry: Buffer): Answer | undefined {
+  const storedStream = entry[0] === STREAM_MARK;
+  if (entry[1] !== NEWLINE || (!storedStream && entry[0] !== JSON_MARK)) return undefined;
+  return stream === storedStream ? entry.subarray(2) : answerText(api, stream, entry.toString('utf8'));
 }
 
 /** A stored entry as the answer to send: as it was stored, or turned into the other form; undefined when it cannot be read. */

@@ -27,6 +27,18 @@ describe('normaliseBody', () => {
   });
 });
 
+describe('normaliseBody with many keys', () => {
+  it('orders an object of any size as JSON.stringify of its sorted keys would', () => {
+    // Few keys take the insertion sort, many the built-in one: both give the same order.
+    for (const size of [2, 16, 17, 5_000]) {
+      const names = Array.from({ length: size }, (_, index) => `k${(index * 7919) % size}-${String.fromCharCode(65 + (index % 50))}`);
+      const object = Object.fromEntries(names.map((name, index) => [name, index]));
+      const sorted = Object.fromEntries([...names].sort().map((name) => [name, object[name]]));
+      expect(normaliseBody({ tools: [object] })).toBe(JSON.stringify({ tools: [sorted] }));
+    }
+  });
+});
+
 describe('cacheKey', () => {
   it('differs by scope, API and model, and is a SHA-256 hex digest', () => {
     const key = cacheKey('tenant:acme', 'openai.chat', 'gpt-4o-mini', body);

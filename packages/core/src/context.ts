@@ -1,6 +1,7 @@
 // req.tollgate: the per-request context every middleware reads and writes, settled exactly once.
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { IncomingMessage } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import { maxCostNanoUsd } from './pricing.js';
 import type { ResolvedPrice } from './pricing.js';
 import type { CallAdapter, CallRequest, ProviderApi } from './provider-api.js';
@@ -210,6 +211,15 @@ export function onSettleError(reporter: (error: unknown) => void): void {
   settleErrorReporter = reporter;
 }
 
+function reportSettleError(error: unknown): void {
+  settleErrorReporter(error);
+}
+
+function nothing(): void {}
+
+/** What `settle` returns when no listener is still running. */
+const SETTLED: Promise<void> = Promise.resolve();
+
 function runSendingListener(listener: () => void): void {
   try {
     listener();
@@ -221,7 +231,7 @@ function runSendingListener(listener: () => void): void {
 
 /**
  * One per request, so its methods live on the prototype rather than in closures made for every
- * request. `recordUsage` stays an own bound function: handlers pass it around as a callback.
+ * request. `recordUsage` is bound to its context, made on first use: handlers pass it around as a callback.
  */
 class RequestContext implements TollgateContext {
   readonly requestId: string;
@@ -251,10 +261,14 @@ class RequestContext implements TollgateContext {
     this.requestId = requestId;
   }
 
-  recordUsage = (usage: ReportedUsage): void => {
-    this.usageCheck?.(this, usage);
-    this.reportedUsage = Object.assign({}, this.reportedUsage, usage);
-  };
+  #recordUsage: ((usage: ReportedUsage) => void) | undefined = undefined;
+
+  get recordUsage(): (usage: ReportedUsage) => void {
+    return (this.#recordUsage ??= (usage) => {
+      this.usageCheck?.(this, usage);
+      this.reportedUsage = Object.assign({}, this.reportedUsage, usage);
+    });
+  }
 
   #holds = 0;
   #released: { promise: Promise<void>; resolve: () => void } | undefined = undefined;
@@ -351,50 +365,106 @@ class RequestContext implements TollgateContext {
     else (this.#listeners ??= []).push(listener);
   }
 
-  async settle(record: UsageRecord | undefined): Promise<void> {
-    if (this.#settled) return;
+  settle(record: UsageRecord | undefined): Promise<void> {
+    if (this.#settled) return SETTLED;
     this.#settled = true;
     this.#settledRecord = record;
     if (record) this.usage = record;
     const listeners = this.#listeners;
     this.#listeners = undefined;
-    if (listeners) await Promise.all(listeners.map((listener) => this.#run(listener)));
+    if (!listeners) return SETTLED;
+    let running: Promise<void>[] | undefined;
+    for (const listener of listeners) {
+      const pending = this.#run(listener);
+      if (pending) (running ??= []).push(pending);
+    }
+    return running ? Promise.all(running).then(nothing) : SETTLED;
   }
 
   get settled(): boolean {
     return this.#settled;
   }
 
-  async #run(listener: SettleListener): Promise<void> {
+  /** Runs a listener, its failures reported, never thrown; a promise only from a listener that answered with one. */
+  #run(listener: SettleListener): Promise<void> | undefined {
     try {
-      await listener(this.#settledRecord);
+      const result = listener(this.#settledRecord);
+      if (result) return Promise.resolve(result).then(nothing, reportSettleError);
     } catch (error) {
-      settleErrorReporter(error);
+      reportSettleError(error);
     }
+    return undefined;
   }
+}
+
+/**
+ * Generated request ids: a random UUID made once per process, whose last 12 hex digits count the
+ * process's requests (from 2^44, so always 12 digits). Unique as UUIDs are (the random part tells
+ * processes apart) and shaped like one, at a fraction of the cost of a new one.
+ */
+const REQUEST_ID_PREFIX = randomUUID().slice(0, 24);
+let requestCount = 2 ** 44;
+
+function nextRequestId(): string {
+  return REQUEST_ID_PREFIX + (requestCount++).toString(16);
+}
+
+/**
+ * Where a request keeps its context: under Express, a slot of `res.locals`, which Express makes for
+ * every response, so that neither `req` nor `res` gets a property of its own (docs/performance.md);
+ * before Express took the request, or without Express, the same slot on `req` itself. A registered
+ * symbol, so that two copies of core in one process find each other's contexts.
+ */
+const CONTEXT_SLOT: unique symbol = Symbol.for('tollgate.context');
+
+type ContextCarrier = IncomingMessage & {
+  tollgate?: TollgateContext;
+  [CONTEXT_SLOT]?: TollgateContext;
+  res?: ServerResponse & { locals?: Record<symbol, unknown> };
+};
+
+/** `req.tollgate` on every request: reads and writes the slot. */
+if (!Object.hasOwn(IncomingMessage.prototype, 'tollgate')) {
+  Object.defineProperty(IncomingMessage.prototype, 'tollgate', {
+    configurable: true,
+    get(this: ContextCarrier): TollgateContext | undefined {
+      return this[CONTEXT_SLOT] ?? (this.res?.locals?.[CONTEXT_SLOT] as TollgateContext | undefined);
+    },
+    set(this: ContextCarrier, value: TollgateContext | undefined) {
+      this[CONTEXT_SLOT] = value;
+    },
+  });
+}
+
+/** Without a metering middleware nothing else settles the request: this does, when the response is done. */
+function settleUnmetered(this: ServerResponse): void {
+  const context = (this.req as ContextCarrier | undefined)?.tollgate;
+  if (!context || context.metered) return;
+  const held = context.settleHeld();
+  if (held) void held.then(() => context.settle(undefined));
+  else void context.settle(undefined);
 }
 
 function createContext(req: IncomingMessage, res: ServerResponse): TollgateContext {
   const incoming = req.headers['x-request-id'];
-  const requestId = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+  const requestId = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : nextRequestId();
   if (!res.headersSent) res.setHeader('x-request-id', requestId);
-  const context = new RequestContext(requestId);
-  // Without a metering middleware nothing else settles the request: do it when the response is done.
-  // on, not once: 'close' is emitted once per response, and once wraps every listener in a bound function.
-  res.on('close', () => {
-    if (context.metered) return;
-    const held = context.settleHeld();
-    if (held) void held.then(() => context.settle(undefined));
-    else void context.settle(undefined);
-  });
-  return context;
+  return new RequestContext(requestId);
 }
 
 /** The request's tollgate context, created on first use. */
 export function getContext(req: IncomingMessage, res: ServerResponse): TollgateContext {
-  const carrier = req as IncomingMessage & { tollgate?: TollgateContext };
-  carrier.tollgate ??= createContext(req, res);
-  return carrier.tollgate;
+  const carrier = req as ContextCarrier;
+  const existing = carrier.tollgate;
+  if (existing) return existing;
+  const context = createContext(req, res);
+  const locals = (res as ServerResponse & { locals?: Record<symbol, unknown> }).locals;
+  // Anything but a Node request (a test double) has no `tollgate` accessor: the assignment makes the property.
+  if (locals && carrier.res === res && req instanceof IncomingMessage) locals[CONTEXT_SLOT] = context;
+  else carrier.tollgate = context;
+  // on, not once: 'close' is emitted once per response, and once wraps every listener in a bound function.
+  res.on('close', settleUnmetered);
+  return context;
 }
 
 /** Middleware that creates `req.tollgate` early (every tollgate middleware also does it on demand). */

@@ -7,7 +7,21 @@ import type { ApiKeyRecord, TollgateStores } from './stores.js';
 
 export { MemoryKeyStore } from './memory/key-store.js';
 export { MemoryReservationLedger } from './memory/reservation-ledger.js';
+export type { MemoryLedgerCallOptions } from './memory/reservation-ledger.js';
 export { MemoryWindowCounter, windowRetryAfterMs } from './memory/window-counter.js';
+
+/**
+ * `store` when it is an unaltered instance of `Class`: the `methods` it answers with are the class's
+ * own, not a subclass's and not a wrapper's (a `Proxy` that counts or times the calls). Only then do
+ * its synchronous twins (`reserveSync`, `consumeSync`, ...) answer exactly as those methods would,
+ * so a caller may take the synchronous path without walking around what the wrapper does.
+ */
+export function unalteredMemoryStore<T extends object>(store: unknown, Class: abstract new (...args: never[]) => T, methods: readonly (keyof T & string)[]): T | undefined {
+  if (!(store instanceof Class)) return undefined;
+  const own = Class.prototype as Record<string, unknown>;
+  for (const method of methods) if ((store as Record<string, unknown>)[method] !== own[method]) return undefined;
+  return store;
+}
 
 export interface MemoryStoresOptions {
   /**

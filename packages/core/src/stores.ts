@@ -189,6 +189,17 @@ export interface ApiKeyRecord {
 export interface KeyStore {
   /** The record for a key hash, whether or not it is disabled or expired (callers decide). */
   findByHash(sha256: string): Promise<ApiKeyRecord | undefined>;
+  /**
+   * The same answer as `findByHash`, given synchronously: only for stores that hold every record
+   * in this process (memory). Auth prefers it, and then identifies a caller with no promise and no deadline.
+   */
+  findByHashSync?(sha256: string): ApiKeyRecord | undefined;
+  /**
+   * The record for a key hash when this process holds it now (a store's cache: Redis's), else
+   * undefined, and then `findByHash` must be asked. Auth tries it first: a cached caller is
+   * identified with no promise and no deadline.
+   */
+  findCachedByHash?(sha256: string): ApiKeyRecord | undefined;
   findById(id: string): Promise<ApiKeyRecord | undefined>;
   /** Insert or replace by id (a replaced record's old hash stops resolving). */
   put(record: ApiKeyRecord): Promise<void>;

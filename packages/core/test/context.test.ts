@@ -1,6 +1,8 @@
 // req.tollgate: request ids kept, generated and echoed; settle runs each listener exactly once, errors contained.
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import express from 'express';
+import express4 from 'express4';
 import request from 'supertest';
 import { getContext, onSettleError, requestContext, type UsageRecord } from '@tollgate/core';
 
@@ -69,6 +71,63 @@ describe('request id', () => {
     const response = await request(app).get('/');
     expect(response.body.same).toBe(true);
     expect(response.headers['x-request-id']).toMatch(UUID);
+  });
+});
+
+describe('where the context lives', () => {
+  it('generates a different id for every request', async () => {
+    const ids = new Set<string>();
+    for (let i = 0; i < 5; i++) ids.add((await request(echoApp()).get('/')).body.requestId as string);
+    expect(ids.size).toBe(5);
+  });
+
+  it.each([
+    ['Express 4', express4 as unknown as typeof express],
+    ['Express 5', express],
+  ])('gives %s requests their context without a property of their own', async (_name, factory) => {
+    const app = factory();
+    app.use(requestContext());
+    app.get('/', (req, res) => {
+      res.json({ own: Object.hasOwn(req, 'tollgate') || Object.hasOwn(res, 'tollgate'), same: req.tollgate === getContext(req, res) });
+    });
+    expect((await request(app).get('/')).body).toEqual({ own: false, same: true });
+  });
+
+  it('finds a context made before Express took the request, as the example proxy makes it', async () => {
+    const app = express();
+    app.get('/', (req, res) => {
+      res.json({ requestId: getContext(req, res).requestId, keyId: req.tollgate.identity?.keyId, same: req.tollgate === getContext(req, res) });
+    });
+    const server = (req: IncomingMessage, res: ServerResponse) => {
+      const early = getContext(req, res);
+      early.identity = { keyId: 'early', scopes: [], authMethod: 'api_key' };
+      app(req, res);
+    };
+    const response = await request(server).get('/');
+    expect(response.body).toEqual({ requestId: response.headers['x-request-id'], keyId: 'early', same: true });
+  });
+
+  it('settles a plain Node request once its response closes', async () => {
+    const calls: (UsageRecord | undefined)[] = [];
+    let done!: () => void;
+    const finished = new Promise<void>((resolve) => (done = resolve));
+    const server = (req: IncomingMessage, res: ServerResponse) => {
+      getContext(req, res).onSettle((record) => {
+        calls.push(record);
+        done();
+      });
+      res.end('ok');
+    };
+    expect((await request(server).get('/')).headers['x-request-id']).toMatch(UUID);
+    await finished;
+    expect(calls).toEqual([undefined]);
+  });
+
+  it('lets req.tollgate be assigned, as test doubles do', () => {
+    const req = Object.create(express.request) as express.Request;
+    const context = { requestId: 'stand-in' } as express.Request['tollgate'];
+    req.tollgate = context;
+    expect(req.tollgate).toBe(context);
   });
 });
 

@@ -52,4 +52,61 @@ describe('memory stores', () => {
     await stores.close();
     expect(jest.getTimerCount()).toBe(0);
   });
+
+  it('answers the synchronous calls at once, with what the promised calls answer', async () => {
+    const now = 1_000_000;
+    const sync = createMemoryStores({ clock: () => now, sweepIntervalMs: 0 });
+    const promised = createMemoryStores({ clock: () => now, sweepIntervalMs: 0 });
+    const scopes = [{ key: 'a', limit: 100, expiresAt: now + 10_000 }, { key: 'b', limit: 50, expiresAt: now + 10_000 }];
+    const request = { id: 'r', amount: 80, minAmount: 10, scopes, ttlMs: 1000 };
+    const reserved = sync.ledger.reserveSync(request);
+    expect(reserved).toEqual(await promised.ledger.reserve(request));
+    expect(reserved).toEqual({ ok: true, id: 'r', amount: 50, scopes: [{ key: 'a', limit: 100, spent: 0, reserved: 50 }, { key: 'b', limit: 50, spent: 0, reserved: 50 }] });
+    expect(sync.ledger.settleSync('r', 30)).toEqual(await promised.ledger.settle('r', 30));
+    expect(sync.ledger.releaseSync('r')).toEqual({ settled: false, reserved: 0 });
+    expect(await sync.ledger.usage(['a', 'b'])).toEqual([{ key: 'a', spent: 30, reserved: 0 }, { key: 'b', spent: 30, reserved: 0 }]);
+    expect(() => sync.ledger.reserveSync({ ...request, id: 'n', amount: Number.NaN })).toThrow(RangeError);
+    await expect(promised.ledger.reserve({ ...request, id: 'n', amount: Number.NaN })).rejects.toThrow(RangeError);
+
+    const window = { limit: 10, windowMs: 60_000 };
+    const consumed = sync.counter.consumeSync('k', 4, window);
+    expect(consumed).toEqual(await promised.counter.consume('k', 4, window));
+    sync.counter.adjustSync('k', -1, { windowMs: 60_000, windowStart: consumed.windowStart });
+    await promised.counter.adjust('k', -1, { windowMs: 60_000, windowStart: consumed.windowStart });
+    expect(await sync.counter.peek('k', window)).toBe(3);
+    expect(await promised.counter.peek('k', window)).toBe(3);
+    await sync.close();
+    await promised.close();
+  });
+
+  it('leaves out the scope balances a caller does not want, and books the same', async () => {
+    const now = 1_000_000;
+    const stores = createMemoryStores({ clock: () => now, sweepIntervalMs: 0 });
+    const scopes = [{ key: 'a', limit: 100, expiresAt: now + 10_000 }];
+    expect(stores.ledger.reserveSync({ id: 'r', amount: 40, scopes, ttlMs: 1000 }, { balances: false })).toEqual({ ok: true, id: 'r', amount: 40 });
+    expect(await stores.ledger.usage(['a'])).toEqual([{ key: 'a', spent: 0, reserved: 40 }]);
+    expect(stores.ledger.settleSync('r', 25, { balances: false })).toEqual({ settled: true, reserved: 40 });
+    expect(await stores.ledger.usage(['a'])).toEqual([{ key: 'a', spent: 25, reserved: 0 }]);
+    await stores.close();
+  });
+
+  it('charges a reservation at expiry though an earlier one, long settled, set the next expiry', async () => {
+    let now = 1_000_000;
+    const stores = createMemoryStores({ clock: () => now, sweepIntervalMs: 0 });
+    const a = { key: 'a', limit: 100, expiresAt: now + 100_000 };
+    await stores.ledger.reserve({ id: 'short', amount: 10, scopes: [a], ttlMs: 100 });
+    await stores.ledger.settle('short', 5);
+    await stores.ledger.reserve({ id: 'long', amount: 20, scopes: [a], ttlMs: 1000 });
+    now += 500;
+    // Past the settled reservation's TTL, before the live one's: nothing is charged.
+    expect(await stores.ledger.usage(['a'])).toEqual([{ key: 'a', spent: 5, reserved: 20 }]);
+    await stores.ledger.reserve({ id: 'other', amount: 1, scopes: [{ key: 'b', limit: 100, expiresAt: now + 100_000 }], ttlMs: 60_000 });
+    now += 600;
+    // A call on another scope charges it too: the amount is spent, no longer held.
+    expect(await stores.ledger.usage(['b'])).toEqual([{ key: 'b', spent: 0, reserved: 1 }]);
+    expect(await stores.ledger.usage(['a'])).toEqual([{ key: 'a', spent: 25, reserved: 0 }]);
+    expect(await stores.ledger.settle('long', 3)).toEqual({ settled: true, reserved: 20, scopes: [{ key: 'a', spent: 8, reserved: 0 }] });
+    expect(stores.ledger.size).toEqual({ scopes: 2, reservations: 1 });
+    await stores.close();
+  });
 });

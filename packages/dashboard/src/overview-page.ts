@@ -1,4 +1,4 @@
-// The overview: spend this period per tenant and feature against its cap, quotas now, and what needs a look.
+// The overview: spend this period per tenant and feature against its cap, what caching saved, quotas now, and what needs a look.
 import { periodWindow } from '@tollgate/core';
 import type { CalendarPeriod } from '@tollgate/core';
 import type { BudgetStatus } from '@tollgate/budget';
@@ -24,6 +24,9 @@ export interface SpendRow {
   /** What the usage ledger recorded in that period; null without a ledger. */
   ledgerSpentNanoUsd: number | null;
   requests: number | null;
+  /** Requests the response cache answered, and what caching saved (hits and prompt-cache discounts); null without a ledger. */
+  cacheHits: number | null;
+  savedNanoUsd: number | null;
   /** The budget's live state (spent, reserved, remaining, reset), or null. */
   budget: BudgetStatus | null;
   /** The budget's spent over its cap (1 = 100%). */
@@ -43,7 +46,25 @@ export interface OverviewData {
   dailySpend: ChartData | null;
   /** Cost per outcome of the outcomes reported this period, per tenant and per feature; null without a ledger. */
   outcomes: { periodStart: string; tenants: OutcomeCost[]; features: OutcomeCost[] } | null;
+  /** What caching saved in the dashboard's period over the whole ledger; null without a ledger. */
+  savings: CacheSavings | null;
   ledger: boolean;
+}
+
+export interface CacheSavings {
+  periodStart: string;
+  periodEnd: string;
+  /** Requests answered from the response cache. */
+  cacheHits: number;
+  /** Response-cache hits' answer cost less what was billed, plus the provider's cached-input discounts. */
+  savedNanoUsd: number;
+}
+
+interface LedgerSums {
+  cost: number;
+  requests: number;
+  cacheHits: number;
+  saved: number;
 }
 
 /** Rows shown per table; the JSON has them all. */
@@ -57,19 +78,29 @@ async function spendRows(
   scope: 'tenant' | 'feature',
   statuses: BudgetStatus[],
   now: number,
-): Promise<SpendRow[]> {
+): Promise<{ rows: SpendRow[]; savings: CacheSavings | null }> {
   const budgets = new Map(statuses.filter((status) => status.scope === scope && status.id !== null).map((status) => [status.id!, status]));
   const periodOf = (status: BudgetStatus | undefined): CalendarPeriod => (status && status.period !== 'rolling' ? status.period : config.period);
   // One ledger query per period in use: sums per id, exact integers.
   const periods = new Set<CalendarPeriod>([config.period, ...[...budgets.values()].map(periodOf)]);
-  const ledgerSums = new Map<CalendarPeriod, Map<string, { cost: number; requests: number }>>();
+  const ledgerSums = new Map<CalendarPeriod, Map<string, LedgerSums>>();
   const ledger = config.ledger;
+  let savings: CacheSavings | null = null;
   if (ledger) {
-    await Promise.all([...periods].map(async (period) => {
+    const read = await Promise.all([...periods].map(async (period) => {
       const window = periodWindow(period, now);
       const rows = await problems.read('ledger', [], () => aggregateUsage(ledger, { ...config.ledgerTable, by: scope, since: new Date(window.start), until: new Date(window.end) }));
-      ledgerSums.set(period, new Map(rows.filter((row) => row.group !== null).map((row) => [row.group!, { cost: row.costNanoUsd, requests: row.requests }])));
+      ledgerSums.set(period, new Map(rows.filter((row) => row.group !== null).map((row) => [row.group!, { cost: row.costNanoUsd, requests: row.requests, cacheHits: row.cacheHits, saved: row.savedNanoUsd }])));
+      return { period, window, rows };
     }));
+    // The dashboard's period summed over every group, unset ones too, is the whole ledger's: no query of its own.
+    const { window, rows } = read.find((entry) => entry.period === config.period)!;
+    savings = {
+      periodStart: new Date(window.start).toISOString(),
+      periodEnd: new Date(window.end).toISOString(),
+      cacheHits: rows.reduce((sum, row) => sum + row.cacheHits, 0),
+      savedNanoUsd: rows.reduce((sum, row) => sum + row.savedNanoUsd, 0),
+    };
   }
   const ids = new Set<string>([...budgets.keys(), ...(ledgerSums.get(config.period)?.keys() ?? [])]);
   // Ids seen only in the ledger may still have a budget from a wildcard entry ('*') or from code.
@@ -91,11 +122,14 @@ async function spendRows(
       periodEnd: new Date(window.end).toISOString(),
       ledgerSpentNanoUsd: ledger ? (sum?.cost ?? 0) : null,
       requests: ledger ? (sum?.requests ?? 0) : null,
+      cacheHits: ledger ? (sum?.cacheHits ?? 0) : null,
+      savedNanoUsd: ledger ? (sum?.saved ?? 0) : null,
       budget,
       ...budgetState(budget),
     };
   });
-  return rows.sort((a, b) => (b.used ?? -1) - (a.used ?? -1) || (b.ledgerSpentNanoUsd ?? 0) - (a.ledgerSpentNanoUsd ?? 0) || a.id.localeCompare(b.id));
+  rows.sort((a, b) => (b.used ?? -1) - (a.used ?? -1) || (b.ledgerSpentNanoUsd ?? 0) - (a.ledgerSpentNanoUsd ?? 0) || a.id.localeCompare(b.id));
+  return { rows, savings };
 }
 
 function budgetAlerts(rows: SpendRow[], others: OverviewData['otherBudgets'], now: number): DashboardAlert[] {
@@ -122,7 +156,7 @@ export async function loadOverview(config: DashboardConfig): Promise<OverviewDat
   const ledger = config.ledger;
   const dailySince = (Math.floor(now / 1000 / DAY_SECONDS) - 29) * DAY_SECONDS;
   const outcomeWindow = periodWindow(config.period, now);
-  const [tenants, features, quotas, keys, extra, points, outcomes] = await Promise.all([
+  const [tenantSpend, featureSpend, quotas, keys, extra, points, outcomes] = await Promise.all([
     spendRows(config, problems, 'tenant', statuses, now),
     spendRows(config, problems, 'feature', statuses, now),
     problems.read('limits', [], async () => [...(await config.limits())]),
@@ -139,6 +173,8 @@ export async function loadOverview(config: DashboardConfig): Promise<OverviewDat
       })
       : null,
   ]);
+  const tenants = tenantSpend.rows;
+  const features = featureSpend.rows;
   const otherBudgets = statuses.filter((status) => status.scope !== 'tenant' && status.scope !== 'feature').map((status) => ({ ...status, ...budgetState(status) }));
   const alerts: DashboardAlert[] = [...problems.alerts(), ...budgetAlerts([...tenants, ...features], otherBudgets, now)];
   for (const quota of quotas) {
@@ -158,6 +194,7 @@ export async function loadOverview(config: DashboardConfig): Promise<OverviewDat
     alerts,
     dailySpend: points ? seriesFromPoints(points, { since: dailySince, until: Math.floor(now / 1000), bucketSeconds: DAY_SECONDS, maxSeries: 6 }) : null,
     outcomes,
+    savings: tenantSpend.savings,
     ledger: ledger !== undefined,
   };
 }
@@ -173,6 +210,8 @@ function spendRowHtml(ctx: PageContext, row: SpendRow, scope: 'tenant' | 'featur
 <td class="bar-cell">${row.budget ? spendBar(`${scope} ${row.id}`, row.budget) : html`<span class="muted">no budget</span>`}</td>
 <td class="num" data-nano-usd="${row.ledgerSpentNanoUsd ?? ''}">${row.ledgerSpentNanoUsd === null ? '—' : money(row.ledgerSpentNanoUsd)}</td>
 <td class="num">${row.requests === null ? '—' : count(row.requests)}</td>
+<td class="num">${row.cacheHits === null ? '—' : count(row.cacheHits)}</td>
+<td class="num" data-saved-nano-usd="${row.savedNanoUsd ?? ''}">${row.savedNanoUsd === null ? '—' : money(row.savedNanoUsd)}</td>
 <td>${periodWord(row)}</td>
 <td class="num">${row.budget ? money(row.budget.reservedNanoUsd) : ''}</td>
 ${row.budget ? html`<td><time datetime="${row.budget.resetAt}">${fromNow(row.budget.resetAt, ctx.now)}</time></td>` : html`<td></td>`}
@@ -180,7 +219,7 @@ ${row.budget ? html`<td><time datetime="${row.budget.resetAt}">${fromNow(row.bud
 }
 
 // The bar first: on a phone it is what shows before the table scrolls.
-const SPEND_HEAD = ['', 'Budget: spent of cap', 'Spent (ledger)', 'Requests', 'Period', 'Held in flight', 'Resets'];
+const SPEND_HEAD = ['', 'Budget: spent of cap', 'Spent (ledger)', 'Requests', 'Cache hits', 'Saved by caching', 'Period', 'Held in flight', 'Resets'];
 
 const OUTCOME_HEAD = ['', 'Outcome', 'Outcomes', 'Requests', 'Cost', 'Cost per outcome', 'Value', 'Value per cost'];
 
@@ -212,6 +251,12 @@ function outcomeTables(ctx: PageContext, outcomes: NonNullable<OverviewData['out
 ${outcomes.tenants.length > 0 ? table('Cost per outcome by feature', OUTCOME_HEAD, outcomes.features.slice(0, MAX_ROWS).map((row) => outcomeRowHtml(ctx, row, 'feature'))) : ''}`;
 }
 
+/** One line: what response-cache hits and prompt-cache discounts saved this period, over every tenant. */
+function savingsSummary(savings: CacheSavings): SafeHtml {
+  const hits = `${count(savings.cacheHits)} ${savings.cacheHits === 1 ? 'request' : 'requests'}`;
+  return html`<p class="summary savings">Caching saved <strong data-saved-nano-usd="${savings.savedNanoUsd}">${money(savings.savedNanoUsd)}</strong> since ${utcTime(savings.periodStart)}: ${hits} answered from the response cache, and the providers' discounts on cached input.</p>`;
+}
+
 export function renderOverview(ctx: PageContext, data: OverviewData): string {
   const tenantRows = data.tenants.slice(0, MAX_ROWS).map((row) => spendRowHtml(ctx, row, 'tenant'));
   const featureRows = data.features.slice(0, MAX_ROWS).map((row) => spendRowHtml(ctx, row, 'feature'));
@@ -220,6 +265,7 @@ export function renderOverview(ctx: PageContext, data: OverviewData): string {
   const noLedger = data.ledger ? '' : html`<p class="muted">No usage ledger is connected: spend history is not shown. Pass <code>ledger</code> (PostgreSQL or PGlite).</p>`;
   const body = html`${alertList(ctx, data.alerts)}
 ${noLedger}
+${data.savings ? savingsSummary(data.savings) : ''}
 ${table('Tenants', SPEND_HEAD, tenantRows, 'No tenant has a budget or recorded spend yet.')}
 ${data.dailySpend ? chart('daily-spend', 'Spend per day, last 30 days (USD)', data.dailySpend, (x) => utcTime(x * 1000).slice(0, 10)) : ''}
 ${table('Features', SPEND_HEAD, featureRows, 'No feature has a budget or recorded spend yet.')}

@@ -1,4 +1,4 @@
-// A tenant's page: spend over time from the ledger, spend by model, feature, user and key, and its budgets live.
+// A tenant's page: spend over time from the ledger, spend and caching's savings by model, feature, user and key, and its budgets live.
 import { ApiError } from '@tollgate/core';
 import type { BudgetStatus } from '@tollgate/budget';
 import { aggregateUsage, usageOverTime } from '@tollgate/metering';
@@ -42,7 +42,8 @@ export interface TenantData {
   byFeature: UsageAggregate[];
   byUser: UsageAggregate[];
   byKey: UsageAggregate[];
-  total: { requests: number; costNanoUsd: number } | null;
+  /** The range's totals: requests, spend, response-cache hits and what caching saved. */
+  total: { requests: number; costNanoUsd: number; cacheHits: number; savedNanoUsd: number } | null;
   keys: ListedKey[];
   quotas: QuotaStatus[];
   problems: string[];
@@ -73,7 +74,12 @@ export async function loadTenant(config: DashboardConfig, tenant: string, range:
   ]);
   const keyIds = new Set(keys.map((key) => key.id));
   const budgets = [...own, ...configured.filter((status) => status.scope === 'key' && status.id !== null && keyIds.has(status.id))];
-  const total = ledger ? byModel.reduce((sum, row) => ({ requests: sum.requests + row.requests, costNanoUsd: sum.costNanoUsd + row.costNanoUsd }), { requests: 0, costNanoUsd: 0 }) : null;
+  const total = ledger
+    ? byModel.reduce(
+      (sum, row) => ({ requests: sum.requests + row.requests, costNanoUsd: sum.costNanoUsd + row.costNanoUsd, cacheHits: sum.cacheHits + row.cacheHits, savedNanoUsd: sum.savedNanoUsd + row.savedNanoUsd }),
+      { requests: 0, costNanoUsd: 0, cacheHits: 0, savedNanoUsd: 0 },
+    )
+    : null;
   return {
     tenant,
     range,
@@ -93,8 +99,8 @@ export async function loadTenant(config: DashboardConfig, tenant: string, range:
 }
 
 function groupTable(caption: string, rows: UsageAggregate[], total: number): SafeHtml {
-  const body = rows.map((row) => html`<tr><th scope="row">${row.group ?? html`<span class="muted">(none)</span>`}</th><td class="num">${count(row.requests)}</td><td class="num">${count(row.inputTokens + row.cachedInputTokens + row.cacheWriteTokens)}</td><td class="num">${count(row.outputTokens)}</td><td class="num" data-nano-usd="${row.costNanoUsd}">${money(row.costNanoUsd)}</td><td class="num">${total > 0 ? `${((row.costNanoUsd / total) * 100).toFixed(1)}%` : ''}</td></tr>`);
-  return table(caption, ['', 'Requests', 'Input', 'Output', 'Spend', 'Share'], body, 'No usage in this range.');
+  const body = rows.map((row) => html`<tr><th scope="row">${row.group ?? html`<span class="muted">(none)</span>`}</th><td class="num">${count(row.requests)}</td><td class="num">${count(row.inputTokens + row.cachedInputTokens + row.cacheWriteTokens)}</td><td class="num">${count(row.outputTokens)}</td><td class="num" data-nano-usd="${row.costNanoUsd}">${money(row.costNanoUsd)}</td><td class="num">${total > 0 ? `${((row.costNanoUsd / total) * 100).toFixed(1)}%` : ''}</td><td class="num" data-saved-nano-usd="${row.savedNanoUsd}">${money(row.savedNanoUsd)}</td></tr>`);
+  return table(caption, ['', 'Requests', 'Input', 'Output', 'Spend', 'Share', 'Saved by caching'], body, 'No usage in this range.');
 }
 
 function budgetCard(ctx: PageContext, status: TenantData['budgets'][number], back: string): SafeHtml {
@@ -134,7 +140,7 @@ export function renderTenant(ctx: PageContext, data: TenantData): string {
   const body = html`${data.problems.map((message) => html`<p class="error" role="alert">${message}</p>`)}
 ${budgets}
 <nav class="ranges" aria-label="Time range"><ul>${ranges}</ul></nav>
-${data.total ? html`<p class="summary">${count(data.total.requests)} requests, <strong data-nano-usd="${data.total.costNanoUsd}">${money(data.total.costNanoUsd)}</strong> from ${utcTime(data.since)} to ${utcTime(data.until)}. <a href="${ctx.base}/requests?tenant=${encodeURIComponent(data.tenant)}">Its requests</a></p>` : html`<p class="muted">No usage ledger is connected: spend history is not shown.</p>`}
+${data.total ? html`<p class="summary">${count(data.total.requests)} requests, <strong data-nano-usd="${data.total.costNanoUsd}">${money(data.total.costNanoUsd)}</strong> from ${utcTime(data.since)} to ${utcTime(data.until)}; caching saved <strong data-saved-nano-usd="${data.total.savedNanoUsd}">${money(data.total.savedNanoUsd)}</strong>, ${count(data.total.cacheHits)} answered from the response cache. <a href="${ctx.base}/requests?tenant=${encodeURIComponent(data.tenant)}">Its requests</a></p>` : html`<p class="muted">No usage ledger is connected: spend history is not shown.</p>`}
 ${data.spendOverTime ? chart('tenant-spend', `Spend over time by model (USD, per ${hourly ? 'hour' : 'day'})`, data.spendOverTime, bucketLabel) : ''}
 <div class="columns">
 ${groupTable('By model', data.byModel, totalCost)}

@@ -53,9 +53,12 @@ describe.each(LEDGER_KINDS)('the dashboard in Chromium, ledger on %s', (kind) =>
       if (hour % 3 === 0) records.push(usageRecord({ timestamp: new Date(now - hour * HOUR).toISOString(), tenantId: 'globex', keyId: 'globex-app', model: 'gpt-4o-mini', costNanoUsd: 4_000_000 }));
     }
     // Requests that led to outcomes: one resolved ticket (one request), one sale (a conversation of two requests).
-    records.push(usageRecord({ requestId: 'ticket-1', tenantId: 'acme', feature: 'support-bot', costNanoUsd: 30_000_000 }));
+    // The ticket's call also had cached input, billed at the cached price: a prompt-cache saving.
+    records.push(usageRecord({ requestId: 'ticket-1', tenantId: 'acme', feature: 'support-bot', costNanoUsd: 30_000_000, savedNanoUsd: 1_500_000_003 }));
     records.push(usageRecord({ requestId: 'sale-1', conversationId: 'sale-conversation', tenantId: 'acme', feature: 'sales', costNanoUsd: 10_000_000 }));
     records.push(usageRecord({ requestId: 'sale-2', conversationId: 'sale-conversation', tenantId: 'acme', feature: 'sales', costNanoUsd: 15_000_000 }));
+    // A response-cache hit: billed nothing, its answer's cost saved.
+    records.push(usageRecord({ requestId: 'cache-hit-1', tenantId: 'globex', keyId: 'globex-app', model: 'gpt-4o-mini', usageSource: 'cache', costNanoUsd: 0, savedNanoUsd: 2_345_678_901 }));
     await writeRecords(database.db, location, records);
     await recordOutcome(database.db, { tenantId: 'acme', requestId: 'ticket-1', kind: 'resolved' }, location);
     await recordOutcome(database.db, { tenantId: 'acme', conversationId: 'sale-conversation', kind: 'converted', valueNanoUsd: 50_000_000_000 }, location);
@@ -125,6 +128,17 @@ describe.each(LEDGER_KINDS)('the dashboard in Chromium, ledger on %s', (kind) =>
     await expect(sale.innerText()).resolves.toMatch(/converted\s+1\s+2\s+\$0\.025000\s+\$0\.025000\s+\$50\.00\s+2000×/);
     await expect(page.locator('tr[data-outcome-feature="sales"][data-kind="converted"] [data-cost-per-outcome]').getAttribute('data-cost-per-outcome')).resolves.toBe('25000000');
     await expect(page.locator('tr[data-outcome-feature="support-bot"][data-kind="resolved"]').count()).resolves.toBe(1);
+  });
+
+  it('shows what caching saved this month, in total and per tenant', async () => {
+    await page.goto(`${server.url}/dashboard/`);
+    // $1.500000003 + $2.345678901.
+    await expect(page.locator('.savings strong').innerText()).resolves.toBe('$3.85');
+    await expect(page.locator('.savings').innerText()).resolves.toContain('1 request answered from the response cache');
+    await expect(page.locator('tr[data-tenant="globex"] [data-saved-nano-usd]').innerText()).resolves.toBe('$2.35');
+    await expect(page.locator('tr[data-tenant="acme"] [data-saved-nano-usd]').innerText()).resolves.toBe('$1.50');
+    await page.goto(`${server.url}/dashboard/tenants/globex?range=24h`);
+    await expect(page.locator('.summary [data-saved-nano-usd]').innerText()).resolves.toBe('$2.35');
   });
 
   it('draws the spend charts from the ledger', async () => {

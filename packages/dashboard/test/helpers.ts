@@ -1,4 +1,5 @@
 // Test helpers: a real app with the dashboard, an API guarded by the same key store, and a ledger on PGlite or PostgreSQL.
+import { afterAll, beforeAll } from '@jest/globals';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import type { Server } from 'node:http';
@@ -172,4 +173,30 @@ export async function listen(app: Express): Promise<{ url: string; server: Serve
         server.closeAllConnections();
       }),
   };
+}
+
+/** What a suite's dashboard reads: its ledger database and table, and the app over them. */
+export interface LedgerDashboard {
+  database: LedgerDatabase;
+  location: LedgerLocation;
+  subject: DashboardTestApp;
+}
+
+/**
+ * A dashboard over a ledger of `kind` holding `records`, opened before the suite's tests and closed after
+ * them. Its fields are set once `beforeAll` ran: read them inside tests and hooks.
+ */
+export function dashboardOverLedger(kind: LedgerKind, records: readonly UsageRecord[]): LedgerDashboard {
+  const setup = {} as LedgerDashboard;
+  beforeAll(async () => {
+    setup.database = await openLedgerDatabase(kind);
+    setup.location = await setup.database.table();
+    await writeRecords(setup.database.db, setup.location, [...records]);
+    setup.subject = await createDashboardApp({ ledger: setup.database.db, ledgerTable: setup.location });
+  }, 60_000);
+  afterAll(async () => {
+    await setup.subject.close();
+    await setup.database.close();
+  });
+  return setup;
 }

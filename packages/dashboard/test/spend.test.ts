@@ -1,17 +1,12 @@
 // The numbers on the pages are the ledger's: spend per tenant to the cent, bars that turn at the soft limit and the cap, on PGlite and PostgreSQL.
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import request from 'supertest';
 import { periodWindow } from '@tollgate/core';
-import type { LedgerLocation } from '@tollgate/metering';
-import { createDashboardApp, LEDGER_KINDS, openLedgerDatabase, usageRecord, writeRecords } from './helpers.js';
-import type { DashboardTestApp, LedgerDatabase } from './helpers.js';
+import { createDashboardApp, dashboardOverLedger, LEDGER_KINDS, usageRecord } from './helpers.js';
 
 const MINUTE = 60_000;
 
 describe.each(LEDGER_KINDS)('spend on the %s ledger', (kind) => {
-  let database: LedgerDatabase;
-  let location: LedgerLocation;
-  let subject: DashboardTestApp;
   const now = Date.now();
   const month = periodWindow('month', now);
   // Minutes ago stays in this month unless the month began minutes ago: then the sums below say so too.
@@ -27,28 +22,18 @@ describe.each(LEDGER_KINDS)('spend on the %s ledger', (kind) => {
     usageRecord({ timestamp: new Date(month.start - 3_600_000).toISOString(), tenantId: 'acme', costNanoUsd: 50_000_000_000 }),
   ];
 
-  const bearer = () => ({ authorization: `Bearer ${subject.adminKey}` });
+  const setup = dashboardOverLedger(kind, records);
+  const bearer = () => ({ authorization: `Bearer ${setup.subject.adminKey}` });
 
-  beforeAll(async () => {
-    database = await openLedgerDatabase(kind);
-    location = await database.table();
-    await writeRecords(database.db, location, records);
-    subject = await createDashboardApp({ ledger: database.db, ledgerTable: location });
-  }, 60_000);
-
-  afterAll(async () => {
-    await subject.close();
-    await database.close();
-  });
 
   async function ledgerSum(tenant: string): Promise<number> {
-    const result = await database.db.query<{ sum: unknown }>(`SELECT coalesce(sum(cost_nano_usd), 0) AS sum FROM "${location.table}" WHERE tenant_id = $1 AND ts >= $2 AND ts < $3`, [tenant, new Date(month.start).toISOString(), new Date(month.end).toISOString()]);
+    const result = await setup.database.db.query<{ sum: unknown }>(`SELECT coalesce(sum(cost_nano_usd), 0) AS sum FROM "${setup.location.table}" WHERE tenant_id = $1 AND ts >= $2 AND ts < $3`, [tenant, new Date(month.start).toISOString(), new Date(month.end).toISOString()]);
     return Number(result.rows[0]!.sum);
   }
 
   it('shows each tenant the spend the ledger holds for this month, to the cent', async () => {
-    const overview = await request(subject.app).get('/dashboard/api/overview').set(bearer());
-    const page = await request(subject.app).get('/dashboard/').set(bearer()).set('accept', 'text/html');
+    const overview = await request(setup.subject.app).get('/dashboard/api/overview').set(bearer());
+    const page = await request(setup.subject.app).get('/dashboard/').set(bearer()).set('accept', 'text/html');
     for (const tenant of ['acme', 'globex', 'initech']) {
       const expected = await ledgerSum(tenant);
       expect(expected).toBeGreaterThan(1e9);
@@ -65,40 +50,40 @@ describe.each(LEDGER_KINDS)('spend on the %s ledger', (kind) => {
 
   it('turns a tenant\'s bar at its soft limit and at its cap', async () => {
     const state = async () => {
-      const page = await request(subject.app).get('/dashboard/').set(bearer()).set('accept', 'text/html');
+      const page = await request(setup.subject.app).get('/dashboard/').set(bearer()).set('accept', 'text/html');
       const row = /<tr data-tenant="acme" data-state="(\w+)">[\s\S]*?<div class="bar bar--(\w+)" data-state="(\w+)" role="meter"[^>]*aria-valuenow="(\d+)"/.exec(page.text);
       return { row: row?.[1], barClass: row?.[2], bar: row?.[3], percent: Number(row?.[4]) };
     };
     // acme's cap is $10 with a soft limit at 80%.
-    await subject.charge('tenant', 'acme', 5_000_000_000);
+    await setup.subject.charge('tenant', 'acme', 5_000_000_000);
     expect(await state()).toEqual({ row: 'ok', barClass: 'ok', bar: 'ok', percent: 50 });
-    await subject.charge('tenant', 'acme', 3_500_000_000);
+    await setup.subject.charge('tenant', 'acme', 3_500_000_000);
     expect(await state()).toEqual({ row: 'soft', barClass: 'soft', bar: 'soft', percent: 85 });
-    const alerts = (await request(subject.app).get('/dashboard/api/overview').set(bearer())).body.alerts;
+    const alerts = (await request(setup.subject.app).get('/dashboard/api/overview').set(bearer())).body.alerts;
     expect(alerts).toContainEqual(expect.objectContaining({ level: 'warning', href: 'tenants/acme' }));
-    await subject.charge('tenant', 'acme', 1_500_000_000);
+    await setup.subject.charge('tenant', 'acme', 1_500_000_000);
     expect(await state()).toEqual({ row: 'over', barClass: 'over', bar: 'over', percent: 100 });
-    const over = (await request(subject.app).get('/dashboard/api/overview').set(bearer())).body.alerts;
+    const over = (await request(setup.subject.app).get('/dashboard/api/overview').set(bearer())).body.alerts;
     expect(over).toContainEqual(expect.objectContaining({ level: 'critical', message: expect.stringContaining('The tenant acme budget is spent') }));
   });
 
   it('credits a budget from the tenant page, and the bar follows', async () => {
-    const answer = await request(subject.app).post('/dashboard/api/budgets/tenant/acme/top-up').set(bearer()).send({ usd: 6 });
+    const answer = await request(setup.subject.app).post('/dashboard/api/budgets/tenant/acme/top-up').set(bearer()).send({ usd: 6 });
     expect(answer.status).toBe(200);
     expect(answer.body.budgets[0]).toMatchObject({ scope: 'tenant', id: 'acme', spentNanoUsd: 4_000_000_000 });
-    const tenant = await request(subject.app).get('/dashboard/api/tenants/acme').set(bearer());
+    const tenant = await request(setup.subject.app).get('/dashboard/api/tenants/acme').set(bearer());
     expect(tenant.body.budgets[0]).toMatchObject({ state: 'ok', spentNanoUsd: 4_000_000_000, remainingNanoUsd: 6_000_000_000, resetAt: new Date(month.end).toISOString() });
-    expect((await request(subject.app).post('/dashboard/api/budgets/tenant/nobody/top-up').set(bearer()).send({ usd: 1 })).status).toBe(404);
-    expect((await request(subject.app).post('/dashboard/api/budgets/tenant/acme/top-up').set(bearer()).send({ usd: -1 })).body.error.param).toBe('usd');
+    expect((await request(setup.subject.app).post('/dashboard/api/budgets/tenant/nobody/top-up').set(bearer()).send({ usd: 1 })).status).toBe(404);
+    expect((await request(setup.subject.app).post('/dashboard/api/budgets/tenant/acme/top-up').set(bearer()).send({ usd: -1 })).body.error.param).toBe('usd');
   });
 
   it('draws a tenant\'s spend over time from the ledger, and splits it by model, feature, user and key', async () => {
-    const answer = await request(subject.app).get('/dashboard/api/tenants/acme?range=24h').set(bearer());
+    const answer = await request(setup.subject.app).get('/dashboard/api/tenants/acme?range=24h').set(bearer());
     expect(answer.status).toBe(200);
     const data = answer.body;
     const inRange = records.filter((record) => record.tenantId === 'acme' && Date.parse(record.timestamp) >= Date.parse(data.since));
     const expected = inRange.reduce((sum, record) => sum + record.costNanoUsd, 0);
-    expect(data.total).toEqual({ requests: inRange.length, costNanoUsd: expected });
+    expect(data.total).toEqual({ requests: inRange.length, costNanoUsd: expected, cacheHits: 0, savedNanoUsd: 0 });
     expect(data.spendOverTime.x).toHaveLength(24);
     const charted = data.spendOverTime.series.flatMap((series: { values: number[] }) => series.values).reduce((a: number, b: number) => a + b, 0);
     expect(Math.round(charted * 1e9)).toBe(expected);
@@ -106,35 +91,35 @@ describe.each(LEDGER_KINDS)('spend on the %s ledger', (kind) => {
     expect(data.byKey.map((row: { group: string }) => row.group).sort()).toEqual(['acme-app', 'acme-batch']);
     expect(data.byUser.map((row: { group: string }) => row.group).sort()).toEqual(['alice', 'bob']);
     expect(data.byFeature.map((row: { group: string }) => row.group).sort()).toEqual(['search', 'support-bot']);
-    const page = await request(subject.app).get('/dashboard/tenants/acme?range=24h').set(bearer()).set('accept', 'text/html');
+    const page = await request(setup.subject.app).get('/dashboard/tenants/acme?range=24h').set(bearer()).set('accept', 'text/html');
     expect(page.text).toContain('data-chart="tenant-spend"');
     expect(page.text).toContain('<script type="application/json" id="tenant-spend">');
-    expect((await request(subject.app).get('/dashboard/api/tenants/acme?range=1y').set(bearer())).status).toBe(400);
+    expect((await request(setup.subject.app).get('/dashboard/api/tenants/acme?range=1y').set(bearer())).status).toBe(400);
   });
 
   it('lists recent requests, filtered, with their cost and status, a page at a time', async () => {
-    const all = await request(subject.app).get('/dashboard/api/requests?limit=2').set(bearer());
+    const all = await request(setup.subject.app).get('/dashboard/api/requests?limit=2').set(bearer());
     expect(all.body.records.map((record: { requestId: string }) => record.requestId)).toEqual([records[0]!.requestId, records[1]!.requestId]);
-    const next = await request(subject.app).get(`/dashboard/api/requests?limit=2&after=${all.body.next}`).set(bearer());
+    const next = await request(setup.subject.app).get(`/dashboard/api/requests?limit=2&after=${all.body.next}`).set(bearer());
     expect(next.body.records.map((record: { requestId: string }) => record.requestId)).toEqual([records[2]!.requestId, records[3]!.requestId]);
-    const errors = await request(subject.app).get('/dashboard/api/requests?status=error').set(bearer());
+    const errors = await request(setup.subject.app).get('/dashboard/api/requests?status=error').set(bearer());
     expect(errors.body.records).toEqual([expect.objectContaining({ status: 502, costNanoUsd: 987_654_321, model: 'gpt-4o-mini' })]);
-    const filtered = await request(subject.app).get('/dashboard/api/requests?tenant=acme&key=acme-batch&model=gpt-4o').set(bearer());
+    const filtered = await request(setup.subject.app).get('/dashboard/api/requests?tenant=acme&key=acme-batch&model=gpt-4o').set(bearer());
     expect(filtered.body.records.map((record: { keyId: string }) => record.keyId)).toEqual(['acme-batch']);
-    const page = await request(subject.app).get('/dashboard/requests?tenant=globex').set(bearer()).set('accept', 'text/html');
+    const page = await request(setup.subject.app).get('/dashboard/requests?tenant=globex').set(bearer()).set('accept', 'text/html');
     expect(page.text).toContain('claude-sonnet-4-5');
     expect(page.text).toContain('$3.33');
     expect(page.text).not.toContain('gpt-4o-mini');
-    expect((await request(subject.app).get('/dashboard/api/requests?after=garbage').set(bearer())).status).toBe(400);
+    expect((await request(setup.subject.app).get('/dashboard/api/requests?after=garbage').set(bearer())).status).toBe(400);
   });
 
   it('counts requests, errors and latency per provider and model', async () => {
-    const answer = await request(subject.app).get('/dashboard/api/providers?range=24h').set(bearer());
+    const answer = await request(setup.subject.app).get('/dashboard/api/providers?range=24h').set(bearer());
     expect(answer.body.routing).toBeNull();
     const mini = answer.body.providers.find((row: { model: string }) => row.model === 'gpt-4o-mini');
     expect(mini).toMatchObject({ provider: 'openai', requests: 1, errors: 1 });
     expect(answer.body.providers.find((row: { model: string }) => row.model === 'claude-sonnet-4-5')).toMatchObject({ provider: 'anthropic', latencyP50Ms: 2000 });
-    const page = await request(subject.app).get('/dashboard/providers').set(bearer()).set('accept', 'text/html');
+    const page = await request(setup.subject.app).get('/dashboard/providers').set(bearer()).set('accept', 'text/html');
     expect(page.text).toContain('circuit breakers are not built yet');
   });
 });

@@ -16,9 +16,11 @@ import type {
 } from '@tollgate/core';
 import {
   adapterFor, ASYNC_ESTIMATE_MS, CountBudget, countTextTokens, declareOrAnswer, ESTIMATE_SLICE_MS, estimateRequestAsync,
-  preloadTokenizers, SYNC_ESTIMATE_MS,
+  estimateRequestAtOnce, preloadTokenizers, SYNC_ESTIMATE_MS,
 } from '@tollgate/providers';
-import type { CallDeclaration, OutputCounter, ProviderAdapter, ReadUsage, RequestEstimate } from '@tollgate/providers';
+import type {
+  CallDeclaration, EstimateRequestInput, OutputCounter, ProviderAdapter, ReadUsage, RequestEstimate,
+} from '@tollgate/providers';
 import type { Span, Tracer } from '@opentelemetry/api';
 import type { NextFunction, Request, Response } from 'express';
 import { endCallSpan, meteringTracer, startCallSpan } from './call-span.js';
@@ -137,23 +139,25 @@ function boundRecord(ctx: TollgateContext, id: string, route: string, conversati
   const estimate = ctx.estimate!;
   // What the budget charges a reservation nobody settles (its amount, input at its bound): the books agree.
   const held = ctx.reservations.find((note) => note.kind === 'budget')?.amount;
-  return Object.assign(recordHead(ctx, id, route, conversationId), {
-    provider: estimate.provider,
-    model: estimate.model,
-    requestedModel: ctx.requestedModel ?? null,
-    inputTokens: held === undefined ? estimate.inputTokens : (estimate.inputTokensBound ?? estimate.inputTokens),
-    cachedInputTokens: 0,
-    cacheWriteTokens: 0,
-    outputTokens: estimate.maxOutputTokens * (estimate.outputChoices ?? 1),
-    reasoningTokens: 0,
-    costNanoUsd: Math.max(held ?? 0, estimate.costNanoUsd),
-    estimatedCostNanoUsd: estimate.costNanoUsd,
-    status: 0,
-    stream: ctx.call?.stream ?? false,
-    aborted: true,
-    latencyMs: 0,
-    usageSource: 'estimated' as const,
-  });
+  const record = newRecord(ctx, id, route, conversationId, 'estimated');
+  record.provider = estimate.provider;
+  record.model = estimate.model;
+  record.inputTokens = held === undefined ? estimate.inputTokens : (estimate.inputTokensBound ?? estimate.inputTokens);
+  record.outputTokens = estimate.maxOutputTokens * (estimate.outputChoices ?? 1);
+  record.costNanoUsd = Math.max(held ?? 0, estimate.costNanoUsd);
+  record.estimatedCostNanoUsd = estimate.costNanoUsd;
+  record.stream = ctx.call?.stream ?? false;
+  record.aborted = true;
+  return record;
+}
+
+/** Record ids are unique (the ledger's key), not secret: a random UUID per process, its last 12 digits a counter. */
+const RECORD_ID_PREFIX = randomUUID().slice(0, 24);
+let recordCount = 0;
+
+function nextRecordId(): string {
+  recordCount++;
+  return RECORD_ID_PREFIX + recordCount.toString(16).padStart(12, '0');
 }
 
 /** Same shape as a request id: anything else in the header is ignored, as an unusable `x-request-id` is. */
@@ -185,21 +189,55 @@ function notePromptCacheSaving(record: UsageRecord, usage: TokenUsage, price: Re
   if (saved > 0) record.savedNanoUsd = saved;
 }
 
-/** Who made the request, when and where: the part every record of it shares. */
-function recordHead(
-  ctx: TollgateContext, id: string, route: string, conversationId: string | null,
-): Pick<UsageRecord, 'id' | 'requestId' | 'conversationId' | 'timestamp' | 'keyId' | 'tenantId' | 'userId' | 'feature' | 'route'> {
+/** The second the last record's timestamp fell in, and its ISO text up to the milliseconds. */
+let timestampSecond = Number.NaN;
+let timestampPrefix = '';
+
+/** A record's ISO timestamp: the Date is formatted once per second, the records of that second share its text. */
+function isoTimestamp(ms: number): string {
+  const second = Math.floor(ms / 1000);
+  if (second !== timestampSecond) {
+    const iso = new Date(second * 1000).toISOString();
+    timestampSecond = second;
+    timestampPrefix = iso.slice(0, iso.length - 4);
+  }
+  const millis = ms - second * 1000;
+  return `${timestampPrefix}${millis < 10 ? '00' : millis < 100 ? '0' : ''}${millis}Z`;
+}
+
+/**
+ * A record of the request: who made it, when and where (what every record of it shares), its
+ * amounts zero until the caller fills them. Made whole at once, so that filling it in adds no property.
+ */
+function newRecord(
+  ctx: TollgateContext, id: string, route: string, conversationId: string | null, usageSource: UsageRecord['usageSource'],
+): UsageRecord {
   const identity = ctx.identity;
   return {
     id,
     requestId: ctx.requestId,
     conversationId,
-    timestamp: new Date(ctx.startedAt).toISOString(),
+    timestamp: isoTimestamp(ctx.startedAt),
     keyId: identity?.keyId ?? null,
     tenantId: identity?.tenantId ?? null,
     userId: identity?.userId ?? null,
     feature: identity?.feature ?? null,
     route,
+    provider: null,
+    model: null,
+    requestedModel: ctx.requestedModel ?? null,
+    inputTokens: 0,
+    cachedInputTokens: 0,
+    cacheWriteTokens: 0,
+    outputTokens: 0,
+    reasoningTokens: 0,
+    costNanoUsd: 0,
+    estimatedCostNanoUsd: 0,
+    status: 0,
+    stream: false,
+    aborted: false,
+    latencyMs: 0,
+    usageSource,
   };
 }
 
@@ -267,9 +305,8 @@ export function meter(options: MeterOptions = {}) {
     approximate: { count: outputCounters.o200k_base, factor: estimateOptions.approximationFactor },
   };
 
-  /** Caps, estimates and prepares the declared call; throws ApiError for the client. */
-  const prepare = async (req: Request, call: ProviderCall, adapter: ProviderAdapter, ctx: TollgateContext): Promise<{ estimate: RequestEstimate; price: ResolvedPrice; addedUsage: boolean }> => {
-    const model = call.model!;
+  /** Caps the declared call's output as the route and tier say, and prices its model; throws ApiError for the client. */
+  const admit = (req: Request, call: ProviderCall, ctx: TollgateContext): ResolvedPrice => {
     const tier = ctx.identity?.tier;
     const tierCap = tier === undefined ? undefined : tierCaps.get(tier);
     if (call.outputCap === undefined) {
@@ -279,19 +316,33 @@ export function meter(options: MeterOptions = {}) {
     } else if (tierCap !== undefined) {
       ctx.limitOutput(tierCap);
     }
-    let estimate: RequestEstimate;
-    let price: ResolvedPrice;
-    try {
-      price = pricing.get(model);
-      estimate = await estimateRequestAsync({ api: adapter, body: call.body, model, pricing, ...estimateOptions });
-    } catch (error) {
-      if (error instanceof UnknownModelError) {
-        throw new ApiError('invalid_request', `The model "${model}" is not available: it has no price in this gateway's pricing table.`, { param: 'model', cause: error });
-      }
-      throw error;
+    return pricing.get(call.model!);
+  };
+
+  const estimateInput = (call: ProviderCall, adapter: ProviderAdapter): EstimateRequestInput => (
+    { api: adapter, body: call.body, model: call.model!, pricing, ...estimateOptions }
+  );
+
+  /** An estimate failed: an unpriced model or a bad request is the client's 400, anything else the app's error. */
+  const refuse = (error: unknown, model: string | undefined, req: Request, res: Response, next: NextFunction): void => {
+    if (error instanceof UnknownModelError) {
+      const message = `The model "${model}" is not available: it has no price in this gateway's pricing table.`;
+      render(new ApiError('invalid_request', message, { param: 'model', cause: error }), req, res);
+    } else if (error instanceof ApiError) {
+      render(error, req, res);
+    } else {
+      next(error);
     }
+  };
+
+  /** The call is estimated: the estimate goes on the request, the stream is asked for its usage, the response is tapped. */
+  const charge = (
+    req: Request, res: Response, next: NextFunction, ctx: TollgateContext, call: ProviderCall, adapter: ProviderAdapter,
+    estimate: RequestEstimate, price: ResolvedPrice,
+  ): void => {
     const addedUsage = includeStreamUsage && call.stream && adapter.requestStreamUsage(call.body);
-    return { estimate, price, addedUsage };
+    ctx.setEstimate(estimate, price);
+    takeCharge(req, res, next, ctx, adapter, addedUsage, price);
   };
 
   return function meterUsage(req: Request, res: Response, next: NextFunction): void {
@@ -315,18 +366,28 @@ export function meter(options: MeterOptions = {}) {
       takeCharge(req, res, next, ctx, adapter, false, cachedPrice);
       return;
     }
-    // The estimate is counted in slices, with the event loop turning between them.
-    prepare(req, call, adapter, ctx).then(
-      (prepared) => {
+    let price: ResolvedPrice;
+    let estimate: RequestEstimate | undefined;
+    try {
+      price = admit(req, call, ctx);
+      estimate = estimateRequestAtOnce(estimateInput(call, adapter));
+    } catch (error) {
+      refuse(error, call.model, req, res, next);
+      return;
+    }
+    if (estimate) {
+      charge(req, res, next, ctx, call, adapter, estimate, price);
+      return;
+    }
+    // A larger prompt is counted in slices, with the event loop turning between them.
+    estimateRequestAsync(estimateInput(call, adapter)).then(
+      (counted) => {
         // The client left while it was counted: core settled the request on 'close' already.
         if (ctx.settled) return;
-        ctx.setEstimate(prepared.estimate, prepared.price);
-        takeCharge(req, res, next, ctx, adapter, prepared.addedUsage, prepared.price);
+        charge(req, res, next, ctx, call, adapter, counted, price);
       },
       (error: unknown) => {
-        if (ctx.settled) return;
-        if (error instanceof ApiError) render(error, req, res);
-        else next(error);
+        if (!ctx.settled) refuse(error, call.model, req, res, next);
       },
     ).catch((error: unknown) => next(error));
   };
@@ -346,12 +407,14 @@ export function meter(options: MeterOptions = {}) {
     ctx.metered = true;
     ctx.usageCheck = checkReportedUsage;
     const requestStreamed = ctx.call?.stream ?? false;
-    const route = (req.originalUrl ?? req.url ?? '').split('?')[0] ?? '';
+    const url = req.originalUrl ?? req.url ?? '';
+    const query = url.indexOf('?');
+    const route = query === -1 ? url : url.slice(0, query);
     const tokenizer = price?.tokenizer ?? 'approximate';
     const countOutput = outputCounters[tokenizer];
     const tap = new ResponseTap(res, ctx, adapter, addedUsage, countOutput, stopCountings[tokenizer]);
     // Made now: a call sent upstream is noted in the spool under the id its record will have.
-    const recordId = randomUUID();
+    const recordId = nextRecordId();
     const conversationId = conversationOf(req);
     let recorded = false;
     let intent: UsageRecord | undefined;
@@ -481,25 +544,21 @@ export function meter(options: MeterOptions = {}) {
       }
     }
     billedModel ??= reportedModel ?? estimate?.model ?? null;
-    // Object.assign onto the head, not a spread: see docs/performance.md (properties after a leading spread).
-    const record: UsageRecord = Object.assign(recordHead(ctx, id, route, conversationId), {
-      provider: ctx.servedBy ?? price?.provider ?? estimate?.provider ?? ctx.reportedUsage?.provider ?? adapter?.provider ?? null,
-      model: billedModel,
-      requestedModel: ctx.requestedModel ?? null,
-      inputTokens: usage.inputTokens,
-      cachedInputTokens: usage.cachedInputTokens,
-      cacheWriteTokens: usage.cacheWriteTokens,
-      outputTokens: usage.outputTokens,
-      reasoningTokens: usage.reasoningTokens,
-      // An unknown model is never free: with no price at all, the most the request could cost.
-      costNanoUsd: price ? costNanoUsd(usage, price) : (estimate?.costNanoUsd ?? 0),
-      estimatedCostNanoUsd: estimate?.costNanoUsd ?? 0,
-      status: res.statusCode,
-      stream: tap.streamed || requestStreamed,
-      aborted,
-      latencyMs: Math.max(0, Date.now() - ctx.startedAt),
-      usageSource,
-    });
+    const record = newRecord(ctx, id, route, conversationId, usageSource);
+    record.provider = ctx.servedBy ?? price?.provider ?? estimate?.provider ?? ctx.reportedUsage?.provider ?? adapter?.provider ?? null;
+    record.model = billedModel;
+    record.inputTokens = usage.inputTokens;
+    record.cachedInputTokens = usage.cachedInputTokens;
+    record.cacheWriteTokens = usage.cacheWriteTokens;
+    record.outputTokens = usage.outputTokens;
+    record.reasoningTokens = usage.reasoningTokens;
+    // An unknown model is never free: with no price at all, the most the request could cost.
+    record.costNanoUsd = price ? costNanoUsd(usage, price) : (estimate?.costNanoUsd ?? 0);
+    record.estimatedCostNanoUsd = estimate?.costNanoUsd ?? 0;
+    record.status = res.statusCode;
+    record.stream = tap.streamed || requestStreamed;
+    record.aborted = aborted;
+    record.latencyMs = Math.max(0, Date.now() - ctx.startedAt);
     if (usage.cacheWrite1hTokens) record.cacheWrite1hTokens = usage.cacheWrite1hTokens;
     // A hit the cache knew before the limits and that they then refused was not served from the cache.
     if (ctx.cacheHit && !failed) chargeCacheHit(record, ctx.cacheHit.costFraction);

@@ -233,6 +233,10 @@ export interface UsageAggregate {
   outputTokens: number;
   reasoningTokens: number;
   costNanoUsd: number;
+  /** Requests answered from the response cache (`usage_source = 'cache'`). */
+  cacheHits: number;
+  /** What caching saved: response-cache hits and the provider's cached-input discount (`saved_nano_usd`). */
+  savedNanoUsd: number;
 }
 
 export interface AggregateOptions extends LedgerLocation {
@@ -264,7 +268,9 @@ export async function aggregateUsage(db: Queryable, options: AggregateOptions): 
             coalesce(sum(cache_write_tokens), 0) AS cache_write_tokens,
             coalesce(sum(output_tokens), 0) AS output_tokens,
             coalesce(sum(reasoning_tokens), 0) AS reasoning_tokens,
-            coalesce(sum(cost_nano_usd), 0) AS cost_nano_usd
+            coalesce(sum(cost_nano_usd), 0) AS cost_nano_usd,
+            count(*) FILTER (WHERE usage_source = 'cache') AS cache_hits,
+            coalesce(sum(saved_nano_usd), 0) AS saved_nano_usd
        FROM ${ledgerTableName(options)}
       WHERE ts >= $1 AND ts < $2${filter}
       GROUP BY grp
@@ -281,6 +287,8 @@ export async function aggregateUsage(db: Queryable, options: AggregateOptions): 
     outputTokens: Number(row.output_tokens),
     reasoningTokens: Number(row.reasoning_tokens),
     costNanoUsd: Number(row.cost_nano_usd),
+    cacheHits: Number(row.cache_hits),
+    savedNanoUsd: Number(row.saved_nano_usd),
   }));
 }
 

@@ -1,4 +1,4 @@
-// `tollgate report --by tenant --since 7d`: spend and tokens per group from the PostgreSQL ledger, as a table.
+// `tollgate report --by tenant --since 7d`: spend, tokens and what caching saved per group from the PostgreSQL ledger, as a table.
 import { formatUsd, parseDuration } from '@tollgate/core';
 import type pg from 'pg';
 import { loadOptionalPeer } from './optional-peer.js';
@@ -16,7 +16,8 @@ const USAGE = `Usage: tollgate report [--by tenant|feature|model|day|key|user] [
                        [--tenant <id>] [--postgres <url>] [--schema <name>] [--table <name>] [--json]
        tollgate report --outcomes [--by tenant|feature] [--kind <kind>] [...the same]
 
-Spend and tokens per group from the usage ledger (PostgreSQL); with --outcomes, cost per outcome.
+Spend, tokens, cache hits and what caching saved per group from the usage ledger (PostgreSQL);
+with --outcomes, cost per outcome.
   --by        grouping (default tenant)
   --outcomes  cost per outcome (per tenant or feature, and kind) of the outcomes reported in the period
   --kind      with --outcomes: only this kind (resolved, converted, ...)
@@ -104,13 +105,15 @@ export function formatUsageTable(by: UsageGrouping, rows: readonly UsageAggregat
       outputTokens: sum.outputTokens + row.outputTokens,
       reasoningTokens: sum.reasoningTokens + row.reasoningTokens,
       costNanoUsd: sum.costNanoUsd + row.costNanoUsd,
+      cacheHits: sum.cacheHits + row.cacheHits,
+      savedNanoUsd: sum.savedNanoUsd + row.savedNanoUsd,
     }),
-    { requests: 0, inputTokens: 0, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 0, reasoningTokens: 0, costNanoUsd: 0 },
+    { requests: 0, inputTokens: 0, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 0, reasoningTokens: 0, costNanoUsd: 0, cacheHits: 0, savedNanoUsd: 0 },
   );
-  const header = [by, 'requests', 'input', 'cached', 'cache write', 'output', 'reasoning', 'cost'];
+  const header = [by, 'requests', 'input', 'cached', 'cache write', 'output', 'reasoning', 'cost', 'cache hits', 'saved'];
   const line = (group: string, row: Omit<UsageAggregate, 'group'>) => [
     group, integer(row.requests), integer(row.inputTokens), integer(row.cachedInputTokens), integer(row.cacheWriteTokens),
-    integer(row.outputTokens), integer(row.reasoningTokens), formatUsd(row.costNanoUsd),
+    integer(row.outputTokens), integer(row.reasoningTokens), formatUsd(row.costNanoUsd), integer(row.cacheHits), formatUsd(row.savedNanoUsd),
   ];
   const body = rows.map((row) => line(row.group ?? '(none)', row));
   const table = [header, ...body, line('total', total)];

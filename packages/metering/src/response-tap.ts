@@ -1,8 +1,10 @@
 // Reads a response for usage as it passes through res.write / res.end, without holding it back; ends a stream at its grant.
+import { ServerResponse } from 'node:http';
 import type { TollgateContext } from '@tollgate/core';
 import { SseDecoder, tokenizersLoaded } from '@tollgate/providers';
 import type { OutputCounter, ProviderAdapter, SseBlock, UsageReader } from '@tollgate/providers';
 import type { Response } from 'express';
+import { topLevelFields } from './answer-scan.js';
 
 /** JSON bodies above this are not parsed whole: usage is looked for in their last bytes. */
 const MAX_JSON_BYTES = 4 * 1024 * 1024;
@@ -42,17 +44,79 @@ export interface StopCounting {
 
 type WriteCallback = (error?: Error | null) => void;
 type Chunk = string | Buffer | Uint8Array;
+type WriteFunction = (
+  this: Response, chunk: Chunk, encoding?: BufferEncoding | WriteCallback, callback?: WriteCallback,
+) => boolean;
+type EndFunction = (
+  this: Response, chunk?: Chunk | (() => void), encoding?: BufferEncoding | (() => void), callback?: () => void,
+) => Response;
 
 function toBuffer(chunk: Chunk, encoding: unknown): Buffer {
   if (typeof chunk === 'string') return Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8');
   return Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
 }
 
+const isUtf8 = (encoding: unknown): boolean => encoding === undefined || encoding === null || encoding === 'utf8' || encoding === 'utf-8';
+
+/** A JSON body's text from its chunks; bytes are decoded together, since a character may span two chunks. */
+function jsonText(parts: (string | Buffer)[]): string {
+  if (parts.length === 1) return typeof parts[0] === 'string' ? parts[0] : parts[0]!.toString('utf8');
+  if (parts.every((part) => typeof part === 'string')) return parts.join('');
+  return Buffer.concat(parts.map((part) => (typeof part === 'string' ? Buffer.from(part) : part))).toString('utf8');
+}
+
+/** The write and end a tapped response's bytes go out through. */
+interface Passthrough {
+  write: WriteFunction;
+  end: EndFunction;
+}
+
+/** Responses tapped through their shared prototype, and the tap of each. */
+const taps = new WeakMap<object, ResponseTap>();
+/** Prototypes whose write and end read for taps, and what they passed bytes to before. */
+const patched = new WeakMap<object, Passthrough>();
+
 /**
- * Wraps `res.write` / `res.end` to read the response as it passes. Bytes go out at once; only
+ * The prototype every response of an Express copy inherits from (each app's `app.response` derives
+ * from it, so sub-apps that swap a response's prototype keep it); undefined for a plain Node response.
+ */
+function sharedPrototype(res: Response): object | undefined {
+  let proto = Object.getPrototypeOf(res) as object | null;
+  while (proto !== null && proto !== ServerResponse.prototype) {
+    const parent = Object.getPrototypeOf(proto) as object | null;
+    if (parent === ServerResponse.prototype) return proto;
+    proto = parent;
+  }
+  return undefined;
+}
+
+/** Makes the responses of `proto` pass their bytes through their tap, when they have one. */
+function patchPrototype(proto: object): Passthrough {
+  const target = proto as { write: WriteFunction; end: EndFunction };
+  const passthrough: Passthrough = { write: target.write, end: target.end };
+  const { write: passWrite, end: passEnd } = passthrough;
+  target.write = function tappedWrite(this: Response, chunk, encoding, callback) {
+    const tap = taps.get(this);
+    return tap === undefined ? passWrite.call(this, chunk, encoding, callback) : tap.write(chunk, encoding, callback);
+  };
+  target.end = function tappedEnd(this: Response, chunk, encoding, callback) {
+    const tap = taps.get(this);
+    return tap === undefined ? passEnd.call(this, chunk, encoding, callback) : tap.end(chunk, encoding, callback);
+  };
+  patched.set(proto, passthrough);
+  return passthrough;
+}
+
+/**
+ * Reads a response as it passes `res.write` / `res.end`. Bytes go out at once; only
  * when the meter added the usage chunk to an OpenAI stream does it hold the bytes of an event
  * until the event is complete, to drop that one chunk (providers send whole events per write,
  * so in practice nothing waits).
+ *
+ * An Express response is read through write and end patched once on the prototype its app's
+ * responses share, which finds the response's tap (if any); a response that has its own write or
+ * end (wrapped by middleware before the meter) or is a plain Node response is wrapped itself, so
+ * that the tap still sees the bytes before those wrappers do.
  *
  * The hard stop: a stream's output is counted as it passes (a byte bound per event, the tokenizer
  * only once that bound passes the grant). Once the output passes the tokens its reservation was
@@ -74,16 +138,19 @@ export class ResponseTap {
   private strip = false;
   /** Bytes the decoder holds of an event not complete yet. */
   private held = 0;
-  private json: Buffer[] = [];
-  private jsonBytes = 0;
+  /** A JSON body's chunks: text as it was written, bytes otherwise. */
+  private json: (string | Buffer)[] | undefined;
+  private jsonSize = 0;
   /** The JSON body outgrew MAX_JSON_BYTES: only its tail is kept. */
   private truncated = false;
   private broken = false;
+  private passWrite: WriteFunction | undefined;
+  private passEnd: EndFunction | undefined;
 
   constructor(
     private readonly res: Response,
     private readonly ctx: TollgateContext,
-    adapter: ProviderAdapter | undefined,
+    private readonly adapter: ProviderAdapter | undefined,
     private readonly addedUsage: boolean,
     private readonly countOutput: OutputCounter,
     /** The hard stop's counter (made once per tokenizer by the meter, not per response). */
@@ -91,72 +158,97 @@ export class ResponseTap {
   ) {
     if (!adapter) return;
     this.reader = adapter.createReader({ stripAddedUsage: addedUsage, request: ctx.call?.body });
-    const write = res.write.bind(res) as (chunk: Chunk, encoding?: BufferEncoding, callback?: WriteCallback) => boolean;
-    const end = res.end.bind(res) as (chunk?: Chunk, encoding?: BufferEncoding, callback?: () => void) => Response;
+    const shared = Object.hasOwn(res, 'write') || Object.hasOwn(res, 'end') ? undefined : sharedPrototype(res);
+    if (shared) {
+      const passthrough = patched.get(shared) ?? patchPrototype(shared);
+      this.passWrite = passthrough.write;
+      this.passEnd = passthrough.end;
+      taps.set(res, this);
+      return;
+    }
+    this.passWrite = res.write as WriteFunction;
+    this.passEnd = res.end as EndFunction;
+    const write: OmitThisParameter<WriteFunction> = (chunk, encoding, callback) => this.write(chunk, encoding, callback);
+    const end: OmitThisParameter<EndFunction> = (chunk, encoding, callback) => this.end(chunk, encoding, callback);
+    res.write = write as Response['write'];
+    res.end = end as Response['end'];
+  }
 
-    res.write = ((chunk: Chunk, encoding?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean => {
-      const cb = typeof encoding === 'function' ? encoding : callback;
-      const enc = typeof encoding === 'function' ? undefined : encoding;
-      if (this.stopped) {
-        // The stream was ended at its grant: what the upstream still sends goes nowhere.
-        if (cb) process.nextTick(cb);
-        return true;
-      }
-      if (chunk === undefined || chunk === null || this.broken) return write(chunk, enc, cb);
-      const forward = this.observe(toBuffer(chunk, enc));
-      if (this.stopped) {
-        end(forward, undefined, cb);
-        return true;
-      }
-      if (forward === undefined) return write(chunk, enc, cb);
-      if (forward.length === 0) {
-        // Everything was held back (a partial or stripped event): the write still completes.
-        if (cb) process.nextTick(cb);
-        return true;
-      }
-      return write(forward, undefined, cb);
-    }) as Response['write'];
+  /** `res.write` of a tapped response. */
+  write(chunk: Chunk, encoding?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean {
+    const cb = typeof encoding === 'function' ? encoding : callback;
+    const enc = typeof encoding === 'function' ? undefined : encoding;
+    if (this.stopped) {
+      // The stream was ended at its grant: what the upstream still sends goes nowhere.
+      if (cb) process.nextTick(cb);
+      return true;
+    }
+    const res = this.res;
+    if (chunk === undefined || chunk === null || this.broken) return this.passWrite!.call(res, chunk, enc, cb);
+    const forward = this.observe(chunk, enc);
+    if (this.stopped) {
+      this.passEnd!.call(res, forward, undefined, cb);
+      return true;
+    }
+    if (forward === undefined) return this.passWrite!.call(res, chunk, enc, cb);
+    if (forward.length === 0) {
+      // Everything was held back (a partial or stripped event): the write still completes.
+      if (cb) process.nextTick(cb);
+      return true;
+    }
+    return this.passWrite!.call(res, forward, undefined, cb);
+  }
 
-    res.end = ((chunk?: Chunk | (() => void), encoding?: BufferEncoding | (() => void), callback?: () => void): Response => {
-      const cb = typeof chunk === 'function' ? chunk : typeof encoding === 'function' ? encoding : callback;
-      const data = typeof chunk === 'function' ? undefined : chunk;
-      const enc = typeof encoding === 'function' ? undefined : encoding;
-      if (this.stopped) {
-        if (cb) process.nextTick(cb);
-        return res;
-      }
-      if (this.broken) return end(data as Chunk, enc, cb);
-      let forward = data === undefined || data === null ? undefined : this.observe(toBuffer(data, enc));
-      if (this.stopped) return end(forward, undefined, cb);
-      const rest = this.endStream();
-      if (rest !== undefined) forward = forward === undefined ? rest : Buffer.concat([forward, rest]);
-      if (forward === undefined) return end(data as Chunk, enc, cb);
-      return forward.length === 0 ? end(undefined, undefined, cb) : end(forward, undefined, cb);
-    }) as Response['end'];
+  /** `res.end` of a tapped response. */
+  end(chunk?: Chunk | (() => void), encoding?: BufferEncoding | (() => void), callback?: () => void): Response {
+    const cb = typeof chunk === 'function' ? chunk : typeof encoding === 'function' ? encoding : callback;
+    const data = typeof chunk === 'function' ? undefined : chunk;
+    const enc = typeof encoding === 'function' ? undefined : encoding;
+    const res = this.res;
+    if (this.stopped) {
+      if (cb) process.nextTick(cb);
+      return res;
+    }
+    const end = this.passEnd!;
+    if (this.broken) return end.call(res, data, enc, cb);
+    let forward = data === undefined || data === null ? undefined : this.observe(data, enc);
+    if (this.stopped) return end.call(res, forward, undefined, cb);
+    const rest = this.endStream();
+    if (rest !== undefined) forward = forward === undefined ? rest : Buffer.concat([forward, rest]);
+    if (forward === undefined) return end.call(res, data, enc, cb);
+    return forward.length === 0 ? end.call(res, undefined, undefined, cb) : end.call(res, forward, undefined, cb);
   }
 
   /** Reads a chunk; returns the bytes to send instead of it (stripped, or ended at the grant), or undefined to send it as it is. */
-  private observe(bytes: Buffer): Buffer | undefined {
+  private observe(chunk: Chunk, encoding: unknown): Buffer | undefined {
     try {
       if (this.mode === 'unknown') this.detect();
-      if (this.mode === 'sse') return this.observeEvents(bytes);
-      if (this.mode === 'json') {
-        // Past the bound only the tail is kept: usage sits at the end of OpenAI and Anthropic bodies.
-        const kept = bytes.length > MAX_JSON_BYTES ? bytes.subarray(bytes.length - JSON_TAIL_BYTES) : bytes;
-        if (kept !== bytes) this.truncated = true;
-        this.jsonBytes += kept.length;
-        this.json.push(Buffer.from(kept));
-        while (this.json.length > 1 && this.jsonBytes > MAX_JSON_BYTES && this.jsonBytes - this.json[0]!.length >= JSON_TAIL_BYTES) {
-          this.jsonBytes -= this.json.shift()!.length;
-          this.truncated = true;
-        }
-      }
+      if (this.mode === 'sse') return this.observeEvents(toBuffer(chunk, encoding));
+      if (this.mode === 'json') this.keepJson(typeof chunk === 'string' && isUtf8(encoding) ? chunk : toBuffer(chunk, encoding));
       return undefined;
     } catch (error) {
       // Metering must never break a response: stop reading, keep passing bytes.
       this.broken = true;
       process.emitWarning(`tollgate: could not read the response for usage: ${error instanceof Error ? error.message : String(error)}`);
       return undefined;
+    }
+  }
+
+  /** Keeps a JSON body's chunk as it was written (it is read once the body is whole), or only its tail past the bound. */
+  private keepJson(part: string | Buffer): void {
+    let kept = part;
+    // Past the bound only the tail is kept: usage sits at the end of OpenAI and Anthropic bodies.
+    if (part.length > MAX_JSON_BYTES) {
+      const tail = part.length - JSON_TAIL_BYTES;
+      kept = typeof part === 'string' ? part.slice(tail) : Buffer.from(part.subarray(tail));
+      this.truncated = true;
+    }
+    const json = (this.json ??= []);
+    this.jsonSize += kept.length;
+    json.push(kept);
+    while (json.length > 1 && this.jsonSize > MAX_JSON_BYTES && this.jsonSize - json[0]!.length >= JSON_TAIL_BYTES) {
+      this.jsonSize -= json.shift()!.length;
+      this.truncated = true;
     }
   }
 
@@ -245,24 +337,36 @@ export class ResponseTap {
 
   /** The reader, after feeding it what a JSON body held. */
   finish(): UsageReader | undefined {
-    const reader = this.reader;
-    if (!reader || this.mode !== 'json' || this.json.length === 0) return reader;
-    const text = Buffer.concat(this.json).toString('utf8');
-    this.json = [];
+    const json = this.json;
+    if (!this.reader || this.mode !== 'json' || json === undefined) return this.reader;
+    this.json = undefined;
+    const text = jsonText(json);
     if (this.truncated) {
       const usage = findUsageObject(text);
-      if (usage !== undefined) reader.onJson({ usage });
-      else reader.onUnparsed(text);
-      return reader;
+      if (usage !== undefined) this.reader.onJson({ usage });
+      else this.reader.onUnparsed(text);
+      return this.reader;
+    }
+    // The fields that carry usage and model, found by a scan and parsed alone, stand for the answer when its usage is
+    // complete; otherwise (no usage, partial usage, no output reported) the answer is read whole by a fresh reader.
+    const fields = this.adapter?.answerUsageFields;
+    if (fields !== undefined) {
+      const found = topLevelFields(text, fields);
+      if (found !== undefined) {
+        this.reader.onJson(found);
+        const read = this.reader.result(this.countOutput);
+        if (read?.source === 'provider' && read.usage.outputTokens > 0) return this.reader;
+        this.reader = this.adapter!.createReader({ stripAddedUsage: this.addedUsage, request: this.ctx.call?.body });
+      }
     }
     let body: unknown;
     try {
       body = JSON.parse(text);
     } catch {
-      reader.onUnparsed(text);
-      return reader;
+      this.reader.onUnparsed(text);
+      return this.reader;
     }
-    reader.onJson(body);
-    return reader;
+    this.reader.onJson(body);
+    return this.reader;
   }
 }

@@ -230,6 +230,68 @@ describe('meter() with JSON responses', () => {
     expect(await recorded).toMatchObject({ inputTokens: 7, outputTokens: 1_250_000, usageSource: 'provider' });
   });
 
+  it('reads the usage at the top of a JSON answer, not usage-like text or objects inside it', async () => {
+    const content = 'A "usage": {"prompt_tokens": 999, "completion_tokens": 999} and a \\"usage\\" quote';
+    const answer = {
+      id: 'chatcmpl-1', model: 'gpt-4o-2024-08-06',
+      choices: [{ index: 0, message: { role: 'assistant', content, metadata: { usage: { prompt_tokens: 5, completion_tokens: 5 } } } }],
+      usage: { prompt_tokens: 12, completion_tokens: 3, prompt_tokens_details: { cached_tokens: 0 } },
+      system_fingerprint: 'fp_1',
+    };
+    const app = await start((_req, res) => {
+      res.type('application/json').send(JSON.stringify(answer, null, 2));
+    });
+    const recorded = app.sink.next();
+    await (await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] })).text();
+    expect(await recorded).toMatchObject({ inputTokens: 12, outputTokens: 3, model: 'gpt-4o-2024-08-06', usageSource: 'provider' });
+  });
+
+  it('reads a JSON answer whole when its usage reports no output, or the answer does not parse', async () => {
+    const bodies = [
+      JSON.stringify({ model: 'gpt-4o', choices: [{ index: 0, message: { role: 'assistant', content: 'hello world' } }], usage: { prompt_tokens: 4, completion_tokens: 0 } }),
+      '{"model": "gpt-4o", "choices": [{"message": {"content": "hello world"}}], "usage": {"prompt_tokens": 4, "completion_tokens": 2}',
+    ];
+    let next = 0;
+    const app = await start((_req, res) => {
+      res.type('application/json').send(bodies[next++]);
+    });
+    const records: UsageRecord[] = [];
+    for (let i = 0; i < bodies.length; i++) {
+      const recorded = app.sink.next();
+      await (await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] })).text();
+      records.push(await recorded);
+    }
+    // The text that passed is counted: 'hello world', then the whole body that did not parse (its usage untrusted).
+    expect(records[0]).toMatchObject({ usageSource: 'counted', inputTokens: 4, outputTokens: 2 });
+    expect(records[1]).toMatchObject({ usageSource: 'counted' });
+    expect(records[1]!.outputTokens).toBeGreaterThan(10);
+  });
+
+  it('reads answers written inside a sub-app mounted after the meter, and leaves unmetered responses alone', async () => {
+    const sink = new MemorySink();
+    const app = express();
+    app.use(express.json());
+    app.use('/v1/chat', meter({ pricing, sinks: [sink], api: 'openai.chat' }));
+    const v1 = express();
+    v1.post('/chat/completions', (_req, res) => {
+      res.type('application/json').send(fixture('openai-chat.json'));
+    });
+    v1.get('/plain', (_req, res) => {
+      res.type('application/json').send('{"usage": "none here"}');
+    });
+    app.use('/v1', v1);
+    const server = http.createServer(app);
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const recorded = sink.next();
+    const response = await post(`${url}/v1/chat/completions`, { model: 'gpt-4o', messages: [{ role: 'user', content: 'Hello!' }] });
+    expect((await response.json()) as unknown).toMatchObject({ usage: { prompt_tokens: 1117 } });
+    expect(await recorded).toMatchObject({ inputTokens: 1117, outputTokens: 46, model: 'gpt-4o-2024-08-06', usageSource: 'provider' });
+    expect(await (await fetch(`${url}/v1/plain`)).text()).toBe('{"usage": "none here"}');
+    expect(sink.records).toHaveLength(1);
+  });
+
   it('leaves streams alone when includeStreamUsage is off', async () => {
     let streamOptions: unknown = 'unset';
     const app = await start((req, res) => {
@@ -297,6 +359,40 @@ describe('meter() with streams', () => {
     const record = await recorded;
     expect(record).toMatchObject({ stream: true, inputTokens: 2048, cachedInputTokens: 1536, outputTokens: 320, reasoningTokens: 64, model: 'gpt-4o-mini-2024-07-18', usageSource: 'provider' });
     expect(record.costNanoUsd).toBe(costNanoUsd(record, pricing.get('gpt-4o-mini')));
+  });
+
+  it('strips its usage chunk before a wrapper that middleware before the meter put on the response sees the bytes', async () => {
+    let seenByWrapper = '';
+    const wrapBefore: RequestHandler = (_req, res, next) => {
+      const write = res.write;
+      const end = res.end;
+      res.write = function keep(this: Response, chunk: unknown, ...rest: unknown[]) {
+        seenByWrapper += String(chunk);
+        return (write as (...args: unknown[]) => boolean).call(this, chunk, ...rest);
+      } as Response['write'];
+      res.end = function keepEnd(this: Response, chunk?: unknown, ...rest: unknown[]) {
+        if (chunk !== undefined && typeof chunk !== 'function') seenByWrapper += String(chunk);
+        return (end as (...args: unknown[]) => Response).call(this, chunk, ...rest);
+      } as Response['end'];
+      next();
+    };
+    const sink = new MemorySink();
+    const app = express();
+    app.use(express.json());
+    app.post('/v1/chat/completions', wrapBefore, meter({ pricing, sinks: [sink], api: 'openai.chat' }), (_req, res) => {
+      sseHeaders(res);
+      res.write(fixture('openai-chat-stream.sse'));
+      res.end();
+    });
+    const server = http.createServer(app);
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const recorded = sink.next();
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const text = await (await post(`${url}/v1/chat/completions`, { model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'Hi' }] })).text();
+    expect(text).not.toContain('prompt_tokens');
+    expect(seenByWrapper).toBe(text);
+    expect(await recorded).toMatchObject({ stream: true, outputTokens: 320, usageSource: 'provider' });
   });
 
   it('keeps the usage chunk when the client asked for it', async () => {

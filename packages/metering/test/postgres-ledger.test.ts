@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { aggregateUsage, formatUsageTable, ledgerMigrationSql, migrateUsageLedger, runReportCommand } from '@tollgate/metering';
+import { aggregateUsage, formatUsageTable, insertUsageRecords, ledgerMigrationSql, migrateUsageLedger, runReportCommand } from '@tollgate/metering';
 import { postgresSink } from '@tollgate/metering/postgres';
 import pg from 'pg';
 import { sampleRecord } from './sample-record.js';
@@ -183,9 +183,9 @@ describe('aggregateUsage', () => {
   it('sums spend and tokens per tenant over the range, most expensive first', async () => {
     const rows = await aggregateUsage(db, { by: 'tenant', since, schema, table });
     expect(rows).toEqual([
-      { group: 'globex', requests: 1, inputTokens: 2000, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 300, reasoningTokens: 0, costNanoUsd: 7_500_000 },
-      { group: 'acme', requests: 2, inputTokens: 1500, cachedInputTokens: 800, cacheWriteTokens: 0, outputTokens: 150, reasoningTokens: 100, costNanoUsd: 4_000_000 },
-      { group: null, requests: 1, inputTokens: 10, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 5, reasoningTokens: 0, costNanoUsd: 250_000 },
+      { group: 'globex', requests: 1, inputTokens: 2000, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 300, reasoningTokens: 0, costNanoUsd: 7_500_000, cacheHits: 0, savedNanoUsd: 0 },
+      { group: 'acme', requests: 2, inputTokens: 1500, cachedInputTokens: 800, cacheWriteTokens: 0, outputTokens: 150, reasoningTokens: 100, costNanoUsd: 4_000_000, cacheHits: 0, savedNanoUsd: 0 },
+      { group: null, requests: 1, inputTokens: 10, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 5, reasoningTokens: 0, costNanoUsd: 250_000, cacheHits: 0, savedNanoUsd: 0 },
     ]);
   });
 
@@ -213,11 +213,11 @@ describe('runReportCommand', () => {
     expect(out.stderr).toBe('');
     expect(code).toBe(0);
     const lines = out.stdout.split('\n');
-    expect(lines[2]).toMatch(/^tenant\s+requests\s+input\s+cached\s+cache write\s+output\s+reasoning\s+cost$/);
-    expect(out.stdout).toMatch(/globex\s+1\s+2,000\s+0\s+0\s+300\s+0\s+\$0\.007500/);
-    expect(out.stdout).toMatch(/acme\s+2\s+1,500\s+800\s+0\s+150\s+100\s+\$0\.004000/);
+    expect(lines[2]).toMatch(/^tenant\s+requests\s+input\s+cached\s+cache write\s+output\s+reasoning\s+cost\s+cache hits\s+saved$/);
+    expect(out.stdout).toMatch(/globex\s+1\s+2,000\s+0\s+0\s+300\s+0\s+\$0\.007500\s+0\s+\$0\.000000\n/);
+    expect(out.stdout).toMatch(/acme\s+2\s+1,500\s+800\s+0\s+150\s+100\s+\$0\.004000\s+0\s+\$0\.000000\n/);
     expect(out.stdout).toMatch(/\(none\)\s+1\s+10/);
-    expect(out.stdout).toMatch(/total\s+4\s+3,510\s+800\s+0\s+455\s+100\s+\$0\.011750/);
+    expect(out.stdout).toMatch(/total\s+4\s+3,510\s+800\s+0\s+455\s+100\s+\$0\.011750\s+0\s+\$0\.000000\n/);
   });
 
   it('prints JSON by day, and explains bad arguments with exit code 2', async () => {
@@ -244,8 +244,73 @@ describe('runReportCommand', () => {
   });
 
   it('formats a table with a total row', () => {
-    const text = formatUsageTable('model', [{ group: 'gpt-4o', requests: 1, inputTokens: 1, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 1, reasoningTokens: 0, costNanoUsd: 1_500_000_000 }]);
+    const text = formatUsageTable('model', [{ group: 'gpt-4o', requests: 1, inputTokens: 1, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 1, reasoningTokens: 0, costNanoUsd: 1_500_000_000, cacheHits: 0, savedNanoUsd: 0 }]);
     expect(text).toContain('$1.50');
     expect(text.trimEnd().split('\n').pop()).toMatch(/^total/);
+  });
+});
+
+describe('what caching saved, in the report', () => {
+  const savings = { schema, table: 'cache_savings' };
+  // Response-cache hits (usage source `cache`, billed nothing or a fraction) and provider calls with a cached-input discount.
+  const cached = [
+    sampleRecord({ requestId: 'a1', timestamp: hoursAgo(1), tenantId: 'acme', costNanoUsd: 3_000_000, savedNanoUsd: 1_250_000 }),
+    sampleRecord({ requestId: 'a2', timestamp: hoursAgo(2), tenantId: 'acme', costNanoUsd: 0, savedNanoUsd: 4_500_000, usageSource: 'cache' }),
+    sampleRecord({ requestId: 'a3', timestamp: hoursAgo(3), tenantId: 'acme', costNanoUsd: 450_000, savedNanoUsd: 4_050_000, usageSource: 'cache' }),
+    // Past 2^32 nano-USD: the sums are bigint in the database and exact integers here.
+    sampleRecord({ requestId: 'g1', timestamp: hoursAgo(4), tenantId: 'globex', costNanoUsd: 0, savedNanoUsd: 2_500_000_000_000, usageSource: 'cache' }),
+    sampleRecord({ requestId: 'g2', timestamp: hoursAgo(5), tenantId: 'globex', costNanoUsd: 7_000_000, savedNanoUsd: 1_234_567_891 }),
+    // No caching at all: no savedNanoUsd on the record.
+    sampleRecord({ requestId: 'i1', timestamp: hoursAgo(6), tenantId: 'initech', costNanoUsd: 1_000_000 }),
+    // Before the report's range.
+    sampleRecord({ requestId: 'old', timestamp: hoursAgo(24 * 10), tenantId: 'acme', costNanoUsd: 0, savedNanoUsd: 99_000_000, usageSource: 'cache' }),
+  ];
+  const since = new Date(now - 7 * 86_400_000);
+  const inRange = cached.filter((record) => Date.parse(record.timestamp) >= since.getTime());
+  const expected = (tenant: string) => {
+    const own = inRange.filter((record) => record.tenantId === tenant);
+    return {
+      cacheHits: own.filter((record) => record.usageSource === 'cache').length,
+      savedNanoUsd: own.reduce((sum, record) => sum + (record.savedNanoUsd ?? 0), 0),
+    };
+  };
+  const capture = () => {
+    const out = { stdout: '', stderr: '' };
+    return { out, io: { stdout: { write: (text: string) => (out.stdout += text) }, stderr: { write: (text: string) => (out.stderr += text) } } };
+  };
+  const flags = ['--since', '7d', `--postgres=${POSTGRES_URL}`, `--schema=${schema}`, `--table=${savings.table}`];
+
+  beforeAll(async () => {
+    await migrateUsageLedger(db, savings);
+    await insertUsageRecords(db, cached, savings);
+  });
+
+  it('sums cache hits and savings per group in the one aggregate query', async () => {
+    const rows = await aggregateUsage(db, { ...savings, by: 'tenant', since });
+    expect(rows.map((row) => ({ group: row.group, cacheHits: row.cacheHits, savedNanoUsd: row.savedNanoUsd }))).toEqual([
+      { group: 'globex', ...expected('globex') },
+      { group: 'acme', ...expected('acme') },
+      { group: 'initech', ...expected('initech') },
+    ]);
+    expect(expected('globex')).toEqual({ cacheHits: 1, savedNanoUsd: 2_501_234_567_891 });
+    expect(expected('acme')).toEqual({ cacheHits: 2, savedNanoUsd: 9_800_000 });
+    expect(expected('initech')).toEqual({ cacheHits: 0, savedNanoUsd: 0 });
+  });
+
+  it('prints cache hits and saved per tenant and in total, and the same figures as JSON', async () => {
+    const table = capture();
+    expect(await runReportCommand(['report', '--by', 'tenant', ...flags], table.io)).toBe(0);
+    expect(table.out.stderr).toBe('');
+    expect(table.out.stdout).toMatch(/\nglobex\s.*\s\$0\.007000\s+1\s+\$2501\.23\n/);
+    expect(table.out.stdout).toMatch(/\nacme\s.*\s\$0\.003450\s+2\s+\$0\.009800\n/);
+    expect(table.out.stdout).toMatch(/\ninitech\s.*\s\$0\.001000\s+0\s+\$0\.000000\n/);
+    expect(table.out.stdout).toMatch(/\ntotal\s+6\s.*\s\$0\.011450\s+3\s+\$2501\.24\n/);
+    const json = capture();
+    expect(await runReportCommand(['report', '--by', 'tenant', '--json', ...flags], json.io)).toBe(0);
+    const rows = JSON.parse(json.out.stdout) as { group: string; cacheHits: number; savedNanoUsd: number }[];
+    for (const tenant of ['acme', 'globex', 'initech']) {
+      expect(rows.find((row) => row.group === tenant)).toMatchObject(expected(tenant));
+    }
+    expect(rows.reduce((sum, row) => sum + row.savedNanoUsd, 0)).toBe(inRange.reduce((sum, record) => sum + (record.savedNanoUsd ?? 0), 0));
   });
 });

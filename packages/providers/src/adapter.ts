@@ -28,4 +28,10 @@ export interface ProviderAdapter extends CallAdapter {
    * flagged. `request`: the body as sent, for an ending that matches what the client asked for.
    */
   createReader(options?: { stripAddedUsage?: boolean; request?: Json }): UsageReader;
+  /**
+   * The top-level fields of a whole JSON answer that carry its usage and model. The meter finds them
+   * by scanning the answer and feeds the reader a body of just those; when that usage is not complete,
+   * or the scan is unsure, the answer is parsed whole. @default none: the answer is always parsed whole
+   */
+  readonly answerUsageFields?: readonly string[];
 }

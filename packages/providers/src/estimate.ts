@@ -57,6 +57,37 @@ export function estimateInputTokens(api: AdapterOrApi, body: unknown, model: str
   return inputEstimate(countRequest(resolve(api), body, counter), counter);
 }
 
+/** A counter that walked the request once, collecting its strings to count. */
+function collectStrings(
+  adapter: ProviderAdapter, body: unknown, model: string, options: EstimateOptions & { tokenizer?: TokenizerFamily },
+): RequestCounter {
+  const counter = newCounter(model, options, ASYNC_ESTIMATE_MS);
+  counter.collect();
+  countRequest(adapter, body, counter);
+  return counter;
+}
+
+/**
+ * A small prompt (the usual chat turn) is counted at once: it costs microseconds, is always exact
+ * (see ALWAYS_EXACT_CHARS), and awaiting each string would only add promise turns to every request.
+ */
+function countsAtOnce(counter: RequestCounter): boolean {
+  let chars = 0;
+  for (const text of counter.collected) chars += text.length;
+  return chars <= ALWAYS_EXACT_CHARS;
+}
+
+function countCollected(adapter: ProviderAdapter, body: unknown, counter: RequestCounter, counts: number[]): InputTokenEstimate {
+  counter.replay(counts);
+  return inputEstimate(countRequest(adapter, body, counter), counter);
+}
+
+function countCollectedAtOnce(adapter: ProviderAdapter, body: unknown, counter: RequestCounter): InputTokenEstimate {
+  const counts: number[] = [];
+  for (const text of counter.collected) counts.push(countTextTokens(text, counter.encoding, counter.budget));
+  return countCollected(adapter, body, counter, counts);
+}
+
 /**
  * `estimateInputTokens` without stalling the event loop: the strings are counted in slices of
  * `estimateSliceMs` (default 4) with an event-loop turn between slices, within a budget of
@@ -66,19 +97,12 @@ export function estimateInputTokens(api: AdapterOrApi, body: unknown, model: str
  */
 export async function estimateInputTokensAsync(api: AdapterOrApi, body: unknown, model: string, options: EstimateOptions & { tokenizer?: TokenizerFamily } = {}): Promise<InputTokenEstimate> {
   const adapter = resolve(api);
-  const counter = newCounter(model, options, ASYNC_ESTIMATE_MS);
+  const counter = collectStrings(adapter, body, model, options);
+  if (countsAtOnce(counter)) return countCollectedAtOnce(adapter, body, counter);
   const slice = new TimeSlice(options.estimateSliceMs ?? ESTIMATE_SLICE_MS);
-  counter.collect();
-  countRequest(adapter, body, counter);
   const counts: number[] = [];
-  // A small prompt (the usual chat turn) is counted at once: it costs microseconds, is always exact
-  // (see ALWAYS_EXACT_CHARS), and awaiting each string would only add promise turns to every request.
-  let chars = 0;
-  for (const text of counter.collected) chars += text.length;
-  if (chars <= ALWAYS_EXACT_CHARS) for (const text of counter.collected) counts.push(countTextTokens(text, counter.encoding, counter.budget));
-  else for (const text of counter.collected) counts.push(await countTextTokensSliced(text, counter.encoding, counter.budget, slice));
-  counter.replay(counts);
-  return inputEstimate(countRequest(adapter, body, counter), counter);
+  for (const text of counter.collected) counts.push(await countTextTokensSliced(text, counter.encoding, counter.budget, slice));
+  return countCollected(adapter, body, counter, counts);
 }
 
 export interface EstimateRequestInput extends EstimateOptions {
@@ -111,6 +135,18 @@ export function estimateRequest(input: EstimateRequestInput): RequestEstimate {
 export async function estimateRequestAsync(input: EstimateRequestInput): Promise<RequestEstimate> {
   const { adapter, model, price } = pricedModel(input);
   return fullEstimate(input, adapter, model, price, await estimateInputTokensAsync(adapter, input.body, model, withTokenizer(input, price)));
+}
+
+/**
+ * What `estimateRequestAsync` resolves to, returned at once when the prompt is small enough to be
+ * counted without slices (the usual chat turn); undefined when it needs them (then run
+ * `estimateRequestAsync`). Throws as `estimateRequest` does.
+ */
+export function estimateRequestAtOnce(input: EstimateRequestInput): RequestEstimate | undefined {
+  const { adapter, model, price } = pricedModel(input);
+  const counter = collectStrings(adapter, input.body, model, withTokenizer(input, price));
+  if (!countsAtOnce(counter)) return undefined;
+  return fullEstimate(input, adapter, model, price, countCollectedAtOnce(adapter, input.body, counter));
 }
 
 function withTokenizer(input: EstimateRequestInput, price: ResolvedPrice): EstimateOptions & { tokenizer: TokenizerFamily } {

@@ -16,6 +16,7 @@ export {
   estimateInputTokensAsync,
   estimateRequest,
   estimateRequestAsync,
+  estimateRequestAtOnce,
   FALLBACK_MAX_OUTPUT_TOKENS,
   modelMaxOutputTokens,
   tokenizerFor,

@@ -175,6 +175,9 @@ export function openAiUsage(usage: Json): TokenUsage {
   };
 }
 
+/** Where a whole OpenAI-shaped answer (chat or Responses) carries its usage and model. */
+export const OPENAI_USAGE_FIELDS: readonly string[] = ['model', 'usage'];
+
 /** The usage of a whole OpenAI-shaped answer (chat or Responses), as an SDK returns it. */
 export function readOpenAiAnswer(response: unknown): ReportedUsage | undefined {
   if (!isObject(response) || !isObject(response.usage)) return undefined;

@@ -1,6 +1,8 @@
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import { ApiError, createPricing, UnknownModelError } from '@tollgate/core';
-import { estimateInputTokens, estimateInputTokensAsync, estimateRequest, estimateRequestAsync, preloadTokenizers, utf8Length } from '@tollgate/providers';
+import {
+  estimateInputTokens, estimateInputTokensAsync, estimateRequest, estimateRequestAsync, estimateRequestAtOnce, preloadTokenizers, utf8Length,
+} from '@tollgate/providers';
 import { countTokens as o200kCount } from 'gpt-tokenizer/encoding/o200k_base';
 
 const PLAIN = { disallowedSpecial: new Set<string>() };
@@ -120,5 +122,20 @@ describe('estimateRequestAsync', () => {
   it('rejects unknown models and bodies without a model', async () => {
     await expect(estimateRequestAsync({ api: 'openai.chat', body: { model: 'my-llm', messages: [] }, pricing })).rejects.toThrow(UnknownModelError);
     await expect(estimateRequestAsync({ api: 'openai.chat', body: { messages: [] }, pricing })).rejects.toThrow(ApiError);
+  });
+});
+
+describe('estimateRequestAtOnce', () => {
+  const pricing = createPricing();
+
+  it('returns at once what estimateRequestAsync resolves to for a usual chat turn, nothing for a prompt that needs slices', async () => {
+    const small = { ...chat('Say hello in one short sentence.'), tools: [{ type: 'function', function: { name: 'lookup', parameters: {} } }], max_tokens: 64 };
+    expect(estimateRequestAtOnce({ api: 'openai.chat', body: small, pricing })).toEqual(await estimateRequestAsync({ api: 'openai.chat', body: small, pricing }));
+    expect(estimateRequestAtOnce({ api: 'openai.chat', body: chat(prose(20_000)), pricing, ...NO_TIME_BOX })).toBeUndefined();
+  });
+
+  it('throws as estimateRequest does', () => {
+    expect(() => estimateRequestAtOnce({ api: 'openai.chat', body: { model: 'my-llm', messages: [] }, pricing })).toThrow(UnknownModelError);
+    expect(() => estimateRequestAtOnce({ api: 'openai.chat', body: { messages: [] }, pricing })).toThrow(ApiError);
   });
 });

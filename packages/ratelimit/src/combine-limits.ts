@@ -2,9 +2,16 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { TollgateError } from '@tollgate/core';
 import { batchLimitHeaders } from './rate-limit-headers.js';
-import { limitCheckOf, registerLimitCheck, runLimitCheck, type LimitCheck, type Verdict } from './limit-check.js';
+import { asPromise, attemptOf, isPending, limitCheckOf, registerLimitCheck, runLimitCheck, type LimitCheck, type Verdict } from './limit-check.js';
 
 const CODE = 'ERR_TG_RATELIMIT';
+
+/** An attempt that rejected (or threw): a bug, given back to the caller once the others are undone. */
+class Rejected {
+  constructor(readonly reason: unknown) {}
+}
+
+type Outcome = Verdict | Rejected;
 
 /**
  * Runs `tieredRateLimit`, `tokenRateLimit`, `concurrencyLimit` and `budgetGuard` middleware (any
@@ -30,35 +37,81 @@ export function combineLimits(...limiters: RequestHandler[]): RequestHandler {
     await Promise.all(verdicts.map((verdict, index) => (verdict.kind === 'allowed' ? checks[index]!.cancel(verdict.value) : undefined)));
   }
 
-  const combined: LimitCheck<unknown[], { by: number; value: unknown }> = {
+  type Refusal = { by: number; value: unknown };
+  type Denial = Extract<Verdict, { kind: 'denied' }>;
+
+  /** All allowed: answered at once. Otherwise `refusalOf` gives back what the allowing checks took. */
+  function verdictOf(outcomes: Outcome[]): Verdict<unknown[], Refusal> | Promise<Verdict<unknown[], Refusal>> {
+    const values = new Array<unknown>(outcomes.length);
+    for (let index = 0; index < outcomes.length; index++) {
+      const outcome = outcomes[index]!;
+      if (outcome instanceof Rejected || outcome.kind !== 'allowed') return refusalOf(outcomes);
+      values[index] = outcome.value;
+    }
+    return { kind: 'allowed', value: values };
+  }
+
+  async function refusalOf(outcomes: Outcome[]): Promise<Verdict<unknown[], Refusal>> {
+    const verdicts = outcomes.map((outcome): Verdict => (outcome instanceof Rejected ? { kind: 'unavailable' } : outcome));
+    const bug = outcomes.find((outcome) => outcome instanceof Rejected);
+    if (bug instanceof Rejected) {
+      await cancelAll(verdicts);
+      throw bug.reason;
+    }
+    const unavailable = verdicts.findIndex((verdict) => verdict.kind === 'unavailable');
+    if (unavailable >= 0) {
+      await cancelAll(verdicts);
+      return { kind: 'unavailable', by: unavailable };
+    }
+    // The refusal with the longest wait is the one to report.
+    let refusal: { by: number; verdict: Denial } | undefined;
+    verdicts.forEach((verdict, by) => {
+      if (verdict.kind !== 'denied') return;
+      if (!refusal || verdict.final || (!refusal.verdict.final && verdict.retryAfterMs > refusal.verdict.retryAfterMs)) refusal = { by, verdict };
+    });
+    await cancelAll(verdicts);
+    const { by, verdict } = refusal!;
+    return { kind: 'denied', value: { by, value: verdict.value }, retryAfterMs: verdict.retryAfterMs, ...(verdict.final ? { final: true } : {}) };
+  }
+
+  /**
+   * Every check's attempt, started together; the verdict at once when each answered at once (limits
+   * in process memory), else once the pending ones settled.
+   */
+  function attemptNow(req: Request, res: Response): Verdict<unknown[], Refusal> | Promise<Verdict<unknown[], Refusal>> {
+    const answers = new Array<Outcome | PromiseLike<Verdict>>(checks.length);
+    let pending = -1;
+    let pendingCount = 0;
+    for (let index = 0; index < checks.length; index++) {
+      let answer: Outcome | PromiseLike<Verdict>;
+      try {
+        answer = attemptOf(checks[index]!, req, res);
+      } catch (error) {
+        // An attempt that threw instead of rejecting: still a rejection, as every attempt's failure is.
+        answer = new Rejected(error);
+      }
+      if (isPending(answer)) {
+        pending = index;
+        pendingCount++;
+      }
+      answers[index] = answer;
+    }
+    if (pendingCount === 0) return verdictOf(answers as Outcome[]);
+    if (pendingCount === 1) {
+      const settle = (outcome: Outcome) => {
+        answers[pending] = outcome;
+        return verdictOf(answers as Outcome[]);
+      };
+      return Promise.resolve(answers[pending] as PromiseLike<Verdict>).then(settle, (error: unknown) => settle(new Rejected(error)));
+    }
+    return Promise.allSettled(answers).then((settled) => verdictOf(settled.map((outcome) => (outcome.status === 'fulfilled' ? outcome.value : new Rejected(outcome.reason)))));
+  }
+
+  const combined: LimitCheck<unknown[], Refusal> = {
     queue: undefined,
     queueId: (req) => checks.map((check) => check.queueId(req)).join('|'),
-    async attempt(req, res) {
-      const settled = await Promise.allSettled(checks.map((check) => check.attempt(req, res)));
-      const verdicts = settled.map((outcome): Verdict => (outcome.status === 'fulfilled' ? outcome.value : { kind: 'unavailable' }));
-      const bug = settled.find((outcome) => outcome.status === 'rejected');
-      if (bug?.status === 'rejected') {
-        await cancelAll(verdicts);
-        throw bug.reason;
-      }
-      const unavailable = verdicts.findIndex((verdict) => verdict.kind === 'unavailable');
-      if (unavailable >= 0) {
-        await cancelAll(verdicts);
-        return { kind: 'unavailable', by: unavailable };
-      }
-      // The refusal with the longest wait is the one to report.
-      let refusal: { by: number; verdict: Extract<Verdict, { kind: 'denied' }> } | undefined;
-      verdicts.forEach((verdict, by) => {
-        if (verdict.kind !== 'denied') return;
-        if (!refusal || verdict.final || (!refusal.verdict.final && verdict.retryAfterMs > refusal.verdict.retryAfterMs)) refusal = { by, verdict };
-      });
-      if (refusal) {
-        await cancelAll(verdicts);
-        const { by, verdict } = refusal;
-        return { kind: 'denied', value: { by, value: verdict.value }, retryAfterMs: verdict.retryAfterMs, ...(verdict.final ? { final: true } : {}) };
-      }
-      return { kind: 'allowed', value: verdicts.map((verdict) => (verdict as Extract<Verdict, { kind: 'allowed' }>).value) };
-    },
+    attempt: (req, res) => asPromise(attemptNow(req, res)),
+    attemptNow,
     async cancel(values) {
       await Promise.all(values.map((value, index) => checks[index]!.cancel(value)));
     },

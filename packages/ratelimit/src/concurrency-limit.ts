@@ -1,7 +1,7 @@
 // concurrencyLimit: at most N requests in flight per key or tenant, released on finish, close and error alike.
 import { randomUUID } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { ApiError, assertKnownOptions, getContext, parseDuration, renderApiError, TollgateError, type ReservationLedger, type TollgateStores } from '@tollgate/core';
+import { ApiError, assertKnownOptions, getContext, MemoryReservationLedger, parseDuration, renderApiError, TollgateError, unalteredMemoryStore, type ReservationLedger, type TollgateStores } from '@tollgate/core';
 import { resolveLayers, type TierLimit } from './limit-layers.js';
 import { StoreFailure, storeFailureHandling } from './store-failure.js';
 import type { CommonLimitOptions, WaitOptions } from './types.js';
@@ -94,7 +94,7 @@ function ledgerSlots(ledger: ReservationLedger, ttlMs: number): SlotCounter {
 /** Limits the requests in flight at once per caller; a slot is released exactly once, however the response ends. */
 export function concurrencyLimit(options: ConcurrencyLimitOptions = {}): RequestHandler {
   assertKnownOptions(options, OPTION_NAMES, `${CODE}_UNKNOWN_OPTION`, FACTORY);
-  const failures = storeFailureHandling(options, FACTORY, CODE);
+  const failures = storeFailureHandling(options, FACTORY, CODE, !options.stores || unalteredMemoryStore(options.stores.ledger, MemoryReservationLedger, ['reserve', 'settle', 'release']) !== undefined);
   const renderError = options.renderError ?? renderApiError;
   const prefix = options.prefix ?? 'tg:inflight:';
   let ttlMs: number;

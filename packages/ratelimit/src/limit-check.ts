@@ -17,27 +17,77 @@ export interface LimitCheck<A = unknown, D = unknown> extends PreCallCheck<A, D,
    * counts in the stores' own fixed windows, so its store call joins the others' in one Redis call.
    */
   combined?(): LimitCheck<A, D>;
+  /**
+   * The same attempt, answered without a promise when it had nothing to wait for (counters in
+   * process memory); `runLimitCheck` and `combineLimits` prefer it. Throws only bugs, as `attempt` rejects.
+   */
+  attemptNow?(req: Request, res: Response): Verdict<A, D> | Promise<Verdict<A, D>>;
 }
 
 const CHECKS = new WeakMap<RequestHandler, LimitCheck>();
 
+const fulfilledAlone = <T>(value: T): PromiseSettledResult<T>[] => [{ status: 'fulfilled', value }];
+const rejectedAlone = (reason: unknown): PromiseSettledResult<never>[] => [{ status: 'rejected', reason }];
+
+/** `Promise.allSettled`, with one promise (one layer, one check: the usual case) settled without its bookkeeping. */
+export function settleAll<T>(promises: Promise<T>[]): Promise<PromiseSettledResult<T>[]> {
+  if (promises.length !== 1) return Promise.allSettled(promises);
+  return promises[0]!.then<PromiseSettledResult<T>[], PromiseSettledResult<T>[]>(fulfilledAlone, rejectedAlone);
+}
+
+const DONE: Promise<void> = Promise.resolve();
+
+/** True when an attempt answered with a promise (or another thenable), not with its verdict. */
+export function isPending<T>(answer: T | PromiseLike<T>): answer is PromiseLike<T> {
+  return typeof (answer as PromiseLike<T> | undefined)?.then === 'function';
+}
+
+/** An attempt's answer as `attempt` promises it. */
+export function asPromise<T>(answer: T | Promise<T>): Promise<T> {
+  return answer instanceof Promise ? answer : Promise.resolve(answer);
+}
+
+/** A check's attempt, at once where the check can answer at once. */
+export function attemptOf<A, D>(check: LimitCheck<A, D>, req: Request, res: Response): Verdict<A, D> | Promise<Verdict<A, D>> {
+  return check.attemptNow ? check.attemptNow(req, res) : check.attempt(req, res);
+}
+
 /** Runs a check for one request: wait if configured, then answer or call next(). */
-export async function runLimitCheck<A, D>(check: LimitCheck<A, D>, req: Request, res: Response, next: NextFunction): Promise<void> {
+export function runLimitCheck<A, D>(check: LimitCheck<A, D>, req: Request, res: Response, next: NextFunction): Promise<void> {
+  if (check.queue) return runWaiting(check, check.queue, req, res, next);
+  let attempt: Verdict<A, D> | PromiseLike<Verdict<A, D>>;
   try {
-    let verdict: Verdict<A, D> | undefined;
-    let waitedMs: number | undefined;
-    if (check.queue) {
-      const outcome = await check.queue.run<Verdict<A, D>>(check.queueId(req), res, async () => {
-        const attempt = await check.attempt(req, res);
-        return attempt.kind === 'denied' && !attempt.final ? { ok: false, value: attempt, retryAfterMs: attempt.retryAfterMs } : { ok: true, value: attempt };
-      });
-      if (outcome.status === 'aborted') return;
-      waitedMs = outcome.waitedMs;
-      if (!res.headersSent) res.setHeader(QUEUE_HEADER, String(waitedMs));
-      verdict = outcome.value;
-    } else {
-      verdict = await check.attempt(req, res);
-    }
+    attempt = attemptOf(check, req, res);
+  } catch (error) {
+    next(error);
+    return DONE;
+  }
+  if (!isPending(attempt)) {
+    answer(check, req, res, next, attempt, undefined);
+    return DONE;
+  }
+  return Promise.resolve(attempt).then((verdict) => answer(check, req, res, next, verdict, undefined), next);
+}
+
+async function runWaiting<A, D>(check: LimitCheck<A, D>, queue: WaitQueue, req: Request, res: Response, next: NextFunction): Promise<void> {
+  let outcome;
+  try {
+    outcome = await queue.run<Verdict<A, D>>(check.queueId(req), res, async () => {
+      const attempt = await check.attempt(req, res);
+      return attempt.kind === 'denied' && !attempt.final ? { ok: false, value: attempt, retryAfterMs: attempt.retryAfterMs } : { ok: true, value: attempt };
+    });
+  } catch (error) {
+    next(error);
+    return;
+  }
+  if (outcome.status === 'aborted') return;
+  if (!res.headersSent) res.setHeader(QUEUE_HEADER, String(outcome.waitedMs));
+  answer(check, req, res, next, outcome.value, outcome.waitedMs);
+}
+
+/** Answers the verdict (undefined: a waiting request never got to try), or commits and calls next(). */
+function answer<A, D>(check: LimitCheck<A, D>, req: Request, res: Response, next: NextFunction, verdict: Verdict<A, D> | undefined, waitedMs: number | undefined): void {
+  try {
     if (verdict === undefined) check.refuse(req, res, undefined, waitedMs);
     else if (verdict.kind === 'unavailable') check.unavailable(req, res, verdict.by);
     else if (verdict.kind === 'denied') check.refuse(req, res, verdict.value, waitedMs);

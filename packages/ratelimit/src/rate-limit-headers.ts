@@ -65,14 +65,21 @@ export function retryAfterSeconds(ms: number): number {
   return Math.max(1, Math.ceil(ms / 1000));
 }
 
+/** Milliseconds as a decimal fraction of a second without trailing zeros: 500 is `.5`, 50 is `.05`, 0 is ''. */
+function fraction(ms: number): string {
+  if (ms === 0) return '';
+  if (ms % 100 === 0) return `.${ms / 100}`;
+  if (ms % 10 === 0) return ms < 100 ? `.0${ms / 10}` : `.${ms / 10}`;
+  return ms < 10 ? `.00${ms}` : ms < 100 ? `.0${ms}` : `.${ms}`;
+}
+
 /** A duration the way OpenAI writes it (Go style): `20ms`, `1s`, `1.5s`, `6m0s`, `1h2m3s`. */
 export function openAiDuration(ms: number): string {
   const total = Math.max(0, Math.round(ms));
   if (total < 1000) return `${total}ms`;
   const hours = Math.floor(total / 3_600_000);
   const minutes = Math.floor((total % 3_600_000) / 60_000);
-  const seconds = (total % 60_000) / 1000;
-  const secondsText = `${Number(seconds.toFixed(3))}s`;
+  const secondsText = `${Math.floor((total % 60_000) / 1000)}${fraction(total % 1000)}s`;
   if (hours > 0) return `${hours}h${minutes}m${secondsText}`;
   if (minutes > 0) return `${minutes}m${secondsText}`;
   return secondsText;
@@ -85,19 +92,55 @@ export function describeWindow(windowMs: number): string {
   return windowMs % 1000 === 0 ? `${windowMs / 1000} s` : `${windowMs} ms`;
 }
 
+const HEADER_NAMES = {
+  requests: { limit: 'x-ratelimit-limit-requests', remaining: 'x-ratelimit-remaining-requests', reset: 'x-ratelimit-reset-requests' },
+  tokens: { limit: 'x-ratelimit-limit-tokens', remaining: 'x-ratelimit-remaining-tokens', reset: 'x-ratelimit-reset-tokens' },
+} as const;
+
+/** A kind's policy text for one limit and window, kept while they stay the same (they rarely change between requests). */
+interface PolicyText {
+  limit: number;
+  windowMs: number;
+  /** `String(limit)` */
+  limitText: string;
+  /** `"requests";q=60;w=60` */
+  policy: string;
+}
+
+const lastPolicy: Record<QuotaKind, PolicyText | undefined> = { requests: undefined, tokens: undefined };
+
+function policyTextOf(report: LimitReport): PolicyText {
+  const last = lastPolicy[report.kind];
+  if (last && last.limit === report.limit && last.windowMs === report.windowMs) return last;
+  const limitText = String(report.limit);
+  const text = { limit: report.limit, windowMs: report.windowMs, limitText, policy: `"${report.kind}";q=${limitText};w=${Math.ceil(report.windowMs / 1000)}` };
+  lastPolicy[report.kind] = text;
+  return text;
+}
+
+/** Writes one kind's OpenAI headers; returns its policy text for the IETF headers. */
+function writeKindHeaders(res: ServerResponse, report: LimitReport, now: number): PolicyText {
+  const names = HEADER_NAMES[report.kind];
+  const policy = policyTextOf(report);
+  res.setHeader(names.limit, policy.limitText);
+  res.setHeader(names.remaining, String(report.remaining));
+  res.setHeader(names.reset, openAiDuration(report.resetAt - now));
+  return policy;
+}
+
+const KINDS: readonly QuotaKind[] = ['requests', 'tokens'];
+
 function writeHeaders(res: ServerResponse, reports: ResponseReports): void {
   const now = Date.now();
   let policies = '';
   let states = '';
-  for (const report of [reports.requests, reports.tokens]) {
+  for (const kind of KINDS) {
+    const report = reports[kind];
     if (!report) continue;
-    const kind = report.kind;
-    const separator = policies === '' ? '' : ', ';
-    policies += `${separator}"${kind}";q=${report.limit};w=${Math.ceil(report.windowMs / 1000)}`;
-    states += `${separator}"${kind}";r=${report.remaining};t=${secondsUntil(report.resetAt, now)}`;
-    res.setHeader(`x-ratelimit-limit-${kind}`, String(report.limit));
-    res.setHeader(`x-ratelimit-remaining-${kind}`, String(report.remaining));
-    res.setHeader(`x-ratelimit-reset-${kind}`, openAiDuration(report.resetAt - now));
+    const { policy } = writeKindHeaders(res, report, now);
+    const state = `"${kind}";r=${report.remaining};t=${secondsUntil(report.resetAt, now)}`;
+    policies = policies === '' ? policy : `${policies}, ${policy}`;
+    states = states === '' ? state : `${states}, ${state}`;
   }
   res.setHeader('RateLimit-Policy', policies);
   res.setHeader('RateLimit', states);

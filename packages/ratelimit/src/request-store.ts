@@ -1,5 +1,5 @@
-// The express-rate-limit store of one request layer: rate-limit-redis on Redis stores (the stores' own fixed windows when combined), its MemoryStore otherwise.
-import { MemoryStore, type IncrementResponse, type Options as RateLimitOptions, type Store } from 'express-rate-limit';
+// The express-rate-limit store of one request layer: rate-limit-redis on Redis stores (the stores' own fixed windows when combined), process memory otherwise.
+import type { ClientRateLimitInfo, IncrementResponse, Options as RateLimitOptions, Store } from 'express-rate-limit';
 import { RedisStore, type RedisReply } from 'rate-limit-redis';
 import type { StoreFailureHandling } from './store-failure.js';
 import type { FixedWindowCounter, StoresWithCommands } from './types.js';
@@ -21,25 +21,95 @@ class RecoveringRedisStore extends RedisStore {
 }
 
 /**
+ * Fixed windows in this process, each opened by its key's first hit, as express-rate-limit's
+ * MemoryStore keeps them, but answering at once: inside combineLimits a layer on it is counted
+ * without a promise (express-rate-limit takes a store's plain answers too). Keys unused for a
+ * whole window are dropped in bulk: every `windowMs` the live map becomes the old one.
+ */
+class ProcessWindowStore implements Store {
+  readonly localKeys = true;
+  #current = new Map<string, ClientRateLimitInfo>();
+  #previous = new Map<string, ClientRateLimitInfo>();
+  readonly #timer: NodeJS.Timeout;
+
+  constructor(private readonly windowMs: number) {
+    this.#timer = setInterval(() => {
+      this.#previous = this.#current;
+      this.#current = new Map();
+    }, windowMs);
+    // Forgetting old windows must never keep a process alive.
+    this.#timer.unref();
+  }
+
+  /** The key's window, moved to the live map; a new one when it had none. */
+  #windowOf(key: string, now: number): ClientRateLimitInfo {
+    let window = this.#current.get(key);
+    if (window) return window;
+    window = this.#previous.get(key);
+    if (window) this.#previous.delete(key);
+    else window = { totalHits: 0, resetTime: new Date(now + this.windowMs) };
+    this.#current.set(key, window);
+    return window;
+  }
+
+  /** Counts a hit; the answer is the key's live window (read it before the next hit). */
+  increment(key: string): ClientRateLimitInfo {
+    const now = Date.now();
+    const window = this.#windowOf(key, now);
+    if (window.resetTime!.getTime() <= now) {
+      window.totalHits = 0;
+      window.resetTime = new Date(now + this.windowMs);
+    }
+    window.totalHits++;
+    return window;
+  }
+
+  get(key: string): ClientRateLimitInfo | undefined {
+    const window = this.#current.get(key) ?? this.#previous.get(key);
+    return window && window.resetTime!.getTime() > Date.now() ? window : undefined;
+  }
+
+  decrement(key: string): void {
+    const window = this.#windowOf(key, Date.now());
+    if (window.totalHits > 0) window.totalHits--;
+  }
+
+  resetKey(key: string): void {
+    this.#current.delete(key);
+    this.#previous.delete(key);
+  }
+
+  resetAll(): void {
+    this.#current.clear();
+    this.#previous.clear();
+  }
+
+  shutdown(): void {
+    clearInterval(this.#timer);
+    this.resetAll();
+  }
+}
+
+function asIncrementResponse({ hits, resetAt }: { hits: number; resetAt: number }): IncrementResponse {
+  return { totalHits: hits, resetTime: new Date(resetAt) };
+}
+
+/**
  * The same fixed window as rate-limit-redis, in the same keys, counted by the stores' own script:
  * inside combineLimits its call joins the token limit's and the budget's in one Redis call.
  */
 class FixedWindowStore implements Store {
   readonly localKeys = false;
-  #windowMs = 60_000;
 
   constructor(
     private readonly windows: FixedWindowCounter,
     readonly prefix: string,
+    // Known up front: inside combineLimits the layer is counted without express-rate-limit, which would call init.
+    private readonly windowMs: number,
   ) {}
 
-  init(options: RateLimitOptions): void {
-    this.#windowMs = options.windowMs;
-  }
-
-  async increment(key: string): Promise<IncrementResponse> {
-    const { hits, resetAt } = await this.windows.hit(this.prefix + key, this.#windowMs);
-    return { totalHits: hits, resetTime: new Date(resetAt) };
+  increment(key: string): Promise<IncrementResponse> {
+    return this.windows.hit(this.prefix + key, this.windowMs).then(asIncrementResponse);
   }
 
   decrement(key: string): Promise<void> {
@@ -70,8 +140,14 @@ class DeadlineStore implements Store {
   }
 
   increment(key: string): Promise<IncrementResponse> {
+    let counted: Promise<IncrementResponse>;
+    try {
+      counted = Promise.resolve(this.#inner.increment(key));
+    } catch (error) {
+      counted = Promise.reject(error);
+    }
     // A hit that lands after the deadline is given back: the request was answered without it.
-    return this.#failures.callOrUndo('increment', Promise.resolve().then(() => this.#inner.increment(key)), () => this.#inner.decrement(key));
+    return this.#failures.callOrUndo('increment', counted, () => this.#inner.decrement(key));
   }
 
   async decrement(key: string): Promise<void> {
@@ -89,14 +165,15 @@ class DeadlineStore implements Store {
 
 /**
  * `combined`: the layer runs inside combineLimits, where stores that keep fixed windows count
- * them (one call with the other checks); mounted alone it stays on rate-limit-redis.
+ * them (one call with the other checks); mounted alone it stays on rate-limit-redis. Windows in
+ * process memory get no deadline: they answer at once and have nothing to fail.
  */
-export function createRequestStore(stores: StoresWithCommands | undefined, prefix: string, failures: StoreFailureHandling, combined = false): Store {
+export function createRequestStore(stores: StoresWithCommands | undefined, prefix: string, failures: StoreFailureHandling, windowMs: number, combined = false): Store {
   const sendCommand = stores?.sendCommand?.bind(stores);
   let inner: Store;
-  if (combined && stores?.fixedWindow) inner = new FixedWindowStore(stores.fixedWindow, prefix);
+  if (combined && stores?.fixedWindow) inner = new FixedWindowStore(stores.fixedWindow, prefix, windowMs);
   else if (sendCommand) inner = new RecoveringRedisStore({ prefix, sendCommand: (...args: string[]) => sendCommand(args) as Promise<RedisReply> });
-  else inner = new MemoryStore();
+  else return new ProcessWindowStore(windowMs);
   return new DeadlineStore(inner, prefix, failures);
 }
 

@@ -41,7 +41,13 @@ function throttledWarning(middleware: string): (error: unknown) => void {
   };
 }
 
-export function storeFailureHandling(options: CommonLimitOptions, middleware: string, codePrefix: string): StoreFailureHandling {
+/**
+ * `inProcess`: the stores live in this process's memory. They answer at once (nothing to time out,
+ * and nothing lands late), so their calls run without a deadline; their errors are still store failures.
+ * Stores whose own deadline (`timeoutMs`, as @tollgate/redis's have) is no longer than the
+ * limiter's get none added either: theirs always fails a stalled call first.
+ */
+export function storeFailureHandling(options: CommonLimitOptions, middleware: string, codePrefix: string, inProcess = false): StoreFailureHandling {
   const policy = options.onStoreFailure ?? 'failClosed';
   if (!POLICIES.includes(policy)) {
     throw new TollgateError(`${codePrefix}_INVALID_POLICY`, `${middleware}() onStoreFailure must be "failOpen" or "failClosed"; got ${JSON.stringify(policy)}`);
@@ -53,21 +59,23 @@ export function storeFailureHandling(options: CommonLimitOptions, middleware: st
     throw new TollgateError(`${codePrefix}_INVALID_TIMEOUT`, (error as Error).message.replace(/ \(ERR_.*$/, ''), { cause: error });
   }
   const onStoreError = options.onStoreError ?? throttledWarning(middleware);
+  const storesTimeoutMs = (options as { stores?: { timeoutMs?: unknown } }).stores?.timeoutMs;
+  const bounded = inProcess || (typeof storesTimeoutMs === 'number' && storesTimeoutMs > 0 && storesTimeoutMs <= timeoutMs);
   return {
     policy,
     timeoutMs,
     // Plain promise chains, not async functions: every request makes several of these calls,
     // and each async frame is one more promise and resumption.
     call(operation, promise) {
-      return withTimeout(promise, timeoutMs, operation).catch((error: unknown) => {
+      return (bounded ? promise : withTimeout(promise, timeoutMs, operation)).catch((error: unknown) => {
         throw error instanceof StoreFailure ? error : new StoreFailure(operation, error);
       });
     },
     callOrUndo(operation, promise, undo) {
-      return this.call(operation, promise).catch((error: unknown) => {
+      return (bounded ? promise : withTimeout(promise, timeoutMs, operation)).catch((error: unknown) => {
         // Runs only if the call lands after all (a stalled Redis that answers late); never throws.
         promise.then(undo).catch((late: unknown) => this.report(new StoreFailure(`${operation} give-back`, late)));
-        throw error;
+        throw error instanceof StoreFailure ? error : new StoreFailure(operation, error);
       });
     },
     report(error) {

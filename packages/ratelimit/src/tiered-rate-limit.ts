@@ -1,21 +1,22 @@
-// tieredRateLimit: requests per window per tier, in layers (global, tenant, key), on express-rate-limit.
+// tieredRateLimit: requests per window per tier, in layers (global, tenant, key), on express-rate-limit (counted directly when combined).
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { rateLimit, type RateLimitInfo, type RateLimitRequestHandler, type Store } from 'express-rate-limit';
+import { rateLimit, type IncrementResponse, type RateLimitInfo, type RateLimitRequestHandler, type Store } from 'express-rate-limit';
 import { assertKnownOptions, renderApiError } from '@tollgate/core';
 import { LAYER_OPTION_NAMES, resolveLayers, type LimitLayer, type LimitLayerOptions } from './limit-layers.js';
-import { mostRestrictive, refuseOverLimit, reportLimit, type LimitReport } from './rate-limit-headers.js';
+import { isMoreRestrictive, mostRestrictive, refuseOverLimit, reportLimit, type LimitReport } from './rate-limit-headers.js';
 import { countsApartWhenCombined, createRequestStore } from './request-store.js';
 import { StoreFailure, storeFailureHandling } from './store-failure.js';
 import type { CommonLimitOptions, StoresWithCommands, WaitOptions } from './types.js';
-import { registerLimitCheck, runLimitCheck, type LimitCheck } from './limit-check.js';
+import { asPromise, registerLimitCheck, runLimitCheck, type LimitCheck, type Verdict } from './limit-check.js';
 import { resolveWaitOptions, WaitQueue } from './wait-queue.js';
 
 export interface TieredRateLimitOptions extends CommonLimitOptions, LimitLayerOptions {
   /**
    * Shared stores. Stores with `sendCommand` (from `@tollgate/redis`) count in Redis through
    * rate-limit-redis, so every process shares the limits; otherwise each process counts in
-   * express-rate-limit's MemoryStore. Inside `combineLimits`, Redis stores count the same fixed
-   * windows in the same keys with their own script, so the whole check is one Redis call.
+   * its own memory (fixed windows, as express-rate-limit's MemoryStore keeps them). Inside
+   * `combineLimits`, Redis stores count the same fixed windows in the same keys with their own
+   * script, so the whole check is one Redis call.
    * @default process memory
    */
   stores?: StoresWithCommands;
@@ -42,24 +43,39 @@ const FACTORY = 'tieredRateLimit';
 let instances = 0;
 
 interface RequestLayer extends LimitLayer {
+  /** The counter id in the store: the layer's id, behind its slot's hash tag on Redis Cluster. */
+  readonly storeKeyOf: (req: Request) => string;
   readonly store: Store;
-  readonly limiter: RateLimitRequestHandler;
+  /** The layer on express-rate-limit; absent where it is only counted inside combineLimits. */
+  readonly limiter: RateLimitRequestHandler | undefined;
   readonly infoProperty: string;
 }
 
+/** Where a layer stands after counting this request. */
+interface LayerCount {
+  /** The key the hit was counted under, to give it back. */
+  key: string;
+  limit: number;
+  remaining: number;
+  /** Epoch ms; undefined from a store that does not say. */
+  resetAt: number | undefined;
+}
+
+type RequestVerdict = Verdict<LayerOutcome[], LimitReport[]>;
+
 type LayerOutcome =
-  | { layer: RequestLayer; state: 'allowed' | 'denied'; info: RateLimitInfo }
+  | { layer: RequestLayer; state: 'allowed' | 'denied'; count: LayerCount }
   /** The store failed and failOpen let the layer pass uncounted. */
   | { layer: RequestLayer; state: 'skipped' }
   | { layer: RequestLayer; state: 'error'; error: unknown };
 
-function toReport(layer: RequestLayer, info: RateLimitInfo, denied: boolean): LimitReport {
+function toReport(layer: RequestLayer, count: LayerCount, denied: boolean): LimitReport {
   return {
     kind: 'requests',
     layer: layer.name,
-    limit: info.limit,
-    remaining: info.remaining,
-    resetAt: info.resetTime?.getTime() ?? Date.now() + layer.windowMs,
+    limit: count.limit,
+    remaining: count.remaining,
+    resetAt: count.resetAt ?? Date.now() + layer.windowMs,
     windowMs: layer.windowMs,
     denied,
   };
@@ -86,18 +102,28 @@ export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHa
   // On Redis Cluster a counter sits on the slot of whom it counts (the key, the tenant, global).
   const slotTag = options.stores?.slotTag?.bind(options.stores);
 
-  /** Each layer on express-rate-limit; `combined` layers count in the stores' fixed windows when they keep them. */
+  /** A store error the policy let through (failOpen): reported, and the layer passes uncounted. */
+  function reportPassedStoreError(error: unknown): void {
+    if (error instanceof StoreFailure) failures.report(error);
+    else process.emitWarning(`tollgate ${FACTORY}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+
+  /**
+   * Each layer with its store. Mounted alone a layer runs on express-rate-limit; inside combineLimits
+   * (`combined`) it is counted in the same store directly, and stores that keep fixed windows count them.
+   */
   function requestLayers(combined: boolean): RequestLayer[] {
     return resolved.map((layer, index) => {
-      const store = createRequestStore(options.stores, `${prefix}${layer.name}:`, failures, combined);
+      const store = createRequestStore(options.stores, `${prefix}${layer.name}:`, failures, layer.windowMs, combined);
       const infoProperty = `tollgateRateLimit${instance}_${combined ? 'c' : ''}${index}`;
-      const limiter = rateLimit({
+      const storeKeyOf = slotTag ? (req: Request) => {
+        const id = layer.keyOf(req);
+        return slotTag(id) + id;
+      } : layer.keyOf;
+      const limiter = combined ? undefined : rateLimit({
         windowMs: layer.windowMs,
         limit: (req) => layer.limitOf(req),
-        keyGenerator: slotTag ? (req) => {
-          const id = layer.keyOf(req);
-          return slotTag(id) + id;
-        } : (req) => layer.keyOf(req),
+        keyGenerator: storeKeyOf,
         store,
         requestPropertyName: infoProperty,
         // Headers are written once for all layers (only the most restrictive), with OpenAI's beside them.
@@ -108,29 +134,67 @@ export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHa
         handler: () => undefined,
         logger: {
           warn: (error: unknown) => process.emitWarning(`tollgate ${FACTORY}: ${String(error)}`),
-          error: (error: unknown) => {
-            if (error instanceof StoreFailure) failures.report(error);
-            else process.emitWarning(`tollgate ${FACTORY}: ${error instanceof Error ? error.message : String(error)}`);
-          },
+          error: reportPassedStoreError,
         },
         // A waiting request is counted again when it retries; that is intended, not a double count.
         validate: { singleCount: queue === undefined },
       });
-      return { ...layer, store, limiter, infoProperty };
+      return { ...layer, storeKeyOf, store, limiter, infoProperty };
     });
   }
 
-  async function countLayer(layer: RequestLayer, req: Request, res: Response): Promise<LayerOutcome> {
+  /** Counts a layer through express-rate-limit (a limiter mounted alone). */
+  async function countWithLimiter(layer: RequestLayer, req: Request, res: Response): Promise<LayerOutcome> {
     let passed = false;
     let failure: unknown;
-    await layer.limiter(req, res, (error?: unknown) => {
+    await layer.limiter!(req, res, (error?: unknown) => {
       passed = true;
       failure = error;
     });
     if (failure !== undefined) return { layer, state: 'error', error: failure };
     const info = (req as unknown as Record<string, RateLimitInfo | undefined>)[layer.infoProperty];
     if (!info) return { layer, state: 'skipped' };
-    return { layer, state: passed ? 'allowed' : 'denied', info };
+    const count = { key: info.key, limit: info.limit, remaining: info.remaining, resetAt: info.resetTime?.getTime() };
+    return { layer, state: passed ? 'allowed' : 'denied', count };
+  }
+
+  /**
+   * Counts a layer in its store directly, as express-rate-limit would (inside combineLimits): the hit
+   * first, then the limit; more hits than the limit refuse; a store error passes under failOpen.
+   * A store that answers at once (process memory) is counted without a promise.
+   */
+  function countDirectly(layer: RequestLayer, req: Request): LayerOutcome | Promise<LayerOutcome> {
+    let key: string;
+    let counted: IncrementResponse | Promise<IncrementResponse>;
+    try {
+      key = layer.storeKeyOf(req);
+    } catch (error) {
+      return { layer, state: 'error', error };
+    }
+    try {
+      counted = layer.store.increment(key);
+    } catch (error) {
+      return storeErrorOutcome(layer, error);
+    }
+    if (counted instanceof Promise) return counted.then((answer) => outcomeOf(layer, req, key, answer), (error: unknown) => storeErrorOutcome(layer, error));
+    return outcomeOf(layer, req, key, counted);
+  }
+
+  function storeErrorOutcome(layer: RequestLayer, error: unknown): LayerOutcome {
+    if (failures.policy !== 'failOpen') return { layer, state: 'error', error };
+    reportPassedStoreError(error);
+    return { layer, state: 'skipped' };
+  }
+
+  function outcomeOf(layer: RequestLayer, req: Request, key: string, counted: IncrementResponse): LayerOutcome {
+    const hits = counted.totalHits;
+    const resetAt = counted.resetTime?.getTime();
+    try {
+      const limit = layer.limitOf(req);
+      return { layer, state: hits > limit ? 'denied' : 'allowed', count: { key, limit, remaining: Math.max(limit - hits, 0), resetAt } };
+    } catch (error) {
+      return { layer, state: 'error', error };
+    }
   }
 
   /** Gives a hit back to the layers that allowed a request that was refused after all. */
@@ -138,51 +202,77 @@ export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHa
     await Promise.all(outcomes.map(async (outcome) => {
       if (outcome.state !== 'allowed') return;
       try {
-        await outcome.layer.store.decrement(outcome.info.key);
+        await outcome.layer.store.decrement(outcome.count.key);
       } catch (error) {
         failures.report(error);
       }
     }));
   }
 
+  function reportOf(outcome: LayerOutcome): LimitReport | undefined {
+    return outcome.state === 'allowed' || outcome.state === 'denied' ? toReport(outcome.layer, outcome.count, outcome.state === 'denied') : undefined;
+  }
+
   function reportsOf(outcomes: LayerOutcome[]): LimitReport[] {
     const reports: LimitReport[] = [];
     for (const outcome of outcomes) {
-      if (outcome.state === 'allowed' || outcome.state === 'denied') reports.push(toReport(outcome.layer, outcome.info, outcome.state === 'denied'));
+      const report = reportOf(outcome);
+      if (report) reports.push(report);
     }
     return reports;
   }
 
-  function requestCheck(layers: RequestLayer[]): LimitCheck<LayerOutcome[], LimitReport[]> {
+  function countWithLimiters(layers: RequestLayer[], req: Request, res: Response): Promise<LayerOutcome[]> {
+    // A retry after waiting must not read the last attempt's info. Only then is there anything to
+    // delete: \`delete\` on a fresh request would switch it to slow (dictionary) properties.
+    for (const layer of layers) if (layer.infoProperty in req) delete (req as unknown as Record<string, unknown>)[layer.infoProperty];
+    return Promise.all(layers.map((layer) => countWithLimiter(layer, req, res)));
+  }
+
+  /** The verdict on the counted layers. Allowed is answered at once; the rest first give back what was counted. */
+  function verdictOf(outcomes: LayerOutcome[]): RequestVerdict | Promise<RequestVerdict> {
+    for (const outcome of outcomes) if (outcome.state === 'error' || outcome.state === 'denied') return refusalOf(outcomes);
+    return { kind: 'allowed', value: outcomes };
+  }
+
+  async function refusalOf(outcomes: LayerOutcome[]): Promise<RequestVerdict> {
+    const bug = outcomes.find((o) => o.state === 'error' && !(o.error instanceof StoreFailure));
+    if (bug?.state === 'error') {
+      await giveBack(outcomes);
+      throw bug.error;
+    }
+    const failed = outcomes.find((o) => o.state === 'error');
+    if (failed?.state === 'error') {
+      failures.report(failed.error);
+      await giveBack(outcomes);
+      return { kind: 'unavailable' };
+    }
+    const denied = reportsOf(outcomes).filter((r) => r.denied);
+    await giveBack(outcomes);
+    const retryAfterMs = Math.max(0, ...denied.map((r) => r.resetAt - Date.now()));
+    return { kind: 'denied', value: denied, retryAfterMs };
+  }
+
+  function requestCheck(layers: RequestLayer[], combined: boolean): LimitCheck<LayerOutcome[], LimitReport[]> {
+    function attemptNow(req: Request, res: Response): RequestVerdict | Promise<RequestVerdict> {
+      if (!combined) return countWithLimiters(layers, req, res).then(verdictOf);
+      // Started together: pipelined into one round trip (one script bundle, combined on Redis stores).
+      const counts = layers.map((layer) => countDirectly(layer, req));
+      // Windows in process memory answer at once: nothing to wait for.
+      return counts.some((count) => count instanceof Promise) ? Promise.all(counts).then(verdictOf) : verdictOf(counts as LayerOutcome[]);
+    }
     return {
       queue,
       queueId: (req) => layers.map((layer) => layer.keyOf(req)).join('|'),
-      async attempt(req, res) {
-        // A retry after waiting must not read the last attempt's info. Only then is there anything to
-        // delete: \`delete\` on a fresh request would switch it to slow (dictionary) properties.
-        for (const layer of layers) if (layer.infoProperty in req) delete (req as unknown as Record<string, unknown>)[layer.infoProperty];
-        // Started together: pipelined into one round trip (one script bundle, combined on Redis stores).
-        const outcomes = await Promise.all(layers.map((layer) => countLayer(layer, req, res)));
-        const bug = outcomes.find((o) => o.state === 'error' && !(o.error instanceof StoreFailure));
-        if (bug?.state === 'error') {
-          await giveBack(outcomes);
-          throw bug.error;
-        }
-        const failed = outcomes.find((o) => o.state === 'error');
-        if (failed?.state === 'error') {
-          failures.report(failed.error);
-          await giveBack(outcomes);
-          return { kind: 'unavailable' };
-        }
-        const denied = reportsOf(outcomes).filter((r) => r.denied);
-        if (denied.length === 0) return { kind: 'allowed', value: outcomes };
-        await giveBack(outcomes);
-        const retryAfterMs = Math.max(0, ...denied.map((r) => r.resetAt - Date.now()));
-        return { kind: 'denied', value: denied, retryAfterMs };
-      },
+      attempt: (req, res) => asPromise(attemptNow(req, res)),
+      attemptNow,
       cancel: giveBack,
       commit(_req, res, outcomes) {
-        const winner = mostRestrictive(reportsOf(outcomes));
+        let winner: LimitReport | undefined;
+        for (const outcome of outcomes) {
+          const report = reportOf(outcome);
+          if (report && (!winner || isMoreRestrictive(report, winner))) winner = report;
+        }
         if (winner) reportLimit(res, winner);
       },
       refuse(req, res, denied, waitedMs) {
@@ -195,11 +285,11 @@ export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHa
     };
   }
 
-  const check = requestCheck(requestLayers(false));
-  if (countsApartWhenCombined(options.stores)) {
-    let combined: LimitCheck<LayerOutcome[], LimitReport[]> | undefined;
-    check.combined = () => (combined ??= requestCheck(requestLayers(true)));
-  }
+  const layers = requestLayers(false);
+  const check = requestCheck(layers, false);
+  // Combined, the layers count in the same stores (the same counters as alone), or in the stores' fixed windows.
+  let combined: LimitCheck<LayerOutcome[], LimitReport[]> | undefined;
+  check.combined = () => (combined ??= requestCheck(countsApartWhenCombined(options.stores) ? requestLayers(true) : layers, true));
 
   return registerLimitCheck(function tieredRateLimitMiddleware(req: Request, res: Response, next: NextFunction): Promise<void> {
     return runLimitCheck(check, req, res, next);

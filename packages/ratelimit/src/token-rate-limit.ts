@@ -1,11 +1,14 @@
 // tokenRateLimit: tokens per window per key, tenant or tier; reserves the estimate, settles to the real usage.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { ApiError, assertKnownOptions, createMemoryStores, getContext, renderApiError, type TollgateStores, type UsageRecord, type WindowResult } from '@tollgate/core';
+import {
+  ApiError, assertKnownOptions, createMemoryStores, getContext, MemoryWindowCounter, renderApiError, unalteredMemoryStore, type TollgateStores, type UsageRecord,
+  type WindowResult,
+} from '@tollgate/core';
 import { LAYER_OPTION_NAMES, resolveLayers, type LimitLayer, type LimitLayerOptions } from './limit-layers.js';
-import { describeWindow, mostRestrictive, refuseOverLimit, reportLimit, type LimitReport } from './rate-limit-headers.js';
+import { describeWindow, isMoreRestrictive, mostRestrictive, refuseOverLimit, reportLimit, type LimitReport } from './rate-limit-headers.js';
 import { StoreFailure, storeFailureHandling } from './store-failure.js';
 import type { CommonLimitOptions, WaitOptions } from './types.js';
-import { registerLimitCheck, runLimitCheck, type LimitCheck } from './limit-check.js';
+import { asPromise, registerLimitCheck, runLimitCheck, settleAll, type LimitCheck, type Verdict } from './limit-check.js';
 import { resolveWaitOptions, WaitQueue } from './wait-queue.js';
 
 export interface TokenRateLimitOptions extends CommonLimitOptions, LimitLayerOptions {
@@ -26,6 +29,7 @@ export interface TokenRateLimitOptions extends CommonLimitOptions, LimitLayerOpt
   wait?: WaitOptions;
 }
 
+const DONE: Promise<void> = Promise.resolve();
 const OPTION_NAMES = [...LAYER_OPTION_NAMES, 'layers', 'stores', 'prefix', 'wait', 'onStoreFailure', 'timeoutMs', 'onStoreError', 'renderError'] as const;
 const CODE = 'ERR_TG_RATELIMIT';
 const FACTORY = 'tokenRateLimit';
@@ -70,6 +74,13 @@ function toReport(charge: Charge, denied: boolean): LimitReport {
   };
 }
 
+type TokenVerdict = Verdict<Reserved, Refusal>;
+
+/** With nothing to reserve, a window already full still refuses: the request would add to it. */
+function refuses(charge: Charge, units: number): boolean {
+  return !charge.result.allowed || (units === 0 && charge.result.remaining <= 0);
+}
+
 /** Real tokens of a settled request: the whole prompt (cached included) plus the output. */
 function tokensUsed(record: UsageRecord): number {
   // A response-cache hit reached no provider: it takes no tokens (its counts are the stored answer's).
@@ -85,94 +96,173 @@ function tokensUsed(record: UsageRecord): number {
  */
 export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHandler {
   assertKnownOptions(options, OPTION_NAMES, `${CODE}_UNKNOWN_OPTION`, FACTORY);
-  const failures = storeFailureHandling(options, FACTORY, CODE);
+  const counter = (options.stores ?? createMemoryStores()).counter;
+  // Counters in process memory are counted and adjusted at once, with no promise around them (unless wrapped).
+  const memory = unalteredMemoryStore(counter, MemoryWindowCounter, ['consume', 'adjust']);
+  const failures = storeFailureHandling(options, FACTORY, CODE, memory !== undefined);
   const renderError = options.renderError ?? renderApiError;
   const prefix = options.prefix ?? 'tg:tokens:';
-  const counter = (options.stores ?? createMemoryStores()).counter;
   const layers = resolveLayers(options, { factory: FACTORY, codePrefix: CODE, defaultLimit: 10_000 });
+  const keyPrefixes = layers.map((layer) => `${prefix}${layer.name}:`);
   const waitSettings = resolveWaitOptions(options.wait, FACTORY, CODE);
   const queue = waitSettings && new WaitQueue(waitSettings, { exactRetryAfter: false });
 
-  async function adjustAll(charges: Charge[], delta: number): Promise<void> {
-    if (delta === 0) return;
-    await Promise.all(charges.map(async ({ key, slot, layer, result }) => {
-      try {
-        await failures.call('counter.adjust', counter.adjust(key, delta, { windowMs: layer.windowMs, windowStart: result.windowStart, slot }));
-      } catch (error) {
-        failures.report(error);
+  function adjust({ key, slot, layer, result }: Charge, delta: number): Promise<void> {
+    return failures.call('counter.adjust', counter.adjust(key, delta, { windowMs: layer.windowMs, windowStart: result.windowStart, slot }))
+      .catch((error: unknown) => failures.report(error));
+  }
+
+  /** Adds `delta` to every charge's window; failures are reported, never thrown. In process memory, done at once. */
+  function adjustAll(charges: Charge[], delta: number): Promise<void> | undefined {
+    if (delta === 0 || charges.length === 0) return undefined;
+    if (memory) {
+      for (const { key, slot, layer, result } of charges) {
+        try {
+          memory.adjustSync(key, delta, { windowMs: layer.windowMs, windowStart: result.windowStart, slot });
+        } catch (error) {
+          failures.report(new StoreFailure('counter.adjust', error));
+        }
       }
-    }));
+      return undefined;
+    }
+    if (charges.length === 1) return adjust(charges[0]!, delta);
+    return Promise.all(charges.map((charge) => adjust(charge, delta))).then(() => undefined);
   }
 
   function targetsOf(req: Request): Target[] {
-    return layers.map((layer) => {
+    return layers.map((layer, index) => {
       const slot = layer.keyOf(req);
-      return { layer, key: `${prefix}${layer.name}:${slot}`, slot, limit: layer.limitOf(req) };
+      return { layer, key: keyPrefixes[index]! + slot, slot, limit: layer.limitOf(req) };
     });
   }
 
-  function unitsOf(req: Request, res: Response): number {
-    return Math.max(0, Math.ceil(getContext(req, res).estimate!.totalTokens));
+  function consume(target: Target, units: number): Promise<WindowResult> {
+    const { key, limit, layer, slot } = target;
+    const consumed = counter.consume(key, units, { limit, windowMs: layer.windowMs, slot });
+    return failures.callOrUndo('counter.consume', consumed, async (late) => {
+      if (late.allowed && units > 0) await counter.adjust(key, -units, { windowMs: layer.windowMs, windowStart: late.windowStart, slot });
+    });
+  }
+
+  /** Ms until every refusing charge has room: its own estimate, else its window's reset. */
+  function retryAfterOf(denied: Charge[]): number {
+    const now = Date.now();
+    let retryAfterMs = 0;
+    for (const { result } of denied) retryAfterMs = Math.max(retryAfterMs, result.retryAfterMs || result.resetAt - now);
+    return retryAfterMs;
+  }
+
+  /** Reserves the estimate in every layer: at once in process memory. */
+  function reserve(req: Request, res: Response): TokenVerdict | Promise<TokenVerdict> {
+    const estimate = getContext(req, res).estimate;
+    // Nothing says how many tokens this request may use: refused, never let through uncounted.
+    if (!estimate) return { kind: 'denied', value: { misconfigured: true, units: 0, charges: [] }, retryAfterMs: 0, final: true };
+    const units = Math.max(0, Math.ceil(estimate.totalTokens));
+    const targets = targetsOf(req);
+    // Reserving it would drain the window and still fail: refuse with the numbers instead.
+    const tooLarge = targets.find((t) => units > t.limit);
+    if (tooLarge) return { kind: 'denied', value: { tooLarge, units, charges: [] }, retryAfterMs: Infinity, final: true };
+    if (memory) return consumeInMemory(memory, units, targets);
+    // Started together, so a Redis client pipelines them into one round trip.
+    // A consume that times out may still land: its units are then given back, as nobody will settle them.
+    return settleAll(targets.map((target) => consume(target, units))).then((settled) => {
+      const results = new Array<WindowResult | undefined>(settled.length);
+      let failure: unknown;
+      settled.forEach((outcome, index) => {
+        if (outcome.status === 'fulfilled') results[index] = outcome.value;
+        else failure ??= outcome.reason;
+      });
+      return verdictOf(units, targets, results, failure);
+    });
+  }
+
+  /** Nothing in process memory lands after a deadline, so there is none, and nothing to undo. */
+  function consumeInMemory(memory: MemoryWindowCounter, units: number, targets: Target[]): TokenVerdict | Promise<TokenVerdict> {
+    const results = new Array<WindowResult | undefined>(targets.length);
+    let failure: unknown;
+    for (let index = 0; index < targets.length; index++) {
+      const { key, limit, layer, slot } = targets[index]!;
+      try {
+        results[index] = memory.consumeSync(key, units, { limit, windowMs: layer.windowMs, slot });
+      } catch (error) {
+        failure ??= new StoreFailure('counter.consume', error);
+      }
+    }
+    return verdictOf(units, targets, results, failure);
+  }
+
+  /** Allowed at once; a failure or a refusal goes through `troubledVerdict`, which gives back what was taken. */
+  function verdictOf(units: number, targets: Target[], results: (WindowResult | undefined)[], failure: unknown): TokenVerdict | Promise<TokenVerdict> {
+    const charges: Charge[] = [];
+    let allAllowed = true;
+    let anyDenied = false;
+    for (let index = 0; index < results.length; index++) {
+      const result = results[index];
+      if (result === undefined) continue;
+      const { layer, key, slot, limit } = targets[index]!;
+      const charge = { layer, key, slot, limit, result };
+      charges.push(charge);
+      if (!charge.result.allowed) allAllowed = false;
+      if (refuses(charge, units)) anyDenied = true;
+    }
+    const counted = allAllowed ? charges : charges.filter((c) => c.result.allowed);
+    if (failure !== undefined || anyDenied) return troubledVerdict(units, targets, charges, counted, failure);
+    return allowed(units, targets, counted);
+  }
+
+  function allowed(units: number, targets: Target[], counted: Charge[]): TokenVerdict {
+    return { kind: 'allowed', value: { units, charges: counted, queueId: queue ? targets.map((t) => t.key).join('|') : '' } };
+  }
+
+  async function troubledVerdict(units: number, targets: Target[], charges: Charge[], counted: Charge[], failure: unknown): Promise<TokenVerdict> {
+    if (failure !== undefined) {
+      if (!(failure instanceof StoreFailure)) {
+        await adjustAll(counted, -units);
+        throw failure;
+      }
+      failures.report(failure);
+      if (failures.policy === 'failClosed') {
+        await adjustAll(counted, -units);
+        return { kind: 'unavailable' };
+      }
+    }
+    const denied = charges.filter((c) => refuses(c, units));
+    if (denied.length === 0) return allowed(units, targets, counted);
+    await adjustAll(counted, -units);
+    return { kind: 'denied', value: { units, charges: denied }, retryAfterMs: retryAfterOf(denied) };
   }
 
   const check: LimitCheck<Reserved, Refusal> = {
     queue,
     queueId: (req) => targetsOf(req).map((t) => t.key).join('|'),
-    async attempt(req, res) {
-      // Nothing says how many tokens this request may use: refused, never let through uncounted.
-      if (!getContext(req, res).estimate) return { kind: 'denied', value: { misconfigured: true, units: 0, charges: [] }, retryAfterMs: 0, final: true };
-      const units = unitsOf(req, res);
-      const targets = targetsOf(req);
-      // Reserving it would drain the window and still fail: refuse with the numbers instead.
-      const tooLarge = targets.find((t) => units > t.limit);
-      if (tooLarge) return { kind: 'denied', value: { tooLarge, units, charges: [] }, retryAfterMs: Infinity, final: true };
-
-      // Started together, so a Redis client pipelines them into one round trip.
-      // A consume that times out may still land: its units are then given back, as nobody will settle them.
-      const settled = await Promise.allSettled(targets.map((target) =>
-        failures.callOrUndo('counter.consume', counter.consume(target.key, units, { limit: target.limit, windowMs: target.layer.windowMs, slot: target.slot }), async (late) => {
-          if (late.allowed && units > 0) await counter.adjust(target.key, -units, { windowMs: target.layer.windowMs, windowStart: late.windowStart, slot: target.slot });
-        })));
-      const charges: Charge[] = [];
-      let failure: unknown;
-      settled.forEach((outcome, index) => {
-        if (outcome.status === 'rejected') failure ??= outcome.reason;
-        else charges.push({ ...targets[index]!, result: outcome.value });
-      });
-      const counted = charges.filter((c) => c.result.allowed);
-      if (failure !== undefined) {
-        if (!(failure instanceof StoreFailure)) {
-          await adjustAll(counted, -units);
-          throw failure;
-        }
-        failures.report(failure);
-        if (failures.policy === 'failClosed') {
-          await adjustAll(counted, -units);
-          return { kind: 'unavailable' };
-        }
+    attempt(req, res) {
+      try {
+        return asPromise(reserve(req, res));
+      } catch (error) {
+        // A failing `by` or `limitScale` function: rejected like any attempt, so a combination still gives back the others.
+        return Promise.reject(error);
       }
-      // With nothing to reserve, a window already full still refuses: the request would add to it.
-      const denied = charges.filter((c) => !c.result.allowed || (units === 0 && c.result.remaining <= 0));
-      if (denied.length > 0) {
-        await adjustAll(counted, -units);
-        const retryAfterMs = Math.max(...denied.map((c) => c.result.retryAfterMs || c.result.resetAt - Date.now()));
-        return { kind: 'denied', value: { units, charges: denied }, retryAfterMs: Math.max(0, retryAfterMs) };
-      }
-      return { kind: 'allowed', value: { units, charges: counted, queueId: queue ? targets.map((t) => t.key).join('|') : '' } };
     },
-    cancel: ({ charges, units }) => adjustAll(charges, -units),
+    attemptNow: reserve,
+    cancel: ({ charges, units }) => adjustAll(charges, -units) ?? DONE,
     commit(req, res, { units, charges, queueId }) {
-      const winner = mostRestrictive(charges.map((c) => toReport(c, false)));
+      let winner: LimitReport | undefined;
+      for (const charge of charges) {
+        const report = toReport(charge, false);
+        if (!winner || isMoreRestrictive(report, winner)) winner = report;
+      }
       if (winner) reportLimit(res, winner);
       if (charges.length === 0) return;
       const context = getContext(req, res);
       context.reservations.push({ kind: 'tokens', id: `${context.requestId}:tokens`, amount: units });
-      context.onSettle(async (record) => {
+      context.onSettle((record) => {
         // Nothing metered: keep the reservation as charged, the safe upper bound.
         if (!record) return;
         const delta = tokensUsed(record) - units;
-        await adjustAll(charges, delta);
-        if (delta < 0) queue?.notify(queueId);
+        const adjusted = adjustAll(charges, delta);
+        if (!queue || delta >= 0) return adjusted;
+        if (!adjusted) return queue.notify(queueId);
+        return adjusted.then(() => queue.notify(queueId));
       });
     },
     refuse(req, res, refusal, waitedMs) {
@@ -188,7 +278,7 @@ export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHand
         return;
       }
       const winner = refusal && mostRestrictive(refusal.charges.map((c) => toReport(c, true)));
-      const retryAfterMs = refusal ? Math.max(0, ...refusal.charges.map((c) => c.result.retryAfterMs || c.result.resetAt - Date.now())) : 1000;
+      const retryAfterMs = refusal ? retryAfterOf(refusal.charges) : 1000;
       refuseOverLimit(renderError, req, res, 'tokens', winner, retryAfterMs, waitedMs);
     },
     unavailable(req, res) {

@@ -37,6 +37,8 @@ export interface StoresWithCommands extends TollgateStores {
    * Request-limit keys carry their counter's, so a caller's limits share a shard with its budget.
    */
   slotTag?(slot: string): string;
+  /** The deadline these stores put on each of their calls, in ms (0: none). */
+  readonly timeoutMs?: number;
 }
 
 /** Waiting instead of refusing: bounded, first in first out per limited id. */

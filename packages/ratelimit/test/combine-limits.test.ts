@@ -67,6 +67,38 @@ describe('combineLimits', () => {
     expect(response.body.error.message).toMatch(/needs 101 tokens but the limit is 100/);
   });
 
+  it('counts in the same memory windows whether a limiter is mounted alone or combined', async () => {
+    const limiter = tieredRateLimit({ limit: 3 });
+    const alone = testApp(limiter);
+    const combined = testApp(combineLimits(limiter));
+    expect((await request(alone).get('/').set('x-key', 'k1')).headers['x-ratelimit-remaining-requests']).toBe('2');
+    expect((await request(combined).get('/').set('x-key', 'k1')).headers['x-ratelimit-remaining-requests']).toBe('1');
+    expect((await request(alone).get('/').set('x-key', 'k1')).status).toBe(200);
+    expect((await request(combined).get('/').set('x-key', 'k1')).status).toBe(429);
+  });
+
+  it('passes a failing key function to the error handler and gives back the layers that counted', async () => {
+    const limiter = tieredRateLimit({
+      layers: [
+        { name: 'all', by: 'global', limit: 2 },
+        {
+          name: 'picky',
+          by: (req) => {
+            if (req.header('x-broken')) throw new Error('key lookup failed');
+            return 'fine';
+          },
+          limit: 100,
+        },
+      ],
+    });
+    const app = testApp(combineLimits(limiter));
+    expect((await request(app).get('/').set('x-broken', '1')).status).toBe(500);
+    // The broken request's global hit was given back: two more fit in the window.
+    expect((await request(app).get('/')).headers['x-ratelimit-remaining-requests']).toBe('1');
+    expect((await request(app).get('/')).status).toBe(200);
+    expect((await request(app).get('/')).status).toBe(429);
+  });
+
   it('accepts only limiters without wait', () => {
     expect(() => combineLimits(tierPolicy())).toThrow(/ERR_TG_RATELIMIT_NOT_A_LIMITER/);
     expect(() => combineLimits(tieredRateLimit({ wait: { maxMs: 10 } }))).toThrow(/ERR_TG_RATELIMIT_COMBINED_WAIT/);

@@ -5,7 +5,7 @@ import request from 'supertest';
 import type { RequestHandler } from 'express';
 import { createMemoryStores, getContext, type TollgateStores } from '@tollgate/core';
 import { createRedisStores, type RedisStores } from '@tollgate/redis';
-import { concurrencyLimit, tieredRateLimit, tokenRateLimit, type StoreFailurePolicy, type StoresWithCommands } from '@tollgate/ratelimit';
+import { combineLimits, concurrencyLimit, tieredRateLimit, tokenRateLimit, type StoreFailurePolicy, type StoresWithCommands } from '@tollgate/ratelimit';
 import { testApp } from './helpers.js';
 
 const unhandled: unknown[] = [];
@@ -55,6 +55,10 @@ type Factory = (stores: StoresWithCommands, onStoreFailure: StoreFailurePolicy, 
 
 const limiters: [string, Factory][] = [
   ['tieredRateLimit', (stores, onStoreFailure, errors) => [tieredRateLimit({ stores, onStoreFailure, timeoutMs: 100, onStoreError: (e) => errors.push(e) })]],
+  // Combined, the layers are counted in the stores directly (not through express-rate-limit): the same policy applies.
+  ['tieredRateLimit in combineLimits', (stores, onStoreFailure, errors) => [
+    combineLimits(tieredRateLimit({ stores, onStoreFailure, timeoutMs: 100, onStoreError: (e) => errors.push(e), layers: [{ by: 'global' }, { by: 'key' }] })),
+  ]],
   ['tokenRateLimit', (stores, onStoreFailure, errors) => [withEstimate, tokenRateLimit({ stores: stores as TollgateStores, onStoreFailure, timeoutMs: 100, onStoreError: (e) => errors.push(e) })]],
   ['concurrencyLimit', (stores, onStoreFailure, errors) => [concurrencyLimit({ stores: stores as TollgateStores, onStoreFailure, timeoutMs: 100, onStoreError: (e) => errors.push(e) })]],
 ];

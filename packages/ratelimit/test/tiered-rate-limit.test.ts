@@ -2,7 +2,8 @@
 import { afterEach, describe, expect, it, jest } from '@jest/globals';
 import request from 'supertest';
 import { getContext } from '@tollgate/core';
-import { tieredRateLimit } from '@tollgate/ratelimit';
+import type { RequestHandler } from 'express';
+import { combineLimits, tieredRateLimit } from '@tollgate/ratelimit';
 import { testApp } from './helpers.js';
 
 /** Fakes only Date: supertest's sockets and timers keep running for real. */
@@ -93,10 +94,14 @@ describe('tieredRateLimit client IP fallback', () => {
 });
 
 describe('tieredRateLimit window boundaries (fake Date, memory store)', () => {
-  it('refuses until the window ends, then counts afresh', async () => {
+  // Inside combineLimits the windows are counted directly, without express-rate-limit: the same answers.
+  it.each([
+    ['mounted alone', (limiter: RequestHandler) => limiter],
+    ['inside combineLimits', (limiter: RequestHandler) => combineLimits(limiter)],
+  ])('refuses until the window ends, then counts afresh (%s)', async (_how, mount) => {
     const start = Date.UTC(2026, 10, 22, 8, 0, 0);
     fakeDate(start);
-    const app = testApp(tieredRateLimit({ limit: 2, window: '1m' }));
+    const app = testApp(mount(tieredRateLimit({ limit: 2, window: '1m' })));
     const key = { 'x-key': 'k-window' };
     expect(await statuses(app, 3, key)).toEqual([200, 200, 429]);
 

@@ -3,7 +3,7 @@ import { createClient, createCluster } from 'redis';
 import { StoreTimeoutError, withTimeout } from '@tollgate/core';
 import { firstKeyOf, isForEveryNode } from './hash-slot.js';
 import type { SubscriberLike } from './key-cache.js';
-import type { SendCommand } from './lua.js';
+import type { LuaScript, SendCommand } from './lua.js';
 import { ScriptBatcher, type BatchTransport } from './script-batcher.js';
 import { ScriptBundle } from './script-bundle.js';
 import { SCRIPTS } from './scripts.js';
@@ -53,6 +53,11 @@ export interface Connection {
    * not sent as it is: it joins the turn's bundle (script-batcher.ts), unless batching is off.
    */
   send(args: string[], operation: string): Promise<unknown>;
+  /**
+   * Runs a store script (scripts.ts) with the same deadline: in the turn's bundle, queued as it is
+   * (no EVALSHA command built for it), or by its own EVALSHA when batching is off.
+   */
+  run(script: LuaScript, keys: readonly string[], args: readonly (string | number)[], operation: string): Promise<unknown>;
   /** A new, unconnected client for pub/sub named `name` (CLIENT LIST), when the connection can make one (not for a bare sendCommand). */
   subscriber?(name: string): SubscriberLike;
   close(): Promise<void>;
@@ -72,9 +77,10 @@ const STORE_BUNDLE = new ScriptBundle(SCRIPTS);
  * waits for it, unless the caller's deadline passed meanwhile: a command nobody waits for any more
  * must not run late (a late reserve would hold budget nobody settles).
  */
-function storeSender(transport: BatchTransport, options: ConnectionOptions, group: 'slot' | 'none'): { send: Connection['send']; flush(): void } {
+function storeSender(transport: BatchTransport, options: ConnectionOptions, group: 'slot' | 'none'): Pick<Connection, 'send' | 'run'> & { flush(): void } {
   const { timeoutMs } = options;
-  const batcher = options.batch ? new ScriptBatcher(STORE_BUNDLE, transport, { group }) : undefined;
+  // Bundled calls carry their deadline in the batcher; everything else gets it here.
+  const batcher = options.batch ? new ScriptBatcher(STORE_BUNDLE, transport, { group, timeoutMs }) : undefined;
   function sendNow(args: string[], operation: string): Promise<unknown> {
     const connecting = transport.connecting();
     if (!connecting) return transport.send(args);
@@ -84,10 +90,16 @@ function storeSender(transport: BatchTransport, options: ConnectionOptions, grou
       return transport.send(args);
     });
   }
+  function send(args: string[], operation: string): Promise<unknown> {
+    if (batcher?.takes(args)) return batcher.add(args, operation);
+    return withTimeout(sendNow(args, operation), timeoutMs, operation);
+  }
   return {
-    send(args, operation) {
-      const sent = batcher?.takes(args) ? batcher.add(args, operation, timeoutMs) : sendNow(args, operation);
-      return withTimeout(sent, timeoutMs, operation);
+    send,
+    run(script, keys, args, operation) {
+      const position = batcher?.positionOf(script);
+      if (position !== undefined) return batcher!.queue(position, keys, args, operation);
+      return script.run((command) => send(command, operation), keys, args);
     },
     flush: () => batcher?.flush(),
   };
@@ -128,6 +140,7 @@ export function connectUrl(url: string, options: ConnectionOptions): Connection 
   return {
     sharded: false,
     send: sender.send,
+    run: sender.run,
     subscriber: (name) => client.duplicate({ name }) as unknown as SubscriberLike,
     async close() {
       if (closed) return;
@@ -151,9 +164,11 @@ export function useClient(client: RedisClientLike | RedisClusterLike, options: C
   if (isClusterClient(client)) return useCluster(client, options);
   const firstReady = client.isOpen ? Promise.resolve() : client.connect().then(() => undefined, () => undefined);
   const duplicate = client.duplicate;
+  const { send, run } = storeSender(clientTransport(client, firstReady), options, 'none');
   return {
     sharded: false,
-    send: storeSender(clientTransport(client, firstReady), options, 'none').send,
+    send,
+    run,
     ...(typeof duplicate === 'function' ? { subscriber: (name: string) => duplicate.call(client, { name }) as SubscriberLike } : {}),
     async close() {},
   };
@@ -174,10 +189,12 @@ export function useSendCommand(sendCommand: SendCommand, options: ConnectionOpti
     },
     connecting: () => undefined,
   };
+  const { send, run } = storeSender(transport, options, 'slot');
   return {
     // Routed by key or not, all of a store's keys keep one slot each here (the layout of one server).
     sharded: false,
-    send: storeSender(transport, options, 'slot').send,
+    send,
+    run,
     async close() {},
   };
 }
@@ -316,6 +333,7 @@ export function connectCluster(urls: readonly string[], options: ConnectionOptio
   return {
     sharded: true,
     send: sender.send,
+    run: sender.run,
     subscriber: (name) => new NodeSubscriber(cluster, opened, name),
     async close() {
       if (closed) return;
@@ -335,9 +353,11 @@ function useCluster(cluster: RedisClusterLike, options: ConnectionOptions): Conn
   });
   opened.catch(() => undefined);
   const firstAttempt = opened.catch(() => undefined);
+  const { send, run } = storeSender(clusterTransport(cluster, firstAttempt, () => connected), options, 'slot');
   return {
     sharded: true,
-    send: storeSender(clusterTransport(cluster, firstAttempt, () => connected), options, 'slot').send,
+    send,
+    run,
     subscriber: (name) => new NodeSubscriber(cluster, opened, name),
     async close() {},
   };

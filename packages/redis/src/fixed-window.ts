@@ -1,7 +1,14 @@
 // Fixed request windows on Redis for tieredRateLimit inside combineLimits: express-rate-limit's model, in the stores' script bundle.
 import { assertStoreNumber } from '@tollgate/core';
 import type { Connection } from './connection.js';
+import type { LuaScript } from './lua.js';
 import * as scripts from './scripts.js';
+
+/** The hit script's reply: the hits so far, and the reset from the window's TTL. */
+function hitOf(reply: unknown): { hits: number; resetAt: number } {
+  const counted = reply as unknown[];
+  return { hits: Number(counted[0]), resetAt: Date.now() + Number(counted[1]) };
+}
 
 /**
  * A counter per key whose window opens at its first hit and lasts `windowMs`, as rate-limit-redis
@@ -11,18 +18,23 @@ import * as scripts from './scripts.js';
 export class RedisFixedWindow {
   constructor(private readonly connection: Connection) {}
 
-  #send = (args: string[]) => this.connection.send(args, 'fixedWindow');
+  #run(script: LuaScript, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    return this.connection.run(script, keys, args, 'fixedWindow');
+  }
 
   /** Counts one hit: the hits in the window so far, and when it resets (epoch ms). */
-  async hit(key: string, windowMs: number): Promise<{ hits: number; resetAt: number }> {
-    assertStoreNumber('fixedWindow.hit', 'windowMs', windowMs);
-    const reply = (await scripts.hitFixedWindow.run(this.#send, [key], [Math.max(1, Math.ceil(windowMs))])) as unknown[];
-    return { hits: Number(reply[0]), resetAt: Date.now() + Number(reply[1]) };
+  hit(key: string, windowMs: number): Promise<{ hits: number; resetAt: number }> {
+    try {
+      assertStoreNumber('fixedWindow.hit', 'windowMs', windowMs);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#run(scripts.hitFixedWindow, [key], [Math.max(1, Math.ceil(windowMs))]).then(hitOf);
   }
 
   /** Gives one hit back (a request another limit refused), if the window still runs. */
   async giveBack(key: string): Promise<void> {
-    await scripts.returnFixedWindowHit.run(this.#send, [key], []);
+    await this.#run(scripts.returnFixedWindowHit, [key], []);
   }
 
   async reset(key: string): Promise<void> {

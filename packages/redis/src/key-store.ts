@@ -2,6 +2,7 @@
 import type { ApiKeyRecord, KeyStore } from '@tollgate/core';
 import type { Connection } from './connection.js';
 import type { KeyCache } from './key-cache.js';
+import type { LuaScript } from './lua.js';
 import * as scripts from './scripts.js';
 
 /** The channel key changes are published on (under the prefix, so deployments sharing a Redis stay apart). */
@@ -35,6 +36,10 @@ export class RedisKeyStore implements KeyStore {
 
   #send = (args: string[]) => this.connection.send(args, 'keys');
 
+  #run(script: LuaScript, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    return this.connection.run(script, keys, args, 'keys');
+  }
+
   /** Names this process's cache in its own change messages, so it can skip their echo. */
   get #origin(): string {
     return this.#cache?.origin ?? '';
@@ -45,14 +50,20 @@ export class RedisKeyStore implements KeyStore {
     return this.#cache;
   }
 
-  async findByHash(hash: string): Promise<ApiKeyRecord | undefined> {
+  /** The record from this process's cache, when it holds the key now (see KeyCache); undefined otherwise. */
+  findCachedByHash(hash: string): ApiKeyRecord | undefined {
     // Hex is case-insensitive: the index and the cache hold lowercase, whatever case was put.
-    const sha256 = hash.toLowerCase();
-    const cached = this.#cache?.get(sha256);
+    const cached = this.#cache?.get(hash.toLowerCase());
     // A copy: a caller that edits the record it got must not edit what the next request sees.
-    if (cached) return { ...cached };
+    return cached && { ...cached };
+  }
+
+  async findByHash(hash: string): Promise<ApiKeyRecord | undefined> {
+    const cached = this.findCachedByHash(hash);
+    if (cached) return cached;
+    const sha256 = hash.toLowerCase();
     const token = this.#cache?.begin();
-    const reply = (await scripts.findKeyByHash.run(this.#send, [this.#index], [sha256, this.#base])) as unknown[] | null;
+    const reply = (await this.#run(scripts.findKeyByHash, [this.#index], [sha256, this.#base])) as unknown[] | null;
     const record = reply ? toRecord(reply[0], reply[1]) : undefined;
     // Unknown hashes are not cached: forged keys must not take memory or push real keys out.
     if (record && token !== undefined) this.#cache!.store(sha256, record, token);
@@ -70,7 +81,7 @@ export class RedisKeyStore implements KeyStore {
     const sha256 = record.sha256.toLowerCase();
     this.#cache?.invalidate(record.id, sha256);
     try {
-      await scripts.putKey.run(this.#send, [this.#base + record.id, this.#index, this.#ids], [record.id, sha256, JSON.stringify(record), flag, this.#channel, this.#origin]);
+      await this.#run(scripts.putKey, [this.#base + record.id, this.#index, this.#ids], [record.id, sha256, JSON.stringify(record), flag, this.#channel, this.#origin]);
     } finally {
       this.#cache?.invalidate(record.id, sha256);
     }
@@ -79,7 +90,7 @@ export class RedisKeyStore implements KeyStore {
   async disable(id: string): Promise<boolean> {
     this.#cache?.invalidate(id, undefined);
     try {
-      return (await scripts.disableKey.run(this.#send, [this.#base + id], [id, this.#channel, this.#origin])) === 1;
+      return (await this.#run(scripts.disableKey, [this.#base + id], [id, this.#channel, this.#origin])) === 1;
     } finally {
       this.#cache?.invalidate(id, undefined);
     }
@@ -88,14 +99,14 @@ export class RedisKeyStore implements KeyStore {
   async delete(id: string): Promise<boolean> {
     this.#cache?.invalidate(id, undefined);
     try {
-      return (await scripts.deleteKey.run(this.#send, [this.#base + id, this.#index, this.#ids], [id, this.#channel, this.#origin])) === 1;
+      return (await this.#run(scripts.deleteKey, [this.#base + id, this.#index, this.#ids], [id, this.#channel, this.#origin])) === 1;
     } finally {
       this.#cache?.invalidate(id, undefined);
     }
   }
 
   async list(): Promise<ApiKeyRecord[]> {
-    const reply = (await scripts.listKeys.run(this.#send, [this.#ids], [this.#base])) as unknown[];
+    const reply = (await this.#run(scripts.listKeys, [this.#ids], [this.#base])) as unknown[];
     const records: ApiKeyRecord[] = [];
     for (let i = 0; i < reply.length; i += 2) records.push(toRecord(reply[i], reply[i + 1]));
     return records.sort((a, b) => a.id.localeCompare(b.id));

@@ -29,13 +29,24 @@ export class LuaScript {
    * One round trip in the steady state: EVALSHA. Redis answers NOSCRIPT after a restart or
    * SCRIPT FLUSH; EVAL then runs the script and caches it again for the next EVALSHA.
    */
-  async run(send: SendCommand, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
-    const tail = [String(keys.length), ...keys, ...args.map(String)];
+  run(send: SendCommand, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    const command = new Array<string>(3 + keys.length + args.length);
+    command[0] = 'EVALSHA';
+    command[1] = this.sha1;
+    command[2] = String(keys.length);
+    let at = 3;
+    for (const key of keys) command[at++] = key;
+    for (const arg of args) command[at++] = typeof arg === 'string' ? arg : String(arg);
+    return this.runCommand(send, command);
+  }
+
+  /** Sends `['EVALSHA', sha1, numkeys, ...keys, ...args]` of this script, built by the caller, with the same fallback. */
+  async runCommand(send: SendCommand, command: string[]): Promise<unknown> {
     try {
-      return await send(['EVALSHA', this.sha1, ...tail]);
+      return await send(command);
     } catch (error) {
       if (!isNoScript(error)) throw error;
-      return send(['EVAL', this.source, ...tail]);
+      return send(['EVAL', this.source, ...command.slice(2)]);
     }
   }
 }

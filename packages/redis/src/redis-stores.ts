@@ -112,6 +112,11 @@ export interface RedisStores extends TollgateStores {
   sendCommand(args: string[]): Promise<unknown>;
   /** True when Redis answered PING within the deadline. Never rejects. */
   ping(): Promise<boolean>;
+  /**
+   * The deadline of every store call, in ms (0: none): a caller whose own deadline is no shorter
+   * (a limiter's `timeoutMs`) can leave it to the stores.
+   */
+  readonly timeoutMs: number;
 }
 
 const OPTION_NAMES = ['url', 'cluster', 'client', 'sendCommand', 'prefix', 'timeoutMs', 'keyCache', 'settleDelayMs', 'settleSpool', 'batch', 'globalBlocks'] as const;
@@ -184,6 +189,7 @@ export function createRedisStores(options: RedisStoresOptions = {}): RedisStores
     keys: new RedisKeyStore(connection, prefix, cache),
     kind: 'redis',
     prefix,
+    timeoutMs,
     sharded: connection.sharded,
     slotTag: connection.sharded ? slotTag : () => '',
     sendCommand: (args) => connection.send(args, args[0] ?? 'command'),

@@ -6,6 +6,7 @@ import { assertReserveNumbers, assertStoreNumber, scopeKeyOf } from '@tollgate/c
 import type { LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, ScopeRef, ScopeUsage, SettleResult } from '@tollgate/core';
 import type { Connection } from './connection.js';
 import { DEFAULT_TAG } from './hash-slot.js';
+import type { LuaScript } from './lua.js';
 import * as scripts from './scripts.js';
 
 /** What this process holds for one live reservation: the settle needs it, Redis keeps no record. */
@@ -45,6 +46,22 @@ export interface LedgerOptions {
   claimSpool?: boolean;
   /** The hash tag of every key of this ledger: its Cluster slot. @default '{ledger}' */
   slotTag?: string;
+}
+
+/**
+ * A scope named twice would be charged twice and released once: each key once (in its first
+ * place, with its last limit). A request names a few scopes, nearly always distinct: then they are used as given.
+ */
+function distinctScopes(scopes: LedgerScope[]): LedgerScope[] {
+  if (scopes.length > 8) return scopesByKey(scopes);
+  for (let i = 1; i < scopes.length; i++) {
+    for (let j = 0; j < i; j++) if (scopes[i]!.key === scopes[j]!.key) return scopesByKey(scopes);
+  }
+  return scopes;
+}
+
+function scopesByKey(scopes: LedgerScope[]): LedgerScope[] {
+  return [...new Map(scopes.map((scope) => [scope.key, scope] as const)).values()];
 }
 
 /** Bucket size for a TTL: a power of two near an eighth of it, so a scope holds about nine live buckets. */
@@ -133,7 +150,9 @@ export class RedisReservationLedger implements ReservationLedger {
     this.#claimed = [];
   }
 
-  #send = (args: string[]) => this.connection.send(args, 'ledger');
+  #run(script: LuaScript, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    return this.connection.run(script, keys, args, 'ledger');
+  }
 
   #scopeKey(key: string): string {
     return `${this.#base}scope:${key}`;
@@ -144,14 +163,23 @@ export class RedisReservationLedger implements ReservationLedger {
     assertReserveNumbers(request);
     const live = this.#held.get(request.id);
     if (live && Number(live.bucket) > Date.now()) return { ok: true, id: request.id, amount: live.amount };
-    // A scope named twice would be charged twice and released once.
-    const scopes = [...new Map(request.scopes.map((scope) => [scope.key, scope] as const)).values()];
+    const scopes = distinctScopes(request.scopes);
     const amount = Math.max(0, request.amount);
     const least = Math.min(amount, Math.max(0, request.minAmount ?? amount));
     const ttlMs = Math.max(1, Math.ceil(request.ttlMs));
-    const args: (string | number)[] = [amount, least, ttlMs, bucketSize(ttlMs)];
-    for (const scope of scopes) args.push(scope.limit, Math.ceil(scope.expiresAt));
-    const reply = (await scripts.reserve.run(this.#send, scopes.map((scope) => this.#scopeKey(scope.key)), args)) as unknown[];
+    const keys = new Array<string>(scopes.length);
+    const args = new Array<number>(4 + 2 * scopes.length);
+    args[0] = amount;
+    args[1] = least;
+    args[2] = ttlMs;
+    args[3] = bucketSize(ttlMs);
+    for (let i = 0; i < scopes.length; i++) {
+      const scope = scopes[i]!;
+      keys[i] = this.#scopeKey(scope.key);
+      args[4 + 2 * i] = scope.limit;
+      args[5 + 2 * i] = Math.ceil(scope.expiresAt);
+    }
+    const reply = (await this.#run(scripts.reserve, keys, args)) as unknown[];
     if (reply[0] !== 1) {
       const refused = scopes[Number(reply[1]) - 1] as LedgerScope;
       return { ok: false, scope: refused.key, limit: refused.limit, remaining: Number(reply[2]), resetAt: refused.expiresAt };
@@ -276,7 +304,7 @@ export class RedisReservationLedger implements ReservationLedger {
   async #sendUntilLanded(batch: Batch): Promise<ScopeUsage[]> {
     for (let attempt = 0; ; attempt++) {
       try {
-        const reply = (await scripts.settleBatch.run(this.#send, batch.keys, batch.args)) as unknown[];
+        const reply = (await this.#run(scripts.settleBatch, batch.keys, batch.args)) as unknown[];
         // After the tag's closing brace (the prefix has none): a replayed batch may carry another slot's tag.
         const scopeKeys = batch.keys.slice(0, -1).map((key) => key.slice(key.indexOf('}') + ':scope:'.length + 1));
         // Already applied by an attempt whose reply was lost: its balances are read instead.
@@ -293,24 +321,24 @@ export class RedisReservationLedger implements ReservationLedger {
   async usage(scopes: readonly ScopeRef[]): Promise<ScopeUsage[]> {
     if (scopes.length === 0) return [];
     const keys = scopes.map(scopeKeyOf);
-    const reply = (await scripts.ledgerUsage.run(this.#send, keys.map((key) => this.#scopeKey(key)), [])) as unknown[];
+    const reply = (await this.#run(scripts.ledgerUsage, keys.map((key) => this.#scopeKey(key)), [])) as unknown[];
     return keys.map((key, i) => ({ key, spent: Number(reply[2 * i]), reserved: Number(reply[2 * i + 1]) }));
   }
 
   async adjustSpent(scope: ScopeRef, delta: number, expiresAt: number): Promise<void> {
     assertStoreNumber('ledger.adjustSpent', 'delta', delta);
     assertStoreNumber('ledger.adjustSpent', 'expiresAt', expiresAt);
-    await scripts.adjustSpent.run(this.#send, [this.#scopeKey(scopeKeyOf(scope))], [delta, Math.ceil(expiresAt)]);
+    await this.#run(scripts.adjustSpent, [this.#scopeKey(scopeKeyOf(scope))], [delta, Math.ceil(expiresAt)]);
   }
 
   async restoreSpent(scope: ScopeRef, spent: number, expiresAt: number): Promise<boolean> {
     assertStoreNumber('ledger.restoreSpent', 'spent', spent);
     assertStoreNumber('ledger.restoreSpent', 'expiresAt', expiresAt);
-    return (await scripts.restoreSpent.run(this.#send, [this.#scopeKey(scopeKeyOf(scope))], [spent, Math.ceil(expiresAt)])) === 1;
+    return (await this.#run(scripts.restoreSpent, [this.#scopeKey(scopeKeyOf(scope))], [spent, Math.ceil(expiresAt)])) === 1;
   }
 
   async resetScope(scope: ScopeRef): Promise<void> {
-    await scripts.resetScope.run(this.#send, [this.#scopeKey(scopeKeyOf(scope))], []);
+    await this.#run(scripts.resetScope, [this.#scopeKey(scopeKeyOf(scope))], []);
   }
 
   /** Settles not sent yet (for shutdown reports and tests). */

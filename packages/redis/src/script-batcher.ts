@@ -1,8 +1,8 @@
 // Store script calls made in one event-loop turn, sent together as one EVALSHA of the script bundle (one per Cluster slot).
 import calculateSlot from 'cluster-key-slot';
 import { StoreTimeoutError } from '@tollgate/core';
-import type { SendCommand } from './lua.js';
-import type { ScriptBundle, ScriptCommand } from './script-bundle.js';
+import type { LuaScript, SendCommand } from './lua.js';
+import type { BundleOperation, ScriptBundle, ScriptCommand } from './script-bundle.js';
 
 /** How a batch reaches Redis. */
 export interface BatchTransport {
@@ -19,16 +19,17 @@ export interface ScriptBatcherOptions {
   group: 'slot' | 'none';
   /** At most this many calls per bundle; more go out as further bundles, pipelined. */
   maxCalls?: number;
+  /** Deadline of every call in ms (StoreTimeoutError past it); 0 for none. @default 0 */
+  timeoutMs?: number;
 }
 
-interface QueuedCall {
-  readonly command: ScriptCommand;
+/** A queued operation, its resolve and reject those of its caller's promise (what settles it later is ignored). */
+interface QueuedCall extends BundleOperation {
   readonly operation: string;
-  readonly timeoutMs: number;
   /** performance.now() past which nobody waits for the reply: the call is then not sent at all. */
   readonly deadline: number;
-  resolve(value: unknown): void;
-  reject(error: unknown): void;
+  /** Its bundle answered (or failed): its deadline no longer matters. */
+  answered: boolean;
 }
 
 /** Enough to spread a burst over a few bundles without one script holding Redis for long. */
@@ -40,20 +41,38 @@ const DEFAULT_MAX_CALLS = 128;
  * promise chains they started (express-rate-limit reaches its store a few awaits in). Under load
  * one bundle then carries the calls of every request the turn read; why that boundary rather than
  * the end of each callback's microtasks: docs/performance.md.
+ *
+ * Each call carries its own deadline (`timeoutMs`, the same for every call of a connection): the
+ * calls waiting for a reply are kept in the order they were made, which is their deadlines' order,
+ * so one timer, set for the oldest, serves them all, and a call needs no deadline wrapped around it.
  */
 export class ScriptBatcher {
   readonly #bundle: ScriptBundle;
   readonly #transport: BatchTransport;
   readonly #bySlot: boolean;
   readonly #maxCalls: number;
+  readonly #timeoutMs: number;
   #queued = new Map<number, QueuedCall[]>();
   #scheduled = false;
+  /** Calls with a deadline, oldest first; answered ones are dropped from the front when the timer fires. */
+  #waiting: QueuedCall[] = [];
+  /** A timer is set for the oldest call's deadline. */
+  #armed = false;
+  /** The functions of the promise being made (see `queue`), and the one executor that hands them over. */
+  #resolve: (value: unknown) => void = () => undefined;
+  #reject: (error: unknown) => void = () => undefined;
+  readonly #capture = (resolve: (value: unknown) => void, reject: (error: unknown) => void) => {
+    this.#resolve = resolve;
+    this.#reject = reject;
+  };
+  readonly #flushNow = () => this.flush();
 
   constructor(bundle: ScriptBundle, transport: BatchTransport, options: ScriptBatcherOptions) {
     this.#bundle = bundle;
     this.#transport = transport;
     this.#bySlot = options.group === 'slot';
     this.#maxCalls = options.maxCalls ?? DEFAULT_MAX_CALLS;
+    this.#timeoutMs = options.timeoutMs ?? 0;
   }
 
   /** True when `command` is an EVALSHA of a script the bundle holds (it can then go through `add`). */
@@ -61,21 +80,64 @@ export class ScriptBatcher {
     return command[0] === 'EVALSHA' && this.#bundle.positionOf(command[1]) !== undefined;
   }
 
-  /** Queues one script call for this turn's bundle; resolves with the script's reply or rejects with its error. */
-  add(command: ScriptCommand, operation: string, timeoutMs: number): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      const deadline = timeoutMs > 0 ? performance.now() + timeoutMs : Infinity;
-      // A call without keys goes anywhere: on Cluster, any node runs it.
-      const group = this.#bySlot && Number(command[2]) > 0 ? calculateSlot(command[3]!) : -1;
-      const calls = this.#queued.get(group);
-      const call: QueuedCall = { command, operation, timeoutMs, deadline, resolve, reject };
-      if (calls) calls.push(call);
-      else this.#queued.set(group, [call]);
-      if (!this.#scheduled) {
-        this.#scheduled = true;
-        setImmediate(() => this.flush());
-      }
-    });
+  /** The position of `script` in the bundle, when the bundle holds it (its calls can then go through `queue`). */
+  positionOf(script: LuaScript): number | undefined {
+    return this.#bundle.positionOf(script.sha1);
+  }
+
+  /** Queues one script call, given as its EVALSHA command, for this turn's bundle (see `queue`). */
+  add(command: ScriptCommand, operation: string): Promise<unknown> {
+    const keyCount = Number(command[2]);
+    return this.queue(this.#bundle.positionOf(command[1])!, command.slice(3, 3 + keyCount), command.slice(3 + keyCount), operation);
+  }
+
+  /**
+   * Queues one call of the script at `position` for this turn's bundle; resolves with the script's
+   * reply, or rejects with its error, or with a StoreTimeoutError once the deadline passed.
+   */
+  queue(position: number, keys: readonly string[], args: readonly (string | number)[], operation: string): Promise<unknown> {
+    // One shared executor, not a closure per call: every request queues several calls.
+    const promise = new Promise(this.#capture);
+    const timeoutMs = this.#timeoutMs;
+    const deadline = timeoutMs > 0 ? performance.now() + timeoutMs : Infinity;
+    const call: QueuedCall = { position, keys, args, operation, deadline, answered: false, resolve: this.#resolve, reject: this.#reject };
+    if (deadline !== Infinity) {
+      this.#waiting.push(call);
+      if (!this.#armed) this.#arm(timeoutMs);
+    }
+    // A call without keys goes anywhere: on Cluster, any node runs it.
+    const group = this.#bySlot && keys.length > 0 ? calculateSlot(keys[0]!) : -1;
+    const calls = this.#queued.get(group);
+    if (calls) calls.push(call);
+    else this.#queued.set(group, [call]);
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(this.#flushNow);
+    }
+    return promise;
+  }
+
+  #arm(delayMs: number): void {
+    this.#armed = true;
+    // A pending store call alone must not keep the process alive.
+    setTimeout(() => this.#expire(), Math.max(1, Math.ceil(delayMs))).unref();
+  }
+
+  /** Fails the calls whose deadline passed, and sets the timer for the next one. */
+  #expire(): void {
+    this.#armed = false;
+    const now = performance.now();
+    const waiting = this.#waiting;
+    let first = 0;
+    for (; first < waiting.length; first++) {
+      const call = waiting[first]!;
+      if (call.answered) continue;
+      if (call.deadline > now) break;
+      call.answered = true;
+      call.reject(new StoreTimeoutError(call.operation, this.#timeoutMs));
+    }
+    this.#waiting = first === waiting.length ? [] : waiting.slice(first);
+    if (this.#waiting.length > 0) this.#arm(this.#waiting[0]!.deadline - now);
   }
 
   /** Sends what is queued now (the turn's end does it by itself; a closing connection cannot wait for it). */
@@ -84,7 +146,8 @@ export class ScriptBatcher {
     this.#queued = new Map();
     this.#scheduled = false;
     for (const calls of queued.values()) {
-      for (let start = 0; start < calls.length; start += this.#maxCalls) void this.#send(calls.slice(start, start + this.#maxCalls));
+      if (calls.length <= this.#maxCalls) void this.#send(calls);
+      else for (let start = 0; start < calls.length; start += this.#maxCalls) void this.#send(calls.slice(start, start + this.#maxCalls));
     }
   }
 
@@ -98,20 +161,17 @@ export class ScriptBatcher {
       const now = performance.now();
       calls = calls.filter((call) => {
         if (call.deadline > now) return true;
-        call.reject(new StoreTimeoutError(call.operation, call.timeoutMs));
+        call.answered = true;
+        call.reject(new StoreTimeoutError(call.operation, this.#timeoutMs));
         return false;
       });
       if (calls.length === 0) return;
     }
     try {
-      const replies = await this.#bundle.run(this.#transport.send, calls.map((call) => call.command));
-      replies.forEach((reply, index) => {
-        const call = calls[index]!;
-        if (reply.ok) call.resolve(reply.value);
-        else call.reject(reply.error);
-      });
+      await this.#bundle.runOperations(this.#transport.send, calls);
     } catch (error) {
       for (const call of calls) call.reject(error);
     }
+    for (const call of calls) call.answered = true;
   }
 }

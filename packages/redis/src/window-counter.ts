@@ -3,6 +3,7 @@ import { assertStoreNumber } from '@tollgate/core';
 import type { WindowCounter, WindowResult } from '@tollgate/core';
 import type { Connection } from './connection.js';
 import { slotTag } from './hash-slot.js';
+import type { LuaScript } from './lua.js';
 import * as scripts from './scripts.js';
 
 /** The scripts count in whole ms (their starts and resets are then exact integers). */
@@ -25,14 +26,16 @@ export class RedisWindowCounter implements WindowCounter {
     return `${this.prefix}wc:{${key}}:${windowMs}`;
   }
 
-  #send = (args: string[]) => this.connection.send(args, 'counter');
+  #run(script: LuaScript, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    return this.connection.run(script, keys, args, 'counter');
+  }
 
   async consume(key: string, units: number, options: { limit: number; windowMs: number; slot?: string }): Promise<WindowResult> {
     const { limit, windowMs } = options;
     assertStoreNumber('counter.consume', 'units', units);
     assertStoreNumber('counter.consume', 'limit', limit);
     assertStoreNumber('counter.consume', 'windowMs', windowMs);
-    const reply = (await scripts.consumeWindow.run(this.#send, [this.#key(key, windowMs, options.slot)], [units, wholeMs(windowMs), limit])) as unknown[];
+    const reply = (await this.#run(scripts.consumeWindow, [this.#key(key, windowMs, options.slot)], [units, wholeMs(windowMs), limit])) as unknown[];
     return {
       allowed: reply[0] === 1,
       limit,
@@ -49,10 +52,10 @@ export class RedisWindowCounter implements WindowCounter {
     assertStoreNumber('counter.adjust', 'windowMs', options.windowMs);
     assertStoreNumber('counter.adjust', 'windowStart', options.windowStart);
     if (delta === 0) return;
-    await scripts.adjustWindow.run(this.#send, [this.#key(key, options.windowMs, options.slot)], [delta, wholeMs(options.windowMs), options.windowStart]);
+    await this.#run(scripts.adjustWindow, [this.#key(key, options.windowMs, options.slot)], [delta, wholeMs(options.windowMs), options.windowStart]);
   }
 
   async peek(key: string, options: { windowMs: number; slot?: string }): Promise<number> {
-    return Number(await scripts.peekWindow.run(this.#send, [this.#key(key, options.windowMs, options.slot)], [0, wholeMs(options.windowMs)]));
+    return Number(await this.#run(scripts.peekWindow, [this.#key(key, options.windowMs, options.slot)], [0, wholeMs(options.windowMs)]));
   }
 }

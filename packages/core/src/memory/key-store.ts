@@ -39,9 +39,13 @@ export class MemoryKeyStore implements KeyStore {
     this.#idByHash.set(hashIndex(record.sha256), record.id);
   }
 
-  async findByHash(sha256: string): Promise<ApiKeyRecord | undefined> {
+  findByHashSync(sha256: string): ApiKeyRecord | undefined {
     const id = this.#idByHash.get(hashIndex(sha256));
     return id === undefined ? undefined : this.#byId.get(id);
+  }
+
+  async findByHash(sha256: string): Promise<ApiKeyRecord | undefined> {
+    return this.findByHashSync(sha256);
   }
 
   async findById(id: string): Promise<ApiKeyRecord | undefined> {

@@ -9,22 +9,34 @@ interface ScopeState {
   credits: number;
   reserved: number;
   expiresAt: number;
-  /** Ids of live reservations holding part of `reserved`. */
-  holders: Set<string>;
-  /** No holder expires before this: until then a lookup skips the scan (a busy global scope holds many). */
-  nextExpiry: number;
+  /** Live reservations holding part of `reserved`: the scope is kept while any does. */
+  holders: number;
 }
 
 interface Reservation {
   amount: number;
   expiresAt: number;
-  scopes: LedgerScope[];
-  /** Charged its amount when its TTL passed unsettled; a late settle corrects the charge. */
-  charged: boolean;
+  /** The scopes reserved against, each once, as the caller gave them. */
+  scopes: readonly LedgerScope[];
+  /** The state of each of `scopes`, which a live reservation keeps from eviction. */
+  states: ScopeState[];
+}
+
+/** Options of the ledger's synchronous calls. */
+export interface MemoryLedgerCallOptions {
+  /**
+   * Answer with each scope's numbers (`scopes`), as the `ReservationLedger` calls do. A caller that
+   * does not use them spares building them on every call.
+   * @default true
+   */
+  balances?: boolean;
 }
 
 /** A reservation charged at expiry is remembered for a late settle until its scopes' periods end, at most this long. */
 const CHARGED_MEMORY_MS = 86_400_000;
+
+/** Up to this many scopes, a reserve looks for a key named twice by comparing pairs rather than hashing them. */
+const PAIRWISE_SCOPES = 8;
 
 /** When a late settle of a charged reservation could no longer change anything. */
 function forgetAt(reservation: Reservation): number {
@@ -33,53 +45,79 @@ function forgetAt(reservation: Reservation): number {
   return Math.min(periodsEnd, reservation.expiresAt + CHARGED_MEMORY_MS);
 }
 
-/** Reservation ledger for one process. Expired reservations, and scopes past their period with nothing held, are evicted. */
+function namesAKeyTwice(scopes: readonly LedgerScope[]): boolean {
+  if (scopes.length > PAIRWISE_SCOPES) return new Set(scopes.map((scope) => scope.key)).size < scopes.length;
+  for (let i = 1; i < scopes.length; i++) {
+    for (let j = 0; j < i; j++) if (scopes[i]!.key === scopes[j]!.key) return true;
+  }
+  return false;
+}
+
+/** Each scope once (a scope named twice would be charged twice and released once), in the order first named. */
+function distinctScopes(scopes: readonly LedgerScope[]): readonly LedgerScope[] {
+  if (!namesAKeyTwice(scopes)) return scopes;
+  return [...new Map(scopes.map((scope) => [scope.key, scope] as const)).values()];
+}
+
+/**
+ * Reservation ledger for one process. Expired reservations, and scopes past their period with nothing held, are evicted.
+ * It keeps the scopes a reserve names as given: a caller does not change them afterwards.
+ *
+ * Its work is synchronous, so besides the `ReservationLedger` calls it offers `reserveSync`, `settleSync` and
+ * `releaseSync`, which answer at once: a caller in the same process needs neither a promise nor a deadline around them.
+ */
 export class MemoryReservationLedger implements ReservationLedger {
   readonly #scopes = new Map<string, ScopeState>();
+  /** Reservations not yet settled whose TTL has not passed (as of the last expiry pass). */
   readonly #reservations = new Map<string, Reservation>();
+  /** Reservations charged at expiry, kept for a late settle (see forgetAt). */
+  readonly #charged = new Map<string, Reservation>();
+  /**
+   * No live reservation expires before this. Settles leave it early rather than recompute it, so the pass that
+   * charges expired reservations runs about once per TTL instead of on every call.
+   */
+  #nextExpiry = Infinity;
   readonly #clock: () => number;
 
   constructor(options: { clock?: () => number } = {}) {
     this.#clock = options.clock ?? Date.now;
   }
 
-  #drop(id: string, reservation: Reservation): void {
-    this.#reservations.delete(id);
-    for (const { key } of reservation.scopes) {
-      const scope = this.#scopes.get(key);
-      if (scope?.holders.delete(id)) scope.reserved = Math.max(0, scope.reserved - reservation.amount);
+  /** Charges every live reservation whose TTL passed, if one may have. */
+  #expire(now: number): void {
+    if (now < this.#nextExpiry) return;
+    let next = Infinity;
+    for (const [id, reservation] of this.#reservations) {
+      if (reservation.expiresAt > now) {
+        next = Math.min(next, reservation.expiresAt);
+        continue;
+      }
+      this.#reservations.delete(id);
+      this.#charge(reservation);
+      this.#charged.set(id, reservation);
     }
+    this.#nextExpiry = next;
   }
 
   /**
    * A reservation whose TTL passed unsettled (its process died, or lost the settle): the money is
    * taken as spent, in every scope whose period was still running, never given back for nothing.
    */
-  #charge(id: string, reservation: Reservation): void {
-    for (const { key, expiresAt } of reservation.scopes) {
-      const scope = this.#scopes.get(key);
-      if (!scope?.holders.delete(id)) continue;
-      scope.reserved = Math.max(0, scope.reserved - reservation.amount);
-      if (expiresAt > reservation.expiresAt) scope.spent += reservation.amount;
+  #charge(reservation: Reservation): void {
+    const { amount, scopes, states } = reservation;
+    for (let i = 0; i < states.length; i++) {
+      const scope = states[i]!;
+      scope.reserved = Math.max(0, scope.reserved - amount);
+      scope.holders--;
+      if (scopes[i]!.expiresAt > reservation.expiresAt) scope.spent += amount;
     }
-    reservation.charged = true;
   }
 
-  /** The scope with its expired reservations released (lazy eviction), or undefined if unknown or over. */
+  /** The scope, or undefined if unknown or over (then forgotten, as nothing holds it). Callers charge expired reservations first. */
   #live(key: string, now: number): ScopeState | undefined {
     const scope = this.#scopes.get(key);
     if (!scope) return undefined;
-    if (scope.nextExpiry <= now) {
-      let next = Infinity;
-      for (const id of scope.holders) {
-        const reservation = this.#reservations.get(id);
-        if (!reservation || reservation.charged) scope.holders.delete(id);
-        else if (reservation.expiresAt <= now) this.#charge(id, reservation);
-        else next = Math.min(next, reservation.expiresAt);
-      }
-      scope.nextExpiry = next;
-    }
-    if (scope.expiresAt <= now && scope.holders.size === 0) {
+    if (scope.expiresAt <= now && scope.holders === 0) {
       this.#scopes.delete(key);
       return undefined;
     }
@@ -89,7 +127,7 @@ export class MemoryReservationLedger implements ReservationLedger {
   #scope(key: string, expiresAt: number, now: number): ScopeState {
     let scope = this.#live(key, now);
     if (!scope) {
-      scope = { spent: 0, credits: 0, reserved: 0, expiresAt, holders: new Set(), nextExpiry: Infinity };
+      scope = { spent: 0, credits: 0, reserved: 0, expiresAt, holders: 0 };
       this.#scopes.set(key, scope);
     } else if (expiresAt > scope.expiresAt) {
       scope.expiresAt = expiresAt;
@@ -97,17 +135,18 @@ export class MemoryReservationLedger implements ReservationLedger {
     return scope;
   }
 
-  async reserve(request: ReserveRequest): Promise<ReserveResult> {
+  /** `reserve`, answered at once. Throws a RangeError for NaN input. */
+  reserveSync(request: ReserveRequest, options?: MemoryLedgerCallOptions): ReserveResult {
     assertReserveNumbers(request);
     const now = this.#clock();
-    const existing = this.#reservations.get(request.id);
-    if (existing && existing.expiresAt > now) return { ok: true, id: request.id, amount: existing.amount };
-    // An expired id is charged, then forgotten: reserved again, it is a new reservation.
-    if (existing && !existing.charged) this.#charge(request.id, existing);
-    if (existing) this.#reservations.delete(request.id);
+    this.#expire(now);
+    const { id } = request;
+    const existing = this.#reservations.get(id);
+    if (existing) return { ok: true, id, amount: existing.amount };
+    // An id charged at expiry is forgotten: reserved again, it is a new reservation.
+    if (this.#charged.size > 0) this.#charged.delete(id);
 
-    // A scope named twice would be charged twice and released once.
-    const scopes = [...new Map(request.scopes.map((scope) => [scope.key, scope] as const)).values()];
+    const scopes = distinctScopes(request.scopes);
     const wanted = Math.max(0, request.amount);
     const least = Math.min(wanted, Math.max(0, request.minAmount ?? wanted));
     let grant = wanted;
@@ -118,49 +157,99 @@ export class MemoryReservationLedger implements ReservationLedger {
       grant = Math.min(grant, remaining);
     }
 
-    const reservation: Reservation = { amount: grant, expiresAt: now + request.ttlMs, scopes: scopes.map((s) => ({ ...s })), charged: false };
-    this.#reservations.set(request.id, reservation);
-    const balances: ScopeBalance[] = [];
-    for (const { key, limit, expiresAt } of scopes) {
-      const scope = this.#scope(key, expiresAt, now);
+    const expiresAt = now + request.ttlMs;
+    const states = new Array<ScopeState>(scopes.length);
+    for (let i = 0; i < scopes.length; i++) {
+      const scope = this.#scope(scopes[i]!.key, scopes[i]!.expiresAt, now);
       scope.reserved += grant;
-      scope.holders.add(request.id);
-      scope.nextExpiry = Math.min(scope.nextExpiry, reservation.expiresAt);
-      balances.push({ key, limit, spent: scope.spent, reserved: scope.reserved });
+      scope.holders++;
+      states[i] = scope;
     }
-    return { ok: true, id: request.id, amount: grant, scopes: balances };
+    this.#reservations.set(id, { amount: grant, expiresAt, scopes, states });
+    if (expiresAt < this.#nextExpiry) this.#nextExpiry = expiresAt;
+    if (options?.balances === false) return { ok: true, id, amount: grant };
+    const balances = new Array<ScopeBalance>(scopes.length);
+    for (let i = 0; i < scopes.length; i++) {
+      const { key, limit } = scopes[i]!;
+      balances[i] = { key, limit, spent: states[i]!.spent, reserved: states[i]!.reserved };
+    }
+    return { ok: true, id, amount: grant, scopes: balances };
   }
 
-  async settle(id: string, actualAmount: number): Promise<SettleResult> {
+  /** `settle`, answered at once. Throws a RangeError for NaN input. */
+  settleSync(id: string, actualAmount: number, options?: MemoryLedgerCallOptions): SettleResult {
     assertStoreNumber('ledger.settle', 'actualAmount', actualAmount);
     const now = this.#clock();
-    const reservation = this.#reservations.get(id);
-    if (!reservation) return { settled: false, reserved: 0 };
-    if (!reservation.charged && reservation.expiresAt <= now) this.#charge(id, reservation);
-    this.#drop(id, reservation);
-    // Charged at expiry already: only the difference to the actual amount is booked, where it was charged.
-    const charge = reservation.charged ? actualAmount - reservation.amount : Math.max(0, actualAmount);
-    const scopes: ScopeUsage[] = [];
-    for (const { key, expiresAt } of reservation.scopes) {
-      // A scope whose period ended meanwhile is not charged: its counters are over.
-      if (expiresAt <= now || (reservation.charged && expiresAt <= reservation.expiresAt)) {
+    this.#expire(now);
+    const live = this.#reservations.get(id);
+    if (live) {
+      this.#reservations.delete(id);
+      return this.#settleLive(live, actualAmount, now, options?.balances !== false);
+    }
+    const charged = this.#charged.get(id);
+    if (!charged) return { settled: false, reserved: 0 };
+    this.#charged.delete(id);
+    return this.#settleCharged(charged, actualAmount, now);
+  }
+
+  /** `release`, answered at once. */
+  releaseSync(id: string): SettleResult {
+    return this.settleSync(id, 0);
+  }
+
+  #settleLive(reservation: Reservation, actualAmount: number, now: number, balances: boolean): SettleResult {
+    const { amount, scopes, states } = reservation;
+    const charge = Math.max(0, actualAmount);
+    const usage = balances ? new Array<ScopeUsage>(states.length) : undefined;
+    for (let i = 0; i < states.length; i++) {
+      const scope = states[i]!;
+      const { key, expiresAt } = scopes[i]!;
+      scope.reserved = Math.max(0, scope.reserved - amount);
+      scope.holders--;
+      if (expiresAt > now) {
+        scope.spent += charge;
+        if (usage) usage[i] = { key, spent: scope.spent, reserved: scope.reserved };
+      } else {
+        // A scope whose period ended meanwhile is not charged: its counters are over.
         const over = this.#live(key, now);
-        scopes.push({ key, spent: over?.spent ?? 0, reserved: over?.reserved ?? 0 });
+        if (usage) usage[i] = { key, spent: over?.spent ?? 0, reserved: over?.reserved ?? 0 };
+      }
+    }
+    return usage ? { settled: true, reserved: amount, scopes: usage } : { settled: true, reserved: amount };
+  }
+
+  /** Charged at expiry already: only the difference to the actual amount is booked, where it was charged. */
+  #settleCharged(reservation: Reservation, actualAmount: number, now: number): SettleResult {
+    const charge = actualAmount - reservation.amount;
+    const usage: ScopeUsage[] = [];
+    for (const { key, expiresAt } of reservation.scopes) {
+      if (expiresAt <= now || expiresAt <= reservation.expiresAt) {
+        const over = this.#live(key, now);
+        usage.push({ key, spent: over?.spent ?? 0, reserved: over?.reserved ?? 0 });
         continue;
       }
       const scope = this.#scope(key, expiresAt, now);
       scope.spent += charge;
-      scopes.push({ key, spent: scope.spent, reserved: scope.reserved });
+      usage.push({ key, spent: scope.spent, reserved: scope.reserved });
     }
-    return { settled: true, reserved: reservation.amount, scopes };
+    return { settled: true, reserved: reservation.amount, scopes: usage };
   }
 
-  release(id: string): Promise<SettleResult> {
-    return this.settle(id, 0);
+  async reserve(request: ReserveRequest): Promise<ReserveResult> {
+    return this.reserveSync(request);
+  }
+
+  async settle(id: string, actualAmount: number): Promise<SettleResult> {
+    return this.settleSync(id, actualAmount);
+  }
+
+  async release(id: string): Promise<SettleResult> {
+    return this.settleSync(id, 0);
   }
 
   async usage(scopes: readonly ScopeRef[]): Promise<ScopeUsage[]> {
     const now = this.#clock();
+    this.#expire(now);
     return scopes.map((ref) => {
       const key = scopeKeyOf(ref);
       const scope = this.#live(key, now);
@@ -173,6 +262,7 @@ export class MemoryReservationLedger implements ReservationLedger {
     assertStoreNumber('ledger.adjustSpent', 'expiresAt', expiresAt);
     const now = this.#clock();
     if (expiresAt <= now) return;
+    this.#expire(now);
     const scope = this.#scope(scopeKeyOf(ref), expiresAt, now);
     // A credit may take spent below zero: the headroom grows by all of it, for the scope's period.
     scope.spent += delta;
@@ -184,6 +274,7 @@ export class MemoryReservationLedger implements ReservationLedger {
     assertStoreNumber('ledger.restoreSpent', 'expiresAt', expiresAt);
     const now = this.#clock();
     if (expiresAt <= now) return false;
+    this.#expire(now);
     const scope = this.#scope(scopeKeyOf(ref), expiresAt, now);
     const floor = spent - scope.credits;
     if (scope.spent >= floor) return false;
@@ -192,22 +283,24 @@ export class MemoryReservationLedger implements ReservationLedger {
   }
 
   async resetScope(ref: ScopeRef): Promise<void> {
-    const scope = this.#live(scopeKeyOf(ref), this.#clock());
+    const now = this.#clock();
+    this.#expire(now);
+    const scope = this.#live(scopeKeyOf(ref), now);
     if (scope) scope.spent = 0;
   }
 
   /** Charges expired reservations, forgets long-charged ones, and forgets scopes whose period is over. */
   sweep(): void {
     const now = this.#clock();
-    for (const [id, reservation] of this.#reservations) {
-      if (!reservation.charged && reservation.expiresAt <= now) this.#charge(id, reservation);
-      if (reservation.charged && forgetAt(reservation) <= now) this.#reservations.delete(id);
+    this.#expire(now);
+    for (const [id, reservation] of this.#charged) {
+      if (forgetAt(reservation) <= now) this.#charged.delete(id);
     }
     for (const key of this.#scopes.keys()) this.#live(key, now);
   }
 
   /** Scopes and reservations currently held (for tests of boundedness). */
   get size(): { scopes: number; reservations: number } {
-    return { scopes: this.#scopes.size, reservations: this.#reservations.size };
+    return { scopes: this.#scopes.size, reservations: this.#reservations.size + this.#charged.size };
   }
 }

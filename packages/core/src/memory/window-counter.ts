@@ -3,7 +3,6 @@ import { assertStoreNumber } from '../store-input.js';
 import type { WindowCounter, WindowResult } from '../stores.js';
 
 interface WindowState {
-  windowMs: number;
   /** Start of the current fixed window. */
   start: number;
   count: number;
@@ -26,9 +25,14 @@ export function windowRetryAfterMs(now: number, start: number, windowMs: number,
   return untilReset + Math.max(1, Math.ceil(windowMs * (1 - (limit - units) / count)));
 }
 
-/** Sliding-window counter for one process. Memory stays bounded: a key is forgotten two windows after its last use. */
+/**
+ * Sliding-window counter for one process. Memory stays bounded: a key is forgotten two windows after its last use.
+ * Its work is synchronous, so besides the `WindowCounter` calls it offers `consumeSync` and `adjustSync`, which
+ * answer at once: a caller in the same process needs neither a promise nor a deadline around them.
+ */
 export class MemoryWindowCounter implements WindowCounter {
-  readonly #states = new Map<string, WindowState>();
+  /** Per window length, the state of each key: found without building a key string per call. */
+  readonly #windows = new Map<number, Map<string, WindowState>>();
   readonly #clock: () => number;
 
   constructor(options: { clock?: () => number } = {}) {
@@ -37,9 +41,14 @@ export class MemoryWindowCounter implements WindowCounter {
 
   /** Brings the state for (key, windowMs) up to `now`: the current window may become the previous one. */
   #roll(key: string, windowMs: number, now: number, create: boolean): WindowState | undefined {
-    const mapKey = `${windowMs}\u0000${key}`;
+    let states = this.#windows.get(windowMs);
+    if (!states) {
+      if (!create) return undefined;
+      states = new Map();
+      this.#windows.set(windowMs, states);
+    }
     const start = Math.floor(now / windowMs) * windowMs;
-    let state = this.#states.get(mapKey);
+    let state = states.get(key);
     if (state && state.start !== start) {
       if (state.start + windowMs === start) {
         state.previous = state.count;
@@ -47,18 +56,19 @@ export class MemoryWindowCounter implements WindowCounter {
         state.start = start;
       } else if (state.start < start) {
         // Both windows are in the past: nothing in them counts any more.
-        this.#states.delete(mapKey);
+        states.delete(key);
         state = undefined;
       }
     }
     if (!state && create) {
-      state = { windowMs, start, count: 0, previous: 0 };
-      this.#states.set(mapKey, state);
+      state = { start, count: 0, previous: 0 };
+      states.set(key, state);
     }
     return state;
   }
 
-  async consume(key: string, units: number, options: { limit: number; windowMs: number }): Promise<WindowResult> {
+  /** `consume`, answered at once. Throws a RangeError for NaN input. */
+  consumeSync(key: string, units: number, options: { limit: number; windowMs: number; slot?: string }): WindowResult {
     const { limit, windowMs } = options;
     assertStoreNumber('counter.consume', 'units', units);
     assertStoreNumber('counter.consume', 'limit', limit);
@@ -79,7 +89,8 @@ export class MemoryWindowCounter implements WindowCounter {
     };
   }
 
-  async adjust(key: string, delta: number, options: { windowMs: number; windowStart: number }): Promise<void> {
+  /** `adjust`, answered at once. Throws a RangeError for NaN input. */
+  adjustSync(key: string, delta: number, options: { windowMs: number; windowStart: number; slot?: string }): void {
     const { windowMs, windowStart } = options;
     assertStoreNumber('counter.adjust', 'delta', delta);
     assertStoreNumber('counter.adjust', 'windowMs', windowMs);
@@ -88,6 +99,14 @@ export class MemoryWindowCounter implements WindowCounter {
     if (!state) return;
     if (windowStart === state.start) state.count = Math.max(0, state.count + delta);
     else if (windowStart === state.start - windowMs) state.previous = Math.max(0, state.previous + delta);
+  }
+
+  async consume(key: string, units: number, options: { limit: number; windowMs: number }): Promise<WindowResult> {
+    return this.consumeSync(key, units, options);
+  }
+
+  async adjust(key: string, delta: number, options: { windowMs: number; windowStart: number }): Promise<void> {
+    this.adjustSync(key, delta, options);
   }
 
   async peek(key: string, options: { windowMs: number }): Promise<number> {
@@ -100,13 +119,18 @@ export class MemoryWindowCounter implements WindowCounter {
   /** Drops every key whose two windows have both ended. */
   sweep(): void {
     const now = this.#clock();
-    for (const [mapKey, state] of this.#states) {
-      if (state.start + 2 * state.windowMs <= now) this.#states.delete(mapKey);
+    for (const [windowMs, states] of this.#windows) {
+      for (const [key, state] of states) {
+        if (state.start + 2 * windowMs <= now) states.delete(key);
+      }
+      if (states.size === 0) this.#windows.delete(windowMs);
     }
   }
 
   /** Keys currently held (for tests of boundedness). */
   get size(): number {
-    return this.#states.size;
+    let size = 0;
+    for (const states of this.#windows.values()) size += states.size;
+    return size;
   }
 }

@@ -204,4 +204,5 @@ export const anthropicMessages: ProviderAdapter = {
   // Anthropic streams always carry their usage (message_start, then message_delta).
   requestStreamUsage: () => false,
   createReader: () => createMessagesReader(),
+  answerUsageFields: ['model', 'usage'],
 };

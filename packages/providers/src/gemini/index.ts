@@ -173,4 +173,5 @@ export const gemini: ProviderAdapter = {
   countInput: countGenerateRequest,
   requestStreamUsage: () => false,
   createReader: () => createGenerateReader(),
+  answerUsageFields: ['modelVersion', 'usageMetadata'],
 };

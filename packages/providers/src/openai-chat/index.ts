@@ -5,7 +5,7 @@ import type { RequestCounter } from '../counter.js';
 import { asArray, bodyModel, isObject, parseJson, positiveInteger } from '../json.js';
 import type { Json } from '../json.js';
 import {
-  countChatMessage, countOpenAiTools, countResponseFormat, countToolChoice, openAiUsage, readOpenAiAnswer, REPLY_PRIMING,
+  countChatMessage, countOpenAiTools, countResponseFormat, countToolChoice, openAiUsage, OPENAI_USAGE_FIELDS, readOpenAiAnswer, REPLY_PRIMING,
 } from '../openai-framing.js';
 import { countedOutput, OutputText, sseEvent } from '../usage.js';
 import type { UsageReader } from '../usage.js';
@@ -144,6 +144,7 @@ export function chatCompletionsAdapter(options: ChatAdapterOptions): ProviderAda
       body.model = model;
     },
     readUsage: readOpenAiAnswer,
+    answerUsageFields: OPENAI_USAGE_FIELDS,
     countInput: countChatRequest,
     requestStreamUsage(body) {
       if (body.stream !== true) return false;

@@ -5,7 +5,7 @@ import type { RequestCounter } from '../counter.js';
 import { asArray, bodyModel, isObject, parseJson, positiveInteger } from '../json.js';
 import type { Json } from '../json.js';
 import {
-  countChatMessage, countOpenAiContent, countOpenAiTools, countResponseFormat, countToolChoice, MESSAGE_OVERHEAD, openAiUsage,
+  countChatMessage, countOpenAiContent, countOpenAiTools, countResponseFormat, countToolChoice, MESSAGE_OVERHEAD, openAiUsage, OPENAI_USAGE_FIELDS,
   readOpenAiAnswer, REPLY_PRIMING, TOOL_CALL_OVERHEAD,
 } from '../openai-framing.js';
 import { countedOutput, OutputText, sseEvent } from '../usage.js';
@@ -128,6 +128,7 @@ export const openAiResponses: ProviderAdapter = {
     body.model = model;
   },
   readUsage: readOpenAiAnswer,
+  answerUsageFields: OPENAI_USAGE_FIELDS,
   countInput: countResponsesRequest,
   // Responses streams always end with their usage.
   requestStreamUsage: () => false,
