@@ -41,6 +41,11 @@ function chainCases(context: BenchContext, redisUrl: string | undefined): ChainC
       spec: { app: 'tollgate-chain', options: { store: 'redis', ...redis('tollgate') } },
     },
     {
+      name: 'tollgate full chain (Redis, blocks)',
+      what: 'the same chain on blockStores(createRedisStores()): hot limits and budgets taken from Redis a block at a time (0.001 of each limit, held at most 1 s) and handed out in-process',
+      spec: { app: 'tollgate-chain', options: { store: 'redis', blocks: true, ...redis('tollgate-blocks') } },
+    },
+    {
       name: 'tollgate full chain (Redis, batch: false)',
       what: 'the same chain on createRedisStores({ batch: false }): one EVALSHA per store operation, the request limit on rate-limit-redis (the chain before the script bundle)',
       spec: { app: 'tollgate-chain', options: { store: 'redis', batch: false, ...redis('tollgate-unbatched') } },

@@ -32,6 +32,11 @@ async function openStores(options: AppOptions): Promise<TollgateStores> {
   if (options.store === 'redis') {
     const { createRedisStores } = await import('@tollgate/redis');
     const stores = createRedisStores({ url: String(options.redisUrl ?? REDIS_URL), prefix: String(options.prefix), batch: options.batch !== false });
+    if (options.blocks) {
+      // Hot limits and budgets taken a block at a time (blockStores' defaults: 0.001 of each limit, held at most 1 s).
+      const { blockStores } = await import('@tollgate/core');
+      return blockStores(stores);
+    }
     // Unbatched is the chain as it was before the script bundle: the request limit on rate-limit-redis in combineLimits too.
     if (options.batch !== false) return stores;
     const { fixedWindow: _countedByRateLimitRedis, ...unbatched } = stores;

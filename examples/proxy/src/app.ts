@@ -35,7 +35,7 @@ import { registerRoutingMetrics } from './routing-metrics.js';
 import { createProxyMetrics } from './proxy-metrics.js';
 import { validateProviderRequest } from './request-validation.js';
 import { securityHeaders } from './security-headers.js';
-import { outageStores } from './outage-setup.js';
+import { blockedStores, outageStores } from './outage-setup.js';
 import { keepSpend } from './spend-rebuild.js';
 import { storesAnswer } from './stores.js';
 import { timedStores } from './timed-stores.js';
@@ -181,7 +181,8 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   const observedStores = metrics && timeStoreCalls ? timedStores(stores, metrics.storeTimer) : stores;
   // What the limits and the budget count in: behind a lease (or failOpen) when the config says what to do while Redis is out.
   const leased = outageStores(config.storeOutage, observedStores, log);
-  const limitStores = leased ?? observedStores;
+  const blocked = blockedStores(config.redis?.blocks, leased ?? observedStores);
+  const limitStores = blocked ?? leased ?? observedStores;
   const storeFailures = (layer: string) => guarding.alertStoreDown(layer, storeFailureReporter(logger, layer, metrics ? metrics.storeFailure : () => undefined));
   const providers = createProviderRouter(config, {
     mock, pricing, env: deps.env, ...(metrics ? { observeUpstream: metrics.upstreamCall } : {}),
@@ -203,7 +204,8 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   // In this order: the upstream calls end (and settle), then the budget, then the usage is written, the log flushed, then the stores close.
   const closers: (() => Promise<void> | void)[] = [() => providers.close(), async () => {
     await budget.close();
-    // What the leases granted goes to Redis after the last settle.
+    // Blocks go back once every request settled, then what the leases granted goes to Redis.
+    await blocked?.blocks.retireAll();
     await leased?.lease.close();
   }, () => spend?.close(), () => metering.close(), () => guarding.close(), () => proxyLog.close()];
   if (responseCache) closers.push(() => responseCache.close());
@@ -305,6 +307,7 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
       status: ok ? 'ok' : tokenizersReady ? 'degraded' : 'starting', store: stores.kind, storeOk, tokenizers: tokenizersReady ? 'ready' : 'loading',
       ...(stores.kind === 'redis' ? { redis: storeOk ? 'ok' : 'down' } : {}), upstreams: providers.names,
       ...(providers.routes ? { routing: providers.routes.health() } : {}),
+      ...(blocked ? { blocks: blocked.blocks.open() } : {}),
     });
   });
   // Metrics name tenants and their spend: behind the admin key, open only when the config says so, else not served.

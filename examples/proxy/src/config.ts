@@ -265,7 +265,21 @@ const redisSchema = fields({
     .min(1, CLUSTER)
     .optional()
     .describe('URLs of some nodes of a Redis Cluster (`redis://host:port`); the stores spread over its shards.'),
-}).describe('A Redis Cluster instead of one server (`redisUrl`): `{ "cluster": ["redis://host:port", ...] }`.');
+  blocks: z
+    .union([
+      trueOrFalse,
+      fields({
+        share: fraction('must be a number above 0 and at most 1 (a share of each limit and budget)').optional()
+          .describe('A block\'s size as a share of its limit. Default: 0.001.'),
+        maxAge: duration.optional().describe('How long a block hands out before what it did not hand out goes back. Default: "1s".'),
+      }),
+    ], 'must be true, false or { "share": 0.001, "maxAge": "1s" }')
+    .optional()
+    .describe(
+      'Hot limits and budgets taken from Redis a block at a time and handed out in-process (blockStores): far fewer Redis calls. '
+      + 'Never past a limit; a caller may be refused up to processes × share × limit early for at most maxAge. Default: false.',
+    ),
+}).describe('Redis options: a Redis Cluster instead of one server (`redisUrl`): `{ "cluster": ["redis://host:port", ...] }`; `blocks`.');
 
 const globalSchema = fields({
   requestsPerMinute: positiveInteger.optional().describe('Requests per minute over all traffic.'),

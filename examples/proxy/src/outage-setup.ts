@@ -1,6 +1,8 @@
 // What the proxy does when Redis fails or stalls: per layer, answer from a bounded lease, let everything through, or refuse (503).
+import { blockStores, parseDuration } from '@tollgate/core';
 import { leasedStores } from '@tollgate/core';
-import type { LeasedStores, OutagePolicy, TollgateStores } from '@tollgate/core';
+import type { BlockStores, LeasedStores, OutagePolicy, TollgateStores } from '@tollgate/core';
+import type { RedisConfig } from './config.js';
 
 /** `storeOutage` as the config's schema resolves it (config.ts): a policy per layer, and the slice. */
 export interface StoreOutageConfig {
@@ -33,5 +35,18 @@ export function outageStores<S extends TollgateStores>(outage: StoreOutageConfig
         log(`tollgate proxy: Redis answers again; ${event.pendingCharges === 0 ? 'what the leases granted is charged' : `${event.pendingCharges} lease charges still to send`}`);
       }
     },
+  });
+}
+
+/**
+ * `redis.blocks`: the limits and the budget take hot counters from Redis a block at a time (over
+ * the lease, when there is one, so a block taken while Redis is out comes out of the slice).
+ */
+export function blockedStores<S extends TollgateStores>(blocks: RedisConfig['blocks'], stores: S): BlockStores<S> | undefined {
+  if (!blocks || stores.kind === 'memory') return undefined;
+  if (blocks === true) return blockStores(stores);
+  return blockStores(stores, {
+    ...(blocks.share === undefined ? {} : { share: blocks.share }),
+    ...(blocks.maxAge === undefined ? {} : { maxAgeMs: parseDuration(blocks.maxAge) }),
   });
 }

@@ -5,6 +5,7 @@ import {
   ApiError,
   MemoryReservationLedger,
   unalteredMemoryStore,
+  ledgerAtOnce,
   TollgateError,
   affordableOutputTokens,
   assertKnownOptions,
@@ -220,6 +221,8 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
   const ledger = options.ledger ?? ownStores!.ledger;
   /** An in-memory ledger answers at once: its calls need neither a promise nor a deadline (unless it is wrapped). */
   const memoryLedger = unalteredMemoryStore(ledger, MemoryReservationLedger, ['reserve', 'settle', 'release']);
+  /** A ledger that answers from a block it holds (blockStores) does so at once too; otherwise its promise. */
+  const atOnceLedger = memoryLedger ? undefined : ledgerAtOnce(ledger);
   const pricing = options.pricing ?? createPricing();
   const minOutputTokens = options.minOutputTokens ?? 16;
   if (!Number.isSafeInteger(minOutputTokens) || minOutputTokens < 1) throw optionError(`minOutputTokens must be a positive integer; got ${JSON.stringify(options.minOutputTokens)}`);
@@ -374,6 +377,10 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     // Settled once: the ledger delivers it (a reservation past its TTL was charged its amount at
     // expiry, and this settle corrects that to the actual cost). Waiting is bounded; the delivery is not.
     if (memoryLedger) return afterSettle(windows, memoryLedger.settleSync(id, actual, memoryCalls).scopes);
+    if (atOnceLedger) {
+      const settled = atOnceLedger.settleAtOnce(id, actual);
+      if (settled) return afterSettle(windows, settled.scopes);
+    }
     return withTimeout(ledger.settle(id, actual), storeTimeoutMs, 'ledger.settle').then(({ scopes }) => afterSettle(windows, scopes));
   }
 
@@ -421,20 +428,22 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
       return { kind: 'denied', value: new ApiError('misconfigured_route', message), retryAfterMs: 0, final: true };
     }
     const found = plan.forIdentity(ctx.identity);
-    if (!memoryLedger || !ledgerReportsBalances || !Array.isArray(found)) return reserveAsync(req, ctx, estimate, found);
+    if (!(memoryLedger || atOnceLedger) || !ledgerReportsBalances || !Array.isArray(found)) return reserveAsync(req, ctx, estimate, found);
     if (found.length === 0) return { kind: 'allowed', value: undefined };
     const current = listWindowsAt(found, now());
     let ask: Ask;
-    let result: ReserveResult;
+    let result: ReserveResult | undefined;
     try {
       // The ledger reports balances (checked above): a downgrade is judged without a read, with nothing to wait for.
       if (mayDowngrade) applyDowngrade(req, estimate, current.windows);
       ask = askFor(ctx, estimate, current);
-      result = memoryLedger.reserveSync(ask.request, memoryCalls);
-      storeFailing = false;
+      result = memoryLedger ? memoryLedger.reserveSync(ask.request, memoryCalls) : atOnceLedger!.reserveAtOnce(ask.request);
+      if (result) storeFailing = false;
     } catch (error) {
       return storeFailed(req, error);
     }
+    // No block could answer: the ledger's own call, with its deadline.
+    if (!result) return reserveAsk(req, estimate, ask);
     return judge(req, estimate, ask, result);
   }
 
@@ -444,11 +453,19 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     // A list the plan keeps has its windows kept too; budgets from the `budgets` function are new each time.
     const current = Array.isArray(found) ? listWindowsAt(budgets, now()) : budgetWindowsAt(budgets, now());
     let ask: Ask;
-    let reserving: Promise<ReserveResult> | undefined;
-    let result: ReserveResult;
     try {
       if (mayDowngrade) await applyDowngrade(req, estimate, current.windows);
       ask = askFor(ctx, estimate, current);
+    } catch (error) {
+      return storeFailed(req, error);
+    }
+    return reserveAsk(req, estimate, ask);
+  }
+
+  async function reserveAsk(req: Request, estimate: UsageEstimate, ask: Ask): Promise<BudgetVerdict> {
+    let reserving: Promise<ReserveResult> | undefined;
+    let result: ReserveResult;
+    try {
       reserving = ledger.reserve(ask.request);
       result = await withTimeout(reserving, storeTimeoutMs, 'ledger.reserve');
       storeFailing = false;
@@ -492,6 +509,7 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
   }
 
   function releaseReservation(id: string): Promise<void> | undefined {
+    if (atOnceLedger?.settleAtOnce(id, 0)) return undefined;
     if (!memoryLedger) return withTimeout(ledger.release(id), storeTimeoutMs, 'ledger.release').then(() => undefined, reportStoreError);
     try {
       memoryLedger.releaseSync(id);

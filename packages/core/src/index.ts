@@ -13,3 +13,4 @@ export * from './provider-api.js';
 export * from './memory-stores.js';
 export * from './pre-call-check.js';
 export * from './leased-stores.js';
+export * from './block-stores.js';

@@ -4,9 +4,12 @@ import type { LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, Set
 
 /** Fixed request windows as `@tollgate/redis` keeps them (tieredRateLimit counts in them inside combineLimits). */
 interface FixedWindowLike {
-  hit(key: string, windowMs: number): Promise<{ hits: number; resetAt: number }>;
+  hit(key: string, windowMs: number, limit?: number): Promise<{ hits: number; resetAt: number }>;
   giveBack(key: string): Promise<void>;
   reset(key: string): Promise<void>;
+  /** Several hits at once (blocks of them: see blockStores). */
+  hitBy?(key: string, windowMs: number, hits: number): Promise<{ hits: number; resetAt: number }>;
+  giveBackBy?(key: string, hits: number, minTtlMs: number): Promise<void>;
 }
 
 /**
@@ -237,45 +240,52 @@ export function leasedStores<S extends TollgateStores>(stores: S, options: Lease
   // Requests inside combineLimits: fixed windows whose limit the caller (express-rate-limit) checks.
   const inner = (stores as { fixedWindow?: FixedWindowLike }).fixedWindow;
   const fixed = new Map<string, LocalFixedWindow>();
+  /** `hits` hits from the slice while the store is out. */
+  function hitLocally(key: string, windowMs: number, hits: number): { hits: number; resetAt: number } {
+    const now = clock();
+    if (policies.fixedWindow === 'failOpen') return { hits, resetAt: now + windowMs };
+    const known = fixed.get(key);
+    if (!known || !granted(`fixed:${key}`)) exhausted(`request window ${key}`);
+    // The store's window ended: the next ones start at 0 hits, each a windowMs long.
+    if (now >= known.resetAt) Object.assign(known, { resetAt: now + windowMs, known: 0, local: 0 });
+    known.local += hits;
+    // Each hit of the slice counts as 1/slice of the store's: the caller's limit L then admits at most slice × L here.
+    return { hits: known.known + Math.ceil(known.local / slice), resetAt: known.resetAt };
+  }
+  function hitLanded(key: string, result: { hits: number; resetAt: number }): void {
+    see(`fixed:${key}`);
+    // Updated in place: a hit per request must not allocate a record per request.
+    const known = fixed.get(key);
+    if (!known) {
+      fixed.set(key, { resetAt: result.resetAt, known: result.hits, local: 0 });
+      return;
+    }
+    known.resetAt = result.resetAt;
+    known.known = result.hits;
+    known.local = 0;
+  }
+  function giveBackLocally(key: string, hits: number): boolean {
+    const known = fixed.get(key);
+    if (!down || !known || known.local <= 0) return false;
+    known.local = Math.max(0, known.local - hits);
+    return true;
+  }
   const fixedWindow: FixedWindowLike | undefined = inner && {
-    hit(key, windowMs) {
-      return either(
-        () => inner.hit(key, windowMs),
-        () => {
-          const now = clock();
-          if (policies.fixedWindow === 'failOpen') return { hits: 1, resetAt: now + windowMs };
-          const known = fixed.get(key);
-          if (!known || !granted(`fixed:${key}`)) exhausted(`request window ${key}`);
-          // The store's window ended: the next ones start at 0 hits, each a windowMs long.
-          if (now >= known.resetAt) Object.assign(known, { resetAt: now + windowMs, known: 0, local: 0 });
-          known.local += 1;
-          // Each hit of the slice counts as 1/slice of the store's: the caller's limit L then admits at most slice × L here.
-          return { hits: known.known + Math.ceil(known.local / slice), resetAt: known.resetAt };
-        },
-        (result) => {
-          see(`fixed:${key}`);
-          // Updated in place: a hit per request must not allocate a record per request.
-          const known = fixed.get(key);
-          if (!known) {
-            fixed.set(key, { resetAt: result.resetAt, known: result.hits, local: 0 });
-            return;
-          }
-          known.resetAt = result.resetAt;
-          known.known = result.hits;
-          known.local = 0;
-        },
-        () => inner.giveBack(key),
-      );
+    hit(key, windowMs, limit) {
+      return either(() => inner.hit(key, windowMs, limit), () => hitLocally(key, windowMs, 1), (result) => hitLanded(key, result), () => inner.giveBack(key));
     },
     giveBack(key) {
-      const known = fixed.get(key);
-      if (down && known && known.local > 0) {
-        known.local -= 1;
-        return Promise.resolve();
-      }
-      return inner.giveBack(key);
+      return giveBackLocally(key, 1) ? Promise.resolve() : inner.giveBack(key);
     },
     reset: (key) => inner.reset(key),
+    ...(typeof inner.hitBy === 'function' && typeof inner.giveBackBy === 'function' ? {
+      hitBy(key: string, windowMs: number, hits: number) {
+        return either(() => inner.hitBy!(key, windowMs, hits), () => hitLocally(key, windowMs, hits), (result) => hitLanded(key, result), () => inner.giveBackBy!(key, hits, 0));
+      },
+      giveBackBy(key: string, hits: number, minTtlMs: number) {
+        return giveBackLocally(key, hits) ? Promise.resolve() : inner.giveBackBy!(key, hits, minTtlMs);
+      },
+    } : {}),
   };
 
   // Budgets: what each scope's slice has granted in this outage (live reservations and their settled amounts).

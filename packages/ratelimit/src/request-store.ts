@@ -1,6 +1,7 @@
 // The express-rate-limit store of one request layer: rate-limit-redis on Redis stores (the stores' own fixed windows when combined), process memory otherwise.
 import type { ClientRateLimitInfo, IncrementResponse, Options as RateLimitOptions, Store } from 'express-rate-limit';
 import { RedisStore, type RedisReply } from 'rate-limit-redis';
+import { fixedWindowAtOnce, type FixedWindowAtOnce } from '@tollgate/core';
 import type { StoreFailureHandling } from './store-failure.js';
 import type { FixedWindowCounter, StoresWithCommands } from './types.js';
 
@@ -101,18 +102,26 @@ function asIncrementResponse({ hits, resetAt }: { hits: number; resetAt: number 
 class FixedWindowStore implements Store {
   readonly localKeys = false;
 
+  readonly #atOnce: FixedWindowAtOnce | undefined;
+
   constructor(
     private readonly windows: FixedWindowCounter,
     readonly prefix: string,
     // Known up front: inside combineLimits the layer is counted without express-rate-limit, which would call init.
     private readonly windowMs: number,
-  ) {}
+  ) {
+    this.#atOnce = fixedWindowAtOnce(windows);
+  }
 
-  increment(key: string): Promise<IncrementResponse> {
-    return this.windows.hit(this.prefix + key, this.windowMs).then(asIncrementResponse);
+  increment(key: string, limit?: number): Promise<IncrementResponse> | IncrementResponse {
+    // From a block the stores hold (blockStores): at once, with no promise and no deadline.
+    const now = limit === undefined ? undefined : this.#atOnce?.hitAtOnce(this.prefix + key, this.windowMs, limit);
+    if (now) return asIncrementResponse(now);
+    return this.windows.hit(this.prefix + key, this.windowMs, limit).then(asIncrementResponse);
   }
 
   decrement(key: string): Promise<void> {
+    if (this.#atOnce?.giveBackAtOnce(this.prefix + key)) return Promise.resolve();
     return this.windows.giveBack(this.prefix + key);
   }
 
@@ -139,10 +148,13 @@ class DeadlineStore implements Store {
     return this.#inner.init?.(options);
   }
 
-  increment(key: string): Promise<IncrementResponse> {
+  increment(key: string, limit?: number): Promise<IncrementResponse> | IncrementResponse {
     let counted: Promise<IncrementResponse>;
     try {
-      counted = Promise.resolve(this.#inner.increment(key));
+      const answer = (this.#inner as RequestStore).increment(key, limit);
+      // Answered at once (from a block): nothing to wait for, so no deadline.
+      if (!(answer instanceof Promise)) return answer;
+      counted = answer;
     } catch (error) {
       counted = Promise.reject(error);
     }
@@ -163,12 +175,17 @@ class DeadlineStore implements Store {
   }
 }
 
+/** A request store whose `increment` may be told the layer's limit (fixed windows counted in blocks use it). */
+export interface RequestStore extends Store {
+  increment(key: string, limit?: number): Promise<IncrementResponse> | IncrementResponse;
+}
+
 /**
  * `combined`: the layer runs inside combineLimits, where stores that keep fixed windows count
  * them (one call with the other checks); mounted alone it stays on rate-limit-redis. Windows in
  * process memory get no deadline: they answer at once and have nothing to fail.
  */
-export function createRequestStore(stores: StoresWithCommands | undefined, prefix: string, failures: StoreFailureHandling, windowMs: number, combined = false): Store {
+export function createRequestStore(stores: StoresWithCommands | undefined, prefix: string, failures: StoreFailureHandling, windowMs: number, combined = false): RequestStore {
   const sendCommand = stores?.sendCommand?.bind(stores);
   let inner: Store;
   if (combined && stores?.fixedWindow) inner = new FixedWindowStore(stores.fixedWindow, prefix, windowMs);

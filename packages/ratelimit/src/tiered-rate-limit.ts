@@ -1,10 +1,10 @@
 // tieredRateLimit: requests per window per tier, in layers (global, tenant, key), on express-rate-limit (counted directly when combined).
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { rateLimit, type IncrementResponse, type RateLimitInfo, type RateLimitRequestHandler, type Store } from 'express-rate-limit';
+import { rateLimit, type IncrementResponse, type RateLimitInfo, type RateLimitRequestHandler } from 'express-rate-limit';
 import { assertKnownOptions, renderApiError } from '@tollgate/core';
 import { LAYER_OPTION_NAMES, resolveLayers, type LimitLayer, type LimitLayerOptions } from './limit-layers.js';
 import { isMoreRestrictive, mostRestrictive, refuseOverLimit, reportLimit, type LimitReport } from './rate-limit-headers.js';
-import { countsApartWhenCombined, createRequestStore } from './request-store.js';
+import { countsApartWhenCombined, createRequestStore, type RequestStore } from './request-store.js';
 import { StoreFailure, storeFailureHandling } from './store-failure.js';
 import type { CommonLimitOptions, StoresWithCommands, WaitOptions } from './types.js';
 import { asPromise, registerLimitCheck, runLimitCheck, type LimitCheck, type Verdict } from './limit-check.js';
@@ -45,7 +45,7 @@ let instances = 0;
 interface RequestLayer extends LimitLayer {
   /** The counter id in the store: the layer's id, behind its slot's hash tag on Redis Cluster. */
   readonly storeKeyOf: (req: Request) => string;
-  readonly store: Store;
+  readonly store: RequestStore;
   /** The layer on express-rate-limit; absent where it is only counted inside combineLimits. */
   readonly limiter: RateLimitRequestHandler | undefined;
   readonly infoProperty: string;
@@ -159,25 +159,28 @@ export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHa
   }
 
   /**
-   * Counts a layer in its store directly, as express-rate-limit would (inside combineLimits): the hit
-   * first, then the limit; more hits than the limit refuse; a store error passes under failOpen.
+   * Counts a layer in its store directly, as express-rate-limit would (inside combineLimits): the
+   * limit, then the hit (the store is told the limit); more hits than the limit refuse; a store
+   * error passes under failOpen.
    * A store that answers at once (process memory) is counted without a promise.
    */
   function countDirectly(layer: RequestLayer, req: Request): LayerOutcome | Promise<LayerOutcome> {
     let key: string;
+    let limit: number;
     let counted: IncrementResponse | Promise<IncrementResponse>;
     try {
       key = layer.storeKeyOf(req);
+      limit = layer.limitOf(req);
     } catch (error) {
       return { layer, state: 'error', error };
     }
     try {
-      counted = layer.store.increment(key);
+      counted = layer.store.increment(key, limit);
     } catch (error) {
       return storeErrorOutcome(layer, error);
     }
-    if (counted instanceof Promise) return counted.then((answer) => outcomeOf(layer, req, key, answer), (error: unknown) => storeErrorOutcome(layer, error));
-    return outcomeOf(layer, req, key, counted);
+    if (counted instanceof Promise) return counted.then((answer) => outcomeOf(layer, key, limit, answer), (error: unknown) => storeErrorOutcome(layer, error));
+    return outcomeOf(layer, key, limit, counted);
   }
 
   function storeErrorOutcome(layer: RequestLayer, error: unknown): LayerOutcome {
@@ -186,15 +189,10 @@ export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHa
     return { layer, state: 'skipped' };
   }
 
-  function outcomeOf(layer: RequestLayer, req: Request, key: string, counted: IncrementResponse): LayerOutcome {
+  function outcomeOf(layer: RequestLayer, key: string, limit: number, counted: IncrementResponse): LayerOutcome {
     const hits = counted.totalHits;
     const resetAt = counted.resetTime?.getTime();
-    try {
-      const limit = layer.limitOf(req);
-      return { layer, state: hits > limit ? 'denied' : 'allowed', count: { key, limit, remaining: Math.max(limit - hits, 0), resetAt } };
-    } catch (error) {
-      return { layer, state: 'error', error };
-    }
+    return { layer, state: hits > limit ? 'denied' : 'allowed', count: { key, limit, remaining: Math.max(limit - hits, 0), resetAt } };
   }
 
   /** Gives a hit back to the layers that allowed a request that was refused after all. */

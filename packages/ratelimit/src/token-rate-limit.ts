@@ -1,7 +1,7 @@
 // tokenRateLimit: tokens per window per key, tenant or tier; reserves the estimate, settles to the real usage.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import {
-  ApiError, assertKnownOptions, createMemoryStores, getContext, MemoryWindowCounter, renderApiError, unalteredMemoryStore, type TollgateStores, type UsageRecord,
+  ApiError, assertKnownOptions, createMemoryStores, getContext, MemoryWindowCounter, renderApiError, unalteredMemoryStore, counterAtOnce, type TollgateStores, type WindowCounterAtOnce, type UsageRecord,
   type WindowResult,
 } from '@tollgate/core';
 import { LAYER_OPTION_NAMES, resolveLayers, type LimitLayer, type LimitLayerOptions } from './limit-layers.js';
@@ -99,6 +99,8 @@ export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHand
   const counter = (options.stores ?? createMemoryStores()).counter;
   // Counters in process memory are counted and adjusted at once, with no promise around them (unless wrapped).
   const memory = unalteredMemoryStore(counter, MemoryWindowCounter, ['consume', 'adjust']);
+  // A counter that answers from a block it holds (blockStores) does so at once too; otherwise its promise.
+  const atOnce = memory ? undefined : counterAtOnce(counter);
   const failures = storeFailureHandling(options, FACTORY, CODE, memory !== undefined);
   const renderError = options.renderError ?? renderApiError;
   const prefix = options.prefix ?? 'tg:tokens:';
@@ -115,7 +117,11 @@ export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHand
   /** Adds `delta` to every charge's window; failures are reported, never thrown. In process memory, done at once. */
   function adjustAll(charges: Charge[], delta: number): Promise<void> | undefined {
     if (delta === 0 || charges.length === 0) return undefined;
-    if (memory) {
+    if (atOnce) {
+      const left = charges.filter(({ key, slot, layer, result }) => !atOnce.adjustAtOnce(key, delta, { windowMs: layer.windowMs, windowStart: result.windowStart, slot }));
+      if (left.length === 0) return undefined;
+      charges = left;
+    } else if (memory) {
       for (const { key, slot, layer, result } of charges) {
         try {
           memory.adjustSync(key, delta, { windowMs: layer.windowMs, windowStart: result.windowStart, slot });
@@ -163,6 +169,10 @@ export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHand
     const tooLarge = targets.find((t) => units > t.limit);
     if (tooLarge) return { kind: 'denied', value: { tooLarge, units, charges: [] }, retryAfterMs: Infinity, final: true };
     if (memory) return consumeInMemory(memory, units, targets);
+    if (atOnce) {
+      const verdict = consumeAtOnce(atOnce, units, targets);
+      if (verdict) return verdict;
+    }
     // Started together, so a Redis client pipelines them into one round trip.
     // A consume that times out may still land: its units are then given back, as nobody will settle them.
     return settleAll(targets.map((target) => consume(target, units))).then((settled) => {
@@ -174,6 +184,32 @@ export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHand
       });
       return verdictOf(units, targets, results, failure);
     });
+  }
+
+  /**
+   * Every layer from the blocks it holds, or undefined (what was taken at once given back) for the
+   * promise path. A refusal is never decided here: a block only answers what it can grant.
+   */
+  function consumeAtOnce(counter: WindowCounterAtOnce, units: number, targets: Target[]): TokenVerdict | Promise<TokenVerdict> | undefined {
+    const results = new Array<WindowResult | undefined>(targets.length);
+    for (let index = 0; index < targets.length; index++) {
+      const { key, limit, layer, slot } = targets[index]!;
+      let result: WindowResult | undefined;
+      try {
+        result = counter.consumeAtOnce(key, units, { limit, windowMs: layer.windowMs, slot });
+      } catch {
+        result = undefined;
+      }
+      if (!result) {
+        for (let taken = 0; taken < index; taken++) {
+          const target = targets[taken]!;
+          counter.adjustAtOnce(target.key, -units, { windowMs: target.layer.windowMs, windowStart: results[taken]!.windowStart, slot: target.slot });
+        }
+        return undefined;
+      }
+      results[index] = result;
+    }
+    return verdictOf(units, targets, results, undefined);
   }
 
   /** Nothing in process memory lands after a deadline, so there is none, and nothing to undo. */

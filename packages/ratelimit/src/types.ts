@@ -19,8 +19,11 @@ export type StoreFailurePolicy = 'failOpen' | 'failClosed';
  * limit's store call can join the other checks' in `combineLimits`. Keys are taken as given.
  */
 export interface FixedWindowCounter {
-  /** Counts one hit in the window of `key` (opened by its first hit, `windowMs` long). */
-  hit(key: string, windowMs: number): Promise<{ hits: number; resetAt: number }>;
+  /**
+   * Counts one hit in the window of `key` (opened by its first hit, `windowMs` long). `limit` is
+   * the layer's limit, for stores that count hot windows in blocks (blockStores in @tollgate/core).
+   */
+  hit(key: string, windowMs: number, limit?: number): Promise<{ hits: number; resetAt: number }>;
   /** Gives one hit back, if the window still runs. */
   giveBack(key: string): Promise<void>;
   reset(key: string): Promise<void>;

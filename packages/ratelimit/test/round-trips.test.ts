@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import request from 'supertest';
 import type { RequestHandler } from 'express';
-import { getContext } from '@tollgate/core';
+import { blockStores, getContext } from '@tollgate/core';
 import { createRedisStores, type RedisStores } from '@tollgate/redis';
 import { combineLimits, tieredRateLimit, tokenRateLimit } from '@tollgate/ratelimit';
 import { testApp, usageRecord } from './helpers.js';
@@ -77,5 +77,20 @@ describe('Redis round trips per request', () => {
     const before = relay.commands.length;
     expect((await request(app).post('/v1/chat/completions').set({ 'x-key': 'k1', 'x-tenant': 'acme' })).status).toBe(200);
     expect(relay.commands.slice(before)).toEqual(['EVALSHA']);
+  });
+
+  it('on blockStores: none per request while the blocks last (request and token layers answered in-process, settles too)', async () => {
+    const blocked = blockStores(stores, { share: 0.01 });
+    // 0.01 of the limits: blocks of 10 requests and of 10,000 tokens (ten requests of 1,000).
+    const app = testApp([estimate, combineLimits(
+      tieredRateLimit({ stores: blocked, layers: requestLayers(), prefix: unique() }),
+      tokenRateLimit({ stores: blocked, layers: tokenLayers(), prefix: unique() }),
+    )], settleThenAnswer);
+    expect((await request(app).post('/v1/chat/completions').set({ 'x-key': 'k1', 'x-tenant': 'acme' })).status).toBe(200);
+    const before = relay.flights;
+    for (let i = 0; i < 5; i++) expect((await request(app).post('/v1/chat/completions').set({ 'x-key': 'k1', 'x-tenant': 'acme' })).status).toBe(200);
+    expect(relay.flights - before).toBe(0);
+    expect(blocked.blocks.open()).toEqual({ counter: 2, fixedWindow: 3, ledger: 0 });
+    await blocked.blocks.retireAll();
   });
 });

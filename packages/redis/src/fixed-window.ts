@@ -37,6 +37,22 @@ export class RedisFixedWindow {
     await this.#run(scripts.returnFixedWindowHit, [key], []);
   }
 
+  /** Counts `hits` at once (a block of them: see blockStores in @tollgate/core). */
+  hitBy(key: string, windowMs: number, hits: number): Promise<{ hits: number; resetAt: number }> {
+    try {
+      assertStoreNumber('fixedWindow.hitBy', 'windowMs', windowMs);
+      assertStoreNumber('fixedWindow.hitBy', 'hits', hits);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#run(scripts.hitFixedWindowBy, [key], [Math.max(1, Math.ceil(windowMs)), Math.max(0, Math.floor(hits))]).then(hitOf);
+  }
+
+  /** Gives `hits` back if the window still runs for more than `minTtlMs` (never into the window after it). */
+  async giveBackBy(key: string, hits: number, minTtlMs: number): Promise<void> {
+    await this.#run(scripts.returnFixedWindowHits, [key], [Math.max(0, Math.floor(hits)), Math.max(0, Math.floor(minTtlMs))]);
+  }
+
   async reset(key: string): Promise<void> {
     await this.connection.send(['DEL', key], 'fixedWindow');
   }

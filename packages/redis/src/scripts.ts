@@ -149,6 +149,41 @@ export const returnFixedWindowHit = new LuaScript(
   `,
 );
 
+/**
+ * KEYS: counter. ARGV: window ms, hits. Counts several hits at once (a block of them, see
+ * blockStores in @tollgate/core), opening the window as hitFixedWindow does.
+ */
+export const hitFixedWindowBy = new LuaScript(
+  'hitFixedWindowBy',
+  `
+  local ttl = redis.call('PTTL', KEYS[1])
+  local hits = tonumber(ARGV[2])
+  if ttl <= 0 then
+    local size = tonumber(ARGV[1])
+    redis.call('SET', KEYS[1], hits, 'PX', size)
+    return {hits, size}
+  end
+  return {redis.call('INCRBY', KEYS[1], hits), ttl}
+  `,
+);
+
+/**
+ * KEYS: counter. ARGV: hits, least ms left. Gives hits back to a window that still runs at least
+ * that long (never to the window after it), not below zero. Returns the hits given back.
+ */
+export const returnFixedWindowHits = new LuaScript(
+  'returnFixedWindowHits',
+  `
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl <= tonumber(ARGV[2]) then return 0 end
+  local hits = tonumber(redis.call('GET', KEYS[1])) or 0
+  local back = math.min(hits, tonumber(ARGV[1]))
+  if back <= 0 then return 0 end
+  redis.call('DECRBY', KEYS[1], back)
+  return back
+  `,
+);
+
 // Ledger layout: one hash per scope, all under one {ledger} hash tag, with
 // - s: spent (may go below zero after a credit), r: reserved by live reservations,
 // - pe: the scope's period end, x: when the hash expires (its PEXPIREAT, kept here so checking
@@ -490,6 +525,8 @@ export const SCRIPTS = {
   peekWindow,
   hitFixedWindow,
   returnFixedWindowHit,
+  hitFixedWindowBy,
+  returnFixedWindowHits,
   reserve,
   settleBatch,
   ledgerUsage,

@@ -9,6 +9,8 @@ const PINNED: Record<keyof typeof SCRIPTS, string> = {
   peekWindow: 'd8fb477d564f523d5baf24cb763948046cbc76e4',
   hitFixedWindow: '4b26a7fd499397b0372eebbed5600cafdfd14102',
   returnFixedWindowHit: '47524adddfb01229bd4cae1ba9801a634894a241',
+  hitFixedWindowBy: '3e9b943bf830324cb8d41359b536499838e50fb4',
+  returnFixedWindowHits: 'a254afa07c68e04c142e1025fba6e9ecd8cf2fc3',
   reserve: '7657b68a4dc076b598cb0d1c2bb335879fdbce31',
   settleBatch: '728e6926fc6fba56f3d04b306391168a69418f9c',
   ledgerUsage: '9bac012baa350bb14aa1c1d83382a18cf953d8d2',

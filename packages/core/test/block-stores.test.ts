@@ -1,0 +1,270 @@
+// Block stores: hot limits and budgets taken from the store a block at a time, never past a limit, books exact once given back.
+import { afterEach, describe, expect, it } from '@jest/globals';
+import { blockStores, createMemoryStores } from '@tollgate/core';
+import type { BlockFixedWindow, BlockStores, LedgerScope, TollgateStores } from '@tollgate/core';
+
+/** Fixed windows as @tollgate/redis keeps them (a count per key, opened by its first hit, `windowMs` long), in memory. */
+class FakeFixedWindow implements BlockFixedWindow {
+  readonly windows = new Map<string, { hits: number; resetAt: number }>();
+  calls = 0;
+
+  #window(key: string, windowMs: number) {
+    const now = Date.now();
+    let window = this.windows.get(key);
+    if (!window || window.resetAt <= now) this.windows.set(key, (window = { hits: 0, resetAt: now + windowMs }));
+    return window;
+  }
+
+  async hit(key: string, windowMs: number) {
+    return this.hitBy(key, windowMs, 1);
+  }
+
+  async hitBy(key: string, windowMs: number, hits: number) {
+    this.calls++;
+    const window = this.#window(key, windowMs);
+    window.hits += hits;
+    return { hits: window.hits, resetAt: window.resetAt };
+  }
+
+  async giveBack(key: string) {
+    return this.giveBackBy(key, 1, 0);
+  }
+
+  async giveBackBy(key: string, hits: number, minTtlMs: number) {
+    this.calls++;
+    const window = this.windows.get(key);
+    if (!window || window.resetAt - Date.now() <= minTtlMs) return;
+    window.hits = Math.max(0, window.hits - hits);
+  }
+
+  async reset(key: string) {
+    this.windows.delete(key);
+  }
+}
+
+/** Memory stores with fixed windows, whose calls are counted (what a block saves is calls to the store). */
+function countedStores() {
+  const memory = createMemoryStores({ sweepIntervalMs: 0 });
+  const calls = { consume: 0, adjust: 0, reserve: 0, settle: 0 };
+  const fixedWindow = new FakeFixedWindow();
+  const stores: TollgateStores & { fixedWindow: FakeFixedWindow } = {
+    counter: {
+      consume: (...args) => (calls.consume++, memory.counter.consume(...args)),
+      adjust: (...args) => (calls.adjust++, memory.counter.adjust(...args)),
+      peek: (...args) => memory.counter.peek(...args),
+    },
+    ledger: {
+      reserve: (request) => (calls.reserve++, memory.ledger.reserve(request)),
+      settle: (id, actual) => (calls.settle++, memory.ledger.settle(id, actual)),
+      release: (id) => (calls.settle++, memory.ledger.release(id)),
+      usage: (scopes) => memory.ledger.usage(scopes),
+      adjustSpent: (...args) => memory.ledger.adjustSpent(...args),
+      resetScope: (scope) => memory.ledger.resetScope(scope),
+    },
+    keys: memory.keys,
+    fixedWindow,
+    kind: 'memory',
+    close: () => memory.close(),
+  };
+  return { stores, calls, fixedWindow };
+}
+
+const opened: BlockStores<TollgateStores>[] = [];
+afterEach(async () => {
+  await Promise.all(opened.splice(0).map((stores) => stores.close()));
+});
+
+function blocked<S extends TollgateStores>(stores: S, options: Parameters<typeof blockStores>[1] = {}): BlockStores<S> {
+  const made = blockStores(stores, options);
+  opened.push(made);
+  return made;
+}
+
+const WINDOW = { windowMs: 60_000 };
+
+describe('blockStores: token windows', () => {
+  it('takes a block per share of the limit, hands it out without calls, and gives back what it did not use', async () => {
+    const { stores, calls } = countedStores();
+    const counter = blocked(stores, { share: 0.001 }).counter;
+    // A block is 1,000 of 1,000,000: ten requests of 100 tokens each.
+    for (let i = 0; i < 25; i++) expect((await counter.consume('k', 100, { limit: 1_000_000, ...WINDOW })).allowed).toBe(true);
+    expect(calls.consume).toBe(3);
+    await opened[0]!.blocks.retireAll();
+    expect(await stores.counter.peek('k', WINDOW)).toBe(2_500);
+  });
+
+  it('settles a consume through the block it came from: refunds and overruns land with the give-back', async () => {
+    const { stores } = countedStores();
+    const wrapped = blocked(stores, { share: 0.01 });
+    const first = await wrapped.counter.consume('k', 100, { limit: 100_000, ...WINDOW });
+    await wrapped.counter.adjust('k', -60, { windowMs: WINDOW.windowMs, windowStart: first.windowStart });
+    const second = await wrapped.counter.consume('k', 100, { limit: 100_000, ...WINDOW });
+    await wrapped.counter.adjust('k', 250, { windowMs: WINDOW.windowMs, windowStart: second.windowStart });
+    await wrapped.blocks.retireAll();
+    expect(await stores.counter.peek('k', WINDOW)).toBe(40 + 350);
+  });
+
+  it('never admits past the limit across processes, and near it counts request by request', async () => {
+    const { stores } = countedStores();
+    const processes = [blocked(stores, { share: 0.05 }), blocked(stores, { share: 0.05 }), blocked(stores, { share: 0.05 })];
+    let admitted = 0;
+    for (let round = 0; round < 200; round++) {
+      const results = await Promise.all(processes.map((p) => p.counter.consume('k', 10, { limit: 1_000, ...WINDOW })));
+      for (const result of results) if (result.allowed) admitted += 10;
+    }
+    expect(admitted).toBeLessThanOrEqual(1_000);
+    // Blocks of 50 held by others leave at most 2 x 50 unused at the end; given back, the rest is admitted.
+    expect(admitted).toBeGreaterThanOrEqual(1_000 - 2 * 50);
+    await Promise.all(processes.map((p) => p.blocks.retireAll()));
+    for (;;) {
+      const result = await processes[0]!.counter.consume('k', 10, { limit: 1_000, ...WINDOW });
+      if (!result.allowed) break;
+      admitted += 10;
+    }
+    expect(admitted).toBe(1_000);
+    expect(await stores.counter.peek('k', WINDOW)).toBe(1_000);
+  });
+
+  it('a limit too small for a block of two requests is counted per request', async () => {
+    const { stores, calls } = countedStores();
+    const counter = blocked(stores, { share: 0.001 }).counter;
+    for (let i = 0; i < 5; i++) await counter.consume('k', 100, { limit: 100_000, ...WINDOW });
+    expect(calls.consume).toBe(5);
+    expect(await stores.counter.peek('k', WINDOW)).toBe(500);
+  });
+
+  it('a store that fails fails the consume (the caller\'s store-failure policy answers)', async () => {
+    const { stores } = countedStores();
+    stores.counter.consume = () => Promise.reject(new Error('connect ECONNREFUSED'));
+    await expect(blocked(stores).counter.consume('k', 1, { limit: 1_000_000, ...WINDOW })).rejects.toThrow('ECONNREFUSED');
+  });
+});
+
+describe('blockStores: request windows', () => {
+  it('counts hits in blocks when given the limit; a given-back hit returns to the block', async () => {
+    const { stores, fixedWindow } = countedStores();
+    const windows = (blocked(stores, { share: 0.01 }) as unknown as { fixedWindow: BlockFixedWindow }).fixedWindow;
+    const answers = [];
+    for (let i = 0; i < 25; i++) answers.push(await windows.hit('w', 60_000, 1_000));
+    expect(answers.map((answer) => answer.hits)).toEqual(Array.from({ length: 25 }, (_, i) => i + 1));
+    expect(fixedWindow.calls).toBe(3);
+    await windows.giveBack('w');
+    await opened[0]!.blocks.retireAll();
+    expect(fixedWindow.windows.get('w')?.hits).toBe(24);
+  });
+
+  it('without a limit every hit goes to the store, as before', async () => {
+    const { stores, fixedWindow } = countedStores();
+    const windows = (blocked(stores, { share: 0.01 }) as unknown as { fixedWindow: BlockFixedWindow }).fixedWindow;
+    for (let i = 0; i < 5; i++) await windows.hit('w', 60_000);
+    expect(fixedWindow.calls).toBe(5);
+  });
+
+  it('never lets more hits than the limit pass across processes', async () => {
+    const { stores, fixedWindow } = countedStores();
+    const processes = [blocked(stores, { share: 0.02 }), blocked(stores, { share: 0.02 })].map((p) => (p as unknown as { fixedWindow: BlockFixedWindow }).fixedWindow);
+    let passed = 0;
+    for (let round = 0; round < 600; round++) {
+      for (const windows of processes) if ((await windows.hit('w', 60_000, 500)).hits <= 500) passed++;
+    }
+    expect(passed).toBeLessThanOrEqual(500);
+    expect(passed).toBeGreaterThanOrEqual(500 - 10);
+    expect(fixedWindow.windows.get('w')!.hits).toBeGreaterThanOrEqual(passed);
+  });
+});
+
+describe('blockStores: budgets', () => {
+  const scopes = (limit: number): LedgerScope[] => {
+    const expiresAt = Date.now() + 3_600_000;
+    return [{ key: 'key:k1', limit, expiresAt }, { key: 'tenant:acme', limit: limit * 10, expiresAt }, { key: 'global', limit: limit * 100, expiresAt }];
+  };
+
+  it('reserves a block per set of scopes and settles it at what its requests spent, to the unit', async () => {
+    const { stores, calls } = countedStores();
+    const wrapped = blocked(stores, { share: 0.001 });
+    let spent = 0;
+    for (let i = 0; i < 50; i++) {
+      const reserved = await wrapped.ledger.reserve({ id: `r${i}`, amount: 1_000, scopes: scopes(100_000_000), ttlMs: 60_000 });
+      expect(reserved).toMatchObject({ ok: true, amount: 1_000 });
+      const actual = (i * 137) % 1_000;
+      spent += actual;
+      await wrapped.ledger.settle(`r${i}`, actual);
+    }
+    // A block is 100,000 (0.001 of the key's limit): 100 requests' worth.
+    expect(calls.reserve).toBe(1);
+    await wrapped.blocks.retireAll();
+    const usage = await stores.ledger.usage(['key:k1', 'tenant:acme', 'global']);
+    expect(usage.map((scope) => scope.spent)).toEqual([spent, spent, spent]);
+    expect(usage.map((scope) => scope.reserved)).toEqual([0, 0, 0]);
+  });
+
+  it('a block settles only once its last live request has', async () => {
+    const { stores } = countedStores();
+    const wrapped = blocked(stores, { share: 0.01 });
+    await wrapped.ledger.reserve({ id: 'live', amount: 10, scopes: scopes(100_000), ttlMs: 60_000 });
+    await wrapped.blocks.retireAll();
+    expect((await stores.ledger.usage(['key:k1']))[0]).toEqual({ key: 'key:k1', spent: 0, reserved: 1_000 });
+    await wrapped.ledger.settle('live', 7);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect((await stores.ledger.usage(['key:k1']))[0]).toEqual({ key: 'key:k1', spent: 7, reserved: 0 });
+  });
+
+  it('never grants past a limit across processes; near it, reserves per request exactly', async () => {
+    const { stores } = countedStores();
+    const processes = [blocked(stores, { share: 0.1 }), blocked(stores, { share: 0.1 }), blocked(stores, { share: 0.1 })];
+    let granted = 0;
+    let n = 0;
+    for (let round = 0; round < 100; round++) {
+      await Promise.all(processes.map(async (p) => {
+        const id = `r${n++}`;
+        const result = await p.ledger.reserve({ id, amount: 10, scopes: scopes(1_000), ttlMs: 60_000 });
+        if (!result.ok) return;
+        granted += result.amount;
+        await p.ledger.settle(id, result.amount);
+      }));
+    }
+    expect(granted).toBeLessThanOrEqual(1_000);
+    expect(granted).toBeGreaterThanOrEqual(1_000 - 2 * 100);
+    await Promise.all(processes.map((p) => p.blocks.retireAll()));
+    expect((await stores.ledger.usage(['key:k1']))[0]).toEqual({ key: 'key:k1', spent: granted, reserved: 0 });
+  });
+
+  it('a second reserve of a live id holds nothing more; release gives a grant back to its block', async () => {
+    const { stores } = countedStores();
+    const wrapped = blocked(stores, { share: 0.01 });
+    await wrapped.ledger.reserve({ id: 'same', amount: 10, scopes: scopes(100_000), ttlMs: 60_000 });
+    expect(await wrapped.ledger.reserve({ id: 'same', amount: 10, scopes: scopes(100_000), ttlMs: 60_000 })).toEqual({ ok: true, id: 'same', amount: 10 });
+    expect(await wrapped.ledger.release('same')).toMatchObject({ settled: true, reserved: 10 });
+    expect(await wrapped.ledger.settle('same', 5)).toMatchObject({ settled: false });
+    await wrapped.blocks.retireAll();
+    expect((await stores.ledger.usage(['key:k1']))[0]).toEqual({ key: 'key:k1', spent: 0, reserved: 0 });
+  });
+
+  it('a grant never settled by its ttl is charged its amount, as the store charges a reservation nobody settles', async () => {
+    const { stores } = countedStores();
+    const wrapped = blocked(stores, { share: 0.01, maxAgeMs: 40 });
+    await wrapped.ledger.reserve({ id: 'lost', amount: 25, scopes: scopes(100_000), ttlMs: 30 });
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    expect((await stores.ledger.usage(['key:k1']))[0]).toEqual({ key: 'key:k1', spent: 25, reserved: 0 });
+  });
+
+  it('close gives every block back before the store closes', async () => {
+    const { stores } = countedStores();
+    const wrapped = blockStores(stores, { share: 0.01 });
+    const consumed = await wrapped.counter.consume('k', 10, { limit: 100_000, ...WINDOW });
+    expect(consumed.allowed).toBe(true);
+    await wrapped.ledger.reserve({ id: 'a', amount: 10, scopes: scopes(100_000), ttlMs: 60_000 });
+    await wrapped.ledger.settle('a', 4);
+    const settled: [string, number][] = [];
+    const settle = stores.ledger.settle;
+    stores.ledger.settle = (id, actual) => (settled.push([id, actual]), settle(id, actual));
+    await wrapped.close();
+    expect(settled).toEqual([[expect.stringMatching(/^block:/), 4]]);
+  });
+
+  it('refuses bad options', () => {
+    const { stores } = countedStores();
+    expect(() => blockStores(stores, { share: 0 })).toThrow(/share must be a number in \(0, 1\]/);
+    expect(() => blockStores(stores, { maxAgeMs: -1 })).toThrow(/maxAgeMs must be a positive number/);
+  });
+});
