@@ -1,6 +1,6 @@
 // The in-process profiling driver: where a request's CPU and bytes go, by package and by function.
 //
-//   pnpm profile [--case bare|chain|proxy|proxy-observed] [--store memory|redis] [--requests 20000] [--top 25] [--out file.md]
+//   pnpm profile [--case bare|chain|proxy|proxy-observed|proxy-traced] [--store memory|redis] [--requests 20000] [--top 25] [--out file.md]
 //
 // One case in this process, driven one request at a time through bench/lib/inject.ts (no client sockets; the
 // proxy's upstream is the zero-latency mock in a child process of its own). After a warm-up it measures, over
@@ -25,7 +25,7 @@ import { PrivateRedis } from './lib/private-redis.js';
 import { buildProxy, buildTollgateChain } from './lib/tollgate-apps.js';
 import { fmtNumber, table } from './lib/stats.js';
 
-const CASES = ['bare', 'chain', 'proxy', 'proxy-observed'] as const;
+const CASES = ['bare', 'chain', 'proxy', 'proxy-observed', 'proxy-traced'] as const;
 type Case = (typeof CASES)[number];
 const STORES = ['memory', 'redis'] as const;
 type StoreKind = (typeof STORES)[number];
@@ -34,6 +34,7 @@ const { values } = parseArgs({
   options: {
     case: { type: 'string', default: 'chain' },
     store: { type: 'string', default: 'memory' },
+    blocks: { type: 'boolean', default: false },
     requests: { type: 'string', default: '20000' },
     top: { type: 'string', default: '25' },
     out: { type: 'string' },
@@ -55,7 +56,7 @@ interface Subject {
 
 /** Where the stores live: process memory, or the driver's own redis-server (never a shared database). */
 function storeOptions(redis: PrivateRedis | undefined): Record<string, unknown> {
-  return redis ? { store: 'redis', redisUrl: redis.url, prefix: 'profile:' } : { store: 'memory' };
+  return redis ? { store: 'redis', redisUrl: redis.url, prefix: 'profile:', ...(values.blocks ? { blocks: true } : {}) } : { store: 'memory' };
 }
 
 async function buildSubject(upstream: BenchChild | undefined, redis: PrivateRedis | undefined): Promise<Subject> {
@@ -69,18 +70,41 @@ async function buildSubject(upstream: BenchChild | undefined, redis: PrivateRedi
     const built = await buildTollgateChain(storeOptions(redis));
     return { ...built, note: `the recommended fused chain on ${stores} (apiKeyAuth, meter, combineLimits of the request limit, the token limit and the budget guard), the same handler` };
   }
-  const observed = which === 'proxy-observed';
+  const observed = which !== 'proxy';
+  const tracing = which === 'proxy-traced' ? await registerTracing() : undefined;
   const logFile = join(tmpdir(), `tollgate-profile-${process.pid}.log`);
   const built = await buildProxy({ ...storeOptions(redis), upstream: upstream!.url, ...(observed ? { log: { level: 'info', destination: logFile } } : {}) });
+  const seen = tracing ? ', its access log (info, to a file) and an OpenTelemetry SDK (batch span processor, an exporter that drops every batch)'
+    : observed ? ' and its access log (info, to a file)' : ', log silent';
   return {
     app: built.app,
-    note: observed
-      ? `the example proxy on ${stores} with its metrics and its access log (info, to a file), the mock upstream in a child process`
-      : `the example proxy on ${stores} with its metrics, log silent, the mock upstream in a child process`,
+    note: `the example proxy on ${stores} with its metrics${seen}, the mock upstream in a child process`,
     close: async () => {
       await built.close();
+      await tracing?.();
       await rm(logFile, { force: true });
     },
+  };
+}
+
+/**
+ * An OpenTelemetry SDK registered globally as the proxy's startTracing does it (BasicTracerProvider, a batch span
+ * processor, the W3C propagator), with an exporter that drops every batch: the SDK's work, no encoding or network.
+ * Returns what unregisters it.
+ */
+async function registerTracing(): Promise<() => Promise<void>> {
+  const [api, core, sdk] = await Promise.all([import('@opentelemetry/api'), import('@opentelemetry/core'), import('@opentelemetry/sdk-trace-base')]);
+  const discard: import('@opentelemetry/sdk-trace-base').SpanExporter = {
+    export: (_spans, done) => done({ code: core.ExportResultCode.SUCCESS }),
+    shutdown: async () => undefined,
+  };
+  const provider = new sdk.BasicTracerProvider({ spanProcessors: [new sdk.BatchSpanProcessor(discard)] });
+  api.trace.setGlobalTracerProvider(provider);
+  api.propagation.setGlobalPropagator(new core.W3CTraceContextPropagator());
+  return async () => {
+    await provider.shutdown();
+    api.trace.disable();
+    api.propagation.disable();
   };
 }
 
@@ -137,6 +161,17 @@ interface SamplingNode {
   children: SamplingNode[];
 }
 
+/**
+ * The old generation's bytes in one side of a GC profile entry. What a scavenge adds there is what survived the young
+ * generation twice: it stays until a mark-sweep of the whole heap, whose cost grows with the heap (the tokenizers' tables
+ * make it large), so a byte promoted costs far more than a byte that dies young.
+ */
+function oldGenerationBytes(side: { heapSpaceStatistics: { spaceName: string; spaceUsedSize: number }[] }): number {
+  let bytes = 0;
+  for (const space of side.heapSpaceStatistics) if (space.spaceName === 'old_space' || space.spaceName === 'large_object_space') bytes += space.spaceUsedSize;
+  return bytes;
+}
+
 async function main(): Promise<void> {
   const redis = store === 'redis' ? new PrivateRedis() : undefined;
   await redis?.start();
@@ -170,11 +205,13 @@ async function main(): Promise<void> {
     const heapAfter = v8.getHeapStatistics().used_heap_size;
     let freed = 0;
     let gcUs = 0;
+    let promoted = 0;
     const byKind = new Map<string, number>();
     for (const entry of gcData.statistics) {
       freed += entry.beforeGC.heapStatistics.usedHeapSize - entry.afterGC.heapStatistics.usedHeapSize;
       gcUs += entry.cost;
       add(byKind, entry.gcType, 1);
+      if (entry.gcType === 'Scavenge') promoted += oldGenerationBytes(entry.afterGC) - oldGenerationBytes(entry.beforeGC);
     }
     const allocatedPerRequest = (heapAfter - heapBefore + freed) / requests;
 
@@ -228,6 +265,7 @@ async function main(): Promise<void> {
       table(['measure', 'per request'], [
         ['CPU (user + system)', `${fmtNumber(cpuUs, 1)} µs`],
         ['bytes allocated', `${fmtNumber(allocatedPerRequest / 1024, 1)} KiB`],
+        ['promoted to the old generation (by scavenges)', `${fmtNumber(promoted / requests, 0)} B`],
         ['garbage collection', `${fmtNumber(gcUs / requests, 1)} µs (${[...byKind.entries()].map(([kind, n]) => `${n} ${kind}`).join(', ')})`],
         ['sampled allocations (1 KiB interval)', kib(sampledBytes)],
       ]),

@@ -61,6 +61,12 @@ function proxyCases(context: BenchContext): ProxyCase[] {
       targetRatio: 0.8,
     },
     {
+      name: 'tollgate proxy (Redis, blocks)',
+      start: (upstream) => startServer({ app: 'proxy', options: { upstream, store: 'redis', blocks: true, prefix: `${context.redisPrefix}proxy-blocks:` } }),
+      tollgate: true,
+      targetRatio: 0.8,
+    },
+    {
       name: 'Portkey gateway 1.15.2 (Node)',
       start: () => startPortkeyGateway(),
       // Its OpenAI provider pointed at the mock: the gateway sends the request on to `<custom host>/chat/completions`.

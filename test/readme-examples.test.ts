@@ -391,6 +391,11 @@ describe.each([
     output: 'redis up: 5 of 5 allowed\nredis down\nredis out: 10 of 20 allowed (slice: 0.1 × 100)\nredis up\nredis back: allowed true, answered by Redis again\n',
   },
   {
+    file: 'packages/redis/examples/blocks.ts',
+    output: 'a holds {"counter":1,"fixedWindow":0,"ledger":0}\nRedis counts 10 tokens while a holds its block\n'
+      + 'after a gives its block back: 8\nspent 296 of 296, reserved 0\n',
+  },
+  {
     file: 'packages/cache/examples/redis-cache.ts',
     output: '200 miss: breakpoint sent: true\n200 hit: breakpoint sent: true\nupstream calls: 1\n',
   },

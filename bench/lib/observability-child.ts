@@ -1,30 +1,46 @@
-// Child entry for benchmark 14: the example proxy four times in one process, observed more and more, requests alternating between them.
+// Child entry for benchmark 14: the example proxy four times in one process, observed more and more, driven in short blocks in turn.
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PerformanceObserver } from 'node:perf_hooks';
+import v8 from 'node:v8';
 import type { Express } from 'express';
 import { authHeaders, benchKey, CHAT_BODY, CHAT_PATH, sha256Hex } from './fixtures.js';
 import { inject } from './inject.js';
 
+export const OBSERVED_CASES = ['none', 'log', 'log+metrics', 'log+metrics+tracing'] as const;
+
 interface RunMessage {
   type: 'run';
   upstream: string;
-  requests: number;
+  rounds: number;
+  block: number;
   warmup: number;
   runId: string;
 }
 
-/** CPU µs of each request, per case, in the order they ran. */
-export interface ObservabilitySamples {
-  cases: string[];
-  samples: number[][];
+/** One block of requests of one case: the process's CPU over it, the collection pauses inside it, the heap's growth. */
+export interface BlockCost {
+  cpuUs: number;
+  gcUs: number;
+  /** Bytes the heap grew by; only a block without a collection tells what its requests allocated. */
+  heapGrowth: number;
+  collected: boolean;
 }
 
-export const OBSERVED_CASES = ['none', 'log', 'log+metrics', 'log+metrics+tracing'] as const;
+export interface ObservabilityRun {
+  cases: string[];
+  block: number;
+  /** blocks[case][round] */
+  blocks: BlockCost[][];
+  /** Over every measured block: the collection pauses, and the bytes allocated (V8's heap statistics around each collection). */
+  collectorUs: number;
+  allocatedBytes: number;
+}
 
 const HUGE = { usd: 1_000_000, period: 'day' as const };
 
-async function run(message: RunMessage): Promise<ObservabilitySamples> {
+async function run(message: RunMessage): Promise<ObservabilityRun> {
   const [{ createProxyApp }, { validateConfig }, api, core, sdk] = await Promise.all([
     import('../../examples/proxy/src/app.js'),
     import('../../examples/proxy/src/config.js'),
@@ -64,21 +80,49 @@ async function run(message: RunMessage): Promise<ObservabilitySamples> {
     // What runs after the answer (the settle, the access line, the counts) belongs to the request.
     await new Promise((resolve) => setImmediate(resolve));
   };
+  const pauses: { start: number; duration: number }[] = [];
+  const observer = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) pauses.push({ start: entry.startTime, duration: entry.duration });
+  });
   try {
     for (let i = 0; i < message.warmup; i++) for (const app of apps) await one(app);
-    const samples: number[][] = apps.map(() => []);
-    for (let i = 0; i < message.requests; i++) {
-      // One request of each case in turn, the first case rotating: whatever the machine does meanwhile hits them all alike.
+    const windows: { start: number; end: number; cpuUs: number; heapGrowth: number }[][] = apps.map(() => []);
+    observer.observe({ entryTypes: ['gc'] });
+    const profiler = new v8.GCProfiler();
+    const heapBefore = v8.getHeapStatistics().used_heap_size;
+    profiler.start();
+    for (let round = 0; round < message.rounds; round++) {
+      // A block of each case in turn, the first case rotating: whatever the machine does meanwhile meets them all alike.
       for (let k = 0; k < apps.length; k++) {
-        const index = (i + k) % apps.length;
-        const started = process.cpuUsage();
-        await one(apps[index]!);
-        const used = process.cpuUsage(started);
-        samples[index]!.push(used.user + used.system);
+        const index = (round + k) % apps.length;
+        const heap = v8.getHeapStatistics().used_heap_size;
+        const start = performance.now();
+        const cpu = process.cpuUsage();
+        for (let i = 0; i < message.block; i++) await one(apps[index]!);
+        const used = process.cpuUsage(cpu);
+        const end = performance.now();
+        windows[index]!.push({ start, end, cpuUs: used.user + used.system, heapGrowth: v8.getHeapStatistics().used_heap_size - heap });
       }
     }
-    return { cases: [...OBSERVED_CASES], samples };
+    const data = profiler.stop();
+    let allocatedBytes = v8.getHeapStatistics().used_heap_size - heapBefore;
+    for (const entry of data.statistics) allocatedBytes += entry.beforeGC.heapStatistics.usedHeapSize - entry.afterGC.heapStatistics.usedHeapSize;
+    // The last pauses' entries arrive on a later turn.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const blocks = windows.map((ofCase) => ofCase.map(({ start, end, cpuUs, heapGrowth }) => {
+      let gcMs = 0;
+      let collected = false;
+      for (const pause of pauses) {
+        if (pause.start < start || pause.start >= end) continue;
+        gcMs += pause.duration;
+        collected = true;
+      }
+      return { cpuUs, gcUs: gcMs * 1000, heapGrowth, collected };
+    }));
+    const collectorUs = blocks.reduce((sum, ofCase) => sum + ofCase.reduce((caseSum, block) => caseSum + block.gcUs, 0), 0);
+    return { cases: [...OBSERVED_CASES], block: message.block, blocks, collectorUs, allocatedBytes };
   } finally {
+    observer.disconnect();
     for (const app of apps) await app.close();
     await provider.shutdown();
     await Promise.all(logFiles.map((file) => rm(file, { force: true })));

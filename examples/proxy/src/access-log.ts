@@ -27,8 +27,8 @@ export const REDACTED_PATHS: readonly string[] = [
 ];
 /** stdout and stderr: bytes held while they do not drain; later lines are dropped (and that is reported once). */
 const MAX_PENDING_LOG_BYTES = 8 * 1024 * 1024;
-/** A file: lines gathered into writes of this size (sonic-boom's largest is 16 KB). */
-const FILE_BUFFER_BYTES = 4096;
+/** A file: lines gathered into writes of about this size (docs/performance.md). */
+const FILE_BUFFER_BYTES = 16 * 1024;
 const FILE_FLUSH_INTERVAL_MS = 1000;
 /** A store that keeps failing is logged once per this long per layer, with the count of failures in between. */
 const STORE_FAILURE_LOG_INTERVAL_MS = 10_000;
@@ -67,8 +67,9 @@ function openLogFile(path: string): number {
 
 /**
  * A log file written synchronously, FILE_BUFFER_BYTES at a time. The lines are kept as pino hands them
- * over and joined once per write: sonic-boom grows one string and measures all of it on every line,
- * a copy of the pending kilobytes each time (docs/performance.md).
+ * over and joined once per write, and the joined string is handed to write(2) as it is: sonic-boom
+ * grows one string and measures all of it on every line, a copy of the pending kilobytes each time
+ * (docs/performance.md).
  */
 class LogFile {
   readonly #fd: number;
@@ -92,15 +93,21 @@ class LogFile {
 
   flushSync(): void {
     if (this.#lines.length === 0) return;
-    const block = Buffer.from(this.#lines.join(''));
+    const text = this.#lines.join('');
     this.#lines = [];
     this.#pending = 0;
     try {
-      let written = 0;
-      while (written < block.length) written += writeSync(this.#fd, block, written);
+      const written = writeSync(this.#fd, text);
+      // A short write (a full disk, a signal) leaves the rest to write from bytes.
+      if (written < Buffer.byteLength(text)) this.#writeAll(Buffer.from(text), written);
     } catch (error) {
       this.#onError(error as Error);
     }
+  }
+
+  #writeAll(block: Buffer, from: number): void {
+    let written = from;
+    while (written < block.length) written += writeSync(this.#fd, block, written);
   }
 
   flush(done?: () => void): void {
@@ -117,8 +124,8 @@ class LogFile {
 }
 
 /**
- * pino to stdout, stderr or a file. A file is written synchronously, 4 KB at a time (and at least once
- * a second): one write(2) per ~15 lines is the cheapest way there is (docs/performance.md), and a
+ * pino to stdout, stderr or a file. A file is written synchronously, 16 KB at a time (and at least once
+ * a second): one write(2) per ~45 lines is the cheapest way there is (docs/performance.md), and a
  * local file does not stall. stdout and stderr may be pipes whose reader stalls: they are written
  * asynchronously with a bounded buffer, so a stalled reader costs dropped lines, never a held event loop.
  */

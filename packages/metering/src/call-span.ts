@@ -13,12 +13,6 @@ export function meteringTracer(): Tracer {
   return trace.getTracer(METERING_TRACER_NAME);
 }
 
-/** True when the request carries a header the registered propagator reads (W3C's `traceparent`, say): only then is it extracted. */
-function carriesTraceContext(headers: IncomingHttpHeaders): boolean {
-  for (const field of propagation.fields()) if (headers[field] !== undefined) return true;
-  return false;
-}
-
 /**
  * Starts the span of a call about to leave for the provider. Only what a sampler may decide on is
  * set at the start (operation, provider, model); the rest only when the span records, so that
@@ -32,7 +26,8 @@ export function startCallSpan(tracer: Tracer, ctx: TollgateContext, adapter: Pro
   const model = call?.model ?? estimate?.model ?? '';
   const provider = adapter.genAi?.provider ?? estimate?.provider ?? adapter.provider;
   const active = context.active();
-  const parent = trace.getSpan(active) || !carriesTraceContext(headers) ? active : propagation.extract(active, headers);
+  // The registered propagator reads only its own headers, and hands the context back as it is when they are absent.
+  const parent = trace.getSpan(active) ? active : propagation.extract(active, headers);
   const span = tracer.startSpan(
     model ? `${operation} ${model}` : operation,
     { kind: SpanKind.CLIENT, attributes: { 'gen_ai.operation.name': operation, 'gen_ai.provider.name': provider, 'gen_ai.request.model': model } },
@@ -70,13 +65,13 @@ export function endCallSpan(span: Span, record: UsageRecord | undefined, ctx: To
     span.end();
     return;
   }
+  // One call into the span for everything the end knows.
+  const attributes: Attributes = {};
   if (record) {
-    const attributes: Attributes = {
-      'gen_ai.usage.input_tokens': record.inputTokens,
-      'gen_ai.usage.output_tokens': record.outputTokens,
-      'tollgate.cost.nano_usd': record.costNanoUsd,
-      'tollgate.usage_source': record.usageSource,
-    };
+    attributes['gen_ai.usage.input_tokens'] = record.inputTokens;
+    attributes['gen_ai.usage.output_tokens'] = record.outputTokens;
+    attributes['tollgate.cost.nano_usd'] = record.costNanoUsd;
+    attributes['tollgate.usage_source'] = record.usageSource;
     if (record.cachedInputTokens > 0) attributes['gen_ai.usage.cache_read.input_tokens'] = record.cachedInputTokens;
     if (record.cacheWriteTokens > 0) attributes['gen_ai.usage.cache_creation.input_tokens'] = record.cacheWriteTokens;
     if (record.reasoningTokens > 0) attributes['gen_ai.usage.reasoning.output_tokens'] = record.reasoningTokens;
@@ -84,13 +79,11 @@ export function endCallSpan(span: Span, record: UsageRecord | undefined, ctx: To
     if (record.usageSource === 'provider' && record.model !== null) attributes['gen_ai.response.model'] = record.model;
     if (record.aborted) attributes['tollgate.aborted'] = true;
     if (record.outputOverCap) attributes['tollgate.output_over_cap'] = true;
-    span.setAttributes(attributes);
   }
-  if (ctx.upstreamStatus !== undefined && ctx.upstreamStatus > 0) span.setAttribute('http.response.status_code', ctx.upstreamStatus);
+  if (ctx.upstreamStatus !== undefined && ctx.upstreamStatus > 0) attributes['http.response.status_code'] = ctx.upstreamStatus;
   const failure = errorType(record, ctx);
-  if (failure !== undefined) {
-    span.setAttribute('error.type', failure);
-    span.setStatus({ code: SpanStatusCode.ERROR, ...(ctx.refusal ? { message: ctx.refusal.message } : {}) });
-  }
+  if (failure !== undefined) attributes['error.type'] = failure;
+  span.setAttributes(attributes);
+  if (failure !== undefined) span.setStatus({ code: SpanStatusCode.ERROR, ...(ctx.refusal ? { message: ctx.refusal.message } : {}) });
   span.end();
 }

@@ -54,8 +54,8 @@ class Series {
   readonly latency: HistogramSeries;
   /** What caching saved, made on the first saving: a response-cache hit's answer, or a provider call's cached input discount. */
   private readonly savedBySource = new Map<string, CounterSeries>();
-  /** Per `status usage_source`: a handful of values per series. */
-  private readonly byOutcome = new Map<string, CounterSeries>();
+  /** By status, then usage source: a handful of values each, found without building a key per record. */
+  private readonly byOutcome = new Map<number, Map<string, CounterSeries>>();
   private readonly key: string;
 
   constructor(private readonly metrics: SinkMetrics, private readonly tenant: string, private readonly model: string, private readonly feature: string) {
@@ -80,12 +80,13 @@ class Series {
   }
 
   outcome(status: number, usageSource: string): CounterSeries {
-    const outcome = `${status} ${usageSource}`;
-    let series = this.byOutcome.get(outcome);
+    let bySource = this.byOutcome.get(status);
+    if (bySource === undefined) this.byOutcome.set(status, (bySource = new Map()));
+    let series = bySource.get(usageSource);
     if (series === undefined) {
       const { tenant, model, feature } = this;
-      series = this.metrics.requests.series(`${this.key}\u0000${outcome}`, () => ({ tenant, model, feature, status: String(status), usage_source: usageSource }));
-      this.byOutcome.set(outcome, series);
+      series = this.metrics.requests.series(`${this.key}\u0000${status} ${usageSource}`, () => ({ tenant, model, feature, status: String(status), usage_source: usageSource }));
+      bySource.set(usageSource, series);
     }
     return series;
   }
