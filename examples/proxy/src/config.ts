@@ -277,7 +277,7 @@ const redisSchema = fields({
     .optional()
     .describe(
       'Hot limits and budgets taken from Redis a block at a time and handed out in-process (blockStores): far fewer Redis calls. '
-      + 'Never past a limit; a caller may be refused up to processes × share × limit early for at most maxAge. Default: false.',
+      + 'Never past a limit; a caller may be refused up to processes × share × limit early for at most maxAge. Default: true.',
     ),
 }).describe('Redis options: a Redis Cluster instead of one server (`redisUrl`): `{ "cluster": ["redis://host:port", ...] }`; `blocks`.');
 

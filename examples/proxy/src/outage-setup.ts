@@ -39,12 +39,13 @@ export function outageStores<S extends TollgateStores>(outage: StoreOutageConfig
 }
 
 /**
- * `redis.blocks`: the limits and the budget take hot counters from Redis a block at a time (over
- * the lease, when there is one, so a block taken while Redis is out comes out of the slice).
+ * `redis.blocks` (on by default on Redis): the limits and the budget take hot counters from Redis a
+ * block at a time (over the lease, when there is one, so a block taken while Redis is out comes
+ * out of the slice).
  */
 export function blockedStores<S extends TollgateStores>(blocks: RedisConfig['blocks'], stores: S): BlockStores<S> | undefined {
-  if (!blocks || stores.kind === 'memory') return undefined;
-  if (blocks === true) return blockStores(stores);
+  if (blocks === false || stores.kind === 'memory') return undefined;
+  if (blocks === undefined || blocks === true) return blockStores(stores);
   return blockStores(stores, {
     ...(blocks.share === undefined ? {} : { share: blocks.share }),
     ...(blocks.maxAge === undefined ? {} : { maxAgeMs: parseDuration(blocks.maxAge) }),
