@@ -114,7 +114,8 @@ export async function buildProxy(options: AppOptions): Promise<BuiltApp> {
     keys: [{ id: 'bench-key-0', sha256: sha256Hex(benchKey(0)), tenant: 'bench-tenant', user: 'bench-user', feature: 'bench', scopes: ['chat'], budget: HUGE_BUDGET }],
     global: { requestsPerMinute: HUGE_REQUESTS, budget: HUGE_BUDGET },
     ...(redis ? { redisUrl: String(options.redisUrl ?? REDIS_URL), redisPrefix: String(options.prefix) } : {}),
-    ...(redis && options.blocks ? { redis: { blocks: true } } : {}),
+    // Blocks are the proxy's default on Redis; `blocks: false` counts every request in Redis.
+    ...(redis && options.blocks === false ? { redis: { blocks: false } } : {}),
     // The profiler's observed case logs to a file; every other case keeps the log silent.
     log: (options.log as { level: 'info'; destination: string } | undefined) ?? { level: 'silent' },
   });
