@@ -1,6 +1,6 @@
 // The in-process profiling driver: where a request's CPU and bytes go, by package and by function.
 //
-//   pnpm profile [--case bare|chain|proxy|proxy-observed|proxy-traced] [--store memory|redis] [--requests 20000] [--top 25] [--out file.md]
+//   pnpm profile [--case bare|erl|chain|proxy|proxy-observed|proxy-traced] [--store memory|redis] [--requests 20000] [--top 25] [--out file.md]
 //
 // One case in this process, driven one request at a time through bench/lib/inject.ts (no client sockets; the
 // proxy's upstream is the zero-latency mock in a child process of its own). After a warm-up it measures, over
@@ -22,10 +22,11 @@ import { startServer, type BenchChild } from './lib/child.js';
 import { authHeaders, benchKey, CHAT_BODY, CHAT_PATH } from './lib/fixtures.js';
 import { inject } from './lib/inject.js';
 import { PrivateRedis } from './lib/private-redis.js';
+import { APP_BUILDERS } from './lib/apps.js';
 import { buildProxy, buildTollgateChain } from './lib/tollgate-apps.js';
 import { fmtNumber, table } from './lib/stats.js';
 
-const CASES = ['bare', 'chain', 'proxy', 'proxy-observed', 'proxy-traced'] as const;
+const CASES = ['bare', 'erl', 'chain', 'proxy', 'proxy-observed', 'proxy-traced'] as const;
 type Case = (typeof CASES)[number];
 const STORES = ['memory', 'redis'] as const;
 type StoreKind = (typeof STORES)[number];
@@ -45,6 +46,7 @@ if (!CASES.includes(which)) throw new Error(`--case must be one of ${CASES.join(
 const store = values.store as StoreKind;
 if (!STORES.includes(store)) throw new Error(`--store must be one of ${STORES.join(', ')}`);
 if (store === 'redis' && which === 'bare') throw new Error('--store redis profiles the chain or the proxy; bare Express has no stores');
+if (which === 'erl' && store !== 'redis') throw new Error('--case erl (express-rate-limit + rate-limit-redis) needs --store redis');
 const requests = Number(values.requests);
 const top = Number(values.top);
 
@@ -65,6 +67,10 @@ async function buildSubject(upstream: BenchChild | undefined, redis: PrivateRedi
     const app = baseApp();
     app.post(CHAT_PATH, answerAtOnce);
     return { app, note: 'bare Express: express.json and a handler answering a fixed chat completion', close: async () => undefined };
+  }
+  if (which === 'erl') {
+    const built = await APP_BUILDERS['express-rate-limit-redis']!({ redisUrl: redis!.url, prefix: 'profile:' });
+    return { app: built.app as unknown as Express, note: 'express-rate-limit + rate-limit-redis (one limiter keyed by API key, node-redis) on a redis-server of its own, the same handler', close: built.close };
   }
   if (which === 'chain') {
     const built = await buildTollgateChain(storeOptions(redis));
