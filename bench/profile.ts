@@ -1,6 +1,6 @@
 // The in-process profiling driver: where a request's CPU and bytes go, by package and by function.
 //
-//   pnpm profile [--case bare|erl|chain|proxy|proxy-observed|proxy-traced] [--store memory|redis] [--requests 20000] [--top 25] [--out file.md]
+//   pnpm run profile [--case bare|erl|chain|proxy|proxy-observed|proxy-traced] [--store memory|redis] [--requests 20000] [--top 25] [--out file.md]
 //
 // One case in this process, driven one request at a time through bench/lib/inject.ts (no client sockets; the
 // proxy's upstream is the zero-latency mock in a child process of its own). After a warm-up it measures, over
