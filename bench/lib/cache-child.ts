@@ -1,12 +1,15 @@
 // Child entry for the cache benchmark: the example proxy without a cache, or with one that always misses or always hits, driven in blocks.
 import { ServerResponse } from 'node:http';
+import { PerformanceObserver } from 'node:perf_hooks';
+import { getHeapStatistics } from 'node:v8';
 import type { Express } from 'express';
 import { authHeaders, benchKey, CHAT_PATH, sha256Hex } from './fixtures.js';
 import { inject } from './inject.js';
+import { median } from './stats.js';
 
 type ChildMessage =
   | { type: 'start'; mode: CacheCase; upstream: string; bodies: number }
-  | { type: 'chain'; rounds: number; blockSize: number; warmup: number }
+  | { type: 'pair'; subject: PairSubject; upstream: string; blocks: number; roundsPerBlock: number; warmupRounds: number }
   | { type: 'block'; requests: number }
   | { type: 'stop' };
 
@@ -42,19 +45,24 @@ interface Running {
   stop(): Promise<void>;
 }
 
-async function start(message: Extract<ChildMessage, { type: 'start' }>): Promise<Running> {
+/** The example proxy as every case runs it: one pro key, key, tenant and global budgets, limits far above the load; a memory cache or none. */
+async function buildProxy(upstream: string, withCache: boolean): Promise<Express> {
   const [{ createProxyApp }, { validateConfig }] = await Promise.all([import('../../examples/proxy/src/app.js'), import('../../examples/proxy/src/config.js')]);
-  const { mode } = message;
   const config = validateConfig({
-    upstreams: { openai: { baseUrl: `${message.upstream}/v1`, apiKey: 'upstream-bench-key' } },
+    upstreams: { openai: { baseUrl: `${upstream}/v1`, apiKey: 'upstream-bench-key' } },
     tiers: { pro: { requestsPerMinute: 1_000_000_000, tokensPerMinute: 1_000_000_000_000, models: ['*'] } },
     tenants: { 'bench-tenant': { tier: 'pro', budget: HUGE } },
     keys: [{ id: 'bench-key-0', sha256: sha256Hex(benchKey(0)), tenant: 'bench-tenant', user: 'bench-user', feature: 'bench', scopes: ['chat'], budget: HUGE }],
     global: { requestsPerMinute: 1_000_000_000, budget: HUGE },
     log: { level: 'silent' },
-    ...(mode === 'none' ? {} : { cache: { store: 'memory', ttl: '1h', maxBytes: 512 * 1024 * 1024 } }),
+    ...(withCache ? { cache: { store: 'memory', ttl: '1h', maxBytes: 512 * 1024 * 1024 } } : {}),
   });
-  const app: Express = createProxyApp(config, { log: () => undefined, metrics: false });
+  return createProxyApp(config, { log: () => undefined, metrics: false });
+}
+
+async function start(message: Extract<ChildMessage, { type: 'start' }>): Promise<Running> {
+  const { mode } = message;
+  const app = await buildProxy(message.upstream, mode !== 'none');
   const headers = authHeaders(benchKey(0));
   // Made before the blocks, so building a body is not counted; the hit case sends the first one again and again.
   const bodies = Array.from({ length: mode === 'hit' ? 1 : message.bodies }, (_, index) => chatBody(index));
@@ -97,18 +105,103 @@ ServerResponse.prototype.setHeader = function noteCacheHeader(this: ServerRespon
 
 let running: Running | undefined;
 
-/** Per round, CPU µs per request of a minimal metered chain without the cache and with it (every request a miss). */
-export interface ChainCosts {
-  bare: number[];
-  miss: number[];
+/** What a pair measures, per case (0: no cache, 1: the cache, every request a miss). */
+export interface PairCosts {
+  /** Per block: each case's typical request CPU, µs (the mean of the middle half of its requests). */
+  blockTypical: [number, number][];
+  /** Per block: each case's mean request CPU, µs (every request, those a collection paused included). */
+  blockMeans: [number, number][];
+  /** Bytes each case's request allocates on the heap: the median growth over the requests no collection ran in. */
+  allocatedBytes: [number, number];
+  /** Garbage collection over the measured run (every `gc` performance entry), µs per byte allocated. */
+  gcPerByte: number;
+  /** Answers whose `x-tollgate-cache` was not what their case expects (none without the cache, `miss` with it): the figures are void. */
+  unexpected: number;
+}
+
+/** Which pair: the minimal metered chain, or the whole example proxy in front of the mock upstream. */
+export type PairSubject = 'chain' | 'proxy';
+
+/**
+ * The cache's own work on a miss: the same app without and with the cache in one process, every
+ * request a body no earlier one sent. One request to each case in turn (the first alternating),
+ * each request's CPU a sample, pooled in blocks of rounds: the mean of a block's middle half is its
+ * typical request. A collection lands on whichever request runs, so it is counted apart: each
+ * request's heap growth (read outside its CPU window) is what it allocates, and the run's
+ * collection time is shared out per byte allocated.
+ */
+async function measurePair(apps: readonly [Express, Express], headers: Record<string, string>, rounds: PairRounds): Promise<PairCosts> {
+  const { blocks, roundsPerBlock, warmupRounds } = rounds;
+  // Every request a body no earlier one sent (the cache's every request a miss), built before the run.
+  const bodies = Array.from({ length: 2 * (warmupRounds + blocks * roundsPerBlock) }, (_, index) => chatBody(index));
+  let sent = 0;
+  let recording = false;
+  let unexpected = 0;
+  const growth: [number[], number[]] = [[], []];
+  const one = async (kind: 0 | 1): Promise<number> => {
+    const body = bodies[sent++]!;
+    lastCacheHeader = undefined;
+    const heapBefore = getHeapStatistics().used_heap_size;
+    const started = process.cpuUsage();
+    const status = await inject(apps[kind], { method: 'POST', url: CHAT_PATH, headers, body });
+    if (status !== 200) throw new Error(`the app answered ${status}`);
+    // What runs after the answer (the settle, the store of a miss) belongs to the request.
+    await new Promise((resolve) => setImmediate(resolve));
+    const used = process.cpuUsage(started);
+    // A collection during the request shrinks the heap: such a request says nothing of what it allocated.
+    const grown = getHeapStatistics().used_heap_size - heapBefore;
+    if (recording && grown > 0) growth[kind].push(grown);
+    if (lastCacheHeader !== (kind === 0 ? undefined : 'miss')) unexpected++;
+    return used.user + used.system;
+  };
+  let gcMs = 0;
+  const observer = new PerformanceObserver((list) => {
+    if (recording) for (const entry of list.getEntries()) gcMs += entry.duration;
+  });
+  const costs: PairCosts = { blockTypical: [], blockMeans: [], allocatedBytes: [0, 0], gcPerByte: 0, unexpected: 0 };
+  try {
+    for (let round = 0; round < warmupRounds; round++) {
+      await one(0);
+      await one(1);
+    }
+    observer.observe({ entryTypes: ['gc'] });
+    recording = true;
+    for (let block = 0; block < blocks; block++) {
+      const samples: [number[], number[]] = [[], []];
+      for (let round = 0; round < roundsPerBlock; round++) {
+        // A B then B A: neither case always follows the other.
+        const first = round % 2 === 0 ? 0 : 1;
+        samples[first].push(await one(first));
+        samples[1 - first as 0 | 1].push(await one(1 - first as 0 | 1));
+      }
+      costs.blockTypical.push([middleMean(samples[0]), middleMean(samples[1])]);
+      costs.blockMeans.push([mean(samples[0]), mean(samples[1])]);
+    }
+    // The observer reports on a later turn.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    recording = false;
+  } finally {
+    observer.disconnect();
+  }
+  costs.allocatedBytes = [median(growth[0]), median(growth[1])];
+  // Collections run as allocation fills the young generation: their cost is shared out by bytes allocated.
+  costs.gcPerByte = (gcMs * 1000) / ((costs.allocatedBytes[0] + costs.allocatedBytes[1]) * blocks * roundsPerBlock);
+  costs.unexpected = unexpected;
+  return costs;
+}
+
+interface PairRounds {
+  blocks: number;
+  roundsPerBlock: number;
+  warmupRounds: number;
 }
 
 /**
- * The cache's own work on a miss, away from the rest of the proxy: a minimal chain (JSON body,
- * identity, meter) answering at once, with and without the cache's three steps, in one process,
- * blocks alternating. The smaller the chain, the less noise around the cache's share.
+ * A minimal chain (JSON body, identity, meter) answering at once, without and with the cache's
+ * three steps as the proxy mounts them (`chooseLimits` with nothing to choose): the smaller the
+ * chain, the less noise around the cache's share.
  */
-async function measureChain(rounds: number, blockSize: number, warmup: number): Promise<ChainCosts> {
+async function measureChain(rounds: PairRounds): Promise<PairCosts> {
   const [{ default: express }, core, { meter }, { createResponseCache }, { preloadTokenizers }] = await Promise.all([
     import('express'), import('@tollgate/core'), import('@tollgate/metering'), import('@tollgate/cache'), import('@tollgate/providers'),
   ]);
@@ -128,29 +221,40 @@ async function measureChain(rounds: number, blockSize: number, warmup: number): 
     app.post(CHAT_PATH, meter({ api: 'openai.chat', pricing }), ...steps, (_req, res) => void res.type('application/json').send(CHAT_COMPLETION));
     return app;
   };
-  const apps = [build(false), build(true)];
-  const headers = { 'content-type': 'application/json' };
-  let sent = 0;
-  const block = async (app: Express, requests: number) => {
-    // Built before the clock starts: what a body costs to make is no one's.
-    const bodies = Array.from({ length: requests }, () => chatBody(sent++));
-    const cpu = process.cpuUsage();
-    for (const body of bodies) {
-      if ((await inject(app, { method: 'POST', url: CHAT_PATH, headers, body })) !== 200) throw new Error('the chain did not answer 200');
-      await new Promise((resolve) => setImmediate(resolve));
-    }
-    const used = process.cpuUsage(cpu);
-    return (used.user + used.system) / requests;
-  };
-  for (const app of apps) await block(app, warmup);
-  const costs: ChainCosts = { bare: [], miss: [] };
-  for (let round = 0; round < rounds; round++) {
-    // A B, then B A: whatever drifts meets both alike.
-    const order = round % 2 === 0 ? [0, 1] : [1, 0];
-    for (const index of order) (index === 0 ? costs.bare : costs.miss).push(await block(apps[index]!, blockSize));
+  try {
+    return await measurePair([build(false), build(true)], { 'content-type': 'application/json' }, rounds);
+  } finally {
+    await cache.close();
   }
-  await cache.close();
-  return costs;
+}
+
+/** The whole example proxy without and with a memory cache, both in this process, in front of the mock upstream. */
+async function measureProxy(upstream: string, rounds: PairRounds): Promise<PairCosts> {
+  const apps = [await buildProxy(upstream, false), await buildProxy(upstream, true)] as const;
+  try {
+    return await measurePair(apps, authHeaders(benchKey(0)), rounds);
+  } finally {
+    for (const app of apps) await (app as unknown as { close(): Promise<void> }).close();
+  }
+}
+
+/**
+ * The mean of the middle half of the samples: as robust as the median to the requests a collection
+ * paused, and finer than it (each sample is a whole number of µs: the median of one moves in steps of 1).
+ */
+function middleMean(samples: readonly number[]): number {
+  const sorted = Float64Array.from(samples).sort();
+  const from = Math.floor(sorted.length / 4);
+  const to = Math.ceil((3 * sorted.length) / 4);
+  let sum = 0;
+  for (let index = from; index < to; index++) sum += sorted[index]!;
+  return sum / (to - from);
+}
+
+function mean(samples: readonly number[]): number {
+  let sum = 0;
+  for (const sample of samples) sum += sample;
+  return sum / samples.length;
 }
 
 async function handle(message: ChildMessage): Promise<unknown> {
@@ -160,8 +264,8 @@ async function handle(message: ChildMessage): Promise<unknown> {
       return { ready: true };
     case 'block':
       return running!.block(message.requests);
-    case 'chain':
-      return measureChain(message.rounds, message.blockSize, message.warmup);
+    case 'pair':
+      return message.subject === 'chain' ? measureChain(message) : measureProxy(message.upstream, message);
     case 'stop':
       await running?.stop();
       return { stopped: true };

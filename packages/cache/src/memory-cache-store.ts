@@ -21,6 +21,9 @@ export class MemoryCacheStore implements CacheStore {
   readonly kind = 'memory';
   readonly answersAtOnce = true;
   private readonly lru: LRUCache<string, Buffer>;
+  /** lru-cache's per-call options, one object each, reused (docs/performance.md). */
+  private readonly getOptions: LRUCache.GetOptions<string, Buffer, unknown> = { status: undefined };
+  private readonly setOptions: LRUCache.SetOptions<string, Buffer, unknown> = { ttl: 0, status: undefined };
 
   constructor(options: MemoryCacheStoreOptions = {}) {
     const maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
@@ -36,28 +39,27 @@ export class MemoryCacheStore implements CacheStore {
   }
 
   get(key: string): string | undefined {
-    return this.lru.get(key)?.toString('utf8');
+    return this.getBytes(key)?.toString('utf8');
   }
 
   /** The value as stored, as bytes: the response cache sends them as they are, never decoding them. */
   getBytes(key: string): Buffer | undefined {
-    return this.lru.get(key);
+    // lru-cache writes the status it made (with a diagnostics subscriber) into the options: each call starts without one.
+    this.getOptions.status = undefined;
+    return this.lru.get(key, this.getOptions);
   }
 
   set(key: string, value: string, ttlMs: number): void {
-    this.setMarked(key, '', value, ttlMs);
+    this.setBytes(key, Buffer.from(value, 'utf8'), ttlMs);
   }
 
-  /** `set` of `mark + value`, encoded one after the other rather than joined first (the response cache's entries). */
-  setMarked(key: string, mark: string, value: string, ttlMs: number): void {
-    const markBytes = mark.length === 0 ? 0 : Buffer.byteLength(mark, 'utf8');
-    const size = markBytes + Buffer.byteLength(value, 'utf8');
+  /** `set` of a value already encoded (the response cache's entries): kept as it is, not copied. */
+  setBytes(key: string, value: Buffer, ttlMs: number): void {
     // lru-cache refuses (and skips) an entry larger than maxSize by itself; the check is ours to make it silent.
-    if (size + key.length > this.lru.maxSize) return;
-    const bytes = Buffer.allocUnsafe(size);
-    if (markBytes > 0) bytes.write(mark, 0, 'utf8');
-    bytes.write(value, markBytes, 'utf8');
-    this.lru.set(key, bytes, { ttl: ttlMs });
+    if (value.length + key.length > this.lru.maxSize) return;
+    this.setOptions.ttl = ttlMs;
+    this.setOptions.status = undefined;
+    this.lru.set(key, value, this.setOptions);
   }
 
   /** Entries held now (expired ones not yet dropped included). */

@@ -2,7 +2,7 @@
 import { ServerResponse } from 'node:http';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { assertKnownOptions, getContext, parseDuration, TollgateError } from '@tollgate/core';
-import type { ProviderCall, TollgateContext, UsageRecord } from '@tollgate/core';
+import type { TollgateContext, UsageRecord } from '@tollgate/core';
 import { completeJsonAnswer, isCachedApi, jsonToStream, streamToJson, type CachedApi } from './answer-forms.js';
 import { cacheKey, scopeOf, type CacheScope } from './cache-key.js';
 import type { CacheStore } from './cache-store.js';
@@ -96,27 +96,10 @@ function resolveOptions(options: ResponseCacheOptions): CacheConfig {
 type Answer = string | Buffer;
 
 /** The lookup found an answer, and already has it. */
-const isAnswer = (found: Lookup['found'] | undefined): found is Answer => typeof found === 'string' || found instanceof Uint8Array;
+const isAnswer = (found: CacheRequest['found'] | undefined): found is Answer => typeof found === 'string' || found instanceof Uint8Array;
 
 /** The client asked not to be served from the cache (`no-cache`, `no-store`). */
 const NOT_LOOKED_UP = Symbol('not looked up');
-
-/** What the lookup left for the answer step of one request. */
-interface Lookup {
-  key: string;
-  api: CachedApi;
-  scopeId: string;
-  /** The model and output cap the key was made with: the budget may change them before the call. */
-  model: string;
-  cap: number | undefined;
-  /**
-   * The stored answer, already in the form the client asked for, or undefined: at once from a
-   * memory store (as the bytes it keeps), later from Redis.
-   */
-  found: Answer | undefined | Promise<Answer | undefined> | typeof NOT_LOOKED_UP;
-  /** The client's `no-store`: neither served nor stored. */
-  bypass: boolean;
-}
 
 export interface ResponseCache {
   /** Lookup and answer in one, for a route that mounts it where the cache belongs (after `meter()` and request limits). */
@@ -162,20 +145,12 @@ const NEWLINE = 0x0a;
  */
 export function createResponseCache(options: ResponseCacheOptions = {}): ResponseCache {
   const config = resolveOptions(options);
-  const { store, ttlMs, ttlOf, scope, maxEntryBytes, costFraction, enabled, onStoreError } = config;
-  // A request's lookup is kept in a slot of `res.locals`, where core keeps the context (a WeakMap entry
-  // per request cost more, in collections too: bench/); without locals, in a WeakMap.
-  const slot = Symbol('tollgate.cache.lookup');
-  const lookups = new WeakMap<Response, Lookup>();
-  const lookupOf = (res: Response): Lookup | undefined => {
-    const locals = localsOf(res);
-    return locals ? (locals[slot] as Lookup | undefined) : lookups.get(res);
-  };
-  const setLookup = (res: Response, lookup: Lookup | undefined): void => {
-    const locals = localsOf(res);
-    if (locals) locals[slot] = lookup;
-    else if (lookup) lookups.set(res, lookup);
-    else lookups.delete(res);
+  const { store, ttlMs, ttlOf, scope, costFraction, enabled, onStoreError } = config;
+  // This cache's own requests: another response cache on the same request finds them and passes.
+  const owner = config;
+  const lookupOf = (res: Response): CacheRequest | undefined => {
+    const found = cacheRequestOf(res);
+    return found?.owner === owner ? found : undefined;
   };
   const lookUpEarly = store.answersAtOnce === true;
   // Read and written as bytes, unless a subclass changed how it reads or writes.
@@ -204,18 +179,32 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
     }
   };
 
-  /** Stores `mark` + `text`; the memory store takes them apart, so that the two are never joined in the heap. */
-  const writeStore = (key: string, mark: string, text: string, lifetimeMs: number): void => {
+  /**
+   * Stores a miss's answer once the meter settled the request: only a complete, successful one
+   * (the meter read the provider's usage from this very answer; what is left to check is that it
+   * ended as the API ends). The memory store takes the bytes as they were written.
+   */
+  const storeAnswer = (kept: CacheRequest, record: UsageRecord | undefined): void => {
+    if (kept.tooLarge || !isStorable(record)) return;
+    const { api, streamed } = kept;
+    // Only a stream or a Responses answer is read as text to be checked; any other JSON answer the meter read usage from is whole.
+    const text = streamed || api === 'openai.responses' ? kept.text() : undefined;
+    if (text === undefined ? kept.isEmpty() : streamed ? streamToJson(api, text) === undefined : !jsonLooksComplete(api, text)) return;
     try {
-      const written = memory ? memory.setMarked(key, mark, text, lifetimeMs) : store.set(key, mark + text, lifetimeMs);
+      const written = memory
+        ? memory.setBytes(kept.storeKey, kept.entry(streamed ? STREAM_MARK : JSON_MARK), kept.lifetimeMs)
+        : store.set(kept.storeKey, (streamed ? STREAM_ENTRY : JSON_ENTRY) + (text ?? kept.text()), kept.lifetimeMs);
       if (written) written.catch((error: unknown) => onStoreError(error, 'set'));
     } catch (error) {
       onStoreError(error, 'set');
     }
   };
 
-  /** The call this request makes, when the cache may serve it. */
-  function cacheableCall(req: Request, ctx: TollgateContext, beforeMeter: boolean): { call: ProviderCall; api: CachedApi; scopeId: string } | undefined {
+  /** Keys the request and reads the store (once: a request looked up before the meter is not looked up again). */
+  function startLookup(req: Request, res: Response, beforeMeter: boolean): CacheRequest | undefined {
+    // Looked up once (before the meter, or by another response cache): the later steps pass.
+    if (cacheRequestOf(res) !== undefined) return undefined;
+    const ctx = getContext(req, res);
     const call = ctx.call;
     // Without the meter, a hit could not be recorded, nor an answer be known complete (before it, the meter comes next).
     if (!call || (!beforeMeter && !ctx.metered) || call.model === undefined) return undefined;
@@ -223,32 +212,24 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
     if (!isCachedApi(api)) return undefined;
     if (enabled && !enabled(req)) return undefined;
     const scopeId = scopeOf(scope, ctx.identity);
-    return scopeId === undefined ? undefined : { call, api, scopeId };
-  }
-
-  /** Keys the request and reads the store (once: a request looked up before the meter is not looked up again). */
-  function startLookup(req: Request, res: Response, beforeMeter: boolean): Lookup | undefined {
-    const ctx = getContext(req, res);
-    if (!beforeMeter && lookupOf(res) !== undefined) return undefined;
-    const cacheable = cacheableCall(req, ctx, beforeMeter);
-    if (!cacheable) return undefined;
-    const { call, api, scopeId } = cacheable;
+    if (scopeId === undefined) return undefined;
     const control = req.headers['cache-control'];
     const noStore = control !== undefined && /\bno-store\b/i.test(control);
     const noCache = noStore || (control !== undefined && /\bno-cache\b/i.test(control));
-    const key = cacheKey(scopeId, api, call.model!, call.body);
-    const lookup: Lookup = { key, api, scopeId, model: call.model!, cap: call.outputCap, found: noCache ? NOT_LOOKED_UP : readStore(key, api, call.stream), bypass: noStore };
-    setLookup(res, lookup);
+    const key = cacheKey(scopeId, api, call.model, call.body);
+    const found = noCache ? NOT_LOOKED_UP : readStore(key, api, call.stream);
+    const lookup = new CacheRequest(owner, key, api, scopeId, call.model, call.outputCap, found, noStore);
+    setCacheRequest(res, lookup);
     return lookup;
   }
 
   function serveOrCapture(req: Request, res: Response, next: NextFunction): void {
     const lookup = lookupOf(res);
-    if (!lookup) {
+    if (!lookup || lookup.answered) {
       next();
       return;
     }
-    setLookup(res, undefined);
+    lookup.answered = true;
     const { found } = lookup;
     if (found === NOT_LOOKED_UP) {
       res.setHeader(CACHE_HEADER, 'bypass');
@@ -268,7 +249,7 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
     }).catch((error: unknown) => next(error));
   }
 
-  function serveOrMiss(req: Request, res: Response, next: NextFunction, lookup: Lookup, answer: Answer | undefined): void {
+  function serveOrMiss(req: Request, res: Response, next: NextFunction, lookup: CacheRequest, answer: Answer | undefined): void {
     if (answer !== undefined) {
       serveAnswer(res, req.tollgate, answer);
       return;
@@ -276,15 +257,6 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
     res.setHeader(CACHE_HEADER, 'miss');
     captureAnswer(req, res, lookup);
     next();
-  }
-
-  /**
-   * The key the answer is stored under: the request as it is sent. The budget may have lowered
-   * the cap or downgraded the model since the lookup; that answer belongs to that request.
-   */
-  function storeKeyOf(req: Request, lookup: Lookup): string {
-    const call = req.tollgate.call!;
-    return call.model === lookup.model && call.outputCap === lookup.cap ? lookup.key : cacheKey(lookup.scopeId, lookup.api, call.model!, call.body);
   }
 
   /** Writes a stored answer, in the form the client asked for. */
@@ -308,27 +280,25 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
    * Keeps the bytes the route writes (before the meter's tap, so a stream keeps the usage the
    * meter asked for) and stores them once the meter settled the request complete and successful.
    */
-  function captureAnswer(req: Request, res: Response, lookup: Lookup): void {
+  function captureAnswer(req: Request, res: Response, lookup: CacheRequest): void {
+    const ctx = req.tollgate;
+    const call = ctx.call!;
+    // Made now, before anything after the cache (prompt-cache breakpoints) writes into the body. The budget may have
+    // lowered the cap or downgraded the model since the lookup: that answer belongs to the request as it is sent.
+    const storeKey = call.model === lookup.model && call.outputCap === lookup.cap
+      ? lookup.key
+      : cacheKey(lookup.scopeId, lookup.api, call.model!, call.body);
     // The answer to a stream request is a stream (an error would be JSON, and is never stored).
-    const streamed = req.tollgate.call!.stream;
-    // Made now, before anything after the cache (prompt-cache breakpoints) writes into the body.
-    const key = storeKeyOf(req, lookup);
-    const lifetimeMs = ttlOf ? ttlOf(req) : ttlMs;
-    const answer = new KeptAnswer(maxEntryBytes);
-    keepAnswer(res, answer);
-    req.tollgate.onSettle((record) => {
-      if (answer.tooLarge || !isStorable(record)) return;
-      const text = answer.text();
-      // The meter read the provider's usage from this very answer; what is left to check is that it ended as the API ends.
-      if (streamed ? streamToJson(lookup.api, text) === undefined : !jsonLooksComplete(lookup.api, text)) return;
-      writeStore(key, streamed ? STREAM_ENTRY : JSON_ENTRY, text, lifetimeMs);
-    });
+    lookup.keepFor(storeKey, ttlOf ? ttlOf(req) : ttlMs, call.stream);
+    keepAnswer(res, lookup);
+    ctx.onSettle((record) => storeAnswer(lookup, record));
   }
 
   function chooseLimits({ hit, miss }: { hit: RequestHandler; miss: RequestHandler }): RequestHandler {
     return function limitsForCachedAnswer(req: Request, res: Response, next: NextFunction): void {
       // Known to be a hit already (a memory store): only what a hit is subject to. Else (a miss, or Redis still answering) the whole check.
-      if (isAnswer(lookupOf(res)?.found)) hit(req, res, next);
+      const lookup = lookupOf(res);
+      if (lookup !== undefined && !lookup.answered && isAnswer(lookup.found)) hit(req, res, next);
       else miss(req, res, next);
     };
   }
@@ -364,85 +334,157 @@ type PassWrite = (chunk: unknown, encoding: unknown, callback: unknown) => boole
 type PassEnd = (chunk: unknown, encoding: unknown, callback: unknown) => Response;
 
 /**
- * A miss's answer as it is written, until the meter settles the request. Chunks are kept as they
- * were handed to write() (not copied: a chunk handed to write() is not changed afterwards), and
- * text stays text: an answer written as a string is encoded once, by the store.
+ * The cache's work for one request, in one object: what the lookup found (and the key it made),
+ * then, on a miss, the answer as it is written, until the meter settles the request. Chunks are
+ * kept as they were handed to write() (not copied: a chunk handed to write() is not changed
+ * afterwards); text stays text until it is stored.
  */
-class KeptAnswer {
-  private readonly chunks: (string | Uint8Array)[] = [];
+class CacheRequest {
+  /** Served or armed already: the lookup has done its work. */
+  answered = false;
+  /** How a miss's answer reaches `keep`: not at all, through the shared prototype hooks, or through wrappers of its own. */
+  keeping: 'no' | 'prototype' | 'own' = 'no';
+  /** Where and how long a miss's answer is stored, and in which form it was asked for (set by `keepFor`). */
+  storeKey = '';
+  lifetimeMs = 0;
+  streamed = false;
+  tooLarge = false;
+  /** The first chunk, and the others (most answers are written in one). */
+  private first: string | Uint8Array | undefined = undefined;
+  private rest: (string | Uint8Array)[] | undefined = undefined;
   /** UTF-8 bytes of the chunks counted exactly. */
   private bytes = 0;
   /** UTF-16 units of the text chunks not counted exactly: each is one to three bytes in UTF-8. */
   private units = 0;
   private exact = false;
-  tooLarge = false;
 
-  constructor(private readonly maxEntryBytes: number) {}
+  constructor(
+    /** The response cache that looked the request up (its config). */
+    readonly owner: CacheConfig,
+    readonly key: string,
+    readonly api: CachedApi,
+    readonly scopeId: string,
+    /** The model and output cap the key was made with: the budget may change them before the call. */
+    readonly model: string,
+    readonly cap: number | undefined,
+    /**
+     * The stored answer, already in the form the client asked for, or undefined: at once from a
+     * memory store (as the bytes it keeps), later from Redis.
+     */
+    readonly found: Answer | undefined | Promise<Answer | undefined> | typeof NOT_LOOKED_UP,
+    /** The client's `no-store`: neither served nor stored. */
+    readonly bypass: boolean,
+  ) {}
+
+  keepFor(storeKey: string, lifetimeMs: number, streamed: boolean): void {
+    this.storeKey = storeKey;
+    this.lifetimeMs = lifetimeMs;
+    this.streamed = streamed;
+  }
 
   keep(chunk: unknown, encoding: unknown): void {
     if (this.tooLarge || chunk === undefined || chunk === null || typeof chunk === 'function') return;
+    let kept: string | Uint8Array;
     if (typeof chunk === 'string' && isUtf8(encoding)) {
-      this.chunks.push(chunk);
+      kept = chunk;
       if (this.exact) this.bytes += Buffer.byteLength(chunk, 'utf8');
-      else {
-        this.units += chunk.length;
-        // Counted exactly only once the answer may come near the bound.
-        if (this.bytes + 3 * this.units + 2 > this.maxEntryBytes) this.countExactly();
-      }
+      else this.units += chunk.length;
     } else {
-      const bytes = typeof chunk === 'string' ? Buffer.from(chunk, encoding as BufferEncoding) : (chunk as Uint8Array);
-      this.chunks.push(bytes);
-      this.bytes += bytes.byteLength;
+      kept = typeof chunk === 'string' ? Buffer.from(chunk, encoding as BufferEncoding) : (chunk as Uint8Array);
+      this.bytes += kept.byteLength;
     }
-    if (this.bytes + this.units + 2 > this.maxEntryBytes) {
+    if (this.first === undefined) this.first = kept;
+    else (this.rest ??= []).push(kept);
+    const { maxEntryBytes } = this.owner;
+    // Text is counted exactly only once the answer may come near the bound.
+    if (!this.exact && this.bytes + 3 * this.units + 2 > maxEntryBytes) this.countExactly();
+    if (this.bytes + this.units + 2 > maxEntryBytes) {
       this.tooLarge = true;
-      this.chunks.length = 0;
+      this.first = undefined;
+      this.rest = undefined;
     }
+  }
+
+  isEmpty(): boolean {
+    return this.bytes + this.units === 0;
+  }
+
+  /** The answer as the client received it (chunks decoded together, since a character may span two). */
+  text(): string {
+    const only = this.first;
+    if (only === undefined) return '';
+    if (this.rest !== undefined) return this.entry(undefined).toString('utf8');
+    return typeof only === 'string' ? only : Buffer.from(only.buffer, only.byteOffset, only.byteLength).toString('utf8');
+  }
+
+  /** The answer's bytes, after `mark` and a newline when given: one buffer, each chunk copied once. */
+  entry(mark: number | undefined): Buffer {
+    if (!this.exact) this.countExactly();
+    const head = mark === undefined ? 0 : 2;
+    const entry = Buffer.allocUnsafe(head + this.bytes);
+    if (mark !== undefined) {
+      entry[0] = mark;
+      entry[1] = NEWLINE;
+    }
+    let at = copyChunk(entry, head, this.first);
+    if (this.rest !== undefined) for (const chunk of this.rest) at = copyChunk(entry, at, chunk);
+    return entry;
   }
 
   private countExactly(): void {
     this.exact = true;
     this.units = 0;
-    this.bytes = 0;
-    for (const chunk of this.chunks) this.bytes += typeof chunk === 'string' ? Buffer.byteLength(chunk, 'utf8') : chunk.byteLength;
+    this.bytes = byteLengthOf(this.first);
+    if (this.rest !== undefined) for (const chunk of this.rest) this.bytes += byteLengthOf(chunk);
   }
+}
 
-  /** The answer as the client received it (chunks decoded together, since a character may span two). */
-  text(): string {
-    const chunks = this.chunks;
-    if (chunks.length === 1) {
-      const only = chunks[0]!;
-      return typeof only === 'string' ? only : Buffer.from(only.buffer, only.byteOffset, only.byteLength).toString('utf8');
-    }
-    return Buffer.concat(chunks.map((chunk) => (typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk))).toString('utf8');
-  }
+const byteLengthOf = (chunk: string | Uint8Array | undefined): number =>
+  chunk === undefined ? 0 : typeof chunk === 'string' ? Buffer.byteLength(chunk, 'utf8') : chunk.byteLength;
+
+function copyChunk(entry: Buffer, at: number, chunk: string | Uint8Array | undefined): number {
+  if (chunk === undefined) return at;
+  if (typeof chunk === 'string') return at + entry.write(chunk, at, 'utf8');
+  entry.set(chunk, at);
+  return at + chunk.byteLength;
 }
 
 type Locals = Record<symbol, unknown>;
 const localsOf = (res: Response): Locals | undefined => (res as unknown as { locals?: Locals }).locals;
 
-/** The answer a response keeps through its prototype: in a slot of its locals, else in a WeakMap. */
-const KEPT = Symbol('tollgate.cache.kept');
-const keptAnswers = new WeakMap<object, KeptAnswer>();
-const keptOf = (res: Response): KeptAnswer | undefined => {
+/**
+ * A request's cache work: in a slot of `res.locals`, where core keeps the context (a WeakMap entry per
+ * request cost more, in collections too: bench/); without locals, in a WeakMap. One slot, shared by
+ * every response cache (the prototype hooks find a kept answer there), holding one object per request.
+ */
+const CACHE_SLOT = Symbol('tollgate.cache.request');
+const requestsWithoutLocals = new WeakMap<object, CacheRequest>();
+const cacheRequestOf = (res: Response): CacheRequest | undefined => {
   const locals = localsOf(res);
-  return locals ? (locals[KEPT] as KeptAnswer | undefined) : keptAnswers.get(res);
+  return locals ? (locals[CACHE_SLOT] as CacheRequest | undefined) : requestsWithoutLocals.get(res);
+};
+const setCacheRequest = (res: Response, request: CacheRequest): void => {
+  const locals = localsOf(res);
+  if (locals) locals[CACHE_SLOT] = request;
+  else requestsWithoutLocals.set(res, request);
 };
 /** Response prototypes whose write and end hand chunks to the kept answer of their response. */
 const keepingPrototypes = new WeakSet<object>();
 
 /**
- * Hands what `res` writes to `answer` before it goes on. The write and end the response finds on
- * an Express prototype (where the meter's tap patched them, for every response of the process) are
- * wrapped there, once: a write and end of its own cost every response a copy of its properties
- * (bench/). Either way the cache's hook is outside the meter's (the meter hooked the response
- * before the cache did), so it keeps the bytes the route wrote, a stream with the usage the meter
- * asked for still in it. A response that has its own write or end (wrapped before the cache), or
- * finds them only on Node's prototypes, is wrapped itself, as before.
+ * Hands what `res` writes to `answer` (its cache request, in the slot already) before it goes on.
+ * The write and end the response finds on an Express prototype (where the meter's tap patched
+ * them, for every response of the process) are wrapped there, once: a write and end of its own
+ * cost every response a copy of its properties (bench/). Either way the cache's hook is outside
+ * the meter's (the meter hooked the response before the cache did), so it keeps the bytes the
+ * route wrote, a stream with the usage the meter asked for still in it. A response that has its
+ * own write or end (wrapped before the cache), or finds them only on Node's prototypes, is
+ * wrapped itself, as before.
  */
-function keepAnswer(res: Response, answer: KeptAnswer): void {
+function keepAnswer(res: Response, answer: CacheRequest): void {
   const proto = sharedHooks(res);
-  if (proto === undefined || keptOf(res) !== undefined) {
+  if (proto === undefined) {
+    answer.keeping = 'own';
     const write = res.write as PassWrite;
     const end = res.end as PassEnd;
     res.write = function keepWrite(this: Response, chunk: unknown, encoding?: unknown, callback?: unknown) {
@@ -456,9 +498,7 @@ function keepAnswer(res: Response, answer: KeptAnswer): void {
     return;
   }
   if (!keepingPrototypes.has(proto)) keepThroughPrototype(proto);
-  const locals = localsOf(res);
-  if (locals) locals[KEPT] = answer;
-  else keptAnswers.set(res, answer);
+  answer.keeping = 'prototype';
 }
 
 /** The prototype below Node's `ServerResponse` that holds the write and end `res` calls, if one does. */
@@ -474,15 +514,20 @@ function ownerOf(res: Response, name: 'write' | 'end'): object | undefined {
   return holder ?? undefined;
 }
 
+function keptThroughPrototype(res: Response): CacheRequest | undefined {
+  const request = cacheRequestOf(res);
+  return request?.keeping === 'prototype' ? request : undefined;
+}
+
 function keepThroughPrototype(proto: object): void {
   const target = proto as { write: PassWrite; end: PassEnd };
   const { write, end } = target;
   target.write = function keepingWrite(this: Response, chunk: unknown, encoding?: unknown, callback?: unknown) {
-    keptOf(this)?.keep(chunk, encoding);
+    keptThroughPrototype(this)?.keep(chunk, encoding);
     return write.call(this, chunk, encoding, callback);
   };
   target.end = function keepingEnd(this: Response, chunk?: unknown, encoding?: unknown, callback?: unknown) {
-    keptOf(this)?.keep(chunk, encoding);
+    keptThroughPrototype(this)?.keep(chunk, encoding);
     return end.call(this, chunk, encoding, callback);
   };
   keepingPrototypes.add(proto);

@@ -74,6 +74,17 @@ describe('MemoryCacheStore', () => {
     expect(store.get('a')).toBe(value);
   });
 
+  it('keeps bytes given as bytes, within the same bound, and reads them back as bytes or text', () => {
+    const store = new MemoryCacheStore({ maxBytes: 500 });
+    const bytes = Buffer.from('j\n{"a":"é"}');
+    store.setBytes('k', bytes, 60_000);
+    expect(store.getBytes('k')).toBe(bytes);
+    expect(store.get('k')).toBe('j\n{"a":"é"}');
+    store.setBytes('too-big', Buffer.alloc(600), 60_000);
+    expect(store.getBytes('too-big')).toBeUndefined();
+    expect(store.size).toBe(1);
+  });
+
   it('refuses a bound that is not a positive integer', () => {
     expect(() => new MemoryCacheStore({ maxBytes: 0 })).toThrow(/maxBytes/);
   });

@@ -89,6 +89,35 @@ describe('createResponseCache', () => {
     expect(state.calls).toBe(3);
   });
 
+  it('stores an answer written in pieces (text and bytes, a character split between two) as the client received it', async () => {
+    const cache = createResponseCache();
+    const app = express();
+    app.use(express.json());
+    app.use((req, res, next) => {
+      getContext(req, res).identity = { keyId: 'k1', tenantId: 'acme', scopes: [], authMethod: 'api_key' };
+      next();
+    });
+    let calls = 0;
+    app.post('/v1/chat/completions', meter({ api: 'openai.chat', pricing }), cache.middleware, (_req: Request, res: Response) => {
+      calls++;
+      const whole = Buffer.from(JSON.stringify(chatAnswer('naïve café, 世界')));
+      const split = whole.indexOf(Buffer.from('世')) + 1;
+      res.setHeader('content-type', 'application/json');
+      res.write(whole.subarray(0, 20).toString('latin1'), 'latin1');
+      res.write(whole.subarray(20, split).toString('utf8').slice(0, -1));
+      res.write(whole.subarray(whole.indexOf(Buffer.from('世')), split));
+      res.end(whole.subarray(split));
+    });
+    const miss = await request(app).post('/v1/chat/completions').send(body);
+    expect(miss.headers[CACHE_HEADER]).toBe('miss');
+    await settle();
+    const hit = await request(app).post('/v1/chat/completions').send(body);
+    expect(hit.headers[CACHE_HEADER]).toBe('hit');
+    expect(hit.text).toBe(miss.text);
+    expect(hit.body.choices[0].message.content).toBe('naïve café, 世界');
+    expect(calls).toBe(1);
+  });
+
   it('serves a miss when the store fails, and says so once', async () => {
     const failures: string[] = [];
     const broken: CacheStore = { kind: 'broken', get: () => Promise.reject(new Error('down')), set: () => Promise.reject(new Error('down')) };
