@@ -1,4 +1,5 @@
 // Block stores: a hot limit or budget is taken from the shared store (Redis) a block at a time and handed out in-process.
+import { LeaseExhaustedError } from './leased-stores.js';
 import { assertReserveNumbers, assertStoreNumber } from './store-input.js';
 import type { LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, ScopeBalance, SettleResult, TollgateStores, WindowCounter, WindowResult } from './stores.js';
 
@@ -143,10 +144,17 @@ function assertOptions(options: BlockOptions): { share: number; maxAgeMs: number
  * scope's key names its period, and some callers give a time from now (the block keeps its opener's).
  */
 function signatureOf(scopes: readonly LedgerScope[]): string {
-  let text = '';
+  // budgetGuard hands the same scopes array to every request of a period: the signature of several
+  // scopes is made once (a single scope's is short, and callers such as concurrencyLimit make a new array each time).
+  let text = scopes.length > 1 ? signatures.get(scopes) : undefined;
+  if (text !== undefined) return text;
+  text = '';
   for (const scope of scopes) text += `${scope.key}\u0000${scope.limit}\u0000${scope.slot ?? ''}\u0001`;
+  if (scopes.length > 1) signatures.set(scopes, text);
   return text;
 }
+
+const signatures = new WeakMap<readonly LedgerScope[], string>();
 
 let blockCount = 0;
 
@@ -159,7 +167,8 @@ let blockCount = 0;
  * - Nothing is ever admitted past a limit: every grant comes out of what the store counted.
  * - What a process holds unused is unavailable to the others for at most `maxAgeMs`: with P
  *   processes a caller may be refused up to P × share × limit early. Near a limit (a block no
- *   longer fits), requests are counted one by one in the store again, exactly as without blocks.
+ *   longer fits), requests are counted one by one in the store again, exactly as without blocks;
+ *   so are budgets near the end of a lease's slice (leasedStores, the store being out).
  * - Headers and balances a block answers with are the store's as of the block (others' use since
  *   is not in them).
  * - A process killed while it holds a budget block leaves the block's reservation to expire,
@@ -400,14 +409,17 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
       const ttlMs = request.ttlMs + maxAgeMs;
       const take = stores.ledger.reserve({ id, amount: size, scopes: request.scopes, ttlMs });
       ledgerTaking.set(signature, take.catch(() => undefined));
-      let taken: ReserveResult;
+      let taken: ReserveResult | undefined;
       try {
         taken = await take;
+      } catch (error) {
+        // A lease's slice (the store is out) too small for a block refuses it as a limit would.
+        if (!(error instanceof LeaseExhaustedError)) throw error;
       } finally {
         ledgerTaking.delete(signature);
       }
-      if (!taken.ok) {
-        // Too near a limit for a block: this set of scopes is reserved per request for a while.
+      if (!taken?.ok) {
+        // Too near a limit or the end of a slice for a block: this set of scopes is reserved per request for a while.
         ledgerDirect.set(signature, clock() + maxAgeMs);
         continue;
       }

@@ -1,6 +1,6 @@
 // Block stores: hot limits and budgets taken from the store a block at a time, never past a limit, books exact once given back.
 import { afterEach, describe, expect, it } from '@jest/globals';
-import { blockStores, createMemoryStores } from '@tollgate/core';
+import { blockStores, createMemoryStores, LeaseExhaustedError, leasedStores } from '@tollgate/core';
 import type { BlockFixedWindow, BlockStores, LedgerScope, TollgateStores } from '@tollgate/core';
 
 /** Fixed windows as @tollgate/redis keeps them (a count per key, opened by its first hit, `windowMs` long), in memory. */
@@ -262,9 +262,55 @@ describe('blockStores: budgets', () => {
     expect(settled).toEqual([[expect.stringMatching(/^block:/), 4]]);
   });
 
+  it('over a lease whose slice cannot hold a block, the store being out: reserved per request from the slice, as without blocks', async () => {
+    const { stores } = countedStores();
+    let out = false;
+    const reserve = stores.ledger.reserve;
+    stores.ledger.reserve = (request) => (out ? Promise.reject(new Error('connect ECONNREFUSED')) : reserve(request));
+    // A block is 5% of the budget, the slice 2%.
+    const wrapped = blocked(leasedStores(Object.assign(stores, { ping: async () => !out }), { slice: 0.02 }), { share: 0.05 });
+    // The store answered for the budget (a slice is granted only then), with a block that then went back.
+    await wrapped.ledger.reserve({ id: 'seen', amount: 100, scopes: scopes(100_000), ttlMs: 60_000 });
+    await wrapped.ledger.settle('seen', 100);
+    await wrapped.blocks.retireAll();
+    out = true;
+    // The key's slice is 2,000: twenty requests of 100, then the outage's refusal.
+    for (let i = 0; i < 20; i++) expect(await wrapped.ledger.reserve({ id: `r${i}`, amount: 100, scopes: scopes(100_000), ttlMs: 60_000 })).toMatchObject({ ok: true, amount: 100 });
+    await expect(wrapped.ledger.reserve({ id: 'r20', amount: 100, scopes: scopes(100_000), ttlMs: 60_000 })).rejects.toThrow(LeaseExhaustedError);
+  });
+
   it('refuses bad options', () => {
     const { stores } = countedStores();
     expect(() => blockStores(stores, { share: 0 })).toThrow(/share must be a number in \(0, 1\]/);
     expect(() => blockStores(stores, { maxAgeMs: -1 })).toThrow(/maxAgeMs must be a positive number/);
+  });
+});
+
+describe('blockStores over leasedStores (the example proxy\'s order)', () => {
+  it('while the store is out, blocks come out of the lease\'s slice: never more than the block held plus the slice', async () => {
+    const { stores } = countedStores();
+    let down = false;
+    const consume = stores.counter.consume;
+    stores.counter.consume = (...args) => (down ? Promise.reject(new Error('connect ECONNREFUSED')) : consume(...args));
+    const leased = leasedStores(stores, { slice: 0.02, probeIntervalMs: 60_000 });
+    const wrapped = blocked(leased, { share: 0.001 });
+    const limit = { limit: 1_000_000, ...WINDOW };
+    // Up: a block of 1,000 taken from the store, 100 of it used.
+    for (let i = 0; i < 10; i++) expect((await wrapped.counter.consume('k', 10, limit)).allowed).toBe(true);
+    down = true;
+    let admitted = 0;
+    for (;;) {
+      try {
+        if (!(await wrapped.counter.consume('k', 10, limit)).allowed) break;
+      } catch (error) {
+        expect(error).toBeInstanceOf(LeaseExhaustedError);
+        break;
+      }
+      admitted += 10;
+      if (admitted > 100_000) break;
+    }
+    // What the open block still held (900), then blocks out of the slice (0.02 x 1,000,000).
+    expect(admitted).toBe(900 + 20_000);
+    await leased.lease.close();
   });
 });
