@@ -5,7 +5,7 @@ import { MemoryReservationLedger } from './memory/reservation-ledger.js';
 import { MemoryWindowCounter } from './memory/window-counter.js';
 import type { ApiKeyRecord, TollgateStores } from './stores.js';
 
-export { MemoryKeyStore } from './memory/key-store.js';
+export { deepFreeze, MemoryKeyStore } from './memory/key-store.js';
 export { MemoryReservationLedger } from './memory/reservation-ledger.js';
 export type { MemoryLedgerCallOptions } from './memory/reservation-ledger.js';
 export { MemoryWindowCounter, windowRetryAfterMs } from './memory/window-counter.js';

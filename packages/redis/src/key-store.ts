@@ -1,4 +1,5 @@
-// API key store on Redis: lookups served from memory while pub/sub reports every change, so revocation still acts everywhere at once.
+// API key store on Redis: lookups served from memory while pub/sub reports every change, so a revocation acts everywhere within the pub/sub delivery time.
+import { deepFreeze } from '@tollgate/core';
 import type { ApiKeyRecord, KeyStore } from '@tollgate/core';
 import type { Connection } from './connection.js';
 import type { KeyCache } from './key-cache.js';
@@ -50,12 +51,13 @@ export class RedisKeyStore implements KeyStore {
     return this.#cache;
   }
 
-  /** The record from this process's cache, when it holds the key now (see KeyCache); undefined otherwise. */
+  /**
+   * The record from this process's cache, when it holds the key now (see KeyCache); undefined
+   * otherwise. Records found by hash are frozen, as the memory store's: handed out as they are.
+   */
   findCachedByHash(hash: string): ApiKeyRecord | undefined {
     // Hex is case-insensitive: the index and the cache hold lowercase, whatever case was put.
-    const cached = this.#cache?.get(hash.toLowerCase());
-    // A copy: a caller that edits the record it got must not edit what the next request sees.
-    return cached && { ...cached };
+    return this.#cache?.get(hash.toLowerCase());
   }
 
   async findByHash(hash: string): Promise<ApiKeyRecord | undefined> {
@@ -64,7 +66,8 @@ export class RedisKeyStore implements KeyStore {
     const sha256 = hash.toLowerCase();
     const token = this.#cache?.begin();
     const reply = (await this.#run(scripts.findKeyByHash, [this.#index], [sha256, this.#base])) as unknown[] | null;
-    const record = reply ? toRecord(reply[0], reply[1]) : undefined;
+    // Frozen, and so never copied: the record a request gets is the one the cache keeps.
+    const record = reply ? deepFreeze(toRecord(reply[0], reply[1])) : undefined;
     // Unknown hashes are not cached: forged keys must not take memory or push real keys out.
     if (record && token !== undefined) this.#cache!.store(sha256, record, token);
     return record;

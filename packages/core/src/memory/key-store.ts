@@ -11,7 +11,8 @@ function frozenCopy(record: ApiKeyRecord): ApiKeyRecord {
   return deepFreeze(structuredClone(record));
 }
 
-function deepFreeze<T>(value: T): T {
+/** Freezes `value` and everything it holds (records handed out as they are stored, never copied per lookup). */
+export function deepFreeze<T>(value: T): T {
   if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
     Object.freeze(value);
     for (const child of Object.values(value)) deepFreeze(child);
