@@ -44,11 +44,16 @@ export function isSha256Hex(value: unknown): value is string {
   return typeof value === 'string' && SHA256_HEX.test(value);
 }
 
+/** Where `sha256Equal` decodes its two digests: it runs to the end at once, so one pair serves every call. */
+const leftDigest = Buffer.alloc(32);
+const rightDigest = Buffer.alloc(32);
+
 /**
  * Compares two SHA-256 hex digests in constant time. A store may return a record for a
  * near miss (a prefix index, a buggy user lookup): this is the check that decides.
  */
 export function sha256Equal(a: string, b: string): boolean {
-  if (!isSha256Hex(a) || !isSha256Hex(b)) return false;
-  return timingSafeEqual(Buffer.from(a, 'hex'), Buffer.from(b, 'hex'));
+  if (typeof a !== 'string' || typeof b !== 'string' || a.length !== 64 || b.length !== 64) return false;
+  // Hex decoding stops at the first pair that is not hex: 32 bytes from 64 characters means all of them were.
+  return leftDigest.write(a, 'hex') === 32 && rightDigest.write(b, 'hex') === 32 && timingSafeEqual(leftDigest, rightDigest);
 }

@@ -2,6 +2,7 @@
 import { describe, it, expect } from '@jest/globals';
 import { TollgateError } from '@tollgate/core';
 import { adminKeyRecord, configKeyFromRecord, generateApiKey, hashApiKey, isApiKeyFormat, keyRecordsFromConfig } from '../src/index.js';
+import { sha256Equal } from '../src/api-keys.js';
 
 describe('generateApiKey / hashApiKey', () => {
   it('makes tgk_ keys of 43 base62 characters, all different', () => {
@@ -75,5 +76,19 @@ describe('keyRecordsFromConfig', () => {
   it('adminKeyRecord gives the admin scope to the configured hash', () => {
     expect(adminKeyRecord(sha)).toMatchObject({ id: 'admin', sha256: sha.toLowerCase(), scopes: ['admin'] });
     expect(() => adminKeyRecord('nope')).toThrow(/adminKeySha256/);
+  });
+});
+
+describe('sha256Equal', () => {
+  const digest = hashApiKey('tgk_example');
+
+  it('matches a digest in either case, and nothing that is not a whole 64-digit hex digest', () => {
+    expect(sha256Equal(digest, digest.toUpperCase())).toBe(true);
+    expect(sha256Equal(digest, hashApiKey('tgk_other'))).toBe(false);
+    for (const bad of [`${digest.slice(0, 63)}g`, `g${digest.slice(1)}`, digest.slice(0, 62), `${digest}00`, '']) {
+      expect(sha256Equal(digest, bad)).toBe(false);
+      expect(sha256Equal(bad, bad)).toBe(false);
+    }
+    expect(sha256Equal(digest, undefined as unknown as string)).toBe(false);
   });
 });

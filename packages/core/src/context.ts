@@ -96,6 +96,12 @@ export class ProviderCall {
   }
 }
 
+/** What settles a metered request when its response closes: the meter's charge of the request. */
+export interface MeterCharge {
+  /** The response closed (finished, or its client left): settle once, now or when the settle holds are released. */
+  responseClosed(): void;
+}
+
 /** A request answered from a response cache, not by the provider. */
 export interface CacheHit {
   /** Share of the answer's cost billed for the hit, 0 to 1. */
@@ -121,6 +127,11 @@ export interface TollgateContext {
   reportedUsage?: ReportedUsage;
   /** True once a metering middleware took charge of producing the usage record. */
   metered: boolean;
+  /**
+   * Set by the meter that took charge: core's one 'close' listener hands it the response's close,
+   * so that a metered request adds no listener of its own.
+   */
+  meterCharge: MeterCharge | undefined;
   /** Set by the meter: refuses (throws) reported usage it could not price. */
   usageCheck: ((ctx: TollgateContext, usage: ReportedUsage) => void) | undefined;
   /** Set by whatever calls the provider when the provider (not the client) cut an answer that had started. */
@@ -244,6 +255,7 @@ class RequestContext implements TollgateContext {
   usage?: UsageRecord;
   reportedUsage?: ReportedUsage;
   metered = false;
+  meterCharge: MeterCharge | undefined = undefined;
   usageCheck: ((ctx: TollgateContext, usage: ReportedUsage) => void) | undefined = undefined;
   upstreamAborted = false;
   upstreamStatus: number | undefined = undefined;
@@ -362,7 +374,9 @@ class RequestContext implements TollgateContext {
 
   onSettle(listener: SettleListener): void {
     if (this.#settled) void this.#run(listener);
-    else (this.#listeners ??= []).push(listener);
+    // The first as a one-element array: `[].push` reserves room for 17.
+    else if (this.#listeners) this.#listeners.push(listener);
+    else this.#listeners = [listener];
   }
 
   settle(record: UsageRecord | undefined): Promise<void> {
@@ -398,16 +412,30 @@ class RequestContext implements TollgateContext {
 }
 
 /**
- * Generated request ids: a random UUID made once per process, whose last 12 hex digits count the
- * process's requests (from 2^44, so always 12 digits). Unique as UUIDs are (the random part tells
- * processes apart) and shaped like one, at a fraction of the cost of a new one.
+ * Ids unique across processes and cheap to make: a random UUID made once per generator, whose last
+ * 12 hex digits count up from `first`. Unique as UUIDs are (the random part tells processes apart)
+ * and shaped like one, at a fraction of the cost of a new one. The count is written as two 6-digit
+ * halves: `toString(16)` of a number past 2^31 costs ten times that of a small integer.
  */
-const REQUEST_ID_PREFIX = randomUUID().slice(0, 24);
-let requestCount = 2 ** 44;
-
-function nextRequestId(): string {
-  return REQUEST_ID_PREFIX + (requestCount++).toString(16);
+export function sequentialIds(first = 0): () => string {
+  const prefix = randomUUID().slice(0, 24);
+  const HALF = 0x100_0000;
+  const sixDigits = (value: number): string => (value + HALF).toString(16).slice(1);
+  let high = Math.floor(first / HALF);
+  let low = first % HALF;
+  let highText = sixDigits(high);
+  return function nextId(): string {
+    const id = prefix + highText + sixDigits(low);
+    if (++low === HALF) {
+      low = 0;
+      highText = sixDigits(++high);
+    }
+    return id;
+  };
 }
+
+/** Generated request ids count from 2^44, as they always have: 12 digits from the first one. */
+const nextRequestId = sequentialIds(2 ** 44);
 
 /**
  * Where a request keeps its context: under Express, a slot of `res.locals`, which Express makes for
@@ -428,7 +456,7 @@ if (!Object.hasOwn(IncomingMessage.prototype, 'tollgate')) {
   Object.defineProperty(IncomingMessage.prototype, 'tollgate', {
     configurable: true,
     get(this: ContextCarrier): TollgateContext | undefined {
-      return this[CONTEXT_SLOT] ?? (this.res?.locals?.[CONTEXT_SLOT] as TollgateContext | undefined);
+      return (this.res?.locals?.[CONTEXT_SLOT] as TollgateContext | undefined) ?? this[CONTEXT_SLOT];
     },
     set(this: ContextCarrier, value: TollgateContext | undefined) {
       this[CONTEXT_SLOT] = value;
@@ -436,10 +464,29 @@ if (!Object.hasOwn(IncomingMessage.prototype, 'tollgate')) {
   });
 }
 
-/** Without a metering middleware nothing else settles the request: this does, when the response is done. */
-function settleUnmetered(this: ServerResponse): void {
-  const context = (this.req as ContextCarrier | undefined)?.tollgate;
-  if (!context || context.metered) return;
+type ContextResponse = ServerResponse & { locals?: Record<symbol, unknown> };
+
+/**
+ * The context of the request `res` answers, if it has one yet: found in the response's locals first,
+ * which is one lookup, where `req.tollgate` misses on the request's prototype chain before it gets there.
+ */
+export function contextOf(res: ServerResponse): TollgateContext | undefined {
+  return ((res as ContextResponse).locals?.[CONTEXT_SLOT] as TollgateContext | undefined) ?? (res.req as ContextCarrier | undefined)?.tollgate;
+}
+
+/**
+ * The response closed: the meter that took charge settles the request; without one nothing else
+ * would, so this does.
+ */
+function settleOnClose(this: ServerResponse): void {
+  const context = contextOf(this);
+  if (!context) return;
+  const charge = context.meterCharge;
+  if (charge) {
+    charge.responseClosed();
+    return;
+  }
+  if (context.metered) return;
   const held = context.settleHeld();
   if (held) void held.then(() => context.settle(undefined));
   else void context.settle(undefined);
@@ -455,15 +502,15 @@ function createContext(req: IncomingMessage, res: ServerResponse): TollgateConte
 /** The request's tollgate context, created on first use. */
 export function getContext(req: IncomingMessage, res: ServerResponse): TollgateContext {
   const carrier = req as ContextCarrier;
-  const existing = carrier.tollgate;
+  const locals = (res as ContextResponse).locals;
+  const existing = (locals?.[CONTEXT_SLOT] as TollgateContext | undefined) ?? carrier.tollgate;
   if (existing) return existing;
   const context = createContext(req, res);
-  const locals = (res as ServerResponse & { locals?: Record<symbol, unknown> }).locals;
   // Anything but a Node request (a test double) has no `tollgate` accessor: the assignment makes the property.
   if (locals && carrier.res === res && req instanceof IncomingMessage) locals[CONTEXT_SLOT] = context;
   else carrier.tollgate = context;
   // on, not once: 'close' is emitted once per response, and once wraps every listener in a bound function.
-  res.on('close', settleUnmetered);
+  res.on('close', settleOnClose);
   return context;
 }
 

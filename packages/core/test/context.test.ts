@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import express from 'express';
 import express4 from 'express4';
 import request from 'supertest';
-import { getContext, onSettleError, requestContext, type UsageRecord } from '@tollgate/core';
+import { contextOf, getContext, onSettleError, requestContext, sequentialIds, type UsageRecord } from '@tollgate/core';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
@@ -212,6 +212,48 @@ describe('settle', () => {
     await request(app).get('/');
     await new Promise((resolve) => setImmediate(resolve));
     expect(context?.settled).toBe(false);
+  });
+});
+
+describe('the meter\'s charge', () => {
+  it('is told of the close by the context\'s own listener: a metered request adds none of its own', async () => {
+    const closes: number[] = [];
+    let listeners = 0;
+    const app = express();
+    app.get('/', (req, res) => {
+      const context = getContext(req, res);
+      context.metered = true;
+      context.meterCharge = { responseClosed: () => closes.push(res.statusCode) };
+      listeners = res.listenerCount('close');
+      res.status(201).json({ ok: true });
+    });
+    await request(app).get('/');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(closes).toEqual([201]);
+    expect(listeners).toBe(1);
+  });
+
+  it('finds the context from the response alone', async () => {
+    let found = false;
+    const app = express();
+    app.get('/', (req, res) => {
+      const context = getContext(req, res);
+      found = contextOf(res) === context;
+      res.json({ ok: true });
+    });
+    await request(app).get('/');
+    expect(found).toBe(true);
+  });
+});
+
+describe('sequentialIds', () => {
+  it('counts in the last 12 hex digits of one UUID-shaped prefix, across the carry between its halves', () => {
+    const next = sequentialIds(0xff_ffff);
+    const ids = [next(), next(), next()];
+    for (const id of ids) expect(id).toMatch(UUID);
+    expect(ids.map((id) => id.slice(24))).toEqual(['000000ffffff', '000001000000', '000001000001']);
+    expect(new Set(ids.map((id) => id.slice(0, 24))).size).toBe(1);
+    expect(sequentialIds(2 ** 44)().slice(24)).toBe('100000000000');
   });
 });
 

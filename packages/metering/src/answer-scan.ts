@@ -1,4 +1,4 @@
-// Finds a JSON answer's top-level fields by scanning its text, so that only those fields are parsed.
+// Finds a JSON answer's top-level fields by scanning its bytes, so that only those fields are decoded and parsed.
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
@@ -9,25 +9,52 @@ const CLOSE_BRACKET = 0x5d;
 const COMMA = 0x2c;
 const COLON = 0x3a;
 
-const isSpace = (code: number): boolean => code === 0x20 || code === 0x0a || code === 0x0d || code === 0x09;
+const isSpace = (code: number | undefined): boolean => code === 0x20 || code === 0x0a || code === 0x0d || code === 0x09;
 
 /** Where the string opening at `open` closes (its closing quote), or -1 when it never does. */
-function stringEnd(text: string, open: number): number {
-  let at = text.indexOf('"', open + 1);
+function stringEnd(bytes: Buffer, open: number): number {
+  let at = bytes.indexOf(QUOTE, open + 1);
   while (at !== -1) {
     let slashes = 0;
-    for (let i = at - 1; text.charCodeAt(i) === BACKSLASH; i--) slashes++;
+    for (let i = at - 1; bytes[i] === BACKSLASH; i--) slashes++;
     if (slashes % 2 === 0) return at;
-    at = text.indexOf('"', at + 1);
+    at = bytes.indexOf(QUOTE, at + 1);
   }
   return -1;
 }
 
+/** True when the bytes from `start` spell `name` (an ASCII member name) and end at `end`. */
+function spells(bytes: Buffer, start: number, end: number, name: string): boolean {
+  if (end - start !== name.length) return false;
+  for (let i = 0; i < name.length; i++) if (bytes[start + i] !== name.charCodeAt(i)) return false;
+  return true;
+}
+
+/**
+ * A value that is a string with nothing to unescape (a model name), as JSON.parse reads it; undefined
+ * for any other value, or a string with an escape or a control character (left to JSON.parse).
+ */
+function plainString(bytes: Buffer, start: number, end: number): string | undefined {
+  while (start < end && isSpace(bytes[start])) start++;
+  while (end > start && isSpace(bytes[end - 1])) end--;
+  if (end - start < 2 || bytes[start] !== QUOTE || bytes[end - 1] !== QUOTE) return undefined;
+  for (let i = start + 1; i < end - 1; i++) {
+    const code = bytes[i]!;
+    if (code === BACKSLASH || code === QUOTE || code < 0x20) return undefined;
+  }
+  return bytes.toString('utf8', start + 1, end - 1);
+}
+
 /** Parses a wanted member's value into `found`; false when it does not parse (or has no value). */
-function takeMember(text: string, found: Record<string, unknown>, name: string, start: number, end: number): boolean {
+function takeMember(bytes: Buffer, found: Record<string, unknown>, name: string, start: number, end: number): boolean {
   if (start === -1) return false;
+  const plain = plainString(bytes, start, end);
+  if (plain !== undefined) {
+    found[name] = plain;
+    return true;
+  }
   try {
-    found[name] = JSON.parse(text.slice(start, end)) as unknown;
+    found[name] = JSON.parse(bytes.toString('utf8', start, end)) as unknown;
     return true;
   } catch {
     return false;
@@ -35,33 +62,32 @@ function takeMember(text: string, found: Record<string, unknown>, name: string, 
 }
 
 /**
- * The values of the top-level members `names` of a JSON object text, each parsed alone; the rest of
- * the text is only scanned (strings skipped whole, brackets counted), never parsed. Undefined when
- * the scan cannot vouch for the text: not one object, cut short, unbalanced, or a wanted value that
- * does not parse. A member absent from the text is absent from the result; a repeated one keeps its
- * last value, as JSON.parse does.
+ * The values of the top-level members `names` (ASCII) of a JSON object, each decoded and parsed
+ * alone; the rest is only scanned (strings skipped whole, brackets counted), never decoded. UTF-8
+ * bytes of other characters are never structural bytes, so the scan is the same on bytes as on
+ * text. Undefined when the scan cannot vouch for the answer: not one object, cut short,
+ * unbalanced, or a wanted value that does not parse. A member absent from the answer is absent
+ * from the result; a repeated one keeps its last value, as JSON.parse does.
  */
-export function topLevelFields(text: string, names: readonly string[]): Record<string, unknown> | undefined {
+export function topLevelFields(answer: Buffer | string, names: readonly string[]): Record<string, unknown> | undefined {
+  const bytes = typeof answer === 'string' ? Buffer.from(answer) : answer;
   let i = 0;
-  while (isSpace(text.charCodeAt(i))) i++;
-  if (text.charCodeAt(i) !== OPEN_BRACE) return undefined;
+  while (isSpace(bytes[i])) i++;
+  if (bytes[i] !== OPEN_BRACE) return undefined;
   const found: Record<string, unknown> = {};
   let depth = 0;
   let expectKey = false;
   /** The wanted member whose value is being scanned (its index in `names`), and where that value starts. */
   let wanted = -1;
   let valueStart = -1;
-  for (; i < text.length; i++) {
-    const code = text.charCodeAt(i);
+  for (; i < bytes.length; i++) {
+    const code = bytes[i]!;
     if (code === QUOTE) {
-      const close = stringEnd(text, i);
+      const close = stringEnd(bytes, i);
       if (close === -1) return undefined;
       if (depth === 1 && expectKey) {
         expectKey = false;
-        for (let n = 0; n < names.length; n++) {
-          const name = names[n]!;
-          if (close - i - 1 === name.length && text.startsWith(name, i + 1)) wanted = n;
-        }
+        for (let n = 0; n < names.length; n++) if (spells(bytes, i + 1, close, names[n]!)) wanted = n;
       }
       i = close;
     } else if (code === OPEN_BRACE || code === OPEN_BRACKET) {
@@ -70,12 +96,12 @@ export function topLevelFields(text: string, names: readonly string[]): Record<s
       if (--depth > 0) continue;
       // The top-level object closes: its last member ends here, and nothing but space may follow.
       if (code !== CLOSE_BRACE) return undefined;
-      if (wanted !== -1 && !takeMember(text, found, names[wanted]!, valueStart, i)) return undefined;
-      for (let rest = i + 1; rest < text.length; rest++) if (!isSpace(text.charCodeAt(rest))) return undefined;
+      if (wanted !== -1 && !takeMember(bytes, found, names[wanted]!, valueStart, i)) return undefined;
+      for (let rest = i + 1; rest < bytes.length; rest++) if (!isSpace(bytes[rest])) return undefined;
       return found;
     } else if (depth === 1) {
       if (code === COMMA) {
-        if (wanted !== -1 && !takeMember(text, found, names[wanted]!, valueStart, i)) return undefined;
+        if (wanted !== -1 && !takeMember(bytes, found, names[wanted]!, valueStart, i)) return undefined;
         wanted = -1;
         valueStart = -1;
         expectKey = true;

@@ -1,5 +1,4 @@
 // meter(): estimates a provider request before the handler, reads real usage from the response on the way, settles once.
-import { randomUUID } from 'node:crypto';
 import {
   ApiError,
   assertKnownOptions,
@@ -7,11 +6,12 @@ import {
   createPricing,
   getContext,
   renderApiError,
+  sequentialIds,
   TollgateError,
   UnknownModelError,
 } from '@tollgate/core';
 import type {
-  ErrorRenderer, Pricing, PricingOptions, ProviderApi, ProviderCall, ReportedUsage, ResolvedPrice, TokenizerFamily, TokenUsage, TollgateContext,
+  ErrorRenderer, MeterCharge, Pricing, PricingOptions, ProviderApi, ProviderCall, ReportedUsage, ResolvedPrice, TokenizerFamily, TokenUsage, TollgateContext,
   UsageRecord,
 } from '@tollgate/core';
 import {
@@ -152,13 +152,7 @@ function boundRecord(ctx: TollgateContext, id: string, route: string, conversati
 }
 
 /** Record ids are unique (the ledger's key), not secret: a random UUID per process, its last 12 digits a counter. */
-const RECORD_ID_PREFIX = randomUUID().slice(0, 24);
-let recordCount = 0;
-
-function nextRecordId(): string {
-  recordCount++;
-  return RECORD_ID_PREFIX + recordCount.toString(16).padStart(12, '0');
-}
+const nextRecordId = sequentialIds(1);
 
 /** Same shape as a request id: anything else in the header is ignored, as an unusable `x-request-id` is. */
 const CONVERSATION_ID = /^[\w.:@-]{1,128}$/;
@@ -305,6 +299,8 @@ export function meter(options: MeterOptions = {}) {
     approximate: { count: outputCounters.o200k_base, factor: estimateOptions.approximationFactor },
   };
 
+  const settling: Settling = { pricing, deliver, onUsage, spool, tracer, approximateCounter: outputCounters.approximate };
+
   /** Caps the declared call's output as the route and tier say, and prices its model; throws ApiError for the client. */
   const admit = (req: Request, call: ProviderCall, ctx: TollgateContext): ResolvedPrice => {
     const tier = ctx.identity?.tier;
@@ -319,9 +315,17 @@ export function meter(options: MeterOptions = {}) {
     return pricing.get(call.model!);
   };
 
-  const estimateInput = (call: ProviderCall, adapter: ProviderAdapter): EstimateRequestInput => (
-    { api: adapter, body: call.body, model: call.model!, pricing, ...estimateOptions }
-  );
+  // Spelled out, not spread: see docs/performance.md (object literals with a spread).
+  const estimateInput = (call: ProviderCall, adapter: ProviderAdapter): EstimateRequestInput => ({
+    api: adapter,
+    body: call.body,
+    model: call.model!,
+    pricing,
+    imageTokens: estimateOptions.imageTokens,
+    maxEstimateMs: estimateOptions.maxEstimateMs,
+    estimateSliceMs: estimateOptions.estimateSliceMs,
+    approximationFactor: estimateOptions.approximationFactor,
+  });
 
   /** An estimate failed: an unpriced model or a bad request is the client's 400, anything else the app's error. */
   const refuse = (error: unknown, model: string | undefined, req: Request, res: Response, next: NextFunction): void => {
@@ -402,80 +406,119 @@ export function meter(options: MeterOptions = {}) {
     if (!pricing.find(model) && !(ctx.estimate && pricing.find(ctx.estimate.model))) throw new UnknownModelError(model);
   }
 
-  /** Marks the request metered, taps the response and settles it on 'close'; then calls next. */
+  /** Marks the request metered, taps the response and settles it when the response closes; then calls next. */
   function takeCharge(req: Request, res: Response, next: NextFunction, ctx: TollgateContext, adapter: ProviderAdapter | undefined, addedUsage: boolean, price: ResolvedPrice | undefined): void {
     ctx.metered = true;
     ctx.usageCheck = checkReportedUsage;
-    const requestStreamed = ctx.call?.stream ?? false;
     const url = req.originalUrl ?? req.url ?? '';
     const query = url.indexOf('?');
     const route = query === -1 ? url : url.slice(0, query);
     const tokenizer = price?.tokenizer ?? 'approximate';
     const countOutput = outputCounters[tokenizer];
     const tap = new ResponseTap(res, ctx, adapter, addedUsage, countOutput, stopCountings[tokenizer]);
-    // Made now: a call sent upstream is noted in the spool under the id its record will have.
-    const recordId = nextRecordId();
-    const conversationId = conversationOf(req);
-    let recorded = false;
-    let intent: UsageRecord | undefined;
-    let span: Span | undefined;
-    if (adapter && (spool || tracer)) {
-      ctx.onSending(() => {
-        // Sent after its client left (the record is written already): nothing to note.
-        if (recorded) return;
-        if (tracer) span = startCallSpan(tracer, ctx, adapter, req.headers);
-        // Never estimated: no bound to charge.
-        if (!spool || !ctx.estimate) return;
-        intent = boundRecord(ctx, recordId, route, conversationId);
-        spool.writeIntent(intent, adapter.api);
-      });
-    }
-
-    const settleOnClose = () => {
-      let record: UsageRecord | undefined;
-      try {
-        record = buildRecord(req, res, ctx, adapter, tap, route, requestStreamed, countOutput, recordId, conversationId);
-      } catch (error) {
-        process.emitWarning(`tollgate: metering failed for request ${ctx.requestId}: ${error instanceof Error ? error.message : String(error)}`);
-      }
-      recorded = true;
-      if (span) {
-        try {
-          endCallSpan(span, record, ctx);
-        } catch (error) {
-          // A tracer that throws must not cost the settle.
-          process.emitWarning(`tollgate: the call's span failed to end: ${error instanceof Error ? error.message : String(error)}`);
-        }
-      }
-      void ctx.settle(record);
-      if (!record) {
-        // A call that reached the provider is never left unrecorded: its bound, as its reservation keeps.
-        if (intent) deliver({ ...intent, status: res.statusCode, latencyMs: Math.max(0, Date.now() - ctx.startedAt) });
-        return;
-      }
-      deliver(record);
-      if (onUsage) {
-        try {
-          onUsage(record, req);
-        } catch (error) {
-          process.emitWarning(`tollgate: onUsage threw: ${error instanceof Error ? error.message : String(error)}`);
-        }
-      }
-    };
-    // on, not once: 'close' comes once per response (once would wrap the listener per request).
-    res.on('close', () => {
-      // The route still reads the provider's answer its client left (see holdSettle): settle with its usage.
-      const held = ctx.settleHeld();
-      if (held) void held.then(settleOnClose);
-      else settleOnClose();
-    });
+    const charge = new MeteredRequest(settling, req, res, ctx, adapter, tap, route, countOutput);
+    ctx.meterCharge = charge;
+    if (adapter && (spool || tracer)) ctx.onSending(() => charge.noteSending());
     next();
   }
+}
 
-  function buildRecord(
-    req: Request, res: Response, ctx: TollgateContext, adapter: ProviderAdapter | undefined, tap: ResponseTap, route: string,
-    requestStreamed: boolean, countOutput: OutputCounter, id: string, conversationId: string | null,
-  ): UsageRecord | undefined {
+/** What settling a request needs of its meter's options, resolved once per meter. */
+interface Settling {
+  pricing: Pricing;
+  deliver: (record: UsageRecord) => void;
+  onUsage: MeterOptions['onUsage'];
+  spool: UsageSpool | undefined;
+  tracer: Tracer | undefined;
+  /** The output counter of models with no public tokenizer (o200k_base times the approximation factor). */
+  approximateCounter: OutputCounter;
+}
+
+/**
+ * One metered request, from the meter's charge to its settle: what its record needs, held in one
+ * object instead of closures made per request. Core's one 'close' listener calls `responseClosed`.
+ */
+class MeteredRequest implements MeterCharge {
+  /** The record is built (the response closed): a call sent after that is not noted. */
+  private recorded = false;
+  private intent: UsageRecord | undefined = undefined;
+  private span: Span | undefined = undefined;
+  private readonly requestStreamed: boolean;
+  /** Made now: a call sent upstream is noted in the spool under the id its record will have. */
+  private readonly recordId = nextRecordId();
+  private readonly conversationId: string | null;
+
+  constructor(
+    private readonly settling: Settling,
+    private readonly req: Request,
+    private readonly res: Response,
+    private readonly ctx: TollgateContext,
+    private readonly adapter: ProviderAdapter | undefined,
+    private readonly tap: ResponseTap,
+    private readonly route: string,
+    private readonly countOutput: OutputCounter,
+  ) {
+    this.requestStreamed = ctx.call?.stream ?? false;
+    this.conversationId = conversationOf(req);
+  }
+
+  /** `req.tollgate.markSending()` ran: the call's span starts, and the spool notes the call at its bound. */
+  noteSending(): void {
+    // Sent after its client left (the record is written already): nothing to note.
+    if (this.recorded) return;
+    const { tracer, spool } = this.settling;
+    const { ctx, adapter } = this;
+    if (tracer) this.span = startCallSpan(tracer, ctx, adapter!, this.req.headers);
+    // Never estimated: no bound to charge.
+    if (!spool || !ctx.estimate) return;
+    this.intent = boundRecord(ctx, this.recordId, this.route, this.conversationId);
+    spool.writeIntent(this.intent, adapter!.api);
+  }
+
+  responseClosed(): void {
+    // The route still reads the provider's answer its client left (see holdSettle): settle with its usage.
+    const held = this.ctx.settleHeld();
+    if (held) void held.then(() => this.settle());
+    else this.settle();
+  }
+
+  private settle(): void {
+    const { ctx, res } = this;
+    const { deliver, onUsage } = this.settling;
+    let record: UsageRecord | undefined;
+    try {
+      record = this.buildRecord();
+    } catch (error) {
+      process.emitWarning(`tollgate: metering failed for request ${ctx.requestId}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    this.recorded = true;
+    if (this.span) {
+      try {
+        endCallSpan(this.span, record, ctx);
+      } catch (error) {
+        // A tracer that throws must not cost the settle.
+        process.emitWarning(`tollgate: the call's span failed to end: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
+    void ctx.settle(record);
+    if (!record) {
+      // A call that reached the provider is never left unrecorded: its bound, as its reservation keeps.
+      if (this.intent) deliver({ ...this.intent, status: res.statusCode, latencyMs: Math.max(0, Date.now() - ctx.startedAt) });
+      return;
+    }
+    deliver(record);
+    if (onUsage) {
+      try {
+        onUsage(record, this.req);
+      } catch (error) {
+        process.emitWarning(`tollgate: onUsage threw: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
+  }
+
+  private buildRecord(): UsageRecord | undefined {
+    const { res, ctx, adapter, tap, countOutput } = this;
+    const { pricing } = this.settling;
     const reported = hasTokens(ctx.reportedUsage) ? ctx.reportedUsage : undefined;
     // A route that is no provider call produces a record only when its handler reported usage.
     if (!adapter && !reported) return undefined;
@@ -518,7 +561,7 @@ export function meter(options: MeterOptions = {}) {
       // A stream cut short of its grant (the client left) cannot have run past the cap in the body: a count
       // above it is the approximation (o200k_base x approximationFactor) overshooting. A stream stopped at its
       // grant did run past it (the upstream ignored the cap): it is billed what was counted.
-      if (usageSource === 'counted' && grant !== undefined && !tap.stopped && countOutput === outputCounters.approximate) {
+      if (usageSource === 'counted' && grant !== undefined && !tap.stopped && countOutput === this.settling.approximateCounter) {
         usage.outputTokens = Math.min(usage.outputTokens, grant);
       }
       reportedModel = reader?.model;
@@ -533,18 +576,16 @@ export function meter(options: MeterOptions = {}) {
 
     // Bill what ran: the provider's model when it has a price, else the (maybe downgraded) admitted model.
     let billedModel: string | null = null;
-    let price: ResolvedPrice | undefined;
+    let price = reportedModel ? pricing.find(reportedModel) : undefined;
+    if (price) billedModel = reportedModel!;
     // Without an estimate (a cache hit), the admitted model is the call's.
-    for (const candidate of [reportedModel, estimate?.model ?? ctx.call?.model]) {
-      if (!candidate) continue;
-      price = pricing.find(candidate);
-      if (price) {
-        billedModel = candidate;
-        break;
-      }
+    const admittedModel = estimate?.model ?? ctx.call?.model;
+    if (!price && admittedModel) {
+      price = pricing.find(admittedModel);
+      if (price) billedModel = admittedModel;
     }
     billedModel ??= reportedModel ?? estimate?.model ?? null;
-    const record = newRecord(ctx, id, route, conversationId, usageSource);
+    const record = newRecord(ctx, this.recordId, this.route, this.conversationId, usageSource);
     record.provider = ctx.servedBy ?? price?.provider ?? estimate?.provider ?? ctx.reportedUsage?.provider ?? adapter?.provider ?? null;
     record.model = billedModel;
     record.inputTokens = usage.inputTokens;
@@ -556,7 +597,7 @@ export function meter(options: MeterOptions = {}) {
     record.costNanoUsd = price ? costNanoUsd(usage, price) : (estimate?.costNanoUsd ?? 0);
     record.estimatedCostNanoUsd = estimate?.costNanoUsd ?? 0;
     record.status = res.statusCode;
-    record.stream = tap.streamed || requestStreamed;
+    record.stream = tap.streamed || this.requestStreamed;
     record.aborted = aborted;
     record.latencyMs = Math.max(0, Date.now() - ctx.startedAt);
     if (usage.cacheWrite1hTokens) record.cacheWrite1hTokens = usage.cacheWrite1hTokens;

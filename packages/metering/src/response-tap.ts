@@ -1,5 +1,6 @@
 // Reads a response for usage as it passes through res.write / res.end, without holding it back; ends a stream at its grant.
 import { ServerResponse } from 'node:http';
+import { contextOf } from '@tollgate/core';
 import type { TollgateContext } from '@tollgate/core';
 import { SseDecoder, tokenizersLoaded } from '@tollgate/providers';
 import type { OutputCounter, ProviderAdapter, SseBlock, UsageReader } from '@tollgate/providers';
@@ -58,11 +59,10 @@ function toBuffer(chunk: Chunk, encoding: unknown): Buffer {
 
 const isUtf8 = (encoding: unknown): boolean => encoding === undefined || encoding === null || encoding === 'utf8' || encoding === 'utf-8';
 
-/** A JSON body's text from its chunks; bytes are decoded together, since a character may span two chunks. */
-function jsonText(parts: (string | Buffer)[]): string {
-  if (parts.length === 1) return typeof parts[0] === 'string' ? parts[0] : parts[0]!.toString('utf8');
-  if (parts.every((part) => typeof part === 'string')) return parts.join('');
-  return Buffer.concat(parts.map((part) => (typeof part === 'string' ? Buffer.from(part) : part))).toString('utf8');
+/** A JSON body's bytes from its chunks (one written chunk as it is), decoded only where it must be read as text. */
+function jsonBytes(parts: (string | Buffer)[]): Buffer {
+  if (parts.length === 1) return typeof parts[0] === 'string' ? Buffer.from(parts[0]) : parts[0]!;
+  return Buffer.concat(parts.map((part) => (typeof part === 'string' ? Buffer.from(part) : part)));
 }
 
 /** The write and end a tapped response's bytes go out through. */
@@ -71,8 +71,15 @@ interface Passthrough {
   end: EndFunction;
 }
 
-/** Responses tapped through their shared prototype, and the tap of each. */
-const taps = new WeakMap<object, ResponseTap>();
+/**
+ * Where a response tapped through its shared prototype keeps its tap: a slot of its request's
+ * context, as the rate-limit reports are (docs/performance.md: not a WeakMap entry per response).
+ */
+const TAP = Symbol('tollgate.responseTap');
+
+type TapCarrier = TollgateContext & { [TAP]?: ResponseTap };
+
+const tapOf = (res: Response): ResponseTap | undefined => (contextOf(res) as TapCarrier | undefined)?.[TAP];
 /** Prototypes whose write and end read for taps, and what they passed bytes to before. */
 const patched = new WeakMap<object, Passthrough>();
 
@@ -96,11 +103,11 @@ function patchPrototype(proto: object): Passthrough {
   const passthrough: Passthrough = { write: target.write, end: target.end };
   const { write: passWrite, end: passEnd } = passthrough;
   target.write = function tappedWrite(this: Response, chunk, encoding, callback) {
-    const tap = taps.get(this);
+    const tap = tapOf(this);
     return tap === undefined ? passWrite.call(this, chunk, encoding, callback) : tap.write(chunk, encoding, callback);
   };
   target.end = function tappedEnd(this: Response, chunk, encoding, callback) {
-    const tap = taps.get(this);
+    const tap = tapOf(this);
     return tap === undefined ? passEnd.call(this, chunk, encoding, callback) : tap.end(chunk, encoding, callback);
   };
   patched.set(proto, passthrough);
@@ -163,7 +170,7 @@ export class ResponseTap {
       const passthrough = patched.get(shared) ?? patchPrototype(shared);
       this.passWrite = passthrough.write;
       this.passEnd = passthrough.end;
-      taps.set(res, this);
+      (ctx as TapCarrier)[TAP] = this;
       return;
     }
     this.passWrite = res.write as WriteFunction;
@@ -243,7 +250,13 @@ export class ResponseTap {
       kept = typeof part === 'string' ? part.slice(tail) : Buffer.from(part.subarray(tail));
       this.truncated = true;
     }
-    const json = (this.json ??= []);
+    const json = this.json;
+    if (json === undefined) {
+      // One chunk is the usual answer (res.json, res.send): an array of exactly one, not the room for 17 a first push makes.
+      this.json = [kept];
+      this.jsonSize = kept.length;
+      return;
+    }
     this.jsonSize += kept.length;
     json.push(kept);
     while (json.length > 1 && this.jsonSize > MAX_JSON_BYTES && this.jsonSize - json[0]!.length >= JSON_TAIL_BYTES) {
@@ -340,8 +353,9 @@ export class ResponseTap {
     const json = this.json;
     if (!this.reader || this.mode !== 'json' || json === undefined) return this.reader;
     this.json = undefined;
-    const text = jsonText(json);
+    const bytes = jsonBytes(json);
     if (this.truncated) {
+      const text = bytes.toString('utf8');
       const usage = findUsageObject(text);
       if (usage !== undefined) this.reader.onJson({ usage });
       else this.reader.onUnparsed(text);
@@ -351,7 +365,7 @@ export class ResponseTap {
     // complete; otherwise (no usage, partial usage, no output reported) the answer is read whole by a fresh reader.
     const fields = this.adapter?.answerUsageFields;
     if (fields !== undefined) {
-      const found = topLevelFields(text, fields);
+      const found = topLevelFields(bytes, fields);
       if (found !== undefined) {
         this.reader.onJson(found);
         const read = this.reader.result(this.countOutput);
@@ -359,6 +373,7 @@ export class ResponseTap {
         this.reader = this.adapter!.createReader({ stripAddedUsage: this.addedUsage, request: this.ctx.call?.body });
       }
     }
+    const text = bytes.toString('utf8');
     let body: unknown;
     try {
       body = JSON.parse(text);

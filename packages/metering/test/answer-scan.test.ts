@@ -17,6 +17,14 @@ describe('topLevelFields (usage found in a JSON answer without parsing it whole)
     expect(topLevelFields('{"choices": []}', FIELDS)).toEqual({});
   });
 
+  it('reads a string value as JSON.parse does, escapes and all', () => {
+    expect(topLevelFields('{"model": "gpt-4o" , "usage": {}}', FIELDS)).toEqual({ model: 'gpt-4o', usage: {} });
+    expect(topLevelFields('{"model":"gpt\\u002d4o \\"x\\""}', FIELDS)).toEqual({ model: 'gpt-4o "x"' });
+    expect(topLevelFields('{"model":""}', FIELDS)).toEqual({ model: '' });
+    // A raw control character is no JSON: the scan cannot vouch for the text.
+    expect(topLevelFields('{"model":"a\tb"}', FIELDS)).toBeUndefined();
+  });
+
   it('is unsure (undefined) of anything but one whole object', () => {
     for (const text of [
       '[{"usage": {"a": 1}}]',

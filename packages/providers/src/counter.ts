@@ -111,6 +111,11 @@ export class RequestCounter {
   private mode: 'count' | 'collect' | 'replay' = 'count';
   /** Strings met in 'collect' mode. */
   readonly collected: string[] = [];
+  /** Characters of the strings met so far, and how many may be counted (see `countUpTo`). */
+  private chars = 0;
+  private maxChars = Infinity;
+  /** The strings passed `maxChars`: the count stopped there and is not the request's. */
+  exceeded = false;
   private counts: number[] = [];
   private next = 0;
   /** UTF-8 bytes of the strings met (in 'count' and 'collect' mode: 'replay' meets them again). */
@@ -139,6 +144,14 @@ export class RequestCounter {
     this.factor = options.approximationFactor ?? 1.25;
   }
 
+  /**
+   * Counts at once only while the strings met hold at most `chars` characters in all; past that it
+   * stops counting and sets `exceeded` (the request is then counted in slices, from a collect).
+   */
+  countUpTo(chars: number): void {
+    this.maxChars = chars;
+  }
+
   collect(): void {
     this.mode = 'collect';
   }
@@ -155,7 +168,14 @@ export class RequestCounter {
       this.textTokens += tokens;
       return tokens;
     }
+    // Past its limit a count is abandoned: the rest is not worth reading.
+    if (this.exceeded) return 0;
     const text = typeof value === 'string' ? value : value === undefined || value === null ? '' : (JSON.stringify(value) ?? '');
+    this.chars += text.length;
+    if (this.chars > this.maxChars) {
+      this.exceeded = true;
+      return 0;
+    }
     this.bytes += Buffer.byteLength(text);
     if (this.mode === 'collect') {
       this.collected.push(text);

@@ -144,9 +144,13 @@ export async function estimateRequestAsync(input: EstimateRequestInput): Promise
  */
 export function estimateRequestAtOnce(input: EstimateRequestInput): RequestEstimate | undefined {
   const { adapter, model, price } = pricedModel(input);
-  const counter = collectStrings(adapter, input.body, model, withTokenizer(input, price));
-  if (!countsAtOnce(counter)) return undefined;
-  return fullEstimate(input, adapter, model, price, countCollectedAtOnce(adapter, input.body, counter));
+  // One walk that counts as it goes (what a collect, then counting the collected strings at once, would give),
+  // given up as soon as the strings pass what is always counted exactly.
+  const counter = newCounter(model, withTokenizer(input, price), ASYNC_ESTIMATE_MS);
+  counter.countUpTo(ALWAYS_EXACT_CHARS);
+  const tokens = countRequest(adapter, input.body, counter);
+  if (counter.exceeded) return undefined;
+  return fullEstimate(input, adapter, model, price, inputEstimate(tokens, counter));
 }
 
 function withTokenizer(input: EstimateRequestInput, price: ResolvedPrice): EstimateOptions & { tokenizer: TokenizerFamily } {

@@ -73,6 +73,7 @@ function renderFunctions(functions: FunctionDefinition[]): string {
 
 /** Tools in the chat `tools` / `functions` shape or the Responses flat shape. */
 export function countOpenAiTools(counter: RequestCounter, tools: unknown[]): number {
+  if (tools.length === 0) return 0;
   const functions: FunctionDefinition[] = [];
   let other = 0;
   for (const tool of tools) {
@@ -128,8 +129,9 @@ export function countOpenAiContent(counter: RequestCounter, content: unknown): n
 }
 
 export function countToolCalls(counter: RequestCounter, calls: unknown): number {
+  if (!Array.isArray(calls)) return 0;
   let tokens = 0;
-  for (const call of asArray(calls)) {
+  for (const call of calls) {
     if (!isObject(call)) continue;
     const fn = isObject(call.function) ? call.function : call;
     tokens += counter.text(fn.name) + counter.text(fn.arguments) + TOOL_CALL_OVERHEAD;

@@ -94,6 +94,19 @@ export class CountBudget {
     this.seenChars += chars;
   }
 
+  /** `charge` of one tokenizer call on a short text, with no closure made for it. */
+  countAtOnce(encoder: Encoder, text: string): number {
+    if (this.runningSince !== undefined) return encoder.countTokens(text, PLAIN_TEXT);
+    const start = performance.now();
+    this.runningSince = start;
+    try {
+      return encoder.countTokens(text, PLAIN_TEXT);
+    } finally {
+      this.runningSince = undefined;
+      this.spentMs += performance.now() - start;
+    }
+  }
+
   /** Runs `work` and charges its duration to the budget (`expired` sees it while it runs). */
   charge<T>(work: () => T): T {
     // Nested charges (an async slice around a count) are charged once, by the outer one.
@@ -206,7 +219,7 @@ export function countTextTokens(text: string, encoding: EncodingName, budget: Co
     budget.bounded = true;
     return utf8Length(text);
   }
-  if (text.length <= SHORT_TEXT) return budget.charge(() => encoder.countTokens(text, PLAIN_TEXT));
+  if (text.length <= SHORT_TEXT) return budget.countAtOnce(encoder, text);
   return budget.charge(() => {
     const steps = countLongText(text, encoder, budget);
     for (;;) {

@@ -118,32 +118,36 @@ function policyTextOf(report: LimitReport): PolicyText {
   return text;
 }
 
-/** Writes one kind's OpenAI headers; returns its policy text for the IETF headers. */
-function writeKindHeaders(res: ServerResponse, report: LimitReport, now: number): PolicyText {
-  const names = HEADER_NAMES[report.kind];
-  const policy = policyTextOf(report);
+/** Writes one kind's OpenAI headers; returns its IETF state item. */
+function writeKindHeaders(res: ServerResponse, kind: QuotaKind, report: LimitReport, policy: PolicyText, now: number): string {
+  const names = HEADER_NAMES[kind];
+  const remaining = String(report.remaining);
   res.setHeader(names.limit, policy.limitText);
-  res.setHeader(names.remaining, String(report.remaining));
+  res.setHeader(names.remaining, remaining);
   res.setHeader(names.reset, openAiDuration(report.resetAt - now));
-  return policy;
+  return `"${kind}";r=${remaining};t=${secondsUntil(report.resetAt, now)}`;
 }
 
-const KINDS: readonly QuotaKind[] = ['requests', 'tokens'];
+/** The last `RateLimit-Policy` value written, and the policies it joins (they rarely change between requests). */
+let lastPolicies = { requests: undefined as PolicyText | undefined, tokens: undefined as PolicyText | undefined, text: '' };
+
+function policiesText(requests: PolicyText | undefined, tokens: PolicyText | undefined): string {
+  if (lastPolicies.requests === requests && lastPolicies.tokens === tokens) return lastPolicies.text;
+  const text = requests && tokens ? `${requests.policy}, ${tokens.policy}` : (requests ?? tokens)!.policy;
+  lastPolicies = { requests, tokens, text };
+  return text;
+}
 
 function writeHeaders(res: ServerResponse, reports: ResponseReports): void {
   const now = Date.now();
-  let policies = '';
-  let states = '';
-  for (const kind of KINDS) {
-    const report = reports[kind];
-    if (!report) continue;
-    const { policy } = writeKindHeaders(res, report, now);
-    const state = `"${kind}";r=${report.remaining};t=${secondsUntil(report.resetAt, now)}`;
-    policies = policies === '' ? policy : `${policies}, ${policy}`;
-    states = states === '' ? state : `${states}, ${state}`;
-  }
-  res.setHeader('RateLimit-Policy', policies);
-  res.setHeader('RateLimit', states);
+  const { requests, tokens } = reports;
+  if (!requests && !tokens) return;
+  const requestsPolicy = requests && policyTextOf(requests);
+  const tokensPolicy = tokens && policyTextOf(tokens);
+  const requestsState = requests && writeKindHeaders(res, 'requests', requests, requestsPolicy!, now);
+  const tokensState = tokens && writeKindHeaders(res, 'tokens', tokens, tokensPolicy!, now);
+  res.setHeader('RateLimit-Policy', policiesText(requestsPolicy, tokensPolicy));
+  res.setHeader('RateLimit', requestsState && tokensState ? `${requestsState}, ${tokensState}` : (requestsState ?? tokensState)!);
 }
 
 /**

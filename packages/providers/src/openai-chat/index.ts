@@ -8,12 +8,15 @@ import {
   countChatMessage, countOpenAiTools, countResponseFormat, countToolChoice, openAiUsage, OPENAI_USAGE_FIELDS, readOpenAiAnswer, REPLY_PRIMING,
 } from '../openai-framing.js';
 import { countedOutput, OutputText, sseEvent } from '../usage.js';
-import type { UsageReader } from '../usage.js';
+import type { OutputCounter, ReadUsage, StreamEndingUsage, UsageReader } from '../usage.js';
 
 function countChatRequest(counter: RequestCounter, body: Json): number {
   let tokens = REPLY_PRIMING;
   for (const message of asArray(body.messages)) if (isObject(message)) tokens += countChatMessage(counter, message);
-  tokens += countOpenAiTools(counter, [...asArray(body.tools), ...asArray(body.functions)]);
+  // Most requests declare neither: no array is made for them.
+  const tools = asArray(body.tools);
+  const functions = asArray(body.functions);
+  tokens += countOpenAiTools(counter, functions.length === 0 ? tools : [...tools, ...functions]);
   tokens += countToolChoice(counter, body.tool_choice ?? body.function_call);
   tokens += countResponseFormat(counter, body.response_format);
   // Search models put the pages they read into the prompt.
@@ -34,73 +37,85 @@ function collectChatMessage(output: OutputText, message: unknown): void {
   if (isObject(message.function_call)) output.add(message.function_call.arguments);
 }
 
-/** What a chat stream said about itself, for an ending that matches it. */
-interface ChatStreamState {
-  id: string;
-  created: number;
-  fingerprint: unknown;
-  /** Choice indexes seen, true once the choice finished (a stream with `n` > 1 ends each one still open). */
-  choices: Map<number, boolean>;
-}
+/**
+ * Reads a Chat Completions answer, JSON or stream. A class, so that its methods are shared rather than
+ * made for every response; what a stream said about itself (for an ending that matches it) is kept
+ * only once a stream starts.
+ */
+class ChatReader implements UsageReader {
+  model: string | undefined = undefined;
+  readonly output = new OutputText();
+  private usage: TokenUsage | undefined = undefined;
+  private id = '';
+  private created = 0;
+  private fingerprint: unknown = undefined;
+  /** Choice indexes a stream showed, true once the choice finished (a stream with `n` > 1 ends each one still open). */
+  private choices: Map<number, boolean> | undefined = undefined;
 
-function createChatReader(api: ProviderApi, stripAddedUsage: boolean, usageAsked: boolean): UsageReader {
-  const output = new OutputText();
-  let usage: TokenUsage | undefined;
-  const state: ChatStreamState = { id: '', created: 0, fingerprint: undefined, choices: new Map() };
-  const reader: UsageReader = {
-    api,
-    model: undefined,
-    output,
-    onEvent(_event, data) {
-      if (data === '[DONE]') return false;
-      const chunk = parseJson(data);
-      if (!isObject(chunk)) return false;
-      if (typeof chunk.model === 'string') reader.model = chunk.model;
-      if (state.id === '' && typeof chunk.id === 'string') {
-        state.id = chunk.id;
-        state.created = typeof chunk.created === 'number' ? chunk.created : 0;
-        state.fingerprint = chunk.system_fingerprint;
-      }
-      const choices = asArray(chunk.choices);
-      for (const choice of choices) {
-        if (!isObject(choice)) continue;
-        const index = typeof choice.index === 'number' ? choice.index : 0;
-        if (state.choices.get(index) !== true) state.choices.set(index, typeof choice.finish_reason === 'string');
-        collectChatMessage(output, choice.delta);
-      }
-      if (isObject(chunk.usage)) {
-        usage = openAiUsage(chunk.usage);
-        return stripAddedUsage && choices.length === 0;
-      }
-      return false;
-    },
-    onJson(body) {
-      if (!isObject(body)) return;
-      if (typeof body.model === 'string') reader.model = body.model;
-      for (const choice of asArray(body.choices)) if (isObject(choice)) collectChatMessage(output, choice.message);
-      if (isObject(body.usage)) usage = openAiUsage(body.usage);
-    },
-    onUnparsed: (text) => output.add(text),
-    result: (countOutput) => (usage ? { usage, source: 'provider' } : countedOutput(output, countOutput)),
-    ending({ inputTokens, outputTokens }) {
-      const head = { id: state.id || 'chatcmpl-tollgate', object: 'chat.completion.chunk', created: state.created || Math.floor(Date.now() / 1000), model: reader.model ?? '' };
-      const fingerprint = state.fingerprint === undefined ? {} : { system_fingerprint: state.fingerprint };
-      const open: number[] = [];
-      for (const [index, finished] of state.choices) if (!finished) open.push(index);
-      if (state.choices.size === 0) open.push(0);
-      let text = '';
-      // A choice that finished already (n > 1) keeps its own finish_reason.
-      const finish = open.map((index) => ({ index, delta: {}, logprobs: null, finish_reason: 'length' }));
-      if (finish.length > 0) text += sseEvent({ ...head, ...fingerprint, choices: finish });
-      // The client asked for the usage chunk: it gets one, with what was counted.
-      if (usageAsked) {
-        const usageChunk = { prompt_tokens: inputTokens, completion_tokens: outputTokens, total_tokens: inputTokens + outputTokens };
-        text += sseEvent({ ...head, ...fingerprint, choices: [], usage: usageChunk });
-      }
-      return `${text}data: [DONE]\n\n`;
-    },
-  };
-  return reader;
+  constructor(
+    readonly api: ProviderApi,
+    private readonly stripAddedUsage: boolean,
+    private readonly usageAsked: boolean,
+  ) {}
+
+  onEvent(_event: string, data: string): boolean {
+    if (data === '[DONE]') return false;
+    const chunk = parseJson(data);
+    if (!isObject(chunk)) return false;
+    if (typeof chunk.model === 'string') this.model = chunk.model;
+    if (this.id === '' && typeof chunk.id === 'string') {
+      this.id = chunk.id;
+      this.created = typeof chunk.created === 'number' ? chunk.created : 0;
+      this.fingerprint = chunk.system_fingerprint;
+    }
+    const seen = (this.choices ??= new Map());
+    const choices = asArray(chunk.choices);
+    for (const choice of choices) {
+      if (!isObject(choice)) continue;
+      const index = typeof choice.index === 'number' ? choice.index : 0;
+      if (seen.get(index) !== true) seen.set(index, typeof choice.finish_reason === 'string');
+      collectChatMessage(this.output, choice.delta);
+    }
+    if (isObject(chunk.usage)) {
+      this.usage = openAiUsage(chunk.usage);
+      return this.stripAddedUsage && choices.length === 0;
+    }
+    return false;
+  }
+
+  onJson(body: unknown): void {
+    if (!isObject(body)) return;
+    if (typeof body.model === 'string') this.model = body.model;
+    for (const choice of asArray(body.choices)) if (isObject(choice)) collectChatMessage(this.output, choice.message);
+    if (isObject(body.usage)) this.usage = openAiUsage(body.usage);
+  }
+
+  onUnparsed(text: string): void {
+    this.output.add(text);
+  }
+
+  result(countOutput: OutputCounter): ReadUsage | undefined {
+    return this.usage ? { usage: this.usage, source: 'provider' } : countedOutput(this.output, countOutput);
+  }
+
+  ending({ inputTokens, outputTokens }: StreamEndingUsage): string {
+    const head = { id: this.id || 'chatcmpl-tollgate', object: 'chat.completion.chunk', created: this.created || Math.floor(Date.now() / 1000), model: this.model ?? '' };
+    const fingerprint = this.fingerprint === undefined ? {} : { system_fingerprint: this.fingerprint };
+    const open: number[] = [];
+    const seen = this.choices;
+    if (seen) for (const [index, finished] of seen) if (!finished) open.push(index);
+    if (seen === undefined || seen.size === 0) open.push(0);
+    let text = '';
+    // A choice that finished already (n > 1) keeps its own finish_reason.
+    const finish = open.map((index) => ({ index, delta: {}, logprobs: null, finish_reason: 'length' }));
+    if (finish.length > 0) text += sseEvent({ ...head, ...fingerprint, choices: finish });
+    // The client asked for the usage chunk: it gets one, with what was counted.
+    if (this.usageAsked) {
+      const usageChunk = { prompt_tokens: inputTokens, completion_tokens: outputTokens, total_tokens: inputTokens + outputTokens };
+      text += sseEvent({ ...head, ...fingerprint, choices: [], usage: usageChunk });
+    }
+    return `${text}data: [DONE]\n\n`;
+  }
 }
 
 export interface ChatAdapterOptions {
@@ -157,7 +172,7 @@ export function chatCompletionsAdapter(options: ChatAdapterOptions): ProviderAda
       const strip = readerOptions?.stripAddedUsage ?? false;
       // Asked by the client itself (not added by the meter): only then does a cut stream end with a usage chunk.
       const streamOptions = readerOptions?.request?.stream_options;
-      return createChatReader(options.api, strip, !strip && isObject(streamOptions) && streamOptions.include_usage === true);
+      return new ChatReader(options.api, strip, !strip && isObject(streamOptions) && streamOptions.include_usage === true);
     },
   };
 }
