@@ -5,8 +5,7 @@ import type { AttemptResult, ModelRouter, ModelRouterSetup, RouteAttempts } from
 import { startServer } from './lib/child.js';
 import { authHeaders, benchKey, CHAT_BODY, CHAT_PATH, sha256Hex } from './lib/fixtures.js';
 import { inject } from './lib/inject.js';
-import { PerformanceObserver } from 'node:perf_hooks';
-import { getHeapStatistics } from 'node:v8';
+import { mean, measurePairedRequests } from './lib/paired-requests.js';
 import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
 import { fmtBytes, fmtNumber, median, quantile, table } from './lib/stats.js';
 
@@ -91,63 +90,21 @@ async function proxyRouting(blocks: number, roundsPerBlock: number): Promise<Pro
   const app = createProxyApp(config, { log: () => undefined, metrics: false });
   const headers = authHeaders(benchKey(0));
   const bodies = [Buffer.from(CHAT_BODY), Buffer.from(JSON.stringify({ ...JSON.parse(CHAT_BODY), model: 'g' }))] as const;
-  let recording = false;
-  const growth: [number[], number[]] = [[], []];
-  const one = async (kind: 0 | 1): Promise<number> => {
-    const heapBefore = getHeapStatistics().used_heap_size;
-    const started = process.cpuUsage();
-    const status = await inject(app, { method: 'POST', url: CHAT_PATH, headers, body: bodies[kind] });
-    if (status !== 200) throw new Error(`the proxy answered ${status}`);
-    // The settle after the answer belongs to the request.
-    await new Promise((resolve) => setImmediate(resolve));
-    const used = process.cpuUsage(started);
-    // A collection during the request shrinks the heap: such a request says nothing of what it allocated.
-    const grown = getHeapStatistics().used_heap_size - heapBefore;
-    if (recording && grown > 0) growth[kind].push(grown);
-    return used.user + used.system;
-  };
-  let gcMs = 0;
-  const observer = new PerformanceObserver((list) => {
-    if (recording) for (const entry of list.getEntries()) gcMs += entry.duration;
-  });
-  const result: ProxyRouting = { blockMedians: [], blockMeans: [], allocatedBytes: [0, 0], gcPerByte: 0 };
   try {
-    for (let i = 0; i < 2000; i++) {
-      await one(0);
-      await one(1);
-    }
-    observer.observe({ entryTypes: ['gc'] });
-    recording = true;
-    for (let block = 0; block < blocks; block++) {
-      const samples: [number[], number[]] = [[], []];
-      for (let round = 0; round < roundsPerBlock; round++) {
-        // A B then B A: neither case always follows the other.
-        const first = round % 2 === 0 ? 0 : 1;
-        samples[first].push(await one(first));
-        samples[1 - first as 0 | 1].push(await one(1 - first as 0 | 1));
-      }
-      result.blockMedians.push([median(samples[0]), median(samples[1])]);
-      result.blockMeans.push([mean(samples[0]), mean(samples[1])]);
-    }
-    // The observer reports on a later turn.
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    recording = false;
+    const run = await measurePairedRequests(async (kind) => {
+      const status = await inject(app, { method: 'POST', url: CHAT_PATH, headers, body: bodies[kind] });
+      if (status !== 200) throw new Error(`the proxy answered ${status}`);
+    }, { warmupRounds: 2000, blocks, roundsPerBlock });
+    return {
+      blockMedians: run.blocks.map(([direct, grouped]) => [median(direct), median(grouped)]),
+      blockMeans: run.blocks.map(([direct, grouped]) => [mean(direct), mean(grouped)]),
+      allocatedBytes: run.allocatedBytes,
+      gcPerByte: run.gcPerByte,
+    };
   } finally {
-    observer.disconnect();
     await app.close();
     await upstream.close();
   }
-  result.allocatedBytes = [median(growth[0]), median(growth[1])];
-  // Collections run as allocation fills the young generation: their cost is shared out by bytes allocated.
-  const requestsPerCase = blocks * roundsPerBlock;
-  result.gcPerByte = (gcMs * 1000) / ((result.allocatedBytes[0] + result.allocatedBytes[1]) * requestsPerCase);
-  return result;
-}
-
-function mean(samples: readonly number[]): number {
-  let sum = 0;
-  for (const sample of samples) sum += sample;
-  return sum / samples.length;
 }
 
 /** Median and quartiles of a list, formatted: `m (q1, q3)`. */

@@ -1,11 +1,9 @@
 // Child entry for the cache benchmark: the example proxy without a cache, or with one that always misses or always hits, driven in blocks.
 import { ServerResponse } from 'node:http';
-import { PerformanceObserver } from 'node:perf_hooks';
-import { getHeapStatistics } from 'node:v8';
 import type { Express } from 'express';
 import { authHeaders, benchKey, CHAT_PATH, sha256Hex } from './fixtures.js';
 import { inject } from './inject.js';
-import { median } from './stats.js';
+import { mean, measurePairedRequests } from './paired-requests.js';
 
 type ChildMessage =
   | { type: 'start'; mode: CacheCase; upstream: string; bodies: number }
@@ -135,59 +133,21 @@ async function measurePair(apps: readonly [Express, Express], headers: Record<st
   // Every request a body no earlier one sent (the cache's every request a miss), built before the run.
   const bodies = Array.from({ length: 2 * (warmupRounds + blocks * roundsPerBlock) }, (_, index) => chatBody(index));
   let sent = 0;
-  let recording = false;
   let unexpected = 0;
-  const growth: [number[], number[]] = [[], []];
-  const one = async (kind: 0 | 1): Promise<number> => {
+  const run = await measurePairedRequests(async (kind) => {
     const body = bodies[sent++]!;
     lastCacheHeader = undefined;
-    const heapBefore = getHeapStatistics().used_heap_size;
-    const started = process.cpuUsage();
     const status = await inject(apps[kind], { method: 'POST', url: CHAT_PATH, headers, body });
     if (status !== 200) throw new Error(`the app answered ${status}`);
-    // What runs after the answer (the settle, the store of a miss) belongs to the request.
-    await new Promise((resolve) => setImmediate(resolve));
-    const used = process.cpuUsage(started);
-    // A collection during the request shrinks the heap: such a request says nothing of what it allocated.
-    const grown = getHeapStatistics().used_heap_size - heapBefore;
-    if (recording && grown > 0) growth[kind].push(grown);
     if (lastCacheHeader !== (kind === 0 ? undefined : 'miss')) unexpected++;
-    return used.user + used.system;
+  }, rounds);
+  return {
+    blockTypical: run.blocks.map(([bare, cached]) => [middleMean(bare), middleMean(cached)]),
+    blockMeans: run.blocks.map(([bare, cached]) => [mean(bare), mean(cached)]),
+    allocatedBytes: run.allocatedBytes,
+    gcPerByte: run.gcPerByte,
+    unexpected,
   };
-  let gcMs = 0;
-  const observer = new PerformanceObserver((list) => {
-    if (recording) for (const entry of list.getEntries()) gcMs += entry.duration;
-  });
-  const costs: PairCosts = { blockTypical: [], blockMeans: [], allocatedBytes: [0, 0], gcPerByte: 0, unexpected: 0 };
-  try {
-    for (let round = 0; round < warmupRounds; round++) {
-      await one(0);
-      await one(1);
-    }
-    observer.observe({ entryTypes: ['gc'] });
-    recording = true;
-    for (let block = 0; block < blocks; block++) {
-      const samples: [number[], number[]] = [[], []];
-      for (let round = 0; round < roundsPerBlock; round++) {
-        // A B then B A: neither case always follows the other.
-        const first = round % 2 === 0 ? 0 : 1;
-        samples[first].push(await one(first));
-        samples[1 - first as 0 | 1].push(await one(1 - first as 0 | 1));
-      }
-      costs.blockTypical.push([middleMean(samples[0]), middleMean(samples[1])]);
-      costs.blockMeans.push([mean(samples[0]), mean(samples[1])]);
-    }
-    // The observer reports on a later turn.
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    recording = false;
-  } finally {
-    observer.disconnect();
-  }
-  costs.allocatedBytes = [median(growth[0]), median(growth[1])];
-  // Collections run as allocation fills the young generation: their cost is shared out by bytes allocated.
-  costs.gcPerByte = (gcMs * 1000) / ((costs.allocatedBytes[0] + costs.allocatedBytes[1]) * blocks * roundsPerBlock);
-  costs.unexpected = unexpected;
-  return costs;
 }
 
 interface PairRounds {
@@ -251,11 +211,6 @@ function middleMean(samples: readonly number[]): number {
   return sum / (to - from);
 }
 
-function mean(samples: readonly number[]): number {
-  let sum = 0;
-  for (const sample of samples) sum += sample;
-  return sum / samples.length;
-}
 
 async function handle(message: ChildMessage): Promise<unknown> {
   switch (message.type) {
