@@ -1,6 +1,6 @@
 // The in-process profiling driver: where a request's CPU and bytes go, by package and by function.
 //
-//   pnpm run profile [--case bare|erl|chain|proxy|proxy-observed|proxy-traced] [--store memory|redis] [--requests 20000] [--top 25] [--out file.md]
+//   pnpm run profile [--case bare|erl|chain|proxy|proxy-observed|proxy-traced] [--store memory|redis] [--up-to 1..5 (chain: its first N steps)] [--requests 20000] [--top 25] [--out file.md]
 //
 // One case in this process, driven one request at a time through bench/lib/inject.ts (no client sockets; the
 // proxy's upstream is the zero-latency mock in a child process of its own). After a warm-up it measures, over
@@ -36,6 +36,7 @@ const { values } = parseArgs({
     case: { type: 'string', default: 'chain' },
     store: { type: 'string', default: 'memory' },
     blocks: { type: 'boolean', default: false },
+    'up-to': { type: 'string' },
     requests: { type: 'string', default: '20000' },
     top: { type: 'string', default: '25' },
     out: { type: 'string' },
@@ -73,7 +74,8 @@ async function buildSubject(upstream: BenchChild | undefined, redis: PrivateRedi
     return { app: built.app as unknown as Express, note: 'express-rate-limit + rate-limit-redis (one limiter keyed by API key, node-redis) on a redis-server of its own, the same handler', close: built.close };
   }
   if (which === 'chain') {
-    const built = await buildTollgateChain(storeOptions(redis));
+    const upTo = values['up-to'] === undefined ? {} : { upTo: Number(values['up-to']) };
+    const built = await buildTollgateChain({ ...storeOptions(redis), ...upTo });
     return { ...built, note: `the recommended fused chain on ${stores} (apiKeyAuth, meter, combineLimits of the request limit, the token limit and the budget guard), the same handler` };
   }
   const observed = which !== 'proxy';

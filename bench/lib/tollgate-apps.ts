@@ -54,7 +54,8 @@ async function openStores(options: AppOptions): Promise<TollgateStores> {
  * One limiter layer each (by key); budgets per key, tenant and global.
  */
 export async function buildTollgateChain(options: AppOptions): Promise<BuiltApp> {
-  const [{ apiKeyAuth }, { combineLimits, tieredRateLimit, tokenRateLimit }, { meter }, { budgetGuard }] = await Promise.all([
+  const [{ chain }, { apiKeyAuth }, { combineLimits, tieredRateLimit, tokenRateLimit }, { meter }, { budgetGuard }] = await Promise.all([
+    import('@tollgate/core'),
     import('@tollgate/auth'),
     import('@tollgate/ratelimit'),
     import('@tollgate/metering'),
@@ -83,7 +84,10 @@ export async function buildTollgateChain(options: AppOptions): Promise<BuiltApp>
         ];
   const upTo = options.upTo === undefined ? steps.length : Number(options.upTo);
   const app = baseApp();
-  for (const middleware of upTo === 0 ? [] : steps[upTo - 1]!) app.use(middleware);
+  const mounted = upTo === 0 ? [] : steps[upTo - 1]!;
+  // The fused chain is one layer of Express's router (core's chain()); unfused, each piece is a layer of its own.
+  if (options.fused === false || options.chained === false) for (const middleware of mounted) app.use(middleware);
+  else if (mounted.length > 0) app.use(chain(...mounted));
   app.post(CHAT_PATH, answerAtOnce);
   return {
     app,

@@ -519,14 +519,18 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     return undefined;
   }
 
-  /** Each running request's hold, for `reprice`. */
-  const holds = new WeakMap<Request, BudgetHold>();
+  /**
+   * Each running request's hold, for `reprice`: in a slot of this guard's own on the request's context,
+   * not in a WeakMap (an entry per request is work for every garbage collection).
+   */
+  const HOLD = Symbol('tollgate.budgetHold');
+  type HoldCarrier = { [HOLD]?: BudgetHold };
 
-  async function repriceHold(req: Request, res: Response): Promise<boolean> {
-    const hold = holds.get(req);
+  async function repriceHold(req: Request, _res: Response): Promise<boolean> {
+    const ctx = req.tollgate as (TollgateContext & HoldCarrier) | undefined;
+    const hold = ctx?.[HOLD];
     // No budget applies to this request: nothing to move.
-    if (!hold) return true;
-    const ctx = getContext(req, res);
+    if (!ctx || !hold) return true;
     const estimate = ctx.estimate;
     if (!estimate || ctx.settled) return false;
     const price = pricing.find(estimate.model);
@@ -576,8 +580,8 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     },
     commit(req, res, hold) {
       if (!hold) return;
-      holds.set(req, hold);
       const ctx = getContext(req, res);
+      (ctx as HoldCarrier)[HOLD] = hold;
       ctx.reservations.push({ kind: 'budget', id: hold.id, amount: hold.granted });
       ctx.onSettle((record) => settleReservation(hold, record));
     },

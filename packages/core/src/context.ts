@@ -451,12 +451,22 @@ type ContextCarrier = IncomingMessage & {
   res?: ServerResponse & { locals?: Record<symbol, unknown> };
 };
 
+/**
+ * The response whose context was found last, and that context: the pieces of a chain ask for the
+ * same request's context one after another (about ten times a request), and a comparison answers
+ * them. A response's context never changes once made.
+ */
+let lastResponse: ServerResponse | undefined;
+let lastContext: TollgateContext | undefined;
+
 /** `req.tollgate` on every request: reads and writes the slot. */
 if (!Object.hasOwn(IncomingMessage.prototype, 'tollgate')) {
   Object.defineProperty(IncomingMessage.prototype, 'tollgate', {
     configurable: true,
     get(this: ContextCarrier): TollgateContext | undefined {
-      return (this.res?.locals?.[CONTEXT_SLOT] as TollgateContext | undefined) ?? this[CONTEXT_SLOT];
+      const res = this.res;
+      if (res === lastResponse && res !== undefined) return lastContext;
+      return (res?.locals?.[CONTEXT_SLOT] as TollgateContext | undefined) ?? this[CONTEXT_SLOT];
     },
     set(this: ContextCarrier, value: TollgateContext | undefined) {
       this[CONTEXT_SLOT] = value;
@@ -471,6 +481,7 @@ type ContextResponse = ServerResponse & { locals?: Record<symbol, unknown> };
  * which is one lookup, where `req.tollgate` misses on the request's prototype chain before it gets there.
  */
 export function contextOf(res: ServerResponse): TollgateContext | undefined {
+  if (res === lastResponse && res !== undefined) return lastContext;
   return ((res as ContextResponse).locals?.[CONTEXT_SLOT] as TollgateContext | undefined) ?? (res.req as ContextCarrier | undefined)?.tollgate;
 }
 
@@ -501,16 +512,23 @@ function createContext(req: IncomingMessage, res: ServerResponse): TollgateConte
 
 /** The request's tollgate context, created on first use. */
 export function getContext(req: IncomingMessage, res: ServerResponse): TollgateContext {
+  if (res === lastResponse && res !== undefined) return lastContext!;
   const carrier = req as ContextCarrier;
   const locals = (res as ContextResponse).locals;
-  const existing = (locals?.[CONTEXT_SLOT] as TollgateContext | undefined) ?? carrier.tollgate;
-  if (existing) return existing;
-  const context = createContext(req, res);
-  // Anything but a Node request (a test double) has no `tollgate` accessor: the assignment makes the property.
-  if (locals && carrier.res === res && req instanceof IncomingMessage) locals[CONTEXT_SLOT] = context;
-  else carrier.tollgate = context;
-  // on, not once: 'close' is emitted once per response, and once wraps every listener in a bound function.
-  res.on('close', settleOnClose);
+  let context = (locals?.[CONTEXT_SLOT] as TollgateContext | undefined) ?? carrier.tollgate;
+  if (!context) {
+    context = createContext(req, res);
+    // Anything but a Node request (a test double) has no `tollgate` accessor: the assignment makes the property.
+    if (locals && carrier.res === res && req instanceof IncomingMessage) locals[CONTEXT_SLOT] = context;
+    else carrier.tollgate = context;
+    // on, not once: 'close' is emitted once per response, and once wraps every listener in a bound function.
+    res.on('close', settleOnClose);
+  }
+  // Only a context found through the response's own slot: a test double's may live on its request alone.
+  if (locals?.[CONTEXT_SLOT] === context) {
+    lastResponse = res;
+    lastContext = context;
+  }
   return context;
 }
 

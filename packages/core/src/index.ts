@@ -14,3 +14,4 @@ export * from './memory-stores.js';
 export * from './pre-call-check.js';
 export * from './leased-stores.js';
 export * from './block-stores.js';
+export * from './chain.js';
