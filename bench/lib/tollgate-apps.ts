@@ -71,6 +71,9 @@ export async function buildTollgateChain(options: AppOptions): Promise<BuiltApp>
   // No sinks: what a sink costs depends on the sink, and none blocks the request. The API is declared, as a user
   // must: it is never guessed from the path, and token limits and budgets refuse a route that declared none.
   const metering = meter({ api: 'openai.chat' });
+  // Measured once the tokenizers are loaded (meter() starts loading them): before, estimates are the byte bound, which
+  // costs nothing to count, and a drive that never lets the event loop turn would measure that instead.
+  await (await import('@tollgate/providers')).preloadTokenizers();
   // Each step adds one piece; `upTo` mounts the first N steps (the cost-by-middleware table builds the chain up).
   const steps: RequestHandler[][] =
     options.fused === false

@@ -1,0 +1,68 @@
+// Child entry for benchmark 1b: every step of the chain built in this one process and driven in turn, block by block.
+import type { RequestListener } from 'node:http';
+import { authHeaders, benchKey, CHAT_BODY, CHAT_PATH } from './fixtures.js';
+import { inject } from './inject.js';
+import { buildTollgateChain } from './tollgate-apps.js';
+
+export interface ChainCostRequest {
+  steps: number;
+  rounds: number;
+  requestsPerBlock: number;
+  warmupRequests: number;
+  concurrency: number;
+}
+
+/** Per step, per round: CPU of the process (user + system) over the step's block, µs per request. */
+export interface ChainCostSamples {
+  perRound: number[][];
+  /** Per step: the statuses answered (all 200 or the figures are void). */
+  statuses: Record<string, number>[];
+}
+
+async function block(app: RequestListener, requests: number, concurrency: number, statuses: Record<string, number>): Promise<number> {
+  const headers = authHeaders(benchKey(0));
+  const body = Buffer.from(CHAT_BODY);
+  let sent = 0;
+  const started = process.cpuUsage();
+  const worker = async () => {
+    while (sent < requests) {
+      sent++;
+      const status = await inject(app, { method: 'POST', url: CHAT_PATH, headers, body });
+      statuses[status] = (statuses[status] ?? 0) + 1;
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  // What runs after the answers (settles) belongs to the block; the event loop turns, as a server's does between reads.
+  await new Promise((resolve) => setImmediate(resolve));
+  const used = process.cpuUsage(started);
+  return (used.user + used.system) / requests;
+}
+
+async function measure(request: ChainCostRequest): Promise<ChainCostSamples> {
+  const built = [];
+  for (let upTo = 0; upTo < request.steps; upTo++) built.push(await buildTollgateChain({ store: 'memory', upTo }));
+  try {
+    const apps = built.map((b) => b.app as unknown as RequestListener);
+    const statuses = apps.map(() => ({}) as Record<string, number>);
+    for (const app of apps) await block(app, request.warmupRequests, request.concurrency, {});
+    const perRound = apps.map(() => [] as number[]);
+    for (let round = 0; round < request.rounds; round++) {
+      // Each round starts at another step, so none always runs right after the same one.
+      for (let turn = 0; turn < apps.length; turn++) {
+        const step = (turn + round) % apps.length;
+        perRound[step]!.push(await block(apps[step]!, request.requestsPerBlock, request.concurrency, statuses[step]!));
+      }
+    }
+    return { perRound, statuses };
+  } finally {
+    for (const b of built) await b.close();
+  }
+}
+
+process.on('message', (message: ChainCostRequest) => {
+  measure(message).then(
+    (value) => process.send?.({ ok: true, value }),
+    (error: unknown) => process.send?.({ ok: false, error: error instanceof Error ? (error.stack ?? error.message) : String(error) }),
+  );
+});
+process.on('disconnect', () => process.exit(0));
