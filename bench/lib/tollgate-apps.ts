@@ -89,7 +89,7 @@ export async function buildTollgateChain(options: AppOptions): Promise<BuiltApp>
   const app = baseApp();
   const mounted = upTo === 0 ? [] : steps[upTo - 1]!;
   // The fused chain is one layer of Express's router (core's chain()); unfused, each piece is a layer of its own.
-  if (options.fused === false || options.chained === false) for (const middleware of mounted) app.use(middleware);
+  if (options.fused === false) for (const middleware of mounted) app.use(middleware);
   else if (mounted.length > 0) app.use(chain(...mounted));
   app.post(CHAT_PATH, answerAtOnce);
   return {
