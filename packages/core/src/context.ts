@@ -524,8 +524,8 @@ export function getContext(req: IncomingMessage, res: ServerResponse): TollgateC
     // on, not once: 'close' is emitted once per response, and once wraps every listener in a bound function.
     res.on('close', settleOnClose);
   }
-  // Only a context found through the response's own slot: a test double's may live on its request alone.
-  if (locals?.[CONTEXT_SLOT] === context) {
+  // Only a response Express paired with its request: a test double may stand for several requests.
+  if (carrier.res === res && req instanceof IncomingMessage) {
     lastResponse = res;
     lastContext = context;
   }
