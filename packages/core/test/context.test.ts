@@ -123,6 +123,22 @@ describe('where the context lives', () => {
     expect(calls).toEqual([undefined]);
   });
 
+  it('answers each request with its own context when requests interleave (the last one found is kept for the next ask)', async () => {
+    const app = express();
+    app.use(requestContext());
+    // Each request asks, lets the others run, then asks again through every door: getContext, req.tollgate, contextOf.
+    app.get('/:name', async (req, res) => {
+      const first = getContext(req, res);
+      first.identity = { keyId: req.params.name!, scopes: [], authMethod: 'api_key' };
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      const again = [getContext(req, res), req.tollgate, contextOf(res)];
+      res.json({ own: again.every((found) => found === first), keyIds: again.map((found) => found?.identity?.keyId) });
+    });
+    const names = ['a', 'b', 'c', 'd', 'e', 'f'];
+    const answers = await Promise.all(names.map((name) => request(app).get(`/${name}`)));
+    answers.forEach((answer, index) => expect(answer.body).toEqual({ own: true, keyIds: [names[index], names[index], names[index]] }));
+  });
+
   it('lets req.tollgate be assigned, as test doubles do', () => {
     const req = Object.create(express.request) as express.Request;
     const context = { requestId: 'stand-in' } as express.Request['tollgate'];
