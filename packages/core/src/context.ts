@@ -454,7 +454,7 @@ type ContextCarrier = IncomingMessage & {
 /**
  * The response whose context was found last, and that context: the pieces of a chain ask for the
  * same request's context one after another (about ten times a request), and a comparison answers
- * them. A response's context never changes once made.
+ * them. A response's context never changes once made; the cache lets go of it when it closes.
  */
 let lastResponse: ServerResponse | undefined;
 let lastContext: TollgateContext | undefined;
@@ -491,6 +491,11 @@ export function contextOf(res: ServerResponse): TollgateContext | undefined {
  */
 function settleOnClose(this: ServerResponse): void {
   const context = contextOf(this);
+  // A closed response is not kept alive by the lookup's cache until the next request comes.
+  if (this === lastResponse) {
+    lastResponse = undefined;
+    lastContext = undefined;
+  }
   if (!context) return;
   const charge = context.meterCharge;
   if (charge) {

@@ -1,5 +1,7 @@
 // req.tollgate: request ids kept, generated and echoed; settle runs each listener exactly once, errors contained.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import express from 'express';
 import express4 from 'express4';
@@ -137,6 +139,26 @@ describe('where the context lives', () => {
     const names = ['a', 'b', 'c', 'd', 'e', 'f'];
     const answers = await Promise.all(names.map((name) => request(app).get(`/${name}`)));
     answers.forEach((answer, index) => expect(answer.body).toEqual({ own: true, keyIds: [names[index], names[index], names[index]] }));
+  });
+
+  it('keeps no closed response alive: the last-found cache lets go of it when it closes', async () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    let held: WeakRef<object> | undefined;
+    const app = express();
+    app.use(requestContext());
+    app.get('/', (req, res) => {
+      held = new WeakRef(res);
+      res.json({ requestId: getContext(req, res).requestId });
+    });
+    await request(app).get('/').expect(200);
+    // The close comes after the answer; then the response must be collectable.
+    for (let attempt = 0; attempt < 20 && held?.deref() !== undefined; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      gc();
+    }
+    expect(held).toBeDefined();
+    expect(held!.deref()).toBeUndefined();
   });
 
   it('lets req.tollgate be assigned, as test doubles do', () => {
