@@ -399,6 +399,7 @@ const storeOutageSchema = z
 const TRUST_PROXY = 'must be true, false, a number of hops, or addresses/subnets/names like "loopback" (a string or an array of strings)';
 const EMBEDDED_LEDGER = 'must be true (in memory), false, or a directory path';
 const SPOOL = 'must be a directory path, or false to turn the spool off';
+const COUNT_CACHE = 'must be a whole number of characters, 0 or more';
 const BODY_LIMIT = 'must be a positive number of bytes or a size like "1mb"';
 const PORT = 'must be an integer from 0 to 65535';
 const SQL_IDENTIFIER = 'must be a plain SQL identifier (letters, digits, _)';
@@ -446,6 +447,14 @@ const configSchema = fields({
     .union([z.int(BODY_LIMIT).positive(BODY_LIMIT), z.string(BODY_LIMIT).regex(/^\s*\d+(\.\d+)?\s*([kKmMgG]?[bB])?\s*$/, BODY_LIMIT)], BODY_LIMIT)
     .optional()
     .describe('Largest accepted JSON body: bytes, or a string like "1mb". Default: "1mb".'),
+  countCacheChars: z
+    .int(COUNT_CACHE)
+    .min(0, COUNT_CACHE)
+    .optional()
+    .describe(
+      'Characters of prompt text whose exact token counts the meter keeps, per tenant, so that a text sent again is not counted again; '
+      + '0 keeps none. Default: 4000000 (about 8 MB).',
+    ),
   defaultTier: nonEmptyString()
     .optional()
     .describe('Tier of identities that name none (keys without tier or tenant tier). Default: "free" when defined.'),

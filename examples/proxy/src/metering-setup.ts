@@ -71,7 +71,8 @@ export function createMetering(
   const replayed = spool?.replay();
   return {
     middleware: [meter({
-      pricing, ...(spool ? { spool } : { sinks }), ...(options.tracer === undefined ? {} : { tracer: options.tracer }), ...(options.onUsage ? { onUsage: options.onUsage } : {}),
+      pricing, ...(spool ? { spool } : { sinks }), ...(config.countCacheChars === undefined ? {} : { countCacheChars: config.countCacheChars }),
+      ...(options.tracer === undefined ? {} : { tracer: options.tracer }), ...(options.onUsage ? { onUsage: options.onUsage } : {}),
     }) as RequestHandler],
     metricsHandler: prometheus?.handler as RequestHandler | undefined,
     registry: prometheus?.registry,

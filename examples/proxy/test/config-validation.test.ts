@@ -61,6 +61,8 @@ describe('proxy config validation', () => {
     [{ jwt: { jwks: { keys: [] } } }, 'jwt.jwks.keys must hold at least one public key'],
     [{ global: { budget: { usd: 0 } } }, 'global.budget.usd must be a positive number'],
     [{ bodyLimit: 'lots' }, 'bodyLimit must be a positive number of bytes'],
+    [{ countCacheChars: -1 }, 'countCacheChars must be a whole number of characters, 0 or more'],
+    [{ countCacheChars: 1.5 }, 'countCacheChars must be a whole number of characters, 0 or more'],
     [{ spool: true }, 'spool must be a directory path, or false to turn the spool off'],
     [{ spool: ' ' }, 'spool must be a directory path, or false to turn the spool off'],
     [[], 'the config must be an object'],

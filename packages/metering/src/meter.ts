@@ -15,8 +15,8 @@ import type {
   UsageRecord,
 } from '@tollgate/core';
 import {
-  adapterFor, ASYNC_ESTIMATE_MS, CountBudget, countTextTokens, declareOrAnswer, ESTIMATE_SLICE_MS, estimateRequestAsync,
-  estimateRequestAtOnce, preloadTokenizers, SYNC_ESTIMATE_MS,
+  adapterFor, ASYNC_ESTIMATE_MS, CountBudget, countTextTokens, declareOrAnswer, DEFAULT_COUNT_CACHE_CHARS, ESTIMATE_SLICE_MS,
+  estimateRequestAsync, estimateRequestAtOnce, preloadTokenizers, SYNC_ESTIMATE_MS, TokenCountCache,
 } from '@tollgate/providers';
 import type {
   CallDeclaration, EstimateRequestInput, OutputCounter, ProviderAdapter, ReadUsage, RequestEstimate,
@@ -96,6 +96,13 @@ export interface MeterOptions {
   estimateSliceMs?: number;
   /** Factor on o200k_base counts for models with no public tokenizer (Anthropic, self-hosted). @default 1.25 */
   approximationFactor?: number;
+  /**
+   * Characters of prompt text whose exact counts are kept, per tenant (a `TokenCountCache`): a text
+   * sent again (the system prompt, a conversation resent each turn, tool definitions) is found, not
+   * counted again. 0 keeps none.
+   * @default 4,000,000 (about 8 MB)
+   */
+  countCacheChars?: number;
   /** Renders the 400 for a missing or unpriced model. @default core renderApiError */
   renderError?: ErrorRenderer;
   /** Called with every settled record, after the sinks. @default none */
@@ -110,7 +117,7 @@ export interface MeterOptions {
 
 const KNOWN_OPTIONS = [
   'pricing', 'sinks', 'spool', 'api', 'request', 'defaultMaxOutputTokens', 'tierMaxOutputTokens', 'includeStreamUsage',
-  'imageTokens', 'maxEstimateMs', 'estimateSliceMs', 'approximationFactor', 'renderError', 'onUsage', 'tracer',
+  'imageTokens', 'maxEstimateMs', 'estimateSliceMs', 'approximationFactor', 'countCacheChars', 'renderError', 'onUsage', 'tracer',
 ] as const satisfies readonly (keyof MeterOptions)[];
 
 function isPricing(value: unknown): value is Pricing {
@@ -274,6 +281,8 @@ export function meter(options: MeterOptions = {}) {
   // Output is counted on 'close', at once: keep that count within the synchronous time box.
   const outputCountMs = Math.min(estimateOptions.maxEstimateMs, SYNC_ESTIMATE_MS);
   if (!(estimateOptions.approximationFactor >= 1)) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'meter() option approximationFactor must be a number >= 1');
+  const countCacheChars = options.countCacheChars === 0 ? 0 : (positiveInteger(options.countCacheChars, 'countCacheChars') ?? DEFAULT_COUNT_CACHE_CHARS);
+  const countCache = countCacheChars === 0 ? undefined : new TokenCountCache(countCacheChars);
   const render = options.renderError ?? renderApiError;
   const onUsage = options.onUsage;
   if (options.tracer !== undefined && options.tracer !== false && typeof options.tracer?.startSpan !== 'function') {
@@ -316,7 +325,7 @@ export function meter(options: MeterOptions = {}) {
   };
 
   // Spelled out, not spread: see docs/performance.md (object literals with a spread).
-  const estimateInput = (call: ProviderCall, adapter: ProviderAdapter): EstimateRequestInput => ({
+  const estimateInput = (call: ProviderCall, adapter: ProviderAdapter, ctx: TollgateContext): EstimateRequestInput => ({
     api: adapter,
     body: call.body,
     model: call.model!,
@@ -325,6 +334,9 @@ export function meter(options: MeterOptions = {}) {
     maxEstimateMs: estimateOptions.maxEstimateMs,
     estimateSliceMs: estimateOptions.estimateSliceMs,
     approximationFactor: estimateOptions.approximationFactor,
+    countCache,
+    // Per tenant: no tenant learns from a faster answer what another one sent.
+    countScope: ctx.identity?.tenantId ?? '',
   });
 
   /** An estimate failed: an unpriced model or a bad request is the client's 400, anything else the app's error. */
@@ -374,7 +386,7 @@ export function meter(options: MeterOptions = {}) {
     let estimate: RequestEstimate | undefined;
     try {
       price = admit(req, call, ctx);
-      estimate = estimateRequestAtOnce(estimateInput(call, adapter));
+      estimate = estimateRequestAtOnce(estimateInput(call, adapter, ctx));
     } catch (error) {
       refuse(error, call.model, req, res, next);
       return;
@@ -384,7 +396,7 @@ export function meter(options: MeterOptions = {}) {
       return;
     }
     // A larger prompt is counted in slices, with the event loop turning between them.
-    estimateRequestAsync(estimateInput(call, adapter)).then(
+    estimateRequestAsync(estimateInput(call, adapter, ctx)).then(
       (counted) => {
         // The client left while it was counted: core settled the request on 'close' already.
         if (ctx.settled) return;

@@ -501,5 +501,28 @@ describe('meter() options', () => {
   it('rejects unknown option names with a hint', () => {
     expect(() => meter({ sink: [] } as unknown as MeterOptions)).toThrow(/did you mean "sinks"/);
     expect(() => meter({ maxEstimateMs: 0 })).toThrow(/maxEstimateMs/);
+    for (const countCacheChars of [-1, 1.5, '1000']) {
+      expect(() => meter({ countCacheChars } as unknown as MeterOptions)).toThrow(/countCacheChars must be a positive integer/);
+    }
+  });
+
+  it('estimates a prompt sent again as it did the first time, with or without the count cache', async () => {
+    const estimates: number[] = [];
+    const handler: RequestHandler = (req, res) => {
+      estimates.push(req.tollgate.estimate!.inputTokens);
+      res.json({ usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } });
+    };
+    const system = 'You answer questions about invoices, politely and briefly. '.repeat(200);
+    for (const options of [{}, { countCacheChars: 0 }]) {
+      const harness = await start(handler, options);
+      for (const question of ['What is due?', 'What is due?', 'And when?']) {
+        const response = await post(`${harness.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [{ role: 'system', content: system }, { role: 'user', content: question }] });
+        expect(response.status).toBe(200);
+      }
+      await harness.close();
+    }
+    const exact = (question: string) => countTextTokens(system, 'o200k_base', new CountBudget(60_000)) + countTextTokens(question, 'o200k_base', new CountBudget(60_000)) + 11;
+    const expected = [exact('What is due?'), exact('What is due?'), exact('And when?')];
+    expect(estimates).toEqual([...expected, ...expected]);
   });
 });

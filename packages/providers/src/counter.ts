@@ -1,7 +1,8 @@
 // Counting the strings of one request under one time budget, exact or approximate as the catalogue says.
 import type { TokenizerFamily } from '@tollgate/core';
-import { CountBudget, countTextTokens } from './tokenizer.js';
-import type { EncodingName } from './tokenizer.js';
+import { TokenCountCache } from './count-cache.js';
+import { CountBudget, countTextTokens, countTextTokensSliced } from './tokenizer.js';
+import type { EncodingName, TimeSlice } from './tokenizer.js';
 import type { UsageEstimate } from '@tollgate/core';
 
 /** How the input tokens were found. */
@@ -35,6 +36,14 @@ export interface EstimateOptions {
    * @default 1.25
    */
   approximationFactor?: number;
+  /**
+   * Where exact counts of texts are kept and looked up: a text counted before (the same system
+   * prompt, a conversation resent each turn) is not counted again. See `TokenCountCache`.
+   * @default none: every text is counted
+   */
+  countCache?: TokenCountCache;
+  /** The scope counts are kept under in `countCache`, such as the tenant: scopes share nothing. @default '' */
+  countScope?: string;
 }
 
 export interface InputTokenEstimate {
@@ -111,7 +120,9 @@ export class RequestCounter {
   private mode: 'count' | 'collect' | 'replay' = 'count';
   /** Strings met in 'collect' mode. */
   readonly collected: string[] = [];
-  /** Characters of the strings met so far, and how many may be counted (see `countUpTo`). */
+  /** Per collected string, its count when the cache knew it. */
+  private readonly collectedKnown: (number | undefined)[] = [];
+  /** Characters of the strings met so far that the cache did not know, and how many may be counted (see `countUpTo`). */
   private chars = 0;
   private maxChars = Infinity;
   /** The strings passed `maxChars`: the count stopped there and is not the request's. */
@@ -130,6 +141,9 @@ export class RequestCounter {
   openEnded = false;
 
   readonly factor: number;
+  private readonly cache: TokenCountCache | undefined;
+  /** What this request's counts are kept under in `cache` (its scope and encoding). */
+  private readonly scopeKey: string;
 
   constructor(
     readonly model: string,
@@ -142,6 +156,13 @@ export class RequestCounter {
     this.exactTokenizer = tokenizer !== 'approximate';
     this.encoding = tokenizer === 'approximate' ? 'o200k_base' : tokenizer;
     this.factor = options.approximationFactor ?? 1.25;
+    this.cache = options.countCache;
+    this.scopeKey = this.cache ? TokenCountCache.scopeKey(options.countScope ?? '', this.encoding) : '';
+  }
+
+  /** Characters of the strings met that are still to be counted (the cache knew the others). */
+  get pendingChars(): number {
+    return this.chars;
   }
 
   /**
@@ -171,19 +192,60 @@ export class RequestCounter {
     // Past its limit a count is abandoned: the rest is not worth reading.
     if (this.exceeded) return 0;
     const text = typeof value === 'string' ? value : value === undefined || value === null ? '' : (JSON.stringify(value) ?? '');
-    this.chars += text.length;
-    if (this.chars > this.maxChars) {
-      this.exceeded = true;
-      return 0;
+    const known = this.cache?.keeps(text.length) ? this.cache.get(this.scopeKey, text) : undefined;
+    // A known text costs no counting: it does not use up what may be counted at once.
+    if (known === undefined) {
+      this.chars += text.length;
+      if (this.chars > this.maxChars) {
+        this.exceeded = true;
+        return 0;
+      }
     }
     this.bytes += Buffer.byteLength(text);
     if (this.mode === 'collect') {
       this.collected.push(text);
+      this.collectedKnown.push(known);
       return 0;
     }
-    const tokens = countTextTokens(text, this.encoding, this.budget);
+    const tokens = known ?? this.countNew(text);
     this.textTokens += tokens;
     return tokens;
+  }
+
+  /** The collected strings' counts, counted at once where the cache did not know them. */
+  countCollectedAtOnce(): number[] {
+    return this.collected.map((text, index) => this.collectedKnown[index] ?? this.countNew(text));
+  }
+
+  /** The collected strings' counts, counted in slices (see `countTextTokensSliced`) where the cache did not know them. */
+  async countCollectedSliced(slice: TimeSlice): Promise<number[]> {
+    const counts: number[] = [];
+    for (let index = 0; index < this.collected.length; index++) {
+      const known = this.collectedKnown[index];
+      if (known !== undefined) {
+        counts.push(known);
+        continue;
+      }
+      const text = this.collected[index]!;
+      const bounded = this.budget.boundedPieces;
+      const tokens = await countTextTokensSliced(text, this.encoding, this.budget, slice);
+      this.keep(text, tokens, bounded);
+      counts.push(tokens);
+    }
+    return counts;
+  }
+
+  /** Counts a text the cache did not know, and keeps its count if it is exact. */
+  private countNew(text: string): number {
+    const bounded = this.budget.boundedPieces;
+    const tokens = countTextTokens(text, this.encoding, this.budget);
+    this.keep(text, tokens, bounded);
+    return tokens;
+  }
+
+  /** Offers a count to the cache unless some of the text was bounded while it was counted (`boundedBefore`: the budget's count before). */
+  private keep(text: string, tokens: number, boundedBefore: number): void {
+    if (this.cache && this.budget.boundedPieces === boundedBefore) this.cache.set(this.scopeKey, text, tokens);
   }
 
   /** Counts a part the adapter does not model: its JSON, and open-ended when it refers to content elsewhere. */

@@ -6,7 +6,7 @@ import { adapterFor } from './adapters.js';
 import { ASYNC_ESTIMATE_MS, ESTIMATE_SLICE_MS, RequestCounter, SYNC_ESTIMATE_MS } from './counter.js';
 import type { EstimateOptions, InputTokenEstimate, RequestEstimate } from './counter.js';
 import { isObject } from './json.js';
-import { ALWAYS_EXACT_CHARS, countTextTokens, countTextTokensSliced, TimeSlice } from './tokenizer.js';
+import { ALWAYS_EXACT_CHARS, TimeSlice } from './tokenizer.js';
 
 /** The cap assumed for a model whose catalogue row names no maximum output. */
 export const FALLBACK_MAX_OUTPUT_TOKENS = 16_384;
@@ -72,9 +72,7 @@ function collectStrings(
  * (see ALWAYS_EXACT_CHARS), and awaiting each string would only add promise turns to every request.
  */
 function countsAtOnce(counter: RequestCounter): boolean {
-  let chars = 0;
-  for (const text of counter.collected) chars += text.length;
-  return chars <= ALWAYS_EXACT_CHARS;
+  return counter.pendingChars <= ALWAYS_EXACT_CHARS;
 }
 
 function countCollected(adapter: ProviderAdapter, body: unknown, counter: RequestCounter, counts: number[]): InputTokenEstimate {
@@ -83,9 +81,7 @@ function countCollected(adapter: ProviderAdapter, body: unknown, counter: Reques
 }
 
 function countCollectedAtOnce(adapter: ProviderAdapter, body: unknown, counter: RequestCounter): InputTokenEstimate {
-  const counts: number[] = [];
-  for (const text of counter.collected) counts.push(countTextTokens(text, counter.encoding, counter.budget));
-  return countCollected(adapter, body, counter, counts);
+  return countCollected(adapter, body, counter, counter.countCollectedAtOnce());
 }
 
 /**
@@ -100,9 +96,7 @@ export async function estimateInputTokensAsync(api: AdapterOrApi, body: unknown,
   const counter = collectStrings(adapter, body, model, options);
   if (countsAtOnce(counter)) return countCollectedAtOnce(adapter, body, counter);
   const slice = new TimeSlice(options.estimateSliceMs ?? ESTIMATE_SLICE_MS);
-  const counts: number[] = [];
-  for (const text of counter.collected) counts.push(await countTextTokensSliced(text, counter.encoding, counter.budget, slice));
-  return countCollected(adapter, body, counter, counts);
+  return countCollected(adapter, body, counter, await counter.countCollectedSliced(slice));
 }
 
 export interface EstimateRequestInput extends EstimateOptions {
@@ -154,7 +148,15 @@ export function estimateRequestAtOnce(input: EstimateRequestInput): RequestEstim
 }
 
 function withTokenizer(input: EstimateRequestInput, price: ResolvedPrice): EstimateOptions & { tokenizer: TokenizerFamily } {
-  return { imageTokens: input.imageTokens, maxEstimateMs: input.maxEstimateMs, estimateSliceMs: input.estimateSliceMs, approximationFactor: input.approximationFactor, tokenizer: price.tokenizer };
+  return {
+    imageTokens: input.imageTokens,
+    maxEstimateMs: input.maxEstimateMs,
+    estimateSliceMs: input.estimateSliceMs,
+    approximationFactor: input.approximationFactor,
+    countCache: input.countCache,
+    countScope: input.countScope,
+    tokenizer: price.tokenizer,
+  };
 }
 
 function pricedModel(input: EstimateRequestInput): { adapter: ProviderAdapter; model: string; price: ResolvedPrice } {

@@ -22,6 +22,7 @@ export {
   tokenizerFor,
 } from './estimate.js';
 export type { EstimateRequestInput } from './estimate.js';
+export { DEFAULT_COUNT_CACHE_CHARS, TokenCountCache } from './count-cache.js';
 export { CountBudget, countTextTokens, countTextTokensSliced, preloadTokenizers, TimeSlice, tokenizersLoaded, utf8Length } from './tokenizer.js';
 export type { EncodingName } from './tokenizer.js';
 export { SseDecoder } from './sse-decoder.js';

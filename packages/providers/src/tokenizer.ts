@@ -74,8 +74,13 @@ export class CountBudget {
   private runningSince: number | undefined;
   /** Characters handed to counting so far. */
   private seenChars = 0;
+  /** Texts (or pieces of one) bounded instead of counted exactly so far. */
+  boundedPieces = 0;
+
   /** True once some text was bounded instead of counted exactly. */
-  bounded = false;
+  get bounded(): boolean {
+    return this.boundedPieces > 0;
+  }
 
   constructor(private readonly maxMs: number) {}
 
@@ -216,7 +221,7 @@ export function countTextTokens(text: string, encoding: EncodingName, budget: Co
   const encoder = encoders.get(encoding);
   budget.see(text.length);
   if (!encoder || budget.expired) {
-    budget.bounded = true;
+    budget.boundedPieces++;
     return utf8Length(text);
   }
   if (text.length <= SHORT_TEXT) return budget.countAtOnce(encoder, text);
@@ -241,7 +246,7 @@ export async function countTextTokensSliced(text: string, encoding: EncodingName
   if (!encoder || text.length <= SHORT_TEXT) return countTextTokens(text, encoding, budget);
   budget.see(text.length);
   if (budget.expired) {
-    budget.bounded = true;
+    budget.boundedPieces++;
     return utf8Length(text);
   }
   const steps = countLongText(text, encoder, budget);
@@ -270,7 +275,7 @@ function* countLongText(text: string, encoder: Encoder, budget: CountBudget): Ge
   let runBytes = 0;
 
   const bound = (from: number, to?: number) => {
-    budget.bounded = true;
+    budget.boundedPieces++;
     return utf8Length(text.slice(from, to));
   };
   const flushBatch = (end: number) => {
