@@ -1,6 +1,6 @@
 // Benchmark 1b: what each piece of the chain costs, building it up one middleware at a time (in-process, memory stores).
 import { fileURLToPath } from 'node:url';
-import { forkBench } from './lib/child.js';
+import { askBenchChild } from './lib/child.js';
 import type { ChainCostRequest, ChainCostSamples } from './lib/chain-cost-child.js';
 import type { BenchContext, SectionResult } from './lib/section.js';
 import { fmtNumber, quantile, table } from './lib/stats.js';
@@ -23,26 +23,10 @@ function mean(samples: readonly number[]): number {
   return sum / samples.length;
 }
 
-async function measureInChild(request: ChainCostRequest): Promise<ChainCostSamples> {
-  const child = forkBench(ENTRY);
-  try {
-    return await new Promise<ChainCostSamples>((resolve, reject) => {
-      child.once('exit', (code, signal) => reject(new Error(`the chain-cost child exited (${code ?? signal})`)));
-      child.once('message', (reply: { ok: boolean; value?: ChainCostSamples; error?: string }) => {
-        if (reply.ok) resolve(reply.value!);
-        else reject(new Error(reply.error ?? 'the chain-cost child failed'));
-      });
-      child.send(request);
-    });
-  } finally {
-    child.kill();
-  }
-}
-
 export async function runChainCostBenchmark(context: BenchContext): Promise<SectionResult> {
-  const rounds = context.quick ? 12 : 60;
+  const rounds = context.quick ? 12 : 120;
   const requestsPerBlock = 2_000;
-  const { perRound, statuses } = await measureInChild({ steps: STEPS.length, rounds, requestsPerBlock, warmupRequests: 5_000, concurrency: 32 });
+  const { perRound, statuses } = await askBenchChild<ChainCostSamples>(ENTRY, { steps: STEPS.length, rounds, requestsPerBlock, warmupRequests: 5_000, concurrency: 32 } satisfies ChainCostRequest, 'chain-cost');
   statuses.forEach((answered, index) => {
     const others = Object.keys(answered).filter((code) => code !== '200');
     if (others.length > 0) throw new Error(`${STEPS[index]} answered ${JSON.stringify(answered)}`);
@@ -66,6 +50,7 @@ export async function runChainCostBenchmark(context: BenchContext): Promise<Sect
     `Each row adds one piece to the one above, in the order of the recommended (fused) chain mounted as one layer (core's \`chain()\`), on createMemoryStores(). ` +
       `All six apps are built in one child process (one heap, one JIT, the tokenizers loaded) and driven in-process (no sockets, 32 in flight, ` +
       `the event loop turning after each block), in ${rounds} rounds of one ${fmtNumber(requestsPerBlock)}-request block per app, each round starting at another app. ` +
+      'Each request brings a user message never sent before, after the same system prompt (the meter\'s count cache on: the system prompt is found, the new message counted). ' +
       'CPU per request is the process\'s CPU time (user + system, garbage collection included) over all of an app\'s blocks / their requests, so other work on a shared ' +
       'machine does not inflate it and a collection is paid by whichever app allocated its share; the marginal cost is what the row adds to the row above. ' +
       `The whole chain less bare Express, round by round: quartiles ${fmtNumber(q1, 1)} and ${fmtNumber(q3, 1)} µs, 95% interval of the mean ±${fmtNumber(halfInterval, 1)} µs.`,

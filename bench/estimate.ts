@@ -1,7 +1,8 @@
 // Benchmark 3: token estimation time and event-loop stalls, tollgate's estimator against the exact BPE libraries.
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { forkBench } from './lib/child.js';
+import { askBenchChild, forkBench } from './lib/child.js';
+import type { ConversationMeasurement, ConversationRequest } from './lib/conversation-child.js';
 import type { InputMeasurement } from './lib/estimate-child.js';
 import { estimationInputs } from './lib/inputs.js';
 import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
@@ -9,6 +10,7 @@ import { fmtMs, fmtNumber, median, table } from './lib/stats.js';
 import { TOKENIZERS } from './lib/tokenizers.js';
 
 const ENTRY = fileURLToPath(new URL('./lib/estimate-child.ts', import.meta.url));
+const CONVERSATION_ENTRY = fileURLToPath(new URL('./lib/conversation-child.ts', import.meta.url));
 
 type Outcome = { kind: 'ok'; value: InputMeasurement } | { kind: 'timeout'; limitMs: number } | { kind: 'error'; message: string };
 
@@ -90,7 +92,26 @@ export async function runEstimationBenchmark(context: BenchContext): Promise<Sec
     '',
     table(['input', ...TOKENIZERS, 'tollgate longest stall'], rows),
     ...(unavailable.length > 0 ? ['', 'Not measured:', ...unavailable] : []),
-  ].join('\n');
+  ];
+  const chat: ConversationRequest = { conversations: context.quick ? 2 : 6, turns: 20, systemChars: 4_000, userChars: 400, replyChars: 800 };
+  // Every turn of a few chats estimated as the meter does, with and without its count cache, in a child of their own.
+  const talk = await askBenchChild<ConversationMeasurement>(CONVERSATION_ENTRY, chat, 'conversation');
+  const calls = chat.conversations * chat.turns;
+  const conversationRows = [
+    ['no count cache', fmtMs(median(talk.uncachedMs)), fmtMs(median(talk.lastTurnUncachedMs)), `${talk.slicedUncached} of ${calls}`],
+    ['the count cache (meter() default)', fmtMs(median(talk.cachedMs)), fmtMs(median(talk.lastTurnCachedMs)), `${talk.slicedCached} of ${calls}`],
+  ];
+  const conversationBody = [
+    '',
+    `**A conversation resent each turn.** ${chat.conversations} chats of ${chat.turns} turns, each turn sending the whole history again, as chat APIs are ` +
+      `used: the same ${fmtNumber(chat.systemChars)}-character system prompt in every chat, then each turn's ${fmtNumber(chat.userChars)}-character question ` +
+      `after the earlier questions and ${fmtNumber(chat.replyChars)}-character answers (prose and code, ${fmtNumber(talk.lastTurnTokens)} input tokens at the last turn). ` +
+      'Every turn is estimated as meter() does it (at once when the new text is small, else in slices), once without a count cache and once with one ' +
+      'kept across all chats (a meter keeps one; which goes first alternates by turn); both give the same counts or the run fails. CPU time (user + system) ' +
+      'of the estimate; median over the chats.',
+    '',
+    table(['estimates', 'all turns of a chat', 'its last turn', 'turns counted in slices'], conversationRows),
+  ];
   const stalls = tollgate.map((o) => (o.kind === 'ok' ? o.value.maxStallMs : o.kind === 'timeout' ? Number.POSITIVE_INFINITY : Number.NaN));
   const measured = stalls.every((s) => !Number.isNaN(s));
   const worst = Math.max(...stalls);
@@ -127,5 +148,9 @@ export async function runEstimationBenchmark(context: BenchContext): Promise<Sec
         'Token limits and budgets reserve that much before the call (§3).',
     );
   }
-  return { title: '3. Token estimation', body, targets, findings };
+  findings.push(
+    `Estimation: a ${chat.turns}-turn chat that resends its history costs ${fmtMs(median(talk.uncachedMs))} of counting without the count cache and ` +
+      `${fmtMs(median(talk.cachedMs))} with it (meter()'s default), its last turn ${fmtMs(median(talk.lastTurnUncachedMs))} against ${fmtMs(median(talk.lastTurnCachedMs))} (§3).`,
+  );
+  return { title: '3. Token estimation', body: [...body, ...conversationBody].join('\n'), targets, findings };
 }

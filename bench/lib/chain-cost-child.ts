@@ -1,6 +1,6 @@
 // Child entry for benchmark 1b: every step of the chain built in this one process and driven in turn, block by block.
 import type { RequestListener } from 'node:http';
-import { authHeaders, benchKey, CHAT_BODY, CHAT_PATH } from './fixtures.js';
+import { authHeaders, benchKey, CHAT_PATH, chatBody } from './fixtures.js';
 import { inject } from './inject.js';
 import { buildTollgateChain } from './tollgate-apps.js';
 
@@ -19,14 +19,18 @@ export interface ChainCostSamples {
   statuses: Record<string, number>[];
 }
 
+/** Numbers every request's user message across all apps and blocks. */
+let nextMessage = 1;
+
 async function block(app: RequestListener, requests: number, concurrency: number, statuses: Record<string, number>): Promise<number> {
   const headers = authHeaders(benchKey(0));
-  const body = Buffer.from(CHAT_BODY);
   let sent = 0;
   const started = process.cpuUsage();
   const worker = async () => {
     while (sent < requests) {
       sent++;
+      // A user message never sent before (the system prompt repeats), as in real traffic: its tokens are counted.
+      const body = Buffer.from(chatBody(nextMessage++));
       const status = await inject(app, { method: 'POST', url: CHAT_PATH, headers, body });
       statuses[status] = (statuses[status] ?? 0) + 1;
     }
@@ -40,7 +44,7 @@ async function block(app: RequestListener, requests: number, concurrency: number
 
 async function measure(request: ChainCostRequest): Promise<ChainCostSamples> {
   const built = [];
-  for (let upTo = 0; upTo < request.steps; upTo++) built.push(await buildTollgateChain({ store: 'memory', upTo }));
+  for (let upTo = 0; upTo < request.steps; upTo++) built.push(await buildTollgateChain({ store: 'memory', upTo, freshPrompts: true }));
   try {
     const apps = built.map((b) => b.app as unknown as RequestListener);
     const statuses = apps.map(() => ({}) as Record<string, number>);

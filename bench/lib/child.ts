@@ -40,6 +40,26 @@ export function forkBench(entry: string, options: { exposeGc?: boolean; env?: Re
   });
 }
 
+/**
+ * Forks `entry`, sends it `request` and resolves with what it answers once (`{ ok: true, value }`),
+ * or rejects with its error (`{ ok: false, error }`) or when it exits first. The child is killed after.
+ */
+export async function askBenchChild<Value>(entry: string, request: unknown, name: string): Promise<Value> {
+  const child = forkBench(entry);
+  try {
+    return await new Promise<Value>((resolve, reject) => {
+      child.once('exit', (code, signal) => reject(new Error(`the ${name} child exited (${code ?? signal})`)));
+      child.once('message', (reply: { ok: boolean; value?: Value; error?: string }) => {
+        if (reply.ok) resolve(reply.value!);
+        else reject(new Error(reply.error ?? `the ${name} child failed`));
+      });
+      child.send(request as object);
+    });
+  } finally {
+    child.kill();
+  }
+}
+
 export async function startServer(spec: ServerSpec, options: { exposeGc?: boolean } = {}): Promise<BenchChild> {
   const child = forkBench(SERVER_ENTRY, options);
   let nextId = 1;

@@ -3,15 +3,23 @@ import { createHash } from 'node:crypto';
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
-/** A small chat request with a model and an output cap, as a client would send it. */
-export const CHAT_BODY = JSON.stringify({
-  model: 'gpt-4o-mini',
-  messages: [
-    { role: 'system', content: 'You are a terse assistant.' },
-    { role: 'user', content: 'Say hello in one short sentence.' },
-  ],
-  max_tokens: 64,
-});
+/**
+ * A small chat request with a model and an output cap, as a client would send it: the same system prompt every
+ * time, and a user message numbered `n`, so that a run can send each request a message never sent before.
+ */
+export function chatBody(n: number): string {
+  return JSON.stringify({
+    model: 'gpt-4o-mini',
+    messages: [
+      { role: 'system', content: 'You are a terse assistant.' },
+      { role: 'user', content: `Say hello in one short sentence. Request ${n}.` },
+    ],
+    max_tokens: 64,
+  });
+}
+
+/** The request of benches that send one body over and over (the meter's count cache is off in them: see tollgate-apps.ts). */
+export const CHAT_BODY = chatBody(0);
 
 export const STREAM_CHAT_BODY = JSON.stringify({ ...JSON.parse(CHAT_BODY), stream: true });
 

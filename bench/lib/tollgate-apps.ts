@@ -70,7 +70,9 @@ export async function buildTollgateChain(options: AppOptions): Promise<BuiltApp>
   const auth = apiKeyAuth({ keys: stores.keys });
   // No sinks: what a sink costs depends on the sink, and none blocks the request. The API is declared, as a user
   // must: it is never guessed from the path, and token limits and budgets refuse a route that declared none.
-  const metering = meter({ api: 'openai.chat' });
+  // The count cache finds texts sent before: on where each request brings a new user message (`freshPrompts`, §1b),
+  // off where a bench sends one body over and over, which it would answer from memory every time.
+  const metering = meter({ api: 'openai.chat', ...(options.freshPrompts === true ? {} : { countCacheChars: 0 }) });
   // Measured once the tokenizers are loaded (meter() starts loading them): before, estimates are the byte bound, which
   // costs nothing to count, and a drive that never lets the event loop turn would measure that instead.
   await (await import('@tollgate/providers')).preloadTokenizers();
@@ -123,6 +125,8 @@ export async function buildProxy(options: AppOptions): Promise<BuiltApp> {
     ...(redis ? { redisUrl: String(options.redisUrl ?? REDIS_URL), redisPrefix: String(options.prefix) } : {}),
     // Blocks are the proxy's default on Redis; `blocks: false` counts every request in Redis.
     ...(redis && options.blocks === false ? { redis: { blocks: false } } : {}),
+    // The bench sends one body over and over: the count cache would answer every request from memory.
+    countCacheChars: 0,
     // The profiler's observed case logs to a file; every other case keeps the log silent.
     log: (options.log as { level: 'info'; destination: string } | undefined) ?? { level: 'silent' },
   });

@@ -1,0 +1,100 @@
+// Child entry for benchmark 3's conversations: every turn of a chat estimated as the meter does, with and without the count cache.
+import { createPricing } from '@tollgate/core';
+import { estimateRequestAsync, estimateRequestAtOnce, preloadTokenizers, TokenCountCache } from '@tollgate/providers';
+import type { EstimateRequestInput, RequestEstimate } from '@tollgate/providers';
+import { prosePrompt } from './inputs.js';
+
+export interface ConversationRequest {
+  conversations: number;
+  turns: number;
+  systemChars: number;
+  userChars: number;
+  replyChars: number;
+}
+
+export interface ConversationMeasurement {
+  /** Per conversation: CPU ms of every turn's estimate together, without and with the cache. */
+  uncachedMs: number[];
+  cachedMs: number[];
+  /** CPU ms of the last turn's estimate, per conversation. */
+  lastTurnUncachedMs: number[];
+  lastTurnCachedMs: number[];
+  /** Input tokens of the last turn (the same with and without the cache, or the child fails). */
+  lastTurnTokens: number;
+  /** Estimates that had to be counted in slices (too much new text to count at once). */
+  slicedUncached: number;
+  slicedCached: number;
+}
+
+type Message = { role: string; content: string };
+
+const pricing = createPricing();
+
+/** As the meter runs it: at once when the new text is small, else in slices. */
+async function estimate(messages: Message[], countCache: TokenCountCache | undefined): Promise<{ estimate: RequestEstimate; sliced: boolean }> {
+  const input: EstimateRequestInput = { api: 'openai.chat', body: { model: 'gpt-4o', messages }, pricing, countCache, countScope: 'bench-tenant' };
+  const atOnce = estimateRequestAtOnce(input);
+  if (atOnce) return { estimate: atOnce, sliced: false };
+  return { estimate: await estimateRequestAsync(input), sliced: true };
+}
+
+function cpuMs(started: NodeJS.CpuUsage): number {
+  const used = process.cpuUsage(started);
+  return (used.user + used.system) / 1000;
+}
+
+async function measure(request: ConversationRequest): Promise<ConversationMeasurement> {
+  await preloadTokenizers();
+  // The app's system prompt is the same in every conversation; the turns are each conversation's own.
+  const system: Message = { role: 'system', content: prosePrompt(request.systemChars, 11) };
+  // One cache for the whole run, as a meter keeps one for all its requests.
+  const cache = new TokenCountCache();
+  const result: ConversationMeasurement = {
+    uncachedMs: [], cachedMs: [], lastTurnUncachedMs: [], lastTurnCachedMs: [], lastTurnTokens: 0, slicedUncached: 0, slicedCached: 0,
+  };
+  for (let conversation = 0; conversation < request.conversations; conversation++) {
+    const history: Message[] = [system];
+    const totals = { uncached: 0, cached: 0 };
+    for (let turn = 0; turn < request.turns; turn++) {
+      const seed = 1_000 + conversation * 100 + turn;
+      history.push({ role: 'user', content: prosePrompt(request.userChars, seed) });
+      const messages = history.slice();
+      // In turn which goes first: the second finds the CPU's caches warmed by the first.
+      const timed = async (countCache: TokenCountCache | undefined) => {
+        const started = process.cpuUsage();
+        const counted = await estimate(messages, countCache);
+        return { ...counted, ms: cpuMs(started) };
+      };
+      const first = await timed(turn % 2 === 0 ? undefined : cache);
+      const second = await timed(turn % 2 === 0 ? cache : undefined);
+      const [plain, kept] = turn % 2 === 0 ? [first, second] : [second, first];
+      const uncachedMs = plain.ms;
+      const cachedMs = kept.ms;
+      if (plain.estimate.inputTokens !== kept.estimate.inputTokens) {
+        throw new Error(`turn ${turn}: ${kept.estimate.inputTokens} tokens with the cache, ${plain.estimate.inputTokens} without`);
+      }
+      totals.uncached += uncachedMs;
+      totals.cached += cachedMs;
+      if (plain.sliced) result.slicedUncached++;
+      if (kept.sliced) result.slicedCached++;
+      if (turn === request.turns - 1) {
+        result.lastTurnUncachedMs.push(uncachedMs);
+        result.lastTurnCachedMs.push(cachedMs);
+        result.lastTurnTokens = plain.estimate.inputTokens;
+      }
+      // The model's answer goes into the history the next turn sends.
+      history.push({ role: 'assistant', content: prosePrompt(request.replyChars, seed + 50) });
+    }
+    result.uncachedMs.push(totals.uncached);
+    result.cachedMs.push(totals.cached);
+  }
+  return result;
+}
+
+process.on('message', (message: ConversationRequest) => {
+  measure(message).then(
+    (value) => process.send?.({ ok: true, value }),
+    (error: unknown) => process.send?.({ ok: false, error: error instanceof Error ? (error.stack ?? error.message) : String(error) }),
+  );
+});
+process.on('disconnect', () => process.exit(0));
