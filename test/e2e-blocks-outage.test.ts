@@ -122,10 +122,11 @@ const costOf = (records: readonly UsageRecord[]): number => records.reduce((tota
 const answered = (statuses: readonly number[]): number => statuses.filter((status) => status === 200).length;
 const recoveries = (proxy: SpawnedProxy): number => proxy.output().split('Redis answers again').length - 1;
 
-async function waitUntil(check: () => boolean | Promise<boolean>, what: string, ms = 20_000): Promise<void> {
+/** `what` names what was awaited; as a function, it also tells what was last seen. */
+async function waitUntil(check: () => boolean | Promise<boolean>, what: string | (() => string), ms = 20_000): Promise<void> {
   const until = Date.now() + ms;
   while (!(await check())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > until) throw new Error(`timed out waiting for ${typeof what === 'string' ? what : what()}`);
     await sleep(50);
   }
 }
@@ -215,10 +216,11 @@ describe('blocks on three leased processes when Redis fails', () => {
 
     // Blocks retired and settled, the slices' grants charged: Redis holds every record's cost, once.
     const logged = costOf(proxies.flatMap((_, index) => recordsOf(tenant, index)));
+    let last: Budget | undefined;
     await waitUntil(async () => {
-      const budget = await budgetOf(tenant);
-      return budget.reservedNanoUsd === 0 && budget.spentNanoUsd === logged;
-    }, 'spend to balance');
+      last = await budgetOf(tenant);
+      return last.reservedNanoUsd === 0 && last.spentNanoUsd === logged;
+    }, () => `spend to balance: the records cost ${logged} nano-USD, Redis last held ${JSON.stringify(last)}`);
     for (const proxy of proxies) expect(await budgetOf(tenant, proxy)).toEqual({ spentNanoUsd: logged, reservedNanoUsd: 0 });
     // Past the budget by at most what the processes' slices granted on their own.
     expect(logged).toBeLessThanOrEqual(BUDGET_NANO + PROCESSES * SLICE_NANO);

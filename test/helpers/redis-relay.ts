@@ -1,6 +1,44 @@
-// A TCP relay in front of Redis that counts sequential round trips (flights) and commands across all its connections.
+// TCP relays in front of Redis: one counts sequential round trips (flights) and commands across all its connections; one
+// loses, drops or holds the reply to a command.
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
+
+/** Each client connection paired with one of its own to Redis; a subclass relays the bytes. */
+abstract class RedisRelay {
+  readonly #server: net.Server;
+  readonly #open = new Set<net.Socket>();
+
+  constructor(private readonly target: URL) {
+    this.#server = net.createServer((app) => this.#pair(app));
+  }
+
+  #pair(app: net.Socket): void {
+    const redis = net.connect(Number(this.target.port || 6379), this.target.hostname);
+    this.#open.add(app).add(redis);
+    const teardown = () => {
+      app.destroy();
+      redis.destroy();
+      this.#open.delete(app);
+      this.#open.delete(redis);
+    };
+    for (const socket of [app, redis]) socket.on('close', teardown).on('error', teardown);
+    this.relay(app, redis, teardown);
+  }
+
+  /** Passes bytes between the client (`app`) and Redis; `teardown` closes both. */
+  protected abstract relay(app: net.Socket, redis: net.Socket, teardown: () => void): void;
+
+  /** Starts listening; resolves with the redis:// URL to give clients. */
+  async listen(): Promise<string> {
+    await new Promise<void>((resolve) => this.#server.listen(0, '127.0.0.1', resolve));
+    return `redis://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.#open) socket.destroy();
+    await new Promise((resolve) => this.#server.close(resolve));
+  }
+}
 
 /**
  * Counts flights: a connection starts a new flight when it sends after having heard back from
@@ -46,15 +84,9 @@ class CommandCounter {
   }
 }
 
-export class RedisFlightRelay {
+export class RedisFlightRelay extends RedisRelay {
   #flights = 0;
   readonly #commands: string[] = [];
-  readonly #server: net.Server;
-  readonly #open = new Set<net.Socket>();
-
-  constructor(private readonly target: URL) {
-    this.#server = net.createServer((app) => this.#pair(app));
-  }
 
   get flights(): number {
     return this.#flights;
@@ -65,9 +97,7 @@ export class RedisFlightRelay {
     return this.#commands;
   }
 
-  #pair(app: net.Socket): void {
-    const redis = net.connect(Number(this.target.port || 6379), this.target.hostname);
-    this.#open.add(app).add(redis);
+  protected relay(app: net.Socket, redis: net.Socket): void {
     let waiting = false;
     const counter = new CommandCounter();
     app.on('data', (bytes: Buffer) => {
@@ -82,23 +112,49 @@ export class RedisFlightRelay {
       waiting = false;
       app.write(bytes);
     });
-    const teardown = () => {
-      app.destroy();
-      redis.destroy();
-      this.#open.delete(app);
-      this.#open.delete(redis);
-    };
-    for (const socket of [app, redis]) socket.on('close', teardown).on('error', teardown);
+  }
+}
+
+/**
+ * What the relay does to the next bytes a client sends:
+ * - `cut`: Redis gets them and runs the command; its reply is thrown away and the connection
+ *   closed (a Redis killed, or a network that broke, between running a command and answering);
+ * - `drop`: Redis never gets them, and the connection is closed;
+ * - `hold`: the reply is delivered `holdMs` late, on the same connection (a Redis that stalls).
+ */
+export type ReplyFault = { kind: 'cut' } | { kind: 'drop' } | { kind: 'hold'; holdMs: number };
+
+export class ReplyFaultRelay extends RedisRelay {
+  #fault: ReplyFault | undefined;
+  /** Faults applied so far. */
+  applied = 0;
+
+  /** Applies `fault` to the next bytes any client sends (once). */
+  arm(fault: ReplyFault): void {
+    this.#fault = fault;
   }
 
-  /** Starts listening; resolves with the redis:// URL to give clients. */
-  async listen(): Promise<string> {
-    await new Promise<void>((resolve) => this.#server.listen(0, '127.0.0.1', resolve));
-    return `redis://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
-  }
-
-  async close(): Promise<void> {
-    for (const socket of this.#open) socket.destroy();
-    await new Promise((resolve) => this.#server.close(resolve));
+  protected relay(app: net.Socket, redis: net.Socket, teardown: () => void): void {
+    /** What happens to the next reply bytes, when not simply passed on. */
+    let onReply: ((bytes: Buffer) => void) | undefined;
+    app.on('data', (bytes: Buffer) => {
+      const fault = this.#fault;
+      this.#fault = undefined;
+      if (fault) this.applied++;
+      if (fault?.kind === 'drop') return teardown();
+      if (fault?.kind === 'cut') onReply = () => teardown();
+      if (fault?.kind === 'hold') {
+        onReply = (reply) => {
+          redis.pause();
+          setTimeout(() => {
+            onReply = undefined;
+            app.write(reply);
+            redis.resume();
+          }, fault.holdMs);
+        };
+      }
+      redis.write(bytes);
+    });
+    redis.on('data', (bytes: Buffer) => (onReply ? onReply(bytes) : app.write(bytes)));
   }
 }

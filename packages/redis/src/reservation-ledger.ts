@@ -25,6 +25,14 @@ interface PendingSettle {
   reject(error: unknown): void;
 }
 
+/** A reserve whose reply never came (the connection broke, or the deadline passed): Redis may have run it. */
+interface InDoubt {
+  /** Its receipt's tag, `seq,id`, in field `seq % RECEIPTS`. */
+  seq: number;
+  id: string;
+  scopes: string[];
+}
+
 /** A batch as sent (and, when it cannot be sent before close, as spooled). */
 interface Batch {
   ledger: string;
@@ -70,6 +78,18 @@ function bucketSize(ttlMs: number): number {
 }
 
 const RETRY_MAX_MS = 2_000;
+/**
+ * Receipt fields per ledger, reused in turn: a lost reply is looked up long before this many
+ * reserves of the same process landed after it (one round trip once Redis answers again).
+ */
+const RECEIPTS = 4_096;
+const MAX_IN_DOUBT = 10_000;
+
+/** False for a failure that came before the command was sent (node-redis's client offline or closed). */
+function mayHaveRun(error: unknown): boolean {
+  const name = (error as { name?: unknown } | null)?.name;
+  return name !== 'ClientOfflineError' && name !== 'ClientClosedError';
+}
 /** A claimed spool file this old belongs to a ledger that died before it sent it: taken over again (its batches land once). */
 const STALE_CLAIM_MS = 5 * 60_000;
 
@@ -83,6 +103,12 @@ const STALE_CLAIM_MS = 5 * 60_000;
  * whose reply was lost is sent again with its number and applied once. One that cannot land is
  * retried until it does; at `close()` what is left goes to the spool file. A reservation this
  * process never settles (it died) is charged its amount when its bucket expires.
+ *
+ * A reserve whose reply never came may have run. Each grant leaves a receipt in a ring of fields
+ * of this ledger's own hash; once Redis answers again the ledger reads the receipts of its lost
+ * replies and gives back, with the next batch, what they hold. A reserve that never ran left no
+ * receipt and gives back nothing. The receipts are read on the same connection, after the lost
+ * reserve: a reserve still on its way lands before they are read.
  */
 export class RedisReservationLedger implements ReservationLedger {
   readonly #base: string;
@@ -95,6 +121,9 @@ export class RedisReservationLedger implements ReservationLedger {
   /** Numbered batches of this ledger (a process's own sequence in Redis). */
   readonly #id = randomUUID();
   #seq = 0;
+  /** Reserves sent: each one's receipt field and tag. */
+  #reserves = 0;
+  #inDoubt: InDoubt[] = [];
   /** Spooled batches of earlier ledgers, sent before anything of this one. */
   #replay: Batch[] = [];
   /** The spool files this ledger took over, deleted once their batches landed. */
@@ -167,8 +196,8 @@ export class RedisReservationLedger implements ReservationLedger {
     const amount = Math.max(0, request.amount);
     const least = Math.min(amount, Math.max(0, request.minAmount ?? amount));
     const ttlMs = Math.max(1, Math.ceil(request.ttlMs));
-    const keys = new Array<string>(scopes.length);
-    const args = new Array<number>(4 + 2 * scopes.length);
+    const keys = new Array<string>(scopes.length + 1);
+    const args = new Array<number | string>(6 + 2 * scopes.length);
     args[0] = amount;
     args[1] = least;
     args[2] = ttlMs;
@@ -179,7 +208,18 @@ export class RedisReservationLedger implements ReservationLedger {
       args[4 + 2 * i] = scope.limit;
       args[5 + 2 * i] = Math.ceil(scope.expiresAt);
     }
-    const reply = (await this.#run(scripts.reserve, keys, args)) as unknown[];
+    const seq = this.#reserves++;
+    keys[scopes.length] = this.#receiptsKey;
+    args[4 + 2 * scopes.length] = seq % RECEIPTS;
+    args[5 + 2 * scopes.length] = `${seq},${request.id}`;
+    let reply: unknown[];
+    try {
+      reply = (await this.#run(scripts.reserve, keys, args)) as unknown[];
+    } catch (error) {
+      // It may have run before the failure: its receipt, if any, tells (one that held nothing left none).
+      if (mayHaveRun(error)) this.#doubt({ seq, id: request.id, scopes: scopes.map((scope) => scope.key) });
+      throw error;
+    }
     if (reply[0] !== 1) {
       const refused = scopes[Number(reply[1]) - 1] as LedgerScope;
       return { ok: false, scope: refused.key, limit: refused.limit, remaining: Number(reply[2]), resetAt: refused.expiresAt };
@@ -244,6 +284,7 @@ export class RedisReservationLedger implements ReservationLedger {
   #flush(): Promise<void> {
     if (this.#flushing) return this.#flushing;
     const run = async () => {
+      await this.#resolveInDoubt();
       while (this.#replay.length > 0) {
         await this.#sendUntilLanded(this.#replay[0]!);
         this.#replay.shift();
@@ -262,7 +303,7 @@ export class RedisReservationLedger implements ReservationLedger {
     };
     const flushing = run().finally(() => {
       this.#flushing = undefined;
-      if (this.#pending.length > 0 && !this.#closed) this.#schedule(this.#delayMs);
+      if ((this.#pending.length > 0 || this.#inDoubt.length > 0) && !this.#closed) this.#schedule(this.#delayMs);
     });
     this.#flushing = flushing;
     return flushing;
@@ -294,6 +335,51 @@ export class RedisReservationLedger implements ReservationLedger {
     const args = [String(seq)];
     for (const share of shares.values()) args.push(String(share.scope), share.bucket, String(share.amount), String(share.actual));
     return { batch: { ledger: this.#id, seq, keys: [...scopeKeys.map((key) => this.#scopeKey(key)), this.#sequenceKey(this.#id)], args }, scopeKeys };
+  }
+
+  #doubt(reserve: InDoubt): void {
+    // A bound on what a long outage of a live connection can pile up: the oldest are left to be charged at expiry.
+    if (this.#inDoubt.length >= MAX_IN_DOUBT) {
+      const [dropped] = this.#inDoubt.splice(0, 1);
+      process.emitWarning(`tollgate: more than ${MAX_IN_DOUBT} budget reservations whose reply was lost wait to be looked up; ${dropped!.id} is not, and if it held budget, that is charged when it expires`, { code: 'TOLLGATE_RESERVE_IN_DOUBT' });
+    }
+    this.#inDoubt.push(reserve);
+    this.#schedule(this.#delayMs);
+  }
+
+  get #receiptsKey(): string {
+    return `${this.#base}receipts:${this.#id}`;
+  }
+
+  /**
+   * Reads the receipts of the reserves whose reply never came, again and again until Redis
+   * answers, and queues what each one holds to be given back (settled at 0) with the next batch.
+   */
+  async #resolveInDoubt(): Promise<void> {
+    for (let attempt = 0; this.#inDoubt.length > 0; attempt++) {
+      const asked = this.#inDoubt.slice(0, 256);
+      let receipts: unknown[];
+      try {
+        receipts = (await this.#run(scripts.reserveReceipts, [this.#receiptsKey], asked.map(({ seq }) => seq % RECEIPTS))) as unknown[];
+      } catch (error) {
+        if (this.#closed) throw error;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(RETRY_MAX_MS, 50 * 2 ** attempt)));
+        continue;
+      }
+      this.#inDoubt.splice(0, asked.length);
+      asked.forEach(({ seq, id, scopes }, i) => {
+        const receipt = receipts[i];
+        const tag = `${seq},${id},`;
+        if (typeof receipt === 'string' && receipt.startsWith(tag)) {
+          const [bucket, granted] = receipt.slice(tag.length).split(',');
+          const settle = () => undefined;
+          this.#pending.push({ held: { amount: Number(granted), bucket: bucket!, scopes }, actual: 0, resolve: settle, reject: settle });
+        } else if (typeof receipt === 'string' && Number(receipt.slice(0, receipt.indexOf(','))) > seq) {
+          // Its field was reused: whatever it held is charged when its bucket expires, as for a process that died.
+          process.emitWarning(`tollgate: the outcome of budget reservation ${id}, whose reply was lost, is no longer known; if it held budget, that is charged when it expires`, { code: 'TOLLGATE_RESERVE_IN_DOUBT' });
+        }
+      });
+    }
   }
 
   #sequenceKey(ledger: string): string {
@@ -346,9 +432,14 @@ export class RedisReservationLedger implements ReservationLedger {
     return this.#pending.length + this.#replay.length;
   }
 
+  /** Reserves whose reply never came, not looked up yet. */
+  get reservesInDoubt(): number {
+    return this.#inDoubt.length;
+  }
+
   /** Holds no reservation and has nothing to send: dropping it loses nothing (a sharded ledger drops idle slots' ledgers). */
   get idle(): boolean {
-    return this.#held.size === 0 && this.#pending.length === 0 && this.#replay.length === 0 && !this.#timer && !this.#flushing;
+    return this.#held.size === 0 && this.#pending.length === 0 && this.#replay.length === 0 && this.#inDoubt.length === 0 && !this.#timer && !this.#flushing;
   }
 
   /**
@@ -360,7 +451,7 @@ export class RedisReservationLedger implements ReservationLedger {
     this.#timer = undefined;
     const landed = await Promise.race([
       (async () => {
-        while (this.#flushing || this.#pending.length > 0 || this.#replay.length > 0) await this.#flush();
+        while (this.#flushing || this.#pending.length > 0 || this.#replay.length > 0 || this.#inDoubt.length > 0) await this.#flush();
         return true;
       })().catch(() => false),
       new Promise<boolean>((resolve) => setTimeout(() => resolve(false), deadlineMs).unref()),

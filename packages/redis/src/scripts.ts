@@ -272,9 +272,13 @@ end
 `;
 
 /**
- * KEYS: the scope hashes. ARGV: amount, minAmount, ttlMs, bucketMs, then (limit, periodEnd) per scope.
+ * KEYS: the scope hashes, then the reserving ledger's receipts hash. ARGV: amount, minAmount,
+ * ttlMs, bucketMs, then (limit, periodEnd) per scope, then the receipt's field and tag.
  * Returns {1, granted, bucket time, then (spent, reserved) per scope after the reserve}, or
  * {0, index of the refusing scope (1-based), its remaining}.
+ * A grant leaves a receipt, "tag,bucket,granted", in a field the ledger reuses after a while (a
+ * ring): a ledger that lost the reply reads it there and gives back what was held (see
+ * reserveReceipts).
  */
 export const reserve = new LuaScript(
   'reserve',
@@ -283,8 +287,9 @@ export const reserve = new LuaScript(
   local least = tonumber(ARGV[2])
   local size = tonumber(ARGV[4])
   local bucket = fmt(math.ceil((now + tonumber(ARGV[3])) / size) * size)
+  local n = #KEYS - 1
   local states = {}
-  for i = 1, #KEYS do
+  for i = 1, n do
     local st = open(KEYS[i], tonumber(ARGV[4 + 2 * i]))
     local remaining = tonumber(ARGV[3 + 2 * i]) - st.s - st.r
     if remaining < 0 then remaining = 0 end
@@ -293,7 +298,7 @@ export const reserve = new LuaScript(
     states[i] = st
   end
   local out = {1, fmt(grant), bucket}
-  for i = 1, #KEYS do
+  for i = 1, n do
     local scope = KEYS[i]
     local st = states[i]
     local periodEnd = tonumber(ARGV[4 + 2 * i])
@@ -312,7 +317,17 @@ export const reserve = new LuaScript(
     out[2 + 2 * i] = fmt(st.s)
     out[3 + 2 * i] = fmt(st.r)
   end
+  redis.call('HSET', KEYS[n + 1], ARGV[5 + 2 * n], ARGV[6 + 2 * n] .. ',' .. bucket .. ',' .. fmt(grant))
+  redis.call('PEXPIRE', KEYS[n + 1], MARGIN)
   return out
+  `,
+);
+
+/** KEYS: a ledger's receipts hash. ARGV: fields. Returns the receipts in them (false where none). */
+export const reserveReceipts = new LuaScript(
+  'reserveReceipts',
+  `
+  return redis.call('HMGET', KEYS[1], unpack(ARGV))
   `,
 );
 
@@ -528,6 +543,7 @@ export const SCRIPTS = {
   hitFixedWindowBy,
   returnFixedWindowHits,
   reserve,
+  reserveReceipts,
   settleBatch,
   ledgerUsage,
   adjustSpent,

@@ -86,7 +86,8 @@ describe('key layout', () => {
     }
     const ledgerTags = new Set(keys.filter((k) => k.includes(':{ledger}:')).map(hashTag));
     expect(ledgerTags).toEqual(new Set(['ledger']));
-    expect(keys.filter((k) => k.includes(':{ledger}:'))).toHaveLength(4);
+    // 4 scope hashes and the ledger's reserve receipts.
+    expect(keys.filter((k) => k.includes(':{ledger}:'))).toHaveLength(5);
     const keyStoreTags = new Set(keys.filter((k) => k.includes(':{keys}:')).map(hashTag));
     expect(keyStoreTags).toEqual(new Set(['keys']));
     expect(keys.find((k) => k.includes(':wc:'))).toBe(`${prefix}wc:{key:k1}:60000`);

@@ -40,8 +40,13 @@ describe('reservation ledger layout', () => {
     expect(Number(bucket) - Date.now()).toBeLessThan(60_000 + 8_192 + 1_000);
     await stores.ledger.settle('r1', 5);
     expect(await client.hGetAll(key('scope:tenant:a'))).toEqual({ s: '5', r: '0', pe: String(expiresAt), lb: '', x: String(expiresAt + day) });
-    // One scope hash, and this process's settle sequence: no reservation record, no holds set.
-    expect((await keysWithPrefix(prefix)).filter((k) => !k.includes(':seq:')).sort()).toEqual([key('scope:tenant:a')]);
+    // One scope hash, this process's settle sequence and its ring of reserve receipts (each grant's
+    // bucket and amount, read only after a lost reply): no reservation record, no holds set.
+    const keys = await keysWithPrefix(prefix);
+    expect(keys.filter((k) => !k.includes(':seq:') && !k.includes(':receipts:')).sort()).toEqual([key('scope:tenant:a')]);
+    const receipts = keys.filter((k) => k.includes(':receipts:'));
+    expect(receipts).toHaveLength(1);
+    expect(Object.values(await client.hGetAll(receipts[0]!))).toContain(`0,r1,${bucket},7`);
   });
 
   it('lets a scope live a day past its period end, or past a reservation that outlasts the period (for late settles)', async () => {

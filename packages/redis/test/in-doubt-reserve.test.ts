@@ -1,0 +1,93 @@
+// A reserve whose reply never came: Redis may have run it or not. The ledger finds out once Redis answers again and gives
+// back what it holds, so a lost reply costs nothing; a reserve that never ran gives back nothing (others' holds stay).
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import { StoreTimeoutError } from '@tollgate/core';
+import { createRedisStores, RedisReservationLedger, type RedisStores } from '@tollgate/redis';
+import { deleteKeys, eventually, REDIS_URL, requireRedis, uniquePrefix } from './helpers.js';
+import { ReplyFaultRelay } from '../../../test/helpers/redis-relay.js';
+
+const unhandled: unknown[] = [];
+const onUnhandled = (reason: unknown) => void unhandled.push(reason);
+beforeAll(() => void process.on('unhandledRejection', onUnhandled));
+afterAll(() => void process.off('unhandledRejection', onUnhandled));
+
+const TTL_MS = 60_000;
+const scope = () => ({ key: 'tenant:acme', limit: 1_000_000, expiresAt: Date.now() + 3_600_000 });
+
+let relay: ReplyFaultRelay;
+let relayUrl: string;
+let prefix: string;
+/** Through the relay: the ledger under test. */
+let stores: RedisStores;
+/** Straight to Redis: another process, and the one that reads the balance. */
+let other: RedisStores;
+
+beforeAll(async () => {
+  await requireRedis();
+  relay = new ReplyFaultRelay(new URL(REDIS_URL));
+  relayUrl = await relay.listen();
+});
+
+beforeEach(async () => {
+  prefix = uniquePrefix();
+  stores = createRedisStores({ url: relayUrl, prefix, timeoutMs: 300 });
+  other = createRedisStores({ url: REDIS_URL, prefix, timeoutMs: 2_000 });
+  // Connected and the scripts loaded before a fault is armed.
+  expect(await stores.ledger.usage([scope()])).toEqual([{ key: 'tenant:acme', spent: 0, reserved: 0 }]);
+});
+
+afterEach(async () => {
+  await stores.close();
+  await other.close();
+  await deleteKeys(prefix);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  expect(unhandled).toEqual([]);
+});
+
+afterAll(async () => {
+  await relay.close();
+});
+
+const balance = async () => (await other.ledger.usage([scope()]))[0];
+
+describe('a reserve whose reply never came', () => {
+  it('Redis ran it and the connection broke before the reply: what it holds goes back once Redis answers again', async () => {
+    relay.arm({ kind: 'cut' });
+    await expect(stores.ledger.reserve({ id: 'lost', amount: 700, scopes: [scope()], ttlMs: TTL_MS })).rejects.toThrow();
+    expect(relay.applied).toBeGreaterThan(0);
+    await eventually(async () => expect(await balance()).toEqual({ key: 'tenant:acme', spent: 0, reserved: 0 }));
+    // The ledger goes on as before: a reservation settled is charged what it spent, once.
+    expect(await stores.ledger.reserve({ id: 'next', amount: 500, scopes: [scope()], ttlMs: TTL_MS })).toMatchObject({ ok: true, amount: 500 });
+    await stores.ledger.settle('next', 123);
+    expect(await balance()).toEqual({ key: 'tenant:acme', spent: 123, reserved: 0 });
+  });
+
+  it('Redis answered after the deadline, on a connection still open: what it holds goes back', async () => {
+    relay.arm({ kind: 'hold', holdMs: 800 });
+    await expect(stores.ledger.reserve({ id: 'late', amount: 900, scopes: [scope()], ttlMs: TTL_MS })).rejects.toBeInstanceOf(StoreTimeoutError);
+    await eventually(async () => expect(await balance()).toEqual({ key: 'tenant:acme', spent: 0, reserved: 0 }));
+  });
+
+  it('Redis never got it: nothing goes back, and what others hold in the same bucket stays held', async () => {
+    expect(await other.ledger.reserve({ id: 'theirs', amount: 400, scopes: [scope()], ttlMs: TTL_MS })).toMatchObject({ ok: true });
+    relay.arm({ kind: 'drop' });
+    await expect(stores.ledger.reserve({ id: 'never', amount: 600, scopes: [scope()], ttlMs: TTL_MS })).rejects.toThrow();
+    // The ledger looked its receipt up and found none: nothing of its own to give back.
+    const ledger = stores.ledger as RedisReservationLedger;
+    expect(ledger).toBeInstanceOf(RedisReservationLedger);
+    await eventually(async () => expect(ledger.reservesInDoubt).toBe(0));
+    await eventually(async () => expect(ledger.idle).toBe(true));
+    expect(await balance()).toEqual({ key: 'tenant:acme', spent: 0, reserved: 400 });
+    await other.ledger.settle('theirs', 400);
+    expect(await balance()).toEqual({ key: 'tenant:acme', spent: 400, reserved: 0 });
+  });
+
+  it('a reserve made again under the same id after the lost reply holds once', async () => {
+    relay.arm({ kind: 'cut' });
+    await expect(stores.ledger.reserve({ id: 'again', amount: 300, scopes: [scope()], ttlMs: TTL_MS })).rejects.toThrow();
+    await eventually(() => stores.ledger.reserve({ id: 'again', amount: 300, scopes: [scope()], ttlMs: TTL_MS }));
+    await eventually(async () => expect(await balance()).toEqual({ key: 'tenant:acme', spent: 0, reserved: 300 }));
+    await stores.ledger.settle('again', 250);
+    expect(await balance()).toEqual({ key: 'tenant:acme', spent: 250, reserved: 0 });
+  });
+});
