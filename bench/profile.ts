@@ -1,13 +1,15 @@
 // The in-process profiling driver: where a request's CPU and bytes go, by package and by function.
 //
-//   pnpm run profile [--case bare|erl|chain|proxy|proxy-observed|proxy-traced] [--store memory|redis] [--up-to 1..5 (chain: its first N steps)] [--requests 20000] [--top 25] [--out file.md]
+//   pnpm run profile [--case bare|erl|chain|proxy|proxy-observed|proxy-traced] [--store memory|redis] [--up-to 1..5 (chain: its first N steps)] [--fresh-prompts] [--requests 20000] [--top 25] [--out file.md]
 //
 // One case in this process, driven one request at a time through bench/lib/inject.ts (no client sockets; the
 // proxy's upstream is the zero-latency mock in a child process of its own). After a warm-up it measures, over
 // separate blocks of the same requests so no tool pays for another's: CPU per request (process.cpuUsage), bytes
 // allocated and garbage collection per request (v8.GCProfiler: what the heap held before each collection less what it
 // kept, plus the growth since the last), a sampled CPU profile (self time by package and function) and a sampled
-// allocation profile (bytes by package and function, collected objects included). With `--store redis` the chain
+// allocation profile (bytes by package and function, collected objects included). `--fresh-prompts` sends the chain a
+// user message never sent before in each request, with its count cache on (the workload of bench §1b); otherwise
+// every request sends the same body and the count cache is off. With `--store redis` the chain
 // and the proxy run on createRedisStores against a redis-server of the driver's own (bench/lib/private-redis.ts).
 import { Session } from 'node:inspector/promises';
 import { parseArgs } from 'node:util';
@@ -19,7 +21,7 @@ import v8 from 'node:v8';
 import type { Express } from 'express';
 import { baseApp, answerAtOnce } from './lib/app-base.js';
 import { startServer, type BenchChild } from './lib/child.js';
-import { authHeaders, benchKey, CHAT_BODY, CHAT_PATH } from './lib/fixtures.js';
+import { authHeaders, benchKey, CHAT_BODY, CHAT_PATH, chatBody } from './lib/fixtures.js';
 import { inject } from './lib/inject.js';
 import { PrivateRedis } from './lib/private-redis.js';
 import { APP_BUILDERS } from './lib/apps.js';
@@ -36,6 +38,7 @@ const { values } = parseArgs({
     case: { type: 'string', default: 'chain' },
     store: { type: 'string', default: 'memory' },
     blocks: { type: 'boolean', default: false },
+    'fresh-prompts': { type: 'boolean', default: false },
     'up-to': { type: 'string' },
     requests: { type: 'string', default: '20000' },
     top: { type: 'string', default: '25' },
@@ -48,6 +51,7 @@ const store = values.store as StoreKind;
 if (!STORES.includes(store)) throw new Error(`--store must be one of ${STORES.join(', ')}`);
 if (store === 'redis' && which === 'bare') throw new Error('--store redis profiles the chain or the proxy; bare Express has no stores');
 if (which === 'erl' && store !== 'redis') throw new Error('--case erl (express-rate-limit + rate-limit-redis) needs --store redis');
+if (values['fresh-prompts'] && which !== 'chain' && which !== 'bare') throw new Error('--fresh-prompts profiles the chain, or bare Express with the same bodies');
 const requests = Number(values.requests);
 const top = Number(values.top);
 
@@ -75,8 +79,10 @@ async function buildSubject(upstream: BenchChild | undefined, redis: PrivateRedi
   }
   if (which === 'chain') {
     const upTo = values['up-to'] === undefined ? {} : { upTo: Number(values['up-to']) };
-    const built = await buildTollgateChain({ ...storeOptions(redis), ...upTo });
-    return { ...built, note: `the recommended fused chain on ${stores} (apiKeyAuth, meter, combineLimits of the request limit, the token limit and the budget guard), the same handler` };
+    const fresh = values['fresh-prompts'] ? { freshPrompts: true } : {};
+    const built = await buildTollgateChain({ ...storeOptions(redis), ...upTo, ...fresh });
+    const prompts = values['fresh-prompts'] ? ', a user message never sent before in each request' : '';
+    return { ...built, note: `the recommended fused chain on ${stores}${prompts} (apiKeyAuth, meter, combineLimits of the request limit, the token limit and the budget guard), the same handler` };
   }
   const observed = which !== 'proxy';
   const tracing = which === 'proxy-traced' ? await registerTracing() : undefined;
@@ -116,10 +122,12 @@ async function registerTracing(): Promise<() => Promise<void>> {
   };
 }
 
-const body = Buffer.from(CHAT_BODY);
+const sameBody = Buffer.from(CHAT_BODY);
 const headers = authHeaders(benchKey(0));
+let sent = 0;
 
 async function one(app: Express): Promise<void> {
+  const body = values['fresh-prompts'] ? Buffer.from(chatBody(++sent)) : sameBody;
   const status = await inject(app, { method: 'POST', url: CHAT_PATH, headers, body });
   if (status !== 200) throw new Error(`${which} answered ${status}`);
   // What runs after the answer (settles, records, counts) belongs to the request.
