@@ -317,8 +317,10 @@ export const reserve = new LuaScript(
     out[2 + 2 * i] = fmt(st.s)
     out[3 + 2 * i] = fmt(st.r)
   end
-  redis.call('HSET', KEYS[n + 1], ARGV[5 + 2 * n], ARGV[6 + 2 * n] .. ',' .. bucket .. ',' .. fmt(grant))
-  redis.call('PEXPIRE', KEYS[n + 1], MARGIN)
+  -- A field written for the first time (the first lap of the ring, or a hash that expired) sets the expiry.
+  if redis.call('HSET', KEYS[n + 1], ARGV[5 + 2 * n], ARGV[6 + 2 * n] .. ',' .. bucket .. ',' .. fmt(grant)) == 1 then
+    redis.call('PEXPIRE', KEYS[n + 1], MARGIN)
+  end
   return out
   `,
 );

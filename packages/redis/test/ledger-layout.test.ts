@@ -47,6 +47,8 @@ describe('reservation ledger layout', () => {
     const receipts = keys.filter((k) => k.includes(':receipts:'));
     expect(receipts).toHaveLength(1);
     expect(Object.values(await client.hGetAll(receipts[0]!))).toContain(`0,r1,${bucket},7`);
+    // Gone a day after its fields were first written: a process that stopped leaves nothing behind.
+    expect(Math.abs((await client.pTTL(receipts[0]!)) - day)).toBeLessThan(5_000);
   });
 
   it('lets a scope live a day past its period end, or past a reservation that outlasts the period (for late settles)', async () => {

@@ -11,7 +11,7 @@ const PINNED: Record<keyof typeof SCRIPTS, string> = {
   returnFixedWindowHit: '47524adddfb01229bd4cae1ba9801a634894a241',
   hitFixedWindowBy: '3e9b943bf830324cb8d41359b536499838e50fb4',
   returnFixedWindowHits: 'a254afa07c68e04c142e1025fba6e9ecd8cf2fc3',
-  reserve: 'c4cd5f63797f32b496f1d4ac716b524e9974655a',
+  reserve: '1a7bb40eff734237ed8812e5e530fa62a947d6b3',
   reserveReceipts: '1e31507ae86ff56f4c3bacc5a47e742c07b64b92',
   settleBatch: '728e6926fc6fba56f3d04b306391168a69418f9c',
   ledgerUsage: '9bac012baa350bb14aa1c1d83382a18cf953d8d2',
