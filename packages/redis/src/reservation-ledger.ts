@@ -124,6 +124,8 @@ export class RedisReservationLedger implements ReservationLedger {
   /** Reserves sent: each one's receipt field and tag. */
   #reserves = 0;
   #inDoubt: InDoubt[] = [];
+  /** Receipt lookups that failed in a row (their backoff). */
+  #lookupFailures = 0;
   /** Spooled batches of earlier ledgers, sent before anything of this one. */
   #replay: Batch[] = [];
   /** The spool files this ledger took over, deleted once their batches landed. */
@@ -284,22 +286,24 @@ export class RedisReservationLedger implements ReservationLedger {
   #flush(): Promise<void> {
     if (this.#flushing) return this.#flushing;
     const run = async () => {
-      await this.#resolveInDoubt();
       while (this.#replay.length > 0) {
         await this.#sendUntilLanded(this.#replay[0]!);
         this.#replay.shift();
         if (this.#replay.length === 0) this.#dropClaimed();
       }
       const pending = this.#pending;
-      if (pending.length === 0) return;
-      this.#pending = [];
-      const { batch, scopeKeys } = this.#batchOf(pending);
-      this.#sending = { batch, settles: pending };
-      const balances = await this.#sendUntilLanded(batch);
-      this.#sending = undefined;
-      const byKey = new Map<string, ScopeUsage>();
-      scopeKeys.forEach((key, i) => byKey.set(key, balances[i] ?? { key, spent: 0, reserved: 0 }));
-      for (const settle of pending) settle.resolve(settle.held.scopes.map((key) => byKey.get(key)!));
+      if (pending.length > 0) {
+        this.#pending = [];
+        const { batch, scopeKeys } = this.#batchOf(pending);
+        this.#sending = { batch, settles: pending };
+        const balances = await this.#sendUntilLanded(batch);
+        this.#sending = undefined;
+        const byKey = new Map<string, ScopeUsage>();
+        scopeKeys.forEach((key, i) => byKey.set(key, balances[i] ?? { key, spent: 0, reserved: 0 }));
+        for (const settle of pending) settle.resolve(settle.held.scopes.map((key) => byKey.get(key)!));
+      }
+      // After the settles: a lookup that keeps failing never holds them up.
+      if (this.#inDoubt.length > 0) await this.#lookUpInDoubt();
     };
     const flushing = run().finally(() => {
       this.#flushing = undefined;
@@ -352,20 +356,21 @@ export class RedisReservationLedger implements ReservationLedger {
   }
 
   /**
-   * Reads the receipts of the reserves whose reply never came, again and again until Redis
-   * answers, and queues what each one holds to be given back (settled at 0) with the next batch.
+   * Reads the receipts of the reserves whose reply never came and queues what each one holds to be
+   * given back (settled at 0) with the next batch. A lookup that fails waits its backoff and is
+   * tried again at the next flush.
    */
-  async #resolveInDoubt(): Promise<void> {
-    for (let attempt = 0; this.#inDoubt.length > 0; attempt++) {
+  async #lookUpInDoubt(): Promise<void> {
+    while (this.#inDoubt.length > 0) {
       const asked = this.#inDoubt.slice(0, 256);
       let receipts: unknown[];
       try {
         receipts = (await this.#run(scripts.reserveReceipts, [this.#receiptsKey], asked.map(({ seq }) => seq % RECEIPTS))) as unknown[];
-      } catch (error) {
-        if (this.#closed) throw error;
-        await new Promise((resolve) => setTimeout(resolve, Math.min(RETRY_MAX_MS, 50 * 2 ** attempt)));
-        continue;
+      } catch {
+        if (!this.#closed) await new Promise((resolve) => setTimeout(resolve, Math.min(RETRY_MAX_MS, 50 * 2 ** this.#lookupFailures++)).unref());
+        return;
       }
+      this.#lookupFailures = 0;
       this.#inDoubt.splice(0, asked.length);
       asked.forEach(({ seq, id, scopes }, i) => {
         const receipt = receipts[i];
@@ -451,12 +456,16 @@ export class RedisReservationLedger implements ReservationLedger {
     this.#timer = undefined;
     const landed = await Promise.race([
       (async () => {
-        while (this.#flushing || this.#pending.length > 0 || this.#replay.length > 0 || this.#inDoubt.length > 0) await this.#flush();
+        while (!this.#closed && (this.#flushing || this.#pending.length > 0 || this.#replay.length > 0 || this.#inDoubt.length > 0)) await this.#flush();
         return true;
       })().catch(() => false),
       new Promise<boolean>((resolve) => setTimeout(() => resolve(false), deadlineMs).unref()),
     ]);
     this.#closed = true;
+    if (this.#inDoubt.length > 0) {
+      process.emitWarning(`tollgate: the ledger closed before it could look up ${this.#inDoubt.length} reservation(s) whose reply was lost; what they hold is charged when they expire`, { code: 'TOLLGATE_RESERVE_IN_DOUBT' });
+      this.#inDoubt = [];
+    }
     if (landed) return;
     const left = [...this.#replay];
     // The batch on its way may still land: spooled with its number, it is applied once either way.

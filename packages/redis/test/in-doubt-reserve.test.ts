@@ -3,7 +3,7 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import { StoreTimeoutError } from '@tollgate/core';
 import { createRedisStores, RedisReservationLedger, type RedisStores } from '@tollgate/redis';
-import { deleteKeys, eventually, REDIS_URL, requireRedis, uniquePrefix } from './helpers.js';
+import { deleteKeys, eventually, keysWithPrefix, REDIS_URL, requireRedis, uniquePrefix } from './helpers.js';
 import { ReplyFaultRelay } from '../../../test/helpers/redis-relay.js';
 
 const unhandled: unknown[] = [];
@@ -89,5 +89,22 @@ describe('a reserve whose reply never came', () => {
     await eventually(async () => expect(await balance()).toEqual({ key: 'tenant:acme', spent: 0, reserved: 300 }));
     await stores.ledger.settle('again', 250);
     expect(await balance()).toEqual({ key: 'tenant:acme', spent: 250, reserved: 0 });
+  });
+
+  it('a lookup that keeps failing holds no settle up, and what it could not look up stays held (charged at expiry)', async () => {
+    expect(await stores.ledger.reserve({ id: 'first', amount: 100, scopes: [scope()], ttlMs: TTL_MS })).toMatchObject({ ok: true });
+    // Someone wrote over the ledger's receipts: the next reserve holds its amount, then fails at its receipt, and every
+    // lookup of that receipt fails too.
+    const [receipts] = (await keysWithPrefix(prefix)).filter((key) => key.includes(':receipts:'));
+    await other.sendCommand(['SET', receipts!, 'not a hash']);
+    await expect(stores.ledger.reserve({ id: 'clobbered', amount: 200, scopes: [scope()], ttlMs: TTL_MS })).rejects.toThrow(/WRONGTYPE/);
+    const ledger = stores.ledger as RedisReservationLedger;
+    expect(ledger.reservesInDoubt).toBe(1);
+    const started = Date.now();
+    await stores.ledger.settle('first', 60);
+    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(await balance()).toEqual({ key: 'tenant:acme', spent: 60, reserved: 200 });
+    expect(ledger.reservesInDoubt).toBe(1);
+    await other.sendCommand(['DEL', receipts!]);
   });
 });
