@@ -1,6 +1,6 @@
 // A reserve whose reply never came: Redis may have run it or not. The ledger finds out once Redis answers again and gives
 // back what it holds, so a lost reply costs nothing; a reserve that never ran gives back nothing (others' holds stay).
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import { StoreTimeoutError } from '@tollgate/core';
 import { createRedisStores, RedisReservationLedger, type RedisStores } from '@tollgate/redis';
 import { deleteKeys, eventually, keysWithPrefix, REDIS_URL, requireRedis, uniquePrefix } from './helpers.js';
@@ -107,4 +107,25 @@ describe('a reserve whose reply never came', () => {
     expect(ledger.reservesInDoubt).toBe(1);
     await other.sendCommand(['DEL', receipts!]);
   });
+
+  it('a receipt whose field 4,096 later reserves reused is no longer known: that reserve stays held (charged at expiry), with a warning', async () => {
+    const warn = jest.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
+    try {
+      // Redis runs every reserve at once; their replies come 1.5 s late, after every deadline: all of them are in doubt,
+      // and by the time the first one's receipt is read, the 4,096th after it (the last) has written over its field.
+      relay.arm({ kind: 'hold', holdMs: 1_500 });
+      const first = stores.ledger.reserve({ id: 'overwritten', amount: 7, scopes: [scope()], ttlMs: TTL_MS });
+      const later = Array.from({ length: 4_096 }, (_, i) => stores.ledger.reserve({ id: `later-${i}`, amount: 1, scopes: [scope()], ttlMs: TTL_MS }));
+      const outcomes = await Promise.allSettled([first, ...later]);
+      expect(outcomes.every((outcome) => outcome.status === 'rejected')).toBe(true);
+      const ledger = stores.ledger as RedisReservationLedger;
+      await eventually(async () => expect(ledger.reservesInDoubt).toBe(0), 20_000);
+      // The later ones' receipts were theirs: given back. The first one's is gone: it stays held.
+      await eventually(async () => expect(await balance()).toEqual({ key: 'tenant:acme', spent: 0, reserved: 7 }));
+      const inDoubt = warn.mock.calls.filter(([, options]) => (options as { code?: string } | undefined)?.code === 'TOLLGATE_RESERVE_IN_DOUBT');
+      expect(inDoubt.map(([message]) => String(message))).toEqual([expect.stringContaining('overwritten')]);
+    } finally {
+      warn.mockRestore();
+    }
+  }, 30_000);
 });
