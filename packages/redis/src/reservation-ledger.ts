@@ -124,6 +124,8 @@ export class RedisReservationLedger implements ReservationLedger {
   /** Reserves sent: each one's receipt field and tag. */
   #reserves = 0;
   #inDoubt: InDoubt[] = [];
+  /** This ledger's ring of reserve receipts. */
+  readonly #receiptsKey: string;
   /** Receipt lookups that failed in a row (their backoff). */
   #lookupFailures = 0;
   /** Spooled batches of earlier ledgers, sent before anything of this one. */
@@ -140,6 +142,7 @@ export class RedisReservationLedger implements ReservationLedger {
     options: LedgerOptions = {},
   ) {
     this.#base = `${prefix}${options.slotTag ?? DEFAULT_TAG}:`;
+    this.#receiptsKey = `${this.#base}receipts:${this.#id}`;
     this.#delayMs = options.settleDelayMs ?? 2;
     this.#spool = options.spool;
     if (this.#spool && options.claimSpool !== false) this.#claimSpool(this.#spool);
@@ -349,10 +352,6 @@ export class RedisReservationLedger implements ReservationLedger {
     }
     this.#inDoubt.push(reserve);
     this.#schedule(this.#delayMs);
-  }
-
-  get #receiptsKey(): string {
-    return `${this.#base}receipts:${this.#id}`;
   }
 
   /**
