@@ -117,6 +117,8 @@ export class RedisReservationLedger implements ReservationLedger {
   /** The batch on its way, with the settles waiting for it. */
   #sending: { batch: Batch; settles: PendingSettle[] } | undefined;
   #timer: NodeJS.Timeout | undefined;
+  /** When #timer fires (Date.now() ms). */
+  #timerDue = 0;
   #flushing: Promise<void> | undefined;
   /** Numbered batches of this ledger (a process's own sequence in Redis). */
   readonly #id = randomUUID();
@@ -126,8 +128,9 @@ export class RedisReservationLedger implements ReservationLedger {
   #inDoubt: InDoubt[] = [];
   /** This ledger's ring of reserve receipts. */
   readonly #receiptsKey: string;
-  /** Receipt lookups that failed in a row (their backoff). */
+  /** Receipt lookups that failed in a row, and when the next one may run (their backoff). */
   #lookupFailures = 0;
+  #lookupNotBefore = 0;
   /** Spooled batches of earlier ledgers, sent before anything of this one. */
   #replay: Batch[] = [];
   /** The spool files this ledger took over, deleted once their batches landed. */
@@ -277,8 +280,15 @@ export class RedisReservationLedger implements ReservationLedger {
     return held ? Number(held.bucket) : undefined;
   }
 
+  /** A flush in `delayMs` (or sooner, when one is due sooner already); the flush under way reschedules itself. */
   #schedule(delayMs: number): void {
-    if (this.#timer || this.#flushing) return;
+    if (this.#flushing) return;
+    const due = Date.now() + delayMs;
+    if (this.#timer) {
+      if (due >= this.#timerDue) return;
+      clearTimeout(this.#timer);
+    }
+    this.#timerDue = due;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       void this.#flush();
@@ -310,7 +320,9 @@ export class RedisReservationLedger implements ReservationLedger {
     };
     const flushing = run().finally(() => {
       this.#flushing = undefined;
-      if ((this.#pending.length > 0 || this.#inDoubt.length > 0) && !this.#closed) this.#schedule(this.#delayMs);
+      if (this.#closed) return;
+      if (this.#pending.length > 0) this.#schedule(this.#delayMs);
+      else if (this.#inDoubt.length > 0) this.#schedule(this.#lookupDelay());
     });
     this.#flushing = flushing;
     return flushing;
@@ -351,22 +363,28 @@ export class RedisReservationLedger implements ReservationLedger {
       process.emitWarning(`tollgate: more than ${MAX_IN_DOUBT} budget reservations whose reply was lost wait to be looked up; ${dropped!.id} is not, and if it held budget, that is charged when it expires`, { code: 'TOLLGATE_RESERVE_IN_DOUBT' });
     }
     this.#inDoubt.push(reserve);
-    this.#schedule(this.#delayMs);
+    this.#schedule(this.#lookupDelay());
+  }
+
+  /** Ms until the receipts may be read again: the settle delay, or what is left of a failed lookup's backoff. */
+  #lookupDelay(): number {
+    return Math.max(this.#delayMs, this.#lookupNotBefore - Date.now());
   }
 
   /**
    * Reads the receipts of the reserves whose reply never came and queues what each one holds to be
-   * given back (settled at 0) with the next batch. A lookup that fails waits its backoff and is
-   * tried again at the next flush.
+   * given back (settled at 0) with the next batch. After a failed lookup the next one waits its
+   * backoff; settles meanwhile go out as usual.
    */
   async #lookUpInDoubt(): Promise<void> {
+    if (Date.now() < this.#lookupNotBefore) return;
     while (this.#inDoubt.length > 0) {
       const asked = this.#inDoubt.slice(0, 256);
       let receipts: unknown[];
       try {
         receipts = (await this.#run(scripts.reserveReceipts, [this.#receiptsKey], asked.map(({ seq }) => seq % RECEIPTS))) as unknown[];
       } catch {
-        if (!this.#closed) await new Promise((resolve) => setTimeout(resolve, Math.min(RETRY_MAX_MS, 50 * 2 ** this.#lookupFailures++)).unref());
+        this.#lookupNotBefore = Date.now() + Math.min(RETRY_MAX_MS, 50 * 2 ** this.#lookupFailures++);
         return;
       }
       this.#lookupFailures = 0;
@@ -455,7 +473,12 @@ export class RedisReservationLedger implements ReservationLedger {
     this.#timer = undefined;
     const landed = await Promise.race([
       (async () => {
-        while (!this.#closed && (this.#flushing || this.#pending.length > 0 || this.#replay.length > 0 || this.#inDoubt.length > 0)) await this.#flush();
+        while (!this.#closed && (this.#flushing || this.#pending.length > 0 || this.#replay.length > 0 || this.#inDoubt.length > 0)) {
+          await this.#flush();
+          // Only receipts left to read, their lookup not due yet: wait for it rather than spin.
+          const wait = this.#lookupNotBefore - Date.now();
+          if (wait > 0 && this.#pending.length === 0 && this.#replay.length === 0) await new Promise((resolve) => setTimeout(resolve, wait).unref());
+        }
         return true;
       })().catch(() => false),
       new Promise<boolean>((resolve) => setTimeout(() => resolve(false), deadlineMs).unref()),

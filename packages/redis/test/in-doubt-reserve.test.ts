@@ -100,9 +100,11 @@ describe('a reserve whose reply never came', () => {
     await expect(stores.ledger.reserve({ id: 'clobbered', amount: 200, scopes: [scope()], ttlMs: TTL_MS })).rejects.toThrow(/WRONGTYPE/);
     const ledger = stores.ledger as RedisReservationLedger;
     expect(ledger.reservesInDoubt).toBe(1);
+    // Several lookups failed by now, the next one hundreds of ms away: a settle does not wait for it.
+    await new Promise((resolve) => setTimeout(resolve, 850));
     const started = Date.now();
     await stores.ledger.settle('first', 60);
-    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(Date.now() - started).toBeLessThan(300);
     expect(await balance()).toEqual({ key: 'tenant:acme', spent: 60, reserved: 200 });
     expect(ledger.reservesInDoubt).toBe(1);
     await other.sendCommand(['DEL', receipts!]);
