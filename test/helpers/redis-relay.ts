@@ -40,12 +40,6 @@ abstract class RedisRelay {
   }
 }
 
-/**
- * Counts flights: a connection starts a new flight when it sends after having heard back from
- * Redis (or for the first time). Commands pipelined, or sent concurrently before any reply,
- * share one flight; a command sent only after a reply is a second, sequential one. Pub/sub
- * messages pushed to a subscriber are replies, never flights.
- */
 /** Counts the commands (RESP arrays) in a stream of client bytes, across chunk boundaries. */
 class CommandCounter {
   #pending: Buffer = Buffer.alloc(0);
@@ -84,6 +78,12 @@ class CommandCounter {
   }
 }
 
+/**
+ * Counts flights: a connection starts a new flight when it sends after having heard back from
+ * Redis (or for the first time). Commands pipelined, or sent concurrently before any reply,
+ * share one flight; a command sent only after a reply is a second, sequential one. Pub/sub
+ * messages pushed to a subscriber are replies, never flights.
+ */
 export class RedisFlightRelay extends RedisRelay {
   #flights = 0;
   readonly #commands: string[] = [];
