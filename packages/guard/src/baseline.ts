@@ -19,7 +19,7 @@ export const EXACT_GAP_STEPS = 32;
 export interface DetectorParams {
   /** A bucket this far above the baselines (z-score), or an excess whose CUSUM reaches it, is an anomaly. */
   readonly zScore: number;
-  /** Buckets of history the baselines need before any anomaly is reported. */
+  /** Closed buckets of history (`historyOf`) a subject needs before any of its buckets is judged. */
   readonly minBuckets: number;
   /** Spend a bucket must reach (nano-USD) before it can be an anomaly: no alarms over cents. */
   readonly minSpend: number;
@@ -47,7 +47,11 @@ export interface DetectorParams {
   readonly stepCap: number;
   /** A trusted baseline takes a bucket at most this many standard deviations above its mean. */
   readonly clipZ: number;
-  /** Closed buckets judged against the baselines before they join them (a runaway's first buckets never dilute its own yardstick). */
+  /**
+   * Closed buckets judged against the baselines before they join them (a runaway's first buckets
+   * never dilute its own yardstick), once the baselines hold `minBuckets`; before that, a bucket
+   * joins them when it closes, so that `minBuckets` of history is `minBuckets` in the baselines.
+   */
   readonly lagBuckets: number;
 }
 
@@ -58,7 +62,7 @@ export interface DetectorParams {
 export interface EntityState {
   /** The bucket `current` counts (epoch ms / bucket length, floored). */
   bucket: number;
-  /** Closed buckets in the baselines (idle ones included). */
+  /** Closed buckets in the baselines (idle ones included); the ones waiting in `recent` are history too. */
   seen: number;
   /** No anomaly is reported before this bucket (the quiet period after the last one). */
   quietUntil: number;
@@ -171,32 +175,42 @@ function joinBaselines(state: EntityState, roots: readonly number[], offset: num
   state.seen = n + 1;
 }
 
+/** Closed buckets of history: those in the baselines and those waiting to join them. */
+export function historyOf(state: EntityState): number {
+  return state.seen + state.recentCount;
+}
+
+/** The oldest bucket waiting in `recent` joins the baselines. */
+function joinOldest(state: EntityState, params: DetectorParams): void {
+  joinBaselines(state, state.recent, 0, params);
+  state.recent.copyWithin(0, METRIC_COUNT);
+  state.recentCount--;
+}
+
 /**
  * Closes one bucket with totals `values`: its scores go into each metric's CUSUM (which grows while
  * a moderate excess lasts and falls back to zero after it), and it waits `lagBuckets` before
  * joining the baselines, so that the first buckets of a runaway are all judged against the time
- * before it.
+ * before it. A subject with less than `minBuckets` in its baselines has nothing judged yet, so
+ * nothing to shield from a runaway: its buckets join at once, and `minBuckets` of history is a
+ * yardstick of `minBuckets` buckets, not one that waits `lagBuckets` more.
  */
 function closeBucket(state: EntityState, values: readonly number[], params: DetectorParams): void {
   const b = state.baseline;
-  const lag = params.lagBuckets;
-  const recent = state.recent;
-  if (state.recentCount === lag) {
-    joinBaselines(state, recent, 0, params);
-    recent.copyWithin(0, METRIC_COUNT);
-    state.recentCount--;
-  }
-  const trusted = state.seen >= params.minBuckets;
+  if (state.recentCount === params.lagBuckets) joinOldest(state, params);
+  // The CUSUM adds up only buckets with minBuckets of history behind them, as judgeBucket requires.
+  const judgeable = historyOf(state) >= params.minBuckets;
   const at = state.recentCount * METRIC_COUNT;
   for (let m = 0; m < METRIC_COUNT; m++) {
     const y = Math.sqrt(values[m]!);
-    recent[at + m] = y;
-    if (trusted) {
+    state.recent[at + m] = y;
+    if (judgeable) {
       const score = scoreOf(state, m, y, params);
       b[STATE_WIDTH * m + 4] = Math.max(0, b[STATE_WIDTH * m + 4]! + Math.min(score, params.stepCap) - params.drift);
     }
   }
   state.recentCount++;
+  while (state.seen < params.minBuckets && state.recentCount > 0) joinOldest(state, params);
 }
 
 const ZEROS: readonly number[] = new Array<number>(METRIC_COUNT).fill(0);
@@ -246,7 +260,7 @@ function rollTo(state: EntityState, bucket: number, params: DetectorParams): voi
 
 /** The current bucket judged against the baselines; undefined when it is normal or may not be judged yet. */
 export function judgeBucket(state: EntityState, params: DetectorParams): AnomalyFinding | undefined {
-  if (state.seen < params.minBuckets || state.bucket < state.quietUntil) return undefined;
+  if (historyOf(state) < params.minBuckets || state.bucket < state.quietUntil) return undefined;
   if (state.current[SPEND]! < params.minSpend || state.current[REQUESTS]! < params.minRequests) return undefined;
   let found: AnomalyFinding | undefined;
   const b = state.baseline;

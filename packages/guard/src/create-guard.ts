@@ -101,9 +101,11 @@ export function createGuard(options: GuardOptions = {}): Guard {
   const stores = options.stores ?? createMemoryStores();
   const ownsStores = options.stores === undefined;
   if (options.subscriber !== undefined && !isRedisStores(stores)) throw new TollgateError('ERR_TG_GUARD_INVALID_OPTION', 'subscriber is for Redis stores (createRedisStores())');
+  const clock = options.clock ? { clock: options.clock } : {};
+  const subscriber = options.subscriber ? { subscriber: options.subscriber } : {};
   const store: GuardStore = isRedisStores(stores)
-    ? new RedisGuardStore({ sendCommand: stores.sendCommand, prefix: stores.prefix, ...(options.subscriber ? { subscriber: options.subscriber } : {}) })
-    : new MemoryGuardStore();
+    ? new RedisGuardStore({ sendCommand: stores.sendCommand, prefix: stores.prefix, ...subscriber, ...clock })
+    : new MemoryGuardStore(clock);
   const alerts: Alerts = isAlerts(options.alerts) ? options.alerts : createAlerts({ claims: store, ...(options.alerts as AlertsOptions | undefined) });
   const ownsAlerts = !isAlerts(options.alerts);
   const onStoreError = options.onStoreError ?? storeDownAlerts(alerts, 'guard');

@@ -71,6 +71,13 @@ export interface GuardOptions {
   renderError?: ErrorRenderer;
   /** Told of each store failure. @default a `store_down` alert (once per period) */
   onStoreError?: (error: unknown) => void;
+  /**
+   * Epoch ms for the guard's store: which bucket usage counts in, and the times it stamps on
+   * mitigations (each process's copy still checks them against Date.now). For tests and replays on
+   * a fake clock, as the stores' own `clock` options.
+   * @default Date.now in memory, Redis TIME on Redis
+   */
+  clock?: () => number;
 }
 
 export interface ResolvedRepeatedRequests {
@@ -94,7 +101,10 @@ export interface GuardConfig {
   renderError: ErrorRenderer;
 }
 
-const OPTION_NAMES = ['stores', 'subscriber', 'spendAnomaly', 'repeatedRequests', 'authFailures', 'alerts', 'syncInterval', 'renderError', 'onStoreError'] as const;
+const OPTION_NAMES = [
+  'stores', 'subscriber', 'spendAnomaly', 'repeatedRequests', 'authFailures', 'alerts', 'syncInterval', 'renderError',
+  'onStoreError', 'clock',
+] as const;
 const CODE = 'ERR_TG_GUARD_INVALID_OPTION';
 
 function positiveInteger(value: unknown, what: string): number {
@@ -145,6 +155,9 @@ export function resolveGuardOptions(options: GuardOptions): GuardConfig {
   }
   if (options.renderError !== undefined && typeof options.renderError !== 'function') throw new TollgateError(CODE, 'renderError must be a function');
   if (options.onStoreError !== undefined && typeof options.onStoreError !== 'function') throw new TollgateError(CODE, 'onStoreError must be a function');
+  if (options.clock !== undefined && typeof options.clock !== 'function') {
+    throw new TollgateError(CODE, 'clock must be a function');
+  }
   return {
     spendAnomaly: spend,
     repeatedRequests,

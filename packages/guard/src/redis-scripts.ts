@@ -26,7 +26,8 @@ export const OBSERVE_ARGS = {
  * ARGV: see OBSERVE_ARGS. The state layout (1-based): 1 bucket, 2 seen, 3 quietUntil, 4 recentCount,
  * 5-8 current, 9-10 largest, 11-12 unit, 13-32 baseline (5 per metric), 33- recent (lag x 4).
  * Returns 0, or the finding: metric index, bucket, value, expected, z, sd, score, seen (as strings).
- * The steps are baseline.ts's, in the same order (a test replays one history through both).
+ * The steps are baseline.ts's, in the same order (a test replays one history through both): history
+ * is seen + recentCount, and a bucket joins the baselines at once while they hold under minBuckets.
  */
 export const observeSubject = new LuaScript(
   'guardObserve',
@@ -112,24 +113,25 @@ export const observeSubject = new LuaScript(
     end
     s[2] = n + 1
   end
+  local function joinOldest()
+    join(RECENT)
+    for i = RECENT, RECENT + (lag - 1) * M - 1 do s[i] = s[i + M] end
+    s[4] = s[4] - 1
+  end
   local function close(values)
-    local count = s[4]
-    if count == lag then
-      join(RECENT)
-      for i = RECENT, RECENT + (lag - 1) * M - 1 do s[i] = s[i + M] end
-      count = count - 1
-    end
-    local trusted = s[2] >= minBuckets
-    local at = RECENT + count * M
+    if s[4] == lag then joinOldest() end
+    local judgeable = s[2] + s[4] >= minBuckets
+    local at = RECENT + s[4] * M
     for m = 0, M - 1 do
       local y = math.sqrt(values[m + 1])
       s[at + m] = y
-      if trusted then
+      if judgeable then
         local c = BASE + W * m + 4
         s[c] = math.max(0, s[c] + math.min(scoreOf(m, y), stepCap) - drift)
       end
     end
-    s[4] = count + 1
+    s[4] = s[4] + 1
+    while s[2] < minBuckets and s[4] > 0 do joinOldest() end
   end
   local function roll(to)
     local totals = {judgedOf(0), judgedOf(1), judgedOf(2), judgedOf(3)}
@@ -163,7 +165,7 @@ export const observeSubject = new LuaScript(
     for i = 5, 10 do s[i] = 0 end
   end
   local function judge()
-    if s[2] < minBuckets or s[1] < s[3] then return nil end
+    if s[2] + s[4] < minBuckets or s[1] < s[3] then return nil end
     if s[5] < minSpend or s[7] < minRequests then return nil end
     local best = nil
     for m = 0, M - 1 do

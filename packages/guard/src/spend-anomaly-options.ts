@@ -17,7 +17,9 @@ export interface SpendAnomalyOptions {
    */
   zScore?: number;
   /**
-   * Buckets of history a key or tenant needs before any of its buckets can be an anomaly.
+   * Closed buckets of history (idle ones count) a key or tenant needs before any of its buckets can
+   * be an anomaly; from then on, one bucket whose score reaches `zScore` is one (for spend and
+   * tokens, twice and three times that: see `EVIDENCE_FACTORS`).
    * @default 10
    */
   minBuckets?: number;
@@ -85,8 +87,9 @@ const OPTION_NAMES = [
 const ACTIONS: readonly AnomalyAction[] = ['alert', 'throttle', 'suspend'];
 const CODE = 'ERR_TG_GUARD_INVALID_OPTION';
 
-// The detector's constants, tuned with bench/guard-detection.ts (see bench/README.md for the traffic
-// and docs/architecture.md for why each piece is there). Bucket totals are judged as square roots.
+// The detector's constants, tuned with bench/guard-detection.ts on the traffic of its TUNING_SEEDS and
+// reported on its HELD_OUT_SEEDS (see bench/README.md for the traffic and the guard's README for why
+// each piece is there). Bucket totals are judged as square roots.
 /** The level of a key wanders: its standard deviation is taken as at least this share of its mean (spend, tokens, requests, addresses). */
 const RELATIVE_FLOORS = [0.6, 0.6, 0.5, 0.5] as const;
 /** Noise of one request: 0.5 on the square-root scale (Poisson), in a typical request's spend and tokens for those. */
@@ -103,7 +106,10 @@ const DRIFT_SHARE = 0.375;
 const STEP_CAP_SHARE = 0.75;
 /** A trusted baseline takes a bucket at most this many standard deviations above its mean. */
 const CLIP_Z = 4;
-/** Closed buckets judged against the baselines before joining them: a runaway's first five never dilute its yardstick. */
+/**
+ * Closed buckets judged against the baselines before joining them, once those hold minBuckets: a
+ * runaway's first five never dilute its yardstick. It never lengthens the warm-up (baseline.ts).
+ */
 const LAG_BUCKETS = 5;
 
 function positive(value: unknown, what: string): number {

@@ -6,7 +6,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import express, { type Express } from 'express';
 import type { NextFunction, Request, Response } from 'express';
-import { ApiError, apiErrorHandler, getContext, renderApiError } from '@tollgate/core';
+import { ApiError, apiErrorHandler, getContext, renderApiError, type UsageRecord } from '@tollgate/core';
 import { bodyAfterAuth, type Guard } from '@tollgate/guard';
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -23,6 +23,18 @@ export async function deleteKeys(prefix: string): Promise<void> {
   } finally {
     await client.close();
   }
+}
+
+let usageSequence = 0;
+/** The usage record of one gpt-4o call by `keyId` (tenant acme) costing `costNanoUsd`, as the meter hands it on. */
+export function usage(keyId: string, costNanoUsd: number): UsageRecord {
+  return {
+    id: `r${usageSequence++}`, requestId: 'x', timestamp: new Date().toISOString(), keyId, tenantId: 'acme',
+    userId: null, feature: null, route: '/v1/chat', provider: 'openai', model: 'gpt-4o', requestedModel: 'gpt-4o',
+    inputTokens: 100, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 50, reasoningTokens: 0,
+    costNanoUsd, estimatedCostNanoUsd: costNanoUsd, status: 200, stream: false, aborted: false, latencyMs: 5,
+    usageSource: 'provider',
+  };
 }
 
 /** Retries `attempt` until it passes or `withinMs` runs out. */

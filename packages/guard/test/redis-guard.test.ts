@@ -2,10 +2,9 @@
 import { afterAll, describe, expect, it } from '@jest/globals';
 import request from 'supertest';
 import { createClient } from 'redis';
-import type { UsageRecord } from '@tollgate/core';
 import { createRedisStores, type RedisStores } from '@tollgate/redis';
 import { createGuard, signBody, type Guard, type GuardOptions } from '@tollgate/guard';
-import { deleteKeys, eventually, guardedApp, REDIS_URL, uniquePrefix, webhookReceiver } from './helpers.js';
+import { deleteKeys, eventually, guardedApp, REDIS_URL, uniquePrefix, usage, webhookReceiver } from './helpers.js';
 
 const keys = { k1: { tenantId: 'acme' }, k2: { tenantId: 'acme' }, good: { tenantId: 'acme' } };
 const prefixes: string[] = [];
@@ -29,15 +28,6 @@ function instances(count: number, options: GuardOptions) {
     opened.push({ stores, guard });
     return { guard, app: guardedApp(guard, keys, { trustProxy: true }) };
   });
-}
-
-let sequence = 0;
-function usage(keyId: string, costNanoUsd: number): UsageRecord {
-  return {
-    id: `r${sequence++}`, requestId: 'x', timestamp: new Date().toISOString(), keyId, tenantId: 'acme', userId: null, feature: null, route: '/v1/chat', provider: 'openai',
-    model: 'gpt-4o', requestedModel: 'gpt-4o', inputTokens: 100, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 50, reasoningTokens: 0,
-    costNanoUsd, estimatedCostNanoUsd: costNanoUsd, status: 200, stream: false, aborted: false, latencyMs: 5, usageSource: 'provider',
-  };
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
