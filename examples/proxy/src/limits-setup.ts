@@ -2,7 +2,7 @@
 import type { Request, RequestHandler } from 'express';
 import { concurrencyLimit, tieredRateLimit, tierPolicy, tokenRateLimit } from '@tollgate/ratelimit';
 import type { LimitLayerOptions, StoresWithCommands } from '@tollgate/ratelimit';
-import { refusalRenderer } from '@tollgate/core';
+import { refusalRenderer, resolveTierModels } from '@tollgate/core';
 import type { TollgateStores } from '@tollgate/core';
 import type { ProxyConfig, TierConfig } from './config.js';
 
@@ -26,47 +26,86 @@ export function defaultTierOf(config: ProxyConfig): string | undefined {
   return config.defaultTier ?? (config.tiers && Object.hasOwn(config.tiers, 'free') ? 'free' : undefined);
 }
 
-function perTier(config: ProxyConfig, field: keyof Pick<TierConfig, 'requestsPerMinute' | 'tokensPerMinute' | 'maxConcurrent'>): Record<string, number> | undefined {
+/** One limit of a tier, by tier name (a tier without it is unlimited by it); undefined when no tier sets it. */
+function perTier(
+  config: ProxyConfig,
+  limitOf: (tier: TierConfig) => number | undefined,
+): Record<string, number> | undefined {
   const tiers = Object.entries(config.tiers ?? {});
-  if (!tiers.some(([, tier]) => tier[field] !== undefined)) return undefined;
-  return Object.fromEntries(tiers.map(([name, tier]) => [name, tier[field] ?? UNLIMITED]));
+  if (!tiers.some(([, tier]) => limitOf(tier) !== undefined)) return undefined;
+  return Object.fromEntries(tiers.map(([name, tier]) => [name, limitOf(tier) ?? UNLIMITED]));
 }
 
 /** What a guard's throttle multiplies a caller's tier limit by (the global ceiling is nobody's own). */
 export type LimitScale = (req: Request) => number;
 
-/** Layers of one limiter: the global ceiling (if any), then per tenant by tier (a key without a tenant counts alone). */
-function layers(config: ProxyConfig, tiers: Record<string, number> | undefined, global: number | undefined, limitScale?: LimitScale): LimitLayerOptions[] {
+/** One limit's numbers by tier: over each tenant (`tenant`), and over each key (`key`, from the tier's `perKey`). */
+interface TierLimits {
+  tenant: Record<string, number> | undefined;
+  key: Record<string, number> | undefined;
+}
+
+/**
+ * Layers of one limiter: the global ceiling (if any), per tenant by tier (a key without a tenant counts as its own
+ * tenant), and per key by the tier's `perKey`. All are counted in one check, and each must allow the request.
+ */
+function layers(config: ProxyConfig, tiers: TierLimits, global: number | undefined, limitScale?: LimitScale) {
   const result: LimitLayerOptions[] = [];
   if (global !== undefined) result.push({ name: 'global', by: 'global', limit: global, window: '1m' });
-  if (tiers) {
-    const defaultTier = defaultTierOf(config);
+  const defaultTier = defaultTierOf(config);
+  for (const by of ['tenant', 'key'] as const) {
+    const limits = tiers[by];
+    if (!limits) continue;
     // A caller whose tier is unknown gets the default tier's limit, or the smallest one: never more than configured.
-    const fallback = defaultTier !== undefined && tiers[defaultTier] !== undefined ? tiers[defaultTier] : Math.min(...Object.values(tiers));
-    result.push({ name: 'tenant', by: 'tenant', tiers, limit: fallback, window: '1m', ...(defaultTier ? { defaultTier } : {}), ...(limitScale ? { limitScale } : {}) });
+    const fallback = defaultTier !== undefined && limits[defaultTier] !== undefined
+      ? limits[defaultTier]
+      : Math.min(...Object.values(limits));
+    result.push({
+      name: by,
+      by,
+      tiers: limits,
+      limit: fallback,
+      window: '1m',
+      ...(defaultTier ? { defaultTier } : {}),
+      ...(limitScale ? { limitScale } : {}),
+    });
   }
   return result;
+}
+
+/** A limit of the tiers over each tenant (`field`), and over each key (the same field of `perKey`). */
+function tierLimits(config: ProxyConfig, field: 'requestsPerMinute' | 'tokensPerMinute'): TierLimits {
+  return { tenant: perTier(config, (tier) => tier[field]), key: perTier(config, (tier) => tier.perKey?.[field]) };
 }
 
 /** Model allowlist and output cap per tier (clamps the cap before the estimate so reservations are true bounds). */
 export function tierPolicyMiddleware(config: ProxyConfig): RequestHandler {
   const defaultTier = defaultTierOf(config);
-  const tiers = Object.fromEntries(Object.entries(config.tiers ?? {}).map(([name, tier]) => [
+  const tiers = config.tiers && Object.fromEntries(Object.entries(config.tiers).map(([name, tier]) => [
     name,
     { ...(tier.models ? { models: tier.models } : {}), ...(tier.maxOutputTokens ? { maxOutputTokens: tier.maxOutputTokens } : {}) },
   ]));
-  return tierPolicy({ tiers, ...(defaultTier ? { defaultTier } : {}) });
+  return tierPolicy({ ...(tiers ? { tiers } : {}), ...(defaultTier ? { defaultTier } : {}) });
+}
+
+/** The model patterns each tier may use: tierPolicy's rule (core `resolveTierModels`), for the model list. */
+export function tierModelsOf(config: ProxyConfig): (tier: string | undefined) => readonly string[] | undefined {
+  const entries = Object.entries(config.tiers ?? {});
+  const tiers = config.tiers && Object.fromEntries(entries.map(([name, tier]) => [name, tier.models]));
+  const defaultTier = defaultTierOf(config);
+  return resolveTierModels(tiers, defaultTier ? { defaultTier } : {});
 }
 
 export function requestLimitMiddleware(config: ProxyConfig, stores: TollgateStores, storeFailures?: StoreFailureHandlers, limitScale?: LimitScale): RequestHandler[] {
-  const requestLayers = layers(config, perTier(config, 'requestsPerMinute'), config.global?.requestsPerMinute, limitScale);
+  const global = config.global?.requestsPerMinute;
+  const requestLayers = layers(config, tierLimits(config, 'requestsPerMinute'), global, limitScale);
   if (requestLayers.length === 0) return [];
   // Redis stores put the request counters under their own prefix ('<prefix>rl:').
   return [tieredRateLimit({ stores: stores as StoresWithCommands, layers: requestLayers, ...reporting('requests', storeFailures) })];
 }
 
 export function concurrencyMiddleware(config: ProxyConfig, stores: TollgateStores, storeFailures?: StoreFailureHandlers): RequestHandler[] {
-  const tiers = perTier(config, 'maxConcurrent');
+  const tiers = perTier(config, (tier) => tier.maxConcurrent);
   if (!tiers) return [];
   const defaultTier = defaultTierOf(config);
   return [concurrencyLimit({
@@ -75,7 +114,8 @@ export function concurrencyMiddleware(config: ProxyConfig, stores: TollgateStore
 }
 
 export function tokenLimitMiddleware(config: ProxyConfig, stores: TollgateStores, storeFailures?: StoreFailureHandlers, limitScale?: LimitScale): RequestHandler[] {
-  const tokenLayers = layers(config, perTier(config, 'tokensPerMinute'), config.global?.tokensPerMinute, limitScale);
+  const global = config.global?.tokensPerMinute;
+  const tokenLayers = layers(config, tierLimits(config, 'tokensPerMinute'), global, limitScale);
   if (tokenLayers.length === 0) return [];
   return [tokenRateLimit({ stores, layers: tokenLayers, ...reporting('tokens', storeFailures) })];
 }

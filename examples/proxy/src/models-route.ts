@@ -3,19 +3,8 @@ import type { Request, Response } from 'express';
 import { isModelAllowed } from '@tollgate/core';
 import type { Identity, Pricing } from '@tollgate/core';
 import type { ProxyConfig } from './config.js';
-import { defaultTierOf } from './limits-setup.js';
+import { tierModelsOf } from './limits-setup.js';
 import { providerOfModel } from './provider-routing.js';
-
-/**
- * The model patterns an identity's tier allows, by the same rule as tierPolicy: a missing or
- * unknown tier gets the default tier's list; no list at all means any model.
- */
-export function tierModels(config: ProxyConfig, tier: string | undefined): string[] {
-  const tiers = config.tiers ?? {};
-  const defaultTier = defaultTierOf(config) ?? 'free';
-  const pick = (name: string | undefined) => (name !== undefined && Object.hasOwn(tiers, name) ? tiers[name] : undefined);
-  return (pick(tier) ?? pick(defaultTier))?.models ?? ['*'];
-}
 
 export function listModels(config: ProxyConfig, pricing: Pricing) {
   const known = new Set([...pricing.models(), ...Object.keys(config.models ?? {})]);
@@ -27,12 +16,15 @@ export function listModels(config: ProxyConfig, pricing: Pricing) {
 
 export function modelsRoute(config: ProxyConfig, pricing: Pricing) {
   const models = listModels(config, pricing);
+  // The rule tierPolicy refuses by: a tier this lists nothing for is refused every model.
+  const tierModels = tierModelsOf(config);
   const created = Math.floor(Date.now() / 1000);
   const createdAt = new Date(created * 1000).toISOString();
   return function listAllowedModels(req: Request, res: Response): void {
     const identity: Identity | undefined = req.tollgate?.identity;
-    const allowedByTier = tierModels(config, identity?.tier);
-    const allowed = models.filter((model) => isModelAllowed(model, allowedByTier) && (identity?.models === undefined || isModelAllowed(model, identity.models)));
+    const byTier = tierModels(identity?.tier);
+    const allowed = models.filter((model) => (byTier === undefined || isModelAllowed(model, byTier))
+      && (identity?.models === undefined || isModelAllowed(model, identity.models)));
     const data = allowed.map((id) => ({
       id,
       object: 'model',

@@ -27,6 +27,12 @@ describe('proxy config validation', () => {
     expect(validateConfig({})).toEqual({});
   });
 
+  it('accepts a tier\'s perKey limits beside its tenant limits', () => {
+    const perKey = { requestsPerMinute: 60, tokensPerMinute: 200_000 };
+    const tier = { requestsPerMinute: 600, tokensPerMinute: 2_000_000, perKey };
+    expect(validateConfig({ tiers: { pro: tier } }).tiers?.pro).toEqual(tier);
+  });
+
   it('accepts a spool directory, or false to turn the spool off', () => {
     expect(validateConfig({ usageLog: 'usage.jsonl', spool: '/var/spool/tollgate' }).spool).toBe('/var/spool/tollgate');
     expect(validateConfig({ usageLog: 'usage.jsonl', spool: false }).spool).toBe(false);
@@ -38,6 +44,8 @@ describe('proxy config validation', () => {
     [{ tiers: { free: { tokensPerMinute: 1.5 } } }, 'tiers.free.tokensPerMinute must be a positive integer'],
     [{ tiers: { free: { maxOutputTokens: -1 } } }, 'tiers.free.maxOutputTokens must be a positive integer'],
     [{ tiers: { free: { models: 'gpt-4o' } } }, 'tiers.free.models must be an array of strings'],
+    [{ tiers: { free: { perKey: { tokensPerMinute: 0 } } } }, 'tiers.free.perKey.tokensPerMinute must be a positive'],
+    [{ tiers: { free: { perKey: { requestsPerMinut: 5 } } } }, 'perKey has no field "requestsPerMinut"; did you mean'],
     [{ tenants: { acme: { budget: { usd: -5, period: 'day' } } } }, 'tenants.acme.budget.usd must be a positive number'],
     [{ tenants: { acme: { budget: { usd: 5, period: 'week' } } } }, 'tenants.acme.budget.period must be "hour", "day" or "month"'],
     [{ tenants: { acme: { budget: { usd: 5, softLimit: 1.5 } } } }, 'tenants.acme.budget.softLimit must be a fraction'],

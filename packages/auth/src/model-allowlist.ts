@@ -1,13 +1,16 @@
 // modelAllowlist: refuses a request for a model its tier or its own key may not use (403 model_not_allowed).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ErrorRenderer, Identity } from '@tollgate/core';
-import { ApiError, assertKnownOptions, getContext, isModelAllowed, renderApiError, TollgateError } from '@tollgate/core';
+import {
+  ApiError, assertKnownOptions, getContext, isModelAllowed, renderApiError, resolveTierModels, TollgateError,
+} from '@tollgate/core';
 import { invalidCredentials } from './credentials.js';
 
 export interface ModelAllowlistOptions {
   /**
    * Models each tier may use (`*` = any, `prefix*` by prefix, dated ids match their family).
-   * An identity whose tier is not listed gets `otherTiers`.
+   * An identity whose tier is not listed gets `otherTiers`. The same rule as tierPolicy's
+   * (core `resolveTierModels`).
    * @default no tier restriction
    */
   tiers?: Record<string, string[]>;
@@ -66,17 +69,20 @@ export function modelAllowlist(options: ModelAllowlistOptions = {}) {
       if (!isPatternList(models)) throw new TollgateError('ERR_TG_AUTH_INVALID_OPTION', `modelAllowlist(): tiers.${tier} must be an array of model names or patterns`);
     }
   }
-  const otherTiers = options.otherTiers ?? [];
-  if (!isPatternList(otherTiers)) throw new TollgateError('ERR_TG_AUTH_INVALID_OPTION', 'modelAllowlist(): otherTiers must be an array of model names or patterns');
-  const tierModels = tiers ? new Map(Object.entries(tiers)) : undefined;
+  const otherTiers = options.otherTiers;
+  if (otherTiers !== undefined && !isPatternList(otherTiers)) {
+    const message = 'modelAllowlist(): otherTiers must be an array of model names or patterns';
+    throw new TollgateError('ERR_TG_AUTH_INVALID_OPTION', message);
+  }
+  const modelsOf = resolveTierModels(tiers, otherTiers ? { otherTiers } : {});
   const readModel = options.readModel ?? callModel;
   const renderError = options.renderError ?? renderApiError;
 
   /** Which rule refuses the model, if any. */
   function refusal(model: string, identity: Identity): string | undefined {
-    if (tierModels) {
-      const allowed = (identity.tier !== undefined ? tierModels.get(identity.tier) : undefined) ?? otherTiers;
-      if (!isModelAllowed(model, allowed)) return identity.tier !== undefined ? `the "${quotable(identity.tier)}" tier` : 'this credential';
+    const allowed = modelsOf(identity.tier);
+    if (allowed && !isModelAllowed(model, allowed)) {
+      return identity.tier !== undefined ? `the "${quotable(identity.tier)}" tier` : 'this credential';
     }
     if (identity.models !== undefined && !isModelAllowed(model, identity.models)) return 'this credential';
     return undefined;

@@ -10,6 +10,7 @@ export * from './stores.js';
 export * from './store-input.js';
 export * from './pricing.js';
 export * from './provider-api.js';
+export * from './tier-models.js';
 export * from './memory-stores.js';
 export * from './pre-call-check.js';
 export * from './leased-stores.js';

@@ -1,7 +1,8 @@
 // tierPolicy: per-tier model allowlist and output cap (clamps max_tokens & co., sets it when absent).
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import {
-  ApiError, assertKnownOptions, closestName, getContext, isModelAllowed, renderApiError, TollgateError, type ErrorRenderer, type ProviderApi,
+  ApiError, assertKnownOptions, closestName, getContext, isModelAllowed, renderApiError, resolveTierModels,
+  TollgateError, type ErrorRenderer, type ProviderApi,
 } from '@tollgate/core';
 import { adapterFor, declareOrAnswer } from '@tollgate/providers';
 import type { CallDeclaration, ProviderAdapter } from '@tollgate/providers';
@@ -23,11 +24,17 @@ export interface TierPolicyOptions {
   api?: ProviderApi | ProviderAdapter;
   /** Builds the provider request, for routes that call an SDK themselves (see `providerCall`). @default the JSON body */
   request?: CallDeclaration['request'];
-  /** Rules by tier name (the caller's `identity.tier`). Extra fields of a config tier are ignored. */
+  /**
+   * Rules by tier name (the caller's `identity.tier`). Extra fields of a config tier are ignored.
+   * Once given, a caller whose tier has no entry (or who has none) gets `defaultTier`'s rules, else
+   * every model is refused: an unknown tier fails closed (core `resolveTierModels`, as modelAllowlist).
+   * @default no tier rules
+   */
   tiers?: Record<string, TierRules>;
   /**
-   * The tier whose rules apply to callers without a tier, or with a tier missing from `tiers`.
-   * @default 'free'
+   * The tier whose rules apply to callers without a tier, or with a tier missing from `tiers`; it must
+   * be a key of `tiers`.
+   * @default none: such callers are refused every model
    */
   defaultTier?: string;
   /**
@@ -77,7 +84,17 @@ export function tierPolicy(options: TierPolicyOptions = {}): RequestHandler {
   assertKnownOptions(options, OPTION_NAMES, `${CODE}_UNKNOWN_OPTION`, FACTORY);
   const rules = new Map<string, TierRules>();
   for (const [tier, raw] of Object.entries(options.tiers ?? {})) rules.set(tier, resolveRules(tier, raw));
-  const defaultRules = rules.get(options.defaultTier ?? 'free');
+  const defaultTier = options.defaultTier;
+  if (defaultTier !== undefined && !rules.has(defaultTier)) {
+    // Naming a default that is not there would refuse every caller it was meant to admit.
+    const hint = closestName(defaultTier, [...rules.keys()]);
+    const didYouMean = hint ? `; did you mean "${hint}"?` : '';
+    const message = `${FACTORY}() defaultTier "${defaultTier}" is not a key of tiers${didYouMean}`;
+    throw new TollgateError(`${CODE}_INVALID_TIER`, message);
+  }
+  const defaultRules = defaultTier === undefined ? undefined : rules.get(defaultTier);
+  const tierModels = options.tiers && Object.fromEntries([...rules].map(([tier, { models }]) => [tier, models]));
+  const modelsOf = resolveTierModels(tierModels, { defaultTier });
   const identityModels = options.identityModels ?? true;
   const renderError = options.renderError ?? renderApiError;
   const declared = options.api === undefined ? undefined : adapterFor(options.api, `${FACTORY}() option api`);
@@ -98,10 +115,14 @@ export function tierPolicy(options: TierPolicyOptions = {}): RequestHandler {
     }
     const identity = context.identity;
     const tier = identity?.tier;
-    const tierRules = (tier !== undefined ? rules.get(tier) : undefined) ?? defaultRules;
+    const ownTier = tier !== undefined && rules.has(tier) ? tier : undefined;
+    const tierRules = ownTier !== undefined ? rules.get(ownTier) : defaultRules;
+    const allowed = modelsOf(tier);
     const model = call.model!;
-    if (tierRules?.models && !isModelAllowed(model, tierRules.models)) {
-      refuseModel(req, res, model, `on the ${tier !== undefined && rules.has(tier) ? tier : (options.defaultTier ?? 'free')} tier`);
+    if (allowed && !isModelAllowed(model, allowed)) {
+      const answeredBy = ownTier ?? defaultTier;
+      if (answeredBy !== undefined) refuseModel(req, res, model, `on the ${answeredBy} tier`);
+      else refuseModel(req, res, model, tier === undefined ? 'to a caller without a tier' : 'to an unknown tier');
       return;
     }
     if (identityModels && identity?.models && !isModelAllowed(model, identity.models)) {

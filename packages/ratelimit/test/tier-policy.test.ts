@@ -46,9 +46,31 @@ describe('tierPolicy models', () => {
     expect((await post('/v1/chat/completions', { model: 'gpt-4o', messages: [] }, 'pro')).status).toBe(200);
   });
 
-  it('applies the default tier (free) to callers without a known tier', async () => {
-    expect((await post('/v1/chat/completions', { model: 'gpt-4o', messages: [] })).status).toBe(403);
-    expect((await post('/v1/chat/completions', { model: 'gpt-4o', messages: [] }, 'platinum')).status).toBe(403);
+  it('refuses every model to callers of a tier it does not know, without a defaultTier (fail closed)', async () => {
+    for (const tier of [undefined, 'platinum']) {
+      const response = await post('/v1/chat/completions', { model: 'gpt-4o-mini', messages: [] }, tier);
+      expect(response.status).toBe(403);
+      expect(response.body.error.code).toBe('model_not_allowed');
+    }
+    const unknown = await post('/v1/chat/completions', { model: 'gpt-4o-mini', messages: [] }, 'platinum');
+    expect(unknown.body.error.message).toBe('The model `gpt-4o-mini` is not available to an unknown tier.');
+  });
+
+  it('applies the defaultTier\'s rules, models and cap, to callers without a known tier', async () => {
+    const tiers = { free: { models: ['gpt-4o-mini'], maxOutputTokens: 512 } };
+    const withDefault = providerApp(tierPolicy({ tiers, defaultTier: 'free' }));
+    const ask = (model: string, tier?: string) => {
+      const call = request(withDefault).post('/v1/chat/completions').set('x-key', 'k1');
+      return (tier ? call.set('x-tier', tier) : call).send({ model, max_tokens: 4000, messages: [] });
+    };
+    for (const tier of [undefined, 'platinum']) {
+      const allowed = await ask('gpt-4o-mini', tier);
+      expect(allowed.status).toBe(200);
+      expect(allowed.body.body.max_tokens).toBe(512);
+      const refused = await ask('gpt-4o', tier);
+      expect(refused.status).toBe(403);
+      expect(refused.body.error.message).toBe('The model `gpt-4o` is not available on the free tier.');
+    }
   });
 
   it("also enforces the identity's own model list", async () => {
@@ -129,6 +151,9 @@ describe('tierPolicy options', () => {
     expect(() => tierPolicy({ tier: {} } as never)).toThrow(/did you mean "tiers"/);
     expect(() => tierPolicy({ tiers: { free: { maxOutputTokens: 0 } } })).toThrow(/ERR_TG_RATELIMIT_INVALID_TIER/);
     expect(() => tierPolicy({ tiers: { free: { model: ['x'] } as never } })).toThrow(/did you mean "models"/);
+    // A default that is not a tier would refuse every caller it was meant to admit.
+    expect(() => tierPolicy({ tiers: { free: {} }, defaultTier: 'fre' }))
+      .toThrow(/defaultTier "fre" is not a key of tiers; did you mean "free"/);
     // Config tiers carry limits too: those fields are not rules and pass.
     expect(() => tierPolicy({ tiers: { free: { requestsPerMinute: 5, models: ['*'] } as never } })).not.toThrow();
   });
