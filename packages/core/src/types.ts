@@ -1,4 +1,5 @@
 // The shared vocabulary: who calls (Identity), what a request may cost (UsageEstimate) and what it did (UsageRecord).
+import type { RefusalLayer } from './api-error.js';
 import type { ProviderApi } from './provider-api.js';
 
 export type Provider = 'openai' | 'anthropic' | (string & {});
@@ -108,6 +109,12 @@ export interface UsageRecord extends TokenUsage {
   aborted: boolean;
   /** The provider cut an answer that had started (the client did not leave). Absent = no. */
   upstreamAborted?: boolean;
+  /**
+   * The piece of tollgate that refused the request (`requests`, `budget`, `guard`, ...: the refusal's
+   * layer), so the provider never saw it. Absent: not refused by tollgate; an upstream failure
+   * (`upstream_error`, a provider's own 4xx/5xx passed on) is the provider's and leaves it absent.
+   */
+  refusedBy?: RefusalLayer;
   latencyMs: number;
   usageSource: UsageSource;
   /**

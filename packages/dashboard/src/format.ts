@@ -6,6 +6,22 @@ export function money(nano: number): string {
   return nano === 0 ? '$0.00' : formatUsd(nano);
 }
 
+/**
+ * A formatter for amounts read together (a budget's spent, credit, held, remaining and cap): one number of
+ * decimals for all, the fewest (at least 2) at which each is exact, so that the sum they make on the page is
+ * exact too; `money()` rounds each on its own, to cents from $1 up, and rounded figures need not add up.
+ */
+export function exactMoney(nanos: readonly number[]): (nano: number) => string {
+  let decimals = 2;
+  while (decimals < 9 && nanos.some((nano) => nano % 10 ** (9 - decimals) !== 0)) decimals++;
+  const unit = 10 ** (9 - decimals);
+  return function formatExactly(nano: number): string {
+    const abs = Math.abs(nano);
+    const fraction = String(Math.round((abs % 1e9) / unit)).padStart(decimals, '0');
+    return `${nano < 0 ? '-' : ''}$${Math.floor(abs / 1e9)}.${fraction}`;
+  };
+}
+
 /** USD for a chart axis or a table cell that sorts: a plain number. */
 export function usd(nano: number): number {
   return nanoToUsd(nano);

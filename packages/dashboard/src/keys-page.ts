@@ -2,7 +2,7 @@
 import { fromNow, utcTime } from './format.js';
 import { html } from './html.js';
 import type { SafeHtml } from './html.js';
-import { csrfField, layout, table } from './layout.js';
+import { csrfField, layout, table, timeCell } from './layout.js';
 import type { PageContext } from './layout.js';
 import type { DashboardConfig } from './options.js';
 import { listedKey, SourceProblems } from './sources.js';
@@ -24,7 +24,9 @@ export async function loadKeys(config: DashboardConfig, problems: SourceProblems
   const stored = store ? await problems.read('keys', [], () => store.list()) : [];
   const fromConfig = await problems.read('keys', [], () => [...config.configKeys()]);
   const keys = [...stored.map((record) => listedKey(record, 'store', now)), ...fromConfig.map((record) => listedKey(record, 'config', now))];
-  return keys.sort((a, b) => b.createdAt.localeCompare(a.createdAt) || a.id.localeCompare(b.id));
+  // Keys with no creation date go last: there is nothing to say how new they are.
+  const newestFirst = (a: ListedKey, b: ListedKey) => (b.createdAt ?? '').localeCompare(a.createdAt ?? '');
+  return keys.sort((a, b) => newestFirst(a, b) || a.id.localeCompare(b.id));
 }
 
 export async function loadKeysPage(config: DashboardConfig): Promise<KeysData> {
@@ -75,6 +77,9 @@ function actions(ctx: PageContext, key: ListedKey, canChange: boolean): SafeHtml
 }
 
 function keyRow(ctx: PageContext, key: ListedKey, canChange: boolean): SafeHtml {
+  const created = key.createdAt === null
+    ? html`<td class="muted" title="No creation date was recorded">unknown</td>`
+    : timeCell(key.createdAt);
   const expiry = key.expiresAt === undefined ? html`<td class="muted">never</td>` : html`<td><time datetime="${key.expiresAt}" title="${utcTime(key.expiresAt)}">${fromNow(key.expiresAt, ctx.now)}</time></td>`;
   return html`<tr data-key="${key.id}" data-key-state="${key.state}">
 <th scope="row">${key.id}</th>
@@ -82,11 +87,18 @@ function keyRow(ctx: PageContext, key: ListedKey, canChange: boolean): SafeHtml 
 <td>${key.tenantId ? html`<a href="${ctx.base}/tenants/${encodeURIComponent(key.tenantId)}">${key.tenantId}</a>` : ''}</td>
 <td>${key.userId ?? ''}</td><td>${key.feature ?? ''}</td><td>${key.tier ?? ''}</td>
 <td>${key.scopes.join(' ')}</td>
-<td>${utcTime(key.createdAt)}</td>
+${created}
 ${expiry}
 <td>${actions(ctx, key, canChange)}</td>
 </tr>`;
 }
+
+/** Suspensions are the guard's, not the key store's: where they live, as this page cannot show them. */
+const SUSPENSION_NOTE = html`<p class="muted">The state here is the key store's: revoke a key to stop it for good.
+The guard (<code>@tollgate/guard</code>) can also suspend a key or a tenant, on unusual spend or by an operator:
+its requests get 403 <code>key_suspended</code> until the suspension is lifted through the guard's admin routes
+(<code>POST /keys/:id/lift</code>, under <code>/admin/guard</code> in the example proxy). This page does not show
+suspensions.</p>`;
 
 export function renderKeys(ctx: PageContext, data: KeysData, created?: { id: string; key: string; note?: string }): string {
   const shown = created
@@ -99,7 +111,7 @@ ${created.note ? html`<p>${created.note}</p>` : ''}</section>`
   const rows = data.keys.map((key) => keyRow(ctx, key, data.canChange));
   const body = html`${shown}${problems}
 ${table('Keys', ['Id', 'State', 'Tenant', 'User', 'Feature', 'Tier', 'Scopes', 'Created', 'Expires', ''], rows, 'No keys yet.')}
-<p class="muted">Suspending a key for unusual spend is not built yet (the guard package will do it); revoke a key to stop it.</p>
+${SUSPENSION_NOTE}
 ${data.canChange ? createForm(ctx, data) : html`<p class="muted">No key store is connected: keys are listed, not changed.</p>`}`;
   return layout(ctx, { title: 'Keys', current: '/keys', body });
 }

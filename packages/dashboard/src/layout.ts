@@ -1,6 +1,6 @@
 // The page shell every page shares (head, navigation, notices, sign-out) and the pieces pages are built from.
 import type { BudgetStatus } from '@tollgate/budget';
-import { money, percent, utcTime } from './format.js';
+import { exactMoney, money, percent, utcTime } from './format.js';
 import { html, jsonBlock } from './html.js';
 import type { SafeHtml } from './html.js';
 
@@ -65,13 +65,76 @@ export function csrfField(ctx: PageContext): SafeHtml {
 /** Where a spend stands against its cap. */
 export type BarState = 'ok' | 'soft' | 'over' | 'none';
 
+/** Where a budget stands: the fraction of its cap spent, the state its bar shows, and how far it is past its cap. */
+export interface BudgetStanding {
+  used: number | null;
+  state: BarState;
+  /** See `overCapNanoUsd`; null without a budget. */
+  overNanoUsd: number | null;
+}
+
+/**
+ * What the budget's spend and holds are past its cap. The store's remaining stops at 0, so past the cap
+ * it takes this to add up: spent − credit + held + remaining − over = cap.
+ */
+export function overCapNanoUsd(status: BudgetStatus): number {
+  return Math.max(0, status.spentNanoUsd - status.creditNanoUsd + status.reservedNanoUsd - status.limitNanoUsd);
+}
+
 /** The fraction of its cap a budget has spent, and the state its bar shows. */
-export function budgetState(status: BudgetStatus | null | undefined): { used: number | null; state: BarState } {
-  if (!status || status.limitNanoUsd <= 0) return { used: null, state: 'none' };
+export function budgetState(status: BudgetStatus | null | undefined): BudgetStanding {
+  if (!status) return { used: null, state: 'none', overNanoUsd: null };
+  const overNanoUsd = overCapNanoUsd(status);
+  if (status.limitNanoUsd <= 0) return { used: null, state: 'none', overNanoUsd };
   const used = status.spentNanoUsd / status.limitNanoUsd;
-  if (status.spentNanoUsd >= status.limitNanoUsd) return { used, state: 'over' };
-  if (status.softLimitReached || (status.softLimit !== null && used >= status.softLimit)) return { used, state: 'soft' };
-  return { used, state: 'ok' };
+  if (status.spentNanoUsd >= status.limitNanoUsd) return { used, state: 'over', overNanoUsd };
+  const soft = status.softLimitReached || (status.softLimit !== null && used >= status.softLimit);
+  if (soft) return { used, state: 'soft', overNanoUsd };
+  return { used, state: 'ok', overNanoUsd };
+}
+
+/** Says once how a budget's figures add up, next to them; the store counts a top-up against the period's spend. */
+export const BUDGET_SUM_NOTE = html`<p class="muted budget-sum-note">A budget's figures add up:
+<strong>spent − credit + held + remaining = cap</strong> (less what is over the cap, when something is).
+A top-up is credited against the period's spend: spent goes down by it, and what is left of it is credit, room
+above the cap until the period ends. So a budget's spent is what the period spent less top-ups, and one of
+spent and credit is always $0.00.</p>`;
+
+/**
+ * The same figures in one table cell beside a budget's bar (spent of cap): remaining, and under it the credit
+ * and what is held in flight. One cell, so the tables stay as wide as they were.
+ */
+export function budgetCell(status: BudgetStatus | null): SafeHtml {
+  if (!status) return html`<td></td>`;
+  const over = overCapNanoUsd(status);
+  const { creditNanoUsd: credit, reservedNanoUsd: held, remainingNanoUsd: remaining } = status;
+  const usd = exactMoney([status.spentNanoUsd, credit, held, remaining, over, status.limitNanoUsd]);
+  const amount = (name: string, nano: number) => html`<span data-figure="${name}" data-nano-usd="${nano}">${usd(nano)}</span>`;
+  const overBy = over > 0 ? html` (over by ${amount('over', over)})` : '';
+  return html`<td class="num">${amount('remaining', remaining)}${overBy}<br>
+<small class="muted">credit ${amount('credit', credit)} · held ${amount('held', held)}</small></td>`;
+}
+
+/** A budget's figures, each named and exact to the same decimal, and the sum they make; `more` ends the list. */
+export function budgetFigures(status: BudgetStatus, more: SafeHtml = html``): SafeHtml {
+  const over = overCapNanoUsd(status);
+  const { spentNanoUsd: spent, creditNanoUsd: credit, reservedNanoUsd: held, remainingNanoUsd: remaining } = status;
+  const cap = status.limitNanoUsd;
+  const usd = exactMoney([spent, credit, held, remaining, over, cap]);
+  const figure = (name: string, label: string, nano: number) =>
+    html`<div data-figure="${name}"><dt>${label}</dt><dd data-nano-usd="${nano}">${usd(nano)}</dd></div>`;
+  const overTerm = over > 0 ? ` − ${usd(over)} over` : '';
+  const sum = `${usd(spent)} spent − ${usd(credit)} credit + ${usd(held)} held + ${usd(remaining)} remaining`;
+  return html`<dl class="figures">
+${figure('spent', 'Spent (less top-ups)', spent)}
+${figure('credit', 'Top-up credit', credit)}
+${figure('held', 'Held in flight', held)}
+${figure('remaining', 'Remaining', remaining)}
+${over > 0 ? figure('over', 'Over the cap', over) : ''}
+${figure('cap', 'Cap', cap)}
+<div class="wide" data-figure="sum"><dt>How they add up</dt><dd>${sum}${overTerm} = ${usd(cap)} cap</dd></div>
+${more}
+</dl>`;
 }
 
 const STATE_WORDS: Record<BarState, string> = { ok: 'within budget', soft: 'past its soft limit', over: 'at or over its cap', none: 'no budget' };

@@ -8,8 +8,8 @@ import { count, fromNow, money, percent, utcTime } from './format.js';
 import { html } from './html.js';
 import type { SafeHtml } from './html.js';
 import { loadKeys } from './keys-page.js';
-import { budgetState, chart, layout, spendBar, table } from './layout.js';
-import type { BarState, ChartData, PageContext } from './layout.js';
+import { BUDGET_SUM_NOTE, budgetCell, budgetState, chart, layout, spendBar, table } from './layout.js';
+import type { BarState, BudgetStanding, ChartData, PageContext } from './layout.js';
 import type { DashboardAlert, DashboardConfig, QuotaStatus } from './options.js';
 import { seriesFromPoints } from './series.js';
 import { SourceProblems } from './sources.js';
@@ -27,11 +27,13 @@ export interface SpendRow {
   /** Requests the response cache answered, and what caching saved (hits and prompt-cache discounts); null without a ledger. */
   cacheHits: number | null;
   savedNanoUsd: number | null;
-  /** The budget's live state (spent, reserved, remaining, reset), or null. */
+  /** The budget's live state (spent less top-ups, credit, reserved, remaining, reset), or null. */
   budget: BudgetStatus | null;
   /** The budget's spent over its cap (1 = 100%). */
   used: number | null;
   state: BarState;
+  /** What the budget is past its cap: spent − credit + reserved + remaining − over = cap. Null without a budget. */
+  overNanoUsd: number | null;
 }
 
 export interface OverviewData {
@@ -39,7 +41,7 @@ export interface OverviewData {
   tenants: SpendRow[];
   features: SpendRow[];
   /** Key, user and global budgets. */
-  otherBudgets: (BudgetStatus & { used: number | null; state: BarState })[];
+  otherBudgets: (BudgetStatus & BudgetStanding)[];
   quotas: QuotaStatus[];
   alerts: DashboardAlert[];
   /** Spend per UTC day over the last 30 days, per tenant. */
@@ -213,13 +215,18 @@ function spendRowHtml(ctx: PageContext, row: SpendRow, scope: 'tenant' | 'featur
 <td class="num">${row.cacheHits === null ? '—' : count(row.cacheHits)}</td>
 <td class="num" data-saved-nano-usd="${row.savedNanoUsd ?? ''}">${row.savedNanoUsd === null ? '—' : money(row.savedNanoUsd)}</td>
 <td>${periodWord(row)}</td>
-<td class="num">${row.budget ? money(row.budget.reservedNanoUsd) : ''}</td>
+${budgetCell(row.budget)}
 ${row.budget ? html`<td><time datetime="${row.budget.resetAt}">${fromNow(row.budget.resetAt, ctx.now)}</time></td>` : html`<td></td>`}
 </tr>`;
 }
 
 // The bar first: on a phone it is what shows before the table scrolls.
-const SPEND_HEAD = ['', 'Budget: spent of cap', 'Spent (ledger)', 'Requests', 'Cache hits', 'Saved by caching', 'Period', 'Held in flight', 'Resets'];
+const SPEND_HEAD = [
+  '', 'Budget: spent of cap', 'Spent (ledger)', 'Requests', 'Cache hits', 'Saved by caching', 'Period',
+  'Remaining (credit, held)', 'Resets',
+];
+
+const OTHER_HEAD = ['', 'Spent of cap', 'Period', 'Remaining (credit, held)', 'Resets'];
 
 const OUTCOME_HEAD = ['', 'Outcome', 'Outcomes', 'Requests', 'Cost', 'Cost per outcome', 'Value', 'Value per cost'];
 
@@ -260,17 +267,22 @@ function savingsSummary(savings: CacheSavings): SafeHtml {
 export function renderOverview(ctx: PageContext, data: OverviewData): string {
   const tenantRows = data.tenants.slice(0, MAX_ROWS).map((row) => spendRowHtml(ctx, row, 'tenant'));
   const featureRows = data.features.slice(0, MAX_ROWS).map((row) => spendRowHtml(ctx, row, 'feature'));
-  const otherRows = data.otherBudgets.map((status) => html`<tr data-state="${status.state}"><th scope="row">${status.scope}${status.id === null ? '' : ` ${status.id}`}</th><td class="bar-cell">${spendBar(`${status.scope} ${status.id ?? ''}`, status)}</td><td>${status.period}</td><td class="num">${money(status.reservedNanoUsd)}</td><td><time datetime="${status.resetAt}">${fromNow(status.resetAt, ctx.now)}</time></td></tr>`);
+  const otherRows = data.otherBudgets.map((status) => html`<tr data-state="${status.state}">
+<th scope="row">${status.scope}${status.id === null ? '' : ` ${status.id}`}</th>
+<td class="bar-cell">${spendBar(`${status.scope} ${status.id ?? ''}`, status)}</td><td>${status.period}</td>
+${budgetCell(status)}<td><time datetime="${status.resetAt}">${fromNow(status.resetAt, ctx.now)}</time></td></tr>`);
   const quotaRows = data.quotas.map((quota) => html`<tr><th scope="row">${quota.name}</th><td>${quota.unit}${quota.window ? ` per ${quota.window}` : ''}</td><td class="num">${count(quota.remaining)}</td><td class="num">${count(quota.limit)}</td><td>${quota.resetAt ? utcTime(quota.resetAt) : ''}</td></tr>`);
   const noLedger = data.ledger ? '' : html`<p class="muted">No usage ledger is connected: spend history is not shown. Pass <code>ledger</code> (PostgreSQL or PGlite).</p>`;
   const body = html`${alertList(ctx, data.alerts)}
 ${noLedger}
 ${data.savings ? savingsSummary(data.savings) : ''}
 ${table('Tenants', SPEND_HEAD, tenantRows, 'No tenant has a budget or recorded spend yet.')}
+${BUDGET_SUM_NOTE}
+<p class="muted">Spent (ledger) is what the usage ledger recorded in the period, top-ups not taken off.</p>
 ${data.dailySpend ? chart('daily-spend', 'Spend per day, last 30 days (USD)', data.dailySpend, (x) => utcTime(x * 1000).slice(0, 10)) : ''}
 ${table('Features', SPEND_HEAD, featureRows, 'No feature has a budget or recorded spend yet.')}
 ${data.outcomes ? outcomeTables(ctx, data.outcomes) : ''}
-${otherRows.length > 0 ? table('Other budgets', ['', 'Spent of cap', 'Period', 'Held in flight', 'Resets'], otherRows) : ''}
+${otherRows.length > 0 ? table('Other budgets', OTHER_HEAD, otherRows) : ''}
 ${table('Request and token quotas now', ['', 'Limit', 'Remaining', 'Of', 'Frees up'], quotaRows, 'No quotas reported (the app passes them as the limits option).')}`;
   return layout(ctx, { title: 'Overview', current: '', body });
 }

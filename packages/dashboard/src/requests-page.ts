@@ -76,7 +76,15 @@ export async function loadRequests(config: DashboardConfig, query: RequestsQuery
 function statusCell(record: UsageRecord): SafeHtml {
   const kind = record.status === 0 || record.status >= 400 ? 'error' : 'ok';
   const title = record.status === 0 ? 'no answer was sent: the process died with the call out, and the record was rebuilt from the spool' : '';
-  return html`<td><span class="status status--${kind}" title="${title}">${record.status === 0 ? 'none' : record.status}</span>${record.aborted ? html` <span class="tag">client left</span>` : ''}${record.upstreamAborted ? html` <span class="tag">upstream cut</span>` : ''}</td>`;
+  // Tollgate's own refusals say which piece refused: the provider never saw them.
+  const refused = record.refusedBy === undefined
+    ? ''
+    : html` <span class="tag" data-refused-by="${record.refusedBy}">refused by ${record.refusedBy}</span>`;
+  const aborted = record.aborted ? html` <span class="tag">client left</span>` : '';
+  const cut = record.upstreamAborted ? html` <span class="tag">upstream cut</span>` : '';
+  const shown = record.status === 0 ? 'none' : record.status;
+  const status = html`<span class="status status--${kind}" title="${title}">${shown}</span>`;
+  return html`<td>${status}${refused}${aborted}${cut}</td>`;
 }
 
 function recordRow(ctx: PageContext, record: UsageRecord): SafeHtml {
@@ -120,6 +128,8 @@ export function renderRequests(ctx: PageContext, data: RequestsData): string {
 ${data.problems.map((message) => html`<p class="error" role="alert">${message}</p>`)}
 ${table('Records', ['Time', 'Tenant', 'Key', 'User', 'Feature', 'Model', 'Status', 'Input', 'Output', 'Cost', 'Latency', 'Usage from', 'Request id'], data.records.map((record) => recordRow(ctx, record)), 'No records match.')}
 ${data.next ? html`<p><a rel="next" href="${ctx.base}/requests?${params.toString()}">Older records</a></p>` : ''}
-<p class="muted">The ledger holds the requests the meter saw. Refusals before it (a bad key, a rate limit) leave no record, and no record carries a refusal reason yet.</p>`;
+<p class="muted">The ledger holds the requests the meter saw. Refusals before it (a bad key, a scope or tier rule, in
+the example proxy) leave no record; a refusal after it (request and token limits, a budget, the guard) is recorded
+with the piece that refused it, "refused by": the provider never saw that request.</p>`;
   return layout(ctx, { title: 'Recent requests', current: '/requests', body });
 }

@@ -38,12 +38,22 @@ export function keyState(record: ApiKeyRecord, now: number): KeyState {
 }
 
 /** A key as operators see it: everything but the hash, with its state and where it lives. */
-export interface ListedKey extends Omit<ApiKeyRecord, 'sha256'> {
+export interface ListedKey extends Omit<ApiKeyRecord, 'sha256' | 'createdAt'> {
+  /** ISO 8601; null when the record has no creation date. */
+  createdAt: string | null;
   state: KeyState;
   source: 'store' | 'config';
 }
 
+/**
+ * The record's creation time, or null when it has none: absent, unreadable, or the epoch that
+ * `keyRecordsFromConfig` (@tollgate/auth) gives a config entry without one. No key was made in 1970.
+ */
+function knownCreationTime(createdAt: string | undefined): string | null {
+  return typeof createdAt === 'string' && Date.parse(createdAt) > 0 ? createdAt : null;
+}
+
 export function listedKey(record: ApiKeyRecord, source: 'store' | 'config', now: number): ListedKey {
   const { sha256: _sha256, ...rest } = record;
-  return { ...rest, state: keyState(record, now), source };
+  return { ...rest, createdAt: knownCreationTime(record.createdAt), state: keyState(record, now), source };
 }

@@ -7,8 +7,8 @@ import { count, fromNow, money, utcTime } from './format.js';
 import { html } from './html.js';
 import type { SafeHtml } from './html.js';
 import { loadKeys } from './keys-page.js';
-import { budgetState, chart, csrfField, layout, spendBar, table } from './layout.js';
-import type { BarState, ChartData, PageContext } from './layout.js';
+import { BUDGET_SUM_NOTE, budgetFigures, budgetState, chart, csrfField, layout, spendBar, table } from './layout.js';
+import type { BudgetStanding, ChartData, PageContext } from './layout.js';
 import type { DashboardConfig, QuotaStatus } from './options.js';
 import { seriesFromPoints } from './series.js';
 import { SourceProblems } from './sources.js';
@@ -35,7 +35,7 @@ export interface TenantData {
   since: string;
   until: string;
   /** The tenant's own budgets and those of its keys, live from the budget store. */
-  budgets: (BudgetStatus & { used: number | null; state: BarState })[];
+  budgets: (BudgetStatus & BudgetStanding)[];
   /** Spend per bucket, one series per model (USD; exact sums in the tables). */
   spendOverTime: ChartData | null;
   byModel: UsageAggregate[];
@@ -106,17 +106,12 @@ function groupTable(caption: string, rows: UsageAggregate[], total: number): Saf
 function budgetCard(ctx: PageContext, status: TenantData['budgets'][number], back: string): SafeHtml {
   const who = status.id === null ? status.scope : `${status.scope} ${status.id}`;
   const target = status.id === null ? status.scope : `${status.scope}/${encodeURIComponent(status.id)}`;
+  const resetAt = html`<time datetime="${status.resetAt}">${utcTime(status.resetAt)}</time>`;
+  const resets = html`<div class="wide"><dt>Resets</dt><dd>${resetAt} (${fromNow(status.resetAt, ctx.now)})</dd></div>`;
   return html`<article class="card budget" data-scope="${status.scope}" data-id="${status.id ?? ''}" data-state="${status.state}">
 <h3>${who} <small>${status.period}</small></h3>
 ${spendBar(who, status)}
-<dl class="figures">
-<div><dt>Spent</dt><dd data-nano-usd="${status.spentNanoUsd}">${money(status.spentNanoUsd)}</dd></div>
-<div><dt>Held in flight</dt><dd>${money(status.reservedNanoUsd)}</dd></div>
-<div><dt>Remaining</dt><dd>${money(status.remainingNanoUsd)}</dd></div>
-<div><dt>Cap</dt><dd>${money(status.limitNanoUsd)}</dd></div>
-${status.creditNanoUsd > 0 ? html`<div><dt>Unspent credit</dt><dd>${money(status.creditNanoUsd)}</dd></div>` : ''}
-<div class="wide"><dt>Resets</dt><dd><time datetime="${status.resetAt}">${utcTime(status.resetAt)}</time> (${fromNow(status.resetAt, ctx.now)})</dd></div>
-</dl>
+${budgetFigures(status, resets)}
 <form method="post" action="${ctx.base}/budgets/${target}/top-up" class="inline">${csrfField(ctx)}<input type="hidden" name="back" value="${back}">
 <label for="top-up-${status.key}">Credit this period (USD)</label>
 <input id="top-up-${status.key}" name="usd" type="number" min="0.01" step="0.01" required inputmode="decimal">
@@ -131,7 +126,8 @@ export function renderTenant(ctx: PageContext, data: TenantData): string {
   const bucketLabel = (x: number) => (hourly ? utcTime(x * 1000) : utcTime(x * 1000).slice(0, 10));
   const totalCost = data.total?.costNanoUsd ?? 0;
   const budgets = data.budgets.length > 0
-    ? html`<section><h2>Budgets now</h2><div class="cards">${data.budgets.map((status) => budgetCard(ctx, status, base))}</div></section>`
+    ? html`<section><h2>Budgets now</h2><div class="cards">${data.budgets.map((status) => budgetCard(ctx, status, base))}</div>
+${BUDGET_SUM_NOTE}</section>`
     : html`<section><h2>Budgets now</h2><p class="empty">No budget applies to this tenant.</p></section>`;
   const quotas = data.quotas.length > 0
     ? table('Request and token quotas now', ['', 'Limit', 'Remaining', 'Of'], data.quotas.map((quota) => html`<tr><th scope="row">${quota.name}</th><td>${quota.unit}${quota.window ? ` per ${quota.window}` : ''}</td><td class="num">${count(quota.remaining)}</td><td class="num">${count(quota.limit)}</td></tr>`))

@@ -17,6 +17,8 @@ import { dashboard } from '@tollgate/dashboard';
 import type { DashboardOptions } from '@tollgate/dashboard';
 import { insertUsageRecords, migrateUsageLedger } from '@tollgate/metering';
 import type { LedgerLocation, Queryable } from '@tollgate/metering';
+import { chromium } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import type { Test } from 'supertest';
 
 /** Debian's Chromium, as CI installs it (.ci/run), driven by playwright-core: no browser download. */
@@ -71,6 +73,26 @@ export function usageRecord(overrides: Partial<UsageRecord> = {}): UsageRecord {
     costNanoUsd: 4_500_000, estimatedCostNanoUsd: 9_000_000, status: 200, stream: false, aborted: false, latencyMs: 800, usageSource: 'provider',
     ...overrides,
   };
+}
+
+/** What tollgate refused itself (the provider never saw them) and what the provider failed, on one model. */
+export function refusalsAndProviderErrors(now: number): UsageRecord[] {
+  const at = (minutes: number) => new Date(now - minutes * 60_000).toISOString();
+  const failed = { costNanoUsd: 0, inputTokens: 0, outputTokens: 0, usageSource: 'counted' as const };
+  const refused = { ...failed, status: 429, latencyMs: 2 };
+  return [
+    usageRecord({ timestamp: at(1), latencyMs: 1000 }),
+    usageRecord({ timestamp: at(2), latencyMs: 1000 }),
+    usageRecord({ timestamp: at(3), latencyMs: 1000 }),
+    // Tollgate's own: a request limit twice, a budget, a suspension by the guard.
+    usageRecord({ ...refused, timestamp: at(4), refusedBy: 'requests' }),
+    usageRecord({ ...refused, timestamp: at(5), refusedBy: 'requests' }),
+    usageRecord({ ...refused, timestamp: at(6), refusedBy: 'budget' }),
+    usageRecord({ ...refused, timestamp: at(7), status: 403, refusedBy: 'guard' }),
+    // The provider's: an upstream that failed (502 upstream_error), and its own 429 passed on.
+    usageRecord({ ...failed, timestamp: at(8), status: 502, latencyMs: 3000 }),
+    usageRecord({ ...failed, timestamp: at(9), status: 429, latencyMs: 500 }),
+  ];
 }
 
 export interface DashboardTestApp {
@@ -186,17 +208,61 @@ export interface LedgerDashboard {
  * A dashboard over a ledger of `kind` holding `records`, opened before the suite's tests and closed after
  * them. Its fields are set once `beforeAll` ran: read them inside tests and hooks.
  */
-export function dashboardOverLedger(kind: LedgerKind, records: readonly UsageRecord[]): LedgerDashboard {
+export function dashboardOverLedger(
+  kind: LedgerKind, records: readonly UsageRecord[], dashboardOptions?: Partial<DashboardOptions>,
+): LedgerDashboard {
   const setup = {} as LedgerDashboard;
   beforeAll(async () => {
     setup.database = await openLedgerDatabase(kind);
     setup.location = await setup.database.table();
     await writeRecords(setup.database.db, setup.location, [...records]);
-    setup.subject = await createDashboardApp({ ledger: setup.database.db, ledgerTable: setup.location });
+    const ledger = { ledger: setup.database.db, ledgerTable: setup.location };
+    setup.subject = await createDashboardApp({ ...ledger, dashboard: dashboardOptions });
   }, 60_000);
   afterAll(async () => {
     await setup.subject.close();
     await setup.database.close();
+  });
+  return setup;
+}
+
+/** A dashboard over a ledger (see `dashboardOverLedger`), served, with a Chromium page signed in to it. */
+export interface DashboardInChromium extends LedgerDashboard {
+  url: string;
+  page: Page;
+  /** What went wrong in the page: script errors, refused resources (a CSP violation, a missing asset). */
+  problems: string[];
+}
+
+/**
+ * `dashboardOverLedger` served on 127.0.0.1 and opened in Debian's Chromium, signed in with the admin
+ * key through the sign-in form. Its fields are set once `beforeAll` ran: read them inside tests and hooks.
+ */
+export function dashboardInChromium(
+  kind: LedgerKind, records: readonly UsageRecord[], dashboardOptions?: Partial<DashboardOptions>,
+): DashboardInChromium {
+  const setup = dashboardOverLedger(kind, records, dashboardOptions) as DashboardInChromium;
+  let browser: Browser | undefined;
+  let server: Awaited<ReturnType<typeof listen>> | undefined;
+  beforeAll(async () => {
+    browser = await chromium.launch(CHROMIUM);
+    server = await listen(setup.subject.app);
+    setup.url = `${server.url}/dashboard`;
+    setup.problems = [];
+    const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+    page.on('pageerror', (error) => setup.problems.push(`pageerror: ${error.message}`));
+    page.on('console', (message) => {
+      if (message.type() === 'error') setup.problems.push(`console: ${message.text()}`);
+    });
+    await page.goto(`${setup.url}/login`);
+    await page.fill('#admin-key', setup.subject.adminKey);
+    await page.click('button[type="submit"]');
+    await page.waitForURL(`${setup.url}/`);
+    setup.page = page;
+  }, 60_000);
+  afterAll(async () => {
+    await server?.close();
+    await browser?.close();
   });
   return setup;
 }

@@ -115,12 +115,12 @@ describe.each(LEDGER_KINDS)('spend on the %s ledger', (kind) => {
 
   it('counts requests, errors and latency per provider and model', async () => {
     const answer = await request(setup.subject.app).get('/dashboard/api/providers?range=24h').set(bearer());
-    expect(answer.body.routing).toBeNull();
     const mini = answer.body.providers.find((row: { model: string }) => row.model === 'gpt-4o-mini');
-    expect(mini).toMatchObject({ provider: 'openai', requests: 1, errors: 1 });
+    expect(mini).toMatchObject({ provider: 'openai', requests: 1, refusals: 0, errors: 1 });
     expect(answer.body.providers.find((row: { model: string }) => row.model === 'claude-sonnet-4-5')).toMatchObject({ provider: 'anthropic', latencyP50Ms: 2000 });
     const page = await request(setup.subject.app).get('/dashboard/providers').set(bearer()).set('accept', 'text/html');
-    expect(page.text).toContain('circuit breakers are not built yet');
+    // What the page does not show, it says where to find: routing state is the router's.
+    expect(page.text).toContain('<code>@tollgate/router</code>');
   });
 });
 

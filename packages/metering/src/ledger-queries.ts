@@ -140,8 +140,8 @@ function recordFromRow(row: Record<string, unknown>): UsageRecord {
     // Absent means none for the optional counts (the insert stores them as 0).
     else if (field === 'cacheWrite1hTokens' || field === 'savedNanoUsd') {
       if (Number(value ?? 0) !== 0) record[field] = Number(value);
-    } else if (field === 'conversationId') {
-      // Absent means none, as on a record the meter made without an x-conversation-id.
+    } else if (field === 'conversationId' || field === 'refusedBy') {
+      // Absent means none, as on a record the meter made without an x-conversation-id or a refusal.
       if (value !== null && value !== undefined) record[field] = value;
     } else if (NUMERIC_FIELDS.has(field)) record[field] = Number(value ?? 0);
     else record[field] = value ?? null;
@@ -184,13 +184,19 @@ export interface ProviderUsageOptions extends LedgerLocation, UsageFilter {
 export interface ProviderUsage {
   provider: string | null;
   model: string | null;
+  /** Every record, refusals by tollgate included. */
   requests: number;
-  /** Answers with status 400 and above, or 0 (a call rebuilt after a crash). */
+  /** Requests tollgate refused itself (`refused_by` set: limits, budget, guard): the provider never saw them. */
+  refusals: number;
+  /**
+   * Provider errors: answers with status 400 and above that tollgate did not refuse itself (502/504 for an
+   * upstream that failed or timed out, the provider's own 4xx/5xx), or 0 (a call rebuilt after a crash).
+   */
   errors: number;
   /** Client aborts. */
   aborted: number;
   costNanoUsd: number;
-  /** Mean, median and 95th percentile of the request's latency, in ms. */
+  /** Mean, median and 95th percentile of the request's latency, in ms, over the requests not refused by tollgate. */
   latencyMeanMs: number;
   latencyP50Ms: number;
   latencyP95Ms: number;
@@ -203,12 +209,15 @@ export async function usageByProvider(db: Queryable, options: ProviderUsageOptio
   const result = await db.query<Record<string, unknown>>(
     `SELECT provider, model,
             count(*) AS requests,
-            count(*) FILTER (WHERE status >= 400 OR status = 0) AS errors,
+            count(*) FILTER (WHERE refused_by IS NOT NULL) AS refusals,
+            count(*) FILTER (WHERE (status >= 400 OR status = 0) AND refused_by IS NULL) AS errors,
             count(*) FILTER (WHERE aborted) AS aborted,
             coalesce(sum(cost_nano_usd), 0) AS cost_nano_usd,
-            coalesce(avg(latency_ms), 0) AS latency_mean,
-            coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms), 0) AS latency_p50,
-            coalesce(percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms), 0) AS latency_p95
+            coalesce(avg(latency_ms) FILTER (WHERE refused_by IS NULL), 0) AS latency_mean,
+            coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms)
+                       FILTER (WHERE refused_by IS NULL), 0) AS latency_p50,
+            coalesce(percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms)
+                       FILTER (WHERE refused_by IS NULL), 0) AS latency_p95
        FROM ${ledgerTableName(options)}
       WHERE ts >= $1 AND ts < $2${filter}
       GROUP BY provider, model
@@ -219,6 +228,7 @@ export async function usageByProvider(db: Queryable, options: ProviderUsageOptio
     provider: (row.provider as string | null) ?? null,
     model: (row.model as string | null) ?? null,
     requests: Number(row.requests),
+    refusals: Number(row.refusals),
     errors: Number(row.errors),
     aborted: Number(row.aborted),
     costNanoUsd: Number(row.cost_nano_usd),

@@ -46,6 +46,7 @@ export const COLUMNS: [column: string, field: keyof UsageRecord][] = [
   ['output_tokens', 'outputTokens'], ['reasoning_tokens', 'reasoningTokens'], ['cost_nano_usd', 'costNanoUsd'],
   ['estimated_cost_nano_usd', 'estimatedCostNanoUsd'], ['status', 'status'], ['stream', 'stream'], ['aborted', 'aborted'],
   ['latency_ms', 'latencyMs'], ['usage_source', 'usageSource'], ['conversation_id', 'conversationId'], ['saved_nano_usd', 'savedNanoUsd'],
+  ['refused_by', 'refusedBy'],
 ];
 
 const OPTIONAL_COUNTS = new Set<keyof UsageRecord>(['cacheWrite1hTokens', 'savedNanoUsd']);
@@ -90,12 +91,15 @@ export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
       usage_source text NOT NULL,
       conversation_id text,
       saved_nano_usd bigint NOT NULL DEFAULT 0,
+      refused_by text,
       recorded_at timestamptz NOT NULL DEFAULT now()
     )`,
     upgradeToRecordIds(table),
     `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS cache_write_1h_tokens bigint NOT NULL DEFAULT 0`,
     `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS conversation_id text`,
     `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS saved_nano_usd bigint NOT NULL DEFAULT 0`,
+    // Rows written before it have NULL: a refusal among them reads as a failed call, as it did then.
+    `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS refused_by text`,
     `CREATE INDEX IF NOT EXISTS ${index('request_id')} ON ${table} (request_id)`,
     `CREATE INDEX IF NOT EXISTS ${index('tenant_ts')} ON ${table} (tenant_id, ts)`,
     `CREATE INDEX IF NOT EXISTS ${index('feature_ts')} ON ${table} (feature, ts)`,

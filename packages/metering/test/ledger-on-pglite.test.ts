@@ -105,7 +105,7 @@ describe.each([['PGlite', pgliteBackend], ['PostgreSQL', postgresBackend]])('the
 
   it('reports requests, errors and latency per provider and model', async () => {
     const rows = await usageByProvider(backend.db, { ...backend.location, since: new Date(start), until: new Date(start + 24 * HOUR) });
-    expect(rows[0]).toEqual({ provider: 'openai', model: 'gpt-4o', requests: 3, errors: 0, aborted: 0, costNanoUsd: 3_000_001_250_005, latencyMeanMs: 511, latencyP50Ms: 200, latencyP95Ms: 1131 });
+    expect(rows[0]).toEqual({ provider: 'openai', model: 'gpt-4o', requests: 3, refusals: 0, errors: 0, aborted: 0, costNanoUsd: 3_000_001_250_005, latencyMeanMs: 511, latencyP50Ms: 200, latencyP95Ms: 1131 });
     expect(rows.find((row) => row.provider === 'anthropic')).toMatchObject({ requests: 1, errors: 1 });
   });
 
