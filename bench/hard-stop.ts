@@ -136,10 +136,8 @@ interface Prepared {
   format: StreamFormat;
   adapter: ProviderAdapter;
   price: ResolvedPrice;
-  /** The meter's output counter for the model, counting its calls. */
-  countOutput: OutputCounter;
-  /** What the meter's hard stop counts with: unscaled, against a grant divided by `factor`. */
-  stopCounting: { count: OutputCounter; factor: number };
+  /** The meter's counting for the model (its counters count their calls): the stop's is unscaled, against grant / factor. */
+  counting: { countOutput: OutputCounter; stop: { count: OutputCounter; factor: number }; own: boolean };
   tokenizerCalls: number;
   /** Output tokens of the whole answer, as the meter would count them. */
   outputTokens: number;
@@ -185,7 +183,7 @@ function openStream(harness: Harness, prepared: Prepared, mode: Mode, grant: num
         price,
       );
     }
-    tap = new harness.ResponseTap(res as never, ctx, adapter, false, prepared.countOutput, prepared.stopCounting);
+    tap = new harness.ResponseTap(res as never, ctx, adapter, false, () => prepared.counting);
   }
   res.flushHeaders();
   return { res, tap, socket };
@@ -242,24 +240,29 @@ async function prepareFormats(): Promise<{ harness: Harness; prepared: Prepared[
       tokenizer === 'approximate'
         ? (text) => Math.ceil(providers.countTextTokens(text, 'o200k_base', new providers.CountBudget(providers.SYNC_ESTIMATE_MS)) * 1.25)
         : (text) => providers.countTextTokens(text, tokenizer, new providers.CountBudget(providers.SYNC_ESTIMATE_MS));
-    // And what its hard stop counts with: an approximation unscaled, against a scaled grant.
-    const stopCount: OutputCounter = (text) => providers.countTextTokens(text, tokenizer === 'approximate' ? 'o200k_base' : tokenizer, new providers.CountBudget(providers.SYNC_ESTIMATE_MS));
+    // And what its hard stop counts with: a lower bound, unscaled, against the grant over meter()'s lowerBoundFactor
+    // (0.5) where the tokenizer is not the provider's own.
+    const stopCount: OutputCounter = (text) =>
+      providers.countTextTokens(text, tokenizer === 'approximate' ? 'o200k_base' : tokenizer, new providers.CountBudget(providers.SYNC_ESTIMATE_MS), 'lower');
     const outputTokens = count(REPLY);
     const events = base.api === 'openai.chat' ? chatStream(base.model, outputTokens) : base.api === 'openai.responses' ? responsesStream(base.model, outputTokens) : messagesStream(base.model, outputTokens);
     const item: Prepared = {
       format: { ...base, events },
       adapter: providers.adapterFor(base.api),
       price,
-      countOutput: (text) => {
-        item.tokenizerCalls++;
-        return count(text);
-      },
-      stopCounting: {
-        count: (text) => {
+      counting: {
+        countOutput: (text) => {
           item.tokenizerCalls++;
-          return stopCount(text);
+          return count(text);
         },
-        factor: tokenizer === 'approximate' ? 1.25 : 1,
+        stop: {
+          count: (text) => {
+            item.tokenizerCalls++;
+            return stopCount(text);
+          },
+          factor: tokenizer === 'approximate' ? 0.5 : 1,
+        },
+        own: tokenizer !== 'approximate',
       },
       tokenizerCalls: 0,
       outputTokens,

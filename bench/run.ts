@@ -9,6 +9,7 @@ import { runCapacityBenchmark } from './capacity.js';
 import { runChainBenchmark } from './chain.js';
 import { runChainCostBenchmark } from './chain-cost.js';
 import { runEstimationBenchmark } from './estimate.js';
+import { runEstimateScriptsBenchmark } from './estimate-scripts.js';
 import { runGuardCostBenchmark } from './guard-cost.js';
 import { runGuardDetectionBenchmark } from './guard-detection.js';
 import { runHardStopBenchmark } from './hard-stop.js';
@@ -28,6 +29,7 @@ const BENCHMARKS: Record<string, (context: BenchContext) => Promise<SectionResul
   'chain-cost': runChainCostBenchmark,
   proxy: runProxyBenchmark,
   estimate: runEstimationBenchmark,
+  'estimate-scripts': runEstimateScriptsBenchmark,
   'round-trips': runRoundTripBenchmark,
   memory: runMemoryBenchmark,
   'hard-stop': runHardStopBenchmark,

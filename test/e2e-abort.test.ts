@@ -5,6 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
+import { costNanoUsd, createPricing } from '@tollgate/core';
 import type { UsageRecord } from '@tollgate/core';
 import { createMockProvider } from '../examples/proxy/src/mock-provider.js';
 import { caught, newApiKey, readUsageLog, sha256Hex, startFakeUpstream, startProxy, waitFor } from './helpers/proxy.js';
@@ -202,30 +203,56 @@ describe('a JSON answer that never came whole', () => {
     }
   });
 
-  it('is charged the reservation bound when the upstream cuts it, and the record says the upstream did', async () => {
+  it.each([
+    {
+      api: 'openai.chat', route: '/v1/chat/completions', upstream: 'openai', base: '/v1',
+      body: { model: 'gpt-4o-mini', max_tokens: 200, messages: [{ role: 'user', content: 'hi' }] },
+      partial: '{"id":"chatcmpl-cut","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Once upon',
+    },
+    {
+      api: 'openai.responses', route: '/v1/responses', upstream: 'openai', base: '/v1',
+      body: { model: 'gpt-4o-mini', max_output_tokens: 200, input: 'hi' },
+      partial: '{"id":"resp_cut","object":"response","status":"completed","model":"gpt-4o-mini","output":[{"type":"message","content":[{"type":"output_text","text":"Once upon',
+    },
+    {
+      api: 'anthropic.messages', route: '/v1/messages', upstream: 'anthropic', base: '',
+      body: { model: 'claude-haiku-4-5', max_tokens: 200, messages: [{ role: 'user', content: 'hi' }] },
+      partial: '{"id":"msg_cut","type":"message","role":"assistant","model":"claude-haiku-4-5","content":[{"type":"text","text":"Once upon',
+    },
+    {
+      api: 'gemini.generate', route: '/v1beta/models/gemini-2.5-flash:generateContent', upstream: 'google', base: '/v1beta',
+      body: { contents: [{ role: 'user', parts: [{ text: 'hi' }] }], generationConfig: { maxOutputTokens: 200 } },
+      partial: '{"candidates":[{"content":{"role":"model","parts":[{"text":"Once upon',
+    },
+  ])('$api: a JSON answer reset after its headers is a 502 charged the reservation bound, the record says the upstream did', async ({ api, route, upstream, base, body, partial }) => {
     const cutting = await startFakeUpstream((_request, res) => {
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.write('{"id":"chatcmpl-cut","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Once upon');
+      res.write(partial);
       setTimeout(() => res.destroy(), 20);
     });
-    const cutLog = path.join(dir, 'cut.jsonl');
+    const cutLog = path.join(dir, `cut-${api}.jsonl`);
     const cutProxy = await startProxy({
       usageLog: cutLog,
-      upstreams: { openai: { baseUrl: `${cutting.url}/v1`, apiKey: 'sk-upstream' } },
+      upstreams: { [upstream]: { baseUrl: `${cutting.url}${base}`, apiKey: 'sk-upstream' } },
       keys: [{ id: 'cut-key', sha256: sha256Hex(key), scopes: [] }],
     });
     try {
-      const response = await fetch(`${cutProxy.url}/v1/chat/completions`, {
+      const response = await fetch(`${cutProxy.url}${route}`, {
         method: 'POST',
         headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ model: 'gpt-4o-mini', max_tokens: 200, messages: [{ role: 'user', content: 'hi' }] }),
+        body: JSON.stringify(body),
       });
       expect(response.status).toBe(502);
       await cutProxy.app.flushUsage();
       const record = await waitFor(() => readUsageLog(cutLog)[0], 'the usage record');
       // Before: charged 0, and the record blamed nobody (or the client).
       expect(record).toMatchObject({ status: 502, aborted: false, upstreamAborted: true, usageSource: 'estimated', outputTokens: 200 });
-      expect(record.costNanoUsd).toBe(record.estimatedCostNanoUsd);
+      // The input the estimate reserved and the whole grant, at the model's price (the reservation bounds it: it also
+      // covers input billed as a cache write, which a request without cache_control cannot be).
+      expect(record.inputTokens).toBeGreaterThan(0);
+      expect(record.costNanoUsd).toBe(costNanoUsd(record, createPricing().get(record.model!)));
+      expect(record.costNanoUsd).toBeGreaterThan(0);
+      expect(record.costNanoUsd).toBeLessThanOrEqual(record.estimatedCostNanoUsd);
     } finally {
       await cutProxy.close();
       await cutting.close();

@@ -1,19 +1,24 @@
 // A fake provider on a real port that ignores the output cap (or honours it), bills input as told, records each call.
+// Its answers are words of one token each, or the tokens of a text under a provider's own kind of tokenizer.
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { countPromptTokens } from '../../examples/proxy/src/mock-reply.js';
+import { tokenPieces } from './provider-tokenizers.js';
+import type { ProviderTokenizer } from './provider-tokenizers.js';
 import { closeServer } from './proxy.js';
 
-export type FakeApi = 'openai.chat' | 'openai.responses' | 'anthropic.messages';
+export type FakeApi = 'openai.chat' | 'openai.responses' | 'anthropic.messages' | 'gemini.generate';
 
 const ROUTES = new Map<string, FakeApi>([
   ['/v1/chat/completions', 'openai.chat'],
   ['/v1/responses', 'openai.responses'],
   ['/v1/messages', 'anthropic.messages'],
 ]);
+/** Gemini names the model and the method in the path (`alt=sse` asks for a stream). */
+const GEMINI_ROUTE = /^\/v1beta\/models\/([^/:]+):(generateContent|streamGenerateContent)(\?alt=sse)?$/;
 
 /** Words that are one token each in o200k_base and cl100k_base (with or without their leading space). */
 const WORDS = 'the cat sat on a mat and then it ran to the park with one small dog for fun all day long under blue sky'.split(' ');
@@ -34,6 +39,11 @@ export interface FakeUpstreamOptions {
   billInput: (api: FakeApi, body: Record<string, unknown>) => number;
   /** Milliseconds to wait after reading a request before answering anything (a slow provider). @default 0 */
   delayMs: number;
+  /**
+   * Answer with the first `outputTokens` tokens of `text` under this tokenizer (a provider's own kind), streamed a
+   * token's text at a time and reported as that many tokens, instead of one-token words. @default none
+   */
+  tokens?: { tokenizer: ProviderTokenizer; text: string };
 }
 
 /** One call the fake answered. */
@@ -78,19 +88,27 @@ const newId = (prefix: string) => `${prefix}${randomBytes(12).toString('hex')}`;
 const nowSeconds = () => Math.floor(Date.now() / 1000);
 
 function capOf(api: FakeApi, body: Body): number | undefined {
-  const caps = { 'openai.chat': body.max_completion_tokens ?? body.max_tokens, 'openai.responses': body.max_output_tokens, 'anthropic.messages': body.max_tokens };
+  const generation = body.generationConfig as Body | undefined;
+  const caps = {
+    'openai.chat': body.max_completion_tokens ?? body.max_tokens,
+    'openai.responses': body.max_output_tokens,
+    'anthropic.messages': body.max_tokens,
+    'gemini.generate': generation?.maxOutputTokens,
+  };
   const value = caps[api];
   return typeof value === 'number' ? value : undefined;
 }
 
-/** The answer's text in events of `perEvent` words each. */
-function replyPieces(tokens: number, perEvent: number): string[] {
+/** The text of each of the answer's first `tokens` tokens: one-token words, or a text's tokens under a tokenizer. */
+function tokenTexts(tokens: number, options: FakeUpstreamOptions): string[] {
+  if (options.tokens) return tokenPieces(options.tokens.tokenizer, options.tokens.text, tokens);
+  return Array.from({ length: tokens }, (_, i) => `${i === 0 ? '' : ' '}${WORDS[i % WORDS.length]}`);
+}
+
+/** The answer's text in events of `perEvent` tokens each. */
+function replyPieces(texts: string[], perEvent: number): string[] {
   const pieces: string[] = [];
-  for (let start = 0; start < tokens; start += perEvent) {
-    let piece = '';
-    for (let i = start; i < Math.min(tokens, start + perEvent); i++) piece += `${i === 0 ? '' : ' '}${WORDS[i % WORDS.length]}`;
-    pieces.push(piece);
-  }
+  for (let start = 0; start < texts.length; start += perEvent) pieces.push(texts.slice(start, start + perEvent).join(''));
   return pieces;
 }
 
@@ -256,6 +274,30 @@ function messagesEvents(answer: Answer): Event[] {
   return events;
 }
 
+function geminiUsage(answer: Answer, outputTokens: number) {
+  return { promptTokenCount: answer.inputTokens, candidatesTokenCount: outputTokens, totalTokenCount: answer.inputTokens + outputTokens };
+}
+
+/** One `generateContent` answer (or stream chunk): its text, and the finish reason and usage when it is the last. */
+function geminiChunk(answer: Answer, text: string, outputTokens: number, finished: boolean) {
+  const finish = finished ? { finishReason: answer.truncated ? 'MAX_TOKENS' : 'STOP' } : {};
+  return {
+    candidates: [{ content: { parts: [{ text }], role: 'model' }, ...finish, index: 0 }],
+    usageMetadata: geminiUsage(answer, outputTokens),
+    modelVersion: answer.model,
+    responseId: newId('resp'),
+  };
+}
+
+/** Gemini streams chunks of text, each with the running usage, the last with the finish reason. */
+function geminiEvents(answer: Answer, tokensPerEvent: number): Event[] {
+  let sent = 0;
+  return answer.pieces.map((piece, i) => {
+    sent = Math.min(answer.outputTokens, sent + tokensPerEvent);
+    return { data: geminiChunk(answer, piece, sent, i === answer.pieces.length - 1), output: true };
+  });
+}
+
 const sseText = ({ event, data }: Event) => `${event ? `event: ${event}\n` : ''}data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`;
 
 /** Writes the events one per turn of the event loop, as a provider streams, until done or the connection closes. */
@@ -303,18 +345,22 @@ export async function startCapIgnoringUpstream(initial: Partial<FakeUpstreamOpti
   const pending = new Set<Promise<void>>();
 
   async function answer(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const api = ROUTES.get(req.url ?? '');
+    const gemini = GEMINI_ROUTE.exec(req.url ?? '');
+    const api = gemini ? 'gemini.generate' : ROUTES.get(req.url ?? '');
     const body = await readBody(req);
     if (!api || req.method !== 'POST') {
       res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":{"message":"not found"}}');
       return;
     }
-    const stream = body.stream === true;
+    const stream = gemini ? gemini[2] === 'streamGenerateContent' : body.stream === true;
     const cap = capOf(api, body);
     const capped = options.honourCap && cap !== undefined;
-    const outputTokens = capped ? Math.min(cap, options.outputTokens) : options.outputTokens;
+    const texts = tokenTexts(capped ? Math.min(cap, options.outputTokens) : options.outputTokens, options);
+    // A text shorter than the answer asked for ends by itself: the answer is its tokens.
+    const outputTokens = texts.length;
+    const available = options.tokens ? Math.min(options.outputTokens, options.tokens.tokenizer.encode(options.tokens.text).length) : options.outputTokens;
     const inputTokens = options.billInput(api, body);
-    const model = String(body.model);
+    const model = gemini ? gemini[1]! : String(body.model);
     const call: FakeCall = {
       api, model, stream, cap, usage: { inputTokens, outputTokens }, eventsWritten: 0, aborted: false, finished: false,
       written: '',
@@ -326,18 +372,22 @@ export async function startCapIgnoringUpstream(initial: Partial<FakeUpstreamOpti
     });
     if (options.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, options.delayMs));
     if (res.destroyed) return;
-    const pieces = replyPieces(outputTokens, stream ? options.tokensPerEvent : outputTokens);
+    const pieces = replyPieces(texts, stream ? options.tokensPerEvent : Math.max(1, outputTokens));
     const reply: Answer = {
       model,
       inputTokens,
       outputTokens,
-      truncated: outputTokens < options.outputTokens,
+      truncated: outputTokens < available,
       pieces,
       text: pieces.join(''),
     };
     if (!stream) {
       const ids = { response: newId('resp_'), message: newId('msg_'), created: nowSeconds() };
-      const json = JSON.stringify(api === 'openai.chat' ? chatJson(reply) : api === 'openai.responses' ? responseObject(reply, ids, body, true) : messagesJson(reply));
+      const answerBody = api === 'openai.chat' ? chatJson(reply)
+        : api === 'openai.responses' ? responseObject(reply, ids, body, true)
+        : api === 'gemini.generate' ? geminiChunk(reply, reply.text, outputTokens, true)
+        : messagesJson(reply);
+      const json = JSON.stringify(answerBody);
       call.written = json;
       res.writeHead(200, { 'content-type': 'application/json' }).end(json);
       return;
@@ -346,6 +396,7 @@ export async function startCapIgnoringUpstream(initial: Partial<FakeUpstreamOpti
     const includeUsage = typeof streamOptions === 'object' && streamOptions !== null && (streamOptions as Body).include_usage === true;
     const events = api === 'openai.chat' ? chatEvents(reply, includeUsage)
       : api === 'openai.responses' ? responsesEvents(reply, body)
+      : api === 'gemini.generate' ? geminiEvents(reply, options.tokensPerEvent)
       : messagesEvents(reply);
     await writeEvents(res, call, events, options.splitEvents);
   }

@@ -172,13 +172,40 @@ const modelSchema = fields({
   contextWindow: positiveInteger.optional().describe('The model\'s context window in tokens.'),
   tokenizer: choice(['o200k_base', 'cl100k_base', 'approximate'], 'must be "o200k_base", "cl100k_base" or "approximate"')
     .optional()
-    .describe('How input is counted: `o200k_base`, `cl100k_base` (exact) or `approximate`. Default: "approximate".'),
+    .describe(
+      'How text is counted: `o200k_base`, `cl100k_base` (named here: the provider\'s own, counted exactly, the hard stop '
+        + 'cuts on it) or `approximate`. Default: "o200k_base" on an OpenAI-speaking upstream (an estimate; the hard stop '
+        + 'cuts only on a lower bound), "approximate" elsewhere.',
+    ),
+  ownTokenizer: trueOrFalse
+    .optional()
+    .describe('Whether `tokenizer` is the provider\'s own (its output counts are exact). Default: true when `tokenizer` is given.'),
+});
+
+const perKeySchema = fields({
+  requestsPerMinute: positiveInteger.optional().describe('Requests per minute of each key of the tier.'),
+  tokensPerMinute: positiveInteger.optional().describe('Tokens (input and output) per minute of each key.'),
 });
 
 const tierSchema = fields({
-  requestsPerMinute: positiveInteger.optional().describe('Requests per minute per key.'),
-  tokensPerMinute: positiveInteger.optional().describe('Tokens (input and output) per minute per key.'),
-  models: stringList.optional().describe('Model allowlist: exact ids, `prefix*`, or `*`. Default: ["*"].'),
+  requestsPerMinute: positiveInteger
+    .optional()
+    .describe('Requests per minute of each tenant of the tier, its keys together (a key without a tenant: alone).'),
+  tokensPerMinute: positiveInteger
+    .optional()
+    .describe(
+      'Tokens (input and output) per minute of each tenant of the tier, its keys together '
+        + '(a key without a tenant: alone).',
+    ),
+  perKey: perKeySchema
+    .optional()
+    .describe('Limits of each key of the tier, held with the tenant\'s: `requestsPerMinute`, `tokensPerMinute`.'),
+  models: stringList
+    .optional()
+    .describe(
+      'Model allowlist: exact ids, `prefix*`, or `*`. Default: ["*"]. A caller whose tier is not in `tiers` gets '
+        + '`defaultTier`\'s list, else no model.',
+    ),
   maxOutputTokens: positiveInteger.optional().describe('Output cap applied to every request of the tier (clamped, or set when absent).'),
   maxConcurrent: positiveInteger.optional().describe('Requests in flight at once per key.'),
   cache: z
@@ -566,10 +593,29 @@ export function validateConfig(input: unknown): ProxyConfig {
   checkByOwners(config);
   checkReferences(config);
   checkRequiredScope(config);
+  countingDefaults(config);
   // Checked by the router's own option rules (routing-config.ts), so that the two never disagree.
   const routingProblem = checkRouting(config);
   if (routingProblem) fail(routingProblem);
   return config;
+}
+
+/** Upstream kinds that speak OpenAI's API: their models count text with o200k_base unless they name a tokenizer. */
+const OPENAI_SPEAKING: readonly UpstreamKind[] = ['openai', 'openai-compatible', 'azure-openai'];
+
+/**
+ * A model served by an OpenAI-speaking upstream, with no `tokenizer`, is estimated with o200k_base. That is not
+ * known to be its provider's own tokenizer (a self-hosted Llama speaks OpenAI's API too), so the hard stop cuts it
+ * only on a lower bound (`ownTokenizer: false`); naming the tokenizer declares it the provider's own.
+ */
+function countingDefaults(config: ProxyConfig): void {
+  for (const model of Object.values(config.models ?? {})) {
+    if (model.tokenizer !== undefined) continue;
+    const kind = config.upstreams ? config.upstreams[model.provider]?.api : defaultUpstreamKind(model.provider);
+    if (kind === undefined || !OPENAI_SPEAKING.includes(kind)) continue;
+    model.tokenizer = 'o200k_base';
+    model.ownTokenizer = false;
+  }
 }
 
 /** Two fields that say the same thing two ways. */

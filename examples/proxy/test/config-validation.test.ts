@@ -7,6 +7,24 @@ import { rejection } from './helpers/config-rejection.js';
 const example = JSON.parse(readFileSync(new URL('../config.example.json', import.meta.url), 'utf8')) as Record<string, unknown>;
 
 describe('proxy config validation', () => {
+  it('counts a model of an OpenAI-speaking upstream with o200k_base, as an estimate, unless it names its tokenizer', () => {
+    const config = validateConfig({
+      upstreams: { openai: { baseUrl: 'https://api.openai.com/v1' }, vllm: { baseUrl: 'http://10.0.0.5/v1', api: 'openai-compatible' },
+        anthropic: { baseUrl: 'https://api.anthropic.com' } },
+      models: {
+        'ft-model': { provider: 'openai', inputPerMTok: 1, outputPerMTok: 1 },
+        llama: { provider: 'vllm', inputPerMTok: 1, outputPerMTok: 1 },
+        named: { provider: 'vllm', inputPerMTok: 1, outputPerMTok: 1, tokenizer: 'cl100k_base' },
+        claude: { provider: 'anthropic', inputPerMTok: 1, outputPerMTok: 1 },
+      },
+    });
+    expect(config.models!['ft-model']).toMatchObject({ tokenizer: 'o200k_base', ownTokenizer: false });
+    expect(config.models!.llama).toMatchObject({ tokenizer: 'o200k_base', ownTokenizer: false });
+    expect(config.models!.named).toMatchObject({ tokenizer: 'cl100k_base' });
+    expect(config.models!.named!.ownTokenizer).toBeUndefined();
+    expect(config.models!.claude!.tokenizer).toBeUndefined();
+  });
+
   it('accepts the documented example config with every contract name', () => {
     const config = validateConfig(example);
     expect(Object.keys(config).sort()).toEqual(

@@ -19,11 +19,19 @@ export interface ModelPrice {
   /** Input plus output tokens the model accepts. */
   contextWindow?: number;
   /**
-   * How input is counted before the call: an exact BPE encoding (OpenAI models), or `approximate`
-   * (o200k_base times the meter's approximation factor) for models whose tokenizer is not public.
-   * @default 'approximate'
+   * How input is counted before the call: a BPE encoding, or `approximate` (o200k_base times the
+   * meter's approximation factor) for models whose tokenizer is not public.
+   * @default 'o200k_base' for an OpenAI or OpenAI-compatible provider (`openai`, `azure-openai`,
+   * `openai-compatible`), 'approximate' for any other
    */
   tokenizer?: TokenizerFamily;
+  /**
+   * True when `tokenizer` is the provider's own, so that a count of the output is the provider's:
+   * the meter's hard stop may then cut on an exact count. Otherwise it cuts only on a lower bound
+   * (see `meter()`'s `lowerBoundFactor`), so that an upstream honouring its cap is never cut.
+   * @default true when `tokenizer` names an encoding, false when it is defaulted or `approximate`
+   */
+  ownTokenizer?: boolean;
 }
 
 /** The tokenizer a catalogue row names. */
@@ -47,6 +55,8 @@ export interface ResolvedPrice {
   maxOutputTokens: number | undefined;
   contextWindow: number | undefined;
   tokenizer: TokenizerFamily;
+  /** `tokenizer` is the provider's own: its count of the output is exact (see `ModelPrice.ownTokenizer`). */
+  ownTokenizer: boolean;
 }
 
 export interface PricingOptions {
@@ -118,17 +128,32 @@ function optionalCount(value: unknown, field: string, model: string): number | u
 
 const TOKENIZERS: readonly TokenizerFamily[] = ['o200k_base', 'cl100k_base', 'approximate'];
 
-function tokenizerOf(value: unknown, model: string): TokenizerFamily {
-  if (value === undefined) return 'approximate';
+/** Providers that speak OpenAI's API and, unless told otherwise, count text near enough to o200k_base. */
+const OPENAI_LIKE: ReadonlySet<string> = new Set(['openai', 'azure-openai', 'openai-compatible']);
+
+function tokenizerOf(value: unknown, model: string, provider: unknown): TokenizerFamily {
+  if (value === undefined) return typeof provider === 'string' && OPENAI_LIKE.has(provider) ? 'o200k_base' : 'approximate';
   if (!TOKENIZERS.includes(value as TokenizerFamily)) {
     throw new TollgateError('ERR_TG_CORE_INVALID_PRICE', `tokenizer of model "${model}" must be one of ${TOKENIZERS.join(', ')}; got ${JSON.stringify(value)}`);
   }
   return value as TokenizerFamily;
 }
 
+function ownTokenizerOf(price: ModelPrice, tokenizer: TokenizerFamily, model: string): boolean {
+  const own = price.ownTokenizer ?? (price.tokenizer !== undefined && tokenizer !== 'approximate');
+  if (typeof own !== 'boolean') {
+    throw new TollgateError('ERR_TG_CORE_INVALID_PRICE', `ownTokenizer of model "${model}" must be a boolean; got ${JSON.stringify(own)}`);
+  }
+  if (own && tokenizer === 'approximate') {
+    throw new TollgateError('ERR_TG_CORE_INVALID_PRICE', `ownTokenizer of model "${model}" needs a tokenizer that names an encoding`);
+  }
+  return own;
+}
+
 function resolvePrice(model: string, price: ModelPrice): ResolvedPrice {
   if (typeof price !== 'object' || price === null) throw new TollgateError('ERR_TG_CORE_INVALID_PRICE', `price of model "${model}" must be an object`);
   const inputMicro = toMicro(price.inputPerMTok, Number.NaN, 'inputPerMTok', model);
+  const tokenizer = tokenizerOf(price.tokenizer, model, price.provider);
   return {
     model,
     provider: price.provider,
@@ -139,7 +164,8 @@ function resolvePrice(model: string, price: ModelPrice): ResolvedPrice {
     outputMicro: toMicro(price.outputPerMTok, Number.NaN, 'outputPerMTok', model),
     maxOutputTokens: optionalCount(price.maxOutputTokens, 'maxOutputTokens', model),
     contextWindow: optionalCount(price.contextWindow, 'contextWindow', model),
-    tokenizer: tokenizerOf(price.tokenizer, model),
+    tokenizer,
+    ownTokenizer: ownTokenizerOf(price, tokenizer, model),
   };
 }
 

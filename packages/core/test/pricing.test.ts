@@ -28,6 +28,29 @@ describe('pricing', () => {
     expect(custom.get('mine').provider).toBe('vllm');
   });
 
+  it('counts OpenAI-speaking providers with o200k_base by default, the provider\'s own tokenizer only where named', () => {
+    const pricing = createPricing({
+      models: {
+        'my-openai': { provider: 'openai', inputPerMTok: 1, outputPerMTok: 1 },
+        'my-vllm': { provider: 'openai-compatible', inputPerMTok: 1, outputPerMTok: 1 },
+        'my-named': { provider: 'openai', inputPerMTok: 1, outputPerMTok: 1, tokenizer: 'cl100k_base' },
+        'my-claude': { provider: 'anthropic', inputPerMTok: 1, outputPerMTok: 1 },
+        'my-llama': { provider: 'openai', inputPerMTok: 1, outputPerMTok: 1, tokenizer: 'o200k_base', ownTokenizer: false },
+      },
+    });
+    const counting = (model: string) => ({ tokenizer: pricing.get(model).tokenizer, own: pricing.get(model).ownTokenizer });
+    expect(counting('my-openai')).toEqual({ tokenizer: 'o200k_base', own: false });
+    expect(counting('my-vllm')).toEqual({ tokenizer: 'o200k_base', own: false });
+    expect(counting('my-named')).toEqual({ tokenizer: 'cl100k_base', own: true });
+    expect(counting('my-claude')).toEqual({ tokenizer: 'approximate', own: false });
+    expect(counting('my-llama')).toEqual({ tokenizer: 'o200k_base', own: false });
+    // The shipped rows: OpenAI's are the provider's own encodings; Claude and Gemini are approximated.
+    expect(counting('gpt-4o-mini')).toEqual({ tokenizer: 'o200k_base', own: true });
+    expect(counting('claude-haiku-4-5')).toEqual({ tokenizer: 'approximate', own: false });
+    expect(counting('gemini-2.5-flash')).toEqual({ tokenizer: 'approximate', own: false });
+    expect(() => createPricing({ models: { bad: { provider: 'x', inputPerMTok: 1, outputPerMTok: 1, ownTokenizer: true } } })).toThrow(/ownTokenizer/);
+  });
+
   it('rejects bad prices at construction', () => {
     expect(() => createPricing({ models: { x: { provider: 'openai', inputPerMTok: -1, outputPerMTok: 1 } } })).toThrow(TollgateError);
   });

@@ -19,16 +19,29 @@ import {
   estimateRequestAsync, estimateRequestAtOnce, preloadTokenizers, SYNC_ESTIMATE_MS, TokenCountCache,
 } from '@tollgate/providers';
 import type {
-  CallDeclaration, EstimateRequestInput, OutputCounter, ProviderAdapter, ReadUsage, RequestEstimate,
+  CallDeclaration, EncodingName, EstimateRequestInput, OutputCounter, ProviderAdapter, ReadUsage, RequestEstimate,
 } from '@tollgate/providers';
 import type { Span, Tracer } from '@opentelemetry/api';
 import type { NextFunction, Request, Response } from 'express';
 import { endCallSpan, meteringTracer, startCallSpan } from './call-span.js';
 import { ResponseTap } from './response-tap.js';
-import type { StopCounting } from './response-tap.js';
+import type { OutputCounting } from './response-tap.js';
 import { writeToSinks } from './sink.js';
 import type { UsageSink } from './sink.js';
 import type { UsageSpool } from './usage-spool.js';
+
+/**
+ * `text` without the replacement characters it ends with: an answer cut at its cap inside a character ends with the
+ * token of its first bytes, which decodes to U+FFFD and would count as more tokens than the one it was.
+ */
+function withoutPartialEnd(text: string): string {
+  let end = text.length;
+  while (end > 0 && text.charCodeAt(end - 1) === 0xfffd) end--;
+  return end === text.length ? text : text.slice(0, end);
+}
+
+/** See `MeterOptions.lowerBoundFactor`. */
+const DEFAULT_LOWER_BOUND_FACTOR = 0.5;
 
 export interface MeterOptions {
   /**
@@ -97,6 +110,17 @@ export interface MeterOptions {
   /** Factor on o200k_base counts for models with no public tokenizer (Anthropic, self-hosted). @default 1.25 */
   approximationFactor?: number;
   /**
+   * The hard stop of a model whose tokenizer is not the provider's own (`ownTokenizer` false: Anthropic,
+   * Gemini, self-hosted, OpenAI-compatible) cuts its stream only once this factor times a lower bound of
+   * its output's o200k_base count passes the grant, so that an upstream that honours its cap is never
+   * cut: measured on 20 texts (prose, code, JSON, numbers, CJK, Thai, Hindi, Arabic, emoji, base64, runs
+   * of one character), the providers' kinds of tokenizers gave at least 0.59 times o200k_base (bench/
+   * estimate.ts). An upstream that ignores its cap runs to about grant / factor o200k tokens before
+   * the stop (docs/architecture.md, "The hard stop"). A number in (0, 1].
+   * @default 0.5
+   */
+  lowerBoundFactor?: number;
+  /**
    * Characters of prompt text whose exact counts are kept, per tenant (a `TokenCountCache`): a text
    * sent again (the system prompt, a conversation resent each turn, tool definitions) is found, not
    * counted again. 0 keeps none.
@@ -117,7 +141,8 @@ export interface MeterOptions {
 
 const KNOWN_OPTIONS = [
   'pricing', 'sinks', 'spool', 'api', 'request', 'defaultMaxOutputTokens', 'tierMaxOutputTokens', 'includeStreamUsage',
-  'imageTokens', 'maxEstimateMs', 'estimateSliceMs', 'approximationFactor', 'countCacheChars', 'renderError', 'onUsage', 'tracer',
+  'imageTokens', 'maxEstimateMs', 'estimateSliceMs', 'approximationFactor', 'lowerBoundFactor', 'countCacheChars', 'renderError',
+  'onUsage', 'tracer',
 ] as const satisfies readonly (keyof MeterOptions)[];
 
 function isPricing(value: unknown): value is Pricing {
@@ -281,6 +306,10 @@ export function meter(options: MeterOptions = {}) {
   // Output is counted on 'close', at once: keep that count within the synchronous time box.
   const outputCountMs = Math.min(estimateOptions.maxEstimateMs, SYNC_ESTIMATE_MS);
   if (!(estimateOptions.approximationFactor >= 1)) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'meter() option approximationFactor must be a number >= 1');
+  const lowerBoundFactor = options.lowerBoundFactor ?? DEFAULT_LOWER_BOUND_FACTOR;
+  if (!(typeof lowerBoundFactor === 'number' && lowerBoundFactor > 0 && lowerBoundFactor <= 1)) {
+    throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'meter() option lowerBoundFactor must be a number in (0, 1]');
+  }
   const countCacheChars = options.countCacheChars === 0 ? 0 : (positiveInteger(options.countCacheChars, 'countCacheChars') ?? DEFAULT_COUNT_CACHE_CHARS);
   const countCache = countCacheChars === 0 ? undefined : new TokenCountCache(countCacheChars);
   const render = options.renderError ?? renderApiError;
@@ -298,17 +327,36 @@ export function meter(options: MeterOptions = {}) {
     cl100k_base: (text) => countTextTokens(text, 'cl100k_base', new CountBudget(outputCountMs)),
     approximate: (text) => Math.ceil(countTextTokens(text, 'o200k_base', new CountBudget(outputCountMs)) * estimateOptions.approximationFactor),
   };
+  /** Counts that never exceed the exact count: where text cannot be counted in time, a lower bound (bytes / 128). */
+  const lowerCounters: Record<EncodingName, OutputCounter> = {
+    o200k_base: (text) => countTextTokens(withoutPartialEnd(text), 'o200k_base', new CountBudget(outputCountMs), 'lower'),
+    cl100k_base: (text) => countTextTokens(withoutPartialEnd(text), 'cl100k_base', new CountBudget(outputCountMs), 'lower'),
+  };
   /**
-   * What the hard stop counts with, per tokenizer (made once): an approximation is counted unscaled
-   * against a scaled grant, so no piece is rounded up.
+   * What the hard stop counts with (made once): the provider's own tokenizer exactly; any other one as a lower
+   * bound, the o200k_base count unscaled against the grant divided by `lowerBoundFactor`, so no piece is rounded.
    */
-  const stopCountings: Record<TokenizerFamily, StopCounting> = {
-    o200k_base: { count: outputCounters.o200k_base, factor: 1 },
-    cl100k_base: { count: outputCounters.cl100k_base, factor: 1 },
-    approximate: { count: outputCounters.o200k_base, factor: estimateOptions.approximationFactor },
+  const ownCountings: Record<EncodingName, OutputCounting> = {
+    o200k_base: { countOutput: outputCounters.o200k_base, stop: { count: lowerCounters.o200k_base, factor: 1 }, own: true },
+    cl100k_base: { countOutput: outputCounters.cl100k_base, stop: { count: lowerCounters.cl100k_base, factor: 1 }, own: true },
+  };
+  // Output billed without provider usage: the approximation, an estimate above the provider's count.
+  const boundCountings: Record<EncodingName, OutputCounting> = {
+    o200k_base: { countOutput: outputCounters.approximate, stop: { count: lowerCounters.o200k_base, factor: lowerBoundFactor }, own: false },
+    cl100k_base: { countOutput: outputCounters.approximate, stop: { count: lowerCounters.cl100k_base, factor: lowerBoundFactor }, own: false },
+  };
+  const countingOfPrice = (price: ResolvedPrice | undefined): OutputCounting => {
+    const tokenizer = price?.tokenizer ?? 'approximate';
+    const encoding = tokenizer === 'approximate' ? 'o200k_base' : tokenizer;
+    return price?.ownTokenizer === true ? ownCountings[encoding] : boundCountings[encoding];
+  };
+  /** The counting of the model the request runs with now: a model group may have switched it since the estimate. */
+  const countingOf = (ctx: TollgateContext): OutputCounting => {
+    const model = ctx.estimate?.model ?? ctx.call?.model;
+    return countingOfPrice(model === undefined ? undefined : pricing.find(model));
   };
 
-  const settling: Settling = { pricing, deliver, onUsage, spool, tracer, approximateCounter: outputCounters.approximate };
+  const settling: Settling = { pricing, deliver, onUsage, spool, tracer };
 
   /** Caps the declared call's output as the route and tier say, and prices its model; throws ApiError for the client. */
   const admit = (req: Request, call: ProviderCall, ctx: TollgateContext): ResolvedPrice => {
@@ -358,7 +406,7 @@ export function meter(options: MeterOptions = {}) {
   ): void => {
     const addedUsage = includeStreamUsage && call.stream && adapter.requestStreamUsage(call.body);
     ctx.setEstimate(estimate, price);
-    takeCharge(req, res, next, ctx, adapter, addedUsage, price);
+    takeCharge(req, res, next, ctx, adapter, addedUsage);
   };
 
   return function meterUsage(req: Request, res: Response, next: NextFunction): void {
@@ -371,15 +419,14 @@ export function meter(options: MeterOptions = {}) {
     const call = declareOrAnswer(req, res, next, declaredAdapter, declaration, render);
     if (call === false) return;
     if (call === undefined) {
-      takeCharge(req, res, next, ctx, undefined, false, undefined);
+      takeCharge(req, res, next, ctx, undefined, false);
       return;
     }
     const adapter = adapterFor(call.adapter as ProviderAdapter);
     // Answered from the response cache (known before the meter): no reservation needs an estimate, so the prompt is
     // not tokenized; the record reads the stored answer's usage and prices it at the model's price.
-    const cachedPrice = ctx.cacheHit && call.model !== undefined ? pricing.find(call.model) : undefined;
-    if (cachedPrice) {
-      takeCharge(req, res, next, ctx, adapter, false, cachedPrice);
+    if (ctx.cacheHit && call.model !== undefined && pricing.find(call.model)) {
+      takeCharge(req, res, next, ctx, adapter, false);
       return;
     }
     let price: ResolvedPrice;
@@ -419,16 +466,14 @@ export function meter(options: MeterOptions = {}) {
   }
 
   /** Marks the request metered, taps the response and settles it when the response closes; then calls next. */
-  function takeCharge(req: Request, res: Response, next: NextFunction, ctx: TollgateContext, adapter: ProviderAdapter | undefined, addedUsage: boolean, price: ResolvedPrice | undefined): void {
+  function takeCharge(req: Request, res: Response, next: NextFunction, ctx: TollgateContext, adapter: ProviderAdapter | undefined, addedUsage: boolean): void {
     ctx.metered = true;
     ctx.usageCheck = checkReportedUsage;
     const url = req.originalUrl ?? req.url ?? '';
     const query = url.indexOf('?');
     const route = query === -1 ? url : url.slice(0, query);
-    const tokenizer = price?.tokenizer ?? 'approximate';
-    const countOutput = outputCounters[tokenizer];
-    const tap = new ResponseTap(res, ctx, adapter, addedUsage, countOutput, stopCountings[tokenizer]);
-    const charge = new MeteredRequest(settling, req, res, ctx, adapter, tap, route, countOutput);
+    const tap = new ResponseTap(res, ctx, adapter, addedUsage, countingOf);
+    const charge = new MeteredRequest(settling, req, res, ctx, adapter, tap, route);
     ctx.meterCharge = charge;
     if (adapter && (spool || tracer)) ctx.onSending(() => charge.noteSending());
     next();
@@ -442,8 +487,6 @@ interface Settling {
   onUsage: MeterOptions['onUsage'];
   spool: UsageSpool | undefined;
   tracer: Tracer | undefined;
-  /** The output counter of models with no public tokenizer (o200k_base times the approximation factor). */
-  approximateCounter: OutputCounter;
 }
 
 /**
@@ -468,7 +511,6 @@ class MeteredRequest implements MeterCharge {
     private readonly adapter: ProviderAdapter | undefined,
     private readonly tap: ResponseTap,
     private readonly route: string,
-    private readonly countOutput: OutputCounter,
   ) {
     this.requestStreamed = ctx.call?.stream ?? false;
     this.conversationId = conversationOf(req);
@@ -529,7 +571,8 @@ class MeteredRequest implements MeterCharge {
   }
 
   private buildRecord(): UsageRecord | undefined {
-    const { res, ctx, adapter, tap, countOutput } = this;
+    const { res, ctx, adapter, tap } = this;
+    const { countOutput, own } = tap.counting;
     const { pricing } = this.settling;
     const reported = hasTokens(ctx.reportedUsage) ? ctx.reportedUsage : undefined;
     // A route that is no provider call produces a record only when its handler reported usage.
@@ -572,9 +615,11 @@ class MeteredRequest implements MeterCharge {
       usageSource = read?.source ?? 'counted';
       // A stream cut short of its grant (the client left) cannot have run past the cap in the body: a count
       // above it is the approximation (o200k_base x approximationFactor) overshooting. A stream stopped at its
-      // grant did run past it (the upstream ignored the cap): it is billed what was counted.
-      if (usageSource === 'counted' && grant !== undefined && !tap.stopped && countOutput === this.settling.approximateCounter) {
-        usage.outputTokens = Math.min(usage.outputTokens, grant);
+      // grant did run past it (the upstream ignored the cap): it is billed what was counted, and never less than
+      // the grant it certainly passed.
+      if (usageSource === 'counted' && grant !== undefined) {
+        if (tap.stopped) usage.outputTokens = Math.max(usage.outputTokens, grant);
+        else if (!own) usage.outputTokens = Math.min(usage.outputTokens, grant);
       }
       reportedModel = reader?.model;
       // A JSON answer that never came whole, because the client left or the upstream cut it, is produced (and
@@ -617,6 +662,10 @@ class MeteredRequest implements MeterCharge {
     if (ctx.cacheHit && !failed) chargeCacheHit(record, ctx.cacheHit.costFraction);
     else if (price && usage.cachedInputTokens > 0) notePromptCacheSaving(record, usage, price);
     if (upstreamAborted) record.upstreamAborted = true;
+    // Refused by tollgate itself (limits, budget, guard): the provider never saw it, so readers keep it apart
+    // from the provider's failures, which renderApiError notes with the layer 'upstream'.
+    const refusal = ctx.refusal;
+    if (failed && refusal !== undefined && refusal.layer !== 'upstream') record.refusedBy = refusal.layer;
     // The upstream produced more than the cap it was sent (it ignored it): billed as it ran, flagged.
     if (grant !== undefined && (tap.stopped || usage.outputTokens > grant)) record.outputOverCap = true;
     return record;

@@ -37,11 +37,23 @@ export function findUsageObject(text: string): unknown {
   return undefined;
 }
 
-/** The hard stop's counter, unrounded (an approximation's raw count), and the factor its counts are scaled by. */
+/** The hard stop's counter, unrounded (a lower bound's raw count), and the factor its counts are scaled by. */
 export interface StopCounting {
   count: OutputCounter;
   factor: number;
 }
+
+/** How one model's output is counted: for the bill when no usage comes, and for the hard stop. */
+export interface OutputCounting {
+  /** Output billed without provider usage: the provider's own count, or an approximation above it. */
+  countOutput: OutputCounter;
+  stop: StopCounting;
+  /** The count is the provider's own tokenizer's. */
+  own: boolean;
+}
+
+/** The counting of the model a request runs with now (a model group may have switched it): made once per meter. */
+export type CountingOf = (ctx: TollgateContext) => OutputCounting;
 
 type WriteCallback = (error?: Error | null) => void;
 type Chunk = string | Buffer | Uint8Array;
@@ -139,6 +151,8 @@ export class ResponseTap {
   stoppedAt = 0;
   /** Output tokens the stream may produce (cap x choices), known once it starts; undefined: no hard stop. */
   private grant: number | undefined;
+  /** The counting of the model that answered, fixed when the answer starts. */
+  private fixedCounting: OutputCounting | undefined;
   private mode: 'unknown' | 'sse' | 'json' | 'other' = 'unknown';
   private reader: UsageReader | undefined;
   private decoder: SseDecoder | undefined;
@@ -159,9 +173,8 @@ export class ResponseTap {
     private readonly ctx: TollgateContext,
     private readonly adapter: ProviderAdapter | undefined,
     private readonly addedUsage: boolean,
-    private readonly countOutput: OutputCounter,
-    /** The hard stop's counter (made once per tokenizer by the meter, not per response). */
-    private readonly stopCounting: StopCounting,
+    /** The counting of the model the request runs with, read when the answer starts (after any switch). */
+    private readonly countingOf: CountingOf,
   ) {
     if (!adapter) return;
     this.reader = adapter.createReader({ stripAddedUsage: addedUsage, request: ctx.call?.body });
@@ -179,6 +192,11 @@ export class ResponseTap {
     const end: OmitThisParameter<EndFunction> = (chunk, encoding, callback) => this.end(chunk, encoding, callback);
     res.write = write as Response['write'];
     res.end = end as Response['end'];
+  }
+
+  /** How the output is counted: the model's that answered (the one the request runs with, until the answer starts). */
+  get counting(): OutputCounting {
+    return this.fixedCounting ?? this.countingOf(this.ctx);
   }
 
   /** `res.write` of a tapped response. */
@@ -284,8 +302,8 @@ export class ResponseTap {
       if (block.hasData && reader.onEvent(block.event, block.data)) (dropped ??= new Set()).add(i);
       // Until the encodings load (the first moments after meter() is made) a count is the byte bound, several
       // times the tokens: stopping on it would cut answers that are within their grant.
-      if (grant !== undefined && reader.output.tokenBound > grant && tokenizersLoaded() && reader.output.passes(grant, this.stopCounting.count)) {
-        this.stoppedAt = reader.output.tokens(this.countOutput);
+      if (grant !== undefined && reader.output.tokenBound > grant && tokenizersLoaded() && reader.output.passes(grant, this.fixedCounting!.stop.count)) {
+        this.stoppedAt = reader.output.tokens(this.fixedCounting!.countOutput);
         const ending = reader.ending({ inputTokens: this.ctx.estimate?.inputTokens ?? 0, outputTokens: this.stoppedAt });
         this.stop();
         return Buffer.concat([this.unsent(bytes, blocks, i + 1, start, end, dropped), Buffer.from(ending)]);
@@ -314,6 +332,7 @@ export class ResponseTap {
   }
 
   private detect(): void {
+    this.fixedCounting = this.countingOf(this.ctx);
     const type = String(this.res.getHeader('content-type') ?? '').toLowerCase();
     if (type.includes('text/event-stream')) {
       this.mode = 'sse';
@@ -324,8 +343,9 @@ export class ResponseTap {
       this.strip = this.addedUsage && lengthFree;
       // The grant as it stands when the answer starts (after every clamp); a declared length cannot take an ending.
       const estimate = this.ctx.estimate;
-      // In the stop counter's units: an approximation's raw count passes grant / factor when its scaled count passes the grant.
-      if (estimate && lengthFree) this.grant = (estimate.maxOutputTokens * (estimate.outputChoices ?? 1)) / this.stopCounting.factor;
+      // In the stop counter's units: a lower bound's raw count passes grant / factor when its scaled count passes the grant.
+      const factor = this.fixedCounting.stop.factor;
+      if (estimate && lengthFree) this.grant = (estimate.maxOutputTokens * (estimate.outputChoices ?? 1)) / factor;
     } else if (type.includes('json') || type === '') {
       this.mode = 'json';
     } else {
@@ -368,7 +388,7 @@ export class ResponseTap {
       const found = topLevelFields(bytes, fields);
       if (found !== undefined) {
         this.reader.onJson(found);
-        const read = this.reader.result(this.countOutput);
+        const read = this.reader.result(this.counting.countOutput);
         if (read?.source === 'provider' && read.usage.outputTokens > 0) return this.reader;
         this.reader = this.adapter!.createReader({ stripAddedUsage: this.addedUsage, request: this.ctx.call?.body });
       }

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { costNanoUsd, createPricing, getContext } from '@tollgate/core';
+import { ApiError, costNanoUsd, createPricing, getContext, renderApiError } from '@tollgate/core';
 import type { Identity, ProviderApi, UsageRecord } from '@tollgate/core';
 import { meter } from '@tollgate/metering';
 import { CountBudget, countTextTokens, preloadTokenizers } from '@tollgate/providers';
@@ -320,6 +320,32 @@ describe('meter() with JSON responses', () => {
     const recorded = app.sink.next();
     await (await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] })).text();
     expect(await recorded).toMatchObject({ status: 503, inputTokens: 0, outputTokens: 0, costNanoUsd: 0, usageSource: 'counted' });
+  });
+
+  it('marks a request tollgate refused with the refusing layer, and a provider failure with none', async () => {
+    const app = await start((req, res) => {
+      const answer = req.headers['x-answer'];
+      if (answer === 'limit') renderApiError(new ApiError('rate_limit_exceeded', 'Slow down.'), req, res);
+      else if (answer === 'budget') renderApiError(new ApiError('insufficient_quota', 'Budget exhausted.'), req, res);
+      else if (answer === 'upstream') renderApiError(new ApiError('upstream_error', 'The upstream failed (HTTP 500).'), req, res);
+      // The provider's own 429, passed on as it came.
+      else res.status(429).json({ error: { message: 'Slow down.', type: 'requests', code: 'rate_limit_exceeded', param: null } });
+    });
+    const send = async (answer: string) => {
+      const recorded = app.sink.next();
+      const response = await fetch(`${app.url}/v1/chat/completions`, {
+        method: 'POST', headers: { 'content-type': 'application/json', 'x-answer': answer }, body: JSON.stringify({ model: 'gpt-4o', messages: [] }),
+      });
+      await response.text();
+      return recorded;
+    };
+    expect(await send('limit')).toMatchObject({ status: 429, refusedBy: 'requests', provider: 'openai' });
+    expect(await send('budget')).toMatchObject({ status: 429, refusedBy: 'budget' });
+    for (const answer of ['upstream', 'provider']) {
+      const record = await send(answer);
+      expect(record.status).toBe(answer === 'upstream' ? 502 : 429);
+      expect(record).not.toHaveProperty('refusedBy');
+    }
   });
 });
 

