@@ -80,7 +80,12 @@ async function chat(index: number, key: string, options: { maxTokens?: number; c
 }
 
 const flushAll = () => Promise.all(processes.map(({ url }) => fetch(`${url}/control/flush`, { method: 'POST' })));
-const events = () => hook.deliveries.map(({ body }) => JSON.parse(body) as GuardEvent);
+const allEvents = () => hook.deliveries.map(({ body }) => JSON.parse(body) as GuardEvent);
+/**
+ * What the guard found about callers. Alerts about the shared store itself (`store_down`, `store_up`: a store call
+ * past its timeout on a loaded machine, during the burst) are the operator's news, not a finding about a key.
+ */
+const events = () => allEvents().filter((event) => !event.type.startsWith('store_'));
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function eventually(check: () => Promise<void>, withinMs: number): Promise<void> {
@@ -119,7 +124,7 @@ describe('the guard across three processes on one Redis', () => {
     await eventually(async () => expect(events().map((event) => event.type).sort()).toEqual(['anomaly', 'suspended']), 5_000);
     for (const { headers, body } of hook.deliveries) expect(headers['x-tollgate-signature']).toBe(signBody(secret, body));
     expect(events()[0]).toMatchObject({ keyId: 'runaway', tenantId: 'acme' });
-    expect(hook.attempts()).toBe(hook.deliveries.length + 1);
+    expect(hook.attempts()).toBe(allEvents().length + 1);
 
     const listed = (await (await fetch(`${processes[2]!.url}/admin/guard/mitigations`)).json()) as { mitigations: { subject: string }[] };
     expect(listed.mitigations.map((m) => m.subject)).toEqual(['key:runaway']);

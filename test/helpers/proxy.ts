@@ -124,7 +124,11 @@ export async function spawnProxy(env: Record<string, string>, timeoutMs = 20_000
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`proxy did not start in ${timeoutMs} ms:\n${output}`)), timeoutMs);
+    const timer = setTimeout(() => {
+      // A proxy that never listened is stopped, not left running: it would hold jest open after the run.
+      child.kill('SIGKILL');
+      reject(new Error(`proxy did not start in ${timeoutMs} ms:\n${output}`));
+    }, timeoutMs);
     const onData = () => {
       const match = /listening on (http:\/\/localhost:\d+)/.exec(output);
       if (match) {

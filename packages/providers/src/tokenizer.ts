@@ -203,11 +203,25 @@ function classOf(code: number): number {
 }
 
 const ASCII_CLASSES = Uint8Array.from({ length: 0x80 }, (_, code) => classOf(code));
+/** Where the next piece starts, one character after the match: a space right after a non-space. */
+const NEXT_SPACE = /\S /g;
+/** Where a piece of text without spaces starts, right after the match: punctuation right after a letter. */
+const NEXT_PUNCTUATION = /\p{L}(?=[^\s\p{L}\p{M}\p{N}'])/u;
 /**
- * Where the next piece starts, right after the match: a space right after a non-space, or
- * punctuation right after a letter (see countTextTokens).
+ * How far a costly piece is searched for punctuation after a letter: a search for a space is a fast scan for one
+ * character, one for a letter before punctuation is not (a megabyte of one letter would take 10 ms).
  */
-const NEXT_PIECE = /\S(?= )|\p{L}(?=[^\s\p{L}\p{M}\p{N}'])/gu;
+const PUNCTUATION_WINDOW = 4_096;
+
+/** Where the piece after position `from` may start: the next boundary of a space, else of punctuation nearby; -1: none. */
+function nextPieceStart(text: string, from: number): number {
+  NEXT_SPACE.lastIndex = from;
+  const space = NEXT_SPACE.exec(text);
+  const spaceAt = space ? space.index + 1 : -1;
+  const windowEnd = Math.min(spaceAt === -1 ? text.length : spaceAt, from + PUNCTUATION_WINDOW);
+  const punctuation = NEXT_PUNCTUATION.exec(text.slice(from, windowEnd));
+  return punctuation ? from + punctuation.index + punctuation[0].length : spaceAt;
+}
 
 /** Strings up to this many characters go to the tokenizer at once (worst case well under 1 ms). */
 const SHORT_TEXT = 256;
@@ -225,7 +239,7 @@ const COST_PER_WIDE_BYTE = 1_500;
 /** A piece above this cost (~3 ms: one run of ~1,400 bytes, or ~50 KB with no space) is bounded, not counted. */
 const MAX_PIECE_COST = 2_000_000;
 /** Exact pieces go to the tokenizer in batches of at most about this cost, with a deadline check between batches. */
-const MAX_BATCH_COST = 2_000_000;
+const MAX_BATCH_COST = 600_000;
 
 /**
  * Tokens of `text` in `encoding`: exact when it can be counted in time, otherwise an upper bound
@@ -312,11 +326,10 @@ function* countLongText(text: string, encoder: Encoder, budget: CountBudget, mod
   for (let i = 0; i < text.length; i++) {
     if (pieceCost > MAX_PIECE_COST) {
       // This piece will be bounded anyway: jump to where the next one starts, natively.
-      NEXT_PIECE.lastIndex = i;
-      const next = NEXT_PIECE.exec(text);
+      const next = nextPieceStart(text, i);
       flushBatch(pieceStart);
-      if (!next) return total + bound(pieceStart);
-      i = next.index + next[0].length;
+      if (next === -1) return total + bound(pieceStart);
+      i = next;
       total += bound(pieceStart, i);
       batchStart = i;
       pieceStart = i;
