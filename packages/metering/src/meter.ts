@@ -113,9 +113,10 @@ export interface MeterOptions {
    * The hard stop of a model whose tokenizer is not the provider's own (`ownTokenizer` false: Anthropic,
    * Gemini, self-hosted, OpenAI-compatible) cuts its stream only once this factor times a lower bound of
    * its output's o200k_base count passes the grant, so that an upstream that honours its cap is never
-   * cut: measured on 20 texts (prose, code, JSON, numbers, CJK, Thai, Hindi, Arabic, emoji, base64, runs
-   * of one character), the providers' kinds of tokenizers gave at least 0.59 times o200k_base (bench/
-   * estimate.ts). An upstream that ignores its cap runs to about grant / factor o200k tokens before
+   * cut: on 13 texts (prose, code, JSON, numbers, CJK, Korean, Thai, Hindi, Arabic, emoji, base64, runs of
+   * one character), the providers' kinds of tokenizers gave at least 0.58 times o200k_base, so the stop's count
+   * stays at or under 0.86 times theirs (bench/estimate-scripts.ts, §3b). An upstream that ignores its cap runs to
+   * about grant / factor o200k tokens before
    * the stop (docs/architecture.md, "The hard stop"). A number in (0, 1].
    * @default 0.5
    */

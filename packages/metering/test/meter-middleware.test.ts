@@ -530,6 +530,11 @@ describe('meter() options', () => {
     for (const countCacheChars of [-1, 1.5, '1000']) {
       expect(() => meter({ countCacheChars } as unknown as MeterOptions)).toThrow(/countCacheChars must be a positive integer/);
     }
+    // A factor above 1 would let the stop cut on more than the output can be; 0 or less would never cut.
+    for (const lowerBoundFactor of [0, -0.5, 1.01, Number.NaN, '0.5']) {
+      expect(() => meter({ lowerBoundFactor } as unknown as MeterOptions)).toThrow(/lowerBoundFactor must be a number in \(0, 1\]/);
+    }
+    expect(() => meter({ lowerBoundFactor: 1 })).not.toThrow();
   });
 
   it('estimates a prompt sent again as it did the first time, with or without the count cache', async () => {
