@@ -2,7 +2,7 @@
 // into requests per second per shard and shards needed for a load, on one Redis and on a tenant-slotted Redis Cluster.
 import { randomUUID } from 'node:crypto';
 import { createClient } from 'redis';
-import { GLOBAL_SLOT } from '@tollgate/core';
+import { blockStores, GLOBAL_SLOT } from '@tollgate/core';
 import { createRedisStores, type RedisStores } from '@tollgate/redis';
 import { startRedisCluster, type TestCluster } from '../packages/redis/test/redis-cluster.js';
 import { PrivateRedis } from './lib/private-redis.js';
@@ -130,7 +130,7 @@ export async function runCapacityBenchmark(context: BenchContext): Promise<Secti
   const onOne = createRedisStores({ url: single.url, prefix: `capacity:${context.runId}:`, keyCache: false });
   const onCluster = createRedisStores({ cluster: cluster.urls, prefix: `capacity:${context.runId}:`, keyCache: false });
   // The proxy's cluster setting: the global budget handed out in blocks (1% of a 1e15 limit here: every request of a round fits one block per process).
-  const withBlocks = createRedisStores({ cluster: cluster.urls, prefix: `capacity-blocks:${context.runId}:`, keyCache: false, globalBlocks: {} });
+  const withBlocks = blockStores(createRedisStores({ cluster: cluster.urls, prefix: `capacity-blocks:${context.runId}:`, keyCache: false }));
   try {
     // Warm-up: scripts loaded on every node, windows and scopes created.
     for (const global of [true, false]) {
@@ -194,7 +194,7 @@ export async function runCapacityBenchmark(context: BenchContext): Promise<Secti
     `The model: a shard is planned at ${UTILISATION * 100}% of one core. One Redis serves ${fmtNumber(perShard(one.cpuUs))} req/s. On a cluster, ` +
       `tenant slots spread a request's work (${fmtNumber(spread.cpuUs, 1)} µs) evenly over the shards; a global budget adds ` +
       `${fmtNumber(pinned, 1)} µs per request on the one shard that holds the global slot, which no number of shards relieves. ` +
-      `In blocks (\`globalBlocks\`, which the proxy sets on a cluster) the global slot sees a reserve and a settle per block, and its share falls to ` +
+      `In blocks (\`blockStores\`, the proxy's default on Redis) the global slot sees a reserve and a settle per block, and its share falls to ` +
       `${fmtNumber(pinnedInBlocks, 1)} µs per request. Cluster calls cost more than one server's because a request's bundle splits by slot (its tenant's, and the global one).`,
     '',
     table(['load (req/s)', 'one Redis', 'tenant slots (shards)', 'tenant slots + a global budget per request (shards)', 'tenant slots + a global budget in blocks (shards)'], shardRows),

@@ -8,6 +8,8 @@ import { runCacheBenchmark } from './cache.js';
 import { runCapacityBenchmark } from './capacity.js';
 import { runChainBenchmark } from './chain.js';
 import { runChainCostBenchmark } from './chain-cost.js';
+import { runDeploymentBenchmark } from './deployment.js';
+import { runDeploymentMemoryBenchmark } from './deployment-memory.js';
 import { runEstimationBenchmark } from './estimate.js';
 import { runEstimateScriptsBenchmark } from './estimate-scripts.js';
 import { runGuardCostBenchmark } from './guard-cost.js';
@@ -40,6 +42,8 @@ const BENCHMARKS: Record<string, (context: BenchContext) => Promise<SectionResul
   capacity: runCapacityBenchmark,
   cache: runCacheBenchmark,
   routing: runRoutingBenchmark,
+  deployment: runDeploymentBenchmark,
+  'deployment-memory': runDeploymentMemoryBenchmark,
 };
 
 const { values } = parseArgs({

@@ -31,9 +31,10 @@ describeStoreConformance(
       },
       advance: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
       cleanup: () => deleteKeysWithPrefix(url, prefix),
+      loseData: () => deleteKeysWithPrefix(url, prefix),
     };
   },
-  { slidingWindowMs: 1000, ttlMs: 200 },
+  { slidingWindowMs: 1000, ttlMs: 200, losesData: true, fixedWindow: true },
 );
 
 describeStoreConformance(
@@ -53,7 +54,8 @@ describeStoreConformance(
         await cluster.deleteKeys(prefix);
         await cluster.stop();
       },
+      loseData: () => cluster.deleteKeys(prefix),
     };
   },
-  { slidingWindowMs: 1000, ttlMs: 200 },
+  { slidingWindowMs: 1000, ttlMs: 200, losesData: true, fixedWindow: true },
 );

@@ -1,4 +1,4 @@
-// The apps a bench child can serve: bare Express, the peers, tollgate's chain, the proxy and its passthrough rivals.
+// The apps a bench child can serve: bare Express, the peers, tollgate's chain, the proxy, its passthrough rivals and the peer stack.
 import type { RequestListener } from 'node:http';
 import type { NextFunction, Request, Response } from 'express';
 import { rateLimit } from 'express-rate-limit';
@@ -82,6 +82,8 @@ export const APP_BUILDERS: Record<string, (options: AppOptions) => Promise<Built
   passthrough: buildPassthrough,
   'node-floor': buildNodeFloor,
   proxy: buildProxy,
+  // Loaded only in its own child: gpt-tokenizer's ranks and passport stay out of every other app's memory.
+  'peer-stack': async (options) => (await import('./peer-stack.js')).buildPeerStack(options),
 };
 
 export async function buildApp(name: string, options: AppOptions = {}): Promise<BuiltApp<RequestListener>> {

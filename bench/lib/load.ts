@@ -11,6 +11,8 @@ export interface LoadOptions {
   durationS: number;
   /** Rewrites each request (e.g. to rotate API keys). */
   setupRequest?: AutocannonRequest['setupRequest'];
+  /** A steady rate over all connections (req/s) instead of as fast as the server answers. */
+  overallRate?: number;
 }
 
 export interface LoadResult {
@@ -32,6 +34,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     connections: options.connections,
     duration: options.durationS,
     timeout: 10,
+    ...(options.overallRate ? { overallRate: options.overallRate } : {}),
     requests: [
       {
         method: 'POST',

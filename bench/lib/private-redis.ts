@@ -72,6 +72,11 @@ export class PrivateRedis {
     return /redis_version:(\S+)/.exec(await this.#client!.info('server'))?.[1] ?? 'unknown';
   }
 
+  /** CONFIG RESETSTAT: commandstats start from zero (the process CPU is not reset: read it before and after). */
+  async resetStats(): Promise<void> {
+    await this.#client!.configResetStat();
+  }
+
   async cost(): Promise<RedisCost> {
     const [commandstats, cpu] = [await this.#client!.info('commandstats'), await this.#client!.info('cpu')];
     const commands = new Map<string, { calls: number; usec: number }>();

@@ -106,6 +106,8 @@ export async function buildTollgateChain(options: AppOptions): Promise<BuiltApp>
 /**
  * examples/proxy as a user would run it from a config file: one key of a pro tenant, the upstream at
  * `options.upstream`, key, tenant and global budgets, limits far above the load; memory or Redis stores.
+ * `options.config` replaces the tiers, tenants, keys and budgets with a config of the bench's own (the `deployment`
+ * benchmarks' 1,000 tenants); the upstream, the stores and the log are set here either way.
  * Its metrics are on and its access log silent: a server under load must not write a line per request to the
  * bench's terminal (what the log, the metrics and tracing cost is measured by observability.ts).
  */
@@ -116,17 +118,20 @@ export async function buildProxy(options: AppOptions): Promise<BuiltApp> {
     import('../../examples/proxy/src/stores.js'),
   ]);
   const redis = options.store === 'redis';
-  const config = validateConfig({
-    upstreams: { openai: { baseUrl: `${String(options.upstream)}/v1`, apiKey: 'upstream-bench-key' } },
+  const limitsAndKeys = (options.config as Record<string, unknown> | undefined) ?? {
     tiers: { pro: { requestsPerMinute: HUGE_REQUESTS, tokensPerMinute: HUGE_TOKENS, models: ['*'] } },
     tenants: { 'bench-tenant': { tier: 'pro', budget: HUGE_BUDGET } },
     keys: [{ id: 'bench-key-0', sha256: sha256Hex(benchKey(0)), tenant: 'bench-tenant', user: 'bench-user', feature: 'bench', scopes: ['chat'], budget: HUGE_BUDGET }],
     global: { requestsPerMinute: HUGE_REQUESTS, budget: HUGE_BUDGET },
+    // The bench sends one body over and over: the count cache would answer every request from memory.
+    countCacheChars: 0,
+  };
+  const config = validateConfig({
+    ...limitsAndKeys,
+    upstreams: { openai: { baseUrl: `${String(options.upstream)}/v1`, apiKey: 'upstream-bench-key' } },
     ...(redis ? { redisUrl: String(options.redisUrl ?? REDIS_URL), redisPrefix: String(options.prefix) } : {}),
     // Blocks are the proxy's default on Redis; `blocks: false` counts every request in Redis.
     ...(redis && options.blocks === false ? { redis: { blocks: false } } : {}),
-    // The bench sends one body over and over: the count cache would answer every request from memory.
-    countCacheChars: 0,
     // The profiler's observed case logs to a file; every other case keeps the log silent.
     log: (options.log as { level: 'info'; destination: string } | undefined) ?? { level: 'silent' },
   });

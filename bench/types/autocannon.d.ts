@@ -21,6 +21,8 @@ declare module 'autocannon' {
     body?: string | Buffer;
     requests?: AutocannonRequest[];
     timeout?: number;
+    /** Requests per second over all connections (spread over them). */
+    overallRate?: number;
   }
 
   interface AutocannonResult {

@@ -12,6 +12,12 @@ export interface StoreHarness {
   advance(ms: number): Promise<void>;
   /** Called once after the suite, after `stores.close()`. */
   cleanup?(): Promise<void>;
+  /**
+   * Makes the store forget everything it holds, as a Redis restarted without persistence (or
+   * failed over to an empty replica) does, while the stores' processes go on. Stores that cannot
+   * lose their data apart from their process (memory) have none.
+   */
+  loseData?(): Promise<void>;
 }
 
 export interface ConformanceOptions {
@@ -19,6 +25,10 @@ export interface ConformanceOptions {
   slidingWindowMs?: number;
   /** Reservation TTL for the expiry tests. @default 200 */
   ttlMs?: number;
+  /** The harness has `loseData`: the data-loss tests run. */
+  losesData?: boolean;
+  /** The stores keep fixed request windows (`stores.fixedWindow`): their tests run. */
+  fixedWindow?: boolean;
 }
 
 export function describeStoreConformance(name: string, makeHarness: () => Promise<StoreHarness>, options: ConformanceOptions = {}): void {
@@ -521,6 +531,134 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
         expect(await spentAndReserved(a)).toEqual([[0, 50]]);
       });
     });
+
+    if (options.fixedWindow) {
+      // Fixed request windows (express-rate-limit's model), where the stores keep them.
+      describe('fixed window', () => {
+        const windows = () => stores.fixedWindow!;
+        const SHORT = W;
+
+        it('counts hits in a window opened by the first, and reports when it ends', async () => {
+          const key = unique('fw');
+          const before = await harness.now();
+          const first = await windows().hit(key, LONG, 3);
+          expect(first.hits).toBe(1);
+          expect(first.resetAt).toBeGreaterThan(before + LONG - 1_000);
+          expect(first.resetAt).toBeLessThanOrEqual(before + LONG + 1_000);
+          expect((await windows().hit(key, LONG, 3)).hits).toBe(2);
+          const third = await windows().hit(key, LONG, 3);
+          expect(third.hits).toBe(3);
+          // The same window: its end as the store reads it (from the key's time to live), give or take the trip.
+          expect(Math.abs(third.resetAt - first.resetAt)).toBeLessThan(100);
+          // The caller compares with its limit: the store counts on.
+          expect((await windows().hit(key, LONG, 3)).hits).toBe(4);
+        });
+
+        it('keeps keys apart, gives one hit back, and forgets a window on reset', async () => {
+          const [a, b] = [unique('fw'), unique('fw')];
+          await windows().hit(a, LONG);
+          await windows().hit(a, LONG);
+          await windows().hit(b, LONG);
+          await windows().giveBack(a);
+          expect((await windows().hit(a, LONG)).hits).toBe(2);
+          expect((await windows().hit(b, LONG)).hits).toBe(2);
+          await windows().reset(a);
+          expect((await windows().hit(a, LONG)).hits).toBe(1);
+        });
+
+        it('gives nothing back to a window that never opened', async () => {
+          const key = unique('fw');
+          await windows().giveBack(key);
+          expect((await windows().hit(key, LONG)).hits).toBe(1);
+        });
+
+        it('opens a new window once the last one ended', async () => {
+          const key = unique('fw');
+          await windows().hit(key, SHORT);
+          await windows().hit(key, SHORT);
+          await harness.advance(SHORT + 50);
+          expect((await windows().hit(key, SHORT)).hits).toBe(1);
+        });
+
+        it('counts several hits at once and gives several back, never into the next window', async () => {
+          if (!windows().hitBy || !windows().giveBackBy) throw new Error('stores with fixed windows count them in blocks too (hitBy, giveBackBy)');
+          const key = unique('fw');
+          expect((await windows().hitBy!(key, LONG, 5)).hits).toBe(5);
+          await windows().giveBackBy!(key, 3, 1_000);
+          expect((await windows().hit(key, LONG)).hits).toBe(3);
+          // Less than minTtlMs left: nothing goes back.
+          const short = unique('fw');
+          await windows().hitBy!(short, SHORT, 4);
+          await windows().giveBackBy!(short, 4, SHORT * 10);
+          expect((await windows().hit(short, SHORT)).hits).toBe(5);
+        });
+
+        it('counts concurrent hits exactly', async () => {
+          const key = unique('fw');
+          const answers = await Promise.all(Array.from({ length: 50 }, () => windows().hit(key, LONG, 20)));
+          expect(answers.map((a) => a.hits).sort((x, y) => x - y)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+        });
+      });
+    }
+
+    if (options.losesData) {
+      // What Redis forgot never turns into credit: a settle whose reservation the store no longer
+      // holds charges what was spent, gives nothing back, and leaves others' holds alone.
+      describe('reservation ledger when the store loses its data', () => {
+        async function scope(label: string, limit: number): Promise<LedgerScope> {
+          return { key: unique(label), limit, expiresAt: (await harness.now()) + LONG };
+        }
+        const spentAndReserved = async (...scopes: LedgerScope[]) =>
+          (await stores.ledger.usage(scopes.map((s) => s.key))).map(({ spent, reserved }) => [spent, reserved]);
+
+        it('charges a settle whose scopes are gone what was spent, in every scope', async () => {
+          const [a, b] = [await scope('a', 100), await scope('b', 100)];
+          const id = unique('r');
+          await stores.ledger.reserve({ id, amount: 40, scopes: [a, b], ttlMs: LONG });
+          await harness.loseData!();
+          expect(await stores.ledger.settle(id, 25)).toMatchObject({ settled: true, reserved: 40 });
+          expect(await spentAndReserved(a, b)).toEqual([[25, 0], [25, 0]]);
+        });
+
+        it('gives nothing back for a reservation written again by others since: no credit, their holds stay', async () => {
+          const a = await scope('a', 100);
+          const lost = unique('r');
+          await stores.ledger.reserve({ id: lost, amount: 40, scopes: [a], ttlMs: LONG });
+          await harness.loseData!();
+          const other = unique('r');
+          expect(await stores.ledger.reserve({ id: other, amount: 30, scopes: [a], ttlMs: LONG })).toMatchObject({ ok: true, amount: 30 });
+          const spentBefore = unique('r');
+          await stores.ledger.reserve({ id: spentBefore, amount: 5, scopes: [a], ttlMs: LONG });
+          await stores.ledger.settle(spentBefore, 5);
+          // Released at zero: before, this took 40 back from a scope that held 35 (a credit of 40).
+          expect(await stores.ledger.release(lost)).toMatchObject({ settled: true, reserved: 40 });
+          expect(await spentAndReserved(a)).toEqual([[5, 30]]);
+          await stores.ledger.settle(other, 12);
+          expect(await spentAndReserved(a)).toEqual([[17, 0]]);
+          expect(await stores.ledger.reserve({ id: unique('r'), amount: 100, minAmount: 1, scopes: [a], ttlMs: LONG })).toMatchObject({ ok: true, amount: 83 });
+        });
+
+        it('charges a settle above its lost reservation in full, and the scope refuses past its limit', async () => {
+          const a = await scope('a', 50);
+          const id = unique('r');
+          await stores.ledger.reserve({ id, amount: 10, scopes: [a], ttlMs: LONG });
+          await harness.loseData!();
+          await stores.ledger.settle(id, 45);
+          expect(await spentAndReserved(a)).toEqual([[45, 0]]);
+          expect(await stores.ledger.reserve({ id: unique('r'), amount: 10, scopes: [a], ttlMs: LONG })).toMatchObject({ ok: false, remaining: 5 });
+        });
+
+        it('does not write a scope whose period ended back', async () => {
+          const a = { key: unique('a'), limit: 100, expiresAt: (await harness.now()) + TTL * 2 };
+          const id = unique('r');
+          await stores.ledger.reserve({ id, amount: 10, scopes: [a], ttlMs: TTL });
+          await harness.loseData!();
+          await harness.advance(TTL * 3);
+          await stores.ledger.settle(id, 7);
+          expect(await spentAndReserved(a)).toEqual([[0, 0]]);
+        });
+      });
+    }
 
     // Scopes with slots (a tenant's and the global one): on Redis Cluster they sit on different
     // shards and the ledger keeps the reserve all-or-nothing in steps; elsewhere the slot is ignored.

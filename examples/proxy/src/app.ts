@@ -197,7 +197,7 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   const budget = createBudgetGuard(config, limitStores, pricing, log, guarding.budgetHooks);
   metrics?.watchBudgets(budget);
   // Rebuilt after the spool's replay, so the records of a proxy that died are in the ledger first.
-  const spend = keepSpend(config, stores, budget, metering.ledger, async () => {
+  const spend = keepSpend(config, limitStores, budget, metering.ledger, async () => {
     await metering.replay();
     await metering.flush();
   }, log);

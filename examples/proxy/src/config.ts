@@ -1,7 +1,7 @@
 // The proxy's JSON config (the contract in examples/proxy/README.md): its schema, its types, and a validator that names the faulty field.
 import express from 'express';
 import { z } from 'zod';
-import { closestName, parseDuration, TollgateError } from '@tollgate/core';
+import { closestName, MAX_USD, MAX_USD_PER_MILLION_TOKENS, parseDuration, TollgateError } from '@tollgate/core';
 import type { CalendarPeriod, OutagePolicy } from '@tollgate/core';
 import { resolveGuardOptions } from '@tollgate/guard';
 import type { AnomalyAction } from '@tollgate/guard';
@@ -38,7 +38,6 @@ function fail(message: string): never {
 
 const OBJECT = 'must be an object';
 const POSITIVE_INTEGER = 'must be a positive integer';
-const NON_NEGATIVE = 'must be a number >= 0';
 const NON_EMPTY = 'must be a non-empty string';
 const DURATION = 'must be a positive number of ms or a string like "10s", "5m"';
 const SHA256_HEX = 'must be a SHA-256 hex digest (64 lowercase hex characters)';
@@ -75,7 +74,8 @@ function fraction(message: string) {
 }
 
 const positiveInteger = z.int(POSITIVE_INTEGER).positive(POSITIVE_INTEGER);
-const nonNegativeNumber = z.number(NON_NEGATIVE).min(0, NON_NEGATIVE);
+const PRICE = `must be a number of USD per million tokens, from 0 to ${MAX_USD_PER_MILLION_TOKENS.toLocaleString('en-US')}`;
+const pricePerMTok = z.number(PRICE).min(0, PRICE).max(MAX_USD_PER_MILLION_TOKENS, PRICE);
 const stringList = z.array(nonEmptyString(), 'must be an array of strings');
 const trueOrFalse = z.boolean('must be true or false');
 const sha256Hex = z.string(SHA256_HEX).regex(/^[0-9a-f]{64}$/, SHA256_HEX);
@@ -128,9 +128,9 @@ function recordOf<Entry extends z.ZodType>(entry: Entry) {
 const PERIOD = 'must be "hour", "day" or "month"';
 const budgetSchema = fields({
   usd: z
-    .number('must be a positive number of USD (at most 1e9)')
-    .gt(0, 'must be a positive number of USD (at most 1e9)')
-    .max(1e9, 'must be a positive number of USD (at most 1e9)')
+    .number(`must be a positive number of USD (at most ${MAX_USD.toLocaleString('en-US')})`)
+    .gt(0, `must be a positive number of USD (at most ${MAX_USD.toLocaleString('en-US')})`)
+    .max(MAX_USD, `must be a positive number of USD (at most ${MAX_USD.toLocaleString('en-US')}: amounts are counted in exact nano-USD)`)
     .describe('The most that may be spent per period, in USD.'),
   period: choice(['hour', 'day', 'month'] as const satisfies readonly CalendarPeriod[], PERIOD)
     .default('month')
@@ -163,11 +163,11 @@ const upstreamSchema = fields({
 
 const modelSchema = fields({
   provider: nonEmptyString().describe('Which upstream serves the model (a key of `upstreams`; with the mock: openai, anthropic or google).'),
-  inputPerMTok: nonNegativeNumber.describe('USD per million input tokens.'),
-  cachedInputPerMTok: nonNegativeNumber.optional().describe('USD per million input tokens read from the provider\'s prompt cache.'),
-  cacheWritePerMTok: nonNegativeNumber.optional().describe('USD per million input tokens written to the provider\'s prompt cache.'),
-  cacheWrite1hPerMTok: nonNegativeNumber.optional().describe('Cache write with a 1-hour lifetime. Default: cacheWritePerMTok.'),
-  outputPerMTok: nonNegativeNumber.describe('USD per million output tokens.'),
+  inputPerMTok: pricePerMTok.describe('USD per million input tokens.'),
+  cachedInputPerMTok: pricePerMTok.optional().describe('USD per million input tokens read from the provider\'s prompt cache.'),
+  cacheWritePerMTok: pricePerMTok.optional().describe('USD per million input tokens written to the provider\'s prompt cache.'),
+  cacheWrite1hPerMTok: pricePerMTok.optional().describe('Cache write with a 1-hour lifetime. Default: cacheWritePerMTok.'),
+  outputPerMTok: pricePerMTok.describe('USD per million output tokens.'),
   maxOutputTokens: positiveInteger.optional().describe('The model\'s maximum output: the cap when a request sets none. Default: 16384.'),
   contextWindow: positiveInteger.optional().describe('The model\'s context window in tokens.'),
   tokenizer: choice(['o200k_base', 'cl100k_base', 'approximate'], 'must be "o200k_base", "cl100k_base" or "approximate"')

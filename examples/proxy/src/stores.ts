@@ -27,8 +27,8 @@ export async function createStores(choice: StoreChoice): Promise<TollgateStores>
   const cluster = choice.redisUrl ? undefined : choice.redisCluster;
   if (!choice.redisUrl && !cluster) return createMemoryStores();
   const stores = createRedisStores({
-    // On a cluster the global budget goes out in blocks, so the global slot's shard does not cap the cluster (bench §10).
-    ...(cluster ? { cluster, globalBlocks: {} } : { url: choice.redisUrl }),
+    // On a cluster the global budget goes out in blocks (blockStores, `redis.blocks`), so the global slot's shard does not cap the cluster (bench §10).
+    ...(cluster ? { cluster } : { url: choice.redisUrl }),
     ...(choice.redisPrefix ? { prefix: choice.redisPrefix } : {}),
     ...(choice.settleSpool ? { settleSpool: choice.settleSpool } : {}),
     timeoutMs: REDIS_TIMEOUT_MS,

@@ -79,7 +79,7 @@ describe('proxy config validation', () => {
     [{ adminKeySha256: 'secret' }, 'adminKeySha256 must be a SHA-256 hex digest'],
     [{ upstreams: { openai: { baseUrl: 'ftp://x' } } }, 'upstreams.openai.baseUrl must use http: or https:'],
     [{ upstreams: { openai: { baseUrl: 'https://x', apiKeyEnv: 'not a name' } } }, 'upstreams.openai.apiKeyEnv must be an environment variable name'],
-    [{ models: { m: { provider: 'openai', inputPerMTok: 'cheap', outputPerMTok: 1 } } }, 'models.m.inputPerMTok must be a number >= 0'],
+    [{ models: { m: { provider: 'openai', inputPerMTok: 'cheap', outputPerMTok: 1 } } }, 'models.m.inputPerMTok must be a number of USD per million tokens, from 0 to 10,000'],
     [{ models: { m: { provider: 'local', inputPerMTok: 1, outputPerMTok: 1 } } }, 'models.m.provider names "local"'],
     [{ models: { m: { provider: 'openai', inputPerMTok: 1, outputPerMTok: 1, tokenizer: 'llama3' } } }, 'models.m.tokenizer must be "o200k_base", "cl100k_base" or "approximate"'],
     [{ models: { m: { provider: 'openai', inputPerMTok: 1, outputPerMTok: 1, maxOutputTokens: 0 } } }, 'models.m.maxOutputTokens must be'],

@@ -1,7 +1,7 @@
 // budgetAdminRouter: the operator's JSON view of budgets plus top-up and reset; mount it behind your admin auth.
 import express from 'express';
 import type { NextFunction, Request, Response, Router } from 'express';
-import { ApiError, assertKnownOptions, renderApiError } from '@tollgate/core';
+import { ApiError, assertKnownOptions, renderApiError, usdAmountProblem } from '@tollgate/core';
 import type { ErrorRenderer } from '@tollgate/core';
 import { BUDGET_SCOPES } from './budget-plan.js';
 import type { BudgetGuard } from './budget-guard.js';
@@ -61,9 +61,10 @@ export function budgetAdminRouter(guard: BudgetGuard, options: BudgetAdminRouter
   const topUp = (select: Select) => async (req: Request, res: Response) => {
     const selector = select(req);
     const usd = (req.body as { usd?: unknown } | undefined)?.usd;
-    if (typeof usd !== 'number' || !Number.isFinite(usd) || usd <= 0) throw new ApiError('invalid_request', 'A top-up needs a body like { "usd": 10 } with a positive amount.', { param: 'usd' });
+    const problem = usdAmountProblem(usd);
+    if (problem !== undefined) throw new ApiError('invalid_request', `A top-up needs a body like { "usd": 10 }: usd ${problem}.`, { param: 'usd' });
     if ((await guard.status(selector)).length === 0) throw notFound(selector);
-    res.json({ budgets: await guard.topUp(selector, usd) });
+    res.json({ budgets: await guard.topUp(selector, usd as number) });
   };
 
   const reset = (select: Select) => async (req: Request, res: Response) => {

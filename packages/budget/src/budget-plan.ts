@@ -1,5 +1,5 @@
 // Which budgets apply to a request, validated once, and the ledger scopes they map to at a given instant.
-import { GLOBAL_SLOT, TollgateError, isCalendarPeriod, parseDuration, periodWindow, usdToNano } from '@tollgate/core';
+import { GLOBAL_SLOT, TollgateError, isCalendarPeriod, parseDuration, periodWindow, usdAmountProblem, usdToNano } from '@tollgate/core';
 import type { Identity, LedgerScope } from '@tollgate/core';
 import type { BudgetLimit, BudgetPeriod, BudgetScope, BudgetSelector, BudgetSpec } from './types.js';
 
@@ -113,7 +113,8 @@ function resolveLimit(limit: unknown, where: string, defaults: Pick<ResolvedLimi
     if (!fields.includes(name)) throw invalid(where, `unknown field "${name}"; known fields: ${fields.join(', ')}`);
   }
   const { usd, period = 'month' } = limit;
-  if (typeof usd !== 'number' || !Number.isFinite(usd) || usd < 0) throw invalid(where, `usd must be a number >= 0; got ${JSON.stringify(usd)}`);
+  const problem = usdAmountProblem(usd, { zero: true });
+  if (problem !== undefined) throw invalid(where, `usd ${problem}`);
   if (period !== 'rolling' && !isCalendarPeriod(period)) throw invalid(where, `period must be "hour", "day", "month" or "rolling"; got ${JSON.stringify(period)}`);
   let windowMs = 0;
   let bucketMs = 0;
@@ -132,7 +133,7 @@ function resolveLimit(limit: unknown, where: string, defaults: Pick<ResolvedLimi
   // A downgrade map takes effect past the soft limit; without one it would silently never apply.
   if (ownDowngrade && softLimit === undefined) throw invalid(where, 'downgrade applies once spend passes the soft limit: set softLimit too');
   const downgrade = ownDowngrade ?? defaults.downgrade;
-  return { period, limitNano: usdToNano(usd), softLimit, downgrade, windowMs, bucketMs, buckets };
+  return { period, limitNano: usdToNano(usd as number), softLimit, downgrade, windowMs, bucketMs, buckets };
 }
 
 /** Bound static budgets kept at most per scope (ids met through a `'*'` entry are unbounded in number). */

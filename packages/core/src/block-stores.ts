@@ -1,7 +1,7 @@
 // Block stores: a hot limit or budget is taken from the shared store (Redis) a block at a time and handed out in-process.
 import { LeaseExhaustedError } from './leased-stores.js';
-import { assertReserveNumbers, assertStoreNumber } from './store-input.js';
-import type { LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, ScopeBalance, SettleResult, TollgateStores, WindowCounter, WindowResult } from './stores.js';
+import { assertReserveNumbers, assertStoreAmount, assertStoreNumber } from './store-input.js';
+import type { FixedWindowCounter, LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, ScopeBalance, ScopeUsage, SettleResult, TollgateStores, WindowCounter, WindowResult } from './stores.js';
 
 export interface BlockOptions {
   /**
@@ -12,19 +12,16 @@ export interface BlockOptions {
   share?: number;
   /** A block hands out for at most this long; then what it did not hand out goes back. @default 1000 */
   maxAgeMs?: number;
+  /**
+   * A block opens for a limit or budget scope only once this process has seen this many requests
+   * for it within `maxAgeMs` (this one included): hot subjects are served from blocks, a subject
+   * that sees a request now and then (a tenant among thousands) is counted per request, where a
+   * block would cost a take and a give-back for the one request it serves.
+   * @default 3
+   */
+  hotAfter?: number;
   /** @default Date.now */
   clock?: () => number;
-}
-
-/** Fixed request windows that can be counted in blocks (`@tollgate/redis` keeps them so). */
-export interface BlockFixedWindow {
-  hit(key: string, windowMs: number, limit?: number): Promise<{ hits: number; resetAt: number }>;
-  giveBack(key: string): Promise<void>;
-  reset(key: string): Promise<void>;
-  /** Counts `hits` at once. */
-  hitBy?(key: string, windowMs: number, hits: number): Promise<{ hits: number; resetAt: number }>;
-  /** Gives `hits` back, only if the window still runs for at least `minTtlMs` (never into the next window). */
-  giveBackBy?(key: string, hits: number, minTtlMs: number): Promise<void>;
 }
 
 /**
@@ -102,7 +99,7 @@ interface FixedBlock {
   bornAt: number;
 }
 
-/** A block of a set of budget scopes: one reservation of `amount` in the store, granted to requests in-process. */
+/** A block of one budget scope: one reservation of `amount` in the store, granted to requests in-process. */
 interface LedgerBlock {
   id: string;
   signature: string;
@@ -116,12 +113,16 @@ interface LedgerBlock {
   bornAt: number;
   /** The longest request ttl the block's reservation outlives. */
   ttlMs: number;
-  /** The scopes as the block's reserve left them (the whole block counted as reserved). */
-  balances: ScopeBalance[];
+  /** The scope as the block's reserve left it (the whole block counted as reserved). */
+  balance: ScopeBalance;
 }
 
+/** A request's grant: the same amount from the block of each of its scopes, or for some of them, held in the store. */
 interface Grant {
-  block: LedgerBlock;
+  /** By request scope: its block, or undefined where the scope was reserved in the store (under the request's id). */
+  blocks: (LedgerBlock | undefined)[];
+  /** Some scopes are held in the store: the settle goes there too. */
+  direct: boolean;
   amount: number;
   expiresAt: number;
 }
@@ -131,30 +132,31 @@ const LEAST_REQUESTS_PER_BLOCK = 2;
 /** A fixed window's unused hits go back only while it still runs this long: never into the window after it. */
 const GIVE_BACK_MARGIN_MS = 100;
 
-function assertOptions(options: BlockOptions): { share: number; maxAgeMs: number; clock: () => number } {
+function assertOptions(options: BlockOptions): { share: number; maxAgeMs: number; hotAfter: number; clock: () => number } {
   const share = options.share ?? 0.001;
   if (typeof share !== 'number' || !(share > 0 && share <= 1)) throw new TypeError(`blockStores: share must be a number in (0, 1]; got ${String(options.share)}`);
   const maxAgeMs = options.maxAgeMs ?? 1_000;
   if (typeof maxAgeMs !== 'number' || !(maxAgeMs > 0) || !Number.isFinite(maxAgeMs)) throw new TypeError(`blockStores: maxAgeMs must be a positive number of ms; got ${String(options.maxAgeMs)}`);
-  return { share, maxAgeMs, clock: options.clock ?? Date.now };
+  const hotAfter = options.hotAfter ?? 3;
+  if (typeof hotAfter !== 'number' || !Number.isSafeInteger(hotAfter) || hotAfter < 1) throw new TypeError(`blockStores: hotAfter must be a whole number of requests >= 1; got ${String(options.hotAfter)}`);
+  return { share, maxAgeMs, hotAfter, clock: options.clock ?? Date.now };
 }
 
 /**
- * What makes two reserves' scopes one block: their keys, limits and slots. Not `expiresAt`: a
- * scope's key names its period, and some callers give a time from now (the block keeps its opener's).
+ * What makes two reserves' scope one block: its key, limit and slot. Not `expiresAt`: a scope's
+ * key names its period, and some callers give a time from now (the block keeps its opener's).
+ * budgetGuard hands the same scope objects to every request of a period: each one's is made once.
  */
-function signatureOf(scopes: readonly LedgerScope[]): string {
-  // budgetGuard hands the same scopes array to every request of a period: the signature of several
-  // scopes is made once (a single scope's is short, and callers such as concurrencyLimit make a new array each time).
-  let text = scopes.length > 1 ? signatures.get(scopes) : undefined;
-  if (text !== undefined) return text;
-  text = '';
-  for (const scope of scopes) text += `${scope.key}\u0000${scope.limit}\u0000${scope.slot ?? ''}\u0001`;
-  if (scopes.length > 1) signatures.set(scopes, text);
+function signatureOf(scope: LedgerScope): string {
+  let text = signatures.get(scope);
+  if (text === undefined) {
+    text = `${scope.key}\u0000${scope.limit}\u0000${scope.slot ?? ''}`;
+    signatures.set(scope, text);
+  }
   return text;
 }
 
-const signatures = new WeakMap<readonly LedgerScope[], string>();
+const signatures = new WeakMap<LedgerScope, string>();
 
 let blockCount = 0;
 
@@ -163,6 +165,10 @@ let blockCount = 0;
  * consumes `share × limit` tokens or hits, or reserves `share × limit` of a budget, in one call,
  * hands it out to requests without a round trip, and gives back what it did not hand out after
  * `maxAgeMs` (a budget block settles at what its requests spent, exactly once, as any settle).
+ * Each budget scope has its own block (a key's, a tenant's, the global one): a request is granted
+ * from the block of every scope it names, so the global scope's store (on a Redis Cluster, the
+ * global slot's shard) sees one reserve and one settle per block of each process, however many
+ * tenants share it.
  *
  * - Nothing is ever admitted past a limit: every grant comes out of what the store counted.
  * - What a process holds unused is unavailable to the others for at most `maxAgeMs`: with P
@@ -172,12 +178,25 @@ let blockCount = 0;
  * - Headers and balances a block answers with are the store's as of the block (others' use since
  *   is not in them).
  * - A process killed while it holds a budget block leaves the block's reservation to expire,
- *   charged in full (at most share × limit per set of scopes), as any reservation never settled.
+ *   charged in full (at most share × limit of each scope), as any reservation never settled.
  *
  * Keys, `usage` and the operator calls pass through.
  */
 export function blockStores<S extends TollgateStores>(stores: S, options: BlockOptions = {}): BlockStores<S> {
-  const { share, maxAgeMs, clock } = assertOptions(options);
+  const { share, maxAgeMs, hotAfter, clock } = assertOptions(options);
+  /** Requests seen per subject (a window's id, a scope's signature) since `since`, to tell hot ones. */
+  const heat = new Map<string, { count: number; since: number }>();
+  /** True when `id` has had `hotAfter` requests within `maxAgeMs`, this one included. */
+  function hot(id: string, now: number): boolean {
+    if (hotAfter <= 1) return true;
+    const seen = heat.get(id);
+    if (!seen || now - seen.since >= maxAgeMs) {
+      heat.set(id, { count: 1, since: now });
+      return false;
+    }
+    seen.count += 1;
+    return seen.count >= hotAfter;
+  }
   /** Give-backs and block settles under way: retireAll waits for them. */
   const sending = new Set<Promise<unknown>>();
   const send = (call: Promise<unknown>): void => {
@@ -222,7 +241,7 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
         retireCounter(id, block);
       }
       const size = Math.floor(share * opts.limit);
-      if (attempt > 0 || size < units * LEAST_REQUESTS_PER_BLOCK || (counterDirect.get(id) ?? 0) > now) return stores.counter.consume(key, units, opts);
+      if (attempt > 0 || size < units * LEAST_REQUESTS_PER_BLOCK || (counterDirect.get(id) ?? 0) > now || !hot(id, now)) return stores.counter.consume(key, units, opts);
       const taking = counterTaking.get(id);
       if (taking) {
         await taking;
@@ -283,7 +302,7 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
   };
 
   // Request windows inside combineLimits (fixed windows whose limit the caller checks).
-  const inner = (stores as { fixedWindow?: BlockFixedWindow }).fixedWindow;
+  const inner = stores.fixedWindow;
   const fixedBlocks = new Map<string, FixedBlock>();
   const fixedTaking = new Map<string, Promise<unknown>>();
   const fixedDirect = new Map<string, number>();
@@ -304,7 +323,7 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
         retireFixed(key, block);
       }
       const size = Math.floor(share * limit);
-      if (attempt > 0 || size < LEAST_REQUESTS_PER_BLOCK || (fixedDirect.get(key) ?? 0) > now) return inner!.hit(key, windowMs);
+      if (attempt > 0 || size < LEAST_REQUESTS_PER_BLOCK || (fixedDirect.get(key) ?? 0) > now || !hot(key, now)) return inner!.hit(key, windowMs);
       const taking = fixedTaking.get(key);
       if (taking) {
         await taking;
@@ -333,7 +352,7 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
     }
   }
   const blockable = inner !== undefined && typeof inner.hitBy === 'function' && typeof inner.giveBackBy === 'function';
-  const fixedWindow: (BlockFixedWindow & FixedWindowAtOnce) | undefined = inner && {
+  const fixedWindow: (FixedWindowCounter & FixedWindowAtOnce) | undefined = inner && {
     hitAtOnce(key, windowMs, limit) {
       const block = fixedBlocks.get(key);
       if (!block || block.used >= block.size || block.limit !== limit) return undefined;
@@ -362,7 +381,8 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
     },
   };
 
-  // Budgets: a block per set of scopes (a key's, its tenant's and the global budget together).
+  // Budgets: a block per scope (a key's, a tenant's, the global budget each its own), a request granted from
+  // the block of every scope it names or, where one cannot open, reserved in the store as without blocks.
   const ledgerBlocks = new Map<string, LedgerBlock>();
   const ledgerTaking = new Map<string, Promise<unknown>>();
   const ledgerDirect = new Map<string, number>();
@@ -378,66 +398,168 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
     if (ledgerBlocks.get(block.signature) === block) ledgerBlocks.delete(block.signature);
     if (block.live === 0) settleBlock(block);
   }
-  function grantFrom(block: LedgerBlock, request: ReserveRequest): ReserveResult {
-    block.used += request.amount;
-    block.live += 1;
-    grants.set(request.id, { block, amount: request.amount, expiresAt: clock() + request.ttlMs });
-    return { ok: true, id: request.id, amount: request.amount, scopes: block.balances };
+  const fits = (block: LedgerBlock | undefined, request: ReserveRequest, now: number): block is LedgerBlock =>
+    block !== undefined && !block.retired && now - block.bornAt < maxAgeMs && request.ttlMs <= block.ttlMs && block.amount - block.used >= request.amount;
+  /** The open block of every scope of `request` when each has room for it now; undefined otherwise. */
+  function blocksFor(request: ReserveRequest, now: number): LedgerBlock[] | undefined {
+    const { scopes } = request;
+    const found = new Array<LedgerBlock>(scopes.length);
+    for (let i = 0; i < scopes.length; i++) {
+      const block = ledgerBlocks.get(signatureOf(scopes[i]!));
+      if (!fits(block, request, now)) return undefined;
+      found[i] = block;
+    }
+    return found;
   }
-  const fits = (block: LedgerBlock, request: ReserveRequest, now: number): boolean =>
-    !block.retired && now - block.bornAt < maxAgeMs && request.ttlMs <= block.ttlMs && block.amount - block.used >= request.amount;
-  async function reserveInBlocks(request: ReserveRequest, signature: string): Promise<ReserveResult> {
+  function grantFrom(blocks: LedgerBlock[], request: ReserveRequest): ReserveResult {
+    const balances = new Array<ScopeBalance>(blocks.length);
+    for (let i = 0; i < blocks.length; i++) {
+      const block = blocks[i]!;
+      block.used += request.amount;
+      block.live += 1;
+      balances[i] = block.balance;
+    }
+    grants.set(request.id, { blocks, direct: false, amount: request.amount, expiresAt: clock() + request.ttlMs });
+    return { ok: true, id: request.id, amount: request.amount, scopes: balances };
+  }
+  /** Opens a block of one scope, or marks it counted per request for a while when it cannot (too near its limit, a lease's slice too small). */
+  async function openBlock(scope: LedgerScope, signature: string, request: ReserveRequest): Promise<void> {
+    const taking = ledgerTaking.get(signature);
+    if (taking) {
+      await taking;
+      return;
+    }
+    const size = Math.floor(share * scope.limit);
+    const id = `${blockIdPrefix}${(++blockCount).toString(36)}`;
+    const take = stores.ledger.reserve({ id, amount: size, scopes: [scope], ttlMs: request.ttlMs + maxAgeMs });
+    ledgerTaking.set(signature, take.catch(() => undefined));
+    let taken: ReserveResult | undefined;
+    try {
+      taken = await take;
+    } catch (error) {
+      // A lease's slice (the store is out) too small for a block refuses it as a limit would.
+      if (!(error instanceof LeaseExhaustedError)) throw error;
+    } finally {
+      ledgerTaking.delete(signature);
+    }
+    if (!taken?.ok) {
+      // Too near its limit or the end of a slice for a block: requests naming this scope are reserved per request for a while.
+      ledgerDirect.set(signature, clock() + maxAgeMs);
+      return;
+    }
+    ledgerDirect.delete(signature);
+    const balance = taken.scopes?.[0] ?? { key: scope.key, limit: scope.limit, spent: 0, reserved: taken.amount };
+    const opened: LedgerBlock = { id, signature, amount: taken.amount, used: 0, spent: 0, live: 0, retired: false, bornAt: clock(), ttlMs: request.ttlMs, balance };
+    const before = ledgerBlocks.get(signature);
+    if (before) retireLedger(before);
+    ledgerBlocks.set(signature, opened);
+  }
+  /** Takes `amount` from each block (undone by `untake`): the in-process part of a grant. */
+  function take(blocks: readonly (LedgerBlock | undefined)[], amount: number, sign: 1 | -1): void {
+    for (const block of blocks) {
+      if (!block) continue;
+      block.used += sign * amount;
+      block.live += sign;
+      if (sign < 0 && block.retired && block.live === 0) settleBlock(block);
+    }
+  }
+  /**
+   * A request whose scopes are not all served by open blocks: blocks open for the hot scopes that
+   * have none, and the scopes still without one are reserved in the store (one reserve of just
+   * those), all-or-nothing with what the blocks granted. A global scope every tenant shares is
+   * then served from its block while each thin tenant's scope is reserved per request.
+   */
+  async function reserveInBlocks(request: ReserveRequest): Promise<ReserveResult> {
+    const { scopes } = request;
+    // Scopes named twice, nothing to hold, or a grant that may be clamped below its amount: counted in the store as a whole.
+    if (!(request.amount > 0) || (request.minAmount !== undefined && request.minAmount < request.amount) || new Set(scopes.map((scope) => scope.key)).size !== scopes.length) {
+      return stores.ledger.reserve(request);
+    }
     for (let attempt = 0; ; attempt++) {
       const now = clock();
-      const block = ledgerBlocks.get(signature);
+      const parts = new Array<LedgerBlock | undefined>(scopes.length);
+      const opening: Promise<void>[] = [];
+      let direct = 0;
+      for (let i = 0; i < scopes.length; i++) {
+        const scope = scopes[i]!;
+        const signature = signatureOf(scope);
+        const block = ledgerBlocks.get(signature);
+        if (fits(block, request, now)) {
+          parts[i] = block;
+          continue;
+        }
+        direct++;
+        const blockable = attempt === 0 && Math.floor(share * scope.limit) >= request.amount * LEAST_REQUESTS_PER_BLOCK && !((ledgerDirect.get(signature) ?? 0) > now);
+        if (blockable && hot(signature, now)) opening.push(openBlock(scope, signature, request));
+      }
+      if (opening.length > 0) {
+        await Promise.all(opening);
+        continue;
+      }
+      if (direct === scopes.length) return stores.ledger.reserve(request);
+      take(parts, request.amount, 1);
+      let stored: ReserveResult | undefined;
+      if (direct > 0) {
+        const rest = scopes.filter((_, i) => parts[i] === undefined);
+        try {
+          stored = await stores.ledger.reserve({ ...request, scopes: rest });
+        } catch (error) {
+          take(parts, request.amount, -1);
+          throw error;
+        }
+        if (!stored.ok) {
+          take(parts, request.amount, -1);
+          return stored;
+        }
+      }
+      grants.set(request.id, { blocks: parts, direct: direct > 0, amount: request.amount, expiresAt: clock() + request.ttlMs });
+      return { ok: true, id: request.id, amount: request.amount, scopes: balancesOf(parts, scopes, stored?.ok ? stored.scopes : undefined) };
+    }
+  }
+  /** Each scope's balance in request order: its block's, or the store's for a scope reserved there. */
+  function balancesOf(parts: readonly (LedgerBlock | undefined)[], scopes: readonly LedgerScope[], stored: readonly ScopeUsage[] | undefined): ScopeBalance[] {
+    const balances = new Array<ScopeBalance>(parts.length);
+    let j = 0;
+    for (let i = 0; i < parts.length; i++) {
+      const block = parts[i];
       if (block) {
-        if (fits(block, request, now)) return grantFrom(block, request);
-        retireLedger(block);
-      }
-      let smallest = Infinity;
-      for (const scope of request.scopes) smallest = Math.min(smallest, scope.limit);
-      const size = Math.floor(share * smallest);
-      if (attempt > 0 || !(request.amount > 0) || size < request.amount * LEAST_REQUESTS_PER_BLOCK || (ledgerDirect.get(signature) ?? 0) > now) {
-        return stores.ledger.reserve(request);
-      }
-      const taking = ledgerTaking.get(signature);
-      if (taking) {
-        await taking;
+        balances[i] = block.balance;
         continue;
       }
-      const id = `${blockIdPrefix}${(++blockCount).toString(36)}`;
-      const ttlMs = request.ttlMs + maxAgeMs;
-      const take = stores.ledger.reserve({ id, amount: size, scopes: request.scopes, ttlMs });
-      ledgerTaking.set(signature, take.catch(() => undefined));
-      let taken: ReserveResult | undefined;
-      try {
-        taken = await take;
-      } catch (error) {
-        // A lease's slice (the store is out) too small for a block refuses it as a limit would.
-        if (!(error instanceof LeaseExhaustedError)) throw error;
-      } finally {
-        ledgerTaking.delete(signature);
-      }
-      if (!taken?.ok) {
-        // Too near a limit or the end of a slice for a block: this set of scopes is reserved per request for a while.
-        ledgerDirect.set(signature, clock() + maxAgeMs);
-        continue;
-      }
-      ledgerDirect.delete(signature);
-      const balances = taken.scopes ?? request.scopes.map((scope) => ({ key: scope.key, limit: scope.limit, spent: 0, reserved: taken.amount }));
-      const opened: LedgerBlock = { id, signature, amount: taken.amount, used: 0, spent: 0, live: 0, retired: false, bornAt: clock(), ttlMs: request.ttlMs, balances };
-      ledgerBlocks.set(signature, opened);
-      return grantFrom(opened, request);
+      const scope = scopes[i]!;
+      const usage = stored?.[j++];
+      balances[i] = { key: scope.key, limit: scope.limit, spent: usage?.spent ?? 0, reserved: usage?.reserved ?? 0 };
+    }
+    return balances;
+  }
+  /** The in-process part of a settle (every block part); the store's part, if any, is the caller's to send. */
+  function settleBlocks(id: string, grant: Grant, actual: number): void {
+    grants.delete(id);
+    for (const block of grant.blocks) {
+      if (!block) continue;
+      block.live -= 1;
+      block.spent += actual;
+      block.used += actual - grant.amount;
+      if (block.retired && block.live === 0) settleBlock(block);
     }
   }
   function settleGrant(id: string, grant: Grant, actual: number): SettleResult {
-    grants.delete(id);
-    const { block } = grant;
-    block.live -= 1;
-    block.spent += actual;
-    block.used += actual - grant.amount;
-    if (block.retired && block.live === 0) settleBlock(block);
-    return { settled: true, reserved: grant.amount, scopes: block.balances };
+    settleBlocks(id, grant, actual);
+    const balances: ScopeBalance[] = [];
+    for (const block of grant.blocks) if (block) balances.push(block.balance);
+    return { settled: true, reserved: grant.amount, scopes: balances };
+  }
+  /** A grant with a part in the store: the blocks' part now, the store's settled there (its balances reported). */
+  async function settleMixed(id: string, grant: Grant, actual: number): Promise<SettleResult> {
+    settleBlocks(id, grant, actual);
+    const stored = await stores.ledger.settle(id, actual);
+    const balances: ScopeUsage[] = [];
+    let j = 0;
+    for (const block of grant.blocks) {
+      if (block) balances.push(block.balance);
+      else if (stored.scopes?.[j]) balances.push(stored.scopes[j++]!);
+    }
+    return { settled: true, reserved: grant.amount, scopes: balances };
   }
   const ledger: ReservationLedger & LedgerAtOnce = {
     reserveAtOnce(request) {
@@ -446,8 +568,8 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
       // A second reserve of a live id holds nothing more, as in the store.
       if (held) return { ok: true, id: request.id, amount: held.amount };
       if (request.scopes.length === 0) return undefined;
-      const block = ledgerBlocks.get(signatureOf(request.scopes));
-      return block && fits(block, request, clock()) ? grantFrom(block, request) : undefined;
+      const blocks = blocksFor(request, clock());
+      return blocks ? grantFrom(blocks, request) : undefined;
     },
     reserve(request) {
       let result: ReserveResult | undefined;
@@ -457,12 +579,13 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
         return Promise.reject(error);
       }
       if (result) return Promise.resolve(result);
-      return request.scopes.length === 0 ? stores.ledger.reserve(request) : reserveInBlocks(request, signatureOf(request.scopes));
+      return request.scopes.length === 0 ? stores.ledger.reserve(request) : reserveInBlocks(request);
     },
     settleAtOnce(id, actual) {
       const grant = grants.get(id);
-      if (!grant) return undefined;
-      assertStoreNumber('ledger.settle', 'actualAmount', actual);
+      // A grant with a part in the store settles through `settle`.
+      if (!grant || grant.direct) return undefined;
+      assertStoreAmount('ledger.settle', 'actualAmount', actual);
       return settleGrant(id, grant, actual);
     },
     settle(id, actual) {
@@ -472,11 +595,14 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
       } catch (error) {
         return Promise.reject(error);
       }
-      return result ? Promise.resolve(result) : stores.ledger.settle(id, actual);
+      if (result) return Promise.resolve(result);
+      const grant = grants.get(id);
+      return grant?.direct ? settleMixed(id, grant, actual) : stores.ledger.settle(id, actual);
     },
     release(id) {
       const grant = grants.get(id);
-      return grant ? Promise.resolve(settleGrant(id, grant, 0)) : stores.ledger.release(id);
+      if (!grant) return stores.ledger.release(id);
+      return grant.direct ? settleMixed(id, grant, 0) : Promise.resolve(settleGrant(id, grant, 0));
     },
     usage: (scopes) => stores.ledger.usage(scopes),
     adjustSpent: (scope, delta, expiresAt) => stores.ledger.adjustSpent(scope, delta, expiresAt),
@@ -490,7 +616,9 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
     for (const [id, block] of counterBlocks) if (now - block.bornAt >= maxAgeMs || now >= block.windowStart + block.windowMs) retireCounter(id, block);
     for (const [key, block] of fixedBlocks) if (now - block.bornAt >= maxAgeMs || now >= block.resetAt) retireFixed(key, block);
     for (const block of ledgerBlocks.values()) if (now - block.bornAt >= maxAgeMs) retireLedger(block);
-    for (const [id, grant] of grants) if (grant.expiresAt <= now) settleGrant(id, grant, grant.amount);
+    // The store charges its own part of an expired grant, as any reservation nobody settled.
+    for (const [id, grant] of grants) if (grant.expiresAt <= now) settleBlocks(id, grant, grant.amount);
+    for (const [id, seen] of heat) if (now - seen.since >= maxAgeMs) heat.delete(id);
     for (const direct of [counterDirect, fixedDirect, ledgerDirect]) for (const [key, until] of direct) if (until <= now) direct.delete(key);
   }
   const timer = setInterval(sweep, maxAgeMs);

@@ -1,16 +1,6 @@
 // Leased stores: while the shared store (Redis) does not answer, each process grants a bounded slice of every limit and budget on its own, and no more.
 import { withTimeout } from './timeout.js';
-import type { LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, SettleResult, TollgateStores, WindowCounter, WindowResult } from './stores.js';
-
-/** Fixed request windows as `@tollgate/redis` keeps them (tieredRateLimit counts in them inside combineLimits). */
-interface FixedWindowLike {
-  hit(key: string, windowMs: number, limit?: number): Promise<{ hits: number; resetAt: number }>;
-  giveBack(key: string): Promise<void>;
-  reset(key: string): Promise<void>;
-  /** Several hits at once (blocks of them: see blockStores). */
-  hitBy?(key: string, windowMs: number, hits: number): Promise<{ hits: number; resetAt: number }>;
-  giveBackBy?(key: string, hits: number, minTtlMs: number): Promise<void>;
-}
+import type { FixedWindowCounter, LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, SettleResult, TollgateStores, WindowCounter, WindowResult } from './stores.js';
 
 /**
  * What a part of the stores does while the store is out: `lease` answers from its slice;
@@ -238,7 +228,7 @@ export function leasedStores<S extends TollgateStores>(stores: S, options: Lease
   };
 
   // Requests inside combineLimits: fixed windows whose limit the caller (express-rate-limit) checks.
-  const inner = (stores as { fixedWindow?: FixedWindowLike }).fixedWindow;
+  const inner = stores.fixedWindow;
   const fixed = new Map<string, LocalFixedWindow>();
   /** `hits` hits from the slice while the store is out. */
   function hitLocally(key: string, windowMs: number, hits: number): { hits: number; resetAt: number } {
@@ -270,7 +260,7 @@ export function leasedStores<S extends TollgateStores>(stores: S, options: Lease
     known.local = Math.max(0, known.local - hits);
     return true;
   }
-  const fixedWindow: FixedWindowLike | undefined = inner && {
+  const fixedWindow: FixedWindowCounter | undefined = inner && {
     hit(key, windowMs, limit) {
       return either(() => inner.hit(key, windowMs, limit), () => hitLocally(key, windowMs, 1), (result) => hitLanded(key, result), () => inner.giveBack(key));
     },

@@ -2,10 +2,36 @@
 
 export const NANO_PER_USD = 1_000_000_000;
 
-/** USD (a display or config value) to nano-USD, rounded to the nearest nano. */
+/**
+ * The most any amount given in USD may be: a budget, a top-up, a cost. nano-USD are exact while
+ * they stay integers under 2^53 (about $9,007,199); a period's spend, holds and credits add up
+ * to a few budgets at most, so one amount is kept well under that.
+ */
+export const MAX_USD = 1_000_000;
+
+/** The most a price may be, in USD per million tokens (the dearest models cost a few hundred). */
+export const MAX_USD_PER_MILLION_TOKENS = 10_000;
+
+/**
+ * Why `value` is not an amount of USD this project takes, or undefined when it is: a finite
+ * number, above 0 (or at 0 with `zero`), at most `max` (MAX_USD). The one rule of every door
+ * money comes in by: admin top-ups, budgets in config and code, prices.
+ */
+export function usdAmountProblem(value: unknown, options: { zero?: boolean; max?: number } = {}): string | undefined {
+  const max = options.max ?? MAX_USD;
+  const least = options.zero ? 'a number of USD >= 0' : 'a positive number of USD';
+  if (typeof value !== 'number' || !Number.isFinite(value)) return `must be ${least}, at most ${max.toLocaleString('en-US')}; got ${JSON.stringify(value) ?? String(value)}`;
+  if (options.zero ? value < 0 : value <= 0) return `must be ${least}, at most ${max.toLocaleString('en-US')}; got ${value}`;
+  if (value > max) return `must be at most ${max.toLocaleString('en-US')} USD (amounts are counted in exact nano-USD); got ${value}`;
+  return undefined;
+}
+
+/** USD (a display or config value) to nano-USD, rounded to the nearest nano; never past exact integers. */
 export function usdToNano(usd: number): number {
   if (!Number.isFinite(usd)) throw new RangeError(`not a finite USD amount: ${usd}`);
-  return Math.round(usd * NANO_PER_USD);
+  const nano = Math.round(usd * NANO_PER_USD);
+  if (!Number.isSafeInteger(nano)) throw new RangeError(`USD amount out of range (at most ${MAX_USD.toLocaleString('en-US')}): ${usd}`);
+  return nano;
 }
 
 /** nano-USD to USD, for display only. */

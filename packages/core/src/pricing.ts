@@ -1,5 +1,6 @@
 // Model prices per 1M tokens per token class, dated-id resolution, and the cost of a usage in nano-USD.
 import { TollgateError } from './errors.js';
+import { MAX_USD_PER_MILLION_TOKENS, usdAmountProblem } from './money.js';
 import { DEFAULT_PRICES } from './catalogue.js';
 import type { Provider, TokenUsage } from './types.js';
 
@@ -112,8 +113,8 @@ export function modelFamilies(model: string): string[] {
 
 function toMicro(usd: number | undefined, fallback: number, field: string, model: string): number {
   const value = usd ?? fallback;
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-    throw new TollgateError('ERR_TG_CORE_INVALID_PRICE', `price ${field} of model "${model}" must be a non-negative number of USD per 1M tokens; got ${JSON.stringify(usd)}`);
+  if (usdAmountProblem(value, { zero: true, max: MAX_USD_PER_MILLION_TOKENS }) !== undefined) {
+    throw new TollgateError('ERR_TG_CORE_INVALID_PRICE', `price ${field} of model "${model}" must be a number of USD per 1M tokens, from 0 to ${MAX_USD_PER_MILLION_TOKENS.toLocaleString('en-US')}; got ${JSON.stringify(usd)}`);
   }
   return Math.round(value * 1_000_000);
 }

@@ -17,6 +17,15 @@ export function assertStoreNumber(operation: string, name: string, value: number
   if (typeof value !== 'number' || Number.isNaN(value)) throw new RangeError(`${operation}: ${name} must be a number; got ${String(value)}`);
 }
 
+/**
+ * An amount of money a ledger adds to a scope's spend (a settle, a credit, a restored spend):
+ * a finite number. An infinite one would stay in the scope for its whole period (-inf spend
+ * admits everything, +inf refuses everything), so it is refused before it reaches a scope.
+ */
+export function assertStoreAmount(operation: string, name: string, value: number): void {
+  if (typeof value !== 'number' || !Number.isFinite(value)) throw new RangeError(`${operation}: ${name} must be a finite number; got ${String(value)}`);
+}
+
 /** The checks of a ledger reserve: amount, minAmount, ttlMs and every scope's limit and expiresAt. */
 export function assertReserveNumbers(request: { amount: number; minAmount?: number; ttlMs: number; scopes: readonly { limit: number; expiresAt: number }[] }): void {
   assertStoreNumber('ledger.reserve', 'amount', request.amount);

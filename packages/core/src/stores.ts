@@ -210,11 +210,35 @@ export interface KeyStore {
   list(): Promise<ApiKeyRecord[]>;
 }
 
+/**
+ * Fixed request windows, express-rate-limit's model: a window opened by its key's first hit,
+ * `windowMs` long. Kept by stores that share them between processes (`@tollgate/redis`, in
+ * rate-limit-redis's keys), so a request limit's call joins the other checks' in one round trip;
+ * blockStores and leasedStores wrap them as they wrap the other parts. Keys are taken as given.
+ */
+export interface FixedWindowCounter {
+  /**
+   * Counts one hit in the window of `key`. `limit` is the caller's limit, for layers that count
+   * hot windows in blocks (blockStores); the caller compares `hits` with it.
+   */
+  hit(key: string, windowMs: number, limit?: number): Promise<{ hits: number; resetAt: number }>;
+  /** Gives one hit back, if the window still runs. */
+  giveBack(key: string): Promise<void>;
+  /** Forgets the window. */
+  reset(key: string): Promise<void>;
+  /** Counts `hits` at once (a block of them). */
+  hitBy?(key: string, windowMs: number, hits: number): Promise<{ hits: number; resetAt: number }>;
+  /** Gives `hits` back, only if the window still runs for at least `minTtlMs` (never into the next window). */
+  giveBackBy?(key: string, hits: number, minTtlMs: number): Promise<void>;
+}
+
 /** The stores a deployment shares: memory for one process, Redis for many. */
 export interface TollgateStores {
   counter: WindowCounter;
   ledger: ReservationLedger;
   keys: KeyStore;
+  /** Fixed request windows, where the stores keep them (Redis); request limits count in process memory otherwise. */
+  fixedWindow?: FixedWindowCounter;
   /** 'memory' or 'redis', for logs and health checks. */
   readonly kind: string;
   /** Release timers and connections the stores own. */

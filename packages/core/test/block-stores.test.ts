@@ -1,10 +1,10 @@
 // Block stores: hot limits and budgets taken from the store a block at a time, never past a limit, books exact once given back.
 import { afterEach, describe, expect, it } from '@jest/globals';
 import { blockStores, createMemoryStores, LeaseExhaustedError, leasedStores } from '@tollgate/core';
-import type { BlockFixedWindow, BlockStores, LedgerScope, TollgateStores } from '@tollgate/core';
+import type { FixedWindowCounter, BlockStores, LedgerScope, TollgateStores } from '@tollgate/core';
 
 /** Fixed windows as @tollgate/redis keeps them (a count per key, opened by its first hit, `windowMs` long), in memory. */
-class FakeFixedWindow implements BlockFixedWindow {
+class FakeFixedWindow implements FixedWindowCounter {
   readonly windows = new Map<string, { hits: number; resetAt: number }>();
   calls = 0;
 
@@ -74,8 +74,9 @@ afterEach(async () => {
   await Promise.all(opened.splice(0).map((stores) => stores.close()));
 });
 
+/** Block stores that open a block at a subject's first request (the mechanics under test here; hotness has its own tests). */
 function blocked<S extends TollgateStores>(stores: S, options: Parameters<typeof blockStores>[1] = {}): BlockStores<S> {
-  const made = blockStores(stores, options);
+  const made = blockStores(stores, { hotAfter: 1, ...options });
   opened.push(made);
   return made;
 }
@@ -140,10 +141,30 @@ describe('blockStores: token windows', () => {
   });
 });
 
+describe('blockStores: hot and thin subjects', () => {
+  it('counts a key seen now and then per request, and opens a block for a key at its third request within maxAgeMs', async () => {
+    let now = 1_000_000;
+    const { stores, calls } = countedStores();
+    const wrapped = blockStores(stores, { share: 0.01, maxAgeMs: 1_000, clock: () => now });
+    // A thin key: one request a second, each counted in the store (a block would serve only it).
+    for (let i = 0; i < 5; i++) {
+      expect(await wrapped.counter.consume('thin', 10, { limit: 100_000, ...WINDOW })).toMatchObject({ allowed: true });
+      now += 1_000;
+    }
+    expect(calls.consume).toBe(5);
+    expect(wrapped.blocks.open().counter).toBe(0);
+    // A hot key: its third request within a second opens a block; the next ones are served from it.
+    for (let i = 0; i < 10; i++) await wrapped.counter.consume('hot', 10, { limit: 100_000, ...WINDOW });
+    expect(calls.consume).toBe(5 + 3);
+    expect(wrapped.blocks.open().counter).toBe(1);
+    await wrapped.close();
+  });
+});
+
 describe('blockStores: request windows', () => {
   it('counts hits in blocks when given the limit; a given-back hit returns to the block', async () => {
     const { stores, fixedWindow } = countedStores();
-    const windows = (blocked(stores, { share: 0.01 }) as unknown as { fixedWindow: BlockFixedWindow }).fixedWindow;
+    const windows = (blocked(stores, { share: 0.01 }) as unknown as { fixedWindow: FixedWindowCounter }).fixedWindow;
     const answers = [];
     for (let i = 0; i < 25; i++) answers.push(await windows.hit('w', 60_000, 1_000));
     expect(answers.map((answer) => answer.hits)).toEqual(Array.from({ length: 25 }, (_, i) => i + 1));
@@ -155,14 +176,14 @@ describe('blockStores: request windows', () => {
 
   it('without a limit every hit goes to the store, as before', async () => {
     const { stores, fixedWindow } = countedStores();
-    const windows = (blocked(stores, { share: 0.01 }) as unknown as { fixedWindow: BlockFixedWindow }).fixedWindow;
+    const windows = (blocked(stores, { share: 0.01 }) as unknown as { fixedWindow: FixedWindowCounter }).fixedWindow;
     for (let i = 0; i < 5; i++) await windows.hit('w', 60_000);
     expect(fixedWindow.calls).toBe(5);
   });
 
   it('never lets more hits than the limit pass across processes', async () => {
     const { stores, fixedWindow } = countedStores();
-    const processes = [blocked(stores, { share: 0.02 }), blocked(stores, { share: 0.02 })].map((p) => (p as unknown as { fixedWindow: BlockFixedWindow }).fixedWindow);
+    const processes = [blocked(stores, { share: 0.02 }), blocked(stores, { share: 0.02 })].map((p) => (p as unknown as { fixedWindow: FixedWindowCounter }).fixedWindow);
     let passed = 0;
     for (let round = 0; round < 600; round++) {
       for (const windows of processes) if ((await windows.hit('w', 60_000, 500)).hits <= 500) passed++;
@@ -179,7 +200,7 @@ describe('blockStores: budgets', () => {
     return [{ key: 'key:k1', limit, expiresAt }, { key: 'tenant:acme', limit: limit * 10, expiresAt }, { key: 'global', limit: limit * 100, expiresAt }];
   };
 
-  it('reserves a block per set of scopes and settles it at what its requests spent, to the unit', async () => {
+  it('reserves a block per scope and settles each at what its requests spent, to the unit', async () => {
     const { stores, calls } = countedStores();
     const wrapped = blocked(stores, { share: 0.001 });
     let spent = 0;
@@ -190,12 +211,87 @@ describe('blockStores: budgets', () => {
       spent += actual;
       await wrapped.ledger.settle(`r${i}`, actual);
     }
-    // A block is 100,000 (0.001 of the key's limit): 100 requests' worth.
-    expect(calls.reserve).toBe(1);
+    // A block of each scope: the key's is 100,000 (0.001 of its limit), 100 requests' worth; the tenant's and global ones are larger.
+    expect(calls.reserve).toBe(3);
     await wrapped.blocks.retireAll();
     const usage = await stores.ledger.usage(['key:k1', 'tenant:acme', 'global']);
     expect(usage.map((scope) => scope.spent)).toEqual([spent, spent, spent]);
     expect(usage.map((scope) => scope.reserved)).toEqual([0, 0, 0]);
+  });
+
+  it('a scope every tenant shares (global) has one block for all of them: its store sees one reserve, not one per tenant', async () => {
+    const { stores } = countedStores();
+    const globalReserves: number[] = [];
+    const reserve = stores.ledger.reserve;
+    stores.ledger.reserve = (request) => {
+      if (request.scopes.some((scope) => scope.key === 'global')) globalReserves.push(request.scopes.length);
+      return reserve(request);
+    };
+    const wrapped = blocked(stores, { share: 0.01 });
+    const expiresAt = Date.now() + 3_600_000;
+    const global: LedgerScope = { key: 'global', limit: 100_000_000, expiresAt };
+    let spent = 0;
+    for (let tenant = 0; tenant < 100; tenant++) {
+      const scopes: LedgerScope[] = [{ key: `tenant:t${tenant}`, limit: 1_000_000, expiresAt }, global];
+      for (let i = 0; i < 3; i++) {
+        const id = `t${tenant}-${i}`;
+        expect(await wrapped.ledger.reserve({ id, amount: 1_000, scopes, ttlMs: 60_000 })).toMatchObject({ ok: true, amount: 1_000 });
+        await wrapped.ledger.settle(id, 700);
+        spent += 700;
+      }
+    }
+    // The global block (1,000,000) holds all 300 requests; it was reserved alone, in its own scope.
+    expect(globalReserves).toEqual([1]);
+    await wrapped.blocks.retireAll();
+    expect((await stores.ledger.usage(['global', 'tenant:t0', 'tenant:t99'])).map((scope) => [scope.spent, scope.reserved])).toEqual([[spent, 0], [2_100, 0], [2_100, 0]]);
+  });
+
+  it('opens a block only for a hot scope: thin tenants are reserved per request in the store, the global scope they share from its block', async () => {
+    const { stores } = countedStores();
+    const reserves: string[][] = [];
+    const reserve = stores.ledger.reserve;
+    stores.ledger.reserve = (request) => {
+      reserves.push(request.scopes.map((scope) => scope.key));
+      return reserve(request);
+    };
+    // The default hotAfter (3): a block opens at a scope's third request within maxAgeMs.
+    const wrapped = blockStores(stores, { share: 0.01, maxAgeMs: 60_000 });
+    const expiresAt = Date.now() + 3_600_000;
+    const global: LedgerScope = { key: 'global', limit: 100_000_000, expiresAt };
+    let spent = 0;
+    for (let tenant = 0; tenant < 50; tenant++) {
+      const id = `t${tenant}`;
+      const result = await wrapped.ledger.reserve({ id, amount: 1_000, scopes: [{ key: `tenant:t${tenant}`, limit: 1_000_000, expiresAt }, global], ttlMs: 60_000 });
+      expect(result).toMatchObject({ ok: true, amount: 1_000, scopes: [{ key: `tenant:t${tenant}` }, { key: 'global' }] });
+      await wrapped.ledger.settle(id, 600);
+      spent += 600;
+    }
+    // Two requests reserved whole in the store, then the global block; after it, each tenant's scope alone.
+    expect(reserves.slice(0, 3)).toEqual([['tenant:t0', 'global'], ['tenant:t1', 'global'], ['global']]);
+    expect(reserves.slice(3)).toEqual(Array.from({ length: 48 }, (_, i) => [`tenant:t${i + 2}`]));
+    await wrapped.blocks.retireAll();
+    const usage = await stores.ledger.usage(['global', 'tenant:t0', 'tenant:t2', 'tenant:t49']);
+    expect(usage.map((scope) => [scope.spent, scope.reserved])).toEqual([[spent, 0], [600, 0], [600, 0], [600, 0]]);
+    await wrapped.close();
+  });
+
+  it('a grant part in a block and part in the store is all-or-nothing: a tenant at its limit gives the global block its part back', async () => {
+    const { stores } = countedStores();
+    const wrapped = blockStores(stores, { share: 0.01, maxAgeMs: 60_000 });
+    const expiresAt = Date.now() + 3_600_000;
+    const global: LedgerScope = { key: 'global', limit: 100_000_000, expiresAt };
+    for (let i = 0; i < 3; i++) {
+      await wrapped.ledger.reserve({ id: `warm${i}`, amount: 1_000, scopes: [{ key: `tenant:w${i}`, limit: 1_000_000, expiresAt }, global], ttlMs: 60_000 });
+      await wrapped.ledger.release(`warm${i}`);
+    }
+    expect(wrapped.blocks.open().ledger).toBe(1);
+    const tight: LedgerScope = { key: 'tenant:tight', limit: 1_500, expiresAt };
+    expect(await wrapped.ledger.reserve({ id: 'a', amount: 1_000, scopes: [tight, global], ttlMs: 60_000 })).toMatchObject({ ok: true });
+    expect(await wrapped.ledger.reserve({ id: 'b', amount: 1_000, scopes: [tight, global], ttlMs: 60_000 })).toMatchObject({ ok: false, scope: 'tenant:tight', remaining: 500 });
+    await wrapped.ledger.settle('a', 1_000);
+    await wrapped.blocks.retireAll();
+    expect((await stores.ledger.usage(['global', 'tenant:tight'])).map((scope) => [scope.spent, scope.reserved])).toEqual([[1_000, 0], [1_000, 0]]);
+    await wrapped.close();
   });
 
   it('a block settles only once its last live request has', async () => {
@@ -250,7 +346,7 @@ describe('blockStores: budgets', () => {
 
   it('close gives every block back before the store closes', async () => {
     const { stores } = countedStores();
-    const wrapped = blockStores(stores, { share: 0.01 });
+    const wrapped = blocked(stores, { share: 0.01 });
     const consumed = await wrapped.counter.consume('k', 10, { limit: 100_000, ...WINDOW });
     expect(consumed.allowed).toBe(true);
     await wrapped.ledger.reserve({ id: 'a', amount: 10, scopes: scopes(100_000), ttlMs: 60_000 });
@@ -259,7 +355,8 @@ describe('blockStores: budgets', () => {
     const settle = stores.ledger.settle;
     stores.ledger.settle = (id, actual) => (settled.push([id, actual]), settle(id, actual));
     await wrapped.close();
-    expect(settled).toEqual([[expect.stringMatching(/^block:/), 4]]);
+    // One block of each of the three scopes, each settled at what the request spent.
+    expect(settled).toEqual([[expect.stringMatching(/^block:/), 4], [expect.stringMatching(/^block:/), 4], [expect.stringMatching(/^block:/), 4]]);
   });
 
   it('over a lease whose slice cannot hold a block, the store being out: reserved per request from the slice, as without blocks', async () => {
@@ -283,6 +380,8 @@ describe('blockStores: budgets', () => {
     const { stores } = countedStores();
     expect(() => blockStores(stores, { share: 0 })).toThrow(/share must be a number in \(0, 1\]/);
     expect(() => blockStores(stores, { maxAgeMs: -1 })).toThrow(/maxAgeMs must be a positive number/);
+    expect(() => blockStores(stores, { hotAfter: 0 })).toThrow(/hotAfter must be a whole number of requests >= 1/);
+    expect(() => blockStores(stores, { hotAfter: 2.5 })).toThrow(/hotAfter must be a whole number/);
   });
 });
 

@@ -1,4 +1,4 @@
-// The express-rate-limit store of one request layer: rate-limit-redis on Redis stores (the stores' own fixed windows when combined), process memory otherwise.
+// The express-rate-limit store of one request layer: the stores' own fixed windows (Redis), rate-limit-redis on other command-sending stores, process memory otherwise.
 import type { ClientRateLimitInfo, IncrementResponse, Options as RateLimitOptions, Store } from 'express-rate-limit';
 import { RedisStore, type RedisReply } from 'rate-limit-redis';
 import { fixedWindowAtOnce, type FixedWindowAtOnce } from '@tollgate/core';
@@ -107,7 +107,7 @@ class FixedWindowStore implements Store {
   constructor(
     private readonly windows: FixedWindowCounter,
     readonly prefix: string,
-    // Known up front: inside combineLimits the layer is counted without express-rate-limit, which would call init.
+    // Known up front: the layer counts in it directly (init would tell it too).
     private readonly windowMs: number,
   ) {
     this.#atOnce = fixedWindowAtOnce(windows);
@@ -181,20 +181,16 @@ export interface RequestStore extends Store {
 }
 
 /**
- * `combined`: the layer runs inside combineLimits, where stores that keep fixed windows count
- * them (one call with the other checks); mounted alone it stays on rate-limit-redis. Windows in
+ * The fixed-window store of one request layer: the stores' own fixed windows where they keep
+ * them (`@tollgate/redis`: one script, joined with the other checks' calls in one Redis call),
+ * rate-limit-redis on other stores that send commands, process memory otherwise. Windows in
  * process memory get no deadline: they answer at once and have nothing to fail.
  */
-export function createRequestStore(stores: StoresWithCommands | undefined, prefix: string, failures: StoreFailureHandling, windowMs: number, combined = false): RequestStore {
+export function createRequestStore(stores: StoresWithCommands | undefined, prefix: string, failures: StoreFailureHandling, windowMs: number): RequestStore {
   const sendCommand = stores?.sendCommand?.bind(stores);
   let inner: Store;
-  if (combined && stores?.fixedWindow) inner = new FixedWindowStore(stores.fixedWindow, prefix, windowMs);
+  if (stores?.fixedWindow) inner = new FixedWindowStore(stores.fixedWindow, prefix, windowMs);
   else if (sendCommand) inner = new RecoveringRedisStore({ prefix, sendCommand: (...args: string[]) => sendCommand(args) as Promise<RedisReply> });
   else return new ProcessWindowStore(windowMs);
   return new DeadlineStore(inner, prefix, failures);
-}
-
-/** True when a limiter on these stores counts differently inside combineLimits (see createRequestStore). */
-export function countsApartWhenCombined(stores: StoresWithCommands | undefined): boolean {
-  return stores?.fixedWindow !== undefined;
 }

@@ -1,10 +1,10 @@
-// tieredRateLimit: requests per window per tier, in layers (global, tenant, key), on express-rate-limit (counted directly when combined).
+// tieredRateLimit: requests per window per tier, in layers (global, tenant, key), each counted in its fixed-window store (the stores' own, rate-limit-redis's or process memory).
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { rateLimit, type IncrementResponse, type RateLimitInfo, type RateLimitRequestHandler } from 'express-rate-limit';
+import type { IncrementResponse, Options as RateLimitOptions } from 'express-rate-limit';
 import { assertKnownOptions, renderApiError } from '@tollgate/core';
 import { LAYER_OPTION_NAMES, resolveLayers, type LimitLayer, type LimitLayerOptions } from './limit-layers.js';
 import { isMoreRestrictive, mostRestrictive, refuseOverLimit, reportLimit, type LimitReport } from './rate-limit-headers.js';
-import { countsApartWhenCombined, createRequestStore, type RequestStore } from './request-store.js';
+import { createRequestStore, type RequestStore } from './request-store.js';
 import { StoreFailure, storeFailureHandling } from './store-failure.js';
 import type { CommonLimitOptions, StoresWithCommands, WaitOptions } from './types.js';
 import { asPromise, registerLimitCheck, runLimitCheck, type LimitCheck, type Verdict } from './limit-check.js';
@@ -12,11 +12,11 @@ import { resolveWaitOptions, WaitQueue } from './wait-queue.js';
 
 export interface TieredRateLimitOptions extends CommonLimitOptions, LimitLayerOptions {
   /**
-   * Shared stores. Stores with `sendCommand` (from `@tollgate/redis`) count in Redis through
-   * rate-limit-redis, so every process shares the limits; otherwise each process counts in
-   * its own memory (fixed windows, as express-rate-limit's MemoryStore keeps them). Inside
-   * `combineLimits`, Redis stores count the same fixed windows in the same keys with their own
-   * script, so the whole check is one Redis call.
+   * Shared stores. Stores from `@tollgate/redis` count fixed windows (express-rate-limit's model,
+   * in rate-limit-redis's keys) with their own script, so every process shares the limits and,
+   * inside `combineLimits`, the whole check is one Redis call; other stores with `sendCommand`
+   * count through rate-limit-redis; otherwise each process counts in its own memory (fixed
+   * windows, as express-rate-limit's MemoryStore keeps them).
    * @default process memory
    */
   stores?: StoresWithCommands;
@@ -39,16 +39,10 @@ export interface TieredRateLimitOptions extends CommonLimitOptions, LimitLayerOp
 const OPTION_NAMES = [...LAYER_OPTION_NAMES, 'layers', 'stores', 'prefix', 'wait', 'onStoreFailure', 'timeoutMs', 'onStoreError', 'renderError'] as const;
 const CODE = 'ERR_TG_RATELIMIT';
 const FACTORY = 'tieredRateLimit';
-/** Numbers limiter instances, so two of them on one request (or combined) never share a request property. */
-let instances = 0;
-
 interface RequestLayer extends LimitLayer {
   /** The counter id in the store: the layer's id, behind its slot's hash tag on Redis Cluster. */
   readonly storeKeyOf: (req: Request) => string;
   readonly store: RequestStore;
-  /** The layer on express-rate-limit; absent where it is only counted inside combineLimits. */
-  readonly limiter: RateLimitRequestHandler | undefined;
-  readonly infoProperty: string;
 }
 
 /** Where a layer stands after counting this request. */
@@ -96,7 +90,6 @@ export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHa
   const prefix = storesPrefix === undefined ? options.prefix ?? 'tg:rl:' : storesPrefix + (options.prefix ?? 'rl:');
   const waitSettings = resolveWaitOptions(options.wait, FACTORY, CODE);
   const queue = waitSettings && new WaitQueue(waitSettings, { exactRetryAfter: true });
-  const instance = ++instances;
 
   const resolved = resolveLayers(options, { factory: FACTORY, codePrefix: CODE, defaultLimit: 60 });
   // On Redis Cluster a counter sits on the slot of whom it counts (the key, the tenant, global).
@@ -109,59 +102,31 @@ export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHa
   }
 
   /**
-   * Each layer with its store. Mounted alone a layer runs on express-rate-limit; inside combineLimits
-   * (`combined`) it is counted in the same store directly, and stores that keep fixed windows count them.
+   * Each layer with its store. A layer is counted in its store directly, mounted alone or inside
+   * combineLimits alike: the limit, then the hit (express-rate-limit's Store contract, the store
+   * told the limit); more hits than the limit refuse. Headers are written once for all layers.
    */
-  function requestLayers(combined: boolean): RequestLayer[] {
-    return resolved.map((layer, index) => {
-      const store = createRequestStore(options.stores, `${prefix}${layer.name}:`, failures, layer.windowMs, combined);
-      const infoProperty = `tollgateRateLimit${instance}_${combined ? 'c' : ''}${index}`;
+  function requestLayers(): RequestLayer[] {
+    return resolved.map((layer) => {
+      const store = createRequestStore(options.stores, `${prefix}${layer.name}:`, failures, layer.windowMs);
+      // A store of express-rate-limit's learns its window at init (rate-limit-redis's does, and loads its script then:
+      // a load that fails, Redis being down, is loaded again by the first count once it answers).
+      try {
+        void Promise.resolve(store.init?.({ windowMs: layer.windowMs } as RateLimitOptions)).catch(() => undefined);
+      } catch {
+        // As a failed load: counted as a store failure by the first count.
+      }
       const storeKeyOf = slotTag ? (req: Request) => {
         const id = layer.keyOf(req);
         return slotTag(id) + id;
       } : layer.keyOf;
-      const limiter = combined ? undefined : rateLimit({
-        windowMs: layer.windowMs,
-        limit: (req) => layer.limitOf(req),
-        keyGenerator: storeKeyOf,
-        store,
-        requestPropertyName: infoProperty,
-        // Headers are written once for all layers (only the most restrictive), with OpenAI's beside them.
-        standardHeaders: false,
-        legacyHeaders: false,
-        passOnStoreError: failures.policy === 'failOpen',
-        // The denial is answered after every layer has been heard; the outcome is read from next() not being called.
-        handler: () => undefined,
-        logger: {
-          warn: (error: unknown) => process.emitWarning(`tollgate ${FACTORY}: ${String(error)}`),
-          error: reportPassedStoreError,
-        },
-        // A waiting request is counted again when it retries; that is intended, not a double count.
-        validate: { singleCount: queue === undefined },
-      });
-      return { ...layer, storeKeyOf, store, limiter, infoProperty };
+      return { ...layer, storeKeyOf, store };
     });
-  }
-
-  /** Counts a layer through express-rate-limit (a limiter mounted alone). */
-  async function countWithLimiter(layer: RequestLayer, req: Request, res: Response): Promise<LayerOutcome> {
-    let passed = false;
-    let failure: unknown;
-    await layer.limiter!(req, res, (error?: unknown) => {
-      passed = true;
-      failure = error;
-    });
-    if (failure !== undefined) return { layer, state: 'error', error: failure };
-    const info = (req as unknown as Record<string, RateLimitInfo | undefined>)[layer.infoProperty];
-    if (!info) return { layer, state: 'skipped' };
-    const count = { key: info.key, limit: info.limit, remaining: info.remaining, resetAt: info.resetTime?.getTime() };
-    return { layer, state: passed ? 'allowed' : 'denied', count };
   }
 
   /**
-   * Counts a layer in its store directly, as express-rate-limit would (inside combineLimits): the
-   * limit, then the hit (the store is told the limit); more hits than the limit refuse; a store
-   * error passes under failOpen.
+   * Counts a layer in its store directly, as express-rate-limit would: the limit, then the hit
+   * (the store is told the limit); more hits than the limit refuse; a store error passes under failOpen.
    * A store that answers at once (process memory) is counted without a promise.
    */
   function countDirectly(layer: RequestLayer, req: Request): LayerOutcome | Promise<LayerOutcome> {
@@ -220,12 +185,7 @@ export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHa
     return reports;
   }
 
-  function countWithLimiters(layers: RequestLayer[], req: Request, res: Response): Promise<LayerOutcome[]> {
-    // A retry after waiting must not read the last attempt's info. Only then is there anything to
-    // delete: \`delete\` on a fresh request would switch it to slow (dictionary) properties.
-    for (const layer of layers) if (layer.infoProperty in req) delete (req as unknown as Record<string, unknown>)[layer.infoProperty];
-    return Promise.all(layers.map((layer) => countWithLimiter(layer, req, res)));
-  }
+
 
   /** The verdict on the counted layers. Allowed is answered at once; the rest first give back what was counted. */
   function verdictOf(outcomes: LayerOutcome[]): RequestVerdict | Promise<RequestVerdict> {
@@ -251,9 +211,8 @@ export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHa
     return { kind: 'denied', value: denied, retryAfterMs };
   }
 
-  function requestCheck(layers: RequestLayer[], combined: boolean): LimitCheck<LayerOutcome[], LimitReport[]> {
-    function attemptNow(req: Request, res: Response): RequestVerdict | Promise<RequestVerdict> {
-      if (!combined) return countWithLimiters(layers, req, res).then(verdictOf);
+  function requestCheck(layers: RequestLayer[]): LimitCheck<LayerOutcome[], LimitReport[]> {
+    function attemptNow(req: Request): RequestVerdict | Promise<RequestVerdict> {
       // Started together: pipelined into one round trip (one script bundle, combined on Redis stores).
       const counts = layers.map((layer) => countDirectly(layer, req));
       // Windows in process memory answer at once: nothing to wait for.
@@ -262,7 +221,7 @@ export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHa
     return {
       queue,
       queueId: (req) => layers.map((layer) => layer.keyOf(req)).join('|'),
-      attempt: (req, res) => asPromise(attemptNow(req, res)),
+      attempt: (req) => asPromise(attemptNow(req)),
       attemptNow,
       cancel: giveBack,
       commit(_req, res, outcomes) {
@@ -283,11 +242,9 @@ export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHa
     };
   }
 
-  const layers = requestLayers(false);
-  const check = requestCheck(layers, false);
-  // Combined, the layers count in the same stores (the same counters as alone), or in the stores' fixed windows.
-  let combined: LimitCheck<LayerOutcome[], LimitReport[]> | undefined;
-  check.combined = () => (combined ??= requestCheck(countsApartWhenCombined(options.stores) ? requestLayers(true) : layers, true));
+  const check = requestCheck(requestLayers());
+  // Combined, the layers count in the same stores, the same way: their calls join the other checks' in one turn.
+  check.combined = () => check;
 
   return registerLimitCheck(function tieredRateLimitMiddleware(req: Request, res: Response, next: NextFunction): Promise<void> {
     return runLimitCheck(check, req, res, next);

@@ -1,6 +1,6 @@
 // The options every limiter shares: who a limit is counted by, tiers, store failure policy and waiting.
 import type { Request } from 'express';
-import type { ErrorRenderer, TollgateStores } from '@tollgate/core';
+import type { ErrorRenderer, FixedWindowCounter, TollgateStores } from '@tollgate/core';
 
 /**
  * What a limit is counted by. `key`, `user` and `tenant` read `req.tollgate.identity`
@@ -14,20 +14,8 @@ export type LimitBy = 'key' | 'user' | 'tenant' | 'tier' | 'global' | ((req: Req
 /** What to do when the store fails or answers slower than `timeoutMs`. */
 export type StoreFailurePolicy = 'failOpen' | 'failClosed';
 
-/**
- * Fixed request windows kept by the stores themselves (`@tollgate/redis`), so that the request
- * limit's store call can join the other checks' in `combineLimits`. Keys are taken as given.
- */
-export interface FixedWindowCounter {
-  /**
-   * Counts one hit in the window of `key` (opened by its first hit, `windowMs` long). `limit` is
-   * the layer's limit, for stores that count hot windows in blocks (blockStores in @tollgate/core).
-   */
-  hit(key: string, windowMs: number, limit?: number): Promise<{ hits: number; resetAt: number }>;
-  /** Gives one hit back, if the window still runs. */
-  giveBack(key: string): Promise<void>;
-  reset(key: string): Promise<void>;
-}
+/** Fixed request windows kept by the stores themselves (core's one declaration). */
+export type { FixedWindowCounter } from '@tollgate/core';
 
 /** Stores from `@tollgate/redis` carry a raw command function and fixed windows; memory stores do not. */
 export interface StoresWithCommands extends TollgateStores {

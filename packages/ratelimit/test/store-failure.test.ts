@@ -97,8 +97,10 @@ describe('recovery', () => {
     const real = createRedisStores({ prefix: `tg-test:${randomUUID()}:` });
     opened.push(real);
     let down = true;
+    // Stores that send commands but keep no fixed windows of their own: their request windows are rate-limit-redis's.
+    const { fixedWindow: _ownWindows, ...commandsOnly } = real;
     const flaky: StoresWithCommands = {
-      ...real,
+      ...commandsOnly,
       sendCommand: (args) => (down ? Promise.reject(new Error('connection refused')) : real.sendCommand(args)),
     };
     const app = testApp(tieredRateLimit({ stores: flaky, limit: 2, onStoreFailure: 'failClosed', onStoreError: () => undefined, prefix: `tg-test:${randomUUID()}:` }));

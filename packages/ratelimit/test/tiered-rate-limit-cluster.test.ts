@@ -1,4 +1,4 @@
-// tieredRateLimit on a real Redis Cluster: rate-limit-redis alone routed by its key, the stores' fixed windows combined, in the caller's slot.
+// tieredRateLimit on a real Redis Cluster: the stores' fixed windows (rate-limit-redis's keys), alone and combined, in the caller's slot.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import request from 'supertest';
@@ -17,6 +17,11 @@ function clusterStores(): RedisStores {
   return stores;
 }
 
+/** As the example proxy does before it listens: waits until the cluster client answers (it has found the masters). */
+async function ready(stores: RedisStores): Promise<void> {
+  for (let i = 0; i < 100 && !(await stores.ping()); i++) await new Promise((resolve) => setTimeout(resolve, 100));
+}
+
 beforeAll(async () => {
   cluster = await testCluster();
 }, 60_000);
@@ -28,10 +33,13 @@ afterAll(async () => {
 });
 
 describe('tieredRateLimit on a Redis Cluster', () => {
-  it('counts exactly across two app instances through rate-limit-redis, on the master of the caller’s slot', async () => {
+  it('counts exactly across two app instances in the stores\' fixed windows, on the master of the caller’s slot', async () => {
     const options = { limit: 10, window: '1m', prefix: 'alone:' } as const;
-    const first = testApp(tieredRateLimit({ ...options, stores: clusterStores() }));
-    const second = testApp(tieredRateLimit({ ...options, stores: clusterStores() }));
+    const [one, two] = [clusterStores(), clusterStores()];
+    await ready(one);
+    await ready(two);
+    const first = testApp(tieredRateLimit({ ...options, stores: one }));
+    const second = testApp(tieredRateLimit({ ...options, stores: two }));
     const responses = await Promise.all(Array.from({ length: 30 }, (_, i) => request(i % 2 === 0 ? first : second).get('/').set('x-key', 'k-alone')));
     const statuses = responses.map((r) => r.status);
     expect(statuses.filter((s) => s === 200)).toHaveLength(10);
@@ -46,6 +54,7 @@ describe('tieredRateLimit on a Redis Cluster', () => {
     try {
       const stores = createRedisStores({ cluster: own.urls, prefix });
       opened.push(stores);
+      await ready(stores);
       const app = testApp(tieredRateLimit({ limit: 3, window: '1m', stores, prefix: 'flushed:' }));
       expect((await request(app).get('/').set('x-key', 'k-flushed')).status).toBe(200);
       await stores.sendCommand(['SCRIPT', 'FLUSH']);
@@ -62,6 +71,7 @@ describe('tieredRateLimit on a Redis Cluster', () => {
 
   it('counts in the same key whether mounted alone or inside combineLimits', async () => {
     const stores = clusterStores();
+    await ready(stores);
     const options = { limit: 4, window: '1m', stores, prefix: 'both:' } as const;
     const alone = testApp(tieredRateLimit(options));
     const combined = testApp(combineLimits(tieredRateLimit(options)));

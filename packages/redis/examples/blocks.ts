@@ -8,7 +8,8 @@ const prefix = process.env.REDIS_PREFIX ?? 'blocks-example:';
 const processes = [1, 2].map(() => blockStores(createRedisStores({ url, prefix }), { share: 0.01, maxAgeMs: 500 }));
 const [a, b] = processes;
 
-// 1,000 tokens a minute: a block is 10 tokens, so a's first call takes one and the next three use it.
+// 1,000 tokens a minute: a block is 10 tokens. The key is hot at its third call within maxAgeMs (hotAfter: 3):
+// a's first two calls are counted in Redis, the third takes a block and the fourth uses it.
 const window = { limit: 1_000, windowMs: 60_000 };
 for (let i = 0; i < 4; i++) await a!.counter.consume('tokens:k1', 2, window);
 console.log(`a holds ${JSON.stringify(a!.blocks.open())}`);

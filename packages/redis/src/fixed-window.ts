@@ -1,5 +1,5 @@
 // Fixed request windows on Redis for tieredRateLimit inside combineLimits: express-rate-limit's model, in the stores' script bundle.
-import { assertStoreNumber } from '@tollgate/core';
+import { assertStoreNumber, type FixedWindowCounter } from '@tollgate/core';
 import type { Connection } from './connection.js';
 import type { LuaScript } from './lua.js';
 import * as scripts from './scripts.js';
@@ -15,7 +15,7 @@ function hitOf(reply: unknown): { hits: number; resetAt: number } {
  * keeps it, and in the key it would use: keys are taken as given (the caller's own prefix, not
  * the stores'). Its calls join the turn's script bundle, so a combined check is one Redis call.
  */
-export class RedisFixedWindow {
+export class RedisFixedWindow implements FixedWindowCounter {
   constructor(private readonly connection: Connection) {}
 
   #run(script: LuaScript, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {

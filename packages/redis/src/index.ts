@@ -2,9 +2,8 @@
 export { createRedisStores, keyCacheClientName, type RedisStores, type RedisStoresOptions } from './redis-stores.js';
 export { RedisWindowCounter } from './window-counter.js';
 export { RedisFixedWindow } from './fixed-window.js';
-export { RedisReservationLedger } from './reservation-ledger.js';
+export { RedisReservationLedger, type ScopeBirth } from './reservation-ledger.js';
 export { ShardedReservationLedger } from './sharded-ledger.js';
-export { GlobalBlocks, type GlobalBlockOptions } from './global-blocks.js';
 export { RedisKeyStore } from './key-store.js';
 export type { ClusterNodeLike, RedisClientLike, RedisClusterLike } from './connection.js';
 export { slotTag } from './hash-slot.js';

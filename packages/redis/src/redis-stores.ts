@@ -2,12 +2,11 @@
 import { assertKnownOptions, TollgateError, type TollgateStores } from '@tollgate/core';
 import { connectCluster, connectUrl, useClient, useSendCommand, type Connection, type ConnectionOptions, type RedisClientLike, type RedisClusterLike } from './connection.js';
 import { RedisFixedWindow } from './fixed-window.js';
-import type { GlobalBlockOptions } from './global-blocks.js';
 import { slotTag } from './hash-slot.js';
 import { KeyCache, type KeyCacheOptions } from './key-cache.js';
 import { keyChangesChannel, RedisKeyStore } from './key-store.js';
 import type { SendCommand } from './lua.js';
-import { RedisReservationLedger } from './reservation-ledger.js';
+import { RedisReservationLedger, ScopeBirths, type ScopeBirth } from './reservation-ledger.js';
 import { ShardedReservationLedger } from './sharded-ledger.js';
 import { RedisWindowCounter } from './window-counter.js';
 
@@ -77,16 +76,6 @@ export interface RedisStoresOptions {
    * @default true
    */
   batch?: boolean;
-  /**
-   * On Redis Cluster: the global budget handed out from blocks each process reserves in the
-   * global slot (a block is `share` of the global limit, held at most `maxAgeMs`), so the shard of
-   * the global slot sees one reserve and one settle per block instead of per request and does not
-   * cap the cluster. The global budget is still never overshot; what a process holds unused in a
-   * block is unavailable to the others for at most `maxAgeMs`, and the global scope's `usage()`
-   * counts open blocks as reserved. `{}` turns it on with `{ share: 0.001, maxAgeMs: 1000 }`.
-   * @default false (a reserve per request)
-   */
-  globalBlocks?: GlobalBlockOptions | false;
 }
 
 export interface RedisStores extends TollgateStores {
@@ -110,6 +99,15 @@ export interface RedisStores extends TollgateStores {
    * the same deadline, so no package opens a client of its own.
    */
   sendCommand(args: string[]): Promise<unknown>;
+  /**
+   * Calls `listener` when a reserve finds budget scopes that Redis wrote again from nothing within
+   * their period: Redis lost its data (restarted without persistence, failed over to an empty
+   * replica) while this process went on. Their spend is gone from Redis; rebuild it from a usage
+   * ledger (budgetGuard's `rebuild`). Settles of reservations made before the loss charge what was
+   * spent and never give anything back. Each scope comes with its birth (Redis's time in µs when
+   * it was written again). Returns the unsubscribe.
+   */
+  onDataLoss(listener: (scopes: ScopeBirth[]) => void): () => void;
   /** True when Redis answered PING within the deadline. Never rejects. */
   ping(): Promise<boolean>;
   /**
@@ -119,7 +117,7 @@ export interface RedisStores extends TollgateStores {
   readonly timeoutMs: number;
 }
 
-const OPTION_NAMES = ['url', 'cluster', 'client', 'sendCommand', 'prefix', 'timeoutMs', 'keyCache', 'settleDelayMs', 'settleSpool', 'batch', 'globalBlocks'] as const;
+const OPTION_NAMES = ['url', 'cluster', 'client', 'sendCommand', 'prefix', 'timeoutMs', 'keyCache', 'settleDelayMs', 'settleSpool', 'batch'] as const;
 const KEY_CACHE_OPTIONS = ['maxEntries', 'maxAgeMs'] as const;
 
 /** The CLIENT SETNAME of the key-change subscriber of stores with this prefix. */
@@ -179,8 +177,9 @@ export function createRedisStores(options: RedisStoresOptions = {}): RedisStores
   if (options.settleSpool !== undefined && (typeof options.settleSpool !== 'string' || options.settleSpool === '')) {
     throw new TollgateError('ERR_TG_REDIS_INVALID_SETTLE_SPOOL', `settleSpool must be a directory path; got ${JSON.stringify(options.settleSpool)}`);
   }
-  const ledgerOptions = { settleDelayMs, ...(options.settleSpool ? { spool: options.settleSpool } : {}) };
-  const ledger = connection.sharded ? new ShardedReservationLedger(connection, prefix, ledgerOptions, options.globalBlocks || undefined) : new RedisReservationLedger(connection, prefix, ledgerOptions);
+  const births = new ScopeBirths();
+  const ledgerOptions = { settleDelayMs, births, ...(options.settleSpool ? { spool: options.settleSpool } : {}) };
+  const ledger = connection.sharded ? new ShardedReservationLedger(connection, prefix, ledgerOptions) : new RedisReservationLedger(connection, prefix, ledgerOptions);
 
   return {
     counter: new RedisWindowCounter(connection, prefix),
@@ -193,6 +192,7 @@ export function createRedisStores(options: RedisStoresOptions = {}): RedisStores
     sharded: connection.sharded,
     slotTag: connection.sharded ? slotTag : () => '',
     sendCommand: (args) => connection.send(args, args[0] ?? 'command'),
+    onDataLoss: (listener) => births.onLoss(listener),
     async ping() {
       try {
         return (await connection.send(['PING'], 'ping')) === 'PONG';

@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { appendFileSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { assertReserveNumbers, assertStoreNumber, scopeKeyOf } from '@tollgate/core';
+import { assertReserveNumbers, assertStoreAmount, assertStoreNumber, scopeKeyOf } from '@tollgate/core';
 import type { LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, ScopeRef, ScopeUsage, SettleResult } from '@tollgate/core';
 import type { Connection } from './connection.js';
 import { DEFAULT_TAG } from './hash-slot.js';
@@ -15,6 +15,10 @@ interface Held {
   /** The bucket time the reservation expires with (Redis time, ms). */
   bucket: string;
   scopes: string[];
+  /** Each scope's birth when reserved: a settle that finds another knows Redis lost the reservation. */
+  births: string[];
+  /** Each scope's period end (epoch ms): where a lost scope is charged again. */
+  periodEnds: number[];
 }
 
 /** One settle waiting for its batch. */
@@ -31,6 +35,7 @@ interface InDoubt {
   seq: number;
   id: string;
   scopes: string[];
+  periodEnds: number[];
 }
 
 /** A batch as sent (and, when it cannot be sent before close, as spooled). */
@@ -41,7 +46,58 @@ interface Batch {
   args: string[];
 }
 
+/** A budget scope and its birth: Redis's time in µs when its hash was written from nothing, as a decimal string. */
+export interface ScopeBirth {
+  key: string;
+  birth: string;
+}
+
+/** Scopes whose births this process remembers: enough for every scope of a busy deployment. */
+const MAX_BIRTHS = 10_000;
+
+/**
+ * Each budget scope's birth (see scripts.ts) as this process last saw it. A scope found with
+ * another birth was written again from nothing: Redis lost it (restarted without persistence,
+ * failed over to an empty replica, the key was deleted) while this process went on. Listeners
+ * hear of it at the first reserve that finds it, so spend can be rebuilt from a usage ledger at
+ * once, not at the next periodic check. Shared by the ledgers of one stores (every slot's).
+ */
+export class ScopeBirths {
+  readonly #births = new Map<string, string>();
+  readonly #listeners = new Set<(scopes: ScopeBirth[]) => void>();
+
+  /** Notes the births a reserve read; tells the listeners of the scopes born again. */
+  see(scopes: readonly string[], births: readonly string[]): void {
+    let reborn: ScopeBirth[] | undefined;
+    for (let i = 0; i < scopes.length; i++) {
+      const key = scopes[i]!;
+      const birth = births[i]!;
+      const known = this.#births.get(key);
+      if (known === birth) continue;
+      if (known !== undefined && birth !== '') (reborn ??= []).push({ key, birth });
+      this.#births.set(key, birth);
+      if (this.#births.size > MAX_BIRTHS) this.#births.delete(this.#births.keys().next().value!);
+    }
+    if (!reborn) return;
+    for (const listener of this.#listeners) {
+      try {
+        listener(reborn);
+      } catch {
+        // A listener's failure is its own.
+      }
+    }
+  }
+
+  /** Calls `listener` with the scopes found born again; returns the unsubscribe. */
+  onLoss(listener: (scopes: ScopeBirth[]) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+}
+
 export interface LedgerOptions {
+  /** Where the births of scopes are kept (one per stores, shared by its ledgers). */
+  births?: ScopeBirths;
   /** Settles are summed for this long before one batch goes out. @default 2 */
   settleDelayMs?: number;
   /**
@@ -138,6 +194,7 @@ export class RedisReservationLedger implements ReservationLedger {
   #closed = false;
   readonly #delayMs: number;
   readonly #spool: string | undefined;
+  readonly #births: ScopeBirths | undefined;
 
   constructor(
     private readonly connection: Connection,
@@ -148,6 +205,7 @@ export class RedisReservationLedger implements ReservationLedger {
     this.#receiptsKey = `${this.#base}receipts:${this.#id}`;
     this.#delayMs = options.settleDelayMs ?? 2;
     this.#spool = options.spool;
+    this.#births = options.births;
     if (this.#spool && options.claimSpool !== false) this.#claimSpool(this.#spool);
   }
 
@@ -225,7 +283,7 @@ export class RedisReservationLedger implements ReservationLedger {
       reply = (await this.#run(scripts.reserve, keys, args)) as unknown[];
     } catch (error) {
       // It may have run before the failure: its receipt, if any, tells (one that held nothing left none).
-      if (mayHaveRun(error)) this.#doubt({ seq, id: request.id, scopes: scopes.map((scope) => scope.key) });
+      if (mayHaveRun(error)) this.#doubt({ seq, id: request.id, scopes: scopes.map((scope) => scope.key), periodEnds: scopes.map((scope) => Math.ceil(scope.expiresAt)) });
       throw error;
     }
     if (reply[0] !== 1) {
@@ -234,7 +292,11 @@ export class RedisReservationLedger implements ReservationLedger {
     }
     const granted = Number(reply[1]);
     // An id reserved again after it expired is a new reservation; the old one was charged.
-    this.#held.set(request.id, { amount: granted, bucket: String(reply[2]), scopes: scopes.map((scope) => scope.key) });
+    const n = scopes.length;
+    const scopeKeys = scopes.map((scope) => scope.key);
+    const births = scopes.map((_, i) => String(reply[3 + 2 * n + i] ?? ''));
+    this.#held.set(request.id, { amount: granted, bucket: String(reply[2]), scopes: scopeKeys, births, periodEnds: scopes.map((scope) => Math.ceil(scope.expiresAt)) });
+    this.#births?.see(scopeKeys, births);
     return {
       ok: true,
       id: request.id,
@@ -244,7 +306,7 @@ export class RedisReservationLedger implements ReservationLedger {
   }
 
   async settle(id: string, actualAmount: number): Promise<SettleResult> {
-    assertStoreNumber('ledger.settle', 'actualAmount', actualAmount);
+    assertStoreAmount('ledger.settle', 'actualAmount', actualAmount);
     const held = this.#held.get(id);
     if (!held) return { settled: false, reserved: 0 };
     this.#held.delete(id);
@@ -331,28 +393,31 @@ export class RedisReservationLedger implements ReservationLedger {
   /** The pending settles summed per scope and bucket, as the next numbered batch. */
   #batchOf(pending: PendingSettle[]): { batch: Batch; scopeKeys: string[] } {
     const index = new Map<string, number>();
-    const shares = new Map<string, { scope: number; bucket: string; amount: number; actual: number }>();
+    const shares = new Map<string, { scope: number; bucket: string; amount: number; actual: number; birth: string; periodEnd: number }>();
     for (const { held, actual } of pending) {
-      for (const key of held.scopes) {
+      held.scopes.forEach((key, i) => {
         let scope = index.get(key);
         if (scope === undefined) {
           scope = index.size + 1;
           index.set(key, scope);
         }
-        const shareKey = `${scope}\u0000${held.bucket}`;
+        const birth = held.births[i] ?? '';
+        const periodEnd = held.periodEnds[i] ?? 0;
+        const shareKey = `${scope}\u0000${held.bucket}\u0000${birth}`;
         const share = shares.get(shareKey);
         if (share) {
           share.amount += held.amount;
           share.actual += actual;
+          share.periodEnd = Math.max(share.periodEnd, periodEnd);
         } else {
-          shares.set(shareKey, { scope, bucket: held.bucket, amount: held.amount, actual });
+          shares.set(shareKey, { scope, bucket: held.bucket, amount: held.amount, actual, birth, periodEnd });
         }
-      }
+      });
     }
     const scopeKeys = [...index.keys()];
     const seq = ++this.#seq;
-    const args = [String(seq)];
-    for (const share of shares.values()) args.push(String(share.scope), share.bucket, String(share.amount), String(share.actual));
+    const args = [String(seq), 'b2'];
+    for (const share of shares.values()) args.push(String(share.scope), share.bucket, String(share.amount), String(share.actual), share.birth, String(share.periodEnd));
     return { batch: { ledger: this.#id, seq, keys: [...scopeKeys.map((key) => this.#scopeKey(key)), this.#sequenceKey(this.#id)], args }, scopeKeys };
   }
 
@@ -389,13 +454,13 @@ export class RedisReservationLedger implements ReservationLedger {
       }
       this.#lookupFailures = 0;
       this.#inDoubt.splice(0, asked.length);
-      asked.forEach(({ seq, id, scopes }, i) => {
+      asked.forEach(({ seq, id, scopes, periodEnds }, i) => {
         const receipt = receipts[i];
         const tag = `${seq},${id},`;
         if (typeof receipt === 'string' && receipt.startsWith(tag)) {
-          const [bucket, granted] = receipt.slice(tag.length).split(',');
+          const [bucket, granted, ...births] = receipt.slice(tag.length).split(',');
           const settle = () => undefined;
-          this.#pending.push({ held: { amount: Number(granted), bucket: bucket!, scopes }, actual: 0, resolve: settle, reject: settle });
+          this.#pending.push({ held: { amount: Number(granted), bucket: bucket!, scopes, births, periodEnds }, actual: 0, resolve: settle, reject: settle });
         } else if (typeof receipt === 'string' && Number(receipt.slice(0, receipt.indexOf(','))) > seq) {
           // Its field was reused: whatever it held is charged when its bucket expires, as for a process that died.
           process.emitWarning(`tollgate: the outcome of budget reservation ${id}, whose reply was lost, is no longer known; if it held budget, that is charged when it expires`, { code: 'TOLLGATE_RESERVE_IN_DOUBT' });
@@ -434,13 +499,13 @@ export class RedisReservationLedger implements ReservationLedger {
   }
 
   async adjustSpent(scope: ScopeRef, delta: number, expiresAt: number): Promise<void> {
-    assertStoreNumber('ledger.adjustSpent', 'delta', delta);
+    assertStoreAmount('ledger.adjustSpent', 'delta', delta);
     assertStoreNumber('ledger.adjustSpent', 'expiresAt', expiresAt);
     await this.#run(scripts.adjustSpent, [this.#scopeKey(scopeKeyOf(scope))], [delta, Math.ceil(expiresAt)]);
   }
 
   async restoreSpent(scope: ScopeRef, spent: number, expiresAt: number): Promise<boolean> {
-    assertStoreNumber('ledger.restoreSpent', 'spent', spent);
+    assertStoreAmount('ledger.restoreSpent', 'spent', spent);
     assertStoreNumber('ledger.restoreSpent', 'expiresAt', expiresAt);
     return (await this.#run(scripts.restoreSpent, [this.#scopeKey(scopeKeyOf(scope))], [spent, Math.ceil(expiresAt)])) === 1;
   }

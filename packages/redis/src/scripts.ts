@@ -200,7 +200,7 @@ const LEDGER_HELPERS = `
 local MARGIN = 86400000
 -- The scope's state with its expired buckets charged: {spent, reserved, period end, x, live bucket list}.
 local function roll(scope)
-  local v = redis.call('HMGET', scope, 's', 'r', 'pe', 'x', 'lb', 'spent')
+  local v = redis.call('HMGET', scope, 's', 'r', 'pe', 'x', 'lb', 'spent', 'b')
   if v[6] and not v[1] then
     -- Written by the ledger before buckets (spent, reserved, x): its spend carries over; its
     -- reservations were records this ledger does not read (drain old processes before upgrading).
@@ -209,7 +209,7 @@ local function roll(scope)
     redis.call('HDEL', scope, 'spent', 'reserved')
     redis.call('HSET', scope, 's', v[1], 'pe', v[3])
   end
-  local st = {s = tonumber(v[1]) or 0, r = tonumber(v[2]) or 0, pe = tonumber(v[3]), x = tonumber(v[4]), lb = v[5] or '', exists = v[4] ~= false}
+  local st = {s = tonumber(v[1]) or 0, r = tonumber(v[2]) or 0, pe = tonumber(v[3]), x = tonumber(v[4]), lb = v[5] or '', b = v[7] or '', exists = v[4] ~= false}
   if st.lb == '' then return st end
   local first = string.match(st.lb, '^[^,]+')
   if tonumber(first) > now then return st end
@@ -236,18 +236,31 @@ local function open(scope, periodEnd)
   local st = roll(scope)
   if st.pe ~= nil and st.pe <= now and periodEnd > st.pe then
     redis.call('DEL', scope)
-    return {s = 0, r = 0, lb = '', exists = false}
+    return {s = 0, r = 0, lb = '', b = '', exists = false}
   end
   return st
 end
--- Makes sure the hash lives until max(period end, later) + MARGIN.
+-- Makes sure the hash lives until max(period end, later) + MARGIN. A hash written for the first
+-- time (new, or written again after Redis lost it) gets its birth, b: Redis's time in µs. A
+-- reservation remembers the birth of each scope it was made in; a settle that finds another
+-- birth knows the hash no longer holds it (see settleBatch).
 local function keep(scope, st, periodEnd, later)
   local x = math.max(periodEnd, later) + MARGIN
   if st.x == nil or x > st.x then
-    redis.call('HSET', scope, 'x', fmt(x))
+    if st.x == nil then
+      local time = redis.call('TIME')
+      st.b = time[1] .. string.format('%06d', tonumber(time[2]))
+      redis.call('HSET', scope, 'x', fmt(x), 'b', st.b)
+    else
+      redis.call('HSET', scope, 'x', fmt(x))
+    end
     redis.call('PEXPIREAT', scope, fmt(x))
     st.x = x
   end
+end
+-- The hash's birth ('' for a hash written before births were kept, and for none).
+local function birth(scope, st)
+  return st.b or ''
 end
 -- Adds bucket t to the ascending list (buckets mostly arrive in order: appended). Most reserves
 -- fall in the newest bucket, already last in the list: then the list is returned unchanged.
@@ -274,9 +287,9 @@ end
 /**
  * KEYS: the scope hashes, then the reserving ledger's receipts hash. ARGV: amount, minAmount,
  * ttlMs, bucketMs, then (limit, periodEnd) per scope, then the receipt's field and tag.
- * Returns {1, granted, bucket time, then (spent, reserved) per scope after the reserve}, or
- * {0, index of the refusing scope (1-based), its remaining}.
- * A grant leaves a receipt, "tag,bucket,granted", in a field the ledger reuses after a while (a
+ * Returns {1, granted, bucket time, then (spent, reserved) per scope after the reserve, then each
+ * scope's birth}, or {0, index of the refusing scope (1-based), its remaining}.
+ * A grant leaves a receipt, "tag,bucket,granted,births...", in a field the ledger reuses after a while (a
  * ring): a ledger that lost the reply reads it there and gives back what was held (see
  * reserveReceipts).
  */
@@ -316,9 +329,12 @@ export const reserve = new LuaScript(
     keep(scope, st, periodEnd, tonumber(bucket))
     out[2 + 2 * i] = fmt(st.s)
     out[3 + 2 * i] = fmt(st.r)
+    out[3 + 2 * n + i] = birth(scope, st)
   end
   -- A field written for the first time (the first lap of the ring, or a hash that expired) sets the expiry.
-  if redis.call('HSET', KEYS[n + 1], ARGV[5 + 2 * n], ARGV[6 + 2 * n] .. ',' .. bucket .. ',' .. fmt(grant)) == 1 then
+  local receipt = ARGV[6 + 2 * n] .. ',' .. bucket .. ',' .. fmt(grant)
+  for i = 1, n do receipt = receipt .. ',' .. out[3 + 2 * n + i] end
+  if redis.call('HSET', KEYS[n + 1], ARGV[5 + 2 * n], receipt) == 1 then
     redis.call('PEXPIRE', KEYS[n + 1], MARGIN)
   end
   return out
@@ -335,14 +351,23 @@ export const reserveReceipts = new LuaScript(
 
 /**
  * KEYS: the scope hashes, then the sending ledger's sequence key. ARGV: the batch's sequence
- * number, then (scope index, bucket time, amount held, actual amount) per settled share, summed
- * by the caller per scope and bucket. Returns {1, then (spent, reserved) per scope}, or {0} when
- * this batch already landed (a retry after a lost reply, a replay from the spool): each ledger
- * sends its batches one at a time, in order, so a number at or below the last applied one is
- * applied already, and a batch lands exactly once.
+ * number, 'b2', then (scope index, bucket time, amount held, actual amount, the scope's birth when
+ * reserved, its period end) per settled share, summed by the caller per scope, bucket and birth. A
+ * batch spooled by an older ledger has no 'b2' and no births: (scope index, bucket time, amount
+ * held, actual amount). Returns {1, then (spent, reserved) per scope}, or {0} when this batch
+ * already landed (a retry after a lost reply, a replay from the spool): each ledger sends its
+ * batches one at a time, in order, so a number at or below the last applied one is applied
+ * already, and a batch lands exactly once.
+ *
  * A share whose bucket is still held gives its amount back and charges the actual amount; one
  * whose bucket was charged at expiry is corrected by the difference. A scope whose period ended
- * is not charged, and a scope that is gone is not recreated.
+ * is not charged.
+ *
+ * A share the hash no longer holds (Redis lost it: restarted without persistence, failed over to
+ * an empty replica, the key deleted) has another birth, or no hash at all: its actual amount is
+ * charged (the hash is written again while its period runs) and nothing is given back, neither
+ * the held amount (that was lost with the hash) nor a correction: what Redis forgot never turns
+ * into credit. A bucket gone before its time in a hash of the same birth is charged the same way.
  */
 export const settleBatch = new LuaScript(
   'settleBatch',
@@ -351,16 +376,20 @@ export const settleBatch = new LuaScript(
   local seq = tonumber(ARGV[1])
   if seq <= (tonumber(redis.call('GET', KEYS[#KEYS])) or 0) then return {0} end
   redis.call('SET', KEYS[#KEYS], ARGV[1], 'PX', MARGIN)
+  local first, stride = 2, 4
+  if ARGV[2] == 'b2' then first, stride = 3, 6 end
   local states = {}
   for i = 1, n do states[i] = roll(KEYS[i]) end
-  for j = 2, #ARGV, 4 do
+  for j = first, #ARGV, stride do
     local i = tonumber(ARGV[j])
     local st = states[i]
-    if st.exists then
-      local t = ARGV[j + 1]
-      local at = tonumber(t)
-      local amount = tonumber(ARGV[j + 2])
-      local actual = tonumber(ARGV[j + 3])
+    local t = ARGV[j + 1]
+    local at = tonumber(t)
+    local amount = tonumber(ARGV[j + 2])
+    local actual = tonumber(ARGV[j + 3])
+    local born = ARGV[j + 4]
+    local periodEnd = tonumber(ARGV[j + 5])
+    if st.exists and (born == nil or birth(KEYS[i], st) == born) then
       local running = st.pe ~= nil and st.pe > now
       local held = tonumber(redis.call('HGET', KEYS[i], 'h' .. t))
       if held ~= nil then
@@ -374,14 +403,28 @@ export const settleBatch = new LuaScript(
         st.r = math.max(0, st.r - amount)
         if running then st.s = st.s + actual end
       elseif running and st.pe > at then
-        st.s = st.s + actual - amount
+        if at <= now then st.s = st.s + actual - amount else st.s = st.s + actual end
       end
+      st.dirty = true
+    elseif periodEnd ~= nil and periodEnd > now then
+      if not st.exists or (st.pe ~= nil and st.pe <= now) then
+        st = open(KEYS[i], periodEnd)
+        states[i] = st
+        if st.pe == nil or periodEnd > st.pe then
+          st.pe = periodEnd
+          redis.call('HSET', KEYS[i], 'pe', fmt(periodEnd))
+        end
+        keep(KEYS[i], st, periodEnd, periodEnd)
+        st.exists = true
+      end
+      st.s = st.s + actual
+      st.dirty = true
     end
   end
   local out = {1}
   for i = 1, n do
     local st = states[i]
-    if st.exists then redis.call('HSET', KEYS[i], 's', fmt(st.s), 'r', fmt(st.r), 'lb', st.lb) end
+    if st.dirty then redis.call('HSET', KEYS[i], 's', fmt(st.s), 'r', fmt(st.r), 'lb', st.lb) end
     out[2 * i] = fmt(st.s)
     out[2 * i + 1] = fmt(st.r)
   end

@@ -1,9 +1,8 @@
 // Reservation ledger on Redis Cluster: each scope on its own slot's shard; a reserve over several slots stays all-or-nothing.
-import { assertReserveNumbers, assertStoreNumber, GLOBAL_SLOT, scopeKeyOf } from '@tollgate/core';
+import { assertReserveNumbers, assertStoreAmount, GLOBAL_SLOT, scopeKeyOf } from '@tollgate/core';
 import type { LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, ScopeBalance, ScopeRef, ScopeUsage, SettleResult } from '@tollgate/core';
 import type { Connection } from './connection.js';
 import { DEFAULT_TAG, slotTag } from './hash-slot.js';
-import { GlobalBlocks, type BlockGrant, type GlobalBlockOptions } from './global-blocks.js';
 import { RedisReservationLedger, type LedgerOptions } from './reservation-ledger.js';
 
 /** A reserve's scopes that share one slot, with the ledger of that slot. */
@@ -17,8 +16,6 @@ interface Hold {
   amount: number;
   parts: RedisReservationLedger[];
   keys: string[];
-  /** The global part, when it came out of a block this process holds. */
-  block?: BlockGrant;
 }
 
 type Refusal = Extract<ReserveResult, { ok: false }>;
@@ -50,14 +47,11 @@ export class ShardedReservationLedger implements ReservationLedger {
   readonly #connection: Connection;
   readonly #prefix: string;
   readonly #options: LedgerOptions;
-  readonly #blocks: GlobalBlocks | undefined;
 
-  /** `blocks`: the global slot's budget handed out from blocks this process reserves (see GlobalBlocks); off when undefined. */
-  constructor(connection: Connection, prefix: string, options: LedgerOptions = {}, blocks?: GlobalBlockOptions) {
+  constructor(connection: Connection, prefix: string, options: LedgerOptions = {}) {
     this.#connection = connection;
     this.#prefix = prefix;
     this.#options = options;
-    this.#blocks = blocks ? new GlobalBlocks(blocks) : undefined;
     // Settles spooled at an earlier close are sent at start by this one, whatever slots they were for.
     this.#ledgers.set(DEFAULT_TAG, new RedisReservationLedger(connection, prefix, { ...options, slotTag: DEFAULT_TAG }));
   }
@@ -124,8 +118,7 @@ export class ShardedReservationLedger implements ReservationLedger {
     const scopes = [...new Map(request.scopes.map((scope) => [scope.key, scope] as const)).values()];
     const groups = this.#groups(scopes);
     const keys = scopes.map((scope) => scope.key);
-    // With blocks, a reserve that touches the global slot goes the two-step way even alone: its global part comes from a block.
-    if (groups.size <= 1 && !(this.#blocks && groups.has(GLOBAL_TAG))) {
+    if (groups.size <= 1) {
       const ledger = groups.values().next().value?.ledger ?? this.#ledgerOf(undefined);
       const result = await this.#using([ledger], () => ledger.reserve({ ...request, scopes }));
       if (result.ok) this.#holds.set(id, { amount: result.amount, parts: [ledger], keys });
@@ -160,23 +153,10 @@ export class ShardedReservationLedger implements ReservationLedger {
       return refusal!;
     }
     let grant = granted.length > 0 ? Math.min(...granted.map(({ result }) => result.amount)) : amount;
-    let block: BlockGrant | undefined;
-    let globalBalances: ScopeBalance[] = [];
     if (global) {
       let result: ReserveResult;
       try {
-        if (this.#blocks) {
-          const taken = await this.#blocks.take(global.ledger, global.scopes, request, grant, Math.min(least, grant));
-          if (taken.ok) {
-            block = taken.grant;
-            globalBalances = taken.balances;
-            result = { ok: true, id, amount: taken.grant.amount };
-          } else {
-            result = taken.refusal;
-          }
-        } else {
-          result = await global.ledger.reserve({ ...request, amount: grant, minAmount: Math.min(least, grant), scopes: global.scopes });
-        }
+        result = await global.ledger.reserve({ ...request, amount: grant, minAmount: Math.min(least, grant), scopes: global.scopes });
       } catch (error) {
         await giveBack();
         throw error;
@@ -185,12 +165,11 @@ export class ShardedReservationLedger implements ReservationLedger {
         await giveBack();
         return result;
       }
-      if (!block) granted.push({ ledger: global.ledger, result });
+      granted.push({ ledger: global.ledger, result });
       grant = result.amount;
     }
 
     const balances = new Map<string, ScopeBalance>();
-    for (const balance of globalBalances) balances.set(balance.key, balance);
     for (const { result } of granted) for (const balance of result.scopes ?? []) balances.set(balance.key, balance);
     // A part granted more than another slot afforded holds only the smaller grant.
     await Promise.all(granted.filter(({ result }) => result.amount > grant).map(async ({ ledger }) => {
@@ -199,21 +178,18 @@ export class ShardedReservationLedger implements ReservationLedger {
         if (balance) balances.set(after.key, { ...balance, spent: after.spent, reserved: after.reserved });
       }
     }));
-    this.#holds.set(id, { amount: grant, parts: granted.map(({ ledger }) => ledger), keys, ...(block ? { block } : {}) });
+    this.#holds.set(id, { amount: grant, parts: granted.map(({ ledger }) => ledger), keys });
     const reported = keys.map((key) => balances.get(key));
     return { ok: true, id, amount: grant, ...(reported.every((balance) => balance !== undefined) ? { scopes: reported as ScopeBalance[] } : {}) };
   }
 
   async settle(id: string, actualAmount: number): Promise<SettleResult> {
-    assertStoreNumber('ledger.settle', 'actualAmount', actualAmount);
+    assertStoreAmount('ledger.settle', 'actualAmount', actualAmount);
     const hold = this.#holds.get(id);
     if (!hold) return { settled: false, reserved: 0 };
     this.#holds.delete(id);
-    if (hold.block) this.#blocks!.settle(hold.block, actualAmount);
     const results = await this.#using(hold.parts, () => Promise.all(hold.parts.map((ledger) => ledger.settle(id, actualAmount))));
     const after = new Map<string, ScopeUsage>();
-    // The global scopes as the block's reserve last saw them: a block's part is not settled one request at a time.
-    if (hold.block) for (const { key, spent, reserved } of hold.block.block.balances) after.set(key, { key, spent, reserved });
     for (const result of results) for (const scope of result.scopes ?? []) after.set(scope.key, scope);
     return { settled: true, reserved: hold.amount, scopes: hold.keys.map((key) => after.get(key) ?? { key, spent: 0, reserved: 0 }) };
   }
@@ -267,8 +243,6 @@ export class ShardedReservationLedger implements ReservationLedger {
 
   /** Closes every slot's ledger: each sends what is pending, or spools it (see RedisReservationLedger.close). */
   async close(deadlineMs = 2_000): Promise<void> {
-    // Blocks settle first, so their settles go out (or to the spool) with the ledgers'.
-    this.#blocks?.close();
     await Promise.all([...this.#ledgers.values()].map((ledger) => ledger.close(deadlineMs)));
   }
 }

@@ -39,14 +39,16 @@ describe('reservation ledger layout', () => {
     expect(Number(bucket) - Date.now()).toBeGreaterThan(55_000);
     expect(Number(bucket) - Date.now()).toBeLessThan(60_000 + 8_192 + 1_000);
     await stores.ledger.settle('r1', 5);
-    expect(await client.hGetAll(key('scope:tenant:a'))).toEqual({ s: '5', r: '0', pe: String(expiresAt), lb: '', x: String(expiresAt + day) });
+    // b: the hash's birth (Redis time in µs), which a settle compares with its reservation's.
+    expect(await client.hGetAll(key('scope:tenant:a'))).toEqual({ s: '5', r: '0', pe: String(expiresAt), lb: '', x: String(expiresAt + day), b: expect.stringMatching(/^\d{16}$/) });
     // One scope hash, this process's settle sequence and its ring of reserve receipts (each grant's
     // bucket and amount, read only after a lost reply): no reservation record, no holds set.
     const keys = await keysWithPrefix(prefix);
     expect(keys.filter((k) => !k.includes(':seq:') && !k.includes(':receipts:')).sort()).toEqual([key('scope:tenant:a')]);
     const receipts = keys.filter((k) => k.includes(':receipts:'));
     expect(receipts).toHaveLength(1);
-    expect(Object.values(await client.hGetAll(receipts[0]!))).toContain(`0,r1,${bucket},7`);
+    // The tag, the bucket, the grant and the scope's birth (a give-back of a lost reply then leaves a hash written again alone).
+    expect(Object.values(await client.hGetAll(receipts[0]!))).toContain(`0,r1,${bucket},7,${held.b}`);
     // Gone a day after its fields were first written: a process that stopped leaves nothing behind.
     expect(Math.abs((await client.pTTL(receipts[0]!)) - day)).toBeLessThan(5_000);
   });

@@ -107,12 +107,13 @@ describe('a Redis that is not there yet when the stores are created', () => {
   });
 
   it('times out calls until it starts, then serves them', async () => {
-    await expect(stores.counter.consume('k', 1, { limit: 5, windowMs: 1000 })).rejects.toBeInstanceOf(StoreTimeoutError);
+    const window = { limit: 5, windowMs: 60_000 };
+    await expect(stores.counter.consume('k', 1, window)).rejects.toBeInstanceOf(StoreTimeoutError);
     await redis.start();
-    const result = await eventually(() => stores.counter.consume('k', 1, { limit: 5, windowMs: 1000 }));
-    expect(result.allowed).toBe(true);
-    // The consume that timed out before the start was not replayed.
-    expect(result.remaining).toBe(4);
+    // Retries go to another key: on a loaded machine a retry can time out here and still run on the server.
+    expect((await eventually(() => stores.counter.consume('warm-up', 1, window))).allowed).toBe(true);
+    // The consume that timed out before the start was not replayed: 'k' counts only this one.
+    expect(await stores.counter.consume('k', 1, window)).toMatchObject({ allowed: true, remaining: 4 });
   });
 });
 

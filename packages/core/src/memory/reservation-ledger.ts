@@ -1,5 +1,5 @@
 // In-memory reservation ledger: all-or-nothing reserves across scopes, settle once, charged at expiry when never settled.
-import { assertStoreNumber, assertReserveNumbers } from '../store-input.js';
+import { assertReserveNumbers, assertStoreAmount, assertStoreNumber } from '../store-input.js';
 import { scopeKeyOf } from '../stores.js';
 import type { LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, ScopeBalance, ScopeRef, ScopeUsage, SettleResult } from '../stores.js';
 
@@ -178,7 +178,7 @@ export class MemoryReservationLedger implements ReservationLedger {
 
   /** `settle`, answered at once. Throws a RangeError for NaN input. */
   settleSync(id: string, actualAmount: number, options?: MemoryLedgerCallOptions): SettleResult {
-    assertStoreNumber('ledger.settle', 'actualAmount', actualAmount);
+    assertStoreAmount('ledger.settle', 'actualAmount', actualAmount);
     const now = this.#clock();
     this.#expire(now);
     const live = this.#reservations.get(id);
@@ -258,7 +258,7 @@ export class MemoryReservationLedger implements ReservationLedger {
   }
 
   async adjustSpent(ref: ScopeRef, delta: number, expiresAt: number): Promise<void> {
-    assertStoreNumber('ledger.adjustSpent', 'delta', delta);
+    assertStoreAmount('ledger.adjustSpent', 'delta', delta);
     assertStoreNumber('ledger.adjustSpent', 'expiresAt', expiresAt);
     const now = this.#clock();
     if (expiresAt <= now) return;
@@ -270,7 +270,7 @@ export class MemoryReservationLedger implements ReservationLedger {
   }
 
   async restoreSpent(ref: ScopeRef, spent: number, expiresAt: number): Promise<boolean> {
-    assertStoreNumber('ledger.restoreSpent', 'spent', spent);
+    assertStoreAmount('ledger.restoreSpent', 'spent', spent);
     assertStoreNumber('ledger.restoreSpent', 'expiresAt', expiresAt);
     const now = this.#clock();
     if (expiresAt <= now) return false;

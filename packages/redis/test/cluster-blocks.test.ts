@@ -1,16 +1,17 @@
-// The global budget in blocks on a real Redis Cluster: the global slot's shard sees a call per block, not per request; the budget is never overshot; the books balance once the blocks go back.
+// Budgets in blocks (core's blockStores) on a real Redis Cluster: the global slot's shard sees a call per block, not per request, whatever
+// the number of tenants; the budget is never overshot; the books balance once the blocks go back.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createClient } from 'redis';
-import { GLOBAL_SLOT } from '@tollgate/core';
-import type { LedgerScope } from '@tollgate/core';
+import { blockStores, GLOBAL_SLOT } from '@tollgate/core';
+import type { BlockStores, LedgerScope } from '@tollgate/core';
 import { createRedisStores, type RedisStores } from '@tollgate/redis';
 import { uniquePrefix } from './helpers.js';
 import { testCluster, type TestCluster } from './redis-cluster.js';
 
 let cluster: TestCluster;
 const prefixes: string[] = [];
-const open: RedisStores[] = [];
+const open: BlockStores<RedisStores>[] = [];
 
 beforeAll(async () => {
   cluster = await testCluster();
@@ -22,8 +23,8 @@ afterAll(async () => {
   await cluster.stop();
 });
 
-function storesOn(prefix: string, maxAgeMs = 200): RedisStores {
-  const stores = createRedisStores({ cluster: cluster.urls, prefix, keyCache: false, globalBlocks: { share: 0.01, maxAgeMs } });
+function storesOn(prefix: string, maxAgeMs = 200): BlockStores<RedisStores> {
+  const stores = blockStores(createRedisStores({ cluster: cluster.urls, prefix, keyCache: false }), { share: 0.01, maxAgeMs });
   open.push(stores);
   return stores;
 }
@@ -45,7 +46,7 @@ const settleAll = async (check: () => Promise<boolean>): Promise<void> => {
   for (let i = 0; i < 100 && !(await check()); i++) await new Promise((resolve) => setTimeout(resolve, 50));
 };
 
-describe('global blocks on a cluster', () => {
+describe('budgets in blocks on a cluster', () => {
   it('sends the global slot a call per block, not per request, and balances once the blocks go back', async () => {
     const prefix = uniquePrefix();
     prefixes.push(prefix);
@@ -69,7 +70,7 @@ describe('global blocks on a cluster', () => {
         await stores.ledger.settle(id, actual);
       }
     }));
-    // 200 requests; a block is 1% of the limit (100 requests' worth): a handful of reserves and settles reach the global slot.
+    // 200 requests of 40 tenants; a global block is 1% of the limit (100 requests' worth): a handful of reserves and settles reach the global slot.
     const globalCalls = (await scriptCalls(globalMaster)) - before;
     expect(globalCalls).toBeLessThan(40);
     await settleAll(async () => (await stores.ledger.usage([{ key: 'global', slot: GLOBAL_SLOT }]))[0]!.reserved === 0);
@@ -81,7 +82,7 @@ describe('global blocks on a cluster', () => {
     prefixes.push(prefix);
     const processes = [storesOn(prefix, 5_000), storesOn(prefix, 5_000)];
     const expiresAt = Date.now() + 3_600_000;
-    // A block would be 10 (1% of 1,000): requests of 30 open blocks of their own size; near the end only what fits.
+    // A block would be 10 (1% of 1,000), too small for requests of 30: they are reserved one by one across the slots, only what fits near the end.
     const global: LedgerScope = { key: 'global', limit: 1_000, expiresAt, slot: GLOBAL_SLOT };
     let granted = 0;
     let refused = 0;
@@ -102,7 +103,7 @@ describe('global blocks on a cluster', () => {
     })));
     expect(refused).toBeGreaterThan(0);
     expect(granted).toBeLessThanOrEqual(1_000);
-    // Blocks held unused are the only thing between the grants and the limit: at most a request's worth per process and scope set.
+    // Reserved per request with a least amount: the last grants take what is left.
     expect(granted).toBeGreaterThan(1_000 - 2 * 30);
     await Promise.all(processes.map((stores) => stores.close()));
     const reader = storesOn(prefix);

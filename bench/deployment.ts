@@ -1,0 +1,436 @@
+// Benchmark: a realistic deployment (1,000 tenants, each key used in turn, real limits and budgets) through the example
+// proxy on memory and on Redis, and through the peer stack a user would assemble from well-known libraries.
+import { startServer, type BenchChild, type ServerSpec } from './lib/child.js';
+import { DEPLOYMENT, deploymentProxyConfig, rotatingLoad, type DeploymentMode } from './lib/deployment-config.js';
+import { CHAT_PATH } from './lib/fixtures.js';
+import { alternateRounds, runLoad, type CaseSummary, type LoadResult } from './lib/load.js';
+import { STREAM_CONTENT_CHUNKS } from './lib/mock-upstream.js';
+import { costPerRequest, PrivateRedis } from './lib/private-redis.js';
+import { countRoundTrips, type CaseCount } from './round-trips.js';
+import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
+import { fmtMs, fmtNumber, fmtRatio, median, table } from './lib/stats.js';
+
+const PASSTHROUGH = 'bare passthrough (Express + undici)';
+const PROXY_MEMORY = 'tollgate proxy (memory)';
+const PROXY_REDIS = 'tollgate proxy (Redis, blocks on)';
+const PROXY_UNBLOCKED = 'tollgate proxy (Redis, blocks: false)';
+const PEER = 'peer stack (Redis)';
+
+const CONNECTIONS = 32;
+const REDIS_CPU_TARGET_US = 15;
+const CHAIN_OVER_PEER_TARGET = 1.5;
+/** Blocks go back at the sweep after they age (1 s, swept every 1 s): the Redis readings wait for them. */
+const SETTLE_WAIT_MS = 2_500;
+
+type Mode = Exclude<DeploymentMode, 'mixed'>;
+const MODES: readonly Mode[] = ['json', 'stream'];
+
+interface DeploymentCase {
+  name: string;
+  what: string;
+  spec: (upstream: string) => ServerSpec;
+  /** The redis-server of its own whose INFO is read around each measured round. */
+  redis?: PrivateRedis;
+  /** The least ratio to the passthrough the targets ask for. */
+  targetRatio?: number;
+}
+
+/** Redis figures of one case and mode, summed over its measured rounds. */
+interface RedisSpend {
+  requests: number;
+  /** Script commands (EVAL, EVALSHA) sent, and their time in INFO commandstats. */
+  calls: number;
+  scriptUs: number;
+  processCpuUs: number;
+  /** Every command INFO commandstats lists (those scripts run counted too, inside their script's time). */
+  byCommand: Map<string, { calls: number; usec: number }>;
+}
+
+/** One load run against a server (warm-up or measured), for the bound on what a tenant sent in any minute. */
+interface RunRecord {
+  startedAt: number;
+  endedAt: number;
+  requests: number;
+}
+
+function deploymentCases(context: BenchContext, redis: { tollgate?: PrivateRedis; unblocked?: PrivateRedis; peer?: PrivateRedis }): DeploymentCase[] {
+  const config = deploymentProxyConfig();
+  const cases: DeploymentCase[] = [
+    {
+      name: PASSTHROUGH,
+      what: 'parse, add stream_options.include_usage on streams, forward with undici, pipe back (the `proxy` section\'s baseline)',
+      spec: (upstream) => ({ app: 'passthrough', options: { upstream } }),
+    },
+    {
+      name: PROXY_MEMORY,
+      what: 'examples/proxy createProxyApp() with the config below, createMemoryStores()',
+      spec: (upstream) => ({ app: 'proxy', options: { upstream, store: 'memory', config } }),
+      targetRatio: 0.92,
+    },
+  ];
+  if (redis.tollgate) {
+    const url = redis.tollgate.url;
+    cases.push({
+      name: PROXY_REDIS,
+      what: 'the same on createRedisStores() with `redis.blocks` at its default (on: blockStores, 0.001 of each limit, held at most 1 s)',
+      spec: (upstream) => ({ app: 'proxy', options: { upstream, store: 'redis', redisUrl: url, prefix: `${context.redisPrefix}dep:proxy:`, config } }),
+      redis: redis.tollgate,
+      targetRatio: 0.88,
+    });
+  }
+  if (redis.unblocked) {
+    const url = redis.unblocked.url;
+    cases.push({
+      name: PROXY_UNBLOCKED,
+      what: 'the same with `redis.blocks: false`: every request counted in Redis (for comparison, no target)',
+      spec: (upstream) => ({ app: 'proxy', options: { upstream, store: 'redis', redisUrl: url, blocks: false, prefix: `${context.redisPrefix}dep:unblocked:`, config } }),
+      redis: redis.unblocked,
+    });
+  }
+  if (redis.peer) {
+    const url = redis.peer.url;
+    cases.push({
+      name: PEER,
+      what:
+        'passport-http-bearer (sha256 of the key in a Map of 1,000), express-rate-limit + rate-limit-redis (600/min per key), ' +
+        'rate-limiter-flexible RateLimiterRedis for tokens (400k/min per tenant) and budgets ($50/day per tenant, $100k/day global, ' +
+        'micro-dollars), gpt-tokenizer o200k_base for the prompt, undici; consume the estimate before, reward/penalty to the usage after ' +
+        '(bench/lib/peer-stack.ts)',
+      spec: (upstream) => ({ app: 'peer-stack', options: { upstream, redisUrl: url, prefix: `${context.redisPrefix}dep:peer:` } }),
+      redis: redis.peer,
+    });
+  }
+  return cases;
+}
+
+async function startPrivateRedis(context: BenchContext, name: string): Promise<PrivateRedis | undefined> {
+  const redis = new PrivateRedis();
+  try {
+    await redis.start();
+    return redis;
+  } catch (error) {
+    context.log(`deployment: no redis-server of its own for ${name} (${String(error)})`);
+    await redis.stop();
+    return undefined;
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export async function runDeploymentBenchmark(context: BenchContext): Promise<SectionResult> {
+  const rounds = context.quick ? 2 : 5;
+  const durationS = context.quick ? 2 : 4;
+  const tollgateRedis = await startPrivateRedis(context, PROXY_REDIS);
+  const unblockedRedis = await startPrivateRedis(context, PROXY_UNBLOCKED);
+  const peerRedis = await startPrivateRedis(context, PEER);
+  const cases = deploymentCases(context, { tollgate: tollgateRedis, unblocked: unblockedRedis, peer: peerRedis });
+  const servers = new Map<string, BenchChild>();
+  const missing: string[] = [];
+  if (!tollgateRedis) missing.push(`${PROXY_REDIS}: no redis-server of its own`);
+  if (!peerRedis) missing.push(`${PEER}: no redis-server of its own`);
+  const upstream = await startServer({ app: 'mock-upstream' });
+  const runs = new Map<string, RunRecord[]>(cases.map((c) => [c.name, []]));
+  const spend = new Map<string, RedisSpend>();
+  try {
+    for (const benchCase of cases) {
+      try {
+        servers.set(benchCase.name, await startServer(benchCase.spec(upstream.url)));
+      } catch (error) {
+        missing.push(`${benchCase.name}: ${error instanceof Error ? error.message : String(error)}`);
+        context.log(`deployment: ${benchCase.name} unavailable (${String(error)})`);
+      }
+    }
+    const running = cases.filter((c) => servers.has(c.name));
+    const load = async (c: DeploymentCase, mode: Mode, seconds: number): Promise<LoadResult> => {
+      const startedAt = Date.now();
+      const result = await runLoad({ url: servers.get(c.name)!.url, path: CHAT_PATH, ...rotatingLoad(mode), connections: CONNECTIONS, durationS: seconds });
+      runs.get(c.name)!.push({ startedAt, endedAt: Date.now(), requests: result.requests });
+      return result;
+    };
+    /** A measured round; on a Redis case, between CONFIG RESETSTAT and a reading once its settles and blocks went back. */
+    const measured = (c: DeploymentCase, mode: Mode) => async (): Promise<LoadResult> => {
+      if (!c.redis) return load(c, mode, durationS);
+      await c.redis.resetStats();
+      const before = await c.redis.cost();
+      const result = await load(c, mode, durationS);
+      await sleep(SETTLE_WAIT_MS);
+      const cost = costPerRequest(before, await c.redis.cost(), 1);
+      const key = `${c.name}\u0000${mode}`;
+      const sum = spend.get(key) ?? { requests: 0, calls: 0, scriptUs: 0, processCpuUs: 0, byCommand: new Map() };
+      sum.requests += result.requests;
+      sum.calls += cost.calls;
+      sum.scriptUs += cost.commandUs;
+      sum.processCpuUs += cost.processCpuUs;
+      for (const [command, value] of cost.byCommand) {
+        const total = sum.byCommand.get(command) ?? { calls: 0, usec: 0 };
+        sum.byCommand.set(command, { calls: total.calls + value.calls, usec: total.usec + value.usec });
+      }
+      spend.set(key, sum);
+      return result;
+    };
+    const summaries: Record<Mode, CaseSummary[]> = { json: [], stream: [] };
+    for (const mode of MODES) {
+      // Warm-up: JIT, connections, scripts loaded, and the first block of every tenant taken.
+      for (const c of running) await load(c, mode, context.quick ? 1 : 2);
+      summaries[mode] = await alternateRounds(
+        running.map((c) => ({ name: c.name, run: measured(c, mode) })),
+        rounds,
+        (round, name, result) => context.log(`deployment ${mode} round ${round + 1}/${rounds} ${name}: ${fmtNumber(result.rps)} req/s`),
+      );
+    }
+    // Round trips: round-trips.ts's relay, one JSON request at a time with key 0, against the shared Redis.
+    const counts: CaseCount[] = [];
+    const config = deploymentProxyConfig();
+    const prefix = (suffix: string) => `${context.redisPrefix}dep-rt:${suffix}:`;
+    const countCases = [
+      { name: PROXY_REDIS, spec: (redisUrl: string, up: string) => ({ app: 'proxy', options: { store: 'redis', redisUrl, upstream: up, prefix: prefix('proxy'), config } }), needsUpstream: true },
+      { name: PEER, spec: (redisUrl: string, up: string) => ({ app: 'peer-stack', options: { redisUrl, upstream: up, prefix: prefix('peer') } }), needsUpstream: true },
+    ];
+    for (const countCase of countCases) {
+      try {
+        counts.push(await countRoundTrips(context, countCase, context.quick ? 40 : 200));
+      } catch (error) {
+        missing.push(`round trips of ${countCase.name}: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
+    return describe(cases, summaries, spend, runs, counts, missing, { rounds, durationS });
+  } finally {
+    await Promise.all([...servers.values()].map((server) => server.close()));
+    await upstream.close();
+    await tollgateRedis?.stop();
+    await unblockedRedis?.stop();
+    await peerRedis?.stop();
+  }
+}
+
+/** The most requests one tenant can have sent to a server within any 60 s: every run overlapping the minute, whole. */
+function busiestMinutePerTenant(records: RunRecord[]): number {
+  let most = 0;
+  for (const first of records) {
+    const windowEnd = first.startedAt + 60_000;
+    const requests = records.filter((r) => r.endedAt >= first.startedAt && r.startedAt < windowEnd).reduce((sum, r) => sum + r.requests, 0);
+    most = Math.max(most, requests);
+  }
+  // Keys are used round-robin: each got requests / tenants, the rounding aside.
+  return Math.ceil(most / DEPLOYMENT.tenants);
+}
+
+/** The commands a case sent on the wire, by name, per request: what INFO commandstats counts beside what scripts run. */
+function sentCommands(count: CaseCount): string {
+  const byName = new Map<string, number>();
+  for (const [label, n] of count.breakdown) {
+    const name = label.split(' ')[0]!;
+    byName.set(name, (byName.get(name) ?? 0) + n.before + n.after);
+  }
+  return [...byName.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .map(([name, n]) => `${name} ${fmtNumber(n / count.requests, 2)}`)
+    .join(', ');
+}
+
+/** Per round, case A's req/s over case B's in the same round; the median over rounds. */
+function roundRatio(summaries: CaseSummary[], a: string, b: string): number {
+  const first = summaries.find((s) => s.name === a);
+  const second = summaries.find((s) => s.name === b);
+  if (!first || !second) return Number.NaN;
+  return median(first.rounds.map((r, i) => r.rps / second.rounds[i]!.rps));
+}
+
+function describe(
+  cases: DeploymentCase[],
+  summaries: Record<Mode, CaseSummary[]>,
+  spend: Map<string, RedisSpend>,
+  runs: Map<string, RunRecord[]>,
+  counts: CaseCount[],
+  missing: string[],
+  setup: { rounds: number; durationS: number },
+): SectionResult {
+  const spendOf = (name: string, mode: Mode) => spend.get(`${name}\u0000${mode}`);
+  const usPer = (value: number, requests: number) => fmtNumber(value / requests, 1);
+  const rows: string[][] = [];
+  for (const mode of MODES) {
+    for (const c of cases) {
+      const s = summaries[mode].find((x) => x.name === c.name);
+      const label = mode === 'json' ? 'JSON' : 'SSE stream';
+      if (!s) {
+        rows.push([c.name, label, 'not available', '', '', '', '', '', '']);
+        continue;
+      }
+      const redis = spendOf(c.name, mode);
+      rows.push([
+        c.name,
+        label,
+        fmtNumber(s.rps),
+        fmtRatio(s.ratio),
+        fmtMs(s.p50),
+        fmtMs(s.p99),
+        `${s.non2xx}/${s.errors}`,
+        redis ? usPer(redis.scriptUs, redis.requests) : '—',
+        redis ? usPer(redis.processCpuUs, redis.requests) : '—',
+      ]);
+    }
+  }
+  const totalNon2xx = MODES.flatMap((mode) => summaries[mode]).reduce((sum, s) => sum + s.non2xx, 0);
+  const totalErrors = MODES.flatMap((mode) => summaries[mode]).reduce((sum, s) => sum + s.errors, 0);
+  const busiest = cases.filter((c) => (runs.get(c.name)?.length ?? 0) > 0).map((c) => [c.name, busiestMinutePerTenant(runs.get(c.name)!)] as const);
+  const mostPerTenant = Math.max(0, ...busiest.filter(([name]) => name !== PASSTHROUGH).map(([, n]) => n));
+  // Requests to each server over the whole run (warm-ups, JSON and streams), per key.
+  const usedPerKey = cases
+    .filter((c) => c.name !== PASSTHROUGH && (runs.get(c.name)?.length ?? 0) > 0)
+    .map((c) => [c.name, runs.get(c.name)!.reduce((sum, r) => sum + r.requests, 0) / DEPLOYMENT.tenants] as const);
+
+  const redisRows = cases
+    .filter((c) => c.redis)
+    .flatMap((c) =>
+      MODES.map((mode) => {
+        const redis = spendOf(c.name, mode);
+        if (!redis || redis.requests === 0) return [c.name, mode, 'not measured', '', '', '', ''];
+        const commands = [...redis.byCommand.entries()]
+          .sort((a, b) => b[1].usec - a[1].usec)
+          .map(([command, value]) => `${command} ${fmtNumber(value.calls / redis.requests, 3)} (${fmtNumber(value.usec / redis.requests, 2)} µs)`)
+          .join(', ');
+        return [
+          c.name,
+          mode === 'json' ? 'JSON' : 'SSE stream',
+          fmtNumber(redis.requests),
+          fmtNumber(redis.calls / redis.requests, 3),
+          usPer(redis.scriptUs, redis.requests),
+          usPer(redis.processCpuUs, redis.requests),
+          commands,
+        ];
+      }),
+    );
+
+  const perRequest = (n: number, requests: number) => fmtNumber(n / requests, 2);
+  const countRows = counts.map((c) => [
+    c.name,
+    perRequest(c.commandsBefore, c.requests),
+    perRequest(c.tripsBefore, c.requests),
+    perRequest(c.commandsAfter, c.requests),
+    perRequest(c.tripsAfter, c.requests),
+    sentCommands(c),
+    String(c.failures),
+  ]);
+
+  const body = [
+    'What users run, rather than one key with limits of 1e9: the example proxy configured for ' +
+      `${fmtNumber(DEPLOYMENT.tenants)} tenants with one API key each, every request taking the next key (round-robin over the ` +
+      `${CONNECTIONS} connections together, so the requests in flight belong to different tenants), against the same zero-latency mock ` +
+      `upstream as §2 (bench/lib/mock-upstream.ts: JSON at once, or ${STREAM_CONTENT_CHUNKS + 3} SSE events one per event-loop turn). ` +
+      'The same requests go to a bare passthrough (the baseline, 1.00×) and to a peer stack on Redis doing the same job with the ' +
+      'libraries a user would pick.',
+    '',
+    '**Configuration** (the config the bench writes for the example proxy: bench/lib/deployment-config.ts `deploymentProxyConfig()`; the peer stack enforces the same numbers):',
+    '',
+    table(
+      ['what', 'value'],
+      [
+        ['tenants / API keys', `${fmtNumber(DEPLOYMENT.tenants)} tenants, one key each (tier "${DEPLOYMENT.tier}")`],
+        ['request limit', `${fmtNumber(DEPLOYMENT.requestsPerMinute)} requests/minute per tenant (tier \`requestsPerMinute\`; the peer: per key, the same thing with one key per tenant)`],
+        ['token limit', `${fmtNumber(DEPLOYMENT.tokensPerMinute)} tokens/minute per tenant (tier \`tokensPerMinute\`)`],
+        ['budgets', `$${fmtNumber(DEPLOYMENT.tenantBudgetUsdPerDay)}/day per tenant, $${fmtNumber(DEPLOYMENT.globalBudgetUsdPerDay)}/day global`],
+        ['model, request', 'gpt-4o-mini, a system and a user message, `max_tokens` 64 (the same body every time; the proxy\'s count cache off, `countCacheChars: 0`, as in §2)'],
+        ['Redis', `each Redis case on a redis-server of its own (no persistence, a free port); the tollgate proxy with \`redis.blocks\` at its default (on)`],
+        ['load', `autocannon, ${CONNECTIONS} connections, ${setup.rounds} alternating rounds of ${setup.durationS} s per case and mode after a warm-up; JSON rounds, then stream rounds`],
+        ['proxy extras', 'metrics on, access log silent, no usage sink, no guard, no cache (as §2)'],
+      ],
+    ),
+    '',
+    `**Refusals:** ${totalNon2xx} non-2xx answers and ${totalErrors} errors over every measured round. ` +
+      `Over the run each key sent ${usedPerKey.map(([name, n]) => `${fmtNumber(n)} requests to ${name}`).join(', ')} (every key in turn). ` +
+      `Counting every run (warm-ups too) that overlapped a minute, whole, a tenant sent at most ${fmtNumber(mostPerTenant)} requests to one server within any 60 s ` +
+      `(limit ${DEPLOYMENT.requestsPerMinute}), so at most ~${fmtNumber(mostPerTenant * 100)} tokens reserved (~100 a request: a prompt of ~28 and max_tokens 64; ` +
+      `limit ${fmtNumber(DEPLOYMENT.tokensPerMinute)}) and a few cents of its $${DEPLOYMENT.tenantBudgetUsdPerDay}/day budget: no limit is reached, ` +
+      (totalNon2xx === 0 ? 'and none was.' : '**yet there were refusals: the run is not valid.**'),
+    '',
+    'req/s is the median over rounds; "× passthrough" the median of per-round ratios; p50/p99 pool every response. ' +
+      '"Redis µs/req" is the time INFO commandstats gives the script commands (EVAL, EVALSHA: all either case sends, see the relay\'s table below; the commands scripts run are inside their time) ' +
+      'per request served, on the case\'s own redis-server, CONFIG RESETSTAT before each measured round and read ' +
+      `${SETTLE_WAIT_MS / 1000} s after it (settles and blocks going back included); "Redis CPU µs/req" is that process's used_cpu_user + used_cpu_sys over the same span.`,
+    '',
+    table(['case', 'mode', 'req/s', '× passthrough', 'p50', 'p99', 'non-2xx/errors', 'Redis µs/req', 'Redis CPU µs/req'], rows),
+    '',
+    'What each case runs:',
+    '',
+    table(['case', 'what'], cases.map((c) => [c.name, c.what])),
+    '',
+    'Inside each Redis, per request (INFO commandstats; the commands a script runs are listed too, their time already in the script\'s):',
+    '',
+    table(['case', 'mode', 'requests', 'script calls/req', 'script µs/req', 'process CPU µs/req', 'commands per request (calls, µs)'], redisRows),
+    '',
+    'Round trips to Redis (round-trips.ts\'s counting relay, against the shared Redis with a prefix of this run): one JSON request at a time, ' +
+      'all with the first key, after 20 warm-up requests; "before" is until the whole answer arrived, "after" until Redis was quiet for 20 ms. ' +
+      'One key at a time is not the rotating load above: its blocks fill from one tenant.',
+    '',
+    table(['case', 'commands/req before answer', 'round trips/req before answer', 'commands/req after', 'round trips/req after', 'commands sent (per request)', 'non-200'], countRows),
+    ...(missing.length > 0 ? ['', 'Not measured:', ...missing.map((m) => `- ${m}`)] : []),
+  ].join('\n');
+
+  const targets: TargetVerdict[] = [];
+  const validity = (names: string[]) => {
+    const bad = MODES.flatMap((mode) => summaries[mode]).filter((s) => names.includes(s.name)).reduce((sum, s) => sum + s.non2xx, 0);
+    return bad === 0 ? '' : `; ${bad} non-2xx answers: not valid`;
+  };
+  for (const c of cases.filter((x) => x.targetRatio !== undefined)) {
+    const json = summaries.json.find((x) => x.name === c.name);
+    const stream = summaries.stream.find((x) => x.name === c.name);
+    const target = `Deployment: ${c.name.replace('tollgate proxy', 'example proxy')} at least ${c.targetRatio}× the bare passthrough (JSON and streams)`;
+    if (!json || !stream) {
+      targets.push({ target, holds: undefined, figures: 'not available' });
+      continue;
+    }
+    const invalid = validity([c.name, PASSTHROUGH]);
+    targets.push({
+      target,
+      holds: invalid ? undefined : Math.min(json.ratio, stream.ratio) >= c.targetRatio!,
+      figures: `JSON ${fmtRatio(json.ratio)} (${fmtNumber(json.rps)} req/s), stream ${fmtRatio(stream.ratio)} (${fmtNumber(stream.rps)} req/s)${invalid}`,
+    });
+  }
+  const overPeer = MODES.map((mode) => roundRatio(summaries[mode], PROXY_REDIS, PEER));
+  const chainTarget = `Deployment: the example proxy on Redis at least ${CHAIN_OVER_PEER_TARGET}× the peer stack's throughput (JSON and streams)`;
+  if (overPeer.every(Number.isFinite)) {
+    const invalid = validity([PROXY_REDIS, PEER]);
+    const rps = (mode: Mode, name: string) => fmtNumber(summaries[mode].find((s) => s.name === name)!.rps);
+    targets.push({
+      target: chainTarget,
+      holds: invalid ? undefined : Math.min(...overPeer) >= CHAIN_OVER_PEER_TARGET,
+      figures:
+        `JSON ${fmtRatio(overPeer[0]!)} (${rps('json', PROXY_REDIS)} vs ${rps('json', PEER)} req/s), ` +
+        `stream ${fmtRatio(overPeer[1]!)} (${rps('stream', PROXY_REDIS)} vs ${rps('stream', PEER)} req/s)${invalid}`,
+    });
+  } else {
+    targets.push({ target: chainTarget, holds: undefined, figures: 'a side is not available' });
+  }
+  const cpuTarget = `Deployment: the example proxy on Redis spends at most ${REDIS_CPU_TARGET_US} µs of Redis time per request (INFO commandstats)`;
+  const tollgateSpend = MODES.map((mode) => spendOf(PROXY_REDIS, mode));
+  if (tollgateSpend.every((s) => s && s.requests > 0)) {
+    const perReq = tollgateSpend.map((s) => s!.scriptUs / s!.requests);
+    const peerSpend = MODES.map((mode) => spendOf(PEER, mode));
+    const peerFigures = peerSpend.every((s) => s && s.requests > 0)
+      ? `; the peer stack ${MODES.map((mode, i) => `${mode} ${usPer(peerSpend[i]!.scriptUs, peerSpend[i]!.requests)} µs`).join(', ')}` +
+        ` (process CPU ${MODES.map((mode, i) => `${usPer(peerSpend[i]!.processCpuUs, peerSpend[i]!.requests)}`).join(' / ')} µs)`
+      : '';
+    const invalid = validity([PROXY_REDIS]);
+    targets.push({
+      target: cpuTarget,
+      holds: invalid ? undefined : Math.max(...perReq) <= REDIS_CPU_TARGET_US,
+      figures:
+        `${MODES.map((mode, i) => `${mode} ${fmtNumber(perReq[i]!, 1)} µs in ${fmtNumber(tollgateSpend[i]!.calls / tollgateSpend[i]!.requests, 3)} calls`).join(', ')}` +
+        ` (process CPU ${MODES.map((_, i) => usPer(tollgateSpend[i]!.processCpuUs, tollgateSpend[i]!.requests)).join(' / ')} µs)${peerFigures}${invalid}`,
+    });
+  } else {
+    targets.push({ target: cpuTarget, holds: undefined, figures: 'not measured' });
+  }
+
+  const findings: string[] = [];
+  const tollgateCount = counts.find((c) => c.name === PROXY_REDIS);
+  const peerCount = counts.find((c) => c.name === PEER);
+  if (tollgateCount && peerCount) {
+    findings.push(
+      `Deployment (1,000 tenants, real limits): Redis round trips before the answer, one request at a time: the example proxy ` +
+        `${perRequest(tollgateCount.tripsBefore, tollgateCount.requests)} (${perRequest(tollgateCount.commandsBefore, tollgateCount.requests)} commands), ` +
+        `the peer stack ${perRequest(peerCount.tripsBefore, peerCount.requests)} (${perRequest(peerCount.commandsBefore, peerCount.requests)} commands).`,
+    );
+  }
+  return { title: 'Deployment: 1,000 tenants with real limits, the example proxy against the peer stack', body, targets, findings };
+}
