@@ -43,7 +43,7 @@ function chainCases(context: BenchContext, redisUrl: string | undefined): ChainC
     },
     {
       name: BLOCKS_CHAIN,
-      what: 'the same chain on blockStores(createRedisStores()): hot limits and budgets taken from Redis a block at a time (0.001 of each limit, held at most 1 s) and handed out in-process',
+      what: 'the same chain on blockStores(createRedisStores()): hot limits and budgets taken from Redis a block at a time (blockStores\' defaults: sized by demand, at most 0.05 of each limit, held at most 10 s) and handed out in-process',
       spec: { app: 'tollgate-chain', options: { store: 'redis', blocks: true, ...redis('tollgate-blocks') } },
     },
     {

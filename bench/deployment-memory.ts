@@ -1,10 +1,15 @@
 // Benchmark: the example proxy's resident memory under a steady realistic load (1,000 tenants on Redis, 200 req/s).
-import { readFile } from 'node:fs/promises';
-import { startServer, type BenchChild } from './lib/child.js';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startServer } from './lib/child.js';
 import { DEPLOYMENT, deploymentProxyConfig, rotatingLoad } from './lib/deployment-config.js';
 import { CHAT_PATH } from './lib/fixtures.js';
 import { runLoad, type LoadResult } from './lib/load.js';
-import { PrivateRedis } from './lib/private-redis.js';
+import { freePort, PrivateRedis } from './lib/private-redis.js';
 import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
 import { fmtBytes, fmtMs, fmtNumber, quantile, table } from './lib/stats.js';
 
@@ -18,8 +23,52 @@ interface RssSample {
   seconds: number;
   /** VmRSS of the proxy's process, from /proc/<pid>/status. */
   rss: number;
-  /** What the process says of its memory at that moment (no collection forced). */
-  usage: NodeJS.MemoryUsage | undefined;
+}
+
+/** The example proxy compiled (`pnpm --filter @tollgate/example-proxy build`), as a deployment runs it. */
+const COMPILED_MAIN = fileURLToPath(new URL('../examples/proxy/dist/main.js', import.meta.url));
+
+interface RunningProxy {
+  url: string;
+  pid: number;
+  close(): Promise<void>;
+}
+
+/**
+ * `node examples/proxy/dist/main.js` with TOLLGATE_CONFIG naming `config` written to a file: what a deployment runs
+ * (compiled JavaScript, the tollgate packages from their dist/), no tsx and no bench harness in the process.
+ */
+async function startCompiledProxy(config: Record<string, unknown>): Promise<RunningProxy> {
+  if (!existsSync(COMPILED_MAIN)) throw new Error(`${COMPILED_MAIN} is missing: run pnpm build (it builds the example proxy too)`);
+  const dir = await mkdtemp(path.join(tmpdir(), 'tollgate-dep-mem-'));
+  const configPath = path.join(dir, 'tollgate.config.json');
+  await writeFile(configPath, JSON.stringify(config));
+  const port = await freePort();
+  const child: ChildProcess = spawn(process.execPath, [COMPILED_MAIN], {
+    env: { ...process.env, TOLLGATE_CONFIG: configPath, PORT: String(port), REDIS_URL: '' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => void (stderr = (stderr + chunk.toString()).slice(-4000)));
+  const url = `http://127.0.0.1:${port}`;
+  const close = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const gone = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await gone;
+    }
+    await rm(dir, { recursive: true, force: true });
+  };
+  for (let waited = 0; ; waited += 100) {
+    if (child.exitCode !== null) throw new Error(`the compiled proxy exited (${child.exitCode}): ${stderr}`);
+    const healthy = await fetch(`${url}/healthz`).then((answer) => answer.ok, () => false);
+    if (healthy) return { url, pid: child.pid!, close };
+    if (waited > 30_000) {
+      await close();
+      throw new Error(`the compiled proxy did not answer /healthz within 30 s: ${stderr}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 async function residentBytes(pid: number): Promise<number> {
@@ -29,10 +78,8 @@ async function residentBytes(pid: number): Promise<number> {
   return Number(kib) * 1024;
 }
 
-async function sample(proxy: BenchChild, started: number): Promise<RssSample> {
-  const rss = await residentBytes(proxy.pid);
-  const usage = await proxy.call<{ before: NodeJS.MemoryUsage }>('memory').catch(() => undefined);
-  return { seconds: (performance.now() - started) / 1000, rss, usage: usage?.before };
+async function sample(proxy: RunningProxy, started: number): Promise<RssSample> {
+  return { seconds: (performance.now() - started) / 1000, rss: await residentBytes(proxy.pid) };
 }
 
 export async function runDeploymentMemoryBenchmark(context: BenchContext): Promise<SectionResult> {
@@ -45,11 +92,14 @@ export async function runDeploymentMemoryBenchmark(context: BenchContext): Promi
     return { title: TITLE, body: `Could not start a redis-server of its own: ${String(error)}`, targets: [] };
   }
   const upstream = await startServer({ app: 'mock-upstream' });
-  let proxy: BenchChild | undefined;
+  let proxy: RunningProxy | undefined;
   try {
-    proxy = await startServer({
-      app: 'proxy',
-      options: { upstream: upstream.url, store: 'redis', redisUrl: redis.url, prefix: `${context.redisPrefix}dep-mem:`, config: deploymentProxyConfig() },
+    proxy = await startCompiledProxy({
+      ...deploymentProxyConfig(),
+      upstreams: { openai: { baseUrl: `${upstream.url}/v1`, apiKey: 'upstream-bench-key' } },
+      redisUrl: redis.url,
+      redisPrefix: `${context.redisPrefix}dep-mem:`,
+      log: { level: 'silent' },
     });
     const started = performance.now();
     const samples: RssSample[] = [await sample(proxy, started)];
@@ -93,24 +143,21 @@ function describe(samples: RssSample[], result: LoadResult, durationS: number, q
     i === 0 ? 'start (before the load)' : s === last ? 'end' : `minute ${Math.round(s.seconds / 60)}`,
     fmtNumber(s.seconds),
     fmtBytes(s.rss),
-    s.usage ? fmtBytes(s.usage.heapTotal) : 'n/a',
-    s.usage ? fmtBytes(s.usage.heapUsed) : 'n/a',
-    s.usage ? fmtBytes(s.usage.external) : 'n/a',
   ]);
   const peak = samples.reduce((most, s) => Math.max(most, s.rss), 0);
   const body = [
-    `The example proxy (createProxyApp(), the \`deployment\` section's config: ${fmtNumber(DEPLOYMENT.tenants)} tenants with one key each, ` +
+    `The example proxy (\`node examples/proxy/dist/main.js\`, compiled by \`pnpm build\`, with the \`deployment\` section's config in TOLLGATE_CONFIG: ${fmtNumber(DEPLOYMENT.tenants)} tenants with one key each, ` +
       `${DEPLOYMENT.requestsPerMinute} requests and ${fmtNumber(DEPLOYMENT.tokensPerMinute)} tokens a minute per tenant, $${DEPLOYMENT.tenantBudgetUsdPerDay}/day per tenant, ` +
       `$${fmtNumber(DEPLOYMENT.globalBudgetUsdPerDay)}/day global; Redis stores on a redis-server of its own, blocks on; metrics on, access log silent), ` +
       `driven at a steady ${RATE} req/s (autocannon \`overallRate\`, ${CONNECTIONS} connections) for ${durationS / 60} min: each key in turn sends a JSON request, then a streamed one, ` +
-      `to the zero-latency mock upstream. The proxy's resident set (VmRSS of its process, /proc/<pid>/status) is read every ${SAMPLE_EVERY_MS / 1000} s; ` +
-      'the heap and external memory are what the process reports at that moment (process.memoryUsage(), no collection forced). ' +
-      'The proxy runs as `pnpm start` runs it: its own files transpiled by tsx, the tollgate packages from their dist/.',
+      `to the zero-latency mock upstream. The proxy's resident set (VmRSS of its process, /proc/<pid>/status) is read every ${SAMPLE_EVERY_MS / 1000} s. ` +
+      'The proxy runs as a deployment runs it: compiled JavaScript, the tollgate packages from their dist/, nothing else in its process ' +
+      '(`pnpm start` runs the TypeScript sources through tsx, whose compiler and source maps add about 100 MiB: a way to try it, not to deploy it).',
     '',
     `${fmtNumber(result.requests)} answers at ${fmtNumber(result.rps)} req/s, p50 ${fmtMs(quantile(result.latencies, 0.5))}, p99 ${fmtMs(quantile(result.latencies, 0.99))}; ` +
       `${non2xx} non-2xx, ${result.errors} errors. Peak RSS ${fmtBytes(peak)} over ${samples.length} samples.`,
     '',
-    table(['when', 'seconds', 'RSS', 'heap total', 'heap used', 'external'], rows),
+    table(['when', 'seconds', 'RSS'], rows),
   ].join('\n');
   const target = 'Deployment: the example proxy\'s RSS at most 150 MiB after 10 minutes at 200 req/s (1,000 tenants, Redis)';
   const figures = `RSS ${fmtBytes(first.rss)} at the start, ${fmtBytes(last.rss)} after ${fmtNumber(last.seconds / 60, 1)} min (peak ${fmtBytes(peak)})`;

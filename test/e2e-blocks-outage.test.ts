@@ -143,7 +143,8 @@ beforeAll(async () => {
     writeFileSync(configPath, JSON.stringify({
       usageLog,
       redisPrefix: prefix,
-      redis: { blocks: { share: SHARE, maxAge: MAX_AGE_MS } },
+      // Blocks of share x limit (not sized by demand): the bounds below are written in blocks of that size.
+      redis: { blocks: { share: SHARE, size: 'share', maxAge: MAX_AGE_MS } },
       storeOutage: { policy: 'lease', slice: SLICE },
       upstreams: { openai: { baseUrl: `${upstream.url}/v1`, apiKey: 'sk-upstream' } },
       adminKeySha256: sha256Hex(adminKey),

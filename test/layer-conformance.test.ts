@@ -1,10 +1,13 @@
 // The layer invariants (test/conformance/layers.ts) over every backend and layer a deployment can choose: blocks over memory,
-// Redis and a Redis Cluster; leases over Redis; blocks over leases over Redis. Two stores over one backend stand for two processes.
+// Redis and a Redis Cluster; leases over Redis; blocks over leases over Redis; each over a Redis that freezes (SIGSTOP), and
+// with a process killed while it holds a block. Two stores over one backend stand for two processes.
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { blockStores, createMemoryStores, leasedStores } from '@tollgate/core';
-import type { BlockStores, LeasedStores, TollgateStores } from '@tollgate/core';
+import type { BlockStores, LeasedStores, LedgerScope, TollgateStores } from '@tollgate/core';
 import { createClient } from 'redis';
 import { createRedisStores } from '@tollgate/redis';
+import { freePort, PrivateRedis } from '../packages/redis/test/helpers.js';
 import { testCluster } from '../packages/redis/test/redis-cluster.js';
 import { describeLayerInvariants, type LayerHarness } from './conformance/layers.js';
 import { connectTestRedis, deleteKeysWithPrefix } from './conformance/redis.js';
@@ -30,12 +33,55 @@ async function unlinkOn(url: string, key: string): Promise<void> {
   }
 }
 
+/**
+ * Another process (node on the built packages) with the same layers over the same Redis: it opens a budget block of
+ * `scope` (hotAfter 1; three requests of 10, settled into it; blocks held at most 2 s past a request's 1 s ttl), then
+ * says so and is killed with SIGKILL while it holds the block.
+ */
+async function killHolder(redis: Record<string, unknown>, leases: boolean, scope: LedgerScope): Promise<void> {
+  const code = `
+    import { blockStores, leasedStores } from '@tollgate/core';
+    import { createRedisStores } from '@tollgate/redis';
+    const { redis, leases, scope } = JSON.parse(process.env.TG_HOLDER);
+    const inner = createRedisStores(redis);
+    const stores = blockStores(leases ? leasedStores(inner) : inner, { hotAfter: 1, maxAgeMs: 2000 });
+    for (let i = 0; i < 3; i++) {
+      const id = 'holder-' + i;
+      const result = await stores.ledger.reserve({ id, amount: 10, scopes: [scope], ttlMs: 1000 });
+      if (!result.ok) throw new Error('the holder was refused');
+      await stores.ledger.settle(id, 10);
+    }
+    // A block retired on the way settles in the ledger's next batch.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    process.stdout.write('holding');
+    setInterval(() => {}, 1000);
+  `;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', code], {
+    cwd: process.cwd(),
+    env: { ...process.env, TG_HOLDER: JSON.stringify({ redis, leases, scope }) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => void (stderr += chunk.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (chunk: Buffer) => {
+      if (chunk.toString().includes('holding')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`the holder exited (${code}) before holding: ${stderr}`)));
+  });
+  child.kill('SIGKILL');
+  await exited;
+}
+
 function harnessOf(processes: [TollgateStores, TollgateStores], extra: Partial<LayerHarness> & { close?: () => Promise<void> } = {}): LayerHarness {
   return {
     processes,
     quiesce: () => quiesceAll(processes),
     ...(extra.loseData ? { loseData: extra.loseData } : {}),
     ...(extra.loseShard ? { loseShard: extra.loseShard } : {}),
+    ...(extra.freeze ? { freeze: extra.freeze } : {}),
+    ...(extra.killHolder ? { killHolder: extra.killHolder } : {}),
     cleanup: async () => {
       await Promise.all(processes.map((stores) => stores.close()));
       await extra.close?.();
@@ -50,16 +96,17 @@ describeLayerInvariants('blocks over memory', async () => {
   return harnessOf([blockStores(shared, BLOCKS), blockStores(shared, BLOCKS)], { close: () => memory.close() });
 });
 
-async function redisBackend(): Promise<{ open: () => ReturnType<typeof createRedisStores>; loseData: () => Promise<void>; close: () => Promise<void> }> {
+async function redisBackend(): Promise<{ open: () => ReturnType<typeof createRedisStores>; options: Record<string, unknown>; loseData: () => Promise<void>; close: () => Promise<void> }> {
   const url = await connectTestRedis();
   const prefix = `tg-test:layers:${randomUUID()}:`;
-  return { open: () => createRedisStores({ url, prefix, timeoutMs: 5_000 }), loseData: () => deleteKeysWithPrefix(url, prefix), close: () => deleteKeysWithPrefix(url, prefix) };
+  const options = { url, prefix, timeoutMs: 5_000 };
+  return { open: () => createRedisStores(options), options, loseData: () => deleteKeysWithPrefix(url, prefix), close: () => deleteKeysWithPrefix(url, prefix) };
 }
 
 describeLayerInvariants('blocks over Redis', async () => {
   const redis = await redisBackend();
-  return harnessOf([blockStores(redis.open(), BLOCKS), blockStores(redis.open(), BLOCKS)], redis);
-}, { fixedWindow: true, losesData: true });
+  return harnessOf([blockStores(redis.open(), BLOCKS), blockStores(redis.open(), BLOCKS)], { ...redis, killHolder: (scope) => killHolder(redis.options, false, scope) });
+}, { fixedWindow: true, losesData: true, killsHolder: true });
 
 describeLayerInvariants('leases over Redis (Redis up)', async () => {
   const redis = await redisBackend();
@@ -68,14 +115,39 @@ describeLayerInvariants('leases over Redis (Redis up)', async () => {
 
 describeLayerInvariants('blocks over leases over Redis', async () => {
   const redis = await redisBackend();
-  return harnessOf([blockStores(leasedStores(redis.open()), BLOCKS), blockStores(leasedStores(redis.open()), BLOCKS)], redis);
-}, { fixedWindow: true, losesData: true });
+  return harnessOf([blockStores(leasedStores(redis.open()), BLOCKS), blockStores(leasedStores(redis.open()), BLOCKS)], { ...redis, killHolder: (scope) => killHolder(redis.options, true, scope) });
+}, { fixedWindow: true, losesData: true, killsHolder: true });
+
+/** A redis-server of the test's own (never the shared one), which it freezes with SIGSTOP; stores with a short deadline. */
+async function freezingBackend(layer: (stores: TollgateStores) => TollgateStores): Promise<LayerHarness> {
+  const server = new PrivateRedis(await freePort());
+  await server.start();
+  const open = () => layer(createRedisStores({ url: server.url, prefix: 'tg-test:layers:frozen:', timeoutMs: 300 }));
+  return harnessOf([open(), open()], {
+    freeze: async () => {
+      server.signal('SIGSTOP');
+      return async () => server.signal('SIGCONT');
+    },
+    close: async () => {
+      server.signal('SIGCONT');
+      await server.stop();
+    },
+  });
+}
+
+describeLayerInvariants('blocks over a Redis that freezes', () => freezingBackend((stores) => blockStores(stores, BLOCKS)), { freezes: true });
+
+describeLayerInvariants('blocks over leases over a Redis that freezes', () => freezingBackend((stores) => blockStores(leasedStores(stores), BLOCKS)), { freezes: true });
+
+describeLayerInvariants('leases over a Redis that freezes', () => freezingBackend((stores) => leasedStores(stores)), { freezes: true });
 
 describeLayerInvariants('blocks over a Redis Cluster', async () => {
   const cluster = await testCluster();
   const prefix = `tg-test:layers:${randomUUID()}:`;
-  const open = () => blockStores(createRedisStores({ cluster: cluster.urls, prefix, timeoutMs: 5_000, keyCache: false }), BLOCKS);
+  const options = { cluster: cluster.urls, prefix, timeoutMs: 5_000, keyCache: false as const };
+  const open = () => blockStores(createRedisStores(options), BLOCKS);
   return harnessOf([open(), open()], {
+    killHolder: (scope) => killHolder(options, false, scope),
     loseData: () => cluster.deleteKeys(prefix),
     loseShard: async () => {
       const master = await cluster.masterOf('{global}');
@@ -87,4 +159,4 @@ describeLayerInvariants('blocks over a Redis Cluster', async () => {
       await cluster.stop();
     },
   });
-}, { fixedWindow: true, losesData: true, losesShard: true });
+}, { fixedWindow: true, losesData: true, losesShard: true, killsHolder: true });

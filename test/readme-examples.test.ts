@@ -392,7 +392,7 @@ describe.each([
   },
   {
     file: 'packages/redis/examples/blocks.ts',
-    output: 'a holds {"counter":1,"fixedWindow":0,"ledger":0}\nRedis counts 14 tokens while a holds its block\n'
+    output: 'a holds {"counter":1,"fixedWindow":0,"ledger":0}\nRedis counts 10 tokens while a holds its block\n'
       + 'after a gives its block back: 8\nspent 296 of 296, reserved 0\n',
   },
   {

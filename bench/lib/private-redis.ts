@@ -23,7 +23,8 @@ export interface CostPerRequest {
   byCommand: Map<string, { calls: number; usec: number }>;
 }
 
-async function freePort(): Promise<number> {
+/** A TCP port nothing listens on now (the kernel's pick). */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);

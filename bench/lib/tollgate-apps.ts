@@ -33,7 +33,7 @@ async function openStores(options: AppOptions): Promise<TollgateStores> {
     const { createRedisStores } = await import('@tollgate/redis');
     const stores = createRedisStores({ url: String(options.redisUrl ?? REDIS_URL), prefix: String(options.prefix), batch: options.batch !== false });
     if (options.blocks) {
-      // Hot limits and budgets taken a block at a time (blockStores' defaults: 0.001 of each limit, held at most 1 s).
+      // Hot limits and budgets taken a block at a time (blockStores' defaults: sized by demand, at most 0.05 of each limit, held at most 10 s).
       const { blockStores } = await import('@tollgate/core');
       return blockStores(stores);
     }

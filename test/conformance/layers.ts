@@ -1,6 +1,7 @@
 // What every layer over every backend keeps (blocks, leases, both; memory, Redis, Cluster): limits exact across processes,
-// all-or-nothing reservations, settles exactly once, books exact to the unit once the layers gave back what they hold, and
-// nothing credited when the backend loses its data. Limits are large enough here that blocks open and run out.
+// all-or-nothing reservations, settles exactly once, books exact to the unit once the layers gave back what they hold,
+// nothing credited when the backend loses its data, no call hanging while it is frozen, and a block whose process was
+// killed charged in full, never lost. Limits are large enough here that blocks open and run out.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { LedgerScope, TollgateStores } from '@tollgate/core';
@@ -14,6 +15,13 @@ export interface LayerHarness {
   loseData?(): Promise<void>;
   /** One shard forgets its data, the global slot's (a cluster master failed over to an empty replica). */
   loseShard?(): Promise<void>;
+  /** Freezes the backend (SIGSTOP: it stalls without closing connections); resolves to the call that thaws it. */
+  freeze?(): Promise<() => Promise<void>>;
+  /**
+   * Starts another process on the same backend with the same layers, which opens a budget block of `scope` (its
+   * requests settled into it), reports what the backend holds for it, and is killed (SIGKILL) holding it.
+   */
+  killHolder?(scope: LedgerScope): Promise<void>;
   cleanup(): Promise<void>;
 }
 
@@ -27,6 +35,30 @@ export interface LayerOptions {
   losesData?: boolean;
   /** The harness has `loseShard`: the test of one shard losing its data runs. */
   losesShard?: boolean;
+  /** The harness has `freeze`: the frozen-backend test runs. */
+  freezes?: boolean;
+  /** The harness has `killHolder`: the killed-holder test runs. */
+  killsHolder?: boolean;
+}
+
+/** `promise`, or a failure naming `what` when it has not settled within `ms`: no store call may hang. */
+async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} hung for ${ms} ms`)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Polls `read` until it equals `expected` or `ms` passed; returns the last reading (the caller's expect shows it). */
+async function settledTo<T>(read: () => Promise<T>, expected: T, ms: number): Promise<T> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const value = await read();
+    if (JSON.stringify(value) === JSON.stringify(expected) || Date.now() > until) return value;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 export function describeLayerInvariants(name: string, makeHarness: () => Promise<LayerHarness>, options: LayerOptions = {}): void {
@@ -122,6 +154,79 @@ export function describeLayerInvariants(name: string, makeHarness: () => Promise
         expect(passed).toBeLessThanOrEqual(300);
         // Refused early only by what the other process's block holds unused.
         expect(passed).toBeGreaterThan(300 * 0.8);
+      });
+    }
+
+    if (options.freezes) {
+      it('while the backend is frozen no call hangs and nothing passes a limit; thawed, the books are exact to the unit', async () => {
+        const key = scope('key', 3_000, 'key');
+        const global = scope('global', 100_000_000, 'global');
+        let settled = 0;
+        const outcomes = { granted: 0, refused: 0, failed: 0 };
+        // A request: reserve 10, settle 7. A settle that times out is still delivered (the ledger retries it).
+        const ask = async (stores: TollgateStores) => {
+          const id = `r-${randomUUID()}`;
+          let result;
+          try {
+            result = await within(10_000, 'a reserve', stores.ledger.reserve({ id, amount: 10, scopes: [key, global], ttlMs: LONG }));
+          } catch (error) {
+            if (error instanceof Error && error.message.includes('hung')) throw error;
+            outcomes.failed++;
+            return;
+          }
+          if (!result.ok) {
+            outcomes.refused++;
+            return;
+          }
+          outcomes.granted++;
+          settled += 7;
+          await within(10_000, 'a settle', stores.ledger.settle(id, 7)).catch((error: unknown) => {
+            if (error instanceof Error && error.message.includes('hung')) throw error;
+          });
+        };
+        const burst = (count: number) => Promise.all(harness.processes.flatMap((stores) => Array.from({ length: 4 }, async () => {
+          for (let i = 0; i < count; i++) await ask(stores);
+        })));
+        await burst(5);
+        const thaw = await harness.freeze!();
+        try {
+          await burst(5);
+        } finally {
+          await thaw();
+        }
+        await burst(60);
+        // 4 x 70 x 2 = 560 requests of up to 10 against 3,000: the limit stops them, never passed.
+        expect(outcomes.granted).toBeGreaterThan(0);
+        expect(settled).toBeLessThanOrEqual(3_000);
+        await harness.quiesce();
+        const books = await settledTo(async () => (await backend().ledger.usage([key, global])).map((s) => [s.spent, s.reserved]), [[settled, 0], [settled, 0]], 15_000);
+        expect(books).toEqual([[settled, 0], [settled, 0]]);
+      });
+    }
+
+    if (options.killsHolder) {
+      it('a process killed holding a budget block: its block charged in full at expiry, nothing past the limit meanwhile, nothing lost', async () => {
+        const key = scope('key', 5_000, 'key');
+        await harness.killHolder!(key);
+        // What the backend counts for the dead process: what its block's settled requests spent, and the block it held.
+        const [dead] = await backend().ledger.usage([key]);
+        expect(dead!.reserved).toBeGreaterThan(0);
+        let spent = 0;
+        await Promise.all(harness.processes.flatMap((stores) => Array.from({ length: 4 }, async () => {
+          for (let i = 0; i < 80; i++) {
+            const id = `r-${randomUUID()}`;
+            const result = await stores.ledger.reserve({ id, amount: 10, scopes: [key], ttlMs: LONG });
+            if (!result.ok) continue;
+            spent += 10;
+            await stores.ledger.settle(id, 10);
+          }
+        })));
+        // The dead block still counts against the limit while it is held.
+        expect(dead!.spent + dead!.reserved + spent).toBeLessThanOrEqual(5_000);
+        await harness.quiesce();
+        // Charged in full once its reservation's time passed (the holder's ttl is short), and never settled again.
+        const books = await settledTo(async () => (await backend().ledger.usage([key])).map((s) => [s.spent, s.reserved]), [[dead!.spent + dead!.reserved + spent, 0]], 15_000);
+        expect(books).toEqual([[dead!.spent + dead!.reserved + spent, 0]]);
       });
     }
 

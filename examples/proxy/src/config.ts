@@ -297,14 +297,16 @@ const redisSchema = fields({
       trueOrFalse,
       fields({
         share: fraction('must be a number above 0 and at most 1 (a share of each limit and budget)').optional()
-          .describe('A block\'s size as a share of its limit. Default: 0.001.'),
-        maxAge: duration.optional().describe('How long a block hands out before what it did not hand out goes back. Default: "1s".'),
+          .describe('The most a block holds, as a share of its limit (blocks are sized by demand: twice the requests a process saw within maxAge). Default: 0.05.'),
+        size: choice(['demand', 'share'], 'must be "demand" or "share"').optional()
+          .describe('"demand": a block holds twice the requests the process saw within maxAge, at most share of the limit; "share": always share of the limit. Default: "demand".'),
+        maxAge: duration.optional().describe('How long a block hands out before what it did not hand out goes back. Default: "10s".'),
       }),
-    ], 'must be true, false or { "share": 0.001, "maxAge": "1s" }')
+    ], 'must be true, false or { "share": 0.05, "size": "demand", "maxAge": "10s" }')
     .optional()
     .describe(
       'Hot limits and budgets taken from Redis a block at a time and handed out in-process (blockStores): far fewer Redis calls. '
-      + 'Never past a limit; a caller may be refused up to processes × share × limit early for at most maxAge. Default: true.',
+      + 'Never past a limit; a caller may be refused early by what other processes hold unused (at most share × limit each) for at most maxAge. Default: true.',
     ),
 }).describe('Redis options: a Redis Cluster instead of one server (`redisUrl`): `{ "cluster": ["redis://host:port", ...] }`; `blocks`.');
 

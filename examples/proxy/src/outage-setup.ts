@@ -48,6 +48,7 @@ export function blockedStores<S extends TollgateStores>(blocks: RedisConfig['blo
   if (blocks === undefined || blocks === true) return blockStores(stores);
   return blockStores(stores, {
     ...(blocks.share === undefined ? {} : { share: blocks.share }),
+    ...(blocks.size === undefined ? {} : { size: blocks.size }),
     ...(blocks.maxAge === undefined ? {} : { maxAgeMs: parseDuration(blocks.maxAge) }),
   });
 }

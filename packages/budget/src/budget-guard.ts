@@ -3,8 +3,6 @@ import { randomUUID } from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
 import {
   ApiError,
-  MemoryReservationLedger,
-  unalteredMemoryStore,
   ledgerAtOnce,
   TollgateError,
   affordableOutputTokens,
@@ -25,7 +23,7 @@ import type {
   ErrorRenderer,
   Identity,
   LedgerScope,
-  MemoryLedgerCallOptions,
+  AtOnceCallOptions,
   PreCallCheck,
   Pricing,
   ReservationLedger,
@@ -219,10 +217,8 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
   const plan = new BudgetPlan(options satisfies BudgetPlanOptions);
   const ownStores = options.ledger ? undefined : createMemoryStores();
   const ledger = options.ledger ?? ownStores!.ledger;
-  /** An in-memory ledger answers at once: its calls need neither a promise nor a deadline (unless it is wrapped). */
-  const memoryLedger = unalteredMemoryStore(ledger, MemoryReservationLedger, ['reserve', 'settle', 'release']);
-  /** A ledger that answers from a block it holds (blockStores) does so at once too; otherwise its promise. */
-  const atOnceLedger = memoryLedger ? undefined : ledgerAtOnce(ledger);
+  /** One call path: the ledger's answer at once where it can give one (in process memory, from a block it holds), else its promise with a deadline. */
+  const atOnceLedger = ledgerAtOnce(ledger);
   const pricing = options.pricing ?? createPricing();
   const minOutputTokens = options.minOutputTokens ?? 16;
   if (!Number.isSafeInteger(minOutputTokens) || minOutputTokens < 1) throw optionError(`minOutputTokens must be a positive integer; got ${JSON.stringify(options.minOutputTokens)}`);
@@ -239,7 +235,7 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
   const book: BudgetBook = { plan, ledger, monitor, now, storeTimeoutMs };
   const mayDowngrade = plan.mayDowngrade;
   // Scope balances in reserve and settle answers serve downgrades and soft limits only: without either, not built.
-  const memoryCalls: MemoryLedgerCallOptions = { balances: mayDowngrade || plan.maySoftLimit };
+  const atOnceCalls: AtOnceCallOptions = { balances: mayDowngrade || plan.maySoftLimit };
   const known = new KnownSpend();
   /**
    * Per model (family id): how far past the input bound its provider has billed, learned from
@@ -376,9 +372,8 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     if (record && actual > granted) noteOvershoot(hold, record, actual);
     // Settled once: the ledger delivers it (a reservation past its TTL was charged its amount at
     // expiry, and this settle corrects that to the actual cost). Waiting is bounded; the delivery is not.
-    if (memoryLedger) return afterSettle(windows, memoryLedger.settleSync(id, actual, memoryCalls).scopes);
     if (atOnceLedger) {
-      const settled = atOnceLedger.settleAtOnce(id, actual);
+      const settled = atOnceLedger.settleAtOnce(id, actual, atOnceCalls);
       if (settled) return afterSettle(windows, settled.scopes);
     }
     return withTimeout(ledger.settle(id, actual), storeTimeoutMs, 'ledger.settle').then(({ scopes }) => afterSettle(windows, scopes));
@@ -428,7 +423,7 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
       return { kind: 'denied', value: new ApiError('misconfigured_route', message), retryAfterMs: 0, final: true };
     }
     const found = plan.forIdentity(ctx.identity);
-    if (!(memoryLedger || atOnceLedger) || !ledgerReportsBalances || !Array.isArray(found)) return reserveAsync(req, ctx, estimate, found);
+    if (!atOnceLedger || !ledgerReportsBalances || !Array.isArray(found)) return reserveAsync(req, ctx, estimate, found);
     if (found.length === 0) return { kind: 'allowed', value: undefined };
     const current = listWindowsAt(found, now());
     let ask: Ask;
@@ -437,7 +432,7 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
       // The ledger reports balances (checked above): a downgrade is judged without a read, with nothing to wait for.
       if (mayDowngrade) applyDowngrade(req, estimate, current.windows);
       ask = askFor(ctx, estimate, current);
-      result = memoryLedger ? memoryLedger.reserveSync(ask.request, memoryCalls) : atOnceLedger!.reserveAtOnce(ask.request);
+      result = atOnceLedger.reserveAtOnce(ask.request, atOnceCalls);
       if (result) storeFailing = false;
     } catch (error) {
       return storeFailed(req, error);
@@ -509,14 +504,15 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
   }
 
   function releaseReservation(id: string): Promise<void> | undefined {
-    if (atOnceLedger?.settleAtOnce(id, 0)) return undefined;
-    if (!memoryLedger) return withTimeout(ledger.release(id), storeTimeoutMs, 'ledger.release').then(() => undefined, reportStoreError);
-    try {
-      memoryLedger.releaseSync(id);
-    } catch (error) {
-      reportStoreError(error);
+    if (atOnceLedger) {
+      try {
+        if (atOnceLedger.settleAtOnce(id, 0, atOnceCalls)) return undefined;
+      } catch (error) {
+        reportStoreError(error);
+        return undefined;
+      }
     }
-    return undefined;
+    return withTimeout(ledger.release(id), storeTimeoutMs, 'ledger.release').then(() => undefined, reportStoreError);
   }
 
   /**

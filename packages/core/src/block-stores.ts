@@ -1,63 +1,38 @@
 // Block stores: a hot limit or budget is taken from the shared store (Redis) a block at a time and handed out in-process.
 import { LeaseExhaustedError } from './leased-stores.js';
 import { assertReserveNumbers, assertStoreAmount, assertStoreNumber } from './store-input.js';
-import type { FixedWindowCounter, LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, ScopeBalance, ScopeUsage, SettleResult, TollgateStores, WindowCounter, WindowResult } from './stores.js';
+import type { FixedWindowAtOnce, FixedWindowCounter, LedgerAtOnce, LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, ScopeBalance, ScopeUsage, SettleResult, TollgateStores, WindowCounter, WindowCounterAtOnce, WindowResult } from './stores.js';
 
 export interface BlockOptions {
   /**
-   * A block's size as a share of its limit (requests, tokens or budget). A limit whose block
-   * would not hold two requests' worth is counted per request, as without blocks.
-   * @default 0.001
+   * The most a block holds, as a share of its limit (requests, tokens or budget): what one process
+   * may keep from the others for `maxAgeMs`. A limit whose block would not hold two requests'
+   * worth is counted per request, as without blocks.
+   * @default 0.05
    */
   share?: number;
-  /** A block hands out for at most this long; then what it did not hand out goes back. @default 1000 */
+  /**
+   * How big a block is. `'demand'`: what this process is expected to hand out while the block
+   * lives (twice the requests it saw for the subject within the last `maxAgeMs`, at least two,
+   * in the opening request's units), at most `share` of the limit; so a tenant among thousands
+   * holds a few requests' worth, and a budget of $100,000 a day is not held $5,000 at a time.
+   * `'share'`: always `share` of the limit.
+   * @default 'demand'
+   */
+  size?: 'demand' | 'share';
+  /** A block hands out for at most this long; then what it did not hand out goes back. @default 10000 */
   maxAgeMs?: number;
   /**
    * A block opens for a limit or budget scope only once this process has seen this many requests
-   * for it within `maxAgeMs` (this one included): hot subjects are served from blocks, a subject
-   * that sees a request now and then (a tenant among thousands) is counted per request, where a
-   * block would cost a take and a give-back for the one request it serves.
-   * @default 3
+   * for it within `maxAgeMs` (this one included): a subject that sees one request now and then is
+   * counted per request, where a request window's block would cost a take and a give-back for the
+   * one request it serves. (A budget or token block costs what one request counted in the store
+   * does, a reserve and a settle, and serves every request of its subject while it lives.)
+   * @default 2
    */
   hotAfter?: number;
   /** @default Date.now */
   clock?: () => number;
-}
-
-/**
- * The parts of block stores answer from an open block without a promise: each `…AtOnce` call
- * returns the answer (or true), or undefined (false) when only its promise-returning twin can
- * answer, which the caller then makes. Callers on a hot path use them where present.
- */
-export interface WindowCounterAtOnce {
-  consumeAtOnce(key: string, units: number, options: { limit: number; windowMs: number; slot?: string }): WindowResult | undefined;
-  adjustAtOnce(key: string, delta: number, options: { windowMs: number; windowStart: number; slot?: string }): boolean;
-}
-
-export interface FixedWindowAtOnce {
-  hitAtOnce(key: string, windowMs: number, limit: number): { hits: number; resetAt: number } | undefined;
-  giveBackAtOnce(key: string): boolean;
-}
-
-export interface LedgerAtOnce {
-  reserveAtOnce(request: ReserveRequest): ReserveResult | undefined;
-  settleAtOnce(id: string, actualAmount: number): SettleResult | undefined;
-}
-
-/** The part itself when it answers at once (block stores' parts do); undefined otherwise. */
-export function counterAtOnce(counter: WindowCounter): (WindowCounter & WindowCounterAtOnce) | undefined {
-  const part = counter as Partial<WindowCounterAtOnce>;
-  return typeof part.consumeAtOnce === 'function' && typeof part.adjustAtOnce === 'function' ? (counter as WindowCounter & WindowCounterAtOnce) : undefined;
-}
-
-export function ledgerAtOnce(ledger: ReservationLedger): (ReservationLedger & LedgerAtOnce) | undefined {
-  const part = ledger as Partial<LedgerAtOnce>;
-  return typeof part.reserveAtOnce === 'function' && typeof part.settleAtOnce === 'function' ? (ledger as ReservationLedger & LedgerAtOnce) : undefined;
-}
-
-export function fixedWindowAtOnce<T extends object>(windows: T): (T & FixedWindowAtOnce) | undefined {
-  const part = windows as Partial<FixedWindowAtOnce>;
-  return typeof part.hitAtOnce === 'function' && typeof part.giveBackAtOnce === 'function' ? (windows as T & FixedWindowAtOnce) : undefined;
 }
 
 export interface BlockState {
@@ -132,14 +107,16 @@ const LEAST_REQUESTS_PER_BLOCK = 2;
 /** A fixed window's unused hits go back only while it still runs this long: never into the window after it. */
 const GIVE_BACK_MARGIN_MS = 100;
 
-function assertOptions(options: BlockOptions): { share: number; maxAgeMs: number; hotAfter: number; clock: () => number } {
-  const share = options.share ?? 0.001;
+function assertOptions(options: BlockOptions): { share: number; size: 'demand' | 'share'; maxAgeMs: number; hotAfter: number; clock: () => number } {
+  const share = options.share ?? 0.05;
   if (typeof share !== 'number' || !(share > 0 && share <= 1)) throw new TypeError(`blockStores: share must be a number in (0, 1]; got ${String(options.share)}`);
-  const maxAgeMs = options.maxAgeMs ?? 1_000;
+  const size = options.size ?? 'demand';
+  if (size !== 'demand' && size !== 'share') throw new TypeError(`blockStores: size must be 'demand' or 'share'; got ${String(options.size)}`);
+  const maxAgeMs = options.maxAgeMs ?? 10_000;
   if (typeof maxAgeMs !== 'number' || !(maxAgeMs > 0) || !Number.isFinite(maxAgeMs)) throw new TypeError(`blockStores: maxAgeMs must be a positive number of ms; got ${String(options.maxAgeMs)}`);
-  const hotAfter = options.hotAfter ?? 3;
+  const hotAfter = options.hotAfter ?? 2;
   if (typeof hotAfter !== 'number' || !Number.isSafeInteger(hotAfter) || hotAfter < 1) throw new TypeError(`blockStores: hotAfter must be a whole number of requests >= 1; got ${String(options.hotAfter)}`);
-  return { share, maxAgeMs, hotAfter, clock: options.clock ?? Date.now };
+  return { share, size, maxAgeMs, hotAfter, clock: options.clock ?? Date.now };
 }
 
 /**
@@ -171,8 +148,10 @@ let blockCount = 0;
  * tenants share it.
  *
  * - Nothing is ever admitted past a limit: every grant comes out of what the store counted.
- * - What a process holds unused is unavailable to the others for at most `maxAgeMs`: with P
- *   processes a caller may be refused up to P × share × limit early. Near a limit (a block no
+ * - What a process holds unused is unavailable to the others for at most `maxAgeMs` (and the
+ *   second the sweep takes to see it): with P processes a caller may be refused up to
+ *   P × share × limit early; with blocks sized by demand, up to what each process expected to
+ *   hand out, which is less. Near a limit (a block no
  *   longer fits), requests are counted one by one in the store again, exactly as without blocks;
  *   so are budgets near the end of a lease's slice (leasedStores, the store being out).
  * - Headers and balances a block answers with are the store's as of the block (others' use since
@@ -183,20 +162,29 @@ let blockCount = 0;
  * Keys, `usage` and the operator calls pass through.
  */
 export function blockStores<S extends TollgateStores>(stores: S, options: BlockOptions = {}): BlockStores<S> {
-  const { share, maxAgeMs, hotAfter, clock } = assertOptions(options);
-  /** Requests seen per subject (a window's id, a scope's signature) since `since`, to tell hot ones. */
-  const heat = new Map<string, { count: number; since: number }>();
-  /** True when `id` has had `hotAfter` requests within `maxAgeMs`, this one included. */
-  function hot(id: string, now: number): boolean {
-    if (hotAfter <= 1) return true;
-    const seen = heat.get(id);
-    if (!seen || now - seen.since >= maxAgeMs) {
-      heat.set(id, { count: 1, since: now });
-      return false;
+  const { share, size: sizing, maxAgeMs, hotAfter, clock } = assertOptions(options);
+  /**
+   * Requests seen per subject (a window's id, a scope's signature), served from a block or not:
+   * in the period of `maxAgeMs` that began at `start`, and in the one before it.
+   */
+  const heat = new Map<string, { start: number; current: number; previous: number }>();
+  /** Counts a request for `id`; returns the requests seen within the last `maxAgeMs` (the period before weighted by its overlap), this one included. */
+  function note(id: string, now: number): number {
+    let seen = heat.get(id);
+    if (!seen || now - seen.start >= 2 * maxAgeMs) {
+      heat.set(id, (seen = { start: now, current: 0, previous: 0 }));
+    } else if (now - seen.start >= maxAgeMs) {
+      seen.previous = seen.current;
+      seen.current = 0;
+      seen.start += maxAgeMs;
     }
-    seen.count += 1;
-    return seen.count >= hotAfter;
+    seen.current += 1;
+    return seen.current + seen.previous * Math.max(0, 1 - (now - seen.start) / maxAgeMs);
   }
+  const hot = (recent: number): boolean => hotAfter <= 1 || recent >= hotAfter;
+  /** A block's size for a request of `units` when `recent` requests came within `maxAgeMs`: its demand, at most `cap` (share × limit). */
+  const blockSize = (cap: number, units: number, recent: number): number =>
+    sizing === 'share' ? cap : Math.min(cap, units * Math.max(LEAST_REQUESTS_PER_BLOCK, Math.ceil(2 * recent)));
   /** Give-backs and block settles under way: retireAll waits for them. */
   const sending = new Set<Promise<unknown>>();
   const send = (call: Promise<unknown>): void => {
@@ -229,6 +217,7 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
   }
   async function consumeInBlocks(key: string, units: number, opts: { limit: number; windowMs: number; slot?: string }): Promise<WindowResult> {
     const id = counterIdOf(key, opts.windowMs);
+    const recent = note(id, clock());
     for (let attempt = 0; ; attempt++) {
       const now = clock();
       const block = counterBlocks.get(id);
@@ -240,8 +229,9 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
         }
         retireCounter(id, block);
       }
-      const size = Math.floor(share * opts.limit);
-      if (attempt > 0 || size < units * LEAST_REQUESTS_PER_BLOCK || (counterDirect.get(id) ?? 0) > now || !hot(id, now)) return stores.counter.consume(key, units, opts);
+      const cap = Math.floor(share * opts.limit);
+      if (attempt > 0 || cap < units * LEAST_REQUESTS_PER_BLOCK || (counterDirect.get(id) ?? 0) > now || !hot(recent)) return stores.counter.consume(key, units, opts);
+      const size = blockSize(cap, units, recent);
       const taking = counterTaking.get(id);
       if (taking) {
         await taking;
@@ -272,10 +262,12 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
     consumeAtOnce(key, units, opts) {
       assertStoreNumber('counter.consume', 'units', units);
       assertStoreNumber('counter.consume', 'limit', opts.limit);
-      const block = counterBlocks.get(counterIdOf(key, opts.windowMs));
+      const id = counterIdOf(key, opts.windowMs);
+      const block = counterBlocks.get(id);
       if (!block || block.used + units > block.size || block.limit !== opts.limit) return undefined;
       const now = clock();
       if (now - block.bornAt >= maxAgeMs || now >= block.windowStart + opts.windowMs) return undefined;
+      note(id, now);
       block.used += units;
       return counterResult(block);
     },
@@ -312,6 +304,7 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
     if (unused > 0 && block.resetAt - clock() > GIVE_BACK_MARGIN_MS) send(inner!.giveBackBy!(key, unused, GIVE_BACK_MARGIN_MS));
   }
   async function hitInBlocks(key: string, windowMs: number, limit: number): Promise<{ hits: number; resetAt: number }> {
+    const recent = note(key, clock());
     for (let attempt = 0; ; attempt++) {
       const now = clock();
       const block = fixedBlocks.get(key);
@@ -322,8 +315,9 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
         }
         retireFixed(key, block);
       }
-      const size = Math.floor(share * limit);
-      if (attempt > 0 || size < LEAST_REQUESTS_PER_BLOCK || (fixedDirect.get(key) ?? 0) > now || !hot(key, now)) return inner!.hit(key, windowMs);
+      const cap = Math.floor(share * limit);
+      if (attempt > 0 || cap < LEAST_REQUESTS_PER_BLOCK || (fixedDirect.get(key) ?? 0) > now || !hot(recent)) return inner!.hit(key, windowMs);
+      const size = blockSize(cap, 1, recent);
       const taking = fixedTaking.get(key);
       if (taking) {
         await taking;
@@ -358,6 +352,7 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
       if (!block || block.used >= block.size || block.limit !== limit) return undefined;
       const now = clock();
       if (now - block.bornAt >= maxAgeMs || now >= block.resetAt) return undefined;
+      note(key, now);
       block.used += 1;
       return { hits: block.base + block.used, resetAt: block.resetAt };
     },
@@ -409,6 +404,7 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
       if (!fits(block, request, now)) return undefined;
       found[i] = block;
     }
+    for (const block of found) note(block.signature, now);
     return found;
   }
   function grantFrom(blocks: LedgerBlock[], request: ReserveRequest): ReserveResult {
@@ -423,13 +419,12 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
     return { ok: true, id: request.id, amount: request.amount, scopes: balances };
   }
   /** Opens a block of one scope, or marks it counted per request for a while when it cannot (too near its limit, a lease's slice too small). */
-  async function openBlock(scope: LedgerScope, signature: string, request: ReserveRequest): Promise<void> {
+  async function openBlock(scope: LedgerScope, signature: string, request: ReserveRequest, size: number): Promise<void> {
     const taking = ledgerTaking.get(signature);
     if (taking) {
       await taking;
       return;
     }
-    const size = Math.floor(share * scope.limit);
     const id = `${blockIdPrefix}${(++blockCount).toString(36)}`;
     const take = stores.ledger.reserve({ id, amount: size, scopes: [scope], ttlMs: request.ttlMs + maxAgeMs });
     ledgerTaking.set(signature, take.catch(() => undefined));
@@ -471,10 +466,13 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
    */
   async function reserveInBlocks(request: ReserveRequest): Promise<ReserveResult> {
     const { scopes } = request;
-    // Scopes named twice, nothing to hold, or a grant that may be clamped below its amount: counted in the store as a whole.
-    if (!(request.amount > 0) || (request.minAmount !== undefined && request.minAmount < request.amount) || new Set(scopes.map((scope) => scope.key)).size !== scopes.length) {
+    // Scopes named twice or nothing to hold: counted in the store as a whole. A grant that may be clamped (`minAmount`)
+    // is served from blocks only whole: a block with room for the whole amount means the scope had it; where none has,
+    // the store clamps it, as without blocks.
+    if (!(request.amount > 0) || new Set(scopes.map((scope) => scope.key)).size !== scopes.length) {
       return stores.ledger.reserve(request);
     }
+    const recent = scopes.map((scope) => note(signatureOf(scope), clock()));
     for (let attempt = 0; ; attempt++) {
       const now = clock();
       const parts = new Array<LedgerBlock | undefined>(scopes.length);
@@ -489,8 +487,9 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
           continue;
         }
         direct++;
-        const blockable = attempt === 0 && Math.floor(share * scope.limit) >= request.amount * LEAST_REQUESTS_PER_BLOCK && !((ledgerDirect.get(signature) ?? 0) > now);
-        if (blockable && hot(signature, now)) opening.push(openBlock(scope, signature, request));
+        const cap = Math.floor(share * scope.limit);
+        const blockable = attempt === 0 && cap >= request.amount * LEAST_REQUESTS_PER_BLOCK && !((ledgerDirect.get(signature) ?? 0) > now);
+        if (blockable && hot(recent[i]!)) opening.push(openBlock(scope, signature, request, blockSize(cap, request.amount, recent[i]!)));
       }
       if (opening.length > 0) {
         await Promise.all(opening);
@@ -512,8 +511,11 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
           return stored;
         }
       }
-      grants.set(request.id, { blocks: parts, direct: direct > 0, amount: request.amount, expiresAt: clock() + request.ttlMs });
-      return { ok: true, id: request.id, amount: request.amount, scopes: balancesOf(parts, scopes, stored?.ok ? stored.scopes : undefined) };
+      // The store may have clamped its part (`minAmount`): the blocks' parts hold the same, no more.
+      const granted = stored?.ok ? stored.amount : request.amount;
+      if (granted < request.amount) for (const block of parts) if (block) block.used -= request.amount - granted;
+      grants.set(request.id, { blocks: parts, direct: direct > 0, amount: granted, expiresAt: clock() + request.ttlMs });
+      return { ok: true, id: request.id, amount: granted, scopes: balancesOf(parts, scopes, stored?.ok ? stored.scopes : undefined) };
     }
   }
   /** Each scope's balance in request order: its block's, or the store's for a scope reserved there. */
@@ -618,10 +620,11 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
     for (const block of ledgerBlocks.values()) if (now - block.bornAt >= maxAgeMs) retireLedger(block);
     // The store charges its own part of an expired grant, as any reservation nobody settled.
     for (const [id, grant] of grants) if (grant.expiresAt <= now) settleBlocks(id, grant, grant.amount);
-    for (const [id, seen] of heat) if (now - seen.since >= maxAgeMs) heat.delete(id);
+    for (const [id, seen] of heat) if (now - seen.start >= 2 * maxAgeMs) heat.delete(id);
     for (const direct of [counterDirect, fixedDirect, ledgerDirect]) for (const [key, until] of direct) if (until <= now) direct.delete(key);
   }
-  const timer = setInterval(sweep, maxAgeMs);
+  // At least every second, so a block a subject stopped using goes back soon after its age.
+  const timer = setInterval(sweep, Math.min(maxAgeMs, 1_000));
   timer.unref();
 
   const state: BlockState = {

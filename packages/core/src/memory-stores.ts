@@ -7,7 +7,6 @@ import type { ApiKeyRecord, TollgateStores } from './stores.js';
 
 export { deepFreeze, MemoryKeyStore } from './memory/key-store.js';
 export { MemoryReservationLedger } from './memory/reservation-ledger.js';
-export type { MemoryLedgerCallOptions } from './memory/reservation-ledger.js';
 export { MemoryWindowCounter, windowRetryAfterMs } from './memory/window-counter.js';
 
 /**

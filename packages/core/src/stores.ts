@@ -244,3 +244,70 @@ export interface TollgateStores {
   /** Release timers and connections the stores own. */
   close(): Promise<void>;
 }
+
+/** Options of a ledger call answered at once. */
+export interface AtOnceCallOptions {
+  /**
+   * Answer with each scope's numbers (`scopes`), as the promise-returning calls do. A caller that
+   * does not use them spares building them on every call. A store may answer with them anyway.
+   * @default true
+   */
+  balances?: boolean;
+}
+
+/**
+ * A store part may also answer at once, without a promise: each `…AtOnce` call returns the answer
+ * (or true), or undefined (false) when only its promise-returning method can answer now, which the
+ * caller then calls. The answer is the one the promise would have given: one rule, delivered two
+ * ways. Memory stores always answer at once; block stores answer from a block they hold; Redis
+ * never does. Callers do not choose between backends: they ask `counterAtOnce(part)` (or
+ * `ledgerAtOnce`, `fixedWindowAtOnce`) once, and try it before the promise.
+ */
+export interface WindowCounterAtOnce {
+  consumeAtOnce(key: string, units: number, options: { limit: number; windowMs: number; slot?: string }): WindowResult | undefined;
+  adjustAtOnce(key: string, delta: number, options: { windowMs: number; windowStart: number; slot?: string }): boolean;
+}
+
+export interface FixedWindowAtOnce {
+  hitAtOnce(key: string, windowMs: number, limit: number): { hits: number; resetAt: number } | undefined;
+  giveBackAtOnce(key: string): boolean;
+}
+
+export interface LedgerAtOnce {
+  reserveAtOnce(request: ReserveRequest, options?: AtOnceCallOptions): ReserveResult | undefined;
+  /** `settle`, at once; `release` is a settle of 0. */
+  settleAtOnce(id: string, actualAmount: number, options?: AtOnceCallOptions): SettleResult | undefined;
+}
+
+/**
+ * True when `part` answers `atOnce` methods of its own, beside the very `twins` it would answer by
+ * promise: the object (or prototype) that defines the first at-once method also defines every one
+ * of them and of their twins, and `part` hands out those same functions. A wrapper that counts,
+ * times or changes `consume` (a Proxy, a subclass overriding it) is then answered by promise only:
+ * its at-once twins would walk around it.
+ */
+function answersAtOnce(part: object, atOnce: readonly string[], twins: readonly string[]): boolean {
+  let owner: object | null = part;
+  while (owner !== null && !Object.prototype.hasOwnProperty.call(owner, atOnce[0]!)) owner = Object.getPrototypeOf(owner) as object | null;
+  if (owner === null) return false;
+  for (const name of [...atOnce, ...twins]) {
+    const own = Object.getOwnPropertyDescriptor(owner, name);
+    if (!own || typeof own.value !== 'function' || (part as Record<string, unknown>)[name] !== own.value) return false;
+  }
+  return true;
+}
+
+/** The counter itself when it answers at once (memory counters, block stores' counter); undefined otherwise. */
+export function counterAtOnce(counter: WindowCounter): (WindowCounter & WindowCounterAtOnce) | undefined {
+  return answersAtOnce(counter, ['consumeAtOnce', 'adjustAtOnce'], ['consume', 'adjust']) ? (counter as WindowCounter & WindowCounterAtOnce) : undefined;
+}
+
+/** The ledger itself when it answers at once (memory ledgers, block stores' ledger); undefined otherwise. */
+export function ledgerAtOnce(ledger: ReservationLedger): (ReservationLedger & LedgerAtOnce) | undefined {
+  return answersAtOnce(ledger, ['reserveAtOnce', 'settleAtOnce'], ['reserve', 'settle', 'release']) ? (ledger as ReservationLedger & LedgerAtOnce) : undefined;
+}
+
+/** The request windows themselves when they answer at once (block stores' fixed windows); undefined otherwise. */
+export function fixedWindowAtOnce<T extends object>(windows: T): (T & FixedWindowAtOnce) | undefined {
+  return answersAtOnce(windows, ['hitAtOnce', 'giveBackAtOnce'], ['hit', 'giveBack']) ? (windows as T & FixedWindowAtOnce) : undefined;
+}

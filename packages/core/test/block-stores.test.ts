@@ -76,7 +76,7 @@ afterEach(async () => {
 
 /** Block stores that open a block at a subject's first request (the mechanics under test here; hotness has its own tests). */
 function blocked<S extends TollgateStores>(stores: S, options: Parameters<typeof blockStores>[1] = {}): BlockStores<S> {
-  const made = blockStores(stores, { hotAfter: 1, ...options });
+  const made = blockStores(stores, { hotAfter: 1, size: 'share', ...options });
   opened.push(made);
   return made;
 }
@@ -145,7 +145,7 @@ describe('blockStores: hot and thin subjects', () => {
   it('counts a key seen now and then per request, and opens a block for a key at its third request within maxAgeMs', async () => {
     let now = 1_000_000;
     const { stores, calls } = countedStores();
-    const wrapped = blockStores(stores, { share: 0.01, maxAgeMs: 1_000, clock: () => now });
+    const wrapped = blockStores(stores, { share: 0.01, size: 'share', hotAfter: 3, maxAgeMs: 1_000, clock: () => now });
     // A thin key: one request a second, each counted in the store (a block would serve only it).
     for (let i = 0; i < 5; i++) {
       expect(await wrapped.counter.consume('thin', 10, { limit: 100_000, ...WINDOW })).toMatchObject({ allowed: true });
@@ -158,6 +158,86 @@ describe('blockStores: hot and thin subjects', () => {
     expect(calls.consume).toBe(5 + 3);
     expect(wrapped.blocks.open().counter).toBe(1);
     await wrapped.close();
+  });
+});
+
+describe('blockStores: blocks sized by demand (the default)', () => {
+  it('counts the first request of a subject in the store, opens at its second within maxAgeMs, and sizes blocks by what it saw, at most share x limit', async () => {
+    let now = 1_000_000;
+    const { stores } = countedStores();
+    const taken: number[] = [];
+    const consume = stores.counter.consume;
+    stores.counter.consume = (key, units, opts) => (taken.push(units), consume(key, units, opts));
+    const wrapped = blockStores(stores, { maxAgeMs: 5_000, clock: () => now });
+    const limit = { limit: 400_000, ...WINDOW };
+    // A tenant among thousands: a request every 800 ms (6 within a block's 5 s).
+    for (let i = 0; i < 40; i++) {
+      expect(await wrapped.counter.consume('tenant', 100, limit)).toMatchObject({ allowed: true });
+      now += 800;
+    }
+    // The first request alone; the second opens a block of twice the 2 requests seen (400 tokens); then blocks
+    // grow with the rate: 6.25 requests within 5 s (7 or 8 as periods overlap), twice that: 1,500 tokens at most.
+    expect(taken.slice(0, 2)).toEqual([100, 400]);
+    expect(Math.max(...taken)).toBeGreaterThanOrEqual(1_200);
+    expect(Math.max(...taken)).toBeLessThanOrEqual(1_600);
+    // 40 requests, 7 store calls: each block serves what came within its 5 s.
+    expect(taken.length).toBeLessThanOrEqual(8);
+    // Never more than share x limit (0.05 x 400,000 = 20,000), however hot.
+    for (let i = 0; i < 3_000; i++) await wrapped.counter.consume('busy', 100, limit);
+    expect(Math.max(...taken)).toBe(20_000);
+    await wrapped.blocks.retireAll();
+    expect(await stores.counter.peek('tenant', WINDOW)).toBe(4_000);
+    await wrapped.close();
+  });
+
+  it('holds a few cents of a $100,000 budget for a thin stream of requests, not share x limit', async () => {
+    let now = 1_000_000;
+    const { stores } = countedStores();
+    const amounts: number[] = [];
+    const reserve = stores.ledger.reserve;
+    stores.ledger.reserve = (request) => (amounts.push(request.amount), reserve(request));
+    const wrapped = blockStores(stores, { maxAgeMs: 5_000, clock: () => now });
+    // nano-USD: $100,000 a day, requests reserving $0.0001.
+    const global: LedgerScope = { key: 'global', limit: 100_000 * 1e9, expiresAt: Date.now() + 86_400_000 };
+    for (let i = 0; i < 20; i++) {
+      const grant = await wrapped.ledger.reserve({ id: `r${i}`, amount: 100_000, scopes: [global], ttlMs: 60_000 });
+      expect(grant).toMatchObject({ ok: true });
+      await wrapped.ledger.settle(`r${i}`, 60_000);
+      now += 100;
+    }
+    // One request alone, then blocks of twice the requests seen within 5 s ($0.0004, then $0.0016): not 0.05 x limit ($5,000).
+    expect(amounts).toEqual([100_000, 400_000, 1_600_000]);
+    await wrapped.blocks.retireAll();
+    expect(await stores.ledger.usage(['global'])).toEqual([{ key: 'global', spent: 20 * 60_000, reserved: 0 }]);
+    await wrapped.close();
+  });
+
+  it('serves grants that may be clamped (minAmount) from blocks whole, and clamps near a limit exactly as the store does', async () => {
+    const { stores, calls } = countedStores();
+    const wrapped = blocked(stores, { share: 0.1 });
+    const expiresAt = Date.now() + 3_600_000;
+    const tenant: LedgerScope = { key: 'tenant:clamp', limit: 10_000, expiresAt };
+    const global: LedgerScope = { key: 'global', limit: 1_000_000, expiresAt };
+    // Blocks of 0.1 x limit: 1,000 of the tenant's, 100,000 of the global; requests of 100 at least 10.
+    for (let i = 0; i < 10; i++) {
+      expect(await wrapped.ledger.reserve({ id: `m${i}`, amount: 100, minAmount: 10, scopes: [tenant, global], ttlMs: 60_000 })).toMatchObject({ ok: true, amount: 100 });
+      await wrapped.ledger.settle(`m${i}`, 100);
+    }
+    // One reserve per scope's block served all ten.
+    expect(calls.reserve).toBe(2);
+    // The tenant's block is used up and the tenant has 8,000 left in the store: a grant of 9,000 at least 10 is
+    // clamped there to what the tenant affords (its block's reservation counted), while the global block holds its part.
+    await wrapped.blocks.retireAll();
+    const clamped = await wrapped.ledger.reserve({ id: 'big', amount: 9_500, minAmount: 10, scopes: [tenant, global], ttlMs: 60_000 });
+    expect(clamped).toMatchObject({ ok: true, amount: 9_000 });
+    await wrapped.ledger.settle('big', 8_000);
+    await wrapped.blocks.retireAll();
+    expect((await stores.ledger.usage(['tenant:clamp', 'global'])).map((scope) => [scope.spent, scope.reserved])).toEqual([[9_000, 0], [9_000, 0]]);
+    await wrapped.close();
+  });
+
+  it('rejects a size other than demand or share', () => {
+    expect(() => blockStores(createMemoryStores({ sweepIntervalMs: 0 }), { size: 'all' as 'share' })).toThrow(/size must be 'demand' or 'share'/);
   });
 });
 
@@ -254,8 +334,8 @@ describe('blockStores: budgets', () => {
       reserves.push(request.scopes.map((scope) => scope.key));
       return reserve(request);
     };
-    // The default hotAfter (3): a block opens at a scope's third request within maxAgeMs.
-    const wrapped = blockStores(stores, { share: 0.01, maxAgeMs: 60_000 });
+    // hotAfter 3: a block opens at a scope's third request within maxAgeMs.
+    const wrapped = blockStores(stores, { share: 0.01, size: 'share', hotAfter: 3, maxAgeMs: 60_000 });
     const expiresAt = Date.now() + 3_600_000;
     const global: LedgerScope = { key: 'global', limit: 100_000_000, expiresAt };
     let spent = 0;
@@ -277,7 +357,7 @@ describe('blockStores: budgets', () => {
 
   it('a grant part in a block and part in the store is all-or-nothing: a tenant at its limit gives the global block its part back', async () => {
     const { stores } = countedStores();
-    const wrapped = blockStores(stores, { share: 0.01, maxAgeMs: 60_000 });
+    const wrapped = blockStores(stores, { share: 0.01, size: 'share', hotAfter: 3, maxAgeMs: 60_000 });
     const expiresAt = Date.now() + 3_600_000;
     const global: LedgerScope = { key: 'global', limit: 100_000_000, expiresAt };
     for (let i = 0; i < 3; i++) {

@@ -1,6 +1,7 @@
 // The in-memory stores stay bounded: expired windows, charged reservations and scopes are evicted.
 import { afterEach, describe, expect, it, jest } from '@jest/globals';
-import { createMemoryStores, TollgateError } from '@tollgate/core';
+import { counterAtOnce, createMemoryStores, ledgerAtOnce, MemoryReservationLedger, TollgateError } from '@tollgate/core';
+import type { ReserveRequest } from '@tollgate/core';
 
 describe('memory stores', () => {
   afterEach(() => {
@@ -53,39 +54,70 @@ describe('memory stores', () => {
     expect(jest.getTimerCount()).toBe(0);
   });
 
-  it('answers the synchronous calls at once, with what the promised calls answer', async () => {
+  it('answers at once (counterAtOnce, ledgerAtOnce), with what the promised calls answer', async () => {
     const now = 1_000_000;
     const sync = createMemoryStores({ clock: () => now, sweepIntervalMs: 0 });
     const promised = createMemoryStores({ clock: () => now, sweepIntervalMs: 0 });
     const scopes = [{ key: 'a', limit: 100, expiresAt: now + 10_000 }, { key: 'b', limit: 50, expiresAt: now + 10_000 }];
     const request = { id: 'r', amount: 80, minAmount: 10, scopes, ttlMs: 1000 };
-    const reserved = sync.ledger.reserveSync(request);
+    const reserved = sync.ledger.reserveAtOnce(request);
     expect(reserved).toEqual(await promised.ledger.reserve(request));
     expect(reserved).toEqual({ ok: true, id: 'r', amount: 50, scopes: [{ key: 'a', limit: 100, spent: 0, reserved: 50 }, { key: 'b', limit: 50, spent: 0, reserved: 50 }] });
-    expect(sync.ledger.settleSync('r', 30)).toEqual(await promised.ledger.settle('r', 30));
-    expect(sync.ledger.releaseSync('r')).toEqual({ settled: false, reserved: 0 });
+    expect(sync.ledger.settleAtOnce('r', 30)).toEqual(await promised.ledger.settle('r', 30));
+    expect(sync.ledger.settleAtOnce('r', 0)).toEqual(await promised.ledger.release('r'));
+    expect(sync.ledger.settleAtOnce('r', 0)).toEqual({ settled: false, reserved: 0 });
     expect(await sync.ledger.usage(['a', 'b'])).toEqual([{ key: 'a', spent: 30, reserved: 0 }, { key: 'b', spent: 30, reserved: 0 }]);
-    expect(() => sync.ledger.reserveSync({ ...request, id: 'n', amount: Number.NaN })).toThrow(RangeError);
+    expect(() => sync.ledger.reserveAtOnce({ ...request, id: 'n', amount: Number.NaN })).toThrow(RangeError);
     await expect(promised.ledger.reserve({ ...request, id: 'n', amount: Number.NaN })).rejects.toThrow(RangeError);
 
     const window = { limit: 10, windowMs: 60_000 };
-    const consumed = sync.counter.consumeSync('k', 4, window);
+    const consumed = sync.counter.consumeAtOnce('k', 4, window);
     expect(consumed).toEqual(await promised.counter.consume('k', 4, window));
-    sync.counter.adjustSync('k', -1, { windowMs: 60_000, windowStart: consumed.windowStart });
+    sync.counter.adjustAtOnce('k', -1, { windowMs: 60_000, windowStart: consumed.windowStart });
     await promised.counter.adjust('k', -1, { windowMs: 60_000, windowStart: consumed.windowStart });
     expect(await sync.counter.peek('k', window)).toBe(3);
     expect(await promised.counter.peek('k', window)).toBe(3);
+    // One call path: the callers ask the part itself whether it answers at once.
+    expect(counterAtOnce(sync.counter)).toBe(sync.counter);
+    expect(ledgerAtOnce(sync.ledger)).toBe(sync.ledger);
     await sync.close();
     await promised.close();
+  });
+
+  it('answers by promise only for a part wrapped or overridden: its at-once twins would walk around the wrapper', async () => {
+    const stores = createMemoryStores({ sweepIntervalMs: 0 });
+    let counted = 0;
+    const proxied = new Proxy(stores.counter, {
+      get: (target, name, receiver) => (name === 'consume' ? (...args: Parameters<typeof target.consume>) => (counted++, target.consume(...args)) : Reflect.get(target, name, receiver)),
+    });
+    expect(counterAtOnce(proxied)).toBeUndefined();
+    class Audited extends MemoryReservationLedger {
+      override async reserve(request: ReserveRequest) {
+        counted++;
+        return super.reserve(request);
+      }
+    }
+    expect(ledgerAtOnce(new Audited())).toBeUndefined();
+    // A plain store whose methods are its own (the block stores' parts are such objects) does.
+    const own = {
+      consume: stores.counter.consume.bind(stores.counter),
+      adjust: stores.counter.adjust.bind(stores.counter),
+      peek: stores.counter.peek.bind(stores.counter),
+      consumeAtOnce: () => undefined,
+      adjustAtOnce: () => false,
+    };
+    expect(counterAtOnce(own)).toBe(own);
+    expect(counted).toBe(0);
+    await stores.close();
   });
 
   it('leaves out the scope balances a caller does not want, and books the same', async () => {
     const now = 1_000_000;
     const stores = createMemoryStores({ clock: () => now, sweepIntervalMs: 0 });
     const scopes = [{ key: 'a', limit: 100, expiresAt: now + 10_000 }];
-    expect(stores.ledger.reserveSync({ id: 'r', amount: 40, scopes, ttlMs: 1000 }, { balances: false })).toEqual({ ok: true, id: 'r', amount: 40 });
+    expect(stores.ledger.reserveAtOnce({ id: 'r', amount: 40, scopes, ttlMs: 1000 }, { balances: false })).toEqual({ ok: true, id: 'r', amount: 40 });
     expect(await stores.ledger.usage(['a'])).toEqual([{ key: 'a', spent: 0, reserved: 40 }]);
-    expect(stores.ledger.settleSync('r', 25, { balances: false })).toEqual({ settled: true, reserved: 40 });
+    expect(stores.ledger.settleAtOnce('r', 25, { balances: false })).toEqual({ settled: true, reserved: 40 });
     expect(await stores.ledger.usage(['a'])).toEqual([{ key: 'a', spent: 25, reserved: 0 }]);
     await stores.close();
   });

@@ -97,11 +97,9 @@ function tokensUsed(record: UsageRecord): number {
 export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHandler {
   assertKnownOptions(options, OPTION_NAMES, `${CODE}_UNKNOWN_OPTION`, FACTORY);
   const counter = (options.stores ?? createMemoryStores()).counter;
-  // Counters in process memory are counted and adjusted at once, with no promise around them (unless wrapped).
-  const memory = unalteredMemoryStore(counter, MemoryWindowCounter, ['consume', 'adjust']);
-  // A counter that answers from a block it holds (blockStores) does so at once too; otherwise its promise.
-  const atOnce = memory ? undefined : counterAtOnce(counter);
-  const failures = storeFailureHandling(options, FACTORY, CODE, memory !== undefined);
+  // One call path: the counter's answer at once where it can give one (in process memory, from a block it holds), else its promise.
+  const atOnce = counterAtOnce(counter);
+  const failures = storeFailureHandling(options, FACTORY, CODE, unalteredMemoryStore(counter, MemoryWindowCounter, ['consume', 'adjust']) !== undefined);
   const renderError = options.renderError ?? renderApiError;
   const prefix = options.prefix ?? 'tg:tokens:';
   const layers = resolveLayers(options, { factory: FACTORY, codePrefix: CODE, defaultLimit: 10_000 });
@@ -114,22 +112,20 @@ export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHand
       .catch((error: unknown) => failures.report(error));
   }
 
-  /** Adds `delta` to every charge's window; failures are reported, never thrown. In process memory, done at once. */
+  /** Adds `delta` to every charge's window; failures are reported, never thrown. Where the counter can, done at once. */
   function adjustAll(charges: Charge[], delta: number): Promise<void> | undefined {
     if (delta === 0 || charges.length === 0) return undefined;
     if (atOnce) {
-      const left = charges.filter(({ key, slot, layer, result }) => !atOnce.adjustAtOnce(key, delta, { windowMs: layer.windowMs, windowStart: result.windowStart, slot }));
-      if (left.length === 0) return undefined;
-      charges = left;
-    } else if (memory) {
-      for (const { key, slot, layer, result } of charges) {
+      const left = charges.filter(({ key, slot, layer, result }) => {
         try {
-          memory.adjustSync(key, delta, { windowMs: layer.windowMs, windowStart: result.windowStart, slot });
+          return !atOnce.adjustAtOnce(key, delta, { windowMs: layer.windowMs, windowStart: result.windowStart, slot });
         } catch (error) {
           failures.report(new StoreFailure('counter.adjust', error));
+          return false;
         }
-      }
-      return undefined;
+      });
+      if (left.length === 0) return undefined;
+      charges = left;
     }
     if (charges.length === 1) return adjust(charges[0]!, delta);
     return Promise.all(charges.map((charge) => adjust(charge, delta))).then(() => undefined);
@@ -168,7 +164,6 @@ export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHand
     // Reserving it would drain the window and still fail: refuse with the numbers instead.
     const tooLarge = targets.find((t) => units > t.limit);
     if (tooLarge) return { kind: 'denied', value: { tooLarge, units, charges: [] }, retryAfterMs: Infinity, final: true };
-    if (memory) return consumeInMemory(memory, units, targets);
     if (atOnce) {
       const verdict = consumeAtOnce(atOnce, units, targets);
       if (verdict) return verdict;
@@ -187,8 +182,8 @@ export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHand
   }
 
   /**
-   * Every layer from the blocks it holds, or undefined (what was taken at once given back) for the
-   * promise path. A refusal is never decided here: a block only answers what it can grant.
+   * Every layer answered at once (a memory counter always answers, refusals too; blocks answer what
+   * they can grant), or undefined, what was taken at once given back, for the promise path.
    */
   function consumeAtOnce(counter: WindowCounterAtOnce, units: number, targets: Target[]): TokenVerdict | Promise<TokenVerdict> | undefined {
     const results = new Array<WindowResult | undefined>(targets.length);
@@ -210,21 +205,6 @@ export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHand
       results[index] = result;
     }
     return verdictOf(units, targets, results, undefined);
-  }
-
-  /** Nothing in process memory lands after a deadline, so there is none, and nothing to undo. */
-  function consumeInMemory(memory: MemoryWindowCounter, units: number, targets: Target[]): TokenVerdict | Promise<TokenVerdict> {
-    const results = new Array<WindowResult | undefined>(targets.length);
-    let failure: unknown;
-    for (let index = 0; index < targets.length; index++) {
-      const { key, limit, layer, slot } = targets[index]!;
-      try {
-        results[index] = memory.consumeSync(key, units, { limit, windowMs: layer.windowMs, slot });
-      } catch (error) {
-        failure ??= new StoreFailure('counter.consume', error);
-      }
-    }
-    return verdictOf(units, targets, results, failure);
   }
 
   /** Allowed at once; a failure or a refusal goes through `troubledVerdict`, which gives back what was taken. */

@@ -80,13 +80,13 @@ describe('Redis round trips per request', () => {
   });
 
   it('on blockStores: none per request while the blocks last (request and token layers answered in-process, settles too)', async () => {
-    const blocked = blockStores(stores, { share: 0.01 });
-    // 0.01 of the limits: blocks of 10 requests and of 10,000 tokens (ten requests of 1,000).
+    const blocked = blockStores(stores, { share: 0.01, size: 'share' });
+    // Blocks of 0.01 of the limits (not sized by demand): 10 requests and 10,000 tokens (ten requests of 1,000).
     const app = testApp([estimate, combineLimits(
       tieredRateLimit({ stores: blocked, layers: requestLayers(), prefix: unique() }),
       tokenRateLimit({ stores: blocked, layers: tokenLayers(), prefix: unique() }),
     )], settleThenAnswer);
-    // Three requests make the caller's limits hot (blockStores' hotAfter): their blocks open.
+    // The caller's limits are hot at their second request (blockStores' hotAfter): their blocks open.
     for (let i = 0; i < 3; i++) expect((await request(app).post('/v1/chat/completions').set({ 'x-key': 'k1', 'x-tenant': 'acme' })).status).toBe(200);
     const before = relay.flights;
     for (let i = 0; i < 5; i++) expect((await request(app).post('/v1/chat/completions').set({ 'x-key': 'k1', 'x-tenant': 'acme' })).status).toBe(200);

@@ -4,12 +4,13 @@ import { createRedisStores } from '@tollgate/redis';
 
 const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const prefix = process.env.REDIS_PREFIX ?? 'blocks-example:';
-// Two processes' stores; each takes 1% of a limit at a time and gives back what it did not use within 500 ms.
-const processes = [1, 2].map(() => blockStores(createRedisStores({ url, prefix }), { share: 0.01, maxAgeMs: 500 }));
+// Two processes' stores; a block goes back with what it did not hand out after 500 ms (10 s by default).
+const processes = [1, 2].map(() => blockStores(createRedisStores({ url, prefix }), { maxAgeMs: 500 }));
 const [a, b] = processes;
 
-// 1,000 tokens a minute: a block is 10 tokens. The key is hot at its third call within maxAgeMs (hotAfter: 3):
-// a's first two calls are counted in Redis, the third takes a block and the fourth uses it.
+// 1,000 tokens a minute, calls of 2. A block is sized by demand: twice the calls a process saw within maxAgeMs,
+// at most share (0.05) of the limit. a's first call is counted in Redis; the second makes the key hot (hotAfter: 2)
+// and takes a block of 8 tokens (2 calls seen: 4 calls' worth); the third and fourth come out of it.
 const window = { limit: 1_000, windowMs: 60_000 };
 for (let i = 0; i < 4; i++) await a!.counter.consume('tokens:k1', 2, window);
 console.log(`a holds ${JSON.stringify(a!.blocks.open())}`);
@@ -18,7 +19,8 @@ console.log(`Redis counts ${await b!.counter.peek('tokens:k1', window)} tokens w
 await a!.blocks.retireAll();
 console.log(`after a gives its block back: ${await b!.counter.peek('tokens:k1', window)}`);
 
-// A budget of 100,000 nano-USD: blocks of 1,000, each settled at what its requests spent.
+// A budget of 100,000 nano-USD, requests of 100 settled at 37: each process's blocks sized by its demand, each block
+// settled at what its requests spent.
 const expiresAt = Date.now() + 3_600_000;
 const scopes = [{ key: 'tenant:acme:day', limit: 100_000, expiresAt }];
 let spent = 0;

@@ -1,7 +1,7 @@
 // In-memory reservation ledger: all-or-nothing reserves across scopes, settle once, charged at expiry when never settled.
 import { assertReserveNumbers, assertStoreAmount, assertStoreNumber } from '../store-input.js';
 import { scopeKeyOf } from '../stores.js';
-import type { LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, ScopeBalance, ScopeRef, ScopeUsage, SettleResult } from '../stores.js';
+import type { AtOnceCallOptions, LedgerAtOnce, LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, ScopeBalance, ScopeRef, ScopeUsage, SettleResult } from '../stores.js';
 
 interface ScopeState {
   spent: number;
@@ -20,16 +20,6 @@ interface Reservation {
   scopes: readonly LedgerScope[];
   /** The state of each of `scopes`, which a live reservation keeps from eviction. */
   states: ScopeState[];
-}
-
-/** Options of the ledger's synchronous calls. */
-export interface MemoryLedgerCallOptions {
-  /**
-   * Answer with each scope's numbers (`scopes`), as the `ReservationLedger` calls do. A caller that
-   * does not use them spares building them on every call.
-   * @default true
-   */
-  balances?: boolean;
 }
 
 /** A reservation charged at expiry is remembered for a late settle until its scopes' periods end, at most this long. */
@@ -66,7 +56,7 @@ function distinctScopes(scopes: readonly LedgerScope[]): readonly LedgerScope[] 
  * Its work is synchronous, so besides the `ReservationLedger` calls it offers `reserveSync`, `settleSync` and
  * `releaseSync`, which answer at once: a caller in the same process needs neither a promise nor a deadline around them.
  */
-export class MemoryReservationLedger implements ReservationLedger {
+export class MemoryReservationLedger implements ReservationLedger, LedgerAtOnce {
   readonly #scopes = new Map<string, ScopeState>();
   /** Reservations not yet settled whose TTL has not passed (as of the last expiry pass). */
   readonly #reservations = new Map<string, Reservation>();
@@ -135,8 +125,8 @@ export class MemoryReservationLedger implements ReservationLedger {
     return scope;
   }
 
-  /** `reserve`, answered at once. Throws a RangeError for NaN input. */
-  reserveSync(request: ReserveRequest, options?: MemoryLedgerCallOptions): ReserveResult {
+  /** `reserve`, answered at once (always: a memory ledger never needs a promise). Throws a RangeError for NaN input. */
+  reserveAtOnce(request: ReserveRequest, options?: AtOnceCallOptions): ReserveResult {
     assertReserveNumbers(request);
     const now = this.#clock();
     this.#expire(now);
@@ -176,8 +166,8 @@ export class MemoryReservationLedger implements ReservationLedger {
     return { ok: true, id, amount: grant, scopes: balances };
   }
 
-  /** `settle`, answered at once. Throws a RangeError for NaN input. */
-  settleSync(id: string, actualAmount: number, options?: MemoryLedgerCallOptions): SettleResult {
+  /** `settle`, answered at once (always); `release` is a settle of 0. Throws a RangeError for NaN input. */
+  settleAtOnce(id: string, actualAmount: number, options?: AtOnceCallOptions): SettleResult {
     assertStoreAmount('ledger.settle', 'actualAmount', actualAmount);
     const now = this.#clock();
     this.#expire(now);
@@ -190,11 +180,6 @@ export class MemoryReservationLedger implements ReservationLedger {
     if (!charged) return { settled: false, reserved: 0 };
     this.#charged.delete(id);
     return this.#settleCharged(charged, actualAmount, now);
-  }
-
-  /** `release`, answered at once. */
-  releaseSync(id: string): SettleResult {
-    return this.settleSync(id, 0);
   }
 
   #settleLive(reservation: Reservation, actualAmount: number, now: number, balances: boolean): SettleResult {
@@ -236,15 +221,15 @@ export class MemoryReservationLedger implements ReservationLedger {
   }
 
   async reserve(request: ReserveRequest): Promise<ReserveResult> {
-    return this.reserveSync(request);
+    return this.reserveAtOnce(request);
   }
 
   async settle(id: string, actualAmount: number): Promise<SettleResult> {
-    return this.settleSync(id, actualAmount);
+    return this.settleAtOnce(id, actualAmount);
   }
 
   async release(id: string): Promise<SettleResult> {
-    return this.settleSync(id, 0);
+    return this.settleAtOnce(id, 0);
   }
 
   async usage(scopes: readonly ScopeRef[]): Promise<ScopeUsage[]> {

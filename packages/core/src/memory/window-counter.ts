@@ -1,6 +1,6 @@
 // In-memory weighted sliding-window counter: two fixed windows per key, the previous one weighted by overlap.
 import { assertStoreNumber } from '../store-input.js';
-import type { WindowCounter, WindowResult } from '../stores.js';
+import type { WindowCounter, WindowCounterAtOnce, WindowResult } from '../stores.js';
 
 interface WindowState {
   /** Start of the current fixed window. */
@@ -30,7 +30,7 @@ export function windowRetryAfterMs(now: number, start: number, windowMs: number,
  * Its work is synchronous, so besides the `WindowCounter` calls it offers `consumeSync` and `adjustSync`, which
  * answer at once: a caller in the same process needs neither a promise nor a deadline around them.
  */
-export class MemoryWindowCounter implements WindowCounter {
+export class MemoryWindowCounter implements WindowCounter, WindowCounterAtOnce {
   /** Per window length, the state of each key: found without building a key string per call. */
   readonly #windows = new Map<number, Map<string, WindowState>>();
   readonly #clock: () => number;
@@ -67,8 +67,8 @@ export class MemoryWindowCounter implements WindowCounter {
     return state;
   }
 
-  /** `consume`, answered at once. Throws a RangeError for NaN input. */
-  consumeSync(key: string, units: number, options: { limit: number; windowMs: number; slot?: string }): WindowResult {
+  /** `consume`, answered at once (always: a memory counter never needs a promise). Throws a RangeError for NaN input. */
+  consumeAtOnce(key: string, units: number, options: { limit: number; windowMs: number; slot?: string }): WindowResult {
     const { limit, windowMs } = options;
     assertStoreNumber('counter.consume', 'units', units);
     assertStoreNumber('counter.consume', 'limit', limit);
@@ -89,24 +89,25 @@ export class MemoryWindowCounter implements WindowCounter {
     };
   }
 
-  /** `adjust`, answered at once. Throws a RangeError for NaN input. */
-  adjustSync(key: string, delta: number, options: { windowMs: number; windowStart: number; slot?: string }): void {
+  /** `adjust`, answered at once (always true). Throws a RangeError for NaN input. */
+  adjustAtOnce(key: string, delta: number, options: { windowMs: number; windowStart: number; slot?: string }): true {
     const { windowMs, windowStart } = options;
     assertStoreNumber('counter.adjust', 'delta', delta);
     assertStoreNumber('counter.adjust', 'windowMs', windowMs);
     assertStoreNumber('counter.adjust', 'windowStart', windowStart);
     const state = this.#roll(key, windowMs, this.#clock(), false);
-    if (!state) return;
+    if (!state) return true;
     if (windowStart === state.start) state.count = Math.max(0, state.count + delta);
     else if (windowStart === state.start - windowMs) state.previous = Math.max(0, state.previous + delta);
+    return true;
   }
 
   async consume(key: string, units: number, options: { limit: number; windowMs: number }): Promise<WindowResult> {
-    return this.consumeSync(key, units, options);
+    return this.consumeAtOnce(key, units, options);
   }
 
   async adjust(key: string, delta: number, options: { windowMs: number; windowStart: number }): Promise<void> {
-    this.adjustSync(key, delta, options);
+    this.adjustAtOnce(key, delta, options);
   }
 
   async peek(key: string, options: { windowMs: number }): Promise<number> {
