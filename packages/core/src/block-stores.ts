@@ -61,17 +61,24 @@ interface CounterBlock {
   remaining: number;
   resetAt: number;
   bornAt: number;
+  /** The units of the last request it served: what its next size is counted in. */
+  units: number;
+  /** Being renewed (its size brought to its demand in one store call): it serves on meanwhile. */
+  renewing: boolean;
 }
 
 /** A block of a fixed request window: `size` hits counted in the store at once, `used` of them handed out. */
 interface FixedBlock {
   limit: number;
+  windowMs: number;
   /** Hits the window held before the block. */
   base: number;
   size: number;
   used: number;
   resetAt: number;
   bornAt: number;
+  /** Being renewed (its size brought to its demand in one store call): it serves on meanwhile. */
+  renewing: boolean;
 }
 
 /** A block of one budget scope: one reservation of `amount` in the store, granted to requests in-process. */
@@ -181,6 +188,13 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
     seen.current += 1;
     return seen.current + seen.previous * Math.max(0, 1 - (now - seen.start) / maxAgeMs);
   }
+  /** The requests seen for `id` within the last `maxAgeMs`, without counting one. */
+  function recentOf(id: string, now: number): number {
+    const seen = heat.get(id);
+    if (!seen || now - seen.start >= 2 * maxAgeMs) return 0;
+    if (now - seen.start >= maxAgeMs) return seen.current * Math.max(0, 1 - (now - seen.start - maxAgeMs) / maxAgeMs);
+    return seen.current + seen.previous * Math.max(0, 1 - (now - seen.start) / maxAgeMs);
+  }
   const hot = (recent: number): boolean => hotAfter <= 1 || recent >= hotAfter;
   /** A block's size for a request of `units` when `recent` requests came within `maxAgeMs`: its demand, at most `cap` (share × limit). */
   const blockSize = (cap: number, units: number, recent: number): number =>
@@ -215,6 +229,51 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
     if (delta === 0) return;
     send(stores.counter.adjust(block.key, delta, { windowMs: block.windowMs, windowStart: block.windowStart, ...(block.slot === undefined ? {} : { slot: block.slot }) }));
   }
+  /**
+   * A block past its age whose subject is still asked for: its size brought to the demand now in one store call (the
+   * difference consumed, or given back), instead of a give-back and a take. It serves on meanwhile; a consume the
+   * window refuses (near its limit) or a failure retires it, as at its age.
+   */
+  function renewCounter(id: string, block: CounterBlock, now: number): void {
+    if (block.renewing) return;
+    const recent = recentOf(id, now);
+    if (recent === 0 || !hot(recent) || now >= block.windowStart + block.windowMs) {
+      retireCounter(id, block);
+      return;
+    }
+    const size = blockSize(Math.floor(share * block.limit), block.units, recent);
+    const delta = block.used + size - block.size;
+    const opts = { windowMs: block.windowMs, windowStart: block.windowStart, ...(block.slot === undefined ? {} : { slot: block.slot }) };
+    if (delta <= 0) {
+      // Smaller (or the same): what it no longer needs goes back now; nothing to wait for.
+      block.size += delta;
+      block.remaining -= delta;
+      block.bornAt = now;
+      if (delta < 0) send(stores.counter.adjust(block.key, delta, opts));
+      return;
+    }
+    block.renewing = true;
+    const renewal = stores.counter.consume(block.key, delta, { limit: block.limit, windowMs: block.windowMs, ...(block.slot === undefined ? {} : { slot: block.slot }) }).then(
+      (taken) => {
+        block.renewing = false;
+        if (taken.allowed && taken.windowStart === block.windowStart && counterBlocks.get(id) === block) {
+          block.size += delta;
+          block.remaining = taken.remaining;
+          block.resetAt = taken.resetAt;
+          block.bornAt = clock();
+          return;
+        }
+        // Counted in another window (this one ended meanwhile), or retired meanwhile: what it took goes back.
+        if (taken.allowed) send(stores.counter.adjust(block.key, -delta, { ...opts, windowStart: taken.windowStart }));
+        retireCounter(id, block);
+      },
+      () => {
+        block.renewing = false;
+        retireCounter(id, block);
+      },
+    );
+    send(renewal);
+  }
   async function consumeInBlocks(key: string, units: number, opts: { limit: number; windowMs: number; slot?: string }): Promise<WindowResult> {
     const id = counterIdOf(key, opts.windowMs);
     const recent = note(id, clock());
@@ -222,9 +281,18 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
       const now = clock();
       const block = counterBlocks.get(id);
       if (block) {
-        const fresh = now - block.bornAt < maxAgeMs && now < block.windowStart + opts.windowMs && block.limit === opts.limit;
-        if (fresh && block.used + units <= block.size) {
+        const aged = now - block.bornAt >= maxAgeMs && !block.renewing;
+        const fresh = now < block.windowStart + opts.windowMs && block.limit === opts.limit;
+        if (fresh && aged && block.used + units <= block.size) {
+          // Past its age but asked for: served, and renewed for what comes next.
           block.used += units;
+          block.units = units;
+          renewCounter(id, block, now);
+          return counterResult(block);
+        }
+        if (fresh && !aged && block.used + units <= block.size) {
+          block.used += units;
+          block.units = units;
           return counterResult(block);
         }
         retireCounter(id, block);
@@ -252,7 +320,7 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
       counterDirect.delete(id);
       const opened: CounterBlock = {
         key, limit: opts.limit, windowMs: opts.windowMs, windowStart: taken.windowStart, slot: opts.slot, size, used: units,
-        remaining: taken.remaining, resetAt: taken.resetAt, bornAt: clock(),
+        remaining: taken.remaining, resetAt: taken.resetAt, bornAt: clock(), units, renewing: false,
       };
       counterBlocks.set(id, opened);
       return counterResult(opened);
@@ -266,9 +334,11 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
       const block = counterBlocks.get(id);
       if (!block || block.used + units > block.size || block.limit !== opts.limit) return undefined;
       const now = clock();
-      if (now - block.bornAt >= maxAgeMs || now >= block.windowStart + opts.windowMs) return undefined;
+      if (now >= block.windowStart + opts.windowMs) return undefined;
       note(id, now);
       block.used += units;
+      block.units = units;
+      if (now - block.bornAt >= maxAgeMs) renewCounter(id, block, now);
       return counterResult(block);
     },
     consume(key, units, opts) {
@@ -303,14 +373,51 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
     const unused = block.size - block.used;
     if (unused > 0 && block.resetAt - clock() > GIVE_BACK_MARGIN_MS) send(inner!.giveBackBy!(key, unused, GIVE_BACK_MARGIN_MS));
   }
+  /** As renewCounter, for a request window's block: the difference hit, or given back, in one store call. */
+  function renewFixed(key: string, block: FixedBlock, windowMs: number, now: number): void {
+    if (block.renewing) return;
+    const recent = recentOf(key, now);
+    if (recent === 0 || !hot(recent) || block.resetAt - now <= GIVE_BACK_MARGIN_MS) {
+      retireFixed(key, block);
+      return;
+    }
+    const delta = block.used + blockSize(Math.floor(share * block.limit), 1, recent) - block.size;
+    if (delta <= 0) {
+      block.size += delta;
+      block.bornAt = now;
+      if (delta < 0) send(inner!.giveBackBy!(key, -delta, GIVE_BACK_MARGIN_MS));
+      return;
+    }
+    block.renewing = true;
+    const renewal = inner!.hitBy!(key, windowMs, delta).then(
+      (taken) => {
+        block.renewing = false;
+        if (taken.hits <= block.limit && taken.resetAt === block.resetAt && fixedBlocks.get(key) === block) {
+          block.size += delta;
+          block.base = taken.hits - block.size;
+          block.bornAt = clock();
+          return;
+        }
+        // No room for it (near the limit), another window, or retired meanwhile: the hits go back.
+        send(inner!.giveBackBy!(key, delta, 0));
+        retireFixed(key, block);
+      },
+      () => {
+        block.renewing = false;
+        retireFixed(key, block);
+      },
+    );
+    send(renewal);
+  }
   async function hitInBlocks(key: string, windowMs: number, limit: number): Promise<{ hits: number; resetAt: number }> {
     const recent = note(key, clock());
     for (let attempt = 0; ; attempt++) {
       const now = clock();
       const block = fixedBlocks.get(key);
       if (block) {
-        if (now - block.bornAt < maxAgeMs && now < block.resetAt && block.limit === limit && block.used < block.size) {
+        if (now < block.resetAt && block.limit === limit && block.used < block.size) {
           block.used += 1;
+          if (now - block.bornAt >= maxAgeMs) renewFixed(key, block, windowMs, now);
           return { hits: block.base + block.used, resetAt: block.resetAt };
         }
         retireFixed(key, block);
@@ -340,7 +447,7 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
         continue;
       }
       fixedDirect.delete(key);
-      const opened: FixedBlock = { limit, base: taken.hits - size, size, used: 1, resetAt: taken.resetAt, bornAt: clock() };
+      const opened: FixedBlock = { limit, windowMs, base: taken.hits - size, size, used: 1, resetAt: taken.resetAt, bornAt: clock(), renewing: false };
       fixedBlocks.set(key, opened);
       return { hits: opened.base + 1, resetAt: opened.resetAt };
     }
@@ -351,9 +458,10 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
       const block = fixedBlocks.get(key);
       if (!block || block.used >= block.size || block.limit !== limit) return undefined;
       const now = clock();
-      if (now - block.bornAt >= maxAgeMs || now >= block.resetAt) return undefined;
+      if (now >= block.resetAt) return undefined;
       note(key, now);
       block.used += 1;
+      if (now - block.bornAt >= maxAgeMs) renewFixed(key, block, windowMs, now);
       return { hits: block.base + block.used, resetAt: block.resetAt };
     },
     hit(key, windowMs, limit) {
@@ -615,8 +723,15 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
   /** Blocks past their age give back; a grant never settled by its ttl is charged its amount, as the store would. */
   function sweep(): void {
     const now = clock();
-    for (const [id, block] of counterBlocks) if (now - block.bornAt >= maxAgeMs || now >= block.windowStart + block.windowMs) retireCounter(id, block);
-    for (const [key, block] of fixedBlocks) if (now - block.bornAt >= maxAgeMs || now >= block.resetAt) retireFixed(key, block);
+    // Past their age: renewed where their subject is still asked for, else given back.
+    for (const [id, block] of counterBlocks) {
+      if (now >= block.windowStart + block.windowMs) retireCounter(id, block);
+      else if (now - block.bornAt >= maxAgeMs) renewCounter(id, block, now);
+    }
+    for (const [key, block] of fixedBlocks) {
+      if (now >= block.resetAt) retireFixed(key, block);
+      else if (now - block.bornAt >= maxAgeMs) renewFixed(key, block, block.windowMs, now);
+    }
     for (const block of ledgerBlocks.values()) if (now - block.bornAt >= maxAgeMs) retireLedger(block);
     // The store charges its own part of an expired grant, as any reservation nobody settled.
     for (const [id, grant] of grants) if (grant.expiresAt <= now) settleBlocks(id, grant, grant.amount);

@@ -236,6 +236,30 @@ describe('blockStores: blocks sized by demand (the default)', () => {
     await wrapped.close();
   });
 
+  it('renews a block past its age in one store call while its subject is asked for, not a give-back and a take', async () => {
+    let now = 1_000_000;
+    const { stores, calls, fixedWindow } = countedStores();
+    const wrapped = blockStores(stores, { maxAgeMs: 1_000, clock: () => now });
+    const windows = (wrapped as unknown as { fixedWindow: FixedWindowCounter }).fixedWindow;
+    const limit = { limit: 1_000_000, ...WINDOW };
+    // 10 s at 5 requests a second: 10 block ages.
+    for (let i = 0; i < 50; i++) {
+      expect(await wrapped.counter.consume('steady', 100, limit)).toMatchObject({ allowed: true });
+      expect((await windows.hit('steady', 60_000, 100_000)).hits).toBeLessThanOrEqual(100_000);
+      now += 200;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    // The first request alone, blocks growing with the rate over the first second, then one call per age (a
+    // renewal: the difference taken or given back): 11 calls each, where a give-back and a take at each age made 19.
+    expect(calls.consume + calls.adjust).toBeLessThanOrEqual(12);
+    expect(fixedWindow.calls).toBeLessThanOrEqual(12);
+    await wrapped.blocks.retireAll();
+    // The books are exact once the blocks went back.
+    expect(await stores.counter.peek('steady', WINDOW)).toBe(5_000);
+    expect(fixedWindow.windows.get('steady')!.hits).toBe(50);
+    await wrapped.close();
+  });
+
   it('rejects a size other than demand or share', () => {
     expect(() => blockStores(createMemoryStores({ sweepIntervalMs: 0 }), { size: 'all' as 'share' })).toThrow(/size must be 'demand' or 'share'/);
   });
