@@ -111,6 +111,8 @@ interface Grant {
 
 /** A block must hold at least this many of the request that opens it, or the limit is counted per request. */
 const LEAST_REQUESTS_PER_BLOCK = 2;
+/** How far two answers' ends of one fixed window may differ (each is the store's TTL added to this process's clock). */
+const SAME_WINDOW_SLACK_MS = 1_000;
 /** A fixed window's unused hits go back only while it still runs this long: never into the window after it. */
 const GIVE_BACK_MARGIN_MS = 100;
 
@@ -392,7 +394,10 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
     const renewal = inner!.hitBy!(key, windowMs, delta).then(
       (taken) => {
         block.renewing = false;
-        if (taken.hits <= block.limit && taken.resetAt === block.resetAt && fixedBlocks.get(key) === block) {
+        // The same window: its end as this answer tells it, a few ms off from the block's (the store's TTL added to
+        // this clock); a window opened since would end about a window later.
+        const sameWindow = Math.abs(taken.resetAt - block.resetAt) <= Math.min(SAME_WINDOW_SLACK_MS, block.windowMs / 4);
+        if (taken.hits <= block.limit && sameWindow && fixedBlocks.get(key) === block) {
           block.size += delta;
           block.base = taken.hits - block.size;
           block.bornAt = clock();

@@ -23,7 +23,8 @@ class FakeFixedWindow implements FixedWindowCounter {
     this.calls++;
     const window = this.#window(key, windowMs);
     window.hits += hits;
-    return { hits: window.hits, resetAt: window.resetAt };
+    // As Redis answers it: its PTTL added to the caller's clock, so a few ms off from one answer to the next.
+    return { hits: window.hits, resetAt: window.resetAt + (this.calls % 3) };
   }
 
   async giveBack(key: string) {
