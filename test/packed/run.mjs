@@ -158,7 +158,16 @@ async function copiedProxy(allTarballs) {
   npm(['install', ...allTarballs], dir);
   const help = run('npm', ['run', '--silent', 'tollgate', '--', 'keys', '--help'], dir);
   if (!/keys/.test(help)) throw new Error(`tollgate keys --help printed:\n${help}`);
-  const child = spawn('npm', ['start'], { cwd: dir, env: { ...process.env, PORT: '0' }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  await serveOnce(dir, ['start'], 'npm start');
+  // Compiled, as a deployment runs it: npm run build, then npm run serve (node dist/main.js).
+  rmSync(path.join(dir, 'dist'), { recursive: true, force: true });
+  run('npm', ['run', '--silent', 'build'], dir);
+  await serveOnce(dir, ['run', 'serve'], 'npm run serve');
+}
+
+/** Starts the copied proxy with `npm <args>`, asks it one chat completion with the demo key it prints, stops it. */
+async function serveOnce(dir, args, label) {
+  const child = spawn('npm', args, { cwd: dir, env: { ...process.env, PORT: '0' }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let output = '';
   child.stdout.on('data', (chunk) => (output += chunk));
   child.stderr.on('data', (chunk) => (output += chunk));
@@ -183,7 +192,7 @@ async function copiedProxy(allTarballs) {
     });
     const body = await response.json();
     if (response.status !== 200 || !body.choices?.[0]?.message) throw new Error(`the copied proxy answered ${response.status}: ${JSON.stringify(body)}`);
-    console.log(`copied proxy ok: ${response.status}, ${body.usage?.total_tokens} tokens`);
+    console.log(`copied proxy ok (${label}): ${response.status}, ${body.usage?.total_tokens} tokens`);
   } finally {
     // npm start runs node in a child: signal the whole group.
     try {
