@@ -65,6 +65,8 @@ interface CounterBlock {
   units: number;
   /** Being renewed (its size brought to its demand in one store call): it serves on meanwhile. */
   renewing: boolean;
+  /** Given back: a renewal that answers after it gives back only what it took. */
+  retired: boolean;
 }
 
 /** A block of a fixed request window: `size` hits counted in the store at once, `used` of them handed out. */
@@ -79,6 +81,8 @@ interface FixedBlock {
   bornAt: number;
   /** Being renewed (its size brought to its demand in one store call): it serves on meanwhile. */
   renewing: boolean;
+  /** Given back: a renewal that answers after it gives back only what it took. */
+  retired: boolean;
 }
 
 /** A block of one budget scope: one reservation of `amount` in the store, granted to requests in-process. */
@@ -227,6 +231,8 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
   });
   function retireCounter(id: string, block: CounterBlock): void {
     if (counterBlocks.get(id) === block) counterBlocks.delete(id);
+    if (block.retired) return;
+    block.retired = true;
     const delta = block.used - block.size;
     if (delta === 0) return;
     send(stores.counter.adjust(block.key, delta, { windowMs: block.windowMs, windowStart: block.windowStart, ...(block.slot === undefined ? {} : { slot: block.slot }) }));
@@ -322,7 +328,7 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
       counterDirect.delete(id);
       const opened: CounterBlock = {
         key, limit: opts.limit, windowMs: opts.windowMs, windowStart: taken.windowStart, slot: opts.slot, size, used: units,
-        remaining: taken.remaining, resetAt: taken.resetAt, bornAt: clock(), units, renewing: false,
+        remaining: taken.remaining, resetAt: taken.resetAt, bornAt: clock(), units, renewing: false, retired: false,
       };
       counterBlocks.set(id, opened);
       return counterResult(opened);
@@ -372,6 +378,8 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
   const fixedDirect = new Map<string, number>();
   function retireFixed(key: string, block: FixedBlock): void {
     if (fixedBlocks.get(key) === block) fixedBlocks.delete(key);
+    if (block.retired) return;
+    block.retired = true;
     const unused = block.size - block.used;
     if (unused > 0 && block.resetAt - clock() > GIVE_BACK_MARGIN_MS) send(inner!.giveBackBy!(key, unused, GIVE_BACK_MARGIN_MS));
   }
@@ -452,7 +460,7 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
         continue;
       }
       fixedDirect.delete(key);
-      const opened: FixedBlock = { limit, windowMs, base: taken.hits - size, size, used: 1, resetAt: taken.resetAt, bornAt: clock(), renewing: false };
+      const opened: FixedBlock = { limit, windowMs, base: taken.hits - size, size, used: 1, resetAt: taken.resetAt, bornAt: clock(), renewing: false, retired: false };
       fixedBlocks.set(key, opened);
       return { hits: opened.base + 1, resetAt: opened.resetAt };
     }

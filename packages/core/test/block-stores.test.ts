@@ -261,6 +261,36 @@ describe('blockStores: blocks sized by demand (the default)', () => {
     await wrapped.close();
   });
 
+  it('a renewal that answers after its block went back gives back only what it took: the books stay exact', async () => {
+    let now = 1_000_000;
+    const { stores } = countedStores();
+    const consume = stores.counter.consume;
+    let hold: Promise<void> | undefined;
+    let release = () => {};
+    stores.counter.consume = async (key, units, opts) => {
+      const held = hold;
+      hold = undefined;
+      if (held) await held;
+      return consume(key, units, opts);
+    };
+    const wrapped = blocked(stores, { share: 0.01, maxAgeMs: 1_000, clock: () => now });
+    const limit = { limit: 40_000, ...WINDOW };
+    // A block of 400 (0.01 x 40,000), 100 handed out.
+    await wrapped.counter.consume('race', 100, limit);
+    now += 1_000;
+    // Past its age: the next request is served and starts a renewal (200 more), which the store holds...
+    hold = new Promise((resolve) => (release = resolve));
+    await wrapped.counter.consume('race', 100, limit);
+    // ...while the block goes back (200 of its 400 unused), and only then does the renewal answer.
+    const retiring = wrapped.blocks.retireAll();
+    release();
+    await retiring;
+    await wrapped.blocks.retireAll();
+    // Two requests of 100: what the store counts once everything went back.
+    expect(await stores.counter.peek('race', WINDOW)).toBe(200);
+    await wrapped.close();
+  });
+
   it('rejects a size other than demand or share', () => {
     expect(() => blockStores(createMemoryStores({ sweepIntervalMs: 0 }), { size: 'all' as 'share' })).toThrow(/size must be 'demand' or 'share'/);
   });
