@@ -36,7 +36,8 @@ beforeAll(async () => {
   [limitedTenant, budgetTenant] = [...tenants.keys()] as [string, string];
   const configPath = path.join(dir, 'config.json');
   writeFileSync(configPath, JSON.stringify({
-    redis: { cluster: cluster.urls.slice(0, 2) },
+    // Blocks held at most a second (10 s by default): the books are read once they went back.
+    redis: { cluster: cluster.urls.slice(0, 2), blocks: { maxAge: '1s' } },
     redisPrefix: prefix,
     adminKeySha256: sha256Hex(adminKey),
     tiers: { limited: { requestsPerMinute: REQUESTS_PER_MINUTE, tokensPerMinute: 1_000_000 }, roomy: { requestsPerMinute: 1000, tokensPerMinute: 1_000_000 } },

@@ -35,6 +35,10 @@ function writeConfig(name: string, storeOutage: unknown): { configPath: string; 
     tiers: { pro: { requestsPerMinute: 100_000, tokensPerMinute: 100_000_000 } },
     tenants: { acme: { tier: 'pro', budget: { usd: BUDGET_USD, period: 'day' } } },
     keys: [{ id: 'acme-key', sha256: sha256Hex(key), tenant: 'acme', scopes: [] }],
+    // Blocks of at most 0.1%: none holds two requests of this $0.05 budget, which is reserved per request, so the
+    // slice alone bounds what a process grants in an outage (blocks over a lease add what they held when it began:
+    // test/layer-conformance.test.ts and core's block tests).
+    redis: { blocks: { share: 0.001 } },
   }));
   return { configPath, usageLog };
 }

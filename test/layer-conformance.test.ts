@@ -34,7 +34,7 @@ async function unlinkOn(url: string, key: string): Promise<void> {
 }
 
 /**
- * Another process (node on the built packages) with the same layers over the same Redis: it opens a budget block of
+ * Another process (node, the packages' sources through tsx) with the same layers over the same Redis: it opens a budget block of
  * `scope` (hotAfter 1; three requests of 10, settled into it; blocks held at most 2 s past a request's 1 s ttl), then
  * says so and is killed with SIGKILL while it holds the block.
  */
@@ -56,7 +56,8 @@ async function killHolder(redis: Record<string, unknown>, leases: boolean, scope
     process.stdout.write('holding');
     setInterval(() => {}, 1000);
   `;
-  const child = spawn(process.execPath, ['--input-type=module', '-e', code], {
+  // The packages' sources through tsx, as the other multi-process tests run them (CI tests before any build).
+  const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=source', '--input-type=module', '-e', code], {
     cwd: process.cwd(),
     env: { ...process.env, TG_HOLDER: JSON.stringify({ redis, leases, scope }) },
     stdio: ['ignore', 'pipe', 'pipe'],
