@@ -55,6 +55,8 @@ beforeAll(async () => {
       { id: 'globex-key', sha256: sha256Hex(globexKey), tenant: 'globex', scopes: ['chat'] },
     ],
     cache: { store: 'redis', ttl: '1m', scope: 'tenant', maxEntryBytes: 100_000 },
+    // Blocks held at most a second (10 s by default): the budget is read once they settled.
+    redis: { blocks: { maxAge: '1s' } },
   }));
   const env = { TOLLGATE_CONFIG: configPath, REDIS_URL };
   [first, second] = await Promise.all([spawnProxy(env), spawnProxy(env)]);
