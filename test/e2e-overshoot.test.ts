@@ -142,15 +142,26 @@ function retryDelayMs(response: Response): number {
 
 /**
  * One chat call made like the official SDKs: a refusal that says to retry is retried after its
- * Retry-After, and so is a 503 (a store deadline passed while the machine was saturated: the SDKs
+ * Retry-After, a connection error after half a second, and so is a 503 (a store deadline passed while the machine was saturated: the SDKs
  * retry every 5xx; here its 5 s Retry-After is shortened to 2 s to keep the run bounded).
  */
 async function callLikeAnSdk(url: string, key: string, model: string, stream: boolean): Promise<Outcome> {
   const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
   const init = { method: 'POST', headers, body: JSON.stringify(bodyOf(model, stream)) };
   for (let attempt = 1; ; attempt++) {
-    const response = await fetch(`${url}/v1/chat/completions`, init);
-    const text = await response.text();
+    let response: Response;
+    let text: string;
+    try {
+      response = await fetch(`${url}/v1/chat/completions`, init);
+      text = await response.text();
+    } catch (error) {
+      // A connection the server closed under this load (a keep-alive socket reused as it closed): the SDKs retry those too.
+      if (attempt < MAX_ATTEMPTS) {
+        await sleep(500);
+        continue;
+      }
+      throw error;
+    }
     if (response.status === 200) {
       return stream && !text.trimEnd().endsWith('data: [DONE]') ? 'status 200 stream without its end' : 'answered';
     }
