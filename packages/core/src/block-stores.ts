@@ -291,16 +291,11 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
       if (block) {
         const aged = now - block.bornAt >= maxAgeMs && !block.renewing;
         const fresh = now < block.windowStart + opts.windowMs && block.limit === opts.limit;
-        if (fresh && aged && block.used + units <= block.size) {
+        if (fresh && block.used + units <= block.size) {
+          block.used += units;
+          block.units = units;
           // Past its age but asked for: served, and renewed for what comes next.
-          block.used += units;
-          block.units = units;
-          renewCounter(id, block, now);
-          return counterResult(block);
-        }
-        if (fresh && !aged && block.used + units <= block.size) {
-          block.used += units;
-          block.units = units;
+          if (aged) renewCounter(id, block, now);
           return counterResult(block);
         }
         retireCounter(id, block);
