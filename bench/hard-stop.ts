@@ -137,7 +137,7 @@ interface Prepared {
   adapter: ProviderAdapter;
   price: ResolvedPrice;
   /** The meter's counting for the model (its counters count their calls): the stop's is unscaled, against grant / factor. */
-  counting: { countOutput: OutputCounter; stop: { count: OutputCounter; factor: number }; own: boolean };
+  counting: { countOutput: OutputCounter; stop: { count: OutputCounter; factor: number; encoding: 'o200k_base' | 'cl100k_base' }; own: boolean };
   tokenizerCalls: number;
   /** Output tokens of the whole answer, as the meter would count them. */
   outputTokens: number;
@@ -261,6 +261,7 @@ async function prepareFormats(): Promise<{ harness: Harness; prepared: Prepared[
             return stopCount(text);
           },
           factor: tokenizer === 'approximate' ? 0.5 : 1,
+          encoding: tokenizer === 'cl100k_base' ? 'cl100k_base' : 'o200k_base',
         },
         own: tokenizer !== 'approximate',
       },

@@ -297,9 +297,10 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   // The provider routes first: they carry nearly all the traffic, and every route before them is a path match per request.
   for (const route of PROVIDER_ROUTES) app.post(route.path, ...admit(route), providers.handler(route.api));
   app.use(parseBody);
-  // Healthy only once the tokenizers are loaded: before, estimates run several times high (a byte bound).
+  // Healthy only once the encoding of current models is loaded: before, their estimates run several times high (a
+  // byte bound). Older models' encoding loads when one is first asked for.
   let tokenizersReady = false;
-  void preloadTokenizers().then(() => (tokenizersReady = true));
+  void preloadTokenizers(['o200k_base']).then(() => (tokenizersReady = true));
   app.get('/healthz', async function reportHealth(_req: Request, res: Response) {
     const storeOk = await storesAnswer(stores);
     const ok = storeOk && tokenizersReady;

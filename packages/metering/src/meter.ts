@@ -319,8 +319,9 @@ export function meter(options: MeterOptions = {}) {
     throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'meter() option tracer must be an OpenTelemetry Tracer (trace.getTracer(name)) or false');
   }
   const tracer = options.tracer === false ? undefined : (options.tracer ?? meteringTracer());
-  // Load the encodings now, off the request path; until then counts use the byte bound.
-  void preloadTokenizers();
+  // Load the encoding of current models (and of every lower bound) now, off the request path; until then counts use
+  // the byte bound. Another encoding loads the first time a request needs it.
+  void preloadTokenizers(['o200k_base']);
 
   /** Counts output text the way the input was counted, per catalogue tokenizer (made once, not per request). */
   const outputCounters: Record<TokenizerFamily, OutputCounter> = {
@@ -338,13 +339,13 @@ export function meter(options: MeterOptions = {}) {
    * bound, the o200k_base count unscaled against the grant divided by `lowerBoundFactor`, so no piece is rounded.
    */
   const ownCountings: Record<EncodingName, OutputCounting> = {
-    o200k_base: { countOutput: outputCounters.o200k_base, stop: { count: lowerCounters.o200k_base, factor: 1 }, own: true },
-    cl100k_base: { countOutput: outputCounters.cl100k_base, stop: { count: lowerCounters.cl100k_base, factor: 1 }, own: true },
+    o200k_base: { countOutput: outputCounters.o200k_base, stop: { count: lowerCounters.o200k_base, factor: 1, encoding: 'o200k_base' }, own: true },
+    cl100k_base: { countOutput: outputCounters.cl100k_base, stop: { count: lowerCounters.cl100k_base, factor: 1, encoding: 'cl100k_base' }, own: true },
   };
   // Output billed without provider usage: the approximation, an estimate above the provider's count.
   const boundCountings: Record<EncodingName, OutputCounting> = {
-    o200k_base: { countOutput: outputCounters.approximate, stop: { count: lowerCounters.o200k_base, factor: lowerBoundFactor }, own: false },
-    cl100k_base: { countOutput: outputCounters.approximate, stop: { count: lowerCounters.cl100k_base, factor: lowerBoundFactor }, own: false },
+    o200k_base: { countOutput: outputCounters.approximate, stop: { count: lowerCounters.o200k_base, factor: lowerBoundFactor, encoding: 'o200k_base' }, own: false },
+    cl100k_base: { countOutput: outputCounters.approximate, stop: { count: lowerCounters.cl100k_base, factor: lowerBoundFactor, encoding: 'cl100k_base' }, own: false },
   };
   const countingOfPrice = (price: ResolvedPrice | undefined): OutputCounting => {
     const tokenizer = price?.tokenizer ?? 'approximate';

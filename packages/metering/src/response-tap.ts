@@ -2,7 +2,7 @@
 import { ServerResponse } from 'node:http';
 import { contextOf } from '@tollgate/core';
 import type { TollgateContext } from '@tollgate/core';
-import { SseDecoder, tokenizersLoaded } from '@tollgate/providers';
+import { encodingLoaded, SseDecoder, type EncodingName } from '@tollgate/providers';
 import type { OutputCounter, ProviderAdapter, SseBlock, UsageReader } from '@tollgate/providers';
 import type { Response } from 'express';
 import { topLevelFields } from './answer-scan.js';
@@ -41,6 +41,8 @@ export function findUsageObject(text: string): unknown {
 export interface StopCounting {
   count: OutputCounter;
   factor: number;
+  /** The encoding `count` runs: until it loads, its counts are the byte bound and the stop waits. */
+  encoding: EncodingName;
 }
 
 /** How one model's output is counted: for the bill when no usage comes, and for the hard stop. */
@@ -300,9 +302,11 @@ export class ResponseTap {
       const block = blocks[i]!;
       end += block.raw.length;
       if (block.hasData && reader.onEvent(block.event, block.data)) (dropped ??= new Set()).add(i);
-      // Until the encodings load (the first moments after meter() is made) a count is the byte bound, several
-      // times the tokens: stopping on it would cut answers that are within their grant.
-      if (grant !== undefined && reader.output.tokenBound > grant && tokenizersLoaded() && reader.output.passes(grant, this.fixedCounting!.stop.count)) {
+      // Until the stop's encoding loads (the first moments after meter() is made, or after a model of another
+      // encoding is first asked for) a count is the byte bound, several times the tokens: stopping on it would cut
+      // answers that are within their grant.
+      const stop = this.fixedCounting!.stop;
+      if (grant !== undefined && reader.output.tokenBound > grant && encodingLoaded(stop.encoding) && reader.output.passes(grant, stop.count)) {
         this.stoppedAt = reader.output.tokens(this.fixedCounting!.countOutput);
         const ending = reader.ending({ inputTokens: this.ctx.estimate?.inputTokens ?? 0, outputTokens: this.stoppedAt });
         this.stop();

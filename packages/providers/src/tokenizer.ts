@@ -43,6 +43,7 @@ function boundOfBytes(bytes: number, bound: CountBound): number {
 
 interface Encoder {
   countTokens(text: string, options: { disallowedSpecial: Set<string> }): number;
+  setMergeCacheSize(size: number): void;
 }
 
 // Special-token text sent by a client is ordinary text to the provider: count it as such.
@@ -50,32 +51,67 @@ const PLAIN_TEXT = { disallowedSpecial: new Set<string>() };
 
 const WARM_UP_TEXT = 'Warm up: naïve café, 数据 😀 {"json": [1, 2.5]} <|endoftext|>\n\tcode();';
 
-const encoders = new Map<EncodingName, Encoder>();
-let loading: Promise<void> | undefined;
+/** Every encoding a count may ask for. */
+export const ENCODINGS: readonly EncodingName[] = ['o200k_base', 'cl100k_base'];
 
-/** True once both encodings are loaded: before, every count is the UTF-8 byte bound. */
+/**
+ * gpt-tokenizer keeps the tokens of up to 100,000 pre-tokenizer chunks it had to merge, per encoding: in a
+ * process that counts every prompt it sees, that grows to tens of MiB. Chunks that are whole tokens (most of any
+ * text) never reach it; 10,000 keeps the repeats that matter at a tenth of the memory.
+ */
+const MERGE_CACHE_SIZE = 10_000;
+
+const encoders = new Map<EncodingName, Encoder>();
+/** Each encoding's load, started once. */
+const loads = new Map<EncodingName, Promise<void>>();
+/** The load before the last one started: loads run one after the other (they share modules, and jest's ESM loader trips over parallel imports of those). */
+let lastLoad: Promise<void> = Promise.resolve();
+
+const importers: Record<EncodingName, () => Promise<Encoder>> = {
+  o200k_base: () => import('gpt-tokenizer/encoding/o200k_base'),
+  cl100k_base: () => import('gpt-tokenizer/encoding/cl100k_base'),
+};
+
+/** True once `encoding` is loaded: before, its counts are the UTF-8 byte bound. */
+export function encodingLoaded(encoding: EncodingName): boolean {
+  return encoders.has(encoding);
+}
+
+/** True once every encoding is loaded. */
 export function tokenizersLoaded(): boolean {
-  return encoders.size === 2;
+  return encoders.size === ENCODINGS.length;
 }
 
 /**
- * Loads both encodings (about 0.5 s of CPU once, at startup). `meter()` starts this itself;
- * until it finishes, counts fall back to the UTF-8 byte bound, which is never too low.
+ * Loads `encoding` (a few hundred ms of CPU and 15 to 45 MiB, once); the same promise for every call. A count in
+ * an encoding not loaded starts this itself and answers with the byte bound, which is never too low.
  */
-export function preloadTokenizers(): Promise<void> {
-  // One after the other: they share modules, and jest's ESM loader trips over parallel imports of those.
-  loading ??= (async () => {
-    // Classify the whole BMP now (about 10 ms once) rather than on first sight during a count,
-    // where a megabyte of random unicode would meet tens of thousands of new characters.
-    for (let code = 0; code < 0x10000; code++) classOf(code);
-    for (const [name, load] of [['o200k_base', () => import('gpt-tokenizer/encoding/o200k_base')], ['cl100k_base', () => import('gpt-tokenizer/encoding/cl100k_base')]] as const) {
-      const encoder: Encoder = await load();
+export function loadEncoding(encoding: EncodingName): Promise<void> {
+  let load = loads.get(encoding);
+  if (load === undefined) {
+    load = lastLoad.then(async () => {
+      // Classify the whole BMP once (about 10 ms) rather than on first sight during a count, where a megabyte of
+      // random unicode would meet tens of thousands of new characters.
+      if (classes[0xffff] === UNKNOWN) for (let code = 0; code < 0x10000; code++) classOf(code);
+      const encoder = await importers[encoding]();
+      encoder.setMergeCacheSize(MERGE_CACHE_SIZE);
       // Warm the regexes and the JIT so the first request's count is not the slow one.
       encoder.countTokens(WARM_UP_TEXT, PLAIN_TEXT);
-      encoders.set(name, encoder);
-    }
-  })();
-  return loading;
+      encoders.set(encoding, encoder);
+    });
+    loads.set(encoding, load);
+    lastLoad = load.catch(() => undefined);
+  }
+  return load;
+}
+
+/**
+ * Loads the encodings named (every one by default) now, off the request path. `meter()` loads o200k_base, the
+ * encoding of current OpenAI models and of the lower bound the hard stop uses for the others; cl100k_base (GPT-4,
+ * GPT-3.5) loads the first time a request asks for it, its first counts the byte bound meanwhile.
+ */
+export function preloadTokenizers(names: readonly EncodingName[] = ENCODINGS): Promise<void> {
+  return Promise.all(names.map(loadEncoding)).then(() => undefined);
 }
 
 /**
@@ -257,6 +293,7 @@ export function countTextTokens(text: string, encoding: EncodingName, budget: Co
   if (text.length === 0) return 0;
   const encoder = encoders.get(encoding);
   budget.see(text.length);
+  if (!encoder) void loadEncoding(encoding);
   if (!encoder || budget.expired) {
     budget.boundedPieces++;
     return boundOfBytes(utf8Length(text), bound);
