@@ -58,5 +58,7 @@ export default {
   ...base,
   // No service to look for: the global setup that refuses to start without them is not run.
   globalSetup: undefined,
+  // Every core: these tests wait on nothing but their own process (jest's default leaves one core idle).
+  maxWorkers: '100%',
   testPathIgnorePatterns: ['/node_modules/', ...services.map((file) => `^${escape(join('<rootDir>', relative(ROOT, file)).replace('<rootDir>', ROOT))}$`)],
 };
