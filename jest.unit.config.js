@@ -12,10 +12,30 @@ const ROOT = dirname(fileURLToPath(import.meta.url));
  * (the helpers also hold what memory-only tests use, so importing one is not enough).
  */
 const SERVICE = [
-  /from 'redis'/, /@tollgate\/redis/, /createRedisStores/, /REDIS_URL/, /REDIS_CLUSTER_URLS/, /redis-server/, /redis:\/\//,
-  /redisUrl/, /store: 'redis'/, /deleteRedisPrefix/, /redisTestStores/, /deleteKeys/, /redis-cluster/, /redis-relay/, /stalling-relay/, /guard-app/,
-  /from 'pg'/, /POSTGRES_URL/, /postgres:\/\//, /postgresUrl/, /openLedgerDatabase/, /LEDGER_KINDS/,
-  /playwright/, /chromium/i,
+  /from 'redis'/,
+  /@tollgate\/redis/,
+  /createRedisStores/,
+  /REDIS_URL/,
+  /REDIS_CLUSTER_URLS/,
+  /redis-server/,
+  /redis:\/\//,
+  /redisUrl/,
+  /store: 'redis'/,
+  /deleteRedisPrefix/,
+  /redisTestStores/,
+  /deleteKeys/,
+  /redis-cluster/,
+  /redis-relay/,
+  /stalling-relay/,
+  /guard-app/,
+  /from 'pg'/,
+  /POSTGRES_URL/,
+  /postgres:\/\//,
+  /postgresUrl/,
+  /openLedgerDatabase/,
+  /LEDGER_KINDS/,
+  /playwright/,
+  /chromium/i,
 ];
 /** A fixture a test runs in a child process: what it says counts as the test's own. */
 const FIXTURE = /'(\.{1,2}\/(?:[\w-]+\/)*fixtures\/[^']+)'/g;
@@ -50,7 +70,9 @@ function needsService(file) {
   return false;
 }
 
-const services = ['packages', 'examples', 'test'].flatMap((dir) => testFiles(join(ROOT, dir))).filter((file) => needsService(file));
+const services = ['packages', 'examples', 'test']
+  .flatMap((dir) => testFiles(join(ROOT, dir)))
+  .filter((file) => needsService(file));
 const escape = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /** @type {import('jest').Config} */
@@ -60,5 +82,8 @@ export default {
   globalSetup: undefined,
   // Every core: these tests wait on nothing but their own process (jest's default leaves one core idle).
   maxWorkers: '100%',
-  testPathIgnorePatterns: ['/node_modules/', ...services.map((file) => `^${escape(join('<rootDir>', relative(ROOT, file)).replace('<rootDir>', ROOT))}$`)],
+  testPathIgnorePatterns: [
+    '/node_modules/',
+    ...services.map((file) => `^${escape(join('<rootDir>', relative(ROOT, file)).replace('<rootDir>', ROOT))}$`),
+  ],
 };

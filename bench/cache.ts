@@ -82,12 +82,20 @@ function pairTable(pair: PairCosts, verdict: PairVerdict, names: [string, string
     fmtBytes(pair.allocatedBytes[index]),
     fmtNumber(verdict.gcOf(pair.allocatedBytes[index]), 1),
   ];
-  return table(['case', 'typical request, µs', 'block mean, µs', 'allocated per request', 'its collection, µs'], [
-    [names[0], ...column(0)],
-    [names[1], ...column(1)],
-    ['cache − none (per-block differences)', withQuartiles(verdict.typicalDiffs), withQuartiles(verdict.meanDiffs),
-      fmtBytes(pair.allocatedBytes[1] - pair.allocatedBytes[0]), fmtNumber(verdict.gcCost, 1)],
-  ]);
+  return table(
+    ['case', 'typical request, µs', 'block mean, µs', 'allocated per request', 'its collection, µs'],
+    [
+      [names[0], ...column(0)],
+      [names[1], ...column(1)],
+      [
+        'cache − none (per-block differences)',
+        withQuartiles(verdict.typicalDiffs),
+        withQuartiles(verdict.meanDiffs),
+        fmtBytes(pair.allocatedBytes[1] - pair.allocatedBytes[0]),
+        fmtNumber(verdict.gcCost, 1),
+      ],
+    ],
+  );
 }
 
 export async function runCacheBenchmark(context: BenchContext): Promise<SectionResult> {
@@ -109,7 +117,9 @@ export async function runCacheBenchmark(context: BenchContext): Promise<SectionR
       children.push(child);
       await child.ask({ type: 'start', mode, upstream: upstream.url, bodies: warmup + rounds * blockSize });
     }
-    context.log(`cache: ${cases.length} processes, ${fmtNumber(warmup)} requests each to warm up, then ${rounds} rounds of ${blockSize} per case`);
+    context.log(
+      `cache: ${cases.length} processes, ${fmtNumber(warmup)} requests each to warm up, then ${rounds} rounds of ${blockSize} per case`,
+    );
     for (const child of children) await child.ask<CacheBlockCost>({ type: 'block', requests: warmup });
     for (let round = 0; round < rounds; round++) {
       for (let k = 0; k < cases.length; k++) {
@@ -122,7 +132,9 @@ export async function runCacheBenchmark(context: BenchContext): Promise<SectionR
     }
     for (const child of children) await child.ask({ type: 'stop' });
     for (const subject of ['chain', 'proxy'] as const) {
-      context.log(`cache: the ${subject === 'chain' ? 'minimal chain' : 'example proxy'} with and without the cache, in one process`);
+      context.log(
+        `cache: the ${subject === 'chain' ? 'minimal chain' : 'example proxy'} with and without the cache, in one process`,
+      );
       const child = forkCase();
       children.push(child);
       const costs = await child.ask<PairCosts>({ type: 'pair', subject, upstream: upstream.url, ...pairRounds });
@@ -154,10 +166,12 @@ export async function runCacheBenchmark(context: BenchContext): Promise<SectionR
       'not seen (same size, a counter in the prompt), so each one is looked up, kept as it passes and stored after the settle; the same cache ' +
       'with one body repeated, so every request after the first is a hit. The bodies are built before the blocks. ' +
       `After ${fmtNumber(warmup)} requests each to warm up, ${rounds} rounds of one block of ${blockSize} requests per case, the first case ` +
-      'rotating. CPU is the process\'s user + system time over the block; wall is the block\'s elapsed time; both divided by its requests. ' +
+      "rotating. CPU is the process's user + system time over the block; wall is the block's elapsed time; both divided by its requests. " +
       'Each comparison is the median over rounds of the comparison within a round; the CPU of processes apart moves by ±20 µs from run to run, ' +
       'so what a miss costs is measured below, each case in one process.' +
-      (unexpected > 0 ? ` **${unexpected} answers did not carry the cache header their case expects: the figures are void.**` : ''),
+      (unexpected > 0
+        ? ` **${unexpected} answers did not carry the cache header their case expects: the figures are void.**`
+        : ''),
     '',
     table(['case', 'CPU per request', 'wall per request', 'CPU over no cache'], rows),
     '',
@@ -166,17 +180,19 @@ export async function runCacheBenchmark(context: BenchContext): Promise<SectionR
     '**What a miss costs, each pair in one process.** The same app without and with the cache, every request a body no earlier one sent ' +
       '(so every request is keyed, looked up, kept and stored). One request to each case in turn (the first alternating), ' +
       `${fmtNumber(pairRounds.warmupRounds)} rounds to warm up, then ${pairRounds.blocks} blocks of ${pairRounds.roundsPerBlock} rounds; each ` +
-      'request\'s CPU (user + system of the process, to a turn of the event loop after its answer, so the settle and the store are in it) is ' +
-      'one sample. A block\'s typical request is the mean of its middle half (as robust as the median to the requests a collection paused, and ' +
+      "request's CPU (user + system of the process, to a turn of the event loop after its answer, so the settle and the store are in it) is " +
+      "one sample. A block's typical request is the mean of its middle half (as robust as the median to the requests a collection paused, and " +
       'finer: each sample is a whole number of µs). A garbage collection lands on whichever request runs, so it is counted apart: each ' +
-      'request\'s heap growth (read outside its CPU window; the median over the requests no collection ran in) is what it allocates, and the ' +
-      'run\'s collection time (every `gc` performance entry) is shared out per byte allocated. CPU figures are the median over blocks ' +
+      "request's heap growth (read outside its CPU window; the median over the requests no collection ran in) is what it allocates, and the " +
+      "run's collection time (every `gc` performance entry) is shared out per byte allocated. CPU figures are the median over blocks " +
       '(quartiles in brackets); the block means count every request, those a collection paused included, and are shown for reference.' +
-      (pairsValid ? '' : ` **${chainVerdict.unexpected + proxyVerdict.unexpected} answers did not carry the cache header their case expects: the figures are void.**`),
+      (pairsValid
+        ? ''
+        : ` **${chainVerdict.unexpected + proxyVerdict.unexpected} answers did not carry the cache header their case expects: the figures are void.**`),
     '',
-    'The minimal chain: express.json, an identity, `meter()`, answering a chat completion at once, without and with the cache\'s three ' +
+    "The minimal chain: express.json, an identity, `meter()`, answering a chat completion at once, without and with the cache's three " +
       'steps (`lookup`, `chooseLimits` with nothing to choose, `answer`; the default 64 MiB memory store). The smaller the chain, the less ' +
-      'noise around the cache\'s share: this pair judges the target.',
+      "noise around the cache's share: this pair judges the target.",
     '',
     pairTable(chain!, chainVerdict, ['minimal metered chain', 'the same with the cache, every request a miss']),
     '',
@@ -210,7 +226,8 @@ export async function runCacheBenchmark(context: BenchContext): Promise<SectionR
       {
         target: `A cache miss costs at most ${MISS_OVERHEAD_TARGET_US} µs of CPU more than no cache (its own work per miss, minimal chain)`,
         holds: pairsValid ? chainVerdict.total <= MISS_OVERHEAD_TARGET_US : undefined,
-        figures: `${figuresOf(chainVerdict)} in a minimal chain (${fmtNumber(100 * shareOfChain, 1)}% of its typical request); ` +
+        figures:
+          `${figuresOf(chainVerdict)} in a minimal chain (${fmtNumber(100 * shareOfChain, 1)}% of its typical request); ` +
           `${figuresOf(proxyVerdict)} in the whole proxy`,
       },
     ],

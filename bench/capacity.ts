@@ -28,7 +28,11 @@ async function readNode(url: string): Promise<NodeReading> {
   client.on('error', () => undefined);
   await client.connect();
   try {
-    const [cpu, stats, commandstats] = [await client.info('cpu'), await client.info('stats'), await client.info('commandstats')];
+    const [cpu, stats, commandstats] = [
+      await client.info('cpu'),
+      await client.info('stats'),
+      await client.info('commandstats'),
+    ];
     const number = (text: string, name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(text)?.[1] ?? 0);
     let scriptCalls = 0;
     for (const match of commandstats.matchAll(/^cmdstat_(evalsha|eval):calls=(\d+)/gm)) scriptCalls += Number(match[2]);
@@ -64,7 +68,11 @@ async function request(stores: RedisStores, index: number, global: boolean): Pro
     stores.ledger.reserve({ id, amount: 1_000_000, scopes, ttlMs: 60_000 }),
   ]);
   await Promise.all([
-    stores.counter.adjust(`tokens:${tenant}`, -600, { windowMs: window.windowMs, windowStart: tokens.windowStart, slot: tenant }),
+    stores.counter.adjust(`tokens:${tenant}`, -600, {
+      windowMs: window.windowMs,
+      windowStart: tokens.windowStart,
+      slot: tenant,
+    }),
     stores.ledger.settle(id, 400_000),
   ]);
 }
@@ -78,12 +86,19 @@ interface LayoutCost {
   busiestShare: number;
 }
 
-async function measure(stores: RedisStores, urls: readonly string[], requests: number, global: boolean): Promise<LayoutCost> {
+async function measure(
+  stores: RedisStores,
+  urls: readonly string[],
+  requests: number,
+  global: boolean,
+): Promise<LayoutCost> {
   const before = await Promise.all(urls.map(readNode));
   let next = 0;
-  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-    while (next < requests) await request(stores, next++, global);
-  }));
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next < requests) await request(stores, next++, global);
+    }),
+  );
   // Settles leave a few ms after their callers resolved.
   await new Promise((resolve) => setTimeout(resolve, 50));
   const after = await Promise.all(urls.map(readNode));
@@ -118,7 +133,13 @@ export async function runCapacityBenchmark(context: BenchContext): Promise<Secti
   const requests = context.quick ? 1_000 : 5_000;
   const single = new PrivateRedis();
   let cluster: TestCluster | undefined;
-  const cases = { single: [] as LayoutCost[], singleNoGlobal: [] as LayoutCost[], cluster: [] as LayoutCost[], clusterNoGlobal: [] as LayoutCost[], clusterBlocks: [] as LayoutCost[] };
+  const cases = {
+    single: [] as LayoutCost[],
+    singleNoGlobal: [] as LayoutCost[],
+    cluster: [] as LayoutCost[],
+    clusterNoGlobal: [] as LayoutCost[],
+    clusterBlocks: [] as LayoutCost[],
+  };
   try {
     await single.start();
     cluster = await startRedisCluster(3);
@@ -130,7 +151,9 @@ export async function runCapacityBenchmark(context: BenchContext): Promise<Secti
   const onOne = createRedisStores({ url: single.url, prefix: `capacity:${context.runId}:`, keyCache: false });
   const onCluster = createRedisStores({ cluster: cluster.urls, prefix: `capacity:${context.runId}:`, keyCache: false });
   // The proxy's cluster setting: the global budget handed out in blocks (1% of a 1e15 limit here: every request of a round fits one block per process).
-  const withBlocks = blockStores(createRedisStores({ cluster: cluster.urls, prefix: `capacity-blocks:${context.runId}:`, keyCache: false }));
+  const withBlocks = blockStores(
+    createRedisStores({ cluster: cluster.urls, prefix: `capacity-blocks:${context.runId}:`, keyCache: false }),
+  );
   try {
     // Warm-up: scripts loaded on every node, windows and scopes created.
     for (const global of [true, false]) {
@@ -163,11 +186,41 @@ export async function runCapacityBenchmark(context: BenchContext): Promise<Secti
   const pinnedInBlocks = Math.max(0, blocks.cpuUs - spread.cpuUs);
   const perShard = (cpuUs: number) => (UTILISATION * 1e6) / cpuUs;
   const rows = [
-    ['one Redis, key + tenant + global budget', fmtNumber(one.cpuUs, 1), fmtNumber(one.calls, 2), fmtNumber(one.bytes), fmtNumber(perShard(one.cpuUs))],
-    ['one Redis, key + tenant budget', fmtNumber(oneNoGlobal.cpuUs, 1), fmtNumber(oneNoGlobal.calls, 2), fmtNumber(oneNoGlobal.bytes), fmtNumber(perShard(oneNoGlobal.cpuUs))],
-    ['3-master cluster, tenant slots + global slot', fmtNumber(withGlobal.cpuUs, 1), fmtNumber(withGlobal.calls, 2), fmtNumber(withGlobal.bytes), `${fmtNumber(perShard(pinned + spread.cpuUs / 3))} (busiest node ${fmtNumber(withGlobal.busiestShare * 100)}% of the CPU)`],
-    ['3-master cluster, tenant slots + global budget in blocks (the proxy\'s setting)', fmtNumber(blocks.cpuUs, 1), fmtNumber(blocks.calls, 2), fmtNumber(blocks.bytes), `${fmtNumber(perShard(pinnedInBlocks + spread.cpuUs / 3))} (busiest node ${fmtNumber(blocks.busiestShare * 100)}% of the CPU)`],
-    ['3-master cluster, tenant slots only', fmtNumber(spread.cpuUs, 1), fmtNumber(spread.calls, 2), fmtNumber(spread.bytes), `${fmtNumber(perShard(spread.cpuUs / 3))} (busiest node ${fmtNumber(spread.busiestShare * 100)}% of the CPU)`],
+    [
+      'one Redis, key + tenant + global budget',
+      fmtNumber(one.cpuUs, 1),
+      fmtNumber(one.calls, 2),
+      fmtNumber(one.bytes),
+      fmtNumber(perShard(one.cpuUs)),
+    ],
+    [
+      'one Redis, key + tenant budget',
+      fmtNumber(oneNoGlobal.cpuUs, 1),
+      fmtNumber(oneNoGlobal.calls, 2),
+      fmtNumber(oneNoGlobal.bytes),
+      fmtNumber(perShard(oneNoGlobal.cpuUs)),
+    ],
+    [
+      '3-master cluster, tenant slots + global slot',
+      fmtNumber(withGlobal.cpuUs, 1),
+      fmtNumber(withGlobal.calls, 2),
+      fmtNumber(withGlobal.bytes),
+      `${fmtNumber(perShard(pinned + spread.cpuUs / 3))} (busiest node ${fmtNumber(withGlobal.busiestShare * 100)}% of the CPU)`,
+    ],
+    [
+      "3-master cluster, tenant slots + global budget in blocks (the proxy's setting)",
+      fmtNumber(blocks.cpuUs, 1),
+      fmtNumber(blocks.calls, 2),
+      fmtNumber(blocks.bytes),
+      `${fmtNumber(perShard(pinnedInBlocks + spread.cpuUs / 3))} (busiest node ${fmtNumber(blocks.busiestShare * 100)}% of the CPU)`,
+    ],
+    [
+      '3-master cluster, tenant slots only',
+      fmtNumber(spread.cpuUs, 1),
+      fmtNumber(spread.calls, 2),
+      fmtNumber(spread.bytes),
+      `${fmtNumber(perShard(spread.cpuUs / 3))} (busiest node ${fmtNumber(spread.busiestShare * 100)}% of the CPU)`,
+    ],
   ];
   const shardRows = LOADS.map((load) => {
     const oneServer = load * one.cpuUs <= UTILISATION * 1e6 ? '1' : 'does not fit';
@@ -178,8 +231,12 @@ export async function runCapacityBenchmark(context: BenchContext): Promise<Secti
       fmtNumber(load),
       oneServer,
       slotted === undefined ? 'over 1,024' : String(slotted),
-      slottedGlobal === undefined ? `never: the global slot's shard tops out at ${fmtNumber((UTILISATION * 1e6) / pinned)} req/s` : String(slottedGlobal),
-      slottedBlocks === undefined ? `never: the global slot's shard tops out at ${fmtNumber((UTILISATION * 1e6) / pinnedInBlocks)} req/s` : String(slottedBlocks),
+      slottedGlobal === undefined
+        ? `never: the global slot's shard tops out at ${fmtNumber((UTILISATION * 1e6) / pinned)} req/s`
+        : String(slottedGlobal),
+      slottedBlocks === undefined
+        ? `never: the global slot's shard tops out at ${fmtNumber((UTILISATION * 1e6) / pinnedInBlocks)} req/s`
+        : String(slottedBlocks),
     ];
   });
   const body = [
@@ -189,7 +246,16 @@ export async function runCapacityBenchmark(context: BenchContext): Promise<Secti
       `3-master cluster of its own (same binary, no persistence, no replicas). CPU is the server processes' used_cpu_user + used_cpu_sys ` +
       `(commands, parsing and networking) summed over the nodes; calls are EVALSHA/EVAL; bytes are network bytes in and out.`,
     '',
-    table(['layout', 'Redis CPU per request (µs)', 'calls per request', 'bytes per request', `req/s per shard at ${UTILISATION * 100}% of a core`], rows),
+    table(
+      [
+        'layout',
+        'Redis CPU per request (µs)',
+        'calls per request',
+        'bytes per request',
+        `req/s per shard at ${UTILISATION * 100}% of a core`,
+      ],
+      rows,
+    ),
     '',
     `The model: a shard is planned at ${UTILISATION * 100}% of one core. One Redis serves ${fmtNumber(perShard(one.cpuUs))} req/s. On a cluster, ` +
       `tenant slots spread a request's work (${fmtNumber(spread.cpuUs, 1)} µs) evenly over the shards; a global budget adds ` +
@@ -197,7 +263,16 @@ export async function runCapacityBenchmark(context: BenchContext): Promise<Secti
       `In blocks (\`blockStores\`, the proxy's default on Redis) the global slot sees a reserve and a settle per block, and its share falls to ` +
       `${fmtNumber(pinnedInBlocks, 1)} µs per request. Cluster calls cost more than one server's because a request's bundle splits by slot (its tenant's, and the global one).`,
     '',
-    table(['load (req/s)', 'one Redis', 'tenant slots (shards)', 'tenant slots + a global budget per request (shards)', 'tenant slots + a global budget in blocks (shards)'], shardRows),
+    table(
+      [
+        'load (req/s)',
+        'one Redis',
+        'tenant slots (shards)',
+        'tenant slots + a global budget per request (shards)',
+        'tenant slots + a global budget in blocks (shards)',
+      ],
+      shardRows,
+    ),
   ].join('\n');
   return {
     title,

@@ -18,7 +18,10 @@ const ERL = 'express-rate-limit + rate-limit-redis';
 const CPU_TARGET_US = 15;
 
 function chainCases(context: BenchContext, redisUrl: string | undefined): ChainCase[] {
-  const redis = (suffix: string) => ({ prefix: `${context.redisPrefix}chain:${suffix}:`, ...(redisUrl ? { redisUrl } : {}) });
+  const redis = (suffix: string) => ({
+    prefix: `${context.redisPrefix}chain:${suffix}:`,
+    ...(redisUrl ? { redisUrl } : {}),
+  });
   return [
     { name: 'bare Express', what: 'express.json + handler', spec: { app: 'bare' } },
     {
@@ -43,7 +46,7 @@ function chainCases(context: BenchContext, redisUrl: string | undefined): ChainC
     },
     {
       name: BLOCKS_CHAIN,
-      what: 'the same chain on blockStores(createRedisStores()): hot limits and budgets taken from Redis a block at a time (blockStores\' defaults: sized by demand, at most 0.05 of each limit, held at most 10 s) and handed out in-process',
+      what: "the same chain on blockStores(createRedisStores()): hot limits and budgets taken from Redis a block at a time (blockStores' defaults: sized by demand, at most 0.05 of each limit, held at most 10 s) and handed out in-process",
       spec: { app: 'tollgate-chain', options: { store: 'redis', blocks: true, ...redis('tollgate-blocks') } },
     },
     {
@@ -110,7 +113,11 @@ export async function runChainBenchmark(context: BenchContext): Promise<SectionR
     redisNote = `a redis-server of its own (Redis ${await redis.version()}, same binary, no persistence, on a free port)`;
   } catch (error) {
     await redis.stop();
-    return { title: '1. Middleware chain, handler answering at once', body: `Could not start a redis-server of its own: ${String(error)}`, targets: [] };
+    return {
+      title: '1. Middleware chain, handler answering at once',
+      body: `Could not start a redis-server of its own: ${String(error)}`,
+      targets: [],
+    };
   }
   const costs = new CostLedger(redis);
   const cases = chainCases(context, redis.url);
@@ -127,13 +134,21 @@ export async function runChainBenchmark(context: BenchContext): Promise<SectionR
     }
     const running = cases.filter((c) => servers.has(c.name));
     const load = (name: string, seconds: number) => () =>
-      runLoad({ url: servers.get(name)!.url, path: CHAT_PATH, body: CHAT_BODY, headers: authHeaders(), connections, durationS: seconds });
+      runLoad({
+        url: servers.get(name)!.url,
+        path: CHAT_PATH,
+        body: CHAT_BODY,
+        headers: authHeaders(),
+        connections,
+        durationS: seconds,
+      });
     // Warm up every side (JIT, connections, Lua scripts loaded) before anything is measured.
     for (const benchCase of running) await load(benchCase.name, 1)();
     const summaries = await alternateRounds(
       running.map((c) => ({ name: c.name, run: () => costs.around(c.name, load(c.name, durationS)) })),
       rounds,
-      (round, name, result) => context.log(`chain round ${round + 1}/${rounds} ${name}: ${fmtNumber(result.rps)} req/s`),
+      (round, name, result) =>
+        context.log(`chain round ${round + 1}/${rounds} ${name}: ${fmtNumber(result.rps)} req/s`),
     );
     for (const c of cases) {
       const note = servers.get(c.name)?.note;
@@ -161,8 +176,21 @@ function describe(
     if (!s) return [c.name, 'not available', '', '', '', '', '', '', '', '', c.what];
     const vsErl = erl ? fmtRatio(s.ratio / erl.ratio) : 'n/a';
     const cost = costs.perRequest(c.name);
-    const redisFigures = cost && cost.calls > 0 ? [fmtNumber(cost.calls, 2), fmtNumber(cost.commandUs, 1), fmtNumber(cost.processCpuUs, 1)] : ['—', '—', '—'];
-    return [c.name, fmtNumber(s.rps), fmtRatio(s.ratio), vsErl, fmtMs(s.p50), fmtMs(s.p99), `${s.non2xx}/${s.errors}`, ...redisFigures, c.what];
+    const redisFigures =
+      cost && cost.calls > 0
+        ? [fmtNumber(cost.calls, 2), fmtNumber(cost.commandUs, 1), fmtNumber(cost.processCpuUs, 1)]
+        : ['—', '—', '—'];
+    return [
+      c.name,
+      fmtNumber(s.rps),
+      fmtRatio(s.ratio),
+      vsErl,
+      fmtMs(s.p50),
+      fmtMs(s.p99),
+      `${s.non2xx}/${s.errors}`,
+      ...redisFigures,
+      c.what,
+    ];
   });
   const lines = [
     `${setup.rounds} alternating rounds of ${setup.durationS} s per case, ${setup.connections} connections, autocannon in the parent process, ` +
@@ -174,7 +202,22 @@ function describe(
       'for the request, settles included), "Redis CPU µs/req" the server process\'s own CPU (used_cpu_user + used_cpu_sys: also reading, ' +
       'parsing and answering the commands) per request.',
     '',
-    table(['case', 'req/s', '× bare', '× erl+redis', 'p50', 'p99', 'non-2xx/errors', 'Redis calls/req', 'Redis µs/req', 'Redis CPU µs/req', 'what runs'], rows),
+    table(
+      [
+        'case',
+        'req/s',
+        '× bare',
+        '× erl+redis',
+        'p50',
+        'p99',
+        'non-2xx/errors',
+        'Redis calls/req',
+        'Redis µs/req',
+        'Redis CPU µs/req',
+        'what runs',
+      ],
+      rows,
+    ),
   ];
   const breakdown = cases
     .map((c) => [c.name, costs.perRequest(c.name)] as const)
@@ -182,7 +225,7 @@ function describe(
   if (breakdown.length > 0) {
     lines.push(
       '',
-      'What the tollgate cases run inside Redis, per request (INFO commandstats; commands scripts run are counted there too, and their time is part of their script\'s):',
+      "What the tollgate cases run inside Redis, per request (INFO commandstats; commands scripts run are counted there too, and their time is part of their script's):",
       '',
       table(
         ['case', 'commands per request (calls, µs)'],
@@ -201,7 +244,10 @@ function describe(
   const erlCost = costs.perRequest(ERL);
   const unbatched = costs.perRequest('tollgate full chain (Redis, batch: false)');
   // The chain on createRedisStores() as it comes, and on blockStores over it (what the example proxy runs on Redis).
-  for (const [name, label] of [[FULL_CHAIN, 'Full chain on Redis'], [BLOCKS_CHAIN, 'Full chain on Redis with blockStores']] as const) {
+  for (const [name, label] of [
+    [FULL_CHAIN, 'Full chain on Redis'],
+    [BLOCKS_CHAIN, 'Full chain on Redis with blockStores'],
+  ] as const) {
     const tollgateRedis = byName.get(name);
     const speed = `${label} at least as fast as express-rate-limit + rate-limit-redis (one limiter)`;
     if (tollgateRedis && erl && tollgateRedis.non2xx === 0) {
@@ -215,7 +261,10 @@ function describe(
       targets.push({
         target: speed,
         holds: undefined,
-        figures: tollgateRedis && tollgateRedis.non2xx > 0 ? `${tollgateRedis.non2xx} non-2xx answers: the run is not valid` : 'a side is not available',
+        figures:
+          tollgateRedis && tollgateRedis.non2xx > 0
+            ? `${tollgateRedis.non2xx} non-2xx answers: the run is not valid`
+            : 'a side is not available',
       });
     }
     const chainCost = costs.perRequest(name);
@@ -224,8 +273,12 @@ function describe(
       holds: chainCost && tollgateRedis?.non2xx === 0 ? chainCost.commandUs <= CPU_TARGET_US : undefined,
       figures: chainCost
         ? `${fmtNumber(chainCost.commandUs, 1)} µs in ${fmtNumber(chainCost.calls, 2)} calls per request` +
-          (name === FULL_CHAIN && unbatched ? ` (batch: false ${fmtNumber(unbatched.commandUs, 1)} µs in ${fmtNumber(unbatched.calls, 2)} calls)` : '') +
-          (erlCost ? `; express-rate-limit + rate-limit-redis ${fmtNumber(erlCost.commandUs, 1)} µs in ${fmtNumber(erlCost.calls, 2)}` : '') +
+          (name === FULL_CHAIN && unbatched
+            ? ` (batch: false ${fmtNumber(unbatched.commandUs, 1)} µs in ${fmtNumber(unbatched.calls, 2)} calls)`
+            : '') +
+          (erlCost
+            ? `; express-rate-limit + rate-limit-redis ${fmtNumber(erlCost.commandUs, 1)} µs in ${fmtNumber(erlCost.calls, 2)}`
+            : '') +
           `; Redis process CPU ${fmtNumber(chainCost.processCpuUs, 1)} µs per request`
         : 'not measured',
     });

@@ -39,7 +39,8 @@ interface RunningProxy {
  * (compiled JavaScript, the tollgate packages from their dist/), no tsx and no bench harness in the process.
  */
 async function startCompiledProxy(config: Record<string, unknown>): Promise<RunningProxy> {
-  if (!existsSync(COMPILED_MAIN)) throw new Error(`${COMPILED_MAIN} is missing: run pnpm build (it builds the example proxy too)`);
+  if (!existsSync(COMPILED_MAIN))
+    throw new Error(`${COMPILED_MAIN} is missing: run pnpm build (it builds the example proxy too)`);
   const dir = await mkdtemp(path.join(tmpdir(), 'tollgate-dep-mem-'));
   const configPath = path.join(dir, 'tollgate.config.json');
   await writeFile(configPath, JSON.stringify(config));
@@ -61,7 +62,10 @@ async function startCompiledProxy(config: Record<string, unknown>): Promise<Runn
   };
   for (let waited = 0; ; waited += 100) {
     if (child.exitCode !== null) throw new Error(`the compiled proxy exited (${child.exitCode}): ${stderr}`);
-    const healthy = await fetch(`${url}/healthz`).then((answer) => answer.ok, () => false);
+    const healthy = await fetch(`${url}/healthz`).then(
+      (answer) => answer.ok,
+      () => false,
+    );
     if (healthy) return { url, pid: child.pid!, close };
     if (waited > 30_000) {
       await close();
@@ -108,14 +112,22 @@ export async function runDeploymentMemoryBenchmark(context: BenchContext): Promi
       sample(running, started).then(
         (s) => {
           samples.push(s);
-          if (Math.round(s.seconds) % 60 < SAMPLE_EVERY_MS / 1000) context.log(`deployment-memory: ${fmtNumber(s.seconds)} s, RSS ${fmtBytes(s.rss)}`);
+          if (Math.round(s.seconds) % 60 < SAMPLE_EVERY_MS / 1000)
+            context.log(`deployment-memory: ${fmtNumber(s.seconds)} s, RSS ${fmtBytes(s.rss)}`);
         },
         (error: unknown) => context.log(`deployment-memory: sample failed (${String(error)})`),
       );
     }, SAMPLE_EVERY_MS);
     let result: LoadResult;
     try {
-      result = await runLoad({ url: proxy.url, path: CHAT_PATH, ...rotatingLoad('mixed'), connections: CONNECTIONS, durationS, overallRate: RATE });
+      result = await runLoad({
+        url: proxy.url,
+        path: CHAT_PATH,
+        ...rotatingLoad('mixed'),
+        connections: CONNECTIONS,
+        durationS,
+        overallRate: RATE,
+      });
     } finally {
       clearInterval(timer);
     }
@@ -134,11 +146,15 @@ function describe(samples: RssSample[], result: LoadResult, durationS: number, q
   // Start, the sample nearest each whole minute, and the end.
   const shown: RssSample[] = [first];
   for (let minute = 1; minute * 60 < last.seconds - 5; minute++) {
-    const nearest = samples.reduce((best, s) => (Math.abs(s.seconds - minute * 60) < Math.abs(best.seconds - minute * 60) ? s : best));
+    const nearest = samples.reduce((best, s) =>
+      Math.abs(s.seconds - minute * 60) < Math.abs(best.seconds - minute * 60) ? s : best,
+    );
     if (!shown.includes(nearest)) shown.push(nearest);
   }
   shown.push(last);
-  const non2xx = Object.entries(result.statuses).filter(([code]) => !code.startsWith('2')).reduce((sum, [, n]) => sum + n, 0);
+  const non2xx = Object.entries(result.statuses)
+    .filter(([code]) => !code.startsWith('2'))
+    .reduce((sum, [, n]) => sum + n, 0);
   const rows = shown.map((s, i) => [
     i === 0 ? 'start (before the load)' : s === last ? 'end' : `minute ${Math.round(s.seconds / 60)}`,
     fmtNumber(s.seconds),
@@ -159,11 +175,22 @@ function describe(samples: RssSample[], result: LoadResult, durationS: number, q
     '',
     table(['when', 'seconds', 'RSS'], rows),
   ].join('\n');
-  const target = 'Deployment: the example proxy\'s RSS at most 150 MiB after 10 minutes at 200 req/s (1,000 tenants, Redis)';
+  const target =
+    "Deployment: the example proxy's RSS at most 150 MiB after 10 minutes at 200 req/s (1,000 tenants, Redis)";
   const figures = `RSS ${fmtBytes(first.rss)} at the start, ${fmtBytes(last.rss)} after ${fmtNumber(last.seconds / 60, 1)} min (peak ${fmtBytes(peak)})`;
   let verdict: TargetVerdict;
-  if (non2xx > 0 || result.errors > 0) verdict = { target, holds: undefined, figures: `${figures}; ${non2xx} non-2xx, ${result.errors} errors: not valid` };
-  else if (quick) verdict = { target, holds: undefined, figures: `${figures}; a quick run lasts 1 minute, the target is judged after 10` };
+  if (non2xx > 0 || result.errors > 0)
+    verdict = {
+      target,
+      holds: undefined,
+      figures: `${figures}; ${non2xx} non-2xx, ${result.errors} errors: not valid`,
+    };
+  else if (quick)
+    verdict = {
+      target,
+      holds: undefined,
+      figures: `${figures}; a quick run lasts 1 minute, the target is judged after 10`,
+    };
   else verdict = { target, holds: last.rss <= RSS_TARGET_BYTES, figures };
   return { title: TITLE, body, targets: [verdict] };
 }

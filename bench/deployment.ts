@@ -62,12 +62,15 @@ interface RunRecord {
   requests: number;
 }
 
-function deploymentCases(context: BenchContext, redis: { tollgate?: PrivateRedis; unblocked?: PrivateRedis; peer?: PrivateRedis }): DeploymentCase[] {
+function deploymentCases(
+  context: BenchContext,
+  redis: { tollgate?: PrivateRedis; unblocked?: PrivateRedis; peer?: PrivateRedis },
+): DeploymentCase[] {
   const config = deploymentProxyConfig();
   const cases: DeploymentCase[] = [
     {
       name: PASSTHROUGH,
-      what: 'parse, add stream_options.include_usage on streams, forward with undici, pipe back (the `proxy` section\'s baseline)',
+      what: "parse, add stream_options.include_usage on streams, forward with undici, pipe back (the `proxy` section's baseline)",
       spec: (upstream) => ({ app: 'passthrough', options: { upstream } }),
     },
     {
@@ -82,7 +85,10 @@ function deploymentCases(context: BenchContext, redis: { tollgate?: PrivateRedis
     cases.push({
       name: PROXY_REDIS,
       what: 'the same on createRedisStores() with `redis.blocks` at its default (on: blockStores, blocks sized by demand, at most 0.05 of each limit, held at most 10 s)',
-      spec: (upstream) => ({ app: 'proxy', options: { upstream, store: 'redis', redisUrl: url, prefix: `${context.redisPrefix}dep:proxy:`, config } }),
+      spec: (upstream) => ({
+        app: 'proxy',
+        options: { upstream, store: 'redis', redisUrl: url, prefix: `${context.redisPrefix}dep:proxy:`, config },
+      }),
       // Its tenants' blocks live 10 s: each round starts after more than that of the same load (they went back while the other cases ran).
       warmUpS: BLOCK_AGE_S + 2,
       redis: redis.tollgate,
@@ -94,7 +100,17 @@ function deploymentCases(context: BenchContext, redis: { tollgate?: PrivateRedis
     cases.push({
       name: PROXY_UNBLOCKED,
       what: 'the same with `redis.blocks: false`: every request counted in Redis (for comparison, no target)',
-      spec: (upstream) => ({ app: 'proxy', options: { upstream, store: 'redis', redisUrl: url, blocks: false, prefix: `${context.redisPrefix}dep:unblocked:`, config } }),
+      spec: (upstream) => ({
+        app: 'proxy',
+        options: {
+          upstream,
+          store: 'redis',
+          redisUrl: url,
+          blocks: false,
+          prefix: `${context.redisPrefix}dep:unblocked:`,
+          config,
+        },
+      }),
       redis: redis.unblocked,
     });
   }
@@ -107,7 +123,10 @@ function deploymentCases(context: BenchContext, redis: { tollgate?: PrivateRedis
         'rate-limiter-flexible RateLimiterRedis for tokens (400k/min per tenant) and budgets ($50/day per tenant, $100k/day global, ' +
         'micro-dollars), gpt-tokenizer o200k_base for the prompt, undici; consume the estimate before, reward/penalty to the usage after ' +
         '(bench/lib/peer-stack.ts)',
-      spec: (upstream) => ({ app: 'peer-stack', options: { upstream, redisUrl: url, prefix: `${context.redisPrefix}dep:peer:` } }),
+      spec: (upstream) => ({
+        app: 'peer-stack',
+        options: { upstream, redisUrl: url, prefix: `${context.redisPrefix}dep:peer:` },
+      }),
       redis: redis.peer,
     });
   }
@@ -156,7 +175,13 @@ export async function runDeploymentBenchmark(context: BenchContext): Promise<Sec
     const running = cases.filter((c) => servers.has(c.name));
     const load = async (c: DeploymentCase, mode: Mode, seconds: number): Promise<LoadResult> => {
       const startedAt = Date.now();
-      const result = await runLoad({ url: servers.get(c.name)!.url, path: CHAT_PATH, ...rotatingLoad(mode), connections: CONNECTIONS, durationS: seconds });
+      const result = await runLoad({
+        url: servers.get(c.name)!.url,
+        path: CHAT_PATH,
+        ...rotatingLoad(mode),
+        connections: CONNECTIONS,
+        durationS: seconds,
+      });
       runs.get(c.name)!.push({ startedAt, endedAt: Date.now(), requests: result.requests });
       return result;
     };
@@ -192,7 +217,8 @@ export async function runDeploymentBenchmark(context: BenchContext): Promise<Sec
       summaries[mode] = await alternateRounds(
         running.map((c) => ({ name: c.name, run: measured(c, mode) })),
         rounds,
-        (round, name, result) => context.log(`deployment ${mode} round ${round + 1}/${rounds} ${name}: ${fmtNumber(result.rps)} req/s`),
+        (round, name, result) =>
+          context.log(`deployment ${mode} round ${round + 1}/${rounds} ${name}: ${fmtNumber(result.rps)} req/s`),
       );
     }
     // Round trips: round-trips.ts's relay, one JSON request at a time with key 0, against the shared Redis.
@@ -200,8 +226,22 @@ export async function runDeploymentBenchmark(context: BenchContext): Promise<Sec
     const config = deploymentProxyConfig();
     const prefix = (suffix: string) => `${context.redisPrefix}dep-rt:${suffix}:`;
     const countCases = [
-      { name: PROXY_REDIS, spec: (redisUrl: string, up: string) => ({ app: 'proxy', options: { store: 'redis', redisUrl, upstream: up, prefix: prefix('proxy'), config } }), needsUpstream: true },
-      { name: PEER, spec: (redisUrl: string, up: string) => ({ app: 'peer-stack', options: { redisUrl, upstream: up, prefix: prefix('peer') } }), needsUpstream: true },
+      {
+        name: PROXY_REDIS,
+        spec: (redisUrl: string, up: string) => ({
+          app: 'proxy',
+          options: { store: 'redis', redisUrl, upstream: up, prefix: prefix('proxy'), config },
+        }),
+        needsUpstream: true,
+      },
+      {
+        name: PEER,
+        spec: (redisUrl: string, up: string) => ({
+          app: 'peer-stack',
+          options: { redisUrl, upstream: up, prefix: prefix('peer') },
+        }),
+        needsUpstream: true,
+      },
     ];
     for (const countCase of countCases) {
       try {
@@ -225,7 +265,9 @@ function busiestMinutePerTenant(records: RunRecord[]): number {
   let most = 0;
   for (const first of records) {
     const windowEnd = first.startedAt + 60_000;
-    const requests = records.filter((r) => r.endedAt >= first.startedAt && r.startedAt < windowEnd).reduce((sum, r) => sum + r.requests, 0);
+    const requests = records
+      .filter((r) => r.endedAt >= first.startedAt && r.startedAt < windowEnd)
+      .reduce((sum, r) => sum + r.requests, 0);
     most = Math.max(most, requests);
   }
   // Keys are used round-robin: each got requests / tenants, the rounding aside.
@@ -289,7 +331,9 @@ function describe(
   }
   const totalNon2xx = MODES.flatMap((mode) => summaries[mode]).reduce((sum, s) => sum + s.non2xx, 0);
   const totalErrors = MODES.flatMap((mode) => summaries[mode]).reduce((sum, s) => sum + s.errors, 0);
-  const busiest = cases.filter((c) => (runs.get(c.name)?.length ?? 0) > 0).map((c) => [c.name, busiestMinutePerTenant(runs.get(c.name)!)] as const);
+  const busiest = cases
+    .filter((c) => (runs.get(c.name)?.length ?? 0) > 0)
+    .map((c) => [c.name, busiestMinutePerTenant(runs.get(c.name)!)] as const);
   const mostPerTenant = Math.max(0, ...busiest.filter(([name]) => name !== PASSTHROUGH).map(([, n]) => n));
   // Requests to each server over the whole run (warm-ups, JSON and streams), per key.
   const usedPerKey = cases
@@ -304,7 +348,10 @@ function describe(
         if (!redis || redis.requests === 0) return [c.name, mode, 'not measured', '', '', '', ''];
         const commands = [...redis.byCommand.entries()]
           .sort((a, b) => b[1].usec - a[1].usec)
-          .map(([command, value]) => `${command} ${fmtNumber(value.calls / redis.requests, 3)} (${fmtNumber(value.usec / redis.requests, 2)} µs)`)
+          .map(
+            ([command, value]) =>
+              `${command} ${fmtNumber(value.calls / redis.requests, 3)} (${fmtNumber(value.usec / redis.requests, 2)} µs)`,
+          )
           .join(', ');
         return [
           c.name,
@@ -343,12 +390,27 @@ function describe(
       ['what', 'value'],
       [
         ['tenants / API keys', `${fmtNumber(DEPLOYMENT.tenants)} tenants, one key each (tier "${DEPLOYMENT.tier}")`],
-        ['request limit', `${fmtNumber(DEPLOYMENT.requestsPerMinute)} requests/minute per tenant (tier \`requestsPerMinute\`; the peer: per key, the same thing with one key per tenant)`],
+        [
+          'request limit',
+          `${fmtNumber(DEPLOYMENT.requestsPerMinute)} requests/minute per tenant (tier \`requestsPerMinute\`; the peer: per key, the same thing with one key per tenant)`,
+        ],
         ['token limit', `${fmtNumber(DEPLOYMENT.tokensPerMinute)} tokens/minute per tenant (tier \`tokensPerMinute\`)`],
-        ['budgets', `$${fmtNumber(DEPLOYMENT.tenantBudgetUsdPerDay)}/day per tenant, $${fmtNumber(DEPLOYMENT.globalBudgetUsdPerDay)}/day global`],
-        ['model, request', 'gpt-4o-mini, a system and a user message, `max_tokens` 64 (the same body every time; the proxy\'s count cache off, `countCacheChars: 0`, as in §2)'],
-        ['Redis', `each Redis case on a redis-server of its own (no persistence, a free port); the tollgate proxy with \`redis.blocks\` at its default (on)`],
-        ['load', `autocannon, ${CONNECTIONS} connections, ${setup.rounds} alternating rounds of ${setup.durationS} s per case and mode after a warm-up, each round right after the same load unmeasured (${setup.roundWarmUpS} s; ${BLOCK_AGE_S + 2} s for the blocks case, longer than a block lives, so that every tenant's blocks are open and renewing as in a deployment that runs on); JSON rounds, then stream rounds`],
+        [
+          'budgets',
+          `$${fmtNumber(DEPLOYMENT.tenantBudgetUsdPerDay)}/day per tenant, $${fmtNumber(DEPLOYMENT.globalBudgetUsdPerDay)}/day global`,
+        ],
+        [
+          'model, request',
+          "gpt-4o-mini, a system and a user message, `max_tokens` 64 (the same body every time; the proxy's count cache off, `countCacheChars: 0`, as in §2)",
+        ],
+        [
+          'Redis',
+          `each Redis case on a redis-server of its own (no persistence, a free port); the tollgate proxy with \`redis.blocks\` at its default (on)`,
+        ],
+        [
+          'load',
+          `autocannon, ${CONNECTIONS} connections, ${setup.rounds} alternating rounds of ${setup.durationS} s per case and mode after a warm-up, each round right after the same load unmeasured (${setup.roundWarmUpS} s; ${BLOCK_AGE_S + 2} s for the blocks case, longer than a block lives, so that every tenant's blocks are open and renewing as in a deployment that runs on); JSON rounds, then stream rounds`,
+        ],
         ['proxy extras', 'metrics on, access log silent, no usage sink, no guard, no cache (as §2)'],
       ],
     ),
@@ -362,30 +424,60 @@ function describe(
     '',
     'req/s is the median over rounds; "× passthrough" the median of per-round ratios; p50/p99 pool every response. ' +
       '"Redis µs/req" is the time INFO commandstats gives the script commands (EVAL, EVALSHA: all either case sends, see the relay\'s table below; the commands scripts run are inside their time) ' +
-      'per request served, on the case\'s own redis-server, CONFIG RESETSTAT before each measured round and read ' +
+      "per request served, on the case's own redis-server, CONFIG RESETSTAT before each measured round and read " +
       `${SETTLE_WAIT_MS / 1000} s after it (the settles of its last requests landed): a window of ${BLOCK_AGE_S} s in the steady state, in which every tenant's blocks are taken again or given back once, whatever their phase; "Redis CPU µs/req" is that process's used_cpu_user + used_cpu_sys over the same span.`,
     '',
-    table(['case', 'mode', 'req/s', '× passthrough', 'p50', 'p99', 'non-2xx/errors', 'Redis µs/req', 'Redis CPU µs/req'], rows),
+    table(
+      ['case', 'mode', 'req/s', '× passthrough', 'p50', 'p99', 'non-2xx/errors', 'Redis µs/req', 'Redis CPU µs/req'],
+      rows,
+    ),
     '',
     'What each case runs:',
     '',
-    table(['case', 'what'], cases.map((c) => [c.name, c.what])),
+    table(
+      ['case', 'what'],
+      cases.map((c) => [c.name, c.what]),
+    ),
     '',
-    'Inside each Redis, per request (INFO commandstats; the commands a script runs are listed too, their time already in the script\'s):',
+    "Inside each Redis, per request (INFO commandstats; the commands a script runs are listed too, their time already in the script's):",
     '',
-    table(['case', 'mode', 'requests', 'script calls/req', 'script µs/req', 'process CPU µs/req', 'commands per request (calls, µs)'], redisRows),
+    table(
+      [
+        'case',
+        'mode',
+        'requests',
+        'script calls/req',
+        'script µs/req',
+        'process CPU µs/req',
+        'commands per request (calls, µs)',
+      ],
+      redisRows,
+    ),
     '',
-    'Round trips to Redis (round-trips.ts\'s counting relay, against the shared Redis with a prefix of this run): one JSON request at a time, ' +
+    "Round trips to Redis (round-trips.ts's counting relay, against the shared Redis with a prefix of this run): one JSON request at a time, " +
       'all with the first key, after 20 warm-up requests; "before" is until the whole answer arrived, "after" until Redis was quiet for 20 ms. ' +
       'One key at a time is not the rotating load above: its blocks fill from one tenant.',
     '',
-    table(['case', 'commands/req before answer', 'round trips/req before answer', 'commands/req after', 'round trips/req after', 'commands sent (per request)', 'non-200'], countRows),
+    table(
+      [
+        'case',
+        'commands/req before answer',
+        'round trips/req before answer',
+        'commands/req after',
+        'round trips/req after',
+        'commands sent (per request)',
+        'non-200',
+      ],
+      countRows,
+    ),
     ...(missing.length > 0 ? ['', 'Not measured:', ...missing.map((m) => `- ${m}`)] : []),
   ].join('\n');
 
   const targets: TargetVerdict[] = [];
   const validity = (names: string[]) => {
-    const bad = MODES.flatMap((mode) => summaries[mode]).filter((s) => names.includes(s.name)).reduce((sum, s) => sum + s.non2xx, 0);
+    const bad = MODES.flatMap((mode) => summaries[mode])
+      .filter((s) => names.includes(s.name))
+      .reduce((sum, s) => sum + s.non2xx, 0);
     return bad === 0 ? '' : `; ${bad} non-2xx answers: not valid`;
   };
   for (const c of cases.filter((x) => x.targetRatio !== undefined)) {
@@ -449,5 +541,10 @@ function describe(
         `the peer stack ${perRequest(peerCount.tripsBefore, peerCount.requests)} (${perRequest(peerCount.commandsBefore, peerCount.requests)} commands).`,
     );
   }
-  return { title: 'Deployment: 1,000 tenants with real limits, the example proxy against the peer stack', body, targets, findings };
+  return {
+    title: 'Deployment: 1,000 tenants with real limits, the example proxy against the peer stack',
+    body,
+    targets,
+    findings,
+  };
 }

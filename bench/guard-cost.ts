@@ -22,7 +22,10 @@ async function quiesce(counter: RedisCommandCounter, quietMs: number): Promise<v
 
 /** The guard's own work per request, each piece called directly (no Express around it), in ns; a block, a suspension and a throttle of others are in force. */
 async function pieceCosts(iterations: number): Promise<{ piece: string; ns: number }[]> {
-  const [{ createMemoryStores }, { createGuard }] = await Promise.all([import('@tollgate/core'), import('@tollgate/guard')]);
+  const [{ createMemoryStores }, { createGuard }] = await Promise.all([
+    import('@tollgate/core'),
+    import('@tollgate/guard'),
+  ]);
   const stores = createMemoryStores();
   const guard = createGuard({ stores, alerts: { log: false } });
   await guard.ready;
@@ -30,13 +33,31 @@ async function pieceCosts(iterations: number): Promise<{ piece: string; ns: numb
   await guard.throttle('tenant:someone-else', { scale: 0.5, durationMs: 3_600_000 });
   await guard.store.putMitigation({ kind: 'block', subject: 'ip:198.51.100.1', reason: 'bench' }, 3_600_000);
   // A thousand bodies sent by two hundred keys: every request a new (key, prompt) pair, as with real traffic, without holding a body per request.
-  const identities = Array.from({ length: 200 }, (_, index) => ({ keyId: `bench-key-${index}`, tenantId: `tenant-${index % 10}`, tier: 'pro', scopes: ['chat'], authMethod: 'api_key' as const }));
+  const identities = Array.from({ length: 200 }, (_, index) => ({
+    keyId: `bench-key-${index}`,
+    tenantId: `tenant-${index % 10}`,
+    tier: 'pro',
+    scopes: ['chat'],
+    authMethod: 'api_key' as const,
+  }));
   const bodies = Array.from({ length: 1_000 }, (_, index) => JSON.parse(chatBody(index)) as unknown);
   const identity = identities[1]!;
-  const request = (index: number) => ({ ip: '203.0.113.5', headers: { authorization: 'Bearer x' }, socket: {}, body: bodies[index % 1_000], tollgate: { identity: identities[Math.floor(index / 1_000) % 200]! } });
+  const request = (index: number) => ({
+    ip: '203.0.113.5',
+    headers: { authorization: 'Bearer x' },
+    socket: {},
+    body: bodies[index % 1_000],
+    tollgate: { identity: identities[Math.floor(index / 1_000) % 200]! },
+  });
   const response = { statusCode: 200, on: () => response };
   const next = () => undefined;
-  const record = { keyId: 'bench-key-1', tenantId: 'tenant-1', costNanoUsd: 12_000, inputTokens: 24, outputTokens: 4 } as never;
+  const record = {
+    keyId: 'bench-key-1',
+    tenantId: 'tenant-1',
+    costNanoUsd: 12_000,
+    inputTokens: 24,
+    outputTokens: 4,
+  } as never;
   const time = async (piece: string, run: (index: number) => unknown, flushEvery = 0) => {
     for (let i = 0; i < Math.min(2_000, iterations); i++) await run(i);
     const started = process.cpuUsage();
@@ -51,10 +72,21 @@ async function pieceCosts(iterations: number): Promise<{ piece: string; ns: numb
   const middleware = (handler: unknown) => handler as (req: unknown, res: unknown, next: () => void) => unknown;
   try {
     return [
-      await time('guard.authFailures: the address looked up among the blocks, a finish listener', (i) => middleware(guard.authFailures)(request(i), response, next)),
-      await time('guard.suspensions: the key and tenant looked up among the suspensions', (i) => middleware(guard.suspensions)(request(i), response, next)),
-      await time('guard.repeatedRequests: the body\'s fingerprint (JSON + SHA-256) and its count in the memory window counter', (i) => middleware(guard.repeatedRequests)(request(i), response, next)),
-      await time('guard.onUsage: the record summed for its key and tenant (and one flush every 5,000)', (i) => guard.onUsage(record, request(i) as never), 5_000),
+      await time('guard.authFailures: the address looked up among the blocks, a finish listener', (i) =>
+        middleware(guard.authFailures)(request(i), response, next),
+      ),
+      await time('guard.suspensions: the key and tenant looked up among the suspensions', (i) =>
+        middleware(guard.suspensions)(request(i), response, next),
+      ),
+      await time(
+        "guard.repeatedRequests: the body's fingerprint (JSON + SHA-256) and its count in the memory window counter",
+        (i) => middleware(guard.repeatedRequests)(request(i), response, next),
+      ),
+      await time(
+        'guard.onUsage: the record summed for its key and tenant (and one flush every 5,000)',
+        (i) => guard.onUsage(record, request(i) as never),
+        5_000,
+      ),
       await time('guard.limitScale: what a rate limiter would ask per request', () => guard.limitScale(identity)),
     ];
   } finally {
@@ -79,19 +111,37 @@ async function countTrips(context: BenchContext, withGuard: boolean, requests: n
   const counter = new RedisCommandCounter({ host: target.hostname, port: Number(target.port || 6379) });
   const relayUrl = await counter.start();
   const { createRedisStores } = await import('@tollgate/redis');
-  const stores = createRedisStores({ url: relayUrl, prefix: `${context.redisPrefix}guard-trips:${withGuard ? 'guard' : 'plain'}:` });
+  const stores = createRedisStores({
+    url: relayUrl,
+    prefix: `${context.redisPrefix}guard-trips:${withGuard ? 'guard' : 'plain'}:`,
+  });
   // Background work off the per-request windows: the detector flushes when told, the version poll is an hour away (both measured apart).
-  const chain = await buildChain(stores, withGuard ? 3 : 0, { subscriber: createClient({ url: REDIS_URL }), syncInterval: '1h', spendAnomaly: { flushInterval: 0 } });
+  const chain = await buildChain(stores, withGuard ? 3 : 0, {
+    subscriber: createClient({ url: REDIS_URL }),
+    syncInterval: '1h',
+    spendAnomaly: { flushInterval: 0 },
+  });
   const server: Server = createServer(chain.app);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}${CHAT_PATH}`;
-  const headers = (index: number) => ({ 'content-type': 'application/json', authorization: `Bearer ${benchKey(index % KEYS)}` });
+  const headers = (index: number) => ({
+    'content-type': 'application/json',
+    authorization: `Bearer ${benchKey(index % KEYS)}`,
+  });
   try {
     // Warm-up over every key: key-cache misses and script loads are not per-request costs.
     for (let i = 0; i < KEYS + 20; i++) await timedRequest(url, chatBody(i), headers(i));
     await chain.guard?.flush();
     await quiesce(counter, 50);
-    const trips: Trips = { commandsBefore: 0, tripsBefore: 0, commandsAfter: 0, tripsAfter: 0, flushCommands: 0, flushTrips: 0, failures: 0 };
+    const trips: Trips = {
+      commandsBefore: 0,
+      tripsBefore: 0,
+      commandsAfter: 0,
+      tripsAfter: 0,
+      flushCommands: 0,
+      flushTrips: 0,
+      failures: 0,
+    };
     for (let i = 0; i < requests; i++) {
       const commands = counter.commands.length;
       const flights = counter.roundTrips;
@@ -127,7 +177,9 @@ async function chainChild(withGuard: boolean) {
   const child = forkBench(fileURLToPath(new URL('./guard-cost-child.ts', import.meta.url)));
   let nextId = 1;
   const waiting = new Map<number, (reply: { ok: boolean; value?: unknown; error?: string }) => void>();
-  child.on('message', (reply: { id: number; ok: boolean; value?: unknown; error?: string }) => waiting.get(reply.id)?.(reply));
+  child.on('message', (reply: { id: number; ok: boolean; value?: unknown; error?: string }) =>
+    waiting.get(reply.id)?.(reply),
+  );
   const call = <T>(type: string, payload: Record<string, unknown> = {}) =>
     new Promise<T>((resolve, reject) => {
       const id = nextId++;
@@ -140,7 +192,8 @@ async function chainChild(withGuard: boolean) {
     });
   await call('build', { withGuard });
   return {
-    drive: (requests: number, offset: number) => call<{ cpuUs: number; statuses: Record<string, number> }>('drive', { requests, offset }),
+    drive: (requests: number, offset: number) =>
+      call<{ cpuUs: number; statuses: Record<string, number> }>('drive', { requests, offset }),
     async close() {
       const exited = new Promise((resolve) => child.once('exit', resolve));
       child.send({ id: 0, type: 'exit' });
@@ -163,7 +216,8 @@ export async function runGuardCostBenchmark(context: BenchContext): Promise<Sect
       for (const index of round % 2 === 0 ? [0, 1] : [1, 0]) {
         const { cpuUs, statuses } = await children[index]!.drive(requests, offset);
         offset += requests;
-        if (Object.keys(statuses).some((status) => status !== '200')) throw new Error(`chain ${index} answered ${JSON.stringify(statuses)}`);
+        if (Object.keys(statuses).some((status) => status !== '200'))
+          throw new Error(`chain ${index} answered ${JSON.stringify(statuses)}`);
         samples[index]!.push(cpuUs);
       }
       context.log(`guard cost round ${round + 1}/${rounds} done`);
@@ -175,7 +229,10 @@ export async function runGuardCostBenchmark(context: BenchContext): Promise<Sect
     const spread = `${fmtNumber(Math.min(...differences), 1)} to ${fmtNumber(Math.max(...differences), 1)} µs over the rounds`;
     const pieces = await pieceCosts(context.quick ? 50_000 : 200_000);
     const piecesTotal = pieces.slice(0, 4).reduce((sum, piece) => sum + piece.ns, 0) / 1000;
-    const trips = { plain: await countTrips(context, false, context.quick ? 40 : 200), guard: await countTrips(context, true, context.quick ? 40 : 200) };
+    const trips = {
+      plain: await countTrips(context, false, context.quick ? 40 : 200),
+      guard: await countTrips(context, true, context.quick ? 40 : 200),
+    };
     const perRequest = (value: number, count: number) => fmtNumber(value / count, 2);
     const count = context.quick ? 40 : 200;
     const body = [
@@ -183,13 +240,27 @@ export async function runGuardCostBenchmark(context: BenchContext): Promise<Sect
         `driven in-process there (Node's own request and response objects, no sockets, 32 in flight): ${fmtNumber(requests)} requests per case and round, ${rounds} alternating rounds, ` +
         `each request a different prompt from one of ${KEYS} keys in 10 tenants. CPU is user + system of the child per request; the guard holds a suspension and a throttle of other subjects, so its lookups take their real path.`,
       '',
-      table(['chain', 'CPU per request (median)'], [[STEPS[0]!, `${fmtNumber(medians[0]!, 1)} µs`], [`${STEPS[0]!.split(' (')[0]} + ${STEPS.slice(1).map((step) => step.replace(/^\+ /, '').split(' (')[0]).join(', ')}`, `${fmtNumber(medians[1]!, 1)} µs`]]),
+      table(
+        ['chain', 'CPU per request (median)'],
+        [
+          [STEPS[0]!, `${fmtNumber(medians[0]!, 1)} µs`],
+          [
+            `${STEPS[0]!.split(' (')[0]} + ${STEPS.slice(1)
+              .map((step) => step.replace(/^\+ /, '').split(' (')[0])
+              .join(', ')}`,
+            `${fmtNumber(medians[1]!, 1)} µs`,
+          ],
+        ],
+      ),
       '',
       `Median of the per-round differences: ${total >= 0 ? '+' : ''}${fmtNumber(total, 1)} µs (${spread}). On a machine shared with other work the difference of two ~${fmtNumber(medians[0]!, 0)} µs chains ` +
         'swings far more than the guard costs, so the verdict rests on each piece timed on its own: called directly, ' +
         'with a request and response object made for it (no Express router around it), after a warm-up:',
       '',
-      table(['piece', 'CPU per call'], pieces.map((piece) => [piece.piece, `${fmtNumber(piece.ns / 1000, 2)} µs`])),
+      table(
+        ['piece', 'CPU per call'],
+        pieces.map((piece) => [piece.piece, `${fmtNumber(piece.ns / 1000, 2)} µs`]),
+      ),
       '',
       `The four pieces a request passes through add ${fmtNumber(piecesTotal, 2)} µs of their own work. Not in that figure: Express's router step for the two middleware layers the guard adds ` +
         '(a fraction of a µs each), one more promise in `combineLimits`, and, on memory stores, the garbage of one window entry per distinct request kept for two windows (on Redis stores that entry lives in Redis, ' +
@@ -201,8 +272,22 @@ export async function runGuardCostBenchmark(context: BenchContext): Promise<Sect
       table(
         ['case', 'commands before the answer', 'flights before', 'commands after', 'flights after', 'non-200'],
         [
-          ['chain', perRequest(trips.plain.commandsBefore, count), perRequest(trips.plain.tripsBefore, count), perRequest(trips.plain.commandsAfter, count), perRequest(trips.plain.tripsAfter, count), String(trips.plain.failures)],
-          ['chain + guard (all four pieces)', perRequest(trips.guard.commandsBefore, count), perRequest(trips.guard.tripsBefore, count), perRequest(trips.guard.commandsAfter, count), perRequest(trips.guard.tripsAfter, count), String(trips.guard.failures)],
+          [
+            'chain',
+            perRequest(trips.plain.commandsBefore, count),
+            perRequest(trips.plain.tripsBefore, count),
+            perRequest(trips.plain.commandsAfter, count),
+            perRequest(trips.plain.tripsAfter, count),
+            String(trips.plain.failures),
+          ],
+          [
+            'chain + guard (all four pieces)',
+            perRequest(trips.guard.commandsBefore, count),
+            perRequest(trips.guard.tripsBefore, count),
+            perRequest(trips.guard.commandsAfter, count),
+            perRequest(trips.guard.tripsAfter, count),
+            String(trips.guard.failures),
+          ],
         ],
       ),
       '',
@@ -212,12 +297,20 @@ export async function runGuardCostBenchmark(context: BenchContext): Promise<Sect
       {
         target: 'Guard: at most 10 µs of CPU per request on the hot path',
         holds: piecesTotal <= 10,
-        figures: `the pieces' own work ${fmtNumber(piecesTotal, 2)} µs (${pieces.slice(0, 4).map((piece) => `${piece.piece.split(':')[0]} ${fmtNumber(piece.ns / 1000, 2)}`).join(', ')}); the whole chain with and without them ${total >= 0 ? '+' : ''}${fmtNumber(total, 1)} µs (median; ${spread}: too noisy here to confirm or refute 10 µs)`,
+        figures: `the pieces' own work ${fmtNumber(piecesTotal, 2)} µs (${pieces
+          .slice(0, 4)
+          .map((piece) => `${piece.piece.split(':')[0]} ${fmtNumber(piece.ns / 1000, 2)}`)
+          .join(
+            ', ',
+          )}); the whole chain with and without them ${total >= 0 ? '+' : ''}${fmtNumber(total, 1)} µs (median; ${spread}: too noisy here to confirm or refute 10 µs)`,
       },
       {
         target: 'Guard: no extra Redis round trip before the answer',
         // Per request, within what a stray background command in a request's window adds on either side.
-        holds: (trips.guard.tripsBefore - trips.plain.tripsBefore) / count < 0.05 && (trips.guard.commandsBefore - trips.plain.commandsBefore) / count < 0.05 && trips.guard.failures === 0,
+        holds:
+          (trips.guard.tripsBefore - trips.plain.tripsBefore) / count < 0.05 &&
+          (trips.guard.commandsBefore - trips.plain.commandsBefore) / count < 0.05 &&
+          trips.guard.failures === 0,
         figures: `${perRequest(trips.guard.commandsBefore, count)} commands in ${perRequest(trips.guard.tripsBefore, count)} flights before the answer, as without the guard (${perRequest(trips.plain.commandsBefore, count)} in ${perRequest(trips.plain.tripsBefore, count)})`,
       },
     ];

@@ -2,14 +2,28 @@
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createMemoryStores } from '@tollgate/core';
-import { MemoryGuardStore, RepeatCounter, SpendAnomalyDetector, requestFingerprint, resolveSpendAnomalyOptions } from '@tollgate/guard';
+import {
+  MemoryGuardStore,
+  RepeatCounter,
+  SpendAnomalyDetector,
+  requestFingerprint,
+  resolveSpendAnomalyOptions,
+} from '@tollgate/guard';
 import type { SubjectFinding } from '@tollgate/guard';
 import { verdictMark, type BenchContext, type SectionResult, type TargetVerdict } from './lib/section.js';
 import { fmtNumber, median, quantile, table } from './lib/stats.js';
 
 /** The proxy contract's values (DESIGN.md), so the figures are those a deployment gets by default. */
 const GUARD_CONFIG = {
-  spendAnomaly: { bucketSeconds: 60, zScore: 4, minBuckets: 10, minSpendUsd: 0.05, action: 'alert' as const, cooldown: '15m', flushInterval: 0 },
+  spendAnomaly: {
+    bucketSeconds: 60,
+    zScore: 4,
+    minBuckets: 10,
+    minSpendUsd: 0.05,
+    action: 'alert' as const,
+    cooldown: '15m',
+    flushInterval: 0,
+  },
   repeatedRequests: { max: 20, windowSeconds: 60 },
 };
 const BUCKET_MS = GUARD_CONFIG.spendAnomaly.bucketSeconds * 1000;
@@ -232,7 +246,13 @@ function spread(n: number, pool: readonly string[], random: Random): Map<string,
 }
 
 /** Hands `n` requests costing `costs` to the detector, one sample per address (the largest request goes with the first). */
-function observeSpread(detector: SpendAnomalyDetector, key: SimKey, n: number, costs: { sum: number; largest: number }, byAddress: Map<string, number>): void {
+function observeSpread(
+  detector: SpendAnomalyDetector,
+  key: SimKey,
+  n: number,
+  costs: { sum: number; largest: number },
+  byAddress: Map<string, number>,
+): void {
   let first = true;
   for (const [address, count] of byAddress) {
     const share = (costs.sum * count) / n;
@@ -294,7 +314,16 @@ export async function replayTraffic(options: { keys: number; days: number; seed:
     watchKeys: true,
     watchTenants: true,
     flushIntervalMs: 0,
-    onFinding: (found: SubjectFinding) => findings.push({ subject: found.subject, at: now + TICK_MS, metric: found.finding.metric, z: found.finding.z, value: found.finding.value, mean: found.finding.expected, sd: found.finding.sd }),
+    onFinding: (found: SubjectFinding) =>
+      findings.push({
+        subject: found.subject,
+        at: now + TICK_MS,
+        metric: found.finding.metric,
+        z: found.finding.z,
+        value: found.finding.value,
+        mean: found.finding.expected,
+        sd: found.finding.sd,
+      }),
     onStoreError: (error) => {
       throw error;
     },
@@ -324,18 +353,34 @@ export async function replayTraffic(options: { keys: number; days: number; seed:
       if (active && injection.kind === '10x') extra = random.poisson(10 * runaway - rate * perTick);
       const fromOwner = n + extra;
       if (fromOwner > 0) {
-        observeSpread(detector, key, fromOwner, random.costs(fromOwner, key.cost, key.sigma), spread(fromOwner, key.addresses, random));
+        observeSpread(
+          detector,
+          key,
+          fromOwner,
+          random.costs(fromOwner, key.cost, key.sigma),
+          spread(fromOwner, key.addresses, random),
+        );
       }
       // A thief with the key: three times its usual traffic from addresses it never used.
       if (active && injection.kind === 'leaked') {
         const stolen = random.poisson(3 * runaway);
         if (stolen > 0) {
-          observeSpread(detector, key, stolen, random.costs(stolen, key.cost, key.sigma), spread(stolen, injection.thieves, random));
+          observeSpread(
+            detector,
+            key,
+            stolen,
+            random.costs(stolen, key.cost, key.sigma),
+            spread(stolen, injection.thieves, random),
+          );
         }
       }
       // An agent stuck in a loop: the same request every 1-2.5 s, through the real repeat counter.
       if (active && injection.kind === 'loop') {
-        const fingerprint = requestFingerprint({ model: 'gpt-4o', messages: [{ role: 'user', content: `loop of ${key.id}` }], user: 'agent' })!;
+        const fingerprint = requestFingerprint({
+          model: 'gpt-4o',
+          messages: [{ role: 'user', content: `loop of ${key.id}` }],
+          user: 'agent',
+        })!;
         let sent = 0;
         while (key.nextLoopAt < tick + TICK_MS) {
           now = key.nextLoopAt;
@@ -345,10 +390,15 @@ export async function replayTraffic(options: { keys: number; days: number; seed:
           key.nextLoopAt += injection.loopIntervalMs;
         }
         now = tick;
-        if (sent > 0) observeSpread(detector, key, sent, random.costs(sent, key.cost, 0.1), new Map([[key.addresses[0]!, sent]]));
+        if (sent > 0)
+          observeSpread(detector, key, sent, random.costs(sent, key.cost, 0.1), new Map([[key.addresses[0]!, sent]]));
       }
       if (key.pollEveryMs !== undefined) {
-        const fingerprint = requestFingerprint({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'ping' }], stream: true })!;
+        const fingerprint = requestFingerprint({
+          model: 'gpt-4o-mini',
+          messages: [{ role: 'user', content: 'ping' }],
+          stream: true,
+        })!;
         while (key.nextPollAt < tick + TICK_MS) {
           now = key.nextPollAt;
           const { result } = await repeats.count(key.id, fingerprint);
@@ -368,7 +418,11 @@ export async function replayTraffic(options: { keys: number; days: number; seed:
   // Each anomaly of a key inside its injection (or its cooldown after it) is a detection; any other is a false positive.
   const cooldownMs = resolved.cooldownMs;
   const byId = new Map(keys.map((key) => [key.id, key]));
-  const keyFalsePositives = new Map<TrafficClass, number>([['steady', 0], ['diurnal', 0], ['bursty', 0]]);
+  const keyFalsePositives = new Map<TrafficClass, number>([
+    ['steady', 0],
+    ['diurnal', 0],
+    ['bursty', 0],
+  ]);
   let tenantFalsePositives = 0;
   for (const finding of findings) {
     const [kind, id] = finding.subject.split(':') as ['key' | 'tenant', string];
@@ -384,13 +438,22 @@ export async function replayTraffic(options: { keys: number; days: number; seed:
         keyFalsePositives.set(key.cls, keyFalsePositives.get(key.cls)! + 1);
       }
     } else {
-      const explained = keys.some((key) => key.tenant === id && key.injection && finding.at > key.injection.start && finding.at <= key.injection.end + cooldownMs);
+      const explained = keys.some(
+        (key) =>
+          key.tenant === id &&
+          key.injection &&
+          finding.at > key.injection.start &&
+          finding.at <= key.injection.end + cooldownMs,
+      );
       if (!explained) tenantFalsePositives++;
     }
   }
   const injected = keys.filter((key) => key.injection);
   const hours = durationMs / HOUR_MS;
-  const injectedHours = injected.reduce((sum, key) => sum + (key.injection!.end - key.injection!.start + cooldownMs) / HOUR_MS, 0);
+  const injectedHours = injected.reduce(
+    (sum, key) => sum + (key.injection!.end - key.injection!.start + cooldownMs) / HOUR_MS,
+    0,
+  );
   const tenants = Math.ceil(keys.length / KEYS_PER_TENANT);
   return {
     keys: keys.length,
@@ -539,9 +602,21 @@ function falsePositiveTable(heldOut: SeedSet, tuning: SeedSet): string {
   return table(
     ['false positives', 'held out: count', 'per 1,000 hours', 'tuning seeds: count', 'per 1,000 hours'],
     [
-      ['keys (all)', ...both((set) => countOf(set.keyFalsePositives), (set) => set.cleanKeyHours)],
+      [
+        'keys (all)',
+        ...both(
+          (set) => countOf(set.keyFalsePositives),
+          (set) => set.cleanKeyHours,
+        ),
+      ],
       ...classes.map((cls) => [`keys, ${cls}`, ...both((set) => set.keyFalsePositives.get(cls) ?? 0)]),
-      ['tenants', ...both((set) => set.tenantFalsePositives, (set) => set.cleanTenantHours)],
+      [
+        'tenants',
+        ...both(
+          (set) => set.tenantFalsePositives,
+          (set) => set.cleanTenantHours,
+        ),
+      ],
       [
         `health-check keys refused by repeatedRequests (${heldOut.pollers}, ${tuning.pollers} keys)`,
         ...both((set) => set.pollerRefusals),

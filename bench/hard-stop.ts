@@ -48,19 +48,38 @@ interface StreamFormat {
 }
 
 function sse(data: unknown, event?: string): Buffer {
-  return Buffer.from(`${event ? `event: ${event}\n` : ''}data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
+  return Buffer.from(
+    `${event ? `event: ${event}\n` : ''}data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`,
+  );
 }
 
 /** Chat Completions with `stream_options.include_usage` asked by the client (the meter adds and strips nothing). */
 function chatStream(model: string, outputTokens: number): Buffer[] {
-  const base = { id: 'chatcmpl-bench', object: 'chat.completion.chunk', created: 1_700_000_000, model, system_fingerprint: 'fp_bench' };
+  const base = {
+    id: 'chatcmpl-bench',
+    object: 'chat.completion.chunk',
+    created: 1_700_000_000,
+    model,
+    system_fingerprint: 'fp_bench',
+  };
   const chunk = (delta: Record<string, unknown>, finish: string | null) =>
-    sse(Object.assign({}, base, { choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }], usage: null }));
+    sse(
+      Object.assign({}, base, { choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }], usage: null }),
+    );
   return [
     chunk({ role: 'assistant', content: '', refusal: null }, null),
     ...PIECES.map((piece) => chunk({ content: piece }, null)),
     chunk({}, 'stop'),
-    sse(Object.assign({}, base, { choices: [], usage: { prompt_tokens: INPUT_TOKENS, completion_tokens: outputTokens, total_tokens: INPUT_TOKENS + outputTokens } })),
+    sse(
+      Object.assign({}, base, {
+        choices: [],
+        usage: {
+          prompt_tokens: INPUT_TOKENS,
+          completion_tokens: outputTokens,
+          total_tokens: INPUT_TOKENS + outputTokens,
+        },
+      }),
+    ),
     sse('[DONE]'),
   ];
 }
@@ -68,38 +87,121 @@ function chatStream(model: string, outputTokens: number): Buffer[] {
 /** Responses API events as OpenAI sends them (examples/proxy's mock and the providers' fixture). */
 function responsesStream(model: string, outputTokens: number): Buffer[] {
   const events: Buffer[] = [];
-  const push = (type: string, data: Record<string, unknown>) => events.push(sse(Object.assign({ type, sequence_number: events.length }, data), type));
+  const push = (type: string, data: Record<string, unknown>) =>
+    events.push(sse(Object.assign({ type, sequence_number: events.length }, data), type));
   const response = (status: string, output: unknown[], usage: unknown) => ({
-    id: 'resp_bench', object: 'response', created_at: 1_700_000_000, status, error: null, incomplete_details: null, instructions: null,
-    max_output_tokens: FAR_GRANT, model, output, parallel_tool_calls: true, previous_response_id: null, reasoning: { effort: null, summary: null },
-    store: false, temperature: 1, text: { format: { type: 'text' } }, tool_choice: 'auto', tools: [], top_p: 1, truncation: 'disabled', usage, user: null, metadata: {},
+    id: 'resp_bench',
+    object: 'response',
+    created_at: 1_700_000_000,
+    status,
+    error: null,
+    incomplete_details: null,
+    instructions: null,
+    max_output_tokens: FAR_GRANT,
+    model,
+    output,
+    parallel_tool_calls: true,
+    previous_response_id: null,
+    reasoning: { effort: null, summary: null },
+    store: false,
+    temperature: 1,
+    text: { format: { type: 'text' } },
+    tool_choice: 'auto',
+    tools: [],
+    top_p: 1,
+    truncation: 'disabled',
+    usage,
+    user: null,
+    metadata: {},
   });
   const message = (status: string, text?: string) => ({
-    type: 'message', id: 'msg_bench', status, role: 'assistant', content: text === undefined ? [] : [{ type: 'output_text', text, annotations: [], logprobs: [] }],
+    type: 'message',
+    id: 'msg_bench',
+    status,
+    role: 'assistant',
+    content: text === undefined ? [] : [{ type: 'output_text', text, annotations: [], logprobs: [] }],
   });
   push('response.created', { response: response('in_progress', [], null) });
   push('response.in_progress', { response: response('in_progress', [], null) });
   push('response.output_item.added', { output_index: 0, item: message('in_progress') });
-  push('response.content_part.added', { item_id: 'msg_bench', output_index: 0, content_index: 0, part: { type: 'output_text', text: '', annotations: [], logprobs: [] } });
-  for (const piece of PIECES) push('response.output_text.delta', { item_id: 'msg_bench', output_index: 0, content_index: 0, delta: piece, logprobs: [] });
-  push('response.output_text.done', { item_id: 'msg_bench', output_index: 0, content_index: 0, text: REPLY, logprobs: [] });
-  push('response.content_part.done', { item_id: 'msg_bench', output_index: 0, content_index: 0, part: { type: 'output_text', text: REPLY, annotations: [], logprobs: [] } });
+  push('response.content_part.added', {
+    item_id: 'msg_bench',
+    output_index: 0,
+    content_index: 0,
+    part: { type: 'output_text', text: '', annotations: [], logprobs: [] },
+  });
+  for (const piece of PIECES)
+    push('response.output_text.delta', {
+      item_id: 'msg_bench',
+      output_index: 0,
+      content_index: 0,
+      delta: piece,
+      logprobs: [],
+    });
+  push('response.output_text.done', {
+    item_id: 'msg_bench',
+    output_index: 0,
+    content_index: 0,
+    text: REPLY,
+    logprobs: [],
+  });
+  push('response.content_part.done', {
+    item_id: 'msg_bench',
+    output_index: 0,
+    content_index: 0,
+    part: { type: 'output_text', text: REPLY, annotations: [], logprobs: [] },
+  });
   push('response.output_item.done', { output_index: 0, item: message('completed', REPLY) });
-  const usage = { input_tokens: INPUT_TOKENS, input_tokens_details: { cached_tokens: 0 }, output_tokens: outputTokens, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: INPUT_TOKENS + outputTokens };
+  const usage = {
+    input_tokens: INPUT_TOKENS,
+    input_tokens_details: { cached_tokens: 0 },
+    output_tokens: outputTokens,
+    output_tokens_details: { reasoning_tokens: 0 },
+    total_tokens: INPUT_TOKENS + outputTokens,
+  };
   push('response.completed', { response: response('completed', [message('completed', REPLY)], usage) });
   return events;
 }
 
 /** Anthropic Messages events, ping included. */
 function messagesStream(model: string, outputTokens: number): Buffer[] {
-  const usage = (output: number) => ({ input_tokens: INPUT_TOKENS, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: output });
+  const usage = (output: number) => ({
+    input_tokens: INPUT_TOKENS,
+    cache_creation_input_tokens: 0,
+    cache_read_input_tokens: 0,
+    output_tokens: output,
+  });
   return [
-    sse({ type: 'message_start', message: { id: 'msg_bench', type: 'message', role: 'assistant', model, content: [], stop_reason: null, stop_sequence: null, usage: usage(1) } }, 'message_start'),
+    sse(
+      {
+        type: 'message_start',
+        message: {
+          id: 'msg_bench',
+          type: 'message',
+          role: 'assistant',
+          model,
+          content: [],
+          stop_reason: null,
+          stop_sequence: null,
+          usage: usage(1),
+        },
+      },
+      'message_start',
+    ),
     sse({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }, 'content_block_start'),
     sse({ type: 'ping' }, 'ping'),
-    ...PIECES.map((piece) => sse({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: piece } }, 'content_block_delta')),
+    ...PIECES.map((piece) =>
+      sse({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: piece } }, 'content_block_delta'),
+    ),
     sse({ type: 'content_block_stop', index: 0 }, 'content_block_stop'),
-    sse({ type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: outputTokens } }, 'message_delta'),
+    sse(
+      {
+        type: 'message_delta',
+        delta: { stop_reason: 'end_turn', stop_sequence: null },
+        usage: { output_tokens: outputTokens },
+      },
+      'message_delta',
+    ),
     sse({ type: 'message_stop' }, 'message_stop'),
   ];
 }
@@ -115,8 +217,12 @@ type ResponseTapClass = (typeof import('../packages/metering/src/response-tap.js
 
 async function loadResponseTap(): Promise<ResponseTapClass> {
   const fromSource = /(?:--conditions|-C)[= ]source\b/.test(process.execArgv.join(' '));
-  const file = new URL(fromSource ? '../packages/metering/src/response-tap.ts' : '../packages/metering/dist/response-tap.js', import.meta.url);
-  if (!existsSync(file)) throw new Error(`${fileURLToPath(file)} is missing: build the packages first (pnpm bench does)`);
+  const file = new URL(
+    fromSource ? '../packages/metering/src/response-tap.ts' : '../packages/metering/dist/response-tap.js',
+    import.meta.url,
+  );
+  if (!existsSync(file))
+    throw new Error(`${fileURLToPath(file)} is missing: build the packages first (pnpm bench does)`);
   return ((await import(file.href)) as { ResponseTap: ResponseTapClass }).ResponseTap;
 }
 
@@ -137,7 +243,11 @@ interface Prepared {
   adapter: ProviderAdapter;
   price: ResolvedPrice;
   /** The meter's counting for the model (its counters count their calls): the stop's is unscaled, against grant / factor. */
-  counting: { countOutput: OutputCounter; stop: { count: OutputCounter; factor: number; encoding: 'o200k_base' | 'cl100k_base' }; own: boolean };
+  counting: {
+    countOutput: OutputCounter;
+    stop: { count: OutputCounter; factor: number; encoding: 'o200k_base' | 'cl100k_base' };
+    own: boolean;
+  };
   tokenizerCalls: number;
   /** Output tokens of the whole answer, as the meter would count them. */
   outputTokens: number;
@@ -160,7 +270,12 @@ type Tap = InstanceType<ResponseTapClass>;
 function stopReading(): void {}
 
 /** A fresh response as the proxy has it when the first upstream event arrives: tapped (not in `write` mode), headers flushed. */
-function openStream(harness: Harness, prepared: Prepared, mode: Mode, grant: number | undefined): { res: ServerResponse; tap: Tap | undefined; socket: DiscardSocket } {
+function openStream(
+  harness: Harness,
+  prepared: Prepared,
+  mode: Mode,
+  grant: number | undefined,
+): { res: ServerResponse; tap: Tap | undefined; socket: DiscardSocket } {
   const { format, adapter, price } = prepared;
   const socket = new DiscardSocket();
   const req = new IncomingMessage(socket as never);
@@ -179,7 +294,15 @@ function openStream(harness: Harness, prepared: Prepared, mode: Mode, grant: num
     call.signal.addEventListener('abort', stopReading, { once: true });
     if (grant !== undefined) {
       ctx.setEstimate(
-        { provider: price.provider, api: format.api, model: format.model, inputTokens: INPUT_TOKENS, maxOutputTokens: grant, costNanoUsd: 0, totalTokens: INPUT_TOKENS + grant },
+        {
+          provider: price.provider,
+          api: format.api,
+          model: format.model,
+          inputTokens: INPUT_TOKENS,
+          maxOutputTokens: grant,
+          costNanoUsd: 0,
+          totalTokens: INPUT_TOKENS + grant,
+        },
         price,
       );
     }
@@ -190,7 +313,13 @@ function openStream(harness: Harness, prepared: Prepared, mode: Mode, grant: num
 }
 
 /** One stream the way the proxy writes it: one write per upstream event, then end(). */
-function runStream(harness: Harness, prepared: Prepared, mode: Mode, grant: number | undefined, stopIndex: number): StreamRun {
+function runStream(
+  harness: Harness,
+  prepared: Prepared,
+  mode: Mode,
+  grant: number | undefined,
+  stopIndex: number,
+): StreamRun {
   const { res, tap, socket } = openStream(harness, prepared, mode, grant);
   const calls = prepared.tokenizerCalls;
   const events = prepared.format.events;
@@ -203,7 +332,12 @@ function runStream(harness: Harness, prepared: Prepared, mode: Mode, grant: numb
   res.end();
   const done = performance.now();
   socket.destroy();
-  return { prefixMs: prefixDone - started, restMs: done - prefixDone, stopped: tap?.stopped ?? false, tokenizerCalls: prepared.tokenizerCalls - calls };
+  return {
+    prefixMs: prefixDone - started,
+    restMs: done - prefixDone,
+    stopped: tap?.stopped ?? false,
+    tokenizerCalls: prepared.tokenizerCalls - calls,
+  };
 }
 
 /** The index of the event whose write stopped the stream at `grant`, or -1 when it ran to its end. */
@@ -221,16 +355,50 @@ function stopEventIndex(harness: Harness, prepared: Prepared, grant: number): nu
 }
 
 async function prepareFormats(): Promise<{ harness: Harness; prepared: Prepared[] }> {
-  const [ResponseTap, core, providers] = await Promise.all([loadResponseTap(), import('@tollgate/core'), import('@tollgate/providers')]);
+  const [ResponseTap, core, providers] = await Promise.all([
+    loadResponseTap(),
+    import('@tollgate/core'),
+    import('@tollgate/providers'),
+  ]);
   await providers.preloadTokenizers();
   const harness: Harness = { ResponseTap, getContext: core.getContext };
   const pricing = core.createPricing();
   const formats: Omit<StreamFormat, 'events'>[] = [
-    { api: 'openai.chat', label: 'Chat Completions', model: 'gpt-4o-mini', path: '/v1/chat/completions', body: { model: 'gpt-4o-mini', stream: true, stream_options: { include_usage: true }, max_tokens: FAR_GRANT, messages: [{ role: 'user', content: 'Explain the hard stop.' }] } },
-    { api: 'openai.responses', label: 'Responses', model: 'gpt-4o-mini', path: '/v1/responses', body: { model: 'gpt-4o-mini', stream: true, max_output_tokens: FAR_GRANT, input: 'Explain the hard stop.' } },
-    { api: 'anthropic.messages', label: 'Messages', model: 'claude-sonnet-4-5', path: '/v1/messages', body: { model: 'claude-sonnet-4-5', stream: true, max_tokens: FAR_GRANT, messages: [{ role: 'user', content: 'Explain the hard stop.' }] } },
+    {
+      api: 'openai.chat',
+      label: 'Chat Completions',
+      model: 'gpt-4o-mini',
+      path: '/v1/chat/completions',
+      body: {
+        model: 'gpt-4o-mini',
+        stream: true,
+        stream_options: { include_usage: true },
+        max_tokens: FAR_GRANT,
+        messages: [{ role: 'user', content: 'Explain the hard stop.' }],
+      },
+    },
+    {
+      api: 'openai.responses',
+      label: 'Responses',
+      model: 'gpt-4o-mini',
+      path: '/v1/responses',
+      body: { model: 'gpt-4o-mini', stream: true, max_output_tokens: FAR_GRANT, input: 'Explain the hard stop.' },
+    },
+    {
+      api: 'anthropic.messages',
+      label: 'Messages',
+      model: 'claude-sonnet-4-5',
+      path: '/v1/messages',
+      body: {
+        model: 'claude-sonnet-4-5',
+        stream: true,
+        max_tokens: FAR_GRANT,
+        messages: [{ role: 'user', content: 'Explain the hard stop.' }],
+      },
+    },
   ];
-  if (Buffer.byteLength(REPLY) >= FAR_GRANT) throw new Error('the answer is too long for the far grant: its byte bound would reach the tokenizer');
+  if (Buffer.byteLength(REPLY) >= FAR_GRANT)
+    throw new Error('the answer is too long for the far grant: its byte bound would reach the tokenizer');
   const prepared: Prepared[] = [];
   for (const base of formats) {
     const price = pricing.get(base.model);
@@ -238,14 +406,28 @@ async function prepareFormats(): Promise<{ harness: Harness; prepared: Prepared[
     // What meter() counts output with (its outputCounter): the model's tokenizer, or o200k_base x 1.25 where it is not public.
     const count: OutputCounter =
       tokenizer === 'approximate'
-        ? (text) => Math.ceil(providers.countTextTokens(text, 'o200k_base', new providers.CountBudget(providers.SYNC_ESTIMATE_MS)) * 1.25)
+        ? (text) =>
+            Math.ceil(
+              providers.countTextTokens(text, 'o200k_base', new providers.CountBudget(providers.SYNC_ESTIMATE_MS)) *
+                1.25,
+            )
         : (text) => providers.countTextTokens(text, tokenizer, new providers.CountBudget(providers.SYNC_ESTIMATE_MS));
     // And what its hard stop counts with: a lower bound, unscaled, against the grant over meter()'s lowerBoundFactor
     // (0.5) where the tokenizer is not the provider's own.
     const stopCount: OutputCounter = (text) =>
-      providers.countTextTokens(text, tokenizer === 'approximate' ? 'o200k_base' : tokenizer, new providers.CountBudget(providers.SYNC_ESTIMATE_MS), 'lower');
+      providers.countTextTokens(
+        text,
+        tokenizer === 'approximate' ? 'o200k_base' : tokenizer,
+        new providers.CountBudget(providers.SYNC_ESTIMATE_MS),
+        'lower',
+      );
     const outputTokens = count(REPLY);
-    const events = base.api === 'openai.chat' ? chatStream(base.model, outputTokens) : base.api === 'openai.responses' ? responsesStream(base.model, outputTokens) : messagesStream(base.model, outputTokens);
+    const events =
+      base.api === 'openai.chat'
+        ? chatStream(base.model, outputTokens)
+        : base.api === 'openai.responses'
+          ? responsesStream(base.model, outputTokens)
+          : messagesStream(base.model, outputTokens);
     const item: Prepared = {
       format: { ...base, events },
       adapter: providers.adapterFor(base.api),
@@ -275,7 +457,8 @@ async function prepareFormats(): Promise<{ harness: Harness; prepared: Prepared[
       item.stopIndex = stopEventIndex(harness, item, grant);
       item.passGrant = grant;
     }
-    if (item.stopIndex === -1) throw new Error(`${base.label}: no grant below ${outputTokens} tokens stopped the stream`);
+    if (item.stopIndex === -1)
+      throw new Error(`${base.label}: no grant below ${outputTokens} tokens stopped the stream`);
     prepared.push(item);
   }
   return { harness, prepared };
@@ -304,7 +487,8 @@ export async function runHardStopBenchmark(context: BenchContext): Promise<Secti
   const { harness, prepared } = await prepareFormats();
   const samples = new Map<string, ModeSamples>();
   const key = (p: Prepared, mode: Mode) => `${p.format.api} ${mode}`;
-  for (const p of prepared) for (const mode of MODES) samples.set(key(p, mode), { whole: [], prefix: [], stopped: false, tokenizerCalls: 0 });
+  for (const p of prepared)
+    for (const mode of MODES) samples.set(key(p, mode), { whole: [], prefix: [], stopped: false, tokenizerCalls: 0 });
   const yieldTurn = () => new Promise((resolve) => setImmediate(resolve));
   // Untimed warm-up rounds (the JIT), then alternating rounds: every API and mode once per round.
   for (let round = -2; round < rounds; round++) {
@@ -357,7 +541,12 @@ function describe(
       armedCost: diff(s('reader').whole, s('armed').whole),
       passesExtra: diff(s('armed').prefix, s('passes').prefix),
       passesCost: diff(s('reader').prefix, s('passes').prefix),
-      valid: !s('armed').stopped && s('armed').tokenizerCalls === 0 && !s('reader').stopped && !s('atGrant').stopped && s('passes').stopped,
+      valid:
+        !s('armed').stopped &&
+        s('armed').tokenizerCalls === 0 &&
+        !s('reader').stopped &&
+        !s('atGrant').stopped &&
+        s('passes').stopped,
       passCalls: s('passes').tokenizerCalls,
     };
   });
@@ -377,29 +566,47 @@ function describe(
     `ResponseTap (what meter() wraps a response in) driven in-process over Node's own ServerResponse on a socket that discards writes, no HTTP: ` +
       `per stream a fresh response and request context, the call declared as the proxy declares it, headers flushed, then one res.write per upstream event ` +
       `(a Buffer, as undici hands them to the proxy) and res.end(). The answer is ${PIECES.length} word-sized deltas (${fmtNumber(Buffer.byteLength(REPLY))} bytes, ` +
-      'with accented, CJK and emoji text) in each API\'s own events (bench/hard-stop.ts builds them like examples/proxy\'s mock and the providers\' fixtures); chat ' +
-      'streams carry the usage chunk the client asked for, so nothing is stripped. The meter\'s output counter for the model counts (gpt-4o-mini: o200k_base; ' +
+      "with accented, CJK and emoji text) in each API's own events (bench/hard-stop.ts builds them like examples/proxy's mock and the providers' fixtures); chat " +
+      "streams carry the usage chunk the client asked for, so nothing is stripped. The meter's output counter for the model counts (gpt-4o-mini: o200k_base; " +
       `claude-sonnet-4-5: o200k_base x 1.25). ${setup.rounds} alternating rounds of ${setup.streamsPerRound} streams per API and case after two untimed rounds; ` +
       'each figure is the median over rounds, each difference the median of per-round differences.',
     '',
-    '- **write only**: the same writes with no tap (what Node\'s response costs; the reference).',
-    '- **(a) reader only**: the tap with no estimate on the context: no grant, no hard stop; the adapter\'s usage reader reads every event.',
+    "- **write only**: the same writes with no tap (what Node's response costs; the reference).",
+    "- **(a) reader only**: the tap with no estimate on the context: no grant, no hard stop; the adapter's usage reader reads every event.",
     `- **(b) armed**: an estimate whose grant (${FAR_GRANT} tokens) is far above the output: one comparison per event, the tokenizer never runs.`,
     '- **(b′) ends at its grant**: armed with a grant equal to the output (an answer that stops at the cap it was sent, as providers do): never stopped, ' +
       'but its bytes pass the grant once a fifth or so of it has streamed (about 4–5 bytes per token), and from there the tokenizer runs.',
     '- **(c) passes the grant**: the largest grant the answer passes, so the byte bound crosses it early and the tokenizer runs on what arrived since its last count ' +
-      'until the count passes the grant near the end; the stream is then ended with the API\'s ending and the call aborted. Its figure covers the events up to the ' +
-      'one that stopped it (what is written after is dropped); its extra is (c) − (b) over those same events, the hard stop\'s whole cost in it is (c) − (a).',
+      "until the count passes the grant near the end; the stream is then ended with the API's ending and the call aborted. Its figure covers the events up to the " +
+      "one that stopped it (what is written after is dropped); its extra is (c) − (b) over those same events, the hard stop's whole cost in it is (c) − (a).",
     '',
     table(
-      ['API', 'events per stream', 'write only', '(a) reader only', '(b) armed', '(a)→(b) per event', '(b′) ends at its grant (vs (a))', '(c) passes the grant', '(c) extra over (b) per event', '(c) − (a) per event'],
+      [
+        'API',
+        'events per stream',
+        'write only',
+        '(a) reader only',
+        '(b) armed',
+        '(a)→(b) per event',
+        '(b′) ends at its grant (vs (a))',
+        '(c) passes the grant',
+        '(c) extra over (b) per event',
+        '(c) − (a) per event',
+      ],
       rows,
     ),
     '',
     'The (c) streams:',
     '',
     table(
-      ['API', 'output (meter\'s count)', 'grant', 'stopped at event', 'tokenizer runs per stream', '(c) extra over (b) per stream'],
+      [
+        'API',
+        "output (meter's count)",
+        'grant',
+        'stopped at event',
+        'tokenizer runs per stream',
+        '(c) extra over (b) per stream',
+      ],
       results.map((r) => [
         r.p.format.label,
         `${r.p.outputTokens} tokens`,
@@ -411,7 +618,8 @@ function describe(
     ),
   ].join('\n');
   const valid = results.every((r) => r.valid);
-  const invalid = '; a case did not behave as set up (the armed stream stopped or counted, or the passing one ran to its end)';
+  const invalid =
+    '; a case did not behave as set up (the armed stream stopped or counted, or the passing one ran to its end)';
   const worstArmed = Math.max(...results.map((r) => r.armedCost));
   const worstPassing = Math.max(...results.map((r) => r.passesCost));
   const targets: TargetVerdict[] = [
@@ -424,8 +632,12 @@ function describe(
       target: `The hard stop costs at most ${TARGET_NS_PER_EVENT / 1000} µs per streamed event: a stream that passes its grant, amortised over its events ((c) − (a))`,
       holds: valid ? worstPassing <= TARGET_NS_PER_EVENT : undefined,
       figures:
-        results.map((r) => `${r.p.format.label} ${signed(r.passesCost)} (${r.passCalls} tokenizer runs over ${r.p.stopIndex + 1} events)`).join(', ') +
-        (valid ? '' : invalid),
+        results
+          .map(
+            (r) =>
+              `${r.p.format.label} ${signed(r.passesCost)} (${r.passCalls} tokenizer runs over ${r.p.stopIndex + 1} events)`,
+          )
+          .join(', ') + (valid ? '' : invalid),
     },
   ];
   const findings = [

@@ -26,11 +26,19 @@ function middleOf(checkpoints: HeapCheckpoint[]): HeapCheckpoint {
   return checkpoints[Math.floor((checkpoints.length - 1) / 2)]!;
 }
 
-async function driveCase(name: string, app: string, options: Record<string, unknown>, drive: DriveOptions, log: (m: string) => void): Promise<DriveResult> {
+async function driveCase(
+  name: string,
+  app: string,
+  options: Record<string, unknown>,
+  drive: DriveOptions,
+  log: (m: string) => void,
+): Promise<DriveResult> {
   const server = await startServer({ app, options }, { exposeGc: true });
   try {
     log(`memory: driving ${name} (${fmtNumber(drive.requests)} requests)`);
-    const result = await server.call<{ checkpoints: HeapCheckpoint[]; statuses: Record<string, number> }>('drive', { drive });
+    const result = await server.call<{ checkpoints: HeapCheckpoint[]; statuses: Record<string, number> }>('drive', {
+      drive,
+    });
     return { name, ...result };
   } finally {
     await server.close();
@@ -42,7 +50,13 @@ export async function runMemoryBenchmark(context: BenchContext): Promise<Section
   const keys = 1000;
   // A cap keeps the whole `pnpm bench` inside its slot on a slow machine; the report says when it cut the run short.
   const maxSeconds = context.quick ? undefined : 420;
-  const drive: DriveOptions = { requests, concurrency: 64, keys, checkpoints: context.quick ? 10 : 20, ...(maxSeconds ? { maxSeconds } : {}) };
+  const drive: DriveOptions = {
+    requests,
+    concurrency: 64,
+    keys,
+    checkpoints: context.quick ? 10 : 20,
+    ...(maxSeconds ? { maxSeconds } : {}),
+  };
   // Bare Express is only the reference for what the harness itself holds: a tenth of the count is enough.
   const referenceDrive: DriveOptions = { ...drive, requests: 50_000, checkpoints: 10 };
   const results: DriveResult[] = [];
@@ -68,7 +82,9 @@ export async function runMemoryBenchmark(context: BenchContext): Promise<Section
     const non200 = Object.entries(r.statuses).filter(([code]) => code !== '200');
     lines.push(
       `**${r.name}**: ${fmtNumber(r.checkpoints.at(-1)!.requests / r.checkpoints.at(-1)!.seconds)} req/s in-process, ` +
-        `statuses ${Object.entries(r.statuses).map(([code, n]) => `${code}×${fmtNumber(n)}`).join(', ')}${non200.length > 0 ? ' (not all 200: see the chain setup)' : ''}; ` +
+        `statuses ${Object.entries(r.statuses)
+          .map(([code, n]) => `${code}×${fmtNumber(n)}`)
+          .join(', ')}${non200.length > 0 ? ' (not all 200: see the chain setup)' : ''}; ` +
         `heap growth ${fmtNumber(growthPerRequest(r.checkpoints), 2)} bytes/request over the second half.`,
       '',
       table(
@@ -83,7 +99,10 @@ export async function runMemoryBenchmark(context: BenchContext): Promise<Section
   const targets: TargetVerdict[] = [];
   const reached = chain?.checkpoints.at(-1)?.requests ?? 0;
   if (chain && reached < requests) {
-    lines.push('', `**The chain run was stopped by the ${maxSeconds} s cap after ${fmtNumber(reached)} of ${fmtNumber(requests)} requests**: the verdict covers those.`);
+    lines.push(
+      '',
+      `**The chain run was stopped by the ${maxSeconds} s cap after ${fmtNumber(reached)} of ${fmtNumber(requests)} requests**: the verdict covers those.`,
+    );
   }
   if (chain) {
     const perRequest = growthPerRequest(chain.checkpoints);
@@ -99,7 +118,11 @@ export async function runMemoryBenchmark(context: BenchContext): Promise<Section
         `${fmtBytes(last.heapUsed)} at ${fmtNumber(last.requests)} (${fmtNumber(perRequest, 2)} B/request over the second half)${allOk ? '' : '; not every answer was 200'}`,
     });
   } else {
-    targets.push({ target: 'Memory flat over a million requests on the in-memory stores', holds: undefined, figures: 'chain not available' });
+    targets.push({
+      target: 'Memory flat over a million requests on the in-memory stores',
+      holds: undefined,
+      figures: 'chain not available',
+    });
   }
   return { title: '5. Memory over a million requests (in-memory stores)', body: lines.join('\n'), targets };
 }

@@ -29,7 +29,10 @@ const NAMES: Record<ObservedCase, string> = {
  * so a block's CPU less the pauses inside it is the requests' own work, and the collection is charged apart.
  */
 function runChild(message: Record<string, unknown>): Promise<ObservabilityRun> {
-  const child = fork(ENTRY, [], { execArgv: [...process.execArgv, '--single-threaded-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = fork(ENTRY, [], {
+    execArgv: [...process.execArgv, '--single-threaded-gc'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   return new Promise<ObservabilityRun>((resolve, reject) => {
     child.once('message', (reply: { ok: boolean; value?: ObservabilityRun; error?: string }) => {
       if (reply.ok) resolve(reply.value!);
@@ -73,7 +76,9 @@ export async function runObservabilityBenchmark(context: BenchContext): Promise<
   const upstream = await startServer({ app: 'mock-upstream' });
   let result: ObservabilityRun;
   try {
-    context.log(`observability: ${fmtNumber(warmup)} requests per case to warm up, then ${fmtNumber(rounds)} rounds of a block of ${BLOCK} per case`);
+    context.log(
+      `observability: ${fmtNumber(warmup)} requests per case to warm up, then ${fmtNumber(rounds)} rounds of a block of ${BLOCK} per case`,
+    );
     result = await runChild({ upstream: upstream.url, rounds, block: BLOCK, warmup, runId: context.runId });
   } finally {
     await upstream.close();
@@ -113,10 +118,19 @@ export async function runObservabilityBenchmark(context: BenchContext): Promise<
   const total = added(last, 0);
   const rows = cases.map((name, index) => {
     const ownUs = trimmedMean(own[index]!);
-    const row = [NAMES[name], `${fmtNumber(ownUs + collection[index]!, 1)} µs`, `${fmtNumber(ownUs, 1)} + ${fmtNumber(collection[index]!, 1)} µs`, `${fmtNumber(bytes[index]! / 1024, 2)} KiB`];
+    const row = [
+      NAMES[name],
+      `${fmtNumber(ownUs + collection[index]!, 1)} µs`,
+      `${fmtNumber(ownUs, 1)} + ${fmtNumber(collection[index]!, 1)} µs`,
+      `${fmtNumber(bytes[index]! / 1024, 2)} KiB`,
+    ];
     if (index === 0) return [...row, '—', '—'];
     const all = added(index, 0);
-    return [...row, signed(added(index, index - 1).total), `${signed(all.total)} (${signed(all.low)} to ${signed(all.high)})`];
+    return [
+      ...row,
+      signed(added(index, index - 1).total),
+      `${signed(all.total)} (${signed(all.low)} to ${signed(all.high)})`,
+    ];
   });
   const body = [
     'The example proxy (createProxyApp, memory stores, one pro key, key, tenant and global budgets, limits far above the load) in front of the ' +
@@ -129,10 +143,20 @@ export async function runObservabilityBenchmark(context: BenchContext): Promise<
       `to case within each round (the mean of the differences, ${TRIM * 100}% of rounds left out at each end, with a 95% bootstrap interval); ` +
       "each case is then charged the run's collection time per byte allocated times its own bytes per request (the heap's growth over the " +
       'blocks no collection met: exact). The log goes to a file on local disk; tracing is an OpenTelemetry SDK as `pnpm start` registers it ' +
-      '(BasicTracerProvider, BatchSpanProcessor, W3C propagator) with an exporter that drops every batch, so an OTLP exporter\'s encoding and ' +
+      "(BasicTracerProvider, BatchSpanProcessor, W3C propagator) with an exporter that drops every batch, so an OTLP exporter's encoding and " +
       'network are not counted. The cases without an SDK call the OpenTelemetry API, which answers with a non-recording span.',
     '',
-    table(['case', 'CPU per request', 'own work + collection', 'allocated per request', 'added by the row', 'added over nothing observed (95% interval)'], rows),
+    table(
+      [
+        'case',
+        'CPU per request',
+        'own work + collection',
+        'allocated per request',
+        'added by the row',
+        'added over nothing observed (95% interval)',
+      ],
+      rows,
+    ),
     '',
     `All three over nothing observed: ${signed(total.total)}, of which ${signed(total.own)} the requests' own work (first and second half ` +
       `of the rounds apart: ${signed(total.halves[0])} and ${signed(total.halves[1])}) and ${signed(total.collection)} collection ` +
@@ -143,11 +167,15 @@ export async function runObservabilityBenchmark(context: BenchContext): Promise<
   return {
     title: '14. Observability: access log, metrics and tracing (in-process, memory stores)',
     body,
-    targets: [{
-      target: `Access log, metrics and tracing together cost at most ${TARGET_US} µs of CPU per request (the example proxy)`,
-      holds: total.total <= TARGET_US,
-      figures: `${signed(total.total)} (95% interval ${signed(total.low)} to ${signed(total.high)}) over ${fmtNumber(baseline, 1)} µs (${parts})`,
-    }],
-    findings: [`Observability: the access log, the metrics and a tracing SDK add ${signed(total.total)} of CPU per proxied request to ${fmtNumber(baseline, 1)} µs (${parts}) (§14).`],
+    targets: [
+      {
+        target: `Access log, metrics and tracing together cost at most ${TARGET_US} µs of CPU per request (the example proxy)`,
+        holds: total.total <= TARGET_US,
+        figures: `${signed(total.total)} (95% interval ${signed(total.low)} to ${signed(total.high)}) over ${fmtNumber(baseline, 1)} µs (${parts})`,
+      },
+    ],
+    findings: [
+      `Observability: the access log, the metrics and a tracing SDK add ${signed(total.total)} of CPU per proxied request to ${fmtNumber(baseline, 1)} µs (${parts}) (§14).`,
+    ],
   };
 }

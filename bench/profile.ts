@@ -49,9 +49,12 @@ const which = values.case as Case;
 if (!CASES.includes(which)) throw new Error(`--case must be one of ${CASES.join(', ')}`);
 const store = values.store as StoreKind;
 if (!STORES.includes(store)) throw new Error(`--store must be one of ${STORES.join(', ')}`);
-if (store === 'redis' && which === 'bare') throw new Error('--store redis profiles the chain or the proxy; bare Express has no stores');
-if (which === 'erl' && store !== 'redis') throw new Error('--case erl (express-rate-limit + rate-limit-redis) needs --store redis');
-if (values['fresh-prompts'] && which !== 'chain' && which !== 'bare') throw new Error('--fresh-prompts profiles the chain, or bare Express with the same bodies');
+if (store === 'redis' && which === 'bare')
+  throw new Error('--store redis profiles the chain or the proxy; bare Express has no stores');
+if (which === 'erl' && store !== 'redis')
+  throw new Error('--case erl (express-rate-limit + rate-limit-redis) needs --store redis');
+if (values['fresh-prompts'] && which !== 'chain' && which !== 'bare')
+  throw new Error('--fresh-prompts profiles the chain, or bare Express with the same bodies');
 const requests = Number(values.requests);
 const top = Number(values.top);
 
@@ -63,7 +66,9 @@ interface Subject {
 
 /** Where the stores live: process memory, or the driver's own redis-server (never a shared database). */
 function storeOptions(redis: PrivateRedis | undefined): Record<string, unknown> {
-  return redis ? { store: 'redis', redisUrl: redis.url, prefix: 'profile:', ...(values.blocks ? { blocks: true } : {}) } : { store: 'memory' };
+  return redis
+    ? { store: 'redis', redisUrl: redis.url, prefix: 'profile:', ...(values.blocks ? { blocks: true } : {}) }
+    : { store: 'memory' };
 }
 
 async function buildSubject(upstream: BenchChild | undefined, redis: PrivateRedis | undefined): Promise<Subject> {
@@ -71,25 +76,43 @@ async function buildSubject(upstream: BenchChild | undefined, redis: PrivateRedi
   if (which === 'bare') {
     const app = baseApp();
     app.post(CHAT_PATH, answerAtOnce);
-    return { app, note: 'bare Express: express.json and a handler answering a fixed chat completion', close: async () => undefined };
+    return {
+      app,
+      note: 'bare Express: express.json and a handler answering a fixed chat completion',
+      close: async () => undefined,
+    };
   }
   if (which === 'erl') {
     const built = await APP_BUILDERS['express-rate-limit-redis']!({ redisUrl: redis!.url, prefix: 'profile:' });
-    return { app: built.app as unknown as Express, note: 'express-rate-limit + rate-limit-redis (one limiter keyed by API key, node-redis) on a redis-server of its own, the same handler', close: built.close };
+    return {
+      app: built.app as unknown as Express,
+      note: 'express-rate-limit + rate-limit-redis (one limiter keyed by API key, node-redis) on a redis-server of its own, the same handler',
+      close: built.close,
+    };
   }
   if (which === 'chain') {
     const upTo = values['up-to'] === undefined ? {} : { upTo: Number(values['up-to']) };
     const fresh = values['fresh-prompts'] ? { freshPrompts: true } : {};
     const built = await buildTollgateChain({ ...storeOptions(redis), ...upTo, ...fresh });
     const prompts = values['fresh-prompts'] ? ', a user message never sent before in each request' : '';
-    return { ...built, note: `the recommended fused chain on ${stores}${prompts} (apiKeyAuth, meter, combineLimits of the request limit, the token limit and the budget guard), the same handler` };
+    return {
+      ...built,
+      note: `the recommended fused chain on ${stores}${prompts} (apiKeyAuth, meter, combineLimits of the request limit, the token limit and the budget guard), the same handler`,
+    };
   }
   const observed = which !== 'proxy';
   const tracing = which === 'proxy-traced' ? await registerTracing() : undefined;
   const logFile = join(tmpdir(), `tollgate-profile-${process.pid}.log`);
-  const built = await buildProxy({ ...storeOptions(redis), upstream: upstream!.url, ...(observed ? { log: { level: 'info', destination: logFile } } : {}) });
-  const seen = tracing ? ', its access log (info, to a file) and an OpenTelemetry SDK (batch span processor, an exporter that drops every batch)'
-    : observed ? ' and its access log (info, to a file)' : ', log silent';
+  const built = await buildProxy({
+    ...storeOptions(redis),
+    upstream: upstream!.url,
+    ...(observed ? { log: { level: 'info', destination: logFile } } : {}),
+  });
+  const seen = tracing
+    ? ', its access log (info, to a file) and an OpenTelemetry SDK (batch span processor, an exporter that drops every batch)'
+    : observed
+      ? ' and its access log (info, to a file)'
+      : ', log silent';
   return {
     app: built.app,
     note: `the example proxy on ${stores} with its metrics${seen}, the mock upstream in a child process`,
@@ -107,7 +130,11 @@ async function buildSubject(upstream: BenchChild | undefined, redis: PrivateRedi
  * Returns what unregisters it.
  */
 async function registerTracing(): Promise<() => Promise<void>> {
-  const [api, core, sdk] = await Promise.all([import('@opentelemetry/api'), import('@opentelemetry/core'), import('@opentelemetry/sdk-trace-base')]);
+  const [api, core, sdk] = await Promise.all([
+    import('@opentelemetry/api'),
+    import('@opentelemetry/core'),
+    import('@opentelemetry/sdk-trace-base'),
+  ]);
   const discard: import('@opentelemetry/sdk-trace-base').SpanExporter = {
     export: (_spans, done) => done({ code: core.ExportResultCode.SUCCESS }),
     shutdown: async () => undefined,
@@ -157,7 +184,10 @@ function where(frame: { functionName: string; url: string; lineNumber: number })
 }
 
 function topRows(totals: Map<string, number>, scale: (value: number) => string, count: number): string[][] {
-  return [...totals.entries()].sort((a, b) => b[1] - a[1]).slice(0, count).map(([name, value]) => [name, scale(value)]);
+  return [...totals.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, count)
+    .map(([name, value]) => [name, scale(value)]);
 }
 
 function add(totals: Map<string, number>, key: string, value: number): void {
@@ -184,7 +214,8 @@ interface SamplingNode {
  */
 function oldGenerationBytes(side: { heapSpaceStatistics: { spaceName: string; spaceUsedSize: number }[] }): number {
   let bytes = 0;
-  for (const space of side.heapSpaceStatistics) if (space.spaceName === 'old_space' || space.spaceName === 'large_object_space') bytes += space.spaceUsedSize;
+  for (const space of side.heapSpaceStatistics)
+    if (space.spaceName === 'old_space' || space.spaceName === 'large_object_space') bytes += space.spaceUsedSize;
   return bytes;
 }
 
@@ -227,7 +258,8 @@ async function main(): Promise<void> {
       freed += entry.beforeGC.heapStatistics.usedHeapSize - entry.afterGC.heapStatistics.usedHeapSize;
       gcUs += entry.cost;
       add(byKind, entry.gcType, 1);
-      if (entry.gcType === 'Scavenge') promoted += oldGenerationBytes(entry.afterGC) - oldGenerationBytes(entry.beforeGC);
+      if (entry.gcType === 'Scavenge')
+        promoted += oldGenerationBytes(entry.afterGC) - oldGenerationBytes(entry.beforeGC);
     }
     const allocatedPerRequest = (heapAfter - heapBefore + freed) / requests;
 
@@ -249,12 +281,20 @@ async function main(): Promise<void> {
       const hits = node.hitCount ?? 0;
       if (hits === 0 || node.callFrame.functionName === '(idle)') continue;
       add(selfByOrigin, origin(node.callFrame.url, node.callFrame.functionName), hits);
-      add(selfByFunction, `${where(node.callFrame)} [${origin(node.callFrame.url, node.callFrame.functionName)}]`, hits);
+      add(
+        selfByFunction,
+        `${where(node.callFrame)} [${origin(node.callFrame.url, node.callFrame.functionName)}]`,
+        hits,
+      );
     }
 
     // Bytes by who allocated them, sampled every 1 KiB, collected objects included.
     await session.post('HeapProfiler.enable');
-    await session.post('HeapProfiler.startSampling', { samplingInterval: 1024, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+    await session.post('HeapProfiler.startSampling', {
+      samplingInterval: 1024,
+      includeObjectsCollectedByMajorGC: true,
+      includeObjectsCollectedByMinorGC: true,
+    });
     await block(subject.app, requests);
     const { profile: heapProfile } = await session.post('HeapProfiler.stopSampling');
     await session.post('HeapProfiler.disable');
@@ -264,7 +304,11 @@ async function main(): Promise<void> {
     const walk = (node: SamplingNode): void => {
       if (node.selfSize > 0) {
         add(bytesByOrigin, origin(node.callFrame.url, node.callFrame.functionName), node.selfSize);
-        add(bytesByFunction, `${where(node.callFrame)} [${origin(node.callFrame.url, node.callFrame.functionName)}]`, node.selfSize);
+        add(
+          bytesByFunction,
+          `${where(node.callFrame)} [${origin(node.callFrame.url, node.callFrame.functionName)}]`,
+          node.selfSize,
+        );
       }
       for (const child of node.children) walk(child);
     };
@@ -278,13 +322,19 @@ async function main(): Promise<void> {
       '',
       `${subject.note}. ${fmtNumber(requests)} requests per measurement, one at a time, after a warm-up; Node ${process.version}.`,
       '',
-      table(['measure', 'per request'], [
-        ['CPU (user + system)', `${fmtNumber(cpuUs, 1)} µs`],
-        ['bytes allocated', `${fmtNumber(allocatedPerRequest / 1024, 1)} KiB`],
-        ['promoted to the old generation (by scavenges)', `${fmtNumber(promoted / requests, 0)} B`],
-        ['garbage collection', `${fmtNumber(gcUs / requests, 1)} µs (${[...byKind.entries()].map(([kind, n]) => `${n} ${kind}`).join(', ')})`],
-        ['sampled allocations (1 KiB interval)', kib(sampledBytes)],
-      ]),
+      table(
+        ['measure', 'per request'],
+        [
+          ['CPU (user + system)', `${fmtNumber(cpuUs, 1)} µs`],
+          ['bytes allocated', `${fmtNumber(allocatedPerRequest / 1024, 1)} KiB`],
+          ['promoted to the old generation (by scavenges)', `${fmtNumber(promoted / requests, 0)} B`],
+          [
+            'garbage collection',
+            `${fmtNumber(gcUs / requests, 1)} µs (${[...byKind.entries()].map(([kind, n]) => `${n} ${kind}`).join(', ')})`,
+          ],
+          ['sampled allocations (1 KiB interval)', kib(sampledBytes)],
+        ],
+      ),
       '',
       '## Self time by package',
       '',

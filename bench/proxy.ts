@@ -46,8 +46,14 @@ interface StreamTiming {
 
 function proxyCases(context: BenchContext): ProxyCase[] {
   return [
-    { name: 'bare passthrough (Express + undici)', start: (upstream) => startServer({ app: 'passthrough', options: { upstream } }) },
-    { name: 'Node floor (node:http + undici)', start: (upstream) => startServer({ app: 'node-floor', options: { upstream } }) },
+    {
+      name: 'bare passthrough (Express + undici)',
+      start: (upstream) => startServer({ app: 'passthrough', options: { upstream } }),
+    },
+    {
+      name: 'Node floor (node:http + undici)',
+      start: (upstream) => startServer({ app: 'node-floor', options: { upstream } }),
+    },
     {
       name: 'tollgate proxy (memory)',
       start: (upstream) => startServer({ app: 'proxy', options: { upstream, store: 'memory' } }),
@@ -56,13 +62,18 @@ function proxyCases(context: BenchContext): ProxyCase[] {
     },
     {
       name: 'tollgate proxy (Redis)',
-      start: (upstream) => startServer({ app: 'proxy', options: { upstream, store: 'redis', prefix: `${context.redisPrefix}proxy:` } }),
+      start: (upstream) =>
+        startServer({ app: 'proxy', options: { upstream, store: 'redis', prefix: `${context.redisPrefix}proxy:` } }),
       tollgate: true,
       targetRatio: 0.8,
     },
     {
       name: 'tollgate proxy (Redis, blocks: false)',
-      start: (upstream) => startServer({ app: 'proxy', options: { upstream, store: 'redis', blocks: false, prefix: `${context.redisPrefix}proxy-unblocked:` } }),
+      start: (upstream) =>
+        startServer({
+          app: 'proxy',
+          options: { upstream, store: 'redis', blocks: false, prefix: `${context.redisPrefix}proxy-unblocked:` },
+        }),
       tollgate: true,
     },
     {
@@ -71,7 +82,10 @@ function proxyCases(context: BenchContext): ProxyCase[] {
       // Its OpenAI provider pointed at the mock: the gateway sends the request on to `<custom host>/chat/completions`.
       headers: (upstream) => ({ 'x-portkey-provider': 'openai', 'x-portkey-custom-host': `${upstream}/v1` }),
       // The gateway adds nothing to the body, so the client asks for usage: the upstream then streams the same events.
-      streamBody: JSON.stringify({ ...(JSON.parse(STREAM_CHAT_BODY) as Record<string, unknown>), stream_options: { include_usage: true } }),
+      streamBody: JSON.stringify({
+        ...(JSON.parse(STREAM_CHAT_BODY) as Record<string, unknown>),
+        stream_options: { include_usage: true },
+      }),
     },
   ];
 }
@@ -127,14 +141,22 @@ export async function runProxyBenchmark(context: BenchContext): Promise<SectionR
       }
     }
     const load = (c: RunningCase, mode: 'json' | 'stream', seconds: number) => () =>
-      runLoad({ url: c.server.url, path: CHAT_PATH, body: c.bodies[mode], headers: c.headers, connections, durationS: seconds });
+      runLoad({
+        url: c.server.url,
+        path: CHAT_PATH,
+        body: c.bodies[mode],
+        headers: c.headers,
+        connections,
+        durationS: seconds,
+      });
     const summaries: Record<'json' | 'stream', CaseSummary[]> = { json: [], stream: [] };
     for (const mode of ['json', 'stream'] as const) {
       for (const c of running) await load(c, mode, 1)();
       summaries[mode] = await alternateRounds(
         running.map((c) => ({ name: c.benchCase.name, run: load(c, mode, durationS) })),
         rounds,
-        (round, name, result) => context.log(`proxy ${mode} round ${round + 1}/${rounds} ${name}: ${fmtNumber(result.rps)} req/s`),
+        (round, name, result) =>
+          context.log(`proxy ${mode} round ${round + 1}/${rounds} ${name}: ${fmtNumber(result.rps)} req/s`),
       );
     }
     const streams = await measureStreams(running, rounds, context.quick ? 25 : 60);
@@ -156,7 +178,19 @@ function describe(
   for (const mode of ['json', 'stream'] as const) {
     for (const c of cases) {
       const s = summaries[mode].find((x) => x.name === c.name);
-      rows.push(s ? [c.name, mode === 'json' ? 'JSON' : 'SSE stream', fmtNumber(s.rps), fmtRatio(s.ratio), fmtMs(s.p50), fmtMs(s.p99), `${s.non2xx}/${s.errors}`] : [c.name, mode, 'not available', '', '', '', '']);
+      rows.push(
+        s
+          ? [
+              c.name,
+              mode === 'json' ? 'JSON' : 'SSE stream',
+              fmtNumber(s.rps),
+              fmtRatio(s.ratio),
+              fmtMs(s.p50),
+              fmtMs(s.p99),
+              `${s.non2xx}/${s.errors}`,
+            ]
+          : [c.name, mode, 'not available', '', '', '', ''],
+      );
     }
   }
   const base = streams[0];
@@ -186,9 +220,20 @@ function describe(
   const underLoad = measured.map((c) => {
     const json = extraMs('json', c.name);
     const stream = extraMs('stream', c.name);
-    return { name: c.name, tollgate: c.tollgate === true, json, stream, perEventUs: ((stream - json) * 1000) / UPSTREAM_EVENTS };
+    return {
+      name: c.name,
+      tollgate: c.tollgate === true,
+      json,
+      stream,
+      perEventUs: ((stream - json) * 1000) / UPSTREAM_EVENTS,
+    };
   });
-  const underLoadRows = underLoad.map((u) => [u.name, fmtMs(u.json), fmtMs(u.stream), Number.isFinite(u.perEventUs) ? `${fmtNumber(u.perEventUs)} µs` : 'n/a']);
+  const underLoadRows = underLoad.map((u) => [
+    u.name,
+    fmtMs(u.json),
+    fmtMs(u.stream),
+    Number.isFinite(u.perEventUs) ? `${fmtNumber(u.perEventUs)} µs` : 'n/a',
+  ]);
   const body = [
     `Every case forwards POST /v1/chat/completions to the same upstream child process, a zero-latency OpenAI-compatible mock (bench/lib/mock-upstream.ts) ` +
       `that answers JSON at once, or streams ${UPSTREAM_EVENTS} SSE events (${STREAM_CONTENT_CHUNKS} content chunks, finish, usage, [DONE]) one per event-loop turn, ` +
@@ -198,11 +243,11 @@ function describe(
       'its metrics on and its access log silent (what the log, the metrics and tracing cost is §14).',
     '',
     'The Portkey gateway is @portkey-ai/gateway 1.15.2 from npm, its own Node server (`--headless`, no web UI) in a child process, its OpenAI provider ' +
-      'pointed at the mock by the x-portkey-provider and x-portkey-custom-host headers the load generator sends it. It forwards the client\'s body as it is, ' +
+      "pointed at the mock by the x-portkey-provider and x-portkey-custom-host headers the load generator sends it. It forwards the client's body as it is, " +
       'so its streamed requests ask for usage themselves and the upstream streams it the same events. As shipped, its stream path fails on Node: every streamed ' +
       'request is a 500 with "TypeError: immutable" in its log (its open issues #1389 and #1550), because the Response of @hono/node-server, built from the ' +
-      'upstream\'s answer, keeps the upstream\'s immutable headers, to which the gateway then adds its own. The bench patches that one expression when the ' +
-      'gateway\'s file is loaded, through a module hook (bench/lib/portkey-stream-fix.ts; node_modules is not touched): the streamed Response gets a copy of ' +
+      "upstream's answer, keeps the upstream's immutable headers, to which the gateway then adds its own. The bench patches that one expression when the " +
+      "gateway's file is loaded, through a module hook (bench/lib/portkey-stream-fix.ts; node_modules is not touched): the streamed Response gets a copy of " +
       'the headers. Nothing else is changed: its stream splitter also waits 25 ms (a timer) before it passes on the first event of every stream, which adds ' +
       `25 ms to its time to first byte and caps its streams at ${setup.connections} connections / 25 ms = ${fmtNumber(setup.connections / 0.025)} req/s; ` +
       'that is measured as it ships.',
@@ -214,13 +259,28 @@ function describe(
     'Streaming, one request at a time (cases alternating in blocks): time to first body byte, total time, and per-chunk overhead = ' +
       `(the case's body time − the passthrough's body time) / ${UPSTREAM_EVENTS} upstream events, body time = total − first byte.`,
     '',
-    table(['case', 'TTFB p50', 'TTFB p99', 'TTFB vs passthrough', 'total p50', 'per-chunk overhead', 'chunks received', 'failed'], streamRows),
+    table(
+      [
+        'case',
+        'TTFB p50',
+        'TTFB p99',
+        'TTFB vs passthrough',
+        'total p50',
+        'per-chunk overhead',
+        'chunks received',
+        'failed',
+      ],
+      streamRows,
+    ),
     '',
     'One request at a time, the events reach the client in one or two reads, so the per-chunk cost shows better in the throughput: per request, a case costs ' +
       '1/rps − 1/rps(passthrough) more than the passthrough; what a streamed request costs beyond a JSON one, divided by the ' +
       `${UPSTREAM_EVENTS} events, is the per-event overhead under load.`,
     '',
-    table(['case', 'extra per JSON request', 'extra per streamed request', 'per-event overhead under load'], underLoadRows),
+    table(
+      ['case', 'extra per JSON request', 'extra per streamed request', 'per-event overhead under load'],
+      underLoadRows,
+    ),
     ...(missing.length > 0 ? ['', 'Not measured:', ...missing.map((m) => `- ${m}`)] : []),
   ].join('\n');
 
@@ -255,5 +315,10 @@ function describe(
         `Proxy, ${u.name}: under load each JSON request costs ${fmtMs(u.json)} more than through the passthrough, each streamed one ${fmtMs(u.stream)} more ` +
         `(${fmtNumber(u.perEventUs)} µs per SSE event beyond the JSON case) (§2).`,
     );
-  return { title: '2. Example proxy vs bare passthrough, the Node floor and the Portkey gateway', body, targets, findings };
+  return {
+    title: '2. Example proxy vs bare passthrough, the Node floor and the Portkey gateway',
+    body,
+    targets,
+    findings,
+  };
 }

@@ -15,7 +15,8 @@ interface CountCase {
 
 /** Which middleware sends a command, from the key it touches (the bench chooses the limiter prefixes). */
 function ownerOf(label: string): string {
-  if (label.startsWith('EVALSHA(bundle)') || label.startsWith('EVAL(bundle)')) return 'store script bundle (every store operation of the turn)';
+  if (label.startsWith('EVALSHA(bundle)') || label.startsWith('EVAL(bundle)'))
+    return 'store script bundle (every store operation of the turn)';
   if (label.includes('{keys}')) return 'apiKeyAuth (key store lookup)';
   if (label.includes('{ledger}')) return 'budgetGuard (reservation ledger)';
   if (/tokens:|:wc:/.test(label)) return 'tokenRateLimit (window counter)';
@@ -106,7 +107,16 @@ export async function countRoundTrips(
       tripsBefore += answeredTrips - startTrips;
       tripsAfter += counter.roundTrips - answeredTrips;
     }
-    return { name: benchCase.name, requests, commandsBefore, commandsAfter, tripsBefore, tripsAfter, breakdown, failures };
+    return {
+      name: benchCase.name,
+      requests,
+      commandsBefore,
+      commandsAfter,
+      tripsBefore,
+      tripsAfter,
+      breakdown,
+      failures,
+    };
   } finally {
     await server.close();
     await upstream?.close();
@@ -119,23 +129,41 @@ export async function runRoundTripBenchmark(context: BenchContext): Promise<Sect
   const requests = context.quick ? 40 : 200;
   const prefix = (suffix: string) => `${context.redisPrefix}rt:${suffix}:`;
   const cases: CountCase[] = [
-    { name: 'express-rate-limit + rate-limit-redis', spec: (redisUrl) => ({ app: 'express-rate-limit-redis', options: { redisUrl, prefix: prefix('erl') } }) },
-    { name: 'rate-limiter-flexible (Redis)', spec: (redisUrl) => ({ app: 'rate-limiter-flexible-redis', options: { redisUrl, prefix: prefix('rlf') } }) },
+    {
+      name: 'express-rate-limit + rate-limit-redis',
+      spec: (redisUrl) => ({ app: 'express-rate-limit-redis', options: { redisUrl, prefix: prefix('erl') } }),
+    },
+    {
+      name: 'rate-limiter-flexible (Redis)',
+      spec: (redisUrl) => ({ app: 'rate-limiter-flexible-redis', options: { redisUrl, prefix: prefix('rlf') } }),
+    },
     {
       name: 'tollgate full chain (Redis)',
-      spec: (redisUrl) => ({ app: 'tollgate-chain', options: { store: 'redis', redisUrl, prefix: prefix('tollgate') } }),
+      spec: (redisUrl) => ({
+        app: 'tollgate-chain',
+        options: { store: 'redis', redisUrl, prefix: prefix('tollgate') },
+      }),
     },
     {
       name: 'tollgate full chain (Redis, batch: false)',
-      spec: (redisUrl) => ({ app: 'tollgate-chain', options: { store: 'redis', batch: false, redisUrl, prefix: prefix('unbatched') } }),
+      spec: (redisUrl) => ({
+        app: 'tollgate-chain',
+        options: { store: 'redis', batch: false, redisUrl, prefix: prefix('unbatched') },
+      }),
     },
     {
       name: 'tollgate unfused chain (Redis)',
-      spec: (redisUrl) => ({ app: 'tollgate-chain', options: { store: 'redis', fused: false, redisUrl, prefix: prefix('unfused') } }),
+      spec: (redisUrl) => ({
+        app: 'tollgate-chain',
+        options: { store: 'redis', fused: false, redisUrl, prefix: prefix('unfused') },
+      }),
     },
     {
       name: 'tollgate example proxy (Redis)',
-      spec: (redisUrl, upstream) => ({ app: 'proxy', options: { store: 'redis', redisUrl, upstream, prefix: prefix('proxy') } }),
+      spec: (redisUrl, upstream) => ({
+        app: 'proxy',
+        options: { store: 'redis', redisUrl, upstream, prefix: prefix('proxy') },
+      }),
       needsUpstream: true,
     },
   ];
@@ -162,7 +190,15 @@ function describeCounts(counts: CaseCount[], missing: string[], requests: number
       '(commands pipelined in one flight count once).',
     '',
     table(
-      ['case', 'commands/req before answer', 'round trips/req before answer', 'commands/req after', 'round trips/req after', 'total round trips/req', 'non-200'],
+      [
+        'case',
+        'commands/req before answer',
+        'round trips/req before answer',
+        'commands/req after',
+        'round trips/req after',
+        'total round trips/req',
+        'non-200',
+      ],
       counts.map((c) => [
         c.name,
         per(c.commandsBefore, c.requests),
@@ -190,14 +226,22 @@ function describeCounts(counts: CaseCount[], missing: string[], requests: number
           holds: tollgate.commandsBefore / tollgate.requests <= 1,
           figures: `${per(tollgate.commandsBefore, tollgate.requests)} commands in ${per(tollgate.tripsBefore, tollgate.requests)} round trips before the answer`,
         }
-      : { target: 'Full chain on Redis: one Redis call per request before the answer', holds: undefined, figures: tollgate ? `${tollgate.failures} non-200 answers` : 'chain not available' },
+      : {
+          target: 'Full chain on Redis: one Redis call per request before the answer',
+          holds: undefined,
+          figures: tollgate ? `${tollgate.failures} non-200 answers` : 'chain not available',
+        },
     tollgate && tollgate.failures === 0
       ? {
           target: 'Full chain on Redis: at most two Redis round trips per request',
           holds: (tollgate.tripsBefore + tollgate.tripsAfter) / tollgate.requests <= 2,
           figures: `${per(tollgate.tripsBefore, tollgate.requests)} before the answer + ${per(tollgate.tripsAfter, tollgate.requests)} after = ${per(tollgate.tripsBefore + tollgate.tripsAfter, tollgate.requests)} round trips/request (${per(tollgate.commandsBefore + tollgate.commandsAfter, tollgate.requests)} commands)`,
         }
-      : { target: 'Full chain on Redis: at most two Redis round trips per request', holds: undefined, figures: tollgate ? `${tollgate.failures} non-200 answers` : 'chain not available' },
+      : {
+          target: 'Full chain on Redis: at most two Redis round trips per request',
+          holds: undefined,
+          figures: tollgate ? `${tollgate.failures} non-200 answers` : 'chain not available',
+        },
   ];
   const findings = counts
     .filter((c) => c.name.startsWith('tollgate'))

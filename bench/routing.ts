@@ -23,7 +23,11 @@ const TRAITS = { inputTokens: 250, outputTokens: 256, tools: false, images: fals
 
 /** A transport that answers at once: what remains is the router's own work (and the promise it awaits). */
 const answered: AttemptResult = { kind: 'answered', firstByteMs: 12 };
-const attempts: RouteAttempts = { prepare: () => undefined, send: () => Promise.resolve(answered), fail: () => undefined };
+const attempts: RouteAttempts = {
+  prepare: () => undefined,
+  send: () => Promise.resolve(answered),
+  fail: () => undefined,
+};
 
 interface Case {
   name: string;
@@ -31,7 +35,10 @@ interface Case {
   request: () => Promise<void>;
 }
 
-function routerWith(strategy: 'fallback' | 'cheapest' | 'lowest-latency' | 'weighted', retry: ModelRouterSetup['retry']): ModelRouter {
+function routerWith(
+  strategy: 'fallback' | 'cheapest' | 'lowest-latency' | 'weighted',
+  retry: ModelRouterSetup['retry'],
+): ModelRouter {
   return createModelRouter({ pricing: createPricing(), retry, modelGroups: { g: { strategy, targets: TARGETS } } });
 }
 
@@ -77,24 +84,46 @@ interface ProxyRouting {
  */
 async function proxyRouting(blocks: number, roundsPerBlock: number): Promise<ProxyRouting> {
   const upstream = await startServer({ app: 'mock-upstream' });
-  const [{ createProxyApp }, { validateConfig }] = await Promise.all([import('../examples/proxy/src/app.js'), import('../examples/proxy/src/config.js')]);
+  const [{ createProxyApp }, { validateConfig }] = await Promise.all([
+    import('../examples/proxy/src/app.js'),
+    import('../examples/proxy/src/config.js'),
+  ]);
   const config = validateConfig({
-    upstreams: { openai: { baseUrl: `${upstream.url}/v1`, apiKey: 'upstream-bench-key' }, spare: { baseUrl: `${upstream.url}/v1`, apiKey: 'upstream-bench-key' } },
-    modelGroups: { g: { strategy: 'fallback', targets: [{ upstream: 'openai', model: 'gpt-4o-mini' }, { upstream: 'spare', model: 'gpt-4o' }] } },
+    upstreams: {
+      openai: { baseUrl: `${upstream.url}/v1`, apiKey: 'upstream-bench-key' },
+      spare: { baseUrl: `${upstream.url}/v1`, apiKey: 'upstream-bench-key' },
+    },
+    modelGroups: {
+      g: {
+        strategy: 'fallback',
+        targets: [
+          { upstream: 'openai', model: 'gpt-4o-mini' },
+          { upstream: 'spare', model: 'gpt-4o' },
+        ],
+      },
+    },
     tiers: { pro: { requestsPerMinute: 1_000_000_000, tokensPerMinute: 1_000_000_000_000, models: ['*'] } },
     tenants: { 'bench-tenant': { tier: 'pro', budget: HUGE } },
-    keys: [{ id: 'bench-key-0', sha256: sha256Hex(benchKey(0)), tenant: 'bench-tenant', scopes: ['chat'], budget: HUGE }],
+    keys: [
+      { id: 'bench-key-0', sha256: sha256Hex(benchKey(0)), tenant: 'bench-tenant', scopes: ['chat'], budget: HUGE },
+    ],
     global: { requestsPerMinute: 1_000_000_000, budget: HUGE },
     log: { level: 'silent' },
   });
   const app = createProxyApp(config, { log: () => undefined, metrics: false });
   const headers = authHeaders(benchKey(0));
-  const bodies = [Buffer.from(CHAT_BODY), Buffer.from(JSON.stringify({ ...JSON.parse(CHAT_BODY), model: 'g' }))] as const;
+  const bodies = [
+    Buffer.from(CHAT_BODY),
+    Buffer.from(JSON.stringify({ ...JSON.parse(CHAT_BODY), model: 'g' })),
+  ] as const;
   try {
-    const run = await measurePairedRequests(async (kind) => {
-      const status = await inject(app, { method: 'POST', url: CHAT_PATH, headers, body: bodies[kind] });
-      if (status !== 200) throw new Error(`the proxy answered ${status}`);
-    }, { warmupRounds: 2000, blocks, roundsPerBlock });
+    const run = await measurePairedRequests(
+      async (kind) => {
+        const status = await inject(app, { method: 'POST', url: CHAT_PATH, headers, body: bodies[kind] });
+        if (status !== 200) throw new Error(`the proxy answered ${status}`);
+      },
+      { warmupRounds: 2000, blocks, roundsPerBlock },
+    );
     return {
       blockMedians: run.blocks.map(([direct, grouped]) => [median(direct), median(grouped)]),
       blockMeans: run.blocks.map(([direct, grouped]) => [mean(direct), mean(grouped)]),
@@ -115,7 +144,10 @@ function withQuartiles(values: number[], digits = 1): string {
 export async function runRoutingBenchmark(context: BenchContext): Promise<SectionResult> {
   const count = context.quick ? 50_000 : 300_000;
   const rounds = context.quick ? 3 : 7;
-  const baseline: Case = { name: 'transport call alone (no router)', request: () => attempts.send(TARGETS[0]! as never).then(() => undefined) };
+  const baseline: Case = {
+    name: 'transport call alone (no router)',
+    request: () => attempts.send(TARGETS[0]! as never).then(() => undefined),
+  };
   const cases: Case[] = [
     routedCase('fallback, 3 targets, retries 2', routerWith('fallback', { attempts: 2 })),
     routedCase('fallback, 3 targets, retries 0', routerWith('fallback', { attempts: 0 })),
@@ -140,7 +172,12 @@ export async function runRoutingBenchmark(context: BenchContext): Promise<Sectio
   }
   const rows = all.map((entry) => {
     const samples = perRound.get(entry.name)!;
-    return [entry.name, fmtNumber(median(samples), 2), fmtNumber(Math.min(...samples), 2), fmtNumber(Math.max(...samples), 2)];
+    return [
+      entry.name,
+      fmtNumber(median(samples), 2),
+      fmtNumber(Math.min(...samples), 2),
+      fmtNumber(Math.max(...samples), 2),
+    ];
   });
   const routedMedians = cases.map((entry) => median(perRound.get(entry.name)!));
   const worst = Math.max(...routedMedians);
@@ -155,8 +192,16 @@ export async function runRoutingBenchmark(context: BenchContext): Promise<Sectio
   const proxyCost = median(typicalDiffs) + gcCost;
   context.log('routing: proxy rounds done');
   const targets: TargetVerdict[] = [
-    { target: `routing and breaker bookkeeping ≤ ${MAX_ROUTING_US} µs CPU per request`, holds: worst <= MAX_ROUTING_US, figures: `worst strategy ${fmtNumber(worst, 2)} µs` },
-    { target: `retries add nothing to a first-time success (≤ ${MAX_RETRY_US} µs)`, holds: retryCost <= MAX_RETRY_US, figures: `retries 2 − retries 0: ${fmtNumber(retryCost, 2)} µs` },
+    {
+      target: `routing and breaker bookkeeping ≤ ${MAX_ROUTING_US} µs CPU per request`,
+      holds: worst <= MAX_ROUTING_US,
+      figures: `worst strategy ${fmtNumber(worst, 2)} µs`,
+    },
+    {
+      target: `retries add nothing to a first-time success (≤ ${MAX_RETRY_US} µs)`,
+      holds: retryCost <= MAX_RETRY_US,
+      figures: `retries 2 − retries 0: ${fmtNumber(retryCost, 2)} µs`,
+    },
     {
       target: `through the example proxy, a group request ≤ ${MAX_ROUTING_US} µs CPU over the model asked directly`,
       holds: proxyCost <= MAX_ROUTING_US,
@@ -178,17 +223,36 @@ export async function runRoutingBenchmark(context: BenchContext): Promise<Sectio
       `(this process only, to a turn of the event loop after its answer) a sample; ${proxyBlocks} blocks of ${roundsPerBlock} rounds. ` +
       "A block's median is its typical request. A garbage collection pause lands on whichever request is running, so it is " +
       "counted apart: each request's heap growth (read outside its CPU window; the median over the requests no collection ran in) " +
-      'is what it allocates, and the run\'s collection time (every `gc` performance entry) is shared out per byte allocated. ' +
+      "is what it allocates, and the run's collection time (every `gc` performance entry) is shared out per byte allocated. " +
       "A block's mean counts everything but, on this shared machine, moves by tens of µs from block to block; it is shown for reference. " +
       'CPU figures are the median over blocks (quartiles in brackets).',
     '',
-    table(['case', 'typical request, µs CPU', 'mean request, µs CPU', 'allocated / request', 'its garbage collection, µs'], [
-      ['model asked directly', withQuartiles(proxy.blockMedians.map((pair) => pair[0])), withQuartiles(proxy.blockMeans.map((pair) => pair[0])),
-        fmtBytes(proxy.allocatedBytes[0]), fmtNumber(gcOf(proxy.allocatedBytes[0]), 1)],
-      ['model group (fallback, first target healthy)', withQuartiles(proxy.blockMedians.map((pair) => pair[1])), withQuartiles(proxy.blockMeans.map((pair) => pair[1])),
-        fmtBytes(proxy.allocatedBytes[1]), fmtNumber(gcOf(proxy.allocatedBytes[1]), 1)],
-      ['group − direct (per-block differences)', withQuartiles(typicalDiffs), withQuartiles(meanDiffs), fmtBytes(proxy.allocatedBytes[1] - proxy.allocatedBytes[0]), fmtNumber(gcCost, 1)],
-    ]),
+    table(
+      ['case', 'typical request, µs CPU', 'mean request, µs CPU', 'allocated / request', 'its garbage collection, µs'],
+      [
+        [
+          'model asked directly',
+          withQuartiles(proxy.blockMedians.map((pair) => pair[0])),
+          withQuartiles(proxy.blockMeans.map((pair) => pair[0])),
+          fmtBytes(proxy.allocatedBytes[0]),
+          fmtNumber(gcOf(proxy.allocatedBytes[0]), 1),
+        ],
+        [
+          'model group (fallback, first target healthy)',
+          withQuartiles(proxy.blockMedians.map((pair) => pair[1])),
+          withQuartiles(proxy.blockMeans.map((pair) => pair[1])),
+          fmtBytes(proxy.allocatedBytes[1]),
+          fmtNumber(gcOf(proxy.allocatedBytes[1]), 1),
+        ],
+        [
+          'group − direct (per-block differences)',
+          withQuartiles(typicalDiffs),
+          withQuartiles(meanDiffs),
+          fmtBytes(proxy.allocatedBytes[1] - proxy.allocatedBytes[0]),
+          fmtNumber(gcCost, 1),
+        ],
+      ],
+    ),
     '',
     `What a group adds per request: ${fmtNumber(median(typicalDiffs), 1)} µs on the typical request + ${fmtNumber(gcCost, 1)} µs of garbage collection = **${fmtNumber(proxyCost, 1)} µs**.`,
   ].join('\n');

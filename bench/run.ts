@@ -87,7 +87,9 @@ async function removeRunKeys(prefix: string): Promise<number> {
 async function main(): Promise<void> {
   const quick = values.quick ?? false;
   const selected = values.only ? values.only.split(',').map((name) => name.trim()) : Object.keys(BENCHMARKS);
-  for (const name of selected) if (!BENCHMARKS[name]) throw new Error(`unknown benchmark "${name}" (known: ${Object.keys(BENCHMARKS).join(', ')})`);
+  for (const name of selected)
+    if (!BENCHMARKS[name])
+      throw new Error(`unknown benchmark "${name}" (known: ${Object.keys(BENCHMARKS).join(', ')})`);
   const runId = randomBytes(6).toString('hex');
   const context: BenchContext = {
     quick,
@@ -124,9 +126,14 @@ async function main(): Promise<void> {
       '',
       '## Targets',
       '',
-      table(['target', 'verdict', 'figures'], targets.map((t) => [t.target, `**${verdictMark(t.holds)}**`, t.figures])),
+      table(
+        ['target', 'verdict', 'figures'],
+        targets.map((t) => [t.target, `**${verdictMark(t.holds)}**`, t.figures]),
+      ),
       '',
-      ...(findings.length > 0 ? ['### Where the time and the round trips go', '', ...findings.map((f) => `- ${f}`), ''] : []),
+      ...(findings.length > 0
+        ? ['### Where the time and the round trips go', '', ...findings.map((f) => `- ${f}`), '']
+        : []),
       ...sections.flatMap((s) => [`## ${s.title}`, '', s.body, '']),
     ].join('\n');
     await writeFile(out, report);

@@ -36,8 +36,16 @@ function costCases(): CostCase[] {
         await stores.counter.adjust('tokens:key:k1', -600, { windowMs: tokenWindow.windowMs, windowStart });
       },
     },
-    { name: 'budget, 1 scope', what: 'budgetGuard: reserve, then settle (a settle batch of one)', run: budget(['global']) },
-    { name: 'budget, 3 scopes', what: 'budgetGuard with key, tenant and global budgets: reserve, then settle', run: budget(['key:k1', 'tenant:t1', 'global']) },
+    {
+      name: 'budget, 1 scope',
+      what: 'budgetGuard: reserve, then settle (a settle batch of one)',
+      run: budget(['global']),
+    },
+    {
+      name: 'budget, 3 scopes',
+      what: 'budgetGuard with key, tenant and global budgets: reserve, then settle',
+      run: budget(['key:k1', 'tenant:t1', 'global']),
+    },
     {
       name: 'the chain before the answer',
       what: 'request window, token consume and a 3-scope reserve started together (what combineLimits sends)',
@@ -45,7 +53,12 @@ function costCases(): CostCase[] {
         Promise.all([
           stores.fixedWindow.hit('rl:key:k1', 60_000),
           stores.counter.consume('tokens:key:k1', 1_000, tokenWindow),
-          stores.ledger.reserve({ id: randomUUID(), amount: 1_000_000, scopes: scopes(['key:k1', 'tenant:t1', 'global']), ttlMs: 60_000 }),
+          stores.ledger.reserve({
+            id: randomUUID(),
+            amount: 1_000_000,
+            scopes: scopes(['key:k1', 'tenant:t1', 'global']),
+            ttlMs: 60_000,
+          }),
         ]),
     },
   ];
@@ -68,12 +81,18 @@ export async function runStoreCostBenchmark(context: BenchContext): Promise<Sect
     return { title, body: `Could not start a redis-server of its own: ${String(error)}`, targets: [] };
   }
   const modes = [true, false] as const;
-  const stores = new Map(modes.map((batch) => [batch, createRedisStores({ url: redis.url, prefix: `store-cost:${batch}:`, keyCache: false, batch })]));
+  const stores = new Map(
+    modes.map((batch) => [
+      batch,
+      createRedisStores({ url: redis.url, prefix: `store-cost:${batch}:`, keyCache: false, batch }),
+    ]),
+  );
   const cases = costCases();
   const results = new Map<string, Measured>();
   try {
     // Warm-up: scripts loaded (the first call of each goes by EVAL), keys created.
-    for (const benchCase of cases) for (const batch of modes) for (let unit = 0; unit < 20; unit++) await benchCase.run(stores.get(batch)!, unit);
+    for (const benchCase of cases)
+      for (const batch of modes) for (let unit = 0; unit < 20; unit++) await benchCase.run(stores.get(batch)!, unit);
     for (let round = 0; round < rounds; round++) {
       for (const benchCase of cases) {
         for (const batch of modes) {
@@ -102,7 +121,12 @@ export async function runStoreCostBenchmark(context: BenchContext): Promise<Sect
   const rows = cases.map((c) => {
     const alone = figure(c.name, false);
     const bundled = figure(c.name, true);
-    return [c.name, `${fmtNumber(alone.us, 1)} µs in ${fmtNumber(alone.calls, 2)} calls`, `${fmtNumber(bundled.us, 1)} µs in ${fmtNumber(bundled.calls, 2)} calls`, c.what];
+    return [
+      c.name,
+      `${fmtNumber(alone.us, 1)} µs in ${fmtNumber(alone.calls, 2)} calls`,
+      `${fmtNumber(bundled.us, 1)} µs in ${fmtNumber(bundled.calls, 2)} calls`,
+      c.what,
+    ];
   });
   const body = [
     `A redis-server of its own (same binary, no persistence). Each unit of work is run ${fmtNumber(units)} times one after the other (no other load, ` +
@@ -110,7 +134,7 @@ export async function runStoreCostBenchmark(context: BenchContext): Promise<Sect
       'gives the script commands (EVALSHA, EVAL) per unit, and how many were sent. "alone": `createRedisStores({ batch: false })`, one EVALSHA per ' +
       'store operation; "bundled": the default, the operations of one turn in one EVALSHA of the script bundle (settles go out on their own a ' +
       'few ms later, summed: alone in their bundle here). Under load the bundle also carries several requests, and settles are summed per ' +
-      'scope and window across requests: §1 gives the chain\'s cost per request under load.',
+      "scope and window across requests: §1 gives the chain's cost per request under load.",
     '',
     table(['unit of work', 'alone', 'bundled', 'what runs'], rows),
   ].join('\n');

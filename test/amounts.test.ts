@@ -4,7 +4,14 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import express from 'express';
 import request from 'supertest';
-import { createMemoryStores, createPricing, MAX_USD, MAX_USD_PER_MILLION_TOKENS, TollgateError, usdToNano } from '@tollgate/core';
+import {
+  createMemoryStores,
+  createPricing,
+  MAX_USD,
+  MAX_USD_PER_MILLION_TOKENS,
+  TollgateError,
+  usdToNano,
+} from '@tollgate/core';
 import type { TollgateStores } from '@tollgate/core';
 import { budgetAdminRouter, budgetGuard } from '@tollgate/budget';
 import type { BudgetGuard } from '@tollgate/budget';
@@ -14,15 +21,42 @@ import { createApp, eventually, pricing } from '../packages/budget/test/helpers.
 import { connectTestRedis, deleteKeysWithPrefix } from './conformance/redis.js';
 
 /** Top-up bodies that must be refused: over the maximum, not finite once in nano-USD, not positive, not numbers. */
-const BAD_TOP_UPS: unknown[] = [1e308, Number.MAX_VALUE, 1e30, 1e16, MAX_USD + 0.01, 0, -1, -1e308, '10', null, true, {}, [5], 'NaN'];
+const BAD_TOP_UPS: unknown[] = [
+  1e308,
+  Number.MAX_VALUE,
+  1e30,
+  1e16,
+  MAX_USD + 0.01,
+  0,
+  -1,
+  -1e308,
+  '10',
+  null,
+  true,
+  {},
+  [5],
+  'NaN',
+];
 
 describe.each([
-  ['memory', async () => ({ stores: createMemoryStores({ sweepIntervalMs: 0 }) as TollgateStores, cleanup: async () => undefined })],
-  ['redis', async () => {
-    const url = await connectTestRedis();
-    const prefix = `tg-test:amounts:${randomUUID()}:`;
-    return { stores: createRedisStores({ url, prefix }) as TollgateStores, cleanup: () => deleteKeysWithPrefix(url, prefix) };
-  }],
+  [
+    'memory',
+    async () => ({
+      stores: createMemoryStores({ sweepIntervalMs: 0 }) as TollgateStores,
+      cleanup: async () => undefined,
+    }),
+  ],
+  [
+    'redis',
+    async () => {
+      const url = await connectTestRedis();
+      const prefix = `tg-test:amounts:${randomUUID()}:`;
+      return {
+        stores: createRedisStores({ url, prefix }) as TollgateStores,
+        cleanup: () => deleteKeysWithPrefix(url, prefix),
+      };
+    },
+  ],
 ] as const)('amounts on %s stores', (_name, open) => {
   let stores: TollgateStores;
   let cleanup: () => Promise<void>;
@@ -32,7 +66,12 @@ describe.each([
 
   beforeAll(async () => {
     ({ stores, cleanup } = await open());
-    guard = budgetGuard({ ledger: stores.ledger, pricing, log: false, tenants: { acme: { usd: 0.01, period: 'day' } } });
+    guard = budgetGuard({
+      ledger: stores.ledger,
+      pricing,
+      log: false,
+      tenants: { acme: { usd: 0.01, period: 'day' } },
+    });
     api = createApp(guard);
     admin = express();
     admin.use(express.json());
@@ -47,14 +86,17 @@ describe.each([
 
   const view = async () => (await guard.status({ scope: 'tenant', id: 'acme' }))[0]!;
 
-  it.each(BAD_TOP_UPS.map((usd) => [JSON.stringify(usd), usd]))('refuses a top-up of %s with 400, writing nothing', async (_label, usd) => {
-    const before = await view();
-    const response = await request(admin).post('/admin/budgets/tenant/acme/top-up').send({ usd });
-    expect(response.status).toBe(400);
-    expect(response.body.error).toMatchObject({ code: 'invalid_request', param: 'usd' });
-    expect(response.body.error.message).toContain('1,000,000');
-    expect(await view()).toEqual(before);
-  });
+  it.each(BAD_TOP_UPS.map((usd) => [JSON.stringify(usd), usd]))(
+    'refuses a top-up of %s with 400, writing nothing',
+    async (_label, usd) => {
+      const before = await view();
+      const response = await request(admin).post('/admin/budgets/tenant/acme/top-up').send({ usd });
+      expect(response.status).toBe(400);
+      expect(response.body.error).toMatchObject({ code: 'invalid_request', param: 'usd' });
+      expect(response.body.error.message).toContain('1,000,000');
+      expect(await view()).toEqual(before);
+    },
+  );
 
   it('takes a top-up of exactly the maximum, to the nano-USD, and the budget still counts after it', async () => {
     const before = await view();
@@ -65,7 +107,11 @@ describe.each([
     expect(after.remainingNanoUsd).toBe(before.remainingNanoUsd + MAX_USD * 1e9);
     expect(Number.isSafeInteger(after.remainingNanoUsd)).toBe(true);
     // A call is still priced, reserved and settled against it: the headroom moves by the call's cost exactly.
-    await request(api).post('/v1/chat/completions').set('x-test-key', 'k1').set('x-test-tenant', 'acme').send({ input_tokens: 10, max_tokens: 5, produce: 5 });
+    await request(api)
+      .post('/v1/chat/completions')
+      .set('x-test-key', 'k1')
+      .set('x-test-tenant', 'acme')
+      .send({ input_tokens: 10, max_tokens: 5, produce: 5 });
     await eventually(async () => (await view()).reservedNanoUsd === 0);
     expect((await view()).remainingNanoUsd).toBe(after.remainingNanoUsd - (10 * 1000 + 5 * 2000));
   });
@@ -89,24 +135,40 @@ describe('amounts in configuration and code', () => {
   it('a budget over the maximum, or not finite, is refused when the guard is made', () => {
     const ledger = createMemoryStores({ sweepIntervalMs: 0 }).ledger;
     for (const usd of [1e30, MAX_USD * 2, Number.POSITIVE_INFINITY, -1, Number.NaN]) {
-      expect(() => budgetGuard({ ledger, pricing, log: false, tenants: { acme: { usd, period: 'day' } } })).toThrow(TollgateError);
+      expect(() => budgetGuard({ ledger, pricing, log: false, tenants: { acme: { usd, period: 'day' } } })).toThrow(
+        TollgateError,
+      );
     }
-    expect(() => budgetGuard({ ledger, pricing, log: false, tenants: { acme: { usd: MAX_USD, period: 'day' } } })).not.toThrow();
+    expect(() =>
+      budgetGuard({ ledger, pricing, log: false, tenants: { acme: { usd: MAX_USD, period: 'day' } } }),
+    ).not.toThrow();
   });
 
   it('a price over the maximum per million tokens, or not finite, is refused', () => {
     for (const price of [1e30, MAX_USD_PER_MILLION_TOKENS + 1, Number.POSITIVE_INFINITY, -0.5]) {
-      expect(() => createPricing({ models: { m: { provider: 'openai', inputPerMTok: price, outputPerMTok: 1 } } })).toThrow(expect.objectContaining({ code: 'ERR_TG_CORE_INVALID_PRICE' }));
+      expect(() =>
+        createPricing({ models: { m: { provider: 'openai', inputPerMTok: price, outputPerMTok: 1 } } }),
+      ).toThrow(expect.objectContaining({ code: 'ERR_TG_CORE_INVALID_PRICE' }));
     }
-    expect(() => createPricing({ models: { m: { provider: 'openai', inputPerMTok: MAX_USD_PER_MILLION_TOKENS, outputPerMTok: 0 } } })).not.toThrow();
+    expect(() =>
+      createPricing({
+        models: { m: { provider: 'openai', inputPerMTok: MAX_USD_PER_MILLION_TOKENS, outputPerMTok: 0 } },
+      }),
+    ).not.toThrow();
   });
 
   it('the proxy config says which amount is out of range', () => {
     const base = { keys: [{ id: 'k', sha256: 'a'.repeat(64), tenant: 'acme', scopes: [] }] };
-    expect(() => validateConfig({ ...base, tenants: { acme: { budget: { usd: 1e30, period: 'day' } } } })).toThrow(/tenants\.acme\.budget\.usd.*1,000,000/s);
+    expect(() => validateConfig({ ...base, tenants: { acme: { budget: { usd: 1e30, period: 'day' } } } })).toThrow(
+      /tenants\.acme\.budget\.usd.*1,000,000/s,
+    );
     expect(() => validateConfig({ ...base, global: { budget: { usd: 2_000_000 } } })).toThrow(/global\.budget\.usd/);
-    expect(() => validateConfig({ ...base, models: { m: { provider: 'openai', inputPerMTok: 1e9, outputPerMTok: 1 } } })).toThrow(/models\.m\.inputPerMTok.*10,000/s);
-    expect(() => validateConfig({ ...base, tenants: { acme: { budget: { usd: MAX_USD, period: 'day' } } } })).not.toThrow();
+    expect(() =>
+      validateConfig({ ...base, models: { m: { provider: 'openai', inputPerMTok: 1e9, outputPerMTok: 1 } } }),
+    ).toThrow(/models\.m\.inputPerMTok.*10,000/s);
+    expect(() =>
+      validateConfig({ ...base, tenants: { acme: { budget: { usd: MAX_USD, period: 'day' } } } }),
+    ).not.toThrow();
   });
 
   it('nano-USD stay exact integers: a USD amount past them is refused, not rounded', () => {

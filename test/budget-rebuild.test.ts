@@ -34,7 +34,12 @@ afterAll(async () => {
 
 /** The caller's tenant and key from headers (auth is not what this test is about). */
 const identify: RequestHandler = (req, res, next) => {
-  getContext(req, res).identity = { keyId: String(req.headers['x-key']), tenantId: String(req.headers['x-tenant']), scopes: [], authMethod: 'api_key' };
+  getContext(req, res).identity = {
+    keyId: String(req.headers['x-key']),
+    tenantId: String(req.headers['x-tenant']),
+    scopes: [],
+    authMethod: 'api_key',
+  };
   next();
 };
 
@@ -50,28 +55,62 @@ describe('spend rebuilt from the usage ledger', () => {
       keys: { 'acme-bot': { usd: 0.25, period: 'day' } },
       global: { usd: 10, period: 'rolling', window: '1h', buckets: 4 },
     });
-    closers.push(() => stores.close(), () => sink.close(), () => guard.close());
+    closers.push(
+      () => stores.close(),
+      () => sink.close(),
+      () => guard.close(),
+    );
     const app = express();
     app.use(express.json());
-    app.post('/v1/chat/completions', identify, meter({ api: 'openai.chat', pricing, sinks: [sink] }), guard, (req, res) => {
-      res.json({ model: 'gpt-4o', choices: [], usage: { prompt_tokens: 1_000, completion_tokens: (req.body.max_tokens as number) } });
-    });
+    app.post(
+      '/v1/chat/completions',
+      identify,
+      meter({ api: 'openai.chat', pricing, sinks: [sink] }),
+      guard,
+      (req, res) => {
+        res.json({
+          model: 'gpt-4o',
+          choices: [],
+          usage: { prompt_tokens: 1_000, completion_tokens: req.body.max_tokens as number },
+        });
+      },
+    );
     app.use(apiErrorHandler());
     const call = (tenant: string, key: string, maxTokens: number) =>
-      request(app).post('/v1/chat/completions').set({ 'x-tenant': tenant, 'x-key': key }).send({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }], max_tokens: maxTokens });
-    for (const [tenant, key, cap] of [['acme', 'acme-bot', 100], ['acme', 'acme-ops', 250], ['beta', 'beta-1', 400], ['acme', 'acme-bot', 50]] as const) {
+      request(app)
+        .post('/v1/chat/completions')
+        .set({ 'x-tenant': tenant, 'x-key': key })
+        .send({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }], max_tokens: maxTokens });
+    for (const [tenant, key, cap] of [
+      ['acme', 'acme-bot', 100],
+      ['acme', 'acme-ops', 250],
+      ['beta', 'beta-1', 400],
+      ['acme', 'acme-bot', 50],
+    ] as const) {
       expect((await call(tenant, key, cap)).status).toBe(200);
     }
     await sink.flush();
-    const view = async () => Object.fromEntries((await Promise.all([
-      guard.status({ scope: 'tenant', id: 'acme' }),
-      guard.status({ scope: 'tenant', id: 'beta' }),
-      guard.status({ scope: 'key', id: 'acme-bot' }),
-      guard.status({ scope: 'global' }),
-    ])).flat().map((status) => [`${status.scope}:${status.id ?? ''}`, status.spentNanoUsd]));
+    const view = async () =>
+      Object.fromEntries(
+        (
+          await Promise.all([
+            guard.status({ scope: 'tenant', id: 'acme' }),
+            guard.status({ scope: 'tenant', id: 'beta' }),
+            guard.status({ scope: 'key', id: 'acme-bot' }),
+            guard.status({ scope: 'global' }),
+          ])
+        )
+          .flat()
+          .map((status) => [`${status.scope}:${status.id ?? ''}`, status.spentNanoUsd]),
+      );
     const before = await view();
     // 1,000 input tokens (1,000,000 nano-USD) + the cap at 2,000 nano-USD a token, per call.
-    expect(before).toEqual({ 'tenant:acme': 3_800_000, 'tenant:beta': 1_800_000, 'key:acme-bot': 2_300_000, 'global:': 5_600_000 });
+    expect(before).toEqual({
+      'tenant:acme': 3_800_000,
+      'tenant:beta': 1_800_000,
+      'key:acme-bot': 2_300_000,
+      'global:': 5_600_000,
+    });
 
     await redis.stop();
     await redis.start();
@@ -84,9 +123,19 @@ describe('spend rebuilt from the usage ledger', () => {
     await sink.flush();
 
     const report = await guard.rebuild(postgresSpendSource(pool, { table }));
-    expect(report.restored.map((entry) => entry.key).sort()).toEqual(expect.arrayContaining([expect.stringContaining('budget:tenant:acme:day'), expect.stringContaining('budget:key:acme-bot:day')]));
+    expect(report.restored.map((entry) => entry.key).sort()).toEqual(
+      expect.arrayContaining([
+        expect.stringContaining('budget:tenant:acme:day'),
+        expect.stringContaining('budget:key:acme-bot:day'),
+      ]),
+    );
     const after = await view();
-    expect(after).toEqual({ 'tenant:acme': 3_800_000, 'tenant:beta': 1_800_000 + 1_020_000, 'key:acme-bot': 2_300_000, 'global:': 5_600_000 + 1_020_000 });
+    expect(after).toEqual({
+      'tenant:acme': 3_800_000,
+      'tenant:beta': 1_800_000 + 1_020_000,
+      'key:acme-bot': 2_300_000,
+      'global:': 5_600_000 + 1_020_000,
+    });
     // A second rebuild finds nothing lost, and a top-up given after it is not taken back by a third.
     await guard.topUp({ scope: 'tenant', id: 'acme' }, 0.001);
     expect((await guard.rebuild(postgresSpendSource(pool, { table }))).restored).toEqual([]);

@@ -23,7 +23,14 @@ let guard: BudgetGuard;
 
 beforeAll(async () => {
   stores = createRedisStores({ url: await relay.listen(), prefix });
-  await stores.keys.put({ id: 'cache-rt-key', sha256: hashApiKey(key), tenantId: 'acme', tier: 'pro', scopes: ['chat'], createdAt: new Date().toISOString() });
+  await stores.keys.put({
+    id: 'cache-rt-key',
+    sha256: hashApiKey(key),
+    tenantId: 'acme',
+    tier: 'pro',
+    scopes: ['chat'],
+    createdAt: new Date().toISOString(),
+  });
   for (let i = 0; i < 100 && !stores.keys.cache?.live; i++) await new Promise((resolve) => setTimeout(resolve, 20));
   expect(stores.keys.cache?.live).toBe(true);
   guard = budgetGuard({ ledger: stores.ledger, pricing, tenants: { acme: { usd: 100, period: 'month' } }, log: false });
@@ -52,7 +59,12 @@ function tripsApp(chain: RequestHandler[], record: (trips: Trips) => void): expr
       getContext(req, res);
       const start = relay.flights;
       const startCommand = relay.commands.length;
-      const mark = () => record({ before: relay.flights - start, commandsBefore: relay.commands.slice(startCommand), cache: res.getHeader('x-tollgate-cache') as string | undefined });
+      const mark = () =>
+        record({
+          before: relay.flights - start,
+          commandsBefore: relay.commands.slice(startCommand),
+          cache: res.getHeader('x-tollgate-cache') as string | undefined,
+        });
       res.locals.mark = mark;
       // A hit never reaches the handler: its count is taken when its answer is written.
       res.once('finish', () => {
@@ -64,7 +76,10 @@ function tripsApp(chain: RequestHandler[], record: (trips: Trips) => void): expr
     function answerAtOnce(req: Request, res: Response) {
       (res.locals.mark as () => void)();
       res.json({
-        id: 'chatcmpl-rt', object: 'chat.completion', created: 0, model: String(req.body.model),
+        id: 'chatcmpl-rt',
+        object: 'chat.completion',
+        created: 0,
+        model: String(req.body.model),
         choices: [{ index: 0, message: { role: 'assistant', content: 'hi' }, finish_reason: 'stop' }],
         usage: { prompt_tokens: 12, completion_tokens: 3, total_tokens: 15 },
       });
@@ -75,20 +90,37 @@ function tripsApp(chain: RequestHandler[], record: (trips: Trips) => void): expr
 }
 
 describe('the response cache on Redis beside the fused limits', () => {
-  it('a miss: the GET and the limits\' one command share one flight; a hit is served after the same flight', async () => {
+  it("a miss: the GET and the limits' one command share one flight; a hit is served after the same flight", async () => {
     const cache = createResponseCache({ store: new RedisCacheStore({ sendCommand: stores.sendCommand, prefix }) });
-    const requestLimits = tieredRateLimit({ stores, prefix: `${prefix}rl:`, layers: [{ by: 'tenant', limit: 1000 }, { by: 'key', limit: 1000 }] });
-    const limits = combineLimits(requestLimits, tokenRateLimit({ stores, prefix: `${prefix}tl:`, layers: [{ by: 'key', limit: 1_000_000 }] }), guard);
+    const requestLimits = tieredRateLimit({
+      stores,
+      prefix: `${prefix}rl:`,
+      layers: [
+        { by: 'tenant', limit: 1000 },
+        { by: 'key', limit: 1000 },
+      ],
+    });
+    const limits = combineLimits(
+      requestLimits,
+      tokenRateLimit({ stores, prefix: `${prefix}tl:`, layers: [{ by: 'key', limit: 1_000_000 }] }),
+      guard,
+    );
     const seen: Trips[] = [];
-    const app = tripsApp([
-      apiKeyAuth({ keys: stores.keys }),
-      meter({ api: 'openai.chat', pricing }),
-      cache.lookup,
-      cache.chooseLimits({ hit: combineLimits(requestLimits), miss: limits }),
-      cache.answer,
-    ], (trips) => seen.push(trips));
-    const send = (content: string) => request(app).post('/v1/chat/completions').set('authorization', `Bearer ${key}`)
-      .send({ model: 'gpt-4o', messages: [{ role: 'user', content }], max_tokens: 64 });
+    const app = tripsApp(
+      [
+        apiKeyAuth({ keys: stores.keys }),
+        meter({ api: 'openai.chat', pricing }),
+        cache.lookup,
+        cache.chooseLimits({ hit: combineLimits(requestLimits), miss: limits }),
+        cache.answer,
+      ],
+      (trips) => seen.push(trips),
+    );
+    const send = (content: string) =>
+      request(app)
+        .post('/v1/chat/completions')
+        .set('authorization', `Bearer ${key}`)
+        .send({ model: 'gpt-4o', messages: [{ role: 'user', content }], max_tokens: 64 });
     // Warm-up: the scripts loaded, the key cached.
     for (let i = 0; i < 3; i++) expect((await send(`warm ${i} ${randomUUID()}`)).status).toBe(200);
     const prompt = `Say hi. ${randomUUID()}`;

@@ -4,7 +4,14 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import express from 'express';
 import type { RequestHandler } from 'express';
 import request from 'supertest';
-import { apiErrorHandler, createMemoryStores, createPricing, getContext, type ReservationLedger, type TollgateStores } from '@tollgate/core';
+import {
+  apiErrorHandler,
+  createMemoryStores,
+  createPricing,
+  getContext,
+  type ReservationLedger,
+  type TollgateStores,
+} from '@tollgate/core';
 import { combineLimits, tieredRateLimit, tokenRateLimit } from '@tollgate/ratelimit';
 import { openAiChat } from '@tollgate/providers';
 import { budgetGuard } from '@tollgate/budget';
@@ -22,10 +29,17 @@ const estimateAndIdentify: RequestHandler = (req, res, next) => {
   const price = pricing.find('gpt-4o-mini')!;
   // What the meter does: the call is declared (its cap can be clamped in the body) and estimated.
   context.declareCall(openAiChat, { body: req.body });
-  context.setEstimate({
-    provider: 'openai', model: 'gpt-4o-mini', inputTokens: 1000, maxOutputTokens, totalTokens: 1000 + maxOutputTokens,
-    costNanoUsd: Math.ceil((1000 * price.inputMicro + maxOutputTokens * price.outputMicro) / 1000),
-  }, price);
+  context.setEstimate(
+    {
+      provider: 'openai',
+      model: 'gpt-4o-mini',
+      inputTokens: 1000,
+      maxOutputTokens,
+      totalTokens: 1000 + maxOutputTokens,
+      costNanoUsd: Math.ceil((1000 * price.inputMicro + maxOutputTokens * price.outputMicro) / 1000),
+    },
+    price,
+  );
   next();
 };
 
@@ -47,7 +61,8 @@ async function heldBy(ledger: ReservationLedger, key: string, slot: string) {
 
 const day = () => `budget:tenant:acme:day:${new Date().toISOString().slice(0, 10)}`;
 /** The token window of key k1 (its slot names whom it counts, as tokenRateLimit gives it). */
-const peekTokens = (stores: TollgateStores, prefix = 'tg:tokens:') => stores.counter.peek(`${prefix}key:key:k1`, { windowMs: 60_000, slot: 'key:k1' });
+const peekTokens = (stores: TollgateStores, prefix = 'tg:tokens:') =>
+  stores.counter.peek(`${prefix}key:key:k1`, { windowMs: 60_000, slot: 'key:k1' });
 
 /** Request-limit keys under the stores' own prefix on Redis, so each test counts (and cleans up) its own. */
 
@@ -58,7 +73,11 @@ interface StoreKind {
   closeAll(): Promise<void>;
 }
 
-function redisKind(name: string, connect: (prefix: string) => TollgateStores, cleanup: (prefix: string) => Promise<void>): StoreKind {
+function redisKind(
+  name: string,
+  connect: (prefix: string) => TollgateStores,
+  cleanup: (prefix: string) => Promise<void>,
+): StoreKind {
   const opened: { stores: TollgateStores; prefix: string }[] = [];
   return {
     name,
@@ -89,21 +108,38 @@ afterAll(async () => {
 const kinds: StoreKind[] = [
   { name: 'memory', open: () => createMemoryStores({ sweepIntervalMs: 0 }), closeAll: async () => undefined },
   redisKind('redis', (prefix) => createRedisStores({ url: REDIS_URL, prefix }), deleteRedisPrefix),
-  redisKind('redis cluster', (prefix) => createRedisStores({ cluster: cluster!.urls, prefix }), (prefix) => cluster!.deleteKeys(prefix)),
+  redisKind(
+    'redis cluster',
+    (prefix) => createRedisStores({ cluster: cluster!.urls, prefix }),
+    (prefix) => cluster!.deleteKeys(prefix),
+  ),
 ];
 
 describe.each(kinds)('combineLimits with budgetGuard on $name stores', (kind) => {
   it('a budget refusal gives back the request and the tokens the limiters counted', async () => {
     const stores = kind.open();
     const guard = budgetGuard({ ledger: stores.ledger, pricing, tenants: { acme: { usd: 0.0001, period: 'day' } } });
-    const app = appWith(combineLimits(tieredRateLimit({ stores, limit: 1 }), tokenRateLimit({ stores, limit: 100_000, prefix: 'tok:' }), guard));
+    const app = appWith(
+      combineLimits(
+        tieredRateLimit({ stores, limit: 1 }),
+        tokenRateLimit({ stores, limit: 100_000, prefix: 'tok:' }),
+        guard,
+      ),
+    );
     const refused = await request(app).post('/v1/chat/completions').send({ model: 'gpt-4o-mini', max_tokens: 100_000 });
     expect(refused.status).toBe(429);
     expect(refused.body.error.code).toBe('insufficient_quota');
     expect(refused.headers['x-should-retry']).toBe('false');
     expect(await peekTokens(stores, 'tok:')).toBe(0);
     // The key's only request of the window was given back: the same key, for a tenant without a budget, passes.
-    expect((await request(app).post('/v1/chat/completions').set('x-tenant', 'other').send({ model: 'gpt-4o-mini', max_tokens: 16 })).status).toBe(200);
+    expect(
+      (
+        await request(app)
+          .post('/v1/chat/completions')
+          .set('x-tenant', 'other')
+          .send({ model: 'gpt-4o-mini', max_tokens: 16 })
+      ).status,
+    ).toBe(200);
     await guard.close();
   });
 
@@ -115,7 +151,10 @@ describe.each(kinds)('combineLimits with budgetGuard on $name stores', (kind) =>
     expect(refused.status).toBe(429);
     expect(refused.body.error.code).toBe('tokens_rate_limit_exceeded');
     expect(await heldBy(stores.ledger, day(), 'tenant:acme')).toBe(0);
-    expect((await guard.status({ scope: 'tenant', id: 'acme' }))[0]).toMatchObject({ spentNanoUsd: 0, reservedNanoUsd: 0 });
+    expect((await guard.status({ scope: 'tenant', id: 'acme' }))[0]).toMatchObject({
+      spentNanoUsd: 0,
+      reservedNanoUsd: 0,
+    });
     await guard.close();
   });
 
@@ -124,7 +163,10 @@ describe.each(kinds)('combineLimits with budgetGuard on $name stores', (kind) =>
     // Affords the input and 500 output tokens, not the 4000 asked.
     const guard = budgetGuard({ ledger: stores.ledger, pricing, tenants: { acme: { usd: 0.00045, period: 'day' } } });
     let body: { max_tokens?: number } | undefined;
-    const app = appWith(combineLimits(tokenRateLimit({ stores, limit: 100_000 }), guard), (seen) => (body = seen as typeof body));
+    const app = appWith(
+      combineLimits(tokenRateLimit({ stores, limit: 100_000 }), guard),
+      (seen) => (body = seen as typeof body),
+    );
     const response = await request(app).post('/v1/chat/completions').send({ model: 'gpt-4o-mini', max_tokens: 4000 });
     expect(response.status).toBe(200);
     expect(body?.max_tokens).toBe(500);
@@ -169,14 +211,28 @@ describe('combineLimits with budgetGuard on a Redis Cluster', () => {
       const master = await cluster!.masterOf(`{tenant:shard-${i}}`);
       if (![...tenants.values()].includes(master)) tenants.set(`shard-${i}`, master);
     }
-    const guard = budgetGuard({ ledger: stores.ledger, pricing, tenants: { '*': { usd: 10, period: 'day' } }, global: { usd: 100, period: 'day' } });
-    const app = appWith(combineLimits(
-      tieredRateLimit({ stores, by: 'tenant', limit: 100 }),
-      tokenRateLimit({ stores, by: 'tenant', limit: 1_000_000 }),
-      guard,
-    ));
+    const guard = budgetGuard({
+      ledger: stores.ledger,
+      pricing,
+      tenants: { '*': { usd: 10, period: 'day' } },
+      global: { usd: 100, period: 'day' },
+    });
+    const app = appWith(
+      combineLimits(
+        tieredRateLimit({ stores, by: 'tenant', limit: 100 }),
+        tokenRateLimit({ stores, by: 'tenant', limit: 1_000_000 }),
+        guard,
+      ),
+    );
     for (const tenant of tenants.keys()) {
-      expect((await request(app).post('/v1/chat/completions').set('x-tenant', tenant).send({ model: 'gpt-4o-mini', max_tokens: 16 })).status).toBe(200);
+      expect(
+        (
+          await request(app)
+            .post('/v1/chat/completions')
+            .set('x-tenant', tenant)
+            .send({ model: 'gpt-4o-mini', max_tokens: 16 })
+        ).status,
+      ).toBe(200);
     }
     await guard.close();
     // Settles land a few ms after the answers, each slot's batch with its own sequence key in that slot.

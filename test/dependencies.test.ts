@@ -2,8 +2,22 @@
 import { describe, expect, it } from '@jest/globals';
 
 const dependencies = [
-  'express', 'express-rate-limit', 'rate-limit-redis', 'helmet', 'passport', 'passport-http-bearer',
-  'redis', 'jose', 'prom-client', 'pg', 'pino', 'gpt-tokenizer', 'undici', 'openai', '@anthropic-ai/sdk', 'supertest',
+  'express',
+  'express-rate-limit',
+  'rate-limit-redis',
+  'helmet',
+  'passport',
+  'passport-http-bearer',
+  'redis',
+  'jose',
+  'prom-client',
+  'pg',
+  'pino',
+  'gpt-tokenizer',
+  'undici',
+  'openai',
+  '@anthropic-ai/sdk',
+  'supertest',
 ];
 
 describe('module setup', () => {

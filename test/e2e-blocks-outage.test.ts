@@ -34,9 +34,16 @@ const OUTAGE_CALLS = 60;
 
 const messages = [{ role: 'user' as const, content: 'hi' }];
 /** What every answered call costs (the mock answers max_tokens tokens). */
-const EACH_NANO = costNanoUsd({
-  inputTokens: countPromptTokens({ messages }), cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 10, reasoningTokens: 0,
-}, createPricing().get('gpt-4o-mini')!);
+const EACH_NANO = costNanoUsd(
+  {
+    inputTokens: countPromptTokens({ messages }),
+    cachedInputTokens: 0,
+    cacheWriteTokens: 0,
+    outputTokens: 10,
+    reasoningTokens: 0,
+  },
+  createPricing().get('gpt-4o-mini')!,
+);
 
 const tenants = ['killed-co', 'frozen-co', 'crash-co'] as const;
 type Tenant = (typeof tenants)[number];
@@ -61,17 +68,21 @@ async function ask(proxy: SpawnedProxy, tenant: Tenant): Promise<number> {
 
 /** `count` calls to each process, `concurrency` at a time per process: the statuses, by process. */
 async function burst(tenant: Tenant, count: number, concurrency: number, to = proxies): Promise<number[][]> {
-  return Promise.all(to.map(async (proxy) => {
-    const statuses: number[] = [];
-    let sent = 0;
-    await Promise.all(Array.from({ length: concurrency }, async () => {
-      while (sent < count) {
-        sent++;
-        statuses.push(await ask(proxy, tenant));
-      }
-    }));
-    return statuses;
-  }));
+  return Promise.all(
+    to.map(async (proxy) => {
+      const statuses: number[] = [];
+      let sent = 0;
+      await Promise.all(
+        Array.from({ length: concurrency }, async () => {
+          while (sent < count) {
+            sent++;
+            statuses.push(await ask(proxy, tenant));
+          }
+        }),
+      );
+      return statuses;
+    }),
+  );
 }
 
 interface Call {
@@ -118,12 +129,17 @@ async function ledgerBlocksHeld(proxy: SpawnedProxy): Promise<number> {
 
 const recordsOf = (tenant: Tenant, index: number): UsageRecord[] =>
   readUsageLog(usageLogs[index]!).filter((record) => record.tenantId === tenant);
-const costOf = (records: readonly UsageRecord[]): number => records.reduce((total, record) => total + record.costNanoUsd, 0);
+const costOf = (records: readonly UsageRecord[]): number =>
+  records.reduce((total, record) => total + record.costNanoUsd, 0);
 const answered = (statuses: readonly number[]): number => statuses.filter((status) => status === 200).length;
 const recoveries = (proxy: SpawnedProxy): number => proxy.output().split('Redis answers again').length - 1;
 
 /** `what` names what was awaited; as a function, it also tells what was last seen. */
-async function waitUntil(check: () => boolean | Promise<boolean>, what: string | (() => string), ms = 20_000): Promise<void> {
+async function waitUntil(
+  check: () => boolean | Promise<boolean>,
+  what: string | (() => string),
+  ms = 20_000,
+): Promise<void> {
   const until = Date.now() + ms;
   while (!(await check())) {
     if (Date.now() > until) throw new Error(`timed out waiting for ${typeof what === 'string' ? what : what()}`);
@@ -138,25 +154,37 @@ beforeAll(async () => {
   // A provider a few ms away, so calls are in flight when something dies.
   upstream = await startMockUpstream({ latencyMs: 25 });
   const prefix = `tg-test:blocks-outage:${randomUUID()}:`;
-  proxies = await Promise.all(usageLogs.map((usageLog, index) => {
-    const configPath = path.join(dir, `config-${index}.json`);
-    writeFileSync(configPath, JSON.stringify({
-      usageLog,
-      redisPrefix: prefix,
-      // Blocks of share x limit (not sized by demand): the bounds below are written in blocks of that size.
-      redis: { blocks: { share: SHARE, size: 'share', maxAge: MAX_AGE_MS } },
-      storeOutage: { policy: 'lease', slice: SLICE },
-      upstreams: { openai: { baseUrl: `${upstream.url}/v1`, apiKey: 'sk-upstream' } },
-      adminKeySha256: sha256Hex(adminKey),
-      tiers: { roomy: { requestsPerMinute: 100_000, tokensPerMinute: 10_000_000 } },
-      tenants: Object.fromEntries(tenants.map((tenant) => {
-        const usd = (tenant === 'crash-co' ? CRASH_BUDGET_NANO : BUDGET_NANO) / 1e9;
-        return [tenant, { tier: 'roomy', budget: { usd, period: 'day' } }];
-      })),
-      keys: tenants.map((tenant) => ({ id: `${tenant}-key`, sha256: sha256Hex(keys[tenant]), tenant, scopes: ['chat'] })),
-    }));
-    return spawnProxy({ TOLLGATE_CONFIG: configPath, REDIS_URL: redis.url });
-  }));
+  proxies = await Promise.all(
+    usageLogs.map((usageLog, index) => {
+      const configPath = path.join(dir, `config-${index}.json`);
+      writeFileSync(
+        configPath,
+        JSON.stringify({
+          usageLog,
+          redisPrefix: prefix,
+          // Blocks of share x limit (not sized by demand): the bounds below are written in blocks of that size.
+          redis: { blocks: { share: SHARE, size: 'share', maxAge: MAX_AGE_MS } },
+          storeOutage: { policy: 'lease', slice: SLICE },
+          upstreams: { openai: { baseUrl: `${upstream.url}/v1`, apiKey: 'sk-upstream' } },
+          adminKeySha256: sha256Hex(adminKey),
+          tiers: { roomy: { requestsPerMinute: 100_000, tokensPerMinute: 10_000_000 } },
+          tenants: Object.fromEntries(
+            tenants.map((tenant) => {
+              const usd = (tenant === 'crash-co' ? CRASH_BUDGET_NANO : BUDGET_NANO) / 1e9;
+              return [tenant, { tier: 'roomy', budget: { usd, period: 'day' } }];
+            }),
+          ),
+          keys: tenants.map((tenant) => ({
+            id: `${tenant}-key`,
+            sha256: sha256Hex(keys[tenant]),
+            tenant,
+            scopes: ['chat'],
+          })),
+        }),
+      );
+      return spawnProxy({ TOLLGATE_CONFIG: configPath, REDIS_URL: redis.url });
+    }),
+  );
 }, 40_000);
 
 afterAll(async () => {
@@ -168,64 +196,87 @@ afterAll(async () => {
 });
 
 describe('blocks on three leased processes when Redis fails', () => {
-  it.each(['killed', 'frozen'] as const)('Redis %s under load: served within blocks and slices, spend exact once back', async (outage) => {
-    const tenant: Tenant = outage === 'killed' ? 'killed-co' : 'frozen-co';
-    // Redis answers each process for the budget (a lease grants slices only for that), and each takes a block of it (a block
-    // opened by a process's first, slow calls may be a second old, and given back, when asked).
-    const warm: number[][] = proxies.map(() => []);
-    await waitUntil(async () => {
-      (await burst(tenant, 3, 3)).forEach((statuses, index) => warm[index]!.push(...statuses));
-      return (await Promise.all(proxies.map(ledgerBlocksHeld))).every((held) => held >= 1);
-    }, 'every process to hold a block of the budget', 10_000);
-    expect(warm.flat().every((status) => status === 200)).toBe(true);
-    // Over half the budget spent: the outage's slices may then grant past what Redis has left.
-    expect((await burst(tenant, PRE_SPEND_CALLS, 5)).flat().every((status) => status === 200)).toBe(true);
-    const recovered = proxies.map(recoveries);
+  it.each(['killed', 'frozen'] as const)(
+    'Redis %s under load: served within blocks and slices, spend exact once back',
+    async (outage) => {
+      const tenant: Tenant = outage === 'killed' ? 'killed-co' : 'frozen-co';
+      // Redis answers each process for the budget (a lease grants slices only for that), and each takes a block of it (a block
+      // opened by a process's first, slow calls may be a second old, and given back, when asked).
+      const warm: number[][] = proxies.map(() => []);
+      await waitUntil(
+        async () => {
+          (await burst(tenant, 3, 3)).forEach((statuses, index) => warm[index]!.push(...statuses));
+          return (await Promise.all(proxies.map(ledgerBlocksHeld))).every((held) => held >= 1);
+        },
+        'every process to hold a block of the budget',
+        10_000,
+      );
+      expect(warm.flat().every((status) => status === 200)).toBe(true);
+      // Over half the budget spent: the outage's slices may then grant past what Redis has left.
+      expect((await burst(tenant, PRE_SPEND_CALLS, 5)).flat().every((status) => status === 200)).toBe(true);
+      const recovered = proxies.map(recoveries);
 
-    const loads = proxies.map((proxy) => keepCalling(proxy, tenant, 4));
-    await sleep(150);
-    const outageAt = Date.now();
-    if (outage === 'killed') await redis.stop();
-    else redis.signal('SIGSTOP');
-    // More calls than any process could serve on its own: what was left of its block and its slice.
-    const duringOutage = (load: (typeof loads)[number]) => load.calls.filter((call) => call.at >= outageAt);
-    await waitUntil(() => loads.every((load) => duringOutage(load).length >= OUTAGE_CALLS), 'the load during the outage', 15_000);
-    await Promise.all(loads.map((load) => load.stop()));
-    if (outage === 'killed') {
-      await redis.start();
-    } else {
-      await sleep(outageAt + FREEZE_MS - Date.now());
-      redis.signal('SIGCONT');
-    }
+      const loads = proxies.map((proxy) => keepCalling(proxy, tenant, 4));
+      await sleep(150);
+      const outageAt = Date.now();
+      if (outage === 'killed') await redis.stop();
+      else redis.signal('SIGSTOP');
+      // More calls than any process could serve on its own: what was left of its block and its slice.
+      const duringOutage = (load: (typeof loads)[number]) => load.calls.filter((call) => call.at >= outageAt);
+      await waitUntil(
+        () => loads.every((load) => duringOutage(load).length >= OUTAGE_CALLS),
+        'the load during the outage',
+        15_000,
+      );
+      await Promise.all(loads.map((load) => load.stop()));
+      if (outage === 'killed') {
+        await redis.start();
+      } else {
+        await sleep(outageAt + FREEZE_MS - Date.now());
+        redis.signal('SIGCONT');
+      }
 
-    // Each process served while Redis was out, and refused past its block and slice (503, retryable; or the budget's 429).
-    for (const load of loads) {
-      const during = duringOutage(load).map((call) => call.status);
-      expect(during.filter((status) => status !== 200 && status !== 429 && status !== 503)).toEqual([]);
-      expect(answered(during)).toBeGreaterThan(0);
-      expect(answered(during)).toBeLessThan(during.length);
-    }
-    await waitUntil(() => proxies.every((proxy, index) => recoveries(proxy) > recovered[index]!), 'Redis found again');
-    const answeredBy = (index: number) => warm[index]!.length + PRE_SPEND_CALLS + answered(loads[index]!.calls.map((call) => call.status));
-    const servedBy = (index: number) => recordsOf(tenant, index).filter((record) => record.status === 200);
-    await waitUntil(() => proxies.every((_, index) => servedBy(index).length === answeredBy(index)), 'the usage records');
-    // What calls sent in the outage got from a process: what was left of the one block it held (counted in Redis), and its slice.
-    for (const index of proxies.keys()) {
-      const served = servedBy(index).filter((record) => Date.parse(record.timestamp) >= outageAt);
-      expect(costOf(served)).toBeLessThanOrEqual(BLOCK_NANO + SLICE_NANO);
-    }
+      // Each process served while Redis was out, and refused past its block and slice (503, retryable; or the budget's 429).
+      for (const load of loads) {
+        const during = duringOutage(load).map((call) => call.status);
+        expect(during.filter((status) => status !== 200 && status !== 429 && status !== 503)).toEqual([]);
+        expect(answered(during)).toBeGreaterThan(0);
+        expect(answered(during)).toBeLessThan(during.length);
+      }
+      await waitUntil(
+        () => proxies.every((proxy, index) => recoveries(proxy) > recovered[index]!),
+        'Redis found again',
+      );
+      const answeredBy = (index: number) =>
+        warm[index]!.length + PRE_SPEND_CALLS + answered(loads[index]!.calls.map((call) => call.status));
+      const servedBy = (index: number) => recordsOf(tenant, index).filter((record) => record.status === 200);
+      await waitUntil(
+        () => proxies.every((_, index) => servedBy(index).length === answeredBy(index)),
+        'the usage records',
+      );
+      // What calls sent in the outage got from a process: what was left of the one block it held (counted in Redis), and its slice.
+      for (const index of proxies.keys()) {
+        const served = servedBy(index).filter((record) => Date.parse(record.timestamp) >= outageAt);
+        expect(costOf(served)).toBeLessThanOrEqual(BLOCK_NANO + SLICE_NANO);
+      }
 
-    // Blocks retired and settled, the slices' grants charged: Redis holds every record's cost, once.
-    const logged = costOf(proxies.flatMap((_, index) => recordsOf(tenant, index)));
-    let last: Budget | undefined;
-    await waitUntil(async () => {
-      last = await budgetOf(tenant);
-      return last.reservedNanoUsd === 0 && last.spentNanoUsd === logged;
-    }, () => `spend to balance: the records cost ${logged} nano-USD, Redis last held ${JSON.stringify(last)}`);
-    for (const proxy of proxies) expect(await budgetOf(tenant, proxy)).toEqual({ spentNanoUsd: logged, reservedNanoUsd: 0 });
-    // Past the budget by at most what the processes' slices granted on their own.
-    expect(logged).toBeLessThanOrEqual(BUDGET_NANO + PROCESSES * SLICE_NANO);
-  }, 40_000);
+      // Blocks retired and settled, the slices' grants charged: Redis holds every record's cost, once.
+      const logged = costOf(proxies.flatMap((_, index) => recordsOf(tenant, index)));
+      let last: Budget | undefined;
+      await waitUntil(
+        async () => {
+          last = await budgetOf(tenant);
+          return last.reservedNanoUsd === 0 && last.spentNanoUsd === logged;
+        },
+        () => `spend to balance: the records cost ${logged} nano-USD, Redis last held ${JSON.stringify(last)}`,
+      );
+      for (const proxy of proxies)
+        expect(await budgetOf(tenant, proxy)).toEqual({ spentNanoUsd: logged, reservedNanoUsd: 0 });
+      // Past the budget by at most what the processes' slices granted on their own.
+      expect(logged).toBeLessThanOrEqual(BUDGET_NANO + PROCESSES * SLICE_NANO);
+    },
+    40_000,
+  );
 });
 
 describe('a proxy killed while it holds a budget block', () => {
@@ -252,22 +303,33 @@ describe('a proxy killed while it holds a budget block', () => {
 
     // The others serve on.
     const servedBefore = loads.map((load) => load.calls.length);
-    await waitUntil(() => loads.every((load, index) => load.calls.length > servedBefore[index]! + 5), 'the others to serve', 10_000);
+    await waitUntil(
+      () => loads.every((load, index) => load.calls.length > servedBefore[index]! + 5),
+      'the others to serve',
+      10_000,
+    );
     await Promise.all(loads.map((load) => load.stop()));
     const survivorStatuses = loads.flatMap((load) => load.calls.map((call) => call.status));
     expect(survivorStatuses.every((status) => status === 200)).toBe(true);
 
     // The survivors' blocks settle; the victim's stays reserved until its ttl, when Redis charges it in full.
-    const answeredCalls = answered(warm.flat()) + answered(beforeDeath.flat()) + answered(lastCalls) + answered(survivorStatuses);
+    const answeredCalls =
+      answered(warm.flat()) + answered(beforeDeath.flat()) + answered(lastCalls) + answered(survivorStatuses);
     const answeredNano = EACH_NANO * answeredCalls;
-    await waitUntil(async () => (await budgetOf(tenant)).reservedNanoUsd === block, 'only the victim\'s block reserved', 10_000);
+    await waitUntil(
+      async () => (await budgetOf(tenant)).reservedNanoUsd === block,
+      "only the victim's block reserved",
+      10_000,
+    );
     await sleep(MAX_AGE_MS);
     const { spentNanoUsd, reservedNanoUsd } = await budgetOf(tenant);
     expect(reservedNanoUsd).toBe(block);
     expect(spentNanoUsd + reservedNanoUsd).toBeGreaterThanOrEqual(answeredNano);
     expect(spentNanoUsd + reservedNanoUsd).toBeLessThanOrEqual(answeredNano + block);
     // The survivors' records are all in Redis's spend, at the cost the bound assumed.
-    const survivorRecords = [0, 1].flatMap((index) => recordsOf(tenant, index)).filter((record) => record.status === 200);
+    const survivorRecords = [0, 1]
+      .flatMap((index) => recordsOf(tenant, index))
+      .filter((record) => record.status === 200);
     expect(survivorRecords.every((record) => record.costNanoUsd === EACH_NANO)).toBe(true);
     expect(spentNanoUsd).toBeGreaterThanOrEqual(costOf(survivorRecords));
   }, 40_000);

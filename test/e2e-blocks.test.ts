@@ -29,39 +29,56 @@ const budgetKey = newApiKey();
 let proxies: SpawnedProxy[] = [];
 
 const messages = [{ role: 'user' as const, content: 'hi' }];
-const clientsFor = (apiKey: string) => proxies.map((proxy) => new OpenAI({ apiKey, baseURL: `${proxy.url}/v1`, maxRetries: 0 }));
+const clientsFor = (apiKey: string) =>
+  proxies.map((proxy) => new OpenAI({ apiKey, baseURL: `${proxy.url}/v1`, maxRetries: 0 }));
 
 /** Sends `count` calls spread over the processes, `concurrency` at a time; the status of each. */
-async function fire(clients: OpenAI[], count: number, concurrency: number, model: string): Promise<(number | string)[]> {
+async function fire(
+  clients: OpenAI[],
+  count: number,
+  concurrency: number,
+  model: string,
+): Promise<(number | string)[]> {
   const outcomes: (number | string)[] = [];
   let next = 0;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < count) {
-      const client = clients[next++ % clients.length]!;
-      try {
-        await client.chat.completions.create({ model, messages, max_tokens: 10 });
-        outcomes.push(200);
-      } catch (error) {
-        outcomes.push((error as OpenAIApiError).code ?? (error as OpenAIApiError).status ?? String(error));
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < count) {
+        const client = clients[next++ % clients.length]!;
+        try {
+          await client.chat.completions.create({ model, messages, max_tokens: 10 });
+          outcomes.push(200);
+        } catch (error) {
+          outcomes.push((error as OpenAIApiError).code ?? (error as OpenAIApiError).status ?? String(error));
+        }
       }
-    }
-  }));
+    }),
+  );
   return outcomes;
 }
 
 beforeAll(async () => {
   const configPath = path.join(dir, 'config.json');
-  writeFileSync(configPath, JSON.stringify({
-    redisPrefix: prefix,
-    redis: { blocks: { share: SHARE, maxAge: MAX_AGE_MS } },
-    adminKeySha256: sha256Hex(adminKey),
-    tiers: { limited: { requestsPerMinute: REQUESTS_PER_MINUTE }, roomy: { requestsPerMinute: 100_000, tokensPerMinute: 10_000_000 } },
-    tenants: { 'limited-co': { tier: 'limited' }, 'budget-co': { tier: 'roomy', budget: { usd: BUDGET_USD, period: 'day' } } },
-    keys: [
-      { id: 'limited', sha256: sha256Hex(limitedKey), tenant: 'limited-co', scopes: ['chat'] },
-      { id: 'budgeted', sha256: sha256Hex(budgetKey), tenant: 'budget-co', scopes: ['chat'] },
-    ],
-  }));
+  writeFileSync(
+    configPath,
+    JSON.stringify({
+      redisPrefix: prefix,
+      redis: { blocks: { share: SHARE, maxAge: MAX_AGE_MS } },
+      adminKeySha256: sha256Hex(adminKey),
+      tiers: {
+        limited: { requestsPerMinute: REQUESTS_PER_MINUTE },
+        roomy: { requestsPerMinute: 100_000, tokensPerMinute: 10_000_000 },
+      },
+      tenants: {
+        'limited-co': { tier: 'limited' },
+        'budget-co': { tier: 'roomy', budget: { usd: BUDGET_USD, period: 'day' } },
+      },
+      keys: [
+        { id: 'limited', sha256: sha256Hex(limitedKey), tenant: 'limited-co', scopes: ['chat'] },
+        { id: 'budgeted', sha256: sha256Hex(budgetKey), tenant: 'budget-co', scopes: ['chat'] },
+      ],
+    }),
+  );
   const env = { TOLLGATE_CONFIG: configPath, REDIS_URL };
   proxies = await Promise.all(Array.from({ length: PROCESSES }, () => spawnProxy(env)));
 }, 60_000);
@@ -79,7 +96,12 @@ describe('three processes, one Redis, limits in blocks', () => {
     const opening = await fire(clients, 9, 3, 'gpt-4o-mini');
     expect(opening).toEqual(Array.from({ length: 9 }, () => 200));
     // Each process counts in a block of its own now (/healthz says how many it holds).
-    const held = await Promise.all(proxies.map(async (proxy) => ((await (await fetch(`${proxy.url}/healthz`)).json()) as { blocks: { fixedWindow: number } }).blocks));
+    const held = await Promise.all(
+      proxies.map(
+        async (proxy) =>
+          ((await (await fetch(`${proxy.url}/healthz`)).json()) as { blocks: { fixedWindow: number } }).blocks,
+      ),
+    );
     expect(held.map((blocks) => blocks.fixedWindow)).toEqual([1, 1, 1]);
     const first = await fire(clients, 200, 24, 'gpt-4o-mini');
     const passed = 9 + first.filter((status) => status === 200).length;
@@ -99,10 +121,24 @@ describe('three processes, one Redis, limits in blocks', () => {
   it('a budget: spend never passes the limit and equals what the answers cost, to the nano-USD', async () => {
     const clients = clientsFor(budgetKey);
     const price = createPricing().get('gpt-4o-mini');
-    const each = costNanoUsd({ inputTokens: countPromptTokens({ messages }), cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 10, reasoningTokens: 0 }, price);
+    const each = costNanoUsd(
+      {
+        inputTokens: countPromptTokens({ messages }),
+        cachedInputTokens: 0,
+        cacheWriteTokens: 0,
+        outputTokens: 10,
+        reasoningTokens: 0,
+      },
+      price,
+    );
     const opening = await fire(clients, 9, 3, 'gpt-4o-mini');
     expect(opening).toEqual(Array.from({ length: 9 }, () => 200));
-    const held = await Promise.all(proxies.map(async (proxy) => ((await (await fetch(`${proxy.url}/healthz`)).json()) as { blocks: { ledger: number } }).blocks));
+    const held = await Promise.all(
+      proxies.map(
+        async (proxy) =>
+          ((await (await fetch(`${proxy.url}/healthz`)).json()) as { blocks: { ledger: number } }).blocks,
+      ),
+    );
     expect(held.map((blocks) => blocks.ledger)).toEqual([1, 1, 1]);
     const outcomes = [...opening, ...(await fire(clients, 400, 24, 'gpt-4o-mini'))];
     expect(outcomes.filter((status) => status !== 200 && status !== 'insufficient_quota')).toEqual([]);
@@ -110,10 +146,18 @@ describe('three processes, one Redis, limits in blocks', () => {
     expect(outcomes.length - ok).toBeGreaterThan(0);
     // Every block settled (maxAge, then the ledger's settle batch).
     await sleep(MAX_AGE_MS * 3);
-    const views = await Promise.all(proxies.map(async (proxy) => {
-      const response = await fetch(`${proxy.url}/admin/budgets/tenant/budget-co`, { headers: { authorization: `Bearer ${adminKey}` } });
-      return ((await response.json()) as { budgets: { spentNanoUsd: number; reservedNanoUsd: number; limitNanoUsd: number }[] }).budgets[0]!;
-    }));
+    const views = await Promise.all(
+      proxies.map(async (proxy) => {
+        const response = await fetch(`${proxy.url}/admin/budgets/tenant/budget-co`, {
+          headers: { authorization: `Bearer ${adminKey}` },
+        });
+        return (
+          (await response.json()) as {
+            budgets: { spentNanoUsd: number; reservedNanoUsd: number; limitNanoUsd: number }[];
+          }
+        ).budgets[0]!;
+      }),
+    );
     const view = views[0]!;
     expect(views.every((other) => other.spentNanoUsd === view.spentNanoUsd)).toBe(true);
     expect(view.reservedNanoUsd).toBe(0);

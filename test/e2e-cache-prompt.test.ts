@@ -29,25 +29,51 @@ beforeAll(async () => {
     if (request.url.startsWith('/v1/chat/completions')) {
       // OpenAI counts cached tokens inside prompt_tokens.
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({
-        id: 'chatcmpl-1', object: 'chat.completion', created: 1, model: 'gpt-4o-mini',
-        choices: [{ index: 0, message: { role: 'assistant', content: 'ok', refusal: null }, logprobs: null, finish_reason: 'stop' }],
-        usage: { prompt_tokens: 3000, completion_tokens: 5, total_tokens: 3005, prompt_tokens_details: { cached_tokens: 2048 } },
-      }));
+      res.end(
+        JSON.stringify({
+          id: 'chatcmpl-1',
+          object: 'chat.completion',
+          created: 1,
+          model: 'gpt-4o-mini',
+          choices: [
+            {
+              index: 0,
+              message: { role: 'assistant', content: 'ok', refusal: null },
+              logprobs: null,
+              finish_reason: 'stop',
+            },
+          ],
+          usage: {
+            prompt_tokens: 3000,
+            completion_tokens: 5,
+            total_tokens: 3005,
+            prompt_tokens_details: { cached_tokens: 2048 },
+          },
+        }),
+      );
       return;
     }
     // The first call writes the prefix to the provider's cache (1 h), every later one reads it.
     const first = upstream.requests.filter((seen) => seen.url.startsWith('/v1/messages')).length === 1;
     res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({
-      id: 'msg_1', type: 'message', role: 'assistant', model: 'claude-sonnet-4-5', content: [{ type: 'text', text: 'ok' }],
-      stop_reason: 'end_turn', stop_sequence: null,
-      usage: {
-        input_tokens: 10, output_tokens: 5,
-        cache_creation_input_tokens: first ? PREFIX_TOKENS : 0, cache_read_input_tokens: first ? 0 : PREFIX_TOKENS,
-        cache_creation: { ephemeral_5m_input_tokens: 0, ephemeral_1h_input_tokens: first ? PREFIX_TOKENS : 0 },
-      },
-    }));
+    res.end(
+      JSON.stringify({
+        id: 'msg_1',
+        type: 'message',
+        role: 'assistant',
+        model: 'claude-sonnet-4-5',
+        content: [{ type: 'text', text: 'ok' }],
+        stop_reason: 'end_turn',
+        stop_sequence: null,
+        usage: {
+          input_tokens: 10,
+          output_tokens: 5,
+          cache_creation_input_tokens: first ? PREFIX_TOKENS : 0,
+          cache_read_input_tokens: first ? 0 : PREFIX_TOKENS,
+          cache_creation: { ephemeral_5m_input_tokens: 0, ephemeral_1h_input_tokens: first ? PREFIX_TOKENS : 0 },
+        },
+      }),
+    );
   });
   proxy = await startProxy({
     usageLog,
@@ -78,7 +104,13 @@ async function recordsOf(count: number): Promise<UsageRecord[]> {
 
 describe('automatic prompt caching (Anthropic)', () => {
   it('marks the long system prompt upstream and bills the 1 h write, then the read, at their prices', async () => {
-    const ask = (question: string) => anthropic.messages.create({ model: 'claude-sonnet-4-5', max_tokens: 50, system: SYSTEM, messages: [{ role: 'user', content: question }] });
+    const ask = (question: string) =>
+      anthropic.messages.create({
+        model: 'claude-sonnet-4-5',
+        max_tokens: 50,
+        system: SYSTEM,
+        messages: [{ role: 'user', content: question }],
+      });
     await ask('First question?');
     await ask('Second question?');
     const sent = upstream.requests.map((request) => request.body as { system: unknown });
@@ -86,22 +118,44 @@ describe('automatic prompt caching (Anthropic)', () => {
     expect(sent[1]!.system).toEqual(sent[0]!.system);
 
     const [write, read] = await recordsOf(2);
-    expect(write).toMatchObject({ inputTokens: 10 + PREFIX_TOKENS, cacheWriteTokens: PREFIX_TOKENS, cacheWrite1hTokens: PREFIX_TOKENS, cachedInputTokens: 0 });
-    expect(write!.costNanoUsd).toBe(nano(10, PRICE.inputPerMTok) + nano(PREFIX_TOKENS, PRICE.cacheWrite1hPerMTok!) + nano(5, PRICE.outputPerMTok));
+    expect(write).toMatchObject({
+      inputTokens: 10 + PREFIX_TOKENS,
+      cacheWriteTokens: PREFIX_TOKENS,
+      cacheWrite1hTokens: PREFIX_TOKENS,
+      cachedInputTokens: 0,
+    });
+    expect(write!.costNanoUsd).toBe(
+      nano(10, PRICE.inputPerMTok) + nano(PREFIX_TOKENS, PRICE.cacheWrite1hPerMTok!) + nano(5, PRICE.outputPerMTok),
+    );
     expect(write!.savedNanoUsd).toBeUndefined();
-    expect(read).toMatchObject({ inputTokens: 10 + PREFIX_TOKENS, cachedInputTokens: PREFIX_TOKENS, cacheWriteTokens: 0 });
-    expect(read!.costNanoUsd).toBe(nano(10, PRICE.inputPerMTok) + nano(PREFIX_TOKENS, PRICE.cachedInputPerMTok!) + nano(5, PRICE.outputPerMTok));
+    expect(read).toMatchObject({
+      inputTokens: 10 + PREFIX_TOKENS,
+      cachedInputTokens: PREFIX_TOKENS,
+      cacheWriteTokens: 0,
+    });
+    expect(read!.costNanoUsd).toBe(
+      nano(10, PRICE.inputPerMTok) + nano(PREFIX_TOKENS, PRICE.cachedInputPerMTok!) + nano(5, PRICE.outputPerMTok),
+    );
     expect(read!.savedNanoUsd).toBe(nano(PREFIX_TOKENS, PRICE.inputPerMTok - PRICE.cachedInputPerMTok!));
   });
 
   it('leaves a short prompt unmarked', async () => {
-    await anthropic.messages.create({ model: 'claude-sonnet-4-5', max_tokens: 50, system: 'Be brief.', messages: [{ role: 'user', content: 'Hi?' }] });
+    await anthropic.messages.create({
+      model: 'claude-sonnet-4-5',
+      max_tokens: 50,
+      system: 'Be brief.',
+      messages: [{ role: 'user', content: 'Hi?' }],
+    });
     expect((upstream.requests.at(-1)!.body as { system: unknown }).system).toBe('Be brief.');
   });
 
   it('reports the cached share OpenAI returns, and the money it saved', async () => {
     const openai = new OpenAI({ apiKey: key, baseURL: `${proxy.url}/v1`, maxRetries: 0 });
-    await openai.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 50, messages: [{ role: 'user', content: 'Hi?' }] });
+    await openai.chat.completions.create({
+      model: 'gpt-4o-mini',
+      max_tokens: 50,
+      messages: [{ role: 'user', content: 'Hi?' }],
+    });
     const records = await recordsOf(4);
     const chat = records.find((record) => record.model === 'gpt-4o-mini')!;
     const price = DEFAULT_PRICES['gpt-4o-mini']!;

@@ -32,7 +32,9 @@ const freshPrompt = () => `Name a colour. (${randomUUID()})`;
 const upstreamCalls = () => upstream.mock.requests.length;
 
 async function budgetView(): Promise<{ spentNanoUsd: number; reservedNanoUsd: number }> {
-  const response = await fetch(`${proxy.url}/admin/budgets/tenant/acme`, { headers: { authorization: `Bearer ${adminKey}` } });
+  const response = await fetch(`${proxy.url}/admin/budgets/tenant/acme`, {
+    headers: { authorization: `Bearer ${adminKey}` },
+  });
   return ((await response.json()) as { budgets: { spentNanoUsd: number; reservedNanoUsd: number }[] }).budgets[0]!;
 }
 
@@ -45,12 +47,29 @@ async function settled(): Promise<{ spentNanoUsd: number; reservedNanoUsd: numbe
 }
 
 /** A chat answer stored: the settle (which stores it) ran when the budget shows nothing reserved. */
-async function chat(client: OpenAI, prompt: string, stream: false, headers?: Record<string, string>): Promise<{ text: string; cache: string | null }>;
-async function chat(client: OpenAI, prompt: string, stream: true, headers?: Record<string, string>): Promise<{ text: string; cache: string | null }>;
-async function chat(client: OpenAI, prompt: string, stream: boolean, headers: Record<string, string> = {}): Promise<{ text: string; cache: string | null }> {
+async function chat(
+  client: OpenAI,
+  prompt: string,
+  stream: false,
+  headers?: Record<string, string>,
+): Promise<{ text: string; cache: string | null }>;
+async function chat(
+  client: OpenAI,
+  prompt: string,
+  stream: true,
+  headers?: Record<string, string>,
+): Promise<{ text: string; cache: string | null }>;
+async function chat(
+  client: OpenAI,
+  prompt: string,
+  stream: boolean,
+  headers: Record<string, string> = {},
+): Promise<{ text: string; cache: string | null }> {
   const body = { model: 'gpt-4o-mini', messages: [{ role: 'user' as const, content: prompt }], max_tokens: MAX_TOKENS };
   if (stream) {
-    const { data, response } = await client.chat.completions.create({ ...body, stream: true }, { headers }).withResponse();
+    const { data, response } = await client.chat.completions
+      .create({ ...body, stream: true }, { headers })
+      .withResponse();
     let text = '';
     let finish: string | null = null;
     for await (const chunk of data) {
@@ -80,7 +99,11 @@ beforeAll(async () => {
       openai: { baseUrl: `${upstream.url}/v1`, apiKey: 'sk-upstream-openai', idleTimeoutMs: 500 },
       anthropic: { baseUrl: upstream.url, apiKey: 'sk-ant-upstream' },
     },
-    tiers: { pro: { requestsPerMinute: 1000 }, plain: { requestsPerMinute: 1000, cache: false }, small: { requestsPerMinute: 3 } },
+    tiers: {
+      pro: { requestsPerMinute: 1000 },
+      plain: { requestsPerMinute: 1000, cache: false },
+      small: { requestsPerMinute: 3 },
+    },
     tenants: {
       acme: { tier: 'pro', budget: { usd: 10, period: 'day' } },
       globex: { tier: 'pro' },
@@ -143,9 +166,15 @@ describe('OpenAI Chat Completions', () => {
     const asJson = await chat(acme, streamFirst, false);
     expect(asJson).toEqual({ text: original.text, cache: 'hit' });
     // A stream replayed as a stream, with the usage the client asked for.
-    const { data } = await acme.chat.completions.create({
-      model: 'gpt-4o-mini', messages: [{ role: 'user', content: streamFirst }], max_tokens: MAX_TOKENS, stream: true, stream_options: { include_usage: true },
-    }).withResponse();
+    const { data } = await acme.chat.completions
+      .create({
+        model: 'gpt-4o-mini',
+        messages: [{ role: 'user', content: streamFirst }],
+        max_tokens: MAX_TOKENS,
+        stream: true,
+        stream_options: { include_usage: true },
+      })
+      .withResponse();
     let usage: OpenAI.CompletionUsage | null | undefined;
     for await (const chunk of data) usage = chunk.usage ?? usage;
     expect(usage?.completion_tokens).toBeGreaterThan(0);
@@ -225,7 +254,12 @@ describe('OpenAI Chat Completions', () => {
     upstream.mock.behavior.failure = 'hangMidStream';
     let finished = false;
     try {
-      const stream = await acme.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: prompt }], max_tokens: MAX_TOKENS, stream: true });
+      const stream = await acme.chat.completions.create({
+        model: 'gpt-4o-mini',
+        messages: [{ role: 'user', content: prompt }],
+        max_tokens: MAX_TOKENS,
+        stream: true,
+      });
       for await (const chunk of stream) if (chunk.choices[0]?.finish_reason) finished = true;
     } catch {
       // The proxy gave up on the silent upstream (its idle timeout) and cut the stream.
@@ -252,7 +286,13 @@ describe('accounting', () => {
     const [miss, served] = mine;
     expect(miss).toMatchObject({ usageSource: 'provider', stream: false });
     expect(miss!.costNanoUsd).toBeGreaterThan(0);
-    expect(served).toMatchObject({ usageSource: 'cache', costNanoUsd: 0, savedNanoUsd: miss!.costNanoUsd, stream: true, status: 200 });
+    expect(served).toMatchObject({
+      usageSource: 'cache',
+      costNanoUsd: 0,
+      savedNanoUsd: miss!.costNanoUsd,
+      stream: true,
+      status: 200,
+    });
     expect(served!.outputTokens).toBe(miss!.outputTokens);
   });
 
@@ -282,10 +322,14 @@ describe('OpenAI Responses', () => {
   it('replays JSON as a stream and a stream as JSON', async () => {
     const before = upstreamCalls();
     const jsonFirst = freshPrompt();
-    const { data: answer, response: missResponse } = await acme.responses.create({ model: 'gpt-4o-mini', input: jsonFirst, max_output_tokens: MAX_TOKENS }).withResponse();
+    const { data: answer, response: missResponse } = await acme.responses
+      .create({ model: 'gpt-4o-mini', input: jsonFirst, max_output_tokens: MAX_TOKENS })
+      .withResponse();
     expect(missResponse.headers.get('x-tollgate-cache')).toBe('miss');
     await settled();
-    const { data: events, response: hitResponse } = await acme.responses.create({ model: 'gpt-4o-mini', input: jsonFirst, max_output_tokens: MAX_TOKENS, stream: true }).withResponse();
+    const { data: events, response: hitResponse } = await acme.responses
+      .create({ model: 'gpt-4o-mini', input: jsonFirst, max_output_tokens: MAX_TOKENS, stream: true })
+      .withResponse();
     expect(hitResponse.headers.get('x-tollgate-cache')).toBe('hit');
     let deltas = '';
     let completed: OpenAI.Responses.Response | undefined;
@@ -300,11 +344,15 @@ describe('OpenAI Responses', () => {
     const streamed = acme.responses.stream({ model: 'gpt-4o-mini', input: streamFirst, max_output_tokens: MAX_TOKENS });
     const final = await streamed.finalResponse();
     await settled();
-    const { data: asJson, response } = await acme.responses.create({ model: 'gpt-4o-mini', input: streamFirst, max_output_tokens: MAX_TOKENS }).withResponse();
+    const { data: asJson, response } = await acme.responses
+      .create({ model: 'gpt-4o-mini', input: streamFirst, max_output_tokens: MAX_TOKENS })
+      .withResponse();
     expect(response.headers.get('x-tollgate-cache')).toBe('hit');
     expect(asJson.output_text).toBe(final.output_text);
     // The SDK's own stream helper accepts a replayed stream too.
-    const again = await acme.responses.stream({ model: 'gpt-4o-mini', input: jsonFirst, max_output_tokens: MAX_TOKENS }).finalResponse();
+    const again = await acme.responses
+      .stream({ model: 'gpt-4o-mini', input: jsonFirst, max_output_tokens: MAX_TOKENS })
+      .finalResponse();
     expect(again.output_text).toBe(answer.output_text);
     expect(upstreamCalls() - before).toBe(2);
   });
@@ -314,7 +362,11 @@ describe('Anthropic Messages', () => {
   it('replays JSON as a stream and a stream as JSON', async () => {
     const before = upstreamCalls();
     const jsonFirst = freshPrompt();
-    const body = { model: 'claude-haiku-4-5', max_tokens: MAX_TOKENS, messages: [{ role: 'user' as const, content: jsonFirst }] };
+    const body = {
+      model: 'claude-haiku-4-5',
+      max_tokens: MAX_TOKENS,
+      messages: [{ role: 'user' as const, content: jsonFirst }],
+    };
     const { data: message, response: missResponse } = await acmeAnthropic.messages.create(body).withResponse();
     expect(missResponse.headers.get('x-tollgate-cache')).toBe('miss');
     await settled();

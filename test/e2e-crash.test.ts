@@ -20,7 +20,14 @@ const tables: string[] = [];
 const billed: string[] = [];
 let upstream: FakeUpstream;
 
-const usageChunk = (model: string) => ({ id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 1, model, choices: [], usage: { prompt_tokens: 9, completion_tokens: 3, total_tokens: 12 } });
+const usageChunk = (model: string) => ({
+  id: 'chatcmpl-1',
+  object: 'chat.completion.chunk',
+  created: 1,
+  model,
+  choices: [],
+  usage: { prompt_tokens: 9, completion_tokens: 3, total_tokens: 12 },
+});
 
 beforeAll(async () => {
   // A provider that takes 50 to 300 ms to answer, so that many calls are in flight at any moment.
@@ -28,26 +35,38 @@ beforeAll(async () => {
     const body = request.body as { model: string; user: string; stream?: boolean };
     billed.push(body.user);
     res.on('error', () => undefined);
-    setTimeout(() => {
-      if (res.destroyed) return;
-      if (body.stream) {
-        res.writeHead(200, { 'content-type': 'text/event-stream' });
-        res.write(`data: ${JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 1, model: body.model, choices: [{ index: 0, delta: { content: 'Hello there' }, finish_reason: null }] })}\n\n`);
-        setTimeout(() => {
-          if (res.destroyed) return;
-          res.write(`data: ${JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 1, model: body.model, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] })}\n\n`);
-          res.write(`data: ${JSON.stringify(usageChunk(body.model))}\n\n`);
-          res.end('data: [DONE]\n\n');
-        }, 30);
-      } else {
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({
-          id: 'chatcmpl-1', object: 'chat.completion', created: 1, model: body.model,
-          choices: [{ index: 0, message: { role: 'assistant', content: 'Hello there' }, finish_reason: 'stop' }],
-          usage: { prompt_tokens: 9, completion_tokens: 3, total_tokens: 12 },
-        }));
-      }
-    }, 50 + Math.floor(Math.random() * 250));
+    setTimeout(
+      () => {
+        if (res.destroyed) return;
+        if (body.stream) {
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          res.write(
+            `data: ${JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 1, model: body.model, choices: [{ index: 0, delta: { content: 'Hello there' }, finish_reason: null }] })}\n\n`,
+          );
+          setTimeout(() => {
+            if (res.destroyed) return;
+            res.write(
+              `data: ${JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 1, model: body.model, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] })}\n\n`,
+            );
+            res.write(`data: ${JSON.stringify(usageChunk(body.model))}\n\n`);
+            res.end('data: [DONE]\n\n');
+          }, 30);
+        } else {
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(
+            JSON.stringify({
+              id: 'chatcmpl-1',
+              object: 'chat.completion',
+              created: 1,
+              model: body.model,
+              choices: [{ index: 0, message: { role: 'assistant', content: 'Hello there' }, finish_reason: 'stop' }],
+              usage: { prompt_tokens: 9, completion_tokens: 3, total_tokens: 12 },
+            }),
+          );
+        }
+      },
+      50 + Math.floor(Math.random() * 250),
+    );
   });
 });
 
@@ -66,16 +85,19 @@ function writeConfig(name: string): { configPath: string; usageLog: string; tabl
   tables.push(table);
   const usageLog = path.join(dir, `${name}.jsonl`);
   const configPath = path.join(dir, `${name}.json`);
-  writeFileSync(configPath, JSON.stringify({
-    usageLog,
-    postgresUrl: POSTGRES_URL,
-    postgresTable: table,
-    upstreams: { openai: { baseUrl: `${upstream.url}/v1`, apiKey: 'sk-upstream' } },
-    tiers: { roomy: { requestsPerMinute: 1_000_000, tokensPerMinute: 1_000_000_000 } },
-    defaultTier: 'roomy',
-    keys: [{ id: 'load-key', sha256: sha256Hex(key), tenant: 'acme', scopes: ['chat'] }],
-    tenants: { acme: { tier: 'roomy' } },
-  }));
+  writeFileSync(
+    configPath,
+    JSON.stringify({
+      usageLog,
+      postgresUrl: POSTGRES_URL,
+      postgresTable: table,
+      upstreams: { openai: { baseUrl: `${upstream.url}/v1`, apiKey: 'sk-upstream' } },
+      tiers: { roomy: { requestsPerMinute: 1_000_000, tokensPerMinute: 1_000_000_000 } },
+      defaultTier: 'roomy',
+      keys: [{ id: 'load-key', sha256: sha256Hex(key), tenant: 'acme', scopes: ['chat'] }],
+      tenants: { acme: { tier: 'roomy' } },
+    }),
+  );
   return { configPath, usageLog, table };
 }
 
@@ -99,7 +121,13 @@ function runLoad(url: string, prefix: string, workers: number): Load {
         const response = await fetch(`${url}/v1/chat/completions`, {
           method: 'POST',
           headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'x-request-id': marker },
-          body: JSON.stringify({ model: 'gpt-4o-mini', max_tokens: 16, stream, user: marker, messages: [{ role: 'user', content: `Say hello (${marker})` }] }),
+          body: JSON.stringify({
+            model: 'gpt-4o-mini',
+            max_tokens: 16,
+            stream,
+            user: marker,
+            messages: [{ role: 'user', content: `Say hello (${marker})` }],
+          }),
         });
         if (response.headers.get('connection') === 'close') load.closing++;
         await response.text();
@@ -199,11 +227,15 @@ describe('a proxy killed under load', () => {
     // A record of a call the provider never got: one the proxy was about to send when it died, charged its bound.
     const billedSet = new Set(billedHere);
     const unbilled = records.filter((record) => !billedSet.has(record.requestId));
-    expect(unbilled.every((record: UsageRecord) => record.status === 0 && record.usageSource === 'estimated')).toBe(true);
+    expect(unbilled.every((record: UsageRecord) => record.status === 0 && record.usageSource === 'estimated')).toBe(
+      true,
+    );
     // The calls in flight when it died are charged at their bound, never free.
     const inFlight = records.filter((record) => record.status === 0);
     expect(inFlight.length).toBeGreaterThan(0);
-    expect(inFlight.every((record) => record.costNanoUsd > 0 && record.costNanoUsd === record.estimatedCostNanoUsd)).toBe(true);
+    expect(
+      inFlight.every((record) => record.costNanoUsd > 0 && record.costNanoUsd === record.estimatedCostNanoUsd),
+    ).toBe(true);
   }, 90_000);
 });
 
@@ -232,7 +264,12 @@ describe('a proxy stopped with SIGTERM under load', () => {
     expect(notExactlyOnce(load.ok, requestIds)).toEqual([]);
     expect(notExactlyOnce(load.ok, await ledgerRequestIds(table))).toEqual([]);
     // Every call the provider billed, answered or not, has its record: nothing is left for a next start.
-    expect(notExactlyOnce(billed.filter((marker) => marker.startsWith('stopped-')), requestIds)).toEqual([]);
+    expect(
+      notExactlyOnce(
+        billed.filter((marker) => marker.startsWith('stopped-')),
+        requestIds,
+      ),
+    ).toEqual([]);
     expect(new Set(records.map((record) => record.id)).size).toBe(records.length);
   }, 90_000);
 });

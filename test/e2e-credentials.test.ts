@@ -11,9 +11,17 @@ const MIGRATED = ['sk-live_abc-DEF_123', 'legacy.key.v2-Xy_9', 'acme.prod.3f9a-7
 
 /** Every route that identifies the caller, with a request its API accepts. */
 const ROUTES: { method: 'GET' | 'POST'; path: string; body?: unknown }[] = [
-  { method: 'POST', path: '/v1/chat/completions', body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 } },
+  {
+    method: 'POST',
+    path: '/v1/chat/completions',
+    body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 },
+  },
   { method: 'POST', path: '/v1/responses', body: { model: 'gpt-4o-mini', input: 'hi', max_output_tokens: 16 } },
-  { method: 'POST', path: '/v1/messages', body: { model: 'claude-haiku-4-5', max_tokens: 3, messages: [{ role: 'user', content: 'hi' }] } },
+  {
+    method: 'POST',
+    path: '/v1/messages',
+    body: { model: 'claude-haiku-4-5', max_tokens: 3, messages: [{ role: 'user', content: 'hi' }] },
+  },
   { method: 'GET', path: '/v1/models' },
 ];
 
@@ -45,9 +53,16 @@ beforeAll(async () => {
     .setExpirationTime('5m')
     .sign(pair.privateKey);
   keysOnly = await startProxy(configWith({}));
-  withJwt = await startProxy(configWith({
-    jwt: { issuer: 'https://idp.example', audience: 'tollgate', jwks: { keys: [jwk as Record<string, unknown>] }, tenantClaim: 'org_id' },
-  }));
+  withJwt = await startProxy(
+    configWith({
+      jwt: {
+        issuer: 'https://idp.example',
+        audience: 'tollgate',
+        jwks: { keys: [jwk as Record<string, unknown>] },
+        tenantClaim: 'org_id',
+      },
+    }),
+  );
 });
 
 afterAll(async () => {
@@ -70,28 +85,39 @@ async function errorMessage(response: Response): Promise<string> {
 }
 
 describe('config keys with a migrated-style text', () => {
-  it.each(ROUTES.map((route) => [route.path, route] as const))('are accepted on %s from both headers, with and without jwt', async (_path, route) => {
-    for (const proxy of [keysOnly, withJwt]) {
-      for (const key of MIGRATED) {
-        for (const headers of [{ authorization: `Bearer ${key}` }, { 'x-api-key': key }] as Record<string, string>[]) {
-          const response = await call(proxy, route, headers);
-          expect(response.status).toBe(200);
-          await response.arrayBuffer();
+  it.each(ROUTES.map((route) => [route.path, route] as const))(
+    'are accepted on %s from both headers, with and without jwt',
+    async (_path, route) => {
+      for (const proxy of [keysOnly, withJwt]) {
+        for (const key of MIGRATED) {
+          for (const headers of [{ authorization: `Bearer ${key}` }, { 'x-api-key': key }] as Record<
+            string,
+            string
+          >[]) {
+            const response = await call(proxy, route, headers);
+            expect(response.status).toBe(200);
+            await response.arrayBuffer();
+          }
         }
       }
-    }
-    const jwtResponse = await call(withJwt, route, { authorization: `Bearer ${validJwt}` });
-    expect(jwtResponse.status).toBe(200);
-    await jwtResponse.arrayBuffer();
-  });
+      const jwtResponse = await call(withJwt, route, { authorization: `Bearer ${validJwt}` });
+      expect(jwtResponse.status).toBe(200);
+      await jwtResponse.arrayBuffer();
+    },
+  );
 });
 
 describe('the 401 on each route names exactly the credentials it accepts', () => {
   const unknownKey = 'sk-live_unknown-key_42';
   it.each(ROUTES.map((route) => [route.path, route] as const))('%s', async (_path, route) => {
-    for (const [proxy, what, advice] of [[keysOnly, 'API key', KEYS_ONLY], [withJwt, 'API key or JWT', KEYS_OR_JWT]] as const) {
+    for (const [proxy, what, advice] of [
+      [keysOnly, 'API key', KEYS_ONLY],
+      [withJwt, 'API key or JWT', KEYS_OR_JWT],
+    ] as const) {
       expect(await errorMessage(await call(proxy, route, {}))).toBe(`Missing ${what}: ${advice}`);
-      expect(await errorMessage(await call(proxy, route, { authorization: 'Basic dXNlcjpwdw==' }))).toBe(`Malformed credentials: ${advice}`);
+      expect(await errorMessage(await call(proxy, route, { authorization: 'Basic dXNlcjpwdw==' }))).toBe(
+        `Malformed credentials: ${advice}`,
+      );
       const unknown = await errorMessage(await call(proxy, route, { 'x-api-key': unknownKey }));
       expect(unknown).toBe(`Invalid ${what}: ${advice}`);
       expect(unknown).not.toContain(unknownKey);

@@ -9,7 +9,14 @@ import type { RunningProxy } from './helpers/proxy.js';
 type OpenAIApiError = InstanceType<typeof OpenAI.APIError>;
 type AnthropicApiError = InstanceType<typeof Anthropic.APIError>;
 
-const keys = { free: newApiKey(), noScope: newApiKey(), tokens: newApiKey(), broke: newApiKey(), expired: newApiKey(), revoked: newApiKey() };
+const keys = {
+  free: newApiKey(),
+  noScope: newApiKey(),
+  tokens: newApiKey(),
+  broke: newApiKey(),
+  expired: newApiKey(),
+  revoked: newApiKey(),
+};
 let proxy: RunningProxy;
 
 const openaiFor = (apiKey: string) => new OpenAI({ apiKey, baseURL: `${proxy.url}/v1`, maxRetries: 0 });
@@ -35,7 +42,13 @@ beforeAll(async () => {
         { id: 'no-scope-key', sha256: sha256Hex(keys.noScope), tenant: 'other-co', scopes: ['embeddings'] },
         { id: 'tokens-key', sha256: sha256Hex(keys.tokens), tenant: 'tok-co', scopes: ['chat'] },
         { id: 'broke-key', sha256: sha256Hex(keys.broke), tenant: 'broke-co', scopes: ['chat'] },
-        { id: 'expired-key', sha256: sha256Hex(keys.expired), tenant: 'other-co', scopes: ['chat'], expiresAt: '2020-01-01T00:00:00Z' },
+        {
+          id: 'expired-key',
+          sha256: sha256Hex(keys.expired),
+          tenant: 'other-co',
+          scopes: ['chat'],
+          expiresAt: '2020-01-01T00:00:00Z',
+        },
         { id: 'revoked-key', sha256: sha256Hex(keys.revoked), tenant: 'other-co', scopes: ['chat'], disabled: true },
       ],
     },
@@ -50,12 +63,21 @@ afterAll(async () => {
 
 describe('401 invalid_api_key', () => {
   it('no key, an unknown key, an expired and a revoked key: OpenAI AuthenticationError with WWW-Authenticate', async () => {
-    const noKey = await caught(new OpenAI({ apiKey: 'placeholder', baseURL: `${proxy.url}/v1`, maxRetries: 0, defaultHeaders: { authorization: null } }).chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }));
+    const noKey = await caught(
+      new OpenAI({
+        apiKey: 'placeholder',
+        baseURL: `${proxy.url}/v1`,
+        maxRetries: 0,
+        defaultHeaders: { authorization: null },
+      }).chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }),
+    );
     expect(noKey).toBeInstanceOf(OpenAI.AuthenticationError);
     expect((noKey as OpenAIApiError).headers?.get('www-authenticate')).toMatch(/^Bearer realm="/);
 
     for (const key of [newApiKey(), keys.expired, keys.revoked, 'sk-not-even-our-format']) {
-      const error = await caught(openaiFor(key).chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }));
+      const error = await caught(
+        openaiFor(key).chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }),
+      );
       expect(error).toBeInstanceOf(OpenAI.AuthenticationError);
       const apiError = error as OpenAIApiError;
       expect(apiError.status).toBe(401);
@@ -66,7 +88,13 @@ describe('401 invalid_api_key', () => {
   });
 
   it('Anthropic AuthenticationError on /v1/messages', async () => {
-    const error = await caught(anthropicFor(newApiKey()).messages.create({ model: 'claude-haiku-4-5', max_tokens: 5, messages: [{ role: 'user', content: 'hi' }] }));
+    const error = await caught(
+      anthropicFor(newApiKey()).messages.create({
+        model: 'claude-haiku-4-5',
+        max_tokens: 5,
+        messages: [{ role: 'user', content: 'hi' }],
+      }),
+    );
     expect(error).toBeInstanceOf(Anthropic.AuthenticationError);
     expect((error as AnthropicApiError).status).toBe(401);
   });
@@ -74,19 +102,32 @@ describe('401 invalid_api_key', () => {
 
 describe('403', () => {
   it('insufficient_scope when the key lacks the required scope', async () => {
-    const error = await caught(openaiFor(keys.noScope).chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }));
+    const error = await caught(
+      openaiFor(keys.noScope).chat.completions.create({
+        model: 'gpt-4o-mini',
+        messages: [{ role: 'user', content: 'hi' }],
+      }),
+    );
     expect(error).toBeInstanceOf(OpenAI.PermissionDeniedError);
     expect((error as OpenAIApiError).code).toBe('insufficient_scope');
   });
 
   it('model_not_allowed for a model outside the tier, on all three APIs', async () => {
-    const chat = await caught(openaiFor(keys.free).chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] }));
+    const chat = await caught(
+      openaiFor(keys.free).chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] }),
+    );
     expect(chat).toBeInstanceOf(OpenAI.PermissionDeniedError);
     expect((chat as OpenAIApiError).code).toBe('model_not_allowed');
     expect((chat as OpenAIApiError).param).toBe('model');
     const responses = await caught(openaiFor(keys.free).responses.create({ model: 'o3', input: 'hi' }));
     expect((responses as OpenAIApiError).code).toBe('model_not_allowed');
-    const messages = await caught(anthropicFor(keys.free).messages.create({ model: 'claude-opus-4-5', max_tokens: 5, messages: [{ role: 'user', content: 'hi' }] }));
+    const messages = await caught(
+      anthropicFor(keys.free).messages.create({
+        model: 'claude-opus-4-5',
+        max_tokens: 5,
+        messages: [{ role: 'user', content: 'hi' }],
+      }),
+    );
     expect(messages).toBeInstanceOf(Anthropic.PermissionDeniedError);
   });
 
@@ -97,11 +138,22 @@ describe('403', () => {
 });
 
 describe('429', () => {
-  it('rate_limit_exceeded once the tier\'s requests per minute are used, with Retry-After and rate-limit headers', async () => {
+  it("rate_limit_exceeded once the tier's requests per minute are used, with Retry-After and rate-limit headers", async () => {
     // The model refusals and the listing above did not cost this tenant any of its 2 requests.
     const client = openaiFor(keys.free);
-    for (let i = 0; i < 2; i++) await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: 5 });
-    const error = await caught(client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: 5 }));
+    for (let i = 0; i < 2; i++)
+      await client.chat.completions.create({
+        model: 'gpt-4o-mini',
+        messages: [{ role: 'user', content: 'hi' }],
+        max_tokens: 5,
+      });
+    const error = await caught(
+      client.chat.completions.create({
+        model: 'gpt-4o-mini',
+        messages: [{ role: 'user', content: 'hi' }],
+        max_tokens: 5,
+      }),
+    );
     expect(error).toBeInstanceOf(OpenAI.RateLimitError);
     const apiError = error as OpenAIApiError;
     expect(apiError.code).toBe('rate_limit_exceeded');
@@ -111,15 +163,31 @@ describe('429', () => {
     expect(apiError.headers?.get('ratelimit-policy')).toBeTruthy();
     expect(apiError.headers?.get('ratelimit')).toBeTruthy();
 
-    const anthropicError = await caught(anthropicFor(keys.free).messages.create({ model: 'claude-haiku-4-5', max_tokens: 5, messages: [{ role: 'user', content: 'hi' }] }));
+    const anthropicError = await caught(
+      anthropicFor(keys.free).messages.create({
+        model: 'claude-haiku-4-5',
+        max_tokens: 5,
+        messages: [{ role: 'user', content: 'hi' }],
+      }),
+    );
     expect(anthropicError).toBeInstanceOf(Anthropic.RateLimitError);
   });
 
-  it('tokens_rate_limit_exceeded once the tier\'s tokens per minute are used', async () => {
+  it("tokens_rate_limit_exceeded once the tier's tokens per minute are used", async () => {
     const client = openaiFor(keys.tokens);
-    const first = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: 900 });
+    const first = await client.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'hi' }],
+      max_tokens: 900,
+    });
     expect(first.usage?.completion_tokens).toBe(900);
-    const error = await caught(client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: 900 }));
+    const error = await caught(
+      client.chat.completions.create({
+        model: 'gpt-4o-mini',
+        messages: [{ role: 'user', content: 'hi' }],
+        max_tokens: 900,
+      }),
+    );
     expect(error).toBeInstanceOf(OpenAI.RateLimitError);
     const apiError = error as OpenAIApiError;
     expect(apiError.code).toBe('tokens_rate_limit_exceeded');
@@ -130,9 +198,15 @@ describe('429', () => {
   it('insufficient_quota once the budget is spent, with x-should-retry: false and the scope named', async () => {
     const client = openaiFor(keys.broke);
     // gpt-4o output costs $10 per 1M tokens: $0.0002 buys 20 tokens; the first answer is clamped to what the budget affords.
-    const first = await client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }], max_tokens: 900 });
+    const first = await client.chat.completions.create({
+      model: 'gpt-4o',
+      messages: [{ role: 'user', content: 'hi' }],
+      max_tokens: 900,
+    });
     expect(first.usage!.completion_tokens).toBeLessThan(900);
-    const error = await caught(client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }], max_tokens: 900 }));
+    const error = await caught(
+      client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }], max_tokens: 900 }),
+    );
     expect(error).toBeInstanceOf(OpenAI.RateLimitError);
     const apiError = error as OpenAIApiError;
     expect(apiError.code).toBe('insufficient_quota');
@@ -143,7 +217,9 @@ describe('429', () => {
 
 describe('400 and 404', () => {
   it('bad bodies are 400 invalid_request naming the field (OpenAI BadRequestError)', async () => {
-    const error = await caught(openaiFor(keys.free).chat.completions.create({ model: 'gpt-4o-mini', messages: 'hello' as never }));
+    const error = await caught(
+      openaiFor(keys.free).chat.completions.create({ model: 'gpt-4o-mini', messages: 'hello' as never }),
+    );
     expect(error).toBeInstanceOf(OpenAI.BadRequestError);
     expect((error as OpenAIApiError).code).toBe('invalid_request');
     expect((error as OpenAIApiError).param).toBe('messages');
@@ -151,17 +227,32 @@ describe('400 and 404', () => {
 
   it('malformed JSON is 400 and a body over the limit is 413, in the same error shape', async () => {
     const headers = { authorization: `Bearer ${keys.free}`, 'content-type': 'application/json' };
-    const broken = await fetch(`${proxy.url}/v1/chat/completions`, { method: 'POST', headers, body: '{"model": "gpt-4o-mini", "messages": [' });
+    const broken = await fetch(`${proxy.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers,
+      body: '{"model": "gpt-4o-mini", "messages": [',
+    });
     expect(broken.status).toBe(400);
-    expect(await broken.json()).toEqual({ error: { message: expect.any(String), type: 'invalid_request_error', code: 'invalid_request', param: 'body' } });
-    const huge = await fetch(`${proxy.url}/v1/chat/completions`, { method: 'POST', headers, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x'.repeat(1_100_000) }] }) });
+    expect(await broken.json()).toEqual({
+      error: { message: expect.any(String), type: 'invalid_request_error', code: 'invalid_request', param: 'body' },
+    });
+    const huge = await fetch(`${proxy.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x'.repeat(1_100_000) }] }),
+    });
     expect(huge.status).toBe(413);
     expect(await huge.json()).toEqual({ error: expect.objectContaining({ code: 'request_too_large' }) });
   });
 
   it('unknown routes are 404 in the same error shape', async () => {
-    const response = await fetch(`${proxy.url}/v1/embeddings`, { method: 'POST', headers: { authorization: `Bearer ${keys.free}` } });
+    const response = await fetch(`${proxy.url}/v1/embeddings`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${keys.free}` },
+    });
     expect(response.status).toBe(404);
-    expect(await response.json()).toEqual({ error: expect.objectContaining({ code: 'not_found', type: 'invalid_request_error' }) });
+    expect(await response.json()).toEqual({
+      error: expect.objectContaining({ code: 'not_found', type: 'invalid_request_error' }),
+    });
   });
 });

@@ -14,11 +14,16 @@ const key = newApiKey();
 let proxy: RunningProxy;
 
 beforeAll(async () => {
-  proxy = await startProxy({
-    usageLog,
-    tenants: { acme: { budget: { usd: 1, period: 'month', softLimit: 0.0001 }, downgrade: { 'gpt-4o': 'gpt-4o-mini' } } },
-    keys: [{ id: 'acme-key', sha256: sha256Hex(key), tenant: 'acme', scopes: ['chat'] }],
-  }, { log: () => undefined });
+  proxy = await startProxy(
+    {
+      usageLog,
+      tenants: {
+        acme: { budget: { usd: 1, period: 'month', softLimit: 0.0001 }, downgrade: { 'gpt-4o': 'gpt-4o-mini' } },
+      },
+      keys: [{ id: 'acme-key', sha256: sha256Hex(key), tenant: 'acme', scopes: ['chat'] }],
+    },
+    { log: () => undefined },
+  );
 });
 
 afterAll(async () => {
@@ -29,7 +34,8 @@ afterAll(async () => {
 describe('downgrade past the soft limit', () => {
   it('serves gpt-4o until the tenant passes $0.0001, then gpt-4o-mini', async () => {
     const openai = new OpenAI({ apiKey: key, baseURL: `${proxy.url}/v1`, maxRetries: 0 });
-    const ask = () => openai.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }], max_tokens: 20 });
+    const ask = () =>
+      openai.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }], max_tokens: 20 });
     // 20 gpt-4o output tokens cost $0.0002: the first request alone passes the soft limit.
     expect((await ask()).model).toBe('gpt-4o');
     let downgraded: string | undefined;
@@ -39,7 +45,10 @@ describe('downgrade past the soft limit', () => {
     }
     expect(downgraded).toBe('gpt-4o-mini');
     await proxy.app.flushUsage();
-    const records = readFileSync(usageLog, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as UsageRecord);
+    const records = readFileSync(usageLog, 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as UsageRecord);
     expect(records.at(-1)).toMatchObject({ requestedModel: 'gpt-4o', model: 'gpt-4o-mini', tenantId: 'acme' });
     expect(records[0]).toMatchObject({ requestedModel: 'gpt-4o', model: 'gpt-4o' });
   });

@@ -36,19 +36,27 @@ async function refused(env: Record<string, string>) {
 describe('the proxy refuses to start', () => {
   it('when an upstream key variable is not set', async () => {
     const variable = `TG_TEST_UNSET_${randomUUID().replace(/-/g, '_').toUpperCase()}`;
-    const output = await refused({ TOLLGATE_CONFIG: configFile({ upstreams: { openai: { baseUrl: 'http://127.0.0.1:9/v1', apiKeyEnv: variable } } }) });
+    const output = await refused({
+      TOLLGATE_CONFIG: configFile({ upstreams: { openai: { baseUrl: 'http://127.0.0.1:9/v1', apiKeyEnv: variable } } }),
+    });
     expect(output).toContain(`upstreams.openai.apiKeyEnv names ${variable}, which is not set`);
   }, 30_000);
 
   it('when a tier names an unknown model', async () => {
-    const output = await refused({ TOLLGATE_CONFIG: configFile({ tiers: { pro: { models: ['gpt-4o-mini', 'gpt-4o-mnii'] } } }) });
+    const output = await refused({
+      TOLLGATE_CONFIG: configFile({ tiers: { pro: { models: ['gpt-4o-mini', 'gpt-4o-mnii'] } } }),
+    });
     expect(output).toContain('tiers.pro.models[1] names an unknown model "gpt-4o-mnii"; did you mean "gpt-4o-mini"?');
   }, 30_000);
 
   it('when PostgreSQL does not answer', async () => {
     const port = await closedPort();
-    const output = await refused({ TOLLGATE_CONFIG: configFile({ postgresUrl: `postgres://postgres:secret@127.0.0.1:${port}/test` }) });
-    expect(output).toContain(`postgresUrl: PostgreSQL does not answer at postgres://postgres:***@127.0.0.1:${port}/test`);
+    const output = await refused({
+      TOLLGATE_CONFIG: configFile({ postgresUrl: `postgres://postgres:secret@127.0.0.1:${port}/test` }),
+    });
+    expect(output).toContain(
+      `postgresUrl: PostgreSQL does not answer at postgres://postgres:***@127.0.0.1:${port}/test`,
+    );
     expect(output).not.toContain('secret');
   }, 30_000);
 
@@ -58,10 +66,14 @@ describe('the proxy refuses to start', () => {
     expect(output).toContain(`Redis does not answer at redis://127.0.0.1:${port}`);
   }, 30_000);
 
-  it.each(['0x6d60', '1e3', '80.5', '-1', '70000'])('when PORT is %s', async (port) => {
-    const output = await refused({ TOLLGATE_CONFIG: '', PORT: port });
-    expect(output).toContain(`PORT must be an integer from 0 to 65535, in decimal digits; got "${port}"`);
-  }, 30_000);
+  it.each(['0x6d60', '1e3', '80.5', '-1', '70000'])(
+    'when PORT is %s',
+    async (port) => {
+      const output = await refused({ TOLLGATE_CONFIG: '', PORT: port });
+      expect(output).toContain(`PORT must be an integer from 0 to 65535, in decimal digits; got "${port}"`);
+    },
+    30_000,
+  );
 
   it('when the port is in use, without printing "listening" first', async () => {
     const taken = net.createServer();

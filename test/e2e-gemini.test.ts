@@ -30,16 +30,27 @@ const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-gemini-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function post(url: string, body: unknown, headers: Record<string, string>): Promise<Response> {
-  return fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+  return fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  });
 }
 
 /** The JSON of each `data:` line of an SSE body. */
 function sseData(text: string): GeminiAnswer[] {
-  return text.split('\n').filter((line) => line.startsWith('data: ')).map((line) => JSON.parse(line.slice(6)) as GeminiAnswer);
+  return text
+    .split('\n')
+    .filter((line) => line.startsWith('data: '))
+    .map((line) => JSON.parse(line.slice(6)) as GeminiAnswer);
 }
 
 /** The usage log's last record that `matches`, once written (records are written when the response closes). */
-async function findRecord(proxy: RunningProxy, usageLog: string, matches: (record: UsageRecord) => boolean): Promise<UsageRecord> {
+async function findRecord(
+  proxy: RunningProxy,
+  usageLog: string,
+  matches: (record: UsageRecord) => boolean,
+): Promise<UsageRecord> {
   return waitFor(async () => {
     await proxy.app.flushUsage();
     let text = '';
@@ -48,7 +59,13 @@ async function findRecord(proxy: RunningProxy, usageLog: string, matches: (recor
     } catch {
       return undefined;
     }
-    return text.trim().split('\n').filter(Boolean).map((line) => JSON.parse(line) as UsageRecord).filter(matches).at(-1);
+    return text
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as UsageRecord)
+      .filter(matches)
+      .at(-1);
   }, 'a usage record');
 }
 
@@ -63,7 +80,9 @@ describe('Gemini on the built-in mock', () => {
   let route: string;
 
   async function spentNanoUsd(): Promise<number> {
-    const response = await fetch(`${proxy.url}/admin/budgets/tenant/acme`, { headers: { authorization: `Bearer ${adminKey}` } });
+    const response = await fetch(`${proxy.url}/admin/budgets/tenant/acme`, {
+      headers: { authorization: `Bearer ${adminKey}` },
+    });
     return ((await response.json()) as { budgets: { spentNanoUsd: number }[] }).budgets[0]!.spentNanoUsd;
   }
 
@@ -85,7 +104,11 @@ describe('Gemini on the built-in mock', () => {
         tenants: {
           acme: { tier: 'pro', budget: { usd: 10, period: 'day' } },
           small: { tier: 'free' },
-          thrifty: { tier: 'pro', budget: { usd: 1, period: 'month', softLimit: 0.0001 }, downgrade: { 'gemini-2.5-pro': 'gemini-2.5-flash' } },
+          thrifty: {
+            tier: 'pro',
+            budget: { usd: 1, period: 'month', softLimit: 0.0001 },
+            downgrade: { 'gemini-2.5-pro': 'gemini-2.5-flash' },
+          },
         },
         keys: [
           { id: 'pro-key', sha256: sha256Hex(proKey), tenant: 'acme' },
@@ -113,8 +136,15 @@ describe('Gemini on the built-in mock', () => {
 
     const record = await findRecord(proxy, usageLog, (entry) => entry.keyId === 'pro-key' && !entry.stream);
     expect(record).toMatchObject({
-      keyId: 'pro-key', provider: 'google', model: 'gemini-2.5-flash', requestedModel: 'gemini-2.5-flash',
-      inputTokens: HELLO_INPUT_TOKENS, outputTokens: 24, stream: false, status: 200, usageSource: 'provider',
+      keyId: 'pro-key',
+      provider: 'google',
+      model: 'gemini-2.5-flash',
+      requestedModel: 'gemini-2.5-flash',
+      inputTokens: HELLO_INPUT_TOKENS,
+      outputTokens: 24,
+      stream: false,
+      status: 200,
+      usageSource: 'provider',
       costNanoUsd: HELLO_INPUT_TOKENS * FLASH_IN + 24 * FLASH_OUT,
     });
     expect(await spentAfter(before)).toBe(record.costNanoUsd);
@@ -122,17 +152,26 @@ describe('Gemini on the built-in mock', () => {
 
   it('streamGenerateContent?alt=sse: SSE chunks with running usageMetadata, a streamed record and the same spend', async () => {
     const before = await spentNanoUsd();
-    const response = await post(`${route}/gemini-2.5-flash:streamGenerateContent?alt=sse`, hello, { authorization: `Bearer ${proKey}` });
+    const response = await post(`${route}/gemini-2.5-flash:streamGenerateContent?alt=sse`, hello, {
+      authorization: `Bearer ${proKey}`,
+    });
     expect(response.status).toBe(200);
     expect(response.headers.get('content-type')).toMatch(/^text\/event-stream/);
     const chunks = sseData(await response.text());
     expect(chunks).toHaveLength(24);
     expect(chunks[0]?.usageMetadata.candidatesTokenCount).toBe(1);
-    expect(chunks.at(-1)).toMatchObject({ candidates: [{ finishReason: 'STOP' }], usageMetadata: { candidatesTokenCount: 24 } });
+    expect(chunks.at(-1)).toMatchObject({
+      candidates: [{ finishReason: 'STOP' }],
+      usageMetadata: { candidatesTokenCount: 24 },
+    });
 
     const streamed = await findRecord(proxy, usageLog, (entry) => entry.keyId === 'pro-key' && entry.stream);
     expect(streamed).toMatchObject({
-      provider: 'google', model: 'gemini-2.5-flash', inputTokens: HELLO_INPUT_TOKENS, outputTokens: 24, usageSource: 'provider',
+      provider: 'google',
+      model: 'gemini-2.5-flash',
+      inputTokens: HELLO_INPUT_TOKENS,
+      outputTokens: 24,
+      usageSource: 'provider',
       costNanoUsd: HELLO_INPUT_TOKENS * FLASH_IN + 24 * FLASH_OUT,
     });
     expect(await spentAfter(before)).toBe(streamed.costNanoUsd);
@@ -142,10 +181,18 @@ describe('Gemini on the built-in mock', () => {
     const upstream = await startMockUpstream();
     try {
       const body = { ...hello, generationConfig: { maxOutputTokens: 7 } };
-      const response = await post(`${upstream.url}/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse`, body, {});
+      const response = await post(
+        `${upstream.url}/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse`,
+        body,
+        {},
+      );
       const chunks = sseData(await response.text());
       expect(chunks).toHaveLength(7);
-      expect(chunks.at(-1)).toMatchObject({ candidates: [{ finishReason: 'MAX_TOKENS' }], usageMetadata: { candidatesTokenCount: 7 }, modelVersion: 'gemini-2.0-flash' });
+      expect(chunks.at(-1)).toMatchObject({
+        candidates: [{ finishReason: 'MAX_TOKENS' }],
+        usageMetadata: { candidatesTokenCount: 7 },
+        modelVersion: 'gemini-2.0-flash',
+      });
       expect((await post(`${upstream.url}/v1beta/models/gemini-2.0-flash:embedContent`, hello, {})).status).toBe(404);
     } finally {
       await upstream.close();
@@ -157,7 +204,11 @@ describe('Gemini on the built-in mock', () => {
     expect(refused.status).toBe(403);
     expect(((await refused.json()) as ErrorAnswer).error.code).toBe('model_not_allowed');
 
-    const capped = await post(`${route}/gemini-2.5-flash:generateContent`, { ...hello, generationConfig: { temperature: 0.2 } }, { 'x-goog-api-key': freeKey });
+    const capped = await post(
+      `${route}/gemini-2.5-flash:generateContent`,
+      { ...hello, generationConfig: { temperature: 0.2 } },
+      { 'x-goog-api-key': freeKey },
+    );
     expect(capped.status).toBe(200);
     expect(((await capped.json()) as GeminiAnswer).usageMetadata.candidatesTokenCount).toBe(5);
     expect(mock.requests.at(-1)?.body).toMatchObject({ generationConfig: { temperature: 0.2, maxOutputTokens: 5 } });
@@ -189,7 +240,10 @@ describe('Gemini on the built-in mock', () => {
   });
 
   it('x-goog-api-key must agree with any other key sent; without a key it is a 401', async () => {
-    const twoKeys = await post(`${route}/gemini-2.5-flash:generateContent`, hello, { 'x-goog-api-key': proKey, authorization: `Bearer ${freeKey}` });
+    const twoKeys = await post(`${route}/gemini-2.5-flash:generateContent`, hello, {
+      'x-goog-api-key': proKey,
+      authorization: `Bearer ${freeKey}`,
+    });
     expect(twoKeys.status).toBe(401);
     expect((await post(`${route}/gemini-2.5-flash:generateContent?key=${proKey}`, hello, {})).status).toBe(401);
   });
@@ -207,7 +261,11 @@ describe('Gemini on the built-in mock', () => {
       if (model !== 'gemini-2.5-pro') downgraded = model;
     }
     expect(downgraded).toBe('gemini-2.5-flash');
-    const last = await findRecord(proxy, usageLog, (entry) => entry.keyId === 'thrifty-key' && entry.model === 'gemini-2.5-flash');
+    const last = await findRecord(
+      proxy,
+      usageLog,
+      (entry) => entry.keyId === 'thrifty-key' && entry.model === 'gemini-2.5-flash',
+    );
     expect(last).toMatchObject({ requestedModel: 'gemini-2.5-pro', model: 'gemini-2.5-flash', provider: 'google' });
   });
 
@@ -215,7 +273,9 @@ describe('Gemini on the built-in mock', () => {
     const response = await fetch(`${proxy.url}/v1/models`, { headers: { authorization: `Bearer ${proKey}` } });
     const { data } = (await response.json()) as { data: { id: string; owned_by: string }[] };
     const gemini = data.filter((model) => model.id.startsWith('gemini-'));
-    expect(gemini.map((model) => model.id)).toEqual(expect.arrayContaining(['gemini-2.5-pro', 'gemini-2.5-flash', 'gemini-2.5-flash-lite', 'gemini-2.0-flash']));
+    expect(gemini.map((model) => model.id)).toEqual(
+      expect.arrayContaining(['gemini-2.5-pro', 'gemini-2.5-flash', 'gemini-2.5-flash-lite', 'gemini-2.0-flash']),
+    );
     expect(gemini.every((model) => model.owned_by === 'google')).toBe(true);
   });
 });
@@ -234,7 +294,13 @@ describe('real upstreams: Gemini and openai-compatible', () => {
     gemini = await startFakeUpstream((request, res) => {
       const usageMetadata = { promptTokenCount: 11, candidatesTokenCount: 3, totalTokenCount: 14 };
       const modelVersion = decodeURIComponent(/\/models\/([^:]+):/.exec(request.url)?.[1] ?? '');
-      const chunk = { candidates: [{ content: { role: 'model', parts: [{ text: 'one two three' }] }, finishReason: 'STOP', index: 0 }], usageMetadata, modelVersion };
+      const chunk = {
+        candidates: [
+          { content: { role: 'model', parts: [{ text: 'one two three' }] }, finishReason: 'STOP', index: 0 },
+        ],
+        usageMetadata,
+        modelVersion,
+      };
       if (request.url.includes(':streamGenerateContent')) {
         res.writeHead(200, { 'content-type': 'text/event-stream' });
         res.end(`data: ${JSON.stringify(chunk)}\r\n\r\n`);
@@ -245,7 +311,10 @@ describe('real upstreams: Gemini and openai-compatible', () => {
     vllm = await startFakeUpstream((request, res) => {
       const body = request.body as { model: string };
       const completion = {
-        id: 'cmpl-1', object: 'chat.completion', created: 1, model: body.model,
+        id: 'cmpl-1',
+        object: 'chat.completion',
+        created: 1,
+        model: body.model,
         choices: [{ index: 0, message: { role: 'assistant', content: 'hi' }, finish_reason: 'stop' }],
         usage: { prompt_tokens: 9, completion_tokens: 2, total_tokens: 11 },
       };
@@ -264,7 +333,11 @@ describe('real upstreams: Gemini and openai-compatible', () => {
       tiers: { pro: { models: ['*'], maxOutputTokens: 50 } },
       tenants: {
         acme: { tier: 'pro' },
-        thrifty: { tier: 'pro', budget: { usd: 1, period: 'month', softLimit: 0.0001 }, downgrade: { 'gemini-2.5-pro': 'gemini-2.5-flash' } },
+        thrifty: {
+          tier: 'pro',
+          budget: { usd: 1, period: 'month', softLimit: 0.0001 },
+          downgrade: { 'gemini-2.5-pro': 'gemini-2.5-flash' },
+        },
       },
       keys: [
         { id: 'client-key', sha256: sha256Hex(clientKey), tenant: 'acme' },
@@ -280,7 +353,9 @@ describe('real upstreams: Gemini and openai-compatible', () => {
   });
 
   it('Gemini: the model and method in the path, the upstream key in x-goog-api-key, no client credential forwarded', async () => {
-    const response = await post(`${proxy.url}/v1beta/models/gemini-2.5-flash:generateContent?key=${clientKey}`, hello, { 'x-goog-api-key': clientKey });
+    const response = await post(`${proxy.url}/v1beta/models/gemini-2.5-flash:generateContent?key=${clientKey}`, hello, {
+      'x-goog-api-key': clientKey,
+    });
     expect(response.status).toBe(200);
     const seen = gemini.requests.at(-1)!;
     expect(seen.url).toBe('/v1beta/models/gemini-2.5-flash:generateContent');
@@ -290,18 +365,37 @@ describe('real upstreams: Gemini and openai-compatible', () => {
     expect(JSON.stringify(seen.headers)).not.toContain(clientKey);
     expect(seen.body).toMatchObject({ ...hello, generationConfig: { maxOutputTokens: 50 } });
 
-    const stream = await post(`${proxy.url}/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse`, hello, { authorization: `Bearer ${clientKey}` });
+    const stream = await post(`${proxy.url}/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse`, hello, {
+      authorization: `Bearer ${clientKey}`,
+    });
     expect(sseData(await stream.text())).toHaveLength(1);
-    expect(gemini.requests.at(-1)).toMatchObject({ url: '/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse', headers: { accept: 'text/event-stream' } });
+    expect(gemini.requests.at(-1)).toMatchObject({
+      url: '/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse',
+      headers: { accept: 'text/event-stream' },
+    });
 
     for (const stream of [false, true]) {
-      const record = await findRecord(proxy, usageLog, (entry) => entry.keyId === 'client-key' && entry.stream === stream);
-      expect(record).toMatchObject({ provider: 'google', model: 'gemini-2.5-flash', inputTokens: 11, outputTokens: 3, costNanoUsd: 11 * FLASH_IN + 3 * FLASH_OUT });
+      const record = await findRecord(
+        proxy,
+        usageLog,
+        (entry) => entry.keyId === 'client-key' && entry.stream === stream,
+      );
+      expect(record).toMatchObject({
+        provider: 'google',
+        model: 'gemini-2.5-flash',
+        inputTokens: 11,
+        outputTokens: 3,
+        costNanoUsd: 11 * FLASH_IN + 3 * FLASH_OUT,
+      });
     }
   });
 
   it('Gemini: a model with reserved characters is encoded into the upstream path', async () => {
-    const response = await post(`${proxy.url}/v1beta/models/${encodeURIComponent('tuned/my model')}:generateContent`, hello, { 'x-goog-api-key': clientKey });
+    const response = await post(
+      `${proxy.url}/v1beta/models/${encodeURIComponent('tuned/my model')}:generateContent`,
+      hello,
+      { 'x-goog-api-key': clientKey },
+    );
     expect(response.status).toBe(200);
     expect(gemini.requests.at(-1)?.url).toBe('/v1beta/models/tuned%2Fmy%20model:generateContent');
   });
@@ -322,7 +416,11 @@ describe('real upstreams: Gemini and openai-compatible', () => {
   });
 
   it('openai-compatible: the cap goes into max_tokens, its key as Bearer, and the record names the upstream as provider', async () => {
-    const response = await post(`${proxy.url}/v1/chat/completions`, { model: 'llama-3.1-8b', messages: [{ role: 'user', content: 'hi' }] }, { authorization: `Bearer ${clientKey}` });
+    const response = await post(
+      `${proxy.url}/v1/chat/completions`,
+      { model: 'llama-3.1-8b', messages: [{ role: 'user', content: 'hi' }] },
+      { authorization: `Bearer ${clientKey}` },
+    );
     expect(response.status).toBe(200);
     const seen = vllm.requests.at(-1)!;
     expect(seen.url).toBe('/v1/chat/completions');
@@ -335,8 +433,14 @@ describe('real upstreams: Gemini and openai-compatible', () => {
   });
 
   it('a Gemini model on the chat route is refused with the route to call', async () => {
-    const response = await post(`${proxy.url}/v1/chat/completions`, { model: 'gemini-2.5-flash', messages: [{ role: 'user', content: 'hi' }] }, { authorization: `Bearer ${clientKey}` });
+    const response = await post(
+      `${proxy.url}/v1/chat/completions`,
+      { model: 'gemini-2.5-flash', messages: [{ role: 'user', content: 'hi' }] },
+      { authorization: `Bearer ${clientKey}` },
+    );
     expect(response.status).toBe(400);
-    expect(((await response.json()) as { error: { message: string } }).error.message).toContain('/v1beta/models/{model}:generateContent');
+    expect(((await response.json()) as { error: { message: string } }).error.message).toContain(
+      '/v1beta/models/{model}:generateContent',
+    );
   });
 });

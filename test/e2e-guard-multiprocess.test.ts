@@ -19,7 +19,11 @@ const processes: { child: ChildProcess; url: string }[] = [];
 let hook: WebhookReceiver;
 
 async function start(env: Record<string, string>): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=source', 'test/helpers/guard-app.ts'], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=source', 'test/helpers/guard-app.ts'], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const url = await new Promise<string>((resolve, reject) => {
@@ -41,13 +45,35 @@ beforeAll(async () => {
   hook = await startWebhookReceiver({ refuseFirst: 1 });
   const stores = createRedisStores({ url: REDIS_URL, prefix });
   const createdAt = new Date().toISOString();
-  await stores.keys.put({ id: 'runaway', sha256: hashApiKey(runaway), tenantId: 'acme', tier: 'pro', scopes: [], createdAt });
-  await stores.keys.put({ id: 'steady', sha256: hashApiKey(steady), tenantId: 'acme', tier: 'pro', scopes: [], createdAt });
+  await stores.keys.put({
+    id: 'runaway',
+    sha256: hashApiKey(runaway),
+    tenantId: 'acme',
+    tier: 'pro',
+    scopes: [],
+    createdAt,
+  });
+  await stores.keys.put({
+    id: 'steady',
+    sha256: hashApiKey(steady),
+    tenantId: 'acme',
+    tier: 'pro',
+    scopes: [],
+    createdAt,
+  });
   await stores.close();
   const config = {
     prefix,
     guard: {
-      spendAnomaly: { bucketSeconds: 1, zScore: 4, minBuckets: 3, minSpendUsd: 0.005, action: 'suspend', cooldown: '15m', watch: ['key'] },
+      spendAnomaly: {
+        bucketSeconds: 1,
+        zScore: 4,
+        minBuckets: 3,
+        minSpendUsd: 0.005,
+        action: 'suspend',
+        cooldown: '15m',
+        watch: ['key'],
+      },
       repeatedRequests: { max: 5, windowSeconds: 60 },
       authFailures: { max: 6, windowSeconds: 60, block: '5m' },
       alerts: { webhooks: [{ url: hook.url, secretEnv: 'GUARD_E2E_HOOK_SECRET', initialDelay: 50 }] },
@@ -70,11 +96,23 @@ afterAll(async () => {
 });
 
 let sent = 0;
-async function chat(index: number, key: string, options: { maxTokens?: number; content?: string; from?: string } = {}): Promise<{ status: number; body: { error?: { code: string; message: string } } }> {
+async function chat(
+  index: number,
+  key: string,
+  options: { maxTokens?: number; content?: string; from?: string } = {},
+): Promise<{ status: number; body: { error?: { code: string; message: string } } }> {
   const response = await fetch(`${processes[index % processes.length]!.url}/v1/chat/completions`, {
     method: 'POST',
-    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...(options.from ? { 'x-forwarded-for': options.from } : {}) },
-    body: JSON.stringify({ model: 'gpt-4o', max_tokens: options.maxTokens ?? 10, messages: [{ role: 'user', content: options.content ?? `question ${sent++}` }] }),
+    headers: {
+      authorization: `Bearer ${key}`,
+      'content-type': 'application/json',
+      ...(options.from ? { 'x-forwarded-for': options.from } : {}),
+    },
+    body: JSON.stringify({
+      model: 'gpt-4o',
+      max_tokens: options.maxTokens ?? 10,
+      messages: [{ role: 'user', content: options.content ?? `question ${sent++}` }],
+    }),
   });
   return { status: response.status, body: (await response.json()) as { error?: { code: string; message: string } } };
 }
@@ -121,14 +159,27 @@ describe('the guard across three processes on one Redis', () => {
     }, 5_000);
     for (let index = 0; index < processes.length; index++) expect((await chat(index, steady)).status).toBe(200);
     await flushAll();
-    await eventually(async () => expect(events().map((event) => event.type).sort()).toEqual(['anomaly', 'suspended']), 5_000);
-    for (const { headers, body } of hook.deliveries) expect(headers['x-tollgate-signature']).toBe(signBody(secret, body));
+    await eventually(
+      async () =>
+        expect(
+          events()
+            .map((event) => event.type)
+            .sort(),
+        ).toEqual(['anomaly', 'suspended']),
+      5_000,
+    );
+    for (const { headers, body } of hook.deliveries)
+      expect(headers['x-tollgate-signature']).toBe(signBody(secret, body));
     expect(events()[0]).toMatchObject({ keyId: 'runaway', tenantId: 'acme' });
     expect(hook.attempts()).toBe(allEvents().length + 1);
 
-    const listed = (await (await fetch(`${processes[2]!.url}/admin/guard/mitigations`)).json()) as { mitigations: { subject: string }[] };
+    const listed = (await (await fetch(`${processes[2]!.url}/admin/guard/mitigations`)).json()) as {
+      mitigations: { subject: string }[];
+    };
     expect(listed.mitigations.map((m) => m.subject)).toEqual(['key:runaway']);
-    const anomalies = (await (await fetch(`${processes[0]!.url}/admin/guard/anomalies`)).json()) as { anomalies: { subject: string }[] };
+    const anomalies = (await (await fetch(`${processes[0]!.url}/admin/guard/anomalies`)).json()) as {
+      anomalies: { subject: string }[];
+    };
     expect(anomalies.anomalies.map((a) => a.subject)).toEqual(['key:runaway']);
     expect((await fetch(`${processes[1]!.url}/admin/guard/keys/runaway/lift`, { method: 'POST' })).status).toBe(200);
     await eventually(async () => {
@@ -138,7 +189,8 @@ describe('the guard across three processes on one Redis', () => {
 
   it('blocks an address that fails authentication too often in every process, and no other address', async () => {
     hook.deliveries.length = 0;
-    for (let i = 0; i < 7; i++) expect((await chat(i, 'tgk_not-a-real-key', { from: '203.0.113.77' })).status).toBe(401);
+    for (let i = 0; i < 7; i++)
+      expect((await chat(i, 'tgk_not-a-real-key', { from: '203.0.113.77' })).status).toBe(401);
     await flushAll();
     await eventually(async () => {
       for (let index = 0; index < processes.length; index++) {
@@ -147,14 +199,16 @@ describe('the guard across three processes on one Redis', () => {
         expect(refused.body.error?.code).toBe('auth_failures_exceeded');
       }
     }, 2_000);
-    for (let index = 0; index < processes.length; index++) expect((await chat(index, steady, { from: '203.0.113.78' })).status).toBe(200);
+    for (let index = 0; index < processes.length; index++)
+      expect((await chat(index, steady, { from: '203.0.113.78' })).status).toBe(200);
     await flushAll();
     expect(events().map((event) => [event.type, event.address])).toEqual([['auth_flood', '203.0.113.77']]);
   }, 30_000);
 
   it('refuses a request repeated past max by one key, counted across the processes', async () => {
     const statuses: number[] = [];
-    for (let i = 0; i < 6; i++) statuses.push((await chat(i, steady, { content: 'the same question, again and again' })).status);
+    for (let i = 0; i < 6; i++)
+      statuses.push((await chat(i, steady, { content: 'the same question, again and again' })).status);
     expect(statuses).toEqual([200, 200, 200, 200, 200, 429]);
   }, 30_000);
 });

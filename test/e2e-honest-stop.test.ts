@@ -29,7 +29,12 @@ const CASES: Case[] = [
   // The same model, named `provider: "openai"` in the config without a tokenizer.
   { label: 'Llama behind an upstream named openai', api: 'openai.chat', model: 'llama-on-openai', tokenizer: 'llama3' },
   // A model group whose OpenAI-chat clients are served by Claude: the stream is translated between APIs.
-  { label: 'Claude through a translating model group', api: 'openai.chat', model: 'claude-via-chat', tokenizer: 'claude' },
+  {
+    label: 'Claude through a translating model group',
+    api: 'openai.chat',
+    model: 'claude-via-chat',
+    tokenizer: 'claude',
+  },
 ];
 const TEXTS = Object.keys(SAMPLE_TEXTS) as (keyof typeof SAMPLE_TEXTS)[];
 const CAPS = [300, 1000];
@@ -50,7 +55,8 @@ const key = newApiKey();
 const tokenizers = new Map<ProviderTokenizer['name'], ProviderTokenizer>();
 
 beforeAll(async () => {
-  for (const name of ['o200k', 'claude', 'gemini', 'llama3'] as const) tokenizers.set(name, await providerTokenizer(name));
+  for (const name of ['o200k', 'claude', 'gemini', 'llama3'] as const)
+    tokenizers.set(name, await providerTokenizer(name));
   dir = mkdtempSync(path.join(tmpdir(), 'tollgate-honest-'));
   usageLog = path.join(dir, 'usage.jsonl');
   fake = await startCapIgnoringUpstream({ honourCap: true, outputTokens: 5000 });
@@ -63,10 +69,18 @@ beforeAll(async () => {
       vllm: { baseUrl: `${fake.url}/v1`, api: 'openai-compatible' },
     },
     models: {
-      'llama-3.1-8b': { provider: 'vllm', inputPerMTok: 0.1, outputPerMTok: 0.2, maxOutputTokens: 4096, contextWindow: 131072 },
+      'llama-3.1-8b': {
+        provider: 'vllm',
+        inputPerMTok: 0.1,
+        outputPerMTok: 0.2,
+        maxOutputTokens: 4096,
+        contextWindow: 131072,
+      },
       'llama-on-openai': { provider: 'openai', inputPerMTok: 0.1, outputPerMTok: 0.2, maxOutputTokens: 4096 },
     },
-    modelGroups: { 'claude-via-chat': { strategy: 'fallback', targets: [{ upstream: 'anthropic', model: 'claude-haiku-4-5' }] } },
+    modelGroups: {
+      'claude-via-chat': { strategy: 'fallback', targets: [{ upstream: 'anthropic', model: 'claude-haiku-4-5' }] },
+    },
     tiers: { pro: { models: ['*'] } },
     tenants: { acme: { tier: 'pro', budget: { usd: 1000, period: 'day' } } },
     keys: [{ id: 'acme-key', sha256: sha256Hex(key), tenant: 'acme' }],
@@ -80,14 +94,21 @@ afterAll(async () => {
 });
 
 /** The request body of `api` asking `model` for at most `cap` tokens. */
-function requestOf(api: FakeApi, model: string, cap: number, stream: boolean): { route: string; body: Record<string, unknown> } {
+function requestOf(
+  api: FakeApi,
+  model: string,
+  cap: number,
+  stream: boolean,
+): { route: string; body: Record<string, unknown> } {
   const messages = [{ role: 'user', content: 'Write something long.' }];
   if (api === 'openai.chat') {
     const usage = stream ? { stream_options: { include_usage: true } } : {};
     return { route: '/v1/chat/completions', body: { model, messages, max_tokens: cap, stream, ...usage } };
   }
-  if (api === 'openai.responses') return { route: '/v1/responses', body: { model, input: 'Write something long.', max_output_tokens: cap, stream } };
-  if (api === 'anthropic.messages') return { route: '/v1/messages', body: { model, messages, max_tokens: cap, stream } };
+  if (api === 'openai.responses')
+    return { route: '/v1/responses', body: { model, input: 'Write something long.', max_output_tokens: cap, stream } };
+  if (api === 'anthropic.messages')
+    return { route: '/v1/messages', body: { model, messages, max_tokens: cap, stream } };
   const method = stream ? 'streamGenerateContent?alt=sse' : 'generateContent';
   const contents = [{ role: 'user', parts: [{ text: 'Write something long.' }] }];
   return { route: `/v1beta/models/${model}:${method}`, body: { contents, generationConfig: { maxOutputTokens: cap } } };
@@ -106,7 +127,10 @@ function at(value: unknown, ...path: (string | number)[]): unknown {
 /** How the answer said it ended, read from its JSON body or its stream's events (after any translation). */
 function endingOf(api: FakeApi, text: string, stream: boolean): unknown {
   const objects: unknown[] = stream
-    ? text.split('\n').filter((line) => line.startsWith('data: ') && line !== 'data: [DONE]').map((line) => JSON.parse(line.slice(6)) as unknown)
+    ? text
+        .split('\n')
+        .filter((line) => line.startsWith('data: ') && line !== 'data: [DONE]')
+        .map((line) => JSON.parse(line.slice(6)) as unknown)
     : [JSON.parse(text) as unknown];
   let ending: unknown;
   for (const object of objects) {
@@ -114,13 +138,19 @@ function endingOf(api: FakeApi, text: string, stream: boolean): unknown {
     else if (api === 'openai.responses') {
       const status = at(object, 'response', 'status') ?? at(object, 'status');
       if (status !== 'in_progress') ending = status ?? ending;
-    } else if (api === 'anthropic.messages') ending = at(object, 'delta', 'stop_reason') ?? at(object, 'stop_reason') ?? ending;
+    } else if (api === 'anthropic.messages')
+      ending = at(object, 'delta', 'stop_reason') ?? at(object, 'stop_reason') ?? ending;
     else ending = at(object, 'candidates', 0, 'finishReason') ?? ending;
   }
   return ending;
 }
 
-async function call(testCase: Case, cap: number, stream: boolean, requestId: string): Promise<{ text: string; record: UsageRecord }> {
+async function call(
+  testCase: Case,
+  cap: number,
+  stream: boolean,
+  requestId: string,
+): Promise<{ text: string; record: UsageRecord }> {
   const { route, body } = requestOf(testCase.api, testCase.model, cap, stream);
   const response = await fetch(`${proxy.url}${route}`, {
     method: 'POST',
@@ -128,30 +158,53 @@ async function call(testCase: Case, cap: number, stream: boolean, requestId: str
     body: JSON.stringify(body),
   });
   const text = await response.text();
-  expect({ status: response.status, text: response.status === 200 ? '' : text.slice(0, 300) }).toEqual({ status: 200, text: '' });
+  expect({ status: response.status, text: response.status === 200 ? '' : text.slice(0, 300) }).toEqual({
+    status: 200,
+    text: '',
+  });
   await fake.settled();
   await proxy.app.flushUsage();
-  const record = await waitFor(() => readUsageLog(usageLog).find((found) => found.requestId === requestId), `the record of ${requestId}`);
+  const record = await waitFor(
+    () => readUsageLog(usageLog).find((found) => found.requestId === requestId),
+    `the record of ${requestId}`,
+  );
   return { text, record };
 }
 
 describe.each(CASES)('$label', (testCase) => {
-  it.each(TEXTS)('an answer of exactly max_tokens (300 and 1,000) of %s text, streamed and JSON, is never cut: billed what the upstream reports', async (kind) => {
-    const tokenizer = tokenizers.get(testCase.tokenizer)!;
-    fake.options.tokens = { tokenizer, text: textOfTokens(tokenizer, SAMPLE_TEXTS[kind], 1200) };
-    fake.options.tokensPerEvent = kind === 'code' ? 3 : 1;
-    for (const cap of CAPS) {
-      for (const stream of [true, false]) {
-        const id = `${testCase.model}-${kind}-${cap}-${stream ? 'sse' : 'json'}`;
-        const { text, record } = await call(testCase, cap, stream, id);
-        const upstream = fake.calls.at(-1)!;
-        expect({ id, aborted: upstream.aborted, finished: upstream.finished, cap: upstream.cap }).toEqual({ id, aborted: false, finished: true, cap });
-        expect({ id, ending: endingOf(testCase.api, text, stream) }).toEqual({ id, ending: ENDINGS[testCase.api].cap });
-        expect(record).toMatchObject({ requestId: id, status: 200, usageSource: 'provider', outputTokens: cap, aborted: false });
-        expect({ id, outputOverCap: record.outputOverCap }).toEqual({ id, outputOverCap: undefined });
+  it.each(TEXTS)(
+    'an answer of exactly max_tokens (300 and 1,000) of %s text, streamed and JSON, is never cut: billed what the upstream reports',
+    async (kind) => {
+      const tokenizer = tokenizers.get(testCase.tokenizer)!;
+      fake.options.tokens = { tokenizer, text: textOfTokens(tokenizer, SAMPLE_TEXTS[kind], 1200) };
+      fake.options.tokensPerEvent = kind === 'code' ? 3 : 1;
+      for (const cap of CAPS) {
+        for (const stream of [true, false]) {
+          const id = `${testCase.model}-${kind}-${cap}-${stream ? 'sse' : 'json'}`;
+          const { text, record } = await call(testCase, cap, stream, id);
+          const upstream = fake.calls.at(-1)!;
+          expect({ id, aborted: upstream.aborted, finished: upstream.finished, cap: upstream.cap }).toEqual({
+            id,
+            aborted: false,
+            finished: true,
+            cap,
+          });
+          expect({ id, ending: endingOf(testCase.api, text, stream) }).toEqual({
+            id,
+            ending: ENDINGS[testCase.api].cap,
+          });
+          expect(record).toMatchObject({
+            requestId: id,
+            status: 200,
+            usageSource: 'provider',
+            outputTokens: cap,
+            aborted: false,
+          });
+          expect({ id, outputOverCap: record.outputOverCap }).toEqual({ id, outputOverCap: undefined });
+        }
       }
-    }
-  });
+    },
+  );
 
   it('an answer that ends by itself below its cap arrives with its own ending, billed its own count', async () => {
     const tokenizer = tokenizers.get(testCase.tokenizer)!;
@@ -163,7 +216,10 @@ describe.each(CASES)('$label', (testCase) => {
       const id = `${testCase.model}-natural-${stream ? 'sse' : 'json'}`;
       const { text: answer, record } = await call(testCase, 40, stream, id);
       const tokens = tokenizer.encode(text).length;
-      expect({ id, ending: endingOf(testCase.api, answer, stream) }).toEqual({ id, ending: ENDINGS[testCase.api].natural });
+      expect({ id, ending: endingOf(testCase.api, answer, stream) }).toEqual({
+        id,
+        ending: ENDINGS[testCase.api].natural,
+      });
       expect(record).toMatchObject({ status: 200, usageSource: 'provider', outputTokens: tokens });
       expect(fake.calls.at(-1)).toMatchObject({ aborted: false, finished: true });
     }

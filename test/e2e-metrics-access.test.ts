@@ -19,7 +19,7 @@ describe('GET /metrics', () => {
   it('is not served without an admin key, unless public', async () => {
     const response = await fetch(`${await proxyWith({})}/metrics`);
     expect(response.status).toBe(404);
-    expect((await response.json() as { error: { code: string } }).error.code).toBe('not_found');
+    expect(((await response.json()) as { error: { code: string } }).error.code).toBe('not_found');
   });
 
   it('asks for the admin key when there is one', async () => {

@@ -23,16 +23,22 @@ let proxies: SpawnedProxy[] = [];
 
 beforeAll(async () => {
   const configPath = path.join(dir, 'config.json');
-  writeFileSync(configPath, JSON.stringify({
-    redisPrefix: prefix,
-    adminKeySha256: sha256Hex(adminKey),
-    tiers: { limited: { requestsPerMinute: REQUESTS_PER_MINUTE }, roomy: { requestsPerMinute: 1000 } },
-    tenants: { 'limited-co': { tier: 'limited' }, 'budget-co': { tier: 'roomy', budget: { usd: BUDGET_USD, period: 'day' } } },
-    keys: [
-      { id: 'limited', sha256: sha256Hex(limitedKey), tenant: 'limited-co', scopes: ['chat'] },
-      { id: 'budgeted', sha256: sha256Hex(budgetKey), tenant: 'budget-co', scopes: ['chat'] },
-    ],
-  }));
+  writeFileSync(
+    configPath,
+    JSON.stringify({
+      redisPrefix: prefix,
+      adminKeySha256: sha256Hex(adminKey),
+      tiers: { limited: { requestsPerMinute: REQUESTS_PER_MINUTE }, roomy: { requestsPerMinute: 1000 } },
+      tenants: {
+        'limited-co': { tier: 'limited' },
+        'budget-co': { tier: 'roomy', budget: { usd: BUDGET_USD, period: 'day' } },
+      },
+      keys: [
+        { id: 'limited', sha256: sha256Hex(limitedKey), tenant: 'limited-co', scopes: ['chat'] },
+        { id: 'budgeted', sha256: sha256Hex(budgetKey), tenant: 'budget-co', scopes: ['chat'] },
+      ],
+    }),
+  );
   const env = { TOLLGATE_CONFIG: configPath, REDIS_URL };
   proxies = await Promise.all([spawnProxy(env), spawnProxy(env)]);
 }, 60_000);
@@ -52,11 +58,17 @@ describe('two processes, one Redis', () => {
   });
 
   it('share one request limit exactly: 10 of 16 alternating requests pass', async () => {
-    const clients = proxies.map((proxy) => new OpenAI({ apiKey: limitedKey, baseURL: `${proxy.url}/v1`, maxRetries: 0 }));
+    const clients = proxies.map(
+      (proxy) => new OpenAI({ apiKey: limitedKey, baseURL: `${proxy.url}/v1`, maxRetries: 0 }),
+    );
     const statuses: number[] = [];
     for (let i = 0; i < 16; i++) {
       try {
-        await clients[i % 2]!.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 });
+        await clients[i % 2]!.chat.completions.create({
+          model: 'gpt-4o-mini',
+          messages: [{ role: 'user', content: 'hi' }],
+          max_tokens: 3,
+        });
         statuses.push(200);
       } catch (error) {
         statuses.push((error as OpenAIApiError).status ?? 0);
@@ -68,11 +80,22 @@ describe('two processes, one Redis', () => {
   });
 
   it('share one budget exactly: spend is the sum over both processes and never passes the limit', async () => {
-    const clients = proxies.map((proxy) => new OpenAI({ apiKey: budgetKey, baseURL: `${proxy.url}/v1`, maxRetries: 0 }));
+    const clients = proxies.map(
+      (proxy) => new OpenAI({ apiKey: budgetKey, baseURL: `${proxy.url}/v1`, maxRetries: 0 }),
+    );
     const messages = [{ role: 'user' as const, content: 'hi' }];
     // gpt-4o: $2.50 input, $10 output per 1M tokens; each answer is 10 tokens: about $0.000118 a request.
     const price = createPricing().get('gpt-4o');
-    const each = costNanoUsd({ inputTokens: countPromptTokens({ messages }), cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 10, reasoningTokens: 0 }, price);
+    const each = costNanoUsd(
+      {
+        inputTokens: countPromptTokens({ messages }),
+        cachedInputTokens: 0,
+        cacheWriteTokens: 0,
+        outputTokens: 10,
+        reasoningTokens: 0,
+      },
+      price,
+    );
     let ok = 0;
     let refused = 0;
     for (let i = 0; i < 40 && refused < 4; i++) {
@@ -84,10 +107,18 @@ describe('two processes, one Redis', () => {
         refused++;
       }
     }
-    const views = await Promise.all(proxies.map(async (proxy) => {
-      const response = await fetch(`${proxy.url}/admin/budgets/tenant/budget-co`, { headers: { authorization: `Bearer ${adminKey}` } });
-      return ((await response.json()) as { budgets: { spentNanoUsd: number; reservedNanoUsd: number; limitNanoUsd: number }[] }).budgets[0]!;
-    }));
+    const views = await Promise.all(
+      proxies.map(async (proxy) => {
+        const response = await fetch(`${proxy.url}/admin/budgets/tenant/budget-co`, {
+          headers: { authorization: `Bearer ${adminKey}` },
+        });
+        return (
+          (await response.json()) as {
+            budgets: { spentNanoUsd: number; reservedNanoUsd: number; limitNanoUsd: number }[];
+          }
+        ).budgets[0]!;
+      }),
+    );
     expect(views[0]).toEqual(views[1]);
     const view = views[0]!;
     expect(view.limitNanoUsd).toBe(BUDGET_USD * 1e9);

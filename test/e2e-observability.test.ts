@@ -47,7 +47,10 @@ interface AccessLine {
 
 async function logLines(): Promise<AccessLine[]> {
   await proxyLog.flush();
-  return readFileSync(logFile, 'utf8').split('\n').filter((line) => line.length > 0).map((line) => JSON.parse(line) as AccessLine);
+  return readFileSync(logFile, 'utf8')
+    .split('\n')
+    .filter((line) => line.length > 0)
+    .map((line) => JSON.parse(line) as AccessLine);
 }
 
 /** The access line of the response that carried `requestId`. */
@@ -60,11 +63,20 @@ async function lineOf(requestId: string): Promise<AccessLine> {
   throw new Error(`no access line for ${requestId}`);
 }
 
-async function chat(key: string | undefined, body: Record<string, unknown> = {}, headers: Record<string, string> = {}): Promise<{ status: number; requestId: string }> {
+async function chat(
+  key: string | undefined,
+  body: Record<string, unknown> = {},
+  headers: Record<string, string> = {},
+): Promise<{ status: number; requestId: string }> {
   const response = await fetch(`${proxy.url}/v1/chat/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...(key ? { authorization: `Bearer ${key}` } : {}), ...headers },
-    body: JSON.stringify({ model: 'gpt-4o-mini', max_tokens: 16, messages: [{ role: 'user', content: 'Say hello.' }], ...body }),
+    body: JSON.stringify({
+      model: 'gpt-4o-mini',
+      max_tokens: 16,
+      messages: [{ role: 'user', content: 'Say hello.' }],
+      ...body,
+    }),
   });
   await response.arrayBuffer();
   return { status: response.status, requestId: response.headers.get('x-request-id')! };
@@ -84,14 +96,26 @@ function sampleOf(text: string, series: string): number | undefined {
 beforeAll(async () => {
   const pair = await generateKeyPair('RS256');
   const jwk: JWK = { ...(await exportJWK(pair.publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' };
-  jwt = await new SignJWT({ org_id: 'acme', scope: 'chat' }).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).setSubject('user-42')
-    .setIssuer('https://idp.example').setAudience('tollgate').setIssuedAt().setExpirationTime('5m').sign(pair.privateKey);
+  jwt = await new SignJWT({ org_id: 'acme', scope: 'chat' })
+    .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
+    .setSubject('user-42')
+    .setIssuer('https://idp.example')
+    .setAudience('tollgate')
+    .setIssuedAt()
+    .setExpirationTime('5m')
+    .sign(pair.privateKey);
   upstream = await startMockUpstream();
   const config: ProxyConfig = {
     adminKeySha256: sha256Hex(adminKey),
     requiredScope: 'chat',
     upstreams: { openai: { baseUrl: `${upstream.url}/v1`, apiKey: upstreamKey } },
-    jwt: { issuer: 'https://idp.example', audience: 'tollgate', jwks: { keys: [jwk as Record<string, unknown>] }, tenantClaim: 'org_id', scopeClaim: 'scope' },
+    jwt: {
+      issuer: 'https://idp.example',
+      audience: 'tollgate',
+      jwks: { keys: [jwk as Record<string, unknown>] },
+      tenantClaim: 'org_id',
+      scopeClaim: 'scope',
+    },
     tiers: {
       pro: { requestsPerMinute: 1000, models: ['*'] },
       limited: { requestsPerMinute: 1, models: ['*'] },
@@ -115,7 +139,11 @@ beforeAll(async () => {
   // The proxy's own log, as `"log": { "level": "debug", "destination": <file> }` makes it, read back from the file.
   proxyLog = createProxyLog({ level: 'debug', destination: logFile });
   // Memory stores are not timed by default (too cheap to be worth it): these tests ask for their timings.
-  proxy = await startProxy(config, { logger: proxyLog.logger, tracer: tracerProvider.getTracer('e2e'), timeStoreCalls: true });
+  proxy = await startProxy(config, {
+    logger: proxyLog.logger,
+    tracer: tracerProvider.getTracer('e2e'),
+    timeStoreCalls: true,
+  });
 });
 
 afterAll(async () => {
@@ -161,18 +189,31 @@ describe('the access log', () => {
     expect((await chat(keys.limited)).status).toBe(200);
     const limited = await chat(keys.limited);
     expect(limited.status).toBe(429);
-    expect(await lineOf(limited.requestId)).toMatchObject({ status: 429, keyId: 'limited-key', refusal: { layer: 'requests', code: 'rate_limit_exceeded' } });
+    expect(await lineOf(limited.requestId)).toMatchObject({
+      status: 429,
+      keyId: 'limited-key',
+      refusal: { layer: 'requests', code: 'rate_limit_exceeded' },
+    });
 
     const broke = await chat(keys.broke);
     expect(broke.status).toBe(429);
-    expect(await lineOf(broke.requestId)).toMatchObject({ status: 429, keyId: 'broke-key', refusal: { layer: 'budget', code: 'insufficient_quota' } });
+    expect(await lineOf(broke.requestId)).toMatchObject({
+      status: 429,
+      keyId: 'broke-key',
+      refusal: { layer: 'budget', code: 'insufficient_quota' },
+    });
 
     upstream.mock.behavior.latencyMs = 300;
     try {
-      const [first, second] = await Promise.all([chat(keys.single), new Promise((resolve) => setTimeout(resolve, 50)).then(() => chat(keys.single))]);
+      const [first, second] = await Promise.all([
+        chat(keys.single),
+        new Promise((resolve) => setTimeout(resolve, 50)).then(() => chat(keys.single)),
+      ]);
       expect(first.status).toBe(200);
       expect(second.status).toBe(429);
-      expect(await lineOf(second.requestId)).toMatchObject({ refusal: { layer: 'concurrency', code: 'rate_limit_exceeded' } });
+      expect(await lineOf(second.requestId)).toMatchObject({
+        refusal: { layer: 'concurrency', code: 'rate_limit_exceeded' },
+      });
     } finally {
       upstream.mock.behavior.latencyMs = 0;
     }
@@ -202,7 +243,10 @@ describe('the access log', () => {
     expect(unauthorized.status).toBe(401);
     const lines = await logLines();
     expect(lines.find((line) => line.request?.path === '/healthz')).toMatchObject({ level: 20 });
-    expect(lines.find((line) => line.request?.path === '/metrics' && line.status === 401)).toMatchObject({ level: 30, refusal: { layer: 'auth' } });
+    expect(lines.find((line) => line.request?.path === '/metrics' && line.status === 401)).toMatchObject({
+      level: 30,
+      refusal: { layer: 'auth' },
+    });
   });
 });
 
@@ -214,7 +258,12 @@ describe('store failures', () => {
     };
     const failingLog = createProxyLog({ level: 'info', destination: join(dir, 'failing.log') });
     const failing = await startProxy(
-      { adminKeySha256: sha256Hex(adminKey), tiers: { pro: { tokensPerMinute: 100_000 } }, defaultTier: 'pro', keys: [{ id: 'k', sha256: sha256Hex(keys.pro) }] },
+      {
+        adminKeySha256: sha256Hex(adminKey),
+        tiers: { pro: { tokensPerMinute: 100_000 } },
+        defaultTier: 'pro',
+        keys: [{ id: 'k', sha256: sha256Hex(keys.pro) }],
+      },
       { stores, logger: failingLog.logger, timeStoreCalls: true },
     );
     try {
@@ -224,41 +273,80 @@ describe('store failures', () => {
         body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }),
       });
       expect(response.status).toBe(503);
-      const text = await (await fetch(`${failing.url}/metrics`, { headers: { authorization: `Bearer ${adminKey}` } })).text();
+      const text = await (
+        await fetch(`${failing.url}/metrics`, { headers: { authorization: `Bearer ${adminKey}` } })
+      ).text();
       // tokenRateLimit reports the failed consume, and again the give-back that then has nothing to give back.
       expect(sampleOf(text, 'tollgate_store_failures_total{layer="tokens"}')).toBeGreaterThanOrEqual(1);
       expect(sampleOf(text, 'tollgate_refusals_total{layer="tokens",reason="service_unavailable"}')).toBe(1);
-      expect(sampleOf(text, 'tollgate_store_call_duration_seconds_count{operation="counter.consume",outcome="error"}')).toBe(1);
+      expect(
+        sampleOf(text, 'tollgate_store_call_duration_seconds_count{operation="counter.consume",outcome="error"}'),
+      ).toBe(1);
     } finally {
       await failing.close();
       await failingLog.close();
     }
-    const lines = readFileSync(join(dir, 'failing.log'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as AccessLine);
-    expect(lines.find((line) => line.msg === 'store failure')).toMatchObject({ level: 50, layer: 'tokens', err: { message: expect.stringContaining('store is down') } });
-    expect(lines.find((line) => line.status === 503)).toMatchObject({ level: 50, msg: 'request failed', refusal: { layer: 'tokens', code: 'service_unavailable' } });
+    const lines = readFileSync(join(dir, 'failing.log'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as AccessLine);
+    expect(lines.find((line) => line.msg === 'store failure')).toMatchObject({
+      level: 50,
+      layer: 'tokens',
+      err: { message: expect.stringContaining('store is down') },
+    });
+    expect(lines.find((line) => line.status === 503)).toMatchObject({
+      level: 50,
+      msg: 'request failed',
+      refusal: { layer: 'tokens', code: 'service_unavailable' },
+    });
   });
 });
 
 describe('the metrics', () => {
   it('count refusals by layer and reason: a rate-limit 429 apart from a budget 429; 401 and 403 counted', async () => {
     const text = await metrics();
-    expect(sampleOf(text, 'tollgate_refusals_total{layer="requests",reason="rate_limit_exceeded"}')).toBeGreaterThanOrEqual(1);
-    expect(sampleOf(text, 'tollgate_refusals_total{layer="budget",reason="insufficient_quota"}')).toBeGreaterThanOrEqual(1);
-    expect(sampleOf(text, 'tollgate_refusals_total{layer="concurrency",reason="rate_limit_exceeded"}')).toBeGreaterThanOrEqual(1);
+    expect(
+      sampleOf(text, 'tollgate_refusals_total{layer="requests",reason="rate_limit_exceeded"}'),
+    ).toBeGreaterThanOrEqual(1);
+    expect(
+      sampleOf(text, 'tollgate_refusals_total{layer="budget",reason="insufficient_quota"}'),
+    ).toBeGreaterThanOrEqual(1);
+    expect(
+      sampleOf(text, 'tollgate_refusals_total{layer="concurrency",reason="rate_limit_exceeded"}'),
+    ).toBeGreaterThanOrEqual(1);
     expect(sampleOf(text, 'tollgate_refusals_total{layer="auth",reason="invalid_api_key"}')).toBeGreaterThanOrEqual(2);
-    expect(sampleOf(text, 'tollgate_refusals_total{layer="scope",reason="insufficient_scope"}')).toBeGreaterThanOrEqual(1);
-    expect(sampleOf(text, 'tollgate_http_responses_total{route="/v1/chat/completions",status="401"}')).toBeGreaterThanOrEqual(2);
-    expect(sampleOf(text, 'tollgate_http_responses_total{route="/v1/chat/completions",status="403"}')).toBeGreaterThanOrEqual(1);
-    expect(sampleOf(text, 'tollgate_http_responses_total{route="/v1/chat/completions",status="429"}')).toBeGreaterThanOrEqual(3);
+    expect(sampleOf(text, 'tollgate_refusals_total{layer="scope",reason="insufficient_scope"}')).toBeGreaterThanOrEqual(
+      1,
+    );
+    expect(
+      sampleOf(text, 'tollgate_http_responses_total{route="/v1/chat/completions",status="401"}'),
+    ).toBeGreaterThanOrEqual(2);
+    expect(
+      sampleOf(text, 'tollgate_http_responses_total{route="/v1/chat/completions",status="403"}'),
+    ).toBeGreaterThanOrEqual(1);
+    expect(
+      sampleOf(text, 'tollgate_http_responses_total{route="/v1/chat/completions",status="429"}'),
+    ).toBeGreaterThanOrEqual(3);
   });
 
   it('count upstream calls, errors and latency per upstream and model, store calls, and budgets per tenant', async () => {
     const text = await metrics();
-    expect(sampleOf(text, 'tollgate_upstream_requests_total{provider="openai",model="gpt-4o-mini",status="200"}')).toBeGreaterThanOrEqual(1);
-    expect(sampleOf(text, 'tollgate_upstream_requests_total{provider="openai",model="gpt-4o-mini",status="500"}')).toBe(1);
-    expect(sampleOf(text, 'tollgate_upstream_errors_total{provider="openai",model="gpt-4o-mini",reason="status"}')).toBe(1);
-    expect(sampleOf(text, 'tollgate_upstream_duration_seconds_count{provider="openai",model="gpt-4o-mini"}')).toBeGreaterThanOrEqual(2);
-    expect(sampleOf(text, 'tollgate_store_call_duration_seconds_count{operation="ledger.reserve",outcome="ok"}')).toBeGreaterThanOrEqual(1);
+    expect(
+      sampleOf(text, 'tollgate_upstream_requests_total{provider="openai",model="gpt-4o-mini",status="200"}'),
+    ).toBeGreaterThanOrEqual(1);
+    expect(sampleOf(text, 'tollgate_upstream_requests_total{provider="openai",model="gpt-4o-mini",status="500"}')).toBe(
+      1,
+    );
+    expect(
+      sampleOf(text, 'tollgate_upstream_errors_total{provider="openai",model="gpt-4o-mini",reason="status"}'),
+    ).toBe(1);
+    expect(
+      sampleOf(text, 'tollgate_upstream_duration_seconds_count{provider="openai",model="gpt-4o-mini"}'),
+    ).toBeGreaterThanOrEqual(2);
+    expect(
+      sampleOf(text, 'tollgate_store_call_duration_seconds_count{operation="ledger.reserve",outcome="ok"}'),
+    ).toBeGreaterThanOrEqual(1);
     expect(sampleOf(text, 'tollgate_budget_limit_usd{scope="tenant",id="acme"}')).toBe(10);
     expect(sampleOf(text, 'tollgate_budget_spent_usd{scope="tenant",id="acme"}')).toBeGreaterThan(0);
     expect(sampleOf(text, 'tollgate_budget_limit_usd{scope="tenant",id="broke"}')).toBe(0.000001);
@@ -268,7 +356,10 @@ describe('the metrics', () => {
 describe('store call timings', () => {
   it('are left out for memory stores unless asked for: the calls cost less than timing them', async () => {
     const plain = await startProxy({
-      adminKeySha256: sha256Hex(adminKey), tiers: { pro: { tokensPerMinute: 100_000 } }, defaultTier: 'pro', keys: [{ id: 'k', sha256: sha256Hex(keys.pro) }],
+      adminKeySha256: sha256Hex(adminKey),
+      tiers: { pro: { tokensPerMinute: 100_000 } },
+      defaultTier: 'pro',
+      keys: [{ id: 'k', sha256: sha256Hex(keys.pro) }],
     });
     try {
       const response = await fetch(`${plain.url}/v1/chat/completions`, {
@@ -278,7 +369,9 @@ describe('store call timings', () => {
       });
       expect(response.status).toBe(200);
       await response.text();
-      const text = await (await fetch(`${plain.url}/metrics`, { headers: { authorization: `Bearer ${adminKey}` } })).text();
+      const text = await (
+        await fetch(`${plain.url}/metrics`, { headers: { authorization: `Bearer ${adminKey}` } })
+      ).text();
       expect(sampleOf(text, 'tollgate_http_responses_total{route="/v1/chat/completions",status="200"}')).toBe(1);
       expect(text).not.toContain('tollgate_store_call_duration_seconds_count{');
     } finally {
@@ -288,9 +381,11 @@ describe('store call timings', () => {
 });
 
 describe('the spans', () => {
-  it('one per provider request, with the GenAI attributes and tollgate\'s; an upstream failure is an error', async () => {
+  it("one per provider request, with the GenAI attributes and tollgate's; an upstream failure is an error", async () => {
     const spans = exporter.getFinishedSpans();
-    const ok = spans.find((span) => span.attributes['tollgate.key.id'] === 'pro-key' && span.status.code !== SpanStatusCode.ERROR);
+    const ok = spans.find(
+      (span) => span.attributes['tollgate.key.id'] === 'pro-key' && span.status.code !== SpanStatusCode.ERROR,
+    );
     expect(ok?.name).toBe('chat gpt-4o-mini');
     expect(ok?.attributes).toMatchObject({
       'gen_ai.operation.name': 'chat',
@@ -308,7 +403,9 @@ describe('the spans', () => {
     const failed = spans.find((span) => span.status.code === SpanStatusCode.ERROR);
     expect(failed?.attributes).toMatchObject({ 'error.type': 'upstream_error', 'http.response.status_code': 500 });
     // Refused requests never reached a provider: no span of theirs.
-    expect(spans.filter((span) => ['broke-key', 'no-scope-key'].includes(String(span.attributes['tollgate.key.id'])))).toHaveLength(0);
+    expect(
+      spans.filter((span) => ['broke-key', 'no-scope-key'].includes(String(span.attributes['tollgate.key.id']))),
+    ).toHaveLength(0);
   });
 });
 
@@ -320,7 +417,11 @@ describe('nothing secret', () => {
     expect(badJwt.status).toBe(401);
     await metrics();
     const text = readFileSync(logFile, 'utf8') + (await logLines()).map((line) => JSON.stringify(line)).join('\n');
-    const spanText = JSON.stringify(exporter.getFinishedSpans().map((span) => ({ name: span.name, attributes: span.attributes, status: span.status, events: span.events })));
+    const spanText = JSON.stringify(
+      exporter
+        .getFinishedSpans()
+        .map((span) => ({ name: span.name, attributes: span.attributes, status: span.status, events: span.events })),
+    );
     const secrets = [...Object.values(keys), adminKey, upstreamKey, jwt, jwt.split('.')[2]!];
     for (const secret of secrets) {
       expect(text).not.toContain(secret);
@@ -330,8 +431,30 @@ describe('nothing secret', () => {
   });
 
   it("censors credential headers with pino's redact paths, should a request's headers ever be logged", async () => {
-    proxyLog.logger.info({ req: { method: 'POST', headers: { authorization: `Bearer ${keys.pro}`, 'x-api-key': keys.pro, 'x-goog-api-key': keys.pro, cookie: `tollgate_admin=${adminKey}`, 'user-agent': 'test' } } }, 'a request, logged whole');
-    const line = (await logLines()).find((candidate) => candidate.msg === 'a request, logged whole') as unknown as { req: { headers: Record<string, string> } };
-    expect(line.req.headers).toEqual({ authorization: '[redacted]', 'x-api-key': '[redacted]', 'x-goog-api-key': '[redacted]', cookie: '[redacted]', 'user-agent': 'test' });
+    proxyLog.logger.info(
+      {
+        req: {
+          method: 'POST',
+          headers: {
+            authorization: `Bearer ${keys.pro}`,
+            'x-api-key': keys.pro,
+            'x-goog-api-key': keys.pro,
+            cookie: `tollgate_admin=${adminKey}`,
+            'user-agent': 'test',
+          },
+        },
+      },
+      'a request, logged whole',
+    );
+    const line = (await logLines()).find((candidate) => candidate.msg === 'a request, logged whole') as unknown as {
+      req: { headers: Record<string, string> };
+    };
+    expect(line.req.headers).toEqual({
+      authorization: '[redacted]',
+      'x-api-key': '[redacted]',
+      'x-goog-api-key': '[redacted]',
+      cookie: '[redacted]',
+      'user-agent': 'test',
+    });
   });
 });

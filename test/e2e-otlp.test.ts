@@ -55,7 +55,10 @@ describe('OpenTelemetry export from pnpm start', () => {
       });
       expect(response.status).toBe(200);
       await response.arrayBuffer();
-      await waitFor(async () => exports.some((sent) => sent.body.includes('gen_ai.usage.output_tokens')) || undefined, 'the span of the call at the collector');
+      await waitFor(
+        async () => exports.some((sent) => sent.body.includes('gen_ai.usage.output_tokens')) || undefined,
+        'the span of the call at the collector',
+      );
     } finally {
       await proxy.stop();
     }
@@ -64,15 +67,33 @@ describe('OpenTelemetry export from pnpm start', () => {
     expect(traces[0]!.headers['content-type']).toBe('application/x-protobuf');
     // Protobuf keeps strings as they are: the names of the attributes and the resource are readable in the bytes.
     const bytes = Buffer.concat(traces.map((sent) => sent.body));
-    for (const text of ['gateway-under-test', '@tollgate/metering', 'chat gpt-4o-mini', 'gen_ai.operation.name', 'gen_ai.provider.name', 'gen_ai.request.model', 'gen_ai.usage.input_tokens', 'tollgate.tenant.id', 'demo-pro', 'tollgate.cost.nano_usd']) {
+    for (const text of [
+      'gateway-under-test',
+      '@tollgate/metering',
+      'chat gpt-4o-mini',
+      'gen_ai.operation.name',
+      'gen_ai.provider.name',
+      'gen_ai.request.model',
+      'gen_ai.usage.input_tokens',
+      'tollgate.tenant.id',
+      'demo-pro',
+      'tollgate.cost.nano_usd',
+    ]) {
       expect(bytes.includes(text)).toBe(true);
     }
     expect(bytes.includes(key!)).toBe(false);
   }, 40_000);
 
   it('refuses to start with a protocol it does not speak, saying which to use', async () => {
-    const { code, output } = await runProxyExpectingExit({ TOLLGATE_CONFIG: '', REDIS_URL: '', OTEL_EXPORTER_OTLP_ENDPOINT: collectorUrl, OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' });
+    const { code, output } = await runProxyExpectingExit({
+      TOLLGATE_CONFIG: '',
+      REDIS_URL: '',
+      OTEL_EXPORTER_OTLP_ENDPOINT: collectorUrl,
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc',
+    });
     expect(code).toBe(1);
-    expect(output).toContain('OTEL_EXPORTER_OTLP_PROTOCOL=grpc is not supported by the proxy: use http/protobuf (the default) or http/json');
+    expect(output).toContain(
+      'OTEL_EXPORTER_OTLP_PROTOCOL=grpc is not supported by the proxy: use http/protobuf (the default) or http/json',
+    );
   }, 30_000);
 });

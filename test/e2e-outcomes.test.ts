@@ -18,7 +18,14 @@ function baseConfig() {
     adminKeySha256: sha256Hex(adminKey),
     tenants: { acme: {}, globex: {} },
     keys: [
-      { id: 'alice-key', sha256: sha256Hex(aliceKey), tenant: 'acme', user: 'alice', feature: 'support-bot', scopes: ['chat'] },
+      {
+        id: 'alice-key',
+        sha256: sha256Hex(aliceKey),
+        tenant: 'acme',
+        user: 'alice',
+        feature: 'support-bot',
+        scopes: ['chat'],
+      },
       { id: 'bob-key', sha256: sha256Hex(bobKey), tenant: 'globex', user: 'bob', feature: 'sales', scopes: ['chat'] },
     ],
   };
@@ -57,25 +64,39 @@ function postgres(): Ledger {
 
 async function chat(client: OpenAI, content: string, conversationId?: string): Promise<string> {
   const { response } = await client.chat.completions
-    .create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content }], max_tokens: 10 }, conversationId ? { headers: { 'x-conversation-id': conversationId } } : {})
+    .create(
+      { model: 'gpt-4o-mini', messages: [{ role: 'user', content }], max_tokens: 10 },
+      conversationId ? { headers: { 'x-conversation-id': conversationId } } : {},
+    )
     .withResponse();
   const requestId = response.headers.get('x-request-id');
   expect(requestId).toBeTruthy();
   return requestId!;
 }
 
-describe.each([['the embedded ledger (PGlite)', embedded], ['PostgreSQL', postgres]])('outcomes on %s', (_name, open) => {
+describe.each([
+  ['the embedded ledger (PGlite)', embedded],
+  ['PostgreSQL', postgres],
+])('outcomes on %s', (_name, open) => {
   let ledger: Ledger;
   let proxy: RunningProxy;
   let alice: OpenAI;
   let bob: OpenAI;
-  const report = (key: string, body: unknown) => fetch(`${proxy.url}/v1/outcomes`, {
-    method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body),
-  });
+  const report = (key: string, body: unknown) =>
+    fetch(`${proxy.url}/v1/outcomes`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
   const overview = async () => {
-    const answer = await fetch(`${proxy.url}/dashboard/api/overview`, { headers: { authorization: `Bearer ${adminKey}` } });
+    const answer = await fetch(`${proxy.url}/dashboard/api/overview`, {
+      headers: { authorization: `Bearer ${adminKey}` },
+    });
     expect(answer.status).toBe(200);
-    return (await answer.json()) as { outcomes: { tenants: Record<string, unknown>[]; features: Record<string, unknown>[] }; tenants: { id: string; ledgerSpentNanoUsd: number }[] };
+    return (await answer.json()) as {
+      outcomes: { tenants: Record<string, unknown>[]; features: Record<string, unknown>[] };
+      tenants: { id: string; ledgerSpentNanoUsd: number }[];
+    };
   };
 
   beforeAll(async () => {
@@ -96,7 +117,14 @@ describe.each([['the embedded ledger (PGlite)', embedded], ['PostgreSQL', postgr
     const first = await report(aliceKey, { request_id: requestId, kind: 'resolved', value_usd: 2.5 });
     expect(first.status).toBe(201);
     const body = (await first.json()) as Record<string, unknown>;
-    expect(body).toMatchObject({ object: 'outcome', kind: 'resolved', request_id: requestId, value_usd: 2.5, created: true, requests: 1 });
+    expect(body).toMatchObject({
+      object: 'outcome',
+      kind: 'resolved',
+      request_id: requestId,
+      value_usd: 2.5,
+      created: true,
+      requests: 1,
+    });
     expect(body.cost_usd).toBeGreaterThan(0);
     const again = await report(aliceKey, { request_id: requestId, kind: 'resolved', value_usd: 99 });
     expect(again.status).toBe(200);
@@ -111,14 +139,24 @@ describe.each([['the embedded ledger (PGlite)', embedded], ['PostgreSQL', postgr
     await chat(bob, 'four', conversation);
     const answer = await report(aliceKey, { conversation_id: conversation, kind: 'converted', value_usd: 40 });
     expect(answer.status).toBe(201);
-    expect(await answer.json()).toMatchObject({ conversation_id: conversation, kind: 'converted', requests: 2, created: true });
+    expect(await answer.json()).toMatchObject({
+      conversation_id: conversation,
+      kind: 'converted',
+      requests: 2,
+      created: true,
+    });
   });
 
-  it('never reaches another tenant\'s requests, and says so with a 404', async () => {
+  it("never reaches another tenant's requests, and says so with a 404", async () => {
     const alicesRequest = await chat(alice, 'five');
     const answer = await report(bobKey, { request_id: alicesRequest, kind: 'resolved' });
     expect(answer.status).toBe(404);
-    expect(await answer.json()).toEqual({ error: expect.objectContaining({ code: 'not_found', message: expect.stringContaining(`No recorded request ${alicesRequest} for this tenant`) }) });
+    expect(await answer.json()).toEqual({
+      error: expect.objectContaining({
+        code: 'not_found',
+        message: expect.stringContaining(`No recorded request ${alicesRequest} for this tenant`),
+      }),
+    });
     expect((await report(aliceKey, { conversation_id: 'never-sent', kind: 'resolved' })).status).toBe(404);
   });
 
@@ -139,11 +177,15 @@ describe.each([['the embedded ledger (PGlite)', embedded], ['PostgreSQL', postgr
       expect(answer.status).toBe(400);
       expect(await answer.json()).toEqual({ error: expect.objectContaining({ code: 'invalid_request', param }) });
     }
-    const anonymous = await fetch(`${proxy.url}/v1/outcomes`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"request_id":"r1","kind":"resolved"}' });
+    const anonymous = await fetch(`${proxy.url}/v1/outcomes`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"request_id":"r1","kind":"resolved"}',
+    });
     expect(anonymous.status).toBe(401);
   });
 
-  it('shows cost per outcome per tenant and feature on the dashboard, equal to the ledger\'s', async () => {
+  it("shows cost per outcome per tenant and feature on the dashboard, equal to the ledger's", async () => {
     await proxy.app.flushUsage();
     const data = await overview();
     const resolved = data.outcomes.tenants.find((row) => row.group === 'acme' && row.kind === 'resolved');
@@ -151,13 +193,20 @@ describe.each([['the embedded ledger (PGlite)', embedded], ['PostgreSQL', postgr
     expect(resolved).toMatchObject({ outcomes: 1, requests: 1, valueNanoUsd: 2_500_000_000 });
     expect(converted).toMatchObject({ outcomes: 1, requests: 2, valueNanoUsd: 40_000_000_000 });
     expect(data.outcomes.tenants.some((row) => row.group === 'globex')).toBe(false);
-    expect(data.outcomes.features).toEqual(expect.arrayContaining([expect.objectContaining({ group: 'support-bot', kind: 'converted', outcomes: 1 })]));
+    expect(data.outcomes.features).toEqual(
+      expect.arrayContaining([expect.objectContaining({ group: 'support-bot', kind: 'converted', outcomes: 1 })]),
+    );
     if (ledger.db) {
       // On PostgreSQL the same numbers straight from the ledger.
-      const rows = await costPerOutcome(ledger.db, { ...ledger.location, by: 'tenant', since: new Date(Date.now() - 3_600_000) });
+      const rows = await costPerOutcome(ledger.db, {
+        ...ledger.location,
+        by: 'tenant',
+        since: new Date(Date.now() - 3_600_000),
+      });
       expect(data.outcomes.tenants).toEqual(rows);
     }
     // Cost per outcome is the requests' cost over the outcomes, to the nano-dollar.
-    for (const row of data.outcomes.tenants) expect(row.costPerOutcomeNanoUsd).toBe(Math.ceil((row.costNanoUsd as number) / (row.outcomes as number)));
+    for (const row of data.outcomes.tenants)
+      expect(row.costPerOutcomeNanoUsd).toBe(Math.ceil((row.costNanoUsd as number) / (row.outcomes as number)));
   });
 });

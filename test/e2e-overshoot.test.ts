@@ -56,8 +56,12 @@ const tenantOf = (scenario: Scenario) => `tenant-${scenario.name}`;
 const upstreamOf = (scenario: Scenario) => `fake-${scenario.name}`;
 
 /** The body a client sends; the upstream's bill and the budget's size follow from what tollgate estimates for it. */
-const bodyOf = (model: string, stream: boolean) =>
-  ({ model, messages: [{ role: 'user', content: PROMPT }], max_tokens: MAX_TOKENS, stream });
+const bodyOf = (model: string, stream: boolean) => ({
+  model,
+  messages: [{ role: 'user', content: PROMPT }],
+  max_tokens: MAX_TOKENS,
+  stream,
+});
 
 /** Tollgate's own input estimate of a chat body for these models (exact: the prompt is far inside the count's time box). */
 const estimatedInput = (body: Record<string, unknown>) =>
@@ -93,33 +97,48 @@ const limitNanoUsd = (model: string) => Math.round(REQUESTS_PER_BUDGET * estimat
 beforeAll(async () => {
   await preloadTokenizers();
   for (const scenario of SCENARIOS) {
-    fakes.set(scenario.name, await startCapIgnoringUpstream({
-      honourCap: true,
-      outputTokens: 1_000_000,
-      tokensPerEvent: 40,
-      delayMs: scenario.delayMs,
-      billInput: (_api, body) => scenario.billingFactor * estimatedInput(body).tokens,
-    }));
+    fakes.set(
+      scenario.name,
+      await startCapIgnoringUpstream({
+        honourCap: true,
+        outputTokens: 1_000_000,
+        tokensPerEvent: 40,
+        delayMs: scenario.delayMs,
+        billInput: (_api, body) => scenario.billingFactor * estimatedInput(body).tokens,
+      }),
+    );
   }
   const configPath = path.join(dir, 'config.json');
-  writeFileSync(configPath, JSON.stringify({
-    redisPrefix: prefix,
-    adminKeySha256: sha256Hex(adminKey),
-    upstreams: Object.fromEntries(SCENARIOS.map((scenario) => {
-      return [upstreamOf(scenario), { baseUrl: `${fakes.get(scenario.name)!.url}/v1`, apiKey: 'sk-fake' }];
-    })),
-    models: Object.fromEntries(SCENARIOS.map((scenario) => {
-      return [modelOf(scenario), { ...PRICE_ROW, provider: upstreamOf(scenario) }];
-    })),
-    tiers: { roomy: { requestsPerMinute: 1_000_000, tokensPerMinute: 1_000_000_000, models: ['*'] } },
-    tenants: Object.fromEntries(SCENARIOS.map((scenario) => {
-      const usd = limitNanoUsd(modelOf(scenario)) / 1e9;
-      return [tenantOf(scenario), { tier: 'roomy', budget: { usd, period: 'day' } }];
-    })),
-    keys: SCENARIOS.map((scenario) => ({
-      id: `key-${scenario.name}`, sha256: sha256Hex(keys.get(scenario.name)!), tenant: tenantOf(scenario), scopes: ['chat'],
-    })),
-  }));
+  writeFileSync(
+    configPath,
+    JSON.stringify({
+      redisPrefix: prefix,
+      adminKeySha256: sha256Hex(adminKey),
+      upstreams: Object.fromEntries(
+        SCENARIOS.map((scenario) => {
+          return [upstreamOf(scenario), { baseUrl: `${fakes.get(scenario.name)!.url}/v1`, apiKey: 'sk-fake' }];
+        }),
+      ),
+      models: Object.fromEntries(
+        SCENARIOS.map((scenario) => {
+          return [modelOf(scenario), { ...PRICE_ROW, provider: upstreamOf(scenario) }];
+        }),
+      ),
+      tiers: { roomy: { requestsPerMinute: 1_000_000, tokensPerMinute: 1_000_000_000, models: ['*'] } },
+      tenants: Object.fromEntries(
+        SCENARIOS.map((scenario) => {
+          const usd = limitNanoUsd(modelOf(scenario)) / 1e9;
+          return [tenantOf(scenario), { tier: 'roomy', budget: { usd, period: 'day' } }];
+        }),
+      ),
+      keys: SCENARIOS.map((scenario) => ({
+        id: `key-${scenario.name}`,
+        sha256: sha256Hex(keys.get(scenario.name)!),
+        tenant: tenantOf(scenario),
+        scopes: ['chat'],
+      })),
+    }),
+  );
   const env = { TOLLGATE_CONFIG: configPath, REDIS_URL };
   proxies = await Promise.all(Array.from({ length: PROCESSES }, () => spawnProxy(env)));
 }, 60_000);
@@ -199,46 +218,52 @@ async function settledBudgets(tenant: string): Promise<BudgetView[]> {
 const count = (outcomes: readonly Outcome[], outcome: Outcome) => outcomes.filter((each) => each === outcome).length;
 
 describe(`${REQUESTS} concurrent calls, a budget for ~${REQUESTS_PER_BUDGET}, ${PROCESSES} processes on one Redis`, () => {
-  it.each(SCENARIOS)('$name: the provider bills $billingFactor× the estimated input after $delayMs ms', async (scenario) => {
-    const fake = fakes.get(scenario.name)!;
-    const model = modelOf(scenario);
-    const key = keys.get(scenario.name)!;
-    const started = performance.now();
-    // Round-robin over the processes, every other call streamed.
-    const calls = Array.from({ length: REQUESTS }, (_, i) => {
-      return callLikeAnSdk(proxies[i % PROCESSES]!.url, key, model, i % 2 === 1);
-    });
-    const outcomes = await Promise.all(calls);
-    const callsMs = performance.now() - started;
-    await fake.settled();
-    const views = await settledBudgets(tenantOf(scenario));
-    const view = views[0]!;
-    const billed = fake.calls.reduce((sum, { usage }) => {
-      const { inputTokens, outputTokens } = usage;
-      const tokens = { inputTokens, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens, reasoningTokens: 0 };
-      return sum + costNanoUsd(tokens, PRICE);
-    }, 0);
-    const ratio = view.spentNanoUsd / view.limitNanoUsd;
-    const answered = count(outcomes, 'answered');
-    measured.push(`  ${scenario.name}: spent/limit ${ratio.toFixed(3)} `
-      + `(${view.spentNanoUsd} of ${view.limitNanoUsd} nano-USD), `
-      + `${answered} answered, ${count(outcomes, 'refused')} refused, ${count(outcomes, 'gave up')} gave up; `
-      + `upstream billed ${billed}, reserved ${view.reservedNanoUsd}; calls took ${(callsMs / 1000).toFixed(1)} s`);
+  it.each(SCENARIOS)(
+    '$name: the provider bills $billingFactor× the estimated input after $delayMs ms',
+    async (scenario) => {
+      const fake = fakes.get(scenario.name)!;
+      const model = modelOf(scenario);
+      const key = keys.get(scenario.name)!;
+      const started = performance.now();
+      // Round-robin over the processes, every other call streamed.
+      const calls = Array.from({ length: REQUESTS }, (_, i) => {
+        return callLikeAnSdk(proxies[i % PROCESSES]!.url, key, model, i % 2 === 1);
+      });
+      const outcomes = await Promise.all(calls);
+      const callsMs = performance.now() - started;
+      await fake.settled();
+      const views = await settledBudgets(tenantOf(scenario));
+      const view = views[0]!;
+      const billed = fake.calls.reduce((sum, { usage }) => {
+        const { inputTokens, outputTokens } = usage;
+        const tokens = { inputTokens, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens, reasoningTokens: 0 };
+        return sum + costNanoUsd(tokens, PRICE);
+      }, 0);
+      const ratio = view.spentNanoUsd / view.limitNanoUsd;
+      const answered = count(outcomes, 'answered');
+      measured.push(
+        `  ${scenario.name}: spent/limit ${ratio.toFixed(3)} ` +
+          `(${view.spentNanoUsd} of ${view.limitNanoUsd} nano-USD), ` +
+          `${answered} answered, ${count(outcomes, 'refused')} refused, ${count(outcomes, 'gave up')} gave up; ` +
+          `upstream billed ${billed}, reserved ${view.reservedNanoUsd}; calls took ${(callsMs / 1000).toFixed(1)} s`,
+      );
 
-    // Every client got an answer or a budget refusal, and every answer is a call the provider finished and billed.
-    const expected: readonly Outcome[] = ['answered', 'refused', 'gave up'];
-    expect(outcomes.filter((outcome) => !expected.includes(outcome))).toEqual([]);
-    expect(fake.calls.filter((call) => !call.finished || call.model !== model).length).toBe(0);
-    expect(fake.calls.length).toBe(answered);
-    // One Redis: every process sees the same books.
-    for (const other of views.slice(1)) expect(other).toEqual(view);
-    expect(view.limitNanoUsd).toBe(limitNanoUsd(model));
-    // The books balance: nothing stays reserved, and spent is what the provider billed, to the nano-USD.
-    expect(view.reservedNanoUsd).toBe(0);
-    expect(view.spentNanoUsd).toBe(billed);
-    // The bound: never over the limit while the provider bills no more than the provable bound of a request.
-    expect(ratio).toBeLessThanOrEqual(1);
-    // Billed as estimated, the budget is used, not left mostly unspent by caution.
-    if (scenario.billingFactor === 1) expect(ratio).toBeGreaterThanOrEqual(0.9);
-  }, 90_000);
+      // Every client got an answer or a budget refusal, and every answer is a call the provider finished and billed.
+      const expected: readonly Outcome[] = ['answered', 'refused', 'gave up'];
+      expect(outcomes.filter((outcome) => !expected.includes(outcome))).toEqual([]);
+      expect(fake.calls.filter((call) => !call.finished || call.model !== model).length).toBe(0);
+      expect(fake.calls.length).toBe(answered);
+      // One Redis: every process sees the same books.
+      for (const other of views.slice(1)) expect(other).toEqual(view);
+      expect(view.limitNanoUsd).toBe(limitNanoUsd(model));
+      // The books balance: nothing stays reserved, and spent is what the provider billed, to the nano-USD.
+      expect(view.reservedNanoUsd).toBe(0);
+      expect(view.spentNanoUsd).toBe(billed);
+      // The bound: never over the limit while the provider bills no more than the provable bound of a request.
+      expect(ratio).toBeLessThanOrEqual(1);
+      // Billed as estimated, the budget is used, not left mostly unspent by caution.
+      if (scenario.billingFactor === 1) expect(ratio).toBeGreaterThanOrEqual(0.9);
+    },
+    90_000,
+  );
 });

@@ -52,16 +52,34 @@ const FREE_TIER_OUTPUT_CAP = 16;
 function pathVariants(exactPath: string): string[] {
   const tail = exactPath.slice('/v1/'.length);
   const lastSlash = exactPath.lastIndexOf('/');
-  const encodeLastSlash = (escape: string) => `${exactPath.slice(0, lastSlash)}${escape}${exactPath.slice(lastSlash + 1)}`;
+  const encodeLastSlash = (escape: string) =>
+    `${exactPath.slice(0, lastSlash)}${escape}${exactPath.slice(lastSlash + 1)}`;
   const capitalised = exactPath.replace(/\/([a-z])/g, (_match, letter: string) => `/${letter.toUpperCase()}`);
   const encodedFirstLetter = `/v1/%${tail.charCodeAt(0).toString(16)}${tail.slice(1)}`;
-  return [...new Set([
-    `${exactPath}/`, `${exactPath}/?x=1`, `${exactPath}//`,
-    exactPath.toUpperCase(), capitalised, `/V1/${tail}`,
-    `/${exactPath}`, `/v1//${tail}`,
-    encodeLastSlash('%2F'), encodeLastSlash('%2f'), `/v1%2F${tail}`, `/v1%2F${tail.replace('/', '%2F')}`, encodedFirstLetter,
-    `/v1/./${tail}`, `/./v1/${tail}`, `/v1/x/../${tail}`, `/x/../v1/${tail}`, `${exactPath}/.`, `/v1/%2e/${tail}`, `/v1/x/%2e%2e/${tail}`,
-  ])];
+  return [
+    ...new Set([
+      `${exactPath}/`,
+      `${exactPath}/?x=1`,
+      `${exactPath}//`,
+      exactPath.toUpperCase(),
+      capitalised,
+      `/V1/${tail}`,
+      `/${exactPath}`,
+      `/v1//${tail}`,
+      encodeLastSlash('%2F'),
+      encodeLastSlash('%2f'),
+      `/v1%2F${tail}`,
+      `/v1%2F${tail.replace('/', '%2F')}`,
+      encodedFirstLetter,
+      `/v1/./${tail}`,
+      `/./v1/${tail}`,
+      `/v1/x/../${tail}`,
+      `/x/../v1/${tail}`,
+      `${exactPath}/.`,
+      `/v1/%2e/${tail}`,
+      `/v1/x/%2e%2e/${tail}`,
+    ]),
+  ];
 }
 
 interface RawAnswer {
@@ -71,22 +89,35 @@ interface RawAnswer {
 }
 
 /** One request with its path sent byte for byte (fetch and supertest would resolve `..` and `//`). */
-function sendRaw(baseUrl: string, method: string, rawPath: string, apiKey: string | undefined, body?: unknown): Promise<RawAnswer> {
+function sendRaw(
+  baseUrl: string,
+  method: string,
+  rawPath: string,
+  apiKey: string | undefined,
+  body?: unknown,
+): Promise<RawAnswer> {
   const base = new URL(baseUrl);
   const payload = body === undefined ? undefined : JSON.stringify(body);
   const headers: Record<string, string> = payload === undefined ? {} : { 'content-type': 'application/json' };
   if (apiKey !== undefined) headers.authorization = `Bearer ${apiKey}`;
   return new Promise((resolve, reject) => {
-    const outgoing = http.request({ host: base.hostname, port: base.port, method, path: rawPath, headers, agent: false }, (response) => {
-      let text = '';
-      response.setEncoding('utf8');
-      response.on('data', (chunk: string) => (text += chunk));
-      response.on('end', () => {
-        const isJson = (response.headers['content-type'] ?? '').includes('json') && text.length > 0;
-        resolve({ status: response.statusCode ?? 0, headers: response.headers, json: isJson ? (JSON.parse(text) as RawAnswer['json']) : undefined });
-      });
-      response.on('error', reject);
-    });
+    const outgoing = http.request(
+      { host: base.hostname, port: base.port, method, path: rawPath, headers, agent: false },
+      (response) => {
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => (text += chunk));
+        response.on('end', () => {
+          const isJson = (response.headers['content-type'] ?? '').includes('json') && text.length > 0;
+          resolve({
+            status: response.statusCode ?? 0,
+            headers: response.headers,
+            json: isJson ? (JSON.parse(text) as RawAnswer['json']) : undefined,
+          });
+        });
+        response.on('error', reject);
+      },
+    );
     outgoing.on('error', reject);
     outgoing.end(payload);
   });
@@ -112,7 +143,11 @@ async function startHarness(stores?: TollgateStores): Promise<Harness> {
       usageLog,
       adminKeySha256: sha256Hex(keys.admin),
       tiers: {
-        free: { requestsPerMinute: 1000, models: ['gpt-4o-mini', 'claude-haiku-4-5'], maxOutputTokens: FREE_TIER_OUTPUT_CAP },
+        free: {
+          requestsPerMinute: 1000,
+          models: ['gpt-4o-mini', 'claude-haiku-4-5'],
+          maxOutputTokens: FREE_TIER_OUTPUT_CAP,
+        },
         pro: { requestsPerMinute: 1000, models: ['*'] },
       },
       tenants: {
@@ -159,15 +194,31 @@ interface Leak {
 }
 
 /** Sends each request and lists those not refused with one of `allowedStatuses`, or that reached the provider. */
-async function findLeaks(harness: Harness, requests: { method: string; path: string; body: unknown }[], allowedStatuses: number[]): Promise<Leak[]> {
+async function findLeaks(
+  harness: Harness,
+  requests: { method: string; path: string; body: unknown }[],
+  allowedStatuses: number[],
+): Promise<Leak[]> {
   const leaks: Leak[] = [];
   for (const request of requests) {
     const callsBefore = harness.mock.requests.length;
-    const answer = await sendRaw(harness.proxy.url, request.method, request.path, keys.matrix, request.method === 'HEAD' ? undefined : request.body);
+    const answer = await sendRaw(
+      harness.proxy.url,
+      request.method,
+      request.path,
+      keys.matrix,
+      request.method === 'HEAD' ? undefined : request.body,
+    );
     const providerCalls = harness.mock.requests.length - callsBefore;
     const location = answer.headers.location;
     if (!allowedStatuses.includes(answer.status) || location !== undefined || providerCalls !== 0) {
-      leaks.push({ method: request.method, path: request.path, status: answer.status, ...(location !== undefined ? { location } : {}), providerCalls });
+      leaks.push({
+        method: request.method,
+        path: request.path,
+        status: answer.status,
+        ...(location !== undefined ? { location } : {}),
+        providerCalls,
+      });
     }
   }
   return leaks;
@@ -196,18 +247,38 @@ describe('path variants of the provider routes (memory stores)', () => {
       for (const target of [route.path, `${route.path}?x=1`]) {
         for (const method of OTHER_METHODS) {
           const callsBefore = harness.mock.requests.length;
-          const answer = await sendRaw(harness.proxy.url, method, target, keys.matrix, method === 'HEAD' ? undefined : body);
-          expect({ method, target, status: answer.status, allow: answer.headers.allow }).toEqual({ method, target, status: 405, allow: 'POST' });
+          const answer = await sendRaw(
+            harness.proxy.url,
+            method,
+            target,
+            keys.matrix,
+            method === 'HEAD' ? undefined : body,
+          );
+          expect({ method, target, status: answer.status, allow: answer.headers.allow }).toEqual({
+            method,
+            target,
+            status: 405,
+            allow: 'POST',
+          });
           expect(harness.mock.requests.length).toBe(callsBefore);
           if (method !== 'HEAD') {
-            expect(answer.json).toEqual({ error: { message: expect.any(String), type: 'invalid_request_error', code: 'method_not_allowed', param: null } });
+            expect(answer.json).toEqual({
+              error: {
+                message: expect.any(String),
+                type: 'invalid_request_error',
+                code: 'method_not_allowed',
+                param: null,
+              },
+            });
           }
         }
       }
     });
 
     it('other methods on the other spellings are 404 or 405: no redirect, no provider call', async () => {
-      const requests = pathVariants(route.path).flatMap((variant) => OTHER_METHODS.map((method) => ({ method, path: variant, body })));
+      const requests = pathVariants(route.path).flatMap((variant) =>
+        OTHER_METHODS.map((method) => ({ method, path: variant, body })),
+      );
       expect(await findLeaks(harness, requests, [404, 405])).toEqual([]);
     });
   });
@@ -220,7 +291,10 @@ describe('path variants of the provider routes (memory stores)', () => {
 });
 
 /** A query string leaves the route as it is: every gate applies. */
-function describeGatedQueryString(storeKind: string, createStores: () => Promise<{ stores?: TollgateStores; release(): Promise<void> }>): void {
+function describeGatedQueryString(
+  storeKind: string,
+  createStores: () => Promise<{ stores?: TollgateStores; release(): Promise<void> }>,
+): void {
   describe(`a query string on the exact path is fully gated (${storeKind} stores)`, () => {
     let harness: Harness;
     let release: () => Promise<void>;
@@ -237,11 +311,26 @@ function describeGatedQueryString(storeKind: string, createStores: () => Promise
     });
 
     /** POSTs `${path}?x=1` on every route and expects the same refusal from each, with no provider call. */
-    async function expectRefusedOnEveryRoute(apiKey: string | undefined, model: 'cheapModel' | 'premiumModel', status: number, code: string): Promise<void> {
+    async function expectRefusedOnEveryRoute(
+      apiKey: string | undefined,
+      model: 'cheapModel' | 'premiumModel',
+      status: number,
+      code: string,
+    ): Promise<void> {
       const callsBefore = harness.mock.requests.length;
       for (const route of ROUTES) {
-        const answer = await sendRaw(harness.proxy.url, 'POST', `${route.path}?x=1`, apiKey, route.body(route[model], 900));
-        expect({ route: route.path, status: answer.status, code: answer.json?.error?.code }).toEqual({ route: route.path, status, code });
+        const answer = await sendRaw(
+          harness.proxy.url,
+          'POST',
+          `${route.path}?x=1`,
+          apiKey,
+          route.body(route[model], 900),
+        );
+        expect({ route: route.path, status: answer.status, code: answer.json?.error?.code }).toEqual({
+          route: route.path,
+          status,
+          code,
+        });
       }
       expect(harness.mock.requests.length).toBe(callsBefore);
     }
@@ -254,30 +343,52 @@ function describeGatedQueryString(storeKind: string, createStores: () => Promise
       await expectRefusedOnEveryRoute(keys.free, 'premiumModel', 403, 'model_not_allowed');
     });
 
-    it('the tier\'s output cap reaches the provider', async () => {
+    it("the tier's output cap reaches the provider", async () => {
       for (const route of ROUTES) {
-        const answer = await sendRaw(harness.proxy.url, 'POST', `${route.path}?x=1`, keys.free, route.body(route.cheapModel, 5000));
+        const answer = await sendRaw(
+          harness.proxy.url,
+          'POST',
+          `${route.path}?x=1`,
+          keys.free,
+          route.body(route.cheapModel, 5000),
+        );
         expect(answer.status).toBe(200);
         const forwarded = harness.mock.requests.at(-1)!.body as Record<string, unknown>;
-        expect({ route: route.path, cap: forwarded[route.capField] }).toEqual({ route: route.path, cap: FREE_TIER_OUTPUT_CAP });
+        expect({ route: route.path, cap: forwarded[route.capField] }).toEqual({
+          route: route.path,
+          cap: FREE_TIER_OUTPUT_CAP,
+        });
       }
     });
 
     it('a tenant whose budget is spent gets 429 insufficient_quota', async () => {
       const [chat] = ROUTES;
-      const spending = await sendRaw(harness.proxy.url, 'POST', `${chat!.path}?x=1`, keys.broke, chat!.body(chat!.premiumModel, 900));
+      const spending = await sendRaw(
+        harness.proxy.url,
+        'POST',
+        `${chat!.path}?x=1`,
+        keys.broke,
+        chat!.body(chat!.premiumModel, 900),
+      );
       expect(spending.status).toBe(200);
       await expectRefusedOnEveryRoute(keys.broke, 'premiumModel', 429, 'insufficient_quota');
     });
 
     it('a normal call is metered: a usage record per route and the budget spent', async () => {
       for (const route of ROUTES) {
-        const answer = await sendRaw(harness.proxy.url, 'POST', `${route.path}?x=1`, keys.metered, route.body(route.cheapModel, 5));
+        const answer = await sendRaw(
+          harness.proxy.url,
+          'POST',
+          `${route.path}?x=1`,
+          keys.metered,
+          route.body(route.cheapModel, 5),
+        );
         expect(answer.status).toBe(200);
       }
       const records = (await harness.usageRecords()).filter((record) => record.keyId === 'metered-key');
       expect(records.map((record) => record.route).sort()).toEqual(ROUTES.map((route) => route.path).sort());
-      for (const record of records) expect(record).toMatchObject({ tenantId: 'metered-co', status: 200, usageSource: 'provider' });
+      for (const record of records)
+        expect(record).toMatchObject({ tenantId: 'metered-co', status: 200, usageSource: 'provider' });
       for (const record of records) expect(record.costNanoUsd).toBeGreaterThan(0);
       // On Redis the proxy takes the budget in blocks (redis.blocks): a block settles what its requests spent within its
       // maxAge (1 s) and the ledger's next settle batch, so the spend shows once nothing is reserved any more.

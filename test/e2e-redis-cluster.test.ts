@@ -35,19 +35,34 @@ beforeAll(async () => {
   }
   [limitedTenant, budgetTenant] = [...tenants.keys()] as [string, string];
   const configPath = path.join(dir, 'config.json');
-  writeFileSync(configPath, JSON.stringify({
-    // Blocks held at most a second (10 s by default): the books are read once they went back.
-    redis: { cluster: cluster.urls.slice(0, 2), blocks: { maxAge: '1s' } },
-    redisPrefix: prefix,
-    adminKeySha256: sha256Hex(adminKey),
-    tiers: { limited: { requestsPerMinute: REQUESTS_PER_MINUTE, tokensPerMinute: 1_000_000 }, roomy: { requestsPerMinute: 1000, tokensPerMinute: 1_000_000 } },
-    tenants: { [limitedTenant]: { tier: 'limited' }, [budgetTenant]: { tier: 'roomy', budget: { usd: BUDGET_USD, period: 'day' } } },
-    keys: [
-      { id: 'limited', sha256: sha256Hex(limitedKey), tenant: limitedTenant, scopes: ['chat'] },
-      { id: 'budgeted', sha256: sha256Hex(budgetKey), tenant: budgetTenant, scopes: ['chat'], budget: { usd: 1, period: 'day' } },
-    ],
-    global: { requestsPerMinute: 10_000, budget: { usd: 100, period: 'day' } },
-  }));
+  writeFileSync(
+    configPath,
+    JSON.stringify({
+      // Blocks held at most a second (10 s by default): the books are read once they went back.
+      redis: { cluster: cluster.urls.slice(0, 2), blocks: { maxAge: '1s' } },
+      redisPrefix: prefix,
+      adminKeySha256: sha256Hex(adminKey),
+      tiers: {
+        limited: { requestsPerMinute: REQUESTS_PER_MINUTE, tokensPerMinute: 1_000_000 },
+        roomy: { requestsPerMinute: 1000, tokensPerMinute: 1_000_000 },
+      },
+      tenants: {
+        [limitedTenant]: { tier: 'limited' },
+        [budgetTenant]: { tier: 'roomy', budget: { usd: BUDGET_USD, period: 'day' } },
+      },
+      keys: [
+        { id: 'limited', sha256: sha256Hex(limitedKey), tenant: limitedTenant, scopes: ['chat'] },
+        {
+          id: 'budgeted',
+          sha256: sha256Hex(budgetKey),
+          tenant: budgetTenant,
+          scopes: ['chat'],
+          budget: { usd: 1, period: 'day' },
+        },
+      ],
+      global: { requestsPerMinute: 10_000, budget: { usd: 100, period: 'day' } },
+    }),
+  );
   // The config names the cluster; a REDIS_URL of the environment would win over it.
   const env = { TOLLGATE_CONFIG: configPath, REDIS_URL: '' };
   proxies = await Promise.all([spawnProxy(env), spawnProxy(env)]);
@@ -73,7 +88,9 @@ describe('two processes, one Redis Cluster', () => {
   });
 
   it('refuses an unknown key with 401', async () => {
-    const error = await chat(proxies[0]!, newApiKey()).chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 }).catch((e: unknown) => e);
+    const error = await chat(proxies[0]!, newApiKey())
+      .chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 })
+      .catch((e: unknown) => e);
     expect((error as OpenAIApiError).status).toBe(401);
     expect((error as OpenAIApiError).code).toBe('invalid_api_key');
   });
@@ -83,7 +100,11 @@ describe('two processes, one Redis Cluster', () => {
     const statuses: number[] = [];
     for (let i = 0; i < 16; i++) {
       try {
-        await clients[i % 2]!.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 });
+        await clients[i % 2]!.chat.completions.create({
+          model: 'gpt-4o-mini',
+          messages: [{ role: 'user', content: 'hi' }],
+          max_tokens: 3,
+        });
         statuses.push(200);
       } catch (error) {
         expect((error as OpenAIApiError).code).toBe('rate_limit_exceeded');
@@ -98,7 +119,16 @@ describe('two processes, one Redis Cluster', () => {
     const clients = proxies.map((proxy) => chat(proxy, budgetKey));
     const messages = [{ role: 'user' as const, content: 'hi' }];
     // gpt-4o: $2.50 input, $10 output per 1M tokens; each answer is 10 tokens: about $0.000118 a request.
-    const each = costNanoUsd({ inputTokens: countPromptTokens({ messages }), cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 10, reasoningTokens: 0 }, createPricing().get('gpt-4o'));
+    const each = costNanoUsd(
+      {
+        inputTokens: countPromptTokens({ messages }),
+        cachedInputTokens: 0,
+        cacheWriteTokens: 0,
+        outputTokens: 10,
+        reasoningTokens: 0,
+      },
+      createPricing().get('gpt-4o'),
+    );
     let ok = 0;
     let refused = 0;
     for (let i = 0; i < 40 && refused < 4; i++) {
@@ -112,8 +142,14 @@ describe('two processes, one Redis Cluster', () => {
     }
     expect(refused).toBeGreaterThan(0);
     const read = async (proxy: SpawnedProxy, scope: string) => {
-      const response = await fetch(`${proxy.url}/admin/budgets/${scope}`, { headers: { authorization: `Bearer ${adminKey}` } });
-      return ((await response.json()) as { budgets: { spentNanoUsd: number; reservedNanoUsd: number; limitNanoUsd: number }[] }).budgets[0]!;
+      const response = await fetch(`${proxy.url}/admin/budgets/${scope}`, {
+        headers: { authorization: `Bearer ${adminKey}` },
+      });
+      return (
+        (await response.json()) as {
+          budgets: { spentNanoUsd: number; reservedNanoUsd: number; limitNanoUsd: number }[];
+        }
+      ).budgets[0]!;
     };
     // Settles are batched per slot for a few ms after each answer; a hot scope's block goes back within a second.
     let views = await Promise.all(proxies.map((proxy) => read(proxy, `tenant/${budgetTenant}`)));

@@ -24,17 +24,20 @@ beforeAll(async () => {
   redis = new PrivateRedis(await freePort());
   await redis.start();
   const configPath = path.join(dir, 'config.json');
-  writeFileSync(configPath, JSON.stringify({
-    postgresUrl: POSTGRES_URL,
-    postgresTable: table,
-    spool: path.join(dir, 'spool'),
-    adminKeySha256: sha256Hex(adminKey),
-    // A block is 5% of a budget, held at most 2 s: blocks are open when Redis restarts.
-    redis: { blocks: { share: 0.05, maxAge: 2_000 } },
-    global: { budget: { usd: 1, period: 'day' } },
-    tenants: { acme: { budget: { usd: 0.1, period: 'day' } } },
-    keys: [{ id: 'acme-key', sha256: sha256Hex(key), tenant: 'acme', scopes: [] }],
-  }));
+  writeFileSync(
+    configPath,
+    JSON.stringify({
+      postgresUrl: POSTGRES_URL,
+      postgresTable: table,
+      spool: path.join(dir, 'spool'),
+      adminKeySha256: sha256Hex(adminKey),
+      // A block is 5% of a budget, held at most 2 s: blocks are open when Redis restarts.
+      redis: { blocks: { share: 0.05, maxAge: 2_000 } },
+      global: { budget: { usd: 1, period: 'day' } },
+      tenants: { acme: { budget: { usd: 0.1, period: 'day' } } },
+      keys: [{ id: 'acme-key', sha256: sha256Hex(key), tenant: 'acme', scopes: [] }],
+    }),
+  );
   const env = { TOLLGATE_CONFIG: configPath, REDIS_URL: redis.url };
   proxies = await Promise.all([spawnProxy(env), spawnProxy(env)]);
 }, 60_000);
@@ -57,7 +60,9 @@ interface BudgetView {
 /** The admin view of a budget; a read refused while Redis comes back (503) is asked again. */
 async function budget(scope: string): Promise<BudgetView> {
   for (let attempt = 0; ; attempt++) {
-    const response = await fetch(`${proxies[0]!.url}/admin/budgets/${scope}`, { headers: { authorization: `Bearer ${adminKey}` } });
+    const response = await fetch(`${proxies[0]!.url}/admin/budgets/${scope}`, {
+      headers: { authorization: `Bearer ${adminKey}` },
+    });
     const body = (await response.json()) as { budgets?: BudgetView[] };
     if (response.status === 200 && body.budgets?.[0]) return body.budgets[0];
     if (attempt > 50) throw new Error(`GET /admin/budgets/${scope}: ${response.status} ${JSON.stringify(body)}`);
@@ -71,7 +76,11 @@ async function calls(count: number): Promise<void> {
   for (let i = 0; i < count; i++) {
     for (let attempt = 0; ; attempt++) {
       try {
-        await clients[i % clients.length]!.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `call ${i}` }], max_tokens: 20 });
+        await clients[i % clients.length]!.chat.completions.create({
+          model: 'gpt-4o-mini',
+          messages: [{ role: 'user', content: `call ${i}` }],
+          max_tokens: 20,
+        });
         break;
       } catch (error) {
         if (attempt > 50) throw error;
@@ -94,11 +103,33 @@ describe('Redis restarted without persistence while budget blocks are open', () 
     const ledger = new pg.Client({ connectionString: POSTGRES_URL });
     await ledger.connect();
     try {
-      const recorded = async () => Number((await ledger.query(`SELECT coalesce(sum(cost_nano_usd), 0) AS spent, count(*) AS n FROM "${table}"`).catch(() => ({ rows: [{ spent: -1 }] }))).rows[0].spent);
+      const recorded = async () =>
+        Number(
+          (
+            await ledger
+              .query(`SELECT coalesce(sum(cost_nano_usd), 0) AS spent, count(*) AS n FROM "${table}"`)
+              .catch(() => ({ rows: [{ spent: -1 }] }))
+          ).rows[0].spent,
+        );
       // Every block retired and settled, every record written.
-      const read = async () => ({ tenant: await budget('tenant/acme'), global: await budget('global'), spent: await recorded() });
+      const read = async () => ({
+        tenant: await budget('tenant/acme'),
+        global: await budget('global'),
+        spent: await recorded(),
+      });
       let settled = await read();
-      for (let i = 0; i < 100 && !(settled.tenant.reservedNanoUsd === 0 && settled.global.reservedNanoUsd === 0 && settled.spent > 0 && settled.tenant.spentNanoUsd === settled.spent && settled.global.spentNanoUsd === settled.spent); i++) {
+      for (
+        let i = 0;
+        i < 100 &&
+        !(
+          settled.tenant.reservedNanoUsd === 0 &&
+          settled.global.reservedNanoUsd === 0 &&
+          settled.spent > 0 &&
+          settled.tenant.spentNanoUsd === settled.spent &&
+          settled.global.spentNanoUsd === settled.spent
+        );
+        i++
+      ) {
         await sleep(200);
         settled = await read();
       }
@@ -106,7 +137,9 @@ describe('Redis restarted without persistence while budget blocks are open', () 
       expect(settled.tenant.spentNanoUsd).toBe(settled.spent);
       expect(settled.global.spentNanoUsd).toBe(settled.spent);
       // 50 answered calls (a call refused while Redis was away is recorded too, at no cost, and was sent again).
-      expect(Number((await ledger.query(`SELECT count(*) AS n FROM "${table}" WHERE cost_nano_usd > 0`)).rows[0].n)).toBe(50);
+      expect(
+        Number((await ledger.query(`SELECT count(*) AS n FROM "${table}" WHERE cost_nano_usd > 0`)).rows[0].n),
+      ).toBe(50);
     } finally {
       await ledger.end();
     }

@@ -28,14 +28,17 @@ beforeAll(async () => {
   redis = new PrivateRedis(await freePort());
   await redis.start();
   configPath = path.join(dir, 'config.json');
-  writeFileSync(configPath, JSON.stringify({
-    postgresUrl: POSTGRES_URL,
-    postgresTable: table,
-    spool: path.join(dir, 'spool'),
-    adminKeySha256: sha256Hex(adminKey),
-    tenants: { acme: { budget: { usd: 0.002, period: 'day' } } },
-    keys: [{ id: 'acme-key', sha256: sha256Hex(key), tenant: 'acme', scopes: [] }],
-  }));
+  writeFileSync(
+    configPath,
+    JSON.stringify({
+      postgresUrl: POSTGRES_URL,
+      postgresTable: table,
+      spool: path.join(dir, 'spool'),
+      adminKeySha256: sha256Hex(adminKey),
+      tenants: { acme: { budget: { usd: 0.002, period: 'day' } } },
+      keys: [{ id: 'acme-key', sha256: sha256Hex(key), tenant: 'acme', scopes: [] }],
+    }),
+  );
   proxy = await spawnProxy({ TOLLGATE_CONFIG: configPath, REDIS_URL: redis.url });
 }, 30_000);
 
@@ -50,14 +53,17 @@ afterAll(async () => {
 });
 
 async function budget(): Promise<{ spentNanoUsd: number; reservedNanoUsd: number }> {
-  const response = await fetch(`${proxy.url}/admin/budgets/tenant/acme`, { headers: { authorization: `Bearer ${adminKey}` } });
+  const response = await fetch(`${proxy.url}/admin/budgets/tenant/acme`, {
+    headers: { authorization: `Bearer ${adminKey}` },
+  });
   return ((await response.json()) as { budgets: { spentNanoUsd: number; reservedNanoUsd: number }[] }).budgets[0]!;
 }
 
 describe('Redis restarted without persistence', () => {
   it('gets its budget spend back from the ledger, and the budget keeps refusing past its limit', async () => {
     const openai = new OpenAI({ apiKey: key, baseURL: `${proxy.url}/v1`, maxRetries: 0 });
-    const ask = () => openai.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }], max_tokens: 40 });
+    const ask = () =>
+      openai.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }], max_tokens: 40 });
     for (let i = 0; i < 3; i++) await ask();
     const before = await waitFor(async () => {
       const view = await budget();
@@ -67,8 +73,18 @@ describe('Redis restarted without persistence', () => {
     await ledger.connect();
     try {
       // The sink creates its table with its first batch.
-      const recorded = async () => Number((await ledger.query(`SELECT coalesce(sum(cost_nano_usd), 0) AS spent FROM "${table}"`).catch(() => ({ rows: [{ spent: -1 }] }))).rows[0].spent);
-      await waitFor(async () => ((await recorded()) === before.spentNanoUsd ? true : undefined), 'the ledger to hold every call');
+      const recorded = async () =>
+        Number(
+          (
+            await ledger
+              .query(`SELECT coalesce(sum(cost_nano_usd), 0) AS spent FROM "${table}"`)
+              .catch(() => ({ rows: [{ spent: -1 }] }))
+          ).rows[0].spent,
+        );
+      await waitFor(
+        async () => ((await recorded()) === before.spentNanoUsd ? true : undefined),
+        'the ledger to hold every call',
+      );
 
       await redis.stop();
       await redis.start();
@@ -105,20 +121,28 @@ describe('Redis restarted without persistence', () => {
     await redis.stop();
     await redis.start();
     const run = promisify(execFile);
-    const { stdout } = await run(process.execPath, ['--import', 'tsx', '--conditions=source', 'examples/proxy/src/cli.ts', 'reconcile'], {
-      cwd: ROOT,
-      env: { ...process.env, TOLLGATE_CONFIG: configPath, REDIS_URL: redis.url },
-    });
+    const { stdout } = await run(
+      process.execPath,
+      ['--import', 'tsx', '--conditions=source', 'examples/proxy/src/cli.ts', 'reconcile'],
+      {
+        cwd: ROOT,
+        env: { ...process.env, TOLLGATE_CONFIG: configPath, REDIS_URL: redis.url },
+      },
+    );
     expect(stdout).toMatch(/raised budget:tenant:acme:day:\S+ to \d+ nano-USD/);
     const stores = createRedisStores({ url: redis.url });
     try {
       const key = `budget:tenant:acme:day:${new Date().toISOString().slice(0, 10)}`;
       expect(await stores.ledger.usage([key])).toEqual([{ key, spent: before.spentNanoUsd, reserved: 0 }]);
       // Run again: nothing is below the ledger any more.
-      const again = await run(process.execPath, ['--import', 'tsx', '--conditions=source', 'examples/proxy/src/cli.ts', 'reconcile'], {
-        cwd: ROOT,
-        env: { ...process.env, TOLLGATE_CONFIG: configPath, REDIS_URL: redis.url },
-      });
+      const again = await run(
+        process.execPath,
+        ['--import', 'tsx', '--conditions=source', 'examples/proxy/src/cli.ts', 'reconcile'],
+        {
+          cwd: ROOT,
+          env: { ...process.env, TOLLGATE_CONFIG: configPath, REDIS_URL: redis.url },
+        },
+      );
       expect(again.stdout).toMatch(/^0 of \d+ budget scope\(s\) raised to the ledger/m);
     } finally {
       await stores.close();

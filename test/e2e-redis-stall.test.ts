@@ -18,11 +18,14 @@ beforeAll(async () => {
   // The stores exactly as `pnpm start` opens them, through a relay the test can stall.
   stores = await createStores({ redisUrl: await relay.listen(), redisPrefix: prefix });
   // No output cap on the tier: one request reserves most of the token window (input + the model's whole output).
-  proxy = await startProxy(validateConfig({
-    tiers: { free: { requestsPerMinute: 3, tokensPerMinute: 20_000 } },
-    tenants: { 'stall-co': { tier: 'free' } },
-    keys: [{ id: 'stall', sha256: sha256Hex(key), tenant: 'stall-co' }],
-  }), { stores });
+  proxy = await startProxy(
+    validateConfig({
+      tiers: { free: { requestsPerMinute: 3, tokensPerMinute: 20_000 } },
+      tenants: { 'stall-co': { tier: 'free' } },
+      keys: [{ id: 'stall', sha256: sha256Hex(key), tenant: 'stall-co' }],
+    }),
+    { stores },
+  );
 });
 
 afterAll(async () => {
@@ -33,11 +36,12 @@ afterAll(async () => {
   await deleteRedisPrefix(prefix);
 });
 
-const chat = () => fetch(`${proxy.url}/v1/chat/completions`, {
-  method: 'POST',
-  headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-  body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hello!' }] }),
-});
+const chat = () =>
+  fetch(`${proxy.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hello!' }] }),
+  });
 
 describe('a Redis stall', () => {
   it('answers 503 while it lasts, and leaves no request or token counted for the refused requests', async () => {
@@ -53,7 +57,8 @@ describe('a Redis stall', () => {
 
     // Redis answers again: what the stalled requests counted when their commands landed is given back
     // (one round trip after they land).
-    for (let i = 0; i < 50 && (await fetch(`${proxy.url}/healthz`)).status !== 200; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    for (let i = 0; i < 50 && (await fetch(`${proxy.url}/healthz`)).status !== 200; i++)
+      await new Promise((resolve) => setTimeout(resolve, 20));
     await new Promise((resolve) => setTimeout(resolve, 300));
     const after = await chat();
     expect(after.status).toBe(200);

@@ -2,7 +2,14 @@
 import { afterEach, describe, expect, it } from '@jest/globals';
 import OpenAI from 'openai';
 import { caught, waitFor } from './helpers/proxy.js';
-import { anthropicAnswer, ask, failWith, openAiAnswer, routingFixture, startSwitchableUpstream } from './helpers/routing-upstreams.js';
+import {
+  anthropicAnswer,
+  ask,
+  failWith,
+  openAiAnswer,
+  routingFixture,
+  startSwitchableUpstream,
+} from './helpers/routing-upstreams.js';
 import type { RoutingProxy } from './helpers/routing-upstreams.js';
 
 type ApiFailure = InstanceType<typeof OpenAI.APIError>;
@@ -12,7 +19,10 @@ afterEach(closeAll);
 /** Settles run when the response closes: wait for the record, then every granted reservation must be closed once. */
 async function expectEachSettledOnce(routed: RoutingProxy, grants: number): Promise<void> {
   await waitFor(async () => ((await routed.records()).length > 0 ? true : undefined), 'the usage record');
-  await waitFor(() => (routed.watch.granted.every((id) => routed.watch.closes.has(id)) ? true : undefined), 'every reservation closed');
+  await waitFor(
+    () => (routed.watch.granted.every((id) => routed.watch.closes.has(id)) ? true : undefined),
+    'every reservation closed',
+  );
   expect(routed.watch.granted).toHaveLength(grants);
   expect(routed.watch.notClosedOnce()).toEqual([]);
 }
@@ -54,7 +64,14 @@ describe('each reservation settles exactly once', () => {
     const dear = await upstream(openAiAnswer('gpt-4o', { input: 8, output: 5 }));
     const { routed, client } = await routing({
       upstreams: { cheap: { baseUrl: `${cheap.url}/v1` }, dear: { baseUrl: `${dear.url}/v1` } },
-      modelGroups: { smart: { targets: [{ upstream: 'cheap', model: 'gpt-4o-mini' }, { upstream: 'dear', model: 'gpt-4o' }] } },
+      modelGroups: {
+        smart: {
+          targets: [
+            { upstream: 'cheap', model: 'gpt-4o-mini' },
+            { upstream: 'dear', model: 'gpt-4o' },
+          ],
+        },
+      },
       retry,
     });
     await ask(client, 'smart');
@@ -65,11 +82,21 @@ describe('each reservation settles exactly once', () => {
   it('when the budget cannot cover the fallback target: it is skipped and the first failure passed on', async () => {
     const cheap = await upstream(failWith(503));
     const dear = await upstream(openAiAnswer('gpt-4o', { input: 8, output: 5 }));
-    const { routed, client } = await routing({
-      upstreams: { cheap: { baseUrl: `${cheap.url}/v1` }, dear: { baseUrl: `${dear.url}/v1` } },
-      modelGroups: { smart: { targets: [{ upstream: 'cheap', model: 'gpt-4o-mini' }, { upstream: 'dear', model: 'gpt-4o' }] } },
-      retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 5 },
-    }, 0.0001);
+    const { routed, client } = await routing(
+      {
+        upstreams: { cheap: { baseUrl: `${cheap.url}/v1` }, dear: { baseUrl: `${dear.url}/v1` } },
+        modelGroups: {
+          smart: {
+            targets: [
+              { upstream: 'cheap', model: 'gpt-4o-mini' },
+              { upstream: 'dear', model: 'gpt-4o' },
+            ],
+          },
+        },
+        retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 5 },
+      },
+      0.0001,
+    );
     expect(((await caught(ask(client, 'smart'))) as ApiFailure).status).toBe(502);
     expect(dear.requests).toHaveLength(0);
     await expectEachSettledOnce(routed, 1);
@@ -126,7 +153,12 @@ describe('each reservation settles exactly once', () => {
     });
     const leaving = new AbortController();
     setTimeout(() => leaving.abort(), 300);
-    await caught(client.chat.completions.create({ model: 'solo', messages: [{ role: 'user', content: 'hi' }], max_tokens: 20 }, { signal: leaving.signal }));
+    await caught(
+      client.chat.completions.create(
+        { model: 'solo', messages: [{ role: 'user', content: 'hi' }], max_tokens: 20 },
+        { signal: leaving.signal },
+      ),
+    );
     await expectEachSettledOnce(routed, 1);
     // The wait ended with the client: no second call went out.
     await new Promise((resolve) => setTimeout(resolve, 1500));

@@ -19,7 +19,15 @@ describe('fallback and retries', () => {
     const secondary = await upstream(openAiAnswer('gpt-4o-mini', { input: 9, output: 4 }));
     const { routed, client } = await routing({
       upstreams: { primary: { baseUrl: `${primary.url}/v1` }, secondary: { baseUrl: `${secondary.url}/v1` } },
-      modelGroups: { smart: { strategy: 'fallback', targets: [{ upstream: 'primary', model: 'gpt-4o' }, { upstream: 'secondary', model: 'gpt-4o-mini' }] } },
+      modelGroups: {
+        smart: {
+          strategy: 'fallback',
+          targets: [
+            { upstream: 'primary', model: 'gpt-4o' },
+            { upstream: 'secondary', model: 'gpt-4o-mini' },
+          ],
+        },
+      },
       retry: { attempts: 2, baseDelayMs: 1, maxDelayMs: 10 },
     });
     const answer = await ask(client, 'smart');
@@ -28,7 +36,14 @@ describe('fallback and retries', () => {
     expect(secondary.requests).toHaveLength(1);
     expect((secondary.requests[0]!.body as { model: string }).model).toBe('gpt-4o-mini');
     const [record] = await routed.records();
-    expect(record).toMatchObject({ model: 'gpt-4o-mini', provider: 'secondary', requestedModel: 'smart', status: 200, inputTokens: 9, outputTokens: 4 });
+    expect(record).toMatchObject({
+      model: 'gpt-4o-mini',
+      provider: 'secondary',
+      requestedModel: 'smart',
+      status: 200,
+      inputTokens: 9,
+      outputTokens: 4,
+    });
     expect(routed.watch.notClosedOnce()).toEqual([]);
   });
 
@@ -37,15 +52,30 @@ describe('fallback and retries', () => {
     const secondary = await upstream(openAiAnswer('gpt-4o-mini', { input: 9, output: 4 }));
     const { routed, client } = await routing({
       upstreams: { primary: { baseUrl: `${primary.url}/v1` }, secondary: { baseUrl: `${secondary.url}/v1` } },
-      modelGroups: { smart: { targets: [{ upstream: 'primary', model: 'gpt-4o' }, { upstream: 'secondary', model: 'gpt-4o-mini' }] } },
+      modelGroups: {
+        smart: {
+          targets: [
+            { upstream: 'primary', model: 'gpt-4o' },
+            { upstream: 'secondary', model: 'gpt-4o-mini' },
+          ],
+        },
+      },
       retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 5 },
     });
-    const stream = await client.chat.completions.create({ model: 'smart', messages: [{ role: 'user', content: 'hi' }], max_tokens: 20, stream: true });
+    const stream = await client.chat.completions.create({
+      model: 'smart',
+      messages: [{ role: 'user', content: 'hi' }],
+      max_tokens: 20,
+      stream: true,
+    });
     let text = '';
     for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
     expect(text).toBe('Hello there');
     expect(primary.requests).toHaveLength(1);
-    const [record] = await waitFor(async () => ((await routed.records()).length > 0 ? routed.records() : undefined), 'the usage record');
+    const [record] = await waitFor(
+      async () => ((await routed.records()).length > 0 ? routed.records() : undefined),
+      'the usage record',
+    );
     expect(record).toMatchObject({ provider: 'secondary', model: 'gpt-4o-mini', stream: true, outputTokens: 4 });
     expect(routed.watch.notClosedOnce()).toEqual([]);
   });
@@ -64,7 +94,9 @@ describe('fallback and retries', () => {
   });
 
   it('honours retry-after-ms before trying the same upstream again', async () => {
-    const limited = await upstream(inTurn(failWith(429, { 'retry-after-ms': '400' }), openAiAnswer('gpt-4o-mini', { input: 5, output: 2 })));
+    const limited = await upstream(
+      inTurn(failWith(429, { 'retry-after-ms': '400' }), openAiAnswer('gpt-4o-mini', { input: 5, output: 2 })),
+    );
     const seenAt: number[] = [];
     const answer = limited.answer;
     limited.answer = (request, res) => {
@@ -97,25 +129,44 @@ describe('fallback and retries', () => {
   it('never retries once the first streamed byte has reached the client', async () => {
     const cutting = await upstream((_request, res) => {
       res.writeHead(200, { 'content-type': 'text/event-stream' });
-      res.write(`data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o', choices: [{ index: 0, delta: { role: 'assistant', content: 'Hel' }, finish_reason: null }] })}\n\n`);
+      res.write(
+        `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o', choices: [{ index: 0, delta: { role: 'assistant', content: 'Hel' }, finish_reason: null }] })}\n\n`,
+      );
       setTimeout(() => res.socket?.destroy(), 50);
     });
     const spare = await upstream(openAiAnswer('gpt-4o-mini', { input: 5, output: 2 }));
     const { routed, client } = await routing({
       upstreams: { cutting: { baseUrl: `${cutting.url}/v1` }, spare: { baseUrl: `${spare.url}/v1` } },
-      modelGroups: { smart: { targets: [{ upstream: 'cutting', model: 'gpt-4o' }, { upstream: 'spare', model: 'gpt-4o-mini' }] } },
+      modelGroups: {
+        smart: {
+          targets: [
+            { upstream: 'cutting', model: 'gpt-4o' },
+            { upstream: 'spare', model: 'gpt-4o-mini' },
+          ],
+        },
+      },
       retry: { attempts: 2, baseDelayMs: 1, maxDelayMs: 5 },
     });
-    const stream = await client.chat.completions.create({ model: 'smart', messages: [{ role: 'user', content: 'hi' }], max_tokens: 20, stream: true });
+    const stream = await client.chat.completions.create({
+      model: 'smart',
+      messages: [{ role: 'user', content: 'hi' }],
+      max_tokens: 20,
+      stream: true,
+    });
     const received: string[] = [];
-    const failure = await caught((async () => {
-      for await (const chunk of stream) received.push(chunk.choices[0]?.delta.content ?? '');
-    })());
+    const failure = await caught(
+      (async () => {
+        for await (const chunk of stream) received.push(chunk.choices[0]?.delta.content ?? '');
+      })(),
+    );
     expect(String(failure)).toMatch(/terminated|aborted|closed|socket/i);
     expect(received.join('')).toBe('Hel');
     expect(cutting.requests).toHaveLength(1);
     expect(spare.requests).toHaveLength(0);
-    const [record] = await waitFor(async () => ((await routed.records()).length > 0 ? routed.records() : undefined), 'the usage record');
+    const [record] = await waitFor(
+      async () => ((await routed.records()).length > 0 ? routed.records() : undefined),
+      'the usage record',
+    );
     expect(record).toMatchObject({ provider: 'cutting', model: 'gpt-4o', upstreamAborted: true });
     expect(routed.watch.notClosedOnce()).toEqual([]);
   });
@@ -132,7 +183,14 @@ describe('circuit breakers', () => {
     });
     const { routed, client } = await routing({
       upstreams: { broken: { baseUrl: `${broken.url}/v1` }, spare: { baseUrl: `${spare.url}/v1` } },
-      modelGroups: { smart: { targets: [{ upstream: 'broken', model: 'gpt-4o' }, { upstream: 'spare', model: 'gpt-4o-mini' }] } },
+      modelGroups: {
+        smart: {
+          targets: [
+            { upstream: 'broken', model: 'gpt-4o' },
+            { upstream: 'spare', model: 'gpt-4o-mini' },
+          ],
+        },
+      },
       retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 5 },
       circuitBreaker: { failureThreshold: 2, cooldownMs: 700 },
       alerts: { webhooks: [{ url: `${hook.url}/alerts` }] },
@@ -140,11 +198,21 @@ describe('circuit breakers', () => {
     await ask(client, 'smart');
     await ask(client, 'smart');
     expect(broken.requests).toHaveLength(2);
-    expect((await healthOf(routed)).find((report) => report.target === 'broken/gpt-4o')).toMatchObject({ breaker: 'open' });
+    expect((await healthOf(routed)).find((report) => report.target === 'broken/gpt-4o')).toMatchObject({
+      breaker: 'open',
+    });
     const metrics = await (await fetch(`${routed.proxy.url}/metrics`)).text();
-    expect(metrics).toContain('tollgate_route_breaker_state{target="broken/gpt-4o",upstream="broken",model="gpt-4o"} 2');
-    const alert = await waitFor(async () => hook.requests.find((request) => (request.body as { type?: string }).type === 'breaker_open'), 'the breaker_open alert');
-    expect(alert.body).toMatchObject({ type: 'breaker_open', message: expect.stringContaining('broken/gpt-4o') as unknown as string });
+    expect(metrics).toContain(
+      'tollgate_route_breaker_state{target="broken/gpt-4o",upstream="broken",model="gpt-4o"} 2',
+    );
+    const alert = await waitFor(
+      async () => hook.requests.find((request) => (request.body as { type?: string }).type === 'breaker_open'),
+      'the breaker_open alert',
+    );
+    expect(alert.body).toMatchObject({
+      type: 'breaker_open',
+      message: expect.stringContaining('broken/gpt-4o') as unknown as string,
+    });
 
     // Open: answered by the spare without a call to the broken upstream.
     await ask(client, 'smart');
@@ -157,7 +225,9 @@ describe('circuit breakers', () => {
     const probed = await ask(client, 'smart');
     expect(probed.usage?.completion_tokens).toBe(3);
     expect(broken.requests).toHaveLength(3);
-    expect((await healthOf(routed)).find((report) => report.target === 'broken/gpt-4o')).toMatchObject({ breaker: 'closed' });
+    expect((await healthOf(routed)).find((report) => report.target === 'broken/gpt-4o')).toMatchObject({
+      breaker: 'closed',
+    });
     expect(routed.watch.notClosedOnce()).toEqual([]);
   });
 
@@ -184,7 +254,15 @@ describe('cheapest', () => {
     const cheap = await upstream(openAiAnswer('gpt-4o-mini', { input: 5, output: 2 }));
     const { routed, client } = await routing({
       upstreams: { dear: { baseUrl: `${dear.url}/v1` }, cheap: { baseUrl: `${cheap.url}/v1` } },
-      modelGroups: { thrifty: { strategy: 'cheapest', targets: [{ upstream: 'dear', model: 'gpt-4o' }, { upstream: 'cheap', model: 'gpt-4o-mini' }] } },
+      modelGroups: {
+        thrifty: {
+          strategy: 'cheapest',
+          targets: [
+            { upstream: 'dear', model: 'gpt-4o' },
+            { upstream: 'cheap', model: 'gpt-4o-mini' },
+          ],
+        },
+      },
       retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 5 },
       circuitBreaker: { failureThreshold: 1, cooldownMs: 30_000 },
     });
@@ -212,7 +290,15 @@ describe('upstream kinds and request classes', () => {
   it('calls Azure OpenAI at its deployment URL with its api-key header and api-version', async () => {
     const azure = await upstream(openAiAnswer('gpt-4o', { input: 5, output: 2 }));
     const { routed, client } = await routing({
-      upstreams: { azure: { baseUrl: azure.url, api: 'azure-openai', apiKey: 'azure-secret', apiVersion: '2024-10-21', deployments: { 'gpt-4o': 'prod-4o' } } },
+      upstreams: {
+        azure: {
+          baseUrl: azure.url,
+          api: 'azure-openai',
+          apiKey: 'azure-secret',
+          apiVersion: '2024-10-21',
+          deployments: { 'gpt-4o': 'prod-4o' },
+        },
+      },
       modelGroups: { smart: { targets: [{ upstream: 'azure', model: 'gpt-4o' }] } },
     });
     await ask(client, 'smart');
@@ -228,17 +314,37 @@ describe('upstream kinds and request classes', () => {
     const large = await upstream(openAiAnswer('gpt-4o', { input: 5, output: 2 }));
     const { routed, client } = await routing({
       upstreams: { small: { baseUrl: `${small.url}/v1` }, large: { baseUrl: `${large.url}/v1` } },
-      modelGroups: { quick: { targets: [{ upstream: 'small', model: 'gpt-4o-mini' }] }, deep: { targets: [{ upstream: 'large', model: 'gpt-4o' }] } },
-      requestClasses: { auto: { rules: [{ tools: true, group: 'deep' }, { header: 'reasoning', group: 'deep' }], default: 'quick' } },
+      modelGroups: {
+        quick: { targets: [{ upstream: 'small', model: 'gpt-4o-mini' }] },
+        deep: { targets: [{ upstream: 'large', model: 'gpt-4o' }] },
+      },
+      requestClasses: {
+        auto: {
+          rules: [
+            { tools: true, group: 'deep' },
+            { header: 'reasoning', group: 'deep' },
+          ],
+          default: 'quick',
+        },
+      },
     });
     await ask(client, 'auto');
     expect(small.requests).toHaveLength(1);
-    await ask(client, 'auto', { tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: {} } } }] });
+    await ask(client, 'auto', {
+      tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: {} } } }],
+    });
     expect(large.requests).toHaveLength(1);
-    await client.chat.completions.create({ model: 'auto', messages: [{ role: 'user', content: 'hi' }], max_tokens: 20 }, { headers: { 'x-tollgate-class': 'reasoning' } });
+    await client.chat.completions.create(
+      { model: 'auto', messages: [{ role: 'user', content: 'hi' }], max_tokens: 20 },
+      { headers: { 'x-tollgate-class': 'reasoning' } },
+    );
     expect(large.requests).toHaveLength(2);
     const records = await routed.records();
-    expect(records.map((record) => [record.requestedModel, record.model])).toEqual([['auto', 'gpt-4o-mini'], ['auto', 'gpt-4o'], ['auto', 'gpt-4o']]);
+    expect(records.map((record) => [record.requestedModel, record.model])).toEqual([
+      ['auto', 'gpt-4o-mini'],
+      ['auto', 'gpt-4o'],
+      ['auto', 'gpt-4o'],
+    ]);
   });
 
   it('reports active probes of each upstream on /healthz', async () => {
@@ -255,7 +361,10 @@ describe('upstream kinds and request classes', () => {
       modelGroups: { solo: { targets: [{ upstream: 'up', model: 'gpt-4o-mini' }] } },
       healthProbe: { intervalMs: 60_000, timeoutMs: 1000 },
     });
-    const report = await waitFor(async () => (await healthOf(routed) as { probe?: { ok: boolean } }[])[0]?.probe, 'a probe');
+    const report = await waitFor(
+      async () => ((await healthOf(routed)) as { probe?: { ok: boolean } }[])[0]?.probe,
+      'a probe',
+    );
     expect(report.ok).toBe(true);
     expect(up.requests.some((request) => request.method === 'GET' && request.url === '/v1/models')).toBe(true);
   });

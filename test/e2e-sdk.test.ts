@@ -26,9 +26,15 @@ afterAll(async () => {
 
 describe('OpenAI chat completions through the proxy', () => {
   it('answers JSON with usage in the OpenAI shape', async () => {
-    const completion = await openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hello there!' }], max_tokens: 10 });
+    const completion = await openai.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'Hello there!' }],
+      max_tokens: 10,
+    });
     expect(completion.object).toBe('chat.completion');
-    expect(completion.choices[0]?.message.content).toBe('This is the tollgate mock provider answering deterministically so that');
+    expect(completion.choices[0]?.message.content).toBe(
+      'This is the tollgate mock provider answering deterministically so that',
+    );
     expect(completion.choices[0]?.finish_reason).toBe('length');
     expect(completion.usage).toMatchObject({ completion_tokens: 10 });
     expect(completion.usage!.prompt_tokens).toBeGreaterThan(0);
@@ -36,7 +42,10 @@ describe('OpenAI chat completions through the proxy', () => {
 
   it('streams chunks, with the final usage chunk only when the client asks for it', async () => {
     const withUsage = await openai.chat.completions.create({
-      model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Stream please' }], stream: true, stream_options: { include_usage: true },
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'Stream please' }],
+      stream: true,
+      stream_options: { include_usage: true },
     });
     let text = '';
     let usage: OpenAI.CompletionUsage | null | undefined;
@@ -50,7 +59,11 @@ describe('OpenAI chat completions through the proxy', () => {
     expect(usage?.completion_tokens).toBe(24);
     expect(lastChoices).toBe(0);
 
-    const withoutUsage = await openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Stream please' }], stream: true });
+    const withoutUsage = await openai.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'Stream please' }],
+      stream: true,
+    });
     const chunks: OpenAI.ChatCompletionChunk[] = [];
     for await (const chunk of withoutUsage) chunks.push(chunk);
     expect(chunks.every((chunk) => chunk.choices.length === 1)).toBe(true);
@@ -61,7 +74,11 @@ describe('OpenAI chat completions through the proxy', () => {
 
 describe('OpenAI Responses through the proxy', () => {
   it('answers JSON with output_text and usage', async () => {
-    const response = await openai.responses.create({ model: 'gpt-4o-mini', input: 'Say something', max_output_tokens: 100 });
+    const response = await openai.responses.create({
+      model: 'gpt-4o-mini',
+      input: 'Say something',
+      max_output_tokens: 100,
+    });
     expect(response.status).toBe('completed');
     expect(response.output_text.split(' ')).toHaveLength(24);
     expect(response.usage?.output_tokens).toBe(24);
@@ -72,7 +89,11 @@ describe('OpenAI Responses through the proxy', () => {
   });
 
   it('streams response.created, text deltas and response.completed with usage', async () => {
-    const stream = await openai.responses.create({ model: 'gpt-4o-mini', input: [{ role: 'user', content: 'Stream it' }], stream: true });
+    const stream = await openai.responses.create({
+      model: 'gpt-4o-mini',
+      input: [{ role: 'user', content: 'Stream it' }],
+      stream: true,
+    });
     const types: string[] = [];
     let text = '';
     let completed: OpenAI.Responses.Response | undefined;
@@ -91,7 +112,11 @@ describe('OpenAI Responses through the proxy', () => {
 
 describe('Anthropic messages through the proxy', () => {
   it('answers JSON in the Anthropic shape', async () => {
-    const message = await anthropic.messages.create({ model: 'claude-haiku-4-5', max_tokens: 7, messages: [{ role: 'user', content: 'Hi Claude' }] });
+    const message = await anthropic.messages.create({
+      model: 'claude-haiku-4-5',
+      max_tokens: 7,
+      messages: [{ role: 'user', content: 'Hi Claude' }],
+    });
     expect(message.type).toBe('message');
     expect(message.stop_reason).toBe('max_tokens');
     expect(message.usage.output_tokens).toBe(7);
@@ -99,20 +124,36 @@ describe('Anthropic messages through the proxy', () => {
   });
 
   it('streams message_start .. message_stop, and the SDK assembles the final message', async () => {
-    const stream = anthropic.messages.stream({ model: 'claude-haiku-4-5', max_tokens: 100, system: 'Be brief.', messages: [{ role: 'user', content: 'Stream, Claude' }] });
+    const stream = anthropic.messages.stream({
+      model: 'claude-haiku-4-5',
+      max_tokens: 100,
+      system: 'Be brief.',
+      messages: [{ role: 'user', content: 'Stream, Claude' }],
+    });
     const types: string[] = [];
     stream.on('streamEvent', (event) => types.push(event.type));
     const final = await stream.finalMessage();
     expect(types[0]).toBe('message_start');
-    expect(types).toEqual(expect.arrayContaining(['content_block_start', 'content_block_delta', 'content_block_stop', 'message_delta']));
+    expect(types).toEqual(
+      expect.arrayContaining(['content_block_start', 'content_block_delta', 'content_block_stop', 'message_delta']),
+    );
     expect(types.at(-1)).toBe('message_stop');
     expect(final.usage.output_tokens).toBe(24);
     expect(final.stop_reason).toBe('end_turn');
   });
 
   it('also authenticates classic clients that send x-api-key', async () => {
-    const classic = new Anthropic({ apiKey: null, baseURL: proxy.url, maxRetries: 0, defaultHeaders: { 'x-api-key': key } });
-    const message = await classic.messages.create({ model: 'claude-haiku-4-5', max_tokens: 5, messages: [{ role: 'user', content: 'Hi' }] });
+    const classic = new Anthropic({
+      apiKey: null,
+      baseURL: proxy.url,
+      maxRetries: 0,
+      defaultHeaders: { 'x-api-key': key },
+    });
+    const message = await classic.messages.create({
+      model: 'claude-haiku-4-5',
+      max_tokens: 5,
+      messages: [{ role: 'user', content: 'Hi' }],
+    });
     expect(message.usage.output_tokens).toBe(5);
   });
 });

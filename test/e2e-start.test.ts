@@ -31,24 +31,37 @@ describe('zero-config start', () => {
     const pro = /demo-pro\s+tier pro\s+(tgk_\w+)/.exec(output)?.[1];
     expect(free).toBeDefined();
     expect(pro).toBeDefined();
-    expect(output).toContain(`curl -s ${demo.url.replace('127.0.0.1', 'localhost')}/v1/chat/completions -H "Authorization: Bearer ${free}"`);
+    expect(output).toContain(
+      `curl -s ${demo.url.replace('127.0.0.1', 'localhost')}/v1/chat/completions -H "Authorization: Bearer ${free}"`,
+    );
 
     const health = (await (await fetch(`${demo.url}/healthz`)).json()) as Record<string, unknown>;
     // The process listens only once the tokenizers are in: the first health check already finds them.
     expect(health).toMatchObject({ status: 'ok', store: 'memory', tokenizers: 'ready', upstreams: ['mock'] });
 
     const freeClient = new OpenAI({ apiKey: free!, baseURL: `${demo.url}/v1`, maxRetries: 0 });
-    const completion = await freeClient.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hello!' }] });
+    const completion = await freeClient.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'Hello!' }],
+    });
     expect(completion.choices[0]?.message.content).toContain('tollgate mock provider');
-    const denied = await caught(freeClient.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'Hello!' }] }));
+    const denied = await caught(
+      freeClient.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'Hello!' }] }),
+    );
     expect((denied as OpenAIApiError).code).toBe('model_not_allowed');
 
     const proClient = new Anthropic({ apiKey: pro!, baseURL: demo.url, maxRetries: 0 });
-    const message = await proClient.messages.create({ model: 'claude-sonnet-4-5', max_tokens: 16, messages: [{ role: 'user', content: 'Hello!' }] });
+    const message = await proClient.messages.create({
+      model: 'claude-sonnet-4-5',
+      max_tokens: 16,
+      messages: [{ role: 'user', content: 'Hello!' }],
+    });
     expect(message.usage.output_tokens).toBe(16);
 
     // The admin key opens /metrics and the dashboard, which reads the embedded usage ledger.
-    const admin = /Dashboard: (http:\/\/localhost:\d+\/dashboard)\s+\(sign in with the admin key (tgk_\w+)\)/.exec(output);
+    const admin = /Dashboard: (http:\/\/localhost:\d+\/dashboard)\s+\(sign in with the admin key (tgk_\w+)\)/.exec(
+      output,
+    );
     expect(admin).not.toBeNull();
     const asAdmin = { authorization: `Bearer ${admin![2]}` };
     expect((await fetch(`${demo.url}/metrics`)).status).toBe(401);
@@ -56,7 +69,9 @@ describe('zero-config start', () => {
     expect(metrics).toContain('tollgate_requests_total');
     expect(metrics).toContain('tenant="demo-free"');
     const overview = await waitFor(async () => {
-      const body = (await (await fetch(`${demo.url}/dashboard/api/overview`, { headers: asAdmin })).json()) as { tenants: { id: string; ledgerSpentNanoUsd: number | null; budget: { spentNanoUsd: number } | null }[] };
+      const body = (await (await fetch(`${demo.url}/dashboard/api/overview`, { headers: asAdmin })).json()) as {
+        tenants: { id: string; ledgerSpentNanoUsd: number | null; budget: { spentNanoUsd: number } | null }[];
+      };
       const free = body.tenants.find((tenant) => tenant.id === 'demo-free');
       return free && (free.ledgerSpentNanoUsd ?? 0) > 0 ? free : undefined;
     }, 'the demo call in the dashboard');
@@ -71,14 +86,18 @@ describe('refusing to start', () => {
     [{ tiers: { free: { requestsPerMinute: 0 } } }, 'tiers.free.requestsPerMinute must be a positive integer'],
     [{ tenants: { acme: { tier: 'pro' } } }, 'tenants.acme.tier names an unknown tier "pro"'],
     [{ tierz: {} }, 'did you mean "tiers"?'],
-  ])('%j', async (config, message) => {
-    const file = path.join(dir, `bad-${Math.random().toString(36).slice(2)}.json`);
-    writeFileSync(file, JSON.stringify(config));
-    const { code, output } = await runProxyExpectingExit({ TOLLGATE_CONFIG: file });
-    expect(code).toBe(1);
-    expect(output).toContain(message);
-    expect(output).not.toContain('listening on');
-  }, 30_000);
+  ])(
+    '%j',
+    async (config, message) => {
+      const file = path.join(dir, `bad-${Math.random().toString(36).slice(2)}.json`);
+      writeFileSync(file, JSON.stringify(config));
+      const { code, output } = await runProxyExpectingExit({ TOLLGATE_CONFIG: file });
+      expect(code).toBe(1);
+      expect(output).toContain(message);
+      expect(output).not.toContain('listening on');
+    },
+    30_000,
+  );
 
   it('a missing config file and a bad PORT', async () => {
     const missing = await runProxyExpectingExit({ TOLLGATE_CONFIG: path.join(dir, 'nope.json') });
@@ -95,13 +114,24 @@ describe('keys managed with the CLI while the proxy runs', () => {
     const configPath = path.join(dir, 'live.json');
     writeFileSync(configPath, JSON.stringify({ tenants: { acme: {} } }));
     const proxy = await spawnProxy({ TOLLGATE_CONFIG: configPath, REDIS_URL: '' });
-    const cli = (...args: string[]) => promisify(execFile)(path.join(ROOT, 'node_modules/.bin/tsx'), ['--conditions=source', 'examples/proxy/src/cli.ts', ...args], { cwd: ROOT });
-    const status = async (key: string) => (await fetch(`${proxy.url}/v1/models`, { headers: { authorization: `Bearer ${key}` } })).status;
+    const cli = (...args: string[]) =>
+      promisify(execFile)(
+        path.join(ROOT, 'node_modules/.bin/tsx'),
+        ['--conditions=source', 'examples/proxy/src/cli.ts', ...args],
+        { cwd: ROOT },
+      );
+    const status = async (key: string) =>
+      (await fetch(`${proxy.url}/v1/models`, { headers: { authorization: `Bearer ${key}` } })).status;
     try {
-      const created = JSON.parse((await cli('keys', 'create', '--config', configPath, '--tenant', 'acme', '--scopes', 'chat', '--json')).stdout) as { key: string; record: { id: string } };
+      const created = JSON.parse(
+        (await cli('keys', 'create', '--config', configPath, '--tenant', 'acme', '--scopes', 'chat', '--json')).stdout,
+      ) as { key: string; record: { id: string } };
       await waitFor(async () => ((await status(created.key)) === 200 ? true : undefined), 'the new key to work');
       await cli('keys', 'revoke', created.record.id, '--config', configPath);
-      await waitFor(async () => ((await status(created.key)) === 401 ? true : undefined), 'the revoked key to stop working');
+      await waitFor(
+        async () => ((await status(created.key)) === 401 ? true : undefined),
+        'the revoked key to stop working',
+      );
       expect(proxy.output()).toContain('reloaded 1 keys');
     } finally {
       await proxy.stop();

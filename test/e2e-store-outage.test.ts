@@ -26,47 +26,65 @@ interface Record_ {
 function writeConfig(name: string, storeOutage: unknown): { configPath: string; usageLog: string } {
   const usageLog = path.join(dir, `${name}.jsonl`);
   const configPath = path.join(dir, `${name}.json`);
-  writeFileSync(configPath, JSON.stringify({
-    usageLog,
-    spool: path.join(dir, `${name}-spool`),
-    redisPrefix: `tg-outage-${name}:`,
-    adminKeySha256: sha256Hex(adminKey),
-    ...(storeOutage === undefined ? {} : { storeOutage }),
-    tiers: { pro: { requestsPerMinute: 100_000, tokensPerMinute: 100_000_000 } },
-    tenants: { acme: { tier: 'pro', budget: { usd: BUDGET_USD, period: 'day' } } },
-    keys: [{ id: 'acme-key', sha256: sha256Hex(key), tenant: 'acme', scopes: [] }],
-    // Blocks of at most 0.1%: none holds two requests of this $0.05 budget, which is reserved per request, so the
-    // slice alone bounds what a process grants in an outage (blocks over a lease add what they held when it began:
-    // test/layer-conformance.test.ts and core's block tests).
-    redis: { blocks: { share: 0.001 } },
-  }));
+  writeFileSync(
+    configPath,
+    JSON.stringify({
+      usageLog,
+      spool: path.join(dir, `${name}-spool`),
+      redisPrefix: `tg-outage-${name}:`,
+      adminKeySha256: sha256Hex(adminKey),
+      ...(storeOutage === undefined ? {} : { storeOutage }),
+      tiers: { pro: { requestsPerMinute: 100_000, tokensPerMinute: 100_000_000 } },
+      tenants: { acme: { tier: 'pro', budget: { usd: BUDGET_USD, period: 'day' } } },
+      keys: [{ id: 'acme-key', sha256: sha256Hex(key), tenant: 'acme', scopes: [] }],
+      // Blocks of at most 0.1%: none holds two requests of this $0.05 budget, which is reserved per request, so the
+      // slice alone bounds what a process grants in an outage (blocks over a lease add what they held when it began:
+      // test/layer-conformance.test.ts and core's block tests).
+      redis: { blocks: { share: 0.001 } },
+    }),
+  );
   return { configPath, usageLog };
 }
 
-const ask = (proxy: SpawnedProxy): Promise<Response> => fetch(`${proxy.url}/v1/chat/completions`, {
-  method: 'POST',
-  headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-  body: JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: 'Say something short.' }], max_tokens: 40 }),
-  signal: AbortSignal.timeout(15_000),
-});
+const ask = (proxy: SpawnedProxy): Promise<Response> =>
+  fetch(`${proxy.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: JSON.stringify({
+      model: 'gpt-4o',
+      messages: [{ role: 'user', content: 'Say something short.' }],
+      max_tokens: 40,
+    }),
+    signal: AbortSignal.timeout(15_000),
+  });
 
 async function statuses(proxies: readonly SpawnedProxy[], each: number): Promise<number[][]> {
-  return Promise.all(proxies.map(async (proxy) => {
-    const answers = await Promise.all(Array.from({ length: each }, async () => {
-      const response = await ask(proxy);
-      await response.arrayBuffer();
-      return response.status;
-    }));
-    return answers;
-  }));
+  return Promise.all(
+    proxies.map(async (proxy) => {
+      const answers = await Promise.all(
+        Array.from({ length: each }, async () => {
+          const response = await ask(proxy);
+          await response.arrayBuffer();
+          return response.status;
+        }),
+      );
+      return answers;
+    }),
+  );
 }
 
 async function spentNano(proxy: SpawnedProxy): Promise<{ spentNanoUsd: number; reservedNanoUsd: number }> {
-  const response = await fetch(`${proxy.url}/admin/budgets/tenant/acme`, { headers: { authorization: `Bearer ${adminKey}` } });
+  const response = await fetch(`${proxy.url}/admin/budgets/tenant/acme`, {
+    headers: { authorization: `Bearer ${adminKey}` },
+  });
   return ((await response.json()) as { budgets: { spentNanoUsd: number; reservedNanoUsd: number }[] }).budgets[0]!;
 }
 
-const readLog = (file: string): Record_[] => readFileSync(file, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record_);
+const readLog = (file: string): Record_[] =>
+  readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as Record_);
 const sum = (records: readonly Record_[]): number => records.reduce((total, record) => total + record.costNanoUsd, 0);
 const waitUntil = async (check: () => boolean | Promise<boolean>, ms: number): Promise<void> => {
   const until = Date.now() + ms;
@@ -96,7 +114,9 @@ describe('Redis out under load, three processes', () => {
       const config = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
       writeFileSync(configPath, JSON.stringify({ ...config, redisPrefix: 'tg-outage-lease:' }));
     }
-    const proxies = await Promise.all(processes.map(({ configPath }) => spawnProxy({ TOLLGATE_CONFIG: configPath, REDIS_URL: redis.url })));
+    const proxies = await Promise.all(
+      processes.map(({ configPath }) => spawnProxy({ TOLLGATE_CONFIG: configPath, REDIS_URL: redis.url })),
+    );
     try {
       // Each process sees the tenant's limits and budget answered by Redis: that grants it a slice.
       expect((await statuses(proxies, 3)).flat().every((status) => status === 200)).toBe(true);
@@ -115,7 +135,13 @@ describe('Redis out under load, three processes', () => {
         }
         if (outage === 'killed') await redis.start();
         else redis.signal('SIGCONT');
-        await waitUntil(() => proxies.every((proxy) => proxy.output().split(/Redis answers again/).length > (outage === 'killed' ? 1 : 2)), 20_000);
+        await waitUntil(
+          () =>
+            proxies.every(
+              (proxy) => proxy.output().split(/Redis answers again/).length > (outage === 'killed' ? 1 : 2),
+            ),
+          20_000,
+        );
 
         // What each process granted on its own stays within its slice.
         for (const { usageLog } of processes) {
@@ -135,15 +161,23 @@ describe('Redis out under load, three processes', () => {
       await waitUntil(async () => (await spentNano(proxies[0]!)).reservedNanoUsd === 0, 20_000);
       const logged = processes.reduce((total, { usageLog }) => total + sum(readLog(usageLog)), 0);
       await waitUntil(async () => (await spentNano(proxies[0]!)).spentNanoUsd === logged, 20_000);
-      expect(await spentNano(proxies[1]!)).toEqual(expect.objectContaining({ spentNanoUsd: logged, reservedNanoUsd: 0 }));
+      expect(await spentNano(proxies[1]!)).toEqual(
+        expect.objectContaining({ spentNanoUsd: logged, reservedNanoUsd: 0 }),
+      );
     } finally {
       await Promise.all(proxies.map((proxy) => proxy.stop()));
     }
   }, 180_000);
 
   it('failClosed answers 503 with Retry-After; failOpen serves and says Redis is out', async () => {
-    const closed = await spawnProxy({ TOLLGATE_CONFIG: writeConfig('closed', undefined).configPath, REDIS_URL: redis.url });
-    const open = await spawnProxy({ TOLLGATE_CONFIG: writeConfig('open', 'failOpen').configPath, REDIS_URL: redis.url });
+    const closed = await spawnProxy({
+      TOLLGATE_CONFIG: writeConfig('closed', undefined).configPath,
+      REDIS_URL: redis.url,
+    });
+    const open = await spawnProxy({
+      TOLLGATE_CONFIG: writeConfig('open', 'failOpen').configPath,
+      REDIS_URL: redis.url,
+    });
     try {
       expect((await ask(closed)).status).toBe(200);
       expect((await ask(open)).status).toBe(200);

@@ -6,15 +6,27 @@ import { createRedisStores } from '@tollgate/redis';
 import type { ProxyConfig } from '../examples/proxy/src/config.js';
 import { createMockProvider } from '../examples/proxy/src/mock-provider.js';
 import {
-  deleteRedisPrefix, newApiKey, REDIS_URL, redisTestStores, sha256Hex, startProxy, type RunningProxy,
+  deleteRedisPrefix,
+  newApiKey,
+  REDIS_URL,
+  redisTestStores,
+  sha256Hex,
+  startProxy,
+  type RunningProxy,
 } from './helpers/proxy.js';
 import { RedisFlightRelay } from './helpers/redis-relay.js';
 
 const keys = {
-  sharedA: newApiKey(), sharedB: newApiKey(),
-  splitA: newApiKey(), splitB: newApiKey(), splitC: newApiKey(),
-  tokensA: newApiKey(), tokensB: newApiKey(), tokensC: newApiKey(),
-  aloneA: newApiKey(), aloneB: newApiKey(),
+  sharedA: newApiKey(),
+  sharedB: newApiKey(),
+  splitA: newApiKey(),
+  splitB: newApiKey(),
+  splitC: newApiKey(),
+  tokensA: newApiKey(),
+  tokensB: newApiKey(),
+  tokensC: newApiKey(),
+  aloneA: newApiKey(),
+  aloneB: newApiKey(),
   unknownTier: newApiKey(),
 };
 
@@ -72,10 +84,13 @@ function expectRefused(answer: Answer, kind: 'requests' | 'tokens', layer: 'tena
 }
 
 const storeKinds: [string, () => { stores: TollgateStores; release(): Promise<void> }][] = [
-  ['memory', () => {
-    const stores = createMemoryStores();
-    return { stores, release: () => stores.close() };
-  }],
+  [
+    'memory',
+    () => {
+      const stores = createMemoryStores();
+      return { stores, release: () => stores.close() };
+    },
+  ],
   ['Redis', () => redisTestStores('tier-limits')],
 ];
 
@@ -88,7 +103,10 @@ describe.each(storeKinds)('tier limits through the proxy on %s stores', (_kind, 
     shared = storesFor();
     // A key made in the key store (not the config) may name a tier the config does not have.
     await shared.stores.keys.put({
-      id: 'unknown-tier', sha256: sha256Hex(keys.unknownTier), tier: 'gold', scopes: [],
+      id: 'unknown-tier',
+      sha256: sha256Hex(keys.unknownTier),
+      tier: 'gold',
+      scopes: [],
       createdAt: new Date().toISOString(),
     });
     proxy = await startProxy(config, { stores: shared.stores, mock: createMockProvider({ replyTokens: 100 }) });
@@ -99,7 +117,7 @@ describe.each(storeKinds)('tier limits through the proxy on %s stores', (_kind, 
     await shared.release();
   });
 
-  it('gives two keys of one tenant the tier\'s requestsPerMinute together: 2 + 2 pass, the 5th is 429', async () => {
+  it("gives two keys of one tenant the tier's requestsPerMinute together: 2 + 2 pass, the 5th is 429", async () => {
     for (const key of [keys.sharedA, keys.sharedA, keys.sharedB, keys.sharedB]) {
       expect((await ask(key)).status).toBe(200);
     }
@@ -119,7 +137,7 @@ describe.each(storeKinds)('tier limits through the proxy on %s stores', (_kind, 
   it.each([
     ['requestsPerMinute', 'requests', [keys.splitA, keys.splitB, keys.splitC], 2, 3],
     ['tokensPerMinute', 'tokens', [keys.tokensA, keys.tokensB, keys.tokensC], 250, 400],
-  ] as const)('holds perKey.%s per key and the tier\'s over the tenant, at once', async (...row) => {
+  ] as const)("holds perKey.%s per key and the tier's over the tenant, at once", async (...row) => {
     const [, kind, [a, b, c], perKey, perTenant] = row;
     for (let i = 0; i < 2; i++) expect((await ask(a)).status).toBe(200);
     expectRefused(await ask(a), kind, 'key', perKey);
@@ -160,19 +178,26 @@ describe('the tier and perKey limits on Redis, before the provider call', () => 
       answerChat(req, res);
     };
     const stores = createRedisStores({ url: await relay.listen(), prefix });
-    proxy = await startProxy({
-      tiers: {
-        pro: {
-          requestsPerMinute: 1000,
-          tokensPerMinute: 1_000_000,
-          perKey: { requestsPerMinute: 100, tokensPerMinute: 100_000 },
-          models: ['*'],
+    proxy = await startProxy(
+      {
+        tiers: {
+          pro: {
+            requestsPerMinute: 1000,
+            tokensPerMinute: 1_000_000,
+            perKey: { requestsPerMinute: 100, tokensPerMinute: 100_000 },
+            models: ['*'],
+          },
         },
+        tenants: { acme: { tier: 'pro' } },
+        keys: [{ id: 'trips', sha256: sha256Hex(key), tenant: 'acme' }],
       },
-      tenants: { acme: { tier: 'pro' } },
-      keys: [{ id: 'trips', sha256: sha256Hex(key), tenant: 'acme' }],
-    }, { stores, mock, metrics: false });
-    cleanups.push(() => proxy.close(), () => stores.close(), () => relay.close());
+      { stores, mock, metrics: false },
+    );
+    cleanups.push(
+      () => proxy.close(),
+      () => stores.close(),
+      () => relay.close(),
+    );
   });
 
   afterAll(async () => {
@@ -206,7 +231,11 @@ describe('the tier and perKey limits on Redis, before the provider call', () => 
         if (relay.commands.length === quiet) break;
       }
     }
-    for (const trip of trips.slice(1)) expect([{ flights: 0, commands: [] }, { flights: 1, commands: ['EVALSHA'] }]).toContainEqual(trip);
+    for (const trip of trips.slice(1))
+      expect([
+        { flights: 0, commands: [] },
+        { flights: 1, commands: ['EVALSHA'] },
+      ]).toContainEqual(trip);
     expect(trips.slice(1).some((trip) => trip.flights === 0)).toBe(true);
   });
 });

@@ -52,7 +52,11 @@ function endlessStream(res: ServerResponse, state: UpstreamSide): void {
 function openChat(body: Record<string, unknown>): Promise<IncomingMessage> {
   const payload = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], ...body });
   return new Promise((resolve, reject) => {
-    const outgoing = request(`${proxy.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${clientKey}`, 'content-type': 'application/json' } }, resolve);
+    const outgoing = request(
+      `${proxy.url}/v1/chat/completions`,
+      { method: 'POST', headers: { authorization: `Bearer ${clientKey}`, 'content-type': 'application/json' } },
+      resolve,
+    );
     outgoing.once('error', reject);
     outgoing.end(payload);
   });
@@ -146,7 +150,10 @@ describe('a stream whose first event is slow', () => {
 describe('answers passed whole', () => {
   it('a JSON answer written in several pieces reaches the client unchanged', async () => {
     const completion = JSON.stringify({
-      id: 'chatcmpl-flow', object: 'chat.completion', created: 1, model: 'gpt-4o-mini',
+      id: 'chatcmpl-flow',
+      object: 'chat.completion',
+      created: 1,
+      model: 'gpt-4o-mini',
       choices: [{ index: 0, message: { role: 'assistant', content: 'word '.repeat(2000) }, finish_reason: 'stop' }],
       usage: { prompt_tokens: 9, completion_tokens: 2000, total_tokens: 2009 },
     });
@@ -170,7 +177,14 @@ describe('answers passed whole', () => {
   });
 
   it('a JSON answer in one piece reaches the client unchanged', async () => {
-    const completion = JSON.stringify({ id: 'chatcmpl-flow', object: 'chat.completion', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, message: { role: 'assistant', content: 'hi' }, finish_reason: 'stop' }], usage: { prompt_tokens: 9, completion_tokens: 1, total_tokens: 10 } });
+    const completion = JSON.stringify({
+      id: 'chatcmpl-flow',
+      object: 'chat.completion',
+      created: 1,
+      model: 'gpt-4o-mini',
+      choices: [{ index: 0, message: { role: 'assistant', content: 'hi' }, finish_reason: 'stop' }],
+      usage: { prompt_tokens: 9, completion_tokens: 1, total_tokens: 10 },
+    });
     script = (res) => {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(completion);
@@ -188,7 +202,10 @@ describe('answers passed whole', () => {
     };
     const response = await openChat({});
     // Either a clean 502 (nothing was sent yet) or a cut 200: never a response left hanging.
-    const ended = await readAll(response).then(() => 'ended', () => 'cut');
+    const ended = await readAll(response).then(
+      () => 'ended',
+      () => 'cut',
+    );
     expect(['ended', 'cut']).toContain(ended);
     if (response.statusCode === 200) expect(ended).toBe('cut');
     else expect(response.statusCode).toBe(502);

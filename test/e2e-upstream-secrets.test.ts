@@ -30,16 +30,21 @@ async function echoCredentials(req: IncomingMessage, res: ServerResponse): Promi
   for await (const chunk of req) received += String(chunk);
   const anthropic = req.url === '/v1/messages';
   // Asked to, it names another upstream's key (one it was handed elsewhere, or shares a backend with).
-  const key = received.includes('ECHO_OTHER_UPSTREAM_KEY') ? upstreamAnthropicKey : anthropic
-    ? String(req.headers['x-api-key'])
-    : String(req.headers.authorization).replace(/^Bearer /, '');
+  const key = received.includes('ECHO_OTHER_UPSTREAM_KEY')
+    ? upstreamAnthropicKey
+    : anthropic
+      ? String(req.headers['x-api-key'])
+      : String(req.headers.authorization).replace(/^Bearer /, '');
   const [raw, slashEscaped, plusEscaped, urlEncoded] = echoedForms(key);
   const message = `Bad request with key ${raw} (also ${slashEscaped}, ${plusEscaped}, https://x.test/?k=${urlEncoded})`;
   const body = anthropic
     ? `{"type":"error","error":{"type":"invalid_request_error","message":"${message}"}}`
     : `{"error":{"message":"${message}","type":"invalid_request_error","param":null,"code":"bad_request"}}`;
   res.writeHead(400, {
-    'content-type': 'application/json', 'retry-after': key, 'x-should-retry': `false ${key}`, 'x-echo': key,
+    'content-type': 'application/json',
+    'retry-after': key,
+    'x-should-retry': `false ${key}`,
+    'x-echo': key,
   });
   const keyAt = body.indexOf(key);
   const padding = cutAt === undefined ? '' : ' '.repeat(cutAt - keyAt - key.length / 2);
@@ -76,15 +81,15 @@ afterAll(async () => {
 async function callProxy(api: 'openai' | 'anthropic', content = 'hi'): Promise<Response> {
   return api === 'openai'
     ? fetch(`${proxy.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${clientKey}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content }] }),
-    })
+        method: 'POST',
+        headers: { authorization: `Bearer ${clientKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content }] }),
+      })
     : fetch(`${proxy.url}/v1/messages`, {
-      method: 'POST',
-      headers: { 'x-api-key': clientKey, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 8, messages: [{ role: 'user', content: 'hi' }] }),
-    });
+        method: 'POST',
+        headers: { 'x-api-key': clientKey, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 8, messages: [{ role: 'user', content: 'hi' }] }),
+      });
 }
 
 function expectNoKey(text: string, key: string): void {

@@ -21,7 +21,9 @@ let openai: OpenAI;
 let anthropic: Anthropic;
 
 async function reservedNow(): Promise<number> {
-  const response = await fetch(`${proxy.url}/admin/budgets/tenant/acme`, { headers: { authorization: `Bearer ${adminKey}` } });
+  const response = await fetch(`${proxy.url}/admin/budgets/tenant/acme`, {
+    headers: { authorization: `Bearer ${adminKey}` },
+  });
   const body = (await response.json()) as { budgets: { reservedNanoUsd: number }[] };
   return body.budgets.reduce((sum, budget) => sum + budget.reservedNanoUsd, 0);
 }
@@ -38,7 +40,12 @@ beforeAll(async () => {
     {
       adminKeySha256: sha256Hex(adminKey),
       upstreams: {
-        openai: { baseUrl: `${upstream.url}/v1`, apiKeyEnv: 'TEST_OPENAI_KEY', firstByteTimeoutMs: 400, idleTimeoutMs: 400 },
+        openai: {
+          baseUrl: `${upstream.url}/v1`,
+          apiKeyEnv: 'TEST_OPENAI_KEY',
+          firstByteTimeoutMs: 400,
+          idleTimeoutMs: 400,
+        },
         anthropic: { baseUrl: upstream.url, apiKey: upstreamAnthropicKey, firstByteTimeoutMs: 400, idleTimeoutMs: 400 },
       },
       tenants: { acme: { budget: { usd: 10, period: 'day' } } },
@@ -63,7 +70,11 @@ afterAll(async () => {
 describe('forwarding', () => {
   it('sends the upstream key, never the client key, and asks for identity encoding', async () => {
     upstream.mock.behavior.requireApiKey = upstreamOpenAiKey;
-    const completion = await openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 });
+    const completion = await openai.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'hi' }],
+      max_tokens: 3,
+    });
     expect(completion.usage?.completion_tokens).toBe(3);
     const seen = upstream.mock.requests.at(-1)!;
     expect(seen.path).toBe('/v1/chat/completions');
@@ -74,7 +85,11 @@ describe('forwarding', () => {
 
   it('sends x-api-key and anthropic-version to Anthropic upstreams', async () => {
     upstream.mock.behavior.requireApiKey = upstreamAnthropicKey;
-    const message = await anthropic.messages.create({ model: 'claude-haiku-4-5', max_tokens: 4, messages: [{ role: 'user', content: 'hi' }] });
+    const message = await anthropic.messages.create({
+      model: 'claude-haiku-4-5',
+      max_tokens: 4,
+      messages: [{ role: 'user', content: 'hi' }],
+    });
     expect(message.usage.output_tokens).toBe(4);
     const seen = upstream.mock.requests.at(-1)!;
     expect(seen.path).toBe('/v1/messages');
@@ -84,23 +99,32 @@ describe('forwarding', () => {
   });
 
   it('streams all three APIs through unchanged', async () => {
-    const chat = await openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], stream: true });
+    const chat = await openai.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'hi' }],
+      stream: true,
+    });
     let text = '';
     for await (const chunk of chat) text += chunk.choices[0]?.delta.content ?? '';
     expect(text.split(' ')).toHaveLength(24);
 
     const responses = await openai.responses.create({ model: 'gpt-4o-mini', input: 'hi', stream: true });
     let completed = false;
-    for await (const event of responses) if (event.type === 'response.completed') completed = event.response.usage?.output_tokens === 24;
+    for await (const event of responses)
+      if (event.type === 'response.completed') completed = event.response.usage?.output_tokens === 24;
     expect(completed).toBe(true);
 
-    const final = await anthropic.messages.stream({ model: 'claude-haiku-4-5', max_tokens: 50, messages: [{ role: 'user', content: 'hi' }] }).finalMessage();
+    const final = await anthropic.messages
+      .stream({ model: 'claude-haiku-4-5', max_tokens: 50, messages: [{ role: 'user', content: 'hi' }] })
+      .finalMessage();
     expect(final.usage.output_tokens).toBe(24);
     await expectNothingReserved();
   });
 
   it('refuses a model on the wrong API with 400', async () => {
-    const error = await caught(openai.chat.completions.create({ model: 'claude-haiku-4-5', messages: [{ role: 'user', content: 'hi' }] }));
+    const error = await caught(
+      openai.chat.completions.create({ model: 'claude-haiku-4-5', messages: [{ role: 'user', content: 'hi' }] }),
+    );
     expect(error).toBeInstanceOf(OpenAI.BadRequestError);
     expect((error as OpenAIApiError).message).toContain('/v1/messages');
   });
@@ -113,13 +137,23 @@ describe('client input the upstream call cannot carry', () => {
       ['metadata', `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"metadata":${deep(20_000)}}`],
       ['messages', `{"model":"gpt-4o-mini","messages":[{"role":"user","content":${deep(20_000)}}]}`],
     ] as const) {
-      const response = await fetch(`${proxy.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${clientKey}`, 'content-type': 'application/json' }, body });
+      const response = await fetch(`${proxy.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${clientKey}`, 'content-type': 'application/json' },
+        body,
+      });
       expect(response.status).toBe(400);
       expect(await response.json()).toMatchObject({ error: { code: 'invalid_request', param: field } });
     }
     // Nesting real requests use (tool schemas, content parts) still goes through.
-    const schema = JSON.parse(`{"type":"object","properties":{"a":${'{"type":"object","properties":{"a":'.repeat(10)}{"type":"string"}${'}}'.repeat(10)}}}`) as Record<string, unknown>;
-    const ok = await openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], tools: [{ type: 'function', function: { name: 'f', parameters: schema } }] });
+    const schema = JSON.parse(
+      `{"type":"object","properties":{"a":${'{"type":"object","properties":{"a":'.repeat(10)}{"type":"string"}${'}}'.repeat(10)}}}`,
+    ) as Record<string, unknown>;
+    const ok = await openai.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'hi' }],
+      tools: [{ type: 'function', function: { name: 'f', parameters: schema } }],
+    });
     expect(ok.usage?.completion_tokens).toBeGreaterThan(0);
     await expectNothingReserved();
   });
@@ -129,16 +163,23 @@ describe('operator log', () => {
   it('stays quiet on normal requests through the whole chain, as `pnpm start` runs it (no listener-leak warning per response)', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-e2e-'));
     const configPath = path.join(dir, 'config.json');
-    writeFileSync(configPath, JSON.stringify({
-      upstreams: { openai: { baseUrl: `${upstream.url}/v1` } },
-      tiers: { free: { requestsPerMinute: 100, tokensPerMinute: 100_000, maxOutputTokens: 64, maxConcurrent: 2 } },
-      keys: [{ id: 'limited', sha256: sha256Hex(clientKey) }],
-    }));
+    writeFileSync(
+      configPath,
+      JSON.stringify({
+        upstreams: { openai: { baseUrl: `${upstream.url}/v1` } },
+        tiers: { free: { requestsPerMinute: 100, tokensPerMinute: 100_000, maxOutputTokens: 64, maxConcurrent: 2 } },
+        keys: [{ id: 'limited', sha256: sha256Hex(clientKey) }],
+      }),
+    );
     const spawned = await spawnProxy({ TOLLGATE_CONFIG: configPath });
     try {
       const client = new OpenAI({ apiKey: clientKey, baseURL: `${spawned.url}/v1`, maxRetries: 0 });
       await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
-      const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], stream: true });
+      const stream = await client.chat.completions.create({
+        model: 'gpt-4o-mini',
+        messages: [{ role: 'user', content: 'hi' }],
+        stream: true,
+      });
       for await (const chunk of stream) void chunk;
     } finally {
       await spawned.stop();
@@ -149,18 +190,25 @@ describe('operator log', () => {
 });
 
 describe('upstream answers passed through', () => {
-  it('passes a 4xx in the provider\'s own shape', async () => {
+  it("passes a 4xx in the provider's own shape", async () => {
     // No max_tokens: the Anthropic API (and the mock) refuse that with their own 400.
-    const error = await caught(anthropic.messages.create({ model: 'claude-haiku-4-5', messages: [{ role: 'user', content: 'hi' }] } as never));
+    const error = await caught(
+      anthropic.messages.create({ model: 'claude-haiku-4-5', messages: [{ role: 'user', content: 'hi' }] } as never),
+    );
     expect(error).toBeInstanceOf(Anthropic.BadRequestError);
-    expect((error as AnthropicApiError).error).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } });
+    expect((error as AnthropicApiError).error).toMatchObject({
+      type: 'error',
+      error: { type: 'invalid_request_error' },
+    });
     await expectNothingReserved();
   });
 
   it('passes a 429 with its retry-after', async () => {
     upstream.mock.behavior.failure = 'rateLimit';
     upstream.mock.behavior.retryAfterSeconds = 13;
-    const error = await caught(openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }));
+    const error = await caught(
+      openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }),
+    );
     expect(error).toBeInstanceOf(OpenAI.RateLimitError);
     expect((error as OpenAIApiError).headers?.get('retry-after')).toBe('13');
     await expectNothingReserved();
@@ -170,7 +218,9 @@ describe('upstream answers passed through', () => {
 describe('upstream failures', () => {
   it('turns a 5xx into 502 upstream_error', async () => {
     upstream.mock.behavior.failure = 'error500';
-    const error = await caught(openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }));
+    const error = await caught(
+      openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }),
+    );
     expect(error).toBeInstanceOf(OpenAI.InternalServerError);
     expect((error as OpenAIApiError).status).toBe(502);
     expect((error as OpenAIApiError).code).toBe('upstream_error');
@@ -180,11 +230,19 @@ describe('upstream failures', () => {
   it("turns an upstream refusing the gateway's own key (401) into 502 upstream_error, never showing the client that key", async () => {
     // The upstream names the key it was given, masked but for its ends, as OpenAI does: that is the gateway's key, not the client's.
     upstream.mock.behavior.requireApiKey = 'sk-the-key-the-upstream-expects';
-    const chat = await caught(openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }));
+    const chat = await caught(
+      openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }),
+    );
     expect(chat).toBeInstanceOf(OpenAI.InternalServerError);
     expect((chat as OpenAIApiError).status).toBe(502);
     expect((chat as OpenAIApiError).code).toBe('upstream_error');
-    const messages = await caught(anthropic.messages.create({ model: 'claude-haiku-4-5', max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] }));
+    const messages = await caught(
+      anthropic.messages.create({
+        model: 'claude-haiku-4-5',
+        max_tokens: 16,
+        messages: [{ role: 'user', content: 'hi' }],
+      }),
+    );
     expect((messages as AnthropicApiError).status).toBe(502);
     for (const error of [chat, messages]) {
       const shown = JSON.stringify((error as OpenAIApiError).error) + (error as Error).message;
@@ -197,7 +255,13 @@ describe('upstream failures', () => {
 
   it('turns a dropped connection into 502 upstream_error', async () => {
     upstream.mock.behavior.failure = 'reset';
-    const error = await caught(anthropic.messages.create({ model: 'claude-haiku-4-5', max_tokens: 5, messages: [{ role: 'user', content: 'hi' }] }));
+    const error = await caught(
+      anthropic.messages.create({
+        model: 'claude-haiku-4-5',
+        max_tokens: 5,
+        messages: [{ role: 'user', content: 'hi' }],
+      }),
+    );
     expect((error as AnthropicApiError).status).toBe(502);
     await expectNothingReserved();
   });
@@ -212,10 +276,18 @@ describe('upstream failures', () => {
 
   it('cuts the client stream when the upstream goes silent mid-stream', async () => {
     upstream.mock.behavior.failure = 'hangMidStream';
-    const stream = await openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], stream: true });
-    const error = await caught((async () => {
-      for await (const _chunk of stream) { /* the first chunk arrives, then the proxy's idle timeout cuts the stream */ }
-    })());
+    const stream = await openai.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'hi' }],
+      stream: true,
+    });
+    const error = await caught(
+      (async () => {
+        for await (const _chunk of stream) {
+          /* the first chunk arrives, then the proxy's idle timeout cuts the stream */
+        }
+      })(),
+    );
     // A cut stream surfaces as a network error (its class comes from undici's realm, not jest's).
     expect((error as Error).message).toBeTruthy();
     await expectNothingReserved();
@@ -228,7 +300,12 @@ describe('upstream failures', () => {
       keys: [{ id: 'k', sha256: sha256Hex(deadKey), scopes: [] }],
     });
     try {
-      const error = await caught(new OpenAI({ apiKey: deadKey, baseURL: `${dead.url}/v1`, maxRetries: 0 }).chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }));
+      const error = await caught(
+        new OpenAI({ apiKey: deadKey, baseURL: `${dead.url}/v1`, maxRetries: 0 }).chat.completions.create({
+          model: 'gpt-4o-mini',
+          messages: [{ role: 'user', content: 'hi' }],
+        }),
+      );
       expect((error as OpenAIApiError).status).toBe(502);
       expect((error as OpenAIApiError).code).toBe('upstream_error');
     } finally {
@@ -240,7 +317,9 @@ describe('upstream failures', () => {
 describe('metrics behind the admin key', () => {
   it('answers 401 without the admin key and the metrics with it', async () => {
     expect((await fetch(`${proxy.url}/metrics`)).status).toBe(401);
-    expect((await fetch(`${proxy.url}/metrics`, { headers: { authorization: `Bearer ${clientKey}` } })).status).toBe(401);
+    expect((await fetch(`${proxy.url}/metrics`, { headers: { authorization: `Bearer ${clientKey}` } })).status).toBe(
+      401,
+    );
     const metrics = await fetch(`${proxy.url}/metrics`, { headers: { authorization: `Bearer ${adminKey}` } });
     expect(metrics.status).toBe(200);
     expect(await metrics.text()).toContain('tollgate_requests_total');

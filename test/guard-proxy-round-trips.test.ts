@@ -22,11 +22,16 @@ beforeAll(async () => {
   upstream = await startFakeUpstream((_request, res) => {
     atUpstream.push({ flights: relay.flights, commands: relay.commands.length });
     res.setHeader('content-type', 'application/json');
-    res.end(JSON.stringify({
-      id: 'chatcmpl-rt', object: 'chat.completion', created: 0, model: 'gpt-4o-mini',
-      choices: [{ index: 0, message: { role: 'assistant', content: 'hi' }, finish_reason: 'stop' }],
-      usage: { prompt_tokens: 12, completion_tokens: 3, total_tokens: 15 },
-    }));
+    res.end(
+      JSON.stringify({
+        id: 'chatcmpl-rt',
+        object: 'chat.completion',
+        created: 0,
+        model: 'gpt-4o-mini',
+        choices: [{ index: 0, message: { role: 'assistant', content: 'hi' }, finish_reason: 'stop' }],
+        usage: { prompt_tokens: 12, completion_tokens: 3, total_tokens: 15 },
+      }),
+    );
   });
   stores = createRedisStores({ url: relayUrl, prefix });
   const config = validateConfig({
@@ -59,7 +64,11 @@ async function chat(n: number): Promise<{ flights: number; commands: readonly st
   const response = await fetch(`${proxy.url}/v1/chat/completions`, {
     method: 'POST',
     headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'gpt-4o-mini', max_tokens: 32, messages: [{ role: 'user', content: `question ${n}` }] }),
+    body: JSON.stringify({
+      model: 'gpt-4o-mini',
+      max_tokens: 32,
+      messages: [{ role: 'user', content: `question ${n}` }],
+    }),
   });
   expect(response.status).toBe(200);
   await response.json();
@@ -78,7 +87,8 @@ describe('the proxy with its guard on Redis, steady state', () => {
       await sleep(120);
     }
     // Least by flights, then by commands: a timer's call may ride in the request's own flight too.
-    const fewer = (a: (typeof measured)[number], b: (typeof measured)[number]) => a.flights < b.flights || (a.flights === b.flights && a.commands.length < b.commands.length);
+    const fewer = (a: (typeof measured)[number], b: (typeof measured)[number]) =>
+      a.flights < b.flights || (a.flights === b.flights && a.commands.length < b.commands.length);
     const least = measured.reduce((best, next) => (fewer(next, best) ? next : best));
     expect(least).toEqual({ flights: 1, commands: ['EVALSHA'] });
     expect(measured.filter((trip) => trip.flights === 1).length).toBeGreaterThanOrEqual(4);
@@ -86,11 +96,16 @@ describe('the proxy with its guard on Redis, steady state', () => {
   });
 
   it('counts repeats in that call: the 21st send of one request is refused', async () => {
-    const send = () => fetch(`${proxy.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'gpt-4o-mini', max_tokens: 32, messages: [{ role: 'user', content: 'the same again' }] }),
-    });
+    const send = () =>
+      fetch(`${proxy.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          model: 'gpt-4o-mini',
+          max_tokens: 32,
+          messages: [{ role: 'user', content: 'the same again' }],
+        }),
+      });
     for (let i = 0; i < 20; i++) expect((await send()).status).toBe(200);
     const refused = await send();
     expect(refused.status).toBe(429);

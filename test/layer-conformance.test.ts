@@ -75,7 +75,10 @@ async function killHolder(redis: Record<string, unknown>, leases: boolean, scope
   await exited;
 }
 
-function harnessOf(processes: [TollgateStores, TollgateStores], extra: Partial<LayerHarness> & { close?: () => Promise<void> } = {}): LayerHarness {
+function harnessOf(
+  processes: [TollgateStores, TollgateStores],
+  extra: Partial<LayerHarness> & { close?: () => Promise<void> } = {},
+): LayerHarness {
   return {
     processes,
     quiesce: () => quiesceAll(processes),
@@ -97,27 +100,55 @@ describeLayerInvariants('blocks over memory', async () => {
   return harnessOf([blockStores(shared, BLOCKS), blockStores(shared, BLOCKS)], { close: () => memory.close() });
 });
 
-async function redisBackend(): Promise<{ open: () => ReturnType<typeof createRedisStores>; options: Record<string, unknown>; loseData: () => Promise<void>; close: () => Promise<void> }> {
+async function redisBackend(): Promise<{
+  open: () => ReturnType<typeof createRedisStores>;
+  options: Record<string, unknown>;
+  loseData: () => Promise<void>;
+  close: () => Promise<void>;
+}> {
   const url = await connectTestRedis();
   const prefix = `tg-test:layers:${randomUUID()}:`;
   const options = { url, prefix, timeoutMs: 5_000 };
-  return { open: () => createRedisStores(options), options, loseData: () => deleteKeysWithPrefix(url, prefix), close: () => deleteKeysWithPrefix(url, prefix) };
+  return {
+    open: () => createRedisStores(options),
+    options,
+    loseData: () => deleteKeysWithPrefix(url, prefix),
+    close: () => deleteKeysWithPrefix(url, prefix),
+  };
 }
 
-describeLayerInvariants('blocks over Redis', async () => {
-  const redis = await redisBackend();
-  return harnessOf([blockStores(redis.open(), BLOCKS), blockStores(redis.open(), BLOCKS)], { ...redis, killHolder: (scope) => killHolder(redis.options, false, scope) });
-}, { fixedWindow: true, losesData: true, killsHolder: true });
+describeLayerInvariants(
+  'blocks over Redis',
+  async () => {
+    const redis = await redisBackend();
+    return harnessOf([blockStores(redis.open(), BLOCKS), blockStores(redis.open(), BLOCKS)], {
+      ...redis,
+      killHolder: (scope) => killHolder(redis.options, false, scope),
+    });
+  },
+  { fixedWindow: true, losesData: true, killsHolder: true },
+);
 
-describeLayerInvariants('leases over Redis (Redis up)', async () => {
-  const redis = await redisBackend();
-  return harnessOf([leasedStores(redis.open()), leasedStores(redis.open())], redis);
-}, { fixedWindow: true, losesData: true });
+describeLayerInvariants(
+  'leases over Redis (Redis up)',
+  async () => {
+    const redis = await redisBackend();
+    return harnessOf([leasedStores(redis.open()), leasedStores(redis.open())], redis);
+  },
+  { fixedWindow: true, losesData: true },
+);
 
-describeLayerInvariants('blocks over leases over Redis', async () => {
-  const redis = await redisBackend();
-  return harnessOf([blockStores(leasedStores(redis.open()), BLOCKS), blockStores(leasedStores(redis.open()), BLOCKS)], { ...redis, killHolder: (scope) => killHolder(redis.options, true, scope) });
-}, { fixedWindow: true, losesData: true, killsHolder: true });
+describeLayerInvariants(
+  'blocks over leases over Redis',
+  async () => {
+    const redis = await redisBackend();
+    return harnessOf(
+      [blockStores(leasedStores(redis.open()), BLOCKS), blockStores(leasedStores(redis.open()), BLOCKS)],
+      { ...redis, killHolder: (scope) => killHolder(redis.options, true, scope) },
+    );
+  },
+  { fixedWindow: true, losesData: true, killsHolder: true },
+);
 
 /** A redis-server of the test's own (never the shared one), which it freezes with SIGSTOP; stores with a short deadline. */
 async function freezingBackend(layer: (stores: TollgateStores) => TollgateStores): Promise<LayerHarness> {
@@ -136,28 +167,42 @@ async function freezingBackend(layer: (stores: TollgateStores) => TollgateStores
   });
 }
 
-describeLayerInvariants('blocks over a Redis that freezes', () => freezingBackend((stores) => blockStores(stores, BLOCKS)), { freezes: true });
+describeLayerInvariants(
+  'blocks over a Redis that freezes',
+  () => freezingBackend((stores) => blockStores(stores, BLOCKS)),
+  { freezes: true },
+);
 
-describeLayerInvariants('blocks over leases over a Redis that freezes', () => freezingBackend((stores) => blockStores(leasedStores(stores), BLOCKS)), { freezes: true });
+describeLayerInvariants(
+  'blocks over leases over a Redis that freezes',
+  () => freezingBackend((stores) => blockStores(leasedStores(stores), BLOCKS)),
+  { freezes: true },
+);
 
-describeLayerInvariants('leases over a Redis that freezes', () => freezingBackend((stores) => leasedStores(stores)), { freezes: true });
+describeLayerInvariants('leases over a Redis that freezes', () => freezingBackend((stores) => leasedStores(stores)), {
+  freezes: true,
+});
 
-describeLayerInvariants('blocks over a Redis Cluster', async () => {
-  const cluster = await testCluster();
-  const prefix = `tg-test:layers:${randomUUID()}:`;
-  const options = { cluster: cluster.urls, prefix, timeoutMs: 5_000, keyCache: false as const };
-  const open = () => blockStores(createRedisStores(options), BLOCKS);
-  return harnessOf([open(), open()], {
-    killHolder: (scope) => killHolder(options, false, scope),
-    loseData: () => cluster.deleteKeys(prefix),
-    loseShard: async () => {
-      const master = await cluster.masterOf('{global}');
-      const keys = (await cluster.keysByMaster(prefix)).get(master) ?? [];
-      await Promise.all(keys.map((key) => unlinkOn(master, key)));
-    },
-    close: async () => {
-      await cluster.deleteKeys(prefix);
-      await cluster.stop();
-    },
-  });
-}, { fixedWindow: true, losesData: true, losesShard: true, killsHolder: true });
+describeLayerInvariants(
+  'blocks over a Redis Cluster',
+  async () => {
+    const cluster = await testCluster();
+    const prefix = `tg-test:layers:${randomUUID()}:`;
+    const options = { cluster: cluster.urls, prefix, timeoutMs: 5_000, keyCache: false as const };
+    const open = () => blockStores(createRedisStores(options), BLOCKS);
+    return harnessOf([open(), open()], {
+      killHolder: (scope) => killHolder(options, false, scope),
+      loseData: () => cluster.deleteKeys(prefix),
+      loseShard: async () => {
+        const master = await cluster.masterOf('{global}');
+        const keys = (await cluster.keysByMaster(prefix)).get(master) ?? [];
+        await Promise.all(keys.map((key) => unlinkOn(master, key)));
+      },
+      close: async () => {
+        await cluster.deleteKeys(prefix);
+        await cluster.stop();
+      },
+    });
+  },
+  { fixedWindow: true, losesData: true, losesShard: true, killsHolder: true },
+);

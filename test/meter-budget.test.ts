@@ -3,7 +3,15 @@ import { afterAll, describe, expect, it } from '@jest/globals';
 import express from 'express';
 import type { RequestHandler } from 'express';
 import request from 'supertest';
-import { apiErrorHandler, costNanoUsd, createMemoryStores, createPricing, getContext, type MemoryStores, type UsageRecord } from '@tollgate/core';
+import {
+  apiErrorHandler,
+  costNanoUsd,
+  createMemoryStores,
+  createPricing,
+  getContext,
+  type MemoryStores,
+  type UsageRecord,
+} from '@tollgate/core';
 import { meter } from '@tollgate/metering';
 import { budgetGuard } from '@tollgate/budget';
 
@@ -34,15 +42,25 @@ async function settledTenantUsage(stores: MemoryStores): Promise<{ spent: number
 describe('meter + budgetGuard', () => {
   it('clamps the output cap in the body on a route whose API is given to meter(), not detected from the path', async () => {
     const stores = createMemoryStores({ sweepIntervalMs: 0 });
-    const guard = budgetGuard({ ledger: stores.ledger, pricing, log: false, tenants: { acme: { usd: 0.001, period: 'day' } } });
-    closers.push(() => guard.close(), () => stores.close());
+    const guard = budgetGuard({
+      ledger: stores.ledger,
+      pricing,
+      log: false,
+      tenants: { acme: { usd: 0.001, period: 'day' } },
+    });
+    closers.push(
+      () => guard.close(),
+      () => stores.close(),
+    );
     const app = express();
     app.use(express.json());
     app.post('/ai/chat', identify, meter({ api: 'openai.chat', pricing }), guard, (req, res) => {
       res.json({ sent: req.body, estimate: req.tollgate.estimate });
     });
     app.use(apiErrorHandler());
-    const response = await request(app).post('/ai/chat').send({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }], max_tokens: 100_000 });
+    const response = await request(app)
+      .post('/ai/chat')
+      .send({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }], max_tokens: 100_000 });
     expect(response.status).toBe(200);
     const estimate = response.body.estimate;
     expect(estimate.maxOutputTokens).toBeLessThan(100_000);
@@ -52,18 +70,32 @@ describe('meter + budgetGuard', () => {
 
   it('reserves for every choice of an OpenAI chat request with n > 1, so the budget is never overshot', async () => {
     const stores = createMemoryStores({ sweepIntervalMs: 0 });
-    const guard = budgetGuard({ ledger: stores.ledger, pricing, log: false, tenants: { acme: { usd: 0.001, period: 'day' } } });
-    closers.push(() => guard.close(), () => stores.close());
+    const guard = budgetGuard({
+      ledger: stores.ledger,
+      pricing,
+      log: false,
+      tenants: { acme: { usd: 0.001, period: 'day' } },
+    });
+    closers.push(
+      () => guard.close(),
+      () => stores.close(),
+    );
     const app = express();
     app.use(express.json());
     // The provider: n choices, each using the whole per-choice cap it is sent.
     app.post('/v1/chat/completions', identify, meter({ api: 'openai.chat', pricing }), guard, (req, res) => {
       const n = typeof req.body.n === 'number' ? req.body.n : 1;
       const cap = req.body.max_tokens as number;
-      res.json({ model: 'gpt-4o', choices: [], usage: { prompt_tokens: req.tollgate.estimate!.inputTokens, completion_tokens: n * cap } });
+      res.json({
+        model: 'gpt-4o',
+        choices: [],
+        usage: { prompt_tokens: req.tollgate.estimate!.inputTokens, completion_tokens: n * cap },
+      });
     });
     app.use(apiErrorHandler());
-    const response = await request(app).post('/v1/chat/completions').send({ model: 'gpt-4o', n: 4, messages: [{ role: 'user', content: 'hi' }], max_tokens: 1000 });
+    const response = await request(app)
+      .post('/v1/chat/completions')
+      .send({ model: 'gpt-4o', n: 4, messages: [{ role: 'user', content: 'hi' }], max_tokens: 1000 });
     expect(response.status).toBe(200);
     const usage = await settledTenantUsage(stores);
     expect(usage.reserved).toBe(0);
@@ -73,21 +105,63 @@ describe('meter + budgetGuard', () => {
 
   it('reserves the cache-write price for input that may be written to the prompt cache, so cache writes cannot overshoot', async () => {
     // Anthropic bills cache writes above the input price (1.25x for 5 minutes, 2x for an hour).
-    const cachePricing = createPricing({ models: { 'claude-test': { provider: 'anthropic', inputPerMTok: 1, cacheWritePerMTok: 2, cachedInputPerMTok: 0.1, outputPerMTok: 2 } } });
+    const cachePricing = createPricing({
+      models: {
+        'claude-test': {
+          provider: 'anthropic',
+          inputPerMTok: 1,
+          cacheWritePerMTok: 2,
+          cachedInputPerMTok: 0.1,
+          outputPerMTok: 2,
+        },
+      },
+    });
     const stores = createMemoryStores({ sweepIntervalMs: 0 });
     // Room for the input at its bound (estimate plus bytes) at the cache-write price, and a clamped answer.
-    const guard = budgetGuard({ ledger: stores.ledger, pricing: cachePricing, log: false, tenants: { acme: { usd: 0.01, period: 'day' } } });
-    closers.push(() => guard.close(), () => stores.close());
+    const guard = budgetGuard({
+      ledger: stores.ledger,
+      pricing: cachePricing,
+      log: false,
+      tenants: { acme: { usd: 0.01, period: 'day' } },
+    });
+    closers.push(
+      () => guard.close(),
+      () => stores.close(),
+    );
     const app = express();
     app.use(express.json());
     // The provider writes the whole prompt to the cache and uses the whole cap it is sent.
-    app.post('/v1/messages', identify, meter({ api: 'anthropic.messages', pricing: cachePricing }), guard, (req, res) => {
-      const estimate = req.tollgate.estimate!;
-      res.json({ type: 'message', model: 'claude-test', content: [], usage: { input_tokens: 0, cache_creation_input_tokens: estimate.inputTokens, cache_read_input_tokens: 0, output_tokens: req.body.max_tokens } });
-    });
+    app.post(
+      '/v1/messages',
+      identify,
+      meter({ api: 'anthropic.messages', pricing: cachePricing }),
+      guard,
+      (req, res) => {
+        const estimate = req.tollgate.estimate!;
+        res.json({
+          type: 'message',
+          model: 'claude-test',
+          content: [],
+          usage: {
+            input_tokens: 0,
+            cache_creation_input_tokens: estimate.inputTokens,
+            cache_read_input_tokens: 0,
+            output_tokens: req.body.max_tokens,
+          },
+        });
+      },
+    );
     app.use(apiErrorHandler());
-    const system = [{ type: 'text', text: 'You answer questions about the handbook. '.repeat(40), cache_control: { type: 'ephemeral' } }];
-    const response = await request(app).post('/v1/messages').send({ model: 'claude-test', system, messages: [{ role: 'user', content: 'hi' }], max_tokens: 100_000 });
+    const system = [
+      {
+        type: 'text',
+        text: 'You answer questions about the handbook. '.repeat(40),
+        cache_control: { type: 'ephemeral' },
+      },
+    ];
+    const response = await request(app)
+      .post('/v1/messages')
+      .send({ model: 'claude-test', system, messages: [{ role: 'user', content: 'hi' }], max_tokens: 100_000 });
     expect(response.status).toBe(200);
     const usage = await settledTenantUsage(stores);
     expect(usage.reserved).toBe(0);
@@ -97,24 +171,48 @@ describe('meter + budgetGuard', () => {
 
   it('holds a budget when the provider bills 3x the estimated input: 200 requests at once end at or under the limit, the books balance', async () => {
     const stores = createMemoryStores({ sweepIntervalMs: 0 });
-    const guard = budgetGuard({ ledger: stores.ledger, pricing, log: false, tenants: { acme: { usd: 0.002, period: 'day' } } });
-    closers.push(() => guard.close(), () => stores.close());
+    const guard = budgetGuard({
+      ledger: stores.ledger,
+      pricing,
+      log: false,
+      tenants: { acme: { usd: 0.002, period: 'day' } },
+    });
+    closers.push(
+      () => guard.close(),
+      () => stores.close(),
+    );
     const app = express();
     app.use(express.json());
     let billed = 0;
     const price = pricing.get('gpt-4o');
     // A provider whose tokenizer (or hidden scaffolding) makes every prompt 3x what tollgate counts, and that uses the whole cap.
     app.post('/v1/chat/completions', identify, meter({ api: 'openai.chat', pricing }), guard, (req, res) => {
-      const usage = { prompt_tokens: 3 * req.tollgate.estimate!.inputTokens, completion_tokens: req.body.max_tokens as number };
+      const usage = {
+        prompt_tokens: 3 * req.tollgate.estimate!.inputTokens,
+        completion_tokens: req.body.max_tokens as number,
+      };
       setTimeout(() => {
-        billed += costNanoUsd({ inputTokens: usage.prompt_tokens, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: usage.completion_tokens, reasoningTokens: 0 }, price);
+        billed += costNanoUsd(
+          {
+            inputTokens: usage.prompt_tokens,
+            cachedInputTokens: 0,
+            cacheWriteTokens: 0,
+            outputTokens: usage.completion_tokens,
+            reasoningTokens: 0,
+          },
+          price,
+        );
         res.json({ model: 'gpt-4o', choices: [], usage });
       }, Math.random() * 20);
     });
     app.use(apiErrorHandler());
     const server = app.listen(0);
     closers.push(() => new Promise((resolve) => server.close(() => resolve())));
-    const body = { model: 'gpt-4o', messages: [{ role: 'user', content: 'Summarise the plot of a long novel about a lighthouse keeper. '.repeat(6) }], max_tokens: 40 };
+    const body = {
+      model: 'gpt-4o',
+      messages: [{ role: 'user', content: 'Summarise the plot of a long novel about a lighthouse keeper. '.repeat(6) }],
+      max_tokens: 40,
+    };
     let answered = 0;
     // As the SDKs do: a refusal that says to retry is retried, a final one is not.
     const send = async (): Promise<void> => {
@@ -141,16 +239,35 @@ describe('meter + budgetGuard', () => {
 
   it('notes a bill above the reservation on the record and reserves that model with a margin from then on', async () => {
     const stores = createMemoryStores({ sweepIntervalMs: 0 });
-    const guard = budgetGuard({ ledger: stores.ledger, pricing, log: false, tenants: { acme: { usd: 10, period: 'day' } } });
-    closers.push(() => guard.close(), () => stores.close());
+    const guard = budgetGuard({
+      ledger: stores.ledger,
+      pricing,
+      log: false,
+      tenants: { acme: { usd: 10, period: 'day' } },
+    });
+    closers.push(
+      () => guard.close(),
+      () => stores.close(),
+    );
     const records: UsageRecord[] = [];
     const app = express();
     app.use(express.json());
     // Content the request does not show (a provider-side prompt): billed at 4x the provable bound.
-    app.post('/v1/chat/completions', identify, meter({ api: 'openai.chat', pricing, onUsage: (record) => records.push(record) }), guard, (req, res) => {
-      const estimate = req.tollgate.estimate!;
-      res.json({ model: 'gpt-4o', choices: [], reserved: req.tollgate.reservations[0]!.amount, usage: { prompt_tokens: 4 * estimate.inputTokensBound!, completion_tokens: 1 } });
-    });
+    app.post(
+      '/v1/chat/completions',
+      identify,
+      meter({ api: 'openai.chat', pricing, onUsage: (record) => records.push(record) }),
+      guard,
+      (req, res) => {
+        const estimate = req.tollgate.estimate!;
+        res.json({
+          model: 'gpt-4o',
+          choices: [],
+          reserved: req.tollgate.reservations[0]!.amount,
+          usage: { prompt_tokens: 4 * estimate.inputTokensBound!, completion_tokens: 1 },
+        });
+      },
+    );
     app.use(apiErrorHandler());
     const body = { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi there' }], max_tokens: 10 };
     const warnings: string[] = [];

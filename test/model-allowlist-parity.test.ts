@@ -50,14 +50,18 @@ describe('tierPolicy and modelAllowlist on the same tiers', () => {
     const allowlist = await answers(guardedApp(modelAllowlist({ tiers: allowlistTiers })), callers, models);
     expect(policy).toEqual(allowlist);
     expect(policy).toEqual({
-      'free gpt-4o-mini': '200', 'free gpt-4o': refused,
-      'pro gpt-4o-mini': '200', 'pro gpt-4o': '200',
-      'legacy gpt-4o-mini': refused, 'legacy gpt-4o': refused,
-      '(no tier) gpt-4o-mini': refused, '(no tier) gpt-4o': refused,
+      'free gpt-4o-mini': '200',
+      'free gpt-4o': refused,
+      'pro gpt-4o-mini': '200',
+      'pro gpt-4o': '200',
+      'legacy gpt-4o-mini': refused,
+      'legacy gpt-4o': refused,
+      '(no tier) gpt-4o-mini': refused,
+      '(no tier) gpt-4o': refused,
     });
   });
 
-  it('give such callers the explicit default: tierPolicy\'s defaultTier, modelAllowlist\'s otherTiers', async () => {
+  it("give such callers the explicit default: tierPolicy's defaultTier, modelAllowlist's otherTiers", async () => {
     const policy = await answers(guardedApp(tierPolicy({ tiers: policyTiers, defaultTier: 'free' })), callers, models);
     const lenient = modelAllowlist({ tiers: allowlistTiers, otherTiers: ['gpt-4o-mini'] });
     const allowlist = await answers(guardedApp(lenient), callers, models);

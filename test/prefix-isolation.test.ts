@@ -34,7 +34,13 @@ async function deployment(prefix: string): Promise<Deployment> {
   const stores = createRedisStores({ url: REDIS_URL, prefix, timeoutMs: 5_000 });
   opened.push(stores);
   await stores.keys.put({
-    id: keyId, sha256: hashApiKey(apiKey), tenantId, userId: `user-${run}`, tier: 'pro', scopes: [], createdAt: new Date().toISOString(),
+    id: keyId,
+    sha256: hashApiKey(apiKey),
+    tenantId,
+    userId: `user-${run}`,
+    tier: 'pro',
+    scopes: [],
+    createdAt: new Date().toISOString(),
   });
   const guard = createGuard({
     stores,
@@ -42,7 +48,12 @@ async function deployment(prefix: string): Promise<Deployment> {
     authFailures: { max: 2, windowSeconds: 60, block: '1m' },
     spendAnomaly: { bucketSeconds: 60, zScore: 4, minBuckets: 10, minSpendUsd: 0.05, action: 'alert', cooldown: '15m' },
   });
-  const budgets = budgetGuard({ ledger: stores.ledger, pricing, tenants: { [tenantId]: { usd: 5, period: 'day' } }, log: false });
+  const budgets = budgetGuard({
+    ledger: stores.ledger,
+    pricing,
+    tenants: { [tenantId]: { usd: 5, period: 'day' } },
+    log: false,
+  });
   const app = express();
   app.use(requestContext());
   app.post(
@@ -54,7 +65,13 @@ async function deployment(prefix: string): Promise<Deployment> {
     meter({ api: 'openai.chat', onUsage: guard.onUsage }),
     combineLimits(
       guard.repeatedRequests,
-      tieredRateLimit({ stores, layers: [{ by: 'global', limit: 1000 }, { by: 'key', limit: 3 }] }),
+      tieredRateLimit({
+        stores,
+        layers: [
+          { by: 'global', limit: 1000 },
+          { by: 'key', limit: 3 },
+        ],
+      }),
       tokenRateLimit({ stores, limit: 100_000 }),
       budgets,
     ),
@@ -63,7 +80,10 @@ async function deployment(prefix: string): Promise<Deployment> {
     concurrencyLimit({ stores, limit: 5 }),
     function answer(req: Request, res: Response) {
       res.json({
-        id: 'chatcmpl-isolation', object: 'chat.completion', created: 1_700_000_000, model: 'gpt-4o-mini',
+        id: 'chatcmpl-isolation',
+        object: 'chat.completion',
+        created: 1_700_000_000,
+        model: 'gpt-4o-mini',
         choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }],
         usage: { prompt_tokens: 12, completion_tokens: 8, total_tokens: 20 },
       });
@@ -71,7 +91,9 @@ async function deployment(prefix: string): Promise<Deployment> {
   );
   app.use(apiErrorHandler());
   return {
-    prefix, stores, app,
+    prefix,
+    stores,
+    app,
     async close() {
       await budgets.close();
       await guard.close();
@@ -83,8 +105,11 @@ async function deployment(prefix: string): Promise<Deployment> {
 /** The same traffic for each deployment: a repeat, distinct requests past the request limit, then a bad key. */
 async function drive(app: express.Express): Promise<number[]> {
   const statuses: number[] = [];
-  const post = (key: string, content: string) => request(app).post('/v1/chat/completions').set('authorization', `Bearer ${key}`)
-    .send({ model: 'gpt-4o-mini', max_tokens: 16, messages: [{ role: 'user', content }] });
+  const post = (key: string, content: string) =>
+    request(app)
+      .post('/v1/chat/completions')
+      .set('authorization', `Bearer ${key}`)
+      .send({ model: 'gpt-4o-mini', max_tokens: 16, messages: [{ role: 'user', content }] });
   const send = async (key: string, content: string) => {
     statuses.push((await post(key, content)).status);
   };
@@ -139,7 +164,10 @@ describe('two store prefixes on one Redis', () => {
 
     const firstKeys = await scan(`tg-test:${run}:a:*`);
     const secondKeys = await scan(`tg-test:${run}:b:*`);
-    for (const [keys, prefix] of [[firstKeys, first.prefix], [secondKeys, second.prefix]] as const) {
+    for (const [keys, prefix] of [
+      [firstKeys, first.prefix],
+      [secondKeys, second.prefix],
+    ] as const) {
       const under = (part: string) => keys.filter((key) => key.startsWith(prefix + part));
       expect(under('rl:global:').length).toBeGreaterThan(0); // tieredRateLimit, combined (stores' fixed windows)
       expect(under('rl:key:').length).toBeGreaterThan(0);
@@ -150,7 +178,9 @@ describe('two store prefixes on one Redis', () => {
       expect(keys.some((key) => key.includes(keyId))).toBe(true); // the key store
     }
     // Nothing that names this run's caller lives anywhere else.
-    const strays = (await scan(`*${run}*`)).filter((key) => !key.startsWith(first.prefix) && !key.startsWith(second.prefix));
+    const strays = (await scan(`*${run}*`)).filter(
+      (key) => !key.startsWith(first.prefix) && !key.startsWith(second.prefix),
+    );
     expect(strays).toEqual([]);
   });
 });

@@ -26,7 +26,11 @@ function trickle(authorization: string | undefined): Promise<{ status: number; a
   return new Promise((resolve, reject) => {
     const req = httpRequest(`${proxy.url}/v1/chat/completions`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'content-length': String(1_000_000), ...(authorization ? { authorization } : {}) },
+      headers: {
+        'content-type': 'application/json',
+        'content-length': String(1_000_000),
+        ...(authorization ? { authorization } : {}),
+      },
     });
     req.on('response', (res) => {
       res.resume();

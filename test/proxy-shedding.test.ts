@@ -13,7 +13,10 @@ beforeAll(async () => {
   const config = validateConfig({
     tiers: { free: { models: ['*'] }, pro: { models: ['*'] } },
     tenants: { small: { tier: 'free' }, big: { tier: 'pro' } },
-    keys: [{ id: 'free-key', sha256: sha256Hex(free), tenant: 'small' }, { id: 'pro-key', sha256: sha256Hex(pro), tenant: 'big' }],
+    keys: [
+      { id: 'free-key', sha256: sha256Hex(free), tenant: 'small' },
+      { id: 'pro-key', sha256: sha256Hex(pro), tenant: 'big' },
+    ],
     guard: { shedding: { priorities: { free: 0, pro: 10 }, maxConcurrency: 1 } },
   });
   // Each answer takes 400 ms, so one request in flight is enough to saturate a process allowed one.
@@ -24,11 +27,12 @@ afterAll(async () => {
   await proxy.close();
 });
 
-const chat = (key: string) => fetch(`${proxy.url}/v1/chat/completions`, {
-  method: 'POST',
-  headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-  body: JSON.stringify({ model: 'gpt-4o-mini', max_tokens: 8, messages: [{ role: 'user', content: 'hi' }] }),
-});
+const chat = (key: string) =>
+  fetch(`${proxy.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'gpt-4o-mini', max_tokens: 8, messages: [{ role: 'user', content: 'hi' }] }),
+  });
 
 describe('proxy shedding by tier', () => {
   it('sheds the free tier while the process is at its ceiling, never the pro tier, and serves both once it is not', async () => {

@@ -20,8 +20,17 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 /** READMEs whose every TypeScript block is a complete example file (the others are being converted). */
 const CONVERTED = [
-  'packages/auth/README.md', 'packages/budget/README.md', 'packages/cache/README.md', 'packages/core/README.md', 'packages/dashboard/README.md', 'packages/guard/README.md',
-  'packages/metering/README.md', 'packages/providers/README.md', 'packages/ratelimit/README.md', 'packages/redis/README.md', 'packages/router/README.md',
+  'packages/auth/README.md',
+  'packages/budget/README.md',
+  'packages/cache/README.md',
+  'packages/core/README.md',
+  'packages/dashboard/README.md',
+  'packages/guard/README.md',
+  'packages/metering/README.md',
+  'packages/providers/README.md',
+  'packages/ratelimit/README.md',
+  'packages/redis/README.md',
+  'packages/router/README.md',
   'examples/proxy/README.md',
 ];
 
@@ -49,9 +58,9 @@ function allReadmes(): string[] {
  */
 function jsonBlocks(readme: string): { json: string; file?: string }[] {
   const text = readFileSync(path.join(ROOT, readme), 'utf8');
-  return [...text.matchAll(/^(?:<!-- config: ([\w./-]+\.json) -->\n)?```json\n([\s\S]*?)^```$/gm)].map((match) => (
-    match[1] ? { json: match[2]!, file: match[1] } : { json: match[2]! }
-  ));
+  return [...text.matchAll(/^(?:<!-- config: ([\w./-]+\.json) -->\n)?```json\n([\s\S]*?)^```$/gm)].map((match) =>
+    match[1] ? { json: match[2]!, file: match[1] } : { json: match[2]! },
+  );
 }
 
 /** A block's JSON: a whole object, or top-level fields of one (`"cache": { ... }`). */
@@ -61,7 +70,11 @@ function parseBlock(json: string): Record<string, unknown> {
 
 describe('README examples', () => {
   it('a block that names its file is that file, word for word', () => {
-    const named = allReadmes().flatMap((readme) => tsBlocks(readme).filter((block) => block.file).map((block) => ({ readme, ...block })));
+    const named = allReadmes().flatMap((readme) =>
+      tsBlocks(readme)
+        .filter((block) => block.file)
+        .map((block) => ({ readme, ...block })),
+    );
     expect(named.length).toBeGreaterThan(0);
     for (const { readme, file, code } of named) {
       expect({ readme, file, code }).toEqual({ readme, file, code: readFileSync(path.join(ROOT, file!), 'utf8') });
@@ -71,13 +84,19 @@ describe('README examples', () => {
   it('a proxy config block is part of a config file that validates', () => {
     const blocks = jsonBlocks('examples/proxy/README.md');
     // Blocks that name no file are what the proxy writes (a usage record, a log line), not configs.
-    expect(blocks.filter((block) => !block.file).map((block) => Object.keys(parseBlock(block.json))[0])).toEqual(['requestId', 'level']);
+    expect(blocks.filter((block) => !block.file).map((block) => Object.keys(parseBlock(block.json))[0])).toEqual([
+      'requestId',
+      'level',
+    ]);
     const named = blocks.filter((block) => block.file);
     expect(named.length).toBeGreaterThan(0);
     for (const { file, json } of named) {
       const config = JSON.parse(readFileSync(path.join(ROOT, file!), 'utf8')) as Record<string, unknown>;
       const fields = parseBlock(json);
-      expect({ file, fields }).toEqual({ file, fields: Object.fromEntries(Object.keys(fields).map((field) => [field, config[field]])) });
+      expect({ file, fields }).toEqual({
+        file,
+        fields: Object.fromEntries(Object.keys(fields).map((field) => [field, config[field]])),
+      });
       expect(() => validateConfig(config)).not.toThrow();
     }
   });
@@ -99,11 +118,16 @@ async function fakeOpenAi(): Promise<{ url: string; close(): void }> {
         res.end(JSON.stringify({ created: 1_700_000_000, data: [{ url: 'https://example.invalid/cat.png' }] }));
         return;
       }
-      res.end(JSON.stringify({
-        id: 'chatcmpl-readme', object: 'chat.completion', created: 1_700_000_000, model: 'gpt-4o-mini',
-        choices: [{ index: 0, message: { role: 'assistant', content: 'hi' }, finish_reason: 'stop' }],
-        usage: { prompt_tokens: 10, completion_tokens: 2, total_tokens: 12 },
-      }));
+      res.end(
+        JSON.stringify({
+          id: 'chatcmpl-readme',
+          object: 'chat.completion',
+          created: 1_700_000_000,
+          model: 'gpt-4o-mini',
+          choices: [{ index: 0, message: { role: 'assistant', content: 'hi' }, finish_reason: 'stop' }],
+          usage: { prompt_tokens: 10, completion_tokens: 2, total_tokens: 12 },
+        }),
+      );
     });
   });
   server.listen(0, '127.0.0.1');
@@ -112,9 +136,14 @@ async function fakeOpenAi(): Promise<{ url: string; close(): void }> {
 }
 
 /** Runs an example as a user would (`node --import tsx`), until it prints its "listening on" line. */
-async function runExample(file: string, env: Record<string, string>): Promise<{ child: ChildProcess; output: () => string }> {
+async function runExample(
+  file: string,
+  env: Record<string, string>,
+): Promise<{ child: ChildProcess; output: () => string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=source', file], {
-    cwd: ROOT, env: { ...process.env, PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+    cwd: ROOT,
+    env: { ...process.env, PORT: '0', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -136,12 +165,14 @@ const children: ChildProcess[] = [];
 const prefixes: string[] = [];
 
 afterAll(async () => {
-  await Promise.all(children.map(async (child) => {
-    if (child.exitCode !== null) return;
-    const exited = once(child, 'exit');
-    child.kill('SIGTERM');
-    await exited;
-  }));
+  await Promise.all(
+    children.map(async (child) => {
+      if (child.exitCode !== null) return;
+      const exited = once(child, 'exit');
+      child.kill('SIGTERM');
+      await exited;
+    }),
+  );
   await Promise.all(prefixes.map((prefix) => deleteKeysWithPrefix(REDIS_URL, prefix)));
 });
 
@@ -151,22 +182,34 @@ describe.each(['packages/ratelimit/examples/layers.ts', 'packages/ratelimit/exam
     const prefix = `tg-test:${randomUUID()}:`;
     prefixes.push(prefix);
     try {
-      const example = await runExample(file, { OPENAI_BASE_URL: openai.url, OPENAI_API_KEY: 'sk-test', REDIS_URL, REDIS_PREFIX: prefix });
+      const example = await runExample(file, {
+        OPENAI_BASE_URL: openai.url,
+        OPENAI_API_KEY: 'sk-test',
+        REDIS_URL,
+        REDIS_PREFIX: prefix,
+      });
       children.push(example.child);
       const [, url, key] = /listening on (\S+); try the key (\S+)/.exec(example.output())!;
-      const chat = () => fetch(`${url}/v1/chat/completions`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ model: 'gpt-4o-mini', max_tokens: 64, messages: [{ role: 'user', content: 'hello' }] }),
-      });
+      const chat = () =>
+        fetch(`${url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+          body: JSON.stringify({
+            model: 'gpt-4o-mini',
+            max_tokens: 64,
+            messages: [{ role: 'user', content: 'hello' }],
+          }),
+        });
       const statuses: number[] = [];
       for (let i = 0; i < 6; i++) statuses.push((await chat()).status);
       expect(statuses).toEqual([200, 200, 200, 200, 200, 429]);
       const refused = await chat();
-      expect((await refused.json() as { error: { code: string } }).error.code).toBe('rate_limit_exceeded');
+      expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('rate_limit_exceeded');
       if (file.endsWith('layers.ts')) {
         const image = await fetch(`${url}/v1/images/generations`, {
-          method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'a cat' }),
+          method: 'POST',
+          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ prompt: 'a cat' }),
         });
         expect(image.status).toBe(200);
       }
@@ -184,7 +227,11 @@ describe('packages/budget/examples/budgets.ts', () => {
     const adminKey = `admin-${randomUUID()}`;
     try {
       const example = await runExample('packages/budget/examples/budgets.ts', {
-        OPENAI_BASE_URL: openai.url, OPENAI_API_KEY: 'sk-test', REDIS_URL, REDIS_PREFIX: prefix, ADMIN_KEY: adminKey,
+        OPENAI_BASE_URL: openai.url,
+        OPENAI_API_KEY: 'sk-test',
+        REDIS_URL,
+        REDIS_PREFIX: prefix,
+        ADMIN_KEY: adminKey,
       });
       children.push(example.child);
       const [, url, key] = /listening on (\S+); try the key (\S+)/.exec(example.output())!;
@@ -195,7 +242,9 @@ describe('packages/budget/examples/budgets.ts', () => {
       });
       expect(chat.status).toBe(200);
       expect((await fetch(`${url}/admin/budgets/tenant/acme`)).status).toBe(401);
-      const tenant = await fetch(`${url}/admin/budgets/tenant/acme`, { headers: { authorization: `Bearer ${adminKey}` } });
+      const tenant = await fetch(`${url}/admin/budgets/tenant/acme`, {
+        headers: { authorization: `Bearer ${adminKey}` },
+      });
       expect(tenant.status).toBe(200);
       expect(JSON.stringify(await tenant.json())).toContain('acme');
     } finally {
@@ -208,25 +257,36 @@ describe('packages/auth/examples/keys-and-jwt.ts', () => {
   it('lets in its API key and a JWT of the IdP, and refuses anyone else', async () => {
     const { privateKey, publicKey } = await generateKeyPair('ES256');
     const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256' };
-    const idp = http.createServer((_req, res) => res.setHeader('content-type', 'application/json').end(JSON.stringify({ keys: [jwk] })));
+    const idp = http.createServer((_req, res) =>
+      res.setHeader('content-type', 'application/json').end(JSON.stringify({ keys: [jwk] })),
+    );
     idp.listen(0, '127.0.0.1');
     await once(idp, 'listening');
     const issuer = `http://127.0.0.1:${(idp.address() as AddressInfo).port}`;
     try {
-      const example = await runExample('packages/auth/examples/keys-and-jwt.ts', { REDIS_URL: '', JWKS_URL: `${issuer}/jwks.json`, JWT_ISSUER: issuer });
+      const example = await runExample('packages/auth/examples/keys-and-jwt.ts', {
+        REDIS_URL: '',
+        JWKS_URL: `${issuer}/jwks.json`,
+        JWT_ISSUER: issuer,
+      });
       children.push(example.child);
       const [, url, key] = /listening on (\S+); try the key (\S+)/.exec(example.output())!;
-      const chat = (credential: string, model = 'gpt-4o-mini') => fetch(`${url}/v1/chat/completions`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${credential}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ model, messages: [] }),
-      });
+      const chat = (credential: string, model = 'gpt-4o-mini') =>
+        fetch(`${url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${credential}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ model, messages: [] }),
+        });
       const byKey = await chat(key!);
       expect(byKey.status).toBe(200);
       expect(await byKey.json()).toMatchObject({ keyId: 'try-me', tenantId: 'acme', authMethod: 'api_key' });
       expect((await chat(key!, 'gpt-4o')).status).toBe(403);
       const token = await new SignJWT({ org_id: 'globex', scope: 'chat', tier: 'pro' })
-        .setProtectedHeader({ alg: 'ES256', kid: 'k1' }).setIssuer(issuer).setAudience('tollgate').setSubject('alice').setExpirationTime('5m')
+        .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
+        .setIssuer(issuer)
+        .setAudience('tollgate')
+        .setSubject('alice')
+        .setExpirationTime('5m')
         .sign(privateKey);
       const byToken = await chat(token, 'gpt-4o');
       expect(byToken.status).toBe(200);
@@ -244,7 +304,12 @@ describe('packages/redis/examples/shared-stores.ts', () => {
     const prefix = `tg-test:${randomUUID()}:`;
     prefixes.push(prefix);
     try {
-      const example = await runExample('packages/redis/examples/shared-stores.ts', { OPENAI_BASE_URL: openai.url, OPENAI_API_KEY: 'sk-test', REDIS_URL, REDIS_PREFIX: prefix });
+      const example = await runExample('packages/redis/examples/shared-stores.ts', {
+        OPENAI_BASE_URL: openai.url,
+        OPENAI_API_KEY: 'sk-test',
+        REDIS_URL,
+        REDIS_PREFIX: prefix,
+      });
       children.push(example.child);
       const [, url, key] = /listening on (\S+); try the key (\S+)/.exec(example.output())!;
       expect(await (await fetch(`${url}/healthz`)).json()).toEqual({ redis: true });
@@ -266,14 +331,26 @@ describe('packages/providers/examples/declared-calls.ts', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-readme-'));
     const usageLog = path.join(dir, 'usage.jsonl');
     try {
-      const example = await runExample('packages/providers/examples/declared-calls.ts', { OPENAI_BASE_URL: openai.url, OPENAI_API_KEY: 'sk-test', USAGE_LOG: usageLog });
+      const example = await runExample('packages/providers/examples/declared-calls.ts', {
+        OPENAI_BASE_URL: openai.url,
+        OPENAI_API_KEY: 'sk-test',
+        USAGE_LOG: usageLog,
+      });
       children.push(example.child);
       const [, url, key] = /listening on (\S+); try the key (\S+)/.exec(example.output())!;
-      const post = (route: string, body: unknown) => fetch(`${url}${route}`, {
-        method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body),
-      });
-      expect((await post('/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })).status).toBe(200);
-      expect((await post('/v1/chat/completions', { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] })).status).toBe(403);
+      const post = (route: string, body: unknown) =>
+        fetch(`${url}${route}`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
+      expect(
+        (await post('/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }))
+          .status,
+      ).toBe(200);
+      expect(
+        (await post('/v1/chat/completions', { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] })).status,
+      ).toBe(403);
       const summary = await post('/summarize', { text: 'a long text' });
       expect(summary.status).toBe(200);
       expect(await summary.json()).toEqual({ summary: 'hi' });
@@ -294,7 +371,11 @@ describe('packages/providers/examples/declared-calls.ts', () => {
 
 describe('packages/core/examples/memory-stores.ts', () => {
   it('counts, reserves and settles in memory', async () => {
-    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--conditions=source', 'packages/core/examples/memory-stores.ts'], { cwd: ROOT });
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['--import', 'tsx', '--conditions=source', 'packages/core/examples/memory-stores.ts'],
+      { cwd: ROOT },
+    );
     expect(stdout).toBe('counted: allowed true, 59 left\nreserved: granted\nsettled: 1250000 nano-USD spent, 0 held\n');
   }, 30_000);
 });
@@ -309,17 +390,24 @@ describe('packages/core/examples/refusals.ts', () => {
     const openai = http.createServer((req, res) => {
       arrived();
       req.resume();
-      void held.then(() => res.setHeader('content-type', 'application/json').end(JSON.stringify({ id: 'chatcmpl-held', choices: [] })));
+      void held.then(() =>
+        res.setHeader('content-type', 'application/json').end(JSON.stringify({ id: 'chatcmpl-held', choices: [] })),
+      );
     });
     openai.listen(0, '127.0.0.1');
     await once(openai, 'listening');
     try {
-      const example = await runExample('packages/core/examples/refusals.ts', { OPENAI_BASE_URL: `http://127.0.0.1:${(openai.address() as AddressInfo).port}/v1` });
+      const example = await runExample('packages/core/examples/refusals.ts', {
+        OPENAI_BASE_URL: `http://127.0.0.1:${(openai.address() as AddressInfo).port}/v1`,
+      });
       children.push(example.child);
       const [, url, key] = /listening on (\S+); try the key (\S+)/.exec(example.output())!;
-      const chat = () => fetch(`${url}/v1/chat/completions`, {
-        method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [] }),
-      });
+      const chat = () =>
+        fetch(`${url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'gpt-4o-mini', messages: [] }),
+        });
       const first = chat();
       // The first request is in flight once the upstream has it; the second then finds the one slot taken.
       await inFlight;
@@ -328,7 +416,8 @@ describe('packages/core/examples/refusals.ts', () => {
       release();
       expect((await first).status).toBe(200);
       const until = Date.now() + 5_000;
-      while (!example.output().includes('refused by') && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 20));
+      while (!example.output().includes('refused by') && Date.now() < until)
+        await new Promise((resolve) => setTimeout(resolve, 20));
       expect(example.output()).toContain('refused by concurrency (rate_limit_exceeded): POST /v1/chat/completions');
     } finally {
       release();
@@ -346,22 +435,50 @@ describe('packages/metering/examples/usage-sinks.ts and report.ts', () => {
     const pg = (await import('pg')).default;
     try {
       const example = await runExample('packages/metering/examples/usage-sinks.ts', {
-        OPENAI_BASE_URL: openai.url, OPENAI_API_KEY: 'sk-test', DATA_DIR: dir, POSTGRES_URL: postgresUrl, USAGE_TABLE: table,
+        OPENAI_BASE_URL: openai.url,
+        OPENAI_API_KEY: 'sk-test',
+        DATA_DIR: dir,
+        POSTGRES_URL: postgresUrl,
+        USAGE_TABLE: table,
       });
       const [, url, key] = /listening on (\S+); try the key (\S+)/.exec(example.output())!;
-      const post = (route: string, body: unknown) => fetch(`${url}${route}`, {
-        method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body),
-      });
-      expect((await post('/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })).status).toBe(200);
+      const post = (route: string, body: unknown) =>
+        fetch(`${url}${route}`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
+      expect(
+        (await post('/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }))
+          .status,
+      ).toBe(200);
       expect((await post('/summarize', { text: 'a long text' })).status).toBe(200);
-      expect(await (await fetch(`${url}/metrics`)).text()).toMatch(/tollgate_requests_total\{[^}]*tenant="acme"[^}]*\} 2/);
+      expect(await (await fetch(`${url}/metrics`)).text()).toMatch(
+        /tollgate_requests_total\{[^}]*tenant="acme"[^}]*\} 2/,
+      );
       // SIGTERM flushes the sinks through the spool before the process exits.
       const exited = once(example.child, 'exit');
       example.child.kill('SIGTERM');
       await exited;
-      const { stdout } = await promisify(execFile)(process.execPath, [
-        '--import', 'tsx', '--conditions=source', 'packages/metering/examples/report.ts', '--by', 'tenant', '--since', '1d', '--postgres', postgresUrl, '--table', table, '--json',
-      ], { cwd: ROOT });
+      const { stdout } = await promisify(execFile)(
+        process.execPath,
+        [
+          '--import',
+          'tsx',
+          '--conditions=source',
+          'packages/metering/examples/report.ts',
+          '--by',
+          'tenant',
+          '--since',
+          '1d',
+          '--postgres',
+          postgresUrl,
+          '--table',
+          table,
+          '--json',
+        ],
+        { cwd: ROOT },
+      );
       expect(JSON.parse(stdout)).toEqual([expect.objectContaining({ group: 'acme', requests: 2 })]);
     } finally {
       openai.close();
@@ -378,22 +495,26 @@ describe('packages/metering/examples/usage-sinks.ts and report.ts', () => {
 describe.each([
   {
     file: 'packages/router/examples/fallback.ts',
-    output: 'smart: group smart, targets openai/gpt-4o, anthropic/claude-sonnet-4-5\nevent: failed openai/gpt-4o (status 500)\n'
-      + 'answered by anthropic/claude-sonnet-4-5 (200)\nauto: group quick, targets azure/gpt-4o-mini, openai/gpt-4o\nanswered by azure/gpt-4o-mini (200)\n',
+    output:
+      'smart: group smart, targets openai/gpt-4o, anthropic/claude-sonnet-4-5\nevent: failed openai/gpt-4o (status 500)\n' +
+      'answered by anthropic/claude-sonnet-4-5 (200)\nauto: group quick, targets azure/gpt-4o-mini, openai/gpt-4o\nanswered by azure/gpt-4o-mini (200)\n',
   },
   {
     file: 'packages/router/examples/translate.ts',
-    output: 'openai.chat -> anthropic.messages: true\nanswer: smart says "Hello from Claude" (16 tokens)\n'
-      + 'error: 502 {"error":{"message":"The Anthropic upstream failed (HTTP 529).","type":"server_error","code":"upstream_error","param":null}}\n',
+    output:
+      'openai.chat -> anthropic.messages: true\nanswer: smart says "Hello from Claude" (16 tokens)\n' +
+      'error: 502 {"error":{"message":"The Anthropic upstream failed (HTTP 529).","type":"server_error","code":"upstream_error","param":null}}\n',
   },
   {
     file: 'packages/redis/examples/leases.ts',
-    output: 'redis up: 5 of 5 allowed\nredis down\nredis out: 10 of 20 allowed (slice: 0.1 × 100)\nredis up\nredis back: allowed true, answered by Redis again\n',
+    output:
+      'redis up: 5 of 5 allowed\nredis down\nredis out: 10 of 20 allowed (slice: 0.1 × 100)\nredis up\nredis back: allowed true, answered by Redis again\n',
   },
   {
     file: 'packages/redis/examples/blocks.ts',
-    output: 'a holds {"counter":1,"fixedWindow":0,"ledger":0}\nRedis counts 10 tokens while a holds its block\n'
-      + 'after a gives its block back: 8\nspent 296 of 296, reserved 0\n',
+    output:
+      'a holds {"counter":1,"fixedWindow":0,"ledger":0}\nRedis counts 10 tokens while a holds its block\n' +
+      'after a gives its block back: 8\nspent 296 of 296, reserved 0\n',
   },
   {
     file: 'packages/cache/examples/redis-cache.ts',
@@ -402,11 +523,15 @@ describe.each([
   { file: 'packages/cache/examples/fused.ts', output: '200 miss\n200 hit\nupstream calls: 1\n' },
   {
     file: 'packages/guard/examples/guarded-app.ts',
-    output: 'same request three times: 200, 200, 429 repeated_request\nsuspended key: 403 key_suspended\n'
-      + 'a guessed key: 401 invalid_api_key\nthen the right key from that address: 429 auth_failures_exceeded\n'
-      + 'alerts delivered: auth_flood\n',
+    output:
+      'same request three times: 200, 200, 429 repeated_request\nsuspended key: 403 key_suspended\n' +
+      'a guessed key: 401 invalid_api_key\nthen the right key from that address: 429 auth_failures_exceeded\n' +
+      'alerts delivered: auth_flood\n',
   },
-  { file: 'packages/guard/examples/limit-scale.ts', output: 'limit scale: 0.5\n4 requests, limit 4 × 0.5: 200 200 429 429\n' },
+  {
+    file: 'packages/guard/examples/limit-scale.ts',
+    output: 'limit scale: 0.5\n4 requests, limit 4 × 0.5: 200 200 429 429\n',
+  },
   {
     file: 'packages/guard/examples/load-shedder.ts',
     output: 'free while saturated: 503 service_unavailable\npro while saturated: 200\nheld requests: 200 200\n',
@@ -417,23 +542,33 @@ describe.each([
   },
   {
     file: 'examples/proxy/examples/clients.ts',
-    output: 'openai: length, 16 output tokens\nanthropic: max_tokens, 16 output tokens\ngemini: MAX_TOKENS, 16 output tokens\nunknown key: 401\n',
+    output:
+      'openai: length, 16 output tokens\nanthropic: max_tokens, 16 output tokens\ngemini: MAX_TOKENS, 16 output tokens\nunknown key: 401\n',
   },
-  { file: 'examples/proxy/examples/mock-provider.ts', output: 'answered: 200, 11 input and 10 output tokens\nfailing: 500\nhanging: TimeoutError\n' },
+  {
+    file: 'examples/proxy/examples/mock-provider.ts',
+    output: 'answered: 200, 11 input and 10 output tokens\nfailing: 500\nhanging: TimeoutError\n',
+  },
   { file: 'examples/proxy/examples/in-code.ts', output: '200, 31 tokens\n' },
-  { file: 'packages/dashboard/examples/minimal.ts', output: 'without the admin key: 401\nwith it: 200, acme gpt-4o-mini\n' },
+  {
+    file: 'packages/dashboard/examples/minimal.ts',
+    output: 'without the admin key: 401\nwith it: 200, acme gpt-4o-mini\n',
+  },
   { file: 'packages/metering/examples/pglite-ledger.ts', output: 'acme: 2 requests, 20 input and 4 output tokens\n' },
   {
     file: 'packages/metering/examples/outcomes.ts',
-    output: 'recorded: resolved conversation ticket-4711, 2 requests, 10000000 nano-USD\nunknown ticket: undefined\n'
-      + 'support-bot resolved: 1 outcome, 2 requests, 10000000 nano-USD each, value/cost 1250\n',
+    output:
+      'recorded: resolved conversation ticket-4711, 2 requests, 10000000 nano-USD\nunknown ticket: undefined\n' +
+      'support-bot resolved: 1 outcome, 2 requests, 10000000 nano-USD each, value/cost 1250\n',
   },
 ])('$file', ({ file, output }) => {
   it('runs to its end and prints what the README says it shows', async () => {
     const prefix = `tg-test:${randomUUID()}:`;
     prefixes.push(prefix);
     const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--conditions=source', file], {
-      cwd: ROOT, env: { ...process.env, REDIS_URL, REDIS_PREFIX: prefix }, timeout: 30_000,
+      cwd: ROOT,
+      env: { ...process.env, REDIS_URL, REDIS_PREFIX: prefix },
+      timeout: 30_000,
     });
     expect(stdout).toBe(output);
   }, 40_000);

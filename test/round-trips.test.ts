@@ -21,7 +21,14 @@ const guards: BudgetGuard[] = [];
 
 beforeAll(async () => {
   stores = createRedisStores({ url: await relay.listen(), prefix });
-  await stores.keys.put({ id: 'rt-key', sha256: hashApiKey(key), tenantId: 'acme', tier: 'pro', scopes: ['chat'], createdAt: new Date().toISOString() });
+  await stores.keys.put({
+    id: 'rt-key',
+    sha256: hashApiKey(key),
+    tenantId: 'acme',
+    tier: 'pro',
+    scopes: ['chat'],
+    createdAt: new Date().toISOString(),
+  });
   for (let i = 0; i < 100 && !stores.keys.cache?.live; i++) await new Promise((resolve) => setTimeout(resolve, 20));
   expect(stores.keys.cache?.live).toBe(true);
 });
@@ -61,7 +68,13 @@ function tripsApp(chain: RequestHandler[], record: (trips: Promise<Trips>) => vo
       };
       const settle = context.settle.bind(context);
       let settledAt: (flights: number) => void;
-      record(new Promise<number>((resolve) => (settledAt = resolve)).then((end) => ({ before: atHandler - start, after: end - atHandler, commandsBefore })));
+      record(
+        new Promise<number>((resolve) => (settledAt = resolve)).then((end) => ({
+          before: atHandler - start,
+          after: end - atHandler,
+          commandsBefore,
+        })),
+      );
       context.settle = (usage) => settle(usage).then(() => settledAt(relay.flights));
       next();
     },
@@ -69,7 +82,10 @@ function tripsApp(chain: RequestHandler[], record: (trips: Promise<Trips>) => vo
     function answerAtOnce(req: Request, res: Response) {
       (res.locals.markHandler as () => void)();
       res.json({
-        id: 'chatcmpl-rt', object: 'chat.completion', created: 0, model: String(req.body.model),
+        id: 'chatcmpl-rt',
+        object: 'chat.completion',
+        created: 0,
+        model: String(req.body.model),
         choices: [{ index: 0, message: { role: 'assistant', content: 'hi' }, finish_reason: 'stop' }],
         usage: { prompt_tokens: 12, completion_tokens: 3, total_tokens: 15 },
       });
@@ -96,8 +112,25 @@ function budgets(): BudgetGuard {
   return guard;
 }
 
-const requestLimits = () => tieredRateLimit({ stores, prefix: unique(), layers: [{ by: 'global', limit: 10_000 }, { by: 'tenant', limit: 1000 }, { by: 'key', limit: 1000 }] });
-const tokenLimits = () => tokenRateLimit({ stores, prefix: unique(), layers: [{ by: 'tenant', limit: 1_000_000 }, { by: 'key', limit: 1_000_000 }] });
+const requestLimits = () =>
+  tieredRateLimit({
+    stores,
+    prefix: unique(),
+    layers: [
+      { by: 'global', limit: 10_000 },
+      { by: 'tenant', limit: 1000 },
+      { by: 'key', limit: 1000 },
+    ],
+  });
+const tokenLimits = () =>
+  tokenRateLimit({
+    stores,
+    prefix: unique(),
+    layers: [
+      { by: 'tenant', limit: 1_000_000 },
+      { by: 'key', limit: 1_000_000 },
+    ],
+  });
 
 /** Warm-up first (script loads, the key cache's first lookup), then one request counted. */
 async function tripsOf(chain: RequestHandler[]): Promise<Trips> {
@@ -123,14 +156,24 @@ function expectSettleFlights(trips: Trips): void {
 
 describe('Redis round trips of the full chain, steady state', () => {
   it('fused: apiKeyAuth -> meter -> combineLimits(tieredRateLimit, tokenRateLimit, budgetGuard) -> handler: 1 before (one command), then the settles', async () => {
-    const trips = await tripsOf([apiKeyAuth({ keys: stores.keys }), meter({ api: 'openai.chat', pricing }), combineLimits(requestLimits(), tokenLimits(), budgets())]);
+    const trips = await tripsOf([
+      apiKeyAuth({ keys: stores.keys }),
+      meter({ api: 'openai.chat', pricing }),
+      combineLimits(requestLimits(), tokenLimits(), budgets()),
+    ]);
     // Three request windows, two token windows and the budget reserve: one EVALSHA of the script bundle.
     expect(trips).toMatchObject({ before: 1, commandsBefore: ['EVALSHA'] });
     expectSettleFlights(trips);
   });
 
   it('unfused, for contrast: each limiter and the budget one sequential trip (auth still none)', async () => {
-    const trips = await tripsOf([apiKeyAuth({ keys: stores.keys }), requestLimits(), meter({ api: 'openai.chat', pricing }), tokenLimits(), budgets()]);
+    const trips = await tripsOf([
+      apiKeyAuth({ keys: stores.keys }),
+      requestLimits(),
+      meter({ api: 'openai.chat', pricing }),
+      tokenLimits(),
+      budgets(),
+    ]);
     expect(trips.before).toBe(3);
     expectSettleFlights(trips);
     // One bundle for each piece: the request layers count in the stores' fixed windows (in the bundle) mounted alone too.

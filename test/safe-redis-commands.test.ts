@@ -12,7 +12,9 @@ function sources(): string[] {
   const roots = [
     path.join(ROOT, 'test'),
     path.join(ROOT, 'bench'),
-    ...['packages', 'examples'].flatMap((group) => readdirSync(path.join(ROOT, group)).map((name) => path.join(ROOT, group, name, 'test'))),
+    ...['packages', 'examples'].flatMap((group) =>
+      readdirSync(path.join(ROOT, group)).map((name) => path.join(ROOT, group, name, 'test')),
+    ),
   ];
   const files: string[] = [];
   const walk = (dir: string) => {
@@ -46,7 +48,9 @@ describe('commands the tests send to Redis', () => {
   });
 
   it('never flush a whole database', () => {
-    expect(files.filter((file) => wholeServer.test(readFileSync(file, 'utf8'))).map((file) => path.relative(ROOT, file))).toEqual([]);
+    expect(
+      files.filter((file) => wholeServer.test(readFileSync(file, 'utf8'))).map((file) => path.relative(ROOT, file)),
+    ).toEqual([]);
   });
 
   it('send SCRIPT FLUSH only from files that start their own Redis', () => {

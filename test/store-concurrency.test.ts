@@ -36,12 +36,18 @@ describe('Redis stores under concurrency', () => {
     const global = { key: 'global', limit: 10_000, expiresAt };
     const results = await Promise.all(
       Array.from({ length: CALLS }, (_, i) =>
-        pick(i).ledger.reserve({ id: `all-${i}`, amount: 1, ttlMs: 60_000, scopes: [{ key: `key:${i % 7}`, limit: 1_000, expiresAt }, tenant, global] }),
+        pick(i).ledger.reserve({
+          id: `all-${i}`,
+          amount: 1,
+          ttlMs: 60_000,
+          scopes: [{ key: `key:${i % 7}`, limit: 1_000, expiresAt }, tenant, global],
+        }),
       ),
     );
     const admitted = results.filter((r) => r.ok);
     expect(admitted).toHaveLength(250);
-    for (const refused of results.filter((r) => !r.ok)) expect(refused).toMatchObject({ scope: 'tenant:acme', remaining: 0 });
+    for (const refused of results.filter((r) => !r.ok))
+      expect(refused).toMatchObject({ scope: 'tenant:acme', remaining: 0 });
     const [tenantUsage, globalUsage] = await processes[1]!.ledger.usage(['tenant:acme', 'global']);
     expect(tenantUsage).toEqual({ key: 'tenant:acme', spent: 0, reserved: 250 });
     expect(globalUsage).toEqual({ key: 'global', spent: 0, reserved: 250 });
@@ -50,7 +56,9 @@ describe('Redis stores under concurrency', () => {
   it('grants exactly what is left when reserves may be clamped (minAmount)', async () => {
     const scope = { key: 'tenant:clamped', limit: 2_503, expiresAt: (await redisNow()) + 3_600_000 };
     const results = await Promise.all(
-      Array.from({ length: CALLS }, (_, i) => pick(i).ledger.reserve({ id: `clamp-${i}`, amount: 10, minAmount: 1, ttlMs: 60_000, scopes: [scope] })),
+      Array.from({ length: CALLS }, (_, i) =>
+        pick(i).ledger.reserve({ id: `clamp-${i}`, amount: 10, minAmount: 1, ttlMs: 60_000, scopes: [scope] }),
+      ),
     );
     const granted = results.reduce((sum, r) => sum + (r.ok ? r.amount : 0), 0);
     expect(granted).toBe(2_503);
@@ -62,20 +70,32 @@ describe('Redis stores under concurrency', () => {
     const scope = { key: 'tenant:settle', limit: 1_000_000, expiresAt: (await redisNow()) + 3_600_000 };
     const ids = Array.from({ length: 200 }, (_, i) => `settle-${i}`);
     await Promise.all(ids.map((id, i) => pick(i).ledger.reserve({ id, amount: 100, ttlMs: 60_000, scopes: [scope] })));
-    const settles = await Promise.all(ids.flatMap((id, i) => [pick(i).ledger.settle(id, 40), pick(i + 1).ledger.settle(id, 40)]));
+    const settles = await Promise.all(
+      ids.flatMap((id, i) => [pick(i).ledger.settle(id, 40), pick(i + 1).ledger.settle(id, 40)]),
+    );
     expect(settles.filter((s) => s.settled)).toHaveLength(200);
     expect(settles.filter((s) => !s.settled)).toHaveLength(200);
-    expect((await processes[0]!.ledger.usage([scope.key]))[0]).toEqual({ key: scope.key, spent: 200 * 40, reserved: 0 });
+    expect((await processes[0]!.ledger.usage([scope.key]))[0]).toEqual({
+      key: scope.key,
+      spent: 200 * 40,
+      reserved: 0,
+    });
   });
 
   it('charges an unsettled reservation its amount after its TTL, seen alike by every client', async () => {
     const scope = { key: 'tenant:ttl', limit: 200, expiresAt: (await redisNow()) + 3_600_000 };
     // A process that reserves and dies: nothing settles it.
-    expect(await processes[0]!.ledger.reserve({ id: 'crashed-process', amount: 100, ttlMs: 300, scopes: [scope] })).toMatchObject({ ok: true });
-    expect(await processes[1]!.ledger.reserve({ id: 'blocked', amount: 101, ttlMs: 60_000, scopes: [scope] })).toMatchObject({ ok: false, remaining: 100 });
+    expect(
+      await processes[0]!.ledger.reserve({ id: 'crashed-process', amount: 100, ttlMs: 300, scopes: [scope] }),
+    ).toMatchObject({ ok: true });
+    expect(
+      await processes[1]!.ledger.reserve({ id: 'blocked', amount: 101, ttlMs: 60_000, scopes: [scope] }),
+    ).toMatchObject({ ok: false, remaining: 100 });
     await new Promise((resolve) => setTimeout(resolve, 400));
     const results = await Promise.all(
-      Array.from({ length: 200 }, (_, i) => pick(i).ledger.reserve({ id: `after-ttl-${i}`, amount: 1, ttlMs: 60_000, scopes: [scope] })),
+      Array.from({ length: 200 }, (_, i) =>
+        pick(i).ledger.reserve({ id: `after-ttl-${i}`, amount: 1, ttlMs: 60_000, scopes: [scope] }),
+      ),
     );
     // The crashed call may have been billed: its 100 stay spent, 100 are left for the others.
     expect(results.filter((r) => r.ok)).toHaveLength(100);
@@ -90,13 +110,17 @@ describe('Redis stores under concurrency', () => {
     const left = windowMs - ((await redisNow()) % windowMs);
     if (left < 10_000) await new Promise((resolve) => setTimeout(resolve, left + 50));
     const units = (i: number) => 1 + (i % 4);
-    const results = await Promise.all(Array.from({ length: CALLS }, (_, i) => pick(i).counter.consume('key:busy', units(i), { limit: 700, windowMs })));
+    const results = await Promise.all(
+      Array.from({ length: CALLS }, (_, i) => pick(i).counter.consume('key:busy', units(i), { limit: 700, windowMs })),
+    );
     const admittedUnits = results.reduce((sum, r, i) => sum + (r.allowed ? units(i) : 0), 0);
     expect(admittedUnits).toBeLessThanOrEqual(700);
     // All-or-nothing with units of 1..4: once fewer than 4 are left, only smaller requests fit, and some always come.
     expect(admittedUnits).toBeGreaterThanOrEqual(697);
     expect(await processes[4]!.counter.peek('key:busy', { windowMs })).toBe(admittedUnits);
-    const ones = await Promise.all(Array.from({ length: CALLS }, (_, i) => pick(i).counter.consume('key:ones', 1, { limit: 300, windowMs })));
+    const ones = await Promise.all(
+      Array.from({ length: CALLS }, (_, i) => pick(i).counter.consume('key:ones', 1, { limit: 300, windowMs })),
+    );
     expect(ones.filter((r) => r.allowed)).toHaveLength(300);
   }, 90_000);
 });

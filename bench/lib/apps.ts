@@ -7,7 +7,13 @@ import { RateLimiterRedis } from 'rate-limiter-flexible';
 import { createClient } from 'redis';
 import { answerAtOnce, baseApp, type AppOptions, type BuiltApp } from './app-base.js';
 import { CHAT_PATH, REDIS_URL } from './fixtures.js';
-import { buildTollgateChain, buildProxy, buildMockUpstream, buildNodeFloor, buildPassthrough } from './tollgate-apps.js';
+import {
+  buildTollgateChain,
+  buildProxy,
+  buildMockUpstream,
+  buildNodeFloor,
+  buildPassthrough,
+} from './tollgate-apps.js';
 
 /** The same key every side limits on: the bearer token, as a user keying by API key would. */
 function callerKey(req: Request): string {
@@ -65,7 +71,8 @@ async function rateLimiterFlexibleRedis(options: AppOptions): Promise<BuiltApp> 
       () => next(),
       (rejection: unknown) => {
         if (rejection instanceof Error) next(rejection);
-        else res.status(429).json({ error: { message: 'rate limited', type: 'rate_limit', code: 'rate_limit_exceeded' } });
+        else
+          res.status(429).json({ error: { message: 'rate limited', type: 'rate_limit', code: 'rate_limit_exceeded' } });
       },
     );
   });

@@ -7,7 +7,14 @@ import { mean, measurePairedRequests } from './paired-requests.js';
 
 type ChildMessage =
   | { type: 'start'; mode: CacheCase; upstream: string; bodies: number }
-  | { type: 'pair'; subject: PairSubject; upstream: string; blocks: number; roundsPerBlock: number; warmupRounds: number }
+  | {
+      type: 'pair';
+      subject: PairSubject;
+      upstream: string;
+      blocks: number;
+      roundsPerBlock: number;
+      warmupRounds: number;
+    }
   | { type: 'block'; requests: number }
   | { type: 'stop' };
 
@@ -28,14 +35,16 @@ const HUGE = { usd: 1_000_000, period: 'day' as const };
 
 /** A chat body of the same size each time; `index` makes it one no earlier request sent. */
 function chatBody(index: number): Buffer {
-  return Buffer.from(JSON.stringify({
-    model: 'gpt-4o-mini',
-    messages: [
-      { role: 'system', content: 'You are a terse assistant.' },
-      { role: 'user', content: `Say hello in one short sentence. (${String(index).padStart(9, '0')})` },
-    ],
-    max_tokens: 64,
-  }));
+  return Buffer.from(
+    JSON.stringify({
+      model: 'gpt-4o-mini',
+      messages: [
+        { role: 'system', content: 'You are a terse assistant.' },
+        { role: 'user', content: `Say hello in one short sentence. (${String(index).padStart(9, '0')})` },
+      ],
+      max_tokens: 64,
+    }),
+  );
 }
 
 interface Running {
@@ -45,12 +54,25 @@ interface Running {
 
 /** The example proxy as every case runs it: one pro key, key, tenant and global budgets, limits far above the load; a memory cache or none. */
 async function buildProxy(upstream: string, withCache: boolean): Promise<Express> {
-  const [{ createProxyApp }, { validateConfig }] = await Promise.all([import('../../examples/proxy/src/app.js'), import('../../examples/proxy/src/config.js')]);
+  const [{ createProxyApp }, { validateConfig }] = await Promise.all([
+    import('../../examples/proxy/src/app.js'),
+    import('../../examples/proxy/src/config.js'),
+  ]);
   const config = validateConfig({
     upstreams: { openai: { baseUrl: `${upstream}/v1`, apiKey: 'upstream-bench-key' } },
     tiers: { pro: { requestsPerMinute: 1_000_000_000, tokensPerMinute: 1_000_000_000_000, models: ['*'] } },
     tenants: { 'bench-tenant': { tier: 'pro', budget: HUGE } },
-    keys: [{ id: 'bench-key-0', sha256: sha256Hex(benchKey(0)), tenant: 'bench-tenant', user: 'bench-user', feature: 'bench', scopes: ['chat'], budget: HUGE }],
+    keys: [
+      {
+        id: 'bench-key-0',
+        sha256: sha256Hex(benchKey(0)),
+        tenant: 'bench-tenant',
+        user: 'bench-user',
+        feature: 'bench',
+        scopes: ['chat'],
+        budget: HUGE,
+      },
+    ],
     global: { requestsPerMinute: 1_000_000_000, budget: HUGE },
     log: { level: 'silent' },
     ...(withCache ? { cache: { store: 'memory', ttl: '1h', maxBytes: 512 * 1024 * 1024 } } : {}),
@@ -96,7 +118,11 @@ async function start(message: Extract<ChildMessage, { type: 'start' }>): Promise
  */
 let lastCacheHeader: string | undefined;
 const setHeader = ServerResponse.prototype.setHeader;
-ServerResponse.prototype.setHeader = function noteCacheHeader(this: ServerResponse, name: string, value: number | string | readonly string[]) {
+ServerResponse.prototype.setHeader = function noteCacheHeader(
+  this: ServerResponse,
+  name: string,
+  value: number | string | readonly string[],
+) {
   if (name === 'x-tollgate-cache') lastCacheHeader = String(value);
   return setHeader.call(this, name, value);
 };
@@ -128,7 +154,11 @@ export type PairSubject = 'chain' | 'proxy';
  * request's heap growth (read outside its CPU window) is what it allocates, and the run's
  * collection time is shared out per byte allocated.
  */
-async function measurePair(apps: readonly [Express, Express], headers: Record<string, string>, rounds: PairRounds): Promise<PairCosts> {
+async function measurePair(
+  apps: readonly [Express, Express],
+  headers: Record<string, string>,
+  rounds: PairRounds,
+): Promise<PairCosts> {
   const { blocks, roundsPerBlock, warmupRounds } = rounds;
   // Every request a body no earlier one sent (the cache's every request a miss), built before the run.
   const bodies = Array.from({ length: 2 * (warmupRounds + blocks * roundsPerBlock) }, (_, index) => chatBody(index));
@@ -163,7 +193,11 @@ interface PairRounds {
  */
 async function measureChain(rounds: PairRounds): Promise<PairCosts> {
   const [{ default: express }, core, { meter }, { createResponseCache }, { preloadTokenizers }] = await Promise.all([
-    import('express'), import('@tollgate/core'), import('@tollgate/metering'), import('@tollgate/cache'), import('@tollgate/providers'),
+    import('express'),
+    import('@tollgate/core'),
+    import('@tollgate/metering'),
+    import('@tollgate/cache'),
+    import('@tollgate/providers'),
   ]);
   await preloadTokenizers();
   const { CHAT_COMPLETION } = await import('./fixtures.js');
@@ -174,11 +208,21 @@ async function measureChain(rounds: PairRounds): Promise<PairCosts> {
     const app = express();
     app.use(express.json());
     app.use((req, res, next) => {
-      core.getContext(req, res).identity = { keyId: 'bench-key', tenantId: 'bench-tenant', scopes: ['chat'], authMethod: 'api_key' };
+      core.getContext(req, res).identity = {
+        keyId: 'bench-key',
+        tenantId: 'bench-tenant',
+        scopes: ['chat'],
+        authMethod: 'api_key',
+      };
       next();
     });
     const steps = withCache ? [cache.lookup, cache.chooseLimits({ hit: pass, miss: pass }), cache.answer] : [];
-    app.post(CHAT_PATH, meter({ api: 'openai.chat', pricing }), ...steps, (_req, res) => void res.type('application/json').send(CHAT_COMPLETION));
+    app.post(
+      CHAT_PATH,
+      meter({ api: 'openai.chat', pricing }),
+      ...steps,
+      (_req, res) => void res.type('application/json').send(CHAT_COMPLETION),
+    );
     return app;
   };
   try {
@@ -211,7 +255,6 @@ function middleMean(samples: readonly number[]): number {
   return sum / (to - from);
 }
 
-
 async function handle(message: ChildMessage): Promise<unknown> {
   switch (message.type) {
     case 'start':
@@ -230,7 +273,8 @@ async function handle(message: ChildMessage): Promise<unknown> {
 process.on('message', (message: ChildMessage) => {
   handle(message).then(
     (value) => process.send?.({ ok: true, value }),
-    (error: unknown) => process.send?.({ ok: false, error: error instanceof Error ? (error.stack ?? error.message) : String(error) }),
+    (error: unknown) =>
+      process.send?.({ ok: false, error: error instanceof Error ? (error.stack ?? error.message) : String(error) }),
   );
 });
 process.on('disconnect', () => process.exit(0));

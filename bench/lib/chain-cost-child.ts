@@ -22,7 +22,12 @@ export interface ChainCostSamples {
 /** Numbers every request's user message across all apps and blocks. */
 let nextMessage = 1;
 
-async function block(app: RequestListener, requests: number, concurrency: number, statuses: Record<string, number>): Promise<number> {
+async function block(
+  app: RequestListener,
+  requests: number,
+  concurrency: number,
+  statuses: Record<string, number>,
+): Promise<number> {
   const headers = authHeaders(benchKey(0));
   let sent = 0;
   const started = process.cpuUsage();
@@ -44,7 +49,8 @@ async function block(app: RequestListener, requests: number, concurrency: number
 
 async function measure(request: ChainCostRequest): Promise<ChainCostSamples> {
   const built = [];
-  for (let upTo = 0; upTo < request.steps; upTo++) built.push(await buildTollgateChain({ store: 'memory', upTo, freshPrompts: true }));
+  for (let upTo = 0; upTo < request.steps; upTo++)
+    built.push(await buildTollgateChain({ store: 'memory', upTo, freshPrompts: true }));
   try {
     const apps = built.map((b) => b.app as unknown as RequestListener);
     const statuses = apps.map(() => ({}) as Record<string, number>);
@@ -66,7 +72,8 @@ async function measure(request: ChainCostRequest): Promise<ChainCostSamples> {
 process.on('message', (message: ChainCostRequest) => {
   measure(message).then(
     (value) => process.send?.({ ok: true, value }),
-    (error: unknown) => process.send?.({ ok: false, error: error instanceof Error ? (error.stack ?? error.message) : String(error) }),
+    (error: unknown) =>
+      process.send?.({ ok: false, error: error instanceof Error ? (error.stack ?? error.message) : String(error) }),
   );
 });
 process.on('disconnect', () => process.exit(0));

@@ -30,7 +30,10 @@ interface Reply {
 }
 
 /** Forks a tsx child with the same loader and conditions as this process. */
-export function forkBench(entry: string, options: { exposeGc?: boolean; env?: Record<string, string> } = {}): ChildProcess {
+export function forkBench(
+  entry: string,
+  options: { exposeGc?: boolean; env?: Record<string, string> } = {},
+): ChildProcess {
   const execArgv = [...process.execArgv];
   if (options.exposeGc) execArgv.push('--expose-gc');
   return fork(entry, [], {
@@ -75,7 +78,8 @@ export async function startServer(spec: ServerSpec, options: { exposeGc?: boolea
   });
   child.on('exit', (code, signal) => {
     exited = true;
-    for (const waiter of pending.values()) waiter.reject(new Error(`bench child ${spec.app} exited (${code ?? signal})`));
+    for (const waiter of pending.values())
+      waiter.reject(new Error(`bench child ${spec.app} exited (${code ?? signal})`));
     pending.clear();
   });
 

@@ -31,8 +31,17 @@ type Message = { role: string; content: string };
 const pricing = createPricing();
 
 /** As the meter runs it: at once when the new text is small, else in slices. */
-async function estimate(messages: Message[], countCache: TokenCountCache | undefined): Promise<{ estimate: RequestEstimate; sliced: boolean }> {
-  const input: EstimateRequestInput = { api: 'openai.chat', body: { model: 'gpt-4o', messages }, pricing, countCache, countScope: 'bench-tenant' };
+async function estimate(
+  messages: Message[],
+  countCache: TokenCountCache | undefined,
+): Promise<{ estimate: RequestEstimate; sliced: boolean }> {
+  const input: EstimateRequestInput = {
+    api: 'openai.chat',
+    body: { model: 'gpt-4o', messages },
+    pricing,
+    countCache,
+    countScope: 'bench-tenant',
+  };
   const atOnce = estimateRequestAtOnce(input);
   if (atOnce) return { estimate: atOnce, sliced: false };
   return { estimate: await estimateRequestAsync(input), sliced: true };
@@ -50,7 +59,13 @@ async function measure(request: ConversationRequest): Promise<ConversationMeasur
   // One cache for the whole run, as a meter keeps one for all its requests.
   const cache = new TokenCountCache();
   const result: ConversationMeasurement = {
-    uncachedMs: [], cachedMs: [], lastTurnUncachedMs: [], lastTurnCachedMs: [], lastTurnTokens: 0, slicedUncached: 0, slicedCached: 0,
+    uncachedMs: [],
+    cachedMs: [],
+    lastTurnUncachedMs: [],
+    lastTurnCachedMs: [],
+    lastTurnTokens: 0,
+    slicedUncached: 0,
+    slicedCached: 0,
   };
   for (let conversation = 0; conversation < request.conversations; conversation++) {
     const history: Message[] = [system];
@@ -71,7 +86,9 @@ async function measure(request: ConversationRequest): Promise<ConversationMeasur
       const uncachedMs = plain.ms;
       const cachedMs = kept.ms;
       if (plain.estimate.inputTokens !== kept.estimate.inputTokens) {
-        throw new Error(`turn ${turn}: ${kept.estimate.inputTokens} tokens with the cache, ${plain.estimate.inputTokens} without`);
+        throw new Error(
+          `turn ${turn}: ${kept.estimate.inputTokens} tokens with the cache, ${plain.estimate.inputTokens} without`,
+        );
       }
       totals.uncached += uncachedMs;
       totals.cached += cachedMs;
@@ -94,7 +111,8 @@ async function measure(request: ConversationRequest): Promise<ConversationMeasur
 process.on('message', (message: ConversationRequest) => {
   measure(message).then(
     (value) => process.send?.({ ok: true, value }),
-    (error: unknown) => process.send?.({ ok: false, error: error instanceof Error ? (error.stack ?? error.message) : String(error) }),
+    (error: unknown) =>
+      process.send?.({ ok: false, error: error instanceof Error ? (error.stack ?? error.message) : String(error) }),
   );
 });
 process.on('disconnect', () => process.exit(0));

@@ -39,7 +39,11 @@ export function deploymentProxyConfig(): Record<string, unknown> {
   }
   return {
     tiers: {
-      [DEPLOYMENT.tier]: { requestsPerMinute: DEPLOYMENT.requestsPerMinute, tokensPerMinute: DEPLOYMENT.tokensPerMinute, models: ['*'] },
+      [DEPLOYMENT.tier]: {
+        requestsPerMinute: DEPLOYMENT.requestsPerMinute,
+        tokensPerMinute: DEPLOYMENT.tokensPerMinute,
+        models: ['*'],
+      },
     },
     defaultTier: DEPLOYMENT.tier,
     tenants,
@@ -66,7 +70,8 @@ export interface RotatingLoad {
  */
 export function rotatingLoad(mode: DeploymentMode): RotatingLoad {
   const headers = Array.from({ length: DEPLOYMENT.tenants }, (_, index) => authHeaders(deploymentKey(index)));
-  const bodyOf = (n: number) => (mode === 'json' ? CHAT_BODY : mode === 'stream' ? STREAM_CHAT_BODY : n % 2 === 0 ? CHAT_BODY : STREAM_CHAT_BODY);
+  const bodyOf = (n: number) =>
+    mode === 'json' ? CHAT_BODY : mode === 'stream' ? STREAM_CHAT_BODY : n % 2 === 0 ? CHAT_BODY : STREAM_CHAT_BODY;
   const keyOf = (n: number) => (mode === 'mixed' ? n >> 1 : n) % DEPLOYMENT.tenants;
   let next = 0;
   return {

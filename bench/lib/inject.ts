@@ -43,7 +43,11 @@ export function inject(app: RequestListener, request: InjectRequest): Promise<nu
     req.httpVersionMajor = 1;
     req.httpVersionMinor = 1;
     req.httpVersion = '1.1';
-    const headers: Record<string, string> = { ...request.headers, 'content-length': String(request.body.length), host: '127.0.0.1' };
+    const headers: Record<string, string> = {
+      ...request.headers,
+      'content-length': String(request.body.length),
+      host: '127.0.0.1',
+    };
     req.headers = headers;
     req.rawHeaders = Object.entries(headers).flat();
     req.push(request.body);

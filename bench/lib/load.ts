@@ -98,7 +98,14 @@ export async function alternateRounds(
       pooled.set(r.latencies, offset);
       offset += r.latencies.length;
     }
-    const non2xx = list.reduce((sum, r) => sum + Object.entries(r.statuses).filter(([code]) => !code.startsWith('2')).reduce((s, [, n]) => s + n, 0), 0);
+    const non2xx = list.reduce(
+      (sum, r) =>
+        sum +
+        Object.entries(r.statuses)
+          .filter(([code]) => !code.startsWith('2'))
+          .reduce((s, [, n]) => s + n, 0),
+      0,
+    );
     return {
       name,
       rounds: list,

@@ -11,13 +11,25 @@ function chunk(body: Record<string, unknown>): string {
 }
 
 const CONTENT_CHUNKS = Array.from({ length: STREAM_CONTENT_CHUNKS }, (_, index) =>
-  chunk({ choices: [{ index: 0, delta: index === 0 ? { role: 'assistant', content: 'word ' } : { content: 'word ' }, finish_reason: null }] }),
+  chunk({
+    choices: [
+      {
+        index: 0,
+        delta: index === 0 ? { role: 'assistant', content: 'word ' } : { content: 'word ' },
+        finish_reason: null,
+      },
+    ],
+  }),
 );
 const FINISH_CHUNK = chunk({ choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] });
-const USAGE_CHUNK = chunk({ choices: [], usage: { prompt_tokens: 24, completion_tokens: STREAM_CONTENT_CHUNKS, total_tokens: 24 + STREAM_CONTENT_CHUNKS } });
+const USAGE_CHUNK = chunk({
+  choices: [],
+  usage: { prompt_tokens: 24, completion_tokens: STREAM_CONTENT_CHUNKS, total_tokens: 24 + STREAM_CONTENT_CHUNKS },
+});
 
 function streamAnswer(req: Request, res: Response): void {
-  const wantsUsage = (req.body as { stream_options?: { include_usage?: boolean } }).stream_options?.include_usage === true;
+  const wantsUsage =
+    (req.body as { stream_options?: { include_usage?: boolean } }).stream_options?.include_usage === true;
   const events = [...CONTENT_CHUNKS, FINISH_CHUNK, ...(wantsUsage ? [USAGE_CHUNK] : []), 'data: [DONE]\n\n'];
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
   res.flushHeaders();

@@ -62,7 +62,17 @@ async function run(message: RunMessage): Promise<ObservabilityRun> {
       upstreams: { openai: { baseUrl: `${message.upstream}/v1`, apiKey: 'upstream-bench-key' } },
       tiers: { pro: { requestsPerMinute: 1_000_000_000, tokensPerMinute: 1_000_000_000_000, models: ['*'] } },
       tenants: { 'bench-tenant': { tier: 'pro', budget: HUGE } },
-      keys: [{ id: 'bench-key-0', sha256: sha256Hex(benchKey(0)), tenant: 'bench-tenant', user: 'bench-user', feature: 'bench', scopes: ['chat'], budget: HUGE }],
+      keys: [
+        {
+          id: 'bench-key-0',
+          sha256: sha256Hex(benchKey(0)),
+          tenant: 'bench-tenant',
+          user: 'bench-user',
+          feature: 'bench',
+          scopes: ['chat'],
+          budget: HUGE,
+        },
+      ],
       global: { requestsPerMinute: 1_000_000_000, budget: HUGE },
       log: observed === 'none' ? { level: 'silent' } : { level: 'info', destination: logFiles[index]! },
     });
@@ -101,25 +111,36 @@ async function run(message: RunMessage): Promise<ObservabilityRun> {
         for (let i = 0; i < message.block; i++) await one(apps[index]!);
         const used = process.cpuUsage(cpu);
         const end = performance.now();
-        windows[index]!.push({ start, end, cpuUs: used.user + used.system, heapGrowth: v8.getHeapStatistics().used_heap_size - heap });
+        windows[index]!.push({
+          start,
+          end,
+          cpuUs: used.user + used.system,
+          heapGrowth: v8.getHeapStatistics().used_heap_size - heap,
+        });
       }
     }
     const data = profiler.stop();
     let allocatedBytes = v8.getHeapStatistics().used_heap_size - heapBefore;
-    for (const entry of data.statistics) allocatedBytes += entry.beforeGC.heapStatistics.usedHeapSize - entry.afterGC.heapStatistics.usedHeapSize;
+    for (const entry of data.statistics)
+      allocatedBytes += entry.beforeGC.heapStatistics.usedHeapSize - entry.afterGC.heapStatistics.usedHeapSize;
     // The last pauses' entries arrive on a later turn.
     await new Promise((resolve) => setTimeout(resolve, 20));
-    const blocks = windows.map((ofCase) => ofCase.map(({ start, end, cpuUs, heapGrowth }) => {
-      let gcMs = 0;
-      let collected = false;
-      for (const pause of pauses) {
-        if (pause.start < start || pause.start >= end) continue;
-        gcMs += pause.duration;
-        collected = true;
-      }
-      return { cpuUs, gcUs: gcMs * 1000, heapGrowth, collected };
-    }));
-    const collectorUs = blocks.reduce((sum, ofCase) => sum + ofCase.reduce((caseSum, block) => caseSum + block.gcUs, 0), 0);
+    const blocks = windows.map((ofCase) =>
+      ofCase.map(({ start, end, cpuUs, heapGrowth }) => {
+        let gcMs = 0;
+        let collected = false;
+        for (const pause of pauses) {
+          if (pause.start < start || pause.start >= end) continue;
+          gcMs += pause.duration;
+          collected = true;
+        }
+        return { cpuUs, gcUs: gcMs * 1000, heapGrowth, collected };
+      }),
+    );
+    const collectorUs = blocks.reduce(
+      (sum, ofCase) => sum + ofCase.reduce((caseSum, block) => caseSum + block.gcUs, 0),
+      0,
+    );
     return { cases: [...OBSERVED_CASES], block: message.block, blocks, collectorUs, allocatedBytes };
   } finally {
     observer.disconnect();
@@ -133,7 +154,8 @@ process.on('message', (message: RunMessage) => {
   if (message.type !== 'run') return;
   run(message).then(
     (value) => process.send?.({ ok: true, value }),
-    (error: unknown) => process.send?.({ ok: false, error: error instanceof Error ? (error.stack ?? error.message) : String(error) }),
+    (error: unknown) =>
+      process.send?.({ ok: false, error: error instanceof Error ? (error.stack ?? error.message) : String(error) }),
   );
 });
 process.on('disconnect', () => process.exit(0));

@@ -61,7 +61,7 @@ export async function measurePairedRequests(send: SendOne, rounds: PairedRounds)
       for (let round = 0; round < roundsPerBlock; round++) {
         const first = round % 2 === 0 ? 0 : 1;
         samples[first].push(await one(first));
-        samples[1 - first as 0 | 1].push(await one(1 - first as 0 | 1));
+        samples[(1 - first) as 0 | 1].push(await one((1 - first) as 0 | 1));
       }
       run.blocks.push(samples);
     }

@@ -146,7 +146,13 @@ export async function buildPeerStack(options: AppOptions): Promise<BuiltApp> {
     store: new RedisStore({ sendCommand: (...args: string[]) => client.sendCommand(args), prefix: `${prefix}rl:` }),
   });
   const limiter = (name: string, points: number, duration: number) =>
-    new RateLimiterRedis({ storeClient: client, useRedisPackage: true, keyPrefix: `${prefix}${name}`, points, duration });
+    new RateLimiterRedis({
+      storeClient: client,
+      useRedisPackage: true,
+      keyPrefix: `${prefix}${name}`,
+      points,
+      duration,
+    });
   const tokenLimit = limiter('tokens', DEPLOYMENT.tokensPerMinute, 60);
   const tenantBudget = limiter('budget', DEPLOYMENT.tenantBudgetUsdPerDay * 1_000_000, 86_400);
   const globalBudget = limiter('global-budget', DEPLOYMENT.globalBudgetUsdPerDay * 1_000_000, 86_400);
@@ -158,7 +164,8 @@ export async function buildPeerStack(options: AppOptions): Promise<BuiltApp> {
       [globalBudget, GLOBAL_BUDGET_KEY, reservation.microUsd],
     ] as const;
 
-  const warnOnFailure = (error: unknown) => console.error(`peer stack: an adjustment failed: ${error instanceof Error ? error.message : String(error)}`);
+  const warnOnFailure = (error: unknown) =>
+    console.error(`peer stack: an adjustment failed: ${error instanceof Error ? error.message : String(error)}`);
   function adjust(limit: RateLimiterRedis, key: string, delta: number): void {
     if (delta < 0) limit.reward(key, -delta).catch(warnOnFailure);
     else if (delta > 0) limit.penalty(key, delta).catch(warnOnFailure);
@@ -181,7 +188,9 @@ export async function buildPeerStack(options: AppOptions): Promise<BuiltApp> {
     const body = req.body as ChatRequest;
     const price = body.model === undefined ? undefined : PRICES[body.model];
     if (!price || !Array.isArray(body.messages)) {
-      res.status(400).json({ error: { message: 'a known model and messages are required', type: 'invalid_request_error' } });
+      res
+        .status(400)
+        .json({ error: { message: 'a known model and messages are required', type: 'invalid_request_error' } });
       return;
     }
     const inputTokens = promptTokens(body.messages);
@@ -254,13 +263,19 @@ export async function buildPeerStack(options: AppOptions): Promise<BuiltApp> {
   }
 
   const app = baseApp();
-  app.post(CHAT_PATH, authenticate, limitRequests, reserveTokensAndBudget, function forwardToUpstream(req: Request, res: Response, next: NextFunction) {
-    relay(req, res).catch((error: unknown) => {
-      // The load generator hangs up mid-answer when a round ends: not an error worth a log line.
-      if (res.destroyed || res.headersSent) res.destroy();
-      else next(error);
-    });
-  });
+  app.post(
+    CHAT_PATH,
+    authenticate,
+    limitRequests,
+    reserveTokensAndBudget,
+    function forwardToUpstream(req: Request, res: Response, next: NextFunction) {
+      relay(req, res).catch((error: unknown) => {
+        // The load generator hangs up mid-answer when a round ends: not an error worth a log line.
+        if (res.destroyed || res.headersSent) res.destroy();
+        else next(error);
+      });
+    },
+  );
   return {
     app,
     close: async () => {

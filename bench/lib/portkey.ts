@@ -42,7 +42,12 @@ export async function startPortkeyGateway(): Promise<PortkeyGateway> {
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const lastLines: string[] = [];
   const keep = (chunk: Buffer) => {
-    lastLines.push(...chunk.toString('utf8').split('\n').filter((line) => line.trim() !== ''));
+    lastLines.push(
+      ...chunk
+        .toString('utf8')
+        .split('\n')
+        .filter((line) => line.trim() !== ''),
+    );
     lastLines.splice(0, Math.max(0, lastLines.length - 20));
   };
   child.stderr.on('data', keep);
@@ -55,7 +60,10 @@ export async function startPortkeyGateway(): Promise<PortkeyGateway> {
   );
   try {
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`Portkey gateway not ready after ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS);
+      const timer = setTimeout(
+        () => reject(new Error(`Portkey gateway not ready after ${START_TIMEOUT_MS} ms`)),
+        START_TIMEOUT_MS,
+      );
       let seen = '';
       child.stdout.on('data', (chunk: Buffer) => {
         keep(chunk);

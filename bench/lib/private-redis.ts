@@ -48,9 +48,13 @@ export class PrivateRedis {
   async start(): Promise<void> {
     this.#port = await freePort();
     const binary = process.env.REDIS_SERVER ?? 'redis-server';
-    const child = spawn(binary, ['--port', String(this.#port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      binary,
+      ['--port', String(this.#port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     this.#child = child;
     await new Promise<void>((resolve, reject) => {
       const onData = (chunk: Buffer) => {

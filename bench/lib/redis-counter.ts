@@ -12,7 +12,22 @@ export interface SeenCommand {
 }
 
 /** Commands without keys, or whose first argument is not a key. */
-const KEYLESS = new Set(['PING', 'TIME', 'HELLO', 'AUTH', 'SELECT', 'CLIENT', 'SCRIPT', 'INFO', 'QUIT', 'MULTI', 'EXEC', 'DISCARD', 'FUNCTION', 'COMMAND']);
+const KEYLESS = new Set([
+  'PING',
+  'TIME',
+  'HELLO',
+  'AUTH',
+  'SELECT',
+  'CLIENT',
+  'SCRIPT',
+  'INFO',
+  'QUIT',
+  'MULTI',
+  'EXEC',
+  'DISCARD',
+  'FUNCTION',
+  'COMMAND',
+]);
 
 /**
  * Parses RESP arrays of bulk strings (what every client sends) from a growing buffer.
@@ -58,7 +73,8 @@ function describeCommand(args: string[], at: number): SeenCommand {
   let name = (args[0] ?? '').toUpperCase();
   if (name === 'EVALSHA' || name === 'EVAL' || name === 'EVALSHA_RO' || name === 'EVAL_RO' || name === 'FCALL') {
     // The relay keeps the first 200 characters of each argument: enough to know the bundle's source.
-    if (args[1] === BUNDLE.sha1 || (name === 'EVAL' && args[1] !== undefined && BUNDLE.source.startsWith(args[1]))) name = `${name}(bundle)`;
+    if (args[1] === BUNDLE.sha1 || (name === 'EVAL' && args[1] !== undefined && BUNDLE.source.startsWith(args[1])))
+      name = `${name}(bundle)`;
     return Number(args[2]) > 0 && args[3] !== undefined ? { name, key: args[3], at } : { name, at };
   }
   if (KEYLESS.has(name) || args[1] === undefined) return { name, at };

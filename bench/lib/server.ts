@@ -53,7 +53,13 @@ async function drive(options: DriveOptions): Promise<DriveResult> {
   const measure = (requests: number) => {
     collectGarbage();
     const usage = process.memoryUsage();
-    checkpoints.push({ requests, heapUsed: usage.heapUsed, rss: usage.rss, external: usage.external, seconds: (performance.now() - started) / 1000 });
+    checkpoints.push({
+      requests,
+      heapUsed: usage.heapUsed,
+      rss: usage.rss,
+      external: usage.external,
+      seconds: (performance.now() - started) / 1000,
+    });
   };
   measure(0);
   const every = Math.max(1, Math.floor(options.requests / options.checkpoints));

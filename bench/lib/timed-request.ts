@@ -28,7 +28,14 @@ export async function timedRequest(url: string, body: string, headers: Record<st
     parts.push(chunk as Buffer);
   }
   const totalMs = performance.now() - started;
-  return { status: response.statusCode, headersMs, firstByteMs: chunkMs[0] ?? totalMs, totalMs, chunkMs, body: Buffer.concat(parts).toString('utf8') };
+  return {
+    status: response.statusCode,
+    headersMs,
+    firstByteMs: chunkMs[0] ?? totalMs,
+    totalMs,
+    chunkMs,
+    body: Buffer.concat(parts).toString('utf8'),
+  };
 }
 
 export async function closeTimedRequests(): Promise<void> {

@@ -41,7 +41,11 @@ async function loadTollgateEstimator(): Promise<CountTokens> {
   // meter() starts this at factory time; a request before it finishes is bounded by bytes instead.
   await preloadTokenizers();
   return async (text) => {
-    const estimate = await estimateInputTokensAsync('openai.chat', { model: 'gpt-4o', messages: [{ role: 'user', content: text }] }, 'gpt-4o');
+    const estimate = await estimateInputTokensAsync(
+      'openai.chat',
+      { model: 'gpt-4o', messages: [{ role: 'user', content: text }] },
+      'gpt-4o',
+    );
     return { tokens: estimate.tokens, exact: estimate.exact };
   };
 }

@@ -31,7 +31,11 @@ function benchKeyRecords(count: number): ApiKeyRecord[] {
 async function openStores(options: AppOptions): Promise<TollgateStores> {
   if (options.store === 'redis') {
     const { createRedisStores } = await import('@tollgate/redis');
-    const stores = createRedisStores({ url: String(options.redisUrl ?? REDIS_URL), prefix: String(options.prefix), batch: options.batch !== false });
+    const stores = createRedisStores({
+      url: String(options.redisUrl ?? REDIS_URL),
+      prefix: String(options.prefix),
+      batch: options.batch !== false,
+    });
     if (options.blocks) {
       // Hot limits and budgets taken a block at a time (blockStores' defaults: sized by demand, at most 0.05 of each limit, held at most 10 s).
       const { blockStores } = await import('@tollgate/core');
@@ -54,19 +58,32 @@ async function openStores(options: AppOptions): Promise<TollgateStores> {
  * One limiter layer each (by key); budgets per key, tenant and global.
  */
 export async function buildTollgateChain(options: AppOptions): Promise<BuiltApp> {
-  const [{ chain }, { apiKeyAuth }, { combineLimits, tieredRateLimit, tokenRateLimit }, { meter }, { budgetGuard }] = await Promise.all([
-    import('@tollgate/core'),
-    import('@tollgate/auth'),
-    import('@tollgate/ratelimit'),
-    import('@tollgate/metering'),
-    import('@tollgate/budget'),
-  ]);
+  const [{ chain }, { apiKeyAuth }, { combineLimits, tieredRateLimit, tokenRateLimit }, { meter }, { budgetGuard }] =
+    await Promise.all([
+      import('@tollgate/core'),
+      import('@tollgate/auth'),
+      import('@tollgate/ratelimit'),
+      import('@tollgate/metering'),
+      import('@tollgate/budget'),
+    ]);
   const stores = await openStores(options);
   const prefix = String(options.prefix ?? '');
   for (const record of benchKeyRecords(Number(options.keys ?? 1))) await stores.keys.put(record);
-  const budget = budgetGuard({ ledger: stores.ledger, keys: { '*': HUGE_BUDGET }, tenants: { '*': HUGE_BUDGET }, global: HUGE_BUDGET, log: false });
+  const budget = budgetGuard({
+    ledger: stores.ledger,
+    keys: { '*': HUGE_BUDGET },
+    tenants: { '*': HUGE_BUDGET },
+    global: HUGE_BUDGET,
+    log: false,
+  });
   const requestLimit = tieredRateLimit({ stores, by: 'key', tiers: { pro: HUGE_REQUESTS }, defaultTier: 'pro' });
-  const tokenLimit = tokenRateLimit({ stores, by: 'key', tiers: { pro: HUGE_TOKENS }, defaultTier: 'pro', prefix: `${prefix}tokens:` });
+  const tokenLimit = tokenRateLimit({
+    stores,
+    by: 'key',
+    tiers: { pro: HUGE_TOKENS },
+    defaultTier: 'pro',
+    prefix: `${prefix}tokens:`,
+  });
   const auth = apiKeyAuth({ keys: stores.keys });
   // No sinks: what a sink costs depends on the sink, and none blocks the request. The API is declared, as a user
   // must: it is never guessed from the path, and token limits and budgets refuse a route that declared none.
@@ -79,7 +96,13 @@ export async function buildTollgateChain(options: AppOptions): Promise<BuiltApp>
   // Each step adds one piece; `upTo` mounts the first N steps (the cost-by-middleware table builds the chain up).
   const steps: RequestHandler[][] =
     options.fused === false
-      ? [[auth], [auth, requestLimit], [auth, requestLimit, metering], [auth, requestLimit, metering, tokenLimit], [auth, requestLimit, metering, tokenLimit, budget]]
+      ? [
+          [auth],
+          [auth, requestLimit],
+          [auth, requestLimit, metering],
+          [auth, requestLimit, metering, tokenLimit],
+          [auth, requestLimit, metering, tokenLimit, budget],
+        ]
       : [
           [auth],
           [auth, metering],
@@ -121,7 +144,17 @@ export async function buildProxy(options: AppOptions): Promise<BuiltApp> {
   const limitsAndKeys = (options.config as Record<string, unknown> | undefined) ?? {
     tiers: { pro: { requestsPerMinute: HUGE_REQUESTS, tokensPerMinute: HUGE_TOKENS, models: ['*'] } },
     tenants: { 'bench-tenant': { tier: 'pro', budget: HUGE_BUDGET } },
-    keys: [{ id: 'bench-key-0', sha256: sha256Hex(benchKey(0)), tenant: 'bench-tenant', user: 'bench-user', feature: 'bench', scopes: ['chat'], budget: HUGE_BUDGET }],
+    keys: [
+      {
+        id: 'bench-key-0',
+        sha256: sha256Hex(benchKey(0)),
+        tenant: 'bench-tenant',
+        user: 'bench-user',
+        feature: 'bench',
+        scopes: ['chat'],
+        budget: HUGE_BUDGET,
+      },
+    ],
     global: { requestsPerMinute: HUGE_REQUESTS, budget: HUGE_BUDGET },
     // The bench sends one body over and over: the count cache would answer every request from memory.
     countCacheChars: 0,

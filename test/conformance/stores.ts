@@ -31,7 +31,11 @@ export interface ConformanceOptions {
   fixedWindow?: boolean;
 }
 
-export function describeStoreConformance(name: string, makeHarness: () => Promise<StoreHarness>, options: ConformanceOptions = {}): void {
+export function describeStoreConformance(
+  name: string,
+  makeHarness: () => Promise<StoreHarness>,
+  options: ConformanceOptions = {},
+): void {
   const W = options.slidingWindowMs ?? 1000;
   const TTL = options.ttlMs ?? 200;
   // Long enough that a test never crosses it by accident (see alignToWindow).
@@ -134,8 +138,12 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
         await alignToWindow(LONG, 5_000);
         const key = unique('w');
         const { windowStart } = await stores.counter.consume(key, 8, opts);
-        await expect(stores.counter.adjust(key, Number.NaN, { windowMs: LONG, windowStart })).rejects.toThrow(RangeError);
-        await expect(stores.counter.adjust(key, -1, { windowMs: LONG, windowStart: Number.NaN })).rejects.toThrow(RangeError);
+        await expect(stores.counter.adjust(key, Number.NaN, { windowMs: LONG, windowStart })).rejects.toThrow(
+          RangeError,
+        );
+        await expect(stores.counter.adjust(key, -1, { windowMs: LONG, windowStart: Number.NaN })).rejects.toThrow(
+          RangeError,
+        );
         await expect(stores.counter.consume(key, Number.NaN, opts)).rejects.toThrow(RangeError);
         await expect(stores.counter.consume(key, 1, { ...opts, limit: Number.NaN })).rejects.toThrow(RangeError);
         await expect(stores.counter.consume(key, 1, { ...opts, windowMs: Number.NaN })).rejects.toThrow(RangeError);
@@ -240,7 +248,11 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
           ],
         });
         // A live id reserved again reads nothing new: its grant only.
-        expect(await stores.ledger.reserve({ id, amount: 10, scopes: [a, b], ttlMs: LONG })).toEqual({ ok: true, id, amount: 10 });
+        expect(await stores.ledger.reserve({ id, amount: 10, scopes: [a, b], ttlMs: LONG })).toEqual({
+          ok: true,
+          id,
+          amount: 10,
+        });
       });
 
       it('reports every scope as the settle left it (this charge included)', async () => {
@@ -265,7 +277,10 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
         await stores.ledger.reserve({ id: unique('r'), amount: 40, scopes: [b], ttlMs: LONG });
         const refused = await stores.ledger.reserve({ id: unique('r'), amount: 20, scopes: [a, b], ttlMs: LONG });
         expect(refused).toEqual({ ok: false, scope: b.key, limit: 50, remaining: 10, resetAt: b.expiresAt });
-        expect(await spentAndReserved(a, b)).toEqual([[0, 0], [0, 40]]);
+        expect(await spentAndReserved(a, b)).toEqual([
+          [0, 0],
+          [0, 40],
+        ]);
       });
 
       it('reports the first refusing scope in request order', async () => {
@@ -279,30 +294,52 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
       it('never reports a negative remaining', async () => {
         const a = await scope('a', 100);
         await stores.ledger.adjustSpent(a.key, 150, a.expiresAt);
-        expect(await stores.ledger.reserve({ id: unique('r'), amount: 1, scopes: [a], ttlMs: LONG })).toMatchObject({ ok: false, remaining: 0 });
+        expect(await stores.ledger.reserve({ id: unique('r'), amount: 1, scopes: [a], ttlMs: LONG })).toMatchObject({
+          ok: false,
+          remaining: 0,
+        });
       });
 
       it('with minAmount grants the most every scope affords', async () => {
         const [a, b] = [await scope('a', 100), await scope('b', 60)];
         await stores.ledger.reserve({ id: unique('r'), amount: 35, scopes: [b], ttlMs: LONG });
         const id = unique('r');
-        expect(await stores.ledger.reserve({ id, amount: 50, minAmount: 10, scopes: [a, b], ttlMs: LONG })).toMatchObject({ ok: true, id, amount: 25 });
-        expect(await spentAndReserved(a, b)).toEqual([[0, 25], [0, 60]]);
-        const full = await stores.ledger.reserve({ id: unique('r'), amount: 50, minAmount: 10, scopes: [a], ttlMs: LONG });
+        expect(
+          await stores.ledger.reserve({ id, amount: 50, minAmount: 10, scopes: [a, b], ttlMs: LONG }),
+        ).toMatchObject({ ok: true, id, amount: 25 });
+        expect(await spentAndReserved(a, b)).toEqual([
+          [0, 25],
+          [0, 60],
+        ]);
+        const full = await stores.ledger.reserve({
+          id: unique('r'),
+          amount: 50,
+          minAmount: 10,
+          scopes: [a],
+          ttlMs: LONG,
+        });
         expect(full).toMatchObject({ ok: true, amount: 50 });
       });
 
       it('with minAmount refuses when a scope cannot afford the minimum', async () => {
         const [a, b] = [await scope('a', 100), await scope('b', 60)];
         await stores.ledger.reserve({ id: unique('r'), amount: 55, scopes: [b], ttlMs: LONG });
-        const refused = await stores.ledger.reserve({ id: unique('r'), amount: 50, minAmount: 10, scopes: [a, b], ttlMs: LONG });
+        const refused = await stores.ledger.reserve({
+          id: unique('r'),
+          amount: 50,
+          minAmount: 10,
+          scopes: [a, b],
+          ttlMs: LONG,
+        });
         expect(refused).toEqual({ ok: false, scope: b.key, limit: 60, remaining: 5, resetAt: b.expiresAt });
         expect(await spentAndReserved(a)).toEqual([[0, 0]]);
       });
 
       it('treats a minAmount above amount as amount', async () => {
         const a = await scope('a', 10);
-        expect(await stores.ledger.reserve({ id: unique('r'), amount: 8, minAmount: 20, scopes: [a], ttlMs: LONG })).toMatchObject({ ok: true, amount: 8 });
+        expect(
+          await stores.ledger.reserve({ id: unique('r'), amount: 8, minAmount: 20, scopes: [a], ttlMs: LONG }),
+        ).toMatchObject({ ok: true, amount: 8 });
       });
 
       it('settles exactly once, charging the actual amount to every scope', async () => {
@@ -312,7 +349,10 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
         expect(await stores.ledger.settle(id, 25)).toMatchObject({ settled: true, reserved: 40 });
         expect(await stores.ledger.settle(id, 25)).toEqual({ settled: false, reserved: 0 });
         expect(await stores.ledger.release(id)).toEqual({ settled: false, reserved: 0 });
-        expect(await spentAndReserved(a, b)).toEqual([[25, 0], [25, 0]]);
+        expect(await spentAndReserved(a, b)).toEqual([
+          [25, 0],
+          [25, 0],
+        ]);
       });
 
       it('charges a settle above the reservation in full', async () => {
@@ -321,7 +361,10 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
         await stores.ledger.reserve({ id, amount: 10, scopes: [a], ttlMs: LONG });
         expect(await stores.ledger.settle(id, 130)).toMatchObject({ settled: true, reserved: 10 });
         expect(await spentAndReserved(a)).toEqual([[130, 0]]);
-        expect(await stores.ledger.reserve({ id: unique('r'), amount: 1, scopes: [a], ttlMs: LONG })).toMatchObject({ ok: false, remaining: 0 });
+        expect(await stores.ledger.reserve({ id: unique('r'), amount: 1, scopes: [a], ttlMs: LONG })).toMatchObject({
+          ok: false,
+          remaining: 0,
+        });
       });
 
       it('releases at zero', async () => {
@@ -341,7 +384,11 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
         const a = await scope('a', 100);
         const id = unique('r');
         await stores.ledger.reserve({ id, amount: 30, scopes: [a], ttlMs: LONG });
-        expect(await stores.ledger.reserve({ id, amount: 50, scopes: [a], ttlMs: LONG })).toMatchObject({ ok: true, id, amount: 30 });
+        expect(await stores.ledger.reserve({ id, amount: 50, scopes: [a], ttlMs: LONG })).toMatchObject({
+          ok: true,
+          id,
+          amount: 30,
+        });
         expect(await spentAndReserved(a)).toEqual([[0, 30]]);
       });
 
@@ -359,18 +406,31 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
       it('charges an unsettled reservation its amount when its TTL passes, in every scope', async () => {
         const [a, b] = [await scope('a', 100), await scope('b', 100)];
         await stores.ledger.reserve({ id: unique('r'), amount: 60, scopes: [a, b], ttlMs: TTL });
-        expect(await stores.ledger.reserve({ id: unique('r'), amount: 41, scopes: [a], ttlMs: LONG })).toMatchObject({ ok: false });
+        expect(await stores.ledger.reserve({ id: unique('r'), amount: 41, scopes: [a], ttlMs: LONG })).toMatchObject({
+          ok: false,
+        });
         await harness.advance(TTL + 100);
-        expect(await spentAndReserved(a, b)).toEqual([[60, 0], [60, 0]]);
-        expect(await stores.ledger.reserve({ id: unique('r'), amount: 41, scopes: [b], ttlMs: LONG })).toMatchObject({ ok: false, remaining: 40 });
-        expect(await stores.ledger.reserve({ id: unique('r'), amount: 40, scopes: [b], ttlMs: LONG })).toMatchObject({ ok: true, amount: 40 });
+        expect(await spentAndReserved(a, b)).toEqual([
+          [60, 0],
+          [60, 0],
+        ]);
+        expect(await stores.ledger.reserve({ id: unique('r'), amount: 41, scopes: [b], ttlMs: LONG })).toMatchObject({
+          ok: false,
+          remaining: 40,
+        });
+        expect(await stores.ledger.reserve({ id: unique('r'), amount: 40, scopes: [b], ttlMs: LONG })).toMatchObject({
+          ok: true,
+          amount: 40,
+        });
       });
 
       it('charges an expired reservation for a reserve that does not ask for usage first', async () => {
         const a = await scope('a', 100);
         await stores.ledger.reserve({ id: unique('r'), amount: 70, scopes: [a], ttlMs: TTL });
         await harness.advance(TTL + 100);
-        expect(await stores.ledger.reserve({ id: unique('r'), amount: 100, minAmount: 1, scopes: [a], ttlMs: LONG })).toMatchObject({ ok: true, amount: 30 });
+        expect(
+          await stores.ledger.reserve({ id: unique('r'), amount: 100, minAmount: 1, scopes: [a], ttlMs: LONG }),
+        ).toMatchObject({ ok: true, amount: 30 });
       });
 
       it('corrects the expiry charge to the actual amount when the settle comes late', async () => {
@@ -380,9 +440,15 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
         await harness.advance(TTL + 100);
         // No other call in between: the settle itself meets the expired reservation first.
         expect(await stores.ledger.settle(id, 25)).toMatchObject({ settled: true, reserved: 60 });
-        expect(await spentAndReserved(a, b)).toEqual([[25, 0], [25, 0]]);
+        expect(await spentAndReserved(a, b)).toEqual([
+          [25, 0],
+          [25, 0],
+        ]);
         expect(await stores.ledger.settle(id, 25)).toEqual({ settled: false, reserved: 0 });
-        expect(await spentAndReserved(a, b)).toEqual([[25, 0], [25, 0]]);
+        expect(await spentAndReserved(a, b)).toEqual([
+          [25, 0],
+          [25, 0],
+        ]);
       });
 
       it('corrects a reservation charged at expiry by a later reserve, too', async () => {
@@ -401,7 +467,11 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
         const id = unique('r');
         await stores.ledger.reserve({ id, amount: 70, scopes: [a], ttlMs: TTL });
         await harness.advance(TTL + 100);
-        expect(await stores.ledger.reserve({ id, amount: 80, scopes: [a], ttlMs: LONG })).toMatchObject({ ok: true, id, amount: 80 });
+        expect(await stores.ledger.reserve({ id, amount: 80, scopes: [a], ttlMs: LONG })).toMatchObject({
+          ok: true,
+          id,
+          amount: 80,
+        });
         expect(await spentAndReserved(a)).toEqual([[70, 80]]);
         expect(await stores.ledger.settle(id, 80)).toMatchObject({ settled: true, reserved: 80 });
         expect(await spentAndReserved(a)).toEqual([[150, 0]]);
@@ -410,9 +480,16 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
       it('holds nothing for a refused id, which can be reserved later', async () => {
         const a = await scope('a', 50);
         const id = unique('r');
-        expect(await stores.ledger.reserve({ id, amount: 80, scopes: [a], ttlMs: LONG })).toMatchObject({ ok: false, remaining: 50 });
+        expect(await stores.ledger.reserve({ id, amount: 80, scopes: [a], ttlMs: LONG })).toMatchObject({
+          ok: false,
+          remaining: 50,
+        });
         expect(await spentAndReserved(a)).toEqual([[0, 0]]);
-        expect(await stores.ledger.reserve({ id, amount: 30, scopes: [a], ttlMs: LONG })).toMatchObject({ ok: true, id, amount: 30 });
+        expect(await stores.ledger.reserve({ id, amount: 30, scopes: [a], ttlMs: LONG })).toMatchObject({
+          ok: true,
+          id,
+          amount: 30,
+        });
         expect(await stores.ledger.settle(id, 30)).toMatchObject({ settled: true, reserved: 30 });
         expect(await spentAndReserved(a)).toEqual([[30, 0]]);
       });
@@ -425,11 +502,16 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
         // Both the hold and the scope's period are over; the same scope key starts a new period.
         const next = { ...short, expiresAt: (await harness.now()) + LONG };
         await stores.ledger.adjustSpent(next.key, 5, next.expiresAt);
-        expect(await stores.ledger.reserve({ id: unique('r'), amount: 10, scopes: [next], ttlMs: LONG })).toMatchObject({
-          ok: true,
-          scopes: [{ key: next.key, limit: 100, spent: 5, reserved: 10 }],
-        });
-        expect(await spentAndReserved(next, long)).toEqual([[5, 10], [40, 0]]);
+        expect(await stores.ledger.reserve({ id: unique('r'), amount: 10, scopes: [next], ttlMs: LONG })).toMatchObject(
+          {
+            ok: true,
+            scopes: [{ key: next.key, limit: 100, spent: 5, reserved: 10 }],
+          },
+        );
+        expect(await spentAndReserved(next, long)).toEqual([
+          [5, 10],
+          [40, 0],
+        ]);
       });
 
       it('does not charge a scope whose period ended before the settle', async () => {
@@ -438,21 +520,32 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
         await stores.ledger.reserve({ id, amount: 10, scopes: [short, long], ttlMs: LONG });
         await harness.advance(TTL + 100);
         expect(await stores.ledger.settle(id, 10)).toMatchObject({ settled: true, reserved: 10 });
-        expect(await spentAndReserved(short, long)).toEqual([[0, 0], [10, 0]]);
+        expect(await spentAndReserved(short, long)).toEqual([
+          [0, 0],
+          [10, 0],
+        ]);
       });
 
       it('adjusts spent up and down; a credit larger than the spend raises the headroom by all of it', async () => {
         const a = await scope('a', 100);
         await stores.ledger.adjustSpent(a.key, 70, a.expiresAt);
         expect(await spentAndReserved(a)).toEqual([[70, 0]]);
-        expect(await stores.ledger.reserve({ id: unique('r'), amount: 31, scopes: [a], ttlMs: LONG })).toMatchObject({ ok: false, remaining: 30 });
+        expect(await stores.ledger.reserve({ id: unique('r'), amount: 31, scopes: [a], ttlMs: LONG })).toMatchObject({
+          ok: false,
+          remaining: 30,
+        });
         await stores.ledger.adjustSpent(a.key, -20, a.expiresAt);
         expect(await spentAndReserved(a)).toEqual([[50, 0]]);
         // Before: floored at 0, so 450 of this credit was lost.
         await stores.ledger.adjustSpent(a.key, -500, a.expiresAt);
         expect(await spentAndReserved(a)).toEqual([[-450, 0]]);
-        expect(await stores.ledger.reserve({ id: unique('r'), amount: 550, scopes: [a], ttlMs: LONG })).toMatchObject({ ok: true });
-        expect(await stores.ledger.reserve({ id: unique('r'), amount: 1, scopes: [a], ttlMs: LONG })).toMatchObject({ ok: false, remaining: 0 });
+        expect(await stores.ledger.reserve({ id: unique('r'), amount: 550, scopes: [a], ttlMs: LONG })).toMatchObject({
+          ok: true,
+        });
+        expect(await stores.ledger.reserve({ id: unique('r'), amount: 1, scopes: [a], ttlMs: LONG })).toMatchObject({
+          ok: false,
+          remaining: 0,
+        });
       });
 
       it('resets a scope’s spend and keeps its live reservations', async () => {
@@ -468,7 +561,11 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
       });
 
       it('raises a spend to what a usage ledger recorded, less the credits given; never lowers one', async () => {
-        const [lost, ahead, credited] = [await scope('lost', 100), await scope('ahead', 100), await scope('credited', 100)];
+        const [lost, ahead, credited] = [
+          await scope('lost', 100),
+          await scope('ahead', 100),
+          await scope('credited', 100),
+        ];
         await stores.ledger.adjustSpent(ahead.key, 80, ahead.expiresAt);
         // Spent 60, then a 50 credit: the usage ledger knows the 60 only.
         await stores.ledger.adjustSpent(credited.key, 60, credited.expiresAt);
@@ -477,8 +574,14 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
         expect(await stores.ledger.restoreSpent!(ahead.key, 70, ahead.expiresAt)).toBe(false);
         expect(await stores.ledger.restoreSpent!(credited.key, 60, credited.expiresAt)).toBe(false);
         expect(await stores.ledger.restoreSpent!(lost.key, 65, lost.expiresAt)).toBe(false);
-        expect(await spentAndReserved(lost, ahead, credited)).toEqual([[70, 0], [80, 0], [10, 0]]);
-        expect(await stores.ledger.reserve({ id: unique('r'), amount: 31, scopes: [lost], ttlMs: LONG })).toMatchObject({ ok: false, remaining: 30 });
+        expect(await spentAndReserved(lost, ahead, credited)).toEqual([
+          [70, 0],
+          [80, 0],
+          [10, 0],
+        ]);
+        expect(await stores.ledger.reserve({ id: unique('r'), amount: 31, scopes: [lost], ttlMs: LONG })).toMatchObject(
+          { ok: false, remaining: 30 },
+        );
       });
 
       it('reports unknown scopes as empty, in the order asked', async () => {
@@ -509,24 +612,44 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
         const held = unique('r');
         await stores.ledger.reserve({ id: held, amount: 10, scopes: [a], ttlMs: LONG });
         for (const bad of [Number.NaN, Number('12 USD')]) {
-          await expect(stores.ledger.reserve({ id: unique('r'), amount: bad, scopes: [a], ttlMs: LONG })).rejects.toThrow(RangeError);
-          await expect(stores.ledger.reserve({ id: unique('r'), amount: 1, minAmount: bad, scopes: [a], ttlMs: LONG })).rejects.toThrow(RangeError);
-          await expect(stores.ledger.reserve({ id: unique('r'), amount: 1, scopes: [{ ...a, limit: bad }], ttlMs: LONG })).rejects.toThrow(RangeError);
-          await expect(stores.ledger.reserve({ id: unique('r'), amount: 1, scopes: [{ ...a, expiresAt: bad }], ttlMs: LONG })).rejects.toThrow(RangeError);
-          await expect(stores.ledger.reserve({ id: unique('r'), amount: 1, scopes: [a], ttlMs: bad })).rejects.toThrow(RangeError);
+          await expect(
+            stores.ledger.reserve({ id: unique('r'), amount: bad, scopes: [a], ttlMs: LONG }),
+          ).rejects.toThrow(RangeError);
+          await expect(
+            stores.ledger.reserve({ id: unique('r'), amount: 1, minAmount: bad, scopes: [a], ttlMs: LONG }),
+          ).rejects.toThrow(RangeError);
+          await expect(
+            stores.ledger.reserve({ id: unique('r'), amount: 1, scopes: [{ ...a, limit: bad }], ttlMs: LONG }),
+          ).rejects.toThrow(RangeError);
+          await expect(
+            stores.ledger.reserve({ id: unique('r'), amount: 1, scopes: [{ ...a, expiresAt: bad }], ttlMs: LONG }),
+          ).rejects.toThrow(RangeError);
+          await expect(stores.ledger.reserve({ id: unique('r'), amount: 1, scopes: [a], ttlMs: bad })).rejects.toThrow(
+            RangeError,
+          );
           await expect(stores.ledger.settle(held, bad)).rejects.toThrow(RangeError);
           await expect(stores.ledger.adjustSpent(a.key, bad, a.expiresAt)).rejects.toThrow(RangeError);
           await expect(stores.ledger.adjustSpent(a.key, 1, bad)).rejects.toThrow(RangeError);
         }
         expect(await spentAndReserved(a)).toEqual([[0, 10]]);
         expect(await stores.ledger.settle(held, 7)).toMatchObject({ settled: true, reserved: 10 });
-        const after = await stores.ledger.reserve({ id: unique('r'), amount: 100, minAmount: 1, scopes: [a], ttlMs: LONG });
+        const after = await stores.ledger.reserve({
+          id: unique('r'),
+          amount: 100,
+          minAmount: 1,
+          scopes: [a],
+          ttlMs: LONG,
+        });
         expect(after).toMatchObject({ ok: true, amount: 93 });
       });
 
       it('never over-admits concurrent reserves from one process', async () => {
         const a = await scope('a', 50);
-        const results = await Promise.all(Array.from({ length: 100 }, () => stores.ledger.reserve({ id: unique('r'), amount: 1, scopes: [a], ttlMs: LONG })));
+        const results = await Promise.all(
+          Array.from({ length: 100 }, () =>
+            stores.ledger.reserve({ id: unique('r'), amount: 1, scopes: [a], ttlMs: LONG }),
+          ),
+        );
         expect(results.filter((r) => r.ok)).toHaveLength(50);
         expect(await spentAndReserved(a)).toEqual([[0, 50]]);
       });
@@ -581,7 +704,8 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
         });
 
         it('counts several hits at once and gives several back, never into the next window', async () => {
-          if (!windows().hitBy || !windows().giveBackBy) throw new Error('stores with fixed windows count them in blocks too (hitBy, giveBackBy)');
+          if (!windows().hitBy || !windows().giveBackBy)
+            throw new Error('stores with fixed windows count them in blocks too (hitBy, giveBackBy)');
           const key = unique('fw');
           expect((await windows().hitBy!(key, LONG, 5)).hits).toBe(5);
           await windows().giveBackBy!(key, 3, 1_000);
@@ -617,7 +741,10 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
           await stores.ledger.reserve({ id, amount: 40, scopes: [a, b], ttlMs: LONG });
           await harness.loseData!();
           expect(await stores.ledger.settle(id, 25)).toMatchObject({ settled: true, reserved: 40 });
-          expect(await spentAndReserved(a, b)).toEqual([[25, 0], [25, 0]]);
+          expect(await spentAndReserved(a, b)).toEqual([
+            [25, 0],
+            [25, 0],
+          ]);
         });
 
         it('gives nothing back for a reservation written again by others since: no credit, their holds stay', async () => {
@@ -626,7 +753,10 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
           await stores.ledger.reserve({ id: lost, amount: 40, scopes: [a], ttlMs: LONG });
           await harness.loseData!();
           const other = unique('r');
-          expect(await stores.ledger.reserve({ id: other, amount: 30, scopes: [a], ttlMs: LONG })).toMatchObject({ ok: true, amount: 30 });
+          expect(await stores.ledger.reserve({ id: other, amount: 30, scopes: [a], ttlMs: LONG })).toMatchObject({
+            ok: true,
+            amount: 30,
+          });
           const spentBefore = unique('r');
           await stores.ledger.reserve({ id: spentBefore, amount: 5, scopes: [a], ttlMs: LONG });
           await stores.ledger.settle(spentBefore, 5);
@@ -635,7 +765,9 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
           expect(await spentAndReserved(a)).toEqual([[5, 30]]);
           await stores.ledger.settle(other, 12);
           expect(await spentAndReserved(a)).toEqual([[17, 0]]);
-          expect(await stores.ledger.reserve({ id: unique('r'), amount: 100, minAmount: 1, scopes: [a], ttlMs: LONG })).toMatchObject({ ok: true, amount: 83 });
+          expect(
+            await stores.ledger.reserve({ id: unique('r'), amount: 100, minAmount: 1, scopes: [a], ttlMs: LONG }),
+          ).toMatchObject({ ok: true, amount: 83 });
         });
 
         it('charges a settle above its lost reservation in full, and the scope refuses past its limit', async () => {
@@ -645,7 +777,10 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
           await harness.loseData!();
           await stores.ledger.settle(id, 45);
           expect(await spentAndReserved(a)).toEqual([[45, 0]]);
-          expect(await stores.ledger.reserve({ id: unique('r'), amount: 10, scopes: [a], ttlMs: LONG })).toMatchObject({ ok: false, remaining: 5 });
+          expect(await stores.ledger.reserve({ id: unique('r'), amount: 10, scopes: [a], ttlMs: LONG })).toMatchObject({
+            ok: false,
+            remaining: 5,
+          });
         });
 
         it('does not write a scope whose period ended back', async () => {
@@ -669,7 +804,11 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
       /** A tenant's scope, its key's, and the global one: three slots. */
       async function trio(limits: [number, number, number], periodMs = LONG): Promise<LedgerScope[]> {
         const tenant = unique('t');
-        return [await scope('key', limits[0], `key:${unique('k')}`, periodMs), await scope('tenant', limits[1], `tenant:${tenant}`, periodMs), await scope('global', limits[2], 'global', periodMs)];
+        return [
+          await scope('key', limits[0], `key:${unique('k')}`, periodMs),
+          await scope('tenant', limits[1], `tenant:${tenant}`, periodMs),
+          await scope('global', limits[2], 'global', periodMs),
+        ];
       }
       const spentAndReserved = async (scopes: LedgerScope[]) =>
         (await stores.ledger.usage(scopes)).map(({ spent, reserved }) => [spent, reserved]);
@@ -683,43 +822,89 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
           amount: 30,
           scopes: scopes.map((s) => ({ key: s.key, limit: s.limit, spent: 0, reserved: 30 })),
         });
-        expect(await spentAndReserved(scopes)).toEqual([[0, 30], [0, 30], [0, 30]]);
+        expect(await spentAndReserved(scopes)).toEqual([
+          [0, 30],
+          [0, 30],
+          [0, 30],
+        ]);
       });
 
       it('gives back what the other slots granted when the global slot refuses', async () => {
         const scopes = await trio([100, 100, 50]);
         await stores.ledger.reserve({ id: unique('r'), amount: 45, scopes: [scopes[2]!], ttlMs: LONG });
         const refused = await stores.ledger.reserve({ id: unique('r'), amount: 10, scopes, ttlMs: LONG });
-        expect(refused).toEqual({ ok: false, scope: scopes[2]!.key, limit: 50, remaining: 5, resetAt: scopes[2]!.expiresAt });
-        expect(await spentAndReserved(scopes)).toEqual([[0, 0], [0, 0], [0, 45]]);
+        expect(refused).toEqual({
+          ok: false,
+          scope: scopes[2]!.key,
+          limit: 50,
+          remaining: 5,
+          resetAt: scopes[2]!.expiresAt,
+        });
+        expect(await spentAndReserved(scopes)).toEqual([
+          [0, 0],
+          [0, 0],
+          [0, 45],
+        ]);
       });
 
       it('leaves the global slot alone when a tenant slot refuses, and names the first refusing scope', async () => {
         const scopes = await trio([5, 8, 100]);
         const refused = await stores.ledger.reserve({ id: unique('r'), amount: 10, scopes, ttlMs: LONG });
         expect(refused).toMatchObject({ ok: false, scope: scopes[0]!.key, remaining: 5 });
-        expect(await spentAndReserved(scopes)).toEqual([[0, 0], [0, 0], [0, 0]]);
+        expect(await spentAndReserved(scopes)).toEqual([
+          [0, 0],
+          [0, 0],
+          [0, 0],
+        ]);
       });
 
       it('with minAmount holds the smallest grant of every slot in each', async () => {
         const scopes = await trio([100, 70, 40]);
         const id = unique('r');
         const granted = await stores.ledger.reserve({ id, amount: 60, minAmount: 10, scopes, ttlMs: LONG });
-        expect(granted).toMatchObject({ ok: true, amount: 40, scopes: scopes.map((s) => ({ key: s.key, reserved: 40 })) });
-        expect(await spentAndReserved(scopes)).toEqual([[0, 40], [0, 40], [0, 40]]);
-        expect(await stores.ledger.settle(id, 25)).toEqual({ settled: true, reserved: 40, scopes: scopes.map((s) => ({ key: s.key, spent: 25, reserved: 0 })) });
-        expect(await spentAndReserved(scopes)).toEqual([[25, 0], [25, 0], [25, 0]]);
+        expect(granted).toMatchObject({
+          ok: true,
+          amount: 40,
+          scopes: scopes.map((s) => ({ key: s.key, reserved: 40 })),
+        });
+        expect(await spentAndReserved(scopes)).toEqual([
+          [0, 40],
+          [0, 40],
+          [0, 40],
+        ]);
+        expect(await stores.ledger.settle(id, 25)).toEqual({
+          settled: true,
+          reserved: 40,
+          scopes: scopes.map((s) => ({ key: s.key, spent: 25, reserved: 0 })),
+        });
+        expect(await spentAndReserved(scopes)).toEqual([
+          [25, 0],
+          [25, 0],
+          [25, 0],
+        ]);
       });
 
       it('settles exactly once in every slot', async () => {
         const scopes = await trio([100, 100, 100]);
         const id = unique('r');
         await stores.ledger.reserve({ id, amount: 40, scopes, ttlMs: LONG });
-        expect(await stores.ledger.reserve({ id, amount: 50, scopes, ttlMs: LONG })).toEqual({ ok: true, id, amount: 40 });
-        expect(await stores.ledger.settle(id, 55)).toEqual({ settled: true, reserved: 40, scopes: scopes.map((s) => ({ key: s.key, spent: 55, reserved: 0 })) });
+        expect(await stores.ledger.reserve({ id, amount: 50, scopes, ttlMs: LONG })).toEqual({
+          ok: true,
+          id,
+          amount: 40,
+        });
+        expect(await stores.ledger.settle(id, 55)).toEqual({
+          settled: true,
+          reserved: 40,
+          scopes: scopes.map((s) => ({ key: s.key, spent: 55, reserved: 0 })),
+        });
         expect(await stores.ledger.settle(id, 55)).toEqual({ settled: false, reserved: 0 });
         expect(await stores.ledger.release(id)).toEqual({ settled: false, reserved: 0 });
-        expect(await spentAndReserved(scopes)).toEqual([[55, 0], [55, 0], [55, 0]]);
+        expect(await spentAndReserved(scopes)).toEqual([
+          [55, 0],
+          [55, 0],
+          [55, 0],
+        ]);
       });
 
       it('charges a reservation never settled in every slot, and corrects it when the settle comes late', async () => {
@@ -727,9 +912,17 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
         const id = unique('r');
         await stores.ledger.reserve({ id, amount: 60, scopes, ttlMs: TTL });
         await harness.advance(TTL + 100);
-        expect(await spentAndReserved(scopes)).toEqual([[60, 0], [60, 0], [60, 0]]);
+        expect(await spentAndReserved(scopes)).toEqual([
+          [60, 0],
+          [60, 0],
+          [60, 0],
+        ]);
         expect(await stores.ledger.settle(id, 20)).toMatchObject({ settled: true, reserved: 60 });
-        expect(await spentAndReserved(scopes)).toEqual([[20, 0], [20, 0], [20, 0]]);
+        expect(await spentAndReserved(scopes)).toEqual([
+          [20, 0],
+          [20, 0],
+          [20, 0],
+        ]);
       });
 
       it('reads, adjusts, restores and resets scopes by their slot', async () => {
@@ -738,16 +931,32 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
         await stores.ledger.adjustSpent(key, 30, key.expiresAt);
         expect(await stores.ledger.restoreSpent!(tenant, 40, tenant.expiresAt)).toBe(true);
         await stores.ledger.adjustSpent(global, 50, global.expiresAt);
-        expect(await spentAndReserved(scopes)).toEqual([[30, 0], [40, 0], [50, 0]]);
+        expect(await spentAndReserved(scopes)).toEqual([
+          [30, 0],
+          [40, 0],
+          [50, 0],
+        ]);
         await stores.ledger.resetScope(tenant);
-        expect(await spentAndReserved([global, tenant, key])).toEqual([[50, 0], [0, 0], [30, 0]]);
-        expect(await stores.ledger.reserve({ id: unique('r'), amount: 71, scopes, ttlMs: LONG })).toMatchObject({ ok: false, scope: key.key, remaining: 70 });
+        expect(await spentAndReserved([global, tenant, key])).toEqual([
+          [50, 0],
+          [0, 0],
+          [30, 0],
+        ]);
+        expect(await stores.ledger.reserve({ id: unique('r'), amount: 71, scopes, ttlMs: LONG })).toMatchObject({
+          ok: false,
+          scope: key.key,
+          remaining: 70,
+        });
       });
 
       it('never over-admits concurrent reserves across slots, and holds nothing for the refused ones', async () => {
         const tenants = await Promise.all([0, 1, 2].map(async () => scope('tenant', 30, `tenant:${unique('t')}`)));
         const global = await scope('global', 50, 'global');
-        const results = await Promise.all(Array.from({ length: 90 }, (_, i) => stores.ledger.reserve({ id: unique('r'), amount: 1, scopes: [tenants[i % 3]!, global], ttlMs: LONG })));
+        const results = await Promise.all(
+          Array.from({ length: 90 }, (_, i) =>
+            stores.ledger.reserve({ id: unique('r'), amount: 1, scopes: [tenants[i % 3]!, global], ttlMs: LONG }),
+          ),
+        );
         expect(results.filter((r) => r.ok)).toHaveLength(50);
         const held = await stores.ledger.usage([...tenants, global]);
         expect(held.map((u) => u.reserved).reduce((a, b) => a + b, 0)).toBe(100);
@@ -851,7 +1060,11 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
       });
 
       it('lists every key, sorted by id', async () => {
-        const made = [record({ id: unique('list-b') }), record({ id: unique('list-a') }), record({ id: unique('list-c') })];
+        const made = [
+          record({ id: unique('list-b') }),
+          record({ id: unique('list-a') }),
+          record({ id: unique('list-c') }),
+        ];
         for (const r of made) await stores.keys.put(r);
         await stores.keys.disable(made[0]!.id);
         const listed = await stores.keys.list();

@@ -21,7 +21,8 @@ const ROUTES = new Map<string, FakeApi>([
 const GEMINI_ROUTE = /^\/v1beta\/models\/([^/:]+):(generateContent|streamGenerateContent)(\?alt=sse)?$/;
 
 /** Words that are one token each in o200k_base and cl100k_base (with or without their leading space). */
-const WORDS = 'the cat sat on a mat and then it ran to the park with one small dog for fun all day long under blue sky'.split(' ');
+const WORDS =
+  'the cat sat on a mat and then it ran to the park with one small dog for fun all day long under blue sky'.split(' ');
 
 export interface FakeUpstreamOptions {
   /** Output tokens of every answer. @default 2000 */
@@ -82,7 +83,12 @@ type Event = { event?: string; data: unknown; output?: boolean };
 
 /** The mock provider's input count: what the fake bills unless told otherwise. */
 const mockInputTokens = (_api: FakeApi, body: Body) =>
-  countPromptTokens({ messages: body.messages, system: body.system, input: body.input, instructions: body.instructions });
+  countPromptTokens({
+    messages: body.messages,
+    system: body.system,
+    input: body.input,
+    instructions: body.instructions,
+  });
 
 const newId = (prefix: string) => `${prefix}${randomBytes(12).toString('hex')}`;
 const nowSeconds = () => Math.floor(Date.now() / 1000);
@@ -108,7 +114,8 @@ function tokenTexts(tokens: number, options: FakeUpstreamOptions): string[] {
 /** The answer's text in events of `perEvent` tokens each. */
 function replyPieces(texts: string[], perEvent: number): string[] {
   const pieces: string[] = [];
-  for (let start = 0; start < texts.length; start += perEvent) pieces.push(texts.slice(start, start + perEvent).join(''));
+  for (let start = 0; start < texts.length; start += perEvent)
+    pieces.push(texts.slice(start, start + perEvent).join(''));
   return pieces;
 }
 
@@ -128,16 +135,30 @@ function chatUsage(answer: Answer) {
     completion_tokens: answer.outputTokens,
     total_tokens: answer.inputTokens + answer.outputTokens,
     prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
-    completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
+    completion_tokens_details: {
+      reasoning_tokens: 0,
+      audio_tokens: 0,
+      accepted_prediction_tokens: 0,
+      rejected_prediction_tokens: 0,
+    },
   };
 }
 
 function chatEvents(answer: Answer, includeUsage: boolean): Event[] {
   const head = {
-    id: newId('chatcmpl-'), object: 'chat.completion.chunk', created: nowSeconds(), model: answer.model, service_tier: 'default', system_fingerprint: 'fp_fake',
+    id: newId('chatcmpl-'),
+    object: 'chat.completion.chunk',
+    created: nowSeconds(),
+    model: answer.model,
+    service_tier: 'default',
+    system_fingerprint: 'fp_fake',
   };
   const usageNull = includeUsage ? { usage: null } : {};
-  const chunk = (delta: Body, finish: string | null) => ({ ...head, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }], ...usageNull });
+  const chunk = (delta: Body, finish: string | null) => ({
+    ...head,
+    choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+    ...usageNull,
+  });
   const events: Event[] = [{ data: chunk({ role: 'assistant', content: '', refusal: null }, null) }];
   for (const piece of answer.pieces) events.push({ data: chunk({ content: piece }, null), output: true });
   events.push({ data: chunk({}, answer.truncated ? 'length' : 'stop') });
@@ -152,19 +173,26 @@ function chatJson(answer: Answer) {
     object: 'chat.completion',
     created: nowSeconds(),
     model: answer.model,
-    choices: [{
-      index: 0,
-      message: { role: 'assistant', content: answer.text, refusal: null, annotations: [] },
-      logprobs: null,
-      finish_reason: answer.truncated ? 'length' : 'stop',
-    }],
+    choices: [
+      {
+        index: 0,
+        message: { role: 'assistant', content: answer.text, refusal: null, annotations: [] },
+        logprobs: null,
+        finish_reason: answer.truncated ? 'length' : 'stop',
+      },
+    ],
     usage: chatUsage(answer),
     service_tier: 'default',
     system_fingerprint: 'fp_fake',
   };
 }
 
-function responseObject(answer: Answer, ids: { response: string; message: string; created: number }, body: Body, done: boolean) {
+function responseObject(
+  answer: Answer,
+  ids: { response: string; message: string; created: number },
+  body: Body,
+  done: boolean,
+) {
   const status = !done ? 'in_progress' : answer.truncated ? 'incomplete' : 'completed';
   return {
     id: ids.response,
@@ -216,15 +244,22 @@ function messageItem(answer: Answer, id: string, done: boolean) {
 function responsesEvents(answer: Answer, body: Body): Event[] {
   const ids = { response: newId('resp_'), message: newId('msg_'), created: nowSeconds() };
   const events: Event[] = [];
-  const push = (type: string, data: Body, output = false) => events.push({ event: type, data: { type, sequence_number: events.length, ...data }, output });
+  const push = (type: string, data: Body, output = false) =>
+    events.push({ event: type, data: { type, sequence_number: events.length, ...data }, output });
   push('response.created', { response: responseObject(answer, ids, body, false) });
   push('response.in_progress', { response: responseObject(answer, ids, body, false) });
   push('response.output_item.added', { output_index: 0, item: messageItem(answer, ids.message, false) });
   const at = { item_id: ids.message, output_index: 0, content_index: 0 };
-  push('response.content_part.added', { ...at, part: { type: 'output_text', text: '', annotations: [], logprobs: [] } });
+  push('response.content_part.added', {
+    ...at,
+    part: { type: 'output_text', text: '', annotations: [], logprobs: [] },
+  });
   for (const piece of answer.pieces) push('response.output_text.delta', { ...at, delta: piece, logprobs: [] }, true);
   push('response.output_text.done', { ...at, text: answer.text, logprobs: [] });
-  push('response.content_part.done', { ...at, part: { type: 'output_text', text: answer.text, annotations: [], logprobs: [] } });
+  push('response.content_part.done', {
+    ...at,
+    part: { type: 'output_text', text: answer.text, annotations: [], logprobs: [] },
+  });
   push('response.output_item.done', { output_index: 0, item: messageItem(answer, ids.message, true) });
   const final = responseObject(answer, ids, body, true);
   push(final.status === 'incomplete' ? 'response.incomplete' : 'response.completed', { response: final });
@@ -233,7 +268,11 @@ function responsesEvents(answer: Answer, body: Body): Event[] {
 
 function messagesUsage(answer: Answer, outputTokens: number) {
   return {
-    input_tokens: answer.inputTokens, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: outputTokens, service_tier: 'standard',
+    input_tokens: answer.inputTokens,
+    cache_creation_input_tokens: 0,
+    cache_read_input_tokens: 0,
+    output_tokens: outputTokens,
+    service_tier: 'standard',
   };
 }
 
@@ -254,7 +293,10 @@ function messagesEvents(answer: Answer): Event[] {
   const start = { ...messagesJson(answer), content: [], stop_reason: null, usage: messagesUsage(answer, 1) };
   const events: Event[] = [
     { event: 'message_start', data: { type: 'message_start', message: start } },
-    { event: 'content_block_start', data: { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } } },
+    {
+      event: 'content_block_start',
+      data: { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } },
+    },
     { event: 'ping', data: { type: 'ping' } },
   ];
   for (const piece of answer.pieces) {
@@ -275,7 +317,11 @@ function messagesEvents(answer: Answer): Event[] {
 }
 
 function geminiUsage(answer: Answer, outputTokens: number) {
-  return { promptTokenCount: answer.inputTokens, candidatesTokenCount: outputTokens, totalTokenCount: answer.inputTokens + outputTokens };
+  return {
+    promptTokenCount: answer.inputTokens,
+    candidatesTokenCount: outputTokens,
+    totalTokenCount: answer.inputTokens + outputTokens,
+  };
 }
 
 /** One `generateContent` answer (or stream chunk): its text, and the finish reason and usage when it is the last. */
@@ -298,7 +344,8 @@ function geminiEvents(answer: Answer, tokensPerEvent: number): Event[] {
   });
 }
 
-const sseText = ({ event, data }: Event) => `${event ? `event: ${event}\n` : ''}data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`;
+const sseText = ({ event, data }: Event) =>
+  `${event ? `event: ${event}\n` : ''}data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`;
 
 /** Writes the events one per turn of the event loop, as a provider streams, until done or the connection closes. */
 async function writeEvents(res: ServerResponse, call: FakeCall, events: Event[], split: boolean): Promise<void> {
@@ -358,11 +405,20 @@ export async function startCapIgnoringUpstream(initial: Partial<FakeUpstreamOpti
     const texts = tokenTexts(capped ? Math.min(cap, options.outputTokens) : options.outputTokens, options);
     // A text shorter than the answer asked for ends by itself: the answer is its tokens.
     const outputTokens = texts.length;
-    const available = options.tokens ? Math.min(options.outputTokens, options.tokens.tokenizer.encode(options.tokens.text).length) : options.outputTokens;
+    const available = options.tokens
+      ? Math.min(options.outputTokens, options.tokens.tokenizer.encode(options.tokens.text).length)
+      : options.outputTokens;
     const inputTokens = options.billInput(api, body);
     const model = gemini ? gemini[1]! : String(body.model);
     const call: FakeCall = {
-      api, model, stream, cap, usage: { inputTokens, outputTokens }, eventsWritten: 0, aborted: false, finished: false,
+      api,
+      model,
+      stream,
+      cap,
+      usage: { inputTokens, outputTokens },
+      eventsWritten: 0,
+      aborted: false,
+      finished: false,
       written: '',
     };
     calls.push(call);
@@ -383,21 +439,30 @@ export async function startCapIgnoringUpstream(initial: Partial<FakeUpstreamOpti
     };
     if (!stream) {
       const ids = { response: newId('resp_'), message: newId('msg_'), created: nowSeconds() };
-      const answerBody = api === 'openai.chat' ? chatJson(reply)
-        : api === 'openai.responses' ? responseObject(reply, ids, body, true)
-        : api === 'gemini.generate' ? geminiChunk(reply, reply.text, outputTokens, true)
-        : messagesJson(reply);
+      const answerBody =
+        api === 'openai.chat'
+          ? chatJson(reply)
+          : api === 'openai.responses'
+            ? responseObject(reply, ids, body, true)
+            : api === 'gemini.generate'
+              ? geminiChunk(reply, reply.text, outputTokens, true)
+              : messagesJson(reply);
       const json = JSON.stringify(answerBody);
       call.written = json;
       res.writeHead(200, { 'content-type': 'application/json' }).end(json);
       return;
     }
     const streamOptions = body.stream_options;
-    const includeUsage = typeof streamOptions === 'object' && streamOptions !== null && (streamOptions as Body).include_usage === true;
-    const events = api === 'openai.chat' ? chatEvents(reply, includeUsage)
-      : api === 'openai.responses' ? responsesEvents(reply, body)
-      : api === 'gemini.generate' ? geminiEvents(reply, options.tokensPerEvent)
-      : messagesEvents(reply);
+    const includeUsage =
+      typeof streamOptions === 'object' && streamOptions !== null && (streamOptions as Body).include_usage === true;
+    const events =
+      api === 'openai.chat'
+        ? chatEvents(reply, includeUsage)
+        : api === 'openai.responses'
+          ? responsesEvents(reply, body)
+          : api === 'gemini.generate'
+            ? geminiEvents(reply, options.tokensPerEvent)
+            : messagesEvents(reply);
     await writeEvents(res, call, events, options.splitEvents);
   }
 

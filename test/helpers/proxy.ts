@@ -160,8 +160,15 @@ export async function spawnProxy(env: Record<string, string>, timeoutMs = 20_000
 }
 
 /** Runs main.ts expecting it to refuse to start; resolves with its exit code and output. */
-export async function runProxyExpectingExit(env: Record<string, string>, timeoutMs = 20_000): Promise<{ code: number | null; output: string }> {
-  const child = spawn(process.execPath, PROXY_COMMAND, { cwd: ROOT, env: { ...process.env, PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export async function runProxyExpectingExit(
+  env: Record<string, string>,
+  timeoutMs = 20_000,
+): Promise<{ code: number | null; output: string }> {
+  const child = spawn(process.execPath, PROXY_COMMAND, {
+    cwd: ROOT,
+    env: { ...process.env, PORT: '0', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -212,7 +219,10 @@ export function readUsageLog(file: string): UsageRecord[] {
   } catch {
     return [];
   }
-  return text.split('\n').filter(Boolean).map((line) => JSON.parse(line) as UsageRecord);
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as UsageRecord);
 }
 
 /** The error a promise rejects with; fails the test when it resolves. */
@@ -253,7 +263,9 @@ export interface FakeUpstream {
 }
 
 /** A bare node:http upstream that records each request and answers it with `answer`: a provider the mock does not imitate. */
-export async function startFakeUpstream(answer: (request: FakeUpstreamRequest, res: ServerResponse) => void): Promise<FakeUpstream> {
+export async function startFakeUpstream(
+  answer: (request: FakeUpstreamRequest, res: ServerResponse) => void,
+): Promise<FakeUpstream> {
   const requests: FakeUpstreamRequest[] = [];
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];

@@ -21,7 +21,11 @@ export async function startSwitchableUpstream(answer: Answer): Promise<Switchabl
   let current = answer;
   const server = await startFakeUpstream((request, res) => current(request, res));
   // An accessor, not a copied value: a test swaps the answer while the server runs.
-  return Object.defineProperty(server, 'answer', { get: () => current, set: (next: Answer) => (current = next), enumerable: true }) as SwitchableUpstream;
+  return Object.defineProperty(server, 'answer', {
+    get: () => current,
+    set: (next: Answer) => (current = next),
+    enumerable: true,
+  }) as SwitchableUpstream;
 }
 
 export interface Usage {
@@ -41,47 +45,114 @@ function sse(res: ServerResponse, events: string[]): void {
 }
 
 /** An OpenAI chat answer (JSON or stream, as the request asks), with a text or a tool call. */
-export function openAiAnswer(model: string, usage: Usage, tool?: { name: string; args: string }, options: { streamUsage?: boolean } = {}): Answer {
+export function openAiAnswer(
+  model: string,
+  usage: Usage,
+  tool?: { name: string; args: string },
+  options: { streamUsage?: boolean } = {},
+): Answer {
   return (request, res) => {
     const body = request.body as { stream?: boolean };
     const message = tool
-      ? { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: tool.name, arguments: tool.args } }] }
+      ? {
+          role: 'assistant',
+          content: null,
+          tool_calls: [{ id: 'call_1', type: 'function', function: { name: tool.name, arguments: tool.args } }],
+        }
       : { role: 'assistant', content: 'Hello there' };
     const finish = tool ? 'tool_calls' : 'stop';
-    const usageBody = { prompt_tokens: usage.input, completion_tokens: usage.output, total_tokens: usage.input + usage.output };
+    const usageBody = {
+      prompt_tokens: usage.input,
+      completion_tokens: usage.output,
+      total_tokens: usage.input + usage.output,
+    };
     if (!body.stream) {
-      json(res, 200, { id: 'chatcmpl-1', object: 'chat.completion', created: 1, model, choices: [{ index: 0, message, finish_reason: finish, logprobs: null }], usage: usageBody });
+      json(res, 200, {
+        id: 'chatcmpl-1',
+        object: 'chat.completion',
+        created: 1,
+        model,
+        choices: [{ index: 0, message, finish_reason: finish, logprobs: null }],
+        usage: usageBody,
+      });
       return;
     }
     const chunk = (delta: unknown, finishReason: string | null) =>
       `data: ${JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 1, model, choices: [{ index: 0, delta, finish_reason: finishReason }] })}\n\n`;
     const events = tool
-      ? [chunk({ role: 'assistant', tool_calls: [{ index: 0, id: 'call_1', type: 'function', function: { name: tool.name, arguments: '' } }] }, null),
-        chunk({ tool_calls: [{ index: 0, function: { arguments: tool.args } }] }, null), chunk({}, finish)]
+      ? [
+          chunk(
+            {
+              role: 'assistant',
+              tool_calls: [{ index: 0, id: 'call_1', type: 'function', function: { name: tool.name, arguments: '' } }],
+            },
+            null,
+          ),
+          chunk({ tool_calls: [{ index: 0, function: { arguments: tool.args } }] }, null),
+          chunk({}, finish),
+        ]
       : [chunk({ role: 'assistant', content: 'Hello' }, null), chunk({ content: ' there' }, null), chunk({}, finish)];
     // A self-hosted server may send no usage chunk at all (options.streamUsage false).
-    if (options.streamUsage !== false) events.push(`data: ${JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 1, model, choices: [], usage: usageBody })}\n\n`);
+    if (options.streamUsage !== false)
+      events.push(
+        `data: ${JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 1, model, choices: [], usage: usageBody })}\n\n`,
+      );
     events.push('data: [DONE]\n\n');
     sse(res, events);
   };
 }
 
 /** An Anthropic Messages answer (JSON or stream), with a text or a tool call. */
-export function anthropicAnswer(model: string, usage: Usage, tool?: { name: string; input: Record<string, unknown> }): Answer {
+export function anthropicAnswer(
+  model: string,
+  usage: Usage,
+  tool?: { name: string; input: Record<string, unknown> },
+): Answer {
   return (request, res) => {
     const body = request.body as { stream?: boolean };
-    const content = tool ? [{ type: 'tool_use', id: 'toolu_1', name: tool.name, input: tool.input }] : [{ type: 'text', text: 'Hello there' }];
+    const content = tool
+      ? [{ type: 'tool_use', id: 'toolu_1', name: tool.name, input: tool.input }]
+      : [{ type: 'text', text: 'Hello there' }];
     const stop = tool ? 'tool_use' : 'end_turn';
     if (!body.stream) {
-      json(res, 200, { id: 'msg_1', type: 'message', role: 'assistant', model, content, stop_reason: stop, stop_sequence: null, usage: { input_tokens: usage.input, output_tokens: usage.output } });
+      json(res, 200, {
+        id: 'msg_1',
+        type: 'message',
+        role: 'assistant',
+        model,
+        content,
+        stop_reason: stop,
+        stop_sequence: null,
+        usage: { input_tokens: usage.input, output_tokens: usage.output },
+      });
       return;
     }
-    const event = (type: string, data: unknown) => `event: ${type}\ndata: ${JSON.stringify({ type, ...(data as object) })}\n\n`;
-    const events = [event('message_start', { message: { id: 'msg_1', type: 'message', role: 'assistant', model, content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: usage.input, output_tokens: 1 } } })];
+    const event = (type: string, data: unknown) =>
+      `event: ${type}\ndata: ${JSON.stringify({ type, ...(data as object) })}\n\n`;
+    const events = [
+      event('message_start', {
+        message: {
+          id: 'msg_1',
+          type: 'message',
+          role: 'assistant',
+          model,
+          content: [],
+          stop_reason: null,
+          stop_sequence: null,
+          usage: { input_tokens: usage.input, output_tokens: 1 },
+        },
+      }),
+    ];
     if (tool) {
       events.push(
-        event('content_block_start', { index: 0, content_block: { type: 'tool_use', id: 'toolu_1', name: tool.name, input: {} } }),
-        event('content_block_delta', { index: 0, delta: { type: 'input_json_delta', partial_json: JSON.stringify(tool.input) } }),
+        event('content_block_start', {
+          index: 0,
+          content_block: { type: 'tool_use', id: 'toolu_1', name: tool.name, input: {} },
+        }),
+        event('content_block_delta', {
+          index: 0,
+          delta: { type: 'input_json_delta', partial_json: JSON.stringify(tool.input) },
+        }),
       );
     } else {
       events.push(
@@ -91,7 +162,10 @@ export function anthropicAnswer(model: string, usage: Usage, tool?: { name: stri
     }
     events.push(
       event('content_block_stop', { index: 0 }),
-      event('message_delta', { delta: { stop_reason: stop, stop_sequence: null }, usage: { output_tokens: usage.output } }),
+      event('message_delta', {
+        delta: { stop_reason: stop, stop_sequence: null },
+        usage: { output_tokens: usage.output },
+      }),
       event('message_stop', {}),
     );
     sse(res, events);
@@ -100,7 +174,13 @@ export function anthropicAnswer(model: string, usage: Usage, tool?: { name: stri
 
 /** An error answer in OpenAI's shape. */
 export function failWith(status: number, headers: Record<string, string> = {}): Answer {
-  return (_request, res) => json(res, status, { error: { message: `failing with ${status}`, type: 'server_error', code: null, param: null } }, headers);
+  return (_request, res) =>
+    json(
+      res,
+      status,
+      { error: { message: `failing with ${status}`, type: 'server_error', code: null, param: null } },
+      headers,
+    );
 }
 
 /** Answers the calls in turn with `answers`, the last one from then on. */
@@ -140,13 +220,14 @@ export function watchedStores(): { stores: TollgateStores; watch: LedgerWatch } 
     },
   };
   // Proxies, not copies: the memory stores keep private state their methods read through `this`.
-  const bound = <T extends object>(target: T, overrides: Record<PropertyKey, unknown>) => new Proxy(target, {
-    get(object, property) {
-      if (Object.hasOwn(overrides, property)) return overrides[property];
-      const value: unknown = Reflect.get(object, property, object);
-      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(object) : value;
-    },
-  });
+  const bound = <T extends object>(target: T, overrides: Record<PropertyKey, unknown>) =>
+    new Proxy(target, {
+      get(object, property) {
+        if (Object.hasOwn(overrides, property)) return overrides[property];
+        const value: unknown = Reflect.get(object, property, object);
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(object) : value;
+      },
+    });
   const watched = bound(ledger, counted);
   return {
     stores: bound(stores, { ledger: watched }),
@@ -164,19 +245,28 @@ export interface RoutingProxy {
 }
 
 /** The proxy with the given upstreams and routing config, a budgeted key, a usage log and a watched ledger. */
-export async function startRoutingProxy(config: Pick<ProxyConfig, 'upstreams' | 'modelGroups' | 'requestClasses' | 'retry' | 'circuitBreaker' | 'healthProbe' | 'models' | 'alerts'>, budgetUsd = 10): Promise<RoutingProxy> {
+export async function startRoutingProxy(
+  config: Pick<
+    ProxyConfig,
+    'upstreams' | 'modelGroups' | 'requestClasses' | 'retry' | 'circuitBreaker' | 'healthProbe' | 'models' | 'alerts'
+  >,
+  budgetUsd = 10,
+): Promise<RoutingProxy> {
   const clientKey = newApiKey();
   const usageLog = path.join(mkdtempSync(path.join(tmpdir(), 'tollgate-routing-')), 'usage.jsonl');
   const { stores, watch } = watchedStores();
-  const proxy = await startProxy({
-    ...config,
-    usageLog,
-    spool: false,
-    // The routing tests read /metrics without an admin key.
-    metrics: { public: true },
-    tenants: { acme: { budget: { usd: budgetUsd, period: 'day' } } },
-    keys: [{ id: 'acme-key', sha256: sha256Hex(clientKey), tenant: 'acme', scopes: ['chat'] }],
-  }, { stores });
+  const proxy = await startProxy(
+    {
+      ...config,
+      usageLog,
+      spool: false,
+      // The routing tests read /metrics without an admin key.
+      metrics: { public: true },
+      tenants: { acme: { budget: { usd: budgetUsd, period: 'day' } } },
+      keys: [{ id: 'acme-key', sha256: sha256Hex(clientKey), tenant: 'acme', scopes: ['chat'] }],
+    },
+    { stores },
+  );
   return {
     proxy,
     clientKey,
@@ -205,10 +295,16 @@ export function routingFixture() {
       open.push(server);
       return server;
     },
-    async routing(config: Parameters<typeof startRoutingProxy>[0], budgetUsd?: number): Promise<{ routed: RoutingProxy; client: OpenAI }> {
+    async routing(
+      config: Parameters<typeof startRoutingProxy>[0],
+      budgetUsd?: number,
+    ): Promise<{ routed: RoutingProxy; client: OpenAI }> {
       const routed = await startRoutingProxy(config, budgetUsd);
       open.unshift(routed);
-      return { routed, client: new OpenAI({ apiKey: routed.clientKey, baseURL: `${routed.proxy.url}/v1`, maxRetries: 0 }) };
+      return {
+        routed,
+        client: new OpenAI({ apiKey: routed.clientKey, baseURL: `${routed.proxy.url}/v1`, maxRetries: 0 }),
+      };
     },
     async closeAll(): Promise<void> {
       while (open.length > 0) await open.pop()!.close();
@@ -217,5 +313,8 @@ export function routingFixture() {
 }
 
 /** A short chat completion of `model` (extra fields merged in). */
-export const ask = (client: OpenAI, model: string, extra: Partial<OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming> = {}) =>
-  client.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 20, ...extra });
+export const ask = (
+  client: OpenAI,
+  model: string,
+  extra: Partial<OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming> = {},
+) => client.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 20, ...extra });

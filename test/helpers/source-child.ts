@@ -14,7 +14,10 @@ export interface ChildRun {
 
 /** Runs `file` (a .mts or .ts fixture) to its end. */
 export async function runSourceChild(file: string, args: readonly string[] = []): Promise<ChildRun> {
-  const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', file, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', file, ...args], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk: Buffer) => (stdout += String(chunk)));

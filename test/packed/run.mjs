@@ -16,7 +16,12 @@ const keep = process.env.KEEP_PACKED === '1';
 
 function run(command, args, cwd, extraEnv = {}) {
   console.log(`$ (${path.relative(work, cwd) || cwd}) ${command} ${args.join(' ')}`);
-  return execFileSync(command, args, { cwd, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...extraEnv }, encoding: 'utf8' });
+  return execFileSync(command, args, {
+    cwd,
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, ...extraEnv },
+    encoding: 'utf8',
+  });
 }
 
 /** npm without the workspace's settings in the way: its own cache, no audit or funding noise. */
@@ -50,17 +55,21 @@ function checkTarball(name, file) {
   const manifest = JSON.parse(text);
   const problems = [];
   if (text.includes('workspace:')) problems.push('a workspace: range is left in package.json');
-  for (const field of ['engines', 'repository', 'license', 'exports', 'files']) if (!manifest[field]) problems.push(`no "${field}"`);
-  for (const fileName of ['LICENSE', 'README.md']) if (!existsSync(path.join(pkgDir, fileName))) problems.push(`no ${fileName}`);
+  for (const field of ['engines', 'repository', 'license', 'exports', 'files'])
+    if (!manifest[field]) problems.push(`no "${field}"`);
+  for (const fileName of ['LICENSE', 'README.md'])
+    if (!existsSync(path.join(pkgDir, fileName))) problems.push(`no ${fileName}`);
   const targets = [];
   const collect = (value) => {
     if (typeof value === 'string') targets.push(value);
     else if (value && typeof value === 'object') Object.values(value).forEach(collect);
   };
   collect(manifest.exports);
-  for (const target of targets) if (!existsSync(path.join(pkgDir, target))) problems.push(`exports names ${target}, which is not in the tarball`);
+  for (const target of targets)
+    if (!existsSync(path.join(pkgDir, target))) problems.push(`exports names ${target}, which is not in the tarball`);
   for (const [dep, range] of Object.entries({ ...manifest.dependencies, ...manifest.peerDependencies })) {
-    if (dep.startsWith('@tollgate/') && !/^\^\d+\.\d+\.\d+$/.test(range)) problems.push(`${dep} has range ${range}, not ^x.y.z`);
+    if (dep.startsWith('@tollgate/') && !/^\^\d+\.\d+\.\d+$/.test(range))
+      problems.push(`${dep} has range ${range}, not ^x.y.z`);
   }
   if (problems.length > 0) throw new Error(`${name}: ${problems.join('; ')}`);
 }
@@ -70,19 +79,37 @@ function freshApp(fixture, manifest, tarballs, deps) {
   const dir = path.join(work, fixture);
   mkdirSync(dir);
   cpSync(path.join(HERE, fixture), dir, { recursive: true });
-  writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: `packed-${fixture}`, private: true, ...manifest }, null, 2));
+  writeFileSync(
+    path.join(dir, 'package.json'),
+    JSON.stringify({ name: `packed-${fixture}`, private: true, ...manifest }, null, 2),
+  );
   npm(['install', ...tarballs, ...deps], dir);
   return dir;
 }
 
 const TSCONFIG = JSON.stringify({
-  compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, outDir: 'out', skipLibCheck: false, types: ['node'] },
+  compilerOptions: {
+    target: 'ES2022',
+    module: 'NodeNext',
+    moduleResolution: 'NodeNext',
+    strict: true,
+    outDir: 'out',
+    skipLibCheck: false,
+    types: ['node'],
+  },
   include: ['app.ts'],
 });
 
 /** The ESM TypeScript app: typechecked and compiled by tsc against the published types, then run. */
 function esmTypeScript(tarballs) {
-  const dir = freshApp('consumer-esm', { type: 'module' }, tarballs, ['express@5', '@types/express@5', 'openai', 'prom-client', 'typescript@5', '@types/node@20']);
+  const dir = freshApp('consumer-esm', { type: 'module' }, tarballs, [
+    'express@5',
+    '@types/express@5',
+    'openai',
+    'prom-client',
+    'typescript@5',
+    '@types/node@20',
+  ]);
   writeFileSync(path.join(dir, 'tsconfig.json'), TSCONFIG);
   for (const express of ['5', '4']) {
     if (express === '4') npm(['install', 'express@4', '@types/express@4'], dir);
@@ -116,7 +143,10 @@ function otherPackageManagers(allTarballs, direct) {
 
   const pnpmDir = path.join(work, 'consumer-esm-pnpm');
   cpSync(path.join(HERE, 'consumer-esm'), pnpmDir, { recursive: true });
-  writeFileSync(path.join(pnpmDir, 'package.json'), JSON.stringify(tarballManifest('consumer-esm-pnpm', allTarballs, direct, 'pnpm'), null, 2));
+  writeFileSync(
+    path.join(pnpmDir, 'package.json'),
+    JSON.stringify(tarballManifest('consumer-esm-pnpm', allTarballs, direct, 'pnpm'), null, 2),
+  );
   writeFileSync(path.join(pnpmDir, 'tsconfig.json'), TSCONFIG);
   run('pnpm', ['add', ...deps], pnpmDir);
   run('pnpm', ['exec', 'tsc', '-p', '.'], pnpmDir);
@@ -127,10 +157,18 @@ function otherPackageManagers(allTarballs, direct) {
   mkdirSync(yarnHome);
   const yarnTarball = run('npm', ['pack', '@yarnpkg/cli-dist@4', '--silent'], yarnHome).trim().split('\n').pop();
   run('tar', ['-xzf', yarnTarball, '-C', yarnHome], yarnHome);
-  const yarn = (args, cwd) => run('node', [path.join(yarnHome, 'package/bin/yarn.js'), ...args], cwd, { YARN_NPM_REGISTRY_SERVER: registry, YARN_ENABLE_TELEMETRY: '0', YARN_ENABLE_PROGRESS_BARS: '0' });
+  const yarn = (args, cwd) =>
+    run('node', [path.join(yarnHome, 'package/bin/yarn.js'), ...args], cwd, {
+      YARN_NPM_REGISTRY_SERVER: registry,
+      YARN_ENABLE_TELEMETRY: '0',
+      YARN_ENABLE_PROGRESS_BARS: '0',
+    });
   const yarnDir = path.join(work, 'consumer-esm-yarn');
   cpSync(path.join(HERE, 'consumer-esm'), yarnDir, { recursive: true });
-  writeFileSync(path.join(yarnDir, 'package.json'), JSON.stringify(tarballManifest('consumer-esm-yarn', allTarballs, direct, 'yarn'), null, 2));
+  writeFileSync(
+    path.join(yarnDir, 'package.json'),
+    JSON.stringify(tarballManifest('consumer-esm-yarn', allTarballs, direct, 'yarn'), null, 2),
+  );
   writeFileSync(path.join(yarnDir, 'tsconfig.json'), TSCONFIG);
   writeFileSync(path.join(yarnDir, 'yarn.lock'), '');
   // yarn installs no peer dependency on its own: the meter's @opentelemetry/api is the app's to add, as its README says.
@@ -142,7 +180,9 @@ function otherPackageManagers(allTarballs, direct) {
 /** API keys and rate limits only: none of the heavy or optional integrations may come with them. */
 function commonJs(tarballs) {
   const dir = freshApp('consumer-cjs', {}, tarballs, ['express@4', 'openai']);
-  const heavy = ['gpt-tokenizer', 'pg', 'pino', 'prom-client', 'redis', '@redis/client', '@tollgate/redis'].filter((name) => existsSync(path.join(dir, 'node_modules', name)));
+  const heavy = ['gpt-tokenizer', 'pg', 'pino', 'prom-client', 'redis', '@redis/client', '@tollgate/redis'].filter(
+    (name) => existsSync(path.join(dir, 'node_modules', name)),
+  );
   if (heavy.length > 0) throw new Error(`API keys + rate limits installed ${heavy.join(', ')}`);
   for (const express of ['4', '5']) {
     if (express === '5') npm(['install', 'express@5'], dir);
@@ -153,7 +193,10 @@ function commonJs(tarballs) {
 /** examples/proxy copied out as its README says, installed from the tarballs, started, serving a request. */
 async function copiedProxy(allTarballs) {
   const dir = path.join(work, 'proxy');
-  cpSync(path.join(ROOT, 'examples/proxy'), dir, { recursive: true, filter: (source) => !/[/\\](node_modules|test)$/.test(source) });
+  cpSync(path.join(ROOT, 'examples/proxy'), dir, {
+    recursive: true,
+    filter: (source) => !/[/\\](node_modules|test)$/.test(source),
+  });
   // The tarballs stand in for the registry; npm install then fetches everything else the package.json lists.
   npm(['install', ...allTarballs], dir);
   const help = run('npm', ['run', '--silent', 'tollgate', '--', 'keys', '--help'], dir);
@@ -167,7 +210,12 @@ async function copiedProxy(allTarballs) {
 
 /** Starts the copied proxy with `npm <args>`, asks it one chat completion with the demo key it prints, stops it. */
 async function serveOnce(dir, args, label) {
-  const child = spawn('npm', args, { cwd: dir, env: { ...process.env, PORT: '0' }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const child = spawn('npm', args, {
+    cwd: dir,
+    env: { ...process.env, PORT: '0' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
   let output = '';
   child.stdout.on('data', (chunk) => (output += chunk));
   child.stderr.on('data', (chunk) => (output += chunk));
@@ -191,7 +239,8 @@ async function serveOnce(dir, args, label) {
       body: JSON.stringify({ model: 'gpt-4o-mini', max_tokens: 16, messages: [{ role: 'user', content: 'ping' }] }),
     });
     const body = await response.json();
-    if (response.status !== 200 || !body.choices?.[0]?.message) throw new Error(`the copied proxy answered ${response.status}: ${JSON.stringify(body)}`);
+    if (response.status !== 200 || !body.choices?.[0]?.message)
+      throw new Error(`the copied proxy answered ${response.status}: ${JSON.stringify(body)}`);
     console.log(`copied proxy ok (${label}): ${response.status}, ${body.usage?.total_tokens} tokens`);
   } finally {
     // npm start runs node in a child: signal the whole group.
@@ -208,7 +257,14 @@ try {
   for (const [name, file] of tarballs) checkTarball(name, file);
   console.log(`${tarballs.size} tarballs checked`);
   const byName = (...names) => names.map((name) => tarballs.get(name));
-  const apiPackages = ['@tollgate/core', '@tollgate/auth', '@tollgate/ratelimit', '@tollgate/providers', '@tollgate/metering', '@tollgate/budget'];
+  const apiPackages = [
+    '@tollgate/core',
+    '@tollgate/auth',
+    '@tollgate/ratelimit',
+    '@tollgate/providers',
+    '@tollgate/metering',
+    '@tollgate/budget',
+  ];
   esmTypeScript(byName(...apiPackages));
   otherPackageManagers(tarballs, apiPackages);
   commonJs(byName('@tollgate/core', '@tollgate/auth', '@tollgate/ratelimit', '@tollgate/providers'));

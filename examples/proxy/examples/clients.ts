@@ -9,7 +9,13 @@ import { validateConfig } from '../src/config.js';
 // The proxy on an ephemeral port, its built-in mock provider as the upstream (no `upstreams` in the config).
 const key = generateApiKey();
 const config = validateConfig({
-  tiers: { free: { requestsPerMinute: 60, models: ['gpt-4o-mini', 'claude-haiku-4-5', 'gemini-2.5-flash'], maxOutputTokens: 64 } },
+  tiers: {
+    free: {
+      requestsPerMinute: 60,
+      models: ['gpt-4o-mini', 'claude-haiku-4-5', 'gemini-2.5-flash'],
+      maxOutputTokens: 64,
+    },
+  },
   tenants: { acme: { tier: 'free' } },
   keys: [{ id: 'try-me', sha256: hashApiKey(key), tenant: 'acme' }],
   log: { level: 'silent' },
@@ -23,22 +29,40 @@ process.env.TOLLGATE_KEY = key;
 const openai = new OpenAI({ apiKey: process.env.TOLLGATE_KEY, baseURL: `${base}/v1` });
 const anthropic = new Anthropic({ apiKey: process.env.TOLLGATE_KEY, baseURL: base });
 
-const chat = await openai.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 16, messages: [{ role: 'user', content: 'hello' }] });
+const chat = await openai.chat.completions.create({
+  model: 'gpt-4o-mini',
+  max_tokens: 16,
+  messages: [{ role: 'user', content: 'hello' }],
+});
 console.log(`openai: ${chat.choices[0]!.finish_reason}, ${chat.usage?.completion_tokens} output tokens`);
-const message = await anthropic.messages.create({ model: 'claude-haiku-4-5', max_tokens: 16, messages: [{ role: 'user', content: 'hello' }] });
+const message = await anthropic.messages.create({
+  model: 'claude-haiku-4-5',
+  max_tokens: 16,
+  messages: [{ role: 'user', content: 'hello' }],
+});
 console.log(`anthropic: ${message.stop_reason}, ${message.usage.output_tokens} output tokens`);
 // Google Gen AI SDK (@google/genai), new GoogleGenAI({ apiKey, httpOptions: { baseUrl: base } }), sends this request:
 // the key as x-goog-api-key, streams with ?alt=sse.
 const gemini = await fetch(`${base}/v1beta/models/gemini-2.5-flash:generateContent`, {
-  method: 'POST', headers: { 'x-goog-api-key': process.env.TOLLGATE_KEY, 'content-type': 'application/json' },
-  body: JSON.stringify({ contents: [{ role: 'user', parts: [{ text: 'hello' }] }], generationConfig: { maxOutputTokens: 16 } }),
+  method: 'POST',
+  headers: { 'x-goog-api-key': process.env.TOLLGATE_KEY, 'content-type': 'application/json' },
+  body: JSON.stringify({
+    contents: [{ role: 'user', parts: [{ text: 'hello' }] }],
+    generationConfig: { maxOutputTokens: 16 },
+  }),
 });
-const answer = await gemini.json() as { candidates: { finishReason: string }[]; usageMetadata: { candidatesTokenCount: number } };
-console.log(`gemini: ${answer.candidates[0]!.finishReason}, ${answer.usageMetadata.candidatesTokenCount} output tokens`);
+const answer = (await gemini.json()) as {
+  candidates: { finishReason: string }[];
+  usageMetadata: { candidatesTokenCount: number };
+};
+console.log(
+  `gemini: ${answer.candidates[0]!.finishReason}, ${answer.usageMetadata.candidatesTokenCount} output tokens`,
+);
 
 // A key it does not know: 401 in the client's error shape.
 const stranger = new OpenAI({ apiKey: generateApiKey(), baseURL: `${base}/v1` });
-await stranger.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hello' }] })
+await stranger.chat.completions
+  .create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hello' }] })
   .catch((error: unknown) => console.log(`unknown key: ${(error as InstanceType<typeof OpenAI.APIError>).status}`));
 
 server.closeAllConnections();

@@ -6,28 +6,30 @@ import { createProxyApp } from '../src/app.js';
 import { validateConfig } from '../src/config.js';
 
 const key = generateApiKey();
-const config = {                                      // what a config file holds (see config.example.json)
+const config = {
+  // what a config file holds (see config.example.json)
   tiers: { free: { requestsPerMinute: 60, models: ['gpt-4o-mini'], maxOutputTokens: 64 } },
   tenants: { acme: { tier: 'free', budget: { usd: 1, period: 'day' } } },
   keys: [{ id: 'try-me', sha256: hashApiKey(key), tenant: 'acme' }],
   log: { level: 'silent' },
 };
-const stores = createMemoryStores();                  // or createRedisStores({ url }) from @tollgate/redis
+const stores = createMemoryStores(); // or createRedisStores({ url }) from @tollgate/redis
 
-const app = createProxyApp(validateConfig(config), { stores, log: () => undefined });  // an express app; no upstreams: the built-in mock
-await app.replayUsage();                                          // what a proxy that died left in the spool, written
-await app.spendReady();                                           // budget spend Redis lost, rebuilt from the ledger
+const app = createProxyApp(validateConfig(config), { stores, log: () => undefined }); // an express app; no upstreams: the built-in mock
+await app.replayUsage(); // what a proxy that died left in the spool, written
+await app.spendReady(); // budget spend Redis lost, rebuilt from the ledger
 const server = app.listen(0, '127.0.0.1');
 await new Promise((resolve) => server.once('listening', resolve));
 
 const answer = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/chat/completions`, {
-  method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+  method: 'POST',
+  headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
   body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hello' }] }),
 });
-const chat = await answer.json() as { usage: { total_tokens: number } };
+const chat = (await answer.json()) as { usage: { total_tokens: number } };
 console.log(`${answer.status}, ${chat.usage.total_tokens} tokens`);
 
 server.closeAllConnections();
 server.close();
-await app.close();                                                // ends upstream calls, flushes the sinks and the spool
-await stores.close();                                             // ours: the app leaves them open
+await app.close(); // ends upstream calls, flushes the sinks and the spool
+await stores.close(); // ours: the app leaves them open

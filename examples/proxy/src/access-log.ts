@@ -61,7 +61,9 @@ function openLogFile(path: string): number {
     mkdirSync(dirname(path), { recursive: true });
     return openSync(path, 'a');
   } catch (error) {
-    throw new ConfigError(`log.destination: cannot open ${JSON.stringify(path)} for writing: ${error instanceof Error ? error.message : String(error)}`);
+    throw new ConfigError(
+      `log.destination: cannot open ${JSON.stringify(path)} for writing: ${error instanceof Error ? error.message : String(error)}`,
+    );
   }
 }
 
@@ -129,13 +131,17 @@ class LogFile {
  * local file does not stall. stdout and stderr may be pipes whose reader stalls: they are written
  * asynchronously with a bounded buffer, so a stalled reader costs dropped lines, never a held event loop.
  */
-export function createProxyLog(config: LogConfig = {}, report: (line: string) => void = (line) => console.error(line)): ProxyLog {
+export function createProxyLog(
+  config: LogConfig = {},
+  report: (line: string) => void = (line) => console.error(line),
+): ProxyLog {
   const level = config.level ?? 'info';
   const target = config.destination ?? 'stderr';
   const silent = level === 'silent';
   const toFile = !silent && target !== 'stdout' && target !== 'stderr';
   // Reported, not thrown: a write error (disk full, file removed) must not end the process.
-  const reportWriteError = (error: Error) => report(`tollgate proxy: cannot write the log to ${target}: ${error.message}`);
+  const reportWriteError = (error: Error) =>
+    report(`tollgate proxy: cannot write the log to ${target}: ${error.message}`);
   let destination: LogFile | ReturnType<typeof pino.destination>;
   if (toFile) {
     destination = new LogFile(openLogFile(target), reportWriteError);
@@ -145,7 +151,9 @@ export function createProxyLog(config: LogConfig = {}, report: (line: string) =>
     stream.on('drop', () => {
       if (dropping) return;
       dropping = true;
-      report(`tollgate proxy: the log destination ${target} is not draining: lines dropped beyond ${MAX_PENDING_LOG_BYTES} pending bytes`);
+      report(
+        `tollgate proxy: the log destination ${target} is not draining: lines dropped beyond ${MAX_PENDING_LOG_BYTES} pending bytes`,
+      );
     });
     stream.on('error', reportWriteError);
     destination = stream;
@@ -154,13 +162,14 @@ export function createProxyLog(config: LogConfig = {}, report: (line: string) =>
   const flusher = toFile ? setInterval(() => destination.flush(), FILE_FLUSH_INTERVAL_MS) : undefined;
   flusher?.unref();
   const logger = pino({ level, redact: { paths: [...REDACTED_PATHS], censor: CENSOR } }, destination);
-  const flush = () => new Promise<void>((resolve) => {
-    try {
-      logger.flush(() => resolve());
-    } catch {
-      resolve();
-    }
-  });
+  const flush = () =>
+    new Promise<void>((resolve) => {
+      try {
+        logger.flush(() => resolve());
+      } catch {
+        resolve();
+      }
+    });
   return {
     logger,
     flush,
@@ -177,7 +186,11 @@ export function createProxyLog(config: LogConfig = {}, report: (line: string) =>
 
 /** The fields of an access line, from the request's context: who, what, how it ended; ids only, never a key. */
 function accessFields(ctx: TollgateContext, res: ServerResponse): Record<string, unknown> {
-  const fields: Record<string, unknown> = { requestId: ctx.requestId, status: res.statusCode, latencyMs: Date.now() - ctx.startedAt };
+  const fields: Record<string, unknown> = {
+    requestId: ctx.requestId,
+    status: res.statusCode,
+    latencyMs: Date.now() - ctx.startedAt,
+  };
   const identity = ctx.identity;
   if (identity) {
     fields.tenant = identity.tenantId ?? null;
@@ -187,7 +200,8 @@ function accessFields(ctx: TollgateContext, res: ServerResponse): Record<string,
   const call = ctx.call;
   if (call) {
     fields.model = call.model ?? null;
-    if (ctx.requestedModel !== undefined && ctx.requestedModel !== call.model) fields.requestedModel = ctx.requestedModel;
+    if (ctx.requestedModel !== undefined && ctx.requestedModel !== call.model)
+      fields.requestedModel = ctx.requestedModel;
     fields.stream = call.stream;
   }
   if (ctx.estimate) fields.provider = ctx.estimate.provider;
@@ -246,7 +260,13 @@ export function accessLog(logger: Logger): AccessLog {
         const cause = ctx.refusal?.cause ?? res.err;
         if (cause !== undefined) fields.err = cause;
       }
-      const message = !res.writableFinished ? 'request aborted' : status >= 500 ? 'request failed' : ctx.refusal ? 'request refused' : 'request completed';
+      const message = !res.writableFinished
+        ? 'request aborted'
+        : status >= 500
+          ? 'request failed'
+          : ctx.refusal
+            ? 'request refused'
+            : 'request completed';
       res.log[level](fields, message);
     },
   };
@@ -256,7 +276,11 @@ export function accessLog(logger: Logger): AccessLog {
  * An `onStoreError` for the middlewares of `layer`: each failure counted (`count`), logged at
  * error level at most once per 10 s with how many came in between.
  */
-export function storeFailureReporter(logger: Logger, layer: string, count: (layer: string) => void): (error: unknown) => void {
+export function storeFailureReporter(
+  logger: Logger,
+  layer: string,
+  count: (layer: string) => void,
+): (error: unknown) => void {
   let lastLoggedAt = -Infinity;
   let suppressed = 0;
   return function reportStoreFailure(error) {

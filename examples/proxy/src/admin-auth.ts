@@ -19,15 +19,26 @@ export function adminKeyAuth(adminKeySha256: string) {
   return function requireAdminKey(req: Request, res: Response, next: NextFunction): void {
     const key = presentedKey(req);
     // Hashing first makes both sides 32 bytes, so timingSafeEqual never leaks the length either.
-    const actual = createHash('sha256').update(key ?? '').digest();
+    const actual = createHash('sha256')
+      .update(key ?? '')
+      .digest();
     if (key !== undefined && timingSafeEqual(actual, expected)) {
       next();
       return;
     }
     renderApiError(
-      new ApiError('invalid_api_key', key === undefined ? 'The admin routes need the admin key.' : 'Invalid admin key.', {
-        headers: { 'www-authenticate': key === undefined ? 'Bearer realm="tollgate-admin"' : 'Bearer realm="tollgate-admin", error="invalid_token"' },
-      }),
+      new ApiError(
+        'invalid_api_key',
+        key === undefined ? 'The admin routes need the admin key.' : 'Invalid admin key.',
+        {
+          headers: {
+            'www-authenticate':
+              key === undefined
+                ? 'Bearer realm="tollgate-admin"'
+                : 'Bearer realm="tollgate-admin", error="invalid_token"',
+          },
+        },
+      ),
       req,
       res,
     );

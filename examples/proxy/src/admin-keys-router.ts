@@ -15,41 +15,65 @@ function publicRecord(record: ApiKeyRecord, source: 'config' | 'store') {
 function optionalString(body: Record<string, unknown>, field: string): string | undefined {
   const value = body[field];
   if (value === undefined) return undefined;
-  if (typeof value !== 'string' || value.length === 0 || value.length > 128) throw new ApiError('invalid_request', `${field} must be a string of 1 to 128 characters.`, { param: field });
+  if (typeof value !== 'string' || value.length === 0 || value.length > 128)
+    throw new ApiError('invalid_request', `${field} must be a string of 1 to 128 characters.`, { param: field });
   return value;
 }
 
 function optionalStringList(body: Record<string, unknown>, field: string): string[] | undefined {
   const value = body[field];
   if (value === undefined) return undefined;
-  if (!Array.isArray(value) || value.length > 64 || !value.every((item) => typeof item === 'string' && item.length > 0 && item.length <= 128)) {
+  if (
+    !Array.isArray(value) ||
+    value.length > 64 ||
+    !value.every((item) => typeof item === 'string' && item.length > 0 && item.length <= 128)
+  ) {
     throw new ApiError('invalid_request', `${field} must be an array of strings.`, { param: field });
   }
   return value as string[];
 }
 
-export function adminKeysRouter(config: ProxyConfig, configRecords: () => readonly ApiKeyRecord[], store: KeyStore): Router {
+export function adminKeysRouter(
+  config: ProxyConfig,
+  configRecords: () => readonly ApiKeyRecord[],
+  store: KeyStore,
+): Router {
   const router = express.Router();
   const isConfigKey = (id: string) => configRecords().some((record) => record.id === id);
 
   router.get('/', async function listKeys(_req: Request, res: Response) {
     const stored = await store.list();
-    res.json({ keys: [...configRecords().map((record) => publicRecord(record, 'config')), ...stored.map((record) => publicRecord(record, 'store'))] });
+    res.json({
+      keys: [
+        ...configRecords().map((record) => publicRecord(record, 'config')),
+        ...stored.map((record) => publicRecord(record, 'store')),
+      ],
+    });
   });
 
   router.post('/', async function createKey(req: Request, res: Response) {
     const body: unknown = req.body;
-    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ApiError('invalid_request', 'The body must be a JSON object.', { param: 'body' });
+    if (typeof body !== 'object' || body === null || Array.isArray(body))
+      throw new ApiError('invalid_request', 'The body must be a JSON object.', { param: 'body' });
     const fields = body as Record<string, unknown>;
     const id = optionalString(fields, 'id') ?? `key-${Date.now().toString(36)}`;
-    if (!isValidKeyId(id)) throw new ApiError('invalid_request', 'id may hold letters, digits and . _ : @ - only.', { param: 'id' });
-    if (isConfigKey(id) || (await store.findById(id))) throw new ApiError('invalid_request', `A key with id "${id}" exists.`, { param: 'id', status: 409 });
+    if (!isValidKeyId(id))
+      throw new ApiError('invalid_request', 'id may hold letters, digits and . _ : @ - only.', { param: 'id' });
+    if (isConfigKey(id) || (await store.findById(id)))
+      throw new ApiError('invalid_request', `A key with id "${id}" exists.`, { param: 'id', status: 409 });
     const tenantId = optionalString(fields, 'tenant');
-    if (tenantId !== undefined && !(config.tenants && Object.hasOwn(config.tenants, tenantId))) throw new ApiError('invalid_request', `Unknown tenant "${tenantId}".`, { param: 'tenant' });
+    if (tenantId !== undefined && !(config.tenants && Object.hasOwn(config.tenants, tenantId)))
+      throw new ApiError('invalid_request', `Unknown tenant "${tenantId}".`, { param: 'tenant' });
     const tier = optionalString(fields, 'tier');
-    if (tier !== undefined && !(config.tiers && Object.hasOwn(config.tiers, tier))) throw new ApiError('invalid_request', `Unknown tier "${tier}".`, { param: 'tier' });
+    if (tier !== undefined && !(config.tiers && Object.hasOwn(config.tiers, tier)))
+      throw new ApiError('invalid_request', `Unknown tier "${tier}".`, { param: 'tier' });
     const key = generateApiKey();
-    const record: ApiKeyRecord = { id, sha256: hashApiKey(key), scopes: optionalStringList(fields, 'scopes') ?? [], createdAt: new Date().toISOString() };
+    const record: ApiKeyRecord = {
+      id,
+      sha256: hashApiKey(key),
+      scopes: optionalStringList(fields, 'scopes') ?? [],
+      createdAt: new Date().toISOString(),
+    };
     const userId = optionalString(fields, 'user');
     const feature = optionalString(fields, 'feature');
     const models = optionalStringList(fields, 'models');
@@ -65,7 +89,12 @@ export function adminKeysRouter(config: ProxyConfig, configRecords: () => readon
 
   router.post('/:id/revoke', async function revokeKey(req: Request, res: Response) {
     const id = req.params.id as string;
-    if (isConfigKey(id)) throw new ApiError('invalid_request', `The key "${id}" comes from the config file: remove it there (or set "disabled": true).`, { param: 'id' });
+    if (isConfigKey(id))
+      throw new ApiError(
+        'invalid_request',
+        `The key "${id}" comes from the config file: remove it there (or set "disabled": true).`,
+        { param: 'id' },
+      );
     if (!(await store.disable(id))) throw new ApiError('not_found', `No key "${id}" in the key store.`);
     res.json({ revoked: id });
   });

@@ -5,7 +5,14 @@ import type { Express, NextFunction, Request, RequestHandler, Response } from 'e
 import { budgetAdminRouter } from '@tollgate/budget';
 import { combineLimits } from '@tollgate/ratelimit';
 import { keyRecordsFromConfig } from '@tollgate/auth';
-import { ApiError, apiErrorHandler, createMemoryStores, createPricing, getContext, renderApiError } from '@tollgate/core';
+import {
+  ApiError,
+  apiErrorHandler,
+  createMemoryStores,
+  createPricing,
+  getContext,
+  renderApiError,
+} from '@tollgate/core';
 import type { ProviderApi, TollgateStores } from '@tollgate/core';
 import { preloadTokenizers } from '@tollgate/providers';
 import type { CallDeclaration } from '@tollgate/providers';
@@ -21,7 +28,12 @@ import { authMiddleware, createKeyLookup, permissionMiddleware } from './auth-se
 import { createBudgetGuard } from './budget-setup.js';
 import { createProxyCache } from './cache-setup.js';
 import type { KeyConfig, ProxyConfig } from './config.js';
-import { concurrencyMiddleware, requestLimitMiddleware, tierPolicyMiddleware, tokenLimitMiddleware } from './limits-setup.js';
+import {
+  concurrencyMiddleware,
+  requestLimitMiddleware,
+  tierPolicyMiddleware,
+  tokenLimitMiddleware,
+} from './limits-setup.js';
 import { acceptGeminiRequest, GEMINI_ROUTE, geminiCallParams } from './gemini-route.js';
 import { JSON_BODY_TYPES, providerJsonBody } from './json-body.js';
 import { createProxyGuard } from './guard-setup.js';
@@ -161,7 +173,9 @@ function answerMethodNotAllowed(req: Request, res: Response): void {
 
 export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): ProxyApp {
   const log = deps.log ?? ((line: string) => console.error(line));
-  const proxyLog: ProxyLog = deps.logger ? { logger: deps.logger, flush: async () => undefined, close: async () => undefined } : createProxyLog(config.log, log);
+  const proxyLog: ProxyLog = deps.logger
+    ? { logger: deps.logger, flush: async () => undefined, close: async () => undefined }
+    : createProxyLog(config.log, log);
   const { logger } = proxyLog;
   const logging = logger.level !== 'silent';
   const ownsStores = deps.stores === undefined;
@@ -173,9 +187,15 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   // The guard sits at several points of the chain (docs/architecture.md); it learns spend from the meter's usage records.
   const guarding = createProxyGuard(config, { stores, env: deps.env ?? process.env, log });
   const metering = createMetering(config, pricing, {
-    metrics: deps.metrics, ...(deps.tracer === undefined ? {} : { tracer: deps.tracer }), ...(guarding.onUsage ? { onUsage: guarding.onUsage } : {}),
+    metrics: deps.metrics,
+    ...(deps.tracer === undefined ? {} : { tracer: deps.tracer }),
+    ...(guarding.onUsage ? { onUsage: guarding.onUsage } : {}),
   });
-  const metrics = metering.registry && createProxyMetrics(metering.registry, (error) => logger.error({ err: error }, 'budget gauges: the ledger did not answer'));
+  const metrics =
+    metering.registry &&
+    createProxyMetrics(metering.registry, (error) =>
+      logger.error({ err: error }, 'budget gauges: the ledger did not answer'),
+    );
   // The middlewares get the stores with each call timed for the metrics; the app's own checks (health, spend marker) the stores themselves.
   const timeStoreCalls = deps.timeStoreCalls ?? stores.kind !== 'memory';
   const observedStores = metrics && timeStoreCalls ? timedStores(stores, metrics.storeTimer) : stores;
@@ -183,11 +203,19 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   const leased = outageStores(config.storeOutage, observedStores, log);
   const blocked = blockedStores(config.redis?.blocks, leased ?? observedStores);
   const limitStores = blocked ?? leased ?? observedStores;
-  const storeFailures = (layer: string) => guarding.alertStoreDown(layer, storeFailureReporter(logger, layer, metrics ? metrics.storeFailure : () => undefined));
+  const storeFailures = (layer: string) =>
+    guarding.alertStoreDown(
+      layer,
+      storeFailureReporter(logger, layer, metrics ? metrics.storeFailure : () => undefined),
+    );
   const providers = createProviderRouter(config, {
-    mock, pricing, env: deps.env, ...(metrics ? { observeUpstream: metrics.upstreamCall } : {}),
+    mock,
+    pricing,
+    env: deps.env,
+    ...(metrics ? { observeUpstream: metrics.upstreamCall } : {}),
     // A routed request that moves to another target re-prices its reservation (the budget is made just below).
-    reprice: (req, res) => budget.reprice(req, res), onRouteEvent: (event) => logger.warn({ route: event }, `routing: ${event.type} ${event.target}`),
+    reprice: (req, res) => budget.reprice(req, res),
+    onRouteEvent: (event) => logger.warn({ route: event }, `routing: ${event.type} ${event.target}`),
     onBreakerOpen: (target, reason) => {
       logger.error({ target, reason }, `routing: the circuit breaker of ${target} opened`);
       guarding.breakerOpen(target, reason);
@@ -197,17 +225,31 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   const budget = createBudgetGuard(config, limitStores, pricing, log, guarding.budgetHooks);
   metrics?.watchBudgets(budget);
   // Rebuilt after the spool's replay, so the records of a proxy that died are in the ledger first.
-  const spend = keepSpend(config, limitStores, budget, metering.ledger, async () => {
-    await metering.replay();
-    await metering.flush();
-  }, log);
+  const spend = keepSpend(
+    config,
+    limitStores,
+    budget,
+    metering.ledger,
+    async () => {
+      await metering.replay();
+      await metering.flush();
+    },
+    log,
+  );
   // In this order: the upstream calls end (and settle), then the budget, then the usage is written, the log flushed, then the stores close.
-  const closers: (() => Promise<void> | void)[] = [() => providers.close(), async () => {
-    await budget.close();
-    // Blocks go back once every request settled, then what the leases granted goes to Redis.
-    await blocked?.blocks.retireAll();
-    await leased?.lease.close();
-  }, () => spend?.close(), () => metering.close(), () => guarding.close(), () => proxyLog.close()];
+  const closers: (() => Promise<void> | void)[] = [
+    () => providers.close(),
+    async () => {
+      await budget.close();
+      // Blocks go back once every request settled, then what the leases granted goes to Redis.
+      await blocked?.blocks.retireAll();
+      await leased?.lease.close();
+    },
+    () => spend?.close(),
+    () => metering.close(),
+    () => guarding.close(),
+    () => proxyLog.close(),
+  ];
   if (responseCache) closers.push(() => responseCache.close());
   if (ownsStores) closers.push(() => stores.close());
 
@@ -221,7 +263,10 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   const keys = createKeyLookup(config, observedStores);
   let configKeys = keyRecordsFromConfig(config.keys ?? []);
   const identify = authMiddleware(config, keys, storeFailures('auth'));
-  const requestLimits = [...guarding.limitChecks, ...requestLimitMiddleware(config, limitStores, storeFailures, guarding.limitScale)];
+  const requestLimits = [
+    ...guarding.limitChecks,
+    ...requestLimitMiddleware(config, limitStores, storeFailures, guarding.limitScale),
+  ];
   const limits = combineLimits(
     ...requestLimits,
     ...tokenLimitMiddleware(config, limitStores, storeFailures, guarding.limitScale),
@@ -264,16 +309,21 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   const access = logging ? accessLog(logger) : undefined;
   const countResponse = metrics?.countResponse;
   // A 'close' listener shared by every response (it is called with the response as `this`): none made per exchange.
-  const observeEnd = access || countResponse ? function observeEnd(this: ServerResponse) {
-    const res = this as Response;
-    try {
-      countResponse?.(res.req, res);
-      access?.end(res.req, res);
-    } catch (error) {
-      // The log and the counts are never the request's business.
-      log(`tollgate proxy: observing a response failed: ${error instanceof Error ? error.message : String(error)}`);
-    }
-  } : undefined;
+  const observeEnd =
+    access || countResponse
+      ? function observeEnd(this: ServerResponse) {
+          const res = this as Response;
+          try {
+            countResponse?.(res.req, res);
+            access?.end(res.req, res);
+          } catch (error) {
+            // The log and the counts are never the request's business.
+            log(
+              `tollgate proxy: observing a response failed: ${error instanceof Error ? error.message : String(error)}`,
+            );
+          }
+        }
+      : undefined;
   // What every exchange gets first, before Express swaps the prototypes of req and res: a property set on
   // them after that costs V8 a new hidden class each time, before it almost nothing (docs/performance.md);
   // Express's own fields, the context and pino-http's properties (id, log, its start time) are set here,
@@ -305,8 +355,12 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
     const storeOk = await storesAnswer(stores);
     const ok = storeOk && tokenizersReady;
     res.status(ok ? 200 : 503).json({
-      status: ok ? 'ok' : tokenizersReady ? 'degraded' : 'starting', store: stores.kind, storeOk, tokenizers: tokenizersReady ? 'ready' : 'loading',
-      ...(stores.kind === 'redis' ? { redis: storeOk ? 'ok' : 'down' } : {}), upstreams: providers.names,
+      status: ok ? 'ok' : tokenizersReady ? 'degraded' : 'starting',
+      store: stores.kind,
+      storeOk,
+      tokenizers: tokenizersReady ? 'ready' : 'loading',
+      ...(stores.kind === 'redis' ? { redis: storeOk ? 'ok' : 'down' } : {}),
+      upstreams: providers.names,
       ...(providers.routes ? { routing: providers.routes.health() } : {}),
       ...(blocked ? { blocks: blocked.blocks.open() } : {}),
     });
@@ -318,28 +372,48 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
 
   app.get('/v1/models', ...guarding.beforeAuth, ...identify, modelsRoute(config, pricing));
   // Outcomes (for cost per outcome) behind the caller's own key: attached to its tenant's requests only.
-  app.post('/v1/outcomes', ...identify, outcomesRoute({ ledger: metering.ledger, location: ledgerLocation(config), flushUsage: () => metering.flush() }));
+  app.post(
+    '/v1/outcomes',
+    ...identify,
+    outcomesRoute({ ledger: metering.ledger, location: ledgerLocation(config), flushUsage: () => metering.flush() }),
+  );
 
   if (config.adminKeySha256) {
     const admin = express.Router();
     admin.use(...adminOnly);
     admin.use('/budgets', budgetAdminRouter(budget));
-    admin.use('/keys', adminKeysRouter(config, () => configKeys, observedStores.keys));
+    admin.use(
+      '/keys',
+      adminKeysRouter(config, () => configKeys, observedStores.keys),
+    );
     if (guarding.adminRouter) admin.use('/guard', guarding.adminRouter);
     app.use('/admin', admin);
-    app.use('/dashboard', dashboard({
-      adminKeySha256: config.adminKeySha256,
-      budgets: budget,
-      keys: observedStores.keys,
-      configKeys: () => configKeys,
-      ...(metering.ledger ? { ledger: metering.ledger } : {}),
-      ...(config.postgresTable || config.postgresSchema ? { ledgerTable: { ...(config.postgresTable ? { table: config.postgresTable } : {}), ...(config.postgresSchema ? { schema: config.postgresSchema } : {}) } } : {}),
-      tenants: Object.keys(config.tenants ?? {}),
-      tiers: Object.keys(config.tiers ?? {}),
-    }));
+    app.use(
+      '/dashboard',
+      dashboard({
+        adminKeySha256: config.adminKeySha256,
+        budgets: budget,
+        keys: observedStores.keys,
+        configKeys: () => configKeys,
+        ...(metering.ledger ? { ledger: metering.ledger } : {}),
+        ...(config.postgresTable || config.postgresSchema
+          ? {
+              ledgerTable: {
+                ...(config.postgresTable ? { table: config.postgresTable } : {}),
+                ...(config.postgresSchema ? { schema: config.postgresSchema } : {}),
+              },
+            }
+          : {}),
+        tenants: Object.keys(config.tenants ?? {}),
+        tiers: Object.keys(config.tiers ?? {}),
+      }),
+    );
   }
 
-  app.all(PROVIDER_ROUTES.map(({ path }) => path), answerMethodNotAllowed);
+  app.all(
+    PROVIDER_ROUTES.map(({ path }) => path),
+    answerMethodNotAllowed,
+  );
   app.use(function answerNotFound(req: Request, res: Response) {
     renderApiError(new ApiError('not_found', `No route ${req.method} ${req.path.slice(0, 200)}.`), req, res);
   });
@@ -347,12 +421,17 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   app.use(function answerUnexpectedError(error: unknown, req: Request, res: Response, _next: NextFunction) {
     // The access line carries it (pino-http reads `res.err`); without an access log, the operator log does.
     res.err = error instanceof Error ? error : new Error(String(error));
-    if (!logging) log(`tollgate proxy: unexpected error on ${req.method} ${req.path.slice(0, 200)}: ${error instanceof Error ? error.stack ?? error.message : String(error)}`);
+    if (!logging)
+      log(
+        `tollgate proxy: unexpected error on ${req.method} ${req.path.slice(0, 200)}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
+      );
     if (res.headersSent) {
       res.destroy();
       return;
     }
-    res.status(500).json({ error: { message: 'Internal proxy error.', type: 'server_error', code: 'internal_error', param: null } });
+    res
+      .status(500)
+      .json({ error: { message: 'Internal proxy error.', type: 'server_error', code: 'internal_error', param: null } });
   });
 
   Object.defineProperty(app, 'stores', { value: stores, enumerable: true });

@@ -16,7 +16,10 @@ export function identityTierResolver(config: ProxyConfig): (identity: Identity) 
   const defaultTier = defaultTierOf(config);
   return function resolveIdentityTier(identity) {
     if (identity.tier !== undefined) return identity;
-    const tenant = identity.tenantId !== undefined && Object.hasOwn(tenants, identity.tenantId) ? tenants[identity.tenantId] : undefined;
+    const tenant =
+      identity.tenantId !== undefined && Object.hasOwn(tenants, identity.tenantId)
+        ? tenants[identity.tenantId]
+        : undefined;
     const tier = tenant?.tier ?? defaultTier;
     // Object.assign, not `{ ...identity, tier }`: a property after a leading spread is slow on Node 20.
     return tier === undefined ? identity : Object.assign({}, identity, { tier });
@@ -36,7 +39,8 @@ export interface KeyLookup {
  * with `pnpm tollgate keys create --redis`, or through /admin/keys).
  */
 export function createKeyLookup(config: ProxyConfig, stores: TollgateStores): KeyLookup {
-  const index = (keys: readonly KeyConfig[]) => new Map(keyRecordsFromConfig(keys).map((record) => [record.sha256, record]));
+  const index = (keys: readonly KeyConfig[]) =>
+    new Map(keyRecordsFromConfig(keys).map((record) => [record.sha256, record]));
   let fromConfig = index(config.keys ?? []);
   return {
     find(sha256) {
@@ -50,7 +54,10 @@ export function createKeyLookup(config: ProxyConfig, stores: TollgateStores): Ke
 }
 
 /** The config's `jwt` section as apiKeyAuth's `jwt` option. */
-function jwtVerifyOptions(jwt: NonNullable<ProxyConfig['jwt']>, mapIdentity: (identity: Identity) => Identity): JwtVerifyOptions {
+function jwtVerifyOptions(
+  jwt: NonNullable<ProxyConfig['jwt']>,
+  mapIdentity: (identity: Identity) => Identity,
+): JwtVerifyOptions {
   return {
     ...(jwt.jwks ? { jwks: jwt.jwks as unknown as JwtKeySet } : {}),
     ...(jwt.jwksUrl ? { jwksUrl: jwt.jwksUrl } : {}),
@@ -71,7 +78,11 @@ function jwtVerifyOptions(jwt: NonNullable<ProxyConfig['jwt']>, mapIdentity: (id
  * refusals, the 503 of a key store that failed included, name the `auth` layer; `onStoreError`
  * hears the key store's failures.
  */
-export function authMiddleware(config: ProxyConfig, keys: KeyLookup, onStoreError?: (error: unknown) => void): RequestHandler[] {
+export function authMiddleware(
+  config: ProxyConfig,
+  keys: KeyLookup,
+  onStoreError?: (error: unknown) => void,
+): RequestHandler[] {
   const withTier = identityTierResolver(config);
   return [
     apiKeyAuth({

@@ -31,27 +31,40 @@ interface RedisConnection {
 
 function cacheStoreOf(config: ProxyConfig, stores: TollgateStores): CacheStore {
   const choice = config.cache?.store ?? (stores.kind === 'redis' ? 'redis' : 'memory');
-  if (choice === 'memory') return new MemoryCacheStore(config.cache?.maxBytes ? { maxBytes: config.cache.maxBytes } : {});
+  if (choice === 'memory')
+    return new MemoryCacheStore(config.cache?.maxBytes ? { maxBytes: config.cache.maxBytes } : {});
   const redis = stores as Partial<RedisConnection> & TollgateStores;
   if (stores.kind !== 'redis' || typeof redis.sendCommand !== 'function') {
-    throw new Error('cache.store "redis" needs Redis stores: set redisUrl (or REDIS_URL) or redis.cluster, or use "memory"');
+    throw new Error(
+      'cache.store "redis" needs Redis stores: set redisUrl (or REDIS_URL) or redis.cluster, or use "memory"',
+    );
   }
   return new RedisCacheStore({ sendCommand: (args) => redis.sendCommand!(args), prefix: redis.prefix ?? 'tollgate:' });
 }
 
 /** Undefined when the config has no `cache`: then nothing is mounted. */
-export function createProxyCache(config: ProxyConfig, stores: TollgateStores, log: (line: string) => void): ProxyCache | undefined {
+export function createProxyCache(
+  config: ProxyConfig,
+  stores: TollgateStores,
+  log: (line: string) => void,
+): ProxyCache | undefined {
   const options = config.cache;
   if (!options) return undefined;
   let lastWarnedAt = 0;
   const tiers = Object.entries(config.tiers ?? {});
   const tiersOff = new Set(tiers.filter(([, tier]) => tier.cache === false).map(([name]) => name));
-  const tierTtls = new Map(tiers.flatMap(([name, tier]) => (typeof tier.cache === 'object' && tier.cache.ttl !== undefined ? [[name, tier.cache.ttl] as const] : [])));
+  const tierTtls = new Map(
+    tiers.flatMap(([name, tier]) =>
+      typeof tier.cache === 'object' && tier.cache.ttl !== undefined ? [[name, tier.cache.ttl] as const] : [],
+    ),
+  );
   const cache = createResponseCache({
     store: cacheStoreOf(config, stores),
     ...(tierTtls.size > 0
       ? { ttl: (req: Request) => tierTtls.get(req.tollgate.identity?.tier ?? '') ?? options.ttl }
-      : options.ttl !== undefined ? { ttl: options.ttl } : {}),
+      : options.ttl !== undefined
+        ? { ttl: options.ttl }
+        : {}),
     ...(options.scope !== undefined ? { scope: options.scope } : {}),
     ...(options.maxEntryBytes !== undefined ? { maxEntryBytes: options.maxEntryBytes } : {}),
     ...(options.costFraction !== undefined ? { costFraction: options.costFraction } : {}),
@@ -61,7 +74,9 @@ export function createProxyCache(config: ProxyConfig, stores: TollgateStores, lo
       const now = Date.now();
       if (now - lastWarnedAt < 60_000) return;
       lastWarnedAt = now;
-      log(`tollgate proxy: the response cache could not ${operation} (served as a miss): ${error instanceof Error ? error.message : String(error)}`);
+      log(
+        `tollgate proxy: the response cache could not ${operation} (served as a miss): ${error instanceof Error ? error.message : String(error)}`,
+      );
     },
   });
   const prompt = options.promptCaching;
@@ -69,9 +84,12 @@ export function createProxyCache(config: ProxyConfig, stores: TollgateStores, lo
   return {
     beforeEstimate: cache.lookupBeforeEstimate,
     around: (limits, requestLimits) => {
-      const hitLimits = requestLimits.length > 0 ? combineLimits(...requestLimits) : function noRequestLimits(_req: Request, _res: Response, next: NextFunction) {
-        next();
-      };
+      const hitLimits =
+        requestLimits.length > 0
+          ? combineLimits(...requestLimits)
+          : function noRequestLimits(_req: Request, _res: Response, next: NextFunction) {
+              next();
+            };
       return [cache.lookup, cache.chooseLimits({ hit: hitLimits, miss: limits }), cache.answer, ...promptCaching];
     },
     close: () => cache.close(),

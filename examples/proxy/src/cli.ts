@@ -40,7 +40,9 @@ function reportArguments(argv: string[], env: NodeJS.ProcessEnv): string[] {
 /** `reconcile`: the proxy's budgets, rebuilt from its ledger into its Redis. */
 async function runReconcile(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write('Usage: TOLLGATE_CONFIG=config.json [REDIS_URL=...] pnpm tollgate reconcile\n\nRaises every budget scope of the current period to the spend the PostgreSQL ledger recorded for it, less top-up credits; never lowers one.\n');
+    process.stdout.write(
+      'Usage: TOLLGATE_CONFIG=config.json [REDIS_URL=...] pnpm tollgate reconcile\n\nRaises every budget scope of the current period to the spend the PostgreSQL ledger recorded for it, less top-up credits; never lowers one.\n',
+    );
     return 0;
   }
   const path = env.TOLLGATE_CONFIG;
@@ -51,7 +53,9 @@ async function runReconcile(argv: string[], env: NodeJS.ProcessEnv): Promise<num
   const config = parseConfig(readFileSync(path, 'utf8'), `TOLLGATE_CONFIG (${path})`);
   const redisUrl = env.REDIS_URL || config.redisUrl;
   if (!config.postgresUrl || !redisUrl) {
-    process.stderr.write('reconcile needs a PostgreSQL ledger (postgresUrl) and Redis (REDIS_URL or redisUrl): memory budgets live and die with their process.\n');
+    process.stderr.write(
+      'reconcile needs a PostgreSQL ledger (postgresUrl) and Redis (REDIS_URL or redisUrl): memory budgets live and die with their process.\n',
+    );
     return 2;
   }
   const stores = await createStores({ redisUrl, ...(config.redisPrefix ? { redisPrefix: config.redisPrefix } : {}) });
@@ -59,7 +63,8 @@ async function runReconcile(argv: string[], env: NodeJS.ProcessEnv): Promise<num
   const guard = createBudgetGuard(config, stores, createPricing({ models: { ...config.models } }), () => undefined);
   try {
     const report = await rebuildFromLedger(config, guard, pool);
-    for (const { key, spentNanoUsd } of report.restored) process.stdout.write(`raised ${key} to ${spentNanoUsd} nano-USD\n`);
+    for (const { key, spentNanoUsd } of report.restored)
+      process.stdout.write(`raised ${key} to ${spentNanoUsd} nano-USD\n`);
     process.stdout.write(`${report.restored.length} of ${report.checked} budget scope(s) raised to the ledger\n`);
     return 0;
   } finally {

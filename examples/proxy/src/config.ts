@@ -61,7 +61,9 @@ function fields<Shape extends z.ZodRawShape>(shape: Shape) {
 
 /** One of `names`; a near miss gets a hint. */
 function choice<const Names extends readonly [string, ...string[]]>(names: Names, message: string) {
-  return z.enum(names, { error: (issue) => `${message}${typeof issue.input === 'string' ? didYouMean(issue.input, names) : ''}` });
+  return z.enum(names, {
+    error: (issue) => `${message}${typeof issue.input === 'string' ? didYouMean(issue.input, names) : ''}`,
+  });
 }
 
 function nonEmptyString(message = NON_EMPTY) {
@@ -114,12 +116,15 @@ function url(protocols: readonly string[]) {
  */
 function recordOf<Entry extends z.ZodType>(entry: Entry) {
   return z
-    .preprocess((value, context) => {
-      if (typeof value === 'object' && value !== null && Object.hasOwn(value, '__proto__')) {
-        context.addIssue({ code: 'custom', message: 'has an entry named "__proto__": choose another name' });
-      }
-      return value;
-    }, z.record(z.string().min(1, 'has an empty name'), entry, OBJECT))
+    .preprocess(
+      (value, context) => {
+        if (typeof value === 'object' && value !== null && Object.hasOwn(value, '__proto__')) {
+          context.addIssue({ code: 'custom', message: 'has an entry named "__proto__": choose another name' });
+        }
+        return value;
+      },
+      z.record(z.string().min(1, 'has an empty name'), entry, OBJECT),
+    )
     .transform((record): Record<string, z.output<Entry>> => Object.assign(Object.create(null) as object, record));
 }
 
@@ -130,7 +135,10 @@ const budgetSchema = fields({
   usd: z
     .number(`must be a positive number of USD (at most ${MAX_USD.toLocaleString('en-US')})`)
     .gt(0, `must be a positive number of USD (at most ${MAX_USD.toLocaleString('en-US')})`)
-    .max(MAX_USD, `must be a positive number of USD (at most ${MAX_USD.toLocaleString('en-US')}: amounts are counted in exact nano-USD)`)
+    .max(
+      MAX_USD,
+      `must be a positive number of USD (at most ${MAX_USD.toLocaleString('en-US')}: amounts are counted in exact nano-USD)`,
+    )
     .describe('The most that may be spent per period, in USD.'),
   period: choice(['hour', 'day', 'month'] as const satisfies readonly CalendarPeriod[], PERIOD)
     .default('month')
@@ -143,43 +151,74 @@ const budgetSchema = fields({
 const upstreamSchema = fields({
   baseUrl: url(['http:', 'https:'])
     .transform((text) => text.replace(/\/+$/, ''))
-    .describe('e.g. `https://api.openai.com/v1`, `https://api.anthropic.com` or `https://generativelanguage.googleapis.com/v1beta`.'),
-  apiKeyEnv: environmentName.optional().describe('Name of the environment variable holding the upstream key (preferred over `apiKey`).'),
-  apiKey: nonEmptyString().optional().describe('The upstream key itself (prefer `apiKeyEnv`: config files get copied around).'),
+    .describe(
+      'e.g. `https://api.openai.com/v1`, `https://api.anthropic.com` or `https://generativelanguage.googleapis.com/v1beta`.',
+    ),
+  apiKeyEnv: environmentName
+    .optional()
+    .describe('Name of the environment variable holding the upstream key (preferred over `apiKey`).'),
+  apiKey: nonEmptyString()
+    .optional()
+    .describe('The upstream key itself (prefer `apiKeyEnv`: config files get copied around).'),
   api: choice(UPSTREAM_KINDS, `must be one of ${UPSTREAM_KINDS.map((kind) => `"${kind}"`).join(', ')}`)
     .optional()
-    .describe('The wire format this upstream speaks. Default: "anthropic" for the name "anthropic", "gemini" for "gemini"/"google", else "openai".'),
-  anthropicVersion: nonEmptyString().optional().describe('Sent to Anthropic upstreams when the client sent none. Default: "2023-06-01".'),
-  apiVersion: nonEmptyString().optional().describe('Azure OpenAI: the `api-version` query parameter of every call. Default: "2024-10-21".'),
+    .describe(
+      'The wire format this upstream speaks. Default: "anthropic" for the name "anthropic", "gemini" for "gemini"/"google", else "openai".',
+    ),
+  anthropicVersion: nonEmptyString()
+    .optional()
+    .describe('Sent to Anthropic upstreams when the client sent none. Default: "2023-06-01".'),
+  apiVersion: nonEmptyString()
+    .optional()
+    .describe('Azure OpenAI: the `api-version` query parameter of every call. Default: "2024-10-21".'),
   deployments: recordOf(nonEmptyString())
     .optional()
-    .describe('Azure OpenAI: the deployment serving each model name (`{ "gpt-4o": "my-gpt4o" }`). Default: the model name.'),
+    .describe(
+      'Azure OpenAI: the deployment serving each model name (`{ "gpt-4o": "my-gpt4o" }`). Default: the model name.',
+    ),
   connectTimeoutMs: positiveInteger.optional().describe('Milliseconds to open the TCP/TLS connection. Default: 10000.'),
   firstByteTimeoutMs: positiveInteger
     .optional()
     .describe('Milliseconds from sending the request to the response headers (first byte). Default: 120000.'),
-  idleTimeoutMs: positiveInteger.optional().describe('Milliseconds the response body may stay silent between chunks. Default: 120000.'),
+  idleTimeoutMs: positiveInteger
+    .optional()
+    .describe('Milliseconds the response body may stay silent between chunks. Default: 120000.'),
 });
 
 const modelSchema = fields({
-  provider: nonEmptyString().describe('Which upstream serves the model (a key of `upstreams`; with the mock: openai, anthropic or google).'),
+  provider: nonEmptyString().describe(
+    'Which upstream serves the model (a key of `upstreams`; with the mock: openai, anthropic or google).',
+  ),
   inputPerMTok: pricePerMTok.describe('USD per million input tokens.'),
-  cachedInputPerMTok: pricePerMTok.optional().describe('USD per million input tokens read from the provider\'s prompt cache.'),
-  cacheWritePerMTok: pricePerMTok.optional().describe('USD per million input tokens written to the provider\'s prompt cache.'),
-  cacheWrite1hPerMTok: pricePerMTok.optional().describe('Cache write with a 1-hour lifetime. Default: cacheWritePerMTok.'),
+  cachedInputPerMTok: pricePerMTok
+    .optional()
+    .describe("USD per million input tokens read from the provider's prompt cache."),
+  cacheWritePerMTok: pricePerMTok
+    .optional()
+    .describe("USD per million input tokens written to the provider's prompt cache."),
+  cacheWrite1hPerMTok: pricePerMTok
+    .optional()
+    .describe('Cache write with a 1-hour lifetime. Default: cacheWritePerMTok.'),
   outputPerMTok: pricePerMTok.describe('USD per million output tokens.'),
-  maxOutputTokens: positiveInteger.optional().describe('The model\'s maximum output: the cap when a request sets none. Default: 16384.'),
-  contextWindow: positiveInteger.optional().describe('The model\'s context window in tokens.'),
-  tokenizer: choice(['o200k_base', 'cl100k_base', 'approximate'], 'must be "o200k_base", "cl100k_base" or "approximate"')
+  maxOutputTokens: positiveInteger
+    .optional()
+    .describe("The model's maximum output: the cap when a request sets none. Default: 16384."),
+  contextWindow: positiveInteger.optional().describe("The model's context window in tokens."),
+  tokenizer: choice(
+    ['o200k_base', 'cl100k_base', 'approximate'],
+    'must be "o200k_base", "cl100k_base" or "approximate"',
+  )
     .optional()
     .describe(
-      'How text is counted: `o200k_base`, `cl100k_base` (named here: the provider\'s own, counted exactly, the hard stop '
-        + 'cuts on it) or `approximate`. Default: "o200k_base" on an OpenAI-speaking upstream (an estimate; the hard stop '
-        + 'cuts only on a lower bound), "approximate" elsewhere.',
+      "How text is counted: `o200k_base`, `cl100k_base` (named here: the provider's own, counted exactly, the hard stop " +
+        'cuts on it) or `approximate`. Default: "o200k_base" on an OpenAI-speaking upstream (an estimate; the hard stop ' +
+        'cuts only on a lower bound), "approximate" elsewhere.',
     ),
   ownTokenizer: trueOrFalse
     .optional()
-    .describe('Whether `tokenizer` is the provider\'s own (its output counts are exact). Default: true when `tokenizer` is given.'),
+    .describe(
+      "Whether `tokenizer` is the provider's own (its output counts are exact). Default: true when `tokenizer` is given.",
+    ),
 });
 
 const perKeySchema = fields({
@@ -194,24 +233,28 @@ const tierSchema = fields({
   tokensPerMinute: positiveInteger
     .optional()
     .describe(
-      'Tokens (input and output) per minute of each tenant of the tier, its keys together '
-        + '(a key without a tenant: alone).',
+      'Tokens (input and output) per minute of each tenant of the tier, its keys together ' +
+        '(a key without a tenant: alone).',
     ),
   perKey: perKeySchema
     .optional()
-    .describe('Limits of each key of the tier, held with the tenant\'s: `requestsPerMinute`, `tokensPerMinute`.'),
+    .describe("Limits of each key of the tier, held with the tenant's: `requestsPerMinute`, `tokensPerMinute`."),
   models: stringList
     .optional()
     .describe(
-      'Model allowlist: exact ids, `prefix*`, or `*`. Default: ["*"]. A caller whose tier is not in `tiers` gets '
-        + '`defaultTier`\'s list, else no model.',
+      'Model allowlist: exact ids, `prefix*`, or `*`. Default: ["*"]. A caller whose tier is not in `tiers` gets ' +
+        "`defaultTier`'s list, else no model.",
     ),
-  maxOutputTokens: positiveInteger.optional().describe('Output cap applied to every request of the tier (clamped, or set when absent).'),
+  maxOutputTokens: positiveInteger
+    .optional()
+    .describe('Output cap applied to every request of the tier (clamped, or set when absent).'),
   maxConcurrent: positiveInteger.optional().describe('Requests in flight at once per key.'),
   cache: z
     .union([z.boolean(), fields({ ttl: duration.optional() })], 'must be true, false or { "ttl": "1h" }')
     .optional()
-    .describe('`false` keeps the tier\'s requests out of the response cache; `{ "ttl": "1h" }` keeps its answers that long instead of `cache.ttl`. Default: true (when `cache` is configured).'),
+    .describe(
+      '`false` keeps the tier\'s requests out of the response cache; `{ "ttl": "1h" }` keeps its answers that long instead of `cache.ttl`. Default: true (when `cache` is configured).',
+    ),
 });
 
 const cacheSchema = fields({
@@ -222,39 +265,52 @@ const cacheSchema = fields({
   scope: choice(['tenant', 'key', 'global'], 'must be "tenant", "key" or "global"')
     .optional()
     .describe('Who shares answers: each tenant, each key, or every caller. Default: "tenant".'),
-  maxEntryBytes: positiveInteger.optional().describe('Answers larger than this many bytes are not stored. Default: 1000000.'),
-  maxBytes: positiveInteger.optional().describe('The memory store\'s bound in bytes. Default: 67108864 (64 MiB).'),
+  maxEntryBytes: positiveInteger
+    .optional()
+    .describe('Answers larger than this many bytes are not stored. Default: 1000000.'),
+  maxBytes: positiveInteger.optional().describe("The memory store's bound in bytes. Default: 67108864 (64 MiB)."),
   costFraction: z
     .number('must be a number from 0 to 1')
     .min(0, 'must be a number from 0 to 1')
     .max(1, 'must be a number from 0 to 1')
     .optional()
-    .describe('Share of an answer\'s cost billed on a hit, 0 to 1. Default: 0.'),
+    .describe("Share of an answer's cost billed on a hit, 0 to 1. Default: 0."),
   promptCaching: z
     .union(
-      [z.boolean(), fields({ ttl: choice(['5m', '1h'], 'must be "5m" or "1h"').optional(), minTokens: positiveInteger.optional() })],
+      [
+        z.boolean(),
+        fields({ ttl: choice(['5m', '1h'], 'must be "5m" or "1h"').optional(), minTokens: positiveInteger.optional() }),
+      ],
       'must be true, false or { "ttl": "5m" | "1h", "minTokens": n }',
     )
     .optional()
-    .describe('Anthropic cache_control breakpoints on long tools and system prompts: true, or `{ "ttl": "5m" | "1h", "minTokens": n }`. Default: false.'),
-}).describe('The response cache (@tollgate/cache) and automatic provider prompt caching; per tier `"cache": false` opts out. Default: off.');
+    .describe(
+      'Anthropic cache_control breakpoints on long tools and system prompts: true, or `{ "ttl": "5m" | "1h", "minTokens": n }`. Default: false.',
+    ),
+}).describe(
+  'The response cache (@tollgate/cache) and automatic provider prompt caching; per tier `"cache": false` opts out. Default: off.',
+);
 
 const tenantSchema = fields({
-  tier: nonEmptyString().optional().describe('The tier of the tenant\'s keys that name none (a key of `tiers`).'),
+  tier: nonEmptyString().optional().describe("The tier of the tenant's keys that name none (a key of `tiers`)."),
   budget: budgetSchema.optional(),
-  downgrade: recordOf(nonEmptyString()).optional().describe('Model substitutions applied once the tenant passed a budget\'s soft limit.'),
+  downgrade: recordOf(nonEmptyString())
+    .optional()
+    .describe("Model substitutions applied once the tenant passed a budget's soft limit."),
 });
 
 const isoDateTime = nonEmptyString().refine((text) => !Number.isNaN(Date.parse(text)), 'must be an ISO 8601 date-time');
 const keySchema = fields({
-  id: nonEmptyString().describe('The key\'s name in logs, usage records and /admin/keys.'),
+  id: nonEmptyString().describe("The key's name in logs, usage records and /admin/keys."),
   sha256: sha256Hex.describe('SHA-256 hex of the whole key string.'),
   tenant: nonEmptyString().optional().describe('The tenant the key belongs to (a key of `tenants`).'),
-  user: nonEmptyString().optional().describe('The user the key\'s usage is recorded under.'),
-  feature: nonEmptyString().optional().describe('The feature the key\'s usage is recorded under.'),
-  tier: nonEmptyString().optional().describe('The key\'s tier (a key of `tiers`). Default: its tenant\'s tier, else `defaultTier`.'),
+  user: nonEmptyString().optional().describe("The user the key's usage is recorded under."),
+  feature: nonEmptyString().optional().describe("The feature the key's usage is recorded under."),
+  tier: nonEmptyString()
+    .optional()
+    .describe("The key's tier (a key of `tiers`). Default: its tenant's tier, else `defaultTier`."),
   scopes: stringList.optional().describe('Scopes the key holds (see `requiredScope`).'),
-  models: stringList.optional().describe('The key\'s own model allowlist, besides its tier\'s.'),
+  models: stringList.optional().describe("The key's own model allowlist, besides its tier's."),
   budget: budgetSchema.optional(),
   createdAt: isoDateTime.optional().describe('ISO 8601 (written by `pnpm tollgate keys create`).'),
   expiresAt: isoDateTime.optional().describe('ISO 8601; the key stops working then.'),
@@ -293,22 +349,35 @@ const redisSchema = fields({
     .optional()
     .describe('URLs of some nodes of a Redis Cluster (`redis://host:port`); the stores spread over its shards.'),
   blocks: z
-    .union([
-      trueOrFalse,
-      fields({
-        share: fraction('must be a number above 0 and at most 1 (a share of each limit and budget)').optional()
-          .describe('The most a block holds, as a share of its limit (blocks are sized by demand: twice the requests a process saw within maxAge). Default: 0.05.'),
-        size: choice(['demand', 'share'], 'must be "demand" or "share"').optional()
-          .describe('"demand": a block holds twice the requests the process saw within maxAge, at most share of the limit; "share": always share of the limit. Default: "demand".'),
-        maxAge: duration.optional().describe('How long a block hands out before what it did not hand out goes back. Default: "10s".'),
-      }),
-    ], 'must be true, false or { "share": 0.05, "size": "demand", "maxAge": "10s" }')
+    .union(
+      [
+        trueOrFalse,
+        fields({
+          share: fraction('must be a number above 0 and at most 1 (a share of each limit and budget)')
+            .optional()
+            .describe(
+              'The most a block holds, as a share of its limit (blocks are sized by demand: twice the requests a process saw within maxAge). Default: 0.05.',
+            ),
+          size: choice(['demand', 'share'], 'must be "demand" or "share"')
+            .optional()
+            .describe(
+              '"demand": a block holds twice the requests the process saw within maxAge, at most share of the limit; "share": always share of the limit. Default: "demand".',
+            ),
+          maxAge: duration
+            .optional()
+            .describe('How long a block hands out before what it did not hand out goes back. Default: "10s".'),
+        }),
+      ],
+      'must be true, false or { "share": 0.05, "size": "demand", "maxAge": "10s" }',
+    )
     .optional()
     .describe(
-      'Hot limits and budgets taken from Redis a block at a time and handed out in-process (blockStores): far fewer Redis calls. '
-      + 'Never past a limit; a caller may be refused early by what other processes hold unused (at most share × limit each) for at most maxAge. Default: true.',
+      'Hot limits and budgets taken from Redis a block at a time and handed out in-process (blockStores): far fewer Redis calls. ' +
+        'Never past a limit; a caller may be refused early by what other processes hold unused (at most share × limit each) for at most maxAge. Default: true.',
     ),
-}).describe('Redis options: a Redis Cluster instead of one server (`redisUrl`): `{ "cluster": ["redis://host:port", ...] }`; `blocks`.');
+}).describe(
+  'Redis options: a Redis Cluster instead of one server (`redisUrl`): `{ "cluster": ["redis://host:port", ...] }`; `blocks`.',
+);
 
 const globalSchema = fields({
   requestsPerMinute: positiveInteger.optional().describe('Requests per minute over all traffic.'),
@@ -319,7 +388,9 @@ const globalSchema = fields({
 const logSchema = fields({
   level: choice(LOG_LEVELS, `must be one of ${LOG_LEVELS.map((level) => `"${level}"`).join(', ')}`)
     .optional()
-    .describe('Lines below this level are not written (access lines are `info`, failures `error`, health checks `debug`). Default: "info".'),
+    .describe(
+      'Lines below this level are not written (access lines are `info`, failures `error`, health checks `debug`). Default: "info".',
+    ),
   destination: nonEmptyString()
     .optional()
     .describe('`stdout`, `stderr`, or the path of a file the lines are appended to. Default: "stderr".'),
@@ -338,7 +409,7 @@ const sheddingSchema = fields({
   maxUpstreamErrorRate: fraction('must be a fraction greater than 0 and at most 1')
     .optional()
     .describe('Share (0-1] of answers that were upstream failures at which it counts as saturated. Default: off.'),
-}).describe('When the process is saturated, lower tiers get 503 first (the guard\'s loadShedder).');
+}).describe("When the process is saturated, lower tiers get 503 first (the guard's loadShedder).");
 
 // The guard's sections are typed here for editors; their ranges are the guard package's own rules
 // (resolveGuardOptions, run after the schema), so the config and the package never disagree.
@@ -346,16 +417,30 @@ const ANOMALY_ACTIONS = ['alert', 'throttle', 'suspend'] as const satisfies read
 const NUMBER = 'must be a number';
 const spendAnomalySchema = fields({
   bucketSeconds: z.number(NUMBER).optional().describe('Length of one bucket in seconds. Default: 60.'),
-  zScore: z.number(NUMBER).optional().describe('A bucket this many standard deviations above both baselines is an anomaly. Default: 4.'),
-  minBuckets: z.number(NUMBER)
+  zScore: z
+    .number(NUMBER)
+    .optional()
+    .describe('A bucket this many standard deviations above both baselines is an anomaly. Default: 4.'),
+  minBuckets: z
+    .number(NUMBER)
     .optional()
     .describe('Buckets of history a key or tenant needs before any of its buckets can be an anomaly. Default: 10.'),
-  minSpendUsd: z.number(NUMBER).optional().describe('A bucket must spend at least this (USD) to be an anomaly. Default: 0.05.'),
+  minSpendUsd: z
+    .number(NUMBER)
+    .optional()
+    .describe('A bucket must spend at least this (USD) to be an anomaly. Default: 0.05.'),
   action: choice(ANOMALY_ACTIONS, `must be one of ${ANOMALY_ACTIONS.join(', ')}`)
     .optional()
-    .describe('What an anomaly does: `alert` tells a person; `throttle` also scales the limits down; `suspend` also refuses the key. Default: "alert".'),
-  cooldown: duration.optional().describe('How long a throttle lasts, and how long a subject stays quiet after an anomaly. Default: "15m".'),
-  throttleScale: z.number(NUMBER).optional().describe('`throttle`: the factor applied to the subject\'s limits (0 < x < 1). Default: 0.1.'),
+    .describe(
+      'What an anomaly does: `alert` tells a person; `throttle` also scales the limits down; `suspend` also refuses the key. Default: "alert".',
+    ),
+  cooldown: duration
+    .optional()
+    .describe('How long a throttle lasts, and how long a subject stays quiet after an anomaly. Default: "15m".'),
+  throttleScale: z
+    .number(NUMBER)
+    .optional()
+    .describe("`throttle`: the factor applied to the subject's limits (0 < x < 1). Default: 0.1."),
   watch: z
     .array(choice(['key', 'tenant'], 'must be "key" or "tenant"'), 'must be a non-empty list of "key" and "tenant"')
     .optional()
@@ -365,17 +450,26 @@ const spendAnomalySchema = fields({
 }).describe('Spend, tokens, requests and addresses per bucket against moving baselines.');
 
 const repeatedRequestsSchema = fields({
-  max: z.number(NUMBER).optional().describe('Sends of one request a key may make per window; the next is refused with 429. Default: 20.'),
+  max: z
+    .number(NUMBER)
+    .optional()
+    .describe('Sends of one request a key may make per window; the next is refused with 429. Default: 20.'),
   windowSeconds: z.number(NUMBER).optional().describe('Default: 60.'),
 }).describe('The same request repeated by one key (a runaway loop).');
 
 const authFailuresSchema = fields({
-  max: z.number(NUMBER).optional().describe('Failed authentications an address may cause per window before it is blocked. Default: 20.'),
+  max: z
+    .number(NUMBER)
+    .optional()
+    .describe('Failed authentications an address may cause per window before it is blocked. Default: 20.'),
   windowSeconds: z.number(NUMBER).optional().describe('Default: 60.'),
   block: duration.optional().describe('How long an address stays blocked. Default: "5m".'),
-  distinctKeys: z.number(NUMBER)
+  distinctKeys: z
+    .number(NUMBER)
     .optional()
-    .describe('Distinct credentials failing from one address per window that make it credential stuffing. Default: 10.'),
+    .describe(
+      'Distinct credentials failing from one address per window that make it credential stuffing. Default: 10.',
+    ),
 }).describe('Failed authentications per client address.');
 
 const guardSchema = fields({
@@ -385,8 +479,12 @@ const guardSchema = fields({
   shedding: sheddingSchema.optional(),
   bodyTimeout: duration
     .optional()
-    .describe('A provider route\'s body must arrive within this once the caller is identified: ms or "10s". Default: "10s".'),
-}).describe('The guard (@tollgate/guard): each section listed turns its check on (`{}` takes its defaults). Default: off.');
+    .describe(
+      'A provider route\'s body must arrive within this once the caller is identified: ms or "10s". Default: "10s".',
+    ),
+}).describe(
+  'The guard (@tollgate/guard): each section listed turns its check on (`{}` takes its defaults). Default: off.',
+);
 
 const webhookSchema = fields({
   url: url(['http:', 'https:']).describe('Where each alert is POSTed.'),
@@ -399,12 +497,20 @@ const webhookSchema = fields({
 });
 
 const OUTAGE_POLICY = 'must be "lease", "failOpen" or "failClosed"';
-const outagePolicy = choice(['lease', 'failOpen', 'failClosed'] as const satisfies readonly OutagePolicy[], OUTAGE_POLICY);
+const outagePolicy = choice(
+  ['lease', 'failOpen', 'failClosed'] as const satisfies readonly OutagePolicy[],
+  OUTAGE_POLICY,
+);
 const DEFAULT_SLICE = 0.02;
 const storeOutageSchema = z
   .union(
     [
-      outagePolicy.transform((policy): StoreOutageConfig => ({ requests: policy, tokens: policy, budget: policy, slice: DEFAULT_SLICE })),
+      outagePolicy.transform((policy): StoreOutageConfig => ({
+        requests: policy,
+        tokens: policy,
+        budget: policy,
+        slice: DEFAULT_SLICE,
+      })),
       fields({
         policy: outagePolicy.optional().describe('The policy of every layer that names none. Default: "failClosed".'),
         requests: outagePolicy.optional().describe('Request limits (tieredRateLimit).'),
@@ -412,20 +518,28 @@ const storeOutageSchema = z
         budget: outagePolicy.optional().describe('Budgets (budgetGuard).'),
         slice: fraction('must be a number above 0 and at most 1 (a share of each limit and budget)')
           .optional()
-          .describe(`The share of each limit and budget one process may grant on its own while Redis is out. Default: ${DEFAULT_SLICE}.`),
+          .describe(
+            `The share of each limit and budget one process may grant on its own while Redis is out. Default: ${DEFAULT_SLICE}.`,
+          ),
       }).transform((outage): StoreOutageConfig => {
         const all = outage.policy ?? 'failClosed';
-        return { requests: outage.requests ?? all, tokens: outage.tokens ?? all, budget: outage.budget ?? all, slice: outage.slice ?? DEFAULT_SLICE };
+        return {
+          requests: outage.requests ?? all,
+          tokens: outage.tokens ?? all,
+          budget: outage.budget ?? all,
+          slice: outage.slice ?? DEFAULT_SLICE,
+        };
       }),
     ],
     'must be "lease", "failOpen", "failClosed" or an object',
   )
   .describe(
-    'What request limits, token limits and budgets do while Redis is out: `"lease"`, `"failOpen"`, `"failClosed"`, or '
-    + '`{ "policy": "lease", "budget": "failClosed", "slice": 0.02 }` (a layer\'s own policy where given). Default: failClosed everywhere.',
+    'What request limits, token limits and budgets do while Redis is out: `"lease"`, `"failOpen"`, `"failClosed"`, or ' +
+      '`{ "policy": "lease", "budget": "failClosed", "slice": 0.02 }` (a layer\'s own policy where given). Default: failClosed everywhere.',
   );
 
-const TRUST_PROXY = 'must be true, false, a number of hops, or addresses/subnets/names like "loopback" (a string or an array of strings)';
+const TRUST_PROXY =
+  'must be true, false, a number of hops, or addresses/subnets/names like "loopback" (a string or an array of strings)';
 const EMBEDDED_LEDGER = 'must be true (in memory), false, or a directory path';
 const SPOOL = 'must be a directory path, or false to turn the spool off';
 const COUNT_CACHE = 'must be a whole number of characters, 0 or more';
@@ -436,44 +550,64 @@ const sqlIdentifier = nonEmptyString().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, SQ
 
 /** The whole config file. Rules across fields (names that point elsewhere, two ways to say one thing) run after it. */
 const configSchema = fields({
-  $schema: z.string().optional().describe('The JSON Schema editors check the file with (`./tollgate.config.schema.json`); the proxy ignores it.'),
-  port: z.int(PORT).min(0, PORT).max(65535, PORT).optional().describe('Listen port (`PORT` in the environment wins). Default: 8787.'),
+  $schema: z
+    .string()
+    .optional()
+    .describe('The JSON Schema editors check the file with (`./tollgate.config.schema.json`); the proxy ignores it.'),
+  port: z
+    .int(PORT)
+    .min(0, PORT)
+    .max(65535, PORT)
+    .optional()
+    .describe('Listen port (`PORT` in the environment wins). Default: 8787.'),
   redisUrl: url(['redis:', 'rediss:'])
     .optional()
     .describe('Redis for every store (`REDIS_URL` in the environment wins). Default: in-memory stores.'),
   redis: redisSchema.optional(),
   redisPrefix: nonEmptyString()
     .optional()
-    .describe('Prefix of every Redis key the proxy writes (several deployments may share one Redis). Default: "tollgate:".'),
+    .describe(
+      'Prefix of every Redis key the proxy writes (several deployments may share one Redis). Default: "tollgate:".',
+    ),
   storeOutage: storeOutageSchema.optional(),
   usageLog: nonEmptyString().optional().describe('Path of the JSONL usage log.'),
   postgresUrl: url(['postgres:', 'postgresql:'])
     .optional()
     .describe('PostgreSQL URL of the usage ledger (also read by `pnpm tollgate report`).'),
-  postgresSchema: sqlIdentifier.optional().describe('Schema of the usage ledger table. Default: the connection\'s search_path.'),
+  postgresSchema: sqlIdentifier
+    .optional()
+    .describe("Schema of the usage ledger table. Default: the connection's search_path."),
   postgresTable: sqlIdentifier.optional().describe('Name of the usage ledger table. Default: "tollgate_usage".'),
   embeddedLedger: z
     .union([z.boolean(EMBEDDED_LEDGER), nonEmptyString(EMBEDDED_LEDGER)], EMBEDDED_LEDGER)
     .optional()
     .describe(
-      'An embedded PostgreSQL (PGlite, the same SQL) as the usage ledger when there is no `postgresUrl`: `true` keeps it in memory, '
-      + 'a path keeps it in that directory (one process at a time). Default: false (true in the zero-config demo).',
+      'An embedded PostgreSQL (PGlite, the same SQL) as the usage ledger when there is no `postgresUrl`: `true` keeps it in memory, ' +
+        'a path keeps it in that directory (one process at a time). Default: false (true in the zero-config demo).',
     ),
   spool: z
     .union([z.literal(false, SPOOL), nonEmptyString(SPOOL)], SPOOL)
     .optional()
     .describe(
-      'Directory of the usage spool (calls sent and records not yet stored, kept through a crash); `false` turns it off. '
-      + 'Default: with `usageLog`, `<usageLog>.spool`; with only `postgresUrl`, `.tollgate/spool`; else none.',
+      'Directory of the usage spool (calls sent and records not yet stored, kept through a crash); `false` turns it off. ' +
+        'Default: with `usageLog`, `<usageLog>.spool`; with only `postgresUrl`, `.tollgate/spool`; else none.',
     ),
   adminKeySha256: sha256Hex
     .optional()
     .describe('SHA-256 hex of the admin key that opens `/admin/*`. Without it the admin routes answer 404.'),
   metrics: fields({ public: trueOrFalse.describe('true serves `/metrics` to anyone.') })
     .optional()
-    .describe('`/metrics` names tenants and their spend: it needs the admin key, or `{ "public": true }` to serve it to anyone. Default: behind the admin key.'),
+    .describe(
+      '`/metrics` names tenants and their spend: it needs the admin key, or `{ "public": true }` to serve it to anyone. Default: behind the admin key.',
+    ),
   bodyLimit: z
-    .union([z.int(BODY_LIMIT).positive(BODY_LIMIT), z.string(BODY_LIMIT).regex(/^\s*\d+(\.\d+)?\s*([kKmMgG]?[bB])?\s*$/, BODY_LIMIT)], BODY_LIMIT)
+    .union(
+      [
+        z.int(BODY_LIMIT).positive(BODY_LIMIT),
+        z.string(BODY_LIMIT).regex(/^\s*\d+(\.\d+)?\s*([kKmMgG]?[bB])?\s*$/, BODY_LIMIT),
+      ],
+      BODY_LIMIT,
+    )
     .optional()
     .describe('Largest accepted JSON body: bytes, or a string like "1mb". Default: "1mb".'),
   countCacheChars: z
@@ -481,15 +615,17 @@ const configSchema = fields({
     .min(0, COUNT_CACHE)
     .optional()
     .describe(
-      'Characters of prompt text whose exact token counts the meter keeps, per tenant, so that a text sent again is not counted again; '
-      + '0 keeps none. Default: 4000000 (about 8 MB).',
+      'Characters of prompt text whose exact token counts the meter keeps, per tenant, so that a text sent again is not counted again; ' +
+        '0 keeps none. Default: 4000000 (about 8 MB).',
     ),
   defaultTier: nonEmptyString()
     .optional()
     .describe('Tier of identities that name none (keys without tier or tenant tier). Default: "free" when defined.'),
   requiredScope: nonEmptyString()
     .optional()
-    .describe('Scope every proxied route requires; omit to require none. Some key in `keys` must hold it unless `jwt` is set.'),
+    .describe(
+      'Scope every proxied route requires; omit to require none. Some key in `keys` must hold it unless `jwt` is set.',
+    ),
   upstreams: recordOf(upstreamSchema)
     .transform((upstreams) => {
       for (const [name, upstream] of Object.entries(upstreams)) upstream.api ??= defaultUpstreamKind(name);
@@ -497,7 +633,9 @@ const configSchema = fields({
     })
     .optional()
     .describe('The providers calls are sent to, by name. Default: the built-in mock provider.'),
-  models: recordOf(modelSchema).optional().describe('Prices and limits per model id: adds or overrides a catalogue row.'),
+  models: recordOf(modelSchema)
+    .optional()
+    .describe('Prices and limits per model id: adds or overrides a catalogue row.'),
   tiers: recordOf(tierSchema).optional().describe('Limits and model allowlists per tier name.'),
   tenants: recordOf(tenantSchema).optional().describe('Tier, budget and downgrades per tenant id.'),
   keys: z.array(keySchema, 'must be an array').optional().describe('API keys, stored as SHA-256 hex of the whole key.'),
@@ -516,20 +654,34 @@ const configSchema = fields({
       TRUST_PROXY,
     )
     .optional()
-    .describe('Express\'s `trust proxy`: which proxies in front may name the client address (`X-Forwarded-For`). Default: false.'),
-  alerts: fields({ webhooks: z.array(webhookSchema, 'must be an array').optional().describe('Every alert is POSTed to each.') })
+    .describe(
+      "Express's `trust proxy`: which proxies in front may name the client address (`X-Forwarded-For`). Default: false.",
+    ),
+  alerts: fields({
+    webhooks: z.array(webhookSchema, 'must be an array').optional().describe('Every alert is POSTed to each.'),
+  })
     .optional()
-    .describe('Where events (budget spent, soft limit, anomaly, suspension, auth flood, store down) go besides the operator log.'),
+    .describe(
+      'Where events (budget spent, soft limit, anomaly, suspension, auth flood, store down) go besides the operator log.',
+    ),
   cache: cacheSchema.optional(),
   // The routing sections are judged by the router's own option rules (routing-config.ts): here they are objects.
   modelGroups: recordOf(z.looseObject({}, OBJECT))
     .optional()
-    .describe('Model names a client may ask for, each served by one or more targets: `{ "strategy": "fallback", "targets": [{ "upstream", "model" }] }`.'),
+    .describe(
+      'Model names a client may ask for, each served by one or more targets: `{ "strategy": "fallback", "targets": [{ "upstream", "model" }] }`.',
+    ),
   requestClasses: recordOf(z.looseObject({}, OBJECT))
     .optional()
-    .describe('Model aliases (e.g. `auto`) whose rules pick a group by what the request is: `{ "rules": [{ "tools": true, "group": "smart" }], "default": "quick" }`.'),
-  retry: z.looseObject({}, OBJECT).optional().describe('`attempts`, `baseDelayMs`, `maxDelayMs`: retries across the targets of a group.'),
-  circuitBreaker: z.looseObject({}, OBJECT)
+    .describe(
+      'Model aliases (e.g. `auto`) whose rules pick a group by what the request is: `{ "rules": [{ "tools": true, "group": "smart" }], "default": "quick" }`.',
+    ),
+  retry: z
+    .looseObject({}, OBJECT)
+    .optional()
+    .describe('`attempts`, `baseDelayMs`, `maxDelayMs`: retries across the targets of a group.'),
+  circuitBreaker: z
+    .looseObject({}, OBJECT)
     .optional()
     .describe('`failureThreshold`, `windowMs`, `failureRate`, `minimumCalls`, `cooldownMs`: per target.'),
   healthProbe: fields({
@@ -540,7 +692,10 @@ const configSchema = fields({
     .describe('An optional periodic probe of each upstream a group uses, reported on /healthz.'),
 })
   .transform(({ $schema: _editorsOnly, ...config }) => config)
-  .meta({ title: 'tollgate proxy config', description: 'The config file of the tollgate example proxy (TOLLGATE_CONFIG).' });
+  .meta({
+    title: 'tollgate proxy config',
+    description: 'The config file of the tollgate example proxy (TOLLGATE_CONFIG).',
+  });
 
 export type BudgetConfig = z.output<typeof budgetSchema>;
 export type UpstreamConfig = z.output<typeof upstreamSchema>;
@@ -564,10 +719,13 @@ function describeIssue(issue: z.core.$ZodIssue, at: readonly PropertyKey[] = [])
   const path = [...at, ...issue.path];
   if (issue.code === 'invalid_union') {
     // The one branch made for the value's kind (an object, a string) says what is wrong inside it.
-    const matched = issue.errors.filter((branch) => !branch.every((inner) => inner.path.length === 0 && isOtherKind(inner)));
+    const matched = issue.errors.filter(
+      (branch) => !branch.every((inner) => inner.path.length === 0 && isOtherKind(inner)),
+    );
     if (matched.length === 1 && matched[0]![0]) return describeIssue(matched[0]![0], path);
   }
-  if (issue.code === 'invalid_key') return `${fieldName(path.slice(0, -1))} ${issue.issues[0]?.message ?? issue.message}`;
+  if (issue.code === 'invalid_key')
+    return `${fieldName(path.slice(0, -1))} ${issue.issues[0]?.message ?? issue.message}`;
   return `${fieldName(path)} ${issue.message}`;
 }
 
@@ -579,7 +737,9 @@ function isOtherKind(issue: z.core.$ZodIssue): boolean {
 
 function fieldName(path: readonly PropertyKey[]): string {
   if (path.length === 0) return 'the config';
-  return path.map((part, i) => (typeof part === 'number' ? `[${part}]` : i === 0 ? String(part) : `.${String(part)}`)).join('');
+  return path
+    .map((part, i) => (typeof part === 'number' ? `[${part}]` : i === 0 ? String(part) : `.${String(part)}`))
+    .join('');
 }
 
 /**
@@ -622,7 +782,8 @@ function countingDefaults(config: ProxyConfig): void {
 
 /** Two fields that say the same thing two ways. */
 function checkChoices(config: ProxyConfig): void {
-  if (config.redis?.cluster && config.redisUrl !== undefined) fail('redisUrl and redis.cluster are two ways to reach Redis: give one');
+  if (config.redis?.cluster && config.redisUrl !== undefined)
+    fail('redisUrl and redis.cluster are two ways to reach Redis: give one');
   if (config.embeddedLedger !== undefined && config.embeddedLedger !== false && config.postgresUrl !== undefined) {
     fail('embeddedLedger and postgresUrl are two ledgers: give one');
   }
@@ -633,7 +794,11 @@ function checkByOwners(config: ProxyConfig): void {
   const guard = config.guard;
   if (guard) {
     try {
-      resolveGuardOptions({ spendAnomaly: guard.spendAnomaly ?? false, repeatedRequests: guard.repeatedRequests ?? false, authFailures: guard.authFailures ?? false });
+      resolveGuardOptions({
+        spendAnomaly: guard.spendAnomaly ?? false,
+        repeatedRequests: guard.repeatedRequests ?? false,
+        authFailures: guard.authFailures ?? false,
+      });
     } catch (error) {
       fail(`guard.${(error as Error).message}`);
     }
@@ -656,15 +821,19 @@ function checkReferences(config: ProxyConfig): void {
   const tenants = config.tenants ?? {};
   const hasTier = (name: string) => Object.hasOwn(tiers, name);
   const tierHint = (name: string) => didYouMean(name, Object.keys(tiers));
-  if (config.defaultTier !== undefined && !hasTier(config.defaultTier)) fail(`defaultTier names an unknown tier "${config.defaultTier}"${tierHint(config.defaultTier)}`);
+  if (config.defaultTier !== undefined && !hasTier(config.defaultTier))
+    fail(`defaultTier names an unknown tier "${config.defaultTier}"${tierHint(config.defaultTier)}`);
   for (const [name, tenant] of Object.entries(tenants)) {
-    if (tenant.tier !== undefined && !hasTier(tenant.tier)) fail(`tenants.${name}.tier names an unknown tier "${tenant.tier}"${tierHint(tenant.tier)}`);
+    if (tenant.tier !== undefined && !hasTier(tenant.tier))
+      fail(`tenants.${name}.tier names an unknown tier "${tenant.tier}"${tierHint(tenant.tier)}`);
   }
   const ids = new Set<string>();
   const hashes = new Set<string>();
   (config.keys ?? []).forEach((key, i) => {
-    if (key.tier !== undefined && !hasTier(key.tier)) fail(`keys[${i}].tier names an unknown tier "${key.tier}"${tierHint(key.tier)}`);
-    if (key.tenant !== undefined && !Object.hasOwn(tenants, key.tenant)) fail(`keys[${i}].tenant names an unknown tenant "${key.tenant}"${didYouMean(key.tenant, Object.keys(tenants))}`);
+    if (key.tier !== undefined && !hasTier(key.tier))
+      fail(`keys[${i}].tier names an unknown tier "${key.tier}"${tierHint(key.tier)}`);
+    if (key.tenant !== undefined && !Object.hasOwn(tenants, key.tenant))
+      fail(`keys[${i}].tenant names an unknown tenant "${key.tenant}"${didYouMean(key.tenant, Object.keys(tenants))}`);
     if (ids.has(key.id)) fail(`keys[${i}].id "${key.id}" is used twice`);
     if (hashes.has(key.sha256)) fail(`keys[${i}].sha256 is used twice`);
     ids.add(key.id);
@@ -673,7 +842,10 @@ function checkReferences(config: ProxyConfig): void {
   const upstreams = config.upstreams;
   for (const [name, model] of Object.entries(config.models ?? {})) {
     const known = upstreams ? Object.hasOwn(upstreams, model.provider) : MOCK_PROVIDERS.includes(model.provider);
-    if (!known) fail(`models.${name}.provider names "${model.provider}", which is not ${upstreams ? 'a key of upstreams' : `${MOCK_PROVIDERS.map((provider) => `"${provider}"`).join(', ')} (the mock serves only those)`}`);
+    if (!known)
+      fail(
+        `models.${name}.provider names "${model.provider}", which is not ${upstreams ? 'a key of upstreams' : `${MOCK_PROVIDERS.map((provider) => `"${provider}"`).join(', ')} (the mock serves only those)`}`,
+      );
   }
   for (const tier of Object.keys(config.guard?.shedding?.priorities ?? {})) {
     if (!hasTier(tier)) fail(`guard.shedding.priorities names an unknown tier "${tier}"${tierHint(tier)}`);
@@ -691,7 +863,9 @@ function checkRequiredScope(config: ProxyConfig): void {
   if (scope === undefined || config.jwt !== undefined || keys.length === 0) return;
   if (keys.some((key) => key.scopes?.includes(scope))) return;
   const held = [...new Set(keys.flatMap((key) => key.scopes ?? []))];
-  fail(`requiredScope "${scope}" is held by no key in keys${didYouMean(scope, held)} (their scopes: ${held.length > 0 ? held.join(', ') : 'none'}); give a key that scope, or configure jwt`);
+  fail(
+    `requiredScope "${scope}" is held by no key in keys${didYouMean(scope, held)} (their scopes: ${held.length > 0 ? held.join(', ') : 'none'}); give a key that scope, or configure jwt`,
+  );
 }
 
 /** Parses JSON text and validates it; JSON syntax errors become ConfigErrors too. */

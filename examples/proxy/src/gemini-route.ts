@@ -32,21 +32,37 @@ export function geminiCallParams(req: Request): CallRequest['params'] {
 export function acceptGeminiRequest(req: Request, res: Response, next: NextFunction): void {
   const target = splitGeminiTarget(req.params.target);
   if (!target) {
-    renderApiError(new ApiError('not_found', `No route ${req.method} ${req.path.slice(0, 200)}: the methods are ${GEMINI_ACTIONS.join(' and ')}.`), req, res);
+    renderApiError(
+      new ApiError(
+        'not_found',
+        `No route ${req.method} ${req.path.slice(0, 200)}: the methods are ${GEMINI_ACTIONS.join(' and ')}.`,
+      ),
+      req,
+      res,
+    );
     return;
   }
   if (target.model.length > MAX_MODEL_LENGTH) {
-    renderApiError(new ApiError('invalid_request', `The model must be at most ${MAX_MODEL_LENGTH} characters.`, { param: 'model' }), req, res);
+    renderApiError(
+      new ApiError('invalid_request', `The model must be at most ${MAX_MODEL_LENGTH} characters.`, { param: 'model' }),
+      req,
+      res,
+    );
     return;
   }
   if (target.action === GEMINI_STREAM_ACTION && req.query.alt !== 'sse') {
-    renderApiError(new ApiError('invalid_request', `${GEMINI_STREAM_ACTION} is served as SSE only: add ?alt=sse.`, { param: 'alt' }), req, res);
+    renderApiError(
+      new ApiError('invalid_request', `${GEMINI_STREAM_ACTION} is served as SSE only: add ?alt=sse.`, { param: 'alt' }),
+      req,
+      res,
+    );
     return;
   }
   const googleKey = req.headers['x-goog-api-key'];
   if (typeof googleKey === 'string') {
     const apiKey = req.headers['x-api-key'];
-    req.headers['x-api-key'] = apiKey === undefined || apiKey === googleKey ? googleKey : `${String(apiKey)}, ${googleKey}`;
+    req.headers['x-api-key'] =
+      apiKey === undefined || apiKey === googleKey ? googleKey : `${String(apiKey)}, ${googleKey}`;
   }
   next();
 }

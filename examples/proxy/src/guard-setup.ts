@@ -3,7 +3,16 @@ import type { Request, RequestHandler, Router } from 'express';
 import { createClient } from 'redis';
 import { refusalRenderer } from '@tollgate/core';
 import type { ApiError, ErrorRenderer, TollgateStores, UsageRecord } from '@tollgate/core';
-import { bodyAfterAuth, breakerOpenAlerts, budgetExhaustedAlerts, createGuard, guardAdminRouter, loadShedder, softLimitAlerts, storeDownAlerts } from '@tollgate/guard';
+import {
+  bodyAfterAuth,
+  breakerOpenAlerts,
+  budgetExhaustedAlerts,
+  createGuard,
+  guardAdminRouter,
+  loadShedder,
+  softLimitAlerts,
+  storeDownAlerts,
+} from '@tollgate/guard';
 import type { Alerts, Guard, GuardEvent, LoadShedder, SoftLimitNotice, WebhookOptions } from '@tollgate/guard';
 import { ConfigError } from './config.js';
 import type { ProxyConfig } from './config.js';
@@ -59,7 +68,10 @@ function webhooksOf(config: ProxyConfig, env: NodeJS.ProcessEnv): WebhookOptions
     let secret: string | undefined;
     if (hook.secretEnv !== undefined) {
       secret = env[hook.secretEnv];
-      if (!secret) throw new ConfigError(`alerts.webhooks[${i}].secretEnv names ${hook.secretEnv}, which is not set in the environment`);
+      if (!secret)
+        throw new ConfigError(
+          `alerts.webhooks[${i}].secretEnv names ${hook.secretEnv}, which is not set in the environment`,
+        );
     }
     return { url: hook.url, format: hook.format ?? 'json', ...(secret ? { secret } : {}) };
   });
@@ -100,7 +112,9 @@ export function createProxyGuard(config: ProxyConfig, deps: ProxyGuardDeps): Pro
   // Before anything with a timer: a missing secret stops the start here.
   const webhooks = webhooksOf(config, deps.env);
   // A shed request is the guard's refusal in the access log and the metrics, not a store's.
-  const shedder: LoadShedder | undefined = settings.shedding ? loadShedder({ ...settings.shedding, renderError: refusalRenderer('guard') }) : undefined;
+  const shedder: LoadShedder | undefined = settings.shedding
+    ? loadShedder({ ...settings.shedding, renderError: refusalRenderer('guard') })
+    : undefined;
   const afterAuth = (parseBody: RequestHandler): RequestHandler[] => [
     ...(shedder ? [shedder as RequestHandler] : []),
     bodyAfterAuth(parseBody as Parameters<typeof bodyAfterAuth>[0], { timeout: bodyTimeout }) as RequestHandler,
@@ -140,7 +154,8 @@ export function createProxyGuard(config: ProxyConfig, deps: ProxyGuardDeps): Pro
     },
     breakerOpen: (() => {
       const alert = breakerOpenAlerts(alerts);
-      return (target: string, reason: string | undefined) => alert(target, reason === undefined ? undefined : { reason });
+      return (target: string, reason: string | undefined) =>
+        alert(target, reason === undefined ? undefined : { reason });
     })(),
     ready: guard.ready,
     adminRouter: guardAdminRouter(guard),

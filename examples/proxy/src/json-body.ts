@@ -28,11 +28,24 @@ export function limitInBytes(limit: number | string): number {
 function bufferedBody(req: IncomingMessage, maxBytes: number): Buffer | undefined {
   const { headers } = req;
   const type = headers['content-type'];
-  if (type === undefined || !PLAIN_JSON_TYPES.has(type) || headers['content-encoding'] !== undefined || headers['transfer-encoding'] !== undefined) return undefined;
+  if (
+    type === undefined ||
+    !PLAIN_JSON_TYPES.has(type) ||
+    headers['content-encoding'] !== undefined ||
+    headers['transfer-encoding'] !== undefined
+  )
+    return undefined;
   const declared = headers['content-length'];
   if (declared === undefined || !CONTENT_LENGTH.test(declared)) return undefined;
   const length = Number(declared);
-  if (length > maxBytes || !req.complete || req.readableDidRead || req.readableLength !== length || req.socket?.readable === false) return undefined;
+  if (
+    length > maxBytes ||
+    !req.complete ||
+    req.readableDidRead ||
+    req.readableLength !== length ||
+    req.socket?.readable === false
+  )
+    return undefined;
   return (req.read() as Buffer | null) ?? undefined;
 }
 
@@ -63,7 +76,14 @@ export function providerJsonBody(limit: number | string): RequestHandler {
       req.body = parseJson(body);
     } catch (error) {
       // Marked as express.json marks its parse failures: core's apiErrorHandler answers both alike.
-      next(Object.assign(error as SyntaxError, { type: 'entity.parse.failed', status: 400, statusCode: 400, expose: true }));
+      next(
+        Object.assign(error as SyntaxError, {
+          type: 'entity.parse.failed',
+          status: 400,
+          statusCode: 400,
+          expose: true,
+        }),
+      );
       return;
     }
     next();

@@ -7,7 +7,9 @@ import type { TollgateStores } from '@tollgate/core';
 import type { ProxyConfig, TierConfig } from './config.js';
 
 /** Store failures a limiter met, by its layer: logged and counted (see access-log.ts). @default the limiters' own throttled warning */
-export type StoreFailureHandlers = (layer: 'requests' | 'tokens' | 'concurrency') => ((error: unknown) => void) | undefined;
+export type StoreFailureHandlers = (
+  layer: 'requests' | 'tokens' | 'concurrency',
+) => ((error: unknown) => void) | undefined;
 
 /**
  * What every limiter is given: a renderer naming its layer (a concurrency 429 and a request-limit 429 share a code;
@@ -57,9 +59,10 @@ function layers(config: ProxyConfig, tiers: TierLimits, global: number | undefin
     const limits = tiers[by];
     if (!limits) continue;
     // A caller whose tier is unknown gets the default tier's limit, or the smallest one: never more than configured.
-    const fallback = defaultTier !== undefined && limits[defaultTier] !== undefined
-      ? limits[defaultTier]
-      : Math.min(...Object.values(limits));
+    const fallback =
+      defaultTier !== undefined && limits[defaultTier] !== undefined
+        ? limits[defaultTier]
+        : Math.min(...Object.values(limits));
     result.push({
       name: by,
       by,
@@ -81,10 +84,17 @@ function tierLimits(config: ProxyConfig, field: 'requestsPerMinute' | 'tokensPer
 /** Model allowlist and output cap per tier (clamps the cap before the estimate so reservations are true bounds). */
 export function tierPolicyMiddleware(config: ProxyConfig): RequestHandler {
   const defaultTier = defaultTierOf(config);
-  const tiers = config.tiers && Object.fromEntries(Object.entries(config.tiers).map(([name, tier]) => [
-    name,
-    { ...(tier.models ? { models: tier.models } : {}), ...(tier.maxOutputTokens ? { maxOutputTokens: tier.maxOutputTokens } : {}) },
-  ]));
+  const tiers =
+    config.tiers &&
+    Object.fromEntries(
+      Object.entries(config.tiers).map(([name, tier]) => [
+        name,
+        {
+          ...(tier.models ? { models: tier.models } : {}),
+          ...(tier.maxOutputTokens ? { maxOutputTokens: tier.maxOutputTokens } : {}),
+        },
+      ]),
+    );
   return tierPolicy({ ...(tiers ? { tiers } : {}), ...(defaultTier ? { defaultTier } : {}) });
 }
 
@@ -96,24 +106,51 @@ export function tierModelsOf(config: ProxyConfig): (tier: string | undefined) =>
   return resolveTierModels(tiers, defaultTier ? { defaultTier } : {});
 }
 
-export function requestLimitMiddleware(config: ProxyConfig, stores: TollgateStores, storeFailures?: StoreFailureHandlers, limitScale?: LimitScale): RequestHandler[] {
+export function requestLimitMiddleware(
+  config: ProxyConfig,
+  stores: TollgateStores,
+  storeFailures?: StoreFailureHandlers,
+  limitScale?: LimitScale,
+): RequestHandler[] {
   const global = config.global?.requestsPerMinute;
   const requestLayers = layers(config, tierLimits(config, 'requestsPerMinute'), global, limitScale);
   if (requestLayers.length === 0) return [];
   // Redis stores put the request counters under their own prefix ('<prefix>rl:').
-  return [tieredRateLimit({ stores: stores as StoresWithCommands, layers: requestLayers, ...reporting('requests', storeFailures) })];
+  return [
+    tieredRateLimit({
+      stores: stores as StoresWithCommands,
+      layers: requestLayers,
+      ...reporting('requests', storeFailures),
+    }),
+  ];
 }
 
-export function concurrencyMiddleware(config: ProxyConfig, stores: TollgateStores, storeFailures?: StoreFailureHandlers): RequestHandler[] {
+export function concurrencyMiddleware(
+  config: ProxyConfig,
+  stores: TollgateStores,
+  storeFailures?: StoreFailureHandlers,
+): RequestHandler[] {
   const tiers = perTier(config, (tier) => tier.maxConcurrent);
   if (!tiers) return [];
   const defaultTier = defaultTierOf(config);
-  return [concurrencyLimit({
-    stores, tiers, by: 'key', limit: Math.min(...Object.values(tiers)), ...(defaultTier ? { defaultTier } : {}), ...reporting('concurrency', storeFailures),
-  })];
+  return [
+    concurrencyLimit({
+      stores,
+      tiers,
+      by: 'key',
+      limit: Math.min(...Object.values(tiers)),
+      ...(defaultTier ? { defaultTier } : {}),
+      ...reporting('concurrency', storeFailures),
+    }),
+  ];
 }
 
-export function tokenLimitMiddleware(config: ProxyConfig, stores: TollgateStores, storeFailures?: StoreFailureHandlers, limitScale?: LimitScale): RequestHandler[] {
+export function tokenLimitMiddleware(
+  config: ProxyConfig,
+  stores: TollgateStores,
+  storeFailures?: StoreFailureHandlers,
+  limitScale?: LimitScale,
+): RequestHandler[] {
   const global = config.global?.tokensPerMinute;
   const tokenLayers = layers(config, tierLimits(config, 'tokensPerMinute'), global, limitScale);
   if (tokenLayers.length === 0) return [];

@@ -76,7 +76,9 @@ async function start(): Promise<void> {
     try {
       tracing = await startTracing(process.env);
     } catch (error) {
-      console.error(`tollgate proxy: cannot start OpenTelemetry: ${error instanceof Error ? error.message : String(error)}`);
+      console.error(
+        `tollgate proxy: cannot start OpenTelemetry: ${error instanceof Error ? error.message : String(error)}`,
+      );
       process.exit(1);
     }
   }
@@ -85,7 +87,12 @@ async function start(): Promise<void> {
   try {
     // Budget settles that cannot reach Redis at shutdown wait next to the usage spool (or in .tollgate/settles).
     const settleSpool = join(spoolDirectory(config) ?? '.tollgate', 'settles');
-    stores = await createStores({ redisUrl, redisCluster: config.redis?.cluster, redisPrefix: config.redisPrefix, settleSpool });
+    stores = await createStores({
+      redisUrl,
+      redisCluster: config.redis?.cluster,
+      redisPrefix: config.redisPrefix,
+      settleSpool,
+    });
   } catch (error) {
     console.error(`tollgate proxy: cannot open the stores: ${error instanceof Error ? error.message : String(error)}`);
     process.exit(1);
@@ -107,7 +114,9 @@ async function start(): Promise<void> {
   // What a proxy that died left in the usage spool is written before new traffic.
   const replay = await app.replayUsage();
   if (replay && replay.processes > 0) {
-    console.log(`tollgate proxy: the usage spool held what ${replay.processes} stopped process(es) left: ${replay.records} record(s) written again, ${replay.recovered} call(s) sent but never answered recorded at their reservation's bound`);
+    console.log(
+      `tollgate proxy: the usage spool held what ${replay.processes} stopped process(es) left: ${replay.records} record(s) written again, ${replay.recovered} call(s) sent but never answered recorded at their reservation's bound`,
+    );
   }
   // Budget spend Redis lost is back before the first request is admitted.
   await app.spendReady();
@@ -155,7 +164,9 @@ async function start(): Promise<void> {
     server.closeIdleConnections();
     const cut = setTimeout(() => server.closeAllConnections(), STOP_GRACE_MS);
     const deadline = setTimeout(() => {
-      console.error('tollgate proxy: still closing, exiting now (records not yet stored stay in the usage spool, written at the next start)');
+      console.error(
+        'tollgate proxy: still closing, exiting now (records not yet stored stay in the usage spool, written at the next start)',
+      );
       process.exit(1);
     }, STOP_DEADLINE_MS);
     deadline.unref();
@@ -163,13 +174,17 @@ async function start(): Promise<void> {
     server.once('close', () => {
       clearTimeout(cut);
       // The spans of the last calls are exported after the calls ended, before the process does.
-      app.close().then(() => stores.close()).then(() => tracing?.shutdown()).then(
-        () => process.exit(0),
-        (error: unknown) => {
-          console.error(`tollgate proxy: closing failed: ${error instanceof Error ? error.message : String(error)}`);
-          process.exit(1);
-        },
-      );
+      app
+        .close()
+        .then(() => stores.close())
+        .then(() => tracing?.shutdown())
+        .then(
+          () => process.exit(0),
+          (error: unknown) => {
+            console.error(`tollgate proxy: closing failed: ${error instanceof Error ? error.message : String(error)}`);
+            process.exit(1);
+          },
+        );
     });
   };
   process.on('SIGINT', () => stop('SIGINT'));
@@ -188,9 +203,12 @@ function watchConfigKeys(path: string, started: ProxyConfig, app: ReturnType<typ
       const next = parseConfig(readFileSync(path, 'utf8'), `TOLLGATE_CONFIG (${path})`);
       app.reloadKeys(next.keys ?? []);
       console.log(`tollgate proxy: reloaded ${next.keys?.length ?? 0} keys from ${path}`);
-      if (withoutKeys(next) !== withoutKeys(started)) console.log('tollgate proxy: the config changed beyond "keys"; restart to apply that');
+      if (withoutKeys(next) !== withoutKeys(started))
+        console.log('tollgate proxy: the config changed beyond "keys"; restart to apply that');
     } catch (error) {
-      console.error(`tollgate proxy: ignored the changed config (the running keys stay): ${error instanceof Error ? error.message : String(error)}`);
+      console.error(
+        `tollgate proxy: ignored the changed config (the running keys stay): ${error instanceof Error ? error.message : String(error)}`,
+      );
     }
   });
 }

@@ -70,10 +70,15 @@ export function createMetering(
   // Started now: what a proxy that died left is written while the rest starts up.
   const replayed = spool?.replay();
   return {
-    middleware: [meter({
-      pricing, ...(spool ? { spool } : { sinks }), ...(config.countCacheChars === undefined ? {} : { countCacheChars: config.countCacheChars }),
-      ...(options.tracer === undefined ? {} : { tracer: options.tracer }), ...(options.onUsage ? { onUsage: options.onUsage } : {}),
-    }) as RequestHandler],
+    middleware: [
+      meter({
+        pricing,
+        ...(spool ? { spool } : { sinks }),
+        ...(config.countCacheChars === undefined ? {} : { countCacheChars: config.countCacheChars }),
+        ...(options.tracer === undefined ? {} : { tracer: options.tracer }),
+        ...(options.onUsage ? { onUsage: options.onUsage } : {}),
+      }) as RequestHandler,
+    ],
     metricsHandler: prometheus?.handler as RequestHandler | undefined,
     registry: prometheus?.registry,
     ledger,

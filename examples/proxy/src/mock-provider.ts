@@ -57,7 +57,10 @@ export interface MockProvider {
 type Body = Record<string, unknown>;
 
 class MockBadRequest extends Error {
-  constructor(readonly param: string, message: string) {
+  constructor(
+    readonly param: string,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -69,24 +72,29 @@ function isBody(value: unknown): value is Body {
 function optionalPositiveInteger(body: Body, field: string): number | undefined {
   const value = body[field];
   if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) throw new MockBadRequest(field, `${field} must be a positive integer`);
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0)
+    throw new MockBadRequest(field, `${field} must be a positive integer`);
   return value;
 }
 
 function requireModel(body: Body): string {
-  if (typeof body.model !== 'string' || body.model.length === 0) throw new MockBadRequest('model', 'model is required and must be a string');
+  if (typeof body.model !== 'string' || body.model.length === 0)
+    throw new MockBadRequest('model', 'model is required and must be a string');
   return body.model;
 }
 
 function requireStreamFlag(body: Body): boolean {
-  if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') throw new MockBadRequest('stream', 'stream must be a boolean');
+  if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean')
+    throw new MockBadRequest('stream', 'stream must be a boolean');
   return body.stream === true;
 }
 
 function requireMessages(body: Body): unknown[] {
-  if (!Array.isArray(body.messages) || body.messages.length === 0) throw new MockBadRequest('messages', 'messages must be a non-empty array');
+  if (!Array.isArray(body.messages) || body.messages.length === 0)
+    throw new MockBadRequest('messages', 'messages must be a non-empty array');
   body.messages.forEach((message, i) => {
-    if (!isBody(message) || typeof message.role !== 'string') throw new MockBadRequest(`messages[${i}]`, `messages[${i}] must be an object with a role`);
+    if (!isBody(message) || typeof message.role !== 'string')
+      throw new MockBadRequest(`messages[${i}]`, `messages[${i}] must be an object with a role`);
   });
   return body.messages;
 }
@@ -112,7 +120,8 @@ class MockNotFound extends Error {}
 function planGeminiRequest(req: Request, body: Body, replyTokens: number): Plan {
   const target = splitGeminiTarget(req.params.target);
   if (!target || target.model === '') throw new MockNotFound();
-  if (!Array.isArray(body.contents) || body.contents.length === 0) throw new MockBadRequest('contents', 'contents must be a non-empty array');
+  if (!Array.isArray(body.contents) || body.contents.length === 0)
+    throw new MockBadRequest('contents', 'contents must be a non-empty array');
   const contents = body.contents.map((content: unknown) => (isBody(content) ? content.parts : undefined));
   const config = isBody(body.generationConfig) ? body.generationConfig : {};
   const cap = optionalPositiveInteger(config, 'maxOutputTokens');
@@ -135,18 +144,37 @@ function planRequest(api: MockApi, req: Request, body: Body, replyTokens: number
     const cap = optionalPositiveInteger(body, 'max_completion_tokens') ?? optionalPositiveInteger(body, 'max_tokens');
     const options = body.stream_options;
     const includeUsage = isBody(options) && options.include_usage === true;
-    return { model, stream, includeUsage, inputTokens: countPromptTokens({ messages }), reply: mockReply(replyTokens, cap) };
+    return {
+      model,
+      stream,
+      includeUsage,
+      inputTokens: countPromptTokens({ messages }),
+      reply: mockReply(replyTokens, cap),
+    };
   }
   if (api === 'openai.responses') {
     const input = body.input;
-    if (typeof input !== 'string' && !Array.isArray(input)) throw new MockBadRequest('input', 'input must be a string or an array');
+    if (typeof input !== 'string' && !Array.isArray(input))
+      throw new MockBadRequest('input', 'input must be a string or an array');
     const cap = optionalPositiveInteger(body, 'max_output_tokens');
-    return { model, stream, includeUsage: true, inputTokens: countPromptTokens({ input, instructions: body.instructions }), reply: mockReply(replyTokens, cap) };
+    return {
+      model,
+      stream,
+      includeUsage: true,
+      inputTokens: countPromptTokens({ input, instructions: body.instructions }),
+      reply: mockReply(replyTokens, cap),
+    };
   }
   const messages = requireMessages(body);
   const cap = optionalPositiveInteger(body, 'max_tokens');
   if (cap === undefined) throw new MockBadRequest('max_tokens', 'max_tokens: Field required');
-  return { model, stream, includeUsage: true, inputTokens: countPromptTokens({ messages, system: body.system }), reply: mockReply(replyTokens, cap) };
+  return {
+    model,
+    stream,
+    includeUsage: true,
+    inputTokens: countPromptTokens({ messages, system: body.system }),
+    reply: mockReply(replyTokens, cap),
+  };
 }
 
 function sendJson(res: Response, status: number, payload: unknown, headers: Record<string, string> = {}): void {
@@ -155,20 +183,42 @@ function sendJson(res: Response, status: number, payload: unknown, headers: Reco
 }
 
 /** Google's status names for the statuses the mock answers. */
-const GOOGLE_STATUS: Readonly<Record<number, string>> = { 400: 'INVALID_ARGUMENT', 401: 'UNAUTHENTICATED', 404: 'NOT_FOUND', 429: 'RESOURCE_EXHAUSTED', 500: 'INTERNAL' };
+const GOOGLE_STATUS: Readonly<Record<number, string>> = {
+  400: 'INVALID_ARGUMENT',
+  401: 'UNAUTHENTICATED',
+  404: 'NOT_FOUND',
+  429: 'RESOURCE_EXHAUSTED',
+  500: 'INTERNAL',
+};
 
-function sendError(res: Response, api: MockApi, status: number, type: string, message: string, param: string | null = null, headers: Record<string, string> = {}): void {
-  const payload = api === 'anthropic.messages'
-    ? { type: 'error', error: { type, message } }
-    : api === 'gemini.generate'
-      ? { error: { code: status, message, status: GOOGLE_STATUS[status] ?? 'UNKNOWN' } }
-      : { error: { message, type, param, code: null } };
+function sendError(
+  res: Response,
+  api: MockApi,
+  status: number,
+  type: string,
+  message: string,
+  param: string | null = null,
+  headers: Record<string, string> = {},
+): void {
+  const payload =
+    api === 'anthropic.messages'
+      ? { type: 'error', error: { type, message } }
+      : api === 'gemini.generate'
+        ? { error: { code: status, message, status: GOOGLE_STATUS[status] ?? 'UNKNOWN' } }
+        : { error: { message, type, param, code: null } };
   sendJson(res, status, payload, headers);
 }
 
 /** Writes SSE events in order, pausing between them; stops quietly when the client left. */
-async function writeEvents(res: Response, events: { event?: string; data: unknown }[], delayMs: number, stopAfter?: number): Promise<void> {
-  res.status(200).set({ 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' });
+async function writeEvents(
+  res: Response,
+  events: { event?: string; data: unknown }[],
+  delayMs: number,
+  stopAfter?: number,
+): Promise<void> {
+  res
+    .status(200)
+    .set({ 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' });
   res.flushHeaders();
   for (let i = 0; i < events.length; i++) {
     if (res.destroyed || res.writableEnded) return;
@@ -186,7 +236,12 @@ function chatUsage(plan: Plan) {
     completion_tokens: plan.reply.outputTokens,
     total_tokens: plan.inputTokens + plan.reply.outputTokens,
     prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
-    completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
+    completion_tokens_details: {
+      reasoning_tokens: 0,
+      audio_tokens: 0,
+      accepted_prediction_tokens: 0,
+      rejected_prediction_tokens: 0,
+    },
   };
 }
 
@@ -196,7 +251,14 @@ function chatJson(plan: Plan) {
     object: 'chat.completion',
     created: nowSeconds(),
     model: plan.model,
-    choices: [{ index: 0, message: { role: 'assistant', content: plan.reply.text, refusal: null, annotations: [] }, logprobs: null, finish_reason: plan.reply.truncated ? 'length' : 'stop' }],
+    choices: [
+      {
+        index: 0,
+        message: { role: 'assistant', content: plan.reply.text, refusal: null, annotations: [] },
+        logprobs: null,
+        finish_reason: plan.reply.truncated ? 'length' : 'stop',
+      },
+    ],
     usage: chatUsage(plan),
     service_tier: 'default',
     system_fingerprint: 'fp_tollgate_mock',
@@ -204,10 +266,21 @@ function chatJson(plan: Plan) {
 }
 
 function chatEvents(plan: Plan): { data: unknown }[] {
-  const base = { id: id('chatcmpl-'), object: 'chat.completion.chunk', created: nowSeconds(), model: plan.model, service_tier: 'default', system_fingerprint: 'fp_tollgate_mock' };
+  const base = {
+    id: id('chatcmpl-'),
+    object: 'chat.completion.chunk',
+    created: nowSeconds(),
+    model: plan.model,
+    service_tier: 'default',
+    system_fingerprint: 'fp_tollgate_mock',
+  };
   // With include_usage every chunk carries `usage: null` and one last chunk with `choices: []` carries the usage.
   const usageNull = plan.includeUsage ? { usage: null } : {};
-  const chunk = (delta: Record<string, unknown>, finishReason: string | null) => ({ ...base, choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }], ...usageNull });
+  const chunk = (delta: Record<string, unknown>, finishReason: string | null) => ({
+    ...base,
+    choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
+    ...usageNull,
+  });
   const events: { data: unknown }[] = [{ data: chunk({ role: 'assistant', content: '', refusal: null }, null) }];
   for (const piece of plan.reply.pieces) events.push({ data: chunk({ content: piece }, null) });
   events.push({ data: chunk({}, plan.reply.truncated ? 'length' : 'stop') });
@@ -226,7 +299,14 @@ function responsesUsage(plan: Plan) {
   };
 }
 
-function responseObject(plan: Plan, responseId: string, messageId: string, createdAt: number, body: Body, done: boolean) {
+function responseObject(
+  plan: Plan,
+  responseId: string,
+  messageId: string,
+  createdAt: number,
+  body: Body,
+  done: boolean,
+) {
   const status = !done ? 'in_progress' : plan.reply.truncated ? 'incomplete' : 'completed';
   return {
     id: responseId,
@@ -271,14 +351,38 @@ function responsesEvents(plan: Plan, body: Body): { event: string; data: unknown
   const messageId = id('msg_');
   const createdAt = nowSeconds();
   const events: { event: string; data: Record<string, unknown> }[] = [];
-  const push = (type: string, data: Record<string, unknown>) => events.push({ event: type, data: { type, sequence_number: events.length, ...data } });
+  const push = (type: string, data: Record<string, unknown>) =>
+    events.push({ event: type, data: { type, sequence_number: events.length, ...data } });
   push('response.created', { response: responseObject(plan, responseId, messageId, createdAt, body, false) });
   push('response.in_progress', { response: responseObject(plan, responseId, messageId, createdAt, body, false) });
   push('response.output_item.added', { output_index: 0, item: messageItem(plan, messageId, 'in_progress') });
-  push('response.content_part.added', { item_id: messageId, output_index: 0, content_index: 0, part: { type: 'output_text', text: '', annotations: [], logprobs: [] } });
-  for (const piece of plan.reply.pieces) push('response.output_text.delta', { item_id: messageId, output_index: 0, content_index: 0, delta: piece, logprobs: [] });
-  push('response.output_text.done', { item_id: messageId, output_index: 0, content_index: 0, text: plan.reply.text, logprobs: [] });
-  push('response.content_part.done', { item_id: messageId, output_index: 0, content_index: 0, part: { type: 'output_text', text: plan.reply.text, annotations: [], logprobs: [] } });
+  push('response.content_part.added', {
+    item_id: messageId,
+    output_index: 0,
+    content_index: 0,
+    part: { type: 'output_text', text: '', annotations: [], logprobs: [] },
+  });
+  for (const piece of plan.reply.pieces)
+    push('response.output_text.delta', {
+      item_id: messageId,
+      output_index: 0,
+      content_index: 0,
+      delta: piece,
+      logprobs: [],
+    });
+  push('response.output_text.done', {
+    item_id: messageId,
+    output_index: 0,
+    content_index: 0,
+    text: plan.reply.text,
+    logprobs: [],
+  });
+  push('response.content_part.done', {
+    item_id: messageId,
+    output_index: 0,
+    content_index: 0,
+    part: { type: 'output_text', text: plan.reply.text, annotations: [], logprobs: [] },
+  });
   push('response.output_item.done', { output_index: 0, item: messageItem(plan, messageId, 'completed') });
   const final = responseObject(plan, responseId, messageId, createdAt, body, true);
   push(final.status === 'incomplete' ? 'response.incomplete' : 'response.completed', { response: final });
@@ -286,7 +390,13 @@ function responsesEvents(plan: Plan, body: Body): { event: string; data: unknown
 }
 
 function anthropicUsage(plan: Plan, outputTokens: number) {
-  return { input_tokens: plan.inputTokens, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: outputTokens, service_tier: 'standard' };
+  return {
+    input_tokens: plan.inputTokens,
+    cache_creation_input_tokens: 0,
+    cache_read_input_tokens: 0,
+    output_tokens: outputTokens,
+    service_tier: 'standard',
+  };
 }
 
 function anthropicJson(plan: Plan) {
@@ -306,15 +416,26 @@ function anthropicEvents(plan: Plan): { event: string; data: unknown }[] {
   const start = { ...anthropicJson(plan), content: [], stop_reason: null, usage: anthropicUsage(plan, 1) };
   const events: { event: string; data: unknown }[] = [
     { event: 'message_start', data: { type: 'message_start', message: start } },
-    { event: 'content_block_start', data: { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } } },
+    {
+      event: 'content_block_start',
+      data: { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } },
+    },
     { event: 'ping', data: { type: 'ping' } },
   ];
-  for (const piece of plan.reply.pieces) events.push({ event: 'content_block_delta', data: { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: piece } } });
+  for (const piece of plan.reply.pieces)
+    events.push({
+      event: 'content_block_delta',
+      data: { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: piece } },
+    });
   events.push({ event: 'content_block_stop', data: { type: 'content_block_stop', index: 0 } });
   // message_delta usage is cumulative: the whole output so far, not an increment.
   events.push({
     event: 'message_delta',
-    data: { type: 'message_delta', delta: { stop_reason: plan.reply.truncated ? 'max_tokens' : 'end_turn', stop_sequence: null }, usage: { output_tokens: plan.reply.outputTokens } },
+    data: {
+      type: 'message_delta',
+      delta: { stop_reason: plan.reply.truncated ? 'max_tokens' : 'end_turn', stop_sequence: null },
+      usage: { output_tokens: plan.reply.outputTokens },
+    },
   });
   events.push({ event: 'message_stop', data: { type: 'message_stop' } });
   return events;
@@ -322,7 +443,11 @@ function anthropicEvents(plan: Plan): { event: string; data: unknown }[] {
 
 /** Gemini's `usageMetadata`: the prompt, and the candidates' tokens so far (streamed chunks carry running totals). */
 function geminiUsage(plan: Plan, outputTokens: number) {
-  return { promptTokenCount: plan.inputTokens, candidatesTokenCount: outputTokens, totalTokenCount: plan.inputTokens + outputTokens };
+  return {
+    promptTokenCount: plan.inputTokens,
+    candidatesTokenCount: outputTokens,
+    totalTokenCount: plan.inputTokens + outputTokens,
+  };
 }
 
 function geminiChunk(plan: Plan, responseId: string, text: string, outputTokens: number, finished: boolean) {
@@ -338,7 +463,9 @@ function geminiChunk(plan: Plan, responseId: string, text: string, outputTokens:
 function geminiEvents(plan: Plan): { data: unknown }[] {
   const responseId = id('');
   const pieces = plan.reply.pieces.length > 0 ? plan.reply.pieces : [''];
-  return pieces.map((piece, i) => ({ data: geminiChunk(plan, responseId, piece, Math.min(i + 1, plan.reply.outputTokens), i === pieces.length - 1) }));
+  return pieces.map((piece, i) => ({
+    data: geminiChunk(plan, responseId, piece, Math.min(i + 1, plan.reply.outputTokens), i === pieces.length - 1),
+  }));
 }
 
 function presentedKey(headers: IncomingHttpHeaders): string | undefined {
@@ -365,8 +492,17 @@ export function createMockProvider(initial: MockBehavior = {}): MockProvider {
         if (behavior.requireApiKey !== undefined && presentedKey(req.headers) !== behavior.requireApiKey) {
           // As OpenAI does, the message names the presented key, masked but for its ends.
           const presented = presentedKey(req.headers) ?? '';
-          const masked = presented.length > 8 ? `${presented.slice(0, 3)}${'*'.repeat(presented.length - 7)}${presented.slice(-4)}` : '(none)';
-          sendError(res, api, 401, api === 'anthropic.messages' ? 'authentication_error' : 'invalid_request_error', `Incorrect API key provided: ${masked}.`);
+          const masked =
+            presented.length > 8
+              ? `${presented.slice(0, 3)}${'*'.repeat(presented.length - 7)}${presented.slice(-4)}`
+              : '(none)';
+          sendError(
+            res,
+            api,
+            401,
+            api === 'anthropic.messages' ? 'authentication_error' : 'invalid_request_error',
+            `Incorrect API key provided: ${masked}.`,
+          );
           return;
         }
         if ((behavior.latencyMs ?? 0) > 0) await sleep(behavior.latencyMs!);
@@ -376,12 +512,26 @@ export function createMockProvider(initial: MockBehavior = {}): MockProvider {
         }
         if (failure === 'hang') return; // hold the request open until the client gives up or close() runs
         if (failure === 'error500') {
-          sendError(res, api, 500, api === 'anthropic.messages' ? 'api_error' : 'server_error', 'The mock provider failed on purpose.');
+          sendError(
+            res,
+            api,
+            500,
+            api === 'anthropic.messages' ? 'api_error' : 'server_error',
+            'The mock provider failed on purpose.',
+          );
           return;
         }
         if (failure === 'rateLimit') {
           const retryAfter = String(behavior.retryAfterSeconds ?? 7);
-          sendError(res, api, 429, api === 'anthropic.messages' ? 'rate_limit_error' : 'requests', 'Mock provider rate limit reached.', null, { 'retry-after': retryAfter });
+          sendError(
+            res,
+            api,
+            429,
+            api === 'anthropic.messages' ? 'rate_limit_error' : 'requests',
+            'Mock provider rate limit reached.',
+            null,
+            { 'retry-after': retryAfter },
+          );
           return;
         }
         const body = req.body as unknown;
@@ -401,8 +551,10 @@ export function createMockProvider(initial: MockBehavior = {}): MockProvider {
         } else if (plan.stream) await writeEvents(res, anthropicEvents(plan), delay, hangAfter);
         else sendJson(res, 200, anthropicJson(plan));
       } catch (error) {
-        if (error instanceof MockBadRequest) sendError(res, api, 400, 'invalid_request_error', error.message, error.param);
-        else if (error instanceof MockNotFound) sendError(res, api, 404, 'not_found', `No method ${req.path.slice(0, 200)}`);
+        if (error instanceof MockBadRequest)
+          sendError(res, api, 400, 'invalid_request_error', error.message, error.param);
+        else if (error instanceof MockNotFound)
+          sendError(res, api, 404, 'not_found', `No method ${req.path.slice(0, 200)}`);
         else sendError(res, api, 500, 'server_error', 'mock provider bug');
       }
     };
@@ -425,11 +577,18 @@ export function createMockProvider(initial: MockBehavior = {}): MockProvider {
   // Gemini's `models/{model}:{action}`: Express 5 cannot match a literal ':' after a param.
   app.post('/v1beta/models/:target', handlers['gemini.generate']);
   app.use(function mockNotFound(_req: Request, res: Response) {
-    sendJson(res, 404, { error: { message: 'Not found', type: 'invalid_request_error', param: null, code: 'not_found' } });
+    sendJson(res, 404, {
+      error: { message: 'Not found', type: 'invalid_request_error', param: null, code: 'not_found' },
+    });
   });
   app.use(function mockBadBody(error: unknown, _req: Request, res: Response, _next: (err?: unknown) => void) {
-    const status = typeof error === 'object' && error !== null && typeof (error as { status?: unknown }).status === 'number' ? (error as { status: number }).status : 500;
-    sendJson(res, status, { error: { message: 'Bad request body', type: 'invalid_request_error', param: null, code: null } });
+    const status =
+      typeof error === 'object' && error !== null && typeof (error as { status?: unknown }).status === 'number'
+        ? (error as { status: number }).status
+        : 500;
+    sendJson(res, status, {
+      error: { message: 'Bad request body', type: 'invalid_request_error', param: null, code: null },
+    });
   });
 
   return {

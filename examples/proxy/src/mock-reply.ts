@@ -31,8 +31,17 @@ export function collectPromptText(value: unknown, out: string[] = [], depth = 0)
 }
 
 /** Input tokens of a prompt: its text, plus 3 per message and 3 to prime the reply (as chat formats do). */
-export function countPromptTokens(parts: { messages?: unknown; system?: unknown; input?: unknown; instructions?: unknown }): number {
-  const messages = Array.isArray(parts.messages) ? parts.messages.length : Array.isArray(parts.input) ? parts.input.length : 1;
+export function countPromptTokens(parts: {
+  messages?: unknown;
+  system?: unknown;
+  input?: unknown;
+  instructions?: unknown;
+}): number {
+  const messages = Array.isArray(parts.messages)
+    ? parts.messages.length
+    : Array.isArray(parts.input)
+      ? parts.input.length
+      : 1;
   const texts = collectPromptText([parts.system, parts.instructions, parts.messages, parts.input]);
   return texts.reduce((sum, text) => sum + countMockTokens(text), 0) + 3 * messages + 3;
 }

@@ -10,7 +10,9 @@ export function listModels(config: ProxyConfig, pricing: Pricing) {
   const known = new Set([...pricing.models(), ...Object.keys(config.models ?? {})]);
   const upstreams = config.upstreams;
   // With real upstreams, only models some upstream serves; the mock serves every priced model.
-  const served = [...known].filter((model) => !upstreams || Object.hasOwn(upstreams, providerOfModel(model, 'openai.chat', config, pricing)));
+  const served = [...known].filter(
+    (model) => !upstreams || Object.hasOwn(upstreams, providerOfModel(model, 'openai.chat', config, pricing)),
+  );
   return served.sort();
 }
 
@@ -23,8 +25,11 @@ export function modelsRoute(config: ProxyConfig, pricing: Pricing) {
   return function listAllowedModels(req: Request, res: Response): void {
     const identity: Identity | undefined = req.tollgate?.identity;
     const byTier = tierModels(identity?.tier);
-    const allowed = models.filter((model) => (byTier === undefined || isModelAllowed(model, byTier))
-      && (identity?.models === undefined || isModelAllowed(model, identity.models)));
+    const allowed = models.filter(
+      (model) =>
+        (byTier === undefined || isModelAllowed(model, byTier)) &&
+        (identity?.models === undefined || isModelAllowed(model, identity.models)),
+    );
     const data = allowed.map((id) => ({
       id,
       object: 'model',
@@ -34,6 +39,12 @@ export function modelsRoute(config: ProxyConfig, pricing: Pricing) {
       display_name: id,
       created_at: createdAt,
     }));
-    res.json({ object: 'list', data, has_more: false, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null });
+    res.json({
+      object: 'list',
+      data,
+      has_more: false,
+      first_id: data[0]?.id ?? null,
+      last_id: data.at(-1)?.id ?? null,
+    });
   };
 }

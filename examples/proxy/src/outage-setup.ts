@@ -21,18 +21,27 @@ export interface StoreOutageConfig {
  * for a lease or failOpen anywhere; the stores themselves otherwise (and on memory, which cannot
  * fail). Outages are logged when they start and end.
  */
-export function outageStores<S extends TollgateStores>(outage: StoreOutageConfig | undefined, stores: S, log: (line: string) => void): LeasedStores<S> | undefined {
+export function outageStores<S extends TollgateStores>(
+  outage: StoreOutageConfig | undefined,
+  stores: S,
+  log: (line: string) => void,
+): LeasedStores<S> | undefined {
   if (!outage || stores.kind === 'memory') return undefined;
-  if (outage.requests === 'failClosed' && outage.tokens === 'failClosed' && outage.budget === 'failClosed') return undefined;
+  if (outage.requests === 'failClosed' && outage.tokens === 'failClosed' && outage.budget === 'failClosed')
+    return undefined;
   return leasedStores(stores, {
     policy: { fixedWindow: outage.requests, counter: outage.tokens, ledger: outage.budget },
     slice: outage.slice,
     onOutage(event) {
       if (event.state === 'down') {
         const cause = event.error instanceof Error ? event.error.message : String(event.error);
-        log(`tollgate proxy: Redis is out (${cause}); requests ${outage.requests}, tokens ${outage.tokens}, budgets ${outage.budget} (slice ${outage.slice}) until it answers`);
+        log(
+          `tollgate proxy: Redis is out (${cause}); requests ${outage.requests}, tokens ${outage.tokens}, budgets ${outage.budget} (slice ${outage.slice}) until it answers`,
+        );
       } else {
-        log(`tollgate proxy: Redis answers again; ${event.pendingCharges === 0 ? 'what the leases granted is charged' : `${event.pendingCharges} lease charges still to send`}`);
+        log(
+          `tollgate proxy: Redis answers again; ${event.pendingCharges === 0 ? 'what the leases granted is charged' : `${event.pendingCharges} lease charges still to send`}`,
+        );
       }
     },
   });
@@ -43,7 +52,10 @@ export function outageStores<S extends TollgateStores>(outage: StoreOutageConfig
  * block at a time (over the lease, when there is one, so a block taken while Redis is out comes
  * out of the slice).
  */
-export function blockedStores<S extends TollgateStores>(blocks: RedisConfig['blocks'], stores: S): BlockStores<S> | undefined {
+export function blockedStores<S extends TollgateStores>(
+  blocks: RedisConfig['blocks'],
+  stores: S,
+): BlockStores<S> | undefined {
   if (blocks === false || stores.kind === 'memory') return undefined;
   if (blocks === undefined || blocks === true) return blockStores(stores);
   return blockStores(stores, {

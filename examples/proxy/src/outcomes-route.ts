@@ -15,7 +15,10 @@ export interface OutcomesRouteOptions {
 
 /** Where the config puts the ledger table (the dashboard reads the same). */
 export function ledgerLocation(config: ProxyConfig): LedgerLocation {
-  return { ...(config.postgresSchema ? { schema: config.postgresSchema } : {}), ...(config.postgresTable ? { table: config.postgresTable } : {}) };
+  return {
+    ...(config.postgresSchema ? { schema: config.postgresSchema } : {}),
+    ...(config.postgresTable ? { table: config.postgresTable } : {}),
+  };
 }
 
 const ID = /^[\w.:@-]{1,128}$/;
@@ -29,22 +32,37 @@ function badField(param: string, message: string): ApiError {
 
 /** Reads the body into a report for the caller's tenant; throws a 400 naming the field at fault. */
 function readReport(body: unknown, tenantId: string): OutcomeReport {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badField('body', 'The body must be a JSON object.');
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    throw badField('body', 'The body must be a JSON object.');
   const fields = body as Record<string, unknown>;
   const unknown = Object.keys(fields).find((name) => !FIELDS.has(name));
-  if (unknown !== undefined) throw badField(unknown.slice(0, 64), `Unknown field ${JSON.stringify(unknown.slice(0, 64))}: an outcome has request_id or conversation_id, kind and value_usd.`);
+  if (unknown !== undefined)
+    throw badField(
+      unknown.slice(0, 64),
+      `Unknown field ${JSON.stringify(unknown.slice(0, 64))}: an outcome has request_id or conversation_id, kind and value_usd.`,
+    );
   const hasRequest = fields.request_id !== undefined;
   if (hasRequest === (fields.conversation_id !== undefined)) {
-    throw badField('request_id', 'Give one of request_id (the x-request-id the proxy returned) or conversation_id (the x-conversation-id sent on the requests).');
+    throw badField(
+      'request_id',
+      'Give one of request_id (the x-request-id the proxy returned) or conversation_id (the x-conversation-id sent on the requests).',
+    );
   }
   const param = hasRequest ? 'request_id' : 'conversation_id';
   const subjectId = fields[param];
-  if (typeof subjectId !== 'string' || !ID.test(subjectId)) throw badField(param, `${param} must be a string of 1 to 128 letters, digits or . : @ - _.`);
+  if (typeof subjectId !== 'string' || !ID.test(subjectId))
+    throw badField(param, `${param} must be a string of 1 to 128 letters, digits or . : @ - _.`);
   if (typeof fields.kind !== 'string' || !KIND.test(fields.kind)) {
-    throw badField('kind', 'kind must be a lower-case word such as "resolved" or "converted" (a-z, 0-9, _ . -; at most 64).');
+    throw badField(
+      'kind',
+      'kind must be a lower-case word such as "resolved" or "converted" (a-z, 0-9, _ . -; at most 64).',
+    );
   }
   const value = fields.value_usd;
-  if (value !== undefined && (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > MAX_VALUE_USD)) {
+  if (
+    value !== undefined &&
+    (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > MAX_VALUE_USD)
+  ) {
     throw badField('value_usd', `value_usd must be a number of USD from 0 to ${MAX_VALUE_USD}.`);
   }
   return {
@@ -78,9 +96,17 @@ export function outcomesRoute(options: OutcomesRouteOptions): RequestHandler {
   const { ledger, location, flushUsage } = options;
   return async function reportOutcome(req: Request, res: Response, next: NextFunction) {
     try {
-      if (!ledger) throw new ApiError('not_found', 'Outcomes are kept in the usage ledger, and this proxy has none (set postgresUrl or embeddedLedger).');
+      if (!ledger)
+        throw new ApiError(
+          'not_found',
+          'Outcomes are kept in the usage ledger, and this proxy has none (set postgresUrl or embeddedLedger).',
+        );
       const tenantId = req.tollgate.identity?.tenantId;
-      if (tenantId === undefined) throw new ApiError('insufficient_scope', 'Outcomes are recorded per tenant, and this credential belongs to no tenant.');
+      if (tenantId === undefined)
+        throw new ApiError(
+          'insufficient_scope',
+          'Outcomes are recorded per tenant, and this credential belongs to no tenant.',
+        );
       const report = readReport(req.body, tenantId);
       let outcome = await recordOutcome(ledger, report, location);
       if (!outcome) {
@@ -89,8 +115,12 @@ export function outcomesRoute(options: OutcomesRouteOptions): RequestHandler {
         outcome = await recordOutcome(ledger, report, location);
       }
       if (!outcome) {
-        const which = report.requestId === undefined ? `conversation ${report.conversationId}` : `request ${report.requestId}`;
-        throw new ApiError('not_found', `No recorded ${which} for this tenant: report an outcome with the x-request-id the proxy returned, or an x-conversation-id sent on the requests.`);
+        const which =
+          report.requestId === undefined ? `conversation ${report.conversationId}` : `request ${report.requestId}`;
+        throw new ApiError(
+          'not_found',
+          `No recorded ${which} for this tenant: report an outcome with the x-request-id the proxy returned, or an x-conversation-id sent on the requests.`,
+        );
       }
       res.status(outcome.created ? 201 : 200).json(outcomeJson(outcome));
     } catch (error) {

@@ -30,7 +30,12 @@ export interface ProviderRouter {
 }
 
 /** The provider a model belongs to: the config's `models` entry, else the catalogue's, else the API's. */
-export function providerOfModel(model: string, api: ProviderApi, config: ProxyConfig, pricing: Pricing | undefined): string {
+export function providerOfModel(
+  model: string,
+  api: ProviderApi,
+  config: ProxyConfig,
+  pricing: Pricing | undefined,
+): string {
   const configured = config.models && Object.hasOwn(config.models, model) ? config.models[model] : undefined;
   if (configured) return configured.provider;
   return pricing?.find(model)?.provider ?? adapterFor(api).provider;
@@ -49,13 +54,19 @@ const ROUTE_OF_KIND: Readonly<Record<UpstreamKind, string>> = {
 function chatCallDeclaration(config: ProxyConfig, pricing: Pricing | undefined): RequestHandler {
   const declareChat = providerCall('openai.chat');
   const upstreams = Object.entries(config.upstreams ?? {});
-  const compatible = new Set(upstreams.filter(([name, upstream]) => (upstream.api ?? defaultUpstreamKind(name)) === 'openai-compatible').map(([name]) => name));
+  const compatible = new Set(
+    upstreams
+      .filter(([name, upstream]) => (upstream.api ?? defaultUpstreamKind(name)) === 'openai-compatible')
+      .map(([name]) => name),
+  );
   if (compatible.size === 0) return declareChat;
   const declareCompatible = providerCall(openAiCompatible);
   return function declareChatCall(req: Request, res: Response, next: NextFunction): void {
     // The body passed validation: its model is a string.
     const model = (req.body as { model: string }).model;
-    const declare = compatible.has(providerOfModel(model, 'openai.chat', config, pricing)) ? declareCompatible : declareChat;
+    const declare = compatible.has(providerOfModel(model, 'openai.chat', config, pricing))
+      ? declareCompatible
+      : declareChat;
     declare(req, res, next);
   };
 }
@@ -98,7 +109,9 @@ export function createProviderRouter(config: ProxyConfig, options: ProviderRoute
   }
 
   const upstreams = new Map<string, Upstream>();
-  const allKeys = Object.values(config.upstreams).map((upstreamConfig) => resolveUpstreamKey(upstreamConfig, options.env));
+  const allKeys = Object.values(config.upstreams).map((upstreamConfig) =>
+    resolveUpstreamKey(upstreamConfig, options.env),
+  );
   for (const [name, upstreamConfig] of Object.entries(config.upstreams)) {
     upstreams.set(name, createUpstream(name, upstreamConfig, options.env, allKeys, options.observeUpstream));
   }
@@ -113,42 +126,55 @@ export function createProviderRouter(config: ProxyConfig, options: ProviderRoute
   return {
     names: [...upstreams.keys()],
     routes,
-    declareCall: routes ? (api, params) => {
-      const declare = declareCall(api, params);
-      // The declaration answers synchronously: its `next` is captured by one function made here,
-      // not by a closure made per request.
-      let passed = false;
-      let failure: unknown;
-      const capture = (error?: unknown) => {
-        passed = true;
-        failure = error;
-      };
-      // A group's or a class's request runs with its first target's model from here on (estimate, limits, budget).
-      return function declareRoutedCall(req: Request, res: Response, next: NextFunction): void {
-        passed = false;
-        failure = undefined;
-        declare(req, res, capture);
-        if (!passed) return;
-        if (failure === undefined) routes.planCall(req);
-        next(failure);
-      };
-    } : declareCall,
-    handler: (api) => function callUpstream(req: Request, res: Response, next: NextFunction) {
-      if (routes?.serve(api, req, res, next)) return;
-      // The declared call's model: after any downgrade, whatever the API's shape.
-      const model = req.tollgate.call!.model!;
-      const provider = providerOfModel(model, api, config, options.pricing);
-      const upstream = upstreams.get(provider);
-      if (!upstream) {
-        next(new ApiError('invalid_request', `No upstream serves the model "${model}" (provider "${provider}").`, { param: 'model' }));
-        return;
-      }
-      if (!KINDS_OF_API[api].includes(upstream.api)) {
-        next(new ApiError('invalid_request', `The model "${model}" is served by the ${upstream.api} upstream "${upstream.name}": call ${ROUTE_OF_KIND[upstream.api]}.`, { param: 'model' }));
-        return;
-      }
-      upstream.forward(api, req, res, next);
-    },
+    declareCall: routes
+      ? (api, params) => {
+          const declare = declareCall(api, params);
+          // The declaration answers synchronously: its `next` is captured by one function made here,
+          // not by a closure made per request.
+          let passed = false;
+          let failure: unknown;
+          const capture = (error?: unknown) => {
+            passed = true;
+            failure = error;
+          };
+          // A group's or a class's request runs with its first target's model from here on (estimate, limits, budget).
+          return function declareRoutedCall(req: Request, res: Response, next: NextFunction): void {
+            passed = false;
+            failure = undefined;
+            declare(req, res, capture);
+            if (!passed) return;
+            if (failure === undefined) routes.planCall(req);
+            next(failure);
+          };
+        }
+      : declareCall,
+    handler: (api) =>
+      function callUpstream(req: Request, res: Response, next: NextFunction) {
+        if (routes?.serve(api, req, res, next)) return;
+        // The declared call's model: after any downgrade, whatever the API's shape.
+        const model = req.tollgate.call!.model!;
+        const provider = providerOfModel(model, api, config, options.pricing);
+        const upstream = upstreams.get(provider);
+        if (!upstream) {
+          next(
+            new ApiError('invalid_request', `No upstream serves the model "${model}" (provider "${provider}").`, {
+              param: 'model',
+            }),
+          );
+          return;
+        }
+        if (!KINDS_OF_API[api].includes(upstream.api)) {
+          next(
+            new ApiError(
+              'invalid_request',
+              `The model "${model}" is served by the ${upstream.api} upstream "${upstream.name}": call ${ROUTE_OF_KIND[upstream.api]}.`,
+              { param: 'model' },
+            ),
+          );
+          return;
+        }
+        upstream.forward(api, req, res, next);
+      },
     close: async () => {
       routes?.close();
       await Promise.all([...upstreams.values()].map((upstream) => upstream.close()));

@@ -68,7 +68,9 @@ function routeLabel(req: Request): string {
 }
 
 /** Per scope, the first ids kept as labels and the rest summed under `__other__`, as the usage sink bounds its labels. */
-function boundedBudgets(statuses: readonly BudgetStatus[]): { scope: BudgetScope; id: string; spent: number; limit: number; reserved: number }[] {
+function boundedBudgets(
+  statuses: readonly BudgetStatus[],
+): { scope: BudgetScope; id: string; spent: number; limit: number; reserved: number }[] {
   const rows = new Map<string, { scope: BudgetScope; id: string; spent: number; limit: number; reserved: number }>();
   const idsPerScope = new Map<BudgetScope, number>();
   for (const status of statuses) {
@@ -99,18 +101,32 @@ export function createProxyMetrics(registry: Registry, report: (error: unknown) 
     labelNames: ['layer', 'reason'],
     registers,
   });
-  const upstreamRequests = new SeriesCounter('tollgate_upstream_requests_total', 'Calls to upstream providers, by upstream, model and the HTTP status it answered (0: none).', registry);
+  const upstreamRequests = new SeriesCounter(
+    'tollgate_upstream_requests_total',
+    'Calls to upstream providers, by upstream, model and the HTTP status it answered (0: none).',
+    registry,
+  );
   const upstreamErrors = new Counter({
     name: 'tollgate_upstream_errors_total',
     help: 'Failed upstream calls, by upstream, model and reason: status (5xx or 3xx), credentials (the gateway key refused), timeout, unreachable, cut (mid-answer).',
     labelNames: ['provider', 'model', 'reason'],
     registers,
   });
-  const upstreamSeconds = new SeriesHistogram('tollgate_upstream_duration_seconds', 'From sending an upstream call to the end of its answer (or its failure).', registry, UPSTREAM_BUCKETS);
-  const storeSeconds = new SeriesHistogram('tollgate_store_call_duration_seconds', 'Store calls by operation and outcome (Redis stores; memory stores are not timed).', registry, STORE_BUCKETS);
+  const upstreamSeconds = new SeriesHistogram(
+    'tollgate_upstream_duration_seconds',
+    'From sending an upstream call to the end of its answer (or its failure).',
+    registry,
+    UPSTREAM_BUCKETS,
+  );
+  const storeSeconds = new SeriesHistogram(
+    'tollgate_store_call_duration_seconds',
+    'Store calls by operation and outcome (Redis stores; memory stores are not timed).',
+    registry,
+    STORE_BUCKETS,
+  );
   const storeFailures = new Counter({
     name: 'tollgate_store_failures_total',
-    help: 'Store failures and timeouts the middlewares met, by layer (auth, requests, tokens, concurrency); the budget\'s are its 503 refusals.',
+    help: "Store failures and timeouts the middlewares met, by layer (auth, requests, tokens, concurrency); the budget's are its 503 refusals.",
     labelNames: ['layer'],
     registers,
   });
@@ -119,25 +135,32 @@ export function createProxyMetrics(registry: Registry, report: (error: unknown) 
   let budget: BudgetGuard | undefined;
   let reading: Promise<ReturnType<typeof boundedBudgets>> | undefined;
   const readBudgets = () => {
-    reading ??= (budget ? budget.status() : Promise.resolve([])).then(boundedBudgets).finally(() => setImmediate(() => (reading = undefined)));
+    reading ??= (budget ? budget.status() : Promise.resolve([]))
+      .then(boundedBudgets)
+      .finally(() => setImmediate(() => (reading = undefined)));
     return reading;
   };
-  const budgetGauge = (name: string, help: string, field: 'spent' | 'limit' | 'reserved') => new Gauge({
-    name,
-    help,
-    labelNames: ['scope', 'id'],
-    registers,
-    async collect() {
-      this.reset();
-      try {
-        for (const row of await readBudgets()) this.set({ scope: row.scope, id: row.id }, row[field]);
-      } catch (error) {
-        // The ledger did not answer: no budget series this scrape, rather than a failed scrape.
-        report(error);
-      }
-    },
-  });
-  budgetGauge('tollgate_budget_spent_usd', 'Spent in the current period, per configured budget (scope tenant, key or global; ids past 100 per scope summed as __other__).', 'spent');
+  const budgetGauge = (name: string, help: string, field: 'spent' | 'limit' | 'reserved') =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['scope', 'id'],
+      registers,
+      async collect() {
+        this.reset();
+        try {
+          for (const row of await readBudgets()) this.set({ scope: row.scope, id: row.id }, row[field]);
+        } catch (error) {
+          // The ledger did not answer: no budget series this scrape, rather than a failed scrape.
+          report(error);
+        }
+      },
+    });
+  budgetGauge(
+    'tollgate_budget_spent_usd',
+    'Spent in the current period, per configured budget (scope tenant, key or global; ids past 100 per scope summed as __other__).',
+    'spent',
+  );
   budgetGauge('tollgate_budget_limit_usd', 'The limit of the current period, per configured budget.', 'limit');
   budgetGauge('tollgate_budget_reserved_usd', 'Held by requests in flight, per configured budget.', 'reserved');
 
@@ -176,26 +199,39 @@ export function createProxyMetrics(registry: Registry, report: (error: unknown) 
       let series = byModel.get(model);
       if (series === undefined) {
         const key = `${upstream} ${model}`;
-        series = { key, seconds: upstreamSeconds.series(key, () => ({ provider: upstream, model })), byStatus: new Map() };
+        series = {
+          key,
+          seconds: upstreamSeconds.series(key, () => ({ provider: upstream, model })),
+          byStatus: new Map(),
+        };
         byModel.set(model, series);
       }
       const { key } = series;
       series.seconds.observe(outcome.seconds);
       let byStatus = series.byStatus.get(outcome.status);
       if (byStatus === undefined) {
-        byStatus = upstreamRequests.series(`${key} ${outcome.status}`, () => ({ provider: upstream, model, status: String(outcome.status) }));
+        byStatus = upstreamRequests.series(`${key} ${outcome.status}`, () => ({
+          provider: upstream,
+          model,
+          status: String(outcome.status),
+        }));
         series.byStatus.set(outcome.status, byStatus);
       }
       byStatus.inc();
       const reason = outcome.error;
-      if (reason) upstreamErrors.inc(upstreamErrorLabels.get(`${key} ${reason}`, () => ({ provider: upstream, model, reason })));
+      if (reason)
+        upstreamErrors.inc(upstreamErrorLabels.get(`${key} ${reason}`, () => ({ provider: upstream, model, reason })));
     },
     storeTimer(operation) {
       let ok: HistogramSeries | undefined;
       let error: HistogramSeries | undefined;
       return function timeStoreCall(outcome, seconds) {
-        if (outcome === 'ok') (ok ??= storeSeconds.series(`${operation} ok`, () => ({ operation, outcome: 'ok' }))).observe(seconds);
-        else (error ??= storeSeconds.series(`${operation} error`, () => ({ operation, outcome: 'error' }))).observe(seconds);
+        if (outcome === 'ok')
+          (ok ??= storeSeconds.series(`${operation} ok`, () => ({ operation, outcome: 'ok' }))).observe(seconds);
+        else
+          (error ??= storeSeconds.series(`${operation} error`, () => ({ operation, outcome: 'error' }))).observe(
+            seconds,
+          );
       };
     },
     storeFailure(rawLayer) {

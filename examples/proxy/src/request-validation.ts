@@ -24,7 +24,8 @@ function bad(param: string, message: string): ApiError {
 function checkPositiveInteger(body: Body, field: string, prefix = ''): ApiError | undefined {
   const value = body[field];
   if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) return bad(`${prefix}${field}`, `${prefix}${field} must be a positive integer.`);
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0)
+    return bad(`${prefix}${field}`, `${prefix}${field} must be a positive integer.`);
   return undefined;
 }
 
@@ -33,7 +34,8 @@ function checkMessages(body: Body): ApiError | undefined {
   if (!Array.isArray(messages) || messages.length === 0) return bad('messages', 'messages must be a non-empty array.');
   for (let i = 0; i < messages.length; i++) {
     const message: unknown = messages[i];
-    if (!isBody(message) || typeof message.role !== 'string') return bad(`messages[${i}]`, `messages[${i}] must be an object with a string role.`);
+    if (!isBody(message) || typeof message.role !== 'string')
+      return bad(`messages[${i}]`, `messages[${i}] must be an object with a string role.`);
     const content = message.content;
     if (content !== undefined && content !== null && typeof content !== 'string' && !Array.isArray(content)) {
       return bad(`messages[${i}].content`, `messages[${i}].content must be a string or an array of parts.`);
@@ -86,26 +88,37 @@ export function findRequestProblem(api: ProviderApi, body: unknown): ApiError | 
   if (!isBody(body)) return bad('body', 'The request body must be a JSON object.');
   // Gemini names the model in the path (checked with the route).
   if (api !== 'gemini.generate') {
-    if (typeof body.model !== 'string' || body.model.length === 0) return bad('model', 'model is required and must be a non-empty string.');
-    if (body.model.length > MAX_MODEL_LENGTH) return bad('model', `model must be at most ${MAX_MODEL_LENGTH} characters.`);
+    if (typeof body.model !== 'string' || body.model.length === 0)
+      return bad('model', 'model is required and must be a non-empty string.');
+    if (body.model.length > MAX_MODEL_LENGTH)
+      return bad('model', `model must be at most ${MAX_MODEL_LENGTH} characters.`);
   }
-  if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') return bad('stream', 'stream must be a boolean.');
-  if (body.stream_options !== undefined && body.stream_options !== null && !isBody(body.stream_options)) return bad('stream_options', 'stream_options must be an object.');
+  if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean')
+    return bad('stream', 'stream must be a boolean.');
+  if (body.stream_options !== undefined && body.stream_options !== null && !isBody(body.stream_options))
+    return bad('stream_options', 'stream_options must be an object.');
   const deep = tooDeepField(body);
   if (deep !== undefined) return bad(deep, `${deep} is nested more than ${MAX_NESTING} levels deep.`);
   switch (api) {
     case 'openai.chat':
     case 'openai.compatible':
-      return checkMessages(body) ?? checkPositiveInteger(body, 'max_tokens') ?? checkPositiveInteger(body, 'max_completion_tokens');
+      return (
+        checkMessages(body) ??
+        checkPositiveInteger(body, 'max_tokens') ??
+        checkPositiveInteger(body, 'max_completion_tokens')
+      );
     case 'openai.responses': {
       const input = body.input;
-      if (typeof input !== 'string' && !Array.isArray(input)) return bad('input', 'input must be a string or an array of input items.');
-      if (body.instructions !== undefined && body.instructions !== null && typeof body.instructions !== 'string') return bad('instructions', 'instructions must be a string.');
+      if (typeof input !== 'string' && !Array.isArray(input))
+        return bad('input', 'input must be a string or an array of input items.');
+      if (body.instructions !== undefined && body.instructions !== null && typeof body.instructions !== 'string')
+        return bad('instructions', 'instructions must be a string.');
       return checkPositiveInteger(body, 'max_output_tokens');
     }
     case 'anthropic.messages': {
       const system = body.system;
-      if (system !== undefined && typeof system !== 'string' && !Array.isArray(system)) return bad('system', 'system must be a string or an array of text blocks.');
+      if (system !== undefined && typeof system !== 'string' && !Array.isArray(system))
+        return bad('system', 'system must be a string or an array of text blocks.');
       return checkMessages(body) ?? checkPositiveInteger(body, 'max_tokens');
     }
     case 'gemini.generate': {
@@ -114,7 +127,10 @@ export function findRequestProblem(api: ProviderApi, body: unknown): ApiError | 
       if (config === undefined || config === null) return undefined;
       if (!isBody(config)) return bad('generationConfig', 'generationConfig must be an object.');
       // Both bound the estimate (cap x candidates).
-      return checkPositiveInteger(config, 'maxOutputTokens', 'generationConfig.') ?? checkPositiveInteger(config, 'candidateCount', 'generationConfig.');
+      return (
+        checkPositiveInteger(config, 'maxOutputTokens', 'generationConfig.') ??
+        checkPositiveInteger(config, 'candidateCount', 'generationConfig.')
+      );
     }
   }
 }

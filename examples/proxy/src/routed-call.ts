@@ -3,7 +3,16 @@ import type { NextFunction, Request, Response } from 'express';
 import { ApiError } from '@tollgate/core';
 import type { Pricing, ProviderApi } from '@tollgate/core';
 import { canTranslate, createModelRouter, translateRequest } from '@tollgate/router';
-import type { AttemptResult, ModelRouter, ResolvedTarget, RouteAttempts, RouteFailure, RoutePlan, RouterEvent, TargetReport } from '@tollgate/router';
+import type {
+  AttemptResult,
+  ModelRouter,
+  ResolvedTarget,
+  RouteAttempts,
+  RouteFailure,
+  RoutePlan,
+  RouterEvent,
+  TargetReport,
+} from '@tollgate/router';
 import type { ProxyConfig, UpstreamKind } from './config.js';
 import type { Upstream } from './upstream.js';
 import type { RoutedTry } from './upstream-answer.js';
@@ -104,7 +113,8 @@ class RoutedRequest implements RouteAttempts, RoutedTry {
     const { clientApi } = this;
     const upstream = this.upstreams.get(target.upstream)!;
     const targetApi = targetApiFor(clientApi, upstream.api);
-    if (!canTranslate(clientApi, targetApi)) return `the ${upstream.api} upstream "${upstream.name}" cannot serve ${clientApi} requests`;
+    if (!canTranslate(clientApi, targetApi))
+      return `the ${upstream.api} upstream "${upstream.name}" cannot serve ${clientApi} requests`;
     this.runWith(this.req, target);
     // The reservation follows the target actually tried; it was made at admission for the first one.
     if (!this.reprice || target.model === this.pricedModel) return this.ready(target, upstream, targetApi);
@@ -126,7 +136,10 @@ class RoutedRequest implements RouteAttempts, RoutedTry {
     const translated = translateRequest(this.req.tollgate.call!.body, clientApi, targetApi, target.model);
     if (!translated.ok) return translated.reason;
     // An upstream that speaks the client's API gets its request as it is (but for the model): nothing to translate back.
-    this.translation = targetApi === clientApi ? undefined : { clientApi, targetApi, clientModel: this.req.tollgate.requestedModel ?? this.plan.requestedModel };
+    this.translation =
+      targetApi === clientApi
+        ? undefined
+        : { clientApi, targetApi, clientModel: this.req.tollgate.requestedModel ?? this.plan.requestedModel };
     this.upstream = upstream;
     this.targetApi = targetApi;
     this.body = translated.body;
@@ -148,8 +161,13 @@ class RoutedRequest implements RouteAttempts, RoutedTry {
   }
 
   fail(failure: RouteFailure): void {
-    const headers = failure.retryAfterMs === undefined ? undefined : { 'retry-after': Math.max(1, Math.ceil(failure.retryAfterMs / 1000)) };
-    this.next(new ApiError('upstream_error', failure.message, { status: failure.status, ...(headers ? { headers } : {}) }));
+    const headers =
+      failure.retryAfterMs === undefined
+        ? undefined
+        : { 'retry-after': Math.max(1, Math.ceil(failure.retryAfterMs / 1000)) };
+    this.next(
+      new ApiError('upstream_error', failure.message, { status: failure.status, ...(headers ? { headers } : {}) }),
+    );
   }
 }
 
@@ -174,7 +192,9 @@ export function createRoutedCalls(config: ProxyConfig, options: RoutedCallsOptio
     ...(config.circuitBreaker ? { circuitBreaker: config.circuitBreaker } : {}),
     pricing,
     ...(log ? { onEvent: log } : {}),
-    ...(onBreakerOpen ? { onBreakerOpen: (target: ResolvedTarget, reason: string | undefined) => onBreakerOpen(target.id, reason) } : {}),
+    ...(onBreakerOpen
+      ? { onBreakerOpen: (target: ResolvedTarget, reason: string | undefined) => onBreakerOpen(target.id, reason) }
+      : {}),
   });
   const classHeader = router.config.classHeader;
 
@@ -229,10 +249,16 @@ export function createRoutedCalls(config: ProxyConfig, options: RoutedCallsOptio
     const probeAll = async () => {
       if (running) return;
       running = true;
-      await Promise.all(probed.map(async (name) => {
-        const result = await upstreams.get(name)!.probe(timeoutMs);
-        probes.set(name, { ok: result.ok, at: new Date().toISOString(), ...(result.detail ? { detail: result.detail } : {}) });
-      }));
+      await Promise.all(
+        probed.map(async (name) => {
+          const result = await upstreams.get(name)!.probe(timeoutMs);
+          probes.set(name, {
+            ok: result.ok,
+            at: new Date().toISOString(),
+            ...(result.detail ? { detail: result.detail } : {}),
+          });
+        }),
+      );
       running = false;
     };
     probeTimer = setInterval(() => void probeAll(), probe.intervalMs ?? 30_000);
@@ -244,10 +270,11 @@ export function createRoutedCalls(config: ProxyConfig, options: RoutedCallsOptio
     router,
     planCall,
     serve,
-    health: () => router.health().map((report) => {
-      const last = probes.get(report.upstream);
-      return last ? { ...report, probe: last } : report;
-    }),
+    health: () =>
+      router.health().map((report) => {
+        const last = probes.get(report.upstream);
+        return last ? { ...report, probe: last } : report;
+      }),
     close: () => clearInterval(probeTimer),
   };
 }

@@ -41,13 +41,16 @@ export function checkRouting(config: RoutedProxy): string | undefined {
     if (error instanceof TollgateError) return error.message.replace(/ \(ERR_TG_[^)]*\)$/, '');
     throw error;
   }
-  if (resolved.groups.size > 0 && !config.upstreams) return 'modelGroups needs upstreams: the built-in mock serves each model itself';
+  if (resolved.groups.size > 0 && !config.upstreams)
+    return 'modelGroups needs upstreams: the built-in mock serves each model itself';
   const pricing = createPricing({ models: { ...config.models } });
   for (const group of resolved.groups.values()) {
     for (const [i, target] of group.targets.entries()) {
       const at = `modelGroups.${group.name}.targets[${i}]`;
-      if (config.upstreams && !Object.hasOwn(config.upstreams, target.upstream)) return `${at}.upstream names "${target.upstream}", which is not a key of upstreams`;
-      if (!pricing.find(target.model)) return `${at}.model "${target.model}" has no price: add it to models (every target is billed as itself)`;
+      if (config.upstreams && !Object.hasOwn(config.upstreams, target.upstream))
+        return `${at}.upstream names "${target.upstream}", which is not a key of upstreams`;
+      if (!pricing.find(target.model))
+        return `${at}.model "${target.model}" has no price: add it to models (every target is billed as itself)`;
     }
   }
   return undefined;

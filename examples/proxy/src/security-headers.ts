@@ -22,9 +22,15 @@ export function helmetHeaderSteps(options?: Readonly<HelmetOptions>): SecurityHe
     },
   };
   let outcome: { error: unknown } | undefined;
-  helmet(options)({} as IncomingMessage, standIn as unknown as ServerResponse, (error?: unknown) => (outcome = { error }));
+  helmet(options)(
+    {} as IncomingMessage,
+    standIn as unknown as ServerResponse,
+    (error?: unknown) => (outcome = { error }),
+  );
   if (outcome === undefined || outcome.error !== undefined) {
-    throw new Error(`helmet did not work out its headers at start${outcome?.error instanceof Error ? `: ${outcome.error.message}` : ''}`);
+    throw new Error(
+      `helmet did not work out its headers at start${outcome?.error instanceof Error ? `: ${outcome.error.message}` : ''}`,
+    );
   }
   return steps;
 }

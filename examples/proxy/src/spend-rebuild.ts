@@ -27,12 +27,23 @@ interface CommandStores {
 
 function commandStores(stores: TollgateStores): CommandStores | undefined {
   const candidate = stores as Partial<CommandStores>;
-  return typeof candidate.sendCommand === 'function' && typeof candidate.prefix === 'string' ? (candidate as CommandStores) : undefined;
+  return typeof candidate.sendCommand === 'function' && typeof candidate.prefix === 'string'
+    ? (candidate as CommandStores)
+    : undefined;
 }
 
 /** Rebuilds the guard's spend from the ledger in `config`. */
-export async function rebuildFromLedger(config: ProxyConfig, guard: BudgetGuard, ledger: Queryable): Promise<RebuildReport> {
-  return guard.rebuild(postgresSpendSource(ledger, { ...(config.postgresSchema ? { schema: config.postgresSchema } : {}), ...(config.postgresTable ? { table: config.postgresTable } : {}) }));
+export async function rebuildFromLedger(
+  config: ProxyConfig,
+  guard: BudgetGuard,
+  ledger: Queryable,
+): Promise<RebuildReport> {
+  return guard.rebuild(
+    postgresSpendSource(ledger, {
+      ...(config.postgresSchema ? { schema: config.postgresSchema } : {}),
+      ...(config.postgresTable ? { table: config.postgresTable } : {}),
+    }),
+  );
 }
 
 export interface SpendKeeper {
@@ -51,7 +62,14 @@ export interface SpendKeeper {
  * from nothing (the stores' `onDataLoss`): on a cluster that lost one master, the marker's shard may
  * have kept its data while a tenant's did not.
  */
-export function keepSpend(config: ProxyConfig, stores: TollgateStores, guard: BudgetGuard, ledger: Queryable | undefined, flushUsage: () => Promise<void>, log: (line: string) => void): SpendKeeper | undefined {
+export function keepSpend(
+  config: ProxyConfig,
+  stores: TollgateStores,
+  guard: BudgetGuard,
+  ledger: Queryable | undefined,
+  flushUsage: () => Promise<void>,
+  log: (line: string) => void,
+): SpendKeeper | undefined {
   const redis = commandStores(stores);
   if (!redis || !ledger) return undefined;
   const marker = `${redis.prefix}{ledger}:spend-kept`;
@@ -82,12 +100,21 @@ export function keepSpend(config: ProxyConfig, stores: TollgateStores, guard: Bu
     const report = await rebuildFromLedger(config, guard, ledger);
     const [seconds, micros] = (await redis.sendCommand(['TIME'])) as [string, string];
     await redis.sendCommand(['SET', marker, `${seconds}${micros.padStart(6, '0')}`]);
-    if (report.restored.length > 0) log(`tollgate proxy: Redis had lost budget spend; rebuilt ${report.restored.length} of ${report.checked} budget scope(s) from the usage ledger`);
+    if (report.restored.length > 0)
+      log(
+        `tollgate proxy: Redis had lost budget spend; rebuilt ${report.restored.length} of ${report.checked} budget scope(s) from the usage ledger`,
+      );
   };
   const run = () => {
-    checking ??= check().catch((error: unknown) => log(`tollgate proxy: could not check or rebuild budget spend: ${error instanceof Error ? error.message : String(error)}`)).finally(() => {
-      checking = undefined;
-    });
+    checking ??= check()
+      .catch((error: unknown) =>
+        log(
+          `tollgate proxy: could not check or rebuild budget spend: ${error instanceof Error ? error.message : String(error)}`,
+        ),
+      )
+      .finally(() => {
+        checking = undefined;
+      });
     return checking;
   };
   const timer = setInterval(() => void run(), CHECK_INTERVAL_MS);

@@ -10,7 +10,10 @@ const POSTGRES_CONNECT_TIMEOUT_MS = 5_000;
 /** PORT as given in the environment: decimal digits only (`0x6d60`, `1e3` or ` 80` are typos, not ports). */
 export function parsePort(text: string, source = 'PORT'): number {
   const port = /^\d{1,5}$/.test(text) ? Number(text) : Number.NaN;
-  if (!Number.isInteger(port) || port > 65535) throw new ConfigError(`${source} must be an integer from 0 to 65535, in decimal digits; got ${JSON.stringify(text)}`);
+  if (!Number.isInteger(port) || port > 65535)
+    throw new ConfigError(
+      `${source} must be an integer from 0 to 65535, in decimal digits; got ${JSON.stringify(text)}`,
+    );
   return port;
 }
 
@@ -20,7 +23,9 @@ export function checkUpstreamCredentials(config: ProxyConfig, env: NodeJS.Proces
     if (upstream.apiKeyEnv === undefined) continue;
     const value = env[upstream.apiKeyEnv];
     if ((value === undefined || value === '') && upstream.apiKey === undefined) {
-      throw new ConfigError(`upstreams.${name}.apiKeyEnv names ${upstream.apiKeyEnv}, which is not set: set it, or the proxy would call ${name} without credentials`);
+      throw new ConfigError(
+        `upstreams.${name}.apiKeyEnv names ${upstream.apiKeyEnv}, which is not set: set it, or the proxy would call ${name} without credentials`,
+      );
     }
   }
 }
@@ -37,7 +42,9 @@ export function checkTierModels(config: ProxyConfig): void {
     (rules.models ?? []).forEach((model, i) => {
       if (model.includes('*') || pricing.find(model) !== undefined || Object.hasOwn(groups, model)) return;
       const hint = closestModel(model, pricing.models());
-      throw new ConfigError(`tiers.${tier}.models[${i}] names an unknown model "${model}"${hint ? `; did you mean "${hint}"?` : ''} (add it under "models" with its prices if it is yours)`);
+      throw new ConfigError(
+        `tiers.${tier}.models[${i}] names an unknown model "${model}"${hint ? `; did you mean "${hint}"?` : ''} (add it under "models" with its prices if it is yours)`,
+      );
     });
   }
 }
@@ -60,7 +67,10 @@ function closestModel(model: string, known: string[]): string | undefined {
 /** A PostgreSQL ledger that does not answer now would lose every usage record to the spool: refuse to start instead. */
 export async function checkPostgres(config: ProxyConfig): Promise<void> {
   if (!config.postgresUrl) return;
-  const client = new pg.Client({ connectionString: config.postgresUrl, connectionTimeoutMillis: POSTGRES_CONNECT_TIMEOUT_MS });
+  const client = new pg.Client({
+    connectionString: config.postgresUrl,
+    connectionTimeoutMillis: POSTGRES_CONNECT_TIMEOUT_MS,
+  });
   // An error after the failed connect must not crash the process before the message is printed.
   client.on('error', () => undefined);
   try {
@@ -68,7 +78,9 @@ export async function checkPostgres(config: ProxyConfig): Promise<void> {
     await client.query('SELECT 1');
   } catch (error) {
     const where = redactPassword(config.postgresUrl);
-    throw new ConfigError(`postgresUrl: PostgreSQL does not answer at ${where} (${error instanceof Error ? error.message : String(error)})`);
+    throw new ConfigError(
+      `postgresUrl: PostgreSQL does not answer at ${where} (${error instanceof Error ? error.message : String(error)})`,
+    );
   } finally {
     await client.end().catch(() => undefined);
   }

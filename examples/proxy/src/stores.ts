@@ -35,7 +35,11 @@ export async function createStores(choice: StoreChoice): Promise<TollgateStores>
   });
   if (!(await storesAnswer(stores))) {
     await stores.close().catch(() => undefined);
-    throw new Error(cluster ? `the Redis Cluster does not answer at ${cluster.map(redactUrl).join(', ')}` : `Redis does not answer at ${redactUrl(choice.redisUrl!)}`);
+    throw new Error(
+      cluster
+        ? `the Redis Cluster does not answer at ${cluster.map(redactUrl).join(', ')}`
+        : `Redis does not answer at ${redactUrl(choice.redisUrl!)}`,
+    );
   }
   return stores;
 }

@@ -19,7 +19,13 @@ type AnyFunction = (...args: unknown[]) => unknown;
  * (store classes keep private fields, which a call through the Proxy as `this` could not read),
  * and getters read the target itself. Wrappers are made once per member, not per call.
  */
-function timedObject<T extends object>(target: T, part: string, methods: readonly string[], timerOf: TimerOf, parts?: Map<string, object>): T {
+function timedObject<T extends object>(
+  target: T,
+  part: string,
+  methods: readonly string[],
+  timerOf: TimerOf,
+  parts?: Map<string, object>,
+): T {
   const made = new Map<PropertyKey, unknown>();
   return new Proxy(target, {
     get(object, property) {

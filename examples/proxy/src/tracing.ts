@@ -8,7 +8,10 @@ export interface Tracing {
 
 /** The exporters `OTEL_TRACES_EXPORTER` names (comma-separated, as the spec has it). */
 function namedExporters(env: NodeJS.ProcessEnv): string[] {
-  return (env.OTEL_TRACES_EXPORTER ?? '').split(',').map((name) => name.trim().toLowerCase()).filter((name) => name.length > 0);
+  return (env.OTEL_TRACES_EXPORTER ?? '')
+    .split(',')
+    .map((name) => name.trim().toLowerCase())
+    .filter((name) => name.length > 0);
 }
 
 /**
@@ -34,13 +37,20 @@ export function tracingRequested(env: NodeJS.ProcessEnv): boolean {
  * one Node 20 offers (AsyncLocalStorage on async hooks) costs on every promise (docs/performance.md).
  */
 export async function startTracing(env: NodeJS.ProcessEnv = process.env): Promise<Tracing> {
-  const protocol = (env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? env.OTEL_EXPORTER_OTLP_PROTOCOL ?? 'http/protobuf').trim();
+  const protocol = (
+    env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ??
+    env.OTEL_EXPORTER_OTLP_PROTOCOL ??
+    'http/protobuf'
+  ).trim();
   if (protocol !== 'http/protobuf' && protocol !== 'http/json') {
-    throw new Error(`OTEL_EXPORTER_OTLP_PROTOCOL=${protocol} is not supported by the proxy: use http/protobuf (the default) or http/json`);
+    throw new Error(
+      `OTEL_EXPORTER_OTLP_PROTOCOL=${protocol} is not supported by the proxy: use http/protobuf (the default) or http/json`,
+    );
   }
   const exporterNames = namedExporters(env);
   for (const name of exporterNames) {
-    if (name !== 'otlp' && name !== 'console') throw new Error(`OTEL_TRACES_EXPORTER=${name} is not supported by the proxy: use otlp, console or none`);
+    if (name !== 'otlp' && name !== 'console')
+      throw new Error(`OTEL_TRACES_EXPORTER=${name} is not supported by the proxy: use otlp, console or none`);
   }
   const [api, core, resources, sdk] = await Promise.all([
     import('@opentelemetry/api'),
@@ -50,11 +60,16 @@ export async function startTracing(env: NodeJS.ProcessEnv = process.env): Promis
   ]);
   const spanProcessors = [];
   if (exporterNames.length === 0 || exporterNames.includes('otlp')) {
-    const { OTLPTraceExporter } = protocol === 'http/json' ? await import('@opentelemetry/exporter-trace-otlp-http') : await import('@opentelemetry/exporter-trace-otlp-proto');
+    const { OTLPTraceExporter } =
+      protocol === 'http/json'
+        ? await import('@opentelemetry/exporter-trace-otlp-http')
+        : await import('@opentelemetry/exporter-trace-otlp-proto');
     spanProcessors.push(new sdk.BatchSpanProcessor(new OTLPTraceExporter()));
   }
-  if (exporterNames.includes('console')) spanProcessors.push(new sdk.SimpleSpanProcessor(new sdk.ConsoleSpanExporter()));
-  const resource = resources.defaultResource()
+  if (exporterNames.includes('console'))
+    spanProcessors.push(new sdk.SimpleSpanProcessor(new sdk.ConsoleSpanExporter()));
+  const resource = resources
+    .defaultResource()
     .merge(resources.resourceFromAttributes({ 'service.name': 'tollgate-proxy' }))
     .merge(resources.detectResources({ detectors: [resources.envDetector] }));
   const provider = new sdk.BasicTracerProvider({ resource, spanProcessors });

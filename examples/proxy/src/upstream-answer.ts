@@ -6,7 +6,13 @@ import type { NextFunction, Response } from 'express';
 import { ApiError } from '@tollgate/core';
 import type { ProviderApi } from '@tollgate/core';
 import { adapterFor } from '@tollgate/providers';
-import { createStreamTranslator, isRetryableStatus, retryAfterMs, translateError, translateResponse } from '@tollgate/router';
+import {
+  createStreamTranslator,
+  isRetryableStatus,
+  retryAfterMs,
+  translateError,
+  translateResponse,
+} from '@tollgate/router';
 import type { AttemptResult, StreamTranslator } from '@tollgate/router';
 import type { UpstreamOutcome } from './proxy-metrics.js';
 import type { SecretRedactor } from './redact.js';
@@ -132,7 +138,10 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
     this.observed = true;
     const { observe } = this;
     if (!observe) return;
-    const outcome: UpstreamOutcome = { status: this.answeredStatus, seconds: (performance.now() - this.startedAt) / 1000 };
+    const outcome: UpstreamOutcome = {
+      status: this.answeredStatus,
+      seconds: (performance.now() - this.startedAt) / 1000,
+    };
     if (this.failure) outcome.error = this.failure;
     observe(this.upstreamName, this.res.req.tollgate?.call?.model ?? 'unknown', outcome);
   }
@@ -221,7 +230,12 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
       this.phase = 'refused';
       this.failure = 'credentials';
       this.tell({ kind: 'failed', reason: `credentials refused (HTTP ${statusCode})` });
-      this.next(new ApiError('upstream_error', `The ${this.upstreamName} upstream refused the gateway's credentials (HTTP ${statusCode}).`));
+      this.next(
+        new ApiError(
+          'upstream_error',
+          `The ${this.upstreamName} upstream refused the gateway's credentials (HTTP ${statusCode}).`,
+        ),
+      );
       this.settle();
       return;
     }
@@ -239,10 +253,26 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
     const contentType = headers['content-type'];
     const translation = this.translation;
     if (translation) {
-      if (this.stream) this.streamTranslator = createStreamTranslator(translation.targetApi, translation.clientApi, translation.clientModel);
+      if (this.stream)
+        this.streamTranslator = createStreamTranslator(
+          translation.targetApi,
+          translation.clientApi,
+          translation.clientModel,
+        );
       else this.body ??= [];
     }
-    res.setHeader('content-type', translation ? (this.stream ? 'text/event-stream' : 'application/json') : typeof contentType === 'string' ? contentType : this.stream ? 'text/event-stream' : 'application/json');
+    res.setHeader(
+      'content-type',
+      translation
+        ? this.stream
+          ? 'text/event-stream'
+          : 'application/json'
+        : typeof contentType === 'string'
+          ? contentType
+          : this.stream
+            ? 'text/event-stream'
+            : 'application/json',
+    );
     if (this.stream) {
       res.setHeader('cache-control', 'no-cache');
       // The headers leave with the first event when it came in the same read (the usual case),
@@ -357,7 +387,9 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
   }
 
   /** The target's own usage of a translated answer: exact (cache writes included), whatever the client's shape can carry. */
-  private recordTargetUsage(usage: Parameters<NonNullable<Response['req']['tollgate']>['recordUsage']>[0] | undefined): void {
+  private recordTargetUsage(
+    usage: Parameters<NonNullable<Response['req']['tollgate']>['recordUsage']>[0] | undefined,
+  ): void {
     const ctx = this.res.req.tollgate;
     if (!usage || !ctx) return;
     try {
@@ -374,7 +406,9 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
     try {
       const json: unknown = JSON.parse((chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).toString('utf8'));
       this.recordTargetUsage(adapterFor(translation.targetApi).readUsage(json));
-      return Buffer.from(JSON.stringify(translateResponse(json, translation.targetApi, translation.clientApi, translation.clientModel)));
+      return Buffer.from(
+        JSON.stringify(translateResponse(json, translation.targetApi, translation.clientApi, translation.clientModel)),
+      );
     } catch {
       return undefined;
     }
@@ -387,7 +421,9 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
       res.setHeader('content-length', body.length);
       res.end(body);
     } else if (!res.headersSent) {
-      this.next(new ApiError('upstream_error', `The ${this.upstreamName} upstream answered with JSON that could not be read.`));
+      this.next(
+        new ApiError('upstream_error', `The ${this.upstreamName} upstream answered with JSON that could not be read.`),
+      );
     } else {
       res.destroy();
     }
@@ -434,18 +470,26 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
     if (phase === 'waiting' && this.routed) {
       // No answer at all: another try may follow; the router answers with this failure if none does.
       const failure = this.waitingFailure(error);
-      this.tell({ kind: 'retryable', reason: isTimeout(error) ? 'timed out' : 'unreachable', deliver: () => {
-        if (!res.headersSent && !this.clientGone) this.next(failure);
-      } });
+      this.tell({
+        kind: 'retryable',
+        reason: isTimeout(error) ? 'timed out' : 'unreachable',
+        deliver: () => {
+          if (!res.headersSent && !this.clientGone) this.next(failure);
+        },
+      });
       return;
     }
     this.tell({ kind: 'failed', reason: phase === 'piping' ? 'cut mid-answer' : 'failed' });
     // The provider cut an answer it had started: the record says so (and does not blame the client).
     if (phase === 'piping' && res.req.tollgate) res.req.tollgate.upstreamAborted = true;
     if (!res.headersSent) {
-      this.next(phase === 'waiting' ? this.waitingFailure(error) : isTimeout(error)
-        ? new ApiError('upstream_timeout', `The ${this.upstreamName} upstream stopped answering.`, { cause: error })
-        : new ApiError('upstream_error', `The ${this.upstreamName} upstream failed mid-answer.`, { cause: error }));
+      this.next(
+        phase === 'waiting'
+          ? this.waitingFailure(error)
+          : isTimeout(error)
+            ? new ApiError('upstream_timeout', `The ${this.upstreamName} upstream stopped answering.`, { cause: error })
+            : new ApiError('upstream_error', `The ${this.upstreamName} upstream failed mid-answer.`, { cause: error }),
+      );
     } else if (!res.destroyed) {
       res.destroy();
     }
@@ -469,7 +513,12 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
     const translation = this.translation;
     if (translation) {
       // In the client's own API's error shape, whatever the target speaks.
-      const translated = translateError(this.statusCode, this.errorBody(cut).toString('utf8'), translation.targetApi, translation.clientApi);
+      const translated = translateError(
+        this.statusCode,
+        this.errorBody(cut).toString('utf8'),
+        translation.targetApi,
+        translation.clientApi,
+      );
       const body = Buffer.from(JSON.stringify(translated.body));
       res.statusCode = translated.status;
       res.setHeader('content-type', 'application/json');

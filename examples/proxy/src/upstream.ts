@@ -18,7 +18,12 @@ const DEFAULT_AZURE_API_VERSION = '2024-10-21';
  */
 const CLOSE_GRACE_MS = 2000;
 /** The APIs whose upstream path is fixed (Gemini names the model in its path: built per call). */
-const FIXED_PATH_APIS: readonly ProviderApi[] = ['openai.chat', 'openai.responses', 'anthropic.messages', 'openai.compatible'];
+const FIXED_PATH_APIS: readonly ProviderApi[] = [
+  'openai.chat',
+  'openai.responses',
+  'anthropic.messages',
+  'openai.compatible',
+];
 
 export interface Upstream {
   readonly name: string;
@@ -29,7 +34,15 @@ export interface Upstream {
    * One try of a router: `body`, already in `targetApi` (what this upstream speaks), sent for
    * `model`; the answer written to `res` as `routed` says (failures worth a retry handed back).
    */
-  send(targetApi: ProviderApi, model: string, body: Record<string, unknown>, req: Request, res: Response, next: NextFunction, routed: RoutedTry): void;
+  send(
+    targetApi: ProviderApi,
+    model: string,
+    body: Record<string, unknown>,
+    req: Request,
+    res: Response,
+    next: NextFunction,
+    routed: RoutedTry,
+  ): void;
   /** The active health check: lists the upstream's models (no tokens spent); ok when it answers 2xx in time. */
   probe(timeoutMs: number): Promise<{ ok: boolean; detail?: string }>;
   /** Waits for the calls still running, a short grace at most, then cuts them. */
@@ -90,7 +103,9 @@ function upstreamTarget(baseUrl: string, api: ProviderApi): { origin: string; pa
  */
 function geminiPath(basePath: string, call: ProviderCall): string {
   const model = encodeURIComponent(call.model!);
-  return call.stream ? `${basePath}/models/${model}:${GEMINI_STREAM_ACTION}?alt=sse` : `${basePath}/models/${model}:generateContent`;
+  return call.stream
+    ? `${basePath}/models/${model}:${GEMINI_STREAM_ACTION}?alt=sse`
+    : `${basePath}/models/${model}:generateContent`;
 }
 
 /** The upstream's key: its environment variable wins over the config value; read once at start. */
@@ -106,7 +121,11 @@ export function resolveUpstreamKey(config: UpstreamConfig, env: NodeJS.ProcessEn
  * `observe`: told how each call ended (the metrics). @default none
  */
 export function createUpstream(
-  name: string, config: UpstreamConfig, env: NodeJS.ProcessEnv = process.env, allKeys?: readonly (string | undefined)[], observe?: UpstreamObserver,
+  name: string,
+  config: UpstreamConfig,
+  env: NodeJS.ProcessEnv = process.env,
+  allKeys?: readonly (string | undefined)[],
+  observe?: UpstreamObserver,
 ): Upstream {
   const api = config.api ?? defaultUpstreamKind(name);
   const apiKey = resolveUpstreamKey(config, env);
@@ -119,7 +138,9 @@ export function createUpstream(
   });
   const anthropicVersion = config.anthropicVersion ?? DEFAULT_ANTHROPIC_VERSION;
 
-  const targets = new Map(FIXED_PATH_APIS.map((providerApi) => [providerApi, upstreamTarget(config.baseUrl, providerApi)]));
+  const targets = new Map(
+    FIXED_PATH_APIS.map((providerApi) => [providerApi, upstreamTarget(config.baseUrl, providerApi)]),
+  );
   const base = new URL(config.baseUrl);
   const basePath = base.pathname.replace(/\/+$/, '');
   // Azure names the deployment (not the model) in the path, and the API version in the query.
@@ -134,21 +155,26 @@ export function createUpstream(
     }
     return path;
   };
-  const destination = (providerApi: ProviderApi, call: ProviderCall, model: string): { origin: string; path: string } => {
+  const destination = (
+    providerApi: ProviderApi,
+    call: ProviderCall,
+    model: string,
+  ): { origin: string; path: string } => {
     if (providerApi === 'gemini.generate') return { origin: base.origin, path: geminiPath(basePath, call) };
     if (api === 'azure-openai') return { origin: base.origin, path: azurePath(model) };
     return targets.get(providerApi)!;
   };
 
   // Built from scratch: nothing of the client's request (its credentials above all) is forwarded by accident.
-  const baseHeaders = (stream: boolean): Readonly<Record<string, string>> => Object.freeze({
-    'content-type': 'application/json',
-    accept: stream ? 'text/event-stream' : 'application/json',
-    // Usage is read from the bytes on the way through: they must arrive uncompressed.
-    'accept-encoding': 'identity',
-    'user-agent': 'tollgate-proxy',
-    ...(apiKey ? authHeader(api, apiKey) : {}),
-  });
+  const baseHeaders = (stream: boolean): Readonly<Record<string, string>> =>
+    Object.freeze({
+      'content-type': 'application/json',
+      accept: stream ? 'text/event-stream' : 'application/json',
+      // Usage is read from the bytes on the way through: they must arrive uncompressed.
+      'accept-encoding': 'identity',
+      'user-agent': 'tollgate-proxy',
+      ...(apiKey ? authHeader(api, apiKey) : {}),
+    });
   const jsonHeaders = baseHeaders(false);
   const streamHeaders = baseHeaders(true);
 
@@ -160,7 +186,8 @@ export function createUpstream(
     const beta = req?.headers['anthropic-beta'];
     // Object.assign, not a literal opening with \`...headers\`: properties after a leading spread are slow on Node 20.
     return Object.assign({}, headers, {
-      'anthropic-version': typeof version === 'string' && /^\d{4}-\d{2}-\d{2}$/.test(version) ? version : anthropicVersion,
+      'anthropic-version':
+        typeof version === 'string' && /^\d{4}-\d{2}-\d{2}$/.test(version) ? version : anthropicVersion,
       ...(typeof beta === 'string' && /^[\w.,\s-]{1,512}$/.test(beta) ? { 'anthropic-beta': beta } : {}),
     });
   };
@@ -175,20 +202,39 @@ export function createUpstream(
       const answer = new UpstreamAnswer(name, stream, res, next, secrets, stream ? call.signal : undefined, observe);
       // From here on the provider may bill the call: noted first (the usage spool), so that a crash still charges it.
       req.tollgate.markSending();
-      dispatcher.dispatch({ origin, path, method: 'POST', headers: buildHeaders(req, stream), body: JSON.stringify(call.body) }, answer);
+      dispatcher.dispatch(
+        { origin, path, method: 'POST', headers: buildHeaders(req, stream), body: JSON.stringify(call.body) },
+        answer,
+      );
     },
     send(targetApi, model, body, req, res, next, routed) {
       const call = req.tollgate.call!;
       const stream = call.stream;
       const { origin, path } = destination(targetApi, call, model);
-      const answer = new UpstreamAnswer(name, stream, res, next, secrets, stream ? call.signal : undefined, observe, routed);
+      const answer = new UpstreamAnswer(
+        name,
+        stream,
+        res,
+        next,
+        secrets,
+        stream ? call.signal : undefined,
+        observe,
+        routed,
+      );
       req.tollgate.markSending();
-      dispatcher.dispatch({ origin, path, method: 'POST', headers: buildHeaders(req, stream), body: JSON.stringify(body) }, answer);
+      dispatcher.dispatch(
+        { origin, path, method: 'POST', headers: buildHeaders(req, stream), body: JSON.stringify(body) },
+        answer,
+      );
     },
     async probe(timeoutMs) {
       try {
         const answer = await dispatcher.request({
-          origin: base.origin, path: modelsPath(api, basePath, azureVersion), method: 'GET', headers: buildHeaders(undefined, false), signal: AbortSignal.timeout(timeoutMs),
+          origin: base.origin,
+          path: modelsPath(api, basePath, azureVersion),
+          method: 'GET',
+          headers: buildHeaders(undefined, false),
+          signal: AbortSignal.timeout(timeoutMs),
         });
         await answer.body.dump();
         return answer.statusCode < 300 ? { ok: true } : { ok: false, detail: `HTTP ${answer.statusCode}` };

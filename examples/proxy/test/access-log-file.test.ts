@@ -15,7 +15,10 @@ interface Line {
 }
 
 function readLines(file: string): Line[] {
-  return readFileSync(file, 'utf8').split('\n').filter((line) => line.length > 0).map((line) => JSON.parse(line) as Line);
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((line) => line.length > 0)
+    .map((line) => JSON.parse(line) as Line);
 }
 
 describe('a log file', () => {

@@ -7,11 +7,21 @@ import { configJsonSchemaText, validateConfig } from '../src/config.js';
 const read = (file: string) => readFileSync(new URL(`../${file}`, import.meta.url), 'utf8');
 const committed = read('tollgate.config.schema.json');
 // strict: a keyword ajv would ignore fails the compile; a duration is `"type": ["number", "string"]`, a union type.
-const ajv = new Ajv2020({ strict: true, allowUnionTypes: true, allErrors: true, formats: { uri: (text: string) => URL.canParse(text) } });
+const ajv = new Ajv2020({
+  strict: true,
+  allowUnionTypes: true,
+  allErrors: true,
+  formats: { uri: (text: string) => URL.canParse(text) },
+});
 const matchesSchema = ajv.compile(JSON.parse(committed) as object);
 
 /** Every whole config file of the example: the documented example and the ones the README quotes. */
-const exampleConfigs = ['config.example.json', ...readdirSync(new URL('../configs', import.meta.url)).filter((file) => file.endsWith('.json')).map((file) => `configs/${file}`)];
+const exampleConfigs = [
+  'config.example.json',
+  ...readdirSync(new URL('../configs', import.meta.url))
+    .filter((file) => file.endsWith('.json'))
+    .map((file) => `configs/${file}`),
+];
 
 describe('the config file JSON Schema', () => {
   it('is what the config schema generates today (run `pnpm --filter @tollgate/example-proxy config-schema` after changing it)', () => {

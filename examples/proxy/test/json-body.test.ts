@@ -29,10 +29,15 @@ interface Server {
 async function serve(parse: RequestHandler): Promise<Server> {
   const app = express();
   let heldReads = 0;
-  app.post('/', (_req, _res, next) => setImmediate(next), parse, (req, res) => {
-    if (!req.readableEnded) heldReads++;
-    res.json({ body: req.body as unknown });
-  });
+  app.post(
+    '/',
+    (_req, _res, next) => setImmediate(next),
+    parse,
+    (req, res) => {
+      if (!req.readableEnded) heldReads++;
+      res.json({ body: req.body as unknown });
+    },
+  );
   app.use(apiErrorHandler());
   const server = http.createServer(app);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -49,11 +54,15 @@ async function serve(parse: RequestHandler): Promise<Server> {
 /** One POST of `body` with `headers`; the body sent in pieces, `gapMs` apart, when `pieces` is over 1. */
 function post(url: URL, headers: Record<string, string>, body: Buffer, pieces = 1, gapMs = 5): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: 'POST', headers: { 'content-length': String(body.length), ...headers } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks).toString() }));
-    });
+    const req = http.request(
+      url,
+      { method: 'POST', headers: { 'content-length': String(body.length), ...headers } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks).toString() }));
+      },
+    );
     req.on('error', reject);
     const size = Math.ceil(body.length / pieces);
     let sent = 0;
@@ -132,6 +141,14 @@ describe('providerJsonBody', () => {
   });
 
   it('reads limits as express.json does', () => {
-    expect([1024, '1kb', '1mb', '1.5KB', '100', '100b', '2 mb'].map(limitInBytes)).toEqual([1024, 1024, 1024 ** 2, 1536, 100, 100, 2 * 1024 ** 2]);
+    expect([1024, '1kb', '1mb', '1.5KB', '100', '100b', '2 mb'].map(limitInBytes)).toEqual([
+      1024,
+      1024,
+      1024 ** 2,
+      1536,
+      100,
+      100,
+      2 * 1024 ** 2,
+    ]);
   });
 });

@@ -5,11 +5,14 @@ import { createMockProvider } from '../src/mock-provider.js';
 import { countMockTokens, countPromptTokens } from '../src/mock-reply.js';
 
 function events(text: string): { event?: string; data: string }[] {
-  return text.split('\n\n').filter(Boolean).map((block) => {
-    const event = /^event: (.*)$/m.exec(block)?.[1];
-    const data = /^data: (.*)$/m.exec(block)?.[1] ?? '';
-    return event === undefined ? { data } : { event, data };
-  });
+  return text
+    .split('\n\n')
+    .filter(Boolean)
+    .map((block) => {
+      const event = /^event: (.*)$/m.exec(block)?.[1];
+      const data = /^data: (.*)$/m.exec(block)?.[1] ?? '';
+      return event === undefined ? { data } : { event, data };
+    });
 }
 
 describe('mock provider', () => {
@@ -21,17 +24,32 @@ describe('mock provider', () => {
   });
 
   it('OpenAI chat stream: no usage without include_usage; with it, usage: null on chunks and a last chunk with choices: []', async () => {
-    const plain = await request(app).post('/v1/chat/completions').send({ model: 'm', messages: [{ role: 'user', content: 'hi' }], stream: true, max_tokens: 3 });
+    const plain = await request(app)
+      .post('/v1/chat/completions')
+      .send({ model: 'm', messages: [{ role: 'user', content: 'hi' }], stream: true, max_tokens: 3 });
     const plainEvents = events(plain.text);
     expect(plainEvents.at(-1)?.data).toBe('[DONE]');
     const plainChunks = plainEvents.slice(0, -1).map((e) => JSON.parse(e.data) as Record<string, unknown>);
     expect(plainChunks.every((chunk) => !('usage' in chunk))).toBe(true);
     expect(plainChunks.at(-1)).toMatchObject({ choices: [{ finish_reason: 'length', delta: {} }] });
 
-    const withUsage = await request(app).post('/chat/completions').send({ model: 'm', messages: [{ role: 'user', content: 'hi' }], stream: true, max_tokens: 3, stream_options: { include_usage: true } });
-    const chunks = events(withUsage.text).slice(0, -1).map((e) => JSON.parse(e.data) as { choices: unknown[]; usage: unknown });
+    const withUsage = await request(app)
+      .post('/chat/completions')
+      .send({
+        model: 'm',
+        messages: [{ role: 'user', content: 'hi' }],
+        stream: true,
+        max_tokens: 3,
+        stream_options: { include_usage: true },
+      });
+    const chunks = events(withUsage.text)
+      .slice(0, -1)
+      .map((e) => JSON.parse(e.data) as { choices: unknown[]; usage: unknown });
     expect(chunks.slice(0, -1).every((chunk) => chunk.usage === null && chunk.choices.length === 1)).toBe(true);
-    expect(chunks.at(-1)).toMatchObject({ choices: [], usage: { prompt_tokens: 7, completion_tokens: 3, total_tokens: 10 } });
+    expect(chunks.at(-1)).toMatchObject({
+      choices: [],
+      usage: { prompt_tokens: 7, completion_tokens: 3, total_tokens: 10 },
+    });
   });
 
   it('Responses stream: created, deltas, completed with usage; incomplete when the cap cuts it', async () => {
@@ -39,28 +57,52 @@ describe('mock provider', () => {
     const list = events(res.text);
     expect(list[0]?.event).toBe('response.created');
     expect(list.filter((e) => e.event === 'response.output_text.delta')).toHaveLength(24);
-    const last = JSON.parse(list.at(-1)!.data) as { type: string; sequence_number: number; response: { usage: { output_tokens: number } } };
+    const last = JSON.parse(list.at(-1)!.data) as {
+      type: string;
+      sequence_number: number;
+      response: { usage: { output_tokens: number } };
+    };
     expect(last.type).toBe('response.completed');
     expect(last.sequence_number).toBe(list.length - 1);
     expect(last.response.usage.output_tokens).toBe(24);
     const cut = await request(app).post('/v1/responses').send({ model: 'm', input: 'hi', max_output_tokens: 5 });
-    expect(cut.body).toMatchObject({ status: 'incomplete', incomplete_details: { reason: 'max_output_tokens' }, usage: { output_tokens: 5 } });
+    expect(cut.body).toMatchObject({
+      status: 'incomplete',
+      incomplete_details: { reason: 'max_output_tokens' },
+      usage: { output_tokens: 5 },
+    });
   });
 
   it('Anthropic stream: message_start usage, then cumulative message_delta usage, then message_stop', async () => {
-    const res = await request(app).post('/v1/messages').send({ model: 'claude', max_tokens: 6, messages: [{ role: 'user', content: 'hi' }], stream: true });
+    const res = await request(app)
+      .post('/v1/messages')
+      .send({ model: 'claude', max_tokens: 6, messages: [{ role: 'user', content: 'hi' }], stream: true });
     const list = events(res.text);
     expect(list.map((e) => e.event)).toEqual([
-      'message_start', 'content_block_start', 'ping', ...Array(6).fill('content_block_delta'), 'content_block_stop', 'message_delta', 'message_stop',
+      'message_start',
+      'content_block_start',
+      'ping',
+      ...Array(6).fill('content_block_delta'),
+      'content_block_stop',
+      'message_delta',
+      'message_stop',
     ]);
     expect(JSON.parse(list[0]!.data)).toMatchObject({ message: { usage: { input_tokens: 7, output_tokens: 1 } } });
-    expect(JSON.parse(list.at(-2)!.data)).toMatchObject({ delta: { stop_reason: 'max_tokens' }, usage: { output_tokens: 6 } });
+    expect(JSON.parse(list.at(-2)!.data)).toMatchObject({
+      delta: { stop_reason: 'max_tokens' },
+      usage: { output_tokens: 6 },
+    });
   });
 
   it('validates like the providers, in their error shapes', async () => {
-    const anthropic = await request(app).post('/v1/messages').send({ model: 'claude', messages: [{ role: 'user', content: 'hi' }] });
+    const anthropic = await request(app)
+      .post('/v1/messages')
+      .send({ model: 'claude', messages: [{ role: 'user', content: 'hi' }] });
     expect(anthropic.status).toBe(400);
-    expect(anthropic.body).toEqual({ type: 'error', error: { type: 'invalid_request_error', message: expect.stringContaining('max_tokens') } });
+    expect(anthropic.body).toEqual({
+      type: 'error',
+      error: { type: 'invalid_request_error', message: expect.stringContaining('max_tokens') },
+    });
     const openai = await request(app).post('/v1/chat/completions').send({ model: 'm', messages: 'hi' });
     expect(openai.status).toBe(400);
     expect(openai.body.error).toMatchObject({ type: 'invalid_request_error', param: 'messages' });
@@ -78,7 +120,14 @@ describe('mock provider', () => {
     behavior.failure = 'none';
     behavior.requireApiKey = 'secret';
     expect((await request(app).post('/v1/chat/completions').send({})).status).toBe(401);
-    expect((await request(app).post('/v1/chat/completions').set('authorization', 'Bearer secret').send({ model: 'm', messages: [{ role: 'user', content: 'x' }] })).status).toBe(200);
+    expect(
+      (
+        await request(app)
+          .post('/v1/chat/completions')
+          .set('authorization', 'Bearer secret')
+          .send({ model: 'm', messages: [{ role: 'user', content: 'x' }] })
+      ).status,
+    ).toBe(200);
     behavior.requireApiKey = undefined;
   });
 });

@@ -12,13 +12,21 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('the log config', () => {
   it('takes a level and a destination', () => {
-    expect(validateConfig({ log: { level: 'warn', destination: 'stdout' } }).log).toEqual({ level: 'warn', destination: 'stdout' });
-    expect(validateConfig({ log: { destination: '/var/log/tollgate/access.log' } }).log).toEqual({ destination: '/var/log/tollgate/access.log' });
+    expect(validateConfig({ log: { level: 'warn', destination: 'stdout' } }).log).toEqual({
+      level: 'warn',
+      destination: 'stdout',
+    });
+    expect(validateConfig({ log: { destination: '/var/log/tollgate/access.log' } }).log).toEqual({
+      destination: '/var/log/tollgate/access.log',
+    });
   });
 
   it.each([
     [{ log: 'info' }, 'log must be an object'],
-    [{ log: { level: 'verbose' } }, 'log.level must be one of "fatal", "error", "warn", "info", "debug", "trace", "silent"'],
+    [
+      { log: { level: 'verbose' } },
+      'log.level must be one of "fatal", "error", "warn", "info", "debug", "trace", "silent"',
+    ],
     [{ log: { level: 'inf' } }, 'did you mean "info"?'],
     [{ log: { destination: '' } }, 'log.destination must be a non-empty string'],
     [{ log: { levle: 'info' } }, 'log has no field "levle"; did you mean "level"?'],
@@ -34,7 +42,10 @@ describe('createProxyLog', () => {
     log.logger.debug('below the level');
     log.logger.info({ status: 200 }, 'request completed');
     await log.close();
-    const lines = readFileSync(file, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { msg: string; status: number });
+    const lines = readFileSync(file, 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { msg: string; status: number });
     expect(lines).toEqual([expect.objectContaining({ msg: 'request completed', status: 200 })]);
     // A line logged after close is dropped, not an error.
     expect(() => log.logger.error('late')).not.toThrow();
@@ -43,7 +54,9 @@ describe('createProxyLog', () => {
   it('stops the start with a message naming log.destination when the file cannot be opened', () => {
     const file = join(dir, 'a-file');
     writeFileSync(file, '');
-    expect(() => createProxyLog({ destination: join(file, 'under-a-file.log') })).toThrow(/log\.destination: cannot open .*under-a-file\.log/);
+    expect(() => createProxyLog({ destination: join(file, 'under-a-file.log') })).toThrow(
+      /log\.destination: cannot open .*under-a-file\.log/,
+    );
   });
 });
 

@@ -16,10 +16,12 @@ async function rawHeadersOf(handler: http.RequestListener, path = '/'): Promise<
   try {
     const { port } = server.address() as AddressInfo;
     return await new Promise<string[]>((resolve, reject) => {
-      http.get({ host: '127.0.0.1', port, path }, (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.rawHeaders));
-      }).on('error', reject);
+      http
+        .get({ host: '127.0.0.1', port, path }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.rawHeaders));
+        })
+        .on('error', reject);
     });
   } finally {
     await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -36,7 +38,14 @@ function securityPairs(raw: readonly string[], names: ReadonlySet<string>): stri
 describe('securityHeaders', () => {
   it.each<[string, HelmetOptions | undefined]>([
     ['the defaults', undefined],
-    ['other options', { contentSecurityPolicy: { directives: { 'default-src': ["'none'"] } }, hsts: { maxAge: 60 }, xFrameOptions: { action: 'deny' } }],
+    [
+      'other options',
+      {
+        contentSecurityPolicy: { directives: { 'default-src': ["'none'"] } },
+        hsts: { maxAge: 60 },
+        xFrameOptions: { action: 'deny' },
+      },
+    ],
   ])('writes what helmet writes, with %s', async (_name, options) => {
     const withHelmet = express();
     withHelmet.use(helmet(options));
@@ -51,7 +60,12 @@ describe('securityHeaders', () => {
     expect(names.size).toBeGreaterThan(5);
     expect(securityPairs(actual, names)).toEqual(securityPairs(expected, names));
     // Nothing else either, but the headers Node writes itself and Express's own.
-    expect(actual.filter((_, i) => i % 2 === 0 && !names.has(actual[i]!.toLowerCase()))).toEqual(['Date', 'Connection', 'Keep-Alive', 'Content-Length']);
+    expect(actual.filter((_, i) => i % 2 === 0 && !names.has(actual[i]!.toLowerCase()))).toEqual([
+      'Date',
+      'Connection',
+      'Keep-Alive',
+      'Content-Length',
+    ]);
   });
 
   it('removes what helmet removes (X-Powered-By)', () => {
@@ -59,7 +73,11 @@ describe('securityHeaders', () => {
   });
 
   it("is what the proxy's answers carry", async () => {
-    const app = createProxyApp(validateConfig({ log: { level: 'silent' } }), { log: () => undefined, metrics: false, tracer: false });
+    const app = createProxyApp(validateConfig({ log: { level: 'silent' } }), {
+      log: () => undefined,
+      metrics: false,
+      tracer: false,
+    });
     try {
       const raw = await rawHeadersOf(app as unknown as http.RequestListener, '/no-such-route');
       const helmetOnly = express();

@@ -12,7 +12,14 @@ const stores = process.env.REDIS_URL
 
 // A key to try it with; `tollgate keys create` manages them for real (see below).
 const key = generateApiKey();
-await stores.keys.put({ id: 'try-me', sha256: hashApiKey(key), tenantId: 'acme', tier: 'free', scopes: ['chat'], createdAt: new Date().toISOString() });
+await stores.keys.put({
+  id: 'try-me',
+  sha256: hashApiKey(key),
+  tenantId: 'acme',
+  tier: 'free',
+  scopes: ['chat'],
+  createdAt: new Date().toISOString(),
+});
 
 const app = express();
 app.use(requestContext());
@@ -20,8 +27,9 @@ app.use(express.json());
 app.use(
   '/v1',
   apiKeyAuth({
-    keys: stores.keys,          // API keys, whatever their text, from either header
-    jwt: {                      // and JWTs from your IdP in Authorization: Bearer
+    keys: stores.keys, // API keys, whatever their text, from either header
+    jwt: {
+      // and JWTs from your IdP in Authorization: Bearer
       jwksUrl: process.env.JWKS_URL ?? 'https://idp.example/.well-known/jwks.json',
       issuer: process.env.JWT_ISSUER ?? 'https://idp.example',
       audience: 'tollgate',
@@ -41,6 +49,8 @@ app.use(apiErrorHandler({ otherErrors: (error) => console.error(error) }));
 const server = app.listen(Number(process.env.PORT ?? 3000));
 server.once('listening', () => {
   const address = server.address();
-  console.log(`listening on http://127.0.0.1:${typeof address === 'object' && address ? address.port : ''}; try the key ${key}`);
+  console.log(
+    `listening on http://127.0.0.1:${typeof address === 'object' && address ? address.port : ''}; try the key ${key}`,
+  );
 });
 process.on('SIGTERM', () => server.close(() => void stores.close()));

@@ -5,15 +5,29 @@ import { assertKnownOptions, getContext, renderApiError, TollgateError, withTime
 import { hashApiKey } from './api-keys.js';
 import type { Credential, CredentialCheck } from './credentials.js';
 import {
-  authUnavailable, hasJwtShape, invalidCredentials, isValidRealm, JWT_IN_BEARER, KEY_IN_BEARER, KEY_IN_X_API_KEY,
-  noteAccepted, readCredential, refuseCredential,
+  authUnavailable,
+  hasJwtShape,
+  invalidCredentials,
+  isValidRealm,
+  JWT_IN_BEARER,
+  KEY_IN_BEARER,
+  KEY_IN_X_API_KEY,
+  noteAccepted,
+  readCredential,
+  refuseCredential,
 } from './credentials.js';
 import type { JwtVerifyOptions } from './jwt-auth.js';
 import { createJwtCheck, JWT_VERIFY_OPTIONS } from './jwt-auth.js';
 import { throttledWarning } from './warnings.js';
 import type { KeyLookup, KeySource } from './key-source.js';
 import {
-  anonymousIdentity, identityFromRecord, isAuthenticated, isPending, judgeKeyRecord, KEY_REJECTION_MESSAGES, resolveKeySource,
+  anonymousIdentity,
+  identityFromRecord,
+  isAuthenticated,
+  isPending,
+  judgeKeyRecord,
+  KEY_REJECTION_MESSAGES,
+  resolveKeySource,
 } from './key-source.js';
 
 /** Options every API-key check shares (apiKeyAuth and the passport bearer strategy). */
@@ -78,7 +92,15 @@ export interface ApiKeyAuthOptions extends KeyAuthOptions {
 }
 
 const KNOWN_OPTIONS = [
-  'keys', 'optional', 'jwt', 'keyFormat', 'realm', 'timeoutMs', 'mapIdentity', 'onStoreError', 'renderError',
+  'keys',
+  'optional',
+  'jwt',
+  'keyFormat',
+  'realm',
+  'timeoutMs',
+  'mapIdentity',
+  'onStoreError',
+  'renderError',
 ] as const;
 
 /** Reports a failing store without its message (a driver error may quote the looked-up hash), at most once per 10 s. */
@@ -90,14 +112,24 @@ export const warnStoreError: (error: unknown) => void = throttledWarning((error)
 /** Resolves the options every API-key check shares, once, at factory time. */
 export function resolveKeyAuthOptions(options: KeyAuthOptions & { renderError?: ErrorRenderer }, factory: string) {
   const realm = options.realm ?? 'tollgate';
-  if (!isValidRealm(realm)) throw new TollgateError('ERR_TG_AUTH_INVALID_OPTION', `${factory}(): realm must be printable ASCII without quotes or backslashes`);
+  if (!isValidRealm(realm))
+    throw new TollgateError(
+      'ERR_TG_AUTH_INVALID_OPTION',
+      `${factory}(): realm must be printable ASCII without quotes or backslashes`,
+    );
   const timeoutMs = options.timeoutMs ?? 2000;
-  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new TollgateError('ERR_TG_AUTH_INVALID_OPTION', `${factory}(): timeoutMs must be a positive number of ms`);
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0)
+    throw new TollgateError('ERR_TG_AUTH_INVALID_OPTION', `${factory}(): timeoutMs must be a positive number of ms`);
   let keyFormat = options.keyFormat ?? null;
-  if (keyFormat !== null && !(keyFormat instanceof RegExp)) throw new TollgateError('ERR_TG_AUTH_INVALID_OPTION', `${factory}(): keyFormat must be a RegExp or null`);
+  if (keyFormat !== null && !(keyFormat instanceof RegExp))
+    throw new TollgateError('ERR_TG_AUTH_INVALID_OPTION', `${factory}(): keyFormat must be a RegExp or null`);
   // With g or y, test() starts at lastIndex and moves it: the same key would pass every other time.
   // A stateless copy; a sticky pattern keeps its anchoring at the start.
-  if (keyFormat?.global || keyFormat?.sticky) keyFormat = new RegExp(keyFormat.sticky ? `^(?:${keyFormat.source})` : keyFormat.source, keyFormat.flags.replace(/[gy]/g, ''));
+  if (keyFormat?.global || keyFormat?.sticky)
+    keyFormat = new RegExp(
+      keyFormat.sticky ? `^(?:${keyFormat.source})` : keyFormat.source,
+      keyFormat.flags.replace(/[gy]/g, ''),
+    );
   return {
     lookup: resolveKeySource(options.keys, 'ERR_TG_AUTH_MISSING_KEYS', factory),
     realm,
@@ -121,7 +153,10 @@ const NOT_FOUND: KeyVerdict = Object.freeze({ found: false });
  */
 export function apiKeyAuth(options: ApiKeyAuthOptions = {}) {
   assertKnownOptions(options, KNOWN_OPTIONS, 'ERR_TG_AUTH_UNKNOWN_OPTION', 'apiKeyAuth');
-  const { lookup, realm, timeoutMs, keyFormat, mapIdentity, renderError, onStoreError } = resolveKeyAuthOptions(options, 'apiKeyAuth');
+  const { lookup, realm, timeoutMs, keyFormat, mapIdentity, renderError, onStoreError } = resolveKeyAuthOptions(
+    options,
+    'apiKeyAuth',
+  );
   const optional = options.optional ?? false;
   let checkJwt: CredentialCheck | undefined;
   if (options.jwt !== undefined) {
@@ -159,7 +194,10 @@ export function apiKeyAuth(options: ApiKeyAuthOptions = {}) {
       return storeFailed(error);
     }
     if (!isPending(found)) return verdictOf(sha256, found);
-    return withTimeout(Promise.resolve(found), timeoutMs, 'keys.findByHash').then((record) => verdictOf(sha256, record), storeFailed);
+    return withTimeout(Promise.resolve(found), timeoutMs, 'keys.findByHash').then(
+      (record) => verdictOf(sha256, record),
+      storeFailed,
+    );
   }
 
   /**
@@ -184,8 +222,13 @@ export function apiKeyAuth(options: ApiKeyAuthOptions = {}) {
 
   /** Lets the request on with its identity, or renders its denial. */
   function applyVerdict(
-    req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void, context: { identity?: Identity },
-    credential: Credential & { kind: 'token' }, mayBeJwt: boolean, { identity, denial }: KeyVerdict,
+    req: IncomingMessage,
+    res: ServerResponse,
+    next: (err?: unknown) => void,
+    context: { identity?: Identity },
+    credential: Credential & { kind: 'token' },
+    mayBeJwt: boolean,
+    { identity, denial }: KeyVerdict,
   ): void {
     if (identity) {
       context.identity = identity;
@@ -206,9 +249,12 @@ export function apiKeyAuth(options: ApiKeyAuthOptions = {}) {
     }
     const { token } = credential;
     // Only the Authorization header carries JWTs; the shape is parsed only when a JWT could be taken or passed on.
-    const mayBeJwt = credential.source === 'authorization' && (checkJwt !== undefined || optional) && hasJwtShape(token);
+    const mayBeJwt =
+      credential.source === 'authorization' && (checkJwt !== undefined || optional) && hasJwtShape(token);
     if (!(checkJwt && mayBeJwt) && keyFormat !== null && !keyFormat.test(token)) {
-      return optional ? passOn(req, context, next) : renderError(refuseCredential(req, realm, credential, accepts), req, res);
+      return optional
+        ? passOn(req, context, next)
+        : renderError(refuseCredential(req, realm, credential, accepts), req, res);
     }
     let verdict: KeyVerdict | Promise<KeyVerdict>;
     try {

@@ -55,5 +55,7 @@ const rightDigest = Buffer.alloc(32);
 export function sha256Equal(a: string, b: string): boolean {
   if (typeof a !== 'string' || typeof b !== 'string' || a.length !== 64 || b.length !== 64) return false;
   // Hex decoding stops at the first pair that is not hex: 32 bytes from 64 characters means all of them were.
-  return leftDigest.write(a, 'hex') === 32 && rightDigest.write(b, 'hex') === 32 && timingSafeEqual(leftDigest, rightDigest);
+  return (
+    leftDigest.write(a, 'hex') === 32 && rightDigest.write(b, 'hex') === 32 && timingSafeEqual(leftDigest, rightDigest)
+  );
 }

@@ -9,7 +9,13 @@ import { assertKnownOptions, getContext } from '@tollgate/core';
 import type { KeyAuthOptions } from './api-key-auth.js';
 import { resolveKeyAuthOptions } from './api-key-auth.js';
 import {
-  acceptedOn, authUnavailable, credentialMessages, invalidCredentials, KEY_IN_BEARER, readBearer, refuseCredential,
+  acceptedOn,
+  authUnavailable,
+  credentialMessages,
+  invalidCredentials,
+  KEY_IN_BEARER,
+  readBearer,
+  refuseCredential,
 } from './credentials.js';
 import { checkApiKey, identityFromRecord, isAuthenticated, KEY_REJECTION_MESSAGES } from './key-source.js';
 
@@ -22,7 +28,11 @@ export type BearerStrategyOptions = KeyAuthOptions;
 /** What bearerAuth needs of a passport instance (`passport` itself or `new passport.Passport()`). */
 export interface PassportLike {
   use(name: string, strategy: Strategy): unknown;
-  authenticate(strategy: string, options: { session: boolean }, callback: (error: unknown, user: Identity | false | undefined) => void): unknown;
+  authenticate(
+    strategy: string,
+    options: { session: boolean },
+    callback: (error: unknown, user: Identity | false | undefined) => void,
+  ): unknown;
 }
 
 export interface BearerAuthOptions extends BearerStrategyOptions {
@@ -73,7 +83,11 @@ function buildStrategy(resolved: ReturnType<typeof resolveKeyAuthOptions>): Stra
     checkApiKey(token, lookup, { timeoutMs, now: Date.now() }).then(
       (check) => {
         if (!check.ok) {
-          return reject(req, done, check.reason === 'unknown' ? messages.unknown : KEY_REJECTION_MESSAGES[check.reason]);
+          return reject(
+            req,
+            done,
+            check.reason === 'unknown' ? messages.unknown : KEY_REJECTION_MESSAGES[check.reason],
+          );
         }
         let identity = identityFromRecord(check.record, 'bearer');
         try {
@@ -128,9 +142,10 @@ export function bearerAuth(options: BearerAuthOptions = {}) {
         const reason = rejectionReasons.get(req);
         rejectionReasons.delete(req);
         // No reason: passport refused before verify (no bearer token, or another scheme).
-        const denial = reason === undefined
-          ? refuseCredential(req, realm, readBearer(req), KEY_IN_BEARER)
-          : invalidCredentials(realm, true, reason);
+        const denial =
+          reason === undefined
+            ? refuseCredential(req, realm, readBearer(req), KEY_IN_BEARER)
+            : invalidCredentials(realm, true, reason);
         return renderError(denial, req, res);
       }
       context.identity = user;

@@ -27,7 +27,8 @@ async function readConfigObject(path: string, missingOk: boolean): Promise<Confi
   } catch (error) {
     throw new TollgateError('ERR_TG_AUTH_CONFIG_FILE', `${path} is not valid JSON: ${(error as Error).message}`);
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new TollgateError('ERR_TG_AUTH_CONFIG_FILE', `${path} must hold a JSON object`);
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+    throw new TollgateError('ERR_TG_AUTH_CONFIG_FILE', `${path} must hold a JSON object`);
   return parsed as ConfigObject;
 }
 
@@ -76,7 +77,10 @@ async function withLock<T>(path: string, work: () => Promise<T>): Promise<T> {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       if (Date.now() > deadline) {
-        throw new TollgateError('ERR_TG_AUTH_CONFIG_LOCKED', `${lockPath} exists: another "keys" command is editing ${path} (remove the lock file if none is)`);
+        throw new TollgateError(
+          'ERR_TG_AUTH_CONFIG_LOCKED',
+          `${lockPath} exists: another "keys" command is editing ${path} (remove the lock file if none is)`,
+        );
       }
       await new Promise((resolve) => setTimeout(resolve, LOCK_RETRY_MS));
     }

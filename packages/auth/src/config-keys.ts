@@ -22,7 +22,19 @@ export interface ConfigKeyEntry {
   [extra: string]: unknown;
 }
 
-const ENTRY_FIELDS = ['id', 'sha256', 'tenant', 'user', 'tier', 'feature', 'scopes', 'models', 'createdAt', 'expiresAt', 'disabled'];
+const ENTRY_FIELDS = [
+  'id',
+  'sha256',
+  'tenant',
+  'user',
+  'tier',
+  'feature',
+  'scopes',
+  'models',
+  'createdAt',
+  'expiresAt',
+  'disabled',
+];
 const ID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
 /** Config keys written by hand carry no creation time; this stands in for "unknown". */
 const UNKNOWN_CREATED_AT = new Date(0).toISOString();
@@ -41,13 +53,15 @@ function optionalString(entry: Record<string, unknown>, field: string, path: str
 function optionalStringList(entry: Record<string, unknown>, field: string, path: string): string[] | undefined {
   const value = entry[field];
   if (value === undefined) return undefined;
-  if (!Array.isArray(value) || !value.every((item) => typeof item === 'string' && item !== '')) throw invalid(`${path}.${field}`, 'must be an array of non-empty strings');
+  if (!Array.isArray(value) || !value.every((item) => typeof item === 'string' && item !== ''))
+    throw invalid(`${path}.${field}`, 'must be an array of non-empty strings');
   return [...value] as string[];
 }
 
 function optionalTime(entry: Record<string, unknown>, field: string, path: string): string | undefined {
   const value = optionalString(entry, field, path);
-  if (value !== undefined && !Number.isFinite(Date.parse(value))) throw invalid(`${path}.${field}`, 'must be an ISO 8601 time');
+  if (value !== undefined && !Number.isFinite(Date.parse(value)))
+    throw invalid(`${path}.${field}`, 'must be an ISO 8601 time');
   return value;
 }
 
@@ -78,7 +92,8 @@ export function keyRecordsFromConfig(configKeys: unknown, path = 'keys'): ApiKey
     // Named by index only: quoting a hash in an error would put it in logs.
     if (hashes.has(sha256)) throw invalid(`${at}.sha256`, 'repeats the hash of an earlier key');
     hashes.add(sha256);
-    if (entry.disabled !== undefined && typeof entry.disabled !== 'boolean') throw invalid(`${at}.disabled`, 'must be true or false');
+    if (entry.disabled !== undefined && typeof entry.disabled !== 'boolean')
+      throw invalid(`${at}.disabled`, 'must be true or false');
 
     const record: ApiKeyRecord = {
       id: entry.id,

@@ -11,9 +11,7 @@ import { ApiError } from '@tollgate/core';
  * - `token`: one credential, and the header it came from.
  */
 export type Credential =
-  | { kind: 'none' }
-  | { kind: 'malformed' }
-  | { kind: 'token'; token: string; source: 'authorization' | 'x-api-key' };
+  { kind: 'none' } | { kind: 'malformed' } | { kind: 'token'; token: string; source: 'authorization' | 'x-api-key' };
 
 /** JWS compact form; the signature may be empty so `alg: none` tokens reach the verifier and are refused there. */
 const JWS_COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
@@ -153,5 +151,7 @@ const REALM = /^[\x20-\x7e]*$/;
 
 /** Validates a realm option at factory time: it goes into a quoted header parameter. */
 export function isValidRealm(realm: unknown): realm is string {
-  return typeof realm === 'string' && realm.length > 0 && REALM.test(realm) && !realm.includes('"') && !realm.includes('\\');
+  return (
+    typeof realm === 'string' && realm.length > 0 && REALM.test(realm) && !realm.includes('"') && !realm.includes('\\')
+  );
 }

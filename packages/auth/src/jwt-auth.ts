@@ -6,7 +6,13 @@ import type { ErrorRenderer, Identity } from '@tollgate/core';
 import { assertKnownOptions, getContext, parseDuration, renderApiError, TollgateError } from '@tollgate/core';
 import type { CredentialCheck } from './credentials.js';
 import {
-  authUnavailable, hasJwtShape, invalidCredentials, isValidRealm, JWT_IN_BEARER, noteAccepted, readBearer,
+  authUnavailable,
+  hasJwtShape,
+  invalidCredentials,
+  isValidRealm,
+  JWT_IN_BEARER,
+  noteAccepted,
+  readBearer,
   refuseCredential,
 } from './credentials.js';
 import { anonymousIdentity, isAuthenticated } from './key-source.js';
@@ -113,8 +119,23 @@ export type JwtVerifyOptions = Omit<JwtAuthOptions, 'realm' | 'optional' | 'rend
 
 /** The names of JwtVerifyOptions, for apiKeyAuth's `jwt` option. */
 export const JWT_VERIFY_OPTIONS = [
-  'jwks', 'jwksUrl', 'issuer', 'audience', 'algorithms', 'clockTolerance', 'tenantClaim', 'tierClaim', 'scopeClaim', 'userClaim',
-  'featureClaim', 'modelsClaim', 'mapIdentity', 'jwksCacheMaxAge', 'jwksCooldown', 'jwksTimeout', 'onJwksError',
+  'jwks',
+  'jwksUrl',
+  'issuer',
+  'audience',
+  'algorithms',
+  'clockTolerance',
+  'tenantClaim',
+  'tierClaim',
+  'scopeClaim',
+  'userClaim',
+  'featureClaim',
+  'modelsClaim',
+  'mapIdentity',
+  'jwksCacheMaxAge',
+  'jwksCooldown',
+  'jwksTimeout',
+  'onJwksError',
 ] as const;
 const KNOWN_OPTIONS = [...JWT_VERIFY_OPTIONS, 'optional', 'realm', 'renderError'] as const;
 
@@ -149,9 +170,11 @@ function rejectionMessage(code: string | undefined, claim: string | undefined): 
     case 'ERR_JWT_EXPIRED':
       return 'The bearer token has expired.';
     case 'ERR_JWT_CLAIM_VALIDATION_FAILED':
-      return claim === 'iss' || claim === 'aud' || claim === 'nbf' || claim === 'sub' ? `The bearer token's "${claim}" claim is not accepted.` : 'The bearer token\'s claims are not accepted.';
+      return claim === 'iss' || claim === 'aud' || claim === 'nbf' || claim === 'sub'
+        ? `The bearer token's "${claim}" claim is not accepted.`
+        : "The bearer token's claims are not accepted.";
     case 'ERR_JOSE_ALG_NOT_ALLOWED':
-      return 'The bearer token\'s signing algorithm is not accepted.';
+      return "The bearer token's signing algorithm is not accepted.";
     case 'ERR_JWKS_NO_MATCHING_KEY':
       return 'The bearer token was signed by an unknown key.';
     default:
@@ -161,8 +184,16 @@ function rejectionMessage(code: string | undefined, claim: string | undefined): 
 
 /** jose codes that mean "this token is no good" (401); anything else from a remote JWKS means "cannot check now" (503). */
 const TOKEN_FAULTS = new Set([
-  'ERR_JWT_EXPIRED', 'ERR_JWT_CLAIM_VALIDATION_FAILED', 'ERR_JOSE_ALG_NOT_ALLOWED', 'ERR_JOSE_NOT_SUPPORTED', 'ERR_JWS_INVALID',
-  'ERR_JWT_INVALID', 'ERR_JWKS_NO_MATCHING_KEY', 'ERR_JWKS_MULTIPLE_MATCHING_KEYS', 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED', 'ERR_JWK_INVALID',
+  'ERR_JWT_EXPIRED',
+  'ERR_JWT_CLAIM_VALIDATION_FAILED',
+  'ERR_JOSE_ALG_NOT_ALLOWED',
+  'ERR_JOSE_NOT_SUPPORTED',
+  'ERR_JWS_INVALID',
+  'ERR_JWT_INVALID',
+  'ERR_JWKS_NO_MATCHING_KEY',
+  'ERR_JWKS_MULTIPLE_MATCHING_KEYS',
+  'ERR_JWS_SIGNATURE_VERIFICATION_FAILED',
+  'ERR_JWK_INVALID',
 ]);
 
 const warnJwksError = throttledWarning((error) => {
@@ -191,19 +222,23 @@ function listClaim(payload: JWTPayload, claim: string | undefined): string[] | u
  * token. `factory` names the caller in construction errors (jwtAuth, or apiKeyAuth for its `jwt`).
  */
 export function createJwtCheck(options: JwtVerifyOptions, realm: string, factory: string): CredentialCheck {
-  const invalidOption = (message: string) => new TollgateError('ERR_TG_AUTH_INVALID_OPTION', `${factory}(): ${message}`);
+  const invalidOption = (message: string) =>
+    new TollgateError('ERR_TG_AUTH_INVALID_OPTION', `${factory}(): ${message}`);
   const durationMs = (value: number | string | undefined, fallback: string, what: string) =>
     parseDuration(value ?? fallback, `${factory}(): ${what}`);
   const { issuer, audience } = options;
   if (!isValidRealm(realm)) throw invalidOption('realm must be printable ASCII without quotes or backslashes');
-  if (options.jwks !== undefined && options.jwksUrl !== undefined) throw invalidOption('set "jwks" or "jwksUrl", not both');
+  if (options.jwks !== undefined && options.jwksUrl !== undefined)
+    throw invalidOption('set "jwks" or "jwksUrl", not both');
   const jwks = options.jwks ?? options.jwksUrl;
   if (jwks === undefined) {
     const hint = '"jwks": a JWKS object { keys: [...] }, or "jwksUrl": the URL of a remote JWKS';
     throw new TollgateError('ERR_TG_AUTH_MISSING_JWKS', `${factory}() needs ${hint}`);
   }
-  if (issuer === undefined || (Array.isArray(issuer) && issuer.length === 0)) throw invalidOption('"issuer" is required: tokens from any issuer would be accepted otherwise');
-  if (audience === undefined || (Array.isArray(audience) && audience.length === 0)) throw invalidOption('"audience" is required: tokens meant for other services would be accepted otherwise');
+  if (issuer === undefined || (Array.isArray(issuer) && issuer.length === 0))
+    throw invalidOption('"issuer" is required: tokens from any issuer would be accepted otherwise');
+  if (audience === undefined || (Array.isArray(audience) && audience.length === 0))
+    throw invalidOption('"audience" is required: tokens meant for other services would be accepted otherwise');
   // An empty or non-string value (an unset env var, a number in a config file) would refuse every token without a word.
   if (!isClaimValueList(issuer)) throw invalidOption('"issuer" must be a non-empty string or a list of them');
   if (!isClaimValueList(audience)) throw invalidOption('"audience" must be a non-empty string or a list of them');
@@ -218,7 +253,8 @@ export function createJwtCheck(options: JwtVerifyOptions, realm: string, factory
     } catch {
       throw invalidOption('"jwks" is not a valid URL');
     }
-    if (url.protocol !== 'https:' && url.protocol !== 'http:') throw invalidOption('a remote "jwks" must be an http(s) URL');
+    if (url.protocol !== 'https:' && url.protocol !== 'http:')
+      throw invalidOption('a remote "jwks" must be an http(s) URL');
     getKey = createRemoteJWKSet(url, {
       cacheMaxAge: durationMs(options.jwksCacheMaxAge, '10m', 'jwksCacheMaxAge'),
       cooldownDuration: durationMs(options.jwksCooldown, '30s', 'jwksCooldown'),
@@ -234,19 +270,29 @@ export function createJwtCheck(options: JwtVerifyOptions, realm: string, factory
   }
   const hasHmacKeys = !remote && (jwks as JSONWebKeySet).keys.some((key) => key.kty === 'oct');
   const algorithms = options.algorithms ?? derived;
-  if (!Array.isArray(algorithms) || algorithms.length === 0) throw invalidOption('no signing algorithm can be derived from the keys; set "algorithms"');
+  if (!Array.isArray(algorithms) || algorithms.length === 0)
+    throw invalidOption('no signing algorithm can be derived from the keys; set "algorithms"');
   for (const alg of algorithms) {
-    if (typeof alg !== 'string' || alg.toLowerCase() === 'none') throw invalidOption('"none" is never an accepted algorithm');
-    if (alg.startsWith('HS') && !hasHmacKeys) throw invalidOption(`${alg} needs symmetric (oct) keys in a static JWKS; an HMAC token against public keys is a forgery`);
+    if (typeof alg !== 'string' || alg.toLowerCase() === 'none')
+      throw invalidOption('"none" is never an accepted algorithm');
+    if (alg.startsWith('HS') && !hasHmacKeys)
+      throw invalidOption(
+        `${alg} needs symmetric (oct) keys in a static JWKS; an HMAC token against public keys is a forgery`,
+      );
   }
 
-  const clockTolerance = options.clockTolerance === undefined ? 30
-    : typeof options.clockTolerance === 'number' ? options.clockTolerance
-    : parseDuration(options.clockTolerance, `${factory}(): clockTolerance`) / 1000;
-  if (!Number.isFinite(clockTolerance) || clockTolerance < 0) throw invalidOption('clockTolerance must be a non-negative number of seconds or a duration string');
+  const clockTolerance =
+    options.clockTolerance === undefined
+      ? 30
+      : typeof options.clockTolerance === 'number'
+        ? options.clockTolerance
+        : parseDuration(options.clockTolerance, `${factory}(): clockTolerance`) / 1000;
+  if (!Number.isFinite(clockTolerance) || clockTolerance < 0)
+    throw invalidOption('clockTolerance must be a non-negative number of seconds or a duration string');
   for (const name of ['tenantClaim', 'tierClaim', 'scopeClaim', 'userClaim', 'featureClaim', 'modelsClaim'] as const) {
     const value = options[name];
-    if (value !== undefined && (typeof value !== 'string' || value === '')) throw invalidOption(`${name} must be a non-empty string`);
+    if (value !== undefined && (typeof value !== 'string' || value === ''))
+      throw invalidOption(`${name} must be a non-empty string`);
   }
   const claims = {
     tenant: options.tenantClaim ?? 'tenant_id',
@@ -261,7 +307,11 @@ export function createJwtCheck(options: JwtVerifyOptions, realm: string, factory
   const verifyOptions = { issuer, audience, algorithms, clockTolerance, requiredClaims: ['sub', 'exp'] };
 
   function identityFromPayload(payload: JWTPayload): Identity {
-    const identity: Identity = { keyId: `jwt:${payload.sub}`, scopes: listClaim(payload, claims.scope) ?? [], authMethod: 'jwt' };
+    const identity: Identity = {
+      keyId: `jwt:${payload.sub}`,
+      scopes: listClaim(payload, claims.scope) ?? [],
+      authMethod: 'jwt',
+    };
     const tenantId = stringClaim(payload, claims.tenant);
     const userId = stringClaim(payload, claims.user);
     const tier = stringClaim(payload, claims.tier);
@@ -287,7 +337,8 @@ export function createJwtCheck(options: JwtVerifyOptions, realm: string, factory
       }
       return { denial: invalidCredentials(realm, true, rejectionMessage(code, claim)) };
     }
-    if (typeof payload.sub !== 'string' || payload.sub === '') return { denial: invalidCredentials(realm, true, rejectionMessage('ERR_JWT_CLAIM_VALIDATION_FAILED', 'sub')) };
+    if (typeof payload.sub !== 'string' || payload.sub === '')
+      return { denial: invalidCredentials(realm, true, rejectionMessage('ERR_JWT_CLAIM_VALIDATION_FAILED', 'sub')) };
     const identity = identityFromPayload(payload);
     const mapped = mapIdentity ? mapIdentity(identity, payload) : identity;
     if (!mapped) return { denial: invalidCredentials(realm, true, rejectionMessage(undefined, undefined)) };

@@ -30,7 +30,8 @@ export function resolveKeySource(keys: unknown, code: string, factory: string): 
   if (isKeyStore(keys)) {
     if (typeof keys.findByHashSync === 'function') return keys.findByHashSync.bind(keys);
     // A store that caches records (Redis) answers a cached key at once, and asks itself for the rest.
-    if (typeof keys.findCachedByHash === 'function') return (sha256) => keys.findCachedByHash!(sha256) ?? keys.findByHash(sha256);
+    if (typeof keys.findCachedByHash === 'function')
+      return (sha256) => keys.findCachedByHash!(sha256) ?? keys.findByHash(sha256);
     return (sha256) => keys.findByHash(sha256);
   }
   if (typeof keys === 'function') return keys as KeyLookup;
@@ -38,17 +39,19 @@ export function resolveKeySource(keys: unknown, code: string, factory: string): 
     const byHash = new Map<string, ApiKeyRecord>();
     for (const [index, record] of (keys as unknown[]).entries()) {
       const sha256 = (record as ApiKeyRecord | undefined)?.sha256;
-      if (!isSha256Hex(sha256)) throw new TollgateError(code, `${factory}(): keys[${index}].sha256 must be the SHA-256 hex of a key`);
+      if (!isSha256Hex(sha256))
+        throw new TollgateError(code, `${factory}(): keys[${index}].sha256 must be the SHA-256 hex of a key`);
       byHash.set(sha256.toLowerCase(), record as ApiKeyRecord);
     }
     return (sha256) => byHash.get(sha256);
   }
-  throw new TollgateError(code, `${factory}() needs a "keys" option: a KeyStore, a function (sha256) => record, or an array of key records`);
+  throw new TollgateError(
+    code,
+    `${factory}() needs a "keys" option: a KeyStore, a function (sha256) => record, or an array of key records`,
+  );
 }
 
-export type KeyCheck =
-  | { ok: true; record: ApiKeyRecord }
-  | { ok: false; reason: 'unknown' | 'disabled' | 'expired' };
+export type KeyCheck = { ok: true; record: ApiKeyRecord } | { ok: false; reason: 'unknown' | 'disabled' | 'expired' };
 
 const UNKNOWN: KeyCheck = Object.freeze({ ok: false, reason: 'unknown' });
 const DISABLED: KeyCheck = Object.freeze({ ok: false, reason: 'disabled' });
@@ -81,7 +84,9 @@ export async function checkApiKey(
 ): Promise<KeyCheck> {
   const sha256 = hashApiKey(key);
   const found = lookup(sha256);
-  const record = isPending(found) ? await withTimeout(Promise.resolve(found), options.timeoutMs, 'keys.findByHash') : found;
+  const record = isPending(found)
+    ? await withTimeout(Promise.resolve(found), options.timeoutMs, 'keys.findByHash')
+    : found;
   return judgeKeyRecord(sha256, record, options.now);
 }
 

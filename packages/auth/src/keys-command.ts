@@ -57,7 +57,8 @@ function configTarget(path: string): KeyTarget {
   return {
     describe: path,
     // An app reads the file when it starts or reloads it; nothing here can reach it sooner.
-    revokedWhen: 'it stops working in each process that reads keys from this file once that process reloads it (the example proxy re-reads it within a second)',
+    revokedWhen:
+      'it stops working in each process that reads keys from this file once that process reloads it (the example proxy re-reads it within a second)',
     list: () => readConfigKeys(path),
     findById: async (id) => (await readConfigKeys(path)).find((record) => record.id === id),
     add: (record) =>
@@ -116,7 +117,10 @@ function storeTarget(store: KeyStore, describe: string, close: () => Promise<voi
 async function redisTarget(url: string, prefix: string): Promise<KeyTarget> {
   // Loaded on demand: only `--redis` needs a Redis client.
   const { createRedisStores } = await import('@tollgate/redis').catch((error: unknown) => {
-    throw new Error('--redis needs @tollgate/redis, an optional peer dependency of @tollgate/auth: npm install @tollgate/redis', { cause: error });
+    throw new Error(
+      '--redis needs @tollgate/redis, an optional peer dependency of @tollgate/auth: npm install @tollgate/redis',
+      { cause: error },
+    );
   });
   // A one-shot command reads each key once: no cache, no subscriber connection.
   const stores = createRedisStores({ url, prefix, keyCache: false });
@@ -125,12 +129,16 @@ async function redisTarget(url: string, prefix: string): Promise<KeyTarget> {
 
 function splitList(value: string | undefined): string[] | undefined {
   if (value === undefined) return undefined;
-  return value.split(',').map((item) => item.trim()).filter((item) => item !== '');
+  return value
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item !== '');
 }
 
 /** `--expires 30d` (from now) or an ISO time, as an ISO time. */
 function expiryTime(value: string, now: number, flag: string): string {
-  if (/^\d+(?:\.\d+)?\s*(ms|s|m|h|d|w)$/.test(value.trim())) return new Date(now + parseDuration(value, flag)).toISOString();
+  if (/^\d+(?:\.\d+)?\s*(ms|s|m|h|d|w)$/.test(value.trim()))
+    return new Date(now + parseDuration(value, flag)).toISOString();
   const at = Date.parse(value);
   if (!Number.isFinite(at)) throw new UsageError(`${flag} must be a duration like 30d or an ISO 8601 time`);
   return new Date(at).toISOString();
@@ -156,17 +164,28 @@ function listed(record: ApiKeyRecord, now: number) {
   return { ...rest, status: status(record, now) };
 }
 
-function printCreated(io: KeysCommandIo, key: string, record: ApiKeyRecord, target: KeyTarget | undefined, json: boolean, verb: string): void {
+function printCreated(
+  io: KeysCommandIo,
+  key: string,
+  record: ApiKeyRecord,
+  target: KeyTarget | undefined,
+  json: boolean,
+  verb: string,
+): void {
   const entry = configKeyFromRecord(record);
   if (json) {
     io.stdout.write(`${JSON.stringify({ key, record: entry, storedIn: target?.describe ?? null }, null, 2)}\n`);
     return;
   }
-  const who = [record.tenantId && `tenant ${record.tenantId}`, record.userId && `user ${record.userId}`].filter(Boolean).join(', ');
+  const who = [record.tenantId && `tenant ${record.tenantId}`, record.userId && `user ${record.userId}`]
+    .filter(Boolean)
+    .join(', ');
   io.stdout.write(
     [
       `${verb} API key "${record.id}"${who ? ` for ${who}` : ''}${record.scopes.length ? ` (scopes: ${record.scopes.join(' ')})` : ''}.`,
-      target ? `Stored in ${target.describe}.` : 'Not stored anywhere yet: add the record below to the "keys" array of your config.',
+      target
+        ? `Stored in ${target.describe}.`
+        : 'Not stored anywhere yet: add the record below to the "keys" array of your config.',
       '',
       `  ${key}`,
       '',
@@ -184,7 +203,10 @@ function printCreated(io: KeysCommandIo, key: string, record: ApiKeyRecord, targ
  * 0 done, 1 the operation failed, 2 the command line was wrong. Never prints a key except
  * the new one on `create`/`rotate`, and never prints hashes in `list`.
  */
-export async function runKeysCommand(argv: string[], io: KeysCommandIo = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+export async function runKeysCommand(
+  argv: string[],
+  io: KeysCommandIo = { stdout: process.stdout, stderr: process.stderr },
+): Promise<number> {
   const args = argv[0] === 'keys' ? argv.slice(1) : argv;
   let parsed;
   try {
@@ -226,8 +248,14 @@ export async function runKeysCommand(argv: string[], io: KeysCommandIo = { stdou
 
   let target: KeyTarget | undefined;
   try {
-    if (values.prefix !== undefined && values.redis === undefined) throw new UsageError('--prefix only applies with --redis');
-    target = values.config !== undefined ? configTarget(values.config) : values.redis !== undefined ? await redisTarget(values.redis, values.prefix ?? 'tollgate:') : undefined;
+    if (values.prefix !== undefined && values.redis === undefined)
+      throw new UsageError('--prefix only applies with --redis');
+    target =
+      values.config !== undefined
+        ? configTarget(values.config)
+        : values.redis !== undefined
+          ? await redisTarget(values.redis, values.prefix ?? 'tollgate:')
+          : undefined;
     const now = Date.now();
     const json = values.json === true;
     const needTarget = (): KeyTarget => {
@@ -241,11 +269,17 @@ export async function runKeysCommand(argv: string[], io: KeysCommandIo = { stdou
 
     switch (command) {
       case 'create': {
-        if (rest.length > 0) throw new UsageError(`"keys create" takes no positional arguments (got ${JSON.stringify(rest[0])})`);
+        if (rest.length > 0)
+          throw new UsageError(`"keys create" takes no positional arguments (got ${JSON.stringify(rest[0])})`);
         const id = values.id ?? defaultId(values.tenant, values.user);
         if (!isValidKeyId(id)) throw new UsageError('--id must be 1-128 characters: letters, digits, . _ : @ -');
         const key = generateApiKey();
-        const record: ApiKeyRecord = { id, sha256: hashApiKey(key), scopes: splitList(values.scopes) ?? [], createdAt: new Date(now).toISOString() };
+        const record: ApiKeyRecord = {
+          id,
+          sha256: hashApiKey(key),
+          scopes: splitList(values.scopes) ?? [],
+          createdAt: new Date(now).toISOString(),
+        };
         if (values.tenant !== undefined) record.tenantId = values.tenant;
         if (values.user !== undefined) record.userId = values.user;
         if (values.tier !== undefined) record.tier = values.tier;
@@ -263,7 +297,13 @@ export async function runKeysCommand(argv: string[], io: KeysCommandIo = { stdou
       case 'list': {
         const records = await needTarget().list();
         if (json) {
-          io.stdout.write(`${JSON.stringify(records.map((record) => listed(record, now)), null, 2)}\n`);
+          io.stdout.write(
+            `${JSON.stringify(
+              records.map((record) => listed(record, now)),
+              null,
+              2,
+            )}\n`,
+          );
         } else if (records.length === 0) {
           io.stdout.write(`No keys in ${needTarget().describe}.\n`);
         } else {
@@ -311,10 +351,16 @@ export async function runKeysCommand(argv: string[], io: KeysCommandIo = { stdou
         const id = values.id ?? defaultId(old.tenantId, old.userId);
         if (!isValidKeyId(id)) throw new UsageError('--id must be 1-128 characters: letters, digits, . _ : @ -');
         // Read before anything is stored: a bad --grace after the add would leave a key nobody was shown.
-        const graceEnd = values.grace === undefined ? undefined : new Date(now + parseDuration(values.grace, '--grace')).toISOString();
+        const graceEnd =
+          values.grace === undefined ? undefined : new Date(now + parseDuration(values.grace, '--grace')).toISOString();
         const key = generateApiKey();
         const { disabled: _disabled, expiresAt: _expiresAt, ...attributes } = old;
-        const record: ApiKeyRecord = { ...attributes, id, sha256: hashApiKey(key), createdAt: new Date(now).toISOString() };
+        const record: ApiKeyRecord = {
+          ...attributes,
+          id,
+          sha256: hashApiKey(key),
+          createdAt: new Date(now).toISOString(),
+        };
         if (values.expires !== undefined) record.expiresAt = expiryTime(values.expires, now, '--expires');
         if (!(await needTarget().add(record))) {
           io.stderr.write(`A key with id "${id}" already exists in ${needTarget().describe}; choose another --id.\n`);
@@ -323,7 +369,10 @@ export async function runKeysCommand(argv: string[], io: KeysCommandIo = { stdou
         if (graceEnd !== undefined) {
           await needTarget().update(oldId, (previous) => ({
             ...previous,
-            expiresAt: previous.expiresAt !== undefined && Date.parse(previous.expiresAt) < Date.parse(graceEnd) ? previous.expiresAt : graceEnd,
+            expiresAt:
+              previous.expiresAt !== undefined && Date.parse(previous.expiresAt) < Date.parse(graceEnd)
+                ? previous.expiresAt
+                : graceEnd,
           }));
         }
         printCreated(io, key, record, target, json, `Rotated "${oldId}" to new`);

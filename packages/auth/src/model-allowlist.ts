@@ -2,7 +2,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ErrorRenderer, Identity } from '@tollgate/core';
 import {
-  ApiError, assertKnownOptions, getContext, isModelAllowed, renderApiError, resolveTierModels, TollgateError,
+  ApiError,
+  assertKnownOptions,
+  getContext,
+  isModelAllowed,
+  renderApiError,
+  resolveTierModels,
+  TollgateError,
 } from '@tollgate/core';
 import { invalidCredentials } from './credentials.js';
 
@@ -64,9 +70,17 @@ export function modelAllowlist(options: ModelAllowlistOptions = {}) {
   assertKnownOptions(options, KNOWN_OPTIONS, 'ERR_TG_AUTH_UNKNOWN_OPTION', 'modelAllowlist');
   const tiers = options.tiers;
   if (tiers !== undefined) {
-    if (typeof tiers !== 'object' || tiers === null) throw new TollgateError('ERR_TG_AUTH_INVALID_OPTION', 'modelAllowlist(): tiers must map tier names to model lists');
+    if (typeof tiers !== 'object' || tiers === null)
+      throw new TollgateError(
+        'ERR_TG_AUTH_INVALID_OPTION',
+        'modelAllowlist(): tiers must map tier names to model lists',
+      );
     for (const [tier, models] of Object.entries(tiers)) {
-      if (!isPatternList(models)) throw new TollgateError('ERR_TG_AUTH_INVALID_OPTION', `modelAllowlist(): tiers.${tier} must be an array of model names or patterns`);
+      if (!isPatternList(models))
+        throw new TollgateError(
+          'ERR_TG_AUTH_INVALID_OPTION',
+          `modelAllowlist(): tiers.${tier} must be an array of model names or patterns`,
+        );
     }
   }
   const otherTiers = options.otherTiers;
@@ -88,7 +102,11 @@ export function modelAllowlist(options: ModelAllowlistOptions = {}) {
     return undefined;
   }
 
-  return function tollgateModelAllowlist(req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void): void {
+  return function tollgateModelAllowlist(
+    req: IncomingMessage,
+    res: ServerResponse,
+    next: (err?: unknown) => void,
+  ): void {
     const context = getContext(req, res);
     const identity = context.identity;
     const model = readModel(req);
@@ -97,6 +115,12 @@ export function modelAllowlist(options: ModelAllowlistOptions = {}) {
     if (!identity) return renderError(invalidCredentials('tollgate', false), req, res);
     const refusedBy = refusal(model, identity);
     if (refusedBy === undefined) return next();
-    renderError(new ApiError('model_not_allowed', `The model "${quotable(model)}" is not available to ${refusedBy}.`, { param: 'model' }), req, res);
+    renderError(
+      new ApiError('model_not_allowed', `The model "${quotable(model)}" is not available to ${refusedBy}.`, {
+        param: 'model',
+      }),
+      req,
+      res,
+    );
   };
 }

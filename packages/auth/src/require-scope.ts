@@ -28,16 +28,26 @@ const SCOPE = /^[\x21\x23-\x5b\x5d-\x7e]+$/;
  */
 export function requireScope(...args: [string, ...(string | RequireScopeOptions)[]]) {
   const last = args[args.length - 1];
-  const options: RequireScopeOptions = typeof last === 'object' && last !== null ? (args.pop() as RequireScopeOptions) : {};
+  const options: RequireScopeOptions =
+    typeof last === 'object' && last !== null ? (args.pop() as RequireScopeOptions) : {};
   assertKnownOptions(options, KNOWN_OPTIONS, 'ERR_TG_AUTH_UNKNOWN_OPTION', 'requireScope');
   const required = args as string[];
-  if (required.length === 0) throw new TollgateError('ERR_TG_AUTH_INVALID_OPTION', 'requireScope() needs at least one scope');
+  if (required.length === 0)
+    throw new TollgateError('ERR_TG_AUTH_INVALID_OPTION', 'requireScope() needs at least one scope');
   for (const scope of required) {
     // RFC 6750 scope-token characters: the scope is also quoted in WWW-Authenticate.
-    if (typeof scope !== 'string' || !SCOPE.test(scope)) throw new TollgateError('ERR_TG_AUTH_INVALID_OPTION', `requireScope(): ${JSON.stringify(scope)} is not a valid scope`);
+    if (typeof scope !== 'string' || !SCOPE.test(scope))
+      throw new TollgateError(
+        'ERR_TG_AUTH_INVALID_OPTION',
+        `requireScope(): ${JSON.stringify(scope)} is not a valid scope`,
+      );
   }
   const realm = options.realm ?? 'tollgate';
-  if (!isValidRealm(realm)) throw new TollgateError('ERR_TG_AUTH_INVALID_OPTION', 'requireScope(): realm must be printable ASCII without quotes or backslashes');
+  if (!isValidRealm(realm))
+    throw new TollgateError(
+      'ERR_TG_AUTH_INVALID_OPTION',
+      'requireScope(): realm must be printable ASCII without quotes or backslashes',
+    );
   const renderError = options.renderError ?? renderApiError;
   const scopeList = required.join(' ');
   const challenge = `Bearer realm="${realm}", error="insufficient_scope", scope="${scopeList}"`;
@@ -49,9 +59,13 @@ export function requireScope(...args: [string, ...(string | RequireScopeOptions)
     const missing = required.filter((scope) => !identity.scopes.includes(scope));
     if (missing.length === 0) return next();
     renderError(
-      new ApiError('insufficient_scope', `This credential lacks the scope${missing.length > 1 ? 's' : ''} ${missing.map((s) => `"${s}"`).join(', ')} needed here.`, {
-        headers: { 'WWW-Authenticate': challenge },
-      }),
+      new ApiError(
+        'insufficient_scope',
+        `This credential lacks the scope${missing.length > 1 ? 's' : ''} ${missing.map((s) => `"${s}"`).join(', ')} needed here.`,
+        {
+          headers: { 'WWW-Authenticate': challenge },
+        },
+      ),
       req,
       res,
     );

@@ -83,7 +83,9 @@ describe('apiKeyAuth with the Redis key store across two instances', () => {
     await storesA.keys.put(k.record);
     expect((await request(appB).get('/x').set('x-api-key', k.key)).status).toBe(200);
     await storesB.keys.put({ ...k.record, expiresAt: new Date(Date.now() - 1000).toISOString() });
-    await soon(async () => expect((await request(appA).get('/x').set('x-api-key', k.key)).body.error?.message).toMatch(/expired/));
+    await soon(async () =>
+      expect((await request(appA).get('/x').set('x-api-key', k.key)).body.error?.message).toMatch(/expired/),
+    );
     await storesA.keys.put(k.record);
     await soon(async () => expect((await request(appB).get('/x').set('x-api-key', k.key)).status).toBe(200));
     await storesA.keys.delete(k.record.id);
@@ -108,7 +110,9 @@ describe('apiKeyAuth with the Redis key store across two instances', () => {
     const bearerApp = createServer(bearerAuth({ keys: storesB.keys }));
     expect((await request(bearerApp).get('/x').set('Authorization', `Bearer ${k.key}`)).status).toBe(200);
     await storesA.keys.disable(k.record.id);
-    await soon(async () => expect((await request(bearerApp).get('/x').set('Authorization', `Bearer ${k.key}`)).status).toBe(401));
+    await soon(async () =>
+      expect((await request(bearerApp).get('/x').set('Authorization', `Bearer ${k.key}`)).status).toBe(401),
+    );
   });
 
   it('fails closed with 503 when Redis cannot be reached', async () => {

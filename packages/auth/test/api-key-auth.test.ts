@@ -14,7 +14,10 @@ describe('apiKeyAuth', () => {
   const app = createServer(apiKeyAuth({ keys: stores.keys }));
 
   it('accepts a good key from Authorization: Bearer and sets the identity', async () => {
-    const res = await request(app).post('/v1/chat/completions').set('Authorization', `Bearer ${good.key}`).send({ model: 'x' });
+    const res = await request(app)
+      .post('/v1/chat/completions')
+      .set('Authorization', `Bearer ${good.key}`)
+      .send({ model: 'x' });
     expect(res.status).toBe(200);
     expect(res.body.identity).toEqual({
       keyId: good.record.id,
@@ -32,7 +35,10 @@ describe('apiKeyAuth', () => {
     const viaHeader = await request(app).post('/v1/messages').set('x-api-key', good.key).send({});
     expect(viaHeader.status).toBe(200);
     expect(viaHeader.body.identity.keyId).toBe(good.record.id);
-    const both = await request(app).get('/v1/models').set('x-api-key', good.key).set('Authorization', `Bearer ${good.key}`);
+    const both = await request(app)
+      .get('/v1/models')
+      .set('x-api-key', good.key)
+      .set('Authorization', `Bearer ${good.key}`);
     expect(both.status).toBe(200);
     const lowercaseScheme = await request(app).get('/v1/models').set('Authorization', `bearer ${good.key}`);
     expect(lowercaseScheme.status).toBe(200);
@@ -42,7 +48,9 @@ describe('apiKeyAuth', () => {
     const res = await request(app).post('/v1/chat/completions').send({});
     expect(res.status).toBe(401);
     expect(res.headers['www-authenticate']).toBe('Bearer realm="tollgate"');
-    expect(res.body).toEqual({ error: { message: expect.any(String), type: 'invalid_request_error', code: 'invalid_api_key', param: null } });
+    expect(res.body).toEqual({
+      error: { message: expect.any(String), type: 'invalid_request_error', code: 'invalid_api_key', param: null },
+    });
   });
 
   it('answers an unknown key with 401 and error="invalid_token", from either header', async () => {
@@ -67,7 +75,9 @@ describe('apiKeyAuth', () => {
     ['two different keys', { 'x-api-key': generateApiKey(), Authorization: `Bearer ${generateApiKey()}` }],
     ['an oversized header', { Authorization: `Bearer tgk_${'a'.repeat(10_000)}` }],
   ])('refuses %s with 401 invalid_token', async (_name, headers) => {
-    const res = await request(app).get('/x').set(headers as Record<string, string>);
+    const res = await request(app)
+      .get('/x')
+      .set(headers as Record<string, string>);
     expect(res.status).toBe(401);
     expect(res.body.error.code).toBe('invalid_api_key');
     expect(res.headers['www-authenticate']).toBe('Bearer realm="tollgate", error="invalid_token"');
@@ -156,8 +166,15 @@ describe('apiKeyAuth', () => {
   it('keyFormat null accepts operator-chosen keys; mapIdentity adjusts the identity', async () => {
     const { hashApiKey } = await import('../src/index.js');
     const adminKey = 'correct horse battery staple'.replace(/ /g, '-');
-    const record: ApiKeyRecord = { id: 'admin', sha256: hashApiKey(adminKey), scopes: ['admin'], createdAt: new Date().toISOString() };
-    const local = createServer(apiKeyAuth({ keys: [record], keyFormat: null, mapIdentity: (identity) => ({ ...identity, tier: 'internal' }) }));
+    const record: ApiKeyRecord = {
+      id: 'admin',
+      sha256: hashApiKey(adminKey),
+      scopes: ['admin'],
+      createdAt: new Date().toISOString(),
+    };
+    const local = createServer(
+      apiKeyAuth({ keys: [record], keyFormat: null, mapIdentity: (identity) => ({ ...identity, tier: 'internal' }) }),
+    );
     const res = await request(local).get('/admin').set('x-api-key', adminKey);
     expect(res.status).toBe(200);
     expect(res.body.identity).toMatchObject({ keyId: 'admin', tier: 'internal', scopes: ['admin'] });
@@ -184,7 +201,9 @@ describe('apiKeyAuth', () => {
     expect(res.headers['retry-after']).toBe('1');
     expect(reported).toHaveLength(1);
 
-    const slow = createServer(apiKeyAuth({ keys: () => new Promise(() => undefined), timeoutMs: 20, onStoreError: () => undefined }));
+    const slow = createServer(
+      apiKeyAuth({ keys: () => new Promise(() => undefined), timeoutMs: 20, onStoreError: () => undefined }),
+    );
     expect((await request(slow).get('/x').set('x-api-key', good.key)).status).toBe(503);
   });
 
@@ -206,7 +225,9 @@ describe('apiKeyAuth', () => {
   it('rejects bad options at construction', () => {
     expect(() => apiKeyAuth({})).toThrow(TollgateError);
     expect(() => apiKeyAuth({ keys: [], optinal: true } as never)).toThrow(/did you mean "optional"/);
-    expect(() => apiKeyAuth({ keys: [{ id: 'x', sha256: 'nope', scopes: [], createdAt: '' }] })).toThrow(/keys\[0\]\.sha256/);
+    expect(() => apiKeyAuth({ keys: [{ id: 'x', sha256: 'nope', scopes: [], createdAt: '' }] })).toThrow(
+      /keys\[0\]\.sha256/,
+    );
     expect(() => apiKeyAuth({ keys: [], realm: 'a"b' })).toThrow(/realm/);
     expect(() => apiKeyAuth({ keys: [], timeoutMs: 0 })).toThrow(/timeoutMs/);
   });
@@ -248,7 +269,11 @@ describe('apiKeyAuth with a key source that answers at once', () => {
 
   it('identifies the caller before returning: a memory store, a list of records, a function returning a record', async () => {
     const stores = createMemoryStores({ sweepIntervalMs: 0, keys: [good.record] });
-    const sources = [stores.keys, [good.record], (sha256: string) => (sha256 === good.record.sha256 ? good.record : undefined)];
+    const sources = [
+      stores.keys,
+      [good.record],
+      (sha256: string) => (sha256 === good.record.sha256 ? good.record : undefined),
+    ];
     for (const keys of sources) {
       const { sync, passed, identity } = run(apiKeyAuth({ keys }), good.key);
       expect(sync).toBe(true);

@@ -1,7 +1,14 @@
 // Key material (generate, hash, format) and the config `keys` entries <-> core ApiKeyRecord mapping.
 import { describe, it, expect } from '@jest/globals';
 import { TollgateError } from '@tollgate/core';
-import { adminKeyRecord, configKeyFromRecord, generateApiKey, hashApiKey, isApiKeyFormat, keyRecordsFromConfig } from '../src/index.js';
+import {
+  adminKeyRecord,
+  configKeyFromRecord,
+  generateApiKey,
+  hashApiKey,
+  isApiKeyFormat,
+  keyRecordsFromConfig,
+} from '../src/index.js';
 import { sha256Equal } from '../src/api-keys.js';
 
 describe('generateApiKey / hashApiKey', () => {
@@ -28,7 +35,18 @@ describe('keyRecordsFromConfig', () => {
   const sha = 'AB'.repeat(32);
 
   it("maps the proxy config's key entries to records and back, keeping extra fields in metadata", () => {
-    const entry = { id: 'acme-support', sha256: sha, tenant: 'acme', user: 'alice', feature: 'support-bot', scopes: ['chat'], budget: { usd: 5, period: 'day' }, tier: 'pro', models: ['gpt-4o-mini'], expiresAt: '2030-01-01T00:00:00.000Z' };
+    const entry = {
+      id: 'acme-support',
+      sha256: sha,
+      tenant: 'acme',
+      user: 'alice',
+      feature: 'support-bot',
+      scopes: ['chat'],
+      budget: { usd: 5, period: 'day' },
+      tier: 'pro',
+      models: ['gpt-4o-mini'],
+      expiresAt: '2030-01-01T00:00:00.000Z',
+    };
     const [record] = keyRecordsFromConfig([entry]);
     expect(record).toEqual({
       id: 'acme-support',
@@ -53,8 +71,20 @@ describe('keyRecordsFromConfig', () => {
     [[{ id: 'a', sha256: 'nope' }], /keys\[0\]\.sha256/],
     [[{ id: '', sha256: sha }], /keys\[0\]\.id/],
     [[{ id: 'a b', sha256: sha }], /keys\[0\]\.id/],
-    [[{ id: 'a', sha256: sha }, { id: 'a', sha256: 'c'.repeat(64) }], /keys\[1\]\.id repeats/],
-    [[{ id: 'a', sha256: sha }, { id: 'b', sha256: sha.toLowerCase() }], /keys\[1\]\.sha256 repeats/],
+    [
+      [
+        { id: 'a', sha256: sha },
+        { id: 'a', sha256: 'c'.repeat(64) },
+      ],
+      /keys\[1\]\.id repeats/,
+    ],
+    [
+      [
+        { id: 'a', sha256: sha },
+        { id: 'b', sha256: sha.toLowerCase() },
+      ],
+      /keys\[1\]\.sha256 repeats/,
+    ],
     [[{ id: 'a', sha256: sha, scopes: 'chat' }], /keys\[0\]\.scopes/],
     [[{ id: 'a', sha256: sha, expiresAt: 'tomorrow' }], /keys\[0\]\.expiresAt/],
     [[{ id: 'a', sha256: sha, disabled: 'yes' }], /keys\[0\]\.disabled/],
@@ -67,7 +97,10 @@ describe('keyRecordsFromConfig', () => {
   it('never quotes a hash in its errors', () => {
     expect.assertions(1);
     try {
-      keyRecordsFromConfig([{ id: 'a', sha256: sha }, { id: 'b', sha256: sha }]);
+      keyRecordsFromConfig([
+        { id: 'a', sha256: sha },
+        { id: 'b', sha256: sha },
+      ]);
     } catch (error) {
       expect((error as Error).message.toLowerCase()).not.toContain(sha.toLowerCase());
     }

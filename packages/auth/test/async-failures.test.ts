@@ -18,7 +18,8 @@ function appWith(middleware: RequestHandler) {
   const app = express();
   app.use(middleware);
   app.all('/{*path}', (_req, res) => void res.json({ ok: true }));
-  const onError: ErrorRequestHandler = (error: Error, _req, res, _next) => void res.status(500).json({ caught: error.message });
+  const onError: ErrorRequestHandler = (error: Error, _req, res, _next) =>
+    void res.status(500).json({ caught: error.message });
   app.use(onError);
   return app;
 }
@@ -43,7 +44,13 @@ describe('a renderError that throws after an async lookup', () => {
   it('reaches the error handler from jwtAuth (expired token)', async () => {
     const { publicKey, privateKey } = await generateKeyPair('ES256', { extractable: true });
     const jwk = { ...(await exportJWK(publicKey)), kid: 'k', alg: 'ES256' };
-    const token = await new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: 'k' }).setSubject('u').setIssuer('i').setAudience('a').setExpirationTime(1).sign(privateKey);
+    const token = await new SignJWT({})
+      .setProtectedHeader({ alg: 'ES256', kid: 'k' })
+      .setSubject('u')
+      .setIssuer('i')
+      .setAudience('a')
+      .setExpirationTime(1)
+      .sign(privateKey);
     const app = appWith(jwtAuth({ jwks: { keys: [jwk] }, issuer: 'i', audience: 'a', renderError: throwingRenderer }));
     const res = await request(app).get('/x').set('Authorization', `Bearer ${token}`).timeout(3000);
     expect(res.status).toBe(500);
@@ -56,7 +63,8 @@ describe('default warnings while the key store or the JWKS is down', () => {
   it('are emitted at most once in a while, not once per request', async () => {
     const warnings: string[] = [];
     const emitWarning = process.emitWarning;
-    process.emitWarning = ((warning: string | Error) => void warnings.push(String(warning))) as typeof process.emitWarning;
+    process.emitWarning = ((warning: string | Error) =>
+      void warnings.push(String(warning))) as typeof process.emitWarning;
     try {
       const failing = appWith(apiKeyAuth({ keys: async () => Promise.reject(new Error('down')) }));
       const jwtDown = appWith(jwtAuth({ jwksUrl: 'http://127.0.0.1:1/jwks.json', issuer: 'i', audience: 'a' }));

@@ -17,7 +17,14 @@ describe('bearerAuth', () => {
   it('accepts a good key and sets req.tollgate.identity with authMethod bearer', async () => {
     const res = await request(app).post('/v1/chat/completions').set('Authorization', `Bearer ${good.key}`).send({});
     expect(res.status).toBe(200);
-    expect(res.body.identity).toEqual({ keyId: good.record.id, tenantId: 'acme', userId: 'alice', tier: 'pro', scopes: ['chat'], authMethod: 'bearer' });
+    expect(res.body.identity).toEqual({
+      keyId: good.record.id,
+      tenantId: 'acme',
+      userId: 'alice',
+      tier: 'pro',
+      scopes: ['chat'],
+      authMethod: 'bearer',
+    });
   });
 
   it('answers failures with tollgate JSON, not passport plain text', async () => {
@@ -33,7 +40,9 @@ describe('bearerAuth', () => {
       expect(res.headers['www-authenticate']).toBe('Bearer realm="tollgate", error="invalid_token"');
       expect(res.body.error.code).toBe('invalid_api_key');
     }
-    expect((await request(app).get('/x').set('Authorization', `Bearer ${revoked.key}`)).body.error.message).toMatch(/revoked/);
+    expect((await request(app).get('/x').set('Authorization', `Bearer ${revoked.key}`)).body.error.message).toMatch(
+      /revoked/,
+    );
   });
 
   it('ignores tokens in the query string or body: only the Authorization header counts', async () => {
@@ -44,7 +53,9 @@ describe('bearerAuth', () => {
   });
 
   it('answers 503 when the store fails', async () => {
-    const failing = createServer(bearerAuth({ keys: () => Promise.reject(new Error('down')), onStoreError: () => undefined }));
+    const failing = createServer(
+      bearerAuth({ keys: () => Promise.reject(new Error('down')), onStoreError: () => undefined }),
+    );
     const res = await request(failing).get('/x').set('Authorization', `Bearer ${good.key}`);
     expect(res.status).toBe(503);
     expect(res.body.error.code).toBe('service_unavailable');

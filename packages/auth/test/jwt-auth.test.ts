@@ -49,12 +49,17 @@ describe('jwtAuth with a static JWKS', () => {
     rsa = await makeSigner('RS256', 'rsa-1');
     ec = await makeSigner('ES256', 'ec-1');
     stranger = await makeSigner('RS256', 'stranger');
-    app = createServer(jwtAuth({ jwks: { keys: [rsa.jwk, ec.jwk] }, issuer: ISSUER, audience: AUDIENCE, tenantClaim: 'org_id' }));
+    app = createServer(
+      jwtAuth({ jwks: { keys: [rsa.jwk, ec.jwk] }, issuer: ISSUER, audience: AUDIENCE, tenantClaim: 'org_id' }),
+    );
   });
 
   it('accepts a valid RS256 or ES256 token and maps its claims', async () => {
     for (const signer of [rsa, ec]) {
-      const res = await request(app).post('/v1/chat/completions').set('Authorization', `Bearer ${await sign(signer)}`).send({});
+      const res = await request(app)
+        .post('/v1/chat/completions')
+        .set('Authorization', `Bearer ${await sign(signer)}`)
+        .send({});
       expect(res.status).toBe(200);
       expect(res.body.identity).toEqual({
         keyId: 'jwt:user-42',
@@ -69,9 +74,25 @@ describe('jwtAuth with a static JWKS', () => {
 
   it('reads scopes from an array claim and claim names from options', async () => {
     const local = createServer(
-      jwtAuth({ jwks: { keys: [rsa.jwk] }, issuer: ISSUER, audience: AUDIENCE, scopeClaim: 'scp', userClaim: 'email', featureClaim: 'app', tierClaim: 'plan', tenantClaim: 'org_id', modelsClaim: 'models' }),
+      jwtAuth({
+        jwks: { keys: [rsa.jwk] },
+        issuer: ISSUER,
+        audience: AUDIENCE,
+        scopeClaim: 'scp',
+        userClaim: 'email',
+        featureClaim: 'app',
+        tierClaim: 'plan',
+        tenantClaim: 'org_id',
+        modelsClaim: 'models',
+      }),
     );
-    const token = await sign(rsa, { scp: ['chat', 'admin'], email: 'a@acme.test', app: 'support-bot', plan: 'free', models: ['gpt-4o-mini'] });
+    const token = await sign(rsa, {
+      scp: ['chat', 'admin'],
+      email: 'a@acme.test',
+      app: 'support-bot',
+      plan: 'free',
+      models: ['gpt-4o-mini'],
+    });
     const res = await request(local).get('/x').set('Authorization', `Bearer ${token}`);
     expect(res.body.identity).toEqual({
       keyId: 'jwt:user-42',
@@ -103,12 +124,18 @@ describe('jwtAuth with a static JWKS', () => {
   it('allows clock skew within clockTolerance only', async () => {
     const justExpired = await sign(rsa, {}, { expiresIn: Math.floor(Date.now() / 1000) - 10 });
     expect((await request(app).get('/x').set('Authorization', `Bearer ${justExpired}`)).status).toBe(200);
-    const strict = createServer(jwtAuth({ jwks: { keys: [rsa.jwk] }, issuer: ISSUER, audience: AUDIENCE, clockTolerance: 0 }));
+    const strict = createServer(
+      jwtAuth({ jwks: { keys: [rsa.jwk] }, issuer: ISSUER, audience: AUDIENCE, clockTolerance: 0 }),
+    );
     expect((await request(strict).get('/x').set('Authorization', `Bearer ${justExpired}`)).status).toBe(401);
   });
 
   it('refuses alg none', async () => {
-    const unsecured = new UnsecuredJWT({ sub: 'user-42', scope: 'chat' }).setIssuer(ISSUER).setAudience(AUDIENCE).setExpirationTime('5m').encode();
+    const unsecured = new UnsecuredJWT({ sub: 'user-42', scope: 'chat' })
+      .setIssuer(ISSUER)
+      .setAudience(AUDIENCE)
+      .setExpirationTime('5m')
+      .encode();
     await expect401(unsecured);
     // The same with a kid, as an attacker would send it.
     const [, payload] = unsecured.split('.');
@@ -118,8 +145,14 @@ describe('jwtAuth with a static JWKS', () => {
   it('refuses an HS256 token signed with the RSA public key as the HMAC secret', async () => {
     const now = Math.floor(Date.now() / 1000);
     const header = base64url(JSON.stringify({ alg: 'HS256', kid: 'rsa-1', typ: 'JWT' }));
-    const payload = base64url(JSON.stringify({ sub: 'attacker', iss: ISSUER, aud: AUDIENCE, iat: now, exp: now + 300, scope: 'admin' }));
-    for (const secret of [await exportSPKI(rsa.publicKey), JSON.stringify(rsa.jwk), Buffer.from(rsa.jwk.n!, 'base64url')]) {
+    const payload = base64url(
+      JSON.stringify({ sub: 'attacker', iss: ISSUER, aud: AUDIENCE, iat: now, exp: now + 300, scope: 'admin' }),
+    );
+    for (const secret of [
+      await exportSPKI(rsa.publicKey),
+      JSON.stringify(rsa.jwk),
+      Buffer.from(rsa.jwk.n!, 'base64url'),
+    ]) {
       const signature = createHmac('sha256', secret).update(`${header}.${payload}`).digest('base64url');
       await expect401(`${header}.${payload}.${signature}`, /algorithm/);
     }
@@ -131,10 +164,17 @@ describe('jwtAuth with a static JWKS', () => {
   });
 
   it('refuses a token without sub, a tampered token, malformed and missing credentials', async () => {
-    const noSub = await new SignJWT({ scope: 'chat' }).setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).setIssuer(ISSUER).setAudience(AUDIENCE).setExpirationTime('5m').sign(rsa.privateKey);
+    const noSub = await new SignJWT({ scope: 'chat' })
+      .setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' })
+      .setIssuer(ISSUER)
+      .setAudience(AUDIENCE)
+      .setExpirationTime('5m')
+      .sign(rsa.privateKey);
     await expect401(noSub);
     const [h, p, s] = (await sign(rsa)).split('.');
-    const forged = base64url(JSON.stringify({ ...JSON.parse(Buffer.from(p!, 'base64url').toString()), scope: 'admin' }));
+    const forged = base64url(
+      JSON.stringify({ ...JSON.parse(Buffer.from(p!, 'base64url').toString()), scope: 'admin' }),
+    );
     await expect401(`${h}.${forged}.${s}`);
     await expect401('not-a-jwt');
     const missing = await request(app).get('/x');
@@ -148,12 +188,28 @@ describe('jwtAuth with a static JWKS', () => {
       apiKeyAuth({ keys: [k.record], optional: true }),
       jwtAuth({ jwks: { keys: [rsa.jwk] }, issuer: ISSUER, audience: AUDIENCE }),
     );
-    expect((await request(both).get('/x').set('Authorization', `Bearer ${k.key}`)).body.identity.authMethod).toBe('api_key');
-    expect((await request(both).get('/x').set('Authorization', `Bearer ${await sign(rsa)}`)).body.identity.authMethod).toBe('jwt');
+    expect((await request(both).get('/x').set('Authorization', `Bearer ${k.key}`)).body.identity.authMethod).toBe(
+      'api_key',
+    );
+    expect(
+      (
+        await request(both)
+          .get('/x')
+          .set('Authorization', `Bearer ${await sign(rsa)}`)
+      ).body.identity.authMethod,
+    ).toBe('jwt');
     expect((await request(both).get('/x')).status).toBe(401);
-    const optionalJwt = createServer(jwtAuth({ jwks: { keys: [rsa.jwk] }, issuer: ISSUER, audience: AUDIENCE, optional: true }));
+    const optionalJwt = createServer(
+      jwtAuth({ jwks: { keys: [rsa.jwk] }, issuer: ISSUER, audience: AUDIENCE, optional: true }),
+    );
     expect((await request(optionalJwt).get('/x')).body.identity.authMethod).toBe('anonymous');
-    expect((await request(optionalJwt).get('/x').set('Authorization', `Bearer ${await sign(stranger)}`)).status).toBe(401);
+    expect(
+      (
+        await request(optionalJwt)
+          .get('/x')
+          .set('Authorization', `Bearer ${await sign(stranger)}`)
+      ).status,
+    ).toBe(401);
   });
 
   it('mapIdentity can adjust or refuse', async () => {
@@ -162,11 +218,24 @@ describe('jwtAuth with a static JWKS', () => {
         jwks: { keys: [rsa.jwk] },
         issuer: ISSUER,
         audience: AUDIENCE,
-        mapIdentity: (identity, payload) => (payload.banned ? undefined : { ...identity, tier: identity.tier ?? 'free' }),
+        mapIdentity: (identity, payload) =>
+          payload.banned ? undefined : { ...identity, tier: identity.tier ?? 'free' },
       }),
     );
-    expect((await request(local).get('/x').set('Authorization', `Bearer ${await sign(rsa, { tier: undefined })}`)).body.identity.tier).toBe('free');
-    expect((await request(local).get('/x').set('Authorization', `Bearer ${await sign(rsa, { banned: true })}`)).status).toBe(401);
+    expect(
+      (
+        await request(local)
+          .get('/x')
+          .set('Authorization', `Bearer ${await sign(rsa, { tier: undefined })}`)
+      ).body.identity.tier,
+    ).toBe('free');
+    expect(
+      (
+        await request(local)
+          .get('/x')
+          .set('Authorization', `Bearer ${await sign(rsa, { banned: true })}`)
+      ).status,
+    ).toBe(401);
   });
 
   it('rejects unsafe or incomplete options at construction', () => {
@@ -175,12 +244,20 @@ describe('jwtAuth with a static JWKS', () => {
     expect(() => jwtAuth({ jwks: keys, audience: AUDIENCE })).toThrow(/issuer/);
     expect(() => jwtAuth({ jwks: keys, issuer: ISSUER })).toThrow(/audience/);
     expect(() => jwtAuth({ jwks: keys, issuer: ISSUER, audience: AUDIENCE, algorithms: ['none'] })).toThrow(/none/);
-    expect(() => jwtAuth({ jwks: keys, issuer: ISSUER, audience: AUDIENCE, algorithms: ['RS256', 'HS256'] })).toThrow(/HS256/);
-    expect(() => jwtAuth({ jwks: 'https://idp.example/jwks.json', issuer: ISSUER, audience: AUDIENCE, algorithms: ['HS256'] })).toThrow(/HS256/);
+    expect(() => jwtAuth({ jwks: keys, issuer: ISSUER, audience: AUDIENCE, algorithms: ['RS256', 'HS256'] })).toThrow(
+      /HS256/,
+    );
+    expect(() =>
+      jwtAuth({ jwks: 'https://idp.example/jwks.json', issuer: ISSUER, audience: AUDIENCE, algorithms: ['HS256'] }),
+    ).toThrow(/HS256/);
     expect(() => jwtAuth({ jwks: { keys: [] }, issuer: ISSUER, audience: AUDIENCE })).toThrow(/at least one key/);
-    expect(() => jwtAuth({ jwks: keys, jwksUrl: 'https://idp.example/jwks', issuer: ISSUER, audience: AUDIENCE })).toThrow(/not both/);
+    expect(() =>
+      jwtAuth({ jwks: keys, jwksUrl: 'https://idp.example/jwks', issuer: ISSUER, audience: AUDIENCE }),
+    ).toThrow(/not both/);
     expect(() => jwtAuth({ jwks: 'ftp://idp.example/jwks', issuer: ISSUER, audience: AUDIENCE })).toThrow(/http/);
-    expect(() => jwtAuth({ jwks: keys, issuer: ISSUER, audience: AUDIENCE, tenantClain: 'org' } as never)).toThrow(/did you mean "tenantClaim"/);
+    expect(() => jwtAuth({ jwks: keys, issuer: ISSUER, audience: AUDIENCE, tenantClain: 'org' } as never)).toThrow(
+      /did you mean "tenantClaim"/,
+    );
   });
 });
 
@@ -215,10 +292,14 @@ describe('jwtAuth with a remote JWKS', () => {
   });
 
   it('fetches the key set once, caches it, and refetches for a new kid after the cooldown', async () => {
-    const app = createServer(jwtAuth({ jwksUrl: url, issuer: ISSUER, audience: AUDIENCE, jwksCooldown: 1, tenantClaim: 'org_id' }));
+    const app = createServer(
+      jwtAuth({ jwksUrl: url, issuer: ISSUER, audience: AUDIENCE, jwksCooldown: 1, tenantClaim: 'org_id' }),
+    );
     fetches = 0;
     for (let i = 0; i < 3; i++) {
-      const res = await request(app).get('/x').set('Authorization', `Bearer ${await sign(first)}`);
+      const res = await request(app)
+        .get('/x')
+        .set('Authorization', `Bearer ${await sign(first)}`);
       expect(res.status).toBe(200);
       expect(res.body.identity.tenantId).toBe('acme');
     }
@@ -227,7 +308,9 @@ describe('jwtAuth with a remote JWKS', () => {
     // The IdP rotates: a token signed by a key the cache has not seen makes jose fetch again.
     served = [first.jwk, second.jwk];
     await new Promise((resolve) => setTimeout(resolve, 5));
-    const rotated = await request(app).get('/x').set('Authorization', `Bearer ${await sign(second)}`);
+    const rotated = await request(app)
+      .get('/x')
+      .set('Authorization', `Bearer ${await sign(second)}`);
     expect(rotated.status).toBe(200);
     expect(fetches).toBe(2);
   });
@@ -237,9 +320,17 @@ describe('jwtAuth with a remote JWKS', () => {
     const stranger = await makeSigner('RS256', 'stranger');
     const app = createServer(jwtAuth({ jwks: url, issuer: ISSUER, audience: AUDIENCE, jwksCooldown: '1h' }));
     fetches = 0;
-    expect((await request(app).get('/x').set('Authorization', `Bearer ${await sign(first)}`)).status).toBe(200);
+    expect(
+      (
+        await request(app)
+          .get('/x')
+          .set('Authorization', `Bearer ${await sign(first)}`)
+      ).status,
+    ).toBe(200);
     for (let i = 0; i < 3; i++) {
-      const res = await request(app).get('/x').set('Authorization', `Bearer ${await sign(stranger)}`);
+      const res = await request(app)
+        .get('/x')
+        .set('Authorization', `Bearer ${await sign(stranger)}`);
       expect(res.status).toBe(401);
       expect(res.body.error.code).toBe('invalid_api_key');
     }
@@ -249,7 +340,12 @@ describe('jwtAuth with a remote JWKS', () => {
   it('answers 503 when the JWKS cannot be fetched, and reports it without the token', async () => {
     const reported: unknown[] = [];
     const app = createServer(
-      jwtAuth({ jwks: url.replace('/.well-known/jwks.json', '/missing'), issuer: ISSUER, audience: AUDIENCE, onJwksError: (error) => reported.push(error) }),
+      jwtAuth({
+        jwks: url.replace('/.well-known/jwks.json', '/missing'),
+        issuer: ISSUER,
+        audience: AUDIENCE,
+        onJwksError: (error) => reported.push(error),
+      }),
     );
     const token = await sign(first);
     const res = await request(app).get('/x').set('Authorization', `Bearer ${token}`);
@@ -269,6 +365,8 @@ describe('jwtAuth issuer and audience options', () => {
       expect(() => jwtAuth({ jwks: keys, issuer: bad as string, audience: AUDIENCE })).toThrow(/issuer/);
       expect(() => jwtAuth({ jwks: keys, issuer: ISSUER, audience: bad as string })).toThrow(/audience/);
     }
-    expect(() => jwtAuth({ jwks: keys, issuer: [ISSUER, 'https://other.example'], audience: [AUDIENCE] })).not.toThrow();
+    expect(() =>
+      jwtAuth({ jwks: keys, issuer: [ISSUER, 'https://other.example'], audience: [AUDIENCE] }),
+    ).not.toThrow();
   });
 });

@@ -19,7 +19,10 @@ const root = join(here, '..', '..', '..');
 async function run(...argv: string[]) {
   let stdout = '';
   let stderr = '';
-  const code = await runKeysCommand(argv, { stdout: { write: (text: string) => (stdout += text) }, stderr: { write: (text: string) => (stderr += text) } });
+  const code = await runKeysCommand(argv, {
+    stdout: { write: (text: string) => (stdout += text) },
+    stderr: { write: (text: string) => (stderr += text) },
+  });
   return { code, stdout, stderr };
 }
 
@@ -39,7 +42,10 @@ async function refusedSoon(app: Parameters<typeof request>[0], key: string): Pro
 }
 
 function printedKey(stdout: string): string {
-  const key = stdout.split('\n').map((line) => line.trim()).find(isApiKeyFormat);
+  const key = stdout
+    .split('\n')
+    .map((line) => line.trim())
+    .find(isApiKeyFormat);
   if (!key) throw new Error('no key printed');
   return key;
 }
@@ -51,7 +57,11 @@ describe('keys command against a JSON config file', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'tollgate-keys-'));
     config = join(dir, 'tollgate.json');
-    await writeFile(config, `${JSON.stringify({ port: 8787, tiers: { pro: { requestsPerMinute: 600 } }, keys: [{ id: 'existing', sha256: 'a'.repeat(64), tenant: 'acme', scopes: ['chat'], budget: { usd: 5, period: 'day' } }] }, null, 2)}\n`, { mode: 0o640 });
+    await writeFile(
+      config,
+      `${JSON.stringify({ port: 8787, tiers: { pro: { requestsPerMinute: 600 } }, keys: [{ id: 'existing', sha256: 'a'.repeat(64), tenant: 'acme', scopes: ['chat'], budget: { usd: 5, period: 'day' } }] }, null, 2)}\n`,
+      { mode: 0o640 },
+    );
   });
 
   afterAll(async () => {
@@ -59,7 +69,26 @@ describe('keys command against a JSON config file', () => {
   });
 
   it('create prints the key once and appends its record, leaving the rest of the file alone', async () => {
-    const out = await run('keys', 'create', '--config', config, '--tenant', 'acme', '--user', 'alice', '--scopes', 'chat,embeddings', '--feature', 'support-bot', '--tier', 'pro', '--expires', '30d', '--id', 'acme-alice');
+    const out = await run(
+      'keys',
+      'create',
+      '--config',
+      config,
+      '--tenant',
+      'acme',
+      '--user',
+      'alice',
+      '--scopes',
+      'chat,embeddings',
+      '--feature',
+      'support-bot',
+      '--tier',
+      'pro',
+      '--expires',
+      '30d',
+      '--id',
+      'acme-alice',
+    );
     expect(out).toMatchObject({ code: 0, stderr: '' });
     const key = printedKey(out.stdout);
     expect(out.stdout.split(key)).toHaveLength(2);
@@ -67,9 +96,23 @@ describe('keys command against a JSON config file', () => {
     const file = JSON.parse(await readFile(config, 'utf8'));
     expect(file.port).toBe(8787);
     expect(file.tiers).toEqual({ pro: { requestsPerMinute: 600 } });
-    expect(file.keys[0]).toEqual({ id: 'existing', sha256: 'a'.repeat(64), tenant: 'acme', scopes: ['chat'], budget: { usd: 5, period: 'day' } });
+    expect(file.keys[0]).toEqual({
+      id: 'existing',
+      sha256: 'a'.repeat(64),
+      tenant: 'acme',
+      scopes: ['chat'],
+      budget: { usd: 5, period: 'day' },
+    });
     const entry = file.keys[1];
-    expect(entry).toMatchObject({ id: 'acme-alice', sha256: hashApiKey(key), tenant: 'acme', user: 'alice', tier: 'pro', feature: 'support-bot', scopes: ['chat', 'embeddings'] });
+    expect(entry).toMatchObject({
+      id: 'acme-alice',
+      sha256: hashApiKey(key),
+      tenant: 'acme',
+      user: 'alice',
+      tier: 'pro',
+      feature: 'support-bot',
+      scopes: ['chat', 'embeddings'],
+    });
     const expiresIn = Date.parse(entry.expiresAt) - Date.now();
     expect(expiresIn).toBeGreaterThan(29 * 86_400_000);
     expect(expiresIn).toBeLessThanOrEqual(30 * 86_400_000);
@@ -80,7 +123,13 @@ describe('keys command against a JSON config file', () => {
     // The printed key works against the records the file now holds.
     const app = createServer(apiKeyAuth({ keys: keyRecordsFromConfig(file.keys) }));
     const res = await request(app).get('/x').set('x-api-key', key);
-    expect(res.body.identity).toMatchObject({ keyId: 'acme-alice', tenantId: 'acme', userId: 'alice', tier: 'pro', feature: 'support-bot' });
+    expect(res.body.identity).toMatchObject({
+      keyId: 'acme-alice',
+      tenantId: 'acme',
+      userId: 'alice',
+      tier: 'pro',
+      feature: 'support-bot',
+    });
   });
 
   it('refuses a taken id without touching the file', async () => {
@@ -100,12 +149,27 @@ describe('keys command against a JSON config file', () => {
     expect(out.stdout).not.toMatch(/[0-9a-f]{64}/);
     const json = await run('keys', 'list', '--config', config, '--json');
     const listed = JSON.parse(json.stdout);
-    expect(listed.map((entry: { id: string; status: string }) => [entry.id, entry.status])).toEqual([['existing', 'active'], ['acme-alice', 'active']]);
+    expect(listed.map((entry: { id: string; status: string }) => [entry.id, entry.status])).toEqual([
+      ['existing', 'active'],
+      ['acme-alice', 'active'],
+    ]);
     expect(json.stdout).not.toMatch(/sha256|[0-9a-f]{64}/);
   });
 
   it('revoke disables the key in the file; the key then fails', async () => {
-    const created = await run('create', '--config', config, '--tenant', 'beta', '--user', 'bob', '--scopes', 'chat', '--id', 'beta-bob');
+    const created = await run(
+      'create',
+      '--config',
+      config,
+      '--tenant',
+      'beta',
+      '--user',
+      'bob',
+      '--scopes',
+      'chat',
+      '--id',
+      'beta-bob',
+    );
     const key = printedKey(created.stdout);
     const out = await run('keys', 'revoke', 'beta-bob', '--config', config);
     expect(out.code).toBe(0);
@@ -124,7 +188,14 @@ describe('keys command against a JSON config file', () => {
     const file = JSON.parse(await readFile(config, 'utf8'));
     const fresh = file.keys.find((entry: { id: string }) => entry.id === 'acme-alice-2');
     const old = file.keys.find((entry: { id: string }) => entry.id === 'acme-alice');
-    expect(fresh).toMatchObject({ sha256: hashApiKey(key), tenant: 'acme', user: 'alice', tier: 'pro', feature: 'support-bot', scopes: ['chat', 'embeddings'] });
+    expect(fresh).toMatchObject({
+      sha256: hashApiKey(key),
+      tenant: 'acme',
+      user: 'alice',
+      tier: 'pro',
+      feature: 'support-bot',
+      scopes: ['chat', 'embeddings'],
+    });
     expect(fresh.expiresAt).toBeUndefined();
     expect(Date.parse(old.expiresAt) - Date.now()).toBeLessThanOrEqual(3_600_000);
     expect((await run('delete', 'acme-alice-2', '--config', config)).code).toBe(0);
@@ -157,7 +228,15 @@ describe('keys command against a JSON config file', () => {
   });
 
   it('usage errors exit 2 with help on stderr; a broken config file exits 1 naming the field', async () => {
-    for (const argv of [[], ['frobnicate'], ['list'], ['create', '--bogus'], ['create', '--expires', 'soon'], ['revoke', '--config', config], ['list', '--config', config, '--redis', 'redis://x']]) {
+    for (const argv of [
+      [],
+      ['frobnicate'],
+      ['list'],
+      ['create', '--bogus'],
+      ['create', '--expires', 'soon'],
+      ['revoke', '--config', config],
+      ['list', '--config', config, '--redis', 'redis://x'],
+    ]) {
       const out = await run(...argv);
       expect(out.code).toBe(2);
       expect(out.stderr.length).toBeGreaterThan(0);
@@ -171,11 +250,31 @@ describe('keys command against a JSON config file', () => {
   });
 
   it('runs as a subprocess, the way `pnpm tollgate keys` does', async () => {
-    const { stdout } = await promisify(execFile)(join(root, 'node_modules', '.bin', 'tsx'), ['--conditions=source', join(here, 'fixtures', 'keys-cli.ts'), 'keys', 'create', '--config', config, '--tenant', 'sub', '--id', 'from-subprocess', '--json'], { cwd: root });
+    const { stdout } = await promisify(execFile)(
+      join(root, 'node_modules', '.bin', 'tsx'),
+      [
+        '--conditions=source',
+        join(here, 'fixtures', 'keys-cli.ts'),
+        'keys',
+        'create',
+        '--config',
+        config,
+        '--tenant',
+        'sub',
+        '--id',
+        'from-subprocess',
+        '--json',
+      ],
+      { cwd: root },
+    );
     const { key } = JSON.parse(stdout);
     const file = JSON.parse(await readFile(config, 'utf8'));
     expect(file.keys.find((entry: { id: string }) => entry.id === 'from-subprocess').sha256).toBe(hashApiKey(key));
-    const failed = await promisify(execFile)(join(root, 'node_modules', '.bin', 'tsx'), ['--conditions=source', join(here, 'fixtures', 'keys-cli.ts'), 'keys', 'revoke', 'nobody', '--config', config], { cwd: root }).catch((error: { code: number }) => error);
+    const failed = await promisify(execFile)(
+      join(root, 'node_modules', '.bin', 'tsx'),
+      ['--conditions=source', join(here, 'fixtures', 'keys-cli.ts'), 'keys', 'revoke', 'nobody', '--config', config],
+      { cwd: root },
+    ).catch((error: { code: number }) => error);
     expect((failed as { code: number }).code).toBe(1);
   });
 });
@@ -192,12 +291,31 @@ describe('keys command against Redis', () => {
   });
 
   it('create stores the record in Redis and the key works at once; revoke stops it within the pub/sub delivery time', async () => {
-    const out = await run('keys', 'create', '--redis', url, '--prefix', prefix, '--tenant', 'acme', '--user', 'alice', '--scopes', 'chat', '--id', 'redis-alice');
+    const out = await run(
+      'keys',
+      'create',
+      '--redis',
+      url,
+      '--prefix',
+      prefix,
+      '--tenant',
+      'acme',
+      '--user',
+      'alice',
+      '--scopes',
+      'chat',
+      '--id',
+      'redis-alice',
+    );
     expect(out.code).toBe(0);
     expect(out.stdout).toMatch(/Stored in Redis/);
     const key = printedKey(out.stdout);
     expect((await stores.keys.findById('redis-alice'))?.sha256).toBe(hashApiKey(key));
-    expect((await request(app).get('/x').set('x-api-key', key)).body.identity).toMatchObject({ keyId: 'redis-alice', tenantId: 'acme', userId: 'alice' });
+    expect((await request(app).get('/x').set('x-api-key', key)).body.identity).toMatchObject({
+      keyId: 'redis-alice',
+      tenantId: 'acme',
+      userId: 'alice',
+    });
 
     const listed = await run('list', '--redis', url, '--prefix', prefix);
     expect(listed.stdout).toMatch(/redis-alice\s+active/);

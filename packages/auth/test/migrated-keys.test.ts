@@ -23,7 +23,13 @@ const MIGRATED = {
 };
 
 function recordFor(name: string, key: string): ApiKeyRecord {
-  return { id: `migrated-${name}`, sha256: hashApiKey(key), tenantId: 'acme', scopes: ['chat'], createdAt: new Date().toISOString() };
+  return {
+    id: `migrated-${name}`,
+    sha256: hashApiKey(key),
+    tenantId: 'acme',
+    scopes: ['chat'],
+    createdAt: new Date().toISOString(),
+  };
 }
 
 const records = Object.entries(MIGRATED).map(([name, key]) => recordFor(name, key));
@@ -69,7 +75,9 @@ describe('keys migrated from other systems', () => {
       const viaBearer = await request(app).post('/v1/chat/completions').set('Authorization', `Bearer ${key}`).send({});
       expect(viaBearer.status).toBe(200);
       expect(viaBearer.body.identity).toMatchObject({ keyId: `migrated-${name}`, authMethod: 'api_key' });
-      expect((await request(app).post('/v1/messages').set('x-api-key', key).send({})).body.identity?.keyId).toBe(`migrated-${name}`);
+      expect((await request(app).post('/v1/messages').set('x-api-key', key).send({})).body.identity?.keyId).toBe(
+        `migrated-${name}`,
+      );
     }
     const unknown = await request(app).get('/x').set('x-api-key', 'sk-live_not-configured');
     expect(unknown.status).toBe(401);
@@ -79,7 +87,9 @@ describe('keys migrated from other systems', () => {
   it('bearerAuth accepts them too', async () => {
     const app = createServer(bearerAuth({ keys: records }));
     for (const key of Object.values(MIGRATED)) {
-      expect((await request(app).get('/x').set('Authorization', `Bearer ${key}`)).body.identity?.authMethod).toBe('bearer');
+      expect((await request(app).get('/x').set('Authorization', `Bearer ${key}`)).body.identity?.authMethod).toBe(
+        'bearer',
+      );
     }
   });
 
@@ -87,7 +97,9 @@ describe('keys migrated from other systems', () => {
     const { lookup, calls } = countingLookup();
     const app = createServer(apiKeyAuth({ keys: lookup, jwt }));
 
-    const valid = await request(app).get('/x').set('Authorization', `Bearer ${await signJwt()}`);
+    const valid = await request(app)
+      .get('/x')
+      .set('Authorization', `Bearer ${await signJwt()}`);
     expect(valid.body.identity).toMatchObject({ keyId: 'jwt:user-7', authMethod: 'jwt' });
     expect(calls()).toBe(0); // a valid JWT costs no key lookup
 
@@ -97,7 +109,9 @@ describe('keys migrated from other systems', () => {
       expect(res.body.identity).toMatchObject({ keyId: `migrated-${name}`, authMethod: 'api_key' });
     }
 
-    const expired = await request(app).get('/x').set('Authorization', `Bearer ${await signJwt('-10m')}`);
+    const expired = await request(app)
+      .get('/x')
+      .set('Authorization', `Bearer ${await signJwt('-10m')}`);
     expect(expired.status).toBe(401);
     expect(expired.body.error.message).toBe('The bearer token has expired.');
   });
@@ -105,16 +119,29 @@ describe('keys migrated from other systems', () => {
   it('the chain apiKeyAuth({ optional }) + jwtAuth takes them too (once refused as "Invalid bearer token")', async () => {
     const app = createServer(apiKeyAuth({ keys: records, optional: true }), jwtAuth(jwt));
     for (const [name, key] of Object.entries(MIGRATED)) {
-      expect((await request(app).get('/x').set('Authorization', `Bearer ${key}`)).body.identity?.keyId).toBe(`migrated-${name}`);
+      expect((await request(app).get('/x').set('Authorization', `Bearer ${key}`)).body.identity?.keyId).toBe(
+        `migrated-${name}`,
+      );
     }
-    expect((await request(app).get('/x').set('Authorization', `Bearer ${await signJwt()}`)).body.identity?.authMethod).toBe('jwt');
+    expect(
+      (
+        await request(app)
+          .get('/x')
+          .set('Authorization', `Bearer ${await signJwt()}`)
+      ).body.identity?.authMethod,
+    ).toBe('jwt');
     // jwtAuth refuses last, and names the keys the optional apiKeyAuth before it would have taken.
     const missing = await request(app).get('/x');
-    expect(missing.body.error.message).toBe('Missing API key or JWT: send "Authorization: Bearer <API key or JWT>" or "x-api-key: <API key>".');
+    expect(missing.body.error.message).toBe(
+      'Missing API key or JWT: send "Authorization: Bearer <API key or JWT>" or "x-api-key: <API key>".',
+    );
   });
 
   describe('on the Redis key store', () => {
-    const stores = createRedisStores({ url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', prefix: `tg-test:${randomUUID()}:` });
+    const stores = createRedisStores({
+      url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+      prefix: `tg-test:${randomUUID()}:`,
+    });
 
     afterAll(async () => {
       for (const record of await stores.keys.list()) await stores.keys.delete(record.id);
@@ -127,7 +154,9 @@ describe('keys migrated from other systems', () => {
       const withJwt = createServer(apiKeyAuth({ keys: stores.keys, jwt }));
       for (const [name, key] of Object.entries(MIGRATED)) {
         expect((await request(keysOnly).get('/x').set('x-api-key', key)).body.identity?.keyId).toBe(`migrated-${name}`);
-        expect((await request(withJwt).get('/x').set('Authorization', `Bearer ${key}`)).body.identity?.keyId).toBe(`migrated-${name}`);
+        expect((await request(withJwt).get('/x').set('Authorization', `Bearer ${key}`)).body.identity?.keyId).toBe(
+          `migrated-${name}`,
+        );
       }
       await stores.keys.disable('migrated-jwtShaped');
       const revoked = await request(withJwt).get('/x').set('Authorization', `Bearer ${MIGRATED.jwtShaped}`);
@@ -146,10 +175,20 @@ describe('a 401 names exactly the credentials the route accepts', () => {
   const routes: [string, () => RequestHandler[], string, string][] = [
     ['apiKeyAuth', () => [apiKeyAuth({ keys: records })], 'API key', KEY_BOTH_HEADERS],
     ['apiKeyAuth with jwt', () => [apiKeyAuth({ keys: records, jwt })], 'API key or JWT', KEY_OR_JWT],
-    ['apiKeyAuth optional + requireScope', () => [apiKeyAuth({ keys: records, optional: true }), requireScope('chat')], 'API key', KEY_BOTH_HEADERS],
+    [
+      'apiKeyAuth optional + requireScope',
+      () => [apiKeyAuth({ keys: records, optional: true }), requireScope('chat')],
+      'API key',
+      KEY_BOTH_HEADERS,
+    ],
     ['bearerAuth', () => [bearerAuth({ keys: records })], 'API key', KEY_BEARER_ONLY],
     ['jwtAuth', () => [jwtAuth(jwt)], 'JWT', JWT_ONLY],
-    ['jwtAuth optional + requireScope', () => [jwtAuth({ ...jwt, optional: true }), requireScope('chat')], 'JWT', JWT_ONLY],
+    [
+      'jwtAuth optional + requireScope',
+      () => [jwtAuth({ ...jwt, optional: true }), requireScope('chat')],
+      'JWT',
+      JWT_ONLY,
+    ],
   ];
 
   it.each(routes)('%s', async (_name, middleware, what, advice) => {

@@ -5,7 +5,15 @@ import request from 'supertest';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { apiErrorHandler, createMemoryStores, getContext } from '@tollgate/core';
 import type { UsageRecord } from '@tollgate/core';
-import { apiKeyAuth, bearerAuth, generateApiKey, hashApiKey, jwtAuth, modelAllowlist, requireScope } from '../src/index.js';
+import {
+  apiKeyAuth,
+  bearerAuth,
+  generateApiKey,
+  hashApiKey,
+  jwtAuth,
+  modelAllowlist,
+  requireScope,
+} from '../src/index.js';
 import { makeKey } from './helpers.js';
 
 const captured: string[] = [];
@@ -15,7 +23,17 @@ function capture(): void {
   for (const method of ['log', 'info', 'warn', 'error', 'debug', 'trace'] as const) {
     const original = console[method];
     console[method] = (...args: unknown[]) => {
-      captured.push(args.map((arg) => (arg instanceof Error ? `${arg.message} ${arg.stack} ${String(arg.cause)}` : typeof arg === 'string' ? arg : JSON.stringify(arg))).join(' '));
+      captured.push(
+        args
+          .map((arg) =>
+            arg instanceof Error
+              ? `${arg.message} ${arg.stack} ${String(arg.cause)}`
+              : typeof arg === 'string'
+                ? arg
+                : JSON.stringify(arg),
+          )
+          .join(' '),
+      );
     };
     restore.push(() => (console[method] = original));
   }
@@ -30,7 +48,11 @@ function capture(): void {
   // Warnings are written to stderr by Node's default handler; record them at the source.
   const originalEmitWarning = process.emitWarning;
   process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
-    captured.push(typeof warning === 'string' ? `${warning} ${JSON.stringify(rest)}` : `${warning.name} ${warning.message} ${warning.stack}`);
+    captured.push(
+      typeof warning === 'string'
+        ? `${warning} ${JSON.stringify(rest)}`
+        : `${warning.name} ${warning.message} ${warning.stack}`,
+    );
   }) as typeof process.emitWarning;
   restore.push(() => (process.emitWarning = originalEmitWarning));
 }
@@ -65,8 +87,18 @@ describe('secrets never leak', () => {
     const foreign = await generateKeyPair('RS256');
     const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'RS256' };
     const sign = (key: Awaited<ReturnType<typeof generateKeyPair>>['privateKey'], exp: string | number) =>
-      new SignJWT({ scope: 'chat' }).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).setSubject('u1').setIssuer('https://idp').setAudience('tg').setExpirationTime(exp).sign(key);
-    tokens = { valid: await sign(privateKey, '5m'), expired: await sign(privateKey, Math.floor(Date.now() / 1000) - 3600), foreign: await sign(foreign.privateKey, '5m') };
+      new SignJWT({ scope: 'chat' })
+        .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
+        .setSubject('u1')
+        .setIssuer('https://idp')
+        .setAudience('tg')
+        .setExpirationTime(exp)
+        .sign(key);
+    tokens = {
+      valid: await sign(privateKey, '5m'),
+      expired: await sign(privateKey, Math.floor(Date.now() / 1000) - 3600),
+      foreign: await sign(foreign.privateKey, '5m'),
+    };
     remember(tokens.valid, tokens.expired, tokens.foreign);
 
     // A store whose errors quote the hash they were asked for, as a careless driver might.
@@ -79,17 +111,36 @@ describe('secrets never leak', () => {
     const record = (req: express.Request, res: express.Response) => {
       const context = getContext(req, res);
       // What a usage sink would write: the identity fields of a UsageRecord.
-      const usage: Partial<UsageRecord> = { keyId: context.identity?.keyId ?? null, tenantId: context.identity?.tenantId ?? null, userId: context.identity?.userId ?? null };
+      const usage: Partial<UsageRecord> = {
+        keyId: context.identity?.keyId ?? null,
+        tenantId: context.identity?.tenantId ?? null,
+        userId: context.identity?.userId ?? null,
+      };
       contexts.push(JSON.stringify({ identity: context.identity, usage, user: (req as { user?: unknown }).user }));
       res.json({ ok: true, identity: context.identity });
     };
-    app.post('/key', apiKeyAuth({ keys: stores.keys }), modelAllowlist({ tiers: { free: ['gpt-4o-mini'] } }), requireScope('admin'), record);
+    app.post(
+      '/key',
+      apiKeyAuth({ keys: stores.keys }),
+      modelAllowlist({ tiers: { free: ['gpt-4o-mini'] } }),
+      requireScope('admin'),
+      record,
+    );
     app.post('/optional', apiKeyAuth({ keys: stores.keys, optional: true }), record);
     app.post('/leaky', apiKeyAuth({ keys: leakyStore }), record);
     app.post('/bearer', bearerAuth({ keys: stores.keys }), record);
     app.post('/bearer-leaky', bearerAuth({ keys: leakyStore }), record);
-    app.post('/jwt', jwtAuth({ jwks: { keys: [jwk] }, issuer: 'https://idp', audience: 'tg' }), requireScope('admin'), record);
-    app.post('/jwt-remote-down', jwtAuth({ jwksUrl: 'http://127.0.0.1:1/jwks.json', issuer: 'https://idp', audience: 'tg' }), record);
+    app.post(
+      '/jwt',
+      jwtAuth({ jwks: { keys: [jwk] }, issuer: 'https://idp', audience: 'tg' }),
+      requireScope('admin'),
+      record,
+    );
+    app.post(
+      '/jwt-remote-down',
+      jwtAuth({ jwksUrl: 'http://127.0.0.1:1/jwks.json', issuer: 'https://idp', audience: 'tg' }),
+      record,
+    );
     app.use(apiErrorHandler());
   });
 
@@ -102,12 +153,21 @@ describe('secrets never leak', () => {
     const paths = ['/key', '/optional', '/leaky', '/bearer', '/bearer-leaky', '/jwt', '/jwt-remote-down'];
     for (const path of paths) {
       for (const credential of credentials) {
-        for (const headers of [{ Authorization: `Bearer ${credential}` }, { 'x-api-key': credential }, { Authorization: `Bearer ${credential} trailing` }]) {
-          const res = await request(app).post(path).set(headers).send({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] });
+        for (const headers of [
+          { Authorization: `Bearer ${credential}` },
+          { 'x-api-key': credential },
+          { Authorization: `Bearer ${credential} trailing` },
+        ]) {
+          const res = await request(app)
+            .post(path)
+            .set(headers)
+            .send({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] });
           responses.push(JSON.stringify({ status: res.status, headers: res.headers, body: res.text }));
         }
       }
-      const query = await request(app).post(`${path}?access_token=${credentials[0]}`).send({ access_token: credentials[0] });
+      const query = await request(app)
+        .post(`${path}?access_token=${credentials[0]}`)
+        .send({ access_token: credentials[0] });
       responses.push(JSON.stringify({ status: query.status, headers: query.headers, body: query.text }));
     }
     // Let queued warnings (process.emitWarning is async) land in the capture.
@@ -123,7 +183,9 @@ describe('secrets never leak', () => {
 
     const everything = [...captured, ...responses, ...contexts].join('\n');
     // Report which secrets leaked by position, so a failing run does not print them either.
-    const leaked = secrets.flatMap((secret, index) => (everything.includes(secret) ? [`secret #${index} (${secret.length} chars)`] : []));
+    const leaked = secrets.flatMap((secret, index) =>
+      everything.includes(secret) ? [`secret #${index} (${secret.length} chars)`] : [],
+    );
     expect(leaked).toEqual([]);
   });
 });

@@ -20,15 +20,21 @@ const OPTION_NAMES = ['renderError'] as const satisfies readonly (keyof BudgetAd
 function selectorOf(req: Request): BudgetSelector {
   const scope = req.params.scope as string;
   if (!(BUDGET_SCOPES as readonly string[]).includes(scope)) {
-    throw new ApiError('invalid_request', `Unknown budget scope "${scope}"; use one of ${BUDGET_SCOPES.join(', ')}.`, { param: 'scope' });
+    throw new ApiError('invalid_request', `Unknown budget scope "${scope}"; use one of ${BUDGET_SCOPES.join(', ')}.`, {
+      param: 'scope',
+    });
   }
   const id = req.params.id as string | undefined;
-  if (scope !== 'global' && !id) throw new ApiError('invalid_request', `A ${scope} budget needs an id: /${scope}/<id>.`, { param: 'id' });
+  if (scope !== 'global' && !id)
+    throw new ApiError('invalid_request', `A ${scope} budget needs an id: /${scope}/<id>.`, { param: 'id' });
   return scope === 'global' ? { scope } : { scope: scope as BudgetScope, id: id! };
 }
 
 function notFound(selector: BudgetSelector): ApiError {
-  return new ApiError('not_found', `No budget is configured for ${selector.scope}${selector.id === undefined ? '' : ` ${selector.id}`}.`);
+  return new ApiError(
+    'not_found',
+    `No budget is configured for ${selector.scope}${selector.id === undefined ? '' : ` ${selector.id}`}.`,
+  );
 }
 
 /**
@@ -62,7 +68,10 @@ export function budgetAdminRouter(guard: BudgetGuard, options: BudgetAdminRouter
     const selector = select(req);
     const usd = (req.body as { usd?: unknown } | undefined)?.usd;
     const problem = usdAmountProblem(usd);
-    if (problem !== undefined) throw new ApiError('invalid_request', `A top-up needs a body like { "usd": 10 }: usd ${problem}.`, { param: 'usd' });
+    if (problem !== undefined)
+      throw new ApiError('invalid_request', `A top-up needs a body like { "usd": 10 }: usd ${problem}.`, {
+        param: 'usd',
+      });
     if ((await guard.status(selector)).length === 0) throw notFound(selector);
     res.json({ budgets: await guard.topUp(selector, usd as number) });
   };

@@ -136,8 +136,25 @@ export interface BudgetGuard {
 }
 
 const OPTION_NAMES = [
-  'ledger', 'pricing', 'keys', 'users', 'tenants', 'features', 'global', 'budgets', 'softLimit', 'downgrade',
-  'minOutputTokens', 'reservationTtl', 'timeoutMs', 'onStoreFailure', 'onSoftLimit', 'webhook', 'log', 'now', 'renderError',
+  'ledger',
+  'pricing',
+  'keys',
+  'users',
+  'tenants',
+  'features',
+  'global',
+  'budgets',
+  'softLimit',
+  'downgrade',
+  'minOutputTokens',
+  'reservationTtl',
+  'timeoutMs',
+  'onStoreFailure',
+  'onSoftLimit',
+  'webhook',
+  'log',
+  'now',
+  'renderError',
 ] as const satisfies readonly (keyof BudgetGuardOptions)[];
 
 /** Beyond this, a Retry-After would only invite a client to wait for weeks: the message says when instead. */
@@ -160,7 +177,11 @@ function downgradeOf(model: string, map: ReadonlyMap<string, string>): string | 
 
 /** `7d`, `24h`, `90m`, `45s`: the largest unit that divides the window. */
 function formatWindow(ms: number): string {
-  for (const [unit, size] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000]] as const) {
+  for (const [unit, size] of [
+    ['d', 86_400_000],
+    ['h', 3_600_000],
+    ['m', 60_000],
+  ] as const) {
     if (ms % size === 0) return `${ms / size}${unit}`;
   }
   return `${ms / 1000}s`;
@@ -176,7 +197,12 @@ function choicesOf(estimate: UsageEstimate): number {
  * Input plus the smallest answer, with input and output each rounded up on their own: a grant of
  * at least this always affords `minOutputTokens` in `affordableOutputTokens`, never one less.
  */
-function smallestAnswerCost(estimate: UsageEstimate, inputTokens: number, price: ResolvedPrice, minOutputTokens: number): number {
+function smallestAnswerCost(
+  estimate: UsageEstimate,
+  inputTokens: number,
+  price: ResolvedPrice,
+  minOutputTokens: number,
+): number {
   const outputTokens = Math.min(minOutputTokens, estimate.maxOutputTokens) * choicesOf(estimate);
   return maxCostNanoUsd(inputTokens, 0, price) + Math.ceil((outputTokens * price.outputMicro) / 1000);
 }
@@ -209,7 +235,9 @@ const MAX_MARGIN = 16;
 
 function describePeriod(window: BudgetWindow): string {
   const { budget } = window;
-  return budget.period === 'rolling' ? `in its rolling ${formatWindow(budget.windowMs)} window` : `this ${budget.period}`;
+  return budget.period === 'rolling'
+    ? `in its rolling ${formatWindow(budget.windowMs)} window`
+    : `this ${budget.period}`;
 }
 
 export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
@@ -221,16 +249,25 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
   const atOnceLedger = ledgerAtOnce(ledger);
   const pricing = options.pricing ?? createPricing();
   const minOutputTokens = options.minOutputTokens ?? 16;
-  if (!Number.isSafeInteger(minOutputTokens) || minOutputTokens < 1) throw optionError(`minOutputTokens must be a positive integer; got ${JSON.stringify(options.minOutputTokens)}`);
+  if (!Number.isSafeInteger(minOutputTokens) || minOutputTokens < 1)
+    throw optionError(`minOutputTokens must be a positive integer; got ${JSON.stringify(options.minOutputTokens)}`);
   const ttlMs = parseDuration(options.reservationTtl ?? '10m', 'reservationTtl');
   const storeTimeoutMs = parseDuration(options.timeoutMs ?? '2s', 'timeoutMs');
   const failOpen = (options.onStoreFailure ?? 'failClosed') === 'failOpen';
-  if (!['failClosed', 'failOpen'].includes(options.onStoreFailure ?? 'failClosed')) throw optionError(`onStoreFailure must be "failClosed" or "failOpen"; got ${JSON.stringify(options.onStoreFailure)}`);
+  if (!['failClosed', 'failOpen'].includes(options.onStoreFailure ?? 'failClosed'))
+    throw optionError(
+      `onStoreFailure must be "failClosed" or "failOpen"; got ${JSON.stringify(options.onStoreFailure)}`,
+    );
   const now = options.now ?? Date.now;
   const render = options.renderError ?? renderApiError;
   const webhook = options.webhook === undefined ? undefined : createWebhookSender(options.webhook);
   const logOption = options.log ?? (options.onSoftLimit === undefined && webhook === undefined);
-  const log = typeof logOption === 'function' ? logOption : logOption ? (event: SoftLimitEvent) => console.warn(JSON.stringify(event)) : undefined;
+  const log =
+    typeof logOption === 'function'
+      ? logOption
+      : logOption
+        ? (event: SoftLimitEvent) => console.warn(JSON.stringify(event))
+        : undefined;
   const monitor = new SoftLimitMonitor({ ledger, storeTimeoutMs, onSoftLimit: options.onSoftLimit, log, webhook });
   const book: BudgetBook = { plan, ledger, monitor, now, storeTimeoutMs };
   const mayDowngrade = plan.mayDowngrade;
@@ -282,14 +319,20 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
   const storeErrors = new WeakMap<Request, unknown>();
   for (const [from, to] of plan.downgrades()) {
     // Checked now, not at the first request past a soft limit.
-    if (!pricing.find(to)) throw new TollgateError('ERR_TG_BUDGET_INVALID_BUDGET', `downgrade ${from} -> ${to}: ${to} has no price; add it to the pricing table`);
+    if (!pricing.find(to))
+      throw new TollgateError(
+        'ERR_TG_BUDGET_INVALID_BUDGET',
+        `downgrade ${from} -> ${to}: ${to} has no price; add it to the pricing table`,
+      );
   }
 
   let storeFailing = false;
   const reportStoreError = (error: unknown) => {
     if (storeFailing) return;
     storeFailing = true;
-    process.emitWarning(`tollgate budget: the ledger failed (${error instanceof Error ? error.message : String(error)}); ${failOpen ? 'letting requests through unbudgeted' : 'refusing requests with 503'} until it answers again`);
+    process.emitWarning(
+      `tollgate budget: the ledger failed (${error instanceof Error ? error.message : String(error)}); ${failOpen ? 'letting requests through unbudgeted' : 'refusing requests with 503'} until it answers again`,
+    );
   };
 
   /**
@@ -298,7 +341,12 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
    * the reserve). Only a ledger that does not report balances is read first: then a promise.
    */
   function applyDowngrade(req: Request, estimate: UsageEstimate, windows: BudgetWindow[]): Promise<void> | undefined {
-    const candidates = windows.filter((w) => w.budget.downgrade && softLimitThreshold(w.budget) !== undefined && downgradeOf(estimate.model, w.budget.downgrade) !== undefined);
+    const candidates = windows.filter(
+      (w) =>
+        w.budget.downgrade &&
+        softLimitThreshold(w.budget) !== undefined &&
+        downgradeOf(estimate.model, w.budget.downgrade) !== undefined,
+    );
     if (candidates.length === 0) return undefined;
     if (ledgerReportsBalances) {
       downgradeIfPast(req, estimate, candidates);
@@ -328,7 +376,13 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
   }
 
   /** Lowers the output cap so that `granted` pays for the whole answer (and input at its bound): the reservation is an upper bound again. */
-  function clampOutput(req: Request, estimate: UsageEstimate, inputTokens: number, price: ResolvedPrice, granted: number): void {
+  function clampOutput(
+    req: Request,
+    estimate: UsageEstimate,
+    inputTokens: number,
+    price: ResolvedPrice,
+    granted: number,
+  ): void {
     // With n choices each may use the whole cap: the grant is shared between them.
     const cap = Math.floor(affordableOutputTokens(granted, inputTokens, price) / choicesOf(estimate));
     req.tollgate.limitOutput(cap, price);
@@ -339,7 +393,11 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
    * by requests in flight that will settle (at their real cost, usually far below what they hold):
    * then the refusal says so and is retryable.
    */
-  async function refusal(windows: BudgetWindow[], result: Extract<ReserveResult, { ok: false }>, needed: number): Promise<{ error: ApiError; held: boolean }> {
+  async function refusal(
+    windows: BudgetWindow[],
+    result: Extract<ReserveResult, { ok: false }>,
+    needed: number,
+  ): Promise<{ error: ApiError; held: boolean }> {
     const window = windows.find((w) => w.scopes.some((s) => s.key === result.scope));
     const label = window?.budget.label ?? result.scope;
     const period = window ? ` ${describePeriod(window)}` : '';
@@ -348,7 +406,12 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     const [balance] = await withTimeout(ledger.usage([refused]), storeTimeoutMs, 'ledger.usage').catch(() => []);
     if (balance && balance.reserved > 0 && balance.spent + needed <= result.limit) {
       const message = `Budget for ${label} is held by requests in flight: ${formatUsd(balance.reserved)} reserved and ${formatUsd(balance.spent)} of ${formatUsd(result.limit)} spent${period}; the request needs at least ${formatUsd(needed)}, which frees up as they finish. Retry shortly.`;
-      return { error: new ApiError('insufficient_quota', message, { headers: { 'retry-after': HELD_RETRY_AFTER_S, 'x-should-retry': 'true' } }), held: true };
+      return {
+        error: new ApiError('insufficient_quota', message, {
+          headers: { 'retry-after': HELD_RETRY_AFTER_S, 'x-should-retry': 'true' },
+        }),
+        held: true,
+      };
     }
     let resetMs = result.resetAt;
     if (window?.budget.period === 'rolling') {
@@ -356,7 +419,10 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
       resetMs = (await rollingFreeAt(ledger, window, storeTimeoutMs).catch(() => undefined)) ?? resetMs;
     }
     const resetAt = new Date(resetMs).toISOString();
-    const when = window?.budget.period === 'rolling' ? `more frees up from ${resetAt} as older spend leaves the window` : `it resets at ${resetAt}`;
+    const when =
+      window?.budget.period === 'rolling'
+        ? `more frees up from ${resetAt} as older spend leaves the window`
+        : `it resets at ${resetAt}`;
     const message = `Budget exhausted for ${label}: ${formatUsd(result.remaining)} of ${formatUsd(result.limit)} left${period}, the request needs at least ${formatUsd(needed)}; ${when}.`;
     const waitMs = resetMs - now();
     const headers: Record<string, number> = {};
@@ -376,7 +442,9 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
       const settled = atOnceLedger.settleAtOnce(id, actual, atOnceCalls);
       if (settled) return afterSettle(windows, settled.scopes);
     }
-    return withTimeout(ledger.settle(id, actual), storeTimeoutMs, 'ledger.settle').then(({ scopes }) => afterSettle(windows, scopes));
+    return withTimeout(ledger.settle(id, actual), storeTimeoutMs, 'ledger.settle').then(({ scopes }) =>
+      afterSettle(windows, scopes),
+    );
   }
 
   function afterSettle(windows: BudgetWindow[], balances: ScopeUsage[] | undefined): Promise<void> | undefined {
@@ -389,7 +457,9 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
   function askFor(ctx: TollgateContext, estimate: UsageEstimate, { windows, scopes }: BudgetWindows): Ask {
     const price = pricing.find(estimate.model);
     // Input at its provable bound, not the estimate: no bill within the bound can take spend past a limit.
-    const input = price ? reservedInput(estimate, price.model) : { bound: estimate.inputTokens, reserved: estimate.inputTokens };
+    const input = price
+      ? reservedInput(estimate, price.model)
+      : { bound: estimate.inputTokens, reserved: estimate.inputTokens };
     let amount: number;
     let minAmount: number;
     if (price) {
@@ -400,7 +470,13 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
       amount = Math.max(0, Math.ceil(estimate.costNanoUsd));
       minAmount = amount;
     }
-    const request = { id: reservationId(ctx), amount, minAmount: minAmount < amount ? minAmount : undefined, scopes, ttlMs };
+    const request = {
+      id: reservationId(ctx),
+      amount,
+      minAmount: minAmount < amount ? minAmount : undefined,
+      scopes,
+      ttlMs,
+    };
     return { request, windows, price, minAmount, input };
   }
 
@@ -419,11 +495,13 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     const estimate = ctx.estimate;
     if (!estimate) {
       // Nothing says what this request may cost: refused, never let through unbudgeted.
-      const message = 'This route is budgeted but declares no provider call to price: mount meter({ api }) (or providerCall()) before budgetGuard().';
+      const message =
+        'This route is budgeted but declares no provider call to price: mount meter({ api }) (or providerCall()) before budgetGuard().';
       return { kind: 'denied', value: new ApiError('misconfigured_route', message), retryAfterMs: 0, final: true };
     }
     const found = plan.forIdentity(ctx.identity);
-    if (!atOnceLedger || !ledgerReportsBalances || !Array.isArray(found)) return reserveAsync(req, ctx, estimate, found);
+    if (!atOnceLedger || !ledgerReportsBalances || !Array.isArray(found))
+      return reserveAsync(req, ctx, estimate, found);
     if (found.length === 0) return { kind: 'allowed', value: undefined };
     const current = listWindowsAt(found, now());
     let ask: Ask;
@@ -442,7 +520,12 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     return judge(req, estimate, ask, result);
   }
 
-  async function reserveAsync(req: Request, ctx: TollgateContext, estimate: UsageEstimate, found: readonly ResolvedBudget[] | Promise<ResolvedBudget[]>): Promise<BudgetVerdict> {
+  async function reserveAsync(
+    req: Request,
+    ctx: TollgateContext,
+    estimate: UsageEstimate,
+    found: readonly ResolvedBudget[] | Promise<ResolvedBudget[]>,
+  ): Promise<BudgetVerdict> {
     const budgets = await found;
     if (budgets.length === 0) return { kind: 'allowed', value: undefined };
     // A list the plan keeps has its windows kept too; budgets from the `budgets` function are new each time.
@@ -480,7 +563,12 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
   }
 
   /** The verdict on the ledger's answer: a partial grant clamps the output cap; a refusal is explained (which may read the ledger). */
-  function judge(req: Request, estimate: UsageEstimate, ask: Ask, result: ReserveResult): BudgetVerdict | Promise<BudgetVerdict> {
+  function judge(
+    req: Request,
+    estimate: UsageEstimate,
+    ask: Ask,
+    result: ReserveResult,
+  ): BudgetVerdict | Promise<BudgetVerdict> {
     if (!result.ok) return refused(ask, result);
     if (mayDowngrade) {
       if (result.scopes) known.learn(result.scopes);
@@ -489,14 +577,29 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     const { request, price, input } = ask;
     const granted = result.amount;
     if (granted < request.amount && price) clampOutput(req, estimate, input.reserved, price, granted);
-    return { kind: 'allowed', value: { id: request.id, granted, scopes: request.scopes, windows: ask.windows, model: price?.model ?? estimate.model, inputBound: input.bound } };
+    return {
+      kind: 'allowed',
+      value: {
+        id: request.id,
+        granted,
+        scopes: request.scopes,
+        windows: ask.windows,
+        model: price?.model ?? estimate.model,
+        inputBound: input.bound,
+      },
+    };
   }
 
   async function refused(ask: Ask, result: Extract<ReserveResult, { ok: false }>): Promise<BudgetVerdict> {
     const { error: denial, held } = await refusal(ask.windows, result, ask.minAmount);
     const retryAfter = denial.headers['retry-after'];
     // Money held by requests in flight comes back when they settle: a wait queue may wait for it.
-    return { kind: 'denied', value: denial, retryAfterMs: typeof retryAfter === 'number' ? retryAfter * 1000 : Math.max(0, result.resetAt - now()), final: !held };
+    return {
+      kind: 'denied',
+      value: denial,
+      retryAfterMs: typeof retryAfter === 'number' ? retryAfter * 1000 : Math.max(0, result.resetAt - now()),
+      final: !held,
+    };
   }
 
   function releaseHold(hold: BudgetHold): Promise<void> | undefined {
@@ -537,7 +640,13 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     const minAmount = Math.min(amount, smallestAnswerCost(estimate, input.reserved, price, minOutputTokens));
     const id = reservationId(ctx);
     // The new price is held before the old is let go: never a moment with the request unbudgeted.
-    const reserving = ledger.reserve({ id, amount, minAmount: minAmount < amount ? minAmount : undefined, scopes: hold.scopes, ttlMs });
+    const reserving = ledger.reserve({
+      id,
+      amount,
+      minAmount: minAmount < amount ? minAmount : undefined,
+      scopes: hold.scopes,
+      ttlMs,
+    });
     let result: ReserveResult;
     try {
       result = await withTimeout(reserving, storeTimeoutMs, 'ledger.reserve');
@@ -586,7 +695,14 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     },
     unavailable(req, res) {
       const cause = storeErrors.get(req);
-      render(new ApiError('service_unavailable', 'The budget ledger is unavailable; try again shortly.', { headers: { 'retry-after': 5 }, cause }), req, res);
+      render(
+        new ApiError('service_unavailable', 'The budget ledger is unavailable; try again shortly.', {
+          headers: { 'retry-after': 5 },
+          cause,
+        }),
+        req,
+        res,
+      );
     },
   };
 
@@ -619,7 +735,8 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
       return readBudgetStatus(book, await plan.forIdentity(identity));
     },
     async topUp(selector: BudgetSelector, usd: number) {
-      if (typeof usd !== 'number' || !Number.isFinite(usd) || usd <= 0) throw new RangeError(`a top-up is a positive number of USD; got ${JSON.stringify(usd)}`);
+      if (typeof usd !== 'number' || !Number.isFinite(usd) || usd <= 0)
+        throw new RangeError(`a top-up is a positive number of USD; got ${JSON.stringify(usd)}`);
       const budgets = await selectBudgets(book, selector);
       await topUpBudgets(book, budgets, usd);
       known.clear();

@@ -1,5 +1,13 @@
 // Which budgets apply to a request, validated once, and the ledger scopes they map to at a given instant.
-import { GLOBAL_SLOT, TollgateError, isCalendarPeriod, parseDuration, periodWindow, usdAmountProblem, usdToNano } from '@tollgate/core';
+import {
+  GLOBAL_SLOT,
+  TollgateError,
+  isCalendarPeriod,
+  parseDuration,
+  periodWindow,
+  usdAmountProblem,
+  usdToNano,
+} from '@tollgate/core';
 import type { Identity, LedgerScope } from '@tollgate/core';
 import type { BudgetLimit, BudgetPeriod, BudgetScope, BudgetSelector, BudgetSpec } from './types.js';
 
@@ -92,22 +100,30 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 
 export function checkSoftLimit(value: unknown, where: string): number | undefined {
   if (value === undefined) return undefined;
-  if (typeof value !== 'number' || !(value > 0 && value <= 1)) throw invalid(where, `softLimit must be a fraction of the limit, 0 < softLimit <= 1; got ${JSON.stringify(value)}`);
+  if (typeof value !== 'number' || !(value > 0 && value <= 1))
+    throw invalid(where, `softLimit must be a fraction of the limit, 0 < softLimit <= 1; got ${JSON.stringify(value)}`);
   return value;
 }
 
 export function checkDowngrade(value: unknown, where: string): ReadonlyMap<string, string> | undefined {
   if (value === undefined) return undefined;
-  if (!isRecord(value)) throw invalid(where, 'downgrade must map model ids to model ids, e.g. { "gpt-4o": "gpt-4o-mini" }');
+  if (!isRecord(value))
+    throw invalid(where, 'downgrade must map model ids to model ids, e.g. { "gpt-4o": "gpt-4o-mini" }');
   const map = new Map<string, string>();
   for (const [from, to] of Object.entries(value)) {
-    if (typeof to !== 'string' || to.length === 0) throw invalid(where, `downgrade["${from}"] must be a model id; got ${JSON.stringify(to)}`);
+    if (typeof to !== 'string' || to.length === 0)
+      throw invalid(where, `downgrade["${from}"] must be a model id; got ${JSON.stringify(to)}`);
     map.set(from, to);
   }
   return map;
 }
 
-function resolveLimit(limit: unknown, where: string, defaults: Pick<ResolvedLimit, 'softLimit' | 'downgrade'>, fields = LIMIT_FIELDS): ResolvedLimit {
+function resolveLimit(
+  limit: unknown,
+  where: string,
+  defaults: Pick<ResolvedLimit, 'softLimit' | 'downgrade'>,
+  fields = LIMIT_FIELDS,
+): ResolvedLimit {
   if (!isRecord(limit)) throw invalid(where, 'a budget is an object like { "usd": 100, "period": "month" }');
   for (const name of Object.keys(limit)) {
     if (!fields.includes(name)) throw invalid(where, `unknown field "${name}"; known fields: ${fields.join(', ')}`);
@@ -115,23 +131,30 @@ function resolveLimit(limit: unknown, where: string, defaults: Pick<ResolvedLimi
   const { usd, period = 'month' } = limit;
   const problem = usdAmountProblem(usd, { zero: true });
   if (problem !== undefined) throw invalid(where, `usd ${problem}`);
-  if (period !== 'rolling' && !isCalendarPeriod(period)) throw invalid(where, `period must be "hour", "day", "month" or "rolling"; got ${JSON.stringify(period)}`);
+  if (period !== 'rolling' && !isCalendarPeriod(period))
+    throw invalid(where, `period must be "hour", "day", "month" or "rolling"; got ${JSON.stringify(period)}`);
   let windowMs = 0;
   let bucketMs = 0;
   let buckets = 0;
   if (period === 'rolling') {
     windowMs = parseDuration((limit.window as number | string | undefined) ?? '24h', `${where}.window`);
     buckets = (limit.buckets as number | undefined) ?? 24;
-    if (!Number.isSafeInteger(buckets) || buckets < 1 || buckets > MAX_BUCKETS) throw invalid(where, `buckets must be an integer from 1 to ${MAX_BUCKETS}; got ${JSON.stringify(limit.buckets)}`);
+    if (!Number.isSafeInteger(buckets) || buckets < 1 || buckets > MAX_BUCKETS)
+      throw invalid(where, `buckets must be an integer from 1 to ${MAX_BUCKETS}; got ${JSON.stringify(limit.buckets)}`);
     bucketMs = windowMs / buckets;
-    if (!Number.isSafeInteger(bucketMs) || bucketMs < 1000) throw invalid(where, `window / buckets must be a whole number of ms, at least 1s; got ${windowMs} ms / ${buckets}`);
+    if (!Number.isSafeInteger(bucketMs) || bucketMs < 1000)
+      throw invalid(
+        where,
+        `window / buckets must be a whole number of ms, at least 1s; got ${windowMs} ms / ${buckets}`,
+      );
   } else if (limit.window !== undefined || limit.buckets !== undefined) {
     throw invalid(where, 'window and buckets only apply to period "rolling"');
   }
   const softLimit = checkSoftLimit(limit.softLimit, where) ?? defaults.softLimit;
   const ownDowngrade = checkDowngrade(limit.downgrade, where);
   // A downgrade map takes effect past the soft limit; without one it would silently never apply.
-  if (ownDowngrade && softLimit === undefined) throw invalid(where, 'downgrade applies once spend passes the soft limit: set softLimit too');
+  if (ownDowngrade && softLimit === undefined)
+    throw invalid(where, 'downgrade applies once spend passes the soft limit: set softLimit too');
   const downgrade = ownDowngrade ?? defaults.downgrade;
   return { period, limitNano: usdToNano(usd as number), softLimit, downgrade, windowMs, bucketMs, buckets };
 }
@@ -144,7 +167,14 @@ function bind(limit: ResolvedLimit, scope: BudgetScope, id: string | null): Reso
   // Ids are encoded so that one containing ":" cannot collide with another scope's key.
   const idPart = id === null ? '' : `:${encodeURIComponent(id)}`;
   const slot = id === null ? GLOBAL_SLOT : `${scope}:${id}`;
-  return { ...limit, scope, id, label: id === null ? scope : `${scope} ${id}`, base: `budget:${scope}${idPart}:${periodPart}`, slot };
+  return {
+    ...limit,
+    scope,
+    id,
+    label: id === null ? scope : `${scope} ${id}`,
+    base: `budget:${scope}${idPart}:${periodPart}`,
+    slot,
+  };
 }
 
 /** The id an identity has for a scope, if any. */
@@ -182,17 +212,27 @@ export class BudgetPlan {
       softLimit: checkSoftLimit(options.softLimit, 'budgetGuard() option softLimit'),
       downgrade: checkDowngrade(options.downgrade, 'budgetGuard() option downgrade'),
     };
-    for (const [scope, name] of Object.entries(MAP_OPTION) as [Exclude<BudgetScope, 'global'>, keyof BudgetPlanOptions][]) {
+    for (const [scope, name] of Object.entries(MAP_OPTION) as [
+      Exclude<BudgetScope, 'global'>,
+      keyof BudgetPlanOptions,
+    ][]) {
       const map = options[name];
       if (map === undefined) continue;
-      if (!isRecord(map)) throw invalid(`budgetGuard() option ${name}`, `must map ids to budgets, e.g. { "acme": { "usd": 100, "period": "month" } }`);
+      if (!isRecord(map))
+        throw invalid(
+          `budgetGuard() option ${name}`,
+          `must map ids to budgets, e.g. { "acme": { "usd": 100, "period": "month" } }`,
+        );
       const resolved = new Map<string, ResolvedLimit>();
-      for (const [id, limit] of Object.entries(map)) resolved.set(id, resolveLimit(limit, `${name}.${id}`, this.#defaults));
+      for (const [id, limit] of Object.entries(map))
+        resolved.set(id, resolveLimit(limit, `${name}.${id}`, this.#defaults));
       this.#static.set(scope, resolved);
       this.#bound.set(scope, new Map());
     }
-    if (options.global !== undefined) this.#global = bind(resolveLimit(options.global, 'global', this.#defaults), 'global', null);
-    if (options.budgets !== undefined && typeof options.budgets !== 'function') throw invalid('budgetGuard() option budgets', 'must be a function (identity) => BudgetSpec[]');
+    if (options.global !== undefined)
+      this.#global = bind(resolveLimit(options.global, 'global', this.#defaults), 'global', null);
+    if (options.budgets !== undefined && typeof options.budgets !== 'function')
+      throw invalid('budgetGuard() option budgets', 'must be a function (identity) => BudgetSpec[]');
     this.#dynamic = options.budgets;
   }
 
@@ -214,16 +254,29 @@ export class BudgetPlan {
 
   /** Every downgrade pair configured statically (dynamic budgets are checked when they apply). */
   *downgrades(): Iterable<[string, string]> {
-    const maps = [this.#defaults.downgrade, this.#global?.downgrade, ...[...this.#static.values()].flatMap((m) => [...m.values()].map((l) => l.downgrade))];
+    const maps = [
+      this.#defaults.downgrade,
+      this.#global?.downgrade,
+      ...[...this.#static.values()].flatMap((m) => [...m.values()].map((l) => l.downgrade)),
+    ];
     for (const map of maps) if (map) yield* map;
   }
 
   #fromSpec(spec: BudgetSpec, where: string): ResolvedBudget {
     const cached = this.#validated.get(spec);
     if (cached) return cached;
-    if (!isRecord(spec) || !BUDGET_SCOPES.includes(spec.scope)) throw invalid(where, `scope must be one of ${BUDGET_SCOPES.join(', ')}; got ${JSON.stringify(isRecord(spec) ? spec.scope : spec)}`);
-    if (spec.scope !== 'global' && (typeof spec.id !== 'string' || spec.id.length === 0)) throw invalid(where, `a ${spec.scope} budget needs an id`);
-    const budget = bind(resolveLimit(spec, where, this.#defaults, SPEC_FIELDS), spec.scope, spec.scope === 'global' ? null : spec.id!);
+    if (!isRecord(spec) || !BUDGET_SCOPES.includes(spec.scope))
+      throw invalid(
+        where,
+        `scope must be one of ${BUDGET_SCOPES.join(', ')}; got ${JSON.stringify(isRecord(spec) ? spec.scope : spec)}`,
+      );
+    if (spec.scope !== 'global' && (typeof spec.id !== 'string' || spec.id.length === 0))
+      throw invalid(where, `a ${spec.scope} budget needs an id`);
+    const budget = bind(
+      resolveLimit(spec, where, this.#defaults, SPEC_FIELDS),
+      spec.scope,
+      spec.scope === 'global' ? null : spec.id!,
+    );
     this.#validated.set(spec, budget);
     return budget;
   }
@@ -257,7 +310,13 @@ export class BudgetPlan {
 
   /** The static budgets of `identity` and the global one, narrowest first, as the list kept for them. */
   #staticList(identity: Identity | undefined): readonly ResolvedBudget[] {
-    const found = [this.#staticOf(identity, 'key'), this.#staticOf(identity, 'user'), this.#staticOf(identity, 'tenant'), this.#staticOf(identity, 'feature'), this.#global];
+    const found = [
+      this.#staticOf(identity, 'key'),
+      this.#staticOf(identity, 'user'),
+      this.#staticOf(identity, 'tenant'),
+      this.#staticOf(identity, 'feature'),
+      this.#global,
+    ];
     const narrowest = found.find((budget) => budget !== undefined);
     if (!narrowest) return NO_BUDGETS;
     const kept = this.#lists.get(narrowest);
@@ -272,9 +331,14 @@ export class BudgetPlan {
     return id === undefined ? undefined : this.#staticFor(scope, id);
   }
 
-  async #addDynamic(identity: Identity, dynamic: NonNullable<BudgetPlanOptions['budgets']>, found: ResolvedBudget[]): Promise<ResolvedBudget[]> {
+  async #addDynamic(
+    identity: Identity,
+    dynamic: NonNullable<BudgetPlanOptions['budgets']>,
+    found: ResolvedBudget[],
+  ): Promise<ResolvedBudget[]> {
     const specs = await dynamic(identity);
-    if (!Array.isArray(specs)) throw invalid('budgetGuard() option budgets', 'the function must return an array of budget specs');
+    if (!Array.isArray(specs))
+      throw invalid('budgetGuard() option budgets', 'the function must return an array of budget specs');
     specs.forEach((spec, i) => found.push(this.#fromSpec(spec, `budgets(identity)[${i}]`)));
     return dedupe(found);
   }
@@ -403,18 +467,43 @@ export function listWindowsAt(list: readonly ResolvedBudget[], now: number): Bud
 function makeBudgetWindow(budget: ResolvedBudget, now: number): HeldWindow {
   if (budget.period !== 'rolling') {
     const period = periodWindow(budget.period, now);
-    const head = { key: `${budget.base}:${period.suffix}`, limit: budget.limitNano, expiresAt: period.end, slot: budget.slot };
-    const window = { budget, scopes: [head], head, softLimitMarker: { key: `${head.key}:soft-limit`, limit: 1, expiresAt: period.end, slot: budget.slot } };
+    const head = {
+      key: `${budget.base}:${period.suffix}`,
+      limit: budget.limitNano,
+      expiresAt: period.end,
+      slot: budget.slot,
+    };
+    const window = {
+      budget,
+      scopes: [head],
+      head,
+      softLimitMarker: { key: `${head.key}:soft-limit`, limit: 1, expiresAt: period.end, slot: budget.slot },
+    };
     return { window, from: period.start, until: period.end };
   }
   const bucket = Math.floor(now / budget.bucketMs);
   const scopes: LedgerScope[] = [];
   for (let start = bucket - budget.buckets + 1; start <= bucket; start++) {
-    scopes.push({ key: `${budget.base}:${start}`, limit: budget.limitNano, expiresAt: (start + budget.buckets) * budget.bucketMs, slot: budget.slot });
+    scopes.push({
+      key: `${budget.base}:${start}`,
+      limit: budget.limitNano,
+      expiresAt: (start + budget.buckets) * budget.bucketMs,
+      slot: budget.slot,
+    });
   }
   // Once per window length, on a grid every process agrees on.
   const epoch = Math.floor(now / budget.windowMs);
-  const window = { budget, scopes, head: scopes[0]!, softLimitMarker: { key: `${budget.base}:soft-limit:${epoch}`, limit: 1, expiresAt: (epoch + 1) * budget.windowMs, slot: budget.slot } };
+  const window = {
+    budget,
+    scopes,
+    head: scopes[0]!,
+    softLimitMarker: {
+      key: `${budget.base}:soft-limit:${epoch}`,
+      limit: 1,
+      expiresAt: (epoch + 1) * budget.windowMs,
+      slot: budget.slot,
+    },
+  };
   // Holds while both the bucket and the window-length epoch stay the same.
   const from = Math.max(bucket * budget.bucketMs, epoch * budget.windowMs);
   const until = Math.min((bucket + 1) * budget.bucketMs, (epoch + 1) * budget.windowMs);

@@ -20,7 +20,11 @@ export interface BudgetBook {
  * holds spend. Window s holds buckets s.., window s+1 the same minus bucket s, so the spend of
  * bucket s is the difference of their totals. Undefined when nothing is spent or held.
  */
-export async function rollingFreeAt(ledger: ReservationLedger, window: BudgetWindow, timeoutMs: number): Promise<number | undefined> {
+export async function rollingFreeAt(
+  ledger: ReservationLedger,
+  window: BudgetWindow,
+  timeoutMs: number,
+): Promise<number | undefined> {
   const usage = await withTimeout(ledger.usage(window.scopes), timeoutMs, 'ledger.usage');
   const used = usage.map((u) => u.spent + u.reserved);
   for (let i = 0; i < used.length; i++) {
@@ -34,7 +38,13 @@ export async function readBudgetStatus(book: BudgetBook, budgets: readonly Resol
   const now = book.now();
   const windows = budgets.map((budget) => budgetWindow(budget, now));
   const usage = await withTimeout(book.ledger.usage(windows.map((w) => w.head)), book.storeTimeoutMs, 'ledger.usage');
-  const resets = await Promise.all(windows.map(async (w) => (w.budget.period === 'rolling' ? await rollingFreeAt(book.ledger, w, book.storeTimeoutMs) : undefined) ?? w.head.expiresAt));
+  const resets = await Promise.all(
+    windows.map(
+      async (w) =>
+        (w.budget.period === 'rolling' ? await rollingFreeAt(book.ledger, w, book.storeTimeoutMs) : undefined) ??
+        w.head.expiresAt,
+    ),
+  );
   return windows.map(({ budget, head }, i) => {
     // The ledger's spent is net of top-up credits: below zero, the rest is credit still unspent.
     const net = usage[i]?.spent ?? 0;
@@ -82,7 +92,11 @@ export async function topUpBudgets(book: BudgetBook, budgets: ResolvedBudget[], 
   await Promise.all(
     budgets.map(async (budget) => {
       const window = budgetWindow(budget, now);
-      await withTimeout(Promise.all(window.scopes.map((s) => book.ledger.adjustSpent(s, -credit, s.expiresAt))), book.storeTimeoutMs, 'ledger.adjustSpent');
+      await withTimeout(
+        Promise.all(window.scopes.map((s) => book.ledger.adjustSpent(s, -credit, s.expiresAt))),
+        book.storeTimeoutMs,
+        'ledger.adjustSpent',
+      );
       const threshold = softLimitThreshold(budget);
       if (threshold === undefined) return;
       const [head] = await withTimeout(book.ledger.usage([window.head]), book.storeTimeoutMs, 'ledger.usage');
@@ -98,7 +112,11 @@ export async function resetBudgets(book: BudgetBook, budgets: ResolvedBudget[]):
   await Promise.all(
     budgets.map(async (budget) => {
       const window = budgetWindow(budget, now);
-      await withTimeout(Promise.all(window.scopes.map((s) => book.ledger.resetScope(s))), book.storeTimeoutMs, 'ledger.resetScope');
+      await withTimeout(
+        Promise.all(window.scopes.map((s) => book.ledger.resetScope(s))),
+        book.storeTimeoutMs,
+        'ledger.resetScope',
+      );
       await forgetSoftLimit(book, window.softLimitMarker);
     }),
   );

@@ -5,4 +5,12 @@ export { budgetAdminRouter } from './admin-router.js';
 export type { BudgetAdminRouterOptions } from './admin-router.js';
 export type { WebhookOptions } from './webhook.js';
 export type { RebuildReport, SpendQuery, SpendSource } from './rebuild.js';
-export type { BudgetLimit, BudgetPeriod, BudgetScope, BudgetSelector, BudgetSpec, BudgetStatus, SoftLimitEvent } from './types.js';
+export type {
+  BudgetLimit,
+  BudgetPeriod,
+  BudgetScope,
+  BudgetSelector,
+  BudgetSpec,
+  BudgetStatus,
+  SoftLimitEvent,
+} from './types.js';

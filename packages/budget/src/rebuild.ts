@@ -49,14 +49,18 @@ function sinceOf(budget: ResolvedBudget, expiresAt: number, now: number): number
 export async function rebuildSpend(book: BudgetBook, source: SpendSource): Promise<RebuildReport> {
   const { ledger } = book;
   if (typeof ledger.restoreSpent !== 'function') {
-    throw new TollgateError('ERR_TG_BUDGET_NO_RESTORE', 'this ledger cannot restore spend (it has no restoreSpent()); use the memory or Redis ledger');
+    throw new TollgateError(
+      'ERR_TG_BUDGET_NO_RESTORE',
+      'this ledger cannot restore spend (it has no restoreSpent()); use the memory or Redis ledger',
+    );
   }
   const now = book.now();
   const budgets = new Map<string, ResolvedBudget>();
   for (const budget of book.plan.configured()) budgets.set(budget.base, budget);
   // The oldest start any budget counts from: every period is at most a month, a rolling window any length.
   let earliest = now;
-  for (const budget of budgets.values()) earliest = Math.min(earliest, sinceOf(budget, budgetWindow(budget, now).head.expiresAt, now));
+  for (const budget of budgets.values())
+    earliest = Math.min(earliest, sinceOf(budget, budgetWindow(budget, now).head.expiresAt, now));
   earliest = Math.min(earliest, periodWindow('month', now).start);
   for (const scope of ID_SCOPES) {
     for (const id of await source.idsWithSpend(scope, earliest)) {
@@ -67,9 +71,20 @@ export async function rebuildSpend(book: BudgetBook, source: SpendSource): Promi
   for (const budget of budgets.values()) {
     for (const scope of budgetWindow(budget, now).scopes) {
       report.checked++;
-      const spent = await source.spent({ scope: budget.scope, id: budget.id, since: sinceOf(budget, scope.expiresAt, now), until: now + 1 });
+      const spent = await source.spent({
+        scope: budget.scope,
+        id: budget.id,
+        since: sinceOf(budget, scope.expiresAt, now),
+        until: now + 1,
+      });
       if (spent <= 0) continue;
-      if (await withTimeout(ledger.restoreSpent(scope, spent, scope.expiresAt), book.storeTimeoutMs, 'ledger.restoreSpent')) {
+      if (
+        await withTimeout(
+          ledger.restoreSpent(scope, spent, scope.expiresAt),
+          book.storeTimeoutMs,
+          'ledger.restoreSpent',
+        )
+      ) {
         report.restored.push({ key: scope.key, spentNanoUsd: spent });
       }
     }

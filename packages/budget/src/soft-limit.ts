@@ -48,7 +48,12 @@ export class SoftLimitMonitor {
     let unread: BudgetWindow[] | undefined;
     let crossed: Crossing[] | undefined;
     for (const window of windows) {
-      if (softLimitThreshold(window.budget) === undefined || window.budget.limitNano <= 0 || this.#isTaken(window.softLimitMarker.key, now)) continue;
+      if (
+        softLimitThreshold(window.budget) === undefined ||
+        window.budget.limitNano <= 0 ||
+        this.#isTaken(window.softLimitMarker.key, now)
+      )
+        continue;
       const spent = balances && spentOf(balances, window.head.key);
       if (spent === undefined) {
         (unread ??= []).push(window);
@@ -90,7 +95,11 @@ export class SoftLimitMonitor {
     const { ledger, storeTimeoutMs } = this.#options;
     const marker = window.softLimitMarker;
     const id = `${marker.key}:${randomUUID()}`;
-    const result = await withTimeout(ledger.reserve({ id, amount: 1, scopes: [marker], ttlMs: MARKER_TTL_MS }), storeTimeoutMs, 'ledger.reserve');
+    const result = await withTimeout(
+      ledger.reserve({ id, amount: 1, scopes: [marker], ttlMs: MARKER_TTL_MS }),
+      storeTimeoutMs,
+      'ledger.reserve',
+    );
     if (this.#taken.size > 10_000) this.#taken.clear();
     this.#taken.set(marker.key, Math.min(marker.expiresAt, now + MEMO_MS));
     if (!result.ok) return false;
@@ -160,5 +169,7 @@ function isPastSoftLimit(window: BudgetWindow, spent: number): boolean {
 }
 
 function warn(error: unknown): void {
-  process.emitWarning(`tollgate budget: a soft-limit listener failed: ${error instanceof Error ? error.message : String(error)}`);
+  process.emitWarning(
+    `tollgate budget: a soft-limit listener failed: ${error instanceof Error ? error.message : String(error)}`,
+  );
 }

@@ -36,10 +36,14 @@ export interface WebhookSender {
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
     const timer = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => {
-      clearTimeout(timer);
-      resolve();
-    }, { once: true });
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      { once: true },
+    );
   });
 
 /** Status codes worth another try: the receiver may recover. */
@@ -51,15 +55,28 @@ export function createWebhookSender(input: string | WebhookOptions): WebhookSend
   try {
     url = new URL(options.url);
   } catch {
-    throw new TollgateError('ERR_TG_BUDGET_INVALID_WEBHOOK', `webhook.url must be an absolute http(s) URL; got ${JSON.stringify(options.url)}`);
+    throw new TollgateError(
+      'ERR_TG_BUDGET_INVALID_WEBHOOK',
+      `webhook.url must be an absolute http(s) URL; got ${JSON.stringify(options.url)}`,
+    );
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new TollgateError('ERR_TG_BUDGET_INVALID_WEBHOOK', `webhook.url must be http or https; got ${url.protocol}`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new TollgateError('ERR_TG_BUDGET_INVALID_WEBHOOK', `webhook.url must be http or https; got ${url.protocol}`);
   const attempts = options.attempts ?? 5;
-  if (!Number.isSafeInteger(attempts) || attempts < 1) throw new TollgateError('ERR_TG_BUDGET_INVALID_WEBHOOK', `webhook.attempts must be a positive integer; got ${JSON.stringify(options.attempts)}`);
+  if (!Number.isSafeInteger(attempts) || attempts < 1)
+    throw new TollgateError(
+      'ERR_TG_BUDGET_INVALID_WEBHOOK',
+      `webhook.attempts must be a positive integer; got ${JSON.stringify(options.attempts)}`,
+    );
   const initialDelayMs = parseDuration(options.initialDelay ?? '1s', 'webhook.initialDelay');
   const timeoutMs = parseDuration(options.timeout ?? '5s', 'webhook.timeout');
   const headers = { 'content-type': 'application/json', ...options.headers };
-  const onFailure = options.onFailure ?? ((error: unknown) => process.emitWarning(`tollgate budget: webhook delivery to ${url.origin} failed: ${error instanceof Error ? error.message : String(error)}`));
+  const onFailure =
+    options.onFailure ??
+    ((error: unknown) =>
+      process.emitWarning(
+        `tollgate budget: webhook delivery to ${url.origin} failed: ${error instanceof Error ? error.message : String(error)}`,
+      ));
   const pending = new Set<Promise<void>>();
   const closing = new AbortController();
 
@@ -70,7 +87,12 @@ export function createWebhookSender(input: string | WebhookOptions): WebhookSend
       if (attempt > 0) await sleep(initialDelayMs * 2 ** (attempt - 1), closing.signal);
       if (closing.signal.aborted) break;
       try {
-        const response = await fetch(url, { method: 'POST', headers, body, signal: AbortSignal.any([AbortSignal.timeout(timeoutMs), closing.signal]) });
+        const response = await fetch(url, {
+          method: 'POST',
+          headers,
+          body,
+          signal: AbortSignal.any([AbortSignal.timeout(timeoutMs), closing.signal]),
+        });
         // Drain the body so the connection is reused.
         await response.arrayBuffer().catch(() => undefined);
         if (response.ok) return;

@@ -27,7 +27,11 @@ afterAll(async () => {
 });
 
 async function spend(outputTokens: number): Promise<void> {
-  await request(api).post('/v1/chat/completions').set('x-test-key', 'k1').set('x-test-tenant', 'acme').send({ input_tokens: 0, max_tokens: outputTokens });
+  await request(api)
+    .post('/v1/chat/completions')
+    .set('x-test-key', 'k1')
+    .set('x-test-tenant', 'acme')
+    .send({ input_tokens: 0, max_tokens: outputTokens });
   await eventually(async () => (await guard.status({ scope: 'tenant', id: 'acme' }))[0]!.reservedNanoUsd === 0);
 }
 
@@ -36,7 +40,11 @@ describe('budgetAdminRouter', () => {
     await spend(2500); // $0.005
     const response = await request(admin).get('/admin/budgets');
     expect(response.status).toBe(200);
-    expect(response.body.budgets.map((b: { scope: string; id: string | null }) => `${b.scope}:${b.id}`)).toEqual(['key:k1', 'tenant:acme', 'global:null']);
+    expect(response.body.budgets.map((b: { scope: string; id: string | null }) => `${b.scope}:${b.id}`)).toEqual([
+      'key:k1',
+      'tenant:acme',
+      'global:null',
+    ]);
     expect(response.body.budgets[1]).toEqual({
       scope: 'tenant',
       id: 'acme',
@@ -63,14 +71,24 @@ describe('budgetAdminRouter', () => {
     const acme = await request(admin).get('/admin/budgets/tenant/acme');
     expect(acme.body.budgets).toHaveLength(1);
     const other = await request(admin).get('/admin/budgets/tenant/globex');
-    expect(other.body.budgets[0]).toMatchObject({ scope: 'tenant', id: 'globex', period: 'hour', limitUsd: 1, resetAt: '2026-11-22T10:00:00.000Z' });
+    expect(other.body.budgets[0]).toMatchObject({
+      scope: 'tenant',
+      id: 'globex',
+      period: 'hour',
+      limitUsd: 1,
+      resetAt: '2026-11-22T10:00:00.000Z',
+    });
     const global = await request(admin).get('/admin/budgets/global');
     expect(global.body.budgets[0]).toMatchObject({ scope: 'global', id: null, limitUsd: 100 });
   });
 
   it('gives the budgets of one caller', async () => {
     const budgets = await guard.statusFor({ keyId: 'k1', tenantId: 'initech', scopes: [], authMethod: 'api_key' });
-    expect(budgets.map((b) => b.key)).toEqual(['budget:key:k1:day:2026-11-22', 'budget:tenant:initech:hour:2026-11-22T09', 'budget:global:day:2026-11-22']);
+    expect(budgets.map((b) => b.key)).toEqual([
+      'budget:key:k1:day:2026-11-22',
+      'budget:tenant:initech:hour:2026-11-22T09',
+      'budget:global:day:2026-11-22',
+    ]);
   });
 
   it('answers 404 for a scope without a budget and 400 for an unknown scope kind', async () => {

@@ -36,26 +36,47 @@ export interface TestBody {
  * Stand-in for @tollgate/metering's meter(): sets ctx.estimate from the body and settles once on
  * close with what the handler reported (res.locals.outputTokens), like the real one will.
  */
-export function fakeMeter(options: { defaultOutputCap?: number; settles?: boolean; api?: ProviderApi } = {}): RequestHandler {
+export function fakeMeter(
+  options: { defaultOutputCap?: number; settles?: boolean; api?: ProviderApi } = {},
+): RequestHandler {
   return function fakeMeterMiddleware(req: Request, res: Response, next: NextFunction) {
     const ctx = getContext(req, res);
     const body = req.body as TestBody;
     body.model ??= 'test-model';
     // The route's API, declared as the real chain does (createApp mounts one per provider path).
-    const call = ctx.declareCall(adapterFor(options.api ?? (res.locals.api as ProviderApi | undefined) ?? 'openai.chat'), { body });
+    const call = ctx.declareCall(
+      adapterFor(options.api ?? (res.locals.api as ProviderApi | undefined) ?? 'openai.chat'),
+      { body },
+    );
     const model = call.model!;
     const price = pricing.get(model);
     const inputTokens = body.input_tokens ?? 100;
     const maxOutputTokens = call.outputCap ?? options.defaultOutputCap ?? 1000;
     ctx.identity = identityOf(req);
-    ctx.setEstimate({ provider: price.provider, model, inputTokens, maxOutputTokens, costNanoUsd: maxCostNanoUsd(inputTokens, maxOutputTokens, price), totalTokens: inputTokens + maxOutputTokens }, price);
+    ctx.setEstimate(
+      {
+        provider: price.provider,
+        model,
+        inputTokens,
+        maxOutputTokens,
+        costNanoUsd: maxCostNanoUsd(inputTokens, maxOutputTokens, price),
+        totalTokens: inputTokens + maxOutputTokens,
+      },
+      price,
+    );
     if (options.settles === false) return next();
     ctx.metered = true;
     res.once('close', () => {
       const estimate = ctx.estimate!;
       const outputTokens = (res.locals.outputTokens as number | undefined) ?? 0;
       const billed = res.statusCode < 500 || outputTokens > 0;
-      const usage = { inputTokens: billed ? estimate.inputTokens : 0, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens, reasoningTokens: 0 };
+      const usage = {
+        inputTokens: billed ? estimate.inputTokens : 0,
+        cachedInputTokens: 0,
+        cacheWriteTokens: 0,
+        outputTokens,
+        reasoningTokens: 0,
+      };
       const record: UsageRecord = {
         ...usage,
         id: randomUUID(),
@@ -86,7 +107,14 @@ export function fakeMeter(options: { defaultOutputCap?: number; settles?: boolea
 /** Identity from test headers (what an auth middleware would set). */
 function identityOf(req: Request): Identity {
   const header = (name: string) => req.get(name) || undefined;
-  return { keyId: header('x-test-key') ?? 'key-1', tenantId: header('x-test-tenant'), userId: header('x-test-user'), feature: header('x-test-feature'), scopes: [], authMethod: 'api_key' };
+  return {
+    keyId: header('x-test-key') ?? 'key-1',
+    tenantId: header('x-test-tenant'),
+    userId: header('x-test-user'),
+    feature: header('x-test-feature'),
+    scopes: [],
+    authMethod: 'api_key',
+  };
 }
 
 /** The fake provider: answers with the cap it was sent, produces `produce` tokens (or the whole cap). */
@@ -100,14 +128,28 @@ export function fakeProvider(req: Request, res: Response): void {
   }
   const outputTokens = Math.min(cap, body.produce ?? cap);
   res.locals.outputTokens = outputTokens;
-  res.json({ model: body.model, cap, outputTokens, requestedModel: req.tollgate.requestedModel ?? null, estimate: req.tollgate.estimate });
+  res.json({
+    model: body.model,
+    cap,
+    outputTokens,
+    requestedModel: req.tollgate.requestedModel ?? null,
+    estimate: req.tollgate.estimate,
+  });
 }
 
 /** express.json, the stand-in meter, the guard, the fake provider on the three provider routes. */
-export function createApp(guard: RequestHandler, meter: RequestHandler = fakeMeter(), provider: RequestHandler = fakeProvider): express.Express {
+export function createApp(
+  guard: RequestHandler,
+  meter: RequestHandler = fakeMeter(),
+  provider: RequestHandler = fakeProvider,
+): express.Express {
   const app = express();
   app.use(express.json());
-  const routes: [string, ProviderApi][] = [['/v1/chat/completions', 'openai.chat'], ['/v1/responses', 'openai.responses'], ['/v1/messages', 'anthropic.messages']];
+  const routes: [string, ProviderApi][] = [
+    ['/v1/chat/completions', 'openai.chat'],
+    ['/v1/responses', 'openai.responses'],
+    ['/v1/messages', 'anthropic.messages'],
+  ];
   for (const [path, api] of routes) {
     const declareApi: RequestHandler = (_req, res, next) => {
       res.locals.api = api;

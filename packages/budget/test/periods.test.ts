@@ -15,12 +15,21 @@ function setup(start: number, options: BudgetGuardOptions) {
   const clock = { now: start };
   const stores = createMemoryStores({ clock: () => clock.now, sweepIntervalMs: 0 });
   const guard = budgetGuard({ ledger: stores.ledger, pricing, now: () => clock.now, log: false, ...options });
-  closers.push(() => guard.close(), () => stores.close());
+  closers.push(
+    () => guard.close(),
+    () => stores.close(),
+  );
   const app = createApp(guard);
   // Spends exactly `tokens` output tokens at $2/MTok (2000 nano each), no input.
   const spend = async (tokens: number) => {
-    const response = await request(app).post('/v1/chat/completions').set('x-test-tenant', 'acme').send({ input_tokens: 0, max_tokens: tokens });
-    if (response.status === 200) await eventually(async () => (await guard.status({ scope: 'tenant', id: 'acme' })).every((s) => s.reservedNanoUsd === 0));
+    const response = await request(app)
+      .post('/v1/chat/completions')
+      .set('x-test-tenant', 'acme')
+      .send({ input_tokens: 0, max_tokens: tokens });
+    if (response.status === 200)
+      await eventually(async () =>
+        (await guard.status({ scope: 'tenant', id: 'acme' })).every((s) => s.reservedNanoUsd === 0),
+      );
     return response;
   };
   return { clock, guard, spend };
@@ -28,7 +37,9 @@ function setup(start: number, options: BudgetGuardOptions) {
 
 describe('calendar periods', () => {
   it('refuses at the end of a day and allows again when the next UTC day starts, under a new key', async () => {
-    const { clock, guard, spend } = setup(Date.UTC(2026, 10, 22, 23, 59, 59), { tenants: { acme: { usd: 0.002, period: 'day' } } });
+    const { clock, guard, spend } = setup(Date.UTC(2026, 10, 22, 23, 59, 59), {
+      tenants: { acme: { usd: 0.002, period: 'day' } },
+    });
     expect((await spend(1000)).status).toBe(200);
     const refused = await spend(100);
     expect(refused.status).toBe(429);
@@ -38,11 +49,18 @@ describe('calendar periods', () => {
     clock.now = Date.UTC(2026, 10, 23, 0, 0, 0);
     expect((await spend(100)).status).toBe(200);
     const [status] = await guard.status({ scope: 'tenant', id: 'acme' });
-    expect(status).toMatchObject({ key: 'budget:tenant:acme:day:2026-11-23', spentNanoUsd: 200_000, remainingNanoUsd: 1_800_000, resetAt: '2026-11-24T00:00:00.000Z' });
+    expect(status).toMatchObject({
+      key: 'budget:tenant:acme:day:2026-11-23',
+      spentNanoUsd: 200_000,
+      remainingNanoUsd: 1_800_000,
+      resetAt: '2026-11-24T00:00:00.000Z',
+    });
   });
 
   it('rolls months over at the first of the month, including year ends', async () => {
-    const { clock, guard, spend } = setup(Date.UTC(2026, 11, 31, 23, 0), { tenants: { acme: { usd: 0.002, period: 'month' } } });
+    const { clock, guard, spend } = setup(Date.UTC(2026, 11, 31, 23, 0), {
+      tenants: { acme: { usd: 0.002, period: 'month' } },
+    });
     expect((await spend(1000)).status).toBe(200);
     expect((await spend(1)).status).toBe(429);
     clock.now = Date.UTC(2027, 0, 1, 0, 0);
@@ -54,7 +72,9 @@ describe('calendar periods', () => {
 
 describe('rolling periods', () => {
   // 4h window in 4 buckets of 1h: the limit holds over any 4 consecutive hours.
-  const rolling: BudgetGuardOptions = { tenants: { acme: { usd: 0.002, period: 'rolling', window: '4h', buckets: 4 } } };
+  const rolling: BudgetGuardOptions = {
+    tenants: { acme: { usd: 0.002, period: 'rolling', window: '4h', buckets: 4 } },
+  };
 
   it('does not reset at a calendar boundary: spend made before it still counts after it', async () => {
     const { clock, spend } = setup(Date.UTC(2026, 10, 22, 23, 30), rolling);
@@ -80,7 +100,11 @@ describe('rolling periods', () => {
     // 14:00: the 10h bucket left the window (11h..14h), its 300 tokens are free again, not more.
     clock.now = Date.UTC(2026, 10, 22, 14, 0);
     const [status] = await guard.status({ scope: 'tenant', id: 'acme' });
-    expect(status).toMatchObject({ spentNanoUsd: 1_400_000, remainingNanoUsd: 600_000, resetAt: '2026-11-22T15:00:00.000Z' });
+    expect(status).toMatchObject({
+      spentNanoUsd: 1_400_000,
+      remainingNanoUsd: 600_000,
+      resetAt: '2026-11-22T15:00:00.000Z',
+    });
     const response = await spend(5000);
     expect(response.status).toBe(200);
     expect(response.body.cap).toBe(300);

@@ -34,7 +34,10 @@ describe.each(backends)('on $name', ({ connect }) => {
   const servers: Server[] = [];
 
   /** `count` app instances, each with its own Redis connection, on one key prefix: separate processes in all but name. */
-  async function instances(count: number, options: BudgetGuardOptions): Promise<{ urls: string[]; guards: BudgetGuard[] }> {
+  async function instances(
+    count: number,
+    options: BudgetGuardOptions,
+  ): Promise<{ urls: string[]; guards: BudgetGuard[] }> {
     const urls: string[] = [];
     const made: BudgetGuard[] = [];
     for (let i = 0; i < count; i++) {
@@ -51,8 +54,19 @@ describe.each(backends)('on $name', ({ connect }) => {
     return { urls, guards: made };
   }
 
-  async function post(base: string, body: object, tenant: string): Promise<{ status: number; body: { cap?: number; outputTokens?: number; model?: string; requestedModel?: string | null } }> {
-    const response = await fetch(`${base}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-test-tenant': tenant }, body: JSON.stringify(body) });
+  async function post(
+    base: string,
+    body: object,
+    tenant: string,
+  ): Promise<{
+    status: number;
+    body: { cap?: number; outputTokens?: number; model?: string; requestedModel?: string | null };
+  }> {
+    const response = await fetch(`${base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-test-tenant': tenant },
+      body: JSON.stringify(body),
+    });
     return { status: response.status, body: (await response.json()) as { cap?: number } };
   }
 
@@ -75,7 +89,10 @@ describe.each(backends)('on $name', ({ connect }) => {
     const cleaner = createRedisStores({ url, prefix });
     let cursor = '0';
     do {
-      const [next, keys] = (await cleaner.sendCommand(['SCAN', cursor, 'MATCH', `${prefix}*`, 'COUNT', '1000'])) as [string, string[]];
+      const [next, keys] = (await cleaner.sendCommand(['SCAN', cursor, 'MATCH', `${prefix}*`, 'COUNT', '1000'])) as [
+        string,
+        string[],
+      ];
       cursor = next;
       if (keys.length > 0) await cleaner.sendCommand(['DEL', ...keys]);
     } while (cursor !== '0');
@@ -85,11 +102,20 @@ describe.each(backends)('on $name', ({ connect }) => {
   describe('one budget, 4 instances, 500 concurrent requests', () => {
     it('never spends more than the limit and leaves no reservation behind', async () => {
       const LIMIT = 50_000_000; // $0.05
-      const { urls, guards: [guard] } = await instances(4, { tenants: { acme: { usd: 0.05, period: 'month' } } });
+      const {
+        urls,
+        guards: [guard],
+      } = await instances(4, { tenants: { acme: { usd: 0.05, period: 'month' } } });
       const requests = Array.from({ length: 500 }, (_, i) => {
         const asked = 200 + ((i * 7919) % 1800);
         // Most answers use their whole cap (clamped or not); some stop early; a few fail upstream.
-        const body = { model: 'test-model', input_tokens: 100, max_tokens: asked, produce: i % 3 === 0 ? Math.floor(asked / 3) : asked, ...(i % 25 === 0 ? { fail: '502' } : {}) };
+        const body = {
+          model: 'test-model',
+          input_tokens: 100,
+          max_tokens: asked,
+          produce: i % 3 === 0 ? Math.floor(asked / 3) : asked,
+          ...(i % 25 === 0 ? { fail: '502' } : {}),
+        };
         return post(urls[i % urls.length]!, body, 'acme').then((response) => ({ asked, ...response }));
       });
       const results = await Promise.all(requests);
@@ -102,7 +128,10 @@ describe.each(backends)('on $name', ({ connect }) => {
       expect(ok.some((r) => r.body.cap! < r.asked)).toBe(true);
 
       const [status] = await guard!.status({ scope: 'tenant', id: 'acme' });
-      await eventually(async () => (await guard!.status({ scope: 'tenant', id: 'acme' }))[0]!.reservedNanoUsd === 0, 500);
+      await eventually(
+        async () => (await guard!.status({ scope: 'tenant', id: 'acme' }))[0]!.reservedNanoUsd === 0,
+        500,
+      );
       const [settled] = await guard!.status({ scope: 'tenant', id: 'acme' });
       const billed = ok.reduce((sum, r) => sum + 100 * INPUT_NANO + r.body.outputTokens! * OUTPUT_NANO, 0);
       expect(status).toBeDefined();
@@ -118,7 +147,10 @@ describe.each(backends)('on $name', ({ connect }) => {
   describe('a rolling budget under concurrency', () => {
     it('holds its limit over every window while 200 requests race on 4 instances', async () => {
       const LIMIT = 20_000_000; // $0.02 per rolling hour, 12 buckets of 5 minutes: 12 ledger scopes per reserve
-      const { urls, guards: [guard] } = await instances(4, {
+      const {
+        urls,
+        guards: [guard],
+      } = await instances(4, {
         features: { search: { usd: 0.02, period: 'rolling', window: '1h', buckets: 12 } },
         global: { usd: 10, period: 'month' },
       });
@@ -133,8 +165,13 @@ describe.each(backends)('on $name', ({ connect }) => {
         }),
       );
       expect(results.some((r) => r.status === 429)).toBe(true);
-      const billed = results.filter((r) => r.status === 200).reduce((sum, r) => sum + 50 * INPUT_NANO + r.body.outputTokens! * OUTPUT_NANO, 0);
-      await eventually(async () => (await guard!.status({ scope: 'feature', id: 'search' }))[0]!.reservedNanoUsd === 0, 500);
+      const billed = results
+        .filter((r) => r.status === 200)
+        .reduce((sum, r) => sum + 50 * INPUT_NANO + r.body.outputTokens! * OUTPUT_NANO, 0);
+      await eventually(
+        async () => (await guard!.status({ scope: 'feature', id: 'search' }))[0]!.reservedNanoUsd === 0,
+        500,
+      );
       const [feature] = await guard!.status({ scope: 'feature', id: 'search' });
       expect(feature).toMatchObject({ period: 'rolling', spentNanoUsd: billed, reservedNanoUsd: 0 });
       expect(billed).toBeLessThanOrEqual(LIMIT);
@@ -146,7 +183,10 @@ describe.each(backends)('on $name', ({ connect }) => {
     it('starts a new period under a new key when the clock passes the boundary', async () => {
       // A fixed clock in the future keeps the period's keys alive in Redis for the test.
       const clock = { now: Date.UTC(2030, 0, 31, 23, 59) };
-      const { urls: [base], guards: [guard] } = await instances(1, { tenants: { roll: { usd: 0.001, period: 'day' } }, now: () => clock.now });
+      const {
+        urls: [base],
+        guards: [guard],
+      } = await instances(1, { tenants: { roll: { usd: 0.001, period: 'day' } }, now: () => clock.now });
       expect((await post(base!, { input_tokens: 0, max_tokens: 500 }, 'roll')).status).toBe(200);
       await eventually(async () => (await guard!.status({ scope: 'tenant', id: 'roll' }))[0]!.reservedNanoUsd === 0);
       const refused = await post(base!, { input_tokens: 0, max_tokens: 10 }, 'roll');
@@ -164,17 +204,27 @@ describe.each(backends)('on $name', ({ connect }) => {
         tenants: { lag: { usd: 0.01, period: 'month', softLimit: 0.5, downgrade: { 'test-model': 'test-mini' } } },
         log: false,
       };
-      const { urls, guards: [first] } = await instances(2, options);
+      const {
+        urls,
+        guards: [first],
+      } = await instances(2, options);
       const small = { model: 'test-model', input_tokens: 0, max_tokens: 10 };
       expect((await post(urls[1]!, small, 'lag')).body).toMatchObject({ model: 'test-model' });
       // Instance 0 alone takes the tenant past 50%: instance 1 last saw it far below.
-      for (let i = 0; i < 13; i++) expect((await post(urls[0]!, { ...small, max_tokens: 200 }, 'lag')).status).toBe(200);
+      for (let i = 0; i < 13; i++)
+        expect((await post(urls[0]!, { ...small, max_tokens: 200 }, 'lag')).status).toBe(200);
       // Settles run after each answer: instance 0 knows the crossing once the last one reported the spend.
-      await eventually(async () => (await first!.status({ scope: 'tenant', id: 'lag' }))[0]!.reservedNanoUsd === 0, 500);
+      await eventually(
+        async () => (await first!.status({ scope: 'tenant', id: 'lag' }))[0]!.reservedNanoUsd === 0,
+        500,
+      );
       expect((await post(urls[0]!, small, 'lag')).body).toMatchObject({ model: 'test-mini' });
       // No read before reserving: instance 1's next request is reserved at the asked model and reports the spend.
       expect((await post(urls[1]!, small, 'lag')).body).toMatchObject({ model: 'test-model' });
-      expect((await post(urls[1]!, small, 'lag')).body).toMatchObject({ model: 'test-mini', requestedModel: 'test-model' });
+      expect((await post(urls[1]!, small, 'lag')).body).toMatchObject({
+        model: 'test-mini',
+        requestedModel: 'test-model',
+      });
     });
 
     it('fires once per scope per period across two instances, and downgrades from then on on both', async () => {
@@ -198,7 +248,14 @@ describe.each(backends)('on $name', ({ connect }) => {
       for (const guard of pair) await guard.flush();
 
       expect(events).toHaveLength(1);
-      expect(events[0]).toMatchObject({ type: 'budget.soft_limit', scope: 'tenant', id: 'soft', period: 'month', softLimit: 0.5, limitNanoUsd: 10_000_000 });
+      expect(events[0]).toMatchObject({
+        type: 'budget.soft_limit',
+        scope: 'tenant',
+        id: 'soft',
+        period: 'month',
+        softLimit: 0.5,
+        limitNanoUsd: 10_000_000,
+      });
       expect(events[0]!.spentNanoUsd).toBeGreaterThanOrEqual(5_000_000);
 
       // Past the soft limit, test-model becomes test-mini on both instances.

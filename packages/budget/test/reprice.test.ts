@@ -45,8 +45,17 @@ function watchedLedger(inner: ReservationLedger) {
 function setup(usd: number) {
   const stores = createMemoryStores({ clock: () => NOW, sweepIntervalMs: 0 });
   const watched = watchedLedger(stores.ledger);
-  const guard = budgetGuard({ ledger: watched.ledger, pricing, now: () => NOW, log: false, global: { usd, period: 'day' } });
-  closers.push(() => guard.close(), () => stores.close());
+  const guard = budgetGuard({
+    ledger: watched.ledger,
+    pricing,
+    now: () => NOW,
+    log: false,
+    global: { usd, period: 'day' },
+  });
+  closers.push(
+    () => guard.close(),
+    () => stores.close(),
+  );
   /** A provider that moves the call to `test-model` (as a router's fallback does), asks for the re-price, then answers. */
   const movingProvider = async (req: Request, res: Response) => {
     const ctx = req.tollgate;
@@ -66,7 +75,9 @@ function setup(usd: number) {
 describe('reprice', () => {
   it('moves the reservation to the new price: a new one held, the old released, the new settled at the real cost', async () => {
     const { app, granted, closed, ledger } = setup(1);
-    const response = await request(app).post('/v1/chat/completions').send({ model: 'test-mini', input_tokens: 100, max_tokens: 50 });
+    const response = await request(app)
+      .post('/v1/chat/completions')
+      .send({ model: 'test-mini', input_tokens: 100, max_tokens: 50 });
     expect(response.body).toEqual({
       covered: true,
       reservedBefore: 100 * MINI_INPUT_NANO + 50 * MINI_OUTPUT_NANO,
@@ -82,7 +93,9 @@ describe('reprice', () => {
   it('keeps the old reservation when the budget cannot cover the new price, and settles it once', async () => {
     // Enough for test-mini (100 input, up to 50 output) but not for a minimal test-model answer.
     const { app, granted, closed, ledger } = setup(0.00005);
-    const response = await request(app).post('/v1/chat/completions').send({ model: 'test-mini', input_tokens: 100, max_tokens: 50 });
+    const response = await request(app)
+      .post('/v1/chat/completions')
+      .send({ model: 'test-mini', input_tokens: 100, max_tokens: 50 });
     expect(response.body).toMatchObject({ covered: false, reservedAfter: response.body.reservedBefore as number });
     await eventually(() => granted.every(({ id }) => closed.has(id)));
     expect(granted).toHaveLength(1);

@@ -8,7 +8,16 @@ import request from 'supertest';
 import { createMemoryStores } from '@tollgate/core';
 import type { ReservationLedger, ReserveRequest, ScopeUsage, SettleResult } from '@tollgate/core';
 import { budgetGuard } from '@tollgate/budget';
-import { INPUT_NANO, OUTPUT_NANO, createApp, eventually, fakeMeter, fakeProvider, pricing, usageOf } from './helpers.js';
+import {
+  INPUT_NANO,
+  OUTPUT_NANO,
+  createApp,
+  eventually,
+  fakeMeter,
+  fakeProvider,
+  pricing,
+  usageOf,
+} from './helpers.js';
 
 /** The real memory ledger, counting the settles that reach it. */
 class CountingLedger implements ReservationLedger {
@@ -45,8 +54,18 @@ afterAll(async () => {
 function setup(clock = { now: NOW }) {
   const stores = createMemoryStores({ clock: () => clock.now, sweepIntervalMs: 0 });
   const ledger = new CountingLedger(stores.ledger);
-  const guard = budgetGuard({ ledger, pricing, now: () => clock.now, log: false, global: { usd: 1, period: 'day' }, reservationTtl: '10m' });
-  closers.push(() => guard.close(), () => stores.close());
+  const guard = budgetGuard({
+    ledger,
+    pricing,
+    now: () => clock.now,
+    log: false,
+    global: { usd: 1, period: 'day' },
+    reservationTtl: '10m',
+  });
+  closers.push(
+    () => guard.close(),
+    () => stores.close(),
+  );
   const settledTo = async (spent: number) => {
     await eventually(async () => (await usageOf(ledger, KEY)).reserved === 0 && ledger.settles > 0);
     expect(await usageOf(ledger, KEY)).toEqual({ spent, reserved: 0 });
@@ -58,7 +77,9 @@ function setup(clock = { now: NOW }) {
 describe('settle', () => {
   it('charges the real cost after a normal response, once', async () => {
     const { guard, settledTo } = setup();
-    const response = await request(createApp(guard)).post('/v1/chat/completions').send({ input_tokens: 100, max_tokens: 500, produce: 42 });
+    const response = await request(createApp(guard))
+      .post('/v1/chat/completions')
+      .send({ input_tokens: 100, max_tokens: 500, produce: 42 });
     expect(response.status).toBe(200);
     await settledTo(100 * INPUT_NANO + 42 * OUTPUT_NANO);
   });
@@ -77,13 +98,24 @@ describe('settle', () => {
     const { port } = server.address() as AddressInfo;
 
     await new Promise<void>((resolve, reject) => {
-      const client = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/chat/completions', headers: { 'content-type': 'application/json' } }, (response) => {
-        response.once('data', () => {
-          client.destroy();
-          resolve();
-        });
-      });
-      client.on('error', (error) => ((error as NodeJS.ErrnoException).code === 'ECONNRESET' ? undefined : reject(error)));
+      const client = http.request(
+        {
+          host: '127.0.0.1',
+          port,
+          method: 'POST',
+          path: '/v1/chat/completions',
+          headers: { 'content-type': 'application/json' },
+        },
+        (response) => {
+          response.once('data', () => {
+            client.destroy();
+            resolve();
+          });
+        },
+      );
+      client.on('error', (error) =>
+        (error as NodeJS.ErrnoException).code === 'ECONNRESET' ? undefined : reject(error),
+      );
       client.end(JSON.stringify({ input_tokens: 100, max_tokens: 500, stream: true }));
     });
     await settledTo(100 * INPUT_NANO + 10 * OUTPUT_NANO);
@@ -91,21 +123,27 @@ describe('settle', () => {
 
   it('charges nothing when the upstream fails with 502', async () => {
     const { guard, settledTo } = setup();
-    const response = await request(createApp(guard)).post('/v1/chat/completions').send({ input_tokens: 100, max_tokens: 500, fail: '502' });
+    const response = await request(createApp(guard))
+      .post('/v1/chat/completions')
+      .send({ input_tokens: 100, max_tokens: 500, fail: '502' });
     expect(response.status).toBe(502);
     await settledTo(0);
   });
 
   it('charges nothing when the handler throws before any output', async () => {
     const { guard, settledTo } = setup();
-    const response = await request(createApp(guard)).post('/v1/chat/completions').send({ input_tokens: 100, max_tokens: 500, fail: 'throw' });
+    const response = await request(createApp(guard))
+      .post('/v1/chat/completions')
+      .send({ input_tokens: 100, max_tokens: 500, fail: 'throw' });
     expect(response.status).toBe(500);
     await settledTo(0);
   });
 
   it('charges the reserved amount when nothing metered the request (the most it could have cost)', async () => {
     const { guard, settledTo } = setup();
-    const response = await request(createApp(guard, fakeMeter({ settles: false }))).post('/v1/chat/completions').send({ input_tokens: 100, max_tokens: 500, fail: 'throw' });
+    const response = await request(createApp(guard, fakeMeter({ settles: false })))
+      .post('/v1/chat/completions')
+      .send({ input_tokens: 100, max_tokens: 500, fail: 'throw' });
     expect(response.status).toBe(500);
     await settledTo(100 * INPUT_NANO + 500 * OUTPUT_NANO);
   });
@@ -131,7 +169,9 @@ describe('settle', () => {
       clock.now += 11 * 60_000;
       fakeProvider(req, res);
     };
-    const response = await request(createApp(guard, fakeMeter(), slow)).post('/v1/chat/completions').send({ input_tokens: 100, max_tokens: 500, produce: 50 });
+    const response = await request(createApp(guard, fakeMeter(), slow))
+      .post('/v1/chat/completions')
+      .send({ input_tokens: 100, max_tokens: 500, produce: 50 });
     expect(response.status).toBe(200);
     await settledTo(100 * INPUT_NANO + 50 * OUTPUT_NANO);
   });
@@ -142,6 +182,8 @@ describe('settle', () => {
       res.json({ reservations: req.tollgate.reservations });
     });
     const response = await request(app).post('/v1/chat/completions').send({ input_tokens: 100, max_tokens: 500 });
-    expect(response.body.reservations).toEqual([{ kind: 'budget', id: expect.stringMatching(/:budget:/), amount: 100 * INPUT_NANO + 500 * OUTPUT_NANO }]);
+    expect(response.body.reservations).toEqual([
+      { kind: 'budget', id: expect.stringMatching(/:budget:/), amount: 100 * INPUT_NANO + 500 * OUTPUT_NANO },
+    ]);
   });
 });

@@ -16,11 +16,16 @@ afterAll(async () => {
 function setup(options: BudgetGuardOptions, clock = { now: Date.UTC(2026, 10, 22, 9, 0) }) {
   const stores = createMemoryStores({ clock: () => clock.now, sweepIntervalMs: 0 });
   const guard = budgetGuard({ ledger: stores.ledger, pricing, now: () => clock.now, ...options });
-  closers.push(() => guard.close(), () => stores.close());
+  closers.push(
+    () => guard.close(),
+    () => stores.close(),
+  );
   const app = createApp(guard);
   const call = async (body: object) => {
     const response = await request(app).post('/v1/chat/completions').set('x-test-tenant', 'acme').send(body);
-    await eventually(async () => (await guard.status({ scope: 'tenant', id: 'acme' })).every((s) => s.reservedNanoUsd === 0));
+    await eventually(async () =>
+      (await guard.status({ scope: 'tenant', id: 'acme' })).every((s) => s.reservedNanoUsd === 0),
+    );
     await guard.flush();
     return response;
   };
@@ -40,11 +45,26 @@ describe('soft limit', () => {
     await call(step); // $0.008: at the threshold
     await call({ input_tokens: 0, max_tokens: 500 }); // $0.009
     expect(events).toEqual([
-      expect.objectContaining({ type: 'budget.soft_limit', scope: 'tenant', id: 'acme', period: 'day', key: 'budget:tenant:acme:day:2026-11-22', softLimit: 0.8, limitNanoUsd: 10_000_000, spentNanoUsd: 8_000_000, limitUsd: 0.01, spentUsd: 0.008, resetAt: '2026-11-23T00:00:00.000Z' }),
+      expect.objectContaining({
+        type: 'budget.soft_limit',
+        scope: 'tenant',
+        id: 'acme',
+        period: 'day',
+        key: 'budget:tenant:acme:day:2026-11-22',
+        softLimit: 0.8,
+        limitNanoUsd: 10_000_000,
+        spentNanoUsd: 8_000_000,
+        limitUsd: 0.01,
+        spentUsd: 0.008,
+        resetAt: '2026-11-23T00:00:00.000Z',
+      }),
     ]);
     clock.now = Date.UTC(2026, 10, 23, 9, 0);
     for (let i = 0; i < 4; i++) await call(step);
-    expect(events.map((e) => e.key)).toEqual(['budget:tenant:acme:day:2026-11-22', 'budget:tenant:acme:day:2026-11-23']);
+    expect(events.map((e) => e.key)).toEqual([
+      'budget:tenant:acme:day:2026-11-22',
+      'budget:tenant:acme:day:2026-11-23',
+    ]);
   });
 
   it('fires again in the same period after an operator reset', async () => {
@@ -72,7 +92,12 @@ describe('soft limit', () => {
   });
 
   it('POSTs the event to a webhook, retrying with backoff until it is accepted', async () => {
-    const received: { attempt: number; body: SoftLimitEvent; contentType: string | undefined; secret: string | undefined }[] = [];
+    const received: {
+      attempt: number;
+      body: SoftLimitEvent;
+      contentType: string | undefined;
+      secret: string | undefined;
+    }[] = [];
     let attempts = 0;
     const receiver = http.createServer((req, res) => {
       let raw = '';
@@ -85,7 +110,12 @@ describe('soft limit', () => {
           res.end();
           return;
         }
-        received.push({ attempt: attempts, body: JSON.parse(raw) as SoftLimitEvent, contentType: req.headers['content-type'], secret: req.headers['x-secret'] as string | undefined });
+        received.push({
+          attempt: attempts,
+          body: JSON.parse(raw) as SoftLimitEvent,
+          contentType: req.headers['content-type'],
+          secret: req.headers['x-secret'] as string | undefined,
+        });
         res.end('ok');
       });
     });
@@ -94,11 +124,19 @@ describe('soft limit', () => {
     closers.push(() => new Promise((resolve) => receiver.close(() => resolve())));
     const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks/budget`;
 
-    const { call } = setup({ tenants, webhook: { url, headers: { 'x-secret': 's3cret' }, attempts: 4, initialDelay: 10 } });
+    const { call } = setup({
+      tenants,
+      webhook: { url, headers: { 'x-secret': 's3cret' }, attempts: 4, initialDelay: 10 },
+    });
     for (let i = 0; i < 5; i++) await call(step);
     expect(attempts).toBe(3);
     expect(received).toHaveLength(1);
-    expect(received[0]).toMatchObject({ attempt: 3, contentType: 'application/json', secret: 's3cret', body: { type: 'budget.soft_limit', scope: 'tenant', id: 'acme' } });
+    expect(received[0]).toMatchObject({
+      attempt: 3,
+      contentType: 'application/json',
+      secret: 's3cret',
+      body: { type: 'budget.soft_limit', scope: 'tenant', id: 'acme' },
+    });
   });
 });
 
@@ -121,7 +159,11 @@ describe('downgrade', () => {
     expect(after.status).toBe(200);
     expect(after.body).toMatchObject({ model: 'gpt-4o-mini', requestedModel: 'gpt-4o-2024-08-06', cap: 200 });
     // The estimate is the downgraded model's: the reservation was made at its price.
-    expect(after.body.estimate).toMatchObject({ model: 'gpt-4o-mini', provider: 'openai', costNanoUsd: maxCostNanoUsd(1000, 200, pricing.get('gpt-4o-mini')) });
+    expect(after.body.estimate).toMatchObject({
+      model: 'gpt-4o-mini',
+      provider: 'openai',
+      costNanoUsd: maxCostNanoUsd(1000, 200, pricing.get('gpt-4o-mini')),
+    });
   });
 
   it('leaves models outside the map alone, and never downgrades without a soft limit crossed', async () => {
@@ -134,8 +176,14 @@ describe('downgrade', () => {
   });
 
   it('lets a budget carry its own downgrade map (the proxy config tenants.*.downgrade)', async () => {
-    const { call } = setup({ tenants: { acme: { usd: 0.01, period: 'day', softLimit: 0.1, downgrade: { 'test-model': 'test-mini' } } }, log: false });
+    const { call } = setup({
+      tenants: { acme: { usd: 0.01, period: 'day', softLimit: 0.1, downgrade: { 'test-model': 'test-mini' } } },
+      log: false,
+    });
     await call({ model: 'test-model', input_tokens: 0, max_tokens: 1000 });
-    expect((await call({ model: 'test-model', input_tokens: 0, max_tokens: 10 })).body).toMatchObject({ model: 'test-mini', requestedModel: 'test-model' });
+    expect((await call({ model: 'test-model', input_tokens: 0, max_tokens: 10 })).body).toMatchObject({
+      model: 'test-mini',
+      requestedModel: 'test-model',
+    });
   });
 });

@@ -27,26 +27,38 @@ afterAll(async () => {
 });
 
 function guardWith(onStoreFailure?: 'failOpen' | 'failClosed') {
-  const guard = budgetGuard({ ledger: stores.ledger, global: { usd: 1, period: 'day' }, timeoutMs: 300, log: false, ...(onStoreFailure ? { onStoreFailure } : {}) });
+  const guard = budgetGuard({
+    ledger: stores.ledger,
+    global: { usd: 1, period: 'day' },
+    timeoutMs: 300,
+    log: false,
+    ...(onStoreFailure ? { onStoreFailure } : {}),
+  });
   guards.push(guard);
   return createApp(guard);
 }
 
 describe('ledger unavailable', () => {
   it('answers 503 service_unavailable with Retry-After by default', async () => {
-    const response = await request(guardWith()).post('/v1/chat/completions').send({ model: 'gpt-4o-mini', max_tokens: 10 });
+    const response = await request(guardWith())
+      .post('/v1/chat/completions')
+      .send({ model: 'gpt-4o-mini', max_tokens: 10 });
     expect(response.status).toBe(503);
     expect(response.body.error.code).toBe('service_unavailable');
     expect(response.headers['retry-after']).toBe('5');
   });
 
   it('lets the request through unbudgeted with failOpen', async () => {
-    const response = await request(guardWith('failOpen')).post('/v1/chat/completions').send({ model: 'gpt-4o-mini', max_tokens: 10 });
+    const response = await request(guardWith('failOpen'))
+      .post('/v1/chat/completions')
+      .send({ model: 'gpt-4o-mini', max_tokens: 10 });
     expect(response.status).toBe(200);
     expect(response.body.cap).toBe(10);
   });
 
   it('rejects an unknown failure policy at construction', () => {
-    expect(() => budgetGuard({ onStoreFailure: 'maybe' as 'failOpen' })).toThrow(/onStoreFailure must be "failClosed" or "failOpen"/);
+    expect(() => budgetGuard({ onStoreFailure: 'maybe' as 'failOpen' })).toThrow(
+      /onStoreFailure must be "failClosed" or "failOpen"/,
+    );
   });
 });

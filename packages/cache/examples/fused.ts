@@ -16,11 +16,18 @@ import { combineLimits, tieredRateLimit, tierPolicy, tokenRateLimit } from '@tol
 let upstreamCalls = 0;
 const openai = http.createServer((req, res) => {
   req.resume();
-  req.on('end', () => res.setHeader('content-type', 'application/json').end(JSON.stringify({
-    id: `chatcmpl-${++upstreamCalls}`, object: 'chat.completion', created: 1_700_000_000, model: 'gpt-4o-mini',
-    choices: [{ index: 0, message: { role: 'assistant', content: 'hi' }, finish_reason: 'stop' }],
-    usage: { prompt_tokens: 10, completion_tokens: 2, total_tokens: 12 },
-  })));
+  req.on('end', () =>
+    res.setHeader('content-type', 'application/json').end(
+      JSON.stringify({
+        id: `chatcmpl-${++upstreamCalls}`,
+        object: 'chat.completion',
+        created: 1_700_000_000,
+        model: 'gpt-4o-mini',
+        choices: [{ index: 0, message: { role: 'assistant', content: 'hi' }, finish_reason: 'stop' }],
+        usage: { prompt_tokens: 10, completion_tokens: 2, total_tokens: 12 },
+      }),
+    ),
+  );
 });
 openai.listen(0, '127.0.0.1');
 await once(openai, 'listening');
@@ -38,38 +45,60 @@ async function handler(req: Request, res: Response, next: NextFunction) {
     const call = req.tollgate.call!;
     req.tollgate.markSending();
     const answer = await fetch(`${upstream}/chat/completions`, {
-      method: 'POST', headers: { authorization: 'Bearer sk-test', 'content-type': 'application/json' }, body: JSON.stringify(call.body), signal: call.signal,
+      method: 'POST',
+      headers: { authorization: 'Bearer sk-test', 'content-type': 'application/json' },
+      body: JSON.stringify(call.body),
+      signal: call.signal,
     });
-    res.status(answer.status).type('application/json').send(await answer.text());
+    res
+      .status(answer.status)
+      .type('application/json')
+      .send(await answer.text());
   } catch (error) {
     next(error);
   }
 }
 
 const key = generateApiKey();
-await stores.keys.put({ id: 'try-me', sha256: hashApiKey(key), tenantId: 'acme', tier: 'free', scopes: [], createdAt: new Date().toISOString() });
+await stores.keys.put({
+  id: 'try-me',
+  sha256: hashApiKey(key),
+  tenantId: 'acme',
+  tier: 'free',
+  scopes: [],
+  createdAt: new Date().toISOString(),
+});
 
 const app = express();
 app.use(requestContext());
 const route = '/v1/chat/completions';
 const auth = apiKeyAuth({ keys: stores.keys });
-app.post(route, auth, express.json(), providerCall('openai.chat'), tierPolicy({ tiers: { free: { models: ['gpt-4o-mini'] } } }),
-  cache.lookupBeforeEstimate,                  // memory store: a hit is known here, and the meter skips its estimate
-  meter(), cache.lookup,                       // on Redis the read starts here instead, beside the limits
+app.post(
+  route,
+  auth,
+  express.json(),
+  providerCall('openai.chat'),
+  tierPolicy({ tiers: { free: { models: ['gpt-4o-mini'] } } }),
+  cache.lookupBeforeEstimate, // memory store: a hit is known here, and the meter skips its estimate
+  meter(),
+  cache.lookup, // on Redis the read starts here instead, beside the limits
   cache.chooseLimits({ hit: combineLimits(requestLimit), miss: combineLimits(requestLimit, tokenLimit, budget) }),
-  cache.answer, handler);
+  cache.answer,
+  handler,
+);
 app.use(apiErrorHandler());
 const server = app.listen(0, '127.0.0.1');
 await once(server, 'listening');
 
 for (let i = 0; i < 2; i++) {
   const answer = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}${route}`, {
-    method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
     body: JSON.stringify({ model: 'gpt-4o-mini', max_tokens: 16, messages: [{ role: 'user', content: 'hello' }] }),
   });
   console.log(`${answer.status} ${answer.headers.get('x-tollgate-cache')}`);
   await answer.arrayBuffer();
-  await new Promise((resolve) => setTimeout(resolve, 50));   // an answer is stored just after it was sent
+  await new Promise((resolve) => setTimeout(resolve, 50)); // an answer is stored just after it was sent
 }
 console.log(`upstream calls: ${upstreamCalls}`);
 

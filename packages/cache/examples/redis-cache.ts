@@ -20,17 +20,28 @@ const anthropic = http.createServer((req, res) => {
   req.on('data', (chunk: Buffer) => (raw += chunk.toString()));
   req.on('end', () => {
     upstreamCalls++;
-    res.setHeader('content-type', 'application/json').end(JSON.stringify({
-      id: `msg_${upstreamCalls}`, type: 'message', role: 'assistant', model: 'claude-sonnet-4-5', stop_reason: 'end_turn', stop_sequence: null,
-      content: [{ type: 'text', text: `breakpoint sent: ${raw.includes('cache_control')}` }], usage: { input_tokens: 1500, output_tokens: 5 },
-    }));
+    res.setHeader('content-type', 'application/json').end(
+      JSON.stringify({
+        id: `msg_${upstreamCalls}`,
+        type: 'message',
+        role: 'assistant',
+        model: 'claude-sonnet-4-5',
+        stop_reason: 'end_turn',
+        stop_sequence: null,
+        content: [{ type: 'text', text: `breakpoint sent: ${raw.includes('cache_control')}` }],
+        usage: { input_tokens: 1500, output_tokens: 5 },
+      }),
+    );
   });
 });
 anthropic.listen(0, '127.0.0.1');
 await once(anthropic, 'listening');
 const upstream = `http://127.0.0.1:${(anthropic.address() as AddressInfo).port}/v1`;
 
-const stores = createRedisStores({ url: process.env.REDIS_URL, prefix: `${process.env.REDIS_PREFIX ?? 'cache-example:'}${randomUUID()}:` });
+const stores = createRedisStores({
+  url: process.env.REDIS_URL,
+  prefix: `${process.env.REDIS_PREFIX ?? 'cache-example:'}${randomUUID()}:`,
+});
 const cache = createResponseCache({
   store: new RedisCacheStore({ sendCommand: stores.sendCommand, prefix: stores.prefix }),
   ttl: '10m',
@@ -45,27 +56,41 @@ async function sendToProvider(req: Request, res: Response, next: NextFunction) {
     const call = req.tollgate.call!;
     req.tollgate.markSending();
     const answer = await fetch(`${upstream}/messages`, {
-      method: 'POST', headers: { 'x-api-key': 'sk-ant-test', 'content-type': 'application/json' }, body: JSON.stringify(call.body), signal: call.signal,
+      method: 'POST',
+      headers: { 'x-api-key': 'sk-ant-test', 'content-type': 'application/json' },
+      body: JSON.stringify(call.body),
+      signal: call.signal,
     });
-    res.status(answer.status).type('application/json').send(await answer.text());
+    res
+      .status(answer.status)
+      .type('application/json')
+      .send(await answer.text());
   } catch (error) {
     next(error);
   }
 }
 
 const key = generateApiKey();
-await stores.keys.put({ id: 'try-me', sha256: hashApiKey(key), tenantId: 'acme', tier: 'free', scopes: [], createdAt: new Date().toISOString() });
+await stores.keys.put({
+  id: 'try-me',
+  sha256: hashApiKey(key),
+  tenantId: 'acme',
+  tier: 'free',
+  scopes: [],
+  createdAt: new Date().toISOString(),
+});
 
 const app = express();
 app.use(requestContext());
-app.post('/v1/messages',
+app.post(
+  '/v1/messages',
   apiKeyAuth({ keys: stores.keys }),
   express.json(),
   meter({ api: 'anthropic.messages' }),
-  tieredRateLimit({ stores, tiers }),          // hits count toward request limits
-  cache.middleware,                            // a hit is answered here
+  tieredRateLimit({ stores, tiers }), // hits count toward request limits
+  cache.middleware, // a hit is answered here
   combineLimits(tokenRateLimit({ stores, tiers: tokenTiers }), budgetGuard({ ledger: stores.ledger, tenants })),
-  anthropicPromptCaching({ ttl: '5m' }),       // breakpoints in req.tollgate.call.body
+  anthropicPromptCaching({ ttl: '5m' }), // breakpoints in req.tollgate.call.body
   sendToProvider,
 );
 app.use(apiErrorHandler());
@@ -73,17 +98,20 @@ const server = app.listen(0, '127.0.0.1');
 await once(server, 'listening');
 
 const body = {
-  model: 'claude-sonnet-4-5', max_tokens: 64,
-  system: 'You answer questions about our product manual. '.repeat(300),   // long enough to be worth caching
+  model: 'claude-sonnet-4-5',
+  max_tokens: 64,
+  system: 'You answer questions about our product manual. '.repeat(300), // long enough to be worth caching
   messages: [{ role: 'user', content: 'How do I reset it?' }],
 };
 for (let i = 0; i < 2; i++) {
   const answer = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/messages`, {
-    method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body),
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
   });
-  const message = await answer.json() as { content: { text: string }[] };
+  const message = (await answer.json()) as { content: { text: string }[] };
   console.log(`${answer.status} ${answer.headers.get('x-tollgate-cache')}: ${message.content[0]!.text}`);
-  await new Promise((resolve) => setTimeout(resolve, 50));   // an answer is stored just after it was sent
+  await new Promise((resolve) => setTimeout(resolve, 50)); // an answer is stored just after it was sent
 }
 console.log(`upstream calls: ${upstreamCalls}`);
 
@@ -91,7 +119,10 @@ server.close();
 anthropic.close();
 // An example leaves nothing behind in your Redis: the keys under its own fresh prefix go with it.
 for (let cursor = '0'; ;) {
-  const [next, keys] = await stores.sendCommand(['SCAN', cursor, 'MATCH', `${stores.prefix}*`, 'COUNT', '1000']) as [string, string[]];
+  const [next, keys] = (await stores.sendCommand(['SCAN', cursor, 'MATCH', `${stores.prefix}*`, 'COUNT', '1000'])) as [
+    string,
+    string[],
+  ];
   if (keys.length > 0) await stores.sendCommand(['DEL', ...keys]);
   if ((cursor = next) === '0') break;
 }

@@ -4,7 +4,12 @@ import { SseDecoder } from '@tollgate/providers';
 /** The APIs whose answers the cache can store and replay in either form. */
 export type CachedApi = 'openai.chat' | 'openai.compatible' | 'openai.responses' | 'anthropic.messages';
 
-export const CACHED_APIS: readonly CachedApi[] = ['openai.chat', 'openai.compatible', 'openai.responses', 'anthropic.messages'];
+export const CACHED_APIS: readonly CachedApi[] = [
+  'openai.chat',
+  'openai.compatible',
+  'openai.responses',
+  'anthropic.messages',
+];
 
 type Json = Record<string, unknown>;
 interface Event {
@@ -12,7 +17,8 @@ interface Event {
   data: string;
 }
 
-const isObject = (value: unknown): value is Json => typeof value === 'object' && value !== null && !Array.isArray(value);
+const isObject = (value: unknown): value is Json =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
 const asArray = (value: unknown): unknown[] => (Array.isArray(value) ? value : []);
 
 function parseObject(text: string): Json | undefined {
@@ -27,7 +33,10 @@ function parseObject(text: string): Json | undefined {
 function eventsOf(stream: string): Event[] {
   const decoder = new SseDecoder();
   // A final block without its blank line is still read: the stored text ends where the answer ended.
-  return decoder.push(Buffer.from(stream.endsWith('\n\n') ? stream : `${stream}\n\n`)).filter((block) => block.hasData).map(({ event, data }) => ({ event, data }));
+  return decoder
+    .push(Buffer.from(stream.endsWith('\n\n') ? stream : `${stream}\n\n`))
+    .filter((block) => block.hasData)
+    .map(({ event, data }) => ({ event, data }));
 }
 
 const dataLine = (value: unknown) => `data: ${JSON.stringify(value)}\n\n`;
@@ -37,7 +46,11 @@ const namedEvent = (type: string, value: Json) => `event: ${type}\ndata: ${JSON.
 
 function chatIsComplete(answer: Json): boolean {
   const choices = asArray(answer.choices);
-  return answer.object === 'chat.completion' && choices.length > 0 && choices.every((choice) => isObject(choice) && typeof choice.finish_reason === 'string');
+  return (
+    answer.object === 'chat.completion' &&
+    choices.length > 0 &&
+    choices.every((choice) => isObject(choice) && typeof choice.finish_reason === 'string')
+  );
 }
 
 function chatToStream(answer: Json): string {
@@ -48,15 +61,28 @@ function chatToStream(answer: Json): string {
   for (const raw of asArray(answer.choices)) {
     const choice = raw as Json;
     const message = isObject(choice.message) ? choice.message : {};
-    const delta: Json = { role: message.role ?? 'assistant', content: typeof message.content === 'string' ? message.content : null };
+    const delta: Json = {
+      role: message.role ?? 'assistant',
+      content: typeof message.content === 'string' ? message.content : null,
+    };
     if (typeof message.refusal === 'string') delta.refusal = message.refusal;
     out.push(dataLine({ ...head, choices: [{ index: choice.index, delta, logprobs: null, finish_reason: null }] }));
     const toolCalls = asArray(message.tool_calls);
     if (toolCalls.length > 0) {
       const calls = toolCalls.map((call, index) => ({ index, ...(call as Json) }));
-      out.push(dataLine({ ...head, choices: [{ index: choice.index, delta: { tool_calls: calls }, logprobs: null, finish_reason: null }] }));
+      out.push(
+        dataLine({
+          ...head,
+          choices: [{ index: choice.index, delta: { tool_calls: calls }, logprobs: null, finish_reason: null }],
+        }),
+      );
     }
-    out.push(dataLine({ ...head, choices: [{ index: choice.index, delta: {}, logprobs: null, finish_reason: choice.finish_reason }] }));
+    out.push(
+      dataLine({
+        ...head,
+        choices: [{ index: choice.index, delta: {}, logprobs: null, finish_reason: choice.finish_reason }],
+      }),
+    );
   }
   // Sent whether or not the client asked for usage: the meter asked for it, reads it, and takes it out if the client did not.
   if (answer.usage !== undefined) out.push(dataLine({ ...head, choices: [], usage: answer.usage }));
@@ -94,8 +120,10 @@ function chatFromStream(events: Event[]): Json | undefined {
       }
       const delta = isObject(raw.delta) ? raw.delta : {};
       if (typeof delta.role === 'string') choice.message.role = delta.role;
-      if (typeof delta.content === 'string') choice.message.content = `${(choice.message.content as string | null) ?? ''}${delta.content}`;
-      if (typeof delta.refusal === 'string') choice.message.refusal = `${(choice.message.refusal as string | null) ?? ''}${delta.refusal}`;
+      if (typeof delta.content === 'string')
+        choice.message.content = `${(choice.message.content as string | null) ?? ''}${delta.content}`;
+      if (typeof delta.refusal === 'string')
+        choice.message.refusal = `${(choice.message.refusal as string | null) ?? ''}${delta.refusal}`;
       for (const rawCall of asArray(delta.tool_calls)) {
         if (!isObject(rawCall)) continue;
         const index = typeof rawCall.index === 'number' ? rawCall.index : choice.toolCalls.size;
@@ -114,10 +142,15 @@ function chatFromStream(events: Event[]): Json | undefined {
     }
   }
   if (!answer || !done || choices.size === 0) return undefined;
-  answer.choices = [...choices.entries()].sort(([a], [b]) => a - b).map(([index, { message, toolCalls, finish }]) => {
-    if (toolCalls.size > 0) message.tool_calls = [...toolCalls.entries()].sort(([a], [b]) => a - b).map(([, call]) => ({ id: call.id, type: call.type ?? 'function', function: call.function }));
-    return { index, message, logprobs: null, finish_reason: finish };
-  });
+  answer.choices = [...choices.entries()]
+    .sort(([a], [b]) => a - b)
+    .map(([index, { message, toolCalls, finish }]) => {
+      if (toolCalls.size > 0)
+        message.tool_calls = [...toolCalls.entries()]
+          .sort(([a], [b]) => a - b)
+          .map(([, call]) => ({ id: call.id, type: call.type ?? 'function', function: call.function }));
+      return { index, message, logprobs: null, finish_reason: finish };
+    });
   return chatIsComplete(answer) ? answer : undefined;
 }
 
@@ -127,13 +160,18 @@ function chatFromStream(events: Event[]): Json | undefined {
 function responsesIsComplete(answer: Json): boolean {
   if (answer.object !== 'response') return false;
   if (answer.status === 'completed') return true;
-  return answer.status === 'incomplete' && isObject(answer.incomplete_details) && answer.incomplete_details.reason === 'max_output_tokens';
+  return (
+    answer.status === 'incomplete' &&
+    isObject(answer.incomplete_details) &&
+    answer.incomplete_details.reason === 'max_output_tokens'
+  );
 }
 
 function responsesToStream(answer: Json): string {
   let sequence = 0;
   const out: string[] = [];
-  const emit = (type: string, fields: Json) => out.push(namedEvent(type, { type, sequence_number: sequence++, ...fields }));
+  const emit = (type: string, fields: Json) =>
+    out.push(namedEvent(type, { type, sequence_number: sequence++, ...fields }));
   const started = { ...answer, status: 'in_progress', output: [], usage: null };
   emit('response.created', { response: started });
   emit('response.in_progress', { response: started });
@@ -141,7 +179,10 @@ function responsesToStream(answer: Json): string {
     const item = raw as Json;
     const itemId = item.id;
     if (item.type === 'message') {
-      emit('response.output_item.added', { output_index: outputIndex, item: { ...item, status: 'in_progress', content: [] } });
+      emit('response.output_item.added', {
+        output_index: outputIndex,
+        item: { ...item, status: 'in_progress', content: [] },
+      });
       asArray(item.content).forEach((rawPart, contentIndex) => {
         const part = rawPart as Json;
         const at = { item_id: itemId, output_index: outputIndex, content_index: contentIndex };
@@ -159,9 +200,20 @@ function responsesToStream(answer: Json): string {
         emit('response.content_part.done', { ...at, part });
       });
     } else if (item.type === 'function_call') {
-      emit('response.output_item.added', { output_index: outputIndex, item: { ...item, status: 'in_progress', arguments: '' } });
-      emit('response.function_call_arguments.delta', { item_id: itemId, output_index: outputIndex, delta: item.arguments });
-      emit('response.function_call_arguments.done', { item_id: itemId, output_index: outputIndex, arguments: item.arguments });
+      emit('response.output_item.added', {
+        output_index: outputIndex,
+        item: { ...item, status: 'in_progress', arguments: '' },
+      });
+      emit('response.function_call_arguments.delta', {
+        item_id: itemId,
+        output_index: outputIndex,
+        delta: item.arguments,
+      });
+      emit('response.function_call_arguments.done', {
+        item_id: itemId,
+        output_index: outputIndex,
+        arguments: item.arguments,
+      });
     } else {
       emit('response.output_item.added', { output_index: outputIndex, item });
     }
@@ -192,7 +244,9 @@ function messagesToStream(answer: Json): string {
   const out: string[] = [];
   const emit = (type: string, fields: Json) => out.push(namedEvent(type, { type, ...fields }));
   const usage = isObject(answer.usage) ? answer.usage : {};
-  emit('message_start', { message: { ...answer, content: [], stop_reason: null, stop_sequence: null, usage: { ...usage, output_tokens: 0 } } });
+  emit('message_start', {
+    message: { ...answer, content: [], stop_reason: null, stop_sequence: null, usage: { ...usage, output_tokens: 0 } },
+  });
   asArray(answer.content).forEach((raw, index) => {
     const block = raw as Json;
     if (block.type === 'text') {
@@ -200,7 +254,10 @@ function messagesToStream(answer: Json): string {
       emit('content_block_delta', { index, delta: { type: 'text_delta', text: block.text } });
     } else if (block.type === 'tool_use' || block.type === 'server_tool_use') {
       emit('content_block_start', { index, content_block: { ...block, input: {} } });
-      emit('content_block_delta', { index, delta: { type: 'input_json_delta', partial_json: JSON.stringify(block.input ?? {}) } });
+      emit('content_block_delta', {
+        index,
+        delta: { type: 'input_json_delta', partial_json: JSON.stringify(block.input ?? {}) },
+      });
     } else if (block.type === 'thinking') {
       emit('content_block_start', { index, content_block: { type: 'thinking', thinking: '', signature: '' } });
       emit('content_block_delta', { index, delta: { type: 'thinking_delta', thinking: block.thinking } });
@@ -210,7 +267,10 @@ function messagesToStream(answer: Json): string {
     }
     emit('content_block_stop', { index });
   });
-  emit('message_delta', { delta: { stop_reason: answer.stop_reason, stop_sequence: answer.stop_sequence ?? null }, usage: { output_tokens: usage.output_tokens ?? 0 } });
+  emit('message_delta', {
+    delta: { stop_reason: answer.stop_reason, stop_sequence: answer.stop_sequence ?? null },
+    usage: { output_tokens: usage.output_tokens ?? 0 },
+  });
   emit('message_stop', {});
   return out.join('');
 }
@@ -225,15 +285,22 @@ function messagesFromStream(events: Event[]): Json | undefined {
     if (!event) return undefined;
     if (event.type === 'message_start' && isObject(event.message)) {
       answer = { ...event.message, content: blocks };
-    } else if (event.type === 'content_block_start' && typeof event.index === 'number' && isObject(event.content_block)) {
+    } else if (
+      event.type === 'content_block_start' &&
+      typeof event.index === 'number' &&
+      isObject(event.content_block)
+    ) {
       blocks[event.index] = { ...event.content_block };
     } else if (event.type === 'content_block_delta' && typeof event.index === 'number' && isObject(event.delta)) {
       const block = blocks[event.index];
       const delta = event.delta;
       if (!block) return undefined;
-      if (delta.type === 'text_delta') block.text = `${(block.text as string | undefined) ?? ''}${delta.text as string}`;
-      else if (delta.type === 'input_json_delta') partialJson.set(event.index, `${partialJson.get(event.index) ?? ''}${delta.partial_json as string}`);
-      else if (delta.type === 'thinking_delta') block.thinking = `${(block.thinking as string | undefined) ?? ''}${delta.thinking as string}`;
+      if (delta.type === 'text_delta')
+        block.text = `${(block.text as string | undefined) ?? ''}${delta.text as string}`;
+      else if (delta.type === 'input_json_delta')
+        partialJson.set(event.index, `${partialJson.get(event.index) ?? ''}${delta.partial_json as string}`);
+      else if (delta.type === 'thinking_delta')
+        block.thinking = `${(block.thinking as string | undefined) ?? ''}${delta.thinking as string}`;
       else if (delta.type === 'signature_delta') block.signature = delta.signature;
       else if (delta.type === 'citations_delta') block.citations = [...asArray(block.citations), delta.citation];
     } else if (event.type === 'content_block_stop' && typeof event.index === 'number') {

@@ -10,7 +10,14 @@ export type CacheScope = 'tenant' | 'key' | 'global';
  * how it is delivered (`stream`, `stream_options`) and routing hints for the provider's own cache
  * (`prompt_cache_key`). A JSON answer and a stream of the same request share one entry.
  */
-export const IGNORED_BODY_FIELDS: readonly string[] = ['user', 'metadata', 'safety_identifier', 'stream', 'stream_options', 'prompt_cache_key'];
+export const IGNORED_BODY_FIELDS: readonly string[] = [
+  'user',
+  'metadata',
+  'safety_identifier',
+  'stream',
+  'stream_options',
+  'prompt_cache_key',
+];
 
 const IGNORED = new Set(IGNORED_BODY_FIELDS);
 
@@ -49,7 +56,10 @@ export function normaliseBody(body: unknown): string {
  * identity: an unauthenticated caller never reads another's answer). A tenant scope without a
  * tenant falls back to the key.
  */
-export function scopeOf(scope: CacheScope, identity: Pick<Identity, 'keyId' | 'tenantId'> | undefined): string | undefined {
+export function scopeOf(
+  scope: CacheScope,
+  identity: Pick<Identity, 'keyId' | 'tenantId'> | undefined,
+): string | undefined {
   if (scope === 'global') return 'global';
   if (!identity) return undefined;
   if (scope === 'tenant' && identity.tenantId) return `tenant:${identity.tenantId}`;

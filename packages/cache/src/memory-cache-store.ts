@@ -27,7 +27,11 @@ export class MemoryCacheStore implements CacheStore {
 
   constructor(options: MemoryCacheStoreOptions = {}) {
     const maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
-    if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) throw new TollgateError('ERR_TG_CACHE_INVALID_OPTION', 'MemoryCacheStore option maxBytes must be a positive integer');
+    if (!Number.isSafeInteger(maxBytes) || maxBytes < 1)
+      throw new TollgateError(
+        'ERR_TG_CACHE_INVALID_OPTION',
+        'MemoryCacheStore option maxBytes must be a positive integer',
+      );
     this.lru = new LRUCache<string, Buffer>({
       maxSize: maxBytes,
       sizeCalculation: (value, key) => value.length + key.length,

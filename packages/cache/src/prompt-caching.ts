@@ -26,7 +26,8 @@ export function anthropicCacheMinimum(model: string): number {
 }
 
 type Json = Record<string, unknown>;
-const isObject = (value: unknown): value is Json => typeof value === 'object' && value !== null && !Array.isArray(value);
+const isObject = (value: unknown): value is Json =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
 
 /**
  * A cheap upper bound of a part's tokens: its JSON length over 3 (English runs at about 4
@@ -84,14 +85,21 @@ export function addPromptCacheBreakpoints(body: unknown, model: string, options:
 export function anthropicPromptCaching(options: PromptCachingOptions = {}) {
   assertKnownOptions(options, KNOWN_OPTIONS, 'ERR_TG_CACHE_UNKNOWN_OPTION', 'anthropicPromptCaching');
   if (options.minTokens !== undefined && !(Number.isSafeInteger(options.minTokens) && options.minTokens > 0)) {
-    throw new TollgateError('ERR_TG_CACHE_INVALID_OPTION', 'anthropicPromptCaching() option minTokens must be a positive integer');
+    throw new TollgateError(
+      'ERR_TG_CACHE_INVALID_OPTION',
+      'anthropicPromptCaching() option minTokens must be a positive integer',
+    );
   }
   if (options.ttl !== undefined && options.ttl !== '5m' && options.ttl !== '1h') {
-    throw new TollgateError('ERR_TG_CACHE_INVALID_OPTION', `anthropicPromptCaching() option ttl must be "5m" or "1h"; got ${JSON.stringify(options.ttl)}`);
+    throw new TollgateError(
+      'ERR_TG_CACHE_INVALID_OPTION',
+      `anthropicPromptCaching() option ttl must be "5m" or "1h"; got ${JSON.stringify(options.ttl)}`,
+    );
   }
   return function placePromptCacheBreakpoints(req: Request, res: Response, next: NextFunction): void {
     const call = getContext(req, res).call;
-    if (call && call.adapter.api === 'anthropic.messages' && call.model !== undefined) addPromptCacheBreakpoints(call.body, call.model, options);
+    if (call && call.adapter.api === 'anthropic.messages' && call.model !== undefined)
+      addPromptCacheBreakpoints(call.body, call.model, options);
     next();
   };
 }

@@ -20,7 +20,10 @@ export class RedisCacheStore implements CacheStore {
 
   constructor(options: RedisCacheStoreOptions) {
     if (typeof options?.sendCommand !== 'function') {
-      throw new TollgateError('ERR_TG_CACHE_INVALID_OPTION', 'RedisCacheStore needs sendCommand: the stores\' own (createRedisStores().sendCommand)');
+      throw new TollgateError(
+        'ERR_TG_CACHE_INVALID_OPTION',
+        "RedisCacheStore needs sendCommand: the stores' own (createRedisStores().sendCommand)",
+      );
     }
     this.sendCommand = options.sendCommand;
     // Each entry is its own key, so the answers spread over a cluster's shards.

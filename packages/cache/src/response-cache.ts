@@ -36,7 +36,15 @@ export interface ResponseCacheOptions {
   onStoreError?: (error: unknown, operation: 'get' | 'set') => void;
 }
 
-const KNOWN_OPTIONS = ['store', 'ttl', 'scope', 'maxEntryBytes', 'costFraction', 'enabled', 'onStoreError'] as const satisfies readonly (keyof ResponseCacheOptions)[];
+const KNOWN_OPTIONS = [
+  'store',
+  'ttl',
+  'scope',
+  'maxEntryBytes',
+  'costFraction',
+  'enabled',
+  'onStoreError',
+] as const satisfies readonly (keyof ResponseCacheOptions)[];
 const SCOPES: readonly CacheScope[] = ['tenant', 'key', 'global'];
 const CODE = 'ERR_TG_CACHE_INVALID_OPTION';
 
@@ -59,22 +67,33 @@ function throttledWarning(): (error: unknown, operation: 'get' | 'set') => void 
     const now = Date.now();
     if (now - lastAt < 60_000) return;
     lastAt = now;
-    process.emitWarning(`tollgate: the response cache's store failed to ${operation} (served as a miss): ${error instanceof Error ? error.message : String(error)}`);
+    process.emitWarning(
+      `tollgate: the response cache's store failed to ${operation} (served as a miss): ${error instanceof Error ? error.message : String(error)}`,
+    );
   };
 }
 
 function resolveOptions(options: ResponseCacheOptions): CacheConfig {
   assertKnownOptions(options, KNOWN_OPTIONS, 'ERR_TG_CACHE_UNKNOWN_OPTION', 'createResponseCache');
   const store = options.store ?? new MemoryCacheStore();
-  if (typeof store?.get !== 'function' || typeof store.set !== 'function') throw new TollgateError(CODE, 'createResponseCache() option store must have get(key) and set(key, value, ttlMs)');
+  if (typeof store?.get !== 'function' || typeof store.set !== 'function')
+    throw new TollgateError(CODE, 'createResponseCache() option store must have get(key) and set(key, value, ttlMs)');
   const scope = options.scope ?? 'tenant';
-  if (!SCOPES.includes(scope)) throw new TollgateError(CODE, `createResponseCache() option scope must be one of ${SCOPES.join(', ')}; got ${JSON.stringify(scope)}`);
+  if (!SCOPES.includes(scope))
+    throw new TollgateError(
+      CODE,
+      `createResponseCache() option scope must be one of ${SCOPES.join(', ')}; got ${JSON.stringify(scope)}`,
+    );
   const maxEntryBytes = options.maxEntryBytes ?? 1_000_000;
-  if (!Number.isSafeInteger(maxEntryBytes) || maxEntryBytes < 1) throw new TollgateError(CODE, 'createResponseCache() option maxEntryBytes must be a positive integer');
+  if (!Number.isSafeInteger(maxEntryBytes) || maxEntryBytes < 1)
+    throw new TollgateError(CODE, 'createResponseCache() option maxEntryBytes must be a positive integer');
   const costFraction = options.costFraction ?? 0;
-  if (typeof costFraction !== 'number' || !(costFraction >= 0 && costFraction <= 1)) throw new TollgateError(CODE, 'createResponseCache() option costFraction must be a number from 0 to 1');
-  if (options.enabled !== undefined && typeof options.enabled !== 'function') throw new TollgateError(CODE, 'createResponseCache() option enabled must be a function (req) => boolean');
-  if (options.onStoreError !== undefined && typeof options.onStoreError !== 'function') throw new TollgateError(CODE, 'createResponseCache() option onStoreError must be a function');
+  if (typeof costFraction !== 'number' || !(costFraction >= 0 && costFraction <= 1))
+    throw new TollgateError(CODE, 'createResponseCache() option costFraction must be a number from 0 to 1');
+  if (options.enabled !== undefined && typeof options.enabled !== 'function')
+    throw new TollgateError(CODE, 'createResponseCache() option enabled must be a function (req) => boolean');
+  if (options.onStoreError !== undefined && typeof options.onStoreError !== 'function')
+    throw new TollgateError(CODE, 'createResponseCache() option onStoreError must be a function');
   const durationMs = (value: number | string, what: string): number => {
     try {
       return parseDuration(value, what);
@@ -83,20 +102,34 @@ function resolveOptions(options: ResponseCacheOptions): CacheConfig {
     }
   };
   const ttl = options.ttl;
-  const ttlMs = typeof ttl === 'function' || ttl === undefined ? 600_000 : durationMs(ttl, 'createResponseCache() option ttl');
+  const ttlMs =
+    typeof ttl === 'function' || ttl === undefined ? 600_000 : durationMs(ttl, 'createResponseCache() option ttl');
   // A function's answer is checked as it comes: a bad one is the caller's bug, thrown where it is made.
-  const ttlOf = typeof ttl === 'function' ? (req: Request) => {
-    const value = ttl(req);
-    return value === undefined ? ttlMs : durationMs(value, 'createResponseCache() option ttl(req)');
-  } : undefined;
-  return { store, ttlMs, ttlOf, scope, maxEntryBytes, costFraction, enabled: options.enabled, onStoreError: options.onStoreError ?? throttledWarning() };
+  const ttlOf =
+    typeof ttl === 'function'
+      ? (req: Request) => {
+          const value = ttl(req);
+          return value === undefined ? ttlMs : durationMs(value, 'createResponseCache() option ttl(req)');
+        }
+      : undefined;
+  return {
+    store,
+    ttlMs,
+    ttlOf,
+    scope,
+    maxEntryBytes,
+    costFraction,
+    enabled: options.enabled,
+    onStoreError: options.onStoreError ?? throttledWarning(),
+  };
 }
 
 /** A stored answer to send: text, or the memory store's own bytes. */
 type Answer = string | Buffer;
 
 /** The lookup found an answer, and already has it. */
-const isAnswer = (found: CacheRequest['found'] | undefined): found is Answer => typeof found === 'string' || found instanceof Uint8Array;
+const isAnswer = (found: CacheRequest['found'] | undefined): found is Answer =>
+  typeof found === 'string' || found instanceof Uint8Array;
 
 /** The client asked not to be served from the cache (`no-cache`, `no-store`). */
 const NOT_LOOKED_UP = Symbol('not looked up');
@@ -154,13 +187,22 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
   };
   const lookUpEarly = store.answersAtOnce === true;
   // Read and written as bytes, unless a subclass changed how it reads or writes.
-  const memory = store instanceof MemoryCacheStore && store.get === MemoryCacheStore.prototype.get && store.set === MemoryCacheStore.prototype.set ? store : undefined;
+  const memory =
+    store instanceof MemoryCacheStore &&
+    store.get === MemoryCacheStore.prototype.get &&
+    store.set === MemoryCacheStore.prototype.set
+      ? store
+      : undefined;
 
   /**
    * The answer to send, at once when the store answers at once (memory: no promise, no turn of the
    * loop on the request's path). An entry that cannot be read is a miss.
    */
-  const readStore = (key: string, api: CachedApi, stream: boolean): Answer | undefined | Promise<Answer | undefined> => {
+  const readStore = (
+    key: string,
+    api: CachedApi,
+    stream: boolean,
+  ): Answer | undefined | Promise<Answer | undefined> => {
     try {
       if (memory) {
         const entry = memory.getBytes(key);
@@ -169,10 +211,13 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
       const found = store.get(key);
       if (found === undefined) return undefined;
       if (typeof found === 'string') return answerText(api, stream, found);
-      return found.then((entry) => (entry === undefined ? undefined : answerText(api, stream, entry)), (error: unknown) => {
-        onStoreError(error, 'get');
-        return undefined;
-      });
+      return found.then(
+        (entry) => (entry === undefined ? undefined : answerText(api, stream, entry)),
+        (error: unknown) => {
+          onStoreError(error, 'get');
+          return undefined;
+        },
+      );
     } catch (error) {
       onStoreError(error, 'get');
       return undefined;
@@ -189,7 +234,14 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
     const { api, streamed } = kept;
     // Only a stream or a Responses answer is read as text to be checked; any other JSON answer the meter read usage from is whole.
     const text = streamed || api === 'openai.responses' ? kept.text() : undefined;
-    if (text === undefined ? kept.isEmpty() : streamed ? streamToJson(api, text) === undefined : !jsonLooksComplete(api, text)) return;
+    if (
+      text === undefined
+        ? kept.isEmpty()
+        : streamed
+          ? streamToJson(api, text) === undefined
+          : !jsonLooksComplete(api, text)
+    )
+      return;
     try {
       const written = memory
         ? memory.setBytes(kept.storeKey, kept.entry(streamed ? STREAM_MARK : JSON_MARK), kept.lifetimeMs)
@@ -242,14 +294,22 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
       serveOrMiss(req, res, next, lookup, found);
       return;
     }
-    found.then((entry) => {
-      // The client left while the store answered: the request is settled already.
-      if (req.tollgate.settled || res.headersSent) return;
-      serveOrMiss(req, res, next, lookup, entry);
-    }).catch((error: unknown) => next(error));
+    found
+      .then((entry) => {
+        // The client left while the store answered: the request is settled already.
+        if (req.tollgate.settled || res.headersSent) return;
+        serveOrMiss(req, res, next, lookup, entry);
+      })
+      .catch((error: unknown) => next(error));
   }
 
-  function serveOrMiss(req: Request, res: Response, next: NextFunction, lookup: CacheRequest, answer: Answer | undefined): void {
+  function serveOrMiss(
+    req: Request,
+    res: Response,
+    next: NextFunction,
+    lookup: CacheRequest,
+    answer: Answer | undefined,
+  ): void {
     if (answer !== undefined) {
       serveAnswer(res, req.tollgate, answer);
       return;
@@ -285,9 +345,10 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
     const call = ctx.call!;
     // Made now, before anything after the cache (prompt-cache breakpoints) writes into the body. The budget may have
     // lowered the cap or downgraded the model since the lookup: that answer belongs to the request as it is sent.
-    const storeKey = call.model === lookup.model && call.outputCap === lookup.cap
-      ? lookup.key
-      : cacheKey(lookup.scopeId, lookup.api, call.model!, call.body);
+    const storeKey =
+      call.model === lookup.model && call.outputCap === lookup.cap
+        ? lookup.key
+        : cacheKey(lookup.scopeId, lookup.api, call.model!, call.body);
     // The answer to a stream request is a stream (an error would be JSON, and is never stored).
     lookup.keepFor(storeKey, ttlOf ? ttlOf(req) : ttlMs, call.stream);
     keepAnswer(res, lookup);
@@ -414,7 +475,9 @@ class CacheRequest {
     const only = this.first;
     if (only === undefined) return '';
     if (this.rest !== undefined) return this.entry(undefined).toString('utf8');
-    return typeof only === 'string' ? only : Buffer.from(only.buffer, only.byteOffset, only.byteLength).toString('utf8');
+    return typeof only === 'string'
+      ? only
+      : Buffer.from(only.buffer, only.byteOffset, only.byteLength).toString('utf8');
   }
 
   /** The answer's bytes, after `mark` and a newline when given: one buffer, each chunk copied once. */
@@ -504,7 +567,8 @@ function keepAnswer(res: Response, answer: CacheRequest): void {
 /** The prototype below Node's `ServerResponse` that holds the write and end `res` calls, if one does. */
 function sharedHooks(res: Response): object | undefined {
   const owner = ownerOf(res, 'write');
-  if (owner === res || owner === undefined || !(owner instanceof ServerResponse) || ownerOf(res, 'end') !== owner) return undefined;
+  if (owner === res || owner === undefined || !(owner instanceof ServerResponse) || ownerOf(res, 'end') !== owner)
+    return undefined;
   return owner;
 }
 
@@ -533,7 +597,8 @@ function keepThroughPrototype(proto: object): void {
   keepingPrototypes.add(proto);
 }
 
-const isUtf8 = (encoding: unknown): boolean => typeof encoding !== 'string' || encoding === 'utf8' || encoding === 'utf-8';
+const isUtf8 = (encoding: unknown): boolean =>
+  typeof encoding !== 'string' || encoding === 'utf8' || encoding === 'utf-8';
 
 /** The memory store's entry as the answer to send: its own bytes when stored in the form asked for. */
 function answerBytes(api: CachedApi, stream: boolean, entry: Buffer): Answer | undefined {
@@ -561,5 +626,12 @@ function jsonLooksComplete(api: CachedApi, text: string): boolean {
 
 /** Only an answer the provider finished and the client received whole, with the provider's own usage. */
 function isStorable(record: UsageRecord | undefined): boolean {
-  return record !== undefined && record.status === 200 && record.usageSource === 'provider' && !record.aborted && !record.upstreamAborted && !record.outputOverCap;
+  return (
+    record !== undefined &&
+    record.status === 200 &&
+    record.usageSource === 'provider' &&
+    !record.aborted &&
+    !record.upstreamAborted &&
+    !record.outputOverCap
+  );
 }

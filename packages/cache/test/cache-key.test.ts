@@ -7,18 +7,48 @@ const body = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }]
 
 describe('normaliseBody', () => {
   it('sorts keys at every depth and keeps array order', () => {
-    const reordered = { max_tokens: 50, temperature: 0, messages: [{ content: 'hi', role: 'user' }], model: 'gpt-4o-mini' };
+    const reordered = {
+      max_tokens: 50,
+      temperature: 0,
+      messages: [{ content: 'hi', role: 'user' }],
+      model: 'gpt-4o-mini',
+    };
     expect(normaliseBody(reordered)).toBe(normaliseBody(body));
-    expect(normaliseBody(body)).toBe('{"max_tokens":50,"messages":[{"content":"hi","role":"user"}],"model":"gpt-4o-mini","temperature":0}');
-    const swapped = { ...body, messages: [{ role: 'user', content: 'a' }, { role: 'user', content: 'b' }] };
-    const swappedBack = { ...body, messages: [{ role: 'user', content: 'b' }, { role: 'user', content: 'a' }] };
+    expect(normaliseBody(body)).toBe(
+      '{"max_tokens":50,"messages":[{"content":"hi","role":"user"}],"model":"gpt-4o-mini","temperature":0}',
+    );
+    const swapped = {
+      ...body,
+      messages: [
+        { role: 'user', content: 'a' },
+        { role: 'user', content: 'b' },
+      ],
+    };
+    const swappedBack = {
+      ...body,
+      messages: [
+        { role: 'user', content: 'b' },
+        { role: 'user', content: 'a' },
+      ],
+    };
     expect(normaliseBody(swapped)).not.toBe(normaliseBody(swappedBack));
   });
 
   it('leaves out the fields that do not change the answer, at the top level only', () => {
-    const noisy = { ...body, user: 'alice', stream: true, stream_options: { include_usage: true }, metadata: { user_id: 'u1' }, safety_identifier: 'x', prompt_cache_key: 'k' };
+    const noisy = {
+      ...body,
+      user: 'alice',
+      stream: true,
+      stream_options: { include_usage: true },
+      metadata: { user_id: 'u1' },
+      safety_identifier: 'x',
+      prompt_cache_key: 'k',
+    };
     expect(normaliseBody(noisy)).toBe(normaliseBody(body));
-    const nested = { ...body, tools: [{ type: 'function', function: { name: 'user', parameters: { user: { type: 'string' } } } }] };
+    const nested = {
+      ...body,
+      tools: [{ type: 'function', function: { name: 'user', parameters: { user: { type: 'string' } } } }],
+    };
     expect(normaliseBody(nested)).toContain('"user":{"type":"string"}');
   });
 
@@ -32,7 +62,10 @@ describe('normaliseBody with many keys', () => {
   it('orders an object of any size as JSON.stringify of its sorted keys would', () => {
     // Few keys take the insertion sort, many the built-in one: both give the same order.
     for (const size of [2, 16, 17, 5_000]) {
-      const names = Array.from({ length: size }, (_, index) => `k${(index * 7919) % size}-${String.fromCharCode(65 + (index % 50))}`);
+      const names = Array.from(
+        { length: size },
+        (_, index) => `k${(index * 7919) % size}-${String.fromCharCode(65 + (index % 50))}`,
+      );
       const object = Object.fromEntries(names.map((name, index) => [name, index]));
       const sorted = Object.fromEntries([...names].sort().map((name) => [name, object[name]]));
       expect(normaliseBody({ tools: [object] })).toBe(JSON.stringify({ tools: [sorted] }));
@@ -57,21 +90,47 @@ describe('cacheKey', () => {
  * top-level fields left out.
  */
 function sortedJson(value: unknown, topLevel = true): string {
-  if (Array.isArray(value)) return `[${value.map((item) => (item === undefined ? 'null' : sortedJson(item, false))).join(',')}]`;
+  if (Array.isArray(value))
+    return `[${value.map((item) => (item === undefined ? 'null' : sortedJson(item, false))).join(',')}]`;
   if (value === null || typeof value !== 'object') return JSON.stringify(value);
-  const ignored = topLevel ? ['user', 'metadata', 'safety_identifier', 'stream', 'stream_options', 'prompt_cache_key'] : [];
-  const fields = Object.keys(value).sort().filter((key) => !ignored.includes(key) && (value as Record<string, unknown>)[key] !== undefined);
+  const ignored = topLevel
+    ? ['user', 'metadata', 'safety_identifier', 'stream', 'stream_options', 'prompt_cache_key']
+    : [];
+  const fields = Object.keys(value)
+    .sort()
+    .filter((key) => !ignored.includes(key) && (value as Record<string, unknown>)[key] !== undefined);
   return `{${fields.map((key) => `${JSON.stringify(key)}:${sortedJson((value as Record<string, unknown>)[key], false)}`).join(',')}}`;
 }
 
 describe('the key text, written as bytes', () => {
   const bodies: [string, unknown][] = [
-    ['escapes and control characters', { model: 'm', messages: [{ role: 'user', content: 'say "hi"\\ \n\t\u0001 \u007f </script>' }] }],
-    ['non-ASCII text, short and long', { model: 'm', messages: [{ role: 'user', content: 'héllo 世界 😀' }, { role: 'assistant', content: 'ü'.repeat(5_000) }] }],
+    [
+      'escapes and control characters',
+      { model: 'm', messages: [{ role: 'user', content: 'say "hi"\\ \n\t\u0001 \u007f </script>' }] },
+    ],
+    [
+      'non-ASCII text, short and long',
+      {
+        model: 'm',
+        messages: [
+          { role: 'user', content: 'héllo 世界 😀' },
+          { role: 'assistant', content: 'ü'.repeat(5_000) },
+        ],
+      },
+    ],
     ['lone surrogates', { model: 'm', messages: [{ role: 'user', content: 'a\ud800b\udc00c' }], ['k\ud83d']: 1 }],
-    ['numbers, booleans, nulls and undefined', { temperature: 0.7, n: -0, big: 1e21, tiny: 5e-324, flags: [true, false, null, undefined], gone: undefined }],
+    [
+      'numbers, booleans, nulls and undefined',
+      { temperature: 0.7, n: -0, big: 1e21, tiny: 5e-324, flags: [true, false, null, undefined], gone: undefined },
+    ],
     ['long plain strings', { model: 'm', messages: [{ role: 'user', content: 'a'.repeat(300_000) }] }],
-    ['deep nesting and objects inside arrays', { tools: [{ type: 'function', function: { name: 'f', parameters: { z: { b: 1, a: [{ d: 1, c: 2 }] }, y: {} } } }], model: 'm' }],
+    [
+      'deep nesting and objects inside arrays',
+      {
+        tools: [{ type: 'function', function: { name: 'f', parameters: { z: { b: 1, a: [{ d: 1, c: 2 }] }, y: {} } } }],
+        model: 'm',
+      },
+    ],
     ['integer-like keys', { 10: 'a', 9: 'b', x: { 2: 1, 1: 2, b: 3 } }],
   ];
 
@@ -81,7 +140,9 @@ describe('the key text, written as bytes', () => {
 
   it.each(bodies)('hashes the same text as SHA-256 of the key string would: %s', (_name, value) => {
     const text = `tenant:acme\nopenai.chat\ngpt-4o-mini-ü\n${sortedJson(value)}`;
-    expect(cacheKey('tenant:acme', 'openai.chat', 'gpt-4o-mini-ü', value)).toBe(createHash('sha256').update(text, 'utf8').digest('hex'));
+    expect(cacheKey('tenant:acme', 'openai.chat', 'gpt-4o-mini-ü', value)).toBe(
+      createHash('sha256').update(text, 'utf8').digest('hex'),
+    );
   });
 
   it('reads only own keys, and stays right after a body it could not write', () => {
@@ -89,7 +150,11 @@ describe('the key text, written as bytes', () => {
     inherited.model = 'm';
     expect(normaliseBody(inherited)).toBe('{"model":"m"}');
     expect(() => cacheKey('s', 'a', 'm', { n: 1n })).toThrow();
-    expect(cacheKey('s', 'a', 'm', body)).toBe(createHash('sha256').update(`s\na\nm\n${sortedJson(body)}`).digest('hex'));
+    expect(cacheKey('s', 'a', 'm', body)).toBe(
+      createHash('sha256')
+        .update(`s\na\nm\n${sortedJson(body)}`)
+        .digest('hex'),
+    );
   });
 });
 

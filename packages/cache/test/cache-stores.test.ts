@@ -21,10 +21,13 @@ afterAll(async () => {
 
 const stores: [string, () => Promise<CacheStore>][] = [
   ['memory', async () => new MemoryCacheStore()],
-  ['redis', async () => {
-    await connected;
-    return new RedisCacheStore({ sendCommand: (args) => client.sendCommand(args), prefix });
-  }],
+  [
+    'redis',
+    async () => {
+      await connected;
+      return new RedisCacheStore({ sendCommand: (args) => client.sendCommand(args), prefix });
+    },
+  ],
 ];
 
 describe.each(stores)('%s store', (_name, open) => {

@@ -3,7 +3,11 @@ import { describe, expect, it } from '@jest/globals';
 import { addPromptCacheBreakpoints, anthropicCacheMinimum, anthropicPromptCaching } from '@tollgate/cache';
 
 const long = (words: number) => Array.from({ length: words }, (_, i) => `word${i}`).join(' ');
-const tool = (name: string, description: string) => ({ name, description, input_schema: { type: 'object', properties: {} } });
+const tool = (name: string, description: string) => ({
+  name,
+  description,
+  input_schema: { type: 'object', properties: {} },
+});
 
 describe('anthropicCacheMinimum', () => {
   it('follows the provider per model family', () => {
@@ -40,7 +44,10 @@ describe('addPromptCacheBreakpoints', () => {
     const short = { system: 'You are terse.', messages: [{ role: 'user', content: 'hi' }] };
     expect(addPromptCacheBreakpoints(short, 'claude-sonnet-4-5')).toBe(0);
     expect(short.system).toBe('You are terse.');
-    const own = { system: long(2000), messages: [{ role: 'user', content: [{ type: 'text', text: 'hi', cache_control: { type: 'ephemeral' } }] }] };
+    const own = {
+      system: long(2000),
+      messages: [{ role: 'user', content: [{ type: 'text', text: 'hi', cache_control: { type: 'ephemeral' } }] }],
+    };
     expect(addPromptCacheBreakpoints(own, 'claude-sonnet-4-5')).toBe(0);
     expect(typeof own.system).toBe('string');
     // Past the Sonnet minimum but short of Haiku 4.5's.

@@ -6,7 +6,14 @@ import request from 'supertest';
 import { createPricing, getContext, type UsageRecord } from '@tollgate/core';
 import { meter } from '@tollgate/metering';
 import { preloadTokenizers, providerCall } from '@tollgate/providers';
-import { CACHE_HEADER, cacheKey, createResponseCache, MemoryCacheStore, type CacheStore, type ResponseCacheOptions } from '@tollgate/cache';
+import {
+  CACHE_HEADER,
+  cacheKey,
+  createResponseCache,
+  MemoryCacheStore,
+  type CacheStore,
+  type ResponseCacheOptions,
+} from '@tollgate/cache';
 
 const pricing = createPricing();
 
@@ -19,8 +26,13 @@ beforeAll(async () => {
 
 function chatAnswer(content: string) {
   return {
-    id: 'chatcmpl-1', object: 'chat.completion', created: 1, model: 'gpt-4o-mini',
-    choices: [{ index: 0, message: { role: 'assistant', content, refusal: null }, logprobs: null, finish_reason: 'stop' }],
+    id: 'chatcmpl-1',
+    object: 'chat.completion',
+    created: 1,
+    model: 'gpt-4o-mini',
+    choices: [
+      { index: 0, message: { role: 'assistant', content, refusal: null }, logprobs: null, finish_reason: 'stop' },
+    ],
     usage: { prompt_tokens: 1000, completion_tokens: 500, total_tokens: 1500 },
   };
 }
@@ -32,18 +44,32 @@ function appWith(options: ResponseCacheOptions = {}) {
   const app = express();
   app.use(express.json());
   app.use((req, res, next) => {
-    getContext(req, res).identity = { keyId: String(req.headers['x-key'] ?? 'k1'), tenantId: String(req.headers['x-tenant'] ?? 'acme'), scopes: [], authMethod: 'api_key' };
+    getContext(req, res).identity = {
+      keyId: String(req.headers['x-key'] ?? 'k1'),
+      tenantId: String(req.headers['x-tenant'] ?? 'acme'),
+      scopes: [],
+      authMethod: 'api_key',
+    };
     next();
   });
-  const sink = { write: (record: UsageRecord) => void state.records.push(record), flush: async () => undefined, close: async () => undefined };
-  app.post('/v1/chat/completions', meter({ api: 'openai.chat', pricing, sinks: [sink] }), cache.middleware, (req: Request, res: Response) => {
-    state.calls++;
-    if (req.headers['x-fail']) {
-      res.status(500).json({ error: { message: 'upstream broke', type: 'server_error', code: null, param: null } });
-      return;
-    }
-    res.json(chatAnswer(`answer ${state.calls} ${'x'.repeat(Number(req.headers['x-pad'] ?? 0))}`));
-  });
+  const sink = {
+    write: (record: UsageRecord) => void state.records.push(record),
+    flush: async () => undefined,
+    close: async () => undefined,
+  };
+  app.post(
+    '/v1/chat/completions',
+    meter({ api: 'openai.chat', pricing, sinks: [sink] }),
+    cache.middleware,
+    (req: Request, res: Response) => {
+      state.calls++;
+      if (req.headers['x-fail']) {
+        res.status(500).json({ error: { message: 'upstream broke', type: 'server_error', code: null, param: null } });
+        return;
+      }
+      res.json(chatAnswer(`answer ${state.calls} ${'x'.repeat(Number(req.headers['x-pad'] ?? 0))}`));
+    },
+  );
   return { app, state, cache };
 }
 
@@ -63,27 +89,41 @@ describe('createResponseCache', () => {
     expect(state.calls).toBe(1);
     const [first, second] = state.records;
     const full = first!.costNanoUsd;
-    expect(second).toMatchObject({ usageSource: 'cache', costNanoUsd: Math.ceil(full * 0.25), savedNanoUsd: full - Math.ceil(full * 0.25) });
+    expect(second).toMatchObject({
+      usageSource: 'cache',
+      costNanoUsd: Math.ceil(full * 0.25),
+      savedNanoUsd: full - Math.ceil(full * 0.25),
+    });
   });
 
   it('shares answers by the scope it was given', async () => {
     const global = appWith({ scope: 'global' });
     await request(global.app).post('/v1/chat/completions').set('x-tenant', 'acme').send(body);
     await settle();
-    expect((await request(global.app).post('/v1/chat/completions').set('x-tenant', 'globex').send(body)).headers[CACHE_HEADER]).toBe('hit');
+    expect(
+      (await request(global.app).post('/v1/chat/completions').set('x-tenant', 'globex').send(body)).headers[
+        CACHE_HEADER
+      ],
+    ).toBe('hit');
 
     const perKey = appWith({ scope: 'key' });
     await request(perKey.app).post('/v1/chat/completions').set('x-key', 'k1').send(body);
     await settle();
-    expect((await request(perKey.app).post('/v1/chat/completions').set('x-key', 'k2').send(body)).headers[CACHE_HEADER]).toBe('miss');
-    expect((await request(perKey.app).post('/v1/chat/completions').set('x-key', 'k1').send(body)).headers[CACHE_HEADER]).toBe('hit');
+    expect(
+      (await request(perKey.app).post('/v1/chat/completions').set('x-key', 'k2').send(body)).headers[CACHE_HEADER],
+    ).toBe('miss');
+    expect(
+      (await request(perKey.app).post('/v1/chat/completions').set('x-key', 'k1').send(body)).headers[CACHE_HEADER],
+    ).toBe('hit');
   });
 
   it('stores neither a failed answer nor one larger than maxEntryBytes', async () => {
     const { app, state } = appWith({ maxEntryBytes: 2000 });
     expect((await request(app).post('/v1/chat/completions').set('x-fail', '1').send(body)).status).toBe(500);
     await settle();
-    expect((await request(app).post('/v1/chat/completions').set('x-pad', '3000').send(body)).headers[CACHE_HEADER]).toBe('miss');
+    expect(
+      (await request(app).post('/v1/chat/completions').set('x-pad', '3000').send(body)).headers[CACHE_HEADER],
+    ).toBe('miss');
     await settle();
     expect((await request(app).post('/v1/chat/completions').send(body)).headers[CACHE_HEADER]).toBe('miss');
     expect(state.calls).toBe(3);
@@ -98,16 +138,21 @@ describe('createResponseCache', () => {
       next();
     });
     let calls = 0;
-    app.post('/v1/chat/completions', meter({ api: 'openai.chat', pricing }), cache.middleware, (_req: Request, res: Response) => {
-      calls++;
-      const whole = Buffer.from(JSON.stringify(chatAnswer('naïve café, 世界')));
-      const split = whole.indexOf(Buffer.from('世')) + 1;
-      res.setHeader('content-type', 'application/json');
-      res.write(whole.subarray(0, 20).toString('latin1'), 'latin1');
-      res.write(whole.subarray(20, split).toString('utf8').slice(0, -1));
-      res.write(whole.subarray(whole.indexOf(Buffer.from('世')), split));
-      res.end(whole.subarray(split));
-    });
+    app.post(
+      '/v1/chat/completions',
+      meter({ api: 'openai.chat', pricing }),
+      cache.middleware,
+      (_req: Request, res: Response) => {
+        calls++;
+        const whole = Buffer.from(JSON.stringify(chatAnswer('naïve café, 世界')));
+        const split = whole.indexOf(Buffer.from('世')) + 1;
+        res.setHeader('content-type', 'application/json');
+        res.write(whole.subarray(0, 20).toString('latin1'), 'latin1');
+        res.write(whole.subarray(20, split).toString('utf8').slice(0, -1));
+        res.write(whole.subarray(whole.indexOf(Buffer.from('世')), split));
+        res.end(whole.subarray(split));
+      },
+    );
     const miss = await request(app).post('/v1/chat/completions').send(body);
     expect(miss.headers[CACHE_HEADER]).toBe('miss');
     await settle();
@@ -120,8 +165,15 @@ describe('createResponseCache', () => {
 
   it('serves a miss when the store fails, and says so once', async () => {
     const failures: string[] = [];
-    const broken: CacheStore = { kind: 'broken', get: () => Promise.reject(new Error('down')), set: () => Promise.reject(new Error('down')) };
-    const { app, state } = appWith({ store: broken, onStoreError: (_error, operation) => void failures.push(operation) });
+    const broken: CacheStore = {
+      kind: 'broken',
+      get: () => Promise.reject(new Error('down')),
+      set: () => Promise.reject(new Error('down')),
+    };
+    const { app, state } = appWith({
+      store: broken,
+      onStoreError: (_error, operation) => void failures.push(operation),
+    });
     const response = await request(app).post('/v1/chat/completions').send(body);
     expect(response.status).toBe(200);
     expect(response.headers[CACHE_HEADER]).toBe('miss');
@@ -145,15 +197,22 @@ describe('createResponseCache', () => {
     const cache = createResponseCache();
     const app = express();
     app.use(express.json());
-    app.post('/v1/chat/completions', meter({ api: 'openai.chat', pricing }), cache.lookup, (req: Request, _res: Response, next) => {
-      // What budgetGuard's clamp does when a budget can pay for less than the whole cap.
-      if (req.headers['x-clamp']) req.tollgate.limitOutput(550);
-      next();
-    }, cache.answer, (req: Request, res: Response) => {
-      state.calls++;
-      state.sent.push(structuredClone(req.tollgate.call!.body));
-      res.json(chatAnswer('short answer'));
-    });
+    app.post(
+      '/v1/chat/completions',
+      meter({ api: 'openai.chat', pricing }),
+      cache.lookup,
+      (req: Request, _res: Response, next) => {
+        // What budgetGuard's clamp does when a budget can pay for less than the whole cap.
+        if (req.headers['x-clamp']) req.tollgate.limitOutput(550);
+        next();
+      },
+      cache.answer,
+      (req: Request, res: Response) => {
+        state.calls++;
+        state.sent.push(structuredClone(req.tollgate.call!.body));
+        res.json(chatAnswer('short answer'));
+      },
+    );
     const identity = (req: Request, res: Response, next: () => void) => {
       getContext(req, res).identity = { keyId: 'k1', tenantId: 'acme', scopes: [], authMethod: 'api_key' };
       next();
@@ -168,9 +227,15 @@ describe('createResponseCache', () => {
     // The request as it was sent (cap 550, in every cap field the API reads) is.
     const [clamped, whole] = state.sent as Record<string, unknown>[];
     expect(clamped!.max_tokens).toBe(550);
-    expect(await cache.store.get(cacheKey('tenant:acme', 'openai.chat', 'gpt-4o-mini', clamped))).toContain('short answer');
-    expect(await cache.store.get(cacheKey('tenant:acme', 'openai.chat', 'gpt-4o-mini', whole))).toContain('short answer');
-    expect(cacheKey('tenant:acme', 'openai.chat', 'gpt-4o-mini', clamped)).not.toBe(cacheKey('tenant:acme', 'openai.chat', 'gpt-4o-mini', whole));
+    expect(await cache.store.get(cacheKey('tenant:acme', 'openai.chat', 'gpt-4o-mini', clamped))).toContain(
+      'short answer',
+    );
+    expect(await cache.store.get(cacheKey('tenant:acme', 'openai.chat', 'gpt-4o-mini', whole))).toContain(
+      'short answer',
+    );
+    expect(cacheKey('tenant:acme', 'openai.chat', 'gpt-4o-mini', clamped)).not.toBe(
+      cacheKey('tenant:acme', 'openai.chat', 'gpt-4o-mini', whole),
+    );
   });
 
   it('runs the hit limits for an answer the memory store already holds, and the miss limits otherwise', async () => {
@@ -179,7 +244,10 @@ describe('createResponseCache', () => {
     const refuseUnlessAllowed = (req: Request, res: Response, next: () => void) => {
       seen.push('miss limits');
       if (req.headers['x-allow']) next();
-      else res.status(429).json({ error: { message: 'budget spent', type: 'insufficient_quota', code: 'insufficient_quota', param: null } });
+      else
+        res.status(429).json({
+          error: { message: 'budget spent', type: 'insufficient_quota', code: 'insufficient_quota', param: null },
+        });
     };
     const app = express();
     app.use(express.json());
@@ -187,19 +255,32 @@ describe('createResponseCache', () => {
       getContext(req, res).identity = { keyId: 'k1', tenantId: 'acme', scopes: [], authMethod: 'api_key' };
       next();
     });
-    app.post('/v1/chat/completions', meter({ api: 'openai.chat', pricing }), cache.lookup, cache.chooseLimits({
-      hit: (_req, _res, next) => {
-        seen.push('hit limits');
-        next();
-      },
-      miss: refuseUnlessAllowed,
-    }), cache.answer, (_req: Request, res: Response) => void res.json(chatAnswer('fresh')));
+    app.post(
+      '/v1/chat/completions',
+      meter({ api: 'openai.chat', pricing }),
+      cache.lookup,
+      cache.chooseLimits({
+        hit: (_req, _res, next) => {
+          seen.push('hit limits');
+          next();
+        },
+        miss: refuseUnlessAllowed,
+      }),
+      cache.answer,
+      (_req: Request, res: Response) => void res.json(chatAnswer('fresh')),
+    );
     expect((await request(app).post('/v1/chat/completions').set('x-allow', '1').send(body)).status).toBe(200);
     await settle();
     // The budget would refuse now; a hit reserves none of it.
     const hit = await request(app).post('/v1/chat/completions').send(body);
     expect([hit.status, hit.headers[CACHE_HEADER]]).toEqual([200, 'hit']);
-    expect((await request(app).post('/v1/chat/completions').send({ ...body, max_tokens: 7 })).status).toBe(429);
+    expect(
+      (
+        await request(app)
+          .post('/v1/chat/completions')
+          .send({ ...body, max_tokens: 7 })
+      ).status,
+    ).toBe(429);
     expect(seen).toEqual(['miss limits', 'hit limits', 'miss limits']);
   });
 
@@ -207,7 +288,11 @@ describe('createResponseCache', () => {
     const cache = createResponseCache();
     const records: UsageRecord[] = [];
     const estimated: boolean[] = [];
-    const sink = { write: (record: UsageRecord) => void records.push(record), flush: async () => undefined, close: async () => undefined };
+    const sink = {
+      write: (record: UsageRecord) => void records.push(record),
+      flush: async () => undefined,
+      close: async () => undefined,
+    };
     let calls = 0;
     const app = express();
     app.use(express.json());
@@ -215,11 +300,23 @@ describe('createResponseCache', () => {
       getContext(req, res).identity = { keyId: 'k1', tenantId: 'acme', scopes: [], authMethod: 'api_key' };
       next();
     });
-    app.post('/v1/chat/completions', providerCall('openai.chat'), cache.lookupBeforeEstimate, meter({ pricing, sinks: [sink] }), (req: Request, res: Response, next: () => void) => {
-      estimated.push(req.tollgate.estimate !== undefined);
-      if (req.headers['x-refuse']) res.status(429).json({ error: { message: 'too many requests', type: 'rate_limit_error', code: 'rate_limited', param: null } });
-      else next();
-    }, cache.lookup, cache.answer, (_req: Request, res: Response) => void res.json(chatAnswer(`fresh ${++calls}`)));
+    app.post(
+      '/v1/chat/completions',
+      providerCall('openai.chat'),
+      cache.lookupBeforeEstimate,
+      meter({ pricing, sinks: [sink] }),
+      (req: Request, res: Response, next: () => void) => {
+        estimated.push(req.tollgate.estimate !== undefined);
+        if (req.headers['x-refuse'])
+          res.status(429).json({
+            error: { message: 'too many requests', type: 'rate_limit_error', code: 'rate_limited', param: null },
+          });
+        else next();
+      },
+      cache.lookup,
+      cache.answer,
+      (_req: Request, res: Response) => void res.json(chatAnswer(`fresh ${++calls}`)),
+    );
     const miss = await request(app).post('/v1/chat/completions').send(body);
     expect(miss.headers[CACHE_HEADER]).toBe('miss');
     await settle();
@@ -232,7 +329,14 @@ describe('createResponseCache', () => {
     expect(estimated).toEqual([true, false, false]);
     const [first, second, refused] = records;
     expect(first).toMatchObject({ usageSource: 'provider', inputTokens: 1000, outputTokens: 500 });
-    expect(second).toMatchObject({ usageSource: 'cache', inputTokens: 1000, outputTokens: 500, costNanoUsd: 0, savedNanoUsd: first!.costNanoUsd, model: 'gpt-4o-mini' });
+    expect(second).toMatchObject({
+      usageSource: 'cache',
+      inputTokens: 1000,
+      outputTokens: 500,
+      costNanoUsd: 0,
+      savedNanoUsd: first!.costNanoUsd,
+      model: 'gpt-4o-mini',
+    });
     expect(first!.costNanoUsd).toBeGreaterThan(0);
     expect(refused!.status).toBe(429);
     expect(refused!.usageSource).not.toBe('cache');
@@ -241,7 +345,11 @@ describe('createResponseCache', () => {
 
   it('keeps each answer as long as ttl(req) says, the default when it says nothing', async () => {
     const lifetimes: number[] = [];
-    const store: CacheStore = { kind: 'recording', get: () => undefined, set: (_key, _value, ttlMs) => void lifetimes.push(ttlMs) };
+    const store: CacheStore = {
+      kind: 'recording',
+      get: () => undefined,
+      set: (_key, _value, ttlMs) => void lifetimes.push(ttlMs),
+    };
     const { app } = appWith({ store, ttl: (req) => (req.headers['x-key'] === 'long' ? '1h' : undefined) });
     await request(app).post('/v1/chat/completions').set('x-key', 'long').send(body);
     await request(app).post('/v1/chat/completions').set('x-key', 'short').send(body);
@@ -250,7 +358,9 @@ describe('createResponseCache', () => {
   });
 
   it('rejects bad options with their name', () => {
-    expect(() => createResponseCache({ scope: 'tenants' as never })).toThrow(/scope must be one of tenant, key, global/);
+    expect(() => createResponseCache({ scope: 'tenants' as never })).toThrow(
+      /scope must be one of tenant, key, global/,
+    );
     expect(() => createResponseCache({ costFraction: 2 })).toThrow(/costFraction/);
     expect(() => createResponseCache({ ttl: 'soon' })).toThrow(/ttl/);
     expect(() => createResponseCache({ maxEntryBytes: 0 })).toThrow(/maxEntryBytes/);

@@ -10,7 +10,13 @@ const upstream = process.env.OPENAI_BASE_URL ?? 'https://api.openai.com/v1';
 
 // A key to try it with (keys are managed with @tollgate/auth: see its README).
 const key = generateApiKey();
-await stores.keys.put({ id: 'try-me', sha256: hashApiKey(key), tenantId: 'acme', scopes: [], createdAt: new Date().toISOString() });
+await stores.keys.put({
+  id: 'try-me',
+  sha256: hashApiKey(key),
+  tenantId: 'acme',
+  scopes: [],
+  createdAt: new Date().toISOString(),
+});
 
 async function callProvider(req: Request, res: Response, next: NextFunction) {
   try {
@@ -19,7 +25,10 @@ async function callProvider(req: Request, res: Response, next: NextFunction) {
       headers: { authorization: `Bearer ${process.env.OPENAI_API_KEY}`, 'content-type': 'application/json' },
       body: JSON.stringify(req.body),
     });
-    res.status(answer.status).type('application/json').send(await answer.text());
+    res
+      .status(answer.status)
+      .type('application/json')
+      .send(await answer.text());
   } catch (error) {
     next(error);
   }
@@ -31,20 +40,24 @@ app.use(express.json());
 app.use((req, res, next) => {
   // Later, when the response closes: who refused it, if anyone.
   res.on('close', () => {
-    const { layer, code } = req.tollgate.refusal ?? {};   // 'concurrency', 'rate_limit_exceeded'
+    const { layer, code } = req.tollgate.refusal ?? {}; // 'concurrency', 'rate_limit_exceeded'
     if (layer) console.log(`refused by ${layer} (${code}): ${req.method} ${req.path}`);
   });
   next();
 });
-app.post('/v1/chat/completions',
+app.post(
+  '/v1/chat/completions',
   apiKeyAuth({ keys: stores.keys }),
   concurrencyLimit({ stores, limit: 1, renderError: refusalRenderer('concurrency') }),
-  callProvider);
+  callProvider,
+);
 app.use(apiErrorHandler({ otherErrors: (error) => console.error(error) }));
 
 const server = app.listen(Number(process.env.PORT ?? 3000));
 server.once('listening', () => {
   const address = server.address();
-  console.log(`listening on http://127.0.0.1:${typeof address === 'object' && address ? address.port : ''}; try the key ${key}`);
+  console.log(
+    `listening on http://127.0.0.1:${typeof address === 'object' && address ? address.port : ''}; try the key ${key}`,
+  );
 });
 process.on('SIGTERM', () => server.close(() => void stores.close()));

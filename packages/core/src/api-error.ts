@@ -164,7 +164,12 @@ export interface Refusal {
  * error's own). `renderApiError` does it; a renderer of your own that writes the answer itself
  * should call it too, so that logs and metrics see the refusal.
  */
-export function noteRefusal(req: IncomingMessage, res: ServerResponse, error: ApiError, layer: RefusalLayer = error.layer): void {
+export function noteRefusal(
+  req: IncomingMessage,
+  res: ServerResponse,
+  error: ApiError,
+  layer: RefusalLayer = error.layer,
+): void {
   const refusal: Refusal = { layer, code: error.code, status: error.status, message: error.message };
   if (error.cause !== undefined) refusal.cause = error.cause;
   getContext(req, res).refusal = refusal;
@@ -192,7 +197,8 @@ export const renderApiError: ErrorRenderer = (error, req, res) => {
   }
   for (const [name, value] of Object.entries(error.headers)) res.setHeader(name, String(value));
   // Spent money does not come back by retrying; a refusal that says otherwise sets the header itself.
-  if (error.code === 'insufficient_quota' && error.headers['x-should-retry'] === undefined) res.setHeader('x-should-retry', 'false');
+  if (error.code === 'insufficient_quota' && error.headers['x-should-retry'] === undefined)
+    res.setHeader('x-should-retry', 'false');
   const body = JSON.stringify(error.toJSON());
   res.statusCode = error.status;
   res.setHeader('content-type', 'application/json; charset=utf-8');
@@ -255,7 +261,12 @@ export interface ApiErrorHandlerOptions {
 export function apiErrorHandler(options: ApiErrorHandlerOptions = {}) {
   const render = options.renderError ?? renderApiError;
   const otherErrors = options.otherErrors ?? 'next';
-  return function tollgateErrorHandler(error: unknown, req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void): void {
+  return function tollgateErrorHandler(
+    error: unknown,
+    req: IncomingMessage,
+    res: ServerResponse,
+    next: (err?: unknown) => void,
+  ): void {
     const clientError = toClientError(error);
     if (clientError) render(clientError, req, res);
     else if (otherErrors === 'next' || res.headersSent) next(error);

@@ -1,7 +1,22 @@
 // Block stores: a hot limit or budget is taken from the shared store (Redis) a block at a time and handed out in-process.
 import { LeaseExhaustedError } from './leased-stores.js';
 import { assertReserveNumbers, assertStoreAmount, assertStoreNumber } from './store-input.js';
-import type { FixedWindowAtOnce, FixedWindowCounter, LedgerAtOnce, LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, ScopeBalance, ScopeUsage, SettleResult, TollgateStores, WindowCounter, WindowCounterAtOnce, WindowResult } from './stores.js';
+import type {
+  FixedWindowAtOnce,
+  FixedWindowCounter,
+  LedgerAtOnce,
+  LedgerScope,
+  ReservationLedger,
+  ReserveRequest,
+  ReserveResult,
+  ScopeBalance,
+  ScopeUsage,
+  SettleResult,
+  TollgateStores,
+  WindowCounter,
+  WindowCounterAtOnce,
+  WindowResult,
+} from './stores.js';
 
 export interface BlockOptions {
   /**
@@ -120,15 +135,27 @@ const SAME_WINDOW_SLACK_MS = 1_000;
 /** A fixed window's unused hits go back only while it still runs this long: never into the window after it. */
 const GIVE_BACK_MARGIN_MS = 100;
 
-function assertOptions(options: BlockOptions): { share: number; size: 'demand' | 'share'; maxAgeMs: number; hotAfter: number; clock: () => number } {
+function assertOptions(options: BlockOptions): {
+  share: number;
+  size: 'demand' | 'share';
+  maxAgeMs: number;
+  hotAfter: number;
+  clock: () => number;
+} {
   const share = options.share ?? 0.05;
-  if (typeof share !== 'number' || !(share > 0 && share <= 1)) throw new TypeError(`blockStores: share must be a number in (0, 1]; got ${String(options.share)}`);
+  if (typeof share !== 'number' || !(share > 0 && share <= 1))
+    throw new TypeError(`blockStores: share must be a number in (0, 1]; got ${String(options.share)}`);
   const size = options.size ?? 'demand';
-  if (size !== 'demand' && size !== 'share') throw new TypeError(`blockStores: size must be 'demand' or 'share'; got ${String(options.size)}`);
+  if (size !== 'demand' && size !== 'share')
+    throw new TypeError(`blockStores: size must be 'demand' or 'share'; got ${String(options.size)}`);
   const maxAgeMs = options.maxAgeMs ?? 10_000;
-  if (typeof maxAgeMs !== 'number' || !(maxAgeMs > 0) || !Number.isFinite(maxAgeMs)) throw new TypeError(`blockStores: maxAgeMs must be a positive number of ms; got ${String(options.maxAgeMs)}`);
+  if (typeof maxAgeMs !== 'number' || !(maxAgeMs > 0) || !Number.isFinite(maxAgeMs))
+    throw new TypeError(`blockStores: maxAgeMs must be a positive number of ms; got ${String(options.maxAgeMs)}`);
   const hotAfter = options.hotAfter ?? 2;
-  if (typeof hotAfter !== 'number' || !Number.isSafeInteger(hotAfter) || hotAfter < 1) throw new TypeError(`blockStores: hotAfter must be a whole number of requests >= 1; got ${String(options.hotAfter)}`);
+  if (typeof hotAfter !== 'number' || !Number.isSafeInteger(hotAfter) || hotAfter < 1)
+    throw new TypeError(
+      `blockStores: hotAfter must be a whole number of requests >= 1; got ${String(options.hotAfter)}`,
+    );
   return { share, size, maxAgeMs, hotAfter, clock: options.clock ?? Date.now };
 }
 
@@ -208,9 +235,14 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
   /** Give-backs and block settles under way: retireAll waits for them. */
   const sending = new Set<Promise<unknown>>();
   const send = (call: Promise<unknown>): void => {
-    const tracked = call.then(() => undefined, (error: unknown) => {
-      process.emitWarning(`tollgate blockStores: a block could not be given back (${error instanceof Error ? error.message : String(error)}); the store counts it until its window or reservation ends`);
-    });
+    const tracked = call.then(
+      () => undefined,
+      (error: unknown) => {
+        process.emitWarning(
+          `tollgate blockStores: a block could not be given back (${error instanceof Error ? error.message : String(error)}); the store counts it until its window or reservation ends`,
+        );
+      },
+    );
     sending.add(tracked);
     void tracked.finally(() => sending.delete(tracked));
   };
@@ -235,7 +267,13 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
     block.retired = true;
     const delta = block.used - block.size;
     if (delta === 0) return;
-    send(stores.counter.adjust(block.key, delta, { windowMs: block.windowMs, windowStart: block.windowStart, ...(block.slot === undefined ? {} : { slot: block.slot }) }));
+    send(
+      stores.counter.adjust(block.key, delta, {
+        windowMs: block.windowMs,
+        windowStart: block.windowStart,
+        ...(block.slot === undefined ? {} : { slot: block.slot }),
+      }),
+    );
   }
   /**
    * A block past its age whose subject is still asked for: its size brought to the demand now in one store call (the
@@ -251,7 +289,11 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
     }
     const size = blockSize(Math.floor(share * block.limit), block.units, recent);
     const delta = block.used + size - block.size;
-    const opts = { windowMs: block.windowMs, windowStart: block.windowStart, ...(block.slot === undefined ? {} : { slot: block.slot }) };
+    const opts = {
+      windowMs: block.windowMs,
+      windowStart: block.windowStart,
+      ...(block.slot === undefined ? {} : { slot: block.slot }),
+    };
     if (delta <= 0) {
       // Smaller (or the same): what it no longer needs goes back now; nothing to wait for.
       block.size += delta;
@@ -261,28 +303,39 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
       return;
     }
     block.renewing = true;
-    const renewal = stores.counter.consume(block.key, delta, { limit: block.limit, windowMs: block.windowMs, ...(block.slot === undefined ? {} : { slot: block.slot }) }).then(
-      (taken) => {
-        block.renewing = false;
-        if (taken.allowed && taken.windowStart === block.windowStart && counterBlocks.get(id) === block) {
-          block.size += delta;
-          block.remaining = taken.remaining;
-          block.resetAt = taken.resetAt;
-          block.bornAt = clock();
-          return;
-        }
-        // Counted in another window (this one ended meanwhile), or retired meanwhile: what it took goes back.
-        if (taken.allowed) send(stores.counter.adjust(block.key, -delta, { ...opts, windowStart: taken.windowStart }));
-        retireCounter(id, block);
-      },
-      () => {
-        block.renewing = false;
-        retireCounter(id, block);
-      },
-    );
+    const renewal = stores.counter
+      .consume(block.key, delta, {
+        limit: block.limit,
+        windowMs: block.windowMs,
+        ...(block.slot === undefined ? {} : { slot: block.slot }),
+      })
+      .then(
+        (taken) => {
+          block.renewing = false;
+          if (taken.allowed && taken.windowStart === block.windowStart && counterBlocks.get(id) === block) {
+            block.size += delta;
+            block.remaining = taken.remaining;
+            block.resetAt = taken.resetAt;
+            block.bornAt = clock();
+            return;
+          }
+          // Counted in another window (this one ended meanwhile), or retired meanwhile: what it took goes back.
+          if (taken.allowed)
+            send(stores.counter.adjust(block.key, -delta, { ...opts, windowStart: taken.windowStart }));
+          retireCounter(id, block);
+        },
+        () => {
+          block.renewing = false;
+          retireCounter(id, block);
+        },
+      );
     send(renewal);
   }
-  async function consumeInBlocks(key: string, units: number, opts: { limit: number; windowMs: number; slot?: string }): Promise<WindowResult> {
+  async function consumeInBlocks(
+    key: string,
+    units: number,
+    opts: { limit: number; windowMs: number; slot?: string },
+  ): Promise<WindowResult> {
     const id = counterIdOf(key, opts.windowMs);
     const recent = note(id, clock());
     for (let attempt = 0; ; attempt++) {
@@ -301,7 +354,8 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
         retireCounter(id, block);
       }
       const cap = Math.floor(share * opts.limit);
-      if (attempt > 0 || cap < units * LEAST_REQUESTS_PER_BLOCK || (counterDirect.get(id) ?? 0) > now || !hot(recent)) return stores.counter.consume(key, units, opts);
+      if (attempt > 0 || cap < units * LEAST_REQUESTS_PER_BLOCK || (counterDirect.get(id) ?? 0) > now || !hot(recent))
+        return stores.counter.consume(key, units, opts);
       const size = blockSize(cap, units, recent);
       const taking = counterTaking.get(id);
       if (taking) {
@@ -309,7 +363,10 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
         continue;
       }
       const take = stores.counter.consume(key, size, opts);
-      counterTaking.set(id, take.catch(() => undefined));
+      counterTaking.set(
+        id,
+        take.catch(() => undefined),
+      );
       let taken: WindowResult;
       try {
         taken = await take;
@@ -322,8 +379,19 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
       }
       counterDirect.delete(id);
       const opened: CounterBlock = {
-        key, limit: opts.limit, windowMs: opts.windowMs, windowStart: taken.windowStart, slot: opts.slot, size, used: units,
-        remaining: taken.remaining, resetAt: taken.resetAt, bornAt: clock(), units, renewing: false, retired: false,
+        key,
+        limit: opts.limit,
+        windowMs: opts.windowMs,
+        windowStart: taken.windowStart,
+        slot: opts.slot,
+        size,
+        used: units,
+        remaining: taken.remaining,
+        resetAt: taken.resetAt,
+        bornAt: clock(),
+        units,
+        renewing: false,
+        retired: false,
       };
       counterBlocks.set(id, opened);
       return counterResult(opened);
@@ -376,7 +444,8 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
     if (block.retired) return;
     block.retired = true;
     const unused = block.size - block.used;
-    if (unused > 0 && block.resetAt - clock() > GIVE_BACK_MARGIN_MS) send(inner!.giveBackBy!(key, unused, GIVE_BACK_MARGIN_MS));
+    if (unused > 0 && block.resetAt - clock() > GIVE_BACK_MARGIN_MS)
+      send(inner!.giveBackBy!(key, unused, GIVE_BACK_MARGIN_MS));
   }
   /** As renewCounter, for a request window's block: the difference hit, or given back, in one store call. */
   function renewFixed(key: string, block: FixedBlock, windowMs: number, now: number): void {
@@ -399,7 +468,8 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
         block.renewing = false;
         // The same window: its end as this answer tells it, a few ms off from the block's (the store's TTL added to
         // this clock); a window opened since would end about a window later.
-        const sameWindow = Math.abs(taken.resetAt - block.resetAt) <= Math.min(SAME_WINDOW_SLACK_MS, block.windowMs / 4);
+        const sameWindow =
+          Math.abs(taken.resetAt - block.resetAt) <= Math.min(SAME_WINDOW_SLACK_MS, block.windowMs / 4);
         if (taken.hits <= block.limit && sameWindow && fixedBlocks.get(key) === block) {
           block.size += delta;
           block.base = taken.hits - block.size;
@@ -431,7 +501,8 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
         retireFixed(key, block);
       }
       const cap = Math.floor(share * limit);
-      if (attempt > 0 || cap < LEAST_REQUESTS_PER_BLOCK || (fixedDirect.get(key) ?? 0) > now || !hot(recent)) return inner!.hit(key, windowMs);
+      if (attempt > 0 || cap < LEAST_REQUESTS_PER_BLOCK || (fixedDirect.get(key) ?? 0) > now || !hot(recent))
+        return inner!.hit(key, windowMs);
       const size = blockSize(cap, 1, recent);
       const taking = fixedTaking.get(key);
       if (taking) {
@@ -439,7 +510,10 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
         continue;
       }
       const take = inner!.hitBy!(key, windowMs, size);
-      fixedTaking.set(key, take.catch(() => undefined));
+      fixedTaking.set(
+        key,
+        take.catch(() => undefined),
+      );
       let taken: { hits: number; resetAt: number };
       try {
         taken = await take;
@@ -455,7 +529,17 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
         continue;
       }
       fixedDirect.delete(key);
-      const opened: FixedBlock = { limit, windowMs, base: taken.hits - size, size, used: 1, resetAt: taken.resetAt, bornAt: clock(), renewing: false, retired: false };
+      const opened: FixedBlock = {
+        limit,
+        windowMs,
+        base: taken.hits - size,
+        size,
+        used: 1,
+        resetAt: taken.resetAt,
+        bornAt: clock(),
+        renewing: false,
+        retired: false,
+      };
       fixedBlocks.set(key, opened);
       return { hits: opened.base + 1, resetAt: opened.resetAt };
     }
@@ -510,7 +594,11 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
     if (block.live === 0) settleBlock(block);
   }
   const fits = (block: LedgerBlock | undefined, request: ReserveRequest, now: number): block is LedgerBlock =>
-    block !== undefined && !block.retired && now - block.bornAt < maxAgeMs && request.ttlMs <= block.ttlMs && block.amount - block.used >= request.amount;
+    block !== undefined &&
+    !block.retired &&
+    now - block.bornAt < maxAgeMs &&
+    request.ttlMs <= block.ttlMs &&
+    block.amount - block.used >= request.amount;
   /** The open block of every scope of `request` when each has room for it now; undefined otherwise. */
   function blocksFor(request: ReserveRequest, now: number): LedgerBlock[] | undefined {
     const { scopes } = request;
@@ -535,7 +623,12 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
     return { ok: true, id: request.id, amount: request.amount, scopes: balances };
   }
   /** Opens a block of one scope, or marks it counted per request for a while when it cannot (too near its limit, a lease's slice too small). */
-  async function openBlock(scope: LedgerScope, signature: string, request: ReserveRequest, size: number): Promise<void> {
+  async function openBlock(
+    scope: LedgerScope,
+    signature: string,
+    request: ReserveRequest,
+    size: number,
+  ): Promise<void> {
     const taking = ledgerTaking.get(signature);
     if (taking) {
       await taking;
@@ -543,7 +636,10 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
     }
     const id = `${blockIdPrefix}${(++blockCount).toString(36)}`;
     const take = stores.ledger.reserve({ id, amount: size, scopes: [scope], ttlMs: request.ttlMs + maxAgeMs });
-    ledgerTaking.set(signature, take.catch(() => undefined));
+    ledgerTaking.set(
+      signature,
+      take.catch(() => undefined),
+    );
     let taken: ReserveResult | undefined;
     try {
       taken = await take;
@@ -560,7 +656,18 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
     }
     ledgerDirect.delete(signature);
     const balance = taken.scopes?.[0] ?? { key: scope.key, limit: scope.limit, spent: 0, reserved: taken.amount };
-    const opened: LedgerBlock = { id, signature, amount: taken.amount, used: 0, spent: 0, live: 0, retired: false, bornAt: clock(), ttlMs: request.ttlMs, balance };
+    const opened: LedgerBlock = {
+      id,
+      signature,
+      amount: taken.amount,
+      used: 0,
+      spent: 0,
+      live: 0,
+      retired: false,
+      bornAt: clock(),
+      ttlMs: request.ttlMs,
+      balance,
+    };
     const before = ledgerBlocks.get(signature);
     if (before) retireLedger(before);
     ledgerBlocks.set(signature, opened);
@@ -604,8 +711,12 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
         }
         direct++;
         const cap = Math.floor(share * scope.limit);
-        const blockable = attempt === 0 && cap >= request.amount * LEAST_REQUESTS_PER_BLOCK && !((ledgerDirect.get(signature) ?? 0) > now);
-        if (blockable && hot(recent[i]!)) opening.push(openBlock(scope, signature, request, blockSize(cap, request.amount, recent[i]!)));
+        const blockable =
+          attempt === 0 &&
+          cap >= request.amount * LEAST_REQUESTS_PER_BLOCK &&
+          !((ledgerDirect.get(signature) ?? 0) > now);
+        if (blockable && hot(recent[i]!))
+          opening.push(openBlock(scope, signature, request, blockSize(cap, request.amount, recent[i]!)));
       }
       if (opening.length > 0) {
         await Promise.all(opening);
@@ -630,12 +741,26 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
       // The store may have clamped its part (`minAmount`): the blocks' parts hold the same, no more.
       const granted = stored?.ok ? stored.amount : request.amount;
       if (granted < request.amount) for (const block of parts) if (block) block.used -= request.amount - granted;
-      grants.set(request.id, { blocks: parts, direct: direct > 0, amount: granted, expiresAt: clock() + request.ttlMs });
-      return { ok: true, id: request.id, amount: granted, scopes: balancesOf(parts, scopes, stored?.ok ? stored.scopes : undefined) };
+      grants.set(request.id, {
+        blocks: parts,
+        direct: direct > 0,
+        amount: granted,
+        expiresAt: clock() + request.ttlMs,
+      });
+      return {
+        ok: true,
+        id: request.id,
+        amount: granted,
+        scopes: balancesOf(parts, scopes, stored?.ok ? stored.scopes : undefined),
+      };
     }
   }
   /** Each scope's balance in request order: its block's, or the store's for a scope reserved there. */
-  function balancesOf(parts: readonly (LedgerBlock | undefined)[], scopes: readonly LedgerScope[], stored: readonly ScopeUsage[] | undefined): ScopeBalance[] {
+  function balancesOf(
+    parts: readonly (LedgerBlock | undefined)[],
+    scopes: readonly LedgerScope[],
+    stored: readonly ScopeUsage[] | undefined,
+  ): ScopeBalance[] {
     const balances = new Array<ScopeBalance>(parts.length);
     let j = 0;
     for (let i = 0; i < parts.length; i++) {
@@ -725,7 +850,9 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
     usage: (scopes) => stores.ledger.usage(scopes),
     adjustSpent: (scope, delta, expiresAt) => stores.ledger.adjustSpent(scope, delta, expiresAt),
     resetScope: (scope) => stores.ledger.resetScope(scope),
-    ...(stores.ledger.restoreSpent ? { restoreSpent: (scope, spent, expiresAt) => stores.ledger.restoreSpent!(scope, spent, expiresAt) } : {}),
+    ...(stores.ledger.restoreSpent
+      ? { restoreSpent: (scope, spent, expiresAt) => stores.ledger.restoreSpent!(scope, spent, expiresAt) }
+      : {}),
   };
 
   /** Blocks past their age give back; a grant never settled by its ttl is charged its amount, as the store would. */
@@ -744,7 +871,8 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
     // The store charges its own part of an expired grant, as any reservation nobody settled.
     for (const [id, grant] of grants) if (grant.expiresAt <= now) settleBlocks(id, grant, grant.amount);
     for (const [id, seen] of heat) if (now - seen.start >= 2 * maxAgeMs) heat.delete(id);
-    for (const direct of [counterDirect, fixedDirect, ledgerDirect]) for (const [key, until] of direct) if (until <= now) direct.delete(key);
+    for (const direct of [counterDirect, fixedDirect, ledgerDirect])
+      for (const [key, until] of direct) if (until <= now) direct.delete(key);
   }
   // At least every second, so a block a subject stopped using goes back soon after its age.
   const timer = setInterval(sweep, Math.min(maxAgeMs, 1_000));

@@ -3,11 +3,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { TollgateError } from './errors.js';
 
 /** A middleware in the Express shape: `(req, res, next)`; it may return a promise, as Express 5 allows. */
-export type ChainedMiddleware<Req extends IncomingMessage = IncomingMessage, Res extends ServerResponse = ServerResponse> = (
-  req: Req,
-  res: Res,
-  next: (error?: unknown) => void,
-) => unknown;
+export type ChainedMiddleware<
+  Req extends IncomingMessage = IncomingMessage,
+  Res extends ServerResponse = ServerResponse,
+> = (req: Req, res: Res, next: (error?: unknown) => void) => unknown;
 
 /**
  * Runs `middlewares` in order as one middleware: `app.use(chain(apiKeyAuth(...), meter(...),
@@ -22,10 +21,16 @@ export function chain<Req extends IncomingMessage = IncomingMessage, Res extends
 ): (req: Req, res: Res, next: (error?: unknown) => void) => void {
   middlewares.forEach((middleware, index) => {
     if (typeof middleware !== 'function') {
-      throw new TollgateError('ERR_TG_CORE_INVALID_CHAIN', `chain() takes middlewares; argument ${index + 1} is ${middleware === null ? 'null' : typeof middleware}`);
+      throw new TollgateError(
+        'ERR_TG_CORE_INVALID_CHAIN',
+        `chain() takes middlewares; argument ${index + 1} is ${middleware === null ? 'null' : typeof middleware}`,
+      );
     }
     if (middleware.length >= 4) {
-      throw new TollgateError('ERR_TG_CORE_INVALID_CHAIN', `chain() argument ${index + 1} (${middleware.name || 'anonymous'}) takes four parameters, an error handler: mount it after the chain`);
+      throw new TollgateError(
+        'ERR_TG_CORE_INVALID_CHAIN',
+        `chain() argument ${index + 1} (${middleware.name || 'anonymous'}) takes four parameters, an error handler: mount it after the chain`,
+      );
     }
   });
   const pieces = middlewares.slice();
@@ -47,7 +52,9 @@ export function chain<Req extends IncomingMessage = IncomingMessage, Res extends
       try {
         const returned = middleware(req, res, step);
         if (returned !== undefined && typeof (returned as PromiseLike<unknown>)?.then === 'function') {
-          (returned as PromiseLike<unknown>).then(undefined, (rejection: unknown) => step(rejection || new Error('a chained middleware rejected without a reason')));
+          (returned as PromiseLike<unknown>).then(undefined, (rejection: unknown) =>
+            step(rejection || new Error('a chained middleware rejected without a reason')),
+          );
         }
       } catch (thrown) {
         step(thrown || new Error('a chained middleware threw without a reason'));

@@ -236,7 +236,9 @@ function runSendingListener(listener: () => void): void {
     listener();
   } catch (error) {
     // Noting the call must not stop it.
-    process.emitWarning(`tollgate: an onSending listener failed: ${error instanceof Error ? error.message : String(error)}`);
+    process.emitWarning(
+      `tollgate: an onSending listener failed: ${error instanceof Error ? error.message : String(error)}`,
+    );
   }
 }
 
@@ -310,7 +312,11 @@ class RequestContext implements TollgateContext {
 
   recordResponse(response: unknown): void {
     const call = this.call;
-    if (!call) throw new TollgateError('ERR_TG_CORE_NO_CALL', 'recordResponse() needs a declared provider call: declare the API (e.g. meter({ api })) on this route');
+    if (!call)
+      throw new TollgateError(
+        'ERR_TG_CORE_NO_CALL',
+        'recordResponse() needs a declared provider call: declare the API (e.g. meter({ api })) on this route',
+      );
     const usage = call.adapter.readUsage(response);
     if (usage) this.recordUsage(usage);
   }
@@ -319,7 +325,10 @@ class RequestContext implements TollgateContext {
     const current = this.call;
     if (current) {
       if (current.api === adapter.api) return current;
-      throw new TollgateError('ERR_TG_CORE_CALL_CONFLICT', `this route was declared as ${current.api} and again as ${adapter.api}: declare its API once`);
+      throw new TollgateError(
+        'ERR_TG_CORE_CALL_CONFLICT',
+        `this route was declared as ${current.api} and again as ${adapter.api}: declare its API once`,
+      );
     }
     this.call = new ProviderCall(adapter, request);
     this.requestedModel ??= this.call.requestedModel;
@@ -355,7 +364,11 @@ class RequestContext implements TollgateContext {
     if (!estimate) return;
     estimate.model = model;
     estimate.provider = price.provider;
-    estimate.costNanoUsd = maxCostNanoUsd(estimate.inputTokens, estimate.maxOutputTokens * (estimate.outputChoices ?? 1), price);
+    estimate.costNanoUsd = maxCostNanoUsd(
+      estimate.inputTokens,
+      estimate.maxOutputTokens * (estimate.outputChoices ?? 1),
+      price,
+    );
   }
 
   markSending(): void {
@@ -482,7 +495,10 @@ type ContextResponse = ServerResponse & { locals?: Record<symbol, unknown> };
  */
 export function contextOf(res: ServerResponse): TollgateContext | undefined {
   if (res === lastResponse && res !== undefined) return lastContext;
-  return ((res as ContextResponse).locals?.[CONTEXT_SLOT] as TollgateContext | undefined) ?? (res.req as ContextCarrier | undefined)?.tollgate;
+  return (
+    ((res as ContextResponse).locals?.[CONTEXT_SLOT] as TollgateContext | undefined) ??
+    (res.req as ContextCarrier | undefined)?.tollgate
+  );
 }
 
 /**

@@ -14,7 +14,10 @@ export function parseDuration(input: number | string, what = 'duration'): number
     const ms = match ? Number(match[1]) * UNIT_MS[match[2] as keyof typeof UNIT_MS] : 0;
     if (ms > 0) return ms;
   }
-  throw new TollgateError('ERR_TG_CORE_INVALID_DURATION', `${what} must be a positive number of ms or a string like "30s", "1m", "1h", "1d"; got ${JSON.stringify(input)}`);
+  throw new TollgateError(
+    'ERR_TG_CORE_INVALID_DURATION',
+    `${what} must be a positive number of ms or a string like "30s", "1m", "1h", "1d"; got ${JSON.stringify(input)}`,
+  );
 }
 
 export type CalendarPeriod = 'hour' | 'day' | 'month';
@@ -54,6 +57,9 @@ export function periodWindow(period: CalendarPeriod, nowMs: number): PeriodWindo
     case 'month':
       return { period, start: Date.UTC(y, mo, 1), end: Date.UTC(y, mo + 1, 1), suffix: `${y}-${pad(mo + 1)}` };
     default:
-      throw new TollgateError('ERR_TG_CORE_INVALID_PERIOD', `period must be one of ${CALENDAR_PERIODS.join(', ')}; got ${JSON.stringify(period)}`);
+      throw new TollgateError(
+        'ERR_TG_CORE_INVALID_PERIOD',
+        `period must be one of ${CALENDAR_PERIODS.join(', ')}; got ${JSON.stringify(period)}`,
+      );
   }
 }

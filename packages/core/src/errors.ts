@@ -53,12 +53,21 @@ export function closestName(name: string, known: readonly string[]): string | un
  * Rejects option names a factory does not know, with a "did you mean" hint.
  * `code` is the factory's own, e.g. `ERR_TG_RATELIMIT_UNKNOWN_OPTION`.
  */
-export function assertKnownOptions(options: object | undefined, known: readonly string[], code: string, factory: string): void {
+export function assertKnownOptions(
+  options: object | undefined,
+  known: readonly string[],
+  code: string,
+  factory: string,
+): void {
   if (options === undefined || options === null) return;
-  if (typeof options !== 'object') throw new TollgateError(code, `${factory}() takes an options object; got ${typeof options}`);
+  if (typeof options !== 'object')
+    throw new TollgateError(code, `${factory}() takes an options object; got ${typeof options}`);
   for (const name of Object.keys(options)) {
     if (known.includes(name)) continue;
     const hint = closestName(name, known);
-    throw new TollgateError(code, `${factory}() has no option "${name}"${hint ? `; did you mean "${hint}"?` : ''}. Known options: ${known.join(', ')}`);
+    throw new TollgateError(
+      code,
+      `${factory}() has no option "${name}"${hint ? `; did you mean "${hint}"?` : ''}. Known options: ${known.join(', ')}`,
+    );
   }
 }

@@ -1,6 +1,16 @@
 // Leased stores: while the shared store (Redis) does not answer, each process grants a bounded slice of every limit and budget on its own, and no more.
 import { withTimeout } from './timeout.js';
-import type { FixedWindowCounter, LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, SettleResult, TollgateStores, WindowCounter, WindowResult } from './stores.js';
+import type {
+  FixedWindowCounter,
+  LedgerScope,
+  ReservationLedger,
+  ReserveRequest,
+  ReserveResult,
+  SettleResult,
+  TollgateStores,
+  WindowCounter,
+  WindowResult,
+} from './stores.js';
 
 /**
  * What a part of the stores does while the store is out: `lease` answers from its slice;
@@ -101,16 +111,21 @@ const POLICIES: readonly OutagePolicy[] = ['lease', 'failOpen', 'failClosed'];
 
 function policyOf(options: LeaseOptions, part: 'counter' | 'fixedWindow' | 'ledger'): OutagePolicy {
   const chosen = typeof options.policy === 'object' ? (options.policy[part] ?? 'lease') : (options.policy ?? 'lease');
-  if (!POLICIES.includes(chosen)) throw new TypeError(`leasedStores: the policy of ${part} must be "lease", "failOpen" or "failClosed"; got ${JSON.stringify(chosen)}`);
+  if (!POLICIES.includes(chosen))
+    throw new TypeError(
+      `leasedStores: the policy of ${part} must be "lease", "failOpen" or "failClosed"; got ${JSON.stringify(chosen)}`,
+    );
   return chosen;
 }
 
 function assertOptions(options: LeaseOptions): Required<Omit<LeaseOptions, 'onOutage' | 'policy'>> {
   const slice = options.slice ?? 0.02;
-  if (typeof slice !== 'number' || !(slice > 0 && slice <= 1)) throw new TypeError(`leasedStores: slice must be a number in (0, 1]; got ${String(slice)}`);
+  if (typeof slice !== 'number' || !(slice > 0 && slice <= 1))
+    throw new TypeError(`leasedStores: slice must be a number in (0, 1]; got ${String(slice)}`);
   const positive = (name: string, value: number | undefined, fallback: number): number => {
     const chosen = value ?? fallback;
-    if (typeof chosen !== 'number' || !(chosen > 0) || !Number.isFinite(chosen)) throw new TypeError(`leasedStores: ${name} must be a positive number of ms; got ${String(chosen)}`);
+    if (typeof chosen !== 'number' || !(chosen > 0) || !Number.isFinite(chosen))
+      throw new TypeError(`leasedStores: ${name} must be a positive number of ms; got ${String(chosen)}`);
     return chosen;
   };
   return {
@@ -140,7 +155,11 @@ function assertOptions(options: LeaseOptions): Required<Omit<LeaseOptions, 'onOu
  */
 export function leasedStores<S extends TollgateStores>(stores: S, options: LeaseOptions = {}): LeasedStores<S> {
   const { slice, deadlineMs, probeIntervalMs, grantMs, clock } = assertOptions(options);
-  const policies = { counter: policyOf(options, 'counter'), fixedWindow: policyOf(options, 'fixedWindow'), ledger: policyOf(options, 'ledger') };
+  const policies = {
+    counter: policyOf(options, 'counter'),
+    fixedWindow: policyOf(options, 'fixedWindow'),
+    ledger: policyOf(options, 'ledger'),
+  };
   const seen = new Map<string, number>();
   let down = false;
   let probing: Promise<void> | undefined;
@@ -171,7 +190,12 @@ export function leasedStores<S extends TollgateStores>(stores: S, options: Lease
   }
 
   /** Runs `call` on the store when it is up; otherwise, or when it fails or stalls, `local`. A late landing is undone. */
-  function either<T>(call: () => Promise<T>, local: () => T, landed: (value: T) => void, undo: (value: T) => unknown): Promise<T> {
+  function either<T>(
+    call: () => Promise<T>,
+    local: () => T,
+    landed: (value: T) => void,
+    undo: (value: T) => unknown,
+  ): Promise<T> {
     if (down) {
       try {
         return Promise.resolve(local());
@@ -202,7 +226,15 @@ export function leasedStores<S extends TollgateStores>(stores: S, options: Lease
         () => stores.counter.consume(key, units, opts),
         () => {
           const now = clock();
-          if (policies.counter === 'failOpen') return { allowed: true, limit: opts.limit, remaining: opts.limit, resetAt: now + opts.windowMs, retryAfterMs: 0, windowStart: Math.floor(now / opts.windowMs) * opts.windowMs };
+          if (policies.counter === 'failOpen')
+            return {
+              allowed: true,
+              limit: opts.limit,
+              remaining: opts.limit,
+              resetAt: now + opts.windowMs,
+              retryAfterMs: 0,
+              windowStart: Math.floor(now / opts.windowMs) * opts.windowMs,
+            };
           if (!granted(`counter:${key}`)) exhausted(`limit ${key}`);
           const start = Math.floor(now / opts.windowMs) * opts.windowMs;
           let window = windows.get(key);
@@ -210,10 +242,23 @@ export function leasedStores<S extends TollgateStores>(stores: S, options: Lease
           const cap = Math.floor(slice * opts.limit);
           const allowed = window.used + units <= cap;
           if (allowed) window.used += units;
-          return { allowed, limit: opts.limit, remaining: Math.max(0, cap - window.used), resetAt: start + opts.windowMs, retryAfterMs: allowed ? 0 : start + opts.windowMs - now, windowStart: start };
+          return {
+            allowed,
+            limit: opts.limit,
+            remaining: Math.max(0, cap - window.used),
+            resetAt: start + opts.windowMs,
+            retryAfterMs: allowed ? 0 : start + opts.windowMs - now,
+            windowStart: start,
+          };
         },
         () => see(`counter:${key}`),
-        (result) => result.allowed && stores.counter.adjust(key, -units, { windowMs: opts.windowMs, windowStart: result.windowStart, ...(opts.slot ? { slot: opts.slot } : {}) }),
+        (result) =>
+          result.allowed &&
+          stores.counter.adjust(key, -units, {
+            windowMs: opts.windowMs,
+            windowStart: result.windowStart,
+            ...(opts.slot ? { slot: opts.slot } : {}),
+          }),
       );
     },
     adjust(key, delta, opts) {
@@ -262,20 +307,32 @@ export function leasedStores<S extends TollgateStores>(stores: S, options: Lease
   }
   const fixedWindow: FixedWindowCounter | undefined = inner && {
     hit(key, windowMs, limit) {
-      return either(() => inner.hit(key, windowMs, limit), () => hitLocally(key, windowMs, 1), (result) => hitLanded(key, result), () => inner.giveBack(key));
+      return either(
+        () => inner.hit(key, windowMs, limit),
+        () => hitLocally(key, windowMs, 1),
+        (result) => hitLanded(key, result),
+        () => inner.giveBack(key),
+      );
     },
     giveBack(key) {
       return giveBackLocally(key, 1) ? Promise.resolve() : inner.giveBack(key);
     },
     reset: (key) => inner.reset(key),
-    ...(typeof inner.hitBy === 'function' && typeof inner.giveBackBy === 'function' ? {
-      hitBy(key: string, windowMs: number, hits: number) {
-        return either(() => inner.hitBy!(key, windowMs, hits), () => hitLocally(key, windowMs, hits), (result) => hitLanded(key, result), () => inner.giveBackBy!(key, hits, 0));
-      },
-      giveBackBy(key: string, hits: number, minTtlMs: number) {
-        return giveBackLocally(key, hits) ? Promise.resolve() : inner.giveBackBy!(key, hits, minTtlMs);
-      },
-    } : {}),
+    ...(typeof inner.hitBy === 'function' && typeof inner.giveBackBy === 'function'
+      ? {
+          hitBy(key: string, windowMs: number, hits: number) {
+            return either(
+              () => inner.hitBy!(key, windowMs, hits),
+              () => hitLocally(key, windowMs, hits),
+              (result) => hitLanded(key, result),
+              () => inner.giveBackBy!(key, hits, 0),
+            );
+          },
+          giveBackBy(key: string, hits: number, minTtlMs: number) {
+            return giveBackLocally(key, hits) ? Promise.resolve() : inner.giveBackBy!(key, hits, minTtlMs);
+          },
+        }
+      : {}),
   };
 
   // Budgets: what each scope's slice has granted in this outage (live reservations and their settled amounts).
@@ -297,7 +354,14 @@ export function leasedStores<S extends TollgateStores>(stores: S, options: Lease
       const need = request.minAmount ?? request.amount;
       // Past what the store last said was left: the budget's own refusal. Past the slice alone: the outage's (a 503, retryable).
       const known = (headroom.get(scope.key) ?? Infinity) - used;
-      if (known < need) return { ok: false, scope: scope.key, limit: scope.limit, remaining: Math.max(0, known), resetAt: scope.expiresAt };
+      if (known < need)
+        return {
+          ok: false,
+          scope: scope.key,
+          limit: scope.limit,
+          remaining: Math.max(0, known),
+          resetAt: scope.expiresAt,
+        };
       const left = Math.min(known, Math.floor(slice * scope.limit) - used);
       if (left < need) exhausted(`budget ${scope.key}`);
       grant = Math.min(grant, left);
@@ -324,7 +388,9 @@ export function leasedStores<S extends TollgateStores>(stores: S, options: Lease
         (result) => {
           for (const scope of request.scopes) see(`ledger:${scope.key}`);
           if (!result.ok) headroom.set(result.scope, result.remaining);
-          else for (const balance of result.scopes ?? []) headroom.set(balance.key, Math.max(0, balance.limit - balance.spent - balance.reserved));
+          else
+            for (const balance of result.scopes ?? [])
+              headroom.set(balance.key, Math.max(0, balance.limit - balance.spent - balance.reserved));
         },
         (result) => result.ok && stores.ledger.release(request.id),
       );
@@ -339,7 +405,9 @@ export function leasedStores<S extends TollgateStores>(stores: S, options: Lease
     usage: (scopes) => stores.ledger.usage(scopes),
     adjustSpent: (scope, delta, expiresAt) => stores.ledger.adjustSpent(scope, delta, expiresAt),
     resetScope: (scope) => stores.ledger.resetScope(scope),
-    ...(stores.ledger.restoreSpent ? { restoreSpent: (scope, spent, expiresAt) => stores.ledger.restoreSpent!(scope, spent, expiresAt) } : {}),
+    ...(stores.ledger.restoreSpent
+      ? { restoreSpent: (scope, spent, expiresAt) => stores.ledger.restoreSpent!(scope, spent, expiresAt) }
+      : {}),
   };
 
   /** Charges what the slices granted, in order; stops at the first failure (the store went out again). */
@@ -352,7 +420,11 @@ export function leasedStores<S extends TollgateStores>(stores: S, options: Lease
           const charge = pending[0]!;
           const scopes = charge.scopes.map((scope) => ({ ...scope, limit: NO_LIMIT }));
           // Reserving a live id again holds nothing more, and a settle lands once: a retry after a lost answer charges nothing twice.
-          const reserved = await withTimeout(stores.ledger.reserve({ id: charge.id, amount: 0, scopes, ttlMs: CHARGE_TTL_MS }), deadlineMs * 4, 'lease charge');
+          const reserved = await withTimeout(
+            stores.ledger.reserve({ id: charge.id, amount: 0, scopes, ttlMs: CHARGE_TTL_MS }),
+            deadlineMs * 4,
+            'lease charge',
+          );
           if (!reserved.ok) throw new Error(`the store refused a lease charge on ${reserved.scope}`);
           pending.shift();
           // The ledger delivers the settle (retried, spooled at close) once it has taken it.
@@ -371,7 +443,8 @@ export function leasedStores<S extends TollgateStores>(stores: S, options: Lease
   async function probe(): Promise<void> {
     const now = clock();
     // A reservation of a slice never settled (its request died with it) is charged in full, as the store's own expiry does.
-    for (const [id, reservation] of local) if (reservation.expiresAt <= now) settleLocally(id, reservation, reservation.amount);
+    for (const [id, reservation] of local)
+      if (reservation.expiresAt <= now) settleLocally(id, reservation, reservation.amount);
     for (const [key, at] of seen) {
       if (now - at <= grantMs) continue;
       seen.delete(key);
@@ -381,7 +454,11 @@ export function leasedStores<S extends TollgateStores>(stores: S, options: Lease
     }
     if (!down) return;
     const ping = (stores as { ping?: () => Promise<boolean> }).ping;
-    const answers = await withTimeout(typeof ping === 'function' ? ping.call(stores) : Promise.resolve(true), deadlineMs * 4, 'lease probe').catch(() => false);
+    const answers = await withTimeout(
+      typeof ping === 'function' ? ping.call(stores) : Promise.resolve(true),
+      deadlineMs * 4,
+      'lease probe',
+    ).catch(() => false);
     if (!answers) return;
     down = false;
     await flush();

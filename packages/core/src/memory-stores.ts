@@ -15,7 +15,11 @@ export { MemoryWindowCounter, windowRetryAfterMs } from './memory/window-counter
  * its synchronous twins (`reserveSync`, `consumeSync`, ...) answer exactly as those methods would,
  * so a caller may take the synchronous path without walking around what the wrapper does.
  */
-export function unalteredMemoryStore<T extends object>(store: unknown, Class: abstract new (...args: never[]) => T, methods: readonly (keyof T & string)[]): T | undefined {
+export function unalteredMemoryStore<T extends object>(
+  store: unknown,
+  Class: abstract new (...args: never[]) => T,
+  methods: readonly (keyof T & string)[],
+): T | undefined {
   if (!(store instanceof Class)) return undefined;
   const own = Class.prototype as Record<string, unknown>;
   for (const method of methods) if ((store as Record<string, unknown>)[method] !== own[method]) return undefined;

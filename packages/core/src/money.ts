@@ -20,9 +20,12 @@ export const MAX_USD_PER_MILLION_TOKENS = 10_000;
 export function usdAmountProblem(value: unknown, options: { zero?: boolean; max?: number } = {}): string | undefined {
   const max = options.max ?? MAX_USD;
   const least = options.zero ? 'a number of USD >= 0' : 'a positive number of USD';
-  if (typeof value !== 'number' || !Number.isFinite(value)) return `must be ${least}, at most ${max.toLocaleString('en-US')}; got ${JSON.stringify(value) ?? String(value)}`;
-  if (options.zero ? value < 0 : value <= 0) return `must be ${least}, at most ${max.toLocaleString('en-US')}; got ${value}`;
-  if (value > max) return `must be at most ${max.toLocaleString('en-US')} USD (amounts are counted in exact nano-USD); got ${value}`;
+  if (typeof value !== 'number' || !Number.isFinite(value))
+    return `must be ${least}, at most ${max.toLocaleString('en-US')}; got ${JSON.stringify(value) ?? String(value)}`;
+  if (options.zero ? value < 0 : value <= 0)
+    return `must be ${least}, at most ${max.toLocaleString('en-US')}; got ${value}`;
+  if (value > max)
+    return `must be at most ${max.toLocaleString('en-US')} USD (amounts are counted in exact nano-USD); got ${value}`;
   return undefined;
 }
 
@@ -30,7 +33,8 @@ export function usdAmountProblem(value: unknown, options: { zero?: boolean; max?
 export function usdToNano(usd: number): number {
   if (!Number.isFinite(usd)) throw new RangeError(`not a finite USD amount: ${usd}`);
   const nano = Math.round(usd * NANO_PER_USD);
-  if (!Number.isSafeInteger(nano)) throw new RangeError(`USD amount out of range (at most ${MAX_USD.toLocaleString('en-US')}): ${usd}`);
+  if (!Number.isSafeInteger(nano))
+    throw new RangeError(`USD amount out of range (at most ${MAX_USD.toLocaleString('en-US')}): ${usd}`);
   return nano;
 }
 

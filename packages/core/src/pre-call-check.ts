@@ -14,7 +14,12 @@ export type CheckVerdict<A = unknown, D = unknown> =
  * calls share one Redis round trip) and give back the allowed ones when another refuses.
  * Methods take the request and response of whatever framework the middleware serves.
  */
-export interface PreCallCheck<A = unknown, D = unknown, Req extends IncomingMessage = IncomingMessage, Res extends ServerResponse = ServerResponse> {
+export interface PreCallCheck<
+  A = unknown,
+  D = unknown,
+  Req extends IncomingMessage = IncomingMessage,
+  Res extends ServerResponse = ServerResponse,
+> {
   /** The queue a waiting request would join: one per limited id. */
   queueId(req: Req): string;
   /** Takes what the request needs, never answers it; undoes its own partial takes before refusing. Throws only bugs. */
@@ -33,7 +38,10 @@ export interface PreCallCheck<A = unknown, D = unknown, Req extends IncomingMess
 const PRE_CALL_CHECK = Symbol.for('tollgate.preCallCheck');
 
 /** Makes a middleware's check findable by combinators (`combineLimits` in @tollgate/ratelimit). */
-export function attachPreCallCheck<T extends object, A, D, Req extends IncomingMessage, Res extends ServerResponse>(middleware: T, check: PreCallCheck<A, D, Req, Res>): T {
+export function attachPreCallCheck<T extends object, A, D, Req extends IncomingMessage, Res extends ServerResponse>(
+  middleware: T,
+  check: PreCallCheck<A, D, Req, Res>,
+): T {
   Object.defineProperty(middleware, PRE_CALL_CHECK, { value: check, enumerable: false });
   return middleware;
 }

@@ -97,7 +97,7 @@ export function modelFamilies(model: string): string[] {
   // hundreds of thousands of candidates to walk. No real id is that long; it stands for itself.
   if (model.length > MAX_MODEL_ID_LENGTH) return out;
   let current = model;
-  for (let changed = true; changed; ) {
+  for (let changed = true; changed;) {
     changed = false;
     for (const suffix of DATE_SUFFIXES) {
       const next = current.replace(suffix, '');
@@ -114,7 +114,10 @@ export function modelFamilies(model: string): string[] {
 function toMicro(usd: number | undefined, fallback: number, field: string, model: string): number {
   const value = usd ?? fallback;
   if (usdAmountProblem(value, { zero: true, max: MAX_USD_PER_MILLION_TOKENS }) !== undefined) {
-    throw new TollgateError('ERR_TG_CORE_INVALID_PRICE', `price ${field} of model "${model}" must be a number of USD per 1M tokens, from 0 to ${MAX_USD_PER_MILLION_TOKENS.toLocaleString('en-US')}; got ${JSON.stringify(usd)}`);
+    throw new TollgateError(
+      'ERR_TG_CORE_INVALID_PRICE',
+      `price ${field} of model "${model}" must be a number of USD per 1M tokens, from 0 to ${MAX_USD_PER_MILLION_TOKENS.toLocaleString('en-US')}; got ${JSON.stringify(usd)}`,
+    );
   }
   return Math.round(value * 1_000_000);
 }
@@ -122,7 +125,10 @@ function toMicro(usd: number | undefined, fallback: number, field: string, model
 function optionalCount(value: unknown, field: string, model: string): number | undefined {
   if (value === undefined) return undefined;
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
-    throw new TollgateError('ERR_TG_CORE_INVALID_PRICE', `${field} of model "${model}" must be a positive integer; got ${JSON.stringify(value)}`);
+    throw new TollgateError(
+      'ERR_TG_CORE_INVALID_PRICE',
+      `${field} of model "${model}" must be a positive integer; got ${JSON.stringify(value)}`,
+    );
   }
   return value;
 }
@@ -133,9 +139,13 @@ const TOKENIZERS: readonly TokenizerFamily[] = ['o200k_base', 'cl100k_base', 'ap
 const OPENAI_LIKE: ReadonlySet<string> = new Set(['openai', 'azure-openai', 'openai-compatible']);
 
 function tokenizerOf(value: unknown, model: string, provider: unknown): TokenizerFamily {
-  if (value === undefined) return typeof provider === 'string' && OPENAI_LIKE.has(provider) ? 'o200k_base' : 'approximate';
+  if (value === undefined)
+    return typeof provider === 'string' && OPENAI_LIKE.has(provider) ? 'o200k_base' : 'approximate';
   if (!TOKENIZERS.includes(value as TokenizerFamily)) {
-    throw new TollgateError('ERR_TG_CORE_INVALID_PRICE', `tokenizer of model "${model}" must be one of ${TOKENIZERS.join(', ')}; got ${JSON.stringify(value)}`);
+    throw new TollgateError(
+      'ERR_TG_CORE_INVALID_PRICE',
+      `tokenizer of model "${model}" must be one of ${TOKENIZERS.join(', ')}; got ${JSON.stringify(value)}`,
+    );
   }
   return value as TokenizerFamily;
 }
@@ -143,16 +153,23 @@ function tokenizerOf(value: unknown, model: string, provider: unknown): Tokenize
 function ownTokenizerOf(price: ModelPrice, tokenizer: TokenizerFamily, model: string): boolean {
   const own = price.ownTokenizer ?? (price.tokenizer !== undefined && tokenizer !== 'approximate');
   if (typeof own !== 'boolean') {
-    throw new TollgateError('ERR_TG_CORE_INVALID_PRICE', `ownTokenizer of model "${model}" must be a boolean; got ${JSON.stringify(own)}`);
+    throw new TollgateError(
+      'ERR_TG_CORE_INVALID_PRICE',
+      `ownTokenizer of model "${model}" must be a boolean; got ${JSON.stringify(own)}`,
+    );
   }
   if (own && tokenizer === 'approximate') {
-    throw new TollgateError('ERR_TG_CORE_INVALID_PRICE', `ownTokenizer of model "${model}" needs a tokenizer that names an encoding`);
+    throw new TollgateError(
+      'ERR_TG_CORE_INVALID_PRICE',
+      `ownTokenizer of model "${model}" needs a tokenizer that names an encoding`,
+    );
   }
   return own;
 }
 
 function resolvePrice(model: string, price: ModelPrice): ResolvedPrice {
-  if (typeof price !== 'object' || price === null) throw new TollgateError('ERR_TG_CORE_INVALID_PRICE', `price of model "${model}" must be an object`);
+  if (typeof price !== 'object' || price === null)
+    throw new TollgateError('ERR_TG_CORE_INVALID_PRICE', `price of model "${model}" must be an object`);
   const inputMicro = toMicro(price.inputPerMTok, Number.NaN, 'inputPerMTok', model);
   const tokenizer = tokenizerOf(price.tokenizer, model, price.provider);
   return {
@@ -161,7 +178,12 @@ function resolvePrice(model: string, price: ModelPrice): ResolvedPrice {
     inputMicro,
     cachedInputMicro: toMicro(price.cachedInputPerMTok, price.inputPerMTok, 'cachedInputPerMTok', model),
     cacheWriteMicro: toMicro(price.cacheWritePerMTok, price.inputPerMTok, 'cacheWritePerMTok', model),
-    cacheWrite1hMicro: toMicro(price.cacheWrite1hPerMTok, price.cacheWritePerMTok ?? price.inputPerMTok, 'cacheWrite1hPerMTok', model),
+    cacheWrite1hMicro: toMicro(
+      price.cacheWrite1hPerMTok,
+      price.cacheWritePerMTok ?? price.inputPerMTok,
+      'cacheWrite1hPerMTok',
+      model,
+    ),
     outputMicro: toMicro(price.outputPerMTok, Number.NaN, 'outputPerMTok', model),
     maxOutputTokens: optionalCount(price.maxOutputTokens, 'maxOutputTokens', model),
     contextWindow: optionalCount(price.contextWindow, 'contextWindow', model),
@@ -214,7 +236,12 @@ export function costNanoUsd(usage: TokenUsage, price: ResolvedPrice): number {
   const writtenLong = Math.min(written, Math.max(0, usage.cacheWrite1hTokens ?? 0));
   const uncached = Math.max(0, usage.inputTokens - cached - written);
   // tokens x micro-USD per 1M tokens = pico-USD; / 1000 = nano-USD.
-  const pico = uncached * price.inputMicro + cached * price.cachedInputMicro + (written - writtenLong) * price.cacheWriteMicro + writtenLong * price.cacheWrite1hMicro + Math.max(0, usage.outputTokens) * price.outputMicro;
+  const pico =
+    uncached * price.inputMicro +
+    cached * price.cachedInputMicro +
+    (written - writtenLong) * price.cacheWriteMicro +
+    writtenLong * price.cacheWrite1hMicro +
+    Math.max(0, usage.outputTokens) * price.outputMicro;
   return Math.ceil(pico / 1000);
 }
 

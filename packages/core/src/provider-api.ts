@@ -6,9 +6,16 @@ import type { Provider } from './types.js';
  * The provider APIs tollgate meters. A route declares the one it speaks (never guessed from a
  * path); `@tollgate/providers` has one adapter per API.
  */
-export type ProviderApi = 'openai.chat' | 'openai.responses' | 'anthropic.messages' | 'openai.compatible' | 'gemini.generate';
+export type ProviderApi =
+  'openai.chat' | 'openai.responses' | 'anthropic.messages' | 'openai.compatible' | 'gemini.generate';
 
-export const PROVIDER_APIS: readonly ProviderApi[] = ['openai.chat', 'openai.responses', 'anthropic.messages', 'openai.compatible', 'gemini.generate'];
+export const PROVIDER_APIS: readonly ProviderApi[] = [
+  'openai.chat',
+  'openai.responses',
+  'anthropic.messages',
+  'openai.compatible',
+  'gemini.generate',
+];
 
 export function isProviderApi(value: unknown): value is ProviderApi {
   return typeof value === 'string' && (PROVIDER_APIS as readonly string[]).includes(value);
@@ -55,7 +62,8 @@ export function isModelAllowed(model: string, patterns: readonly string[]): bool
   for (const pattern of patterns) {
     if (pattern === '*' || pattern === model) return true;
     if (pattern.endsWith('*') && model.startsWith(pattern.slice(0, -1))) return true;
-    if (model.startsWith(`${pattern}-`) && /^-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$/.test(model.slice(pattern.length))) return true;
+    if (model.startsWith(`${pattern}-`) && /^-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$/.test(model.slice(pattern.length)))
+      return true;
   }
   return false;
 }

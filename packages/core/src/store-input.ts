@@ -14,7 +14,8 @@ export function assertStoreNumbers(operation: string, fields: Record<string, num
 /** One field of assertStoreNumbers, for hot paths that check fields without building an object. */
 export function assertStoreNumber(operation: string, name: string, value: number | undefined): void {
   if (value === undefined) return;
-  if (typeof value !== 'number' || Number.isNaN(value)) throw new RangeError(`${operation}: ${name} must be a number; got ${String(value)}`);
+  if (typeof value !== 'number' || Number.isNaN(value))
+    throw new RangeError(`${operation}: ${name} must be a number; got ${String(value)}`);
 }
 
 /**
@@ -23,18 +24,26 @@ export function assertStoreNumber(operation: string, name: string, value: number
  * admits everything, +inf refuses everything), so it is refused before it reaches a scope.
  */
 export function assertStoreAmount(operation: string, name: string, value: number): void {
-  if (typeof value !== 'number' || !Number.isFinite(value)) throw new RangeError(`${operation}: ${name} must be a finite number; got ${String(value)}`);
+  if (typeof value !== 'number' || !Number.isFinite(value))
+    throw new RangeError(`${operation}: ${name} must be a finite number; got ${String(value)}`);
 }
 
 /** The checks of a ledger reserve: amount, minAmount, ttlMs and every scope's limit and expiresAt. */
-export function assertReserveNumbers(request: { amount: number; minAmount?: number; ttlMs: number; scopes: readonly { limit: number; expiresAt: number }[] }): void {
+export function assertReserveNumbers(request: {
+  amount: number;
+  minAmount?: number;
+  ttlMs: number;
+  scopes: readonly { limit: number; expiresAt: number }[];
+}): void {
   assertStoreNumber('ledger.reserve', 'amount', request.amount);
   assertStoreNumber('ledger.reserve', 'minAmount', request.minAmount);
   assertStoreNumber('ledger.reserve', 'ttlMs', request.ttlMs);
   for (let index = 0; index < request.scopes.length; index++) {
     const scope = request.scopes[index]!;
     // Names built only for the error: a valid scope costs two comparisons.
-    if (typeof scope.limit !== 'number' || Number.isNaN(scope.limit)) assertStoreNumber('ledger.reserve', `scopes[${index}].limit`, scope.limit);
-    if (typeof scope.expiresAt !== 'number' || Number.isNaN(scope.expiresAt)) assertStoreNumber('ledger.reserve', `scopes[${index}].expiresAt`, scope.expiresAt);
+    if (typeof scope.limit !== 'number' || Number.isNaN(scope.limit))
+      assertStoreNumber('ledger.reserve', `scopes[${index}].limit`, scope.limit);
+    if (typeof scope.expiresAt !== 'number' || Number.isNaN(scope.expiresAt))
+      assertStoreNumber('ledger.reserve', `scopes[${index}].expiresAt`, scope.expiresAt);
   }
 }

@@ -20,7 +20,11 @@ export interface WindowResult {
  * much of it still overlaps the sliding window). `consume` with N units is all-or-nothing.
  */
 export interface WindowCounter {
-  consume(key: string, units: number, options: { limit: number; windowMs: number; slot?: string }): Promise<WindowResult>;
+  consume(
+    key: string,
+    units: number,
+    options: { limit: number; windowMs: number; slot?: string },
+  ): Promise<WindowResult>;
   /**
    * Settle a consume: add `delta` units (negative refunds) to the window that started at
    * `windowStart`. A refund never takes a window below zero; a window already gone is left alone.
@@ -264,7 +268,11 @@ export interface AtOnceCallOptions {
  * `ledgerAtOnce`, `fixedWindowAtOnce`) once, and try it before the promise.
  */
 export interface WindowCounterAtOnce {
-  consumeAtOnce(key: string, units: number, options: { limit: number; windowMs: number; slot?: string }): WindowResult | undefined;
+  consumeAtOnce(
+    key: string,
+    units: number,
+    options: { limit: number; windowMs: number; slot?: string },
+  ): WindowResult | undefined;
   adjustAtOnce(key: string, delta: number, options: { windowMs: number; windowStart: number; slot?: string }): boolean;
 }
 
@@ -288,7 +296,8 @@ export interface LedgerAtOnce {
  */
 function answersAtOnce(part: object, atOnce: readonly string[], twins: readonly string[]): boolean {
   let owner: object | null = part;
-  while (owner !== null && !Object.prototype.hasOwnProperty.call(owner, atOnce[0]!)) owner = Object.getPrototypeOf(owner) as object | null;
+  while (owner !== null && !Object.prototype.hasOwnProperty.call(owner, atOnce[0]!))
+    owner = Object.getPrototypeOf(owner) as object | null;
   if (owner === null) return false;
   for (const name of [...atOnce, ...twins]) {
     const own = Object.getOwnPropertyDescriptor(owner, name);
@@ -299,15 +308,21 @@ function answersAtOnce(part: object, atOnce: readonly string[], twins: readonly 
 
 /** The counter itself when it answers at once (memory counters, block stores' counter); undefined otherwise. */
 export function counterAtOnce(counter: WindowCounter): (WindowCounter & WindowCounterAtOnce) | undefined {
-  return answersAtOnce(counter, ['consumeAtOnce', 'adjustAtOnce'], ['consume', 'adjust']) ? (counter as WindowCounter & WindowCounterAtOnce) : undefined;
+  return answersAtOnce(counter, ['consumeAtOnce', 'adjustAtOnce'], ['consume', 'adjust'])
+    ? (counter as WindowCounter & WindowCounterAtOnce)
+    : undefined;
 }
 
 /** The ledger itself when it answers at once (memory ledgers, block stores' ledger); undefined otherwise. */
 export function ledgerAtOnce(ledger: ReservationLedger): (ReservationLedger & LedgerAtOnce) | undefined {
-  return answersAtOnce(ledger, ['reserveAtOnce', 'settleAtOnce'], ['reserve', 'settle', 'release']) ? (ledger as ReservationLedger & LedgerAtOnce) : undefined;
+  return answersAtOnce(ledger, ['reserveAtOnce', 'settleAtOnce'], ['reserve', 'settle', 'release'])
+    ? (ledger as ReservationLedger & LedgerAtOnce)
+    : undefined;
 }
 
 /** The request windows themselves when they answer at once (block stores' fixed windows); undefined otherwise. */
 export function fixedWindowAtOnce<T extends object>(windows: T): (T & FixedWindowAtOnce) | undefined {
-  return answersAtOnce(windows, ['hitAtOnce', 'giveBackAtOnce'], ['hit', 'giveBack']) ? (windows as T & FixedWindowAtOnce) : undefined;
+  return answersAtOnce(windows, ['hitAtOnce', 'giveBackAtOnce'], ['hit', 'giveBack'])
+    ? (windows as T & FixedWindowAtOnce)
+    : undefined;
 }

@@ -23,9 +23,7 @@ export function resolveTierModels(
   // A Map, so a tier named like an Object.prototype member ("constructor") is not an entry by accident.
   const entries = new Map(Object.entries(tiers));
   const { defaultTier, otherTiers } = fallback;
-  const others = defaultTier !== undefined && entries.has(defaultTier)
-    ? entries.get(defaultTier)
-    : otherTiers ?? [];
+  const others = defaultTier !== undefined && entries.has(defaultTier) ? entries.get(defaultTier) : (otherTiers ?? []);
   return function modelsOfTier(tier) {
     return tier !== undefined && entries.has(tier) ? entries.get(tier) : others;
   };

@@ -2,7 +2,10 @@
 
 export class StoreTimeoutError extends Error {
   override readonly name = 'StoreTimeoutError';
-  constructor(readonly operation: string, readonly timeoutMs: number) {
+  constructor(
+    readonly operation: string,
+    readonly timeoutMs: number,
+  ) {
     super(`store operation ${operation} took longer than ${timeoutMs} ms`);
   }
 }

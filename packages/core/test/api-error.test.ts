@@ -41,25 +41,33 @@ describe('ApiError', () => {
 
 describe('renderApiError', () => {
   it('renders the JSON shape with status and headers', async () => {
-    const error = new ApiError('rate_limit_exceeded', 'Slow down.', { headers: { 'Retry-After': 7, RateLimit: 'limit=10, remaining=0, reset=7' } });
+    const error = new ApiError('rate_limit_exceeded', 'Slow down.', {
+      headers: { 'Retry-After': 7, RateLimit: 'limit=10, remaining=0, reset=7' },
+    });
     const response = await request(appThrowing(error)).get('/');
     expect(response.status).toBe(429);
     expect(response.headers['content-type']).toBe('application/json; charset=utf-8');
     expect(response.headers['retry-after']).toBe('7');
     expect(response.headers['ratelimit']).toBe('limit=10, remaining=0, reset=7');
     expect(response.headers['x-should-retry']).toBeUndefined();
-    expect(response.body).toEqual({ error: { message: 'Slow down.', type: 'requests', code: 'rate_limit_exceeded', param: null } });
+    expect(response.body).toEqual({
+      error: { message: 'Slow down.', type: 'requests', code: 'rate_limit_exceeded', param: null },
+    });
   });
 
   it('tells SDKs not to retry an exhausted budget', async () => {
-    const response = await request(appThrowing(new ApiError('insufficient_quota', 'Budget tenant:acme exhausted.'))).get('/');
+    const response = await request(
+      appThrowing(new ApiError('insufficient_quota', 'Budget tenant:acme exhausted.')),
+    ).get('/');
     expect(response.status).toBe(429);
     expect(response.headers['x-should-retry']).toBe('false');
     expect(response.body.error.type).toBe('insufficient_quota');
   });
 
   it('sends WWW-Authenticate for missing credentials when given', async () => {
-    const response = await request(appThrowing(new ApiError('invalid_api_key', 'No key.', { headers: { 'WWW-Authenticate': 'Bearer' } }))).get('/');
+    const response = await request(
+      appThrowing(new ApiError('invalid_api_key', 'No key.', { headers: { 'WWW-Authenticate': 'Bearer' } })),
+    ).get('/');
     expect(response.status).toBe(401);
     expect(response.headers['www-authenticate']).toBe('Bearer');
   });
@@ -107,12 +115,16 @@ describe('toClientError', () => {
     expect(toClientError(error)).toBe(error);
   });
 
-  it.each([[new Error('bug')], [{ status: 500, expose: false }], [{ status: 404, expose: false }], ['text'], [null], [undefined]])(
-    'leaves %p to the app',
-    (input) => {
-      expect(toClientError(input)).toBeUndefined();
-    },
-  );
+  it.each([
+    [new Error('bug')],
+    [{ status: 500, expose: false }],
+    [{ status: 404, expose: false }],
+    ['text'],
+    [null],
+    [undefined],
+  ])('leaves %p to the app', (input) => {
+    expect(toClientError(input)).toBeUndefined();
+  });
 });
 
 describe('apiErrorHandler with express.json', () => {
@@ -127,11 +139,21 @@ describe('apiErrorHandler with express.json', () => {
   it('answers malformed JSON with 400 invalid_request naming the body', async () => {
     const response = await request(app).post('/').set('content-type', 'application/json').send('{"model": ');
     expect(response.status).toBe(400);
-    expect(response.body).toEqual({ error: { message: 'Request body is not valid JSON.', type: 'invalid_request_error', code: 'invalid_request', param: 'body' } });
+    expect(response.body).toEqual({
+      error: {
+        message: 'Request body is not valid JSON.',
+        type: 'invalid_request_error',
+        code: 'invalid_request',
+        param: 'body',
+      },
+    });
   });
 
   it('answers a too-large body with 413 request_too_large', async () => {
-    const response = await request(app).post('/').set('content-type', 'application/json').send(JSON.stringify({ text: 'x'.repeat(4096) }));
+    const response = await request(app)
+      .post('/')
+      .set('content-type', 'application/json')
+      .send(JSON.stringify({ text: 'x'.repeat(4096) }));
     expect(response.status).toBe(413);
     expect(response.body.error.code).toBe('request_too_large');
   });

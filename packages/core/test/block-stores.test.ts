@@ -89,7 +89,8 @@ describe('blockStores: token windows', () => {
     const { stores, calls } = countedStores();
     const counter = blocked(stores, { share: 0.001 }).counter;
     // A block is 1,000 of 1,000,000: ten requests of 100 tokens each.
-    for (let i = 0; i < 25; i++) expect((await counter.consume('k', 100, { limit: 1_000_000, ...WINDOW })).allowed).toBe(true);
+    for (let i = 0; i < 25; i++)
+      expect((await counter.consume('k', 100, { limit: 1_000_000, ...WINDOW })).allowed).toBe(true);
     expect(calls.consume).toBe(3);
     await opened[0]!.blocks.retireAll();
     expect(await stores.counter.peek('k', WINDOW)).toBe(2_500);
@@ -108,7 +109,11 @@ describe('blockStores: token windows', () => {
 
   it('never admits past the limit across processes, and near it counts request by request', async () => {
     const { stores } = countedStores();
-    const processes = [blocked(stores, { share: 0.05 }), blocked(stores, { share: 0.05 }), blocked(stores, { share: 0.05 })];
+    const processes = [
+      blocked(stores, { share: 0.05 }),
+      blocked(stores, { share: 0.05 }),
+      blocked(stores, { share: 0.05 }),
+    ];
     let admitted = 0;
     for (let round = 0; round < 200; round++) {
       const results = await Promise.all(processes.map((p) => p.counter.consume('k', 10, { limit: 1_000, ...WINDOW })));
@@ -135,10 +140,12 @@ describe('blockStores: token windows', () => {
     expect(await stores.counter.peek('k', WINDOW)).toBe(500);
   });
 
-  it('a store that fails fails the consume (the caller\'s store-failure policy answers)', async () => {
+  it("a store that fails fails the consume (the caller's store-failure policy answers)", async () => {
     const { stores } = countedStores();
     stores.counter.consume = () => Promise.reject(new Error('connect ECONNREFUSED'));
-    await expect(blocked(stores).counter.consume('k', 1, { limit: 1_000_000, ...WINDOW })).rejects.toThrow('ECONNREFUSED');
+    await expect(blocked(stores).counter.consume('k', 1, { limit: 1_000_000, ...WINDOW })).rejects.toThrow(
+      'ECONNREFUSED',
+    );
   });
 });
 
@@ -221,7 +228,15 @@ describe('blockStores: blocks sized by demand (the default)', () => {
     const global: LedgerScope = { key: 'global', limit: 1_000_000, expiresAt };
     // Blocks of 0.1 x limit: 1,000 of the tenant's, 100,000 of the global; requests of 100 at least 10.
     for (let i = 0; i < 10; i++) {
-      expect(await wrapped.ledger.reserve({ id: `m${i}`, amount: 100, minAmount: 10, scopes: [tenant, global], ttlMs: 60_000 })).toMatchObject({ ok: true, amount: 100 });
+      expect(
+        await wrapped.ledger.reserve({
+          id: `m${i}`,
+          amount: 100,
+          minAmount: 10,
+          scopes: [tenant, global],
+          ttlMs: 60_000,
+        }),
+      ).toMatchObject({ ok: true, amount: 100 });
       await wrapped.ledger.settle(`m${i}`, 100);
     }
     // One reserve per scope's block served all ten.
@@ -229,11 +244,22 @@ describe('blockStores: blocks sized by demand (the default)', () => {
     // The tenant's block is used up and the tenant has 8,000 left in the store: a grant of 9,000 at least 10 is
     // clamped there to what the tenant affords (its block's reservation counted), while the global block holds its part.
     await wrapped.blocks.retireAll();
-    const clamped = await wrapped.ledger.reserve({ id: 'big', amount: 9_500, minAmount: 10, scopes: [tenant, global], ttlMs: 60_000 });
+    const clamped = await wrapped.ledger.reserve({
+      id: 'big',
+      amount: 9_500,
+      minAmount: 10,
+      scopes: [tenant, global],
+      ttlMs: 60_000,
+    });
     expect(clamped).toMatchObject({ ok: true, amount: 9_000 });
     await wrapped.ledger.settle('big', 8_000);
     await wrapped.blocks.retireAll();
-    expect((await stores.ledger.usage(['tenant:clamp', 'global'])).map((scope) => [scope.spent, scope.reserved])).toEqual([[9_000, 0], [9_000, 0]]);
+    expect(
+      (await stores.ledger.usage(['tenant:clamp', 'global'])).map((scope) => [scope.spent, scope.reserved]),
+    ).toEqual([
+      [9_000, 0],
+      [9_000, 0],
+    ]);
     await wrapped.close();
   });
 
@@ -292,7 +318,9 @@ describe('blockStores: blocks sized by demand (the default)', () => {
   });
 
   it('rejects a size other than demand or share', () => {
-    expect(() => blockStores(createMemoryStores({ sweepIntervalMs: 0 }), { size: 'all' as 'share' })).toThrow(/size must be 'demand' or 'share'/);
+    expect(() => blockStores(createMemoryStores({ sweepIntervalMs: 0 }), { size: 'all' as 'share' })).toThrow(
+      /size must be 'demand' or 'share'/,
+    );
   });
 });
 
@@ -318,7 +346,9 @@ describe('blockStores: request windows', () => {
 
   it('never lets more hits than the limit pass across processes', async () => {
     const { stores, fixedWindow } = countedStores();
-    const processes = [blocked(stores, { share: 0.02 }), blocked(stores, { share: 0.02 })].map((p) => (p as unknown as { fixedWindow: FixedWindowCounter }).fixedWindow);
+    const processes = [blocked(stores, { share: 0.02 }), blocked(stores, { share: 0.02 })].map(
+      (p) => (p as unknown as { fixedWindow: FixedWindowCounter }).fixedWindow,
+    );
     let passed = 0;
     for (let round = 0; round < 600; round++) {
       for (const windows of processes) if ((await windows.hit('w', 60_000, 500)).hits <= 500) passed++;
@@ -332,7 +362,11 @@ describe('blockStores: request windows', () => {
 describe('blockStores: budgets', () => {
   const scopes = (limit: number): LedgerScope[] => {
     const expiresAt = Date.now() + 3_600_000;
-    return [{ key: 'key:k1', limit, expiresAt }, { key: 'tenant:acme', limit: limit * 10, expiresAt }, { key: 'global', limit: limit * 100, expiresAt }];
+    return [
+      { key: 'key:k1', limit, expiresAt },
+      { key: 'tenant:acme', limit: limit * 10, expiresAt },
+      { key: 'global', limit: limit * 100, expiresAt },
+    ];
   };
 
   it('reserves a block per scope and settles each at what its requests spent, to the unit', async () => {
@@ -340,7 +374,12 @@ describe('blockStores: budgets', () => {
     const wrapped = blocked(stores, { share: 0.001 });
     let spent = 0;
     for (let i = 0; i < 50; i++) {
-      const reserved = await wrapped.ledger.reserve({ id: `r${i}`, amount: 1_000, scopes: scopes(100_000_000), ttlMs: 60_000 });
+      const reserved = await wrapped.ledger.reserve({
+        id: `r${i}`,
+        amount: 1_000,
+        scopes: scopes(100_000_000),
+        ttlMs: 60_000,
+      });
       expect(reserved).toMatchObject({ ok: true, amount: 1_000 });
       const actual = (i * 137) % 1_000;
       spent += actual;
@@ -370,7 +409,10 @@ describe('blockStores: budgets', () => {
       const scopes: LedgerScope[] = [{ key: `tenant:t${tenant}`, limit: 1_000_000, expiresAt }, global];
       for (let i = 0; i < 3; i++) {
         const id = `t${tenant}-${i}`;
-        expect(await wrapped.ledger.reserve({ id, amount: 1_000, scopes, ttlMs: 60_000 })).toMatchObject({ ok: true, amount: 1_000 });
+        expect(await wrapped.ledger.reserve({ id, amount: 1_000, scopes, ttlMs: 60_000 })).toMatchObject({
+          ok: true,
+          amount: 1_000,
+        });
         await wrapped.ledger.settle(id, 700);
         spent += 700;
       }
@@ -378,7 +420,13 @@ describe('blockStores: budgets', () => {
     // The global block (1,000,000) holds all 300 requests; it was reserved alone, in its own scope.
     expect(globalReserves).toEqual([1]);
     await wrapped.blocks.retireAll();
-    expect((await stores.ledger.usage(['global', 'tenant:t0', 'tenant:t99'])).map((scope) => [scope.spent, scope.reserved])).toEqual([[spent, 0], [2_100, 0], [2_100, 0]]);
+    expect(
+      (await stores.ledger.usage(['global', 'tenant:t0', 'tenant:t99'])).map((scope) => [scope.spent, scope.reserved]),
+    ).toEqual([
+      [spent, 0],
+      [2_100, 0],
+      [2_100, 0],
+    ]);
   });
 
   it('opens a block only for a hot scope: thin tenants are reserved per request in the store, the global scope they share from its block', async () => {
@@ -396,8 +444,17 @@ describe('blockStores: budgets', () => {
     let spent = 0;
     for (let tenant = 0; tenant < 50; tenant++) {
       const id = `t${tenant}`;
-      const result = await wrapped.ledger.reserve({ id, amount: 1_000, scopes: [{ key: `tenant:t${tenant}`, limit: 1_000_000, expiresAt }, global], ttlMs: 60_000 });
-      expect(result).toMatchObject({ ok: true, amount: 1_000, scopes: [{ key: `tenant:t${tenant}` }, { key: 'global' }] });
+      const result = await wrapped.ledger.reserve({
+        id,
+        amount: 1_000,
+        scopes: [{ key: `tenant:t${tenant}`, limit: 1_000_000, expiresAt }, global],
+        ttlMs: 60_000,
+      });
+      expect(result).toMatchObject({
+        ok: true,
+        amount: 1_000,
+        scopes: [{ key: `tenant:t${tenant}` }, { key: 'global' }],
+      });
       await wrapped.ledger.settle(id, 600);
       spent += 600;
     }
@@ -406,7 +463,12 @@ describe('blockStores: budgets', () => {
     expect(reserves.slice(3)).toEqual(Array.from({ length: 48 }, (_, i) => [`tenant:t${i + 2}`]));
     await wrapped.blocks.retireAll();
     const usage = await stores.ledger.usage(['global', 'tenant:t0', 'tenant:t2', 'tenant:t49']);
-    expect(usage.map((scope) => [scope.spent, scope.reserved])).toEqual([[spent, 0], [600, 0], [600, 0], [600, 0]]);
+    expect(usage.map((scope) => [scope.spent, scope.reserved])).toEqual([
+      [spent, 0],
+      [600, 0],
+      [600, 0],
+      [600, 0],
+    ]);
     await wrapped.close();
   });
 
@@ -416,16 +478,30 @@ describe('blockStores: budgets', () => {
     const expiresAt = Date.now() + 3_600_000;
     const global: LedgerScope = { key: 'global', limit: 100_000_000, expiresAt };
     for (let i = 0; i < 3; i++) {
-      await wrapped.ledger.reserve({ id: `warm${i}`, amount: 1_000, scopes: [{ key: `tenant:w${i}`, limit: 1_000_000, expiresAt }, global], ttlMs: 60_000 });
+      await wrapped.ledger.reserve({
+        id: `warm${i}`,
+        amount: 1_000,
+        scopes: [{ key: `tenant:w${i}`, limit: 1_000_000, expiresAt }, global],
+        ttlMs: 60_000,
+      });
       await wrapped.ledger.release(`warm${i}`);
     }
     expect(wrapped.blocks.open().ledger).toBe(1);
     const tight: LedgerScope = { key: 'tenant:tight', limit: 1_500, expiresAt };
-    expect(await wrapped.ledger.reserve({ id: 'a', amount: 1_000, scopes: [tight, global], ttlMs: 60_000 })).toMatchObject({ ok: true });
-    expect(await wrapped.ledger.reserve({ id: 'b', amount: 1_000, scopes: [tight, global], ttlMs: 60_000 })).toMatchObject({ ok: false, scope: 'tenant:tight', remaining: 500 });
+    expect(
+      await wrapped.ledger.reserve({ id: 'a', amount: 1_000, scopes: [tight, global], ttlMs: 60_000 }),
+    ).toMatchObject({ ok: true });
+    expect(
+      await wrapped.ledger.reserve({ id: 'b', amount: 1_000, scopes: [tight, global], ttlMs: 60_000 }),
+    ).toMatchObject({ ok: false, scope: 'tenant:tight', remaining: 500 });
     await wrapped.ledger.settle('a', 1_000);
     await wrapped.blocks.retireAll();
-    expect((await stores.ledger.usage(['global', 'tenant:tight'])).map((scope) => [scope.spent, scope.reserved])).toEqual([[1_000, 0], [1_000, 0]]);
+    expect(
+      (await stores.ledger.usage(['global', 'tenant:tight'])).map((scope) => [scope.spent, scope.reserved]),
+    ).toEqual([
+      [1_000, 0],
+      [1_000, 0],
+    ]);
     await wrapped.close();
   });
 
@@ -442,17 +518,23 @@ describe('blockStores: budgets', () => {
 
   it('never grants past a limit across processes; near it, reserves per request exactly', async () => {
     const { stores } = countedStores();
-    const processes = [blocked(stores, { share: 0.1 }), blocked(stores, { share: 0.1 }), blocked(stores, { share: 0.1 })];
+    const processes = [
+      blocked(stores, { share: 0.1 }),
+      blocked(stores, { share: 0.1 }),
+      blocked(stores, { share: 0.1 }),
+    ];
     let granted = 0;
     let n = 0;
     for (let round = 0; round < 100; round++) {
-      await Promise.all(processes.map(async (p) => {
-        const id = `r${n++}`;
-        const result = await p.ledger.reserve({ id, amount: 10, scopes: scopes(1_000), ttlMs: 60_000 });
-        if (!result.ok) return;
-        granted += result.amount;
-        await p.ledger.settle(id, result.amount);
-      }));
+      await Promise.all(
+        processes.map(async (p) => {
+          const id = `r${n++}`;
+          const result = await p.ledger.reserve({ id, amount: 10, scopes: scopes(1_000), ttlMs: 60_000 });
+          if (!result.ok) return;
+          granted += result.amount;
+          await p.ledger.settle(id, result.amount);
+        }),
+      );
     }
     expect(granted).toBeLessThanOrEqual(1_000);
     expect(granted).toBeGreaterThanOrEqual(1_000 - 2 * 100);
@@ -464,7 +546,11 @@ describe('blockStores: budgets', () => {
     const { stores } = countedStores();
     const wrapped = blocked(stores, { share: 0.01 });
     await wrapped.ledger.reserve({ id: 'same', amount: 10, scopes: scopes(100_000), ttlMs: 60_000 });
-    expect(await wrapped.ledger.reserve({ id: 'same', amount: 10, scopes: scopes(100_000), ttlMs: 60_000 })).toEqual({ ok: true, id: 'same', amount: 10 });
+    expect(await wrapped.ledger.reserve({ id: 'same', amount: 10, scopes: scopes(100_000), ttlMs: 60_000 })).toEqual({
+      ok: true,
+      id: 'same',
+      amount: 10,
+    });
     expect(await wrapped.ledger.release('same')).toMatchObject({ settled: true, reserved: 10 });
     expect(await wrapped.ledger.settle('same', 5)).toMatchObject({ settled: false });
     await wrapped.blocks.retireAll();
@@ -491,7 +577,11 @@ describe('blockStores: budgets', () => {
     stores.ledger.settle = (id, actual) => (settled.push([id, actual]), settle(id, actual));
     await wrapped.close();
     // One block of each of the three scopes, each settled at what the request spent.
-    expect(settled).toEqual([[expect.stringMatching(/^block:/), 4], [expect.stringMatching(/^block:/), 4], [expect.stringMatching(/^block:/), 4]]);
+    expect(settled).toEqual([
+      [expect.stringMatching(/^block:/), 4],
+      [expect.stringMatching(/^block:/), 4],
+      [expect.stringMatching(/^block:/), 4],
+    ]);
   });
 
   it('over a lease whose slice cannot hold a block, the store being out: reserved per request from the slice, as without blocks', async () => {
@@ -500,15 +590,22 @@ describe('blockStores: budgets', () => {
     const reserve = stores.ledger.reserve;
     stores.ledger.reserve = (request) => (out ? Promise.reject(new Error('connect ECONNREFUSED')) : reserve(request));
     // A block is 5% of the budget, the slice 2%.
-    const wrapped = blocked(leasedStores(Object.assign(stores, { ping: async () => !out }), { slice: 0.02 }), { share: 0.05 });
+    const wrapped = blocked(leasedStores(Object.assign(stores, { ping: async () => !out }), { slice: 0.02 }), {
+      share: 0.05,
+    });
     // The store answered for the budget (a slice is granted only then), with a block that then went back.
     await wrapped.ledger.reserve({ id: 'seen', amount: 100, scopes: scopes(100_000), ttlMs: 60_000 });
     await wrapped.ledger.settle('seen', 100);
     await wrapped.blocks.retireAll();
     out = true;
     // The key's slice is 2,000: twenty requests of 100, then the outage's refusal.
-    for (let i = 0; i < 20; i++) expect(await wrapped.ledger.reserve({ id: `r${i}`, amount: 100, scopes: scopes(100_000), ttlMs: 60_000 })).toMatchObject({ ok: true, amount: 100 });
-    await expect(wrapped.ledger.reserve({ id: 'r20', amount: 100, scopes: scopes(100_000), ttlMs: 60_000 })).rejects.toThrow(LeaseExhaustedError);
+    for (let i = 0; i < 20; i++)
+      expect(
+        await wrapped.ledger.reserve({ id: `r${i}`, amount: 100, scopes: scopes(100_000), ttlMs: 60_000 }),
+      ).toMatchObject({ ok: true, amount: 100 });
+    await expect(
+      wrapped.ledger.reserve({ id: 'r20', amount: 100, scopes: scopes(100_000), ttlMs: 60_000 }),
+    ).rejects.toThrow(LeaseExhaustedError);
   });
 
   it('refuses bad options', () => {
@@ -520,8 +617,8 @@ describe('blockStores: budgets', () => {
   });
 });
 
-describe('blockStores over leasedStores (the example proxy\'s order)', () => {
-  it('while the store is out, blocks come out of the lease\'s slice: never more than the block held plus the slice', async () => {
+describe("blockStores over leasedStores (the example proxy's order)", () => {
+  it("while the store is out, blocks come out of the lease's slice: never more than the block held plus the slice", async () => {
     const { stores } = countedStores();
     let down = false;
     const consume = stores.counter.consume;

@@ -47,23 +47,33 @@ describe.each([
 
   it('ends where a middleware answers: the rest never runs', async () => {
     const after: string[] = [];
-    const { app } = appWith(note('a'), (_req, res) => void (res as Response).status(401).json({ answered: true }), (_req, _res, next) => {
-      after.push('ran');
-      next();
-    });
+    const { app } = appWith(
+      note('a'),
+      (_req, res) => void (res as Response).status(401).json({ answered: true }),
+      (_req, _res, next) => {
+        after.push('ran');
+        next();
+      },
+    );
     expect((await request(app).get('/').expect(401)).body).toEqual({ answered: true });
     expect(after).toEqual([]);
   });
 
   it.each([
     ['next(error)', (_req: unknown, _res: unknown, next: (error?: unknown) => void) => next(new Error('passed on'))],
-    ['a throw', () => {
-      throw new Error('thrown');
-    }],
-    ['a rejected promise', async () => {
-      await Promise.resolve();
-      throw new Error('rejected');
-    }],
+    [
+      'a throw',
+      () => {
+        throw new Error('thrown');
+      },
+    ],
+    [
+      'a rejected promise',
+      async () => {
+        await Promise.resolve();
+        throw new Error('rejected');
+      },
+    ],
   ])('%s skips the rest and reaches the error handlers as a JSON 500', async (_how, failing) => {
     const after: string[] = [];
     const { app, told } = appWith(note('a'), failing, (_req, _res, next) => {
@@ -85,17 +95,24 @@ describe.each([
 
   it("next('route') leaves the chain the way it leaves a separate layer", async () => {
     const after: string[] = [];
-    const { app } = appWith((_req, _res, next) => next('route'), (_req, _res, next) => {
-      after.push('ran');
-      next();
-    });
+    const { app } = appWith(
+      (_req, _res, next) => next('route'),
+      (_req, _res, next) => {
+        after.push('ran');
+        next();
+      },
+    );
     // The chain is an app-level layer: 'route' skips the rest of it and goes on to the next layer, the first route.
     expect((await request(app).get('/').expect(200)).body).toEqual({ seen: [] });
     expect(after).toEqual([]);
   });
 
   it('a middleware that hands on asynchronously is waited for', async () => {
-    const { app } = appWith(note('a'), (req, _res, next) => void setTimeout(() => note('later')(req as Request, _res as Response, next), 5), note('c'));
+    const { app } = appWith(
+      note('a'),
+      (req, _res, next) => void setTimeout(() => note('later')(req as Request, _res as Response, next), 5),
+      note('c'),
+    );
     expect((await request(app).get('/').expect(200)).body).toEqual({ seen: ['a', 'later', 'c'] });
   });
 });

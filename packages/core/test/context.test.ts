@@ -90,7 +90,10 @@ describe('where the context lives', () => {
     const app = factory();
     app.use(requestContext());
     app.get('/', (req, res) => {
-      res.json({ own: Object.hasOwn(req, 'tollgate') || Object.hasOwn(res, 'tollgate'), same: req.tollgate === getContext(req, res) });
+      res.json({
+        own: Object.hasOwn(req, 'tollgate') || Object.hasOwn(res, 'tollgate'),
+        same: req.tollgate === getContext(req, res),
+      });
     });
     expect((await request(app).get('/')).body).toEqual({ own: false, same: true });
   });
@@ -98,7 +101,11 @@ describe('where the context lives', () => {
   it('finds a context made before Express took the request, as the example proxy makes it', async () => {
     const app = express();
     app.get('/', (req, res) => {
-      res.json({ requestId: getContext(req, res).requestId, keyId: req.tollgate.identity?.keyId, same: req.tollgate === getContext(req, res) });
+      res.json({
+        requestId: getContext(req, res).requestId,
+        keyId: req.tollgate.identity?.keyId,
+        same: req.tollgate === getContext(req, res),
+      });
     });
     const server = (req: IncomingMessage, res: ServerResponse) => {
       const early = getContext(req, res);
@@ -138,7 +145,9 @@ describe('where the context lives', () => {
     });
     const names = ['a', 'b', 'c', 'd', 'e', 'f'];
     const answers = await Promise.all(names.map((name) => request(app).get(`/${name}`)));
-    answers.forEach((answer, index) => expect(answer.body).toEqual({ own: true, keyIds: [names[index], names[index], names[index]] }));
+    answers.forEach((answer, index) =>
+      expect(answer.body).toEqual({ own: true, keyIds: [names[index], names[index], names[index]] }),
+    );
   });
 
   it('keeps no closed response alive: the last-found cache lets go of it when it closes', async () => {
@@ -253,8 +262,8 @@ describe('settle', () => {
   });
 });
 
-describe('the meter\'s charge', () => {
-  it('is told of the close by the context\'s own listener: a metered request adds none of its own', async () => {
+describe("the meter's charge", () => {
+  it("is told of the close by the context's own listener: a metered request adds none of its own", async () => {
     const closes: number[] = [];
     let listeners = 0;
     const app = express();

@@ -40,29 +40,49 @@ describe('periodWindow (UTC)', () => {
 
   it('hour: start, end and suffix', () => {
     expect(periodWindow('hour', at('2026-11-22T08:59:59.999Z'))).toEqual({
-      period: 'hour', start: at('2026-11-22T08:00:00Z'), end: at('2026-11-22T09:00:00Z'), suffix: '2026-11-22T08',
+      period: 'hour',
+      start: at('2026-11-22T08:00:00Z'),
+      end: at('2026-11-22T09:00:00Z'),
+      suffix: '2026-11-22T08',
     });
   });
 
   it('day: start, end and suffix', () => {
     expect(periodWindow('day', at('2026-11-22T23:59:59.999Z'))).toEqual({
-      period: 'day', start: at('2026-11-22T00:00:00Z'), end: at('2026-11-23T00:00:00Z'), suffix: '2026-11-22',
+      period: 'day',
+      start: at('2026-11-22T00:00:00Z'),
+      end: at('2026-11-23T00:00:00Z'),
+      suffix: '2026-11-22',
     });
   });
 
   it('month: start, end and suffix', () => {
     expect(periodWindow('month', at('2026-11-30T12:00:00Z'))).toEqual({
-      period: 'month', start: at('2026-11-01T00:00:00Z'), end: at('2026-12-01T00:00:00Z'), suffix: '2026-11',
+      period: 'month',
+      start: at('2026-11-01T00:00:00Z'),
+      end: at('2026-12-01T00:00:00Z'),
+      suffix: '2026-11',
     });
   });
 
   it('rolls over years and month lengths', () => {
-    expect(periodWindow('month', at('2026-12-31T23:59:59Z'))).toMatchObject({ end: at('2027-01-01T00:00:00Z'), suffix: '2026-12' });
-    expect(periodWindow('day', at('2026-12-31T10:00:00Z'))).toMatchObject({ end: at('2027-01-01T00:00:00Z'), suffix: '2026-12-31' });
-    expect(periodWindow('hour', at('2026-12-31T23:30:00Z'))).toMatchObject({ end: at('2027-01-01T00:00:00Z'), suffix: '2026-12-31T23' });
+    expect(periodWindow('month', at('2026-12-31T23:59:59Z'))).toMatchObject({
+      end: at('2027-01-01T00:00:00Z'),
+      suffix: '2026-12',
+    });
+    expect(periodWindow('day', at('2026-12-31T10:00:00Z'))).toMatchObject({
+      end: at('2027-01-01T00:00:00Z'),
+      suffix: '2026-12-31',
+    });
+    expect(periodWindow('hour', at('2026-12-31T23:30:00Z'))).toMatchObject({
+      end: at('2027-01-01T00:00:00Z'),
+      suffix: '2026-12-31T23',
+    });
     expect(periodWindow('month', at('2028-02-10T00:00:00Z'))).toMatchObject({ end: at('2028-03-01T00:00:00Z') });
     expect(periodWindow('day', at('2028-02-28T05:00:00Z'))).toMatchObject({ end: at('2028-02-29T00:00:00Z') });
-    expect(periodWindow('month', at('2027-02-10T00:00:00Z')).end - periodWindow('month', at('2027-02-10T00:00:00Z')).start).toBe(28 * 86_400_000);
+    expect(
+      periodWindow('month', at('2027-02-10T00:00:00Z')).end - periodWindow('month', at('2027-02-10T00:00:00Z')).start,
+    ).toBe(28 * 86_400_000);
   });
 
   it('is half-open: the end instant belongs to the next period', () => {

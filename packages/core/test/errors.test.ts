@@ -32,7 +32,8 @@ describe('closestName', () => {
 });
 
 describe('assertKnownOptions', () => {
-  const check = (options: unknown) => assertKnownOptions(options as object, KNOWN, 'ERR_TG_TEST_UNKNOWN_OPTION', 'testFactory');
+  const check = (options: unknown) =>
+    assertKnownOptions(options as object, KNOWN, 'ERR_TG_TEST_UNKNOWN_OPTION', 'testFactory');
 
   it('accepts known names and absent options', () => {
     expect(() => check({ windowMs: 1, limit: 2 })).not.toThrow();
@@ -51,7 +52,9 @@ describe('assertKnownOptions', () => {
   });
 
   it('rejects an unknown name without a hint when nothing is close, listing the known ones', () => {
-    expect(() => check({ colour: 'red' })).toThrow(/has no option "colour"\. Known options: windowMs, limit, keyGenerator, failOpen/);
+    expect(() => check({ colour: 'red' })).toThrow(
+      /has no option "colour"\. Known options: windowMs, limit, keyGenerator, failOpen/,
+    );
   });
 
   it('rejects a non-object', () => {

@@ -39,7 +39,10 @@ describe.each([
   ['Express 5', express5],
 ])('apiErrorHandler({ otherErrors }) on %s', (_name, express) => {
   it('renders a bad JSON body as 400 invalid_request', async () => {
-    const response = await request(appOn(express, [])).post('/json').set('content-type', 'application/json').send('{"model":');
+    const response = await request(appOn(express, []))
+      .post('/json')
+      .set('content-type', 'application/json')
+      .send('{"model":');
     expect(response.status).toBe(400);
     expect(response.body.error).toMatchObject({ code: 'invalid_request', type: 'invalid_request_error' });
   });
@@ -47,7 +50,9 @@ describe.each([
   it('renders an ApiError from an async handler in its own status and code', async () => {
     const response = await request(appOn(express, [])).get('/async-upstream');
     expect(response.status).toBe(502);
-    expect(response.body).toEqual({ error: { message: 'The provider did not answer.', type: 'server_error', code: 'upstream_error', param: null } });
+    expect(response.body).toEqual({
+      error: { message: 'The provider did not answer.', type: 'server_error', code: 'upstream_error', param: null },
+    });
   });
 
   it('renders any other error, sync or async, as a 500 internal_error without its stack, and reports it', async () => {
@@ -57,10 +62,20 @@ describe.each([
       const response = await request(app).get(path);
       expect(response.status).toBe(500);
       expect(response.headers['content-type']).toMatch(/^application\/json/);
-      expect(response.body).toEqual({ error: { message: 'The server failed to answer this request.', type: 'server_error', code: 'internal_error', param: null } });
+      expect(response.body).toEqual({
+        error: {
+          message: 'The server failed to answer this request.',
+          type: 'server_error',
+          code: 'internal_error',
+          param: null,
+        },
+      });
       expect(response.text).not.toMatch(/secret stack|TypeError|at /);
     }
-    expect(told.map((error) => (error as Error).message)).toEqual(['a bug with a secret stack', 'undefined is not a function']);
+    expect(told.map((error) => (error as Error).message)).toEqual([
+      'a bug with a secret stack',
+      'undefined is not a function',
+    ]);
   });
 });
 
@@ -71,7 +86,10 @@ describe('apiErrorHandler() by default', () => {
       throw new Error('bug');
     });
     app.use(apiErrorHandler());
-    app.use((error: Error, _req: Request, res: Response, _next: NextFunction) => void res.status(500).json({ own: error.message }));
+    app.use(
+      (error: Error, _req: Request, res: Response, _next: NextFunction) =>
+        void res.status(500).json({ own: error.message }),
+    );
     expect((await request(app).get('/')).body).toEqual({ own: 'bug' });
   });
 });

@@ -15,12 +15,15 @@ function switchableStores(): { stores: TollgateStores & { ping(): Promise<boolea
     if (mode === 'stalled') await new Promise<void>((resume) => stalled.push(resume));
     return call();
   };
-  const wrap = <T extends object>(part: T): T => new Proxy(part, {
-    get(target, property) {
-      const value = Reflect.get(target, property, target) as unknown;
-      return typeof value === 'function' ? (...args: unknown[]) => gate(() => (value as (...a: unknown[]) => Promise<unknown>).apply(target, args)) : value;
-    },
-  });
+  const wrap = <T extends object>(part: T): T =>
+    new Proxy(part, {
+      get(target, property) {
+        const value = Reflect.get(target, property, target) as unknown;
+        return typeof value === 'function'
+          ? (...args: unknown[]) => gate(() => (value as (...a: unknown[]) => Promise<unknown>).apply(target, args))
+          : value;
+      },
+    });
   const stores = {
     counter: wrap(memory.counter),
     ledger: wrap(memory.ledger),
@@ -59,7 +62,13 @@ afterEach(async () => {
 function setUp(options: Parameters<typeof leasedStores>[1] = {}) {
   const inner = switchableStores();
   const events: LeaseOutageEvent[] = [];
-  const stores = leasedStores(inner.stores, { slice: 0.1, deadlineMs: 50, probeIntervalMs: 20, onOutage: (event) => events.push(event), ...options });
+  const stores = leasedStores(inner.stores, {
+    slice: 0.1,
+    deadlineMs: 50,
+    probeIntervalMs: 20,
+    onOutage: (event) => events.push(event),
+    ...options,
+  });
   open.push(stores);
   return { inner, stores, events };
 }
@@ -69,7 +78,12 @@ describe('leasedStores', () => {
     const { stores } = setUp();
     const window = await stores.counter.consume('k', 3, { limit: 10, windowMs: 60_000 });
     expect(window).toMatchObject({ allowed: true, remaining: 7 });
-    const reserved = await stores.ledger.reserve({ id: 'r1', amount: 40, scopes: [scope('tenant:a', 100)], ttlMs: 60_000 });
+    const reserved = await stores.ledger.reserve({
+      id: 'r1',
+      amount: 40,
+      scopes: [scope('tenant:a', 100)],
+      ttlMs: 60_000,
+    });
     expect(reserved.ok).toBe(true);
     await stores.ledger.settle('r1', 25);
     expect(await stores.ledger.usage(['tenant:a'])).toEqual([{ key: 'tenant:a', spent: 25, reserved: 0 }]);
@@ -81,21 +95,35 @@ describe('leasedStores', () => {
     await stores.counter.consume('seen', 1, { limit: 100, windowMs: 60_000 });
     inner.set('failing');
     const results = [];
-    for (let index = 0; index < 15; index++) results.push(await stores.counter.consume('seen', 1, { limit: 100, windowMs: 60_000 }));
+    for (let index = 0; index < 15; index++)
+      results.push(await stores.counter.consume('seen', 1, { limit: 100, windowMs: 60_000 }));
     expect(results.filter((result) => result.allowed)).toHaveLength(10);
     expect(results[14]).toMatchObject({ allowed: false, remaining: 0 });
-    await expect(stores.counter.consume('never-seen', 1, { limit: 100, windowMs: 60_000 })).rejects.toThrow(LeaseExhaustedError);
+    await expect(stores.counter.consume('never-seen', 1, { limit: 100, windowMs: 60_000 })).rejects.toThrow(
+      LeaseExhaustedError,
+    );
     expect(stores.lease.down).toBe(true);
     expect(events[0]).toMatchObject({ state: 'down' });
   });
 
   it('grants at most slice x limit of a budget in an outage, then charges what it settled exactly once when the store returns', async () => {
     const { inner, stores, events } = setUp();
-    await stores.ledger.release((await stores.ledger.reserve({ id: 'warm', amount: 1, scopes: [scope('tenant:a', 1000)], ttlMs: 60_000 }) as { id: string }).id);
+    await stores.ledger.release(
+      (
+        (await stores.ledger.reserve({ id: 'warm', amount: 1, scopes: [scope('tenant:a', 1000)], ttlMs: 60_000 })) as {
+          id: string;
+        }
+      ).id,
+    );
     inner.set('failing');
     let granted = 0;
     for (let index = 0; index < 4; index++) {
-      const result = await stores.ledger.reserve({ id: `out-${index}`, amount: 30, scopes: [scope('tenant:a', 1000)], ttlMs: 60_000 });
+      const result = await stores.ledger.reserve({
+        id: `out-${index}`,
+        amount: 30,
+        scopes: [scope('tenant:a', 1000)],
+        ttlMs: 60_000,
+      });
       if (result.ok) {
         granted += result.amount;
         await stores.ledger.settle(result.id, 20);
@@ -103,8 +131,12 @@ describe('leasedStores', () => {
     }
     // The slice is 100: each call reserves 30 and settles 20, so the slice's use grows by 20 a call (0, 20, 40, 60; then 80 + 30 is past it).
     expect(granted).toBe(120);
-    await expect(stores.ledger.reserve({ id: 'past', amount: 30, scopes: [scope('tenant:a', 1000)], ttlMs: 60_000 })).rejects.toThrow(LeaseExhaustedError);
-    await expect(stores.ledger.reserve({ id: 'unseen', amount: 1, scopes: [scope('tenant:b', 1000)], ttlMs: 60_000 })).rejects.toThrow(LeaseExhaustedError);
+    await expect(
+      stores.ledger.reserve({ id: 'past', amount: 30, scopes: [scope('tenant:a', 1000)], ttlMs: 60_000 }),
+    ).rejects.toThrow(LeaseExhaustedError);
+    await expect(
+      stores.ledger.reserve({ id: 'unseen', amount: 1, scopes: [scope('tenant:b', 1000)], ttlMs: 60_000 }),
+    ).rejects.toThrow(LeaseExhaustedError);
     expect(stores.lease.pendingCharges()).toBe(4);
     inner.set('up');
     await eventually(() => events.some((event) => event.state === 'up'));
@@ -117,25 +149,52 @@ describe('leasedStores', () => {
 
   it('never grants past what the store last said a budget had left (a spent budget gets no slice)', async () => {
     const { inner, stores } = setUp();
-    const first = await stores.ledger.reserve({ id: 'a', amount: 995, scopes: [scope('tenant:a', 1000)], ttlMs: 60_000 });
+    const first = await stores.ledger.reserve({
+      id: 'a',
+      amount: 995,
+      scopes: [scope('tenant:a', 1000)],
+      ttlMs: 60_000,
+    });
     expect(first.ok).toBe(true);
     await stores.ledger.settle('a', 995);
-    await stores.ledger.release((await stores.ledger.reserve({ id: 'b', amount: 1, scopes: [scope('tenant:a', 1000)], ttlMs: 60_000 }) as { id: string }).id);
+    await stores.ledger.release(
+      (
+        (await stores.ledger.reserve({ id: 'b', amount: 1, scopes: [scope('tenant:a', 1000)], ttlMs: 60_000 })) as {
+          id: string;
+        }
+      ).id,
+    );
     inner.set('failing');
     const small = await stores.ledger.reserve({ id: 'c', amount: 4, scopes: [scope('tenant:a', 1000)], ttlMs: 60_000 });
     expect(small.ok).toBe(true);
-    const refused = await stores.ledger.reserve({ id: 'd', amount: 4, scopes: [scope('tenant:a', 1000)], ttlMs: 60_000 });
+    const refused = await stores.ledger.reserve({
+      id: 'd',
+      amount: 4,
+      scopes: [scope('tenant:a', 1000)],
+      ttlMs: 60_000,
+    });
     expect(refused).toMatchObject({ ok: false, scope: 'tenant:a', remaining: 0 });
   });
 
   it('answers a stalled store from the slice after the deadline, and undoes what the store counts when it wakes', async () => {
     const { inner, stores } = setUp();
     await stores.counter.consume('k', 1, { limit: 100, windowMs: 60_000 });
-    await stores.ledger.release((await stores.ledger.reserve({ id: 'warm', amount: 1, scopes: [scope('tenant:a', 1000)], ttlMs: 60_000 }) as { id: string }).id);
+    await stores.ledger.release(
+      (
+        (await stores.ledger.reserve({ id: 'warm', amount: 1, scopes: [scope('tenant:a', 1000)], ttlMs: 60_000 })) as {
+          id: string;
+        }
+      ).id,
+    );
     inner.set('stalled');
     // The stalled store answers nothing until it is resumed below: these resolve only because the slice answered them.
     const window = await stores.counter.consume('k', 5, { limit: 100, windowMs: 60_000 });
-    const reserved = await stores.ledger.reserve({ id: 'slow', amount: 50, scopes: [scope('tenant:a', 1000)], ttlMs: 60_000 });
+    const reserved = await stores.ledger.reserve({
+      id: 'slow',
+      amount: 50,
+      scopes: [scope('tenant:a', 1000)],
+      ttlMs: 60_000,
+    });
     expect(window.allowed).toBe(true);
     expect(reserved.ok).toBe(true);
     inner.set('up');
@@ -153,9 +212,20 @@ describe('leasedStores', () => {
 
   it('charges a slice reservation never settled at its amount, as the store does at expiry', async () => {
     const { inner, stores } = setUp();
-    await stores.ledger.release((await stores.ledger.reserve({ id: 'warm', amount: 1, scopes: [scope('tenant:a', 1000)], ttlMs: 60_000 }) as { id: string }).id);
+    await stores.ledger.release(
+      (
+        (await stores.ledger.reserve({ id: 'warm', amount: 1, scopes: [scope('tenant:a', 1000)], ttlMs: 60_000 })) as {
+          id: string;
+        }
+      ).id,
+    );
     inner.set('failing');
-    const reserved = await stores.ledger.reserve({ id: 'lost', amount: 60, scopes: [scope('tenant:a', 1000)], ttlMs: 30 });
+    const reserved = await stores.ledger.reserve({
+      id: 'lost',
+      amount: 60,
+      scopes: [scope('tenant:a', 1000)],
+      ttlMs: 30,
+    });
     expect(reserved.ok).toBe(true);
     await eventually(() => stores.lease.pendingCharges() === 1);
     inner.set('up');
@@ -167,8 +237,14 @@ describe('leasedStores', () => {
   it('failOpen admits everything while out and charges the budgets when the store is back; failClosed passes the failure on', async () => {
     const { inner, stores } = setUp({ policy: { counter: 'failOpen', ledger: 'failOpen', fixedWindow: 'failClosed' } });
     inner.set('failing');
-    for (let index = 0; index < 50; index++) expect((await stores.counter.consume('never-seen', 1, { limit: 10, windowMs: 60_000 })).allowed).toBe(true);
-    const reserved = await stores.ledger.reserve({ id: 'open', amount: 5000, scopes: [scope('tenant:z', 1000)], ttlMs: 60_000 });
+    for (let index = 0; index < 50; index++)
+      expect((await stores.counter.consume('never-seen', 1, { limit: 10, windowMs: 60_000 })).allowed).toBe(true);
+    const reserved = await stores.ledger.reserve({
+      id: 'open',
+      amount: 5000,
+      scopes: [scope('tenant:z', 1000)],
+      ttlMs: 60_000,
+    });
     expect(reserved).toMatchObject({ ok: true, amount: 5000 });
     await stores.ledger.settle('open', 1200);
     inner.set('up');
@@ -178,8 +254,12 @@ describe('leasedStores', () => {
 
     const closed = setUp({ policy: 'failClosed' });
     closed.inner.set('failing');
-    await expect(closed.stores.counter.consume('k', 1, { limit: 10, windowMs: 60_000 })).rejects.toThrow(/ECONNREFUSED/);
-    await expect(closed.stores.ledger.reserve({ id: 'x', amount: 1, scopes: [scope('tenant:a', 10)], ttlMs: 60_000 })).rejects.toThrow(/ECONNREFUSED/);
+    await expect(closed.stores.counter.consume('k', 1, { limit: 10, windowMs: 60_000 })).rejects.toThrow(
+      /ECONNREFUSED/,
+    );
+    await expect(
+      closed.stores.ledger.reserve({ id: 'x', amount: 1, scopes: [scope('tenant:a', 10)], ttlMs: 60_000 }),
+    ).rejects.toThrow(/ECONNREFUSED/);
   });
 
   it('counts request windows at 1/slice a hit while out, and forgets a window the store has not answered for within grantMs', async () => {
@@ -195,9 +275,19 @@ describe('leasedStores', () => {
       giveBack: async () => undefined,
       reset: async () => undefined,
     };
-    const stores = leasedStores(Object.assign(memory, { fixedWindow, ping: async () => !failing }), { slice: 0.25, deadlineMs: 50, probeIntervalMs: 20, grantMs: 1_000, clock: () => now });
+    const stores = leasedStores(Object.assign(memory, { fixedWindow, ping: async () => !failing }), {
+      slice: 0.25,
+      deadlineMs: 50,
+      probeIntervalMs: 20,
+      grantMs: 1_000,
+      clock: () => now,
+    });
     open.push(stores);
-    const windows = (stores as unknown as { fixedWindow: typeof fixedWindow & { hit(key: string, windowMs: number): Promise<{ hits: number }> } }).fixedWindow;
+    const windows = (
+      stores as unknown as {
+        fixedWindow: typeof fixedWindow & { hit(key: string, windowMs: number): Promise<{ hits: number }> };
+      }
+    ).fixedWindow;
     expect((await windows.hit('rl:k', 60_000)).hits).toBe(1);
     failing = true;
     // Each local hit counts as 4 (1 / 0.25): a limit of 10 admits two more here (1 + 4 = 5, 1 + 8 = 9), refuses the third (13).
@@ -215,6 +305,8 @@ describe('leasedStores', () => {
     expect(() => leasedStores(stores, { slice: 0 })).toThrow(/slice must be a number in \(0, 1\]/);
     expect(() => leasedStores(stores, { slice: 2 })).toThrow(/slice/);
     expect(() => leasedStores(stores, { deadlineMs: -1 })).toThrow(/deadlineMs must be a positive number/);
-    expect(() => leasedStores(stores, { policy: 'open' as never })).toThrow(/must be "lease", "failOpen" or "failClosed"/);
+    expect(() => leasedStores(stores, { policy: 'open' as never })).toThrow(
+      /must be "lease", "failOpen" or "failClosed"/,
+    );
   });
 });

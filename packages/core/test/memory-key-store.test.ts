@@ -8,7 +8,12 @@ const sha256 = (text: string) => createHash('sha256').update(text).digest('hex')
 describe('MemoryKeyStore.findByHashSync', () => {
   it('answers what findByHash answers: either case, unknown, disabled, deleted', async () => {
     const { keys, close } = createMemoryStores({ sweepIntervalMs: 0 });
-    const record: ApiKeyRecord = { id: 'k1', sha256: sha256('key one').toUpperCase(), scopes: ['chat'], createdAt: '2026-11-22T08:00:00.000Z' };
+    const record: ApiKeyRecord = {
+      id: 'k1',
+      sha256: sha256('key one').toUpperCase(),
+      scopes: ['chat'],
+      createdAt: '2026-11-22T08:00:00.000Z',
+    };
     await keys.put(record);
     const both = async (hash: string) => [keys.findByHashSync(hash), await keys.findByHash(hash)];
 

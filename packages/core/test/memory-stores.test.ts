@@ -1,6 +1,12 @@
 // The in-memory stores stay bounded: expired windows, charged reservations and scopes are evicted.
 import { afterEach, describe, expect, it, jest } from '@jest/globals';
-import { counterAtOnce, createMemoryStores, ledgerAtOnce, MemoryReservationLedger, TollgateError } from '@tollgate/core';
+import {
+  counterAtOnce,
+  createMemoryStores,
+  ledgerAtOnce,
+  MemoryReservationLedger,
+  TollgateError,
+} from '@tollgate/core';
 import type { ReserveRequest } from '@tollgate/core';
 
 describe('memory stores', () => {
@@ -31,7 +37,12 @@ describe('memory stores', () => {
     let now = 1_000_000;
     const stores = createMemoryStores({ clock: () => now, sweepIntervalMs: 0 });
     for (let i = 0; i < 50; i++) {
-      await stores.ledger.reserve({ id: `r${i}`, amount: 1, ttlMs: 100, scopes: [{ key: `s${i}`, limit: 10, expiresAt: now + 1000 }] });
+      await stores.ledger.reserve({
+        id: `r${i}`,
+        amount: 1,
+        ttlMs: 100,
+        scopes: [{ key: `s${i}`, limit: 10, expiresAt: now + 1000 }],
+      });
     }
     expect(stores.ledger.size).toEqual({ scopes: 50, reservations: 50 });
     now += 200;
@@ -47,7 +58,12 @@ describe('memory stores', () => {
   it('sweeps on an unref’d timer and stops on close', async () => {
     jest.useFakeTimers({ now: 1_000_000 });
     const stores = createMemoryStores({ sweepIntervalMs: 1000 });
-    await stores.ledger.reserve({ id: 'r', amount: 1, ttlMs: 100, scopes: [{ key: 's', limit: 10, expiresAt: Date.now() + 500 }] });
+    await stores.ledger.reserve({
+      id: 'r',
+      amount: 1,
+      ttlMs: 100,
+      scopes: [{ key: 's', limit: 10, expiresAt: Date.now() + 500 }],
+    });
     jest.advanceTimersByTime(1000);
     expect(stores.ledger.size).toEqual({ scopes: 0, reservations: 0 });
     await stores.close();
@@ -58,15 +74,29 @@ describe('memory stores', () => {
     const now = 1_000_000;
     const sync = createMemoryStores({ clock: () => now, sweepIntervalMs: 0 });
     const promised = createMemoryStores({ clock: () => now, sweepIntervalMs: 0 });
-    const scopes = [{ key: 'a', limit: 100, expiresAt: now + 10_000 }, { key: 'b', limit: 50, expiresAt: now + 10_000 }];
+    const scopes = [
+      { key: 'a', limit: 100, expiresAt: now + 10_000 },
+      { key: 'b', limit: 50, expiresAt: now + 10_000 },
+    ];
     const request = { id: 'r', amount: 80, minAmount: 10, scopes, ttlMs: 1000 };
     const reserved = sync.ledger.reserveAtOnce(request);
     expect(reserved).toEqual(await promised.ledger.reserve(request));
-    expect(reserved).toEqual({ ok: true, id: 'r', amount: 50, scopes: [{ key: 'a', limit: 100, spent: 0, reserved: 50 }, { key: 'b', limit: 50, spent: 0, reserved: 50 }] });
+    expect(reserved).toEqual({
+      ok: true,
+      id: 'r',
+      amount: 50,
+      scopes: [
+        { key: 'a', limit: 100, spent: 0, reserved: 50 },
+        { key: 'b', limit: 50, spent: 0, reserved: 50 },
+      ],
+    });
     expect(sync.ledger.settleAtOnce('r', 30)).toEqual(await promised.ledger.settle('r', 30));
     expect(sync.ledger.settleAtOnce('r', 0)).toEqual(await promised.ledger.release('r'));
     expect(sync.ledger.settleAtOnce('r', 0)).toEqual({ settled: false, reserved: 0 });
-    expect(await sync.ledger.usage(['a', 'b'])).toEqual([{ key: 'a', spent: 30, reserved: 0 }, { key: 'b', spent: 30, reserved: 0 }]);
+    expect(await sync.ledger.usage(['a', 'b'])).toEqual([
+      { key: 'a', spent: 30, reserved: 0 },
+      { key: 'b', spent: 30, reserved: 0 },
+    ]);
     expect(() => sync.ledger.reserveAtOnce({ ...request, id: 'n', amount: Number.NaN })).toThrow(RangeError);
     await expect(promised.ledger.reserve({ ...request, id: 'n', amount: Number.NaN })).rejects.toThrow(RangeError);
 
@@ -88,7 +118,10 @@ describe('memory stores', () => {
     const stores = createMemoryStores({ sweepIntervalMs: 0 });
     let counted = 0;
     const proxied = new Proxy(stores.counter, {
-      get: (target, name, receiver) => (name === 'consume' ? (...args: Parameters<typeof target.consume>) => (counted++, target.consume(...args)) : Reflect.get(target, name, receiver)),
+      get: (target, name, receiver) =>
+        name === 'consume'
+          ? (...args: Parameters<typeof target.consume>) => (counted++, target.consume(...args))
+          : Reflect.get(target, name, receiver),
     });
     expect(counterAtOnce(proxied)).toBeUndefined();
     class Audited extends MemoryReservationLedger {
@@ -115,7 +148,11 @@ describe('memory stores', () => {
     const now = 1_000_000;
     const stores = createMemoryStores({ clock: () => now, sweepIntervalMs: 0 });
     const scopes = [{ key: 'a', limit: 100, expiresAt: now + 10_000 }];
-    expect(stores.ledger.reserveAtOnce({ id: 'r', amount: 40, scopes, ttlMs: 1000 }, { balances: false })).toEqual({ ok: true, id: 'r', amount: 40 });
+    expect(stores.ledger.reserveAtOnce({ id: 'r', amount: 40, scopes, ttlMs: 1000 }, { balances: false })).toEqual({
+      ok: true,
+      id: 'r',
+      amount: 40,
+    });
     expect(await stores.ledger.usage(['a'])).toEqual([{ key: 'a', spent: 0, reserved: 40 }]);
     expect(stores.ledger.settleAtOnce('r', 25, { balances: false })).toEqual({ settled: true, reserved: 40 });
     expect(await stores.ledger.usage(['a'])).toEqual([{ key: 'a', spent: 25, reserved: 0 }]);
@@ -132,12 +169,21 @@ describe('memory stores', () => {
     now += 500;
     // Past the settled reservation's TTL, before the live one's: nothing is charged.
     expect(await stores.ledger.usage(['a'])).toEqual([{ key: 'a', spent: 5, reserved: 20 }]);
-    await stores.ledger.reserve({ id: 'other', amount: 1, scopes: [{ key: 'b', limit: 100, expiresAt: now + 100_000 }], ttlMs: 60_000 });
+    await stores.ledger.reserve({
+      id: 'other',
+      amount: 1,
+      scopes: [{ key: 'b', limit: 100, expiresAt: now + 100_000 }],
+      ttlMs: 60_000,
+    });
     now += 600;
     // A call on another scope charges it too: the amount is spent, no longer held.
     expect(await stores.ledger.usage(['b'])).toEqual([{ key: 'b', spent: 0, reserved: 1 }]);
     expect(await stores.ledger.usage(['a'])).toEqual([{ key: 'a', spent: 25, reserved: 0 }]);
-    expect(await stores.ledger.settle('long', 3)).toEqual({ settled: true, reserved: 20, scopes: [{ key: 'a', spent: 8, reserved: 0 }] });
+    expect(await stores.ledger.settle('long', 3)).toEqual({
+      settled: true,
+      reserved: 20,
+      scopes: [{ key: 'a', spent: 8, reserved: 0 }],
+    });
     expect(stores.ledger.size).toEqual({ scopes: 2, reservations: 1 });
     await stores.close();
   });

@@ -1,8 +1,19 @@
 import { describe, expect, it } from '@jest/globals';
-import { affordableOutputTokens, costNanoUsd, createPricing, maxCostNanoUsd, TollgateError, UnknownModelError } from '@tollgate/core';
+import {
+  affordableOutputTokens,
+  costNanoUsd,
+  createPricing,
+  maxCostNanoUsd,
+  TollgateError,
+  UnknownModelError,
+} from '@tollgate/core';
 
 const usage = (input: number, output: number, cached = 0, written = 0, reasoning = 0) => ({
-  inputTokens: input, outputTokens: output, cachedInputTokens: cached, cacheWriteTokens: written, reasoningTokens: reasoning,
+  inputTokens: input,
+  outputTokens: output,
+  cachedInputTokens: cached,
+  cacheWriteTokens: written,
+  reasoningTokens: reasoning,
 });
 
 describe('pricing', () => {
@@ -23,22 +34,36 @@ describe('pricing', () => {
   });
 
   it('lets users add and override models in code', () => {
-    const custom = createPricing({ models: { 'gpt-4o': { provider: 'openai', inputPerMTok: 1, outputPerMTok: 1 }, mine: { provider: 'vllm', inputPerMTok: 0.2, outputPerMTok: 0.4 } } });
+    const custom = createPricing({
+      models: {
+        'gpt-4o': { provider: 'openai', inputPerMTok: 1, outputPerMTok: 1 },
+        mine: { provider: 'vllm', inputPerMTok: 0.2, outputPerMTok: 0.4 },
+      },
+    });
     expect(custom.get('gpt-4o-2024-11-20').inputMicro).toBe(1_000_000);
     expect(custom.get('mine').provider).toBe('vllm');
   });
 
-  it('counts OpenAI-speaking providers with o200k_base by default, the provider\'s own tokenizer only where named', () => {
+  it("counts OpenAI-speaking providers with o200k_base by default, the provider's own tokenizer only where named", () => {
     const pricing = createPricing({
       models: {
         'my-openai': { provider: 'openai', inputPerMTok: 1, outputPerMTok: 1 },
         'my-vllm': { provider: 'openai-compatible', inputPerMTok: 1, outputPerMTok: 1 },
         'my-named': { provider: 'openai', inputPerMTok: 1, outputPerMTok: 1, tokenizer: 'cl100k_base' },
         'my-claude': { provider: 'anthropic', inputPerMTok: 1, outputPerMTok: 1 },
-        'my-llama': { provider: 'openai', inputPerMTok: 1, outputPerMTok: 1, tokenizer: 'o200k_base', ownTokenizer: false },
+        'my-llama': {
+          provider: 'openai',
+          inputPerMTok: 1,
+          outputPerMTok: 1,
+          tokenizer: 'o200k_base',
+          ownTokenizer: false,
+        },
       },
     });
-    const counting = (model: string) => ({ tokenizer: pricing.get(model).tokenizer, own: pricing.get(model).ownTokenizer });
+    const counting = (model: string) => ({
+      tokenizer: pricing.get(model).tokenizer,
+      own: pricing.get(model).ownTokenizer,
+    });
     expect(counting('my-openai')).toEqual({ tokenizer: 'o200k_base', own: false });
     expect(counting('my-vllm')).toEqual({ tokenizer: 'o200k_base', own: false });
     expect(counting('my-named')).toEqual({ tokenizer: 'cl100k_base', own: true });
@@ -48,11 +73,15 @@ describe('pricing', () => {
     expect(counting('gpt-4o-mini')).toEqual({ tokenizer: 'o200k_base', own: true });
     expect(counting('claude-haiku-4-5')).toEqual({ tokenizer: 'approximate', own: false });
     expect(counting('gemini-2.5-flash')).toEqual({ tokenizer: 'approximate', own: false });
-    expect(() => createPricing({ models: { bad: { provider: 'x', inputPerMTok: 1, outputPerMTok: 1, ownTokenizer: true } } })).toThrow(/ownTokenizer/);
+    expect(() =>
+      createPricing({ models: { bad: { provider: 'x', inputPerMTok: 1, outputPerMTok: 1, ownTokenizer: true } } }),
+    ).toThrow(/ownTokenizer/);
   });
 
   it('rejects bad prices at construction', () => {
-    expect(() => createPricing({ models: { x: { provider: 'openai', inputPerMTok: -1, outputPerMTok: 1 } } })).toThrow(TollgateError);
+    expect(() => createPricing({ models: { x: { provider: 'openai', inputPerMTok: -1, outputPerMTok: 1 } } })).toThrow(
+      TollgateError,
+    );
   });
 
   it('prices each token class once, rounding up once', () => {
@@ -65,21 +94,32 @@ describe('pricing', () => {
     // $0.075 per 1M: one cached gpt-4o-mini token is 75 nano; 1 uncached input token of gpt-4.1-nano 100
     expect(costNanoUsd(usage(3, 1, 1), pricing.get('gpt-4o-mini'))).toBe(2 * 150 + 75 + 600);
     const claude = pricing.get('claude-sonnet-4-5'); // 3 in, 0.3 read, 3.75 write, 15 out
-    expect(costNanoUsd(usage(1000 + 200 + 300, 50, 200, 300, 0), claude)).toBe(1000 * 3000 + 200 * 300 + 300 * 3750 + 50 * 15000);
+    expect(costNanoUsd(usage(1000 + 200 + 300, 50, 200, 300, 0), claude)).toBe(
+      1000 * 3000 + 200 * 300 + 300 * 3750 + 50 * 15000,
+    );
   });
 
   it('prices 1-hour cache writes at their own rate (Anthropic: 2x input), 5-minute ones at theirs', () => {
     const claude = pricing.get('claude-sonnet-4-5'); // 3 in, 3.75 write (5 minutes), 6 write (1 hour)
     expect(claude.cacheWrite1hMicro).toBe(6_000_000);
     // 1000 input: 600 plain, 400 written to the cache, 300 of those for an hour.
-    const written = { inputTokens: 1000, cachedInputTokens: 0, cacheWriteTokens: 400, cacheWrite1hTokens: 300, outputTokens: 0, reasoningTokens: 0 };
+    const written = {
+      inputTokens: 1000,
+      cachedInputTokens: 0,
+      cacheWriteTokens: 400,
+      cacheWrite1hTokens: 300,
+      outputTokens: 0,
+      reasoningTokens: 0,
+    };
     expect(costNanoUsd(written, claude)).toBe(600 * 3000 + 100 * 3750 + 300 * 6000);
     // Before: all 400 at the 5-minute price.
     expect(costNanoUsd(written, claude)).toBeGreaterThan(600 * 3000 + 400 * 3750);
     // The estimate's upper bound covers the dearest input class.
     expect(maxCostNanoUsd(1000, 0, claude)).toBe(1000 * 6000);
     // Without a 1-hour price, a 1-hour write costs the cache write price.
-    const own = createPricing({ models: { m: { provider: 'x', inputPerMTok: 1, cacheWritePerMTok: 2, outputPerMTok: 1 } } }).get('m');
+    const own = createPricing({
+      models: { m: { provider: 'x', inputPerMTok: 1, cacheWritePerMTok: 2, outputPerMTok: 1 } },
+    }).get('m');
     expect(own.cacheWrite1hMicro).toBe(2_000_000);
   });
 

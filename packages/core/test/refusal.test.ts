@@ -3,10 +3,21 @@ import { describe, expect, it } from '@jest/globals';
 import express from 'express';
 import type { Request, Response } from 'express';
 import request from 'supertest';
-import { ApiError, noteRefusal, refusalRenderer, renderApiError, type ApiErrorCode, type Refusal, type RefusalLayer } from '@tollgate/core';
+import {
+  ApiError,
+  noteRefusal,
+  refusalRenderer,
+  renderApiError,
+  type ApiErrorCode,
+  type Refusal,
+  type RefusalLayer,
+} from '@tollgate/core';
 
 /** Renders `error` with `render` and hands back what the context noted once the response closed. */
-async function refusalOf(error: ApiError, render = renderApiError): Promise<{ status: number; refusal: Refusal | undefined }> {
+async function refusalOf(
+  error: ApiError,
+  render = renderApiError,
+): Promise<{ status: number; refusal: Refusal | undefined }> {
   let noted: Refusal | undefined;
   const app = express();
   app.get('/', (req: Request, res: Response) => {
@@ -42,7 +53,10 @@ describe('refusals on the context', () => {
   });
 
   it('refusalRenderer names its layer where the code does not tell (a concurrency 429 shares the request limit code)', async () => {
-    const { status, refusal } = await refusalOf(new ApiError('rate_limit_exceeded', 'Too many concurrent requests.'), refusalRenderer('concurrency'));
+    const { status, refusal } = await refusalOf(
+      new ApiError('rate_limit_exceeded', 'Too many concurrent requests.'),
+      refusalRenderer('concurrency'),
+    );
     expect(status).toBe(429);
     expect(refusal).toMatchObject({ layer: 'concurrency', code: 'rate_limit_exceeded' });
   });
@@ -52,13 +66,20 @@ describe('refusals on the context', () => {
       res.statusCode = error.status;
       res.end('no');
     };
-    const { status, refusal } = await refusalOf(new ApiError('insufficient_quota', 'spent'), refusalRenderer('budget', plain));
+    const { status, refusal } = await refusalOf(
+      new ApiError('insufficient_quota', 'spent'),
+      refusalRenderer('budget', plain),
+    );
     expect(status).toBe(429);
     expect(refusal).toMatchObject({ layer: 'budget', code: 'insufficient_quota', message: 'spent' });
   });
 
   it('noteRefusal is what a renderer of your own calls', async () => {
-    const own = (error: ApiError, req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => {
+    const own = (
+      error: ApiError,
+      req: import('node:http').IncomingMessage,
+      res: import('node:http').ServerResponse,
+    ) => {
       noteRefusal(req, res, error, 'guard');
       res.statusCode = 403;
       res.end();

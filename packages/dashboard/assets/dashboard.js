@@ -17,23 +17,52 @@
     var source = document.getElementById(box.getAttribute('data-chart'));
     if (!source || typeof uPlot === 'undefined') return;
     var chart = JSON.parse(source.textContent);
-    var data = [chart.x].concat(chart.series.map(function (series) { return series.values; }));
-    var series = [{ label: 'Time (UTC)' }].concat(chart.series.map(function (series, i) {
-      var colour = series.label === 'other' ? OTHER : PALETTE[i % PALETTE.length];
-      // One series is filled; filled areas over each other would hide the lines behind.
-      return { label: series.label, stroke: colour, fill: chart.series.length === 1 ? colour + '22' : undefined, width: 2, points: { show: chart.x.length <= 60 }, value: function (_u, v) { return dollars(v); } };
-    }));
+    var data = [chart.x].concat(
+      chart.series.map(function (series) {
+        return series.values;
+      }),
+    );
+    var series = [{ label: 'Time (UTC)' }].concat(
+      chart.series.map(function (series, i) {
+        var colour = series.label === 'other' ? OTHER : PALETTE[i % PALETTE.length];
+        // One series is filled; filled areas over each other would hide the lines behind.
+        return {
+          label: series.label,
+          stroke: colour,
+          fill: chart.series.length === 1 ? colour + '22' : undefined,
+          width: 2,
+          points: { show: chart.x.length <= 60 },
+          value: function (_u, v) {
+            return dollars(v);
+          },
+        };
+      }),
+    );
     var height = window.matchMedia('(max-width: 600px)').matches ? 220 : 280;
-    var plot = new uPlot({
-      width: Math.max(240, box.clientWidth),
-      height: height,
-      series: series,
-      // Periods are cut in UTC; the axis says the same times the tables do.
-      tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC'); },
-      scales: { x: { time: true } },
-      axes: [{}, { values: function (_u, ticks) { return ticks.map(dollars); }, size: 80 }],
-      legend: { live: true },
-    }, data, box);
+    var plot = new uPlot(
+      {
+        width: Math.max(240, box.clientWidth),
+        height: height,
+        series: series,
+        // Periods are cut in UTC; the axis says the same times the tables do.
+        tzDate: function (ts) {
+          return uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC');
+        },
+        scales: { x: { time: true } },
+        axes: [
+          {},
+          {
+            values: function (_u, ticks) {
+              return ticks.map(dollars);
+            },
+            size: 80,
+          },
+        ],
+        legend: { live: true },
+      },
+      data,
+      box,
+    );
     new ResizeObserver(function () {
       plot.setSize({ width: Math.max(240, box.clientWidth), height: height });
     }).observe(box);

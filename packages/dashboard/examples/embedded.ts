@@ -31,9 +31,33 @@ async function writeDemoUsage(): Promise<void> {
   const now = Date.now();
   const month = periodWindow('month', now);
   const plan = [
-    { tenantId: 'acme', keyId: 'acme-support', userId: 'alice', feature: 'support-bot', model: 'gpt-4o', provider: 'openai', dailyNano: 1_700_000_000 },
-    { tenantId: 'acme', keyId: 'acme-search', userId: 'bob', feature: 'search', model: 'gpt-4o-mini', provider: 'openai', dailyNano: 260_000_000 },
-    { tenantId: 'globex', keyId: 'globex-app', userId: 'carol', feature: 'support-bot', model: 'claude-sonnet-4-5', provider: 'anthropic', dailyNano: 600_000_000 },
+    {
+      tenantId: 'acme',
+      keyId: 'acme-support',
+      userId: 'alice',
+      feature: 'support-bot',
+      model: 'gpt-4o',
+      provider: 'openai',
+      dailyNano: 1_700_000_000,
+    },
+    {
+      tenantId: 'acme',
+      keyId: 'acme-search',
+      userId: 'bob',
+      feature: 'search',
+      model: 'gpt-4o-mini',
+      provider: 'openai',
+      dailyNano: 260_000_000,
+    },
+    {
+      tenantId: 'globex',
+      keyId: 'globex-app',
+      userId: 'carol',
+      feature: 'support-bot',
+      model: 'claude-sonnet-4-5',
+      provider: 'anthropic',
+      dailyNano: 600_000_000,
+    },
   ] as const;
   const spentThisMonth = new Map<string, number>();
   for (let day = 29; day >= 0; day--) {
@@ -43,16 +67,34 @@ async function writeDemoUsage(): Promise<void> {
         // A little weekly rhythm, so the chart is not flat.
         const costNanoUsd = Math.round((who.dailyNano / 4) * (1 + 0.5 * Math.sin((day + call) / 2)));
         const record: UsageRecord = {
-          id: randomUUID(), requestId: randomUUID(), timestamp: new Date(timestamp).toISOString(),
-          keyId: who.keyId, tenantId: who.tenantId, userId: who.userId, feature: who.feature, route: '/v1/chat/completions',
-          provider: who.provider, model: who.model, requestedModel: who.model,
-          inputTokens: 1200 + call * 100, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 300, reasoningTokens: 0,
-          costNanoUsd, estimatedCostNanoUsd: costNanoUsd * 2, status: call === 3 && day % 9 === 0 ? 502 : 200,
-          stream: call % 2 === 0, aborted: false, latencyMs: 400 + call * 250, usageSource: 'provider',
+          id: randomUUID(),
+          requestId: randomUUID(),
+          timestamp: new Date(timestamp).toISOString(),
+          keyId: who.keyId,
+          tenantId: who.tenantId,
+          userId: who.userId,
+          feature: who.feature,
+          route: '/v1/chat/completions',
+          provider: who.provider,
+          model: who.model,
+          requestedModel: who.model,
+          inputTokens: 1200 + call * 100,
+          cachedInputTokens: 0,
+          cacheWriteTokens: 0,
+          outputTokens: 300,
+          reasoningTokens: 0,
+          costNanoUsd,
+          estimatedCostNanoUsd: costNanoUsd * 2,
+          status: call === 3 && day % 9 === 0 ? 502 : 200,
+          stream: call % 2 === 0,
+          aborted: false,
+          latencyMs: 400 + call * 250,
+          usageSource: 'provider',
         };
         usage.write(record);
         if (timestamp >= month.start) {
-          for (const budget of [`tenant:${who.tenantId}`, `feature:${who.feature}`]) spentThisMonth.set(budget, (spentThisMonth.get(budget) ?? 0) + costNanoUsd);
+          for (const budget of [`tenant:${who.tenantId}`, `feature:${who.feature}`])
+            spentThisMonth.set(budget, (spentThisMonth.get(budget) ?? 0) + costNanoUsd);
         }
       }
     }
@@ -64,21 +106,32 @@ async function writeDemoUsage(): Promise<void> {
     if (status) await stores.ledger.adjustSpent(status.key, spent, Date.parse(status.resetAt));
   }
   for (const who of plan) {
-    await stores.keys.put({ id: who.keyId, sha256: hashApiKey(generateApiKey()), tenantId: who.tenantId, userId: who.userId, feature: who.feature, scopes: ['chat'], createdAt: new Date(now - 40 * 86_400_000).toISOString() });
+    await stores.keys.put({
+      id: who.keyId,
+      sha256: hashApiKey(generateApiKey()),
+      tenantId: who.tenantId,
+      userId: who.userId,
+      feature: who.feature,
+      scopes: ['chat'],
+      createdAt: new Date(now - 40 * 86_400_000).toISOString(),
+    });
   }
 }
 
 await writeDemoUsage();
 
 const app = express();
-app.use('/dashboard', dashboard({
-  adminKeySha256: hashApiKey(adminKey),
-  budgets,
-  keys: stores.keys,
-  ledger,
-  tenants: ['acme', 'globex'],
-  title: 'tollgate demo',
-}));
+app.use(
+  '/dashboard',
+  dashboard({
+    adminKeySha256: hashApiKey(adminKey),
+    budgets,
+    keys: stores.keys,
+    ledger,
+    tenants: ['acme', 'globex'],
+    title: 'tollgate demo',
+  }),
+);
 
 const server = app.listen(Number(process.env.PORT ?? 8790), '127.0.0.1', () => {
   const address = server.address();

@@ -58,9 +58,15 @@ function safeNext(value: unknown, base: string): string | undefined {
 function refuseCredential(req: Request, res: Response, sent: boolean): void {
   const realm = 'Bearer realm="tollgate-dashboard"';
   renderApiError(
-    new ApiError('invalid_api_key', sent ? 'Invalid admin key.' : 'The dashboard needs the admin key: sign in, or send "Authorization: Bearer <admin key>".', {
-      headers: { 'www-authenticate': sent ? `${realm}, error="invalid_token"` : realm },
-    }),
+    new ApiError(
+      'invalid_api_key',
+      sent
+        ? 'Invalid admin key.'
+        : 'The dashboard needs the admin key: sign in, or send "Authorization: Bearer <admin key>".',
+      {
+        headers: { 'www-authenticate': sent ? `${realm}, error="invalid_token"` : realm },
+      },
+    ),
     req,
     res,
   );
@@ -73,7 +79,11 @@ export function requireAdmin(config: DashboardConfig, sessions: AdminSessions): 
     const credential = presentedCredential(req);
     if (credential.kind !== 'none') {
       // A header that is sent is the credential, right or wrong: a bad key is never rescued by a cookie.
-      if (credential.kind === 'key' && credential.key.length <= MAX_KEY_LENGTH && (await config.authorize(credential.key))) {
+      if (
+        credential.kind === 'key' &&
+        credential.key.length <= MAX_KEY_LENGTH &&
+        (await config.authorize(credential.key))
+      ) {
         locals[ADMIN] = { via: 'key' };
         next();
         return;
@@ -111,7 +121,12 @@ export function requireCsrf(req: Request, res: Response, next: NextFunction): vo
   const token = typeof body?._csrf === 'string' ? body._csrf : req.headers['x-csrf-token'];
   const crossSite = req.headers['sec-fetch-site'] === 'cross-site';
   if (crossSite || typeof token !== 'string' || !isMaskedToken(token, admin.session.csrfToken)) {
-    next(new ApiError('invalid_request', 'Missing or wrong CSRF token: reload the page and try again.', { status: 403, param: '_csrf' }));
+    next(
+      new ApiError('invalid_request', 'Missing or wrong CSRF token: reload the page and try again.', {
+        status: 403,
+        param: '_csrf',
+      }),
+    );
     return;
   }
   next();
@@ -125,7 +140,10 @@ export function signInRoutes(config: DashboardConfig, sessions: AdminSessions): 
   const showForm = (req: Request, res: Response, status: number, next: string | undefined, error?: string) => {
     const formToken = randomToken();
     res.cookie(SIGN_IN_COOKIE, formToken, cookieOptions(req, config, SIGN_IN_TTL_MS));
-    res.status(status).type('html').send(renderSignIn({ base: req.baseUrl, title: config.title, formToken, next, error }));
+    res
+      .status(status)
+      .type('html')
+      .send(renderSignIn({ base: req.baseUrl, title: config.title, formToken, next, error }));
   };
 
   router.get('/login', function showSignIn(req: Request, res: Response) {
@@ -137,33 +155,48 @@ export function signInRoutes(config: DashboardConfig, sessions: AdminSessions): 
     showForm(req, res, 200, next);
   });
 
-  router.post('/login', form, asyncRoute(async function signIn(req: Request, res: Response) {
-    const body = (req.body ?? {}) as Record<string, unknown>;
-    const next = safeNext(body.next, req.baseUrl);
-    const formToken = cookies(req)[SIGN_IN_COOKIE];
-    if (typeof body._csrf !== 'string' || formToken === undefined || !tokensEqual(body._csrf, formToken)) {
-      showForm(req, res, 403, next, 'The sign-in form expired. Enter the key again.');
-      return;
-    }
-    const key = body.key;
-    if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_LENGTH || !(await config.authorize(key))) {
-      showForm(req, res, 401, next, 'That is not the admin key.');
-      return;
-    }
-    // A new session id at every sign-in: an id planted before it is worth nothing.
-    sessions.close(cookies(req)[SESSION_COOKIE]);
-    const { id } = sessions.open();
-    res.cookie(SESSION_COOKIE, id, cookieOptions(req, config, config.sessionTtlMs));
-    res.clearCookie(SIGN_IN_COOKIE, { path: cookiePath(req) });
-    res.redirect(303, next ?? `${req.baseUrl}/`);
-  }));
+  router.post(
+    '/login',
+    form,
+    asyncRoute(async function signIn(req: Request, res: Response) {
+      const body = (req.body ?? {}) as Record<string, unknown>;
+      const next = safeNext(body.next, req.baseUrl);
+      const formToken = cookies(req)[SIGN_IN_COOKIE];
+      if (typeof body._csrf !== 'string' || formToken === undefined || !tokensEqual(body._csrf, formToken)) {
+        showForm(req, res, 403, next, 'The sign-in form expired. Enter the key again.');
+        return;
+      }
+      const key = body.key;
+      if (
+        typeof key !== 'string' ||
+        key.length === 0 ||
+        key.length > MAX_KEY_LENGTH ||
+        !(await config.authorize(key))
+      ) {
+        showForm(req, res, 401, next, 'That is not the admin key.');
+        return;
+      }
+      // A new session id at every sign-in: an id planted before it is worth nothing.
+      sessions.close(cookies(req)[SESSION_COOKIE]);
+      const { id } = sessions.open();
+      res.cookie(SESSION_COOKIE, id, cookieOptions(req, config, config.sessionTtlMs));
+      res.clearCookie(SIGN_IN_COOKIE, { path: cookiePath(req) });
+      res.redirect(303, next ?? `${req.baseUrl}/`);
+    }),
+  );
 
-  router.post('/logout', form, requireAdmin(config, sessions), requireCsrf, function signOut(req: Request, res: Response) {
-    const admin = adminOf(res);
-    if (admin.via === 'session') sessions.close(admin.id);
-    res.clearCookie(SESSION_COOKIE, { path: cookiePath(req) });
-    res.redirect(303, `${req.baseUrl}/login`);
-  });
+  router.post(
+    '/logout',
+    form,
+    requireAdmin(config, sessions),
+    requireCsrf,
+    function signOut(req: Request, res: Response) {
+      const admin = adminOf(res);
+      if (admin.via === 'session') sessions.close(admin.id);
+      res.clearCookie(SESSION_COOKIE, { path: cookiePath(req) });
+      res.redirect(303, `${req.baseUrl}/login`);
+    },
+  );
 
   return router;
 }

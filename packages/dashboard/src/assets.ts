@@ -12,7 +12,10 @@ interface Asset {
 }
 
 const OWN_FILES = ['dashboard.css', 'dashboard.js'] as const;
-const UPLOT_FILES = { 'uPlot.iife.min.js': 'uplot/dist/uPlot.iife.min.js', 'uPlot.min.css': 'uplot/dist/uPlot.min.css' } as const;
+const UPLOT_FILES = {
+  'uPlot.iife.min.js': 'uplot/dist/uPlot.iife.min.js',
+  'uPlot.min.css': 'uplot/dist/uPlot.min.css',
+} as const;
 
 function typeOf(name: string): string {
   return name.endsWith('.css') ? 'text/css; charset=utf-8' : 'text/javascript; charset=utf-8';
@@ -30,7 +33,8 @@ export function assetHandler(): (req: Request, res: Response) => void {
   const ownDirectory = fileURLToPath(new URL('../assets/', import.meta.url));
   for (const name of OWN_FILES) assets.set(name, asset(`${ownDirectory}${name}`, name));
   const require = createRequire(import.meta.url);
-  for (const [name, specifier] of Object.entries(UPLOT_FILES)) assets.set(name, asset(require.resolve(specifier), name));
+  for (const [name, specifier] of Object.entries(UPLOT_FILES))
+    assets.set(name, asset(require.resolve(specifier), name));
 
   return function serveAsset(req: Request, res: Response): void {
     const found = assets.get(String(req.params.name));

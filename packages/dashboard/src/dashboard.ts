@@ -25,8 +25,15 @@ import { dashboardPath } from './text-checks.js';
 
 /** Scripts, styles, images and forms from this origin only; no inline script; never framed. */
 const CONTENT_SECURITY_POLICY = [
-  "default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:", "connect-src 'self'",
-  "object-src 'none'", "base-uri 'none'", "form-action 'self'", "frame-ancestors 'none'",
+  "default-src 'self'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self' data:",
+  "connect-src 'self'",
+  "object-src 'none'",
+  "base-uri 'none'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
 ].join('; ');
 
 function securityHeaders(_req: Request, res: Response, next: NextFunction): void {
@@ -55,7 +62,14 @@ function pageContext(req: Request, res: Response, config: DashboardConfig): Page
 }
 
 /** A browser that posted a form is sent back to a page with a message; a script gets JSON. */
-function answerWrite(req: Request, res: Response, status: number, data: unknown, backTo: string, flash: AdminSession['flash']): void {
+function answerWrite(
+  req: Request,
+  res: Response,
+  status: number,
+  data: unknown,
+  backTo: string,
+  flash: AdminSession['flash'],
+): void {
   const admin: Admin = adminOf(res);
   if (admin.via === 'key' || wantsJson(req, res) || req.is('application/json')) {
     res.setHeader('cache-control', 'no-store');
@@ -74,88 +88,167 @@ function backPath(req: Request, fallback: string): string {
 function budgetSelector(req: Request): BudgetSelector {
   const scope = req.params.scope as string | undefined;
   if (scope === undefined) return { scope: 'global' };
-  if (!(BUDGET_SCOPES as readonly string[]).includes(scope)) throw new ApiError('invalid_request', `Unknown budget scope "${scope}"; use one of global, ${BUDGET_SCOPES.join(', ')}.`, { param: 'scope' });
+  if (!(BUDGET_SCOPES as readonly string[]).includes(scope))
+    throw new ApiError(
+      'invalid_request',
+      `Unknown budget scope "${scope}"; use one of global, ${BUDGET_SCOPES.join(', ')}.`,
+      { param: 'scope' },
+    );
   return { scope: scope as BudgetScope, id: req.params.id as string };
 }
 
 function pageRoutes(config: DashboardConfig): Router {
   const router = express.Router();
-  const body = [express.urlencoded({ extended: false, limit: '16kb', parameterLimit: 50 }), express.json({ limit: '16kb' })];
+  const body = [
+    express.urlencoded({ extended: false, limit: '16kb', parameterLimit: 50 }),
+    express.json({ limit: '16kb' }),
+  ];
   const write = [...body, requireCsrf];
 
-  router.get(['/', '/overview'], asyncRoute(async function showOverview(req, res) {
-    const ctx = pageContext(req, res, config);
-    sendPage(req, res, await loadOverview(config), (data) => renderOverview(ctx, data));
-  }));
+  router.get(
+    ['/', '/overview'],
+    asyncRoute(async function showOverview(req, res) {
+      const ctx = pageContext(req, res, config);
+      sendPage(req, res, await loadOverview(config), (data) => renderOverview(ctx, data));
+    }),
+  );
 
-  router.get('/tenants/:id', asyncRoute(async function showTenant(req, res) {
-    const ctx = pageContext(req, res, config);
-    const tenant = String(req.params.id);
-    if (tenant.length > 128) throw new ApiError('invalid_request', 'A tenant id has at most 128 characters.', { param: 'id' });
-    sendPage(req, res, await loadTenant(config, tenant, readRange(req.query.range, '30d')), (data) => renderTenant(ctx, data));
-  }));
+  router.get(
+    '/tenants/:id',
+    asyncRoute(async function showTenant(req, res) {
+      const ctx = pageContext(req, res, config);
+      const tenant = String(req.params.id);
+      if (tenant.length > 128)
+        throw new ApiError('invalid_request', 'A tenant id has at most 128 characters.', { param: 'id' });
+      sendPage(req, res, await loadTenant(config, tenant, readRange(req.query.range, '30d')), (data) =>
+        renderTenant(ctx, data),
+      );
+    }),
+  );
 
-  router.get('/keys', asyncRoute(async function showKeys(req, res) {
-    const ctx = pageContext(req, res, config);
-    const admin = adminOf(res);
-    // A new key is shown once: the flash that carries it is gone after this page.
-    let created: { id: string; key: string; note?: string } | undefined;
-    if (admin.via === 'session' && admin.session.flash?.kind === 'key-created') {
-      const { id, key, note } = admin.session.flash;
-      created = { id, key, ...(note ? { note } : {}) };
-      delete admin.session.flash;
-    }
-    sendPage(req, res, await loadKeysPage(config), (data) => renderKeys(ctx, data, created));
-  }));
+  router.get(
+    '/keys',
+    asyncRoute(async function showKeys(req, res) {
+      const ctx = pageContext(req, res, config);
+      const admin = adminOf(res);
+      // A new key is shown once: the flash that carries it is gone after this page.
+      let created: { id: string; key: string; note?: string } | undefined;
+      if (admin.via === 'session' && admin.session.flash?.kind === 'key-created') {
+        const { id, key, note } = admin.session.flash;
+        created = { id, key, ...(note ? { note } : {}) };
+        delete admin.session.flash;
+      }
+      sendPage(req, res, await loadKeysPage(config), (data) => renderKeys(ctx, data, created));
+    }),
+  );
 
-  router.post('/keys', ...write, asyncRoute(async function createKeyRoute(req, res) {
-    const created = await createKey(config, (req.body ?? {}) as Record<string, unknown>);
-    answerWrite(req, res, 201, created, `${req.baseUrl}/keys`, { kind: 'key-created', id: created.record.id, key: created.key });
-  }));
+  router.post(
+    '/keys',
+    ...write,
+    asyncRoute(async function createKeyRoute(req, res) {
+      const created = await createKey(config, (req.body ?? {}) as Record<string, unknown>);
+      answerWrite(req, res, 201, created, `${req.baseUrl}/keys`, {
+        kind: 'key-created',
+        id: created.record.id,
+        key: created.key,
+      });
+    }),
+  );
 
-  router.post('/keys/:id/revoke', ...write, asyncRoute(async function revokeKeyRoute(req, res) {
-    const revoked = await revokeKey(config, String(req.params.id));
-    answerWrite(req, res, 200, { revoked }, `${req.baseUrl}/keys`, { kind: 'notice', message: `Key ${revoked.id} is revoked: requests with it are refused.` });
-  }));
+  router.post(
+    '/keys/:id/revoke',
+    ...write,
+    asyncRoute(async function revokeKeyRoute(req, res) {
+      const revoked = await revokeKey(config, String(req.params.id));
+      answerWrite(req, res, 200, { revoked }, `${req.baseUrl}/keys`, {
+        kind: 'notice',
+        message: `Key ${revoked.id} is revoked: requests with it are refused.`,
+      });
+    }),
+  );
 
-  router.post('/keys/:id/rotate', ...write, asyncRoute(async function rotateKeyRoute(req, res) {
-    const rotated = await rotateKey(config, String(req.params.id), (req.body ?? {}) as Record<string, unknown>);
-    const { previous } = rotated;
-    const note = previous.state === 'revoked' ? `The old key ${previous.id} is revoked.` : previous.expiresAt ? `The old key ${previous.id} works until ${previous.expiresAt}.` : `The old key ${previous.id} works until you revoke it.`;
-    answerWrite(req, res, 201, rotated, `${req.baseUrl}/keys`, { kind: 'key-created', id: rotated.record.id, key: rotated.key, note });
-  }));
+  router.post(
+    '/keys/:id/rotate',
+    ...write,
+    asyncRoute(async function rotateKeyRoute(req, res) {
+      const rotated = await rotateKey(config, String(req.params.id), (req.body ?? {}) as Record<string, unknown>);
+      const { previous } = rotated;
+      const note =
+        previous.state === 'revoked'
+          ? `The old key ${previous.id} is revoked.`
+          : previous.expiresAt
+            ? `The old key ${previous.id} works until ${previous.expiresAt}.`
+            : `The old key ${previous.id} works until you revoke it.`;
+      answerWrite(req, res, 201, rotated, `${req.baseUrl}/keys`, {
+        kind: 'key-created',
+        id: rotated.record.id,
+        key: rotated.key,
+        note,
+      });
+    }),
+  );
 
-  router.get('/requests', asyncRoute(async function showRequests(req, res) {
-    const ctx = pageContext(req, res, config);
-    sendPage(req, res, await loadRequests(config, readRequestsQuery(req.query as Record<string, unknown>)), (data) => renderRequests(ctx, data));
-  }));
+  router.get(
+    '/requests',
+    asyncRoute(async function showRequests(req, res) {
+      const ctx = pageContext(req, res, config);
+      sendPage(req, res, await loadRequests(config, readRequestsQuery(req.query as Record<string, unknown>)), (data) =>
+        renderRequests(ctx, data),
+      );
+    }),
+  );
 
-  router.get('/providers', asyncRoute(async function showProviders(req, res) {
-    const ctx = pageContext(req, res, config);
-    sendPage(req, res, await loadProviders(config, readRange(req.query.range, '24h')), (data) => renderProviders(ctx, data));
-  }));
+  router.get(
+    '/providers',
+    asyncRoute(async function showProviders(req, res) {
+      const ctx = pageContext(req, res, config);
+      sendPage(req, res, await loadProviders(config, readRange(req.query.range, '24h')), (data) =>
+        renderProviders(ctx, data),
+      );
+    }),
+  );
 
   const topUp = asyncRoute(async function topUpBudget(req, res) {
     const guard = config.budgets;
-    if (!guard) throw new ApiError('invalid_request', 'No budget guard is connected to the dashboard.', { status: 409 });
+    if (!guard)
+      throw new ApiError('invalid_request', 'No budget guard is connected to the dashboard.', { status: 409 });
     const selector = budgetSelector(req);
     const raw = (req.body as Record<string, unknown> | undefined)?.usd;
     const usd = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : raw;
-    if (typeof usd !== 'number' || !Number.isFinite(usd) || usd <= 0 || usd > MAX_TOP_UP_USD) throw new ApiError('invalid_request', `A top-up is a positive amount of USD, at most ${MAX_TOP_UP_USD}.`, { param: 'usd' });
-    if ((await guard.status(selector)).length === 0) throw new ApiError('not_found', `No budget for ${selector.scope}${selector.id === undefined ? '' : ` ${selector.id}`}.`);
+    if (typeof usd !== 'number' || !Number.isFinite(usd) || usd <= 0 || usd > MAX_TOP_UP_USD)
+      throw new ApiError('invalid_request', `A top-up is a positive amount of USD, at most ${MAX_TOP_UP_USD}.`, {
+        param: 'usd',
+      });
+    if ((await guard.status(selector)).length === 0)
+      throw new ApiError(
+        'not_found',
+        `No budget for ${selector.scope}${selector.id === undefined ? '' : ` ${selector.id}`}.`,
+      );
     const budgets = await guard.topUp(selector, usd);
     const who = selector.id === undefined ? selector.scope : `${selector.scope} ${selector.id}`;
-    const fallback = selector.scope === 'tenant' ? `${req.baseUrl}/tenants/${encodeURIComponent(selector.id!)}` : `${req.baseUrl}/`;
-    answerWrite(req, res, 200, { budgets }, backPath(req, fallback), { kind: 'notice', message: `Credited ${money(Math.round(usd * 1e9))} to the ${who} budget for this period.` });
+    const fallback =
+      selector.scope === 'tenant' ? `${req.baseUrl}/tenants/${encodeURIComponent(selector.id!)}` : `${req.baseUrl}/`;
+    answerWrite(req, res, 200, { budgets }, backPath(req, fallback), {
+      kind: 'notice',
+      message: `Credited ${money(Math.round(usd * 1e9))} to the ${who} budget for this period.`,
+    });
   });
   const reset = asyncRoute(async function resetBudget(req, res) {
     const guard = config.budgets;
-    if (!guard) throw new ApiError('invalid_request', 'No budget guard is connected to the dashboard.', { status: 409 });
+    if (!guard)
+      throw new ApiError('invalid_request', 'No budget guard is connected to the dashboard.', { status: 409 });
     const selector = budgetSelector(req);
-    if ((await guard.status(selector)).length === 0) throw new ApiError('not_found', `No budget for ${selector.scope}${selector.id === undefined ? '' : ` ${selector.id}`}.`);
+    if ((await guard.status(selector)).length === 0)
+      throw new ApiError(
+        'not_found',
+        `No budget for ${selector.scope}${selector.id === undefined ? '' : ` ${selector.id}`}.`,
+      );
     const budgets = await guard.reset(selector);
     const who = selector.id === undefined ? selector.scope : `${selector.scope} ${selector.id}`;
-    answerWrite(req, res, 200, { budgets }, backPath(req, `${req.baseUrl}/`), { kind: 'notice', message: `The ${who} budget's spend this period is forgotten.` });
+    answerWrite(req, res, 200, { budgets }, backPath(req, `${req.baseUrl}/`), {
+      kind: 'notice',
+      message: `The ${who} budget's spend this period is forgotten.`,
+    });
   });
   router.post('/budgets/global/top-up', ...write, topUp);
   router.post('/budgets/global/reset', ...write, reset);

@@ -47,7 +47,14 @@ export function utcTime(iso: string | number | undefined | null): string {
 export function fromNow(iso: string | number, now: number): string {
   const ms = new Date(iso).getTime() - now;
   const abs = Math.abs(ms);
-  const [value, unit] = abs >= 86_400_000 ? [abs / 86_400_000, 'd'] : abs >= 3_600_000 ? [abs / 3_600_000, 'h'] : abs >= 60_000 ? [abs / 60_000, 'min'] : [abs / 1000, 's'];
+  const [value, unit] =
+    abs >= 86_400_000
+      ? [abs / 86_400_000, 'd']
+      : abs >= 3_600_000
+        ? [abs / 3_600_000, 'h']
+        : abs >= 60_000
+          ? [abs / 60_000, 'min']
+          : [abs / 1000, 's'];
   const text = `${Math.floor(value)} ${unit}`;
   return ms >= 0 ? `in ${text}` : `${text} ago`;
 }

@@ -38,6 +38,11 @@ export function rawHtml(markup: string): SafeHtml {
  * runs: the content policy allows no inline script. `<` is escaped so no value can end the block.
  */
 export function jsonBlock(id: string, data: unknown): SafeHtml {
-  const json = JSON.stringify(data).replace(/</g, '\\u003c').replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
-  return html`<script type="application/json" id="${id}">${rawHtml(json)}</script>`;
+  const json = JSON.stringify(data)
+    .replace(/</g, '\\u003c')
+    .replace(/\u2028/g, '\\u2028')
+    .replace(/\u2029/g, '\\u2029');
+  return html`<script type="application/json" id="${id}">
+    ${rawHtml(json)}
+  </script>`;
 }

@@ -19,7 +19,8 @@ type Fields = Record<string, unknown>;
 function text(fields: Fields, name: string): string | undefined {
   const value = fields[name];
   if (value === undefined || value === '') return undefined;
-  if (typeof value !== 'string' || value.length > 128 || hasControlCharacter(value)) throw new ApiError('invalid_request', `${name} must be text of 1 to 128 characters.`, { param: name });
+  if (typeof value !== 'string' || value.length > 128 || hasControlCharacter(value))
+    throw new ApiError('invalid_request', `${name} must be text of 1 to 128 characters.`, { param: name });
   return value.trim() || undefined;
 }
 
@@ -28,8 +29,14 @@ function list(fields: Fields, name: string): string[] | undefined {
   const value = fields[name];
   if (value === undefined || value === '') return undefined;
   const items = typeof value === 'string' ? value.split(/[\s,]+/).filter(Boolean) : value;
-  if (!Array.isArray(items) || items.length > 64 || !items.every((item) => typeof item === 'string' && item.length > 0 && item.length <= 128)) {
-    throw new ApiError('invalid_request', `${name} must be a list of names (comma-separated on the form).`, { param: name });
+  if (
+    !Array.isArray(items) ||
+    items.length > 64 ||
+    !items.every((item) => typeof item === 'string' && item.length > 0 && item.length <= 128)
+  ) {
+    throw new ApiError('invalid_request', `${name} must be a list of names (comma-separated on the form).`, {
+      param: name,
+    });
   }
   return items as string[];
 }
@@ -41,7 +48,8 @@ function expiry(fields: Fields, name: string, now: number): string | undefined {
   let at: number;
   if (/^\d+(\.\d+)?\s*(m|h|d|w)$/.test(value)) at = now + parseDuration(value, name);
   else at = /^\d{4}-\d{2}-\d{2}/.test(value) ? Date.parse(value) : Number.NaN;
-  if (!Number.isFinite(at)) throw new ApiError('invalid_request', `${name} must be a duration like 30d or an ISO date.`, { param: name });
+  if (!Number.isFinite(at))
+    throw new ApiError('invalid_request', `${name} must be a duration like 30d or an ISO date.`, { param: name });
   if (at <= now) throw new ApiError('invalid_request', `${name} must be in the future.`, { param: name });
   return new Date(at).toISOString();
 }
@@ -52,7 +60,10 @@ function oneOf(value: string | undefined, allowed: (() => readonly string[]) | u
 }
 
 function needStore(config: DashboardConfig): KeyStore {
-  if (!config.keys) throw new ApiError('invalid_request', 'No key store is connected to the dashboard: keys cannot be changed here.', { status: 409 });
+  if (!config.keys)
+    throw new ApiError('invalid_request', 'No key store is connected to the dashboard: keys cannot be changed here.', {
+      status: 409,
+    });
   return config.keys;
 }
 
@@ -71,11 +82,21 @@ export async function createKey(config: DashboardConfig, fields: Fields): Promis
   const tier = text(fields, 'tier');
   oneOf(tenantId, config.tenants, 'tenant');
   oneOf(tier, config.tiers, 'tier');
-  const id = text(fields, 'id') ?? [tenantId, text(fields, 'user'), randomBytes(4).toString('hex')].filter(Boolean).join('-');
-  if (!isValidKeyId(id)) throw new ApiError('invalid_request', 'id may hold letters, digits and . _ : @ - only (at most 128).', { param: 'id' });
-  if (await idTaken(config, store, id)) throw new ApiError('invalid_request', `A key with id "${id}" exists.`, { param: 'id', status: 409 });
+  const id =
+    text(fields, 'id') ?? [tenantId, text(fields, 'user'), randomBytes(4).toString('hex')].filter(Boolean).join('-');
+  if (!isValidKeyId(id))
+    throw new ApiError('invalid_request', 'id may hold letters, digits and . _ : @ - only (at most 128).', {
+      param: 'id',
+    });
+  if (await idTaken(config, store, id))
+    throw new ApiError('invalid_request', `A key with id "${id}" exists.`, { param: 'id', status: 409 });
   const key = generateApiKey();
-  const record: ApiKeyRecord = { id, sha256: hashApiKey(key), scopes: list(fields, 'scopes') ?? [], createdAt: new Date(now).toISOString() };
+  const record: ApiKeyRecord = {
+    id,
+    sha256: hashApiKey(key),
+    scopes: list(fields, 'scopes') ?? [],
+    createdAt: new Date(now).toISOString(),
+  };
   const userId = text(fields, 'user');
   const feature = text(fields, 'feature');
   const models = list(fields, 'models');
@@ -92,7 +113,12 @@ export async function createKey(config: DashboardConfig, fields: Fields): Promis
 
 async function storedKey(config: DashboardConfig, id: string): Promise<{ store: KeyStore; record: ApiKeyRecord }> {
   const store = needStore(config);
-  if (isConfigKey(config, id)) throw new ApiError('invalid_request', `The key "${id}" comes from the config file: change it there (or set "disabled": true).`, { param: 'id', status: 409 });
+  if (isConfigKey(config, id))
+    throw new ApiError(
+      'invalid_request',
+      `The key "${id}" comes from the config file: change it there (or set "disabled": true).`,
+      { param: 'id', status: 409 },
+    );
   const record = await store.findById(id);
   if (!record) throw new ApiError('not_found', `No key "${id}" in the key store.`);
   return { store, record };
@@ -116,9 +142,17 @@ function rotatedId(oldId: string): string {
  * A new key with the old one's attributes; the old one then stops at once (`grace` 0), after the
  * grace (`1h`: its expiry moves no later than that), or stays until revoked (`grace` absent).
  */
-export async function rotateKey(config: DashboardConfig, id: string, fields: Fields): Promise<CreatedKey & { previous: ListedKey }> {
+export async function rotateKey(
+  config: DashboardConfig,
+  id: string,
+  fields: Fields,
+): Promise<CreatedKey & { previous: ListedKey }> {
   const { store, record: old } = await storedKey(config, id);
-  if (old.disabled === true) throw new ApiError('invalid_request', `The key "${id}" is revoked: create a new key instead.`, { param: 'id', status: 409 });
+  if (old.disabled === true)
+    throw new ApiError('invalid_request', `The key "${id}" is revoked: create a new key instead.`, {
+      param: 'id',
+      status: 409,
+    });
   const now = config.now();
   const grace = text(fields, 'grace');
   // Read before anything is stored: a bad grace after the new key is stored would leave a key nobody was shown.
@@ -127,15 +161,26 @@ export async function rotateKey(config: DashboardConfig, id: string, fields: Fie
     try {
       graceEnd = now + parseDuration(grace, 'grace');
     } catch {
-      throw new ApiError('invalid_request', 'grace must be 0 (revoke now), a duration like 1h, or keep.', { param: 'grace' });
+      throw new ApiError('invalid_request', 'grace must be 0 (revoke now), a duration like 1h, or keep.', {
+        param: 'grace',
+      });
     }
   }
   const newId = text(fields, 'id') ?? rotatedId(id);
-  if (!isValidKeyId(newId)) throw new ApiError('invalid_request', 'id may hold letters, digits and . _ : @ - only (at most 128).', { param: 'id' });
-  if (await idTaken(config, store, newId)) throw new ApiError('invalid_request', `A key with id "${newId}" exists.`, { param: 'id', status: 409 });
+  if (!isValidKeyId(newId))
+    throw new ApiError('invalid_request', 'id may hold letters, digits and . _ : @ - only (at most 128).', {
+      param: 'id',
+    });
+  if (await idTaken(config, store, newId))
+    throw new ApiError('invalid_request', `A key with id "${newId}" exists.`, { param: 'id', status: 409 });
   const key = generateApiKey();
   const { disabled: _disabled, expiresAt: _expiresAt, ...attributes } = old;
-  const record: ApiKeyRecord = { ...attributes, id: newId, sha256: hashApiKey(key), createdAt: new Date(now).toISOString() };
+  const record: ApiKeyRecord = {
+    ...attributes,
+    id: newId,
+    sha256: hashApiKey(key),
+    createdAt: new Date(now).toISOString(),
+  };
   const expiresAt = expiry(fields, 'expires', now);
   if (expiresAt !== undefined) record.expiresAt = expiresAt;
   await store.put(record);

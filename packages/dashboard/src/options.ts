@@ -85,8 +85,23 @@ export interface DashboardOptions {
 }
 
 const OPTION_NAMES = [
-  'adminKeySha256', 'authorize', 'budgets', 'keys', 'configKeys', 'ledger', 'ledgerTable', 'limits', 'alerts', 'tenants', 'tiers',
-  'period', 'title', 'sessionTtl', 'maxSessions', 'secureCookie', 'now',
+  'adminKeySha256',
+  'authorize',
+  'budgets',
+  'keys',
+  'configKeys',
+  'ledger',
+  'ledgerTable',
+  'limits',
+  'alerts',
+  'tenants',
+  'tiers',
+  'period',
+  'title',
+  'sessionTtl',
+  'maxSessions',
+  'secureCookie',
+  'now',
 ] as const satisfies readonly (keyof DashboardOptions)[];
 
 /** The options with every default filled in and every check done. */
@@ -117,13 +132,18 @@ function invalid(message: string): TollgateError {
 
 function hasMethods(value: unknown, names: readonly string[]): boolean {
   // A budget guard is a middleware function carrying its methods, so functions count too.
-  return (typeof value === 'object' || typeof value === 'function') && value !== null && names.every((name) => typeof (value as Record<string, unknown>)[name] === 'function');
+  return (
+    (typeof value === 'object' || typeof value === 'function') &&
+    value !== null &&
+    names.every((name) => typeof (value as Record<string, unknown>)[name] === 'function')
+  );
 }
 
 function listSource(value: ListSource | undefined, name: string): (() => readonly string[]) | undefined {
   if (value === undefined) return undefined;
   if (typeof value === 'function') return value;
-  if (!Array.isArray(value) || !value.every((item) => typeof item === 'string')) throw invalid(`${name} must be an array of strings or a function returning one`);
+  if (!Array.isArray(value) || !value.every((item) => typeof item === 'string'))
+    throw invalid(`${name} must be an array of strings or a function returning one`);
   const list = [...value];
   return () => list;
 }
@@ -132,23 +152,38 @@ export function resolveOptions(options: DashboardOptions): DashboardConfig {
   assertKnownOptions(options, OPTION_NAMES, `${CODE}_UNKNOWN_OPTION`, 'dashboard');
   if (options === undefined || options === null) throw invalid('needs options: at least adminKeySha256 or authorize');
   const { adminKeySha256, authorize } = options;
-  if ((adminKeySha256 === undefined) === (authorize === undefined)) throw invalid('needs exactly one of adminKeySha256 or authorize, so that nobody signs in without a key');
-  if (adminKeySha256 !== undefined && !(typeof adminKeySha256 === 'string' && /^[0-9a-fA-F]{64}$/.test(adminKeySha256))) throw invalid('adminKeySha256 must be the 64-character SHA-256 hex of the admin key');
-  if (authorize !== undefined && typeof authorize !== 'function') throw invalid('authorize must be a function (key) => boolean');
-  if (options.budgets !== undefined && !hasMethods(options.budgets, ['status', 'topUp', 'reset'])) throw invalid('budgets must be a budget guard (status, topUp, reset)');
-  if (options.keys !== undefined && !hasMethods(options.keys, ['list', 'findById', 'put', 'disable'])) throw invalid('keys must be a KeyStore (stores.keys)');
-  if (options.configKeys !== undefined && typeof options.configKeys !== 'function') throw invalid('configKeys must be a function returning key records');
-  if (options.ledger !== undefined && !hasMethods(options.ledger, ['query'])) throw invalid('ledger must be a pg Pool or Client, or a PGlite instance');
-  if (options.limits !== undefined && typeof options.limits !== 'function') throw invalid('limits must be a function returning quota rows');
-  if (options.alerts !== undefined && typeof options.alerts !== 'function') throw invalid('alerts must be a function returning alerts');
+  if ((adminKeySha256 === undefined) === (authorize === undefined))
+    throw invalid('needs exactly one of adminKeySha256 or authorize, so that nobody signs in without a key');
+  if (adminKeySha256 !== undefined && !(typeof adminKeySha256 === 'string' && /^[0-9a-fA-F]{64}$/.test(adminKeySha256)))
+    throw invalid('adminKeySha256 must be the 64-character SHA-256 hex of the admin key');
+  if (authorize !== undefined && typeof authorize !== 'function')
+    throw invalid('authorize must be a function (key) => boolean');
+  if (options.budgets !== undefined && !hasMethods(options.budgets, ['status', 'topUp', 'reset']))
+    throw invalid('budgets must be a budget guard (status, topUp, reset)');
+  if (options.keys !== undefined && !hasMethods(options.keys, ['list', 'findById', 'put', 'disable']))
+    throw invalid('keys must be a KeyStore (stores.keys)');
+  if (options.configKeys !== undefined && typeof options.configKeys !== 'function')
+    throw invalid('configKeys must be a function returning key records');
+  if (options.ledger !== undefined && !hasMethods(options.ledger, ['query']))
+    throw invalid('ledger must be a pg Pool or Client, or a PGlite instance');
+  if (options.limits !== undefined && typeof options.limits !== 'function')
+    throw invalid('limits must be a function returning quota rows');
+  if (options.alerts !== undefined && typeof options.alerts !== 'function')
+    throw invalid('alerts must be a function returning alerts');
   const period = options.period ?? 'month';
   if (!CALENDAR_PERIODS.includes(period)) throw invalid(`period must be one of ${CALENDAR_PERIODS.join(', ')}`);
   const maxSessions = options.maxSessions ?? 1000;
   if (!Number.isSafeInteger(maxSessions) || maxSessions < 1) throw invalid('maxSessions must be a positive integer');
   const secureCookie = options.secureCookie ?? 'auto';
-  if (secureCookie !== 'auto' && typeof secureCookie !== 'boolean') throw invalid("secureCookie must be true, false or 'auto'");
-  if (options.title !== undefined && (typeof options.title !== 'string' || options.title.length === 0 || options.title.length > 100)) throw invalid('title must be a string of 1 to 100 characters');
-  if (options.now !== undefined && typeof options.now !== 'function') throw invalid('now must be a function returning epoch ms');
+  if (secureCookie !== 'auto' && typeof secureCookie !== 'boolean')
+    throw invalid("secureCookie must be true, false or 'auto'");
+  if (
+    options.title !== undefined &&
+    (typeof options.title !== 'string' || options.title.length === 0 || options.title.length > 100)
+  )
+    throw invalid('title must be a string of 1 to 100 characters');
+  if (options.now !== undefined && typeof options.now !== 'function')
+    throw invalid('now must be a function returning epoch ms');
   let sessionTtlMs: number;
   try {
     sessionTtlMs = parseDuration(options.sessionTtl ?? '8h', 'sessionTtl');

@@ -81,20 +81,42 @@ async function spendRows(
   statuses: BudgetStatus[],
   now: number,
 ): Promise<{ rows: SpendRow[]; savings: CacheSavings | null }> {
-  const budgets = new Map(statuses.filter((status) => status.scope === scope && status.id !== null).map((status) => [status.id!, status]));
-  const periodOf = (status: BudgetStatus | undefined): CalendarPeriod => (status && status.period !== 'rolling' ? status.period : config.period);
+  const budgets = new Map(
+    statuses.filter((status) => status.scope === scope && status.id !== null).map((status) => [status.id!, status]),
+  );
+  const periodOf = (status: BudgetStatus | undefined): CalendarPeriod =>
+    status && status.period !== 'rolling' ? status.period : config.period;
   // One ledger query per period in use: sums per id, exact integers.
   const periods = new Set<CalendarPeriod>([config.period, ...[...budgets.values()].map(periodOf)]);
   const ledgerSums = new Map<CalendarPeriod, Map<string, LedgerSums>>();
   const ledger = config.ledger;
   let savings: CacheSavings | null = null;
   if (ledger) {
-    const read = await Promise.all([...periods].map(async (period) => {
-      const window = periodWindow(period, now);
-      const rows = await problems.read('ledger', [], () => aggregateUsage(ledger, { ...config.ledgerTable, by: scope, since: new Date(window.start), until: new Date(window.end) }));
-      ledgerSums.set(period, new Map(rows.filter((row) => row.group !== null).map((row) => [row.group!, { cost: row.costNanoUsd, requests: row.requests, cacheHits: row.cacheHits, saved: row.savedNanoUsd }])));
-      return { period, window, rows };
-    }));
+    const read = await Promise.all(
+      [...periods].map(async (period) => {
+        const window = periodWindow(period, now);
+        const rows = await problems.read('ledger', [], () =>
+          aggregateUsage(ledger, {
+            ...config.ledgerTable,
+            by: scope,
+            since: new Date(window.start),
+            until: new Date(window.end),
+          }),
+        );
+        ledgerSums.set(
+          period,
+          new Map(
+            rows
+              .filter((row) => row.group !== null)
+              .map((row) => [
+                row.group!,
+                { cost: row.costNanoUsd, requests: row.requests, cacheHits: row.cacheHits, saved: row.savedNanoUsd },
+              ]),
+          ),
+        );
+        return { period, window, rows };
+      }),
+    );
     // The dashboard's period summed over every group, unset ones too, is the whole ledger's: no query of its own.
     const { window, rows } = read.find((entry) => entry.period === config.period)!;
     savings = {
@@ -109,8 +131,11 @@ async function spendRows(
   const unconfigured = [...ids].filter((id) => !budgets.has(id)).slice(0, MAX_ROWS);
   if (config.budgets && unconfigured.length > 0) {
     const guard = config.budgets;
-    const found = await problems.read('budgets', [], () => Promise.all(unconfigured.map((id) => guard.status({ scope, id }))));
-    for (const status of found.flat()) if (status.scope === scope && status.id !== null && !budgets.has(status.id)) budgets.set(status.id, status);
+    const found = await problems.read('budgets', [], () =>
+      Promise.all(unconfigured.map((id) => guard.status({ scope, id }))),
+    );
+    for (const status of found.flat())
+      if (status.scope === scope && status.id !== null && !budgets.has(status.id)) budgets.set(status.id, status);
   }
   const rows = [...ids].map((id): SpendRow => {
     const budget = budgets.get(id) ?? null;
@@ -130,21 +155,38 @@ async function spendRows(
       ...budgetState(budget),
     };
   });
-  rows.sort((a, b) => (b.used ?? -1) - (a.used ?? -1) || (b.ledgerSpentNanoUsd ?? 0) - (a.ledgerSpentNanoUsd ?? 0) || a.id.localeCompare(b.id));
+  rows.sort(
+    (a, b) =>
+      (b.used ?? -1) - (a.used ?? -1) ||
+      (b.ledgerSpentNanoUsd ?? 0) - (a.ledgerSpentNanoUsd ?? 0) ||
+      a.id.localeCompare(b.id),
+  );
   return { rows, savings };
 }
 
 function budgetAlerts(rows: SpendRow[], others: OverviewData['otherBudgets'], now: number): DashboardAlert[] {
   const alerts: DashboardAlert[] = [];
   const name = (scope: string, id: string | null) => (id === null ? scope : `${scope} ${id}`);
-  const all = [...rows.filter((row) => row.budget).map((row) => ({ status: row.budget!, state: row.state, used: row.used })), ...others.map((status) => ({ status, state: status.state, used: status.used }))];
+  const all = [
+    ...rows.filter((row) => row.budget).map((row) => ({ status: row.budget!, state: row.state, used: row.used })),
+    ...others.map((status) => ({ status, state: status.state, used: status.used })),
+  ];
   for (const { status, state, used } of all) {
-    const href = status.scope === 'tenant' && status.id !== null ? `tenants/${encodeURIComponent(status.id)}` : undefined;
+    const href =
+      status.scope === 'tenant' && status.id !== null ? `tenants/${encodeURIComponent(status.id)}` : undefined;
     const who = name(status.scope, status.id);
     if (state === 'over') {
-      alerts.push({ level: 'critical', message: `The ${who} budget is spent: ${money(status.spentNanoUsd)} of ${money(status.limitNanoUsd)}. Its requests are refused until ${utcTime(status.resetAt)} (${fromNow(status.resetAt, now)}).`, ...(href ? { href } : {}) });
+      alerts.push({
+        level: 'critical',
+        message: `The ${who} budget is spent: ${money(status.spentNanoUsd)} of ${money(status.limitNanoUsd)}. Its requests are refused until ${utcTime(status.resetAt)} (${fromNow(status.resetAt, now)}).`,
+        ...(href ? { href } : {}),
+      });
     } else if (state === 'soft') {
-      alerts.push({ level: 'warning', message: `The ${who} budget is past its soft limit of ${percent(status.softLimit ?? 0)}: ${percent(used ?? 0)} spent (${money(status.spentNanoUsd)} of ${money(status.limitNanoUsd)}).`, ...(href ? { href } : {}) });
+      alerts.push({
+        level: 'warning',
+        message: `The ${who} budget is past its soft limit of ${percent(status.softLimit ?? 0)}: ${percent(used ?? 0)} spent (${money(status.spentNanoUsd)} of ${money(status.limitNanoUsd)}).`,
+        ...(href ? { href } : {}),
+      });
     }
   }
   return alerts;
@@ -165,26 +207,51 @@ export async function loadOverview(config: DashboardConfig): Promise<OverviewDat
     loadKeys(config, problems),
     problems.read('alerts', [], async () => [...(await config.alerts())]),
     ledger
-      ? problems.read('ledger', null, () => usageOverTime(ledger, { ...config.ledgerTable, since: new Date(dailySince * 1000), until: new Date(now), bucketSeconds: DAY_SECONDS, splitBy: 'tenant' }))
+      ? problems.read('ledger', null, () =>
+          usageOverTime(ledger, {
+            ...config.ledgerTable,
+            since: new Date(dailySince * 1000),
+            until: new Date(now),
+            bucketSeconds: DAY_SECONDS,
+            splitBy: 'tenant',
+          }),
+        )
       : null,
     ledger
       ? problems.read('ledger', null, async () => {
-        const range = { ...config.ledgerTable, since: new Date(outcomeWindow.start), until: new Date(outcomeWindow.end) };
-        const [byTenant, byFeature] = await Promise.all([costPerOutcome(ledger, { ...range, by: 'tenant' }), costPerOutcome(ledger, { ...range, by: 'feature' })]);
-        return { periodStart: new Date(outcomeWindow.start).toISOString(), tenants: byTenant, features: byFeature };
-      })
+          const range = {
+            ...config.ledgerTable,
+            since: new Date(outcomeWindow.start),
+            until: new Date(outcomeWindow.end),
+          };
+          const [byTenant, byFeature] = await Promise.all([
+            costPerOutcome(ledger, { ...range, by: 'tenant' }),
+            costPerOutcome(ledger, { ...range, by: 'feature' }),
+          ]);
+          return { periodStart: new Date(outcomeWindow.start).toISOString(), tenants: byTenant, features: byFeature };
+        })
       : null,
   ]);
   const tenants = tenantSpend.rows;
   const features = featureSpend.rows;
-  const otherBudgets = statuses.filter((status) => status.scope !== 'tenant' && status.scope !== 'feature').map((status) => ({ ...status, ...budgetState(status) }));
-  const alerts: DashboardAlert[] = [...problems.alerts(), ...budgetAlerts([...tenants, ...features], otherBudgets, now)];
+  const otherBudgets = statuses
+    .filter((status) => status.scope !== 'tenant' && status.scope !== 'feature')
+    .map((status) => ({ ...status, ...budgetState(status) }));
+  const alerts: DashboardAlert[] = [
+    ...problems.alerts(),
+    ...budgetAlerts([...tenants, ...features], otherBudgets, now),
+  ];
   for (const quota of quotas) {
-    if (quota.remaining <= 0) alerts.push({ level: 'warning', message: `No ${quota.unit} left for ${quota.name}${quota.resetAt ? ` until ${utcTime(quota.resetAt)}` : ''}.` });
+    if (quota.remaining <= 0)
+      alerts.push({
+        level: 'warning',
+        message: `No ${quota.unit} left for ${quota.name}${quota.resetAt ? ` until ${utcTime(quota.resetAt)}` : ''}.`,
+      });
   }
   for (const key of keys) {
     const expiresAt = key.expiresAt === undefined ? Number.NaN : Date.parse(key.expiresAt);
-    if (key.state === 'active' && expiresAt - now < EXPIRY_WARNING_MS) alerts.push({ level: 'info', message: `Key ${key.id} expires ${fromNow(expiresAt, now)}.`, href: 'keys' });
+    if (key.state === 'active' && expiresAt - now < EXPIRY_WARNING_MS)
+      alerts.push({ level: 'info', message: `Key ${key.id} expires ${fromNow(expiresAt, now)}.`, href: 'keys' });
   }
   alerts.push(...extra);
   return {
@@ -194,7 +261,14 @@ export async function loadOverview(config: DashboardConfig): Promise<OverviewDat
     otherBudgets,
     quotas,
     alerts,
-    dailySpend: points ? seriesFromPoints(points, { since: dailySince, until: Math.floor(now / 1000), bucketSeconds: DAY_SECONDS, maxSeries: 6 }) : null,
+    dailySpend: points
+      ? seriesFromPoints(points, {
+          since: dailySince,
+          until: Math.floor(now / 1000),
+          bucketSeconds: DAY_SECONDS,
+          maxSeries: 6,
+        })
+      : null,
     outcomes,
     savings: tenantSpend.savings,
     ledger: ledger !== undefined,
@@ -206,24 +280,38 @@ function periodWord(row: SpendRow): string {
 }
 
 function spendRowHtml(ctx: PageContext, row: SpendRow, scope: 'tenant' | 'feature'): SafeHtml {
-  const name = scope === 'tenant' ? html`<a href="${ctx.base}/tenants/${encodeURIComponent(row.id)}">${row.id}</a>` : row.id;
+  const name =
+    scope === 'tenant' ? html`<a href="${ctx.base}/tenants/${encodeURIComponent(row.id)}">${row.id}</a>` : row.id;
   return html`<tr data-${scope}="${row.id}" data-state="${row.state}">
-<th scope="row">${name}</th>
-<td class="bar-cell">${row.budget ? spendBar(`${scope} ${row.id}`, row.budget) : html`<span class="muted">no budget</span>`}</td>
-<td class="num" data-nano-usd="${row.ledgerSpentNanoUsd ?? ''}">${row.ledgerSpentNanoUsd === null ? '—' : money(row.ledgerSpentNanoUsd)}</td>
-<td class="num">${row.requests === null ? '—' : count(row.requests)}</td>
-<td class="num">${row.cacheHits === null ? '—' : count(row.cacheHits)}</td>
-<td class="num" data-saved-nano-usd="${row.savedNanoUsd ?? ''}">${row.savedNanoUsd === null ? '—' : money(row.savedNanoUsd)}</td>
-<td>${periodWord(row)}</td>
-${budgetCell(row.budget)}
-${row.budget ? html`<td><time datetime="${row.budget.resetAt}">${fromNow(row.budget.resetAt, ctx.now)}</time></td>` : html`<td></td>`}
-</tr>`;
+    <th scope="row">${name}</th>
+    <td class="bar-cell">
+      ${row.budget ? spendBar(`${scope} ${row.id}`, row.budget) : html`<span class="muted">no budget</span>`}
+    </td>
+    <td class="num" data-nano-usd="${row.ledgerSpentNanoUsd ?? ''}">
+      ${row.ledgerSpentNanoUsd === null ? '—' : money(row.ledgerSpentNanoUsd)}
+    </td>
+    <td class="num">${row.requests === null ? '—' : count(row.requests)}</td>
+    <td class="num">${row.cacheHits === null ? '—' : count(row.cacheHits)}</td>
+    <td class="num" data-saved-nano-usd="${row.savedNanoUsd ?? ''}">
+      ${row.savedNanoUsd === null ? '—' : money(row.savedNanoUsd)}
+    </td>
+    <td>${periodWord(row)}</td>
+    ${budgetCell(row.budget)}
+    ${row.budget ? html`<td><time datetime="${row.budget.resetAt}">${fromNow(row.budget.resetAt, ctx.now)}</time></td>` : html`<td></td>`}
+  </tr>`;
 }
 
 // The bar first: on a phone it is what shows before the table scrolls.
 const SPEND_HEAD = [
-  '', 'Budget: spent of cap', 'Spent (ledger)', 'Requests', 'Cache hits', 'Saved by caching', 'Period',
-  'Remaining (credit, held)', 'Resets',
+  '',
+  'Budget: spent of cap',
+  'Spent (ledger)',
+  'Requests',
+  'Cache hits',
+  'Saved by caching',
+  'Period',
+  'Remaining (credit, held)',
+  'Resets',
 ];
 
 const OTHER_HEAD = ['', 'Spent of cap', 'Period', 'Remaining (credit, held)', 'Resets'];
@@ -232,57 +320,110 @@ const OUTCOME_HEAD = ['', 'Outcome', 'Outcomes', 'Requests', 'Cost', 'Cost per o
 
 function outcomeRowHtml(ctx: PageContext, row: OutcomeCost, scope: 'tenant' | 'feature'): SafeHtml {
   const id = row.group ?? '(none)';
-  const name = scope === 'tenant' && row.group !== null ? html`<a href="${ctx.base}/tenants/${encodeURIComponent(row.group)}">${id}</a>` : id;
+  const name =
+    scope === 'tenant' && row.group !== null
+      ? html`<a href="${ctx.base}/tenants/${encodeURIComponent(row.group)}">${id}</a>`
+      : id;
   return html`<tr data-outcome-${scope}="${id}" data-kind="${row.kind}">
-<th scope="row">${name}</th>
-<td>${row.kind}</td>
-<td class="num">${count(row.outcomes)}</td>
-<td class="num">${count(row.requests)}</td>
-<td class="num" data-nano-usd="${row.costNanoUsd}">${money(row.costNanoUsd)}</td>
-<td class="num" data-cost-per-outcome="${row.costPerOutcomeNanoUsd}">${money(row.costPerOutcomeNanoUsd)}</td>
-<td class="num">${row.valueNanoUsd === null ? '' : money(row.valueNanoUsd)}</td>
-<td class="num">${row.valuePerCost === null ? '' : `${row.valuePerCost.toFixed(row.valuePerCost >= 100 ? 0 : 2)}×`}</td>
-</tr>`;
+    <th scope="row">${name}</th>
+    <td>${row.kind}</td>
+    <td class="num">${count(row.outcomes)}</td>
+    <td class="num">${count(row.requests)}</td>
+    <td class="num" data-nano-usd="${row.costNanoUsd}">${money(row.costNanoUsd)}</td>
+    <td class="num" data-cost-per-outcome="${row.costPerOutcomeNanoUsd}">${money(row.costPerOutcomeNanoUsd)}</td>
+    <td class="num">${row.valueNanoUsd === null ? '' : money(row.valueNanoUsd)}</td>
+    <td class="num">
+      ${row.valuePerCost === null ? '' : `${row.valuePerCost.toFixed(row.valuePerCost >= 100 ? 0 : 2)}×`}
+    </td>
+  </tr>`;
 }
 
 function alertList(ctx: PageContext, alerts: DashboardAlert[]): SafeHtml {
-  if (alerts.length === 0) return html`<section class="alerts"><h2>Alerts</h2><p class="empty">Nothing needs a look.</p></section>`;
-  const items = alerts.map((alert) => html`<li class="alert alert--${alert.level}" data-level="${alert.level}"><span class="alert-level">${alert.level}</span> ${alert.message}${alert.href ? html` <a href="${ctx.base}/${alert.href}">Open</a>` : ''}</li>`);
-  return html`<section class="alerts" aria-live="polite"><h2>Alerts</h2><ul>${items}</ul></section>`;
+  if (alerts.length === 0)
+    return html`<section class="alerts">
+      <h2>Alerts</h2>
+      <p class="empty">Nothing needs a look.</p>
+    </section>`;
+  const items = alerts.map(
+    (alert) =>
+      html`<li class="alert alert--${alert.level}" data-level="${alert.level}">
+        <span class="alert-level">${alert.level}</span>
+        ${alert.message}${alert.href ? html` <a href="${ctx.base}/${alert.href}">Open</a>` : ''}
+      </li>`,
+  );
+  return html`<section class="alerts" aria-live="polite">
+    <h2>Alerts</h2>
+    <ul>
+      ${items}
+    </ul>
+  </section>`;
 }
 
 /** Cost per outcome this period: what the requests behind each resolved ticket or sale cost, per tenant and feature. */
 function outcomeTables(ctx: PageContext, outcomes: NonNullable<OverviewData['outcomes']>): SafeHtml {
   const empty = 'No outcomes reported this period (POST /v1/outcomes, or recordOutcome() in @tollgate/metering).';
-  return html`${table(`Cost per outcome by tenant, since ${utcTime(outcomes.periodStart)}`, OUTCOME_HEAD, outcomes.tenants.slice(0, MAX_ROWS).map((row) => outcomeRowHtml(ctx, row, 'tenant')), empty)}
-${outcomes.tenants.length > 0 ? table('Cost per outcome by feature', OUTCOME_HEAD, outcomes.features.slice(0, MAX_ROWS).map((row) => outcomeRowHtml(ctx, row, 'feature'))) : ''}`;
+  return html`${table(
+    `Cost per outcome by tenant, since ${utcTime(outcomes.periodStart)}`,
+    OUTCOME_HEAD,
+    outcomes.tenants.slice(0, MAX_ROWS).map((row) => outcomeRowHtml(ctx, row, 'tenant')),
+    empty,
+  )}
+  ${
+    outcomes.tenants.length > 0
+      ? table(
+          'Cost per outcome by feature',
+          OUTCOME_HEAD,
+          outcomes.features.slice(0, MAX_ROWS).map((row) => outcomeRowHtml(ctx, row, 'feature')),
+        )
+      : ''
+  }`;
 }
 
 /** One line: what response-cache hits and prompt-cache discounts saved this period, over every tenant. */
 function savingsSummary(savings: CacheSavings): SafeHtml {
   const hits = `${count(savings.cacheHits)} ${savings.cacheHits === 1 ? 'request' : 'requests'}`;
-  return html`<p class="summary savings">Caching saved <strong data-saved-nano-usd="${savings.savedNanoUsd}">${money(savings.savedNanoUsd)}</strong> since ${utcTime(savings.periodStart)}: ${hits} answered from the response cache, and the providers' discounts on cached input.</p>`;
+  return html`<p class="summary savings">
+    Caching saved <strong data-saved-nano-usd="${savings.savedNanoUsd}">${money(savings.savedNanoUsd)}</strong> since
+    ${utcTime(savings.periodStart)}: ${hits} answered from the response cache, and the providers' discounts on cached
+    input.
+  </p>`;
 }
 
 export function renderOverview(ctx: PageContext, data: OverviewData): string {
   const tenantRows = data.tenants.slice(0, MAX_ROWS).map((row) => spendRowHtml(ctx, row, 'tenant'));
   const featureRows = data.features.slice(0, MAX_ROWS).map((row) => spendRowHtml(ctx, row, 'feature'));
-  const otherRows = data.otherBudgets.map((status) => html`<tr data-state="${status.state}">
-<th scope="row">${status.scope}${status.id === null ? '' : ` ${status.id}`}</th>
-<td class="bar-cell">${spendBar(`${status.scope} ${status.id ?? ''}`, status)}</td><td>${status.period}</td>
-${budgetCell(status)}<td><time datetime="${status.resetAt}">${fromNow(status.resetAt, ctx.now)}</time></td></tr>`);
-  const quotaRows = data.quotas.map((quota) => html`<tr><th scope="row">${quota.name}</th><td>${quota.unit}${quota.window ? ` per ${quota.window}` : ''}</td><td class="num">${count(quota.remaining)}</td><td class="num">${count(quota.limit)}</td><td>${quota.resetAt ? utcTime(quota.resetAt) : ''}</td></tr>`);
-  const noLedger = data.ledger ? '' : html`<p class="muted">No usage ledger is connected: spend history is not shown. Pass <code>ledger</code> (PostgreSQL or PGlite).</p>`;
-  const body = html`${alertList(ctx, data.alerts)}
-${noLedger}
-${data.savings ? savingsSummary(data.savings) : ''}
-${table('Tenants', SPEND_HEAD, tenantRows, 'No tenant has a budget or recorded spend yet.')}
-${BUDGET_SUM_NOTE}
-<p class="muted">Spent (ledger) is what the usage ledger recorded in the period, top-ups not taken off.</p>
-${data.dailySpend ? chart('daily-spend', 'Spend per day, last 30 days (USD)', data.dailySpend, (x) => utcTime(x * 1000).slice(0, 10)) : ''}
-${table('Features', SPEND_HEAD, featureRows, 'No feature has a budget or recorded spend yet.')}
-${data.outcomes ? outcomeTables(ctx, data.outcomes) : ''}
-${otherRows.length > 0 ? table('Other budgets', OTHER_HEAD, otherRows) : ''}
-${table('Request and token quotas now', ['', 'Limit', 'Remaining', 'Of', 'Frees up'], quotaRows, 'No quotas reported (the app passes them as the limits option).')}`;
+  const otherRows = data.otherBudgets.map(
+    (status) =>
+      html`<tr data-state="${status.state}">
+        <th scope="row">${status.scope}${status.id === null ? '' : ` ${status.id}`}</th>
+        <td class="bar-cell">${spendBar(`${status.scope} ${status.id ?? ''}`, status)}</td>
+        <td>${status.period}</td>
+        ${budgetCell(status)}
+        <td><time datetime="${status.resetAt}">${fromNow(status.resetAt, ctx.now)}</time></td>
+      </tr>`,
+  );
+  const quotaRows = data.quotas.map(
+    (quota) =>
+      html`<tr>
+        <th scope="row">${quota.name}</th>
+        <td>${quota.unit}${quota.window ? ` per ${quota.window}` : ''}</td>
+        <td class="num">${count(quota.remaining)}</td>
+        <td class="num">${count(quota.limit)}</td>
+        <td>${quota.resetAt ? utcTime(quota.resetAt) : ''}</td>
+      </tr>`,
+  );
+  const noLedger = data.ledger
+    ? ''
+    : html`<p class="muted">
+        No usage ledger is connected: spend history is not shown. Pass <code>ledger</code> (PostgreSQL or PGlite).
+      </p>`;
+  const body = html`${alertList(ctx, data.alerts)} ${noLedger} ${data.savings ? savingsSummary(data.savings) : ''}
+    ${table('Tenants', SPEND_HEAD, tenantRows, 'No tenant has a budget or recorded spend yet.')} ${BUDGET_SUM_NOTE}
+    <p class="muted">Spent (ledger) is what the usage ledger recorded in the period, top-ups not taken off.</p>
+    ${data.dailySpend ? chart('daily-spend', 'Spend per day, last 30 days (USD)', data.dailySpend, (x) => utcTime(x * 1000).slice(0, 10)) : ''}
+    ${table('Features', SPEND_HEAD, featureRows, 'No feature has a budget or recorded spend yet.')}
+    ${data.outcomes ? outcomeTables(ctx, data.outcomes) : ''}
+    ${otherRows.length > 0 ? table('Other budgets', OTHER_HEAD, otherRows) : ''}
+    ${table('Request and token quotas now', ['', 'Limit', 'Remaining', 'Of', 'Frees up'], quotaRows, 'No quotas reported (the app passes them as the limits option).')}`;
   return layout(ctx, { title: 'Overview', current: '', body });
 }

@@ -33,16 +33,26 @@ export interface RequestsData {
 
 function textParam(value: unknown, name: string): string | undefined {
   if (value === undefined || value === '') return undefined;
-  if (typeof value !== 'string' || value.length > 128) throw new ApiError('invalid_request', `${name} must be text of at most 128 characters.`, { param: name });
+  if (typeof value !== 'string' || value.length > 128)
+    throw new ApiError('invalid_request', `${name} must be text of at most 128 characters.`, { param: name });
   return value;
 }
 
 export function readRequestsQuery(query: Record<string, unknown>): RequestsQuery {
   const status = textParam(query.status, 'status');
-  if (status !== undefined && status !== 'ok' && status !== 'error' && !/^\d{1,3}$/.test(status)) throw new ApiError('invalid_request', 'status must be ok, error or an HTTP status.', { param: 'status' });
+  if (status !== undefined && status !== 'ok' && status !== 'error' && !/^\d{1,3}$/.test(status))
+    throw new ApiError('invalid_request', 'status must be ok, error or an HTTP status.', { param: 'status' });
   const limit = query.limit === undefined || query.limit === '' ? 50 : Number(query.limit);
-  if (!Number.isSafeInteger(limit) || limit < 1 || limit > 500) throw new ApiError('invalid_request', 'limit must be a whole number from 1 to 500.', { param: 'limit' });
-  return { tenant: textParam(query.tenant, 'tenant'), key: textParam(query.key, 'key'), model: textParam(query.model, 'model'), status, limit, after: textParam(query.after, 'after') };
+  if (!Number.isSafeInteger(limit) || limit < 1 || limit > 500)
+    throw new ApiError('invalid_request', 'limit must be a whole number from 1 to 500.', { param: 'limit' });
+  return {
+    tenant: textParam(query.tenant, 'tenant'),
+    key: textParam(query.key, 'key'),
+    model: textParam(query.model, 'model'),
+    status,
+    limit,
+    after: textParam(query.after, 'after'),
+  };
 }
 
 function encodeCursor(cursor: RecordCursor): string {
@@ -52,7 +62,8 @@ function encodeCursor(cursor: RecordCursor): string {
 function decodeCursor(value: string): RecordCursor {
   try {
     const [timestamp, id] = JSON.parse(Buffer.from(value, 'base64url').toString('utf8')) as unknown[];
-    if (typeof timestamp === 'string' && Number.isFinite(Date.parse(timestamp)) && typeof id === 'string') return { timestamp, id };
+    if (typeof timestamp === 'string' && Number.isFinite(Date.parse(timestamp)) && typeof id === 'string')
+      return { timestamp, id };
   } catch {
     // falls through to the error below
   }
@@ -67,19 +78,32 @@ export async function loadRequests(config: DashboardConfig, query: RequestsQuery
   if (query.tenant !== undefined) filter.tenantId = query.tenant;
   if (query.key !== undefined) filter.keyId = query.key;
   if (query.model !== undefined) filter.model = query.model;
-  if (query.status !== undefined) filter.status = query.status === 'ok' || query.status === 'error' ? query.status : Number(query.status);
+  if (query.status !== undefined)
+    filter.status = query.status === 'ok' || query.status === 'error' ? query.status : Number(query.status);
   const after = query.after === undefined ? undefined : decodeCursor(query.after);
-  const page = await problems.read('ledger', { records: [] }, () => recentUsage(ledger, { ...config.ledgerTable, ...filter, limit: query.limit, ...(after ? { after } : {}) }));
-  return { filter: query, records: page.records, next: page.next ? encodeCursor(page.next) : null, ledger: true, problems: problems.alerts().map((alert) => alert.message) };
+  const page = await problems.read('ledger', { records: [] }, () =>
+    recentUsage(ledger, { ...config.ledgerTable, ...filter, limit: query.limit, ...(after ? { after } : {}) }),
+  );
+  return {
+    filter: query,
+    records: page.records,
+    next: page.next ? encodeCursor(page.next) : null,
+    ledger: true,
+    problems: problems.alerts().map((alert) => alert.message),
+  };
 }
 
 function statusCell(record: UsageRecord): SafeHtml {
   const kind = record.status === 0 || record.status >= 400 ? 'error' : 'ok';
-  const title = record.status === 0 ? 'no answer was sent: the process died with the call out, and the record was rebuilt from the spool' : '';
+  const title =
+    record.status === 0
+      ? 'no answer was sent: the process died with the call out, and the record was rebuilt from the spool'
+      : '';
   // Tollgate's own refusals say which piece refused: the provider never saw them.
-  const refused = record.refusedBy === undefined
-    ? ''
-    : html` <span class="tag" data-refused-by="${record.refusedBy}">refused by ${record.refusedBy}</span>`;
+  const refused =
+    record.refusedBy === undefined
+      ? ''
+      : html` <span class="tag" data-refused-by="${record.refusedBy}">refused by ${record.refusedBy}</span>`;
   const aborted = record.aborted ? html` <span class="tag">client left</span>` : '';
   const cut = record.upstreamAborted ? html` <span class="tag">upstream cut</span>` : '';
   const shown = record.status === 0 ? 'none' : record.status;
@@ -88,48 +112,96 @@ function statusCell(record: UsageRecord): SafeHtml {
 }
 
 function recordRow(ctx: PageContext, record: UsageRecord): SafeHtml {
-  const model = record.requestedModel && record.requestedModel !== record.model ? html`${record.model} <small>(asked ${record.requestedModel})</small>` : (record.model ?? '');
+  const model =
+    record.requestedModel && record.requestedModel !== record.model
+      ? html`${record.model} <small>(asked ${record.requestedModel})</small>`
+      : (record.model ?? '');
   return html`<tr data-record="${record.id}">
-<td><time datetime="${record.timestamp}">${utcTime(record.timestamp)}</time></td>
-<td>${record.tenantId ? html`<a href="${ctx.base}/tenants/${encodeURIComponent(record.tenantId)}">${record.tenantId}</a>` : ''}</td>
-<td>${record.keyId ?? ''}</td><td>${record.userId ?? ''}</td><td>${record.feature ?? ''}</td>
-<td>${model}</td>
-${statusCell(record)}
-<td class="num">${count(record.inputTokens + record.cachedInputTokens + record.cacheWriteTokens)}</td>
-<td class="num">${count(record.outputTokens)}</td>
-<td class="num" data-nano-usd="${record.costNanoUsd}">${money(record.costNanoUsd)}</td>
-<td class="num">${count(record.latencyMs)} ms</td>
-<td>${record.usageSource}${record.stream ? ' · stream' : ''}</td>
-<td><code>${record.requestId}</code></td>
-</tr>`;
+    <td><time datetime="${record.timestamp}">${utcTime(record.timestamp)}</time></td>
+    <td>
+      ${record.tenantId ? html`<a href="${ctx.base}/tenants/${encodeURIComponent(record.tenantId)}">${record.tenantId}</a>` : ''}
+    </td>
+    <td>${record.keyId ?? ''}</td>
+    <td>${record.userId ?? ''}</td>
+    <td>${record.feature ?? ''}</td>
+    <td>${model}</td>
+    ${statusCell(record)}
+    <td class="num">${count(record.inputTokens + record.cachedInputTokens + record.cacheWriteTokens)}</td>
+    <td class="num">${count(record.outputTokens)}</td>
+    <td class="num" data-nano-usd="${record.costNanoUsd}">${money(record.costNanoUsd)}</td>
+    <td class="num">${count(record.latencyMs)} ms</td>
+    <td>${record.usageSource}${record.stream ? ' · stream' : ''}</td>
+    <td><code>${record.requestId}</code></td>
+  </tr>`;
 }
 
 function filterForm(ctx: PageContext, filter: RequestsQuery): SafeHtml {
   const status = filter.status ?? '';
-  const option = (value: string, label: string) => (value === status ? html`<option value="${value}" selected>${label}</option>` : html`<option value="${value}">${label}</option>`);
+  const option = (value: string, label: string) =>
+    value === status
+      ? html`<option value="${value}" selected>${label}</option>`
+      : html`<option value="${value}">${label}</option>`;
   const custom = status !== '' && status !== 'ok' && status !== 'error' ? option(status, status) : '';
-  return html`<form method="get" action="${ctx.base}/requests" class="filters" role="search" aria-label="Filter requests">
-<label>Tenant <input name="tenant" value="${filter.tenant ?? ''}" maxlength="128"></label>
-<label>Key <input name="key" value="${filter.key ?? ''}" maxlength="128"></label>
-<label>Model <input name="model" value="${filter.model ?? ''}" maxlength="128"></label>
-<label>Status <select name="status">${option('', 'any')}${option('ok', 'ok (below 400)')}${option('error', 'error')}${option('429', '429')}${option('502', '502')}${custom}</select></label>
-<label>Rows <input name="limit" type="number" min="1" max="500" value="${filter.limit}"></label>
-<button type="submit">Filter</button>
-</form>`;
+  return html`<form
+    method="get"
+    action="${ctx.base}/requests"
+    class="filters"
+    role="search"
+    aria-label="Filter requests"
+  >
+    <label>Tenant <input name="tenant" value="${filter.tenant ?? ''}" maxlength="128" /></label>
+    <label>Key <input name="key" value="${filter.key ?? ''}" maxlength="128" /></label>
+    <label>Model <input name="model" value="${filter.model ?? ''}" maxlength="128" /></label>
+    <label
+      >Status
+      <select name="status">
+        ${option('', 'any')}${option('ok', 'ok (below 400)')}${option('error', 'error')}${option('429', '429')}${option('502', '502')}${custom}
+      </select></label
+    >
+    <label>Rows <input name="limit" type="number" min="1" max="500" value="${filter.limit}" /></label>
+    <button type="submit">Filter</button>
+  </form>`;
 }
 
 export function renderRequests(ctx: PageContext, data: RequestsData): string {
-  if (!data.ledger) return layout(ctx, { title: 'Recent requests', current: '/requests', body: html`<p class="muted">No usage ledger is connected: there are no records to show.</p>` });
+  if (!data.ledger)
+    return layout(ctx, {
+      title: 'Recent requests',
+      current: '/requests',
+      body: html`<p class="muted">No usage ledger is connected: there are no records to show.</p>`,
+    });
   const params = new URLSearchParams();
-  for (const name of ['tenant', 'key', 'model', 'status'] as const) if (data.filter[name] !== undefined) params.set(name, data.filter[name]!);
+  for (const name of ['tenant', 'key', 'model', 'status'] as const)
+    if (data.filter[name] !== undefined) params.set(name, data.filter[name]!);
   params.set('limit', String(data.filter.limit));
   if (data.next) params.set('after', data.next);
   const body = html`${filterForm(ctx, data.filter)}
-${data.problems.map((message) => html`<p class="error" role="alert">${message}</p>`)}
-${table('Records', ['Time', 'Tenant', 'Key', 'User', 'Feature', 'Model', 'Status', 'Input', 'Output', 'Cost', 'Latency', 'Usage from', 'Request id'], data.records.map((record) => recordRow(ctx, record)), 'No records match.')}
-${data.next ? html`<p><a rel="next" href="${ctx.base}/requests?${params.toString()}">Older records</a></p>` : ''}
-<p class="muted">The ledger holds the requests the meter saw. Refusals before it (a bad key, a scope or tier rule, in
-the example proxy) leave no record; a refusal after it (request and token limits, a budget, the guard) is recorded
-with the piece that refused it, "refused by": the provider never saw that request.</p>`;
+    ${data.problems.map((message) => html`<p class="error" role="alert">${message}</p>`)}
+    ${table(
+      'Records',
+      [
+        'Time',
+        'Tenant',
+        'Key',
+        'User',
+        'Feature',
+        'Model',
+        'Status',
+        'Input',
+        'Output',
+        'Cost',
+        'Latency',
+        'Usage from',
+        'Request id',
+      ],
+      data.records.map((record) => recordRow(ctx, record)),
+      'No records match.',
+    )}
+    ${data.next ? html`<p><a rel="next" href="${ctx.base}/requests?${params.toString()}">Older records</a></p>` : ''}
+    <p class="muted">
+      The ledger holds the requests the meter saw. Refusals before it (a bad key, a scope or tier rule, in the example
+      proxy) leave no record; a refusal after it (request and token limits, a budget, the guard) is recorded with the
+      piece that refused it, "refused by": the provider never saw that request.
+    </p>`;
   return layout(ctx, { title: 'Recent requests', current: '/requests', body });
 }

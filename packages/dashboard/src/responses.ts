@@ -19,7 +19,9 @@ export function wantsJson(req: Request, res: Response): boolean {
 }
 
 /** Express 4 does not pass a rejected handler's error on; Express 5 does. This works on both. */
-export function asyncRoute(handler: (req: Request, res: Response, next: NextFunction) => Promise<void>): RequestHandler {
+export function asyncRoute(
+  handler: (req: Request, res: Response, next: NextFunction) => Promise<void>,
+): RequestHandler {
   return function runAsyncRoute(req, res, next) {
     handler(req, res, next).catch(next);
   };
@@ -57,5 +59,7 @@ export function dashboardErrors(error: unknown, req: Request, res: Response, nex
   res
     .status(clientError.status)
     .type('html')
-    .send(`<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>${clientError.status}</title><link rel="stylesheet" href="${escapeHtml(req.baseUrl)}/assets/dashboard.css"></head><body><main id="main"><h1>${clientError.status}</h1><p role="alert">${escapeHtml(clientError.message)}</p><p><a href="${escapeHtml(back)}">Back to the dashboard</a></p></main></body></html>`);
+    .send(
+      `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>${clientError.status}</title><link rel="stylesheet" href="${escapeHtml(req.baseUrl)}/assets/dashboard.css"></head><body><main id="main"><h1>${clientError.status}</h1><p role="alert">${escapeHtml(clientError.message)}</p><p><a href="${escapeHtml(back)}">Back to the dashboard</a></p></main></body></html>`,
+    );
 }

@@ -22,7 +22,8 @@ export function seriesFromPoints(points: readonly UsagePoint[], range: SeriesRan
   for (let bucket = first; bucket <= range.until; bucket += range.bucketSeconds) x.push(bucket);
   if (points.length === 0) return { x, series: [], unit: 'USD' };
   const totals = new Map<string, number>();
-  for (const point of points) totals.set(point.group ?? UNSET, (totals.get(point.group ?? UNSET) ?? 0) + point.costNanoUsd);
+  for (const point of points)
+    totals.set(point.group ?? UNSET, (totals.get(point.group ?? UNSET) ?? 0) + point.costNanoUsd);
   const ranked = [...totals.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).map(([group]) => group);
   const named = ranked.length <= range.maxSeries ? ranked : ranked.slice(0, range.maxSeries - 1);
   const labels = ranked.length > named.length ? [...named, OTHER] : named;

@@ -21,12 +21,19 @@ export class SourceProblems {
   }
 
   alerts(): DashboardAlert[] {
-    return this.list.map(({ source, message }) => ({ level: 'critical', message: `Could not read the ${SOURCE_WORDS[source]}: ${message}` }));
+    return this.list.map(({ source, message }) => ({
+      level: 'critical',
+      message: `Could not read the ${SOURCE_WORDS[source]}: ${message}`,
+    }));
   }
 }
 
 const SOURCE_WORDS: Record<SourceName, string> = {
-  ledger: 'usage ledger', budgets: 'budgets', keys: 'key store', limits: 'request and token limits', alerts: "app's alerts",
+  ledger: 'usage ledger',
+  budgets: 'budgets',
+  keys: 'key store',
+  limits: 'request and token limits',
+  alerts: "app's alerts",
 };
 
 export type KeyState = 'active' | 'expired' | 'revoked';

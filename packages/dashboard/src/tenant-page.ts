@@ -60,12 +60,28 @@ export async function loadTenant(config: DashboardConfig, tenant: string, range:
   const until = new Date(now);
   const ledger = config.ledger;
   const guard = config.budgets;
-  const by = (grouping: UsageGrouping) => (ledger ? problems.read('ledger', [], () => aggregateUsage(ledger, { ...config.ledgerTable, by: grouping, since, until, tenantId: tenant })) : Promise.resolve([]));
+  const by = (grouping: UsageGrouping) =>
+    ledger
+      ? problems.read('ledger', [], () =>
+          aggregateUsage(ledger, { ...config.ledgerTable, by: grouping, since, until, tenantId: tenant }),
+        )
+      : Promise.resolve([]);
   const [keys, own, configured, points, byModel, byFeature, byUser, byKey, quotas] = await Promise.all([
     loadKeys(config, problems).then((all) => all.filter((key) => key.tenantId === tenant)),
     guard ? problems.read('budgets', [], () => guard.status({ scope: 'tenant', id: tenant })) : [],
     guard ? problems.read('budgets', [], () => guard.status()) : [],
-    ledger ? problems.read('ledger', null, () => usageOverTime(ledger, { ...config.ledgerTable, since, until, bucketSeconds, splitBy: 'model', tenantId: tenant })) : null,
+    ledger
+      ? problems.read('ledger', null, () =>
+          usageOverTime(ledger, {
+            ...config.ledgerTable,
+            since,
+            until,
+            bucketSeconds,
+            splitBy: 'model',
+            tenantId: tenant,
+          }),
+        )
+      : null,
     by('model'),
     by('feature'),
     by('user'),
@@ -73,12 +89,20 @@ export async function loadTenant(config: DashboardConfig, tenant: string, range:
     problems.read('limits', [], async () => (await config.limits()).filter((quota) => quota.tenantId === tenant)),
   ]);
   const keyIds = new Set(keys.map((key) => key.id));
-  const budgets = [...own, ...configured.filter((status) => status.scope === 'key' && status.id !== null && keyIds.has(status.id))];
+  const budgets = [
+    ...own,
+    ...configured.filter((status) => status.scope === 'key' && status.id !== null && keyIds.has(status.id)),
+  ];
   const total = ledger
     ? byModel.reduce(
-      (sum, row) => ({ requests: sum.requests + row.requests, costNanoUsd: sum.costNanoUsd + row.costNanoUsd, cacheHits: sum.cacheHits + row.cacheHits, savedNanoUsd: sum.savedNanoUsd + row.savedNanoUsd }),
-      { requests: 0, costNanoUsd: 0, cacheHits: 0, savedNanoUsd: 0 },
-    )
+        (sum, row) => ({
+          requests: sum.requests + row.requests,
+          costNanoUsd: sum.costNanoUsd + row.costNanoUsd,
+          cacheHits: sum.cacheHits + row.cacheHits,
+          savedNanoUsd: sum.savedNanoUsd + row.savedNanoUsd,
+        }),
+        { requests: 0, costNanoUsd: 0, cacheHits: 0, savedNanoUsd: 0 },
+      )
     : null;
   return {
     tenant,
@@ -86,7 +110,9 @@ export async function loadTenant(config: DashboardConfig, tenant: string, range:
     since: since.toISOString(),
     until: until.toISOString(),
     budgets: budgets.map((status) => ({ ...status, ...budgetState(status) })),
-    spendOverTime: points ? seriesFromPoints(points, { since: sinceSeconds, until: nowSeconds, bucketSeconds, maxSeries: 6 }) : null,
+    spendOverTime: points
+      ? seriesFromPoints(points, { since: sinceSeconds, until: nowSeconds, bucketSeconds, maxSeries: 6 })
+      : null,
     byModel,
     byFeature,
     byUser,
@@ -99,52 +125,111 @@ export async function loadTenant(config: DashboardConfig, tenant: string, range:
 }
 
 function groupTable(caption: string, rows: UsageAggregate[], total: number): SafeHtml {
-  const body = rows.map((row) => html`<tr><th scope="row">${row.group ?? html`<span class="muted">(none)</span>`}</th><td class="num">${count(row.requests)}</td><td class="num">${count(row.inputTokens + row.cachedInputTokens + row.cacheWriteTokens)}</td><td class="num">${count(row.outputTokens)}</td><td class="num" data-nano-usd="${row.costNanoUsd}">${money(row.costNanoUsd)}</td><td class="num">${total > 0 ? `${((row.costNanoUsd / total) * 100).toFixed(1)}%` : ''}</td><td class="num" data-saved-nano-usd="${row.savedNanoUsd}">${money(row.savedNanoUsd)}</td></tr>`);
-  return table(caption, ['', 'Requests', 'Input', 'Output', 'Spend', 'Share', 'Saved by caching'], body, 'No usage in this range.');
+  const body = rows.map(
+    (row) =>
+      html`<tr>
+        <th scope="row">${row.group ?? html`<span class="muted">(none)</span>`}</th>
+        <td class="num">${count(row.requests)}</td>
+        <td class="num">${count(row.inputTokens + row.cachedInputTokens + row.cacheWriteTokens)}</td>
+        <td class="num">${count(row.outputTokens)}</td>
+        <td class="num" data-nano-usd="${row.costNanoUsd}">${money(row.costNanoUsd)}</td>
+        <td class="num">${total > 0 ? `${((row.costNanoUsd / total) * 100).toFixed(1)}%` : ''}</td>
+        <td class="num" data-saved-nano-usd="${row.savedNanoUsd}">${money(row.savedNanoUsd)}</td>
+      </tr>`,
+  );
+  return table(
+    caption,
+    ['', 'Requests', 'Input', 'Output', 'Spend', 'Share', 'Saved by caching'],
+    body,
+    'No usage in this range.',
+  );
 }
 
 function budgetCard(ctx: PageContext, status: TenantData['budgets'][number], back: string): SafeHtml {
   const who = status.id === null ? status.scope : `${status.scope} ${status.id}`;
   const target = status.id === null ? status.scope : `${status.scope}/${encodeURIComponent(status.id)}`;
   const resetAt = html`<time datetime="${status.resetAt}">${utcTime(status.resetAt)}</time>`;
-  const resets = html`<div class="wide"><dt>Resets</dt><dd>${resetAt} (${fromNow(status.resetAt, ctx.now)})</dd></div>`;
-  return html`<article class="card budget" data-scope="${status.scope}" data-id="${status.id ?? ''}" data-state="${status.state}">
-<h3>${who} <small>${status.period}</small></h3>
-${spendBar(who, status)}
-${budgetFigures(status, resets)}
-<form method="post" action="${ctx.base}/budgets/${target}/top-up" class="inline">${csrfField(ctx)}<input type="hidden" name="back" value="${back}">
-<label for="top-up-${status.key}">Credit this period (USD)</label>
-<input id="top-up-${status.key}" name="usd" type="number" min="0.01" step="0.01" required inputmode="decimal">
-<button type="submit">Top up</button></form>
-</article>`;
+  const resets = html`<div class="wide">
+    <dt>Resets</dt>
+    <dd>${resetAt} (${fromNow(status.resetAt, ctx.now)})</dd>
+  </div>`;
+  return html`<article
+    class="card budget"
+    data-scope="${status.scope}"
+    data-id="${status.id ?? ''}"
+    data-state="${status.state}"
+  >
+    <h3>${who} <small>${status.period}</small></h3>
+    ${spendBar(who, status)} ${budgetFigures(status, resets)}
+    <form method="post" action="${ctx.base}/budgets/${target}/top-up" class="inline">
+      ${csrfField(ctx)}<input type="hidden" name="back" value="${back}" />
+      <label for="top-up-${status.key}">Credit this period (USD)</label>
+      <input id="top-up-${status.key}" name="usd" type="number" min="0.01" step="0.01" required inputmode="decimal" />
+      <button type="submit">Top up</button>
+    </form>
+  </article>`;
 }
 
 export function renderTenant(ctx: PageContext, data: TenantData): string {
   const base = `${ctx.base}/tenants/${encodeURIComponent(data.tenant)}`;
-  const ranges = (Object.keys(RANGES) as RangeName[]).map((range) => (range === data.range ? html`<li><a href="${base}?range=${range}" aria-current="true">${range}</a></li>` : html`<li><a href="${base}?range=${range}">${range}</a></li>`));
+  const ranges = (Object.keys(RANGES) as RangeName[]).map((range) =>
+    range === data.range
+      ? html`<li><a href="${base}?range=${range}" aria-current="true">${range}</a></li>`
+      : html`<li><a href="${base}?range=${range}">${range}</a></li>`,
+  );
   const hourly = RANGES[data.range].bucketSeconds < 86_400;
   const bucketLabel = (x: number) => (hourly ? utcTime(x * 1000) : utcTime(x * 1000).slice(0, 10));
   const totalCost = data.total?.costNanoUsd ?? 0;
-  const budgets = data.budgets.length > 0
-    ? html`<section><h2>Budgets now</h2><div class="cards">${data.budgets.map((status) => budgetCard(ctx, status, base))}</div>
-${BUDGET_SUM_NOTE}</section>`
-    : html`<section><h2>Budgets now</h2><p class="empty">No budget applies to this tenant.</p></section>`;
-  const quotas = data.quotas.length > 0
-    ? table('Request and token quotas now', ['', 'Limit', 'Remaining', 'Of'], data.quotas.map((quota) => html`<tr><th scope="row">${quota.name}</th><td>${quota.unit}${quota.window ? ` per ${quota.window}` : ''}</td><td class="num">${count(quota.remaining)}</td><td class="num">${count(quota.limit)}</td></tr>`))
-    : '';
-  const keys = data.keys.map((key) => html`<tr data-key="${key.id}" data-key-state="${key.state}"><th scope="row">${key.id}</th><td><span class="state state--${key.state}">${key.state}</span></td><td>${key.userId ?? ''}</td><td>${key.feature ?? ''}</td><td>${key.expiresAt ? fromNow(key.expiresAt, ctx.now) : 'never'}</td></tr>`);
-  const body = html`${data.problems.map((message) => html`<p class="error" role="alert">${message}</p>`)}
-${budgets}
-<nav class="ranges" aria-label="Time range"><ul>${ranges}</ul></nav>
-${data.total ? html`<p class="summary">${count(data.total.requests)} requests, <strong data-nano-usd="${data.total.costNanoUsd}">${money(data.total.costNanoUsd)}</strong> from ${utcTime(data.since)} to ${utcTime(data.until)}; caching saved <strong data-saved-nano-usd="${data.total.savedNanoUsd}">${money(data.total.savedNanoUsd)}</strong>, ${count(data.total.cacheHits)} answered from the response cache. <a href="${ctx.base}/requests?tenant=${encodeURIComponent(data.tenant)}">Its requests</a></p>` : html`<p class="muted">No usage ledger is connected: spend history is not shown.</p>`}
-${data.spendOverTime ? chart('tenant-spend', `Spend over time by model (USD, per ${hourly ? 'hour' : 'day'})`, data.spendOverTime, bucketLabel) : ''}
-<div class="columns">
-${groupTable('By model', data.byModel, totalCost)}
-${groupTable('By feature', data.byFeature, totalCost)}
-${groupTable('By user', data.byUser, totalCost)}
-${groupTable('By key', data.byKey, totalCost)}
-</div>
-${quotas}
-${table('Keys', ['Id', 'State', 'User', 'Feature', 'Expires'], keys, 'This tenant has no keys in the store.')}`;
+  const budgets =
+    data.budgets.length > 0
+      ? html`<section>
+          <h2>Budgets now</h2>
+          <div class="cards">${data.budgets.map((status) => budgetCard(ctx, status, base))}</div>
+          ${BUDGET_SUM_NOTE}
+        </section>`
+      : html`<section>
+          <h2>Budgets now</h2>
+          <p class="empty">No budget applies to this tenant.</p>
+        </section>`;
+  const quotas =
+    data.quotas.length > 0
+      ? table(
+          'Request and token quotas now',
+          ['', 'Limit', 'Remaining', 'Of'],
+          data.quotas.map(
+            (quota) =>
+              html`<tr>
+                <th scope="row">${quota.name}</th>
+                <td>${quota.unit}${quota.window ? ` per ${quota.window}` : ''}</td>
+                <td class="num">${count(quota.remaining)}</td>
+                <td class="num">${count(quota.limit)}</td>
+              </tr>`,
+          ),
+        )
+      : '';
+  const keys = data.keys.map(
+    (key) =>
+      html`<tr data-key="${key.id}" data-key-state="${key.state}">
+        <th scope="row">${key.id}</th>
+        <td><span class="state state--${key.state}">${key.state}</span></td>
+        <td>${key.userId ?? ''}</td>
+        <td>${key.feature ?? ''}</td>
+        <td>${key.expiresAt ? fromNow(key.expiresAt, ctx.now) : 'never'}</td>
+      </tr>`,
+  );
+  const body = html`${data.problems.map((message) => html`<p class="error" role="alert">${message}</p>`)} ${budgets}
+    <nav class="ranges" aria-label="Time range">
+      <ul>
+        ${ranges}
+      </ul>
+    </nav>
+    ${data.total ? html`<p class="summary">${count(data.total.requests)} requests, <strong data-nano-usd="${data.total.costNanoUsd}">${money(data.total.costNanoUsd)}</strong> from ${utcTime(data.since)} to ${utcTime(data.until)}; caching saved <strong data-saved-nano-usd="${data.total.savedNanoUsd}">${money(data.total.savedNanoUsd)}</strong>, ${count(data.total.cacheHits)} answered from the response cache. <a href="${ctx.base}/requests?tenant=${encodeURIComponent(data.tenant)}">Its requests</a></p>` : html`<p class="muted">No usage ledger is connected: spend history is not shown.</p>`}
+    ${data.spendOverTime ? chart('tenant-spend', `Spend over time by model (USD, per ${hourly ? 'hour' : 'day'})`, data.spendOverTime, bucketLabel) : ''}
+    <div class="columns">
+      ${groupTable('By model', data.byModel, totalCost)} ${groupTable('By feature', data.byFeature, totalCost)}
+      ${groupTable('By user', data.byUser, totalCost)} ${groupTable('By key', data.byKey, totalCost)}
+    </div>
+    ${quotas}
+    ${table('Keys', ['Id', 'State', 'User', 'Feature', 'Expires'], keys, 'This tenant has no keys in the store.')}`;
   return layout(ctx, { title: `Tenant ${data.tenant}`, current: '/tenants', body });
 }

@@ -4,7 +4,15 @@ import { chromium } from 'playwright-core';
 import type { Browser, Page } from 'playwright-core';
 import { recordOutcome } from '@tollgate/metering';
 import type { LedgerLocation } from '@tollgate/metering';
-import { CHROMIUM, createDashboardApp, LEDGER_KINDS, listen, openLedgerDatabase, usageRecord, writeRecords } from './helpers.js';
+import {
+  CHROMIUM,
+  createDashboardApp,
+  LEDGER_KINDS,
+  listen,
+  openLedgerDatabase,
+  usageRecord,
+  writeRecords,
+} from './helpers.js';
 import type { DashboardTestApp, LedgerDatabase } from './helpers.js';
 
 const HOUR = 3_600_000;
@@ -15,11 +23,22 @@ async function seriesPixels(page: Page, chart: string): Promise<number> {
   await canvas.waitFor();
   return canvas.evaluate((element) => {
     // Typed by hand: the tests compile without the DOM library.
-    const canvas = element as unknown as { width: number; height: number; getContext(kind: '2d'): { getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray } } };
+    const canvas = element as unknown as {
+      width: number;
+      height: number;
+      getContext(kind: '2d'): { getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray } };
+    };
     const { data } = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
     let painted = 0;
     // #0072b2, the first colour of the palette.
-    for (let i = 0; i < data.length; i += 4) if (Math.abs(data[i]! - 0) < 40 && Math.abs(data[i + 1]! - 114) < 40 && Math.abs(data[i + 2]! - 178) < 40 && data[i + 3]! > 100) painted++;
+    for (let i = 0; i < data.length; i += 4)
+      if (
+        Math.abs(data[i]! - 0) < 40 &&
+        Math.abs(data[i + 1]! - 114) < 40 &&
+        Math.abs(data[i + 2]! - 178) < 40 &&
+        data[i + 3]! > 100
+      )
+        painted++;
     return painted;
   });
 }
@@ -49,19 +68,72 @@ describe.each(LEDGER_KINDS)('the dashboard in Chromium, ledger on %s', (kind) =>
     const records = [];
     // Three days of hourly calls: a line the chart must draw.
     for (let hour = 0; hour < 72; hour++) {
-      records.push(usageRecord({ timestamp: new Date(now - hour * HOUR).toISOString(), tenantId: 'acme', costNanoUsd: 20_000_000 + (hour % 12) * 5_000_000 }));
-      if (hour % 3 === 0) records.push(usageRecord({ timestamp: new Date(now - hour * HOUR).toISOString(), tenantId: 'globex', keyId: 'globex-app', model: 'gpt-4o-mini', costNanoUsd: 4_000_000 }));
+      records.push(
+        usageRecord({
+          timestamp: new Date(now - hour * HOUR).toISOString(),
+          tenantId: 'acme',
+          costNanoUsd: 20_000_000 + (hour % 12) * 5_000_000,
+        }),
+      );
+      if (hour % 3 === 0)
+        records.push(
+          usageRecord({
+            timestamp: new Date(now - hour * HOUR).toISOString(),
+            tenantId: 'globex',
+            keyId: 'globex-app',
+            model: 'gpt-4o-mini',
+            costNanoUsd: 4_000_000,
+          }),
+        );
     }
     // Requests that led to outcomes: one resolved ticket (one request), one sale (a conversation of two requests).
     // The ticket's call also had cached input, billed at the cached price: a prompt-cache saving.
-    records.push(usageRecord({ requestId: 'ticket-1', tenantId: 'acme', feature: 'support-bot', costNanoUsd: 30_000_000, savedNanoUsd: 1_500_000_003 }));
-    records.push(usageRecord({ requestId: 'sale-1', conversationId: 'sale-conversation', tenantId: 'acme', feature: 'sales', costNanoUsd: 10_000_000 }));
-    records.push(usageRecord({ requestId: 'sale-2', conversationId: 'sale-conversation', tenantId: 'acme', feature: 'sales', costNanoUsd: 15_000_000 }));
+    records.push(
+      usageRecord({
+        requestId: 'ticket-1',
+        tenantId: 'acme',
+        feature: 'support-bot',
+        costNanoUsd: 30_000_000,
+        savedNanoUsd: 1_500_000_003,
+      }),
+    );
+    records.push(
+      usageRecord({
+        requestId: 'sale-1',
+        conversationId: 'sale-conversation',
+        tenantId: 'acme',
+        feature: 'sales',
+        costNanoUsd: 10_000_000,
+      }),
+    );
+    records.push(
+      usageRecord({
+        requestId: 'sale-2',
+        conversationId: 'sale-conversation',
+        tenantId: 'acme',
+        feature: 'sales',
+        costNanoUsd: 15_000_000,
+      }),
+    );
     // A response-cache hit: billed nothing, its answer's cost saved.
-    records.push(usageRecord({ requestId: 'cache-hit-1', tenantId: 'globex', keyId: 'globex-app', model: 'gpt-4o-mini', usageSource: 'cache', costNanoUsd: 0, savedNanoUsd: 2_345_678_901 }));
+    records.push(
+      usageRecord({
+        requestId: 'cache-hit-1',
+        tenantId: 'globex',
+        keyId: 'globex-app',
+        model: 'gpt-4o-mini',
+        usageSource: 'cache',
+        costNanoUsd: 0,
+        savedNanoUsd: 2_345_678_901,
+      }),
+    );
     await writeRecords(database.db, location, records);
     await recordOutcome(database.db, { tenantId: 'acme', requestId: 'ticket-1', kind: 'resolved' }, location);
-    await recordOutcome(database.db, { tenantId: 'acme', conversationId: 'sale-conversation', kind: 'converted', valueNanoUsd: 50_000_000_000 }, location);
+    await recordOutcome(
+      database.db,
+      { tenantId: 'acme', conversationId: 'sale-conversation', kind: 'converted', valueNanoUsd: 50_000_000_000 },
+      location,
+    );
     subject = await createDashboardApp({ ledger: database.db, ledgerTable: location });
     await subject.charge('tenant', 'acme', 8_500_000_000); // 85% of $10: past the 80% soft limit
     await subject.charge('tenant', 'globex', 20_000_000_000); // 20% of $100
@@ -101,7 +173,9 @@ describe.each(LEDGER_KINDS)('the dashboard in Chromium, ledger on %s', (kind) =>
     expect(session).toMatchObject({ httpOnly: true, sameSite: 'Strict', path: '/dashboard' });
     expect(await page.evaluate('document.cookie')).toBe('');
     // The wrong key's answer was a 401, which the browser logs: expected, and the only one allowed.
-    expect(problems).toEqual(['console: Failed to load resource: the server responded with a status of 401 (Unauthorized)']);
+    expect(problems).toEqual([
+      'console: Failed to load resource: the server responded with a status of 401 (Unauthorized)',
+    ]);
     problems.length = 0;
   });
 
@@ -109,24 +183,41 @@ describe.each(LEDGER_KINDS)('the dashboard in Chromium, ledger on %s', (kind) =>
     await page.goto(`${server.url}/dashboard/`);
     const acme = page.locator('tr[data-tenant="acme"]');
     await expect(acme.getAttribute('data-state')).resolves.toBe('soft');
-    await expect(acme.locator('.bar').getAttribute('aria-valuetext')).resolves.toBe('$8.50 of $10.00 (85%), past its soft limit');
+    await expect(acme.locator('.bar').getAttribute('aria-valuetext')).resolves.toBe(
+      '$8.50 of $10.00 (85%), past its soft limit',
+    );
     await expect(acme.locator('.bar-text').innerText()).resolves.toContain('soft limit');
     await expect(page.locator('tr[data-tenant="globex"]').getAttribute('data-state')).resolves.toBe('ok');
     // The two fills differ in colour: the state is seen, not only written.
-    const fill = (tenant: string) => page.locator(`tr[data-tenant="${tenant}"] .bar-fill`).evaluate((element) => (globalThis as unknown as { getComputedStyle(node: unknown): { fill: string } }).getComputedStyle(element).fill);
+    const fill = (tenant: string) =>
+      page
+        .locator(`tr[data-tenant="${tenant}"] .bar-fill`)
+        .evaluate(
+          (element) =>
+            (globalThis as unknown as { getComputedStyle(node: unknown): { fill: string } }).getComputedStyle(element)
+              .fill,
+        );
     expect(await fill('acme')).not.toBe(await fill('globex'));
-    await expect(page.locator('.alert--warning').first().innerText()).resolves.toContain('acme budget is past its soft limit');
+    await expect(page.locator('.alert--warning').first().innerText()).resolves.toContain(
+      'acme budget is past its soft limit',
+    );
   });
 
   it('shows cost per outcome per tenant and feature', async () => {
     await page.goto(`${server.url}/dashboard/`);
     const resolved = page.locator('tr[data-outcome-tenant="acme"][data-kind="resolved"]');
-    await expect(resolved.locator('[data-cost-per-outcome]').getAttribute('data-cost-per-outcome')).resolves.toBe('30000000');
+    await expect(resolved.locator('[data-cost-per-outcome]').getAttribute('data-cost-per-outcome')).resolves.toBe(
+      '30000000',
+    );
     await expect(resolved.innerText()).resolves.toMatch(/acme\s+resolved\s+1\s+1\s+\$0\.030000\s+\$0\.030000/);
     // The sale: $0.025 of requests for $50 of revenue.
     const sale = page.locator('tr[data-outcome-tenant="acme"][data-kind="converted"]');
     await expect(sale.innerText()).resolves.toMatch(/converted\s+1\s+2\s+\$0\.025000\s+\$0\.025000\s+\$50\.00\s+2000×/);
-    await expect(page.locator('tr[data-outcome-feature="sales"][data-kind="converted"] [data-cost-per-outcome]').getAttribute('data-cost-per-outcome')).resolves.toBe('25000000');
+    await expect(
+      page
+        .locator('tr[data-outcome-feature="sales"][data-kind="converted"] [data-cost-per-outcome]')
+        .getAttribute('data-cost-per-outcome'),
+    ).resolves.toBe('25000000');
     await expect(page.locator('tr[data-outcome-feature="support-bot"][data-kind="resolved"]').count()).resolves.toBe(1);
   });
 
@@ -182,7 +273,9 @@ describe.each(LEDGER_KINDS)('the dashboard in Chromium, ledger on %s', (kind) =>
     // The bar is the first cell after the name, in view without scrolling the table.
     const box = await page.locator('tr[data-tenant="acme"] .bar').boundingBox();
     expect(box!.x + box!.width).toBeLessThanOrEqual(390 + 1);
-    const overflow = await page.evaluate<number>('document.documentElement.scrollWidth - document.documentElement.clientWidth');
+    const overflow = await page.evaluate<number>(
+      'document.documentElement.scrollWidth - document.documentElement.clientWidth',
+    );
     expect(overflow).toBeLessThanOrEqual(0);
     await page.setViewportSize({ width: 1280, height: 900 });
     expect(problems).toEqual([]);

@@ -18,11 +18,15 @@ let url: string;
 let output = '';
 
 beforeAll(async () => {
-  child = spawn(process.execPath, ['--import', 'tsx', '--conditions=source', 'packages/dashboard/examples/embedded.ts'], {
-    cwd: ROOT,
-    env: { ...process.env, PORT: '0', ADMIN_KEY: adminKey },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  child = spawn(
+    process.execPath,
+    ['--import', 'tsx', '--conditions=source', 'packages/dashboard/examples/embedded.ts'],
+    {
+      cwd: ROOT,
+      env: { ...process.env, PORT: '0', ADMIN_KEY: adminKey },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   url = await new Promise<string>((resolve, reject) => {
@@ -50,10 +54,12 @@ afterAll(async () => {
 });
 
 describe('examples/embedded.ts', () => {
-  it('serves the overview with each tenant\'s ledger spend equal to what its budget was charged', async () => {
+  it("serves the overview with each tenant's ledger spend equal to what its budget was charged", async () => {
     const answer = await fetch(`${url}/api/overview`, { headers: { authorization: `Bearer ${adminKey}` } });
     expect(answer.status).toBe(200);
-    const overview = (await answer.json()) as { tenants: { id: string; ledgerSpentNanoUsd: number; budget: { spentNanoUsd: number } | null }[] };
+    const overview = (await answer.json()) as {
+      tenants: { id: string; ledgerSpentNanoUsd: number; budget: { spentNanoUsd: number } | null }[];
+    };
     expect(overview.tenants.map((row) => row.id).sort()).toEqual(['acme', 'globex']);
     for (const row of overview.tenants) expect(row.budget!.spentNanoUsd).toBe(row.ledgerSpentNanoUsd);
     expect(output).toContain(`admin key: ${adminKey}`);
@@ -61,20 +67,24 @@ describe('examples/embedded.ts', () => {
   });
 
   const screenshots = process.env.TOLLGATE_SCREENSHOTS ? it : it.skip;
-  screenshots('takes the README\'s screenshots', async () => {
-    const browser = await chromium.launch(CHROMIUM);
-    try {
-      const page = await browser.newPage({ viewport: { width: 1280, height: 900 }, colorScheme: 'light' });
-      await page.goto(`${url}/login`);
-      await page.fill('#admin-key', adminKey);
-      await page.click('button[type="submit"]');
-      await page.locator('[data-chart="daily-spend"][data-drawn="true"] canvas').waitFor();
-      await page.screenshot({ path: path.join(PACKAGE, 'docs/overview.png'), fullPage: true });
-      await page.goto(`${url}/tenants/acme`);
-      await page.locator('[data-chart="tenant-spend"][data-drawn="true"] canvas').waitFor();
-      await page.screenshot({ path: path.join(PACKAGE, 'docs/tenant.png'), fullPage: true });
-    } finally {
-      await browser.close();
-    }
-  }, 60_000);
+  screenshots(
+    "takes the README's screenshots",
+    async () => {
+      const browser = await chromium.launch(CHROMIUM);
+      try {
+        const page = await browser.newPage({ viewport: { width: 1280, height: 900 }, colorScheme: 'light' });
+        await page.goto(`${url}/login`);
+        await page.fill('#admin-key', adminKey);
+        await page.click('button[type="submit"]');
+        await page.locator('[data-chart="daily-spend"][data-drawn="true"] canvas').waitFor();
+        await page.screenshot({ path: path.join(PACKAGE, 'docs/overview.png'), fullPage: true });
+        await page.goto(`${url}/tenants/acme`);
+        await page.locator('[data-chart="tenant-spend"][data-drawn="true"] canvas').waitFor();
+        await page.screenshot({ path: path.join(PACKAGE, 'docs/tenant.png'), fullPage: true });
+      } finally {
+        await browser.close();
+      }
+    },
+    60_000,
+  );
 });

@@ -24,7 +24,15 @@ import type { Test } from 'supertest';
 /** Debian's Chromium, as CI installs it (.ci/run), driven by playwright-core: no browser download. */
 export const CHROMIUM = {
   executablePath: '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  args: [
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+  ],
 };
 
 export const POSTGRES_URL = process.env.POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -41,7 +49,8 @@ export interface LedgerDatabase {
 }
 
 export async function openLedgerDatabase(kind: LedgerKind): Promise<LedgerDatabase> {
-  const db: Queryable & { close?(): Promise<void>; end?(): Promise<void> } = kind === 'PGlite' ? new PGlite() : new pg.Pool({ connectionString: POSTGRES_URL, max: 3 });
+  const db: Queryable & { close?(): Promise<void>; end?(): Promise<void> } =
+    kind === 'PGlite' ? new PGlite() : new pg.Pool({ connectionString: POSTGRES_URL, max: 3 });
   const tables: string[] = [];
   return {
     db,
@@ -66,11 +75,29 @@ let sequence = 0;
 export function usageRecord(overrides: Partial<UsageRecord> = {}): UsageRecord {
   sequence += 1;
   return {
-    id: randomUUID(), requestId: `req-${sequence}`, timestamp: new Date().toISOString(),
-    keyId: 'acme-app', tenantId: 'acme', userId: 'alice', feature: 'support-bot', route: '/v1/chat/completions',
-    provider: 'openai', model: 'gpt-4o', requestedModel: 'gpt-4o',
-    inputTokens: 1000, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 200, reasoningTokens: 0,
-    costNanoUsd: 4_500_000, estimatedCostNanoUsd: 9_000_000, status: 200, stream: false, aborted: false, latencyMs: 800, usageSource: 'provider',
+    id: randomUUID(),
+    requestId: `req-${sequence}`,
+    timestamp: new Date().toISOString(),
+    keyId: 'acme-app',
+    tenantId: 'acme',
+    userId: 'alice',
+    feature: 'support-bot',
+    route: '/v1/chat/completions',
+    provider: 'openai',
+    model: 'gpt-4o',
+    requestedModel: 'gpt-4o',
+    inputTokens: 1000,
+    cachedInputTokens: 0,
+    cacheWriteTokens: 0,
+    outputTokens: 200,
+    reasoningTokens: 0,
+    costNanoUsd: 4_500_000,
+    estimatedCostNanoUsd: 9_000_000,
+    status: 200,
+    stream: false,
+    aborted: false,
+    latencyMs: 800,
+    usageSource: 'provider',
     ...overrides,
   };
 }
@@ -112,30 +139,45 @@ export interface DashboardTestApp {
  * An app with the dashboard at /dashboard and `GET /v1/whoami` behind apiKeyAuth on the same key
  * store: what the dashboard changes there, the API sees.
  */
-export async function createDashboardApp(options: { ledger?: Queryable; ledgerTable?: LedgerLocation; dashboard?: Partial<DashboardOptions> } = {}): Promise<DashboardTestApp> {
+export async function createDashboardApp(
+  options: { ledger?: Queryable; ledgerTable?: LedgerLocation; dashboard?: Partial<DashboardOptions> } = {},
+): Promise<DashboardTestApp> {
   const stores = createMemoryStores({ sweepIntervalMs: 0 });
   const guard = budgetGuard({
     ledger: stores.ledger,
-    tenants: { acme: { usd: 10, period: 'month', softLimit: 0.8 }, globex: { usd: 100, period: 'month', softLimit: 0.8 } },
+    tenants: {
+      acme: { usd: 10, period: 'month', softLimit: 0.8 },
+      globex: { usd: 100, period: 'month', softLimit: 0.8 },
+    },
     features: { 'support-bot': { usd: 50, period: 'month' } },
     log: false,
   });
   const adminKey = generateApiKey();
   const apiKey = generateApiKey();
-  const apiKeyRecord: ApiKeyRecord = { id: 'acme-app', sha256: hashApiKey(apiKey), tenantId: 'acme', userId: 'alice', scopes: ['chat'], createdAt: new Date(Date.now() - 86_400_000).toISOString() };
+  const apiKeyRecord: ApiKeyRecord = {
+    id: 'acme-app',
+    sha256: hashApiKey(apiKey),
+    tenantId: 'acme',
+    userId: 'alice',
+    scopes: ['chat'],
+    createdAt: new Date(Date.now() - 86_400_000).toISOString(),
+  };
   await stores.keys.put(apiKeyRecord);
   const app = express();
   app.get('/v1/whoami', apiKeyAuth({ keys: stores.keys }), (req, res) => {
     res.json({ identity: getContext(req, res).identity });
   });
-  app.use('/dashboard', dashboard({
-    adminKeySha256: hashApiKey(adminKey),
-    budgets: guard,
-    keys: stores.keys,
-    tenants: ['acme', 'globex'],
-    ...(options.ledger ? { ledger: options.ledger, ledgerTable: options.ledgerTable } : {}),
-    ...options.dashboard,
-  }));
+  app.use(
+    '/dashboard',
+    dashboard({
+      adminKeySha256: hashApiKey(adminKey),
+      budgets: guard,
+      keys: stores.keys,
+      tenants: ['acme', 'globex'],
+      ...(options.ledger ? { ledger: options.ledger, ledgerTable: options.ledgerTable } : {}),
+      ...options.dashboard,
+    }),
+  );
   app.use(apiErrorHandler());
   return {
     app,
@@ -209,7 +251,9 @@ export interface LedgerDashboard {
  * them. Its fields are set once `beforeAll` ran: read them inside tests and hooks.
  */
 export function dashboardOverLedger(
-  kind: LedgerKind, records: readonly UsageRecord[], dashboardOptions?: Partial<DashboardOptions>,
+  kind: LedgerKind,
+  records: readonly UsageRecord[],
+  dashboardOptions?: Partial<DashboardOptions>,
 ): LedgerDashboard {
   const setup = {} as LedgerDashboard;
   beforeAll(async () => {
@@ -239,7 +283,9 @@ export interface DashboardInChromium extends LedgerDashboard {
  * key through the sign-in form. Its fields are set once `beforeAll` ran: read them inside tests and hooks.
  */
 export function dashboardInChromium(
-  kind: LedgerKind, records: readonly UsageRecord[], dashboardOptions?: Partial<DashboardOptions>,
+  kind: LedgerKind,
+  records: readonly UsageRecord[],
+  dashboardOptions?: Partial<DashboardOptions>,
 ): DashboardInChromium {
   const setup = dashboardOverLedger(kind, records, dashboardOptions) as DashboardInChromium;
   let browser: Browser | undefined;

@@ -11,10 +11,17 @@ let session: string | undefined;
 
 beforeAll(async () => {
   subject = await createDashboardApp({
-    dashboard: { configKeys: () => [{ id: 'from-config', sha256: hashApiKey('config-key'), scopes: ['chat'], createdAt: new Date(0).toISOString() }] },
+    dashboard: {
+      configKeys: () => [
+        { id: 'from-config', sha256: hashApiKey('config-key'), scopes: ['chat'], createdAt: new Date(0).toISOString() },
+      ],
+    },
   });
   const form = await request(subject.app).get('/dashboard/login');
-  const answer = await withCookies(request(subject.app).post('/dashboard/login'), cookieOf(form.headers['set-cookie'], 'tg_dashboard_sign_in'))
+  const answer = await withCookies(
+    request(subject.app).post('/dashboard/login'),
+    cookieOf(form.headers['set-cookie'], 'tg_dashboard_sign_in'),
+  )
     .type('form')
     .send({ key: subject.adminKey, _csrf: hiddenField(form.text, '_csrf') });
   session = cookieOf(answer.headers['set-cookie'], 'tg_dashboard_session');
@@ -33,14 +40,23 @@ async function keysPage(): Promise<{ html: string; token: string }> {
 
 async function postForm(path: string, fields: Record<string, string>) {
   const { token } = await keysPage();
-  return withCookies(request(subject.app).post(path), session).type('form').send({ ...fields, _csrf: token });
+  return withCookies(request(subject.app).post(path), session)
+    .type('form')
+    .send({ ...fields, _csrf: token });
 }
 
 const whoami = (key: string) => request(subject.app).get('/v1/whoami').set('authorization', `Bearer ${key}`);
 
 describe('creating a key from the page', () => {
   it('stores a hashed record with the form fields and shows the key once', async () => {
-    const created = await postForm('/dashboard/keys', { tenant: 'acme', user: 'dana', feature: 'search', scopes: 'chat, embeddings', expires: '30d', id: 'acme-dana' });
+    const created = await postForm('/dashboard/keys', {
+      tenant: 'acme',
+      user: 'dana',
+      feature: 'search',
+      scopes: 'chat, embeddings',
+      expires: '30d',
+      id: 'acme-dana',
+    });
     expect(created.status).toBe(303);
     expect(created.headers.location).toBe('/dashboard/keys');
 
@@ -51,7 +67,13 @@ describe('creating a key from the page', () => {
     expect(second.html).not.toContain(key!);
 
     const record = (await subject.stores.keys.findById('acme-dana'))!;
-    expect(record).toMatchObject({ id: 'acme-dana', tenantId: 'acme', userId: 'dana', feature: 'search', scopes: ['chat', 'embeddings'] });
+    expect(record).toMatchObject({
+      id: 'acme-dana',
+      tenantId: 'acme',
+      userId: 'dana',
+      feature: 'search',
+      scopes: ['chat', 'embeddings'],
+    });
     expect(record.sha256).toBe(hashApiKey(key!));
     expect(Date.parse(record.expiresAt!) - Date.now()).toBeGreaterThan(29 * 86_400_000);
     expect(JSON.stringify(record)).not.toContain(key!);
@@ -63,7 +85,8 @@ describe('creating a key from the page', () => {
 
   it('refuses an unknown tenant, a taken id and a past expiry, storing nothing', async () => {
     const before = (await subject.stores.keys.list()).length;
-    const json = (fields: Record<string, unknown>) => request(subject.app).post('/dashboard/api/keys').set('authorization', `Bearer ${subject.adminKey}`).send(fields);
+    const json = (fields: Record<string, unknown>) =>
+      request(subject.app).post('/dashboard/api/keys').set('authorization', `Bearer ${subject.adminKey}`).send(fields);
     expect((await json({ tenant: 'initech' })).body.error).toMatchObject({ code: 'invalid_request', param: 'tenant' });
     expect((await json({ id: 'acme-app' })).status).toBe(409);
     expect((await json({ id: 'from-config' })).status).toBe(409);
@@ -80,7 +103,10 @@ describe('creating a key from the page', () => {
 
 describe('revoking a key', () => {
   it('disables it in the store, and apiKeyAuth on the same store refuses it at once', async () => {
-    const created = await request(subject.app).post('/dashboard/api/keys').set('authorization', `Bearer ${subject.adminKey}`).send({ tenant: 'globex', user: 'eve', id: 'globex-eve' });
+    const created = await request(subject.app)
+      .post('/dashboard/api/keys')
+      .set('authorization', `Bearer ${subject.adminKey}`)
+      .send({ tenant: 'globex', user: 'eve', id: 'globex-eve' });
     const key = created.body.key as string;
     expect((await whoami(key)).status).toBe(200);
 
@@ -97,16 +123,27 @@ describe('revoking a key', () => {
   });
 
   it('leaves config keys alone and says where to change them', async () => {
-    const answer = await request(subject.app).post('/dashboard/api/keys/from-config/revoke').set('authorization', `Bearer ${subject.adminKey}`);
+    const answer = await request(subject.app)
+      .post('/dashboard/api/keys/from-config/revoke')
+      .set('authorization', `Bearer ${subject.adminKey}`);
     expect(answer.status).toBe(409);
     expect(answer.body.error.message).toContain('config file');
-    expect((await request(subject.app).post('/dashboard/api/keys/nobody/revoke').set('authorization', `Bearer ${subject.adminKey}`)).status).toBe(404);
+    expect(
+      (
+        await request(subject.app)
+          .post('/dashboard/api/keys/nobody/revoke')
+          .set('authorization', `Bearer ${subject.adminKey}`)
+      ).status,
+    ).toBe(404);
   });
 });
 
 describe('rotating a key', () => {
   async function freshKey(id: string): Promise<string> {
-    const created = await request(subject.app).post('/dashboard/api/keys').set('authorization', `Bearer ${subject.adminKey}`).send({ tenant: 'acme', user: 'frank', feature: 'search', scopes: ['chat'], id });
+    const created = await request(subject.app)
+      .post('/dashboard/api/keys')
+      .set('authorization', `Bearer ${subject.adminKey}`)
+      .send({ tenant: 'acme', user: 'frank', feature: 'search', scopes: ['chat'], id });
     return created.body.key as string;
   }
 
@@ -128,7 +165,10 @@ describe('rotating a key', () => {
 
   it('lets the old key work through a grace period, ending at its expiry', async () => {
     const oldKey = await freshKey('acme-grace');
-    const answer = await request(subject.app).post('/dashboard/api/keys/acme-grace/rotate').set('authorization', `Bearer ${subject.adminKey}`).send({ grace: '1h' });
+    const answer = await request(subject.app)
+      .post('/dashboard/api/keys/acme-grace/rotate')
+      .set('authorization', `Bearer ${subject.adminKey}`)
+      .send({ grace: '1h' });
     expect(answer.status).toBe(201);
     expect(answer.body.key).toMatch(/^tgk_/);
     expect(answer.body.previous.state).toBe('active');
@@ -136,13 +176,25 @@ describe('rotating a key', () => {
     expect(Math.abs(expiresAt - (Date.now() + 3_600_000))).toBeLessThan(10_000);
     expect((await whoami(oldKey)).status).toBe(200);
     expect((await whoami(answer.body.key)).status).toBe(200);
-    expect((await request(subject.app).post('/dashboard/api/keys/acme-grace/rotate').set('authorization', `Bearer ${subject.adminKey}`).send({ grace: 'soon' })).body.error.param).toBe('grace');
+    expect(
+      (
+        await request(subject.app)
+          .post('/dashboard/api/keys/acme-grace/rotate')
+          .set('authorization', `Bearer ${subject.adminKey}`)
+          .send({ grace: 'soon' })
+      ).body.error.param,
+    ).toBe('grace');
   });
 
   it('lists keys without their hashes', async () => {
-    const answer = await request(subject.app).get('/dashboard/api/keys').set('authorization', `Bearer ${subject.adminKey}`);
+    const answer = await request(subject.app)
+      .get('/dashboard/api/keys')
+      .set('authorization', `Bearer ${subject.adminKey}`);
     expect(answer.status).toBe(200);
     expect(JSON.stringify(answer.body)).not.toMatch(/[0-9a-f]{64}/);
-    expect(answer.body.keys.find((key: { id: string }) => key.id === 'from-config')).toMatchObject({ source: 'config', state: 'active' });
+    expect(answer.body.keys.find((key: { id: string }) => key.id === 'from-config')).toMatchObject({
+      source: 'config',
+      state: 'active',
+    });
   });
 });

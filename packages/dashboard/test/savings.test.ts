@@ -16,24 +16,68 @@ describe.each(LEDGER_KINDS)('savings on the %s ledger', (kind) => {
 
   const records = [
     // A provider call whose cached input was billed at the cached price: the discount is its saving.
-    usageRecord({ timestamp: ago(1), tenantId: 'acme', model: 'gpt-4o', cachedInputTokens: 800, costNanoUsd: 2_000_000_005, savedNanoUsd: 750_000_001 }),
+    usageRecord({
+      timestamp: ago(1),
+      tenantId: 'acme',
+      model: 'gpt-4o',
+      cachedInputTokens: 800,
+      costNanoUsd: 2_000_000_005,
+      savedNanoUsd: 750_000_001,
+    }),
     // Response-cache hits: billed nothing, or a fraction of the answer's cost.
-    usageRecord({ timestamp: ago(2), tenantId: 'acme', model: 'gpt-4o', usageSource: 'cache', costNanoUsd: 0, savedNanoUsd: 1_234_567_891 }),
-    usageRecord({ timestamp: ago(3), tenantId: 'acme', model: 'gpt-4o-mini', usageSource: 'cache', costNanoUsd: 123_456_789, savedNanoUsd: 1_111_111_101 }),
-    usageRecord({ timestamp: ago(4), tenantId: 'globex', keyId: 'globex-app', usageSource: 'cache', costNanoUsd: 0, savedNanoUsd: 3_333_333_333 }),
+    usageRecord({
+      timestamp: ago(2),
+      tenantId: 'acme',
+      model: 'gpt-4o',
+      usageSource: 'cache',
+      costNanoUsd: 0,
+      savedNanoUsd: 1_234_567_891,
+    }),
+    usageRecord({
+      timestamp: ago(3),
+      tenantId: 'acme',
+      model: 'gpt-4o-mini',
+      usageSource: 'cache',
+      costNanoUsd: 123_456_789,
+      savedNanoUsd: 1_111_111_101,
+    }),
+    usageRecord({
+      timestamp: ago(4),
+      tenantId: 'globex',
+      keyId: 'globex-app',
+      usageSource: 'cache',
+      costNanoUsd: 0,
+      savedNanoUsd: 3_333_333_333,
+    }),
     usageRecord({ timestamp: ago(5), tenantId: 'initech', keyId: 'initech-app', costNanoUsd: 1_500_000_000 }),
     // No tenant: in the overview's total, in no tenant's row.
-    usageRecord({ timestamp: ago(6), tenantId: null, keyId: null, usageSource: 'cache', costNanoUsd: 0, savedNanoUsd: 500_000_003 }),
+    usageRecord({
+      timestamp: ago(6),
+      tenantId: null,
+      keyId: null,
+      usageSource: 'cache',
+      costNanoUsd: 0,
+      savedNanoUsd: 500_000_003,
+    }),
     // Last month: outside this period.
-    usageRecord({ timestamp: new Date(month.start - 3_600_000).toISOString(), tenantId: 'acme', usageSource: 'cache', costNanoUsd: 0, savedNanoUsd: 50_000_000_000 }),
+    usageRecord({
+      timestamp: new Date(month.start - 3_600_000).toISOString(),
+      tenantId: 'acme',
+      usageSource: 'cache',
+      costNanoUsd: 0,
+      savedNanoUsd: 50_000_000_000,
+    }),
   ];
 
   const setup = dashboardOverLedger(kind, records);
   const bearer = () => ({ authorization: `Bearer ${setup.subject.adminKey}` });
 
-
   /** Hits and savings straight from the ledger: one tenant's, or everyone's (null). */
-  async function ledgerSavings(tenant: string | null, since: number, until: number): Promise<{ cacheHits: number; savedNanoUsd: number }> {
+  async function ledgerSavings(
+    tenant: string | null,
+    since: number,
+    until: number,
+  ): Promise<{ cacheHits: number; savedNanoUsd: number }> {
     const values: unknown[] = [new Date(since).toISOString(), new Date(until).toISOString()];
     if (tenant !== null) values.push(tenant);
     const result = await setup.database.db.query<{ hits: unknown; saved: unknown }>(
@@ -49,15 +93,28 @@ describe.each(LEDGER_KINDS)('savings on the %s ledger', (kind) => {
     const page = await request(setup.subject.app).get('/dashboard/').set(bearer()).set('accept', 'text/html');
     const total = await ledgerSavings(null, month.start, month.end);
     expect(total).toEqual({ cacheHits: 4, savedNanoUsd: 6_929_012_329 });
-    expect(overview.body.savings).toEqual({ periodStart: new Date(month.start).toISOString(), periodEnd: new Date(month.end).toISOString(), ...total });
-    const summary = /class="summary savings">Caching saved <strong data-saved-nano-usd="(\d+)">\$([\d.]+)<\/strong> since [^<]*? UTC: (\d+) requests answered/.exec(page.text);
+    expect(overview.body.savings).toEqual({
+      periodStart: new Date(month.start).toISOString(),
+      periodEnd: new Date(month.end).toISOString(),
+      ...total,
+    });
+    const summary =
+      /class="summary savings">Caching saved <strong data-saved-nano-usd="(\d+)">\$([\d.]+)<\/strong> since [^<]*? UTC: (\d+) requests answered/.exec(
+        page.text,
+      );
     expect(summary?.slice(1)).toEqual([String(total.savedNanoUsd), cents(total.savedNanoUsd), '4']);
     for (const tenant of ['acme', 'globex', 'initech']) {
       const expected = await ledgerSavings(tenant, month.start, month.end);
       const row = overview.body.tenants.find((candidate: { id: string }) => candidate.id === tenant);
       expect({ cacheHits: row.cacheHits, savedNanoUsd: row.savedNanoUsd }).toEqual(expected);
-      const cell = new RegExp(`data-tenant="${tenant}"[\\s\\S]*?<td class="num">(\\d+)</td>\\s*<td class="num" data-saved-nano-usd="(\\d+)">\\$([\\d.]+)<`).exec(page.text);
-      expect(cell?.slice(1)).toEqual([String(expected.cacheHits), String(expected.savedNanoUsd), cents(expected.savedNanoUsd)]);
+      const cell = new RegExp(
+        `data-tenant="${tenant}"[\\s\\S]*?<td class="num">(\\d+)</td>\\s*<td class="num" data-saved-nano-usd="(\\d+)">\\$([\\d.]+)<`,
+      ).exec(page.text);
+      expect(cell?.slice(1)).toEqual([
+        String(expected.cacheHits),
+        String(expected.savedNanoUsd),
+        cents(expected.savedNanoUsd),
+      ]);
     }
     expect((await ledgerSavings('acme', month.start, month.end)).savedNanoUsd).toBe(3_095_678_993);
   });
@@ -70,11 +127,23 @@ describe.each(LEDGER_KINDS)('savings on the %s ledger', (kind) => {
     const expected = await ledgerSavings('acme', since, until);
     expect(expected.savedNanoUsd).toBeGreaterThan(1e9);
     expect(answer.body.total).toMatchObject(expected);
-    const perModel = Object.fromEntries(answer.body.byModel.map((row: { group: string; savedNanoUsd: number }) => [row.group, row.savedNanoUsd]));
+    const perModel = Object.fromEntries(
+      answer.body.byModel.map((row: { group: string; savedNanoUsd: number }) => [row.group, row.savedNanoUsd]),
+    );
     expect(perModel['gpt-4o'] + perModel['gpt-4o-mini']).toBe(expected.savedNanoUsd);
-    const page = await request(setup.subject.app).get('/dashboard/tenants/acme?range=24h').set(bearer()).set('accept', 'text/html');
-    const summary = /caching saved <strong data-saved-nano-usd="(\d+)">\$([\d.]+)<\/strong>, (\d+) answered from the response cache/.exec(page.text);
-    expect(summary?.slice(1)).toEqual([String(expected.savedNanoUsd), cents(expected.savedNanoUsd), String(expected.cacheHits)]);
+    const page = await request(setup.subject.app)
+      .get('/dashboard/tenants/acme?range=24h')
+      .set(bearer())
+      .set('accept', 'text/html');
+    const summary =
+      /caching saved <strong data-saved-nano-usd="(\d+)">\$([\d.]+)<\/strong>, (\d+) answered from the response cache/.exec(
+        page.text,
+      );
+    expect(summary?.slice(1)).toEqual([
+      String(expected.savedNanoUsd),
+      cents(expected.savedNanoUsd),
+      String(expected.cacheHits),
+    ]);
     const mini = /<th scope="row">gpt-4o-mini<\/th>[\s\S]*?data-saved-nano-usd="(\d+)">\$([\d.]+)</.exec(page.text);
     expect(mini?.slice(1)).toEqual([String(perModel['gpt-4o-mini']), cents(perModel['gpt-4o-mini'])]);
   });

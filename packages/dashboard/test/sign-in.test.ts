@@ -22,8 +22,15 @@ async function signIn(key: string): Promise<{ status: number; location?: string;
   const form = await request(subject.app).get('/dashboard/login');
   const formCookie = cookieOf(form.headers['set-cookie'], 'tg_dashboard_sign_in');
   const token = hiddenField(form.text, '_csrf')!;
-  const answer = await withCookies(request(subject.app).post('/dashboard/login'), formCookie).type('form').send({ key, _csrf: token });
-  return { status: answer.status, location: answer.headers.location, session: cookieOf(answer.headers['set-cookie'], 'tg_dashboard_session'), body: answer.text };
+  const answer = await withCookies(request(subject.app).post('/dashboard/login'), formCookie)
+    .type('form')
+    .send({ key, _csrf: token });
+  return {
+    status: answer.status,
+    location: answer.headers.location,
+    session: cookieOf(answer.headers['set-cookie'], 'tg_dashboard_session'),
+    body: answer.text,
+  };
 }
 
 describe('signing in', () => {
@@ -55,7 +62,10 @@ describe('signing in', () => {
   });
 
   it('refuses a sign-in posted without the form token of its own cookie (login CSRF)', async () => {
-    const answer = await request(subject.app).post('/dashboard/login').type('form').send({ key: subject.adminKey, _csrf: 'forged' });
+    const answer = await request(subject.app)
+      .post('/dashboard/login')
+      .type('form')
+      .send({ key: subject.adminKey, _csrf: 'forged' });
     expect(answer.status).toBe(403);
     expect(cookieOf(answer.headers['set-cookie'], 'tg_dashboard_session')).toBeUndefined();
   });
@@ -65,9 +75,13 @@ describe('signing in', () => {
     const token = hiddenField(form.text, '_csrf')!;
     expect(hiddenField(form.text, 'next')).toBe('/dashboard/keys');
     const cookie = cookieOf(form.headers['set-cookie'], 'tg_dashboard_sign_in');
-    const back = await withCookies(request(subject.app).post('/dashboard/login'), cookie).type('form').send({ key: subject.adminKey, _csrf: token, next: '/dashboard/keys' });
+    const back = await withCookies(request(subject.app).post('/dashboard/login'), cookie)
+      .type('form')
+      .send({ key: subject.adminKey, _csrf: token, next: '/dashboard/keys' });
     expect(back.headers.location).toBe('/dashboard/keys');
-    const away = await withCookies(request(subject.app).post('/dashboard/login'), cookie).type('form').send({ key: subject.adminKey, _csrf: token, next: '//evil.example/' });
+    const away = await withCookies(request(subject.app).post('/dashboard/login'), cookie)
+      .type('form')
+      .send({ key: subject.adminKey, _csrf: token, next: '//evil.example/' });
     expect(away.headers.location).toBe('/dashboard/');
   });
 
@@ -75,7 +89,9 @@ describe('signing in', () => {
     const { session } = await signIn(subject.adminKey);
     const page = await withCookies(request(subject.app).get('/dashboard/keys'), session);
     const token = hiddenField(page.text, '_csrf')!;
-    const out = await withCookies(request(subject.app).post('/dashboard/logout'), session).type('form').send({ _csrf: token });
+    const out = await withCookies(request(subject.app).post('/dashboard/logout'), session)
+      .type('form')
+      .send({ _csrf: token });
     expect(out.status).toBe(303);
     const after = await withCookies(request(subject.app).get('/dashboard/'), session);
     expect(after.status).toBe(303);
@@ -84,7 +100,14 @@ describe('signing in', () => {
 });
 
 describe('without a session or key', () => {
-  it.each(['/dashboard/', '/dashboard/tenants/acme', '/dashboard/keys', '/dashboard/requests', '/dashboard/providers', '/dashboard/no-such-page'])('a browser asking %s is sent to the sign-in page', async (path) => {
+  it.each([
+    '/dashboard/',
+    '/dashboard/tenants/acme',
+    '/dashboard/keys',
+    '/dashboard/requests',
+    '/dashboard/providers',
+    '/dashboard/no-such-page',
+  ])('a browser asking %s is sent to the sign-in page', async (path) => {
     const answer = await request(subject.app).get(path).set('accept', 'text/html');
     expect(answer.status).toBe(303);
     expect(answer.headers.location).toBe(`/dashboard/login?next=${encodeURIComponent(path)}`);
@@ -97,7 +120,9 @@ describe('without a session or key', () => {
     expect(json.headers['www-authenticate']).toBe('Bearer realm="tollgate-dashboard"');
     expect(json.body.error.code).toBe('invalid_api_key');
     expect(JSON.stringify(json.body)).not.toContain('acme');
-    const forged = await request(subject.app).get('/dashboard/?format=json').set('cookie', 'tg_dashboard_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA');
+    const forged = await request(subject.app)
+      .get('/dashboard/?format=json')
+      .set('cookie', 'tg_dashboard_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA');
     expect(forged.status).toBe(401);
   });
 
@@ -113,20 +138,37 @@ describe('without a session or key', () => {
 
 describe('the admin key as Bearer', () => {
   it('reads every page as JSON', async () => {
-    for (const path of ['/dashboard/api/overview', '/dashboard/api/tenants/acme', '/dashboard/api/keys', '/dashboard/api/requests', '/dashboard/api/providers', '/dashboard/?format=json']) {
+    for (const path of [
+      '/dashboard/api/overview',
+      '/dashboard/api/tenants/acme',
+      '/dashboard/api/keys',
+      '/dashboard/api/requests',
+      '/dashboard/api/providers',
+      '/dashboard/?format=json',
+    ]) {
       const answer = await request(subject.app).get(path).set('authorization', `Bearer ${subject.adminKey}`);
       expect(answer.status).toBe(200);
       expect(answer.headers['content-type']).toMatch(/application\/json/);
     }
-    const overview = await request(subject.app).get('/dashboard/api/overview').set('authorization', `Bearer ${subject.adminKey}`);
-    expect(overview.body.tenants.find((row: { id: string }) => row.id === 'acme').budget.spentNanoUsd).toBe(9_000_000_000);
+    const overview = await request(subject.app)
+      .get('/dashboard/api/overview')
+      .set('authorization', `Bearer ${subject.adminKey}`);
+    expect(overview.body.tenants.find((row: { id: string }) => row.id === 'acme').budget.spentNanoUsd).toBe(
+      9_000_000_000,
+    );
   });
 
   it('reads the HTML pages too, and a JSON client gets JSON from them', async () => {
-    const page = await request(subject.app).get('/dashboard/').set('authorization', `Bearer ${subject.adminKey}`).set('accept', 'text/html');
+    const page = await request(subject.app)
+      .get('/dashboard/')
+      .set('authorization', `Bearer ${subject.adminKey}`)
+      .set('accept', 'text/html');
     expect(page.status).toBe(200);
     expect(page.text).toContain('<h1>Overview</h1>');
-    const json = await request(subject.app).get('/dashboard/keys').set('authorization', `Bearer ${subject.adminKey}`).set('accept', 'application/json');
+    const json = await request(subject.app)
+      .get('/dashboard/keys')
+      .set('authorization', `Bearer ${subject.adminKey}`)
+      .set('accept', 'application/json');
     expect(json.body.keys.map((key: { id: string }) => key.id)).toContain('acme-app');
   });
 
@@ -134,15 +176,23 @@ describe('the admin key as Bearer', () => {
     const wrong = await request(subject.app).get('/dashboard/api/overview').set('authorization', 'Bearer tgk_wrong');
     expect(wrong.status).toBe(401);
     expect(wrong.headers['www-authenticate']).toContain('error="invalid_token"');
-    const basic = await request(subject.app).get('/dashboard/').set('authorization', `Basic ${Buffer.from(`admin:${subject.adminKey}`).toString('base64')}`);
+    const basic = await request(subject.app)
+      .get('/dashboard/')
+      .set('authorization', `Basic ${Buffer.from(`admin:${subject.adminKey}`).toString('base64')}`);
     expect(basic.status).toBe(401);
     const { session } = await signIn(subject.adminKey);
-    const mixed = await withCookies(request(subject.app).get('/dashboard/api/overview'), session).set('authorization', 'Bearer tgk_wrong');
+    const mixed = await withCookies(request(subject.app).get('/dashboard/api/overview'), session).set(
+      'authorization',
+      'Bearer tgk_wrong',
+    );
     expect(mixed.status).toBe(401);
   });
 
   it('needs no CSRF token to write (a header is no ambient credential)', async () => {
-    const answer = await request(subject.app).post('/dashboard/api/keys').set('authorization', `Bearer ${subject.adminKey}`).send({ tenant: 'globex', user: 'script' });
+    const answer = await request(subject.app)
+      .post('/dashboard/api/keys')
+      .set('authorization', `Bearer ${subject.adminKey}`)
+      .send({ tenant: 'globex', user: 'script' });
     expect(answer.status).toBe(201);
     expect(answer.body.key).toMatch(/^tgk_/);
   });
@@ -154,14 +204,23 @@ describe('CSRF on writes from a session', () => {
     const page = await withCookies(request(subject.app).get('/dashboard/keys'), session);
     const token = hiddenField(page.text, '_csrf')!;
     const before = (await subject.stores.keys.list()).length;
-    const missing = await withCookies(request(subject.app).post('/dashboard/keys'), session).type('form').send({ tenant: 'acme' });
+    const missing = await withCookies(request(subject.app).post('/dashboard/keys'), session)
+      .type('form')
+      .send({ tenant: 'acme' });
     expect(missing.status).toBe(403);
     expect(missing.text).toContain('CSRF');
-    const wrong = await withCookies(request(subject.app).post('/dashboard/keys'), session).type('form').send({ tenant: 'acme', _csrf: `${token}x` });
+    const wrong = await withCookies(request(subject.app).post('/dashboard/keys'), session)
+      .type('form')
+      .send({ tenant: 'acme', _csrf: `${token}x` });
     expect(wrong.status).toBe(403);
-    const revoke = await withCookies(request(subject.app).post('/dashboard/keys/acme-app/revoke'), session).type('form').send({ _csrf: 'nope' });
+    const revoke = await withCookies(request(subject.app).post('/dashboard/keys/acme-app/revoke'), session)
+      .type('form')
+      .send({ _csrf: 'nope' });
     expect(revoke.status).toBe(403);
-    const crossSite = await withCookies(request(subject.app).post('/dashboard/keys'), session).set('sec-fetch-site', 'cross-site').type('form').send({ tenant: 'acme', _csrf: token });
+    const crossSite = await withCookies(request(subject.app).post('/dashboard/keys'), session)
+      .set('sec-fetch-site', 'cross-site')
+      .type('form')
+      .send({ tenant: 'acme', _csrf: token });
     expect(crossSite.status).toBe(403);
     const json = await withCookies(request(subject.app).post('/dashboard/api/keys'), session).send({ tenant: 'acme' });
     expect(json.status).toBe(403);
@@ -169,17 +228,30 @@ describe('CSRF on writes from a session', () => {
     expect((await subject.stores.keys.list()).length).toBe(before);
     expect((await subject.stores.keys.findById('acme-app'))!.disabled).toBeUndefined();
 
-    const good = await withCookies(request(subject.app).post('/dashboard/api/keys'), session).set('x-csrf-token', token).send({ tenant: 'acme', user: 'csrf-ok' });
+    const good = await withCookies(request(subject.app).post('/dashboard/api/keys'), session)
+      .set('x-csrf-token', token)
+      .send({ tenant: 'acme', user: 'csrf-ok' });
     expect(good.status).toBe(201);
     // Each page carries the token masked anew (nothing constant for a compression side channel), and each works.
     const again = hiddenField((await withCookies(request(subject.app).get('/dashboard/keys'), session)).text, '_csrf')!;
     expect(again).not.toBe(token);
-    const second = await withCookies(request(subject.app).post('/dashboard/api/keys'), session).set('x-csrf-token', again).send({ tenant: 'acme', user: 'csrf-again' });
+    const second = await withCookies(request(subject.app).post('/dashboard/api/keys'), session)
+      .set('x-csrf-token', again)
+      .send({ tenant: 'acme', user: 'csrf-again' });
     expect(second.status).toBe(201);
     // Another session's token is no good here.
     const other = await signIn(subject.adminKey);
-    const otherToken = hiddenField((await withCookies(request(subject.app).get('/dashboard/keys'), other.session)).text, '_csrf')!;
-    expect((await withCookies(request(subject.app).post('/dashboard/api/keys'), session).set('x-csrf-token', otherToken).send({ tenant: 'acme' })).status).toBe(403);
+    const otherToken = hiddenField(
+      (await withCookies(request(subject.app).get('/dashboard/keys'), other.session)).text,
+      '_csrf',
+    )!;
+    expect(
+      (
+        await withCookies(request(subject.app).post('/dashboard/api/keys'), session)
+          .set('x-csrf-token', otherToken)
+          .send({ tenant: 'acme' })
+      ).status,
+    ).toBe(403);
   });
 
   it('ends a session at its time-to-live', async () => {
@@ -188,7 +260,12 @@ describe('CSRF on writes from a session', () => {
     const app = express();
     app.use('/d', dashboard({ adminKeySha256: hashApiKey(adminKey), sessionTtl: '1h', now: () => now }));
     const form = await request(app).get('/d/login');
-    const answer = await withCookies(request(app).post('/d/login'), cookieOf(form.headers['set-cookie'], 'tg_dashboard_sign_in')).type('form').send({ key: adminKey, _csrf: hiddenField(form.text, '_csrf') });
+    const answer = await withCookies(
+      request(app).post('/d/login'),
+      cookieOf(form.headers['set-cookie'], 'tg_dashboard_sign_in'),
+    )
+      .type('form')
+      .send({ key: adminKey, _csrf: hiddenField(form.text, '_csrf') });
     const session = cookieOf(answer.headers['set-cookie'], 'tg_dashboard_session');
     expect((await withCookies(request(app).get('/d/?format=json'), session)).status).toBe(200);
     now += 3_600_001;
@@ -199,23 +276,42 @@ describe('CSRF on writes from a session', () => {
 describe('what pages echo', () => {
   it('escapes what a request or a store puts on a page', async () => {
     const hostile = '<script>alert(1)</script>';
-    const page = await request(subject.app).get(`/dashboard/tenants/${encodeURIComponent(hostile)}`).set('authorization', `Bearer ${subject.adminKey}`).set('accept', 'text/html');
+    const page = await request(subject.app)
+      .get(`/dashboard/tenants/${encodeURIComponent(hostile)}`)
+      .set('authorization', `Bearer ${subject.adminKey}`)
+      .set('accept', 'text/html');
     expect(page.status).toBe(200);
     expect(page.text).not.toContain(hostile);
     expect(page.text).toContain('&lt;script&gt;alert(1)&lt;/script&gt;');
     expect(page.headers['content-security-policy']).toContain("script-src 'self'");
-    const requests = await request(subject.app).get(`/dashboard/requests?tenant=${encodeURIComponent('"><b>x')}`).set('authorization', `Bearer ${subject.adminKey}`).set('accept', 'text/html');
+    const requests = await request(subject.app)
+      .get(`/dashboard/requests?tenant=${encodeURIComponent('"><b>x')}`)
+      .set('authorization', `Bearer ${subject.adminKey}`)
+      .set('accept', 'text/html');
     expect(requests.text).not.toContain('"><b>x');
   });
 
   it('shows the quotas and alerts the app passes', async () => {
     const app = express();
     const adminKey = 'tgk_quota_test_admin_key_000000000000000000000';
-    app.use('/d', dashboard({
-      adminKeySha256: hashApiKey(adminKey),
-      limits: () => [{ name: 'tenant acme', tenantId: 'acme', unit: 'requests', window: '1m', limit: 600, remaining: 0, resetAt: '2030-01-01T00:00:00.000Z' }],
-      alerts: async () => [{ level: 'info', message: 'Deploy at noon.' }],
-    }));
+    app.use(
+      '/d',
+      dashboard({
+        adminKeySha256: hashApiKey(adminKey),
+        limits: () => [
+          {
+            name: 'tenant acme',
+            tenantId: 'acme',
+            unit: 'requests',
+            window: '1m',
+            limit: 600,
+            remaining: 0,
+            resetAt: '2030-01-01T00:00:00.000Z',
+          },
+        ],
+        alerts: async () => [{ level: 'info', message: 'Deploy at noon.' }],
+      }),
+    );
     const overview = await request(app).get('/d/api/overview').set('authorization', `Bearer ${adminKey}`);
     expect(overview.body.quotas).toHaveLength(1);
     expect(overview.body.alerts).toEqual([

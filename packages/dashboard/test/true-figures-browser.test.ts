@@ -30,7 +30,7 @@ describe.each(LEDGER_KINDS)('true figures in Chromium, ledger on %s', (kind) => 
     }
   };
 
-  it('counts as provider errors only the upstream\'s failures, not tollgate\'s own 429s and 403', async () => {
+  it("counts as provider errors only the upstream's failures, not tollgate's own 429s and 403", async () => {
     const page = await open('/providers');
     const row = page.locator('tr[data-provider="openai"][data-model="gpt-4o"]');
     await expect(row.locator('[data-figure="refusals"]').innerText()).resolves.toBe('4');
@@ -40,7 +40,7 @@ describe.each(LEDGER_KINDS)('true figures in Chromium, ledger on %s', (kind) => 
     await shoot('providers');
   });
 
-  it('shows a topped-up budget\'s spent, credit, held, remaining and cap, and they add up', async () => {
+  it("shows a topped-up budget's spent, credit, held, remaining and cap, and they add up", async () => {
     // acme: a cap of $10; $3 spent, then $5 credited from the page.
     await setup.subject.charge('tenant', 'acme', 3_000_000_000);
     const page = await open('/tenants/acme');

@@ -56,7 +56,7 @@ describe.each(LEDGER_KINDS)('figures on the %s ledger', (kind) => {
   const topUp = (tenant: string, usd: number) =>
     request(setup.subject.app).post(`/dashboard/api/budgets/tenant/${tenant}/top-up`).set(bearer()).send({ usd });
 
-  it('counts tollgate\'s own refusals apart from provider errors, and leaves them out of the latency', async () => {
+  it("counts tollgate's own refusals apart from provider errors, and leaves them out of the latency", async () => {
     const answer = await json('/providers?range=24h');
     expect(answer.body.providers).toEqual([
       expect.objectContaining({ provider: 'openai', model: 'gpt-4o', requests: 9, refusals: 4, errors: 2 }),
@@ -106,7 +106,7 @@ describe.each(LEDGER_KINDS)('figures on the %s ledger', (kind) => {
     expect(spent! - credit! + held! + remaining! - over!).toBe(cap);
   });
 
-  it('shows a budget\'s odd amounts to one exact decimal, so the sum on the page is exact', async () => {
+  it("shows a budget's odd amounts to one exact decimal, so the sum on the page is exact", async () => {
     // The support-bot feature: $50 a month; real spend is seldom whole cents.
     await setup.subject.charge('feature', 'support-bot', 1_234_567_891);
     const row = /<tr data-feature="support-bot"[\s\S]*?<\/tr>/.exec((await html('/')).text)![0];
@@ -133,7 +133,9 @@ describe('keys without a creation date', () => {
       const answer = await request(subject.app).get('/dashboard/api/keys').set(bearer);
       // Dated keys first, newest first; then the undated ones.
       expect(answer.body.keys.map((key: { id: string; createdAt: string | null }) => [key.id, key.createdAt])).toEqual([
-        ['acme-app', subject.apiKeyRecord.createdAt], ['hand-written', null], ['old-stored', null],
+        ['acme-app', subject.apiKeyRecord.createdAt],
+        ['hand-written', null],
+        ['old-stored', null],
       ]);
       for (const path of ['/dashboard/keys', '/dashboard/tenants/acme', '/dashboard/']) {
         const page = await request(subject.app).get(path).set(bearer).set('accept', 'text/html');

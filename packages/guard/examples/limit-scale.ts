@@ -11,33 +11,45 @@ import { tieredRateLimit, tokenRateLimit } from '@tollgate/ratelimit';
 
 const stores = createMemoryStores();
 const guard = createGuard({ stores, alerts: { log: false } });
-const tiers = { free: 4 };                            // requests a minute
+const tiers = { free: 4 }; // requests a minute
 
 const limitScale = (req: Request) => guard.limitScale(req.tollgate.identity);
 const key = generateApiKey();
-await stores.keys.put({ id: 'try-me', sha256: hashApiKey(key), tenantId: 'acme', tier: 'free', scopes: [], createdAt: new Date().toISOString() });
+await stores.keys.put({
+  id: 'try-me',
+  sha256: hashApiKey(key),
+  tenantId: 'acme',
+  tier: 'free',
+  scopes: [],
+  createdAt: new Date().toISOString(),
+});
 
 const app = express();
 app.use(requestContext());
 app.use(express.json());
-app.post('/v1/chat/completions',
+app.post(
+  '/v1/chat/completions',
   apiKeyAuth({ keys: stores.keys }),
   guard.suspensions,
   meter({ api: 'openai.chat' }),
   tieredRateLimit({ stores, layers: [{ by: 'tenant', tiers, limitScale }] }),
   tokenRateLimit({ stores, tiers: { free: 100_000 }, limitScale }),
-  (_req: Request, res: Response) => void res.json({ id: 'chatcmpl-1', choices: [] }));   // the provider call would be here
+  (_req: Request, res: Response) => void res.json({ id: 'chatcmpl-1', choices: [] }),
+); // the provider call would be here
 app.use(apiErrorHandler());
 const server = app.listen(0, '127.0.0.1');
 await once(server, 'listening');
 
 // An operator (or the spend-anomaly detector) throttles the key to half its limits for ten minutes.
 await guard.throttle('key:try-me', { scale: 0.5, durationMs: 600_000, reason: 'looks like a loop' });
-console.log(`limit scale: ${guard.limitScale({ keyId: 'try-me', tenantId: 'acme', tier: 'free', scopes: [], authMethod: 'api_key' })}`);
+console.log(
+  `limit scale: ${guard.limitScale({ keyId: 'try-me', tenantId: 'acme', tier: 'free', scopes: [], authMethod: 'api_key' })}`,
+);
 const statuses: number[] = [];
 for (let i = 0; i < 4; i++) {
   const answer = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/chat/completions`, {
-    method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
     body: JSON.stringify({ model: 'gpt-4o-mini', max_tokens: 16, messages: [{ role: 'user', content: `hello ${i}` }] }),
   });
   await answer.arrayBuffer();

@@ -5,7 +5,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAlerts } from '@tollgate/guard';
 
-process.env.HOOK_SECRET ??= randomBytes(32).toString('hex');   // the secret the sender and the receiver share
+process.env.HOOK_SECRET ??= randomBytes(32).toString('hex'); // the secret the sender and the receiver share
 
 // The receiver: the signature is over the raw body, so it is checked before the body is parsed.
 const receiver = http.createServer((req, res) => {
@@ -27,11 +27,24 @@ await once(receiver, 'listening');
 const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks/tollgate`;
 
 // The sender: what createGuard({ alerts: { webhooks } }) sets up; here an event is emitted by hand.
-const alerts = createAlerts({ webhooks: [{ url, secretEnv: 'HOOK_SECRET' }], onFailure: (error) => console.log(`not delivered: ${String(error)}`) });
-alerts.emit({ type: 'suspended', id: 'suspended:key:k1:1', tenantId: 'acme', keyId: 'k1', message: 'Key k1 (tenant acme) is suspended: spend anomaly.' });
-await alerts.close();                                           // resolves once the webhook answered
+const alerts = createAlerts({
+  webhooks: [{ url, secretEnv: 'HOOK_SECRET' }],
+  onFailure: (error) => console.log(`not delivered: ${String(error)}`),
+});
+alerts.emit({
+  type: 'suspended',
+  id: 'suspended:key:k1:1',
+  tenantId: 'acme',
+  keyId: 'k1',
+  message: 'Key k1 (tenant acme) is suspended: spend anomaly.',
+});
+await alerts.close(); // resolves once the webhook answered
 
 // A body signed with another secret is refused.
-const forged = await fetch(url, { method: 'POST', headers: { 'x-tollgate-signature': `sha256=${'0'.repeat(64)}` }, body: '{"type":"suspended"}' });
+const forged = await fetch(url, {
+  method: 'POST',
+  headers: { 'x-tollgate-signature': `sha256=${'0'.repeat(64)}` },
+  body: '{"type":"suspended"}',
+});
 console.log(`forged: ${forged.status}`);
 receiver.close();

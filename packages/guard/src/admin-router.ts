@@ -32,9 +32,14 @@ export function guardAdminRouter(guard: Guard, options: GuardAdminRouterOptions 
   const validId = (req: Request, res: Response, next: NextFunction) => {
     const id = req.params.id ?? req.params.address;
     if (typeof id === 'string' && ID.test(id)) return next();
-    render(new ApiError('invalid_request', 'The id is not a valid key, tenant or address id.', { param: 'id' }), req, res);
+    render(
+      new ApiError('invalid_request', 'The id is not a valid key, tenant or address id.', { param: 'id' }),
+      req,
+      res,
+    );
   };
-  const subjectOf = (req: Request) => `${req.path.startsWith('/tenants/') ? 'tenant' : 'key'}:${req.params.id}` as `key:${string}` | `tenant:${string}`;
+  const subjectOf = (req: Request) =>
+    `${req.path.startsWith('/tenants/') ? 'tenant' : 'key'}:${req.params.id}` as `key:${string}` | `tenant:${string}`;
 
   router.get('/', async function listGuardState(_req, res, next) {
     try {
@@ -54,21 +59,31 @@ export function guardAdminRouter(guard: Guard, options: GuardAdminRouterOptions 
   router.get('/mitigations', function listMitigations(_req, res) {
     res.json({ mitigations: guard.mitigations() });
   });
-  router.post(['/keys/:id/suspend', '/tenants/:id/suspend'], validId, body, async function suspendSubject(req, res, next) {
-    const reason = (req.body as { reason?: unknown } | undefined)?.reason;
-    if (reason !== undefined && (typeof reason !== 'string' || reason.length === 0 || reason.length > 500)) {
-      return render(new ApiError('invalid_request', 'reason must be a string of 1-500 characters.', { param: 'reason' }), req, res);
-    }
-    try {
-      res.json({ suspended: await guard.suspend(subjectOf(req), reason as string | undefined) });
-    } catch (error) {
-      next(error);
-    }
-  });
+  router.post(
+    ['/keys/:id/suspend', '/tenants/:id/suspend'],
+    validId,
+    body,
+    async function suspendSubject(req, res, next) {
+      const reason = (req.body as { reason?: unknown } | undefined)?.reason;
+      if (reason !== undefined && (typeof reason !== 'string' || reason.length === 0 || reason.length > 500)) {
+        return render(
+          new ApiError('invalid_request', 'reason must be a string of 1-500 characters.', { param: 'reason' }),
+          req,
+          res,
+        );
+      }
+      try {
+        res.json({ suspended: await guard.suspend(subjectOf(req), reason as string | undefined) });
+      } catch (error) {
+        next(error);
+      }
+    },
+  );
   router.post(['/keys/:id/lift', '/tenants/:id/lift'], validId, async function liftSubject(req, res, next) {
     try {
       const lifted = await guard.lift(subjectOf(req));
-      if (lifted.length === 0) return render(new ApiError('not_found', `Nothing is in force on ${subjectOf(req)}.`), req, res);
+      if (lifted.length === 0)
+        return render(new ApiError('not_found', `Nothing is in force on ${subjectOf(req)}.`), req, res);
       res.json({ lifted });
     } catch (error) {
       next(error);
@@ -76,7 +91,8 @@ export function guardAdminRouter(guard: Guard, options: GuardAdminRouterOptions 
   });
   router.post('/addresses/:address/unblock', validId, async function unblockAddress(req, res, next) {
     try {
-      if (!(await guard.unblock(String(req.params.address)))) return render(new ApiError('not_found', `Address ${req.params.address} is not blocked.`), req, res);
+      if (!(await guard.unblock(String(req.params.address))))
+        return render(new ApiError('not_found', `Address ${req.params.address} is not blocked.`), req, res);
       res.json({ unblocked: req.params.address });
     } catch (error) {
       next(error);

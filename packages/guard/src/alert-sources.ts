@@ -62,13 +62,23 @@ export function budgetExhaustedAlerts(alerts: Alerts, render: ErrorRenderer = re
 export function storeDownAlerts(alerts: Alerts, source: string): (error: unknown) => void {
   return function alertStoreDown(error) {
     const kind = error instanceof Error ? error.name : typeof error;
-    alerts.emit({ type: 'store_down', id: `store_down:${source}`, message: `The store behind ${source} failed (${kind}); its failure policy now decides what callers get.`, details: { source, error: kind } });
+    alerts.emit({
+      type: 'store_down',
+      id: `store_down:${source}`,
+      message: `The store behind ${source} failed (${kind}); its failure policy now decides what callers get.`,
+      details: { source, error: kind },
+    });
   };
 }
 
 /** For a router's circuit breaker: a `breaker_open` event per upstream and dedupe period. */
 export function breakerOpenAlerts(alerts: Alerts): (upstream: string, details?: Record<string, unknown>) => void {
   return function alertBreakerOpen(upstream, details) {
-    alerts.emit({ type: 'breaker_open', id: `breaker_open:${upstream}`, message: `The circuit breaker of upstream ${upstream} opened: its calls fail or time out.`, ...(details ? { details } : {}) });
+    alerts.emit({
+      type: 'breaker_open',
+      id: `breaker_open:${upstream}`,
+      message: `The circuit breaker of upstream ${upstream} opened: its calls fail or time out.`,
+      ...(details ? { details } : {}),
+    });
   };
 }

@@ -71,16 +71,29 @@ function localClaims(): AlertClaims {
 
 export function createAlerts(options: AlertsOptions = {}): Alerts {
   assertKnownOptions(options, OPTION_NAMES, 'ERR_TG_GUARD_UNKNOWN_OPTION', 'createAlerts');
-  if (options.webhooks !== undefined && !Array.isArray(options.webhooks)) throw new TollgateError('ERR_TG_GUARD_INVALID_WEBHOOK', 'alerts.webhooks must be an array');
-  const onFailure = options.onFailure ?? ((error: unknown, event: GuardEvent, url: string) => warn(`alert ${event.id} could not be delivered to ${url}`, error));
+  if (options.webhooks !== undefined && !Array.isArray(options.webhooks))
+    throw new TollgateError('ERR_TG_GUARD_INVALID_WEBHOOK', 'alerts.webhooks must be an array');
+  const onFailure =
+    options.onFailure ??
+    ((error: unknown, event: GuardEvent, url: string) =>
+      warn(`alert ${event.id} could not be delivered to ${url}`, error));
   const webhooks: WebhookSender[] = (options.webhooks ?? []).map((webhook) => createWebhookSender(webhook, onFailure));
   const onEvent = options.onEvent;
-  const log = options.log === false ? undefined : typeof options.log === 'function' ? options.log : options.log === true || (webhooks.length === 0 && !onEvent) ? logLine : undefined;
+  const log =
+    options.log === false
+      ? undefined
+      : typeof options.log === 'function'
+        ? options.log
+        : options.log === true || (webhooks.length === 0 && !onEvent)
+          ? logLine
+          : undefined;
   let dedupeMs: number;
   try {
     dedupeMs = parseDuration(options.dedupe ?? '1h', 'alerts.dedupe');
   } catch (error) {
-    throw new TollgateError('ERR_TG_GUARD_INVALID_OPTION', (error as Error).message.replace(/ \(ERR_.*$/, ''), { cause: error });
+    throw new TollgateError('ERR_TG_GUARD_INVALID_OPTION', (error as Error).message.replace(/ \(ERR_.*$/, ''), {
+      cause: error,
+    });
   }
   const claims = options.claims ?? localClaims();
   const remembered = new Map<string, number>();
@@ -89,7 +102,8 @@ export function createAlerts(options: AlertsOptions = {}): Alerts {
   /** This process's own memory: the same id again within the period costs no store call. */
   function seenRecently(id: string, now: number): boolean {
     if ((remembered.get(id) ?? 0) > now) return true;
-    if (remembered.size >= MAX_REMEMBERED) for (const [known, until] of remembered) if (until <= now) remembered.delete(known);
+    if (remembered.size >= MAX_REMEMBERED)
+      for (const [known, until] of remembered) if (until <= now) remembered.delete(known);
     remembered.set(id, now + dedupeMs);
     return false;
   }
@@ -125,7 +139,8 @@ export function createAlerts(options: AlertsOptions = {}): Alerts {
 
   return {
     emit(input) {
-      if (!GUARD_EVENT_TYPES.includes(input.type)) throw new TypeError(`unknown alert type ${JSON.stringify(input.type)}; one of ${GUARD_EVENT_TYPES.join(', ')}`);
+      if (!GUARD_EVENT_TYPES.includes(input.type))
+        throw new TypeError(`unknown alert type ${JSON.stringify(input.type)}; one of ${GUARD_EVENT_TYPES.join(', ')}`);
       const now = Date.now();
       if (seenRecently(input.id, now)) return;
       const event: GuardEvent = { ...input, at: input.at ?? new Date(now).toISOString() };

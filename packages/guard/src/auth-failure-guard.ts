@@ -21,7 +21,11 @@ export interface AuthFailureGuardParts {
 function credentialDigest(req: IncomingMessage): string {
   const { authorization, 'x-api-key': apiKey } = req.headers;
   if (authorization === undefined && apiKey === undefined) return 'none';
-  return hash('sha256', `${String(authorization ?? '').slice(0, 8192)}\n${String(apiKey ?? '').slice(0, 8192)}`, 'base64url').slice(0, 16);
+  return hash(
+    'sha256',
+    `${String(authorization ?? '').slice(0, 8192)}\n${String(apiKey ?? '').slice(0, 8192)}`,
+    'base64url',
+  ).slice(0, 16);
 }
 
 /**
@@ -39,7 +43,15 @@ export function authFailureGuard(parts: AuthFailureGuardParts) {
 
   function refuseBlocked(req: IncomingMessage, res: ServerResponse, until: number, now: number): void {
     const seconds = Math.max(1, Math.ceil((until - now) / 1000));
-    renderError(new ApiError('auth_failures_exceeded', `Too many failed authentications from your address. Try again in ${seconds}s.`, { headers: { 'Retry-After': seconds } }), req, res);
+    renderError(
+      new ApiError(
+        'auth_failures_exceeded',
+        `Too many failed authentications from your address. Try again in ${seconds}s.`,
+        { headers: { 'Retry-After': seconds } },
+      ),
+      req,
+      res,
+    );
   }
 
   async function countFailure(req: IncomingMessage): Promise<void> {
@@ -60,7 +72,11 @@ export function authFailureGuard(parts: AuthFailureGuardParts) {
       id: `auth_flood:${window}`,
       address,
       message: `Address ${address} blocked for ${Math.round(config.blockMs / 1000)}s: ${reason} within ${config.windowMs / 1000}s.`,
-      details: { failures: count.failures, distinctCredentials: count.distinct, until: new Date(block.until ?? 0).toISOString() },
+      details: {
+        failures: count.failures,
+        distinctCredentials: count.distinct,
+        until: new Date(block.until ?? 0).toISOString(),
+      },
     });
   }
 
@@ -70,7 +86,11 @@ export function authFailureGuard(parts: AuthFailureGuardParts) {
     countFailure(this.req).catch(onStoreError);
   }
 
-  return function tollgateAuthFailureGuard(req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void): void {
+  return function tollgateAuthFailureGuard(
+    req: IncomingMessage,
+    res: ServerResponse,
+    next: (error?: unknown) => void,
+  ): void {
     if (!registry.none('block')) {
       const now = Date.now();
       const block = registry.get('block', `ip:${clientAddress(req)}`, now);

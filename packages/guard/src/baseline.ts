@@ -162,7 +162,8 @@ function joinBaselines(state: EntityState, roots: readonly number[], offset: num
     let y = roots[offset + m]!;
     const at = STATE_WIDTH * m;
     if (trusted) {
-      const ceiling = b[at]! + params.clipZ * effectiveSd(b[at]!, b[at + 1]!, floorOf(state, m, params), params.relativeFloors[m]!);
+      const ceiling =
+        b[at]! + params.clipZ * effectiveSd(b[at]!, b[at + 1]!, floorOf(state, m, params), params.relativeFloors[m]!);
       if (y > ceiling) y = ceiling;
     }
     let d = y - b[at]!;
@@ -229,7 +230,8 @@ function rollTo(state: EntityState, bucket: number, params: DetectorParams): voi
   if (requests > 0) {
     for (let m = 0; m < TRIMMED_METRICS; m++) {
       const perRequest = state.current[m]! / requests;
-      state.unit[m] = state.unit[m] === 0 ? perRequest : state.unit[m]! + params.fastAlpha * (perRequest - state.unit[m]!);
+      state.unit[m] =
+        state.unit[m] === 0 ? perRequest : state.unit[m]! + params.fastAlpha * (perRequest - state.unit[m]!);
     }
   }
   closeBucket(state, judgedTotals, params);
@@ -276,7 +278,16 @@ export function judgeBucket(state: EntityState, params: DetectorParams): Anomaly
     const score = Math.max(z, sustained);
     if (found && score <= found.score) continue;
     const sd = effectiveSd(b[at]!, b[at + 1]!, floorOf(state, m, params), params.relativeFloors[m]!);
-    found = { metric: METRIC_NAMES[m]!, bucket: state.bucket, value: x, expected: b[at]! * b[at]!, z, sd, score, seen: state.seen };
+    found = {
+      metric: METRIC_NAMES[m]!,
+      bucket: state.bucket,
+      value: x,
+      expected: b[at]! * b[at]!,
+      z,
+      sd,
+      score,
+      seen: state.seen,
+    };
   }
   return found;
 }
@@ -288,7 +299,13 @@ export function judgeBucket(state: EntityState, params: DetectorParams): Anomaly
  * largest request too), so an anomaly seen early is one the whole bucket would show. Reports each
  * anomaly once, then stays quiet for `quietBuckets`. `state` is changed in place.
  */
-export function observeBucket(state: EntityState, bucket: number, increments: readonly number[], largest: readonly number[], params: DetectorParams): AnomalyFinding | undefined {
+export function observeBucket(
+  state: EntityState,
+  bucket: number,
+  increments: readonly number[],
+  largest: readonly number[],
+  params: DetectorParams,
+): AnomalyFinding | undefined {
   // A clock that went back (a failover to a replica with a slower clock) counts into the current bucket.
   if (bucket > state.bucket) rollTo(state, bucket, params);
   for (let m = 0; m < METRIC_COUNT; m++) state.current[m] = state.current[m]! + increments[m]!;

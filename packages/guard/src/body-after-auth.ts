@@ -1,6 +1,14 @@
 // bodyAfterAuth: reads a route's body only for an authenticated caller, and only for so long.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ApiError, assertKnownOptions, parseDuration, renderApiError, TollgateError, type ErrorRenderer, type Identity } from '@tollgate/core';
+import {
+  ApiError,
+  assertKnownOptions,
+  parseDuration,
+  renderApiError,
+  TollgateError,
+  type ErrorRenderer,
+  type Identity,
+} from '@tollgate/core';
 
 export interface BodyAfterAuthOptions {
   /**
@@ -26,20 +34,37 @@ const OPTION_NAMES = ['timeout', 'renderError'] as const;
  */
 export function bodyAfterAuth(parser: BodyParser, options: BodyAfterAuthOptions = {}) {
   assertKnownOptions(options, OPTION_NAMES, 'ERR_TG_GUARD_UNKNOWN_OPTION', 'bodyAfterAuth');
-  if (typeof parser !== 'function') throw new TollgateError('ERR_TG_GUARD_INVALID_OPTION', 'bodyAfterAuth() takes a body parser middleware, e.g. express.json()');
+  if (typeof parser !== 'function')
+    throw new TollgateError(
+      'ERR_TG_GUARD_INVALID_OPTION',
+      'bodyAfterAuth() takes a body parser middleware, e.g. express.json()',
+    );
   let timeoutMs: number;
   try {
     timeoutMs = parseDuration(options.timeout ?? '10s', 'bodyAfterAuth timeout');
   } catch (error) {
-    throw new TollgateError('ERR_TG_GUARD_INVALID_OPTION', (error as Error).message.replace(/ \(ERR_.*$/, ''), { cause: error });
+    throw new TollgateError('ERR_TG_GUARD_INVALID_OPTION', (error as Error).message.replace(/ \(ERR_.*$/, ''), {
+      cause: error,
+    });
   }
   const render = options.renderError ?? renderApiError;
   const seconds = timeoutMs / 1000;
 
-  return function tollgateBodyAfterAuth(req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void): void {
+  return function tollgateBodyAfterAuth(
+    req: IncomingMessage,
+    res: ServerResponse,
+    next: (error?: unknown) => void,
+  ): void {
     const identity = (req as IncomingMessage & { tollgate?: { identity?: Identity } }).tollgate?.identity;
     if (!identity || identity.authMethod === 'anonymous') {
-      render(new ApiError('misconfigured_route', 'This route reads request bodies only after authentication, and no auth middleware identified the caller.'), req, res);
+      render(
+        new ApiError(
+          'misconfigured_route',
+          'This route reads request bodies only after authentication, and no auth middleware identified the caller.',
+        ),
+        req,
+        res,
+      );
       return;
     }
     let settled = false;
@@ -49,7 +74,14 @@ export function bodyAfterAuth(parser: BodyParser, options: BodyAfterAuthOptions 
       // The rest of the body is not worth waiting for, nor the connection worth keeping.
       res.setHeader('connection', 'close');
       res.once('finish', () => req.socket?.destroy());
-      render(new ApiError('invalid_request', `The request body did not arrive within ${seconds}s.`, { status: 408, param: 'body' }), req, res);
+      render(
+        new ApiError('invalid_request', `The request body did not arrive within ${seconds}s.`, {
+          status: 408,
+          param: 'body',
+        }),
+        req,
+        res,
+      );
     }, timeoutMs);
     parser(req, res, (error?: unknown) => {
       if (settled) return;

@@ -1,6 +1,13 @@
 // createGuard: the guard's pieces built once around one store, one copy of the mitigations and one alert stream.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createMemoryStores, formatUsd, TollgateError, type Identity, type TollgateStores, type UsageRecord } from '@tollgate/core';
+import {
+  createMemoryStores,
+  formatUsd,
+  TollgateError,
+  type Identity,
+  type TollgateStores,
+  type UsageRecord,
+} from '@tollgate/core';
 import type { SendCommand } from '@tollgate/redis';
 import { storeDownAlerts } from './alert-sources.js';
 import { createAlerts, type Alerts, type AlertsOptions } from './alerts.js';
@@ -29,7 +36,12 @@ export interface Guard {
   /** The usage feed: `meter({ onUsage: guard.onUsage })` (the request gives the client address). */
   readonly onUsage: (record: UsageRecord, req?: IncomingMessage) => void;
   /** The same feed as a usage sink (no client addresses), for a spool's or a meter's `sinks`. */
-  readonly usageSink: { readonly name: string; write(record: UsageRecord): void; flush(): Promise<void>; close(): Promise<void> };
+  readonly usageSink: {
+    readonly name: string;
+    write(record: UsageRecord): void;
+    flush(): Promise<void>;
+    close(): Promise<void>;
+  };
   /**
    * The factor (0 < x <= 1) the caller's request and token limits are to be multiplied by while a
    * throttle is on its key or tenant; 1 otherwise. No I/O.
@@ -42,7 +54,10 @@ export interface Guard {
   /** Suspends a key or a tenant everywhere until lifted. */
   suspend(subject: `key:${string}` | `tenant:${string}`, reason?: string): Promise<Mitigation>;
   /** Scales a key's or tenant's limits down everywhere for `durationMs` (default: the cooldown). */
-  throttle(subject: `key:${string}` | `tenant:${string}`, options?: { scale?: number; durationMs?: number; reason?: string }): Promise<Mitigation>;
+  throttle(
+    subject: `key:${string}` | `tenant:${string}`,
+    options?: { scale?: number; durationMs?: number; reason?: string },
+  ): Promise<Mitigation>;
   /** Lifts the suspension and the throttle of a key or tenant; resolves with what was lifted. */
   lift(subject: `key:${string}` | `tenant:${string}`): Promise<Mitigation[]>;
   /** Lifts the block of a client address (as the guard writes it: IPv6 by /56). */
@@ -89,7 +104,9 @@ function amount(metric: AnomalyRecord['metric'], value: number): string {
 
 /** One sentence for a person: who, how much in which bucket, against what is usual. */
 export function describeAnomaly(anomaly: AnomalyRecord): string {
-  const who = anomaly.subject.startsWith('tenant:') ? `Tenant ${anomaly.tenantId}` : `Key ${anomaly.keyId}${anomaly.tenantId ? ` (tenant ${anomaly.tenantId})` : ''}`;
+  const who = anomaly.subject.startsWith('tenant:')
+    ? `Tenant ${anomaly.tenantId}`
+    : `Key ${anomaly.keyId}${anomaly.tenantId ? ` (tenant ${anomaly.tenantId})` : ''}`;
   const when = new Date(anomaly.bucketStart).toISOString();
   // Spend and tokens are judged without the bucket's largest request (see baseline.ts).
   const aside = anomaly.metric === 'spend' || anomaly.metric === 'tokens' ? ', its largest request aside' : '';
@@ -100,13 +117,16 @@ export function createGuard(options: GuardOptions = {}): Guard {
   const config = resolveGuardOptions(options);
   const stores = options.stores ?? createMemoryStores();
   const ownsStores = options.stores === undefined;
-  if (options.subscriber !== undefined && !isRedisStores(stores)) throw new TollgateError('ERR_TG_GUARD_INVALID_OPTION', 'subscriber is for Redis stores (createRedisStores())');
+  if (options.subscriber !== undefined && !isRedisStores(stores))
+    throw new TollgateError('ERR_TG_GUARD_INVALID_OPTION', 'subscriber is for Redis stores (createRedisStores())');
   const clock = options.clock ? { clock: options.clock } : {};
   const subscriber = options.subscriber ? { subscriber: options.subscriber } : {};
   const store: GuardStore = isRedisStores(stores)
     ? new RedisGuardStore({ sendCommand: stores.sendCommand, prefix: stores.prefix, ...subscriber, ...clock })
     : new MemoryGuardStore(clock);
-  const alerts: Alerts = isAlerts(options.alerts) ? options.alerts : createAlerts({ claims: store, ...(options.alerts as AlertsOptions | undefined) });
+  const alerts: Alerts = isAlerts(options.alerts)
+    ? options.alerts
+    : createAlerts({ claims: store, ...(options.alerts as AlertsOptions | undefined) });
   const ownsAlerts = !isAlerts(options.alerts);
   const onStoreError = options.onStoreError ?? storeDownAlerts(alerts, 'guard');
   const registry = new MitigationRegistry(store, { syncIntervalMs: config.syncIntervalMs, onStoreError });
@@ -136,12 +156,27 @@ export function createGuard(options: GuardOptions = {}): Guard {
     const scope = { ...(keyId === undefined ? {} : { keyId }), ...(tenantId === undefined ? {} : { tenantId }) };
     const reason = `unusual ${anomaly.metric} (${amount(anomaly.metric, anomaly.value)} in ${anomaly.bucketSeconds}s, about ${amount(anomaly.metric, anomaly.expected)} usual; ${anomaly.id})`;
     if (settings.action === 'throttle') {
-      await registry.put({ kind: 'throttle', subject, reason, scale: settings.throttleScale, anomalyId: anomaly.id }, settings.cooldownMs);
-      alerts.emit({ type: 'anomaly', id: anomaly.id, ...scope, message: `${description} Its limits are scaled to ${Math.round(settings.throttleScale * 100)}% for ${Math.round(settings.cooldownMs / 1000)}s.`, details: { ...anomaly } });
+      await registry.put(
+        { kind: 'throttle', subject, reason, scale: settings.throttleScale, anomalyId: anomaly.id },
+        settings.cooldownMs,
+      );
+      alerts.emit({
+        type: 'anomaly',
+        id: anomaly.id,
+        ...scope,
+        message: `${description} Its limits are scaled to ${Math.round(settings.throttleScale * 100)}% for ${Math.round(settings.cooldownMs / 1000)}s.`,
+        details: { ...anomaly },
+      });
     } else if (settings.action === 'suspend') {
       await registry.put({ kind: 'suspend', subject, reason, anomalyId: anomaly.id });
       alerts.emit({ type: 'anomaly', id: anomaly.id, ...scope, message: description, details: { ...anomaly } });
-      alerts.emit({ type: 'suspended', id: `suspended:${anomaly.id}`, ...scope, message: `${subject.startsWith('tenant:') ? `Every key of tenant ${tenantId}` : `Key ${keyId}`} is suspended until an operator lifts it: ${reason}.`, details: { ...anomaly } });
+      alerts.emit({
+        type: 'suspended',
+        id: `suspended:${anomaly.id}`,
+        ...scope,
+        message: `${subject.startsWith('tenant:') ? `Every key of tenant ${tenantId}` : `Key ${keyId}`} is suspended until an operator lifts it: ${reason}.`,
+        details: { ...anomaly },
+      });
     } else {
       alerts.emit({ type: 'anomaly', id: anomaly.id, ...scope, message: description, details: { ...anomaly } });
     }
@@ -164,9 +199,10 @@ export function createGuard(options: GuardOptions = {}): Guard {
         onStoreError,
       })
     : undefined;
-  const sweep = store instanceof MemoryGuardStore && spend
-    ? setInterval(() => store.sweep((4 * spend.bucketMs) / spend.detector.slowAlpha, spend.bucketMs), 60_000)
-    : undefined;
+  const sweep =
+    store instanceof MemoryGuardStore && spend
+      ? setInterval(() => store.sweep((4 * spend.bucketMs) / spend.detector.slowAlpha, spend.bucketMs), 60_000)
+      : undefined;
   sweep?.unref();
 
   const pass: Middleware = function tollgateGuardOff(_req, _res, next) {
@@ -196,7 +232,13 @@ export function createGuard(options: GuardOptions = {}): Guard {
       : pass,
     suspensions: suspensionGuard(registry, renderError),
     repeatedRequests: config.repeatedRequests
-      ? repeatedRequestGuard({ config: config.repeatedRequests, counter: stores.counter, prefix: 'tg:guard:repeat:', renderError, onStoreError })
+      ? repeatedRequestGuard({
+          config: config.repeatedRequests,
+          counter: stores.counter,
+          prefix: 'tg:guard:repeat:',
+          renderError,
+          onStoreError,
+        })
       : pass,
     onUsage: (record, req) => observe(record, req),
     usageSink: {
@@ -212,8 +254,12 @@ export function createGuard(options: GuardOptions = {}): Guard {
     suspend: (subject, reason = 'suspended by an operator') => registry.put({ kind: 'suspend', subject, reason }),
     throttle: (subject, throttleOptions = {}) => {
       const scale = throttleOptions.scale ?? spend?.throttleScale ?? 0.1;
-      if (!(scale > 0 && scale < 1)) throw new TollgateError('ERR_TG_GUARD_INVALID_OPTION', `throttle scale must be between 0 and 1; got ${scale}`);
-      return registry.put({ kind: 'throttle', subject, reason: throttleOptions.reason ?? 'throttled by an operator', scale }, throttleOptions.durationMs ?? spend?.cooldownMs ?? 15 * 60_000);
+      if (!(scale > 0 && scale < 1))
+        throw new TollgateError('ERR_TG_GUARD_INVALID_OPTION', `throttle scale must be between 0 and 1; got ${scale}`);
+      return registry.put(
+        { kind: 'throttle', subject, reason: throttleOptions.reason ?? 'throttled by an operator', scale },
+        throttleOptions.durationMs ?? spend?.cooldownMs ?? 15 * 60_000,
+      );
     },
     lift,
     unblock: async (address) => (await registry.lift('block', `ip:${address}` as Subject)) !== undefined,

@@ -1,8 +1,19 @@
 // createGuard's options (the proxy config's `guard` and `alerts`), resolved once into a configuration where every field is set.
-import { assertKnownOptions, parseDuration, renderApiError, TollgateError, type ErrorRenderer, type TollgateStores } from '@tollgate/core';
+import {
+  assertKnownOptions,
+  parseDuration,
+  renderApiError,
+  TollgateError,
+  type ErrorRenderer,
+  type TollgateStores,
+} from '@tollgate/core';
 import type { SubscriberLike } from '@tollgate/redis';
 import type { Alerts, AlertsOptions } from './alerts.js';
-import { resolveSpendAnomalyOptions, type ResolvedSpendAnomaly, type SpendAnomalyOptions } from './spend-anomaly-options.js';
+import {
+  resolveSpendAnomalyOptions,
+  type ResolvedSpendAnomaly,
+  type SpendAnomalyOptions,
+} from './spend-anomaly-options.js';
 
 export interface RepeatedRequestsOptions {
   /**
@@ -102,8 +113,16 @@ export interface GuardConfig {
 }
 
 const OPTION_NAMES = [
-  'stores', 'subscriber', 'spendAnomaly', 'repeatedRequests', 'authFailures', 'alerts', 'syncInterval', 'renderError',
-  'onStoreError', 'clock',
+  'stores',
+  'subscriber',
+  'spendAnomaly',
+  'repeatedRequests',
+  'authFailures',
+  'alerts',
+  'syncInterval',
+  'renderError',
+  'onStoreError',
+  'clock',
 ] as const;
 const CODE = 'ERR_TG_GUARD_INVALID_OPTION';
 
@@ -120,10 +139,15 @@ function duration(value: number | string, what: string): number {
   }
 }
 
-function section<T extends object>(value: T | false | undefined, name: string, known: readonly string[]): T | undefined {
+function section<T extends object>(
+  value: T | false | undefined,
+  name: string,
+  known: readonly string[],
+): T | undefined {
   if (value === false) return undefined;
   if (value === undefined) return {} as T;
-  if (typeof value !== 'object' || value === null) throw new TollgateError(CODE, `${name} must be an options object or false`);
+  if (typeof value !== 'object' || value === null)
+    throw new TollgateError(CODE, `${name} must be an options object or false`);
   assertKnownOptions(value, known, 'ERR_TG_GUARD_UNKNOWN_OPTION', `createGuard: ${name}`);
   return value;
 }
@@ -136,7 +160,11 @@ export function resolveGuardOptions(options: GuardOptions): GuardConfig {
   let repeatedRequests: ResolvedRepeatedRequests | undefined;
   if (repeated) {
     const policy = repeated.onStoreFailure ?? 'failOpen';
-    if (policy !== 'failOpen' && policy !== 'failClosed') throw new TollgateError(CODE, `repeatedRequests.onStoreFailure must be "failOpen" or "failClosed"; got ${JSON.stringify(policy)}`);
+    if (policy !== 'failOpen' && policy !== 'failClosed')
+      throw new TollgateError(
+        CODE,
+        `repeatedRequests.onStoreFailure must be "failOpen" or "failClosed"; got ${JSON.stringify(policy)}`,
+      );
     repeatedRequests = {
       max: positiveInteger(repeated.max ?? 20, 'repeatedRequests.max'),
       windowMs: positiveInteger(repeated.windowSeconds ?? 60, 'repeatedRequests.windowSeconds') * 1000,
@@ -153,8 +181,10 @@ export function resolveGuardOptions(options: GuardOptions): GuardConfig {
       distinctKeys: positiveInteger(failures.distinctKeys ?? Math.min(10, max), 'authFailures.distinctKeys'),
     };
   }
-  if (options.renderError !== undefined && typeof options.renderError !== 'function') throw new TollgateError(CODE, 'renderError must be a function');
-  if (options.onStoreError !== undefined && typeof options.onStoreError !== 'function') throw new TollgateError(CODE, 'onStoreError must be a function');
+  if (options.renderError !== undefined && typeof options.renderError !== 'function')
+    throw new TollgateError(CODE, 'renderError must be a function');
+  if (options.onStoreError !== undefined && typeof options.onStoreError !== 'function')
+    throw new TollgateError(CODE, 'onStoreError must be a function');
   if (options.clock !== undefined && typeof options.clock !== 'function') {
     throw new TollgateError(CODE, 'clock must be a function');
   }

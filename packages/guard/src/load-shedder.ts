@@ -1,7 +1,15 @@
 // loadShedder: when this process is saturated, lower tiers are refused first so that paid tiers keep their service.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { ApiError, assertKnownOptions, parseDuration, renderApiError, TollgateError, type ErrorRenderer, type Identity } from '@tollgate/core';
+import {
+  ApiError,
+  assertKnownOptions,
+  parseDuration,
+  renderApiError,
+  TollgateError,
+  type ErrorRenderer,
+  type Identity,
+} from '@tollgate/core';
 
 export interface LoadShedderOptions {
   /**
@@ -33,7 +41,16 @@ export interface LoadShedder {
   close(): void;
 }
 
-const OPTION_NAMES = ['priorities', 'defaultPriority', 'maxConcurrency', 'maxEventLoopDelay', 'maxUpstreamErrorRate', 'interval', 'retryAfter', 'renderError'] as const;
+const OPTION_NAMES = [
+  'priorities',
+  'defaultPriority',
+  'maxConcurrency',
+  'maxEventLoopDelay',
+  'maxUpstreamErrorRate',
+  'interval',
+  'retryAfter',
+  'renderError',
+] as const;
 const CODE = 'ERR_TG_GUARD_INVALID_OPTION';
 /** Load must stay below this share of every limit for CALM_INTERVALS judgements in a row before shedding eases by a class (no flapping). */
 const EASE_BELOW = 0.8;
@@ -60,7 +77,9 @@ function duration(value: number | string, what: string): number {
 export function loadShedder(options: LoadShedderOptions = {}): LoadShedder {
   assertKnownOptions(options, OPTION_NAMES, 'ERR_TG_GUARD_UNKNOWN_OPTION', 'loadShedder');
   const priorities = new Map(Object.entries(options.priorities ?? {}));
-  for (const [tier, priority] of priorities) if (typeof priority !== 'number' || !Number.isFinite(priority)) throw new TollgateError(CODE, `loadShedder priorities.${tier} must be a number`);
+  for (const [tier, priority] of priorities)
+    if (typeof priority !== 'number' || !Number.isFinite(priority))
+      throw new TollgateError(CODE, `loadShedder priorities.${tier} must be a number`);
   const defaultPriority = options.defaultPriority ?? 0;
   const classes = [...new Set([...priorities.values(), defaultPriority])].sort((a, b) => a - b);
   const classOf = new Map(classes.map((priority, index) => [priority, index]));
@@ -111,9 +130,21 @@ export function loadShedder(options: LoadShedderOptions = {}): LoadShedder {
   }
 
   const shed = (req: IncomingMessage, res: ServerResponse, tier: string | undefined) =>
-    render(new ApiError('service_unavailable', `The gateway is overloaded and serves higher tiers first${tier ? ` (this key's tier: ${tier})` : ''}. Retry in ${retryAfter}s.`, { headers: { 'Retry-After': retryAfter } }), req, res);
+    render(
+      new ApiError(
+        'service_unavailable',
+        `The gateway is overloaded and serves higher tiers first${tier ? ` (this key's tier: ${tier})` : ''}. Retry in ${retryAfter}s.`,
+        { headers: { 'Retry-After': retryAfter } },
+      ),
+      req,
+      res,
+    );
 
-  const middleware = function tollgateLoadShedder(req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void): void {
+  const middleware = function tollgateLoadShedder(
+    req: IncomingMessage,
+    res: ServerResponse,
+    next: (error?: unknown) => void,
+  ): void {
     const tier = (req as IncomingMessage & { tollgate?: { identity?: Identity } }).tollgate?.identity?.tier;
     const priority = (tier === undefined ? undefined : priorities.get(tier)) ?? defaultPriority;
     const rank = classOf.get(priority)!;

@@ -1,6 +1,13 @@
 // The guard's store in the memory of one process: the embedded default, and the bench's detector.
 import { newEntityState, observeBucket, METRIC_COUNT, type AnomalyFinding, type EntityState } from './baseline.js';
-import type { AuthFailureCount, GuardStore, MitigationChange, MitigationSnapshot, Observation, ObserveParams } from './guard-store.js';
+import type {
+  AuthFailureCount,
+  GuardStore,
+  MitigationChange,
+  MitigationSnapshot,
+  Observation,
+  ObserveParams,
+} from './guard-store.js';
 import type { AnomalyRecord, Mitigation, Subject } from './types.js';
 
 export interface MemoryGuardStoreOptions {
@@ -75,7 +82,8 @@ export class MemoryGuardStore implements GuardStore {
     for (const [subject, watched] of this.#watched) if (watched.state.bucket < oldest) this.#watched.delete(subject);
     const now = this.#clock();
     for (const [id, until] of this.#claims) if (until <= now) this.#claims.delete(id);
-    for (const [key, mitigation] of this.#mitigations) if (mitigation.until !== undefined && mitigation.until <= now) this.#mitigations.delete(key);
+    for (const [key, mitigation] of this.#mitigations)
+      if (mitigation.until !== undefined && mitigation.until <= now) this.#mitigations.delete(key);
   }
 
   async now(): Promise<number> {
@@ -143,7 +151,8 @@ export class MemoryGuardStore implements GuardStore {
   }
 
   #sweepAuthFailures(now: number, windowMs: number): void {
-    for (const [address, entry] of this.#authFailures) if (entry.windowStart + windowMs <= now) this.#authFailures.delete(address);
+    for (const [address, entry] of this.#authFailures)
+      if (entry.windowStart + windowMs <= now) this.#authFailures.delete(address);
   }
 
   async claim(id: string, ttlMs: number): Promise<boolean> {

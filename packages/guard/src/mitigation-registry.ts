@@ -22,7 +22,11 @@ const inForce = (mitigation: Mitigation, now: number) => mitigation.until === un
 export class MitigationRegistry {
   readonly #store: GuardStore;
   readonly #options: MitigationRegistryOptions;
-  readonly #byKind: Record<Kind, Map<Subject, Mitigation>> = { suspend: new Map(), throttle: new Map(), block: new Map() };
+  readonly #byKind: Record<Kind, Map<Subject, Mitigation>> = {
+    suspend: new Map(),
+    throttle: new Map(),
+    block: new Map(),
+  };
   #version = -1;
   #reloading: Promise<void> | undefined;
   #reloadAgain = false;
@@ -32,7 +36,10 @@ export class MitigationRegistry {
   constructor(store: GuardStore, options: MitigationRegistryOptions) {
     this.#store = store;
     this.#options = options;
-    store.watchMitigations((change) => this.#apply(change), () => void this.reload());
+    store.watchMitigations(
+      (change) => this.#apply(change),
+      () => void this.reload(),
+    );
     this.ready = this.reload();
     if (options.syncIntervalMs > 0) {
       this.#timer = setInterval(() => void this.#poll(), options.syncIntervalMs);
@@ -71,7 +78,8 @@ export class MitigationRegistry {
 
   /** Throttles and blocks that ran out leave this copy here (the store drops them by itself). */
   #dropEnded(now: number): void {
-    for (const map of Object.values(this.#byKind)) for (const [subject, mitigation] of map) if (!inForce(mitigation, now)) map.delete(subject);
+    for (const map of Object.values(this.#byKind))
+      for (const [subject, mitigation] of map) if (!inForce(mitigation, now)) map.delete(subject);
   }
 
   #replace(snapshot: MitigationSnapshot): void {
@@ -124,20 +132,26 @@ export class MitigationRegistry {
   /** The suspension that refuses this caller (its key's, else its tenant's), if any. */
   suspensionOf(identity: Identity, now = Date.now()): Mitigation | undefined {
     if (this.#byKind.suspend.size === 0) return undefined;
-    return this.get('suspend', `key:${identity.keyId}`, now) ?? (identity.tenantId === undefined ? undefined : this.get('suspend', `tenant:${identity.tenantId}`, now));
+    return (
+      this.get('suspend', `key:${identity.keyId}`, now) ??
+      (identity.tenantId === undefined ? undefined : this.get('suspend', `tenant:${identity.tenantId}`, now))
+    );
   }
 
   /** The factor this caller's limits are multiplied by: the smallest throttle on its key or tenant, 1 without one. */
   limitScale(identity: Identity | undefined, now = Date.now()): number {
     if (!identity || this.#byKind.throttle.size === 0) return 1;
     const onKey = this.get('throttle', `key:${identity.keyId}`, now)?.scale ?? 1;
-    const onTenant = identity.tenantId === undefined ? 1 : (this.get('throttle', `tenant:${identity.tenantId}`, now)?.scale ?? 1);
+    const onTenant =
+      identity.tenantId === undefined ? 1 : (this.get('throttle', `tenant:${identity.tenantId}`, now)?.scale ?? 1);
     return Math.min(onKey, onTenant);
   }
 
   /** Every mitigation in force now, as this process knows them. */
   list(now = Date.now()): Mitigation[] {
-    return Object.values(this.#byKind).flatMap((map) => [...map.values()].filter((mitigation) => inForce(mitigation, now)));
+    return Object.values(this.#byKind).flatMap((map) =>
+      [...map.values()].filter((mitigation) => inForce(mitigation, now)),
+    );
   }
 
   close(): void {

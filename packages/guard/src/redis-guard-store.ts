@@ -1,7 +1,22 @@
 // The guard's store on Redis: every process sees the same baselines, mitigations, anomaly log, failure counts and claims.
 import type { SendCommand, SubscriberLike } from '@tollgate/redis';
-import { METRIC_COUNT, METRIC_NAMES, STATE_WIDTH, TRIMMED_METRICS, type AnomalyFinding, type DetectorParams, type EntityState } from './baseline.js';
-import type { AuthFailureCount, GuardStore, MitigationChange, MitigationSnapshot, Observation, ObserveParams } from './guard-store.js';
+import {
+  METRIC_COUNT,
+  METRIC_NAMES,
+  STATE_WIDTH,
+  TRIMMED_METRICS,
+  type AnomalyFinding,
+  type DetectorParams,
+  type EntityState,
+} from './baseline.js';
+import type {
+  AuthFailureCount,
+  GuardStore,
+  MitigationChange,
+  MitigationSnapshot,
+  Observation,
+  ObserveParams,
+} from './guard-store.js';
 import * as scripts from './redis-scripts.js';
 import type { AnomalyRecord, Mitigation, Subject } from './types.js';
 
@@ -70,7 +85,15 @@ export class RedisGuardStore implements GuardStore {
     // One script per subject (each has its own hash slot on Cluster), sent together: the client pipelines them.
     return Promise.all(
       observations.map(async (observation) => {
-        const args = [...fixed, String(observation.spend), String(observation.tokens), String(observation.requests), String(observation.largestSpend), String(observation.largestTokens), ...observation.addresses];
+        const args = [
+          ...fixed,
+          String(observation.spend),
+          String(observation.tokens),
+          String(observation.requests),
+          String(observation.largestSpend),
+          String(observation.largestTokens),
+          ...observation.addresses,
+        ];
         const reply = await scripts.observeSubject.run(this.#send, this.#subjectKeys(observation.subject), args);
         return Array.isArray(reply) ? parseFinding(reply) : undefined;
       }),
@@ -82,7 +105,9 @@ export class RedisGuardStore implements GuardStore {
   }
 
   async inspect(subject: Subject, params: ObserveParams): Promise<EntityState | undefined> {
-    const reply = await scripts.inspectSubject.run(this.#send, this.#subjectKeys(subject).slice(0, 1), [params.detector.lagBuckets]);
+    const reply = await scripts.inspectSubject.run(this.#send, this.#subjectKeys(subject).slice(0, 1), [
+      params.detector.lagBuckets,
+    ]);
     return Array.isArray(reply) ? decodeState(reply.map(Number), params.detector.lagBuckets) : undefined;
   }
 
@@ -94,19 +119,33 @@ export class RedisGuardStore implements GuardStore {
 
   async putMitigation(input: Omit<Mitigation, 'at' | 'until'>, durationMs?: number): Promise<Mitigation> {
     const reply = (await scripts.putMitigation.run(this.#send, this.#mitigationKeys, [
-      input.kind, input.subject, input.reason, input.scale === undefined ? '' : String(input.scale), input.anomalyId ?? '',
-      durationMs === undefined ? '' : String(Math.ceil(durationMs)), this.#channel, this.#now(),
+      input.kind,
+      input.subject,
+      input.reason,
+      input.scale === undefined ? '' : String(input.scale),
+      input.anomalyId ?? '',
+      durationMs === undefined ? '' : String(Math.ceil(durationMs)),
+      this.#channel,
+      this.#now(),
     ])) as [number, string];
     return parseMitigation(reply[1]);
   }
 
   async deleteMitigation(kind: Mitigation['kind'], subject: Subject): Promise<Mitigation | undefined> {
-    const reply = await scripts.deleteMitigation.run(this.#send, this.#mitigationKeys, [kind, subject, this.#channel, this.#now()]);
+    const reply = await scripts.deleteMitigation.run(this.#send, this.#mitigationKeys, [
+      kind,
+      subject,
+      this.#channel,
+      this.#now(),
+    ]);
     return typeof reply === 'string' ? parseMitigation(reply) : undefined;
   }
 
   async mitigations(): Promise<MitigationSnapshot> {
-    const reply = (await scripts.listMitigations.run(this.#send, this.#mitigationKeys, [this.#now()])) as [number, ...string[]];
+    const reply = (await scripts.listMitigations.run(this.#send, this.#mitigationKeys, [this.#now()])) as [
+      number,
+      ...string[],
+    ];
     return { version: Number(reply[0]), mitigations: reply.slice(1).map((json) => parseMitigation(json as string)) };
   }
 
@@ -122,15 +161,17 @@ export class RedisGuardStore implements GuardStore {
     const subscribe = () => {
       if (subscribed || this.#closed) return;
       subscribed = true;
-      subscriber.subscribe(this.#channel, (message) => {
-        try {
-          listener(JSON.parse(message) as MitigationChange);
-        } catch {
-          onResync();
-        }
-      }).then(onResync, () => {
-        subscribed = false;
-      });
+      subscriber
+        .subscribe(this.#channel, (message) => {
+          try {
+            listener(JSON.parse(message) as MitigationChange);
+          } catch {
+            onResync();
+          }
+        })
+        .then(onResync, () => {
+          subscribed = false;
+        });
     };
     subscriber.on('error', () => undefined);
     // node-redis resubscribes by itself after a reconnect; what was published meanwhile is lost: reload.
@@ -139,22 +180,42 @@ export class RedisGuardStore implements GuardStore {
   }
 
   async recordAnomaly(anomaly: AnomalyRecord): Promise<void> {
-    await scripts.pushAnomaly.run(this.#send, [`${this.#prefix}{anomalies}`], [JSON.stringify(anomaly), ANOMALY_LOG_LENGTH]);
+    await scripts.pushAnomaly.run(
+      this.#send,
+      [`${this.#prefix}{anomalies}`],
+      [JSON.stringify(anomaly), ANOMALY_LOG_LENGTH],
+    );
   }
 
   async anomalies(limit: number): Promise<AnomalyRecord[]> {
-    const reply = (await this.#send(['LRANGE', `${this.#prefix}{anomalies}`, '0', String(Math.max(0, limit - 1))])) as string[];
+    const reply = (await this.#send([
+      'LRANGE',
+      `${this.#prefix}{anomalies}`,
+      '0',
+      String(Math.max(0, limit - 1)),
+    ])) as string[];
     return reply.map((json) => JSON.parse(json) as AnomalyRecord);
   }
 
   async countAuthFailure(address: string, credential: string, windowMs: number): Promise<AuthFailureCount> {
     const tag = `${this.#prefix}{ip:${tagSafe(address)}}`;
-    const reply = (await scripts.countAuthFailure.run(this.#send, [`${tag}:failures`, `${tag}:credentials`], [Math.ceil(windowMs), credential, this.#now()])) as number[];
+    const reply = (await scripts.countAuthFailure.run(
+      this.#send,
+      [`${tag}:failures`, `${tag}:credentials`],
+      [Math.ceil(windowMs), credential, this.#now()],
+    )) as number[];
     return { failures: Number(reply[0]), distinct: Number(reply[1]), windowStart: Number(reply[2]) };
   }
 
   async claim(id: string, ttlMs: number): Promise<boolean> {
-    const reply = await this.#send(['SET', `${this.#prefix}claim:{${tagSafe(id)}}`, '1', 'NX', 'PX', String(Math.max(1, Math.ceil(ttlMs)))]);
+    const reply = await this.#send([
+      'SET',
+      `${this.#prefix}claim:{${tagSafe(id)}}`,
+      '1',
+      'NX',
+      'PX',
+      String(Math.max(1, Math.ceil(ttlMs))),
+    ]);
     return reply === 'OK';
   }
 
@@ -174,14 +235,35 @@ export class RedisGuardStore implements GuardStore {
 /** The detector's settings as the observe script reads them (ARGV 4-26). */
 export function detectorArgs(params: DetectorParams): string[] {
   return [
-    params.zScore, params.minBuckets, params.minSpend, params.minRequests, params.quietBuckets, params.fastAlpha, params.slowAlpha,
-    ...params.relativeFloors, ...params.absoluteFloors, ...params.evidenceFactors, params.drift, params.stepCap, params.clipZ, params.lagBuckets,
+    params.zScore,
+    params.minBuckets,
+    params.minSpend,
+    params.minRequests,
+    params.quietBuckets,
+    params.fastAlpha,
+    params.slowAlpha,
+    ...params.relativeFloors,
+    ...params.absoluteFloors,
+    ...params.evidenceFactors,
+    params.drift,
+    params.stepCap,
+    params.clipZ,
+    params.lagBuckets,
   ].map(String);
 }
 
 function parseFinding(reply: unknown[]): AnomalyFinding {
   const [metric, bucket, value, expected, z, sd, score, seen] = reply.map(Number) as number[];
-  return { metric: METRIC_NAMES[metric!]!, bucket: bucket!, value: value!, expected: expected!, z: z!, sd: sd!, score: score!, seen: seen! };
+  return {
+    metric: METRIC_NAMES[metric!]!,
+    bucket: bucket!,
+    value: value!,
+    expected: expected!,
+    z: z!,
+    sd: sd!,
+    score: score!,
+    seen: seen!,
+  };
 }
 
 /** The script's layout (see redis-scripts.ts) back into baseline.ts's shape. */

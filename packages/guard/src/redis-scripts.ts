@@ -329,4 +329,12 @@ export const countAuthFailure = new LuaScript(
   `,
 );
 
-export const GUARD_SCRIPTS = [observeSubject, inspectSubject, putMitigation, deleteMitigation, listMitigations, pushAnomaly, countAuthFailure];
+export const GUARD_SCRIPTS = [
+  observeSubject,
+  inspectSubject,
+  putMitigation,
+  deleteMitigation,
+  listMitigations,
+  pushAnomaly,
+  countAuthFailure,
+];

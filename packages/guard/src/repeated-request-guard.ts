@@ -1,6 +1,14 @@
 // repeatedRequests: the same request sent by one key more than `max` times in a window is refused with 429 repeated_request.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ApiError, attachPreCallCheck, type CheckVerdict, type ErrorRenderer, type Identity, type PreCallCheck, type WindowCounter } from '@tollgate/core';
+import {
+  ApiError,
+  attachPreCallCheck,
+  type CheckVerdict,
+  type ErrorRenderer,
+  type Identity,
+  type PreCallCheck,
+  type WindowCounter,
+} from '@tollgate/core';
 import type { ResolvedRepeatedRequests } from './guard-options.js';
 import { RepeatCounter, type CountedSend } from './repeat-counter.js';
 import { requestFingerprint } from './request-fingerprint.js';
@@ -29,7 +37,11 @@ type Carrier = IncomingMessage & { body?: unknown; tollgate?: { identity?: Ident
  */
 export function repeatedRequestGuard(parts: RepeatedRequestGuardParts) {
   const { config, renderError, onStoreError } = parts;
-  const repeats = new RepeatCounter(parts.counter, { max: config.max, windowMs: config.windowMs, prefix: parts.prefix });
+  const repeats = new RepeatCounter(parts.counter, {
+    max: config.max,
+    windowMs: config.windowMs,
+    prefix: parts.prefix,
+  });
   const windowSeconds = config.windowMs / 1000;
 
   const allowedUncounted = { kind: 'allowed', value: undefined } as const;
@@ -72,16 +84,29 @@ export function repeatedRequestGuard(parts: RepeatedRequestGuardParts) {
       renderError(new ApiError('repeated_request', message, { headers: { 'Retry-After': retryAfter } }), req, res);
     },
     unavailable(req, res) {
-      renderError(new ApiError('service_unavailable', 'The repeated-request check is temporarily unavailable; retry shortly.', { headers: { 'Retry-After': 1 } }), req, res);
+      renderError(
+        new ApiError('service_unavailable', 'The repeated-request check is temporarily unavailable; retry shortly.', {
+          headers: { 'Retry-After': 1 },
+        }),
+        req,
+        res,
+      );
     },
   };
 
-  function tollgateRepeatedRequestGuard(req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void): void {
-    check.attempt(req, res).then((verdict) => {
-      if (verdict.kind === 'allowed') return next();
-      if (verdict.kind === 'denied') return check.refuse(req, res, verdict.value, undefined);
-      check.unavailable(req, res, verdict.by);
-    }).catch(next);
+  function tollgateRepeatedRequestGuard(
+    req: IncomingMessage,
+    res: ServerResponse,
+    next: (error?: unknown) => void,
+  ): void {
+    check
+      .attempt(req, res)
+      .then((verdict) => {
+        if (verdict.kind === 'allowed') return next();
+        if (verdict.kind === 'denied') return check.refuse(req, res, verdict.value, undefined);
+        check.unavailable(req, res, verdict.by);
+      })
+      .catch(next);
   }
   return attachPreCallCheck(tollgateRepeatedRequestGuard, check);
 }

@@ -7,7 +7,15 @@ import { hash } from 'node:crypto';
  * `stream_options`), and ids a client or SDK puts on each request.
  */
 export const VOLATILE_FIELDS: readonly string[] = [
-  'user', 'stream', 'stream_options', 'metadata', 'safety_identifier', 'prompt_cache_key', 'request_id', 'requestId', 'idempotency_key',
+  'user',
+  'stream',
+  'stream_options',
+  'metadata',
+  'safety_identifier',
+  'prompt_cache_key',
+  'request_id',
+  'requestId',
+  'idempotency_key',
 ];
 
 const VOLATILE = new Set(VOLATILE_FIELDS);

@@ -82,7 +82,17 @@ export interface ResolvedSpendAnomaly {
 }
 
 const OPTION_NAMES = [
-  'bucketSeconds', 'zScore', 'minBuckets', 'minSpendUsd', 'action', 'cooldown', 'throttleScale', 'watch', 'fastWindow', 'slowWindow', 'flushInterval',
+  'bucketSeconds',
+  'zScore',
+  'minBuckets',
+  'minSpendUsd',
+  'action',
+  'cooldown',
+  'throttleScale',
+  'watch',
+  'fastWindow',
+  'slowWindow',
+  'flushInterval',
 ] as const;
 const ACTIONS: readonly AnomalyAction[] = ['alert', 'throttle', 'suspend'];
 const CODE = 'ERR_TG_GUARD_INVALID_OPTION';
@@ -135,29 +145,52 @@ export function resolveSpendAnomalyOptions(options: SpendAnomalyOptions = {}): R
   assertKnownOptions(options, OPTION_NAMES, 'ERR_TG_GUARD_UNKNOWN_OPTION', 'createGuard: spendAnomaly');
   const bucketSeconds = positive(options.bucketSeconds ?? 60, 'bucketSeconds');
   const bucketMs = bucketSeconds * 1000;
-  if (!Number.isSafeInteger(bucketMs)) throw new TollgateError(CODE, `spendAnomaly.bucketSeconds must be a whole number of ms; got ${bucketSeconds}`);
+  if (!Number.isSafeInteger(bucketMs))
+    throw new TollgateError(CODE, `spendAnomaly.bucketSeconds must be a whole number of ms; got ${bucketSeconds}`);
   const zScore = positive(options.zScore ?? 4, 'zScore');
   const minBuckets = options.minBuckets ?? 10;
-  if (!Number.isSafeInteger(minBuckets) || minBuckets < 1) throw new TollgateError(CODE, `spendAnomaly.minBuckets must be a positive integer; got ${JSON.stringify(minBuckets)}`);
+  if (!Number.isSafeInteger(minBuckets) || minBuckets < 1)
+    throw new TollgateError(
+      CODE,
+      `spendAnomaly.minBuckets must be a positive integer; got ${JSON.stringify(minBuckets)}`,
+    );
   const minSpendUsd = options.minSpendUsd ?? 0.05;
   if (typeof minSpendUsd !== 'number' || !Number.isFinite(minSpendUsd) || minSpendUsd < 0) {
-    throw new TollgateError(CODE, `spendAnomaly.minSpendUsd must be a number of USD at or above 0; got ${JSON.stringify(minSpendUsd)}`);
+    throw new TollgateError(
+      CODE,
+      `spendAnomaly.minSpendUsd must be a number of USD at or above 0; got ${JSON.stringify(minSpendUsd)}`,
+    );
   }
   const action = options.action ?? 'alert';
-  if (!ACTIONS.includes(action)) throw new TollgateError(CODE, `spendAnomaly.action must be one of ${ACTIONS.join(', ')}; got ${JSON.stringify(action)}`);
+  if (!ACTIONS.includes(action))
+    throw new TollgateError(
+      CODE,
+      `spendAnomaly.action must be one of ${ACTIONS.join(', ')}; got ${JSON.stringify(action)}`,
+    );
   const cooldownMs = duration(options.cooldown ?? '15m', 'cooldown');
   const throttleScale = options.throttleScale ?? 0.1;
   if (typeof throttleScale !== 'number' || !(throttleScale > 0 && throttleScale < 1)) {
-    throw new TollgateError(CODE, `spendAnomaly.throttleScale must be a number between 0 and 1; got ${JSON.stringify(throttleScale)}`);
+    throw new TollgateError(
+      CODE,
+      `spendAnomaly.throttleScale must be a number between 0 and 1; got ${JSON.stringify(throttleScale)}`,
+    );
   }
   const watch = options.watch ?? ['key', 'tenant'];
   if (!Array.isArray(watch) || watch.length === 0 || watch.some((w) => w !== 'key' && w !== 'tenant')) {
-    throw new TollgateError(CODE, `spendAnomaly.watch must be a non-empty list of "key" and "tenant"; got ${JSON.stringify(watch)}`);
+    throw new TollgateError(
+      CODE,
+      `spendAnomaly.watch must be a non-empty list of "key" and "tenant"; got ${JSON.stringify(watch)}`,
+    );
   }
   const fastMs = duration(options.fastWindow ?? '30m', 'fastWindow');
   const slowMs = duration(options.slowWindow ?? '1d', 'slowWindow');
   if (slowMs < fastMs) throw new TollgateError(CODE, 'spendAnomaly.slowWindow must be at least as long as fastWindow');
-  const flushIntervalMs = options.flushInterval === 0 ? 0 : options.flushInterval === undefined ? Math.min(1000, bucketMs / 4) : duration(options.flushInterval, 'flushInterval');
+  const flushIntervalMs =
+    options.flushInterval === 0
+      ? 0
+      : options.flushInterval === undefined
+        ? Math.min(1000, bucketMs / 4)
+        : duration(options.flushInterval, 'flushInterval');
   return {
     bucketMs,
     bucketSeconds,

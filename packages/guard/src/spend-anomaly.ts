@@ -84,14 +84,33 @@ export class SpendAnomalyDetector {
     const requests = sample.requests ?? 1;
     const keyId = sample.keyId ?? undefined;
     const tenantId = sample.tenantId ?? undefined;
-    if (this.#options.watchKeys && keyId !== undefined) this.#add(`key:${keyId}`, keyId, tenantId, sample, requests, sample.address);
-    if (this.#options.watchTenants && tenantId !== undefined) this.#add(`tenant:${tenantId}`, undefined, tenantId, sample, requests, undefined);
+    if (this.#options.watchKeys && keyId !== undefined)
+      this.#add(`key:${keyId}`, keyId, tenantId, sample, requests, sample.address);
+    if (this.#options.watchTenants && tenantId !== undefined)
+      this.#add(`tenant:${tenantId}`, undefined, tenantId, sample, requests, undefined);
   }
 
-  #add(subject: Subject, keyId: string | undefined, tenantId: string | undefined, sample: UsageSample, requests: number, address: string | undefined): void {
+  #add(
+    subject: Subject,
+    keyId: string | undefined,
+    tenantId: string | undefined,
+    sample: UsageSample,
+    requests: number,
+    address: string | undefined,
+  ): void {
     let pending = this.#pending.get(subject);
     if (!pending) {
-      pending = { subject, keyId, tenantId, spend: 0, tokens: 0, requests: 0, largestSpend: 0, largestTokens: 0, addresses: undefined };
+      pending = {
+        subject,
+        keyId,
+        tenantId,
+        spend: 0,
+        tokens: 0,
+        requests: 0,
+        largestSpend: 0,
+        largestTokens: 0,
+        addresses: undefined,
+      };
       this.#pending.set(subject, pending);
     }
     pending.spend += sample.costNanoUsd;
@@ -141,7 +160,12 @@ export class SpendAnomalyDetector {
     findings.forEach((finding, index) => {
       if (!finding) return;
       const { subject, keyId, tenantId } = batch[index]!;
-      this.#options.onFinding({ subject, ...(keyId === undefined ? {} : { keyId }), ...(tenantId === undefined ? {} : { tenantId }), finding });
+      this.#options.onFinding({
+        subject,
+        ...(keyId === undefined ? {} : { keyId }),
+        ...(tenantId === undefined ? {} : { tenantId }),
+        finding,
+      });
     });
   }
 

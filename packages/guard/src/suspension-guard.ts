@@ -5,7 +5,9 @@ import type { MitigationRegistry } from './mitigation-registry.js';
 import type { Mitigation } from './types.js';
 
 function refusal(identity: Identity, suspension: Mitigation): ApiError {
-  const who = suspension.subject.startsWith('tenant:') ? `Every API key of your organization (${identity.tenantId}) is suspended` : 'This API key is suspended';
+  const who = suspension.subject.startsWith('tenant:')
+    ? `Every API key of your organization (${identity.tenantId}) is suspended`
+    : 'This API key is suspended';
   return new ApiError('key_suspended', `${who}: ${suspension.reason}. An operator can restore it.`);
 }
 
@@ -15,7 +17,11 @@ function refusal(identity: Identity, suspension: Mitigation): ApiError {
  * I/O), which pub/sub keeps current: a suspension counts in every process as fast as a revocation.
  */
 export function suspensionGuard(registry: MitigationRegistry, renderError: ErrorRenderer) {
-  return function tollgateSuspensionGuard(req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void): void {
+  return function tollgateSuspensionGuard(
+    req: IncomingMessage,
+    res: ServerResponse,
+    next: (error?: unknown) => void,
+  ): void {
     if (registry.none('suspend')) return next();
     const identity = (req as IncomingMessage & { tollgate?: { identity?: Identity } }).tollgate?.identity;
     const suspension = identity && registry.suspensionOf(identity);

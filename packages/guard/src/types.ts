@@ -52,9 +52,18 @@ export interface AnomalyRecord {
 }
 
 /** The kinds of event a person is told about. */
-export type GuardEventType = 'soft_limit' | 'budget_exhausted' | 'anomaly' | 'suspended' | 'auth_flood' | 'store_down' | 'breaker_open';
+export type GuardEventType =
+  'soft_limit' | 'budget_exhausted' | 'anomaly' | 'suspended' | 'auth_flood' | 'store_down' | 'breaker_open';
 
-export const GUARD_EVENT_TYPES: readonly GuardEventType[] = ['soft_limit', 'budget_exhausted', 'anomaly', 'suspended', 'auth_flood', 'store_down', 'breaker_open'];
+export const GUARD_EVENT_TYPES: readonly GuardEventType[] = [
+  'soft_limit',
+  'budget_exhausted',
+  'anomaly',
+  'suspended',
+  'auth_flood',
+  'store_down',
+  'breaker_open',
+];
 
 /** One alert: the JSON body a webhook receives (format `json`). */
 export interface GuardEvent {

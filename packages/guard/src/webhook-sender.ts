@@ -51,7 +51,17 @@ export interface WebhookSender {
 }
 
 const CODE = 'ERR_TG_GUARD_INVALID_WEBHOOK';
-const KNOWN = ['url', 'secretEnv', 'secret', 'format', 'headers', 'attempts', 'initialDelay', 'maxDelay', 'timeout'] as const;
+const KNOWN = [
+  'url',
+  'secretEnv',
+  'secret',
+  'format',
+  'headers',
+  'attempts',
+  'initialDelay',
+  'maxDelay',
+  'timeout',
+] as const;
 
 /** Status codes worth another try: the receiver may recover. */
 const retryable = (status: number) => status === 408 || status === 425 || status === 429 || status >= 500;
@@ -63,13 +73,25 @@ export function signBody(secret: string, body: string): string {
 
 /** A Slack incoming-webhook message: one line of text, and blocks that name the scope. */
 export function slackMessage(event: GuardEvent): Record<string, unknown> {
-  const scope = [event.tenantId && `tenant \`${event.tenantId}\``, event.keyId && `key \`${event.keyId}\``, event.address && `address \`${event.address}\``].filter(Boolean).join(' · ');
+  const scope = [
+    event.tenantId && `tenant \`${event.tenantId}\``,
+    event.keyId && `key \`${event.keyId}\``,
+    event.address && `address \`${event.address}\``,
+  ]
+    .filter(Boolean)
+    .join(' · ');
   const text = `tollgate ${event.type.replace('_', ' ')}: ${event.message}`;
   return {
     text,
     blocks: [
-      { type: 'section', text: { type: 'mrkdwn', text: `*tollgate ${event.type.replace('_', ' ')}*\n${event.message}` } },
-      { type: 'context', elements: [{ type: 'mrkdwn', text: [scope, event.at, `id ${event.id}`].filter(Boolean).join(' · ') }] },
+      {
+        type: 'section',
+        text: { type: 'mrkdwn', text: `*tollgate ${event.type.replace('_', ' ')}*\n${event.message}` },
+      },
+      {
+        type: 'context',
+        elements: [{ type: 'mrkdwn', text: [scope, event.at, `id ${event.id}`].filter(Boolean).join(' · ') }],
+      },
     ],
   };
 }
@@ -83,26 +105,47 @@ function delayOption(value: number | string | undefined, fallback: string, what:
 }
 
 /** Checks a webhook's options and reads its secret, once; the sender it returns does only deliveries. */
-export function createWebhookSender(options: WebhookOptions, onFailure: (error: unknown, event: GuardEvent, url: string) => void): WebhookSender {
-  if (typeof options !== 'object' || options === null) throw new TollgateError(CODE, 'alerts.webhooks[] entries must be objects with a url');
+export function createWebhookSender(
+  options: WebhookOptions,
+  onFailure: (error: unknown, event: GuardEvent, url: string) => void,
+): WebhookSender {
+  if (typeof options !== 'object' || options === null)
+    throw new TollgateError(CODE, 'alerts.webhooks[] entries must be objects with a url');
   for (const name of Object.keys(options)) {
-    if (!(KNOWN as readonly string[]).includes(name)) throw new TollgateError('ERR_TG_GUARD_UNKNOWN_OPTION', `alerts.webhooks[] has no option "${name}". Known options: ${KNOWN.join(', ')}`);
+    if (!(KNOWN as readonly string[]).includes(name))
+      throw new TollgateError(
+        'ERR_TG_GUARD_UNKNOWN_OPTION',
+        `alerts.webhooks[] has no option "${name}". Known options: ${KNOWN.join(', ')}`,
+      );
   }
   let url: URL;
   try {
     url = new URL(options.url);
   } catch {
-    throw new TollgateError(CODE, `alerts.webhooks[].url must be an absolute http(s) URL; got ${JSON.stringify(options.url)}`);
+    throw new TollgateError(
+      CODE,
+      `alerts.webhooks[].url must be an absolute http(s) URL; got ${JSON.stringify(options.url)}`,
+    );
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new TollgateError(CODE, `alerts.webhooks[].url must be http or https; got ${url.protocol}`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new TollgateError(CODE, `alerts.webhooks[].url must be http or https; got ${url.protocol}`);
   const format = options.format ?? 'json';
-  if (format !== 'json' && format !== 'slack') throw new TollgateError(CODE, `alerts.webhooks[].format must be "json" or "slack"; got ${JSON.stringify(format)}`);
+  if (format !== 'json' && format !== 'slack')
+    throw new TollgateError(CODE, `alerts.webhooks[].format must be "json" or "slack"; got ${JSON.stringify(format)}`);
   const attempts = options.attempts ?? 5;
-  if (!Number.isSafeInteger(attempts) || attempts < 1) throw new TollgateError(CODE, `alerts.webhooks[].attempts must be a positive integer; got ${JSON.stringify(attempts)}`);
+  if (!Number.isSafeInteger(attempts) || attempts < 1)
+    throw new TollgateError(
+      CODE,
+      `alerts.webhooks[].attempts must be a positive integer; got ${JSON.stringify(attempts)}`,
+    );
   let secret = options.secret;
   if (options.secretEnv !== undefined) {
     secret = process.env[options.secretEnv];
-    if (!secret) throw new TollgateError('ERR_TG_GUARD_MISSING_SECRET', `alerts.webhooks[].secretEnv names ${JSON.stringify(options.secretEnv)}, which is not set in the environment`);
+    if (!secret)
+      throw new TollgateError(
+        'ERR_TG_GUARD_MISSING_SECRET',
+        `alerts.webhooks[].secretEnv names ${JSON.stringify(options.secretEnv)}, which is not set in the environment`,
+      );
   }
   const initialDelayMs = delayOption(options.initialDelay, '1s', 'initialDelay');
   const maxDelayMs = delayOption(options.maxDelay, '1m', 'maxDelay');
@@ -116,15 +159,23 @@ export function createWebhookSender(options: WebhookOptions, onFailure: (error: 
   const sleep = (ms: number) =>
     new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, ms);
-      closing.signal.addEventListener('abort', () => {
-        clearTimeout(timer);
-        resolve();
-      }, { once: true });
+      closing.signal.addEventListener(
+        'abort',
+        () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        { once: true },
+      );
     });
 
   async function deliver(event: GuardEvent): Promise<void> {
     const body = JSON.stringify(format === 'slack' ? slackMessage(event) : event);
-    const headers: Record<string, string> = { ...baseHeaders, 'x-tollgate-event': event.type, 'x-tollgate-event-id': event.id };
+    const headers: Record<string, string> = {
+      ...baseHeaders,
+      'x-tollgate-event': event.type,
+      'x-tollgate-event-id': event.id,
+    };
     if (secret) headers['x-tollgate-signature'] = signBody(secret, body);
     let lastError: unknown;
     for (let attempt = 0; attempt < attempts; attempt++) {
@@ -132,7 +183,12 @@ export function createWebhookSender(options: WebhookOptions, onFailure: (error: 
       if (attempt > 0) await sleep(Math.random() * Math.min(maxDelayMs, initialDelayMs * 2 ** (attempt - 1)));
       if (closing.signal.aborted) return;
       try {
-        const response = await fetch(url, { method: 'POST', headers, body, signal: AbortSignal.any([AbortSignal.timeout(timeoutMs), closing.signal]) });
+        const response = await fetch(url, {
+          method: 'POST',
+          headers,
+          body,
+          signal: AbortSignal.any([AbortSignal.timeout(timeoutMs), closing.signal]),
+        });
         // Drained, so the connection is reused.
         await response.arrayBuffer().catch(() => undefined);
         if (response.ok) return;

@@ -2,7 +2,14 @@
 import { createHmac } from 'node:crypto';
 import { afterEach, describe, expect, it, jest } from '@jest/globals';
 import { TollgateError } from '@tollgate/core';
-import { budgetExhaustedAlerts, createAlerts, MemoryGuardStore, signBody, softLimitAlerts, type GuardEvent } from '@tollgate/guard';
+import {
+  budgetExhaustedAlerts,
+  createAlerts,
+  MemoryGuardStore,
+  signBody,
+  softLimitAlerts,
+  type GuardEvent,
+} from '@tollgate/guard';
 import { webhookReceiver } from './helpers.js';
 
 const receivers: { close(): Promise<void> }[] = [];
@@ -17,7 +24,13 @@ async function receiver() {
   return made;
 }
 
-const anomaly = (id = 'anomaly:key:k1:1') => ({ type: 'anomaly' as const, id, keyId: 'k1', tenantId: 'acme', message: 'Key k1 spent $4.00 in 60s, where about $0.05 is usual.' });
+const anomaly = (id = 'anomaly:key:k1:1') => ({
+  type: 'anomaly' as const,
+  id,
+  keyId: 'k1',
+  tenantId: 'acme',
+  message: 'Key k1 spent $4.00 in 60s, where about $0.05 is usual.',
+});
 
 describe('alerts', () => {
   it('POST each event as JSON signed with x-tollgate-signature: sha256=<hex HMAC of the body>, the secret read from secretEnv', async () => {
@@ -51,7 +64,10 @@ describe('alerts', () => {
     const hook = await receiver();
     hook.fail(2);
     const failures: unknown[] = [];
-    const alerts = createAlerts({ webhooks: [{ url: hook.url, initialDelay: 20, attempts: 3 }], onFailure: (error) => failures.push(error) });
+    const alerts = createAlerts({
+      webhooks: [{ url: hook.url, initialDelay: 20, attempts: 3 }],
+      onFailure: (error) => failures.push(error),
+    });
     alerts.emit(anomaly());
     await alerts.flush();
     expect(hook.attempts).toBe(3);
@@ -95,23 +111,49 @@ describe('alerts', () => {
   it('turn a budget soft limit and an exhausted budget into soft_limit and budget_exhausted events', async () => {
     const events: GuardEvent[] = [];
     const alerts = createAlerts({ onEvent: (event) => void events.push(event) });
-    softLimitAlerts(alerts)({ scope: 'tenant', id: 'acme', period: 'month', key: 'budget:tenant:acme:month:2026-11', softLimit: 0.8, spentUsd: 81.2, limitUsd: 100, resetAt: '2026-12-01T00:00:00.000Z' });
+    softLimitAlerts(alerts)({
+      scope: 'tenant',
+      id: 'acme',
+      period: 'month',
+      key: 'budget:tenant:acme:month:2026-11',
+      softLimit: 0.8,
+      spentUsd: 81.2,
+      limitUsd: 100,
+      resetAt: '2026-12-01T00:00:00.000Z',
+    });
     const render = budgetExhaustedAlerts(alerts, () => undefined);
     const req = { tollgate: { identity: { keyId: 'k1', tenantId: 'acme', scopes: [], authMethod: 'api_key' } } };
     const { ApiError } = await import('@tollgate/core');
     render(new ApiError('insufficient_quota', 'Budget exhausted for tenant acme.'), req as never, {} as never);
     render(new ApiError('insufficient_quota', 'Budget exhausted for tenant acme.'), req as never, {} as never);
-    render(new ApiError('insufficient_quota', 'Held, not spent.', { headers: { 'x-should-retry': 'true' } }), req as never, {} as never);
+    render(
+      new ApiError('insufficient_quota', 'Held, not spent.', { headers: { 'x-should-retry': 'true' } }),
+      req as never,
+      {} as never,
+    );
     await alerts.close();
-    expect(events.map((e) => [e.type, e.tenantId])).toEqual([['soft_limit', 'acme'], ['budget_exhausted', 'acme']]);
-    expect(events[0]!.message).toBe('The budget of tenant acme passed 80% of $100 this month ($81.20 spent); it resets at 2026-12-01T00:00:00.000Z.');
+    expect(events.map((e) => [e.type, e.tenantId])).toEqual([
+      ['soft_limit', 'acme'],
+      ['budget_exhausted', 'acme'],
+    ]);
+    expect(events[0]!.message).toBe(
+      'The budget of tenant acme passed 80% of $100 this month ($81.20 spent); it resets at 2026-12-01T00:00:00.000Z.',
+    );
   });
 
   it('refuse a webhook whose secretEnv is not set, a bad URL and an unknown event type', () => {
-    expect(() => createAlerts({ webhooks: [{ url: 'https://hooks.example/x', secretEnv: 'NOT_SET_ANYWHERE' }] })).toThrow(TollgateError);
-    expect(() => createAlerts({ webhooks: [{ url: 'https://hooks.example/x', secretEnv: 'NOT_SET_ANYWHERE' }] })).toThrow(/ERR_TG_GUARD_MISSING_SECRET/);
+    expect(() =>
+      createAlerts({ webhooks: [{ url: 'https://hooks.example/x', secretEnv: 'NOT_SET_ANYWHERE' }] }),
+    ).toThrow(TollgateError);
+    expect(() =>
+      createAlerts({ webhooks: [{ url: 'https://hooks.example/x', secretEnv: 'NOT_SET_ANYWHERE' }] }),
+    ).toThrow(/ERR_TG_GUARD_MISSING_SECRET/);
     expect(() => createAlerts({ webhooks: [{ url: 'ftp://x' }] })).toThrow(/ERR_TG_GUARD_INVALID_WEBHOOK/);
-    expect(() => createAlerts({ webhooks: [{ url: 'https://x', formats: 'slack' } as never] })).toThrow(/ERR_TG_GUARD_UNKNOWN_OPTION/);
-    expect(() => createAlerts({ log: false }).emit({ type: 'nope' as never, id: 'x', message: 'x' })).toThrow(TypeError);
+    expect(() => createAlerts({ webhooks: [{ url: 'https://x', formats: 'slack' } as never] })).toThrow(
+      /ERR_TG_GUARD_UNKNOWN_OPTION/,
+    );
+    expect(() => createAlerts({ log: false }).emit({ type: 'nope' as never, id: 'x', message: 'x' })).toThrow(
+      TypeError,
+    );
   });
 });

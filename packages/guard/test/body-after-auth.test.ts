@@ -20,7 +20,9 @@ function app(timeout: string) {
     parser(req, res, next);
   };
   const application = express();
-  application.post('/v1/chat', fakeAuth({ k1: {} }), bodyAfterAuth(counted, { timeout }), (req, res) => res.json({ got: req.body }));
+  application.post('/v1/chat', fakeAuth({ k1: {} }), bodyAfterAuth(counted, { timeout }), (req, res) =>
+    res.json({ got: req.body }),
+  );
   application.use(apiErrorHandler());
   return { application, parsed: () => parsed };
 }
@@ -29,7 +31,9 @@ function app(timeout: string) {
 async function slowBody(port: number, authorization: string): Promise<string> {
   const socket = net.connect(port, '127.0.0.1');
   await once(socket, 'connect');
-  socket.write(`POST /v1/chat HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000000\r\nauthorization: ${authorization}\r\n\r\n{"a":`);
+  socket.write(
+    `POST /v1/chat HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000000\r\nauthorization: ${authorization}\r\n\r\n{"a":`,
+  );
   let answer = '';
   socket.on('data', (chunk: Buffer) => (answer += chunk.toString()));
   await once(socket, 'data');

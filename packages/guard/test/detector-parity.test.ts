@@ -64,10 +64,16 @@ describe('the detector on Redis and in memory', () => {
           requests,
           largestSpend: requests > 0 ? Math.round(spend / requests) + 1 : 0,
           largestTokens: requests > 0 ? 900 : 0,
-          addresses: Array.from({ length: Math.floor(next() * 4) }, (_, a) => `10.0.${index}.${a + (runaway > 1 ? 10 : 0)}`),
+          addresses: Array.from(
+            { length: Math.floor(next() * 4) },
+            (_, a) => `10.0.${index}.${a + (runaway > 1 ? 10 : 0)}`,
+          ),
         };
       });
-      const [inMemory, onRedis] = await Promise.all([memory.observe(observations, params), redis.observe(observations, params)]);
+      const [inMemory, onRedis] = await Promise.all([
+        memory.observe(observations, params),
+        redis.observe(observations, params),
+      ]);
       inMemory.forEach((finding, index) => found.push([finding, onRedis[index]]));
       if (step < 100) await compareStates();
     }

@@ -19,7 +19,8 @@ export async function deleteKeys(prefix: string): Promise<void> {
   client.on('error', () => undefined);
   await client.connect();
   try {
-    for await (const keys of client.scanIterator({ MATCH: `${prefix}*`, COUNT: 500 })) if (keys.length > 0) await client.unlink(keys);
+    for await (const keys of client.scanIterator({ MATCH: `${prefix}*`, COUNT: 500 }))
+      if (keys.length > 0) await client.unlink(keys);
   } finally {
     await client.close();
   }
@@ -29,10 +30,28 @@ let usageSequence = 0;
 /** The usage record of one gpt-4o call by `keyId` (tenant acme) costing `costNanoUsd`, as the meter hands it on. */
 export function usage(keyId: string, costNanoUsd: number): UsageRecord {
   return {
-    id: `r${usageSequence++}`, requestId: 'x', timestamp: new Date().toISOString(), keyId, tenantId: 'acme',
-    userId: null, feature: null, route: '/v1/chat', provider: 'openai', model: 'gpt-4o', requestedModel: 'gpt-4o',
-    inputTokens: 100, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 50, reasoningTokens: 0,
-    costNanoUsd, estimatedCostNanoUsd: costNanoUsd, status: 200, stream: false, aborted: false, latencyMs: 5,
+    id: `r${usageSequence++}`,
+    requestId: 'x',
+    timestamp: new Date().toISOString(),
+    keyId,
+    tenantId: 'acme',
+    userId: null,
+    feature: null,
+    route: '/v1/chat',
+    provider: 'openai',
+    model: 'gpt-4o',
+    requestedModel: 'gpt-4o',
+    inputTokens: 100,
+    cachedInputTokens: 0,
+    cacheWriteTokens: 0,
+    outputTokens: 50,
+    reasoningTokens: 0,
+    costNanoUsd,
+    estimatedCostNanoUsd: costNanoUsd,
+    status: 200,
+    stream: false,
+    aborted: false,
+    latencyMs: 5,
     usageSource: 'provider',
   };
 }
@@ -56,19 +75,36 @@ export function fakeAuth(keys: Record<string, { tenantId?: string }>) {
     const id = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '')?.[1];
     const known = id !== undefined ? keys[id] : undefined;
     if (!id || !known) return renderApiError(new ApiError('invalid_api_key', 'Invalid API key.'), req, res);
-    getContext(req, res).identity = { keyId: id, scopes: [], authMethod: 'api_key', ...(known.tenantId ? { tenantId: known.tenantId } : {}) };
+    getContext(req, res).identity = {
+      keyId: id,
+      scopes: [],
+      authMethod: 'api_key',
+      ...(known.tenantId ? { tenantId: known.tenantId } : {}),
+    };
     next();
   };
 }
 
 /** The guard in front of a route as the README mounts it: failures before auth, suspensions right after, body after that. */
-export function guardedApp(guard: Guard, keys: Record<string, { tenantId?: string }>, options: { trustProxy?: boolean | string } = {}): Express {
+export function guardedApp(
+  guard: Guard,
+  keys: Record<string, { tenantId?: string }>,
+  options: { trustProxy?: boolean | string } = {},
+): Express {
   const app = express();
   app.set('trust proxy', options.trustProxy ?? false);
   const auth = fakeAuth(keys);
-  app.post('/v1/chat', guard.authFailures, auth, guard.suspensions, bodyAfterAuth(express.json()), guard.repeatedRequests, (req, res) => {
-    res.json({ ok: true, key: req.tollgate.identity?.keyId });
-  });
+  app.post(
+    '/v1/chat',
+    guard.authFailures,
+    auth,
+    guard.suspensions,
+    bodyAfterAuth(express.json()),
+    guard.repeatedRequests,
+    (req, res) => {
+      res.json({ ok: true, key: req.tollgate.identity?.keyId });
+    },
+  );
   app.get('/scale', guard.authFailures, auth, (req, res) => {
     res.json({ scale: guard.limitScale(req.tollgate.identity) });
   });

@@ -11,7 +11,12 @@ afterEach(() => shedder?.close());
 function app(made: LoadShedder, slowMs = 0) {
   const application = express();
   application.use((req, res, next) => {
-    getContext(req, res).identity = { keyId: String(req.headers['x-key']), tier: String(req.headers['x-tier']), scopes: [], authMethod: 'api_key' };
+    getContext(req, res).identity = {
+      keyId: String(req.headers['x-key']),
+      tier: String(req.headers['x-tier']),
+      scopes: [],
+      authMethod: 'api_key',
+    };
     next();
   });
   application.get('/', made, (_req, res) => void setTimeout(() => res.json({ ok: true }), slowMs));

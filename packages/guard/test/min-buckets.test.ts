@@ -63,7 +63,10 @@ const post = (app: ReturnType<typeof guardedApp>, keyId: string) =>
 describe.each(['memory', 'redis'] as const)('minBuckets on the %s store', (on) => {
   it(`suspends the key and alerts on a 40× bucket after 8 steady 1s buckets (minBuckets ${MIN_BUCKETS})`, async () => {
     const { guard, events, app } = await replay(on, { k1: 8 });
-    expect(events.map((event) => [event.type, event.keyId])).toEqual([['anomaly', 'k1'], ['suspended', 'k1']]);
+    expect(events.map((event) => [event.type, event.keyId])).toEqual([
+      ['anomaly', 'k1'],
+      ['suspended', 'k1'],
+    ]);
     expect(guard.mitigations().map(({ kind, subject }) => `${kind} ${subject}`)).toEqual(['suspend key:k1']);
     const [anomaly] = await guard.anomalies();
     expect(anomaly).toMatchObject({ subject: 'key:k1', action: 'suspend', metric: 'requests', value: BURST });
@@ -77,7 +80,10 @@ describe.each(['memory', 'redis'] as const)('minBuckets on the %s store', (on) =
   const short = `a key with ${MIN_BUCKETS - 1} buckets of history (one short of minBuckets) is left alone`;
   it(`${short} by the burst that suspends a key with ${MIN_BUCKETS}`, async () => {
     const { guard, events, app } = await replay(on, { k1: MIN_BUCKETS - 1, k2: MIN_BUCKETS });
-    expect(events.map((event) => [event.type, event.keyId])).toEqual([['anomaly', 'k2'], ['suspended', 'k2']]);
+    expect(events.map((event) => [event.type, event.keyId])).toEqual([
+      ['anomaly', 'k2'],
+      ['suspended', 'k2'],
+    ]);
     expect(guard.mitigations().map(({ kind, subject }) => `${kind} ${subject}`)).toEqual(['suspend key:k2']);
     expect((await guard.anomalies()).map(({ subject }) => subject)).toEqual(['key:k2']);
     expect((await post(app, 'k1')).status).toBe(200);

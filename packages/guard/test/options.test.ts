@@ -13,9 +13,16 @@ const codeOf = (build: () => unknown): string | undefined => {
 };
 
 describe('createGuard options', () => {
-  it('takes the proxy config\'s guard section as it is', async () => {
+  it("takes the proxy config's guard section as it is", async () => {
     const guard = createGuard({
-      spendAnomaly: { bucketSeconds: 60, zScore: 4, minBuckets: 10, minSpendUsd: 0.05, action: 'suspend', cooldown: '15m' },
+      spendAnomaly: {
+        bucketSeconds: 60,
+        zScore: 4,
+        minBuckets: 10,
+        minSpendUsd: 0.05,
+        action: 'suspend',
+        cooldown: '15m',
+      },
       repeatedRequests: { max: 20, windowSeconds: 60 },
       authFailures: { max: 20, windowSeconds: 60, block: '5m' },
       alerts: { log: false },
@@ -46,7 +53,9 @@ describe('createGuard options', () => {
   });
 
   it('checks bodyAfterAuth and guardAdminRouter options too', () => {
-    expect(codeOf(() => bodyAfterAuth((() => undefined) as never, { timeout: 'never' }))).toBe('ERR_TG_GUARD_INVALID_OPTION');
+    expect(codeOf(() => bodyAfterAuth((() => undefined) as never, { timeout: 'never' }))).toBe(
+      'ERR_TG_GUARD_INVALID_OPTION',
+    );
     expect(codeOf(() => bodyAfterAuth('json' as never))).toBe('ERR_TG_GUARD_INVALID_OPTION');
     expect(codeOf(() => guardAdminRouter({} as never, { render: 1 } as never))).toBe('ERR_TG_GUARD_UNKNOWN_OPTION');
   });

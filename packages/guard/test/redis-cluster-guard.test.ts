@@ -13,7 +13,12 @@ const prefix = uniquePrefix();
 beforeAll(async () => {
   cluster = await testCluster();
   stores = createRedisStores({ cluster: cluster.urls, prefix });
-  guard = createGuard({ stores, spendAnomaly: { bucketSeconds: 1, flushInterval: 0, minBuckets: 3 }, authFailures: { max: 2 }, alerts: { log: false } });
+  guard = createGuard({
+    stores,
+    spendAnomaly: { bucketSeconds: 1, flushInterval: 0, minBuckets: 3 },
+    authFailures: { max: 2 },
+    alerts: { log: false },
+  });
   await guard.ready;
 }, 60_000);
 
@@ -28,11 +33,21 @@ describe('the guard on Redis Cluster', () => {
   it('keeps many subjects apart on their own shards, and mitigations, the log, failures and claims in theirs', async () => {
     const subjects = Array.from({ length: 12 }, (_, i): Subject => (i % 2 === 0 ? `key:k${i}` : `tenant:t${i}`));
     const observed = await guard!.store.observe(
-      subjects.map((subject) => ({ subject, spend: 1_000_000, tokens: 100, requests: 1, largestSpend: 1_000_000, largestTokens: 100, addresses: ['10.0.0.1'] })),
+      subjects.map((subject) => ({
+        subject,
+        spend: 1_000_000,
+        tokens: 100,
+        requests: 1,
+        largestSpend: 1_000_000,
+        largestTokens: 100,
+        addresses: ['10.0.0.1'],
+      })),
       { bucketMs: 1000, detector: resolveSpendAnomalyOptions({ bucketSeconds: 1 }).detector },
     );
     expect(observed).toHaveLength(subjects.length);
-    const shards = new Set(await Promise.all(subjects.map((subject) => cluster!.masterOf(`${prefix}guard:{${subject}}:state`))));
+    const shards = new Set(
+      await Promise.all(subjects.map((subject) => cluster!.masterOf(`${prefix}guard:{${subject}}:state`))),
+    );
     expect(shards.size).toBeGreaterThan(1);
     await guard!.suspend('key:k0', 'cluster test');
     expect(guard!.mitigations().map((m) => m.subject)).toEqual(['key:k0']);
@@ -41,7 +56,19 @@ describe('the guard on Redis Cluster', () => {
     expect(await guard!.store.claim('alert:x', 60_000)).toBe(true);
     expect(await guard!.store.claim('alert:x', 60_000)).toBe(false);
     expect((await guard!.store.countAuthFailure('203.0.113.1', 'abc', 60_000)).failures).toBe(1);
-    await guard!.store.recordAnomaly({ id: 'a1', subject: 'key:k0', metric: 'spend', value: 1, expected: 1, z: 5, score: 5, bucketStart: 0, bucketSeconds: 1, at: 0, action: 'alert' });
+    await guard!.store.recordAnomaly({
+      id: 'a1',
+      subject: 'key:k0',
+      metric: 'spend',
+      value: 1,
+      expected: 1,
+      z: 5,
+      score: 5,
+      bucketStart: 0,
+      bucketSeconds: 1,
+      at: 0,
+      action: 'alert',
+    });
     expect((await guard!.anomalies()).map((a) => a.id)).toEqual(['a1']);
   }, 30_000);
 });

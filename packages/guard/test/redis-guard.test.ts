@@ -37,7 +37,10 @@ describe('the guard on Redis, several instances', () => {
   it('an anomaly suspends a key in every instance at once, lifting restores it; a throttle expires after its cooldown', async () => {
     const spend = { bucketSeconds: 1, minBuckets: 3, minSpendUsd: 0.01, cooldown: '2s', watch: ['key' as const] };
     const suspending = instances(3, { spendAnomaly: { ...spend, action: 'suspend' }, alerts: { log: false } });
-    const throttling = instances(3, { spendAnomaly: { ...spend, action: 'throttle', throttleScale: 0.2 }, alerts: { log: false } });
+    const throttling = instances(3, {
+      spendAnomaly: { ...spend, action: 'throttle', throttleScale: 0.2 },
+      alerts: { log: false },
+    });
     await Promise.all([...suspending, ...throttling].map(({ guard }) => guard.ready));
     // A baseline: about six requests of one cent a second, spread over the instances, for ten seconds.
     for (let tick = 0; tick < 100; tick++) {
@@ -62,46 +65,74 @@ describe('the guard on Redis, several instances', () => {
     // Every instance refuses the key, within pub/sub delivery of the suspension; the key's neighbour is untouched.
     const delivered = Date.now();
     await eventually(async () => {
-      for (const { app } of suspending) expect((await request(app).post('/v1/chat').set('authorization', 'Bearer k1').send(chat)).status).toBe(403);
+      for (const { app } of suspending)
+        expect((await request(app).post('/v1/chat').set('authorization', 'Bearer k1').send(chat)).status).toBe(403);
     }, 2_000);
     expect(Date.now() - delivered).toBeLessThan(1_000);
     const refused = await request(suspending[2]!.app).post('/v1/chat').set('authorization', 'Bearer k1').send(chat);
     expect(refused.body.error.code).toBe('key_suspended');
-    expect(refused.body.error.message).toMatch(/^This API key is suspended: unusual \w+ .*An operator can restore it\.$/);
-    expect((await request(suspending[2]!.app).post('/v1/chat').set('authorization', 'Bearer k2').send(chat)).status).toBe(200);
+    expect(refused.body.error.message).toMatch(
+      /^This API key is suspended: unusual \w+ .*An operator can restore it\.$/,
+    );
+    expect(
+      (await request(suspending[2]!.app).post('/v1/chat').set('authorization', 'Bearer k2').send(chat)).status,
+    ).toBe(200);
 
     // Lifted by an operator in one instance: restored in all.
     expect(await suspending[2]!.guard.lift('key:k1')).toHaveLength(1);
     await eventually(async () => {
-      for (const { app } of suspending) expect((await request(app).post('/v1/chat').set('authorization', 'Bearer k1').send(chat)).status).toBe(200);
+      for (const { app } of suspending)
+        expect((await request(app).post('/v1/chat').set('authorization', 'Bearer k1').send(chat)).status).toBe(200);
     }, 2_000);
 
     // The throttle group: the key's limits scaled down everywhere, then back after the cooldown.
     await eventually(async () => {
-      for (const { app } of throttling) expect((await request(app).get('/scale').set('authorization', 'Bearer k1')).body.scale).toBe(0.2);
+      for (const { app } of throttling)
+        expect((await request(app).get('/scale').set('authorization', 'Bearer k1')).body.scale).toBe(0.2);
     }, 5_000);
     expect((await request(throttling[1]!.app).get('/scale').set('authorization', 'Bearer k2')).body.scale).toBe(1);
     await sleep(2_100);
-    for (const { app } of throttling) expect((await request(app).get('/scale').set('authorization', 'Bearer k1')).body.scale).toBe(1);
+    for (const { app } of throttling)
+      expect((await request(app).get('/scale').set('authorization', 'Bearer k1')).body.scale).toBe(1);
   }, 60_000);
 
   it('an auth flood blocks its address in every instance and no other address', async () => {
     const hook = await webhookReceiver();
-    const group = instances(3, { authFailures: { max: 6, windowSeconds: 60, block: '1m', distinctKeys: 100 }, alerts: { webhooks: [{ url: hook.url }] } });
+    const group = instances(3, {
+      authFailures: { max: 6, windowSeconds: 60, block: '1m', distinctKeys: 100 },
+      alerts: { webhooks: [{ url: hook.url }] },
+    });
     await Promise.all(group.map(({ guard }) => guard.ready));
     for (let i = 0; i < 7; i++) {
-      const res = await request(group[i % 3]!.app).post('/v1/chat').set('x-forwarded-for', '203.0.113.50').set('authorization', 'Bearer wrong').send(chat);
+      const res = await request(group[i % 3]!.app)
+        .post('/v1/chat')
+        .set('x-forwarded-for', '203.0.113.50')
+        .set('authorization', 'Bearer wrong')
+        .send(chat);
       expect(res.status).toBe(401);
     }
     await Promise.all(group.map(({ guard }) => guard.flush()));
     await eventually(async () => {
       for (const { app } of group) {
-        const res = await request(app).post('/v1/chat').set('x-forwarded-for', '203.0.113.50').set('authorization', 'Bearer good').send(chat);
+        const res = await request(app)
+          .post('/v1/chat')
+          .set('x-forwarded-for', '203.0.113.50')
+          .set('authorization', 'Bearer good')
+          .send(chat);
         expect(res.status).toBe(429);
         expect(res.body.error.code).toBe('auth_failures_exceeded');
       }
     }, 2_000);
-    for (const { app } of group) expect((await request(app).post('/v1/chat').set('x-forwarded-for', '203.0.113.51').set('authorization', 'Bearer good').send(chat)).status).toBe(200);
+    for (const { app } of group)
+      expect(
+        (
+          await request(app)
+            .post('/v1/chat')
+            .set('x-forwarded-for', '203.0.113.51')
+            .set('authorization', 'Bearer good')
+            .send(chat)
+        ).status,
+      ).toBe(200);
     await Promise.all(group.map(({ guard }) => guard.flush()));
     expect(hook.received.map(({ body }) => JSON.parse(body).type)).toEqual(['auth_flood']);
     await hook.close();
@@ -111,8 +142,15 @@ describe('the guard on Redis, several instances', () => {
     process.env.GUARD_TEST_SECRET = 'shh';
     const hook = await webhookReceiver();
     hook.fail(1);
-    const group = instances(3, { alerts: { webhooks: [{ url: hook.url, secretEnv: 'GUARD_TEST_SECRET', initialDelay: 50 }] } });
-    for (const { guard } of group) guard.alerts.emit({ type: 'store_down', id: 'store_down:shared-test', message: 'The store behind the test failed.' });
+    const group = instances(3, {
+      alerts: { webhooks: [{ url: hook.url, secretEnv: 'GUARD_TEST_SECRET', initialDelay: 50 }] },
+    });
+    for (const { guard } of group)
+      guard.alerts.emit({
+        type: 'store_down',
+        id: 'store_down:shared-test',
+        message: 'The store behind the test failed.',
+      });
     await Promise.all(group.map(({ guard }) => guard.flush()));
     expect(hook.attempts).toBe(2);
     expect(hook.received).toHaveLength(1);

@@ -28,8 +28,21 @@ function harness(options: SpendAnomalyOptions = {}) {
     /** One bucket: `requests` usual ones of `centsEach`, and `others` (over the usual request), in four flushes. */
     async minute(requests: number, centsEach: number, others: Partial<UsageSample>[] = []) {
       const samples: UsageSample[] = [
-        ...Array.from({ length: requests }, () => ({ keyId: 'k1', tenantId: 'acme', costNanoUsd: centsEach * CENT, tokens: 1000, address: '10.0.0.1' })),
-        ...others.map((other) => ({ keyId: 'k1', tenantId: 'acme', costNanoUsd: CENT, tokens: 1000, address: '10.0.0.1', ...other })),
+        ...Array.from({ length: requests }, () => ({
+          keyId: 'k1',
+          tenantId: 'acme',
+          costNanoUsd: centsEach * CENT,
+          tokens: 1000,
+          address: '10.0.0.1',
+        })),
+        ...others.map((other) => ({
+          keyId: 'k1',
+          tenantId: 'acme',
+          costNanoUsd: CENT,
+          tokens: 1000,
+          address: '10.0.0.1',
+          ...other,
+        })),
       ];
       for (let quarter = 0; quarter < 4; quarter++) {
         for (let i = quarter; i < samples.length; i += 4) detector.observe(samples[i]!);
@@ -81,7 +94,11 @@ describe('spend anomaly detection', () => {
     const h = harness({ watch: ['key'] });
     for (let i = 0; i < 60; i++) await h.minute(10, 1);
     // The owner goes on as usual; a thief adds a request each from thirty addresses.
-    await h.minute(10, 1, Array.from({ length: 30 }, (_, a) => ({ costNanoUsd: CENT, address: `198.51.100.${a}` })));
+    await h.minute(
+      10,
+      1,
+      Array.from({ length: 30 }, (_, a) => ({ costNanoUsd: CENT, address: `198.51.100.${a}` })),
+    );
     expect(h.found.map((f) => [f.subject, f.finding.metric])).toEqual([['key:k1', 'addresses']]);
   });
 });

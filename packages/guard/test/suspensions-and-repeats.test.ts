@@ -10,7 +10,11 @@ const keys = { k1: { tenantId: 'acme' }, k2: { tenantId: 'acme' }, k3: { tenantI
 let guard: Guard | undefined;
 afterEach(async () => guard?.close());
 
-const chat = (content: string, extra: Record<string, unknown> = {}) => ({ model: 'gpt-4o-mini', messages: [{ role: 'user', content }], ...extra });
+const chat = (content: string, extra: Record<string, unknown> = {}) => ({
+  model: 'gpt-4o-mini',
+  messages: [{ role: 'user', content }],
+  ...extra,
+});
 
 describe('suspensions', () => {
   it('refuse a suspended key with 403 key_suspended, saying why and that an operator can restore it; lifting restores it', async () => {
@@ -42,8 +46,12 @@ describe('suspensions', () => {
     guard = createGuard({ alerts: { log: false } });
     const app = guardedApp(guard, keys);
     const admin = express().use('/admin/guard', guardAdminRouter(guard)).use(apiErrorHandler());
-    expect((await request(admin).post('/admin/guard/keys/k3/suspend').send({ reason: 'looks stolen' })).body.suspended).toMatchObject({ kind: 'suspend', subject: 'key:k3', reason: 'looks stolen' });
-    expect((await request(admin).get('/admin/guard/mitigations')).body.mitigations).toMatchObject([{ subject: 'key:k3' }]);
+    expect(
+      (await request(admin).post('/admin/guard/keys/k3/suspend').send({ reason: 'looks stolen' })).body.suspended,
+    ).toMatchObject({ kind: 'suspend', subject: 'key:k3', reason: 'looks stolen' });
+    expect((await request(admin).get('/admin/guard/mitigations')).body.mitigations).toMatchObject([
+      { subject: 'key:k3' },
+    ]);
     expect((await request(app).post('/v1/chat').set('authorization', 'Bearer k3').send(chat('hi'))).status).toBe(403);
     expect((await request(admin).post('/admin/guard/keys/k3/lift')).status).toBe(200);
     expect((await request(admin).post('/admin/guard/keys/k3/lift')).status).toBe(404);
@@ -67,14 +75,27 @@ describe('repeatedRequests', () => {
     guard = createGuard({ repeatedRequests: { max: 3, windowSeconds: 60 }, alerts: { log: false } });
     const app = guardedApp(guard, keys);
     const statuses: number[] = [];
-    for (let i = 0; i < 3; i++) statuses.push((await request(app).post('/v1/chat').set('authorization', 'Bearer k1').send(chat('loop', { user: `u${i}`, stream: i % 2 === 0, metadata: { run: i } }))).status);
-    const refused = await request(app).post('/v1/chat').set('authorization', 'Bearer k1').send(chat('loop', { stream_options: { include_usage: true } }));
+    for (let i = 0; i < 3; i++)
+      statuses.push(
+        (
+          await request(app)
+            .post('/v1/chat')
+            .set('authorization', 'Bearer k1')
+            .send(chat('loop', { user: `u${i}`, stream: i % 2 === 0, metadata: { run: i } }))
+        ).status,
+      );
+    const refused = await request(app)
+      .post('/v1/chat')
+      .set('authorization', 'Bearer k1')
+      .send(chat('loop', { stream_options: { include_usage: true } }));
     expect(statuses).toEqual([200, 200, 200]);
     expect(refused.status).toBe(429);
     expect(refused.body.error.code).toBe('repeated_request');
     expect(Number(refused.headers['retry-after'])).toBeGreaterThan(0);
     // Another prompt, or the same one from another key, is another request.
-    expect((await request(app).post('/v1/chat').set('authorization', 'Bearer k1').send(chat('loop, but different'))).status).toBe(200);
+    expect(
+      (await request(app).post('/v1/chat').set('authorization', 'Bearer k1').send(chat('loop, but different'))).status,
+    ).toBe(200);
     expect((await request(app).post('/v1/chat').set('authorization', 'Bearer k2').send(chat('loop'))).status).toBe(200);
   });
 
@@ -83,7 +104,10 @@ describe('repeatedRequests', () => {
     guard = createGuard({ stores, repeatedRequests: { max: 1, windowSeconds: 60 }, alerts: { log: false } });
     const check = preCallCheckOf(guard.repeatedRequests)!;
     expect(check).toBeDefined();
-    const req = Object.assign(Object.create(express.request), { body: chat('once'), tollgate: { identity: { keyId: 'k1', scopes: [], authMethod: 'api_key' } } });
+    const req = Object.assign(Object.create(express.request), {
+      body: chat('once'),
+      tollgate: { identity: { keyId: 'k1', scopes: [], authMethod: 'api_key' } },
+    });
     const first = await check.attempt(req, {} as never);
     expect(first.kind).toBe('allowed');
     await check.cancel((first as { value: unknown }).value);

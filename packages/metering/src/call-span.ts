@@ -19,7 +19,12 @@ export function meteringTracer(): Tracer {
  * without an SDK a call costs a few property reads. The parent is the active span (an HTTP
  * instrumentation's), else the caller's `traceparent`.
  */
-export function startCallSpan(tracer: Tracer, ctx: TollgateContext, adapter: ProviderAdapter, headers: IncomingHttpHeaders): Span {
+export function startCallSpan(
+  tracer: Tracer,
+  ctx: TollgateContext,
+  adapter: ProviderAdapter,
+  headers: IncomingHttpHeaders,
+): Span {
   const call = ctx.call;
   const estimate = ctx.estimate;
   const operation = adapter.genAi?.operation ?? 'chat';
@@ -30,7 +35,14 @@ export function startCallSpan(tracer: Tracer, ctx: TollgateContext, adapter: Pro
   const parent = trace.getSpan(active) ? active : propagation.extract(active, headers);
   const span = tracer.startSpan(
     model ? `${operation} ${model}` : operation,
-    { kind: SpanKind.CLIENT, attributes: { 'gen_ai.operation.name': operation, 'gen_ai.provider.name': provider, 'gen_ai.request.model': model } },
+    {
+      kind: SpanKind.CLIENT,
+      attributes: {
+        'gen_ai.operation.name': operation,
+        'gen_ai.provider.name': provider,
+        'gen_ai.request.model': model,
+      },
+    },
     parent,
   );
   if (!span.isRecording()) return span;
@@ -40,7 +52,8 @@ export function startCallSpan(tracer: Tracer, ctx: TollgateContext, adapter: Pro
     if (call.outputCap !== undefined) attributes['gen_ai.request.max_tokens'] = call.outputCap;
     if (call.choices > 1) attributes['gen_ai.request.choice.count'] = call.choices;
   }
-  if (ctx.requestedModel !== undefined && ctx.requestedModel !== model) attributes['tollgate.requested_model'] = ctx.requestedModel;
+  if (ctx.requestedModel !== undefined && ctx.requestedModel !== model)
+    attributes['tollgate.requested_model'] = ctx.requestedModel;
   if (estimate) attributes['tollgate.estimated_cost.nano_usd'] = estimate.costNanoUsd;
   const identity = ctx.identity;
   // Ids only: a key's id names it, never the key itself.
@@ -80,10 +93,12 @@ export function endCallSpan(span: Span, record: UsageRecord | undefined, ctx: To
     if (record.aborted) attributes['tollgate.aborted'] = true;
     if (record.outputOverCap) attributes['tollgate.output_over_cap'] = true;
   }
-  if (ctx.upstreamStatus !== undefined && ctx.upstreamStatus > 0) attributes['http.response.status_code'] = ctx.upstreamStatus;
+  if (ctx.upstreamStatus !== undefined && ctx.upstreamStatus > 0)
+    attributes['http.response.status_code'] = ctx.upstreamStatus;
   const failure = errorType(record, ctx);
   if (failure !== undefined) attributes['error.type'] = failure;
   span.setAttributes(attributes);
-  if (failure !== undefined) span.setStatus({ code: SpanStatusCode.ERROR, ...(ctx.refusal ? { message: ctx.refusal.message } : {}) });
+  if (failure !== undefined)
+    span.setStatus({ code: SpanStatusCode.ERROR, ...(ctx.refusal ? { message: ctx.refusal.message } : {}) });
   span.end();
 }

@@ -20,12 +20,34 @@ export {
   postgresSpendSource,
   USAGE_GROUPINGS,
 } from './postgres-ledger.js';
-export type { AggregateOptions, LedgerLocation, LedgerSpendSource, Queryable, UsageAggregate, UsageGrouping } from './postgres-ledger.js';
+export type {
+  AggregateOptions,
+  LedgerLocation,
+  LedgerSpendSource,
+  Queryable,
+  UsageAggregate,
+  UsageGrouping,
+} from './postgres-ledger.js';
 export { recentUsage, usageByProvider, usageOverTime } from './ledger-queries.js';
 export { costPerOutcome, OUTCOME_GROUPINGS, recordOutcome } from './outcomes.js';
-export type { OutcomeCost, OutcomeCostOptions, OutcomeGrouping, OutcomeReport, OutcomeSubject, RecordedOutcome } from './outcomes.js';
 export type {
-  ProviderUsage, ProviderUsageOptions, RecentUsage, RecentUsageOptions, RecordCursor, SeriesSplit, UsageFilter, UsageOverTimeOptions, UsagePoint,
+  OutcomeCost,
+  OutcomeCostOptions,
+  OutcomeGrouping,
+  OutcomeReport,
+  OutcomeSubject,
+  RecordedOutcome,
+} from './outcomes.js';
+export type {
+  ProviderUsage,
+  ProviderUsageOptions,
+  RecentUsage,
+  RecentUsageOptions,
+  RecordCursor,
+  SeriesSplit,
+  UsageFilter,
+  UsageOverTimeOptions,
+  UsagePoint,
 } from './ledger-queries.js';
 export { runReportCommand, formatOutcomeTable, formatUsageTable } from './report-command.js';
 export type { ReportIo } from './report-command.js';

@@ -21,7 +21,13 @@ export interface JsonlSinkOptions {
   onError?: SinkErrorHandler;
 }
 
-const KNOWN = ['path', 'batchSize', 'flushIntervalMs', 'maxQueue', 'onError'] as const satisfies readonly (keyof JsonlSinkOptions)[];
+const KNOWN = [
+  'path',
+  'batchSize',
+  'flushIntervalMs',
+  'maxQueue',
+  'onError',
+] as const satisfies readonly (keyof JsonlSinkOptions)[];
 
 /** Where the log stood at a spool checkpoint: every record written later starts at or after `size`. */
 interface LogMark {
@@ -62,7 +68,11 @@ async function recordIdsSince(path: string, from: number): Promise<Set<string>> 
 /** Appends each record as one JSON line to `path`. */
 export function jsonlSink(options: JsonlSinkOptions): UsageSink & { readonly path: string } {
   assertKnownOptions(options, KNOWN, 'ERR_TG_METERING_UNKNOWN_OPTION', 'jsonlSink');
-  if (typeof options?.path !== 'string' || options.path.length === 0) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'jsonlSink() needs a file path: jsonlSink({ path: "usage.jsonl" })');
+  if (typeof options?.path !== 'string' || options.path.length === 0)
+    throw new TollgateError(
+      'ERR_TG_METERING_INVALID_OPTION',
+      'jsonlSink() needs a file path: jsonlSink({ path: "usage.jsonl" })',
+    );
   const onError = options.onError ?? logOnce(`usage log ${options.path}`);
   let stream: WriteStream | undefined;
 
@@ -112,7 +122,9 @@ export function jsonlSink(options: JsonlSinkOptions): UsageSink & { readonly pat
         onError(error);
         return false;
       }
-      return queue.pushAll(records.filter((record) => !stored.has(record.id)).map((record) => `${JSON.stringify(record)}\n`));
+      return queue.pushAll(
+        records.filter((record) => !stored.has(record.id)).map((record) => `${JSON.stringify(record)}\n`),
+      );
     },
     async close() {
       await queue.close();

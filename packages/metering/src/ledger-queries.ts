@@ -37,7 +37,11 @@ function filterSql(filter: UsageFilter, values: unknown[]): string {
   if (filter.status === 'ok') sql += ' AND status BETWEEN 1 AND 399';
   else if (filter.status === 'error') sql += ' AND (status >= 400 OR status = 0)';
   else if (filter.status !== undefined) {
-    if (!Number.isSafeInteger(filter.status)) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', `status must be an HTTP status, 'ok' or 'error'; got ${JSON.stringify(filter.status)}`);
+    if (!Number.isSafeInteger(filter.status))
+      throw new TollgateError(
+        'ERR_TG_METERING_INVALID_OPTION',
+        `status must be an HTTP status, 'ok' or 'error'; got ${JSON.stringify(filter.status)}`,
+      );
     values.push(filter.status);
     sql += ` AND status = $${values.length}::int`;
   }
@@ -48,7 +52,12 @@ function filterSql(filter: UsageFilter, values: unknown[]): string {
 export type SeriesSplit = 'model' | 'feature' | 'key' | 'user' | 'tenant' | 'provider';
 
 const SPLIT_COLUMNS: Record<SeriesSplit, string> = {
-  model: 'model', feature: 'feature', key: 'key_id', user: 'user_id', tenant: 'tenant_id', provider: 'provider',
+  model: 'model',
+  feature: 'feature',
+  key: 'key_id',
+  user: 'user_id',
+  tenant: 'tenant_id',
+  provider: 'provider',
 };
 
 export interface UsageOverTimeOptions extends LedgerLocation, UsageFilter {
@@ -77,9 +86,17 @@ export interface UsagePoint {
 /** Spend, requests and tokens per time bucket (and per group), oldest first; empty buckets are left out. */
 export async function usageOverTime(db: Queryable, options: UsageOverTimeOptions): Promise<UsagePoint[]> {
   const { bucketSeconds } = options;
-  if (!Number.isSafeInteger(bucketSeconds) || bucketSeconds < 1) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', `bucketSeconds must be a positive integer; got ${JSON.stringify(bucketSeconds)}`);
+  if (!Number.isSafeInteger(bucketSeconds) || bucketSeconds < 1)
+    throw new TollgateError(
+      'ERR_TG_METERING_INVALID_OPTION',
+      `bucketSeconds must be a positive integer; got ${JSON.stringify(bucketSeconds)}`,
+    );
   const split = options.splitBy === undefined ? 'NULL' : SPLIT_COLUMNS[options.splitBy];
-  if (!split) throw new TollgateError('ERR_TG_METERING_INVALID_GROUPING', `a series can be split by ${Object.keys(SPLIT_COLUMNS).join(', ')}; got ${JSON.stringify(options.splitBy)}`);
+  if (!split)
+    throw new TollgateError(
+      'ERR_TG_METERING_INVALID_GROUPING',
+      `a series can be split by ${Object.keys(SPLIT_COLUMNS).join(', ')}; got ${JSON.stringify(options.splitBy)}`,
+    );
   const values: unknown[] = [options.since.toISOString(), (options.until ?? new Date()).toISOString(), bucketSeconds];
   const filter = filterSql(options, values);
   const result = await db.query<Record<string, unknown>>(
@@ -128,15 +145,23 @@ export interface RecentUsage {
 }
 
 const NUMERIC_FIELDS = new Set<keyof UsageRecord>([
-  'inputTokens', 'cachedInputTokens', 'cacheWriteTokens', 'outputTokens', 'reasoningTokens',
-  'costNanoUsd', 'estimatedCostNanoUsd', 'status', 'latencyMs',
+  'inputTokens',
+  'cachedInputTokens',
+  'cacheWriteTokens',
+  'outputTokens',
+  'reasoningTokens',
+  'costNanoUsd',
+  'estimatedCostNanoUsd',
+  'status',
+  'latencyMs',
 ]);
 
 function recordFromRow(row: Record<string, unknown>): UsageRecord {
   const record: Record<string, unknown> = {};
   for (const [column, field] of COLUMNS) {
     const value = row[column];
-    if (field === 'timestamp') record[field] = value instanceof Date ? value.toISOString() : new Date(String(value)).toISOString();
+    if (field === 'timestamp')
+      record[field] = value instanceof Date ? value.toISOString() : new Date(String(value)).toISOString();
     // Absent means none for the optional counts (the insert stores them as 0).
     else if (field === 'cacheWrite1hTokens' || field === 'savedNanoUsd') {
       if (Number(value ?? 0) !== 0) record[field] = Number(value);
@@ -152,7 +177,11 @@ function recordFromRow(row: Record<string, unknown>): UsageRecord {
 /** The newest records first, filtered, a page at a time. */
 export async function recentUsage(db: Queryable, options: RecentUsageOptions = {}): Promise<RecentUsage> {
   const limit = options.limit ?? 50;
-  if (!Number.isSafeInteger(limit) || limit < 1 || limit > 500) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', `limit must be an integer from 1 to 500; got ${JSON.stringify(limit)}`);
+  if (!Number.isSafeInteger(limit) || limit < 1 || limit > 500)
+    throw new TollgateError(
+      'ERR_TG_METERING_INVALID_OPTION',
+      `limit must be an integer from 1 to 500; got ${JSON.stringify(limit)}`,
+    );
   const values: unknown[] = [];
   let where = 'WHERE true';
   if (options.since) {
@@ -172,7 +201,9 @@ export async function recentUsage(db: Queryable, options: RecentUsageOptions = {
   );
   const records = result.rows.slice(0, limit).map(recordFromRow);
   const last = records[records.length - 1];
-  return result.rows.length > limit && last ? { records, next: { timestamp: last.timestamp, id: last.id } } : { records };
+  return result.rows.length > limit && last
+    ? { records, next: { timestamp: last.timestamp, id: last.id } }
+    : { records };
 }
 
 export interface ProviderUsageOptions extends LedgerLocation, UsageFilter {

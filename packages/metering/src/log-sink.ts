@@ -14,7 +14,9 @@ function defaultLogger(): Logger {
   const { pino } = loadOptionalPeer<typeof import('pino')>('pino', 'logSink()');
   const destination = pino.destination({ sync: false, maxLength: MAX_PENDING_LOG_BYTES });
   const report = logOnce('usage log (stdout)');
-  destination.on('drop', () => report(new Error(`stdout is not draining: usage lines dropped beyond ${MAX_PENDING_LOG_BYTES} pending bytes`)));
+  destination.on('drop', () =>
+    report(new Error(`stdout is not draining: usage lines dropped beyond ${MAX_PENDING_LOG_BYTES} pending bytes`)),
+  );
   return pino({ base: null }, destination);
 }
 

@@ -11,15 +11,41 @@ import {
   UnknownModelError,
 } from '@tollgate/core';
 import type {
-  ErrorRenderer, MeterCharge, Pricing, PricingOptions, ProviderApi, ProviderCall, ReportedUsage, ResolvedPrice, TokenizerFamily, TokenUsage, TollgateContext,
+  ErrorRenderer,
+  MeterCharge,
+  Pricing,
+  PricingOptions,
+  ProviderApi,
+  ProviderCall,
+  ReportedUsage,
+  ResolvedPrice,
+  TokenizerFamily,
+  TokenUsage,
+  TollgateContext,
   UsageRecord,
 } from '@tollgate/core';
 import {
-  adapterFor, ASYNC_ESTIMATE_MS, CountBudget, countTextTokens, declareOrAnswer, DEFAULT_COUNT_CACHE_CHARS, ESTIMATE_SLICE_MS,
-  estimateRequestAsync, estimateRequestAtOnce, preloadTokenizers, SYNC_ESTIMATE_MS, TokenCountCache,
+  adapterFor,
+  ASYNC_ESTIMATE_MS,
+  CountBudget,
+  countTextTokens,
+  declareOrAnswer,
+  DEFAULT_COUNT_CACHE_CHARS,
+  ESTIMATE_SLICE_MS,
+  estimateRequestAsync,
+  estimateRequestAtOnce,
+  preloadTokenizers,
+  SYNC_ESTIMATE_MS,
+  TokenCountCache,
 } from '@tollgate/providers';
 import type {
-  CallDeclaration, EncodingName, EstimateRequestInput, OutputCounter, ProviderAdapter, ReadUsage, RequestEstimate,
+  CallDeclaration,
+  EncodingName,
+  EstimateRequestInput,
+  OutputCounter,
+  ProviderAdapter,
+  ReadUsage,
+  RequestEstimate,
 } from '@tollgate/providers';
 import type { Span, Tracer } from '@opentelemetry/api';
 import type { NextFunction, Request, Response } from 'express';
@@ -141,28 +167,56 @@ export interface MeterOptions {
 }
 
 const KNOWN_OPTIONS = [
-  'pricing', 'sinks', 'spool', 'api', 'request', 'defaultMaxOutputTokens', 'tierMaxOutputTokens', 'includeStreamUsage',
-  'imageTokens', 'maxEstimateMs', 'estimateSliceMs', 'approximationFactor', 'lowerBoundFactor', 'countCacheChars', 'renderError',
-  'onUsage', 'tracer',
+  'pricing',
+  'sinks',
+  'spool',
+  'api',
+  'request',
+  'defaultMaxOutputTokens',
+  'tierMaxOutputTokens',
+  'includeStreamUsage',
+  'imageTokens',
+  'maxEstimateMs',
+  'estimateSliceMs',
+  'approximationFactor',
+  'lowerBoundFactor',
+  'countCacheChars',
+  'renderError',
+  'onUsage',
+  'tracer',
 ] as const satisfies readonly (keyof MeterOptions)[];
 
 function isPricing(value: unknown): value is Pricing {
-  return typeof value === 'object' && value !== null && typeof (value as Pricing).find === 'function' && typeof (value as Pricing).get === 'function';
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as Pricing).find === 'function' &&
+    typeof (value as Pricing).get === 'function'
+  );
 }
 
 function positiveInteger(value: unknown, name: string): number | undefined {
   if (value === undefined) return undefined;
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
-    throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', `meter() option ${name} must be a positive integer; got ${JSON.stringify(value)}`);
+    throw new TollgateError(
+      'ERR_TG_METERING_INVALID_OPTION',
+      `meter() option ${name} must be a positive integer; got ${JSON.stringify(value)}`,
+    );
   }
   return value;
 }
 
 function hasTokens(usage: ReportedUsage | undefined): usage is ReportedUsage {
-  return usage !== undefined && ['inputTokens', 'outputTokens', 'cachedInputTokens', 'cacheWriteTokens', 'reasoningTokens'].some((field) => typeof usage[field as keyof ReportedUsage] === 'number');
+  return (
+    usage !== undefined &&
+    ['inputTokens', 'outputTokens', 'cachedInputTokens', 'cacheWriteTokens', 'reasoningTokens'].some(
+      (field) => typeof usage[field as keyof ReportedUsage] === 'number',
+    )
+  );
 }
 
-const nonNegative = (value: number | undefined): number => (typeof value === 'number' && Number.isFinite(value) && value > 0 ? Math.floor(value) : 0);
+const nonNegative = (value: number | undefined): number =>
+  typeof value === 'number' && Number.isFinite(value) && value > 0 ? Math.floor(value) : 0;
 
 /**
  * What a call sent upstream is charged should no record of it follow (its process died first): the
@@ -237,7 +291,11 @@ function isoTimestamp(ms: number): string {
  * amounts zero until the caller fills them. Made whole at once, so that filling it in adds no property.
  */
 function newRecord(
-  ctx: TollgateContext, id: string, route: string, conversationId: string | null, usageSource: UsageRecord['usageSource'],
+  ctx: TollgateContext,
+  id: string,
+  route: string,
+  conversationId: string | null,
+  usageSource: UsageRecord['usageSource'],
 ): UsageRecord {
   const identity = ctx.identity;
   return {
@@ -279,22 +337,48 @@ export function meter(options: MeterOptions = {}) {
   const pricing = isPricing(options.pricing) ? options.pricing : createPricing(options.pricing);
   const sinks = [...(options.sinks ?? [])];
   for (const sink of sinks) {
-    if (typeof sink?.write !== 'function') throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'meter() option sinks must hold objects with write(), flush() and close()');
+    if (typeof sink?.write !== 'function')
+      throw new TollgateError(
+        'ERR_TG_METERING_INVALID_OPTION',
+        'meter() option sinks must hold objects with write(), flush() and close()',
+      );
   }
   const spool = options.spool;
   if (spool !== undefined && (typeof spool?.deliver !== 'function' || typeof spool.writeIntent !== 'function')) {
-    throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'meter() option spool must be a usage spool: openUsageSpool({ directory, sinks })');
+    throw new TollgateError(
+      'ERR_TG_METERING_INVALID_OPTION',
+      'meter() option spool must be a usage spool: openUsageSpool({ directory, sinks })',
+    );
   }
-  if (spool && sinks.length > 0) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'meter() takes sinks or a spool (which holds its sinks), not both');
-  const deliver = spool ? (record: UsageRecord) => spool.deliver(record) : (record: UsageRecord) => writeToSinks(sinks, record);
+  if (spool && sinks.length > 0)
+    throw new TollgateError(
+      'ERR_TG_METERING_INVALID_OPTION',
+      'meter() takes sinks or a spool (which holds its sinks), not both',
+    );
+  const deliver = spool
+    ? (record: UsageRecord) => spool.deliver(record)
+    : (record: UsageRecord) => writeToSinks(sinks, record);
   const declaredAdapter = options.api === undefined ? undefined : adapterFor(options.api, 'meter() option api');
-  if (options.request !== undefined && typeof options.request !== 'function') throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'meter() option request must be a function (req) => provider request body');
-  if (options.request !== undefined && !declaredAdapter) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'meter() option request needs the api it is sent to: meter({ api, request })');
+  if (options.request !== undefined && typeof options.request !== 'function')
+    throw new TollgateError(
+      'ERR_TG_METERING_INVALID_OPTION',
+      'meter() option request must be a function (req) => provider request body',
+    );
+  if (options.request !== undefined && !declaredAdapter)
+    throw new TollgateError(
+      'ERR_TG_METERING_INVALID_OPTION',
+      'meter() option request needs the api it is sent to: meter({ api, request })',
+    );
   const declaration: CallDeclaration = { request: options.request };
-  const fixedDefaultCap = typeof options.defaultMaxOutputTokens === 'number' ? positiveInteger(options.defaultMaxOutputTokens, 'defaultMaxOutputTokens') : undefined;
-  const defaultCapOf = typeof options.defaultMaxOutputTokens === 'function' ? options.defaultMaxOutputTokens : () => fixedDefaultCap;
+  const fixedDefaultCap =
+    typeof options.defaultMaxOutputTokens === 'number'
+      ? positiveInteger(options.defaultMaxOutputTokens, 'defaultMaxOutputTokens')
+      : undefined;
+  const defaultCapOf =
+    typeof options.defaultMaxOutputTokens === 'function' ? options.defaultMaxOutputTokens : () => fixedDefaultCap;
   const tierCaps = new Map<string, number>();
-  for (const [tier, cap] of Object.entries(options.tierMaxOutputTokens ?? {})) tierCaps.set(tier, positiveInteger(cap, `tierMaxOutputTokens.${tier}`)!);
+  for (const [tier, cap] of Object.entries(options.tierMaxOutputTokens ?? {}))
+    tierCaps.set(tier, positiveInteger(cap, `tierMaxOutputTokens.${tier}`)!);
   const includeStreamUsage = options.includeStreamUsage ?? true;
   const estimateOptions = {
     imageTokens: positiveInteger(options.imageTokens, 'imageTokens'),
@@ -302,21 +386,39 @@ export function meter(options: MeterOptions = {}) {
     estimateSliceMs: options.estimateSliceMs ?? ESTIMATE_SLICE_MS,
     approximationFactor: options.approximationFactor ?? 1.25,
   };
-  if (!(estimateOptions.maxEstimateMs > 0)) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'meter() option maxEstimateMs must be a positive number');
-  if (!(estimateOptions.estimateSliceMs > 0)) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'meter() option estimateSliceMs must be a positive number');
+  if (!(estimateOptions.maxEstimateMs > 0))
+    throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'meter() option maxEstimateMs must be a positive number');
+  if (!(estimateOptions.estimateSliceMs > 0))
+    throw new TollgateError(
+      'ERR_TG_METERING_INVALID_OPTION',
+      'meter() option estimateSliceMs must be a positive number',
+    );
   // Output is counted on 'close', at once: keep that count within the synchronous time box.
   const outputCountMs = Math.min(estimateOptions.maxEstimateMs, SYNC_ESTIMATE_MS);
-  if (!(estimateOptions.approximationFactor >= 1)) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'meter() option approximationFactor must be a number >= 1');
+  if (!(estimateOptions.approximationFactor >= 1))
+    throw new TollgateError(
+      'ERR_TG_METERING_INVALID_OPTION',
+      'meter() option approximationFactor must be a number >= 1',
+    );
   const lowerBoundFactor = options.lowerBoundFactor ?? DEFAULT_LOWER_BOUND_FACTOR;
   if (!(typeof lowerBoundFactor === 'number' && lowerBoundFactor > 0 && lowerBoundFactor <= 1)) {
-    throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'meter() option lowerBoundFactor must be a number in (0, 1]');
+    throw new TollgateError(
+      'ERR_TG_METERING_INVALID_OPTION',
+      'meter() option lowerBoundFactor must be a number in (0, 1]',
+    );
   }
-  const countCacheChars = options.countCacheChars === 0 ? 0 : (positiveInteger(options.countCacheChars, 'countCacheChars') ?? DEFAULT_COUNT_CACHE_CHARS);
+  const countCacheChars =
+    options.countCacheChars === 0
+      ? 0
+      : (positiveInteger(options.countCacheChars, 'countCacheChars') ?? DEFAULT_COUNT_CACHE_CHARS);
   const countCache = countCacheChars === 0 ? undefined : new TokenCountCache(countCacheChars);
   const render = options.renderError ?? renderApiError;
   const onUsage = options.onUsage;
   if (options.tracer !== undefined && options.tracer !== false && typeof options.tracer?.startSpan !== 'function') {
-    throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'meter() option tracer must be an OpenTelemetry Tracer (trace.getTracer(name)) or false');
+    throw new TollgateError(
+      'ERR_TG_METERING_INVALID_OPTION',
+      'meter() option tracer must be an OpenTelemetry Tracer (trace.getTracer(name)) or false',
+    );
   }
   const tracer = options.tracer === false ? undefined : (options.tracer ?? meteringTracer());
   // Load the encoding of current models (and of every lower bound) now, off the request path; until then counts use
@@ -327,25 +429,46 @@ export function meter(options: MeterOptions = {}) {
   const outputCounters: Record<TokenizerFamily, OutputCounter> = {
     o200k_base: (text) => countTextTokens(text, 'o200k_base', new CountBudget(outputCountMs)),
     cl100k_base: (text) => countTextTokens(text, 'cl100k_base', new CountBudget(outputCountMs)),
-    approximate: (text) => Math.ceil(countTextTokens(text, 'o200k_base', new CountBudget(outputCountMs)) * estimateOptions.approximationFactor),
+    approximate: (text) =>
+      Math.ceil(
+        countTextTokens(text, 'o200k_base', new CountBudget(outputCountMs)) * estimateOptions.approximationFactor,
+      ),
   };
   /** Counts that never exceed the exact count: where text cannot be counted in time, a lower bound (bytes / 128). */
   const lowerCounters: Record<EncodingName, OutputCounter> = {
-    o200k_base: (text) => countTextTokens(withoutPartialEnd(text), 'o200k_base', new CountBudget(outputCountMs), 'lower'),
-    cl100k_base: (text) => countTextTokens(withoutPartialEnd(text), 'cl100k_base', new CountBudget(outputCountMs), 'lower'),
+    o200k_base: (text) =>
+      countTextTokens(withoutPartialEnd(text), 'o200k_base', new CountBudget(outputCountMs), 'lower'),
+    cl100k_base: (text) =>
+      countTextTokens(withoutPartialEnd(text), 'cl100k_base', new CountBudget(outputCountMs), 'lower'),
   };
   /**
    * What the hard stop counts with (made once): the provider's own tokenizer exactly; any other one as a lower
    * bound, the o200k_base count unscaled against the grant divided by `lowerBoundFactor`, so no piece is rounded.
    */
   const ownCountings: Record<EncodingName, OutputCounting> = {
-    o200k_base: { countOutput: outputCounters.o200k_base, stop: { count: lowerCounters.o200k_base, factor: 1, encoding: 'o200k_base' }, own: true },
-    cl100k_base: { countOutput: outputCounters.cl100k_base, stop: { count: lowerCounters.cl100k_base, factor: 1, encoding: 'cl100k_base' }, own: true },
+    o200k_base: {
+      countOutput: outputCounters.o200k_base,
+      stop: { count: lowerCounters.o200k_base, factor: 1, encoding: 'o200k_base' },
+      own: true,
+    },
+    cl100k_base: {
+      countOutput: outputCounters.cl100k_base,
+      stop: { count: lowerCounters.cl100k_base, factor: 1, encoding: 'cl100k_base' },
+      own: true,
+    },
   };
   // Output billed without provider usage: the approximation, an estimate above the provider's count.
   const boundCountings: Record<EncodingName, OutputCounting> = {
-    o200k_base: { countOutput: outputCounters.approximate, stop: { count: lowerCounters.o200k_base, factor: lowerBoundFactor, encoding: 'o200k_base' }, own: false },
-    cl100k_base: { countOutput: outputCounters.approximate, stop: { count: lowerCounters.cl100k_base, factor: lowerBoundFactor, encoding: 'cl100k_base' }, own: false },
+    o200k_base: {
+      countOutput: outputCounters.approximate,
+      stop: { count: lowerCounters.o200k_base, factor: lowerBoundFactor, encoding: 'o200k_base' },
+      own: false,
+    },
+    cl100k_base: {
+      countOutput: outputCounters.approximate,
+      stop: { count: lowerCounters.cl100k_base, factor: lowerBoundFactor, encoding: 'cl100k_base' },
+      own: false,
+    },
   };
   const countingOfPrice = (price: ResolvedPrice | undefined): OutputCounting => {
     const tokenizer = price?.tokenizer ?? 'approximate';
@@ -403,8 +526,14 @@ export function meter(options: MeterOptions = {}) {
 
   /** The call is estimated: the estimate goes on the request, the stream is asked for its usage, the response is tapped. */
   const charge = (
-    req: Request, res: Response, next: NextFunction, ctx: TollgateContext, call: ProviderCall, adapter: ProviderAdapter,
-    estimate: RequestEstimate, price: ResolvedPrice,
+    req: Request,
+    res: Response,
+    next: NextFunction,
+    ctx: TollgateContext,
+    call: ProviderCall,
+    adapter: ProviderAdapter,
+    estimate: RequestEstimate,
+    price: ResolvedPrice,
   ): void => {
     const addedUsage = includeStreamUsage && call.stream && adapter.requestStreamUsage(call.body);
     ctx.setEstimate(estimate, price);
@@ -445,30 +574,42 @@ export function meter(options: MeterOptions = {}) {
       return;
     }
     // A larger prompt is counted in slices, with the event loop turning between them.
-    estimateRequestAsync(estimateInput(call, adapter, ctx)).then(
-      (counted) => {
-        // The client left while it was counted: core settled the request on 'close' already.
-        if (ctx.settled) return;
-        charge(req, res, next, ctx, call, adapter, counted, price);
-      },
-      (error: unknown) => {
-        if (!ctx.settled) refuse(error, call.model, req, res, next);
-      },
-    ).catch((error: unknown) => next(error));
+    estimateRequestAsync(estimateInput(call, adapter, ctx))
+      .then(
+        (counted) => {
+          // The client left while it was counted: core settled the request on 'close' already.
+          if (ctx.settled) return;
+          charge(req, res, next, ctx, call, adapter, counted, price);
+        },
+        (error: unknown) => {
+          if (!ctx.settled) refuse(error, call.model, req, res, next);
+        },
+      )
+      .catch((error: unknown) => next(error));
   };
 
   /** Usage a handler reports must be priceable: an unknown model is never free. */
   function checkReportedUsage(ctx: TollgateContext, usage: ReportedUsage): void {
     const model = usage.model ?? ctx.estimate?.model;
     if (model === undefined) {
-      throw new TollgateError('ERR_TG_METERING_UNPRICED_USAGE', 'recordUsage() needs the model the call ran with (no provider call was declared on this route to take it from)');
+      throw new TollgateError(
+        'ERR_TG_METERING_UNPRICED_USAGE',
+        'recordUsage() needs the model the call ran with (no provider call was declared on this route to take it from)',
+      );
     }
     // Billed at the admitted model's price when the reported one is unknown (see buildRecord); without one, refused.
     if (!pricing.find(model) && !(ctx.estimate && pricing.find(ctx.estimate.model))) throw new UnknownModelError(model);
   }
 
   /** Marks the request metered, taps the response and settles it when the response closes; then calls next. */
-  function takeCharge(req: Request, res: Response, next: NextFunction, ctx: TollgateContext, adapter: ProviderAdapter | undefined, addedUsage: boolean): void {
+  function takeCharge(
+    req: Request,
+    res: Response,
+    next: NextFunction,
+    ctx: TollgateContext,
+    adapter: ProviderAdapter | undefined,
+    addedUsage: boolean,
+  ): void {
     ctx.metered = true;
     ctx.usageCheck = checkReportedUsage;
     const url = req.originalUrl ?? req.url ?? '';
@@ -545,7 +686,9 @@ class MeteredRequest implements MeterCharge {
     try {
       record = this.buildRecord();
     } catch (error) {
-      process.emitWarning(`tollgate: metering failed for request ${ctx.requestId}: ${error instanceof Error ? error.message : String(error)}`);
+      process.emitWarning(
+        `tollgate: metering failed for request ${ctx.requestId}: ${error instanceof Error ? error.message : String(error)}`,
+      );
     }
     this.recorded = true;
     if (this.span) {
@@ -553,13 +696,16 @@ class MeteredRequest implements MeterCharge {
         endCallSpan(this.span, record, ctx);
       } catch (error) {
         // A tracer that throws must not cost the settle.
-        process.emitWarning(`tollgate: the call's span failed to end: ${error instanceof Error ? error.message : String(error)}`);
+        process.emitWarning(
+          `tollgate: the call's span failed to end: ${error instanceof Error ? error.message : String(error)}`,
+        );
       }
     }
     void ctx.settle(record);
     if (!record) {
       // A call that reached the provider is never left unrecorded: its bound, as its reservation keeps.
-      if (this.intent) deliver({ ...this.intent, status: res.statusCode, latencyMs: Math.max(0, Date.now() - ctx.startedAt) });
+      if (this.intent)
+        deliver({ ...this.intent, status: res.statusCode, latencyMs: Math.max(0, Date.now() - ctx.startedAt) });
       return;
     }
     deliver(record);
@@ -592,7 +738,8 @@ class MeteredRequest implements MeterCharge {
     let reportedModel: string | undefined;
     if (reported) {
       usage = {
-        inputTokens: reported.inputTokens === undefined ? (estimate?.inputTokens ?? 0) : nonNegative(reported.inputTokens),
+        inputTokens:
+          reported.inputTokens === undefined ? (estimate?.inputTokens ?? 0) : nonNegative(reported.inputTokens),
         cachedInputTokens: nonNegative(reported.cachedInputTokens),
         cacheWriteTokens: nonNegative(reported.cacheWriteTokens),
         outputTokens: nonNegative(reported.outputTokens),
@@ -608,11 +755,21 @@ class MeteredRequest implements MeterCharge {
       // Output that passed yet reported as 0 tokens (an upstream that sent no usage, behind a translation that must
       // still write a usage field): no provider bills nothing for text it produced, so the text is counted.
       if (read?.source === 'provider' && read.usage.outputTokens === 0 && reader && reader.output.bytes > 0) {
-        read = { ...read, source: 'counted', usage: { ...read.usage, outputTokens: reader.output.tokens(countOutput) } };
+        read = {
+          ...read,
+          source: 'counted',
+          usage: { ...read.usage, outputTokens: reader.output.tokens(countOutput) },
+        };
       }
       // Without usage the prompt counts as processed unless the call failed before any output.
       const assumedInput = failed && !read ? 0 : (estimate?.inputTokens ?? 0);
-      usage = read?.usage ?? { inputTokens: assumedInput, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 0, reasoningTokens: 0 };
+      usage = read?.usage ?? {
+        inputTokens: assumedInput,
+        cachedInputTokens: 0,
+        cacheWriteTokens: 0,
+        outputTokens: 0,
+        reasoningTokens: 0,
+      };
       if (read && read.usage.inputTokens === 0) usage.inputTokens = assumedInput;
       usageSource = read?.source ?? 'counted';
       // A stream cut short of its grant (the client left) cannot have run past the cap in the body: a count
@@ -626,7 +783,14 @@ class MeteredRequest implements MeterCharge {
       reportedModel = reader?.model;
       // A JSON answer that never came whole, because the client left or the upstream cut it, is produced (and
       // billed) whole by the provider all the same: without its usage, it is charged the reservation's bound.
-      if (usageSource !== 'provider' && estimate && grant !== undefined && !tap.streamed && !failed && (aborted || upstreamAborted)) {
+      if (
+        usageSource !== 'provider' &&
+        estimate &&
+        grant !== undefined &&
+        !tap.streamed &&
+        !failed &&
+        (aborted || upstreamAborted)
+      ) {
         usage.inputTokens = Math.max(usage.inputTokens, estimate.inputTokens);
         usage.outputTokens = Math.max(usage.outputTokens, grant);
         usageSource = 'estimated';
@@ -645,7 +809,8 @@ class MeteredRequest implements MeterCharge {
     }
     billedModel ??= reportedModel ?? estimate?.model ?? null;
     const record = newRecord(ctx, this.recordId, this.route, this.conversationId, usageSource);
-    record.provider = ctx.servedBy ?? price?.provider ?? estimate?.provider ?? ctx.reportedUsage?.provider ?? adapter?.provider ?? null;
+    record.provider =
+      ctx.servedBy ?? price?.provider ?? estimate?.provider ?? ctx.reportedUsage?.provider ?? adapter?.provider ?? null;
     record.model = billedModel;
     record.inputTokens = usage.inputTokens;
     record.cachedInputTokens = usage.cachedInputTokens;

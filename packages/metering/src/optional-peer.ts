@@ -11,6 +11,9 @@ export function loadOptionalPeer<T>(name: 'pg' | 'pino' | 'prom-client', feature
     return requireFromHere(name) as T;
   } catch (error) {
     if ((error as { code?: string }).code !== 'MODULE_NOT_FOUND') throw error;
-    throw new TollgateError('ERR_TG_METERING_MISSING_PEER', `${feature} needs the "${name}" package, an optional peer dependency of @tollgate/metering: npm install ${name}`);
+    throw new TollgateError(
+      'ERR_TG_METERING_MISSING_PEER',
+      `${feature} needs the "${name}" package, an optional peer dependency of @tollgate/metering: npm install ${name}`,
+    );
   }
 }

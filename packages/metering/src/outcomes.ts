@@ -49,19 +49,23 @@ function invalid(message: string): TollgateError {
 
 /** Checks a report; throws `ERR_TG_METERING_INVALID_OUTCOME` naming the field at fault. */
 function checkReport(report: OutcomeReport): { subject: OutcomeSubject; subjectId: string } {
-  if (typeof report?.tenantId !== 'string' || report.tenantId.length === 0) throw invalid('an outcome needs the tenantId of its reporter');
+  if (typeof report?.tenantId !== 'string' || report.tenantId.length === 0)
+    throw invalid('an outcome needs the tenantId of its reporter');
   const hasRequest = report.requestId !== undefined;
-  if (hasRequest === (report.conversationId !== undefined)) throw invalid('an outcome names one requestId or one conversationId');
+  if (hasRequest === (report.conversationId !== undefined))
+    throw invalid('an outcome names one requestId or one conversationId');
   const subjectId = hasRequest ? report.requestId : report.conversationId;
   if (typeof subjectId !== 'string' || !SUBJECT_ID.test(subjectId)) {
     throw invalid(`${hasRequest ? 'requestId' : 'conversationId'} must be 1 to 128 letters, digits or . : @ - _`);
   }
-  if (typeof report.kind !== 'string' || !KIND.test(report.kind)) throw invalid('kind must be a lower-case word such as "resolved" (a-z, 0-9, _ . -; at most 64)');
+  if (typeof report.kind !== 'string' || !KIND.test(report.kind))
+    throw invalid('kind must be a lower-case word such as "resolved" (a-z, 0-9, _ . -; at most 64)');
   const value = report.valueNanoUsd;
   if (value !== undefined && (!Number.isSafeInteger(value) || value < 0 || value > MAX_VALUE_NANO_USD)) {
     throw invalid('valueNanoUsd must be an integer from 0 to 9e15 (nano-USD: $9M)');
   }
-  if (report.at !== undefined && !(report.at instanceof Date && Number.isFinite(report.at.getTime()))) throw invalid('at must be a valid Date');
+  if (report.at !== undefined && !(report.at instanceof Date && Number.isFinite(report.at.getTime())))
+    throw invalid('at must be a valid Date');
   return { subject: hasRequest ? 'request' : 'conversation', subjectId };
 }
 
@@ -74,7 +78,11 @@ const isMissingTable = (error: unknown) => (error as { code?: unknown }).code ==
  * subject again stores nothing more (`created: false`): the first report, and its value, stand.
  * A record still queued in a sink is not found: flush the sink first (the example proxy does on a miss).
  */
-export async function recordOutcome(db: Queryable, report: OutcomeReport, location: LedgerLocation = {}): Promise<RecordedOutcome | undefined> {
+export async function recordOutcome(
+  db: Queryable,
+  report: OutcomeReport,
+  location: LedgerLocation = {},
+): Promise<RecordedOutcome | undefined> {
   const { subject, subjectId } = checkReport(report);
   const usage = ledgerTableName(location);
   const column = subject === 'request' ? 'request_id' : 'conversation_id';
@@ -94,12 +102,21 @@ export async function recordOutcome(db: Queryable, report: OutcomeReport, locati
   if (requests === 0) return undefined;
 
   const outcomes = outcomeTableName(location);
-  const values = [randomUUID(), report.tenantId, subject, subjectId, report.kind, report.valueNanoUsd ?? null, (report.at ?? new Date()).toISOString()];
-  const insert = () => db.query<{ id: string }>(
-    `INSERT INTO ${outcomes} (id, tenant_id, subject, subject_id, kind, value_nano_usd, ts) VALUES ($1, $2, $3, $4, $5, $6, $7)
+  const values = [
+    randomUUID(),
+    report.tenantId,
+    subject,
+    subjectId,
+    report.kind,
+    report.valueNanoUsd ?? null,
+    (report.at ?? new Date()).toISOString(),
+  ];
+  const insert = () =>
+    db.query<{ id: string }>(
+      `INSERT INTO ${outcomes} (id, tenant_id, subject, subject_id, kind, value_nano_usd, ts) VALUES ($1, $2, $3, $4, $5, $6, $7)
      ON CONFLICT (tenant_id, subject, subject_id, kind) DO NOTHING RETURNING id`,
-    values,
-  );
+      values,
+    );
   let inserted;
   try {
     inserted = await insert();
@@ -172,7 +189,11 @@ const OUTCOME_GROUPS: Record<OutcomeGrouping, string> = { tenant: 'o.tenant_id',
  */
 export async function costPerOutcome(db: Queryable, options: OutcomeCostOptions): Promise<OutcomeCost[]> {
   const group = OUTCOME_GROUPS[options.by];
-  if (!group) throw new TollgateError('ERR_TG_METERING_INVALID_GROUPING', `outcomes can be grouped by ${OUTCOME_GROUPINGS.join(', ')}; got ${JSON.stringify(options.by)}`);
+  if (!group)
+    throw new TollgateError(
+      'ERR_TG_METERING_INVALID_GROUPING',
+      `outcomes can be grouped by ${OUTCOME_GROUPINGS.join(', ')}; got ${JSON.stringify(options.by)}`,
+    );
   const values: unknown[] = [options.since.toISOString(), (options.until ?? new Date()).toISOString()];
   let filter = '';
   if (options.tenantId !== undefined) {

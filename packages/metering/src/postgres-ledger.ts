@@ -27,7 +27,11 @@ export interface LedgerLocation {
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 
 function quoteIdentifier(name: string, what: string): string {
-  if (!IDENTIFIER.test(name)) throw new TollgateError('ERR_TG_METERING_INVALID_IDENTIFIER', `${what} must be a plain SQL identifier (letters, digits, _; at most 63); got ${JSON.stringify(name)}`);
+  if (!IDENTIFIER.test(name))
+    throw new TollgateError(
+      'ERR_TG_METERING_INVALID_IDENTIFIER',
+      `${what} must be a plain SQL identifier (letters, digits, _; at most 63); got ${JSON.stringify(name)}`,
+    );
   return `"${name}"`;
 }
 
@@ -39,13 +43,32 @@ export function ledgerTableName(location: LedgerLocation = {}): string {
 
 /** Record fields in column order (the ledger reads in ledger-queries.ts map rows back through it). */
 export const COLUMNS: [column: string, field: keyof UsageRecord][] = [
-  ['id', 'id'], ['request_id', 'requestId'], ['ts', 'timestamp'], ['key_id', 'keyId'], ['tenant_id', 'tenantId'], ['user_id', 'userId'],
-  ['feature', 'feature'], ['route', 'route'], ['provider', 'provider'], ['model', 'model'], ['requested_model', 'requestedModel'],
-  ['input_tokens', 'inputTokens'], ['cached_input_tokens', 'cachedInputTokens'], ['cache_write_tokens', 'cacheWriteTokens'],
+  ['id', 'id'],
+  ['request_id', 'requestId'],
+  ['ts', 'timestamp'],
+  ['key_id', 'keyId'],
+  ['tenant_id', 'tenantId'],
+  ['user_id', 'userId'],
+  ['feature', 'feature'],
+  ['route', 'route'],
+  ['provider', 'provider'],
+  ['model', 'model'],
+  ['requested_model', 'requestedModel'],
+  ['input_tokens', 'inputTokens'],
+  ['cached_input_tokens', 'cachedInputTokens'],
+  ['cache_write_tokens', 'cacheWriteTokens'],
   ['cache_write_1h_tokens', 'cacheWrite1hTokens'],
-  ['output_tokens', 'outputTokens'], ['reasoning_tokens', 'reasoningTokens'], ['cost_nano_usd', 'costNanoUsd'],
-  ['estimated_cost_nano_usd', 'estimatedCostNanoUsd'], ['status', 'status'], ['stream', 'stream'], ['aborted', 'aborted'],
-  ['latency_ms', 'latencyMs'], ['usage_source', 'usageSource'], ['conversation_id', 'conversationId'], ['saved_nano_usd', 'savedNanoUsd'],
+  ['output_tokens', 'outputTokens'],
+  ['reasoning_tokens', 'reasoningTokens'],
+  ['cost_nano_usd', 'costNanoUsd'],
+  ['estimated_cost_nano_usd', 'estimatedCostNanoUsd'],
+  ['status', 'status'],
+  ['stream', 'stream'],
+  ['aborted', 'aborted'],
+  ['latency_ms', 'latencyMs'],
+  ['usage_source', 'usageSource'],
+  ['conversation_id', 'conversationId'],
+  ['saved_nano_usd', 'savedNanoUsd'],
   ['refused_by', 'refusedBy'],
 ];
 
@@ -62,7 +85,8 @@ export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
   const base = (location.table ?? 'tollgate_usage').slice(0, 40);
   const index = (suffix: string) => quoteIdentifier(`${base}_${suffix}`, 'index');
   const statements: string[] = [];
-  if (location.schema !== undefined) statements.push(`CREATE SCHEMA IF NOT EXISTS ${quoteIdentifier(location.schema, 'schema')}`);
+  if (location.schema !== undefined)
+    statements.push(`CREATE SCHEMA IF NOT EXISTS ${quoteIdentifier(location.schema, 'schema')}`);
   statements.push(
     `CREATE TABLE IF NOT EXISTS ${table} (
       id text PRIMARY KEY,
@@ -199,7 +223,11 @@ function isTransactionRunner(db: Queryable): db is TransactionRunner {
 }
 
 /** Inserts records in one multi-row statement; a record id already stored is skipped (retries are safe). */
-export async function insertUsageRecords(db: Queryable, records: readonly UsageRecord[], location: LedgerLocation = {}): Promise<void> {
+export async function insertUsageRecords(
+  db: Queryable,
+  records: readonly UsageRecord[],
+  location: LedgerLocation = {},
+): Promise<void> {
   if (records.length === 0) return;
   const values: unknown[] = [];
   const rows: string[] = [];
@@ -212,7 +240,10 @@ export async function insertUsageRecords(db: Queryable, records: readonly UsageR
     }
     rows.push(`(${placeholders.join(', ')})`);
   }
-  await db.query(`INSERT INTO ${ledgerTableName(location)} (${COLUMNS.map(([column]) => column).join(', ')}) VALUES ${rows.join(', ')} ON CONFLICT (id) DO NOTHING`, values);
+  await db.query(
+    `INSERT INTO ${ledgerTableName(location)} (${COLUMNS.map(([column]) => column).join(', ')}) VALUES ${rows.join(', ')} ON CONFLICT (id) DO NOTHING`,
+    values,
+  );
 }
 
 export type UsageGrouping = 'tenant' | 'feature' | 'model' | 'day' | 'key' | 'user';
@@ -256,7 +287,11 @@ export interface AggregateOptions extends LedgerLocation {
 /** Spend and tokens per group over a time range, most expensive first (by day: in date order). */
 export async function aggregateUsage(db: Queryable, options: AggregateOptions): Promise<UsageAggregate[]> {
   const expression = GROUP_EXPRESSIONS[options.by];
-  if (!expression) throw new TollgateError('ERR_TG_METERING_INVALID_GROUPING', `usage can be grouped by ${USAGE_GROUPINGS.join(', ')}; got ${JSON.stringify(options.by)}`);
+  if (!expression)
+    throw new TollgateError(
+      'ERR_TG_METERING_INVALID_GROUPING',
+      `usage can be grouped by ${USAGE_GROUPINGS.join(', ')}; got ${JSON.stringify(options.by)}`,
+    );
   const values: unknown[] = [options.since.toISOString(), (options.until ?? new Date()).toISOString()];
   let filter = '';
   if (options.tenantId !== undefined) {
@@ -297,7 +332,13 @@ export async function aggregateUsage(db: Queryable, options: AggregateOptions): 
 }
 
 /** The ledger column each budget scope is recorded in (`global`: every row). */
-const SPEND_COLUMNS = { key: 'key_id', user: 'user_id', tenant: 'tenant_id', feature: 'feature', global: undefined } as const;
+const SPEND_COLUMNS = {
+  key: 'key_id',
+  user: 'user_id',
+  tenant: 'tenant_id',
+  feature: 'feature',
+  global: undefined,
+} as const;
 type SpendScope = keyof typeof SPEND_COLUMNS;
 
 /** What a budget guard's `rebuild()` asks a usage ledger (the shape of @tollgate/budget's `SpendSource`). */
@@ -307,7 +348,11 @@ export interface LedgerSpendSource {
 }
 
 function spendColumn(scope: SpendScope): string | undefined {
-  if (!(scope in SPEND_COLUMNS)) throw new TollgateError('ERR_TG_METERING_INVALID_SCOPE', `spend is recorded per ${Object.keys(SPEND_COLUMNS).join(', ')}; got ${JSON.stringify(scope)}`);
+  if (!(scope in SPEND_COLUMNS))
+    throw new TollgateError(
+      'ERR_TG_METERING_INVALID_SCOPE',
+      `spend is recorded per ${Object.keys(SPEND_COLUMNS).join(', ')}; got ${JSON.stringify(scope)}`,
+    );
   return SPEND_COLUMNS[scope];
 }
 
@@ -335,12 +380,24 @@ export function postgresSpendSource(db: Queryable, location: LedgerLocation = {}
         values.push(id);
         filter = ` AND ${column} = $3`;
       }
-      const result = await orNothing(db.query<{ spent: string }>(`SELECT coalesce(sum(cost_nano_usd), 0) AS spent FROM ${table} WHERE ts >= $1 AND ts < $2${filter}`, values), { rows: [] });
+      const result = await orNothing(
+        db.query<{ spent: string }>(
+          `SELECT coalesce(sum(cost_nano_usd), 0) AS spent FROM ${table} WHERE ts >= $1 AND ts < $2${filter}`,
+          values,
+        ),
+        { rows: [] },
+      );
       return Number(result.rows[0]?.spent ?? 0);
     },
     async idsWithSpend(scope, since) {
       const column = spendColumn(scope);
-      const result = await orNothing(db.query<{ id: string }>(`SELECT DISTINCT ${column} AS id FROM ${table} WHERE ts >= $1 AND ${column} IS NOT NULL AND cost_nano_usd > 0`, [new Date(since).toISOString()]), { rows: [] });
+      const result = await orNothing(
+        db.query<{ id: string }>(
+          `SELECT DISTINCT ${column} AS id FROM ${table} WHERE ts >= $1 AND ${column} IS NOT NULL AND cost_nano_usd > 0`,
+          [new Date(since).toISOString()],
+        ),
+        { rows: [] },
+      );
       return result.rows.map((row) => row.id);
     },
   };

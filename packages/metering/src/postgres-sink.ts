@@ -37,7 +37,19 @@ export interface PostgresSinkOptions extends LedgerLocation {
   onError?: SinkErrorHandler;
 }
 
-const KNOWN = ['connectionString', 'pool', 'db', 'schema', 'table', 'migrate', 'batchSize', 'flushIntervalMs', 'maxQueue', 'queryTimeoutMs', 'onError'] as const satisfies readonly (keyof PostgresSinkOptions)[];
+const KNOWN = [
+  'connectionString',
+  'pool',
+  'db',
+  'schema',
+  'table',
+  'migrate',
+  'batchSize',
+  'flushIntervalMs',
+  'maxQueue',
+  'queryTimeoutMs',
+  'onError',
+] as const satisfies readonly (keyof PostgresSinkOptions)[];
 
 /** A sink writing to the usage ledger through any `Queryable` (PostgreSQL or PGlite). */
 export interface LedgerSink extends UsageSink {
@@ -60,25 +72,47 @@ export function postgresSink(options: PostgresSinkOptions): PostgresSink;
 export function postgresSink(options: PostgresSinkOptions): PostgresSink | LedgerSink {
   assertKnownOptions(options, KNOWN, 'ERR_TG_METERING_UNKNOWN_OPTION', 'postgresSink');
   if (options?.db !== undefined) {
-    if (options.pool !== undefined || options.connectionString !== undefined) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'postgresSink() takes db, or a connectionString or pool, not both');
-    if (typeof options.db?.query !== 'function') throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'postgresSink() db must have a query(text, values) method (a pg Pool or Client, or PGlite)');
+    if (options.pool !== undefined || options.connectionString !== undefined)
+      throw new TollgateError(
+        'ERR_TG_METERING_INVALID_OPTION',
+        'postgresSink() takes db, or a connectionString or pool, not both',
+      );
+    if (typeof options.db?.query !== 'function')
+      throw new TollgateError(
+        'ERR_TG_METERING_INVALID_OPTION',
+        'postgresSink() db must have a query(text, values) method (a pg Pool or Client, or PGlite)',
+      );
   } else if (!options?.pool && !options?.connectionString) {
-    throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'postgresSink() needs a connectionString, a pool or a db');
+    throw new TollgateError(
+      'ERR_TG_METERING_INVALID_OPTION',
+      'postgresSink() needs a connectionString, a pool or a db',
+    );
   }
   const location: LedgerLocation = { schema: options.schema, table: options.table };
   ledgerTableName(location); // validates the names now, not at the first insert
   const batchSize = options.batchSize ?? 100;
   // 25 parameters per row; PostgreSQL allows 65535 per statement.
-  if (!Number.isSafeInteger(batchSize) || batchSize < 1 || batchSize > 1000) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'postgresSink() batchSize must be an integer from 1 to 1000');
+  if (!Number.isSafeInteger(batchSize) || batchSize < 1 || batchSize > 1000)
+    throw new TollgateError(
+      'ERR_TG_METERING_INVALID_OPTION',
+      'postgresSink() batchSize must be an integer from 1 to 1000',
+    );
   const queryTimeoutMs = options.queryTimeoutMs ?? 10_000;
-  if (!Number.isSafeInteger(queryTimeoutMs) || queryTimeoutMs < 1) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'postgresSink() queryTimeoutMs must be a positive integer');
+  if (!Number.isSafeInteger(queryTimeoutMs) || queryTimeoutMs < 1)
+    throw new TollgateError(
+      'ERR_TG_METERING_INVALID_OPTION',
+      'postgresSink() queryTimeoutMs must be a positive integer',
+    );
   const onError = options.onError ?? logOnce(`usage ledger ${ledgerTableName(location)}`);
   const ownsPool = options.db === undefined && !options.pool;
   // Without a query timeout, a connection that goes silent would hold the queue (and flush) forever.
   const pool = ownsPool
     ? new (loadOptionalPeer<typeof pg>('pg', 'postgresSink({ connectionString })').Pool)({
-      connectionString: options.connectionString, max: 2, connectionTimeoutMillis: 5_000, query_timeout: queryTimeoutMs,
-    })
+        connectionString: options.connectionString,
+        max: 2,
+        connectionTimeoutMillis: 5_000,
+        query_timeout: queryTimeoutMs,
+      })
     : options.pool;
   // An idle client losing its connection emits 'error' on the pool; unhandled, it would crash the process.
   if (ownsPool) pool!.on('error', onError);

@@ -20,7 +20,10 @@ export class HistogramSeries {
   readonly counts: Float64Array;
   sum = 0;
   count = 0;
-  constructor(readonly labels: Labels, private readonly bounds: readonly number[]) {
+  constructor(
+    readonly labels: Labels,
+    private readonly bounds: readonly number[],
+  ) {
     this.counts = new Float64Array(bounds.length + 1);
   }
   observe(value: number): void {
@@ -50,7 +53,11 @@ interface MetricSnapshot {
 /** A metric as prom-client's Registry reads it when it renders (`get()`) or resets (`reset()`), with series resolved once. */
 abstract class SeriesMetric<S extends { labels: Labels }> {
   protected readonly all = new Map<string, S>();
-  constructor(readonly name: string, readonly help: string, registry: Registry) {
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    registry: Registry,
+  ) {
     // The Registry takes any object with this shape; its typings list only prom-client's own classes.
     registry.registerMetric(this as unknown as Metric);
   }
@@ -114,7 +121,11 @@ export class SeriesHistogram extends SeriesMetric<HistogramSeries> {
       let cumulative = 0;
       this.bounds.forEach((bound, bucket) => {
         cumulative += series.counts[bucket]!;
-        values.push({ labels: { le: String(bound), ...series.labels }, value: cumulative, metricName: `${this.name}_bucket` });
+        values.push({
+          labels: { le: String(bound), ...series.labels },
+          value: cumulative,
+          metricName: `${this.name}_bucket`,
+        });
       });
       values.push({ labels: { le: '+Inf', ...series.labels }, value: series.count, metricName: `${this.name}_bucket` });
       values.push({ labels: series.labels, value: series.sum, metricName: `${this.name}_sum` });

@@ -23,7 +23,12 @@ export interface PrometheusSinkOptions {
   latencyBuckets?: number[];
 }
 
-const KNOWN = ['registry', 'prefix', 'maxLabelValues', 'latencyBuckets'] as const satisfies readonly (keyof PrometheusSinkOptions)[];
+const KNOWN = [
+  'registry',
+  'prefix',
+  'maxLabelValues',
+  'latencyBuckets',
+] as const satisfies readonly (keyof PrometheusSinkOptions)[];
 
 /** The label value of series that overflowed `maxLabelValues`. */
 export const OVERFLOW_LABEL = '__other__';
@@ -58,13 +63,20 @@ class Series {
   private readonly byOutcome = new Map<number, Map<string, CounterSeries>>();
   private readonly key: string;
 
-  constructor(private readonly metrics: SinkMetrics, private readonly tenant: string, private readonly model: string, private readonly feature: string) {
+  constructor(
+    private readonly metrics: SinkMetrics,
+    private readonly tenant: string,
+    private readonly model: string,
+    private readonly feature: string,
+  ) {
     // The label values may hold any character but NUL, which no bounded label keeps: a safe separator.
     this.key = `${tenant}\u0000${model}\u0000${feature}`;
-    this.tokens = Object.fromEntries(TOKEN_CLASSES.map((tokenClass) => [
-      tokenClass,
-      metrics.tokens.series(`${this.key}\u0000${tokenClass}`, () => ({ tenant, model, feature, class: tokenClass })),
-    ])) as Series['tokens'];
+    this.tokens = Object.fromEntries(
+      TOKEN_CLASSES.map((tokenClass) => [
+        tokenClass,
+        metrics.tokens.series(`${this.key}\u0000${tokenClass}`, () => ({ tenant, model, feature, class: tokenClass })),
+      ]),
+    ) as Series['tokens'];
     this.cost = metrics.cost.series(this.key, () => ({ tenant, model, feature }));
     this.latency = metrics.latency.series(this.key, () => ({ tenant, model, feature }));
   }
@@ -85,7 +97,13 @@ class Series {
     let series = bySource.get(usageSource);
     if (series === undefined) {
       const { tenant, model, feature } = this;
-      series = this.metrics.requests.series(`${this.key}\u0000${status} ${usageSource}`, () => ({ tenant, model, feature, status: String(status), usage_source: usageSource }));
+      series = this.metrics.requests.series(`${this.key}\u0000${status} ${usageSource}`, () => ({
+        tenant,
+        model,
+        feature,
+        status: String(status),
+        usage_source: usageSource,
+      }));
       bySource.set(usageSource, series);
     }
     return series;
@@ -121,12 +139,20 @@ export class BoundedLabel {
   }
 }
 
-function reuse<T extends SeriesCounter | SeriesHistogram>(registry: Registry, name: string, kind: new (...args: never[]) => T, create: () => T): T {
+function reuse<T extends SeriesCounter | SeriesHistogram>(
+  registry: Registry,
+  name: string,
+  kind: new (...args: never[]) => T,
+  create: () => T,
+): T {
   // Two meters (or a hot reload) may share a registry: register each metric once.
   const existing: unknown = registry.getSingleMetric(name);
   if (existing === undefined) return create();
   if (existing instanceof kind) return existing;
-  throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', `prometheusSink() registry already has a metric ${name} of its own: give the sink another prefix`);
+  throw new TollgateError(
+    'ERR_TG_METERING_INVALID_OPTION',
+    `prometheusSink() registry already has a metric ${name} of its own: give the sink another prefix`,
+  );
 }
 
 export interface PrometheusSink extends UsageSink {
@@ -148,19 +174,79 @@ export function metricsHandler(registry: Registry) {
 /** Counts each settled request into Prometheus metrics. */
 export function prometheusSink(options: PrometheusSinkOptions = {}): PrometheusSink {
   assertKnownOptions(options, KNOWN, 'ERR_TG_METERING_UNKNOWN_OPTION', 'prometheusSink');
-  const registry = options.registry ?? new (loadOptionalPeer<typeof import('prom-client')>('prom-client', 'prometheusSink()').Registry)();
+  const registry =
+    options.registry ??
+    new (loadOptionalPeer<typeof import('prom-client')>('prom-client', 'prometheusSink()').Registry)();
   const prefix = options.prefix ?? 'tollgate_';
-  if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix)) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', `prometheusSink() prefix must be a valid metric name prefix; got ${JSON.stringify(prefix)}`);
+  if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix))
+    throw new TollgateError(
+      'ERR_TG_METERING_INVALID_OPTION',
+      `prometheusSink() prefix must be a valid metric name prefix; got ${JSON.stringify(prefix)}`,
+    );
   const maxLabelValues = options.maxLabelValues ?? 100;
-  if (!Number.isSafeInteger(maxLabelValues) || maxLabelValues < 1) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'prometheusSink() maxLabelValues must be a positive integer');
-  const bounded = Object.fromEntries(LABELS.map((label) => [label, new BoundedLabel(maxLabelValues)])) as Record<LabelName, BoundedLabel>;
-  const names = { requests: `${prefix}requests_total`, tokens: `${prefix}tokens_total`, cost: `${prefix}cost_usd_total`, latency: `${prefix}request_duration_seconds`, saved: `${prefix}saved_usd_total` };
+  if (!Number.isSafeInteger(maxLabelValues) || maxLabelValues < 1)
+    throw new TollgateError(
+      'ERR_TG_METERING_INVALID_OPTION',
+      'prometheusSink() maxLabelValues must be a positive integer',
+    );
+  const bounded = Object.fromEntries(LABELS.map((label) => [label, new BoundedLabel(maxLabelValues)])) as Record<
+    LabelName,
+    BoundedLabel
+  >;
+  const names = {
+    requests: `${prefix}requests_total`,
+    tokens: `${prefix}tokens_total`,
+    cost: `${prefix}cost_usd_total`,
+    latency: `${prefix}request_duration_seconds`,
+    saved: `${prefix}saved_usd_total`,
+  };
   const metrics: SinkMetrics = {
-    requests: reuse(registry, names.requests, SeriesCounter, () => new SeriesCounter(names.requests, 'Metered provider requests.', registry)),
-    tokens: reuse(registry, names.tokens, SeriesCounter, () => new SeriesCounter(names.tokens, 'Tokens by class: input (uncached), cached_input, cache_write, output (reasoning included), reasoning.', registry)),
-    cost: reuse(registry, names.cost, SeriesCounter, () => new SeriesCounter(names.cost, 'Cost of metered requests in USD (from nano-USD).', registry)),
-    latency: reuse(registry, names.latency, SeriesHistogram, () => new SeriesHistogram(names.latency, 'Time from request to the end of the response (or client abort).', registry, options.latencyBuckets ?? [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120])),
-    saved: reuse(registry, names.saved, SeriesCounter, () => new SeriesCounter(names.saved, 'USD saved by caching: response-cache hits (source response_cache) and providers\' cached input (source prompt_cache).', registry)),
+    requests: reuse(
+      registry,
+      names.requests,
+      SeriesCounter,
+      () => new SeriesCounter(names.requests, 'Metered provider requests.', registry),
+    ),
+    tokens: reuse(
+      registry,
+      names.tokens,
+      SeriesCounter,
+      () =>
+        new SeriesCounter(
+          names.tokens,
+          'Tokens by class: input (uncached), cached_input, cache_write, output (reasoning included), reasoning.',
+          registry,
+        ),
+    ),
+    cost: reuse(
+      registry,
+      names.cost,
+      SeriesCounter,
+      () => new SeriesCounter(names.cost, 'Cost of metered requests in USD (from nano-USD).', registry),
+    ),
+    latency: reuse(
+      registry,
+      names.latency,
+      SeriesHistogram,
+      () =>
+        new SeriesHistogram(
+          names.latency,
+          'Time from request to the end of the response (or client abort).',
+          registry,
+          options.latencyBuckets ?? [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+        ),
+    ),
+    saved: reuse(
+      registry,
+      names.saved,
+      SeriesCounter,
+      () =>
+        new SeriesCounter(
+          names.saved,
+          "USD saved by caching: response-cache hits (source response_cache) and providers' cached input (source prompt_cache).",
+          registry,
+        ),
+    ),
   };
   const index = new SeriesIndex(metrics);
 
@@ -169,9 +255,16 @@ export function prometheusSink(options: PrometheusSinkOptions = {}): PrometheusS
     handler: metricsHandler(registry),
     write(record: UsageRecord) {
       try {
-        const series = index.get(bounded.tenant.value(record.tenantId), bounded.model.value(record.model), bounded.feature.value(record.feature));
+        const series = index.get(
+          bounded.tenant.value(record.tenantId),
+          bounded.model.value(record.model),
+          bounded.feature.value(record.feature),
+        );
         series.outcome(record.status, record.usageSource).inc();
-        if (record.savedNanoUsd) series.saved(record.usageSource === 'cache' ? 'response_cache' : 'prompt_cache').inc(nanoToUsd(record.savedNanoUsd));
+        if (record.savedNanoUsd)
+          series
+            .saved(record.usageSource === 'cache' ? 'response_cache' : 'prompt_cache')
+            .inc(nanoToUsd(record.savedNanoUsd));
         // A cache hit reached no provider: its tokens were not spent again.
         if (record.usageSource === 'cache') {
           series.latency.observe(record.latencyMs / 1000);
@@ -186,7 +279,9 @@ export function prometheusSink(options: PrometheusSinkOptions = {}): PrometheusS
         if (record.costNanoUsd > 0) series.cost.inc(nanoToUsd(record.costNanoUsd));
         series.latency.observe(record.latencyMs / 1000);
       } catch (error) {
-        process.emitWarning(`tollgate: prometheus sink failed: ${error instanceof Error ? error.message : String(error)}`);
+        process.emitWarning(
+          `tollgate: prometheus sink failed: ${error instanceof Error ? error.message : String(error)}`,
+        );
       }
     },
     flush: async () => undefined,

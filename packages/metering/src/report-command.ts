@@ -49,7 +49,8 @@ function parseDate(value: string, flag: string, now: number): Date {
   if (/^\d+(\.\d+)?\s*(ms|s|m|h|d|w)$/.test(value.trim())) return new Date(now - parseDuration(value, flag));
   // Only ISO dates: Date() also reads a bare "7" as a day in 2001.
   const date = /^\d{4}-\d{2}-\d{2}/.test(value.trim()) ? new Date(value) : new Date(Number.NaN);
-  if (Number.isNaN(date.getTime())) throw new UsageError(`${flag} must be a duration like 7d or an ISO date; got ${JSON.stringify(value)}`);
+  if (Number.isNaN(date.getTime()))
+    throw new UsageError(`${flag} must be a duration like 7d or an ISO date; got ${JSON.stringify(value)}`);
   return date;
 }
 
@@ -75,7 +76,10 @@ function parseArgs(argv: string[], now: number): ReportArgs | 'help' {
   }
   const by = (values.get('by') ?? 'tenant') as UsageGrouping;
   const groupings: readonly string[] = outcomes ? OUTCOME_GROUPINGS : USAGE_GROUPINGS;
-  if (!groupings.includes(by)) throw new UsageError(`--by${outcomes ? ' with --outcomes' : ''} must be one of ${groupings.join(', ')}; got ${JSON.stringify(by)}`);
+  if (!groupings.includes(by))
+    throw new UsageError(
+      `--by${outcomes ? ' with --outcomes' : ''} must be one of ${groupings.join(', ')}; got ${JSON.stringify(by)}`,
+    );
   if (values.has('kind') && !outcomes) throw new UsageError('--kind goes with --outcomes');
   const until = values.has('until') ? parseDate(values.get('until')!, '--until', now) : undefined;
   return {
@@ -85,7 +89,11 @@ function parseArgs(argv: string[], now: number): ReportArgs | 'help' {
     since: parseDate(values.get('since') ?? '7d', '--since', now),
     until,
     tenantId: values.get('tenant'),
-    postgres: values.get('postgres') ?? process.env.TOLLGATE_POSTGRES_URL ?? process.env.POSTGRES_URL ?? process.env.DATABASE_URL,
+    postgres:
+      values.get('postgres') ??
+      process.env.TOLLGATE_POSTGRES_URL ??
+      process.env.POSTGRES_URL ??
+      process.env.DATABASE_URL,
     schema: values.get('schema'),
     table: values.get('table'),
     json,
@@ -108,17 +116,49 @@ export function formatUsageTable(by: UsageGrouping, rows: readonly UsageAggregat
       cacheHits: sum.cacheHits + row.cacheHits,
       savedNanoUsd: sum.savedNanoUsd + row.savedNanoUsd,
     }),
-    { requests: 0, inputTokens: 0, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 0, reasoningTokens: 0, costNanoUsd: 0, cacheHits: 0, savedNanoUsd: 0 },
+    {
+      requests: 0,
+      inputTokens: 0,
+      cachedInputTokens: 0,
+      cacheWriteTokens: 0,
+      outputTokens: 0,
+      reasoningTokens: 0,
+      costNanoUsd: 0,
+      cacheHits: 0,
+      savedNanoUsd: 0,
+    },
   );
-  const header = [by, 'requests', 'input', 'cached', 'cache write', 'output', 'reasoning', 'cost', 'cache hits', 'saved'];
+  const header = [
+    by,
+    'requests',
+    'input',
+    'cached',
+    'cache write',
+    'output',
+    'reasoning',
+    'cost',
+    'cache hits',
+    'saved',
+  ];
   const line = (group: string, row: Omit<UsageAggregate, 'group'>) => [
-    group, integer(row.requests), integer(row.inputTokens), integer(row.cachedInputTokens), integer(row.cacheWriteTokens),
-    integer(row.outputTokens), integer(row.reasoningTokens), formatUsd(row.costNanoUsd), integer(row.cacheHits), formatUsd(row.savedNanoUsd),
+    group,
+    integer(row.requests),
+    integer(row.inputTokens),
+    integer(row.cachedInputTokens),
+    integer(row.cacheWriteTokens),
+    integer(row.outputTokens),
+    integer(row.reasoningTokens),
+    formatUsd(row.costNanoUsd),
+    integer(row.cacheHits),
+    formatUsd(row.savedNanoUsd),
   ];
   const body = rows.map((row) => line(row.group ?? '(none)', row));
   const table = [header, ...body, line('total', total)];
   const widths = header.map((_, column) => Math.max(...table.map((cells) => cells[column]!.length)));
-  const render = (cells: string[]) => cells.map((cell, column) => (column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join('  ');
+  const render = (cells: string[]) =>
+    cells
+      .map((cell, column) => (column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!)))
+      .join('  ');
   const rule = widths.map((width) => '-'.repeat(width)).join('  ');
   return [render(header), rule, ...body.map(render), rule, render(table[table.length - 1]!)].join('\n') + '\n';
 }
@@ -129,12 +169,21 @@ const ratio = (value: number | null) => (value === null ? '' : `${value.toFixed(
 export function formatOutcomeTable(by: OutcomeGrouping, rows: readonly OutcomeCost[]): string {
   const header = [by, 'outcome', 'outcomes', 'requests', 'cost', 'cost per outcome', 'value', 'value per cost'];
   const body = rows.map((row) => [
-    row.group ?? '(none)', row.kind, integer(row.outcomes), integer(row.requests), formatUsd(row.costNanoUsd), formatUsd(row.costPerOutcomeNanoUsd),
-    row.valueNanoUsd === null ? '' : formatUsd(row.valueNanoUsd), ratio(row.valuePerCost),
+    row.group ?? '(none)',
+    row.kind,
+    integer(row.outcomes),
+    integer(row.requests),
+    formatUsd(row.costNanoUsd),
+    formatUsd(row.costPerOutcomeNanoUsd),
+    row.valueNanoUsd === null ? '' : formatUsd(row.valueNanoUsd),
+    ratio(row.valuePerCost),
   ]);
   const table = [header, ...body];
   const widths = header.map((_, column) => Math.max(...table.map((cells) => cells[column]!.length)));
-  const render = (cells: string[]) => cells.map((cell, column) => (column < 2 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join('  ');
+  const render = (cells: string[]) =>
+    cells
+      .map((cell, column) => (column < 2 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!)))
+      .join('  ');
   return [render(header), widths.map((width) => '-'.repeat(width)).join('  '), ...body.map(render)].join('\n') + '\n';
 }
 
@@ -142,7 +191,10 @@ export function formatOutcomeTable(by: OutcomeGrouping, rows: readonly OutcomeCo
  * Runs `report ...` (argv with or without the leading `report`). Returns the exit code:
  * 0 done, 1 the query failed, 2 bad arguments.
  */
-export async function runReportCommand(argv: string[], io: ReportIo = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+export async function runReportCommand(
+  argv: string[],
+  io: ReportIo = { stdout: process.stdout, stderr: process.stderr },
+): Promise<number> {
   let args: ReportArgs | 'help';
   try {
     args = parseArgs(argv, Date.now());
@@ -158,25 +210,47 @@ export async function runReportCommand(argv: string[], io: ReportIo = { stdout: 
     io.stderr.write('tollgate report: no PostgreSQL to read: pass --postgres <url> or set TOLLGATE_POSTGRES_URL\n');
     return 2;
   }
-  const client = new (loadOptionalPeer<typeof pg>('pg', 'tollgate report').Client)({ connectionString: args.postgres, connectionTimeoutMillis: 10_000 });
+  const client = new (loadOptionalPeer<typeof pg>('pg', 'tollgate report').Client)({
+    connectionString: args.postgres,
+    connectionTimeoutMillis: 10_000,
+  });
   try {
     await client.connect();
     if (args.outcomes) {
       const by = args.by as OutcomeGrouping;
-      const rows = await costPerOutcome(client, { by, since: args.since, until: args.until, tenantId: args.tenantId, kind: args.kind, schema: args.schema, table: args.table });
+      const rows = await costPerOutcome(client, {
+        by,
+        since: args.since,
+        until: args.until,
+        tenantId: args.tenantId,
+        kind: args.kind,
+        schema: args.schema,
+        table: args.table,
+      });
       if (args.json) {
         io.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
       } else {
-        io.stdout.write(`Cost per outcome by ${by}, outcomes reported from ${args.since.toISOString()} to ${(args.until ?? new Date()).toISOString()}\n\n`);
+        io.stdout.write(
+          `Cost per outcome by ${by}, outcomes reported from ${args.since.toISOString()} to ${(args.until ?? new Date()).toISOString()}\n\n`,
+        );
         io.stdout.write(rows.length === 0 ? 'No outcomes reported in this period.\n' : formatOutcomeTable(by, rows));
       }
       return 0;
     }
-    const rows = await aggregateUsage(client, { by: args.by, since: args.since, until: args.until, tenantId: args.tenantId, schema: args.schema, table: args.table });
+    const rows = await aggregateUsage(client, {
+      by: args.by,
+      since: args.since,
+      until: args.until,
+      tenantId: args.tenantId,
+      schema: args.schema,
+      table: args.table,
+    });
     if (args.json) {
       io.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
     } else {
-      io.stdout.write(`Usage by ${args.by} from ${args.since.toISOString()} to ${(args.until ?? new Date()).toISOString()}\n\n`);
+      io.stdout.write(
+        `Usage by ${args.by} from ${args.since.toISOString()} to ${(args.until ?? new Date()).toISOString()}\n\n`,
+      );
       io.stdout.write(rows.length === 0 ? 'No usage recorded in this period.\n' : formatUsageTable(args.by, rows));
     }
     return 0;

@@ -60,18 +60,26 @@ export type CountingOf = (ctx: TollgateContext) => OutputCounting;
 type WriteCallback = (error?: Error | null) => void;
 type Chunk = string | Buffer | Uint8Array;
 type WriteFunction = (
-  this: Response, chunk: Chunk, encoding?: BufferEncoding | WriteCallback, callback?: WriteCallback,
+  this: Response,
+  chunk: Chunk,
+  encoding?: BufferEncoding | WriteCallback,
+  callback?: WriteCallback,
 ) => boolean;
 type EndFunction = (
-  this: Response, chunk?: Chunk | (() => void), encoding?: BufferEncoding | (() => void), callback?: () => void,
+  this: Response,
+  chunk?: Chunk | (() => void),
+  encoding?: BufferEncoding | (() => void),
+  callback?: () => void,
 ) => Response;
 
 function toBuffer(chunk: Chunk, encoding: unknown): Buffer {
-  if (typeof chunk === 'string') return Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8');
+  if (typeof chunk === 'string')
+    return Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8');
   return Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
 }
 
-const isUtf8 = (encoding: unknown): boolean => encoding === undefined || encoding === null || encoding === 'utf8' || encoding === 'utf-8';
+const isUtf8 = (encoding: unknown): boolean =>
+  encoding === undefined || encoding === null || encoding === 'utf8' || encoding === 'utf-8';
 
 /** A JSON body's bytes from its chunks (one written chunk as it is), decoded only where it must be read as text. */
 function jsonBytes(parts: (string | Buffer)[]): Buffer {
@@ -190,7 +198,8 @@ export class ResponseTap {
     }
     this.passWrite = res.write as WriteFunction;
     this.passEnd = res.end as EndFunction;
-    const write: OmitThisParameter<WriteFunction> = (chunk, encoding, callback) => this.write(chunk, encoding, callback);
+    const write: OmitThisParameter<WriteFunction> = (chunk, encoding, callback) =>
+      this.write(chunk, encoding, callback);
     const end: OmitThisParameter<EndFunction> = (chunk, encoding, callback) => this.end(chunk, encoding, callback);
     res.write = write as Response['write'];
     res.end = end as Response['end'];
@@ -251,12 +260,15 @@ export class ResponseTap {
     try {
       if (this.mode === 'unknown') this.detect();
       if (this.mode === 'sse') return this.observeEvents(toBuffer(chunk, encoding));
-      if (this.mode === 'json') this.keepJson(typeof chunk === 'string' && isUtf8(encoding) ? chunk : toBuffer(chunk, encoding));
+      if (this.mode === 'json')
+        this.keepJson(typeof chunk === 'string' && isUtf8(encoding) ? chunk : toBuffer(chunk, encoding));
       return undefined;
     } catch (error) {
       // Metering must never break a response: stop reading, keep passing bytes.
       this.broken = true;
-      process.emitWarning(`tollgate: could not read the response for usage: ${error instanceof Error ? error.message : String(error)}`);
+      process.emitWarning(
+        `tollgate: could not read the response for usage: ${error instanceof Error ? error.message : String(error)}`,
+      );
       return undefined;
     }
   }
@@ -306,9 +318,17 @@ export class ResponseTap {
       // encoding is first asked for) a count is the byte bound, several times the tokens: stopping on it would cut
       // answers that are within their grant.
       const stop = this.fixedCounting!.stop;
-      if (grant !== undefined && reader.output.tokenBound > grant && encodingLoaded(stop.encoding) && reader.output.passes(grant, stop.count)) {
+      if (
+        grant !== undefined &&
+        reader.output.tokenBound > grant &&
+        encodingLoaded(stop.encoding) &&
+        reader.output.passes(grant, stop.count)
+      ) {
         this.stoppedAt = reader.output.tokens(this.fixedCounting!.countOutput);
-        const ending = reader.ending({ inputTokens: this.ctx.estimate?.inputTokens ?? 0, outputTokens: this.stoppedAt });
+        const ending = reader.ending({
+          inputTokens: this.ctx.estimate?.inputTokens ?? 0,
+          outputTokens: this.stoppedAt,
+        });
         this.stop();
         return Buffer.concat([this.unsent(bytes, blocks, i + 1, start, end, dropped), Buffer.from(ending)]);
       }
@@ -323,7 +343,14 @@ export class ResponseTap {
    * before `end` in this chunk (an event's first bytes already left with an earlier chunk); in strip
    * mode, whole blocks only, less the dropped ones (an open event's bytes were held back).
    */
-  private unsent(bytes: Buffer, blocks: SseBlock[], count: number, start: number, end: number, dropped: Set<number> | undefined): Buffer {
+  private unsent(
+    bytes: Buffer,
+    blocks: SseBlock[],
+    count: number,
+    start: number,
+    end: number,
+    dropped: Set<number> | undefined,
+  ): Buffer {
     if (!this.strip || (dropped === undefined && start === 0)) return bytes.subarray(0, end);
     const kept: Buffer[] = [];
     for (let i = 0; i < count; i++) if (!dropped?.has(i)) kept.push(blocks[i]!.raw);

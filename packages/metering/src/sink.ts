@@ -53,7 +53,10 @@ export function logOnce(sinkName: string): SinkErrorHandler {
     failures++;
     if (failures === 1 || failures % 1000 === 0) {
       const message = error instanceof Error ? error.message : String(error);
-      process.emitWarning(`tollgate: ${sinkName} failed${failures > 1 ? ` (${failures} times so far)` : ''}: ${message}`, { code: 'TOLLGATE_SINK_ERROR' });
+      process.emitWarning(
+        `tollgate: ${sinkName} failed${failures > 1 ? ` (${failures} times so far)` : ''}: ${message}`,
+        { code: 'TOLLGATE_SINK_ERROR' },
+      );
     }
   };
 }

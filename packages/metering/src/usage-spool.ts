@@ -1,6 +1,18 @@
 // The usage spool: calls sent and records not yet stored by every sink, kept on local disk so that a crash loses none.
 import { randomBytes } from 'node:crypto';
-import { closeSync, fdatasync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fdatasync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  unlinkSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -26,7 +38,13 @@ export interface UsageSpoolOptions {
   onError?: SinkErrorHandler;
 }
 
-const KNOWN = ['directory', 'sinks', 'checkpointIntervalMs', 'maxFileBytes', 'onError'] as const satisfies readonly (keyof UsageSpoolOptions)[];
+const KNOWN = [
+  'directory',
+  'sinks',
+  'checkpointIntervalMs',
+  'maxFileBytes',
+  'onError',
+] as const satisfies readonly (keyof UsageSpoolOptions)[];
 
 /** What `replay()` found in the spool files of processes that died. */
 export interface SpoolReplay {
@@ -111,7 +129,11 @@ const syncData = promisify(fdatasync);
 
 function spoolError(directory: string, error: unknown): TollgateError {
   const message = error instanceof Error ? error.message : String(error);
-  return new TollgateError('ERR_TG_METERING_SPOOL_UNAVAILABLE', `cannot open the usage spool in ${directory}: ${message}`, { cause: error });
+  return new TollgateError(
+    'ERR_TG_METERING_SPOOL_UNAVAILABLE',
+    `cannot open the usage spool in ${directory}: ${message}`,
+    { cause: error },
+  );
 }
 
 function readLock(path: string): LockHolder | undefined {
@@ -176,7 +198,12 @@ async function flushSink(sink: UsageSink, onError: SinkErrorHandler): Promise<bo
 }
 
 /** Writes records to a sink again: through its `replay` (which skips what it stored after `mark`), else `write` in flushed slices. */
-async function redeliver(sink: UsageSink, records: readonly UsageRecord[], mark: unknown, onError: SinkErrorHandler): Promise<boolean> {
+async function redeliver(
+  sink: UsageSink,
+  records: readonly UsageRecord[],
+  mark: unknown,
+  onError: SinkErrorHandler,
+): Promise<boolean> {
   if (records.length === 0) return true;
   try {
     if (sink.replay) return await sink.replay(records, mark);
@@ -221,7 +248,12 @@ class Spool implements UsageSpool {
     this.#onError = options.onError ?? logOnce(`usage spool ${options.directory}`);
     this.#maxFileBytes = options.maxFileBytes ?? 1024 * 1024;
     this.#states = this.sinks.map((sink, index) => ({
-      sink, key: sink.name ?? `#${index}`, checkpoint: 0, mark: undefined, dropped: sink.dropped ?? 0, redeliverThrough: undefined,
+      sink,
+      key: sink.name ?? `#${index}`,
+      checkpoint: 0,
+      mark: undefined,
+      dropped: sink.dropped ?? 0,
+      redeliverThrough: undefined,
     }));
     // Where each sink stands now: whatever it stores from this process lies after it.
     for (const state of this.#states) state.mark = this.#markOf(state);
@@ -229,7 +261,10 @@ class Spool implements UsageSpool {
       mkdirSync(this.directory, { recursive: true });
       // Written whole, then named: whoever reads a lock reads all of it.
       const lock = this.#path(`${this.#owner}.lock`);
-      writeFileSync(`${lock}.tmp`, JSON.stringify({ pid: process.pid, host: hostname(), startedAt: new Date().toISOString() }));
+      writeFileSync(
+        `${lock}.tmp`,
+        JSON.stringify({ pid: process.pid, host: hostname(), startedAt: new Date().toISOString() }),
+      );
       renameSync(`${lock}.tmp`, lock);
       openOwners.add(this.#owner);
       this.#fd = this.#openFile();
@@ -302,7 +337,9 @@ class Spool implements UsageSpool {
     // Whatever is left (a sink that did not store, calls that never settled) stays under this process's lock,
     // which is stale once it exits: the next start takes it over.
     if (stored && this.#intents.size === 0) for (const file of this.#ownFiles()) this.#unlink(file);
-    const held = readdirSync(this.directory).some((file) => DATA_FILE.exec(file)?.[1] === this.#owner || file.startsWith(`${this.#owner}.claim-`));
+    const held = readdirSync(this.directory).some(
+      (file) => DATA_FILE.exec(file)?.[1] === this.#owner || file.startsWith(`${this.#owner}.claim-`),
+    );
     if (!held) this.#unlink(`${this.#owner}.lock`);
   }
 
@@ -333,7 +370,9 @@ class Spool implements UsageSpool {
   /** A new live file, opened with every sink's checkpoint and the calls still open, so that it stands on its own. */
   #openFile(): number {
     const fd = openSync(this.#path(this.#liveFile()), 'a');
-    const lines = this.#states.map((state) => JSON.stringify({ type: 'checkpoint', sink: state.key, seq: state.checkpoint, mark: state.mark }));
+    const lines = this.#states.map((state) =>
+      JSON.stringify({ type: 'checkpoint', sink: state.key, seq: state.checkpoint, mark: state.mark }),
+    );
     const text = `${[...lines.map((line) => `${line}\n`), ...this.#intents.values()].join('')}`;
     writeSync(fd, text);
     this.#fileBytes = Buffer.byteLength(text);
@@ -438,7 +477,9 @@ class Spool implements UsageSpool {
       for (const state of this.#states) {
         const checkpoint = contents.checkpoints.get(state.key);
         const after = checkpoint?.seq ?? 0;
-        const records = [...contents.records.values()].filter((entry) => entry.seq > after).map((entry) => entry.record);
+        const records = [...contents.records.values()]
+          .filter((entry) => entry.seq > after)
+          .map((entry) => entry.record);
         for (const record of records) rewritten.add(record.id);
         pending.set(state.key, { records: [...records, ...recovered], mark: checkpoint?.mark, done: false });
       }
@@ -467,7 +508,9 @@ class Spool implements UsageSpool {
   /** This process's records with a sequence number in (after, through], read back from its files. */
   async #ownRecords(after: number, through: number): Promise<UsageRecord[]> {
     const contents = await this.#readFiles(this.#ownFiles());
-    return [...contents.records.values()].filter((entry) => entry.seq > after && entry.seq <= through).map((entry) => entry.record);
+    return [...contents.records.values()]
+      .filter((entry) => entry.seq > after && entry.seq <= through)
+      .map((entry) => entry.record);
   }
 
   /**
@@ -479,28 +522,38 @@ class Spool implements UsageSpool {
     const through = this.#seq;
     // Taken before the flush: whatever a sink stores from now on lies after them.
     const marks = this.#states.map((state) => this.#markOf(state));
-    const results = await Promise.all(this.#states.map(async (state, index) => {
-      let stored = await flushSink(state.sink, this.#onError);
-      // Dropped records may be any since the checkpoint, up to the last one spooled.
-      if (this.#sawDrops(state)) state.redeliverThrough = this.#seq;
-      const redeliverThrough = state.redeliverThrough;
-      if (stored && redeliverThrough !== undefined) {
-        stored = await redeliver(state.sink, await this.#ownRecords(state.checkpoint, redeliverThrough), state.mark, this.#onError);
-        if (this.#sawDrops(state)) {
-          state.redeliverThrough = this.#seq;
-          stored = false;
-        } else if (stored) {
-          state.redeliverThrough = undefined;
+    const results = await Promise.all(
+      this.#states.map(async (state, index) => {
+        let stored = await flushSink(state.sink, this.#onError);
+        // Dropped records may be any since the checkpoint, up to the last one spooled.
+        if (this.#sawDrops(state)) state.redeliverThrough = this.#seq;
+        const redeliverThrough = state.redeliverThrough;
+        if (stored && redeliverThrough !== undefined) {
+          stored = await redeliver(
+            state.sink,
+            await this.#ownRecords(state.checkpoint, redeliverThrough),
+            state.mark,
+            this.#onError,
+          );
+          if (this.#sawDrops(state)) {
+            state.redeliverThrough = this.#seq;
+            stored = false;
+          } else if (stored) {
+            state.redeliverThrough = undefined;
+          }
         }
-      }
-      if (!stored) return false;
-      if (through > state.checkpoint) {
-        state.checkpoint = through;
-        state.mark = marks[index];
-        if (!this.#closed) this.#append(`${JSON.stringify({ type: 'checkpoint', sink: state.key, seq: through, mark: state.mark })}\n`);
-      }
-      return true;
-    }));
+        if (!stored) return false;
+        if (through > state.checkpoint) {
+          state.checkpoint = through;
+          state.mark = marks[index];
+          if (!this.#closed)
+            this.#append(
+              `${JSON.stringify({ type: 'checkpoint', sink: state.key, seq: through, mark: state.mark })}\n`,
+            );
+        }
+        return true;
+      }),
+    );
     if (this.#orphans.length > 0) await this.#deliverOrphans();
     if (!this.#closed) await this.#compact();
     return results.every(Boolean) && this.#orphans.length === 0;
@@ -547,18 +600,31 @@ class Spool implements UsageSpool {
 export function openUsageSpool(options: UsageSpoolOptions): UsageSpool {
   assertKnownOptions(options, KNOWN, 'ERR_TG_METERING_UNKNOWN_OPTION', 'openUsageSpool');
   if (typeof options?.directory !== 'string' || options.directory.length === 0) {
-    throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'openUsageSpool() needs a directory: openUsageSpool({ directory: "usage.spool", sinks })');
+    throw new TollgateError(
+      'ERR_TG_METERING_INVALID_OPTION',
+      'openUsageSpool() needs a directory: openUsageSpool({ directory: "usage.spool", sinks })',
+    );
   }
   if (!Array.isArray(options.sinks) || !options.sinks.every((sink) => typeof sink?.write === 'function')) {
-    throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'openUsageSpool() option sinks must be an array of sinks (objects with write(), flush() and close())');
+    throw new TollgateError(
+      'ERR_TG_METERING_INVALID_OPTION',
+      'openUsageSpool() option sinks must be an array of sinks (objects with write(), flush() and close())',
+    );
   }
   const names = options.sinks.map((sink) => sink.name).filter((name) => name !== undefined);
   const twice = names.find((name, index) => names.indexOf(name) !== index);
-  if (twice !== undefined) throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', `openUsageSpool() got two sinks named ${JSON.stringify(twice)}: each sink is checkpointed by its name`);
+  if (twice !== undefined)
+    throw new TollgateError(
+      'ERR_TG_METERING_INVALID_OPTION',
+      `openUsageSpool() got two sinks named ${JSON.stringify(twice)}: each sink is checkpointed by its name`,
+    );
   for (const field of ['checkpointIntervalMs', 'maxFileBytes'] as const) {
     const value = options[field];
     if (value !== undefined && (!Number.isSafeInteger(value) || value <= 0)) {
-      throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', `openUsageSpool() option ${field} must be a positive integer; got ${JSON.stringify(value)}`);
+      throw new TollgateError(
+        'ERR_TG_METERING_INVALID_OPTION',
+        `openUsageSpool() option ${field} must be a positive integer; got ${JSON.stringify(value)}`,
+      );
     }
   }
   return new Spool(options);

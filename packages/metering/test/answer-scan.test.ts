@@ -5,14 +5,25 @@ const FIELDS = ['model', 'usage'];
 
 describe('topLevelFields (usage found in a JSON answer without parsing it whole)', () => {
   it('parses only the wanted top-level members, whatever strings and objects come before them', () => {
-    const text = JSON.stringify({
-      id: 'x',
-      choices: [{ message: { content: 'ends in a backslash \\', usage: { prompt_tokens: 5 } } }, '"usage": {}', ['[', '{']],
+    const text = JSON.stringify(
+      {
+        id: 'x',
+        choices: [
+          { message: { content: 'ends in a backslash \\', usage: { prompt_tokens: 5 } } },
+          '"usage": {}',
+          ['[', '{'],
+        ],
+        model: 'gpt-4o',
+        usage: { prompt_tokens: 12, completion_tokens: 3 },
+        after: null,
+      },
+      null,
+      2,
+    );
+    expect(topLevelFields(text, FIELDS)).toEqual({
       model: 'gpt-4o',
       usage: { prompt_tokens: 12, completion_tokens: 3 },
-      after: null,
-    }, null, 2);
-    expect(topLevelFields(text, FIELDS)).toEqual({ model: 'gpt-4o', usage: { prompt_tokens: 12, completion_tokens: 3 } });
+    });
     expect(topLevelFields('  {"usage": {"a": 1}, "usage": {"a": 2}}\n', FIELDS)).toEqual({ usage: { a: 2 } });
     expect(topLevelFields('{"choices": []}', FIELDS)).toEqual({});
   });

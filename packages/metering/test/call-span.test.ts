@@ -13,7 +13,15 @@ import express from 'express';
 import type { NextFunction, Request, Response } from 'express';
 
 const pricing = createPricing();
-const identity: Identity = { keyId: 'key-1', tenantId: 'acme', userId: 'alice', tier: 'pro', feature: 'support-bot', scopes: ['chat'], authMethod: 'api_key' };
+const identity: Identity = {
+  keyId: 'key-1',
+  tenantId: 'acme',
+  userId: 'alice',
+  tier: 'pro',
+  feature: 'support-bot',
+  scopes: ['chat'],
+  authMethod: 'api_key',
+};
 const CLIENT_KEY = 'tgk_ClientKeyThatMustNeverBeInASpan0123456789';
 
 const exporter = new InMemorySpanExporter();
@@ -40,14 +48,24 @@ async function serve(answer: Answer, options: MeterOptions = {}): Promise<{ url:
     getContext(req, res).identity = identity;
     next();
   });
-  app.post('/v1/chat/completions', meter({ pricing, api: 'openai.chat', tracer: provider.getTracer('test'), onUsage: (record) => records.push(record), ...options }), (req, res, next) => {
-    if (req.headers['x-refuse'] === 'yes') {
-      renderApiError(new ApiError('insufficient_quota', 'Budget exhausted for tenant acme.'), req, res);
-      return;
-    }
-    req.tollgate.markSending();
-    answer(req, res, next);
-  });
+  app.post(
+    '/v1/chat/completions',
+    meter({
+      pricing,
+      api: 'openai.chat',
+      tracer: provider.getTracer('test'),
+      onUsage: (record) => records.push(record),
+      ...options,
+    }),
+    (req, res, next) => {
+      if (req.headers['x-refuse'] === 'yes') {
+        renderApiError(new ApiError('insufficient_quota', 'Budget exhausted for tenant acme.'), req, res);
+        return;
+      }
+      req.tollgate.markSending();
+      answer(req, res, next);
+    },
+  );
   app.use((error: unknown, req: Request, res: Response, next: NextFunction) => {
     if (error instanceof ApiError) renderApiError(error, req, res);
     else next(error);
@@ -70,7 +88,8 @@ async function call(url: string, headers: Record<string, string> = {}): Promise<
 
 /** The spans once the response settled (the span ends with the usage record, on the response's close). */
 async function spansAfter(records: UsageRecord[], count = 1): Promise<ReadableSpan[]> {
-  for (let i = 0; i < 200 && (records.length < count || exporter.getFinishedSpans().length < count); i++) await new Promise((resolve) => setTimeout(resolve, 5));
+  for (let i = 0; i < 200 && (records.length < count || exporter.getFinishedSpans().length < count); i++)
+    await new Promise((resolve) => setTimeout(resolve, 5));
   return exporter.getFinishedSpans();
 }
 

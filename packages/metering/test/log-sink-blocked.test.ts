@@ -9,7 +9,10 @@ const CHILD = fileURLToPath(new URL('./fixtures/log-sink-blocked-stdout.mts', im
 /** Runs the child with a stdout pipe nobody reads; resolves with the heap growth it reports. */
 function heapGrowthWithBlockedStdout(): Promise<number> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--expose-gc', '--conditions=source', '--import', 'tsx', CHILD], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--expose-gc', '--conditions=source', '--import', 'tsx', CHILD], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     // Never read: the pipe fills after 64 KB and stays full.
     child.stdout.pause();
     let stderr = '';

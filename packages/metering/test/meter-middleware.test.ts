@@ -13,7 +13,15 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 // Provider answers recorded once, shared with the adapters' own tests.
 const fixture = (name: string) => readFileSync(new URL(`../../providers/test/fixtures/${name}`, import.meta.url));
 const pricing = createPricing();
-const identity: Identity = { keyId: 'key-1', tenantId: 'acme', userId: 'alice', tier: 'free', feature: 'support-bot', scopes: ['chat'], authMethod: 'api_key' };
+const identity: Identity = {
+  keyId: 'key-1',
+  tenantId: 'acme',
+  userId: 'alice',
+  tier: 'free',
+  feature: 'support-bot',
+  scopes: ['chat'],
+  authMethod: 'api_key',
+};
 
 /** A sink that hands records to waiting tests. */
 class MemorySink implements UsageSink {
@@ -43,7 +51,11 @@ interface Harness {
 
 const servers: http.Server[] = [];
 
-async function start(handler: RequestHandler, options: MeterOptions = {}, after: RequestHandler[] = []): Promise<Harness> {
+async function start(
+  handler: RequestHandler,
+  options: MeterOptions = {},
+  after: RequestHandler[] = [],
+): Promise<Harness> {
   const sink = new MemorySink();
   const settles: (UsageRecord | undefined)[] = [];
   const app = express();
@@ -61,14 +73,23 @@ async function start(handler: RequestHandler, options: MeterOptions = {}, after:
   };
   // Each route declares the API it speaks; /custom declares none (an SDK-calling handler reports usage itself).
   const routes: [string, ProviderApi | undefined][] = [
-    ['/v1/chat/completions', 'openai.chat'], ['/v1/responses', 'openai.responses'], ['/v1/messages', 'anthropic.messages'], ['/custom', undefined],
+    ['/v1/chat/completions', 'openai.chat'],
+    ['/v1/responses', 'openai.responses'],
+    ['/v1/messages', 'anthropic.messages'],
+    ['/custom', undefined],
   ];
-  for (const [path, api] of routes) app.post(path, meter({ pricing, sinks: [sink], ...(api ? { api } : {}), ...options }), listen, ...after, handler);
+  for (const [path, api] of routes)
+    app.post(path, meter({ pricing, sinks: [sink], ...(api ? { api } : {}), ...options }), listen, ...after, handler);
   const server = http.createServer(app);
   servers.push(server);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}`, sink, settles, close: () => new Promise((resolve) => server.close(() => resolve())) };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    sink,
+    settles,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
 }
 
 afterAll(async () => {
@@ -82,7 +103,8 @@ beforeAll(async () => {
   await preloadTokenizers();
 });
 
-const post = (url: string, body: unknown) => fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+const post = (url: string, body: unknown) =>
+  fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 
 /** Writes an SSE transcript in pieces cut at the given byte offsets (some inside UTF-8 characters). */
 async function writeInPieces(res: Response, bytes: Buffer, cuts: number[]): Promise<void> {
@@ -105,20 +127,48 @@ describe('meter() with JSON responses', () => {
   it('sets the estimate before the handler and bills the provider usage after it', async () => {
     let seen: unknown;
     const app = await start((req, res) => {
-      seen = { estimate: req.tollgate.estimate, requestedModel: req.tollgate.requestedModel, metered: req.tollgate.metered };
+      seen = {
+        estimate: req.tollgate.estimate,
+        requestedModel: req.tollgate.requestedModel,
+        metered: req.tollgate.metered,
+      };
       res.type('application/json').send(fixture('openai-chat.json'));
     });
     const recorded = app.sink.next();
-    const response = await post(`${app.url}/v1/chat/completions?x=1`, { model: 'gpt-4o', messages: [{ role: 'user', content: 'Hello!' }], max_tokens: 100 });
+    const response = await post(`${app.url}/v1/chat/completions?x=1`, {
+      model: 'gpt-4o',
+      messages: [{ role: 'user', content: 'Hello!' }],
+      max_tokens: 100,
+    });
     expect(response.status).toBe(200);
     expect((await response.json()) as unknown).toMatchObject({ usage: { prompt_tokens: 1117 } });
     const record = await recorded;
-    expect(seen).toMatchObject({ estimate: { provider: 'openai', model: 'gpt-4o', inputTokens: 9, maxOutputTokens: 100, totalTokens: 109 }, requestedModel: 'gpt-4o', metered: true });
-    const usage = { inputTokens: 1117, cachedInputTokens: 1024, cacheWriteTokens: 0, outputTokens: 46, reasoningTokens: 0 };
+    expect(seen).toMatchObject({
+      estimate: { provider: 'openai', model: 'gpt-4o', inputTokens: 9, maxOutputTokens: 100, totalTokens: 109 },
+      requestedModel: 'gpt-4o',
+      metered: true,
+    });
+    const usage = {
+      inputTokens: 1117,
+      cachedInputTokens: 1024,
+      cacheWriteTokens: 0,
+      outputTokens: 46,
+      reasoningTokens: 0,
+    };
     expect(record).toMatchObject({
       ...usage,
-      keyId: 'key-1', tenantId: 'acme', userId: 'alice', feature: 'support-bot', route: '/v1/chat/completions',
-      provider: 'openai', model: 'gpt-4o-2024-08-06', requestedModel: 'gpt-4o', status: 200, stream: false, aborted: false, usageSource: 'provider',
+      keyId: 'key-1',
+      tenantId: 'acme',
+      userId: 'alice',
+      feature: 'support-bot',
+      route: '/v1/chat/completions',
+      provider: 'openai',
+      model: 'gpt-4o-2024-08-06',
+      requestedModel: 'gpt-4o',
+      status: 200,
+      stream: false,
+      aborted: false,
+      usageSource: 'provider',
     });
     // gpt-4o: 93 uncached x $2.50 + 1024 cached x $1.25 + 46 output x $10 per 1M tokens.
     expect(record.costNanoUsd).toBe(232_500 + 1_280_000 + 460_000);
@@ -132,15 +182,38 @@ describe('meter() with JSON responses', () => {
 
   it('reads Responses and Anthropic JSON bodies, cache writes at the write price', async () => {
     const app = await start((req, res) => {
-      res.json(JSON.parse(fixture(req.path.endsWith('/messages') ? 'anthropic-messages.json' : 'openai-responses.json').toString('utf8')));
+      res.json(
+        JSON.parse(
+          fixture(req.path.endsWith('/messages') ? 'anthropic-messages.json' : 'openai-responses.json').toString(
+            'utf8',
+          ),
+        ),
+      );
     });
     let recorded = app.sink.next();
     await (await post(`${app.url}/v1/responses`, { model: 'gpt-4.1', input: 'Tell me a story' })).text();
-    expect(await recorded).toMatchObject({ inputTokens: 36, outputTokens: 87, model: 'gpt-4.1-2025-04-14', usageSource: 'provider' });
+    expect(await recorded).toMatchObject({
+      inputTokens: 36,
+      outputTokens: 87,
+      model: 'gpt-4.1-2025-04-14',
+      usageSource: 'provider',
+    });
     recorded = app.sink.next();
-    await (await post(`${app.url}/v1/messages`, { model: 'claude-sonnet-4-5', max_tokens: 1024, messages: [{ role: 'user', content: 'Hi' }] })).text();
+    await (
+      await post(`${app.url}/v1/messages`, {
+        model: 'claude-sonnet-4-5',
+        max_tokens: 1024,
+        messages: [{ role: 'user', content: 'Hi' }],
+      })
+    ).text();
     const record = await recorded;
-    expect(record).toMatchObject({ provider: 'anthropic', inputTokens: 1300, cachedInputTokens: 1000, cacheWriteTokens: 200, outputTokens: 50 });
+    expect(record).toMatchObject({
+      provider: 'anthropic',
+      inputTokens: 1300,
+      cachedInputTokens: 1000,
+      cacheWriteTokens: 200,
+      outputTokens: 50,
+    });
     // claude-sonnet-4-5: 100 x $3 + 1000 cached x $0.30 + 200 written x $3.75 + 50 x $15 per 1M tokens.
     expect(record.costNanoUsd).toBe(300_000 + 300_000 + 750_000 + 750_000);
   });
@@ -157,9 +230,13 @@ describe('meter() with JSON responses', () => {
     expect(body.error).toMatchObject({ code: 'invalid_request', param: 'model' });
     expect(body.error.message).toContain('my-secret-llm');
     expect(called).toBe(false);
-    const priced = await start((_req, res) => res.json({ usage: { prompt_tokens: 10, completion_tokens: 5 } }), { pricing: createPricing({ defaultPrice: { provider: 'vllm', inputPerMTok: 1, outputPerMTok: 2 } }) });
+    const priced = await start((_req, res) => res.json({ usage: { prompt_tokens: 10, completion_tokens: 5 } }), {
+      pricing: createPricing({ defaultPrice: { provider: 'vllm', inputPerMTok: 1, outputPerMTok: 2 } }),
+    });
     const recorded = priced.sink.next();
-    expect((await post(`${priced.url}/v1/chat/completions`, { model: 'my-secret-llm', messages: [] })).status).toBe(200);
+    expect((await post(`${priced.url}/v1/chat/completions`, { model: 'my-secret-llm', messages: [] })).status).toBe(
+      200,
+    );
     // 10 x $1 + 5 x $2 per 1M tokens.
     expect(await recorded).toMatchObject({ provider: 'vllm', costNanoUsd: 10_000 + 10_000 });
   });
@@ -170,24 +247,42 @@ describe('meter() with JSON responses', () => {
       req.tollgate.estimate = { ...req.tollgate.estimate!, model: 'gpt-4o-mini' };
       next();
     };
-    const app = await start((_req, res) => res.json({ usage: { prompt_tokens: 1000, completion_tokens: 100 } }), {}, [downgrade]);
+    const app = await start((_req, res) => res.json({ usage: { prompt_tokens: 1000, completion_tokens: 100 } }), {}, [
+      downgrade,
+    ]);
     const recorded = app.sink.next();
-    await (await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] })).text();
+    await (
+      await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] })
+    ).text();
     const record = await recorded;
     expect(record).toMatchObject({ model: 'gpt-4o-mini', requestedModel: 'gpt-4o' });
-    expect(record.costNanoUsd).toBe(costNanoUsd({ inputTokens: 1000, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 100, reasoningTokens: 0 }, pricing.get('gpt-4o-mini')));
+    expect(record.costNanoUsd).toBe(
+      costNanoUsd(
+        { inputTokens: 1000, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 100, reasoningTokens: 0 },
+        pricing.get('gpt-4o-mini'),
+      ),
+    );
   });
 
   it('fills and clamps the output cap to the tier and writes it into the body', async () => {
     let body: Record<string, unknown> = {};
     let maxOutputTokens = 0;
-    const app = await start((req, res) => {
-      body = req.body;
-      maxOutputTokens = req.tollgate.estimate!.maxOutputTokens;
-      res.json({ usage: { prompt_tokens: 1, completion_tokens: 1 } });
-    }, { tierMaxOutputTokens: { free: 100 } });
+    const app = await start(
+      (req, res) => {
+        body = req.body;
+        maxOutputTokens = req.tollgate.estimate!.maxOutputTokens;
+        res.json({ usage: { prompt_tokens: 1, completion_tokens: 1 } });
+      },
+      { tierMaxOutputTokens: { free: 100 } },
+    );
     const recorded = app.sink.next();
-    await (await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }], max_tokens: 5000 })).text();
+    await (
+      await post(`${app.url}/v1/chat/completions`, {
+        model: 'gpt-4o',
+        messages: [{ role: 'user', content: 'hi' }],
+        max_tokens: 5000,
+      })
+    ).text();
     await recorded;
     expect(body.max_tokens).toBe(100);
     expect(maxOutputTokens).toBe(100);
@@ -205,8 +300,18 @@ describe('meter() with JSON responses', () => {
       res.json({ model: 'gpt-4o', choices: [{ index: 0, message: { role: 'assistant', content: 'hello world' } }] });
     });
     const recorded = app.sink.next();
-    await (await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [{ role: 'user', content: 'say hello world' }] })).text();
-    expect(await recorded).toMatchObject({ usageSource: 'counted', aborted: false, inputTokens: estimateInput, outputTokens: 2 });
+    await (
+      await post(`${app.url}/v1/chat/completions`, {
+        model: 'gpt-4o',
+        messages: [{ role: 'user', content: 'say hello world' }],
+      })
+    ).text();
+    expect(await recorded).toMatchObject({
+      usageSource: 'counted',
+      aborted: false,
+      inputTokens: estimateInput,
+      outputTokens: 2,
+    });
   });
 
   it('never records counted output above the output cap the request ran with', async () => {
@@ -216,25 +321,43 @@ describe('meter() with JSON responses', () => {
       res.json({ model: 'claude-sonnet-4-5', content: [{ type: 'text', text: words }] });
     });
     const recorded = app.sink.next();
-    await (await post(`${app.url}/v1/messages`, { model: 'claude-sonnet-4-5', max_tokens: 10, messages: [{ role: 'user', content: 'talk' }] })).text();
+    await (
+      await post(`${app.url}/v1/messages`, {
+        model: 'claude-sonnet-4-5',
+        max_tokens: 10,
+        messages: [{ role: 'user', content: 'talk' }],
+      })
+    ).text();
     expect(await recorded).toMatchObject({ usageSource: 'counted', outputTokens: 10 });
   });
 
   it('finds usage at the end of a JSON body too large to parse whole', async () => {
-    const big = JSON.stringify({ model: 'gpt-4o', choices: [{ index: 0, message: { role: 'assistant', content: 'x'.repeat(5_000_000) } }], usage: { prompt_tokens: 7, completion_tokens: 1_250_000 } });
+    const big = JSON.stringify({
+      model: 'gpt-4o',
+      choices: [{ index: 0, message: { role: 'assistant', content: 'x'.repeat(5_000_000) } }],
+      usage: { prompt_tokens: 7, completion_tokens: 1_250_000 },
+    });
     const app = await start((_req, res) => {
       res.type('application/json').send(big);
     });
     const recorded = app.sink.next();
-    expect((await (await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [] })).text()).length).toBe(big.length);
+    expect(
+      (await (await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [] })).text()).length,
+    ).toBe(big.length);
     expect(await recorded).toMatchObject({ inputTokens: 7, outputTokens: 1_250_000, usageSource: 'provider' });
   });
 
   it('reads the usage at the top of a JSON answer, not usage-like text or objects inside it', async () => {
     const content = 'A "usage": {"prompt_tokens": 999, "completion_tokens": 999} and a \\"usage\\" quote';
     const answer = {
-      id: 'chatcmpl-1', model: 'gpt-4o-2024-08-06',
-      choices: [{ index: 0, message: { role: 'assistant', content, metadata: { usage: { prompt_tokens: 5, completion_tokens: 5 } } } }],
+      id: 'chatcmpl-1',
+      model: 'gpt-4o-2024-08-06',
+      choices: [
+        {
+          index: 0,
+          message: { role: 'assistant', content, metadata: { usage: { prompt_tokens: 5, completion_tokens: 5 } } },
+        },
+      ],
       usage: { prompt_tokens: 12, completion_tokens: 3, prompt_tokens_details: { cached_tokens: 0 } },
       system_fingerprint: 'fp_1',
     };
@@ -242,13 +365,24 @@ describe('meter() with JSON responses', () => {
       res.type('application/json').send(JSON.stringify(answer, null, 2));
     });
     const recorded = app.sink.next();
-    await (await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] })).text();
-    expect(await recorded).toMatchObject({ inputTokens: 12, outputTokens: 3, model: 'gpt-4o-2024-08-06', usageSource: 'provider' });
+    await (
+      await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] })
+    ).text();
+    expect(await recorded).toMatchObject({
+      inputTokens: 12,
+      outputTokens: 3,
+      model: 'gpt-4o-2024-08-06',
+      usageSource: 'provider',
+    });
   });
 
   it('reads a JSON answer whole when its usage reports no output, or the answer does not parse', async () => {
     const bodies = [
-      JSON.stringify({ model: 'gpt-4o', choices: [{ index: 0, message: { role: 'assistant', content: 'hello world' } }], usage: { prompt_tokens: 4, completion_tokens: 0 } }),
+      JSON.stringify({
+        model: 'gpt-4o',
+        choices: [{ index: 0, message: { role: 'assistant', content: 'hello world' } }],
+        usage: { prompt_tokens: 4, completion_tokens: 0 },
+      }),
       '{"model": "gpt-4o", "choices": [{"message": {"content": "hello world"}}], "usage": {"prompt_tokens": 4, "completion_tokens": 2}',
     ];
     let next = 0;
@@ -258,7 +392,9 @@ describe('meter() with JSON responses', () => {
     const records: UsageRecord[] = [];
     for (let i = 0; i < bodies.length; i++) {
       const recorded = app.sink.next();
-      await (await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] })).text();
+      await (
+        await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] })
+      ).text();
       records.push(await recorded);
     }
     // The text that passed is counted: 'hello world', then the whole body that did not parse (its usage untrusted).
@@ -285,31 +421,56 @@ describe('meter() with JSON responses', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     const recorded = sink.next();
-    const response = await post(`${url}/v1/chat/completions`, { model: 'gpt-4o', messages: [{ role: 'user', content: 'Hello!' }] });
+    const response = await post(`${url}/v1/chat/completions`, {
+      model: 'gpt-4o',
+      messages: [{ role: 'user', content: 'Hello!' }],
+    });
     expect((await response.json()) as unknown).toMatchObject({ usage: { prompt_tokens: 1117 } });
-    expect(await recorded).toMatchObject({ inputTokens: 1117, outputTokens: 46, model: 'gpt-4o-2024-08-06', usageSource: 'provider' });
+    expect(await recorded).toMatchObject({
+      inputTokens: 1117,
+      outputTokens: 46,
+      model: 'gpt-4o-2024-08-06',
+      usageSource: 'provider',
+    });
     expect(await (await fetch(`${url}/v1/plain`)).text()).toBe('{"usage": "none here"}');
     expect(sink.records).toHaveLength(1);
   });
 
   it('leaves streams alone when includeStreamUsage is off', async () => {
     let streamOptions: unknown = 'unset';
-    const app = await start((req, res) => {
-      streamOptions = req.body.stream_options;
-      sseHeaders(res);
-      res.end('data: [DONE]\n\n');
-    }, { includeStreamUsage: false });
+    const app = await start(
+      (req, res) => {
+        streamOptions = req.body.stream_options;
+        sseHeaders(res);
+        res.end('data: [DONE]\n\n');
+      },
+      { includeStreamUsage: false },
+    );
     const recorded = app.sink.next();
-    expect(await (await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', stream: true, messages: [] })).text()).toBe('data: [DONE]\n\n');
+    expect(
+      await (await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', stream: true, messages: [] })).text(),
+    ).toBe('data: [DONE]\n\n');
     expect(streamOptions).toBeUndefined();
     expect(await recorded).toMatchObject({ stream: true, outputTokens: 0, usageSource: 'counted' });
   });
 
   it('records a failed provider call without charging the prompt', async () => {
-    const app = await start((_req, res) => res.status(502).json({ error: { message: 'upstream down', type: 'server_error', code: 'upstream_error', param: null } }));
+    const app = await start((_req, res) =>
+      res
+        .status(502)
+        .json({ error: { message: 'upstream down', type: 'server_error', code: 'upstream_error', param: null } }),
+    );
     const recorded = app.sink.next();
-    await (await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] })).text();
-    expect(await recorded).toMatchObject({ status: 502, inputTokens: 0, outputTokens: 0, costNanoUsd: 0, usageSource: 'counted' });
+    await (
+      await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] })
+    ).text();
+    expect(await recorded).toMatchObject({
+      status: 502,
+      inputTokens: 0,
+      outputTokens: 0,
+      costNanoUsd: 0,
+      usageSource: 'counted',
+    });
   });
 
   it('does not bill the text of a failed call whose body is not JSON (a gateway page, a bare error line)', async () => {
@@ -318,8 +479,16 @@ describe('meter() with JSON responses', () => {
       res.end('upstream connect error or disconnect/reset before headers. reset reason: connection termination');
     });
     const recorded = app.sink.next();
-    await (await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] })).text();
-    expect(await recorded).toMatchObject({ status: 503, inputTokens: 0, outputTokens: 0, costNanoUsd: 0, usageSource: 'counted' });
+    await (
+      await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] })
+    ).text();
+    expect(await recorded).toMatchObject({
+      status: 503,
+      inputTokens: 0,
+      outputTokens: 0,
+      costNanoUsd: 0,
+      usageSource: 'counted',
+    });
   });
 
   it('marks a request tollgate refused with the refusing layer, and a provider failure with none', async () => {
@@ -327,14 +496,20 @@ describe('meter() with JSON responses', () => {
       const answer = req.headers['x-answer'];
       if (answer === 'limit') renderApiError(new ApiError('rate_limit_exceeded', 'Slow down.'), req, res);
       else if (answer === 'budget') renderApiError(new ApiError('insufficient_quota', 'Budget exhausted.'), req, res);
-      else if (answer === 'upstream') renderApiError(new ApiError('upstream_error', 'The upstream failed (HTTP 500).'), req, res);
+      else if (answer === 'upstream')
+        renderApiError(new ApiError('upstream_error', 'The upstream failed (HTTP 500).'), req, res);
       // The provider's own 429, passed on as it came.
-      else res.status(429).json({ error: { message: 'Slow down.', type: 'requests', code: 'rate_limit_exceeded', param: null } });
+      else
+        res
+          .status(429)
+          .json({ error: { message: 'Slow down.', type: 'requests', code: 'rate_limit_exceeded', param: null } });
     });
     const send = async (answer: string) => {
       const recorded = app.sink.next();
       const response = await fetch(`${app.url}/v1/chat/completions`, {
-        method: 'POST', headers: { 'content-type': 'application/json', 'x-answer': answer }, body: JSON.stringify({ model: 'gpt-4o', messages: [] }),
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-answer': answer },
+        body: JSON.stringify({ model: 'gpt-4o', messages: [] }),
       });
       await response.text();
       return recorded;
@@ -368,7 +543,12 @@ describe('meter() with streams', () => {
       await writeInPieces(res, rest, [inChar, rest.indexOf('"usage":{') + 3, rest.length - 5]);
     });
     const recorded = app.sink.next();
-    const response = await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o-mini', stream: true, stream_options: { foo: 1 }, messages: [{ role: 'user', content: 'Hi' }] });
+    const response = await post(`${app.url}/v1/chat/completions`, {
+      model: 'gpt-4o-mini',
+      stream: true,
+      stream_options: { foo: 1 },
+      messages: [{ role: 'user', content: 'Hi' }],
+    });
     const reader = response.body!.getReader();
     const decoder = new TextDecoder();
     let text = '';
@@ -383,7 +563,15 @@ describe('meter() with streams', () => {
     expect(text).toContain(' wörld, 数据 😀!');
     expect(text.trimEnd().endsWith('data: [DONE]')).toBe(true);
     const record = await recorded;
-    expect(record).toMatchObject({ stream: true, inputTokens: 2048, cachedInputTokens: 1536, outputTokens: 320, reasoningTokens: 64, model: 'gpt-4o-mini-2024-07-18', usageSource: 'provider' });
+    expect(record).toMatchObject({
+      stream: true,
+      inputTokens: 2048,
+      cachedInputTokens: 1536,
+      outputTokens: 320,
+      reasoningTokens: 64,
+      model: 'gpt-4o-mini-2024-07-18',
+      usageSource: 'provider',
+    });
     expect(record.costNanoUsd).toBe(costNanoUsd(record, pricing.get('gpt-4o-mini')));
   });
 
@@ -415,7 +603,13 @@ describe('meter() with streams', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const recorded = sink.next();
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    const text = await (await post(`${url}/v1/chat/completions`, { model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'Hi' }] })).text();
+    const text = await (
+      await post(`${url}/v1/chat/completions`, {
+        model: 'gpt-4o-mini',
+        stream: true,
+        messages: [{ role: 'user', content: 'Hi' }],
+      })
+    ).text();
     expect(text).not.toContain('prompt_tokens');
     expect(seenByWrapper).toBe(text);
     expect(await recorded).toMatchObject({ stream: true, outputTokens: 320, usageSource: 'provider' });
@@ -429,7 +623,14 @@ describe('meter() with streams', () => {
       await writeInPieces(res, fixture('openai-chat-stream.sse'), [10, 400]);
     });
     const recorded = app.sink.next();
-    const text = await (await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o-mini', stream: true, stream_options: { include_usage: true }, messages: [] })).text();
+    const text = await (
+      await post(`${app.url}/v1/chat/completions`, {
+        model: 'gpt-4o-mini',
+        stream: true,
+        stream_options: { include_usage: true },
+        messages: [],
+      })
+    ).text();
     expect(streamOptions).toEqual({ include_usage: true });
     expect(text).toBe(fixture('openai-chat-stream.sse').toString('utf8'));
     expect(await recorded).toMatchObject({ inputTokens: 2048 });
@@ -438,18 +639,41 @@ describe('meter() with streams', () => {
   it('bills cumulative Anthropic usage and Responses usage from streams', async () => {
     const app = await start(async (req, res) => {
       sseHeaders(res);
-      await writeInPieces(res, fixture(req.path.endsWith('/messages') ? 'anthropic-messages-stream.sse' : 'openai-responses-stream.sse'), [1, 333, 334, 1000]);
+      await writeInPieces(
+        res,
+        fixture(req.path.endsWith('/messages') ? 'anthropic-messages-stream.sse' : 'openai-responses-stream.sse'),
+        [1, 333, 334, 1000],
+      );
     });
     let recorded = app.sink.next();
-    await (await post(`${app.url}/v1/messages`, { model: 'claude-sonnet-4-5', stream: true, max_tokens: 500, messages: [{ role: 'user', content: 'Weather?' }] })).text();
+    await (
+      await post(`${app.url}/v1/messages`, {
+        model: 'claude-sonnet-4-5',
+        stream: true,
+        max_tokens: 500,
+        messages: [{ role: 'user', content: 'Weather?' }],
+      })
+    ).text();
     const anthropic = await recorded;
-    expect(anthropic).toMatchObject({ inputTokens: 2520, cachedInputTokens: 2048, outputTokens: 89, stream: true, usageSource: 'provider' });
+    expect(anthropic).toMatchObject({
+      inputTokens: 2520,
+      cachedInputTokens: 2048,
+      outputTokens: 89,
+      stream: true,
+      usageSource: 'provider',
+    });
     // 472 x $3 + 2048 cached x $0.30 + 89 x $15 per 1M tokens.
     expect(anthropic.costNanoUsd).toBe(1_416_000 + 614_400 + 1_335_000);
     recorded = app.sink.next();
     await (await post(`${app.url}/v1/responses`, { model: 'o4-mini', stream: true, input: 'Hi' })).text();
     const responses = await recorded;
-    expect(responses).toMatchObject({ inputTokens: 4096, cachedInputTokens: 2048, outputTokens: 700, reasoningTokens: 512, model: 'o4-mini-2025-04-16' });
+    expect(responses).toMatchObject({
+      inputTokens: 4096,
+      cachedInputTokens: 2048,
+      outputTokens: 700,
+      reasoningTokens: 512,
+      model: 'o4-mini-2025-04-16',
+    });
     expect(responses.costNanoUsd).toBe(costNanoUsd(responses, pricing.get('o4-mini')));
   });
 
@@ -469,16 +693,25 @@ describe('meter() with streams', () => {
     const recorded = app.sink.next();
     const { port } = new URL(app.url);
     await new Promise<void>((resolve, reject) => {
-      const request = http.request({ host: '127.0.0.1', port, path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json' } }, (response) => {
-        let text = '';
-        response.on('data', (chunk: Buffer) => {
-          text += chunk.toString('utf8');
-          if (text.includes('数据')) {
-            request.destroy();
-            resolve();
-          }
-        });
-      });
+      const request = http.request(
+        {
+          host: '127.0.0.1',
+          port,
+          path: '/v1/chat/completions',
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+        },
+        (response) => {
+          let text = '';
+          response.on('data', (chunk: Buffer) => {
+            text += chunk.toString('utf8');
+            if (text.includes('数据')) {
+              request.destroy();
+              resolve();
+            }
+          });
+        },
+      );
       request.on('error', () => undefined);
       request.on('close', () => resolve());
       request.setTimeout(10_000, () => reject(new Error('no data')));
@@ -487,7 +720,13 @@ describe('meter() with streams', () => {
     await closed;
     const record = await recorded;
     const passed = countTextTokens('Héllo wörld, 数据 😀!', 'o200k_base', new CountBudget(1000));
-    expect(record).toMatchObject({ aborted: true, usageSource: 'counted', inputTokens: estimateInput, outputTokens: passed, stream: true });
+    expect(record).toMatchObject({
+      aborted: true,
+      usageSource: 'counted',
+      inputTokens: estimateInput,
+      outputTokens: passed,
+      stream: true,
+    });
     // The chunks that passed named the model that ran: that is the one billed.
     expect(record.model).toBe('gpt-4o-mini-2024-07-18');
     expect(record.costNanoUsd).toBe(costNanoUsd(record, pricing.get('gpt-4o-mini')));
@@ -500,17 +739,36 @@ describe('meter() with streams', () => {
 describe('recordUsage()', () => {
   it('is preferred for SDK-calling handlers, on provider routes and custom routes', async () => {
     const app = await start((req, res) => {
-      req.tollgate.recordUsage({ model: 'gpt-4o', provider: 'openai', inputTokens: 1000, cachedInputTokens: 500, outputTokens: 200, reasoningTokens: 50 });
+      req.tollgate.recordUsage({
+        model: 'gpt-4o',
+        provider: 'openai',
+        inputTokens: 1000,
+        cachedInputTokens: 500,
+        outputTokens: 200,
+        reasoningTokens: 50,
+      });
       res.json({ summary: 'done' });
     });
     let recorded = app.sink.next();
     await (await post(`${app.url}/custom`, { text: 'summarize this' })).text();
     const custom = await recorded;
-    expect(custom).toMatchObject({ route: '/custom', model: 'gpt-4o', provider: 'openai', inputTokens: 1000, cachedInputTokens: 500, outputTokens: 200, reasoningTokens: 50, usageSource: 'provider', estimatedCostNanoUsd: 0 });
+    expect(custom).toMatchObject({
+      route: '/custom',
+      model: 'gpt-4o',
+      provider: 'openai',
+      inputTokens: 1000,
+      cachedInputTokens: 500,
+      outputTokens: 200,
+      reasoningTokens: 50,
+      usageSource: 'provider',
+      estimatedCostNanoUsd: 0,
+    });
     // 500 uncached x $2.50 + 500 cached x $1.25 + 200 x $10 per 1M tokens.
     expect(custom.costNanoUsd).toBe(1_250_000 + 625_000 + 2_000_000);
     recorded = app.sink.next();
-    await (await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] })).text();
+    await (
+      await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] })
+    ).text();
     expect(await recorded).toMatchObject({ requestedModel: 'gpt-4o', inputTokens: 1000, usageSource: 'provider' });
   });
 
@@ -528,11 +786,15 @@ describe('meter() options', () => {
     expect(() => meter({ sink: [] } as unknown as MeterOptions)).toThrow(/did you mean "sinks"/);
     expect(() => meter({ maxEstimateMs: 0 })).toThrow(/maxEstimateMs/);
     for (const countCacheChars of [-1, 1.5, '1000']) {
-      expect(() => meter({ countCacheChars } as unknown as MeterOptions)).toThrow(/countCacheChars must be a positive integer/);
+      expect(() => meter({ countCacheChars } as unknown as MeterOptions)).toThrow(
+        /countCacheChars must be a positive integer/,
+      );
     }
     // A factor above 1 would let the stop cut on more than the output can be; 0 or less would never cut.
     for (const lowerBoundFactor of [0, -0.5, 1.01, Number.NaN, '0.5']) {
-      expect(() => meter({ lowerBoundFactor } as unknown as MeterOptions)).toThrow(/lowerBoundFactor must be a number in \(0, 1\]/);
+      expect(() => meter({ lowerBoundFactor } as unknown as MeterOptions)).toThrow(
+        /lowerBoundFactor must be a number in \(0, 1\]/,
+      );
     }
     expect(() => meter({ lowerBoundFactor: 1 })).not.toThrow();
   });
@@ -547,12 +809,21 @@ describe('meter() options', () => {
     for (const options of [{}, { countCacheChars: 0 }]) {
       const harness = await start(handler, options);
       for (const question of ['What is due?', 'What is due?', 'And when?']) {
-        const response = await post(`${harness.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [{ role: 'system', content: system }, { role: 'user', content: question }] });
+        const response = await post(`${harness.url}/v1/chat/completions`, {
+          model: 'gpt-4o',
+          messages: [
+            { role: 'system', content: system },
+            { role: 'user', content: question },
+          ],
+        });
         expect(response.status).toBe(200);
       }
       await harness.close();
     }
-    const exact = (question: string) => countTextTokens(system, 'o200k_base', new CountBudget(60_000)) + countTextTokens(question, 'o200k_base', new CountBudget(60_000)) + 11;
+    const exact = (question: string) =>
+      countTextTokens(system, 'o200k_base', new CountBudget(60_000)) +
+      countTextTokens(question, 'o200k_base', new CountBudget(60_000)) +
+      11;
     const expected = [exact('What is due?'), exact('What is due?'), exact('And when?')];
     expect(estimates).toEqual([...expected, ...expected]);
   });

@@ -3,7 +3,14 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
-import { costPerOutcome, migrateUsageLedger, outcomeTableName, recentUsage, recordOutcome, runReportCommand } from '@tollgate/metering';
+import {
+  costPerOutcome,
+  migrateUsageLedger,
+  outcomeTableName,
+  recentUsage,
+  recordOutcome,
+  runReportCommand,
+} from '@tollgate/metering';
 import { postgresSink } from '@tollgate/metering/postgres';
 import type { LedgerLocation, Queryable } from '@tollgate/metering';
 import { sampleRecord } from './sample-record.js';
@@ -12,14 +19,49 @@ const POSTGRES_URL = process.env.POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:
 const since = new Date(Date.now() - 3_600_000);
 
 const records = [
-  sampleRecord({ id: 'u1', requestId: 'r1', conversationId: 'c1', tenantId: 'acme', feature: 'support', costNanoUsd: 1_000_000 }),
-  sampleRecord({ id: 'u2', requestId: 'r2', conversationId: 'c1', tenantId: 'acme', feature: 'support', costNanoUsd: 3_000_000 }),
-  sampleRecord({ id: 'u3', requestId: 'r3', conversationId: 'c2', tenantId: 'acme', feature: 'search', costNanoUsd: 500_000 }),
+  sampleRecord({
+    id: 'u1',
+    requestId: 'r1',
+    conversationId: 'c1',
+    tenantId: 'acme',
+    feature: 'support',
+    costNanoUsd: 1_000_000,
+  }),
+  sampleRecord({
+    id: 'u2',
+    requestId: 'r2',
+    conversationId: 'c1',
+    tenantId: 'acme',
+    feature: 'support',
+    costNanoUsd: 3_000_000,
+  }),
+  sampleRecord({
+    id: 'u3',
+    requestId: 'r3',
+    conversationId: 'c2',
+    tenantId: 'acme',
+    feature: 'search',
+    costNanoUsd: 500_000,
+  }),
   sampleRecord({ id: 'u4', requestId: 'r4', tenantId: 'acme', feature: 'support', costNanoUsd: 2_000_000 }),
   // The conversation c2 goes on in another feature.
-  sampleRecord({ id: 'u5', requestId: 'r5', conversationId: 'c2', tenantId: 'acme', feature: 'support', costNanoUsd: 250_000 }),
+  sampleRecord({
+    id: 'u5',
+    requestId: 'r5',
+    conversationId: 'c2',
+    tenantId: 'acme',
+    feature: 'support',
+    costNanoUsd: 250_000,
+  }),
   // Another tenant with the same conversation id and a request id of its own.
-  sampleRecord({ id: 'g1', requestId: 'g1', conversationId: 'c1', tenantId: 'globex', feature: 'support', costNanoUsd: 100 }),
+  sampleRecord({
+    id: 'g1',
+    requestId: 'g1',
+    conversationId: 'c1',
+    tenantId: 'globex',
+    feature: 'support',
+    costNanoUsd: 100,
+  }),
 ];
 
 interface Backend {
@@ -47,13 +89,18 @@ async function postgresBackend(): Promise<Backend> {
   };
 }
 
-describe.each([['PGlite', pgliteBackend], ['PostgreSQL', postgresBackend]])('outcomes on %s', (_name, open) => {
+describe.each([
+  ['PGlite', pgliteBackend],
+  ['PostgreSQL', postgresBackend],
+])('outcomes on %s', (_name, open) => {
   let backend: Backend;
 
   beforeAll(async () => {
     backend = await open();
     // No ledger yet: nothing recorded, so no request to attach an outcome to, and nothing to report.
-    await expect(recordOutcome(backend.db, { tenantId: 'acme', requestId: 'r1', kind: 'resolved' }, backend.location)).resolves.toBeUndefined();
+    await expect(
+      recordOutcome(backend.db, { tenantId: 'acme', requestId: 'r1', kind: 'resolved' }, backend.location),
+    ).resolves.toBeUndefined();
     await expect(costPerOutcome(backend.db, { ...backend.location, by: 'tenant', since })).resolves.toEqual([]);
     const sink = postgresSink({ db: backend.db, ...backend.location, flushIntervalMs: 60_000 });
     for (const record of records) sink.write(record);
@@ -66,48 +113,91 @@ describe.each([['PGlite', pgliteBackend], ['PostgreSQL', postgresBackend]])('out
 
   it('keeps the conversation id of each record', async () => {
     const page = await recentUsage(backend.db, { ...backend.location, limit: 10, tenantId: 'acme' });
-    expect(Object.fromEntries(page.records.map((record) => [record.requestId, record.conversationId ?? null]))).toEqual({ r1: 'c1', r2: 'c1', r3: 'c2', r4: null, r5: 'c2' });
+    expect(Object.fromEntries(page.records.map((record) => [record.requestId, record.conversationId ?? null]))).toEqual(
+      { r1: 'c1', r2: 'c1', r3: 'c2', r4: null, r5: 'c2' },
+    );
   });
 
   it('attaches an outcome to a request of the tenant, once per kind, the first report standing', async () => {
-    const first = await recordOutcome(backend.db, { tenantId: 'acme', requestId: 'r4', kind: 'resolved', valueNanoUsd: 10_000_000_000 }, backend.location);
-    expect(first).toMatchObject({ tenantId: 'acme', subject: 'request', subjectId: 'r4', kind: 'resolved', valueNanoUsd: 10_000_000_000, created: true, requests: 1, costNanoUsd: 2_000_000 });
-    const again = await recordOutcome(backend.db, { tenantId: 'acme', requestId: 'r4', kind: 'resolved', valueNanoUsd: 99 }, backend.location);
+    const first = await recordOutcome(
+      backend.db,
+      { tenantId: 'acme', requestId: 'r4', kind: 'resolved', valueNanoUsd: 10_000_000_000 },
+      backend.location,
+    );
+    expect(first).toMatchObject({
+      tenantId: 'acme',
+      subject: 'request',
+      subjectId: 'r4',
+      kind: 'resolved',
+      valueNanoUsd: 10_000_000_000,
+      created: true,
+      requests: 1,
+      costNanoUsd: 2_000_000,
+    });
+    const again = await recordOutcome(
+      backend.db,
+      { tenantId: 'acme', requestId: 'r4', kind: 'resolved', valueNanoUsd: 99 },
+      backend.location,
+    );
     expect(again).toMatchObject({ id: first!.id, created: false, valueNanoUsd: 10_000_000_000, requests: 1 });
-    const rows = await backend.db.query<{ n: string }>(`SELECT count(*) AS n FROM ${outcomeTableName(backend.location)} WHERE subject_id = 'r4'`);
+    const rows = await backend.db.query<{ n: string }>(
+      `SELECT count(*) AS n FROM ${outcomeTableName(backend.location)} WHERE subject_id = 'r4'`,
+    );
     expect(Number(rows.rows[0]!.n)).toBe(1);
   });
 
-  it('attaches an outcome to a conversation: the tenant\'s requests in it, never another tenant\'s', async () => {
+  it("attaches an outcome to a conversation: the tenant's requests in it, never another tenant's", async () => {
     // Two reports racing: one row, one created.
     const [a, b] = await Promise.all([
       recordOutcome(backend.db, { tenantId: 'acme', conversationId: 'c1', kind: 'resolved' }, backend.location),
       recordOutcome(backend.db, { tenantId: 'acme', conversationId: 'c1', kind: 'resolved' }, backend.location),
     ]);
     expect([a!.created, b!.created].sort()).toEqual([false, true]);
-    expect(a).toMatchObject({ subject: 'conversation', subjectId: 'c1', requests: 2, costNanoUsd: 4_000_000, valueNanoUsd: null });
-    const converted = await recordOutcome(backend.db, { tenantId: 'acme', conversationId: 'c2', kind: 'converted', valueNanoUsd: 1_500_000_000 }, backend.location);
+    expect(a).toMatchObject({
+      subject: 'conversation',
+      subjectId: 'c1',
+      requests: 2,
+      costNanoUsd: 4_000_000,
+      valueNanoUsd: null,
+    });
+    const converted = await recordOutcome(
+      backend.db,
+      { tenantId: 'acme', conversationId: 'c2', kind: 'converted', valueNanoUsd: 1_500_000_000 },
+      backend.location,
+    );
     expect(converted).toMatchObject({ created: true, requests: 2, costNanoUsd: 750_000 });
   });
 
   it('finds no request of another tenant, nor an unknown one', async () => {
-    await expect(recordOutcome(backend.db, { tenantId: 'globex', requestId: 'r1', kind: 'resolved' }, backend.location)).resolves.toBeUndefined();
-    await expect(recordOutcome(backend.db, { tenantId: 'acme', requestId: 'g1', kind: 'resolved' }, backend.location)).resolves.toBeUndefined();
-    await expect(recordOutcome(backend.db, { tenantId: 'acme', conversationId: 'nope', kind: 'resolved' }, backend.location)).resolves.toBeUndefined();
+    await expect(
+      recordOutcome(backend.db, { tenantId: 'globex', requestId: 'r1', kind: 'resolved' }, backend.location),
+    ).resolves.toBeUndefined();
+    await expect(
+      recordOutcome(backend.db, { tenantId: 'acme', requestId: 'g1', kind: 'resolved' }, backend.location),
+    ).resolves.toBeUndefined();
+    await expect(
+      recordOutcome(backend.db, { tenantId: 'acme', conversationId: 'nope', kind: 'resolved' }, backend.location),
+    ).resolves.toBeUndefined();
   });
 
   it('refuses a report it cannot store, naming the field', async () => {
     const bad = [
       [{ tenantId: '', requestId: 'r1', kind: 'resolved' }, /tenantId/],
       [{ tenantId: 'acme', kind: 'resolved' }, /one requestId or one conversationId/],
-      [{ tenantId: 'acme', requestId: 'r1', conversationId: 'c1', kind: 'resolved' }, /one requestId or one conversationId/],
+      [
+        { tenantId: 'acme', requestId: 'r1', conversationId: 'c1', kind: 'resolved' },
+        /one requestId or one conversationId/,
+      ],
       [{ tenantId: 'acme', requestId: 'r 1', kind: 'resolved' }, /requestId must be/],
       [{ tenantId: 'acme', requestId: 'r1', kind: 'Resolved!' }, /kind must be/],
       [{ tenantId: 'acme', requestId: 'r1', kind: 'resolved', valueNanoUsd: 1.5 }, /valueNanoUsd/],
       [{ tenantId: 'acme', requestId: 'r1', kind: 'resolved', valueNanoUsd: -1 }, /valueNanoUsd/],
     ] as const;
     for (const [report, message] of bad) {
-      await expect(recordOutcome(backend.db, report as never, backend.location)).rejects.toMatchObject({ code: 'ERR_TG_METERING_INVALID_OUTCOME', message: expect.stringMatching(message) });
+      await expect(recordOutcome(backend.db, report as never, backend.location)).rejects.toMatchObject({
+        code: 'ERR_TG_METERING_INVALID_OUTCOME',
+        message: expect.stringMatching(message),
+      });
     }
   });
 
@@ -115,30 +205,64 @@ describe.each([['PGlite', pgliteBackend], ['PostgreSQL', postgresBackend]])('out
     const rows = await costPerOutcome(backend.db, { ...backend.location, by: 'tenant', since });
     expect(rows).toEqual([
       // c2 (r3, r5): $0.00075 for a $1.50 conversion.
-      { group: 'acme', kind: 'converted', outcomes: 1, requests: 2, costNanoUsd: 750_000, costPerOutcomeNanoUsd: 750_000, valuedOutcomes: 1, valueNanoUsd: 1_500_000_000, valuePerCost: 2000 },
+      {
+        group: 'acme',
+        kind: 'converted',
+        outcomes: 1,
+        requests: 2,
+        costNanoUsd: 750_000,
+        costPerOutcomeNanoUsd: 750_000,
+        valuedOutcomes: 1,
+        valueNanoUsd: 1_500_000_000,
+        valuePerCost: 2000,
+      },
       // r4 ($0.002, valued $10) and c1 (r1 + r2: $0.004, no value).
-      { group: 'acme', kind: 'resolved', outcomes: 2, requests: 3, costNanoUsd: 6_000_000, costPerOutcomeNanoUsd: 3_000_000, valuedOutcomes: 1, valueNanoUsd: 10_000_000_000, valuePerCost: 5000 },
+      {
+        group: 'acme',
+        kind: 'resolved',
+        outcomes: 2,
+        requests: 3,
+        costNanoUsd: 6_000_000,
+        costPerOutcomeNanoUsd: 3_000_000,
+        valuedOutcomes: 1,
+        valueNanoUsd: 10_000_000_000,
+        valuePerCost: 5000,
+      },
     ]);
-    await expect(costPerOutcome(backend.db, { ...backend.location, by: 'tenant', since, tenantId: 'globex' })).resolves.toEqual([]);
-    await expect(costPerOutcome(backend.db, { ...backend.location, by: 'tenant', since, until: since })).resolves.toEqual([]);
+    await expect(
+      costPerOutcome(backend.db, { ...backend.location, by: 'tenant', since, tenantId: 'globex' }),
+    ).resolves.toEqual([]);
+    await expect(
+      costPerOutcome(backend.db, { ...backend.location, by: 'tenant', since, until: since }),
+    ).resolves.toEqual([]);
   });
 
-  it('reads cost per outcome per feature: a conversation across features counts in each, with that feature\'s cost', async () => {
+  it("reads cost per outcome per feature: a conversation across features counts in each, with that feature's cost", async () => {
     const rows = await costPerOutcome(backend.db, { ...backend.location, by: 'feature', since, kind: 'converted' });
-    expect(rows.map(({ group, outcomes, requests, costNanoUsd }) => ({ group, outcomes, requests, costNanoUsd }))).toEqual([
+    expect(
+      rows.map(({ group, outcomes, requests, costNanoUsd }) => ({ group, outcomes, requests, costNanoUsd })),
+    ).toEqual([
       { group: 'search', outcomes: 1, requests: 1, costNanoUsd: 500_000 },
       { group: 'support', outcomes: 1, requests: 1, costNanoUsd: 250_000 },
     ]);
-    await expect(costPerOutcome(backend.db, { ...backend.location, by: 'model' as never, since })).rejects.toMatchObject({ code: 'ERR_TG_METERING_INVALID_GROUPING' });
+    await expect(
+      costPerOutcome(backend.db, { ...backend.location, by: 'model' as never, since }),
+    ).rejects.toMatchObject({ code: 'ERR_TG_METERING_INVALID_GROUPING' });
   });
 
   it('creates the outcomes table of a ledger made before it existed', async () => {
     await backend.db.query(`DROP TABLE ${outcomeTableName(backend.location)}`);
-    const outcome = await recordOutcome(backend.db, { tenantId: 'acme', requestId: 'r1', kind: 'resolved' }, backend.location);
+    const outcome = await recordOutcome(
+      backend.db,
+      { tenantId: 'acme', requestId: 'r1', kind: 'resolved' },
+      backend.location,
+    );
     expect(outcome).toMatchObject({ created: true, requests: 1, costNanoUsd: 1_000_000 });
     // And the migration leaves it alone when run again.
     await migrateUsageLedger(backend.db, backend.location);
-    await expect(recordOutcome(backend.db, { tenantId: 'acme', requestId: 'r1', kind: 'resolved' }, backend.location)).resolves.toMatchObject({ created: false });
+    await expect(
+      recordOutcome(backend.db, { tenantId: 'acme', requestId: 'r1', kind: 'resolved' }, backend.location),
+    ).resolves.toMatchObject({ created: false });
   });
 });
 
@@ -146,7 +270,13 @@ describe('report --outcomes', () => {
   let backend: Backend;
   const capture = () => {
     const out = { stdout: '', stderr: '' };
-    return { out, io: { stdout: { write: (text: string) => (out.stdout += text) }, stderr: { write: (text: string) => (out.stderr += text) } } };
+    return {
+      out,
+      io: {
+        stdout: { write: (text: string) => (out.stdout += text) },
+        stderr: { write: (text: string) => (out.stderr += text) },
+      },
+    };
   };
 
   beforeAll(async () => {
@@ -154,7 +284,11 @@ describe('report --outcomes', () => {
     const sink = postgresSink({ db: backend.db, ...backend.location, flushIntervalMs: 60_000 });
     for (const record of records) sink.write(record);
     await sink.close();
-    await recordOutcome(backend.db, { tenantId: 'acme', conversationId: 'c1', kind: 'resolved', valueNanoUsd: 8_000_000_000 }, backend.location);
+    await recordOutcome(
+      backend.db,
+      { tenantId: 'acme', conversationId: 'c1', kind: 'resolved', valueNanoUsd: 8_000_000_000 },
+      backend.location,
+    );
     await recordOutcome(backend.db, { tenantId: 'acme', requestId: 'r4', kind: 'resolved' }, backend.location);
   });
 
@@ -164,16 +298,32 @@ describe('report --outcomes', () => {
 
   it('prints cost per outcome per tenant and kind, and value per cost', async () => {
     const { out, io } = capture();
-    const flags = ['--postgres', POSTGRES_URL, '--schema', backend.location.schema!, '--table', backend.location.table!];
+    const flags = [
+      '--postgres',
+      POSTGRES_URL,
+      '--schema',
+      backend.location.schema!,
+      '--table',
+      backend.location.table!,
+    ];
     expect(await runReportCommand(['report', '--outcomes', '--since', '1h', ...flags], io)).toBe(0);
     expect(out.stderr).toBe('');
     const lines = out.stdout.split('\n');
-    expect(lines[2]).toMatch(/^tenant\s+outcome\s+outcomes\s+requests\s+cost\s+cost per outcome\s+value\s+value per cost$/);
+    expect(lines[2]).toMatch(
+      /^tenant\s+outcome\s+outcomes\s+requests\s+cost\s+cost per outcome\s+value\s+value per cost$/,
+    );
     // c1 ($0.004, valued $8) and r4 ($0.002): $0.003 per resolution; $8 for the $0.004 of the valued one.
     expect(out.stdout).toMatch(/acme\s+resolved\s+2\s+3\s+\$0\.006000\s+\$0\.003000\s+\$8\.00\s+2000x/);
     const json = capture();
-    expect(await runReportCommand(['report', '--outcomes', '--by', 'feature', '--kind', 'resolved', '--json', ...flags], json.io)).toBe(0);
-    expect(JSON.parse(json.out.stdout)).toEqual([expect.objectContaining({ group: 'support', kind: 'resolved', outcomes: 2, costNanoUsd: 6_000_000 })]);
+    expect(
+      await runReportCommand(
+        ['report', '--outcomes', '--by', 'feature', '--kind', 'resolved', '--json', ...flags],
+        json.io,
+      ),
+    ).toBe(0);
+    expect(JSON.parse(json.out.stdout)).toEqual([
+      expect.objectContaining({ group: 'support', kind: 'resolved', outcomes: 2, costNanoUsd: 6_000_000 }),
+    ]);
     const bad = capture();
     expect(await runReportCommand(['report', '--outcomes', '--by', 'model', ...flags], bad.io)).toBe(2);
     expect(bad.out.stderr).toContain('--by with --outcomes must be one of tenant, feature');

@@ -2,7 +2,14 @@ import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { aggregateUsage, formatUsageTable, insertUsageRecords, ledgerMigrationSql, migrateUsageLedger, runReportCommand } from '@tollgate/metering';
+import {
+  aggregateUsage,
+  formatUsageTable,
+  insertUsageRecords,
+  ledgerMigrationSql,
+  migrateUsageLedger,
+  runReportCommand,
+} from '@tollgate/metering';
 import { postgresSink } from '@tollgate/metering/postgres';
 import pg from 'pg';
 import { sampleRecord } from './sample-record.js';
@@ -16,11 +23,51 @@ const db = new pg.Pool({ connectionString: POSTGRES_URL, max: 2 });
 const now = Date.now();
 const hoursAgo = (hours: number) => new Date(now - hours * 3_600_000).toISOString();
 const records = [
-  sampleRecord({ requestId: 'r1', timestamp: hoursAgo(1), tenantId: 'acme', feature: 'support-bot', model: 'gpt-4o', costNanoUsd: 3_000_000, inputTokens: 1000, outputTokens: 100 }),
-  sampleRecord({ requestId: 'r2', timestamp: hoursAgo(2), tenantId: 'acme', feature: 'search', model: 'gpt-4o-mini', costNanoUsd: 1_000_000, inputTokens: 500, outputTokens: 50 }),
-  sampleRecord({ requestId: 'r3', timestamp: hoursAgo(30), tenantId: 'globex', feature: 'support-bot', model: 'gpt-4o', costNanoUsd: 7_500_000, inputTokens: 2000, outputTokens: 300, cachedInputTokens: 0, reasoningTokens: 0 }),
+  sampleRecord({
+    requestId: 'r1',
+    timestamp: hoursAgo(1),
+    tenantId: 'acme',
+    feature: 'support-bot',
+    model: 'gpt-4o',
+    costNanoUsd: 3_000_000,
+    inputTokens: 1000,
+    outputTokens: 100,
+  }),
+  sampleRecord({
+    requestId: 'r2',
+    timestamp: hoursAgo(2),
+    tenantId: 'acme',
+    feature: 'search',
+    model: 'gpt-4o-mini',
+    costNanoUsd: 1_000_000,
+    inputTokens: 500,
+    outputTokens: 50,
+  }),
+  sampleRecord({
+    requestId: 'r3',
+    timestamp: hoursAgo(30),
+    tenantId: 'globex',
+    feature: 'support-bot',
+    model: 'gpt-4o',
+    costNanoUsd: 7_500_000,
+    inputTokens: 2000,
+    outputTokens: 300,
+    cachedInputTokens: 0,
+    reasoningTokens: 0,
+  }),
   sampleRecord({ requestId: 'r4', timestamp: hoursAgo(24 * 10), tenantId: 'acme', costNanoUsd: 99_000_000 }),
-  sampleRecord({ requestId: 'r5', timestamp: hoursAgo(3), tenantId: null, feature: null, model: 'claude-haiku-4-5', costNanoUsd: 250_000, inputTokens: 10, outputTokens: 5, cachedInputTokens: 0, reasoningTokens: 0 }),
+  sampleRecord({
+    requestId: 'r5',
+    timestamp: hoursAgo(3),
+    tenantId: null,
+    feature: null,
+    model: 'claude-haiku-4-5',
+    costNanoUsd: 250_000,
+    inputTokens: 10,
+    outputTokens: 5,
+    cachedInputTokens: 0,
+    reasoningTokens: 0,
+  }),
 ];
 
 beforeAll(async () => {
@@ -38,12 +85,21 @@ afterAll(async () => {
 
 describe('postgresSink', () => {
   it('creates the table and its indexes, and stores each request once', async () => {
-    const rows = await db.query<{ request_id: string; cost_nano_usd: string; tenant_id: string | null; ts: Date; stream: boolean }>(`SELECT request_id, cost_nano_usd, tenant_id, ts, stream FROM "${schema}"."${table}" ORDER BY request_id`);
+    const rows = await db.query<{
+      request_id: string;
+      cost_nano_usd: string;
+      tenant_id: string | null;
+      ts: Date;
+      stream: boolean;
+    }>(`SELECT request_id, cost_nano_usd, tenant_id, ts, stream FROM "${schema}"."${table}" ORDER BY request_id`);
     expect(rows.rows.map((row) => row.request_id)).toEqual(['r1', 'r2', 'r3', 'r4', 'r5']);
     expect(Number(rows.rows[0]!.cost_nano_usd)).toBe(3_000_000);
     expect(rows.rows[0]!.ts.toISOString()).toBe(records[0]!.timestamp);
     expect(rows.rows[4]!.tenant_id).toBeNull();
-    const indexes = await db.query<{ indexdef: string }>('SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = $2', [schema, table]);
+    const indexes = await db.query<{ indexdef: string }>(
+      'SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = $2',
+      [schema, table],
+    );
     const definitions = indexes.rows.map((row) => row.indexdef).join('\n');
     expect(definitions).toContain('(tenant_id, ts)');
     expect(definitions).toContain('(feature, ts)');
@@ -51,10 +107,17 @@ describe('postgresSink', () => {
     expect(definitions).toContain('(request_id)');
   });
 
-  it('keeps every call when clients reuse request ids, their own or another tenant\'s', async () => {
-    const reused = postgresSink({ connectionString: POSTGRES_URL, schema, table: 'reused_ids', flushIntervalMs: 60_000 });
+  it("keeps every call when clients reuse request ids, their own or another tenant's", async () => {
+    const reused = postgresSink({
+      connectionString: POSTGRES_URL,
+      schema,
+      table: 'reused_ids',
+      flushIntervalMs: 60_000,
+    });
     // 21 calls of one tenant under 2 request ids, and another tenant's call under the same id.
-    const calls = Array.from({ length: 21 }, (_, i) => sampleRecord({ id: `call-${i}`, requestId: `dup-${i % 2}`, tenantId: 'sly', costNanoUsd: 1_000 }));
+    const calls = Array.from({ length: 21 }, (_, i) =>
+      sampleRecord({ id: `call-${i}`, requestId: `dup-${i % 2}`, tenantId: 'sly', costNanoUsd: 1_000 }),
+    );
     calls.push(sampleRecord({ id: 'victim-call', requestId: 'dup-0', tenantId: 'victim', costNanoUsd: 5_000 }));
     for (const record of calls) reused.write(record);
     await reused.close();
@@ -74,15 +137,23 @@ describe('postgresSink', () => {
       reasoning_tokens bigint NOT NULL DEFAULT 0, cost_nano_usd bigint NOT NULL DEFAULT 0, estimated_cost_nano_usd bigint NOT NULL DEFAULT 0,
       status integer NOT NULL, stream boolean NOT NULL DEFAULT false, aborted boolean NOT NULL DEFAULT false,
       latency_ms integer NOT NULL DEFAULT 0, usage_source text NOT NULL, recorded_at timestamptz NOT NULL DEFAULT now())`);
-    await db.query(`INSERT INTO ${old} (request_id, ts, route, status, usage_source, cost_nano_usd) VALUES ('before-1', now(), '/v1/chat/completions', 200, 'provider', 42)`);
+    await db.query(
+      `INSERT INTO ${old} (request_id, ts, route, status, usage_source, cost_nano_usd) VALUES ('before-1', now(), '/v1/chat/completions', 200, 'provider', 42)`,
+    );
     await migrateUsageLedger(db, { schema, table: 'old_layout' });
     await migrateUsageLedger(db, { schema, table: 'old_layout' });
     const sink = postgresSink({ connectionString: POSTGRES_URL, schema, table: 'old_layout', flushIntervalMs: 60_000 });
     sink.write(sampleRecord({ id: 'after-1', requestId: 'before-1' }));
     await sink.close();
     const rows = await db.query<{ id: string; request_id: string }>(`SELECT id, request_id FROM ${old} ORDER BY id`);
-    expect(rows.rows).toEqual([{ id: 'after-1', request_id: 'before-1' }, { id: 'before-1', request_id: 'before-1' }]);
-    const key = await db.query<{ def: string }>(`SELECT pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'p'`, [old]);
+    expect(rows.rows).toEqual([
+      { id: 'after-1', request_id: 'before-1' },
+      { id: 'before-1', request_id: 'before-1' },
+    ]);
+    const key = await db.query<{ def: string }>(
+      `SELECT pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'p'`,
+      [old],
+    );
     expect(key.rows.map((row) => row.def)).toEqual(['PRIMARY KEY (id)']);
   });
 
@@ -94,7 +165,13 @@ describe('postgresSink', () => {
 
   it('never fails the caller when PostgreSQL is unreachable', async () => {
     const errors: unknown[] = [];
-    const sink = postgresSink({ connectionString: 'postgres://postgres@127.0.0.1:1/none', schema, table, onError: (error) => errors.push(error), flushIntervalMs: 60_000 });
+    const sink = postgresSink({
+      connectionString: 'postgres://postgres@127.0.0.1:1/none',
+      schema,
+      table,
+      onError: (error) => errors.push(error),
+      flushIntervalMs: 60_000,
+    });
     expect(() => sink.write(sampleRecord({ requestId: 'lost' }))).not.toThrow();
     await expect(sink.flush()).resolves.toBeUndefined();
     expect(errors.length).toBeGreaterThan(0);
@@ -106,7 +183,14 @@ describe('postgresSink', () => {
     const relay = new FreezableRelay(new URL(POSTGRES_URL));
     const url = await relay.listen();
     const errors: unknown[] = [];
-    const sink = postgresSink({ connectionString: url, schema, table: 'hang_ledger', queryTimeoutMs: 500, onError: (error) => errors.push(error), flushIntervalMs: 60_000 });
+    const sink = postgresSink({
+      connectionString: url,
+      schema,
+      table: 'hang_ledger',
+      queryTimeoutMs: 500,
+      onError: (error) => errors.push(error),
+      flushIntervalMs: 60_000,
+    });
     try {
       sink.write(sampleRecord({ requestId: 'hang-1' }));
       await sink.flush();
@@ -183,17 +267,57 @@ describe('aggregateUsage', () => {
   it('sums spend and tokens per tenant over the range, most expensive first', async () => {
     const rows = await aggregateUsage(db, { by: 'tenant', since, schema, table });
     expect(rows).toEqual([
-      { group: 'globex', requests: 1, inputTokens: 2000, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 300, reasoningTokens: 0, costNanoUsd: 7_500_000, cacheHits: 0, savedNanoUsd: 0 },
-      { group: 'acme', requests: 2, inputTokens: 1500, cachedInputTokens: 800, cacheWriteTokens: 0, outputTokens: 150, reasoningTokens: 100, costNanoUsd: 4_000_000, cacheHits: 0, savedNanoUsd: 0 },
-      { group: null, requests: 1, inputTokens: 10, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 5, reasoningTokens: 0, costNanoUsd: 250_000, cacheHits: 0, savedNanoUsd: 0 },
+      {
+        group: 'globex',
+        requests: 1,
+        inputTokens: 2000,
+        cachedInputTokens: 0,
+        cacheWriteTokens: 0,
+        outputTokens: 300,
+        reasoningTokens: 0,
+        costNanoUsd: 7_500_000,
+        cacheHits: 0,
+        savedNanoUsd: 0,
+      },
+      {
+        group: 'acme',
+        requests: 2,
+        inputTokens: 1500,
+        cachedInputTokens: 800,
+        cacheWriteTokens: 0,
+        outputTokens: 150,
+        reasoningTokens: 100,
+        costNanoUsd: 4_000_000,
+        cacheHits: 0,
+        savedNanoUsd: 0,
+      },
+      {
+        group: null,
+        requests: 1,
+        inputTokens: 10,
+        cachedInputTokens: 0,
+        cacheWriteTokens: 0,
+        outputTokens: 5,
+        reasoningTokens: 0,
+        costNanoUsd: 250_000,
+        cacheHits: 0,
+        savedNanoUsd: 0,
+      },
     ]);
   });
 
   it('groups by feature, model and UTC day', async () => {
     const byFeature = await aggregateUsage(db, { by: 'feature', since, schema, table });
-    expect(byFeature.map((row) => [row.group, row.costNanoUsd])).toEqual([['support-bot', 10_500_000], ['search', 1_000_000], [null, 250_000]]);
+    expect(byFeature.map((row) => [row.group, row.costNanoUsd])).toEqual([
+      ['support-bot', 10_500_000],
+      ['search', 1_000_000],
+      [null, 250_000],
+    ]);
     const byModel = await aggregateUsage(db, { by: 'model', since, schema, table, tenantId: 'acme' });
-    expect(byModel.map((row) => [row.group, row.requests])).toEqual([['gpt-4o', 1], ['gpt-4o-mini', 1]]);
+    expect(byModel.map((row) => [row.group, row.requests])).toEqual([
+      ['gpt-4o', 1],
+      ['gpt-4o-mini', 1],
+    ]);
     const byDay = await aggregateUsage(db, { by: 'day', since: new Date(now - 20 * 86_400_000), schema, table });
     const days = [...new Set(records.map((record) => record.timestamp.slice(0, 10)))].sort();
     expect(byDay.map((row) => row.group)).toEqual(days);
@@ -204,16 +328,27 @@ describe('aggregateUsage', () => {
 describe('runReportCommand', () => {
   const capture = () => {
     const out = { stdout: '', stderr: '' };
-    return { out, io: { stdout: { write: (text: string) => (out.stdout += text) }, stderr: { write: (text: string) => (out.stderr += text) } } };
+    return {
+      out,
+      io: {
+        stdout: { write: (text: string) => (out.stdout += text) },
+        stderr: { write: (text: string) => (out.stderr += text) },
+      },
+    };
   };
 
   it('prints a table per tenant for the last 7 days', async () => {
     const { out, io } = capture();
-    const code = await runReportCommand(['report', '--by', 'tenant', '--since', '7d', '--postgres', POSTGRES_URL, '--schema', schema, '--table', table], io);
+    const code = await runReportCommand(
+      ['report', '--by', 'tenant', '--since', '7d', '--postgres', POSTGRES_URL, '--schema', schema, '--table', table],
+      io,
+    );
     expect(out.stderr).toBe('');
     expect(code).toBe(0);
     const lines = out.stdout.split('\n');
-    expect(lines[2]).toMatch(/^tenant\s+requests\s+input\s+cached\s+cache write\s+output\s+reasoning\s+cost\s+cache hits\s+saved$/);
+    expect(lines[2]).toMatch(
+      /^tenant\s+requests\s+input\s+cached\s+cache write\s+output\s+reasoning\s+cost\s+cache hits\s+saved$/,
+    );
     expect(out.stdout).toMatch(/globex\s+1\s+2,000\s+0\s+0\s+300\s+0\s+\$0\.007500\s+0\s+\$0\.000000\n/);
     expect(out.stdout).toMatch(/acme\s+2\s+1,500\s+800\s+0\s+150\s+100\s+\$0\.004000\s+0\s+\$0\.000000\n/);
     expect(out.stdout).toMatch(/\(none\)\s+1\s+10/);
@@ -222,29 +357,64 @@ describe('runReportCommand', () => {
 
   it('prints JSON by day, and explains bad arguments with exit code 2', async () => {
     const json = capture();
-    expect(await runReportCommand(['--by=day', '--since=30d', `--postgres=${POSTGRES_URL}`, `--schema=${schema}`, `--table=${table}`, '--json'], json.io)).toBe(0);
-    expect((JSON.parse(json.out.stdout) as unknown[]).length).toBe(new Set(records.map((record) => record.timestamp.slice(0, 10))).size);
+    expect(
+      await runReportCommand(
+        ['--by=day', '--since=30d', `--postgres=${POSTGRES_URL}`, `--schema=${schema}`, `--table=${table}`, '--json'],
+        json.io,
+      ),
+    ).toBe(0);
+    expect((JSON.parse(json.out.stdout) as unknown[]).length).toBe(
+      new Set(records.map((record) => record.timestamp.slice(0, 10))).size,
+    );
     const bad = capture();
     expect(await runReportCommand(['report', '--by', 'planet'], bad.io)).toBe(2);
     expect(bad.out.stderr).toContain('--by must be one of tenant, feature, model, day');
     const failing = capture();
-    expect(await runReportCommand(['report', '--postgres', POSTGRES_URL, '--schema', schema, '--table', 'no_such_table'], failing.io)).toBe(1);
+    expect(
+      await runReportCommand(
+        ['report', '--postgres', POSTGRES_URL, '--schema', schema, '--table', 'no_such_table'],
+        failing.io,
+      ),
+    ).toBe(1);
     expect(failing.out.stderr).toContain('no_such_table');
   });
 
   it('refuses a flag taken for the value of the one before it, and a bare number as a date, with exit code 2', async () => {
     // `--tenant --json` would report on a tenant called "--json", as a table.
     const flag = capture();
-    expect(await runReportCommand(['report', '--tenant', '--json', `--postgres=${POSTGRES_URL}`, `--schema=${schema}`, `--table=${table}`], flag.io)).toBe(2);
+    expect(
+      await runReportCommand(
+        ['report', '--tenant', '--json', `--postgres=${POSTGRES_URL}`, `--schema=${schema}`, `--table=${table}`],
+        flag.io,
+      ),
+    ).toBe(2);
     expect(flag.out.stderr).toContain('--tenant needs a value');
     // `--since 7` (meant: 7 days) is not the year 2001.
     const bare = capture();
-    expect(await runReportCommand(['report', '--since', '7', `--postgres=${POSTGRES_URL}`, `--schema=${schema}`, `--table=${table}`], bare.io)).toBe(2);
+    expect(
+      await runReportCommand(
+        ['report', '--since', '7', `--postgres=${POSTGRES_URL}`, `--schema=${schema}`, `--table=${table}`],
+        bare.io,
+      ),
+    ).toBe(2);
     expect(bare.out.stderr).toContain('--since must be a duration like 7d or an ISO date');
   });
 
   it('formats a table with a total row', () => {
-    const text = formatUsageTable('model', [{ group: 'gpt-4o', requests: 1, inputTokens: 1, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 1, reasoningTokens: 0, costNanoUsd: 1_500_000_000, cacheHits: 0, savedNanoUsd: 0 }]);
+    const text = formatUsageTable('model', [
+      {
+        group: 'gpt-4o',
+        requests: 1,
+        inputTokens: 1,
+        cachedInputTokens: 0,
+        cacheWriteTokens: 0,
+        outputTokens: 1,
+        reasoningTokens: 0,
+        costNanoUsd: 1_500_000_000,
+        cacheHits: 0,
+        savedNanoUsd: 0,
+      },
+    ]);
     expect(text).toContain('$1.50');
     expect(text.trimEnd().split('\n').pop()).toMatch(/^total/);
   });
@@ -254,16 +424,56 @@ describe('what caching saved, in the report', () => {
   const savings = { schema, table: 'cache_savings' };
   // Response-cache hits (usage source `cache`, billed nothing or a fraction) and provider calls with a cached-input discount.
   const cached = [
-    sampleRecord({ requestId: 'a1', timestamp: hoursAgo(1), tenantId: 'acme', costNanoUsd: 3_000_000, savedNanoUsd: 1_250_000 }),
-    sampleRecord({ requestId: 'a2', timestamp: hoursAgo(2), tenantId: 'acme', costNanoUsd: 0, savedNanoUsd: 4_500_000, usageSource: 'cache' }),
-    sampleRecord({ requestId: 'a3', timestamp: hoursAgo(3), tenantId: 'acme', costNanoUsd: 450_000, savedNanoUsd: 4_050_000, usageSource: 'cache' }),
+    sampleRecord({
+      requestId: 'a1',
+      timestamp: hoursAgo(1),
+      tenantId: 'acme',
+      costNanoUsd: 3_000_000,
+      savedNanoUsd: 1_250_000,
+    }),
+    sampleRecord({
+      requestId: 'a2',
+      timestamp: hoursAgo(2),
+      tenantId: 'acme',
+      costNanoUsd: 0,
+      savedNanoUsd: 4_500_000,
+      usageSource: 'cache',
+    }),
+    sampleRecord({
+      requestId: 'a3',
+      timestamp: hoursAgo(3),
+      tenantId: 'acme',
+      costNanoUsd: 450_000,
+      savedNanoUsd: 4_050_000,
+      usageSource: 'cache',
+    }),
     // Past 2^32 nano-USD: the sums are bigint in the database and exact integers here.
-    sampleRecord({ requestId: 'g1', timestamp: hoursAgo(4), tenantId: 'globex', costNanoUsd: 0, savedNanoUsd: 2_500_000_000_000, usageSource: 'cache' }),
-    sampleRecord({ requestId: 'g2', timestamp: hoursAgo(5), tenantId: 'globex', costNanoUsd: 7_000_000, savedNanoUsd: 1_234_567_891 }),
+    sampleRecord({
+      requestId: 'g1',
+      timestamp: hoursAgo(4),
+      tenantId: 'globex',
+      costNanoUsd: 0,
+      savedNanoUsd: 2_500_000_000_000,
+      usageSource: 'cache',
+    }),
+    sampleRecord({
+      requestId: 'g2',
+      timestamp: hoursAgo(5),
+      tenantId: 'globex',
+      costNanoUsd: 7_000_000,
+      savedNanoUsd: 1_234_567_891,
+    }),
     // No caching at all: no savedNanoUsd on the record.
     sampleRecord({ requestId: 'i1', timestamp: hoursAgo(6), tenantId: 'initech', costNanoUsd: 1_000_000 }),
     // Before the report's range.
-    sampleRecord({ requestId: 'old', timestamp: hoursAgo(24 * 10), tenantId: 'acme', costNanoUsd: 0, savedNanoUsd: 99_000_000, usageSource: 'cache' }),
+    sampleRecord({
+      requestId: 'old',
+      timestamp: hoursAgo(24 * 10),
+      tenantId: 'acme',
+      costNanoUsd: 0,
+      savedNanoUsd: 99_000_000,
+      usageSource: 'cache',
+    }),
   ];
   const since = new Date(now - 7 * 86_400_000);
   const inRange = cached.filter((record) => Date.parse(record.timestamp) >= since.getTime());
@@ -276,7 +486,13 @@ describe('what caching saved, in the report', () => {
   };
   const capture = () => {
     const out = { stdout: '', stderr: '' };
-    return { out, io: { stdout: { write: (text: string) => (out.stdout += text) }, stderr: { write: (text: string) => (out.stderr += text) } } };
+    return {
+      out,
+      io: {
+        stdout: { write: (text: string) => (out.stdout += text) },
+        stderr: { write: (text: string) => (out.stderr += text) },
+      },
+    };
   };
   const flags = ['--since', '7d', `--postgres=${POSTGRES_URL}`, `--schema=${schema}`, `--table=${savings.table}`];
 
@@ -287,11 +503,13 @@ describe('what caching saved, in the report', () => {
 
   it('sums cache hits and savings per group in the one aggregate query', async () => {
     const rows = await aggregateUsage(db, { ...savings, by: 'tenant', since });
-    expect(rows.map((row) => ({ group: row.group, cacheHits: row.cacheHits, savedNanoUsd: row.savedNanoUsd }))).toEqual([
-      { group: 'globex', ...expected('globex') },
-      { group: 'acme', ...expected('acme') },
-      { group: 'initech', ...expected('initech') },
-    ]);
+    expect(rows.map((row) => ({ group: row.group, cacheHits: row.cacheHits, savedNanoUsd: row.savedNanoUsd }))).toEqual(
+      [
+        { group: 'globex', ...expected('globex') },
+        { group: 'acme', ...expected('acme') },
+        { group: 'initech', ...expected('initech') },
+      ],
+    );
     expect(expected('globex')).toEqual({ cacheHits: 1, savedNanoUsd: 2_501_234_567_891 });
     expect(expected('acme')).toEqual({ cacheHits: 2, savedNanoUsd: 9_800_000 });
     expect(expected('initech')).toEqual({ cacheHits: 0, savedNanoUsd: 0 });
@@ -311,6 +529,8 @@ describe('what caching saved, in the report', () => {
     for (const tenant of ['acme', 'globex', 'initech']) {
       expect(rows.find((row) => row.group === tenant)).toMatchObject(expected(tenant));
     }
-    expect(rows.reduce((sum, row) => sum + row.savedNanoUsd, 0)).toBe(inRange.reduce((sum, record) => sum + (record.savedNanoUsd ?? 0), 0));
+    expect(rows.reduce((sum, row) => sum + row.savedNanoUsd, 0)).toBe(
+      inRange.reduce((sum, record) => sum + (record.savedNanoUsd ?? 0), 0),
+    );
   });
 });

@@ -25,7 +25,10 @@ describe('jsonlSink', () => {
     sink.write(sampleRecord({ requestId: 'b' }));
     sink.write(sampleRecord({ requestId: 'c' }));
     await sink.flush();
-    const lines = readFileSync(path, 'utf8').trimEnd().split('\n').map((line) => JSON.parse(line) as UsageRecord);
+    const lines = readFileSync(path, 'utf8')
+      .trimEnd()
+      .split('\n')
+      .map((line) => JSON.parse(line) as UsageRecord);
     expect(lines.map((line) => line.requestId)).toEqual(['a', 'b', 'c']);
     expect(lines[0]).toEqual(sampleRecord({ requestId: 'a' }));
     await sink.close();
@@ -33,7 +36,11 @@ describe('jsonlSink', () => {
 
   it('never throws on a write it cannot do: reports the error once, keeps the records', async () => {
     const errors: unknown[] = [];
-    const sink = jsonlSink({ path: join(dir, 'missing-dir', 'usage.jsonl'), onError: (error) => errors.push(error), flushIntervalMs: 60_000 });
+    const sink = jsonlSink({
+      path: join(dir, 'missing-dir', 'usage.jsonl'),
+      onError: (error) => errors.push(error),
+      flushIntervalMs: 60_000,
+    });
     expect(() => sink.write(sampleRecord())).not.toThrow();
     await expect(sink.flush()).resolves.toBeUndefined();
     expect(errors.length).toBeGreaterThanOrEqual(1);
@@ -46,10 +53,13 @@ describe('BatchQueue', () => {
     let fail = true;
     const stored: number[] = [];
     const errors: unknown[] = [];
-    const queue = new BatchQueue<number>(async (batch) => {
-      if (fail) throw new Error('down');
-      stored.push(...batch);
-    }, { batchSize: 10, flushIntervalMs: 60_000, maxQueue: 3, onError: (error) => errors.push(error) });
+    const queue = new BatchQueue<number>(
+      async (batch) => {
+        if (fail) throw new Error('down');
+        stored.push(...batch);
+      },
+      { batchSize: 10, flushIntervalMs: 60_000, maxQueue: 3, onError: (error) => errors.push(error) },
+    );
     for (let i = 1; i <= 5; i++) queue.push(i);
     await queue.flush();
     expect(queue.dropped).toBe(2);
@@ -87,7 +97,21 @@ describe('prometheusSink', () => {
   it('counts requests, tokens by class, cost and latency, served at /metrics', async () => {
     const sink = prometheusSink();
     sink.write(sampleRecord());
-    sink.write(sampleRecord({ requestId: 'req-2', tenantId: null, feature: null, model: 'claude-haiku-4-5', inputTokens: 300, cachedInputTokens: 100, cacheWriteTokens: 50, outputTokens: 20, reasoningTokens: 0, costNanoUsd: 500_000_000, status: 429 }));
+    sink.write(
+      sampleRecord({
+        requestId: 'req-2',
+        tenantId: null,
+        feature: null,
+        model: 'claude-haiku-4-5',
+        inputTokens: 300,
+        cachedInputTokens: 100,
+        cacheWriteTokens: 50,
+        outputTokens: 20,
+        reasoningTokens: 0,
+        costNanoUsd: 500_000_000,
+        status: 429,
+      }),
+    );
     const app = express();
     app.get('/metrics', sink.handler);
     const server = app.listen(0, '127.0.0.1');
@@ -96,30 +120,65 @@ describe('prometheusSink', () => {
     const response = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/metrics`);
     expect(response.headers.get('content-type')).toContain('text/plain');
     const text = await response.text();
-    expect(text).toContain('tollgate_requests_total{tenant="acme",model="gpt-4o",feature="support-bot",status="200",usage_source="provider"} 1');
-    expect(text).toContain('tollgate_tokens_total{tenant="acme",model="gpt-4o",feature="support-bot",class="input"} 600');
-    expect(text).toContain('tollgate_tokens_total{tenant="acme",model="gpt-4o",feature="support-bot",class="cached_input"} 400');
-    expect(text).toContain('tollgate_tokens_total{tenant="acme",model="gpt-4o",feature="support-bot",class="output"} 200');
-    expect(text).toContain('tollgate_tokens_total{tenant="acme",model="gpt-4o",feature="support-bot",class="reasoning"} 50');
-    expect(text).toContain('tollgate_tokens_total{tenant="none",model="claude-haiku-4-5",feature="none",class="cache_write"} 50');
+    expect(text).toContain(
+      'tollgate_requests_total{tenant="acme",model="gpt-4o",feature="support-bot",status="200",usage_source="provider"} 1',
+    );
+    expect(text).toContain(
+      'tollgate_tokens_total{tenant="acme",model="gpt-4o",feature="support-bot",class="input"} 600',
+    );
+    expect(text).toContain(
+      'tollgate_tokens_total{tenant="acme",model="gpt-4o",feature="support-bot",class="cached_input"} 400',
+    );
+    expect(text).toContain(
+      'tollgate_tokens_total{tenant="acme",model="gpt-4o",feature="support-bot",class="output"} 200',
+    );
+    expect(text).toContain(
+      'tollgate_tokens_total{tenant="acme",model="gpt-4o",feature="support-bot",class="reasoning"} 50',
+    );
+    expect(text).toContain(
+      'tollgate_tokens_total{tenant="none",model="claude-haiku-4-5",feature="none",class="cache_write"} 50',
+    );
     expect(text).toContain('tollgate_cost_usd_total{tenant="acme",model="gpt-4o",feature="support-bot"} 0.0035');
     expect(text).toContain('tollgate_cost_usd_total{tenant="none",model="claude-haiku-4-5",feature="none"} 0.5');
-    expect(text).toContain('tollgate_request_duration_seconds_bucket{le="2.5",tenant="acme",model="gpt-4o",feature="support-bot"} 1');
-    expect(text).toContain('tollgate_request_duration_seconds_count{tenant="acme",model="gpt-4o",feature="support-bot"} 1');
+    expect(text).toContain(
+      'tollgate_request_duration_seconds_bucket{le="2.5",tenant="acme",model="gpt-4o",feature="support-bot"} 1',
+    );
+    expect(text).toContain(
+      'tollgate_request_duration_seconds_count{tenant="acme",model="gpt-4o",feature="support-bot"} 1',
+    );
   });
 
   it('keeps a series per status and usage source, and per token class, under the same tenant, model and feature', async () => {
     const registry = new Registry();
     const sink = prometheusSink({ registry });
     sink.write(sampleRecord());
-    sink.write(sampleRecord({ requestId: 'req-2', status: 429, usageSource: 'counted', cachedInputTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0 }));
+    sink.write(
+      sampleRecord({
+        requestId: 'req-2',
+        status: 429,
+        usageSource: 'counted',
+        cachedInputTokens: 0,
+        cacheWriteTokens: 0,
+        reasoningTokens: 0,
+      }),
+    );
     sink.write(sampleRecord({ requestId: 'req-3' }));
     const text = await registry.metrics();
-    expect(text).toContain('tollgate_requests_total{tenant="acme",model="gpt-4o",feature="support-bot",status="200",usage_source="provider"} 2');
-    expect(text).toContain('tollgate_requests_total{tenant="acme",model="gpt-4o",feature="support-bot",status="429",usage_source="counted"} 1');
-    expect(text).toContain('tollgate_tokens_total{tenant="acme",model="gpt-4o",feature="support-bot",class="output"} 600');
-    expect(text).toContain('tollgate_tokens_total{tenant="acme",model="gpt-4o",feature="support-bot",class="reasoning"} 100');
-    expect(text).toContain('tollgate_request_duration_seconds_count{tenant="acme",model="gpt-4o",feature="support-bot"} 3');
+    expect(text).toContain(
+      'tollgate_requests_total{tenant="acme",model="gpt-4o",feature="support-bot",status="200",usage_source="provider"} 2',
+    );
+    expect(text).toContain(
+      'tollgate_requests_total{tenant="acme",model="gpt-4o",feature="support-bot",status="429",usage_source="counted"} 1',
+    );
+    expect(text).toContain(
+      'tollgate_tokens_total{tenant="acme",model="gpt-4o",feature="support-bot",class="output"} 600',
+    );
+    expect(text).toContain(
+      'tollgate_tokens_total{tenant="acme",model="gpt-4o",feature="support-bot",class="reasoning"} 100',
+    );
+    expect(text).toContain(
+      'tollgate_request_duration_seconds_count{tenant="acme",model="gpt-4o",feature="support-bot"} 3',
+    );
   });
 
   it('bounds label values: later ones go under __other__', async () => {
@@ -130,7 +189,9 @@ describe('prometheusSink', () => {
     expect(text).toContain('gw_requests_total{tenant="t1"');
     expect(text).toContain('gw_requests_total{tenant="t2"');
     expect(text).not.toContain('tenant="t3"');
-    expect(text).toContain(`gw_requests_total{tenant="${OVERFLOW_LABEL}",model="gpt-4o",feature="support-bot",status="200",usage_source="provider"} 2`);
+    expect(text).toContain(
+      `gw_requests_total{tenant="${OVERFLOW_LABEL}",model="gpt-4o",feature="support-bot",status="200",usage_source="provider"} 2`,
+    );
     // A second sink on the same registry reuses the metrics instead of failing to register them.
     expect(() => prometheusSink({ registry, prefix: 'gw_' })).not.toThrow();
   });

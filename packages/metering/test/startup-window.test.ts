@@ -9,7 +9,12 @@ describe('hard stop at startup', () => {
   it('does not cut a stream within its grant while the tokenizers are still loading', async () => {
     const run = await runSourceChild(CHILD);
     expect({ code: run.code, errors: run.stderr }).toMatchObject({ code: 0 });
-    const result = JSON.parse(run.stdout) as { loadedBefore: boolean; finishReasons: string[]; cl100kBefore: boolean; cl100kFinishReasons: string[] };
+    const result = JSON.parse(run.stdout) as {
+      loadedBefore: boolean;
+      finishReasons: string[];
+      cl100kBefore: boolean;
+      cl100kFinishReasons: string[];
+    };
     // The case this test is about: the request came before the encodings were in.
     expect(result.loadedBefore).toBe(false);
     // Before: the 160 bytes passed the 64-token grant as a byte bound, and the stream was ended with "length".

@@ -7,7 +7,37 @@ import { get_encoding } from 'tiktoken';
 
 // Prose with code, numbers and punctuation, deterministic so every run measures the same text.
 function samplePrompt(bytes: number, start = 1): string {
-  const words = ['the', 'request', 'budget', 'tenant', 'function', 'return', 'const', 'value', '{', '}', '(x)', '=>', '42', '3.14159', 'naïve', 'café', 'über', '数据', 'tokens', 'stream', '\n', 'async', 'await', 'JSON.parse', '"quoted"', 'multi-line', 'an', 'of', 'and'];
+  const words = [
+    'the',
+    'request',
+    'budget',
+    'tenant',
+    'function',
+    'return',
+    'const',
+    'value',
+    '{',
+    '}',
+    '(x)',
+    '=>',
+    '42',
+    '3.14159',
+    'naïve',
+    'café',
+    'über',
+    '数据',
+    'tokens',
+    'stream',
+    '\n',
+    'async',
+    'await',
+    'JSON.parse',
+    '"quoted"',
+    'multi-line',
+    'an',
+    'of',
+    'and',
+  ];
   let seed = start;
   let out = '';
   while (out.length < bytes) {
@@ -42,7 +72,10 @@ const candidates: Record<string, (text: string) => number> = {
 };
 
 // Every timed run gets a text it has never seen (a new seed), so merge caches cannot flatter a candidate.
-for (const [corpus, make] of [['prose+code', samplePrompt], ['random words', variedPrompt]] as const) {
+for (const [corpus, make] of [
+  ['prose+code', samplePrompt],
+  ['random words', variedPrompt],
+] as const) {
   for (const size of [1_000, 100_000, 1_000_000]) {
     const runs = size >= 1_000_000 ? 3 : size >= 100_000 ? 10 : 100;
     const counts = new Set<string>();
@@ -54,7 +87,9 @@ for (const [corpus, make] of [['prose+code', samplePrompt], ['random words', var
       for (const text of texts) tokens.push(count(text));
       const ms = (performance.now() - start) / runs;
       counts.add(tokens.join(','));
-      console.log(`${corpus.padEnd(13)}${String(size).padStart(8)} B  ${name.padEnd(16)} ${ms.toFixed(3).padStart(9)} ms  ${tokens[0]} tokens`);
+      console.log(
+        `${corpus.padEnd(13)}${String(size).padStart(8)} B  ${name.padEnd(16)} ${ms.toFixed(3).padStart(9)} ms  ${tokens[0]} tokens`,
+      );
     }
     console.log(counts.size === 1 ? '          all exact (same counts)' : '          COUNTS DIFFER');
   }

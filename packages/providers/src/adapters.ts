@@ -18,9 +18,18 @@ const ADAPTERS: Readonly<Record<ProviderApi, ProviderAdapter>> = Object.freeze({
 
 /** The adapter of an API, or of an adapter given as is; anything else is a configuration error. */
 export function adapterFor(api: ProviderApi | ProviderAdapter, where = 'api'): ProviderAdapter {
-  if (typeof api === 'object' && api !== null && typeof api.read === 'function' && typeof api.createReader === 'function') return api;
+  if (
+    typeof api === 'object' &&
+    api !== null &&
+    typeof api.read === 'function' &&
+    typeof api.createReader === 'function'
+  )
+    return api;
   if (!isProviderApi(api)) {
-    throw new TollgateError('ERR_TG_PROVIDERS_UNKNOWN_API', `${where} must be one of ${Object.keys(ADAPTERS).join(', ')} (or an adapter); got ${JSON.stringify(api)}`);
+    throw new TollgateError(
+      'ERR_TG_PROVIDERS_UNKNOWN_API',
+      `${where} must be one of ${Object.keys(ADAPTERS).join(', ')} (or an adapter); got ${JSON.stringify(api)}`,
+    );
   }
   return ADAPTERS[api];
 }

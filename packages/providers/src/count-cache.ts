@@ -26,7 +26,8 @@ function markOf(scopeKey: string, text: string): number {
   mark ^= text.length;
   const head = Math.min(text.length, MARKED_CHARS);
   for (let i = 0; i < head; i++) mark = Math.imul(mark ^ text.charCodeAt(i), 0x01000193);
-  for (let i = Math.max(head, text.length - MARKED_CHARS); i < text.length; i++) mark = Math.imul(mark ^ text.charCodeAt(i), 0x01000193);
+  for (let i = Math.max(head, text.length - MARKED_CHARS); i < text.length; i++)
+    mark = Math.imul(mark ^ text.charCodeAt(i), 0x01000193);
   return mark === 0 ? 1 : mark >>> 0;
 }
 
@@ -60,7 +61,10 @@ export class TokenCountCache {
 
   constructor(maxChars: number = DEFAULT_COUNT_CACHE_CHARS) {
     if (!Number.isSafeInteger(maxChars) || maxChars <= 0) {
-      throw new TollgateError('ERR_TG_PROVIDERS_INVALID_OPTION', `TokenCountCache maxChars must be a positive integer; got ${JSON.stringify(maxChars)}`);
+      throw new TollgateError(
+        'ERR_TG_PROVIDERS_INVALID_OPTION',
+        `TokenCountCache maxChars must be a positive integer; got ${JSON.stringify(maxChars)}`,
+      );
     }
     this.#generationChars = Math.ceil(maxChars / 2);
     this.#maxTextChars = Math.floor(maxChars / 8);

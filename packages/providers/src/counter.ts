@@ -191,7 +191,8 @@ export class RequestCounter {
     }
     // Past its limit a count is abandoned: the rest is not worth reading.
     if (this.exceeded) return 0;
-    const text = typeof value === 'string' ? value : value === undefined || value === null ? '' : (JSON.stringify(value) ?? '');
+    const text =
+      typeof value === 'string' ? value : value === undefined || value === null ? '' : (JSON.stringify(value) ?? '');
     const known = this.cache?.keeps(text.length) ? this.cache.get(this.scopeKey, text) : undefined;
     // A known text costs no counting: it does not use up what may be counted at once.
     if (known === undefined) {

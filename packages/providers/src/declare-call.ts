@@ -23,16 +23,36 @@ export interface CallDeclaration {
  * 400 a client gets for a body that is no JSON object or names no model (fail closed: a guarded
  * request whose model cannot be determined never goes through unmetered).
  */
-export function declareProviderCall(req: Request, res: Response, adapter: ProviderAdapter, declaration: CallDeclaration = {}): ProviderCall {
+export function declareProviderCall(
+  req: Request,
+  res: Response,
+  adapter: ProviderAdapter,
+  declaration: CallDeclaration = {},
+): ProviderCall {
   const ctx = getContext(req, res);
   if (ctx.call) return ctx.declareCall(adapter, { body: ctx.call.body });
   const body = declaration.request ? declaration.request(req) : req.body;
   if (!isObject(body)) {
-    throw new ApiError('invalid_request', declaration.request ? 'The route built no provider request (an object) to send.' : 'The request body must be a JSON object.', { param: 'body' });
+    throw new ApiError(
+      'invalid_request',
+      declaration.request
+        ? 'The route built no provider request (an object) to send.'
+        : 'The request body must be a JSON object.',
+      { param: 'body' },
+    );
   }
-  const call = ctx.declareCall(adapter, { body, params: declaration.params ? declaration.params(req) : (req.params as CallRequest['params']) });
+  const call = ctx.declareCall(adapter, {
+    body,
+    params: declaration.params ? declaration.params(req) : (req.params as CallRequest['params']),
+  });
   if (call.model === undefined) {
-    throw new ApiError('invalid_request', adapter.api === 'gemini.generate' ? 'The request names no model (models/{model}:generateContent).' : 'The request body needs a "model" string.', { param: 'model' });
+    throw new ApiError(
+      'invalid_request',
+      adapter.api === 'gemini.generate'
+        ? 'The request names no model (models/{model}:generateContent).'
+        : 'The request body needs a "model" string.',
+      { param: 'model' },
+    );
   }
   return call;
 }
@@ -43,7 +63,12 @@ export function declareProviderCall(req: Request, res: Response, adapter: Provid
  * the client through `render`, anything else to `next`).
  */
 export function declareOrAnswer(
-  req: Request, res: Response, next: NextFunction, adapter: ProviderAdapter | undefined, declaration: CallDeclaration, render: ErrorRenderer,
+  req: Request,
+  res: Response,
+  next: NextFunction,
+  adapter: ProviderAdapter | undefined,
+  declaration: CallDeclaration,
+  render: ErrorRenderer,
 ): ProviderCall | undefined | false {
   if (!adapter) return getContext(req, res).call;
   try {
@@ -60,7 +85,10 @@ export function declareOrAnswer(
  * the provider request they will send). Every later piece (tier rules, meter, token limits,
  * budgets) keys off this one declaration; none guesses from the path.
  */
-export function providerCall(api: ProviderApi | ProviderAdapter, declaration: CallDeclaration & { renderError?: ErrorRenderer } = {}) {
+export function providerCall(
+  api: ProviderApi | ProviderAdapter,
+  declaration: CallDeclaration & { renderError?: ErrorRenderer } = {},
+) {
   const adapter = adapterFor(api, 'providerCall() api');
   const render = declaration.renderError ?? renderApiError;
   return function declareCall(req: Request, res: Response, next: NextFunction): void {

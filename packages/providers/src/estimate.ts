@@ -28,7 +28,11 @@ type AdapterOrApi = ProviderAdapter | ProviderApi;
 
 const resolve = (api: AdapterOrApi): ProviderAdapter => (typeof api === 'string' ? adapterFor(api) : api);
 
-function newCounter(model: string, options: EstimateOptions & { tokenizer?: TokenizerFamily }, defaultMs: number): RequestCounter {
+function newCounter(
+  model: string,
+  options: EstimateOptions & { tokenizer?: TokenizerFamily },
+  defaultMs: number,
+): RequestCounter {
   return new RequestCounter(model, options.tokenizer ?? tokenizerFor(model), options, defaultMs);
 }
 
@@ -52,14 +56,22 @@ function inputEstimate(tokens: number, counter: RequestCounter): InputTokenEstim
  * framing approximations. Synchronous: the whole count (at most `maxEstimateMs`, default 15)
  * blocks the event loop; `estimateInputTokensAsync` is the sliced one.
  */
-export function estimateInputTokens(api: AdapterOrApi, body: unknown, model: string, options: EstimateOptions & { tokenizer?: TokenizerFamily } = {}): InputTokenEstimate {
+export function estimateInputTokens(
+  api: AdapterOrApi,
+  body: unknown,
+  model: string,
+  options: EstimateOptions & { tokenizer?: TokenizerFamily } = {},
+): InputTokenEstimate {
   const counter = newCounter(model, options, SYNC_ESTIMATE_MS);
   return inputEstimate(countRequest(resolve(api), body, counter), counter);
 }
 
 /** A counter that walked the request once, collecting its strings to count. */
 function collectStrings(
-  adapter: ProviderAdapter, body: unknown, model: string, options: EstimateOptions & { tokenizer?: TokenizerFamily },
+  adapter: ProviderAdapter,
+  body: unknown,
+  model: string,
+  options: EstimateOptions & { tokenizer?: TokenizerFamily },
 ): RequestCounter {
   const counter = newCounter(model, options, ASYNC_ESTIMATE_MS);
   counter.collect();
@@ -75,7 +87,12 @@ function countsAtOnce(counter: RequestCounter): boolean {
   return counter.pendingChars <= ALWAYS_EXACT_CHARS;
 }
 
-function countCollected(adapter: ProviderAdapter, body: unknown, counter: RequestCounter, counts: number[]): InputTokenEstimate {
+function countCollected(
+  adapter: ProviderAdapter,
+  body: unknown,
+  counter: RequestCounter,
+  counts: number[],
+): InputTokenEstimate {
   counter.replay(counts);
   return inputEstimate(countRequest(adapter, body, counter), counter);
 }
@@ -91,7 +108,12 @@ function countCollectedAtOnce(adapter: ProviderAdapter, body: unknown, counter: 
  * Same count as the synchronous one given the same budget: exact where the budget allows, an
  * upper bound otherwise.
  */
-export async function estimateInputTokensAsync(api: AdapterOrApi, body: unknown, model: string, options: EstimateOptions & { tokenizer?: TokenizerFamily } = {}): Promise<InputTokenEstimate> {
+export async function estimateInputTokensAsync(
+  api: AdapterOrApi,
+  body: unknown,
+  model: string,
+  options: EstimateOptions & { tokenizer?: TokenizerFamily } = {},
+): Promise<InputTokenEstimate> {
   const adapter = resolve(api);
   const counter = collectStrings(adapter, body, model, options);
   if (countsAtOnce(counter)) return countCollectedAtOnce(adapter, body, counter);
@@ -119,7 +141,13 @@ export interface EstimateRequestInput extends EstimateOptions {
  */
 export function estimateRequest(input: EstimateRequestInput): RequestEstimate {
   const { adapter, model, price } = pricedModel(input);
-  return fullEstimate(input, adapter, model, price, estimateInputTokens(adapter, input.body, model, withTokenizer(input, price)));
+  return fullEstimate(
+    input,
+    adapter,
+    model,
+    price,
+    estimateInputTokens(adapter, input.body, model, withTokenizer(input, price)),
+  );
 }
 
 /**
@@ -128,7 +156,13 @@ export function estimateRequest(input: EstimateRequestInput): RequestEstimate {
  */
 export async function estimateRequestAsync(input: EstimateRequestInput): Promise<RequestEstimate> {
   const { adapter, model, price } = pricedModel(input);
-  return fullEstimate(input, adapter, model, price, await estimateInputTokensAsync(adapter, input.body, model, withTokenizer(input, price)));
+  return fullEstimate(
+    input,
+    adapter,
+    model,
+    price,
+    await estimateInputTokensAsync(adapter, input.body, model, withTokenizer(input, price)),
+  );
 }
 
 /**
@@ -147,7 +181,10 @@ export function estimateRequestAtOnce(input: EstimateRequestInput): RequestEstim
   return fullEstimate(input, adapter, model, price, inputEstimate(tokens, counter));
 }
 
-function withTokenizer(input: EstimateRequestInput, price: ResolvedPrice): EstimateOptions & { tokenizer: TokenizerFamily } {
+function withTokenizer(
+  input: EstimateRequestInput,
+  price: ResolvedPrice,
+): EstimateOptions & { tokenizer: TokenizerFamily } {
   return {
     imageTokens: input.imageTokens,
     maxEstimateMs: input.maxEstimateMs,
@@ -162,7 +199,8 @@ function withTokenizer(input: EstimateRequestInput, price: ResolvedPrice): Estim
 function pricedModel(input: EstimateRequestInput): { adapter: ProviderAdapter; model: string; price: ResolvedPrice } {
   const adapter = resolve(input.api);
   const model = input.model ?? adapter.read({ body: input.body }).model;
-  if (model === undefined) throw new ApiError('invalid_request', 'The request body needs a "model" string.', { param: 'model' });
+  if (model === undefined)
+    throw new ApiError('invalid_request', 'The request body needs a "model" string.', { param: 'model' });
   return { adapter, model, price: input.pricing.get(model) };
 }
 
@@ -178,13 +216,20 @@ function inputBound(estimate: InputTokenEstimate, price: ResolvedPrice): number 
   return Math.max(estimate.tokens, Math.min(estimate.bound, window));
 }
 
-function fullEstimate(input: EstimateRequestInput, adapter: ProviderAdapter, model: string, price: ResolvedPrice, counted: InputTokenEstimate): RequestEstimate {
+function fullEstimate(
+  input: EstimateRequestInput,
+  adapter: ProviderAdapter,
+  model: string,
+  price: ResolvedPrice,
+  counted: InputTokenEstimate,
+): RequestEstimate {
   // Input past the context window is refused by the provider and billed nothing: a byte bound of pathological text
   // never reserves more than the window holds.
   const window = price.contextWindow;
   const estimate = window !== undefined && counted.tokens > window ? { ...counted, tokens: window } : counted;
   const shape = adapter.read({ body: input.body });
-  const maxOutputTokens = shape.outputCap ?? input.defaultMaxOutputTokens ?? price.maxOutputTokens ?? FALLBACK_MAX_OUTPUT_TOKENS;
+  const maxOutputTokens =
+    shape.outputCap ?? input.defaultMaxOutputTokens ?? price.maxOutputTokens ?? FALLBACK_MAX_OUTPUT_TOKENS;
   const outputChoices = shape.choices;
   // Spelled out, not `{ ...estimate, ... }`: see docs/performance.md (properties after a leading spread).
   const result: RequestEstimate = {

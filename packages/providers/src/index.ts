@@ -24,7 +24,16 @@ export {
 export type { EstimateRequestInput } from './estimate.js';
 export { DEFAULT_COUNT_CACHE_CHARS, TokenCountCache } from './count-cache.js';
 export {
-  CountBudget, countTextTokens, countTextTokensSliced, encodingLoaded, loadEncoding, MAX_TOKEN_BYTES, preloadTokenizers, TimeSlice, tokenizersLoaded, utf8Length,
+  CountBudget,
+  countTextTokens,
+  countTextTokensSliced,
+  encodingLoaded,
+  loadEncoding,
+  MAX_TOKEN_BYTES,
+  preloadTokenizers,
+  TimeSlice,
+  tokenizersLoaded,
+  utf8Length,
 } from './tokenizer.js';
 export type { CountBound, EncodingName } from './tokenizer.js';
 export { SseDecoder } from './sse-decoder.js';

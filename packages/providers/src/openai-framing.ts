@@ -70,7 +70,6 @@ function renderFunctions(functions: FunctionDefinition[]): string {
   return lines.join('\n');
 }
 
-
 /** Tools in the chat `tools` / `functions` shape or the Responses flat shape. */
 export function countOpenAiTools(counter: RequestCounter, tools: unknown[]): number {
   if (tools.length === 0) return 0;
@@ -78,7 +77,11 @@ export function countOpenAiTools(counter: RequestCounter, tools: unknown[]): num
   let other = 0;
   for (const tool of tools) {
     if (!isObject(tool)) continue;
-    const fn = isObject(tool.function) ? tool.function : tool.type === 'function' || tool.type === undefined ? tool : undefined;
+    const fn = isObject(tool.function)
+      ? tool.function
+      : tool.type === 'function' || tool.type === undefined
+        ? tool
+        : undefined;
     if (fn && typeof fn.name === 'string') {
       functions.push({ name: fn.name, description: asString(fn.description), parameters: fn.parameters });
       continue;
@@ -163,11 +166,18 @@ export function countResponseFormat(counter: RequestCounter, format: unknown): n
   return 0;
 }
 
-
 /** OpenAI chat and Responses usage objects share their shape closely enough for one mapping. */
 export function openAiUsage(usage: Json): TokenUsage {
-  const inputDetails = isObject(usage.prompt_tokens_details) ? usage.prompt_tokens_details : isObject(usage.input_tokens_details) ? usage.input_tokens_details : {};
-  const outputDetails = isObject(usage.completion_tokens_details) ? usage.completion_tokens_details : isObject(usage.output_tokens_details) ? usage.output_tokens_details : {};
+  const inputDetails = isObject(usage.prompt_tokens_details)
+    ? usage.prompt_tokens_details
+    : isObject(usage.input_tokens_details)
+      ? usage.input_tokens_details
+      : {};
+  const outputDetails = isObject(usage.completion_tokens_details)
+    ? usage.completion_tokens_details
+    : isObject(usage.output_tokens_details)
+      ? usage.output_tokens_details
+      : {};
   return {
     inputTokens: tokenCount(usage.prompt_tokens ?? usage.input_tokens),
     cachedInputTokens: tokenCount(inputDetails.cached_tokens),

@@ -45,7 +45,8 @@ export class SseDecoder {
 
   /** Feeds bytes; returns the blocks they completed. */
   push(chunk: Buffer): SseBlock[] {
-    this.buffer = this.buffer.length === this.blockStart ? chunk : Buffer.concat([this.buffer.subarray(this.blockStart), chunk]);
+    this.buffer =
+      this.buffer.length === this.blockStart ? chunk : Buffer.concat([this.buffer.subarray(this.blockStart), chunk]);
     this.lineStart -= this.blockStart;
     this.blockStart = 0;
     this.crFrom = Number.POSITIVE_INFINITY;

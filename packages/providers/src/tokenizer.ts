@@ -289,7 +289,12 @@ const MAX_BATCH_COST = 600_000;
  * whose runs would take the tokenizer too long (see MAX_PIECE_COST), and everything left once the
  * budget expires, counts as its UTF-8 byte length (at 1/128 of it for a lower bound).
  */
-export function countTextTokens(text: string, encoding: EncodingName, budget: CountBudget, bound: CountBound = 'upper'): number {
+export function countTextTokens(
+  text: string,
+  encoding: EncodingName,
+  budget: CountBudget,
+  bound: CountBound = 'upper',
+): number {
   if (text.length === 0) return 0;
   const encoder = encoders.get(encoding);
   budget.see(text.length);
@@ -313,7 +318,12 @@ export function countTextTokens(text: string, encoding: EncodingName, budget: Co
  * with the event loop turning whenever `slice` is used up. The budget counts the time spent
  * counting, not the time spent waiting for the loop.
  */
-export async function countTextTokensSliced(text: string, encoding: EncodingName, budget: CountBudget, slice: TimeSlice): Promise<number> {
+export async function countTextTokensSliced(
+  text: string,
+  encoding: EncodingName,
+  budget: CountBudget,
+  slice: TimeSlice,
+): Promise<number> {
   if (text.length === 0) return 0;
   await slice.pause();
   const encoder = encoders.get(encoding);
@@ -339,7 +349,12 @@ export async function countTextTokensSliced(text: string, encoding: EncodingName
  * Counts text longer than SHORT_TEXT, yielding after every bounded step (a batch sent to the
  * tokenizer, or a bounded piece skipped): the caller may let the event loop turn there.
  */
-function* countLongText(text: string, encoder: Encoder, budget: CountBudget, mode: CountBound = 'upper'): Generator<void, number, void> {
+function* countLongText(
+  text: string,
+  encoder: Encoder,
+  budget: CountBudget,
+  mode: CountBound = 'upper',
+): Generator<void, number, void> {
   let total = 0;
   let batchStart = 0;
   let batchCost = 0;
@@ -382,7 +397,10 @@ function* countLongText(text: string, encoder: Encoder, budget: CountBudget, mod
     const cls = code < 0x80 ? ASCII_CLASSES[code]! : classOf(code);
     // A piece ends before a space after a non-space, and where a run of letters ends before punctuation (never before
     // an apostrophe: "'s" may close the run).
-    if (i > pieceStart && ((code === 0x20 && runClass !== SPACE) || (cls === OTHER && previous === LETTER && code !== 0x27))) {
+    if (
+      i > pieceStart &&
+      ((code === 0x20 && runClass !== SPACE) || (cls === OTHER && previous === LETTER && code !== 0x27))
+    ) {
       batchCost += pieceCost;
       if (batchCost >= MAX_BATCH_COST) {
         flushBatch(i);

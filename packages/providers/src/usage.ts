@@ -114,7 +114,11 @@ export class OutputText {
   tokens(countOutput: OutputCounter): number {
     const parts = this.parts;
     if (this.whole?.counter !== countOutput || this.whole.parts !== parts.length) {
-      this.whole = { counter: countOutput, parts: parts.length, tokens: parts.length > 0 ? countOutput(parts.join('')) : 0 };
+      this.whole = {
+        counter: countOutput,
+        parts: parts.length,
+        tokens: parts.length > 0 ? countOutput(parts.join('')) : 0,
+      };
     }
     return this.whole.tokens + this.overflowBytes;
   }
@@ -123,7 +127,16 @@ export class OutputText {
 /** No usage came: the output that passed, counted; the meter fills in the input from its estimate. */
 export function countedOutput(output: OutputText, countOutput: OutputCounter): ReadUsage | undefined {
   if (!output.seen) return undefined;
-  return { usage: { inputTokens: 0, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: output.tokens(countOutput), reasoningTokens: 0 }, source: 'counted' };
+  return {
+    usage: {
+      inputTokens: 0,
+      cachedInputTokens: 0,
+      cacheWriteTokens: 0,
+      outputTokens: output.tokens(countOutput),
+      reasoningTokens: 0,
+    },
+    source: 'counted',
+  };
 }
 
 /** One SSE event as text: `event:` line when named, the JSON data, the blank line. */

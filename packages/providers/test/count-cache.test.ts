@@ -25,7 +25,14 @@ function prose(chars: number, seed: number): string {
 function input(system: string, user: string, extra: Partial<EstimateRequestInput> = {}): EstimateRequestInput {
   return {
     api: 'openai.chat',
-    body: { model: 'gpt-4o', messages: [{ role: 'system', content: system }, { role: 'user', content: user }], max_tokens: 16 },
+    body: {
+      model: 'gpt-4o',
+      messages: [
+        { role: 'system', content: system },
+        { role: 'user', content: user },
+      ],
+      max_tokens: 16,
+    },
     pricing,
     maxEstimateMs: 60_000,
     ...extra,
@@ -72,7 +79,8 @@ describe('estimates with a TokenCountCache', () => {
 
   it('keep no text seen once: a question never asked again takes no room', () => {
     const cache = new TokenCountCache();
-    for (let index = 0; index < 1_000; index++) estimateRequestAtOnce(input('You are terse.', `Question number ${index}?`, { countCache: cache }));
+    for (let index = 0; index < 1_000; index++)
+      estimateRequestAtOnce(input('You are terse.', `Question number ${index}?`, { countCache: cache }));
     // The system prompt and the two role names, seen on every request; none of the questions.
     expect(cache.size).toBe(3);
   });
@@ -129,7 +137,7 @@ describe('TokenCountCache', () => {
     expect(cache.get(TokenCountCache.scopeKey('tenant', 'cl100k_base'), text(1))).toBeUndefined();
   });
 
-  it("counts sightings per scope: a text another tenant sent is not kept early", () => {
+  it('counts sightings per scope: a text another tenant sent is not kept early', () => {
     const cache = new TokenCountCache();
     const other = TokenCountCache.scopeKey('other tenant', 'o200k_base');
     cache.set(other, text(2), 5);
@@ -177,7 +185,9 @@ describe('TokenCountCache', () => {
 
   it('refuses a size that is not a positive integer', () => {
     for (const size of [0, -1, 1.5, Number.NaN]) {
-      expect(() => new TokenCountCache(size)).toThrow(expect.objectContaining({ code: 'ERR_TG_PROVIDERS_INVALID_OPTION' }));
+      expect(() => new TokenCountCache(size)).toThrow(
+        expect.objectContaining({ code: 'ERR_TG_PROVIDERS_INVALID_OPTION' }),
+      );
     }
   });
 });

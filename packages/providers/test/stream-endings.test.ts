@@ -9,7 +9,8 @@ type Json = Record<string, unknown>;
 /** A reader that has seen `events` (SSE text), as the meter's tap feeds it. */
 function readerAfter(api: ProviderApi, events: string, stripAddedUsage = false, request?: Json): UsageReader {
   const reader = adapterFor(api).createReader({ stripAddedUsage, request });
-  for (const block of new SseDecoder().push(Buffer.from(events))) if (block.hasData) reader.onEvent(block.event, block.data);
+  for (const block of new SseDecoder().push(Buffer.from(events)))
+    if (block.hasData) reader.onEvent(block.event, block.data);
   return reader;
 }
 
@@ -28,36 +29,60 @@ function parseEnding(text: string): { event: string; data: Json | '[DONE]' }[] {
 const sse = (data: unknown, event?: string) => `${event ? `event: ${event}\n` : ''}data: ${JSON.stringify(data)}\n\n`;
 
 describe('OpenAI chat completions ending', () => {
-  const head = { id: 'chatcmpl-abc', object: 'chat.completion.chunk', created: 1_700_000_000, model: 'gpt-4o-2024-08-06', system_fingerprint: 'fp_1' };
+  const head = {
+    id: 'chatcmpl-abc',
+    object: 'chat.completion.chunk',
+    created: 1_700_000_000,
+    model: 'gpt-4o-2024-08-06',
+    system_fingerprint: 'fp_1',
+  };
   const chunk = (choices: Json[]) => sse({ ...head, choices });
-  const started = chunk([{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }])
-    + chunk([{ index: 0, delta: { content: 'Once upon' }, finish_reason: null }]);
+  const started =
+    chunk([{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }]) +
+    chunk([{ index: 0, delta: { content: 'Once upon' }, finish_reason: null }]);
 
   it('a finish_reason "length" chunk in the stream\'s own id, model and fingerprint, then the usage chunk the client asked for, then [DONE]', () => {
     const asked = { model: 'gpt-4o', stream: true, stream_options: { include_usage: true } };
-    const events = parseEnding(readerAfter('openai.chat', started, false, asked).ending({ inputTokens: 12, outputTokens: 101 }));
+    const events = parseEnding(
+      readerAfter('openai.chat', started, false, asked).ending({ inputTokens: 12, outputTokens: 101 }),
+    );
     expect(events.map((event) => event.event)).toEqual(['', '', '']);
-    expect(events[0]!.data).toEqual({ ...head, choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: 'length' }] });
-    expect(events[1]!.data).toEqual({ ...head, choices: [], usage: { prompt_tokens: 12, completion_tokens: 101, total_tokens: 113 } });
+    expect(events[0]!.data).toEqual({
+      ...head,
+      choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: 'length' }],
+    });
+    expect(events[1]!.data).toEqual({
+      ...head,
+      choices: [],
+      usage: { prompt_tokens: 12, completion_tokens: 101, total_tokens: 113 },
+    });
     expect(events[2]!.data).toBe('[DONE]');
   });
 
   it('no usage chunk when the meter asked for usage itself (the client did not)', () => {
-    const events = parseEnding(readerAfter('openai.chat', started, true).ending({ inputTokens: 12, outputTokens: 101 }));
+    const events = parseEnding(
+      readerAfter('openai.chat', started, true).ending({ inputTokens: 12, outputTokens: 101 }),
+    );
     expect(events).toHaveLength(2);
     expect(events[0]!.data).toMatchObject({ id: 'chatcmpl-abc', choices: [{ index: 0, finish_reason: 'length' }] });
     expect(events[1]!.data).toBe('[DONE]');
   });
 
   it('no usage chunk when nobody asked for one (the meter was told not to add include_usage)', () => {
-    const events = parseEnding(readerAfter('openai.chat', started, false, { model: 'gpt-4o', stream: true }).ending({ inputTokens: 12, outputTokens: 101 }));
-    expect(events.map((event) => event.data === '[DONE]' ? '[DONE]' : 'finish')).toEqual(['finish', '[DONE]']);
+    const events = parseEnding(
+      readerAfter('openai.chat', started, false, { model: 'gpt-4o', stream: true }).ending({
+        inputTokens: 12,
+        outputTokens: 101,
+      }),
+    );
+    expect(events.map((event) => (event.data === '[DONE]' ? '[DONE]' : 'finish'))).toEqual(['finish', '[DONE]']);
   });
 
   it('ends every choice still open when n > 1, and leaves one that finished alone', () => {
-    const stream = started
-      + chunk([{ index: 1, delta: { content: 'Long ago' }, finish_reason: null }])
-      + chunk([{ index: 2, delta: { content: 'The end.' }, finish_reason: 'stop' }]);
+    const stream =
+      started +
+      chunk([{ index: 1, delta: { content: 'Long ago' }, finish_reason: null }]) +
+      chunk([{ index: 2, delta: { content: 'The end.' }, finish_reason: 'stop' }]);
     const events = parseEnding(readerAfter('openai.chat', stream, true).ending({ inputTokens: 1, outputTokens: 2 }));
     expect((events[0]!.data as Json).choices).toEqual([
       { index: 0, delta: {}, logprobs: null, finish_reason: 'length' },
@@ -67,14 +92,19 @@ describe('OpenAI chat completions ending', () => {
 
   it('still well-formed when the stream said nothing about itself', () => {
     const events = parseEnding(adapterFor('openai.chat').createReader().ending({ inputTokens: 0, outputTokens: 0 }));
-    expect(events[0]!.data).toMatchObject({ object: 'chat.completion.chunk', choices: [{ index: 0, finish_reason: 'length' }] });
+    expect(events[0]!.data).toMatchObject({
+      object: 'chat.completion.chunk',
+      choices: [{ index: 0, finish_reason: 'length' }],
+    });
     expect(typeof (events[0]!.data as Json).id).toBe('string');
     expect(typeof (events[0]!.data as Json).created).toBe('number');
     expect(events.at(-1)!.data).toBe('[DONE]');
   });
 
   it('openai-compatible servers get the same Chat Completions ending', () => {
-    const events = parseEnding(readerAfter('openai.compatible', started, true).ending({ inputTokens: 3, outputTokens: 4 }));
+    const events = parseEnding(
+      readerAfter('openai.compatible', started, true).ending({ inputTokens: 3, outputTokens: 4 }),
+    );
     expect(events[0]!.data).toMatchObject({ id: 'chatcmpl-abc', choices: [{ finish_reason: 'length' }] });
     expect(events[1]!.data).toBe('[DONE]');
   });
@@ -82,17 +112,37 @@ describe('OpenAI chat completions ending', () => {
 
 describe('OpenAI Responses ending', () => {
   const response = {
-    id: 'resp_1', object: 'response', created_at: 1_700_000_000, status: 'in_progress', model: 'gpt-4o-2024-08-06', output: [], usage: null, max_output_tokens: 100,
+    id: 'resp_1',
+    object: 'response',
+    created_at: 1_700_000_000,
+    status: 'in_progress',
+    model: 'gpt-4o-2024-08-06',
+    output: [],
+    usage: null,
+    max_output_tokens: 100,
   };
   const item = { id: 'msg_1', type: 'message', status: 'in_progress', role: 'assistant', content: [] };
   const stream = [
     sse({ type: 'response.created', sequence_number: 0, response }, 'response.created'),
     sse({ type: 'response.in_progress', sequence_number: 1, response }, 'response.in_progress'),
-    sse({ type: 'response.output_item.added', sequence_number: 2, output_index: 0, item }, 'response.output_item.added'),
-    sse({ type: 'response.output_text.delta', sequence_number: 3, item_id: 'msg_1', output_index: 0, content_index: 0, delta: 'Once' }, 'response.output_text.delta'),
+    sse(
+      { type: 'response.output_item.added', sequence_number: 2, output_index: 0, item },
+      'response.output_item.added',
+    ),
+    sse(
+      {
+        type: 'response.output_text.delta',
+        sequence_number: 3,
+        item_id: 'msg_1',
+        output_index: 0,
+        content_index: 0,
+        delta: 'Once',
+      },
+      'response.output_text.delta',
+    ),
   ].join('');
 
-  it('one response.incomplete (reason max_output_tokens) on the stream\'s own response, next in sequence, with the counted usage', () => {
+  it("one response.incomplete (reason max_output_tokens) on the stream's own response, next in sequence, with the counted usage", () => {
     const events = parseEnding(readerAfter('openai.responses', stream).ending({ inputTokens: 12, outputTokens: 101 }));
     expect(events).toHaveLength(1);
     expect(events[0]!.event).toBe('response.incomplete');
@@ -100,10 +150,19 @@ describe('OpenAI Responses ending', () => {
     expect(data).toMatchObject({ type: 'response.incomplete', sequence_number: 4 });
     const ended = data.response as Json;
     expect(ended).toMatchObject({
-      id: 'resp_1', object: 'response', created_at: 1_700_000_000, model: 'gpt-4o-2024-08-06', status: 'incomplete', max_output_tokens: 100,
+      id: 'resp_1',
+      object: 'response',
+      created_at: 1_700_000_000,
+      model: 'gpt-4o-2024-08-06',
+      status: 'incomplete',
+      max_output_tokens: 100,
       incomplete_details: { reason: 'max_output_tokens' },
       usage: {
-        input_tokens: 12, input_tokens_details: { cached_tokens: 0 }, output_tokens: 101, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 113,
+        input_tokens: 12,
+        input_tokens_details: { cached_tokens: 0 },
+        output_tokens: 101,
+        output_tokens_details: { reasoning_tokens: 0 },
+        total_tokens: 113,
       },
     });
     // SDKs keep the items the stream built (the answer, cut) when the final response names none.
@@ -111,28 +170,61 @@ describe('OpenAI Responses ending', () => {
   });
 
   it('still well-formed when no lifecycle event was seen', () => {
-    const events = parseEnding(adapterFor('openai.responses').createReader().ending({ inputTokens: 1, outputTokens: 2 }));
-    expect(events[0]!.data).toMatchObject({ type: 'response.incomplete', sequence_number: 0, response: { object: 'response', status: 'incomplete' } });
+    const events = parseEnding(
+      adapterFor('openai.responses').createReader().ending({ inputTokens: 1, outputTokens: 2 }),
+    );
+    expect(events[0]!.data).toMatchObject({
+      type: 'response.incomplete',
+      sequence_number: 0,
+      response: { object: 'response', status: 'incomplete' },
+    });
   });
 });
 
 describe('Anthropic messages ending', () => {
-  const message = { id: 'msg_1', type: 'message', role: 'assistant', model: 'claude-haiku-4-5', content: [], stop_reason: null, usage: { input_tokens: 11, output_tokens: 1 } };
+  const message = {
+    id: 'msg_1',
+    type: 'message',
+    role: 'assistant',
+    model: 'claude-haiku-4-5',
+    content: [],
+    stop_reason: null,
+    usage: { input_tokens: 11, output_tokens: 1 },
+  };
   const start = { type: 'message_start', message };
   const stream = [
     sse(start, 'message_start'),
     sse({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }, 'content_block_start'),
     sse({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'Sure.' } }, 'content_block_delta'),
     sse({ type: 'content_block_stop', index: 0 }, 'content_block_stop'),
-    sse({ type: 'content_block_start', index: 1, content_block: { type: 'tool_use', id: 'toolu_1', name: 'search', input: {} } }, 'content_block_start'),
-    sse({ type: 'content_block_delta', index: 1, delta: { type: 'input_json_delta', partial_json: '{"q": "lo' } }, 'content_block_delta'),
+    sse(
+      {
+        type: 'content_block_start',
+        index: 1,
+        content_block: { type: 'tool_use', id: 'toolu_1', name: 'search', input: {} },
+      },
+      'content_block_start',
+    ),
+    sse(
+      { type: 'content_block_delta', index: 1, delta: { type: 'input_json_delta', partial_json: '{"q": "lo' } },
+      'content_block_delta',
+    ),
   ].join('');
 
   it('closes the blocks still open, then message_delta with stop_reason max_tokens and the counted output, then message_stop', () => {
-    const events = parseEnding(readerAfter('anthropic.messages', stream).ending({ inputTokens: 11, outputTokens: 103 }));
+    const events = parseEnding(
+      readerAfter('anthropic.messages', stream).ending({ inputTokens: 11, outputTokens: 103 }),
+    );
     expect(events).toEqual([
       { event: 'content_block_stop', data: { type: 'content_block_stop', index: 1 } },
-      { event: 'message_delta', data: { type: 'message_delta', delta: { stop_reason: 'max_tokens', stop_sequence: null }, usage: { output_tokens: 103 } } },
+      {
+        event: 'message_delta',
+        data: {
+          type: 'message_delta',
+          delta: { stop_reason: 'max_tokens', stop_sequence: null },
+          usage: { output_tokens: 103 },
+        },
+      },
       { event: 'message_stop', data: { type: 'message_stop' } },
     ]);
   });
@@ -146,25 +238,34 @@ describe('Anthropic messages ending', () => {
 
 describe('Gemini ending', () => {
   const usageMetadata = { promptTokenCount: 9, candidatesTokenCount: 5, totalTokenCount: 14 };
-  const chunk = (candidates: Json[]) => sse({ candidates, usageMetadata, modelVersion: 'gemini-2.5-flash', responseId: 'r-1' });
+  const chunk = (candidates: Json[]) =>
+    sse({ candidates, usageMetadata, modelVersion: 'gemini-2.5-flash', responseId: 'r-1' });
 
-  it('a chunk with finishReason MAX_TOKENS for the running candidate, with the counted usage and the stream\'s model and id', () => {
-    const reader = readerAfter('gemini.generate', chunk([{ content: { role: 'model', parts: [{ text: 'Once' }] }, index: 0 }]));
+  it("a chunk with finishReason MAX_TOKENS for the running candidate, with the counted usage and the stream's model and id", () => {
+    const reader = readerAfter(
+      'gemini.generate',
+      chunk([{ content: { role: 'model', parts: [{ text: 'Once' }] }, index: 0 }]),
+    );
     const events = parseEnding(reader.ending({ inputTokens: 9, outputTokens: 101 }));
-    expect(events).toEqual([{
-      event: '',
-      data: {
-        candidates: [{ content: { role: 'model', parts: [{ text: '' }] }, finishReason: 'MAX_TOKENS', index: 0 }],
-        usageMetadata: { promptTokenCount: 9, candidatesTokenCount: 101, totalTokenCount: 110 },
-        modelVersion: 'gemini-2.5-flash',
-        responseId: 'r-1',
+    expect(events).toEqual([
+      {
+        event: '',
+        data: {
+          candidates: [{ content: { role: 'model', parts: [{ text: '' }] }, finishReason: 'MAX_TOKENS', index: 0 }],
+          usageMetadata: { promptTokenCount: 9, candidatesTokenCount: 101, totalTokenCount: 110 },
+          modelVersion: 'gemini-2.5-flash',
+          responseId: 'r-1',
+        },
       },
-    }]);
+    ]);
   });
 
   it('ends each candidate still running when candidateCount > 1', () => {
-    const stream = chunk([{ content: { parts: [{ text: 'a' }] }, index: 0 }, { content: { parts: [{ text: 'b' }] }, index: 1 }])
-      + chunk([{ content: { parts: [{ text: 'c' }] }, index: 1, finishReason: 'STOP' }]);
+    const stream =
+      chunk([
+        { content: { parts: [{ text: 'a' }] }, index: 0 },
+        { content: { parts: [{ text: 'b' }] }, index: 1 },
+      ]) + chunk([{ content: { parts: [{ text: 'c' }] }, index: 1, finishReason: 'STOP' }]);
     const events = parseEnding(readerAfter('gemini.generate', stream).ending({ inputTokens: 1, outputTokens: 2 }));
     expect(((events[0]!.data as Json).candidates as Json[]).map((candidate) => candidate.index)).toEqual([0]);
   });

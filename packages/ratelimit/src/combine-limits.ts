@@ -2,7 +2,16 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { TollgateError } from '@tollgate/core';
 import { batchLimitHeaders } from './rate-limit-headers.js';
-import { asPromise, attemptOf, isPending, limitCheckOf, registerLimitCheck, runLimitCheck, type LimitCheck, type Verdict } from './limit-check.js';
+import {
+  asPromise,
+  attemptOf,
+  isPending,
+  limitCheckOf,
+  registerLimitCheck,
+  runLimitCheck,
+  type LimitCheck,
+  type Verdict,
+} from './limit-check.js';
 
 const CODE = 'ERR_TG_RATELIMIT';
 
@@ -23,18 +32,28 @@ type Outcome = Verdict | Rejected;
  * `budgetGuard` is in. Limiters with `wait` cannot be combined (each would wait for something else).
  */
 export function combineLimits(...limiters: RequestHandler[]): RequestHandler {
-  if (limiters.length === 0) throw new TollgateError(`${CODE}_NOTHING_TO_COMBINE`, 'combineLimits() needs at least one limiter');
+  if (limiters.length === 0)
+    throw new TollgateError(`${CODE}_NOTHING_TO_COMBINE`, 'combineLimits() needs at least one limiter');
   const checks = limiters.map((limiter, index) => {
     const check = limitCheckOf(limiter);
     if (!check) {
-      throw new TollgateError(`${CODE}_NOT_A_LIMITER`, `combineLimits() argument ${index + 1} is not a tieredRateLimit, tokenRateLimit, concurrencyLimit, budgetGuard or combineLimits middleware`);
+      throw new TollgateError(
+        `${CODE}_NOT_A_LIMITER`,
+        `combineLimits() argument ${index + 1} is not a tieredRateLimit, tokenRateLimit, concurrencyLimit, budgetGuard or combineLimits middleware`,
+      );
     }
-    if (check.queue) throw new TollgateError(`${CODE}_COMBINED_WAIT`, `combineLimits() argument ${index + 1} has a wait queue; combine limiters without wait`);
+    if (check.queue)
+      throw new TollgateError(
+        `${CODE}_COMBINED_WAIT`,
+        `combineLimits() argument ${index + 1} has a wait queue; combine limiters without wait`,
+      );
     return check.combined?.() ?? check;
   });
 
   async function cancelAll(verdicts: Verdict[]): Promise<void> {
-    await Promise.all(verdicts.map((verdict, index) => (verdict.kind === 'allowed' ? checks[index]!.cancel(verdict.value) : undefined)));
+    await Promise.all(
+      verdicts.map((verdict, index) => (verdict.kind === 'allowed' ? checks[index]!.cancel(verdict.value) : undefined)),
+    );
   }
 
   type Refusal = { by: number; value: unknown };
@@ -52,7 +71,9 @@ export function combineLimits(...limiters: RequestHandler[]): RequestHandler {
   }
 
   async function refusalOf(outcomes: Outcome[]): Promise<Verdict<unknown[], Refusal>> {
-    const verdicts = outcomes.map((outcome): Verdict => (outcome instanceof Rejected ? { kind: 'unavailable' } : outcome));
+    const verdicts = outcomes.map((outcome): Verdict =>
+      outcome instanceof Rejected ? { kind: 'unavailable' } : outcome,
+    );
     const bug = outcomes.find((outcome) => outcome instanceof Rejected);
     if (bug instanceof Rejected) {
       await cancelAll(verdicts);
@@ -67,11 +88,17 @@ export function combineLimits(...limiters: RequestHandler[]): RequestHandler {
     let refusal: { by: number; verdict: Denial } | undefined;
     verdicts.forEach((verdict, by) => {
       if (verdict.kind !== 'denied') return;
-      if (!refusal || verdict.final || (!refusal.verdict.final && verdict.retryAfterMs > refusal.verdict.retryAfterMs)) refusal = { by, verdict };
+      if (!refusal || verdict.final || (!refusal.verdict.final && verdict.retryAfterMs > refusal.verdict.retryAfterMs))
+        refusal = { by, verdict };
     });
     await cancelAll(verdicts);
     const { by, verdict } = refusal!;
-    return { kind: 'denied', value: { by, value: verdict.value }, retryAfterMs: verdict.retryAfterMs, ...(verdict.final ? { final: true } : {}) };
+    return {
+      kind: 'denied',
+      value: { by, value: verdict.value },
+      retryAfterMs: verdict.retryAfterMs,
+      ...(verdict.final ? { final: true } : {}),
+    };
   }
 
   /**
@@ -102,9 +129,15 @@ export function combineLimits(...limiters: RequestHandler[]): RequestHandler {
         answers[pending] = outcome;
         return verdictOf(answers as Outcome[]);
       };
-      return Promise.resolve(answers[pending] as PromiseLike<Verdict>).then(settle, (error: unknown) => settle(new Rejected(error)));
+      return Promise.resolve(answers[pending] as PromiseLike<Verdict>).then(settle, (error: unknown) =>
+        settle(new Rejected(error)),
+      );
     }
-    return Promise.allSettled(answers).then((settled) => verdictOf(settled.map((outcome) => (outcome.status === 'fulfilled' ? outcome.value : new Rejected(outcome.reason)))));
+    return Promise.allSettled(answers).then((settled) =>
+      verdictOf(
+        settled.map((outcome) => (outcome.status === 'fulfilled' ? outcome.value : new Rejected(outcome.reason))),
+      ),
+    );
   }
 
   const combined: LimitCheck<unknown[], Refusal> = {
@@ -127,7 +160,11 @@ export function combineLimits(...limiters: RequestHandler[]): RequestHandler {
     },
   };
 
-  return registerLimitCheck(function combinedLimitsMiddleware(req: Request, res: Response, next: NextFunction): Promise<void> {
+  return registerLimitCheck(function combinedLimitsMiddleware(
+    req: Request,
+    res: Response,
+    next: NextFunction,
+  ): Promise<void> {
     return runLimitCheck(combined, req, res, next);
   }, combined);
 }

@@ -1,7 +1,18 @@
 // concurrencyLimit: at most N requests in flight per key or tenant, released on finish, close and error alike.
 import { randomUUID } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { ApiError, assertKnownOptions, getContext, MemoryReservationLedger, parseDuration, renderApiError, TollgateError, unalteredMemoryStore, type ReservationLedger, type TollgateStores } from '@tollgate/core';
+import {
+  ApiError,
+  assertKnownOptions,
+  getContext,
+  MemoryReservationLedger,
+  parseDuration,
+  renderApiError,
+  TollgateError,
+  unalteredMemoryStore,
+  type ReservationLedger,
+  type TollgateStores,
+} from '@tollgate/core';
 import { resolveLayers, type TierLimit } from './limit-layers.js';
 import { StoreFailure, storeFailureHandling } from './store-failure.js';
 import type { CommonLimitOptions, WaitOptions } from './types.js';
@@ -47,7 +58,21 @@ export interface ConcurrencyLimitOptions extends CommonLimitOptions {
   wait?: WaitOptions;
 }
 
-const OPTION_NAMES = ['limit', 'tiers', 'defaultTier', 'name', 'by', 'stores', 'ttl', 'prefix', 'wait', 'onStoreFailure', 'timeoutMs', 'onStoreError', 'renderError'] as const;
+const OPTION_NAMES = [
+  'limit',
+  'tiers',
+  'defaultTier',
+  'name',
+  'by',
+  'stores',
+  'ttl',
+  'prefix',
+  'wait',
+  'onStoreFailure',
+  'timeoutMs',
+  'onStoreError',
+  'renderError',
+] as const;
 const CODE = 'ERR_TG_RATELIMIT';
 const FACTORY = 'concurrencyLimit';
 
@@ -82,7 +107,12 @@ function processSlots(): SlotCounter {
 function ledgerSlots(ledger: ReservationLedger, ttlMs: number): SlotCounter {
   return {
     async acquire(key, owner, limit, slotId) {
-      const result = await ledger.reserve({ id: slotId, amount: 1, scopes: [{ key, limit, expiresAt: Date.now() + ttlMs, slot: owner }], ttlMs });
+      const result = await ledger.reserve({
+        id: slotId,
+        amount: 1,
+        scopes: [{ key, limit, expiresAt: Date.now() + ttlMs, slot: owner }],
+        ttlMs,
+      });
       return result.ok;
     },
     async release(_key, slotId) {
@@ -94,17 +124,32 @@ function ledgerSlots(ledger: ReservationLedger, ttlMs: number): SlotCounter {
 /** Limits the requests in flight at once per caller; a slot is released exactly once, however the response ends. */
 export function concurrencyLimit(options: ConcurrencyLimitOptions = {}): RequestHandler {
   assertKnownOptions(options, OPTION_NAMES, `${CODE}_UNKNOWN_OPTION`, FACTORY);
-  const failures = storeFailureHandling(options, FACTORY, CODE, !options.stores || unalteredMemoryStore(options.stores.ledger, MemoryReservationLedger, ['reserve', 'settle', 'release']) !== undefined);
+  const failures = storeFailureHandling(
+    options,
+    FACTORY,
+    CODE,
+    !options.stores ||
+      unalteredMemoryStore(options.stores.ledger, MemoryReservationLedger, ['reserve', 'settle', 'release']) !==
+        undefined,
+  );
   const renderError = options.renderError ?? renderApiError;
   const prefix = options.prefix ?? 'tg:inflight:';
   let ttlMs: number;
   try {
     ttlMs = parseDuration(options.ttl ?? '10m', `${FACTORY}() ttl`);
   } catch (error) {
-    throw new TollgateError(`${CODE}_INVALID_TTL`, (error as Error).message.replace(/ \(ERR_.*$/, ''), { cause: error });
+    throw new TollgateError(`${CODE}_INVALID_TTL`, (error as Error).message.replace(/ \(ERR_.*$/, ''), {
+      cause: error,
+    });
   }
   const [layer] = resolveLayers(
-    { name: options.name, by: options.by, limit: options.limit, tiers: options.tiers, defaultTier: options.defaultTier },
+    {
+      name: options.name,
+      by: options.by,
+      limit: options.limit,
+      tiers: options.tiers,
+      defaultTier: options.defaultTier,
+    },
     { factory: FACTORY, codePrefix: CODE, defaultLimit: 10 },
   );
   const { name, keyOf, limitOf } = layer!;
@@ -118,7 +163,8 @@ export function concurrencyLimit(options: ConcurrencyLimitOptions = {}): Request
   }
 
   function release(slot: Slot): Promise<void> {
-    return failures.call('release', slots.release(slot.key, slot.slotId))
+    return failures
+      .call('release', slots.release(slot.key, slot.slotId))
       .catch((error: unknown) => failures.report(error))
       .finally(() => queue?.notify(slot.key));
   }
@@ -134,14 +180,18 @@ export function concurrencyLimit(options: ConcurrencyLimitOptions = {}): Request
       try {
         const acquired = await failures.call('acquire', slots.acquire(key, owner, limit, slotId));
         // Retried by the head of the wait queue when woken (a local release) or polling (another process's).
-        return acquired ? { kind: 'allowed', value: { key, slotId } } : { kind: 'denied', value: { limit }, retryAfterMs: 0 };
+        return acquired
+          ? { kind: 'allowed', value: { key, slotId } }
+          : { kind: 'denied', value: { limit }, retryAfterMs: 0 };
       } catch (error) {
         if (!(error instanceof StoreFailure)) throw error;
         failures.report(error);
         // A timed-out acquire may still land: release it by id (harmless if it never did) rather than hold it for the TTL.
         slots.release(key, slotId).catch(() => undefined);
         // failOpen: through without a slot, so there is nothing to release.
-        return failures.policy === 'failClosed' ? { kind: 'unavailable' } : { kind: 'allowed', value: { key, slotId: '' } };
+        return failures.policy === 'failClosed'
+          ? { kind: 'unavailable' }
+          : { kind: 'allowed', value: { key, slotId: '' } };
       }
     },
     cancel: async (slot) => {
@@ -176,7 +226,11 @@ export function concurrencyLimit(options: ConcurrencyLimitOptions = {}): Request
     },
   };
 
-  return registerLimitCheck(function concurrencyLimitMiddleware(req: Request, res: Response, next: NextFunction): Promise<void> {
+  return registerLimitCheck(function concurrencyLimitMiddleware(
+    req: Request,
+    res: Response,
+    next: NextFunction,
+  ): Promise<void> {
     return runLimitCheck(check, req, res, next);
   }, check);
 }

@@ -48,12 +48,21 @@ export function asPromise<T>(answer: T | Promise<T>): Promise<T> {
 }
 
 /** A check's attempt, at once where the check can answer at once. */
-export function attemptOf<A, D>(check: LimitCheck<A, D>, req: Request, res: Response): Verdict<A, D> | Promise<Verdict<A, D>> {
+export function attemptOf<A, D>(
+  check: LimitCheck<A, D>,
+  req: Request,
+  res: Response,
+): Verdict<A, D> | Promise<Verdict<A, D>> {
   return check.attemptNow ? check.attemptNow(req, res) : check.attempt(req, res);
 }
 
 /** Runs a check for one request: wait if configured, then answer or call next(). */
-export function runLimitCheck<A, D>(check: LimitCheck<A, D>, req: Request, res: Response, next: NextFunction): Promise<void> {
+export function runLimitCheck<A, D>(
+  check: LimitCheck<A, D>,
+  req: Request,
+  res: Response,
+  next: NextFunction,
+): Promise<void> {
   if (check.queue) return runWaiting(check, check.queue, req, res, next);
   let attempt: Verdict<A, D> | PromiseLike<Verdict<A, D>>;
   try {
@@ -69,12 +78,20 @@ export function runLimitCheck<A, D>(check: LimitCheck<A, D>, req: Request, res: 
   return Promise.resolve(attempt).then((verdict) => answer(check, req, res, next, verdict, undefined), next);
 }
 
-async function runWaiting<A, D>(check: LimitCheck<A, D>, queue: WaitQueue, req: Request, res: Response, next: NextFunction): Promise<void> {
+async function runWaiting<A, D>(
+  check: LimitCheck<A, D>,
+  queue: WaitQueue,
+  req: Request,
+  res: Response,
+  next: NextFunction,
+): Promise<void> {
   let outcome;
   try {
     outcome = await queue.run<Verdict<A, D>>(check.queueId(req), res, async () => {
       const attempt = await check.attempt(req, res);
-      return attempt.kind === 'denied' && !attempt.final ? { ok: false, value: attempt, retryAfterMs: attempt.retryAfterMs } : { ok: true, value: attempt };
+      return attempt.kind === 'denied' && !attempt.final
+        ? { ok: false, value: attempt, retryAfterMs: attempt.retryAfterMs }
+        : { ok: true, value: attempt };
     });
   } catch (error) {
     next(error);
@@ -86,7 +103,14 @@ async function runWaiting<A, D>(check: LimitCheck<A, D>, queue: WaitQueue, req: 
 }
 
 /** Answers the verdict (undefined: a waiting request never got to try), or commits and calls next(). */
-function answer<A, D>(check: LimitCheck<A, D>, req: Request, res: Response, next: NextFunction, verdict: Verdict<A, D> | undefined, waitedMs: number | undefined): void {
+function answer<A, D>(
+  check: LimitCheck<A, D>,
+  req: Request,
+  res: Response,
+  next: NextFunction,
+  verdict: Verdict<A, D> | undefined,
+  waitedMs: number | undefined,
+): void {
   try {
     if (verdict === undefined) check.refuse(req, res, undefined, waitedMs);
     else if (verdict.kind === 'unavailable') check.unavailable(req, res, verdict.by);

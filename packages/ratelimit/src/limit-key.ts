@@ -55,7 +55,10 @@ export function limitKeyResolver(by: LimitBy, code: string): LimitKeyResolver {
         return `tier:${identity.tier ?? '(none)'}`;
       };
     default:
-      throw new TollgateError(code, `"by" must be one of ${BY_NAMES.join(', ')} or a function; got ${JSON.stringify(by)}`);
+      throw new TollgateError(
+        code,
+        `"by" must be one of ${BY_NAMES.join(', ')} or a function; got ${JSON.stringify(by)}`,
+      );
   }
 }
 

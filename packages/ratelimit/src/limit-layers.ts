@@ -81,16 +81,25 @@ function scaledLimit(limitOf: (req: Request) => number, scale: (req: Request) =>
   };
 }
 
-function resolveLayer(own: LimitLayerOptions, shared: LimitLayerOptions, defaults: LayerDefaults, where: string): LimitLayer {
+function resolveLayer(
+  own: LimitLayerOptions,
+  shared: LimitLayerOptions,
+  defaults: LayerDefaults,
+  where: string,
+): LimitLayer {
   const invalidLimit = `${defaults.codePrefix}_INVALID_LIMIT`;
   // Limits travel as a group: a layer that sets its own limit or tiers inherits neither.
   const limits = own.limit !== undefined || own.tiers !== undefined ? own : shared;
   const by = own.by ?? shared.by ?? 'key';
   const name = own.name ?? byName(by);
   if (!/^[\w.-]{1,64}$/.test(name)) {
-    throw new TollgateError(`${defaults.codePrefix}_INVALID_NAME`, `${where}name must be 1-64 letters, digits, "_", "." or "-"; got ${JSON.stringify(name)}`);
+    throw new TollgateError(
+      `${defaults.codePrefix}_INVALID_NAME`,
+      `${where}name must be 1-64 letters, digits, "_", "." or "-"; got ${JSON.stringify(name)}`,
+    );
   }
-  const fallbackLimit = limits.limit === undefined ? defaults.defaultLimit : positiveInteger(limits.limit, `${where}limit`, invalidLimit);
+  const fallbackLimit =
+    limits.limit === undefined ? defaults.defaultLimit : positiveInteger(limits.limit, `${where}limit`, invalidLimit);
   const tierLimits = new Map<string, number>();
   if (limits.tiers !== undefined) {
     if (typeof limits.tiers !== 'object' || limits.tiers === null) {
@@ -107,15 +116,20 @@ function resolveLayer(own: LimitLayerOptions, shared: LimitLayerOptions, default
   try {
     windowMs = parseDuration(window, `${where}window`);
   } catch (error) {
-    throw new TollgateError(`${defaults.codePrefix}_INVALID_WINDOW`, (error as Error).message.replace(/ \(ERR_.*$/, ''), { cause: error });
+    throw new TollgateError(
+      `${defaults.codePrefix}_INVALID_WINDOW`,
+      (error as Error).message.replace(/ \(ERR_.*$/, ''),
+      { cause: error },
+    );
   }
 
-  const configuredLimitOf = tierLimits.size === 0
-    ? () => fallbackLimit
-    : (req: Request) => {
-        const tier = tierOf(req);
-        return (tier !== undefined ? tierLimits.get(tier) : undefined) ?? defaultTierLimit;
-      };
+  const configuredLimitOf =
+    tierLimits.size === 0
+      ? () => fallbackLimit
+      : (req: Request) => {
+          const tier = tierOf(req);
+          return (tier !== undefined ? tierLimits.get(tier) : undefined) ?? defaultTierLimit;
+        };
   const scale = own.limitScale ?? shared.limitScale;
   if (scale !== undefined && typeof scale !== 'function') {
     throw new TollgateError(invalidLimit, `${where}limitScale must be a function (req) => number`);
@@ -125,24 +139,36 @@ function resolveLayer(own: LimitLayerOptions, shared: LimitLayerOptions, default
 }
 
 /** Resolves a limiter's options into its layers: `layers` if given, else the options themselves as one layer. */
-export function resolveLayers(options: LimitLayerOptions & { layers?: LimitLayerOptions[] }, defaults: LayerDefaults): LimitLayer[] {
+export function resolveLayers(
+  options: LimitLayerOptions & { layers?: LimitLayerOptions[] },
+  defaults: LayerDefaults,
+): LimitLayer[] {
   const unknownOption = `${defaults.codePrefix}_UNKNOWN_OPTION`;
   if (options.layers === undefined) return [resolveLayer(options, {}, defaults, '')];
   if (!Array.isArray(options.layers) || options.layers.length === 0) {
-    throw new TollgateError(`${defaults.codePrefix}_INVALID_LAYERS`, `${defaults.factory}() layers must be a non-empty array`);
+    throw new TollgateError(
+      `${defaults.codePrefix}_INVALID_LAYERS`,
+      `${defaults.factory}() layers must be a non-empty array`,
+    );
   }
   const layers = options.layers.map((layer, index) => {
     for (const key of Object.keys(layer ?? {})) {
       if ((LAYER_OPTION_NAMES as readonly string[]).includes(key)) continue;
       const hint = closestName(key, LAYER_OPTION_NAMES);
-      throw new TollgateError(unknownOption, `${defaults.factory}() layers[${index}] has no option "${key}"${hint ? `; did you mean "${hint}"?` : ''}. Known: ${LAYER_OPTION_NAMES.join(', ')}`);
+      throw new TollgateError(
+        unknownOption,
+        `${defaults.factory}() layers[${index}] has no option "${key}"${hint ? `; did you mean "${hint}"?` : ''}. Known: ${LAYER_OPTION_NAMES.join(', ')}`,
+      );
     }
     return resolveLayer(layer, options, defaults, `layers[${index}].`);
   });
   const seen = new Set<string>();
   for (const layer of layers) {
     if (seen.has(layer.name)) {
-      throw new TollgateError(`${defaults.codePrefix}_DUPLICATE_LAYER`, `${defaults.factory}() has two layers named "${layer.name}"; give each a unique name`);
+      throw new TollgateError(
+        `${defaults.codePrefix}_DUPLICATE_LAYER`,
+        `${defaults.factory}() has two layers named "${layer.name}"; give each a unique name`,
+      );
     }
     seen.add(layer.name);
   }

@@ -93,8 +93,16 @@ export function describeWindow(windowMs: number): string {
 }
 
 const HEADER_NAMES = {
-  requests: { limit: 'x-ratelimit-limit-requests', remaining: 'x-ratelimit-remaining-requests', reset: 'x-ratelimit-reset-requests' },
-  tokens: { limit: 'x-ratelimit-limit-tokens', remaining: 'x-ratelimit-remaining-tokens', reset: 'x-ratelimit-reset-tokens' },
+  requests: {
+    limit: 'x-ratelimit-limit-requests',
+    remaining: 'x-ratelimit-remaining-requests',
+    reset: 'x-ratelimit-reset-requests',
+  },
+  tokens: {
+    limit: 'x-ratelimit-limit-tokens',
+    remaining: 'x-ratelimit-remaining-tokens',
+    reset: 'x-ratelimit-reset-tokens',
+  },
 } as const;
 
 /** A kind's policy text for one limit and window, kept while they stay the same (they rarely change between requests). */
@@ -113,13 +121,24 @@ function policyTextOf(report: LimitReport): PolicyText {
   const last = lastPolicy[report.kind];
   if (last && last.limit === report.limit && last.windowMs === report.windowMs) return last;
   const limitText = String(report.limit);
-  const text = { limit: report.limit, windowMs: report.windowMs, limitText, policy: `"${report.kind}";q=${limitText};w=${Math.ceil(report.windowMs / 1000)}` };
+  const text = {
+    limit: report.limit,
+    windowMs: report.windowMs,
+    limitText,
+    policy: `"${report.kind}";q=${limitText};w=${Math.ceil(report.windowMs / 1000)}`,
+  };
   lastPolicy[report.kind] = text;
   return text;
 }
 
 /** Writes one kind's OpenAI headers; returns its IETF state item. */
-function writeKindHeaders(res: ServerResponse, kind: QuotaKind, report: LimitReport, policy: PolicyText, now: number): string {
+function writeKindHeaders(
+  res: ServerResponse,
+  kind: QuotaKind,
+  report: LimitReport,
+  policy: PolicyText,
+  now: number,
+): string {
   const names = HEADER_NAMES[kind];
   const remaining = String(report.remaining);
   res.setHeader(names.limit, policy.limitText);
@@ -129,7 +148,11 @@ function writeKindHeaders(res: ServerResponse, kind: QuotaKind, report: LimitRep
 }
 
 /** The last `RateLimit-Policy` value written, and the policies it joins (they rarely change between requests). */
-let lastPolicies = { requests: undefined as PolicyText | undefined, tokens: undefined as PolicyText | undefined, text: '' };
+let lastPolicies = {
+  requests: undefined as PolicyText | undefined,
+  tokens: undefined as PolicyText | undefined,
+  text: '',
+};
 
 function policiesText(requests: PolicyText | undefined, tokens: PolicyText | undefined): string {
   if (lastPolicies.requests === requests && lastPolicies.tokens === tokens) return lastPolicies.text;
@@ -147,7 +170,10 @@ function writeHeaders(res: ServerResponse, reports: ResponseReports): void {
   const requestsState = requests && writeKindHeaders(res, 'requests', requests, requestsPolicy!, now);
   const tokensState = tokens && writeKindHeaders(res, 'tokens', tokens, tokensPolicy!, now);
   res.setHeader('RateLimit-Policy', policiesText(requestsPolicy, tokensPolicy));
-  res.setHeader('RateLimit', requestsState && tokensState ? `${requestsState}, ${tokensState}` : (requestsState ?? tokensState)!);
+  res.setHeader(
+    'RateLimit',
+    requestsState && tokensState ? `${requestsState}, ${tokensState}` : (requestsState ?? tokensState)!,
+  );
 }
 
 /**
@@ -195,7 +221,15 @@ export function reportedLimit(res: ServerResponse, kind: QuotaKind): LimitReport
  * Answers 429 for a window limit: reports the refusing layer in the headers, `Retry-After`, and
  * a message naming the layer and its limit (or the wait, for a request that never reached the head of the queue).
  */
-export function refuseOverLimit(render: ErrorRenderer, req: IncomingMessage, res: ServerResponse, kind: QuotaKind, winner: LimitReport | undefined, retryAfterMs: number, waitedMs: number | undefined): void {
+export function refuseOverLimit(
+  render: ErrorRenderer,
+  req: IncomingMessage,
+  res: ServerResponse,
+  kind: QuotaKind,
+  winner: LimitReport | undefined,
+  retryAfterMs: number,
+  waitedMs: number | undefined,
+): void {
   const retryAfter = retryAfterSeconds(retryAfterMs);
   if (winner) reportLimit(res, winner);
   const left = kind === 'tokens' && winner ? `, ${winner.remaining} left` : '';

@@ -11,7 +11,10 @@ import type { FixedWindowCounter, StoresWithCommands } from './types.js';
  */
 class RecoveringRedisStore extends RedisStore {
   override async increment(key: string): Promise<IncrementResponse> {
-    const loadFailed = await this.incrementScriptSha.then(() => false, () => true);
+    const loadFailed = await this.incrementScriptSha.then(
+      () => false,
+      () => true,
+    );
     if (loadFailed) {
       this.incrementScriptSha = this.loadIncrementScript();
       // Awaited just below; a failure here is that call's failure, not an unhandled one.
@@ -163,11 +166,17 @@ class DeadlineStore implements Store {
   }
 
   async decrement(key: string): Promise<void> {
-    await this.#failures.call('decrement', Promise.resolve().then(() => this.#inner.decrement(key)));
+    await this.#failures.call(
+      'decrement',
+      Promise.resolve().then(() => this.#inner.decrement(key)),
+    );
   }
 
   async resetKey(key: string): Promise<void> {
-    await this.#failures.call('resetKey', Promise.resolve().then(() => this.#inner.resetKey(key)));
+    await this.#failures.call(
+      'resetKey',
+      Promise.resolve().then(() => this.#inner.resetKey(key)),
+    );
   }
 
   shutdown(): void | Promise<void> {
@@ -186,11 +195,20 @@ export interface RequestStore extends Store {
  * rate-limit-redis on other stores that send commands, process memory otherwise. Windows in
  * process memory get no deadline: they answer at once and have nothing to fail.
  */
-export function createRequestStore(stores: StoresWithCommands | undefined, prefix: string, failures: StoreFailureHandling, windowMs: number): RequestStore {
+export function createRequestStore(
+  stores: StoresWithCommands | undefined,
+  prefix: string,
+  failures: StoreFailureHandling,
+  windowMs: number,
+): RequestStore {
   const sendCommand = stores?.sendCommand?.bind(stores);
   let inner: Store;
   if (stores?.fixedWindow) inner = new FixedWindowStore(stores.fixedWindow, prefix, windowMs);
-  else if (sendCommand) inner = new RecoveringRedisStore({ prefix, sendCommand: (...args: string[]) => sendCommand(args) as Promise<RedisReply> });
+  else if (sendCommand)
+    inner = new RecoveringRedisStore({
+      prefix,
+      sendCommand: (...args: string[]) => sendCommand(args) as Promise<RedisReply>,
+    });
   else return new ProcessWindowStore(windowMs);
   return new DeadlineStore(inner, prefix, failures);
 }

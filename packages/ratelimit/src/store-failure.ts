@@ -37,7 +37,9 @@ function throttledWarning(middleware: string): (error: unknown) => void {
     const now = Date.now();
     if (now - lastWarnedAt < WARNING_INTERVAL_MS) return;
     lastWarnedAt = now;
-    process.emitWarning(`tollgate ${middleware}: ${error instanceof Error ? error.message : String(error)}`, { code: 'TOLLGATE_RATELIMIT_STORE' });
+    process.emitWarning(`tollgate ${middleware}: ${error instanceof Error ? error.message : String(error)}`, {
+      code: 'TOLLGATE_RATELIMIT_STORE',
+    });
   };
 }
 
@@ -47,20 +49,31 @@ function throttledWarning(middleware: string): (error: unknown) => void {
  * Stores whose own deadline (`timeoutMs`, as @tollgate/redis's have) is no longer than the
  * limiter's get none added either: theirs always fails a stalled call first.
  */
-export function storeFailureHandling(options: CommonLimitOptions, middleware: string, codePrefix: string, inProcess = false): StoreFailureHandling {
+export function storeFailureHandling(
+  options: CommonLimitOptions,
+  middleware: string,
+  codePrefix: string,
+  inProcess = false,
+): StoreFailureHandling {
   const policy = options.onStoreFailure ?? 'failClosed';
   if (!POLICIES.includes(policy)) {
-    throw new TollgateError(`${codePrefix}_INVALID_POLICY`, `${middleware}() onStoreFailure must be "failOpen" or "failClosed"; got ${JSON.stringify(policy)}`);
+    throw new TollgateError(
+      `${codePrefix}_INVALID_POLICY`,
+      `${middleware}() onStoreFailure must be "failOpen" or "failClosed"; got ${JSON.stringify(policy)}`,
+    );
   }
   let timeoutMs: number;
   try {
     timeoutMs = parseDuration(options.timeoutMs ?? 1000, `${middleware}() timeoutMs`);
   } catch (error) {
-    throw new TollgateError(`${codePrefix}_INVALID_TIMEOUT`, (error as Error).message.replace(/ \(ERR_.*$/, ''), { cause: error });
+    throw new TollgateError(`${codePrefix}_INVALID_TIMEOUT`, (error as Error).message.replace(/ \(ERR_.*$/, ''), {
+      cause: error,
+    });
   }
   const onStoreError = options.onStoreError ?? throttledWarning(middleware);
   const storesTimeoutMs = (options as { stores?: { timeoutMs?: unknown } }).stores?.timeoutMs;
-  const bounded = inProcess || (typeof storesTimeoutMs === 'number' && storesTimeoutMs > 0 && storesTimeoutMs <= timeoutMs);
+  const bounded =
+    inProcess || (typeof storesTimeoutMs === 'number' && storesTimeoutMs > 0 && storesTimeoutMs <= timeoutMs);
   return {
     policy,
     timeoutMs,
@@ -86,7 +99,9 @@ export function storeFailureHandling(options: CommonLimitOptions, middleware: st
       }
     },
     unavailable() {
-      return new ApiError('service_unavailable', 'Rate limiting is temporarily unavailable; please retry shortly.', { headers: { 'Retry-After': 1 } });
+      return new ApiError('service_unavailable', 'Rate limiting is temporarily unavailable; please retry shortly.', {
+        headers: { 'Retry-After': 1 },
+      });
     },
   };
 }

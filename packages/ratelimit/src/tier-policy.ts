@@ -1,8 +1,16 @@
 // tierPolicy: per-tier model allowlist and output cap (clamps max_tokens & co., sets it when absent).
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import {
-  ApiError, assertKnownOptions, closestName, getContext, isModelAllowed, renderApiError, resolveTierModels,
-  TollgateError, type ErrorRenderer, type ProviderApi,
+  ApiError,
+  assertKnownOptions,
+  closestName,
+  getContext,
+  isModelAllowed,
+  renderApiError,
+  resolveTierModels,
+  TollgateError,
+  type ErrorRenderer,
+  type ProviderApi,
 } from '@tollgate/core';
 import { adapterFor, declareOrAnswer } from '@tollgate/providers';
 import type { CallDeclaration, ProviderAdapter } from '@tollgate/providers';
@@ -56,19 +64,29 @@ const FACTORY = 'tierPolicy';
 
 /** Config tiers carry limits too (`requestsPerMinute` ...): keep only the fields this policy reads. */
 function resolveRules(tier: string, raw: unknown): TierRules {
-  if (typeof raw !== 'object' || raw === null) throw new TollgateError(`${CODE}_INVALID_TIER`, `${FACTORY}() tiers.${tier} must be an object`);
+  if (typeof raw !== 'object' || raw === null)
+    throw new TollgateError(`${CODE}_INVALID_TIER`, `${FACTORY}() tiers.${tier} must be an object`);
   const { models, maxOutputTokens } = raw as TierRules;
   if (models !== undefined && (!Array.isArray(models) || models.some((m) => typeof m !== 'string' || m.length === 0))) {
-    throw new TollgateError(`${CODE}_INVALID_TIER`, `${FACTORY}() tiers.${tier}.models must be an array of model names or patterns`);
+    throw new TollgateError(
+      `${CODE}_INVALID_TIER`,
+      `${FACTORY}() tiers.${tier}.models must be an array of model names or patterns`,
+    );
   }
   if (maxOutputTokens !== undefined && !(Number.isSafeInteger(maxOutputTokens) && maxOutputTokens > 0)) {
-    throw new TollgateError(`${CODE}_INVALID_TIER`, `${FACTORY}() tiers.${tier}.maxOutputTokens must be a positive integer; got ${JSON.stringify(maxOutputTokens)}`);
+    throw new TollgateError(
+      `${CODE}_INVALID_TIER`,
+      `${FACTORY}() tiers.${tier}.maxOutputTokens must be a positive integer; got ${JSON.stringify(maxOutputTokens)}`,
+    );
   }
   for (const key of Object.keys(raw)) {
     const hint = closestName(key, RULE_NAMES);
     // A near miss of a rule name is a typo that would silently disable the rule.
     if (!(RULE_NAMES as readonly string[]).includes(key) && hint) {
-      throw new TollgateError(`${CODE}_INVALID_TIER`, `${FACTORY}() tiers.${tier} has "${key}"; did you mean "${hint}"?`);
+      throw new TollgateError(
+        `${CODE}_INVALID_TIER`,
+        `${FACTORY}() tiers.${tier} has "${key}"; did you mean "${hint}"?`,
+      );
     }
   }
   return { ...(models ? { models: [...models] } : {}), ...(maxOutputTokens ? { maxOutputTokens } : {}) };
@@ -101,7 +119,11 @@ export function tierPolicy(options: TierPolicyOptions = {}): RequestHandler {
   const declaration: CallDeclaration = { request: options.request };
 
   function refuseModel(req: Request, res: Response, model: string, where: string): void {
-    renderError(new ApiError('model_not_allowed', `The model \`${model}\` is not available ${where}.`, { param: 'model' }), req, res);
+    renderError(
+      new ApiError('model_not_allowed', `The model \`${model}\` is not available ${where}.`, { param: 'model' }),
+      req,
+      res,
+    );
   }
 
   return function tierPolicyMiddleware(req: Request, res: Response, next: NextFunction): void {
@@ -109,7 +131,8 @@ export function tierPolicy(options: TierPolicyOptions = {}): RequestHandler {
     const call = declareOrAnswer(req, res, next, declared, declaration, renderError);
     if (call === false) return;
     if (!call) {
-      const message = 'This route applies tier rules but declares no provider call: declare its API (providerCall(), tierPolicy({ api })).';
+      const message =
+        'This route applies tier rules but declares no provider call: declare its API (providerCall(), tierPolicy({ api })).';
       renderError(new ApiError('misconfigured_route', message), req, res);
       return;
     }

@@ -3,7 +3,13 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { IncrementResponse, Options as RateLimitOptions } from 'express-rate-limit';
 import { assertKnownOptions, renderApiError } from '@tollgate/core';
 import { LAYER_OPTION_NAMES, resolveLayers, type LimitLayer, type LimitLayerOptions } from './limit-layers.js';
-import { isMoreRestrictive, mostRestrictive, refuseOverLimit, reportLimit, type LimitReport } from './rate-limit-headers.js';
+import {
+  isMoreRestrictive,
+  mostRestrictive,
+  refuseOverLimit,
+  reportLimit,
+  type LimitReport,
+} from './rate-limit-headers.js';
 import { createRequestStore, type RequestStore } from './request-store.js';
 import { StoreFailure, storeFailureHandling } from './store-failure.js';
 import type { CommonLimitOptions, StoresWithCommands, WaitOptions } from './types.js';
@@ -36,7 +42,17 @@ export interface TieredRateLimitOptions extends CommonLimitOptions, LimitLayerOp
   wait?: WaitOptions;
 }
 
-const OPTION_NAMES = [...LAYER_OPTION_NAMES, 'layers', 'stores', 'prefix', 'wait', 'onStoreFailure', 'timeoutMs', 'onStoreError', 'renderError'] as const;
+const OPTION_NAMES = [
+  ...LAYER_OPTION_NAMES,
+  'layers',
+  'stores',
+  'prefix',
+  'wait',
+  'onStoreFailure',
+  'timeoutMs',
+  'onStoreError',
+  'renderError',
+] as const;
 const CODE = 'ERR_TG_RATELIMIT';
 const FACTORY = 'tieredRateLimit';
 interface RequestLayer extends LimitLayer {
@@ -87,7 +103,7 @@ export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHa
   const renderError = options.renderError ?? renderApiError;
   // Every key the stores write lives under their prefix; the request counters too.
   const storesPrefix = typeof options.stores?.prefix === 'string' ? options.stores.prefix : undefined;
-  const prefix = storesPrefix === undefined ? options.prefix ?? 'tg:rl:' : storesPrefix + (options.prefix ?? 'rl:');
+  const prefix = storesPrefix === undefined ? (options.prefix ?? 'tg:rl:') : storesPrefix + (options.prefix ?? 'rl:');
   const waitSettings = resolveWaitOptions(options.wait, FACTORY, CODE);
   const queue = waitSettings && new WaitQueue(waitSettings, { exactRetryAfter: true });
 
@@ -116,10 +132,12 @@ export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHa
       } catch {
         // As a failed load: counted as a store failure by the first count.
       }
-      const storeKeyOf = slotTag ? (req: Request) => {
-        const id = layer.keyOf(req);
-        return slotTag(id) + id;
-      } : layer.keyOf;
+      const storeKeyOf = slotTag
+        ? (req: Request) => {
+            const id = layer.keyOf(req);
+            return slotTag(id) + id;
+          }
+        : layer.keyOf;
       return { ...layer, storeKeyOf, store };
     });
   }
@@ -144,7 +162,11 @@ export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHa
     } catch (error) {
       return storeErrorOutcome(layer, error);
     }
-    if (counted instanceof Promise) return counted.then((answer) => outcomeOf(layer, key, limit, answer), (error: unknown) => storeErrorOutcome(layer, error));
+    if (counted instanceof Promise)
+      return counted.then(
+        (answer) => outcomeOf(layer, key, limit, answer),
+        (error: unknown) => storeErrorOutcome(layer, error),
+      );
     return outcomeOf(layer, key, limit, counted);
   }
 
@@ -157,23 +179,31 @@ export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHa
   function outcomeOf(layer: RequestLayer, key: string, limit: number, counted: IncrementResponse): LayerOutcome {
     const hits = counted.totalHits;
     const resetAt = counted.resetTime?.getTime();
-    return { layer, state: hits > limit ? 'denied' : 'allowed', count: { key, limit, remaining: Math.max(limit - hits, 0), resetAt } };
+    return {
+      layer,
+      state: hits > limit ? 'denied' : 'allowed',
+      count: { key, limit, remaining: Math.max(limit - hits, 0), resetAt },
+    };
   }
 
   /** Gives a hit back to the layers that allowed a request that was refused after all. */
   async function giveBack(outcomes: LayerOutcome[]): Promise<void> {
-    await Promise.all(outcomes.map(async (outcome) => {
-      if (outcome.state !== 'allowed') return;
-      try {
-        await outcome.layer.store.decrement(outcome.count.key);
-      } catch (error) {
-        failures.report(error);
-      }
-    }));
+    await Promise.all(
+      outcomes.map(async (outcome) => {
+        if (outcome.state !== 'allowed') return;
+        try {
+          await outcome.layer.store.decrement(outcome.count.key);
+        } catch (error) {
+          failures.report(error);
+        }
+      }),
+    );
   }
 
   function reportOf(outcome: LayerOutcome): LimitReport | undefined {
-    return outcome.state === 'allowed' || outcome.state === 'denied' ? toReport(outcome.layer, outcome.count, outcome.state === 'denied') : undefined;
+    return outcome.state === 'allowed' || outcome.state === 'denied'
+      ? toReport(outcome.layer, outcome.count, outcome.state === 'denied')
+      : undefined;
   }
 
   function reportsOf(outcomes: LayerOutcome[]): LimitReport[] {
@@ -185,11 +215,10 @@ export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHa
     return reports;
   }
 
-
-
   /** The verdict on the counted layers. Allowed is answered at once; the rest first give back what was counted. */
   function verdictOf(outcomes: LayerOutcome[]): RequestVerdict | Promise<RequestVerdict> {
-    for (const outcome of outcomes) if (outcome.state === 'error' || outcome.state === 'denied') return refusalOf(outcomes);
+    for (const outcome of outcomes)
+      if (outcome.state === 'error' || outcome.state === 'denied') return refusalOf(outcomes);
     return { kind: 'allowed', value: outcomes };
   }
 
@@ -216,7 +245,9 @@ export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHa
       // Started together: pipelined into one round trip (one script bundle, combined on Redis stores).
       const counts = layers.map((layer) => countDirectly(layer, req));
       // Windows in process memory answer at once: nothing to wait for.
-      return counts.some((count) => count instanceof Promise) ? Promise.all(counts).then(verdictOf) : verdictOf(counts as LayerOutcome[]);
+      return counts.some((count) => count instanceof Promise)
+        ? Promise.all(counts).then(verdictOf)
+        : verdictOf(counts as LayerOutcome[]);
     }
     return {
       queue,
@@ -234,7 +265,15 @@ export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHa
       },
       refuse(req, res, denied, waitedMs) {
         const winner = denied && mostRestrictive(denied);
-        refuseOverLimit(renderError, req, res, 'requests', winner, winner ? winner.resetAt - Date.now() : 1000, waitedMs);
+        refuseOverLimit(
+          renderError,
+          req,
+          res,
+          'requests',
+          winner,
+          winner ? winner.resetAt - Date.now() : 1000,
+          waitedMs,
+        );
       },
       unavailable(req, res) {
         renderError(failures.unavailable(), req, res);
@@ -246,7 +285,11 @@ export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHa
   // Combined, the layers count in the same stores, the same way: their calls join the other checks' in one turn.
   check.combined = () => check;
 
-  return registerLimitCheck(function tieredRateLimitMiddleware(req: Request, res: Response, next: NextFunction): Promise<void> {
+  return registerLimitCheck(function tieredRateLimitMiddleware(
+    req: Request,
+    res: Response,
+    next: NextFunction,
+  ): Promise<void> {
     return runLimitCheck(check, req, res, next);
   }, check);
 }

@@ -1,14 +1,38 @@
 // tokenRateLimit: tokens per window per key, tenant or tier; reserves the estimate, settles to the real usage.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import {
-  ApiError, assertKnownOptions, createMemoryStores, getContext, MemoryWindowCounter, renderApiError, unalteredMemoryStore, counterAtOnce, type TollgateStores, type WindowCounterAtOnce, type UsageRecord,
+  ApiError,
+  assertKnownOptions,
+  createMemoryStores,
+  getContext,
+  MemoryWindowCounter,
+  renderApiError,
+  unalteredMemoryStore,
+  counterAtOnce,
+  type TollgateStores,
+  type WindowCounterAtOnce,
+  type UsageRecord,
   type WindowResult,
 } from '@tollgate/core';
 import { LAYER_OPTION_NAMES, resolveLayers, type LimitLayer, type LimitLayerOptions } from './limit-layers.js';
-import { describeWindow, isMoreRestrictive, mostRestrictive, refuseOverLimit, reportLimit, type LimitReport } from './rate-limit-headers.js';
+import {
+  describeWindow,
+  isMoreRestrictive,
+  mostRestrictive,
+  refuseOverLimit,
+  reportLimit,
+  type LimitReport,
+} from './rate-limit-headers.js';
 import { StoreFailure, storeFailureHandling } from './store-failure.js';
 import type { CommonLimitOptions, WaitOptions } from './types.js';
-import { asPromise, registerLimitCheck, runLimitCheck, settleAll, type LimitCheck, type Verdict } from './limit-check.js';
+import {
+  asPromise,
+  registerLimitCheck,
+  runLimitCheck,
+  settleAll,
+  type LimitCheck,
+  type Verdict,
+} from './limit-check.js';
 import { resolveWaitOptions, WaitQueue } from './wait-queue.js';
 
 export interface TokenRateLimitOptions extends CommonLimitOptions, LimitLayerOptions {
@@ -30,7 +54,17 @@ export interface TokenRateLimitOptions extends CommonLimitOptions, LimitLayerOpt
 }
 
 const DONE: Promise<void> = Promise.resolve();
-const OPTION_NAMES = [...LAYER_OPTION_NAMES, 'layers', 'stores', 'prefix', 'wait', 'onStoreFailure', 'timeoutMs', 'onStoreError', 'renderError'] as const;
+const OPTION_NAMES = [
+  ...LAYER_OPTION_NAMES,
+  'layers',
+  'stores',
+  'prefix',
+  'wait',
+  'onStoreFailure',
+  'timeoutMs',
+  'onStoreError',
+  'renderError',
+] as const;
 const CODE = 'ERR_TG_RATELIMIT';
 const FACTORY = 'tokenRateLimit';
 
@@ -99,7 +133,12 @@ export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHand
   const counter = (options.stores ?? createMemoryStores()).counter;
   // One call path: the counter's answer at once where it can give one (in process memory, from a block it holds), else its promise.
   const atOnce = counterAtOnce(counter);
-  const failures = storeFailureHandling(options, FACTORY, CODE, unalteredMemoryStore(counter, MemoryWindowCounter, ['consume', 'adjust']) !== undefined);
+  const failures = storeFailureHandling(
+    options,
+    FACTORY,
+    CODE,
+    unalteredMemoryStore(counter, MemoryWindowCounter, ['consume', 'adjust']) !== undefined,
+  );
   const renderError = options.renderError ?? renderApiError;
   const prefix = options.prefix ?? 'tg:tokens:';
   const layers = resolveLayers(options, { factory: FACTORY, codePrefix: CODE, defaultLimit: 10_000 });
@@ -108,7 +147,11 @@ export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHand
   const queue = waitSettings && new WaitQueue(waitSettings, { exactRetryAfter: false });
 
   function adjust({ key, slot, layer, result }: Charge, delta: number): Promise<void> {
-    return failures.call('counter.adjust', counter.adjust(key, delta, { windowMs: layer.windowMs, windowStart: result.windowStart, slot }))
+    return failures
+      .call(
+        'counter.adjust',
+        counter.adjust(key, delta, { windowMs: layer.windowMs, windowStart: result.windowStart, slot }),
+      )
       .catch((error: unknown) => failures.report(error));
   }
 
@@ -142,7 +185,8 @@ export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHand
     const { key, limit, layer, slot } = target;
     const consumed = counter.consume(key, units, { limit, windowMs: layer.windowMs, slot });
     return failures.callOrUndo('counter.consume', consumed, async (late) => {
-      if (late.allowed && units > 0) await counter.adjust(key, -units, { windowMs: layer.windowMs, windowStart: late.windowStart, slot });
+      if (late.allowed && units > 0)
+        await counter.adjust(key, -units, { windowMs: layer.windowMs, windowStart: late.windowStart, slot });
     });
   }
 
@@ -158,12 +202,14 @@ export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHand
   function reserve(req: Request, res: Response): TokenVerdict | Promise<TokenVerdict> {
     const estimate = getContext(req, res).estimate;
     // Nothing says how many tokens this request may use: refused, never let through uncounted.
-    if (!estimate) return { kind: 'denied', value: { misconfigured: true, units: 0, charges: [] }, retryAfterMs: 0, final: true };
+    if (!estimate)
+      return { kind: 'denied', value: { misconfigured: true, units: 0, charges: [] }, retryAfterMs: 0, final: true };
     const units = Math.max(0, Math.ceil(estimate.totalTokens));
     const targets = targetsOf(req);
     // Reserving it would drain the window and still fail: refuse with the numbers instead.
     const tooLarge = targets.find((t) => units > t.limit);
-    if (tooLarge) return { kind: 'denied', value: { tooLarge, units, charges: [] }, retryAfterMs: Infinity, final: true };
+    if (tooLarge)
+      return { kind: 'denied', value: { tooLarge, units, charges: [] }, retryAfterMs: Infinity, final: true };
     if (atOnce) {
       const verdict = consumeAtOnce(atOnce, units, targets);
       if (verdict) return verdict;
@@ -185,7 +231,11 @@ export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHand
    * Every layer answered at once (a memory counter always answers, refusals too; blocks answer what
    * they can grant), or undefined, what was taken at once given back, for the promise path.
    */
-  function consumeAtOnce(counter: WindowCounterAtOnce, units: number, targets: Target[]): TokenVerdict | Promise<TokenVerdict> | undefined {
+  function consumeAtOnce(
+    counter: WindowCounterAtOnce,
+    units: number,
+    targets: Target[],
+  ): TokenVerdict | Promise<TokenVerdict> | undefined {
     const results = new Array<WindowResult | undefined>(targets.length);
     for (let index = 0; index < targets.length; index++) {
       const { key, limit, layer, slot } = targets[index]!;
@@ -198,7 +248,11 @@ export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHand
       if (!result) {
         for (let taken = 0; taken < index; taken++) {
           const target = targets[taken]!;
-          counter.adjustAtOnce(target.key, -units, { windowMs: target.layer.windowMs, windowStart: results[taken]!.windowStart, slot: target.slot });
+          counter.adjustAtOnce(target.key, -units, {
+            windowMs: target.layer.windowMs,
+            windowStart: results[taken]!.windowStart,
+            slot: target.slot,
+          });
         }
         return undefined;
       }
@@ -208,7 +262,12 @@ export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHand
   }
 
   /** Allowed at once; a failure or a refusal goes through `troubledVerdict`, which gives back what was taken. */
-  function verdictOf(units: number, targets: Target[], results: (WindowResult | undefined)[], failure: unknown): TokenVerdict | Promise<TokenVerdict> {
+  function verdictOf(
+    units: number,
+    targets: Target[],
+    results: (WindowResult | undefined)[],
+    failure: unknown,
+  ): TokenVerdict | Promise<TokenVerdict> {
     const charges: Charge[] = [];
     let allAllowed = true;
     let anyDenied = false;
@@ -227,10 +286,19 @@ export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHand
   }
 
   function allowed(units: number, targets: Target[], counted: Charge[]): TokenVerdict {
-    return { kind: 'allowed', value: { units, charges: counted, queueId: queue ? targets.map((t) => t.key).join('|') : '' } };
+    return {
+      kind: 'allowed',
+      value: { units, charges: counted, queueId: queue ? targets.map((t) => t.key).join('|') : '' },
+    };
   }
 
-  async function troubledVerdict(units: number, targets: Target[], charges: Charge[], counted: Charge[], failure: unknown): Promise<TokenVerdict> {
+  async function troubledVerdict(
+    units: number,
+    targets: Target[],
+    charges: Charge[],
+    counted: Charge[],
+    failure: unknown,
+  ): Promise<TokenVerdict> {
     if (failure !== undefined) {
       if (!(failure instanceof StoreFailure)) {
         await adjustAll(counted, -units);
@@ -250,7 +318,10 @@ export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHand
 
   const check: LimitCheck<Reserved, Refusal> = {
     queue,
-    queueId: (req) => targetsOf(req).map((t) => t.key).join('|'),
+    queueId: (req) =>
+      targetsOf(req)
+        .map((t) => t.key)
+        .join('|'),
     attempt(req, res) {
       try {
         return asPromise(reserve(req, res));
@@ -283,14 +354,19 @@ export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHand
     },
     refuse(req, res, refusal, waitedMs) {
       if (refusal?.misconfigured) {
-        const message = 'This route limits tokens but declares no provider call to estimate: mount meter({ api }) (or providerCall() and meter()) before tokenRateLimit().';
+        const message =
+          'This route limits tokens but declares no provider call to estimate: mount meter({ api }) (or providerCall() and meter()) before tokenRateLimit().';
         renderError(new ApiError('misconfigured_route', message), req, res);
         return;
       }
       if (refusal?.tooLarge) {
         const { tooLarge, units } = refusal;
         const message = `This request needs ${units} tokens but the limit is ${tooLarge.limit} tokens per ${describeWindow(tooLarge.layer.windowMs)} (${tooLarge.layer.name}). Lower max_tokens or shorten the input.`;
-        renderError(new ApiError('tokens_rate_limit_exceeded', message, { headers: { 'x-should-retry': 'false' } }), req, res);
+        renderError(
+          new ApiError('tokens_rate_limit_exceeded', message, { headers: { 'x-should-retry': 'false' } }),
+          req,
+          res,
+        );
         return;
       }
       const winner = refusal && mostRestrictive(refusal.charges.map((c) => toReport(c, true)));
@@ -302,7 +378,11 @@ export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHand
     },
   };
 
-  return registerLimitCheck(function tokenRateLimitMiddleware(req: Request, res: Response, next: NextFunction): Promise<void> {
+  return registerLimitCheck(function tokenRateLimitMiddleware(
+    req: Request,
+    res: Response,
+    next: NextFunction,
+  ): Promise<void> {
     return runLimitCheck(check, req, res, next);
   }, check);
 }

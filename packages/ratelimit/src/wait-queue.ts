@@ -34,12 +34,18 @@ export interface WaitQueueOptions {
   exactRetryAfter: boolean;
 }
 
-export function resolveWaitOptions(wait: WaitOptions | undefined, factory: string, codePrefix: string): WaitQueueSettings | undefined {
+export function resolveWaitOptions(
+  wait: WaitOptions | undefined,
+  factory: string,
+  codePrefix: string,
+): WaitQueueSettings | undefined {
   if (wait === undefined) return undefined;
   const code = `${codePrefix}_INVALID_WAIT`;
-  if (typeof wait !== 'object' || wait === null) throw new TollgateError(code, `${factory}() wait must be an object like { maxMs: 5000 }`);
+  if (typeof wait !== 'object' || wait === null)
+    throw new TollgateError(code, `${factory}() wait must be an object like { maxMs: 5000 }`);
   for (const key of Object.keys(wait)) {
-    if (key !== 'maxMs' && key !== 'maxQueue') throw new TollgateError(code, `${factory}() wait has no option "${key}"; known: maxMs, maxQueue`);
+    if (key !== 'maxMs' && key !== 'maxQueue')
+      throw new TollgateError(code, `${factory}() wait has no option "${key}"; known: maxMs, maxQueue`);
   }
   let maxMs: number;
   try {
@@ -48,7 +54,11 @@ export function resolveWaitOptions(wait: WaitOptions | undefined, factory: strin
     throw new TollgateError(code, (error as Error).message.replace(/ \(ERR_.*$/, ''), { cause: error });
   }
   const maxQueue = wait.maxQueue ?? 100;
-  if (!Number.isSafeInteger(maxQueue) || maxQueue < 1) throw new TollgateError(code, `${factory}() wait.maxQueue must be a positive integer; got ${JSON.stringify(maxQueue)}`);
+  if (!Number.isSafeInteger(maxQueue) || maxQueue < 1)
+    throw new TollgateError(
+      code,
+      `${factory}() wait.maxQueue must be a positive integer; got ${JSON.stringify(maxQueue)}`,
+    );
   return { maxMs, maxQueue, pollMs: Math.min(100, Math.max(5, Math.floor(maxMs / 10))) };
 }
 
@@ -94,7 +104,8 @@ export class WaitQueue {
       last = await attempt();
       if (last.ok) return { status: 'ok', value: last.value, waitedMs: 0 };
       // Waiting longer than allowed would only delay the same 429.
-      if (this.#exactRetryAfter && last.retryAfterMs > maxMs) return { status: 'refused', value: last.value, waitedMs: 0 };
+      if (this.#exactRetryAfter && last.retryAfterMs > maxMs)
+        return { status: 'refused', value: last.value, waitedMs: 0 };
       queue = this.#queues.get(id);
     }
     // Gone during the first attempt: 'close' has fired already and would never wake us.

@@ -8,14 +8,24 @@ import { testApp } from './helpers.js';
 
 const estimate: RequestHandler = (req, res, next) => {
   const tokens = Number(req.header('x-tokens') ?? 100);
-  getContext(req, res).estimate = { provider: 'openai', model: 'm', inputTokens: tokens, maxOutputTokens: 0, costNanoUsd: 0, totalTokens: tokens };
+  getContext(req, res).estimate = {
+    provider: 'openai',
+    model: 'm',
+    inputTokens: tokens,
+    maxOutputTokens: 0,
+    costNanoUsd: 0,
+    totalTokens: tokens,
+  };
   next();
 };
 
 describe('combineLimits', () => {
   it('allows when all allow and reports requests and tokens', async () => {
     const stores = createMemoryStores({ sweepIntervalMs: 0 });
-    const app = testApp([estimate, combineLimits(tieredRateLimit({ limit: 5 }), tokenRateLimit({ stores, limit: 1000 }))]);
+    const app = testApp([
+      estimate,
+      combineLimits(tieredRateLimit({ limit: 5 }), tokenRateLimit({ stores, limit: 1000 })),
+    ]);
     const response = await request(app).post('/').set('x-key', 'k1');
     expect(response.status).toBe(200);
     expect(response.headers['x-ratelimit-remaining-requests']).toBe('4');
@@ -24,8 +34,14 @@ describe('combineLimits', () => {
 
   it('gives the request back when tokens refuse, and the tokens back when requests refuse', async () => {
     const stores = createMemoryStores({ sweepIntervalMs: 0 });
-    const app = testApp([estimate, combineLimits(tieredRateLimit({ limit: 2 }), tokenRateLimit({ stores, limit: 1000 }))]);
-    const call = (tokens: number) => request(app).post('/').set({ 'x-key': 'k1', 'x-tokens': String(tokens) });
+    const app = testApp([
+      estimate,
+      combineLimits(tieredRateLimit({ limit: 2 }), tokenRateLimit({ stores, limit: 1000 })),
+    ]);
+    const call = (tokens: number) =>
+      request(app)
+        .post('/')
+        .set({ 'x-key': 'k1', 'x-tokens': String(tokens) });
     expect((await call(900)).status).toBe(200);
     const tokensRefused = await call(500);
     expect(tokensRefused.status).toBe(429);
@@ -41,7 +57,9 @@ describe('combineLimits', () => {
   });
 
   it('combines two request limiters (each with its own layers) without mixing their counts', async () => {
-    const app = testApp(combineLimits(tieredRateLimit({ by: 'global', limit: 3 }), tieredRateLimit({ by: 'key', limit: 2 })));
+    const app = testApp(
+      combineLimits(tieredRateLimit({ by: 'global', limit: 3 }), tieredRateLimit({ by: 'key', limit: 2 })),
+    );
     const call = (key: string) => request(app).get('/').set('x-key', key);
     expect((await call('a')).headers['x-ratelimit-limit-requests']).toBe('2');
     expect((await call('a')).status).toBe(200);

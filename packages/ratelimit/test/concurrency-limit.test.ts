@@ -31,7 +31,9 @@ describe('concurrencyLimit', () => {
     const refused = await send(port, { 'x-key': 'k1', 'x-name': 'c' }).response;
     expect(refused.status).toBe(429);
     expect(JSON.parse(refused.body).error).toMatchObject({ code: 'rate_limit_exceeded' });
-    expect(JSON.parse(refused.body).error.message).toBe('Too many concurrent requests (key): at most 2 in flight. Please retry when one finishes.');
+    expect(JSON.parse(refused.body).error.message).toBe(
+      'Too many concurrent requests (key): at most 2 in flight. Please retry when one finishes.',
+    );
     expect(refused.headers['retry-after']).toBe('1');
     // Another key has its own slots.
     expect((await send(port, { 'x-key': 'k2', 'x-name': 'other' }).response).status).toBe(200);
@@ -71,10 +73,16 @@ describe('concurrencyLimit', () => {
     const app = testApp(concurrencyLimit({ by: 'tenant', tiers: { free: 1, pro: 3 } }), hold.handler);
     const { server, port } = await listen(app);
     servers.push(server);
-    const held = [1, 2, 3].map((i) => send(port, { 'x-key': `k${i}`, 'x-tenant': 'acme', 'x-tier': 'pro', 'x-name': `p${i}`, 'x-hold': '' }));
+    const held = [1, 2, 3].map((i) =>
+      send(port, { 'x-key': `k${i}`, 'x-tenant': 'acme', 'x-tier': 'pro', 'x-name': `p${i}`, 'x-hold': '' }),
+    );
     await hold.untilEntered(3);
-    expect((await send(port, { 'x-key': 'k4', 'x-tenant': 'acme', 'x-tier': 'pro', 'x-name': 'p4' }).response).status).toBe(429);
-    expect((await send(port, { 'x-key': 'k5', 'x-tenant': 'globex', 'x-tier': 'free', 'x-name': 'g1' }).response).status).toBe(200);
+    expect(
+      (await send(port, { 'x-key': 'k4', 'x-tenant': 'acme', 'x-tier': 'pro', 'x-name': 'p4' }).response).status,
+    ).toBe(429);
+    expect(
+      (await send(port, { 'x-key': 'k5', 'x-tenant': 'globex', 'x-tier': 'free', 'x-name': 'g1' }).response).status,
+    ).toBe(200);
     for (const i of [1, 2, 3]) hold.release(`p${i}`);
     await Promise.all(held.map((h) => h.response));
   });
@@ -94,7 +102,8 @@ describe('concurrencyLimit', () => {
     await hold.closed('a');
     // Release is one more store call after 'close': poll the other instance until it sees the slot free.
     let status = 0;
-    for (let i = 0; i < 50 && status !== 200; i++) status = (await send(portB, { 'x-key': 'k-shared', 'x-name': `c${i}` }).response).status;
+    for (let i = 0; i < 50 && status !== 200; i++)
+      status = (await send(portB, { 'x-key': 'k-shared', 'x-name': `c${i}` }).response).status;
     expect(status).toBe(200);
     hold.release('a');
   });
@@ -103,7 +112,12 @@ describe('concurrencyLimit', () => {
     let now = Date.UTC(2026, 10, 22, 9, 0, 0);
     const stores = createMemoryStores({ clock: () => now, sweepIntervalMs: 0 });
     // What a process that died mid-request leaves behind: a slot nobody will release.
-    await stores.ledger.reserve({ id: 'crashed', amount: 1, scopes: [{ key: 'tg:inflight:key:key:k-crash', limit: 1, expiresAt: now + 60_000 }], ttlMs: 60_000 });
+    await stores.ledger.reserve({
+      id: 'crashed',
+      amount: 1,
+      scopes: [{ key: 'tg:inflight:key:key:k-crash', limit: 1, expiresAt: now + 60_000 }],
+      ttlMs: 60_000,
+    });
     const app = testApp(concurrencyLimit({ limit: 1, stores, ttl: '1m' }));
     expect((await request(app).get('/').set('x-key', 'k-crash')).status).toBe(429);
     now += 60_001;

@@ -93,16 +93,25 @@ export async function listen(app: http.RequestListener): Promise<{ server: http.
 }
 /** A real client request; `abort()` destroys its socket mid-flight. */
 export function send(port: number, headers: Record<string, string>) {
-  const req = http.request({ host: '127.0.0.1', port, path: '/v1/chat/completions', method: 'GET', headers, agent: false });
-  const response = new Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }>((resolve, reject) => {
-    req.on('response', (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
-    });
-    req.on('error', reject);
+  const req = http.request({
+    host: '127.0.0.1',
+    port,
+    path: '/v1/chat/completions',
+    method: 'GET',
+    headers,
+    agent: false,
   });
+  const response = new Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }>(
+    (resolve, reject) => {
+      req.on('response', (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (body += chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
+      });
+      req.on('error', reject);
+    },
+  );
   response.catch(() => undefined);
   req.end();
   return { response, abort: () => req.destroy() };
@@ -111,8 +120,28 @@ export function send(port: number, headers: Record<string, string>) {
 /** A settled usage record with the given real token counts. */
 export function usageRecord(inputTokens: number, outputTokens: number): UsageRecord {
   return {
-    id: randomUUID(), requestId: randomUUID(), timestamp: new Date().toISOString(), keyId: null, tenantId: null, userId: null, feature: null, route: '/v1/chat/completions',
-    provider: 'openai', model: 'gpt-4o-mini', requestedModel: 'gpt-4o-mini', inputTokens, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens,
-    reasoningTokens: 0, costNanoUsd: 0, estimatedCostNanoUsd: 0, status: 200, stream: false, aborted: false, latencyMs: 1, usageSource: 'provider',
+    id: randomUUID(),
+    requestId: randomUUID(),
+    timestamp: new Date().toISOString(),
+    keyId: null,
+    tenantId: null,
+    userId: null,
+    feature: null,
+    route: '/v1/chat/completions',
+    provider: 'openai',
+    model: 'gpt-4o-mini',
+    requestedModel: 'gpt-4o-mini',
+    inputTokens,
+    cachedInputTokens: 0,
+    cacheWriteTokens: 0,
+    outputTokens,
+    reasoningTokens: 0,
+    costNanoUsd: 0,
+    estimatedCostNanoUsd: 0,
+    status: 200,
+    stream: false,
+    aborted: false,
+    latencyMs: 1,
+    usageSource: 'provider',
   };
 }

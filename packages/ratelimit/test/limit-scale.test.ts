@@ -11,12 +11,23 @@ const throttleSlowKeys = (req: Request) => (req.tollgate.identity?.keyId.startsW
 
 const estimateFromHeader: RequestHandler = (req, res, next) => {
   const inputTokens = Number(req.header('x-input') ?? 0);
-  const estimate: UsageEstimate = { provider: 'openai', model: 'gpt-4o-mini', inputTokens, maxOutputTokens: 0, costNanoUsd: 0, totalTokens: inputTokens };
+  const estimate: UsageEstimate = {
+    provider: 'openai',
+    model: 'gpt-4o-mini',
+    inputTokens,
+    maxOutputTokens: 0,
+    costNanoUsd: 0,
+    totalTokens: inputTokens,
+  };
   getContext(req, res).estimate = estimate;
   next();
 };
 
-async function statuses(app: Parameters<typeof request>[0], count: number, headers: Record<string, string>): Promise<number[]> {
+async function statuses(
+  app: Parameters<typeof request>[0],
+  count: number,
+  headers: Record<string, string>,
+): Promise<number[]> {
   const result: number[] = [];
   for (let i = 0; i < count; i++) result.push((await request(app).get('/v1/x').set(headers)).status);
   return result;
@@ -28,7 +39,9 @@ describe('limitScale', () => {
     expect(await statuses(app, 4, { 'x-key': 'slow-1', 'x-tier': 'pro' })).toEqual([200, 200, 200, 429]);
     const refused = await request(app).get('/v1/x').set({ 'x-key': 'slow-1', 'x-tier': 'pro' });
     expect(refused.body.error.message).toMatch(/limit 3 per minute/);
-    expect((await statuses(app, 10, { 'x-key': 'fast-1', 'x-tier': 'pro' })).every((status) => status === 200)).toBe(true);
+    expect((await statuses(app, 10, { 'x-key': 'fast-1', 'x-tier': 'pro' })).every((status) => status === 200)).toBe(
+      true,
+    );
   });
 
   it('never scales a limit below one request, and ignores factors of 1 and above or not numbers', async () => {
@@ -40,7 +53,10 @@ describe('limitScale', () => {
 
   it('scales a token limit per layer', async () => {
     const stores = createMemoryStores();
-    const app = testApp([estimateFromHeader, tokenRateLimit({ stores, layers: [{ name: 'key', by: 'key', limit: 1000, limitScale: throttleSlowKeys }] })]);
+    const app = testApp([
+      estimateFromHeader,
+      tokenRateLimit({ stores, layers: [{ name: 'key', by: 'key', limit: 1000, limitScale: throttleSlowKeys }] }),
+    ]);
     expect((await request(app).get('/v1/x').set({ 'x-key': 'slow-2', 'x-input': '150' })).status).toBe(429);
     expect((await request(app).get('/v1/x').set({ 'x-key': 'slow-3', 'x-input': '90' })).status).toBe(200);
     expect((await request(app).get('/v1/x').set({ 'x-key': 'fast-2', 'x-input': '900' })).status).toBe(200);

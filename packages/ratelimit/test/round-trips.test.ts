@@ -23,7 +23,14 @@ afterAll(async () => {
 });
 
 const estimate: RequestHandler = (req, res, next) => {
-  getContext(req, res).estimate = { provider: 'openai', model: 'm', inputTokens: 100, maxOutputTokens: 900, costNanoUsd: 0, totalTokens: 1000 };
+  getContext(req, res).estimate = {
+    provider: 'openai',
+    model: 'm',
+    inputTokens: 100,
+    maxOutputTokens: 900,
+    costNanoUsd: 0,
+    totalTokens: 1000,
+  };
   next();
 };
 
@@ -37,59 +44,99 @@ const settleThenAnswer = async (req: Parameters<RequestHandler>[0], res: Paramet
 
 async function flightsPerRequest(app: Parameters<typeof request>[0]): Promise<number> {
   // Warm-up: script loads and the first connection are not per-request costs.
-  for (let i = 0; i < 3; i++) expect((await request(app).post('/v1/chat/completions').set('x-key', 'k1')).status).toBe(200);
+  for (let i = 0; i < 3; i++)
+    expect((await request(app).post('/v1/chat/completions').set('x-key', 'k1')).status).toBe(200);
   const before = relay.flights;
   const response = await request(app).post('/v1/chat/completions').set({ 'x-key': 'k1', 'x-tenant': 'acme' });
   expect(response.status).toBe(200);
   return relay.flights - before;
 }
 
-const requestLayers = () => [{ by: 'global' as const, limit: 1000 }, { by: 'tenant' as const, limit: 1000 }, { by: 'key' as const, limit: 1000 }];
-const tokenLayers = () => [{ by: 'tenant' as const, limit: 1_000_000 }, { by: 'key' as const, limit: 1_000_000 }];
+const requestLayers = () => [
+  { by: 'global' as const, limit: 1000 },
+  { by: 'tenant' as const, limit: 1000 },
+  { by: 'key' as const, limit: 1000 },
+];
+const tokenLayers = () => [
+  { by: 'tenant' as const, limit: 1_000_000 },
+  { by: 'key' as const, limit: 1_000_000 },
+];
 const unique = () => `${prefix}${randomUUID()}:`;
 
 describe('Redis round trips per request', () => {
   it('tieredRateLimit with three layers: 1', async () => {
-    expect(await flightsPerRequest(testApp(tieredRateLimit({ stores, layers: requestLayers(), prefix: unique() })))).toBe(1);
+    expect(
+      await flightsPerRequest(testApp(tieredRateLimit({ stores, layers: requestLayers(), prefix: unique() }))),
+    ).toBe(1);
   });
 
   it('tokenRateLimit with two layers: 1 to reserve (+1 to settle a difference)', async () => {
-    expect(await flightsPerRequest(testApp([estimate, tokenRateLimit({ stores, layers: tokenLayers(), prefix: unique() })]))).toBe(1);
-    expect(await flightsPerRequest(testApp([estimate, tokenRateLimit({ stores, layers: tokenLayers(), prefix: unique() })], settleThenAnswer))).toBe(2);
+    expect(
+      await flightsPerRequest(testApp([estimate, tokenRateLimit({ stores, layers: tokenLayers(), prefix: unique() })])),
+    ).toBe(1);
+    expect(
+      await flightsPerRequest(
+        testApp([estimate, tokenRateLimit({ stores, layers: tokenLayers(), prefix: unique() })], settleThenAnswer),
+      ),
+    ).toBe(2);
   });
 
   it('tieredRateLimit then tokenRateLimit: 2; combined with combineLimits: 1', async () => {
-    const separate = testApp([tieredRateLimit({ stores, layers: requestLayers(), prefix: unique() }), estimate, tokenRateLimit({ stores, layers: tokenLayers(), prefix: unique() })]);
-    expect(await flightsPerRequest(separate)).toBe(2);
-    const limitsOnly = testApp([estimate, combineLimits(
+    const separate = testApp([
       tieredRateLimit({ stores, layers: requestLayers(), prefix: unique() }),
+      estimate,
       tokenRateLimit({ stores, layers: tokenLayers(), prefix: unique() }),
-    )]);
+    ]);
+    expect(await flightsPerRequest(separate)).toBe(2);
+    const limitsOnly = testApp([
+      estimate,
+      combineLimits(
+        tieredRateLimit({ stores, layers: requestLayers(), prefix: unique() }),
+        tokenRateLimit({ stores, layers: tokenLayers(), prefix: unique() }),
+      ),
+    ]);
     expect(await flightsPerRequest(limitsOnly)).toBe(1);
   });
 
-  it('combined: three request layers and two token layers in one command (the stores\' script bundle)', async () => {
-    const app = testApp([estimate, combineLimits(
-      tieredRateLimit({ stores, layers: requestLayers(), prefix: unique() }),
-      tokenRateLimit({ stores, layers: tokenLayers(), prefix: unique() }),
-    )]);
+  it("combined: three request layers and two token layers in one command (the stores' script bundle)", async () => {
+    const app = testApp([
+      estimate,
+      combineLimits(
+        tieredRateLimit({ stores, layers: requestLayers(), prefix: unique() }),
+        tokenRateLimit({ stores, layers: tokenLayers(), prefix: unique() }),
+      ),
+    ]);
     await flightsPerRequest(app);
     const before = relay.commands.length;
-    expect((await request(app).post('/v1/chat/completions').set({ 'x-key': 'k1', 'x-tenant': 'acme' })).status).toBe(200);
+    expect((await request(app).post('/v1/chat/completions').set({ 'x-key': 'k1', 'x-tenant': 'acme' })).status).toBe(
+      200,
+    );
     expect(relay.commands.slice(before)).toEqual(['EVALSHA']);
   });
 
   it('on blockStores: none per request while the blocks last (request and token layers answered in-process, settles too)', async () => {
     const blocked = blockStores(stores, { share: 0.01, size: 'share' });
     // Blocks of 0.01 of the limits (not sized by demand): 10 requests and 10,000 tokens (ten requests of 1,000).
-    const app = testApp([estimate, combineLimits(
-      tieredRateLimit({ stores: blocked, layers: requestLayers(), prefix: unique() }),
-      tokenRateLimit({ stores: blocked, layers: tokenLayers(), prefix: unique() }),
-    )], settleThenAnswer);
+    const app = testApp(
+      [
+        estimate,
+        combineLimits(
+          tieredRateLimit({ stores: blocked, layers: requestLayers(), prefix: unique() }),
+          tokenRateLimit({ stores: blocked, layers: tokenLayers(), prefix: unique() }),
+        ),
+      ],
+      settleThenAnswer,
+    );
     // The caller's limits are hot at their second request (blockStores' hotAfter): their blocks open.
-    for (let i = 0; i < 3; i++) expect((await request(app).post('/v1/chat/completions').set({ 'x-key': 'k1', 'x-tenant': 'acme' })).status).toBe(200);
+    for (let i = 0; i < 3; i++)
+      expect((await request(app).post('/v1/chat/completions').set({ 'x-key': 'k1', 'x-tenant': 'acme' })).status).toBe(
+        200,
+      );
     const before = relay.flights;
-    for (let i = 0; i < 5; i++) expect((await request(app).post('/v1/chat/completions').set({ 'x-key': 'k1', 'x-tenant': 'acme' })).status).toBe(200);
+    for (let i = 0; i < 5; i++)
+      expect((await request(app).post('/v1/chat/completions').set({ 'x-key': 'k1', 'x-tenant': 'acme' })).status).toBe(
+        200,
+      );
     expect(relay.flights - before).toBe(0);
     expect(blocked.blocks.open()).toEqual({ counter: 2, fixedWindow: 3, ledger: 0 });
     await blocked.blocks.retireAll();

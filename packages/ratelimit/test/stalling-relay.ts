@@ -13,11 +13,13 @@ export class StallingRelay {
     const redis = net.connect(Number(REDIS.port || 6379), REDIS.hostname);
     for (const socket of [client, redis]) {
       this.#sockets.add(socket);
-      socket.on('error', () => undefined).on('close', () => {
-        client.destroy();
-        redis.destroy();
-        this.#sockets.delete(socket);
-      });
+      socket
+        .on('error', () => undefined)
+        .on('close', () => {
+          client.destroy();
+          redis.destroy();
+          this.#sockets.delete(socket);
+        });
     }
     client.on('data', (bytes) => (this.#stalled ? this.#held.push(() => redis.write(bytes)) : redis.write(bytes)));
     redis.on('data', (bytes) => client.write(bytes));

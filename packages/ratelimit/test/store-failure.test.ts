@@ -5,7 +5,14 @@ import request from 'supertest';
 import type { RequestHandler } from 'express';
 import { createMemoryStores, getContext, type TollgateStores } from '@tollgate/core';
 import { createRedisStores, type RedisStores } from '@tollgate/redis';
-import { combineLimits, concurrencyLimit, tieredRateLimit, tokenRateLimit, type StoreFailurePolicy, type StoresWithCommands } from '@tollgate/ratelimit';
+import {
+  combineLimits,
+  concurrencyLimit,
+  tieredRateLimit,
+  tokenRateLimit,
+  type StoreFailurePolicy,
+  type StoresWithCommands,
+} from '@tollgate/ratelimit';
 import { testApp } from './helpers.js';
 
 const unhandled: unknown[] = [];
@@ -47,20 +54,64 @@ function hangingStores(): StoresWithCommands {
 }
 
 const withEstimate: RequestHandler = (req, res, next) => {
-  getContext(req, res).estimate = { provider: 'openai', model: 'm', inputTokens: 10, maxOutputTokens: 10, costNanoUsd: 0, totalTokens: 20 };
+  getContext(req, res).estimate = {
+    provider: 'openai',
+    model: 'm',
+    inputTokens: 10,
+    maxOutputTokens: 10,
+    costNanoUsd: 0,
+    totalTokens: 20,
+  };
   next();
 };
 
 type Factory = (stores: StoresWithCommands, onStoreFailure: StoreFailurePolicy, errors: unknown[]) => RequestHandler[];
 
 const limiters: [string, Factory][] = [
-  ['tieredRateLimit', (stores, onStoreFailure, errors) => [tieredRateLimit({ stores, onStoreFailure, timeoutMs: 100, onStoreError: (e) => errors.push(e) })]],
+  [
+    'tieredRateLimit',
+    (stores, onStoreFailure, errors) => [
+      tieredRateLimit({ stores, onStoreFailure, timeoutMs: 100, onStoreError: (e) => errors.push(e) }),
+    ],
+  ],
   // Combined, the layers are counted in the stores directly (not through express-rate-limit): the same policy applies.
-  ['tieredRateLimit in combineLimits', (stores, onStoreFailure, errors) => [
-    combineLimits(tieredRateLimit({ stores, onStoreFailure, timeoutMs: 100, onStoreError: (e) => errors.push(e), layers: [{ by: 'global' }, { by: 'key' }] })),
-  ]],
-  ['tokenRateLimit', (stores, onStoreFailure, errors) => [withEstimate, tokenRateLimit({ stores: stores as TollgateStores, onStoreFailure, timeoutMs: 100, onStoreError: (e) => errors.push(e) })]],
-  ['concurrencyLimit', (stores, onStoreFailure, errors) => [concurrencyLimit({ stores: stores as TollgateStores, onStoreFailure, timeoutMs: 100, onStoreError: (e) => errors.push(e) })]],
+  [
+    'tieredRateLimit in combineLimits',
+    (stores, onStoreFailure, errors) => [
+      combineLimits(
+        tieredRateLimit({
+          stores,
+          onStoreFailure,
+          timeoutMs: 100,
+          onStoreError: (e) => errors.push(e),
+          layers: [{ by: 'global' }, { by: 'key' }],
+        }),
+      ),
+    ],
+  ],
+  [
+    'tokenRateLimit',
+    (stores, onStoreFailure, errors) => [
+      withEstimate,
+      tokenRateLimit({
+        stores: stores as TollgateStores,
+        onStoreFailure,
+        timeoutMs: 100,
+        onStoreError: (e) => errors.push(e),
+      }),
+    ],
+  ],
+  [
+    'concurrencyLimit',
+    (stores, onStoreFailure, errors) => [
+      concurrencyLimit({
+        stores: stores as TollgateStores,
+        onStoreFailure,
+        timeoutMs: 100,
+        onStoreError: (e) => errors.push(e),
+      }),
+    ],
+  ],
 ];
 
 const stores: [string, () => StoresWithCommands][] = [
@@ -103,7 +154,15 @@ describe('recovery', () => {
       ...commandsOnly,
       sendCommand: (args) => (down ? Promise.reject(new Error('connection refused')) : real.sendCommand(args)),
     };
-    const app = testApp(tieredRateLimit({ stores: flaky, limit: 2, onStoreFailure: 'failClosed', onStoreError: () => undefined, prefix: `tg-test:${randomUUID()}:` }));
+    const app = testApp(
+      tieredRateLimit({
+        stores: flaky,
+        limit: 2,
+        onStoreFailure: 'failClosed',
+        onStoreError: () => undefined,
+        prefix: `tg-test:${randomUUID()}:`,
+      }),
+    );
     expect((await request(app).get('/').set('x-key', 'k1')).status).toBe(503);
     down = false;
     const statuses = [];

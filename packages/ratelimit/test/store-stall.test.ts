@@ -42,14 +42,24 @@ async function eventually(read: () => Promise<number>, expected: number): Promis
 }
 
 const estimate600: RequestHandler = (req, res, next) => {
-  getContext(req, res).estimate = { provider: 'openai', model: 'gpt-4o-mini', inputTokens: 100, maxOutputTokens: 500, costNanoUsd: 0, totalTokens: 600 };
+  getContext(req, res).estimate = {
+    provider: 'openai',
+    model: 'gpt-4o-mini',
+    inputTokens: 100,
+    maxOutputTokens: 500,
+    costNanoUsd: 0,
+    totalTokens: 600,
+  };
   next();
 };
 
 describe('a Redis stall longer than the limiter deadline', () => {
   it('tokenRateLimit answers 503, then gives back the reservation that landed late', async () => {
     const { relay, stores, direct } = await stallableStores();
-    const app = testApp([estimate600, tokenRateLimit({ stores, limit: 1000, timeoutMs: 200, onStoreError: () => undefined, prefix: 'stall-tokens:' })]);
+    const app = testApp([
+      estimate600,
+      tokenRateLimit({ stores, limit: 1000, timeoutMs: 200, onStoreError: () => undefined, prefix: 'stall-tokens:' }),
+    ]);
 
     relay.stall();
     const stalled = await request(app).post('/v1/chat/completions').set('x-key', 'k1');
@@ -66,7 +76,9 @@ describe('a Redis stall longer than the limiter deadline', () => {
 
   it('tieredRateLimit answers 503, then gives back the hit that landed late', async () => {
     const { relay, stores } = await stallableStores();
-    const app = testApp(tieredRateLimit({ stores, limit: 1, timeoutMs: 200, onStoreError: () => undefined, prefix: 'stall-requests:' }));
+    const app = testApp(
+      tieredRateLimit({ stores, limit: 1, timeoutMs: 200, onStoreError: () => undefined, prefix: 'stall-requests:' }),
+    );
 
     relay.stall();
     const stalled = await request(app).post('/v1/chat/completions').set('x-key', 'k2');

@@ -8,7 +8,11 @@ import { providerCall } from '@tollgate/providers';
 import { tierPolicy } from '@tollgate/ratelimit';
 import { testApp } from './helpers.js';
 
-const ROUTES: [string, ProviderApi][] = [['/v1/chat/completions', 'openai.chat'], ['/v1/responses', 'openai.responses'], ['/v1/messages', 'anthropic.messages']];
+const ROUTES: [string, ProviderApi][] = [
+  ['/v1/chat/completions', 'openai.chat'],
+  ['/v1/responses', 'openai.responses'],
+  ['/v1/messages', 'anthropic.messages'],
+];
 
 /** The test app with each provider route declaring its API, as a real chain does. */
 function providerApp(middleware: RequestHandler | RequestHandler[], handler?: Parameters<typeof testApp>[1]) {
@@ -37,12 +41,21 @@ describe('tierPolicy models', () => {
   it('refuses a model outside the tier list with 403 model_not_allowed', async () => {
     const response = await post('/v1/chat/completions', { model: 'gpt-4o', messages: [] }, 'free');
     expect(response.status).toBe(403);
-    expect(response.body.error).toEqual({ message: 'The model `gpt-4o` is not available on the free tier.', type: 'permission_error', code: 'model_not_allowed', param: 'model' });
+    expect(response.body.error).toEqual({
+      message: 'The model `gpt-4o` is not available on the free tier.',
+      type: 'permission_error',
+      code: 'model_not_allowed',
+      param: 'model',
+    });
   });
 
   it('allows listed models, patterns and dated ids of a listed family', async () => {
-    expect((await post('/v1/chat/completions', { model: 'gpt-4o-mini-2024-07-18', messages: [] }, 'free')).status).toBe(200);
-    expect((await post('/v1/messages', { model: 'claude-3-5-haiku-latest', max_tokens: 10, messages: [] }, 'free')).status).toBe(200);
+    expect((await post('/v1/chat/completions', { model: 'gpt-4o-mini-2024-07-18', messages: [] }, 'free')).status).toBe(
+      200,
+    );
+    expect(
+      (await post('/v1/messages', { model: 'claude-3-5-haiku-latest', max_tokens: 10, messages: [] }, 'free')).status,
+    ).toBe(200);
     expect((await post('/v1/chat/completions', { model: 'gpt-4o', messages: [] }, 'pro')).status).toBe(200);
   });
 
@@ -56,7 +69,7 @@ describe('tierPolicy models', () => {
     expect(unknown.body.error.message).toBe('The model `gpt-4o-mini` is not available to an unknown tier.');
   });
 
-  it('applies the defaultTier\'s rules, models and cap, to callers without a known tier', async () => {
+  it("applies the defaultTier's rules, models and cap, to callers without a known tier", async () => {
     const tiers = { free: { models: ['gpt-4o-mini'], maxOutputTokens: 512 } };
     const withDefault = providerApp(tierPolicy({ tiers, defaultTier: 'free' }));
     const ask = (model: string, tier?: string) => {
@@ -75,7 +88,13 @@ describe('tierPolicy models', () => {
 
   it("also enforces the identity's own model list", async () => {
     const restricted: RequestHandler = (req, res, next) => {
-      getContext(req, res).identity = { keyId: 'k', scopes: [], authMethod: 'api_key', tier: 'pro', models: ['gpt-4o-mini'] };
+      getContext(req, res).identity = {
+        keyId: 'k',
+        scopes: [],
+        authMethod: 'api_key',
+        tier: 'pro',
+        models: ['gpt-4o-mini'],
+      };
       next();
     };
     const keyApp = providerApp([restricted, policy]);
@@ -86,22 +105,37 @@ describe('tierPolicy models', () => {
 
   it('refuses a request whose route declares no provider API (fail closed), whatever its path', async () => {
     for (const path of ['/v1/models', '/v1/chat/completions/', '/api/threads/1/messages']) {
-      const response = await request(app).post(path).set({ 'x-key': 'k1', 'x-tier': 'free' }).send({ model: 'gpt-4o', max_tokens: 100_000 });
+      const response = await request(app)
+        .post(path)
+        .set({ 'x-key': 'k1', 'x-tier': 'free' })
+        .send({ model: 'gpt-4o', max_tokens: 100_000 });
       expect(response.status).toBe(500);
       expect(response.body.error.code).toBe('misconfigured_route');
     }
   });
 
   it('takes the API as an option on a route that declares nothing else, and reads the model of an SDK route from the request it builds', async () => {
-    const sdkApp = testApp(tierPolicy({
-      api: 'openai.chat',
-      request: (req) => ({ model: 'gpt-4o', max_tokens: (req.body as { length?: number }).length ?? 5000, messages: [] }),
-      tiers: { free: { models: ['gpt-4o-mini'], maxOutputTokens: 512 }, pro: { models: ['*'], maxOutputTokens: 1000 } },
-    }), (req, res) => {
-      res.json({ body: req.tollgate.call?.body });
-    });
+    const sdkApp = testApp(
+      tierPolicy({
+        api: 'openai.chat',
+        request: (req) => ({
+          model: 'gpt-4o',
+          max_tokens: (req.body as { length?: number }).length ?? 5000,
+          messages: [],
+        }),
+        tiers: {
+          free: { models: ['gpt-4o-mini'], maxOutputTokens: 512 },
+          pro: { models: ['*'], maxOutputTokens: 1000 },
+        },
+      }),
+      (req, res) => {
+        res.json({ body: req.tollgate.call?.body });
+      },
+    );
     // The client sends no model at all: the route chose gpt-4o, and a free key may not use it.
-    expect((await request(sdkApp).post('/summarize').set({ 'x-key': 'k', 'x-tier': 'free' }).send({ text: 'hi' })).status).toBe(403);
+    expect(
+      (await request(sdkApp).post('/summarize').set({ 'x-key': 'k', 'x-tier': 'free' }).send({ text: 'hi' })).status,
+    ).toBe(403);
     const pro = await request(sdkApp).post('/summarize').set({ 'x-key': 'k', 'x-tier': 'pro' }).send({ text: 'hi' });
     expect(pro.status).toBe(200);
     expect(pro.body.body.max_tokens).toBe(1000);
@@ -111,13 +145,33 @@ describe('tierPolicy models', () => {
 describe('tierPolicy output cap', () => {
   it.each([
     ['chat max_tokens', '/v1/chat/completions', { max_tokens: 4000 }, { max_tokens: 512 }],
-    ['chat max_completion_tokens', '/v1/chat/completions', { max_completion_tokens: 9000 }, { max_completion_tokens: 512 }],
-    ['chat, both fields', '/v1/chat/completions', { max_tokens: 4000, max_completion_tokens: 3000 }, { max_tokens: 512, max_completion_tokens: 512 }],
+    [
+      'chat max_completion_tokens',
+      '/v1/chat/completions',
+      { max_completion_tokens: 9000 },
+      { max_completion_tokens: 512 },
+    ],
+    [
+      'chat, both fields',
+      '/v1/chat/completions',
+      { max_tokens: 4000, max_completion_tokens: 3000 },
+      { max_tokens: 512, max_completion_tokens: 512 },
+    ],
     ['chat, absent', '/v1/chat/completions', {}, { max_completion_tokens: 512 }],
     // A small cap in one field must not carry a large one in the other past the clamp (servers differ on
     // which wins): every field ends at most at the tier's cap, and none is raised.
-    ['chat, a small field beside a large one', '/v1/chat/completions', { max_completion_tokens: 100, max_tokens: 100_000 }, { max_completion_tokens: 100, max_tokens: 512 }],
-    ['chat, a large field beside a small one', '/v1/chat/completions', { max_completion_tokens: 100_000, max_tokens: 100 }, { max_completion_tokens: 512, max_tokens: 100 }],
+    [
+      'chat, a small field beside a large one',
+      '/v1/chat/completions',
+      { max_completion_tokens: 100, max_tokens: 100_000 },
+      { max_completion_tokens: 100, max_tokens: 512 },
+    ],
+    [
+      'chat, a large field beside a small one',
+      '/v1/chat/completions',
+      { max_completion_tokens: 100_000, max_tokens: 100 },
+      { max_completion_tokens: 512, max_tokens: 100 },
+    ],
     ['responses max_output_tokens', '/v1/responses', { max_output_tokens: 2048 }, { max_output_tokens: 512 }],
     ['responses, absent', '/v1/responses', {}, { max_output_tokens: 512 }],
     ['messages max_tokens', '/v1/messages', { max_tokens: 1024 }, { max_tokens: 512 }],
@@ -128,20 +182,32 @@ describe('tierPolicy output cap', () => {
   });
 
   it('keeps a smaller cap and leaves tiers without maxOutputTokens alone', async () => {
-    expect((await post('/v1/chat/completions', { model: 'gpt-4o-mini', max_tokens: 100 }, 'free')).body.body.max_tokens).toBe(100);
+    expect(
+      (await post('/v1/chat/completions', { model: 'gpt-4o-mini', max_tokens: 100 }, 'free')).body.body.max_tokens,
+    ).toBe(100);
     const pro = await post('/v1/chat/completions', { model: 'gpt-4o', max_tokens: 100_000 }, 'pro');
     expect(pro.body.body.max_tokens).toBe(100_000);
   });
 
   it('lowers an estimate made before the clamp, so the reservation stays a true bound', async () => {
     const early: RequestHandler = (req, res, next) => {
-      getContext(req, res).estimate = { provider: 'openai', model: 'gpt-4o-mini', inputTokens: 100, maxOutputTokens: 4000, costNanoUsd: 1, totalTokens: 4100 };
+      getContext(req, res).estimate = {
+        provider: 'openai',
+        model: 'gpt-4o-mini',
+        inputTokens: 100,
+        maxOutputTokens: 4000,
+        costNanoUsd: 1,
+        totalTokens: 4100,
+      };
       next();
     };
     const estimateApp = providerApp([early, policy], (req, res) => {
       res.json(getContext(req, res).estimate);
     });
-    const response = await request(estimateApp).post('/v1/chat/completions').set({ 'x-key': 'k', 'x-tier': 'free' }).send({ model: 'gpt-4o-mini', max_tokens: 4000 });
+    const response = await request(estimateApp)
+      .post('/v1/chat/completions')
+      .set({ 'x-key': 'k', 'x-tier': 'free' })
+      .send({ model: 'gpt-4o-mini', max_tokens: 4000 });
     expect(response.body).toMatchObject({ maxOutputTokens: 512, totalTokens: 612 });
   });
 });
@@ -152,8 +218,9 @@ describe('tierPolicy options', () => {
     expect(() => tierPolicy({ tiers: { free: { maxOutputTokens: 0 } } })).toThrow(/ERR_TG_RATELIMIT_INVALID_TIER/);
     expect(() => tierPolicy({ tiers: { free: { model: ['x'] } as never } })).toThrow(/did you mean "models"/);
     // A default that is not a tier would refuse every caller it was meant to admit.
-    expect(() => tierPolicy({ tiers: { free: {} }, defaultTier: 'fre' }))
-      .toThrow(/defaultTier "fre" is not a key of tiers; did you mean "free"/);
+    expect(() => tierPolicy({ tiers: { free: {} }, defaultTier: 'fre' })).toThrow(
+      /defaultTier "fre" is not a key of tiers; did you mean "free"/,
+    );
     // Config tiers carry limits too: those fields are not rules and pass.
     expect(() => tierPolicy({ tiers: { free: { requestsPerMinute: 5, models: ['*'] } as never } })).not.toThrow();
   });

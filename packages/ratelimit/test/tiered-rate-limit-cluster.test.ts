@@ -33,14 +33,20 @@ afterAll(async () => {
 });
 
 describe('tieredRateLimit on a Redis Cluster', () => {
-  it('counts exactly across two app instances in the stores\' fixed windows, on the master of the caller’s slot', async () => {
+  it("counts exactly across two app instances in the stores' fixed windows, on the master of the caller’s slot", async () => {
     const options = { limit: 10, window: '1m', prefix: 'alone:' } as const;
     const [one, two] = [clusterStores(), clusterStores()];
     await ready(one);
     await ready(two);
     const first = testApp(tieredRateLimit({ ...options, stores: one }));
     const second = testApp(tieredRateLimit({ ...options, stores: two }));
-    const responses = await Promise.all(Array.from({ length: 30 }, (_, i) => request(i % 2 === 0 ? first : second).get('/').set('x-key', 'k-alone')));
+    const responses = await Promise.all(
+      Array.from({ length: 30 }, (_, i) =>
+        request(i % 2 === 0 ? first : second)
+          .get('/')
+          .set('x-key', 'k-alone'),
+      ),
+    );
     const statuses = responses.map((r) => r.status);
     expect(statuses.filter((s) => s === 200)).toHaveLength(10);
     expect(statuses.filter((s) => s === 429)).toHaveLength(20);
@@ -76,7 +82,14 @@ describe('tieredRateLimit on a Redis Cluster', () => {
     const alone = testApp(tieredRateLimit(options));
     const combined = testApp(combineLimits(tieredRateLimit(options)));
     const statuses: number[] = [];
-    for (let i = 0; i < 6; i++) statuses.push((await request(i % 2 === 0 ? alone : combined).get('/').set({ 'x-key': 'k-both', 'x-tenant': 'acme' })).status);
+    for (let i = 0; i < 6; i++)
+      statuses.push(
+        (
+          await request(i % 2 === 0 ? alone : combined)
+            .get('/')
+            .set({ 'x-key': 'k-both', 'x-tenant': 'acme' })
+        ).status,
+      );
     expect(statuses).toEqual([200, 200, 200, 200, 429, 429]);
   });
 });

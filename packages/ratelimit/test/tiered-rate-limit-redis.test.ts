@@ -25,12 +25,20 @@ describe('tieredRateLimit on Redis', () => {
     const options = { limit: 10, window: '1m', prefix: 'shared:' } as const;
     const first = testApp(tieredRateLimit({ ...options, stores: redisStores() }));
     const second = testApp(tieredRateLimit({ ...options, stores: redisStores() }));
-    const responses = await Promise.all(Array.from({ length: 30 }, (_, i) =>
-      request(i % 2 === 0 ? first : second).get('/').set('x-key', 'k-shared')));
+    const responses = await Promise.all(
+      Array.from({ length: 30 }, (_, i) =>
+        request(i % 2 === 0 ? first : second)
+          .get('/')
+          .set('x-key', 'k-shared'),
+      ),
+    );
     const statuses = responses.map((r) => r.status);
     expect(statuses.filter((s) => s === 200)).toHaveLength(10);
     expect(statuses.filter((s) => s === 429)).toHaveLength(20);
-    const remaining = responses.filter((r) => r.status === 200).map((r) => Number(r.headers['x-ratelimit-remaining-requests'])).sort((a, b) => a - b);
+    const remaining = responses
+      .filter((r) => r.status === 200)
+      .map((r) => Number(r.headers['x-ratelimit-remaining-requests']))
+      .sort((a, b) => a - b);
     expect(remaining).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
   });
 
@@ -48,7 +56,7 @@ describe('tieredRateLimit on Redis', () => {
     expect(fresh.headers['x-ratelimit-remaining-requests']).toBe('1');
   });
 
-  it('on stores without fixed windows, sends rate-limit-redis\'s commands of every layer together: one pipelined round trip serves them all', async () => {
+  it("on stores without fixed windows, sends rate-limit-redis's commands of every layer together: one pipelined round trip serves them all", async () => {
     const { fixedWindow: _ownWindows, ...stores } = redisStores();
     let inFlight = 0;
     let mostInFlight = 0;
@@ -62,11 +70,17 @@ describe('tieredRateLimit on Redis', () => {
         return stores.sendCommand(args).finally(() => inFlight--);
       },
     };
-    const app = testApp(tieredRateLimit({
-      stores: counting,
-      prefix: 'layers:',
-      layers: [{ by: 'global', limit: 1000 }, { by: 'tenant', limit: 100 }, { by: 'key', limit: 10 }],
-    }));
+    const app = testApp(
+      tieredRateLimit({
+        stores: counting,
+        prefix: 'layers:',
+        layers: [
+          { by: 'global', limit: 1000 },
+          { by: 'tenant', limit: 100 },
+          { by: 'key', limit: 10 },
+        ],
+      }),
+    );
     await request(app).get('/').set({ 'x-key': 'k1', 'x-tenant': 'acme' });
     commands = 0;
     mostInFlight = 0;
@@ -78,11 +92,16 @@ describe('tieredRateLimit on Redis', () => {
   });
 
   it('gives a refused request back to the layers that allowed it, in Redis too', async () => {
-    const app = testApp(tieredRateLimit({
-      stores: redisStores(),
-      prefix: 'giveback:',
-      layers: [{ by: 'tenant', limit: 3 }, { by: 'key', limit: 1 }],
-    }));
+    const app = testApp(
+      tieredRateLimit({
+        stores: redisStores(),
+        prefix: 'giveback:',
+        layers: [
+          { by: 'tenant', limit: 3 },
+          { by: 'key', limit: 1 },
+        ],
+      }),
+    );
     const acme = (key: string) => request(app).get('/').set({ 'x-key': key, 'x-tenant': 'acme' });
     expect((await acme('a')).status).toBe(200);
     expect((await acme('a')).status).toBe(429);
@@ -100,7 +119,8 @@ describe('tieredRateLimit on Redis', () => {
       const combined = testApp(combineLimits(tieredRateLimit(options)));
       const caller = { 'x-key': 'k-both' };
       const answers = [];
-      for (const app of [alone, combined, alone, combined, combined]) answers.push(await request(app).get('/').set(caller));
+      for (const app of [alone, combined, alone, combined, combined])
+        answers.push(await request(app).get('/').set(caller));
       expect(answers.map((r) => r.status)).toEqual([200, 200, 200, 200, 429]);
       expect(answers.slice(0, 4).map((r) => r.headers['x-ratelimit-remaining-requests'])).toEqual(['3', '2', '1', '0']);
       for (const answer of answers) expect(answer.headers['ratelimit-policy']).toBe('"requests";q=4;w=60');
@@ -113,11 +133,22 @@ describe('tieredRateLimit on Redis', () => {
       expect(Number(await stores.sendCommand(['GET', `${prefix}same-keys:key:key:k-both`]))).toBe(6);
     });
 
-    it('sends its layers in the stores\' script bundle, not through rate-limit-redis', async () => {
+    it("sends its layers in the stores' script bundle, not through rate-limit-redis", async () => {
       const stores = redisStores();
       const sent: string[][] = [];
       const watched = { ...stores, sendCommand: (args: string[]) => (sent.push(args), stores.sendCommand(args)) };
-      const app = testApp(combineLimits(tieredRateLimit({ stores: watched, prefix: 'bundled:', layers: [{ by: 'global', limit: 100 }, { by: 'key', limit: 10 }] })));
+      const app = testApp(
+        combineLimits(
+          tieredRateLimit({
+            stores: watched,
+            prefix: 'bundled:',
+            layers: [
+              { by: 'global', limit: 100 },
+              { by: 'key', limit: 10 },
+            ],
+          }),
+        ),
+      );
       const response = await request(app).get('/').set('x-key', 'k1');
       expect(response.status).toBe(200);
       expect(response.headers['x-ratelimit-remaining-requests']).toBe('9');
@@ -126,11 +157,18 @@ describe('tieredRateLimit on Redis', () => {
     });
 
     it('gives a refused request back to the layers that allowed it', async () => {
-      const app = testApp(combineLimits(tieredRateLimit({
-        stores: redisStores(),
-        prefix: 'giveback-combined:',
-        layers: [{ by: 'tenant', limit: 3 }, { by: 'key', limit: 1 }],
-      })));
+      const app = testApp(
+        combineLimits(
+          tieredRateLimit({
+            stores: redisStores(),
+            prefix: 'giveback-combined:',
+            layers: [
+              { by: 'tenant', limit: 3 },
+              { by: 'key', limit: 1 },
+            ],
+          }),
+        ),
+      );
       const acme = (key: string) => request(app).get('/').set({ 'x-key': key, 'x-tenant': 'acme' });
       expect((await acme('a')).status).toBe(200);
       expect((await acme('a')).status).toBe(429);
@@ -141,7 +179,9 @@ describe('tieredRateLimit on Redis', () => {
     });
 
     it('opens a new window when the old one expires (real time, 1 s window)', async () => {
-      const app = testApp(combineLimits(tieredRateLimit({ limit: 2, window: '1s', stores: redisStores(), prefix: 'short-combined:' })));
+      const app = testApp(
+        combineLimits(tieredRateLimit({ limit: 2, window: '1s', stores: redisStores(), prefix: 'short-combined:' })),
+      );
       const key = { 'x-key': 'k-short' };
       expect((await request(app).get('/').set(key)).status).toBe(200);
       expect((await request(app).get('/').set(key)).status).toBe(200);

@@ -10,7 +10,22 @@ import { testApp } from './helpers.js';
 function fakeDate(now: number) {
   jest.useFakeTimers({
     now,
-    doNotFake: ['hrtime', 'nextTick', 'performance', 'queueMicrotask', 'requestAnimationFrame', 'cancelAnimationFrame', 'requestIdleCallback', 'cancelIdleCallback', 'setImmediate', 'clearImmediate', 'setInterval', 'clearInterval', 'setTimeout', 'clearTimeout'],
+    doNotFake: [
+      'hrtime',
+      'nextTick',
+      'performance',
+      'queueMicrotask',
+      'requestAnimationFrame',
+      'cancelAnimationFrame',
+      'requestIdleCallback',
+      'cancelIdleCallback',
+      'setImmediate',
+      'clearImmediate',
+      'setInterval',
+      'clearInterval',
+      'setTimeout',
+      'clearTimeout',
+    ],
   });
 }
 
@@ -18,7 +33,11 @@ afterEach(() => {
   jest.useRealTimers();
 });
 
-async function statuses(app: Parameters<typeof request>[0], count: number, headers: Record<string, string>): Promise<number[]> {
+async function statuses(
+  app: Parameters<typeof request>[0],
+  count: number,
+  headers: Record<string, string>,
+): Promise<number[]> {
   const result: number[] = [];
   for (let i = 0; i < count; i++) result.push((await request(app).get('/v1/x').set(headers)).status);
   return result;
@@ -137,13 +156,15 @@ describe('tieredRateLimit headers', () => {
 
 describe('tieredRateLimit layers', () => {
   it('checks every layer; the most restrictive wins and is the one reported', async () => {
-    const app = testApp(tieredRateLimit({
-      layers: [
-        { by: 'global', limit: 100 },
-        { by: 'tenant', limit: 5 },
-        { by: 'key', tiers: { free: 2, pro: 50 } },
-      ],
-    }));
+    const app = testApp(
+      tieredRateLimit({
+        layers: [
+          { by: 'global', limit: 100 },
+          { by: 'tenant', limit: 5 },
+          { by: 'key', tiers: { free: 2, pro: 50 } },
+        ],
+      }),
+    );
     const first = await request(app).get('/').set({ 'x-key': 'k1', 'x-tenant': 'acme', 'x-tier': 'free' });
     expect(first.headers['x-ratelimit-limit-requests']).toBe('2');
     expect(first.headers['x-ratelimit-remaining-requests']).toBe('1');
@@ -170,7 +191,10 @@ describe('tieredRateLimit layers', () => {
   });
 
   it('keeps the most restrictive report across separate limiters in one chain', async () => {
-    const app = testApp([tieredRateLimit({ by: 'global', limit: 3, prefix: 'g:' }), tieredRateLimit({ by: 'key', limit: 10 })]);
+    const app = testApp([
+      tieredRateLimit({ by: 'global', limit: 3, prefix: 'g:' }),
+      tieredRateLimit({ by: 'key', limit: 10 }),
+    ]);
     const response = await request(app).get('/').set('x-key', 'k1');
     expect(response.headers['x-ratelimit-limit-requests']).toBe('3');
     expect(response.headers['ratelimit']).toMatch(/^"requests";r=2;t=\d+$/);
@@ -179,21 +203,26 @@ describe('tieredRateLimit layers', () => {
   });
 
   it('passes bugs in a `by` function to next(err), not to the client as a 429 or 503', async () => {
-    const app = testApp(tieredRateLimit({
-      by: () => {
-        throw new Error('boom');
-      },
-    }));
+    const app = testApp(
+      tieredRateLimit({
+        by: () => {
+          throw new Error('boom');
+        },
+      }),
+    );
     const response = await request(app).get('/');
     expect(response.status).toBe(500);
     expect(response.body.bug).toBe('boom');
   });
 
   it('exposes the request context it relies on (identity from auth)', async () => {
-    const app = testApp([(req, res, next) => {
-      getContext(req, res).identity = { keyId: 'from-auth', scopes: [], authMethod: 'api_key', tier: 'pro' };
-      next();
-    }, tieredRateLimit({ tiers: { free: 1, pro: 2 } })]);
+    const app = testApp([
+      (req, res, next) => {
+        getContext(req, res).identity = { keyId: 'from-auth', scopes: [], authMethod: 'api_key', tier: 'pro' };
+        next();
+      },
+      tieredRateLimit({ tiers: { free: 1, pro: 2 } }),
+    ]);
     expect((await request(app).get('/')).status).toBe(200);
     expect((await request(app).get('/')).status).toBe(200);
     expect((await request(app).get('/')).status).toBe(429);
@@ -202,14 +231,22 @@ describe('tieredRateLimit layers', () => {
 
 describe('tieredRateLimit options', () => {
   it('rejects unknown options with a hint, and bad limits, windows and layers', () => {
-    expect(() => tieredRateLimit({ limt: 5 } as never)).toThrow(/no option "limt"; did you mean "limit"\?.*ERR_TG_RATELIMIT_UNKNOWN_OPTION/);
+    expect(() => tieredRateLimit({ limt: 5 } as never)).toThrow(
+      /no option "limt"; did you mean "limit"\?.*ERR_TG_RATELIMIT_UNKNOWN_OPTION/,
+    );
     expect(() => tieredRateLimit({ limit: 0 })).toThrow(/ERR_TG_RATELIMIT_INVALID_LIMIT/);
     expect(() => tieredRateLimit({ tiers: { free: 2.5 } })).toThrow(/tiers.free limit must be a positive integer/);
     expect(() => tieredRateLimit({ window: 'soon' })).toThrow(/ERR_TG_RATELIMIT_INVALID_WINDOW/);
-    expect(() => tieredRateLimit({ layers: [{ by: 'key' }, { by: 'key' }] })).toThrow(/ERR_TG_RATELIMIT_DUPLICATE_LAYER/);
-    expect(() => tieredRateLimit({ layers: [{ bye: 'key' } as never] })).toThrow(/layers\[0\] has no option "bye"; did you mean "by"/);
+    expect(() => tieredRateLimit({ layers: [{ by: 'key' }, { by: 'key' }] })).toThrow(
+      /ERR_TG_RATELIMIT_DUPLICATE_LAYER/,
+    );
+    expect(() => tieredRateLimit({ layers: [{ bye: 'key' } as never] })).toThrow(
+      /layers\[0\] has no option "bye"; did you mean "by"/,
+    );
     expect(() => tieredRateLimit({ by: 'team' as never })).toThrow(/ERR_TG_RATELIMIT_INVALID_BY/);
     expect(() => tieredRateLimit({ onStoreFailure: 'open' as never })).toThrow(/ERR_TG_RATELIMIT_INVALID_POLICY/);
-    expect(() => tieredRateLimit({ wait: { maxMs: 100, maxQue: 3 } as never })).toThrow(/ERR_TG_RATELIMIT_INVALID_WAIT/);
+    expect(() => tieredRateLimit({ wait: { maxMs: 100, maxQue: 3 } as never })).toThrow(
+      /ERR_TG_RATELIMIT_INVALID_WAIT/,
+    );
   });
 });

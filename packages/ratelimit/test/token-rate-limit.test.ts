@@ -14,11 +14,17 @@ const WINDOW_MS = 60_000;
 const estimateFromHeaders: RequestHandler = (req, res, next) => {
   const inputTokens = Number(req.header('x-input') ?? 0);
   const maxOutputTokens = Number(req.header('x-max-output') ?? 0);
-  const estimate: UsageEstimate = { provider: 'openai', model: 'gpt-4o-mini', inputTokens, maxOutputTokens, costNanoUsd: 0, totalTokens: inputTokens + maxOutputTokens };
+  const estimate: UsageEstimate = {
+    provider: 'openai',
+    model: 'gpt-4o-mini',
+    inputTokens,
+    maxOutputTokens,
+    costNanoUsd: 0,
+    totalTokens: inputTokens + maxOutputTokens,
+  };
   if (req.header('x-input') !== undefined) getContext(req, res).estimate = estimate;
   next();
 };
-
 
 /** A handler that settles with the real usage from `x-used-input` / `x-used-output`, as metering would. */
 const settlingHandler: Handler = async (req, res) => {
@@ -34,13 +40,20 @@ function manualClock(start = Date.UTC(2026, 10, 22, 8, 0, 0)) {
   return { now: () => now, advance: (ms: number) => void (now += ms) };
 }
 
-const peek = (stores: TollgateStores, id: string, layer = 'key') => stores.counter.peek(`tg:tokens:${layer}:${id}`, { windowMs: WINDOW_MS });
+const peek = (stores: TollgateStores, id: string, layer = 'key') =>
+  stores.counter.peek(`tg:tokens:${layer}:${id}`, { windowMs: WINDOW_MS });
 
 describe('tokenRateLimit reserve and settle', () => {
   it('reserves input + output cap, then refunds down to the real input + output', async () => {
     const stores = createMemoryStores({ sweepIntervalMs: 0 });
     const app = testApp([estimateFromHeaders, tokenRateLimit({ stores, limit: 10_000 })], settlingHandler);
-    const response = await request(app).post('/v1/chat/completions').set({ 'x-key': 'k1', 'x-input': '1000', 'x-max-output': '4000', 'x-used-input': '1000', 'x-used-output': '250' });
+    const response = await request(app).post('/v1/chat/completions').set({
+      'x-key': 'k1',
+      'x-input': '1000',
+      'x-max-output': '4000',
+      'x-used-input': '1000',
+      'x-used-output': '250',
+    });
     expect(response.status).toBe(200);
     // Headers report the reservation: 10000 - 5000.
     expect(response.headers['x-ratelimit-remaining-tokens']).toBe('5000');
@@ -51,7 +64,9 @@ describe('tokenRateLimit reserve and settle', () => {
   it('charges the difference when the real usage exceeds the reservation', async () => {
     const stores = createMemoryStores({ sweepIntervalMs: 0 });
     const app = testApp([estimateFromHeaders, tokenRateLimit({ stores, limit: 10_000 })], settlingHandler);
-    await request(app).post('/').set({ 'x-key': 'k2', 'x-input': '100', 'x-max-output': '100', 'x-used-input': '400', 'x-used-output': '100' });
+    await request(app)
+      .post('/')
+      .set({ 'x-key': 'k2', 'x-input': '100', 'x-max-output': '100', 'x-used-input': '400', 'x-used-output': '100' });
     expect(await peek(stores, 'key:k2')).toBe(500);
   });
 
@@ -69,13 +84,23 @@ describe('tokenRateLimit reserve and settle', () => {
     const stores = createMemoryStores({ clock: clock.now, sweepIntervalMs: 0 });
     const app = testApp([estimateFromHeaders, tokenRateLimit({ stores, limit: 1000 })], settlingHandler);
     const call = (input: number, maxOutput: number, usedOutput: number) =>
-      request(app).post('/').set({ 'x-key': 'k4', 'x-input': String(input), 'x-max-output': String(maxOutput), 'x-used-input': String(input), 'x-used-output': String(usedOutput) });
+      request(app)
+        .post('/')
+        .set({
+          'x-key': 'k4',
+          'x-input': String(input),
+          'x-max-output': String(maxOutput),
+          'x-used-input': String(input),
+          'x-used-output': String(usedOutput),
+        });
     expect((await call(100, 500, 500)).status).toBe(200);
     expect((await call(100, 200, 200)).status).toBe(200);
     const refused = await call(100, 200, 0);
     expect(refused.status).toBe(429);
     expect(refused.body.error).toMatchObject({ code: 'tokens_rate_limit_exceeded', type: 'tokens' });
-    expect(refused.body.error.message).toMatch(/Rate limit reached for tokens \(key\): limit 1000 per minute, 100 left/);
+    expect(refused.body.error.message).toMatch(
+      /Rate limit reached for tokens \(key\): limit 1000 per minute, 100 left/,
+    );
     expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
     expect(refused.headers['x-ratelimit-remaining-tokens']).toBe('100');
     // The refused request consumed nothing.
@@ -89,7 +114,16 @@ describe('tokenRateLimit reserve and settle', () => {
     const clock = manualClock();
     const stores = createMemoryStores({ clock: clock.now, sweepIntervalMs: 0 });
     const app = testApp([estimateFromHeaders, tokenRateLimit({ stores, limit: 1000 })], settlingHandler);
-    const call = (tokens: number) => request(app).post('/').set({ 'x-key': 'k-slide', 'x-input': String(tokens), 'x-max-output': '0', 'x-used-input': String(tokens), 'x-used-output': '0' });
+    const call = (tokens: number) =>
+      request(app)
+        .post('/')
+        .set({
+          'x-key': 'k-slide',
+          'x-input': String(tokens),
+          'x-max-output': '0',
+          'x-used-input': String(tokens),
+          'x-used-output': '0',
+        });
     expect((await call(1000)).status).toBe(200);
     expect((await call(1)).status).toBe(429);
     // A quarter into the next window, the last window still weighs 3/4: 250 fit, 251 do not.
@@ -102,8 +136,19 @@ describe('tokenRateLimit reserve and settle', () => {
 
   it('pools every caller of a tier with by: tier', async () => {
     const stores = createMemoryStores({ sweepIntervalMs: 0 });
-    const app = testApp([estimateFromHeaders, tokenRateLimit({ stores, by: 'tier', tiers: { free: 1000, pro: 5000 } })], settlingHandler);
-    const call = (key: string, tier: string) => request(app).post('/').set({ 'x-key': key, 'x-tier': tier, 'x-input': '600', 'x-max-output': '0', 'x-used-input': '600', 'x-used-output': '0' });
+    const app = testApp(
+      [estimateFromHeaders, tokenRateLimit({ stores, by: 'tier', tiers: { free: 1000, pro: 5000 } })],
+      settlingHandler,
+    );
+    const call = (key: string, tier: string) =>
+      request(app).post('/').set({
+        'x-key': key,
+        'x-tier': tier,
+        'x-input': '600',
+        'x-max-output': '0',
+        'x-used-input': '600',
+        'x-used-output': '0',
+      });
     expect((await call('a', 'free')).status).toBe(200);
     expect((await call('b', 'free')).status).toBe(429);
     expect((await call('c', 'pro')).status).toBe(200);
@@ -111,15 +156,29 @@ describe('tokenRateLimit reserve and settle', () => {
 
   it('refuses a single request larger than the whole limit, without draining the window', async () => {
     const stores = createMemoryStores({ sweepIntervalMs: 0 });
-    const app = testApp([estimateFromHeaders, tokenRateLimit({ stores, tiers: { free: 2000, pro: 100_000 } })], settlingHandler);
-    const response = await request(app).post('/').set({ 'x-key': 'k5', 'x-tier': 'free', 'x-input': '1500', 'x-max-output': '1000' });
+    const app = testApp(
+      [estimateFromHeaders, tokenRateLimit({ stores, tiers: { free: 2000, pro: 100_000 } })],
+      settlingHandler,
+    );
+    const response = await request(app)
+      .post('/')
+      .set({ 'x-key': 'k5', 'x-tier': 'free', 'x-input': '1500', 'x-max-output': '1000' });
     expect(response.status).toBe(429);
     expect(response.body.error.code).toBe('tokens_rate_limit_exceeded');
-    expect(response.body.error.message).toBe('This request needs 2500 tokens but the limit is 2000 tokens per minute (key). Lower max_tokens or shorten the input.');
+    expect(response.body.error.message).toBe(
+      'This request needs 2500 tokens but the limit is 2000 tokens per minute (key). Lower max_tokens or shorten the input.',
+    );
     expect(response.headers['x-should-retry']).toBe('false');
     expect(await peek(stores, 'key:k5')).toBe(0);
     // The same request fits the pro tier.
-    const pro = await request(app).post('/').set({ 'x-key': 'k5', 'x-tier': 'pro', 'x-input': '1500', 'x-max-output': '1000', 'x-used-input': '1500', 'x-used-output': '10' });
+    const pro = await request(app).post('/').set({
+      'x-key': 'k5',
+      'x-tier': 'pro',
+      'x-input': '1500',
+      'x-max-output': '1000',
+      'x-used-input': '1500',
+      'x-used-output': '10',
+    });
     expect(pro.status).toBe(200);
   });
 
@@ -135,8 +194,13 @@ describe('tokenRateLimit reserve and settle', () => {
 
   it('reports tokens beside requests in one RateLimit header pair', async () => {
     const stores = createMemoryStores({ sweepIntervalMs: 0 });
-    const app = testApp([tieredRateLimit({ limit: 10 }), estimateFromHeaders, tokenRateLimit({ stores, limit: 20_000 })], settlingHandler);
-    const response = await request(app).post('/').set({ 'x-key': 'k8', 'x-input': '500', 'x-max-output': '500', 'x-used-input': '500', 'x-used-output': '1' });
+    const app = testApp(
+      [tieredRateLimit({ limit: 10 }), estimateFromHeaders, tokenRateLimit({ stores, limit: 20_000 })],
+      settlingHandler,
+    );
+    const response = await request(app)
+      .post('/')
+      .set({ 'x-key': 'k8', 'x-input': '500', 'x-max-output': '500', 'x-used-input': '500', 'x-used-output': '1' });
     expect(response.headers['ratelimit-policy']).toBe('"requests";q=10;w=60, "tokens";q=20000;w=60');
     expect(response.headers['ratelimit']).toMatch(/^"requests";r=9;t=\d+, "tokens";r=19000;t=\d+$/);
     expect(response.headers['x-ratelimit-remaining-requests']).toBe('9');
@@ -146,8 +210,27 @@ describe('tokenRateLimit reserve and settle', () => {
 
   it('reports the most restrictive of several token layers', async () => {
     const stores = createMemoryStores({ sweepIntervalMs: 0 });
-    const app = testApp([estimateFromHeaders, tokenRateLimit({ stores, layers: [{ by: 'tenant', limit: 5000 }, { by: 'key', limit: 50_000 }] })], settlingHandler);
-    const response = await request(app).post('/').set({ 'x-key': 'k7', 'x-tenant': 'acme', 'x-input': '100', 'x-max-output': '900', 'x-used-input': '100', 'x-used-output': '100' });
+    const app = testApp(
+      [
+        estimateFromHeaders,
+        tokenRateLimit({
+          stores,
+          layers: [
+            { by: 'tenant', limit: 5000 },
+            { by: 'key', limit: 50_000 },
+          ],
+        }),
+      ],
+      settlingHandler,
+    );
+    const response = await request(app).post('/').set({
+      'x-key': 'k7',
+      'x-tenant': 'acme',
+      'x-input': '100',
+      'x-max-output': '900',
+      'x-used-input': '100',
+      'x-used-output': '100',
+    });
     expect(response.headers['x-ratelimit-limit-tokens']).toBe('5000');
     expect(response.headers['x-ratelimit-remaining-tokens']).toBe('4000');
     expect(response.headers['ratelimit-policy']).toBe('"tokens";q=5000;w=60');
@@ -170,14 +253,29 @@ describe('tokenRateLimit on Redis', () => {
       return testApp([estimateFromHeaders, tokenRateLimit({ stores, limit: 5000 })], settlingHandler);
     };
     const [first, second] = [make(), make()];
-    const call = (app: typeof first) => request(app).post('/').set({ 'x-key': 'k-redis', 'x-input': '500', 'x-max-output': '500', 'x-used-input': '500', 'x-used-output': '500' });
-    const statuses = (await Promise.all(Array.from({ length: 8 }, (_, i) => call(i % 2 ? first : second)))).map((r) => r.status);
+    const call = (app: typeof first) =>
+      request(app).post('/').set({
+        'x-key': 'k-redis',
+        'x-input': '500',
+        'x-max-output': '500',
+        'x-used-input': '500',
+        'x-used-output': '500',
+      });
+    const statuses = (await Promise.all(Array.from({ length: 8 }, (_, i) => call(i % 2 ? first : second)))).map(
+      (r) => r.status,
+    );
     expect(statuses.filter((s) => s === 200)).toHaveLength(5);
     const reader = opened[0]!;
     expect(await reader.counter.peek('tg:tokens:key:key:k-redis', { windowMs: WINDOW_MS })).toBeCloseTo(5000, 0);
 
     // Real usage below the reservation is refunded in Redis.
-    const refunding = await request(first).post('/').set({ 'x-key': 'k-refund', 'x-input': '100', 'x-max-output': '900', 'x-used-input': '100', 'x-used-output': '1' });
+    const refunding = await request(first).post('/').set({
+      'x-key': 'k-refund',
+      'x-input': '100',
+      'x-max-output': '900',
+      'x-used-input': '100',
+      'x-used-output': '1',
+    });
     expect(refunding.status).toBe(200);
     expect(await reader.counter.peek('tg:tokens:key:key:k-refund', { windowMs: WINDOW_MS })).toBeCloseTo(101, 0);
   });

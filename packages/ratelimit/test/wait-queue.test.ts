@@ -101,7 +101,14 @@ describe('wait queue on request and token limits', () => {
     const hold = holdingHandler();
     const estimate: RequestHandler = (req, res, next) => {
       const tokens = Number(req.header('x-tokens'));
-      getContext(req, res).estimate = { provider: 'openai', model: 'm', inputTokens: tokens, maxOutputTokens: 0, costNanoUsd: 0, totalTokens: tokens };
+      getContext(req, res).estimate = {
+        provider: 'openai',
+        model: 'm',
+        inputTokens: tokens,
+        maxOutputTokens: 0,
+        costNanoUsd: 0,
+        totalTokens: tokens,
+      };
       next();
     };
     // What metering does after a response: settle with the real usage (here 100 of the 900 reserved).
@@ -111,7 +118,10 @@ describe('wait queue on request and token limits', () => {
       res.once('finish', () => void context.settle(usageRecord(Number(req.header('x-used') ?? 0), 0)));
       next();
     };
-    const port = await serve([estimate, settleAfterResponse, tokenRateLimit({ stores, limit: 1000, wait: { maxMs: 30_000 } })], hold);
+    const port = await serve(
+      [estimate, settleAfterResponse, tokenRateLimit({ stores, limit: 1000, wait: { maxMs: 30_000 } })],
+      hold,
+    );
     const a = send(port, { 'x-key': 'k-tokens', 'x-name': 'a', 'x-hold': '', 'x-tokens': '900', 'x-used': '100' });
     await hold.untilEntered(1);
     const b = send(port, { 'x-key': 'k-tokens', 'x-name': 'b', 'x-tokens': '500', 'x-used': '500' });
@@ -125,5 +135,4 @@ describe('wait queue on request and token limits', () => {
     expect(hold.entered).toEqual(['a', 'b']);
     expect(await stores.counter.peek('tg:tokens:key:key:k-tokens', { windowMs: 60_000 })).toBe(600);
   });
-
 });

@@ -24,9 +24,10 @@ relay.listen(0, '127.0.0.1');
 await once(relay, 'listening');
 const url = `redis://127.0.0.1:${(relay.address() as AddressInfo).port}`;
 
-const prefix = `${process.env.REDIS_PREFIX ?? 'lease-example:'}${randomUUID()}:`;   // a fresh prefix: this run's keys only
+const prefix = `${process.env.REDIS_PREFIX ?? 'lease-example:'}${randomUUID()}:`; // a fresh prefix: this run's keys only
 const stores = leasedStores(createRedisStores({ url, prefix }), {
-  policy: 'lease', slice: 0.1,                    // this process may grant 10% of a limit on its own during an outage
+  policy: 'lease',
+  slice: 0.1, // this process may grant 10% of a limit on its own during an outage
   onOutage: (event) => console.log(`redis ${event.state}`),
 });
 
@@ -38,19 +39,22 @@ const allowed = async (n: number) => {
 };
 console.log(`redis up: ${await allowed(5)} of 5 allowed`);
 
-open = false;                                     // Redis goes away
+open = false; // Redis goes away
 for (const socket of sockets) socket.destroy();
 console.log(`redis out: ${await allowed(20)} of 20 allowed (slice: 0.1 × 100)`);
 
-open = true;                                      // Redis comes back: the stores find it by themselves
+open = true; // Redis comes back: the stores find it by themselves
 while (stores.lease.down) await new Promise((resolve) => setTimeout(resolve, 100));
-await stores.lease.flush();                       // spend the slices granted reaches Redis
+await stores.lease.flush(); // spend the slices granted reaches Redis
 const after = await stores.counter.consume('key:k1', 1, limit);
 console.log(`redis back: allowed ${after.allowed}, answered by Redis again`);
 
 // An example leaves nothing behind in your Redis: the keys under its own fresh prefix go with it.
 for (let cursor = '0'; ;) {
-  const [next, keys] = await stores.sendCommand(['SCAN', cursor, 'MATCH', `${stores.prefix}*`, 'COUNT', '1000']) as [string, string[]];
+  const [next, keys] = (await stores.sendCommand(['SCAN', cursor, 'MATCH', `${stores.prefix}*`, 'COUNT', '1000'])) as [
+    string,
+    string[],
+  ];
   if (keys.length > 0) await stores.sendCommand(['DEL', ...keys]);
   if ((cursor = next) === '0') break;
 }

@@ -57,7 +57,12 @@ export interface Connection {
    * Runs a store script (scripts.ts) with the same deadline: in the turn's bundle, queued as it is
    * (no EVALSHA command built for it), or by its own EVALSHA when batching is off.
    */
-  run(script: LuaScript, keys: readonly string[], args: readonly (string | number)[], operation: string): Promise<unknown>;
+  run(
+    script: LuaScript,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+    operation: string,
+  ): Promise<unknown>;
   /** A new, unconnected client for pub/sub named `name` (CLIENT LIST), when the connection can make one (not for a bare sendCommand). */
   subscriber?(name: string): SubscriberLike;
   close(): Promise<void>;
@@ -77,7 +82,11 @@ const STORE_BUNDLE = new ScriptBundle(SCRIPTS);
  * waits for it, unless the caller's deadline passed meanwhile: a command nobody waits for any more
  * must not run late (a late reserve would hold budget nobody settles).
  */
-function storeSender(transport: BatchTransport, options: ConnectionOptions, group: 'slot' | 'none'): Pick<Connection, 'send' | 'run'> & { flush(): void } {
+function storeSender(
+  transport: BatchTransport,
+  options: ConnectionOptions,
+  group: 'slot' | 'none',
+): Pick<Connection, 'send' | 'run'> & { flush(): void } {
   const { timeoutMs } = options;
   // Bundled calls carry their deadline in the batcher; everything else gets it here.
   const batcher = options.batch ? new ScriptBatcher(STORE_BUNDLE, transport, { group, timeoutMs }) : undefined;
@@ -162,14 +171,21 @@ export function connectUrl(url: string, options: ConnectionOptions): Connection 
 /** A client the caller owns: used as it is, connected if it is not yet, never closed here. */
 export function useClient(client: RedisClientLike | RedisClusterLike, options: ConnectionOptions): Connection {
   if (isClusterClient(client)) return useCluster(client, options);
-  const firstReady = client.isOpen ? Promise.resolve() : client.connect().then(() => undefined, () => undefined);
+  const firstReady = client.isOpen
+    ? Promise.resolve()
+    : client.connect().then(
+        () => undefined,
+        () => undefined,
+      );
   const duplicate = client.duplicate;
   const { send, run } = storeSender(clientTransport(client, firstReady), options, 'none');
   return {
     sharded: false,
     send,
     run,
-    ...(typeof duplicate === 'function' ? { subscriber: (name: string) => duplicate.call(client, { name }) as SubscriberLike } : {}),
+    ...(typeof duplicate === 'function'
+      ? { subscriber: (name: string) => duplicate.call(client, { name }) as SubscriberLike }
+      : {}),
     async close() {},
   };
 }
@@ -204,14 +220,21 @@ export function useSendCommand(sendCommand: SendCommand, options: ConnectionOpti
  * script bundle to the node that holds the slot), SCRIPT LOAD to every master. Commands wait for
  * the first connect attempt; until one succeeded (it knows the slots), they fail at once.
  */
-function clusterTransport(cluster: RedisClusterLike, firstAttempt: Promise<void>, connected: () => boolean): BatchTransport {
+function clusterTransport(
+  cluster: RedisClusterLike,
+  firstAttempt: Promise<void>,
+  connected: () => boolean,
+): BatchTransport {
   let attempted = false;
   void firstAttempt.then(() => (attempted = true));
   return {
     async send(args) {
-      if (!connected() || !cluster.isOpen) throw new Error('the Redis Cluster is not connected (none of its nodes answered yet)');
+      if (!connected() || !cluster.isOpen)
+        throw new Error('the Redis Cluster is not connected (none of its nodes answered yet)');
       if (isForEveryNode(args)) {
-        const replies = await Promise.all(cluster.masters.map(async (node) => (await cluster.nodeClient(node)).sendCommand(args)));
+        const replies = await Promise.all(
+          cluster.masters.map(async (node) => (await cluster.nodeClient(node)).sendCommand(args)),
+        );
         return replies[0];
       }
       return cluster.sendCommand(firstKeyOf(args), false, args);
@@ -251,7 +274,8 @@ class NodeSubscriber implements SubscriberLike {
     const [node] = this.cluster.masters;
     if (this.#closed || !node) throw new Error('the Redis Cluster has no node to subscribe on');
     const nodeClient = await this.cluster.nodeClient(node);
-    if (this.#closed || typeof nodeClient.duplicate !== 'function') throw new Error('the Redis Cluster node client cannot be duplicated');
+    if (this.#closed || typeof nodeClient.duplicate !== 'function')
+      throw new Error('the Redis Cluster node client cannot be duplicated');
     const client = nodeClient.duplicate({ name: this.name }) as SubscriberLike;
     for (const [event, listener] of this.#listeners) client.on(event, listener);
     this.#client = client;
@@ -275,12 +299,19 @@ class NodeSubscriber implements SubscriberLike {
 }
 
 /** Runs `connect` until it succeeds (with the same backoff as a client's reconnects) or `stopped()` says to give up. */
-function connectUntilOpen(connect: () => Promise<unknown>, stopped: () => boolean): { firstAttempt: Promise<void>; opened: Promise<void> } {
+function connectUntilOpen(
+  connect: () => Promise<unknown>,
+  stopped: () => boolean,
+): { firstAttempt: Promise<void>; opened: Promise<void> } {
   let firstAttempt!: Promise<void>;
   const opened = (async () => {
     for (let attempt = 0; ; attempt++) {
       const trying = connect();
-      if (attempt === 0) firstAttempt = trying.then(() => undefined, () => undefined);
+      if (attempt === 0)
+        firstAttempt = trying.then(
+          () => undefined,
+          () => undefined,
+        );
       try {
         await trying;
         return;
@@ -323,13 +354,23 @@ export function connectCluster(urls: readonly string[], options: ConnectionOptio
   cluster.on('error', () => undefined);
   let closed = false;
   let connected = false;
-  const { firstAttempt, opened } = connectUntilOpen(async () => {
-    await cluster.connect();
-    connected = true;
-  }, () => closed);
+  const { firstAttempt, opened } = connectUntilOpen(
+    async () => {
+      await cluster.connect();
+      connected = true;
+    },
+    () => closed,
+  );
   // A connect that succeeds after close() (it was under way) is not left open.
-  opened.then(() => (closed ? cluster.destroy() : undefined), () => undefined);
-  const sender = storeSender(clusterTransport(cluster, firstAttempt, () => connected), options, 'slot');
+  opened.then(
+    () => (closed ? cluster.destroy() : undefined),
+    () => undefined,
+  );
+  const sender = storeSender(
+    clusterTransport(cluster, firstAttempt, () => connected),
+    options,
+    'slot',
+  );
   return {
     sharded: true,
     send: sender.send,
@@ -348,12 +389,18 @@ export function connectCluster(urls: readonly string[], options: ConnectionOptio
 /** A cluster client the caller owns: connected if it is not open yet, never closed here. */
 function useCluster(cluster: RedisClusterLike, options: ConnectionOptions): Connection {
   let connected = cluster.isOpen;
-  const opened = connected ? Promise.resolve() : cluster.connect().then(() => {
-    connected = true;
-  });
+  const opened = connected
+    ? Promise.resolve()
+    : cluster.connect().then(() => {
+        connected = true;
+      });
   opened.catch(() => undefined);
   const firstAttempt = opened.catch(() => undefined);
-  const { send, run } = storeSender(clusterTransport(cluster, firstAttempt, () => connected), options, 'slot');
+  const { send, run } = storeSender(
+    clusterTransport(cluster, firstAttempt, () => connected),
+    options,
+    'slot',
+  );
   return {
     sharded: true,
     send,

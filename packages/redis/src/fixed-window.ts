@@ -45,12 +45,20 @@ export class RedisFixedWindow implements FixedWindowCounter {
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.#run(scripts.hitFixedWindowBy, [key], [Math.max(1, Math.ceil(windowMs)), Math.max(0, Math.floor(hits))]).then(hitOf);
+    return this.#run(
+      scripts.hitFixedWindowBy,
+      [key],
+      [Math.max(1, Math.ceil(windowMs)), Math.max(0, Math.floor(hits))],
+    ).then(hitOf);
   }
 
   /** Gives `hits` back if the window still runs for more than `minTtlMs` (never into the window after it). */
   async giveBackBy(key: string, hits: number, minTtlMs: number): Promise<void> {
-    await this.#run(scripts.returnFixedWindowHits, [key], [Math.max(0, Math.floor(hits)), Math.max(0, Math.floor(minTtlMs))]);
+    await this.#run(
+      scripts.returnFixedWindowHits,
+      [key],
+      [Math.max(0, Math.floor(hits)), Math.max(0, Math.floor(minTtlMs))],
+    );
   }
 
   async reset(key: string): Promise<void> {

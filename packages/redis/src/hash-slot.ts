@@ -13,7 +13,22 @@ export function slotTag(slot: string | undefined): string {
 }
 
 /** Commands that touch no key: any node answers them. */
-const KEYLESS = new Set(['PING', 'TIME', 'INFO', 'ECHO', 'PUBLISH', 'CLIENT', 'CLUSTER', 'COMMAND', 'CONFIG', 'DBSIZE', 'SCRIPT', 'FUNCTION', 'ROLE', 'LASTSAVE']);
+const KEYLESS = new Set([
+  'PING',
+  'TIME',
+  'INFO',
+  'ECHO',
+  'PUBLISH',
+  'CLIENT',
+  'CLUSTER',
+  'COMMAND',
+  'CONFIG',
+  'DBSIZE',
+  'SCRIPT',
+  'FUNCTION',
+  'ROLE',
+  'LASTSAVE',
+]);
 /** Commands whose keys follow a key count (`EVALSHA sha numkeys key ...`). */
 const COUNTED_KEYS = new Set(['EVAL', 'EVALSHA', 'EVAL_RO', 'EVALSHA_RO', 'FCALL', 'FCALL_RO']);
 

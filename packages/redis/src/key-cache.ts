@@ -100,14 +100,16 @@ export class KeyCache {
 
   #subscribe(): void {
     if (this.#subscribing || this.#closed) return;
-    this.#subscribing = this.#subscriber.subscribe(this.#channel, (message) => this.#onMessage(message)).then(
-      () => {
-        this.#subscribed = true;
-        this.dropAll();
-        this.#live = this.#subscriber.isReady && !this.#closed;
-      },
-      () => undefined,
-    );
+    this.#subscribing = this.#subscriber
+      .subscribe(this.#channel, (message) => this.#onMessage(message))
+      .then(
+        () => {
+          this.#subscribed = true;
+          this.dropAll();
+          this.#live = this.#subscriber.isReady && !this.#closed;
+        },
+        () => undefined,
+      );
     void this.#subscribing.finally(() => (this.#subscribing = undefined));
   }
 

@@ -84,7 +84,11 @@ export class RedisKeyStore implements KeyStore {
     const sha256 = record.sha256.toLowerCase();
     this.#cache?.invalidate(record.id, sha256);
     try {
-      await this.#run(scripts.putKey, [this.#base + record.id, this.#index, this.#ids], [record.id, sha256, JSON.stringify(record), flag, this.#channel, this.#origin]);
+      await this.#run(
+        scripts.putKey,
+        [this.#base + record.id, this.#index, this.#ids],
+        [record.id, sha256, JSON.stringify(record), flag, this.#channel, this.#origin],
+      );
     } finally {
       this.#cache?.invalidate(record.id, sha256);
     }
@@ -102,7 +106,13 @@ export class RedisKeyStore implements KeyStore {
   async delete(id: string): Promise<boolean> {
     this.#cache?.invalidate(id, undefined);
     try {
-      return (await this.#run(scripts.deleteKey, [this.#base + id, this.#index, this.#ids], [id, this.#channel, this.#origin])) === 1;
+      return (
+        (await this.#run(
+          scripts.deleteKey,
+          [this.#base + id, this.#index, this.#ids],
+          [id, this.#channel, this.#origin],
+        )) === 1
+      );
     } finally {
       this.#cache?.invalidate(id, undefined);
     }

@@ -20,7 +20,10 @@ export class LuaScript {
   readonly source: string;
   readonly sha1: string;
 
-  constructor(readonly name: string, source: string) {
+  constructor(
+    readonly name: string,
+    source: string,
+  ) {
     this.source = normaliseLua(source);
     this.sha1 = createHash('sha1').update(this.source).digest('hex');
   }

@@ -1,6 +1,15 @@
 // createRedisStores: every core store interface on one Redis or one Redis Cluster, shared by every process that points at it.
 import { assertKnownOptions, TollgateError, type TollgateStores } from '@tollgate/core';
-import { connectCluster, connectUrl, useClient, useSendCommand, type Connection, type ConnectionOptions, type RedisClientLike, type RedisClusterLike } from './connection.js';
+import {
+  connectCluster,
+  connectUrl,
+  useClient,
+  useSendCommand,
+  type Connection,
+  type ConnectionOptions,
+  type RedisClientLike,
+  type RedisClusterLike,
+} from './connection.js';
 import { RedisFixedWindow } from './fixed-window.js';
 import { slotTag } from './hash-slot.js';
 import { KeyCache, type KeyCacheOptions } from './key-cache.js';
@@ -117,7 +126,18 @@ export interface RedisStores extends TollgateStores {
   readonly timeoutMs: number;
 }
 
-const OPTION_NAMES = ['url', 'cluster', 'client', 'sendCommand', 'prefix', 'timeoutMs', 'keyCache', 'settleDelayMs', 'settleSpool', 'batch'] as const;
+const OPTION_NAMES = [
+  'url',
+  'cluster',
+  'client',
+  'sendCommand',
+  'prefix',
+  'timeoutMs',
+  'keyCache',
+  'settleDelayMs',
+  'settleSpool',
+  'batch',
+] as const;
 const KEY_CACHE_OPTIONS = ['maxEntries', 'maxAgeMs'] as const;
 
 /** The CLIENT SETNAME of the key-change subscriber of stores with this prefix. */
@@ -129,33 +149,52 @@ export function createRedisStores(options: RedisStoresOptions = {}): RedisStores
   assertKnownOptions(options, OPTION_NAMES, 'ERR_TG_REDIS_UNKNOWN_OPTION', 'createRedisStores');
   const given = (['url', 'cluster', 'client', 'sendCommand'] as const).filter((name) => options[name] !== undefined);
   if (given.length > 1) {
-    throw new TollgateError('ERR_TG_REDIS_CONFLICTING_OPTIONS', `createRedisStores() takes one of url, cluster, client or sendCommand; got ${given.join(' and ')}`);
+    throw new TollgateError(
+      'ERR_TG_REDIS_CONFLICTING_OPTIONS',
+      `createRedisStores() takes one of url, cluster, client or sendCommand; got ${given.join(' and ')}`,
+    );
   }
   if (options.cluster !== undefined) checkClusterUrls(options.cluster);
   const prefix = options.prefix ?? 'tollgate:';
   if (typeof prefix !== 'string' || /[{}]/.test(prefix)) {
-    throw new TollgateError('ERR_TG_REDIS_INVALID_PREFIX', `prefix must be a string without "{" or "}" (tollgate adds its own hash tags); got ${JSON.stringify(prefix)}`);
+    throw new TollgateError(
+      'ERR_TG_REDIS_INVALID_PREFIX',
+      `prefix must be a string without "{" or "}" (tollgate adds its own hash tags); got ${JSON.stringify(prefix)}`,
+    );
   }
   const timeoutMs = options.timeoutMs ?? 500;
   if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs < 0) {
-    throw new TollgateError('ERR_TG_REDIS_INVALID_TIMEOUT', `timeoutMs must be a number of ms >= 0; got ${JSON.stringify(timeoutMs)}`);
+    throw new TollgateError(
+      'ERR_TG_REDIS_INVALID_TIMEOUT',
+      `timeoutMs must be a number of ms >= 0; got ${JSON.stringify(timeoutMs)}`,
+    );
   }
   const batch = options.batch ?? true;
   if (typeof batch !== 'boolean') {
     throw new TollgateError('ERR_TG_REDIS_INVALID_BATCH', `batch must be true or false; got ${JSON.stringify(batch)}`);
   }
   if (options.sendCommand !== undefined && typeof options.sendCommand !== 'function') {
-    throw new TollgateError('ERR_TG_REDIS_INVALID_SEND_COMMAND', 'sendCommand must be a function (args: string[]) => Promise<reply>');
+    throw new TollgateError(
+      'ERR_TG_REDIS_INVALID_SEND_COMMAND',
+      'sendCommand must be a function (args: string[]) => Promise<reply>',
+    );
   }
 
   const keyCache = options.keyCache ?? {};
   if (keyCache !== false) {
-    if (typeof keyCache !== 'object' || keyCache === null) throw new TollgateError('ERR_TG_REDIS_INVALID_KEY_CACHE', `keyCache must be false or { maxEntries, maxAgeMs }; got ${JSON.stringify(keyCache)}`);
+    if (typeof keyCache !== 'object' || keyCache === null)
+      throw new TollgateError(
+        'ERR_TG_REDIS_INVALID_KEY_CACHE',
+        `keyCache must be false or { maxEntries, maxAgeMs }; got ${JSON.stringify(keyCache)}`,
+      );
     assertKnownOptions(keyCache, KEY_CACHE_OPTIONS, 'ERR_TG_REDIS_UNKNOWN_OPTION', 'createRedisStores: keyCache');
     for (const name of KEY_CACHE_OPTIONS) {
       const value = keyCache[name];
       if (value !== undefined && (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1)) {
-        throw new TollgateError('ERR_TG_REDIS_INVALID_KEY_CACHE', `keyCache.${name} must be a positive integer; got ${JSON.stringify(value)}`);
+        throw new TollgateError(
+          'ERR_TG_REDIS_INVALID_KEY_CACHE',
+          `keyCache.${name} must be a positive integer; got ${JSON.stringify(value)}`,
+        );
       }
     }
   }
@@ -168,18 +207,27 @@ export function createRedisStores(options: RedisStoresOptions = {}): RedisStores
   else connection = connectUrl(options.url ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', connectionOptions);
   // Named so that operators (and tests) can tell it apart in CLIENT LIST.
   const subscriber = keyCache === false ? undefined : connection.subscriber?.(keyCacheClientName(prefix));
-  const cache = subscriber && keyCache !== false ? new KeyCache(subscriber, keyChangesChannel(prefix), keyCache) : undefined;
+  const cache =
+    subscriber && keyCache !== false ? new KeyCache(subscriber, keyChangesChannel(prefix), keyCache) : undefined;
 
   const settleDelayMs = options.settleDelayMs ?? 2;
   if (typeof settleDelayMs !== 'number' || !Number.isFinite(settleDelayMs) || settleDelayMs < 0) {
-    throw new TollgateError('ERR_TG_REDIS_INVALID_SETTLE_DELAY', `settleDelayMs must be a number of ms >= 0; got ${JSON.stringify(options.settleDelayMs)}`);
+    throw new TollgateError(
+      'ERR_TG_REDIS_INVALID_SETTLE_DELAY',
+      `settleDelayMs must be a number of ms >= 0; got ${JSON.stringify(options.settleDelayMs)}`,
+    );
   }
   if (options.settleSpool !== undefined && (typeof options.settleSpool !== 'string' || options.settleSpool === '')) {
-    throw new TollgateError('ERR_TG_REDIS_INVALID_SETTLE_SPOOL', `settleSpool must be a directory path; got ${JSON.stringify(options.settleSpool)}`);
+    throw new TollgateError(
+      'ERR_TG_REDIS_INVALID_SETTLE_SPOOL',
+      `settleSpool must be a directory path; got ${JSON.stringify(options.settleSpool)}`,
+    );
   }
   const births = new ScopeBirths();
   const ledgerOptions = { settleDelayMs, births, ...(options.settleSpool ? { spool: options.settleSpool } : {}) };
-  const ledger = connection.sharded ? new ShardedReservationLedger(connection, prefix, ledgerOptions) : new RedisReservationLedger(connection, prefix, ledgerOptions);
+  const ledger = connection.sharded
+    ? new ShardedReservationLedger(connection, prefix, ledgerOptions)
+    : new RedisReservationLedger(connection, prefix, ledgerOptions);
 
   return {
     counter: new RedisWindowCounter(connection, prefix),
@@ -211,7 +259,10 @@ export function createRedisStores(options: RedisStoresOptions = {}): RedisStores
 /** Cluster node URLs: a non-empty array of redis:// or rediss:// URLs. */
 function checkClusterUrls(urls: unknown): void {
   if (!Array.isArray(urls) || urls.length === 0) {
-    throw new TollgateError('ERR_TG_REDIS_INVALID_CLUSTER', `cluster must be a non-empty array of node URLs ("redis://host:port"); got ${JSON.stringify(urls)}`);
+    throw new TollgateError(
+      'ERR_TG_REDIS_INVALID_CLUSTER',
+      `cluster must be a non-empty array of node URLs ("redis://host:port"); got ${JSON.stringify(urls)}`,
+    );
   }
   urls.forEach((url, i) => {
     let protocol: string | undefined;
@@ -221,7 +272,10 @@ function checkClusterUrls(urls: unknown): void {
       protocol = undefined;
     }
     if (protocol !== 'redis:' && protocol !== 'rediss:') {
-      throw new TollgateError('ERR_TG_REDIS_INVALID_CLUSTER', `cluster[${i}] must be a redis:// or rediss:// URL; got ${JSON.stringify(url)}`);
+      throw new TollgateError(
+        'ERR_TG_REDIS_INVALID_CLUSTER',
+        `cluster[${i}] must be a redis:// or rediss:// URL; got ${JSON.stringify(url)}`,
+      );
     }
   });
 }

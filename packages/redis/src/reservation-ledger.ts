@@ -3,7 +3,15 @@ import { randomUUID } from 'node:crypto';
 import { appendFileSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertReserveNumbers, assertStoreAmount, assertStoreNumber, scopeKeyOf } from '@tollgate/core';
-import type { LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, ScopeRef, ScopeUsage, SettleResult } from '@tollgate/core';
+import type {
+  LedgerScope,
+  ReservationLedger,
+  ReserveRequest,
+  ReserveResult,
+  ScopeRef,
+  ScopeUsage,
+  SettleResult,
+} from '@tollgate/core';
 import type { Connection } from './connection.js';
 import { DEFAULT_TAG } from './hash-slot.js';
 import type { LuaScript } from './lua.js';
@@ -218,7 +226,10 @@ export class RedisReservationLedger implements ReservationLedger {
       return;
     }
     for (const name of names) {
-      const stale = name.startsWith('claimed-') && Date.now() - (statSync(join(directory, name), { throwIfNoEntry: false })?.mtimeMs ?? Date.now()) > STALE_CLAIM_MS;
+      const stale =
+        name.startsWith('claimed-') &&
+        Date.now() - (statSync(join(directory, name), { throwIfNoEntry: false })?.mtimeMs ?? Date.now()) >
+          STALE_CLAIM_MS;
       if (!/^settles-[\w-]+\.jsonl$/.test(name) && !stale) continue;
       const claimed = join(directory, `claimed-${this.#id}-${name.replace(/^claimed-[\w-]+?-(settles-)/, '$1')}`);
       try {
@@ -283,25 +294,48 @@ export class RedisReservationLedger implements ReservationLedger {
       reply = (await this.#run(scripts.reserve, keys, args)) as unknown[];
     } catch (error) {
       // It may have run before the failure: its receipt, if any, tells (one that held nothing left none).
-      if (mayHaveRun(error)) this.#doubt({ seq, id: request.id, scopes: scopes.map((scope) => scope.key), periodEnds: scopes.map((scope) => Math.ceil(scope.expiresAt)) });
+      if (mayHaveRun(error))
+        this.#doubt({
+          seq,
+          id: request.id,
+          scopes: scopes.map((scope) => scope.key),
+          periodEnds: scopes.map((scope) => Math.ceil(scope.expiresAt)),
+        });
       throw error;
     }
     if (reply[0] !== 1) {
       const refused = scopes[Number(reply[1]) - 1] as LedgerScope;
-      return { ok: false, scope: refused.key, limit: refused.limit, remaining: Number(reply[2]), resetAt: refused.expiresAt };
+      return {
+        ok: false,
+        scope: refused.key,
+        limit: refused.limit,
+        remaining: Number(reply[2]),
+        resetAt: refused.expiresAt,
+      };
     }
     const granted = Number(reply[1]);
     // An id reserved again after it expired is a new reservation; the old one was charged.
     const n = scopes.length;
     const scopeKeys = scopes.map((scope) => scope.key);
     const births = scopes.map((_, i) => String(reply[3 + 2 * n + i] ?? ''));
-    this.#held.set(request.id, { amount: granted, bucket: String(reply[2]), scopes: scopeKeys, births, periodEnds: scopes.map((scope) => Math.ceil(scope.expiresAt)) });
+    this.#held.set(request.id, {
+      amount: granted,
+      bucket: String(reply[2]),
+      scopes: scopeKeys,
+      births,
+      periodEnds: scopes.map((scope) => Math.ceil(scope.expiresAt)),
+    });
     this.#births?.see(scopeKeys, births);
     return {
       ok: true,
       id: request.id,
       amount: granted,
-      scopes: scopes.map((scope, i) => ({ key: scope.key, limit: scope.limit, spent: Number(reply[3 + 2 * i]), reserved: Number(reply[4 + 2 * i]) })),
+      scopes: scopes.map((scope, i) => ({
+        key: scope.key,
+        limit: scope.limit,
+        spent: Number(reply[3 + 2 * i]),
+        reserved: Number(reply[4 + 2 * i]),
+      })),
     };
   }
 
@@ -393,7 +427,10 @@ export class RedisReservationLedger implements ReservationLedger {
   /** The pending settles summed per scope and bucket, as the next numbered batch. */
   #batchOf(pending: PendingSettle[]): { batch: Batch; scopeKeys: string[] } {
     const index = new Map<string, number>();
-    const shares = new Map<string, { scope: number; bucket: string; amount: number; actual: number; birth: string; periodEnd: number }>();
+    const shares = new Map<
+      string,
+      { scope: number; bucket: string; amount: number; actual: number; birth: string; periodEnd: number }
+    >();
     for (const { held, actual } of pending) {
       held.scopes.forEach((key, i) => {
         let scope = index.get(key);
@@ -417,15 +454,34 @@ export class RedisReservationLedger implements ReservationLedger {
     const scopeKeys = [...index.keys()];
     const seq = ++this.#seq;
     const args = [String(seq), 'b2'];
-    for (const share of shares.values()) args.push(String(share.scope), share.bucket, String(share.amount), String(share.actual), share.birth, String(share.periodEnd));
-    return { batch: { ledger: this.#id, seq, keys: [...scopeKeys.map((key) => this.#scopeKey(key)), this.#sequenceKey(this.#id)], args }, scopeKeys };
+    for (const share of shares.values())
+      args.push(
+        String(share.scope),
+        share.bucket,
+        String(share.amount),
+        String(share.actual),
+        share.birth,
+        String(share.periodEnd),
+      );
+    return {
+      batch: {
+        ledger: this.#id,
+        seq,
+        keys: [...scopeKeys.map((key) => this.#scopeKey(key)), this.#sequenceKey(this.#id)],
+        args,
+      },
+      scopeKeys,
+    };
   }
 
   #doubt(reserve: InDoubt): void {
     // A bound on what a long outage of a live connection can pile up: the oldest are left to be charged at expiry.
     if (this.#inDoubt.length >= MAX_IN_DOUBT) {
       const [dropped] = this.#inDoubt.splice(0, 1);
-      process.emitWarning(`tollgate: more than ${MAX_IN_DOUBT} budget reservations whose reply was lost wait to be looked up; ${dropped!.id} is not, and if it held budget, that is charged when it expires`, { code: 'TOLLGATE_RESERVE_IN_DOUBT' });
+      process.emitWarning(
+        `tollgate: more than ${MAX_IN_DOUBT} budget reservations whose reply was lost wait to be looked up; ${dropped!.id} is not, and if it held budget, that is charged when it expires`,
+        { code: 'TOLLGATE_RESERVE_IN_DOUBT' },
+      );
     }
     this.#inDoubt.push(reserve);
     this.#schedule(this.#lookupDelay());
@@ -447,7 +503,11 @@ export class RedisReservationLedger implements ReservationLedger {
       const asked = this.#inDoubt.slice(0, 256);
       let receipts: unknown[];
       try {
-        receipts = (await this.#run(scripts.reserveReceipts, [this.#receiptsKey], asked.map(({ seq }) => seq % RECEIPTS))) as unknown[];
+        receipts = (await this.#run(
+          scripts.reserveReceipts,
+          [this.#receiptsKey],
+          asked.map(({ seq }) => seq % RECEIPTS),
+        )) as unknown[];
       } catch {
         this.#lookupNotBefore = Date.now() + Math.min(RETRY_MAX_MS, 50 * 2 ** this.#lookupFailures++);
         return;
@@ -460,10 +520,18 @@ export class RedisReservationLedger implements ReservationLedger {
         if (typeof receipt === 'string' && receipt.startsWith(tag)) {
           const [bucket, granted, ...births] = receipt.slice(tag.length).split(',');
           const settle = () => undefined;
-          this.#pending.push({ held: { amount: Number(granted), bucket: bucket!, scopes, births, periodEnds }, actual: 0, resolve: settle, reject: settle });
+          this.#pending.push({
+            held: { amount: Number(granted), bucket: bucket!, scopes, births, periodEnds },
+            actual: 0,
+            resolve: settle,
+            reject: settle,
+          });
         } else if (typeof receipt === 'string' && Number(receipt.slice(0, receipt.indexOf(','))) > seq) {
           // Its field was reused: whatever it held is charged when its bucket expires, as for a process that died.
-          process.emitWarning(`tollgate: the outcome of budget reservation ${id}, whose reply was lost, is no longer known; if it held budget, that is charged when it expires`, { code: 'TOLLGATE_RESERVE_IN_DOUBT' });
+          process.emitWarning(
+            `tollgate: the outcome of budget reservation ${id}, whose reply was lost, is no longer known; if it held budget, that is charged when it expires`,
+            { code: 'TOLLGATE_RESERVE_IN_DOUBT' },
+          );
         }
       });
     }
@@ -482,10 +550,18 @@ export class RedisReservationLedger implements ReservationLedger {
         const scopeKeys = batch.keys.slice(0, -1).map((key) => key.slice(key.indexOf('}') + ':scope:'.length + 1));
         // Already applied by an attempt whose reply was lost: its balances are read instead.
         if (reply[0] !== 1) return await this.usage(scopeKeys);
-        return scopeKeys.map((key, i) => ({ key, spent: Number(reply[1 + 2 * i]), reserved: Number(reply[2 + 2 * i]) }));
+        return scopeKeys.map((key, i) => ({
+          key,
+          spent: Number(reply[1 + 2 * i]),
+          reserved: Number(reply[2 + 2 * i]),
+        }));
       } catch (error) {
         if (this.#closed) throw error;
-        if (attempt === 0) process.emitWarning(`tollgate: a budget settle batch could not land (${error instanceof Error ? error.message : String(error)}); retrying until it does`, { code: 'TOLLGATE_SETTLE_RETRY' });
+        if (attempt === 0)
+          process.emitWarning(
+            `tollgate: a budget settle batch could not land (${error instanceof Error ? error.message : String(error)}); retrying until it does`,
+            { code: 'TOLLGATE_SETTLE_RETRY' },
+          );
         await new Promise((resolve) => setTimeout(resolve, Math.min(RETRY_MAX_MS, 50 * 2 ** attempt)));
       }
     }
@@ -494,7 +570,11 @@ export class RedisReservationLedger implements ReservationLedger {
   async usage(scopes: readonly ScopeRef[]): Promise<ScopeUsage[]> {
     if (scopes.length === 0) return [];
     const keys = scopes.map(scopeKeyOf);
-    const reply = (await this.#run(scripts.ledgerUsage, keys.map((key) => this.#scopeKey(key)), [])) as unknown[];
+    const reply = (await this.#run(
+      scripts.ledgerUsage,
+      keys.map((key) => this.#scopeKey(key)),
+      [],
+    )) as unknown[];
     return keys.map((key, i) => ({ key, spent: Number(reply[2 * i]), reserved: Number(reply[2 * i + 1]) }));
   }
 
@@ -507,7 +587,9 @@ export class RedisReservationLedger implements ReservationLedger {
   async restoreSpent(scope: ScopeRef, spent: number, expiresAt: number): Promise<boolean> {
     assertStoreAmount('ledger.restoreSpent', 'spent', spent);
     assertStoreNumber('ledger.restoreSpent', 'expiresAt', expiresAt);
-    return (await this.#run(scripts.restoreSpent, [this.#scopeKey(scopeKeyOf(scope))], [spent, Math.ceil(expiresAt)])) === 1;
+    return (
+      (await this.#run(scripts.restoreSpent, [this.#scopeKey(scopeKeyOf(scope))], [spent, Math.ceil(expiresAt)])) === 1
+    );
   }
 
   async resetScope(scope: ScopeRef): Promise<void> {
@@ -526,7 +608,14 @@ export class RedisReservationLedger implements ReservationLedger {
 
   /** Holds no reservation and has nothing to send: dropping it loses nothing (a sharded ledger drops idle slots' ledgers). */
   get idle(): boolean {
-    return this.#held.size === 0 && this.#pending.length === 0 && this.#replay.length === 0 && this.#inDoubt.length === 0 && !this.#timer && !this.#flushing;
+    return (
+      this.#held.size === 0 &&
+      this.#pending.length === 0 &&
+      this.#replay.length === 0 &&
+      this.#inDoubt.length === 0 &&
+      !this.#timer &&
+      !this.#flushing
+    );
   }
 
   /**
@@ -538,11 +627,15 @@ export class RedisReservationLedger implements ReservationLedger {
     this.#timer = undefined;
     const landed = await Promise.race([
       (async () => {
-        while (!this.#closed && (this.#flushing || this.#pending.length > 0 || this.#replay.length > 0 || this.#inDoubt.length > 0)) {
+        while (
+          !this.#closed &&
+          (this.#flushing || this.#pending.length > 0 || this.#replay.length > 0 || this.#inDoubt.length > 0)
+        ) {
           await this.#flush();
           // Only receipts left to read, their lookup not due yet: wait for it rather than spin.
           const wait = this.#lookupNotBefore - Date.now();
-          if (wait > 0 && this.#pending.length === 0 && this.#replay.length === 0) await new Promise((resolve) => setTimeout(resolve, wait).unref());
+          if (wait > 0 && this.#pending.length === 0 && this.#replay.length === 0)
+            await new Promise((resolve) => setTimeout(resolve, wait).unref());
         }
         return true;
       })().catch(() => false),
@@ -550,7 +643,10 @@ export class RedisReservationLedger implements ReservationLedger {
     ]);
     this.#closed = true;
     if (this.#inDoubt.length > 0) {
-      process.emitWarning(`tollgate: the ledger closed before it could look up ${this.#inDoubt.length} reservation(s) whose reply was lost; what they hold is charged when they expire`, { code: 'TOLLGATE_RESERVE_IN_DOUBT' });
+      process.emitWarning(
+        `tollgate: the ledger closed before it could look up ${this.#inDoubt.length} reservation(s) whose reply was lost; what they hold is charged when they expire`,
+        { code: 'TOLLGATE_RESERVE_IN_DOUBT' },
+      );
       this.#inDoubt = [];
     }
     if (landed) return;
@@ -566,11 +662,17 @@ export class RedisReservationLedger implements ReservationLedger {
     if (left.length === 0) return;
     if (this.#spool) {
       mkdirSync(this.#spool, { recursive: true });
-      appendFileSync(join(this.#spool, `settles-${this.#id}.jsonl`), left.map((batch) => `${JSON.stringify(batch)}\n`).join(''));
+      appendFileSync(
+        join(this.#spool, `settles-${this.#id}.jsonl`),
+        left.map((batch) => `${JSON.stringify(batch)}\n`).join(''),
+      );
       // Batches of claimed files that did not land are in `left` too: their files are written again under this ledger's name.
       this.#dropClaimed();
       return;
     }
-    process.emitWarning(`tollgate: ${left.length} budget settle batch(es) could not land before close and no spool is set; their reservations are charged in full when they expire`, { code: 'TOLLGATE_SETTLE_LOST' });
+    process.emitWarning(
+      `tollgate: ${left.length} budget settle batch(es) could not land before close and no spool is set; their reservations are charged in full when they expire`,
+      { code: 'TOLLGATE_SETTLE_LOST' },
+    );
   }
 }

@@ -88,19 +88,38 @@ export class ScriptBatcher {
   /** Queues one script call, given as its EVALSHA command, for this turn's bundle (see `queue`). */
   add(command: ScriptCommand, operation: string): Promise<unknown> {
     const keyCount = Number(command[2]);
-    return this.queue(this.#bundle.positionOf(command[1])!, command.slice(3, 3 + keyCount), command.slice(3 + keyCount), operation);
+    return this.queue(
+      this.#bundle.positionOf(command[1])!,
+      command.slice(3, 3 + keyCount),
+      command.slice(3 + keyCount),
+      operation,
+    );
   }
 
   /**
    * Queues one call of the script at `position` for this turn's bundle; resolves with the script's
    * reply, or rejects with its error, or with a StoreTimeoutError once the deadline passed.
    */
-  queue(position: number, keys: readonly string[], args: readonly (string | number)[], operation: string): Promise<unknown> {
+  queue(
+    position: number,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+    operation: string,
+  ): Promise<unknown> {
     // One shared executor, not a closure per call: every request queues several calls.
     const promise = new Promise(this.#capture);
     const timeoutMs = this.#timeoutMs;
     const deadline = timeoutMs > 0 ? performance.now() + timeoutMs : Infinity;
-    const call: QueuedCall = { position, keys, args, operation, deadline, answered: false, resolve: this.#resolve, reject: this.#reject };
+    const call: QueuedCall = {
+      position,
+      keys,
+      args,
+      operation,
+      deadline,
+      answered: false,
+      resolve: this.#resolve,
+      reject: this.#reject,
+    };
     if (deadline !== Infinity) {
       this.#waiting.push(call);
       if (!this.#armed) this.#arm(timeoutMs);
@@ -147,7 +166,9 @@ export class ScriptBatcher {
     this.#scheduled = false;
     for (const calls of queued.values()) {
       if (calls.length <= this.#maxCalls) void this.#send(calls);
-      else for (let start = 0; start < calls.length; start += this.#maxCalls) void this.#send(calls.slice(start, start + this.#maxCalls));
+      else
+        for (let start = 0; start < calls.length; start += this.#maxCalls)
+          void this.#send(calls.slice(start, start + this.#maxCalls));
     }
   }
 

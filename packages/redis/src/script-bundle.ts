@@ -20,19 +20,84 @@ export interface BundleOperation {
 /** An error one operation of a bundle raised; the other operations of the bundle ran as usual. */
 export class BundledScriptError extends Error {
   override readonly name = 'BundledScriptError';
-  constructor(readonly script: string, message: string) {
+  constructor(
+    readonly script: string,
+    message: string,
+  ) {
     super(message);
   }
 }
 
 /** Lua keywords, the globals a Redis script sees, and the bundle's own locals: no script may shadow them. */
 const TAKEN_NAMES = new Set([
-  'and', 'break', 'do', 'else', 'elseif', 'end', 'false', 'for', 'function', 'if', 'in', 'local', 'nil', 'not', 'or',
-  'repeat', 'return', 'then', 'true', 'until', 'while',
-  'redis', 'cjson', 'cmsgpack', 'bit', 'struct', 'math', 'string', 'table', 'os', 'KEYS', 'ARGV', '_G', 'assert', 'error',
-  'ipairs', 'pairs', 'next', 'pcall', 'xpcall', 'rawequal', 'rawget', 'rawset', 'select', 'setmetatable', 'getmetatable',
-  'tonumber', 'tostring', 'type', 'unpack', 'loadstring', 'print',
-  'scripts', 'readsClock', 'now', 'replies', 'k', 'a', 'op', 'header', 'index', 'nkeys', 'nargs', 'keys', 'args', 'i', 'ok', 'reply',
+  'and',
+  'break',
+  'do',
+  'else',
+  'elseif',
+  'end',
+  'false',
+  'for',
+  'function',
+  'if',
+  'in',
+  'local',
+  'nil',
+  'not',
+  'or',
+  'repeat',
+  'return',
+  'then',
+  'true',
+  'until',
+  'while',
+  'redis',
+  'cjson',
+  'cmsgpack',
+  'bit',
+  'struct',
+  'math',
+  'string',
+  'table',
+  'os',
+  'KEYS',
+  'ARGV',
+  '_G',
+  'assert',
+  'error',
+  'ipairs',
+  'pairs',
+  'next',
+  'pcall',
+  'xpcall',
+  'rawequal',
+  'rawget',
+  'rawset',
+  'select',
+  'setmetatable',
+  'getmetatable',
+  'tonumber',
+  'tostring',
+  'type',
+  'unpack',
+  'loadstring',
+  'print',
+  'scripts',
+  'readsClock',
+  'now',
+  'replies',
+  'k',
+  'a',
+  'op',
+  'header',
+  'index',
+  'nkeys',
+  'nargs',
+  'keys',
+  'args',
+  'i',
+  'ok',
+  'reply',
 ]);
 
 // An operation's header packs its script's position, its number of arguments and its number of
@@ -45,7 +110,8 @@ const KEY_COUNTS = 2 ** 26;
 
 /** `position + POSITIONS * (args + ARG_COUNTS * keys)`, the bundle's Lua reads it back. */
 function operationHeader(position: number, keyCount: number, argCount: number): string {
-  if (keyCount >= KEY_COUNTS || argCount >= ARG_COUNTS) throw new Error(`a bundled operation takes fewer than ${KEY_COUNTS} keys and ${ARG_COUNTS} arguments`);
+  if (keyCount >= KEY_COUNTS || argCount >= ARG_COUNTS)
+    throw new Error(`a bundled operation takes fewer than ${KEY_COUNTS} keys and ${ARG_COUNTS} arguments`);
   return String(position + POSITIONS * (argCount + ARG_COUNTS * keyCount));
 }
 
@@ -114,7 +180,9 @@ export class ScriptBundle {
     if (this.#scripts.length >= POSITIONS) throw new Error(`a script bundle holds fewer than ${POSITIONS} scripts`);
     this.#scripts.forEach((script, index) => {
       if (!/^[A-Za-z_]\w*$/.test(script.name) || TAKEN_NAMES.has(script.name)) {
-        throw new Error(`A bundled script needs a name that is a free Lua identifier; got ${JSON.stringify(script.name)}`);
+        throw new Error(
+          `A bundled script needs a name that is a free Lua identifier; got ${JSON.stringify(script.name)}`,
+        );
       }
       this.#positions.set(script.sha1, index + 1);
     });
@@ -169,7 +237,9 @@ export class ScriptBundle {
     }
     const replies = await this.script.runCommand(send, command);
     if (!Array.isArray(replies) || replies.length !== operations.length) {
-      throw new Error(`the script bundle answered ${Array.isArray(replies) ? replies.length : typeof replies} replies for ${operations.length} operations`);
+      throw new Error(
+        `the script bundle answered ${Array.isArray(replies) ? replies.length : typeof replies} replies for ${operations.length} operations`,
+      );
     }
     for (let index = 0; index < operations.length; index++) {
       const operation = operations[index]!;

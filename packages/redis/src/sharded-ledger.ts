@@ -1,6 +1,15 @@
 // Reservation ledger on Redis Cluster: each scope on its own slot's shard; a reserve over several slots stays all-or-nothing.
 import { assertReserveNumbers, assertStoreAmount, GLOBAL_SLOT, scopeKeyOf } from '@tollgate/core';
-import type { LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, ScopeBalance, ScopeRef, ScopeUsage, SettleResult } from '@tollgate/core';
+import type {
+  LedgerScope,
+  ReservationLedger,
+  ReserveRequest,
+  ReserveResult,
+  ScopeBalance,
+  ScopeRef,
+  ScopeUsage,
+  SettleResult,
+} from '@tollgate/core';
 import type { Connection } from './connection.js';
 import { DEFAULT_TAG, slotTag } from './hash-slot.js';
 import { RedisReservationLedger, type LedgerOptions } from './reservation-ledger.js';
@@ -53,7 +62,10 @@ export class ShardedReservationLedger implements ReservationLedger {
     this.#prefix = prefix;
     this.#options = options;
     // Settles spooled at an earlier close are sent at start by this one, whatever slots they were for.
-    this.#ledgers.set(DEFAULT_TAG, new RedisReservationLedger(connection, prefix, { ...options, slotTag: DEFAULT_TAG }));
+    this.#ledgers.set(
+      DEFAULT_TAG,
+      new RedisReservationLedger(connection, prefix, { ...options, slotTag: DEFAULT_TAG }),
+    );
   }
 
   #ledgerOf(slot: string | undefined): RedisReservationLedger {
@@ -62,7 +74,11 @@ export class ShardedReservationLedger implements ReservationLedger {
     if (ledger) {
       this.#ledgers.delete(tag);
     } else {
-      ledger = new RedisReservationLedger(this.#connection, this.#prefix, { ...this.#options, slotTag: tag, claimSpool: false });
+      ledger = new RedisReservationLedger(this.#connection, this.#prefix, {
+        ...this.#options,
+        slotTag: tag,
+        claimSpool: false,
+      });
       if (this.#ledgers.size >= MAX_LEDGERS) this.#dropIdle();
     }
     this.#ledgers.set(tag, ledger);
@@ -113,7 +129,8 @@ export class ShardedReservationLedger implements ReservationLedger {
     const { id } = request;
     const live = this.#holds.get(id);
     // Live while any part is: a part's own ledger would answer a repeated id from memory.
-    if (live && live.parts.some((ledger) => (ledger.heldUntil(id) ?? 0) > Date.now())) return { ok: true, id, amount: live.amount };
+    if (live && live.parts.some((ledger) => (ledger.heldUntil(id) ?? 0) > Date.now()))
+      return { ok: true, id, amount: live.amount };
     // A scope named twice would be charged twice and released once.
     const scopes = [...new Map(request.scopes.map((scope) => [scope.key, scope] as const)).values()];
     const groups = this.#groups(scopes);
@@ -124,11 +141,18 @@ export class ShardedReservationLedger implements ReservationLedger {
       if (result.ok) this.#holds.set(id, { amount: result.amount, parts: [ledger], keys });
       return result;
     }
-    return this.#using([...groups.values()].map((group) => group.ledger), () => this.#reserveAcross(request, groups, keys));
+    return this.#using(
+      [...groups.values()].map((group) => group.ledger),
+      () => this.#reserveAcross(request, groups, keys),
+    );
   }
 
   /** A reserve over several slots: the caller's own slots at once, then the global one; what refused gives back what granted. */
-  async #reserveAcross(request: ReserveRequest, groups: Map<string, SlotGroup>, keys: string[]): Promise<ReserveResult> {
+  async #reserveAcross(
+    request: ReserveRequest,
+    groups: Map<string, SlotGroup>,
+    keys: string[],
+  ): Promise<ReserveResult> {
     const { id } = request;
     const global = groups.get(GLOBAL_TAG);
     groups.delete(GLOBAL_TAG);
@@ -139,7 +163,9 @@ export class ShardedReservationLedger implements ReservationLedger {
 
     // The caller's own slots (key, tenant, ...) at once; the global one only once they all said yes.
     const first = [...groups.values()];
-    const answers = await Promise.allSettled(first.map((group) => group.ledger.reserve({ ...request, amount, minAmount: least, scopes: group.scopes })));
+    const answers = await Promise.allSettled(
+      first.map((group) => group.ledger.reserve({ ...request, amount, minAmount: least, scopes: group.scopes })),
+    );
     let failure: { reason: unknown } | undefined;
     let refusal: Refusal | undefined;
     answers.forEach((answer, i) => {
@@ -156,7 +182,12 @@ export class ShardedReservationLedger implements ReservationLedger {
     if (global) {
       let result: ReserveResult;
       try {
-        result = await global.ledger.reserve({ ...request, amount: grant, minAmount: Math.min(least, grant), scopes: global.scopes });
+        result = await global.ledger.reserve({
+          ...request,
+          amount: grant,
+          minAmount: Math.min(least, grant),
+          scopes: global.scopes,
+        });
       } catch (error) {
         await giveBack();
         throw error;
@@ -172,15 +203,24 @@ export class ShardedReservationLedger implements ReservationLedger {
     const balances = new Map<string, ScopeBalance>();
     for (const { result } of granted) for (const balance of result.scopes ?? []) balances.set(balance.key, balance);
     // A part granted more than another slot afforded holds only the smaller grant.
-    await Promise.all(granted.filter(({ result }) => result.amount > grant).map(async ({ ledger }) => {
-      for (const after of await ledger.shrink(id, grant)) {
-        const balance = balances.get(after.key);
-        if (balance) balances.set(after.key, { ...balance, spent: after.spent, reserved: after.reserved });
-      }
-    }));
+    await Promise.all(
+      granted
+        .filter(({ result }) => result.amount > grant)
+        .map(async ({ ledger }) => {
+          for (const after of await ledger.shrink(id, grant)) {
+            const balance = balances.get(after.key);
+            if (balance) balances.set(after.key, { ...balance, spent: after.spent, reserved: after.reserved });
+          }
+        }),
+    );
     this.#holds.set(id, { amount: grant, parts: granted.map(({ ledger }) => ledger), keys });
     const reported = keys.map((key) => balances.get(key));
-    return { ok: true, id, amount: grant, ...(reported.every((balance) => balance !== undefined) ? { scopes: reported as ScopeBalance[] } : {}) };
+    return {
+      ok: true,
+      id,
+      amount: grant,
+      ...(reported.every((balance) => balance !== undefined) ? { scopes: reported as ScopeBalance[] } : {}),
+    };
   }
 
   async settle(id: string, actualAmount: number): Promise<SettleResult> {
@@ -188,10 +228,16 @@ export class ShardedReservationLedger implements ReservationLedger {
     const hold = this.#holds.get(id);
     if (!hold) return { settled: false, reserved: 0 };
     this.#holds.delete(id);
-    const results = await this.#using(hold.parts, () => Promise.all(hold.parts.map((ledger) => ledger.settle(id, actualAmount))));
+    const results = await this.#using(hold.parts, () =>
+      Promise.all(hold.parts.map((ledger) => ledger.settle(id, actualAmount))),
+    );
     const after = new Map<string, ScopeUsage>();
     for (const result of results) for (const scope of result.scopes ?? []) after.set(scope.key, scope);
-    return { settled: true, reserved: hold.amount, scopes: hold.keys.map((key) => after.get(key) ?? { key, spent: 0, reserved: 0 }) };
+    return {
+      settled: true,
+      reserved: hold.amount,
+      scopes: hold.keys.map((key) => after.get(key) ?? { key, spent: 0, reserved: 0 }),
+    };
   }
 
   release(id: string): Promise<SettleResult> {
@@ -213,9 +259,15 @@ export class ShardedReservationLedger implements ReservationLedger {
     });
     const usage: ScopeUsage[] = new Array<ScopeUsage>(scopes.length);
     const groups = [...bySlot.values()];
-    await this.#using(groups.map((group) => group.ledger), () => Promise.all(groups.map(async ({ ledger, at, keys }) => {
-      (await ledger.usage(keys)).forEach((scope, i) => (usage[at[i]!] = scope));
-    })));
+    await this.#using(
+      groups.map((group) => group.ledger),
+      () =>
+        Promise.all(
+          groups.map(async ({ ledger, at, keys }) => {
+            (await ledger.usage(keys)).forEach((scope, i) => (usage[at[i]!] = scope));
+          }),
+        ),
+    );
     return usage;
   }
 

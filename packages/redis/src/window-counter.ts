@@ -30,12 +30,20 @@ export class RedisWindowCounter implements WindowCounter {
     return this.connection.run(script, keys, args, 'counter');
   }
 
-  async consume(key: string, units: number, options: { limit: number; windowMs: number; slot?: string }): Promise<WindowResult> {
+  async consume(
+    key: string,
+    units: number,
+    options: { limit: number; windowMs: number; slot?: string },
+  ): Promise<WindowResult> {
     const { limit, windowMs } = options;
     assertStoreNumber('counter.consume', 'units', units);
     assertStoreNumber('counter.consume', 'limit', limit);
     assertStoreNumber('counter.consume', 'windowMs', windowMs);
-    const reply = (await this.#run(scripts.consumeWindow, [this.#key(key, windowMs, options.slot)], [units, wholeMs(windowMs), limit])) as unknown[];
+    const reply = (await this.#run(
+      scripts.consumeWindow,
+      [this.#key(key, windowMs, options.slot)],
+      [units, wholeMs(windowMs), limit],
+    )) as unknown[];
     return {
       allowed: reply[0] === 1,
       limit,
@@ -46,16 +54,30 @@ export class RedisWindowCounter implements WindowCounter {
     };
   }
 
-  async adjust(key: string, delta: number, options: { windowMs: number; windowStart: number; slot?: string }): Promise<void> {
+  async adjust(
+    key: string,
+    delta: number,
+    options: { windowMs: number; windowStart: number; slot?: string },
+  ): Promise<void> {
     // Lua reads "NaN" as a number, and max(0, NaN) is 0 there: the window would be wiped.
     assertStoreNumber('counter.adjust', 'delta', delta);
     assertStoreNumber('counter.adjust', 'windowMs', options.windowMs);
     assertStoreNumber('counter.adjust', 'windowStart', options.windowStart);
     if (delta === 0) return;
-    await this.#run(scripts.adjustWindow, [this.#key(key, options.windowMs, options.slot)], [delta, wholeMs(options.windowMs), options.windowStart]);
+    await this.#run(
+      scripts.adjustWindow,
+      [this.#key(key, options.windowMs, options.slot)],
+      [delta, wholeMs(options.windowMs), options.windowStart],
+    );
   }
 
   async peek(key: string, options: { windowMs: number; slot?: string }): Promise<number> {
-    return Number(await this.#run(scripts.peekWindow, [this.#key(key, options.windowMs, options.slot)], [0, wholeMs(options.windowMs)]));
+    return Number(
+      await this.#run(
+        scripts.peekWindow,
+        [this.#key(key, options.windowMs, options.slot)],
+        [0, wholeMs(options.windowMs)],
+      ),
+    );
   }
 }

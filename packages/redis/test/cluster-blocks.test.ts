@@ -24,7 +24,10 @@ afterAll(async () => {
 });
 
 function storesOn(prefix: string, maxAgeMs = 200): BlockStores<RedisStores> {
-  const stores = blockStores(createRedisStores({ cluster: cluster.urls, prefix, keyCache: false }), { share: 0.01, maxAgeMs });
+  const stores = blockStores(createRedisStores({ cluster: cluster.urls, prefix, keyCache: false }), {
+    share: 0.01,
+    maxAgeMs,
+  });
   open.push(stores);
   return stores;
 }
@@ -56,25 +59,35 @@ describe('budgets in blocks on a cluster', () => {
     const globalMaster = await cluster.masterOf('{global}');
     // Tenants on the other masters, so the global master's calls are the global slot's alone.
     const tenants: string[] = [];
-    for (let t = 0; tenants.length < 40; t++) if ((await cluster.masterOf(`{tenant:t${t}}`)) !== globalMaster) tenants.push(`tenant:t${t}`);
+    for (let t = 0; tenants.length < 40; t++)
+      if ((await cluster.masterOf(`{tenant:t${t}}`)) !== globalMaster) tenants.push(`tenant:t${t}`);
     const before = await scriptCalls(globalMaster);
     let spent = 0;
-    await Promise.all(Array.from({ length: 8 }, async (_, worker) => {
-      for (let i = 0; i < 25; i++) {
-        const tenant = tenants[(worker * 25 + i) % 40]!;
-        const id = randomUUID();
-        const result = await stores.ledger.reserve({ id, amount: 100, ttlMs: 60_000, scopes: [{ key: tenant, limit: 1_000_000, expiresAt, slot: tenant }, global] });
-        expect(result.ok).toBe(true);
-        const actual = 37 + (i % 5);
-        spent += actual;
-        await stores.ledger.settle(id, actual);
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: 8 }, async (_, worker) => {
+        for (let i = 0; i < 25; i++) {
+          const tenant = tenants[(worker * 25 + i) % 40]!;
+          const id = randomUUID();
+          const result = await stores.ledger.reserve({
+            id,
+            amount: 100,
+            ttlMs: 60_000,
+            scopes: [{ key: tenant, limit: 1_000_000, expiresAt, slot: tenant }, global],
+          });
+          expect(result.ok).toBe(true);
+          const actual = 37 + (i % 5);
+          spent += actual;
+          await stores.ledger.settle(id, actual);
+        }
+      }),
+    );
     // 200 requests of 40 tenants; a global block is 1% of the limit (100 requests' worth): a handful of reserves and settles reach the global slot.
     const globalCalls = (await scriptCalls(globalMaster)) - before;
     expect(globalCalls).toBeLessThan(40);
     await settleAll(async () => (await stores.ledger.usage([{ key: 'global', slot: GLOBAL_SLOT }]))[0]!.reserved === 0);
-    expect(await stores.ledger.usage([{ key: 'global', slot: GLOBAL_SLOT }])).toEqual([{ key: 'global', spent, reserved: 0 }]);
+    expect(await stores.ledger.usage([{ key: 'global', slot: GLOBAL_SLOT }])).toEqual([
+      { key: 'global', spent, reserved: 0 },
+    ]);
   });
 
   it('never overshoots the global budget from two processes, and hands out what still fits near the limit', async () => {
@@ -87,30 +100,43 @@ describe('budgets in blocks on a cluster', () => {
     let granted = 0;
     let refused = 0;
     const spentBy = new Map<string, number>();
-    await Promise.all(processes.flatMap((stores, p) => Array.from({ length: 4 }, async (_, worker) => {
-      const tenant = `tenant:p${p}w${worker}`;
-      spentBy.set(tenant, 0);
-      for (let i = 0; i < 15; i++) {
-        const id = randomUUID();
-        // The tenant's scope is hot (a block of it opens), the global one too thin for a block: each grant is part block, part store.
-        const result = await stores.ledger.reserve({ id, amount: 30, minAmount: 5, ttlMs: 60_000, scopes: [{ key: tenant, limit: 1_000_000, expiresAt, slot: tenant }, global] });
-        if (!result.ok) {
-          refused++;
-          continue;
-        }
-        granted += result.amount;
-        spentBy.set(tenant, spentBy.get(tenant)! + result.amount);
-        await stores.ledger.settle(id, result.amount);
-      }
-    })));
+    await Promise.all(
+      processes.flatMap((stores, p) =>
+        Array.from({ length: 4 }, async (_, worker) => {
+          const tenant = `tenant:p${p}w${worker}`;
+          spentBy.set(tenant, 0);
+          for (let i = 0; i < 15; i++) {
+            const id = randomUUID();
+            // The tenant's scope is hot (a block of it opens), the global one too thin for a block: each grant is part block, part store.
+            const result = await stores.ledger.reserve({
+              id,
+              amount: 30,
+              minAmount: 5,
+              ttlMs: 60_000,
+              scopes: [{ key: tenant, limit: 1_000_000, expiresAt, slot: tenant }, global],
+            });
+            if (!result.ok) {
+              refused++;
+              continue;
+            }
+            granted += result.amount;
+            spentBy.set(tenant, spentBy.get(tenant)! + result.amount);
+            await stores.ledger.settle(id, result.amount);
+          }
+        }),
+      ),
+    );
     expect(refused).toBeGreaterThan(0);
     expect(granted).toBeLessThanOrEqual(1_000);
     // Reserved per request with a least amount: the last grants take what is left.
     expect(granted).toBeGreaterThan(1_000 - 2 * 30);
     await Promise.all(processes.map((stores) => stores.close()));
     const reader = storesOn(prefix);
-    expect(await reader.ledger.usage([{ key: 'global', slot: GLOBAL_SLOT }])).toEqual([{ key: 'global', spent: granted, reserved: 0 }]);
+    expect(await reader.ledger.usage([{ key: 'global', slot: GLOBAL_SLOT }])).toEqual([
+      { key: 'global', spent: granted, reserved: 0 },
+    ]);
     // All or nothing: a refusal by the global budget left nothing of the tenant's held, a clamped grant held the same in both.
-    for (const [tenant, spent] of spentBy) expect(await reader.ledger.usage([{ key: tenant, slot: tenant }])).toEqual([{ key: tenant, spent, reserved: 0 }]);
+    for (const [tenant, spent] of spentBy)
+      expect(await reader.ledger.usage([{ key: tenant, slot: tenant }])).toEqual([{ key: tenant, spent, reserved: 0 }]);
   }, 30_000);
 });

@@ -39,7 +39,9 @@ describe('options', () => {
     expect(code(() => createRedisStores({ cluster: [] }))).toBe('ERR_TG_REDIS_INVALID_CLUSTER');
     expect(code(() => createRedisStores({ cluster: ['http://127.0.0.1:7000'] }))).toBe('ERR_TG_REDIS_INVALID_CLUSTER');
     expect(() => createRedisStores({ cluster: ['redis://127.0.0.1:7000', 'nope'] })).toThrow(/cluster\[1\]/);
-    expect(code(() => createRedisStores({ cluster: cluster.urls, url: 'redis://127.0.0.1:6379' }))).toBe('ERR_TG_REDIS_CONFLICTING_OPTIONS');
+    expect(code(() => createRedisStores({ cluster: cluster.urls, url: 'redis://127.0.0.1:6379' }))).toBe(
+      'ERR_TG_REDIS_CONFLICTING_OPTIONS',
+    );
   });
 });
 
@@ -59,16 +61,30 @@ describe('stores on a cluster', () => {
 
   it('keeps a window, a budget scope and its settle sequence on the master of their slot', async () => {
     const expiresAt = Date.now() + 60_000;
-    await stores.counter.consume('tg:tokens:tenant:tenant:acme', 5, { limit: 10, windowMs: 60_000, slot: 'tenant:acme' });
-    await stores.ledger.reserve({ id: 'r1', amount: 5, ttlMs: 60_000, scopes: [{ key: 'budget:tenant:acme', limit: 100, expiresAt, slot: 'tenant:acme' }, { key: 'budget:global', limit: 100, expiresAt, slot: 'global' }] });
+    await stores.counter.consume('tg:tokens:tenant:tenant:acme', 5, {
+      limit: 10,
+      windowMs: 60_000,
+      slot: 'tenant:acme',
+    });
+    await stores.ledger.reserve({
+      id: 'r1',
+      amount: 5,
+      ttlMs: 60_000,
+      scopes: [
+        { key: 'budget:tenant:acme', limit: 100, expiresAt, slot: 'tenant:acme' },
+        { key: 'budget:global', limit: 100, expiresAt, slot: 'global' },
+      ],
+    });
     await stores.ledger.settle('r1', 3);
     const byMaster = await cluster.keysByMaster(prefix);
     const acme = await cluster.masterOf('{tenant:acme}');
     const global = await cluster.masterOf('{global}');
-    expect(byMaster.get(acme)).toEqual(expect.arrayContaining([
-      `${prefix}wc:{tenant:acme}tg:tokens:tenant:tenant:acme:60000`,
-      `${prefix}{tenant:acme}:scope:budget:tenant:acme`,
-    ]));
+    expect(byMaster.get(acme)).toEqual(
+      expect.arrayContaining([
+        `${prefix}wc:{tenant:acme}tg:tokens:tenant:tenant:acme:60000`,
+        `${prefix}{tenant:acme}:scope:budget:tenant:acme`,
+      ]),
+    );
     expect(byMaster.get(acme)!.some((key) => key.startsWith(`${prefix}{tenant:acme}:seq:`))).toBe(true);
     expect(byMaster.get(global)).toEqual(expect.arrayContaining([`${prefix}{global}:scope:budget:global`]));
     expect(byMaster.get(global)!.some((key) => key.startsWith(`${prefix}{global}:seq:`))).toBe(true);
@@ -76,7 +92,12 @@ describe('stores on a cluster', () => {
 
   it('keeps what names no slot where one server keeps it', async () => {
     await stores.counter.consume('plain', 1, { limit: 10, windowMs: 60_000 });
-    await stores.ledger.reserve({ id: 'r2', amount: 1, ttlMs: 60_000, scopes: [{ key: 'unslotted', limit: 10, expiresAt: Date.now() + 60_000 }] });
+    await stores.ledger.reserve({
+      id: 'r2',
+      amount: 1,
+      ttlMs: 60_000,
+      scopes: [{ key: 'unslotted', limit: 10, expiresAt: Date.now() + 60_000 }],
+    });
     const keys = [...(await cluster.keysByMaster(prefix)).values()].flat();
     expect(keys).toEqual(expect.arrayContaining([`${prefix}wc:{plain}:60000`, `${prefix}{ledger}:scope:unslotted`]));
   });
@@ -99,9 +120,21 @@ describe('a cluster client the caller owns', () => {
     const stores = createRedisStores({ client, prefix });
     expect(stores.sharded).toBe(true);
     const expiresAt = Date.now() + 60_000;
-    const scopes = [{ key: 'k', limit: 10, expiresAt, slot: 'key:k' }, { key: 'g', limit: 10, expiresAt, slot: 'global' }];
-    expect(await stores.ledger.reserve({ id: 'r', amount: 4, ttlMs: 60_000, scopes })).toMatchObject({ ok: true, amount: 4 });
-    expect(await stores.ledger.settle('r', 4)).toMatchObject({ settled: true, scopes: [{ key: 'k', spent: 4 }, { key: 'g', spent: 4 }] });
+    const scopes = [
+      { key: 'k', limit: 10, expiresAt, slot: 'key:k' },
+      { key: 'g', limit: 10, expiresAt, slot: 'global' },
+    ];
+    expect(await stores.ledger.reserve({ id: 'r', amount: 4, ttlMs: 60_000, scopes })).toMatchObject({
+      ok: true,
+      amount: 4,
+    });
+    expect(await stores.ledger.settle('r', 4)).toMatchObject({
+      settled: true,
+      scopes: [
+        { key: 'k', spent: 4 },
+        { key: 'g', spent: 4 },
+      ],
+    });
     await stores.close();
     expect(client.isOpen).toBe(true);
     expect(await client.sendCommand(undefined, true, ['PING'])).toBe('PONG');
@@ -120,7 +153,13 @@ describe('key changes on a cluster', () => {
   });
   afterAll(() => Promise.all([a.close(), b.close()]));
 
-  const record = (): ApiKeyRecord => ({ id: `k-${randomUUID().slice(0, 8)}`, sha256: createHash('sha256').update(randomUUID()).digest('hex'), tenantId: 'acme', scopes: [], createdAt: new Date().toISOString() });
+  const record = (): ApiKeyRecord => ({
+    id: `k-${randomUUID().slice(0, 8)}`,
+    sha256: createHash('sha256').update(randomUUID()).digest('hex'),
+    tenantId: 'acme',
+    scopes: [],
+    createdAt: new Date().toISOString(),
+  });
 
   it('subscribes one named connection on a master', async () => {
     let found = 0;
@@ -128,7 +167,11 @@ describe('key changes on a cluster', () => {
       const node = createCluster({ rootNodes: [{ url }] });
       node.on('error', () => undefined);
       await node.connect();
-      const list = String(await (await node.nodeClient(node.masters.find((m) => url.endsWith(`:${m.port}`))!)).sendCommand(['CLIENT', 'LIST']));
+      const list = String(
+        await (
+          await node.nodeClient(node.masters.find((m) => url.endsWith(`:${m.port}`))!)
+        ).sendCommand(['CLIENT', 'LIST']),
+      );
       found += list.split('\n').filter((line) => line.includes(`name=${keyCacheClientName(prefix)}`)).length;
       await node.close();
     }
@@ -150,10 +193,21 @@ describe('key changes on a cluster', () => {
 
 describe('a cluster that does not answer', () => {
   it('fails every call within its deadline, and never hangs a close', async () => {
-    const stores = createRedisStores({ cluster: [`redis://127.0.0.1:${await freePort()}`], prefix: uniquePrefix(), timeoutMs: 300 });
+    const stores = createRedisStores({
+      cluster: [`redis://127.0.0.1:${await freePort()}`],
+      prefix: uniquePrefix(),
+      timeoutMs: 300,
+    });
     const started = Date.now();
     expect(await stores.ping()).toBe(false);
-    await expect(stores.ledger.reserve({ id: 'r', amount: 1, ttlMs: 1000, scopes: [{ key: 'k', limit: 10, expiresAt: Date.now() + 60_000, slot: 'key:k' }] })).rejects.toThrow();
+    await expect(
+      stores.ledger.reserve({
+        id: 'r',
+        amount: 1,
+        ttlMs: 1000,
+        scopes: [{ key: 'k', limit: 10, expiresAt: Date.now() + 60_000, slot: 'key:k' }],
+      }),
+    ).rejects.toThrow();
     await expect(stores.counter.consume('w', 1, { limit: 1, windowMs: 1000, slot: 'key:k' })).rejects.toThrow();
     expect(Date.now() - started).toBeLessThan(3_000);
     await stores.close();

@@ -24,20 +24,28 @@ describe('options', () => {
   });
 
   it('takes one way of reaching Redis', () => {
-    expect(code(() => createRedisStores({ url: REDIS_URL, sendCommand: async () => 'OK' }))).toBe('ERR_TG_REDIS_CONFLICTING_OPTIONS');
+    expect(code(() => createRedisStores({ url: REDIS_URL, sendCommand: async () => 'OK' }))).toBe(
+      'ERR_TG_REDIS_CONFLICTING_OPTIONS',
+    );
   });
 
   it('rejects a prefix with braces, which would break the hash tags', () => {
-    expect(code(() => createRedisStores({ prefix: 'app:{x}:', sendCommand: async () => 'OK' }))).toBe('ERR_TG_REDIS_INVALID_PREFIX');
+    expect(code(() => createRedisStores({ prefix: 'app:{x}:', sendCommand: async () => 'OK' }))).toBe(
+      'ERR_TG_REDIS_INVALID_PREFIX',
+    );
   });
 
   it('rejects a bad timeout and a sendCommand that is not a function', () => {
-    expect(code(() => createRedisStores({ timeoutMs: -1, sendCommand: async () => 'OK' }))).toBe('ERR_TG_REDIS_INVALID_TIMEOUT');
+    expect(code(() => createRedisStores({ timeoutMs: -1, sendCommand: async () => 'OK' }))).toBe(
+      'ERR_TG_REDIS_INVALID_TIMEOUT',
+    );
     expect(code(() => createRedisStores({ sendCommand: 'nope' as never }))).toBe('ERR_TG_REDIS_INVALID_SEND_COMMAND');
   });
 
   it('rejects a batch option that is not a boolean', () => {
-    expect(code(() => createRedisStores({ batch: 'yes' as never, sendCommand: async () => 'OK' }))).toBe('ERR_TG_REDIS_INVALID_BATCH');
+    expect(code(() => createRedisStores({ batch: 'yes' as never, sendCommand: async () => 'OK' }))).toBe(
+      'ERR_TG_REDIS_INVALID_BATCH',
+    );
   });
 
   it('defaults the prefix to tollgate:', async () => {

@@ -15,7 +15,9 @@ export async function requireRedis(): Promise<void> {
   try {
     await client.connect();
   } catch (error) {
-    throw new Error(`These tests need Redis at ${REDIS_URL} (${(error as Error).message}). Start it with:\n  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no`);
+    throw new Error(
+      `These tests need Redis at ${REDIS_URL} (${(error as Error).message}). Start it with:\n  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no`,
+    );
   } finally {
     if (client.isOpen) await client.close();
   }
@@ -60,14 +62,21 @@ export async function freePort(): Promise<number> {
 export class PrivateRedis {
   #child: ChildProcess | undefined;
   /** `args`: more redis-server arguments (persistence for a test that kills and restarts it). */
-  constructor(readonly port: number, readonly args: readonly string[] = []) {}
+  constructor(
+    readonly port: number,
+    readonly args: readonly string[] = [],
+  ) {}
 
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
   }
 
   async start(): Promise<void> {
-    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...this.args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      'redis-server',
+      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...this.args],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     this.#child = child;
     await new Promise<void>((resolve, reject) => {
       const onData = (chunk: Buffer) => {

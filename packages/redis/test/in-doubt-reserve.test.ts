@@ -53,25 +53,36 @@ const balance = async () => (await other.ledger.usage([scope()]))[0];
 describe('a reserve whose reply never came', () => {
   it('Redis ran it and the connection broke before the reply: what it holds goes back once Redis answers again', async () => {
     relay.arm({ kind: 'cut' });
-    await expect(stores.ledger.reserve({ id: 'lost', amount: 700, scopes: [scope()], ttlMs: TTL_MS })).rejects.toThrow();
+    await expect(
+      stores.ledger.reserve({ id: 'lost', amount: 700, scopes: [scope()], ttlMs: TTL_MS }),
+    ).rejects.toThrow();
     expect(relay.applied).toBeGreaterThan(0);
     await eventually(async () => expect(await balance()).toEqual({ key: 'tenant:acme', spent: 0, reserved: 0 }));
     // The ledger goes on as before: a reservation settled is charged what it spent, once.
-    expect(await stores.ledger.reserve({ id: 'next', amount: 500, scopes: [scope()], ttlMs: TTL_MS })).toMatchObject({ ok: true, amount: 500 });
+    expect(await stores.ledger.reserve({ id: 'next', amount: 500, scopes: [scope()], ttlMs: TTL_MS })).toMatchObject({
+      ok: true,
+      amount: 500,
+    });
     await stores.ledger.settle('next', 123);
     expect(await balance()).toEqual({ key: 'tenant:acme', spent: 123, reserved: 0 });
   });
 
   it('Redis answered after the deadline, on a connection still open: what it holds goes back', async () => {
     relay.arm({ kind: 'hold', holdMs: 800 });
-    await expect(stores.ledger.reserve({ id: 'late', amount: 900, scopes: [scope()], ttlMs: TTL_MS })).rejects.toBeInstanceOf(StoreTimeoutError);
+    await expect(
+      stores.ledger.reserve({ id: 'late', amount: 900, scopes: [scope()], ttlMs: TTL_MS }),
+    ).rejects.toBeInstanceOf(StoreTimeoutError);
     await eventually(async () => expect(await balance()).toEqual({ key: 'tenant:acme', spent: 0, reserved: 0 }));
   });
 
   it('Redis never got it: nothing goes back, and what others hold in the same bucket stays held', async () => {
-    expect(await other.ledger.reserve({ id: 'theirs', amount: 400, scopes: [scope()], ttlMs: TTL_MS })).toMatchObject({ ok: true });
+    expect(await other.ledger.reserve({ id: 'theirs', amount: 400, scopes: [scope()], ttlMs: TTL_MS })).toMatchObject({
+      ok: true,
+    });
     relay.arm({ kind: 'drop' });
-    await expect(stores.ledger.reserve({ id: 'never', amount: 600, scopes: [scope()], ttlMs: TTL_MS })).rejects.toThrow();
+    await expect(
+      stores.ledger.reserve({ id: 'never', amount: 600, scopes: [scope()], ttlMs: TTL_MS }),
+    ).rejects.toThrow();
     // The ledger looked its receipt up and found none: nothing of its own to give back.
     const ledger = stores.ledger as RedisReservationLedger;
     expect(ledger).toBeInstanceOf(RedisReservationLedger);
@@ -84,7 +95,9 @@ describe('a reserve whose reply never came', () => {
 
   it('a reserve made again under the same id after the lost reply holds once', async () => {
     relay.arm({ kind: 'cut' });
-    await expect(stores.ledger.reserve({ id: 'again', amount: 300, scopes: [scope()], ttlMs: TTL_MS })).rejects.toThrow();
+    await expect(
+      stores.ledger.reserve({ id: 'again', amount: 300, scopes: [scope()], ttlMs: TTL_MS }),
+    ).rejects.toThrow();
     await eventually(() => stores.ledger.reserve({ id: 'again', amount: 300, scopes: [scope()], ttlMs: TTL_MS }));
     await eventually(async () => expect(await balance()).toEqual({ key: 'tenant:acme', spent: 0, reserved: 300 }));
     await stores.ledger.settle('again', 250);
@@ -92,12 +105,16 @@ describe('a reserve whose reply never came', () => {
   });
 
   it('a lookup that keeps failing holds no settle up, and what it could not look up stays held (charged at expiry)', async () => {
-    expect(await stores.ledger.reserve({ id: 'first', amount: 100, scopes: [scope()], ttlMs: TTL_MS })).toMatchObject({ ok: true });
+    expect(await stores.ledger.reserve({ id: 'first', amount: 100, scopes: [scope()], ttlMs: TTL_MS })).toMatchObject({
+      ok: true,
+    });
     // Someone wrote over the ledger's receipts: the next reserve holds its amount, then fails at its receipt, and every
     // lookup of that receipt fails too.
     const [receipts] = (await keysWithPrefix(prefix)).filter((key) => key.includes(':receipts:'));
     await other.sendCommand(['SET', receipts!, 'not a hash']);
-    await expect(stores.ledger.reserve({ id: 'clobbered', amount: 200, scopes: [scope()], ttlMs: TTL_MS })).rejects.toThrow(/WRONGTYPE/);
+    await expect(
+      stores.ledger.reserve({ id: 'clobbered', amount: 200, scopes: [scope()], ttlMs: TTL_MS }),
+    ).rejects.toThrow(/WRONGTYPE/);
     const ledger = stores.ledger as RedisReservationLedger;
     expect(ledger.reservesInDoubt).toBe(1);
     // Several lookups failed by now, the next one hundreds of ms away: a settle does not wait for it.
@@ -117,14 +134,18 @@ describe('a reserve whose reply never came', () => {
       // and by the time the first one's receipt is read, the 4,096th after it (the last) has written over its field.
       relay.arm({ kind: 'hold', holdMs: 1_500 });
       const first = stores.ledger.reserve({ id: 'overwritten', amount: 7, scopes: [scope()], ttlMs: TTL_MS });
-      const later = Array.from({ length: 4_096 }, (_, i) => stores.ledger.reserve({ id: `later-${i}`, amount: 1, scopes: [scope()], ttlMs: TTL_MS }));
+      const later = Array.from({ length: 4_096 }, (_, i) =>
+        stores.ledger.reserve({ id: `later-${i}`, amount: 1, scopes: [scope()], ttlMs: TTL_MS }),
+      );
       const outcomes = await Promise.allSettled([first, ...later]);
       expect(outcomes.every((outcome) => outcome.status === 'rejected')).toBe(true);
       const ledger = stores.ledger as RedisReservationLedger;
       await eventually(async () => expect(ledger.reservesInDoubt).toBe(0), 20_000);
       // The later ones' receipts were theirs: given back. The first one's is gone: it stays held.
       await eventually(async () => expect(await balance()).toEqual({ key: 'tenant:acme', spent: 0, reserved: 7 }));
-      const inDoubt = warn.mock.calls.filter(([, options]) => (options as { code?: string } | undefined)?.code === 'TOLLGATE_RESERVE_IN_DOUBT');
+      const inDoubt = warn.mock.calls.filter(
+        ([, options]) => (options as { code?: string } | undefined)?.code === 'TOLLGATE_RESERVE_IN_DOUBT',
+      );
       expect(inDoubt.map(([message]) => String(message))).toEqual([expect.stringContaining('overwritten')]);
     } finally {
       warn.mockRestore();

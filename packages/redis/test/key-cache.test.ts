@@ -13,7 +13,14 @@ const raw = createClient({ url: REDIS_URL });
 
 function keyRecord(overrides: Partial<ApiKeyRecord> = {}): ApiKeyRecord {
   const sha256 = createHash('sha256').update(randomUUID()).digest('hex');
-  return { id: `k-${randomUUID().slice(0, 8)}`, sha256, tenantId: 'acme', scopes: ['chat'], createdAt: new Date().toISOString(), ...overrides };
+  return {
+    id: `k-${randomUUID().slice(0, 8)}`,
+    sha256,
+    tenantId: 'acme',
+    scopes: ['chat'],
+    createdAt: new Date().toISOString(),
+    ...overrides,
+  };
 }
 
 /** Rewrites a record behind the store's back (no PUBLISH): what a missed message looks like to a cache. */
@@ -53,7 +60,10 @@ describe('RedisKeyStore cache', () => {
     await eventually(async () => expect((await storesA.keys.findByHash(record.sha256))?.disabled).toBe(true), 1000);
 
     await storesB.keys.put({ ...record, tier: 'pro' });
-    await eventually(async () => expect(await storesA.keys.findByHash(record.sha256)).toMatchObject({ tier: 'pro' }), 1000);
+    await eventually(
+      async () => expect(await storesA.keys.findByHash(record.sha256)).toMatchObject({ tier: 'pro' }),
+      1000,
+    );
 
     await storesB.keys.delete(record.id);
     await eventually(async () => expect(await storesA.keys.findByHash(record.sha256)).toBeUndefined(), 1000);
@@ -77,7 +87,8 @@ describe('RedisKeyStore cache', () => {
 
   it('caches no unknown hash: a flood of forged keys takes no memory', async () => {
     const before = storesA.keys.cache!.size;
-    for (let i = 0; i < 200; i++) expect(await storesA.keys.findByHash(createHash('sha256').update(`forged-${i}`).digest('hex'))).toBeUndefined();
+    for (let i = 0; i < 200; i++)
+      expect(await storesA.keys.findByHash(createHash('sha256').update(`forged-${i}`).digest('hex'))).toBeUndefined();
     expect(storesA.keys.cache!.size).toBe(before);
   });
 
@@ -103,12 +114,18 @@ describe('RedisKeyStore cache', () => {
 
     // Cut the subscribers' connections (this prefix's: A's and B's) from the server side.
     const clients = String(await raw.sendCommand(['CLIENT', 'LIST', 'TYPE', 'pubsub']));
-    const ids = clients.split('\n').filter((entry) => entry.includes(` name=${keyCacheClientName(prefix)} `)).map((entry) => /\bid=(\d+)/.exec(entry)?.[1]);
+    const ids = clients
+      .split('\n')
+      .filter((entry) => entry.includes(` name=${keyCacheClientName(prefix)} `))
+      .map((entry) => /\bid=(\d+)/.exec(entry)?.[1]);
     expect(ids).toHaveLength(2);
     for (const id of ids) await raw.sendCommand(['CLIENT', 'KILL', 'ID', id!]);
 
     // Whether read while reconnecting (straight from Redis) or after (an emptied cache), the rewrite shows.
-    await eventually(async () => expect(await storesA.keys.findByHash(record.sha256)).toMatchObject({ tenantId: 'moved' }), 2000);
+    await eventually(
+      async () => expect(await storesA.keys.findByHash(record.sha256)).toMatchObject({ tenantId: 'moved' }),
+      2000,
+    );
     await eventually(async () => expect(storesA.keys.cache?.live).toBe(true), 5000);
     expect(await storesA.keys.findByHash(record.sha256)).toMatchObject({ tenantId: 'moved' });
   });
@@ -124,7 +141,11 @@ describe('RedisKeyStore cache', () => {
   });
 
   it('rejects a bad keyCache option', () => {
-    expect(() => createRedisStores({ prefix, keyCache: { maxEntrys: 5 } as never })).toThrow(expect.objectContaining({ code: 'ERR_TG_REDIS_UNKNOWN_OPTION' }));
-    expect(() => createRedisStores({ prefix, keyCache: { maxAgeMs: 0 } })).toThrow(expect.objectContaining({ code: 'ERR_TG_REDIS_INVALID_KEY_CACHE' }));
+    expect(() => createRedisStores({ prefix, keyCache: { maxEntrys: 5 } as never })).toThrow(
+      expect.objectContaining({ code: 'ERR_TG_REDIS_UNKNOWN_OPTION' }),
+    );
+    expect(() => createRedisStores({ prefix, keyCache: { maxAgeMs: 0 } })).toThrow(
+      expect.objectContaining({ code: 'ERR_TG_REDIS_INVALID_KEY_CACHE' }),
+    );
   });
 });

@@ -29,7 +29,12 @@ describe('reservation ledger layout', () => {
 
   it('keeps a reservation as an amount in one expiry bucket of its scope; a settle leaves the scope’s totals only', async () => {
     const expiresAt = Date.now() + hour;
-    await stores.ledger.reserve({ id: 'r1', amount: 7, ttlMs: 60_000, scopes: [{ key: 'tenant:a', limit: 100, expiresAt }] });
+    await stores.ledger.reserve({
+      id: 'r1',
+      amount: 7,
+      ttlMs: 60_000,
+      scopes: [{ key: 'tenant:a', limit: 100, expiresAt }],
+    });
     const held = await client.hGetAll(key('scope:tenant:a'));
     const bucket = held.lb!;
     expect(bucket).toMatch(/^\d+$/);
@@ -40,11 +45,20 @@ describe('reservation ledger layout', () => {
     expect(Number(bucket) - Date.now()).toBeLessThan(60_000 + 8_192 + 1_000);
     await stores.ledger.settle('r1', 5);
     // b: the hash's birth (Redis time in µs), which a settle compares with its reservation's.
-    expect(await client.hGetAll(key('scope:tenant:a'))).toEqual({ s: '5', r: '0', pe: String(expiresAt), lb: '', x: String(expiresAt + day), b: expect.stringMatching(/^\d{16}$/) });
+    expect(await client.hGetAll(key('scope:tenant:a'))).toEqual({
+      s: '5',
+      r: '0',
+      pe: String(expiresAt),
+      lb: '',
+      x: String(expiresAt + day),
+      b: expect.stringMatching(/^\d{16}$/),
+    });
     // One scope hash, this process's settle sequence and its ring of reserve receipts (each grant's
     // bucket and amount, read only after a lost reply): no reservation record, no holds set.
     const keys = await keysWithPrefix(prefix);
-    expect(keys.filter((k) => !k.includes(':seq:') && !k.includes(':receipts:')).sort()).toEqual([key('scope:tenant:a')]);
+    expect(keys.filter((k) => !k.includes(':seq:') && !k.includes(':receipts:')).sort()).toEqual([
+      key('scope:tenant:a'),
+    ]);
     const receipts = keys.filter((k) => k.includes(':receipts:'));
     expect(receipts).toHaveLength(1);
     // The tag, the bucket, the grant and the scope's birth (a give-back of a lost reply then leaves a hash written again alone).
@@ -55,9 +69,19 @@ describe('reservation ledger layout', () => {
 
   it('lets a scope live a day past its period end, or past a reservation that outlasts the period (for late settles)', async () => {
     const periodEnd = Date.now() + 60_000;
-    await stores.ledger.reserve({ id: 'r2', amount: 1, ttlMs: 10_000, scopes: [{ key: 'day', limit: 100, expiresAt: periodEnd }] });
+    await stores.ledger.reserve({
+      id: 'r2',
+      amount: 1,
+      ttlMs: 10_000,
+      scopes: [{ key: 'day', limit: 100, expiresAt: periodEnd }],
+    });
     expect(Math.abs((await expiryOf('scope:day')) - (periodEnd + day))).toBeLessThan(1_000);
-    const late = await stores.ledger.reserve({ id: 'r3', amount: 1, ttlMs: 120_000, scopes: [{ key: 'day', limit: 100, expiresAt: periodEnd }] });
+    const late = await stores.ledger.reserve({
+      id: 'r3',
+      amount: 1,
+      ttlMs: 120_000,
+      scopes: [{ key: 'day', limit: 100, expiresAt: periodEnd }],
+    });
     expect(late).toMatchObject({ ok: true, scopes: [{ reserved: 2 }] });
     const kept = Number(await client.hGet(key('scope:day'), 'x'));
     expect(kept).toBeGreaterThan(periodEnd + day + 50_000);
@@ -66,7 +90,12 @@ describe('reservation ledger layout', () => {
 
   it('charges an expired bucket in every scope it held, whichever call touches the scope next', async () => {
     const expiresAt = Date.now() + hour;
-    await stores.ledger.reserve({ id: 'r5', amount: 9, ttlMs: 100, scopes: ['p', 'q'].map((k) => ({ key: k, limit: 100, expiresAt })) });
+    await stores.ledger.reserve({
+      id: 'r5',
+      amount: 9,
+      ttlMs: 100,
+      scopes: ['p', 'q'].map((k) => ({ key: k, limit: 100, expiresAt })),
+    });
     await new Promise((resolve) => setTimeout(resolve, 250));
     await stores.ledger.usage(['p']);
     expect(await client.hGetAll(key('scope:p'))).toMatchObject({ s: '9', r: '0', lb: '' });
@@ -101,7 +130,9 @@ describe('reservation ledger layout', () => {
     const { settleBatch } = await import('../src/scripts.js');
     const send = (args: string[]) => client.sendCommand(args);
     const bucket = (await client.hGet(key('scope:batch'), 'lb')) || String(Date.now() + 60_000);
-    expect(await settleBatch.run(send, [key('scope:batch'), sequence!], [String(last), '1', bucket, '10', '999'])).toEqual([0]);
+    expect(
+      await settleBatch.run(send, [key('scope:batch'), sequence!], [String(last), '1', bucket, '10', '999']),
+    ).toEqual([0]);
     expect(await stores.ledger.usage(['batch'])).toEqual([{ key: 'batch', spent: 60, reserved: 0 }]);
   });
 
@@ -109,7 +140,15 @@ describe('reservation ledger layout', () => {
     const periodEnd = Date.now() + hour;
     await client.hSet(key('scope:old'), { spent: '420', reserved: '30', x: String(periodEnd) });
     expect(await stores.ledger.usage(['old'])).toEqual([{ key: 'old', spent: 420, reserved: 0 }]);
-    expect(await stores.ledger.reserve({ id: 'after-upgrade', amount: 100, minAmount: 1, ttlMs: 60_000, scopes: [{ key: 'old', limit: 500, expiresAt: periodEnd }] })).toMatchObject({ ok: true, amount: 80 });
+    expect(
+      await stores.ledger.reserve({
+        id: 'after-upgrade',
+        amount: 100,
+        minAmount: 1,
+        ttlMs: 60_000,
+        scopes: [{ key: 'old', limit: 500, expiresAt: periodEnd }],
+      }),
+    ).toMatchObject({ ok: true, amount: 80 });
   });
 
   it('spools settles that cannot land before close, and the next stores send them exactly once', async () => {
@@ -119,7 +158,8 @@ describe('reservation ledger layout', () => {
     const spool = mkdtempSync(path.join(tmpdir(), 'tollgate-settles-'));
     const files = (dir: string) => readdirSync(dir);
     let down = false;
-    const send = (args: string[]) => (down ? Promise.reject(new Error('connection refused')) : client.sendCommand(args));
+    const send = (args: string[]) =>
+      down ? Promise.reject(new Error('connection refused')) : client.sendCommand(args);
     const first = createRedisStores({ sendCommand: send, prefix, settleSpool: spool, timeoutMs: 200 });
     const scope = { key: 'spooled', limit: 1_000, expiresAt: Date.now() + hour };
     await first.ledger.reserve({ id: 's1', amount: 100, ttlMs: 60_000, scopes: [scope] });

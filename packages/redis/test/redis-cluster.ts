@@ -62,7 +62,11 @@ export interface TestCluster {
 }
 
 async function mastersOf(url: string): Promise<Master[]> {
-  const reply = (await withClient(url, (client) => client.sendCommand(['CLUSTER', 'SLOTS']))) as [number, number, [string, number]][];
+  const reply = (await withClient(url, (client) => client.sendCommand(['CLUSTER', 'SLOTS']))) as [
+    number,
+    number,
+    [string, number],
+  ][];
   const byUrl = new Map<string, Master>();
   for (const [from, to, [host, port]] of reply) {
     const masterUrl = `redis://${host}:${port}`;
@@ -84,13 +88,18 @@ function clusterOn(urls: string[], stop: () => Promise<void>): TestCluster {
       if (!master) throw new Error(`no master holds slot ${slot}`);
       return master.url;
     },
-    keySlot: (key) => withClient(urls[0]!, async (client) => Number(await client.sendCommand(['CLUSTER', 'KEYSLOT', key]))),
+    keySlot: (key) =>
+      withClient(urls[0]!, async (client) => Number(await client.sendCommand(['CLUSTER', 'KEYSLOT', key]))),
     async keysByMaster(prefix) {
       const found = new Map<string, string[]>();
       for (const master of await known()) {
         const keys: string[] = [];
         await withClient(master.url, async (client) => {
-          for await (const batch of client.scanIterator({ MATCH: `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`, COUNT: 500 })) keys.push(...batch);
+          for await (const batch of client.scanIterator({
+            MATCH: `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`,
+            COUNT: 500,
+          }))
+            keys.push(...batch);
         });
         found.set(master.url, keys);
       }
@@ -99,7 +108,8 @@ function clusterOn(urls: string[], stop: () => Promise<void>): TestCluster {
     async deleteKeys(prefix) {
       for (const [url, keys] of await this.keysByMaster(prefix)) {
         // One key at a time: a multi-key UNLINK would cross slots.
-        if (keys.length > 0) await withClient(url, async (client) => void (await Promise.all(keys.map((key) => client.unlink(key)))));
+        if (keys.length > 0)
+          await withClient(url, async (client) => void (await Promise.all(keys.map((key) => client.unlink(key)))));
       }
     },
     stop,
@@ -113,10 +123,28 @@ process.once('exit', () => {
 });
 
 async function startNode(port: number, dir: string): Promise<ChildProcess> {
-  const child = spawn('redis-server', [
-    '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no',
-    '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '5000',
-  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    'redis-server',
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      dir,
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--cluster-enabled',
+      'yes',
+      '--cluster-config-file',
+      `nodes-${port}.conf`,
+      '--cluster-node-timeout',
+      '5000',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   running.add(child);
   child.once('exit', () => running.delete(child));
   let output = '';
@@ -141,12 +169,17 @@ async function startNode(port: number, dir: string): Promise<ChildProcess> {
 async function waitUntilReady(urls: string[], withinMs = 30_000): Promise<void> {
   const until = Date.now() + withinMs;
   for (;;) {
-    const ready = await Promise.all(urls.map((url) => withClient(url, async (client) => {
-      const info = String(await client.sendCommand(['CLUSTER', 'INFO']));
-      return info.includes('cluster_state:ok') && info.includes(`cluster_known_nodes:${urls.length}`);
-    }).catch(() => false)));
+    const ready = await Promise.all(
+      urls.map((url) =>
+        withClient(url, async (client) => {
+          const info = String(await client.sendCommand(['CLUSTER', 'INFO']));
+          return info.includes('cluster_state:ok') && info.includes(`cluster_known_nodes:${urls.length}`);
+        }).catch(() => false),
+      ),
+    );
     if (ready.every(Boolean)) return;
-    if (Date.now() > until) throw new Error(`the test cluster on ${urls.join(', ')} did not reach cluster_state:ok in ${withinMs} ms`);
+    if (Date.now() > until)
+      throw new Error(`the test cluster on ${urls.join(', ')} did not reach cluster_state:ok in ${withinMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
@@ -167,22 +200,32 @@ export async function startRedisCluster(masters = 3): Promise<TestCluster> {
   }
   const children = await Promise.all(ports.map((port) => startNode(port, dir)));
   const stop = async () => {
-    await Promise.all(children.map((child) => {
-      if (child.exitCode !== null || child.signalCode !== null) return undefined;
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGKILL');
-      return exited;
-    }));
+    await Promise.all(
+      children.map((child) => {
+        if (child.exitCode !== null || child.signalCode !== null) return undefined;
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill('SIGKILL');
+        return exited;
+      }),
+    );
     rmSync(dir, { recursive: true, force: true });
   };
   const urls = ports.map((port) => `redis://127.0.0.1:${port}`);
   try {
-    await Promise.all(urls.map((url, i) => withClient(url, async (client) => {
-      const from = Math.floor((SLOTS * i) / masters);
-      const to = Math.floor((SLOTS * (i + 1)) / masters);
-      await client.sendCommand(['CLUSTER', 'ADDSLOTS', ...Array.from({ length: to - from }, (_, k) => String(from + k))]);
-      await client.sendCommand(['CLUSTER', 'SET-CONFIG-EPOCH', String(i + 1)]);
-    })));
+    await Promise.all(
+      urls.map((url, i) =>
+        withClient(url, async (client) => {
+          const from = Math.floor((SLOTS * i) / masters);
+          const to = Math.floor((SLOTS * (i + 1)) / masters);
+          await client.sendCommand([
+            'CLUSTER',
+            'ADDSLOTS',
+            ...Array.from({ length: to - from }, (_, k) => String(from + k)),
+          ]);
+          await client.sendCommand(['CLUSTER', 'SET-CONFIG-EPOCH', String(i + 1)]);
+        }),
+      ),
+    );
     await withClient(urls[0]!, async (client) => {
       for (const port of ports.slice(1)) await client.sendCommand(['CLUSTER', 'MEET', '127.0.0.1', String(port)]);
     });
@@ -199,10 +242,15 @@ export async function startRedisCluster(masters = 3): Promise<TestCluster> {
  * otherwise a cluster of our own started now: `pnpm test` needs nothing running but the shared Redis.
  */
 export async function testCluster(): Promise<TestCluster> {
-  const given = process.env.REDIS_CLUSTER_URLS?.split(',').map((url) => url.trim()).filter(Boolean);
+  const given = process.env.REDIS_CLUSTER_URLS?.split(',')
+    .map((url) => url.trim())
+    .filter(Boolean);
   if (given && given.length > 0) {
     const masters = await mastersOf(given[0]!);
-    return clusterOn(masters.map((m) => m.url), async () => undefined);
+    return clusterOn(
+      masters.map((m) => m.url),
+      async () => undefined,
+    );
   }
   return startRedisCluster();
 }

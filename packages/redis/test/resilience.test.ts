@@ -39,8 +39,12 @@ describe('a Redis that accepts connections but never answers', () => {
   });
 
   it('rejects every operation with StoreTimeoutError by the deadline', async () => {
-    await expect(stores.ledger.reserve({ id: 'r', amount: 1, scopes: [scope()], ttlMs: 1000 })).rejects.toBeInstanceOf(StoreTimeoutError);
-    await expect(stores.counter.consume('k', 1, { limit: 1, windowMs: 1000 })).rejects.toBeInstanceOf(StoreTimeoutError);
+    await expect(stores.ledger.reserve({ id: 'r', amount: 1, scopes: [scope()], ttlMs: 1000 })).rejects.toBeInstanceOf(
+      StoreTimeoutError,
+    );
+    await expect(stores.counter.consume('k', 1, { limit: 1, windowMs: 1000 })).rejects.toBeInstanceOf(
+      StoreTimeoutError,
+    );
     await expect(stores.keys.findByHash('abc')).rejects.toBeInstanceOf(StoreTimeoutError);
     await expect(stores.sendCommand(['GET', 'x'])).rejects.toBeInstanceOf(StoreTimeoutError);
   });
@@ -66,7 +70,9 @@ describe('a Redis that stops and comes back', () => {
   });
 
   it('fails fast while it is down and recovers by itself, scripts reloaded', async () => {
-    expect(await stores.ledger.reserve({ id: 'before', amount: 10, scopes: [scope()], ttlMs: 60_000 })).toMatchObject({ ok: true });
+    expect(await stores.ledger.reserve({ id: 'before', amount: 10, scopes: [scope()], ttlMs: 60_000 })).toMatchObject({
+      ok: true,
+    });
     expect(await stores.ping()).toBe(true);
 
     await redis.stop();

@@ -3,7 +3,14 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import calculateSlot from 'cluster-key-slot';
 import { createClient } from 'redis';
-import { BundledScriptError, createRedisStores, ScriptBundle, SCRIPTS, type RedisClientLike, type RedisStores } from '@tollgate/redis';
+import {
+  BundledScriptError,
+  createRedisStores,
+  ScriptBundle,
+  SCRIPTS,
+  type RedisClientLike,
+  type RedisStores,
+} from '@tollgate/redis';
 import { freePort, PrivateRedis } from './helpers.js';
 
 type Client = ReturnType<typeof createClient>;
@@ -52,7 +59,14 @@ function sendCommandStores(prefix: string): RedisStores {
   return stores;
 }
 
-const names = () => sent.map((args) => (args[0] === 'EVALSHA' && args[1] === BUNDLE.sha1 ? 'EVALSHA(bundle)' : args[0] === 'EVAL' && args[1] === BUNDLE.source ? 'EVAL(bundle)' : args[0]));
+const names = () =>
+  sent.map((args) =>
+    args[0] === 'EVALSHA' && args[1] === BUNDLE.sha1
+      ? 'EVALSHA(bundle)'
+      : args[0] === 'EVAL' && args[1] === BUNDLE.source
+        ? 'EVAL(bundle)'
+        : args[0],
+  );
 
 async function commandCalls(name: string): Promise<number> {
   const stats = await raw.info('commandstats');
@@ -133,7 +147,10 @@ describe('store operations started in one turn', () => {
     const stores = clientStores('errors:');
     await warm(stores);
     await raw.set('errors:{ledger}:scope:wrong-type', 'x');
-    const [usage, consumed] = await Promise.allSettled([stores.ledger.usage(['wrong-type']), stores.counter.consume('k', 1, window)]);
+    const [usage, consumed] = await Promise.allSettled([
+      stores.ledger.usage(['wrong-type']),
+      stores.counter.consume('k', 1, window),
+    ]);
     expect(names()).toEqual(['EVALSHA(bundle)']);
     expect(usage.status).toBe('rejected');
     const error = (usage as PromiseRejectedResult).reason as BundledScriptError;
@@ -146,7 +163,9 @@ describe('store operations started in one turn', () => {
   it('go out in bundles of at most 128 operations', async () => {
     const stores = clientStores('burst:');
     await warm(stores);
-    const results = await Promise.all(Array.from({ length: 300 }, (_, i) => stores.counter.consume(`k${i % 3}`, 1, { limit: 1_000, windowMs: 60_000 })));
+    const results = await Promise.all(
+      Array.from({ length: 300 }, (_, i) => stores.counter.consume(`k${i % 3}`, 1, { limit: 1_000, windowMs: 60_000 })),
+    );
     expect(names()).toEqual(['EVALSHA(bundle)', 'EVALSHA(bundle)', 'EVALSHA(bundle)']);
     expect(results.filter((r) => r.allowed)).toHaveLength(300);
     expect(Math.min(...results.map((r) => r.remaining))).toBe(900);
@@ -162,7 +181,12 @@ describe('every store operation', () => {
       await stores.counter.peek('k', { windowMs: 60_000 });
       await stores.fixedWindow.hit(`each-${batch}:rl:k`, 60_000);
       await stores.fixedWindow.giveBack(`each-${batch}:rl:k`);
-      await stores.ledger.reserve({ id: randomUUID(), amount: 1, scopes: [scope('tenant:acme'), scope('global')], ttlMs: 60_000 });
+      await stores.ledger.reserve({
+        id: randomUUID(),
+        amount: 1,
+        scopes: [scope('tenant:acme'), scope('global')],
+        ttlMs: 60_000,
+      });
       await stores.ledger.usage(['tenant:acme', 'global']);
       await stores.ledger.adjustSpent('global', 1, Date.now() + 60_000);
       await stores.ledger.resetScope('global');
@@ -183,7 +207,7 @@ describe('every store operation', () => {
 });
 
 describe('a large operation', () => {
-  it('gets all its keys, ten thousand of them (more than Lua\'s unpack() can hand over)', async () => {
+  it("gets all its keys, ten thousand of them (more than Lua's unpack() can hand over)", async () => {
     const stores = clientStores('large:');
     await warm(stores);
     const keys = Array.from({ length: 10_000 }, (_, i) => `scope-${i}`);
@@ -242,7 +266,12 @@ describe('batch: false', () => {
     sent.length = 0;
     await Promise.all([stores.counter.consume('k', 1, window), stores.fixedWindow.hit('unbatched:rl:k', 60_000)]);
     expect(sent.map((args) => args[0])).toEqual(['EVALSHA', 'EVALSHA', 'EVAL', 'EVAL']);
-    expect(sent.map((args) => args[1])).toEqual([SCRIPTS.consumeWindow.sha1, SCRIPTS.hitFixedWindow.sha1, SCRIPTS.consumeWindow.source, SCRIPTS.hitFixedWindow.source]);
+    expect(sent.map((args) => args[1])).toEqual([
+      SCRIPTS.consumeWindow.sha1,
+      SCRIPTS.hitFixedWindow.sha1,
+      SCRIPTS.consumeWindow.source,
+      SCRIPTS.hitFixedWindow.source,
+    ]);
     sent.length = 0;
     await stores.counter.consume('k', 1, window);
     expect(sent.map((args) => args[0])).toEqual(['EVALSHA']);

@@ -47,7 +47,8 @@ describe('Lua scripts', () => {
 
   it('bundles every script (script-bundle.ts), in a source Redis compiles to the same SHA1', async () => {
     const bundle = new ScriptBundle(SCRIPTS).script;
-    for (const script of Object.values(SCRIPTS)) expect(bundle.source).toContain(`local function ${script.name}(KEYS, ARGV)\n${script.source}\nend`);
+    for (const script of Object.values(SCRIPTS))
+      expect(bundle.source).toContain(`local function ${script.name}(KEYS, ARGV)\n${script.source}\nend`);
     expect(await stores.sendCommand(['SCRIPT', 'LOAD', bundle.source])).toBe(bundle.sha1);
   });
 

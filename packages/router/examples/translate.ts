@@ -12,13 +12,23 @@ const anthropic = http.createServer((req, res) => {
     const body = JSON.parse(raw) as { model: string; max_tokens: number };
     res.setHeader('content-type', 'application/json');
     if (body.max_tokens === 1) {
-      res.writeHead(529).end(JSON.stringify({ type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } }));
+      res
+        .writeHead(529)
+        .end(JSON.stringify({ type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } }));
       return;
     }
-    res.end(JSON.stringify({
-      id: 'msg_1', type: 'message', role: 'assistant', model: body.model, stop_reason: 'end_turn', stop_sequence: null,
-      content: [{ type: 'text', text: 'Hello from Claude' }], usage: { input_tokens: 12, output_tokens: 4 },
-    }));
+    res.end(
+      JSON.stringify({
+        id: 'msg_1',
+        type: 'message',
+        role: 'assistant',
+        model: body.model,
+        stop_reason: 'end_turn',
+        stop_sequence: null,
+        content: [{ type: 'text', text: 'Hello from Claude' }],
+        usage: { input_tokens: 12, output_tokens: 4 },
+      }),
+    );
   });
 });
 anthropic.listen(0, '127.0.0.1');
@@ -27,15 +37,28 @@ const url = `http://127.0.0.1:${(anthropic.address() as AddressInfo).port}/v1/me
 
 console.log(`openai.chat -> anthropic.messages: ${canTranslate('openai.chat', 'anthropic.messages')}`);
 for (const maxTokens of [64, 1]) {
-  const body = { model: 'smart', max_tokens: maxTokens, messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hi' }] };
+  const body = {
+    model: 'smart',
+    max_tokens: maxTokens,
+    messages: [
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: 'Hi' },
+    ],
+  };
   const translated = translateRequest(body, 'openai.chat', 'anthropic.messages', 'claude-sonnet-4-5');
-  if (!translated.ok) throw new Error(`target skipped: ${translated.reason}`);   // the target cannot express the request
-  const answer = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(translated.body) });
+  if (!translated.ok) throw new Error(`target skipped: ${translated.reason}`); // the target cannot express the request
+  const answer = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(translated.body),
+  });
   const json: unknown = await answer.json();
   if (answer.ok) {
     // JSON answer in the client's shape, naming the model the client asked for.
     const chat = translateResponse(json, 'anthropic.messages', 'openai.chat', body.model) as {
-      model: string; choices: { message: { content: string } }[]; usage: { total_tokens: number };
+      model: string;
+      choices: { message: { content: string } }[];
+      usage: { total_tokens: number };
     };
     console.log(`answer: ${chat.model} says "${chat.choices[0]!.message.content}" (${chat.usage.total_tokens} tokens)`);
   } else {

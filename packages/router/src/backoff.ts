@@ -32,7 +32,13 @@ export function retryAfterMs(headers: Record<string, HeaderValue>, now = Date.no
  * `baseDelayMs * 2^(retry-1)` (full jitter, so that clients failed together do not come back
  * together), capped at `maxDelayMs`. A provider's hint replaces it, within the same cap.
  */
-export function retryDelayMs(retry: number, baseDelayMs: number, maxDelayMs: number, hintMs: number | undefined, random: () => number = Math.random): number {
+export function retryDelayMs(
+  retry: number,
+  baseDelayMs: number,
+  maxDelayMs: number,
+  hintMs: number | undefined,
+  random: () => number = Math.random,
+): number {
   if (hintMs !== undefined) return Math.min(hintMs, maxDelayMs);
   const ceiling = Math.min(maxDelayMs, baseDelayMs * 2 ** Math.max(0, retry - 1));
   return Math.floor(random() * ceiling);

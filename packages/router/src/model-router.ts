@@ -121,7 +121,10 @@ export function createModelRouter(setup: ModelRouterSetup = {}): ModelRouter {
     for (const target of group.targets) {
       if (health.has(target.id)) continue;
       if (pricing && !pricing.find(target.model)) {
-        throw new TollgateError('ERR_TG_ROUTER_UNPRICED_TARGET', `modelGroups.${group.name}: the target model "${target.model}" has no price; add it to the pricing table`);
+        throw new TollgateError(
+          'ERR_TG_ROUTER_UNPRICED_TARGET',
+          `modelGroups.${group.name}: the target model "${target.model}" has no price; add it to the pricing table`,
+        );
       }
       health.set(target.id, new TargetHealth(target, config.breaker, config.latencyAlpha, failureOf, onBreakerOpen));
       targets.push(target);
@@ -132,7 +135,11 @@ export function createModelRouter(setup: ModelRouterSetup = {}): ModelRouter {
   function estimatedCost(target: ResolvedTarget, request: RouteRequest): number {
     const price = pricing?.find(target.model);
     if (!price) return Number.POSITIVE_INFINITY;
-    return maxCostNanoUsd(request.inputTokens, request.outputTokens ?? price.maxOutputTokens ?? DEFAULT_OUTPUT_TOKENS, price);
+    return maxCostNanoUsd(
+      request.inputTokens,
+      request.outputTokens ?? price.maxOutputTokens ?? DEFAULT_OUTPUT_TOKENS,
+      price,
+    );
   }
 
   /** The group's targets in the strategy's order (the group's own list when that is the order: never changed by the caller). */
@@ -181,11 +188,19 @@ export function createModelRouter(setup: ModelRouterSetup = {}): ModelRouter {
     }
     if (allHealthy) return { requestedModel: request.model, group, targets: order };
     const healthy = order.filter((target) => healthOf(target).available(now));
-    return { requestedModel: request.model, group, targets: [...healthy, ...order.filter((target) => !healthy.includes(target))] };
+    return {
+      requestedModel: request.model,
+      group,
+      targets: [...healthy, ...order.filter((target) => !healthy.includes(target))],
+    };
   }
 
   /** The index of the next target to try from `from` on, going round the plan; -1 when none is available. */
-  function nextTarget(order: readonly ResolvedTarget[], from: number, excluded: ReadonlySet<ResolvedTarget> | undefined): number {
+  function nextTarget(
+    order: readonly ResolvedTarget[],
+    from: number,
+    excluded: ReadonlySet<ResolvedTarget> | undefined,
+  ): number {
     for (let step = 0; step < order.length; step++) {
       const index = (from + step) % order.length;
       const target = order[index]!;
@@ -194,8 +209,20 @@ export function createModelRouter(setup: ModelRouterSetup = {}): ModelRouter {
     return -1;
   }
 
-  function note(route: RoutePlan, type: RouterEvent['type'], target: ResolvedTarget, reason: string, delayMs?: number): void {
-    onEvent?.({ type, requestedModel: route.requestedModel, target: target.id, reason, ...(delayMs === undefined ? {} : { delayMs }) });
+  function note(
+    route: RoutePlan,
+    type: RouterEvent['type'],
+    target: ResolvedTarget,
+    reason: string,
+    delayMs?: number,
+  ): void {
+    onEvent?.({
+      type,
+      requestedModel: route.requestedModel,
+      target: target.id,
+      reason,
+      ...(delayMs === undefined ? {} : { delayMs }),
+    });
   }
 
   async function run(route: RoutePlan, attempts: RouteAttempts): Promise<void> {
@@ -273,15 +300,30 @@ export function createModelRouter(setup: ModelRouterSetup = {}): ModelRouter {
         return;
       }
       // No try left an answer to pass on: every target open (503, with when one may be tried), or none could take it (502).
-      const openUntil = order.map((target) => healthOf(target).retryAt()).filter((at): at is number => at !== undefined);
+      const openUntil = order
+        .map((target) => healthOf(target).retryAt())
+        .filter((at): at is number => at !== undefined);
       const allOpen = openUntil.length === order.length;
-      attempts.fail(allOpen
-        ? { status: 503, message: `Every target of "${route.requestedModel}" is failing (circuit breakers open); retry shortly.`, retryAfterMs: Math.max(0, Math.min(...openUntil) - Date.now()) }
-        : { status: 502, message: `No target of "${route.requestedModel}" could take the request${skipped ? `: ${skipped.join('; ')}` : ''}.` });
+      attempts.fail(
+        allOpen
+          ? {
+              status: 503,
+              message: `Every target of "${route.requestedModel}" is failing (circuit breakers open); retry shortly.`,
+              retryAfterMs: Math.max(0, Math.min(...openUntil) - Date.now()),
+            }
+          : {
+              status: 502,
+              message: `No target of "${route.requestedModel}" could take the request${skipped ? `: ${skipped.join('; ')}` : ''}.`,
+            },
+      );
     } catch (error) {
       // A transport that throws is a bug of its own: the client still gets an answer, once.
       if (pending) pending();
-      else attempts.fail({ status: 502, message: `Routing "${route.requestedModel}" failed: ${error instanceof Error ? error.message : String(error)}` });
+      else
+        attempts.fail({
+          status: 502,
+          message: `Routing "${route.requestedModel}" failed: ${error instanceof Error ? error.message : String(error)}`,
+        });
     }
   }
 

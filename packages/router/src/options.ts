@@ -121,13 +121,18 @@ function fail(message: string): never {
 }
 
 function positive(value: unknown, path: string, integer: boolean, allowZero = false): number {
-  const ok = typeof value === 'number' && Number.isFinite(value) && (allowZero ? value >= 0 : value > 0) && (!integer || Number.isInteger(value));
+  const ok =
+    typeof value === 'number' &&
+    Number.isFinite(value) &&
+    (allowZero ? value >= 0 : value > 0) &&
+    (!integer || Number.isInteger(value));
   if (!ok) fail(`${path} must be a ${allowZero ? 'non-negative' : 'positive'} ${integer ? 'integer' : 'number'}`);
   return value as number;
 }
 
 function knownFields(value: object, path: string, known: readonly string[]): void {
-  for (const name of Object.keys(value)) if (!known.includes(name)) fail(`${path}.${name} is not an option (known: ${known.join(', ')})`);
+  for (const name of Object.keys(value))
+    if (!known.includes(name)) fail(`${path}.${name} is not an option (known: ${known.join(', ')})`);
 }
 
 function resolveGroup(name: string, options: ModelGroupOptions): ResolvedGroup {
@@ -136,13 +141,15 @@ function resolveGroup(name: string, options: ModelGroupOptions): ResolvedGroup {
   knownFields(options, path, ['strategy', 'targets']);
   const strategy = options.strategy ?? 'fallback';
   if (!STRATEGIES.includes(strategy)) fail(`${path}.strategy must be one of ${STRATEGIES.join(', ')}`);
-  if (!Array.isArray(options.targets) || options.targets.length === 0) fail(`${path}.targets must be a non-empty array`);
+  if (!Array.isArray(options.targets) || options.targets.length === 0)
+    fail(`${path}.targets must be a non-empty array`);
   const seen = new Set<string>();
   const targets = options.targets.map((target, i): ResolvedTarget => {
     const at = `${path}.targets[${i}]`;
     if (typeof target !== 'object' || target === null) fail(`${at} must be an object`);
     knownFields(target, at, ['upstream', 'model', 'weight']);
-    if (typeof target.upstream !== 'string' || target.upstream.length === 0) fail(`${at}.upstream must be a non-empty string`);
+    if (typeof target.upstream !== 'string' || target.upstream.length === 0)
+      fail(`${at}.upstream must be a non-empty string`);
     if (typeof target.model !== 'string' || target.model.length === 0) fail(`${at}.model must be a non-empty string`);
     const weight = target.weight === undefined ? 1 : positive(target.weight, `${at}.weight`, false);
     const id = `${target.upstream}/${target.model}`;
@@ -155,7 +162,11 @@ function resolveGroup(name: string, options: ModelGroupOptions): ResolvedGroup {
 
 const RULE_FIELDS = ['header', 'minInputTokens', 'maxInputTokens', 'tools', 'images', 'route', 'group'] as const;
 
-function resolveClass(name: string, options: RequestClassOptions, groups: ReadonlyMap<string, ResolvedGroup>): ResolvedRequestClass {
+function resolveClass(
+  name: string,
+  options: RequestClassOptions,
+  groups: ReadonlyMap<string, ResolvedGroup>,
+): ResolvedRequestClass {
   const path = `requestClasses.${name}`;
   if (typeof options !== 'object' || options === null) fail(`${path} must be an object`);
   knownFields(options, path, ['rules', 'default']);
@@ -169,11 +180,16 @@ function resolveClass(name: string, options: RequestClassOptions, groups: Readon
     const at = `${path}.rules[${i}]`;
     if (typeof rule !== 'object' || rule === null) fail(`${at} must be an object`);
     knownFields(rule, at, RULE_FIELDS);
-    if (rule.header !== undefined && (typeof rule.header !== 'string' || rule.header.length === 0)) fail(`${at}.header must be a non-empty string`);
-    if (rule.route !== undefined && (typeof rule.route !== 'string' || !rule.route.startsWith('/'))) fail(`${at}.route must be a path starting with /`);
-    for (const field of ['minInputTokens', 'maxInputTokens'] as const) if (rule[field] !== undefined) positive(rule[field], `${at}.${field}`, true, true);
-    for (const field of ['tools', 'images'] as const) if (rule[field] !== undefined && typeof rule[field] !== 'boolean') fail(`${at}.${field} must be true or false`);
-    if (Object.keys(rule).length === 1) fail(`${at} has no condition: give header, minInputTokens, maxInputTokens, tools, images or route`);
+    if (rule.header !== undefined && (typeof rule.header !== 'string' || rule.header.length === 0))
+      fail(`${at}.header must be a non-empty string`);
+    if (rule.route !== undefined && (typeof rule.route !== 'string' || !rule.route.startsWith('/')))
+      fail(`${at}.route must be a path starting with /`);
+    for (const field of ['minInputTokens', 'maxInputTokens'] as const)
+      if (rule[field] !== undefined) positive(rule[field], `${at}.${field}`, true, true);
+    for (const field of ['tools', 'images'] as const)
+      if (rule[field] !== undefined && typeof rule[field] !== 'boolean') fail(`${at}.${field} must be true or false`);
+    if (Object.keys(rule).length === 1)
+      fail(`${at} has no condition: give header, minInputTokens, maxInputTokens, tools, images or route`);
     const { group, ...conditions } = rule;
     return { ...conditions, group: groupAt(group, `${at}.group`) };
   });
@@ -182,19 +198,29 @@ function resolveClass(name: string, options: RequestClassOptions, groups: Readon
 
 /** Checks the options once, at construction; every later read is of the resolved config. */
 export function resolveRouterOptions(options: ModelRouterOptions = {}): RouterConfig {
-  knownFields(options, 'router options', ['modelGroups', 'requestClasses', 'classHeader', 'retry', 'circuitBreaker', 'latencyAlpha']);
+  knownFields(options, 'router options', [
+    'modelGroups',
+    'requestClasses',
+    'classHeader',
+    'retry',
+    'circuitBreaker',
+    'latencyAlpha',
+  ]);
   const groups = new Map<string, ResolvedGroup>();
   for (const [name, group] of Object.entries(options.modelGroups ?? {})) groups.set(name, resolveGroup(name, group));
   const classes = new Map<string, ResolvedRequestClass>();
-  for (const [name, requestClass] of Object.entries(options.requestClasses ?? {})) classes.set(name, resolveClass(name, requestClass, groups));
+  for (const [name, requestClass] of Object.entries(options.requestClasses ?? {}))
+    classes.set(name, resolveClass(name, requestClass, groups));
   const retry = options.retry ?? {};
   knownFields(retry, 'retry', ['attempts', 'baseDelayMs', 'maxDelayMs']);
   const breaker = options.circuitBreaker ?? {};
   knownFields(breaker, 'circuitBreaker', ['failureThreshold', 'windowMs', 'failureRate', 'minimumCalls', 'cooldownMs']);
   const failureRate = breaker.failureRate ?? 0.5;
-  if (!(typeof failureRate === 'number' && failureRate > 0 && failureRate <= 1)) fail('circuitBreaker.failureRate must be a number above 0, at most 1');
+  if (!(typeof failureRate === 'number' && failureRate > 0 && failureRate <= 1))
+    fail('circuitBreaker.failureRate must be a number above 0, at most 1');
   const latencyAlpha = options.latencyAlpha ?? 0.2;
-  if (!(typeof latencyAlpha === 'number' && latencyAlpha > 0 && latencyAlpha <= 1)) fail('latencyAlpha must be a number above 0, at most 1');
+  if (!(typeof latencyAlpha === 'number' && latencyAlpha > 0 && latencyAlpha <= 1))
+    fail('latencyAlpha must be a number above 0, at most 1');
   const resolvedRetry = {
     attempts: retry.attempts === undefined ? 2 : positive(retry.attempts, 'retry.attempts', true, true),
     baseDelayMs: retry.baseDelayMs === undefined ? 250 : positive(retry.baseDelayMs, 'retry.baseDelayMs', true, true),
@@ -207,11 +233,16 @@ export function resolveRouterOptions(options: ModelRouterOptions = {}): RouterCo
     classHeader: (options.classHeader ?? 'x-tollgate-class').toLowerCase(),
     retry: resolvedRetry,
     breaker: {
-      failureThreshold: breaker.failureThreshold === undefined ? 5 : positive(breaker.failureThreshold, 'circuitBreaker.failureThreshold', true),
+      failureThreshold:
+        breaker.failureThreshold === undefined
+          ? 5
+          : positive(breaker.failureThreshold, 'circuitBreaker.failureThreshold', true),
       windowMs: breaker.windowMs === undefined ? 30_000 : positive(breaker.windowMs, 'circuitBreaker.windowMs', true),
       failureRate,
-      minimumCalls: breaker.minimumCalls === undefined ? 10 : positive(breaker.minimumCalls, 'circuitBreaker.minimumCalls', true),
-      cooldownMs: breaker.cooldownMs === undefined ? 30_000 : positive(breaker.cooldownMs, 'circuitBreaker.cooldownMs', true),
+      minimumCalls:
+        breaker.minimumCalls === undefined ? 10 : positive(breaker.minimumCalls, 'circuitBreaker.minimumCalls', true),
+      cooldownMs:
+        breaker.cooldownMs === undefined ? 30_000 : positive(breaker.cooldownMs, 'circuitBreaker.cooldownMs', true),
     },
     latencyAlpha,
   };

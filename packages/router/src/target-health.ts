@@ -1,5 +1,13 @@
 // What the router knows of one target: its circuit breaker (cockatiel), its time to first byte, its last probe.
-import { BrokenCircuitError, CircuitBreakerPolicy, CircuitState, ConsecutiveBreaker, SamplingBreaker, circuitBreaker, handleAll } from 'cockatiel';
+import {
+  BrokenCircuitError,
+  CircuitBreakerPolicy,
+  CircuitState,
+  ConsecutiveBreaker,
+  SamplingBreaker,
+  circuitBreaker,
+  handleAll,
+} from 'cockatiel';
 import type { IBreaker } from 'cockatiel';
 import type { CircuitBreakerOptions, ResolvedTarget } from './options.js';
 
@@ -13,7 +21,11 @@ class RunOrRateBreaker implements IBreaker {
   constructor(options: Required<CircuitBreakerOptions>) {
     this.run = new ConsecutiveBreaker(options.failureThreshold);
     // cockatiel counts its minimum in calls per second over the window.
-    this.rate = new SamplingBreaker({ threshold: options.failureRate, duration: options.windowMs, minimumRps: options.minimumCalls / (options.windowMs / 1000) });
+    this.rate = new SamplingBreaker({
+      threshold: options.failureRate,
+      duration: options.windowMs,
+      minimumRps: options.minimumCalls / (options.windowMs / 1000),
+    });
   }
 
   get state(): unknown {
@@ -87,7 +99,11 @@ export class TargetHealth<T> {
     // The breaker counts thrown errors and, through cockatiel's result filter, results that fail: no exception
     // is made for them, and the call runs as it is, with no wrapper of its own per call.
     const failing = handleAll.orWhenResult((result) => this.counts(result as T));
-    this.policy = circuitBreaker(failing, { halfOpenAfter: options.cooldownMs, breaker: new RunOrRateBreaker(options), halfOpenSampling: { calls: 1, threshold: 0 } });
+    this.policy = circuitBreaker(failing, {
+      halfOpenAfter: options.cooldownMs,
+      breaker: new RunOrRateBreaker(options),
+      halfOpenSampling: { calls: 1, threshold: 0 },
+    });
     this.policy.onBreak(() => {
       this.openedAt = Date.now();
       onOpen?.(target, this.lastFailure);
@@ -142,7 +158,8 @@ export class TargetHealth<T> {
     if (!this.available()) return Promise.resolve(REFUSED);
     this.calls++;
     // Closed (the usual case): a promise chain with handlers made once, not an async function's frame per call.
-    if (this.policy.state === CircuitState.Closed) return this.policy.execute(call).then(ranWith as (result: unknown) => GuardedCall<T>, this.refusedOrThrown);
+    if (this.policy.state === CircuitState.Closed)
+      return this.policy.execute(call).then(ranWith as (result: unknown) => GuardedCall<T>, this.refusedOrThrown);
     return this.probe(call);
   }
 

@@ -14,7 +14,12 @@ interface Script {
 }
 
 /** Runs `plan` with each target answering as `answer` says. */
-async function runScript(router: ReturnType<typeof createModelRouter>, plan: RoutePlan, answer: (target: ResolvedTarget, call: number) => AttemptResult['kind'], unfit: Record<string, string> = {}): Promise<Script> {
+async function runScript(
+  router: ReturnType<typeof createModelRouter>,
+  plan: RoutePlan,
+  answer: (target: ResolvedTarget, call: number) => AttemptResult['kind'],
+  unfit: Record<string, string> = {},
+): Promise<Script> {
   const script: Script = { sent: [], delivered: [], failures: [] };
   await router.run(plan, {
     prepare: (target) => unfit[target.id],
@@ -34,20 +39,44 @@ function router(setup: ModelRouterSetup) {
   return createModelRouter({ pricing, retry: { attempts: 2, baseDelayMs: 1, maxDelayMs: 2 }, ...setup });
 }
 
-const twoTargets = { targets: [{ upstream: 'a', model: 'gpt-4o' }, { upstream: 'b', model: 'gpt-4o-mini' }] };
+const twoTargets = {
+  targets: [
+    { upstream: 'a', model: 'gpt-4o' },
+    { upstream: 'b', model: 'gpt-4o-mini' },
+  ],
+};
 
 describe('options', () => {
   it('names the faulty field', () => {
-    expect(() => resolveRouterOptions({ modelGroups: { g: { strategy: 'fastest' as 'fallback', targets: [{ upstream: 'a', model: 'm' }] } } })).toThrow(/modelGroups\.g\.strategy must be one of/);
-    expect(() => resolveRouterOptions({ modelGroups: { g: { targets: [] } } })).toThrow(/modelGroups\.g\.targets must be a non-empty array/);
-    expect(() => resolveRouterOptions({ modelGroups: { g: { targets: [{ upstream: 'a', model: 'm', weight: -1 }] } } })).toThrow(/targets\[0\]\.weight must be a positive number/);
-    expect(() => resolveRouterOptions({ retry: { attempts: 1.5 } })).toThrow(/retry\.attempts must be a non-negative integer/);
-    expect(() => resolveRouterOptions({ circuitBreaker: { cooldown: 5 } as never })).toThrow(/circuitBreaker\.cooldown is not an option/);
-    expect(() => resolveRouterOptions({ modelGroups: { g: { targets: [{ upstream: 'a', model: 'm' }] } }, requestClasses: { auto: { default: 'h' } } })).toThrow(/requestClasses\.auto\.default must name a model group/);
+    expect(() =>
+      resolveRouterOptions({
+        modelGroups: { g: { strategy: 'fastest' as 'fallback', targets: [{ upstream: 'a', model: 'm' }] } },
+      }),
+    ).toThrow(/modelGroups\.g\.strategy must be one of/);
+    expect(() => resolveRouterOptions({ modelGroups: { g: { targets: [] } } })).toThrow(
+      /modelGroups\.g\.targets must be a non-empty array/,
+    );
+    expect(() =>
+      resolveRouterOptions({ modelGroups: { g: { targets: [{ upstream: 'a', model: 'm', weight: -1 }] } } }),
+    ).toThrow(/targets\[0\]\.weight must be a positive number/);
+    expect(() => resolveRouterOptions({ retry: { attempts: 1.5 } })).toThrow(
+      /retry\.attempts must be a non-negative integer/,
+    );
+    expect(() => resolveRouterOptions({ circuitBreaker: { cooldown: 5 } as never })).toThrow(
+      /circuitBreaker\.cooldown is not an option/,
+    );
+    expect(() =>
+      resolveRouterOptions({
+        modelGroups: { g: { targets: [{ upstream: 'a', model: 'm' }] } },
+        requestClasses: { auto: { default: 'h' } },
+      }),
+    ).toThrow(/requestClasses\.auto\.default must name a model group/);
   });
 
   it('refuses a target whose model has no price', () => {
-    expect(() => createModelRouter({ pricing, modelGroups: { g: { targets: [{ upstream: 'a', model: 'no-such-model' }] } } })).toThrow(/"no-such-model" has no price/);
+    expect(() =>
+      createModelRouter({ pricing, modelGroups: { g: { targets: [{ upstream: 'a', model: 'no-such-model' }] } } }),
+    ).toThrow(/"no-such-model" has no price/);
   });
 });
 
@@ -80,23 +109,48 @@ describe('strategies', () => {
 
   it('cheapest prices the input estimate and the output cap per target', () => {
     // One model with cheap input and dear output, one the other way round: the request's shape decides.
-    const shaped = createPricing({ models: {
-      'reader-model': { provider: 'a', inputPerMTok: 0.1, outputPerMTok: 20 },
-      'writer-model': { provider: 'b', inputPerMTok: 5, outputPerMTok: 1 },
-    } });
-    const r = createModelRouter({ pricing: shaped, modelGroups: { c: { strategy: 'cheapest', targets: [{ upstream: 'a', model: 'reader-model' }, { upstream: 'b', model: 'writer-model' }] } } });
-    expect(r.plan({ model: 'c', ...request, inputTokens: 100_000, outputTokens: 100 })!.targets[0]!.model).toBe('reader-model');
-    expect(r.plan({ model: 'c', ...request, inputTokens: 100, outputTokens: 10_000 })!.targets[0]!.model).toBe('writer-model');
+    const shaped = createPricing({
+      models: {
+        'reader-model': { provider: 'a', inputPerMTok: 0.1, outputPerMTok: 20 },
+        'writer-model': { provider: 'b', inputPerMTok: 5, outputPerMTok: 1 },
+      },
+    });
+    const r = createModelRouter({
+      pricing: shaped,
+      modelGroups: {
+        c: {
+          strategy: 'cheapest',
+          targets: [
+            { upstream: 'a', model: 'reader-model' },
+            { upstream: 'b', model: 'writer-model' },
+          ],
+        },
+      },
+    });
+    expect(r.plan({ model: 'c', ...request, inputTokens: 100_000, outputTokens: 100 })!.targets[0]!.model).toBe(
+      'reader-model',
+    );
+    expect(r.plan({ model: 'c', ...request, inputTokens: 100, outputTokens: 10_000 })!.targets[0]!.model).toBe(
+      'writer-model',
+    );
   });
 
   it('lowest-latency puts the target with the smaller moving average of time to first byte first', async () => {
     const r = router({ modelGroups: { l: { strategy: 'lowest-latency', ...twoTargets } } });
     const plan = r.plan({ model: 'l', ...request })!;
-    await r.run(plan, { prepare: () => undefined, send: async () => ({ kind: 'answered', firstByteMs: 500 }), fail: () => undefined });
+    await r.run(plan, {
+      prepare: () => undefined,
+      send: async () => ({ kind: 'answered', firstByteMs: 500 }),
+      fail: () => undefined,
+    });
     // The slow first target measured, the unmeasured one goes first; once measured faster, it stays first.
     const next = r.plan({ model: 'l', ...request })!;
     expect(next.targets[0]!.model).toBe('gpt-4o-mini');
-    await r.run(next, { prepare: () => undefined, send: async () => ({ kind: 'answered', firstByteMs: 50 }), fail: () => undefined });
+    await r.run(next, {
+      prepare: () => undefined,
+      send: async () => ({ kind: 'answered', firstByteMs: 50 }),
+      fail: () => undefined,
+    });
     expect(r.plan({ model: 'l', ...request })!.targets[0]!.model).toBe('gpt-4o-mini');
     expect(r.health().map((report) => report.ttfbMs)).toEqual([500, 50]);
   });
@@ -104,7 +158,18 @@ describe('strategies', () => {
   it('weighted spreads the first choice by weight', () => {
     let next = 0;
     const draws = [0.1, 0.5, 0.79, 0.8, 0.95];
-    const r = router({ random: () => draws[next++]!, modelGroups: { w: { strategy: 'weighted', targets: [{ upstream: 'a', model: 'gpt-4o', weight: 4 }, { upstream: 'b', model: 'gpt-4o-mini', weight: 1 }] } } });
+    const r = router({
+      random: () => draws[next++]!,
+      modelGroups: {
+        w: {
+          strategy: 'weighted',
+          targets: [
+            { upstream: 'a', model: 'gpt-4o', weight: 4 },
+            { upstream: 'b', model: 'gpt-4o-mini', weight: 1 },
+          ],
+        },
+      },
+    });
     const firsts = draws.map(() => r.plan({ model: 'w', ...request })!.targets[0]!.model);
     expect(firsts).toEqual(['gpt-4o', 'gpt-4o', 'gpt-4o', 'gpt-4o-mini', 'gpt-4o-mini']);
   });
@@ -113,9 +178,13 @@ describe('strategies', () => {
 describe('tries', () => {
   it('falls back to the next target, and retries a lone target', async () => {
     const r = router({ modelGroups: { f: twoTargets, solo: { targets: [{ upstream: 'a', model: 'gpt-4o' }] } } });
-    const fallback = await runScript(r, r.plan({ model: 'f', ...request })!, (target) => (target.upstream === 'a' ? 'retryable' : 'answered'));
+    const fallback = await runScript(r, r.plan({ model: 'f', ...request })!, (target) =>
+      target.upstream === 'a' ? 'retryable' : 'answered',
+    );
     expect(fallback.sent).toEqual(['a/gpt-4o', 'b/gpt-4o-mini']);
-    const lone = await runScript(r, r.plan({ model: 'solo', ...request })!, (_target, call) => (call < 3 ? 'retryable' : 'answered'));
+    const lone = await runScript(r, r.plan({ model: 'solo', ...request })!, (_target, call) =>
+      call < 3 ? 'retryable' : 'answered',
+    );
     expect(lone.sent).toEqual(['a/gpt-4o', 'a/gpt-4o', 'a/gpt-4o']);
     expect(lone.delivered).toEqual([]);
   });
@@ -133,16 +202,27 @@ describe('tries', () => {
 
   it('skips a target that cannot take the request, without spending a try', async () => {
     const r = router({ modelGroups: { f: twoTargets } });
-    const skipped = await runScript(r, r.plan({ model: 'f', ...request })!, () => 'answered', { 'a/gpt-4o': 'no translation' });
+    const skipped = await runScript(r, r.plan({ model: 'f', ...request })!, () => 'answered', {
+      'a/gpt-4o': 'no translation',
+    });
     expect(skipped.sent).toEqual(['b/gpt-4o-mini']);
-    const none = await runScript(r, r.plan({ model: 'f', ...request })!, () => 'answered', { 'a/gpt-4o': 'x', 'b/gpt-4o-mini': 'y' });
-    expect(none.failures).toEqual([{ status: 502, message: 'No target of "f" could take the request: a/gpt-4o: x; b/gpt-4o-mini: y.' }]);
+    const none = await runScript(r, r.plan({ model: 'f', ...request })!, () => 'answered', {
+      'a/gpt-4o': 'x',
+      'b/gpt-4o-mini': 'y',
+    });
+    expect(none.failures).toEqual([
+      { status: 502, message: 'No target of "f" could take the request: a/gpt-4o: x; b/gpt-4o-mini: y.' },
+    ]);
   });
 });
 
 describe('circuit breakers', () => {
   it('opens after the failure threshold, refuses at once while open, and lets one probe through after the cooldown', async () => {
-    const r = router({ retry: { attempts: 0 }, circuitBreaker: { failureThreshold: 2, cooldownMs: 80 }, modelGroups: { solo: { targets: [{ upstream: 'a', model: 'gpt-4o' }] } } });
+    const r = router({
+      retry: { attempts: 0 },
+      circuitBreaker: { failureThreshold: 2, cooldownMs: 80 },
+      modelGroups: { solo: { targets: [{ upstream: 'a', model: 'gpt-4o' }] } },
+    });
     const plan = () => r.plan({ model: 'solo', ...request })!;
     await runScript(r, plan(), () => 'retryable');
     await runScript(r, plan(), () => 'retryable');
@@ -153,7 +233,11 @@ describe('circuit breakers', () => {
     await new Promise((resolve) => setTimeout(resolve, 100));
     // Two requests at once: the probe goes, the other is refused while it runs.
     let finishProbe!: (result: AttemptResult) => void;
-    const probe = r.run(plan(), { prepare: () => undefined, send: () => new Promise((resolve) => (finishProbe = resolve)), fail: () => undefined });
+    const probe = r.run(plan(), {
+      prepare: () => undefined,
+      send: () => new Promise((resolve) => (finishProbe = resolve)),
+      fail: () => undefined,
+    });
     await new Promise((resolve) => setImmediate(resolve));
     const during = await runScript(r, plan(), () => 'answered');
     expect(during.sent).toEqual([]);
@@ -163,9 +247,14 @@ describe('circuit breakers', () => {
   });
 
   it('opens on a failure rate over the window too', async () => {
-    const r = router({ retry: { attempts: 0 }, circuitBreaker: { failureThreshold: 100, failureRate: 0.5, minimumCalls: 4, windowMs: 10_000 }, modelGroups: { solo: { targets: [{ upstream: 'a', model: 'gpt-4o' }] } } });
+    const r = router({
+      retry: { attempts: 0 },
+      circuitBreaker: { failureThreshold: 100, failureRate: 0.5, minimumCalls: 4, windowMs: 10_000 },
+      modelGroups: { solo: { targets: [{ upstream: 'a', model: 'gpt-4o' }] } },
+    });
     const plan = () => r.plan({ model: 'solo', ...request })!;
-    for (const kind of ['answered', 'retryable', 'answered', 'retryable', 'retryable'] as const) await runScript(r, plan(), () => kind);
+    for (const kind of ['answered', 'retryable', 'answered', 'retryable', 'retryable'] as const)
+      await runScript(r, plan(), () => kind);
     expect(r.health()[0]!.breaker).toBe('open');
   });
 
@@ -187,8 +276,14 @@ describe('circuit breakers', () => {
     expect(r.health()[0]).toMatchObject({ calls: 2, failures: 1, lastFailure: 'HTTP 500' });
     // A transport that throws: the client still gets an answer (502), and the breaker counts the failure.
     const failures: RouteFailure[] = [];
-    await r.run(plan(), { prepare: () => undefined, send: () => Promise.reject(new Error('socket hang up')), fail: (failure) => failures.push(failure) });
-    expect(failures).toEqual([expect.objectContaining({ status: 502, message: expect.stringContaining('socket hang up') })]);
+    await r.run(plan(), {
+      prepare: () => undefined,
+      send: () => Promise.reject(new Error('socket hang up')),
+      fail: (failure) => failures.push(failure),
+    });
+    expect(failures).toEqual([
+      expect.objectContaining({ status: 502, message: expect.stringContaining('socket hang up') }),
+    ]);
     expect(r.health()[0]!.breaker).toBe('closed');
     await runScript(r, plan(), () => 'failed');
     expect(r.health()[0]).toMatchObject({ breaker: 'open', calls: 4, failures: 2, lastFailure: 'cut' });
@@ -199,11 +294,26 @@ describe('circuit breakers', () => {
 describe('request classes', () => {
   it('picks the first rule that holds, else the default', () => {
     const config = resolveRouterOptions({
-      modelGroups: { quick: { targets: [{ upstream: 'a', model: 'gpt-4o-mini' }] }, deep: { targets: [{ upstream: 'a', model: 'gpt-4o' }] }, vision: { targets: [{ upstream: 'b', model: 'gpt-4o' }] } },
-      requestClasses: { auto: { rules: [{ images: true, group: 'vision' }, { minInputTokens: 2000, group: 'deep' }, { header: 'code', group: 'deep' }, { route: '/v1/messages', tools: true, group: 'deep' }], default: 'quick' } },
+      modelGroups: {
+        quick: { targets: [{ upstream: 'a', model: 'gpt-4o-mini' }] },
+        deep: { targets: [{ upstream: 'a', model: 'gpt-4o' }] },
+        vision: { targets: [{ upstream: 'b', model: 'gpt-4o' }] },
+      },
+      requestClasses: {
+        auto: {
+          rules: [
+            { images: true, group: 'vision' },
+            { minInputTokens: 2000, group: 'deep' },
+            { header: 'code', group: 'deep' },
+            { route: '/v1/messages', tools: true, group: 'deep' },
+          ],
+          default: 'quick',
+        },
+      },
     });
     const auto = config.classes.get('auto')!;
-    const pick = (traits: Partial<Parameters<typeof classifyRequest>[1]>) => classifyRequest(auto, { ...request, ...traits }).name;
+    const pick = (traits: Partial<Parameters<typeof classifyRequest>[1]>) =>
+      classifyRequest(auto, { ...request, ...traits }).name;
     expect(pick({})).toBe('quick');
     expect(pick({ images: true, inputTokens: 5000 })).toBe('vision');
     expect(pick({ inputTokens: 2000 })).toBe('deep');

@@ -26,7 +26,13 @@ describe('OpenAI chat request to Anthropic Messages', () => {
       messages: [
         { role: 'system', content: 'You are terse.' },
         { role: 'developer', content: [{ type: 'text', text: 'Use metric units.' }] },
-        { role: 'user', content: [{ type: 'text', text: 'Weather in Paris? Here is a photo.' }, { type: 'image_url', image_url: { url: `data:image/png;base64,${PNG}`, detail: 'low' } }] },
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'Weather in Paris? Here is a photo.' },
+            { type: 'image_url', image_url: { url: `data:image/png;base64,${PNG}`, detail: 'low' } },
+          ],
+        },
         {
           role: 'assistant',
           content: null,
@@ -103,13 +109,24 @@ describe('OpenAI chat request to Anthropic Messages', () => {
 
   it('takes max_tokens when max_completion_tokens is absent, and the target model limit when both are', () => {
     const messages = [{ role: 'user', content: 'Hi' }];
-    expect(translated(translateRequest({ model: 'm', messages, max_tokens: 64, stop: 'STOP' }, 'openai.chat', 'anthropic.messages', 'claude-haiku-4-5'))).toEqual({
+    expect(
+      translated(
+        translateRequest(
+          { model: 'm', messages, max_tokens: 64, stop: 'STOP' },
+          'openai.chat',
+          'anthropic.messages',
+          'claude-haiku-4-5',
+        ),
+      ),
+    ).toEqual({
       model: 'claude-haiku-4-5',
       max_tokens: 64,
       messages: [{ role: 'user', content: [{ type: 'text', text: 'Hi' }] }],
       stop_sequences: ['STOP'],
     });
-    const uncapped = translated(translateRequest({ model: 'm', messages }, 'openai.chat', 'anthropic.messages', 'claude-sonnet-4-5'));
+    const uncapped = translated(
+      translateRequest({ model: 'm', messages }, 'openai.chat', 'anthropic.messages', 'claude-sonnet-4-5'),
+    );
     expect(uncapped.max_tokens).toBe(modelMaxOutputTokens('claude-sonnet-4-5'));
     expect(uncapped.max_tokens).toBeGreaterThan(1000);
   });
@@ -119,7 +136,12 @@ describe('OpenAI chat request to Anthropic Messages', () => {
       translateRequest(
         {
           model: 'm',
-          messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'https://images.example.test/cat.jpg' } }] }],
+          messages: [
+            {
+              role: 'user',
+              content: [{ type: 'image_url', image_url: { url: 'https://images.example.test/cat.jpg' } }],
+            },
+          ],
           tools: [weatherTool],
           tool_choice: { type: 'function', function: { name: 'get_weather' } },
         },
@@ -128,7 +150,12 @@ describe('OpenAI chat request to Anthropic Messages', () => {
         'claude-sonnet-4-5',
       ),
     );
-    expect(request.messages).toEqual([{ role: 'user', content: [{ type: 'image', source: { type: 'url', url: 'https://images.example.test/cat.jpg' } }] }]);
+    expect(request.messages).toEqual([
+      {
+        role: 'user',
+        content: [{ type: 'image', source: { type: 'url', url: 'https://images.example.test/cat.jpg' } }],
+      },
+    ]);
     expect(request.tool_choice).toEqual({ type: 'tool', name: 'get_weather' });
   });
 
@@ -141,9 +168,32 @@ describe('OpenAI chat request to Anthropic Messages', () => {
     [{ temperature: 1.5 }, 'temperature between 0 and 1'],
     [{ frequency_penalty: 0.5 }, 'frequency_penalty'],
     [{ some_future_field: true }, '"some_future_field"'],
-    [{ messages: [{ role: 'user', content: [{ type: 'input_audio', input_audio: { data: 'AAAA', format: 'wav' } }] }] }, '"input_audio" content part'],
-    [{ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:image/bmp;base64,Qk0=' } }] }] }, 'image/bmp'],
-    [{ messages: [{ role: 'assistant', content: null, tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: '[1]' } }] }] }, 'not a JSON object'],
+    [
+      {
+        messages: [{ role: 'user', content: [{ type: 'input_audio', input_audio: { data: 'AAAA', format: 'wav' } }] }],
+      },
+      '"input_audio" content part',
+    ],
+    [
+      {
+        messages: [
+          { role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:image/bmp;base64,Qk0=' } }] },
+        ],
+      },
+      'image/bmp',
+    ],
+    [
+      {
+        messages: [
+          {
+            role: 'assistant',
+            content: null,
+            tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: '[1]' } }],
+          },
+        ],
+      },
+      'not a JSON object',
+    ],
     [{ tools: [{ type: 'custom', custom: { name: 'grammar' } }] }, 'function tools only'],
   ])('refuses %j (the target is skipped)', (extra, reason) => {
     const body = { model: 'm', messages: [{ role: 'user', content: 'Hi' }], ...extra };
@@ -153,7 +203,15 @@ describe('OpenAI chat request to Anthropic Messages', () => {
   });
 
   it('accepts the default values of fields it cannot express', () => {
-    const body = { model: 'm', messages: [{ role: 'user', content: 'Hi' }], n: 1, logprobs: false, frequency_penalty: 0, response_format: { type: 'text' }, modalities: ['text'] };
+    const body = {
+      model: 'm',
+      messages: [{ role: 'user', content: 'Hi' }],
+      n: 1,
+      logprobs: false,
+      frequency_penalty: 0,
+      response_format: { type: 'text' },
+      modalities: ['text'],
+    };
     expect(translateRequest(body, 'openai.chat', 'anthropic.messages', 'claude-sonnet-4-5').ok).toBe(true);
   });
 });
@@ -162,10 +220,19 @@ describe('Anthropic Messages request to OpenAI chat', () => {
   it('maps a tool conversation: system first, tool results as tool messages before the user text, usage asked for in streams', () => {
     const body = {
       model: 'smart',
-      system: [{ type: 'text', text: 'You are terse.', cache_control: { type: 'ephemeral' } }, { type: 'text', text: 'Use metric units.' }],
+      system: [
+        { type: 'text', text: 'You are terse.', cache_control: { type: 'ephemeral' } },
+        { type: 'text', text: 'Use metric units.' },
+      ],
       max_tokens: 512,
       messages: [
-        { role: 'user', content: [{ type: 'text', text: 'Weather here?' }, { type: 'image', source: { type: 'base64', media_type: 'image/png', data: PNG } }] },
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'Weather here?' },
+            { type: 'image', source: { type: 'base64', media_type: 'image/png', data: PNG } },
+          ],
+        },
         {
           role: 'assistant',
           content: [
@@ -181,13 +248,25 @@ describe('Anthropic Messages request to OpenAI chat', () => {
             { type: 'text', text: 'Thanks! And Lyon?' },
           ],
         },
-        { role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_2', name: 'get_weather', input: { location: 'Lyon' } }] },
-        { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_2', content: 'station offline', is_error: true }] },
+        {
+          role: 'assistant',
+          content: [{ type: 'tool_use', id: 'toolu_2', name: 'get_weather', input: { location: 'Lyon' } }],
+        },
+        {
+          role: 'user',
+          content: [{ type: 'tool_result', tool_use_id: 'toolu_2', content: 'station offline', is_error: true }],
+        },
       ],
       temperature: 0.2,
       top_p: 0.95,
       stop_sequences: ['END'],
-      tools: [{ name: 'get_weather', description: 'Current weather', input_schema: { type: 'object', properties: { location: { type: 'string' } } } }],
+      tools: [
+        {
+          name: 'get_weather',
+          description: 'Current weather',
+          input_schema: { type: 'object', properties: { location: { type: 'string' } } },
+        },
+      ],
       tool_choice: { type: 'tool', name: 'get_weather', disable_parallel_tool_use: true },
       metadata: { user_id: 'user-42' },
       stream: true,
@@ -197,22 +276,45 @@ describe('Anthropic Messages request to OpenAI chat', () => {
       model: 'gpt-4o',
       messages: [
         { role: 'system', content: 'You are terse.\n\nUse metric units.' },
-        { role: 'user', content: [{ type: 'text', text: 'Weather here?' }, { type: 'image_url', image_url: { url: `data:image/png;base64,${PNG}` } }] },
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'Weather here?' },
+            { type: 'image_url', image_url: { url: `data:image/png;base64,${PNG}` } },
+          ],
+        },
         {
           role: 'assistant',
           content: 'Checking.',
-          tool_calls: [{ type: 'function', id: 'toolu_1', function: { name: 'get_weather', arguments: '{"location":"Paris"}' } }],
+          tool_calls: [
+            { type: 'function', id: 'toolu_1', function: { name: 'get_weather', arguments: '{"location":"Paris"}' } },
+          ],
         },
         { role: 'tool', tool_call_id: 'toolu_1', content: '18°C' },
         { role: 'user', content: 'Thanks! And Lyon?' },
-        { role: 'assistant', content: null, tool_calls: [{ type: 'function', id: 'toolu_2', function: { name: 'get_weather', arguments: '{"location":"Lyon"}' } }] },
+        {
+          role: 'assistant',
+          content: null,
+          tool_calls: [
+            { type: 'function', id: 'toolu_2', function: { name: 'get_weather', arguments: '{"location":"Lyon"}' } },
+          ],
+        },
         { role: 'tool', tool_call_id: 'toolu_2', content: 'Error: station offline' },
       ],
       max_completion_tokens: 512,
       temperature: 0.2,
       top_p: 0.95,
       stop: ['END'],
-      tools: [{ type: 'function', function: { name: 'get_weather', description: 'Current weather', parameters: { type: 'object', properties: { location: { type: 'string' } } } } }],
+      tools: [
+        {
+          type: 'function',
+          function: {
+            name: 'get_weather',
+            description: 'Current weather',
+            parameters: { type: 'object', properties: { location: { type: 'string' } } },
+          },
+        },
+      ],
       tool_choice: { type: 'function', function: { name: 'get_weather' } },
       parallel_tool_calls: false,
       user: 'user-42',
@@ -236,8 +338,36 @@ describe('Anthropic Messages request to OpenAI chat', () => {
     [{ thinking: { type: 'enabled', budget_tokens: 2000 } }, '"thinking"'],
     [{ stop_sequences: ['a', 'b', 'c', 'd', 'e'] }, 'at most 4 stop sequences'],
     [{ tools: [{ type: 'web_search_20250305', name: 'web_search' }] }, 'server tools'],
-    [{ messages: [{ role: 'user', content: [{ type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: 'JVBERi0=' } }] }] }, '"document" block'],
-    [{ messages: [{ role: 'user', content: [{ type: 'tool_result', tool_use_id: 't', content: [{ type: 'image', source: { type: 'url', url: 'https://x.test/a.png' } }] }] }] }, 'text only'],
+    [
+      {
+        messages: [
+          {
+            role: 'user',
+            content: [
+              { type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: 'JVBERi0=' } },
+            ],
+          },
+        ],
+      },
+      '"document" block',
+    ],
+    [
+      {
+        messages: [
+          {
+            role: 'user',
+            content: [
+              {
+                type: 'tool_result',
+                tool_use_id: 't',
+                content: [{ type: 'image', source: { type: 'url', url: 'https://x.test/a.png' } }],
+              },
+            ],
+          },
+        ],
+      },
+      'text only',
+    ],
   ])('refuses %j (the target is skipped)', (extra, reason) => {
     const body = { model: 'm', max_tokens: 10, messages: [{ role: 'user', content: 'Hi' }], ...extra };
     const result = translateRequest(body, 'anthropic.messages', 'openai.chat', 'gpt-4o');
@@ -252,16 +382,36 @@ describe('OpenAI Responses request to Anthropic Messages', () => {
       model: 'smart',
       instructions: 'Be brief.',
       input: [
-        { role: 'user', content: [{ type: 'input_text', text: 'Weather in Paris?' }, { type: 'input_image', image_url: 'https://images.example.test/paris.jpg', detail: 'auto' }] },
+        {
+          role: 'user',
+          content: [
+            { type: 'input_text', text: 'Weather in Paris?' },
+            { type: 'input_image', image_url: 'https://images.example.test/paris.jpg', detail: 'auto' },
+          ],
+        },
         { type: 'reasoning', id: 'rs_1', summary: [], encrypted_content: 'gAAAA' },
-        { type: 'function_call', id: 'fc_1', call_id: 'call_1', name: 'get_weather', arguments: '{"location":"Paris"}' },
+        {
+          type: 'function_call',
+          id: 'fc_1',
+          call_id: 'call_1',
+          name: 'get_weather',
+          arguments: '{"location":"Paris"}',
+        },
         { type: 'function_call_output', call_id: 'call_1', output: '18°C' },
         { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'It is 18°C.' }] },
         { role: 'user', content: 'Thanks' },
       ],
       max_output_tokens: 256,
       temperature: 0.5,
-      tools: [{ type: 'function', name: 'get_weather', description: 'Current weather', parameters: { type: 'object', properties: {} }, strict: true }],
+      tools: [
+        {
+          type: 'function',
+          name: 'get_weather',
+          description: 'Current weather',
+          parameters: { type: 'object', properties: {} },
+          strict: true,
+        },
+      ],
       tool_choice: { type: 'function', name: 'get_weather' },
       text: { format: { type: 'text' } },
       store: false,
@@ -279,17 +429,31 @@ describe('OpenAI Responses request to Anthropic Messages', () => {
             { type: 'image', source: { type: 'url', url: 'https://images.example.test/paris.jpg' } },
           ],
         },
-        { role: 'assistant', content: [{ type: 'tool_use', id: 'call_1', name: 'get_weather', input: { location: 'Paris' } }] },
+        {
+          role: 'assistant',
+          content: [{ type: 'tool_use', id: 'call_1', name: 'get_weather', input: { location: 'Paris' } }],
+        },
         { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'call_1', content: '18°C' }] },
         { role: 'assistant', content: [{ type: 'text', text: 'It is 18°C.' }] },
         { role: 'user', content: [{ type: 'text', text: 'Thanks' }] },
       ],
       temperature: 0.5,
-      tools: [{ name: 'get_weather', description: 'Current weather', input_schema: { type: 'object', properties: {} } }],
+      tools: [
+        { name: 'get_weather', description: 'Current weather', input_schema: { type: 'object', properties: {} } },
+      ],
       tool_choice: { type: 'tool', name: 'get_weather' },
       stream: true,
     });
-    expect(translated(translateRequest({ model: 'm', input: 'Hi', max_output_tokens: 9 }, 'openai.responses', 'anthropic.messages', 'claude-haiku-4-5'))).toEqual({
+    expect(
+      translated(
+        translateRequest(
+          { model: 'm', input: 'Hi', max_output_tokens: 9 },
+          'openai.responses',
+          'anthropic.messages',
+          'claude-haiku-4-5',
+        ),
+      ),
+    ).toEqual({
       model: 'claude-haiku-4-5',
       max_tokens: 9,
       messages: [{ role: 'user', content: [{ type: 'text', text: 'Hi' }] }],
@@ -304,7 +468,12 @@ describe('OpenAI Responses request to Anthropic Messages', () => {
     [{ input: [{ role: 'user', content: [{ type: 'input_file', file_id: 'file-1' }] }] }, '"input_file" content part'],
     [{ input: [{ type: 'item_reference', id: 'msg_1' }] }, '"item_reference" input item'],
   ])('refuses %j (the target is skipped)', (extra, reason) => {
-    const result = translateRequest({ model: 'm', input: 'Hi', ...extra }, 'openai.responses', 'anthropic.messages', 'claude-sonnet-4-5');
+    const result = translateRequest(
+      { model: 'm', input: 'Hi', ...extra },
+      'openai.responses',
+      'anthropic.messages',
+      'claude-sonnet-4-5',
+    );
     expect(result.ok).toBe(false);
     if (!result.ok) expect(result.reason).toContain(reason);
   });
@@ -313,16 +482,26 @@ describe('OpenAI Responses request to Anthropic Messages', () => {
 describe('pairs', () => {
   it('passes same-shaped requests with the target model and refuses pairs it has no translation for', () => {
     const body = { model: 'smart', messages: [{ role: 'user', content: 'Hi' }] };
-    expect(translated(translateRequest(body, 'openai.chat', 'openai.compatible', 'llama'))).toEqual({ ...body, model: 'llama' });
+    expect(translated(translateRequest(body, 'openai.chat', 'openai.compatible', 'llama'))).toEqual({
+      ...body,
+      model: 'llama',
+    });
     // The cap goes in the field each side reads.
-    expect(translated(translateRequest({ ...body, max_completion_tokens: 50 }, 'openai.chat', 'openai.compatible', 'llama'))).toMatchObject({ max_tokens: 50, max_completion_tokens: 50 });
-    const toOpenAi = translated(translateRequest({ ...body, max_tokens: 50 }, 'openai.compatible', 'openai.chat', 'o4-mini'));
+    expect(
+      translated(translateRequest({ ...body, max_completion_tokens: 50 }, 'openai.chat', 'openai.compatible', 'llama')),
+    ).toMatchObject({ max_tokens: 50, max_completion_tokens: 50 });
+    const toOpenAi = translated(
+      translateRequest({ ...body, max_tokens: 50 }, 'openai.compatible', 'openai.chat', 'o4-mini'),
+    );
     expect(toOpenAi).toEqual({ ...body, model: 'o4-mini', max_completion_tokens: 50 });
     expect(canTranslate('openai.chat', 'anthropic.messages')).toBe(true);
     expect(canTranslate('gemini.generate', 'anthropic.messages')).toBe(false);
     expect(canTranslate('openai.responses', 'anthropic.messages')).toBe(true);
     expect(canTranslate('anthropic.messages', 'openai.responses')).toBe(false);
-    expect(translateRequest(body, 'gemini.generate', 'openai.chat', 'gpt-4o')).toEqual({ ok: false, reason: 'no translation from gemini.generate to openai.chat' });
+    expect(translateRequest(body, 'gemini.generate', 'openai.chat', 'gpt-4o')).toEqual({
+      ok: false,
+      reason: 'no translation from gemini.generate to openai.chat',
+    });
   });
 
   it('hands back the body itself when nothing changes, and a copy (the original untouched) when the model does', () => {

@@ -30,18 +30,29 @@ const upstream = http.createServer((req, res) => {
       res.end(JSON.stringify({ error: { message: 'upstream down', type: 'server_error' } }));
       return;
     }
-    res.end(JSON.stringify({
-      id: 'chatcmpl-packed', object: 'chat.completion', created: 1_700_000_000, model,
-      choices: [{ index: 0, message: { role: 'assistant', content: 'pong' }, finish_reason: 'stop', logprobs: null }],
-      usage: { prompt_tokens: 9, completion_tokens: 3, total_tokens: 12 },
-    }));
+    res.end(
+      JSON.stringify({
+        id: 'chatcmpl-packed',
+        object: 'chat.completion',
+        created: 1_700_000_000,
+        model,
+        choices: [{ index: 0, message: { role: 'assistant', content: 'pong' }, finish_reason: 'stop', logprobs: null }],
+        usage: { prompt_tokens: 9, completion_tokens: 3, total_tokens: 12 },
+      }),
+    );
   });
 });
 const upstreamUrl = await listen(upstream);
 
 const stores = createMemoryStores();
 const apiKey = generateApiKey();
-await stores.keys.put({ id: 'k1', sha256: hashApiKey(apiKey), tenantId: 'acme', scopes: [], createdAt: new Date().toISOString() });
+await stores.keys.put({
+  id: 'k1',
+  sha256: hashApiKey(apiKey),
+  tenantId: 'acme',
+  scopes: [],
+  createdAt: new Date().toISOString(),
+});
 const usage: number[] = [];
 // An optional integration through its subpath: prom-client is installed by this app, not by tollgate.
 const prometheus = prometheusSink();
@@ -53,12 +64,18 @@ app.post(
   '/v1/chat/completions',
   apiKeyAuth({ keys: stores.keys }),
   tieredRateLimit({ limit: 2, window: '1m' }),
-  meter({ api: 'openai.chat', sinks: [prometheus], onUsage: (record) => void usage.push(record.inputTokens + record.outputTokens) }),
+  meter({
+    api: 'openai.chat',
+    sinks: [prometheus],
+    onUsage: (record) => void usage.push(record.inputTokens + record.outputTokens),
+  }),
   budgetGuard({ ledger: stores.ledger, tenants: { acme: { usd: 1, period: 'day' } }, log: false }),
   async function forward(req: Request, res: Response, next: NextFunction) {
     try {
       const answer = await fetch(`${upstreamUrl}/v1/chat/completions`, {
-        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(req.body),
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(req.body),
       });
       if (!answer.ok) throw new Error(`upstream answered ${answer.status}`);
       res.type('application/json').send(await answer.text());
@@ -73,20 +90,29 @@ const server = http.createServer(app);
 const baseURL = `${await listen(server)}/v1`;
 
 const client = new OpenAI({ apiKey, baseURL, maxRetries: 0 });
-const completion = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'ping' }] });
+const completion = await client.chat.completions.create({
+  model: 'gpt-4o-mini',
+  messages: [{ role: 'user', content: 'ping' }],
+});
 assert.equal(completion.choices[0]?.message.content, 'pong');
 
 const stranger = new OpenAI({ apiKey: 'tg_not-a-key', baseURL, maxRetries: 0 });
-const denied = await stranger.chat.completions.create({ model: 'gpt-4o-mini', messages: [] }).catch((error: unknown) => error);
+const denied = await stranger.chat.completions
+  .create({ model: 'gpt-4o-mini', messages: [] })
+  .catch((error: unknown) => error);
 assert.ok(denied instanceof OpenAI.AuthenticationError, JSON.stringify(denied));
 assert.equal(denied.code, 'invalid_api_key');
 
 // An upstream failure inside the async handler reaches the client as JSON, not as Express's HTML page.
-const failed = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'fail' }] }).catch((error: unknown) => error);
+const failed = await client.chat.completions
+  .create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'fail' }] })
+  .catch((error: unknown) => error);
 assert.ok(failed instanceof OpenAI.InternalServerError, JSON.stringify(failed));
 assert.equal(failed.code, 'internal_error');
 
-const limited = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [] }).catch((error: unknown) => error);
+const limited = await client.chat.completions
+  .create({ model: 'gpt-4o-mini', messages: [] })
+  .catch((error: unknown) => error);
 assert.ok(limited instanceof OpenAI.RateLimitError, JSON.stringify(limited));
 assert.equal(limited.code, 'rate_limit_exceeded');
 

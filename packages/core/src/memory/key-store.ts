@@ -34,7 +34,8 @@ export class MemoryKeyStore implements KeyStore {
 
   #put(record: ApiKeyRecord): void {
     const previous = this.#byId.get(record.id);
-    if (previous && this.#idByHash.get(hashIndex(previous.sha256)) === record.id) this.#idByHash.delete(hashIndex(previous.sha256));
+    if (previous && this.#idByHash.get(hashIndex(previous.sha256)) === record.id)
+      this.#idByHash.delete(hashIndex(previous.sha256));
     // A hash resolves to one key: taking it over from another id leaves that id unreachable by hash.
     this.#byId.set(record.id, frozenCopy(record));
     this.#idByHash.set(hashIndex(record.sha256), record.id);

@@ -1,7 +1,18 @@
 // In-memory reservation ledger: all-or-nothing reserves across scopes, settle once, charged at expiry when never settled.
 import { assertReserveNumbers, assertStoreAmount, assertStoreNumber } from '../store-input.js';
 import { scopeKeyOf } from '../stores.js';
-import type { AtOnceCallOptions, LedgerAtOnce, LedgerScope, ReservationLedger, ReserveRequest, ReserveResult, ScopeBalance, ScopeRef, ScopeUsage, SettleResult } from '../stores.js';
+import type {
+  AtOnceCallOptions,
+  LedgerAtOnce,
+  LedgerScope,
+  ReservationLedger,
+  ReserveRequest,
+  ReserveResult,
+  ScopeBalance,
+  ScopeRef,
+  ScopeUsage,
+  SettleResult,
+} from '../stores.js';
 
 interface ScopeState {
   spent: number;

@@ -15,7 +15,15 @@ interface WindowState {
  * the previous window's weight fades linearly, the current window fades after it ends.
  * Shared with the Redis script so both stores answer the same.
  */
-export function windowRetryAfterMs(now: number, start: number, windowMs: number, count: number, previous: number, units: number, limit: number): number {
+export function windowRetryAfterMs(
+  now: number,
+  start: number,
+  windowMs: number,
+  count: number,
+  previous: number,
+  units: number,
+  limit: number,
+): number {
   const untilReset = start + windowMs - now;
   if (units > limit) return untilReset;
   const weighted = previous * (untilReset / windowMs);
@@ -84,7 +92,9 @@ export class MemoryWindowCounter implements WindowCounter, WindowCounterAtOnce {
       limit,
       remaining: Math.max(0, Math.floor(limit - used - (allowed ? units : 0))),
       resetAt,
-      retryAfterMs: allowed ? 0 : windowRetryAfterMs(now, state.start, windowMs, state.count, state.previous, units, limit),
+      retryAfterMs: allowed
+        ? 0
+        : windowRetryAfterMs(now, state.start, windowMs, state.count, state.previous, units, limit),
       windowStart: state.start,
     };
   }

@@ -78,7 +78,12 @@ interface AnthropicUsage {
   cache_write_1h?: number;
 }
 
-const ANTHROPIC_FIELDS = ['input_tokens', 'output_tokens', 'cache_creation_input_tokens', 'cache_read_input_tokens'] as const;
+const ANTHROPIC_FIELDS = [
+  'input_tokens',
+  'output_tokens',
+  'cache_creation_input_tokens',
+  'cache_read_input_tokens',
+] as const;
 
 /** Anthropic's input_tokens excludes cache reads and writes; ours includes them. */
 function toTokenUsage(reported: AnthropicUsage): TokenUsage {
@@ -170,7 +175,14 @@ function createMessagesReader(): UsageReader {
     ending({ outputTokens }) {
       let text = '';
       for (const index of openBlocks) text += sseEvent({ type: 'content_block_stop', index }, 'content_block_stop');
-      text += sseEvent({ type: 'message_delta', delta: { stop_reason: 'max_tokens', stop_sequence: null }, usage: { output_tokens: outputTokens } }, 'message_delta');
+      text += sseEvent(
+        {
+          type: 'message_delta',
+          delta: { stop_reason: 'max_tokens', stop_sequence: null },
+          usage: { output_tokens: outputTokens },
+        },
+        'message_delta',
+      );
       return text + sseEvent({ type: 'message_stop' }, 'message_stop');
     },
   };
@@ -184,7 +196,12 @@ export const anthropicMessages: ProviderAdapter = {
   genAi: { operation: 'chat', provider: 'anthropic' },
   read({ body }: CallRequest): CallShape {
     const record = isObject(body) ? body : {};
-    return { model: bodyModel(body), outputCap: positiveInteger(record.max_tokens), stream: record.stream === true, choices: 1 };
+    return {
+      model: bodyModel(body),
+      outputCap: positiveInteger(record.max_tokens),
+      stream: record.stream === true,
+      choices: 1,
+    };
   },
   writeOutputCap(body, cap) {
     body.max_tokens = cap;

@@ -22,10 +22,12 @@ function countParts(counter: RequestCounter, parts: unknown): number {
   for (const part of asArray(parts)) {
     if (!isObject(part)) continue;
     if (typeof part.text === 'string') tokens += counter.text(part.text);
-    else if (isObject(part.inlineData) && String(part.inlineData.mimeType ?? '').startsWith('image/')) tokens += counter.image();
+    else if (isObject(part.inlineData) && String(part.inlineData.mimeType ?? '').startsWith('image/'))
+      tokens += counter.image();
     else {
       // Video and PDFs become more tokens than their bytes (frames, page images).
-      if (isObject(part.inlineData) && /^(video\/|application\/pdf)/.test(String(part.inlineData.mimeType ?? ''))) counter.pullsContent();
+      if (isObject(part.inlineData) && /^(video\/|application\/pdf)/.test(String(part.inlineData.mimeType ?? '')))
+        counter.pullsContent();
       // Function calls and results, audio: their JSON (base64 included) bounds them from above; files by URI do not.
       tokens += counter.part(part);
     }
@@ -115,15 +117,26 @@ function createGenerateReader(): UsageReader {
       const counted = countedOutput(output, countOutput);
       if (!usage) return counted;
       // Cut mid-stream: the prompt is known, the output is what passed.
-      return { usage: { ...usage, outputTokens: Math.max(usage.outputTokens, counted?.usage.outputTokens ?? 0) }, source: 'counted' };
+      return {
+        usage: { ...usage, outputTokens: Math.max(usage.outputTokens, counted?.usage.outputTokens ?? 0) },
+        source: 'counted',
+      };
     },
     ending({ inputTokens, outputTokens }) {
       const open: number[] = [];
       for (const [index, finished] of candidates) if (!finished) open.push(index);
       if (candidates.size === 0) open.push(0);
       return sseEvent({
-        candidates: open.map((index) => ({ content: { role: 'model', parts: [{ text: '' }] }, finishReason: 'MAX_TOKENS', index })),
-        usageMetadata: { promptTokenCount: inputTokens, candidatesTokenCount: outputTokens, totalTokenCount: inputTokens + outputTokens },
+        candidates: open.map((index) => ({
+          content: { role: 'model', parts: [{ text: '' }] },
+          finishReason: 'MAX_TOKENS',
+          index,
+        })),
+        usageMetadata: {
+          promptTokenCount: inputTokens,
+          candidatesTokenCount: outputTokens,
+          totalTokenCount: inputTokens + outputTokens,
+        },
         modelVersion: reader.model ?? '',
         ...(responseId === undefined ? {} : { responseId }),
       });

@@ -5,7 +5,14 @@ import type { RequestCounter } from '../counter.js';
 import { asArray, bodyModel, isObject, parseJson, positiveInteger } from '../json.js';
 import type { Json } from '../json.js';
 import {
-  countChatMessage, countOpenAiTools, countResponseFormat, countToolChoice, openAiUsage, OPENAI_USAGE_FIELDS, readOpenAiAnswer, REPLY_PRIMING,
+  countChatMessage,
+  countOpenAiTools,
+  countResponseFormat,
+  countToolChoice,
+  openAiUsage,
+  OPENAI_USAGE_FIELDS,
+  readOpenAiAnswer,
+  REPLY_PRIMING,
 } from '../openai-framing.js';
 import { countedOutput, OutputText, sseEvent } from '../usage.js';
 import type { OutputCounter, ReadUsage, StreamEndingUsage, UsageReader } from '../usage.js';
@@ -99,7 +106,12 @@ class ChatReader implements UsageReader {
   }
 
   ending({ inputTokens, outputTokens }: StreamEndingUsage): string {
-    const head = { id: this.id || 'chatcmpl-tollgate', object: 'chat.completion.chunk', created: this.created || Math.floor(Date.now() / 1000), model: this.model ?? '' };
+    const head = {
+      id: this.id || 'chatcmpl-tollgate',
+      object: 'chat.completion.chunk',
+      created: this.created || Math.floor(Date.now() / 1000),
+      model: this.model ?? '',
+    };
     const fingerprint = this.fingerprint === undefined ? {} : { system_fingerprint: this.fingerprint };
     const open: number[] = [];
     const seen = this.choices;
@@ -111,7 +123,11 @@ class ChatReader implements UsageReader {
     if (finish.length > 0) text += sseEvent({ ...head, ...fingerprint, choices: finish });
     // The client asked for the usage chunk: it gets one, with what was counted.
     if (this.usageAsked) {
-      const usageChunk = { prompt_tokens: inputTokens, completion_tokens: outputTokens, total_tokens: inputTokens + outputTokens };
+      const usageChunk = {
+        prompt_tokens: inputTokens,
+        completion_tokens: outputTokens,
+        total_tokens: inputTokens + outputTokens,
+      };
       text += sseEvent({ ...head, ...fingerprint, choices: [], usage: usageChunk });
     }
     return `${text}data: [DONE]\n\n`;
@@ -133,7 +149,10 @@ export function chatCompletionsAdapter(options: ChatAdapterOptions): ProviderAda
   return {
     api: options.api,
     provider: options.provider,
-    genAi: options.genAiProvider === undefined ? { operation: 'chat' } : { operation: 'chat', provider: options.genAiProvider },
+    genAi:
+      options.genAiProvider === undefined
+        ? { operation: 'chat' }
+        : { operation: 'chat', provider: options.genAiProvider },
     read({ body }: CallRequest): CallShape {
       const record = isObject(body) ? body : {};
       // Servers differ on which cap field wins: the estimate takes the larger, writing the cap sets both.
@@ -142,7 +161,12 @@ export function chatCompletionsAdapter(options: ChatAdapterOptions): ProviderAda
         const cap = positiveInteger(record[field]);
         if (cap !== undefined && (outputCap === undefined || cap > outputCap)) outputCap = cap;
       }
-      return { model: bodyModel(body), outputCap, stream: record.stream === true, choices: positiveInteger(record.n) ?? 1 };
+      return {
+        model: bodyModel(body),
+        outputCap,
+        stream: record.stream === true,
+        choices: positiveInteger(record.n) ?? 1,
+      };
     },
     writeOutputCap(body, cap) {
       // Every field the client set ends at most at `cap` (none is raised): whichever a server reads, it is bounded.
@@ -172,7 +196,11 @@ export function chatCompletionsAdapter(options: ChatAdapterOptions): ProviderAda
       const strip = readerOptions?.stripAddedUsage ?? false;
       // Asked by the client itself (not added by the meter): only then does a cut stream end with a usage chunk.
       const streamOptions = readerOptions?.request?.stream_options;
-      return new ChatReader(options.api, strip, !strip && isObject(streamOptions) && streamOptions.include_usage === true);
+      return new ChatReader(
+        options.api,
+        strip,
+        !strip && isObject(streamOptions) && streamOptions.include_usage === true,
+      );
     },
   };
 }

@@ -5,8 +5,17 @@ import type { RequestCounter } from '../counter.js';
 import { asArray, bodyModel, isObject, parseJson, positiveInteger } from '../json.js';
 import type { Json } from '../json.js';
 import {
-  countChatMessage, countOpenAiContent, countOpenAiTools, countResponseFormat, countToolChoice, MESSAGE_OVERHEAD, openAiUsage, OPENAI_USAGE_FIELDS,
-  readOpenAiAnswer, REPLY_PRIMING, TOOL_CALL_OVERHEAD,
+  countChatMessage,
+  countOpenAiContent,
+  countOpenAiTools,
+  countResponseFormat,
+  countToolChoice,
+  MESSAGE_OVERHEAD,
+  openAiUsage,
+  OPENAI_USAGE_FIELDS,
+  readOpenAiAnswer,
+  REPLY_PRIMING,
+  TOOL_CALL_OVERHEAD,
 } from '../openai-framing.js';
 import { countedOutput, OutputText, sseEvent } from '../usage.js';
 import type { UsageReader } from '../usage.js';
@@ -20,12 +29,22 @@ function countResponsesItem(counter: RequestCounter, item: unknown): number {
       return countChatMessage(counter, item);
     case 'function_call':
     case 'custom_tool_call':
-      return MESSAGE_OVERHEAD + counter.text(item.name) + counter.text(item.arguments ?? item.input) + TOOL_CALL_OVERHEAD;
+      return (
+        MESSAGE_OVERHEAD + counter.text(item.name) + counter.text(item.arguments ?? item.input) + TOOL_CALL_OVERHEAD
+      );
     case 'function_call_output':
     case 'custom_tool_call_output':
-      return MESSAGE_OVERHEAD + counter.text(item.call_id) + (typeof item.output === 'string' ? counter.text(item.output) : countOpenAiContent(counter, item.output));
+      return (
+        MESSAGE_OVERHEAD +
+        counter.text(item.call_id) +
+        (typeof item.output === 'string' ? counter.text(item.output) : countOpenAiContent(counter, item.output))
+      );
     case 'reasoning':
-      return MESSAGE_OVERHEAD + asArray(item.summary).reduce<number>((sum, part) => sum + (isObject(part) ? counter.text(part.text) : 0), 0) + counter.text(item.encrypted_content);
+      return (
+        MESSAGE_OVERHEAD +
+        asArray(item.summary).reduce<number>((sum, part) => sum + (isObject(part) ? counter.text(part.text) : 0), 0) +
+        counter.text(item.encrypted_content)
+      );
     case 'item_reference':
       counter.pullsContent();
       return MESSAGE_OVERHEAD + counter.text(item);
@@ -36,14 +55,16 @@ function countResponsesItem(counter: RequestCounter, item: unknown): number {
 
 function countResponsesRequest(counter: RequestCounter, body: Json): number {
   let tokens = REPLY_PRIMING;
-  if (typeof body.instructions === 'string' && body.instructions.length > 0) tokens += MESSAGE_OVERHEAD + counter.text('system') + counter.text(body.instructions);
+  if (typeof body.instructions === 'string' && body.instructions.length > 0)
+    tokens += MESSAGE_OVERHEAD + counter.text('system') + counter.text(body.instructions);
   if (typeof body.input === 'string') tokens += countResponsesItem(counter, body.input);
   else for (const item of asArray(body.input)) tokens += countResponsesItem(counter, item);
   tokens += countOpenAiTools(counter, asArray(body.tools));
   tokens += countToolChoice(counter, body.tool_choice);
   if (isObject(body.text)) tokens += countResponseFormat(counter, body.text.format);
   // The earlier turns of a stored response or conversation, and a stored prompt, are billed as input.
-  if (body.previous_response_id !== undefined || body.conversation !== undefined || body.prompt !== undefined) counter.pullsContent();
+  if (body.previous_response_id !== undefined || body.conversation !== undefined || body.prompt !== undefined)
+    counter.pullsContent();
   return counter.approximate(tokens);
 }
 
@@ -95,7 +116,10 @@ function createResponsesReader(): UsageReader {
     result: (countOutput) => (usage ? { usage, source: 'provider' } : countedOutput(output, countOutput)),
     ending({ inputTokens, outputTokens }) {
       // Without `output`, SDKs keep the items the stream built so far (they are the answer, cut).
-      const response: Json = Object.assign({}, snapshot ?? { id: 'resp_tollgate', object: 'response', model: reader.model ?? '' });
+      const response: Json = Object.assign(
+        {},
+        snapshot ?? { id: 'resp_tollgate', object: 'response', model: reader.model ?? '' },
+      );
       delete response.output;
       response.status = 'incomplete';
       response.incomplete_details = { reason: 'max_output_tokens' };
@@ -119,7 +143,12 @@ export const openAiResponses: ProviderAdapter = {
   genAi: { operation: 'chat', provider: 'openai' },
   read({ body }: CallRequest): CallShape {
     const record = isObject(body) ? body : {};
-    return { model: bodyModel(body), outputCap: positiveInteger(record.max_output_tokens), stream: record.stream === true, choices: 1 };
+    return {
+      model: bodyModel(body),
+      outputCap: positiveInteger(record.max_output_tokens),
+      stream: record.stream === true,
+      choices: 1,
+    };
   },
   writeOutputCap(body, cap) {
     body.max_output_tokens = cap;

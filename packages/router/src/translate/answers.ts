@@ -52,7 +52,11 @@ export function messageToChatCompletion(message: Json, clientModel: string): Jso
       text += block.text;
       hasText = true;
     } else if (block.type === 'tool_use') {
-      toolCalls.push({ id: block.id, type: 'function', function: { name: block.name, arguments: JSON.stringify(block.input ?? {}) } });
+      toolCalls.push({
+        id: block.id,
+        type: 'function',
+        function: { name: block.name, arguments: JSON.stringify(block.input ?? {}) },
+      });
     }
     // Thinking blocks have no place in a chat completion: the answer is the text and the tool calls.
   }
@@ -79,11 +83,17 @@ export function chatCompletionToMessage(completion: Json, clientModel: string): 
   const choice = asArray(completion.choices).find(isObject) ?? {};
   const reply = isObject(choice.message) ? choice.message : {};
   const content: Json[] = [];
-  const text = typeof reply.content === 'string' ? reply.content : typeof reply.refusal === 'string' ? reply.refusal : '';
+  const text =
+    typeof reply.content === 'string' ? reply.content : typeof reply.refusal === 'string' ? reply.refusal : '';
   if (text !== '') content.push({ type: 'text', text });
   for (const call of asArray(reply.tool_calls)) {
     if (!isObject(call) || !isObject(call.function)) continue;
-    content.push({ type: 'tool_use', id: call.id, name: call.function.name, input: toolInput(call.function.arguments) });
+    content.push({
+      type: 'tool_use',
+      id: call.id,
+      name: call.function.name,
+      input: toolInput(call.function.arguments),
+    });
   }
   return {
     id: typeof completion.id === 'string' ? completion.id : `msg_${unixSeconds()}`,
@@ -91,7 +101,8 @@ export function chatCompletionToMessage(completion: Json, clientModel: string): 
     role: 'assistant',
     model: clientModel,
     content,
-    stop_reason: typeof reply.refusal === 'string' && reply.refusal !== '' ? 'refusal' : anthropicStopReason(choice.finish_reason),
+    stop_reason:
+      typeof reply.refusal === 'string' && reply.refusal !== '' ? 'refusal' : anthropicStopReason(choice.finish_reason),
     stop_sequence: null,
     usage: toAnthropicUsage(fromChatUsage(completion.usage)),
   };

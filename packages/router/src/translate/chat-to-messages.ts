@@ -4,12 +4,31 @@ import { asArray, isObject, isUnset, parseJson, refuse } from './json.js';
 import type { Json } from './json.js';
 
 /** Chat fields that change nothing Anthropic could honour differently: dropped. */
-const DROPPED_FIELDS = new Set(['model', 'seed', 'store', 'metadata', 'service_tier', 'prompt_cache_key', 'prompt_cache_retention', 'stream_options']);
+const DROPPED_FIELDS = new Set([
+  'model',
+  'seed',
+  'store',
+  'metadata',
+  'service_tier',
+  'prompt_cache_key',
+  'prompt_cache_retention',
+  'stream_options',
+]);
 
 /** Chat fields read below. */
 const READ_FIELDS = new Set([
-  'messages', 'stream', 'max_tokens', 'max_completion_tokens', 'temperature', 'top_p', 'stop', 'tools', 'tool_choice',
-  'parallel_tool_calls', 'user', 'safety_identifier',
+  'messages',
+  'stream',
+  'max_tokens',
+  'max_completion_tokens',
+  'temperature',
+  'top_p',
+  'stop',
+  'tools',
+  'tool_choice',
+  'parallel_tool_calls',
+  'user',
+  'safety_identifier',
 ]);
 
 /** Chat fields that may be sent at their default value only (a non-default value asks for something Anthropic lacks). */
@@ -60,7 +79,7 @@ function textOf(content: unknown, where: string): string {
   const texts: string[] = [];
   for (const part of asArray(content)) {
     if (isObject(part) && (part.type === 'text' || part.type === 'refusal')) {
-      texts.push(String(part.type === 'text' ? part.text ?? '' : part.refusal ?? ''));
+      texts.push(String(part.type === 'text' ? (part.text ?? '') : (part.refusal ?? '')));
     } else {
       refuse(`${where} may carry text only when translated to Anthropic Messages`);
     }
@@ -107,11 +126,14 @@ function toolArguments(call: Json, fn: Json): Json {
 }
 
 function assistantBlocks(message: Json): Json[] {
-  const text = textOf(message.content, 'an assistant message') || (typeof message.refusal === 'string' ? message.refusal : '');
+  const text =
+    textOf(message.content, 'an assistant message') || (typeof message.refusal === 'string' ? message.refusal : '');
   const blocks: Json[] = text === '' ? [] : [{ type: 'text', text }];
   for (const call of asArray(message.tool_calls)) {
-    if (!isObject(call) || call.type !== 'function' || !isObject(call.function)) refuse('Anthropic Messages takes function tool calls only');
-    if (typeof call.id !== 'string' || typeof call.function.name !== 'string') refuse('a tool call needs an id and a function name');
+    if (!isObject(call) || call.type !== 'function' || !isObject(call.function))
+      refuse('Anthropic Messages takes function tool calls only');
+    if (typeof call.id !== 'string' || typeof call.function.name !== 'string')
+      refuse('a tool call needs an id and a function name');
     blocks.push({ type: 'tool_use', id: call.id, name: call.function.name, input: toolArguments(call, call.function) });
   }
   return blocks;
@@ -154,7 +176,13 @@ function convertMessages(messages: unknown): { system: string[]; turns: Turn[] }
         break;
       case 'tool':
         if (typeof message.tool_call_id !== 'string') refuse('a tool message needs its tool_call_id');
-        add('user', [{ type: 'tool_result', tool_use_id: message.tool_call_id, content: textOf(message.content, 'a tool message') }]);
+        add('user', [
+          {
+            type: 'tool_result',
+            tool_use_id: message.tool_call_id,
+            content: textOf(message.content, 'a tool message'),
+          },
+        ]);
         break;
       default:
         refuse(`Anthropic Messages has no "${String(message.role)}" role`);
@@ -162,7 +190,8 @@ function convertMessages(messages: unknown): { system: string[]; turns: Turn[] }
   }
   for (const turn of turns) {
     // Anthropic reads the tool results of a user turn only when they come before its other blocks.
-    if (turn.role === 'user') turn.content.sort((a, b) => Number(b.type === 'tool_result') - Number(a.type === 'tool_result'));
+    if (turn.role === 'user')
+      turn.content.sort((a, b) => Number(b.type === 'tool_result') - Number(a.type === 'tool_result'));
   }
   if (turns.length === 0) refuse('Anthropic Messages needs at least one user or assistant message with content');
   return { system, turns };
@@ -170,11 +199,19 @@ function convertMessages(messages: unknown): { system: string[]; turns: Turn[] }
 
 function convertTools(tools: unknown): Json[] {
   return asArray(tools).map((tool) => {
-    if (!isObject(tool) || tool.type !== 'function' || !isObject(tool.function) || typeof tool.function.name !== 'string') {
+    if (
+      !isObject(tool) ||
+      tool.type !== 'function' ||
+      !isObject(tool.function) ||
+      typeof tool.function.name !== 'string'
+    ) {
       return refuse('Anthropic Messages takes function tools only');
     }
     const fn = tool.function;
-    const converted: Json = { name: fn.name, input_schema: isObject(fn.parameters) ? fn.parameters : { type: 'object', properties: {} } };
+    const converted: Json = {
+      name: fn.name,
+      input_schema: isObject(fn.parameters) ? fn.parameters : { type: 'object', properties: {} },
+    };
     if (typeof fn.description === 'string') converted.description = fn.description;
     return converted;
   });
@@ -185,12 +222,19 @@ function convertToolChoice(choice: unknown, parallel: unknown): Json | undefined
   if (choice === undefined || choice === null || choice === 'auto') converted = { type: 'auto' };
   else if (choice === 'none') converted = { type: 'none' };
   else if (choice === 'required') converted = { type: 'any' };
-  else if (isObject(choice) && choice.type === 'function' && isObject(choice.function) && typeof choice.function.name === 'string') {
+  else if (
+    isObject(choice) &&
+    choice.type === 'function' &&
+    isObject(choice.function) &&
+    typeof choice.function.name === 'string'
+  ) {
     converted = { type: 'tool', name: choice.function.name };
   } else refuse('Anthropic Messages cannot express this tool_choice');
   if (parallel === false && converted.type !== 'none') converted.disable_parallel_tool_use = true;
   // Auto with parallel calls allowed is Anthropic's default: leave it out.
-  return converted.type === 'auto' && converted.disable_parallel_tool_use === undefined && choice === undefined ? undefined : converted;
+  return converted.type === 'auto' && converted.disable_parallel_tool_use === undefined && choice === undefined
+    ? undefined
+    : converted;
 }
 
 function samplingParameters(body: Json, into: Json): void {
@@ -204,7 +248,8 @@ function samplingParameters(body: Json, into: Json): void {
   const stop = typeof body.stop === 'string' ? [body.stop] : asArray(body.stop);
   if (stop.some((sequence) => typeof sequence !== 'string')) refuse('stop must be a string or an array of strings');
   // Anthropic refuses sequences that are only whitespace; OpenAI allows them.
-  if (stop.some((sequence) => (sequence as string).trim() === '')) refuse('Anthropic Messages refuses stop sequences made only of whitespace');
+  if (stop.some((sequence) => (sequence as string).trim() === ''))
+    refuse('Anthropic Messages refuses stop sequences made only of whitespace');
   if (stop.length > 0) into.stop_sequences = stop;
 }
 
@@ -215,7 +260,8 @@ function samplingParameters(body: Json, into: Json): void {
 function outputCap(body: Json, targetModel: string): number {
   const cap = body.max_completion_tokens ?? body.max_tokens;
   if (cap === undefined || cap === null) return modelMaxOutputTokens(targetModel);
-  if (typeof cap !== 'number' || !Number.isSafeInteger(cap) || cap < 1) refuse('the output cap must be a positive integer');
+  if (typeof cap !== 'number' || !Number.isSafeInteger(cap) || cap < 1)
+    refuse('the output cap must be a positive integer');
   return cap;
 }
 
@@ -231,7 +277,12 @@ export function chatToMessagesRequest(body: Json, targetModel: string): Json {
     request.tools = tools;
     const choice = convertToolChoice(body.tool_choice, body.parallel_tool_calls);
     if (choice) request.tool_choice = choice;
-  } else if (body.tool_choice !== undefined && body.tool_choice !== null && body.tool_choice !== 'none' && body.tool_choice !== 'auto') {
+  } else if (
+    body.tool_choice !== undefined &&
+    body.tool_choice !== null &&
+    body.tool_choice !== 'none' &&
+    body.tool_choice !== 'auto'
+  ) {
     refuse('tool_choice asks for a tool but the request has no tools');
   }
   const user = body.safety_identifier ?? body.user;

@@ -50,7 +50,12 @@ const API_NAMES: Record<ProviderApi, string> = {
  * words on (they may name the gateway's key); other 4xx keep their status and message, since they
  * are about the request (429 keeps telling the client to slow down).
  */
-export function translateUpstreamError(status: number, body: unknown, from: ProviderApi, to: ProviderApi): TranslatedError {
+export function translateUpstreamError(
+  status: number,
+  body: unknown,
+  from: ProviderApi,
+  to: ProviderApi,
+): TranslatedError {
   const upstream = API_NAMES[from];
   let clientStatus = status;
   let message: string;
@@ -65,7 +70,13 @@ export function translateUpstreamError(status: number, body: unknown, from: Prov
     message = `The ${upstream} upstream refused the translated request (HTTP ${status})${said ? `: ${said}` : '.'}`;
   }
   if (to === 'anthropic.messages') {
-    return { status: clientStatus, body: { type: 'error', error: { type: ANTHROPIC_TYPE_BY_STATUS[clientStatus] ?? 'invalid_request_error', message } } };
+    return {
+      status: clientStatus,
+      body: {
+        type: 'error',
+        error: { type: ANTHROPIC_TYPE_BY_STATUS[clientStatus] ?? 'invalid_request_error', message },
+      },
+    };
   }
   const shape = OPENAI_SHAPE_BY_STATUS[clientStatus] ?? { type: 'invalid_request_error', code: null };
   return { status: clientStatus, body: { error: { message, type: shape.type, code: shape.code, param: null } } };

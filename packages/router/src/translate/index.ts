@@ -46,10 +46,20 @@ function sameShapeRequest(body: Json, from: ProviderApi, to: ProviderApi, target
   // Copied then set, not `{ ...body, model }`: a literal that opens with a spread is slow to build and to serialise.
   const request: Json = Object.assign({}, body);
   request.model = targetModel;
-  if (from === 'openai.compatible' && to === 'openai.chat' && request.max_tokens !== undefined && request.max_completion_tokens === undefined) {
+  if (
+    from === 'openai.compatible' &&
+    to === 'openai.chat' &&
+    request.max_tokens !== undefined &&
+    request.max_completion_tokens === undefined
+  ) {
     request.max_completion_tokens = request.max_tokens;
     delete request.max_tokens;
-  } else if (from === 'openai.chat' && to === 'openai.compatible' && request.max_completion_tokens !== undefined && request.max_tokens === undefined) {
+  } else if (
+    from === 'openai.chat' &&
+    to === 'openai.compatible' &&
+    request.max_completion_tokens !== undefined &&
+    request.max_tokens === undefined
+  ) {
     request.max_tokens = request.max_completion_tokens;
   }
   return request;
@@ -61,12 +71,20 @@ function sameShapeRequest(body: Json, from: ProviderApi, to: ProviderApi, target
  * and log why. The body is never changed in place; when nothing needs changing (same API, same
  * model) the body itself is returned, so treat the result as read-only.
  */
-export function translateRequest(body: Record<string, unknown>, from: ProviderApi, to: ProviderApi, targetModel: string): TranslatedRequest {
+export function translateRequest(
+  body: Record<string, unknown>,
+  from: ProviderApi,
+  to: ProviderApi,
+  targetModel: string,
+): TranslatedRequest {
   try {
     if (sameShape(from, to)) return { ok: true, body: sameShapeRequest(body, from, to, targetModel) };
-    if (isChat(from) && to === 'anthropic.messages') return { ok: true, body: chatToMessagesRequest(body, targetModel) };
-    if (from === 'anthropic.messages' && isChat(to)) return { ok: true, body: messagesToChatRequest(body, to, targetModel) };
-    if (from === 'openai.responses' && to === 'anthropic.messages') return { ok: true, body: responsesToMessagesRequest(body, targetModel) };
+    if (isChat(from) && to === 'anthropic.messages')
+      return { ok: true, body: chatToMessagesRequest(body, targetModel) };
+    if (from === 'anthropic.messages' && isChat(to))
+      return { ok: true, body: messagesToChatRequest(body, to, targetModel) };
+    if (from === 'openai.responses' && to === 'anthropic.messages')
+      return { ok: true, body: responsesToMessagesRequest(body, targetModel) };
     return { ok: false, reason: noTranslation(from, to) };
   } catch (error) {
     if (error instanceof Untranslatable) return { ok: false, reason: error.message };
@@ -75,14 +93,22 @@ export function translateRequest(body: Record<string, unknown>, from: ProviderAp
 }
 
 function unsupported(from: ProviderApi, to: ProviderApi): never {
-  throw new TollgateError('ERR_TG_ROUTER_NO_TRANSLATION', `The router has ${noTranslation(from, to)}; check canTranslate() before choosing a target.`);
+  throw new TollgateError(
+    'ERR_TG_ROUTER_NO_TRANSLATION',
+    `The router has ${noTranslation(from, to)}; check canTranslate() before choosing a target.`,
+  );
 }
 
 /**
  * A target's whole JSON answer (`from`: the target's API) in the client's API (`to`), naming
  * `clientModel`, the model the client asked for. Same-shaped answers are returned as they are.
  */
-export function translateResponse(json: unknown, from: ProviderApi, to: ProviderApi, clientModel: string): Record<string, unknown> {
+export function translateResponse(
+  json: unknown,
+  from: ProviderApi,
+  to: ProviderApi,
+  clientModel: string,
+): Record<string, unknown> {
   const answer: Json = isObject(json) ? json : {};
   if (sameShape(from, to)) return answer;
   if (from === 'anthropic.messages' && isChat(to)) return messageToChatCompletion(answer, clientModel);
@@ -122,9 +148,15 @@ class PassThroughStream implements StreamTranslator {
  * Rewrites a target's event stream (`from`) as the client's (`to`) while it streams: feed each
  * upstream chunk, split anywhere, to `push` and send what it returns; call `end` when the upstream ends.
  */
-export function createStreamTranslator(from: ProviderApi, to: ProviderApi, clientModel: string, options: StreamTranslatorOptions = {}): StreamTranslator {
+export function createStreamTranslator(
+  from: ProviderApi,
+  to: ProviderApi,
+  clientModel: string,
+  options: StreamTranslatorOptions = {},
+): StreamTranslator {
   if (sameShape(from, to)) return new PassThroughStream();
-  if (from === 'anthropic.messages' && isChat(to)) return new MessagesToChatStream(clientModel, options.includeUsage ?? true);
+  if (from === 'anthropic.messages' && isChat(to))
+    return new MessagesToChatStream(clientModel, options.includeUsage ?? true);
   if (isChat(from) && to === 'anthropic.messages') return new ChatToMessagesStream(clientModel);
   if (from === 'anthropic.messages' && to === 'openai.responses') return new MessagesToResponsesStream(clientModel);
   return unsupported(from, to);
@@ -137,4 +169,3 @@ export function createStreamTranslator(from: ProviderApi, to: ProviderApi, clien
 export function translateError(status: number, body: unknown, from: ProviderApi, to: ProviderApi): TranslatedError {
   return translateUpstreamError(status, body, from, to);
 }
-

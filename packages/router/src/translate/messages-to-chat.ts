@@ -5,7 +5,19 @@ import type { Json } from './json.js';
 /** Messages fields that change nothing an OpenAI-shaped server could honour differently: dropped. */
 const DROPPED_FIELDS = new Set(['model', 'service_tier']);
 
-const READ_FIELDS = new Set(['messages', 'system', 'max_tokens', 'temperature', 'top_p', 'top_k', 'stop_sequences', 'stream', 'tools', 'tool_choice', 'metadata']);
+const READ_FIELDS = new Set([
+  'messages',
+  'system',
+  'max_tokens',
+  'temperature',
+  'top_p',
+  'top_k',
+  'stop_sequences',
+  'stream',
+  'tools',
+  'tool_choice',
+  'metadata',
+]);
 
 /** OpenAI allows at most this many stop sequences. */
 const MAX_STOP_SEQUENCES = 4;
@@ -17,7 +29,9 @@ function checkFields(body: Json, target: ChatTarget): void {
   for (const [field, value] of Object.entries(body)) {
     if (DROPPED_FIELDS.has(field) || READ_FIELDS.has(field)) continue;
     if (field === 'thinking' && (isUnset(value) || (isObject(value) && value.type === 'disabled'))) continue;
-    refuse(`the Messages field "${field}" has no ${target === 'openai.chat' ? 'OpenAI' : 'OpenAI-compatible'} chat equivalent`);
+    refuse(
+      `the Messages field "${field}" has no ${target === 'openai.chat' ? 'OpenAI' : 'OpenAI-compatible'} chat equivalent`,
+    );
   }
   // Self-hosted servers (vLLM, llama.cpp, SGLang) read top_k; OpenAI itself has none.
   if (target === 'openai.chat' && body.top_k !== undefined && body.top_k !== null) refuse('OpenAI chat has no top_k');
@@ -32,7 +46,8 @@ function imagePart(block: Json): Json {
   if (source.type === 'base64' && typeof source.media_type === 'string' && typeof source.data === 'string') {
     return { type: 'image_url', image_url: { url: `data:${source.media_type};base64,${source.data}` } };
   }
-  if (source.type === 'url' && typeof source.url === 'string') return { type: 'image_url', image_url: { url: source.url } };
+  if (source.type === 'url' && typeof source.url === 'string')
+    return { type: 'image_url', image_url: { url: source.url } };
   return refuse('OpenAI chat takes images as base64 data or URLs only (not uploaded file ids)');
 }
 
@@ -79,8 +94,13 @@ function assistantMessage(content: unknown): Json | undefined {
     if (!isObject(block)) refuse('a content block must be an object');
     if (block.type === 'text') texts.push(String(block.text ?? ''));
     else if (block.type === 'tool_use') {
-      if (typeof block.id !== 'string' || typeof block.name !== 'string') refuse('a tool_use block needs an id and a name');
-      toolCalls.push({ type: 'function', id: block.id, function: { name: block.name, arguments: JSON.stringify(block.input ?? {}) } });
+      if (typeof block.id !== 'string' || typeof block.name !== 'string')
+        refuse('a tool_use block needs an id and a name');
+      toolCalls.push({
+        type: 'function',
+        id: block.id,
+        function: { name: block.name, arguments: JSON.stringify(block.input ?? {}) },
+      });
     } else if (block.type === 'thinking' || block.type === 'redacted_thinking') {
       // Earlier reasoning is Anthropic's own (signed); another provider's model cannot read it, and loses nothing the answer said.
       continue;
@@ -125,7 +145,10 @@ function convertTools(tools: unknown): Json[] {
     if (!isObject(tool) || (tool.type !== undefined && tool.type !== 'custom') || typeof tool.name !== 'string') {
       return refuse('OpenAI chat takes client tools only, not Anthropic server tools');
     }
-    const fn: Json = { name: tool.name, parameters: isObject(tool.input_schema) ? tool.input_schema : { type: 'object', properties: {} } };
+    const fn: Json = {
+      name: tool.name,
+      parameters: isObject(tool.input_schema) ? tool.input_schema : { type: 'object', properties: {} },
+    };
     if (typeof tool.description === 'string') fn.description = tool.description;
     return { type: 'function', function: fn };
   });
@@ -137,7 +160,8 @@ function convertToolChoice(choice: unknown, into: Json): void {
   if (choice.type === 'auto') into.tool_choice = 'auto';
   else if (choice.type === 'any') into.tool_choice = 'required';
   else if (choice.type === 'none') into.tool_choice = 'none';
-  else if (choice.type === 'tool' && typeof choice.name === 'string') into.tool_choice = { type: 'function', function: { name: choice.name } };
+  else if (choice.type === 'tool' && typeof choice.name === 'string')
+    into.tool_choice = { type: 'function', function: { name: choice.name } };
   else refuse('OpenAI chat cannot express this tool_choice');
   if (choice.disable_parallel_tool_use === true) into.parallel_tool_calls = false;
 }
@@ -146,7 +170,8 @@ export function messagesToChatRequest(body: Json, target: ChatTarget, targetMode
   checkFields(body, target);
   const request: Json = { model: targetModel, messages: convertMessages(body) };
   if (body.max_tokens !== undefined) {
-    if (typeof body.max_tokens !== 'number' || !Number.isSafeInteger(body.max_tokens) || body.max_tokens < 1) refuse('max_tokens must be a positive integer');
+    if (typeof body.max_tokens !== 'number' || !Number.isSafeInteger(body.max_tokens) || body.max_tokens < 1)
+      refuse('max_tokens must be a positive integer');
     // OpenAI's current field; self-hosted servers read the older one.
     request[target === 'openai.chat' ? 'max_completion_tokens' : 'max_tokens'] = body.max_tokens;
   }

@@ -39,7 +39,8 @@ export interface ResponseState {
 
 /** The response object; `done` gives it its final status (a max_tokens stop is `incomplete`, as OpenAI writes a cut answer). */
 export function responseObject(state: ResponseState, done: boolean): Json {
-  const incomplete = done && (state.stopReason === 'max_tokens' || state.stopReason === 'model_context_window_exceeded');
+  const incomplete =
+    done && (state.stopReason === 'max_tokens' || state.stopReason === 'model_context_window_exceeded');
   return {
     id: state.id,
     object: 'response',
@@ -67,9 +68,24 @@ export function messageToResponse(message: Json, clientModel: string): Json {
     if (block.type === 'text' && typeof block.text === 'string') {
       output.push(messageItem(`${messageId}_${index}`, 'completed', [textPart(block.text, refused)]));
     } else if (block.type === 'tool_use') {
-      output.push(functionCallItem(`fc_${String(block.id)}`, block.id, block.name, JSON.stringify(block.input ?? {}), 'completed'));
+      output.push(
+        functionCallItem(
+          `fc_${String(block.id)}`,
+          block.id,
+          block.name,
+          JSON.stringify(block.input ?? {}),
+          'completed',
+        ),
+      );
     }
   });
-  const state: ResponseState = { id: `resp_${messageId}`, createdAt: unixSeconds(), model: clientModel, stopReason: message.stop_reason, output, usage: fromAnthropicUsage(message.usage) };
+  const state: ResponseState = {
+    id: `resp_${messageId}`,
+    createdAt: unixSeconds(),
+    model: clientModel,
+    stopReason: message.stop_reason,
+    output,
+    usage: fromAnthropicUsage(message.usage),
+  };
   return responseObject(state, true);
 }

@@ -4,9 +4,31 @@ import { asArray, isObject, isUnset, refuse } from './json.js';
 import type { Json } from './json.js';
 
 /** Responses fields that change nothing Anthropic could honour differently: dropped. */
-const DROPPED_FIELDS = new Set(['model', 'metadata', 'store', 'service_tier', 'prompt_cache_key', 'prompt_cache_retention', 'stream_options', 'truncation']);
+const DROPPED_FIELDS = new Set([
+  'model',
+  'metadata',
+  'store',
+  'service_tier',
+  'prompt_cache_key',
+  'prompt_cache_retention',
+  'stream_options',
+  'truncation',
+]);
 
-const READ_FIELDS = new Set(['input', 'instructions', 'max_output_tokens', 'temperature', 'top_p', 'tools', 'tool_choice', 'parallel_tool_calls', 'stream', 'user', 'safety_identifier', 'text']);
+const READ_FIELDS = new Set([
+  'input',
+  'instructions',
+  'max_output_tokens',
+  'temperature',
+  'top_p',
+  'tools',
+  'tool_choice',
+  'parallel_tool_calls',
+  'stream',
+  'user',
+  'safety_identifier',
+  'text',
+]);
 
 /** Responses fields that may be sent at their default value only. */
 const DEFAULT_ONLY_FIELDS: Record<string, string> = {
@@ -26,7 +48,11 @@ function checkFields(body: Json): void {
     if (feature !== undefined && isUnset(value)) continue;
     if (feature !== undefined) refuse(`Anthropic Messages has no equivalent of ${feature}`);
     // No effort asked for is the default; an effort would need Anthropic's extended thinking, not mapped.
-    if (field === 'reasoning' && (isUnset(value) || (isObject(value) && isUnset(value.effort) && isUnset(value.summary)))) continue;
+    if (
+      field === 'reasoning' &&
+      (isUnset(value) || (isObject(value) && isUnset(value.effort) && isUnset(value.summary)))
+    )
+      continue;
     refuse(`the Responses field "${field}" has no Anthropic Messages equivalent`);
   }
 }
@@ -39,7 +65,8 @@ function chatParts(content: unknown): unknown {
     if (part.type === 'input_text' || part.type === 'output_text') return { type: 'text', text: part.text };
     if (part.type === 'refusal') return { type: 'refusal', refusal: part.refusal };
     if (part.type === 'input_image') {
-      if (typeof part.image_url !== 'string') refuse('Anthropic Messages takes images as URLs or base64 data, not OpenAI file ids');
+      if (typeof part.image_url !== 'string')
+        refuse('Anthropic Messages takes images as URLs or base64 data, not OpenAI file ids');
       return { type: 'image_url', image_url: { url: part.image_url } };
     }
     return refuse(`Anthropic Messages cannot take a "${String(part.type)}" content part`);
@@ -49,7 +76,8 @@ function chatParts(content: unknown): unknown {
 /** The Responses input as chat messages: a string is one user message; items map one to one. */
 function chatMessages(body: Json): Json[] {
   const messages: Json[] = [];
-  if (typeof body.instructions === 'string' && body.instructions !== '') messages.push({ role: 'system', content: body.instructions });
+  if (typeof body.instructions === 'string' && body.instructions !== '')
+    messages.push({ role: 'system', content: body.instructions });
   if (typeof body.input === 'string') {
     messages.push({ role: 'user', content: body.input });
     return messages;
@@ -60,7 +88,11 @@ function chatMessages(body: Json): Json[] {
     if (type === 'message') {
       messages.push({ role: item.role, content: chatParts(item.content) });
     } else if (type === 'function_call') {
-      messages.push({ role: 'assistant', content: null, tool_calls: [{ id: item.call_id, type: 'function', function: { name: item.name, arguments: item.arguments } }] });
+      messages.push({
+        role: 'assistant',
+        content: null,
+        tool_calls: [{ id: item.call_id, type: 'function', function: { name: item.name, arguments: item.arguments } }],
+      });
     } else if (type === 'function_call_output') {
       messages.push({ role: 'tool', tool_call_id: item.call_id, content: chatParts(item.output) });
     } else if (type === 'reasoning') {
@@ -76,7 +108,8 @@ function chatMessages(body: Json): Json[] {
 function chatTools(tools: unknown): Json[] {
   return asArray(tools).map((tool) => {
     // OpenAI's hosted tools (web and file search, code interpreter, ...) run on OpenAI's side only.
-    if (!isObject(tool) || tool.type !== 'function') return refuse('Anthropic Messages takes function tools only, not OpenAI hosted tools');
+    if (!isObject(tool) || tool.type !== 'function')
+      return refuse('Anthropic Messages takes function tools only, not OpenAI hosted tools');
     const fn: Json = { name: tool.name };
     if (tool.description !== undefined) fn.description = tool.description;
     if (tool.parameters !== undefined) fn.parameters = tool.parameters;
@@ -93,7 +126,8 @@ function chatToolChoice(choice: unknown): unknown {
 export function responsesToMessagesRequest(body: Json, targetModel: string): Json {
   checkFields(body);
   const chat: Json = { messages: chatMessages(body) };
-  if (body.max_output_tokens !== undefined && body.max_output_tokens !== null) chat.max_completion_tokens = body.max_output_tokens;
+  if (body.max_output_tokens !== undefined && body.max_output_tokens !== null)
+    chat.max_completion_tokens = body.max_output_tokens;
   for (const field of ['temperature', 'top_p', 'parallel_tool_calls', 'user', 'safety_identifier', 'stream'] as const) {
     if (body[field] !== undefined && body[field] !== null) chat[field] = body[field];
   }
@@ -101,7 +135,8 @@ export function responsesToMessagesRequest(body: Json, targetModel: string): Jso
   const choice = chatToolChoice(body.tool_choice);
   if (choice !== undefined) chat.tool_choice = choice;
   if (isObject(body.text)) {
-    if (!isUnset(body.text.verbosity) && body.text.verbosity !== 'medium') refuse('Anthropic Messages has no equivalent of verbosity');
+    if (!isUnset(body.text.verbosity) && body.text.verbosity !== 'medium')
+      refuse('Anthropic Messages has no equivalent of verbosity');
     if (isObject(body.text.format)) chat.response_format = body.text.format;
   }
   return chatToMessagesRequest(chat, targetModel);

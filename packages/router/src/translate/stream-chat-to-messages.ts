@@ -49,14 +49,18 @@ export class ChatToMessagesStream extends SseTranslator {
     if (!isObject(chunk)) return '';
     if (isObject(chunk.error)) {
       this.finished = true;
-      return event({ type: 'error', error: { type: 'api_error', message: String(chunk.error.message ?? 'The upstream failed mid-answer.') } });
+      return event({
+        type: 'error',
+        error: { type: 'api_error', message: String(chunk.error.message ?? 'The upstream failed mid-answer.') },
+      });
     }
     let out = this.start(chunk);
     // Translated requests ask for one choice; the first is the answer.
     const choice = asArray(chunk.choices).find((entry) => isObject(entry) && (entry.index ?? 0) === 0);
     if (isObject(choice)) {
       const delta = isObject(choice.delta) ? choice.delta : {};
-      for (const text of [delta.content, delta.refusal]) if (typeof text === 'string' && text !== '') out += this.text(text);
+      for (const text of [delta.content, delta.refusal])
+        if (typeof text === 'string' && text !== '') out += this.text(text);
       if (typeof delta.refusal === 'string' && delta.refusal !== '') this.refused = true;
       for (const call of asArray(delta.tool_calls)) if (isObject(call)) out += this.toolCall(call);
       if (typeof choice.finish_reason === 'string') {
@@ -113,7 +117,11 @@ export class ChatToMessagesStream extends SseTranslator {
       this.toolBlocks.set(toolIndex, known);
     }
     if (typeof fn.arguments === 'string' && fn.arguments !== '') {
-      out += event({ type: 'content_block_delta', index: known.block, delta: { type: 'input_json_delta', partial_json: fn.arguments } });
+      out += event({
+        type: 'content_block_delta',
+        index: known.block,
+        delta: { type: 'input_json_delta', partial_json: fn.arguments },
+      });
     }
     return out;
   }
@@ -135,7 +143,11 @@ export class ChatToMessagesStream extends SseTranslator {
     const usage = toAnthropicUsage(fromChatUsage(this.reportedUsage));
     return (
       this.closeBlock() +
-      event({ type: 'message_delta', delta: { stop_reason: this.stopReason ?? (this.refused ? 'refusal' : 'end_turn'), stop_sequence: null }, usage }) +
+      event({
+        type: 'message_delta',
+        delta: { stop_reason: this.stopReason ?? (this.refused ? 'refusal' : 'end_turn'), stop_sequence: null },
+        usage,
+      }) +
       event({ type: 'message_stop' })
     );
   }

@@ -55,14 +55,20 @@ export class MessagesToChatStream extends SseTranslator {
           const call = { index, id: block.id, type: 'function', function: { name: block.name, arguments: '' } };
           return this.chunk({ tool_calls: [call] });
         }
-        if (block.type === 'text' && typeof block.text === 'string' && block.text !== '') return this.chunk({ content: block.text });
+        if (block.type === 'text' && typeof block.text === 'string' && block.text !== '')
+          return this.chunk({ content: block.text });
         return '';
       }
       case 'content_block_delta': {
         const delta = isObject(payload.delta) ? payload.delta : {};
         if (delta.type === 'text_delta' && typeof delta.text === 'string') return this.chunk({ content: delta.text });
         const index = typeof payload.index === 'number' ? this.toolCalls.get(payload.index) : undefined;
-        if (delta.type === 'input_json_delta' && index !== undefined && typeof delta.partial_json === 'string' && delta.partial_json !== '') {
+        if (
+          delta.type === 'input_json_delta' &&
+          index !== undefined &&
+          typeof delta.partial_json === 'string' &&
+          delta.partial_json !== ''
+        ) {
           return this.chunk({ tool_calls: [{ index, function: { arguments: delta.partial_json } }] });
         }
         // Thinking and signature deltas: a chat completion has no place for Anthropic's reasoning.
@@ -76,7 +82,14 @@ export class MessagesToChatStream extends SseTranslator {
       case 'message_stop': {
         this.finished = true;
         const usage = this.includeUsage
-          ? sseEvent({ id: this.id, object: 'chat.completion.chunk', created: this.created, model: this.clientModel, choices: [], usage: toChatUsage(fromAnthropicUsage(this.reported)) })
+          ? sseEvent({
+              id: this.id,
+              object: 'chat.completion.chunk',
+              created: this.created,
+              model: this.clientModel,
+              choices: [],
+              usage: toChatUsage(fromAnthropicUsage(this.reported)),
+            })
           : '';
         return `${usage}data: [DONE]\n\n`;
       }
@@ -84,7 +97,14 @@ export class MessagesToChatStream extends SseTranslator {
         // The OpenAI SDKs read a data line with an `error` object as a failed stream.
         const error = isObject(payload.error) ? payload.error : {};
         this.finished = true;
-        return sseEvent({ error: { message: String(error.message ?? 'The upstream failed mid-answer.'), type: String(error.type ?? 'api_error'), code: null, param: null } });
+        return sseEvent({
+          error: {
+            message: String(error.message ?? 'The upstream failed mid-answer.'),
+            type: String(error.type ?? 'api_error'),
+            code: null,
+            param: null,
+          },
+        });
       }
       default:
         // ping, content_block_stop and events added later carry nothing a chat chunk has.

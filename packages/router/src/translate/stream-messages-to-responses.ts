@@ -70,12 +70,18 @@ export class MessagesToResponsesStream extends SseTranslator {
         for (const blockIndex of [...this.open.keys()]) out += this.stopItem(blockIndex);
         this.state.usage = fromAnthropicUsage(this.reported);
         const response = responseObject(this.state, true);
-        return out + this.emit(response.status === 'incomplete' ? 'response.incomplete' : 'response.completed', { response });
+        return (
+          out + this.emit(response.status === 'incomplete' ? 'response.incomplete' : 'response.completed', { response })
+        );
       }
       case 'error': {
         this.finished = true;
         const error = isObject(payload.error) ? payload.error : {};
-        return this.emit('error', { code: String(error.type ?? 'api_error'), message: String(error.message ?? 'The upstream failed mid-answer.'), param: null });
+        return this.emit('error', {
+          code: String(error.type ?? 'api_error'),
+          message: String(error.message ?? 'The upstream failed mid-answer.'),
+          param: null,
+        });
       }
       default:
         return '';
@@ -87,15 +93,34 @@ export class MessagesToResponsesStream extends SseTranslator {
     if (block.type === 'text') {
       const item: OpenItem = { outputIndex, id: `${this.messageId}_${index}`, kind: 'text', text: '' };
       this.open.set(index, item);
-      let out = this.emit('response.output_item.added', { output_index: outputIndex, item: messageItem(item.id, 'in_progress', []) });
-      out += this.emit('response.content_part.added', { item_id: item.id, output_index: outputIndex, content_index: 0, part: textPart('', false) });
-      if (typeof block.text === 'string' && block.text !== '') out += this.delta(index, { type: 'text_delta', text: block.text });
+      let out = this.emit('response.output_item.added', {
+        output_index: outputIndex,
+        item: messageItem(item.id, 'in_progress', []),
+      });
+      out += this.emit('response.content_part.added', {
+        item_id: item.id,
+        output_index: outputIndex,
+        content_index: 0,
+        part: textPart('', false),
+      });
+      if (typeof block.text === 'string' && block.text !== '')
+        out += this.delta(index, { type: 'text_delta', text: block.text });
       return out;
     }
     if (block.type === 'tool_use') {
-      const item: OpenItem = { outputIndex, id: `fc_${String(block.id)}`, kind: 'tool', text: '', callId: block.id, name: block.name };
+      const item: OpenItem = {
+        outputIndex,
+        id: `fc_${String(block.id)}`,
+        kind: 'tool',
+        text: '',
+        callId: block.id,
+        name: block.name,
+      };
       this.open.set(index, item);
-      return this.emit('response.output_item.added', { output_index: outputIndex, item: functionCallItem(item.id, item.callId, item.name, '', 'in_progress') });
+      return this.emit('response.output_item.added', {
+        output_index: outputIndex,
+        item: functionCallItem(item.id, item.callId, item.name, '', 'in_progress'),
+      });
     }
     // Thinking blocks: a Responses answer from another provider has no reasoning items to show.
     return '';
@@ -106,11 +131,26 @@ export class MessagesToResponsesStream extends SseTranslator {
     if (!item) return '';
     if (item.kind === 'text' && delta.type === 'text_delta' && typeof delta.text === 'string') {
       item.text += delta.text;
-      return this.emit('response.output_text.delta', { item_id: item.id, output_index: item.outputIndex, content_index: 0, delta: delta.text, logprobs: [] });
+      return this.emit('response.output_text.delta', {
+        item_id: item.id,
+        output_index: item.outputIndex,
+        content_index: 0,
+        delta: delta.text,
+        logprobs: [],
+      });
     }
-    if (item.kind === 'tool' && delta.type === 'input_json_delta' && typeof delta.partial_json === 'string' && delta.partial_json !== '') {
+    if (
+      item.kind === 'tool' &&
+      delta.type === 'input_json_delta' &&
+      typeof delta.partial_json === 'string' &&
+      delta.partial_json !== ''
+    ) {
       item.text += delta.partial_json;
-      return this.emit('response.function_call_arguments.delta', { item_id: item.id, output_index: item.outputIndex, delta: delta.partial_json });
+      return this.emit('response.function_call_arguments.delta', {
+        item_id: item.id,
+        output_index: item.outputIndex,
+        delta: delta.partial_json,
+      });
     }
     return '';
   }
@@ -123,13 +163,29 @@ export class MessagesToResponsesStream extends SseTranslator {
     let done: Json;
     if (item.kind === 'text') {
       const part = textPart(item.text, false);
-      out = this.emit('response.output_text.done', { item_id: item.id, output_index: item.outputIndex, content_index: 0, text: item.text, logprobs: [] });
-      out += this.emit('response.content_part.done', { item_id: item.id, output_index: item.outputIndex, content_index: 0, part });
+      out = this.emit('response.output_text.done', {
+        item_id: item.id,
+        output_index: item.outputIndex,
+        content_index: 0,
+        text: item.text,
+        logprobs: [],
+      });
+      out += this.emit('response.content_part.done', {
+        item_id: item.id,
+        output_index: item.outputIndex,
+        content_index: 0,
+        part,
+      });
       done = messageItem(item.id, 'completed', [part]);
     } else {
       // A tool call with no argument deltas had an empty input.
       const args = item.text === '' ? '{}' : item.text;
-      out = this.emit('response.function_call_arguments.done', { item_id: item.id, output_index: item.outputIndex, name: item.name, arguments: args });
+      out = this.emit('response.function_call_arguments.done', {
+        item_id: item.id,
+        output_index: item.outputIndex,
+        name: item.name,
+        arguments: args,
+      });
       done = functionCallItem(item.id, item.callId, item.name, args, 'completed');
     }
     this.state.output[item.outputIndex] = done;

@@ -4,7 +4,13 @@ import { anthropicMessages, openAiChat } from '@tollgate/providers';
 import { isObject } from './json.js';
 import type { Json } from './json.js';
 
-const NO_USAGE: TokenUsage = { inputTokens: 0, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 0, reasoningTokens: 0 };
+const NO_USAGE: TokenUsage = {
+  inputTokens: 0,
+  cachedInputTokens: 0,
+  cacheWriteTokens: 0,
+  outputTokens: 0,
+  reasoningTokens: 0,
+};
 
 /** Our usage from an Anthropic `usage` object (its input excludes cache reads and writes; ours includes them). */
 export function fromAnthropicUsage(usage: unknown): TokenUsage {
@@ -26,7 +32,12 @@ export function toChatUsage(usage: TokenUsage): Json {
     completion_tokens: usage.outputTokens,
     total_tokens: usage.inputTokens + usage.outputTokens,
     prompt_tokens_details: { cached_tokens: usage.cachedInputTokens, audio_tokens: 0 },
-    completion_tokens_details: { reasoning_tokens: usage.reasoningTokens, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
+    completion_tokens_details: {
+      reasoning_tokens: usage.reasoningTokens,
+      audio_tokens: 0,
+      accepted_prediction_tokens: 0,
+      rejected_prediction_tokens: 0,
+    },
   };
 }
 
