@@ -1,6 +1,7 @@
-// Delivers alert events to one webhook: JSON or Slack-shaped, HMAC-signed, retried with exponential backoff and full jitter.
+// Alert events to one webhook, JSON or Slack-shaped and HMAC-signed, over core's one webhook delivery (retries, backoff, deadlines).
 import { createHmac } from 'node:crypto';
 import { parseDuration, TollgateError } from '@tollgate/core';
+import { webhookDelivery, webhookUrl } from '@tollgate/core/webhook';
 import type { GuardEvent } from './types.js';
 
 export interface WebhookOptions {
@@ -63,9 +64,6 @@ const KNOWN = [
   'timeout',
 ] as const;
 
-/** Status codes worth another try: the receiver may recover. */
-const retryable = (status: number) => status === 408 || status === 425 || status === 429 || status >= 500;
-
 /** `sha256=<hex>`: the value of `x-tollgate-signature` for `body` (receivers compute the same and compare). */
 export function signBody(secret: string, body: string): string {
   return `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
@@ -118,17 +116,7 @@ export function createWebhookSender(
         `alerts.webhooks[] has no option "${name}". Known options: ${KNOWN.join(', ')}`,
       );
   }
-  let url: URL;
-  try {
-    url = new URL(options.url);
-  } catch {
-    throw new TollgateError(
-      CODE,
-      `alerts.webhooks[].url must be an absolute http(s) URL; got ${JSON.stringify(options.url)}`,
-    );
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:')
-    throw new TollgateError(CODE, `alerts.webhooks[].url must be http or https; got ${url.protocol}`);
+  const url = webhookUrl(options.url, CODE, 'alerts.webhooks[].url');
   const format = options.format ?? 'json';
   if (format !== 'json' && format !== 'slack')
     throw new TollgateError(CODE, `alerts.webhooks[].format must be "json" or "slack"; got ${JSON.stringify(format)}`);
@@ -150,69 +138,25 @@ export function createWebhookSender(
   const initialDelayMs = delayOption(options.initialDelay, '1s', 'initialDelay');
   const maxDelayMs = delayOption(options.maxDelay, '1m', 'maxDelay');
   const timeoutMs = delayOption(options.timeout, '5s', 'timeout');
-  const baseHeaders = { 'content-type': 'application/json', 'user-agent': 'tollgate-guard', ...options.headers };
-  const pending = new Set<Promise<void>>();
-  const closing = new AbortController();
-  // The origin only: a URL's path or query may hold a token (Slack's do).
-  const where = url.origin;
-
-  const sleep = (ms: number) =>
-    new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      closing.signal.addEventListener(
-        'abort',
-        () => {
-          clearTimeout(timer);
-          resolve();
-        },
-        { once: true },
-      );
-    });
-
-  async function deliver(event: GuardEvent): Promise<void> {
-    const body = JSON.stringify(format === 'slack' ? slackMessage(event) : event);
-    const headers: Record<string, string> = {
-      ...baseHeaders,
-      'x-tollgate-event': event.type,
-      'x-tollgate-event-id': event.id,
-    };
-    if (secret) headers['x-tollgate-signature'] = signBody(secret, body);
-    let lastError: unknown;
-    for (let attempt = 0; attempt < attempts; attempt++) {
-      // Full jitter: processes that all saw the receiver fail do not retry in step.
-      if (attempt > 0) await sleep(Math.random() * Math.min(maxDelayMs, initialDelayMs * 2 ** (attempt - 1)));
-      if (closing.signal.aborted) return;
-      try {
-        const response = await fetch(url, {
-          method: 'POST',
-          headers,
-          body,
-          signal: AbortSignal.any([AbortSignal.timeout(timeoutMs), closing.signal]),
-        });
-        // Drained, so the connection is reused.
-        await response.arrayBuffer().catch(() => undefined);
-        if (response.ok) return;
-        lastError = new Error(`HTTP ${response.status} from ${where}`);
-        if (!retryable(response.status)) break;
-      } catch (error) {
-        lastError = error;
-      }
-    }
-    if (!closing.signal.aborted) onFailure(lastError, event, where);
-  }
+  const delivery = webhookDelivery<GuardEvent>({
+    url,
+    headers: { 'user-agent': 'tollgate-guard', ...options.headers },
+    attempts,
+    initialDelayMs,
+    maxDelayMs,
+    timeoutMs,
+    onFailure: (error, event) => onFailure(error, event, url.origin),
+  });
 
   return {
-    url: where,
+    url: delivery.origin,
     send(event) {
-      const delivery = deliver(event).catch((error: unknown) => onFailure(error, event, where));
-      pending.add(delivery);
-      void delivery.finally(() => pending.delete(delivery));
+      const body = JSON.stringify(format === 'slack' ? slackMessage(event) : event);
+      const headers: Record<string, string> = { 'x-tollgate-event': event.type, 'x-tollgate-event-id': event.id };
+      if (secret) headers['x-tollgate-signature'] = signBody(secret, body);
+      delivery.send(event, body, headers);
     },
-    async flush() {
-      while (pending.size > 0) await Promise.all(pending);
-    },
-    close() {
-      closing.abort();
-    },
+    flush: () => delivery.flush(),
+    close: () => delivery.close(),
   };
 }

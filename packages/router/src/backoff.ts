@@ -1,4 +1,6 @@
-// When to retry: which failures are worth another try, and how long to wait first (full jitter, provider hints).
+// When to retry: which failures are worth another try, and how long to wait first (cockatiel's exponential backoff
+// with full jitter, provider hints).
+import { noJitterGenerator } from 'cockatiel';
 
 /** Statuses worth another try: the request was fine, the provider was not (or not yet). */
 export function isRetryableStatus(status: number): boolean {
@@ -40,6 +42,12 @@ export function retryDelayMs(
   random: () => number = Math.random,
 ): number {
   if (hintMs !== undefined) return Math.min(hintMs, maxDelayMs);
-  const ceiling = Math.min(maxDelayMs, baseDelayMs * 2 ** Math.max(0, retry - 1));
+  // cockatiel's exponential step for this retry, jittered here so that a test can choose the random draw.
+  const [ceiling] = noJitterGenerator(Math.max(0, retry - 1), {
+    initialDelay: baseDelayMs,
+    maxDelay: maxDelayMs,
+    exponent: 2,
+    generator: noJitterGenerator,
+  });
   return Math.floor(random() * ceiling);
 }
