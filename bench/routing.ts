@@ -85,8 +85,8 @@ interface ProxyRouting {
 async function proxyRouting(blocks: number, roundsPerBlock: number): Promise<ProxyRouting> {
   const upstream = await startServer({ app: 'mock-upstream' });
   const [{ createProxyApp }, { validateConfig }] = await Promise.all([
-    import('../examples/proxy/src/app.js'),
-    import('../examples/proxy/src/config.js'),
+    import('../packages/gateway/src/app.js'),
+    import('../packages/gateway/src/config.js'),
   ]);
   const config = validateConfig({
     upstreams: {

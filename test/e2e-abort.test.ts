@@ -7,7 +7,7 @@ import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
 import { costNanoUsd, createPricing } from '@tollgate/core';
 import type { UsageRecord } from '@tollgate/core';
-import { createMockProvider } from '../examples/proxy/src/mock-provider.js';
+import { createMockProvider } from '../packages/gateway/src/mock-provider.js';
 import { caught, newApiKey, readUsageLog, sha256Hex, startFakeUpstream, startProxy, waitFor } from './helpers/proxy.js';
 import type { RunningProxy } from './helpers/proxy.js';
 

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { costNanoUsd, createPricing } from '@tollgate/core';
 import type { UsageRecord } from '@tollgate/core';
-import { countPromptTokens } from '../examples/proxy/src/mock-reply.js';
+import { countPromptTokens } from '../packages/gateway/src/mock-reply.js';
 import { freePort, PrivateRedis } from '../packages/redis/test/helpers.js';
 import { newApiKey, readUsageLog, sha256Hex, spawnProxy, startMockUpstream } from './helpers/proxy.js';
 import type { RunningMock, SpawnedProxy } from './helpers/proxy.js';

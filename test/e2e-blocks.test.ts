@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import OpenAI from 'openai';
 import { costNanoUsd, createPricing } from '@tollgate/core';
-import { countPromptTokens } from '../examples/proxy/src/mock-reply.js';
+import { countPromptTokens } from '../packages/gateway/src/mock-reply.js';
 import { deleteRedisPrefix, newApiKey, REDIS_URL, sha256Hex, spawnProxy } from './helpers/proxy.js';
 import type { SpawnedProxy } from './helpers/proxy.js';
 

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import OpenAI from 'openai';
 import { createPricing, costNanoUsd } from '@tollgate/core';
-import { countPromptTokens } from '../examples/proxy/src/mock-reply.js';
+import { countPromptTokens } from '../packages/gateway/src/mock-reply.js';
 import { deleteRedisPrefix, newApiKey, REDIS_URL, sha256Hex, spawnProxy } from './helpers/proxy.js';
 import type { SpawnedProxy } from './helpers/proxy.js';
 

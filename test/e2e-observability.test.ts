@@ -9,9 +9,9 @@ import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import type { JWK } from 'jose';
 import { createMemoryStores } from '@tollgate/core';
-import { createProxyLog } from '../examples/proxy/src/access-log.js';
-import type { ProxyLog } from '../examples/proxy/src/access-log.js';
-import type { ProxyConfig } from '../examples/proxy/src/config.js';
+import { createProxyLog } from '../packages/gateway/src/access-log.js';
+import type { ProxyLog } from '../packages/gateway/src/access-log.js';
+import type { ProxyConfig } from '../packages/gateway/src/config.js';
 import { newApiKey, sha256Hex, startMockUpstream, startProxy } from './helpers/proxy.js';
 import type { RunningMock, RunningProxy } from './helpers/proxy.js';
 

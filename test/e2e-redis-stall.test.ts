@@ -1,8 +1,8 @@
 // The proxy on a Redis that stalls: fast 503s and a bounded /healthz during the stall, and no limit left drained by the stalled requests afterwards.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { createStores } from '../examples/proxy/src/stores.js';
-import { validateConfig } from '../examples/proxy/src/config.js';
+import { createStores } from '../packages/gateway/src/stores.js';
+import { validateConfig } from '../packages/gateway/src/config.js';
 import type { TollgateStores } from '@tollgate/core';
 import { StallingRelay } from '../packages/ratelimit/test/stalling-relay.js';
 import { deleteRedisPrefix, newApiKey, sha256Hex, startProxy } from './helpers/proxy.js';

@@ -3,8 +3,8 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createMemoryStores, type TollgateStores } from '@tollgate/core';
 import { createRedisStores } from '@tollgate/redis';
-import type { ProxyConfig } from '../examples/proxy/src/config.js';
-import { createMockProvider } from '../examples/proxy/src/mock-provider.js';
+import type { ProxyConfig } from '../packages/gateway/src/config.js';
+import { createMockProvider } from '../packages/gateway/src/mock-provider.js';
 import {
   deleteRedisPrefix,
   newApiKey,

@@ -1,7 +1,7 @@
 // The proxy's `guard.shedding`: a saturated process refuses lower tiers first (503) and keeps serving the highest.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { validateConfig } from '../examples/proxy/src/config.js';
-import { createMockProvider } from '../examples/proxy/src/mock-provider.js';
+import { validateConfig } from '../packages/gateway/src/config.js';
+import { createMockProvider } from '../packages/gateway/src/mock-provider.js';
 import { newApiKey, sha256Hex, startProxy } from './helpers/proxy.js';
 import type { RunningProxy } from './helpers/proxy.js';
 

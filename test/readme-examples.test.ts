@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { deleteKeysWithPrefix, REDIS_URL } from './conformance/redis.js';
-import { validateConfig } from '../examples/proxy/src/config.js';
+import { validateConfig } from '../packages/gateway/src/config.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -25,6 +25,7 @@ const CONVERTED = [
   'packages/cache/README.md',
   'packages/core/README.md',
   'packages/dashboard/README.md',
+  'packages/gateway/README.md',
   'packages/guard/README.md',
   'packages/metering/README.md',
   'packages/providers/README.md',
@@ -550,6 +551,10 @@ describe.each([
     output: 'answered: 200, 11 input and 10 output tokens\nfailing: 500\nhanging: TimeoutError\n',
   },
   { file: 'examples/proxy/examples/in-code.ts', output: '200, 31 tokens\n' },
+  {
+    file: 'packages/gateway/examples/mount.ts',
+    output: 'gateway: 200, 31 tokens\nwithout a key: 401\nyour route: 200\n',
+  },
   {
     file: 'packages/dashboard/examples/minimal.ts',
     output: 'without the admin key: 401\nwith it: 200, acme gpt-4o-mini\n',

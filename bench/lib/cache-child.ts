@@ -55,8 +55,8 @@ interface Running {
 /** The example proxy as every case runs it: one pro key, key, tenant and global budgets, limits far above the load; a memory cache or none. */
 async function buildProxy(upstream: string, withCache: boolean): Promise<Express> {
   const [{ createProxyApp }, { validateConfig }] = await Promise.all([
-    import('../../examples/proxy/src/app.js'),
-    import('../../examples/proxy/src/config.js'),
+    import('../../packages/gateway/src/app.js'),
+    import('../../packages/gateway/src/config.js'),
   ]);
   const config = validateConfig({
     upstreams: { openai: { baseUrl: `${upstream}/v1`, apiKey: 'upstream-bench-key' } },

@@ -42,8 +42,8 @@ const HUGE = { usd: 1_000_000, period: 'day' as const };
 
 async function run(message: RunMessage): Promise<ObservabilityRun> {
   const [{ createProxyApp }, { validateConfig }, api, core, sdk] = await Promise.all([
-    import('../../examples/proxy/src/app.js'),
-    import('../../examples/proxy/src/config.js'),
+    import('../../packages/gateway/src/app.js'),
+    import('../../packages/gateway/src/config.js'),
     import('@opentelemetry/api'),
     import('@opentelemetry/core'),
     import('@opentelemetry/sdk-trace-base'),

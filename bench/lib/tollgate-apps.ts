@@ -136,9 +136,9 @@ export async function buildTollgateChain(options: AppOptions): Promise<BuiltApp>
  */
 export async function buildProxy(options: AppOptions): Promise<BuiltApp> {
   const [{ createProxyApp }, { validateConfig }, { createStores }] = await Promise.all([
-    import('../../examples/proxy/src/app.js'),
-    import('../../examples/proxy/src/config.js'),
-    import('../../examples/proxy/src/stores.js'),
+    import('../../packages/gateway/src/app.js'),
+    import('../../packages/gateway/src/config.js'),
+    import('../../packages/gateway/src/stores.js'),
   ]);
   const redis = options.store === 'redis';
   const limitsAndKeys = (options.config as Record<string, unknown> | undefined) ?? {

@@ -5,7 +5,7 @@ import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { countPromptTokens } from '../../examples/proxy/src/mock-reply.js';
+import { countPromptTokens } from '../../packages/gateway/src/mock-reply.js';
 import { tokenPieces } from './provider-tokenizers.js';
 import type { ProviderTokenizer } from './provider-tokenizers.js';
 import { closeServer } from './proxy.js';

@@ -13,11 +13,11 @@ import { generateApiKey, hashApiKey } from '@tollgate/auth';
 import type { TollgateStores, UsageRecord } from '@tollgate/core';
 import { createRedisStores } from '@tollgate/redis';
 import { pino } from 'pino';
-import { createProxyApp } from '../../examples/proxy/src/app.js';
-import type { ProxyApp, ProxyDeps } from '../../examples/proxy/src/app.js';
-import type { ProxyConfig } from '../../examples/proxy/src/config.js';
-import { createMockProvider } from '../../examples/proxy/src/mock-provider.js';
-import type { MockBehavior, MockProvider } from '../../examples/proxy/src/mock-provider.js';
+import { createProxyApp } from '../../packages/gateway/src/app.js';
+import type { ProxyApp, ProxyDeps } from '../../packages/gateway/src/app.js';
+import type { ProxyConfig } from '../../packages/gateway/src/config.js';
+import { createMockProvider } from '../../packages/gateway/src/mock-provider.js';
+import type { MockBehavior, MockProvider } from '../../packages/gateway/src/mock-provider.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 

@@ -6,7 +6,7 @@ import path from 'node:path';
 import OpenAI from 'openai';
 import { createMemoryStores } from '@tollgate/core';
 import type { ReservationLedger, TollgateStores } from '@tollgate/core';
-import type { ProxyConfig } from '../../examples/proxy/src/config.js';
+import type { ProxyConfig } from '../../packages/gateway/src/config.js';
 import { newApiKey, readUsageLog, sha256Hex, startFakeUpstream, startProxy } from './proxy.js';
 import type { FakeUpstream, FakeUpstreamRequest, RunningProxy } from './proxy.js';
 

@@ -208,8 +208,36 @@ async function copiedProxy(allTarballs) {
   await serveOnce(dir, ['run', 'serve'], 'npm run serve');
 }
 
-/** Starts the copied proxy with `npm <args>`, asks it one chat completion with the demo key it prints, stops it. */
-async function serveOnce(dir, args, label) {
+/**
+ * @tollgate/gateway installed from the tarballs into a fresh app: `createGateway(config)` mounted in its own Express
+ * app and driven by the official openai client, then `tollgate-gateway` from the installed package, on its demo
+ * default and on `--config`.
+ */
+async function installedGateway(allTarballs) {
+  const dir = freshApp('gateway-app', { type: 'module' }, allTarballs, ['express@5', 'openai']);
+  process.stdout.write(run('node', ['app.mjs'], dir));
+  await serveOnce(dir, ['exec', '--', 'tollgate-gateway', '--port', '0'], 'tollgate-gateway, demo default');
+  const { generateApiKey, hashApiKey } = await import('@tollgate/auth');
+  const key = generateApiKey();
+  const config = {
+    tiers: { free: { requestsPerMinute: 60, models: ['gpt-4o-mini'] } },
+    tenants: { acme: { tier: 'free' } },
+    keys: [{ id: 'packed', sha256: hashApiKey(key), tenant: 'acme' }],
+  };
+  writeFileSync(path.join(dir, 'tollgate.json'), JSON.stringify(config));
+  await serveOnce(
+    dir,
+    ['exec', '--', 'tollgate-gateway', '--config', 'tollgate.json', '--port', '0'],
+    'tollgate-gateway --config',
+    key,
+  );
+}
+
+/**
+ * Starts the copied proxy (or the installed gateway) with `npm <args>`, asks it one chat completion with `key`, or
+ * the demo key it prints, and stops it.
+ */
+async function serveOnce(dir, args, label, givenKey) {
   const child = spawn('npm', args, {
     cwd: dir,
     env: { ...process.env, PORT: '0' },
@@ -221,7 +249,7 @@ async function serveOnce(dir, args, label) {
   child.stderr.on('data', (chunk) => (output += chunk));
   try {
     const url = await new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`the copied proxy did not start:\n${output}`)), 60_000);
+      const timer = setTimeout(() => reject(new Error(`${label} did not start:\n${output}`)), 60_000);
       child.stdout.on('data', () => {
         const match = /listening on (http:\/\/localhost:\d+)/.exec(output);
         if (match) {
@@ -229,9 +257,9 @@ async function serveOnce(dir, args, label) {
           resolve(match[1].replace('localhost', '127.0.0.1'));
         }
       });
-      child.once('exit', (code) => reject(new Error(`the copied proxy exited with ${code}:\n${output}`)));
+      child.once('exit', (code) => reject(new Error(`${label} exited with ${code}:\n${output}`)));
     });
-    const key = /Bearer (\S+)"/.exec(output)?.[1];
+    const key = givenKey ?? /Bearer (\S+)"/.exec(output)?.[1];
     if (!key) throw new Error(`no demo key in the output:\n${output}`);
     const response = await fetch(`${url}/v1/chat/completions`, {
       method: 'POST',
@@ -240,8 +268,8 @@ async function serveOnce(dir, args, label) {
     });
     const body = await response.json();
     if (response.status !== 200 || !body.choices?.[0]?.message)
-      throw new Error(`the copied proxy answered ${response.status}: ${JSON.stringify(body)}`);
-    console.log(`copied proxy ok (${label}): ${response.status}, ${body.usage?.total_tokens} tokens`);
+      throw new Error(`${label} answered ${response.status}: ${JSON.stringify(body)}`);
+    console.log(`served ok (${label}): ${response.status}, ${body.usage?.total_tokens} tokens`);
   } finally {
     // npm start runs node in a child: signal the whole group.
     try {
@@ -269,6 +297,7 @@ try {
   otherPackageManagers(tarballs, apiPackages);
   commonJs(byName('@tollgate/core', '@tollgate/auth', '@tollgate/ratelimit', '@tollgate/providers'));
   await copiedProxy([...tarballs.values()]);
+  await installedGateway([...tarballs.values()]);
   console.log('packed install: all ok');
 } finally {
   if (!keep) rmSync(work, { recursive: true, force: true });

@@ -3,8 +3,7 @@ import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
-import { createProxyApp } from '../src/app.js';
-import { validateConfig } from '../src/config.js';
+import { createProxyApp, validateConfig } from '@tollgate/gateway';
 
 // The proxy on an ephemeral port, its built-in mock provider as the upstream (no `upstreams` in the config).
 const key = generateApiKey();

@@ -2,8 +2,7 @@
 import type { AddressInfo } from 'node:net';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
 import { createMemoryStores } from '@tollgate/core';
-import { createProxyApp } from '../src/app.js';
-import { validateConfig } from '../src/config.js';
+import { createProxyApp, validateConfig } from '@tollgate/gateway';
 
 const key = generateApiKey();
 const config = {

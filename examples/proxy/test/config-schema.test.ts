@@ -2,7 +2,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from '@jest/globals';
 import { Ajv2020 } from 'ajv/dist/2020.js';
-import { configJsonSchemaText, validateConfig } from '../src/config.js';
+import { configJsonSchemaText, validateConfig } from '@tollgate/gateway';
 
 const read = (file: string) => readFileSync(new URL(`../${file}`, import.meta.url), 'utf8');
 const committed = read('tollgate.config.schema.json');

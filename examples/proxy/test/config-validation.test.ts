@@ -1,8 +1,8 @@
 // The proxy config: the example config with every contract name validates, and each kind of mistake is named by its field.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from '@jest/globals';
-import { parseConfig, validateConfig } from '../src/config.js';
-import { rejection } from './helpers/config-rejection.js';
+import { parseConfig, validateConfig } from '@tollgate/gateway';
+import { rejection } from '../../../packages/gateway/test/helpers/config-rejection.js';
 
 const example = JSON.parse(readFileSync(new URL('../config.example.json', import.meta.url), 'utf8')) as Record<
   string,

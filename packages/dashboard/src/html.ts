@@ -42,7 +42,5 @@ export function jsonBlock(id: string, data: unknown): SafeHtml {
     .replace(/</g, '\\u003c')
     .replace(/\u2028/g, '\\u2028')
     .replace(/\u2029/g, '\\u2029');
-  return html`<script type="application/json" id="${id}">
-    ${rawHtml(json)}
-  </script>`;
+  return html`<script type="application/json" id="${id}">${rawHtml(json)}</script>`;
 }

@@ -47,56 +47,24 @@ export async function loadKeysPage(config: DashboardConfig): Promise<KeysData> {
 function choice(name: string, label: string, options: readonly string[] | null, hint: string): SafeHtml {
   const id = `key-${name}`;
   if (options === null)
-    return html`<label for="${id}">${label}</label
-      ><input id="${id}" name="${name}" maxlength="128" placeholder="${hint}" />`;
-  return html`<label for="${id}">${label}</label
-    ><select id="${id}" name="${name}">
-      <option value="">(none)</option>
-      ${options.map((option) => html`<option>${option}</option>`)}
-    </select>`;
+    return html`<label for="${id}">${label}</label><input id="${id}" name="${name}" maxlength="128" placeholder="${hint}">`;
+  return html`<label for="${id}">${label}</label><select id="${id}" name="${name}"><option value="">(none)</option>${options.map((option) => html`<option>${option}</option>`)}</select>`;
 }
 
 function createForm(ctx: PageContext, data: KeysData): SafeHtml {
-  return html`<section>
-    <h2>Create a key</h2>
-    <form method="post" action="${ctx.base}/keys" class="card grid-form">
-      ${csrfField(ctx)} ${choice('tenant', 'Tenant', data.tenants, 'acme')} <label for="key-user">User</label
-      ><input id="key-user" name="user" maxlength="128" placeholder="alice" /> <label for="key-feature">Feature</label
-      ><input id="key-feature" name="feature" maxlength="128" placeholder="support-bot" />
-      ${choice('tier', 'Tier', data.tiers, 'pro')}
-      <label for="key-scopes">Scopes</label
-      ><input id="key-scopes" name="scopes" value="chat" maxlength="2000" aria-describedby="key-scopes-hint" /><small
-        id="key-scopes-hint"
-        >Comma-separated.</small
-      >
-      <label for="key-models">Models</label
-      ><input
-        id="key-models"
-        name="models"
-        maxlength="2000"
-        placeholder="gpt-4o-mini, claude-*"
-        aria-describedby="key-models-hint"
-      /><small id="key-models-hint">Optional; the tier's rules still apply.</small>
-      <label for="key-expires">Expires</label
-      ><input
-        id="key-expires"
-        name="expires"
-        list="expiry-choices"
-        placeholder="never"
-        maxlength="40"
-        aria-describedby="key-expires-hint"
-      /><small id="key-expires-hint">A duration (30d) or a date (2027-01-31); empty for never.</small>
-      <datalist id="expiry-choices">
-        <option value="7d"></option>
-        <option value="30d"></option>
-        <option value="90d"></option>
-        <option value="365d"></option>
-      </datalist>
-      <label for="key-id">Id</label
-      ><input id="key-id" name="id" maxlength="128" placeholder="made from tenant and user" />
-      <button type="submit">Create key</button>
-    </form>
-  </section>`;
+  return html`<section><h2>Create a key</h2>
+<form method="post" action="${ctx.base}/keys" class="card grid-form">${csrfField(ctx)}
+  ${choice('tenant', 'Tenant', data.tenants, 'acme')}
+  <label for="key-user">User</label><input id="key-user" name="user" maxlength="128" placeholder="alice">
+  <label for="key-feature">Feature</label><input id="key-feature" name="feature" maxlength="128" placeholder="support-bot">
+  ${choice('tier', 'Tier', data.tiers, 'pro')}
+  <label for="key-scopes">Scopes</label><input id="key-scopes" name="scopes" value="chat" maxlength="2000" aria-describedby="key-scopes-hint"><small id="key-scopes-hint">Comma-separated.</small>
+  <label for="key-models">Models</label><input id="key-models" name="models" maxlength="2000" placeholder="gpt-4o-mini, claude-*" aria-describedby="key-models-hint"><small id="key-models-hint">Optional; the tier's rules still apply.</small>
+  <label for="key-expires">Expires</label><input id="key-expires" name="expires" list="expiry-choices" placeholder="never" maxlength="40" aria-describedby="key-expires-hint"><small id="key-expires-hint">A duration (30d) or a date (2027-01-31); empty for never.</small>
+  <datalist id="expiry-choices"><option value="7d"><option value="30d"><option value="90d"><option value="365d"></datalist>
+  <label for="key-id">Id</label><input id="key-id" name="id" maxlength="128" placeholder="made from tenant and user">
+  <button type="submit">Create key</button>
+</form></section>`;
 }
 
 function actions(ctx: PageContext, key: ListedKey, canChange: boolean): SafeHtml {
@@ -104,25 +72,12 @@ function actions(ctx: PageContext, key: ListedKey, canChange: boolean): SafeHtml
   if (!canChange || key.state === 'revoked') return html``;
   const id = encodeURIComponent(key.id);
   return html`<div class="actions">
-    <form
-      method="post"
-      action="${ctx.base}/keys/${id}/revoke"
-      data-confirm="Revoke key ${key.id}? Requests with it are refused at once."
-    >
-      ${csrfField(ctx)}<button type="submit" class="danger" aria-label="Revoke ${key.id}">Revoke</button>
-    </form>
-    <form method="post" action="${ctx.base}/keys/${id}/rotate" class="rotate">
-      ${csrfField(ctx)}
-      <label class="visually-hidden" for="grace-${key.id}">Old key of ${key.id} stops</label>
-      <select id="grace-${key.id}" name="grace">
-        <option value="1h">old key: 1 h more</option>
-        <option value="24h">old key: 24 h more</option>
-        <option value="0">old key: stop now</option>
-        <option value="keep">old key: until revoked</option>
-      </select>
-      <button type="submit" aria-label="Rotate ${key.id}">Rotate</button>
-    </form>
-  </div>`;
+<form method="post" action="${ctx.base}/keys/${id}/revoke" data-confirm="Revoke key ${key.id}? Requests with it are refused at once.">${csrfField(ctx)}<button type="submit" class="danger" aria-label="Revoke ${key.id}">Revoke</button></form>
+<form method="post" action="${ctx.base}/keys/${id}/rotate" class="rotate">${csrfField(ctx)}
+<label class="visually-hidden" for="grace-${key.id}">Old key of ${key.id} stops</label>
+<select id="grace-${key.id}" name="grace"><option value="1h">old key: 1 h more</option><option value="24h">old key: 24 h more</option><option value="0">old key: stop now</option><option value="keep">old key: until revoked</option></select>
+<button type="submit" aria-label="Rotate ${key.id}">Rotate</button></form>
+</div>`;
 }
 
 function keyRow(ctx: PageContext, key: ListedKey, canChange: boolean): SafeHtml {
@@ -133,31 +88,25 @@ function keyRow(ctx: PageContext, key: ListedKey, canChange: boolean): SafeHtml 
   const expiry =
     key.expiresAt === undefined
       ? html`<td class="muted">never</td>`
-      : html`<td>
-          <time datetime="${key.expiresAt}" title="${utcTime(key.expiresAt)}">${fromNow(key.expiresAt, ctx.now)}</time>
-        </td>`;
+      : html`<td><time datetime="${key.expiresAt}" title="${utcTime(key.expiresAt)}">${fromNow(key.expiresAt, ctx.now)}</time></td>`;
   return html`<tr data-key="${key.id}" data-key-state="${key.state}">
-    <th scope="row">${key.id}</th>
-    <td><span class="state state--${key.state}">${key.state}</span></td>
-    <td>
-      ${key.tenantId ? html`<a href="${ctx.base}/tenants/${encodeURIComponent(key.tenantId)}">${key.tenantId}</a>` : ''}
-    </td>
-    <td>${key.userId ?? ''}</td>
-    <td>${key.feature ?? ''}</td>
-    <td>${key.tier ?? ''}</td>
-    <td>${key.scopes.join(' ')}</td>
-    ${created} ${expiry}
-    <td>${actions(ctx, key, canChange)}</td>
-  </tr>`;
+<th scope="row">${key.id}</th>
+<td><span class="state state--${key.state}">${key.state}</span></td>
+<td>${key.tenantId ? html`<a href="${ctx.base}/tenants/${encodeURIComponent(key.tenantId)}">${key.tenantId}</a>` : ''}</td>
+<td>${key.userId ?? ''}</td><td>${key.feature ?? ''}</td><td>${key.tier ?? ''}</td>
+<td>${key.scopes.join(' ')}</td>
+${created}
+${expiry}
+<td>${actions(ctx, key, canChange)}</td>
+</tr>`;
 }
 
 /** Suspensions are the guard's, not the key store's: where they live, as this page cannot show them. */
-const SUSPENSION_NOTE = html`<p class="muted">
-  The state here is the key store's: revoke a key to stop it for good. The guard (<code>@tollgate/guard</code>) can also
-  suspend a key or a tenant, on unusual spend or by an operator: its requests get 403 <code>key_suspended</code> until
-  the suspension is lifted through the guard's admin routes (<code>POST /keys/:id/lift</code>, under
-  <code>/admin/guard</code> in the example proxy). This page does not show suspensions.
-</p>`;
+const SUSPENSION_NOTE = html`<p class="muted">The state here is the key store's: revoke a key to stop it for good.
+The guard (<code>@tollgate/guard</code>) can also suspend a key or a tenant, on unusual spend or by an operator:
+its requests get 403 <code>key_suspended</code> until the suspension is lifted through the guard's admin routes
+(<code>POST /keys/:id/lift</code>, under <code>/admin/guard</code> in the example proxy). This page does not show
+suspensions.</p>`;
 
 export function renderKeys(
   ctx: PageContext,
@@ -165,21 +114,16 @@ export function renderKeys(
   created?: { id: string; key: string; note?: string },
 ): string {
   const shown = created
-    ? html`<section class="created" role="alert" aria-labelledby="created-title">
-        <h2 id="created-title">New key ${created.id}</h2>
-        <p>Copy it now: this is the only time it is shown. Only its SHA-256 is kept.</p>
-        <p>
-          <code class="secret" id="created-key">${created.key}</code>
-          <button type="button" class="copy" data-copy="created-key">Copy</button>
-        </p>
-        ${created.note ? html`<p>${created.note}</p>` : ''}
-      </section>`
+    ? html`<section class="created" role="alert" aria-labelledby="created-title"><h2 id="created-title">New key ${created.id}</h2>
+<p>Copy it now: this is the only time it is shown. Only its SHA-256 is kept.</p>
+<p><code class="secret" id="created-key">${created.key}</code> <button type="button" class="copy" data-copy="created-key">Copy</button></p>
+${created.note ? html`<p>${created.note}</p>` : ''}</section>`
     : '';
   const problems = data.problems.map((message) => html`<p class="error" role="alert">${message}</p>`);
   const rows = data.keys.map((key) => keyRow(ctx, key, data.canChange));
   const body = html`${shown}${problems}
-  ${table('Keys', ['Id', 'State', 'Tenant', 'User', 'Feature', 'Tier', 'Scopes', 'Created', 'Expires', ''], rows, 'No keys yet.')}
-  ${SUSPENSION_NOTE}
-  ${data.canChange ? createForm(ctx, data) : html`<p class="muted">No key store is connected: keys are listed, not changed.</p>`}`;
+${table('Keys', ['Id', 'State', 'Tenant', 'User', 'Feature', 'Tier', 'Scopes', 'Created', 'Expires', ''], rows, 'No keys yet.')}
+${SUSPENSION_NOTE}
+${data.canChange ? createForm(ctx, data) : html`<p class="muted">No key store is connected: keys are listed, not changed.</p>`}`;
   return layout(ctx, { title: 'Keys', current: '/keys', body });
 }

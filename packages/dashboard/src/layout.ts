@@ -25,58 +25,45 @@ const NAV = [
 export function layout(ctx: PageContext, page: { title: string; current: string; body: SafeHtml }): string {
   const nav = NAV.map(
     ([path, label]) =>
-      html`<li>
-        <a href="${ctx.base}${path || '/'}" ${path === page.current ? html` aria-current="page"` : ''}>${label}</a>
-      </li>`,
+      html`<li><a href="${ctx.base}${path || '/'}"${path === page.current ? html` aria-current="page"` : ''}>${label}</a></li>`,
   );
   const signOut =
     ctx.csrfToken === undefined
       ? ''
-      : html`<form method="post" action="${ctx.base}/logout" class="sign-out">
-          ${csrfField(ctx)}<button type="submit" class="link">Sign out</button>
-        </form>`;
+      : html`<form method="post" action="${ctx.base}/logout" class="sign-out">${csrfField(ctx)}<button type="submit" class="link">Sign out</button></form>`;
   return html`<!doctype html>
-    <html lang="en">
-      <head>
-        <meta charset="utf-8" />
-        <meta name="viewport" content="width=device-width, initial-scale=1" />
-        <meta name="referrer" content="same-origin" />
-        <link rel="icon" href="data:," />
-        <title>${page.title} · ${ctx.title}</title>
-        <link rel="stylesheet" href="${ctx.base}/assets/uPlot.min.css" />
-        <link rel="stylesheet" href="${ctx.base}/assets/dashboard.css" />
-        <script src="${ctx.base}/assets/uPlot.iife.min.js" defer></script>
-        <script src="${ctx.base}/assets/dashboard.js" defer></script>
-      </head>
-      <body>
-        <a class="skip" href="#main">Skip to content</a>
-        <header class="top">
-          <a class="brand" href="${ctx.base}/">${ctx.title}</a>
-          <nav aria-label="Dashboard">
-            <ul>
-              ${nav}
-            </ul>
-          </nav>
-          ${signOut}
-        </header>
-        <main id="main">
-          ${ctx.notice ? html`<div class="notice" role="status">${ctx.notice}</div>` : ''}
-          <h1>${page.title}</h1>
-          ${page.body}
-        </main>
-        <footer>
-          <p>
-            Times in UTC. Every page has its JSON: add <code>?format=json</code>, or send
-            <code>Accept: application/json</code>.
-          </p>
-        </footer>
-      </body>
-    </html>`.value;
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="same-origin">
+<link rel="icon" href="data:,">
+<title>${page.title} · ${ctx.title}</title>
+<link rel="stylesheet" href="${ctx.base}/assets/uPlot.min.css">
+<link rel="stylesheet" href="${ctx.base}/assets/dashboard.css">
+<script src="${ctx.base}/assets/uPlot.iife.min.js" defer></script>
+<script src="${ctx.base}/assets/dashboard.js" defer></script>
+</head>
+<body>
+<a class="skip" href="#main">Skip to content</a>
+<header class="top">
+  <a class="brand" href="${ctx.base}/">${ctx.title}</a>
+  <nav aria-label="Dashboard"><ul>${nav}</ul></nav>
+  ${signOut}
+</header>
+<main id="main">
+${ctx.notice ? html`<div class="notice" role="status">${ctx.notice}</div>` : ''}
+<h1>${page.title}</h1>
+${page.body}
+</main>
+<footer><p>Times in UTC. Every page has its JSON: add <code>?format=json</code>, or send <code>Accept: application/json</code>.</p></footer>
+</body>
+</html>`.value;
 }
 
 /** The hidden field that carries the session's CSRF token on a form that writes. */
 export function csrfField(ctx: PageContext): SafeHtml {
-  return ctx.csrfToken === undefined ? html`` : html`<input type="hidden" name="_csrf" value="${ctx.csrfToken}" />`;
+  return ctx.csrfToken === undefined ? html`` : html`<input type="hidden" name="_csrf" value="${ctx.csrfToken}">`;
 }
 
 /** Where a spend stands against its cap. */
@@ -111,12 +98,11 @@ export function budgetState(status: BudgetStatus | null | undefined): BudgetStan
 }
 
 /** Says once how a budget's figures add up, next to them; the store counts a top-up against the period's spend. */
-export const BUDGET_SUM_NOTE = html`<p class="muted budget-sum-note">
-  A budget's figures add up: <strong>spent − credit + held + remaining = cap</strong> (less what is over the cap, when
-  something is). A top-up is credited against the period's spend: spent goes down by it, and what is left of it is
-  credit, room above the cap until the period ends. So a budget's spent is what the period spent less top-ups, and one
-  of spent and credit is always $0.00.
-</p>`;
+export const BUDGET_SUM_NOTE = html`<p class="muted budget-sum-note">A budget's figures add up:
+<strong>spent − credit + held + remaining = cap</strong> (less what is over the cap, when something is).
+A top-up is credited against the period's spend: spent goes down by it, and what is left of it is credit, room
+above the cap until the period ends. So a budget's spent is what the period spent less top-ups, and one of
+spent and credit is always $0.00.</p>`;
 
 /**
  * The same figures in one table cell beside a budget's bar (spent of cap): remaining, and under it the credit
@@ -130,10 +116,8 @@ export function budgetCell(status: BudgetStatus | null): SafeHtml {
   const amount = (name: string, nano: number) =>
     html`<span data-figure="${name}" data-nano-usd="${nano}">${usd(nano)}</span>`;
   const overBy = over > 0 ? html` (over by ${amount('over', over)})` : '';
-  return html`<td class="num">
-    ${amount('remaining', remaining)}${overBy}<br />
-    <small class="muted">credit ${amount('credit', credit)} · held ${amount('held', held)}</small>
-  </td>`;
+  return html`<td class="num">${amount('remaining', remaining)}${overBy}<br>
+<small class="muted">credit ${amount('credit', credit)} · held ${amount('held', held)}</small></td>`;
 }
 
 /** A budget's figures, each named and exact to the same decimal, and the sum they make; `more` ends the list. */
@@ -143,22 +127,19 @@ export function budgetFigures(status: BudgetStatus, more: SafeHtml = html``): Sa
   const cap = status.limitNanoUsd;
   const usd = exactMoney([spent, credit, held, remaining, over, cap]);
   const figure = (name: string, label: string, nano: number) =>
-    html`<div data-figure="${name}">
-      <dt>${label}</dt>
-      <dd data-nano-usd="${nano}">${usd(nano)}</dd>
-    </div>`;
+    html`<div data-figure="${name}"><dt>${label}</dt><dd data-nano-usd="${nano}">${usd(nano)}</dd></div>`;
   const overTerm = over > 0 ? ` − ${usd(over)} over` : '';
   const sum = `${usd(spent)} spent − ${usd(credit)} credit + ${usd(held)} held + ${usd(remaining)} remaining`;
   return html`<dl class="figures">
-    ${figure('spent', 'Spent (less top-ups)', spent)} ${figure('credit', 'Top-up credit', credit)}
-    ${figure('held', 'Held in flight', held)} ${figure('remaining', 'Remaining', remaining)}
-    ${over > 0 ? figure('over', 'Over the cap', over) : ''} ${figure('cap', 'Cap', cap)}
-    <div class="wide" data-figure="sum">
-      <dt>How they add up</dt>
-      <dd>${sum}${overTerm} = ${usd(cap)} cap</dd>
-    </div>
-    ${more}
-  </dl>`;
+${figure('spent', 'Spent (less top-ups)', spent)}
+${figure('credit', 'Top-up credit', credit)}
+${figure('held', 'Held in flight', held)}
+${figure('remaining', 'Remaining', remaining)}
+${over > 0 ? figure('over', 'Over the cap', over) : ''}
+${figure('cap', 'Cap', cap)}
+<div class="wide" data-figure="sum"><dt>How they add up</dt><dd>${sum}${overTerm} = ${usd(cap)} cap</dd></div>
+${more}
+</dl>`;
 }
 
 const STATE_WORDS: Record<BarState, string> = {
@@ -177,26 +158,10 @@ export function spendBar(label: string, status: BudgetStatus): SafeHtml {
   const fill = Math.min(100, Math.max(0, (used ?? 0) * 100));
   const soft = status.softLimit === null ? undefined : Math.min(100, status.softLimit * 100);
   const text = `${money(status.spentNanoUsd)} of ${money(status.limitNanoUsd)} (${percent(used ?? 0)}), ${STATE_WORDS[state]}`;
-  return html`<div
-    class="bar bar--${state}"
-    data-state="${state}"
-    role="meter"
-    aria-valuemin="0"
-    aria-valuemax="100"
-    aria-valuenow="${Math.round(fill)}"
-    aria-valuetext="${text}"
-    aria-label="${label} spend against its cap"
-  >
-    <svg viewBox="0 0 100 10" preserveAspectRatio="none" aria-hidden="true" focusable="false">
-      <rect class="bar-track" width="100" height="10"></rect>
-      <rect class="bar-fill" width="${fill.toFixed(2)}" height="10"></rect>
-      ${soft === undefined ? '' : html`<line class="bar-soft" x1="${soft}" x2="${soft}" y1="0" y2="10"></line>`}
-    </svg>
-    <span class="bar-text"
-      >${money(status.spentNanoUsd)} of ${money(status.limitNanoUsd)} ·
-      ${percent(used ?? 0)}${state === 'soft' ? html` · <strong>soft limit</strong>` : ''}${state === 'over' ? html` · <strong>cap reached</strong>` : ''}</span
-    >
-  </div>`;
+  return html`<div class="bar bar--${state}" data-state="${state}" role="meter" aria-valuemin="0" aria-valuemax="100" aria-valuenow="${Math.round(fill)}" aria-valuetext="${text}" aria-label="${label} spend against its cap">
+  <svg viewBox="0 0 100 10" preserveAspectRatio="none" aria-hidden="true" focusable="false"><rect class="bar-track" width="100" height="10"></rect><rect class="bar-fill" width="${fill.toFixed(2)}" height="10"></rect>${soft === undefined ? '' : html`<line class="bar-soft" x1="${soft}" x2="${soft}" y1="0" y2="10"></line>`}</svg>
+  <span class="bar-text">${money(status.spentNanoUsd)} of ${money(status.limitNanoUsd)} · ${percent(used ?? 0)}${state === 'soft' ? html` · <strong>soft limit</strong>` : ''}${state === 'over' ? html` · <strong>cap reached</strong>` : ''}</span>
+</div>`;
 }
 
 /** A table that scrolls sideways on a narrow screen instead of overflowing the page. */
@@ -206,26 +171,10 @@ export function table(
   rows: readonly SafeHtml[],
   empty = 'Nothing yet.',
 ): SafeHtml {
-  if (rows.length === 0)
-    return html`<section class="table">
-      <h2>${caption}</h2>
-      <p class="empty">${empty}</p>
-    </section>`;
-  return html`<section class="table">
-    <h2>${caption}</h2>
-    <div class="scroll" tabindex="0" role="region" aria-label="${caption}">
-      <table>
-        <thead>
-          <tr>
-            ${head.map((cell) => html`<th scope="col">${cell}</th>`)}
-          </tr>
-        </thead>
-        <tbody>
-          ${rows}
-        </tbody>
-      </table>
-    </div>
-  </section>`;
+  if (rows.length === 0) return html`<section class="table"><h2>${caption}</h2><p class="empty">${empty}</p></section>`;
+  return html`<section class="table"><h2>${caption}</h2><div class="scroll" tabindex="0" role="region" aria-label="${caption}"><table>
+<thead><tr>${head.map((cell) => html`<th scope="col">${cell}</th>`)}</tr></thead>
+<tbody>${rows}</tbody></table></div></section>`;
 }
 
 /** A time series for the page's script to draw (uPlot), with the same numbers as a table for screen readers and no-script. */
@@ -244,38 +193,16 @@ export function chart(
   bucketLabel: (epochSeconds: number) => string,
 ): SafeHtml {
   if (data.x.length === 0 || data.series.length === 0)
-    return html`<section class="chart-box">
-      <h2>${label}</h2>
-      <p class="empty">No usage recorded in this range.</p>
-    </section>`;
+    return html`<section class="chart-box"><h2>${label}</h2><p class="empty">No usage recorded in this range.</p></section>`;
   const rows = data.x.map(
     (x, i) =>
-      html`<tr>
-        <th scope="row">${bucketLabel(x)}</th>
-        ${data.series.map((series) => html`<td>${series.values[i]?.toFixed(6)}</td>`)}
-      </tr>`,
+      html`<tr><th scope="row">${bucketLabel(x)}</th>${data.series.map((series) => html`<td>${series.values[i]?.toFixed(6)}</td>`)}</tr>`,
   );
-  return html`<section class="chart-box">
-    <h2 id="${id}-title">${label}</h2>
-    <div class="chart" data-chart="${id}" role="img" aria-labelledby="${id}-title"></div>
-    ${jsonBlock(id, data)}
-    <details>
-      <summary>The numbers behind the chart</summary>
-      <div class="scroll">
-        <table>
-          <thead>
-            <tr>
-              <th scope="col">Time (UTC)</th>
-              ${data.series.map((series) => html`<th scope="col">${series.label} (${data.unit})</th>`)}
-            </tr>
-          </thead>
-          <tbody>
-            ${rows}
-          </tbody>
-        </table>
-      </div>
-    </details>
-  </section>`;
+  return html`<section class="chart-box"><h2 id="${id}-title">${label}</h2>
+<div class="chart" data-chart="${id}" role="img" aria-labelledby="${id}-title"></div>
+${jsonBlock(id, data)}
+<details><summary>The numbers behind the chart</summary><div class="scroll"><table><thead><tr><th scope="col">Time (UTC)</th>${data.series.map((series) => html`<th scope="col">${series.label} (${data.unit})</th>`)}</tr></thead><tbody>${rows}</tbody></table></div></details>
+</section>`;
 }
 
 export function timeCell(iso: string | undefined | null): SafeHtml {

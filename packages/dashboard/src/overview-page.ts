@@ -283,22 +283,16 @@ function spendRowHtml(ctx: PageContext, row: SpendRow, scope: 'tenant' | 'featur
   const name =
     scope === 'tenant' ? html`<a href="${ctx.base}/tenants/${encodeURIComponent(row.id)}">${row.id}</a>` : row.id;
   return html`<tr data-${scope}="${row.id}" data-state="${row.state}">
-    <th scope="row">${name}</th>
-    <td class="bar-cell">
-      ${row.budget ? spendBar(`${scope} ${row.id}`, row.budget) : html`<span class="muted">no budget</span>`}
-    </td>
-    <td class="num" data-nano-usd="${row.ledgerSpentNanoUsd ?? ''}">
-      ${row.ledgerSpentNanoUsd === null ? '—' : money(row.ledgerSpentNanoUsd)}
-    </td>
-    <td class="num">${row.requests === null ? '—' : count(row.requests)}</td>
-    <td class="num">${row.cacheHits === null ? '—' : count(row.cacheHits)}</td>
-    <td class="num" data-saved-nano-usd="${row.savedNanoUsd ?? ''}">
-      ${row.savedNanoUsd === null ? '—' : money(row.savedNanoUsd)}
-    </td>
-    <td>${periodWord(row)}</td>
-    ${budgetCell(row.budget)}
-    ${row.budget ? html`<td><time datetime="${row.budget.resetAt}">${fromNow(row.budget.resetAt, ctx.now)}</time></td>` : html`<td></td>`}
-  </tr>`;
+<th scope="row">${name}</th>
+<td class="bar-cell">${row.budget ? spendBar(`${scope} ${row.id}`, row.budget) : html`<span class="muted">no budget</span>`}</td>
+<td class="num" data-nano-usd="${row.ledgerSpentNanoUsd ?? ''}">${row.ledgerSpentNanoUsd === null ? '—' : money(row.ledgerSpentNanoUsd)}</td>
+<td class="num">${row.requests === null ? '—' : count(row.requests)}</td>
+<td class="num">${row.cacheHits === null ? '—' : count(row.cacheHits)}</td>
+<td class="num" data-saved-nano-usd="${row.savedNanoUsd ?? ''}">${row.savedNanoUsd === null ? '—' : money(row.savedNanoUsd)}</td>
+<td>${periodWord(row)}</td>
+${budgetCell(row.budget)}
+${row.budget ? html`<td><time datetime="${row.budget.resetAt}">${fromNow(row.budget.resetAt, ctx.now)}</time></td>` : html`<td></td>`}
+</tr>`;
 }
 
 // The bar first: on a phone it is what shows before the table scrolls.
@@ -325,38 +319,25 @@ function outcomeRowHtml(ctx: PageContext, row: OutcomeCost, scope: 'tenant' | 'f
       ? html`<a href="${ctx.base}/tenants/${encodeURIComponent(row.group)}">${id}</a>`
       : id;
   return html`<tr data-outcome-${scope}="${id}" data-kind="${row.kind}">
-    <th scope="row">${name}</th>
-    <td>${row.kind}</td>
-    <td class="num">${count(row.outcomes)}</td>
-    <td class="num">${count(row.requests)}</td>
-    <td class="num" data-nano-usd="${row.costNanoUsd}">${money(row.costNanoUsd)}</td>
-    <td class="num" data-cost-per-outcome="${row.costPerOutcomeNanoUsd}">${money(row.costPerOutcomeNanoUsd)}</td>
-    <td class="num">${row.valueNanoUsd === null ? '' : money(row.valueNanoUsd)}</td>
-    <td class="num">
-      ${row.valuePerCost === null ? '' : `${row.valuePerCost.toFixed(row.valuePerCost >= 100 ? 0 : 2)}×`}
-    </td>
-  </tr>`;
+<th scope="row">${name}</th>
+<td>${row.kind}</td>
+<td class="num">${count(row.outcomes)}</td>
+<td class="num">${count(row.requests)}</td>
+<td class="num" data-nano-usd="${row.costNanoUsd}">${money(row.costNanoUsd)}</td>
+<td class="num" data-cost-per-outcome="${row.costPerOutcomeNanoUsd}">${money(row.costPerOutcomeNanoUsd)}</td>
+<td class="num">${row.valueNanoUsd === null ? '' : money(row.valueNanoUsd)}</td>
+<td class="num">${row.valuePerCost === null ? '' : `${row.valuePerCost.toFixed(row.valuePerCost >= 100 ? 0 : 2)}×`}</td>
+</tr>`;
 }
 
 function alertList(ctx: PageContext, alerts: DashboardAlert[]): SafeHtml {
   if (alerts.length === 0)
-    return html`<section class="alerts">
-      <h2>Alerts</h2>
-      <p class="empty">Nothing needs a look.</p>
-    </section>`;
+    return html`<section class="alerts"><h2>Alerts</h2><p class="empty">Nothing needs a look.</p></section>`;
   const items = alerts.map(
     (alert) =>
-      html`<li class="alert alert--${alert.level}" data-level="${alert.level}">
-        <span class="alert-level">${alert.level}</span>
-        ${alert.message}${alert.href ? html` <a href="${ctx.base}/${alert.href}">Open</a>` : ''}
-      </li>`,
+      html`<li class="alert alert--${alert.level}" data-level="${alert.level}"><span class="alert-level">${alert.level}</span> ${alert.message}${alert.href ? html` <a href="${ctx.base}/${alert.href}">Open</a>` : ''}</li>`,
   );
-  return html`<section class="alerts" aria-live="polite">
-    <h2>Alerts</h2>
-    <ul>
-      ${items}
-    </ul>
-  </section>`;
+  return html`<section class="alerts" aria-live="polite"><h2>Alerts</h2><ul>${items}</ul></section>`;
 }
 
 /** Cost per outcome this period: what the requests behind each resolved ticket or sale cost, per tenant and feature. */
@@ -368,62 +349,49 @@ function outcomeTables(ctx: PageContext, outcomes: NonNullable<OverviewData['out
     outcomes.tenants.slice(0, MAX_ROWS).map((row) => outcomeRowHtml(ctx, row, 'tenant')),
     empty,
   )}
-  ${
-    outcomes.tenants.length > 0
-      ? table(
-          'Cost per outcome by feature',
-          OUTCOME_HEAD,
-          outcomes.features.slice(0, MAX_ROWS).map((row) => outcomeRowHtml(ctx, row, 'feature')),
-        )
-      : ''
-  }`;
+${
+  outcomes.tenants.length > 0
+    ? table(
+        'Cost per outcome by feature',
+        OUTCOME_HEAD,
+        outcomes.features.slice(0, MAX_ROWS).map((row) => outcomeRowHtml(ctx, row, 'feature')),
+      )
+    : ''
+}`;
 }
 
 /** One line: what response-cache hits and prompt-cache discounts saved this period, over every tenant. */
 function savingsSummary(savings: CacheSavings): SafeHtml {
   const hits = `${count(savings.cacheHits)} ${savings.cacheHits === 1 ? 'request' : 'requests'}`;
-  return html`<p class="summary savings">
-    Caching saved <strong data-saved-nano-usd="${savings.savedNanoUsd}">${money(savings.savedNanoUsd)}</strong> since
-    ${utcTime(savings.periodStart)}: ${hits} answered from the response cache, and the providers' discounts on cached
-    input.
-  </p>`;
+  return html`<p class="summary savings">Caching saved <strong data-saved-nano-usd="${savings.savedNanoUsd}">${money(savings.savedNanoUsd)}</strong> since ${utcTime(savings.periodStart)}: ${hits} answered from the response cache, and the providers' discounts on cached input.</p>`;
 }
 
 export function renderOverview(ctx: PageContext, data: OverviewData): string {
   const tenantRows = data.tenants.slice(0, MAX_ROWS).map((row) => spendRowHtml(ctx, row, 'tenant'));
   const featureRows = data.features.slice(0, MAX_ROWS).map((row) => spendRowHtml(ctx, row, 'feature'));
   const otherRows = data.otherBudgets.map(
-    (status) =>
-      html`<tr data-state="${status.state}">
-        <th scope="row">${status.scope}${status.id === null ? '' : ` ${status.id}`}</th>
-        <td class="bar-cell">${spendBar(`${status.scope} ${status.id ?? ''}`, status)}</td>
-        <td>${status.period}</td>
-        ${budgetCell(status)}
-        <td><time datetime="${status.resetAt}">${fromNow(status.resetAt, ctx.now)}</time></td>
-      </tr>`,
+    (status) => html`<tr data-state="${status.state}">
+<th scope="row">${status.scope}${status.id === null ? '' : ` ${status.id}`}</th>
+<td class="bar-cell">${spendBar(`${status.scope} ${status.id ?? ''}`, status)}</td><td>${status.period}</td>
+${budgetCell(status)}<td><time datetime="${status.resetAt}">${fromNow(status.resetAt, ctx.now)}</time></td></tr>`,
   );
   const quotaRows = data.quotas.map(
     (quota) =>
-      html`<tr>
-        <th scope="row">${quota.name}</th>
-        <td>${quota.unit}${quota.window ? ` per ${quota.window}` : ''}</td>
-        <td class="num">${count(quota.remaining)}</td>
-        <td class="num">${count(quota.limit)}</td>
-        <td>${quota.resetAt ? utcTime(quota.resetAt) : ''}</td>
-      </tr>`,
+      html`<tr><th scope="row">${quota.name}</th><td>${quota.unit}${quota.window ? ` per ${quota.window}` : ''}</td><td class="num">${count(quota.remaining)}</td><td class="num">${count(quota.limit)}</td><td>${quota.resetAt ? utcTime(quota.resetAt) : ''}</td></tr>`,
   );
   const noLedger = data.ledger
     ? ''
-    : html`<p class="muted">
-        No usage ledger is connected: spend history is not shown. Pass <code>ledger</code> (PostgreSQL or PGlite).
-      </p>`;
-  const body = html`${alertList(ctx, data.alerts)} ${noLedger} ${data.savings ? savingsSummary(data.savings) : ''}
-    ${table('Tenants', SPEND_HEAD, tenantRows, 'No tenant has a budget or recorded spend yet.')} ${BUDGET_SUM_NOTE}
-    <p class="muted">Spent (ledger) is what the usage ledger recorded in the period, top-ups not taken off.</p>
-    ${data.dailySpend ? chart('daily-spend', 'Spend per day, last 30 days (USD)', data.dailySpend, (x) => utcTime(x * 1000).slice(0, 10)) : ''}
-    ${table('Features', SPEND_HEAD, featureRows, 'No feature has a budget or recorded spend yet.')}
-    ${data.outcomes ? outcomeTables(ctx, data.outcomes) : ''}
-    ${otherRows.length > 0 ? table('Other budgets', OTHER_HEAD, otherRows) : ''}
-    ${table('Request and token quotas now', ['', 'Limit', 'Remaining', 'Of', 'Frees up'], quotaRows, 'No quotas reported (the app passes them as the limits option).')}`;
+    : html`<p class="muted">No usage ledger is connected: spend history is not shown. Pass <code>ledger</code> (PostgreSQL or PGlite).</p>`;
+  const body = html`${alertList(ctx, data.alerts)}
+${noLedger}
+${data.savings ? savingsSummary(data.savings) : ''}
+${table('Tenants', SPEND_HEAD, tenantRows, 'No tenant has a budget or recorded spend yet.')}
+${BUDGET_SUM_NOTE}
+<p class="muted">Spent (ledger) is what the usage ledger recorded in the period, top-ups not taken off.</p>
+${data.dailySpend ? chart('daily-spend', 'Spend per day, last 30 days (USD)', data.dailySpend, (x) => utcTime(x * 1000).slice(0, 10)) : ''}
+${table('Features', SPEND_HEAD, featureRows, 'No feature has a budget or recorded spend yet.')}
+${data.outcomes ? outcomeTables(ctx, data.outcomes) : ''}
+${otherRows.length > 0 ? table('Other budgets', OTHER_HEAD, otherRows) : ''}
+${table('Request and token quotas now', ['', 'Limit', 'Remaining', 'Of', 'Frees up'], quotaRows, 'No quotas reported (the app passes them as the limits option).')}`;
   return layout(ctx, { title: 'Overview', current: '', body });
 }

@@ -52,53 +52,39 @@ const HEAD = [
 ];
 
 /** What the figures are, and where routing state is, since this page reads the ledger only. */
-const NOTE = html`<p class="muted">
-  Counted from the usage ledger. <strong>Refused by tollgate</strong>: requests its own limits, budgets or guard refused
-  (a 429, 403, 400 or 503 of its own); the provider never saw them, so they are neither provider errors nor in the
-  latency. <strong>Provider errors</strong>: the upstream's failures, 502 or 504 when it failed or timed out, its own
-  answers of 400 and above passed on, and calls rebuilt after a crash; the rate is of the requests sent to it. Latency
-  runs from the request's start to its end. Records written before the ledger noted refusals count as errors. Routing
-  targets, retries and circuit breakers are the router's (<code>@tollgate/router</code>): its
-  <code>health()</code> reports each target's breaker, calls and failures (the example proxy serves it in
-  <code>/healthz</code> and its metrics).
-</p>`;
+const NOTE = html`<p class="muted">Counted from the usage ledger. <strong>Refused by tollgate</strong>: requests
+its own limits, budgets or guard refused (a 429, 403, 400 or 503 of its own); the provider never saw them, so
+they are neither provider errors nor in the latency. <strong>Provider errors</strong>: the upstream's failures,
+502 or 504 when it failed or timed out, its own answers of 400 and above passed on, and calls rebuilt after a
+crash; the rate is of the requests sent to it. Latency runs from the request's start to its end. Records written
+before the ledger noted refusals count as errors. Routing targets, retries and circuit breakers are the router's
+(<code>@tollgate/router</code>): its <code>health()</code> reports each target's breaker, calls and failures (the
+example proxy serves it in <code>/healthz</code> and its metrics).</p>`;
 
 export function renderProviders(ctx: PageContext, data: ProvidersData): string {
   const ranges = (Object.keys(RANGES) as RangeName[]).map(
     (range) =>
-      html`<li>
-        <a href="${ctx.base}/providers?range=${range}" ${range === data.range ? html` aria-current="true"` : ''}
-          >${range}</a
-        >
-      </li>`,
+      html`<li><a href="${ctx.base}/providers?range=${range}"${range === data.range ? html` aria-current="true"` : ''}>${range}</a></li>`,
   );
   const rows = data.providers.map((row) => {
     // The provider's error rate is over what reached it: tollgate's refusals never did.
     const sent = row.requests - row.refusals;
     const errorRate = sent > 0 ? row.errors / sent : 0;
     return html`<tr data-provider="${row.provider ?? ''}" data-model="${row.model ?? ''}">
-      <th scope="row">${row.provider ?? '(none)'}</th>
-      <td>${row.model ?? ''}</td>
-      <td class="num">${count(row.requests)}</td>
-      <td class="num" data-figure="refusals" data-count="${row.refusals}">${count(row.refusals)}</td>
-      <td class="num${errorRate >= 0.05 ? ' warn' : ''}" data-figure="provider-errors" data-count="${row.errors}">
-        ${count(row.errors)} (${(errorRate * 100).toFixed(1)}%)
-      </td>
-      <td class="num">${count(row.aborted)}</td>
-      <td class="num">${count(row.latencyP50Ms)} ms</td>
-      <td class="num">${count(row.latencyP95Ms)} ms</td>
-      <td class="num">${count(row.latencyMeanMs)} ms</td>
-      <td class="num">${money(row.costNanoUsd)}</td>
-    </tr>`;
+<th scope="row">${row.provider ?? '(none)'}</th><td>${row.model ?? ''}</td>
+<td class="num">${count(row.requests)}</td>
+<td class="num" data-figure="refusals" data-count="${row.refusals}">${count(row.refusals)}</td>
+<td class="num${errorRate >= 0.05 ? ' warn' : ''}" data-figure="provider-errors" data-count="${row.errors}">
+${count(row.errors)} (${(errorRate * 100).toFixed(1)}%)</td>
+<td class="num">${count(row.aborted)}</td>
+<td class="num">${count(row.latencyP50Ms)} ms</td><td class="num">${count(row.latencyP95Ms)} ms</td><td class="num">${count(row.latencyMeanMs)} ms</td>
+<td class="num">${money(row.costNanoUsd)}</td></tr>`;
   });
-  const body = html`<nav class="ranges" aria-label="Time range">
-      <ul>
-        ${ranges}
-      </ul>
-    </nav>
-    ${data.problems.map((message) => html`<p class="error" role="alert">${message}</p>`)}
-    ${data.ledger ? '' : html`<p class="muted">No usage ledger is connected: there is nothing to count.</p>`}
-    <p class="summary">From ${utcTime(data.since)} to ${utcTime(data.until)}.</p>
-    ${table('Providers and models', HEAD, rows, 'No requests in this range.')} ${NOTE}`;
+  const body = html`<nav class="ranges" aria-label="Time range"><ul>${ranges}</ul></nav>
+${data.problems.map((message) => html`<p class="error" role="alert">${message}</p>`)}
+${data.ledger ? '' : html`<p class="muted">No usage ledger is connected: there is nothing to count.</p>`}
+<p class="summary">From ${utcTime(data.since)} to ${utcTime(data.until)}.</p>
+${table('Providers and models', HEAD, rows, 'No requests in this range.')}
+${NOTE}`;
   return layout(ctx, { title: 'Providers', current: '/providers', body });
 }

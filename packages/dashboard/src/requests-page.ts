@@ -117,22 +117,18 @@ function recordRow(ctx: PageContext, record: UsageRecord): SafeHtml {
       ? html`${record.model} <small>(asked ${record.requestedModel})</small>`
       : (record.model ?? '');
   return html`<tr data-record="${record.id}">
-    <td><time datetime="${record.timestamp}">${utcTime(record.timestamp)}</time></td>
-    <td>
-      ${record.tenantId ? html`<a href="${ctx.base}/tenants/${encodeURIComponent(record.tenantId)}">${record.tenantId}</a>` : ''}
-    </td>
-    <td>${record.keyId ?? ''}</td>
-    <td>${record.userId ?? ''}</td>
-    <td>${record.feature ?? ''}</td>
-    <td>${model}</td>
-    ${statusCell(record)}
-    <td class="num">${count(record.inputTokens + record.cachedInputTokens + record.cacheWriteTokens)}</td>
-    <td class="num">${count(record.outputTokens)}</td>
-    <td class="num" data-nano-usd="${record.costNanoUsd}">${money(record.costNanoUsd)}</td>
-    <td class="num">${count(record.latencyMs)} ms</td>
-    <td>${record.usageSource}${record.stream ? ' · stream' : ''}</td>
-    <td><code>${record.requestId}</code></td>
-  </tr>`;
+<td><time datetime="${record.timestamp}">${utcTime(record.timestamp)}</time></td>
+<td>${record.tenantId ? html`<a href="${ctx.base}/tenants/${encodeURIComponent(record.tenantId)}">${record.tenantId}</a>` : ''}</td>
+<td>${record.keyId ?? ''}</td><td>${record.userId ?? ''}</td><td>${record.feature ?? ''}</td>
+<td>${model}</td>
+${statusCell(record)}
+<td class="num">${count(record.inputTokens + record.cachedInputTokens + record.cacheWriteTokens)}</td>
+<td class="num">${count(record.outputTokens)}</td>
+<td class="num" data-nano-usd="${record.costNanoUsd}">${money(record.costNanoUsd)}</td>
+<td class="num">${count(record.latencyMs)} ms</td>
+<td>${record.usageSource}${record.stream ? ' · stream' : ''}</td>
+<td><code>${record.requestId}</code></td>
+</tr>`;
 }
 
 function filterForm(ctx: PageContext, filter: RequestsQuery): SafeHtml {
@@ -142,25 +138,14 @@ function filterForm(ctx: PageContext, filter: RequestsQuery): SafeHtml {
       ? html`<option value="${value}" selected>${label}</option>`
       : html`<option value="${value}">${label}</option>`;
   const custom = status !== '' && status !== 'ok' && status !== 'error' ? option(status, status) : '';
-  return html`<form
-    method="get"
-    action="${ctx.base}/requests"
-    class="filters"
-    role="search"
-    aria-label="Filter requests"
-  >
-    <label>Tenant <input name="tenant" value="${filter.tenant ?? ''}" maxlength="128" /></label>
-    <label>Key <input name="key" value="${filter.key ?? ''}" maxlength="128" /></label>
-    <label>Model <input name="model" value="${filter.model ?? ''}" maxlength="128" /></label>
-    <label
-      >Status
-      <select name="status">
-        ${option('', 'any')}${option('ok', 'ok (below 400)')}${option('error', 'error')}${option('429', '429')}${option('502', '502')}${custom}
-      </select></label
-    >
-    <label>Rows <input name="limit" type="number" min="1" max="500" value="${filter.limit}" /></label>
-    <button type="submit">Filter</button>
-  </form>`;
+  return html`<form method="get" action="${ctx.base}/requests" class="filters" role="search" aria-label="Filter requests">
+<label>Tenant <input name="tenant" value="${filter.tenant ?? ''}" maxlength="128"></label>
+<label>Key <input name="key" value="${filter.key ?? ''}" maxlength="128"></label>
+<label>Model <input name="model" value="${filter.model ?? ''}" maxlength="128"></label>
+<label>Status <select name="status">${option('', 'any')}${option('ok', 'ok (below 400)')}${option('error', 'error')}${option('429', '429')}${option('502', '502')}${custom}</select></label>
+<label>Rows <input name="limit" type="number" min="1" max="500" value="${filter.limit}"></label>
+<button type="submit">Filter</button>
+</form>`;
 }
 
 export function renderRequests(ctx: PageContext, data: RequestsData): string {
@@ -176,32 +161,30 @@ export function renderRequests(ctx: PageContext, data: RequestsData): string {
   params.set('limit', String(data.filter.limit));
   if (data.next) params.set('after', data.next);
   const body = html`${filterForm(ctx, data.filter)}
-    ${data.problems.map((message) => html`<p class="error" role="alert">${message}</p>`)}
-    ${table(
-      'Records',
-      [
-        'Time',
-        'Tenant',
-        'Key',
-        'User',
-        'Feature',
-        'Model',
-        'Status',
-        'Input',
-        'Output',
-        'Cost',
-        'Latency',
-        'Usage from',
-        'Request id',
-      ],
-      data.records.map((record) => recordRow(ctx, record)),
-      'No records match.',
-    )}
-    ${data.next ? html`<p><a rel="next" href="${ctx.base}/requests?${params.toString()}">Older records</a></p>` : ''}
-    <p class="muted">
-      The ledger holds the requests the meter saw. Refusals before it (a bad key, a scope or tier rule, in the example
-      proxy) leave no record; a refusal after it (request and token limits, a budget, the guard) is recorded with the
-      piece that refused it, "refused by": the provider never saw that request.
-    </p>`;
+${data.problems.map((message) => html`<p class="error" role="alert">${message}</p>`)}
+${table(
+  'Records',
+  [
+    'Time',
+    'Tenant',
+    'Key',
+    'User',
+    'Feature',
+    'Model',
+    'Status',
+    'Input',
+    'Output',
+    'Cost',
+    'Latency',
+    'Usage from',
+    'Request id',
+  ],
+  data.records.map((record) => recordRow(ctx, record)),
+  'No records match.',
+)}
+${data.next ? html`<p><a rel="next" href="${ctx.base}/requests?${params.toString()}">Older records</a></p>` : ''}
+<p class="muted">The ledger holds the requests the meter saw. Refusals before it (a bad key, a scope or tier rule, in
+the example proxy) leave no record; a refusal after it (request and token limits, a budget, the guard) is recorded
+with the piece that refused it, "refused by": the provider never saw that request.</p>`;
   return layout(ctx, { title: 'Recent requests', current: '/requests', body });
 }

@@ -17,40 +17,29 @@ export function renderSignIn(view: SignInView): string {
     ? html`<p class="error" role="alert" id="sign-in-error">${view.error}</p>`
     : '';
   return html`<!doctype html>
-    <html lang="en">
-      <head>
-        <meta charset="utf-8" />
-        <meta name="viewport" content="width=device-width, initial-scale=1" />
-        <meta name="referrer" content="same-origin" />
-        <link rel="icon" href="data:," />
-        <title>Sign in · ${view.title}</title>
-        <link rel="stylesheet" href="${view.base}/assets/dashboard.css" />
-      </head>
-      <body class="sign-in">
-        <main id="main">
-          <h1>${view.title}</h1>
-          <form method="post" action="${view.base}/login" class="card">
-            <h2>Sign in</h2>
-            ${error}
-            <input type="hidden" name="_csrf" value="${view.formToken}" />
-            ${view.next ? html`<input type="hidden" name="next" value="${view.next}" />` : ''}
-            <label for="admin-key">Admin key</label>
-            <input
-              id="admin-key"
-              name="key"
-              type="password"
-              required
-              autocomplete="current-password"
-              spellcheck="false"
-              autofocus${view.error ? html` aria-describedby="sign-in-error" aria-invalid="true"` : ''}
-            />
-            <button type="submit">Sign in</button>
-            <p class="hint">
-              The key is checked and forgotten: the browser keeps only a session cookie. Scripts send the key as
-              <code>Authorization: Bearer</code> instead.
-            </p>
-          </form>
-        </main>
-      </body>
-    </html>`.value;
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="same-origin">
+<link rel="icon" href="data:,">
+<title>Sign in · ${view.title}</title>
+<link rel="stylesheet" href="${view.base}/assets/dashboard.css">
+</head>
+<body class="sign-in">
+<main id="main">
+<h1>${view.title}</h1>
+<form method="post" action="${view.base}/login" class="card">
+  <h2>Sign in</h2>
+  ${error}
+  <input type="hidden" name="_csrf" value="${view.formToken}">
+  ${view.next ? html`<input type="hidden" name="next" value="${view.next}">` : ''}
+  <label for="admin-key">Admin key</label>
+  <input id="admin-key" name="key" type="password" required autocomplete="current-password" spellcheck="false" autofocus${view.error ? html` aria-describedby="sign-in-error" aria-invalid="true"` : ''}>
+  <button type="submit">Sign in</button>
+  <p class="hint">The key is checked and forgotten: the browser keeps only a session cookie. Scripts send the key as <code>Authorization: Bearer</code> instead.</p>
+</form>
+</main>
+</body>
+</html>`.value;
 }

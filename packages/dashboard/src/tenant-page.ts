@@ -127,15 +127,7 @@ export async function loadTenant(config: DashboardConfig, tenant: string, range:
 function groupTable(caption: string, rows: UsageAggregate[], total: number): SafeHtml {
   const body = rows.map(
     (row) =>
-      html`<tr>
-        <th scope="row">${row.group ?? html`<span class="muted">(none)</span>`}</th>
-        <td class="num">${count(row.requests)}</td>
-        <td class="num">${count(row.inputTokens + row.cachedInputTokens + row.cacheWriteTokens)}</td>
-        <td class="num">${count(row.outputTokens)}</td>
-        <td class="num" data-nano-usd="${row.costNanoUsd}">${money(row.costNanoUsd)}</td>
-        <td class="num">${total > 0 ? `${((row.costNanoUsd / total) * 100).toFixed(1)}%` : ''}</td>
-        <td class="num" data-saved-nano-usd="${row.savedNanoUsd}">${money(row.savedNanoUsd)}</td>
-      </tr>`,
+      html`<tr><th scope="row">${row.group ?? html`<span class="muted">(none)</span>`}</th><td class="num">${count(row.requests)}</td><td class="num">${count(row.inputTokens + row.cachedInputTokens + row.cacheWriteTokens)}</td><td class="num">${count(row.outputTokens)}</td><td class="num" data-nano-usd="${row.costNanoUsd}">${money(row.costNanoUsd)}</td><td class="num">${total > 0 ? `${((row.costNanoUsd / total) * 100).toFixed(1)}%` : ''}</td><td class="num" data-saved-nano-usd="${row.savedNanoUsd}">${money(row.savedNanoUsd)}</td></tr>`,
   );
   return table(
     caption,
@@ -149,25 +141,16 @@ function budgetCard(ctx: PageContext, status: TenantData['budgets'][number], bac
   const who = status.id === null ? status.scope : `${status.scope} ${status.id}`;
   const target = status.id === null ? status.scope : `${status.scope}/${encodeURIComponent(status.id)}`;
   const resetAt = html`<time datetime="${status.resetAt}">${utcTime(status.resetAt)}</time>`;
-  const resets = html`<div class="wide">
-    <dt>Resets</dt>
-    <dd>${resetAt} (${fromNow(status.resetAt, ctx.now)})</dd>
-  </div>`;
-  return html`<article
-    class="card budget"
-    data-scope="${status.scope}"
-    data-id="${status.id ?? ''}"
-    data-state="${status.state}"
-  >
-    <h3>${who} <small>${status.period}</small></h3>
-    ${spendBar(who, status)} ${budgetFigures(status, resets)}
-    <form method="post" action="${ctx.base}/budgets/${target}/top-up" class="inline">
-      ${csrfField(ctx)}<input type="hidden" name="back" value="${back}" />
-      <label for="top-up-${status.key}">Credit this period (USD)</label>
-      <input id="top-up-${status.key}" name="usd" type="number" min="0.01" step="0.01" required inputmode="decimal" />
-      <button type="submit">Top up</button>
-    </form>
-  </article>`;
+  const resets = html`<div class="wide"><dt>Resets</dt><dd>${resetAt} (${fromNow(status.resetAt, ctx.now)})</dd></div>`;
+  return html`<article class="card budget" data-scope="${status.scope}" data-id="${status.id ?? ''}" data-state="${status.state}">
+<h3>${who} <small>${status.period}</small></h3>
+${spendBar(who, status)}
+${budgetFigures(status, resets)}
+<form method="post" action="${ctx.base}/budgets/${target}/top-up" class="inline">${csrfField(ctx)}<input type="hidden" name="back" value="${back}">
+<label for="top-up-${status.key}">Credit this period (USD)</label>
+<input id="top-up-${status.key}" name="usd" type="number" min="0.01" step="0.01" required inputmode="decimal">
+<button type="submit">Top up</button></form>
+</article>`;
 }
 
 export function renderTenant(ctx: PageContext, data: TenantData): string {
@@ -182,15 +165,9 @@ export function renderTenant(ctx: PageContext, data: TenantData): string {
   const totalCost = data.total?.costNanoUsd ?? 0;
   const budgets =
     data.budgets.length > 0
-      ? html`<section>
-          <h2>Budgets now</h2>
-          <div class="cards">${data.budgets.map((status) => budgetCard(ctx, status, base))}</div>
-          ${BUDGET_SUM_NOTE}
-        </section>`
-      : html`<section>
-          <h2>Budgets now</h2>
-          <p class="empty">No budget applies to this tenant.</p>
-        </section>`;
+      ? html`<section><h2>Budgets now</h2><div class="cards">${data.budgets.map((status) => budgetCard(ctx, status, base))}</div>
+${BUDGET_SUM_NOTE}</section>`
+      : html`<section><h2>Budgets now</h2><p class="empty">No budget applies to this tenant.</p></section>`;
   const quotas =
     data.quotas.length > 0
       ? table(
@@ -198,38 +175,26 @@ export function renderTenant(ctx: PageContext, data: TenantData): string {
           ['', 'Limit', 'Remaining', 'Of'],
           data.quotas.map(
             (quota) =>
-              html`<tr>
-                <th scope="row">${quota.name}</th>
-                <td>${quota.unit}${quota.window ? ` per ${quota.window}` : ''}</td>
-                <td class="num">${count(quota.remaining)}</td>
-                <td class="num">${count(quota.limit)}</td>
-              </tr>`,
+              html`<tr><th scope="row">${quota.name}</th><td>${quota.unit}${quota.window ? ` per ${quota.window}` : ''}</td><td class="num">${count(quota.remaining)}</td><td class="num">${count(quota.limit)}</td></tr>`,
           ),
         )
       : '';
   const keys = data.keys.map(
     (key) =>
-      html`<tr data-key="${key.id}" data-key-state="${key.state}">
-        <th scope="row">${key.id}</th>
-        <td><span class="state state--${key.state}">${key.state}</span></td>
-        <td>${key.userId ?? ''}</td>
-        <td>${key.feature ?? ''}</td>
-        <td>${key.expiresAt ? fromNow(key.expiresAt, ctx.now) : 'never'}</td>
-      </tr>`,
+      html`<tr data-key="${key.id}" data-key-state="${key.state}"><th scope="row">${key.id}</th><td><span class="state state--${key.state}">${key.state}</span></td><td>${key.userId ?? ''}</td><td>${key.feature ?? ''}</td><td>${key.expiresAt ? fromNow(key.expiresAt, ctx.now) : 'never'}</td></tr>`,
   );
-  const body = html`${data.problems.map((message) => html`<p class="error" role="alert">${message}</p>`)} ${budgets}
-    <nav class="ranges" aria-label="Time range">
-      <ul>
-        ${ranges}
-      </ul>
-    </nav>
-    ${data.total ? html`<p class="summary">${count(data.total.requests)} requests, <strong data-nano-usd="${data.total.costNanoUsd}">${money(data.total.costNanoUsd)}</strong> from ${utcTime(data.since)} to ${utcTime(data.until)}; caching saved <strong data-saved-nano-usd="${data.total.savedNanoUsd}">${money(data.total.savedNanoUsd)}</strong>, ${count(data.total.cacheHits)} answered from the response cache. <a href="${ctx.base}/requests?tenant=${encodeURIComponent(data.tenant)}">Its requests</a></p>` : html`<p class="muted">No usage ledger is connected: spend history is not shown.</p>`}
-    ${data.spendOverTime ? chart('tenant-spend', `Spend over time by model (USD, per ${hourly ? 'hour' : 'day'})`, data.spendOverTime, bucketLabel) : ''}
-    <div class="columns">
-      ${groupTable('By model', data.byModel, totalCost)} ${groupTable('By feature', data.byFeature, totalCost)}
-      ${groupTable('By user', data.byUser, totalCost)} ${groupTable('By key', data.byKey, totalCost)}
-    </div>
-    ${quotas}
-    ${table('Keys', ['Id', 'State', 'User', 'Feature', 'Expires'], keys, 'This tenant has no keys in the store.')}`;
+  const body = html`${data.problems.map((message) => html`<p class="error" role="alert">${message}</p>`)}
+${budgets}
+<nav class="ranges" aria-label="Time range"><ul>${ranges}</ul></nav>
+${data.total ? html`<p class="summary">${count(data.total.requests)} requests, <strong data-nano-usd="${data.total.costNanoUsd}">${money(data.total.costNanoUsd)}</strong> from ${utcTime(data.since)} to ${utcTime(data.until)}; caching saved <strong data-saved-nano-usd="${data.total.savedNanoUsd}">${money(data.total.savedNanoUsd)}</strong>, ${count(data.total.cacheHits)} answered from the response cache. <a href="${ctx.base}/requests?tenant=${encodeURIComponent(data.tenant)}">Its requests</a></p>` : html`<p class="muted">No usage ledger is connected: spend history is not shown.</p>`}
+${data.spendOverTime ? chart('tenant-spend', `Spend over time by model (USD, per ${hourly ? 'hour' : 'day'})`, data.spendOverTime, bucketLabel) : ''}
+<div class="columns">
+${groupTable('By model', data.byModel, totalCost)}
+${groupTable('By feature', data.byFeature, totalCost)}
+${groupTable('By user', data.byUser, totalCost)}
+${groupTable('By key', data.byKey, totalCost)}
+</div>
+${quotas}
+${table('Keys', ['Id', 'State', 'User', 'Feature', 'Expires'], keys, 'This tenant has no keys in the store.')}`;
   return layout(ctx, { title: `Tenant ${data.tenant}`, current: '/tenants', body });
 }

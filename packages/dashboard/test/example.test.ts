@@ -3,6 +3,8 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
@@ -66,25 +68,31 @@ describe('examples/embedded.ts', () => {
     expect((await fetch(`${url}/api/overview`)).status).toBe(401);
   });
 
-  const screenshots = process.env.TOLLGATE_SCREENSHOTS ? it : it.skip;
-  screenshots(
-    "takes the README's screenshots",
-    async () => {
-      const browser = await chromium.launch(CHROMIUM);
-      try {
-        const page = await browser.newPage({ viewport: { width: 1280, height: 900 }, colorScheme: 'light' });
-        await page.goto(`${url}/login`);
-        await page.fill('#admin-key', adminKey);
-        await page.click('button[type="submit"]');
-        await page.locator('[data-chart="daily-spend"][data-drawn="true"] canvas').waitFor();
-        await page.screenshot({ path: path.join(PACKAGE, 'docs/overview.png'), fullPage: true });
-        await page.goto(`${url}/tenants/acme`);
-        await page.locator('[data-chart="tenant-spend"][data-drawn="true"] canvas').waitFor();
-        await page.screenshot({ path: path.join(PACKAGE, 'docs/tenant.png'), fullPage: true });
-      } finally {
-        await browser.close();
-      }
-    },
-    60_000,
-  );
+  // The README's screenshots, drawn in Chromium on every run; TOLLGATE_SCREENSHOTS=1 writes them to docs/ for the README.
+  it("draws the README's screenshots: the overview and a tenant page, charts drawn", async () => {
+    const target = process.env.TOLLGATE_SCREENSHOTS
+      ? path.join(PACKAGE, 'docs')
+      : mkdtempSync(path.join(tmpdir(), 'tollgate-screenshots-'));
+    const browser = await chromium.launch(CHROMIUM);
+    try {
+      const page = await browser.newPage({ viewport: { width: 1280, height: 900 }, colorScheme: 'light' });
+      await page.goto(`${url}/login`);
+      await page.fill('#admin-key', adminKey);
+      await page.click('button[type="submit"]');
+      await page.locator('[data-chart="daily-spend"][data-drawn="true"] canvas').waitFor();
+      await page.screenshot({ path: path.join(target, 'overview.png'), fullPage: true });
+      await page.goto(`${url}/tenants/acme`);
+      await page.locator('[data-chart="tenant-spend"][data-drawn="true"] canvas').waitFor();
+      await page.screenshot({ path: path.join(target, 'tenant.png'), fullPage: true });
+    } finally {
+      await browser.close();
+    }
+    for (const name of ['overview.png', 'tenant.png']) {
+      const png = readFileSync(path.join(target, name));
+      // A PNG, and a page with something on it (a blank 1280-wide page compresses to a few KB).
+      expect(png.subarray(1, 4).toString()).toBe('PNG');
+      expect(png.length).toBeGreaterThan(30_000);
+    }
+    if (!process.env.TOLLGATE_SCREENSHOTS) rmSync(target, { recursive: true, force: true });
+  }, 60_000);
 });

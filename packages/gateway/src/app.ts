@@ -1,7 +1,8 @@
-// createProxyApp: the OpenAI-, Anthropic- and Gemini-compatible proxy as an express app, built from a validated config.
+// createGateway: the whole chain, in its one order, as an Express router built from a validated config; createProxyApp:
+// the same as an Express app of its own (what the example proxy and `tollgate-gateway` serve).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import express from 'express';
-import type { Express, NextFunction, Request, RequestHandler, Response } from 'express';
+import type { Express, NextFunction, Request, RequestHandler, Response, Router } from 'express';
 import { budgetAdminRouter } from '@tollgate/budget';
 import { combineLimits } from '@tollgate/ratelimit';
 import { keyRecordsFromConfig } from '@tollgate/auth';
@@ -84,7 +85,8 @@ export interface ProxyDeps {
   tracer?: Tracer | false;
 }
 
-export interface ProxyApp extends Express {
+/** What a gateway holds beside its routes: its stores, and the calls an operator's process makes around them. */
+export interface GatewayControls {
   /** The stores the app uses. */
   readonly stores: TollgateStores;
   /**
@@ -111,6 +113,24 @@ export interface ProxyApp extends Express {
    */
   close(): Promise<void>;
 }
+
+/**
+ * The gateway as an Express router: `app.use(createGateway(config))` serves the provider routes, `/healthz`,
+ * `/metrics`, `/v1/models`, the admin routes and the dashboard, with the whole chain in its one order. Its routes
+ * match case-sensitively and strictly (`/v1/messages/` is not `/v1/messages`). The host app's `trust proxy` setting
+ * says which client address the guard sees (createProxyApp sets it from the config's `trustProxy`).
+ */
+export interface Gateway extends Router, GatewayControls {
+  /**
+   * What every exchange gets first (the context, security headers, the access log's start, the end's observer).
+   * The router does it itself; an app that calls it before Express swaps the prototypes of `req` and `res` saves
+   * V8 a new hidden class per field (createProxyApp does).
+   */
+  prepare(req: IncomingMessage, res: ServerResponse): void;
+}
+
+/** The gateway as an Express app of its own. */
+export interface ProxyApp extends Express, GatewayControls {}
 
 /** Express's entry point, called with Node's own request and response for each exchange. */
 interface ExpressHandle {
@@ -171,7 +191,7 @@ function answerMethodNotAllowed(req: Request, res: Response): void {
   renderApiError(new ApiError('method_not_allowed', message, { headers: { allow: 'POST' } }), req, res);
 }
 
-export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): ProxyApp {
+export function createGateway(config: ProxyConfig, deps: ProxyDeps = {}): Gateway {
   const log = deps.log ?? ((line: string) => console.error(line));
   const proxyLog: ProxyLog = deps.logger
     ? { logger: deps.logger, flush: async () => undefined, close: async () => undefined }
@@ -298,13 +318,9 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
     ...limitAndReserve,
   ];
 
-  const app = express() as unknown as ProxyApp;
-  app.disable('x-powered-by');
   // One spelling per route: under Express's defaults (any case, optional trailing slash) `/V1/CHAT/COMPLETIONS`
-  // or `/v1/messages/` were the same route under other names. Every variant is now a 404 (or 405). Set before any route.
-  app.set('case sensitive routing', true);
-  app.set('strict routing', true);
-  if (config.trustProxy !== undefined) app.set('trust proxy', config.trustProxy);
+  // or `/v1/messages/` were the same route under other names. Every variant is a 404 (or 405).
+  const router = express.Router({ caseSensitive: true, strict: true }) as unknown as Gateway;
   const setSecurityHeaders = securityHeaders();
   const access = logging ? accessLog(logger) : undefined;
   const countResponse = metrics?.countResponse;
@@ -328,12 +344,12 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   // them after that costs V8 a new hidden class each time, before it almost nothing (docs/performance.md);
   // Express's own fields, the context and pino-http's properties (id, log, its start time) are set here,
   // and helmet's headers.
-  const handle = (app as unknown as ExpressHandle).handle.bind(app);
-  (app as unknown as ExpressHandle).handle = function prepareExchange(req, res, done) {
+  /** Marks a response whose exchange was prepared (by the app before Express took it, or by the router). */
+  const PREPARED = Symbol('tollgate.gateway.prepared');
+  const prepare = (req: IncomingMessage, res: ServerResponse & { locals?: Record<symbol, unknown> }): void => {
     // Each piece of the chain (context, meter, limits, slots, budget, upstream call) watches the response's
     // end: more 'close' listeners than Node's default of 10 are expected here, not a leak to warn about.
     res.setMaxListeners(32);
-    presetExpressFields(req, res);
     getContext(req, res);
     setSecurityHeaders(res);
     if (observeEnd) {
@@ -341,17 +357,22 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
       // One listener for the access line and the counts. on, not once: 'close' comes once per response.
       res.on('close', observeEnd);
     }
-    handle(req, res, done);
+    if (res.locals) res.locals[PREPARED] = true;
   };
+  router.prepare = prepare;
+  router.use(function prepareExchange(req: Request, res: Response, next: NextFunction) {
+    if ((res.locals as Record<symbol, unknown>)[PREPARED] !== true) prepare(req, res as ServerResponse);
+    next();
+  });
 
   // The provider routes first: they carry nearly all the traffic, and every route before them is a path match per request.
-  for (const route of PROVIDER_ROUTES) app.post(route.path, ...admit(route), providers.handler(route.api));
-  app.use(parseBody);
+  for (const route of PROVIDER_ROUTES) router.post(route.path, ...admit(route), providers.handler(route.api));
+  router.use(parseBody);
   // Healthy only once the encoding of current models is loaded: before, their estimates run several times high (a
   // byte bound). Older models' encoding loads when one is first asked for.
   let tokenizersReady = false;
   void preloadTokenizers(['o200k_base']).then(() => (tokenizersReady = true));
-  app.get('/healthz', async function reportHealth(_req: Request, res: Response) {
+  router.get('/healthz', async function reportHealth(_req: Request, res: Response) {
     const storeOk = await storesAnswer(stores);
     const ok = storeOk && tokenizersReady;
     res.status(ok ? 200 : 503).json({
@@ -367,12 +388,13 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   });
   // Metrics name tenants and their spend: behind the admin key, open only when the config says so, else not served.
   const adminOnly = config.adminKeySha256 ? [...guarding.beforeAuth, adminKeyAuth(config.adminKeySha256)] : [];
-  if (metering.metricsHandler && config.metrics?.public) app.get('/metrics', metering.metricsHandler);
-  else if (metering.metricsHandler && config.adminKeySha256) app.get('/metrics', ...adminOnly, metering.metricsHandler);
+  if (metering.metricsHandler && config.metrics?.public) router.get('/metrics', metering.metricsHandler);
+  else if (metering.metricsHandler && config.adminKeySha256)
+    router.get('/metrics', ...adminOnly, metering.metricsHandler);
 
-  app.get('/v1/models', ...guarding.beforeAuth, ...identify, modelsRoute(config, pricing));
+  router.get('/v1/models', ...guarding.beforeAuth, ...identify, modelsRoute(config, pricing));
   // Outcomes (for cost per outcome) behind the caller's own key: attached to its tenant's requests only.
-  app.post(
+  router.post(
     '/v1/outcomes',
     ...identify,
     outcomesRoute({ ledger: metering.ledger, location: ledgerLocation(config), flushUsage: () => metering.flush() }),
@@ -387,8 +409,8 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
       adminKeysRouter(config, () => configKeys, observedStores.keys),
     );
     if (guarding.adminRouter) admin.use('/guard', guarding.adminRouter);
-    app.use('/admin', admin);
-    app.use(
+    router.use('/admin', admin);
+    router.use(
       '/dashboard',
       dashboard({
         adminKeySha256: config.adminKeySha256,
@@ -410,15 +432,12 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
     );
   }
 
-  app.all(
+  router.all(
     PROVIDER_ROUTES.map(({ path }) => path),
     answerMethodNotAllowed,
   );
-  app.use(function answerNotFound(req: Request, res: Response) {
-    renderApiError(new ApiError('not_found', `No route ${req.method} ${req.path.slice(0, 200)}.`), req, res);
-  });
-  app.use(apiErrorHandler());
-  app.use(function answerUnexpectedError(error: unknown, req: Request, res: Response, _next: NextFunction) {
+  router.use(apiErrorHandler());
+  router.use(function answerUnexpectedError(error: unknown, req: Request, res: Response, _next: NextFunction) {
     // The access line carries it (pino-http reads `res.err`); without an access log, the operator log does.
     res.err = error instanceof Error ? error : new Error(String(error));
     if (!logging)
@@ -434,20 +453,54 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
       .json({ error: { message: 'Internal proxy error.', type: 'server_error', code: 'internal_error', param: null } });
   });
 
-  Object.defineProperty(app, 'stores', { value: stores, enumerable: true });
-  app.flushUsage = () => metering.flush();
-  app.replayUsage = () => metering.replay();
-  app.spendReady = () => Promise.all([spend?.ready, guarding.ready]).then(() => undefined);
-  app.reloadKeys = (next) => {
+  Object.defineProperty(router, 'stores', { value: stores, enumerable: true });
+  router.flushUsage = () => metering.flush();
+  router.replayUsage = () => metering.replay();
+  router.spendReady = () => Promise.all([spend?.ready, guarding.ready]).then(() => undefined);
+  router.reloadKeys = (next) => {
     keys.replaceConfigKeys(next);
     configKeys = keyRecordsFromConfig(next);
   };
   let closing: Promise<void> | undefined;
-  app.close = () => {
+  router.close = () => {
     closing ??= (async () => {
       for (const close of closers) await close();
     })();
     return closing;
   };
+  return router;
+}
+
+/**
+ * The gateway as an Express app of its own: createGateway's router behind the app's settings (no `x-powered-by`, the
+ * config's `trustProxy`), each exchange prepared before Express swaps the prototypes of `req` and `res`.
+ */
+export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): ProxyApp {
+  const gateway = createGateway(config, deps);
+  const app = express() as unknown as ProxyApp;
+  app.disable('x-powered-by');
+  app.set('case sensitive routing', true);
+  app.set('strict routing', true);
+  if (config.trustProxy !== undefined) app.set('trust proxy', config.trustProxy);
+  // What every exchange gets first, before Express swaps the prototypes of req and res: a property set on them
+  // after that costs V8 a new hidden class each time, before it almost nothing (docs/performance.md); Express's
+  // own fields, the context and pino-http's properties (id, log, its start time) are set here, and helmet's headers.
+  const handle = (app as unknown as ExpressHandle).handle.bind(app);
+  (app as unknown as ExpressHandle).handle = function prepareExchange(req, res, done) {
+    presetExpressFields(req, res);
+    gateway.prepare(req, res);
+    handle(req, res, done);
+  };
+  app.use(gateway);
+  // The gateway's router leaves paths it does not serve to what comes after it; as an app of its own, they are 404s.
+  app.use(function answerNotFound(req: Request, res: Response) {
+    renderApiError(new ApiError('not_found', `No route ${req.method} ${req.path.slice(0, 200)}.`), req, res);
+  });
+  Object.defineProperty(app, 'stores', { value: gateway.stores, enumerable: true });
+  app.flushUsage = () => gateway.flushUsage();
+  app.replayUsage = () => gateway.replayUsage();
+  app.spendReady = () => gateway.spendReady();
+  app.reloadKeys = (next) => gateway.reloadKeys(next);
+  app.close = () => gateway.close();
   return app;
 }

@@ -1,0 +1,37 @@
+#!/usr/bin/env node
+// `tollgate-gateway [--config tollgate.json] [--port 8787]`: the gateway as a server, from the installed package's
+// JavaScript; with no --config, the embedded demo default (memory stores, mock provider, demo keys printed).
+import { parseArgs } from 'node:util';
+import { serveGateway } from './serve.js';
+
+const USAGE = `Usage: tollgate-gateway [--config tollgate.json] [--port 8787]
+
+  --config FILE   the gateway's JSON config (also TOLLGATE_CONFIG); without one, the embedded demo
+  --port N        the port to listen on (also PORT; else the config's "port", else 8787)
+
+REDIS_URL puts the limits and budgets on Redis; OTEL_* variables turn on tracing.
+`;
+
+let values: { config?: string; port?: string; help?: boolean };
+try {
+  ({ values } = parseArgs({
+    options: {
+      config: { type: 'string', short: 'c' },
+      port: { type: 'string', short: 'p' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    allowPositionals: false,
+  }));
+} catch (error) {
+  process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n\n${USAGE}`);
+  process.exit(2);
+}
+if (values.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+await serveGateway({
+  ...process.env,
+  ...(values.config === undefined ? {} : { TOLLGATE_CONFIG: values.config }),
+  ...(values.port === undefined ? {} : { PORT: values.port }),
+});

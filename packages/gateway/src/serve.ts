@@ -1,0 +1,220 @@
+// serveGateway: the gateway as a server process (the `tollgate-gateway` bin, the example proxy's main).
+import { readFileSync, unwatchFile, watchFile } from 'node:fs';
+import { join } from 'node:path';
+import { createServer } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { TollgateStores } from '@tollgate/core';
+import { preloadTokenizers } from '@tollgate/providers';
+import { createProxyApp } from './app.js';
+import { ConfigError, parseConfig } from './config.js';
+import type { ProxyConfig } from './config.js';
+import { createDemoConfig, demoBanner } from './demo.js';
+import type { DemoKey } from './demo.js';
+import { spoolDirectory } from './metering-setup.js';
+import { checkBeforeStart, parsePort } from './start-checks.js';
+import { createStores } from './stores.js';
+import { startTracing, tracingRequested } from './tracing.js';
+import type { Tracing } from './tracing.js';
+
+const DEFAULT_PORT = 8787;
+/** On SIGTERM, requests in flight get this long to finish before their connections are cut. */
+const STOP_GRACE_MS = 5000;
+/** The process exits by then whatever is still closing (a sink that does not answer): its records stay in the spool. */
+const STOP_DEADLINE_MS = 9500;
+
+interface StartPlan {
+  config: ProxyConfig;
+  configPath?: string;
+  port: number;
+  redisUrl?: string;
+  demoKeys: DemoKey[];
+}
+
+function planStart(env: NodeJS.ProcessEnv): StartPlan {
+  let config: ProxyConfig;
+  let demoKeys: DemoKey[] = [];
+  const path = env.TOLLGATE_CONFIG;
+  if (path) {
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (error) {
+      throw new ConfigError(`cannot read TOLLGATE_CONFIG=${path}: ${(error as Error).message}`);
+    }
+    config = parseConfig(text, `TOLLGATE_CONFIG (${path})`);
+  } else {
+    ({ config, keys: demoKeys } = createDemoConfig());
+  }
+  let port = config.port ?? DEFAULT_PORT;
+  if (env.PORT !== undefined && env.PORT !== '') {
+    port = parsePort(env.PORT);
+  }
+  const redisUrl = env.REDIS_URL || config.redisUrl;
+  return { config, port, demoKeys, ...(redisUrl ? { redisUrl } : {}), ...(path ? { configPath: path } : {}) };
+}
+
+/**
+ * Runs the gateway as a server, the way `tollgate-gateway` and the example proxy's `main` do: the config file
+ * `env.TOLLGATE_CONFIG` names (the embedded demo without one), on `env.PORT` (else the config's `port`, else 8787),
+ * on Redis when `env.REDIS_URL` or the config's `redisUrl` says so; listens once the encodings, the usage spool and
+ * budget spend are ready, and closes cleanly on SIGTERM or SIGINT. A config or a start that fails exits with 1.
+ */
+export async function serveGateway(env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  let plan: StartPlan;
+  try {
+    plan = planStart(env);
+  } catch (error) {
+    console.error(error instanceof Error ? error.message : String(error));
+    process.exit(1);
+  }
+  const { config, configPath, port, redisUrl, demoKeys } = plan;
+  try {
+    await checkBeforeStart(config, env);
+  } catch (error) {
+    console.error(error instanceof Error ? error.message : String(error));
+    process.exit(1);
+  }
+
+  // Before anything makes spans: the SDK is loaded only when the OTEL_* variables ask for traces.
+  let tracing: Tracing | undefined;
+  if (tracingRequested(env)) {
+    try {
+      tracing = await startTracing(env);
+    } catch (error) {
+      console.error(
+        `tollgate proxy: cannot start OpenTelemetry: ${error instanceof Error ? error.message : String(error)}`,
+      );
+      process.exit(1);
+    }
+  }
+
+  let stores: TollgateStores;
+  try {
+    // Budget settles that cannot reach Redis at shutdown wait next to the usage spool (or in .tollgate/settles).
+    const settleSpool = join(spoolDirectory(config) ?? '.tollgate', 'settles');
+    stores = await createStores({
+      redisUrl,
+      redisCluster: config.redis?.cluster,
+      redisPrefix: config.redisPrefix,
+      settleSpool,
+    });
+  } catch (error) {
+    console.error(`tollgate proxy: cannot open the stores: ${error instanceof Error ? error.message : String(error)}`);
+    process.exit(1);
+  }
+
+  let app: ReturnType<typeof createProxyApp>;
+  try {
+    app = createProxyApp(config, { stores, env });
+  } catch (error) {
+    console.error(error instanceof Error ? error.message : String(error));
+    await stores.close();
+    process.exit(1);
+  }
+
+  // Until the encoding of current models is loaded, estimates fall back to a byte bound several times too high and
+  // refuse requests budgets could pay for: take traffic only once it is in (about half a second). Older models'
+  // encoding (cl100k_base: GPT-4, GPT-3.5) loads when one is first asked for, 14 MiB left unused until then.
+  await preloadTokenizers(['o200k_base']);
+  // What a proxy that died left in the usage spool is written before new traffic.
+  const replay = await app.replayUsage();
+  if (replay && replay.processes > 0) {
+    console.log(
+      `tollgate proxy: the usage spool held what ${replay.processes} stopped process(es) left: ${replay.records} record(s) written again, ${replay.recovered} call(s) sent but never answered recorded at their reservation's bound`,
+    );
+  }
+  // Budget spend Redis lost is back before the first request is admitted.
+  await app.spendReady();
+  // Not app.listen(port, callback): Express 5 calls that callback on an error too, so "listening"
+  // would be printed before EADDRINUSE.
+  const server: Server = createServer(app);
+  server.listen(port);
+  server.once('listening', () => {
+    const address = server.address();
+    const actualPort = typeof address === 'object' && address ? address.port : port;
+    const listening = `tollgate proxy listening on http://localhost:${actualPort} (stores: ${stores.kind}, upstreams: ${config.upstreams ? Object.keys(config.upstreams).join(', ') : 'built-in mock'})`;
+    // One write, so whoever waits for the "listening" line has the demo keys too.
+    console.log(demoKeys.length > 0 ? `${demoBanner(demoKeys, actualPort)}\n${listening}` : listening);
+  });
+  server.on('error', (error) => {
+    console.error(`tollgate proxy: cannot listen on port ${port}: ${error.message}`);
+    process.exit(1);
+  });
+
+  if (configPath) watchConfigKeys(configPath, config, app);
+
+  let stopping = false;
+  // The answer each connection gives, so that a stop closes every connection once its answer is done: kept-alive
+  // clients cannot hold the server open, and none is cut mid-answer.
+  const answering = new Map<Socket, ServerResponse>();
+  server.on('connection', (socket: Socket) => socket.once('close', () => answering.delete(socket)));
+  server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (stopping) res.shouldKeepAlive = false;
+    else answering.set(req.socket, res);
+  });
+  const stop = (signal: string) => {
+    if (stopping) {
+      console.log(`tollgate proxy: ${signal} again, exiting now (records not yet stored stay in the usage spool)`);
+      process.exit(1);
+    }
+    stopping = true;
+    console.log(`tollgate proxy: ${signal}, closing`);
+    // New connections are refused from here; those idle now are closed, and those answering are closed after their answer.
+    server.close();
+    for (const res of answering.values()) {
+      if (res.writableFinished) continue;
+      if (!res.headersSent) res.shouldKeepAlive = false;
+      else res.once('finish', () => server.closeIdleConnections());
+    }
+    server.closeIdleConnections();
+    const cut = setTimeout(() => server.closeAllConnections(), STOP_GRACE_MS);
+    const deadline = setTimeout(() => {
+      console.error(
+        'tollgate proxy: still closing, exiting now (records not yet stored stay in the usage spool, written at the next start)',
+      );
+      process.exit(1);
+    }, STOP_DEADLINE_MS);
+    deadline.unref();
+    if (configPath) unwatchFile(configPath);
+    server.once('close', () => {
+      clearTimeout(cut);
+      // The spans of the last calls are exported after the calls ended, before the process does.
+      app
+        .close()
+        .then(() => stores.close())
+        .then(() => tracing?.shutdown())
+        .then(
+          () => process.exit(0),
+          (error: unknown) => {
+            console.error(`tollgate proxy: closing failed: ${error instanceof Error ? error.message : String(error)}`);
+            process.exit(1);
+          },
+        );
+    });
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+/**
+ * Keys added, rotated or revoked in the config file (`pnpm tollgate keys ... --config`) count
+ * while the proxy runs; other changes need a restart. Polling survives the CLI's atomic rename.
+ */
+function watchConfigKeys(path: string, started: ProxyConfig, app: ReturnType<typeof createProxyApp>): void {
+  const withoutKeys = (config: ProxyConfig) => JSON.stringify({ ...config, keys: undefined });
+  watchFile(path, { interval: 1000, persistent: false }, (current, previous) => {
+    if (current.mtimeMs === previous.mtimeMs && current.size === previous.size) return;
+    try {
+      const next = parseConfig(readFileSync(path, 'utf8'), `TOLLGATE_CONFIG (${path})`);
+      app.reloadKeys(next.keys ?? []);
+      console.log(`tollgate proxy: reloaded ${next.keys?.length ?? 0} keys from ${path}`);
+      if (withoutKeys(next) !== withoutKeys(started))
+        console.log('tollgate proxy: the config changed beyond "keys"; restart to apply that');
+    } catch (error) {
+      console.error(
+        `tollgate proxy: ignored the changed config (the running keys stay): ${error instanceof Error ? error.message : String(error)}`,
+      );
+    }
+  });
+}
