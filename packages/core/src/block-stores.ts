@@ -132,6 +132,8 @@ interface Grant {
 const LEAST_REQUESTS_PER_BLOCK = 2;
 /** How far two answers' ends of one fixed window may differ (each is the store's TTL added to this process's clock). */
 const SAME_WINDOW_SLACK_MS = 1_000;
+/** Failed give-backs within this long of the first one are reported in one warning. */
+const WARNING_BURST_MS = 100;
 /** A fixed window's unused hits go back only while it still runs this long: never into the window after it. */
 const GIVE_BACK_MARGIN_MS = 100;
 
@@ -234,15 +236,28 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
     sizing === 'share' ? cap : Math.min(cap, units * Math.max(LEAST_REQUESTS_PER_BLOCK, Math.ceil(2 * recent)));
   /** Give-backs and block settles under way: retireAll waits for them. */
   const sending = new Set<Promise<unknown>>();
+  /**
+   * Give-backs that failed and are not reported yet: one warning for a burst of them (a process stopping while its
+   * store is out fails one per block, thousands with as many tenants), sent once the burst is over.
+   */
+  let unreported: { count: number; first: string } | undefined;
+  const reportFailed = (error: unknown): void => {
+    const message = error instanceof Error ? error.message : String(error);
+    if (unreported) {
+      unreported.count++;
+      return;
+    }
+    unreported = { count: 1, first: message };
+    setTimeout(() => {
+      const { count, first } = unreported!;
+      unreported = undefined;
+      process.emitWarning(
+        `tollgate blockStores: ${count === 1 ? 'a block' : `${count} blocks`} could not be given back (${first}); the store counts ${count === 1 ? 'it' : 'them'} until ${count === 1 ? 'its window or reservation ends' : 'their windows or reservations end'}`,
+      );
+    }, WARNING_BURST_MS);
+  };
   const send = (call: Promise<unknown>): void => {
-    const tracked = call.then(
-      () => undefined,
-      (error: unknown) => {
-        process.emitWarning(
-          `tollgate blockStores: a block could not be given back (${error instanceof Error ? error.message : String(error)}); the store counts it until its window or reservation ends`,
-        );
-      },
-    );
+    const tracked = call.then(() => undefined, reportFailed);
     sending.add(tracked);
     void tracked.finally(() => sending.delete(tracked));
   };

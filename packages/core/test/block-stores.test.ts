@@ -149,6 +149,32 @@ describe('blockStores: token windows', () => {
   });
 });
 
+describe('blockStores: give-backs that fail', () => {
+  it('reports a burst of failed give-backs in one warning, with their number and the first error', async () => {
+    const { stores } = countedStores();
+    const wrapped = blocked(stores, { share: 0.01 });
+    for (let i = 0; i < 50; i++) await wrapped.counter.consume(`k${i}`, 1, { limit: 1_000_000, ...WINDOW });
+    expect(wrapped.blocks.open().counter).toBe(50);
+    stores.counter.adjust = () => Promise.reject(new Error('The client is offline'));
+    const warnings: string[] = [];
+    const emitWarning = process.emitWarning;
+    process.emitWarning = ((warning: string | Error) =>
+      void warnings.push(String(warning))) as typeof process.emitWarning;
+    try {
+      await wrapped.blocks.retireAll();
+      // The warning goes out once the burst is over (WARNING_BURST_MS).
+      for (let waited = 0; warnings.length === 0 && waited < 2_000; waited += 20)
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    } finally {
+      process.emitWarning = emitWarning;
+    }
+    expect(warnings).toEqual([
+      'tollgate blockStores: 50 blocks could not be given back (The client is offline); the store counts them until their windows or reservations end',
+    ]);
+  });
+});
+
 describe('blockStores: hot and thin subjects', () => {
   it('counts a key seen now and then per request, and opens a block for a key at its third request within maxAgeMs', async () => {
     let now = 1_000_000;
