@@ -1,5 +1,6 @@
 // Two proxies with budgets in blocks on a Redis that restarts without persistence while blocks are open: what Redis forgot
-// never turns into credit, spend is rebuilt from the PostgreSQL ledger at once, and Redis's books end equal to the ledger's.
+// never turns into credit, spend is rebuilt from the PostgreSQL ledger at once, and Redis's books end at the ledger's, over
+// them by at most what the other process held in blocks (the README's bound).
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -91,7 +92,7 @@ async function calls(count: number): Promise<void> {
 }
 
 describe('Redis restarted without persistence while budget blocks are open', () => {
-  it('charges what was spent, credits nothing, and ends with Redis equal to the ledger to the nano-USD', async () => {
+  it('charges what was spent, credits nothing, and ends with Redis at the ledger (over it by at most the other process blocks)', async () => {
     await calls(20);
     // Their blocks retire (held 2 s at most) and settle: this spend is in Redis only as spend.
     await sleep(2_500);
@@ -127,8 +128,8 @@ describe('Redis restarted without persistence while budget blocks are open', () 
           settled.global.reservedNanoUsd === 0 &&
           settled.spent > 0 &&
           settled.paid >= 50 &&
-          settled.tenant.spentNanoUsd === settled.spent &&
-          settled.global.spentNanoUsd === settled.spent
+          settled.tenant.spentNanoUsd >= settled.spent &&
+          settled.global.spentNanoUsd >= settled.spent
         );
         i++
       ) {
@@ -136,8 +137,14 @@ describe('Redis restarted without persistence while budget blocks are open', () 
         settled = await read();
       }
       // Before: the blocks' settles gave back what Redis no longer held, and spend ended below the ledger (or below 0).
-      expect(settled.tenant.spentNanoUsd).toBe(settled.spent);
-      expect(settled.global.spentNanoUsd).toBe(settled.spent);
+      // Now never below it; and above it by at most what the other process held in its blocks at the loss and settled
+      // after a rebuild had already counted their records (README, "What a budget guarantees": charged twice, never
+      // credited): one block of each scope, 5% of its budget. Which comes first is timing; most runs end equal.
+      const blockOf = (usd: number) => 0.05 * usd * 1e9;
+      expect(settled.tenant.spentNanoUsd).toBeGreaterThanOrEqual(settled.spent);
+      expect(settled.global.spentNanoUsd).toBeGreaterThanOrEqual(settled.spent);
+      expect(settled.tenant.spentNanoUsd - settled.spent).toBeLessThanOrEqual(blockOf(0.1));
+      expect(settled.global.spentNanoUsd - settled.spent).toBeLessThanOrEqual(blockOf(1));
       // 50 answered calls (a call refused while Redis was away is recorded too, at no cost, and was sent again).
       expect(settled.paid).toBe(50);
     } finally {
