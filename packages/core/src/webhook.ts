@@ -59,6 +59,8 @@ export function webhookDelivery<Item>(options: WebhookDeliveryOptions<Item>): We
   const closing = new AbortController();
   const wait = (ms: number) =>
     new Promise<void>((resolve) => {
+      // Closed during the try that just failed: its abort event has gone by, and none will come again.
+      if (closing.signal.aborted) return resolve();
       const timer = setTimeout(resolve, ms);
       closing.signal.addEventListener(
         'abort',

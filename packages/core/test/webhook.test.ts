@@ -17,7 +17,9 @@ beforeAll(async () => {
     req.on('end', () => {
       received.push({ headers: req.headers, body });
       res.statusCode = statuses.length > 1 ? statuses.shift()! : statuses[0]!;
-      res.end('{}');
+      // "HOLD" is answered late: a delivery closed meanwhile is closed during its try.
+      if (body.includes('HOLD')) setTimeout(() => res.end('{}'), 300);
+      else res.end('{}');
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -88,6 +90,19 @@ describe('webhookDelivery', () => {
     sender.send('event-4', '{}');
     // The first try has been answered; the next one waits for up to ten minutes.
     while (received.length < 1) await new Promise((resolve) => setTimeout(resolve, 5));
+    sender.close();
+    await sender.flush();
+    expect(received).toHaveLength(1);
+    expect(failures).toEqual([]);
+  });
+
+  it('close() during a try ends the delivery too: no wait for the next try after it', async () => {
+    received.length = 0;
+    statuses = [503];
+    const { sender, failures } = delivery({ attempts: 3, initialDelayMs: 600_000, maxDelayMs: 600_000 });
+    sender.send('event-5', '"HOLD"');
+    while (received.length < 1) await new Promise((resolve) => setTimeout(resolve, 5));
+    // The receiver holds its answer: the try is under way when the delivery closes.
     sender.close();
     await sender.flush();
     expect(received).toHaveLength(1);
