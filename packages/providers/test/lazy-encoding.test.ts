@@ -19,6 +19,7 @@ describe('encodings loaded on first use', () => {
     expect(result.earlyCount).toBeGreaterThan(result.exact);
     expect(result.earlyLower as number).toBeLessThanOrEqual(result.exact);
     expect(result.startedByCount).toBe(true);
+    expect(result.loadedByCount).toBe(true);
     expect(result.sameLoad).toBe(true);
     // Once in: exact, as gpt-tokenizer counts it.
     expect(result.lateCount).toBe(result.exact);
