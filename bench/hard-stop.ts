@@ -1,4 +1,4 @@
-// Benchmark 6: what the hard stop costs per streamed event, ResponseTap driven in-process over the three SSE formats.
+// Benchmark 6: what the hard stop costs per streamed event, the meter's UsageTap driven in-process over the three SSE formats.
 import { IncomingMessage, ServerResponse } from 'node:http';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -207,13 +207,13 @@ function messagesStream(model: string, outputTokens: number): Buffer[] {
 }
 
 /**
- * ResponseTap is internal to @tollgate/metering: its index does not export it and the package's `exports` map
+ * UsageTap is internal to @tollgate/metering: its index does not export it and the package's `exports` map
  * hides every other path, so it is imported by file. Which file follows how this run resolves tollgate: the
  * built dist/ that `pnpm bench` builds and every other benchmark runs (the JavaScript an install runs, without
  * the helpers tsx adds to TypeScript), or under --conditions=source the TypeScript source, so that the tap and
  * the @tollgate/providers readers it drives come from the same tree. Nothing in the packages changes for it.
  */
-type ResponseTapClass = (typeof import('../packages/metering/src/response-tap.js'))['ResponseTap'];
+type ResponseTapClass = (typeof import('../packages/metering/src/response-tap.js'))['UsageTap'];
 
 async function loadResponseTap(): Promise<ResponseTapClass> {
   const fromSource = /(?:--conditions|-C)[= ]source\b/.test(process.execArgv.join(' '));
@@ -223,7 +223,7 @@ async function loadResponseTap(): Promise<ResponseTapClass> {
   );
   if (!existsSync(file))
     throw new Error(`${fileURLToPath(file)} is missing: build the packages first (pnpm bench does)`);
-  return ((await import(file.href)) as { ResponseTap: ResponseTapClass }).ResponseTap;
+  return ((await import(file.href)) as { UsageTap: ResponseTapClass }).UsageTap;
 }
 
 /**

@@ -10,6 +10,7 @@ import type { KeyAuthOptions } from './api-key-auth.js';
 import { resolveKeyAuthOptions } from './api-key-auth.js';
 import {
   acceptedOn,
+  contextOfRequest,
   authUnavailable,
   credentialMessages,
   invalidCredentials,
@@ -59,16 +60,13 @@ export class KeyStoreUnavailableError extends Error {
   }
 }
 
-/** Why verify refused a request, for the JSON 401 (passport only keeps a challenge string). */
-const rejectionReasons = new WeakMap<IncomingMessage, string>();
-
 type VerifyDone = (error: unknown, user?: Identity | false, info?: { message: string }) => void;
 
 function buildStrategy(resolved: ReturnType<typeof resolveKeyAuthOptions>): Strategy {
   const { lookup, realm, timeoutMs, keyFormat, mapIdentity, onStoreError } = resolved;
 
   const reject = (req: IncomingMessage, done: VerifyDone, message: string) => {
-    rejectionReasons.set(req, message);
+    contextOfRequest(req)?.set('auth.rejection', message);
     done(null, false, { message });
   };
 
@@ -139,8 +137,7 @@ export function bearerAuth(options: BearerAuthOptions = {}) {
       if (error instanceof KeyStoreUnavailableError) return renderError(authUnavailable(error.cause), req, res);
       if (error) return next(error);
       if (!user) {
-        const reason = rejectionReasons.get(req);
-        rejectionReasons.delete(req);
+        const reason = context.get('auth.rejection');
         // No reason: passport refused before verify (no bearer token, or another scheme).
         const denial =
           reason === undefined

@@ -1,6 +1,6 @@
 // Reading the caller's credential (a JWT is told by its shape), and the 401 naming what the route accepts.
 import type { IncomingMessage } from 'node:http';
-import type { Identity } from '@tollgate/core';
+import type { Identity, TollgateContext } from '@tollgate/core';
 import { ApiError } from '@tollgate/core';
 
 /**
@@ -108,16 +108,28 @@ export function credentialMessages(accepted: number): CredentialMessages {
  * finally refuses it (or requireScope) adds these to its own, so its 401 names every
  * credential the route takes, not only its own.
  */
-const acceptedEarlier = new WeakMap<IncomingMessage, number>();
+declare module '@tollgate/core' {
+  interface ContextVariableMap {
+    /** The credentials the optional auth middleware before would have taken (bits of KEY_IN_… / JWT_IN_…). */
+    'auth.acceptedEarlier': number;
+    /** Why the bearer strategy's verify refused the request, for the JSON 401 (passport keeps only a challenge). */
+    'auth.rejection': string;
+  }
+}
+
+/** The request's context: every auth middleware makes it before it reads a credential. */
+export const contextOfRequest = (req: IncomingMessage): TollgateContext | undefined =>
+  (req as IncomingMessage & { tollgate?: TollgateContext }).tollgate;
 
 /** Records, as an optional middleware passes a request on, the credentials it would have taken. */
 export function noteAccepted(req: IncomingMessage, accepted: number): void {
-  acceptedEarlier.set(req, (acceptedEarlier.get(req) ?? 0) | accepted);
+  const context = contextOfRequest(req);
+  context?.set('auth.acceptedEarlier', (context.get('auth.acceptedEarlier') ?? 0) | accepted);
 }
 
 /** The credentials the route accepts: `own` and those of the optional middleware before. */
 export function acceptedOn(req: IncomingMessage, own: number): number {
-  return own | (acceptedEarlier.get(req) ?? 0);
+  return own | (contextOfRequest(req)?.get('auth.acceptedEarlier') ?? 0);
 }
 
 /**

@@ -208,6 +208,15 @@ function smallestAnswerCost(
 }
 
 /** A reservation held for one request, settled when the request settles. */
+declare module '@tollgate/core' {
+  interface ContextVariableMap {
+    /** The holds of the budget guards the request passed, each with the guard's mark (`reprice` finds its own). */
+    'budget.holds': { guard: symbol; hold: BudgetHold }[];
+    /** The ledger's failure behind a 503, for its `cause`. */
+    'budget.storeError': unknown;
+  }
+}
+
 interface BudgetHold {
   id: string;
   granted: number;
@@ -315,8 +324,6 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
   }
   // Until a reserve comes back without balances (a ledger that does not report them), no read before reserving.
   let ledgerReportsBalances = true;
-  /** The failure behind a 503, for `cause`. */
-  const storeErrors = new WeakMap<Request, unknown>();
   for (const [from, to] of plan.downgrades()) {
     // Checked now, not at the first request past a soft limit.
     if (!pricing.find(to))
@@ -558,7 +565,7 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
   function storeFailed(req: Request, error: unknown): BudgetVerdict {
     reportStoreError(error);
     if (failOpen) return { kind: 'allowed', value: undefined };
-    storeErrors.set(req, error);
+    req.tollgate.set('budget.storeError', error);
     return { kind: 'unavailable' };
   }
 
@@ -619,15 +626,14 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
   }
 
   /**
-   * Each running request's hold, for `reprice`: in a slot of this guard's own on the request's context,
-   * not in a WeakMap (an entry per request is work for every garbage collection).
+   * Each running request's hold, for `reprice`: in the request's context, not in a WeakMap (an entry per request
+   * is work for every garbage collection), found by this guard's own mark (a request may pass several guards).
    */
-  const HOLD = Symbol('tollgate.budgetHold');
-  type HoldCarrier = { [HOLD]?: BudgetHold };
+  const guardMark = Symbol('tollgate.budgetGuard');
 
   async function repriceHold(req: Request, _res: Response): Promise<boolean> {
-    const ctx = req.tollgate as (TollgateContext & HoldCarrier) | undefined;
-    const hold = ctx?.[HOLD];
+    const ctx = req.tollgate as TollgateContext | undefined;
+    const hold = ctx?.get('budget.holds')?.find((held) => held.guard === guardMark)?.hold;
     // No budget applies to this request: nothing to move.
     if (!ctx || !hold) return true;
     const estimate = ctx.estimate;
@@ -686,7 +692,9 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     commit(req, res, hold) {
       if (!hold) return;
       const ctx = getContext(req, res);
-      (ctx as HoldCarrier)[HOLD] = hold;
+      const holds = ctx.get('budget.holds');
+      if (holds === undefined) ctx.set('budget.holds', [{ guard: guardMark, hold }]);
+      else holds.push({ guard: guardMark, hold });
       ctx.reservations.push({ kind: 'budget', id: hold.id, amount: hold.granted });
       ctx.onSettle((record) => settleReservation(hold, record));
     },
@@ -694,7 +702,7 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
       render(denial ?? new ApiError('insufficient_quota', 'Budget exhausted.'), req, res);
     },
     unavailable(req, res) {
-      const cause = storeErrors.get(req);
+      const cause = req.tollgate.get('budget.storeError');
       render(
         new ApiError('service_unavailable', 'The budget ledger is unavailable; try again shortly.', {
           headers: { 'retry-after': 5 },

@@ -1,8 +1,7 @@
 // createResponseCache: answers a repeated provider request from a stored answer, in the form the client asked for, and stores complete answers.
-import { ServerResponse } from 'node:http';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { assertKnownOptions, getContext, parseDuration, TollgateError } from '@tollgate/core';
-import type { TollgateContext, UsageRecord } from '@tollgate/core';
+import { assertKnownOptions, contextOf, getContext, parseDuration, tapResponse, TollgateError } from '@tollgate/core';
+import type { ResponseReader, TollgateContext, UsageRecord } from '@tollgate/core';
 import { completeJsonAnswer, isCachedApi, jsonToStream, streamToJson, type CachedApi } from './answer-forms.js';
 import { cacheKey, scopeOf, type CacheScope } from './cache-key.js';
 import type { CacheStore } from './cache-store.js';
@@ -271,7 +270,7 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
     const key = cacheKey(scopeId, api, call.model, call.body);
     const found = noCache ? NOT_LOOKED_UP : readStore(key, api, call.stream);
     const lookup = new CacheRequest(owner, key, api, scopeId, call.model, call.outputCap, found, noStore);
-    setCacheRequest(res, lookup);
+    ctx.set('cache.request', lookup);
     return lookup;
   }
 
@@ -351,7 +350,9 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
         : cacheKey(lookup.scopeId, lookup.api, call.model!, call.body);
     // The answer to a stream request is a stream (an error would be JSON, and is never stored).
     lookup.keepFor(storeKey, ttlOf ? ttlOf(req) : ttlMs, call.stream);
-    keepAnswer(res, lookup);
+    // A reader of the response's one tap: it keeps the bytes the route writes, before the meter's filter (a stream
+    // keeps the usage chunk the meter asked for and drops on its way to the client).
+    tapResponse(req, res).read(lookup);
     ctx.onSettle((record) => storeAnswer(lookup, record));
   }
 
@@ -391,20 +392,15 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
   };
 }
 
-type PassWrite = (chunk: unknown, encoding: unknown, callback: unknown) => boolean;
-type PassEnd = (chunk: unknown, encoding: unknown, callback: unknown) => Response;
-
 /**
  * The cache's work for one request, in one object: what the lookup found (and the key it made),
  * then, on a miss, the answer as it is written, until the meter settles the request. Chunks are
  * kept as they were handed to write() (not copied: a chunk handed to write() is not changed
  * afterwards); text stays text until it is stored.
  */
-class CacheRequest {
+class CacheRequest implements ResponseReader {
   /** Served or armed already: the lookup has done its work. */
   answered = false;
-  /** How a miss's answer reaches `keep`: not at all, through the shared prototype hooks, or through wrappers of its own. */
-  keeping: 'no' | 'prototype' | 'own' = 'no';
   /** Where and how long a miss's answer is stored, and in which form it was asked for (set by `keepFor`). */
   storeKey = '';
   lifetimeMs = 0;
@@ -443,7 +439,8 @@ class CacheRequest {
     this.streamed = streamed;
   }
 
-  keep(chunk: unknown, encoding: unknown): void {
+  /** A chunk the route wrote (the response tap's reader): kept, until the answer outgrows the bound. */
+  read(chunk: unknown, encoding: unknown): void {
     if (this.tooLarge || chunk === undefined || chunk === null || typeof chunk === 'function') return;
     let kept: string | Uint8Array;
     if (typeof chunk === 'string' && isUtf8(encoding)) {
@@ -512,90 +509,15 @@ function copyChunk(entry: Buffer, at: number, chunk: string | Uint8Array | undef
   return at + chunk.byteLength;
 }
 
-type Locals = Record<symbol, unknown>;
-const localsOf = (res: Response): Locals | undefined => (res as unknown as { locals?: Locals }).locals;
-
-/**
- * A request's cache work: in a slot of `res.locals`, where core keeps the context (a WeakMap entry per
- * request cost more, in collections too: bench/); without locals, in a WeakMap. One slot, shared by
- * every response cache (the prototype hooks find a kept answer there), holding one object per request.
- */
-const CACHE_SLOT = Symbol('tollgate.cache.request');
-const requestsWithoutLocals = new WeakMap<object, CacheRequest>();
-const cacheRequestOf = (res: Response): CacheRequest | undefined => {
-  const locals = localsOf(res);
-  return locals ? (locals[CACHE_SLOT] as CacheRequest | undefined) : requestsWithoutLocals.get(res);
-};
-const setCacheRequest = (res: Response, request: CacheRequest): void => {
-  const locals = localsOf(res);
-  if (locals) locals[CACHE_SLOT] = request;
-  else requestsWithoutLocals.set(res, request);
-};
-/** Response prototypes whose write and end hand chunks to the kept answer of their response. */
-const keepingPrototypes = new WeakSet<object>();
-
-/**
- * Hands what `res` writes to `answer` (its cache request, in the slot already) before it goes on.
- * The write and end the response finds on an Express prototype (where the meter's tap patched
- * them, for every response of the process) are wrapped there, once: a write and end of its own
- * cost every response a copy of its properties (bench/). Either way the cache's hook is outside
- * the meter's (the meter hooked the response before the cache did), so it keeps the bytes the
- * route wrote, a stream with the usage the meter asked for still in it. A response that has its
- * own write or end (wrapped before the cache), or finds them only on Node's prototypes, is
- * wrapped itself, as before.
- */
-function keepAnswer(res: Response, answer: CacheRequest): void {
-  const proto = sharedHooks(res);
-  if (proto === undefined) {
-    answer.keeping = 'own';
-    const write = res.write as PassWrite;
-    const end = res.end as PassEnd;
-    res.write = function keepWrite(this: Response, chunk: unknown, encoding?: unknown, callback?: unknown) {
-      answer.keep(chunk, encoding);
-      return write.call(this, chunk, encoding, callback);
-    } as Response['write'];
-    res.end = function keepEnd(this: Response, chunk?: unknown, encoding?: unknown, callback?: unknown) {
-      answer.keep(chunk, encoding);
-      return end.call(this, chunk, encoding, callback);
-    } as Response['end'];
-    return;
+declare module '@tollgate/core' {
+  interface ContextVariableMap {
+    /** The cache's work for the request: its lookup, then (on a miss) the answer as it is written. */
+    'cache.request': CacheRequest;
   }
-  if (!keepingPrototypes.has(proto)) keepThroughPrototype(proto);
-  answer.keeping = 'prototype';
 }
 
-/** The prototype below Node's `ServerResponse` that holds the write and end `res` calls, if one does. */
-function sharedHooks(res: Response): object | undefined {
-  const owner = ownerOf(res, 'write');
-  if (owner === res || owner === undefined || !(owner instanceof ServerResponse) || ownerOf(res, 'end') !== owner)
-    return undefined;
-  return owner;
-}
-
-function ownerOf(res: Response, name: 'write' | 'end'): object | undefined {
-  let holder: object | null = res;
-  while (holder !== null && !Object.hasOwn(holder, name)) holder = Object.getPrototypeOf(holder) as object | null;
-  return holder ?? undefined;
-}
-
-function keptThroughPrototype(res: Response): CacheRequest | undefined {
-  const request = cacheRequestOf(res);
-  return request?.keeping === 'prototype' ? request : undefined;
-}
-
-function keepThroughPrototype(proto: object): void {
-  const target = proto as { write: PassWrite; end: PassEnd };
-  const { write, end } = target;
-  target.write = function keepingWrite(this: Response, chunk: unknown, encoding?: unknown, callback?: unknown) {
-    keptThroughPrototype(this)?.keep(chunk, encoding);
-    return write.call(this, chunk, encoding, callback);
-  };
-  target.end = function keepingEnd(this: Response, chunk?: unknown, encoding?: unknown, callback?: unknown) {
-    keptThroughPrototype(this)?.keep(chunk, encoding);
-    return end.call(this, chunk, encoding, callback);
-  };
-  keepingPrototypes.add(proto);
-}
+/** The request's cache work, by whichever response cache looked it up (one per request). */
+const cacheRequestOf = (res: Response): CacheRequest | undefined => contextOf(res)?.get('cache.request');
 
 const isUtf8 = (encoding: unknown): boolean =>
   typeof encoding !== 'string' || encoding === 'utf8' || encoding === 'utf-8';

@@ -1,11 +1,11 @@
 // req.tollgate: the per-request context every middleware reads and writes, settled exactly once.
 import { randomUUID } from 'node:crypto';
-import { IncomingMessage } from 'node:http';
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { maxCostNanoUsd } from './pricing.js';
 import type { ResolvedPrice } from './pricing.js';
 import type { CallAdapter, CallRequest, ProviderApi } from './provider-api.js';
 import type { Refusal } from './api-error.js';
+import type { ResponseTap } from './response-tap.js';
 import { TollgateError } from './errors.js';
 import type { Identity, TokenUsage, UsageEstimate, UsageRecord } from './types.js';
 
@@ -108,6 +108,25 @@ export interface CacheHit {
   costFraction: number;
 }
 
+/**
+ * The per-request variables packages keep on the context, each declared by its package through
+ * declaration merging, and read and written with `ctx.get` / `ctx.set`:
+ *
+ * ```ts
+ * declare module '@tollgate/core' {
+ *   interface ContextVariableMap {
+ *     'myPackage.state': MyState;
+ *   }
+ * }
+ * ```
+ *
+ * The context's own fields are what several packages exchange (the estimate, the call, the final
+ * usage, a cache hit, the upstream's status); a variable is one package's own state of a request.
+ * Name a variable after its package, so that two packages never share one by accident.
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface ContextVariableMap {}
+
 export interface TollgateContext {
   /** From a valid incoming `x-request-id`, otherwise generated; echoed in the response. */
   readonly requestId: string;
@@ -156,6 +175,15 @@ export interface TollgateContext {
    * refused after that is recorded as a refusal, not as a hit.
    */
   cacheHit: CacheHit | undefined;
+  /** The response's tap, once a piece asked for it (`tapResponse`): the meter, its hard stop and the cache read through it. */
+  responseTap: ResponseTap | undefined;
+  /**
+   * A variable a package declared for its own per-request state (`ContextVariableMap`), or
+   * undefined when it was not set on this request.
+   */
+  get<K extends keyof ContextVariableMap>(key: K): ContextVariableMap[K] | undefined;
+  /** Sets a variable a package declared (`ContextVariableMap`). */
+  set<K extends keyof ContextVariableMap>(key: K, value: ContextVariableMap[K]): void;
   /** Report real usage from a handler that calls a provider SDK itself. */
   recordUsage(usage: ReportedUsage): void;
   /** Report an SDK's JSON answer: its usage and model are read by the declared call's adapter. */
@@ -264,6 +292,9 @@ class RequestContext implements TollgateContext {
   refusal: Refusal | undefined = undefined;
   servedBy: string | undefined = undefined;
   cacheHit: CacheHit | undefined = undefined;
+  responseTap: ResponseTap | undefined = undefined;
+  /** The declared variables set on this request; made at the first `set`. */
+  #variables: Record<string, unknown> | undefined = undefined;
   #price: ResolvedPrice | undefined;
   #listeners: SettleListener[] | undefined;
   /** The `onSending` listeners, until `markSending()` runs them. */
@@ -273,6 +304,14 @@ class RequestContext implements TollgateContext {
 
   constructor(requestId: string) {
     this.requestId = requestId;
+  }
+
+  get<K extends keyof ContextVariableMap>(key: K): ContextVariableMap[K] | undefined {
+    return this.#variables?.[key as string] as ContextVariableMap[K] | undefined;
+  }
+
+  set<K extends keyof ContextVariableMap>(key: K, value: ContextVariableMap[K]): void {
+    (this.#variables ??= {})[key as string] = value;
   }
 
   #recordUsage: ((usage: ReportedUsage) => void) | undefined = undefined;
@@ -450,55 +489,11 @@ export function sequentialIds(first = 0): () => string {
 /** Generated request ids count from 2^44, as they always have: 12 digits from the first one. */
 const nextRequestId = sequentialIds(2 ** 44);
 
-/**
- * Where a request keeps its context: under Express, a slot of `res.locals`, which Express makes for
- * every response, so that neither `req` nor `res` gets a property of its own (docs/performance.md);
- * before Express took the request, or without Express, the same slot on `req` itself. A registered
- * symbol, so that two copies of core in one process find each other's contexts.
- */
-const CONTEXT_SLOT: unique symbol = Symbol.for('tollgate.context');
+type ContextCarrier = IncomingMessage & { tollgate?: TollgateContext };
 
-type ContextCarrier = IncomingMessage & {
-  tollgate?: TollgateContext;
-  [CONTEXT_SLOT]?: TollgateContext;
-  res?: ServerResponse & { locals?: Record<symbol, unknown> };
-};
-
-/**
- * The response whose context was found last, and that context: the pieces of a chain ask for the
- * same request's context one after another (about ten times a request), and a comparison answers
- * them. A response's context never changes once made; the cache lets go of it when it closes.
- */
-let lastResponse: ServerResponse | undefined;
-let lastContext: TollgateContext | undefined;
-
-/** `req.tollgate` on every request: reads and writes the slot. */
-if (!Object.hasOwn(IncomingMessage.prototype, 'tollgate')) {
-  Object.defineProperty(IncomingMessage.prototype, 'tollgate', {
-    configurable: true,
-    get(this: ContextCarrier): TollgateContext | undefined {
-      const res = this.res;
-      if (res === lastResponse && res !== undefined) return lastContext;
-      return (res?.locals?.[CONTEXT_SLOT] as TollgateContext | undefined) ?? this[CONTEXT_SLOT];
-    },
-    set(this: ContextCarrier, value: TollgateContext | undefined) {
-      this[CONTEXT_SLOT] = value;
-    },
-  });
-}
-
-type ContextResponse = ServerResponse & { locals?: Record<symbol, unknown> };
-
-/**
- * The context of the request `res` answers, if it has one yet: found in the response's locals first,
- * which is one lookup, where `req.tollgate` misses on the request's prototype chain before it gets there.
- */
+/** The context of the request `res` answers, if it has one yet. */
 export function contextOf(res: ServerResponse): TollgateContext | undefined {
-  if (res === lastResponse && res !== undefined) return lastContext;
-  return (
-    ((res as ContextResponse).locals?.[CONTEXT_SLOT] as TollgateContext | undefined) ??
-    (res.req as ContextCarrier | undefined)?.tollgate
-  );
+  return (res.req as ContextCarrier | undefined)?.tollgate;
 }
 
 /**
@@ -507,11 +502,6 @@ export function contextOf(res: ServerResponse): TollgateContext | undefined {
  */
 function settleOnClose(this: ServerResponse): void {
   const context = contextOf(this);
-  // A closed response is not kept alive by the lookup's cache until the next request comes.
-  if (this === lastResponse) {
-    lastResponse = undefined;
-    lastContext = undefined;
-  }
   if (!context) return;
   const charge = context.meterCharge;
   if (charge) {
@@ -524,33 +514,26 @@ function settleOnClose(this: ServerResponse): void {
   else void context.settle(undefined);
 }
 
-function createContext(req: IncomingMessage, res: ServerResponse): TollgateContext {
+/**
+ * The request's tollgate context, made on first use and kept as `req.tollgate`, the request's own
+ * property (no prototype is patched). Made before Express swaps the request's prototype (a gateway's
+ * first step), the property costs V8 nothing extra; made after it, one new hidden class
+ * (docs/performance.md).
+ */
+export function getContext(req: IncomingMessage, res: ServerResponse): TollgateContext {
+  const carrier = req as ContextCarrier;
+  const context = carrier.tollgate;
+  if (context !== undefined) return context;
   const incoming = req.headers['x-request-id'];
   const requestId = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : nextRequestId();
   if (!res.headersSent) res.setHeader('x-request-id', requestId);
-  return new RequestContext(requestId);
-}
-
-/** The request's tollgate context, created on first use. */
-export function getContext(req: IncomingMessage, res: ServerResponse): TollgateContext {
-  if (res === lastResponse && res !== undefined) return lastContext!;
-  const carrier = req as ContextCarrier;
-  const locals = (res as ContextResponse).locals;
-  let context = (locals?.[CONTEXT_SLOT] as TollgateContext | undefined) ?? carrier.tollgate;
-  if (!context) {
-    context = createContext(req, res);
-    // Anything but a Node request (a test double) has no `tollgate` accessor: the assignment makes the property.
-    if (locals && carrier.res === res && req instanceof IncomingMessage) locals[CONTEXT_SLOT] = context;
-    else carrier.tollgate = context;
-    // on, not once: 'close' is emitted once per response, and once wraps every listener in a bound function.
-    res.on('close', settleOnClose);
-  }
-  // Only a response Express paired with its request: a test double may stand for several requests.
-  if (carrier.res === res && req instanceof IncomingMessage) {
-    lastResponse = res;
-    lastContext = context;
-  }
-  return context;
+  const made = new RequestContext(requestId);
+  carrier.tollgate = made;
+  // `contextOf(res)` finds the context through the response's request: Node and Express set `res.req`; a test double may not.
+  if ((res as { req?: IncomingMessage }).req !== req) (res as { req?: IncomingMessage }).req = req;
+  // on, not once: 'close' is emitted once per response, and once wraps every listener in a bound function.
+  res.on('close', settleOnClose);
+  return made;
 }
 
 /** Middleware that creates `req.tollgate` early (every tollgate middleware also does it on demand). */

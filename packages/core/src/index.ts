@@ -16,3 +16,5 @@ export * from './pre-call-check.js';
 export * from './leased-stores.js';
 export * from './block-stores.js';
 export * from './chain.js';
+export { tapResponse } from './response-tap.js';
+export type { EndThrough, ResponseFilter, ResponseReader, ResponseTap, WriteThrough } from './response-tap.js';

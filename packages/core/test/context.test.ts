@@ -1,5 +1,5 @@
 // req.tollgate: request ids kept, generated and echoed; settle runs each listener exactly once, errors contained.
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { IncomingMessage, ServerResponse } from 'node:http';
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
@@ -86,16 +86,35 @@ describe('where the context lives', () => {
   it.each([
     ['Express 4', express4 as unknown as typeof express],
     ['Express 5', express],
-  ])('gives %s requests their context without a property of their own', async (_name, factory) => {
+  ])("keeps %s requests' context as their own property: no prototype gets one", async (_name, factory) => {
     const app = factory();
     app.use(requestContext());
     app.get('/', (req, res) => {
+      const prototypes: object[] = [];
+      for (let proto = Object.getPrototypeOf(req) as object | null; proto; proto = Object.getPrototypeOf(proto))
+        prototypes.push(proto);
       res.json({
-        own: Object.hasOwn(req, 'tollgate') || Object.hasOwn(res, 'tollgate'),
-        same: req.tollgate === getContext(req, res),
+        own: Object.hasOwn(req, 'tollgate'),
+        onResponse: Object.hasOwn(res, 'tollgate'),
+        onAPrototype: prototypes.some((proto) => Object.hasOwn(proto, 'tollgate')),
+        same: req.tollgate === getContext(req, res) && req.tollgate === contextOf(res),
       });
     });
-    expect((await request(app).get('/')).body).toEqual({ own: false, same: true });
+    expect((await request(app).get('/')).body).toEqual({
+      own: true,
+      onResponse: false,
+      onAPrototype: false,
+      same: true,
+    });
+    expect(Object.hasOwn(IncomingMessage.prototype, 'tollgate')).toBe(false);
+  });
+
+  it('leaves a request nobody asked about without a context', async () => {
+    const app = express();
+    app.get('/', (req, res) => {
+      res.json({ has: req.tollgate !== undefined, found: contextOf(res) !== undefined });
+    });
+    expect((await request(app).get('/')).body).toEqual({ has: false, found: false });
   });
 
   it('finds a context made before Express took the request, as the example proxy makes it', async () => {
@@ -132,7 +151,7 @@ describe('where the context lives', () => {
     expect(calls).toEqual([undefined]);
   });
 
-  it('answers each request with its own context when requests interleave (the last one found is kept for the next ask)', async () => {
+  it('answers each request with its own context when requests interleave', async () => {
     const app = express();
     app.use(requestContext());
     // Each request asks, lets the others run, then asks again through every door: getContext, req.tollgate, contextOf.
@@ -150,7 +169,7 @@ describe('where the context lives', () => {
     );
   });
 
-  it('keeps no closed response alive: the last-found cache lets go of it when it closes', async () => {
+  it('keeps no closed response alive: nothing outside the request holds it', async () => {
     v8.setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as () => void;
     let held: WeakRef<object> | undefined;
@@ -175,6 +194,31 @@ describe('where the context lives', () => {
     const context = { requestId: 'stand-in' } as express.Request['tollgate'];
     req.tollgate = context;
     expect(req.tollgate).toBe(context);
+  });
+});
+
+declare module '@tollgate/core' {
+  interface ContextVariableMap {
+    'test.note': { text: string };
+  }
+}
+
+describe('declared variables', () => {
+  it("keep a package's own state per request, typed by its declaration", async () => {
+    const app = express();
+    app.use(requestContext());
+    app.get('/:text', async (req, res) => {
+      const before = req.tollgate.get('test.note');
+      req.tollgate.set('test.note', { text: req.params.text! });
+      await new Promise((resolve) => setImmediate(resolve));
+      res.json({ before: before ?? null, after: req.tollgate.get('test.note')?.text });
+    });
+    const answers = await Promise.all(['x', 'y', 'z'].map((text) => request(app).get(`/${text}`)));
+    expect(answers.map((answer) => answer.body)).toEqual([
+      { before: null, after: 'x' },
+      { before: null, after: 'y' },
+      { before: null, after: 'z' },
+    ]);
   });
 });
 

@@ -12,6 +12,7 @@ import {
   createMemoryStores,
   createPricing,
   getContext,
+  tapResponse,
   renderApiError,
 } from '@tollgate/core';
 import type { ProviderApi, TollgateStores } from '@tollgate/core';
@@ -191,6 +192,13 @@ function answerMethodNotAllowed(req: Request, res: Response): void {
   renderApiError(new ApiError('method_not_allowed', message, { headers: { allow: 'POST' } }), req, res);
 }
 
+declare module '@tollgate/core' {
+  interface ContextVariableMap {
+    /** The gateway that prepared the exchange (its app before Express took it, or its router). */
+    'gateway.preparedBy': symbol;
+  }
+}
+
 export function createGateway(config: ProxyConfig, deps: ProxyDeps = {}): Gateway {
   const log = deps.log ?? ((line: string) => console.error(line));
   const proxyLog: ProxyLog = deps.logger
@@ -342,26 +350,27 @@ export function createGateway(config: ProxyConfig, deps: ProxyDeps = {}): Gatewa
       : undefined;
   // What every exchange gets first, before Express swaps the prototypes of req and res: a property set on
   // them after that costs V8 a new hidden class each time, before it almost nothing (docs/performance.md);
-  // Express's own fields, the context and pino-http's properties (id, log, its start time) are set here,
-  // and helmet's headers.
-  /** Marks a response whose exchange was prepared (by the app before Express took it, or by the router). */
-  const PREPARED = Symbol('tollgate.gateway.prepared');
-  const prepare = (req: IncomingMessage, res: ServerResponse & { locals?: Record<symbol, unknown> }): void => {
+  // Express's own fields, the context, the response's tap (its write and end) and pino-http's properties (id,
+  // log, its start time) are set here, and helmet's headers.
+  /** Marks an exchange this gateway prepared (its app before Express took it, or its router). */
+  const preparedBy = Symbol('tollgate.gateway');
+  const prepare = (req: IncomingMessage, res: ServerResponse): void => {
     // Each piece of the chain (context, meter, limits, slots, budget, upstream call) watches the response's
     // end: more 'close' listeners than Node's default of 10 are expected here, not a leak to warn about.
     res.setMaxListeners(32);
-    getContext(req, res);
+    const context = getContext(req, res);
+    context.set('gateway.preparedBy', preparedBy);
+    tapResponse(req, res);
     setSecurityHeaders(res);
     if (observeEnd) {
       access?.start(req, res);
       // One listener for the access line and the counts. on, not once: 'close' comes once per response.
       res.on('close', observeEnd);
     }
-    if (res.locals) res.locals[PREPARED] = true;
   };
   router.prepare = prepare;
   router.use(function prepareExchange(req: Request, res: Response, next: NextFunction) {
-    if ((res.locals as Record<symbol, unknown>)[PREPARED] !== true) prepare(req, res as ServerResponse);
+    if (req.tollgate?.get('gateway.preparedBy') !== preparedBy) prepare(req, res as ServerResponse);
     next();
   });
 

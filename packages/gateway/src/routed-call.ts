@@ -70,8 +70,12 @@ export interface RoutedCalls {
   close(): void;
 }
 
-/** Where a request's plan waits between its declaration and its handler: `res.locals`, Express's own per-request slot. */
-const PLAN = Symbol('tollgate.routePlan');
+declare module '@tollgate/core' {
+  interface ContextVariableMap {
+    /** The request's routing plan, between its declaration and its handler. */
+    'gateway.plan': RoutePlan;
+  }
+}
 
 /**
  * One routed request's side of its tries, and the try's link to the upstream (its `onResult` and
@@ -226,13 +230,13 @@ export function createRoutedCalls(config: ProxyConfig, options: RoutedCallsOptio
       requestedClass: typeof classHint === 'string' ? classHint : undefined,
     });
     if (!plan) return undefined;
-    (req.res!.locals as Record<symbol, RoutePlan | undefined>)[PLAN] = plan;
+    req.tollgate.set('gateway.plan', plan);
     runWith(req, router.firstAvailable(plan) ?? plan.targets[0]!);
     return plan;
   }
 
   function serve(clientApi: ProviderApi, req: Request, res: Response, next: NextFunction): boolean {
-    const plan = (res.locals as Record<symbol, RoutePlan | undefined>)[PLAN];
+    const plan = req.tollgate.get('gateway.plan');
     if (!plan) return false;
     void router.run(plan, new RoutedRequest(clientApi, plan, req, res, next, upstreams, reprice, runWith));
     return true;

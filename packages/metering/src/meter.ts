@@ -50,7 +50,7 @@ import type {
 import type { Span, Tracer } from '@opentelemetry/api';
 import type { NextFunction, Request, Response } from 'express';
 import { endCallSpan, meteringTracer, startCallSpan } from './call-span.js';
-import { ResponseTap } from './response-tap.js';
+import { UsageTap } from './response-tap.js';
 import type { OutputCounting } from './response-tap.js';
 import { writeToSinks } from './sink.js';
 import type { UsageSink } from './sink.js';
@@ -615,7 +615,7 @@ export function meter(options: MeterOptions = {}) {
     const url = req.originalUrl ?? req.url ?? '';
     const query = url.indexOf('?');
     const route = query === -1 ? url : url.slice(0, query);
-    const tap = new ResponseTap(res, ctx, adapter, addedUsage, countingOf);
+    const tap = new UsageTap(res, ctx, adapter, addedUsage, countingOf);
     const charge = new MeteredRequest(settling, req, res, ctx, adapter, tap, route);
     ctx.meterCharge = charge;
     if (adapter && (spool || tracer)) ctx.onSending(() => charge.noteSending());
@@ -652,7 +652,7 @@ class MeteredRequest implements MeterCharge {
     private readonly res: Response,
     private readonly ctx: TollgateContext,
     private readonly adapter: ProviderAdapter | undefined,
-    private readonly tap: ResponseTap,
+    private readonly tap: UsageTap,
     private readonly route: string,
   ) {
     this.requestStreamed = ctx.call?.stream ?? false;

@@ -1,10 +1,9 @@
 // Reads a response for usage as it passes through res.write / res.end, without holding it back; ends a stream at its grant.
-import { ServerResponse } from 'node:http';
-import { contextOf } from '@tollgate/core';
-import type { TollgateContext } from '@tollgate/core';
+import type { ServerResponse } from 'node:http';
+import { tapResponse } from '@tollgate/core';
+import type { EndThrough, ResponseFilter, TollgateContext, WriteThrough } from '@tollgate/core';
 import { encodingLoaded, SseDecoder, type EncodingName } from '@tollgate/providers';
 import type { OutputCounter, ProviderAdapter, SseBlock, UsageReader } from '@tollgate/providers';
-import type { Response } from 'express';
 import { topLevelFields } from './answer-scan.js';
 
 /** JSON bodies above this are not parsed whole: usage is looked for in their last bytes. */
@@ -59,18 +58,6 @@ export type CountingOf = (ctx: TollgateContext) => OutputCounting;
 
 type WriteCallback = (error?: Error | null) => void;
 type Chunk = string | Buffer | Uint8Array;
-type WriteFunction = (
-  this: Response,
-  chunk: Chunk,
-  encoding?: BufferEncoding | WriteCallback,
-  callback?: WriteCallback,
-) => boolean;
-type EndFunction = (
-  this: Response,
-  chunk?: Chunk | (() => void),
-  encoding?: BufferEncoding | (() => void),
-  callback?: () => void,
-) => Response;
 
 function toBuffer(chunk: Chunk, encoding: unknown): Buffer {
   if (typeof chunk === 'string')
@@ -87,65 +74,14 @@ function jsonBytes(parts: (string | Buffer)[]): Buffer {
   return Buffer.concat(parts.map((part) => (typeof part === 'string' ? Buffer.from(part) : part)));
 }
 
-/** The write and end a tapped response's bytes go out through. */
-interface Passthrough {
-  write: WriteFunction;
-  end: EndFunction;
-}
-
-/**
- * Where a response tapped through its shared prototype keeps its tap: a slot of its request's
- * context, as the rate-limit reports are (docs/performance.md: not a WeakMap entry per response).
- */
-const TAP = Symbol('tollgate.responseTap');
-
-type TapCarrier = TollgateContext & { [TAP]?: ResponseTap };
-
-const tapOf = (res: Response): ResponseTap | undefined => (contextOf(res) as TapCarrier | undefined)?.[TAP];
-/** Prototypes whose write and end read for taps, and what they passed bytes to before. */
-const patched = new WeakMap<object, Passthrough>();
-
-/**
- * The prototype every response of an Express copy inherits from (each app's `app.response` derives
- * from it, so sub-apps that swap a response's prototype keep it); undefined for a plain Node response.
- */
-function sharedPrototype(res: Response): object | undefined {
-  let proto = Object.getPrototypeOf(res) as object | null;
-  while (proto !== null && proto !== ServerResponse.prototype) {
-    const parent = Object.getPrototypeOf(proto) as object | null;
-    if (parent === ServerResponse.prototype) return proto;
-    proto = parent;
-  }
-  return undefined;
-}
-
-/** Makes the responses of `proto` pass their bytes through their tap, when they have one. */
-function patchPrototype(proto: object): Passthrough {
-  const target = proto as { write: WriteFunction; end: EndFunction };
-  const passthrough: Passthrough = { write: target.write, end: target.end };
-  const { write: passWrite, end: passEnd } = passthrough;
-  target.write = function tappedWrite(this: Response, chunk, encoding, callback) {
-    const tap = tapOf(this);
-    return tap === undefined ? passWrite.call(this, chunk, encoding, callback) : tap.write(chunk, encoding, callback);
-  };
-  target.end = function tappedEnd(this: Response, chunk, encoding, callback) {
-    const tap = tapOf(this);
-    return tap === undefined ? passEnd.call(this, chunk, encoding, callback) : tap.end(chunk, encoding, callback);
-  };
-  patched.set(proto, passthrough);
-  return passthrough;
-}
-
 /**
  * Reads a response as it passes `res.write` / `res.end`. Bytes go out at once; only
  * when the meter added the usage chunk to an OpenAI stream does it hold the bytes of an event
  * until the event is complete, to drop that one chunk (providers send whole events per write,
  * so in practice nothing waits).
  *
- * An Express response is read through write and end patched once on the prototype its app's
- * responses share, which finds the response's tap (if any); a response that has its own write or
- * end (wrapped by middleware before the meter) or is a plain Node response is wrapped itself, so
- * that the tap still sees the bytes before those wrappers do.
+ * It is the filter of the response's one tap (core's `tapResponse`), which the cache reads too:
+ * the cache sees the bytes as the route wrote them, the client what this filter lets out.
  *
  * The hard stop: a stream's output is counted as it passes (a byte bound per event, the tokenizer
  * only once that bound passes the grant). Once the output passes the tokens its reservation was
@@ -153,7 +89,7 @@ function patchPrototype(proto: object): Passthrough {
  * response ends; the upstream call is aborted through `req.tollgate.call`, and what it still
  * sends is dropped. An upstream that ignores the cap in the body is stopped one event past it.
  */
-export class ResponseTap {
+export class UsageTap implements ResponseFilter {
   streamed = false;
   /** The stream was ended here because its output passed the grant. */
   stopped = false;
@@ -175,11 +111,11 @@ export class ResponseTap {
   /** The JSON body outgrew MAX_JSON_BYTES: only its tail is kept. */
   private truncated = false;
   private broken = false;
-  private passWrite: WriteFunction | undefined;
-  private passEnd: EndFunction | undefined;
+  private passWrite: WriteThrough | undefined;
+  private passEnd: EndThrough | undefined;
 
   constructor(
-    private readonly res: Response,
+    private readonly res: ServerResponse,
     private readonly ctx: TollgateContext,
     private readonly adapter: ProviderAdapter | undefined,
     private readonly addedUsage: boolean,
@@ -188,21 +124,10 @@ export class ResponseTap {
   ) {
     if (!adapter) return;
     this.reader = adapter.createReader({ stripAddedUsage: addedUsage, request: ctx.call?.body });
-    const shared = Object.hasOwn(res, 'write') || Object.hasOwn(res, 'end') ? undefined : sharedPrototype(res);
-    if (shared) {
-      const passthrough = patched.get(shared) ?? patchPrototype(shared);
-      this.passWrite = passthrough.write;
-      this.passEnd = passthrough.end;
-      (ctx as TapCarrier)[TAP] = this;
-      return;
-    }
-    this.passWrite = res.write as WriteFunction;
-    this.passEnd = res.end as EndFunction;
-    const write: OmitThisParameter<WriteFunction> = (chunk, encoding, callback) =>
-      this.write(chunk, encoding, callback);
-    const end: OmitThisParameter<EndFunction> = (chunk, encoding, callback) => this.end(chunk, encoding, callback);
-    res.write = write as Response['write'];
-    res.end = end as Response['end'];
+    const tap = tapResponse(res.req, res);
+    this.passWrite = tap.pass.write;
+    this.passEnd = tap.pass.end;
+    tap.filter(this);
   }
 
   /** How the output is counted: the model's that answered (the one the request runs with, until the answer starts). */
@@ -211,8 +136,8 @@ export class ResponseTap {
   }
 
   /** `res.write` of a tapped response. */
-  write(chunk: Chunk, encoding?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean {
-    const cb = typeof encoding === 'function' ? encoding : callback;
+  write(chunk: unknown, encoding?: unknown, callback?: unknown): boolean {
+    const cb = (typeof encoding === 'function' ? encoding : callback) as WriteCallback | undefined;
     const enc = typeof encoding === 'function' ? undefined : encoding;
     if (this.stopped) {
       // The stream was ended at its grant: what the upstream still sends goes nowhere.
@@ -221,7 +146,7 @@ export class ResponseTap {
     }
     const res = this.res;
     if (chunk === undefined || chunk === null || this.broken) return this.passWrite!.call(res, chunk, enc, cb);
-    const forward = this.observe(chunk, enc);
+    const forward = this.observe(chunk as Chunk, enc);
     if (this.stopped) {
       this.passEnd!.call(res, forward, undefined, cb);
       return true;
@@ -236,9 +161,10 @@ export class ResponseTap {
   }
 
   /** `res.end` of a tapped response. */
-  end(chunk?: Chunk | (() => void), encoding?: BufferEncoding | (() => void), callback?: () => void): Response {
-    const cb = typeof chunk === 'function' ? chunk : typeof encoding === 'function' ? encoding : callback;
-    const data = typeof chunk === 'function' ? undefined : chunk;
+  end(chunk?: unknown, encoding?: unknown, callback?: unknown): ServerResponse {
+    const cb = (typeof chunk === 'function' ? chunk : typeof encoding === 'function' ? encoding : callback) as
+      (() => void) | undefined;
+    const data = typeof chunk === 'function' ? undefined : (chunk as Chunk | undefined | null);
     const enc = typeof encoding === 'function' ? undefined : encoding;
     const res = this.res;
     if (this.stopped) {

@@ -1,6 +1,6 @@
 // Rate limit headers: IETF RateLimit/RateLimit-Policy (draft-8) and OpenAI's x-ratelimit-*, most restrictive layer only.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ApiError, getContext, type ErrorRenderer } from '@tollgate/core';
+import { ApiError, contextOf, getContext, type ErrorRenderer } from '@tollgate/core';
 
 export type QuotaKind = 'requests' | 'tokens';
 
@@ -18,13 +18,17 @@ export interface LimitReport {
   denied: boolean;
 }
 
-/**
- * What a response reports, kept under a symbol in the request's tollgate context: not in a
- * WeakMap (an entry per short-lived response is work for every garbage collection), and not on
- * the response itself (Express re-prototypes req and res, and on such an object every new
- * property costs V8 a fresh hidden class, microseconds each).
- */
-const REPORTS = Symbol('tollgate.rateLimitReports');
+declare module '@tollgate/core' {
+  interface ContextVariableMap {
+    /**
+     * What a response reports, in the request's context: not in a WeakMap (an entry per short-lived
+     * response is work for every garbage collection), and not on the response itself (Express
+     * re-prototypes req and res, and on such an object every new property costs V8 a fresh hidden
+     * class, microseconds each).
+     */
+    'ratelimit.reports': ResponseReports;
+  }
+}
 
 interface ResponseReports {
   requests?: LimitReport;
@@ -34,11 +38,11 @@ interface ResponseReports {
   changed: boolean;
 }
 
-type ReportCarrier = { [REPORTS]?: ResponseReports };
-
 function reportsOf(res: ServerResponse): ResponseReports {
-  const carrier = getContext(res.req, res) as ReportCarrier;
-  return (carrier[REPORTS] ??= { batching: false, changed: false });
+  const context = getContext(res.req, res);
+  let reports = context.get('ratelimit.reports');
+  if (reports === undefined) context.set('ratelimit.reports', (reports = { batching: false, changed: false }));
+  return reports;
 }
 
 /** Denied beats allowed; then fewer remaining; then the later reset (the longer wait). */
@@ -213,8 +217,7 @@ export function batchLimitHeaders(res: ServerResponse, run: () => void): void {
 
 /** The report currently in the headers for `kind` (for tests and later middleware). */
 export function reportedLimit(res: ServerResponse, kind: QuotaKind): LimitReport | undefined {
-  const carrier = (res.req as { tollgate?: ReportCarrier } | undefined)?.tollgate;
-  return carrier?.[REPORTS]?.[kind];
+  return contextOf(res)?.get('ratelimit.reports')?.[kind];
 }
 
 /**
