@@ -2,7 +2,7 @@
 import express from 'express';
 import type { NextFunction, Request, RequestHandler, Response, Router } from 'express';
 import { parseCookie } from 'cookie';
-import { ApiError, renderApiError } from '@tollgate/core';
+import { ApiError, contextOf, getContext, renderApiError } from '@tollgate/core';
 import { presentedCredential } from './admin-key.js';
 import { AdminSessions, isMaskedToken, randomToken, tokensEqual } from './admin-sessions.js';
 import type { AdminSession } from './admin-sessions.js';
@@ -21,10 +21,15 @@ const MAX_KEY_LENGTH = 4096;
 /** How the request was let in. */
 export type Admin = { via: 'key' } | { via: 'session'; id: string; session: AdminSession };
 
-const ADMIN = Symbol('tollgate.dashboard.admin');
+declare module '@tollgate/core' {
+  interface ContextVariableMap {
+    /** How the admin request was let in (requireAdmin). */
+    'dashboard.admin': Admin;
+  }
+}
 
 export function adminOf(res: Response): Admin {
-  const admin = (res.locals as Record<symbol, Admin | undefined>)[ADMIN];
+  const admin = contextOf(res)?.get('dashboard.admin');
   if (!admin) throw new Error('dashboard: a route behind requireAdmin ran without an admin');
   return admin;
 }
@@ -75,7 +80,7 @@ function refuseCredential(req: Request, res: Response, sent: boolean): void {
 /** Lets in the admin (a valid key in a header, or a live session) and nobody else. */
 export function requireAdmin(config: DashboardConfig, sessions: AdminSessions): RequestHandler {
   return asyncRoute(async function requireAdminKeyOrSession(req: Request, res: Response, next: NextFunction) {
-    const locals = res.locals as Record<symbol, Admin | undefined>;
+    const context = getContext(req, res);
     const credential = presentedCredential(req);
     if (credential.kind !== 'none') {
       // A header that is sent is the credential, right or wrong: a bad key is never rescued by a cookie.
@@ -84,7 +89,7 @@ export function requireAdmin(config: DashboardConfig, sessions: AdminSessions): 
         credential.key.length <= MAX_KEY_LENGTH &&
         (await config.authorize(credential.key))
       ) {
-        locals[ADMIN] = { via: 'key' };
+        context.set('dashboard.admin', { via: 'key' });
         next();
         return;
       }
@@ -94,7 +99,7 @@ export function requireAdmin(config: DashboardConfig, sessions: AdminSessions): 
     const id = cookies(req)[SESSION_COOKIE];
     const session = sessions.find(id);
     if (session && id !== undefined) {
-      locals[ADMIN] = { via: 'session', id, session };
+      context.set('dashboard.admin', { via: 'session', id, session });
       next();
       return;
     }

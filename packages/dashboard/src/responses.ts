@@ -1,19 +1,24 @@
 // One way to answer: the page as HTML or its data as JSON, and failures through one renderer.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { ApiError, renderApiError, toClientError } from '@tollgate/core';
+import { ApiError, contextOf, getContext, renderApiError, toClientError } from '@tollgate/core';
 import { escapeHtml } from './html.js';
 
-const JSON_ONLY = Symbol('tollgate.dashboard.json');
+declare module '@tollgate/core' {
+  interface ContextVariableMap {
+    /** A request under the dashboard's `/api`: answered in JSON whatever it accepts. */
+    'dashboard.jsonOnly': boolean;
+  }
+}
 
 /** Marks the requests under `/api`: they are answered in JSON whatever they accept. */
-export function answerInJson(_req: Request, res: Response, next: NextFunction): void {
-  (res.locals as Record<symbol, boolean>)[JSON_ONLY] = true;
+export function answerInJson(req: Request, res: Response, next: NextFunction): void {
+  getContext(req, res).set('dashboard.jsonOnly', true);
   next();
 }
 
 /** JSON for `/api/...`, `?format=json`, or a client that prefers it to HTML. */
 export function wantsJson(req: Request, res: Response): boolean {
-  if ((res.locals as Record<symbol, boolean | undefined>)[JSON_ONLY]) return true;
+  if (contextOf(res)?.get('dashboard.jsonOnly') === true) return true;
   if (req.query.format === 'json') return true;
   return req.accepts(['html', 'json']) === 'json';
 }
