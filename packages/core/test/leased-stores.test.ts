@@ -1,5 +1,5 @@
 // Leased stores: a process grants at most its slice of each limit and budget while the store is out, and charges it exactly once when the store is back.
-import { afterEach, describe, expect, it } from '@jest/globals';
+import { afterEach, describe, expect, it, jest } from '@jest/globals';
 import { createMemoryStores, LeaseExhaustedError, leasedStores } from '@tollgate/core';
 import type { LedgerScope, LeaseOutageEvent, TollgateStores } from '@tollgate/core';
 
@@ -57,7 +57,11 @@ let open: { close(): Promise<void> }[] = [];
 afterEach(async () => {
   for (const stores of open) await stores.close();
   open = [];
+  jest.useRealTimers();
 });
+
+/** Timers and Date on jest's clock, moved by the test; turns of the event loop stay real. Before the stores are made. */
+const fakeClock = () => jest.useFakeTimers({ doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'] });
 
 function setUp(options: Parameters<typeof leasedStores>[1] = {}) {
   const inner = switchableStores();
@@ -211,6 +215,7 @@ describe('leasedStores', () => {
   });
 
   it('charges a slice reservation never settled at its amount, as the store does at expiry', async () => {
+    fakeClock();
     const { inner, stores } = setUp();
     await stores.ledger.release(
       (
@@ -227,10 +232,15 @@ describe('leasedStores', () => {
       ttlMs: 30,
     });
     expect(reserved.ok).toBe(true);
-    await eventually(() => stores.lease.pendingCharges() === 1);
+    // Probes every 20 ms: the one at 20 finds it within its 30 ms, the one at 40 past them.
+    await jest.advanceTimersByTimeAsync(39);
+    expect(stores.lease.pendingCharges()).toBe(0);
+    await jest.advanceTimersByTimeAsync(1);
+    expect(stores.lease.pendingCharges()).toBe(1);
     inner.set('up');
-    await eventually(() => stores.lease.pendingCharges() === 0 && !stores.lease.down);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await jest.advanceTimersByTimeAsync(20);
+    expect(stores.lease.down).toBe(false);
+    expect(stores.lease.pendingCharges()).toBe(0);
     expect((await stores.ledger.usage(['tenant:a']))[0]).toEqual({ key: 'tenant:a', spent: 60, reserved: 0 });
   });
 
@@ -263,6 +273,7 @@ describe('leasedStores', () => {
   });
 
   it('counts request windows at 1/slice a hit while out, and forgets a window the store has not answered for within grantMs', async () => {
+    fakeClock();
     let now = 1_000_000;
     let failing = false;
     let hits = 0;
@@ -294,9 +305,12 @@ describe('leasedStores', () => {
     expect((await windows.hit('rl:k', 60_000)).hits).toBe(5);
     expect((await windows.hit('rl:k', 60_000)).hits).toBe(9);
     expect((await windows.hit('rl:k', 60_000)).hits).toBe(13);
-    now += 2_000;
-    // Past grantMs without the store answering for it: nothing more is granted (and the next probe drops the window).
-    await new Promise((resolve) => setTimeout(resolve, 60));
+    now += 1_000;
+    // At grantMs without the store answering for it: still granted by the slice (each local hit counts as 4).
+    expect((await windows.hit('rl:k', 60_000)).hits).toBe(17);
+    now += 1;
+    // Past grantMs: nothing more is granted (and the next probe, 20 ms on, drops the window).
+    await jest.advanceTimersByTimeAsync(20);
     await expect(windows.hit('rl:k', 60_000)).rejects.toThrow(LeaseExhaustedError);
   });
 
