@@ -28,3 +28,12 @@ const FAKEABLE: FakeableApis = [
 export function fakeOnly(apis: FakeableApis, now = Date.now()): void {
   jest.useFakeTimers({ now, doNotFake: FAKEABLE.filter((api) => !apis.includes(api)) });
 }
+
+/** Waits on real turns of the event loop (real I/O goes on while jest's clock holds the timers) until `done()`. */
+export async function turnsUntil(done: () => boolean, what: string): Promise<void> {
+  const until = performance.now() + 5_000;
+  while (!done()) {
+    if (performance.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
