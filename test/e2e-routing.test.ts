@@ -1,12 +1,16 @@
 // Model groups end to end: fallback, retries, retry-after, the first-byte rule, circuit breakers and cheapest, over real HTTP upstreams.
-import { afterEach, describe, expect, it } from '@jest/globals';
+import { afterEach, describe, expect, it, jest } from '@jest/globals';
 import OpenAI from 'openai';
+import { fakeOnly } from './helpers/fake-clock.js';
 import { caught, waitFor } from './helpers/proxy.js';
 import { ask, failWith, inTurn, openAiAnswer, routingFixture } from './helpers/routing-upstreams.js';
 import type { RoutingProxy } from './helpers/routing-upstreams.js';
 
 const { upstream, routing, closeAll } = routingFixture();
-afterEach(closeAll);
+afterEach(async () => {
+  jest.useRealTimers();
+  await closeAll();
+});
 
 async function healthOf(routed: RoutingProxy): Promise<{ target: string; breaker: string; calls: number }[]> {
   const response = await fetch(`${routed.proxy.url}/healthz`);
@@ -174,6 +178,8 @@ describe('fallback and retries', () => {
 
 describe('circuit breakers', () => {
   it('stops calling an open target for its cooldown, then a half-open probe closes it', async () => {
+    // The breakers read Date.now(): Date is jest's, moved past the cooldown below.
+    fakeOnly(['Date']);
     const broken = await upstream(failWith(500));
     const spare = await upstream(openAiAnswer('gpt-4o-mini', { input: 5, output: 2 }));
     // The operator's webhook: the breaker opening is an alert.
@@ -192,7 +198,7 @@ describe('circuit breakers', () => {
         },
       },
       retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 5 },
-      circuitBreaker: { failureThreshold: 2, cooldownMs: 700 },
+      circuitBreaker: { failureThreshold: 2, cooldownMs: 60_000 },
       alerts: { webhooks: [{ url: `${hook.url}/alerts` }] },
     });
     await ask(client, 'smart');
@@ -219,9 +225,14 @@ describe('circuit breakers', () => {
     expect(broken.requests).toHaveLength(2);
     expect(spare.requests).toHaveLength(3);
 
-    // Past the cooldown one probe goes through; it succeeds and the breaker closes.
+    // Still open a millisecond before the cooldown's end.
     broken.answer = openAiAnswer('gpt-4o', { input: 5, output: 3 });
-    await new Promise((resolve) => setTimeout(resolve, 750));
+    jest.advanceTimersByTime(59_999);
+    await ask(client, 'smart');
+    expect(broken.requests).toHaveLength(2);
+    expect(spare.requests).toHaveLength(4);
+    // Past the cooldown one probe goes through; it succeeds and the breaker closes.
+    jest.advanceTimersByTime(1);
     const probed = await ask(client, 'smart');
     expect(probed.usage?.completion_tokens).toBe(3);
     expect(broken.requests).toHaveLength(3);

@@ -1,4 +1,5 @@
 // What this process last learned of each budget scope's spend, from its own reserve and settle results.
+import { LRUCache } from 'lru-cache';
 import type { ScopeUsage } from '@tollgate/core';
 
 /** Enough for every scope of a busy deployment; past it the least recently learned go first. */
@@ -10,23 +11,24 @@ const MAX_SCOPES = 10_000;
  * last request on that scope. Keys carry their period, so a new period starts unknown (= not past).
  */
 export class KnownSpend {
-  readonly #spent = new Map<string, number>();
+  readonly #spent = new LRUCache<string, number>({ max: MAX_SCOPES });
+  /** lru-cache's per-call options, one object each, reused (docs/performance.md). */
+  readonly #setOptions: LRUCache.SetOptions<string, number, unknown> = { status: undefined };
+  readonly #peekOptions: LRUCache.PeekOptions<string, number, unknown> = { status: undefined };
 
   learn(scopes: readonly ScopeUsage[] | undefined): void {
     if (!scopes) return;
     for (const { key, spent } of scopes) {
-      this.#spent.delete(key);
-      this.#spent.set(key, spent);
-    }
-    for (const key of this.#spent.keys()) {
-      if (this.#spent.size <= MAX_SCOPES) break;
-      this.#spent.delete(key);
+      this.#setOptions.status = undefined;
+      this.#spent.set(key, spent, this.#setOptions);
     }
   }
 
   /** The spend last seen on `key`, or undefined when this process has not seen it this period. */
   spentOf(key: string): number | undefined {
-    return this.#spent.get(key);
+    // A peek: reading a figure does not make it recent, only learning it does.
+    this.#peekOptions.status = undefined;
+    return this.#spent.peek(key, this.#peekOptions);
   }
 
   /** After an operator reset or top-up here: the next results are the truth again. */

@@ -1,5 +1,5 @@
 // Leased stores: a process grants at most its slice of each limit and budget while the store is out, and charges it exactly once when the store is back.
-import { afterEach, describe, expect, it } from '@jest/globals';
+import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import { createMemoryStores, LeaseExhaustedError, leasedStores } from '@tollgate/core';
 import type { LedgerScope, LeaseOutageEvent, TollgateStores } from '@tollgate/core';
 
@@ -45,19 +45,34 @@ function switchableStores(): { stores: TollgateStores & { ping(): Promise<boolea
 }
 
 const scope = (key: string, limit: number): LedgerScope => ({ key, limit, expiresAt: Date.now() + 3_600_000 });
+/** Moves jest's clock 10 ms at a time (the probes run every 20 ms) until `check()`, for at most `ms`. */
 const eventually = async (check: () => boolean, ms = 3000): Promise<void> => {
-  const until = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > until) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 10));
+  for (let waited = 0; !check(); waited += 10) {
+    if (waited >= ms) throw new Error('condition not met in time');
+    await jest.advanceTimersByTimeAsync(10);
   }
 };
 
+// Deadlines, probes, expiries and grants are on jest's clock (timers and Date), moved by the tests; turns of the event
+// loop stay real. It starts at a minute's start: the tests' minute windows do not turn over under them.
+beforeEach(() => {
+  jest.useFakeTimers({ now: Date.UTC(2026, 10, 24, 9, 0), doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'] });
+});
 let open: { close(): Promise<void> }[] = [];
 afterEach(async () => {
   for (const stores of open) await stores.close();
   open = [];
+  // The deadline queues (core's withTimeout) are module state: none may be left armed on a clock that goes away.
+  await jest.runOnlyPendingTimersAsync();
+  jest.useRealTimers();
 });
+
+/** What a promise has settled with so far (undefined while it is pending). */
+function outcomeOf<T>(promise: Promise<T>): { value?: T } {
+  const outcome: { value?: T } = {};
+  void promise.then((value) => (outcome.value = value));
+  return outcome;
+}
 
 function setUp(options: Parameters<typeof leasedStores>[1] = {}) {
   const inner = switchableStores();
@@ -187,26 +202,29 @@ describe('leasedStores', () => {
       ).id,
     );
     inner.set('stalled');
-    // The stalled store answers nothing until it is resumed below: these resolve only because the slice answered them.
-    const window = await stores.counter.consume('k', 5, { limit: 100, windowMs: 60_000 });
-    const reserved = await stores.ledger.reserve({
-      id: 'slow',
-      amount: 50,
-      scopes: [scope('tenant:a', 1000)],
-      ttlMs: 60_000,
-    });
-    expect(window.allowed).toBe(true);
-    expect(reserved.ok).toBe(true);
+    // The stalled store answers nothing until it is resumed below: these resolve only because the slice answered
+    // them, at the deadline (50 ms).
+    const window = outcomeOf(stores.counter.consume('k', 5, { limit: 100, windowMs: 60_000 }));
+    await jest.advanceTimersByTimeAsync(49);
+    expect(window.value).toBeUndefined();
+    await jest.advanceTimersByTimeAsync(1);
+    expect(window.value?.allowed).toBe(true);
+    const reserved = outcomeOf(
+      stores.ledger.reserve({ id: 'slow', amount: 50, scopes: [scope('tenant:a', 1000)], ttlMs: 60_000 }),
+    );
+    await jest.advanceTimersByTimeAsync(50);
+    expect(reserved.value?.ok).toBe(true);
     inner.set('up');
-    // The stalled consume and reserve land now; both are given back, since the slice answered them.
-    await eventually(() => !stores.lease.down);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // The next probe (every 20 ms) finds the store back; the stalled consume and reserve land now, and both are given
+    // back, since the slice answered them.
+    await jest.advanceTimersByTimeAsync(20);
+    expect(stores.lease.down).toBe(false);
     expect(await stores.counter.peek('k', { windowMs: 60_000 })).toBe(1);
     expect((await stores.ledger.usage(['tenant:a']))[0]).toEqual({ key: 'tenant:a', spent: 0, reserved: 0 });
     // The slice's reservation settles into a charge of the store.
     await stores.ledger.settle('slow', 42);
-    await eventually(() => stores.lease.pendingCharges() === 0);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await jest.advanceTimersByTimeAsync(20);
+    expect(stores.lease.pendingCharges()).toBe(0);
     expect((await stores.ledger.usage(['tenant:a']))[0]).toEqual({ key: 'tenant:a', spent: 42, reserved: 0 });
   });
 
@@ -227,10 +245,15 @@ describe('leasedStores', () => {
       ttlMs: 30,
     });
     expect(reserved.ok).toBe(true);
-    await eventually(() => stores.lease.pendingCharges() === 1);
+    // Probes every 20 ms: the one at 20 finds it within its 30 ms, the one at 40 past them.
+    await jest.advanceTimersByTimeAsync(39);
+    expect(stores.lease.pendingCharges()).toBe(0);
+    await jest.advanceTimersByTimeAsync(1);
+    expect(stores.lease.pendingCharges()).toBe(1);
     inner.set('up');
-    await eventually(() => stores.lease.pendingCharges() === 0 && !stores.lease.down);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await jest.advanceTimersByTimeAsync(20);
+    expect(stores.lease.down).toBe(false);
+    expect(stores.lease.pendingCharges()).toBe(0);
     expect((await stores.ledger.usage(['tenant:a']))[0]).toEqual({ key: 'tenant:a', spent: 60, reserved: 0 });
   });
 
@@ -249,7 +272,7 @@ describe('leasedStores', () => {
     await stores.ledger.settle('open', 1200);
     inner.set('up');
     await eventually(() => !stores.lease.down && stores.lease.pendingCharges() === 0);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await jest.advanceTimersByTimeAsync(50);
     expect((await stores.ledger.usage(['tenant:z']))[0]).toEqual({ key: 'tenant:z', spent: 1200, reserved: 0 });
 
     const closed = setUp({ policy: 'failClosed' });
@@ -294,9 +317,12 @@ describe('leasedStores', () => {
     expect((await windows.hit('rl:k', 60_000)).hits).toBe(5);
     expect((await windows.hit('rl:k', 60_000)).hits).toBe(9);
     expect((await windows.hit('rl:k', 60_000)).hits).toBe(13);
-    now += 2_000;
-    // Past grantMs without the store answering for it: nothing more is granted (and the next probe drops the window).
-    await new Promise((resolve) => setTimeout(resolve, 60));
+    now += 1_000;
+    // At grantMs without the store answering for it: still granted by the slice (each local hit counts as 4).
+    expect((await windows.hit('rl:k', 60_000)).hits).toBe(17);
+    now += 1;
+    // Past grantMs: nothing more is granted (and the next probe, 20 ms on, drops the window).
+    await jest.advanceTimersByTimeAsync(20);
     await expect(windows.hit('rl:k', 60_000)).rejects.toThrow(LeaseExhaustedError);
   });
 

@@ -1,6 +1,5 @@
 // withTimeout: store calls under one timeout length share a deadline queue; each still gets its own deadline.
-import { describe, expect, it } from '@jest/globals';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import { StoreTimeoutError, withTimeout } from '@tollgate/core';
 
 /** A promise and the hands that settle it. */
@@ -14,6 +13,23 @@ function deferred<T>() {
   return { promise, resolve, reject };
 }
 
+/** What a promise has settled with so far (undefined while it is pending). */
+function outcomeOf(promise: Promise<unknown>): { value?: unknown } {
+  const outcome: { value?: unknown } = {};
+  void promise.then((value) => (outcome.value = value));
+  return outcome;
+}
+
+// The deadlines are timers and performance.now(): both on jest's clock, moved by the tests.
+beforeEach(() => {
+  jest.useFakeTimers();
+});
+afterEach(async () => {
+  // Each length's queue is module state: its timer must not be left armed on a clock that goes away.
+  await jest.runAllTimersAsync();
+  jest.useRealTimers();
+});
+
 describe('withTimeout', () => {
   it('passes the value or the error of a call that answers in time', async () => {
     await expect(withTimeout(Promise.resolve(7), 50, 'op')).resolves.toBe(7);
@@ -23,11 +39,12 @@ describe('withTimeout', () => {
 
   it('rejects with StoreTimeoutError naming the operation once the deadline passed', async () => {
     const never = deferred<number>();
-    const started = performance.now();
-    const error = await withTimeout(never.promise, 40, 'ledger.reserve').catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(StoreTimeoutError);
-    expect(error).toMatchObject({ operation: 'ledger.reserve', timeoutMs: 40 });
-    expect(performance.now() - started).toBeGreaterThanOrEqual(39);
+    const outcome = outcomeOf(withTimeout(never.promise, 40, 'ledger.reserve').catch((e: unknown) => e));
+    await jest.advanceTimersByTimeAsync(39);
+    expect(outcome.value).toBeUndefined();
+    await jest.advanceTimersByTimeAsync(1);
+    expect(outcome.value).toBeInstanceOf(StoreTimeoutError);
+    expect(outcome.value).toMatchObject({ operation: 'ledger.reserve', timeoutMs: 40 });
     // Settling after the timeout is harmless: no unhandled rejection, nothing thrown.
     never.reject(new Error('late'));
   });
@@ -37,26 +54,30 @@ describe('withTimeout', () => {
     const second = deferred<string>();
     const third = deferred<string>();
     const a = withTimeout(first.promise, 60, 'a').catch((e: unknown) => e);
-    await sleep(30);
+    await jest.advanceTimersByTimeAsync(30);
     const b = withTimeout(second.promise, 60, 'b').catch((e: unknown) => e);
-    const c = withTimeout(third.promise, 60, 'c').catch((e: unknown) => e);
-    // The oldest answers in time; the queue must then wait for b's own deadline, ~30 ms later.
+    const c = outcomeOf(withTimeout(third.promise, 60, 'c').catch((e: unknown) => e));
+    // The oldest answers in time; the queue must then wait for b's own deadline, 30 ms later.
     first.resolve('a done');
     expect(await a).toBe('a done');
-    await sleep(45);
+    await jest.advanceTimersByTimeAsync(45);
     // b was started 45 ms ago: its 60 ms are not over, so it can still answer.
     second.resolve('b done');
     expect(await b).toBe('b done');
-    const timedOut = await c;
-    expect(timedOut).toBeInstanceOf(StoreTimeoutError);
-    expect(timedOut).toMatchObject({ operation: 'c' });
+    // c, started with b, has 15 ms left.
+    await jest.advanceTimersByTimeAsync(14);
+    expect(c.value).toBeUndefined();
+    await jest.advanceTimersByTimeAsync(1);
+    expect(c.value).toBeInstanceOf(StoreTimeoutError);
+    expect(c.value).toMatchObject({ operation: 'c' });
   });
 
   it('keeps lengths apart: a short deadline fires while a long one still waits', async () => {
     const slow = deferred<string>();
     const long = withTimeout(slow.promise, 500, 'long');
-    const short = withTimeout(deferred<string>().promise, 20, 'short').catch((e: unknown) => e);
-    expect(await short).toBeInstanceOf(StoreTimeoutError);
+    const short = outcomeOf(withTimeout(deferred<string>().promise, 20, 'short').catch((e: unknown) => e));
+    await jest.advanceTimersByTimeAsync(20);
+    expect(short.value).toBeInstanceOf(StoreTimeoutError);
     slow.resolve('long done');
     await expect(long).resolves.toBe('long done');
   });

@@ -1,7 +1,7 @@
 // Core's one webhook delivery (budget and guard alerts go through it): retries, backoff bounds, give-ups and close.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, afterEach, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { webhookDelivery, webhookUrl } from '@tollgate/core/webhook';
 
 /** A receiver that answers each POST with the next status of `statuses` (the last one repeated), recording what came. */
@@ -26,6 +26,18 @@ beforeAll(async () => {
   url = new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}/hook/secret-token`);
 });
 afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+afterEach(() => {
+  jest.useRealTimers();
+});
+
+/** Waits on real turns of the event loop (the receiver and the delivery's fetch run on real I/O) until `done()`. */
+async function turnsUntil(done: () => boolean, what: string): Promise<void> {
+  const until = performance.now() + 5_000;
+  while (!done()) {
+    if (performance.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
 
 function delivery(options: { attempts?: number; initialDelayMs?: number; maxDelayMs?: number } = {}) {
   const failures: { error: unknown; item: string }[] = [];
@@ -75,9 +87,29 @@ describe('webhookDelivery', () => {
   it('tries `attempts` times, each wait below maxDelay however large the base, then reports the last error', async () => {
     received.length = 0;
     statuses = [502];
-    // A base of 10 minutes capped at 20 ms: the four tries fit in the test's time only because the cap holds.
+    // The waits between tries are the delivery's timers: jest's, moved by the test. Its fetch and the receiver are real.
+    jest.useFakeTimers({
+      doNotFake: [
+        'Date',
+        'hrtime',
+        'nextTick',
+        'performance',
+        'queueMicrotask',
+        'setImmediate',
+        'clearImmediate',
+        'setInterval',
+        'clearInterval',
+      ],
+    });
+    // A base of 10 minutes capped at 20 ms: each wait is over once 20 ms have passed.
     const { sender, failures } = delivery({ attempts: 4, initialDelayMs: 600_000, maxDelayMs: 20 });
     sender.send('event-3', '{}');
+    for (let tried = 1; tried < 4; tried++) {
+      await turnsUntil(() => jest.getTimerCount() === 1, `the wait after try ${tried}`);
+      expect(received).toHaveLength(tried);
+      jest.advanceTimersByTime(20);
+      expect(jest.getTimerCount()).toBe(0);
+    }
     await sender.flush();
     expect(received).toHaveLength(4);
     expect(failures.map((f) => f.item)).toEqual(['event-3']);

@@ -2,7 +2,7 @@
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import net from 'node:net';
-import { afterEach, describe, expect, it } from '@jest/globals';
+import { afterEach, describe, expect, it, jest } from '@jest/globals';
 import express from 'express';
 import request from 'supertest';
 import { apiErrorHandler } from '@tollgate/core';
@@ -10,7 +10,10 @@ import { bodyAfterAuth } from '@tollgate/guard';
 import { fakeAuth } from './helpers.js';
 
 const servers: { close(): void }[] = [];
-afterEach(() => servers.splice(0).forEach((server) => server.close()));
+afterEach(() => {
+  jest.useRealTimers();
+  servers.splice(0).forEach((server) => server.close());
+});
 
 function app(timeout: string) {
   let parsed = 0;
@@ -27,8 +30,8 @@ function app(timeout: string) {
   return { application, parsed: () => parsed };
 }
 
-/** Sends headers and the first bytes of a body that never ends; resolves with the raw answer once the server speaks. */
-async function slowBody(port: number, authorization: string): Promise<string> {
+/** Sends headers and the first bytes of a body that never ends; `answer()` is what the server said so far. */
+async function startSlowBody(port: number, authorization: string): Promise<{ socket: net.Socket; answer(): string }> {
   const socket = net.connect(port, '127.0.0.1');
   await once(socket, 'connect');
   socket.write(
@@ -36,10 +39,25 @@ async function slowBody(port: number, authorization: string): Promise<string> {
   );
   let answer = '';
   socket.on('data', (chunk: Buffer) => (answer += chunk.toString()));
+  return { socket, answer: () => answer };
+}
+
+/** A slow body's raw answer, once the server speaks. */
+async function slowBody(port: number, authorization: string): Promise<string> {
+  const { socket, answer } = await startSlowBody(port, authorization);
   await once(socket, 'data');
   await new Promise((resolve) => setTimeout(resolve, 20));
   socket.destroy();
-  return answer;
+  return answer();
+}
+
+/** Waits on real turns of the event loop (the sockets are real) until `done()`. */
+async function turnsUntil(done: () => boolean, what: string): Promise<void> {
+  const until = performance.now() + 5_000;
+  while (!done()) {
+    if (performance.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
 }
 
 describe('bodyAfterAuth', () => {
@@ -60,13 +78,33 @@ describe('bodyAfterAuth', () => {
   });
 
   it('answers 408 and closes the connection when the body does not arrive within its deadline', async () => {
+    // The deadline is a timer: jest's, moved by the test. The sockets are real.
+    jest.useFakeTimers({
+      doNotFake: [
+        'Date',
+        'hrtime',
+        'nextTick',
+        'performance',
+        'queueMicrotask',
+        'setImmediate',
+        'clearImmediate',
+        'setInterval',
+        'clearInterval',
+      ],
+    });
     const { application } = app('200ms');
     const server = application.listen(0, '127.0.0.1');
     servers.push(server);
     await once(server, 'listening');
-    const started = Date.now();
-    const answer = await slowBody((server.address() as AddressInfo).port, 'Bearer k1');
-    expect(Date.now() - started).toBeGreaterThanOrEqual(190);
+    const { socket, answer: answerSoFar } = await startSlowBody((server.address() as AddressInfo).port, 'Bearer k1');
+    await turnsUntil(() => jest.getTimerCount() === 1, 'the body deadline');
+    jest.advanceTimersByTime(199);
+    expect(jest.getTimerCount()).toBe(1);
+    jest.advanceTimersByTime(1);
+    expect(jest.getTimerCount()).toBe(0);
+    // The connection is closed once the answer is out.
+    await once(socket, 'close');
+    const answer = answerSoFar();
     expect(answer).toMatch(/^HTTP\/1\.1 408/);
     expect(answer).toMatch(/connection: close/i);
     expect(answer).toContain('did not arrive within 0.2s');

@@ -1,5 +1,5 @@
 // After auth: a suspended key or tenant gets 403 key_suspended until lifted; the same request repeated too often gets 429 repeated_request.
-import { afterEach, describe, expect, it } from '@jest/globals';
+import { afterEach, describe, expect, it, jest } from '@jest/globals';
 import express from 'express';
 import request from 'supertest';
 import { apiErrorHandler, createMemoryStores, preCallCheckOf } from '@tollgate/core';
@@ -8,7 +8,24 @@ import { guardedApp } from './helpers.js';
 
 const keys = { k1: { tenantId: 'acme' }, k2: { tenantId: 'acme' }, k3: { tenantId: 'other' } };
 let guard: Guard | undefined;
-afterEach(async () => guard?.close());
+afterEach(async () => {
+  jest.useRealTimers();
+  await guard?.close();
+});
+
+/** Every API jest's clock can take over but Date. */
+const ALL_BUT_DATE: Extract<Parameters<typeof jest.useFakeTimers>[0], { doNotFake?: unknown }>['doNotFake'] = [
+  'hrtime',
+  'nextTick',
+  'performance',
+  'queueMicrotask',
+  'setImmediate',
+  'clearImmediate',
+  'setInterval',
+  'clearInterval',
+  'setTimeout',
+  'clearTimeout',
+];
 
 const chat = (content: string, extra: Record<string, unknown> = {}) => ({
   model: 'gpt-4o-mini',
@@ -60,13 +77,20 @@ describe('suspensions', () => {
   });
 
   it('throttle scales the limits of a key and its tenant down for a while, then not', async () => {
+    // Only Date is jest's: a throttle's end is read from it; the app and supertest keep real timers and I/O.
+    const start = Date.UTC(2026, 10, 24, 9, 0);
+    jest.useFakeTimers({ now: start, doNotFake: ALL_BUT_DATE });
     guard = createGuard({ alerts: { log: false } });
     const app = guardedApp(guard, keys);
+    const scaleOf = async (key: string) =>
+      (await request(app).get('/scale').set('authorization', `Bearer ${key}`)).body.scale as number;
     await guard.throttle('tenant:acme', { scale: 0.25, durationMs: 300 });
-    expect((await request(app).get('/scale').set('authorization', 'Bearer k1')).body.scale).toBe(0.25);
-    expect((await request(app).get('/scale').set('authorization', 'Bearer k3')).body.scale).toBe(1);
-    await new Promise((resolve) => setTimeout(resolve, 350));
-    expect((await request(app).get('/scale').set('authorization', 'Bearer k1')).body.scale).toBe(1);
+    expect(await scaleOf('k1')).toBe(0.25);
+    expect(await scaleOf('k3')).toBe(1);
+    jest.setSystemTime(start + 299);
+    expect(await scaleOf('k1')).toBe(0.25);
+    jest.setSystemTime(start + 300);
+    expect(await scaleOf('k1')).toBe(1);
   });
 });
 

@@ -1,8 +1,9 @@
 // Token counts of texts sent again: a prompt that repeats is counted once, exactly as before.
+import { LRUCache } from 'lru-cache';
 import { TollgateError } from '@tollgate/core';
 import type { EncodingName } from './tokenizer.js';
 
-/** What an entry is charged beyond its characters: a Map entry and a string header, in characters' worth. */
+/** What an entry is charged beyond its text's and its scope key's characters: its bookkeeping, in characters' worth. */
 const ENTRY_OVERHEAD_CHARS = 64;
 
 /** The default size: about 8 MB of text kept at most. */
@@ -31,6 +32,12 @@ function markOf(scopeKey: string, text: string): number {
   return mark === 0 ? 1 : mark >>> 0;
 }
 
+/** A kept count's place: what lru-cache orders and evicts, found by its scope and text. */
+interface KeptText {
+  readonly scopeKey: string;
+  readonly text: string;
+}
+
 /**
  * Exact token counts of texts a meter counted, per scope (the tenant) and encoding. Requests repeat
  * most of their text: the same system prompt on every call, the whole conversation resent each
@@ -41,22 +48,26 @@ function markOf(scopeKey: string, text: string): number {
  * questions) costs a hash, not a place in the cache. Two texts with one mark make one of them
  * kept early, never a wrong count.
  *
- * Bounded by characters: two generations of at most half of `maxChars` each. A kept text goes
- * into the current one; when it is full it becomes the previous one and the one before is
- * dropped. A text found in the previous generation moves to the current one, so a text in use
- * stays while texts not sent again age out. A text longer than an eighth of `maxChars` is not kept.
+ * Bounded by characters: at most `maxChars` of texts (and their scope keys and bookkeeping) are
+ * kept, the least recently used dropped first, so a text in use stays while texts not sent again
+ * age out. A text longer than an eighth of `maxChars` is not kept.
  *
  * Only exact counts are kept (never a byte bound given when the time budget ran out), and a count
  * depends on nothing but the text and the encoding, so a hit is the count the tokenizer would give.
  * Scopes keep tenants apart: no tenant can tell from a faster answer that another one sent a text.
  */
 export class TokenCountCache {
-  readonly #generationChars: number;
   readonly #maxTextChars: number;
-  /** Per scope key (`scopeKey()`), its texts' counts. */
-  #current = new Map<string, Map<string, number>>();
-  #previous = new Map<string, Map<string, number>>();
-  #currentChars = 0;
+  /**
+   * Per scope key (`scopeKey()`), its kept texts, found by their text: a lookup builds no key of
+   * scope and text (that would copy the text on every call).
+   */
+  readonly #byScope = new Map<string, Map<string, KeptText>>();
+  /** The counts, in order of use; an entry it drops leaves `#byScope` with it. */
+  readonly #counts: LRUCache<KeptText, number>;
+  /** lru-cache's per-call options, one object each, reused (docs/performance.md). */
+  readonly #getOptions: LRUCache.GetOptions<KeptText, number, unknown> = { status: undefined };
+  readonly #setOptions: LRUCache.SetOptions<KeptText, number, unknown> = { size: 0, status: undefined };
   readonly #seen = new Uint32Array(SEEN_SLOTS);
 
   constructor(maxChars: number = DEFAULT_COUNT_CACHE_CHARS) {
@@ -66,8 +77,11 @@ export class TokenCountCache {
         `TokenCountCache maxChars must be a positive integer; got ${JSON.stringify(maxChars)}`,
       );
     }
-    this.#generationChars = Math.ceil(maxChars / 2);
     this.#maxTextChars = Math.floor(maxChars / 8);
+    this.#counts = new LRUCache<KeptText, number>({
+      maxSize: maxChars,
+      dispose: (_tokens, kept) => this.#forget(kept),
+    });
   }
 
   /** What the counts of `scope` in `encoding` are kept under: made once per request, passed to `get` and `set`. */
@@ -81,15 +95,10 @@ export class TokenCountCache {
   }
 
   get(scopeKey: string, text: string): number | undefined {
-    const found = this.#current.get(scopeKey)?.get(text);
-    if (found !== undefined) return found;
-    const aged = this.#previous.get(scopeKey);
-    const tokens = aged?.get(text);
-    if (tokens !== undefined) {
-      aged!.delete(text);
-      this.#add(scopeKey, text, tokens);
-    }
-    return tokens;
+    const kept = this.#byScope.get(scopeKey)?.get(text);
+    if (kept === undefined) return undefined;
+    this.#getOptions.status = undefined;
+    return this.#counts.get(kept, this.#getOptions);
   }
 
   /** Keeps a text's exact count if the text was seen before; otherwise marks it as seen. */
@@ -101,40 +110,36 @@ export class TokenCountCache {
       this.#seen[slot] = mark;
       return;
     }
-    if (this.#current.get(scopeKey)?.has(text)) return;
-    this.#previous.get(scopeKey)?.delete(text);
-    this.#add(scopeKey, text, tokens);
+    let texts = this.#byScope.get(scopeKey);
+    if (texts?.has(text)) return;
+    // Charged for its text, its scope key (each entry holds its request's) and its bookkeeping.
+    const size = scopeKey.length + text.length + ENTRY_OVERHEAD_CHARS;
+    if (size > this.#counts.maxSize) return;
+    if (texts === undefined) this.#byScope.set(scopeKey, (texts = new Map()));
+    const kept: KeptText = { scopeKey, text };
+    // Indexed before it is added: what the addition pushes out leaves its scope's texts non-empty.
+    texts.set(text, kept);
+    this.#setOptions.size = size;
+    this.#setOptions.status = undefined;
+    this.#counts.set(kept, tokens, this.#setOptions);
   }
 
-  /** Texts kept, in both generations. */
+  /** Texts kept. */
   get size(): number {
-    let size = 0;
-    for (const texts of this.#current.values()) size += texts.size;
-    for (const texts of this.#previous.values()) size += texts.size;
-    return size;
+    return this.#counts.size;
   }
 
   clear(): void {
-    this.#current.clear();
-    this.#previous.clear();
-    this.#currentChars = 0;
+    this.#byScope.clear();
+    this.#counts.clear();
     this.#seen.fill(0);
   }
 
-  #add(scopeKey: string, text: string, tokens: number): void {
-    const charged = text.length + ENTRY_OVERHEAD_CHARS;
-    if (this.#currentChars + charged > this.#generationChars) {
-      this.#previous = this.#current;
-      this.#current = new Map();
-      this.#currentChars = 0;
-    }
-    let texts = this.#current.get(scopeKey);
-    if (!texts) {
-      texts = new Map();
-      this.#current.set(scopeKey, texts);
-      this.#currentChars += scopeKey.length + ENTRY_OVERHEAD_CHARS;
-    }
-    texts.set(text, tokens);
-    this.#currentChars += charged;
+  /** Takes a count lru-cache dropped out of its scope's texts. */
+  #forget(kept: KeptText): void {
+    const texts = this.#byScope.get(kept.scopeKey);
+    if (texts?.get(kept.text) !== kept) return;
+    texts.delete(kept.text);
+    if (texts.size === 0) this.#byScope.delete(kept.scopeKey);
   }
 }

@@ -47,6 +47,15 @@ export function testApp(middleware: RequestHandler | RequestHandler[], handler: 
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/** Waits on real turns of the event loop (for real I/O while jest's clock holds the timers) until `done()`. */
+export async function turnsUntil(done: () => boolean, what: string): Promise<void> {
+  const until = performance.now() + 5_000;
+  while (!done()) {
+    if (performance.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
 /** A promise with its resolve exposed. */
 export function deferred<T = void>() {
   let resolve!: (value: T) => void;

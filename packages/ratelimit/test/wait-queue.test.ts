@@ -1,15 +1,18 @@
 // wait: instead of a 429, requests wait in a bounded FIFO queue per caller; the wait is reported in x-tollgate-queue-ms.
 import type http from 'node:http';
-import { afterAll, describe, expect, it } from '@jest/globals';
+import { afterAll, afterEach, describe, expect, it, jest } from '@jest/globals';
 import request from 'supertest';
 import type { RequestHandler } from 'express';
 import { createMemoryStores, getContext } from '@tollgate/core';
 import { concurrencyLimit, QUEUE_HEADER, tieredRateLimit, tokenRateLimit } from '@tollgate/ratelimit';
-import { holdingHandler, listen, send, sleep, testApp, usageRecord } from './helpers.js';
+import { holdingHandler, listen, send, sleep, testApp, turnsUntil, usageRecord } from './helpers.js';
 
 const servers: http.Server[] = [];
 afterAll(async () => {
   await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+});
+afterEach(() => {
+  jest.useRealTimers();
 });
 
 async function serve(middleware: RequestHandler | RequestHandler[], hold: ReturnType<typeof holdingHandler>) {
@@ -44,15 +47,34 @@ describe('wait queue on concurrencyLimit', () => {
   });
 
   it('refuses at once when the queue is full, and with 429 when the wait runs out', async () => {
+    // The wait is on jest's clock (Date and timeouts), moved by the test; the requests are real.
+    jest.useFakeTimers({
+      doNotFake: [
+        'hrtime',
+        'nextTick',
+        'performance',
+        'queueMicrotask',
+        'setImmediate',
+        'clearImmediate',
+        'setInterval',
+        'clearInterval',
+      ],
+    });
     const hold = holdingHandler();
     const port = await serve(concurrencyLimit({ limit: 1, wait: { maxMs: 300, maxQueue: 1 } }), hold);
     const a = send(port, { 'x-key': 'k-full', 'x-name': 'a', 'x-hold': '' });
     await hold.untilEntered(1);
     const b = send(port, { 'x-key': 'k-full', 'x-name': 'b' });
-    await settleIn();
+    // b waits: its next look at the slot is a timer.
+    await turnsUntil(() => jest.getTimerCount() === 1, 'b in the queue');
     const c = await send(port, { 'x-key': 'k-full', 'x-name': 'c' }).response;
     expect(c.status).toBe(429);
     expect(c.headers[QUEUE_HEADER]).toBe('0');
+    // Still waiting a millisecond before maxMs; given up at it.
+    await jest.advanceTimersByTimeAsync(299);
+    expect(jest.getTimerCount()).toBe(1);
+    await jest.advanceTimersByTimeAsync(1);
+    expect(jest.getTimerCount()).toBe(0);
     const timedOut = await b.response;
     expect(timedOut.status).toBe(429);
     expect(JSON.parse(timedOut.body).error.code).toBe('rate_limit_exceeded');
@@ -80,12 +102,35 @@ describe('wait queue on concurrencyLimit', () => {
 });
 
 describe('wait queue on request and token limits', () => {
-  it('tieredRateLimit waits for the window to reset instead of refusing (real 1 s window)', async () => {
+  it('tieredRateLimit waits for the window to reset instead of refusing (a 1 s window)', async () => {
+    // The window and the wait are on jest's clock (Date and timeouts), moved by the test; the requests are real.
+    jest.useFakeTimers({
+      now: Date.UTC(2026, 10, 24, 9, 0),
+      doNotFake: [
+        'hrtime',
+        'nextTick',
+        'performance',
+        'queueMicrotask',
+        'setImmediate',
+        'clearImmediate',
+        'setInterval',
+        'clearInterval',
+      ],
+    });
     const app = testApp(tieredRateLimit({ limit: 1, window: '1s', wait: { maxMs: 5000 } }));
     expect((await request(app).get('/').set('x-key', 'k-window')).status).toBe(200);
-    const waited = await request(app).get('/').set('x-key', 'k-window');
+    const waiting = request(app)
+      .get('/')
+      .set('x-key', 'k-window')
+      .then((response) => response);
+    await turnsUntil(() => jest.getTimerCount() === 1, 'the wait for the window');
+    // The window ends a second after it began: the wait is not over a millisecond before.
+    jest.advanceTimersByTime(999);
+    expect(jest.getTimerCount()).toBe(1);
+    jest.advanceTimersByTime(1);
+    const waited = await waiting;
     expect(waited.status).toBe(200);
-    expect(Number(waited.headers[QUEUE_HEADER])).toBeGreaterThan(0);
+    expect(Number(waited.headers[QUEUE_HEADER])).toBe(1000);
   });
 
   it('tieredRateLimit refuses at once when the reset is further away than maxMs', async () => {

@@ -1,5 +1,6 @@
 // In-process cache of key records, trusted only while a pub/sub subscription tells it of every change.
 import { randomUUID } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import type { ApiKeyRecord } from '@tollgate/core';
 
 /** The part of a node-redis v5 client a subscriber needs (`client.duplicate()` gives one). */
@@ -27,11 +28,6 @@ export interface KeyCacheOptions {
   maxAgeMs?: number;
 }
 
-interface Entry {
-  record: ApiKeyRecord;
-  storedAt: number;
-}
-
 /** What `PUBLISH` carries (from the key scripts): the key id and, when known, its hash. */
 interface Change {
   id?: string;
@@ -50,9 +46,13 @@ interface Change {
 export class KeyCache {
   /** Sent with this process's own writes: it drops entries itself, so their echo is skipped. */
   readonly origin = randomUUID();
-  readonly #entries = new Map<string, Entry>();
-  readonly #maxEntries: number;
-  readonly #maxAgeMs: number;
+  /** Least recently used first out; an entry past maxAgeMs is never served (dropped when next read or pushed out). */
+  readonly #entries: LRUCache<string, ApiKeyRecord>;
+  /** The time of the call under way, which the cache's clock reads: `get` and `store` take theirs as an argument. */
+  #now = 0;
+  /** lru-cache's per-call options, one object each, reused (docs/performance.md). */
+  readonly #getOptions: LRUCache.GetOptions<string, ApiKeyRecord, unknown> = { status: undefined };
+  readonly #setOptions: LRUCache.SetOptions<string, ApiKeyRecord, unknown> = { start: 0, status: undefined };
   readonly #subscriber: SubscriberLike;
   readonly #channel: string;
   /** True only while the subscription is known to be live. */
@@ -65,8 +65,14 @@ export class KeyCache {
   #generation = 0;
 
   constructor(subscriber: SubscriberLike, channel: string, options: KeyCacheOptions = {}) {
-    this.#maxEntries = options.maxEntries ?? 10_000;
-    this.#maxAgeMs = options.maxAgeMs ?? 60_000;
+    this.#entries = new LRUCache<string, ApiKeyRecord>({
+      max: options.maxEntries ?? 10_000,
+      ttl: options.maxAgeMs ?? 60_000,
+      ttlAutopurge: false,
+      // Read the clock on each lookup: the default (1 ms) caches it behind a timer armed per lookup.
+      ttlResolution: 0,
+      perf: { now: () => this.#now },
+    });
     this.#subscriber = subscriber;
     this.#channel = channel;
     subscriber.on('error', () => {
@@ -139,27 +145,18 @@ export class KeyCache {
 
   get(sha256: string, now = Date.now()): ApiKeyRecord | undefined {
     if (!this.#live) return undefined;
-    const entry = this.#entries.get(sha256);
-    if (!entry) return undefined;
-    if (now - entry.storedAt >= this.#maxAgeMs) {
-      this.#entries.delete(sha256);
-      return undefined;
-    }
-    // Most recently used last: eviction takes from the front.
-    this.#entries.delete(sha256);
-    this.#entries.set(sha256, entry);
-    return entry.record;
+    this.#now = now;
+    this.#getOptions.status = undefined;
+    return this.#entries.get(sha256, this.#getOptions);
   }
 
   store(sha256: string, record: ApiKeyRecord, token: number, now = Date.now()): void {
     if (!this.#live || token !== this.#generation) return;
-    this.#entries.delete(sha256);
-    this.#entries.set(sha256, { record, storedAt: now });
-    while (this.#entries.size > this.#maxEntries) {
-      const oldest = this.#entries.keys().next().value;
-      if (oldest === undefined) break;
-      this.#entries.delete(oldest);
-    }
+    // lru-cache serves an entry until its age is over its ttl; a record is served while younger than maxAgeMs, so
+    // its age is counted from the millisecond before (Date.now() gives whole milliseconds).
+    this.#setOptions.start = now - 1;
+    this.#setOptions.status = undefined;
+    this.#entries.set(sha256, record, this.#setOptions);
   }
 
   /** Drops what a change to key `id` (with hash `sha`) may have made stale. */
@@ -170,7 +167,10 @@ export class KeyCache {
       if (sha === undefined) this.#entries.clear();
       return;
     }
-    for (const [hash, entry] of this.#entries) if (entry.record.id === id) this.#entries.delete(hash);
+    // Collected first: lru-cache's iteration ends at an entry deleted under it.
+    const hashes: string[] = [];
+    for (const [hash, record] of this.#entries.entries()) if (record.id === id) hashes.push(hash);
+    for (const hash of hashes) this.#entries.delete(hash);
   }
 
   dropAll(): void {

@@ -105,6 +105,35 @@ describe('RedisKeyStore cache', () => {
     }
   });
 
+  it('drops the least recently used record first', async () => {
+    const small = createRedisStores({ url: REDIS_URL, prefix, keyCache: { maxEntries: 2 } });
+    try {
+      await eventually(async () => expect(small.keys.cache?.live).toBe(true), 5000);
+      const cache = small.keys.cache!;
+      const [first, second, third] = [keyRecord(), keyRecord(), keyRecord()];
+      cache.store(first.sha256, first, cache.begin());
+      cache.store(second.sha256, second, cache.begin());
+      expect(cache.get(first.sha256)).toBe(first);
+      cache.store(third.sha256, third, cache.begin());
+      expect(cache.get(second.sha256)).toBeUndefined();
+      expect(cache.get(first.sha256)).toBe(first);
+      expect(cache.get(third.sha256)).toBe(third);
+    } finally {
+      await small.close();
+    }
+  });
+
+  it('serves a record while it is younger than maxAgeMs', () => {
+    const cache = storesA.keys.cache!;
+    const record = keyRecord();
+    const storedAt = Date.now();
+    cache.store(record.sha256, record, cache.begin(), storedAt);
+    expect(cache.get(record.sha256, storedAt + 59_999)).toBe(record);
+    expect(cache.get(record.sha256, storedAt + 60_000)).toBeUndefined();
+    // Dropped, not only hidden: an earlier clock does not bring it back.
+    expect(cache.get(record.sha256, storedAt)).toBeUndefined();
+  });
+
   it('drops the whole cache when the subscriber reconnects (messages may have been missed)', async () => {
     const record = keyRecord();
     await storesA.keys.put(record);

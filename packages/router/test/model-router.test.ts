@@ -1,5 +1,5 @@
 // The router's choices and tries, without HTTP: strategies, retries and backoff, breakers, classes, skipped targets.
-import { describe, expect, it } from '@jest/globals';
+import { afterEach, describe, expect, it, jest } from '@jest/globals';
 import { createPricing } from '@tollgate/core';
 import { classifyRequest, createModelRouter, resolveRouterOptions, retryAfterMs, retryDelayMs } from '@tollgate/router';
 import type { AttemptResult, ModelRouterSetup, ResolvedTarget, RouteFailure, RoutePlan } from '@tollgate/router';
@@ -217,7 +217,16 @@ describe('tries', () => {
 });
 
 describe('circuit breakers', () => {
+  afterEach(() => {
+    jest.useRealTimers();
+  });
+
   it('opens after the failure threshold, refuses at once while open, and lets one probe through after the cooldown', async () => {
+    // The breakers read Date.now(): jest's clock, moved by the test (turns of the event loop stay real).
+    jest.useFakeTimers({
+      now: Date.UTC(2026, 10, 24, 9, 0),
+      doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'],
+    });
     const r = router({
       retry: { attempts: 0 },
       circuitBreaker: { failureThreshold: 2, cooldownMs: 80 },
@@ -230,7 +239,10 @@ describe('circuit breakers', () => {
     const refused = await runScript(r, plan(), () => 'answered');
     expect(refused.sent).toEqual([]);
     expect(refused.failures[0]).toMatchObject({ status: 503 });
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Open for its whole cooldown: a millisecond before its end still refused.
+    jest.advanceTimersByTime(79);
+    expect((await runScript(r, plan(), () => 'answered')).sent).toEqual([]);
+    jest.advanceTimersByTime(1);
     // Two requests at once: the probe goes, the other is refused while it runs.
     let finishProbe!: (result: AttemptResult) => void;
     const probe = r.run(plan(), {
