@@ -10,6 +10,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/glo
 import { Mistral } from '@mistralai/mistralai';
 import { MistralError } from '@mistralai/mistralai/models/errors';
 import express from 'express';
+import OpenAI from 'openai';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
 import { createPricing, costNanoUsd } from '@tollgate/core';
 import type { UsageRecord } from '@tollgate/core';
@@ -310,5 +311,118 @@ describe('Mistral chat with the built-in mock (no upstreams)', () => {
       await new Promise<void>((resolve) => local.close(() => resolve()));
       await demo.close();
     }
+  });
+});
+
+describe('Mistral in model groups: a chat dialect, translated to and from', () => {
+  let routedMock: MockProvider;
+  let routedUpstream: Server;
+  let routed: Gateway;
+  let routedServer: Server;
+  let routedUrl: string;
+  const routedLog = path.join(dir, 'routed-usage.jsonl');
+
+  beforeAll(async () => {
+    routedMock = createMockProvider({ requireApiKey: upstreamKey });
+    routedUpstream = routedMock.app.listen(0, '127.0.0.1');
+    await once(routedUpstream, 'listening');
+    const mockUrl = `http://127.0.0.1:${(routedUpstream.address() as AddressInfo).port}`;
+    routed = createGateway(
+      validateConfig({
+        upstreams: {
+          mistral: { baseUrl: `${mockUrl}/mistral/v1`, apiKeyEnv: 'MISTRAL_API_KEY' },
+          // A Mistral upstream nobody answers at (port 9 is discard, refused on loopback): its group falls back.
+          'mistral-down': { baseUrl: 'http://127.0.0.1:9/mistral/v1', api: 'mistral', apiKeyEnv: 'MISTRAL_API_KEY' },
+          anthropic: { baseUrl: mockUrl, apiKeyEnv: 'MISTRAL_API_KEY' },
+        },
+        modelGroups: {
+          'via-mistral': { targets: [{ upstream: 'mistral', model: MODEL }] },
+          fallback: {
+            targets: [
+              { upstream: 'mistral-down', model: MODEL },
+              { upstream: 'anthropic', model: 'claude-haiku-4-5' },
+            ],
+          },
+        },
+        retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 5 },
+        tiers: { pro: { requestsPerMinute: 600, tokensPerMinute: 1_000_000, models: ['*'] } },
+        tenants: { acme: { tier: 'pro' } },
+        keys: [{ id: 'app-key', sha256: hashApiKey(clientKey), tenant: 'acme', scopes: [] }],
+        usageLog: routedLog,
+        log: { level: 'silent' },
+      }),
+      { env: { MISTRAL_API_KEY: upstreamKey } },
+    );
+    routedServer = express().use(routed).listen(0, '127.0.0.1');
+    await once(routedServer, 'listening');
+    routedUrl = `http://127.0.0.1:${(routedServer.address() as AddressInfo).port}`;
+  });
+
+  afterAll(async () => {
+    await new Promise<void>((resolve) => routedServer.close(() => resolve()));
+    await routed.close();
+    routedMock.close();
+    await new Promise<void>((resolve) => routedUpstream.close(() => resolve()));
+  });
+
+  it("an OpenAI client's chat goes to Mistral in Mistral's fields, streamed or not", async () => {
+    const openai = new OpenAI({ apiKey: clientKey, baseURL: `${routedUrl}/v1`, maxRetries: 0 });
+    const answer = await openai.chat.completions.create({
+      model: 'via-mistral',
+      max_completion_tokens: 50,
+      seed: 3,
+      messages: [{ role: 'user', content: 'Hello' }],
+    });
+    expect(answer.choices[0]!.message.content).toMatch(/^This is the tollgate mock provider/);
+    const sent = routedMock.requests.at(-1)!;
+    expect(sent.path).toBe('/mistral/v1/chat/completions');
+    expect(sent.body).toEqual({
+      model: MODEL,
+      messages: [{ role: 'user', content: 'Hello' }],
+      max_tokens: 50,
+      random_seed: 3,
+    });
+    // The meter asks an OpenAI stream for its usage; Mistral would refuse the field (the mock answers 422 as it does).
+    const stream = await openai.chat.completions.create({
+      model: 'via-mistral',
+      stream: true,
+      messages: [{ role: 'user', content: 'Hello' }],
+    });
+    let text = '';
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
+    expect(text.split(' ')).toHaveLength(24);
+    expect(routedMock.requests.at(-1)!.body).not.toHaveProperty('stream_options');
+    await routed.flushUsage();
+    const last = readFileSync(routedLog, 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as UsageRecord)
+      .at(-1)!;
+    expect(last).toMatchObject({ model: MODEL, provider: 'mistral', usageSource: 'provider', outputTokens: 24 });
+  });
+
+  it("a Mistral client's chat falls back to Anthropic when its Mistral target is down, answered in Mistral's shape", async () => {
+    const client = new Mistral({
+      apiKey: clientKey,
+      serverURL: `${routedUrl}/mistral`,
+      retryConfig: { strategy: 'none' },
+    });
+    const answer = await client.chat.complete({
+      model: 'fallback',
+      maxTokens: 40,
+      messages: [{ role: 'user', content: 'Hello there' }],
+    });
+    expect(answer.choices[0]?.message?.content).toMatch(/^This is the tollgate mock provider/);
+    expect(answer.usage).toMatchObject({ completionTokens: 24 });
+    const sent = routedMock.requests.at(-1)!;
+    expect(sent.path).toBe('/v1/messages');
+    expect(sent.body).toMatchObject({ model: 'claude-haiku-4-5', max_tokens: 40 });
+    await routed.flushUsage();
+    const last = readFileSync(routedLog, 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as UsageRecord)
+      .at(-1)!;
+    expect(last).toMatchObject({ model: 'claude-haiku-4-5', provider: 'anthropic', outputTokens: 24 });
   });
 });

@@ -34,7 +34,7 @@ export interface ProviderAdapter extends CallAdapter {
    * or the scan is unsure, the answer is parsed whole. @default none: the answer is always parsed whole
    */
   readonly answerUsageFields?: readonly string[];
-  /** How messages name this API's upstream (`The Mistral upstream failed`). @default the provider */
+  /** How messages name this API's upstream (`The Anthropic upstream failed`). @default the provider */
   readonly label?: string;
   /**
    * The family of wire formats this API is a dialect of: its members share request, answer, stream
@@ -56,7 +56,7 @@ export interface ProviderAdapter extends CallAdapter {
    */
   readonly upstream?: UpstreamWire;
   /**
-   * The top-level request fields the API accepts, when it refuses any other (Mistral answers 422):
+   * The top-level request fields the API accepts, when it refuses any other (with a 422, say):
    * translation keeps only these, and the gateway's mock refuses the rest as the provider would.
    * @default any field
    */

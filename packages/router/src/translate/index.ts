@@ -23,7 +23,7 @@ export type { TranslatedRequest } from './json.js';
 
 /**
  * The family each API belongs to is its adapter's word (`family`): Chat Completions is spoken by OpenAI, by
- * self-hosted servers and by dialects such as Mistral's; each member says how its fields differ (`toChat`,
+ * self-hosted servers and by providers' own dialects of it; each member says how its fields differ (`toChat`,
  * `fromChat`). Between families, translation is pairwise: chat <-> messages, responses -> messages.
  */
 const familyOf = (api: ProviderApi) => adapterFor(api).family;
@@ -72,7 +72,7 @@ function sameShapeRequest(body: Json, from: ProviderApi, to: ProviderApi, target
   const request: Json = Object.assign({}, from === to ? body : chatOf(body, from));
   request.model = targetModel;
   // Two chat dialects: the target's own fields (OpenAI's reasoning models refuse `max_tokens`, self-hosted
-  // servers may know only `max_tokens`, Mistral refuses fields it does not know).
+  // servers may know only `max_tokens`, a dialect may refuse fields it does not know).
   return from === to ? request : dialectOf(request, to);
 }
 
