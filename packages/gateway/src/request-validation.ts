@@ -3,6 +3,7 @@ import type { NextFunction, Request, Response } from 'express';
 import { ApiError, renderApiError } from '@tollgate/core';
 import type { ProviderApi } from '@tollgate/core';
 import { adapterFor } from '@tollgate/providers';
+import type { ProviderAdapter } from '@tollgate/providers';
 
 type Body = Record<string, unknown>;
 
@@ -62,8 +63,11 @@ function tooDeepField(body: Body): string | undefined {
 
 /** The first problem of a body for `api`, or undefined when it is well-formed enough to forward. */
 export function findRequestProblem(api: ProviderApi, body: unknown): ApiError | undefined {
+  return problemOf(adapterFor(api), body);
+}
+
+function problemOf(adapter: ProviderAdapter, body: unknown): ApiError | undefined {
   if (!isBody(body)) return bad('body', 'The request body must be a JSON object.');
-  const adapter = adapterFor(api);
   // An API that names the model in its path (Gemini) has it checked with the route.
   if (!adapter.route?.modelInPath) {
     if (typeof body.model !== 'string' || body.model.length === 0)
@@ -84,8 +88,9 @@ export function findRequestProblem(api: ProviderApi, body: unknown): ApiError | 
 
 /** Middleware: 400 `invalid_request` naming the field, in the OpenAI error shape of docs/errors.md. */
 export function validateProviderRequest(api: ProviderApi) {
+  const adapter = adapterFor(api);
   return function validateProviderRequestBody(req: Request, res: Response, next: NextFunction): void {
-    const problem = findRequestProblem(api, req.body);
+    const problem = problemOf(adapter, req.body);
     if (problem) renderApiError(problem, req, res);
     else next();
   };
