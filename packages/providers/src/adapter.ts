@@ -56,8 +56,8 @@ export interface ProviderAdapter extends CallAdapter {
    */
   readonly upstream?: UpstreamWire;
   /**
-   * The top-level request fields the API accepts, when it refuses any other (with a 422, say):
-   * translation keeps only these, and the gateway's mock refuses the rest as the provider would.
+   * The top-level request fields the API accepts, when it refuses any other (with a 422, say): its
+   * `fromChat` keeps only these, and the gateway's mock refuses the rest as the provider would.
    * @default any field
    */
   readonly requestFields?: readonly string[];
@@ -72,8 +72,12 @@ export interface ProviderAdapter extends CallAdapter {
    * own fields, or the reason it cannot be sent (a field the API has no equivalent for). @default as it is
    */
   fromChat?(body: Json): Json | { refused: string };
-  /** Chat family: this API's request in the family's neutral form (OpenAI Chat Completions fields). @default as it is */
-  toChat?(body: Json): Json;
+  /**
+   * Chat family: this API's request in the family's neutral form (OpenAI Chat Completions fields), or the
+   * reason it cannot leave this API (a field no other member has). Both may change `body` in place: the
+   * router passes a copy. @default as it is
+   */
+  toChat?(body: Json): Json | { refused: string };
 }
 
 /** Families of wire formats (see `ProviderAdapter.family`). */
@@ -103,7 +107,7 @@ export interface AdapterRoute {
 }
 
 export interface UpstreamWire {
-  /** The `api` of an upstream entry that speaks this API (gateway config), and the `ProviderApi` it is spoken to in. */
+  /** The `api` of a gateway's upstream entry that speaks this API (`upstreams.<name>.api`). */
   readonly kind: string;
   /** Upstream names that speak this API when their entry names no `api`. @default [kind] */
   readonly names?: readonly string[];
