@@ -1,15 +1,11 @@
 // A provider answer in both of its forms: a JSON answer written as the API's event stream, and a stream assembled into its JSON answer.
-import { SseDecoder } from '@tollgate/providers';
+import { PROVIDER_APIS } from '@tollgate/core';
+import type { ProviderApi } from '@tollgate/core';
+import { adapterFor, SseDecoder } from '@tollgate/providers';
+import type { WireFamily } from '@tollgate/providers';
 
-/** The APIs whose answers the cache can store and replay in either form. */
-export type CachedApi = 'openai.chat' | 'openai.compatible' | 'openai.responses' | 'anthropic.messages';
-
-export const CACHED_APIS: readonly CachedApi[] = [
-  'openai.chat',
-  'openai.compatible',
-  'openai.responses',
-  'anthropic.messages',
-];
+/** An API whose answers the cache can store and replay in either form: one of a family it knows (see `isCachedApi`). */
+export type CachedApi = ProviderApi;
 
 type Json = Record<string, unknown>;
 interface Event {
@@ -327,7 +323,7 @@ function messagesFromStream(events: Event[]): Json | undefined {
   return messagesIsComplete(answer) ? answer : undefined;
 }
 
-// ---- By API ------------------------------------------------------------------------------
+// ---- By wire family -----------------------------------------------------------------------
 
 interface AnswerForms {
   isComplete(answer: Json): boolean;
@@ -335,31 +331,43 @@ interface AnswerForms {
   fromStream(events: Event[]): Json | undefined;
 }
 
-const FORMS: Record<CachedApi, AnswerForms> = {
-  'openai.chat': { isComplete: chatIsComplete, toStream: chatToStream, fromStream: chatFromStream },
-  'openai.compatible': { isComplete: chatIsComplete, toStream: chatToStream, fromStream: chatFromStream },
-  'openai.responses': { isComplete: responsesIsComplete, toStream: responsesToStream, fromStream: responsesFromStream },
-  'anthropic.messages': { isComplete: messagesIsComplete, toStream: messagesToStream, fromStream: messagesFromStream },
+/** The answer forms of each family the cache knows; an API is cached by its adapter's `family`. */
+const FORMS: Partial<Record<WireFamily, AnswerForms>> = {
+  chat: { isComplete: chatIsComplete, toStream: chatToStream, fromStream: chatFromStream },
+  responses: { isComplete: responsesIsComplete, toStream: responsesToStream, fromStream: responsesFromStream },
+  messages: { isComplete: messagesIsComplete, toStream: messagesToStream, fromStream: messagesFromStream },
 };
 
-export function isCachedApi(api: string): api is CachedApi {
-  return Object.hasOwn(FORMS, api);
+function formsOf(api: CachedApi): AnswerForms {
+  const family = adapterFor(api).family;
+  const forms = family && FORMS[family];
+  if (!forms) throw new TypeError(`The cache keeps no answers of ${api}: check isCachedApi() first.`);
+  return forms;
 }
+
+export function isCachedApi(api: string): api is CachedApi {
+  if (!(PROVIDER_APIS as readonly string[]).includes(api)) return false;
+  const family = adapterFor(api as ProviderApi).family;
+  return family !== undefined && Object.hasOwn(FORMS, family);
+}
+
+/** The APIs whose answers the cache can store and replay in either form. */
+export const CACHED_APIS: readonly CachedApi[] = PROVIDER_APIS.filter(isCachedApi);
 
 /** A JSON answer that is whole and successful (an answer the provider finished), parsed; else undefined. */
 export function completeJsonAnswer(api: CachedApi, text: string): Json | undefined {
   const answer = parseObject(text);
-  return answer && FORMS[api].isComplete(answer) ? answer : undefined;
+  return answer && formsOf(api).isComplete(answer) ? answer : undefined;
 }
 
 /** A stream that ran to its API's end, assembled into the JSON answer; undefined when it was cut or failed. */
 export function streamToJson(api: CachedApi, stream: string): string | undefined {
-  const answer = FORMS[api].fromStream(eventsOf(stream));
+  const answer = formsOf(api).fromStream(eventsOf(stream));
   return answer && JSON.stringify(answer);
 }
 
 /** A JSON answer written as the event stream the API would have sent. */
 export function jsonToStream(api: CachedApi, json: string): string | undefined {
   const answer = parseObject(json);
-  return answer && FORMS[api].toStream(answer);
+  return answer && formsOf(api).toStream(answer);
 }

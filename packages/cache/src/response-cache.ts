@@ -2,6 +2,7 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { assertKnownOptions, contextOf, getContext, parseDuration, tapResponse, TollgateError } from '@tollgate/core';
 import type { ResponseReader, TollgateContext, UsageRecord } from '@tollgate/core';
+import { adapterFor } from '@tollgate/providers';
 import { completeJsonAnswer, isCachedApi, jsonToStream, streamToJson, type CachedApi } from './answer-forms.js';
 import { cacheKey, scopeOf, type CacheScope } from './cache-key.js';
 import type { CacheStore } from './cache-store.js';
@@ -232,7 +233,7 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
     if (kept.tooLarge || !isStorable(record)) return;
     const { api, streamed } = kept;
     // Only a stream or a Responses answer is read as text to be checked; any other JSON answer the meter read usage from is whole.
-    const text = streamed || api === 'openai.responses' ? kept.text() : undefined;
+    const text = streamed || adapterFor(api).family === 'responses' ? kept.text() : undefined;
     if (
       text === undefined
         ? kept.isEmpty()
@@ -543,7 +544,7 @@ function answerText(api: CachedApi, stream: boolean, entry: string): string | un
  * stopped short (its status), so that one is parsed and checked.
  */
 function jsonLooksComplete(api: CachedApi, text: string): boolean {
-  return api === 'openai.responses' ? completeJsonAnswer(api, text) !== undefined : text.length > 0;
+  return adapterFor(api).family === 'responses' ? completeJsonAnswer(api, text) !== undefined : text.length > 0;
 }
 
 /** Only an answer the provider finished and the client received whole, with the provider's own usage. */

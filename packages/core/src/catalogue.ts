@@ -4,7 +4,7 @@ import type { ModelPrice } from './pricing.js';
 /**
  * Shipped rows (USD per 1M tokens; standard tier, not batch, no long-context surcharge), with each
  * model's documented maximum output, context window and tokenizer. Sources: the pricing and model
- * pages of OpenAI, Anthropic and Google (Anthropic cache writes: 5-minute 1.25x input, 1-hour 2x input;
+ * pages of OpenAI, Anthropic, Google and Mistral (Anthropic cache writes: 5-minute 1.25x input, 1-hour 2x input;
  * Gemini at the up-to-200k-token prompt price). Checked as of 2025-11; re-check before relying on
  * them, and add or override rows in code with `createPricing({ models })` or the proxy's `models`.
  * Dated ids resolve to their family (`gpt-4o-2024-08-06` -> `gpt-4o`).
@@ -297,5 +297,65 @@ export const DEFAULT_PRICES: Readonly<Record<string, ModelPrice>> = Object.freez
     outputPerMTok: 0.4,
     maxOutputTokens: 8_192,
     contextWindow: 1_048_576,
+  },
+  // Mistral (its own chat API; tokenizer has no exact JavaScript port: approximated). Keyed by family, so that
+  // `mistral-large-latest` and dated ids (`mistral-large-2411`) resolve to them. Mistral documents a context window
+  // and no separate output limit: an answer may fill what the prompt leaves, so the window bounds the output.
+  // As of 2025-11 (mistral.ai/pricing, docs.mistral.ai/getting-started/models); re-check before relying on them.
+  // Mistral Large 2.1 (2411)
+  'mistral-large': {
+    provider: 'mistral',
+    inputPerMTok: 2,
+    outputPerMTok: 6,
+    maxOutputTokens: 131_072,
+    contextWindow: 131_072,
+  },
+  // Mistral Medium 3.1 (2508)
+  'mistral-medium': {
+    provider: 'mistral',
+    inputPerMTok: 0.4,
+    outputPerMTok: 2,
+    maxOutputTokens: 131_072,
+    contextWindow: 131_072,
+  },
+  // Mistral Small 3.2 (2506)
+  'mistral-small': {
+    provider: 'mistral',
+    inputPerMTok: 0.1,
+    outputPerMTok: 0.3,
+    maxOutputTokens: 131_072,
+    contextWindow: 131_072,
+  },
+  // Codestral 25.08
+  codestral: {
+    provider: 'mistral',
+    inputPerMTok: 0.3,
+    outputPerMTok: 0.9,
+    maxOutputTokens: 262_144,
+    contextWindow: 262_144,
+  },
+  // Ministral 8B (2410)
+  'ministral-8b': {
+    provider: 'mistral',
+    inputPerMTok: 0.1,
+    outputPerMTok: 0.1,
+    maxOutputTokens: 131_072,
+    contextWindow: 131_072,
+  },
+  // Ministral 3B (2410)
+  'ministral-3b': {
+    provider: 'mistral',
+    inputPerMTok: 0.04,
+    outputPerMTok: 0.04,
+    maxOutputTokens: 131_072,
+    contextWindow: 131_072,
+  },
+  // Mistral NeMo (2407)
+  'open-mistral-nemo': {
+    provider: 'mistral',
+    inputPerMTok: 0.15,
+    outputPerMTok: 0.15,
+    maxOutputTokens: 131_072,
+    contextWindow: 131_072,
   },
 });

@@ -7,7 +7,7 @@ import type { Provider } from './types.js';
  * path); `@tollgate/providers` has one adapter per API.
  */
 export type ProviderApi =
-  'openai.chat' | 'openai.responses' | 'anthropic.messages' | 'openai.compatible' | 'gemini.generate';
+  'openai.chat' | 'openai.responses' | 'anthropic.messages' | 'openai.compatible' | 'gemini.generate' | 'mistral.chat';
 
 export const PROVIDER_APIS: readonly ProviderApi[] = [
   'openai.chat',
@@ -15,6 +15,7 @@ export const PROVIDER_APIS: readonly ProviderApi[] = [
   'anthropic.messages',
   'openai.compatible',
   'gemini.generate',
+  'mistral.chat',
 ];
 
 export function isProviderApi(value: unknown): value is ProviderApi {

@@ -16,7 +16,7 @@ import {
   renderApiError,
 } from '@tollgate/core';
 import type { ProviderApi, TollgateStores } from '@tollgate/core';
-import { preloadTokenizers } from '@tollgate/providers';
+import { preloadTokenizers, providerAdapters } from '@tollgate/providers';
 import type { CallDeclaration } from '@tollgate/providers';
 import type { SpoolReplay } from '@tollgate/metering';
 import { dashboard } from '@tollgate/dashboard';
@@ -36,7 +36,7 @@ import {
   tierPolicyMiddleware,
   tokenLimitMiddleware,
 } from './limits-setup.js';
-import { acceptGeminiRequest, GEMINI_ROUTE, geminiCallParams } from './gemini-route.js';
+import { acceptGeminiRequest, geminiCallParams } from './gemini-route.js';
 import { JSON_BODY_TYPES, providerJsonBody } from './json-body.js';
 import { createProxyGuard } from './guard-setup.js';
 import { createMetering } from './metering-setup.js';
@@ -147,12 +147,15 @@ interface ProviderRoute {
   params?: CallDeclaration['params'];
 }
 
-const PROVIDER_ROUTES: readonly ProviderRoute[] = [
-  { path: '/v1/chat/completions', api: 'openai.chat' },
-  { path: '/v1/responses', api: 'openai.responses' },
-  { path: '/v1/messages', api: 'anthropic.messages' },
-  { path: GEMINI_ROUTE, api: 'gemini.generate', before: acceptGeminiRequest, params: geminiCallParams },
-];
+/** What a route does beyond its adapter's declaration: Gemini's path holds the model and the method, and its own key header. */
+const ROUTE_EXTRAS: Readonly<Partial<Record<ProviderApi, Pick<ProviderRoute, 'before' | 'params'>>>> = {
+  'gemini.generate': { before: acceptGeminiRequest, params: geminiCallParams },
+};
+
+/** Every API whose adapter names a route, at its path. */
+const PROVIDER_ROUTES: readonly ProviderRoute[] = providerAdapters().flatMap((adapter) =>
+  adapter.route ? [{ path: adapter.route.path, api: adapter.api, ...ROUTE_EXTRAS[adapter.api] }] : [],
+);
 
 /** What Express's router and the body reader set on each request, and Express on each response. */
 interface ExpressFields {

@@ -4,20 +4,35 @@ import { z } from 'zod';
 import { closestName, MAX_USD, MAX_USD_PER_MILLION_TOKENS, parseDuration, TollgateError } from '@tollgate/core';
 import type { CalendarPeriod, OutagePolicy } from '@tollgate/core';
 import { resolveGuardOptions } from '@tollgate/guard';
+import { providerAdapters } from '@tollgate/providers';
 import type { AnomalyAction } from '@tollgate/guard';
 import { checkRouting } from './routing-config.js';
 import type { RoutingConfig } from './routing-config.js';
 import type { StoreOutageConfig } from './outage-setup.js';
 
-/** The wire formats an upstream may speak (`openai-compatible`: Chat Completions as self-hosted servers speak it). */
-export const UPSTREAM_KINDS = ['openai', 'anthropic', 'openai-compatible', 'gemini', 'azure-openai'] as const;
-export type UpstreamKind = (typeof UPSTREAM_KINDS)[number];
+/** The upstream kinds the gateway itself knows how to reach (`openai-compatible`: Chat Completions as self-hosted servers speak it). */
+const BUILT_IN_UPSTREAM_KINDS = ['openai', 'anthropic', 'openai-compatible', 'gemini', 'azure-openai'] as const;
+/** The adapters that say themselves how their upstream is reached (`ProviderAdapter.upstream`). */
+const ADAPTER_UPSTREAMS = providerAdapters().flatMap((adapter) => (adapter.upstream ? [adapter.upstream] : []));
 
-/** The kind of an upstream that names none, from its name. */
+/** The wire formats an upstream may speak: the gateway's own kinds, then each adapter's that declares one. */
+export const UPSTREAM_KINDS: readonly [string, ...string[]] = [
+  ...BUILT_IN_UPSTREAM_KINDS,
+  ...ADAPTER_UPSTREAMS.map((upstream) => upstream.kind),
+];
+export type UpstreamKind = (typeof BUILT_IN_UPSTREAM_KINDS)[number] | (string & {});
+
+/** The kind of an upstream that names none, from its name (an adapter's kind for its own names). */
 export function defaultUpstreamKind(name: string): UpstreamKind {
   if (name === 'anthropic') return 'anthropic';
-  return name === 'gemini' || name === 'google' ? 'gemini' : 'openai';
+  if (name === 'gemini' || name === 'google') return 'gemini';
+  return ADAPTER_UPSTREAMS.find((upstream) => (upstream.names ?? [upstream.kind]).includes(name))?.kind ?? 'openai';
 }
+
+/** Where each kind an adapter declares is usually reached, for the config's descriptions. */
+const ADAPTER_UPSTREAM_HINTS = ADAPTER_UPSTREAMS.map(
+  (upstream) => `\`${upstream.baseUrl}\` (api "${upstream.kind}", key in ${upstream.keyEnv})`,
+).join(', ');
 
 /** The levels of the proxy's log, most severe first; `silent` writes nothing. */
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -152,7 +167,7 @@ const upstreamSchema = fields({
   baseUrl: url(['http:', 'https:'])
     .transform((text) => text.replace(/\/+$/, ''))
     .describe(
-      'e.g. `https://api.openai.com/v1`, `https://api.anthropic.com` or `https://generativelanguage.googleapis.com/v1beta`.',
+      `e.g. \`https://api.openai.com/v1\`, \`https://api.anthropic.com\`, \`https://generativelanguage.googleapis.com/v1beta\`${ADAPTER_UPSTREAM_HINTS ? ` or ${ADAPTER_UPSTREAM_HINTS}` : ''}.`,
     ),
   apiKeyEnv: environmentName
     .optional()
@@ -163,7 +178,7 @@ const upstreamSchema = fields({
   api: choice(UPSTREAM_KINDS, `must be one of ${UPSTREAM_KINDS.map((kind) => `"${kind}"`).join(', ')}`)
     .optional()
     .describe(
-      'The wire format this upstream speaks. Default: "anthropic" for the name "anthropic", "gemini" for "gemini"/"google", else "openai".',
+      `The wire format this upstream speaks. Default: "anthropic" for the name "anthropic", "gemini" for "gemini"/"google"${ADAPTER_UPSTREAMS.map((upstream) => `, "${upstream.kind}" for ${(upstream.names ?? [upstream.kind]).map((name) => `"${name}"`).join('/')}`).join('')}, else "openai".`,
     ),
   anthropicVersion: nonEmptyString()
     .optional()
@@ -187,7 +202,7 @@ const upstreamSchema = fields({
 
 const modelSchema = fields({
   provider: nonEmptyString().describe(
-    'Which upstream serves the model (a key of `upstreams`; with the mock: openai, anthropic or google).',
+    'Which upstream serves the model (a key of `upstreams`; with the mock: a provider whose API the mock speaks, such as openai, anthropic or google).',
   ),
   inputPerMTok: pricePerMTok.describe('USD per million input tokens.'),
   cachedInputPerMTok: pricePerMTok
@@ -812,8 +827,10 @@ function checkByOwners(config: ProxyConfig): void {
   }
 }
 
-/** The providers whose APIs the built-in mock speaks. */
-const MOCK_PROVIDERS: readonly string[] = ['openai', 'anthropic', 'google'];
+/** The providers whose APIs the built-in mock speaks: those of every API a gateway serves. */
+const MOCK_PROVIDERS: readonly string[] = [
+  ...new Set(providerAdapters().flatMap((adapter) => (adapter.route ? [adapter.provider] : []))),
+];
 
 /** Names that point elsewhere in the config must exist there. */
 function checkReferences(config: ProxyConfig): void {

@@ -1,12 +1,9 @@
-// Gemini's native route, `POST /v1beta/models/{model}:{action}`: the path split into model and method, Google's key header accepted.
+// Gemini's native route (its adapter's path, `POST /v1beta/models/{model}:{action}`): the path split into model and method, Google's key header accepted.
 import type { NextFunction, Request, Response } from 'express';
 import { ApiError, renderApiError } from '@tollgate/core';
 import type { CallRequest } from '@tollgate/core';
 import { GEMINI_ACTIONS, GEMINI_STREAM_ACTION } from '@tollgate/providers';
 import { MAX_MODEL_LENGTH } from './request-validation.js';
-
-/** Express 5 cannot match a literal `:` after a param: the model and the method share the last segment. */
-export const GEMINI_ROUTE = '/v1beta/models/:target';
 
 /** `{model}:{action}`, or undefined when the path names no method the proxy serves. */
 export function splitGeminiTarget(target: unknown): { model: string; action: string } | undefined {

@@ -1,14 +1,18 @@
-// The built-in mock provider: OpenAI chat + Responses, Anthropic messages and Gemini, JSON and SSE, with deterministic usage and failure knobs.
+// The built-in mock provider: every API a gateway serves (by its adapter's wire family: chat, Responses, messages,
+// Gemini), JSON and SSE, with deterministic usage and failure knobs.
 import { randomBytes } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import express from 'express';
 import type { Express, Request, Response } from 'express';
-import { GEMINI_STREAM_ACTION } from '@tollgate/providers';
+import type { ProviderApi } from '@tollgate/core';
+import { GEMINI_STREAM_ACTION, providerAdapters } from '@tollgate/providers';
+import type { ProviderAdapter } from '@tollgate/providers';
 import { splitGeminiTarget } from './gemini-route.js';
 import { countPromptTokens, DEFAULT_REPLY_TOKENS, mockReply } from './mock-reply.js';
 import type { MockReply } from './mock-reply.js';
 
-export type MockApi = 'openai.chat' | 'openai.responses' | 'anthropic.messages' | 'gemini.generate';
+/** The APIs the mock serves: every API a gateway serves (`openai.compatible` is served as `openai.chat`). */
+export type MockApi = Exclude<ProviderApi, 'openai.compatible'>;
 
 /**
  * What the mock does with the next requests. Mutable at run time (`mock.behavior.failure = 'hang'`)
@@ -29,6 +33,8 @@ export interface MockBehavior {
   failure?: 'none' | 'error500' | 'rateLimit' | 'hang' | 'hangMidStream' | 'reset';
   /** `retry-after` seconds on `rateLimit`. @default 7 */
   retryAfterSeconds?: number;
+  /** Answers as long as `replyTokens` whatever output cap the request names (an upstream that ignores it). @default false */
+  ignoreOutputCap?: boolean;
   /** When set, requests must carry this key (`Authorization: Bearer`, `x-api-key` or `x-goog-api-key`), else 401. */
   requireApiKey?: string;
 }
@@ -107,17 +113,22 @@ interface Plan {
   model: string;
   stream: boolean;
   includeUsage: boolean;
+  /** The API sends its stream's usage unasked, on the chunk that finishes the answer (a chat dialect's `streamUsage`). */
+  usageInline?: boolean;
   inputTokens: number;
   reply: MockReply;
 }
 
 class MockNotFound extends Error {}
 
+/** The reply to a request naming output cap `cap`. */
+type ReplyFor = (cap: number | undefined) => MockReply;
+
 /**
  * Gemini names the model and the method in the path. Behind the proxy (in-process) the model is
  * the declared call's: a downgrade changes the model the call runs with, never the client's path.
  */
-function planGeminiRequest(req: Request, body: Body, replyTokens: number): Plan {
+function planGeminiRequest(req: Request, body: Body, reply: ReplyFor): Plan {
   const target = splitGeminiTarget(req.params.target);
   if (!target || target.model === '') throw new MockNotFound();
   if (!Array.isArray(body.contents) || body.contents.length === 0)
@@ -131,28 +142,40 @@ function planGeminiRequest(req: Request, body: Body, replyTokens: number): Plan 
     stream: target.action === GEMINI_STREAM_ACTION,
     includeUsage: true,
     inputTokens: countPromptTokens({ messages: contents, system }),
-    reply: mockReply(replyTokens, cap),
+    reply: reply(cap),
   };
 }
 
-function planRequest(api: MockApi, req: Request, body: Body, replyTokens: number): Plan {
-  if (api === 'gemini.generate') return planGeminiRequest(req, body, replyTokens);
+/** A field the API does not read, when it refuses those (its adapter's `requestFields`): the provider's 422. */
+class MockUnknownField extends Error {
+  constructor(readonly param: string) {
+    super(`Extra inputs are not permitted: ${param}`);
+  }
+}
+
+function planRequest(adapter: ProviderAdapter, req: Request, body: Body, reply: ReplyFor): Plan {
+  const family = adapter.family;
+  if (family === 'generate') return planGeminiRequest(req, body, reply);
+  const fields = adapter.requestFields;
+  if (fields) for (const field of Object.keys(body)) if (!fields.includes(field)) throw new MockUnknownField(field);
   const model = requireModel(body);
   const stream = requireStreamFlag(body);
-  if (api === 'openai.chat') {
+  if (family === 'chat') {
     const messages = requireMessages(body);
     const cap = optionalPositiveInteger(body, 'max_completion_tokens') ?? optionalPositiveInteger(body, 'max_tokens');
     const options = body.stream_options;
-    const includeUsage = isBody(options) && options.include_usage === true;
+    const usageInline = adapter.streamUsage === 'always';
+    const includeUsage = usageInline || (isBody(options) && options.include_usage === true);
     return {
       model,
       stream,
       includeUsage,
+      usageInline,
       inputTokens: countPromptTokens({ messages }),
-      reply: mockReply(replyTokens, cap),
+      reply: reply(cap),
     };
   }
-  if (api === 'openai.responses') {
+  if (family === 'responses') {
     const input = body.input;
     if (typeof input !== 'string' && !Array.isArray(input))
       throw new MockBadRequest('input', 'input must be a string or an array');
@@ -162,7 +185,7 @@ function planRequest(api: MockApi, req: Request, body: Body, replyTokens: number
       stream,
       includeUsage: true,
       inputTokens: countPromptTokens({ input, instructions: body.instructions }),
-      reply: mockReply(replyTokens, cap),
+      reply: reply(cap),
     };
   }
   const messages = requireMessages(body);
@@ -173,7 +196,7 @@ function planRequest(api: MockApi, req: Request, body: Body, replyTokens: number
     stream,
     includeUsage: true,
     inputTokens: countPromptTokens({ messages, system: body.system }),
-    reply: mockReply(replyTokens, cap),
+    reply: reply(cap),
   };
 }
 
@@ -182,30 +205,19 @@ function sendJson(res: Response, status: number, payload: unknown, headers: Reco
   res.status(status).set(headers).json(payload);
 }
 
-/** Google's status names for the statuses the mock answers. */
-const GOOGLE_STATUS: Readonly<Record<number, string>> = {
-  400: 'INVALID_ARGUMENT',
-  401: 'UNAUTHENTICATED',
-  404: 'NOT_FOUND',
-  429: 'RESOURCE_EXHAUSTED',
-  500: 'INTERNAL',
-};
-
+/** An error in the API's own shape (its adapter's `errorBody`, else OpenAI's). */
 function sendError(
   res: Response,
-  api: MockApi,
+  adapter: ProviderAdapter,
   status: number,
   type: string,
   message: string,
   param: string | null = null,
   headers: Record<string, string> = {},
 ): void {
-  const payload =
-    api === 'anthropic.messages'
-      ? { type: 'error', error: { type, message } }
-      : api === 'gemini.generate'
-        ? { error: { code: status, message, status: GOOGLE_STATUS[status] ?? 'UNKNOWN' } }
-        : { error: { message, type, param, code: null } };
+  const payload = adapter.errorBody
+    ? adapter.errorBody({ status, message, type, code: null, param })
+    : { error: { message, type, param, code: null } };
   sendJson(res, status, payload, headers);
 }
 
@@ -274,8 +286,9 @@ function chatEvents(plan: Plan): { data: unknown }[] {
     service_tier: 'default',
     system_fingerprint: 'fp_tollgate_mock',
   };
-  // With include_usage every chunk carries `usage: null` and one last chunk with `choices: []` carries the usage.
-  const usageNull = plan.includeUsage ? { usage: null } : {};
+  // With include_usage every chunk carries `usage: null` and one last chunk with `choices: []` carries the usage;
+  // a dialect that sends it unasked puts it on the chunk that finishes the answer.
+  const usageNull = plan.includeUsage && !plan.usageInline ? { usage: null } : {};
   const chunk = (delta: Record<string, unknown>, finishReason: string | null) => ({
     ...base,
     choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
@@ -283,8 +296,9 @@ function chatEvents(plan: Plan): { data: unknown }[] {
   });
   const events: { data: unknown }[] = [{ data: chunk({ role: 'assistant', content: '', refusal: null }, null) }];
   for (const piece of plan.reply.pieces) events.push({ data: chunk({ content: piece }, null) });
-  events.push({ data: chunk({}, plan.reply.truncated ? 'length' : 'stop') });
-  if (plan.includeUsage) events.push({ data: { ...base, choices: [], usage: chatUsage(plan) } });
+  const finish = chunk({}, plan.reply.truncated ? 'length' : 'stop');
+  events.push({ data: plan.usageInline ? { ...finish, usage: chatUsage(plan) } : finish });
+  if (plan.includeUsage && !plan.usageInline) events.push({ data: { ...base, choices: [], usage: chatUsage(plan) } });
   events.push({ data: '[DONE]' });
   return events;
 }
@@ -475,14 +489,15 @@ function presentedKey(headers: IncomingHttpHeaders): string | undefined {
   return typeof apiKey === 'string' ? apiKey : undefined;
 }
 
-/** A mock of the four provider APIs. Behavior knobs are read per request, so tests may flip them. */
+/** A mock of every provider API a gateway serves. Behavior knobs are read per request, so tests may flip them. */
 export function createMockProvider(initial: MockBehavior = {}): MockProvider {
   const behavior: MockBehavior = { ...initial };
   const requests: MockRequestLog[] = [];
   const open = new Set<Response>();
 
-  const handle = (api: MockApi) =>
+  const handle = (adapter: ProviderAdapter) =>
     async function mockProviderHandler(req: Request, res: Response): Promise<void> {
+      const family = adapter.family;
       requests.push({ path: req.path, headers: { ...req.headers }, body: req.body as unknown });
       if (requests.length > 100) requests.shift();
       open.add(res);
@@ -498,9 +513,9 @@ export function createMockProvider(initial: MockBehavior = {}): MockProvider {
               : '(none)';
           sendError(
             res,
-            api,
+            adapter,
             401,
-            api === 'anthropic.messages' ? 'authentication_error' : 'invalid_request_error',
+            family === 'messages' ? 'authentication_error' : 'invalid_request_error',
             `Incorrect API key provided: ${masked}.`,
           );
           return;
@@ -514,9 +529,9 @@ export function createMockProvider(initial: MockBehavior = {}): MockProvider {
         if (failure === 'error500') {
           sendError(
             res,
-            api,
+            adapter,
             500,
-            api === 'anthropic.messages' ? 'api_error' : 'server_error',
+            family === 'messages' ? 'api_error' : 'server_error',
             'The mock provider failed on purpose.',
           );
           return;
@@ -525,9 +540,9 @@ export function createMockProvider(initial: MockBehavior = {}): MockProvider {
           const retryAfter = String(behavior.retryAfterSeconds ?? 7);
           sendError(
             res,
-            api,
+            adapter,
             429,
-            api === 'anthropic.messages' ? 'rate_limit_error' : 'requests',
+            family === 'messages' ? 'rate_limit_error' : 'requests',
             'Mock provider rate limit reached.',
             null,
             { 'retry-after': retryAfter },
@@ -536,35 +551,39 @@ export function createMockProvider(initial: MockBehavior = {}): MockProvider {
         }
         const body = req.body as unknown;
         if (!isBody(body)) throw new MockBadRequest('body', 'The request body must be a JSON object.');
-        const plan = planRequest(api, req, body, behavior.replyTokens ?? DEFAULT_REPLY_TOKENS);
+        const replyTokens = behavior.replyTokens ?? DEFAULT_REPLY_TOKENS;
+        const reply: ReplyFor = (cap) => mockReply(replyTokens, behavior.ignoreOutputCap ? undefined : cap);
+        const plan = planRequest(adapter, req, body, reply);
         const hangAfter = failure === 'hangMidStream' ? 1 : undefined;
         const delay = behavior.chunkDelayMs ?? 0;
-        if (api === 'openai.chat') {
+        if (family === 'chat') {
           if (plan.stream) await writeEvents(res, chatEvents(plan), delay, hangAfter);
           else sendJson(res, 200, chatJson(plan));
-        } else if (api === 'openai.responses') {
+        } else if (family === 'responses') {
           if (plan.stream) await writeEvents(res, responsesEvents(plan, body), delay, hangAfter);
           else sendJson(res, 200, responseObject(plan, id('resp_'), id('msg_'), nowSeconds(), body, true));
-        } else if (api === 'gemini.generate') {
+        } else if (family === 'generate') {
           if (plan.stream) await writeEvents(res, geminiEvents(plan), delay, hangAfter);
           else sendJson(res, 200, geminiChunk(plan, id(''), plan.reply.text, plan.reply.outputTokens, true));
         } else if (plan.stream) await writeEvents(res, anthropicEvents(plan), delay, hangAfter);
         else sendJson(res, 200, anthropicJson(plan));
       } catch (error) {
         if (error instanceof MockBadRequest)
-          sendError(res, api, 400, 'invalid_request_error', error.message, error.param);
+          sendError(res, adapter, 400, 'invalid_request_error', error.message, error.param);
+        else if (error instanceof MockUnknownField)
+          sendError(res, adapter, 422, 'invalid_request_error', error.message, error.param);
         else if (error instanceof MockNotFound)
-          sendError(res, api, 404, 'not_found', `No method ${req.path.slice(0, 200)}`);
-        else sendError(res, api, 500, 'server_error', 'mock provider bug');
+          sendError(res, adapter, 404, 'not_found', `No method ${req.path.slice(0, 200)}`);
+        else sendError(res, adapter, 500, 'server_error', 'mock provider bug');
       }
     };
 
-  const handlers: Record<MockApi, (req: Request, res: Response) => void> = {
-    'openai.chat': handle('openai.chat'),
-    'openai.responses': handle('openai.responses'),
-    'anthropic.messages': handle('anthropic.messages'),
-    'gemini.generate': handle('gemini.generate'),
-  };
+  // One handler for each API a gateway serves (its adapter names a route).
+  const served = providerAdapters().filter((adapter) => adapter.route !== undefined);
+  const handlers = Object.fromEntries(served.map((adapter) => [adapter.api, handle(adapter)])) as unknown as Record<
+    MockApi,
+    (req: Request, res: Response) => void
+  >;
 
   const app = express();
   app.disable('x-powered-by');
@@ -576,6 +595,10 @@ export function createMockProvider(initial: MockBehavior = {}): MockProvider {
   }
   // Gemini's `models/{model}:{action}`: Express 5 cannot match a literal ':' after a param.
   app.post('/v1beta/models/:target', handlers['gemini.generate']);
+  // An API whose adapter declares its own upstream is served at its gateway path: an upstream entry whose base URL
+  // and path make that path reaches it (`/acme/v1/chat/completions`: base URL `http://mock/acme/v1`).
+  for (const adapter of served)
+    if (adapter.upstream && adapter.route) app.post(adapter.route.path, handlers[adapter.api as MockApi]);
   app.use(function mockNotFound(_req: Request, res: Response) {
     sendJson(res, 404, {
       error: { message: 'Not found', type: 'invalid_request_error', param: null, code: 'not_found' },

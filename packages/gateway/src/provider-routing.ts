@@ -2,7 +2,7 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { ApiError, createPricing } from '@tollgate/core';
 import type { Pricing, ProviderApi } from '@tollgate/core';
-import { adapterFor, openAiCompatible, providerCall } from '@tollgate/providers';
+import { adapterFor, adapterOfUpstreamKind, openAiCompatible, providerCall } from '@tollgate/providers';
 import type { CallDeclaration } from '@tollgate/providers';
 import { defaultUpstreamKind } from './config.js';
 import type { ProxyConfig, UpstreamKind } from './config.js';
@@ -10,7 +10,7 @@ import type { MockProvider } from './mock-provider.js';
 import { createUpstream, resolveUpstreamKey } from './upstream.js';
 import type { Upstream } from './upstream.js';
 import type { UpstreamObserver } from './upstream-answer.js';
-import { createRoutedCalls, KINDS_OF_API } from './routed-call.js';
+import { createRoutedCalls, kindsOfApi } from './routed-call.js';
 import type { RoutedCalls } from './routed-call.js';
 import type { RouterEvent } from '@tollgate/router';
 
@@ -41,14 +41,20 @@ export function providerOfModel(
   return pricing?.find(model)?.provider ?? adapterFor(api).provider;
 }
 
-/** What a client is told to call instead, per upstream kind. */
-const ROUTE_OF_KIND: Readonly<Record<UpstreamKind, string>> = {
+/** What a client is told to call instead, per kind of the gateway's own upstreams. */
+const ROUTE_OF_KIND: Readonly<Record<string, string>> = {
   openai: '/v1/chat/completions or /v1/responses',
   'openai-compatible': '/v1/chat/completions',
   anthropic: '/v1/messages',
   gemini: '/v1beta/models/{model}:generateContent',
   'azure-openai': '/v1/chat/completions',
 };
+
+/** The route serving an upstream of `kind`: the gateway's own, or the route of the adapter that declares the kind. */
+function routeOfKind(kind: UpstreamKind): string {
+  if (Object.hasOwn(ROUTE_OF_KIND, kind)) return ROUTE_OF_KIND[kind]!;
+  return adapterOfUpstreamKind(kind)?.route?.path ?? 'the route of its API';
+}
 
 /** Chat calls are declared as `openai.compatible` when their model's upstream is of that kind. */
 function chatCallDeclaration(config: ProxyConfig, pricing: Pricing | undefined): RequestHandler {
@@ -163,11 +169,11 @@ export function createProviderRouter(config: ProxyConfig, options: ProviderRoute
           );
           return;
         }
-        if (!KINDS_OF_API[api].includes(upstream.api)) {
+        if (!kindsOfApi(api).includes(upstream.api)) {
           next(
             new ApiError(
               'invalid_request',
-              `The model "${model}" is served by the ${upstream.api} upstream "${upstream.name}": call ${ROUTE_OF_KIND[upstream.api]}.`,
+              `The model "${model}" is served by the ${upstream.api} upstream "${upstream.name}": call ${routeOfKind(upstream.api)}.`,
               { param: 'model' },
             ),
           );

@@ -1,7 +1,9 @@
-// Rejects request bodies the provider APIs would reject, before they cost a rate-limit slot or a reservation.
+// Rejects request bodies the provider APIs would reject (each adapter says what its API refuses), before they cost a rate-limit slot or a reservation.
 import type { NextFunction, Request, Response } from 'express';
 import { ApiError, renderApiError } from '@tollgate/core';
 import type { ProviderApi } from '@tollgate/core';
+import { adapterFor } from '@tollgate/providers';
+import type { ProviderAdapter } from '@tollgate/providers';
 
 type Body = Record<string, unknown>;
 
@@ -18,30 +20,6 @@ function isBody(value: unknown): value is Body {
 
 function bad(param: string, message: string): ApiError {
   return new ApiError('invalid_request', message, { param });
-}
-
-/** `prefix`: the path of the object holding `field`, for the error's `param`. */
-function checkPositiveInteger(body: Body, field: string, prefix = ''): ApiError | undefined {
-  const value = body[field];
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0)
-    return bad(`${prefix}${field}`, `${prefix}${field} must be a positive integer.`);
-  return undefined;
-}
-
-function checkMessages(body: Body): ApiError | undefined {
-  const messages = body.messages;
-  if (!Array.isArray(messages) || messages.length === 0) return bad('messages', 'messages must be a non-empty array.');
-  for (let i = 0; i < messages.length; i++) {
-    const message: unknown = messages[i];
-    if (!isBody(message) || typeof message.role !== 'string')
-      return bad(`messages[${i}]`, `messages[${i}] must be an object with a string role.`);
-    const content = message.content;
-    if (content !== undefined && content !== null && typeof content !== 'string' && !Array.isArray(content)) {
-      return bad(`messages[${i}].content`, `messages[${i}].content must be a string or an array of parts.`);
-    }
-  }
-  return undefined;
 }
 
 /**
@@ -85,9 +63,13 @@ function tooDeepField(body: Body): string | undefined {
 
 /** The first problem of a body for `api`, or undefined when it is well-formed enough to forward. */
 export function findRequestProblem(api: ProviderApi, body: unknown): ApiError | undefined {
+  return problemOf(adapterFor(api), body);
+}
+
+function problemOf(adapter: ProviderAdapter, body: unknown): ApiError | undefined {
   if (!isBody(body)) return bad('body', 'The request body must be a JSON object.');
-  // Gemini names the model in the path (checked with the route).
-  if (api !== 'gemini.generate') {
+  // An API that names the model in its path (Gemini) has it checked with the route.
+  if (!adapter.route?.modelInPath) {
     if (typeof body.model !== 'string' || body.model.length === 0)
       return bad('model', 'model is required and must be a non-empty string.');
     if (body.model.length > MAX_MODEL_LENGTH)
@@ -99,46 +81,16 @@ export function findRequestProblem(api: ProviderApi, body: unknown): ApiError | 
     return bad('stream_options', 'stream_options must be an object.');
   const deep = tooDeepField(body);
   if (deep !== undefined) return bad(deep, `${deep} is nested more than ${MAX_NESTING} levels deep.`);
-  switch (api) {
-    case 'openai.chat':
-    case 'openai.compatible':
-      return (
-        checkMessages(body) ??
-        checkPositiveInteger(body, 'max_tokens') ??
-        checkPositiveInteger(body, 'max_completion_tokens')
-      );
-    case 'openai.responses': {
-      const input = body.input;
-      if (typeof input !== 'string' && !Array.isArray(input))
-        return bad('input', 'input must be a string or an array of input items.');
-      if (body.instructions !== undefined && body.instructions !== null && typeof body.instructions !== 'string')
-        return bad('instructions', 'instructions must be a string.');
-      return checkPositiveInteger(body, 'max_output_tokens');
-    }
-    case 'anthropic.messages': {
-      const system = body.system;
-      if (system !== undefined && typeof system !== 'string' && !Array.isArray(system))
-        return bad('system', 'system must be a string or an array of text blocks.');
-      return checkMessages(body) ?? checkPositiveInteger(body, 'max_tokens');
-    }
-    case 'gemini.generate': {
-      if (!Array.isArray(body.contents)) return bad('contents', 'contents must be an array of contents.');
-      const config = body.generationConfig;
-      if (config === undefined || config === null) return undefined;
-      if (!isBody(config)) return bad('generationConfig', 'generationConfig must be an object.');
-      // Both bound the estimate (cap x candidates).
-      return (
-        checkPositiveInteger(config, 'maxOutputTokens', 'generationConfig.') ??
-        checkPositiveInteger(config, 'candidateCount', 'generationConfig.')
-      );
-    }
-  }
+  // What the API itself refuses: its adapter knows.
+  const problem = adapter.checkRequest?.(body);
+  return problem ? bad(problem.param, problem.message) : undefined;
 }
 
 /** Middleware: 400 `invalid_request` naming the field, in the OpenAI error shape of docs/errors.md. */
 export function validateProviderRequest(api: ProviderApi) {
+  const adapter = adapterFor(api);
   return function validateProviderRequestBody(req: Request, res: Response, next: NextFunction): void {
-    const problem = findRequestProblem(api, req.body);
+    const problem = problemOf(adapter, req.body);
     if (problem) renderApiError(problem, req, res);
     else next();
   };

@@ -2,6 +2,7 @@
 import type { NextFunction, Request, Response } from 'express';
 import { ApiError } from '@tollgate/core';
 import type { Pricing, ProviderApi } from '@tollgate/core';
+import { adapterFor, adapterOfUpstreamKind } from '@tollgate/providers';
 import { canTranslate, createModelRouter, translateRequest } from '@tollgate/router';
 import type {
   AttemptResult,
@@ -17,8 +18,8 @@ import type { ProxyConfig, UpstreamKind } from './config.js';
 import type { Upstream } from './upstream.js';
 import type { RoutedTry } from './upstream-answer.js';
 
-/** The upstream kinds that speak each API as it is (both OpenAI kinds and Azure speak Chat Completions). */
-export const KINDS_OF_API: Readonly<Record<ProviderApi, readonly UpstreamKind[]>> = {
+/** The gateway's own upstream kinds that speak each API as it is (both OpenAI kinds and Azure speak Chat Completions). */
+const BUILT_IN_KINDS_OF_API: Readonly<Partial<Record<ProviderApi, readonly UpstreamKind[]>>> = {
   'openai.chat': ['openai', 'openai-compatible', 'azure-openai'],
   'openai.compatible': ['openai-compatible', 'openai', 'azure-openai'],
   'openai.responses': ['openai'],
@@ -26,8 +27,14 @@ export const KINDS_OF_API: Readonly<Record<ProviderApi, readonly UpstreamKind[]>
   'gemini.generate': ['gemini'],
 };
 
-/** The API each kind of upstream is spoken to in when it does not speak the client's. */
-const NATIVE_API: Readonly<Record<UpstreamKind, ProviderApi>> = {
+/** The upstream kinds that speak `api` as it is: the gateway's own, or the one its adapter declares. */
+export function kindsOfApi(api: ProviderApi): readonly UpstreamKind[] {
+  const upstream = adapterFor(api).upstream;
+  return BUILT_IN_KINDS_OF_API[api] ?? (upstream ? [upstream.kind] : []);
+}
+
+/** The API each of the gateway's own kinds of upstream is spoken to in when it does not speak the client's. */
+const NATIVE_API: Readonly<Record<string, ProviderApi>> = {
   openai: 'openai.chat',
   'openai-compatible': 'openai.compatible',
   'azure-openai': 'openai.chat',
@@ -37,7 +44,8 @@ const NATIVE_API: Readonly<Record<UpstreamKind, ProviderApi>> = {
 
 /** The API a request of `clientApi` is sent to an upstream of `kind` in: its own when the upstream speaks it. */
 function targetApiFor(clientApi: ProviderApi, kind: UpstreamKind): ProviderApi {
-  return KINDS_OF_API[clientApi].includes(kind) ? clientApi : NATIVE_API[kind];
+  if (kindsOfApi(clientApi).includes(kind)) return clientApi;
+  return (Object.hasOwn(NATIVE_API, kind) ? NATIVE_API[kind] : adapterOfUpstreamKind(kind)?.api) ?? clientApi;
 }
 
 /** Whether a content part list (at any depth of a message list) holds an image. */

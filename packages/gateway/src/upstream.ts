@@ -1,8 +1,9 @@
 // Forwards a (validated, metered) request to a real provider with undici and streams the answer back unbuffered.
 import { Agent } from 'undici';
 import type { NextFunction, Request, Response } from 'express';
+import { PROVIDER_APIS } from '@tollgate/core';
 import type { ProviderApi, ProviderCall } from '@tollgate/core';
-import { GEMINI_STREAM_ACTION } from '@tollgate/providers';
+import { adapterFor, adapterOfUpstreamKind, GEMINI_STREAM_ACTION } from '@tollgate/providers';
 import { defaultUpstreamKind } from './config.js';
 import type { UpstreamConfig, UpstreamKind } from './config.js';
 import { secretRedactor } from './redact.js';
@@ -17,13 +18,6 @@ const DEFAULT_AZURE_API_VERSION = '2024-10-21';
  * before they are cut: a call cut then is charged its reservation's bound.
  */
 const CLOSE_GRACE_MS = 2000;
-/** The APIs whose upstream path is fixed (Gemini names the model in its path: built per call). */
-const FIXED_PATH_APIS: readonly ProviderApi[] = [
-  'openai.chat',
-  'openai.responses',
-  'anthropic.messages',
-  'openai.compatible',
-];
 
 export interface Upstream {
   readonly name: string;
@@ -57,7 +51,7 @@ function modelsPath(kind: UpstreamKind, basePath: string, azureVersion: string):
     case 'azure-openai':
       return `${basePath}/openai/models?api-version=${azureVersion}`;
     default:
-      return `${basePath}/models`;
+      return `${basePath}${adapterOfUpstreamKind(kind)?.upstream?.modelsPath ?? '/models'}`;
   }
 }
 
@@ -73,6 +67,9 @@ function authHeader(kind: UpstreamKind, key: string): Record<string, string> {
       return { 'x-api-key': key };
     case 'gemini':
       return { 'x-goog-api-key': key };
+    default:
+      // A kind an adapter declares says where its key goes.
+      return adapterOfUpstreamKind(kind)?.upstream?.authHeaders(key) ?? { authorization: `Bearer ${key}` };
   }
 }
 
@@ -87,9 +84,13 @@ function upstreamPath(api: ProviderApi): string | undefined {
     case 'anthropic.messages':
       return '/v1/messages';
     default:
-      return undefined;
+      // Gemini names the model in its path (built per call); an adapter that declares its upstream gives its path.
+      return adapterFor(api).upstream?.path;
   }
 }
+
+/** The APIs whose upstream path is fixed. */
+const FIXED_PATH_APIS: readonly ProviderApi[] = PROVIDER_APIS.filter((api) => upstreamPath(api) !== undefined);
 
 /** Where a call to `api` goes, split once as undici's dispatch takes it (request() would parse the URL on every call). */
 function upstreamTarget(baseUrl: string, api: ProviderApi): { origin: string; path: string } {

@@ -34,4 +34,91 @@ export interface ProviderAdapter extends CallAdapter {
    * or the scan is unsure, the answer is parsed whole. @default none: the answer is always parsed whole
    */
   readonly answerUsageFields?: readonly string[];
+  /** How messages name this API's upstream (`The Anthropic upstream failed`). @default the provider */
+  readonly label?: string;
+  /**
+   * The family of wire formats this API is a dialect of: its members share request, answer, stream
+   * and error shapes up to a few fields (`fromChat` / `toChat` say which), so the router translates
+   * between families, the cache stores and replays a family's answers, and the mock speaks it.
+   * @default none: never translated, never cached
+   */
+  readonly family?: WireFamily;
+  /**
+   * Chat family: whether a stream carries its usage unasked (`always`: in its last chunk) or only once
+   * `requestStreamUsage` asked for it. @default 'asked'
+   */
+  readonly streamUsage?: 'asked' | 'always';
+  /** Where a gateway serves this API, and how it reads the route. @default not served by the gateway */
+  readonly route?: AdapterRoute;
+  /**
+   * How an upstream speaking this API is reached: what a gateway's config names it, its path, its
+   * key header. @default none: the gateway's own upstream kinds (openai, anthropic, gemini, azure-openai)
+   */
+  readonly upstream?: UpstreamWire;
+  /**
+   * The top-level request fields the API accepts, when it refuses any other (with a 422, say): its
+   * `fromChat` keeps only these, and the gateway's mock refuses the rest as the provider would.
+   * @default any field
+   */
+  readonly requestFields?: readonly string[];
+  /** The first problem of a request body the API would refuse, beyond the checks every API shares. */
+  checkRequest?(body: Json): RequestProblem | undefined;
+  /** The API's own error answer for `error`. @default OpenAI's `{ error: { message, type, code, param } }` */
+  errorBody?(error: ErrorDescription): Json;
+  /** What an error answer of this API says, for a message about it. @default `error.message` or `message` when a string */
+  errorMessage?(body: unknown): string | undefined;
+  /**
+   * Chat family: a request in the family's neutral form (OpenAI Chat Completions fields) in this API's
+   * own fields, or the reason it cannot be sent (a field the API has no equivalent for). @default as it is
+   */
+  fromChat?(body: Json): Json | { refused: string };
+  /**
+   * Chat family: this API's request in the family's neutral form (OpenAI Chat Completions fields), or the
+   * reason it cannot leave this API (a field no other member has). Both may change `body` in place: the
+   * router passes a copy. @default as it is
+   */
+  toChat?(body: Json): Json | { refused: string };
+}
+
+/** Families of wire formats (see `ProviderAdapter.family`). */
+export type WireFamily = 'chat' | 'responses' | 'messages' | 'generate';
+
+/** What a request body is refused for: the field (`param`) and why. */
+export interface RequestProblem {
+  param: string;
+  message: string;
+}
+
+/** An error to write in an API's own shape. */
+export interface ErrorDescription {
+  status: number;
+  message: string;
+  /** OpenAI's `type` (`invalid_request_error`, `server_error`...). */
+  type: string;
+  code: string | null;
+  param: string | null;
+}
+
+export interface AdapterRoute {
+  /** The gateway's path for the API (`/v1/chat/completions`); Express params allowed (`/v1beta/models/:target`). */
+  readonly path: string;
+  /** True when the model is named in the path, not in the body (Gemini): the body need not name one. @default false */
+  readonly modelInPath?: boolean;
+}
+
+export interface UpstreamWire {
+  /** The `api` of a gateway's upstream entry that speaks this API (`upstreams.<name>.api`). */
+  readonly kind: string;
+  /** Upstream names that speak this API when their entry names no `api`. @default [kind] */
+  readonly names?: readonly string[];
+  /** The provider's own base URL (what an operator configures; calls go to base URL + `path`). */
+  readonly baseUrl: string;
+  /** The environment variable its key is usually read from (docs and config hints). */
+  readonly keyEnv: string;
+  /** Path of a call, after the base URL. */
+  readonly path: string;
+  /** Path listing the upstream's models (the health probe), after the base URL. */
+  readonly modelsPath: string;
+  /** The headers carrying the upstream's key. */
+  authHeaders(key: string): Readonly<Record<string, string>>;
 }

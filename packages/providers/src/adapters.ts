@@ -4,6 +4,7 @@ import type { ProviderApi } from '@tollgate/core';
 import type { ProviderAdapter } from './adapter.js';
 import { anthropicMessages } from './anthropic-messages/index.js';
 import { gemini } from './gemini/index.js';
+import { mistralChat } from './mistral-chat/index.js';
 import { openAiChat } from './openai-chat/index.js';
 import { openAiCompatible } from './openai-compatible/index.js';
 import { openAiResponses } from './openai-responses/index.js';
@@ -14,7 +15,18 @@ const ADAPTERS: Readonly<Record<ProviderApi, ProviderAdapter>> = Object.freeze({
   'anthropic.messages': anthropicMessages,
   'openai.compatible': openAiCompatible,
   'gemini.generate': gemini,
+  'mistral.chat': mistralChat,
 });
+
+/** Every adapter, in the order of core's API list: what a gateway serves, configures and mocks is read from them. */
+export function providerAdapters(): readonly ProviderAdapter[] {
+  return Object.values(ADAPTERS);
+}
+
+/** The adapter an upstream of `kind` speaks (its `upstream.kind`), if an adapter declares one. */
+export function adapterOfUpstreamKind(kind: string): ProviderAdapter | undefined {
+  return Object.values(ADAPTERS).find((adapter) => adapter.upstream?.kind === kind);
+}
 
 /** The adapter of an API, or of an adapter given as is; anything else is a configuration error. */
 export function adapterFor(api: ProviderApi | ProviderAdapter, where = 'api'): ProviderAdapter {

@@ -48,8 +48,8 @@ export function declareProviderCall(
   if (call.model === undefined) {
     throw new ApiError(
       'invalid_request',
-      adapter.api === 'gemini.generate'
-        ? 'The request names no model (models/{model}:generateContent).'
+      adapter.route?.modelInPath
+        ? `The request names no model (in its path, ${adapter.route.path}).`
         : 'The request body needs a "model" string.',
       { param: 'model' },
     );

@@ -1,12 +1,20 @@
 // @tollgate/providers: one adapter per provider API, the request's call declaration, estimates, usage readers.
-export type { ProviderAdapter } from './adapter.js';
-export { adapterFor } from './adapters.js';
+export type {
+  AdapterRoute,
+  ErrorDescription,
+  ProviderAdapter,
+  RequestProblem,
+  UpstreamWire,
+  WireFamily,
+} from './adapter.js';
+export { adapterFor, adapterOfUpstreamKind, providerAdapters } from './adapters.js';
 export { openAiChat, chatCompletionsAdapter } from './openai-chat/index.js';
 export type { ChatAdapterOptions } from './openai-chat/index.js';
 export { openAiResponses } from './openai-responses/index.js';
 export { anthropicMessages } from './anthropic-messages/index.js';
 export { openAiCompatible } from './openai-compatible/index.js';
 export { gemini, GEMINI_ACTIONS, GEMINI_STREAM_ACTION } from './gemini/index.js';
+export { checkMessages, checkPositiveInteger } from './request-checks.js';
 export { declareOrAnswer, declareProviderCall, providerCall } from './declare-call.js';
 export type { CallDeclaration } from './declare-call.js';
 export { RequestCounter, imageTokenBound, ASYNC_ESTIMATE_MS, ESTIMATE_SLICE_MS, SYNC_ESTIMATE_MS } from './counter.js';

@@ -5,6 +5,7 @@ import type { RequestCounter } from '../counter.js';
 import { asArray, bodyModel, isObject, parseJson, positiveInteger, tokenCount } from '../json.js';
 import type { Json } from '../json.js';
 import { MESSAGE_OVERHEAD } from '../openai-framing.js';
+import { checkMessages, checkPositiveInteger } from '../request-checks.js';
 import { OutputText, sseEvent } from '../usage.js';
 import type { UsageReader } from '../usage.js';
 
@@ -222,4 +223,31 @@ export const anthropicMessages: ProviderAdapter = {
   requestStreamUsage: () => false,
   createReader: () => createMessagesReader(),
   answerUsageFields: ['model', 'usage'],
+  label: 'Anthropic',
+  family: 'messages',
+  route: { path: '/v1/messages' },
+  checkRequest(body) {
+    const system = body.system;
+    if (system !== undefined && typeof system !== 'string' && !Array.isArray(system))
+      return { param: 'system', message: 'system must be a string or an array of text blocks.' };
+    return checkMessages(body) ?? checkPositiveInteger(body, 'max_tokens');
+  },
+  errorBody: ({ status, message }) => ({
+    type: 'error',
+    error: { type: ANTHROPIC_ERROR_TYPE_BY_STATUS[status] ?? 'invalid_request_error', message },
+  }),
+};
+
+/** Anthropic's error `type` per status. */
+const ANTHROPIC_ERROR_TYPE_BY_STATUS: Readonly<Record<number, string>> = {
+  400: 'invalid_request_error',
+  401: 'authentication_error',
+  403: 'permission_error',
+  404: 'not_found_error',
+  413: 'request_too_large',
+  422: 'invalid_request_error',
+  429: 'rate_limit_error',
+  500: 'api_error',
+  502: 'api_error',
+  529: 'overloaded_error',
 };

@@ -5,6 +5,7 @@ import type { RequestCounter } from '../counter.js';
 import { asArray, isObject, parseJson, positiveInteger, tokenCount } from '../json.js';
 import type { Json } from '../json.js';
 import { MESSAGE_OVERHEAD } from '../openai-framing.js';
+import { checkPositiveInteger } from '../request-checks.js';
 import { countedOutput, OutputText, sseEvent } from '../usage.js';
 import type { UsageReader } from '../usage.js';
 
@@ -187,4 +188,34 @@ export const gemini: ProviderAdapter = {
   requestStreamUsage: () => false,
   createReader: () => createGenerateReader(),
   answerUsageFields: ['modelVersion', 'usageMetadata'],
+  label: 'Gemini',
+  family: 'generate',
+  // Express cannot match a literal `:` after a param: the model and the method share the last segment.
+  route: { path: '/v1beta/models/:target', modelInPath: true },
+  checkRequest(body) {
+    if (!Array.isArray(body.contents)) return { param: 'contents', message: 'contents must be an array of contents.' };
+    const config = body.generationConfig;
+    if (config === undefined || config === null) return undefined;
+    if (!isObject(config)) return { param: 'generationConfig', message: 'generationConfig must be an object.' };
+    // Both bound the estimate (cap x candidates).
+    return (
+      checkPositiveInteger(config, 'maxOutputTokens', 'generationConfig.') ??
+      checkPositiveInteger(config, 'candidateCount', 'generationConfig.')
+    );
+  },
+  errorBody: ({ status, message }) => ({
+    error: { code: status, message, status: GOOGLE_STATUS[status] ?? 'UNKNOWN' },
+  }),
+};
+
+/** Google's status names for HTTP statuses. */
+const GOOGLE_STATUS: Readonly<Record<number, string>> = {
+  400: 'INVALID_ARGUMENT',
+  401: 'UNAUTHENTICATED',
+  403: 'PERMISSION_DENIED',
+  404: 'NOT_FOUND',
+  429: 'RESOURCE_EXHAUSTED',
+  500: 'INTERNAL',
+  502: 'UNAVAILABLE',
+  503: 'UNAVAILABLE',
 };

@@ -1,6 +1,6 @@
 // OpenAI Chat Completions (`POST /v1/chat/completions`): request shape, estimate, usage, and the ending of a cut stream.
 import type { CallRequest, CallShape, Provider, ProviderApi, TokenUsage } from '@tollgate/core';
-import type { ProviderAdapter } from '../adapter.js';
+import type { AdapterRoute, ProviderAdapter } from '../adapter.js';
 import type { RequestCounter } from '../counter.js';
 import { asArray, bodyModel, isObject, parseJson, positiveInteger } from '../json.js';
 import type { Json } from '../json.js';
@@ -14,10 +14,12 @@ import {
   readOpenAiAnswer,
   REPLY_PRIMING,
 } from '../openai-framing.js';
+import { checkMessages, checkPositiveInteger } from '../request-checks.js';
 import { countedOutput, OutputText, sseEvent } from '../usage.js';
 import type { OutputCounter, ReadUsage, StreamEndingUsage, UsageReader } from '../usage.js';
 
-function countChatRequest(counter: RequestCounter, body: Json): number {
+/** Input tokens of a Chat Completions request, framed as OpenAI renders it (other chat dialects approximate it). */
+export function countChatRequest(counter: RequestCounter, body: Json): number {
   let tokens = REPLY_PRIMING;
   for (const message of asArray(body.messages)) if (isObject(message)) tokens += countChatMessage(counter, message);
   // Most requests declare neither: no array is made for them.
@@ -59,10 +61,15 @@ class ChatReader implements UsageReader {
   /** Choice indexes a stream showed, true once the choice finished (a stream with `n` > 1 ends each one still open). */
   private choices: Map<number, boolean> | undefined = undefined;
 
+  /**
+   * `usageAsked`: the client asked for the usage chunk; `usageInline`: the API sends its usage unasked, on the
+   * chunk that finishes the answer (so does the ending).
+   */
   constructor(
     readonly api: ProviderApi,
     private readonly stripAddedUsage: boolean,
     private readonly usageAsked: boolean,
+    private readonly usageInline = false,
   ) {}
 
   onEvent(_event: string, data: string): boolean {
@@ -118,18 +125,17 @@ class ChatReader implements UsageReader {
     if (seen) for (const [index, finished] of seen) if (!finished) open.push(index);
     if (seen === undefined || seen.size === 0) open.push(0);
     let text = '';
+    const usage = {
+      prompt_tokens: inputTokens,
+      completion_tokens: outputTokens,
+      total_tokens: inputTokens + outputTokens,
+    };
     // A choice that finished already (n > 1) keeps its own finish_reason.
     const finish = open.map((index) => ({ index, delta: {}, logprobs: null, finish_reason: 'length' }));
+    if (this.usageInline) return `${sseEvent({ ...head, ...fingerprint, choices: finish, usage })}data: [DONE]\n\n`;
     if (finish.length > 0) text += sseEvent({ ...head, ...fingerprint, choices: finish });
     // The client asked for the usage chunk: it gets one, with what was counted.
-    if (this.usageAsked) {
-      const usageChunk = {
-        prompt_tokens: inputTokens,
-        completion_tokens: outputTokens,
-        total_tokens: inputTokens + outputTokens,
-      };
-      text += sseEvent({ ...head, ...fingerprint, choices: [], usage: usageChunk });
-    }
+    if (this.usageAsked) text += sseEvent({ ...head, ...fingerprint, choices: [], usage });
     return `${text}data: [DONE]\n\n`;
   }
 }
@@ -141,14 +147,41 @@ export interface ChatAdapterOptions {
   capFields: readonly string[];
   /** `gen_ai.provider.name` of its calls; absent for servers that are no named provider. */
   genAiProvider?: string;
+  /** How messages name its upstream. @default the provider */
+  label?: string;
+  /**
+   * `always`: its streams carry usage unasked, on their last chunk (nothing is added to the request, and a
+   * cut stream's ending carries it there too). @default 'asked' (`stream_options.include_usage`)
+   */
+  streamUsage?: 'asked' | 'always';
+  /** Where a gateway serves it. @default not served */
+  route?: AdapterRoute;
 }
+
+/** The cap fields a body check looks at, in the order it reports them. */
+const CHECKED_CAP_FIELDS = ['max_tokens', 'max_completion_tokens'];
 
 /** A Chat Completions adapter; `openai-compatible` is the same wire format with its own cap field and provider. */
 export function chatCompletionsAdapter(options: ChatAdapterOptions): ProviderAdapter {
   const { capFields } = options;
+  const usageInline = options.streamUsage === 'always';
+  const checkedCaps = CHECKED_CAP_FIELDS.filter((field) => capFields.includes(field));
   return {
     api: options.api,
     provider: options.provider,
+    label: options.label ?? options.provider,
+    family: 'chat',
+    streamUsage: options.streamUsage ?? 'asked',
+    ...(options.route ? { route: options.route } : {}),
+    checkRequest(body) {
+      const problem = checkMessages(body);
+      if (problem) return problem;
+      for (const field of checkedCaps) {
+        const bad = checkPositiveInteger(body, field);
+        if (bad) return bad;
+      }
+      return undefined;
+    },
     genAi:
       options.genAiProvider === undefined
         ? { operation: 'chat' }
@@ -186,7 +219,7 @@ export function chatCompletionsAdapter(options: ChatAdapterOptions): ProviderAda
     answerUsageFields: OPENAI_USAGE_FIELDS,
     countInput: countChatRequest,
     requestStreamUsage(body) {
-      if (body.stream !== true) return false;
+      if (usageInline || body.stream !== true) return false;
       const current = isObject(body.stream_options) ? body.stream_options : {};
       if (current.include_usage === true) return false;
       body.stream_options = Object.assign({}, current, { include_usage: true });
@@ -200,15 +233,28 @@ export function chatCompletionsAdapter(options: ChatAdapterOptions): ProviderAda
         options.api,
         strip,
         !strip && isObject(streamOptions) && streamOptions.include_usage === true,
+        usageInline,
       );
     },
   };
 }
 
 /** OpenAI Chat Completions. */
-export const openAiChat: ProviderAdapter = chatCompletionsAdapter({
-  api: 'openai.chat',
-  provider: 'openai',
-  capFields: ['max_completion_tokens', 'max_tokens'],
-  genAiProvider: 'openai',
-});
+export const openAiChat: ProviderAdapter = {
+  ...chatCompletionsAdapter({
+    api: 'openai.chat',
+    provider: 'openai',
+    capFields: ['max_completion_tokens', 'max_tokens'],
+    genAiProvider: 'openai',
+    label: 'OpenAI',
+    route: { path: '/v1/chat/completions' },
+  }),
+  fromChat(body) {
+    // OpenAI's reasoning models refuse `max_tokens`: a cap in it alone moves to the current field.
+    if (body.max_tokens !== undefined && body.max_completion_tokens === undefined) {
+      body.max_completion_tokens = body.max_tokens;
+      delete body.max_tokens;
+    }
+    return body;
+  },
+};

@@ -10,8 +10,17 @@ import { chatCompletionsAdapter } from '../openai-chat/index.js';
  * `stream_options.include_usage`, which vLLM, Ollama and llama.cpp server honour; when a server
  * sends none, the output that passed is counted.
  */
-export const openAiCompatible: ProviderAdapter = chatCompletionsAdapter({
-  api: 'openai.compatible',
-  provider: 'self-hosted',
-  capFields: ['max_tokens', 'max_completion_tokens'],
-});
+export const openAiCompatible: ProviderAdapter = {
+  ...chatCompletionsAdapter({
+    api: 'openai.compatible',
+    provider: 'self-hosted',
+    capFields: ['max_tokens', 'max_completion_tokens'],
+    label: 'OpenAI-compatible',
+  }),
+  fromChat(body) {
+    // Self-hosted servers may know only the older field.
+    if (body.max_completion_tokens !== undefined && body.max_tokens === undefined)
+      body.max_tokens = body.max_completion_tokens;
+    return body;
+  },
+};

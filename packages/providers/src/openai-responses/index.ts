@@ -17,6 +17,7 @@ import {
   REPLY_PRIMING,
   TOOL_CALL_OVERHEAD,
 } from '../openai-framing.js';
+import { checkPositiveInteger } from '../request-checks.js';
 import { countedOutput, OutputText, sseEvent } from '../usage.js';
 import type { UsageReader } from '../usage.js';
 
@@ -162,4 +163,15 @@ export const openAiResponses: ProviderAdapter = {
   // Responses streams always end with their usage.
   requestStreamUsage: () => false,
   createReader: () => createResponsesReader(),
+  label: 'OpenAI',
+  family: 'responses',
+  route: { path: '/v1/responses' },
+  checkRequest(body) {
+    const input = body.input;
+    if (typeof input !== 'string' && !Array.isArray(input))
+      return { param: 'input', message: 'input must be a string or an array of input items.' };
+    if (body.instructions !== undefined && body.instructions !== null && typeof body.instructions !== 'string')
+      return { param: 'instructions', message: 'instructions must be a string.' };
+    return checkPositiveInteger(body, 'max_output_tokens');
+  },
 };

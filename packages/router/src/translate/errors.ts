@@ -1,5 +1,6 @@
 // An upstream's error answer in the client's API's error shape, with the status the proxy gives the same failure.
 import type { ProviderApi } from '@tollgate/core';
+import { adapterFor } from '@tollgate/providers';
 import { isObject, parseJson } from './json.js';
 import type { Json } from './json.js';
 
@@ -17,15 +18,6 @@ function upstreamMessage(body: unknown): string | undefined {
   return typeof parsed.message === 'string' ? parsed.message : undefined;
 }
 
-const ANTHROPIC_TYPE_BY_STATUS: Record<number, string> = {
-  400: 'invalid_request_error',
-  404: 'not_found_error',
-  413: 'request_too_large',
-  422: 'invalid_request_error',
-  429: 'rate_limit_error',
-  502: 'api_error',
-};
-
 /** OpenAI's `type` and our documented `code` per status (docs/errors.md). */
 const OPENAI_SHAPE_BY_STATUS: Record<number, { type: string; code: string | null }> = {
   400: { type: 'invalid_request_error', code: 'invalid_request' },
@@ -34,14 +26,6 @@ const OPENAI_SHAPE_BY_STATUS: Record<number, { type: string; code: string | null
   422: { type: 'invalid_request_error', code: 'invalid_request' },
   429: { type: 'requests', code: 'rate_limit_exceeded' },
   502: { type: 'server_error', code: 'upstream_error' },
-};
-
-const API_NAMES: Record<ProviderApi, string> = {
-  'openai.chat': 'OpenAI',
-  'openai.responses': 'OpenAI',
-  'openai.compatible': 'OpenAI-compatible',
-  'anthropic.messages': 'Anthropic',
-  'gemini.generate': 'Gemini',
 };
 
 /**
@@ -56,7 +40,8 @@ export function translateUpstreamError(
   from: ProviderApi,
   to: ProviderApi,
 ): TranslatedError {
-  const upstream = API_NAMES[from];
+  const source = adapterFor(from);
+  const upstream = source.label ?? source.provider;
   let clientStatus = status;
   let message: string;
   if (status === 401 || status === 403 || status === 407) {
@@ -66,18 +51,15 @@ export function translateUpstreamError(
     clientStatus = 502;
     message = `The ${upstream} upstream failed (HTTP ${status}).`;
   } else {
-    const said = upstreamMessage(body);
+    const said = source.errorMessage?.(body) ?? upstreamMessage(body);
     message = `The ${upstream} upstream refused the translated request (HTTP ${status})${said ? `: ${said}` : '.'}`;
   }
-  if (to === 'anthropic.messages') {
-    return {
-      status: clientStatus,
-      body: {
-        type: 'error',
-        error: { type: ANTHROPIC_TYPE_BY_STATUS[clientStatus] ?? 'invalid_request_error', message },
-      },
-    };
-  }
+  // In the client's API's own error shape (OpenAI's unless its adapter writes another).
   const shape = OPENAI_SHAPE_BY_STATUS[clientStatus] ?? { type: 'invalid_request_error', code: null };
-  return { status: clientStatus, body: { error: { message, type: shape.type, code: shape.code, param: null } } };
+  const errorBody = adapterFor(to).errorBody;
+  const error = { status: clientStatus, message, type: shape.type, code: shape.code, param: null };
+  return {
+    status: clientStatus,
+    body: errorBody ? errorBody(error) : { error: { message, type: shape.type, code: shape.code, param: null } },
+  };
 }

@@ -1,6 +1,7 @@
 // Translation between provider APIs, so a model group may mix OpenAI-shaped and Anthropic targets: requests, answers, streams, errors.
 import { TollgateError } from '@tollgate/core';
 import type { ProviderApi } from '@tollgate/core';
+import { adapterFor } from '@tollgate/providers';
 import { chatCompletionToMessage, messageToChatCompletion } from './answers.js';
 import { chatToMessagesRequest } from './chat-to-messages.js';
 import { translateUpstreamError } from './errors.js';
@@ -20,16 +21,40 @@ export type { StreamTranslator } from './stream.js';
 export type { TranslatedError } from './errors.js';
 export type { TranslatedRequest } from './json.js';
 
-/** OpenAI's chat wire format, spoken by OpenAI and by self-hosted servers. */
-const isChat = (api: ProviderApi): api is ChatTarget => api === 'openai.chat' || api === 'openai.compatible';
+/**
+ * The family each API belongs to is its adapter's word (`family`): Chat Completions is spoken by OpenAI, by
+ * self-hosted servers and by providers' own dialects of it; each member says how its fields differ (`toChat`,
+ * `fromChat`). Between families, translation is pairwise: chat <-> messages, responses -> messages.
+ */
+const familyOf = (api: ProviderApi) => adapterFor(api).family;
+const isChat = (api: ProviderApi): boolean => familyOf(api) === 'chat';
+const isMessages = (api: ProviderApi): boolean => familyOf(api) === 'messages';
 
-/** The same wire format on both sides: nothing to translate but the model name. */
+/** The same wire format on both sides (one API, or two dialects of chat): nothing to translate but fields and the model. */
 const sameShape = (a: ProviderApi, b: ProviderApi): boolean => a === b || (isChat(a) && isChat(b));
 
 /** Whether requests of `from` (the client's API) can be sent to a `to` target at all. */
 export function canTranslate(from: ProviderApi, to: ProviderApi): boolean {
-  if (sameShape(from, to) || (from === 'anthropic.messages' && isChat(to))) return true;
-  return (isChat(from) || from === 'openai.responses') && to === 'anthropic.messages';
+  if (sameShape(from, to) || (isMessages(from) && isChat(to))) return true;
+  return (isChat(from) || familyOf(from) === 'responses') && isMessages(to);
+}
+
+/** A dialect's answer to a translation: the body, or why it cannot be sent (the router skips the target). */
+function taken(result: Json | { refused: string }): Json {
+  if (typeof result.refused === 'string' && Object.keys(result).length === 1) throw new Untranslatable(result.refused);
+  return result as Json;
+}
+
+/** A chat dialect's request in the family's neutral form (a copy when the dialect changes anything). */
+function chatOf(body: Json, from: ProviderApi): Json {
+  const toChat = adapterFor(from).toChat;
+  return toChat ? taken(toChat(Object.assign({}, body))) : body;
+}
+
+/** A request in the chat family's neutral form in the fields of `to` (changed in place: pass a copy). */
+function dialectOf(request: Json, to: ProviderApi): Json {
+  const fromChat = adapterFor(to).fromChat;
+  return fromChat ? taken(fromChat(request)) : request;
 }
 
 function noTranslation(from: ProviderApi, to: ProviderApi): string {
@@ -44,25 +69,11 @@ function sameShapeRequest(body: Json, from: ProviderApi, to: ProviderApi, target
   // The same API asking for the same model: nothing to change, so nothing to copy (the usual first try of a group).
   if (from === to && body.model === targetModel) return body;
   // Copied then set, not `{ ...body, model }`: a literal that opens with a spread is slow to build and to serialise.
-  const request: Json = Object.assign({}, body);
+  const request: Json = Object.assign({}, from === to ? body : chatOf(body, from));
   request.model = targetModel;
-  if (
-    from === 'openai.compatible' &&
-    to === 'openai.chat' &&
-    request.max_tokens !== undefined &&
-    request.max_completion_tokens === undefined
-  ) {
-    request.max_completion_tokens = request.max_tokens;
-    delete request.max_tokens;
-  } else if (
-    from === 'openai.chat' &&
-    to === 'openai.compatible' &&
-    request.max_completion_tokens !== undefined &&
-    request.max_tokens === undefined
-  ) {
-    request.max_tokens = request.max_completion_tokens;
-  }
-  return request;
+  // Two chat dialects: the target's own fields (OpenAI's reasoning models refuse `max_tokens`, self-hosted
+  // servers may know only `max_tokens`, a dialect may refuse fields it does not know).
+  return from === to ? request : dialectOf(request, to);
 }
 
 /**
@@ -79,11 +90,15 @@ export function translateRequest(
 ): TranslatedRequest {
   try {
     if (sameShape(from, to)) return { ok: true, body: sameShapeRequest(body, from, to, targetModel) };
-    if (isChat(from) && to === 'anthropic.messages')
-      return { ok: true, body: chatToMessagesRequest(body, targetModel) };
-    if (from === 'anthropic.messages' && isChat(to))
-      return { ok: true, body: messagesToChatRequest(body, to, targetModel) };
-    if (from === 'openai.responses' && to === 'anthropic.messages')
+    if (isChat(from) && isMessages(to))
+      return { ok: true, body: chatToMessagesRequest(chatOf(body, from), targetModel) };
+    if (isMessages(from) && isChat(to)) {
+      // Written for OpenAI itself or in the family's older fields (`max_tokens`), then in the target's dialect.
+      const target: ChatTarget = to === 'openai.chat' ? 'openai.chat' : 'openai.compatible';
+      const request = messagesToChatRequest(body, target, targetModel);
+      return { ok: true, body: to === target ? request : dialectOf(request, to) };
+    }
+    if (familyOf(from) === 'responses' && isMessages(to))
       return { ok: true, body: responsesToMessagesRequest(body, targetModel) };
     return { ok: false, reason: noTranslation(from, to) };
   } catch (error) {
@@ -111,9 +126,9 @@ export function translateResponse(
 ): Record<string, unknown> {
   const answer: Json = isObject(json) ? json : {};
   if (sameShape(from, to)) return answer;
-  if (from === 'anthropic.messages' && isChat(to)) return messageToChatCompletion(answer, clientModel);
-  if (isChat(from) && to === 'anthropic.messages') return chatCompletionToMessage(answer, clientModel);
-  if (from === 'anthropic.messages' && to === 'openai.responses') return messageToResponse(answer, clientModel);
+  if (isMessages(from) && isChat(to)) return messageToChatCompletion(answer, clientModel);
+  if (isChat(from) && isMessages(to)) return chatCompletionToMessage(answer, clientModel);
+  if (isMessages(from) && familyOf(to) === 'responses') return messageToResponse(answer, clientModel);
   return unsupported(from, to);
 }
 
@@ -155,10 +170,9 @@ export function createStreamTranslator(
   options: StreamTranslatorOptions = {},
 ): StreamTranslator {
   if (sameShape(from, to)) return new PassThroughStream();
-  if (from === 'anthropic.messages' && isChat(to))
-    return new MessagesToChatStream(clientModel, options.includeUsage ?? true);
-  if (isChat(from) && to === 'anthropic.messages') return new ChatToMessagesStream(clientModel);
-  if (from === 'anthropic.messages' && to === 'openai.responses') return new MessagesToResponsesStream(clientModel);
+  if (isMessages(from) && isChat(to)) return new MessagesToChatStream(clientModel, options.includeUsage ?? true);
+  if (isChat(from) && isMessages(to)) return new ChatToMessagesStream(clientModel);
+  if (isMessages(from) && familyOf(to) === 'responses') return new MessagesToResponsesStream(clientModel);
   return unsupported(from, to);
 }
 

@@ -1,0 +1,50 @@
+// One more provider API is one adapter folder plus catalogue rows: no source file elsewhere names Mistral, whose API the
+// gateway, router, cache and meter serve through its adapter alone.
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from '@jest/globals';
+
+const packagesDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** Every file under `dir`, as paths relative to the packages folder. */
+function filesUnder(dir: string): string[] {
+  const found: string[] = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) found.push(...filesUnder(full));
+    else found.push(path.relative(packagesDir, full).split(path.sep).join('/'));
+  }
+  return found;
+}
+
+function sourceFiles(): string[] {
+  return readdirSync(packagesDir, { withFileTypes: true })
+    .filter((entry) => entry.isDirectory())
+    .flatMap((entry) => {
+      const src = path.join(packagesDir, entry.name, 'src');
+      try {
+        return filesUnder(src);
+      } catch {
+        return [];
+      }
+    });
+}
+
+describe('the Mistral chat API lives in one adapter folder', () => {
+  it('names Mistral only in its folder, the catalogue, core API list and the adapter registry', () => {
+    const files = sourceFiles();
+    // The walk reached every package's sources (a wrong root would find nothing and prove nothing).
+    expect(files).toContain('gateway/src/app.ts');
+    expect(files).toContain('router/src/translate/index.ts');
+    expect(files).toContain('cache/src/answer-forms.ts');
+    expect(files).toContain('metering/src/meter.ts');
+    const naming = files.filter((file) => /mistral/i.test(readFileSync(path.join(packagesDir, file), 'utf8'))).sort();
+    expect(naming).toEqual([
+      'core/src/catalogue.ts',
+      'core/src/provider-api.ts',
+      'providers/src/adapters.ts',
+      'providers/src/mistral-chat/index.ts',
+    ]);
+  });
+});
