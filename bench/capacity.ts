@@ -2,7 +2,8 @@
 // into requests per second per shard and shards needed for a load, on one Redis and on a tenant-slotted Redis Cluster.
 import { randomUUID } from 'node:crypto';
 import { createClient } from 'redis';
-import { blockStores, GLOBAL_SLOT } from '@tollgate/core';
+import { blockStores } from '@tollgate/core';
+import { GLOBAL_SLOT } from '@tollgate/core/kit';
 import { createRedisStores, type RedisStores } from '@tollgate/redis';
 import { startRedisCluster, type TestCluster } from '../packages/redis/test/redis-cluster.js';
 import { PrivateRedis } from './lib/private-redis.js';

@@ -4,14 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import express from 'express';
 import type { RequestHandler } from 'express';
 import request from 'supertest';
-import {
-  apiErrorHandler,
-  createMemoryStores,
-  createPricing,
-  getContext,
-  type ReservationLedger,
-  type TollgateStores,
-} from '@tollgate/core';
+import { apiErrorHandler, createMemoryStores, createPricing, getContext, type TollgateStores } from '@tollgate/core';
+import { type ReservationLedger } from '@tollgate/core/kit';
 import { combineLimits, tieredRateLimit, tokenRateLimit } from '@tollgate/ratelimit';
 import { openAiChat } from '@tollgate/providers';
 import { budgetGuard } from '@tollgate/budget';

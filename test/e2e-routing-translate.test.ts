@@ -2,7 +2,8 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
-import { costNanoUsd, createPricing } from '@tollgate/core';
+import { createPricing } from '@tollgate/core';
+import { costNanoUsd } from '@tollgate/core/kit';
 import type { UsageRecord } from '@tollgate/core';
 import { waitFor } from './helpers/proxy.js';
 import {

@@ -3,15 +3,8 @@ import { afterAll, describe, expect, it } from '@jest/globals';
 import express from 'express';
 import type { RequestHandler } from 'express';
 import request from 'supertest';
-import {
-  apiErrorHandler,
-  costNanoUsd,
-  createMemoryStores,
-  createPricing,
-  getContext,
-  type MemoryStores,
-  type UsageRecord,
-} from '@tollgate/core';
+import { apiErrorHandler, createMemoryStores, createPricing, getContext, type UsageRecord } from '@tollgate/core';
+import { costNanoUsd, type MemoryStores } from '@tollgate/core/kit';
 import { meter } from '@tollgate/metering';
 import { budgetGuard } from '@tollgate/budget';
 

@@ -4,7 +4,8 @@
 // killed charged in full, never lost. Limits are large enough here that blocks open and run out.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import type { LedgerScope, TollgateStores } from '@tollgate/core';
+import type { TollgateStores } from '@tollgate/core';
+import type { LedgerScope } from '@tollgate/core/kit';
 
 /** Two processes' stores over one backend, and control over what the layers hold. */
 export interface LayerHarness {

@@ -1,7 +1,8 @@
 // The store conformance suite: every TollgateStores implementation must pass it, memory and Redis alike.
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import type { ApiKeyRecord, LedgerScope, TollgateStores } from '@tollgate/core';
+import type { TollgateStores } from '@tollgate/core';
+import type { ApiKeyRecord, LedgerScope } from '@tollgate/core/kit';
 
 /** A store under test plus control over the time it sees. */
 export interface StoreHarness {

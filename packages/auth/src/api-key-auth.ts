@@ -1,7 +1,9 @@
 // apiKeyAuth: identifies the caller by an API key from `Authorization: Bearer` or `x-api-key`, or with `jwt` by a JWT.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { ApiKeyRecord, ErrorRenderer, Identity } from '@tollgate/core';
-import { assertKnownOptions, getContext, renderApiError, TollgateError, withTimeout } from '@tollgate/core';
+import type { ErrorRenderer, Identity } from '@tollgate/core';
+import type { ApiKeyRecord } from '@tollgate/core/kit';
+import { getContext, renderApiError, TollgateError } from '@tollgate/core';
+import { assertKnownOptions, withTimeout } from '@tollgate/core/kit';
 import { hashApiKey } from './api-keys.js';
 import type { Credential, CredentialCheck } from './credentials.js';
 import {

@@ -5,7 +5,8 @@ import passport from 'passport';
 import type { Strategy } from 'passport';
 import bearerModule from 'passport-http-bearer';
 import type { ErrorRenderer, Identity } from '@tollgate/core';
-import { assertKnownOptions, getContext } from '@tollgate/core';
+import { getContext } from '@tollgate/core';
+import { assertKnownOptions } from '@tollgate/core/kit';
 import type { KeyAuthOptions } from './api-key-auth.js';
 import { resolveKeyAuthOptions } from './api-key-auth.js';
 import {

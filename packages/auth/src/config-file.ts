@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import type { ApiKeyRecord } from '@tollgate/core';
+import type { ApiKeyRecord } from '@tollgate/core/kit';
 import { TollgateError } from '@tollgate/core';
 import { configKeyFromRecord, keyRecordsFromConfig } from './config-keys.js';
 

@@ -3,7 +3,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createLocalJWKSet, createRemoteJWKSet, jwtVerify } from 'jose';
 import type { JSONWebKeySet, JWK, JWTPayload, JWTVerifyGetKey } from 'jose';
 import type { ErrorRenderer, Identity } from '@tollgate/core';
-import { assertKnownOptions, getContext, parseDuration, renderApiError, TollgateError } from '@tollgate/core';
+import { getContext, parseDuration, renderApiError, TollgateError } from '@tollgate/core';
+import { assertKnownOptions } from '@tollgate/core/kit';
 import type { CredentialCheck } from './credentials.js';
 import {
   authUnavailable,

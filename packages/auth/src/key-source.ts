@@ -1,6 +1,8 @@
 // Where API key records come from (a KeyStore, a lookup function, a list of records) and what makes a record valid now.
-import type { ApiKeyRecord, AuthMethod, Identity, KeyStore } from '@tollgate/core';
-import { TollgateError, withTimeout } from '@tollgate/core';
+import type { Identity } from '@tollgate/core';
+import type { ApiKeyRecord, AuthMethod, KeyStore } from '@tollgate/core/kit';
+import { TollgateError } from '@tollgate/core';
+import { withTimeout } from '@tollgate/core/kit';
 import { hashApiKey, isSha256Hex, sha256Equal } from './api-keys.js';
 
 /** A user function that finds the record of a key by the key's SHA-256 hex. */

@@ -1,6 +1,6 @@
 // `tollgate keys create|list|revoke|rotate|delete`: key management against a JSON config file or a Redis key store.
 import { parseArgs } from 'node:util';
-import type { ApiKeyRecord, KeyStore } from '@tollgate/core';
+import type { ApiKeyRecord, KeyStore } from '@tollgate/core/kit';
 import { parseDuration, TollgateError } from '@tollgate/core';
 import { generateApiKey, hashApiKey } from './api-keys.js';
 import { editConfigKeys, readConfigKeys } from './config-file.js';

@@ -1,15 +1,8 @@
 // modelAllowlist: refuses a request for a model its tier or its own key may not use (403 model_not_allowed).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ErrorRenderer, Identity } from '@tollgate/core';
-import {
-  ApiError,
-  assertKnownOptions,
-  getContext,
-  isModelAllowed,
-  renderApiError,
-  resolveTierModels,
-  TollgateError,
-} from '@tollgate/core';
+import { ApiError, getContext, renderApiError, TollgateError } from '@tollgate/core';
+import { assertKnownOptions, isModelAllowed, resolveTierModels } from '@tollgate/core/kit';
 import { invalidCredentials } from './credentials.js';
 
 export interface ModelAllowlistOptions {

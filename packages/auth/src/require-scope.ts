@@ -1,7 +1,8 @@
 // requireScope: lets a request through only when its identity holds every named scope (403 insufficient_scope).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ErrorRenderer } from '@tollgate/core';
-import { ApiError, assertKnownOptions, getContext, renderApiError, TollgateError } from '@tollgate/core';
+import { ApiError, getContext, renderApiError, TollgateError } from '@tollgate/core';
+import { assertKnownOptions } from '@tollgate/core/kit';
 import { isValidRealm, readCredential, refuseCredential } from './credentials.js';
 import { isAuthenticated } from './key-source.js';
 

@@ -1,7 +1,8 @@
 // budgetAdminRouter: the operator's JSON view of budgets plus top-up and reset; mount it behind your admin auth.
 import express from 'express';
 import type { NextFunction, Request, Response, Router } from 'express';
-import { ApiError, assertKnownOptions, renderApiError, usdAmountProblem } from '@tollgate/core';
+import { ApiError, renderApiError } from '@tollgate/core';
+import { assertKnownOptions, usdAmountProblem } from '@tollgate/core/kit';
 import type { ErrorRenderer } from '@tollgate/core';
 import { BUDGET_SCOPES } from './budget-plan.js';
 import type { BudgetGuard } from './budget-guard.js';

@@ -3,38 +3,35 @@ import { randomUUID } from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
 import {
   ApiError,
-  ledgerAtOnce,
   TollgateError,
-  affordableOutputTokens,
-  assertKnownOptions,
-  attachPreCallCheck,
   createMemoryStores,
   createPricing,
   formatUsd,
   getContext,
-  maxCostNanoUsd,
-  modelFamilies,
   parseDuration,
   renderApiError,
-  withTimeout,
 } from '@tollgate/core';
+import {
+  ledgerAtOnce,
+  affordableOutputTokens,
+  assertKnownOptions,
+  attachPreCallCheck,
+  maxCostNanoUsd,
+  modelFamilies,
+  withTimeout,
+} from '@tollgate/core/kit';
+import type { ErrorRenderer, Identity, Pricing, TollgateContext, UsageEstimate, UsageRecord } from '@tollgate/core';
 import type {
   CheckVerdict,
-  ErrorRenderer,
-  Identity,
   LedgerScope,
   AtOnceCallOptions,
   PreCallCheck,
-  Pricing,
   ReservationLedger,
   ReserveRequest,
   ReserveResult,
   ResolvedPrice,
   ScopeUsage,
-  TollgateContext,
-  UsageEstimate,
-  UsageRecord,
-} from '@tollgate/core';
+} from '@tollgate/core/kit';
 import { BudgetPlan, budgetWindowsAt, listWindowsAt, softLimitThreshold } from './budget-plan.js';
 import type { BudgetPlanOptions, BudgetWindow, BudgetWindows, ResolvedBudget } from './budget-plan.js';
 import { readBudgetStatus, resetBudgets, rollingFreeAt, selectBudgets, topUpBudgets } from './budget-status.js';

@@ -1,14 +1,8 @@
 // Which budgets apply to a request, validated once, and the ledger scopes they map to at a given instant.
-import {
-  GLOBAL_SLOT,
-  TollgateError,
-  isCalendarPeriod,
-  parseDuration,
-  periodWindow,
-  usdAmountProblem,
-  usdToNano,
-} from '@tollgate/core';
-import type { Identity, LedgerScope } from '@tollgate/core';
+import { TollgateError, parseDuration, periodWindow, usdToNano } from '@tollgate/core';
+import { GLOBAL_SLOT, isCalendarPeriod, usdAmountProblem } from '@tollgate/core/kit';
+import type { Identity } from '@tollgate/core';
+import type { LedgerScope } from '@tollgate/core/kit';
 import type { BudgetLimit, BudgetPeriod, BudgetScope, BudgetSelector, BudgetSpec } from './types.js';
 
 export const BUDGET_SCOPES: readonly BudgetScope[] = ['key', 'user', 'tenant', 'feature', 'global'];

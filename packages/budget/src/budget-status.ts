@@ -1,6 +1,7 @@
 // The operator's side of budgets: what each scope spent, holds and has left, plus top-up and reset.
-import { nanoToUsd, usdToNano, withTimeout } from '@tollgate/core';
-import type { LedgerScope, ReservationLedger } from '@tollgate/core';
+import { nanoToUsd, usdToNano } from '@tollgate/core';
+import { withTimeout } from '@tollgate/core/kit';
+import type { LedgerScope, ReservationLedger } from '@tollgate/core/kit';
 import { budgetWindow, softLimitThreshold } from './budget-plan.js';
 import type { BudgetPlan, BudgetWindow, ResolvedBudget } from './budget-plan.js';
 import type { SoftLimitMonitor } from './soft-limit.js';

@@ -1,6 +1,6 @@
 // What this process last learned of each budget scope's spend, from its own reserve and settle results.
 import { LRUCache } from 'lru-cache';
-import type { ScopeUsage } from '@tollgate/core';
+import type { ScopeUsage } from '@tollgate/core/kit';
 
 /** Enough for every scope of a busy deployment; past it the least recently learned go first. */
 const MAX_SCOPES = 10_000;

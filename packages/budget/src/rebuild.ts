@@ -1,5 +1,6 @@
 // Rebuilding budget spend from a usage ledger when the store lost it (Redis restarted without persistence, a wiped key).
-import { isCalendarPeriod, periodWindow, TollgateError, withTimeout } from '@tollgate/core';
+import { periodWindow, TollgateError } from '@tollgate/core';
+import { isCalendarPeriod, withTimeout } from '@tollgate/core/kit';
 import { budgetWindow } from './budget-plan.js';
 import type { ResolvedBudget } from './budget-plan.js';
 import type { BudgetBook } from './budget-status.js';

@@ -1,7 +1,8 @@
 // Soft limits: notice a budget crossing its threshold and tell someone exactly once per period, across processes.
 import { randomUUID } from 'node:crypto';
-import { nanoToUsd, withTimeout } from '@tollgate/core';
-import type { ReservationLedger, ScopeUsage } from '@tollgate/core';
+import { nanoToUsd } from '@tollgate/core';
+import { withTimeout } from '@tollgate/core/kit';
+import type { ReservationLedger, ScopeUsage } from '@tollgate/core/kit';
 import { softLimitThreshold } from './budget-plan.js';
 import type { BudgetWindow } from './budget-plan.js';
 import type { SoftLimitEvent } from './types.js';

@@ -1,5 +1,5 @@
 // The public vocabulary of budgets: limits as configured, specs from code, events and the operator view.
-import type { CalendarPeriod } from '@tollgate/core';
+import type { CalendarPeriod } from '@tollgate/core/kit';
 
 /** `hour`, `day`, `month` are UTC calendar periods; `rolling` is a sliding window (see `window`). */
 export type BudgetPeriod = CalendarPeriod | 'rolling';

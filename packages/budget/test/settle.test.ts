@@ -6,7 +6,7 @@ import express from 'express';
 import type { Request, Response } from 'express';
 import request from 'supertest';
 import { createMemoryStores } from '@tollgate/core';
-import type { ReservationLedger, ReserveRequest, ScopeUsage, SettleResult } from '@tollgate/core';
+import type { ReservationLedger, ReserveRequest, ScopeUsage, SettleResult } from '@tollgate/core/kit';
 import { budgetGuard } from '@tollgate/budget';
 import {
   INPUT_NANO,

@@ -1,6 +1,7 @@
 // Automatic Anthropic prompt caching: cache_control breakpoints on the long, stable start of a request (tools, system prompt).
 import type { NextFunction, Request, Response } from 'express';
-import { assertKnownOptions, getContext, TollgateError } from '@tollgate/core';
+import { getContext, TollgateError } from '@tollgate/core';
+import { assertKnownOptions } from '@tollgate/core/kit';
 
 export interface PromptCachingOptions {
   /**

@@ -1,7 +1,9 @@
 // createResponseCache: answers a repeated provider request from a stored answer, in the form the client asked for, and stores complete answers.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { assertKnownOptions, contextOf, getContext, parseDuration, tapResponse, TollgateError } from '@tollgate/core';
-import type { ResponseReader, TollgateContext, UsageRecord } from '@tollgate/core';
+import { contextOf, getContext, parseDuration, tapResponse, TollgateError } from '@tollgate/core';
+import { assertKnownOptions } from '@tollgate/core/kit';
+import type { TollgateContext, UsageRecord } from '@tollgate/core';
+import type { ResponseReader } from '@tollgate/core/kit';
 import { adapterFor } from '@tollgate/providers';
 import { completeJsonAnswer, isCachedApi, jsonToStream, streamToJson, type CachedApi } from './answer-forms.js';
 import { cacheKey, scopeOf, type CacheScope } from './cache-key.js';

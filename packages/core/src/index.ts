@@ -1,20 +1,46 @@
-// @tollgate/core: the types, errors, context, pricing, durations and stores every package shares.
-export * from './types.js';
-export * from './money.js';
-export * from './duration.js';
-export * from './errors.js';
-export * from './api-error.js';
-export * from './context.js';
-export * from './timeout.js';
-export * from './stores.js';
-export * from './store-input.js';
-export * from './pricing.js';
-export * from './provider-api.js';
-export * from './tier-models.js';
-export * from './memory-stores.js';
-export * from './pre-call-check.js';
-export * from './leased-stores.js';
-export * from './block-stores.js';
-export * from './chain.js';
-export { tapResponse } from './response-tap.js';
-export type { EndThrough, ResponseFilter, ResponseReader, ResponseTap, WriteThrough } from './response-tap.js';
+// @tollgate/core: what an app uses — the request context, errors, pricing, memory stores and their layers.
+// Everything else core has (store contracts and their parts, checks the packages share) is in `@tollgate/core/kit`.
+export {
+  ApiError,
+  TollgateError,
+  UnknownModelError,
+  StoreTimeoutError,
+  LeaseExhaustedError,
+  apiErrorHandler,
+  renderApiError,
+  refusalRenderer,
+  requestContext,
+  getContext,
+  contextOf,
+  tapResponse,
+  onSettleError,
+  chain,
+  createMemoryStores,
+  blockStores,
+  leasedStores,
+  createPricing,
+  DEFAULT_PRICES,
+  DEFAULT_PRICES_AS_OF,
+  parseDuration,
+  periodWindow,
+  formatUsd,
+  usdToNano,
+  nanoToUsd,
+  PROVIDER_APIS,
+} from './kit.js';
+export type {
+  TollgateContext,
+  ContextVariableMap,
+  Identity,
+  UsageRecord,
+  TokenUsage,
+  UsageEstimate,
+  ReportedUsage,
+  ModelPrice,
+  Pricing,
+  TollgateStores,
+  ProviderApi,
+  ErrorRenderer,
+  ApiErrorCode,
+  Provider,
+} from './kit.js';

@@ -2,7 +2,8 @@
 import { describe, expect, it } from '@jest/globals';
 import express from 'express';
 import request from 'supertest';
-import { ApiError, apiErrorHandler, renderApiError, toClientError, type ApiErrorCode } from '@tollgate/core';
+import { ApiError, apiErrorHandler, renderApiError, type ApiErrorCode } from '@tollgate/core';
+import { toClientError } from '@tollgate/core/kit';
 
 function appThrowing(error: unknown, options?: Parameters<typeof apiErrorHandler>[0]) {
   const app = express();

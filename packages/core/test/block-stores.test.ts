@@ -1,7 +1,8 @@
 // Block stores: hot limits and budgets taken from the store a block at a time, never past a limit, books exact once given back.
 import { afterEach, describe, expect, it } from '@jest/globals';
 import { blockStores, createMemoryStores, LeaseExhaustedError, leasedStores } from '@tollgate/core';
-import type { FixedWindowCounter, BlockStores, LedgerScope, TollgateStores } from '@tollgate/core';
+import type { TollgateStores } from '@tollgate/core';
+import type { FixedWindowCounter, BlockStores, LedgerScope } from '@tollgate/core/kit';
 
 /** Fixed windows as @tollgate/redis keeps them (a count per key, opened by its first hit, `windowMs` long), in memory. */
 class FakeFixedWindow implements FixedWindowCounter {

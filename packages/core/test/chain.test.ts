@@ -4,7 +4,8 @@ import express5 from 'express';
 import express4 from 'express4';
 import type { NextFunction, Request, Response } from 'express';
 import request from 'supertest';
-import { apiErrorHandler, chain, TollgateError, type ChainedMiddleware } from '@tollgate/core';
+import { apiErrorHandler, chain, TollgateError } from '@tollgate/core';
+import { type ChainedMiddleware } from '@tollgate/core/kit';
 
 type ExpressFactory = typeof express5;
 

@@ -6,7 +6,8 @@ import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import express from 'express';
 import express4 from 'express4';
 import request from 'supertest';
-import { contextOf, getContext, onSettleError, requestContext, sequentialIds, type UsageRecord } from '@tollgate/core';
+import { contextOf, getContext, onSettleError, requestContext, type UsageRecord } from '@tollgate/core';
+import { sequentialIds } from '@tollgate/core/kit';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 

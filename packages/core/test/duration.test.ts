@@ -1,6 +1,7 @@
 // Durations ("30s", "1m", ...) and UTC calendar periods: boundaries, month roll-over, key suffixes.
 import { describe, expect, it } from '@jest/globals';
-import { isCalendarPeriod, parseDuration, periodWindow, TollgateError } from '@tollgate/core';
+import { parseDuration, periodWindow, TollgateError } from '@tollgate/core';
+import { isCalendarPeriod } from '@tollgate/core/kit';
 
 describe('parseDuration', () => {
   it.each([

@@ -1,7 +1,8 @@
 // Leased stores: a process grants at most its slice of each limit and budget while the store is out, and charges it exactly once when the store is back.
 import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import { createMemoryStores, LeaseExhaustedError, leasedStores } from '@tollgate/core';
-import type { LedgerScope, LeaseOutageEvent, TollgateStores } from '@tollgate/core';
+import type { TollgateStores } from '@tollgate/core';
+import type { LedgerScope, LeaseOutageEvent } from '@tollgate/core/kit';
 
 type Mode = 'up' | 'failing' | 'stalled';
 

@@ -1,7 +1,8 @@
 // The memory key store's synchronous lookup: the answer findByHash promises, given at once.
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from '@jest/globals';
-import { createMemoryStores, type ApiKeyRecord } from '@tollgate/core';
+import { createMemoryStores } from '@tollgate/core';
+import { type ApiKeyRecord } from '@tollgate/core/kit';
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 

@@ -1,13 +1,8 @@
 // The in-memory stores stay bounded: expired windows, charged reservations and scopes are evicted.
 import { afterEach, describe, expect, it, jest } from '@jest/globals';
-import {
-  counterAtOnce,
-  createMemoryStores,
-  ledgerAtOnce,
-  MemoryReservationLedger,
-  TollgateError,
-} from '@tollgate/core';
-import type { ReserveRequest } from '@tollgate/core';
+import { createMemoryStores, TollgateError } from '@tollgate/core';
+import { counterAtOnce, ledgerAtOnce, MemoryReservationLedger } from '@tollgate/core/kit';
+import type { ReserveRequest } from '@tollgate/core/kit';
 
 describe('memory stores', () => {
   afterEach(() => {

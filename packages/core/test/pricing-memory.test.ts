@@ -2,7 +2,8 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from '@jest/globals';
-import { createPricing, modelFamilies } from '@tollgate/core';
+import { createPricing } from '@tollgate/core';
+import { modelFamilies } from '@tollgate/core/kit';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;

@@ -1,12 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
-import {
-  affordableOutputTokens,
-  costNanoUsd,
-  createPricing,
-  maxCostNanoUsd,
-  TollgateError,
-  UnknownModelError,
-} from '@tollgate/core';
+import { createPricing, TollgateError, UnknownModelError } from '@tollgate/core';
+import { affordableOutputTokens, costNanoUsd, maxCostNanoUsd } from '@tollgate/core/kit';
 
 const usage = (input: number, output: number, cached = 0, written = 0, reasoning = 0) => ({
   inputTokens: input,

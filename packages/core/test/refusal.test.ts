@@ -3,15 +3,8 @@ import { describe, expect, it } from '@jest/globals';
 import express from 'express';
 import type { Request, Response } from 'express';
 import request from 'supertest';
-import {
-  ApiError,
-  noteRefusal,
-  refusalRenderer,
-  renderApiError,
-  type ApiErrorCode,
-  type Refusal,
-  type RefusalLayer,
-} from '@tollgate/core';
+import { ApiError, refusalRenderer, renderApiError, type ApiErrorCode } from '@tollgate/core';
+import { noteRefusal, type Refusal, type RefusalLayer } from '@tollgate/core/kit';
 
 /** Renders `error` with `render` and hands back what the context noted once the response closed. */
 async function refusalOf(

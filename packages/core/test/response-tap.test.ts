@@ -5,7 +5,7 @@ import express from 'express';
 import express4 from 'express4';
 import request from 'supertest';
 import { tapResponse, TollgateError } from '@tollgate/core';
-import type { ResponseFilter, ResponseReader, ResponseTap } from '@tollgate/core';
+import type { ResponseFilter, ResponseReader, ResponseTap } from '@tollgate/core/kit';
 
 /** A reader that keeps every chunk as text, in order. */
 function textReader(): ResponseReader & { chunks: string[] } {

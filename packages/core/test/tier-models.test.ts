@@ -1,6 +1,6 @@
 // resolveTierModels: the tier allowlist rule, an unknown tier failing closed unless the options name a fallback.
 import { describe, expect, it } from '@jest/globals';
-import { resolveTierModels } from '@tollgate/core';
+import { resolveTierModels } from '@tollgate/core/kit';
 
 describe('resolveTierModels', () => {
   const tiers = { free: ['gpt-4o-mini'], pro: undefined };

@@ -1,6 +1,7 @@
 // withTimeout: store calls under one timeout length share a deadline queue; each still gets its own deadline.
 import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
-import { StoreTimeoutError, withTimeout } from '@tollgate/core';
+import { StoreTimeoutError } from '@tollgate/core';
+import { withTimeout } from '@tollgate/core/kit';
 
 /** A promise and the hands that settle it. */
 function deferred<T>() {

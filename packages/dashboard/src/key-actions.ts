@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { generateApiKey, hashApiKey, isValidKeyId } from '@tollgate/auth';
 import { ApiError, parseDuration } from '@tollgate/core';
-import type { ApiKeyRecord, KeyStore } from '@tollgate/core';
+import type { ApiKeyRecord, KeyStore } from '@tollgate/core/kit';
 import type { DashboardConfig } from './options.js';
 import { listedKey } from './sources.js';
 import { hasControlCharacter } from './text-checks.js';

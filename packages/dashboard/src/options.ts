@@ -1,6 +1,7 @@
 // dashboard() options, checked once and resolved into the config every route reads.
-import { assertKnownOptions, CALENDAR_PERIODS, parseDuration, TollgateError } from '@tollgate/core';
-import type { ApiKeyRecord, CalendarPeriod, KeyStore } from '@tollgate/core';
+import { parseDuration, TollgateError } from '@tollgate/core';
+import { assertKnownOptions, CALENDAR_PERIODS } from '@tollgate/core/kit';
+import type { ApiKeyRecord, CalendarPeriod, KeyStore } from '@tollgate/core/kit';
 import type { BudgetSelector, BudgetStatus } from '@tollgate/budget';
 import type { LedgerLocation, Queryable } from '@tollgate/metering';
 import { adminKeyCheck } from './admin-key.js';

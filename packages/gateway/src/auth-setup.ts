@@ -3,7 +3,8 @@ import type { RequestHandler } from 'express';
 import { apiKeyAuth, keyRecordsFromConfig, requireScope } from '@tollgate/auth';
 import type { JwtVerifyOptions } from '@tollgate/auth';
 import { refusalRenderer } from '@tollgate/core';
-import type { ApiKeyRecord, Identity, TollgateStores } from '@tollgate/core';
+import type { Identity, TollgateStores } from '@tollgate/core';
+import type { ApiKeyRecord } from '@tollgate/core/kit';
 import type { KeyConfig, ProxyConfig } from './config.js';
 import { defaultTierOf } from './limits-setup.js';
 

@@ -1,8 +1,9 @@
 // The proxy's JSON config (the contract in examples/proxy/README.md): its schema, its types, and a validator that names the faulty field.
 import express from 'express';
 import { z } from 'zod';
-import { closestName, MAX_USD, MAX_USD_PER_MILLION_TOKENS, parseDuration, TollgateError } from '@tollgate/core';
-import type { CalendarPeriod, OutagePolicy } from '@tollgate/core';
+import { parseDuration, TollgateError } from '@tollgate/core';
+import { closestName, MAX_USD, MAX_USD_PER_MILLION_TOKENS } from '@tollgate/core/kit';
+import type { CalendarPeriod, OutagePolicy } from '@tollgate/core/kit';
 import { resolveGuardOptions } from '@tollgate/guard';
 import { providerAdapters } from '@tollgate/providers';
 import type { AnomalyAction } from '@tollgate/guard';

@@ -2,7 +2,8 @@
 import type { Request, RequestHandler } from 'express';
 import { concurrencyLimit, tieredRateLimit, tierPolicy, tokenRateLimit } from '@tollgate/ratelimit';
 import type { LimitLayerOptions, StoresWithCommands } from '@tollgate/ratelimit';
-import { refusalRenderer, resolveTierModels } from '@tollgate/core';
+import { refusalRenderer } from '@tollgate/core';
+import { resolveTierModels } from '@tollgate/core/kit';
 import type { TollgateStores } from '@tollgate/core';
 import type { ProxyConfig, TierConfig } from './config.js';
 

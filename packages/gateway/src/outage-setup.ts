@@ -1,7 +1,8 @@
 // What the proxy does when Redis fails or stalls: per layer, answer from a bounded lease, let everything through, or refuse (503).
 import { blockStores, parseDuration } from '@tollgate/core';
 import { leasedStores } from '@tollgate/core';
-import type { BlockStores, LeasedStores, OutagePolicy, TollgateStores } from '@tollgate/core';
+import type { TollgateStores } from '@tollgate/core';
+import type { BlockStores, LeasedStores, OutagePolicy } from '@tollgate/core/kit';
 import type { RedisConfig } from './config.js';
 
 /** `storeOutage` as the config's schema resolves it (config.ts): a policy per layer, and the slice. */

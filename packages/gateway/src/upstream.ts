@@ -2,7 +2,8 @@
 import { Agent } from 'undici';
 import type { NextFunction, Request, Response } from 'express';
 import { PROVIDER_APIS } from '@tollgate/core';
-import type { ProviderApi, ProviderCall } from '@tollgate/core';
+import type { ProviderApi } from '@tollgate/core';
+import type { ProviderCall } from '@tollgate/core/kit';
 import { adapterFor, adapterOfUpstreamKind, GEMINI_STREAM_ACTION } from '@tollgate/providers';
 import { defaultUpstreamKind } from './config.js';
 import type { UpstreamConfig, UpstreamKind } from './config.js';

@@ -2,13 +2,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   ApiError,
-  assertKnownOptions,
   parseDuration,
   renderApiError,
   TollgateError,
   type ErrorRenderer,
   type Identity,
 } from '@tollgate/core';
+import { assertKnownOptions } from '@tollgate/core/kit';
 
 export interface BodyAfterAuthOptions {
   /**

@@ -3,13 +3,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import {
   ApiError,
-  assertKnownOptions,
   parseDuration,
   renderApiError,
   TollgateError,
   type ErrorRenderer,
   type Identity,
 } from '@tollgate/core';
+import { assertKnownOptions } from '@tollgate/core/kit';
 
 export interface LoadShedderOptions {
   /**

@@ -1,14 +1,7 @@
 // repeatedRequests: the same request sent by one key more than `max` times in a window is refused with 429 repeated_request.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import {
-  ApiError,
-  attachPreCallCheck,
-  type CheckVerdict,
-  type ErrorRenderer,
-  type Identity,
-  type PreCallCheck,
-  type WindowCounter,
-} from '@tollgate/core';
+import { ApiError, type ErrorRenderer, type Identity } from '@tollgate/core';
+import { attachPreCallCheck, type CheckVerdict, type PreCallCheck, type WindowCounter } from '@tollgate/core/kit';
 import type { ResolvedRepeatedRequests } from './guard-options.js';
 import { RepeatCounter, type CountedSend } from './repeat-counter.js';
 import { requestFingerprint } from './request-fingerprint.js';

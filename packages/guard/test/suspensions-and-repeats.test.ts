@@ -2,7 +2,8 @@
 import { afterEach, describe, expect, it, jest } from '@jest/globals';
 import express from 'express';
 import request from 'supertest';
-import { apiErrorHandler, createMemoryStores, preCallCheckOf } from '@tollgate/core';
+import { apiErrorHandler, createMemoryStores } from '@tollgate/core';
+import { preCallCheckOf } from '@tollgate/core/kit';
 import { createGuard, guardAdminRouter, type Guard } from '@tollgate/guard';
 import { guardedApp } from './helpers.js';
 

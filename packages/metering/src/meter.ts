@@ -1,29 +1,16 @@
 // meter(): estimates a provider request before the handler, reads real usage from the response on the way, settles once.
-import {
-  ApiError,
-  assertKnownOptions,
-  costNanoUsd,
-  createPricing,
-  getContext,
-  renderApiError,
-  sequentialIds,
-  TollgateError,
-  UnknownModelError,
-} from '@tollgate/core';
+import { ApiError, createPricing, getContext, renderApiError, TollgateError, UnknownModelError } from '@tollgate/core';
+import { assertKnownOptions, costNanoUsd, sequentialIds } from '@tollgate/core/kit';
 import type {
   ErrorRenderer,
-  MeterCharge,
   Pricing,
-  PricingOptions,
   ProviderApi,
-  ProviderCall,
   ReportedUsage,
-  ResolvedPrice,
-  TokenizerFamily,
   TokenUsage,
   TollgateContext,
   UsageRecord,
 } from '@tollgate/core';
+import type { MeterCharge, PricingOptions, ProviderCall, ResolvedPrice, TokenizerFamily } from '@tollgate/core/kit';
 import {
   adapterFor,
   ASYNC_ESTIMATE_MS,

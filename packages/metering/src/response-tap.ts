@@ -1,7 +1,8 @@
 // Reads a response for usage as it passes through res.write / res.end, without holding it back; ends a stream at its grant.
 import type { ServerResponse } from 'node:http';
 import { tapResponse } from '@tollgate/core';
-import type { EndThrough, ResponseFilter, TollgateContext, WriteThrough } from '@tollgate/core';
+import type { TollgateContext } from '@tollgate/core';
+import type { EndThrough, ResponseFilter, WriteThrough } from '@tollgate/core/kit';
 import { encodingLoaded, SseDecoder, type EncodingName } from '@tollgate/providers';
 import type { OutputCounter, ProviderAdapter, SseBlock, UsageReader } from '@tollgate/providers';
 import { topLevelFields } from './answer-scan.js';

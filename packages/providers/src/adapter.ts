@@ -1,5 +1,5 @@
 // The provider adapter: everything specific to one provider API, behind one object.
-import type { CallAdapter } from '@tollgate/core';
+import type { CallAdapter } from '@tollgate/core/kit';
 import type { RequestCounter } from './counter.js';
 import type { Json } from './json.js';
 import type { UsageReader } from './usage.js';

@@ -1,6 +1,8 @@
 // Token estimate of a provider request before the call, through its API's adapter: exact or approximate as the catalogue says.
-import { ApiError, createPricing, maxCostNanoUsd } from '@tollgate/core';
-import type { Pricing, ProviderApi, ResolvedPrice, TokenizerFamily } from '@tollgate/core';
+import { ApiError, createPricing } from '@tollgate/core';
+import { maxCostNanoUsd } from '@tollgate/core/kit';
+import type { Pricing, ProviderApi } from '@tollgate/core';
+import type { ResolvedPrice, TokenizerFamily } from '@tollgate/core/kit';
 import type { ProviderAdapter } from './adapter.js';
 import { adapterFor } from './adapters.js';
 import { ASYNC_ESTIMATE_MS, ESTIMATE_SLICE_MS, RequestCounter, SYNC_ESTIMATE_MS } from './counter.js';

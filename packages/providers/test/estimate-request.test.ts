@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, it } from '@jest/globals';
-import { ApiError, createPricing, maxCostNanoUsd, UnknownModelError } from '@tollgate/core';
+import { ApiError, createPricing, UnknownModelError } from '@tollgate/core';
+import { maxCostNanoUsd } from '@tollgate/core/kit';
 import {
   CountBudget,
   countTextTokens,

@@ -3,16 +3,18 @@ import { randomUUID } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import {
   ApiError,
-  assertKnownOptions,
   getContext,
-  MemoryReservationLedger,
   parseDuration,
   renderApiError,
   TollgateError,
-  unalteredMemoryStore,
-  type ReservationLedger,
   type TollgateStores,
 } from '@tollgate/core';
+import {
+  assertKnownOptions,
+  MemoryReservationLedger,
+  unalteredMemoryStore,
+  type ReservationLedger,
+} from '@tollgate/core/kit';
 import { resolveLayers, type TierLimit } from './limit-layers.js';
 import { StoreFailure, storeFailureHandling } from './store-failure.js';
 import type { CommonLimitOptions, WaitOptions } from './types.js';

@@ -1,6 +1,6 @@
 // The shape every limiter shares (attempt, then commit, cancel or refuse), run as middleware, with or without waiting.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { attachPreCallCheck, preCallCheckOf, type CheckVerdict, type PreCallCheck } from '@tollgate/core';
+import { attachPreCallCheck, preCallCheckOf, type CheckVerdict, type PreCallCheck } from '@tollgate/core/kit';
 import { QUEUE_HEADER, type WaitQueue } from './wait-queue.js';
 
 /** What one attempt found. `final` refusals (a request larger than the limit) never wait. */

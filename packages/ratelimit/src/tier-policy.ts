@@ -2,16 +2,13 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import {
   ApiError,
-  assertKnownOptions,
-  closestName,
   getContext,
-  isModelAllowed,
   renderApiError,
-  resolveTierModels,
   TollgateError,
   type ErrorRenderer,
   type ProviderApi,
 } from '@tollgate/core';
+import { assertKnownOptions, closestName, isModelAllowed, resolveTierModels } from '@tollgate/core/kit';
 import { adapterFor, declareOrAnswer } from '@tollgate/providers';
 import type { CallDeclaration, ProviderAdapter } from '@tollgate/providers';
 

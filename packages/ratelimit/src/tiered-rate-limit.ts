@@ -1,7 +1,8 @@
 // tieredRateLimit: requests per window per tier, in layers (global, tenant, key), each counted in its fixed-window store (the stores' own, rate-limit-redis's or process memory).
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { IncrementResponse, Options as RateLimitOptions } from 'express-rate-limit';
-import { assertKnownOptions, renderApiError } from '@tollgate/core';
+import { renderApiError } from '@tollgate/core';
+import { assertKnownOptions } from '@tollgate/core/kit';
 import { LAYER_OPTION_NAMES, resolveLayers, type LimitLayer, type LimitLayerOptions } from './limit-layers.js';
 import {
   isMoreRestrictive,

@@ -2,18 +2,20 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import {
   ApiError,
-  assertKnownOptions,
   createMemoryStores,
   getContext,
-  MemoryWindowCounter,
   renderApiError,
+  type TollgateStores,
+  type UsageRecord,
+} from '@tollgate/core';
+import {
+  assertKnownOptions,
+  MemoryWindowCounter,
   unalteredMemoryStore,
   counterAtOnce,
-  type TollgateStores,
   type WindowCounterAtOnce,
-  type UsageRecord,
   type WindowResult,
-} from '@tollgate/core';
+} from '@tollgate/core/kit';
 import { LAYER_OPTION_NAMES, resolveLayers, type LimitLayer, type LimitLayerOptions } from './limit-layers.js';
 import {
   describeWindow,

@@ -1,6 +1,6 @@
 // API key store on Redis: lookups served from memory while pub/sub reports every change, so a revocation acts everywhere within the pub/sub delivery time.
-import { deepFreeze } from '@tollgate/core';
-import type { ApiKeyRecord, KeyStore } from '@tollgate/core';
+import { deepFreeze } from '@tollgate/core/kit';
+import type { ApiKeyRecord, KeyStore } from '@tollgate/core/kit';
 import type { Connection } from './connection.js';
 import type { KeyCache } from './key-cache.js';
 import type { LuaScript } from './lua.js';

@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { appendFileSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { assertReserveNumbers, assertStoreAmount, assertStoreNumber, scopeKeyOf } from '@tollgate/core';
+import { assertReserveNumbers, assertStoreAmount, assertStoreNumber, scopeKeyOf } from '@tollgate/core/kit';
 import type {
   LedgerScope,
   ReservationLedger,
@@ -11,7 +11,7 @@ import type {
   ScopeRef,
   ScopeUsage,
   SettleResult,
-} from '@tollgate/core';
+} from '@tollgate/core/kit';
 import type { Connection } from './connection.js';
 import { DEFAULT_TAG } from './hash-slot.js';
 import type { LuaScript } from './lua.js';

@@ -1,5 +1,5 @@
 // Reservation ledger on Redis Cluster: each scope on its own slot's shard; a reserve over several slots stays all-or-nothing.
-import { assertReserveNumbers, assertStoreAmount, GLOBAL_SLOT, scopeKeyOf } from '@tollgate/core';
+import { assertReserveNumbers, assertStoreAmount, GLOBAL_SLOT, scopeKeyOf } from '@tollgate/core/kit';
 import type {
   LedgerScope,
   ReservationLedger,
@@ -9,7 +9,7 @@ import type {
   ScopeRef,
   ScopeUsage,
   SettleResult,
-} from '@tollgate/core';
+} from '@tollgate/core/kit';
 import type { Connection } from './connection.js';
 import { DEFAULT_TAG, slotTag } from './hash-slot.js';
 import { RedisReservationLedger, type LedgerOptions } from './reservation-ledger.js';

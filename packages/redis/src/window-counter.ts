@@ -1,6 +1,6 @@
 // Weighted sliding-window counter on Redis: one hash per (key, window size), one script per operation.
-import { assertStoreNumber } from '@tollgate/core';
-import type { WindowCounter, WindowResult } from '@tollgate/core';
+import { assertStoreNumber } from '@tollgate/core/kit';
+import type { WindowCounter, WindowResult } from '@tollgate/core/kit';
 import type { Connection } from './connection.js';
 import { slotTag } from './hash-slot.js';
 import type { LuaScript } from './lua.js';

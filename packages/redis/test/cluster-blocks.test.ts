@@ -3,8 +3,9 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createClient } from 'redis';
-import { blockStores, GLOBAL_SLOT } from '@tollgate/core';
-import type { BlockStores, LedgerScope } from '@tollgate/core';
+import { blockStores } from '@tollgate/core';
+import { GLOBAL_SLOT } from '@tollgate/core/kit';
+import type { BlockStores, LedgerScope } from '@tollgate/core/kit';
 import { createRedisStores, type RedisStores } from '@tollgate/redis';
 import { uniquePrefix } from './helpers.js';
 import { testCluster, type TestCluster } from './redis-cluster.js';

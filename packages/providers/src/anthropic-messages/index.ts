@@ -1,5 +1,6 @@
 // Anthropic Messages (`POST /v1/messages`): request shape, estimate, usage, and the ending of a cut stream.
-import type { CallRequest, CallShape, ReportedUsage, TokenUsage } from '@tollgate/core';
+import type { ReportedUsage, TokenUsage } from '@tollgate/core';
+import type { CallRequest, CallShape } from '@tollgate/core/kit';
 import type { ProviderAdapter } from '../adapter.js';
 import type { RequestCounter } from '../counter.js';
 import { asArray, bodyModel, isObject, parseJson, positiveInteger, tokenCount } from '../json.js';
