@@ -1,14 +1,8 @@
 // Benchmark 3b: estimates by script (prose, code, CJK, base64, ...) against exact counts, and the hard stop's lower bound
 // against each provider's own kind of tokenizer.
 import { performance } from 'node:perf_hooks';
-import {
-  CountBudget,
-  countTextTokens,
-  estimateInputTokens,
-  estimateInputTokensAsync,
-  preloadTokenizers,
-  SYNC_ESTIMATE_MS,
-} from '@tollgate/providers';
+import { countTextTokens, estimateInputTokens, estimateInputTokensAsync, preloadTokenizers } from '@tollgate/providers';
+import { CountBudget, SYNC_ESTIMATE_MS } from '@tollgate/providers/kit';
 import { countTokens as o200kCount } from 'gpt-tokenizer/encoding/o200k_base';
 import { providerTokenizer } from '../test/helpers/provider-tokenizers.js';
 import type { ProviderTokenizer } from '../test/helpers/provider-tokenizers.js';

@@ -2,14 +2,14 @@
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createMemoryStores } from '@tollgate/core';
+import { MemoryGuardStore } from '@tollgate/guard';
 import {
-  MemoryGuardStore,
   RepeatCounter,
   SpendAnomalyDetector,
   requestFingerprint,
   resolveSpendAnomalyOptions,
-} from '@tollgate/guard';
-import type { SubjectFinding } from '@tollgate/guard';
+} from '@tollgate/guard/kit';
+import type { SubjectFinding } from '@tollgate/guard/kit';
 import { verdictMark, type BenchContext, type SectionResult, type TargetVerdict } from './lib/section.js';
 import { fmtNumber, median, quantile, table } from './lib/stats.js';
 

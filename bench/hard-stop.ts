@@ -359,7 +359,7 @@ async function prepareFormats(): Promise<{ harness: Harness; prepared: Prepared[
   const [ResponseTap, core, providers] = await Promise.all([
     loadResponseTap(),
     import('@tollgate/core'),
-    import('@tollgate/providers'),
+    import('@tollgate/providers/kit'),
   ]);
   await providers.preloadTokenizers();
   const harness: Harness = { ResponseTap, getContext: core.getContext };

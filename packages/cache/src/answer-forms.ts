@@ -1,8 +1,9 @@
 // A provider answer in both of its forms: a JSON answer written as the API's event stream, and a stream assembled into its JSON answer.
 import { PROVIDER_APIS } from '@tollgate/core';
 import type { ProviderApi } from '@tollgate/core';
-import { adapterFor, SseDecoder } from '@tollgate/providers';
-import type { WireFamily } from '@tollgate/providers';
+import { adapterFor } from '@tollgate/providers';
+import { SseDecoder } from '@tollgate/providers/kit';
+import type { WireFamily } from '@tollgate/providers/kit';
 
 /** An API whose answers the cache can store and replay in either form: one of a family it knows (see `isCachedApi`). */
 export type CachedApi = ProviderApi;

@@ -16,7 +16,8 @@ import {
   renderApiError,
 } from '@tollgate/core';
 import type { ProviderApi, TollgateStores } from '@tollgate/core';
-import { preloadTokenizers, providerAdapters } from '@tollgate/providers';
+import { preloadTokenizers } from '@tollgate/providers';
+import { providerAdapters } from '@tollgate/providers/kit';
 import type { CallDeclaration } from '@tollgate/providers';
 import type { SpoolReplay } from '@tollgate/metering';
 import { dashboard } from '@tollgate/dashboard';

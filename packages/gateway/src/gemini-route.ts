@@ -2,7 +2,7 @@
 import type { NextFunction, Request, Response } from 'express';
 import { ApiError, renderApiError } from '@tollgate/core';
 import type { CallRequest } from '@tollgate/core/kit';
-import { GEMINI_ACTIONS, GEMINI_STREAM_ACTION } from '@tollgate/providers';
+import { GEMINI_ACTIONS, GEMINI_STREAM_ACTION } from '@tollgate/providers/kit';
 import { MAX_MODEL_LENGTH } from './request-validation.js';
 
 /** `{model}:{action}`, or undefined when the path names no method the proxy serves. */

@@ -5,7 +5,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import express from 'express';
 import type { Express, Request, Response } from 'express';
 import type { ProviderApi } from '@tollgate/core';
-import { GEMINI_STREAM_ACTION, providerAdapters } from '@tollgate/providers';
+import { GEMINI_STREAM_ACTION, providerAdapters } from '@tollgate/providers/kit';
 import type { ProviderAdapter } from '@tollgate/providers';
 import { splitGeminiTarget } from './gemini-route.js';
 import { countPromptTokens, DEFAULT_REPLY_TOKENS, mockReply } from './mock-reply.js';

@@ -2,7 +2,8 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { ApiError, createPricing } from '@tollgate/core';
 import type { Pricing, ProviderApi } from '@tollgate/core';
-import { adapterFor, adapterOfUpstreamKind, openAiCompatible, providerCall } from '@tollgate/providers';
+import { adapterFor, openAiCompatible, providerCall } from '@tollgate/providers';
+import { adapterOfUpstreamKind } from '@tollgate/providers/kit';
 import type { CallDeclaration } from '@tollgate/providers';
 import { defaultUpstreamKind } from './config.js';
 import type { ProxyConfig, UpstreamKind } from './config.js';

@@ -2,7 +2,8 @@
 import type { NextFunction, Request, Response } from 'express';
 import { ApiError } from '@tollgate/core';
 import type { Pricing, ProviderApi } from '@tollgate/core';
-import { adapterFor, adapterOfUpstreamKind } from '@tollgate/providers';
+import { adapterFor } from '@tollgate/providers';
+import { adapterOfUpstreamKind } from '@tollgate/providers/kit';
 import { canTranslate, createModelRouter, translateRequest } from '@tollgate/router';
 import type {
   AttemptResult,

@@ -1,8 +1,10 @@
 // The Lua detector and baseline.ts are the same steps: one replayed history gives the same findings and the same state in both.
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { createRedisStores } from '@tollgate/redis';
-import { MemoryGuardStore, RedisGuardStore, resolveSpendAnomalyOptions } from '@tollgate/guard';
-import type { AnomalyFinding, Observation, Subject } from '@tollgate/guard';
+import { MemoryGuardStore, RedisGuardStore } from '@tollgate/guard';
+import { resolveSpendAnomalyOptions } from '@tollgate/guard/kit';
+import type { Subject } from '@tollgate/guard';
+import type { AnomalyFinding, Observation } from '@tollgate/guard/kit';
 import { deleteKeys, REDIS_URL, uniquePrefix } from './helpers.js';
 
 const prefix = uniquePrefix();

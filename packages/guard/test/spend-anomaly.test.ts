@@ -1,7 +1,9 @@
 // The spend-anomaly detector on a fake clock: quiet history, then a runaway is reported once; floors and warm-up hold alarms back.
 import { describe, expect, it } from '@jest/globals';
-import { MemoryGuardStore, resolveSpendAnomalyOptions, SpendAnomalyDetector } from '@tollgate/guard';
-import type { SpendAnomalyOptions, SubjectFinding, UsageSample } from '@tollgate/guard';
+import { MemoryGuardStore } from '@tollgate/guard';
+import { resolveSpendAnomalyOptions, SpendAnomalyDetector } from '@tollgate/guard/kit';
+import type { SpendAnomalyOptions } from '@tollgate/guard';
+import type { SubjectFinding, UsageSample } from '@tollgate/guard/kit';
 
 const CENT = 10_000_000;
 

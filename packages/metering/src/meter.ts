@@ -13,27 +13,29 @@ import type {
 import type { MeterCharge, PricingOptions, ProviderCall, ResolvedPrice, TokenizerFamily } from '@tollgate/core/kit';
 import {
   adapterFor,
-  ASYNC_ESTIMATE_MS,
-  CountBudget,
   countTextTokens,
-  declareOrAnswer,
   DEFAULT_COUNT_CACHE_CHARS,
-  ESTIMATE_SLICE_MS,
   estimateRequestAsync,
   estimateRequestAtOnce,
   preloadTokenizers,
-  SYNC_ESTIMATE_MS,
   TokenCountCache,
 } from '@tollgate/providers';
+import {
+  ASYNC_ESTIMATE_MS,
+  CountBudget,
+  declareOrAnswer,
+  ESTIMATE_SLICE_MS,
+  SYNC_ESTIMATE_MS,
+} from '@tollgate/providers/kit';
 import type {
   CallDeclaration,
   EncodingName,
   EstimateRequestInput,
   OutputCounter,
   ProviderAdapter,
-  ReadUsage,
   RequestEstimate,
 } from '@tollgate/providers';
+import type { ReadUsage } from '@tollgate/providers/kit';
 import type { Span, Tracer } from '@opentelemetry/api';
 import type { NextFunction, Request, Response } from 'express';
 import { endCallSpan, meteringTracer, startCallSpan } from './call-span.js';

@@ -3,8 +3,10 @@ import type { ServerResponse } from 'node:http';
 import { tapResponse } from '@tollgate/core';
 import type { TollgateContext } from '@tollgate/core';
 import type { EndThrough, ResponseFilter, WriteThrough } from '@tollgate/core/kit';
-import { encodingLoaded, SseDecoder, type EncodingName } from '@tollgate/providers';
-import type { OutputCounter, ProviderAdapter, SseBlock, UsageReader } from '@tollgate/providers';
+import { encodingLoaded, type EncodingName } from '@tollgate/providers';
+import { SseDecoder } from '@tollgate/providers/kit';
+import type { OutputCounter, ProviderAdapter, UsageReader } from '@tollgate/providers';
+import type { SseBlock } from '@tollgate/providers/kit';
 import { topLevelFields } from './answer-scan.js';
 
 /** JSON bodies above this are not parsed whole: usage is looked for in their last bytes. */

@@ -6,7 +6,8 @@ import { ApiError, createPricing, getContext, renderApiError } from '@tollgate/c
 import { costNanoUsd } from '@tollgate/core/kit';
 import type { Identity, ProviderApi, UsageRecord } from '@tollgate/core';
 import { meter } from '@tollgate/metering';
-import { CountBudget, countTextTokens, preloadTokenizers } from '@tollgate/providers';
+import { countTextTokens, preloadTokenizers } from '@tollgate/providers';
+import { CountBudget } from '@tollgate/providers/kit';
 import type { MeterOptions, UsageSink } from '@tollgate/metering';
 import express from 'express';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';

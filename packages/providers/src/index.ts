@@ -1,50 +1,37 @@
 // @tollgate/providers: one adapter per provider API, the request's call declaration, estimates, usage readers.
-export type {
-  AdapterRoute,
-  ErrorDescription,
-  ProviderAdapter,
-  RequestProblem,
-  UpstreamWire,
-  WireFamily,
-} from './adapter.js';
-export { adapterFor, adapterOfUpstreamKind, providerAdapters } from './adapters.js';
-export { openAiChat, chatCompletionsAdapter } from './openai-chat/index.js';
-export type { ChatAdapterOptions } from './openai-chat/index.js';
-export { openAiResponses } from './openai-responses/index.js';
-export { anthropicMessages } from './anthropic-messages/index.js';
-export { openAiCompatible } from './openai-compatible/index.js';
-export { gemini, GEMINI_ACTIONS, GEMINI_STREAM_ACTION } from './gemini/index.js';
-export { checkMessages, checkPositiveInteger } from './request-checks.js';
-export { declareOrAnswer, declareProviderCall, providerCall } from './declare-call.js';
-export type { CallDeclaration } from './declare-call.js';
-export { RequestCounter, imageTokenBound, ASYNC_ESTIMATE_MS, ESTIMATE_SLICE_MS, SYNC_ESTIMATE_MS } from './counter.js';
-export type { EstimateMethod, EstimateOptions, InputTokenEstimate, RequestEstimate } from './counter.js';
 export {
-  estimateInputTokens,
-  estimateInputTokensAsync,
+  adapterFor,
+  providerCall,
+  declareProviderCall,
+  openAiChat,
+  openAiResponses,
+  anthropicMessages,
+  openAiCompatible,
+  gemini,
+  chatCompletionsAdapter,
   estimateRequest,
   estimateRequestAsync,
   estimateRequestAtOnce,
-  FALLBACK_MAX_OUTPUT_TOKENS,
-  modelMaxOutputTokens,
-  tokenizerFor,
-} from './estimate.js';
-export type { EstimateRequestInput } from './estimate.js';
-export { DEFAULT_COUNT_CACHE_CHARS, TokenCountCache } from './count-cache.js';
-export {
-  CountBudget,
+  estimateInputTokens,
+  estimateInputTokensAsync,
   countTextTokens,
-  countTextTokensSliced,
-  encodingLoaded,
-  loadEncoding,
-  MAX_TOKEN_BYTES,
   preloadTokenizers,
-  TimeSlice,
   tokenizersLoaded,
-  utf8Length,
-} from './tokenizer.js';
-export type { CountBound, EncodingName } from './tokenizer.js';
-export { SseDecoder } from './sse-decoder.js';
-export type { SseBlock } from './sse-decoder.js';
-export { OutputText } from './usage.js';
-export type { OutputCounter, ReadUsage, StreamEndingUsage, UsageReader } from './usage.js';
+  encodingLoaded,
+  modelMaxOutputTokens,
+  TokenCountCache,
+  DEFAULT_COUNT_CACHE_CHARS,
+  OutputText,
+} from './kit.js';
+export type {
+  ProviderAdapter,
+  ChatAdapterOptions,
+  CallDeclaration,
+  EstimateOptions,
+  RequestEstimate,
+  EstimateRequestInput,
+  InputTokenEstimate,
+  EncodingName,
+  UsageReader,
+  OutputCounter,
+} from './kit.js';

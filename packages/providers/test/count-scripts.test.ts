@@ -2,13 +2,12 @@
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import { createPricing } from '@tollgate/core';
 import {
-  CountBudget,
   countTextTokens,
   estimateInputTokensAsync,
   estimateRequestAsync,
-  MAX_TOKEN_BYTES,
   preloadTokenizers,
 } from '@tollgate/providers';
+import { CountBudget, MAX_TOKEN_BYTES } from '@tollgate/providers/kit';
 import { countTokens as cl100kCount } from 'gpt-tokenizer/encoding/cl100k_base';
 import { countTokens as o200kCount, decode as o200kDecode } from 'gpt-tokenizer/encoding/o200k_base';
 import { decode as cl100kDecode } from 'gpt-tokenizer/encoding/cl100k_base';

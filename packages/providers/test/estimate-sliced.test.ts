@@ -7,8 +7,8 @@ import {
   estimateRequestAsync,
   estimateRequestAtOnce,
   preloadTokenizers,
-  utf8Length,
 } from '@tollgate/providers';
+import { utf8Length } from '@tollgate/providers/kit';
 import { countTokens as o200kCount } from 'gpt-tokenizer/encoding/o200k_base';
 
 const PLAIN = { disallowedSpecial: new Set<string>() };

@@ -2,7 +2,8 @@
 // of a stream cut at its grant, its error shape, its estimate (approximate, never under the byte bound), its dialect.
 import { describe, expect, it } from '@jest/globals';
 import { createPricing } from '@tollgate/core';
-import { adapterFor, estimateRequest, SseDecoder } from '@tollgate/providers';
+import { adapterFor, estimateRequest } from '@tollgate/providers';
+import { SseDecoder } from '@tollgate/providers/kit';
 import type { UsageReader } from '@tollgate/providers';
 
 type Json = Record<string, unknown>;

@@ -1,7 +1,8 @@
 // Each adapter's ending of a stream cut at its grant: well-formed SSE in the API's own shape, matching the stream it ends.
 import { describe, expect, it } from '@jest/globals';
 import type { ProviderApi } from '@tollgate/core';
-import { adapterFor, OutputText, SseDecoder } from '@tollgate/providers';
+import { adapterFor, OutputText } from '@tollgate/providers';
+import { SseDecoder } from '@tollgate/providers/kit';
 import type { UsageReader } from '@tollgate/providers';
 
 type Json = Record<string, unknown>;

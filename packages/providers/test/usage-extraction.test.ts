@@ -2,8 +2,10 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from '@jest/globals';
 import type { ProviderApi, TokenUsage } from '@tollgate/core';
 import { findUsageObject } from '@tollgate/metering';
-import { adapterFor, SseDecoder } from '@tollgate/providers';
-import type { SseBlock, UsageReader } from '@tollgate/providers';
+import { adapterFor } from '@tollgate/providers';
+import { SseDecoder } from '@tollgate/providers/kit';
+import type { UsageReader } from '@tollgate/providers';
+import type { SseBlock } from '@tollgate/providers/kit';
 
 const fixture = (name: string) => readFileSync(new URL(`./fixtures/${name}`, import.meta.url));
 const lengthCounter = (text: string) => text.length;

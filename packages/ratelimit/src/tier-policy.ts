@@ -9,7 +9,8 @@ import {
   type ProviderApi,
 } from '@tollgate/core';
 import { assertKnownOptions, closestName, isModelAllowed, resolveTierModels } from '@tollgate/core/kit';
-import { adapterFor, declareOrAnswer } from '@tollgate/providers';
+import { adapterFor } from '@tollgate/providers';
+import { declareOrAnswer } from '@tollgate/providers/kit';
 import type { CallDeclaration, ProviderAdapter } from '@tollgate/providers';
 
 export interface TierRules {

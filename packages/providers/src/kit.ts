@@ -1,0 +1,51 @@
+// @tollgate/providers/kit: everything the package has, for tollgate's own packages and for whoever builds on it.
+// An app needs only `@tollgate/providers`; what is here beyond it may change between minor versions.
+export type {
+  AdapterRoute,
+  ErrorDescription,
+  ProviderAdapter,
+  RequestProblem,
+  UpstreamWire,
+  WireFamily,
+} from './adapter.js';
+export { adapterFor, adapterOfUpstreamKind, providerAdapters } from './adapters.js';
+export { openAiChat, chatCompletionsAdapter } from './openai-chat/index.js';
+export type { ChatAdapterOptions } from './openai-chat/index.js';
+export { openAiResponses } from './openai-responses/index.js';
+export { anthropicMessages } from './anthropic-messages/index.js';
+export { openAiCompatible } from './openai-compatible/index.js';
+export { gemini, GEMINI_ACTIONS, GEMINI_STREAM_ACTION } from './gemini/index.js';
+export { checkMessages, checkPositiveInteger } from './request-checks.js';
+export { declareOrAnswer, declareProviderCall, providerCall } from './declare-call.js';
+export type { CallDeclaration } from './declare-call.js';
+export { RequestCounter, imageTokenBound, ASYNC_ESTIMATE_MS, ESTIMATE_SLICE_MS, SYNC_ESTIMATE_MS } from './counter.js';
+export type { EstimateMethod, EstimateOptions, InputTokenEstimate, RequestEstimate } from './counter.js';
+export {
+  estimateInputTokens,
+  estimateInputTokensAsync,
+  estimateRequest,
+  estimateRequestAsync,
+  estimateRequestAtOnce,
+  FALLBACK_MAX_OUTPUT_TOKENS,
+  modelMaxOutputTokens,
+  tokenizerFor,
+} from './estimate.js';
+export type { EstimateRequestInput } from './estimate.js';
+export { DEFAULT_COUNT_CACHE_CHARS, TokenCountCache } from './count-cache.js';
+export {
+  CountBudget,
+  countTextTokens,
+  countTextTokensSliced,
+  encodingLoaded,
+  loadEncoding,
+  MAX_TOKEN_BYTES,
+  preloadTokenizers,
+  TimeSlice,
+  tokenizersLoaded,
+  utf8Length,
+} from './tokenizer.js';
+export type { CountBound, EncodingName } from './tokenizer.js';
+export { SseDecoder } from './sse-decoder.js';
+export type { SseBlock } from './sse-decoder.js';
+export { OutputText } from './usage.js';
+export type { OutputCounter, ReadUsage, StreamEndingUsage, UsageReader } from './usage.js';
