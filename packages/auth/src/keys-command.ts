@@ -198,6 +198,215 @@ function printCreated(
   );
 }
 
+/** The options `keys` reads. */
+const OPTIONS = {
+  config: { type: 'string' },
+  redis: { type: 'string' },
+  prefix: { type: 'string' },
+  tenant: { type: 'string' },
+  user: { type: 'string' },
+  scopes: { type: 'string' },
+  tier: { type: 'string' },
+  feature: { type: 'string' },
+  models: { type: 'string' },
+  expires: { type: 'string' },
+  grace: { type: 'string' },
+  id: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+type KeysValues = ReturnType<
+  typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true }>
+>['values'];
+
+/** One run of a command: what the command line said, and where the keys are. */
+interface KeysRun {
+  command: string;
+  values: KeysValues;
+  /** The positional arguments after the command. */
+  rest: string[];
+  target: KeyTarget | undefined;
+  now: number;
+  json: boolean;
+  io: KeysCommandIo;
+}
+
+function needTarget(run: KeysRun): KeyTarget {
+  if (!run.target) throw new UsageError(`"keys ${run.command}" needs --config <path> or --redis <url>`);
+  return run.target;
+}
+
+function oneId(run: KeysRun): string {
+  if (run.rest.length !== 1) throw new UsageError(`"keys ${run.command}" takes one key id`);
+  return run.rest[0]!;
+}
+
+function checkedId(id: string): string {
+  if (!isValidKeyId(id)) throw new UsageError('--id must be 1-128 characters: letters, digits, . _ : @ -');
+  return id;
+}
+
+async function createKey(run: KeysRun): Promise<number> {
+  const { values, rest, target, now, io } = run;
+  if (rest.length > 0)
+    throw new UsageError(`"keys create" takes no positional arguments (got ${JSON.stringify(rest[0])})`);
+  const id = checkedId(values.id ?? defaultId(values.tenant, values.user));
+  const key = generateApiKey();
+  const record: ApiKeyRecord = {
+    id,
+    sha256: hashApiKey(key),
+    scopes: splitList(values.scopes) ?? [],
+    createdAt: new Date(now).toISOString(),
+  };
+  if (values.tenant !== undefined) record.tenantId = values.tenant;
+  if (values.user !== undefined) record.userId = values.user;
+  if (values.tier !== undefined) record.tier = values.tier;
+  if (values.feature !== undefined) record.feature = values.feature;
+  const models = splitList(values.models);
+  if (models !== undefined) record.models = models;
+  if (values.expires !== undefined) record.expiresAt = expiryTime(values.expires, now, '--expires');
+  if (target && !(await target.add(record))) {
+    io.stderr.write(`A key with id "${id}" already exists in ${target.describe}; choose another --id.\n`);
+    return FAILED;
+  }
+  printCreated(io, key, record, target, run.json, 'Created');
+  return OK;
+}
+
+async function listKeys(run: KeysRun): Promise<number> {
+  const { now, io } = run;
+  const target = needTarget(run);
+  const records = await target.list();
+  if (run.json) {
+    io.stdout.write(
+      `${JSON.stringify(
+        records.map((record) => listed(record, now)),
+        null,
+        2,
+      )}\n`,
+    );
+    return OK;
+  }
+  if (records.length === 0) {
+    io.stdout.write(`No keys in ${target.describe}.\n`);
+    return OK;
+  }
+  for (const record of records) {
+    const parts = [
+      record.id.padEnd(24),
+      status(record, now).padEnd(8),
+      `tenant=${record.tenantId ?? '-'}`,
+      `user=${record.userId ?? '-'}`,
+      `tier=${record.tier ?? '-'}`,
+      `scopes=${record.scopes.join(',') || '-'}`,
+    ];
+    if (record.feature !== undefined) parts.push(`feature=${record.feature}`);
+    if (record.expiresAt !== undefined) parts.push(`expires=${record.expiresAt}`);
+    io.stdout.write(`${parts.join('  ')}\n`);
+  }
+  return OK;
+}
+
+async function revokeKey(run: KeysRun): Promise<number> {
+  const id = oneId(run);
+  const target = needTarget(run);
+  if (!(await target.revoke(id))) {
+    run.io.stderr.write(`No key with id "${id}" in ${target.describe}.\n`);
+    return FAILED;
+  }
+  run.io.stdout.write(`Revoked key "${id}" in ${target.describe}; ${target.revokedWhen}.\n`);
+  return OK;
+}
+
+async function deleteKey(run: KeysRun): Promise<number> {
+  const id = oneId(run);
+  const target = needTarget(run);
+  if (!(await target.delete(id))) {
+    run.io.stderr.write(`No key with id "${id}" in ${target.describe}.\n`);
+    return FAILED;
+  }
+  run.io.stdout.write(`Deleted key "${id}" from ${target.describe}.\n`);
+  return OK;
+}
+
+async function rotateKey(run: KeysRun): Promise<number> {
+  const { values, now, io } = run;
+  const oldId = oneId(run);
+  const target = needTarget(run);
+  const old = await target.findById(oldId);
+  if (!old) {
+    io.stderr.write(`No key with id "${oldId}" in ${target.describe}.\n`);
+    return FAILED;
+  }
+  const id = checkedId(values.id ?? defaultId(old.tenantId, old.userId));
+  // Read before anything is stored: a bad --grace after the add would leave a key nobody was shown.
+  const graceEnd =
+    values.grace === undefined ? undefined : new Date(now + parseDuration(values.grace, '--grace')).toISOString();
+  const key = generateApiKey();
+  const { disabled: _disabled, expiresAt: _expiresAt, ...attributes } = old;
+  const record: ApiKeyRecord = {
+    ...attributes,
+    id,
+    sha256: hashApiKey(key),
+    createdAt: new Date(now).toISOString(),
+  };
+  if (values.expires !== undefined) record.expiresAt = expiryTime(values.expires, now, '--expires');
+  if (!(await target.add(record))) {
+    io.stderr.write(`A key with id "${id}" already exists in ${target.describe}; choose another --id.\n`);
+    return FAILED;
+  }
+  if (graceEnd !== undefined) {
+    await target.update(oldId, (previous) => ({
+      ...previous,
+      expiresAt:
+        previous.expiresAt !== undefined && Date.parse(previous.expiresAt) < Date.parse(graceEnd)
+          ? previous.expiresAt
+          : graceEnd,
+    }));
+  }
+  printCreated(io, key, record, target, run.json, `Rotated "${oldId}" to new`);
+  if (!run.json) {
+    io.stdout.write(
+      values.grace !== undefined
+        ? `The old key "${oldId}" keeps working until the grace period ends.\n`
+        : `The old key "${oldId}" keeps working until you run "keys revoke ${oldId}".\n`,
+    );
+  }
+  return OK;
+}
+
+const COMMANDS: Readonly<Record<string, (run: KeysRun) => Promise<number>>> = {
+  create: createKey,
+  list: listKeys,
+  revoke: revokeKey,
+  delete: deleteKey,
+  rotate: rotateKey,
+};
+
+/** Where the keys are: a config file, a Redis, or nowhere yet (`create` prints the record to add). */
+async function openTarget(values: KeysValues): Promise<KeyTarget | undefined> {
+  if (values.prefix !== undefined && values.redis === undefined)
+    throw new UsageError('--prefix only applies with --redis');
+  if (values.config !== undefined) return configTarget(values.config);
+  if (values.redis !== undefined) return redisTarget(values.redis, values.prefix ?? 'tollgate:');
+  return undefined;
+}
+
+/** What a failed command prints, and its exit code. */
+function failure(error: unknown, command: string, io: KeysCommandIo): number {
+  if (error instanceof UsageError) {
+    io.stderr.write(`${error.message}\n\n${USAGE_TEXT}`);
+    return USAGE;
+  }
+  if (error instanceof TollgateError) {
+    io.stderr.write(`${error.message}\n`);
+    return error.code === 'ERR_TG_CORE_INVALID_DURATION' ? USAGE : FAILED;
+  }
+  io.stderr.write(`keys ${command}: ${error instanceof Error ? error.message : String(error)}\n`);
+  return FAILED;
+}
+
 /**
  * Runs `keys <command> ...` (the leading `keys` is optional) and returns the exit code:
  * 0 done, 1 the operation failed, 2 the command line was wrong. Never prints a key except
@@ -210,27 +419,7 @@ export async function runKeysCommand(
   const args = argv[0] === 'keys' ? argv.slice(1) : argv;
   let parsed;
   try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        config: { type: 'string' },
-        redis: { type: 'string' },
-        prefix: { type: 'string' },
-        tenant: { type: 'string' },
-        user: { type: 'string' },
-        scopes: { type: 'string' },
-        tier: { type: 'string' },
-        feature: { type: 'string' },
-        models: { type: 'string' },
-        expires: { type: 'string' },
-        grace: { type: 'string' },
-        id: { type: 'string' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
+    parsed = parseArgs({ args, allowPositionals: true, strict: true, options: OPTIONS });
   } catch (error) {
     io.stderr.write(`${(error as Error).message}\n\n${USAGE_TEXT}`);
     return USAGE;
@@ -245,160 +434,14 @@ export async function runKeysCommand(
     io.stderr.write('Give --config or --redis, not both.\n');
     return USAGE;
   }
-
   let target: KeyTarget | undefined;
   try {
-    if (values.prefix !== undefined && values.redis === undefined)
-      throw new UsageError('--prefix only applies with --redis');
-    target =
-      values.config !== undefined
-        ? configTarget(values.config)
-        : values.redis !== undefined
-          ? await redisTarget(values.redis, values.prefix ?? 'tollgate:')
-          : undefined;
-    const now = Date.now();
-    const json = values.json === true;
-    const needTarget = (): KeyTarget => {
-      if (!target) throw new UsageError(`"keys ${command}" needs --config <path> or --redis <url>`);
-      return target;
-    };
-    const oneId = (): string => {
-      if (rest.length !== 1) throw new UsageError(`"keys ${command}" takes one key id`);
-      return rest[0]!;
-    };
-
-    switch (command) {
-      case 'create': {
-        if (rest.length > 0)
-          throw new UsageError(`"keys create" takes no positional arguments (got ${JSON.stringify(rest[0])})`);
-        const id = values.id ?? defaultId(values.tenant, values.user);
-        if (!isValidKeyId(id)) throw new UsageError('--id must be 1-128 characters: letters, digits, . _ : @ -');
-        const key = generateApiKey();
-        const record: ApiKeyRecord = {
-          id,
-          sha256: hashApiKey(key),
-          scopes: splitList(values.scopes) ?? [],
-          createdAt: new Date(now).toISOString(),
-        };
-        if (values.tenant !== undefined) record.tenantId = values.tenant;
-        if (values.user !== undefined) record.userId = values.user;
-        if (values.tier !== undefined) record.tier = values.tier;
-        if (values.feature !== undefined) record.feature = values.feature;
-        const models = splitList(values.models);
-        if (models !== undefined) record.models = models;
-        if (values.expires !== undefined) record.expiresAt = expiryTime(values.expires, now, '--expires');
-        if (target && !(await target.add(record))) {
-          io.stderr.write(`A key with id "${id}" already exists in ${target.describe}; choose another --id.\n`);
-          return FAILED;
-        }
-        printCreated(io, key, record, target, json, 'Created');
-        return OK;
-      }
-      case 'list': {
-        const records = await needTarget().list();
-        if (json) {
-          io.stdout.write(
-            `${JSON.stringify(
-              records.map((record) => listed(record, now)),
-              null,
-              2,
-            )}\n`,
-          );
-        } else if (records.length === 0) {
-          io.stdout.write(`No keys in ${needTarget().describe}.\n`);
-        } else {
-          for (const record of records) {
-            const parts = [
-              record.id.padEnd(24),
-              status(record, now).padEnd(8),
-              `tenant=${record.tenantId ?? '-'}`,
-              `user=${record.userId ?? '-'}`,
-              `tier=${record.tier ?? '-'}`,
-              `scopes=${record.scopes.join(',') || '-'}`,
-            ];
-            if (record.feature !== undefined) parts.push(`feature=${record.feature}`);
-            if (record.expiresAt !== undefined) parts.push(`expires=${record.expiresAt}`);
-            io.stdout.write(`${parts.join('  ')}\n`);
-          }
-        }
-        return OK;
-      }
-      case 'revoke': {
-        const id = oneId();
-        if (!(await needTarget().revoke(id))) {
-          io.stderr.write(`No key with id "${id}" in ${needTarget().describe}.\n`);
-          return FAILED;
-        }
-        io.stdout.write(`Revoked key "${id}" in ${needTarget().describe}; ${needTarget().revokedWhen}.\n`);
-        return OK;
-      }
-      case 'delete': {
-        const id = oneId();
-        if (!(await needTarget().delete(id))) {
-          io.stderr.write(`No key with id "${id}" in ${needTarget().describe}.\n`);
-          return FAILED;
-        }
-        io.stdout.write(`Deleted key "${id}" from ${needTarget().describe}.\n`);
-        return OK;
-      }
-      case 'rotate': {
-        const oldId = oneId();
-        const old = await needTarget().findById(oldId);
-        if (!old) {
-          io.stderr.write(`No key with id "${oldId}" in ${needTarget().describe}.\n`);
-          return FAILED;
-        }
-        const id = values.id ?? defaultId(old.tenantId, old.userId);
-        if (!isValidKeyId(id)) throw new UsageError('--id must be 1-128 characters: letters, digits, . _ : @ -');
-        // Read before anything is stored: a bad --grace after the add would leave a key nobody was shown.
-        const graceEnd =
-          values.grace === undefined ? undefined : new Date(now + parseDuration(values.grace, '--grace')).toISOString();
-        const key = generateApiKey();
-        const { disabled: _disabled, expiresAt: _expiresAt, ...attributes } = old;
-        const record: ApiKeyRecord = {
-          ...attributes,
-          id,
-          sha256: hashApiKey(key),
-          createdAt: new Date(now).toISOString(),
-        };
-        if (values.expires !== undefined) record.expiresAt = expiryTime(values.expires, now, '--expires');
-        if (!(await needTarget().add(record))) {
-          io.stderr.write(`A key with id "${id}" already exists in ${needTarget().describe}; choose another --id.\n`);
-          return FAILED;
-        }
-        if (graceEnd !== undefined) {
-          await needTarget().update(oldId, (previous) => ({
-            ...previous,
-            expiresAt:
-              previous.expiresAt !== undefined && Date.parse(previous.expiresAt) < Date.parse(graceEnd)
-                ? previous.expiresAt
-                : graceEnd,
-          }));
-        }
-        printCreated(io, key, record, target, json, `Rotated "${oldId}" to new`);
-        if (!json) {
-          io.stdout.write(
-            values.grace !== undefined
-              ? `The old key "${oldId}" keeps working until the grace period ends.\n`
-              : `The old key "${oldId}" keeps working until you run "keys revoke ${oldId}".\n`,
-          );
-        }
-        return OK;
-      }
-      default:
-        throw new UsageError(`Unknown command "${command}".`);
-    }
+    target = await openTarget(values);
+    const run = COMMANDS[command];
+    if (!Object.hasOwn(COMMANDS, command) || !run) throw new UsageError(`Unknown command "${command}".`);
+    return await run({ command, values, rest, target, now: Date.now(), json: values.json === true, io });
   } catch (error) {
-    if (error instanceof UsageError) {
-      io.stderr.write(`${error.message}\n\n${USAGE_TEXT}`);
-      return USAGE;
-    }
-    if (error instanceof TollgateError) {
-      io.stderr.write(`${error.message}\n`);
-      return error.code === 'ERR_TG_CORE_INVALID_DURATION' ? USAGE : FAILED;
-    }
-    io.stderr.write(`keys ${command}: ${error instanceof Error ? error.message : String(error)}\n`);
-    return FAILED;
+    return failure(error, command, io);
   } finally {
     await target?.close().catch(() => undefined);
   }

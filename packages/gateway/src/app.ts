@@ -15,7 +15,7 @@ import {
   tapResponse,
   renderApiError,
 } from '@tollgate/core';
-import type { ProviderApi, TollgateStores } from '@tollgate/core';
+import type { Pricing, ProviderApi, TollgateStores } from '@tollgate/core';
 import { preloadTokenizers } from '@tollgate/providers';
 import { providerAdapters } from '@tollgate/providers/kit';
 import type { CallDeclaration } from '@tollgate/providers';
@@ -24,7 +24,7 @@ import { dashboard } from '@tollgate/dashboard';
 import type { Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import { accessLog, createProxyLog, storeFailureReporter } from './access-log.js';
-import type { ProxyLog } from './access-log.js';
+import type { AccessLog, ProxyLog } from './access-log.js';
 import { adminKeyAuth } from './admin-auth.js';
 import { adminKeysRouter } from './admin-keys-router.js';
 import { authMiddleware, createKeyLookup, permissionMiddleware } from './auth-setup.js';
@@ -37,6 +37,7 @@ import {
   tierPolicyMiddleware,
   tokenLimitMiddleware,
 } from './limits-setup.js';
+import type { StoreFailureHandlers } from './limits-setup.js';
 import { acceptGeminiRequest, geminiCallParams } from './gemini-route.js';
 import { JSON_BODY_TYPES, providerJsonBody } from './json-body.js';
 import { createProxyGuard } from './guard-setup.js';
@@ -196,6 +197,210 @@ function answerMethodNotAllowed(req: Request, res: Response): void {
   renderApiError(new ApiError('method_not_allowed', message, { headers: { allow: 'POST' } }), req, res);
 }
 
+/**
+ * What every exchange gets first, before Express swaps the prototypes of req and res: a property set on them after
+ * that costs V8 a new hidden class each time, before it almost nothing (docs/performance.md). Express's own fields,
+ * the context, the response's tap (its write and end) and pino-http's properties (id, log, its start time) are set
+ * here, and helmet's headers; `preparedBy` marks the exchanges this gateway prepared.
+ */
+function exchangePreparer(
+  preparedBy: symbol,
+  access: AccessLog | undefined,
+  countResponse: ((req: Request, res: Response) => void) | undefined,
+  log: (line: string) => void,
+): (req: IncomingMessage, res: ServerResponse) => void {
+  const setSecurityHeaders = securityHeaders();
+  // A 'close' listener shared by every response (it is called with the response as `this`): none made per exchange.
+  const observeEnd =
+    access || countResponse
+      ? function observeEnd(this: ServerResponse) {
+          const res = this as Response;
+          try {
+            countResponse?.(res.req, res);
+            access?.end(res.req, res);
+          } catch (error) {
+            // The log and the counts are never the request's business.
+            log(
+              `tollgate proxy: observing a response failed: ${error instanceof Error ? error.message : String(error)}`,
+            );
+          }
+        }
+      : undefined;
+  return function prepare(req: IncomingMessage, res: ServerResponse): void {
+    // Each piece of the chain (context, meter, limits, slots, budget, upstream call) watches the response's
+    // end: more 'close' listeners than Node's default of 10 are expected here, not a leak to warn about.
+    res.setMaxListeners(32);
+    const context = getContext(req, res);
+    context.set('gateway.preparedBy', preparedBy);
+    tapResponse(req, res);
+    setSecurityHeaders(res);
+    if (observeEnd) {
+      access?.start(req, res);
+      // One listener for the access line and the counts. on, not once: 'close' comes once per response.
+      res.on('close', observeEnd);
+    }
+  };
+}
+
+/**
+ * The stores as each part uses them: timed for the metrics (the middlewares; the app's own checks, health and the
+ * spend marker, use the stores themselves), and, for the limits and the budget, behind a lease (or failOpen) when the
+ * config says what to do while Redis is out, and in blocks on Redis.
+ */
+function layeredStores(
+  config: ProxyConfig,
+  stores: TollgateStores,
+  metrics: ReturnType<typeof createProxyMetrics> | undefined,
+  deps: ProxyDeps,
+  log: (line: string) => void,
+) {
+  const timeStoreCalls = deps.timeStoreCalls ?? stores.kind !== 'memory';
+  const observedStores = metrics && timeStoreCalls ? timedStores(stores, metrics.storeTimer) : stores;
+  const leased = outageStores(config.storeOutage, observedStores, log);
+  const blocked = blockedStores(config.redis?.blocks, leased ?? observedStores);
+  return { observedStores, leased, blocked, limitStores: blocked ?? leased ?? observedStores };
+}
+
+/** What the chain after auth is built from: the gateway's parts. */
+interface ChainParts {
+  limitStores: TollgateStores;
+  observedStores: TollgateStores;
+  storeFailures: StoreFailureHandlers;
+  guarding: ReturnType<typeof createProxyGuard>;
+  budget: ReturnType<typeof createBudgetGuard>;
+  metering: ReturnType<typeof createMetering>;
+  responseCache: ReturnType<typeof createProxyCache>;
+}
+
+/**
+ * The provider routes' chain after auth: body checks, scope and tier rules, the estimate, then the limits and the
+ * budget fused by combineLimits (their Redis calls share one round trip; a refusal by one gives back what the others
+ * took). Built once and shared by the provider routes, so one limiter instance counts all of them.
+ */
+function limitAndReserveChain(config: ProxyConfig, parts: ChainParts): RequestHandler[] {
+  const { limitStores, observedStores, storeFailures, guarding, budget, metering, responseCache } = parts;
+  const requestLimits = [
+    ...guarding.limitChecks,
+    ...requestLimitMiddleware(config, limitStores, storeFailures, guarding.limitScale),
+  ];
+  const limits = combineLimits(
+    ...requestLimits,
+    ...tokenLimitMiddleware(config, limitStores, storeFailures, guarding.limitScale),
+    ...concurrencyMiddleware(config, observedStores, storeFailures),
+    budget,
+  );
+  return [
+    ...permissionMiddleware(config),
+    tierPolicyMiddleware(config),
+    // A memory cache looks up here: scope, models and tier rules apply to a hit, the estimate does not (cache-setup.ts).
+    ...(responseCache ? [responseCache.beforeEstimate] : []),
+    ...metering.middleware,
+    ...guarding.afterEstimate,
+    // With a response cache, a hit passes the request limits only (cache-setup.ts).
+    ...(responseCache ? responseCache.around(limits, requestLimits) : [limits]),
+  ];
+}
+
+/** What the operator routes are built from: the gateway's parts. */
+interface OperatorParts {
+  config: ProxyConfig;
+  stores: TollgateStores;
+  observedStores: TollgateStores;
+  pricing: Pricing;
+  providers: ReturnType<typeof createProviderRouter>;
+  blocked: ReturnType<typeof blockedStores>;
+  metering: ReturnType<typeof createMetering>;
+  guarding: ReturnType<typeof createProxyGuard>;
+  budget: ReturnType<typeof createBudgetGuard>;
+  identify: RequestHandler[];
+  configKeys: () => ReturnType<typeof keyRecordsFromConfig>;
+}
+
+/** Health, metrics, models, outcomes, and (with an admin key) the admin API and the dashboard. */
+function mountOperatorRoutes(router: Router, parts: OperatorParts): void {
+  const { config, stores, observedStores, pricing, providers, blocked, metering, guarding, budget, identify } = parts;
+  const configKeys = parts.configKeys;
+  // Healthy only once the encoding of current models is loaded: before, their estimates run several times high (a
+  // byte bound). Older models' encoding loads when one is first asked for.
+  let tokenizersReady = false;
+  void preloadTokenizers(['o200k_base']).then(() => (tokenizersReady = true));
+  router.get('/healthz', async function reportHealth(_req: Request, res: Response) {
+    const storeOk = await storesAnswer(stores);
+    const ok = storeOk && tokenizersReady;
+    res.status(ok ? 200 : 503).json({
+      status: ok ? 'ok' : tokenizersReady ? 'degraded' : 'starting',
+      store: stores.kind,
+      storeOk,
+      tokenizers: tokenizersReady ? 'ready' : 'loading',
+      ...(stores.kind === 'redis' ? { redis: storeOk ? 'ok' : 'down' } : {}),
+      upstreams: providers.names,
+      ...(providers.routes ? { routing: providers.routes.health() } : {}),
+      ...(blocked ? { blocks: blocked.blocks.open() } : {}),
+    });
+  });
+  // Metrics name tenants and their spend: behind the admin key, open only when the config says so, else not served.
+  const adminOnly = config.adminKeySha256 ? [...guarding.beforeAuth, adminKeyAuth(config.adminKeySha256)] : [];
+  if (metering.metricsHandler && config.metrics?.public) router.get('/metrics', metering.metricsHandler);
+  else if (metering.metricsHandler && config.adminKeySha256)
+    router.get('/metrics', ...adminOnly, metering.metricsHandler);
+
+  router.get('/v1/models', ...guarding.beforeAuth, ...identify, modelsRoute(config, pricing));
+  // Outcomes (for cost per outcome) behind the caller's own key: attached to its tenant's requests only.
+  router.post(
+    '/v1/outcomes',
+    ...identify,
+    outcomesRoute({ ledger: metering.ledger, location: ledgerLocation(config), flushUsage: () => metering.flush() }),
+  );
+
+  if (config.adminKeySha256) {
+    const admin = express.Router();
+    admin.use(...adminOnly);
+    admin.use('/budgets', budgetAdminRouter(budget));
+    admin.use('/keys', adminKeysRouter(config, configKeys, observedStores.keys));
+    if (guarding.adminRouter) admin.use('/guard', guarding.adminRouter);
+    router.use('/admin', admin);
+    router.use(
+      '/dashboard',
+      dashboard({
+        adminKeySha256: config.adminKeySha256,
+        budgets: budget,
+        keys: observedStores.keys,
+        configKeys: configKeys,
+        ...(metering.ledger ? { ledger: metering.ledger } : {}),
+        ...(config.postgresTable || config.postgresSchema
+          ? {
+              ledgerTable: {
+                ...(config.postgresTable ? { table: config.postgresTable } : {}),
+                ...(config.postgresSchema ? { schema: config.postgresSchema } : {}),
+              },
+            }
+          : {}),
+        tenants: Object.keys(config.tenants ?? {}),
+        tiers: Object.keys(config.tiers ?? {}),
+      }),
+    );
+  }
+}
+
+/** The last handler: an error nothing else answered is a 500 in the API's shape, logged, its stack never sent. */
+function unexpectedErrorHandler(logging: boolean, log: (line: string) => void) {
+  return function answerUnexpectedError(error: unknown, req: Request, res: Response, _next: NextFunction) {
+    // The access line carries it (pino-http reads `res.err`); without an access log, the operator log does.
+    res.err = error instanceof Error ? error : new Error(String(error));
+    if (!logging)
+      log(
+        `tollgate proxy: unexpected error on ${req.method} ${req.path.slice(0, 200)}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
+      );
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    res
+      .status(500)
+      .json({ error: { message: 'Internal proxy error.', type: 'server_error', code: 'internal_error', param: null } });
+  };
+}
+
 declare module '@tollgate/core' {
   interface ContextVariableMap {
     /** The gateway that prepared the exchange (its app before Express took it, or its router). */
@@ -228,13 +433,7 @@ export function createGateway(config: ProxyConfig, deps: ProxyDeps = {}): Gatewa
     createProxyMetrics(metering.registry, (error) =>
       logger.error({ err: error }, 'budget gauges: the ledger did not answer'),
     );
-  // The middlewares get the stores with each call timed for the metrics; the app's own checks (health, spend marker) the stores themselves.
-  const timeStoreCalls = deps.timeStoreCalls ?? stores.kind !== 'memory';
-  const observedStores = metrics && timeStoreCalls ? timedStores(stores, metrics.storeTimer) : stores;
-  // What the limits and the budget count in: behind a lease (or failOpen) when the config says what to do while Redis is out.
-  const leased = outageStores(config.storeOutage, observedStores, log);
-  const blocked = blockedStores(config.redis?.blocks, leased ?? observedStores);
-  const limitStores = blocked ?? leased ?? observedStores;
+  const { observedStores, leased, blocked, limitStores } = layeredStores(config, stores, metrics, deps, log);
   const storeFailures = (layer: string) =>
     guarding.alertStoreDown(
       layer,
@@ -281,9 +480,9 @@ export function createGateway(config: ProxyConfig, deps: ProxyDeps = {}): Gatewa
     () => metering.close(),
     () => guarding.close(),
     () => proxyLog.close(),
+    ...(responseCache ? [() => responseCache.close()] : []),
+    ...(ownsStores ? [() => stores.close()] : []),
   ];
-  if (responseCache) closers.push(() => responseCache.close());
-  if (ownsStores) closers.push(() => stores.close());
 
   // The order of docs/architecture.md: auth -> tieredRateLimit -> meter (estimate) -> tokenRateLimit -> budgetGuard -> handler,
   // with the limits and the budget fused by combineLimits after the estimate: their Redis calls
@@ -295,26 +494,15 @@ export function createGateway(config: ProxyConfig, deps: ProxyDeps = {}): Gatewa
   const keys = createKeyLookup(config, observedStores);
   let configKeys = keyRecordsFromConfig(config.keys ?? []);
   const identify = authMiddleware(config, keys, storeFailures('auth'));
-  const requestLimits = [
-    ...guarding.limitChecks,
-    ...requestLimitMiddleware(config, limitStores, storeFailures, guarding.limitScale),
-  ];
-  const limits = combineLimits(
-    ...requestLimits,
-    ...tokenLimitMiddleware(config, limitStores, storeFailures, guarding.limitScale),
-    ...concurrencyMiddleware(config, observedStores, storeFailures),
+  const limitAndReserve = limitAndReserveChain(config, {
+    limitStores,
+    observedStores,
+    storeFailures,
+    guarding,
     budget,
-  );
-  const limitAndReserve: RequestHandler[] = [
-    ...permissionMiddleware(config),
-    tierPolicyMiddleware(config),
-    // A memory cache looks up here: scope, models and tier rules apply to a hit, the estimate does not (cache-setup.ts).
-    ...(responseCache ? [responseCache.beforeEstimate] : []),
-    ...metering.middleware,
-    ...guarding.afterEstimate,
-    // With a response cache, a hit passes the request limits only (cache-setup.ts).
-    ...(responseCache ? responseCache.around(limits, requestLimits) : [limits]),
-  ];
+    metering,
+    responseCache,
+  });
   // Bodies of provider routes are read only once the caller is identified (no memory pinned by callers without a key).
   const bodyLimit = config.bodyLimit ?? '1mb';
   const parseBody = express.json({ limit: bodyLimit, type: JSON_BODY_TYPES });
@@ -333,45 +521,8 @@ export function createGateway(config: ProxyConfig, deps: ProxyDeps = {}): Gatewa
   // One spelling per route: under Express's defaults (any case, optional trailing slash) `/V1/CHAT/COMPLETIONS`
   // or `/v1/messages/` were the same route under other names. Every variant is a 404 (or 405).
   const router = express.Router({ caseSensitive: true, strict: true }) as unknown as Gateway;
-  const setSecurityHeaders = securityHeaders();
-  const access = logging ? accessLog(logger) : undefined;
-  const countResponse = metrics?.countResponse;
-  // A 'close' listener shared by every response (it is called with the response as `this`): none made per exchange.
-  const observeEnd =
-    access || countResponse
-      ? function observeEnd(this: ServerResponse) {
-          const res = this as Response;
-          try {
-            countResponse?.(res.req, res);
-            access?.end(res.req, res);
-          } catch (error) {
-            // The log and the counts are never the request's business.
-            log(
-              `tollgate proxy: observing a response failed: ${error instanceof Error ? error.message : String(error)}`,
-            );
-          }
-        }
-      : undefined;
-  // What every exchange gets first, before Express swaps the prototypes of req and res: a property set on
-  // them after that costs V8 a new hidden class each time, before it almost nothing (docs/performance.md);
-  // Express's own fields, the context, the response's tap (its write and end) and pino-http's properties (id,
-  // log, its start time) are set here, and helmet's headers.
-  /** Marks an exchange this gateway prepared (its app before Express took it, or its router). */
   const preparedBy = Symbol('tollgate.gateway');
-  const prepare = (req: IncomingMessage, res: ServerResponse): void => {
-    // Each piece of the chain (context, meter, limits, slots, budget, upstream call) watches the response's
-    // end: more 'close' listeners than Node's default of 10 are expected here, not a leak to warn about.
-    res.setMaxListeners(32);
-    const context = getContext(req, res);
-    context.set('gateway.preparedBy', preparedBy);
-    tapResponse(req, res);
-    setSecurityHeaders(res);
-    if (observeEnd) {
-      access?.start(req, res);
-      // One listener for the access line and the counts. on, not once: 'close' comes once per response.
-      res.on('close', observeEnd);
-    }
-  };
+  const prepare = exchangePreparer(preparedBy, logging ? accessLog(logger) : undefined, metrics?.countResponse, log);
   router.prepare = prepare;
   router.use(function prepareExchange(req: Request, res: Response, next: NextFunction) {
     if (req.tollgate?.get('gateway.preparedBy') !== preparedBy) prepare(req, res as ServerResponse);
@@ -381,91 +532,25 @@ export function createGateway(config: ProxyConfig, deps: ProxyDeps = {}): Gatewa
   // The provider routes first: they carry nearly all the traffic, and every route before them is a path match per request.
   for (const route of PROVIDER_ROUTES) router.post(route.path, ...admit(route), providers.handler(route.api));
   router.use(parseBody);
-  // Healthy only once the encoding of current models is loaded: before, their estimates run several times high (a
-  // byte bound). Older models' encoding loads when one is first asked for.
-  let tokenizersReady = false;
-  void preloadTokenizers(['o200k_base']).then(() => (tokenizersReady = true));
-  router.get('/healthz', async function reportHealth(_req: Request, res: Response) {
-    const storeOk = await storesAnswer(stores);
-    const ok = storeOk && tokenizersReady;
-    res.status(ok ? 200 : 503).json({
-      status: ok ? 'ok' : tokenizersReady ? 'degraded' : 'starting',
-      store: stores.kind,
-      storeOk,
-      tokenizers: tokenizersReady ? 'ready' : 'loading',
-      ...(stores.kind === 'redis' ? { redis: storeOk ? 'ok' : 'down' } : {}),
-      upstreams: providers.names,
-      ...(providers.routes ? { routing: providers.routes.health() } : {}),
-      ...(blocked ? { blocks: blocked.blocks.open() } : {}),
-    });
+  mountOperatorRoutes(router, {
+    config,
+    stores,
+    observedStores,
+    pricing,
+    providers,
+    blocked,
+    metering,
+    guarding,
+    budget,
+    identify,
+    configKeys: () => configKeys,
   });
-  // Metrics name tenants and their spend: behind the admin key, open only when the config says so, else not served.
-  const adminOnly = config.adminKeySha256 ? [...guarding.beforeAuth, adminKeyAuth(config.adminKeySha256)] : [];
-  if (metering.metricsHandler && config.metrics?.public) router.get('/metrics', metering.metricsHandler);
-  else if (metering.metricsHandler && config.adminKeySha256)
-    router.get('/metrics', ...adminOnly, metering.metricsHandler);
-
-  router.get('/v1/models', ...guarding.beforeAuth, ...identify, modelsRoute(config, pricing));
-  // Outcomes (for cost per outcome) behind the caller's own key: attached to its tenant's requests only.
-  router.post(
-    '/v1/outcomes',
-    ...identify,
-    outcomesRoute({ ledger: metering.ledger, location: ledgerLocation(config), flushUsage: () => metering.flush() }),
-  );
-
-  if (config.adminKeySha256) {
-    const admin = express.Router();
-    admin.use(...adminOnly);
-    admin.use('/budgets', budgetAdminRouter(budget));
-    admin.use(
-      '/keys',
-      adminKeysRouter(config, () => configKeys, observedStores.keys),
-    );
-    if (guarding.adminRouter) admin.use('/guard', guarding.adminRouter);
-    router.use('/admin', admin);
-    router.use(
-      '/dashboard',
-      dashboard({
-        adminKeySha256: config.adminKeySha256,
-        budgets: budget,
-        keys: observedStores.keys,
-        configKeys: () => configKeys,
-        ...(metering.ledger ? { ledger: metering.ledger } : {}),
-        ...(config.postgresTable || config.postgresSchema
-          ? {
-              ledgerTable: {
-                ...(config.postgresTable ? { table: config.postgresTable } : {}),
-                ...(config.postgresSchema ? { schema: config.postgresSchema } : {}),
-              },
-            }
-          : {}),
-        tenants: Object.keys(config.tenants ?? {}),
-        tiers: Object.keys(config.tiers ?? {}),
-      }),
-    );
-  }
-
   router.all(
     PROVIDER_ROUTES.map(({ path }) => path),
     answerMethodNotAllowed,
   );
   router.use(apiErrorHandler());
-  router.use(function answerUnexpectedError(error: unknown, req: Request, res: Response, _next: NextFunction) {
-    // The access line carries it (pino-http reads `res.err`); without an access log, the operator log does.
-    res.err = error instanceof Error ? error : new Error(String(error));
-    if (!logging)
-      log(
-        `tollgate proxy: unexpected error on ${req.method} ${req.path.slice(0, 200)}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
-      );
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    res
-      .status(500)
-      .json({ error: { message: 'Internal proxy error.', type: 'server_error', code: 'internal_error', param: null } });
-  });
-
+  router.use(unexpectedErrorHandler(logging, log));
   Object.defineProperty(router, 'stores', { value: stores, enumerable: true });
   router.flushUsage = () => metering.flush();
   router.replayUsage = () => metering.replay();
