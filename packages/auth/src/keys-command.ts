@@ -308,26 +308,22 @@ async function listKeys(run: KeysRun): Promise<number> {
   return OK;
 }
 
-async function revokeKey(run: KeysRun): Promise<number> {
-  const id = oneId(run);
-  const target = needTarget(run);
-  if (!(await target.revoke(id))) {
-    run.io.stderr.write(`No key with id "${id}" in ${target.describe}.\n`);
-    return FAILED;
-  }
-  run.io.stdout.write(`Revoked key "${id}" in ${target.describe}; ${target.revokedWhen}.\n`);
-  return OK;
-}
-
-async function deleteKey(run: KeysRun): Promise<number> {
-  const id = oneId(run);
-  const target = needTarget(run);
-  if (!(await target.delete(id))) {
-    run.io.stderr.write(`No key with id "${id}" in ${target.describe}.\n`);
-    return FAILED;
-  }
-  run.io.stdout.write(`Deleted key "${id}" from ${target.describe}.\n`);
-  return OK;
+/** `revoke` and `delete`: one key by id, told apart by what is done to it and what is said after. */
+function removeKey(how: 'revoke' | 'delete'): (run: KeysRun) => Promise<number> {
+  return async function removeOneKey(run: KeysRun): Promise<number> {
+    const id = oneId(run);
+    const target = needTarget(run);
+    if (!(await target[how](id))) {
+      run.io.stderr.write(`No key with id "${id}" in ${target.describe}.\n`);
+      return FAILED;
+    }
+    run.io.stdout.write(
+      how === 'revoke'
+        ? `Revoked key "${id}" in ${target.describe}; ${target.revokedWhen}.\n`
+        : `Deleted key "${id}" from ${target.describe}.\n`,
+    );
+    return OK;
+  };
 }
 
 async function rotateKey(run: KeysRun): Promise<number> {
@@ -379,8 +375,8 @@ async function rotateKey(run: KeysRun): Promise<number> {
 const COMMANDS: Readonly<Record<string, (run: KeysRun) => Promise<number>>> = {
   create: createKey,
   list: listKeys,
-  revoke: revokeKey,
-  delete: deleteKey,
+  revoke: removeKey('revoke'),
+  delete: removeKey('delete'),
   rotate: rotateKey,
 };
 

@@ -261,16 +261,29 @@ function layeredStores(
   return { observedStores, leased, blocked, limitStores: blocked ?? leased ?? observedStores };
 }
 
-/** What the chain after auth is built from: the gateway's parts. */
-interface ChainParts {
-  limitStores: TollgateStores;
+/** The gateway's parts, which its routes are built from. */
+interface GatewayParts {
+  config: ProxyConfig;
+  stores: TollgateStores;
   observedStores: TollgateStores;
+  limitStores: TollgateStores;
   storeFailures: StoreFailureHandlers;
+  pricing: Pricing;
+  providers: ReturnType<typeof createProviderRouter>;
+  blocked: ReturnType<typeof blockedStores>;
+  metering: ReturnType<typeof createMetering>;
   guarding: ReturnType<typeof createProxyGuard>;
   budget: ReturnType<typeof createBudgetGuard>;
-  metering: ReturnType<typeof createMetering>;
   responseCache: ReturnType<typeof createProxyCache>;
+  identify: RequestHandler[];
+  configKeys: () => ReturnType<typeof keyRecordsFromConfig>;
 }
+
+/** What the chain after auth is built from. */
+type ChainParts = Pick<
+  GatewayParts,
+  'limitStores' | 'observedStores' | 'storeFailures' | 'guarding' | 'budget' | 'metering' | 'responseCache'
+>;
 
 /**
  * The provider routes' chain after auth: body checks, scope and tier rules, the estimate, then the limits and the
@@ -301,20 +314,21 @@ function limitAndReserveChain(config: ProxyConfig, parts: ChainParts): RequestHa
   ];
 }
 
-/** What the operator routes are built from: the gateway's parts. */
-interface OperatorParts {
-  config: ProxyConfig;
-  stores: TollgateStores;
-  observedStores: TollgateStores;
-  pricing: Pricing;
-  providers: ReturnType<typeof createProviderRouter>;
-  blocked: ReturnType<typeof blockedStores>;
-  metering: ReturnType<typeof createMetering>;
-  guarding: ReturnType<typeof createProxyGuard>;
-  budget: ReturnType<typeof createBudgetGuard>;
-  identify: RequestHandler[];
-  configKeys: () => ReturnType<typeof keyRecordsFromConfig>;
-}
+/** What the operator routes are built from. */
+type OperatorParts = Pick<
+  GatewayParts,
+  | 'config'
+  | 'stores'
+  | 'observedStores'
+  | 'pricing'
+  | 'providers'
+  | 'blocked'
+  | 'metering'
+  | 'guarding'
+  | 'budget'
+  | 'identify'
+  | 'configKeys'
+>;
 
 /** Health, metrics, models, outcomes, and (with an admin key) the admin API and the dashboard. */
 function mountOperatorRoutes(router: Router, parts: OperatorParts): void {
