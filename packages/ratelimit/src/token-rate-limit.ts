@@ -2,11 +2,9 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import {
   ApiError,
-  assertKnownOptions,
   createMemoryStores,
   getContext,
   MemoryWindowCounter,
-  renderApiError,
   unalteredMemoryStore,
   counterAtOnce,
   type TollgateStores,
@@ -14,7 +12,8 @@ import {
   type UsageRecord,
   type WindowResult,
 } from '@tollgate/core';
-import { LAYER_OPTION_NAMES, resolveLayers, type LimitLayer, type LimitLayerOptions } from './limit-layers.js';
+import type { LimitLayer, LimitLayerOptions } from './limit-layers.js';
+import { LAYERED_OPTION_NAMES, resolveLimiterOptions } from './limiter-options.js';
 import {
   describeWindow,
   isMoreRestrictive,
@@ -23,7 +22,7 @@ import {
   reportLimit,
   type LimitReport,
 } from './rate-limit-headers.js';
-import { StoreFailure, storeFailureHandling } from './store-failure.js';
+import { StoreFailure } from './store-failure.js';
 import type { CommonLimitOptions, WaitOptions } from './types.js';
 import {
   asPromise,
@@ -33,7 +32,6 @@ import {
   type LimitCheck,
   type Verdict,
 } from './limit-check.js';
-import { resolveWaitOptions, WaitQueue } from './wait-queue.js';
 
 export interface TokenRateLimitOptions extends CommonLimitOptions, LimitLayerOptions {
   /**
@@ -54,18 +52,6 @@ export interface TokenRateLimitOptions extends CommonLimitOptions, LimitLayerOpt
 }
 
 const DONE: Promise<void> = Promise.resolve();
-const OPTION_NAMES = [
-  ...LAYER_OPTION_NAMES,
-  'layers',
-  'stores',
-  'prefix',
-  'wait',
-  'onStoreFailure',
-  'timeoutMs',
-  'onStoreError',
-  'renderError',
-] as const;
-const CODE = 'ERR_TG_RATELIMIT';
 const FACTORY = 'tokenRateLimit';
 
 interface Target {
@@ -129,22 +115,18 @@ function tokensUsed(record: UsageRecord): number {
  * refused at once, without touching the counters.
  */
 export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHandler {
-  assertKnownOptions(options, OPTION_NAMES, `${CODE}_UNKNOWN_OPTION`, FACTORY);
+  const { failures, renderError, prefix, layers, queue } = resolveLimiterOptions(options, {
+    factory: FACTORY,
+    optionNames: LAYERED_OPTION_NAMES,
+    defaultLimit: 10_000,
+    defaultPrefix: 'tg:tokens:',
+    memoryStoreOf: ({ counter }) => unalteredMemoryStore(counter, MemoryWindowCounter, ['consume', 'adjust']),
+    exactRetryAfter: false,
+  });
   const counter = (options.stores ?? createMemoryStores()).counter;
   // One call path: the counter's answer at once where it can give one (in process memory, from a block it holds), else its promise.
   const atOnce = counterAtOnce(counter);
-  const failures = storeFailureHandling(
-    options,
-    FACTORY,
-    CODE,
-    unalteredMemoryStore(counter, MemoryWindowCounter, ['consume', 'adjust']) !== undefined,
-  );
-  const renderError = options.renderError ?? renderApiError;
-  const prefix = options.prefix ?? 'tg:tokens:';
-  const layers = resolveLayers(options, { factory: FACTORY, codePrefix: CODE, defaultLimit: 10_000 });
   const keyPrefixes = layers.map((layer) => `${prefix}${layer.name}:`);
-  const waitSettings = resolveWaitOptions(options.wait, FACTORY, CODE);
-  const queue = waitSettings && new WaitQueue(waitSettings, { exactRetryAfter: false });
 
   function adjust({ key, slot, layer, result }: Charge, delta: number): Promise<void> {
     return failures
