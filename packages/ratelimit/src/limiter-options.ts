@@ -33,7 +33,11 @@ export interface LimiterOptions extends CommonLimitOptions, LimitLayerOptions {
 export interface LimiterDefaults<O extends LimiterOptions> {
   /** The factory's name, in messages: `tieredRateLimit`. */
   factory: string;
-  optionNames: readonly string[];
+  /**
+   * Every option name the limiter takes.
+   * @default LAYERED_OPTION_NAMES
+   */
+  optionNames?: readonly string[];
   /** The limit of callers without a tier limit. */
   defaultLimit: number;
   /** The prefix of the counter keys when the options give none. */
@@ -78,7 +82,8 @@ export function resolveLimiterOptions<O extends LimiterOptions>(
   defaults: LimiterDefaults<O>,
 ): ResolvedLimiterOptions {
   const { factory } = defaults;
-  assertKnownOptions(options, defaults.optionNames, `${LIMITER_CODE}_UNKNOWN_OPTION`, factory);
+  const optionNames = defaults.optionNames ?? LAYERED_OPTION_NAMES;
+  assertKnownOptions(options, optionNames, `${LIMITER_CODE}_UNKNOWN_OPTION`, factory);
   const { stores } = options;
   const inProcess = defaults.memoryStoreOf !== undefined && (!stores || defaults.memoryStoreOf(stores) !== undefined);
   const failures = storeFailureHandling(options, factory, LIMITER_CODE, inProcess);

@@ -2,7 +2,7 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { IncrementResponse, Options as RateLimitOptions } from 'express-rate-limit';
 import type { LimitLayer, LimitLayerOptions } from './limit-layers.js';
-import { LAYERED_OPTION_NAMES, resolveLimiterOptions, type ResolvedLimiterOptions } from './limiter-options.js';
+import { resolveLimiterOptions, type ResolvedLimiterOptions } from './limiter-options.js';
 import {
   isMoreRestrictive,
   mostRestrictive,
@@ -262,7 +262,6 @@ function requestCheck(
 export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHandler {
   const config = resolveLimiterOptions(options, {
     factory: FACTORY,
-    optionNames: LAYERED_OPTION_NAMES,
     defaultLimit: 60,
     defaultPrefix: 'tg:rl:',
     prefixUnderStores: 'rl:',
