@@ -85,36 +85,6 @@ function reportPassedStoreError(failures: StoreFailureHandling, error: unknown):
 }
 
 /**
- * Each layer with its store. A layer is counted in its store directly, mounted alone or inside
- * combineLimits alike: the limit, then the hit (express-rate-limit's Store contract, the store
- * told the limit); more hits than the limit refuse. Headers are written once for all layers.
- */
-function requestLayers(
-  { layers, prefix, failures }: ResolvedLimiterOptions,
-  stores: StoresWithCommands | undefined,
-): RequestLayer[] {
-  // On Redis Cluster a counter sits on the slot of whom it counts (the key, the tenant, global).
-  const slotTag = stores?.slotTag?.bind(stores);
-  return layers.map((layer) => {
-    const store = createRequestStore(stores, `${prefix}${layer.name}:`, failures, layer.windowMs);
-    // A store of express-rate-limit's learns its window at init (rate-limit-redis's does, and loads its script then:
-    // a load that fails, Redis being down, is loaded again by the first count once it answers).
-    try {
-      void Promise.resolve(store.init?.({ windowMs: layer.windowMs } as RateLimitOptions)).catch(() => undefined);
-    } catch {
-      // As a failed load: counted as a store failure by the first count.
-    }
-    const storeKeyOf = slotTag
-      ? (req: Request) => {
-          const id = layer.keyOf(req);
-          return slotTag(id) + id;
-        }
-      : layer.keyOf;
-    return { ...layer, storeKeyOf, store };
-  });
-}
-
-/**
  * Counts a layer in its store directly, as express-rate-limit would: the limit, then the hit
  * (the store is told the limit); more hits than the limit refuse; a store error passes under failOpen.
  * A store that answers at once (process memory) is counted without a promise.
@@ -251,6 +221,36 @@ function requestCheck(
       renderError(failures.unavailable(), req, res);
     },
   };
+}
+
+/**
+ * Each layer with its store. A layer is counted in its store directly, mounted alone or inside
+ * combineLimits alike: the limit, then the hit (express-rate-limit's Store contract, the store
+ * told the limit); more hits than the limit refuse. Headers are written once for all layers.
+ */
+function requestLayers(
+  { layers, prefix, failures }: ResolvedLimiterOptions,
+  stores: StoresWithCommands | undefined,
+): RequestLayer[] {
+  // On Redis Cluster a counter sits on the slot of whom it counts (the key, the tenant, global).
+  const slotTag = stores?.slotTag?.bind(stores);
+  return layers.map((layer) => {
+    const store = createRequestStore(stores, `${prefix}${layer.name}:`, failures, layer.windowMs);
+    // A store of express-rate-limit's learns its window at init (rate-limit-redis's does, and loads its script then:
+    // a load that fails, Redis being down, is loaded again by the first count once it answers).
+    try {
+      void Promise.resolve(store.init?.({ windowMs: layer.windowMs } as RateLimitOptions)).catch(() => undefined);
+    } catch {
+      // As a failed load: counted as a store failure by the first count.
+    }
+    const storeKeyOf = slotTag
+      ? (req: Request) => {
+          const id = layer.keyOf(req);
+          return slotTag(id) + id;
+        }
+      : layer.keyOf;
+    return { ...layer, storeKeyOf, store };
+  });
 }
 
 /**
