@@ -1,34 +1,18 @@
 // meter(): estimates a provider request before the handler, reads real usage from the response on the way, settles once.
-import { ApiError, createPricing, getContext, renderApiError, TollgateError, UnknownModelError } from '@tollgate/core';
-import { assertKnownOptions, costNanoUsd, sequentialIds } from '@tollgate/core/kit';
-import type {
-  ErrorRenderer,
-  Pricing,
-  ProviderApi,
-  ReportedUsage,
-  TokenUsage,
-  TollgateContext,
-  UsageRecord,
-} from '@tollgate/core';
-import type { MeterCharge, PricingOptions, ProviderCall, ResolvedPrice, TokenizerFamily } from '@tollgate/core/kit';
+import { ApiError, getContext, TollgateError, UnknownModelError } from '@tollgate/core';
+import { costNanoUsd, sequentialIds } from '@tollgate/core/kit';
+import type { Pricing, ReportedUsage, TokenUsage, TollgateContext, UsageRecord } from '@tollgate/core';
+import type { MeterCharge, ProviderCall, ResolvedPrice, TokenizerFamily } from '@tollgate/core/kit';
 import {
   adapterFor,
   countTextTokens,
-  DEFAULT_COUNT_CACHE_CHARS,
   estimateRequestAsync,
   estimateRequestAtOnce,
   preloadTokenizers,
   TokenCountCache,
 } from '@tollgate/providers';
-import {
-  ASYNC_ESTIMATE_MS,
-  CountBudget,
-  declareOrAnswer,
-  ESTIMATE_SLICE_MS,
-  SYNC_ESTIMATE_MS,
-} from '@tollgate/providers/kit';
+import { CountBudget, declareOrAnswer } from '@tollgate/providers/kit';
 import type {
-  CallDeclaration,
   EncodingName,
   EstimateRequestInput,
   OutputCounter,
@@ -38,12 +22,15 @@ import type {
 import type { ReadUsage } from '@tollgate/providers/kit';
 import type { Span, Tracer } from '@opentelemetry/api';
 import type { NextFunction, Request, Response } from 'express';
-import { endCallSpan, meteringTracer, startCallSpan } from './call-span.js';
+import { endCallSpan, startCallSpan } from './call-span.js';
 import { UsageTap } from './response-tap.js';
 import type { OutputCounting } from './response-tap.js';
 import { writeToSinks } from './sink.js';
-import type { UsageSink } from './sink.js';
 import type { UsageSpool } from './usage-spool.js';
+import { positiveInteger, resolveMeterOptions } from './meter-options.js';
+import type { MeterOptions, ResolvedMeterOptions } from './meter-options.js';
+
+export type { MeterOptions } from './meter-options.js';
 
 /**
  * `text` without the replacement characters it ends with: an answer cut at its cap inside a character ends with the
@@ -53,146 +40,6 @@ function withoutPartialEnd(text: string): string {
   let end = text.length;
   while (end > 0 && text.charCodeAt(end - 1) === 0xfffd) end--;
   return end === text.length ? text : text.slice(0, end);
-}
-
-/** See `MeterOptions.lowerBoundFactor`. */
-const DEFAULT_LOWER_BOUND_FACTOR = 0.5;
-
-export interface MeterOptions {
-  /**
-   * Prices: a table from core `createPricing()`, or its options. An unknown model is rejected
-   * with 400 `invalid_request` (param `model`) unless the pricing has a default price.
-   * @default createPricing() (the shipped table)
-   */
-  pricing?: Pricing | PricingOptions;
-  /** Where settled records go (JSONL, log, Prometheus, PostgreSQL, your own). @default [] */
-  sinks?: UsageSink[];
-  /**
-   * The usage spool (`openUsageSpool()`) records go through to its sinks, instead of `sinks`: a
-   * record, and a call sent upstream (`req.tollgate.markSending()`), is on disk before anything
-   * else, so that a crash loses none. @default none
-   */
-  spool?: UsageSpool;
-  /**
-   * The provider API the route speaks (`openai.chat`, `openai.responses`, `anthropic.messages`,
-   * `openai.compatible`, `gemini.generate`, or an adapter), declared, never guessed from the path.
-   * A route that declared its call earlier (`providerCall()`) needs none. A route with neither
-   * is no provider call: it is metered only when its handler calls `req.tollgate.recordUsage()`,
-   * and token limits and budgets after it refuse it (they cannot price it).
-   * @default the call declared earlier on the route, else none
-   */
-  api?: ProviderApi | ProviderAdapter;
-  /**
-   * For routes that call a provider SDK themselves: builds the provider request from the client's
-   * request, so it is estimated, capped and budgeted like a proxied one. Send
-   * `req.tollgate.call.body` (budgets may have clamped its cap or downgraded its model), pass
-   * `req.tollgate.call.signal` to the SDK, call `req.tollgate.markSending()` right before the SDK
-   * call (the spool notes the call), and report the answer with `req.tollgate.recordResponse()`.
-   * @default the parsed JSON body is the provider request
-   */
-  request?: CallDeclaration['request'];
-  /**
-   * Output cap when the request sets none (a number, or per request). Written into the body so
-   * the provider enforces it and the estimate stays an upper bound.
-   * @default the model's documented maximum output (not written into the body)
-   */
-  defaultMaxOutputTokens?: number | ((req: Request) => number | undefined);
-  /**
-   * Output cap per identity tier (`req.tollgate.identity.tier`): used when the request sets
-   * none, and clamps a larger one, through the same `req.tollgate.limitOutput()` as `tierPolicy`
-   * (every cap field of the API). Prefer `tierPolicy({ tiers })`, which also checks models.
-   * @default {}
-   */
-  tierMaxOutputTokens?: Record<string, number>;
-  /**
-   * Add `stream_options.include_usage` to OpenAI chat streams that lack it, and strip the extra
-   * usage chunk from what the client receives, so that streams are billed from real usage.
-   * @default true
-   */
-  includeStreamUsage?: boolean;
-  /** Tokens counted per image (an upper bound). @default by model, see `estimateInputTokens` */
-  imageTokens?: number;
-  /**
-   * Time budget of exact token counting per request, in ms of counting (waits for the event loop
-   * excluded); the rest is bounded by UTF-8 bytes. The count runs in slices (`estimateSliceMs`),
-   * so a large budget does not stall other requests. Output counted without provider usage is
-   * counted at once, within min(this, 15) ms.
-   * @default 250
-   */
-  maxEstimateMs?: number;
-  /** Length of one counting slice, in ms; the event loop turns between slices. @default 4 */
-  estimateSliceMs?: number;
-  /** Factor on o200k_base counts for models with no public tokenizer (Anthropic, self-hosted). @default 1.25 */
-  approximationFactor?: number;
-  /**
-   * The hard stop of a model whose tokenizer is not the provider's own (`ownTokenizer` false: Anthropic,
-   * Gemini, self-hosted, OpenAI-compatible) cuts its stream only once this factor times a lower bound of
-   * its output's o200k_base count passes the grant, so that an upstream that honours its cap is never
-   * cut: on 13 texts (prose, code, JSON, numbers, CJK, Korean, Thai, Hindi, Arabic, emoji, base64, runs of
-   * one character), the providers' kinds of tokenizers gave at least 0.58 times o200k_base, so the stop's count
-   * stays at or under 0.86 times theirs (bench/estimate-scripts.ts, §3b). An upstream that ignores its cap runs to
-   * about grant / factor o200k tokens before
-   * the stop (docs/architecture.md, "The hard stop"). A number in (0, 1].
-   * @default 0.5
-   */
-  lowerBoundFactor?: number;
-  /**
-   * Characters of prompt text whose exact counts are kept, per tenant (a `TokenCountCache`): a text
-   * sent again (the system prompt, a conversation resent each turn, tool definitions) is found, not
-   * counted again. 0 keeps none.
-   * @default 4,000,000 (about 8 MB)
-   */
-  countCacheChars?: number;
-  /** Renders the 400 for a missing or unpriced model. @default core renderApiError */
-  renderError?: ErrorRenderer;
-  /** Called with every settled record, after the sinks. @default none */
-  onUsage?: (record: UsageRecord, req: Request) => void;
-  /**
-   * Where the span of each provider call goes (OpenTelemetry GenAI conventions: started at
-   * `req.tollgate.markSending()`, ended with the usage record); `false` makes none.
-   * @default the `@tollgate/metering` tracer of the global provider: a no-op until an SDK registers one
-   */
-  tracer?: Tracer | false;
-}
-
-const KNOWN_OPTIONS = [
-  'pricing',
-  'sinks',
-  'spool',
-  'api',
-  'request',
-  'defaultMaxOutputTokens',
-  'tierMaxOutputTokens',
-  'includeStreamUsage',
-  'imageTokens',
-  'maxEstimateMs',
-  'estimateSliceMs',
-  'approximationFactor',
-  'lowerBoundFactor',
-  'countCacheChars',
-  'renderError',
-  'onUsage',
-  'tracer',
-] as const satisfies readonly (keyof MeterOptions)[];
-
-function isPricing(value: unknown): value is Pricing {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    typeof (value as Pricing).find === 'function' &&
-    typeof (value as Pricing).get === 'function'
-  );
-}
-
-function positiveInteger(value: unknown, name: string): number | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
-    throw new TollgateError(
-      'ERR_TG_METERING_INVALID_OPTION',
-      `meter() option ${name} must be a positive integer; got ${JSON.stringify(value)}`,
-    );
-  }
-  return value;
 }
 
 function hasTokens(usage: ReportedUsage | undefined): usage is ReportedUsage {
@@ -315,113 +162,18 @@ function newRecord(
   };
 }
 
-/**
- * Meters provider calls: sets `req.tollgate.estimate` (tokens and cost upper bound) before the
- * handler, reads the real usage from the response as it streams past (never buffering or
- * delaying it), and settles the request exactly once with a `UsageRecord`, which goes to the
- * sinks. Mount it after auth and before token limits and budgets.
- */
-export function meter(options: MeterOptions = {}) {
-  assertKnownOptions(options, KNOWN_OPTIONS, 'ERR_TG_METERING_UNKNOWN_OPTION', 'meter');
-  const pricing = isPricing(options.pricing) ? options.pricing : createPricing(options.pricing);
-  const sinks = [...(options.sinks ?? [])];
-  for (const sink of sinks) {
-    if (typeof sink?.write !== 'function')
-      throw new TollgateError(
-        'ERR_TG_METERING_INVALID_OPTION',
-        'meter() option sinks must hold objects with write(), flush() and close()',
-      );
-  }
-  const spool = options.spool;
-  if (spool !== undefined && (typeof spool?.deliver !== 'function' || typeof spool.writeIntent !== 'function')) {
-    throw new TollgateError(
-      'ERR_TG_METERING_INVALID_OPTION',
-      'meter() option spool must be a usage spool: openUsageSpool({ directory, sinks })',
-    );
-  }
-  if (spool && sinks.length > 0)
-    throw new TollgateError(
-      'ERR_TG_METERING_INVALID_OPTION',
-      'meter() takes sinks or a spool (which holds its sinks), not both',
-    );
-  const deliver = spool
-    ? (record: UsageRecord) => spool.deliver(record)
-    : (record: UsageRecord) => writeToSinks(sinks, record);
-  const declaredAdapter = options.api === undefined ? undefined : adapterFor(options.api, 'meter() option api');
-  if (options.request !== undefined && typeof options.request !== 'function')
-    throw new TollgateError(
-      'ERR_TG_METERING_INVALID_OPTION',
-      'meter() option request must be a function (req) => provider request body',
-    );
-  if (options.request !== undefined && !declaredAdapter)
-    throw new TollgateError(
-      'ERR_TG_METERING_INVALID_OPTION',
-      'meter() option request needs the api it is sent to: meter({ api, request })',
-    );
-  const declaration: CallDeclaration = { request: options.request };
-  const fixedDefaultCap =
-    typeof options.defaultMaxOutputTokens === 'number'
-      ? positiveInteger(options.defaultMaxOutputTokens, 'defaultMaxOutputTokens')
-      : undefined;
-  const defaultCapOf =
-    typeof options.defaultMaxOutputTokens === 'function' ? options.defaultMaxOutputTokens : () => fixedDefaultCap;
-  const tierCaps = new Map<string, number>();
-  for (const [tier, cap] of Object.entries(options.tierMaxOutputTokens ?? {}))
-    tierCaps.set(tier, positiveInteger(cap, `tierMaxOutputTokens.${tier}`)!);
-  const includeStreamUsage = options.includeStreamUsage ?? true;
-  const estimateOptions = {
-    imageTokens: positiveInteger(options.imageTokens, 'imageTokens'),
-    maxEstimateMs: options.maxEstimateMs ?? ASYNC_ESTIMATE_MS,
-    estimateSliceMs: options.estimateSliceMs ?? ESTIMATE_SLICE_MS,
-    approximationFactor: options.approximationFactor ?? 1.25,
-  };
-  if (!(estimateOptions.maxEstimateMs > 0))
-    throw new TollgateError('ERR_TG_METERING_INVALID_OPTION', 'meter() option maxEstimateMs must be a positive number');
-  if (!(estimateOptions.estimateSliceMs > 0))
-    throw new TollgateError(
-      'ERR_TG_METERING_INVALID_OPTION',
-      'meter() option estimateSliceMs must be a positive number',
-    );
-  // Output is counted on 'close', at once: keep that count within the synchronous time box.
-  const outputCountMs = Math.min(estimateOptions.maxEstimateMs, SYNC_ESTIMATE_MS);
-  if (!(estimateOptions.approximationFactor >= 1))
-    throw new TollgateError(
-      'ERR_TG_METERING_INVALID_OPTION',
-      'meter() option approximationFactor must be a number >= 1',
-    );
-  const lowerBoundFactor = options.lowerBoundFactor ?? DEFAULT_LOWER_BOUND_FACTOR;
-  if (!(typeof lowerBoundFactor === 'number' && lowerBoundFactor > 0 && lowerBoundFactor <= 1)) {
-    throw new TollgateError(
-      'ERR_TG_METERING_INVALID_OPTION',
-      'meter() option lowerBoundFactor must be a number in (0, 1]',
-    );
-  }
-  const countCacheChars =
-    options.countCacheChars === 0
-      ? 0
-      : (positiveInteger(options.countCacheChars, 'countCacheChars') ?? DEFAULT_COUNT_CACHE_CHARS);
-  const countCache = countCacheChars === 0 ? undefined : new TokenCountCache(countCacheChars);
-  const render = options.renderError ?? renderApiError;
-  const onUsage = options.onUsage;
-  if (options.tracer !== undefined && options.tracer !== false && typeof options.tracer?.startSpan !== 'function') {
-    throw new TollgateError(
-      'ERR_TG_METERING_INVALID_OPTION',
-      'meter() option tracer must be an OpenTelemetry Tracer (trace.getTracer(name)) or false',
-    );
-  }
-  const tracer = options.tracer === false ? undefined : (options.tracer ?? meteringTracer());
-  // Load the encoding of current models (and of every lower bound) now, off the request path; until then counts use
-  // the byte bound. Another encoding loads the first time a request needs it.
-  void preloadTokenizers(['o200k_base']);
-
+/** How the output of a call at a price is counted, for the response tap: its countings made once per meter. */
+function outputCountings({
+  outputCountMs,
+  approximationFactor,
+  lowerBoundFactor,
+}: ResolvedMeterOptions): (price: ResolvedPrice | undefined) => OutputCounting {
   /** Counts output text the way the input was counted, per catalogue tokenizer (made once, not per request). */
   const outputCounters: Record<TokenizerFamily, OutputCounter> = {
     o200k_base: (text) => countTextTokens(text, 'o200k_base', new CountBudget(outputCountMs)),
     cl100k_base: (text) => countTextTokens(text, 'cl100k_base', new CountBudget(outputCountMs)),
     approximate: (text) =>
-      Math.ceil(
-        countTextTokens(text, 'o200k_base', new CountBudget(outputCountMs)) * estimateOptions.approximationFactor,
-      ),
+      Math.ceil(countTextTokens(text, 'o200k_base', new CountBudget(outputCountMs)) * approximationFactor),
   };
   /** Counts that never exceed the exact count: where text cannot be counted in time, a lower bound (bytes / 128). */
   const lowerCounters: Record<EncodingName, OutputCounter> = {
@@ -459,11 +211,32 @@ export function meter(options: MeterOptions = {}) {
       own: false,
     },
   };
-  const countingOfPrice = (price: ResolvedPrice | undefined): OutputCounting => {
+  return (price: ResolvedPrice | undefined): OutputCounting => {
     const tokenizer = price?.tokenizer ?? 'approximate';
     const encoding = tokenizer === 'approximate' ? 'o200k_base' : tokenizer;
     return price?.ownTokenizer === true ? ownCountings[encoding] : boundCountings[encoding];
   };
+}
+
+/**
+ * Meters provider calls: sets `req.tollgate.estimate` (tokens and cost upper bound) before the
+ * handler, reads the real usage from the response as it streams past (never buffering or
+ * delaying it), and settles the request exactly once with a `UsageRecord`, which goes to the
+ * sinks. Mount it after auth and before token limits and budgets.
+ */
+export function meter(options: MeterOptions = {}) {
+  const config = resolveMeterOptions(options);
+  const { pricing, sinks, spool, declaredAdapter, declaration, defaultCapOf, tierCaps, includeStreamUsage } = config;
+  const { renderError: render, onUsage, tracer } = config;
+  const deliver = spool
+    ? (record: UsageRecord) => spool.deliver(record)
+    : (record: UsageRecord) => writeToSinks(sinks, record);
+  const countCache = config.countCacheChars === 0 ? undefined : new TokenCountCache(config.countCacheChars);
+  // Load the encoding of current models (and of every lower bound) now, off the request path; until then counts use
+  // the byte bound. Another encoding loads the first time a request needs it.
+  void preloadTokenizers(['o200k_base']);
+
+  const countingOfPrice = outputCountings(config);
   /** The counting of the model the request runs with now: a model group may have switched it since the estimate. */
   const countingOf = (ctx: TollgateContext): OutputCounting => {
     const model = ctx.estimate?.model ?? ctx.call?.model;
@@ -492,10 +265,10 @@ export function meter(options: MeterOptions = {}) {
     body: call.body,
     model: call.model!,
     pricing,
-    imageTokens: estimateOptions.imageTokens,
-    maxEstimateMs: estimateOptions.maxEstimateMs,
-    estimateSliceMs: estimateOptions.estimateSliceMs,
-    approximationFactor: estimateOptions.approximationFactor,
+    imageTokens: config.imageTokens,
+    maxEstimateMs: config.maxEstimateMs,
+    estimateSliceMs: config.estimateSliceMs,
+    approximationFactor: config.approximationFactor,
     countCache,
     // Per tenant: no tenant learns from a faster answer what another one sent.
     countScope: ctx.identity?.tenantId ?? '',

@@ -1,25 +1,13 @@
 // concurrencyLimit: at most N requests in flight per key or tenant, released on finish, close and error alike.
 import { randomUUID } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import {
-  ApiError,
-  getContext,
-  parseDuration,
-  renderApiError,
-  TollgateError,
-  type TollgateStores,
-} from '@tollgate/core';
-import {
-  assertKnownOptions,
-  MemoryReservationLedger,
-  unalteredMemoryStore,
-  type ReservationLedger,
-} from '@tollgate/core/kit';
-import { resolveLayers, type TierLimit } from './limit-layers.js';
-import { StoreFailure, storeFailureHandling } from './store-failure.js';
+import { ApiError, getContext, parseDuration, TollgateError, type TollgateStores } from '@tollgate/core';
+import { MemoryReservationLedger, unalteredMemoryStore, type ReservationLedger } from '@tollgate/core/kit';
+import type { TierLimit } from './limit-layers.js';
+import { LIMITER_CODE, LIMITER_OPTION_NAMES, resolveLimiterOptions } from './limiter-options.js';
+import { StoreFailure } from './store-failure.js';
 import type { CommonLimitOptions, WaitOptions } from './types.js';
 import { registerLimitCheck, runLimitCheck, type LimitCheck } from './limit-check.js';
-import { resolveWaitOptions, WaitQueue } from './wait-queue.js';
 
 export interface ConcurrencyLimitOptions extends CommonLimitOptions {
   /**
@@ -60,22 +48,7 @@ export interface ConcurrencyLimitOptions extends CommonLimitOptions {
   wait?: WaitOptions;
 }
 
-const OPTION_NAMES = [
-  'limit',
-  'tiers',
-  'defaultTier',
-  'name',
-  'by',
-  'stores',
-  'ttl',
-  'prefix',
-  'wait',
-  'onStoreFailure',
-  'timeoutMs',
-  'onStoreError',
-  'renderError',
-] as const;
-const CODE = 'ERR_TG_RATELIMIT';
+const OPTION_NAMES = ['limit', 'tiers', 'defaultTier', 'name', 'by', 'stores', 'ttl', ...LIMITER_OPTION_NAMES] as const;
 const FACTORY = 'concurrencyLimit';
 
 /** Where slots are counted: this process, or a ledger shared by many. */
@@ -123,41 +96,37 @@ function ledgerSlots(ledger: ReservationLedger, ttlMs: number): SlotCounter {
   };
 }
 
-/** Limits the requests in flight at once per caller; a slot is released exactly once, however the response ends. */
-export function concurrencyLimit(options: ConcurrencyLimitOptions = {}): RequestHandler {
-  assertKnownOptions(options, OPTION_NAMES, `${CODE}_UNKNOWN_OPTION`, FACTORY);
-  const failures = storeFailureHandling(
-    options,
-    FACTORY,
-    CODE,
-    !options.stores ||
-      unalteredMemoryStore(options.stores.ledger, MemoryReservationLedger, ['reserve', 'settle', 'release']) !==
-        undefined,
-  );
-  const renderError = options.renderError ?? renderApiError;
-  const prefix = options.prefix ?? 'tg:inflight:';
-  let ttlMs: number;
+function resolveTtl(ttl: number | string | undefined): number {
   try {
-    ttlMs = parseDuration(options.ttl ?? '10m', `${FACTORY}() ttl`);
+    return parseDuration(ttl ?? '10m', `${FACTORY}() ttl`);
   } catch (error) {
-    throw new TollgateError(`${CODE}_INVALID_TTL`, (error as Error).message.replace(/ \(ERR_.*$/, ''), {
+    throw new TollgateError(`${LIMITER_CODE}_INVALID_TTL`, (error as Error).message.replace(/ \(ERR_.*$/, ''), {
       cause: error,
     });
   }
-  const [layer] = resolveLayers(
-    {
-      name: options.name,
-      by: options.by,
-      limit: options.limit,
-      tiers: options.tiers,
-      defaultTier: options.defaultTier,
-    },
-    { factory: FACTORY, codePrefix: CODE, defaultLimit: 10 },
-  );
+}
+
+/** Limits the requests in flight at once per caller; a slot is released exactly once, however the response ends. */
+export function concurrencyLimit(options: ConcurrencyLimitOptions = {}): RequestHandler {
+  const {
+    failures,
+    renderError,
+    prefix,
+    layers: [layer],
+    queue,
+  } = resolveLimiterOptions(options, {
+    factory: FACTORY,
+    optionNames: OPTION_NAMES,
+    defaultLimit: 10,
+    defaultPrefix: 'tg:inflight:',
+    memoryStoreOf: ({ ledger }) =>
+      unalteredMemoryStore(ledger, MemoryReservationLedger, ['reserve', 'settle', 'release']),
+    exactRetryAfter: false,
+  });
+  const ttlMs = resolveTtl(options.ttl);
+  // One layer: the options themselves (a concurrency limit takes no `layers`).
   const { name, keyOf, limitOf } = layer!;
   const slots = options.stores ? ledgerSlots(options.stores.ledger, ttlMs) : processSlots();
-  const waitSettings = resolveWaitOptions(options.wait, FACTORY, CODE);
-  const queue = waitSettings && new WaitQueue(waitSettings, { exactRetryAfter: false });
 
   interface Slot {
     key: string;

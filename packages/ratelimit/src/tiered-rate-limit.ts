@@ -1,9 +1,8 @@
 // tieredRateLimit: requests per window per tier, in layers (global, tenant, key), each counted in its fixed-window store (the stores' own, rate-limit-redis's or process memory).
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { IncrementResponse, Options as RateLimitOptions } from 'express-rate-limit';
-import { renderApiError } from '@tollgate/core';
-import { assertKnownOptions } from '@tollgate/core/kit';
-import { LAYER_OPTION_NAMES, resolveLayers, type LimitLayer, type LimitLayerOptions } from './limit-layers.js';
+import type { LimitLayer, LimitLayerOptions } from './limit-layers.js';
+import { resolveLimiterOptions, type ResolvedLimiterOptions } from './limiter-options.js';
 import {
   isMoreRestrictive,
   mostRestrictive,
@@ -12,10 +11,9 @@ import {
   type LimitReport,
 } from './rate-limit-headers.js';
 import { createRequestStore, type RequestStore } from './request-store.js';
-import { StoreFailure, storeFailureHandling } from './store-failure.js';
+import { StoreFailure, type StoreFailureHandling } from './store-failure.js';
 import type { CommonLimitOptions, StoresWithCommands, WaitOptions } from './types.js';
 import { asPromise, registerLimitCheck, runLimitCheck, type LimitCheck, type Verdict } from './limit-check.js';
-import { resolveWaitOptions, WaitQueue } from './wait-queue.js';
 
 export interface TieredRateLimitOptions extends CommonLimitOptions, LimitLayerOptions {
   /**
@@ -43,18 +41,6 @@ export interface TieredRateLimitOptions extends CommonLimitOptions, LimitLayerOp
   wait?: WaitOptions;
 }
 
-const OPTION_NAMES = [
-  ...LAYER_OPTION_NAMES,
-  'layers',
-  'stores',
-  'prefix',
-  'wait',
-  'onStoreFailure',
-  'timeoutMs',
-  'onStoreError',
-  'renderError',
-] as const;
-const CODE = 'ERR_TG_RATELIMIT';
 const FACTORY = 'tieredRateLimit';
 interface RequestLayer extends LimitLayer {
   /** The counter id in the store: the layer's id, behind its slot's hash tag on Redis Cluster. */
@@ -92,6 +78,181 @@ function toReport(layer: RequestLayer, count: LayerCount, denied: boolean): Limi
   };
 }
 
+/** A store error the policy let through (failOpen): reported, and the layer passes uncounted. */
+function reportPassedStoreError(failures: StoreFailureHandling, error: unknown): void {
+  if (error instanceof StoreFailure) failures.report(error);
+  else process.emitWarning(`tollgate ${FACTORY}: ${error instanceof Error ? error.message : String(error)}`);
+}
+
+/**
+ * Counts a layer in its store directly, as express-rate-limit would: the limit, then the hit
+ * (the store is told the limit); more hits than the limit refuse; a store error passes under failOpen.
+ * A store that answers at once (process memory) is counted without a promise.
+ */
+function countDirectly(
+  failures: StoreFailureHandling,
+  layer: RequestLayer,
+  req: Request,
+): LayerOutcome | Promise<LayerOutcome> {
+  let key: string;
+  let limit: number;
+  let counted: IncrementResponse | Promise<IncrementResponse>;
+  try {
+    key = layer.storeKeyOf(req);
+    limit = layer.limitOf(req);
+  } catch (error) {
+    return { layer, state: 'error', error };
+  }
+  try {
+    counted = layer.store.increment(key, limit);
+  } catch (error) {
+    return storeErrorOutcome(failures, layer, error);
+  }
+  if (counted instanceof Promise)
+    return counted.then(
+      (answer) => outcomeOf(layer, key, limit, answer),
+      (error: unknown) => storeErrorOutcome(failures, layer, error),
+    );
+  return outcomeOf(layer, key, limit, counted);
+}
+
+function storeErrorOutcome(failures: StoreFailureHandling, layer: RequestLayer, error: unknown): LayerOutcome {
+  if (failures.policy !== 'failOpen') return { layer, state: 'error', error };
+  reportPassedStoreError(failures, error);
+  return { layer, state: 'skipped' };
+}
+
+function outcomeOf(layer: RequestLayer, key: string, limit: number, counted: IncrementResponse): LayerOutcome {
+  const hits = counted.totalHits;
+  const resetAt = counted.resetTime?.getTime();
+  return {
+    layer,
+    state: hits > limit ? 'denied' : 'allowed',
+    count: { key, limit, remaining: Math.max(limit - hits, 0), resetAt },
+  };
+}
+
+/** Gives a hit back to the layers that allowed a request that was refused after all. */
+async function giveBack(failures: StoreFailureHandling, outcomes: LayerOutcome[]): Promise<void> {
+  await Promise.all(
+    outcomes.map(async (outcome) => {
+      if (outcome.state !== 'allowed') return;
+      try {
+        await outcome.layer.store.decrement(outcome.count.key);
+      } catch (error) {
+        failures.report(error);
+      }
+    }),
+  );
+}
+
+function reportOf(outcome: LayerOutcome): LimitReport | undefined {
+  return outcome.state === 'allowed' || outcome.state === 'denied'
+    ? toReport(outcome.layer, outcome.count, outcome.state === 'denied')
+    : undefined;
+}
+
+function reportsOf(outcomes: LayerOutcome[]): LimitReport[] {
+  const reports: LimitReport[] = [];
+  for (const outcome of outcomes) {
+    const report = reportOf(outcome);
+    if (report) reports.push(report);
+  }
+  return reports;
+}
+
+/** The verdict on the counted layers. Allowed is answered at once; the rest first give back what was counted. */
+function verdictOf(failures: StoreFailureHandling, outcomes: LayerOutcome[]): RequestVerdict | Promise<RequestVerdict> {
+  for (const outcome of outcomes)
+    if (outcome.state === 'error' || outcome.state === 'denied') return refusalOf(failures, outcomes);
+  return { kind: 'allowed', value: outcomes };
+}
+
+async function refusalOf(failures: StoreFailureHandling, outcomes: LayerOutcome[]): Promise<RequestVerdict> {
+  const bug = outcomes.find((o) => o.state === 'error' && !(o.error instanceof StoreFailure));
+  if (bug?.state === 'error') {
+    await giveBack(failures, outcomes);
+    throw bug.error;
+  }
+  const failed = outcomes.find((o) => o.state === 'error');
+  if (failed?.state === 'error') {
+    failures.report(failed.error);
+    await giveBack(failures, outcomes);
+    return { kind: 'unavailable' };
+  }
+  const denied = reportsOf(outcomes).filter((r) => r.denied);
+  await giveBack(failures, outcomes);
+  const retryAfterMs = Math.max(0, ...denied.map((r) => r.resetAt - Date.now()));
+  return { kind: 'denied', value: denied, retryAfterMs };
+}
+
+function requestCheck(
+  { failures, renderError, queue }: ResolvedLimiterOptions,
+  layers: RequestLayer[],
+): LimitCheck<LayerOutcome[], LimitReport[]> {
+  const judge = (outcomes: LayerOutcome[]) => verdictOf(failures, outcomes);
+  function attemptNow(req: Request): RequestVerdict | Promise<RequestVerdict> {
+    // Started together: pipelined into one round trip (one script bundle, combined on Redis stores).
+    const counts = layers.map((layer) => countDirectly(failures, layer, req));
+    // Windows in process memory answer at once: nothing to wait for.
+    return counts.some((count) => count instanceof Promise)
+      ? Promise.all(counts).then(judge)
+      : judge(counts as LayerOutcome[]);
+  }
+  return {
+    queue,
+    queueId: (req) => layers.map((layer) => layer.keyOf(req)).join('|'),
+    attempt: (req) => asPromise(attemptNow(req)),
+    attemptNow,
+    cancel: (outcomes) => giveBack(failures, outcomes),
+    commit(_req, res, outcomes) {
+      let winner: LimitReport | undefined;
+      for (const outcome of outcomes) {
+        const report = reportOf(outcome);
+        if (report && (!winner || isMoreRestrictive(report, winner))) winner = report;
+      }
+      if (winner) reportLimit(res, winner);
+    },
+    refuse(req, res, denied, waitedMs) {
+      const winner = denied && mostRestrictive(denied);
+      refuseOverLimit(renderError, req, res, 'requests', winner, winner ? winner.resetAt - Date.now() : 1000, waitedMs);
+    },
+    unavailable(req, res) {
+      renderError(failures.unavailable(), req, res);
+    },
+  };
+}
+
+/**
+ * Each layer with its store. A layer is counted in its store directly, mounted alone or inside
+ * combineLimits alike: the limit, then the hit (express-rate-limit's Store contract, the store
+ * told the limit); more hits than the limit refuse. Headers are written once for all layers.
+ */
+function requestLayers(
+  { layers, prefix, failures }: ResolvedLimiterOptions,
+  stores: StoresWithCommands | undefined,
+): RequestLayer[] {
+  // On Redis Cluster a counter sits on the slot of whom it counts (the key, the tenant, global).
+  const slotTag = stores?.slotTag?.bind(stores);
+  return layers.map((layer) => {
+    const store = createRequestStore(stores, `${prefix}${layer.name}:`, failures, layer.windowMs);
+    // A store of express-rate-limit's learns its window at init (rate-limit-redis's does, and loads its script then:
+    // a load that fails, Redis being down, is loaded again by the first count once it answers).
+    try {
+      void Promise.resolve(store.init?.({ windowMs: layer.windowMs } as RateLimitOptions)).catch(() => undefined);
+    } catch {
+      // As a failed load: counted as a store failure by the first count.
+    }
+    const storeKeyOf = slotTag
+      ? (req: Request) => {
+          const id = layer.keyOf(req);
+          return slotTag(id) + id;
+        }
+      : layer.keyOf;
+    return { ...layer, storeKeyOf, store };
+  });
+}
+
 /**
  * Limits requests per window, per tier, in one or several layers. All layers are counted at
  * once (one Redis round trip, pipelined; one call with the other checks inside combineLimits); a
@@ -99,190 +260,14 @@ function toReport(layer: RequestLayer, count: LayerCount, denied: boolean): Limi
  * does not drain a shared (global, tenant) limit.
  */
 export function tieredRateLimit(options: TieredRateLimitOptions = {}): RequestHandler {
-  assertKnownOptions(options, OPTION_NAMES, `${CODE}_UNKNOWN_OPTION`, FACTORY);
-  const failures = storeFailureHandling(options, FACTORY, CODE);
-  const renderError = options.renderError ?? renderApiError;
-  // Every key the stores write lives under their prefix; the request counters too.
-  const storesPrefix = typeof options.stores?.prefix === 'string' ? options.stores.prefix : undefined;
-  const prefix = storesPrefix === undefined ? (options.prefix ?? 'tg:rl:') : storesPrefix + (options.prefix ?? 'rl:');
-  const waitSettings = resolveWaitOptions(options.wait, FACTORY, CODE);
-  const queue = waitSettings && new WaitQueue(waitSettings, { exactRetryAfter: true });
-
-  const resolved = resolveLayers(options, { factory: FACTORY, codePrefix: CODE, defaultLimit: 60 });
-  // On Redis Cluster a counter sits on the slot of whom it counts (the key, the tenant, global).
-  const slotTag = options.stores?.slotTag?.bind(options.stores);
-
-  /** A store error the policy let through (failOpen): reported, and the layer passes uncounted. */
-  function reportPassedStoreError(error: unknown): void {
-    if (error instanceof StoreFailure) failures.report(error);
-    else process.emitWarning(`tollgate ${FACTORY}: ${error instanceof Error ? error.message : String(error)}`);
-  }
-
-  /**
-   * Each layer with its store. A layer is counted in its store directly, mounted alone or inside
-   * combineLimits alike: the limit, then the hit (express-rate-limit's Store contract, the store
-   * told the limit); more hits than the limit refuse. Headers are written once for all layers.
-   */
-  function requestLayers(): RequestLayer[] {
-    return resolved.map((layer) => {
-      const store = createRequestStore(options.stores, `${prefix}${layer.name}:`, failures, layer.windowMs);
-      // A store of express-rate-limit's learns its window at init (rate-limit-redis's does, and loads its script then:
-      // a load that fails, Redis being down, is loaded again by the first count once it answers).
-      try {
-        void Promise.resolve(store.init?.({ windowMs: layer.windowMs } as RateLimitOptions)).catch(() => undefined);
-      } catch {
-        // As a failed load: counted as a store failure by the first count.
-      }
-      const storeKeyOf = slotTag
-        ? (req: Request) => {
-            const id = layer.keyOf(req);
-            return slotTag(id) + id;
-          }
-        : layer.keyOf;
-      return { ...layer, storeKeyOf, store };
-    });
-  }
-
-  /**
-   * Counts a layer in its store directly, as express-rate-limit would: the limit, then the hit
-   * (the store is told the limit); more hits than the limit refuse; a store error passes under failOpen.
-   * A store that answers at once (process memory) is counted without a promise.
-   */
-  function countDirectly(layer: RequestLayer, req: Request): LayerOutcome | Promise<LayerOutcome> {
-    let key: string;
-    let limit: number;
-    let counted: IncrementResponse | Promise<IncrementResponse>;
-    try {
-      key = layer.storeKeyOf(req);
-      limit = layer.limitOf(req);
-    } catch (error) {
-      return { layer, state: 'error', error };
-    }
-    try {
-      counted = layer.store.increment(key, limit);
-    } catch (error) {
-      return storeErrorOutcome(layer, error);
-    }
-    if (counted instanceof Promise)
-      return counted.then(
-        (answer) => outcomeOf(layer, key, limit, answer),
-        (error: unknown) => storeErrorOutcome(layer, error),
-      );
-    return outcomeOf(layer, key, limit, counted);
-  }
-
-  function storeErrorOutcome(layer: RequestLayer, error: unknown): LayerOutcome {
-    if (failures.policy !== 'failOpen') return { layer, state: 'error', error };
-    reportPassedStoreError(error);
-    return { layer, state: 'skipped' };
-  }
-
-  function outcomeOf(layer: RequestLayer, key: string, limit: number, counted: IncrementResponse): LayerOutcome {
-    const hits = counted.totalHits;
-    const resetAt = counted.resetTime?.getTime();
-    return {
-      layer,
-      state: hits > limit ? 'denied' : 'allowed',
-      count: { key, limit, remaining: Math.max(limit - hits, 0), resetAt },
-    };
-  }
-
-  /** Gives a hit back to the layers that allowed a request that was refused after all. */
-  async function giveBack(outcomes: LayerOutcome[]): Promise<void> {
-    await Promise.all(
-      outcomes.map(async (outcome) => {
-        if (outcome.state !== 'allowed') return;
-        try {
-          await outcome.layer.store.decrement(outcome.count.key);
-        } catch (error) {
-          failures.report(error);
-        }
-      }),
-    );
-  }
-
-  function reportOf(outcome: LayerOutcome): LimitReport | undefined {
-    return outcome.state === 'allowed' || outcome.state === 'denied'
-      ? toReport(outcome.layer, outcome.count, outcome.state === 'denied')
-      : undefined;
-  }
-
-  function reportsOf(outcomes: LayerOutcome[]): LimitReport[] {
-    const reports: LimitReport[] = [];
-    for (const outcome of outcomes) {
-      const report = reportOf(outcome);
-      if (report) reports.push(report);
-    }
-    return reports;
-  }
-
-  /** The verdict on the counted layers. Allowed is answered at once; the rest first give back what was counted. */
-  function verdictOf(outcomes: LayerOutcome[]): RequestVerdict | Promise<RequestVerdict> {
-    for (const outcome of outcomes)
-      if (outcome.state === 'error' || outcome.state === 'denied') return refusalOf(outcomes);
-    return { kind: 'allowed', value: outcomes };
-  }
-
-  async function refusalOf(outcomes: LayerOutcome[]): Promise<RequestVerdict> {
-    const bug = outcomes.find((o) => o.state === 'error' && !(o.error instanceof StoreFailure));
-    if (bug?.state === 'error') {
-      await giveBack(outcomes);
-      throw bug.error;
-    }
-    const failed = outcomes.find((o) => o.state === 'error');
-    if (failed?.state === 'error') {
-      failures.report(failed.error);
-      await giveBack(outcomes);
-      return { kind: 'unavailable' };
-    }
-    const denied = reportsOf(outcomes).filter((r) => r.denied);
-    await giveBack(outcomes);
-    const retryAfterMs = Math.max(0, ...denied.map((r) => r.resetAt - Date.now()));
-    return { kind: 'denied', value: denied, retryAfterMs };
-  }
-
-  function requestCheck(layers: RequestLayer[]): LimitCheck<LayerOutcome[], LimitReport[]> {
-    function attemptNow(req: Request): RequestVerdict | Promise<RequestVerdict> {
-      // Started together: pipelined into one round trip (one script bundle, combined on Redis stores).
-      const counts = layers.map((layer) => countDirectly(layer, req));
-      // Windows in process memory answer at once: nothing to wait for.
-      return counts.some((count) => count instanceof Promise)
-        ? Promise.all(counts).then(verdictOf)
-        : verdictOf(counts as LayerOutcome[]);
-    }
-    return {
-      queue,
-      queueId: (req) => layers.map((layer) => layer.keyOf(req)).join('|'),
-      attempt: (req) => asPromise(attemptNow(req)),
-      attemptNow,
-      cancel: giveBack,
-      commit(_req, res, outcomes) {
-        let winner: LimitReport | undefined;
-        for (const outcome of outcomes) {
-          const report = reportOf(outcome);
-          if (report && (!winner || isMoreRestrictive(report, winner))) winner = report;
-        }
-        if (winner) reportLimit(res, winner);
-      },
-      refuse(req, res, denied, waitedMs) {
-        const winner = denied && mostRestrictive(denied);
-        refuseOverLimit(
-          renderError,
-          req,
-          res,
-          'requests',
-          winner,
-          winner ? winner.resetAt - Date.now() : 1000,
-          waitedMs,
-        );
-      },
-      unavailable(req, res) {
-        renderError(failures.unavailable(), req, res);
-      },
-    };
-  }
-
-  const check = requestCheck(requestLayers());
+  const config = resolveLimiterOptions(options, {
+    factory: FACTORY,
+    defaultLimit: 60,
+    defaultPrefix: 'tg:rl:',
+    prefixUnderStores: 'rl:',
+    exactRetryAfter: true,
+  });
+  const check = requestCheck(config, requestLayers(config, options.stores));
   // Combined, the layers count in the same stores, the same way: their calls join the other checks' in one turn.
   check.combined = () => check;
 

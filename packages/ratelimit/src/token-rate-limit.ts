@@ -1,22 +1,9 @@
 // tokenRateLimit: tokens per window per key, tenant or tier; reserves the estimate, settles to the real usage.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import {
-  ApiError,
-  createMemoryStores,
-  getContext,
-  renderApiError,
-  type TollgateStores,
-  type UsageRecord,
-} from '@tollgate/core';
-import {
-  assertKnownOptions,
-  MemoryWindowCounter,
-  unalteredMemoryStore,
-  counterAtOnce,
-  type WindowCounterAtOnce,
-  type WindowResult,
-} from '@tollgate/core/kit';
-import { LAYER_OPTION_NAMES, resolveLayers, type LimitLayer, type LimitLayerOptions } from './limit-layers.js';
+import { ApiError, createMemoryStores, getContext, type TollgateStores, type UsageRecord } from '@tollgate/core';
+import { MemoryWindowCounter, unalteredMemoryStore } from '@tollgate/core/kit';
+import type { LimitLayerOptions } from './limit-layers.js';
+import { resolveLimiterOptions, type ResolvedLimiterOptions } from './limiter-options.js';
 import {
   describeWindow,
   isMoreRestrictive,
@@ -25,17 +12,9 @@ import {
   reportLimit,
   type LimitReport,
 } from './rate-limit-headers.js';
-import { StoreFailure, storeFailureHandling } from './store-failure.js';
 import type { CommonLimitOptions, WaitOptions } from './types.js';
-import {
-  asPromise,
-  registerLimitCheck,
-  runLimitCheck,
-  settleAll,
-  type LimitCheck,
-  type Verdict,
-} from './limit-check.js';
-import { resolveWaitOptions, WaitQueue } from './wait-queue.js';
+import { asPromise, registerLimitCheck, runLimitCheck, type LimitCheck } from './limit-check.js';
+import { retryAfterOf, TokenWindows, type Charge, type Refusal, type Reserved } from './token-windows.js';
 
 export interface TokenRateLimitOptions extends CommonLimitOptions, LimitLayerOptions {
   /**
@@ -56,47 +35,7 @@ export interface TokenRateLimitOptions extends CommonLimitOptions, LimitLayerOpt
 }
 
 const DONE: Promise<void> = Promise.resolve();
-const OPTION_NAMES = [
-  ...LAYER_OPTION_NAMES,
-  'layers',
-  'stores',
-  'prefix',
-  'wait',
-  'onStoreFailure',
-  'timeoutMs',
-  'onStoreError',
-  'renderError',
-] as const;
-const CODE = 'ERR_TG_RATELIMIT';
 const FACTORY = 'tokenRateLimit';
-
-interface Target {
-  layer: LimitLayer;
-  key: string;
-  /** Whom the window counts (`key:k1`, `tenant:acme`, `global`): its slot on a sharded store. */
-  slot: string;
-  limit: number;
-}
-
-interface Charge extends Target {
-  result: WindowResult;
-}
-
-/** An allowed reservation: what to settle, and where. */
-interface Reserved {
-  units: number;
-  charges: Charge[];
-  queueId: string;
-}
-
-/** Why a request was refused: the layers that refused, or one limit it can never fit. */
-interface Refusal {
-  units: number;
-  charges: Charge[];
-  tooLarge?: Target;
-  /** The route declared no provider call: nothing to count. */
-  misconfigured?: true;
-}
 
 function toReport(charge: Charge, denied: boolean): LimitReport {
   return {
@@ -110,13 +49,6 @@ function toReport(charge: Charge, denied: boolean): LimitReport {
   };
 }
 
-type TokenVerdict = Verdict<Reserved, Refusal>;
-
-/** With nothing to reserve, a window already full still refuses: the request would add to it. */
-function refuses(charge: Charge, units: number): boolean {
-  return !charge.result.allowed || (units === 0 && charge.result.remaining <= 0);
-}
-
 /** Real tokens of a settled request: the whole prompt (cached included) plus the output. */
 function tokensUsed(record: UsageRecord): number {
   // A response-cache hit reached no provider: it takes no tokens (its counts are the stored answer's).
@@ -124,216 +56,28 @@ function tokensUsed(record: UsageRecord): number {
   return Math.max(0, record.inputTokens) + Math.max(0, record.outputTokens);
 }
 
-/**
- * Limits tokens per window. Before the call it reserves `req.tollgate.estimate.totalTokens`
- * (input + output cap) in every layer; when the request settles it charges or refunds the
- * difference to the real input + output tokens. A request larger than a whole limit is
- * refused at once, without touching the counters.
- */
-export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHandler {
-  assertKnownOptions(options, OPTION_NAMES, `${CODE}_UNKNOWN_OPTION`, FACTORY);
-  const counter = (options.stores ?? createMemoryStores()).counter;
-  // One call path: the counter's answer at once where it can give one (in process memory, from a block it holds), else its promise.
-  const atOnce = counterAtOnce(counter);
-  const failures = storeFailureHandling(
-    options,
-    FACTORY,
-    CODE,
-    unalteredMemoryStore(counter, MemoryWindowCounter, ['consume', 'adjust']) !== undefined,
-  );
-  const renderError = options.renderError ?? renderApiError;
-  const prefix = options.prefix ?? 'tg:tokens:';
-  const layers = resolveLayers(options, { factory: FACTORY, codePrefix: CODE, defaultLimit: 10_000 });
-  const keyPrefixes = layers.map((layer) => `${prefix}${layer.name}:`);
-  const waitSettings = resolveWaitOptions(options.wait, FACTORY, CODE);
-  const queue = waitSettings && new WaitQueue(waitSettings, { exactRetryAfter: false });
-
-  function adjust({ key, slot, layer, result }: Charge, delta: number): Promise<void> {
-    return failures
-      .call(
-        'counter.adjust',
-        counter.adjust(key, delta, { windowMs: layer.windowMs, windowStart: result.windowStart, slot }),
-      )
-      .catch((error: unknown) => failures.report(error));
-  }
-
-  /** Adds `delta` to every charge's window; failures are reported, never thrown. Where the counter can, done at once. */
-  function adjustAll(charges: Charge[], delta: number): Promise<void> | undefined {
-    if (delta === 0 || charges.length === 0) return undefined;
-    if (atOnce) {
-      const left = charges.filter(({ key, slot, layer, result }) => {
-        try {
-          return !atOnce.adjustAtOnce(key, delta, { windowMs: layer.windowMs, windowStart: result.windowStart, slot });
-        } catch (error) {
-          failures.report(new StoreFailure('counter.adjust', error));
-          return false;
-        }
-      });
-      if (left.length === 0) return undefined;
-      charges = left;
-    }
-    if (charges.length === 1) return adjust(charges[0]!, delta);
-    return Promise.all(charges.map((charge) => adjust(charge, delta))).then(() => undefined);
-  }
-
-  function targetsOf(req: Request): Target[] {
-    return layers.map((layer, index) => {
-      const slot = layer.keyOf(req);
-      return { layer, key: keyPrefixes[index]! + slot, slot, limit: layer.limitOf(req) };
-    });
-  }
-
-  function consume(target: Target, units: number): Promise<WindowResult> {
-    const { key, limit, layer, slot } = target;
-    const consumed = counter.consume(key, units, { limit, windowMs: layer.windowMs, slot });
-    return failures.callOrUndo('counter.consume', consumed, async (late) => {
-      if (late.allowed && units > 0)
-        await counter.adjust(key, -units, { windowMs: layer.windowMs, windowStart: late.windowStart, slot });
-    });
-  }
-
-  /** Ms until every refusing charge has room: its own estimate, else its window's reset. */
-  function retryAfterOf(denied: Charge[]): number {
-    const now = Date.now();
-    let retryAfterMs = 0;
-    for (const { result } of denied) retryAfterMs = Math.max(retryAfterMs, result.retryAfterMs || result.resetAt - now);
-    return retryAfterMs;
-  }
-
-  /** Reserves the estimate in every layer: at once in process memory. */
-  function reserve(req: Request, res: Response): TokenVerdict | Promise<TokenVerdict> {
-    const estimate = getContext(req, res).estimate;
-    // Nothing says how many tokens this request may use: refused, never let through uncounted.
-    if (!estimate)
-      return { kind: 'denied', value: { misconfigured: true, units: 0, charges: [] }, retryAfterMs: 0, final: true };
-    const units = Math.max(0, Math.ceil(estimate.totalTokens));
-    const targets = targetsOf(req);
-    // Reserving it would drain the window and still fail: refuse with the numbers instead.
-    const tooLarge = targets.find((t) => units > t.limit);
-    if (tooLarge)
-      return { kind: 'denied', value: { tooLarge, units, charges: [] }, retryAfterMs: Infinity, final: true };
-    if (atOnce) {
-      const verdict = consumeAtOnce(atOnce, units, targets);
-      if (verdict) return verdict;
-    }
-    // Started together, so a Redis client pipelines them into one round trip.
-    // A consume that times out may still land: its units are then given back, as nobody will settle them.
-    return settleAll(targets.map((target) => consume(target, units))).then((settled) => {
-      const results = new Array<WindowResult | undefined>(settled.length);
-      let failure: unknown;
-      settled.forEach((outcome, index) => {
-        if (outcome.status === 'fulfilled') results[index] = outcome.value;
-        else failure ??= outcome.reason;
-      });
-      return verdictOf(units, targets, results, failure);
-    });
-  }
-
-  /**
-   * Every layer answered at once (a memory counter always answers, refusals too; blocks answer what
-   * they can grant), or undefined, what was taken at once given back, for the promise path.
-   */
-  function consumeAtOnce(
-    counter: WindowCounterAtOnce,
-    units: number,
-    targets: Target[],
-  ): TokenVerdict | Promise<TokenVerdict> | undefined {
-    const results = new Array<WindowResult | undefined>(targets.length);
-    for (let index = 0; index < targets.length; index++) {
-      const { key, limit, layer, slot } = targets[index]!;
-      let result: WindowResult | undefined;
-      try {
-        result = counter.consumeAtOnce(key, units, { limit, windowMs: layer.windowMs, slot });
-      } catch {
-        result = undefined;
-      }
-      if (!result) {
-        for (let taken = 0; taken < index; taken++) {
-          const target = targets[taken]!;
-          counter.adjustAtOnce(target.key, -units, {
-            windowMs: target.layer.windowMs,
-            windowStart: results[taken]!.windowStart,
-            slot: target.slot,
-          });
-        }
-        return undefined;
-      }
-      results[index] = result;
-    }
-    return verdictOf(units, targets, results, undefined);
-  }
-
-  /** Allowed at once; a failure or a refusal goes through `troubledVerdict`, which gives back what was taken. */
-  function verdictOf(
-    units: number,
-    targets: Target[],
-    results: (WindowResult | undefined)[],
-    failure: unknown,
-  ): TokenVerdict | Promise<TokenVerdict> {
-    const charges: Charge[] = [];
-    let allAllowed = true;
-    let anyDenied = false;
-    for (let index = 0; index < results.length; index++) {
-      const result = results[index];
-      if (result === undefined) continue;
-      const { layer, key, slot, limit } = targets[index]!;
-      const charge = { layer, key, slot, limit, result };
-      charges.push(charge);
-      if (!charge.result.allowed) allAllowed = false;
-      if (refuses(charge, units)) anyDenied = true;
-    }
-    const counted = allAllowed ? charges : charges.filter((c) => c.result.allowed);
-    if (failure !== undefined || anyDenied) return troubledVerdict(units, targets, charges, counted, failure);
-    return allowed(units, targets, counted);
-  }
-
-  function allowed(units: number, targets: Target[], counted: Charge[]): TokenVerdict {
-    return {
-      kind: 'allowed',
-      value: { units, charges: counted, queueId: queue ? targets.map((t) => t.key).join('|') : '' },
-    };
-  }
-
-  async function troubledVerdict(
-    units: number,
-    targets: Target[],
-    charges: Charge[],
-    counted: Charge[],
-    failure: unknown,
-  ): Promise<TokenVerdict> {
-    if (failure !== undefined) {
-      if (!(failure instanceof StoreFailure)) {
-        await adjustAll(counted, -units);
-        throw failure;
-      }
-      failures.report(failure);
-      if (failures.policy === 'failClosed') {
-        await adjustAll(counted, -units);
-        return { kind: 'unavailable' };
-      }
-    }
-    const denied = charges.filter((c) => refuses(c, units));
-    if (denied.length === 0) return allowed(units, targets, counted);
-    await adjustAll(counted, -units);
-    return { kind: 'denied', value: { units, charges: denied }, retryAfterMs: retryAfterOf(denied) };
-  }
-
-  const check: LimitCheck<Reserved, Refusal> = {
+/** The limiter's steps (the check protocol): reserve, settle to the real usage at the request's settle, refuse, give back. */
+function tokenCheck(
+  { failures, renderError, queue }: ResolvedLimiterOptions,
+  windows: TokenWindows,
+): LimitCheck<Reserved, Refusal> {
+  return {
     queue,
     queueId: (req) =>
-      targetsOf(req)
+      windows
+        .targetsOf(req)
         .map((t) => t.key)
         .join('|'),
     attempt(req, res) {
       try {
-        return asPromise(reserve(req, res));
+        return asPromise(windows.reserve(req, res));
       } catch (error) {
         // A failing `by` or `limitScale` function: rejected like any attempt, so a combination still gives back the others.
         return Promise.reject(error);
       }
     },
-    attemptNow: reserve,
-    cancel: ({ charges, units }) => adjustAll(charges, -units) ?? DONE,
+    attemptNow: (req, res) => windows.reserve(req, res),
+    cancel: ({ charges, units }) => windows.adjustAll(charges, -units) ?? DONE,
     commit(req, res, { units, charges, queueId }) {
       let winner: LimitReport | undefined;
       for (const charge of charges) {
@@ -348,7 +92,7 @@ export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHand
         // Nothing metered: keep the reservation as charged, the safe upper bound.
         if (!record) return;
         const delta = tokensUsed(record) - units;
-        const adjusted = adjustAll(charges, delta);
+        const adjusted = windows.adjustAll(charges, delta);
         if (!queue || delta >= 0) return adjusted;
         if (!adjusted) return queue.notify(queueId);
         return adjusted.then(() => queue.notify(queueId));
@@ -379,6 +123,23 @@ export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHand
       renderError(failures.unavailable(), req, res);
     },
   };
+}
+
+/**
+ * Limits tokens per window. Before the call it reserves `req.tollgate.estimate.totalTokens`
+ * (input + output cap) in every layer; when the request settles it charges or refunds the
+ * difference to the real input + output tokens. A request larger than a whole limit is
+ * refused at once, without touching the counters.
+ */
+export function tokenRateLimit(options: TokenRateLimitOptions = {}): RequestHandler {
+  const config = resolveLimiterOptions(options, {
+    factory: FACTORY,
+    defaultLimit: 10_000,
+    defaultPrefix: 'tg:tokens:',
+    memoryStoreOf: ({ counter }) => unalteredMemoryStore(counter, MemoryWindowCounter, ['consume', 'adjust']),
+    exactRetryAfter: false,
+  });
+  const check = tokenCheck(config, new TokenWindows((options.stores ?? createMemoryStores()).counter, config));
 
   return registerLimitCheck(function tokenRateLimitMiddleware(
     req: Request,

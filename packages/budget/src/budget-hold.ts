@@ -1,0 +1,42 @@
+// What the guard holds for a request between its reserve and its settle, and the verdict that grants it.
+import type { ApiError } from '@tollgate/core';
+import type { CheckVerdict, LedgerScope, ReserveRequest, ResolvedPrice } from '@tollgate/core/kit';
+import type { BudgetWindow } from './budget-plan.js';
+
+/** A reservation held for one request, settled when the request settles. */
+declare module '@tollgate/core' {
+  interface ContextVariableMap {
+    /** The holds of the budget guards the request passed, each with the guard's mark (`reprice` finds its own). */
+    'budget.holds': { guard: symbol; hold: BudgetHold }[];
+    /** The ledger's failure behind a 503, for its `cause`. */
+    'budget.storeError': unknown;
+  }
+}
+
+export interface BudgetHold {
+  id: string;
+  granted: number;
+  scopes: LedgerScope[];
+  windows: BudgetWindow[];
+  /** The priced model (family id) and the input bound reserved for it, before any learned margin. */
+  model: string;
+  inputBound: number;
+}
+
+export type BudgetVerdict = CheckVerdict<BudgetHold | undefined, ApiError>;
+
+/** Input tokens reserved: the estimate's provable bound, and that times the model's learned margin. */
+export interface ReservedInput {
+  bound: number;
+  reserved: number;
+}
+
+/** A reserve about to be asked for, with what judging its answer needs. */
+export interface Ask {
+  request: ReserveRequest;
+  windows: BudgetWindow[];
+  price: ResolvedPrice | undefined;
+  /** The least grant the request can run with: what a refusal says it needs. */
+  minAmount: number;
+  input: ReservedInput;
+}

@@ -1,0 +1,161 @@
+// budgetGuard's options: checked and given their defaults once, into the configuration the guard is built from.
+import {
+  TollgateError,
+  createPricing,
+  parseDuration,
+  renderApiError,
+  type ErrorRenderer,
+  type Pricing,
+} from '@tollgate/core';
+import { assertKnownOptions, type ReservationLedger } from '@tollgate/core/kit';
+import { BudgetPlan } from './budget-plan.js';
+import type { BudgetPlanOptions } from './budget-plan.js';
+import type { SoftLimitEvent } from './types.js';
+import { createWebhookSender } from './webhook.js';
+import type { WebhookOptions, WebhookSender } from './webhook.js';
+
+export interface BudgetGuardOptions extends BudgetPlanOptions {
+  /**
+   * Where reservations and spend live. Share one (e.g. `createRedisStores(...).ledger`) between
+   * processes that share budgets.
+   * @default an in-memory ledger of this guard alone
+   */
+  ledger?: ReservationLedger;
+  /**
+   * Prices used to clamp the output cap and to re-price a downgraded model. Use the same table
+   * as metering, or clamps will not match the estimate.
+   * @default createPricing()
+   */
+  pricing?: Pricing;
+  /**
+   * The smallest answer worth running: when a budget cannot pay for the input plus this many
+   * output tokens, the request is refused; otherwise the output cap is clamped to what it affords.
+   * @default 16
+   */
+  minOutputTokens?: number;
+  /**
+   * How long an unsettled reservation holds budget (a crashed process releases it after this).
+   * Make it longer than your longest stream.
+   * @default '10m'
+   */
+  reservationTtl?: number | string;
+  /**
+   * Time limit of each ledger call.
+   * @default '2s'
+   */
+  timeoutMs?: number | string;
+  /**
+   * When the ledger fails or times out: `'failClosed'` answers 503, `'failOpen'` lets the request
+   * through unbudgeted.
+   * @default 'failClosed'
+   */
+  onStoreFailure?: 'failClosed' | 'failOpen';
+  /** Called once per budget per period when it crosses its soft limit. */
+  onSoftLimit?: (event: SoftLimitEvent) => void | Promise<void>;
+  /** POST each soft-limit event as JSON to this URL, retried with exponential backoff. */
+  webhook?: string | WebhookOptions;
+  /**
+   * Log each soft-limit event: `true` writes one JSON line to stderr, a function gets the event.
+   * @default true when neither `onSoftLimit` nor `webhook` is set, else false
+   */
+  log?: boolean | ((event: SoftLimitEvent) => void);
+  /**
+   * Clock for period boundaries, in epoch ms.
+   * @default Date.now
+   */
+  now?: () => number;
+  /**
+   * Renders refusals (429 `insufficient_quota`, 503 when the ledger is down).
+   * @default renderApiError from @tollgate/core
+   */
+  renderError?: ErrorRenderer;
+}
+
+const OPTION_NAMES = [
+  'ledger',
+  'pricing',
+  'keys',
+  'users',
+  'tenants',
+  'features',
+  'global',
+  'budgets',
+  'softLimit',
+  'downgrade',
+  'minOutputTokens',
+  'reservationTtl',
+  'timeoutMs',
+  'onStoreFailure',
+  'onSoftLimit',
+  'webhook',
+  'log',
+  'now',
+  'renderError',
+] as const satisfies readonly (keyof BudgetGuardOptions)[];
+
+/** The options with every default filled in and every value checked. */
+export interface ResolvedBudgetOptions {
+  readonly plan: BudgetPlan;
+  /** The ledger given; undefined when the guard keeps its own, in memory. */
+  readonly ledger: ReservationLedger | undefined;
+  readonly pricing: Pricing;
+  readonly minOutputTokens: number;
+  readonly reservationTtlMs: number;
+  readonly storeTimeoutMs: number;
+  readonly failOpen: boolean;
+  readonly now: () => number;
+  readonly renderError: ErrorRenderer;
+  readonly onSoftLimit: ((event: SoftLimitEvent) => void | Promise<void>) | undefined;
+  /** Idle until the first soft-limit event. */
+  readonly webhook: WebhookSender | undefined;
+  readonly log: ((event: SoftLimitEvent) => void) | undefined;
+}
+
+function optionError(message: string): TollgateError {
+  return new TollgateError('ERR_TG_BUDGET_INVALID_OPTION', message);
+}
+
+function logOf(options: BudgetGuardOptions, webhook: WebhookSender | undefined): ResolvedBudgetOptions['log'] {
+  const log = options.log ?? (options.onSoftLimit === undefined && webhook === undefined);
+  if (typeof log === 'function') return log;
+  return log ? (event: SoftLimitEvent) => console.warn(JSON.stringify(event)) : undefined;
+}
+
+/** Checks every option and fills its default; throws the `ERR_TG_BUDGET_*` error of the first wrong one. Starts nothing. */
+export function resolveBudgetOptions(options: BudgetGuardOptions): ResolvedBudgetOptions {
+  assertKnownOptions(options, OPTION_NAMES, 'ERR_TG_BUDGET_UNKNOWN_OPTION', 'budgetGuard');
+  const plan = new BudgetPlan(options satisfies BudgetPlanOptions);
+  const pricing = options.pricing ?? createPricing();
+  const minOutputTokens = options.minOutputTokens ?? 16;
+  if (!Number.isSafeInteger(minOutputTokens) || minOutputTokens < 1)
+    throw optionError(`minOutputTokens must be a positive integer; got ${JSON.stringify(options.minOutputTokens)}`);
+  const reservationTtlMs = parseDuration(options.reservationTtl ?? '10m', 'reservationTtl');
+  const storeTimeoutMs = parseDuration(options.timeoutMs ?? '2s', 'timeoutMs');
+  if (!['failClosed', 'failOpen'].includes(options.onStoreFailure ?? 'failClosed'))
+    throw optionError(
+      `onStoreFailure must be "failClosed" or "failOpen"; got ${JSON.stringify(options.onStoreFailure)}`,
+    );
+  const webhook = options.webhook === undefined ? undefined : createWebhookSender(options.webhook);
+  for (const [from, to] of plan.downgrades()) {
+    // Checked now, not at the first request past a soft limit.
+    if (!pricing.find(to))
+      throw new TollgateError(
+        'ERR_TG_BUDGET_INVALID_BUDGET',
+        `downgrade ${from} -> ${to}: ${to} has no price; add it to the pricing table`,
+      );
+  }
+  return Object.freeze({
+    plan,
+    ledger: options.ledger,
+    pricing,
+    minOutputTokens,
+    reservationTtlMs,
+    storeTimeoutMs,
+    failOpen: options.onStoreFailure === 'failOpen',
+    now: options.now ?? Date.now,
+    renderError: options.renderError ?? renderApiError,
+    onSoftLimit: options.onSoftLimit,
+    webhook,
+    log: logOf(options, webhook),
+  });
+}

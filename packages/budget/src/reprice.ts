@@ -1,0 +1,64 @@
+// Moving a running request's reservation to the price of the model it now runs with: the new one held before the old is let go.
+import type { Request } from 'express';
+import { withTimeout } from '@tollgate/core/kit';
+import type { TollgateContext } from '@tollgate/core';
+import type { ReserveResult } from '@tollgate/core/kit';
+import type { BudgetHold } from './budget-hold.js';
+import type { BudgetReservations } from './budget-reservations.js';
+import { clampOutput, fullAnswerCost, smallestAnswerCost } from './reservation-cost.js';
+
+/**
+ * Re-prices `hold` for the model of the request's estimate. False, the old reservation kept, when
+ * the budgets cannot cover the new price, the ledger fails or the request has settled meanwhile.
+ */
+export async function repriceHold(
+  req: Request,
+  ctx: TollgateContext,
+  hold: BudgetHold,
+  { config, calls, margins }: BudgetReservations,
+): Promise<boolean> {
+  const estimate = ctx.estimate;
+  if (!estimate || ctx.settled) return false;
+  const price = config.pricing.find(estimate.model);
+  if (!price) return false;
+  if (price.model === hold.model) return true;
+  const input = margins.reservedInput(estimate, price.model);
+  const amount = fullAnswerCost(estimate, input.reserved, price);
+  const minAmount = Math.min(amount, smallestAnswerCost(estimate, input.reserved, price, config.minOutputTokens));
+  const id = calls.reservationId(ctx);
+  // The new price is held before the old is let go: never a moment with the request unbudgeted.
+  const reserving = calls.ledger.reserve({
+    id,
+    amount,
+    minAmount: minAmount < amount ? minAmount : undefined,
+    scopes: hold.scopes,
+    ttlMs: config.reservationTtlMs,
+  });
+  let result: ReserveResult;
+  try {
+    result = await withTimeout(reserving, calls.timeoutMs, 'ledger.reserve');
+  } catch (error) {
+    calls.releaseLateGrant(reserving, id);
+    calls.reportFailure(error);
+    return false;
+  }
+  if (!result.ok) return false;
+  if (ctx.settled) {
+    // The request settled (its old reservation with it) while this one was taken: it is owed nothing.
+    await calls.release(id);
+    return false;
+  }
+  const previous = hold.id;
+  hold.id = id;
+  hold.granted = result.amount;
+  hold.model = price.model;
+  hold.inputBound = input.bound;
+  const note = ctx.reservations.find((reservation) => reservation.kind === 'budget' && reservation.id === previous);
+  if (note) {
+    note.id = id;
+    note.amount = result.amount;
+  }
+  if (result.amount < amount) clampOutput(req, estimate, input.reserved, price, result.amount);
+  await calls.release(previous);
+  return true;
+}

@@ -1,0 +1,240 @@
+// The token windows of a tokenRateLimit: the estimate reserved in every layer at once, then adjusted to the real usage.
+import type { Request, Response } from 'express';
+import { getContext } from '@tollgate/core';
+import { counterAtOnce } from '@tollgate/core/kit';
+import type { TollgateStores } from '@tollgate/core';
+import type { WindowCounterAtOnce, WindowResult } from '@tollgate/core/kit';
+import type { LimitLayer } from './limit-layers.js';
+import { settleAll, type Verdict } from './limit-check.js';
+import type { ResolvedLimiterOptions } from './limiter-options.js';
+import { StoreFailure, type StoreFailureHandling } from './store-failure.js';
+
+export interface Target {
+  layer: LimitLayer;
+  key: string;
+  /** Whom the window counts (`key:k1`, `tenant:acme`, `global`): its slot on a sharded store. */
+  slot: string;
+  limit: number;
+}
+
+export interface Charge extends Target {
+  result: WindowResult;
+}
+
+/** An allowed reservation: what to settle, and where. */
+export interface Reserved {
+  units: number;
+  charges: Charge[];
+  queueId: string;
+}
+
+/** Why a request was refused: the layers that refused, or one limit it can never fit. */
+export interface Refusal {
+  units: number;
+  charges: Charge[];
+  tooLarge?: Target;
+  /** The route declared no provider call: nothing to count. */
+  misconfigured?: true;
+}
+
+type TokenVerdict = Verdict<Reserved, Refusal>;
+
+/** With nothing to reserve, a window already full still refuses: the request would add to it. */
+function refuses(charge: Charge, units: number): boolean {
+  return !charge.result.allowed || (units === 0 && charge.result.remaining <= 0);
+}
+
+/** Ms until every refusing charge has room: its own estimate, else its window's reset. */
+export function retryAfterOf(denied: Charge[]): number {
+  const now = Date.now();
+  let retryAfterMs = 0;
+  for (const { result } of denied) retryAfterMs = Math.max(retryAfterMs, result.retryAfterMs || result.resetAt - now);
+  return retryAfterMs;
+}
+
+export class TokenWindows {
+  readonly #counter: TollgateStores['counter'];
+  /** One call path: the counter's answer at once where it can give one (in process memory, from a block it holds), else its promise. */
+  readonly #atOnce: WindowCounterAtOnce | undefined;
+  readonly #failures: StoreFailureHandling;
+  readonly #layers: readonly LimitLayer[];
+  readonly #keyPrefixes: readonly string[];
+  /** An allowed reservation names its windows only for a wait queue to notify. */
+  readonly #queued: boolean;
+  /** `failures.report`, made once for promise rejections. */
+  readonly #report: (error: unknown) => void;
+
+  constructor(counter: TollgateStores['counter'], { failures, prefix, layers, queue }: ResolvedLimiterOptions) {
+    this.#counter = counter;
+    this.#atOnce = counterAtOnce(counter);
+    this.#failures = failures;
+    this.#layers = layers;
+    this.#keyPrefixes = layers.map((layer) => `${prefix}${layer.name}:`);
+    this.#queued = queue !== undefined;
+    this.#report = (error) => failures.report(error);
+  }
+
+  targetsOf(req: Request): Target[] {
+    return this.#layers.map((layer, index) => {
+      const slot = layer.keyOf(req);
+      return { layer, key: this.#keyPrefixes[index]! + slot, slot, limit: layer.limitOf(req) };
+    });
+  }
+
+  #adjust({ key, slot, layer, result }: Charge, delta: number): Promise<void> {
+    return this.#failures
+      .call(
+        'counter.adjust',
+        this.#counter.adjust(key, delta, { windowMs: layer.windowMs, windowStart: result.windowStart, slot }),
+      )
+      .catch(this.#report);
+  }
+
+  /** Adds `delta` to every charge's window; failures are reported, never thrown. Where the counter can, done at once. */
+  adjustAll(charges: Charge[], delta: number): Promise<void> | undefined {
+    if (delta === 0 || charges.length === 0) return undefined;
+    const atOnce = this.#atOnce;
+    if (atOnce) {
+      const left = charges.filter(({ key, slot, layer, result }) => {
+        try {
+          return !atOnce.adjustAtOnce(key, delta, { windowMs: layer.windowMs, windowStart: result.windowStart, slot });
+        } catch (error) {
+          this.#failures.report(new StoreFailure('counter.adjust', error));
+          return false;
+        }
+      });
+      if (left.length === 0) return undefined;
+      charges = left;
+    }
+    if (charges.length === 1) return this.#adjust(charges[0]!, delta);
+    return Promise.all(charges.map((charge) => this.#adjust(charge, delta))).then(() => undefined);
+  }
+
+  #consume(target: Target, units: number): Promise<WindowResult> {
+    const { key, limit, layer, slot } = target;
+    const counter = this.#counter;
+    const consumed = counter.consume(key, units, { limit, windowMs: layer.windowMs, slot });
+    return this.#failures.callOrUndo('counter.consume', consumed, async (late) => {
+      if (late.allowed && units > 0)
+        await counter.adjust(key, -units, { windowMs: layer.windowMs, windowStart: late.windowStart, slot });
+    });
+  }
+
+  /** Reserves the estimate in every layer: at once in process memory. */
+  reserve(req: Request, res: Response): TokenVerdict | Promise<TokenVerdict> {
+    const estimate = getContext(req, res).estimate;
+    // Nothing says how many tokens this request may use: refused, never let through uncounted.
+    if (!estimate)
+      return { kind: 'denied', value: { misconfigured: true, units: 0, charges: [] }, retryAfterMs: 0, final: true };
+    const units = Math.max(0, Math.ceil(estimate.totalTokens));
+    const targets = this.targetsOf(req);
+    // Reserving it would drain the window and still fail: refuse with the numbers instead.
+    const tooLarge = targets.find((t) => units > t.limit);
+    if (tooLarge)
+      return { kind: 'denied', value: { tooLarge, units, charges: [] }, retryAfterMs: Infinity, final: true };
+    if (this.#atOnce) {
+      const verdict = this.#consumeAtOnce(this.#atOnce, units, targets);
+      if (verdict) return verdict;
+    }
+    // Started together, so a Redis client pipelines them into one round trip.
+    // A consume that times out may still land: its units are then given back, as nobody will settle them.
+    return settleAll(targets.map((target) => this.#consume(target, units))).then((settled) => {
+      const results = new Array<WindowResult | undefined>(settled.length);
+      let failure: unknown;
+      settled.forEach((outcome, index) => {
+        if (outcome.status === 'fulfilled') results[index] = outcome.value;
+        else failure ??= outcome.reason;
+      });
+      return this.#verdictOf(units, targets, results, failure);
+    });
+  }
+
+  /**
+   * Every layer answered at once (a memory counter always answers, refusals too; blocks answer what
+   * they can grant), or undefined, what was taken at once given back, for the promise path.
+   */
+  #consumeAtOnce(
+    counter: WindowCounterAtOnce,
+    units: number,
+    targets: Target[],
+  ): TokenVerdict | Promise<TokenVerdict> | undefined {
+    const results = new Array<WindowResult | undefined>(targets.length);
+    for (let index = 0; index < targets.length; index++) {
+      const { key, limit, layer, slot } = targets[index]!;
+      let result: WindowResult | undefined;
+      try {
+        result = counter.consumeAtOnce(key, units, { limit, windowMs: layer.windowMs, slot });
+      } catch {
+        result = undefined;
+      }
+      if (!result) {
+        for (let taken = 0; taken < index; taken++) {
+          const target = targets[taken]!;
+          counter.adjustAtOnce(target.key, -units, {
+            windowMs: target.layer.windowMs,
+            windowStart: results[taken]!.windowStart,
+            slot: target.slot,
+          });
+        }
+        return undefined;
+      }
+      results[index] = result;
+    }
+    return this.#verdictOf(units, targets, results, undefined);
+  }
+
+  /** Allowed at once; a failure or a refusal goes through `troubledVerdict`, which gives back what was taken. */
+  #verdictOf(
+    units: number,
+    targets: Target[],
+    results: (WindowResult | undefined)[],
+    failure: unknown,
+  ): TokenVerdict | Promise<TokenVerdict> {
+    const charges: Charge[] = [];
+    let allAllowed = true;
+    let anyDenied = false;
+    for (let index = 0; index < results.length; index++) {
+      const result = results[index];
+      if (result === undefined) continue;
+      const { layer, key, slot, limit } = targets[index]!;
+      const charge = { layer, key, slot, limit, result };
+      charges.push(charge);
+      if (!charge.result.allowed) allAllowed = false;
+      if (refuses(charge, units)) anyDenied = true;
+    }
+    const counted = allAllowed ? charges : charges.filter((c) => c.result.allowed);
+    if (failure !== undefined || anyDenied) return this.#troubledVerdict(units, targets, charges, counted, failure);
+    return this.#allowed(units, targets, counted);
+  }
+
+  #allowed(units: number, targets: Target[], counted: Charge[]): TokenVerdict {
+    return {
+      kind: 'allowed',
+      value: { units, charges: counted, queueId: this.#queued ? targets.map((t) => t.key).join('|') : '' },
+    };
+  }
+
+  async #troubledVerdict(
+    units: number,
+    targets: Target[],
+    charges: Charge[],
+    counted: Charge[],
+    failure: unknown,
+  ): Promise<TokenVerdict> {
+    if (failure !== undefined) {
+      if (!(failure instanceof StoreFailure)) {
+        await this.adjustAll(counted, -units);
+        throw failure;
+      }
+      this.#failures.report(failure);
+      if (this.#failures.policy === 'failClosed') {
+        await this.adjustAll(counted, -units);
+        return { kind: 'unavailable' };
+      }
+    }
+    const denied = charges.filter((c) => refuses(c, units));
+    if (denied.length === 0) return this.#allowed(units, targets, counted);
+    await this.adjustAll(counted, -units);
+    return { kind: 'denied', value: { units, charges: denied }, retryAfterMs: retryAfterOf(denied) };
+  }
+}
