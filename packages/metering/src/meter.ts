@@ -1,7 +1,7 @@
 // meter(): estimates a provider request before the handler, reads real usage from the response on the way, settles once.
 import { ApiError, getContext, TollgateError, UnknownModelError } from '@tollgate/core';
 import { costNanoUsd, sequentialIds } from '@tollgate/core/kit';
-import type { Pricing, ReportedUsage, TokenUsage, TollgateContext, UsageRecord } from '@tollgate/core';
+import type { Pricing, ReportedUsage, TokenUsage, TollgateContext, UsageEstimate, UsageRecord } from '@tollgate/core';
 import type { MeterCharge, ProviderCall, ResolvedPrice, TokenizerFamily } from '@tollgate/core/kit';
 import {
   adapterFor,
@@ -20,6 +20,7 @@ import type {
   RequestEstimate,
 } from '@tollgate/providers';
 import type { ReadUsage } from '@tollgate/providers/kit';
+import type { UsageReader } from '@tollgate/providers';
 import type { Span, Tracer } from '@opentelemetry/api';
 import type { NextFunction, Request, Response } from 'express';
 import { endCallSpan, startCallSpan } from './call-span.js';
@@ -482,7 +483,6 @@ class MeteredRequest implements MeterCharge {
 
   private buildRecord(): UsageRecord | undefined {
     const { res, ctx, adapter, tap } = this;
-    const { countOutput, own } = tap.counting;
     const { pricing } = this.settling;
     const reported = hasTokens(ctx.reportedUsage) ? ctx.reportedUsage : undefined;
     // A route that is no provider call produces a record only when its handler reported usage.
@@ -495,70 +495,9 @@ class MeteredRequest implements MeterCharge {
     const failed = res.statusCode >= 400 && !upstreamAborted;
     const grant = estimate ? estimate.maxOutputTokens * (estimate.outputChoices ?? 1) : undefined;
 
-    let usage: TokenUsage;
-    let usageSource: UsageRecord['usageSource'];
-    let reportedModel: string | undefined;
-    if (reported) {
-      usage = {
-        inputTokens:
-          reported.inputTokens === undefined ? (estimate?.inputTokens ?? 0) : nonNegative(reported.inputTokens),
-        cachedInputTokens: nonNegative(reported.cachedInputTokens),
-        cacheWriteTokens: nonNegative(reported.cacheWriteTokens),
-        outputTokens: nonNegative(reported.outputTokens),
-        reasoningTokens: nonNegative(reported.reasoningTokens),
-        cacheWrite1hTokens: nonNegative(reported.cacheWrite1hTokens),
-      };
-      usageSource = 'provider';
-      reportedModel = ctx.reportedUsage?.model;
-    } else {
-      let read: ReadUsage | undefined = reader ? reader.result(countOutput) : undefined;
-      // A failed call without provider usage produced no model output: what passed is an error body, not billable text.
-      if (failed && read?.source === 'counted') read = undefined;
-      // Output that passed yet reported as 0 tokens (an upstream that sent no usage, behind a translation that must
-      // still write a usage field): no provider bills nothing for text it produced, so the text is counted.
-      if (read?.source === 'provider' && read.usage.outputTokens === 0 && reader && reader.output.bytes > 0) {
-        read = {
-          ...read,
-          source: 'counted',
-          usage: { ...read.usage, outputTokens: reader.output.tokens(countOutput) },
-        };
-      }
-      // Without usage the prompt counts as processed unless the call failed before any output.
-      const assumedInput = failed && !read ? 0 : (estimate?.inputTokens ?? 0);
-      usage = read?.usage ?? {
-        inputTokens: assumedInput,
-        cachedInputTokens: 0,
-        cacheWriteTokens: 0,
-        outputTokens: 0,
-        reasoningTokens: 0,
-      };
-      if (read && read.usage.inputTokens === 0) usage.inputTokens = assumedInput;
-      usageSource = read?.source ?? 'counted';
-      // A stream cut short of its grant (the client left) cannot have run past the cap in the body: a count
-      // above it is the approximation (o200k_base x approximationFactor) overshooting. A stream stopped at its
-      // grant did run past it (the upstream ignored the cap): it is billed what was counted, and never less than
-      // the grant it certainly passed.
-      if (usageSource === 'counted' && grant !== undefined) {
-        if (tap.stopped) usage.outputTokens = Math.max(usage.outputTokens, grant);
-        else if (!own) usage.outputTokens = Math.min(usage.outputTokens, grant);
-      }
-      reportedModel = reader?.model;
-      // A JSON answer that never came whole, because the client left or the upstream cut it, is produced (and
-      // billed) whole by the provider all the same: without its usage, it is charged the reservation's bound.
-      if (
-        usageSource !== 'provider' &&
-        estimate &&
-        grant !== undefined &&
-        !tap.streamed &&
-        !failed &&
-        (aborted || upstreamAborted)
-      ) {
-        usage.inputTokens = Math.max(usage.inputTokens, estimate.inputTokens);
-        usage.outputTokens = Math.max(usage.outputTokens, grant);
-        usageSource = 'estimated';
-      }
-    }
-
+    const { usage, usageSource, reportedModel } = reported
+      ? { usage: reportedTokens(reported, estimate), usageSource: 'provider' as const, reportedModel: reported.model }
+      : this.measuredUsage(reader, failed, grant, aborted);
     // Bill what ran: the provider's model when it has a price, else the (maybe downgraded) admitted model.
     let billedModel: string | null = null;
     let price = reportedModel ? pricing.find(reportedModel) : undefined;
@@ -599,4 +538,79 @@ class MeteredRequest implements MeterCharge {
     if (grant !== undefined && (tap.stopped || usage.outputTokens > grant)) record.outputOverCap = true;
     return record;
   }
+
+  /**
+   * The usage of an answer its route did not report: read by the adapter (the provider's, or counted from what
+   * passed), with the rules for what a failed, cut or stopped answer is billed.
+   */
+  private measuredUsage(
+    reader: UsageReader | undefined,
+    failed: boolean,
+    grant: number | undefined,
+    aborted: boolean,
+  ): { usage: TokenUsage; usageSource: UsageRecord['usageSource']; reportedModel: string | undefined } {
+    const { ctx, tap } = this;
+    const { countOutput, own } = tap.counting;
+    const estimate = ctx.estimate;
+    const upstreamAborted = ctx.upstreamAborted;
+    let read: ReadUsage | undefined = reader ? reader.result(countOutput) : undefined;
+    // A failed call without provider usage produced no model output: what passed is an error body, not billable text.
+    if (failed && read?.source === 'counted') read = undefined;
+    // Output that passed yet reported as 0 tokens (an upstream that sent no usage, behind a translation that must
+    // still write a usage field): no provider bills nothing for text it produced, so the text is counted.
+    if (read?.source === 'provider' && read.usage.outputTokens === 0 && reader && reader.output.bytes > 0) {
+      read = {
+        ...read,
+        source: 'counted',
+        usage: { ...read.usage, outputTokens: reader.output.tokens(countOutput) },
+      };
+    }
+    // Without usage the prompt counts as processed unless the call failed before any output.
+    const assumedInput = failed && !read ? 0 : (estimate?.inputTokens ?? 0);
+    const usage: TokenUsage = read?.usage ?? {
+      inputTokens: assumedInput,
+      cachedInputTokens: 0,
+      cacheWriteTokens: 0,
+      outputTokens: 0,
+      reasoningTokens: 0,
+    };
+    if (read && read.usage.inputTokens === 0) usage.inputTokens = assumedInput;
+    let usageSource: UsageRecord['usageSource'] = read?.source ?? 'counted';
+    // A stream cut short of its grant (the client left) cannot have run past the cap in the body: a count
+    // above it is the approximation (o200k_base x approximationFactor) overshooting. A stream stopped at its
+    // grant did run past it (the upstream ignored the cap): it is billed what was counted, and never less than
+    // the grant it certainly passed.
+    if (usageSource === 'counted' && grant !== undefined) {
+      if (tap.stopped) usage.outputTokens = Math.max(usage.outputTokens, grant);
+      else if (!own) usage.outputTokens = Math.min(usage.outputTokens, grant);
+    }
+    const reportedModel = reader?.model;
+    // A JSON answer that never came whole, because the client left or the upstream cut it, is produced (and
+    // billed) whole by the provider all the same: without its usage, it is charged the reservation's bound.
+    if (
+      usageSource !== 'provider' &&
+      estimate &&
+      grant !== undefined &&
+      !tap.streamed &&
+      !failed &&
+      (aborted || upstreamAborted)
+    ) {
+      usage.inputTokens = Math.max(usage.inputTokens, estimate.inputTokens);
+      usage.outputTokens = Math.max(usage.outputTokens, grant);
+      usageSource = 'estimated';
+    }
+    return { usage, usageSource, reportedModel };
+  }
+}
+
+/** The usage a route reported (`recordUsage`), each count made whole and non-negative; the input the estimate's when none was said. */
+function reportedTokens(reported: ReportedUsage, estimate: UsageEstimate | undefined): TokenUsage {
+  return {
+    inputTokens: reported.inputTokens === undefined ? (estimate?.inputTokens ?? 0) : nonNegative(reported.inputTokens),
+    cachedInputTokens: nonNegative(reported.cachedInputTokens),
+    cacheWriteTokens: nonNegative(reported.cacheWriteTokens),
+    outputTokens: nonNegative(reported.outputTokens),
+    reasoningTokens: nonNegative(reported.reasoningTokens),
+    cacheWrite1hTokens: nonNegative(reported.cacheWrite1hTokens),
+  };
 }
