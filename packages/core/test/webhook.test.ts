@@ -3,6 +3,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { webhookDelivery, webhookUrl } from '@tollgate/core/webhook';
+import { fakeOnly } from '../../../test/helpers/fake-clock.js';
 
 /** A receiver that answers each POST with the next status of `statuses` (the last one repeated), recording what came. */
 let statuses: number[] = [];
@@ -88,19 +89,7 @@ describe('webhookDelivery', () => {
     received.length = 0;
     statuses = [502];
     // The waits between tries are the delivery's timers: jest's, moved by the test. Its fetch and the receiver are real.
-    jest.useFakeTimers({
-      doNotFake: [
-        'Date',
-        'hrtime',
-        'nextTick',
-        'performance',
-        'queueMicrotask',
-        'setImmediate',
-        'clearImmediate',
-        'setInterval',
-        'clearInterval',
-      ],
-    });
+    fakeOnly(['setTimeout', 'clearTimeout']);
     // A base of 10 minutes capped at 20 ms: each wait is over once 20 ms have passed.
     const { sender, failures } = delivery({ attempts: 4, initialDelayMs: 600_000, maxDelayMs: 20 });
     sender.send('event-3', '{}');

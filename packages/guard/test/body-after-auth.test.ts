@@ -8,6 +8,7 @@ import request from 'supertest';
 import { apiErrorHandler } from '@tollgate/core';
 import { bodyAfterAuth } from '@tollgate/guard';
 import { fakeAuth } from './helpers.js';
+import { fakeOnly } from '../../../test/helpers/fake-clock.js';
 
 const servers: { close(): void }[] = [];
 afterEach(() => {
@@ -79,19 +80,7 @@ describe('bodyAfterAuth', () => {
 
   it('answers 408 and closes the connection when the body does not arrive within its deadline', async () => {
     // The deadline is a timer: jest's, moved by the test. The sockets are real.
-    jest.useFakeTimers({
-      doNotFake: [
-        'Date',
-        'hrtime',
-        'nextTick',
-        'performance',
-        'queueMicrotask',
-        'setImmediate',
-        'clearImmediate',
-        'setInterval',
-        'clearInterval',
-      ],
-    });
+    fakeOnly(['setTimeout', 'clearTimeout']);
     const { application } = app('200ms');
     const server = application.listen(0, '127.0.0.1');
     servers.push(server);

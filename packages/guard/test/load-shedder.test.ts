@@ -4,6 +4,7 @@ import express from 'express';
 import request from 'supertest';
 import { apiErrorHandler, getContext } from '@tollgate/core';
 import { loadShedder, type LoadShedder } from '@tollgate/guard';
+import { fakeOnly } from '../../../test/helpers/fake-clock.js';
 
 let shedder: LoadShedder | undefined;
 afterEach(() => {
@@ -36,19 +37,7 @@ const busy = (ms: number) => {
 describe('loadShedder', () => {
   it('sheds the lowest tier first while the event loop lags, never the highest, and stops once the lag is gone', async () => {
     // The judgements are the shedder's interval: jest's, one judgement per move. The lag itself is real.
-    jest.useFakeTimers({
-      doNotFake: [
-        'Date',
-        'hrtime',
-        'nextTick',
-        'performance',
-        'queueMicrotask',
-        'setImmediate',
-        'clearImmediate',
-        'setTimeout',
-        'clearTimeout',
-      ],
-    });
+    fakeOnly(['setInterval', 'clearInterval']);
     shedder = loadShedder({ priorities: { free: 0, team: 5, pro: 10 }, maxEventLoopDelay: '100ms', interval: '50ms' });
     const judge = () => jest.advanceTimersByTime(50);
     const application = app(shedder);

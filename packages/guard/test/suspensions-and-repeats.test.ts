@@ -6,6 +6,7 @@ import { apiErrorHandler, createMemoryStores } from '@tollgate/core';
 import { preCallCheckOf } from '@tollgate/core/kit';
 import { createGuard, guardAdminRouter, type Guard } from '@tollgate/guard';
 import { guardedApp } from './helpers.js';
+import { fakeOnly } from '../../../test/helpers/fake-clock.js';
 
 const keys = { k1: { tenantId: 'acme' }, k2: { tenantId: 'acme' }, k3: { tenantId: 'other' } };
 let guard: Guard | undefined;
@@ -13,20 +14,6 @@ afterEach(async () => {
   jest.useRealTimers();
   await guard?.close();
 });
-
-/** Every API jest's clock can take over but Date. */
-const ALL_BUT_DATE: Extract<Parameters<typeof jest.useFakeTimers>[0], { doNotFake?: unknown }>['doNotFake'] = [
-  'hrtime',
-  'nextTick',
-  'performance',
-  'queueMicrotask',
-  'setImmediate',
-  'clearImmediate',
-  'setInterval',
-  'clearInterval',
-  'setTimeout',
-  'clearTimeout',
-];
 
 const chat = (content: string, extra: Record<string, unknown> = {}) => ({
   model: 'gpt-4o-mini',
@@ -80,7 +67,7 @@ describe('suspensions', () => {
   it('throttle scales the limits of a key and its tenant down for a while, then not', async () => {
     // Only Date is jest's: a throttle's end is read from it; the app and supertest keep real timers and I/O.
     const start = Date.UTC(2026, 10, 24, 9, 0);
-    jest.useFakeTimers({ now: start, doNotFake: ALL_BUT_DATE });
+    fakeOnly(['Date'], start);
     guard = createGuard({ alerts: { log: false } });
     const app = guardedApp(guard, keys);
     const scaleOf = async (key: string) =>

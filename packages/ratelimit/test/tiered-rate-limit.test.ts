@@ -5,28 +5,11 @@ import { getContext } from '@tollgate/core';
 import type { RequestHandler } from 'express';
 import { combineLimits, tieredRateLimit } from '@tollgate/ratelimit';
 import { testApp } from './helpers.js';
+import { fakeOnly } from '../../../test/helpers/fake-clock.js';
 
 /** Fakes only Date: supertest's sockets and timers keep running for real. */
 function fakeDate(now: number) {
-  jest.useFakeTimers({
-    now,
-    doNotFake: [
-      'hrtime',
-      'nextTick',
-      'performance',
-      'queueMicrotask',
-      'requestAnimationFrame',
-      'cancelAnimationFrame',
-      'requestIdleCallback',
-      'cancelIdleCallback',
-      'setImmediate',
-      'clearImmediate',
-      'setInterval',
-      'clearInterval',
-      'setTimeout',
-      'clearTimeout',
-    ],
-  });
+  fakeOnly(['Date'], now);
 }
 
 afterEach(() => {

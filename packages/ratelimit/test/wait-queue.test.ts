@@ -6,6 +6,7 @@ import type { RequestHandler } from 'express';
 import { createMemoryStores, getContext } from '@tollgate/core';
 import { concurrencyLimit, QUEUE_HEADER, tieredRateLimit, tokenRateLimit } from '@tollgate/ratelimit';
 import { holdingHandler, listen, send, sleep, testApp, turnsUntil, usageRecord } from './helpers.js';
+import { fakeOnly } from '../../../test/helpers/fake-clock.js';
 
 const servers: http.Server[] = [];
 afterAll(async () => {
@@ -48,18 +49,7 @@ describe('wait queue on concurrencyLimit', () => {
 
   it('refuses at once when the queue is full, and with 429 when the wait runs out', async () => {
     // The wait is on jest's clock (Date and timeouts), moved by the test; the requests are real.
-    jest.useFakeTimers({
-      doNotFake: [
-        'hrtime',
-        'nextTick',
-        'performance',
-        'queueMicrotask',
-        'setImmediate',
-        'clearImmediate',
-        'setInterval',
-        'clearInterval',
-      ],
-    });
+    fakeOnly(['Date', 'setTimeout', 'clearTimeout']);
     const hold = holdingHandler();
     const port = await serve(concurrencyLimit({ limit: 1, wait: { maxMs: 300, maxQueue: 1 } }), hold);
     const a = send(port, { 'x-key': 'k-full', 'x-name': 'a', 'x-hold': '' });
@@ -104,19 +94,7 @@ describe('wait queue on concurrencyLimit', () => {
 describe('wait queue on request and token limits', () => {
   it('tieredRateLimit waits for the window to reset instead of refusing (a 1 s window)', async () => {
     // The window and the wait are on jest's clock (Date and timeouts), moved by the test; the requests are real.
-    jest.useFakeTimers({
-      now: Date.UTC(2026, 10, 24, 9, 0),
-      doNotFake: [
-        'hrtime',
-        'nextTick',
-        'performance',
-        'queueMicrotask',
-        'setImmediate',
-        'clearImmediate',
-        'setInterval',
-        'clearInterval',
-      ],
-    });
+    fakeOnly(['Date', 'setTimeout', 'clearTimeout'], Date.UTC(2026, 10, 24, 9, 0));
     const app = testApp(tieredRateLimit({ limit: 1, window: '1s', wait: { maxMs: 5000 } }));
     expect((await request(app).get('/').set('x-key', 'k-window')).status).toBe(200);
     const waiting = request(app)
