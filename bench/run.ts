@@ -14,6 +14,7 @@ import { runEstimationBenchmark } from './estimate.js';
 import { runEstimateScriptsBenchmark } from './estimate-scripts.js';
 import { runGuardCostBenchmark } from './guard-cost.js';
 import { runGuardDetectionBenchmark } from './guard-detection.js';
+import { runGuardrailsBenchmark } from './guardrails.js';
 import { runHardStopBenchmark } from './hard-stop.js';
 import { runMemoryBenchmark } from './memory.js';
 import { runObservabilityBenchmark } from './observability.js';
@@ -39,6 +40,7 @@ const BENCHMARKS: Record<string, (context: BenchContext) => Promise<SectionResul
   observability: runObservabilityBenchmark,
   'guard-detection': runGuardDetectionBenchmark,
   'guard-cost': runGuardCostBenchmark,
+  guardrails: runGuardrailsBenchmark,
   capacity: runCapacityBenchmark,
   cache: runCacheBenchmark,
   routing: runRoutingBenchmark,

@@ -246,7 +246,7 @@ describe('400 and 404', () => {
   });
 
   it('unknown routes are 404 in the same error shape', async () => {
-    const response = await fetch(`${proxy.url}/v1/embeddings`, {
+    const response = await fetch(`${proxy.url}/v1/images/generations`, {
       method: 'POST',
       headers: { authorization: `Bearer ${keys.free}` },
     });

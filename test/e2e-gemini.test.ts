@@ -215,7 +215,7 @@ describe('Gemini on the built-in mock', () => {
   });
 
   it('an unknown method is a 404, another HTTP method a 405, and a stream without alt=sse or a bad body a 400', async () => {
-    const unknown = await post(`${route}/gemini-2.5-flash:countTokens`, hello, { 'x-goog-api-key': proKey });
+    const unknown = await post(`${route}/gemini-2.5-flash:embedContent`, hello, { 'x-goog-api-key': proKey });
     expect(unknown.status).toBe(404);
     expect(((await unknown.json()) as ErrorAnswer).error.code).toBe('not_found');
     expect((await post(`${route}/gemini-2.5-flash`, hello, { 'x-goog-api-key': proKey })).status).toBe(404);

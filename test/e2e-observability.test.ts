@@ -278,7 +278,9 @@ describe('store failures', () => {
       ).text();
       // tokenRateLimit reports the failed consume, and again the give-back that then has nothing to give back.
       expect(sampleOf(text, 'tollgate_store_failures_total{layer="tokens"}')).toBeGreaterThanOrEqual(1);
-      expect(sampleOf(text, 'tollgate_refusals_total{layer="tokens",reason="service_unavailable"}')).toBe(1);
+      expect(sampleOf(text, 'tollgate_refusals_total{layer="tokens",reason="service_unavailable",tenant="none"}')).toBe(
+        1,
+      );
       expect(
         sampleOf(text, 'tollgate_store_call_duration_seconds_count{operation="counter.consume",outcome="error"}'),
       ).toBe(1);
@@ -307,18 +309,20 @@ describe('the metrics', () => {
   it('count refusals by layer and reason: a rate-limit 429 apart from a budget 429; 401 and 403 counted', async () => {
     const text = await metrics();
     expect(
-      sampleOf(text, 'tollgate_refusals_total{layer="requests",reason="rate_limit_exceeded"}'),
+      sampleOf(text, 'tollgate_refusals_total{layer="requests",reason="rate_limit_exceeded",tenant="slow"}'),
     ).toBeGreaterThanOrEqual(1);
     expect(
-      sampleOf(text, 'tollgate_refusals_total{layer="budget",reason="insufficient_quota"}'),
+      sampleOf(text, 'tollgate_refusals_total{layer="budget",reason="insufficient_quota",tenant="broke"}'),
     ).toBeGreaterThanOrEqual(1);
     expect(
-      sampleOf(text, 'tollgate_refusals_total{layer="concurrency",reason="rate_limit_exceeded"}'),
+      sampleOf(text, 'tollgate_refusals_total{layer="concurrency",reason="rate_limit_exceeded",tenant="solo"}'),
     ).toBeGreaterThanOrEqual(1);
-    expect(sampleOf(text, 'tollgate_refusals_total{layer="auth",reason="invalid_api_key"}')).toBeGreaterThanOrEqual(2);
-    expect(sampleOf(text, 'tollgate_refusals_total{layer="scope",reason="insufficient_scope"}')).toBeGreaterThanOrEqual(
-      1,
-    );
+    expect(
+      sampleOf(text, 'tollgate_refusals_total{layer="auth",reason="invalid_api_key",tenant="none"}'),
+    ).toBeGreaterThanOrEqual(2);
+    expect(
+      sampleOf(text, 'tollgate_refusals_total{layer="scope",reason="insufficient_scope",tenant="acme"}'),
+    ).toBeGreaterThanOrEqual(1);
     expect(
       sampleOf(text, 'tollgate_http_responses_total{route="/v1/chat/completions",status="401"}'),
     ).toBeGreaterThanOrEqual(2);
@@ -347,9 +351,9 @@ describe('the metrics', () => {
     expect(
       sampleOf(text, 'tollgate_store_call_duration_seconds_count{operation="ledger.reserve",outcome="ok"}'),
     ).toBeGreaterThanOrEqual(1);
-    expect(sampleOf(text, 'tollgate_budget_limit_usd{scope="tenant",id="acme"}')).toBe(10);
-    expect(sampleOf(text, 'tollgate_budget_spent_usd{scope="tenant",id="acme"}')).toBeGreaterThan(0);
-    expect(sampleOf(text, 'tollgate_budget_limit_usd{scope="tenant",id="broke"}')).toBe(0.000001);
+    expect(sampleOf(text, 'tollgate_budget_limit_usd{scope="tenant",id="acme",period="day"}')).toBe(10);
+    expect(sampleOf(text, 'tollgate_budget_spent_usd{scope="tenant",id="acme",period="day"}')).toBeGreaterThan(0);
+    expect(sampleOf(text, 'tollgate_budget_limit_usd{scope="tenant",id="broke",period="day"}')).toBe(0.000001);
   });
 });
 

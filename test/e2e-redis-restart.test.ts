@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import OpenAI from 'openai';
 import pg from 'pg';
+import { usdDecimal } from '@tollgate/core/kit';
 import { createRedisStores } from '@tollgate/redis';
 import { freePort, PrivateRedis } from '../packages/redis/test/helpers.js';
 import { newApiKey, ROOT, sha256Hex, spawnProxy, waitFor } from './helpers/proxy.js';
@@ -123,13 +124,17 @@ describe('Redis restarted without persistence', () => {
     const run = promisify(execFile);
     const { stdout } = await run(
       process.execPath,
-      ['--import', 'tsx', '--conditions=source', 'examples/proxy/src/cli.ts', 'reconcile'],
+      ['--import', 'tsx', '--conditions=source', 'packages/gateway/src/tollgate.ts', 'reconcile'],
       {
         cwd: ROOT,
         env: { ...process.env, TOLLGATE_CONFIG: configPath, REDIS_URL: redis.url },
       },
     );
-    expect(stdout).toMatch(/raised budget:tenant:acme:day:\S+ to \d+ nano-USD/);
+    // A table of the scopes raised, in USD (never nano-USD).
+    expect(stdout).toMatch(
+      new RegExp(`^budget:tenant:acme:day:\\S+\\s+${usdDecimal(before.spentNanoUsd).replace('.', '\\.')}$`, 'm'),
+    );
+    expect(stdout).not.toMatch(/nano/);
     const stores = createRedisStores({ url: redis.url });
     try {
       const key = `budget:tenant:acme:day:${new Date().toISOString().slice(0, 10)}`;
@@ -137,7 +142,7 @@ describe('Redis restarted without persistence', () => {
       // Run again: nothing is below the ledger any more.
       const again = await run(
         process.execPath,
-        ['--import', 'tsx', '--conditions=source', 'examples/proxy/src/cli.ts', 'reconcile'],
+        ['--import', 'tsx', '--conditions=source', 'packages/gateway/src/tollgate.ts', 'reconcile'],
         {
           cwd: ROOT,
           env: { ...process.env, TOLLGATE_CONFIG: configPath, REDIS_URL: redis.url },

@@ -79,6 +79,21 @@ describe('zero-config start', () => {
     expect(overview.ledgerSpentNanoUsd).toBe(overview.budget!.spentNanoUsd);
     expect((await fetch(`${demo.url}/dashboard/api/overview`)).status).toBe(401);
   });
+
+  it('answers embeddings and token counts offline, from the mock and the local count', async () => {
+    const pro = /demo-pro\s+tier pro\s+(tgk_\w+)/.exec(demo.output())![1]!;
+    const embedded = await new OpenAI({ apiKey: pro, baseURL: `${demo.url}/v1`, maxRetries: 0 }).embeddings.create({
+      model: 'text-embedding-3-small',
+      input: ['Hello!', 'Goodbye!'],
+    });
+    expect(embedded.data.map((item) => item.embedding.length)).toEqual([1536, 1536]);
+    expect(embedded.usage.prompt_tokens).toBe(4);
+    const counted = await new Anthropic({ apiKey: pro, baseURL: demo.url, maxRetries: 0 }).messages.countTokens({
+      model: 'claude-sonnet-4-5',
+      messages: [{ role: 'user', content: 'Hello!' }],
+    });
+    expect(counted.input_tokens).toBeGreaterThan(0);
+  });
 });
 
 describe('refusing to start', () => {
@@ -117,7 +132,7 @@ describe('keys managed with the CLI while the proxy runs', () => {
     const cli = (...args: string[]) =>
       promisify(execFile)(
         path.join(ROOT, 'node_modules/.bin/tsx'),
-        ['--conditions=source', 'examples/proxy/src/cli.ts', ...args],
+        ['--conditions=source', 'packages/gateway/src/tollgate.ts', ...args],
         { cwd: ROOT },
       );
     const status = async (key: string) =>

@@ -132,7 +132,16 @@ describe('usage records', () => {
     const run = promisify(execFile);
     const { stdout } = await run(
       path.join(ROOT, 'node_modules/.bin/tsx'),
-      ['--conditions=source', 'examples/proxy/src/cli.ts', 'report', '--by', 'tenant', '--since', '1h', '--json'],
+      [
+        '--conditions=source',
+        'packages/gateway/src/tollgate.ts',
+        'report',
+        '--by',
+        'tenant',
+        '--since',
+        '1h',
+        '--json',
+      ],
       {
         cwd: ROOT,
         env: { ...process.env, TOLLGATE_CONFIG: configPath },

@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { validateConfig } from '../packages/gateway/src/config.js';
 import { createMockProvider } from '../packages/gateway/src/mock-provider.js';
+import type { MockProvider } from '../packages/gateway/src/mock-provider.js';
 import { fakeOnly } from './helpers/fake-clock.js';
 import { newApiKey, sha256Hex, startProxy } from './helpers/proxy.js';
 import type { RunningProxy } from './helpers/proxy.js';
@@ -9,6 +10,7 @@ import type { RunningProxy } from './helpers/proxy.js';
 const free = newApiKey();
 const pro = newApiKey();
 let proxy: RunningProxy;
+let mock: MockProvider;
 
 /** How often the shedder judges the load (its default). */
 const JUDGE_MS = 500;
@@ -27,7 +29,8 @@ beforeAll(async () => {
     guard: { shedding: { priorities: { free: 0, pro: 10 }, maxConcurrency: 1, maxEventLoopDelay: '1m' } },
   });
   // Each answer takes 400 ms, so one request in flight is enough to saturate a process allowed one.
-  proxy = await startProxy(config, { mock: createMockProvider({ latencyMs: 400 }), metrics: false });
+  mock = createMockProvider({ latencyMs: 400 });
+  proxy = await startProxy(config, { mock, metrics: false });
 });
 
 afterAll(async () => {
@@ -45,7 +48,9 @@ const chat = (key: string) =>
 describe('proxy shedding by tier', () => {
   it('sheds the free tier while the process is at its ceiling, never the pro tier, and serves both once it is not', async () => {
     const holding = chat(pro);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // In flight once the upstream holds it (a fixed wait is too short on a loaded machine).
+    for (let i = 0; i < 200 && mock.requests.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 25));
+    expect(mock.requests).toHaveLength(1);
     // A judgement while the process is at its ceiling: the free class is shed from now on, not only while it is.
     jest.advanceTimersByTime(JUDGE_MS);
     const [shed, alsoPro] = await Promise.all([chat(free), chat(pro)]);

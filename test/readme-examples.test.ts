@@ -480,7 +480,7 @@ describe('packages/metering/examples/usage-sinks.ts and report.ts', () => {
         ],
         { cwd: ROOT },
       );
-      expect(JSON.parse(stdout)).toEqual([expect.objectContaining({ group: 'acme', requests: 2 })]);
+      expect(JSON.parse(stdout)).toEqual([expect.objectContaining({ tenant: 'acme', requests: 2 })]);
     } finally {
       openai.close();
       rmSync(dir, { recursive: true, force: true });
@@ -538,6 +538,14 @@ describe.each([
     output: 'free while saturated: 503 service_unavailable\npro while saturated: 200\nheld requests: 200 200\n',
   },
   {
+    file: 'packages/guard/examples/prompt-guardrails.ts',
+    output:
+      'masked 1 email\nmasked 1 phone\npersonal data: 200\nthe upstream read: I am [EMAIL], [PHONE]. Book it.\n' +
+      'an injection: 400 prompt_rejected: The prompt was refused by guardrail "deny[0]".\n' +
+      'the classifier: 400 prompt_rejected: The prompt was refused by guardrail "check:fraud".\n' +
+      'answers read: Noted, thank you.\n',
+  },
+  {
     file: 'packages/guard/examples/webhook-receiver.ts',
     output: 'suspended (signature ok): Key k1 (tenant acme) is suspended: spend anomaly.\nforged: 401\n',
   },
@@ -554,6 +562,11 @@ describe.each([
   {
     file: 'packages/gateway/examples/mount.ts',
     output: 'gateway: 200, 31 tokens\nwithout a key: 401\nyour route: 200\n',
+  },
+  {
+    file: 'packages/gateway/examples/mcp.ts',
+    output:
+      'tools: web_search\nweb_search: 3 results for tollgate\ndelete_index: tool_not_allowed\nacme spent: $0.002\n',
   },
   {
     file: 'packages/dashboard/examples/minimal.ts',

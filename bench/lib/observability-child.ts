@@ -1,4 +1,4 @@
-// Child entry for benchmark 14: the example proxy four times in one process, observed more and more, driven in short blocks in turn.
+// Child entry for benchmark 14: the example proxy five times in one process, observed more and more, driven in short blocks in turn.
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +8,16 @@ import type { Express } from 'express';
 import { authHeaders, benchKey, CHAT_BODY, CHAT_PATH, sha256Hex } from './fixtures.js';
 import { inject } from './inject.js';
 
-export const OBSERVED_CASES = ['none', 'log', 'log+metrics', 'log+metrics+tracing'] as const;
+export const OBSERVED_CASES = ['none', 'log', 'log+metrics', 'log+metrics+tracing', 'log+metrics+unsampled'] as const;
+
+/** The case each one is measured against: the one it adds a single thing to. */
+export const MEASURED_FROM: Readonly<Record<(typeof OBSERVED_CASES)[number], number>> = {
+  none: 0,
+  log: 0,
+  'log+metrics': 1,
+  'log+metrics+tracing': 2,
+  'log+metrics+unsampled': 2,
+};
 
 interface RunMessage {
   type: 'run';
@@ -41,20 +50,28 @@ export interface ObservabilityRun {
 const HUGE = { usd: 1_000_000, period: 'day' as const };
 
 async function run(message: RunMessage): Promise<ObservabilityRun> {
-  const [{ createProxyApp }, { validateConfig }, api, core, sdk] = await Promise.all([
+  const [{ createProxyApp }, { validateConfig }, { sampleFirstProvider }, api, core, sdk] = await Promise.all([
     import('../../packages/gateway/src/app.js'),
     import('../../packages/gateway/src/config.js'),
+    import('../../packages/gateway/src/head-sampling.js'),
     import('@opentelemetry/api'),
     import('@opentelemetry/core'),
     import('@opentelemetry/sdk-trace-base'),
   ]);
-  // The SDK as the proxy's startTracing registers it, with an exporter that drops every batch. Only the
-  // tracing case is handed its tracer; the others meet the global API, a no-op as without an SDK.
+  // The SDK as the proxy's startTracing registers it (sampling decided before each span, from the standard
+  // variables), with an exporter that drops every batch. Only the tracing cases are handed a tracer; the others
+  // meet the global API, a no-op as without an SDK. The default sampler (parent-based, always on) samples every
+  // call; `parentbased_traceidratio` at 0 samples none, as a deployment sampling a small share sees most calls.
   const discard: import('@opentelemetry/sdk-trace-base').SpanExporter = {
     export: (_spans, done) => done({ code: core.ExportResultCode.SUCCESS }),
     shutdown: async () => undefined,
   };
-  const provider = new sdk.BasicTracerProvider({ spanProcessors: [new sdk.BatchSpanProcessor(discard)] });
+  const sampled = sampleFirstProvider(sdk, {}, { spanProcessors: [new sdk.BatchSpanProcessor(discard)] });
+  const unsampled = sampleFirstProvider(
+    sdk,
+    { OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0' },
+    { spanProcessors: [new sdk.BatchSpanProcessor(discard)] },
+  );
   api.propagation.setGlobalPropagator(new core.W3CTraceContextPropagator());
   const logFiles = OBSERVED_CASES.map((_, index) => join(tmpdir(), `tollgate-bench-${message.runId}-${index}.log`));
   const apps = OBSERVED_CASES.map((observed, index) => {
@@ -79,7 +96,8 @@ async function run(message: RunMessage): Promise<ObservabilityRun> {
     return createProxyApp(config, {
       log: () => undefined,
       metrics: observed.includes('metrics'),
-      ...(observed.includes('tracing') ? { tracer: provider.getTracer('bench') } : {}),
+      ...(observed.endsWith('tracing') ? { tracer: sampled.tracers.getTracer('bench') } : {}),
+      ...(observed.endsWith('unsampled') ? { tracer: unsampled.tracers.getTracer('bench') } : {}),
     });
   });
   const body = Buffer.from(CHAT_BODY);
@@ -145,7 +163,8 @@ async function run(message: RunMessage): Promise<ObservabilityRun> {
   } finally {
     observer.disconnect();
     for (const app of apps) await app.close();
-    await provider.shutdown();
+    await sampled.provider.shutdown();
+    await unsampled.provider.shutdown();
     await Promise.all(logFiles.map((file) => rm(file, { force: true })));
   }
 }

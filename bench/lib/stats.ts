@@ -66,3 +66,34 @@ export function table(header: string[], rows: string[][]): string {
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
   return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
 }
+
+/** The share of paired rounds left out at each end (a neighbour's burst, a stray page fault). */
+export const TRIM = 0.1;
+const BOOTSTRAP_RESAMPLES = 1_000;
+
+/** The mean of the values between the TRIM and 1 - TRIM quantiles. */
+export function trimmedMean(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const cut = Math.floor(sorted.length * TRIM);
+  let sum = 0;
+  for (let i = cut; i < sorted.length - cut; i++) sum += sorted[i]!;
+  return sum / (sorted.length - 2 * cut);
+}
+
+/** A 95% interval of the trimmed mean, resampling the rounds (a fixed seed: the same samples give the same interval). */
+export function bootstrapInterval(values: readonly number[]): [number, number] {
+  let seed = 0x2545f491;
+  const random = () => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed >>> 0) / 2 ** 32;
+  };
+  const estimates: number[] = [];
+  const resample = new Array<number>(values.length);
+  for (let r = 0; r < BOOTSTRAP_RESAMPLES; r++) {
+    for (let i = 0; i < values.length; i++) resample[i] = values[Math.floor(random() * values.length)]!;
+    estimates.push(trimmedMean(resample));
+  }
+  return [quantile(estimates, 0.025), quantile(estimates, 0.975)];
+}

@@ -718,6 +718,21 @@ export function describeStoreConformance(
           expect((await windows().hit(short, SHORT)).hits).toBe(5);
         });
 
+        it('reads a window without counting, and reads none where no window runs', async () => {
+          const key = unique('fw');
+          expect(await windows().peek(key)).toBeUndefined();
+          const hit = await windows().hit(key, LONG);
+          await windows().hit(key, LONG);
+          const read = await windows().peek(key);
+          expect(read?.hits).toBe(2);
+          expect(Math.abs(read!.resetAt - hit.resetAt)).toBeLessThan(100);
+          expect((await windows().hit(key, LONG)).hits).toBe(3);
+          const short = unique('fw');
+          await windows().hit(short, SHORT);
+          await harness.advance(SHORT + 50);
+          expect(await windows().peek(short)).toBeUndefined();
+        });
+
         it('counts concurrent hits exactly', async () => {
           const key = unique('fw');
           const answers = await Promise.all(Array.from({ length: 50 }, () => windows().hit(key, LONG, 20)));

@@ -1,9 +1,11 @@
-// Reads and atomically rewrites the `keys` array of a JSON config file (temp file + rename, under a lock file).
+// Reads and atomically rewrites the `keys` array of a JSON config file (temp file + rename, under a lock file a crash does not leave held).
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { open, readFile, rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import type { ApiKeyRecord } from '@tollgate/core/kit';
+import { link, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
+import { lockHolderAlive, readLockHolder, thisLockHolder } from '@tollgate/core/kit';
+import type { ApiKeyRecord, LockHolder } from '@tollgate/core/kit';
 import { TollgateError } from '@tollgate/core';
 import { configKeyFromRecord, keyRecordsFromConfig } from './config-keys.js';
 
@@ -13,14 +15,7 @@ type ConfigObject = Record<string, unknown>;
 const LOCK_WAIT_MS = 5000;
 const LOCK_RETRY_MS = 50;
 
-async function readConfigObject(path: string, missingOk: boolean): Promise<ConfigObject> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT' && missingOk) return {};
-    throw new TollgateError('ERR_TG_AUTH_CONFIG_FILE', `cannot read ${path}: ${(error as Error).message}`);
-  }
+function parseConfigObject(text: string, path: string): ConfigObject {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -32,9 +27,25 @@ async function readConfigObject(path: string, missingOk: boolean): Promise<Confi
   return parsed as ConfigObject;
 }
 
-/** The key records of a config file (validated). A missing file has none. */
-export async function readConfigKeys(path: string): Promise<ApiKeyRecord[]> {
-  const config = await readConfigObject(path, false);
+async function readConfigObject(path: string, missingOk: boolean): Promise<ConfigObject> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT' && missingOk) return {};
+    throw new TollgateError('ERR_TG_AUTH_CONFIG_FILE', `cannot read ${path}: ${(error as Error).message}`);
+  }
+  return parseConfigObject(text, path);
+}
+
+/** The key records of a config file's text (validated); `path` names it in errors. */
+export function parseConfigKeys(text: string, path: string): ApiKeyRecord[] {
+  return keyRecordsFromConfig(parseConfigObject(text, path).keys);
+}
+
+/** The key records of a config file (validated). A missing file is an error, unless `missingOk` (then it has none). */
+export async function readConfigKeys(path: string, options: { missingOk?: boolean } = {}): Promise<ApiKeyRecord[]> {
+  const config = await readConfigObject(path, options.missingOk === true);
   return keyRecordsFromConfig(config.keys);
 }
 
@@ -65,29 +76,107 @@ async function writeAtomically(path: string, text: string): Promise<void> {
   }
 }
 
-/** Holds `<path>.lock` while `work` runs, so two CLI runs cannot lose each other's edit. */
+/** Lock files held by this process (absolute paths): alive, though they name this process's own id. */
+const heldHere = new Set<string>();
+/** Per lock file, the turn of the last run of this process waiting for it or holding it. */
+const inProcess = new Map<string, Promise<void>>();
+
+/** The lock file and what it names: its inode tells it from a lock taken after it was read. */
+async function readLock(lockPath: string): Promise<{ ino: number; holder: LockHolder | undefined } | undefined> {
+  try {
+    const { ino } = await stat(lockPath);
+    return { ino, holder: readLockHolder(lockPath) };
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+}
+
+/** Creates the lock naming this process, whole (written, then linked to its name); false when it exists. */
+async function createLock(lockPath: string): Promise<boolean> {
+  const temp = `${lockPath}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  await writeFile(temp, JSON.stringify(thisLockHolder()), { mode: 0o600, flag: 'wx' });
+  try {
+    await link(temp, lockPath);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  } finally {
+    await rm(temp, { force: true });
+  }
+}
+
+/**
+ * Removes a lock whose holder died. It is renamed away first (one rename wins), and put back if the
+ * file moved is not the one found stale: another run took the stale lock over in between and holds it.
+ */
+async function removeStaleLock(lockPath: string, staleIno: number): Promise<void> {
+  const moved = `${lockPath}.stale-${process.pid}-${randomBytes(6).toString('hex')}`;
+  try {
+    await rename(lockPath, moved);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw error;
+  }
+  try {
+    if ((await stat(moved)).ino !== staleIno) await link(moved, lockPath);
+  } finally {
+    await rm(moved, { force: true });
+  }
+}
+
+function lockedError(path: string, lockPath: string, holder: LockHolder | undefined): TollgateError {
+  const who = holder ? `process ${holder.pid} on ${holder.host} (since ${holder.startedAt})` : 'another process';
+  return new TollgateError(
+    'ERR_TG_AUTH_CONFIG_LOCKED',
+    `${path} is being edited by ${who}, which holds ${lockPath}; try again when it is done` +
+      (holder && holder.host !== hostname() ? ' (if that process is gone, delete the lock file)' : ''),
+  );
+}
+
+/**
+ * Holds `<path>.lock` while `work` runs, so two CLI runs cannot lose each other's edit. The lock names
+ * its holder: a lock left by a run that died (killed, crashed) on this host is taken over at once.
+ */
 async function withLock<T>(path: string, work: () => Promise<T>): Promise<T> {
-  const lockPath = `${path}.lock`;
+  const lockPath = resolve(`${path}.lock`);
+  // Runs of this process take turns before they touch the file: a lock naming this process is then held by the run
+  // under way (heldHere), never mistaken for one an earlier life of the process id left, and a run that ends removes
+  // its own lock before the next one of this process looks.
+  const before = inProcess.get(lockPath) ?? Promise.resolve();
+  let done!: () => void;
+  const turn = new Promise<void>((resolveTurn) => (done = resolveTurn));
+  const queued = before.then(() => turn);
+  inProcess.set(lockPath, queued);
+  await before;
+  try {
+    return await withFileLock(path, lockPath, work);
+  } finally {
+    done();
+    if (inProcess.get(lockPath) === queued) inProcess.delete(lockPath);
+  }
+}
+
+/** The lock file itself, taken by this process's one run at a time (withLock). */
+async function withFileLock<T>(path: string, lockPath: string, work: () => Promise<T>): Promise<T> {
   const deadline = Date.now() + LOCK_WAIT_MS;
   for (;;) {
-    try {
-      const handle = await open(lockPath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-      await handle.close();
-      break;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      if (Date.now() > deadline) {
-        throw new TollgateError(
-          'ERR_TG_AUTH_CONFIG_LOCKED',
-          `${lockPath} exists: another "keys" command is editing ${path} (remove the lock file if none is)`,
-        );
-      }
-      await new Promise((resolve) => setTimeout(resolve, LOCK_RETRY_MS));
+    if (await createLock(lockPath)) break;
+    const found = await readLock(lockPath);
+    if (found === undefined) continue;
+    if (!lockHolderAlive(found.holder, heldHere.has(lockPath))) {
+      await removeStaleLock(lockPath, found.ino);
+      continue;
     }
+    if (Date.now() > deadline) throw lockedError(path, lockPath, found.holder);
+    await new Promise((wake) => setTimeout(wake, LOCK_RETRY_MS));
   }
+  heldHere.add(lockPath);
   try {
     return await work();
   } finally {
+    heldHere.delete(lockPath);
     await rm(lockPath, { force: true });
   }
 }

@@ -14,6 +14,8 @@ export interface ConfigKeyEntry {
   feature?: string;
   scopes?: string[];
   models?: string[];
+  /** MCP tools the key may call (`server/tool` patterns), besides its tier's and tenant's. */
+  tools?: string[];
   /** ISO 8601. */
   createdAt?: string;
   /** ISO 8601; the key stops working at this instant. */
@@ -31,6 +33,7 @@ const ENTRY_FIELDS = [
   'feature',
   'scopes',
   'models',
+  'tools',
   'createdAt',
   'expiresAt',
   'disabled',
@@ -106,12 +109,14 @@ export function keyRecordsFromConfig(configKeys: unknown, path = 'keys'): ApiKey
     const tier = optionalString(entry, 'tier', at);
     const feature = optionalString(entry, 'feature', at);
     const models = optionalStringList(entry, 'models', at);
+    const tools = optionalStringList(entry, 'tools', at);
     const expiresAt = optionalTime(entry, 'expiresAt', at);
     if (tenantId !== undefined) record.tenantId = tenantId;
     if (userId !== undefined) record.userId = userId;
     if (tier !== undefined) record.tier = tier;
     if (feature !== undefined) record.feature = feature;
     if (models !== undefined) record.models = models;
+    if (tools !== undefined) record.tools = tools;
     if (expiresAt !== undefined) record.expiresAt = expiresAt;
     if (entry.disabled === true) record.disabled = true;
     const metadata = Object.fromEntries(Object.entries(entry).filter(([field]) => !ENTRY_FIELDS.includes(field)));
@@ -129,6 +134,7 @@ export function configKeyFromRecord(record: ApiKeyRecord): ConfigKeyEntry {
   if (record.feature !== undefined) entry.feature = record.feature;
   entry.scopes = [...record.scopes];
   if (record.models !== undefined) entry.models = [...record.models];
+  if (record.tools !== undefined) entry.tools = [...record.tools];
   if (record.createdAt !== UNKNOWN_CREATED_AT) entry.createdAt = record.createdAt;
   if (record.expiresAt !== undefined) entry.expiresAt = record.expiresAt;
   if (record.disabled === true) entry.disabled = true;

@@ -100,6 +100,7 @@ export function identityFromRecord(record: ApiKeyRecord, authMethod: AuthMethod)
   if (record.tier !== undefined) identity.tier = record.tier;
   if (record.feature !== undefined) identity.feature = record.feature;
   if (record.models !== undefined) identity.models = [...record.models];
+  if (record.tools !== undefined) identity.tools = [...record.tools];
   return identity;
 }
 

@@ -1,39 +1,45 @@
 // `tollgate keys create|list|revoke|rotate|delete`: key management against a JSON config file or a Redis key store.
-import { parseArgs } from 'node:util';
 import type { ApiKeyRecord, KeyStore } from '@tollgate/core/kit';
-import { parseDuration, TollgateError } from '@tollgate/core';
+import {
+  commandFailure,
+  EXIT_FAILED,
+  EXIT_OK,
+  FORMAT_OPTIONS,
+  formatRows,
+  HELP_OPTION,
+  outputFormat,
+  parseCommandLine,
+  pickCommand,
+  UsageError,
+} from '@tollgate/core/command-line';
+import type { Column, CommandIo, OutputFormat, ParsedCommandLine } from '@tollgate/core/command-line';
 import { generateApiKey, hashApiKey } from './api-keys.js';
 import { editConfigKeys, readConfigKeys } from './config-file.js';
 import { configKeyFromRecord, isValidKeyId } from './config-keys.js';
+import { KeyTermError, keyExpiry, rotationGrace } from './key-terms.js';
 
 /** Where the command writes its output. */
-export interface KeysCommandIo {
-  stdout: { write(text: string): unknown };
-  stderr: { write(text: string): unknown };
-}
-
-/** Exit codes: success, the operation failed (unknown id, id taken), the command line was wrong. */
-const OK = 0;
-const FAILED = 1;
-const USAGE = 2;
+export type KeysCommandIo = CommandIo;
 
 const USAGE_TEXT = `Usage: tollgate keys <command> [target] [options]
 
 Commands:
   create  --tenant <t> --user <u> --scopes <a,b> [--tier <t>] [--feature <f>] [--models <m1,m2>]
-          [--expires <30d | ISO time>] [--id <name>] [--json]
+          [--tools <server/tool,server/*>] [--expires <30d | ISO date | never>] [--id <name>] [--format json]
           Creates a key, prints it ONCE and prints the record to store.
-  list    [--json]                        Lists keys (ids and attributes, never hashes).
+  list    [--format table|csv|json]       Lists keys (ids and attributes, never hashes).
   revoke  <id>                            Disables a key (Redis: at once everywhere; a config file:
                                           when the app re-reads it).
-  rotate  <id> [--grace <1h>] [--id <new>] [--json]
-          Creates a new key with the same attributes; the old one expires after --grace
-          (or stays until revoked when --grace is absent).
+  rotate  <id> [--grace <0 | 1h | keep>] [--expires <30d>] [--id <new>] [--format json]
+          Creates a new key with the same attributes; the old one stops at once (--grace 0),
+          expires after the grace (--grace 1h), or stays until revoked (--grace keep, the default).
   delete  <id>                            Removes a key record.
 
 Target (where records live; create without a target only prints the record):
   --config <path>                         A JSON config file; its "keys" array is edited atomically.
   --redis <url> [--prefix <p>]            A Redis key store (@tollgate/redis), prefix default "tollgate:".
+
+--json is short for --format json. Exit code 0 done, 1 failed, 2 a wrong command line.
 `;
 
 /** The record store a command works on: the config file or a KeyStore, behind one shape. */
@@ -135,17 +141,6 @@ function splitList(value: string | undefined): string[] | undefined {
     .filter((item) => item !== '');
 }
 
-/** `--expires 30d` (from now) or an ISO time, as an ISO time. */
-function expiryTime(value: string, now: number, flag: string): string {
-  if (/^\d+(?:\.\d+)?\s*(ms|s|m|h|d|w)$/.test(value.trim()))
-    return new Date(now + parseDuration(value, flag)).toISOString();
-  const at = Date.parse(value);
-  if (!Number.isFinite(at)) throw new UsageError(`${flag} must be a duration like 30d or an ISO 8601 time`);
-  return new Date(at).toISOString();
-}
-
-class UsageError extends Error {}
-
 function defaultId(tenant: string | undefined, user: string | undefined): string {
   const suffix = hashApiKey(generateApiKey()).slice(0, 8);
   const named = [tenant, user, suffix].filter((part) => part !== undefined).join('-');
@@ -158,10 +153,20 @@ function status(record: ApiKeyRecord, now: number): string {
   return 'active';
 }
 
-/** What `list` shows of a record: everything but the hash. */
-function listed(record: ApiKeyRecord, now: number) {
-  const { sha256: _sha256, ...rest } = configKeyFromRecord(record);
-  return { ...rest, status: status(record, now) };
+/** What `list` shows of a record: its attributes and status, never its hash. */
+function listColumns(now: number): Column<ApiKeyRecord>[] {
+  return [
+    { name: 'id', value: (record) => record.id },
+    { name: 'status', value: (record) => status(record, now) },
+    { name: 'tenant', value: (record) => record.tenantId },
+    { name: 'user', value: (record) => record.userId },
+    { name: 'tier', value: (record) => record.tier },
+    { name: 'feature', value: (record) => record.feature },
+    { name: 'scopes', kind: 'list', value: (record) => record.scopes },
+    { name: 'models', kind: 'list', value: (record) => record.models },
+    { name: 'expiresAt', title: 'expires', value: (record) => record.expiresAt },
+    { name: 'createdAt', title: 'created', value: (record) => record.createdAt },
+  ];
 }
 
 function printCreated(
@@ -169,11 +174,11 @@ function printCreated(
   key: string,
   record: ApiKeyRecord,
   target: KeyTarget | undefined,
-  json: boolean,
+  format: OutputFormat,
   verb: string,
 ): void {
   const entry = configKeyFromRecord(record);
-  if (json) {
+  if (format === 'json') {
     io.stdout.write(`${JSON.stringify({ key, record: entry, storedIn: target?.describe ?? null }, null, 2)}\n`);
     return;
   }
@@ -209,16 +214,15 @@ const OPTIONS = {
   tier: { type: 'string' },
   feature: { type: 'string' },
   models: { type: 'string' },
+  tools: { type: 'string' },
   expires: { type: 'string' },
   grace: { type: 'string' },
   id: { type: 'string' },
-  json: { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
+  ...FORMAT_OPTIONS,
+  ...HELP_OPTION,
 } as const;
 
-type KeysValues = ReturnType<
-  typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true }>
->['values'];
+type KeysValues = ParsedCommandLine<typeof OPTIONS>['values'];
 
 /** One run of a command: what the command line said, and where the keys are. */
 interface KeysRun {
@@ -228,7 +232,6 @@ interface KeysRun {
   rest: string[];
   target: KeyTarget | undefined;
   now: number;
-  json: boolean;
   io: KeysCommandIo;
 }
 
@@ -247,10 +250,15 @@ function checkedId(id: string): string {
   return id;
 }
 
+/** create and rotate print the new key as text, or as JSON. */
+const createdFormat = (values: KeysValues) => outputFormat(values, ['table', 'json']);
+
 async function createKey(run: KeysRun): Promise<number> {
   const { values, rest, target, now, io } = run;
   if (rest.length > 0)
     throw new UsageError(`"keys create" takes no positional arguments (got ${JSON.stringify(rest[0])})`);
+  const format = createdFormat(values);
+  const expiresAt = keyExpiry(values.expires, now, '--expires');
   const id = checkedId(values.id ?? defaultId(values.tenant, values.user));
   const key = generateApiKey();
   const record: ApiKeyRecord = {
@@ -265,47 +273,26 @@ async function createKey(run: KeysRun): Promise<number> {
   if (values.feature !== undefined) record.feature = values.feature;
   const models = splitList(values.models);
   if (models !== undefined) record.models = models;
-  if (values.expires !== undefined) record.expiresAt = expiryTime(values.expires, now, '--expires');
+  const tools = splitList(values.tools);
+  if (tools !== undefined) record.tools = tools;
+  if (expiresAt !== undefined) record.expiresAt = expiresAt;
   if (target && !(await target.add(record))) {
     io.stderr.write(`A key with id "${id}" already exists in ${target.describe}; choose another --id.\n`);
-    return FAILED;
+    return EXIT_FAILED;
   }
-  printCreated(io, key, record, target, run.json, 'Created');
-  return OK;
+  printCreated(io, key, record, target, format, 'Created');
+  return EXIT_OK;
 }
 
 async function listKeys(run: KeysRun): Promise<number> {
   const { now, io } = run;
+  const format = outputFormat(run.values);
+  if (run.rest.length > 0) throw new UsageError(`"keys list" takes no positional arguments`);
   const target = needTarget(run);
   const records = await target.list();
-  if (run.json) {
-    io.stdout.write(
-      `${JSON.stringify(
-        records.map((record) => listed(record, now)),
-        null,
-        2,
-      )}\n`,
-    );
-    return OK;
-  }
-  if (records.length === 0) {
-    io.stdout.write(`No keys in ${target.describe}.\n`);
-    return OK;
-  }
-  for (const record of records) {
-    const parts = [
-      record.id.padEnd(24),
-      status(record, now).padEnd(8),
-      `tenant=${record.tenantId ?? '-'}`,
-      `user=${record.userId ?? '-'}`,
-      `tier=${record.tier ?? '-'}`,
-      `scopes=${record.scopes.join(',') || '-'}`,
-    ];
-    if (record.feature !== undefined) parts.push(`feature=${record.feature}`);
-    if (record.expiresAt !== undefined) parts.push(`expires=${record.expiresAt}`);
-    io.stdout.write(`${parts.join('  ')}\n`);
-  }
-  return OK;
+  if (format === 'table' && records.length === 0) io.stdout.write(`No keys in ${target.describe}.\n`);
+  else io.stdout.write(formatRows(format, listColumns(now), records));
+  return EXIT_OK;
 }
 
 /** `revoke` and `delete`: one key by id, told apart by what is done to it and what is said after. */
@@ -315,14 +302,14 @@ function removeKey(how: 'revoke' | 'delete'): (run: KeysRun) => Promise<number> 
     const target = needTarget(run);
     if (!(await target[how](id))) {
       run.io.stderr.write(`No key with id "${id}" in ${target.describe}.\n`);
-      return FAILED;
+      return EXIT_FAILED;
     }
     run.io.stdout.write(
       how === 'revoke'
         ? `Revoked key "${id}" in ${target.describe}; ${target.revokedWhen}.\n`
         : `Deleted key "${id}" from ${target.describe}.\n`,
     );
-    return OK;
+    return EXIT_OK;
   };
 }
 
@@ -330,15 +317,20 @@ async function rotateKey(run: KeysRun): Promise<number> {
   const { values, now, io } = run;
   const oldId = oneId(run);
   const target = needTarget(run);
+  // Read before anything is stored: a bad term after the add would leave a key nobody was shown.
+  const format = createdFormat(values);
+  const grace = rotationGrace(values.grace, now, '--grace');
+  const expiresAt = keyExpiry(values.expires, now, '--expires');
   const old = await target.findById(oldId);
   if (!old) {
     io.stderr.write(`No key with id "${oldId}" in ${target.describe}.\n`);
-    return FAILED;
+    return EXIT_FAILED;
+  }
+  if (old.disabled === true) {
+    io.stderr.write(`The key "${oldId}" is revoked: create a new key instead.\n`);
+    return EXIT_FAILED;
   }
   const id = checkedId(values.id ?? defaultId(old.tenantId, old.userId));
-  // Read before anything is stored: a bad --grace after the add would leave a key nobody was shown.
-  const graceEnd =
-    values.grace === undefined ? undefined : new Date(now + parseDuration(values.grace, '--grace')).toISOString();
   const key = generateApiKey();
   const { disabled: _disabled, expiresAt: _expiresAt, ...attributes } = old;
   const record: ApiKeyRecord = {
@@ -347,12 +339,14 @@ async function rotateKey(run: KeysRun): Promise<number> {
     sha256: hashApiKey(key),
     createdAt: new Date(now).toISOString(),
   };
-  if (values.expires !== undefined) record.expiresAt = expiryTime(values.expires, now, '--expires');
+  if (expiresAt !== undefined) record.expiresAt = expiresAt;
   if (!(await target.add(record))) {
     io.stderr.write(`A key with id "${id}" already exists in ${target.describe}; choose another --id.\n`);
-    return FAILED;
+    return EXIT_FAILED;
   }
-  if (graceEnd !== undefined) {
+  if (grace.oldKey === 'revoke') await target.revoke(oldId);
+  else if (grace.oldKey === 'expire') {
+    const graceEnd = grace.at;
     await target.update(oldId, (previous) => ({
       ...previous,
       expiresAt:
@@ -361,15 +355,16 @@ async function rotateKey(run: KeysRun): Promise<number> {
           : graceEnd,
     }));
   }
-  printCreated(io, key, record, target, run.json, `Rotated "${oldId}" to new`);
-  if (!run.json) {
-    io.stdout.write(
-      values.grace !== undefined
-        ? `The old key "${oldId}" keeps working until the grace period ends.\n`
-        : `The old key "${oldId}" keeps working until you run "keys revoke ${oldId}".\n`,
-    );
+  printCreated(io, key, record, target, format, `Rotated "${oldId}" to new`);
+  if (format !== 'json') {
+    const after = {
+      revoke: `The old key "${oldId}" is revoked; ${target.revokedWhen}.`,
+      expire: `The old key "${oldId}" keeps working until the grace period ends.`,
+      keep: `The old key "${oldId}" keeps working until you run "keys revoke ${oldId}".`,
+    };
+    io.stdout.write(`${after[grace.oldKey]}\n`);
   }
-  return OK;
+  return EXIT_OK;
 }
 
 const COMMANDS: Readonly<Record<string, (run: KeysRun) => Promise<number>>> = {
@@ -389,20 +384,6 @@ async function openTarget(values: KeysValues): Promise<KeyTarget | undefined> {
   return undefined;
 }
 
-/** What a failed command prints, and its exit code. */
-function failure(error: unknown, command: string, io: KeysCommandIo): number {
-  if (error instanceof UsageError) {
-    io.stderr.write(`${error.message}\n\n${USAGE_TEXT}`);
-    return USAGE;
-  }
-  if (error instanceof TollgateError) {
-    io.stderr.write(`${error.message}\n`);
-    return error.code === 'ERR_TG_CORE_INVALID_DURATION' ? USAGE : FAILED;
-  }
-  io.stderr.write(`keys ${command}: ${error instanceof Error ? error.message : String(error)}\n`);
-  return FAILED;
-}
-
 /**
  * Runs `keys <command> ...` (the leading `keys` is optional) and returns the exit code:
  * 0 done, 1 the operation failed, 2 the command line was wrong. Never prints a key except
@@ -413,31 +394,23 @@ export async function runKeysCommand(
   io: KeysCommandIo = { stdout: process.stdout, stderr: process.stderr },
 ): Promise<number> {
   const args = argv[0] === 'keys' ? argv.slice(1) : argv;
-  let parsed;
-  try {
-    parsed = parseArgs({ args, allowPositionals: true, strict: true, options: OPTIONS });
-  } catch (error) {
-    io.stderr.write(`${(error as Error).message}\n\n${USAGE_TEXT}`);
-    return USAGE;
-  }
-  const { values, positionals } = parsed;
-  const [command, ...rest] = positionals;
-  if (values.help || command === undefined || command === 'help') {
-    (values.help || command === 'help' ? io.stdout : io.stderr).write(USAGE_TEXT);
-    return values.help || command === 'help' ? OK : USAGE;
-  }
-  if (values.config !== undefined && values.redis !== undefined) {
-    io.stderr.write('Give --config or --redis, not both.\n');
-    return USAGE;
-  }
   let target: KeyTarget | undefined;
   try {
+    const { values, positionals } = parseCommandLine(args, OPTIONS, true);
+    const [command, ...rest] = positionals;
+    if (values.help || command === 'help') {
+      io.stdout.write(USAGE_TEXT);
+      return EXIT_OK;
+    }
+    if (command === undefined) throw new UsageError(`give a command: ${Object.keys(COMMANDS).join(', ')}`);
+    const run = pickCommand(command, COMMANDS);
+    if (values.config !== undefined && values.redis !== undefined)
+      throw new UsageError('give --config or --redis, not both');
     target = await openTarget(values);
-    const run = COMMANDS[command];
-    if (!Object.hasOwn(COMMANDS, command) || !run) throw new UsageError(`Unknown command "${command}".`);
-    return await run({ command, values, rest, target, now: Date.now(), json: values.json === true, io });
+    return await run({ command, values, rest, target, now: Date.now(), io });
   } catch (error) {
-    return failure(error, command, io);
+    // A term that does not read (--expires, --grace) is the command line's fault.
+    return commandFailure(error instanceof KeyTermError ? new UsageError(error.message) : error, 'tollgate keys', io);
   } finally {
     await target?.close().catch(() => undefined);
   }

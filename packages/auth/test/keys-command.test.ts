@@ -1,13 +1,17 @@
 // runKeysCommand: create/list/revoke/rotate/delete against a temp JSON config file and a real Redis, in process and as a subprocess.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
+import { parse as parseCsv } from 'csv-parse/sync';
 import request from 'supertest';
+import { readLockHolder } from '@tollgate/core/kit';
 import { createRedisStores } from '@tollgate/redis';
 import { apiKeyAuth, hashApiKey, isApiKeyFormat, keyRecordsFromConfig, runKeysCommand } from '../src/index.js';
 import { createServer } from './helpers.js';
@@ -141,12 +145,22 @@ describe('keys command against a JSON config file', () => {
     expect(await readFile(config, 'utf8')).toBe(before);
   });
 
-  it('list shows ids and status but never hashes; --json too', async () => {
+  it('list shows ids and status but never hashes, as a table, CSV or JSON', async () => {
     const out = await run('keys', 'list', '--config', config);
     expect(out.code).toBe(0);
-    expect(out.stdout).toMatch(/existing\s+active/);
-    expect(out.stdout).toMatch(/acme-alice\s+active.*tenant=acme.*user=alice.*tier=pro.*scopes=chat,embeddings/);
+    const lines = out.stdout.split('\n');
+    expect(lines[0]).toMatch(/^id\s+status\s+tenant\s+user\s+tier\s+feature\s+scopes\s+models\s+expires\s+created$/);
+    expect(lines[1]).toMatch(/^-+(\s+-+){9}$/);
+    expect(out.stdout).toMatch(/\nexisting\s+active\s+acme\s+-\s+-\s+-\s+chat\s/);
+    expect(out.stdout).toMatch(/\nacme-alice\s+active\s+acme\s+alice\s+pro\s+support-bot\s+chat,embeddings\s/);
+    // Aligned: every line's status column starts where the header's does.
+    const at = lines[0]!.indexOf('status');
+    for (const line of lines.slice(2).filter(Boolean)) expect(line.slice(at)).toMatch(/^(active|revoked|expired)\b/);
     expect(out.stdout).not.toMatch(/[0-9a-f]{64}/);
+    const csv = await run('keys', 'list', '--config', config, '--format', 'csv');
+    const rows = parseCsv(csv.stdout, { columns: true }) as Record<string, string>[];
+    expect(rows.find((row) => row.id === 'acme-alice')).toMatchObject({ tenant: 'acme', scopes: 'chat,embeddings' });
+    expect(csv.stdout).not.toMatch(/sha256|[0-9a-f]{64}/);
     const json = await run('keys', 'list', '--config', config, '--json');
     const listed = JSON.parse(json.stdout);
     expect(listed.map((entry: { id: string; status: string }) => [entry.id, entry.status])).toEqual([
@@ -202,14 +216,43 @@ describe('keys command against a JSON config file', () => {
     expect((await run('delete', 'acme-alice-2', '--config', config)).code).toBe(1);
   });
 
-  it('rotate with a bad --grace stores nothing (a stored key that was never printed could not be used or found)', async () => {
+  it('rotate --grace 0 stops the old key at once, as the dashboard does; --grace keep leaves it', async () => {
+    const created = await run('create', '--config', config, '--tenant', 'acme', '--id', 'zero-grace');
+    const oldKey = printedKey(created.stdout);
+    const rotated = await run('rotate', 'zero-grace', '--grace', '0', '--config', config, '--id', 'zero-grace-2');
+    expect(rotated.code).toBe(0);
+    expect(rotated.stdout).toMatch(/The old key "zero-grace" is revoked/);
+    const newKey = printedKey(rotated.stdout);
+    const file = JSON.parse(await readFile(config, 'utf8'));
+    const app = createServer(apiKeyAuth({ keys: keyRecordsFromConfig(file.keys) }));
+    expect((await request(app).get('/x').set('x-api-key', oldKey)).status).toBe(401);
+    expect((await request(app).get('/x').set('x-api-key', newKey)).body.identity.keyId).toBe('zero-grace-2');
+    // A revoked key is not rotated again (the dashboard's rule too).
+    const again = await run('rotate', 'zero-grace', '--config', config);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain('is revoked: create a new key instead');
+
+    const kept = await run('rotate', 'zero-grace-2', '--grace', 'keep', '--config', config, '--id', 'zero-grace-3');
+    expect(kept.code).toBe(0);
+    const after = JSON.parse(await readFile(config, 'utf8'));
+    const previous = after.keys.find((entry: { id: string }) => entry.id === 'zero-grace-2');
+    expect(previous.disabled).toBeUndefined();
+    expect(previous.expiresAt).toBeUndefined();
+  });
+
+  it('rotate with a bad --grace or --expires stores nothing (a stored key that was never printed could not be used or found)', async () => {
     const before = await readFile(config, 'utf8');
-    for (const grace of ['soon', '0s']) {
-      const out = await run('rotate', 'existing', '--config', config, '--id', 'existing-2', '--grace', grace);
+    for (const grace of ['soon', '-1h', '1 fortnight']) {
+      const out = await run('rotate', 'existing', '--config', config, '--id', 'existing-2', `--grace=${grace}`);
       expect(out.code).toBe(2);
+      expect(out.stderr).toContain('--grace must be 0 (stop the old key now), a duration like 1h, or keep');
       expect(out.stdout).not.toMatch(/tgk_/);
       expect(await readFile(config, 'utf8')).toBe(before);
     }
+    const past = await run('rotate', 'existing', '--config', config, '--expires', '2001-01-01');
+    expect(past.code).toBe(2);
+    expect(past.stderr).toContain('--expires must be in the future');
+    expect(await readFile(config, 'utf8')).toBe(before);
   });
 
   it('creates a missing config file (private), and create without a target only prints the record', async () => {
@@ -242,6 +285,15 @@ describe('keys command against a JSON config file', () => {
       expect(out.stderr.length).toBeGreaterThan(0);
     }
     expect((await run('--help')).code).toBe(0);
+    const typo = await run('lst', '--config', config);
+    expect(typo).toMatchObject({ code: 2, stdout: '' });
+    expect(typo.stderr).toContain('unknown command "lst"; did you mean "list"?');
+    const flag = await run('list', '--confg', config);
+    expect(flag.code).toBe(2);
+    expect(flag.stderr).toContain('unknown option --confg; did you mean "--config"?');
+    const format = await run('list', '--config', config, '--format', 'jsno');
+    expect(format.code).toBe(2);
+    expect(format.stderr).toContain('--format must be one of table, csv, json; got "jsno"; did you mean "json"?');
     const broken = join(dir, 'broken.json');
     await writeFile(broken, JSON.stringify({ keys: [{ id: 'x', sha256: 'short' }] }));
     const out = await run('list', '--config', broken);
@@ -276,6 +328,58 @@ describe('keys command against a JSON config file', () => {
       { cwd: root },
     ).catch((error: { code: number }) => error);
     expect((failed as { code: number }).code).toBe(1);
+  });
+});
+
+describe("the config file's lock", () => {
+  let dir: string;
+  let config: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'tollgate-keys-lock-'));
+    config = join(dir, 'tollgate.json');
+    await writeFile(config, '{ "keys": [] }\n');
+  });
+
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('a run killed while it holds the lock does not leave it held: the next run takes it over', async () => {
+    const holder = spawn(
+      process.execPath,
+      ['--import', 'tsx', '--conditions=source', join(here, 'fixtures', 'hold-config-lock.ts'), config],
+      { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const exited = once(holder, 'exit');
+    const lock = `${config}.lock`;
+    try {
+      const [first] = (await once(holder.stdout!, 'data')) as [Buffer];
+      expect(first.toString()).toBe('holding\n');
+      expect(readLockHolder(lock)?.pid).toBe(holder.pid);
+    } finally {
+      holder.kill('SIGKILL');
+      await exited;
+    }
+    // What the killed run left behind: the lock, naming a process that is gone.
+    expect(readLockHolder(lock)?.pid).toBe(holder.pid);
+
+    const out = await run('create', '--config', config, '--tenant', 'acme', '--id', 'after-crash');
+    expect(out).toMatchObject({ code: 0, stderr: '' });
+    expect(JSON.parse(await readFile(config, 'utf8')).keys.map((key: { id: string }) => key.id)).toEqual([
+      'after-crash',
+    ]);
+    expect(existsSync(lock)).toBe(false);
+    expect((await readdir(dir)).sort()).toEqual(['tollgate.json']);
+  }, 30_000);
+
+  it('runs of one process wait for each other: no edit is lost', async () => {
+    const ids = Array.from({ length: 5 }, (_, i) => `together-${i}`);
+    const outs = await Promise.all(ids.map((id) => run('create', '--config', config, '--id', id)));
+    expect(outs.map((out) => out.code)).toEqual(ids.map(() => 0));
+    const stored = JSON.parse(await readFile(config, 'utf8')).keys.map((key: { id: string }) => key.id);
+    expect(stored).toEqual(expect.arrayContaining(ids));
+    expect(existsSync(`${config}.lock`)).toBe(false);
   });
 });
 

@@ -324,12 +324,25 @@ function messagesFromStream(events: Event[]): Json | undefined {
   return messagesIsComplete(answer) ? answer : undefined;
 }
 
+// ---- OpenAI Embeddings ---------------------------------------------------------------------
+
+/** A list holding a vector (floats or base64) per input: embeddings are never streamed, so JSON is their one form. */
+function embeddingsIsComplete(answer: Json): boolean {
+  const data = asArray(answer.data);
+  return (
+    answer.object === 'list' &&
+    data.length > 0 &&
+    data.every((item) => isObject(item) && (Array.isArray(item.embedding) || typeof item.embedding === 'string'))
+  );
+}
+
 // ---- By wire family -----------------------------------------------------------------------
 
 interface AnswerForms {
   isComplete(answer: Json): boolean;
-  toStream(answer: Json): string;
-  fromStream(events: Event[]): Json | undefined;
+  /** Absent for a family that never streams: its answers have one form. */
+  toStream?(answer: Json): string;
+  fromStream?(events: Event[]): Json | undefined;
 }
 
 /** The answer forms of each family the cache knows; an API is cached by its adapter's `family`. */
@@ -337,6 +350,7 @@ const FORMS: Partial<Record<WireFamily, AnswerForms>> = {
   chat: { isComplete: chatIsComplete, toStream: chatToStream, fromStream: chatFromStream },
   responses: { isComplete: responsesIsComplete, toStream: responsesToStream, fromStream: responsesFromStream },
   messages: { isComplete: messagesIsComplete, toStream: messagesToStream, fromStream: messagesFromStream },
+  embeddings: { isComplete: embeddingsIsComplete },
 };
 
 function formsOf(api: CachedApi): AnswerForms {
@@ -363,12 +377,12 @@ export function completeJsonAnswer(api: CachedApi, text: string): Json | undefin
 
 /** A stream that ran to its API's end, assembled into the JSON answer; undefined when it was cut or failed. */
 export function streamToJson(api: CachedApi, stream: string): string | undefined {
-  const answer = formsOf(api).fromStream(eventsOf(stream));
+  const answer = formsOf(api).fromStream?.(eventsOf(stream));
   return answer && JSON.stringify(answer);
 }
 
 /** A JSON answer written as the event stream the API would have sent. */
 export function jsonToStream(api: CachedApi, json: string): string | undefined {
   const answer = parseObject(json);
-  return answer && formsOf(api).toStream(answer);
+  return answer && formsOf(api).toStream?.(answer);
 }

@@ -6,6 +6,7 @@ export type ApiErrorCode =
   | 'invalid_api_key'
   | 'insufficient_scope'
   | 'model_not_allowed'
+  | 'tool_not_allowed'
   | 'invalid_request'
   | 'request_too_large'
   | 'rate_limit_exceeded'
@@ -20,12 +21,14 @@ export type ApiErrorCode =
   | 'internal_error'
   | 'key_suspended'
   | 'repeated_request'
-  | 'auth_failures_exceeded';
+  | 'auth_failures_exceeded'
+  | 'prompt_rejected';
 
 const TYPE_BY_CODE: Record<ApiErrorCode, string> = {
   invalid_api_key: 'invalid_request_error',
   insufficient_scope: 'permission_error',
   model_not_allowed: 'permission_error',
+  tool_not_allowed: 'permission_error',
   invalid_request: 'invalid_request_error',
   request_too_large: 'invalid_request_error',
   rate_limit_exceeded: 'requests',
@@ -41,12 +44,14 @@ const TYPE_BY_CODE: Record<ApiErrorCode, string> = {
   key_suspended: 'permission_error',
   repeated_request: 'requests',
   auth_failures_exceeded: 'requests',
+  prompt_rejected: 'invalid_request_error',
 };
 
 const STATUS_BY_CODE: Record<ApiErrorCode, number> = {
   invalid_api_key: 401,
   insufficient_scope: 403,
   model_not_allowed: 403,
+  tool_not_allowed: 403,
   invalid_request: 400,
   request_too_large: 413,
   rate_limit_exceeded: 429,
@@ -62,19 +67,21 @@ const STATUS_BY_CODE: Record<ApiErrorCode, number> = {
   key_suspended: 403,
   repeated_request: 429,
   auth_failures_exceeded: 429,
+  prompt_rejected: 400,
 };
 
 /**
  * The piece of the chain that refused a request, for logs and metrics: `auth` (credentials),
- * `scope`, `model` (allowlists), `request` (the body), `requests` / `tokens` / `concurrency`
+ * `scope`, `model` and `tool` (allowlists), `request` (the body), `requests` / `tokens` / `concurrency`
  * (rate limits), `budget`, `upstream` (the provider failed), `route` (no such route, wrong method,
  * misconfigured), `store` (a store failed and nothing said whose). Other packages may add theirs
- * (a guard: `guard`).
+ * (a guard: `guard`; prompt guardrails: `guardrails`).
  */
 export type RefusalLayer =
   | 'auth'
   | 'scope'
   | 'model'
+  | 'tool'
   | 'request'
   | 'requests'
   | 'tokens'
@@ -90,6 +97,7 @@ const LAYER_BY_CODE: Record<ApiErrorCode, RefusalLayer> = {
   invalid_api_key: 'auth',
   insufficient_scope: 'scope',
   model_not_allowed: 'model',
+  tool_not_allowed: 'tool',
   invalid_request: 'request',
   request_too_large: 'request',
   rate_limit_exceeded: 'requests',
@@ -105,6 +113,7 @@ const LAYER_BY_CODE: Record<ApiErrorCode, RefusalLayer> = {
   key_suspended: 'guard',
   repeated_request: 'guard',
   auth_failures_exceeded: 'guard',
+  prompt_rejected: 'guardrails',
 };
 
 export interface ApiErrorInit {
@@ -188,17 +197,28 @@ export function refusalRenderer(layer: RefusalLayer, render: ErrorRenderer = ren
   };
 }
 
+/** The headers an ApiError's answer carries, whatever its body's shape: its own, and what retrying it would do. */
+export function setErrorHeaders(error: ApiError, res: ServerResponse): void {
+  for (const [name, value] of Object.entries(error.headers)) res.setHeader(name, String(value));
+  // Spent money does not come back by retrying; a refusal that says otherwise sets the header itself.
+  if (error.code === 'insufficient_quota' && error.headers['x-should-retry'] === undefined)
+    res.setHeader('x-should-retry', 'false');
+}
+
+/**
+ * Renders an ApiError as OpenAI-shaped JSON with the error's status, or hands it to the renderer the request's route
+ * set on its context (`renderError`: a route that answers in a protocol of its own, such as JSON-RPC).
+ */
 export const renderApiError: ErrorRenderer = (error, req, res) => {
+  const own = (req as IncomingMessage & { tollgate?: { renderError?: ErrorRenderer } }).tollgate?.renderError;
+  if (own) return own(error, req, res);
   noteRefusal(req, res, error);
   if (res.headersSent) {
     // A stream already started: the only honest thing left is to cut it.
     res.destroy();
     return;
   }
-  for (const [name, value] of Object.entries(error.headers)) res.setHeader(name, String(value));
-  // Spent money does not come back by retrying; a refusal that says otherwise sets the header itself.
-  if (error.code === 'insufficient_quota' && error.headers['x-should-retry'] === undefined)
-    res.setHeader('x-should-retry', 'false');
+  setErrorHeaders(error, res);
   const body = JSON.stringify(error.toJSON());
   res.statusCode = error.status;
   res.setHeader('content-type', 'application/json; charset=utf-8');

@@ -446,7 +446,16 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
     adjust(key, delta, opts) {
       return counter.adjustAtOnce(key, delta, opts) ? Promise.resolve() : stores.counter.adjust(key, delta, opts);
     },
-    peek: (key, opts) => stores.counter.peek(key, opts),
+    async peek(key, opts) {
+      const counted = await stores.counter.peek(key, opts);
+      const block = counterBlocks.get(counterIdOf(key, opts.windowMs));
+      if (!block) return counted;
+      // What the block took and has not handed out (negative: settled past it, not sent yet), weighted as the
+      // store weighs its window: whole while it runs, fading over the next one.
+      const sinceStart = clock() - block.windowStart;
+      const weight = sinceStart < opts.windowMs ? 1 : Math.max(0, 2 - sinceStart / opts.windowMs);
+      return Math.max(0, counted - (block.size - block.used) * weight);
+    },
   };
 
   // Request windows inside combineLimits (fixed windows whose limit the caller checks).
@@ -588,6 +597,12 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
     reset(key) {
       fixedBlocks.delete(key);
       return inner.reset(key);
+    },
+    async peek(key) {
+      const counted = await inner.peek(key);
+      const block = fixedBlocks.get(key);
+      if (!counted || !block || clock() >= block.resetAt) return counted;
+      return { hits: Math.max(0, counted.hits - (block.size - block.used)), resetAt: counted.resetAt };
     },
   };
 

@@ -174,6 +174,33 @@ export const DEFAULT_PRICES: Readonly<Record<string, ModelPrice>> = Object.freez
     contextWindow: 200_000,
     tokenizer: O200K,
   },
+  // OpenAI embeddings (`kind: 'embedding'`: served on /v1/embeddings only; input tokens only, counted with cl100k_base as
+  // OpenAI bills them). No output. The 8,192-token limit is per input; one request holds at most 300,000 tokens in all,
+  // which stands as its window (a request over it is refused by OpenAI and billed nothing).
+  'text-embedding-3-small': {
+    provider: 'openai',
+    kind: 'embedding',
+    inputPerMTok: 0.02,
+    outputPerMTok: 0,
+    contextWindow: 300_000,
+    tokenizer: CL100K,
+  },
+  'text-embedding-3-large': {
+    provider: 'openai',
+    kind: 'embedding',
+    inputPerMTok: 0.13,
+    outputPerMTok: 0,
+    contextWindow: 300_000,
+    tokenizer: CL100K,
+  },
+  'text-embedding-ada-002': {
+    provider: 'openai',
+    kind: 'embedding',
+    inputPerMTok: 0.1,
+    outputPerMTok: 0,
+    contextWindow: 300_000,
+    tokenizer: CL100K,
+  },
   // Anthropic (tokenizer not public: approximated)
   'claude-opus-4-5': {
     provider: 'anthropic',

@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { maxCostNanoUsd } from './pricing.js';
 import type { ResolvedPrice } from './pricing.js';
 import type { CallAdapter, CallRequest, ProviderApi } from './provider-api.js';
-import type { Refusal } from './api-error.js';
+import type { ErrorRenderer, Refusal } from './api-error.js';
 import type { ResponseTap } from './response-tap.js';
 import { TollgateError } from './errors.js';
 import type { Identity, TokenUsage, UsageEstimate, UsageRecord } from './types.js';
@@ -132,6 +132,10 @@ export interface TollgateContext {
   readonly requestId: string;
   /** Epoch ms when tollgate first saw the request. */
   readonly startedAt: number;
+  /** `performance.now()` when tollgate first saw the request: durations are measured from it (`startedAt` is the wall clock). */
+  readonly monotonicStartedAt: number;
+  /** `performance.now()` when `markSending()` was first called (the provider call left); undefined before. */
+  readonly monotonicSentAt: number | undefined;
   identity?: Identity;
   /** The model the client asked for, before any downgrade. */
   requestedModel?: string;
@@ -162,6 +166,11 @@ export interface TollgateContext {
   upstreamStatus: number | undefined;
   /** Why the request was refused, once a refusal was rendered (`renderApiError`, `noteRefusal`). */
   refusal: Refusal | undefined;
+  /**
+   * Set by a route whose clients read refusals in a protocol of their own (the gateway's MCP route answers
+   * JSON-RPC errors): `renderApiError` hands every refusal of the request to it. Undefined: OpenAI-shaped JSON.
+   */
+  renderError: ErrorRenderer | undefined;
   /**
    * Set by a router that chose among upstreams: the name of the upstream the call went to, which
    * the usage record bills as its `provider` (the price table's provider names the API, not which
@@ -216,8 +225,8 @@ export interface TollgateContext {
   switchModel(model: string, price: ResolvedPrice): void;
   /**
    * Says the provider request is about to leave: call it right before sending it upstream (a route
-   * that calls an SDK: right before the SDK call). The first call runs the `onSending` listeners,
-   * synchronously; later calls (retries) do nothing. The usage spool notes the call here, so that a
+   * that calls an SDK: right before the SDK call). The first call notes the time (`monotonicSentAt`) and
+   * runs the `onSending` listeners, synchronously; later calls (retries) do nothing. The usage spool notes the call here, so that a
    * process that dies before the answer still charges it.
    */
   markSending(): void;
@@ -277,6 +286,8 @@ function runSendingListener(listener: () => void): void {
 class RequestContext implements TollgateContext {
   readonly requestId: string;
   readonly startedAt = Date.now();
+  readonly monotonicStartedAt = performance.now();
+  monotonicSentAt: number | undefined = undefined;
   identity?: Identity;
   requestedModel?: string;
   estimate?: UsageEstimate;
@@ -290,6 +301,7 @@ class RequestContext implements TollgateContext {
   upstreamAborted = false;
   upstreamStatus: number | undefined = undefined;
   refusal: Refusal | undefined = undefined;
+  renderError: ErrorRenderer | undefined = undefined;
   servedBy: string | undefined = undefined;
   cacheHit: CacheHit | undefined = undefined;
   responseTap: ResponseTap | undefined = undefined;
@@ -414,6 +426,7 @@ class RequestContext implements TollgateContext {
     const listeners = this.#sendingListeners;
     if (listeners === 'sent') return;
     this.#sendingListeners = 'sent';
+    this.monotonicSentAt = performance.now();
     if (listeners) for (const listener of listeners) runSendingListener(listener);
   }
 

@@ -49,6 +49,12 @@ export function closestName(name: string, known: readonly string[]): string | un
   return best;
 }
 
+/** `; did you mean "x"?` when a known name is close enough to `name` to be a typo of it, else nothing. */
+export function didYouMean(name: string, known: readonly string[]): string {
+  const hint = closestName(name, known);
+  return hint === undefined ? '' : `; did you mean "${hint}"?`;
+}
+
 /**
  * Rejects option names a factory does not know, with a "did you mean" hint.
  * `code` is the factory's own, e.g. `ERR_TG_RATELIMIT_UNKNOWN_OPTION`.
@@ -64,10 +70,9 @@ export function assertKnownOptions(
     throw new TollgateError(code, `${factory}() takes an options object; got ${typeof options}`);
   for (const name of Object.keys(options)) {
     if (known.includes(name)) continue;
-    const hint = closestName(name, known);
     throw new TollgateError(
       code,
-      `${factory}() has no option "${name}"${hint ? `; did you mean "${hint}"?` : ''}. Known options: ${known.join(', ')}`,
+      `${factory}() has no option "${name}"${didYouMean(name, known)}. Known options: ${known.join(', ')}`,
     );
   }
 }

@@ -4,6 +4,7 @@ export * from './types.js';
 export * from './money.js';
 export * from './duration.js';
 export * from './errors.js';
+export * from './process-lock.js';
 export * from './api-error.js';
 export * from './context.js';
 export * from './response-tap.js';

@@ -318,6 +318,7 @@ export function leasedStores<S extends TollgateStores>(stores: S, options: Lease
       return giveBackLocally(key, 1) ? Promise.resolve() : inner.giveBack(key);
     },
     reset: (key) => inner.reset(key),
+    peek: (key) => inner.peek(key),
     ...(typeof inner.hitBy === 'function' && typeof inner.giveBackBy === 'function'
       ? {
           hitBy(key: string, windowMs: number, hits: number) {

@@ -49,3 +49,16 @@ export function formatUsd(nano: number): string {
   const digits = Math.abs(usd) >= 1 ? 2 : 6;
   return `$${usd.toFixed(digits)}`;
 }
+
+/**
+ * nano-USD as a decimal number of USD with 6 places (`12.345678`), rounded half away from zero to
+ * the micro-USD in integer arithmetic, so that it is exact: what the command line prints.
+ */
+export function usdDecimal(nano: number): string {
+  if (!Number.isSafeInteger(nano)) throw new RangeError(`not an integer of nano-USD: ${nano}`);
+  const abs = Math.abs(nano);
+  const rest = abs % 1000;
+  const micro = (abs - rest) / 1000 + (rest >= 500 ? 1 : 0);
+  const sign = nano < 0 && micro > 0 ? '-' : '';
+  return `${sign}${(micro - (micro % 1_000_000)) / 1_000_000}.${String(micro % 1_000_000).padStart(6, '0')}`;
+}

@@ -33,7 +33,19 @@ export interface ModelPrice {
    * @default true when `tokenizer` names an encoding, false when it is defaulted or `approximate`
    */
   ownTokenizer?: boolean;
+  /**
+   * What the model does: `generation` (chat, Responses, Messages, Gemini's generateContent) or `embedding`
+   * (vectors of its input, no output tokens). A model is served only by the APIs of its kind (each adapter's
+   * `modelKind`): an embedding model asked on a chat route, or a chat model on `/v1/embeddings`, is refused.
+   * @default 'generation'
+   */
+  kind?: ModelKind;
 }
+
+/** What a model does (see `ModelPrice.kind`). */
+export type ModelKind = 'generation' | 'embedding';
+
+const MODEL_KINDS: readonly ModelKind[] = ['generation', 'embedding'];
 
 /** The tokenizer a catalogue row names. */
 export type TokenizerFamily = 'o200k_base' | 'cl100k_base' | 'approximate';
@@ -58,6 +70,7 @@ export interface ResolvedPrice {
   tokenizer: TokenizerFamily;
   /** `tokenizer` is the provider's own: its count of the output is exact (see `ModelPrice.ownTokenizer`). */
   ownTokenizer: boolean;
+  kind: ModelKind;
 }
 
 export interface PricingOptions {
@@ -167,6 +180,17 @@ function ownTokenizerOf(price: ModelPrice, tokenizer: TokenizerFamily, model: st
   return own;
 }
 
+function kindOf(value: unknown, model: string): ModelKind {
+  if (value === undefined) return 'generation';
+  if (!MODEL_KINDS.includes(value as ModelKind)) {
+    throw new TollgateError(
+      'ERR_TG_CORE_INVALID_PRICE',
+      `kind of model "${model}" must be one of ${MODEL_KINDS.join(', ')}; got ${JSON.stringify(value)}`,
+    );
+  }
+  return value as ModelKind;
+}
+
 function resolvePrice(model: string, price: ModelPrice): ResolvedPrice {
   if (typeof price !== 'object' || price === null)
     throw new TollgateError('ERR_TG_CORE_INVALID_PRICE', `price of model "${model}" must be an object`);
@@ -189,6 +213,7 @@ function resolvePrice(model: string, price: ModelPrice): ResolvedPrice {
     contextWindow: optionalCount(price.contextWindow, 'contextWindow', model),
     tokenizer,
     ownTokenizer: ownTokenizerOf(price, tokenizer, model),
+    kind: kindOf(price.kind, model),
   };
 }
 

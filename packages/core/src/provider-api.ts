@@ -7,7 +7,13 @@ import type { Provider } from './types.js';
  * path); `@tollgate/providers` has one adapter per API.
  */
 export type ProviderApi =
-  'openai.chat' | 'openai.responses' | 'anthropic.messages' | 'openai.compatible' | 'gemini.generate' | 'mistral.chat';
+  | 'openai.chat'
+  | 'openai.responses'
+  | 'anthropic.messages'
+  | 'openai.compatible'
+  | 'gemini.generate'
+  | 'mistral.chat'
+  | 'openai.embeddings';
 
 export const PROVIDER_APIS: readonly ProviderApi[] = [
   'openai.chat',
@@ -16,6 +22,7 @@ export const PROVIDER_APIS: readonly ProviderApi[] = [
   'openai.compatible',
   'gemini.generate',
   'mistral.chat',
+  'openai.embeddings',
 ];
 
 export function isProviderApi(value: unknown): value is ProviderApi {
@@ -58,11 +65,20 @@ export interface CallAdapter {
   readUsage(response: unknown): ReportedUsage | undefined;
 }
 
-/** `*` matches anything; `prefix*` matches by prefix; otherwise exact (dated ids match their family too). */
+/** `*` matches anything; `prefix*` matches by prefix; otherwise exact. The one pattern rule of every allowlist. */
+export function isNameAllowed(name: string, patterns: readonly string[]): boolean {
+  for (const pattern of patterns) if (matchesPattern(name, pattern)) return true;
+  return false;
+}
+
+function matchesPattern(name: string, pattern: string): boolean {
+  return pattern === '*' || pattern === name || (pattern.endsWith('*') && name.startsWith(pattern.slice(0, -1)));
+}
+
+/** As `isNameAllowed`, and a dated model id (`gpt-4o-2024-08-06`, `...-latest`) matches its family's name too. */
 export function isModelAllowed(model: string, patterns: readonly string[]): boolean {
   for (const pattern of patterns) {
-    if (pattern === '*' || pattern === model) return true;
-    if (pattern.endsWith('*') && model.startsWith(pattern.slice(0, -1))) return true;
+    if (matchesPattern(model, pattern)) return true;
     if (model.startsWith(`${pattern}-`) && /^-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$/.test(model.slice(pattern.length)))
       return true;
   }

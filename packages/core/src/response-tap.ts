@@ -18,6 +18,8 @@ export type EndThrough = (
 export interface ResponseReader {
   /** A chunk given to `res.write` or `res.end` (end's chunk may be absent, or a callback in its place). */
   read(chunk: unknown, encoding: unknown): void;
+  /** The route ended the response: called after `read` saw end's chunk, before the filter sends it. */
+  end?(): void;
 }
 
 /**
@@ -87,10 +89,18 @@ export class ResponseTap {
 
   end(chunk?: unknown, encoding?: unknown, callback?: unknown): ServerResponse {
     this.#feed(chunk, encoding);
+    this.#ended();
     const filter = this.#filter;
     return filter === undefined
       ? this.pass.end.call(this.#res, chunk, encoding, callback)
       : filter.end(chunk, encoding, callback);
+  }
+
+  #ended(): void {
+    const readers = this.#readers;
+    if (readers === undefined) return;
+    if (!Array.isArray(readers)) readers.end?.();
+    else for (const reader of readers) reader.end?.();
   }
 
   #feed(chunk: unknown, encoding: unknown): void {

@@ -30,7 +30,10 @@ export interface WindowCounter {
    * `windowStart`. A refund never takes a window below zero; a window already gone is left alone.
    */
   adjust(key: string, delta: number, options: { windowMs: number; windowStart: number; slot?: string }): Promise<void>;
-  /** Units counted in the sliding window now (for operators and tests). */
+  /**
+   * Units counted in the sliding window now (for operators and tests): what a consume would compare with its limit,
+   * less what a layer in this process holds unhanded (blockStores).
+   */
   peek(key: string, options: { windowMs: number; slot?: string }): Promise<number>;
 }
 
@@ -181,6 +184,8 @@ export interface ApiKeyRecord {
   scopes: string[];
   feature?: string;
   models?: string[];
+  /** MCP tools the key may call (`server/tool` patterns), besides what its tier and tenant grant. */
+  tools?: string[];
   /** ISO 8601. */
   createdAt: string;
   /** ISO 8601; the key stops working at this instant. */
@@ -230,6 +235,11 @@ export interface FixedWindowCounter {
   giveBack(key: string): Promise<void>;
   /** Forgets the window. */
   reset(key: string): Promise<void>;
+  /**
+   * The hits of the window running now and when it ends, counting nothing (for operators: the dashboard's quotas);
+   * undefined when no window runs. Like `peek` of a window counter, less what this process holds unhanded in blocks.
+   */
+  peek(key: string): Promise<{ hits: number; resetAt: number } | undefined>;
   /** Counts `hits` at once (a block of them). */
   hitBy?(key: string, windowMs: number, hits: number): Promise<{ hits: number; resetAt: number }>;
   /** Gives `hits` back, only if the window still runs for at least `minTtlMs` (never into the next window). */

@@ -19,6 +19,11 @@ export interface Identity {
   authMethod: AuthMethod;
   /** Models this identity may use (`*` = any); absent = no identity-level restriction. */
   models?: string[];
+  /**
+   * MCP tools this identity may call, as `server/tool` patterns (`search/*`, `*`): a grant besides
+   * its tier's and its tenant's (the gateway allows a tool any of them lists). Absent = none of its own.
+   */
+  tools?: string[];
 }
 
 /**
@@ -73,6 +78,10 @@ export type UsageSource = 'provider' | 'counted' | 'estimated' | 'cache';
 
 /** One line of the usage log: the settled truth of one request. */
 export interface UsageRecord extends TokenUsage {
+  /** What was called: `tool` for an MCP tool call (priced per call, no tokens). Absent = a model call. */
+  kind?: 'tool';
+  /** The tool of a `tool` record, as `server/tool` (`search/web_search`). */
+  tool?: string;
   /**
    * The record's own id, made by the server (a UUID): the ledger's key. Retries of the same record
    * keep it, so inserts stay idempotent; no client can choose or reuse it.
@@ -102,6 +111,8 @@ export interface UsageRecord extends TokenUsage {
   /**
    * HTTP status sent to the client; 0 when none was: the process died with the call sent upstream,
    * and the record was rebuilt at the next start from the usage spool, at the reservation's bound.
+   * A tool call's answer is a JSON-RPC message either way: its status is the one an HTTP route
+   * would have sent (200 answered, the refusal's 403/429/503, 502 or 504 when the MCP server failed).
    */
   status: number;
   stream: boolean;

@@ -47,14 +47,25 @@ export function webhookUrl(value: unknown, code: string, field: string): URL {
   return url;
 }
 
-export function webhookDelivery<Item>(options: WebhookDeliveryOptions<Item>): WebhookDelivery<Item> {
-  const { url, attempts, timeoutMs, onFailure } = options;
-  const origin = url.origin;
-  const backoff = new ExponentialBackoff({
+/**
+ * The wait before each retry of a delivery that failed: cockatiel's exponential backoff with full jitter (retry n
+ * waits a random time below min(maxDelayMs, initialDelayMs × 2^(n-1))), so processes that saw one failure do not
+ * retry in step. `backoff.next()` is the first wait, each wait's `next(undefined)` the one after it.
+ */
+export function retryBackoff(options: { initialDelayMs: number; maxDelayMs: number }): ExponentialBackoff<unknown> {
+  return new ExponentialBackoff({
     initialDelay: options.initialDelayMs,
     maxDelay: options.maxDelayMs,
     generator: fullJitterGenerator,
   });
+}
+
+export type { IBackoff };
+
+export function webhookDelivery<Item>(options: WebhookDeliveryOptions<Item>): WebhookDelivery<Item> {
+  const { url, attempts, timeoutMs, onFailure } = options;
+  const origin = url.origin;
+  const backoff = retryBackoff(options);
   const pending = new Set<Promise<void>>();
   const closing = new AbortController();
   const wait = (ms: number) =>

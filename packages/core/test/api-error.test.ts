@@ -2,7 +2,7 @@
 import { describe, expect, it } from '@jest/globals';
 import express from 'express';
 import request from 'supertest';
-import { ApiError, apiErrorHandler, renderApiError, type ApiErrorCode } from '@tollgate/core';
+import { ApiError, apiErrorHandler, getContext, renderApiError, type ApiErrorCode } from '@tollgate/core';
 import { toClientError } from '@tollgate/core/kit';
 
 function appThrowing(error: unknown, options?: Parameters<typeof apiErrorHandler>[0]) {
@@ -19,6 +19,7 @@ describe('ApiError', () => {
     ['invalid_api_key', 401, 'invalid_request_error'],
     ['insufficient_scope', 403, 'permission_error'],
     ['model_not_allowed', 403, 'permission_error'],
+    ['tool_not_allowed', 403, 'permission_error'],
     ['invalid_request', 400, 'invalid_request_error'],
     ['request_too_large', 413, 'invalid_request_error'],
     ['rate_limit_exceeded', 429, 'requests'],
@@ -81,6 +82,20 @@ describe('renderApiError', () => {
       setImmediate(() => renderApiError(new ApiError('upstream_error', 'gone'), req, res));
     });
     await expect(request(app).get('/')).rejects.toThrow();
+  });
+
+  it("hands the refusal to the renderer the request's route set on its context", async () => {
+    const app = express();
+    app.get('/', (req, res, next) => {
+      getContext(req, res).renderError = (error, _req, out) => {
+        out.statusCode = 200;
+        out.end(`json-rpc:${error.code}`);
+      };
+      next(new ApiError('tool_not_allowed', 'no'));
+    });
+    app.use(apiErrorHandler());
+    const response = await request(app).get('/');
+    expect([response.status, response.text]).toEqual([200, 'json-rpc:tool_not_allowed']);
   });
 
   it('can be replaced by a custom renderer', async () => {

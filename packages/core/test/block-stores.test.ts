@@ -42,6 +42,11 @@ class FakeFixedWindow implements FixedWindowCounter {
   async reset(key: string) {
     this.windows.delete(key);
   }
+
+  async peek(key: string) {
+    const window = this.windows.get(key);
+    return window && window.resetAt > Date.now() ? { ...window } : undefined;
+  }
 }
 
 /** Memory stores with fixed windows, whose calls are counted (what a block saves is calls to the store). */
@@ -106,6 +111,21 @@ describe('blockStores: token windows', () => {
     await wrapped.counter.adjust('k', 250, { windowMs: WINDOW.windowMs, windowStart: second.windowStart });
     await wrapped.blocks.retireAll();
     expect(await stores.counter.peek('k', WINDOW)).toBe(40 + 350);
+  });
+
+  it('peeks what was handed out: the store counts the whole block, the block takes back what it holds unhanded', async () => {
+    const { stores } = countedStores();
+    const wrapped = blocked(stores, { share: 0.001 });
+    // A block of 1,000: three requests of 100, the second settled at 40 and the third at 260.
+    for (const settled of [100, 40, 260]) {
+      const taken = await wrapped.counter.consume('k', 100, { limit: 1_000_000, ...WINDOW });
+      await wrapped.counter.adjust('k', settled - 100, { ...WINDOW, windowStart: taken.windowStart });
+    }
+    expect(await stores.counter.peek('k', WINDOW)).toBe(1_000);
+    expect(await wrapped.counter.peek('k', WINDOW)).toBe(400);
+    await wrapped.blocks.retireAll();
+    expect(await wrapped.counter.peek('k', WINDOW)).toBe(400);
+    expect(await stores.counter.peek('k', WINDOW)).toBe(400);
   });
 
   it('never admits past the limit across processes, and near it counts request by request', async () => {
@@ -362,6 +382,21 @@ describe('blockStores: request windows', () => {
     await windows.giveBack('w');
     await opened[0]!.blocks.retireAll();
     expect(fixedWindow.windows.get('w')?.hits).toBe(24);
+  });
+
+  it('peeks the hits handed out, not the block the store counts, and when the window ends', async () => {
+    const { stores, fixedWindow } = countedStores();
+    const wrapped = blocked(stores, { share: 0.01 });
+    const windows = (wrapped as unknown as { fixedWindow: FixedWindowCounter }).fixedWindow;
+    expect(await windows.peek('w')).toBeUndefined();
+    let last = { hits: 0, resetAt: 0 };
+    for (let i = 0; i < 3; i++) last = await windows.hit('w', 60_000, 1_000);
+    expect(fixedWindow.windows.get('w')!.hits).toBe(10);
+    const read = await windows.peek('w');
+    expect(read!.hits).toBe(3);
+    expect(Math.abs(read!.resetAt - last.resetAt)).toBeLessThan(10);
+    await wrapped.blocks.retireAll();
+    expect((await windows.peek('w'))!.hits).toBe(3);
   });
 
   it('without a limit every hit goes to the store, as before', async () => {

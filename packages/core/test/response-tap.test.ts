@@ -56,6 +56,33 @@ describe.each([
     for (const reader of readers) expect(reader.chunks).toEqual(['hello ', 'quiet ', 'world']);
   });
 
+  it("tells readers of the response's end after its last chunk, before the filter sends it", async () => {
+    const seen: string[] = [];
+    const app = factory();
+    app.get('/', (req, res) => {
+      const tap = tapResponse(req, res);
+      tap.read({
+        read: (chunk) => void seen.push(`read ${String(chunk)}`),
+        end: () => void seen.push('end'),
+      });
+      tap.filter({
+        write: (chunk, encoding, callback) => {
+          seen.push(`sent ${String(chunk)}`);
+          return tap.pass.write.call(res, chunk, encoding, callback);
+        },
+        end: (chunk, encoding, callback) => {
+          seen.push(`sent last ${String(chunk)}`);
+          return tap.pass.end.call(res, chunk, encoding, callback);
+        },
+      });
+      res.setHeader('content-type', 'text/plain');
+      res.write('a');
+      res.end('b');
+    });
+    expect((await request(app).get('/')).text).toBe('ab');
+    expect(seen).toEqual(['read a', 'sent a', 'read b', 'end', 'sent last b']);
+  });
+
   it("patches no prototype: the wrappers are the response's own, and an untapped response is untouched", async () => {
     const app = factory();
     app.get('/tapped', (req, res) => {

@@ -1,6 +1,6 @@
-// resolveTierModels: the tier allowlist rule, an unknown tier failing closed unless the options name a fallback.
+// resolveTierModels: the tier allowlist rule, an unknown tier failing closed unless the options name a fallback; the pattern rule.
 import { describe, expect, it } from '@jest/globals';
-import { resolveTierModels } from '@tollgate/core/kit';
+import { isModelAllowed, isNameAllowed, resolveTierModels } from '@tollgate/core/kit';
 
 describe('resolveTierModels', () => {
   const tiers = { free: ['gpt-4o-mini'], pro: undefined };
@@ -24,5 +24,20 @@ describe('resolveTierModels', () => {
     expect(resolveTierModels(tiers, { otherTiers: ['o3'] })('gold')).toEqual(['o3']);
     // A default that names no entry is no fallback at all.
     expect(resolveTierModels(tiers, { defaultTier: 'platinum' })('gold')).toEqual([]);
+  });
+});
+
+describe('the pattern rule of allowlists', () => {
+  it('matches `*`, `prefix*` and exact names, for tools as for models', () => {
+    const patterns = ['search/*', 'files/read'];
+    expect(
+      ['search/web_search', 'files/read', 'files/write', 'other/x'].map((n) => isNameAllowed(n, patterns)),
+    ).toEqual([true, true, false, false]);
+    expect(isNameAllowed('anything/at_all', ['*'])).toBe(true);
+  });
+
+  it('lets a dated model id match its family, and only a model', () => {
+    expect(isModelAllowed('gpt-4o-2024-08-06', ['gpt-4o'])).toBe(true);
+    expect(isNameAllowed('gpt-4o-2024-08-06', ['gpt-4o'])).toBe(false);
   });
 });

@@ -1,7 +1,7 @@
 // Key changes from the dashboard: create (the key shown once), revoke, rotate; records shaped and hashed as @tollgate/auth does.
 import { randomBytes } from 'node:crypto';
-import { generateApiKey, hashApiKey, isValidKeyId } from '@tollgate/auth';
-import { ApiError, parseDuration } from '@tollgate/core';
+import { generateApiKey, hashApiKey, isValidKeyId, keyExpiry, KeyTermError, rotationGrace } from '@tollgate/auth';
+import { ApiError } from '@tollgate/core';
 import type { ApiKeyRecord, KeyStore } from '@tollgate/core/kit';
 import type { DashboardConfig } from './options.js';
 import { listedKey } from './sources.js';
@@ -41,17 +41,19 @@ function list(fields: Fields, name: string): string[] | undefined {
   return items as string[];
 }
 
+/** The key-term rules of `@tollgate/auth` (the CLI's too), their refusal as a 400 naming the field. */
+function keyTerm<T>(name: string, read: () => T): T {
+  try {
+    return read();
+  } catch (error) {
+    if (error instanceof KeyTermError) throw new ApiError('invalid_request', `${error.message}.`, { param: name });
+    throw error;
+  }
+}
+
 /** `30d` from now, or an ISO time in the future; nothing for "never". */
 function expiry(fields: Fields, name: string, now: number): string | undefined {
-  const value = text(fields, name);
-  if (value === undefined || value === 'never') return undefined;
-  let at: number;
-  if (/^\d+(\.\d+)?\s*(m|h|d|w)$/.test(value)) at = now + parseDuration(value, name);
-  else at = /^\d{4}-\d{2}-\d{2}/.test(value) ? Date.parse(value) : Number.NaN;
-  if (!Number.isFinite(at))
-    throw new ApiError('invalid_request', `${name} must be a duration like 30d or an ISO date.`, { param: name });
-  if (at <= now) throw new ApiError('invalid_request', `${name} must be in the future.`, { param: name });
-  return new Date(at).toISOString();
+  return keyTerm(name, () => keyExpiry(text(fields, name), now, name));
 }
 
 function oneOf(value: string | undefined, allowed: (() => readonly string[]) | undefined, name: string): void {
@@ -154,18 +156,8 @@ export async function rotateKey(
       status: 409,
     });
   const now = config.now();
-  const grace = text(fields, 'grace');
   // Read before anything is stored: a bad grace after the new key is stored would leave a key nobody was shown.
-  let graceEnd: number | undefined;
-  if (grace !== undefined && grace !== 'keep' && grace !== '0') {
-    try {
-      graceEnd = now + parseDuration(grace, 'grace');
-    } catch {
-      throw new ApiError('invalid_request', 'grace must be 0 (revoke now), a duration like 1h, or keep.', {
-        param: 'grace',
-      });
-    }
-  }
+  const grace = keyTerm('grace', () => rotationGrace(text(fields, 'grace'), now));
   const newId = text(fields, 'id') ?? rotatedId(id);
   if (!isValidKeyId(newId))
     throw new ApiError('invalid_request', 'id may hold letters, digits and . _ : @ - only (at most 128).', {
@@ -184,12 +176,12 @@ export async function rotateKey(
   const expiresAt = expiry(fields, 'expires', now);
   if (expiresAt !== undefined) record.expiresAt = expiresAt;
   await store.put(record);
-  if (grace === '0') {
+  if (grace.oldKey === 'revoke') {
     await store.disable(id);
-  } else if (graceEnd !== undefined) {
+  } else if (grace.oldKey === 'expire') {
     const current = (await store.findById(id)) ?? old;
-    const keepEarlier = current.expiresAt !== undefined && Date.parse(current.expiresAt) < graceEnd;
-    if (!keepEarlier) await store.put({ ...current, expiresAt: new Date(graceEnd).toISOString() });
+    const keepEarlier = current.expiresAt !== undefined && Date.parse(current.expiresAt) < Date.parse(grace.at);
+    if (!keepEarlier) await store.put({ ...current, expiresAt: grace.at });
   }
   const previous = (await store.findById(id)) ?? old;
   return { key, record: listedKey(record, 'store', now), previous: listedKey(previous, 'store', now) };

@@ -92,8 +92,8 @@ function keyRow(ctx: PageContext, key: ListedKey, canChange: boolean): SafeHtml 
   return html`<tr data-key="${key.id}" data-key-state="${key.state}">
 <th scope="row">${key.id}</th>
 <td><span class="state state--${key.state}">${key.state}</span></td>
-<td>${key.tenantId ? html`<a href="${ctx.base}/tenants/${encodeURIComponent(key.tenantId)}">${key.tenantId}</a>` : ''}</td>
-<td>${key.userId ?? ''}</td><td>${key.feature ?? ''}</td><td>${key.tier ?? ''}</td>
+<td class="id">${key.tenantId ? html`<a href="${ctx.base}/tenants/${encodeURIComponent(key.tenantId)}">${key.tenantId}</a>` : ''}</td>
+<td class="id">${key.userId ?? ''}</td><td>${key.feature ?? ''}</td><td>${key.tier ?? ''}</td>
 <td>${key.scopes.join(' ')}</td>
 ${created}
 ${expiry}

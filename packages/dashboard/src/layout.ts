@@ -1,8 +1,9 @@
 // The page shell every page shares (head, navigation, notices, sign-out) and the pieces pages are built from.
 import type { BudgetStatus } from '@tollgate/budget';
-import { exactMoney, money, percent, utcTime } from './format.js';
+import { count, exactMoney, fromNow, money, percent, utcTime } from './format.js';
 import { html, jsonBlock } from './html.js';
 import type { SafeHtml } from './html.js';
+import type { QuotaStatus } from './options.js';
 
 /** What every page knows about the request it answers. */
 export interface PageContext {
@@ -175,6 +176,27 @@ export function table(
   return html`<section class="table"><h2>${caption}</h2><div class="scroll" tabindex="0" role="region" aria-label="${caption}"><table>
 <thead><tr>${head.map((cell) => html`<th scope="col">${cell}</th>`)}</tr></thead>
 <tbody>${rows}</tbody></table></div></section>`;
+}
+
+/** How each unit of a quota reads: its limit (`requests per minute`), and what runs out (`No tokens left`). */
+export const QUOTA_UNITS: Record<QuotaStatus['unit'], { per: (window: string | undefined) => string; left: string }> = {
+  requests: { per: (window) => `requests per ${window ?? 'window'}`, left: 'requests' },
+  tokens: { per: (window) => `tokens per ${window ?? 'window'}`, left: 'tokens' },
+  concurrency: { per: () => 'requests in flight', left: 'request slots' },
+};
+
+/** Quotas now: used of the limit, what is left, and when the window frees up. */
+export function quotaTable(ctx: PageContext, quotas: readonly QuotaStatus[], empty: string): SafeHtml {
+  const rows = quotas.map((quota) => {
+    const used = quota.used ?? quota.limit - quota.remaining;
+    const resets = quota.resetAt
+      ? html`<time datetime="${quota.resetAt}" title="${utcTime(quota.resetAt)}">${fromNow(quota.resetAt, ctx.now)}</time>`
+      : quota.unit === 'concurrency'
+        ? html`<span class="muted">when one ends</span>`
+        : html`<span class="muted">no window open</span>`;
+    return html`<tr data-quota="${quota.name}" data-unit="${quota.unit}"><th scope="row">${quota.name}</th><td>${QUOTA_UNITS[quota.unit].per(quota.window)}</td><td class="num" data-used="${used}" data-limit="${quota.limit}">${count(used)} / ${count(quota.limit)}</td><td class="num">${count(quota.remaining)}</td><td>${resets}</td></tr>`;
+  });
+  return table('Request and token quotas now', ['', 'Limit', 'Used / limit', 'Remaining', 'Resets'], rows, empty);
 }
 
 /** A time series for the page's script to draw (uPlot), with the same numbers as a table for screen readers and no-script. */

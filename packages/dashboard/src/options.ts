@@ -13,19 +13,30 @@ export interface DashboardBudgets {
   reset(selector: BudgetSelector): Promise<BudgetStatus[]>;
 }
 
-/** One request or token quota as it stands now, for the overview (the app computes it from its limiters). */
+/**
+ * One request or token quota as it stands now (the app reads it from its limiters: `readLimits()` of
+ * @tollgate/ratelimit), for the overview and its tenant's page.
+ */
 export interface QuotaStatus {
   /** What is limited, as operators know it: `tenant acme`, `key acme-support`, `global`. */
   name: string;
   /** The tenant it belongs to, so the tenant page shows it too. */
   tenantId?: string;
-  unit: 'requests' | 'tokens';
-  /** The window, e.g. `1m`. */
+  /** Requests or tokens per window, or requests in flight at once (`concurrency`). */
+  unit: 'requests' | 'tokens' | 'concurrency';
+  /** The window, in words: `minute`, `10 s`. */
   window?: string;
   limit: number;
+  /** What the window counted so far (requests in flight for `concurrency`). @default limit - remaining */
+  used?: number;
   remaining: number;
   /** ISO 8601: when the window frees up. */
   resetAt?: string;
+}
+
+/** What a page asks its `limits` for: a tenant's page names its tenant (its quotas and its keys'); the overview nothing. */
+export interface QuotaQuery {
+  tenantId?: string;
 }
 
 /** A message for the overview's alerts, besides those the dashboard finds itself. */
@@ -59,8 +70,11 @@ export interface DashboardOptions {
   ledger?: Queryable;
   /** Where the ledger table is. @default the search path's `tollgate_usage` */
   ledgerTable?: LedgerLocation;
-  /** Request and token quotas as they stand now, from the app's limiters. @default none */
-  limits?: () => readonly QuotaStatus[] | Promise<readonly QuotaStatus[]>;
+  /**
+   * Request and token quotas as they stand now, from the app's limiters; asked with the tenant of the page (its
+   * quotas and its keys'), or with none on the overview (every tenant's and the global ones). @default none
+   */
+  limits?: (query: QuotaQuery) => readonly QuotaStatus[] | Promise<readonly QuotaStatus[]>;
   /** More alerts for the overview (soft-limit events, suspended keys). @default none */
   alerts?: () => readonly DashboardAlert[] | Promise<readonly DashboardAlert[]>;
   /** Tenants a new key may name (a select on the form; others refused). @default any */
@@ -113,7 +127,7 @@ export interface DashboardConfig {
   configKeys: () => readonly ApiKeyRecord[];
   ledger: Queryable | undefined;
   ledgerTable: LedgerLocation;
-  limits: () => readonly QuotaStatus[] | Promise<readonly QuotaStatus[]>;
+  limits: (query: QuotaQuery) => readonly QuotaStatus[] | Promise<readonly QuotaStatus[]>;
   alerts: () => readonly DashboardAlert[] | Promise<readonly DashboardAlert[]>;
   tenants: (() => readonly string[]) | undefined;
   tiers: (() => readonly string[]) | undefined;

@@ -8,7 +8,17 @@ import { count, fromNow, money, percent, utcTime } from './format.js';
 import { html } from './html.js';
 import type { SafeHtml } from './html.js';
 import { loadKeys } from './keys-page.js';
-import { BUDGET_SUM_NOTE, budgetCell, budgetState, chart, layout, spendBar, table } from './layout.js';
+import {
+  BUDGET_SUM_NOTE,
+  budgetCell,
+  budgetState,
+  chart,
+  layout,
+  QUOTA_UNITS,
+  quotaTable,
+  spendBar,
+  table,
+} from './layout.js';
 import type { BarState, BudgetStanding, ChartData, PageContext } from './layout.js';
 import type { DashboardAlert, DashboardConfig, QuotaStatus } from './options.js';
 import { seriesFromPoints } from './series.js';
@@ -203,7 +213,7 @@ export async function loadOverview(config: DashboardConfig): Promise<OverviewDat
   const [tenantSpend, featureSpend, quotas, keys, extra, points, outcomes] = await Promise.all([
     spendRows(config, problems, 'tenant', statuses, now),
     spendRows(config, problems, 'feature', statuses, now),
-    problems.read('limits', [], async () => [...(await config.limits())]),
+    problems.read('limits', [], async () => [...(await config.limits({}))]),
     loadKeys(config, problems),
     problems.read('alerts', [], async () => [...(await config.alerts())]),
     ledger
@@ -245,7 +255,7 @@ export async function loadOverview(config: DashboardConfig): Promise<OverviewDat
     if (quota.remaining <= 0)
       alerts.push({
         level: 'warning',
-        message: `No ${quota.unit} left for ${quota.name}${quota.resetAt ? ` until ${utcTime(quota.resetAt)}` : ''}.`,
+        message: `No ${QUOTA_UNITS[quota.unit].left} left for ${quota.name}${quota.resetAt ? ` until ${utcTime(quota.resetAt)}` : ''}.`,
       });
   }
   for (const key of keys) {
@@ -375,10 +385,6 @@ export function renderOverview(ctx: PageContext, data: OverviewData): string {
 <td class="bar-cell">${spendBar(`${status.scope} ${status.id ?? ''}`, status)}</td><td>${status.period}</td>
 ${budgetCell(status)}<td><time datetime="${status.resetAt}">${fromNow(status.resetAt, ctx.now)}</time></td></tr>`,
   );
-  const quotaRows = data.quotas.map(
-    (quota) =>
-      html`<tr><th scope="row">${quota.name}</th><td>${quota.unit}${quota.window ? ` per ${quota.window}` : ''}</td><td class="num">${count(quota.remaining)}</td><td class="num">${count(quota.limit)}</td><td>${quota.resetAt ? utcTime(quota.resetAt) : ''}</td></tr>`,
-  );
   const noLedger = data.ledger
     ? ''
     : html`<p class="muted">No usage ledger is connected: spend history is not shown. Pass <code>ledger</code> (PostgreSQL or PGlite).</p>`;
@@ -392,6 +398,6 @@ ${data.dailySpend ? chart('daily-spend', 'Spend per day, last 30 days (USD)', da
 ${table('Features', SPEND_HEAD, featureRows, 'No feature has a budget or recorded spend yet.')}
 ${data.outcomes ? outcomeTables(ctx, data.outcomes) : ''}
 ${otherRows.length > 0 ? table('Other budgets', OTHER_HEAD, otherRows) : ''}
-${table('Request and token quotas now', ['', 'Limit', 'Remaining', 'Of', 'Frees up'], quotaRows, 'No quotas reported (the app passes them as the limits option).')}`;
+${quotaTable(ctx, data.quotas, 'No quotas reported (the app passes them as the limits option).')}`;
   return layout(ctx, { title: 'Overview', current: '', body });
 }

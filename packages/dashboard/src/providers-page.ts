@@ -71,7 +71,7 @@ export function renderProviders(ctx: PageContext, data: ProvidersData): string {
     const sent = row.requests - row.refusals;
     const errorRate = sent > 0 ? row.errors / sent : 0;
     return html`<tr data-provider="${row.provider ?? ''}" data-model="${row.model ?? ''}">
-<th scope="row">${row.provider ?? '(none)'}</th><td>${row.model ?? ''}</td>
+<th scope="row">${row.provider ?? '(none)'}</th><td class="id">${row.model ?? ''}</td>
 <td class="num">${count(row.requests)}</td>
 <td class="num" data-figure="refusals" data-count="${row.refusals}">${count(row.refusals)}</td>
 <td class="num${errorRate >= 0.05 ? ' warn' : ''}" data-figure="provider-errors" data-count="${row.errors}">

@@ -118,16 +118,16 @@ function recordRow(ctx: PageContext, record: UsageRecord): SafeHtml {
       : (record.model ?? '');
   return html`<tr data-record="${record.id}">
 <td><time datetime="${record.timestamp}">${utcTime(record.timestamp)}</time></td>
-<td>${record.tenantId ? html`<a href="${ctx.base}/tenants/${encodeURIComponent(record.tenantId)}">${record.tenantId}</a>` : ''}</td>
-<td>${record.keyId ?? ''}</td><td>${record.userId ?? ''}</td><td>${record.feature ?? ''}</td>
-<td>${model}</td>
+<td class="id who">${record.tenantId ? html`<a href="${ctx.base}/tenants/${encodeURIComponent(record.tenantId)}">${record.tenantId}</a>` : html`<span class="muted">no tenant</span>`}
+<small data-key="${record.keyId ?? ''}">key ${record.keyId ?? '(none)'}</small>${record.userId || record.feature ? html`<small>${[record.userId, record.feature].filter(Boolean).join(' · ')}</small>` : ''}</td>
+<td class="id">${model}</td>
 ${statusCell(record)}
 <td class="num">${count(record.inputTokens + record.cachedInputTokens + record.cacheWriteTokens)}</td>
 <td class="num">${count(record.outputTokens)}</td>
 <td class="num" data-nano-usd="${record.costNanoUsd}">${money(record.costNanoUsd)}</td>
 <td class="num">${count(record.latencyMs)} ms</td>
 <td>${record.usageSource}${record.stream ? ' · stream' : ''}</td>
-<td><code>${record.requestId}</code></td>
+<td class="id"><code>${record.requestId}</code></td>
 </tr>`;
 }
 
@@ -166,10 +166,7 @@ ${table(
   'Records',
   [
     'Time',
-    'Tenant',
-    'Key',
-    'User',
-    'Feature',
+    'Tenant, key, user · feature',
     'Model',
     'Status',
     'Input',

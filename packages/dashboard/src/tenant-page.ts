@@ -7,7 +7,17 @@ import { count, fromNow, money, utcTime } from './format.js';
 import { html } from './html.js';
 import type { SafeHtml } from './html.js';
 import { loadKeys } from './keys-page.js';
-import { BUDGET_SUM_NOTE, budgetFigures, budgetState, chart, csrfField, layout, spendBar, table } from './layout.js';
+import {
+  BUDGET_SUM_NOTE,
+  budgetFigures,
+  budgetState,
+  chart,
+  csrfField,
+  layout,
+  quotaTable,
+  spendBar,
+  table,
+} from './layout.js';
 import type { BudgetStanding, ChartData, PageContext } from './layout.js';
 import type { DashboardConfig, QuotaStatus } from './options.js';
 import { seriesFromPoints } from './series.js';
@@ -86,7 +96,9 @@ export async function loadTenant(config: DashboardConfig, tenant: string, range:
     by('feature'),
     by('user'),
     by('key'),
-    problems.read('limits', [], async () => (await config.limits()).filter((quota) => quota.tenantId === tenant)),
+    problems.read('limits', [], async () =>
+      (await config.limits({ tenantId: tenant })).filter((quota) => quota.tenantId === tenant),
+    ),
   ]);
   const keyIds = new Set(keys.map((key) => key.id));
   const budgets = [
@@ -168,17 +180,7 @@ export function renderTenant(ctx: PageContext, data: TenantData): string {
       ? html`<section><h2>Budgets now</h2><div class="cards">${data.budgets.map((status) => budgetCard(ctx, status, base))}</div>
 ${BUDGET_SUM_NOTE}</section>`
       : html`<section><h2>Budgets now</h2><p class="empty">No budget applies to this tenant.</p></section>`;
-  const quotas =
-    data.quotas.length > 0
-      ? table(
-          'Request and token quotas now',
-          ['', 'Limit', 'Remaining', 'Of'],
-          data.quotas.map(
-            (quota) =>
-              html`<tr><th scope="row">${quota.name}</th><td>${quota.unit}${quota.window ? ` per ${quota.window}` : ''}</td><td class="num">${count(quota.remaining)}</td><td class="num">${count(quota.limit)}</td></tr>`,
-          ),
-        )
-      : '';
+  const quotas = quotaTable(ctx, data.quotas, 'No request or token limit applies to this tenant.');
   const keys = data.keys.map(
     (key) =>
       html`<tr data-key="${key.id}" data-key-state="${key.state}"><th scope="row">${key.id}</th><td><span class="state state--${key.state}">${key.state}</span></td><td>${key.userId ?? ''}</td><td>${key.feature ?? ''}</td><td>${key.expiresAt ? fromNow(key.expiresAt, ctx.now) : 'never'}</td></tr>`,
@@ -188,12 +190,10 @@ ${budgets}
 <nav class="ranges" aria-label="Time range"><ul>${ranges}</ul></nav>
 ${data.total ? html`<p class="summary">${count(data.total.requests)} requests, <strong data-nano-usd="${data.total.costNanoUsd}">${money(data.total.costNanoUsd)}</strong> from ${utcTime(data.since)} to ${utcTime(data.until)}; caching saved <strong data-saved-nano-usd="${data.total.savedNanoUsd}">${money(data.total.savedNanoUsd)}</strong>, ${count(data.total.cacheHits)} answered from the response cache. <a href="${ctx.base}/requests?tenant=${encodeURIComponent(data.tenant)}">Its requests</a></p>` : html`<p class="muted">No usage ledger is connected: spend history is not shown.</p>`}
 ${data.spendOverTime ? chart('tenant-spend', `Spend over time by model (USD, per ${hourly ? 'hour' : 'day'})`, data.spendOverTime, bucketLabel) : ''}
-<div class="columns">
 ${groupTable('By model', data.byModel, totalCost)}
 ${groupTable('By feature', data.byFeature, totalCost)}
 ${groupTable('By user', data.byUser, totalCost)}
 ${groupTable('By key', data.byKey, totalCost)}
-</div>
 ${quotas}
 ${table('Keys', ['Id', 'State', 'User', 'Feature', 'Expires'], keys, 'This tenant has no keys in the store.')}`;
   return layout(ctx, { title: `Tenant ${data.tenant}`, current: '/tenants', body });

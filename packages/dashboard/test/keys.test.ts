@@ -186,6 +186,25 @@ describe('rotating a key', () => {
     ).toBe('grace');
   });
 
+  it("reads grace and expiry by the CLI's rules (@tollgate/auth): 0s stops the old key now, a past expiry is refused", async () => {
+    const oldKey = await freshKey('acme-zero');
+    const rotated = await request(subject.app)
+      .post('/dashboard/api/keys/acme-zero/rotate')
+      .set('authorization', `Bearer ${subject.adminKey}`)
+      .send({ grace: '0s' });
+    expect(rotated.status).toBe(201);
+    expect((await whoami(oldKey)).status).toBe(401);
+    const past = await request(subject.app)
+      .post(`/dashboard/api/keys/${rotated.body.record.id}/rotate`)
+      .set('authorization', `Bearer ${subject.adminKey}`)
+      .send({ expires: '2020-01-01' });
+    expect(past.status).toBe(400);
+    expect(past.body.error).toMatchObject({
+      param: 'expires',
+      message: expect.stringContaining('must be in the future'),
+    });
+  });
+
   it('lists keys without their hashes', async () => {
     const answer = await request(subject.app)
       .get('/dashboard/api/keys')

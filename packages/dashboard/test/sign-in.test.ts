@@ -291,24 +291,29 @@ describe('what pages echo', () => {
     expect(requests.text).not.toContain('"><b>x');
   });
 
-  it('shows the quotas and alerts the app passes', async () => {
+  it('shows the quotas and alerts the app passes, asking for the tenant of the page', async () => {
     const app = express();
     const adminKey = 'tgk_quota_test_admin_key_000000000000000000000';
+    const asked: unknown[] = [];
     app.use(
       '/d',
       dashboard({
         adminKeySha256: hashApiKey(adminKey),
-        limits: () => [
-          {
-            name: 'tenant acme',
-            tenantId: 'acme',
-            unit: 'requests',
-            window: '1m',
-            limit: 600,
-            remaining: 0,
-            resetAt: '2030-01-01T00:00:00.000Z',
-          },
-        ],
+        now: () => Date.parse('2029-12-31T23:59:18.000Z'),
+        limits: (query) => {
+          asked.push(query);
+          return [
+            {
+              name: 'tenant acme',
+              tenantId: 'acme',
+              unit: 'requests',
+              window: 'minute',
+              limit: 600,
+              remaining: 0,
+              resetAt: '2030-01-01T00:00:00.000Z',
+            },
+          ];
+        },
         alerts: async () => [{ level: 'info', message: 'Deploy at noon.' }],
       }),
     );
@@ -320,6 +325,15 @@ describe('what pages echo', () => {
     ]);
     const tenant = await request(app).get('/d/api/tenants/acme').set('authorization', `Bearer ${adminKey}`);
     expect(tenant.body.quotas.map((quota: { name: string }) => quota.name)).toEqual(['tenant acme']);
+    expect(asked).toEqual([{}, { tenantId: 'acme' }]);
+    const page = await request(app)
+      .get('/d/tenants/acme')
+      .set('authorization', `Bearer ${adminKey}`)
+      .set('accept', 'text/html');
+    // Used is what the limit does not have left, when the app does not say.
+    expect(page.text).toMatch(
+      /requests per minute<\/td><td class="num" data-used="600" data-limit="600">600 \/ 600<\/td><td class="num">0<\/td><td><time[^>]*>in 42 s<\/time>/,
+    );
   });
 });
 

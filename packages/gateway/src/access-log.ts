@@ -5,7 +5,6 @@ import { dirname } from 'node:path';
 import type { Request } from 'express';
 import { pino } from 'pino';
 import type { Level, Logger } from 'pino';
-import { pinoHttp } from 'pino-http';
 import { getContext } from '@tollgate/core';
 import type { TollgateContext } from '@tollgate/core';
 import { ConfigError } from './config.js';
@@ -16,8 +15,7 @@ const CENSOR = '[redacted]';
 /**
  * Censored in every line should anything put them there: the lines are built from an allowlist
  * (no headers, no bodies, no query strings), and these paths are the second lock on the door.
- * Each path costs every request something (pino-http makes a child logger per request, and a
- * child applies them): the credential headers, no more.
+ * Each path costs every line something: the credential headers, no more.
  */
 export const REDACTED_PATHS: readonly string[] = [
   'req.headers.authorization',
@@ -185,8 +183,9 @@ export function createProxyLog(
 }
 
 /** The fields of an access line, from the request's context: who, what, how it ended; ids only, never a key. */
-function accessFields(ctx: TollgateContext, res: ServerResponse): Record<string, unknown> {
+function accessFields(ctx: TollgateContext, req: IncomingMessage, path: string, res: ServerResponse) {
   const fields: Record<string, unknown> = {
+    request: { method: req.method, path },
     requestId: ctx.requestId,
     status: res.statusCode,
     latencyMs: Date.now() - ctx.startedAt,
@@ -213,51 +212,44 @@ function accessFields(ctx: TollgateContext, res: ServerResponse): Record<string,
 }
 
 export interface AccessLog {
-  /** At the start of an exchange, before Express: pino-http's request id and per-request logger (`req.log`, `res.log`). */
-  start(req: IncomingMessage, res: ServerResponse): void;
   /** When the response closes: its access line. */
   end(req: IncomingMessage, res: ServerResponse): void;
 }
 
+declare module '@tollgate/core' {
+  interface ContextVariableMap {
+    /** An error nothing in the chain answered (the last handler's): the access line's `err`. */
+    'gateway.unexpectedError': Error;
+  }
+}
+
 /**
- * The access log, one line per exchange through pino-http's per-request logger: `request` (method
- * and path), `requestId`, `status`, `latencyMs`, `tenant`, `keyId`, `feature`, `model`, `provider`,
- * `stream`, `refusal` (`layer`, `code`, `message`), `upstreamStatus`, and on failures `err` (what
- * failed underneath). Levels: `error` for a 5xx (an upstream or a store failed) or an answer the
- * upstream cut, `debug` for health checks and scrapes that succeeded, `info` otherwise.
+ * The access log, one line per exchange, written by the proxy's logger itself: `request` (method and path),
+ * `requestId`, `status`, `latencyMs`, `tenant`, `keyId`, `feature`, `model`, `provider`, `stream`, `refusal`
+ * (`layer`, `code`, `message`), `upstreamStatus`, and on failures `err` (what failed underneath). Levels: `error`
+ * for a 5xx (an upstream or a store failed) or an answer the upstream cut, `debug` for health checks and scrapes
+ * that succeeded, `info` otherwise.
  *
- * pino-http's own listeners are left off (`autoLogging: false`): the proxy writes the line from the
- * one 'close' listener it has per exchange, which also counts it for the metrics (each listener on a
- * response costs every request; docs/performance.md).
+ * No logger per request (pino-http makes a child for each, 3 µs, for lines that all come from here): the line is
+ * built from the request's context when the response closes, in the one 'close' listener the proxy has per
+ * exchange, which also counts it for the metrics (each listener on a response costs every request;
+ * docs/performance.md).
  */
 export function accessLog(logger: Logger): AccessLog {
-  const start = pinoHttp({
-    logger,
-    autoLogging: false,
-    genReqId: (req, res) => getContext(req, res).requestId,
-    // The request as the line shows it, under a key of its own: `req` is where pino's standard serializer puts a
-    // whole request, headers included, which the redact paths guard (and their check would cost every line).
-    // Serializers get the raw objects: only what they pick reaches a line.
-    wrapSerializers: false,
-    serializers: { request: (req: IncomingMessage) => ({ method: req.method, path: pathOf(req) }) },
-    customAttributeKeys: { req: 'request' },
-  });
   return {
-    start(req, res) {
-      start(req, res);
-    },
     end(req, res) {
       const ctx = getContext(req, res);
       const status = res.statusCode;
       // An upstream that failed or cut its answer, or a store that failed (503): an operator must see it.
       const failed = status >= 500 || ctx.upstreamAborted;
-      const level: Level = failed ? 'error' : status < 400 && QUIET_ROUTES.has(pathOf(req)) ? 'debug' : 'info';
+      const path = pathOf(req);
+      const level: Level = failed ? 'error' : status < 400 && QUIET_ROUTES.has(path) ? 'debug' : 'info';
       // Below the configured level the line is not even built.
-      if (!res.log.isLevelEnabled(level)) return;
-      const fields = accessFields(ctx, res);
+      if (!logger.isLevelEnabled(level)) return;
+      const fields = accessFields(ctx, req, path, res);
       if (failed) {
         // What failed underneath: the refusal's cause (a network or store error), or an error the app did not expect.
-        const cause = ctx.refusal?.cause ?? res.err;
+        const cause = ctx.refusal?.cause ?? ctx.get('gateway.unexpectedError');
         if (cause !== undefined) fields.err = cause;
       }
       const message = !res.writableFinished
@@ -267,7 +259,7 @@ export function accessLog(logger: Logger): AccessLog {
           : ctx.refusal
             ? 'request refused'
             : 'request completed';
-      res.log[level](fields, message);
+      logger[level](fields, message);
     },
   };
 }

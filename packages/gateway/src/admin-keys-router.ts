@@ -77,11 +77,13 @@ export function adminKeysRouter(
     const userId = optionalString(fields, 'user');
     const feature = optionalString(fields, 'feature');
     const models = optionalStringList(fields, 'models');
+    const tools = optionalStringList(fields, 'tools');
     if (tenantId !== undefined) record.tenantId = tenantId;
     if (tier !== undefined) record.tier = tier;
     if (userId !== undefined) record.userId = userId;
     if (feature !== undefined) record.feature = feature;
     if (models !== undefined) record.models = models;
+    if (tools !== undefined) record.tools = tools;
     await store.put(record);
     // The only time the key exists outside the client: it is not stored, only its hash.
     res.status(201).json({ key, record: publicRecord(record, 'store') });

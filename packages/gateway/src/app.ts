@@ -1,6 +1,7 @@
 // createGateway: the whole chain, in its one order, as an Express router built from a validated config; createProxyApp:
 // the same as an Express app of its own (what the example proxy and `tollgate-gateway` serve).
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { resolve } from 'node:path';
 import express from 'express';
 import type { Express, NextFunction, Request, RequestHandler, Response, Router } from 'express';
 import { budgetAdminRouter } from '@tollgate/budget';
@@ -17,9 +18,11 @@ import {
 } from '@tollgate/core';
 import type { Pricing, ProviderApi, TollgateStores } from '@tollgate/core';
 import { preloadTokenizers } from '@tollgate/providers';
-import { providerAdapters } from '@tollgate/providers/kit';
+import { GEMINI_ACTIONS, GEMINI_COUNT_ACTION, providerAdapters } from '@tollgate/providers/kit';
 import type { CallDeclaration } from '@tollgate/providers';
+import { migrateUsageLedger, serveLedger } from '@tollgate/metering';
 import type { SpoolReplay } from '@tollgate/metering';
+import type { PromptGuardrailsOptions } from '@tollgate/guard';
 import { dashboard } from '@tollgate/dashboard';
 import type { Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
@@ -33,15 +36,18 @@ import { createProxyCache } from './cache-setup.js';
 import type { KeyConfig, ProxyConfig } from './config.js';
 import {
   concurrencyMiddleware,
+  dashboardQuotas,
   requestLimitMiddleware,
   tierPolicyMiddleware,
   tokenLimitMiddleware,
 } from './limits-setup.js';
 import type { StoreFailureHandlers } from './limits-setup.js';
-import { acceptGeminiRequest, geminiCallParams } from './gemini-route.js';
+import { COUNT_ROUTES, tokenCountRoutes } from './count-tokens-route.js';
+import { acceptGeminiRequest, geminiCallParams, passGeminiMethodOn } from './gemini-route.js';
 import { JSON_BODY_TYPES, providerJsonBody } from './json-body.js';
-import { createProxyGuard } from './guard-setup.js';
+import { createProxyGuard, createProxyGuardrails } from './guard-setup.js';
 import { createMetering } from './metering-setup.js';
+import { createMcpGateway } from './mcp-gateway.js';
 import { createMockProvider } from './mock-provider.js';
 import type { MockProvider } from './mock-provider.js';
 import { modelsRoute } from './models-route.js';
@@ -51,8 +57,10 @@ import { registerRoutingMetrics } from './routing-metrics.js';
 import { createProxyMetrics } from './proxy-metrics.js';
 import { validateProviderRequest } from './request-validation.js';
 import { securityHeaders } from './security-headers.js';
+import { timeResponse } from './server-timing.js';
 import { blockedStores, outageStores } from './outage-setup.js';
 import { keepSpend } from './spend-rebuild.js';
+import { embeddedLedgerLocation, holdDataDir, keysKeptIn } from './data-dir.js';
 import { storesAnswer } from './stores.js';
 import { timedStores } from './timed-stores.js';
 
@@ -86,6 +94,12 @@ export interface ProxyDeps {
    * @default the global tracer provider's: a no-op until an SDK registers one (`pnpm start` does when OTEL_* variables ask)
    */
   tracer?: Tracer | false;
+  /**
+   * What the config cannot hold, for the prompt guardrails (`promptGuardrails` of @tollgate/guard): a team's own
+   * prompt `check` (with its `checkTimeout`) and the `onAnswerText` hook. Given, the guardrails run on every provider
+   * route, with the config's `guardrails` rules or none. @default none
+   */
+  guardrails?: Pick<PromptGuardrailsOptions, 'check' | 'checkTimeout' | 'onAnswerText'>;
 }
 
 /** What a gateway holds beside its routes: its stores, and the calls an operator's process makes around them. */
@@ -125,7 +139,7 @@ export interface GatewayControls {
  */
 export interface Gateway extends Router, GatewayControls {
   /**
-   * What every exchange gets first (the context, security headers, the access log's start, the end's observer).
+   * What every exchange gets first (the context, security headers, the end's observer).
    * The router does it itself; an app that calls it before Express swaps the prototypes of `req` and `res` saves
    * V8 a new hidden class per field (createProxyApp does).
    */
@@ -143,15 +157,24 @@ interface ExpressHandle {
 interface ProviderRoute {
   path: string;
   api: ProviderApi;
+  /** First: passes a request the route does not serve on to the next route at its path. */
+  match?: RequestHandler;
   /** Runs before auth: what the route reads of its own path and headers. */
   before?: RequestHandler;
   /** Route params the adapter reads. @default req.params */
   params?: CallDeclaration['params'];
 }
 
-/** What a route does beyond its adapter's declaration: Gemini's path holds the model and the method, and its own key header. */
-const ROUTE_EXTRAS: Readonly<Partial<Record<ProviderApi, Pick<ProviderRoute, 'before' | 'params'>>>> = {
-  'gemini.generate': { before: acceptGeminiRequest, params: geminiCallParams },
+/**
+ * What a route does beyond its adapter's declaration: Gemini's path holds the model and the method (its token count,
+ * the same path, is the count route's), and its own key header.
+ */
+const ROUTE_EXTRAS: Readonly<Partial<Record<ProviderApi, Pick<ProviderRoute, 'match' | 'before' | 'params'>>>> = {
+  'gemini.generate': {
+    match: passGeminiMethodOn(GEMINI_COUNT_ACTION),
+    before: acceptGeminiRequest(GEMINI_ACTIONS),
+    params: geminiCallParams,
+  },
 };
 
 /** Every API whose adapter names a route, at its path. */
@@ -200,8 +223,8 @@ function answerMethodNotAllowed(req: Request, res: Response): void {
 /**
  * What every exchange gets first, before Express swaps the prototypes of req and res: a property set on them after
  * that costs V8 a new hidden class each time, before it almost nothing (docs/performance.md). Express's own fields,
- * the context, the response's tap (its write and end) and pino-http's properties (id, log, its start time) are set
- * here, and helmet's headers; `preparedBy` marks the exchanges this gateway prepared.
+ * the context, the response's tap (its write and end) and its timed writeHead (Server-Timing) are set here, and
+ * helmet's headers; `preparedBy` marks the exchanges this gateway prepared.
  */
 function exchangePreparer(
   preparedBy: symbol,
@@ -233,9 +256,9 @@ function exchangePreparer(
     const context = getContext(req, res);
     context.set('gateway.preparedBy', preparedBy);
     tapResponse(req, res);
+    timeResponse(context, res);
     setSecurityHeaders(res);
     if (observeEnd) {
-      access?.start(req, res);
       // One listener for the access line and the counts. on, not once: 'close' comes once per response.
       res.on('close', observeEnd);
     }
@@ -277,21 +300,26 @@ interface GatewayParts {
   responseCache: ReturnType<typeof createProxyCache>;
   identify: RequestHandler[];
   configKeys: () => ReturnType<typeof keyRecordsFromConfig>;
+  /** The chain's limiters, combined: the dashboard reads their quotas. */
+  limits: RequestHandler;
 }
 
 /** What the chain after auth is built from. */
 type ChainParts = Pick<
   GatewayParts,
   'limitStores' | 'observedStores' | 'storeFailures' | 'guarding' | 'budget' | 'metering' | 'responseCache'
->;
+> & { guardrails: RequestHandler[] };
 
 /**
- * The provider routes' chain after auth: body checks, scope and tier rules, the estimate, then the limits and the
+ * The provider routes' chain after auth: body checks, scope and tier rules, prompt guardrails, the estimate, then the limits and the
  * budget fused by combineLimits (their Redis calls share one round trip; a refusal by one gives back what the others
  * took). Built once and shared by the provider routes, so one limiter instance counts all of them.
  */
-function limitAndReserveChain(config: ProxyConfig, parts: ChainParts): RequestHandler[] {
-  const { limitStores, observedStores, storeFailures, guarding, budget, metering, responseCache } = parts;
+function limitAndReserveChain(
+  config: ProxyConfig,
+  parts: ChainParts,
+): { chain: RequestHandler[]; limits: RequestHandler; requestLimits: RequestHandler[] } {
+  const { limitStores, observedStores, storeFailures, guarding, budget, metering, responseCache, guardrails } = parts;
   const requestLimits = [
     ...guarding.limitChecks,
     ...requestLimitMiddleware(config, limitStores, storeFailures, guarding.limitScale),
@@ -302,9 +330,11 @@ function limitAndReserveChain(config: ProxyConfig, parts: ChainParts): RequestHa
     ...concurrencyMiddleware(config, observedStores, storeFailures),
     budget,
   );
-  return [
+  const chain = [
     ...permissionMiddleware(config),
     tierPolicyMiddleware(config),
+    // Prompts checked (and masked) before the cache's key, the estimate, the limits and the budget read them.
+    ...guardrails,
     // A memory cache looks up here: scope, models and tier rules apply to a hit, the estimate does not (cache-setup.ts).
     ...(responseCache ? [responseCache.beforeEstimate] : []),
     ...metering.middleware,
@@ -312,6 +342,7 @@ function limitAndReserveChain(config: ProxyConfig, parts: ChainParts): RequestHa
     // With a response cache, a hit passes the request limits only (cache-setup.ts).
     ...(responseCache ? responseCache.around(limits, requestLimits) : [limits]),
   ];
+  return { chain, limits, requestLimits };
 }
 
 /** What the operator routes are built from. */
@@ -328,6 +359,7 @@ type OperatorParts = Pick<
   | 'budget'
   | 'identify'
   | 'configKeys'
+  | 'limits'
 >;
 
 /** Health, metrics, models, outcomes, and (with an admin key) the admin API and the dashboard. */
@@ -338,11 +370,16 @@ function mountOperatorRoutes(router: Router, parts: OperatorParts): void {
   // byte bound). Older models' encoding loads when one is first asked for.
   let tokenizersReady = false;
   void preloadTokenizers(['o200k_base']).then(() => (tokenizersReady = true));
+  // 503 only when this process cannot serve (starting, its store out): an upstream that does not answer is every
+  // process's, so it is reported as `degraded` with a 200 that keeps the load balancer sending the routes that work.
   router.get('/healthz', async function reportHealth(_req: Request, res: Response) {
     const storeOk = await storesAnswer(stores);
-    const ok = storeOk && tokenizersReady;
-    res.status(ok ? 200 : 503).json({
-      status: ok ? 'ok' : tokenizersReady ? 'degraded' : 'starting',
+    const unavailable = providers.unavailable();
+    const upstreamsOk = unavailable.upstreams.length === 0 && unavailable.modelGroups.length === 0;
+    const serving = storeOk && tokenizersReady;
+    res.status(serving ? 200 : 503).json({
+      status: !tokenizersReady ? 'starting' : serving && upstreamsOk ? 'ok' : 'degraded',
+      ...(upstreamsOk ? {} : { unavailable }),
       store: stores.kind,
       storeOk,
       tokenizers: tokenizersReady ? 'ready' : 'loading',
@@ -391,6 +428,10 @@ function mountOperatorRoutes(router: Router, parts: OperatorParts): void {
           : {}),
         tenants: Object.keys(config.tenants ?? {}),
         tiers: Object.keys(config.tiers ?? {}),
+        limits: dashboardQuotas(config, parts.limits, async () => [
+          ...configKeys(),
+          ...(await observedStores.keys.list()),
+        ]),
       }),
     );
   }
@@ -399,8 +440,8 @@ function mountOperatorRoutes(router: Router, parts: OperatorParts): void {
 /** The last handler: an error nothing else answered is a 500 in the API's shape, logged, its stack never sent. */
 function unexpectedErrorHandler(logging: boolean, log: (line: string) => void) {
   return function answerUnexpectedError(error: unknown, req: Request, res: Response, _next: NextFunction) {
-    // The access line carries it (pino-http reads `res.err`); without an access log, the operator log does.
-    res.err = error instanceof Error ? error : new Error(String(error));
+    // The access line carries it; without an access log, the operator log does.
+    getContext(req, res).set('gateway.unexpectedError', error instanceof Error ? error : new Error(String(error)));
     if (!logging)
       log(
         `tollgate proxy: unexpected error on ${req.method} ${req.path.slice(0, 200)}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
@@ -430,7 +471,10 @@ export function createGateway(config: ProxyConfig, deps: ProxyDeps = {}): Gatewa
   const { logger } = proxyLog;
   const logging = logger.level !== 'silent';
   const ownsStores = deps.stores === undefined;
-  const stores = deps.stores ?? createMemoryStores();
+  // Held first, released last: the ledger in it opens in one process at a time.
+  const dataDir = config.dataDir === undefined ? undefined : holdDataDir(config.dataDir);
+  const kept = dataDir && keysKeptIn(dataDir, deps.stores ?? createMemoryStores(), log);
+  const stores = kept ? kept.stores : (deps.stores ?? createMemoryStores());
   // The response cache (see cache-setup.ts), made first: a cache the stores cannot hold stops the start before anything runs.
   const responseCache = createProxyCache(config, stores, log);
   const pricing = createPricing({ models: { ...config.models } });
@@ -441,12 +485,15 @@ export function createGateway(config: ProxyConfig, deps: ProxyDeps = {}): Gatewa
     metrics: deps.metrics,
     ...(deps.tracer === undefined ? {} : { tracer: deps.tracer }),
     ...(guarding.onUsage ? { onUsage: guarding.onUsage } : {}),
+    ...(deps.env ? { env: deps.env } : {}),
   });
   const metrics =
     metering.registry &&
-    createProxyMetrics(metering.registry, (error) =>
-      logger.error({ err: error }, 'budget gauges: the ledger did not answer'),
-    );
+    createProxyMetrics(metering.registry, {
+      report: (error) => logger.error({ err: error }, 'budget gauges: the ledger did not answer'),
+      tenants: Object.keys(config.tenants ?? {}),
+    });
+  metrics?.watchMitigations(guarding.mitigations);
   const { observedStores, leased, blocked, limitStores } = layeredStores(config, stores, metrics, deps, log);
   const storeFailures = (layer: string) =>
     guarding.alertStoreDown(
@@ -469,6 +516,20 @@ export function createGateway(config: ProxyConfig, deps: ProxyDeps = {}): Gatewa
   if (metering.registry && providers.routes) registerRoutingMetrics(metering.registry, providers.routes);
   const budget = createBudgetGuard(config, limitStores, pricing, log, guarding.budgetHooks);
   metrics?.watchBudgets(budget);
+  // The embedded ledger in the data directory, served to `tollgate report --data-dir` while this process holds it:
+  // its table made first, so a reader before the first record finds an empty ledger rather than none.
+  const embedded = metering.embedded;
+  const ledgerServed =
+    dataDir && embedded && resolve(embeddedLedgerLocation(config) ?? '') === dataDir.layout.ledger
+      ? migrateUsageLedger(embedded)
+          .then(() => serveLedger(embedded, dataDir.layout.socket))
+          .catch((error: unknown) => {
+            log(
+              `tollgate proxy: \`tollgate report --data-dir\` cannot read this running proxy's ledger: ${error instanceof Error ? error.message : String(error)}`,
+            );
+            return undefined;
+          })
+      : undefined;
   // Rebuilt after the spool's replay, so the records of a proxy that died are in the ledger first.
   const spend = keepSpend(
     config,
@@ -491,11 +552,14 @@ export function createGateway(config: ProxyConfig, deps: ProxyDeps = {}): Gatewa
       await leased?.lease.close();
     },
     () => spend?.close(),
+    async () => (await ledgerServed)?.close(),
     () => metering.close(),
     () => guarding.close(),
     () => proxyLog.close(),
     ...(responseCache ? [() => responseCache.close()] : []),
     ...(ownsStores ? [() => stores.close()] : []),
+    () => kept?.keys?.close(),
+    () => dataDir?.release(),
   ];
 
   // The order of docs/architecture.md: auth -> tieredRateLimit -> meter (estimate) -> tokenRateLimit -> budgetGuard -> handler,
@@ -508,7 +572,12 @@ export function createGateway(config: ProxyConfig, deps: ProxyDeps = {}): Gatewa
   const keys = createKeyLookup(config, observedStores);
   let configKeys = keyRecordsFromConfig(config.keys ?? []);
   const identify = authMiddleware(config, keys, storeFailures('auth'));
-  const limitAndReserve = limitAndReserveChain(config, {
+  const {
+    chain: limitAndReserve,
+    limits,
+    requestLimits,
+  } = limitAndReserveChain(config, {
+    guardrails: createProxyGuardrails(config, metrics || undefined, deps.guardrails),
     limitStores,
     observedStores,
     storeFailures,
@@ -521,8 +590,25 @@ export function createGateway(config: ProxyConfig, deps: ProxyDeps = {}): Gatewa
   const bodyLimit = config.bodyLimit ?? '1mb';
   const parseBody = express.json({ limit: bodyLimit, type: JSON_BODY_TYPES });
   const readProviderBody = providerJsonBody(bodyLimit);
+  // The config's MCP servers at /mcp/<name>, behind the same keys, guard, limits and budgets (mcp-gateway.ts).
+  const mcp =
+    config.mcpServers &&
+    createMcpGateway(config, {
+      identify,
+      permissions: permissionMiddleware(config),
+      guarding,
+      readBody: readProviderBody,
+      limitStores,
+      storeFailures,
+      budget,
+      metering,
+      env: deps.env ?? process.env,
+    });
+  // Its sessions end first: their calls in flight settle before the budget and the sinks close.
+  if (mcp) closers.unshift(() => mcp.close());
   // Each route declares the API it speaks, once: every later piece keys off that declaration.
-  const admit = ({ api, before, params }: ProviderRoute): RequestHandler[] => [
+  const admit = ({ api, match, before, params }: ProviderRoute): RequestHandler[] => [
+    ...(match ? [match] : []),
     ...guarding.beforeAuth,
     ...(before ? [before] : []),
     ...identify,
@@ -545,6 +631,10 @@ export function createGateway(config: ProxyConfig, deps: ProxyDeps = {}): Gatewa
 
   // The provider routes first: they carry nearly all the traffic, and every route before them is a path match per request.
   for (const route of PROVIDER_ROUTES) router.post(route.path, ...admit(route), providers.handler(route.api));
+  // Then the token counts (free: no token limit, budget or record); Gemini's generation route passes its counts on.
+  const countParts = { config, guarding, identify, readProviderBody, requestLimits, pricing, providers };
+  for (const { path, handlers } of tokenCountRoutes(countParts)) router.post(path, ...handlers);
+  if (mcp) router.use('/mcp', mcp.router);
   router.use(parseBody);
   mountOperatorRoutes(router, {
     config,
@@ -558,17 +648,15 @@ export function createGateway(config: ProxyConfig, deps: ProxyDeps = {}): Gatewa
     budget,
     identify,
     configKeys: () => configKeys,
+    limits,
   });
-  router.all(
-    PROVIDER_ROUTES.map(({ path }) => path),
-    answerMethodNotAllowed,
-  );
+  router.all([...new Set([...PROVIDER_ROUTES, ...COUNT_ROUTES].map(({ path }) => path))], answerMethodNotAllowed);
   router.use(apiErrorHandler());
   router.use(unexpectedErrorHandler(logging, log));
   Object.defineProperty(router, 'stores', { value: stores, enumerable: true });
   router.flushUsage = () => metering.flush();
   router.replayUsage = () => metering.replay();
-  router.spendReady = () => Promise.all([spend?.ready, guarding.ready]).then(() => undefined);
+  router.spendReady = () => Promise.all([spend?.ready, guarding.ready, ledgerServed]).then(() => undefined);
   router.reloadKeys = (next) => {
     keys.replaceConfigKeys(next);
     configKeys = keyRecordsFromConfig(next);
@@ -596,7 +684,7 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   if (config.trustProxy !== undefined) app.set('trust proxy', config.trustProxy);
   // What every exchange gets first, before Express swaps the prototypes of req and res: a property set on them
   // after that costs V8 a new hidden class each time, before it almost nothing (docs/performance.md); Express's
-  // own fields, the context and pino-http's properties (id, log, its start time) are set here, and helmet's headers.
+  // own fields, the context and the response's tap are set here, and helmet's headers.
   const handle = (app as unknown as ExpressHandle).handle.bind(app);
   (app as unknown as ExpressHandle).handle = function prepareExchange(req, res, done) {
     presetExpressFields(req, res);

@@ -4,20 +4,23 @@
 import { parseArgs } from 'node:util';
 import { serveGateway } from './serve.js';
 
-const USAGE = `Usage: tollgate-gateway [--config tollgate.json] [--port 8787]
+const USAGE = `Usage: tollgate-gateway [--config tollgate.json] [--port 8787] [--data-dir DIR]
 
-  --config FILE   the gateway's JSON config (also TOLLGATE_CONFIG); without one, the embedded demo
-  --port N        the port to listen on (also PORT; else the config's "port", else 8787)
+  --config FILE     the gateway's JSON config (also TOLLGATE_CONFIG); without one, the embedded demo
+  --port N          the port to listen on (also PORT; else the config's "port", else 8787)
+  --data-dir DIR    keeps the ledger, the keys and the spool in DIR across restarts (also
+                    TOLLGATE_DATA_DIR; over the config's "dataDir")
 
 REDIS_URL puts the limits and budgets on Redis; OTEL_* variables turn on tracing.
 `;
 
-let values: { config?: string; port?: string; help?: boolean };
+let values: { config?: string; port?: string; 'data-dir'?: string; help?: boolean };
 try {
   ({ values } = parseArgs({
     options: {
       config: { type: 'string', short: 'c' },
       port: { type: 'string', short: 'p' },
+      'data-dir': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     allowPositionals: false,
@@ -34,4 +37,5 @@ await serveGateway({
   ...process.env,
   ...(values.config === undefined ? {} : { TOLLGATE_CONFIG: values.config }),
   ...(values.port === undefined ? {} : { PORT: values.port }),
+  ...(values['data-dir'] === undefined ? {} : { TOLLGATE_DATA_DIR: values['data-dir'] }),
 });

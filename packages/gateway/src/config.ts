@@ -1,10 +1,13 @@
 // The proxy's JSON config (the contract in examples/proxy/README.md): its schema, its types, and a validator that names the faulty field.
 import express from 'express';
+import { parse as parseJsonLocating } from 'jsonc-parser';
+import type { ParseError } from 'jsonc-parser';
 import { z } from 'zod';
-import { parseDuration, TollgateError } from '@tollgate/core';
-import { closestName, MAX_USD, MAX_USD_PER_MILLION_TOKENS } from '@tollgate/core/kit';
+import { createPricing, parseDuration, TollgateError } from '@tollgate/core';
+import type { Pricing } from '@tollgate/core';
+import { didYouMean, MAX_USD, MAX_USD_PER_MILLION_TOKENS } from '@tollgate/core/kit';
 import type { CalendarPeriod, OutagePolicy } from '@tollgate/core/kit';
-import { resolveGuardOptions } from '@tollgate/guard/kit';
+import { resolveGuardOptions, resolvePromptGuardrails } from '@tollgate/guard/kit';
 import { providerAdapters } from '@tollgate/providers/kit';
 import type { AnomalyAction } from '@tollgate/guard/kit';
 import { checkRouting } from './routing-config.js';
@@ -13,8 +16,15 @@ import type { StoreOutageConfig } from './outage-setup.js';
 
 /** The upstream kinds the gateway itself knows how to reach (`openai-compatible`: Chat Completions as self-hosted servers speak it). */
 const BUILT_IN_UPSTREAM_KINDS = ['openai', 'anthropic', 'openai-compatible', 'gemini', 'azure-openai'] as const;
-/** The adapters that say themselves how their upstream is reached (`ProviderAdapter.upstream`). */
-const ADAPTER_UPSTREAMS = providerAdapters().flatMap((adapter) => (adapter.upstream ? [adapter.upstream] : []));
+/**
+ * The adapters that say themselves how their upstream is reached (`ProviderAdapter.upstream`), with a kind of their
+ * own (an adapter may instead say where an upstream of one of the gateway's kinds serves it, as embeddings on `openai`).
+ */
+const ADAPTER_UPSTREAMS = providerAdapters().flatMap((adapter) =>
+  adapter.upstream && !(BUILT_IN_UPSTREAM_KINDS as readonly string[]).includes(adapter.upstream.kind)
+    ? [adapter.upstream]
+    : [],
+);
 
 /** The wire formats an upstream may speak: the gateway's own kinds, then each adapter's that declares one. */
 export const UPSTREAM_KINDS: readonly [string, ...string[]] = [
@@ -39,14 +49,20 @@ const ADAPTER_UPSTREAM_HINTS = ADAPTER_UPSTREAMS.map(
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
+/** A config that cannot run: every problem found, each naming its field (`tiers.free.requestsPerMinute ...`). */
 export class ConfigError extends TollgateError {
-  constructor(message: string) {
-    super('ERR_TG_PROXY_INVALID_CONFIG', `Invalid proxy config: ${message}`);
-  }
-}
+  readonly issues: readonly string[];
 
-function fail(message: string): never {
-  throw new ConfigError(message);
+  constructor(issues: string | readonly string[]) {
+    const list = typeof issues === 'string' ? [issues] : issues;
+    super(
+      'ERR_TG_PROXY_INVALID_CONFIG',
+      list.length === 1
+        ? `Invalid proxy config: ${list[0]}`
+        : `Invalid proxy config: ${list.length} problems:\n${list.map((issue) => `  - ${issue}`).join('\n')}\n`,
+    );
+    this.issues = list;
+  }
 }
 
 // The rules fields are built from. A message is what follows the field's name in the error:
@@ -58,19 +74,18 @@ const NON_EMPTY = 'must be a non-empty string';
 const DURATION = 'must be a positive number of ms or a string like "10s", "5m"';
 const SHA256_HEX = 'must be a SHA-256 hex digest (64 lowercase hex characters)';
 
-function didYouMean(name: string, known: readonly string[]): string {
-  const hint = closestName(name, known);
-  return hint ? `; did you mean "${hint}"?` : '';
-}
-
-/** An object with exactly these fields: another name is refused, with a hint when it looks like a typo. */
+/**
+ * An object with exactly these fields: another name is refused, with a hint when it looks like a typo.
+ * Several unknown names make one issue of several lines, one per name (describeIssue lists each).
+ */
 function fields<Shape extends z.ZodRawShape>(shape: Shape) {
   const known = Object.keys(shape).filter((name) => name !== '$schema');
   return z.strictObject(shape, {
     error: (issue) => {
       if (issue.code !== 'unrecognized_keys') return OBJECT;
-      const name = issue.keys[0]!;
-      return `has no field "${name}"${didYouMean(name, known)} (known: ${known.join(', ')})`;
+      return issue.keys
+        .map((name) => `has no field "${name}"${didYouMean(name, known)} (known: ${known.join(', ')})`)
+        .join('\n');
     },
   });
 }
@@ -235,11 +250,48 @@ const modelSchema = fields({
     .describe(
       "Whether `tokenizer` is the provider's own (its output counts are exact). Default: true when `tokenizer` is given.",
     ),
+  kind: choice(['generation', 'embedding'], 'must be "generation" or "embedding"')
+    .optional()
+    .describe(
+      'What the model does: "embedding" models are served on /v1/embeddings only (priced on input), "generation" ' +
+        'models on the other provider routes. Default: "generation".',
+    ),
 });
 
 const perKeySchema = fields({
   requestsPerMinute: positiveInteger.optional().describe('Requests per minute of each key of the tier.'),
   tokensPerMinute: positiveInteger.optional().describe('Tokens (input and output) per minute of each key.'),
+});
+
+const TOOL_PATTERN = 'must be "*" or "<server>/<tool>" (the tool may end in *, e.g. "search/*")';
+const toolPatterns = z.array(
+  nonEmptyString(TOOL_PATTERN).regex(/^(\*|[A-Za-z0-9_-]+\/[^/\s]+)$/, TOOL_PATTERN),
+  'must be an array of tool patterns ("search/web_search", "search/*")',
+);
+
+const USD_PER_CALL = `must be a number of USD from 0 to ${MAX_USD.toLocaleString('en-US')}`;
+const mcpServerSchema = fields({
+  url: url(['http:', 'https:']).describe('The MCP server (Streamable HTTP), e.g. `http://search.internal:3001/mcp`.'),
+  headers: recordOf(environmentName)
+    .optional()
+    .describe(
+      'Headers sent to the server with every message, each read from the environment variable named here (`{ "authorization": "SEARCH_MCP_AUTH" }`). Credentials never come from the client.',
+    ),
+  tools: recordOf(
+    fields({
+      usdPerCall: z
+        .number(USD_PER_CALL)
+        .min(0, USD_PER_CALL)
+        .max(MAX_USD, USD_PER_CALL)
+        .describe('What one call costs, reserved against budgets and recorded.'),
+    }),
+  )
+    .optional()
+    .describe('Prices per tool name (`{ "web_search": { "usdPerCall": 0.002 } }`). A tool not listed costs nothing.'),
+  callTimeout: duration.optional().describe('How long one tool call may take. Default: "60s".'),
+  sessionIdleTimeout: duration
+    .optional()
+    .describe('A client\'s session unused this long is closed (the client initializes anew). Default: "30m".'),
 });
 
 const tierSchema = fields({
@@ -265,6 +317,16 @@ const tierSchema = fields({
     .optional()
     .describe('Output cap applied to every request of the tier (clamped, or set when absent).'),
   maxConcurrent: positiveInteger.optional().describe('Requests in flight at once per key.'),
+  tools: toolPatterns
+    .optional()
+    .describe(
+      'MCP tools (`server/tool`, `server/*`, `*`) the tier may call; a tool is allowed when the tier, the tenant or the key lists it. Default: none.',
+    ),
+  toolCallsPerMinute: positiveInteger
+    .optional()
+    .describe(
+      'MCP tool calls per minute of each tenant of the tier, its keys together (a key without a tenant: alone).',
+    ),
   cache: z
     .union([z.boolean(), fields({ ttl: duration.optional() })], 'must be true, false or { "ttl": "1h" }')
     .optional()
@@ -313,6 +375,7 @@ const tenantSchema = fields({
   downgrade: recordOf(nonEmptyString())
     .optional()
     .describe("Model substitutions applied once the tenant passed a budget's soft limit."),
+  tools: toolPatterns.optional().describe("MCP tools the tenant's keys may call, besides their tier's (`server/*`)."),
 });
 
 const isoDateTime = nonEmptyString().refine((text) => !Number.isNaN(Date.parse(text)), 'must be an ISO 8601 date-time');
@@ -327,6 +390,7 @@ const keySchema = fields({
     .describe("The key's tier (a key of `tiers`). Default: its tenant's tier, else `defaultTier`."),
   scopes: stringList.optional().describe('Scopes the key holds (see `requiredScope`).'),
   models: stringList.optional().describe("The key's own model allowlist, besides its tier's."),
+  tools: toolPatterns.optional().describe("MCP tools the key may call, besides its tier's and its tenant's."),
   budget: budgetSchema.optional(),
   createdAt: isoDateTime.optional().describe('ISO 8601 (written by `pnpm tollgate keys create`).'),
   expiresAt: isoDateTime.optional().describe('ISO 8601; the key stops working then.'),
@@ -502,6 +566,28 @@ const guardSchema = fields({
   'The guard (@tollgate/guard): each section listed turns its check on (`{}` takes its defaults). Default: off.',
 );
 
+// Checked by the guard package's own rules too (resolvePromptGuardrails: the deny patterns compile).
+const guardrailsSchema = fields({
+  maxPromptChars: positiveInteger
+    .optional()
+    .describe(
+      "The most characters a request's prompt texts may hold together; longer is 400 prompt_rejected. Default: no limit.",
+    ),
+  deny: z
+    .array(nonEmptyString(), 'must be an array of patterns')
+    .optional()
+    .describe(
+      'Regular expressions (JavaScript syntax; a leading `(?i)` makes one case-insensitive) no prompt text may match; a match is 400 prompt_rejected naming `deny[<index>]`.',
+    ),
+  pii: choice(['off', 'mask', 'block'], 'must be "off", "mask" or "block"')
+    .optional()
+    .describe(
+      'E-mail addresses, phone numbers and Luhn-valid card numbers in prompts: `mask` replaces them with [EMAIL], [PHONE], [CARD] before the upstream sees them; `block` refuses the prompt. Default: "off".',
+    ),
+}).describe(
+  'Prompt checks before the provider call, on every provider route (@tollgate/guard promptGuardrails). Default: off.',
+);
+
 const webhookSchema = fields({
   url: url(['http:', 'https:']).describe('Where each alert is POSTed.'),
   secretEnv: environmentName
@@ -587,6 +673,14 @@ const configSchema = fields({
     ),
   storeOutage: storeOutageSchema.optional(),
   usageLog: nonEmptyString().optional().describe('Path of the JSONL usage log.'),
+  dataDir: nonEmptyString()
+    .optional()
+    .describe(
+      'A directory that keeps what the gateway knows across restarts, held by one process at a time: the embedded usage ' +
+        'ledger (`ledger/`, PGlite, unless `postgresUrl` names one), the keys made through /admin/keys, the dashboard ' +
+        'or `tollgate keys --config <dataDir>/keys.json` (`keys.json`, on memory stores; Redis keeps its own), and ' +
+        'the usage spool (`spool/`). Read by `tollgate report --data-dir`.',
+    ),
   postgresUrl: url(['postgres:', 'postgresql:'])
     .optional()
     .describe('PostgreSQL URL of the usage ledger (also read by `pnpm tollgate report`).'),
@@ -654,11 +748,17 @@ const configSchema = fields({
     .describe('Prices and limits per model id: adds or overrides a catalogue row.'),
   tiers: recordOf(tierSchema).optional().describe('Limits and model allowlists per tier name.'),
   tenants: recordOf(tenantSchema).optional().describe('Tier, budget and downgrades per tenant id.'),
+  mcpServers: recordOf(mcpServerSchema)
+    .optional()
+    .describe(
+      'MCP servers served at `/mcp/<name>` behind the same keys: tools allowed by `tools` on tiers, tenants and keys, limited by `toolCallsPerMinute` and priced per call against budgets.',
+    ),
   keys: z.array(keySchema, 'must be an array').optional().describe('API keys, stored as SHA-256 hex of the whole key.'),
   jwt: jwtSchema.optional(),
   global: globalSchema.optional(),
   log: logSchema.optional(),
   guard: guardSchema.optional(),
+  guardrails: guardrailsSchema.optional(),
   trustProxy: z
     .union(
       [
@@ -681,6 +781,23 @@ const configSchema = fields({
       'Where events (budget spent, soft limit, anomaly, suspension, auth flood, store down) go besides the operator log.',
     ),
   cache: cacheSchema.optional(),
+  export: fields({
+    stripe: fields({
+      apiKeyEnv: environmentName.describe('Name of the environment variable holding the Stripe secret key.'),
+      eventName: nonEmptyString()
+        .max(100, 'must be at most 100 characters')
+        .describe("The meter's event name (`event_name`) in Stripe."),
+      customers: recordOf(nonEmptyString().regex(/^cus_\w+$/, 'must be a Stripe customer id (cus_...)')).describe(
+        'Tenant id → Stripe customer id: the records of these tenants are billed.',
+      ),
+      baseUrl: url(['http:', 'https:']).optional().describe('The Stripe API address. Default: https://api.stripe.com.'),
+    }).describe(
+      'Stripe billing meter events: one per priced usage record of a mapped tenant (`identifier` = the record id, value in ' +
+        'USD micro-units), retried until accepted, each once; needs the usage spool (`dataDir`, `usageLog`, `postgresUrl` or `spool`).',
+    ),
+  })
+    .optional()
+    .describe('Where usage records are sent besides the usage log and the ledger.'),
   // The routing sections are judged by the router's own option rules (routing-config.ts): here they are objects.
   modelGroups: recordOf(z.looseObject({}, OBJECT))
     .optional()
@@ -705,7 +822,9 @@ const configSchema = fields({
     timeoutMs: positiveInteger.optional().describe('Milliseconds a probe may take. Default: 5000.'),
   })
     .optional()
-    .describe('An optional periodic probe of each upstream a group uses, reported on /healthz.'),
+    .describe(
+      'An optional periodic probe of every upstream (its model list, no tokens), reported on /healthz: an upstream that fails it makes the gateway `degraded`.',
+    ),
 })
   .transform(({ $schema: _editorsOnly, ...config }) => config)
   .meta({
@@ -719,6 +838,7 @@ export type ModelConfig = z.output<typeof modelSchema>;
 export type TierConfig = z.output<typeof tierSchema>;
 export type CacheConfig = z.output<typeof cacheSchema>;
 export type TenantConfig = z.output<typeof tenantSchema>;
+export type McpServerConfig = z.output<typeof mcpServerSchema>;
 export type KeyConfig = z.output<typeof keySchema>;
 export type JwtConfig = z.output<typeof jwtSchema>;
 export type RedisConfig = z.output<typeof redisSchema>;
@@ -726,23 +846,25 @@ export type GlobalConfig = z.output<typeof globalSchema>;
 export type LogConfig = z.output<typeof logSchema>;
 export type SheddingConfig = z.output<typeof sheddingSchema>;
 export type GuardConfig = z.output<typeof guardSchema>;
+export type GuardrailsConfig = z.output<typeof guardrailsSchema>;
 export type WebhookConfig = z.output<typeof webhookSchema>;
 /** The routing sections keep the router's own types: the schema only knows they are objects. */
 export type ProxyConfig = Omit<z.output<typeof configSchema>, keyof RoutingConfig> & RoutingConfig;
 
-/** The first issue as one sentence naming its field: `keys[0].tier ...`, `upstreams.openai.baseUrl ...`. */
-function describeIssue(issue: z.core.$ZodIssue, at: readonly PropertyKey[] = []): string {
+/** An issue as sentences naming its field: `keys[0].tier ...`, `upstreams.openai.baseUrl ...`. */
+function describeIssue(issue: z.core.$ZodIssue, at: readonly PropertyKey[] = []): string[] {
   const path = [...at, ...issue.path];
   if (issue.code === 'invalid_union') {
     // The one branch made for the value's kind (an object, a string) says what is wrong inside it.
     const matched = issue.errors.filter(
       (branch) => !branch.every((inner) => inner.path.length === 0 && isOtherKind(inner)),
     );
-    if (matched.length === 1 && matched[0]![0]) return describeIssue(matched[0]![0], path);
+    if (matched.length === 1 && matched[0]!.length > 0)
+      return matched[0]!.flatMap((inner) => describeIssue(inner, path));
   }
   if (issue.code === 'invalid_key')
-    return `${fieldName(path.slice(0, -1))} ${issue.issues[0]?.message ?? issue.message}`;
-  return `${fieldName(path)} ${issue.message}`;
+    return [`${fieldName(path.slice(0, -1))} ${issue.issues[0]?.message ?? issue.message}`];
+  return issue.message.split('\n').map((line) => `${fieldName(path)} ${line}`);
 }
 
 /** The issue says the value is of another kind than the schema's (a number where a name was expected). */
@@ -759,22 +881,28 @@ function fieldName(path: readonly PropertyKey[]): string {
 }
 
 /**
- * Validates a parsed JSON config and returns a clean copy. Throws ConfigError naming the
- * first faulty field (e.g. `tiers.free.requestsPerMinute must be a positive integer`).
+ * Validates a parsed JSON config and returns a clean copy. Throws ConfigError listing every
+ * faulty field (e.g. `tiers.free.requestsPerMinute must be a positive integer`): first what the
+ * schema finds, or, when the fields are sound, what names and rules across them find.
  */
 export function validateConfig(input: unknown): ProxyConfig {
   // reportInput: a union's branches are told apart by the kind of value they refused.
   const parsed = configSchema.safeParse(input, { reportInput: true });
-  if (!parsed.success) fail(describeIssue(parsed.error.issues[0]!));
+  if (!parsed.success)
+    throw new ConfigError([...new Set(parsed.error.issues.flatMap((issue) => describeIssue(issue)))]);
   const config = parsed.data as ProxyConfig;
-  checkChoices(config);
-  checkByOwners(config);
-  checkReferences(config);
-  checkRequiredScope(config);
-  countingDefaults(config);
+  const problems: string[] = [];
+  checkChoices(config, problems);
+  checkByOwners(config, problems);
+  checkReferences(config, problems);
+  checkModelNames(config, problems);
+  checkToolReferences(config, problems);
+  checkRequiredScope(config, problems);
   // Checked by the router's own option rules (routing-config.ts), so that the two never disagree.
   const routingProblem = checkRouting(config);
-  if (routingProblem) fail(routingProblem);
+  if (routingProblem) problems.push(routingProblem);
+  if (problems.length > 0) throw new ConfigError(problems);
+  countingDefaults(config);
   return config;
 }
 
@@ -797,16 +925,16 @@ function countingDefaults(config: ProxyConfig): void {
 }
 
 /** Two fields that say the same thing two ways. */
-function checkChoices(config: ProxyConfig): void {
+function checkChoices(config: ProxyConfig, problems: string[]): void {
   if (config.redis?.cluster && config.redisUrl !== undefined)
-    fail('redisUrl and redis.cluster are two ways to reach Redis: give one');
+    problems.push('redisUrl and redis.cluster are two ways to reach Redis: give one');
   if (config.embeddedLedger !== undefined && config.embeddedLedger !== false && config.postgresUrl !== undefined) {
-    fail('embeddedLedger and postgresUrl are two ledgers: give one');
+    problems.push('embeddedLedger and postgresUrl are two ledgers: give one');
   }
 }
 
-/** Values whose rules belong to another package: the guard's options, Express's `trust proxy` (it compiles the addresses). */
-function checkByOwners(config: ProxyConfig): void {
+/** Values whose rules belong to another package: the guard's options and guardrails, Express's `trust proxy` (it compiles the addresses). */
+function checkByOwners(config: ProxyConfig, problems: string[]): void {
   const guard = config.guard;
   if (guard) {
     try {
@@ -816,14 +944,21 @@ function checkByOwners(config: ProxyConfig): void {
         authFailures: guard.authFailures ?? false,
       });
     } catch (error) {
-      fail(`guard.${(error as Error).message}`);
+      problems.push(`guard.${(error as Error).message}`);
+    }
+  }
+  if (config.guardrails) {
+    try {
+      resolvePromptGuardrails(config.guardrails);
+    } catch (error) {
+      problems.push(`guardrails.${(error as Error).message.replace(/ \(ERR_.*$/, '')}`);
     }
   }
   if (config.trustProxy !== undefined) {
     try {
       express().set('trust proxy', config.trustProxy);
     } catch (error) {
-      fail(`trustProxy: ${(error as Error).message}`);
+      problems.push(`trustProxy: ${(error as Error).message}`);
     }
   }
 }
@@ -834,26 +969,25 @@ const MOCK_PROVIDERS: readonly string[] = [
 ];
 
 /** Names that point elsewhere in the config must exist there. */
-function checkReferences(config: ProxyConfig): void {
+function checkReferences(config: ProxyConfig, problems: string[]): void {
   const tiers = config.tiers ?? {};
   const tenants = config.tenants ?? {};
-  const hasTier = (name: string) => Object.hasOwn(tiers, name);
-  const tierHint = (name: string) => didYouMean(name, Object.keys(tiers));
-  if (config.defaultTier !== undefined && !hasTier(config.defaultTier))
-    fail(`defaultTier names an unknown tier "${config.defaultTier}"${tierHint(config.defaultTier)}`);
-  for (const [name, tenant] of Object.entries(tenants)) {
-    if (tenant.tier !== undefined && !hasTier(tenant.tier))
-      fail(`tenants.${name}.tier names an unknown tier "${tenant.tier}"${tierHint(tenant.tier)}`);
-  }
+  const tierProblem = (field: string, name: string | undefined) => {
+    if (name !== undefined && !Object.hasOwn(tiers, name))
+      problems.push(`${field} names an unknown tier "${name}"${didYouMean(name, Object.keys(tiers))}`);
+  };
+  tierProblem('defaultTier', config.defaultTier);
+  for (const [name, tenant] of Object.entries(tenants)) tierProblem(`tenants.${name}.tier`, tenant.tier);
   const ids = new Set<string>();
   const hashes = new Set<string>();
   (config.keys ?? []).forEach((key, i) => {
-    if (key.tier !== undefined && !hasTier(key.tier))
-      fail(`keys[${i}].tier names an unknown tier "${key.tier}"${tierHint(key.tier)}`);
+    tierProblem(`keys[${i}].tier`, key.tier);
     if (key.tenant !== undefined && !Object.hasOwn(tenants, key.tenant))
-      fail(`keys[${i}].tenant names an unknown tenant "${key.tenant}"${didYouMean(key.tenant, Object.keys(tenants))}`);
-    if (ids.has(key.id)) fail(`keys[${i}].id "${key.id}" is used twice`);
-    if (hashes.has(key.sha256)) fail(`keys[${i}].sha256 is used twice`);
+      problems.push(
+        `keys[${i}].tenant names an unknown tenant "${key.tenant}"${didYouMean(key.tenant, Object.keys(tenants))}`,
+      );
+    if (ids.has(key.id)) problems.push(`keys[${i}].id "${key.id}" is used twice`);
+    if (hashes.has(key.sha256)) problems.push(`keys[${i}].sha256 is used twice`);
     ids.add(key.id);
     hashes.add(key.sha256);
   });
@@ -861,13 +995,75 @@ function checkReferences(config: ProxyConfig): void {
   for (const [name, model] of Object.entries(config.models ?? {})) {
     const known = upstreams ? Object.hasOwn(upstreams, model.provider) : MOCK_PROVIDERS.includes(model.provider);
     if (!known)
-      fail(
+      problems.push(
         `models.${name}.provider names "${model.provider}", which is not ${upstreams ? 'a key of upstreams' : `${MOCK_PROVIDERS.map((provider) => `"${provider}"`).join(', ')} (the mock serves only those)`}`,
       );
   }
-  for (const tier of Object.keys(config.guard?.shedding?.priorities ?? {})) {
-    if (!hasTier(tier)) fail(`guard.shedding.priorities names an unknown tier "${tier}"${tierHint(tier)}`);
+  for (const tier of Object.keys(config.guard?.shedding?.priorities ?? {}))
+    tierProblem('guard.shedding.priorities', tier);
+}
+
+/** Why `model` is no model the config knows (no price, and none of `aliases`), with the closest known name. */
+function unknownModel(model: string, pricing: Pricing, aliases: readonly string[]): string | undefined {
+  if (pricing.find(model) !== undefined || aliases.includes(model)) return undefined;
+  return `names an unknown model "${model}"${didYouMean(model, [...pricing.models(), ...aliases])}`;
+}
+
+/**
+ * Where the config names a model, the model must be one it can price (the catalogue or `models`;
+ * dated ids resolve to their family) or one of its own aliases: a typo in a tier's allowlist would
+ * refuse that model's callers for good, and one in a downgrade would never apply. Patterns
+ * (`gpt-4o*`, `*`) pass. The targets of model groups are checked with the router's rules.
+ */
+function checkModelNames(config: ProxyConfig, problems: string[]): void {
+  let pricing: Pricing;
+  try {
+    pricing = createPricing({ models: { ...config.models } });
+  } catch (error) {
+    // A price the pricing table refuses (a tokenizer rule across fields): said once, in the pricing's words.
+    problems.push(`models: ${(error as Error).message.replace(/ \(ERR_TG_[^)]*\)$/, '')}`);
+    return;
   }
+  const aliases = [...Object.keys(config.modelGroups ?? {}), ...Object.keys(config.requestClasses ?? {})];
+  for (const [tier, rules] of Object.entries(config.tiers ?? {})) {
+    (rules.models ?? []).forEach((model, i) => {
+      const problem = model.includes('*') ? undefined : unknownModel(model, pricing, aliases);
+      if (problem)
+        problems.push(`tiers.${tier}.models[${i}] ${problem} (add it under "models" with its prices if it is yours)`);
+    });
+  }
+  for (const [name, tenant] of Object.entries(config.tenants ?? {})) {
+    for (const [from, to] of Object.entries(tenant.downgrade ?? {})) {
+      // Both ends are billed: a downgrade swaps one priced model for another.
+      const fromProblem = unknownModel(from, pricing, []);
+      if (fromProblem) problems.push(`tenants.${name}.downgrade ${fromProblem}`);
+      const toProblem = unknownModel(to, pricing, []);
+      if (toProblem) problems.push(`tenants.${name}.downgrade.${from} ${toProblem}`);
+    }
+  }
+}
+
+/** MCP server names go in paths and tool names (`/mcp/search`, `search/web_search`); tool patterns name a server. */
+function checkToolReferences(config: ProxyConfig, problems: string[]): void {
+  const servers = Object.keys(config.mcpServers ?? {});
+  for (const name of servers) {
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(name))
+      problems.push(
+        `mcpServers has a server named "${name}": use 1-64 letters, digits, _ and - (it is a path segment)`,
+      );
+  }
+  const check = (patterns: readonly string[] | undefined, at: string) => {
+    for (const pattern of patterns ?? []) {
+      const server = pattern.split('/')[0]!;
+      if (pattern !== '*' && !servers.includes(server))
+        problems.push(
+          `${at}.tools names "${pattern}", whose server "${server}" is not in mcpServers${didYouMean(server, servers)}`,
+        );
+    }
+  };
+  for (const [name, tier] of Object.entries(config.tiers ?? {})) check(tier.tools, `tiers.${name}`);
+  for (const [name, tenant] of Object.entries(config.tenants ?? {})) check(tenant.tools, `tenants.${name}`);
+  (config.keys ?? []).forEach((key, i) => check(key.tools, `keys[${i}]`));
 }
 
 /**
@@ -875,24 +1071,51 @@ function checkReferences(config: ProxyConfig): void {
  * scope, so with `jwt` it is fine; with no keys in the file, the keys live in the key store, which
  * is not read at start.
  */
-function checkRequiredScope(config: ProxyConfig): void {
+function checkRequiredScope(config: ProxyConfig, problems: string[]): void {
   const scope = config.requiredScope;
   const keys = config.keys ?? [];
   if (scope === undefined || config.jwt !== undefined || keys.length === 0) return;
   if (keys.some((key) => key.scopes?.includes(scope))) return;
   const held = [...new Set(keys.flatMap((key) => key.scopes ?? []))];
-  fail(
+  problems.push(
     `requiredScope "${scope}" is held by no key in keys${didYouMean(scope, held)} (their scopes: ${held.length > 0 ? held.join(', ') : 'none'}); give a key that scope, or configure jwt`,
   );
 }
 
-/** Parses JSON text and validates it; JSON syntax errors become ConfigErrors too. */
+/**
+ * Where JSON.parse stopped in `text`, as an offset: the position Node's message gives (`at position 42`);
+ * when it gives none (`Unexpected token '}', "..." is not valid JSON`), where a locating parser finds
+ * the first error; else the end of the text.
+ */
+function syntaxErrorOffset(text: string, message: string): number {
+  const position = /\bposition (\d+)/.exec(message);
+  if (position) return Number(position[1]);
+  const errors: ParseError[] = [];
+  parseJsonLocating(text, errors, { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false });
+  return errors[0]?.offset ?? text.length;
+}
+
+/** `line 3, column 7` (both from 1) of an offset in `text`. */
+function lineAndColumn(text: string, offset: number): string {
+  const before = text.slice(0, offset);
+  const line = before.split('\n').length;
+  return `line ${line}, column ${offset - (before.lastIndexOf('\n') + 1) + 1}`;
+}
+
+/** Parses JSON text and validates it; a JSON syntax error becomes a ConfigError too, naming its line and column. */
 export function parseConfig(text: string, source = 'the config'): ProxyConfig {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch (error) {
-    throw new ConfigError(`${source} is not valid JSON: ${error instanceof Error ? error.message : String(error)}`);
+    const message = error instanceof Error ? error.message : String(error);
+    // Node's own location words (a position, or a snippet of the text) go: the line and column say it.
+    const reason = message
+      .replace(/ in JSON at position \d+(?: \(line \d+ column \d+\))?$/, '')
+      .replace(/, .* is not valid JSON$/s, '');
+    throw new ConfigError(
+      `${source} is not valid JSON at ${lineAndColumn(text, syntaxErrorOffset(text, message))}: ${reason}`,
+    );
   }
   return validateConfig(parsed);
 }

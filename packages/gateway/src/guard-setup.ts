@@ -1,4 +1,4 @@
-// The guard from the config (`guard`, `alerts`): its pieces in the proxy's chain, and budget and store events in its alert stream.
+// The guard from the config (`guard`, `alerts`, `guardrails`): its pieces in the proxy's chain, and budget and store events in its alert stream.
 import type { Request, RequestHandler, Router } from 'express';
 import { createClient } from 'redis';
 import { refusalRenderer } from '@tollgate/core';
@@ -10,12 +10,23 @@ import {
   createGuard,
   guardAdminRouter,
   loadShedder,
+  promptGuardrails,
   softLimitAlerts,
   storeDownAlerts,
 } from '@tollgate/guard';
-import type { Alerts, Guard, GuardEvent, LoadShedder, SoftLimitNotice, WebhookOptions } from '@tollgate/guard';
+import type {
+  Alerts,
+  Guard,
+  GuardEvent,
+  LoadShedder,
+  Mitigation,
+  PromptGuardrailsOptions,
+  SoftLimitNotice,
+  WebhookOptions,
+} from '@tollgate/guard';
 import { ConfigError } from './config.js';
 import type { ProxyConfig } from './config.js';
+import type { ProxyMetrics } from './proxy-metrics.js';
 
 /** What the budget guard takes from the alert stream (see budget-setup.ts). */
 export interface BudgetAlertHooks {
@@ -46,6 +57,8 @@ export interface ProxyGuard {
   readonly ready: Promise<void>;
   /** `/admin/guard`: anomalies, mitigations in force, suspend and lift (mounted behind the admin key). */
   readonly adminRouter: Router | undefined;
+  /** The mitigations in force as this process knows them (none without a guard): the metrics count them. */
+  mitigations(): readonly Mitigation[];
   close(): Promise<void>;
 }
 
@@ -98,6 +111,7 @@ const NO_GUARD: Omit<ProxyGuard, 'afterAuth'> = {
   breakerOpen: () => undefined,
   ready: Promise.resolve(),
   adminRouter: undefined,
+  mitigations: () => [],
   close: async () => undefined,
 };
 
@@ -159,9 +173,35 @@ export function createProxyGuard(config: ProxyConfig, deps: ProxyGuardDeps): Pro
     })(),
     ready: guard.ready,
     adminRouter: guardAdminRouter(guard),
+    mitigations: () => guard.mitigations(),
     async close() {
       shedder?.close();
       await guard.close();
     },
   };
+}
+
+/**
+ * The config's `guardrails` (with `hooks`, the code a config cannot hold) on every provider route, right after the
+ * scope and tier rules (before the cache, the estimate, the limits and the budget): what they mask and refuse is
+ * counted in `metrics`. None without either.
+ */
+export function createProxyGuardrails(
+  config: ProxyConfig,
+  metrics: ProxyMetrics | undefined,
+  hooks: Pick<PromptGuardrailsOptions, 'check' | 'checkTimeout' | 'onAnswerText'> | undefined,
+): RequestHandler[] {
+  if (config.guardrails === undefined && hooks === undefined) return [];
+  return [
+    promptGuardrails({
+      ...config.guardrails,
+      ...hooks,
+      ...(metrics
+        ? {
+            onMasked: (kind, count) => metrics.guardrailMasked(kind, count),
+            onRefused: (rule) => metrics.guardrailRefused(rule),
+          }
+        : {}),
+    }) as RequestHandler,
+  ];
 }

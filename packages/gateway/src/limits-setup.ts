@@ -1,10 +1,21 @@
 // Tier rules and rate limits from the config: tierPolicy, tieredRateLimit, tokenRateLimit, concurrencyLimit.
 import type { Request, RequestHandler } from 'express';
-import { concurrencyLimit, tieredRateLimit, tierPolicy, tokenRateLimit } from '@tollgate/ratelimit';
-import type { LimitLayerOptions, StoresWithCommands } from '@tollgate/ratelimit';
+import { identityFromRecord, judgeKeyRecord } from '@tollgate/auth';
+import {
+  concurrencyLimit,
+  describeWindow,
+  readLimits,
+  tieredRateLimit,
+  tierPolicy,
+  tokenRateLimit,
+} from '@tollgate/ratelimit';
+import type { LimitLayerOptions, LimitReading, StoresWithCommands } from '@tollgate/ratelimit';
 import { refusalRenderer } from '@tollgate/core';
 import { resolveTierModels } from '@tollgate/core/kit';
-import type { TollgateStores } from '@tollgate/core';
+import type { ApiKeyRecord } from '@tollgate/core/kit';
+import type { Identity, TollgateStores } from '@tollgate/core';
+import type { QuotaStatus } from '@tollgate/dashboard';
+import { identityTierResolver } from './auth-setup.js';
 import type { ProxyConfig, TierConfig } from './config.js';
 
 /** Store failures a limiter met, by its layer: logged and counted (see access-log.ts). @default the limiters' own throttled warning */
@@ -126,6 +137,33 @@ export function requestLimitMiddleware(
   ];
 }
 
+/**
+ * MCP tool calls per minute of each tenant by its tier's `toolCallsPerMinute` (a key without a tenant counts alone),
+ * counted apart from the request limits (`rl:tools:` counters); none when no tier sets it.
+ */
+export function toolCallLimitMiddleware(
+  config: ProxyConfig,
+  stores: TollgateStores,
+  storeFailures?: StoreFailureHandlers,
+  limitScale?: LimitScale,
+): RequestHandler[] {
+  const tenant = perTier(config, (tier) => tier.toolCallsPerMinute);
+  if (!tenant) return [];
+  const toolLayers = layers(config, { tenant, key: undefined }, undefined, limitScale).map((layer) => ({
+    ...layer,
+    // The refusal names it: "Rate limit reached for requests (toolCalls): limit 120 per 1 minute".
+    name: 'toolCalls',
+  }));
+  return [
+    tieredRateLimit({
+      stores: stores as StoresWithCommands,
+      layers: toolLayers,
+      prefix: 'rl:tools:',
+      ...reporting('requests', storeFailures),
+    }),
+  ];
+}
+
 export function concurrencyMiddleware(
   config: ProxyConfig,
   stores: TollgateStores,
@@ -156,4 +194,61 @@ export function tokenLimitMiddleware(
   const tokenLayers = layers(config, tierLimits(config, 'tokensPerMinute'), global, limitScale);
   if (tokenLayers.length === 0) return [];
   return [tokenRateLimit({ stores, layers: tokenLayers, ...reporting('tokens', storeFailures) })];
+}
+
+/** A quota as the dashboard shows it: one layer of one limiter, for whom it counts. */
+function quotaOf(reading: LimitReading, name: string, tenantId: string | undefined): QuotaStatus {
+  return {
+    name,
+    ...(tenantId === undefined ? {} : { tenantId }),
+    unit: reading.kind,
+    ...(reading.windowMs === undefined ? {} : { window: describeWindow(reading.windowMs) }),
+    limit: reading.limit,
+    used: reading.used,
+    remaining: reading.remaining,
+    ...(reading.resetAt === undefined ? {} : { resetAt: new Date(reading.resetAt).toISOString() }),
+  };
+}
+
+/**
+ * The dashboard's request and token quotas, live: what the chain's limiters (`limits`, their combineLimits) count
+ * now, read from their stores through the same wrappers, counting nothing. The overview gets the global layer and
+ * each tenant's (the config's tenants and those of usable keys); a tenant's page its tenant layer and each of its
+ * usable keys' layers (requests and tokens per minute, requests in flight). A tenant is read at its tier; a key at
+ * its own, as auth resolves it.
+ */
+export function dashboardQuotas(
+  config: ProxyConfig,
+  limits: RequestHandler,
+  keys: () => Promise<readonly ApiKeyRecord[]>,
+): (query?: { tenantId?: string }) => Promise<QuotaStatus[]> {
+  const withTier = identityTierResolver(config);
+  const tenantCaller = (tenantId: string): Identity =>
+    withTier({ keyId: `tenant:${tenantId}`, tenantId, scopes: [], authMethod: 'api_key' });
+  const read = async (caller: Identity, layer: 'global' | 'tenant' | 'key', name: string, tenantId?: string) =>
+    (await readLimits(limits, caller, { layers: [layer] })).map((reading) => quotaOf(reading, name, tenantId));
+  return async function readQuotas({ tenantId } = {}) {
+    const now = Date.now();
+    const usable = (await keys()).filter((record) => judgeKeyRecord(record.sha256, record, now).ok);
+    if (tenantId !== undefined) {
+      const own = usable.filter((record) => record.tenantId === tenantId);
+      const quotas = await Promise.all([
+        read(tenantCaller(tenantId), 'tenant', `tenant ${tenantId}`, tenantId),
+        ...own.map((record) =>
+          read(withTier(identityFromRecord(record, 'api_key')), 'key', `key ${record.id}`, tenantId),
+        ),
+      ]);
+      return quotas.flat();
+    }
+    const tenants = new Set([
+      ...Object.keys(config.tenants ?? {}),
+      ...usable.flatMap((record) => (record.tenantId === undefined ? [] : [record.tenantId])),
+    ]);
+    // The global layer counts everyone alike: any caller reads it.
+    const quotas = await Promise.all([
+      read(tenantCaller('(any)'), 'global', 'global'),
+      ...[...tenants].sort().map((id) => read(tenantCaller(id), 'tenant', `tenant ${id}`, id)),
+    ]);
+    return quotas.flat();
+  };
 }

@@ -1,14 +1,21 @@
 // The built-in mock provider: every API a gateway serves (by its adapter's wire family: chat, Responses, messages,
-// Gemini), JSON and SSE, with deterministic usage and failure knobs.
+// Gemini, embeddings), JSON and SSE, with deterministic usage and failure knobs.
 import { randomBytes } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import express from 'express';
 import type { Express, Request, Response } from 'express';
 import type { ProviderApi } from '@tollgate/core';
-import { GEMINI_STREAM_ACTION, providerAdapters } from '@tollgate/providers/kit';
+import { GEMINI_ACTIONS, GEMINI_STREAM_ACTION, providerAdapters } from '@tollgate/providers/kit';
 import type { ProviderAdapter } from '@tollgate/providers';
 import { splitGeminiTarget } from './gemini-route.js';
-import { countPromptTokens, DEFAULT_REPLY_TOKENS, mockReply } from './mock-reply.js';
+import {
+  countMockTokens,
+  countPromptTokens,
+  DEFAULT_EMBEDDING_DIMENSIONS,
+  DEFAULT_REPLY_TOKENS,
+  mockEmbedding,
+  mockReply,
+} from './mock-reply.js';
 import type { MockReply } from './mock-reply.js';
 
 /** The APIs the mock serves: every API a gateway serves (`openai.compatible` is served as `openai.chat`). */
@@ -129,7 +136,8 @@ type ReplyFor = (cap: number | undefined) => MockReply;
  * the declared call's: a downgrade changes the model the call runs with, never the client's path.
  */
 function planGeminiRequest(req: Request, body: Body, reply: ReplyFor): Plan {
-  const target = splitGeminiTarget(req.params.target);
+  // The mock generates; it does not count (`countTokens` is a 404 here, as any other method).
+  const target = splitGeminiTarget(req.params.target, GEMINI_ACTIONS);
   if (!target || target.model === '') throw new MockNotFound();
   if (!Array.isArray(body.contents) || body.contents.length === 0)
     throw new MockBadRequest('contents', 'contents must be a non-empty array');
@@ -197,6 +205,59 @@ function planRequest(adapter: ProviderAdapter, req: Request, body: Body, reply: 
     includeUsage: true,
     inputTokens: countPromptTokens({ messages, system: body.system }),
     reply: reply(cap),
+  };
+}
+
+/** The inputs of an embeddings request as the texts the mock embeds (token arrays as their JSON), and their mock tokens. */
+function embeddingInputs(input: unknown): { texts: string[]; tokens: number } {
+  const invalid = () => new MockBadRequest('input', "'$.input' is invalid. Please check the API reference.");
+  if (typeof input === 'string') {
+    if (input.length === 0) throw invalid();
+    return { texts: [input], tokens: countMockTokens(input) };
+  }
+  if (!Array.isArray(input) || input.length === 0) throw invalid();
+  // One array of token ids is one input.
+  const items: unknown[] = input.every((item) => typeof item === 'number') ? [input] : input;
+  let tokens = 0;
+  const texts = items.map((item) => {
+    if (typeof item === 'string' && item.length > 0) {
+      tokens += countMockTokens(item);
+      return item;
+    }
+    if (Array.isArray(item) && item.length > 0 && item.every((token) => Number.isSafeInteger(token))) {
+      tokens += item.length;
+      return JSON.stringify(item);
+    }
+    throw invalid();
+  });
+  return { texts, tokens };
+}
+
+/** OpenAI's embeddings answer: a deterministic unit vector per input, as floats or as base64 of little-endian float32. */
+function embeddingsJson(adapter: ProviderAdapter, body: Body) {
+  const fields = adapter.requestFields;
+  if (fields) for (const field of Object.keys(body)) if (!fields.includes(field)) throw new MockUnknownField(field);
+  const model = requireModel(body);
+  const dimensions = optionalPositiveInteger(body, 'dimensions') ?? DEFAULT_EMBEDDING_DIMENSIONS;
+  const format = body.encoding_format ?? 'float';
+  if (format !== 'float' && format !== 'base64')
+    throw new MockBadRequest('encoding_format', "'encoding_format' must be one of 'float', 'base64'");
+  const { texts, tokens } = embeddingInputs(body.input);
+  return {
+    object: 'list',
+    data: texts.map((text, index) => {
+      const vector = mockEmbedding(text, dimensions);
+      return {
+        object: 'embedding',
+        index,
+        embedding:
+          format === 'base64'
+            ? Buffer.from(vector.buffer, vector.byteOffset, vector.byteLength).toString('base64')
+            : Array.from(vector),
+      };
+    }),
+    model,
+    usage: { prompt_tokens: tokens, total_tokens: tokens },
   };
 }
 
@@ -551,6 +612,10 @@ export function createMockProvider(initial: MockBehavior = {}): MockProvider {
         }
         const body = req.body as unknown;
         if (!isBody(body)) throw new MockBadRequest('body', 'The request body must be a JSON object.');
+        if (family === 'embeddings') {
+          sendJson(res, 200, embeddingsJson(adapter, body));
+          return;
+        }
         const replyTokens = behavior.replyTokens ?? DEFAULT_REPLY_TOKENS;
         const reply: ReplyFor = (cap) => mockReply(replyTokens, behavior.ignoreOutputCap ? undefined : cap);
         const plan = planRequest(adapter, req, body, reply);

@@ -1,4 +1,6 @@
-// The mock provider's deterministic arithmetic: a simple token count of the prompt and a fixed reply cut to the output cap.
+// The mock provider's deterministic arithmetic: a simple token count of the prompt, a fixed reply cut to the output cap,
+// and a vector per embedded input.
+import { createHash } from 'node:crypto';
 
 /** One token per run of letters/digits and one per other non-space character: simple, stable, explainable. */
 export function countMockTokens(text: string): number {
@@ -72,4 +74,29 @@ export function mockReply(replyTokens: number, maxTokens: number | undefined): M
     pieces.push(i === 0 ? word : ` ${word}`);
   }
   return { pieces, text: pieces.join(''), outputTokens, truncated: outputTokens < replyTokens };
+}
+
+/** The mock's vector length when a request names no `dimensions` (text-embedding-3-small's and ada-002's). */
+export const DEFAULT_EMBEDDING_DIMENSIONS = 1536;
+
+/**
+ * A deterministic unit vector of `dimensions` float32 values for one input (its text, or its token ids as JSON):
+ * xorshift32 seeded from the input's SHA-256, so the same input always gets the same vector and different ones differ.
+ */
+export function mockEmbedding(input: string, dimensions: number): Float32Array {
+  let state = createHash('sha256').update(input).digest().readUInt32LE(0) || 1;
+  const vector = new Float32Array(dimensions);
+  let norm = 0;
+  for (let i = 0; i < dimensions; i++) {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    state >>>= 0;
+    const value = state / 0x1_0000_0000 - 0.5;
+    vector[i] = value;
+    norm += value * value;
+  }
+  const scale = 1 / Math.sqrt(norm);
+  for (let i = 0; i < dimensions; i++) vector[i] = vector[i]! * scale;
+  return vector;
 }

@@ -13,6 +13,7 @@ import type { Upstream } from './upstream.js';
 import type { UpstreamObserver } from './upstream-answer.js';
 import { createRoutedCalls, kindsOfApi } from './routed-call.js';
 import type { RoutedCalls } from './routed-call.js';
+import { probeUpstreams } from './upstream-health.js';
 import type { RouterEvent } from '@tollgate/router';
 
 export interface ProviderRouter {
@@ -23,10 +24,20 @@ export interface ProviderRouter {
   declareCall(api: ProviderApi, params?: CallDeclaration['params']): RequestHandler;
   /** The final handler of a provider route. */
   handler(api: ProviderApi): (req: Request, res: Response, next: NextFunction) => void;
+  /**
+   * Sends a token count to the upstream serving `model`, when one of the API's kind is configured (true); false:
+   * none is (the mock, another provider's kind), and the caller answers from its own count.
+   */
+  forwardCount(api: ProviderApi, model: string, req: Request, res: Response, next: NextFunction): boolean;
   /** Names of the upstreams, or ["mock"]. */
   readonly names: string[];
   /** The model groups and request classes, when the config has any. */
   readonly routes: RoutedCalls | undefined;
+  /**
+   * What does not answer now: the upstreams whose last active probe failed (`healthProbe`), and the model groups
+   * none of whose targets answers (breaker open, or upstream probed down). Both empty for the mock.
+   */
+  unavailable(): { upstreams: string[]; modelGroups: string[] };
   close(): Promise<void>;
 }
 
@@ -101,7 +112,9 @@ export function createProviderRouter(config: ProxyConfig, options: ProviderRoute
     return {
       names: ['mock'],
       routes: undefined,
+      unavailable: () => ({ upstreams: [], modelGroups: [] }),
       declareCall,
+      forwardCount: () => false,
       handler: (api) => {
         const serve = (mock.handlers as Partial<Record<ProviderApi, (req: Request, res: Response) => void>>)[api];
         if (!serve) throw new Error(`createProviderRouter: the mock provider does not serve ${api}`);
@@ -122,8 +135,10 @@ export function createProviderRouter(config: ProxyConfig, options: ProviderRoute
   for (const [name, upstreamConfig] of Object.entries(config.upstreams)) {
     upstreams.set(name, createUpstream(name, upstreamConfig, options.env, allKeys, options.observeUpstream));
   }
+  const probes = config.healthProbe ? probeUpstreams(upstreams, config.healthProbe) : undefined;
   const routes = createRoutedCalls(config, {
     upstreams,
+    ...(probes ? { probes } : {}),
     pricing: options.pricing ?? createPricing({ models: { ...config.models } }),
     ...(options.reprice ? { reprice: options.reprice } : {}),
     ...(options.onRouteEvent ? { log: options.onRouteEvent } : {}),
@@ -133,6 +148,7 @@ export function createProviderRouter(config: ProxyConfig, options: ProviderRoute
   return {
     names: [...upstreams.keys()],
     routes,
+    unavailable: () => ({ upstreams: probes?.failing() ?? [], modelGroups: routes?.unavailableGroups() ?? [] }),
     declareCall: routes
       ? (api, params) => {
           const declare = declareCall(api, params);
@@ -155,6 +171,12 @@ export function createProviderRouter(config: ProxyConfig, options: ProviderRoute
           };
         }
       : declareCall,
+    forwardCount(api, model, req, res, next) {
+      const upstream = upstreams.get(providerOfModel(model, api, config, options.pricing));
+      if (!upstream || !kindsOfApi(api).includes(upstream.api)) return false;
+      upstream.forwardCount(api, model, req, res, next);
+      return true;
+    },
     handler: (api) =>
       function callUpstream(req: Request, res: Response, next: NextFunction) {
         if (routes?.serve(api, req, res, next)) return;
@@ -183,7 +205,7 @@ export function createProviderRouter(config: ProxyConfig, options: ProviderRoute
         upstream.forward(api, req, res, next);
       },
     close: async () => {
-      routes?.close();
+      probes?.close();
       await Promise.all([...upstreams.values()].map((upstream) => upstream.close()));
     },
   };

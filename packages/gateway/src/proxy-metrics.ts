@@ -1,14 +1,24 @@
 // The proxy's own Prometheus metrics beside the usage sink's: responses and refusals, upstream calls, store calls, budgets; every label bounded.
 import type { Request, Response } from 'express';
-import { Counter, Gauge } from 'prom-client';
-import type { Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { BudgetGuard } from '@tollgate/budget';
-import type { BudgetScope, BudgetStatus } from '@tollgate/budget';
-import { BoundedLabel, OVERFLOW_LABEL, SeriesCounter, SeriesHistogram } from '@tollgate/metering/prometheus';
+import type { BudgetPeriod, BudgetScope, BudgetStatus } from '@tollgate/budget';
+import type { Identity } from '@tollgate/core';
+import {
+  BoundedLabel,
+  NONE_LABEL,
+  OVERFLOW_LABEL,
+  SeriesCounter,
+  SeriesHistogram,
+} from '@tollgate/metering/prometheus';
 import type { CounterSeries, HistogramSeries } from '@tollgate/metering/prometheus';
 
-/** Distinct values kept per label (routes, models, budget ids); later ones are counted under `__other__`. */
+/** Distinct values kept per label (routes, models, tenants, budget ids); later ones are counted under `__other__`. */
 const MAX_LABEL_VALUES = 100;
+/** Every metric name of the gateway starts so (the usage sink's default prefix): prom-client's process metrics too. */
+const PREFIX = 'tollgate_';
+/** The guard's mitigations, each a series of `tollgate_guard_mitigations` (0 when none is in force). */
+const MITIGATION_KINDS = ['suspend', 'throttle', 'block'] as const;
 const UPSTREAM_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 const STORE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
@@ -23,6 +33,8 @@ export interface UpstreamOutcome {
   error?: 'status' | 'credentials' | 'timeout' | 'unreachable' | 'cut';
   /** From the request leaving to the end of the answer (or the failure). */
   seconds: number;
+  /** Streams only: from the request leaving to the answer's first bytes written to the client. */
+  firstTokenSeconds?: number;
 }
 
 export type StoreOutcome = 'ok' | 'error';
@@ -38,8 +50,21 @@ export interface ProxyMetrics {
   storeTimer(operation: string): StoreTimer;
   /** A store failure a middleware met (timeouts at its deadline included), by the layer it failed for. */
   storeFailure(layer: string): void;
-  /** Gauges of every budget `budget` guards (spent, limit, reserved), read at each scrape: no cost per request. */
+  /** Gauges of every budget `budget` guards (spent, limit, reserved, remaining), read at each scrape: no cost per request. */
   watchBudgets(budget: BudgetGuard): void;
+  /** The gauge of the guard's mitigations in force (suspended keys and tenants, throttles, blocks), read at each scrape. */
+  watchMitigations(list: () => readonly { kind: (typeof MITIGATION_KINDS)[number] }[]): void;
+  /** `count` pieces of personal data of one kind masked in a prompt (the guardrails). */
+  guardrailMasked(kind: string, count: number): void;
+  /** A prompt or an answer refused by a guardrail, by its rule (a bounded set: see promptGuardrails' `onRefused`). */
+  guardrailRefused(rule: string): void;
+}
+
+export interface ProxyMetricsOptions {
+  /** Hears a budget read that failed at a scrape. */
+  report: (error: unknown) => void;
+  /** The config's tenants: refusals name these; any other tenant counts as `__other__` (see `tenantLabeller`). */
+  tenants: readonly string[];
 }
 
 /** A label set made once per value, handed to prom-client as it is on every later call (the rare paths: refusals, errors). */
@@ -57,6 +82,8 @@ interface UpstreamSeries {
   /** `upstream model`: the prefix of the rarer series' keys. */
   key: string;
   seconds: HistogramSeries;
+  /** Made at the first stream. */
+  firstToken: HistogramSeries | undefined;
   byStatus: Map<number, CounterSeries>;
 }
 
@@ -67,38 +94,87 @@ function routeLabel(req: Request): string {
   return typeof path === 'string' ? path : 'unmatched';
 }
 
-/** Per scope, the first ids kept as labels and the rest summed under `__other__`, as the usage sink bounds its labels. */
-function boundedBudgets(
-  statuses: readonly BudgetStatus[],
-): { scope: BudgetScope; id: string; spent: number; limit: number; reserved: number }[] {
-  const rows = new Map<string, { scope: BudgetScope; id: string; spent: number; limit: number; reserved: number }>();
-  const idsPerScope = new Map<BudgetScope, number>();
+interface BudgetRow {
+  scope: BudgetScope;
+  id: string;
+  period: BudgetPeriod;
+  spent: number;
+  limit: number;
+  reserved: number;
+  remaining: number;
+}
+
+/**
+ * One row per budget (scope, id, period: a tenant's day and month budgets apart); per scope the first ids kept as
+ * labels and the rest summed under `__other__`, as the usage sink bounds its labels.
+ */
+function boundedBudgets(statuses: readonly BudgetStatus[]): BudgetRow[] {
+  const rows = new Map<string, BudgetRow>();
+  const idsPerScope = new Map<BudgetScope, Set<string>>();
   for (const status of statuses) {
-    const seen = idsPerScope.get(status.scope) ?? 0;
-    const id = status.id === null ? 'global' : seen < MAX_LABEL_VALUES ? status.id : OVERFLOW_LABEL;
-    if (id !== OVERFLOW_LABEL) idsPerScope.set(status.scope, seen + 1);
-    const key = `${status.scope} ${id}`;
-    const row = rows.get(key) ?? { scope: status.scope, id, spent: 0, limit: 0, reserved: 0 };
+    let seen = idsPerScope.get(status.scope);
+    if (seen === undefined) idsPerScope.set(status.scope, (seen = new Set()));
+    let id = status.id ?? 'global';
+    if (status.id !== null && !seen.has(id)) {
+      if (seen.size < MAX_LABEL_VALUES) seen.add(id);
+      else id = OVERFLOW_LABEL;
+    }
+    const key = `${status.scope} ${id} ${status.period}`;
+    let row = rows.get(key);
+    if (row === undefined) {
+      row = { scope: status.scope, id, period: status.period, spent: 0, limit: 0, reserved: 0, remaining: 0 };
+      rows.set(key, row);
+    }
     row.spent += status.spentUsd;
     row.limit += status.limitUsd;
     row.reserved += status.reservedUsd;
-    rows.set(key, row);
+    row.remaining += status.remainingUsd;
   }
   return [...rows.values()];
 }
 
 /**
- * Registers the proxy's metrics in `registry` (the usage sink's, so one `/metrics` serves both).
- * `report` hears a budget read that failed at a scrape.
+ * prom-client's process and Node.js metrics (CPU, memory, heap, event loop lag, GC, handles), `tollgate_`-prefixed,
+ * made once per process: each set keeps an event-loop monitor and a GC observer running, so every gateway of the
+ * process shares the one set, registered in its own registry too.
  */
-export function createProxyMetrics(registry: Registry, report: (error: unknown) => void): ProxyMetrics {
+let processMetrics: Registry | undefined;
+function registerProcessMetrics(registry: Registry): void {
+  if (processMetrics === undefined) {
+    processMetrics = new Registry();
+    collectDefaultMetrics({ register: processMetrics, prefix: PREFIX });
+  }
+  for (const { name } of processMetrics.getMetricsAsArray())
+    if (registry.getSingleMetric(name) === undefined) registry.registerMetric(processMetrics.getSingleMetric(name)!);
+}
+
+/**
+ * The `tenant` label of a refusal: the tenant's id when the config names it under `tenants` (the first 100 of them,
+ * later ones `__other__`), `__other__` for any other tenant (a JWT's claim, a key written to the store by other means
+ * than the config and the admin API, which both check it), `none` when the caller was not identified or has no
+ * tenant. Callers cannot make new series.
+ */
+function tenantLabeller(tenants: readonly string[]): (identity: Identity | undefined) => string {
+  const configured = new Set(tenants);
+  const bounded = new BoundedLabel(MAX_LABEL_VALUES);
+  return function tenantLabel(identity) {
+    const tenant = identity?.tenantId;
+    if (tenant === undefined || tenant === '') return NONE_LABEL;
+    return configured.has(tenant) ? bounded.value(tenant) : OVERFLOW_LABEL;
+  };
+}
+
+/** Registers the proxy's metrics in `registry` (the usage sink's, so one `/metrics` serves both), and the process's. */
+export function createProxyMetrics(registry: Registry, options: ProxyMetricsOptions): ProxyMetrics {
+  const { report } = options;
   const registers = [registry];
+  registerProcessMetrics(registry);
   // Counted on every request: series resolved once (prometheus-series in @tollgate/metering); the rare ones are prom-client's own.
   const responses = new SeriesCounter('tollgate_http_responses_total', 'Responses by route and HTTP status.', registry);
   const refusals = new Counter({
     name: 'tollgate_refusals_total',
-    help: 'Requests refused or failed by tollgate, by the layer that refused (auth, scope, model, request, requests, tokens, concurrency, budget, upstream, route, store) and the error code.',
-    labelNames: ['layer', 'reason'],
+    help: 'Requests refused or failed by tollgate, by the layer that refused (auth, scope, model, request, requests, tokens, concurrency, budget, upstream, route, store), the error code and the tenant (a configured tenant, __other__ for any other, none before identification).',
+    labelNames: ['layer', 'reason', 'tenant'],
     registers,
   });
   const upstreamRequests = new SeriesCounter(
@@ -118,6 +194,12 @@ export function createProxyMetrics(registry: Registry, report: (error: unknown) 
     registry,
     UPSTREAM_BUCKETS,
   );
+  const firstTokenSeconds = new SeriesHistogram(
+    'tollgate_time_to_first_token_seconds',
+    "Streamed answers: from sending an upstream call to the answer's first bytes written to the client.",
+    registry,
+    UPSTREAM_BUCKETS,
+  );
   const storeSeconds = new SeriesHistogram(
     'tollgate_store_call_duration_seconds',
     'Store calls by operation and outcome (Redis stores; memory stores are not timed).',
@@ -131,6 +213,19 @@ export function createProxyMetrics(registry: Registry, report: (error: unknown) 
     registers,
   });
 
+  const guardrailMasks = new Counter({
+    name: 'tollgate_guardrail_masked_total',
+    help: 'Personal data masked in prompts by the guardrails before the upstream saw them, by kind (email, phone, card).',
+    labelNames: ['kind'],
+    registers,
+  });
+  const guardrailRefusals = new Counter({
+    name: 'tollgate_guardrail_refusals_total',
+    help: 'Prompts (and answers) refused by the guardrails, by rule: maxPromptChars, deny[<i>], pii:<kind>, check, check:failed, answer, unsupported.',
+    labelNames: ['rule'],
+    registers,
+  });
+
   // One read of the budgets per scrape, shared by the three gauges (the registry collects them concurrently).
   let budget: BudgetGuard | undefined;
   let reading: Promise<ReturnType<typeof boundedBudgets>> | undefined;
@@ -140,16 +235,17 @@ export function createProxyMetrics(registry: Registry, report: (error: unknown) 
       .finally(() => setImmediate(() => (reading = undefined)));
     return reading;
   };
-  const budgetGauge = (name: string, help: string, field: 'spent' | 'limit' | 'reserved') =>
+  const budgetGauge = (name: string, help: string, field: 'spent' | 'limit' | 'reserved' | 'remaining') =>
     new Gauge({
       name,
       help,
-      labelNames: ['scope', 'id'],
+      labelNames: ['scope', 'id', 'period'],
       registers,
       async collect() {
         this.reset();
         try {
-          for (const row of await readBudgets()) this.set({ scope: row.scope, id: row.id }, row[field]);
+          for (const row of await readBudgets())
+            this.set({ scope: row.scope, id: row.id, period: row.period }, row[field]);
         } catch (error) {
           // The ledger did not answer: no budget series this scrape, rather than a failed scrape.
           report(error);
@@ -158,16 +254,36 @@ export function createProxyMetrics(registry: Registry, report: (error: unknown) 
     });
   budgetGauge(
     'tollgate_budget_spent_usd',
-    'Spent in the current period, per configured budget (scope tenant, key or global; ids past 100 per scope summed as __other__).',
+    'Spent in the current period, per configured budget (scope tenant, key, user, feature or global; its period; ids past 100 per scope summed as __other__).',
     'spent',
   );
   budgetGauge('tollgate_budget_limit_usd', 'The limit of the current period, per configured budget.', 'limit');
   budgetGauge('tollgate_budget_reserved_usd', 'Held by requests in flight, per configured budget.', 'reserved');
+  budgetGauge(
+    'tollgate_budget_remaining_usd',
+    'What the current period has left, per configured budget: limit plus top-up credit, less spent and reserved.',
+    'remaining',
+  );
+
+  let mitigations: (() => readonly { kind: string }[]) | undefined;
+  new Gauge({
+    name: 'tollgate_guard_mitigations',
+    help: "The guard's mitigations in force as this process knows them, by kind: suspend (keys and tenants refused), throttle, block (client addresses).",
+    labelNames: ['kind'],
+    registers,
+    collect() {
+      const counts = new Map<string, number>(MITIGATION_KINDS.map((kind) => [kind, 0]));
+      for (const mitigation of mitigations?.() ?? [])
+        counts.set(mitigation.kind, (counts.get(mitigation.kind) ?? 0) + 1);
+      for (const [kind, count] of counts) this.set({ kind }, count);
+    },
+  });
 
   const routes = new BoundedLabel(MAX_LABEL_VALUES);
   const models = new BoundedLabel(MAX_LABEL_VALUES);
   const layers = new BoundedLabel(MAX_LABEL_VALUES);
-  const refusalLabels = new LabelCache<{ layer: string; reason: string }>();
+  const tenantLabel = tenantLabeller(options.tenants);
+  const refusalLabels = new LabelCache<{ layer: string; reason: string; tenant: string }>();
   const upstreamErrorLabels = new LabelCache<{ provider: string; model: string; reason: string }>();
   const failureLabels = new LabelCache<{ layer: string }>();
   // Series found by nested maps on the values themselves: no key string is built per request.
@@ -189,7 +305,10 @@ export function createProxyMetrics(registry: Registry, report: (error: unknown) 
       const refusal = req.tollgate?.refusal;
       if (refusal) {
         const layer = layers.value(refusal.layer);
-        refusals.inc(refusalLabels.get(`${layer} ${refusal.code}`, () => ({ layer, reason: refusal.code })));
+        const tenant = tenantLabel(req.tollgate.identity);
+        refusals.inc(
+          refusalLabels.get(`${layer} ${refusal.code} ${tenant}`, () => ({ layer, reason: refusal.code, tenant })),
+        );
       }
     },
     upstreamCall(upstream, rawModel, outcome) {
@@ -202,12 +321,17 @@ export function createProxyMetrics(registry: Registry, report: (error: unknown) 
         series = {
           key,
           seconds: upstreamSeconds.series(key, () => ({ provider: upstream, model })),
+          firstToken: undefined,
           byStatus: new Map(),
         };
         byModel.set(model, series);
       }
       const { key } = series;
       series.seconds.observe(outcome.seconds);
+      if (outcome.firstTokenSeconds !== undefined)
+        (series.firstToken ??= firstTokenSeconds.series(key, () => ({ provider: upstream, model }))).observe(
+          outcome.firstTokenSeconds,
+        );
       let byStatus = series.byStatus.get(outcome.status);
       if (byStatus === undefined) {
         byStatus = upstreamRequests.series(`${key} ${outcome.status}`, () => ({
@@ -240,6 +364,15 @@ export function createProxyMetrics(registry: Registry, report: (error: unknown) 
     },
     watchBudgets(guard) {
       budget = guard;
+    },
+    guardrailMasked(kind, count) {
+      guardrailMasks.inc({ kind }, count);
+    },
+    guardrailRefused(rule) {
+      guardrailRefusals.inc({ rule });
+    },
+    watchMitigations(list) {
+      mitigations = list;
     },
   };
 }

@@ -4,6 +4,7 @@ import { ApiError, renderApiError } from '@tollgate/core';
 import type { ProviderApi } from '@tollgate/core';
 import { adapterFor } from '@tollgate/providers';
 import type { ProviderAdapter } from '@tollgate/providers';
+import type { RequestProblem } from '@tollgate/providers/kit';
 
 type Body = Record<string, unknown>;
 
@@ -63,10 +64,15 @@ function tooDeepField(body: Body): string | undefined {
 
 /** The first problem of a body for `api`, or undefined when it is well-formed enough to forward. */
 export function findRequestProblem(api: ProviderApi, body: unknown): ApiError | undefined {
-  return problemOf(adapterFor(api), body);
+  const adapter = adapterFor(api);
+  return problemOf(adapter, body, (checked) => adapter.checkRequest?.(checked));
 }
 
-function problemOf(adapter: ProviderAdapter, body: unknown): ApiError | undefined {
+function problemOf(
+  adapter: ProviderAdapter,
+  body: unknown,
+  check: ((body: Body) => RequestProblem | undefined) | undefined,
+): ApiError | undefined {
   if (!isBody(body)) return bad('body', 'The request body must be a JSON object.');
   // An API that names the model in its path (Gemini) has it checked with the route.
   if (!adapter.route?.modelInPath) {
@@ -82,15 +88,25 @@ function problemOf(adapter: ProviderAdapter, body: unknown): ApiError | undefine
   const deep = tooDeepField(body);
   if (deep !== undefined) return bad(deep, `${deep} is nested more than ${MAX_NESTING} levels deep.`);
   // What the API itself refuses: its adapter knows.
-  const problem = adapter.checkRequest?.(body);
+  const problem = check?.(body);
   return problem ? bad(problem.param, problem.message) : undefined;
 }
 
 /** Middleware: 400 `invalid_request` naming the field, in the OpenAI error shape of docs/errors.md. */
 export function validateProviderRequest(api: ProviderApi) {
   const adapter = adapterFor(api);
+  return bodyValidator(adapter, (body) => adapter.checkRequest?.(body));
+}
+
+/** Middleware for a route counting tokens (the adapter's `countTokens`): the same checks, with the count's own. */
+export function validateCountRequest(api: ProviderApi) {
+  const adapter = adapterFor(api);
+  return bodyValidator(adapter, (body) => adapter.countTokens?.checkRequest?.(body));
+}
+
+function bodyValidator(adapter: ProviderAdapter, check: ((body: Body) => RequestProblem | undefined) | undefined) {
   return function validateProviderRequestBody(req: Request, res: Response, next: NextFunction): void {
-    const problem = problemOf(adapter, req.body);
+    const problem = problemOf(adapter, req.body, check);
     if (problem) renderApiError(problem, req, res);
     else next();
   };

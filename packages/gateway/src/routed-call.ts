@@ -18,6 +18,7 @@ import type {
 import type { ProxyConfig, UpstreamKind } from './config.js';
 import type { Upstream } from './upstream.js';
 import type { RoutedTry } from './upstream-answer.js';
+import type { UpstreamProbes } from './upstream-health.js';
 
 /** The gateway's own upstream kinds that speak each API as it is (both OpenAI kinds and Azure speak Chat Completions). */
 const BUILT_IN_KINDS_OF_API: Readonly<Partial<Record<ProviderApi, readonly UpstreamKind[]>>> = {
@@ -75,8 +76,8 @@ export interface RoutedCalls {
   serve(clientApi: ProviderApi, req: Request, res: Response, next: NextFunction): boolean;
   /** Each target's breaker, time to first byte and counts, with its upstream's last active probe when probes run. */
   health(): TargetReport[];
-  /** Stops the active probes. */
-  close(): void;
+  /** The model groups none of whose targets answers: each one's breaker open, or its upstream's last probe failed. */
+  unavailableGroups(): string[];
 }
 
 declare module '@tollgate/core' {
@@ -193,11 +194,13 @@ export interface RoutedCallsOptions {
   log?: (event: RouterEvent) => void;
   /** Told once each time a target's circuit breaker opens (`upstream/model`, and the last failure). */
   onBreakerOpen?: (target: string, reason: string | undefined) => void;
+  /** The upstreams' active probes, when the config runs them: each target's report carries its upstream's last. */
+  probes?: UpstreamProbes;
 }
 
 export function createRoutedCalls(config: ProxyConfig, options: RoutedCallsOptions): RoutedCalls | undefined {
   if (!config.modelGroups) return undefined;
-  const { upstreams, pricing, reprice, log, onBreakerOpen } = options;
+  const { upstreams, pricing, reprice, log, onBreakerOpen, probes } = options;
   const router = createModelRouter({
     modelGroups: config.modelGroups,
     ...(config.requestClasses ? { requestClasses: config.requestClasses } : {}),
@@ -210,6 +213,11 @@ export function createRoutedCalls(config: ProxyConfig, options: RoutedCallsOptio
       : {}),
   });
   const classHeader = router.config.classHeader;
+  const health = () =>
+    router.health().map((report) => {
+      const last = probes?.last(report.upstream);
+      return last ? { ...report, probe: last } : report;
+    });
 
   /** Runs the call with `target`'s model, priced as it: the meter's estimate follows. */
   function runWith(req: Request, target: Pick<ResolvedTarget, 'model' | 'upstream'>): void {
@@ -251,43 +259,18 @@ export function createRoutedCalls(config: ProxyConfig, options: RoutedCallsOptio
     return true;
   }
 
-  // Active health: a periodic, token-free call to each upstream a group uses (its model list), on /healthz.
-  const probes = new Map<string, NonNullable<TargetReport['probe']>>();
-  let probeTimer: NodeJS.Timeout | undefined;
-  const probe = config.healthProbe;
-  if (probe) {
-    const timeoutMs = probe.timeoutMs ?? 5000;
-    const probed = [...new Set(router.targets.map((target) => target.upstream))];
-    let running = false;
-    const probeAll = async () => {
-      if (running) return;
-      running = true;
-      await Promise.all(
-        probed.map(async (name) => {
-          const result = await upstreams.get(name)!.probe(timeoutMs);
-          probes.set(name, {
-            ok: result.ok,
-            at: new Date().toISOString(),
-            ...(result.detail ? { detail: result.detail } : {}),
-          });
-        }),
-      );
-      running = false;
-    };
-    probeTimer = setInterval(() => void probeAll(), probe.intervalMs ?? 30_000);
-    probeTimer.unref();
-    void probeAll();
-  }
-
   return {
     router,
     planCall,
     serve,
-    health: () =>
-      router.health().map((report) => {
-        const last = probes.get(report.upstream);
-        return last ? { ...report, probe: last } : report;
-      }),
-    close: () => clearInterval(probeTimer),
+    health,
+    unavailableGroups() {
+      const reports = new Map(health().map((report) => [report.target, report]));
+      const down = (target: ResolvedTarget) => {
+        const report = reports.get(target.id)!;
+        return report.breaker === 'open' || report.probe?.ok === false;
+      };
+      return [...router.config.groups.values()].flatMap((group) => (group.targets.every(down) ? [group.name] : []));
+    },
   };
 }

@@ -1,10 +1,11 @@
 // The routing part of the proxy config (modelGroups, requestClasses, retry, circuitBreaker, healthProbe), checked at start.
 import { createPricing, TollgateError } from '@tollgate/core';
+import { didYouMean } from '@tollgate/core/kit';
 import type { ModelPrice } from '@tollgate/core';
 import { resolveRouterOptions } from '@tollgate/router';
 import type { CircuitBreakerOptions, ModelGroupOptions, RequestClassOptions, RetryOptions } from '@tollgate/router';
 
-/** An optional periodic probe of each upstream a group uses, reported on /healthz. */
+/** An optional periodic probe of every upstream (its model list, no tokens), reported on /healthz. */
 export interface HealthProbeConfig {
   /** Milliseconds between probes. @default 30000 */
   intervalMs?: number;
@@ -50,7 +51,7 @@ export function checkRouting(config: RoutedProxy): string | undefined {
       if (config.upstreams && !Object.hasOwn(config.upstreams, target.upstream))
         return `${at}.upstream names "${target.upstream}", which is not a key of upstreams`;
       if (!pricing.find(target.model))
-        return `${at}.model "${target.model}" has no price: add it to models (every target is billed as itself)`;
+        return `${at}.model "${target.model}" has no price: add it to models (every target is billed as itself)${didYouMean(target.model, pricing.models())}`;
     }
   }
   return undefined;

@@ -44,8 +44,10 @@ function planStart(env: NodeJS.ProcessEnv): StartPlan {
     }
     config = parseConfig(text, `TOLLGATE_CONFIG (${path})`);
   } else {
-    ({ config, keys: demoKeys } = createDemoConfig());
+    ({ config, keys: demoKeys } = createDemoConfig(env.TOLLGATE_DATA_DIR || undefined));
   }
+  // TOLLGATE_DATA_DIR (the bin's --data-dir) names the data directory, over the config's `dataDir`.
+  if (env.TOLLGATE_DATA_DIR) config = { ...config, dataDir: env.TOLLGATE_DATA_DIR };
   let port = config.port ?? DEFAULT_PORT;
   if (env.PORT !== undefined && env.PORT !== '') {
     port = parsePort(env.PORT);
@@ -135,7 +137,7 @@ export async function serveGateway(env: NodeJS.ProcessEnv = process.env): Promis
     const actualPort = typeof address === 'object' && address ? address.port : port;
     const listening = `tollgate proxy listening on http://localhost:${actualPort} (stores: ${stores.kind}, upstreams: ${config.upstreams ? Object.keys(config.upstreams).join(', ') : 'built-in mock'})`;
     // One write, so whoever waits for the "listening" line has the demo keys too.
-    console.log(demoKeys.length > 0 ? `${demoBanner(demoKeys, actualPort)}\n${listening}` : listening);
+    console.log(configPath ? listening : `${demoBanner(demoKeys, actualPort, config.dataDir)}\n${listening}`);
   });
   server.on('error', (error) => {
     console.error(`tollgate proxy: cannot listen on port ${port}: ${error.message}`);

@@ -53,6 +53,9 @@ export interface SpendKeeper {
 }
 
 /**
+ * On memory stores with a SQL usage ledger (a `dataDir`, or PostgreSQL): budget spend is read from the ledger once,
+ * before the first request is admitted, so a restart does not hand out a period's spend again.
+ *
  * On Redis with a SQL usage ledger: a marker key lives in Redis next to the budgets. When it is
  * gone (Redis restarted without persistence, was flushed or failed over to an empty replica), the
  * budgets lost their spend: the blocks this process holds are retired (their settles, which charge
@@ -70,8 +73,26 @@ export function keepSpend(
   flushUsage: () => Promise<void>,
   log: (line: string) => void,
 ): SpendKeeper | undefined {
+  if (!ledger) return undefined;
   const redis = commandStores(stores);
-  if (!redis || !ledger) return undefined;
+  if (!redis) {
+    // Stores of this process alone (memory) start empty: the spend of the period so far is what the ledger holds.
+    return {
+      ready: flushUsage()
+        .then(() => rebuildFromLedger(config, guard, ledger))
+        .then(
+          (report) => {
+            if (report.restored.length > 0)
+              log(`tollgate proxy: budget spend of ${report.restored.length} scope(s) read from the usage ledger`);
+          },
+          (error: unknown) =>
+            log(
+              `tollgate proxy: could not read budget spend from the usage ledger: ${error instanceof Error ? error.message : String(error)}`,
+            ),
+        ),
+      close: async () => undefined,
+    };
+  }
   const marker = `${redis.prefix}{ledger}:spend-kept`;
   let checking: Promise<void> | undefined;
   /** Births (Redis µs) of scopes a reserve found written again since the last check: the marker alone does not tell then. */

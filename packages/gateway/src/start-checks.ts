@@ -1,5 +1,4 @@
 // Checks made before the proxy takes traffic: what a config can name that only the environment can confirm.
-import { createPricing } from '@tollgate/core';
 import pg from 'pg';
 import { ConfigError } from './config.js';
 import type { ProxyConfig } from './config.js';
@@ -28,40 +27,6 @@ export function checkUpstreamCredentials(config: ProxyConfig, env: NodeJS.Proces
       );
     }
   }
-}
-
-/**
- * A tier's model list naming a model nobody can price or serve is a typo that would refuse that
- * model's callers for good. Patterns (`gpt-4o*`, `*`) and the config's own models and groups pass.
- */
-export function checkTierModels(config: ProxyConfig): void {
-  const pricing = createPricing({ models: { ...config.models } });
-  // Names the config defines itself (model groups, when the config has them) are as good as catalogue models.
-  const groups = (config as { modelGroups?: Record<string, unknown> }).modelGroups ?? {};
-  for (const [tier, rules] of Object.entries(config.tiers ?? {})) {
-    (rules.models ?? []).forEach((model, i) => {
-      if (model.includes('*') || pricing.find(model) !== undefined || Object.hasOwn(groups, model)) return;
-      const hint = closestModel(model, pricing.models());
-      throw new ConfigError(
-        `tiers.${tier}.models[${i}] names an unknown model "${model}"${hint ? `; did you mean "${hint}"?` : ''} (add it under "models" with its prices if it is yours)`,
-      );
-    });
-  }
-}
-
-/** The known model sharing the longest start with `model` (at least 4 characters), for a "did you mean". */
-function closestModel(model: string, known: string[]): string | undefined {
-  let best: string | undefined;
-  let bestLength = 3;
-  for (const candidate of known) {
-    let length = 0;
-    while (length < model.length && model[length] === candidate[length]) length++;
-    if (length > bestLength) {
-      best = candidate;
-      bestLength = length;
-    }
-  }
-  return best;
 }
 
 /** A PostgreSQL ledger that does not answer now would lose every usage record to the spool: refuse to start instead. */
@@ -99,6 +64,5 @@ function redactPassword(url: string): string {
 /** Every check that needs no network, then the ones that do. */
 export async function checkBeforeStart(config: ProxyConfig, env: NodeJS.ProcessEnv): Promise<void> {
   checkUpstreamCredentials(config, env);
-  checkTierModels(config);
   await checkPostgres(config);
 }

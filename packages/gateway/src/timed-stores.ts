@@ -5,7 +5,7 @@ import type { StoreTimer } from './proxy-metrics.js';
 /** The operations timed, per part of the stores (the Redis stores add `fixedWindow`); any other member passes through untouched. */
 const TIMED: Readonly<Record<string, readonly string[]>> = {
   counter: ['consume', 'adjust', 'peek'],
-  fixedWindow: ['hit', 'giveBack', 'reset'],
+  fixedWindow: ['hit', 'giveBack', 'reset', 'peek'],
   ledger: ['reserve', 'settle', 'release', 'usage', 'adjustSpent', 'resetScope', 'restoreSpent'],
   keys: ['findByHash', 'findById', 'put', 'disable', 'delete', 'list'],
 };

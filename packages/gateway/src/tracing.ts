@@ -1,4 +1,5 @@
 // OpenTelemetry for `pnpm start`: the meter's GenAI spans exported over OTLP when the standard OTEL_* variables ask for it; no SDK loaded otherwise.
+import { sampleFirstProvider } from './head-sampling.js';
 
 /** What a started SDK gives back to the process that stops. */
 export interface Tracing {
@@ -31,7 +32,8 @@ export function tracingRequested(env: NodeJS.ProcessEnv): boolean {
  * `http/protobuf` or `http/json` as `OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL` says; `console`) and the
  * W3C trace-context propagator, so a caller's `traceparent` parents the spans. The SDK reads the rest
  * of the standard variables itself: endpoint, headers, timeout, `OTEL_SERVICE_NAME` (default
- * `tollgate-proxy`), `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`.
+ * `tollgate-proxy`), `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_BSP_*`; `OTEL_TRACES_SAMPLER` (and `_ARG`) name
+ * one of the standard samplers, asked before each span is made (an unknown one stops the start).
  *
  * No context manager is registered: nothing in the proxy needs spans to follow async calls, and the
  * one Node 20 offers (AsyncLocalStorage on async hooks) costs on every promise (docs/performance.md).
@@ -72,8 +74,9 @@ export async function startTracing(env: NodeJS.ProcessEnv = process.env): Promis
     .defaultResource()
     .merge(resources.resourceFromAttributes({ 'service.name': 'tollgate-proxy' }))
     .merge(resources.detectResources({ detectors: [resources.envDetector] }));
-  const provider = new sdk.BasicTracerProvider({ resource, spanProcessors });
-  api.trace.setGlobalTracerProvider(provider);
+  // Sampling is decided before a span is made: an unsampled call costs one sampler call (head-sampling.ts).
+  const { tracers, provider } = sampleFirstProvider(sdk, env, { resource, spanProcessors });
+  api.trace.setGlobalTracerProvider(tracers);
   api.propagation.setGlobalPropagator(new core.W3CTraceContextPropagator());
   return {
     async shutdown() {

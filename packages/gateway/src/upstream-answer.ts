@@ -87,6 +87,8 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
   /** The client left a JSON call: the rest of the answer is read for its usage only. */
   private orphaned = false;
   private readonly startedAt = performance.now();
+  /** A stream's first bytes written to the client (`performance.now()`), for the time to first token. */
+  private firstWrittenAt: number | undefined;
   /** The provider's status (0 until it answered), and how the call failed, for the observer. */
   private answeredStatus = 0;
   private failure: UpstreamOutcome['error'];
@@ -143,6 +145,7 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
       seconds: (performance.now() - this.startedAt) / 1000,
     };
     if (this.failure) outcome.error = this.failure;
+    if (this.firstWrittenAt !== undefined) outcome.firstTokenSeconds = (this.firstWrittenAt - this.startedAt) / 1000;
     observe(this.upstreamName, this.res.req.tollgate?.call?.model ?? 'unknown', outcome);
   }
 
@@ -310,7 +313,7 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
           this.held = chunk;
           if (previous === undefined) return;
           out = previous;
-        }
+        } else this.firstWrittenAt ??= performance.now();
         if (!this.res.write(out)) {
           controller.pause();
           this.res.once('drain', () => controller.resume());

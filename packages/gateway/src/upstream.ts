@@ -39,6 +39,11 @@ export interface Upstream {
     next: NextFunction,
     routed: RoutedTry,
   ): void;
+  /**
+   * A token count (the API's `countTokens`) for `model`, the client's body sent as it is and the answer passed back.
+   * Counting is free: no call is noted for the meter, nothing is billed.
+   */
+  forwardCount(api: ProviderApi, model: string, req: Request, res: Response, next: NextFunction): void;
   /** The active health check: lists the upstream's models (no tokens spent); ok when it answers 2xx in time. */
   probe(timeoutMs: number): Promise<{ ok: boolean; detail?: string }>;
   /** Waits for the calls still running, a short grace at most, then cuts them. */
@@ -227,6 +232,20 @@ export function createUpstream(
       req.tollgate.markSending();
       dispatcher.dispatch(
         { origin, path, method: 'POST', headers: buildHeaders(req, stream), body: JSON.stringify(body) },
+        answer,
+      );
+    },
+    forwardCount(countApi, model, req, res, next) {
+      const path = `${basePath}${adapterFor(countApi).countTokens!.upstreamPath(encodeURIComponent(model))}`;
+      const answer = new UpstreamAnswer(name, false, res, next, secrets, undefined, observe);
+      dispatcher.dispatch(
+        {
+          origin: base.origin,
+          path,
+          method: 'POST',
+          headers: buildHeaders(req, false),
+          body: JSON.stringify(req.body),
+        },
         answer,
       );
     },

@@ -1,4 +1,4 @@
-// The proxy config's `guard`, `trustProxy` and `alerts`: valid sections pass as written, each mistake is named by its field.
+// The proxy config's `guard`, `guardrails`, `trustProxy` and `alerts`: valid sections pass as written, each mistake is named by its field.
 import { describe, expect, it } from '@jest/globals';
 import { createProxyApp } from '../src/app.js';
 import { validateConfig } from '../src/config.js';
@@ -112,5 +112,29 @@ describe('proxy config: guard, trustProxy, alerts', () => {
     expect(() => createProxyApp(config, { env: {}, metrics: false, log: () => undefined })).toThrow(
       /alerts\.webhooks\[0\]\.secretEnv names TG_TEST_UNSET_HOOK_SECRET, which is not set/,
     );
+  });
+});
+
+describe('proxy config: guardrails', () => {
+  it('accepts the design example as written', () => {
+    const guardrails = { maxPromptChars: 200000, deny: ['(?i)ignore (all|previous) instructions'], pii: 'mask' };
+    expect(validateConfig({ guardrails }).guardrails).toEqual(guardrails);
+    expect(validateConfig({ guardrails: {} }).guardrails).toEqual({});
+  });
+
+  it('names the faulty field, with the guard package compiling the patterns', () => {
+    expect(rejection({ guardrails: { deny: ['fine', '(unclosed'] } })).toMatch(
+      /^Invalid proxy config: guardrails\.deny\[1\] is not a valid regular expression: /,
+    );
+    expect(rejection({ guardrails: { deny: ['say (?i)hello'] } })).toMatch(
+      /guardrails\.deny\[0\] is not a valid regular expression: .*inline flags only at the start/,
+    );
+    expect(rejection({ guardrails: { deny: [''] } })).toMatch(/guardrails\.deny\[0\] must be a non-empty string/);
+    expect(rejection({ guardrails: { deny: '(?i)x' } })).toMatch(/guardrails\.deny must be an array of patterns/);
+    expect(rejection({ guardrails: { pii: 'redact' } })).toMatch(/guardrails\.pii must be "off", "mask" or "block"/);
+    expect(rejection({ guardrails: { maxPromptChars: 0 } })).toMatch(
+      /guardrails\.maxPromptChars must be a positive integer/,
+    );
+    expect(rejection({ guardrails: { pi: 'mask' } })).toMatch(/guardrails has no field "pi"; did you mean "pii"\?/);
   });
 });

@@ -94,6 +94,41 @@ describe('mock provider', () => {
     });
   });
 
+  it('OpenAI embeddings: a deterministic unit vector per input, floats or base64 float32, usage on input only', async () => {
+    const floats = await request(app)
+      .post('/v1/embeddings')
+      .send({ model: 'text-embedding-3-small', input: ['Hello, world!', [1, 2, 3]], dimensions: 8 });
+    expect(floats.status).toBe(200);
+    expect(floats.body).toMatchObject({
+      object: 'list',
+      model: 'text-embedding-3-small',
+      usage: { prompt_tokens: 4 + 3, total_tokens: 4 + 3 },
+    });
+    const vectors = (floats.body as { data: { index: number; embedding: number[] }[] }).data;
+    expect(vectors.map((item) => [item.index, item.embedding.length])).toEqual([
+      [0, 8],
+      [1, 8],
+    ]);
+    for (const { embedding } of vectors) expect(Math.hypot(...embedding)).toBeCloseTo(1, 6);
+    const base64 = await request(app)
+      .post('/v1/embeddings')
+      .send({ model: 'text-embedding-3-small', input: 'Hello, world!', dimensions: 8, encoding_format: 'base64' });
+    const bytes = Buffer.from((base64.body as { data: { embedding: string }[] }).data[0]!.embedding, 'base64');
+    expect(Array.from(new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4))).toEqual(
+      vectors[0]!.embedding,
+    );
+    // One array of token ids is one input; the default length is 1536.
+    const tokens = await request(app)
+      .post('/v1/embeddings')
+      .send({ model: 'm', input: [1, 2, 3] });
+    expect((tokens.body as { data: { embedding: number[] }[] }).data).toHaveLength(1);
+    expect((tokens.body as { data: { embedding: number[] }[] }).data[0]!.embedding).toHaveLength(1536);
+    expect((tokens.body as { usage: unknown }).usage).toEqual({ prompt_tokens: 3, total_tokens: 3 });
+    const refused = await request(app).post('/v1/embeddings').send({ model: 'm', input: '', stream: true });
+    expect(refused.status).toBe(422);
+    expect((await request(app).post('/v1/embeddings').send({ model: 'm', input: '' })).status).toBe(400);
+  });
+
   it('validates like the providers, in their error shapes', async () => {
     const anthropic = await request(app)
       .post('/v1/messages')

@@ -14,6 +14,10 @@ export {
   MemoryGuardStore,
   RedisGuardStore,
   GUARD_EVENT_TYPES,
+  promptGuardrails,
+  resolvePromptGuardrails,
+  maskPii,
+  PII_KINDS,
 } from './kit.js';
 export type {
   Guard,
@@ -38,4 +42,13 @@ export type {
   RedisGuardStoreOptions,
   LoadShedder,
   LoadShedderOptions,
+  PromptGuardrailsOptions,
+  PromptCheck,
+  PromptCheckInput,
+  AnswerTextHook,
+  AnswerTextContext,
+  GuardrailVerdict,
+  PiiMode,
+  PiiKind,
+  PiiCounts,
 } from './kit.js';

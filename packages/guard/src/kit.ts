@@ -39,3 +39,16 @@ export {
 export { requestFingerprint, VOLATILE_FIELDS } from './request-fingerprint.js';
 export { RepeatCounter, type CountedSend, type RepeatCounterConfig } from './repeat-counter.js';
 export { loadShedder, type LoadShedder, type LoadShedderOptions } from './load-shedder.js';
+export { promptGuardrails } from './prompt-guardrails.js';
+export {
+  resolvePromptGuardrails,
+  type AnswerTextContext,
+  type AnswerTextHook,
+  type GuardrailsConfig,
+  type GuardrailVerdict,
+  type PiiMode,
+  type PromptCheck,
+  type PromptCheckInput,
+  type PromptGuardrailsOptions,
+} from './guardrail-options.js';
+export { maskPii, noPii, passesLuhn, PII_KINDS, PII_MASKS, type PiiCounts, type PiiKind } from './pii.js';

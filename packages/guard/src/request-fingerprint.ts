@@ -27,13 +27,29 @@ function withoutVolatile(body: Record<string, unknown>): Record<string, unknown>
 }
 
 /**
- * SHA-256 (base64url) of the body as JSON without its volatile fields; undefined when the body is
- * not a JSON object (nothing to compare). Field order counts: a loop sends the same bytes.
+ * A JSON-RPC 2.0 request (an MCP `tools/call`) as the same call sent again looks: its method and params, without
+ * the id every send takes anew nor the params' `_meta` (a progress token per send).
+ */
+function jsonRpcCall(body: Record<string, unknown>): Record<string, unknown> | undefined {
+  if (body.jsonrpc !== '2.0' || typeof body.method !== 'string') return undefined;
+  const params = body.params;
+  if (typeof params !== 'object' || params === null || Array.isArray(params) || !('_meta' in params))
+    return { method: body.method, params };
+  const { _meta: _perSend, ...kept } = params as Record<string, unknown>;
+  return { method: body.method, params: kept };
+}
+
+/**
+ * SHA-256 (base64url) of the body as JSON without its volatile fields (a JSON-RPC request: its
+ * method and params, see `jsonRpcCall`); undefined when the body is not a JSON object (nothing to
+ * compare). Field order counts: a loop sends the same bytes.
  * Costs about a microsecond for a small chat request and grows with the body (JSON.stringify and
  * the hash; figures in bench/RESULTS.md).
  */
 export function requestFingerprint(body: unknown): string | undefined {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) return undefined;
+  const call = jsonRpcCall(body as Record<string, unknown>);
+  if (call) return hash('sha256', JSON.stringify(call), 'base64url');
   const source = body as Record<string, unknown>;
   let canonical = source;
   for (const key in source) {

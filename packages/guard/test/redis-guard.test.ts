@@ -9,8 +9,10 @@ import { deleteKeys, eventually, guardedApp, REDIS_URL, uniquePrefix, usage, web
 const keys = { k1: { tenantId: 'acme' }, k2: { tenantId: 'acme' }, good: { tenantId: 'acme' } };
 const prefixes: string[] = [];
 const opened: { stores: RedisStores; guard: Guard }[] = [];
+const receivers: { close(): Promise<void> }[] = [];
 
 afterAll(async () => {
+  await Promise.all(receivers.map((receiver) => receiver.close()));
   for (const { guard, stores } of opened) {
     await guard.close();
     await stores.close();
@@ -23,7 +25,9 @@ function instances(count: number, options: GuardOptions) {
   const prefix = uniquePrefix();
   prefixes.push(prefix);
   return Array.from({ length: count }, () => {
-    const stores = createRedisStores({ url: REDIS_URL, prefix });
+    // A deadline far above any round trip: these tests are about the guard across instances, not store failures
+    // (a loaded CI machine once passed 500 ms and the test received a store_down alert it did not expect).
+    const stores = createRedisStores({ url: REDIS_URL, prefix, timeoutMs: 5_000 });
     const guard = createGuard({ ...options, stores, subscriber: createClient({ url: REDIS_URL }) });
     opened.push({ stores, guard });
     return { guard, app: guardedApp(guard, keys, { trustProxy: true }) };
@@ -98,6 +102,7 @@ describe('the guard on Redis, several instances', () => {
 
   it('an auth flood blocks its address in every instance and no other address', async () => {
     const hook = await webhookReceiver();
+    receivers.push(hook);
     const group = instances(3, {
       authFailures: { max: 6, windowSeconds: 60, block: '1m', distinctKeys: 100 },
       alerts: { webhooks: [{ url: hook.url }] },
@@ -135,12 +140,12 @@ describe('the guard on Redis, several instances', () => {
       ).toBe(200);
     await Promise.all(group.map(({ guard }) => guard.flush()));
     expect(hook.received.map(({ body }) => JSON.parse(body).type)).toEqual(['auth_flood']);
-    await hook.close();
   }, 30_000);
 
   it('a webhook gets each event once across instances, signed, after a failed first attempt', async () => {
     process.env.GUARD_TEST_SECRET = 'shh';
     const hook = await webhookReceiver();
+    receivers.push(hook);
     hook.fail(1);
     const group = instances(3, {
       alerts: { webhooks: [{ url: hook.url, secretEnv: 'GUARD_TEST_SECRET', initialDelay: 50 }] },
@@ -158,6 +163,5 @@ describe('the guard on Redis, several instances', () => {
     expect(headers['x-tollgate-signature']).toBe(signBody('shh', body));
     expect(JSON.parse(body)).toMatchObject({ type: 'store_down', id: 'store_down:shared-test' });
     delete process.env.GUARD_TEST_SECRET;
-    await hook.close();
   }, 30_000);
 });

@@ -111,6 +111,23 @@ describe('repeatedRequests', () => {
     expect((await request(app).post('/v1/chat').set('authorization', 'Bearer k2').send(chat('loop'))).status).toBe(200);
   });
 
+  it('counts a JSON-RPC request (an MCP tools/call) by its method and params: a new id or _meta is the same call', async () => {
+    guard = createGuard({ repeatedRequests: { max: 2, windowSeconds: 60 }, alerts: { log: false } });
+    const app = guardedApp(guard, keys);
+    const call = (id: number, query: string, meta?: object) => ({
+      jsonrpc: '2.0',
+      id,
+      method: 'tools/call',
+      params: { name: 'web_search', arguments: { query }, ...(meta ? { _meta: meta } : {}) },
+    });
+    const send = async (body: object) =>
+      (await request(app).post('/v1/chat').set('authorization', 'Bearer k1').send(body)).status;
+    expect([await send(call(1, 'loop')), await send(call(2, 'loop', { progressToken: 7 }))]).toEqual([200, 200]);
+    expect(await send(call(3, 'loop', { progressToken: 8 }))).toBe(429);
+    // Other arguments are another call.
+    expect(await send(call(4, 'not a loop'))).toBe(200);
+  });
+
   it('carries a PreCallCheck, so combineLimits runs it with the limits, and a refusal elsewhere gives its count back', async () => {
     const stores = createMemoryStores();
     guard = createGuard({ stores, repeatedRequests: { max: 1, windowSeconds: 60 }, alerts: { log: false } });

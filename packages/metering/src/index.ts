@@ -3,6 +3,8 @@
 export { meter } from './meter.js';
 export { findUsageObject } from './response-tap.js';
 export type { MeterOptions } from './meter.js';
+export { toolMeter } from './tool-meter.js';
+export type { MeteredToolCall, PricedToolCall, ToolCallOutcome, ToolMeterOptions } from './tool-meter.js';
 export { METERING_TRACER_NAME } from './call-span.js';
 export { BatchQueue, logOnce } from './sink.js';
 export type { BatchOptions, SinkErrorHandler, UsageSink } from './sink.js';
@@ -29,6 +31,7 @@ export type {
   UsageGrouping,
 } from './postgres-ledger.js';
 export { recentUsage, usageByProvider, usageOverTime } from './ledger-queries.js';
+export { dataDirLayout, ledgerClient, serveLedger } from './ledger-socket.js';
 export { costPerOutcome, OUTCOME_GROUPINGS, recordOutcome } from './outcomes.js';
 export type {
   OutcomeCost,
@@ -49,5 +52,11 @@ export type {
   UsageOverTimeOptions,
   UsagePoint,
 } from './ledger-queries.js';
-export { runReportCommand, formatOutcomeTable, formatUsageTable } from './report-command.js';
-export type { ReportIo } from './report-command.js';
+export {
+  runReportCommand,
+  formatOutcomeReport,
+  formatUsageReport,
+  ledgerSource,
+  openLedger,
+} from './report-command.js';
+export type { LedgerSource, OpenLedger, ReportDefaults, ReportIo } from './report-command.js';

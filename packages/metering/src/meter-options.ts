@@ -180,21 +180,25 @@ export interface ResolvedMeterOptions {
   readonly tracer: Tracer | undefined;
 }
 
-function invalidOption(message: string): TollgateError {
+export function invalidOption(message: string): TollgateError {
   return new TollgateError('ERR_TG_METERING_INVALID_OPTION', message);
 }
 
-function resolveDestination(options: MeterOptions): { sinks: UsageSink[]; spool: UsageSpool | undefined } {
+/** Where a meter's records go: its sinks, or a spool (which holds its own); checked for `factory` (`meter()`). */
+export function resolveDestination(
+  options: Pick<MeterOptions, 'sinks' | 'spool'>,
+  factory = 'meter()',
+): { sinks: UsageSink[]; spool: UsageSpool | undefined } {
   const sinks = [...(options.sinks ?? [])];
   for (const sink of sinks) {
     if (typeof sink?.write !== 'function')
-      throw invalidOption('meter() option sinks must hold objects with write(), flush() and close()');
+      throw invalidOption(`${factory} option sinks must hold objects with write(), flush() and close()`);
   }
   const spool = options.spool;
   if (spool !== undefined && (typeof spool?.deliver !== 'function' || typeof spool.writeIntent !== 'function'))
-    throw invalidOption('meter() option spool must be a usage spool: openUsageSpool({ directory, sinks })');
+    throw invalidOption(`${factory} option spool must be a usage spool: openUsageSpool({ directory, sinks })`);
   if (spool && sinks.length > 0)
-    throw invalidOption('meter() takes sinks or a spool (which holds its sinks), not both');
+    throw invalidOption(`${factory} takes sinks or a spool (which holds its sinks), not both`);
   return { sinks, spool };
 }
 

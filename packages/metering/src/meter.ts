@@ -27,6 +27,7 @@ import { endCallSpan, startCallSpan } from './call-span.js';
 import { UsageTap } from './response-tap.js';
 import type { OutputCounting } from './response-tap.js';
 import { writeToSinks } from './sink.js';
+import type { UsageSink } from './sink.js';
 import type { UsageSpool } from './usage-spool.js';
 import { positiveInteger, resolveMeterOptions } from './meter-options.js';
 import type { MeterOptions, ResolvedMeterOptions } from './meter-options.js';
@@ -76,13 +77,13 @@ function boundRecord(ctx: TollgateContext, id: string, route: string, conversati
 }
 
 /** Record ids are unique (the ledger's key), not secret: a random UUID per process, its last 12 digits a counter. */
-const nextRecordId = sequentialIds(1);
+export const nextRecordId = sequentialIds(1);
 
 /** Same shape as a request id: anything else in the header is ignored, as an unusable `x-request-id` is. */
 const CONVERSATION_ID = /^[\w.:@-]{1,128}$/;
 
 /** The caller's conversation id (`x-conversation-id`), which outcomes can be reported against; null without one. */
-function conversationOf(req: Request): string | null {
+export function conversationOf(req: Request): string | null {
   const value = req.headers['x-conversation-id'];
   return typeof value === 'string' && CONVERSATION_ID.test(value) ? value : null;
 }
@@ -123,11 +124,36 @@ function isoTimestamp(ms: number): string {
   return `${timestampPrefix}${millis < 10 ? '00' : millis < 100 ? '0' : ''}${millis}Z`;
 }
 
+/** Where a meter's records go: through the spool (which writes its sinks), else to the sinks. */
+export function usageDeliverer(
+  spool: UsageSpool | undefined,
+  sinks: readonly UsageSink[],
+): (record: UsageRecord) => void {
+  return spool ? (record) => spool.deliver(record) : (record) => writeToSinks(sinks, record);
+}
+
+/** Tells `onUsage` of a settled record; its failure is reported, never the request's. */
+export function tellUsage(onUsage: MeterOptions['onUsage'], record: UsageRecord, req: Request): void {
+  if (!onUsage) return;
+  try {
+    onUsage(record, req);
+  } catch (error) {
+    process.emitWarning(`tollgate: onUsage threw: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
+/** The path of the request, without its query: the record's `route`. */
+export function routeOf(req: Request): string {
+  const url = req.originalUrl ?? req.url ?? '';
+  const query = url.indexOf('?');
+  return query === -1 ? url : url.slice(0, query);
+}
+
 /**
  * A record of the request: who made it, when and where (what every record of it shares), its
  * amounts zero until the caller fills them. Made whole at once, so that filling it in adds no property.
  */
-function newRecord(
+export function newRecord(
   ctx: TollgateContext,
   id: string,
   route: string,
@@ -229,9 +255,7 @@ export function meter(options: MeterOptions = {}) {
   const config = resolveMeterOptions(options);
   const { pricing, sinks, spool, declaredAdapter, declaration, defaultCapOf, tierCaps, includeStreamUsage } = config;
   const { renderError: render, onUsage, tracer } = config;
-  const deliver = spool
-    ? (record: UsageRecord) => spool.deliver(record)
-    : (record: UsageRecord) => writeToSinks(sinks, record);
+  const deliver = usageDeliverer(spool, sinks);
   const countCache = config.countCacheChars === 0 ? undefined : new TokenCountCache(config.countCacheChars);
   // Load the encoding of current models (and of every lower bound) now, off the request path; until then counts use
   // the byte bound. Another encoding loads the first time a request needs it.
@@ -375,9 +399,7 @@ export function meter(options: MeterOptions = {}) {
   ): void {
     ctx.metered = true;
     ctx.usageCheck = checkReportedUsage;
-    const url = req.originalUrl ?? req.url ?? '';
-    const query = url.indexOf('?');
-    const route = query === -1 ? url : url.slice(0, query);
+    const route = routeOf(req);
     const tap = new UsageTap(res, ctx, adapter, addedUsage, countingOf);
     const charge = new MeteredRequest(settling, req, res, ctx, adapter, tap, route);
     ctx.meterCharge = charge;
@@ -472,13 +494,7 @@ class MeteredRequest implements MeterCharge {
       return;
     }
     deliver(record);
-    if (onUsage) {
-      try {
-        onUsage(record, this.req);
-      } catch (error) {
-        process.emitWarning(`tollgate: onUsage threw: ${error instanceof Error ? error.message : String(error)}`);
-      }
-    }
+    tellUsage(onUsage, record, this.req);
   }
 
   private buildRecord(): UsageRecord | undefined {

@@ -1,12 +1,15 @@
-// Loads an optional peer dependency (pg, pino, prom-client) when the sink that needs it is built, so installs without them stay lean.
+// Loads an optional peer dependency (pg, pino, prom-client, PGlite, stripe) when what needs it is built, so installs without them stay lean.
 import { createRequire } from 'node:module';
 import { TollgateError } from '@tollgate/core';
 
-// The three are CommonJS packages, so a synchronous require keeps the sink factories synchronous.
+// CommonJS builds (PGlite and stripe ship one too), so a synchronous require keeps the sink factories synchronous.
 const requireFromHere = createRequire(import.meta.url);
 
 /** The module `name`, or a TollgateError saying which package to install for `feature`. */
-export function loadOptionalPeer<T>(name: 'pg' | 'pino' | 'prom-client', feature: string): T {
+export function loadOptionalPeer<T>(
+  name: 'pg' | 'pino' | 'prom-client' | '@electric-sql/pglite' | 'stripe',
+  feature: string,
+): T {
   try {
     return requireFromHere(name) as T;
   } catch (error) {

@@ -70,6 +70,8 @@ export const COLUMNS: [column: string, field: keyof UsageRecord][] = [
   ['conversation_id', 'conversationId'],
   ['saved_nano_usd', 'savedNanoUsd'],
   ['refused_by', 'refusedBy'],
+  ['kind', 'kind'],
+  ['tool', 'tool'],
 ];
 
 const OPTIONAL_COUNTS = new Set<keyof UsageRecord>(['cacheWrite1hTokens', 'savedNanoUsd']);
@@ -116,6 +118,8 @@ export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
       conversation_id text,
       saved_nano_usd bigint NOT NULL DEFAULT 0,
       refused_by text,
+      kind text,
+      tool text,
       recorded_at timestamptz NOT NULL DEFAULT now()
     )`,
     upgradeToRecordIds(table),
@@ -124,6 +128,9 @@ export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
     `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS saved_nano_usd bigint NOT NULL DEFAULT 0`,
     // Rows written before it have NULL: a refusal among them reads as a failed call, as it did then.
     `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS refused_by text`,
+    // NULL: a model call (every row written before tool calls were recorded is one).
+    `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS kind text`,
+    `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS tool text`,
     `CREATE INDEX IF NOT EXISTS ${index('request_id')} ON ${table} (request_id)`,
     `CREATE INDEX IF NOT EXISTS ${index('tenant_ts')} ON ${table} (tenant_id, ts)`,
     `CREATE INDEX IF NOT EXISTS ${index('feature_ts')} ON ${table} (feature, ts)`,

@@ -258,7 +258,8 @@ export function prometheusSink(options: PrometheusSinkOptions = {}): PrometheusS
       try {
         const series = index.get(
           bounded.tenant.value(record.tenantId),
-          bounded.model.value(record.model),
+          // A tool call has no model: its series are the tool's (`search/web_search`).
+          bounded.model.value(record.model ?? record.tool ?? null),
           bounded.feature.value(record.feature),
         );
         series.outcome(record.status, record.usageSource).inc();

@@ -1,49 +1,92 @@
-// `tollgate report --by tenant --since 7d`: spend, tokens and what caching saved per group from the PostgreSQL ledger, as a table.
-import { formatUsd, parseDuration } from '@tollgate/core';
+// `tollgate report --by tenant --since 7d`: spend, tokens and what caching saved per group from the usage ledger
+// (PostgreSQL, or the embedded PGlite ledger of a data directory), as a table, CSV or JSON.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseDuration } from '@tollgate/core';
+import {
+  commandFailure,
+  EXIT_OK,
+  FORMAT_OPTIONS,
+  formatRows,
+  HELP_OPTION,
+  outputFormat,
+  parseCommandLine,
+  UsageError,
+} from '@tollgate/core/command-line';
+import type { Column, CommandIo, OutputFormat } from '@tollgate/core/command-line';
+import { lockHolderAlive, readLockHolder } from '@tollgate/core/kit';
+import type { PGlite } from '@electric-sql/pglite';
 import type pg from 'pg';
+import { dataDirLayout, ledgerClient } from './ledger-socket.js';
 import { loadOptionalPeer } from './optional-peer.js';
 import { costPerOutcome, OUTCOME_GROUPINGS } from './outcomes.js';
 import type { OutcomeCost, OutcomeGrouping } from './outcomes.js';
 import { aggregateUsage, USAGE_GROUPINGS } from './postgres-ledger.js';
-import type { UsageAggregate, UsageGrouping } from './postgres-ledger.js';
+import type { LedgerLocation, Queryable, UsageAggregate, UsageGrouping } from './postgres-ledger.js';
 
-export interface ReportIo {
-  stdout: { write(text: string): unknown };
-  stderr: { write(text: string): unknown };
+export type ReportIo = CommandIo;
+
+/** Where the ledger is when the command line does not say: the proxy's config names its database. */
+export interface ReportDefaults extends LedgerLocation {
+  /** PostgreSQL connection string. */
+  postgres?: string;
+  /** A gateway's data directory, whose embedded ledger is read when no PostgreSQL is named. */
+  dataDir?: string;
 }
 
-const USAGE = `Usage: tollgate report [--by tenant|feature|model|day|key|user] [--since 7d|<ISO date>] [--until <ISO date>]
-                       [--tenant <id>] [--postgres <url>] [--schema <name>] [--table <name>] [--json]
+const USAGE = `Usage: tollgate report [--by tenant|feature|user|model|day|key] [--since 7d|<ISO date>] [--until <ISO date>]
+                       [--tenant <id>] [--format table|csv|json]
+                       [--postgres <url> | --data-dir <dir>] [--schema <name>] [--table <name>]
        tollgate report --outcomes [--by tenant|feature] [--kind <kind>] [...the same]
 
-Spend, tokens, cache hits and what caching saved per group from the usage ledger (PostgreSQL);
-with --outcomes, cost per outcome.
+Spend, tokens, cache hits and what caching saved per group from the usage ledger; with --outcomes,
+cost per outcome. Money is in USD.
   --by        grouping (default tenant)
   --outcomes  cost per outcome (per tenant or feature, and kind) of the outcomes reported in the period
   --kind      with --outcomes: only this kind (resolved, converted, ...)
   --since     a duration back from now (30m, 24h, 7d) or an ISO date (default 7d)
   --until     an ISO date (default now)
   --tenant    only this tenant
-  --postgres  connection string (default $TOLLGATE_POSTGRES_URL, $POSTGRES_URL or $DATABASE_URL)
+  --format    table (default, with a total row), csv or json (--json is short for --format json)
+  --postgres  the PostgreSQL ledger's connection string (default the config's postgresUrl,
+              $TOLLGATE_POSTGRES_URL, $POSTGRES_URL or $DATABASE_URL)
+  --data-dir  the proxy's data directory: reads the embedded (PGlite) ledger in <dir>/ledger,
+              while no proxy has it open
   --schema    schema of the ledger table (default the search_path)
   --table     ledger table (default tollgate_usage)
-  --json      print the rows as JSON instead of a table
+
+Exit code 0 done, 1 the ledger could not be read, 2 a wrong command line.
 `;
 
-interface ReportArgs {
+const OPTIONS = {
+  by: { type: 'string' },
+  outcomes: { type: 'boolean' },
+  kind: { type: 'string' },
+  since: { type: 'string' },
+  until: { type: 'string' },
+  tenant: { type: 'string' },
+  postgres: { type: 'string' },
+  'data-dir': { type: 'string' },
+  schema: { type: 'string' },
+  table: { type: 'string' },
+  ...FORMAT_OPTIONS,
+  ...HELP_OPTION,
+} as const;
+
+/** The ledger a report reads: a PostgreSQL server, or the PGlite data directory inside a proxy's data directory. */
+/** Where a command reads the usage ledger: PostgreSQL, or a gateway's data directory. */
+export type LedgerSource = { postgres: string } | { dataDir: string };
+
+interface ReportArgs extends LedgerLocation {
   by: UsageGrouping;
   outcomes: boolean;
   kind?: string;
   since: Date;
   until?: Date;
   tenantId?: string;
-  postgres?: string;
-  schema?: string;
-  table?: string;
-  json: boolean;
+  format: OutputFormat;
+  source: LedgerSource;
 }
-
-class UsageError extends Error {}
 
 function parseDate(value: string, flag: string, now: number): Date {
   if (/^\d+(\.\d+)?\s*(ms|s|m|h|d|w)$/.test(value.trim())) return new Date(now - parseDuration(value, flag));
@@ -54,210 +97,222 @@ function parseDate(value: string, flag: string, now: number): Date {
   return date;
 }
 
-function parseArgs(argv: string[], now: number): ReportArgs | 'help' {
+/** The ledger `--postgres` or `--data-dir` names, else the defaults (the proxy's config), else TOLLGATE_POSTGRES_URL. */
+export function ledgerSource(
+  values: { postgres?: string | undefined; 'data-dir'?: string | undefined },
+  defaults: ReportDefaults,
+): LedgerSource {
+  if (values.postgres !== undefined && values['data-dir'] !== undefined)
+    throw new UsageError('give --postgres or --data-dir, not both');
+  if (values['data-dir'] !== undefined) return { dataDir: values['data-dir'] };
+  if (values.postgres === undefined && defaults.postgres === undefined && defaults.dataDir !== undefined)
+    return { dataDir: defaults.dataDir };
+  const postgres =
+    values.postgres ??
+    defaults.postgres ??
+    process.env.TOLLGATE_POSTGRES_URL ??
+    process.env.POSTGRES_URL ??
+    process.env.DATABASE_URL;
+  if (!postgres)
+    throw new UsageError(
+      'no ledger to read: pass --postgres <url> (or set TOLLGATE_POSTGRES_URL) or --data-dir <the proxy data directory>',
+    );
+  return { postgres };
+}
+
+async function parseReportArgs(
+  argv: string[],
+  now: number,
+  defaults: () => ReportDefaults | Promise<ReportDefaults>,
+): Promise<ReportArgs | 'help'> {
   const args = argv[0] === 'report' ? argv.slice(1) : argv;
-  const values = new Map<string, string>();
-  let json = false;
-  let outcomes = false;
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i]!;
-    if (arg === '--help' || arg === '-h') return 'help';
-    if (arg === '--json' || arg === '--outcomes') {
-      if (arg === '--json') json = true;
-      else outcomes = true;
-      continue;
-    }
-    const match = /^--(by|since|until|tenant|postgres|schema|table|kind)(?:=(.*))?$/.exec(arg);
-    if (!match) throw new UsageError(`unknown argument ${JSON.stringify(arg)}`);
-    // The next argument is the value, unless it is another flag (`--tenant --json`).
-    const value = match[2] ?? (args[i + 1]?.startsWith('--') ? undefined : args[++i]);
-    if (value === undefined || value === '') throw new UsageError(`--${match[1]} needs a value`);
-    values.set(match[1]!, value);
-  }
-  const by = (values.get('by') ?? 'tenant') as UsageGrouping;
+  const { values } = parseCommandLine(args, OPTIONS);
+  if (values.help) return 'help';
+  const outcomes = values.outcomes === true;
+  const by = values.by ?? 'tenant';
   const groupings: readonly string[] = outcomes ? OUTCOME_GROUPINGS : USAGE_GROUPINGS;
   if (!groupings.includes(by))
     throw new UsageError(
       `--by${outcomes ? ' with --outcomes' : ''} must be one of ${groupings.join(', ')}; got ${JSON.stringify(by)}`,
     );
-  if (values.has('kind') && !outcomes) throw new UsageError('--kind goes with --outcomes');
-  const until = values.has('until') ? parseDate(values.get('until')!, '--until', now) : undefined;
+  if (values.kind !== undefined && !outcomes) throw new UsageError('--kind goes with --outcomes');
+  const format = outputFormat(values);
+  const since = parseDate(values.since ?? '7d', '--since', now);
+  const until = values.until === undefined ? undefined : parseDate(values.until, '--until', now);
+  // The config's ledger is read only when the command line names none.
+  const fallback = values.postgres === undefined && values['data-dir'] === undefined ? await defaults() : {};
   return {
-    by,
+    by: by as UsageGrouping,
     outcomes,
-    kind: values.get('kind'),
-    since: parseDate(values.get('since') ?? '7d', '--since', now),
+    kind: values.kind,
+    since,
     until,
-    tenantId: values.get('tenant'),
-    postgres:
-      values.get('postgres') ??
-      process.env.TOLLGATE_POSTGRES_URL ??
-      process.env.POSTGRES_URL ??
-      process.env.DATABASE_URL,
-    schema: values.get('schema'),
-    table: values.get('table'),
-    json,
+    tenantId: values.tenant,
+    format,
+    source: ledgerSource(values, fallback),
+    schema: values.schema ?? fallback.schema,
+    table: values.table ?? fallback.table,
   };
 }
 
-const integer = (value: number) => value.toLocaleString('en-US');
+const SPEND_COLUMNS: readonly Column<UsageAggregate>[] = [
+  { name: 'requests', kind: 'number', value: (row) => row.requests },
+  { name: 'inputTokens', title: 'input', kind: 'number', value: (row) => row.inputTokens },
+  { name: 'cachedInputTokens', title: 'cached', kind: 'number', value: (row) => row.cachedInputTokens },
+  { name: 'cacheWriteTokens', title: 'cache write', kind: 'number', value: (row) => row.cacheWriteTokens },
+  { name: 'outputTokens', title: 'output', kind: 'number', value: (row) => row.outputTokens },
+  { name: 'reasoningTokens', title: 'reasoning', kind: 'number', value: (row) => row.reasoningTokens },
+  { name: 'costUsd', title: 'cost USD', kind: 'usd', value: (row) => row.costNanoUsd },
+  { name: 'cacheHits', title: 'cache hits', kind: 'number', value: (row) => row.cacheHits },
+  { name: 'savedUsd', title: 'saved USD', kind: 'usd', value: (row) => row.savedNanoUsd },
+];
 
-/** Renders aggregates as an aligned text table with a total row. */
-export function formatUsageTable(by: UsageGrouping, rows: readonly UsageAggregate[]): string {
-  const total = rows.reduce(
-    (sum, row) => ({
-      requests: sum.requests + row.requests,
-      inputTokens: sum.inputTokens + row.inputTokens,
-      cachedInputTokens: sum.cachedInputTokens + row.cachedInputTokens,
-      cacheWriteTokens: sum.cacheWriteTokens + row.cacheWriteTokens,
-      outputTokens: sum.outputTokens + row.outputTokens,
-      reasoningTokens: sum.reasoningTokens + row.reasoningTokens,
-      costNanoUsd: sum.costNanoUsd + row.costNanoUsd,
-      cacheHits: sum.cacheHits + row.cacheHits,
-      savedNanoUsd: sum.savedNanoUsd + row.savedNanoUsd,
-    }),
-    {
-      requests: 0,
-      inputTokens: 0,
-      cachedInputTokens: 0,
-      cacheWriteTokens: 0,
-      outputTokens: 0,
-      reasoningTokens: 0,
-      costNanoUsd: 0,
-      cacheHits: 0,
-      savedNanoUsd: 0,
-    },
-  );
-  const header = [
-    by,
-    'requests',
-    'input',
-    'cached',
-    'cache write',
-    'output',
-    'reasoning',
-    'cost',
-    'cache hits',
-    'saved',
-  ];
-  const line = (group: string, row: Omit<UsageAggregate, 'group'>) => [
-    group,
-    integer(row.requests),
-    integer(row.inputTokens),
-    integer(row.cachedInputTokens),
-    integer(row.cacheWriteTokens),
-    integer(row.outputTokens),
-    integer(row.reasoningTokens),
-    formatUsd(row.costNanoUsd),
-    integer(row.cacheHits),
-    formatUsd(row.savedNanoUsd),
-  ];
-  const body = rows.map((row) => line(row.group ?? '(none)', row));
-  const table = [header, ...body, line('total', total)];
-  const widths = header.map((_, column) => Math.max(...table.map((cells) => cells[column]!.length)));
-  const render = (cells: string[]) =>
-    cells
-      .map((cell, column) => (column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!)))
-      .join('  ');
-  const rule = widths.map((width) => '-'.repeat(width)).join('  ');
-  return [render(header), rule, ...body.map(render), rule, render(table[table.length - 1]!)].join('\n') + '\n';
-}
-
-const ratio = (value: number | null) => (value === null ? '' : `${value.toFixed(value >= 100 ? 0 : 2)}x`);
-
-/** Renders cost per outcome as an aligned text table: per group and kind, what one outcome cost and, where valued, value per cost. */
-export function formatOutcomeTable(by: OutcomeGrouping, rows: readonly OutcomeCost[]): string {
-  const header = [by, 'outcome', 'outcomes', 'requests', 'cost', 'cost per outcome', 'value', 'value per cost'];
-  const body = rows.map((row) => [
-    row.group ?? '(none)',
-    row.kind,
-    integer(row.outcomes),
-    integer(row.requests),
-    formatUsd(row.costNanoUsd),
-    formatUsd(row.costPerOutcomeNanoUsd),
-    row.valueNanoUsd === null ? '' : formatUsd(row.valueNanoUsd),
-    ratio(row.valuePerCost),
-  ]);
-  const table = [header, ...body];
-  const widths = header.map((_, column) => Math.max(...table.map((cells) => cells[column]!.length)));
-  const render = (cells: string[]) =>
-    cells
-      .map((cell, column) => (column < 2 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!)))
-      .join('  ');
-  return [render(header), widths.map((width) => '-'.repeat(width)).join('  '), ...body.map(render)].join('\n') + '\n';
+function totalOf(rows: readonly UsageAggregate[]): UsageAggregate {
+  const total: UsageAggregate = {
+    group: 'total',
+    requests: 0,
+    inputTokens: 0,
+    cachedInputTokens: 0,
+    cacheWriteTokens: 0,
+    outputTokens: 0,
+    reasoningTokens: 0,
+    costNanoUsd: 0,
+    cacheHits: 0,
+    savedNanoUsd: 0,
+  };
+  for (const row of rows)
+    for (const field of Object.keys(total) as (keyof UsageAggregate)[])
+      if (field !== 'group') total[field] += row[field];
+  return total;
 }
 
 /**
- * Runs `report ...` (argv with or without the leading `report`). Returns the exit code:
- * 0 done, 1 the query failed, 2 bad arguments.
+ * Usage aggregates as a table (one row per group, then a total row), CSV or JSON; the group's column
+ * is named for the grouping (`tenant`), money is in USD.
+ */
+export function formatUsageReport(
+  by: UsageGrouping,
+  rows: readonly UsageAggregate[],
+  format: OutputFormat = 'table',
+): string {
+  const columns = [{ name: by, value: (row: UsageAggregate) => row.group }, ...SPEND_COLUMNS];
+  return formatRows(format, columns, rows, { total: totalOf(rows), unset: '(none)' });
+}
+
+/** Cost per outcome as a table, CSV or JSON: per group and kind, what one outcome cost and, where valued, value per cost. */
+export function formatOutcomeReport(
+  by: OutcomeGrouping,
+  rows: readonly OutcomeCost[],
+  format: OutputFormat = 'table',
+): string {
+  const columns: Column<OutcomeCost>[] = [
+    { name: by, value: (row) => row.group },
+    { name: 'outcome', value: (row) => row.kind },
+    { name: 'outcomes', kind: 'number', value: (row) => row.outcomes },
+    { name: 'requests', kind: 'number', value: (row) => row.requests },
+    { name: 'costUsd', title: 'cost USD', kind: 'usd', value: (row) => row.costNanoUsd },
+    { name: 'costPerOutcomeUsd', title: 'per outcome USD', kind: 'usd', value: (row) => row.costPerOutcomeNanoUsd },
+    { name: 'valueUsd', title: 'value USD', kind: 'usd', value: (row) => row.valueNanoUsd },
+    { name: 'valuePerCost', title: 'value per cost', kind: 'number', value: (row) => row.valuePerCost },
+  ];
+  return formatRows(format, columns, rows, { unset: '(none)' });
+}
+
+/** A ledger open for one report. */
+export interface OpenLedger {
+  db: Queryable;
+  close(): Promise<void>;
+}
+
+async function openPostgres(url: string): Promise<OpenLedger> {
+  const client = new (loadOptionalPeer<typeof pg>('pg', 'tollgate report').Client)({
+    connectionString: url,
+    connectionTimeoutMillis: 10_000,
+  });
+  const close = () => client.end().catch(() => undefined);
+  try {
+    await client.connect();
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  return { db: client, close };
+}
+
+/**
+ * The embedded ledger a proxy keeps in `<dataDir>/ledger` (a PGlite data directory). PGlite opens a directory in one
+ * process at a time: while a proxy holds the data directory (its lock names a live process), the ledger is read
+ * through the socket that proxy serves it on (serveLedger: read-only queries, between its writes); otherwise it is
+ * opened here.
+ */
+async function openDataDir(dataDir: string): Promise<OpenLedger> {
+  const layout = dataDirLayout(dataDir);
+  const holder = readLockHolder(layout.lock);
+  if (lockHolderAlive(holder)) {
+    if (!existsSync(layout.socket))
+      throw new Error(
+        `the data directory ${dataDir} is held by process ${holder!.pid}, which serves no ledger socket there (${layout.socket}): ` +
+          'it may still be starting, or keep its ledger elsewhere (postgresUrl: use --postgres)',
+      );
+    return { db: ledgerClient(layout.socket), close: async () => undefined };
+  }
+  // Opening a directory that holds no database would make an empty one there.
+  if (!existsSync(join(layout.ledger, 'PG_VERSION')))
+    throw new Error(`no ledger in ${dataDir}: ${layout.ledger} is not a PGlite data directory`);
+  const { PGlite: Embedded } = loadOptionalPeer<{ PGlite: typeof PGlite }>(
+    '@electric-sql/pglite',
+    'tollgate report --data-dir',
+  );
+  const db = new Embedded(layout.ledger);
+  return { db, close: () => db.close() };
+}
+
+/** Opens the ledger a source names, to read it (and close it after). */
+export async function openLedger(source: LedgerSource): Promise<OpenLedger> {
+  return 'dataDir' in source ? openDataDir(source.dataDir) : openPostgres(source.postgres);
+}
+
+async function printReport(db: Queryable, args: ReportArgs, io: ReportIo): Promise<void> {
+  const location = { schema: args.schema, table: args.table };
+  const period = `from ${args.since.toISOString()} to ${(args.until ?? new Date()).toISOString()}`;
+  const common = { since: args.since, until: args.until, tenantId: args.tenantId, ...location };
+  if (args.outcomes) {
+    const by = args.by as OutcomeGrouping;
+    const rows = await costPerOutcome(db, { by, kind: args.kind, ...common });
+    if (args.format !== 'table') io.stdout.write(formatOutcomeReport(by, rows, args.format));
+    else if (rows.length === 0) io.stdout.write(`No outcomes reported ${period}.\n`);
+    else io.stdout.write(`Cost per outcome by ${by}, outcomes reported ${period}\n\n${formatOutcomeReport(by, rows)}`);
+    return;
+  }
+  const rows = await aggregateUsage(db, { by: args.by, ...common });
+  if (args.format !== 'table') io.stdout.write(formatUsageReport(args.by, rows, args.format));
+  else if (rows.length === 0) io.stdout.write(`No usage recorded ${period}.\n`);
+  else io.stdout.write(`Usage by ${args.by} ${period}\n\n${formatUsageReport(args.by, rows)}`);
+}
+
+/**
+ * Runs `report ...` (argv with or without the leading `report`). `defaults` says where the ledger is
+ * when the command line does not (the proxy's config). Returns the exit code: 0 done, 1 the ledger
+ * could not be read, 2 a wrong command line.
  */
 export async function runReportCommand(
   argv: string[],
   io: ReportIo = { stdout: process.stdout, stderr: process.stderr },
+  defaults: () => ReportDefaults | Promise<ReportDefaults> = () => ({}),
 ): Promise<number> {
-  let args: ReportArgs | 'help';
+  let ledger: OpenLedger | undefined;
   try {
-    args = parseArgs(argv, Date.now());
-  } catch (error) {
-    io.stderr.write(`tollgate report: ${error instanceof Error ? error.message : String(error)}\n\n${USAGE}`);
-    return 2;
-  }
-  if (args === 'help') {
-    io.stdout.write(USAGE);
-    return 0;
-  }
-  if (!args.postgres) {
-    io.stderr.write('tollgate report: no PostgreSQL to read: pass --postgres <url> or set TOLLGATE_POSTGRES_URL\n');
-    return 2;
-  }
-  const client = new (loadOptionalPeer<typeof pg>('pg', 'tollgate report').Client)({
-    connectionString: args.postgres,
-    connectionTimeoutMillis: 10_000,
-  });
-  try {
-    await client.connect();
-    if (args.outcomes) {
-      const by = args.by as OutcomeGrouping;
-      const rows = await costPerOutcome(client, {
-        by,
-        since: args.since,
-        until: args.until,
-        tenantId: args.tenantId,
-        kind: args.kind,
-        schema: args.schema,
-        table: args.table,
-      });
-      if (args.json) {
-        io.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
-      } else {
-        io.stdout.write(
-          `Cost per outcome by ${by}, outcomes reported from ${args.since.toISOString()} to ${(args.until ?? new Date()).toISOString()}\n\n`,
-        );
-        io.stdout.write(rows.length === 0 ? 'No outcomes reported in this period.\n' : formatOutcomeTable(by, rows));
-      }
-      return 0;
+    const args = await parseReportArgs(argv, Date.now(), defaults);
+    if (args === 'help') {
+      io.stdout.write(USAGE);
+      return EXIT_OK;
     }
-    const rows = await aggregateUsage(client, {
-      by: args.by,
-      since: args.since,
-      until: args.until,
-      tenantId: args.tenantId,
-      schema: args.schema,
-      table: args.table,
-    });
-    if (args.json) {
-      io.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
-    } else {
-      io.stdout.write(
-        `Usage by ${args.by} from ${args.since.toISOString()} to ${(args.until ?? new Date()).toISOString()}\n\n`,
-      );
-      io.stdout.write(rows.length === 0 ? 'No usage recorded in this period.\n' : formatUsageTable(args.by, rows));
-    }
-    return 0;
+    ledger = await openLedger(args.source);
+    await printReport(ledger.db, args, io);
+    return EXIT_OK;
   } catch (error) {
-    io.stderr.write(`tollgate report: ${error instanceof Error ? error.message : String(error)}\n`);
-    return 1;
+    return commandFailure(error, 'tollgate report', io);
   } finally {
-    await client.end().catch(() => undefined);
+    await ledger?.close();
   }
 }

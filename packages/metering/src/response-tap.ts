@@ -349,7 +349,9 @@ export class UsageTap implements ResponseFilter {
       if (found !== undefined) {
         this.reader.onJson(found);
         const read = this.reader.result(this.counting.countOutput);
-        if (read?.source === 'provider' && read.usage.outputTokens > 0) return this.reader;
+        // An answer granted no output (embeddings) reports none: its usage is complete without it.
+        const noOutput = this.ctx.estimate?.maxOutputTokens === 0;
+        if (read?.source === 'provider' && (read.usage.outputTokens > 0 || noOutput)) return this.reader;
         this.reader = this.adapter!.createReader({ stripAddedUsage: this.addedUsage, request: this.ctx.call?.body });
       }
     }

@@ -7,7 +7,6 @@ import {
   mkdirSync,
   openSync,
   readdirSync,
-  readFileSync,
   renameSync,
   unlinkSync,
   writeFileSync,
@@ -18,7 +17,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { TollgateError } from '@tollgate/core';
-import { assertKnownOptions } from '@tollgate/core/kit';
+import { assertKnownOptions, lockHolderAlive, readLockHolder, thisLockHolder } from '@tollgate/core/kit';
 import type { UsageRecord } from '@tollgate/core';
 import { logOnce, writeToSinks } from './sink.js';
 import type { SinkErrorHandler, UsageSink } from './sink.js';
@@ -87,11 +86,6 @@ type SpoolLine =
   /** Sink `sink` stored every record up to `seq`; those after it start at or after `mark` in it. */
   | { type: 'checkpoint'; sink: string; seq: number; mark?: unknown };
 
-interface LockHolder {
-  pid: number;
-  host: string;
-}
-
 interface SinkState {
   sink: UsageSink;
   /** The sink's name, or its place in the list. */
@@ -135,31 +129,6 @@ function spoolError(directory: string, error: unknown): TollgateError {
     `cannot open the usage spool in ${directory}: ${message}`,
     { cause: error },
   );
-}
-
-function readLock(path: string): LockHolder | undefined {
-  try {
-    const holder = JSON.parse(readFileSync(path, 'utf8')) as Partial<LockHolder>;
-    return Number.isSafeInteger(holder.pid) && typeof holder.host === 'string' ? (holder as LockHolder) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** A process that holds a lock, as far as this host can tell (another host's processes are taken as alive). */
-function isAlive(owner: string, holder: LockHolder | undefined): boolean {
-  if (openOwners.has(owner)) return true;
-  // Unreadable: the lock is written whole before it gets its name, so this is not a process starting up.
-  if (!holder) return false;
-  if (holder.host !== hostname()) return true;
-  // This process id with a lock it did not open: an earlier life of the id (pid 1 in a container).
-  if (holder.pid === process.pid || holder.pid <= 0) return false;
-  try {
-    process.kill(holder.pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** Reads one spool file into `into`; a last line cut by a crash is left out, another line that is not JSON is reported. */
@@ -262,10 +231,7 @@ class Spool implements UsageSpool {
       mkdirSync(this.directory, { recursive: true });
       // Written whole, then named: whoever reads a lock reads all of it.
       const lock = this.#path(`${this.#owner}.lock`);
-      writeFileSync(
-        `${lock}.tmp`,
-        JSON.stringify({ pid: process.pid, host: hostname(), startedAt: new Date().toISOString() }),
-      );
+      writeFileSync(`${lock}.tmp`, JSON.stringify(thisLockHolder()));
       renameSync(`${lock}.tmp`, lock);
       openOwners.add(this.#owner);
       this.#fd = this.#openFile();
@@ -410,8 +376,8 @@ class Spool implements UsageSpool {
       if (!file.endsWith('.lock')) continue;
       const owner = file.slice(0, -'.lock'.length);
       if (owner === this.#owner || !OWNER.test(owner)) continue;
-      const holder = readLock(this.#path(file));
-      if (isAlive(owner, holder)) {
+      const holder = readLockHolder(this.#path(file));
+      if (lockHolderAlive(holder, openOwners.has(owner))) {
         if (holder && holder.host !== hostname()) {
           process.emitWarning(
             `tollgate: usage spool ${this.directory}: ${file} belongs to process ${holder.pid} of host ${holder.host}, which this host cannot check; if that process is gone, delete ${file} and the next start here writes what it left`,

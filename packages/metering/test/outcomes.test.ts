@@ -310,10 +310,10 @@ describe('report --outcomes', () => {
     expect(out.stderr).toBe('');
     const lines = out.stdout.split('\n');
     expect(lines[2]).toMatch(
-      /^tenant\s+outcome\s+outcomes\s+requests\s+cost\s+cost per outcome\s+value\s+value per cost$/,
+      /^tenant\s+outcome\s+outcomes\s+requests\s+cost USD\s+per outcome USD\s+value USD\s+value per cost$/,
     );
     // c1 ($0.004, valued $8) and r4 ($0.002): $0.003 per resolution; $8 for the $0.004 of the valued one.
-    expect(out.stdout).toMatch(/acme\s+resolved\s+2\s+3\s+\$0\.006000\s+\$0\.003000\s+\$8\.00\s+2000x/);
+    expect(out.stdout).toMatch(/acme\s+resolved\s+2\s+3\s+0\.006000\s+0\.003000\s+8\.000000\s+2,000\n/);
     const json = capture();
     expect(
       await runReportCommand(
@@ -322,7 +322,7 @@ describe('report --outcomes', () => {
       ),
     ).toBe(0);
     expect(JSON.parse(json.out.stdout)).toEqual([
-      expect.objectContaining({ group: 'support', kind: 'resolved', outcomes: 2, costNanoUsd: 6_000_000 }),
+      expect.objectContaining({ feature: 'support', outcome: 'resolved', outcomes: 2, costUsd: 0.006 }),
     ]);
     const bad = capture();
     expect(await runReportCommand(['report', '--outcomes', '--by', 'model', ...flags], bad.io)).toBe(2);

@@ -4,10 +4,11 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import {
   aggregateUsage,
-  formatUsageTable,
+  formatUsageReport,
   insertUsageRecords,
   ledgerMigrationSql,
   migrateUsageLedger,
+  recentUsage,
   runReportCommand,
 } from '@tollgate/metering';
 import { postgresSink } from '@tollgate/metering/postgres';
@@ -155,6 +156,32 @@ describe('postgresSink', () => {
       [old],
     );
     expect(key.rows.map((row) => row.def)).toEqual(['PRIMARY KEY (id)']);
+  });
+
+  it("keeps a tool call's kind and tool; a model call's stay absent, also in a table made before them", async () => {
+    const sink = postgresSink({ connectionString: POSTGRES_URL, schema, table: 'old_layout', flushIntervalMs: 60_000 });
+    const tool = sampleRecord({
+      id: 'tool-1',
+      kind: 'tool',
+      tool: 'search/web_search',
+      provider: 'mcp',
+      model: null,
+      requestedModel: null,
+      inputTokens: 0,
+      cachedInputTokens: 0,
+      outputTokens: 0,
+      reasoningTokens: 0,
+      costNanoUsd: 2_000_000,
+      estimatedCostNanoUsd: 2_000_000,
+    });
+    sink.write(tool);
+    sink.write(sampleRecord({ id: 'model-1' }));
+    await sink.close();
+    const { records: read } = await recentUsage(db, { schema, table: 'old_layout', limit: 10 });
+    expect(read.find((record) => record.id === 'tool-1')).toEqual(tool);
+    const model = read.find((record) => record.id === 'model-1');
+    expect(model).not.toHaveProperty('kind');
+    expect(model).not.toHaveProperty('tool');
   });
 
   it('migrates idempotently (a second run changes nothing)', async () => {
@@ -347,12 +374,12 @@ describe('runReportCommand', () => {
     expect(code).toBe(0);
     const lines = out.stdout.split('\n');
     expect(lines[2]).toMatch(
-      /^tenant\s+requests\s+input\s+cached\s+cache write\s+output\s+reasoning\s+cost\s+cache hits\s+saved$/,
+      /^tenant\s+requests\s+input\s+cached\s+cache write\s+output\s+reasoning\s+cost USD\s+cache hits\s+saved USD$/,
     );
-    expect(out.stdout).toMatch(/globex\s+1\s+2,000\s+0\s+0\s+300\s+0\s+\$0\.007500\s+0\s+\$0\.000000\n/);
-    expect(out.stdout).toMatch(/acme\s+2\s+1,500\s+800\s+0\s+150\s+100\s+\$0\.004000\s+0\s+\$0\.000000\n/);
+    expect(out.stdout).toMatch(/globex\s+1\s+2,000\s+0\s+0\s+300\s+0\s+0\.007500\s+0\s+0\.000000\n/);
+    expect(out.stdout).toMatch(/acme\s+2\s+1,500\s+800\s+0\s+150\s+100\s+0\.004000\s+0\s+0\.000000\n/);
     expect(out.stdout).toMatch(/\(none\)\s+1\s+10/);
-    expect(out.stdout).toMatch(/total\s+4\s+3,510\s+800\s+0\s+455\s+100\s+\$0\.011750\s+0\s+\$0\.000000\n/);
+    expect(out.stdout).toMatch(/total\s+4\s+3,510\s+800\s+0\s+455\s+100\s+0\.011750\s+0\s+0\.000000\n/);
   });
 
   it('prints JSON by day, and explains bad arguments with exit code 2', async () => {
@@ -369,6 +396,7 @@ describe('runReportCommand', () => {
     const bad = capture();
     expect(await runReportCommand(['report', '--by', 'planet'], bad.io)).toBe(2);
     expect(bad.out.stderr).toContain('--by must be one of tenant, feature, model, day');
+    expect(bad.out.stderr).toContain('Run "tollgate report --help" for its usage.');
     const failing = capture();
     expect(
       await runReportCommand(
@@ -388,7 +416,11 @@ describe('runReportCommand', () => {
         flag.io,
       ),
     ).toBe(2);
-    expect(flag.out.stderr).toContain('--tenant needs a value');
+    expect(flag.out.stderr).toContain("Option '--tenant' argument is ambiguous");
+    // A mistyped flag is named with the one it is closest to.
+    const typo = capture();
+    expect(await runReportCommand(['report', '--tenat', 'acme'], typo.io)).toBe(2);
+    expect(typo.out.stderr).toContain('unknown option --tenat; did you mean "--tenant"?');
     // `--since 7` (meant: 7 days) is not the year 2001.
     const bare = capture();
     expect(
@@ -400,8 +432,8 @@ describe('runReportCommand', () => {
     expect(bare.out.stderr).toContain('--since must be a duration like 7d or an ISO date');
   });
 
-  it('formats a table with a total row', () => {
-    const text = formatUsageTable('model', [
+  it('formats a table with a total row, money in USD', () => {
+    const text = formatUsageReport('model', [
       {
         group: 'gpt-4o',
         requests: 1,
@@ -415,7 +447,7 @@ describe('runReportCommand', () => {
         savedNanoUsd: 0,
       },
     ]);
-    expect(text).toContain('$1.50');
+    expect(text).toContain(' 1.500000 ');
     expect(text.trimEnd().split('\n').pop()).toMatch(/^total/);
   });
 });
@@ -519,18 +551,22 @@ describe('what caching saved, in the report', () => {
     const table = capture();
     expect(await runReportCommand(['report', '--by', 'tenant', ...flags], table.io)).toBe(0);
     expect(table.out.stderr).toBe('');
-    expect(table.out.stdout).toMatch(/\nglobex\s.*\s\$0\.007000\s+1\s+\$2501\.23\n/);
-    expect(table.out.stdout).toMatch(/\nacme\s.*\s\$0\.003450\s+2\s+\$0\.009800\n/);
-    expect(table.out.stdout).toMatch(/\ninitech\s.*\s\$0\.001000\s+0\s+\$0\.000000\n/);
-    expect(table.out.stdout).toMatch(/\ntotal\s+6\s.*\s\$0\.011450\s+3\s+\$2501\.24\n/);
+    expect(table.out.stdout).toMatch(/\nglobex\s.*\s0\.007000\s+1\s+2501\.234568\n/);
+    expect(table.out.stdout).toMatch(/\nacme\s.*\s0\.003450\s+2\s+0\.009800\n/);
+    expect(table.out.stdout).toMatch(/\ninitech\s.*\s0\.001000\s+0\s+0\.000000\n/);
+    expect(table.out.stdout).toMatch(/\ntotal\s+6\s.*\s0\.011450\s+3\s+2501\.244368\n/);
     const json = capture();
     expect(await runReportCommand(['report', '--by', 'tenant', '--json', ...flags], json.io)).toBe(0);
-    const rows = JSON.parse(json.out.stdout) as { group: string; cacheHits: number; savedNanoUsd: number }[];
+    const rows = JSON.parse(json.out.stdout) as { tenant: string; cacheHits: number; savedUsd: number }[];
     for (const tenant of ['acme', 'globex', 'initech']) {
-      expect(rows.find((row) => row.group === tenant)).toMatchObject(expected(tenant));
+      const { cacheHits, savedNanoUsd } = expected(tenant);
+      const row = rows.find((candidate) => candidate.tenant === tenant)!;
+      expect(row.cacheHits).toBe(cacheHits);
+      // USD to the micro-USD: 2,501,234,567,891 nano-USD is 2501.234568.
+      expect(row.savedUsd).toBeCloseTo(savedNanoUsd / 1e9, 6);
     }
-    expect(rows.reduce((sum, row) => sum + row.savedNanoUsd, 0)).toBe(
-      inRange.reduce((sum, record) => sum + (record.savedNanoUsd ?? 0), 0),
+    expect(Math.round(rows.reduce((sum, row) => sum + row.savedUsd, 0) * 1e6)).toBe(
+      Math.round(inRange.reduce((sum, record) => sum + (record.savedNanoUsd ?? 0), 0) / 1000),
     );
   });
 });

@@ -181,6 +181,25 @@ describe('prometheusSink', () => {
     );
   });
 
+  it('counts an MCP tool call under its tool in the model label, its cost with no tokens', async () => {
+    const registry = new Registry();
+    const sink = prometheusSink({ registry });
+    const noTokens = { inputTokens: 0, cachedInputTokens: 0, outputTokens: 0, reasoningTokens: 0 };
+    sink.write(
+      sampleRecord({ ...noTokens, kind: 'tool', tool: 'search/web_search', model: null, costNanoUsd: 2_000_000 }),
+    );
+    const text = await registry.metrics();
+    expect(text).toContain(
+      'tollgate_requests_total{tenant="acme",model="search/web_search",feature="support-bot",status="200",usage_source="provider"} 1',
+    );
+    expect(text).toContain(
+      'tollgate_cost_usd_total{tenant="acme",model="search/web_search",feature="support-bot"} 0.002',
+    );
+    expect(text).toContain(
+      'tollgate_tokens_total{tenant="acme",model="search/web_search",feature="support-bot",class="input"} 0',
+    );
+  });
+
   it('bounds label values: later ones go under __other__', async () => {
     const registry = new Registry();
     const sink = prometheusSink({ registry, maxLabelValues: 2, prefix: 'gw_' });

@@ -1,7 +1,8 @@
 // The provider adapter: everything specific to one provider API, behind one object.
-import type { CallAdapter } from '@tollgate/core/kit';
+import type { CallAdapter, ModelKind } from '@tollgate/core/kit';
 import type { RequestCounter } from './counter.js';
 import type { Json } from './json.js';
+import type { TextMap } from './prompt-text.js';
 import type { UsageReader } from './usage.js';
 
 /**
@@ -18,6 +19,22 @@ export interface ProviderAdapter extends CallAdapter {
   readonly genAi?: { readonly operation: string; readonly provider?: string };
   /** Input tokens of a request body, framed the way this API renders it into the prompt. */
   countInput(counter: RequestCounter, body: Json): number;
+  /**
+   * `body` with every prompt text its caller wrote passed through `map`, in prompt order: system and
+   * developer prompts, the messages' text (a string, or its text parts) whatever their role, and
+   * the text of tool results. Not tool definitions, tool-call arguments, names or ids, reasoning
+   * and thinking (signed by the provider), images, audio or files. Copy on write: the objects on the
+   * way to a changed text are copies, all else is shared, and `body` itself comes back when no text
+   * changed. Guardrails read, refuse and mask prompts through it, never through field names.
+   * @default none: guardrails refuse this API's calls rather than let their text through unchecked
+   */
+  mapPromptText?(body: Json, map: TextMap): Json;
+  /**
+   * The provider bills input exactly as `countInput` counts it: no framing, no prompt of its own (embeddings). When the
+   * model's tokenizer is the provider's own (`ownTokenizer`) and every string was counted exactly, the estimate's
+   * input is then its own bound, and budgets reserve it as it is rather than its text's bytes. @default false
+   */
+  readonly billsCountedInput?: boolean;
   /**
    * Makes a streamed answer report its usage (OpenAI chat: `stream_options.include_usage`);
    * returns true when it added something the client did not ask for (the meter strips it).
@@ -78,10 +95,38 @@ export interface ProviderAdapter extends CallAdapter {
    * router passes a copy. @default as it is
    */
   toChat?(body: Json): Json | { refused: string };
+  /**
+   * The kind of model this API serves (the catalogue's `kind`): a model of another kind is refused with a 400
+   * naming the route that serves it. @default 'generation'
+   */
+  readonly modelKind?: ModelKind;
+  /**
+   * How the API counts a request's input tokens without running it (Anthropic's `count_tokens`, Gemini's
+   * `countTokens`): a gateway serves it free of charge, forwarded to the upstream or answered from `countInput`.
+   * @default not served
+   */
+  readonly countTokens?: TokenCounting;
 }
 
 /** Families of wire formats (see `ProviderAdapter.family`). */
-export type WireFamily = 'chat' | 'responses' | 'messages' | 'generate';
+export type WireFamily = 'chat' | 'responses' | 'messages' | 'generate' | 'embeddings';
+
+/** An API's token-counting method (see `ProviderAdapter.countTokens`). */
+export interface TokenCounting {
+  /**
+   * The gateway's path for it (`/v1/messages/count_tokens`). Absent: the API's own route, whose path names the
+   * method (Gemini's `models/{model}:countTokens`; the gateway's route for the API tells the methods apart).
+   */
+  readonly path?: string;
+  /** The path of the count at an upstream of this API, after the base URL, for `model` (already URL-encoded). */
+  upstreamPath(model: string): string;
+  /** The part of a count request `countInput` reads: a generation request. @default the body */
+  request?(body: Json): Json;
+  /** The first problem of a count request the API would refuse. */
+  checkRequest?(body: Json): RequestProblem | undefined;
+  /** The API's answer with the count. */
+  answer(inputTokens: number): Json;
+}
 
 /** What a request body is refused for: the field (`param`) and why. */
 export interface RequestProblem {
@@ -107,7 +152,10 @@ export interface AdapterRoute {
 }
 
 export interface UpstreamWire {
-  /** The `api` of a gateway's upstream entry that speaks this API (`upstreams.<name>.api`). */
+  /**
+   * The `api` of a gateway's upstream entry that speaks this API (`upstreams.<name>.api`). It may be one of the
+   * gateway's own kinds (`openai`): the adapter then says where that upstream serves this API (`path`).
+   */
   readonly kind: string;
   /** Upstream names that speak this API when their entry names no `api`. @default [kind] */
   readonly names?: readonly string[];

@@ -8,6 +8,7 @@ import { gemini } from './gemini/index.js';
 import { mistralChat } from './mistral-chat/index.js';
 import { openAiChat } from './openai-chat/index.js';
 import { openAiCompatible } from './openai-compatible/index.js';
+import { openAiEmbeddings } from './openai-embeddings/index.js';
 import { openAiResponses } from './openai-responses/index.js';
 
 const ADAPTERS: Readonly<Record<ProviderApi, ProviderAdapter>> = Object.freeze({
@@ -17,6 +18,7 @@ const ADAPTERS: Readonly<Record<ProviderApi, ProviderAdapter>> = Object.freeze({
   'openai.compatible': openAiCompatible,
   'gemini.generate': gemini,
   'mistral.chat': mistralChat,
+  'openai.embeddings': openAiEmbeddings,
 });
 
 /** Every adapter, in the order of core's API list: what a gateway serves, configures and mocks is read from them. */

@@ -2,9 +2,9 @@
 import { ApiError, createPricing } from '@tollgate/core';
 import { maxCostNanoUsd } from '@tollgate/core/kit';
 import type { Pricing, ProviderApi } from '@tollgate/core';
-import type { ResolvedPrice, TokenizerFamily } from '@tollgate/core/kit';
+import type { ModelKind, ResolvedPrice, TokenizerFamily } from '@tollgate/core/kit';
 import type { ProviderAdapter } from './adapter.js';
-import { adapterFor } from './adapters.js';
+import { adapterFor, providerAdapters } from './adapters.js';
 import { ASYNC_ESTIMATE_MS, ESTIMATE_SLICE_MS, RequestCounter, SYNC_ESTIMATE_MS } from './counter.js';
 import type { EstimateOptions, InputTokenEstimate, RequestEstimate } from './counter.js';
 import { isObject } from './json.js';
@@ -138,7 +138,8 @@ export interface EstimateRequestInput extends EstimateOptions {
 /**
  * The full estimate of a request, as `req.tollgate.estimate` holds it: input tokens, the output
  * cap it runs with, and the cost upper bound. Pure: no request, no I/O. Throws
- * `UnknownModelError` when the model has no price (and the pricing has no default).
+ * `UnknownModelError` when the model has no price (and the pricing has no default), and an `ApiError`
+ * (`invalid_request`, param `model`) when the model is of another kind than the API serves (`modelKind`).
  * Synchronous (time box `maxEstimateMs`, default 15); `meter()` runs `estimateRequestAsync`.
  */
 export function estimateRequest(input: EstimateRequestInput): RequestEstimate {
@@ -198,12 +199,41 @@ function withTokenizer(
   };
 }
 
+const KIND_NAMES: Readonly<Record<ModelKind, string>> = {
+  generation: 'a text-generation model',
+  embedding: 'an embedding model',
+};
+
+/** Where a model of `kind` is served: the route of an API of that kind, its provider's own first. */
+function routeServing(kind: ModelKind, provider: string): string | undefined {
+  const serving = providerAdapters().filter((adapter) => (adapter.modelKind ?? 'generation') === kind && adapter.route);
+  return (serving.find((adapter) => adapter.provider === provider) ?? serving[0])?.route?.path;
+}
+
+/**
+ * Throws the client's 400 (`ApiError` `invalid_request`, param `model`) when `model` is of another kind than the API
+ * serves (`ProviderAdapter.modelKind`): an embedding model on a chat route, a chat model on embeddings.
+ */
+export function checkModelKind(adapter: ProviderAdapter, model: string, price: ResolvedPrice): void {
+  const served = adapter.modelKind ?? 'generation';
+  if (price.kind === served) return;
+  const where = adapter.route?.path ?? adapter.api;
+  const route = routeServing(price.kind, price.provider);
+  throw new ApiError(
+    'invalid_request',
+    `The model "${model.slice(0, 100)}" is ${KIND_NAMES[price.kind]}, which ${where} does not serve (it serves ${KIND_NAMES[served].replace(/^an? /, '')}s only)${route ? `: call ${route}` : ''}.`,
+    { param: 'model' },
+  );
+}
+
 function pricedModel(input: EstimateRequestInput): { adapter: ProviderAdapter; model: string; price: ResolvedPrice } {
   const adapter = resolve(input.api);
   const model = input.model ?? adapter.read({ body: input.body }).model;
   if (model === undefined)
     throw new ApiError('invalid_request', 'The request body needs a "model" string.', { param: 'model' });
-  return { adapter, model, price: input.pricing.get(model) };
+  const price = input.pricing.get(model);
+  checkModelKind(adapter, model, price);
+  return { adapter, model, price };
 }
 
 /**
@@ -243,7 +273,11 @@ function fullEstimate(
     api: adapter.api,
     model,
     inputTokens: estimate.tokens,
-    inputTokensBound: inputBound(estimate, price),
+    // The count is the bill (see `billsCountedInput`): its own bound.
+    inputTokensBound:
+      adapter.billsCountedInput === true && price.ownTokenizer && estimate.exact
+        ? estimate.tokens
+        : inputBound(estimate, price),
     maxOutputTokens,
     totalTokens: estimate.tokens + maxOutputTokens * outputChoices,
     costNanoUsd: maxCostNanoUsd(estimate.tokens, maxOutputTokens * outputChoices, price),

@@ -34,4 +34,5 @@ export type {
   EncodingName,
   UsageReader,
   OutputCounter,
+  TextMap,
 } from './kit.js';

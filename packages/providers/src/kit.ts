@@ -5,6 +5,7 @@ export type {
   ErrorDescription,
   ProviderAdapter,
   RequestProblem,
+  TokenCounting,
   UpstreamWire,
   WireFamily,
 } from './adapter.js';
@@ -14,13 +15,14 @@ export type { ChatAdapterOptions } from './openai-chat/index.js';
 export { openAiResponses } from './openai-responses/index.js';
 export { anthropicMessages } from './anthropic-messages/index.js';
 export { openAiCompatible } from './openai-compatible/index.js';
-export { gemini, GEMINI_ACTIONS, GEMINI_STREAM_ACTION } from './gemini/index.js';
+export { gemini, GEMINI_ACTIONS, GEMINI_COUNT_ACTION, GEMINI_STREAM_ACTION } from './gemini/index.js';
 export { checkMessages, checkPositiveInteger } from './request-checks.js';
 export { declareOrAnswer, declareProviderCall, providerCall } from './declare-call.js';
 export type { CallDeclaration } from './declare-call.js';
 export { RequestCounter, imageTokenBound, ASYNC_ESTIMATE_MS, ESTIMATE_SLICE_MS, SYNC_ESTIMATE_MS } from './counter.js';
 export type { EstimateMethod, EstimateOptions, InputTokenEstimate, RequestEstimate } from './counter.js';
 export {
+  checkModelKind,
   estimateInputTokens,
   estimateInputTokensAsync,
   estimateRequest,
@@ -45,6 +47,8 @@ export {
   utf8Length,
 } from './tokenizer.js';
 export type { CountBound, EncodingName } from './tokenizer.js';
+export { mapEach, mapField, mapString, withField } from './prompt-text.js';
+export type { TextMap } from './prompt-text.js';
 export { SseDecoder } from './sse-decoder.js';
 export type { SseBlock } from './sse-decoder.js';
 export { OutputText } from './usage.js';

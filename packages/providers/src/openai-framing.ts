@@ -3,6 +3,8 @@ import type { RequestCounter } from './counter.js';
 import type { ReportedUsage, TokenUsage } from '@tollgate/core';
 import { asArray, asString, isObject, tokenCount } from './json.js';
 import type { Json } from './json.js';
+import { mapEach, mapField, withField } from './prompt-text.js';
+import type { TextMap } from './prompt-text.js';
 
 /**
  * OpenAI renders function definitions into the prompt as a TypeScript namespace (documented by
@@ -129,6 +131,25 @@ export function countOpenAiContent(counter: RequestCounter, content: unknown): n
     }
   }
   return tokens;
+}
+
+/** The text part types of OpenAI content (chat and Responses): what `mapOpenAiContent` passes through its map. */
+const OPENAI_TEXT_PARTS: ReadonlySet<unknown> = new Set(['text', 'input_text', 'output_text']);
+
+/** OpenAI content (a string, or parts) with its text passed through `map`, copy on write; refusals and media stay. */
+export function mapOpenAiContent(content: unknown, map: TextMap): unknown {
+  if (typeof content === 'string') return map(content);
+  return mapEach(content, (part) => {
+    if (typeof part === 'string') return map(part);
+    return isObject(part) && OPENAI_TEXT_PARTS.has(part.type) && typeof part.text === 'string'
+      ? withField(part, 'text', map(part.text))
+      : part;
+  });
+}
+
+/** A chat message's content through `map` (every role: the caller wrote the history it sends). */
+export function mapChatMessage(message: unknown, map: TextMap): unknown {
+  return mapField(message, 'content', (content) => mapOpenAiContent(content, map));
 }
 
 export function countToolCalls(counter: RequestCounter, calls: unknown): number {

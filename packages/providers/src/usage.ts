@@ -66,9 +66,13 @@ export class OutputText {
   /** The last whole count `tokens()` made, and what it covered. */
   private whole: { counter: OutputCounter; parts: number; tokens: number } | undefined;
 
+  /** Told of each text as it is added (a streamed delta, a part of a JSON answer): guardrails read the answer here. */
+  onText: ((text: string) => void) | undefined = undefined;
+
   add(text: unknown): void {
     if (typeof text !== 'string' || text.length === 0) return;
     this.seen = true;
+    this.onText?.(text);
     const bytes = Buffer.byteLength(text);
     this.bytes += bytes;
     if (this.kept + text.length <= MAX_KEPT_OUTPUT_CHARS) {

@@ -1,5 +1,5 @@
-// One more provider API is one adapter folder plus catalogue rows: no source file elsewhere names Mistral, whose API the
-// gateway, router, cache and meter serve through its adapter alone.
+// One more provider API is one adapter folder plus catalogue rows: no source file elsewhere names Mistral, or OpenAI's
+// embeddings API, which the gateway, router, cache and meter serve through their adapters alone.
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -45,6 +45,19 @@ describe('the Mistral chat API lives in one adapter folder', () => {
       'core/src/provider-api.ts',
       'providers/src/adapters.ts',
       'providers/src/mistral-chat/index.ts',
+    ]);
+  });
+});
+
+describe('the OpenAI embeddings API lives in one adapter folder', () => {
+  it('is named only in its folder, core API list and the adapter registry (its models are catalogue rows by kind)', () => {
+    const naming = sourceFiles()
+      .filter((file) => readFileSync(path.join(packagesDir, file), 'utf8').includes('openai.embeddings'))
+      .sort();
+    expect(naming).toEqual([
+      'core/src/provider-api.ts',
+      'providers/src/adapters.ts',
+      'providers/src/openai-embeddings/index.ts',
     ]);
   });
 });

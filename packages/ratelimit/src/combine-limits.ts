@@ -158,6 +158,10 @@ export function combineLimits(...limiters: RequestHandler[]): RequestHandler {
     unavailable(req, res, by) {
       checks[by ?? 0]!.unavailable(req, res, undefined);
     },
+    async read(req, names) {
+      const readings = await Promise.all(checks.map((check) => check.read?.(req, names) ?? []));
+      return readings.flat();
+    },
   };
 
   return registerLimitCheck(function combinedLimitsMiddleware(

@@ -8,6 +8,7 @@ import { LIMITER_CODE, LIMITER_OPTION_NAMES, resolveLimiterOptions } from './lim
 import { StoreFailure } from './store-failure.js';
 import type { CommonLimitOptions, WaitOptions } from './types.js';
 import { registerLimitCheck, runLimitCheck, type LimitCheck } from './limit-check.js';
+import { readable } from './limit-readings.js';
 
 export interface ConcurrencyLimitOptions extends CommonLimitOptions {
   /**
@@ -56,6 +57,8 @@ interface SlotCounter {
   /** `owner`: whom the limit counts (`key:k1`, `tenant:acme`), the scope's slot on a sharded ledger. */
   acquire(key: string, owner: string, limit: number, slotId: string): Promise<boolean>;
   release(key: string, slotId: string): Promise<void>;
+  /** The slots held now under `key`. */
+  held(key: string, owner: string): Promise<number>;
 }
 
 function processSlots(): SlotCounter {
@@ -75,6 +78,9 @@ function processSlots(): SlotCounter {
       held.delete(slotId);
       if (held.size === 0) inFlight.delete(key);
     },
+    async held(key) {
+      return inFlight.get(key)?.size ?? 0;
+    },
   };
 }
 
@@ -92,6 +98,10 @@ function ledgerSlots(ledger: ReservationLedger, ttlMs: number): SlotCounter {
     },
     async release(_key, slotId) {
       await ledger.release(slotId);
+    },
+    async held(key, owner) {
+      const [usage] = await ledger.usage([{ key, slot: owner }]);
+      return usage?.reserved ?? 0;
     },
   };
 }
@@ -194,6 +204,14 @@ export function concurrencyLimit(options: ConcurrencyLimitOptions = {}): Request
     },
     unavailable(req, res) {
       renderError(failures.unavailable(), req, res);
+    },
+    async read(req, names) {
+      if (!readable(layer!, names)) return [];
+      const owner = keyOf(req);
+      const limit = limitOf(req);
+      const used = await failures.call('held', slots.held(`${prefix}${name}:${owner}`, owner));
+      const reading = { kind: 'concurrency', layer: name, subject: owner, limit, used } as const;
+      return [{ ...reading, remaining: Math.max(0, limit - used), resetAt: undefined, windowMs: undefined }];
     },
   };
 

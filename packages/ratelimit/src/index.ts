@@ -6,6 +6,13 @@ export { combineLimits } from './combine-limits.js';
 export { tierPolicy, type TierPolicyOptions, type TierRules } from './tier-policy.js';
 export type { LimitLayerOptions, TierLimit } from './limit-layers.js';
 export type { CommonLimitOptions, LimitBy, StoreFailurePolicy, StoresWithCommands, WaitOptions } from './types.js';
-export { openAiDuration, reportedLimit, type LimitReport, type QuotaKind } from './rate-limit-headers.js';
+export {
+  describeWindow,
+  openAiDuration,
+  reportedLimit,
+  type LimitReport,
+  type QuotaKind,
+} from './rate-limit-headers.js';
 export { QUEUE_HEADER } from './wait-queue.js';
+export { readLimits, type LimitReading } from './limit-readings.js';
 export { StoreFailure } from './store-failure.js';

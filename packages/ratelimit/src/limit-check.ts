@@ -1,6 +1,7 @@
 // The shape every limiter shares (attempt, then commit, cancel or refuse), run as middleware, with or without waiting.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { attachPreCallCheck, preCallCheckOf, type CheckVerdict, type PreCallCheck } from '@tollgate/core/kit';
+import type { LimitReading } from './limit-readings.js';
 import { QUEUE_HEADER, type WaitQueue } from './wait-queue.js';
 
 /** What one attempt found. `final` refusals (a request larger than the limit) never wait. */
@@ -22,6 +23,8 @@ export interface LimitCheck<A = unknown, D = unknown> extends PreCallCheck<A, D,
    * process memory); `runLimitCheck` and `combineLimits` prefer it. Throws only bugs, as `attempt` rejects.
    */
   attemptNow?(req: Request, res: Response): Verdict<A, D> | Promise<Verdict<A, D>>;
+  /** Where the layers (named in `names`, or all) stand for the caller of `req`, counting nothing (see readLimits). */
+  read?(req: Request, names: ReadonlySet<string> | undefined): Promise<LimitReading[]>;
 }
 
 const CHECKS = new WeakMap<RequestHandler, LimitCheck>();

@@ -1,7 +1,7 @@
 // Layers of one limiter (global, tenant, key ...): each with its own counter id, window and per-tier limit.
 import type { Request } from 'express';
 import { parseDuration, TollgateError } from '@tollgate/core';
-import { closestName } from '@tollgate/core/kit';
+import { didYouMean } from '@tollgate/core/kit';
 import { limitKeyResolver, tierOf, type LimitKeyResolver } from './limit-key.js';
 import type { LimitBy } from './types.js';
 
@@ -54,6 +54,8 @@ export interface LimitLayer {
   readonly keyOf: LimitKeyResolver;
   /** The limit that applies to this request (by its tier). */
   readonly limitOf: (req: Request) => number;
+  /** Counted by a function of the app's (`by`), which readLimits has no request to call with. */
+  readonly custom: boolean;
 }
 
 interface LayerDefaults {
@@ -136,7 +138,8 @@ function resolveLayer(
     throw new TollgateError(invalidLimit, `${where}limitScale must be a function (req) => number`);
   }
   const limitOf = scale === undefined ? configuredLimitOf : scaledLimit(configuredLimitOf, scale);
-  return { name, windowMs, keyOf: limitKeyResolver(by, `${defaults.codePrefix}_INVALID_BY`), limitOf };
+  const keyOf = limitKeyResolver(by, `${defaults.codePrefix}_INVALID_BY`);
+  return { name, windowMs, keyOf, limitOf, custom: typeof by === 'function' };
 }
 
 /** Resolves a limiter's options into its layers: `layers` if given, else the options themselves as one layer. */
@@ -155,10 +158,9 @@ export function resolveLayers(
   const layers = options.layers.map((layer, index) => {
     for (const key of Object.keys(layer ?? {})) {
       if ((LAYER_OPTION_NAMES as readonly string[]).includes(key)) continue;
-      const hint = closestName(key, LAYER_OPTION_NAMES);
       throw new TollgateError(
         unknownOption,
-        `${defaults.factory}() layers[${index}] has no option "${key}"${hint ? `; did you mean "${hint}"?` : ''}. Known: ${LAYER_OPTION_NAMES.join(', ')}`,
+        `${defaults.factory}() layers[${index}] has no option "${key}"${didYouMean(key, LAYER_OPTION_NAMES)}. Known: ${LAYER_OPTION_NAMES.join(', ')}`,
       );
     }
     return resolveLayer(layer, options, defaults, `layers[${index}].`);

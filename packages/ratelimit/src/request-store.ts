@@ -131,6 +131,11 @@ class FixedWindowStore implements Store {
   resetKey(key: string): Promise<void> {
     return this.windows.reset(this.prefix + key);
   }
+
+  async get(key: string): Promise<ClientRateLimitInfo | undefined> {
+    const window = await this.windows.peek(this.prefix + key);
+    return window && { totalHits: window.hits, resetTime: new Date(window.resetAt) };
+  }
 }
 
 /** Puts every store call under the middleware's deadline and marks its failures as store failures. */
@@ -169,6 +174,14 @@ class DeadlineStore implements Store {
     await this.#failures.call(
       'decrement',
       Promise.resolve().then(() => this.#inner.decrement(key)),
+    );
+  }
+
+  /** The key's window, counting nothing (readLimits); undefined when none runs. */
+  get(key: string): Promise<ClientRateLimitInfo | undefined> {
+    return this.#failures.call(
+      'get',
+      Promise.resolve().then(() => this.#inner.get?.(key)),
     );
   }
 

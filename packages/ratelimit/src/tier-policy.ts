@@ -8,7 +8,7 @@ import {
   type ErrorRenderer,
   type ProviderApi,
 } from '@tollgate/core';
-import { assertKnownOptions, closestName, isModelAllowed, resolveTierModels } from '@tollgate/core/kit';
+import { assertKnownOptions, closestName, didYouMean, isModelAllowed, resolveTierModels } from '@tollgate/core/kit';
 import { adapterFor } from '@tollgate/providers';
 import { declareOrAnswer } from '@tollgate/providers/kit';
 import type { CallDeclaration, ProviderAdapter } from '@tollgate/providers';
@@ -103,9 +103,7 @@ export function tierPolicy(options: TierPolicyOptions = {}): RequestHandler {
   const defaultTier = options.defaultTier;
   if (defaultTier !== undefined && !rules.has(defaultTier)) {
     // Naming a default that is not there would refuse every caller it was meant to admit.
-    const hint = closestName(defaultTier, [...rules.keys()]);
-    const didYouMean = hint ? `; did you mean "${hint}"?` : '';
-    const message = `${FACTORY}() defaultTier "${defaultTier}" is not a key of tiers${didYouMean}`;
+    const message = `${FACTORY}() defaultTier "${defaultTier}" is not a key of tiers${didYouMean(defaultTier, [...rules.keys()])}`;
     throw new TollgateError(`${CODE}_INVALID_TIER`, message);
   }
   const defaultRules = defaultTier === undefined ? undefined : rules.get(defaultTier);

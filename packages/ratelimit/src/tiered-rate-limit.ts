@@ -14,6 +14,7 @@ import { createRequestStore, type RequestStore } from './request-store.js';
 import { StoreFailure, type StoreFailureHandling } from './store-failure.js';
 import type { CommonLimitOptions, StoresWithCommands, WaitOptions } from './types.js';
 import { asPromise, registerLimitCheck, runLimitCheck, type LimitCheck, type Verdict } from './limit-check.js';
+import { readable, type LimitReading } from './limit-readings.js';
 
 export interface TieredRateLimitOptions extends CommonLimitOptions, LimitLayerOptions {
   /**
@@ -186,6 +187,23 @@ async function refusalOf(failures: StoreFailureHandling, outcomes: LayerOutcome[
   return { kind: 'denied', value: denied, retryAfterMs };
 }
 
+/** Where a layer stands for the caller of `req`, read from its store (its window, or none running: nothing used). */
+async function readLayer(layer: RequestLayer, req: Request): Promise<LimitReading> {
+  const limit = layer.limitOf(req);
+  const window = await layer.store.get?.(layer.storeKeyOf(req));
+  const used = window?.totalHits ?? 0;
+  return {
+    kind: 'requests',
+    layer: layer.name,
+    subject: layer.keyOf(req),
+    limit,
+    used,
+    remaining: Math.max(0, limit - used),
+    resetAt: window?.resetTime?.getTime(),
+    windowMs: layer.windowMs,
+  };
+}
+
 function requestCheck(
   { failures, renderError, queue }: ResolvedLimiterOptions,
   layers: RequestLayer[],
@@ -220,6 +238,7 @@ function requestCheck(
     unavailable(req, res) {
       renderError(failures.unavailable(), req, res);
     },
+    read: (req, names) => Promise.all(layers.filter((layer) => readable(layer, names)).map((l) => readLayer(l, req))),
   };
 }
 

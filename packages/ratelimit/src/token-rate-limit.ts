@@ -122,6 +122,7 @@ function tokenCheck(
     unavailable(req, res) {
       renderError(failures.unavailable(), req, res);
     },
+    read: (req, names) => windows.read(req, names),
   };
 }
 

@@ -6,6 +6,7 @@ import type { TollgateStores } from '@tollgate/core';
 import type { WindowCounterAtOnce, WindowResult } from '@tollgate/core/kit';
 import type { LimitLayer } from './limit-layers.js';
 import { settleAll, type Verdict } from './limit-check.js';
+import { readable, type LimitReading } from './limit-readings.js';
 import type { ResolvedLimiterOptions } from './limiter-options.js';
 import { StoreFailure, type StoreFailureHandling } from './store-failure.js';
 
@@ -79,6 +80,32 @@ export class TokenWindows {
       const slot = layer.keyOf(req);
       return { layer, key: this.#keyPrefixes[index]! + slot, slot, limit: layer.limitOf(req) };
     });
+  }
+
+  /**
+   * Where each layer (named in `names`, or all) stands for the caller of `req`: the units its sliding window counts
+   * now, in flight included (reserved estimates until their requests settle), and the end of the fixed window now.
+   */
+  read(req: Request, names: ReadonlySet<string> | undefined): Promise<LimitReading[]> {
+    const targets = this.targetsOf(req).filter((target) => readable(target.layer, names));
+    return Promise.all(
+      targets.map(async ({ layer, key, slot, limit }): Promise<LimitReading> => {
+        const { windowMs } = layer;
+        const counted = await this.#failures.call('counter.peek', this.#counter.peek(key, { windowMs, slot }));
+        const now = Date.now();
+        return {
+          kind: 'tokens',
+          layer: layer.name,
+          subject: slot,
+          limit,
+          // The previous window's weight makes a fraction: whole tokens, as the headers count them.
+          used: Math.max(0, Math.ceil(counted - 1e-6)),
+          remaining: Math.max(0, Math.floor(limit - counted)),
+          resetAt: counted > 0 ? (Math.floor(now / windowMs) + 1) * windowMs : undefined,
+          windowMs,
+        };
+      }),
+    );
   }
 
   #adjust({ key, slot, layer, result }: Charge, delta: number): Promise<void> {

@@ -1,23 +1,11 @@
 // combineLimits: limiters checked together; all must allow; what the allowing ones counted is given back on a refusal.
 import { describe, expect, it } from '@jest/globals';
 import request from 'supertest';
-import type { RequestHandler } from 'express';
-import { createMemoryStores, getContext } from '@tollgate/core';
+import { createMemoryStores } from '@tollgate/core';
 import { combineLimits, concurrencyLimit, tieredRateLimit, tierPolicy, tokenRateLimit } from '@tollgate/ratelimit';
-import { testApp } from './helpers.js';
+import { estimateFromHeader, testApp } from './helpers.js';
 
-const estimate: RequestHandler = (req, res, next) => {
-  const tokens = Number(req.header('x-tokens') ?? 100);
-  getContext(req, res).estimate = {
-    provider: 'openai',
-    model: 'm',
-    inputTokens: tokens,
-    maxOutputTokens: 0,
-    costNanoUsd: 0,
-    totalTokens: tokens,
-  };
-  next();
-};
+const estimate = estimateFromHeader;
 
 describe('combineLimits', () => {
   it('allows when all allow and reports requests and tokens', async () => {

@@ -23,6 +23,20 @@ export function testIdentity(): RequestHandler {
   };
 }
 
+/** Declares the estimate a token limit reserves: `x-tokens` tokens (100 without it). */
+export const estimateFromHeader: RequestHandler = (req, res, next) => {
+  const tokens = Number(req.header('x-tokens') ?? 100);
+  getContext(req, res).estimate = {
+    provider: 'openai',
+    model: 'm',
+    inputTokens: tokens,
+    maxOutputTokens: 0,
+    costNanoUsd: 0,
+    totalTokens: tokens,
+  };
+  next();
+};
+
 export type Handler = (req: Request, res: Response) => void | Promise<void>;
 
 const ok: Handler = (req, res) => {

@@ -5,7 +5,16 @@ import request from 'supertest';
 import type { RequestHandler } from 'express';
 import { createMemoryStores, getContext } from '@tollgate/core';
 import { concurrencyLimit, QUEUE_HEADER, tieredRateLimit, tokenRateLimit } from '@tollgate/ratelimit';
-import { holdingHandler, listen, send, sleep, testApp, turnsUntil, usageRecord } from './helpers.js';
+import {
+  estimateFromHeader,
+  holdingHandler,
+  listen,
+  send,
+  sleep,
+  testApp,
+  turnsUntil,
+  usageRecord,
+} from './helpers.js';
 import { fakeOnly } from '../../../test/helpers/fake-clock.js';
 
 const servers: http.Server[] = [];
@@ -122,18 +131,6 @@ describe('wait queue on request and token limits', () => {
   it('tokenRateLimit wakes the waiting request when a settle refunds tokens', async () => {
     const stores = createMemoryStores({ sweepIntervalMs: 0 });
     const hold = holdingHandler();
-    const estimate: RequestHandler = (req, res, next) => {
-      const tokens = Number(req.header('x-tokens'));
-      getContext(req, res).estimate = {
-        provider: 'openai',
-        model: 'm',
-        inputTokens: tokens,
-        maxOutputTokens: 0,
-        costNanoUsd: 0,
-        totalTokens: tokens,
-      };
-      next();
-    };
     // What metering does after a response: settle with the real usage (here 100 of the 900 reserved).
     const settleAfterResponse: RequestHandler = (req, res, next) => {
       const context = getContext(req, res);
@@ -142,7 +139,7 @@ describe('wait queue on request and token limits', () => {
       next();
     };
     const port = await serve(
-      [estimate, settleAfterResponse, tokenRateLimit({ stores, limit: 1000, wait: { maxMs: 30_000 } })],
+      [estimateFromHeader, settleAfterResponse, tokenRateLimit({ stores, limit: 1000, wait: { maxMs: 30_000 } })],
       hold,
     );
     const a = send(port, { 'x-key': 'k-tokens', 'x-name': 'a', 'x-hold': '', 'x-tokens': '900', 'x-used': '100' });

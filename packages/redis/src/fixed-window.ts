@@ -61,6 +61,12 @@ export class RedisFixedWindow implements FixedWindowCounter {
     );
   }
 
+  /** The hits of the window running now and when it ends, counting nothing; undefined when none runs. */
+  async peek(key: string): Promise<{ hits: number; resetAt: number } | undefined> {
+    const [hits, ttl] = (await this.#run(scripts.peekFixedWindow, [key], [])) as [unknown, unknown];
+    return Number(ttl) > 0 ? { hits: Number(hits), resetAt: Date.now() + Number(ttl) } : undefined;
+  }
+
   async reset(key: string): Promise<void> {
     await this.connection.send(['DEL', key], 'fixedWindow');
   }

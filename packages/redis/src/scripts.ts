@@ -184,6 +184,19 @@ export const returnFixedWindowHits = new LuaScript(
   `,
 );
 
+/**
+ * KEYS: counter. Reads a window without counting: {hits, ms until it resets}, {0, 0} when none runs (no counter, or
+ * one without an expiry, which the next hit replaces).
+ */
+export const peekFixedWindow = new LuaScript(
+  'peekFixedWindow',
+  `
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl <= 0 then return {0, 0} end
+  return {tonumber(redis.call('GET', KEYS[1])) or 0, ttl}
+  `,
+);
+
 // Ledger layout: one hash per scope, all under one {ledger} hash tag, with
 // - s: spent (may go below zero after a credit), r: reserved by live reservations,
 // - pe: the scope's period end, x: when the hash expires (its PEXPIREAT, kept here so checking
@@ -587,6 +600,7 @@ export const SCRIPTS = {
   returnFixedWindowHit,
   hitFixedWindowBy,
   returnFixedWindowHits,
+  peekFixedWindow,
   reserve,
   reserveReceipts,
   settleBatch,

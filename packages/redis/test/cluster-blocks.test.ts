@@ -25,7 +25,8 @@ afterAll(async () => {
 });
 
 function storesOn(prefix: string, maxAgeMs = 200): BlockStores<RedisStores> {
-  const stores = blockStores(createRedisStores({ cluster: cluster.urls, prefix, keyCache: false }), {
+  // A deadline for a loaded CI machine: this test is about calls per block, not about how fast the cluster answers.
+  const stores = blockStores(createRedisStores({ cluster: cluster.urls, prefix, keyCache: false, timeoutMs: 5000 }), {
     share: 0.01,
     maxAgeMs,
   });

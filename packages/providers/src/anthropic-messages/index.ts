@@ -1,11 +1,13 @@
 // Anthropic Messages (`POST /v1/messages`): request shape, estimate, usage, and the ending of a cut stream.
 import type { ReportedUsage, TokenUsage } from '@tollgate/core';
 import type { CallRequest, CallShape } from '@tollgate/core/kit';
-import type { ProviderAdapter } from '../adapter.js';
+import type { ProviderAdapter, RequestProblem } from '../adapter.js';
 import type { RequestCounter } from '../counter.js';
 import { asArray, bodyModel, isObject, parseJson, positiveInteger, tokenCount } from '../json.js';
 import type { Json } from '../json.js';
 import { MESSAGE_OVERHEAD } from '../openai-framing.js';
+import { mapEach, mapField, withField } from '../prompt-text.js';
+import type { TextMap } from '../prompt-text.js';
 import { checkMessages, checkPositiveInteger } from '../request-checks.js';
 import { OutputText, sseEvent } from '../usage.js';
 import type { UsageReader } from '../usage.js';
@@ -47,6 +49,40 @@ function countBlocks(counter: RequestCounter, content: unknown): { text: number;
     }
   }
   return { text, fixed };
+}
+
+/**
+ * Content (a string, or blocks) with its caller-written text through `map`: text blocks, tool results
+ * (their content, again a string or blocks) and plain-text documents. Thinking blocks stay: the
+ * provider signed them, and changed they are refused.
+ */
+function mapBlocks(content: unknown, map: TextMap): unknown {
+  if (typeof content === 'string') return map(content);
+  return mapEach(content, (block) => {
+    if (!isObject(block)) return block;
+    switch (block.type) {
+      case 'text':
+        return typeof block.text === 'string' ? withField(block, 'text', map(block.text)) : block;
+      case 'tool_result':
+        return withField(block, 'content', mapBlocks(block.content, map));
+      case 'document':
+        return isObject(block.source) && block.source.type === 'text' && typeof block.source.data === 'string'
+          ? withField(block, 'source', withField(block.source, 'data', map(block.source.data)))
+          : block;
+      default:
+        return block;
+    }
+  });
+}
+
+/** The system prompt and every message's text through `map` (see `ProviderAdapter.mapPromptText`). */
+function mapMessagesPromptText(body: Json, map: TextMap): Json {
+  const withSystem = withField(body, 'system', mapBlocks(body.system, map));
+  return withField(
+    withSystem,
+    'messages',
+    mapEach(body.messages, (message) => mapField(message, 'content', (content) => mapBlocks(content, map))),
+  );
 }
 
 function countMessagesRequest(counter: RequestCounter, body: Json): number {
@@ -191,6 +227,14 @@ function createMessagesReader(): UsageReader {
   return reader;
 }
 
+/** What a prompt must be, to run or to be counted: a system string or blocks, a non-empty message list. */
+function checkPrompt(body: Json): RequestProblem | undefined {
+  const system = body.system;
+  if (system !== undefined && typeof system !== 'string' && !Array.isArray(system))
+    return { param: 'system', message: 'system must be a string or an array of text blocks.' };
+  return checkMessages(body);
+}
+
 /** Anthropic Messages. */
 export const anthropicMessages: ProviderAdapter = {
   api: 'anthropic.messages',
@@ -220,6 +264,7 @@ export const anthropicMessages: ProviderAdapter = {
     return usage;
   },
   countInput: countMessagesRequest,
+  mapPromptText: mapMessagesPromptText,
   // Anthropic streams always carry their usage (message_start, then message_delta).
   requestStreamUsage: () => false,
   createReader: () => createMessagesReader(),
@@ -227,11 +272,13 @@ export const anthropicMessages: ProviderAdapter = {
   label: 'Anthropic',
   family: 'messages',
   route: { path: '/v1/messages' },
-  checkRequest(body) {
-    const system = body.system;
-    if (system !== undefined && typeof system !== 'string' && !Array.isArray(system))
-      return { param: 'system', message: 'system must be a string or an array of text blocks.' };
-    return checkMessages(body) ?? checkPositiveInteger(body, 'max_tokens');
+  checkRequest: (body) => checkPrompt(body) ?? checkPositiveInteger(body, 'max_tokens'),
+  // `POST /v1/messages/count_tokens`: the request without `max_tokens`, answered `{ "input_tokens": N }`.
+  countTokens: {
+    path: '/v1/messages/count_tokens',
+    upstreamPath: () => '/v1/messages/count_tokens',
+    checkRequest: checkPrompt,
+    answer: (inputTokens) => ({ input_tokens: inputTokens }),
   },
   errorBody: ({ status, message }) => ({
     type: 'error',

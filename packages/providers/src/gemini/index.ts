@@ -6,6 +6,8 @@ import type { RequestCounter } from '../counter.js';
 import { asArray, isObject, parseJson, positiveInteger, tokenCount } from '../json.js';
 import type { Json } from '../json.js';
 import { MESSAGE_OVERHEAD } from '../openai-framing.js';
+import { mapEach, mapField, withField } from '../prompt-text.js';
+import type { TextMap } from '../prompt-text.js';
 import { checkPositiveInteger } from '../request-checks.js';
 import { countedOutput, OutputText, sseEvent } from '../usage.js';
 import type { UsageReader } from '../usage.js';
@@ -13,6 +15,8 @@ import type { UsageReader } from '../usage.js';
 /** The streaming method's name in the path: `models/{model}:streamGenerateContent`. */
 export const GEMINI_STREAM_ACTION = 'streamGenerateContent';
 export const GEMINI_ACTIONS = ['generateContent', GEMINI_STREAM_ACTION] as const;
+/** The method that counts a request's tokens without running it: `models/{model}:countTokens`. */
+export const GEMINI_COUNT_ACTION = 'countTokens';
 
 function param(request: CallRequest, name: string): string | undefined {
   const value = request.params?.[name];
@@ -35,6 +39,27 @@ function countParts(counter: RequestCounter, parts: unknown): number {
     }
   }
   return tokens;
+}
+
+/** A content's text parts through `map`; thoughts (the model's own, signed) and other parts stay. */
+function mapContent(content: unknown, map: TextMap): unknown {
+  return mapField(content, 'parts', (parts) =>
+    mapEach(parts, (part) =>
+      isObject(part) && typeof part.text === 'string' && part.thought !== true
+        ? withField(part, 'text', map(part.text))
+        : part,
+    ),
+  );
+}
+
+/** The system instruction and every content's text through `map` (see `ProviderAdapter.mapPromptText`). */
+function mapGeneratePromptText(body: Json, map: TextMap): Json {
+  const withSystem = withField(body, 'systemInstruction', mapContent(body.systemInstruction, map));
+  return withField(
+    withSystem,
+    'contents',
+    mapEach(body.contents, (content) => mapContent(content, map)),
+  );
 }
 
 function countGenerateRequest(counter: RequestCounter, body: Json): number {
@@ -147,6 +172,11 @@ function createGenerateReader(): UsageReader {
   return reader;
 }
 
+/** What a count request counts: the whole generation request it wraps (`generateContentRequest`), else its own `contents`. */
+function countedRequest(body: Json): Json {
+  return isObject(body.generateContentRequest) ? body.generateContentRequest : body;
+}
+
 /**
  * Gemini's native API. The model and the method are in the path (`models/{model}:{action}`):
  * routes declare them as the params `model` and `action` (SDK routes may put `model` in the body
@@ -186,6 +216,7 @@ export const gemini: ProviderAdapter = {
     return usage;
   },
   countInput: countGenerateRequest,
+  mapPromptText: mapGeneratePromptText,
   requestStreamUsage: () => false,
   createReader: () => createGenerateReader(),
   answerUsageFields: ['modelVersion', 'usageMetadata'],
@@ -203,6 +234,23 @@ export const gemini: ProviderAdapter = {
       checkPositiveInteger(config, 'maxOutputTokens', 'generationConfig.') ??
       checkPositiveInteger(config, 'candidateCount', 'generationConfig.')
     );
+  },
+  // `models/{model}:countTokens` on the same route: `{ contents }` or `{ generateContentRequest }`, answered `{ totalTokens }`.
+  countTokens: {
+    upstreamPath: (model) => `/models/${model}:${GEMINI_COUNT_ACTION}`,
+    request: countedRequest,
+    checkRequest(body) {
+      const wrapped = body.generateContentRequest;
+      if (wrapped !== undefined && !isObject(wrapped))
+        return { param: 'generateContentRequest', message: 'generateContentRequest must be an object.' };
+      if (!Array.isArray(countedRequest(body).contents))
+        return {
+          param: wrapped === undefined ? 'contents' : 'generateContentRequest.contents',
+          message: 'contents must be an array of contents.',
+        };
+      return undefined;
+    },
+    answer: (inputTokens) => ({ totalTokens: inputTokens }),
   },
   errorBody: ({ status, message }) => ({
     error: { code: status, message, status: GOOGLE_STATUS[status] ?? 'UNKNOWN' },

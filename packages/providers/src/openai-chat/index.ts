@@ -10,11 +10,14 @@ import {
   countOpenAiTools,
   countResponseFormat,
   countToolChoice,
+  mapChatMessage,
   openAiUsage,
   OPENAI_USAGE_FIELDS,
   readOpenAiAnswer,
   REPLY_PRIMING,
 } from '../openai-framing.js';
+import { mapEach, withField } from '../prompt-text.js';
+import type { TextMap } from '../prompt-text.js';
 import { checkMessages, checkPositiveInteger } from '../request-checks.js';
 import { countedOutput, OutputText, sseEvent } from '../usage.js';
 import type { OutputCounter, ReadUsage, StreamEndingUsage, UsageReader } from '../usage.js';
@@ -32,6 +35,15 @@ export function countChatRequest(counter: RequestCounter, body: Json): number {
   // Search models put the pages they read into the prompt.
   if (body.web_search_options !== undefined) counter.pullsContent();
   return counter.approximate(tokens);
+}
+
+/** A Chat Completions body with every message's text through `map` (see `ProviderAdapter.mapPromptText`). */
+function mapChatPromptText(body: Json, map: TextMap): Json {
+  return withField(
+    body,
+    'messages',
+    mapEach(body.messages, (message) => mapChatMessage(message, map)),
+  );
 }
 
 function collectChatMessage(output: OutputText, message: unknown): void {
@@ -219,6 +231,7 @@ export function chatCompletionsAdapter(options: ChatAdapterOptions): ProviderAda
     readUsage: readOpenAiAnswer,
     answerUsageFields: OPENAI_USAGE_FIELDS,
     countInput: countChatRequest,
+    mapPromptText: mapChatPromptText,
     requestStreamUsage(body) {
       if (usageInline || body.stream !== true) return false;
       const current = isObject(body.stream_options) ? body.stream_options : {};

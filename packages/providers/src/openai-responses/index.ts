@@ -11,6 +11,8 @@ import {
   countOpenAiTools,
   countResponseFormat,
   countToolChoice,
+  mapChatMessage,
+  mapOpenAiContent,
   MESSAGE_OVERHEAD,
   openAiUsage,
   OPENAI_USAGE_FIELDS,
@@ -18,6 +20,8 @@ import {
   REPLY_PRIMING,
   TOOL_CALL_OVERHEAD,
 } from '../openai-framing.js';
+import { mapEach, mapField, mapString, withField } from '../prompt-text.js';
+import type { TextMap } from '../prompt-text.js';
 import { checkPositiveInteger } from '../request-checks.js';
 import { countedOutput, OutputText, sseEvent } from '../usage.js';
 import type { UsageReader } from '../usage.js';
@@ -68,6 +72,33 @@ function countResponsesRequest(counter: RequestCounter, body: Json): number {
   if (body.previous_response_id !== undefined || body.conversation !== undefined || body.prompt !== undefined)
     counter.pullsContent();
   return counter.approximate(tokens);
+}
+
+/** One input item's caller-written text through `map`: a message's content, a tool's output; calls and reasoning stay. */
+function mapResponsesItem(item: unknown, map: TextMap): unknown {
+  if (typeof item === 'string') return map(item);
+  if (!isObject(item)) return item;
+  switch (item.type) {
+    case undefined:
+    case 'message':
+      return mapChatMessage(item, map);
+    case 'function_call_output':
+    case 'custom_tool_call_output':
+      return mapField(item, 'output', (output) => mapOpenAiContent(output, map));
+    default:
+      return item;
+  }
+}
+
+/** The instructions and every input item's text through `map` (see `ProviderAdapter.mapPromptText`). */
+function mapResponsesPromptText(body: Json, map: TextMap): Json {
+  const withInstructions = withField(body, 'instructions', mapString(body.instructions, map));
+  const input = body.input;
+  return withField(
+    withInstructions,
+    'input',
+    typeof input === 'string' ? map(input) : mapEach(input, (item) => mapResponsesItem(item, map)),
+  );
 }
 
 const RESPONSE_DONE = new Set(['response.completed', 'response.incomplete', 'response.failed']);
@@ -161,6 +192,7 @@ export const openAiResponses: ProviderAdapter = {
   readUsage: readOpenAiAnswer,
   answerUsageFields: OPENAI_USAGE_FIELDS,
   countInput: countResponsesRequest,
+  mapPromptText: mapResponsesPromptText,
   // Responses streams always end with their usage.
   requestStreamUsage: () => false,
   createReader: () => createResponsesReader(),

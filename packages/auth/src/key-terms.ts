@@ -1,0 +1,50 @@
+// The terms of a key a person types: when a new key expires, and what a rotation does with the old one. One rule for
+// every place keys are made by hand (the `keys` command, the dashboard), each naming the field its own way.
+import { parseDuration } from '@tollgate/core';
+
+/** A term that does not read; the message names the field as the caller called it (`--grace`, `grace`). */
+export class KeyTermError extends Error {
+  override readonly name = 'KeyTermError';
+}
+
+/** A duration from now: `30d`, `12h`, `90m`, `1w` (parseDuration's units). */
+const FROM_NOW = /^\d+(?:\.\d+)?\s*(?:ms|s|m|h|d|w)$/;
+/** Nothing more: `0`, `0s`, `0h`. */
+const ZERO = /^0+(?:\.0+)?\s*(?:ms|s|m|h|d|w)?$/;
+
+/**
+ * When a new key stops working: a duration from now (`30d`), an ISO 8601 date or time in the
+ * future, or never (`never`, or nothing given). Returns the ISO time, or undefined for never.
+ */
+export function keyExpiry(value: string | undefined, now: number, field = 'expires'): string | undefined {
+  const text = value?.trim();
+  if (text === undefined || text === '' || text === 'never') return undefined;
+  let at = Number.NaN;
+  if (FROM_NOW.test(text) && !ZERO.test(text)) at = now + parseDuration(text, field);
+  // Only ISO dates: Date.parse also reads "7" or "May 5" as some day.
+  else if (/^\d{4}-\d{2}-\d{2}/.test(text)) at = Date.parse(text);
+  if (!Number.isFinite(at))
+    throw new KeyTermError(
+      `${field} must be a duration like 30d, an ISO 8601 date, or never; got ${JSON.stringify(value)}`,
+    );
+  if (at <= now) throw new KeyTermError(`${field} must be in the future; got ${JSON.stringify(value)}`);
+  return new Date(at).toISOString();
+}
+
+/** What a rotation does with the old key. */
+export type RotationGrace = { oldKey: 'revoke' } | { oldKey: 'expire'; at: string } | { oldKey: 'keep' };
+
+/**
+ * What a rotation does with the old key: stop it now (`0`), let it work a while longer (`1h`: it
+ * expires then, or earlier if it already did), or keep it until it is revoked (`keep`, or nothing given).
+ */
+export function rotationGrace(value: string | undefined, now: number, field = 'grace'): RotationGrace {
+  const text = value?.trim();
+  if (text === undefined || text === '' || text === 'keep') return { oldKey: 'keep' };
+  if (ZERO.test(text)) return { oldKey: 'revoke' };
+  if (!FROM_NOW.test(text))
+    throw new KeyTermError(
+      `${field} must be 0 (stop the old key now), a duration like 1h, or keep; got ${JSON.stringify(value)}`,
+    );
+  return { oldKey: 'expire', at: new Date(now + parseDuration(text, field)).toISOString() };
+}

@@ -1,0 +1,137 @@
+// Token counts without charge (Anthropic's `count_tokens`, Gemini's `countTokens`, any adapter's `countTokens`):
+// forwarded to the upstream serving the model, else answered from the count the meter's estimate makes.
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { modelAllowlist } from '@tollgate/auth';
+import { ApiError, renderApiError } from '@tollgate/core';
+import type { Pricing, ProviderApi } from '@tollgate/core';
+import { adapterFor, estimateRequestAsync } from '@tollgate/providers';
+import type { CallDeclaration } from '@tollgate/providers';
+import { checkModelKind, GEMINI_COUNT_ACTION, providerAdapters } from '@tollgate/providers/kit';
+import { combineLimits } from '@tollgate/ratelimit';
+import { permissionMiddleware } from './auth-setup.js';
+import type { ProxyConfig } from './config.js';
+import { acceptGeminiRequest, geminiCallParams } from './gemini-route.js';
+import type { createProxyGuard } from './guard-setup.js';
+import { defaultTierOf } from './limits-setup.js';
+import type { ProviderRouter } from './provider-routing.js';
+import { validateCountRequest } from './request-validation.js';
+
+interface CountRoute {
+  path: string;
+  api: ProviderApi;
+  /** Before auth: what the route reads of its own path and headers. */
+  before?: RequestHandler;
+  /** Route params the adapter reads. @default req.params */
+  params?: CallDeclaration['params'];
+}
+
+/**
+ * What a count route does beyond its adapter's declaration: Gemini's shares the generation path, whose route passes
+ * the count method on to it (`passGeminiMethodOn`).
+ */
+const COUNT_ROUTE_EXTRAS: Readonly<Partial<Record<ProviderApi, Omit<CountRoute, 'path' | 'api'>>>> = {
+  'gemini.generate': { before: acceptGeminiRequest([GEMINI_COUNT_ACTION]), params: geminiCallParams },
+};
+
+/** Every API whose adapter counts tokens, at its count path (or its own route's). */
+export const COUNT_ROUTES: readonly CountRoute[] = providerAdapters().flatMap((adapter) => {
+  const path = adapter.countTokens && (adapter.countTokens.path ?? adapter.route?.path);
+  return path ? [{ path, api: adapter.api, ...COUNT_ROUTE_EXTRAS[adapter.api] }] : [];
+});
+
+/** The model a count asks about (in its body, or in its path). */
+function countedModel(route: CountRoute, req: Request): string | undefined {
+  return adapterFor(route.api).read({
+    body: req.body,
+    params: route.params ? route.params(req) : (req.params as Record<string, string>),
+  }).model;
+}
+
+/**
+ * The caller may count tokens only for a model it may call: the tier's list, then the key's own (auth's
+ * modelAllowlist, on the rule tierPolicy applies to calls, core `resolveTierModels`).
+ */
+function countModelAllowlist(config: ProxyConfig, route: CountRoute): RequestHandler {
+  const readModel = (req: unknown) => countedModel(route, req as Request);
+  if (!config.tiers) return modelAllowlist({ readModel }) as RequestHandler;
+  // A tier without `models` may call any model.
+  const tiers = Object.fromEntries(Object.entries(config.tiers).map(([name, tier]) => [name, tier.models ?? ['*']]));
+  const defaultTier = defaultTierOf(config);
+  const otherTiers = defaultTier !== undefined && Object.hasOwn(tiers, defaultTier) ? tiers[defaultTier] : [];
+  return modelAllowlist({ tiers, otherTiers, readModel }) as RequestHandler;
+}
+
+/**
+ * The count itself. The model must be one the gateway prices, of the kind the API serves. Sent to the upstream of
+ * the model's provider when one of the API's kind is configured, its answer passed back; else counted here with the
+ * adapter's `countInput` through the meter's own estimate (tokenizer, approximation, time box), so the figure is the
+ * input the meter would reserve for the same request.
+ */
+function answerTokenCount(route: CountRoute, pricing: Pricing, providers: ProviderRouter): RequestHandler {
+  const adapter = adapterFor(route.api);
+  const counting = adapter.countTokens!;
+  return function countTokens(req: Request, res: Response, next: NextFunction): void {
+    const model = countedModel(route, req);
+    const refuse = (error: unknown) => (error instanceof ApiError ? renderApiError(error, req, res) : next(error));
+    if (!model) {
+      refuse(new ApiError('invalid_request', 'The request names no model.', { param: 'model' }));
+      return;
+    }
+    const price = pricing.find(model);
+    if (!price) {
+      const message = `The model "${model.slice(0, 100)}" is not available: it has no price in this gateway's pricing table.`;
+      refuse(new ApiError('invalid_request', message, { param: 'model' }));
+      return;
+    }
+    try {
+      checkModelKind(adapter, model, price);
+    } catch (error) {
+      refuse(error);
+      return;
+    }
+    if (providers.forwardCount(route.api, model, req, res, next)) return;
+    const body = req.body as Record<string, unknown>;
+    estimateRequestAsync({ api: adapter, body: counting.request?.(body) ?? body, model, pricing })
+      .then((estimate) => {
+        if (!res.headersSent) res.json(counting.answer(estimate.inputTokens));
+      }, refuse)
+      .catch(next);
+  };
+}
+
+/** What the count routes are built from: the gateway's own pieces. */
+export interface CountRouteParts {
+  config: ProxyConfig;
+  guarding: ReturnType<typeof createProxyGuard>;
+  identify: RequestHandler[];
+  readProviderBody: RequestHandler;
+  /** The request limits (and the guard's repeat count), as the provider routes count them. */
+  requestLimits: RequestHandler[];
+  pricing: Pricing;
+  providers: ProviderRouter;
+}
+
+/**
+ * The token-count routes, each with its chain: auth, scope, the model allowlists, suspensions and the request
+ * limits (requests per minute, repeated requests). No token limit, no budget, no usage record: counting is free,
+ * so a spent budget still counts. Mounted after the provider routes (Gemini's generation route passes counts on).
+ */
+export function tokenCountRoutes(parts: CountRouteParts): { path: string; handlers: RequestHandler[] }[] {
+  const { config, guarding, identify, readProviderBody, requestLimits, pricing, providers } = parts;
+  const limits = requestLimits.length > 0 ? [combineLimits(...requestLimits)] : [];
+  return COUNT_ROUTES.map((route) => ({
+    path: route.path,
+    handlers: [
+      ...guarding.beforeAuth,
+      ...(route.before ? [route.before] : []),
+      ...identify,
+      ...guarding.afterAuth(readProviderBody),
+      validateCountRequest(route.api),
+      ...permissionMiddleware(config),
+      countModelAllowlist(config, route),
+      ...guarding.afterEstimate,
+      ...limits,
+      answerTokenCount(route, pricing, providers),
+    ],
+  }));
+}

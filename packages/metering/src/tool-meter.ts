@@ -1,0 +1,132 @@
+// toolMeter(): meters calls priced per call (MCP tools): the estimate at the price before the call, one record after it.
+import { getContext } from '@tollgate/core';
+import { assertKnownOptions } from '@tollgate/core/kit';
+import type { TollgateContext, UsageRecord } from '@tollgate/core';
+import type { MeterCharge } from '@tollgate/core/kit';
+import type { Request, Response } from 'express';
+import { conversationOf, newRecord, nextRecordId, routeOf, tellUsage, usageDeliverer } from './meter.js';
+import { invalidOption, resolveDestination } from './meter-options.js';
+import type { MeterOptions } from './meter-options.js';
+
+export type ToolMeterOptions = Pick<MeterOptions, 'sinks' | 'spool' | 'onUsage'>;
+
+const KNOWN_OPTIONS = ['sinks', 'spool', 'onUsage'] as const;
+
+/** A tool call as its route priced it. */
+export interface PricedToolCall {
+  /** The tool as the record names it: `server/tool`. */
+  tool: string;
+  /** What one call costs, in nano-USD (0: free). */
+  costNanoUsd: number;
+}
+
+/** How a call that reached the tool's server ended. */
+export interface ToolCallOutcome {
+  /** What an HTTP route would have answered: 200 for a result, 502/504 when the server failed or timed out. */
+  status: number;
+  /** True when the call is charged its price: the server answered it with a result that is not an error. */
+  billed: boolean;
+}
+
+/** One metered tool call, from its charge to its record. */
+export interface MeteredToolCall {
+  /**
+   * Right before the call goes to the tool's server: the function that reports its outcome (call it on every path),
+   * or undefined when the request settled already (its client left): then the call must not be made.
+   */
+  start(): ((outcome: ToolCallOutcome) => void) | undefined;
+}
+
+/**
+ * Meters calls that cost a fixed price each (an MCP server's tools) rather than tokens. `charge(req, res, call)`
+ * sets `req.tollgate.estimate` at the call's price (no tokens: budgets reserve the price, token limits count
+ * nothing) and takes charge of the request's record: one `UsageRecord` with `kind: "tool"` and `tool`, written
+ * when the call's outcome is known and the response closed, to the same sinks (or spool) and `onUsage` as
+ * `meter()`'s. The record charges the price only for a call the server answered (`billed`); a call refused
+ * before it ran, failed, or never made (its client left) is recorded at 0.
+ */
+export function toolMeter(options: ToolMeterOptions = {}) {
+  // Mount no meter() on the same route: the request's one record is this one's.
+  assertKnownOptions(options, KNOWN_OPTIONS, 'ERR_TG_METERING_UNKNOWN_OPTION', 'toolMeter');
+  const { sinks, spool } = resolveDestination(options, 'toolMeter()');
+  if (options.onUsage !== undefined && typeof options.onUsage !== 'function')
+    throw invalidOption('toolMeter() option onUsage must be a function (record, req) => void');
+  const settling: ToolSettling = { deliver: usageDeliverer(spool, sinks), onUsage: options.onUsage };
+
+  return function chargeToolCall(req: Request, res: Response, call: PricedToolCall): MeteredToolCall {
+    const ctx = getContext(req, res);
+    ctx.setEstimate(
+      {
+        provider: 'mcp',
+        model: call.tool,
+        inputTokens: 0,
+        maxOutputTokens: 0,
+        costNanoUsd: call.costNanoUsd,
+        totalTokens: 0,
+      },
+      undefined,
+    );
+    const metered = new ToolCallCharge(settling, req, res, ctx, call);
+    ctx.metered = true;
+    ctx.meterCharge = metered;
+    return metered;
+  };
+}
+
+interface ToolSettling {
+  deliver: (record: UsageRecord) => void;
+  onUsage: MeterOptions['onUsage'];
+}
+
+/** One tool call's charge: core's 'close' listener calls `responseClosed`, the route reports the outcome. */
+class ToolCallCharge implements MeterCharge, MeteredToolCall {
+  private outcome: ToolCallOutcome | undefined = undefined;
+  private readonly recordId = nextRecordId();
+  private readonly route: string;
+  private readonly conversationId: string | null;
+
+  constructor(
+    private readonly settling: ToolSettling,
+    private readonly req: Request,
+    private readonly res: Response,
+    private readonly ctx: TollgateContext,
+    private readonly call: PricedToolCall,
+  ) {
+    this.route = routeOf(req);
+    this.conversationId = conversationOf(req);
+  }
+
+  start(): ((outcome: ToolCallOutcome) => void) | undefined {
+    if (this.ctx.settled) return undefined;
+    // The response may close (its client left) while the server still works: the record waits for the outcome.
+    const release = this.ctx.holdSettle();
+    return (outcome) => {
+      this.outcome ??= outcome;
+      release();
+    };
+  }
+
+  responseClosed(): void {
+    const held = this.ctx.settleHeld();
+    if (held) void held.then(() => this.settle());
+    else this.settle();
+  }
+
+  private settle(): void {
+    const { ctx, res, call, outcome } = this;
+    const record = newRecord(ctx, this.recordId, this.route, this.conversationId, 'provider');
+    record.kind = 'tool';
+    record.tool = call.tool;
+    record.provider = 'mcp';
+    record.costNanoUsd = outcome?.billed ? call.costNanoUsd : 0;
+    record.estimatedCostNanoUsd = call.costNanoUsd;
+    const refusal = ctx.refusal;
+    record.status = outcome?.status ?? refusal?.status ?? res.statusCode;
+    record.aborted = !res.writableFinished;
+    record.latencyMs = Math.max(0, Date.now() - ctx.startedAt);
+    if (!outcome && refusal !== undefined && refusal.layer !== 'upstream') record.refusedBy = refusal.layer;
+    void ctx.settle(record);
+    this.settling.deliver(record);
+    tellUsage(this.settling.onUsage, record, this.req);
+  }
+}

@@ -1,0 +1,434 @@
+// The dashboard behind the proxy in Chromium at 1366 × 768: every page fits (no table clipped, no sideways page), the
+// quotas are the limiters' live counts on memory and Redis stores, and the README's screenshots are taken from it.
+import { randomUUID } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
+import pg from 'pg';
+import { chromium } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { createMemoryStores } from '@tollgate/core';
+import type { TollgateStores, UsageRecord } from '@tollgate/core';
+import { insertUsageRecords, migrateUsageLedger } from '@tollgate/metering';
+import type { ProxyConfig } from '../packages/gateway/src/config.js';
+import { CHROMIUM } from '../packages/dashboard/test/helpers.js';
+import { fakeOnly } from './helpers/fake-clock.js';
+import { newApiKey, redisTestStores, ROOT, sha256Hex, startProxy } from './helpers/proxy.js';
+import type { RunningProxy } from './helpers/proxy.js';
+
+const POSTGRES_URL = process.env.POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const SCREEN = { width: 1366, height: 768 };
+const DOCS = path.join(ROOT, 'packages/dashboard/docs');
+/** The screenshots' clock: every time on the pages, and every record, is read against it. */
+const SCREENSHOT_NOW = Date.parse('2026-03-16T14:30:18.000Z');
+const DAY = 86_400_000;
+
+// Names as long as real deployments give them: they must wrap or scroll, never push the page sideways.
+const TENANT = 'northwind-traders-international-holdings-emea-production';
+const OTHER = 'globex-corporation-research-and-development-division';
+const KEY_ID = 'northwind-emea-production-customer-support-assistant-key-0001';
+const SMALL_TENANT = 'acme';
+const MODELS = [
+  'gpt-4o-mini',
+  'gpt-4o',
+  'gpt-4.1',
+  'gpt-4.1-mini',
+  'o3-mini',
+  'o4-mini',
+  'claude-3-5-haiku-20241022',
+  'claude-sonnet-4-20250514',
+  'claude-opus-4-1-20250805',
+  'gemini-2.5-flash',
+  'gemini-2.5-pro',
+  'mistral-large-latest',
+  'text-embedding-3-large',
+  'llama-3.3-70b-instruct-turbo-with-a-very-long-deployment-name',
+];
+
+const keys = { support: newApiKey(), batch: newApiKey(), small: newApiKey() };
+const adminKey = newApiKey();
+
+/**
+ * Monthly caps (USD) that the month's seeded spend so far puts past the soft limit (82%), well within (10%) and over
+ * (114%), whatever the day of the month: the bars and alerts show each state.
+ */
+function capsFor(records: readonly UsageRecord[], now: number): Record<string, number> {
+  const date = new Date(now);
+  const monthStart = Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), 1);
+  const spent = (tenant: string) =>
+    records
+      .filter((record) => record.tenantId === tenant && Date.parse(record.timestamp) >= monthStart)
+      .reduce((sum, record) => sum + record.costNanoUsd, 0) / 1e9;
+  const cap = (tenant: string, used: number) => Math.max(0.01, Math.ceil((spent(tenant) / used) * 100) / 100);
+  return { [TENANT]: cap(TENANT, 0.82), [OTHER]: cap(OTHER, 0.1), [SMALL_TENANT]: cap(SMALL_TENANT, 1.14) };
+}
+
+function proxyConfig(table: string, caps: Record<string, number>): ProxyConfig {
+  return {
+    adminKeySha256: sha256Hex(adminKey),
+    postgresUrl: POSTGRES_URL,
+    postgresTable: table,
+    spool: false,
+    global: { requestsPerMinute: 10_000 },
+    tiers: {
+      enterprise: {
+        requestsPerMinute: 600,
+        tokensPerMinute: 100_000,
+        perKey: { requestsPerMinute: 120, tokensPerMinute: 40_000 },
+        maxConcurrent: 8,
+      },
+      free: { requestsPerMinute: 20, tokensPerMinute: 10_000 },
+    },
+    tenants: {
+      [TENANT]: { tier: 'enterprise', budget: { usd: caps[TENANT]!, period: 'month', softLimit: 0.8 } },
+      [OTHER]: { tier: 'enterprise', budget: { usd: caps[OTHER]!, period: 'month', softLimit: 0.8 } },
+      [SMALL_TENANT]: { budget: { usd: caps[SMALL_TENANT]!, period: 'month' } },
+    },
+    keys: [
+      { id: KEY_ID, sha256: sha256Hex(keys.support), tenant: TENANT, user: 'support-bot-eu', feature: 'support' },
+      {
+        id: 'northwind-emea-production-nightly-batch-summaries-key-0002',
+        sha256: sha256Hex(keys.batch),
+        tenant: TENANT,
+        user: 'nightly-batch',
+        feature: 'summaries',
+      },
+      { id: 'acme-web', sha256: sha256Hex(keys.small), tenant: SMALL_TENANT, user: 'alice', feature: 'chat' },
+    ],
+  } as ProxyConfig;
+}
+
+function providerOf(model: string): string {
+  if (model.startsWith('claude')) return 'anthropic';
+  if (model.startsWith('gemini')) return 'gemini';
+  if (model.startsWith('mistral')) return 'mistral';
+  if (model.startsWith('llama')) return 'together-ai-us-east-dedicated-endpoint';
+  return 'openai';
+}
+
+/** A month of usage by every model, the same on every run (no random numbers): the screenshots must not churn. */
+function seededRecords(now: number): UsageRecord[] {
+  const records: UsageRecord[] = [];
+  let n = 0;
+  for (let day = 0; day < 30; day++) {
+    for (let m = 0; m < MODELS.length; m++) {
+      for (const [tenantId, keyId, share] of [
+        [TENANT, KEY_ID, 3],
+        [OTHER, 'globex-rnd-experiments-notebook-key', 2],
+        [SMALL_TENANT, 'acme-web', 1],
+      ] as const) {
+        if ((day + m) % (4 - share) !== 0) continue;
+        n++;
+        const inputTokens = 800 + ((n * 37) % 1_900);
+        const outputTokens = 120 + ((n * 53) % 700);
+        const failed = n % 23 === 0;
+        records.push({
+          id: `seed-${n}`,
+          requestId: `seed-request-${n}`,
+          timestamp: new Date(now - day * DAY - ((n * 7_919) % (20 * 3_600_000)) - 60_000).toISOString(),
+          keyId,
+          tenantId,
+          userId: tenantId === SMALL_TENANT ? 'alice' : `analyst-${(n % 4) + 1}@${tenantId}.example.com`,
+          feature: ['support', 'summaries', 'search', 'translation'][n % 4]!,
+          route: '/v1/chat/completions',
+          provider: providerOf(MODELS[m]!),
+          model: MODELS[m]!,
+          requestedModel: MODELS[m]!,
+          inputTokens: failed ? 0 : inputTokens,
+          cachedInputTokens: n % 5 === 0 ? 400 : 0,
+          cacheWriteTokens: 0,
+          outputTokens: failed ? 0 : outputTokens,
+          reasoningTokens: 0,
+          costNanoUsd: failed ? 0 : (inputTokens * 2_500 + outputTokens * 10_000) * share,
+          estimatedCostNanoUsd: (inputTokens * 2_500 + outputTokens * 20_000) * share,
+          status: failed ? 502 : 200,
+          stream: n % 3 === 0,
+          aborted: false,
+          latencyMs: 300 + ((n * 131) % 2_400),
+          usageSource: failed ? 'counted' : 'provider',
+        });
+      }
+    }
+  }
+  return records;
+}
+
+/** Tables that overflow what the reader sees of them: wider than their scroll container shows, with no scroll container. */
+async function layoutProblems(page: Page): Promise<{ scrollWidth: number; problems: string[] }> {
+  return page.evaluate(() => {
+    // Typed by hand: the tests compile without the DOM library.
+    interface Box {
+      left: number;
+      right: number;
+    }
+    interface Element {
+      tagName: string;
+      textContent: string | null;
+      parentElement: Element | null;
+      scrollWidth: number;
+      clientWidth: number;
+      getBoundingClientRect(): Box;
+      querySelectorAll(selector: string): Element[];
+    }
+    const doc = (globalThis as unknown as { document: Element & { documentElement: Element } }).document;
+    const style = (globalThis as unknown as { getComputedStyle(e: Element): { overflowX: string } }).getComputedStyle;
+    const viewport = doc.documentElement.clientWidth;
+    const problems: string[] = [];
+    const name = (e: Element) => `${e.tagName} "${(e.textContent ?? '').trim().slice(0, 40)}"`;
+    for (const table of doc.querySelectorAll('table')) {
+      let box: Element | null = table.parentElement;
+      while (box && !['auto', 'scroll'].includes(style(box).overflowX)) box = box.parentElement;
+      const visible = box ? box.getBoundingClientRect() : { left: 0, right: viewport };
+      if (visible.left < 0 || visible.right > viewport + 0.5)
+        problems.push(
+          `the box of the table under ${name(table)} runs past the screen: ${visible.left}-${visible.right}`,
+        );
+      // On a screen this wide nothing hides behind a scroll: names wrap, long ids break (narrower screens scroll).
+      if (box && box.scrollWidth > box.clientWidth + 1)
+        problems.push(`the table under ${name(table)} needs scrolling: ${box.scrollWidth} in ${box.clientWidth}`);
+      // Without a scroll container, every cell must be within the screen.
+      for (const cell of table.querySelectorAll('th, td')) {
+        if (cell.scrollWidth > cell.clientWidth + 1) problems.push(`${name(cell)} overflows its cell`);
+        if (!box && cell.getBoundingClientRect().right > viewport + 0.5) problems.push(`${name(cell)} is cut off`);
+      }
+    }
+    return { scrollWidth: doc.documentElement.scrollWidth, problems };
+  });
+}
+
+/**
+ * Writes `png` to the README's `file` only when it differs meaningfully from the one there: another size, or more than
+ * 0.2% of its pixels off by more than a little (fonts and anti-aliasing vary a little between machines and versions).
+ * Compared in the browser itself: no image library.
+ */
+async function keepScreenshot(page: Page, file: string, png: Buffer): Promise<'kept' | 'written'> {
+  if (existsSync(file)) {
+    const differing = await page.evaluate(
+      async ([before, after]) => {
+        const g = globalThis as unknown as {
+          createImageBitmap(blob: unknown): Promise<{ width: number; height: number }>;
+          Blob: new (parts: unknown[], options: { type: string }) => unknown;
+          OffscreenCanvas: new (
+            w: number,
+            h: number,
+          ) => {
+            getContext(kind: '2d'): {
+              drawImage(image: unknown, x: number, y: number): void;
+              getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray };
+            };
+          };
+          atob(text: string): string;
+        };
+        const pixels = async (base64: string) => {
+          const bytes = Uint8Array.from(g.atob(base64), (c) => c.charCodeAt(0));
+          const image = await g.createImageBitmap(new g.Blob([bytes], { type: 'image/png' }));
+          const context = new g.OffscreenCanvas(image.width, image.height).getContext('2d');
+          context.drawImage(image, 0, 0);
+          return {
+            width: image.width,
+            height: image.height,
+            data: context.getImageData(0, 0, image.width, image.height).data,
+          };
+        };
+        const [a, b] = [await pixels(before), await pixels(after)];
+        if (a.width !== b.width || a.height !== b.height) return 1;
+        let off = 0;
+        for (let i = 0; i < a.data.length; i += 4) {
+          const delta = Math.max(
+            Math.abs(a.data[i]! - b.data[i]!),
+            Math.abs(a.data[i + 1]! - b.data[i + 1]!),
+            Math.abs(a.data[i + 2]! - b.data[i + 2]!),
+          );
+          if (delta > 48) off++;
+        }
+        return off / (a.data.length / 4);
+      },
+      [readFileSync(file).toString('base64'), png.toString('base64')] as const,
+    );
+    if (differing <= 0.002) return 'kept';
+  }
+  writeFileSync(file, png);
+  return 'written';
+}
+
+/**
+ * The budgets as a proxy that served the seeded month would hold them: each tenant's charged what the ledger has for it
+ * this month. (On Redis the proxy rebuilt them from the ledger at start already; memory stores start empty.)
+ */
+async function chargeBudgetsToLedger(proxy: RunningProxy, stores: TollgateStores): Promise<void> {
+  const answer = await fetch(`${proxy.url}/dashboard/api/overview`, {
+    headers: { authorization: `Bearer ${adminKey}` },
+  });
+  const { tenants } = (await answer.json()) as {
+    tenants: { ledgerSpentNanoUsd: number; budget: { key: string; spentNanoUsd: number; resetAt: string } | null }[];
+  };
+  for (const { ledgerSpentNanoUsd, budget } of tenants)
+    if (budget && budget.spentNanoUsd < ledgerSpentNanoUsd)
+      await stores.ledger.adjustSpent(budget.key, ledgerSpentNanoUsd - budget.spentNanoUsd, Date.parse(budget.resetAt));
+}
+
+interface Backend {
+  stores: () => Promise<TollgateStores>;
+  close: () => Promise<void>;
+  /** Takes the README's screenshots: only where the clock is fixed (memory stores count time in this process). */
+  screenshots: boolean;
+}
+
+function memoryBackend(): Backend {
+  let stores: TollgateStores | undefined;
+  return {
+    stores: async () => (stores = createMemoryStores({ sweepIntervalMs: 0 })),
+    close: async () => stores?.close(),
+    screenshots: true,
+  };
+}
+
+function redisBackend(): Backend {
+  let redis: ReturnType<typeof redisTestStores> | undefined;
+  return {
+    stores: async () => (redis = redisTestStores('dashboard')).stores,
+    close: async () => redis?.release(),
+    screenshots: false,
+  };
+}
+
+let browser: Browser;
+
+beforeAll(async () => {
+  browser = await chromium.launch(CHROMIUM);
+}, 30_000);
+
+afterAll(async () => {
+  await browser?.close();
+});
+
+describe.each([
+  ['memory', memoryBackend],
+  ['Redis', redisBackend],
+])('the dashboard behind the proxy, %s stores, at 1366 × 768', (_name, makeBackend) => {
+  const backend = makeBackend();
+  const table = `tg_e2e_dash_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
+  const pool = new pg.Pool({ connectionString: POSTGRES_URL, max: 2 });
+  let proxy: RunningProxy;
+  let page: Page;
+  const problems: string[] = [];
+  /** Tokens the three requests of the support key used, as the provider reported them. */
+  let tokensUsed = 0;
+  /** When the first request was sent: token windows slide, so their count is whole only within its minute. */
+  let firstRequestAt = 0;
+
+  beforeAll(async () => {
+    // The screenshots' pages read one fixed instant; only Date is faked, so timers and I/O run as usual.
+    // The requests below are made a few seconds before it: a page reads up to its now, and a frozen clock would
+    // leave records made at that very instant out.
+    if (backend.screenshots) fakeOnly(['Date'], SCREENSHOT_NOW - 5_000);
+    const now = backend.screenshots ? SCREENSHOT_NOW : Date.now();
+    await migrateUsageLedger(pool, { table });
+    const records = seededRecords(now);
+    await insertUsageRecords(pool, records, { table });
+    const stores = await backend.stores();
+    proxy = await startProxy(proxyConfig(table, capsFor(records, now)), { stores });
+    await proxy.app.spendReady();
+    await chargeBudgetsToLedger(proxy, stores);
+    firstRequestAt = Date.now();
+    for (let i = 0; i < 3; i++) {
+      const answer = await fetch(`${proxy.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${keys.support}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Where is my parcel?' }] }),
+      });
+      expect(answer.status).toBe(200);
+      const { usage } = (await answer.json()) as { usage: { prompt_tokens: number; completion_tokens: number } };
+      tokensUsed += usage.prompt_tokens + usage.completion_tokens;
+    }
+    await proxy.app.flushUsage();
+    if (backend.screenshots) jest.setSystemTime(SCREENSHOT_NOW);
+    const context = await browser.newContext({ viewport: SCREEN, colorScheme: 'light' });
+    page = await context.newPage();
+    page.on('pageerror', (error) => problems.push(`pageerror: ${error.message}`));
+    page.on('console', (message) => {
+      if (message.type() === 'error') problems.push(`console: ${message.text()}`);
+    });
+    await page.goto(`${proxy.url}/dashboard/login`);
+    await page.fill('#admin-key', adminKey);
+    await page.click('button[type="submit"]');
+    await page.waitForURL(`${proxy.url}/dashboard/`);
+  }, 60_000);
+
+  afterAll(async () => {
+    await proxy?.close();
+    await backend.close();
+    await pool.query(`DROP TABLE IF EXISTS "${table}_outcomes", "${table}"`);
+    await pool.end();
+    jest.useRealTimers();
+  });
+
+  const tenantPath = `/dashboard/tenants/${encodeURIComponent(TENANT)}?range=30d`;
+  it.each([
+    ['overview', '/dashboard/', 'daily-spend'],
+    ['tenant', tenantPath, 'tenant-spend'],
+    ['keys', '/dashboard/keys', undefined],
+    ['requests', '/dashboard/requests', undefined],
+    ['providers', '/dashboard/providers?range=30d', undefined],
+  ])('the %s page fits the screen: no sideways page, no table cut off', async (_page, where, chart) => {
+    await page.goto(`${proxy.url}${where}`);
+    if (chart) await page.locator(`[data-chart="${chart}"][data-drawn="true"] canvas`).waitFor();
+    if (process.env.TG_SHOTS)
+      await page.screenshot({ path: `/tmp/shot-${_page}.png`, fullPage: !!process.env.TG_FULL });
+    const layout = await layoutProblems(page);
+    expect(layout.problems).toEqual([]);
+    expect(layout.scrollWidth).toBeLessThanOrEqual(SCREEN.width);
+    expect(problems).toEqual([]);
+  });
+
+  it("shows the tenant's live quotas and its key's: used of the limit after three requests", async () => {
+    await page.goto(`${proxy.url}${tenantPath}`);
+    const used = (quota: string, unit: string) =>
+      page.locator(`tr[data-quota="${quota}"][data-unit="${unit}"] td[data-used]`).innerText();
+    expect(await used(`tenant ${TENANT}`, 'requests')).toBe('3 / 600');
+    expect(await used(`key ${KEY_ID}`, 'requests')).toBe('3 / 120');
+    const tokens = [await used(`tenant ${TENANT}`, 'tokens'), await used(`key ${KEY_ID}`, 'tokens')];
+    const sameMinute = Math.floor(firstRequestAt / 60_000) === Math.floor(Date.now() / 60_000);
+    if (sameMinute)
+      expect(tokens).toEqual([
+        `${tokensUsed.toLocaleString('en-US')} / 100,000`,
+        `${tokensUsed.toLocaleString('en-US')} / 40,000`,
+      ]);
+    // Past the minute (real time, on Redis) the requests' window counts in part, as the limiter weighs it.
+    else
+      for (const text of tokens)
+        expect(Number(text.split(' / ')[0]!.replace(/,/g, ''))).toBeLessThanOrEqual(tokensUsed);
+    expect(await used(`key ${KEY_ID}`, 'concurrency')).toBe('0 / 8');
+    // The other key of the tenant made none; its window has not opened.
+    const batch = 'key northwind-emea-production-nightly-batch-summaries-key-0002';
+    expect(await used(batch, 'requests')).toBe('0 / 120');
+    expect(await page.locator(`tr[data-quota="${batch}"][data-unit="requests"] td`).last().innerText()).toBe(
+      'no window open',
+    );
+    const resets = page.locator(`tr[data-quota="tenant ${TENANT}"][data-unit="requests"] time`);
+    expect(await resets.innerText()).toMatch(/^in (\d+ s|1 min)$/);
+    // The overview: every tenant's, at its tier (acme has none of its own: the default tier, free), and the global.
+    await page.goto(`${proxy.url}/dashboard/`);
+    expect(await used(`tenant ${TENANT}`, 'requests')).toBe('3 / 600');
+    expect(await used(`tenant ${SMALL_TENANT}`, 'requests')).toBe('0 / 20');
+    expect(await used('global', 'requests')).toBe('3 / 10,000');
+  });
+
+  // Where the clock is fixed only: the same pixels on every run.
+  if (backend.screenshots)
+    it("takes the README's screenshots from these pages, and rewrites them only when they look different", async () => {
+      const shots: [string, string, string][] = [
+        ['overview.png', '/dashboard/', 'daily-spend'],
+        ['tenant.png', tenantPath, 'tenant-spend'],
+      ];
+      for (const [file, where, chart] of shots) {
+        await page.goto(`${proxy.url}${where}`);
+        await page.locator(`[data-chart="${chart}"][data-drawn="true"] canvas`).waitFor();
+        const png = await page.screenshot({ fullPage: true });
+        expect(png.subarray(1, 4).toString()).toBe('PNG');
+        await keepScreenshot(page, path.join(DOCS, file), png);
+        // Whatever was kept is this page as drawn now, give or take a few pixels.
+        expect(await keepScreenshot(page, path.join(DOCS, file), png)).toBe('kept');
+      }
+    }, 60_000);
+});
