@@ -182,6 +182,30 @@ export async function runRoundTripBenchmark(context: BenchContext): Promise<Sect
 
 const per = (n: number, requests: number) => fmtNumber(n / requests, 2);
 
+/** The counts of each case as a table: commands and round trips per request, before the answer and after. */
+export function countsTable(counts: CaseCount[]): string {
+  return table(
+    [
+      'case',
+      'commands/req before answer',
+      'round trips/req before answer',
+      'commands/req after',
+      'round trips/req after',
+      'total round trips/req',
+      'non-200',
+    ],
+    counts.map((c) => [
+      c.name,
+      per(c.commandsBefore, c.requests),
+      per(c.tripsBefore, c.requests),
+      per(c.commandsAfter, c.requests),
+      per(c.tripsAfter, c.requests),
+      per(c.tripsBefore + c.tripsAfter, c.requests),
+      String(c.failures),
+    ]),
+  );
+}
+
 function describeCounts(counts: CaseCount[], missing: string[], requests: number): SectionResult {
   const lines = [
     `${requests} sequential requests per case after 20 warm-up requests, the app's Redis connection going through a counting relay. ` +
@@ -189,26 +213,7 @@ function describeCounts(counts: CaseCount[], missing: string[], requests: number
       '(settling reservations) until Redis has been quiet for 20 ms. A round trip is a flight: the client sending after it last heard from Redis ' +
       '(commands pipelined in one flight count once).',
     '',
-    table(
-      [
-        'case',
-        'commands/req before answer',
-        'round trips/req before answer',
-        'commands/req after',
-        'round trips/req after',
-        'total round trips/req',
-        'non-200',
-      ],
-      counts.map((c) => [
-        c.name,
-        per(c.commandsBefore, c.requests),
-        per(c.tripsBefore, c.requests),
-        per(c.commandsAfter, c.requests),
-        per(c.tripsAfter, c.requests),
-        per(c.tripsBefore + c.tripsAfter, c.requests),
-        String(c.failures),
-      ]),
-    ),
+    countsTable(counts),
   ];
   for (const c of counts) {
     lines.push('', `Commands of **${c.name}**, per request (key patterns with the run prefix shown as <prefix>):`, '');

@@ -7,7 +7,7 @@ import { authHeaders, benchKey, CHAT_BODY, CHAT_PATH, sha256Hex } from './lib/fi
 import { inject } from './lib/inject.js';
 import { mean, measurePairedRequests } from './lib/paired-requests.js';
 import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
-import { fmtBytes, fmtNumber, median, quantile, table } from './lib/stats.js';
+import { fmtBytes, fmtNumber, median, table, withQuartiles } from './lib/stats.js';
 
 /** Target of issue 16: routing and breaker bookkeeping add at most this much CPU per request. */
 const MAX_ROUTING_US = 10;
@@ -134,11 +134,6 @@ async function proxyRouting(blocks: number, roundsPerBlock: number): Promise<Pro
     await app.close();
     await upstream.close();
   }
-}
-
-/** Median and quartiles of a list, formatted: `m (q1, q3)`. */
-function withQuartiles(values: number[], digits = 1): string {
-  return `${fmtNumber(median(values), digits)} (${fmtNumber(quantile(values, 0.25), digits)}, ${fmtNumber(quantile(values, 0.75), digits)})`;
 }
 
 export async function runRoutingBenchmark(context: BenchContext): Promise<SectionResult> {

@@ -21,6 +21,7 @@ import { runObservabilityBenchmark } from './observability.js';
 import { runProxyBenchmark } from './proxy.js';
 import { runRoundTripBenchmark } from './round-trips.js';
 import { runRoutingBenchmark } from './routing.js';
+import { runScopesBenchmark } from './scopes.js';
 import { runStoreCostBenchmark } from './store-cost.js';
 import { REDIS_URL } from './lib/fixtures.js';
 import { describeMachine } from './lib/machine.js';
@@ -41,6 +42,7 @@ const BENCHMARKS: Record<string, (context: BenchContext) => Promise<SectionResul
   'guard-detection': runGuardDetectionBenchmark,
   'guard-cost': runGuardCostBenchmark,
   guardrails: runGuardrailsBenchmark,
+  scopes: runScopesBenchmark,
   capacity: runCapacityBenchmark,
   cache: runCacheBenchmark,
   routing: runRoutingBenchmark,

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { SpanStatusCode } from '@opentelemetry/api';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { pino } from 'pino';
 import type { JWK } from 'jose';
 import { createMemoryStores } from '@tollgate/core';
 import { createProxyLog } from '../packages/gateway/src/access-log.js';
@@ -172,6 +173,16 @@ describe('the access log', () => {
     });
     expect(line.latencyMs).toBeGreaterThanOrEqual(0);
     expect(line.refusal).toBeUndefined();
+    // The access line is written by the log's own writer (not pino's serializer): it is the line pino writes for the
+    // same fields, key for key and in pino's order, so that tools reading pino's lines read it.
+    const { level, time, pid, hostname, msg, ...fields } = line as unknown as Record<string, unknown>;
+    expect(typeof time).toBe('number');
+    const written: string[] = [];
+    pino({ level: 'info' }, { write: (text: string) => written.push(text) }).info(fields, msg as string);
+    const byPino = JSON.parse(written[0]!) as Record<string, unknown>;
+    expect(Object.keys(line)).toEqual(Object.keys(byPino));
+    expect({ ...line, time: 0 }).toEqual({ ...byPino, time: 0 });
+    expect({ level, pid, hostname }).toEqual({ level: 30, pid: process.pid, hostname: byPino.hostname });
   });
 
   it.each([

@@ -1,7 +1,7 @@
 // Child entry for the cache benchmark: the example proxy without a cache, or with one that always misses or always hits, driven in blocks.
 import { ServerResponse } from 'node:http';
 import type { Express } from 'express';
-import { authHeaders, benchKey, CHAT_PATH, sha256Hex } from './fixtures.js';
+import { authHeaders, benchKey, benchKeyEntry, CHAT_PATH } from './fixtures.js';
 import { inject } from './inject.js';
 import { mean, measurePairedRequests } from './paired-requests.js';
 
@@ -62,17 +62,7 @@ async function buildProxy(upstream: string, withCache: boolean): Promise<Express
     upstreams: { openai: { baseUrl: `${upstream}/v1`, apiKey: 'upstream-bench-key' } },
     tiers: { pro: { requestsPerMinute: 1_000_000_000, tokensPerMinute: 1_000_000_000_000, models: ['*'] } },
     tenants: { 'bench-tenant': { tier: 'pro', budget: HUGE } },
-    keys: [
-      {
-        id: 'bench-key-0',
-        sha256: sha256Hex(benchKey(0)),
-        tenant: 'bench-tenant',
-        user: 'bench-user',
-        feature: 'bench',
-        scopes: ['chat'],
-        budget: HUGE,
-      },
-    ],
+    keys: [{ ...benchKeyEntry(), budget: HUGE }],
     global: { requestsPerMinute: 1_000_000_000, budget: HUGE },
     log: { level: 'silent' },
     ...(withCache ? { cache: { store: 'memory', ttl: '1h', maxBytes: 512 * 1024 * 1024 } } : {}),

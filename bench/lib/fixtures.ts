@@ -48,3 +48,15 @@ export function sha256Hex(text: string): string {
 export function authHeaders(key = benchKey()): Record<string, string> {
   return { 'content-type': 'application/json', authorization: `Bearer ${key}` };
 }
+
+/** The config entry of the bench key `index` (`bench-key-<index>`): a key of the pro tenant `bench-tenant`, its user and feature set. */
+export function benchKeyEntry(index = 0) {
+  return {
+    id: `bench-key-${index}`,
+    sha256: sha256Hex(benchKey(index)),
+    tenant: 'bench-tenant',
+    user: 'bench-user',
+    feature: 'bench',
+    scopes: ['chat'],
+  };
+}

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { PerformanceObserver } from 'node:perf_hooks';
 import v8 from 'node:v8';
 import type { Express } from 'express';
-import { authHeaders, benchKey, CHAT_BODY, CHAT_PATH, sha256Hex } from './fixtures.js';
+import { authHeaders, benchKey, benchKeyEntry, CHAT_BODY, CHAT_PATH } from './fixtures.js';
 import { inject } from './inject.js';
 
 export const OBSERVED_CASES = ['none', 'log', 'log+metrics', 'log+metrics+tracing', 'log+metrics+unsampled'] as const;
@@ -79,17 +79,7 @@ async function run(message: RunMessage): Promise<ObservabilityRun> {
       upstreams: { openai: { baseUrl: `${message.upstream}/v1`, apiKey: 'upstream-bench-key' } },
       tiers: { pro: { requestsPerMinute: 1_000_000_000, tokensPerMinute: 1_000_000_000_000, models: ['*'] } },
       tenants: { 'bench-tenant': { tier: 'pro', budget: HUGE } },
-      keys: [
-        {
-          id: 'bench-key-0',
-          sha256: sha256Hex(benchKey(0)),
-          tenant: 'bench-tenant',
-          user: 'bench-user',
-          feature: 'bench',
-          scopes: ['chat'],
-          budget: HUGE,
-        },
-      ],
+      keys: [{ ...benchKeyEntry(), budget: HUGE }],
       global: { requestsPerMinute: 1_000_000_000, budget: HUGE },
       log: observed === 'none' ? { level: 'silent' } : { level: 'info', destination: logFiles[index]! },
     });

@@ -97,3 +97,8 @@ export function bootstrapInterval(values: readonly number[]): [number, number] {
   }
   return [quantile(estimates, 0.025), quantile(estimates, 0.975)];
 }
+
+/** Median and quartiles of a list, formatted: `m (q1, q3)`. */
+export function withQuartiles(values: number[], digits = 1): string {
+  return `${fmtNumber(median(values), digits)} (${fmtNumber(quantile(values, 0.25), digits)}, ${fmtNumber(quantile(values, 0.75), digits)})`;
+}

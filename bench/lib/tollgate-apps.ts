@@ -6,7 +6,7 @@ import type { TollgateStores } from '@tollgate/core';
 import type { ApiKeyRecord } from '@tollgate/core/kit';
 import { Agent, request } from 'undici';
 import { answerAtOnce, baseApp, type AppOptions, type BuiltApp } from './app-base.js';
-import { benchKey, CHAT_PATH, REDIS_URL, sha256Hex } from './fixtures.js';
+import { benchKey, benchKeyEntry, CHAT_PATH, REDIS_URL, sha256Hex } from './fixtures.js';
 import { buildBenchUpstream } from './mock-upstream.js';
 
 /** Far above any load the bench makes: it measures the cost of checking, never a refusal. */
@@ -145,17 +145,7 @@ export async function buildProxy(options: AppOptions): Promise<BuiltApp> {
   const limitsAndKeys = (options.config as Record<string, unknown> | undefined) ?? {
     tiers: { pro: { requestsPerMinute: HUGE_REQUESTS, tokensPerMinute: HUGE_TOKENS, models: ['*'] } },
     tenants: { 'bench-tenant': { tier: 'pro', budget: HUGE_BUDGET } },
-    keys: [
-      {
-        id: 'bench-key-0',
-        sha256: sha256Hex(benchKey(0)),
-        tenant: 'bench-tenant',
-        user: 'bench-user',
-        feature: 'bench',
-        scopes: ['chat'],
-        budget: HUGE_BUDGET,
-      },
-    ],
+    keys: [{ ...benchKeyEntry(), budget: HUGE_BUDGET }],
     global: { requestsPerMinute: HUGE_REQUESTS, budget: HUGE_BUDGET },
     // The bench sends one body over and over: the count cache would answer every request from memory.
     countCacheChars: 0,

@@ -226,5 +226,5 @@ describe('tollgate reconcile-provider', () => {
       await even.close();
       await rm(dataDir, { recursive: true, force: true });
     }
-  }, 60_000);
+  }, 180_000);
 });
