@@ -5,7 +5,7 @@ import type { ParseError } from 'jsonc-parser';
 import { z } from 'zod';
 import { createPricing, parseDuration, TollgateError } from '@tollgate/core';
 import type { Pricing } from '@tollgate/core';
-import { didYouMean, MAX_USD, MAX_USD_PER_MILLION_TOKENS } from '@tollgate/core/kit';
+import { didYouMean, isTimeZone, MAX_USD, MAX_USD_PER_MILLION_TOKENS, timeZoneNames } from '@tollgate/core/kit';
 import type { CalendarPeriod, OutagePolicy } from '@tollgate/core/kit';
 import { resolveGuardOptions, resolvePromptGuardrails } from '@tollgate/guard/kit';
 import { providerAdapters } from '@tollgate/providers/kit';
@@ -161,7 +161,7 @@ function recordOf<Entry extends z.ZodType>(entry: Entry) {
 
 // The config's sections, each field described as editors show it (the JSON Schema carries the descriptions).
 
-const PERIOD = 'must be "hour", "day" or "month"';
+const PERIOD = 'must be "hour", "day", "week", "month" or "quarter"';
 const budgetSchema = fields({
   usd: z
     .number(`must be a positive number of USD (at most ${MAX_USD.toLocaleString('en-US')})`)
@@ -171,9 +171,12 @@ const budgetSchema = fields({
       `must be a positive number of USD (at most ${MAX_USD.toLocaleString('en-US')}: amounts are counted in exact nano-USD)`,
     )
     .describe('The most that may be spent per period, in USD.'),
-  period: choice(['hour', 'day', 'month'] as const satisfies readonly CalendarPeriod[], PERIOD)
+  period: choice(['hour', 'day', 'week', 'month', 'quarter'] as const satisfies readonly CalendarPeriod[], PERIOD)
     .default('month')
-    .describe('UTC calendar period the budget resets on. Default: "month".'),
+    .describe(
+      'The calendar period the budget resets on, at local boundaries in `timezone`: "week" starts on Monday (ISO weeks), ' +
+        '"quarter" on January, April, July and October 1st. Default: "month".',
+    ),
   softLimit: fraction('must be a fraction greater than 0 and at most 1')
     .optional()
     .describe('Fraction of `usd` (0..1] at which the soft-limit event fires and downgrades start.'),
@@ -647,6 +650,7 @@ const SPOOL = 'must be a directory path, or false to turn the spool off';
 const COUNT_CACHE = 'must be a whole number of characters, 0 or more';
 const BODY_LIMIT = 'must be a positive number of bytes or a size like "1mb"';
 const PORT = 'must be an integer from 0 to 65535';
+const TIMEZONE = 'must be an IANA time zone like "Europe/Berlin" or "UTC"';
 const SQL_IDENTIFIER = 'must be a plain SQL identifier (letters, digits, _)';
 const sqlIdentifier = nonEmptyString().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, SQL_IDENTIFIER);
 
@@ -666,6 +670,19 @@ const configSchema = fields({
     .optional()
     .describe('Redis for every store (`REDIS_URL` in the environment wins). Default: in-memory stores.'),
   redis: redisSchema.optional(),
+  timezone: z
+    .string(TIMEZONE)
+    .superRefine((name, context) => {
+      if (!isTimeZone(name))
+        context.addIssue({
+          code: 'custom',
+          message: `${TIMEZONE}; got ${JSON.stringify(name)}${didYouMean(name, timeZoneNames())}`,
+        });
+    })
+    .optional()
+    .describe(
+      'The IANA time zone whose local calendar cuts budget periods (a "day" budget resets at local midnight). Default: "UTC".',
+    ),
   redisPrefix: nonEmptyString()
     .optional()
     .describe(
