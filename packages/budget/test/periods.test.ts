@@ -4,7 +4,7 @@ import request from 'supertest';
 import { createMemoryStores, TollgateError } from '@tollgate/core';
 import type { ReservationLedger } from '@tollgate/core/kit';
 import { budgetGuard } from '@tollgate/budget';
-import type { BudgetGuardOptions } from '@tollgate/budget';
+import type { BudgetGuardOptions, SpendQuery } from '@tollgate/budget';
 import { createRedisStores } from '@tollgate/redis';
 import { deleteKeys, REDIS_URL, uniquePrefix } from '../../redis/test/helpers.js';
 import { createApp, eventually, pricing } from './helpers.js';
@@ -178,6 +178,38 @@ describe.each(backends)('calendar periods in a time zone, on $name', ({ connect 
     expect((await spend(1)).status).toBe(200);
     expect(await guard.status({ scope: 'tenant', id: 'acme' })).toMatchObject([
       { key: 'budget:tenant:acme:day:2030-10-28', resetAt: '2030-10-28T23:00:00.000Z' },
+    ]);
+  });
+});
+
+describe('spend rebuilt from a usage ledger, in a time zone', () => {
+  it("asks for the spend since the period's local start, and for ids with spend since the longest period's", async () => {
+    // 2031-02-10 in Kolkata (UTC+5:30): its Q1 began at 18:30 UTC on 2030-12-31, its week on Monday the 10th.
+    const now = Date.UTC(2031, 1, 10, 12, 0);
+    const { guard } = setup(now, {
+      timezone: 'Asia/Kolkata',
+      tenants: { acme: { usd: 1, period: 'quarter' }, '*': { usd: 1, period: 'week' } },
+    });
+    const asked: SpendQuery[] = [];
+    const idsSince: number[] = [];
+    const report = await guard.rebuild({
+      spent: async (query) => {
+        asked.push(query);
+        return 1_000;
+      },
+      idsWithSpend: async (scope, since) => {
+        idsSince.push(since);
+        return scope === 'tenant' ? ['globex'] : [];
+      },
+    });
+    expect(idsSince).toEqual(Array(4).fill(Date.UTC(2030, 11, 31, 18, 30)));
+    expect(asked).toEqual([
+      { scope: 'tenant', id: 'acme', since: Date.UTC(2030, 11, 31, 18, 30), until: now + 1 },
+      { scope: 'tenant', id: 'globex', since: Date.UTC(2031, 1, 9, 18, 30), until: now + 1 },
+    ]);
+    expect(report.restored).toEqual([
+      { key: 'budget:tenant:acme:quarter:2031-Q1', spentNanoUsd: 1_000 },
+      { key: 'budget:tenant:globex:week:2031-W07', spentNanoUsd: 1_000 },
     ]);
   });
 });
