@@ -168,12 +168,21 @@ function localPeriod(period: CalendarPeriod, wall: number): { suffix: string; fr
 }
 
 /**
+ * The window last made per period and zone (only zones found valid get one): nearly every call falls in the period
+ * the last one did, and a zone's window costs a few `Intl` readings to make.
+ */
+const lastWindows = new Map<string, Readonly<PeriodWindow>>();
+
+/**
  * The calendar period containing `nowMs`, at the local boundaries of `timezone` (an IANA name; default UTC).
  * A period starts the first time the zone's clock reaches its boundary: a day with a change of the clocks lasts 23
  * or 25 hours, a repeated hour belongs to the period the clock first reached, a boundary the clocks skip falls on
  * the jump.
  */
 export function periodWindow(period: CalendarPeriod, nowMs: number, timezone = 'UTC'): PeriodWindow {
+  const memo = `${period} ${timezone}`;
+  const last = lastWindows.get(memo);
+  if (last && nowMs >= last.start && nowMs < last.end) return last;
   const clock = zoneClock(timezone);
   let local = localPeriod(period, clock.wallAt(nowMs));
   let start = clock.firstInstantAt(local.from);
@@ -184,5 +193,7 @@ export function periodWindow(period: CalendarPeriod, nowMs: number, timezone = '
     start = end;
     end = clock.firstInstantAt(local.to);
   }
-  return { period, start, end, suffix: local.suffix };
+  const window = Object.freeze({ period, start, end, suffix: local.suffix });
+  lastWindows.set(memo, window);
+  return window;
 }
