@@ -56,10 +56,10 @@ interface ZoneClock {
 
 const UTC_CLOCK: ZoneClock = { wallAt: (instant) => instant, firstInstantAt: (wall) => wall };
 
-/** Clocks made once per zone name: a formatter costs far more to make than to ask. */
 /** The en-US reading of a wall time, month first. */
 const WALL_TEXT = /^(\d+)\/(\d+)\/(\d+), (\d+):(\d+):(\d+)$/;
 
+/** Clocks made once per zone name: a formatter costs far more to make than to ask. */
 const zoneClocks = new Map<string, ZoneClock>([['UTC', UTC_CLOCK]]);
 
 /** A zone Intl knows (an IANA name such as `Europe/Berlin`, or `UTC`). */
