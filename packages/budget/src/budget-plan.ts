@@ -1,13 +1,6 @@
 // Which budgets apply to a request, validated once, and the ledger scopes they map to at a given instant.
 import { TollgateError, parseDuration, periodWindow, usdToNano } from '@tollgate/core';
-import {
-  didYouMean,
-  GLOBAL_SLOT,
-  isCalendarPeriod,
-  isTimeZone,
-  timeZoneNames,
-  usdAmountProblem,
-} from '@tollgate/core/kit';
+import { GLOBAL_SLOT, isCalendarPeriod, timeZoneProblem, usdAmountProblem } from '@tollgate/core/kit';
 import type { Identity } from '@tollgate/core';
 import type { LedgerScope } from '@tollgate/core/kit';
 import type { BudgetLimit, BudgetPeriod, BudgetScope, BudgetSelector, BudgetSpec } from './types.js';
@@ -129,12 +122,10 @@ export function checkDowngrade(value: unknown, where: string): ReadonlyMap<strin
 
 function checkTimezone(value: unknown): string {
   if (value === undefined) return 'UTC';
-  if (isTimeZone(value)) return value;
-  throw new TollgateError(
-    'ERR_TG_BUDGET_INVALID_OPTION',
-    `budgetGuard() option timezone must be an IANA time zone like "Europe/Berlin" or "UTC"; got ${JSON.stringify(value)}` +
-      (typeof value === 'string' ? didYouMean(value, timeZoneNames()) : ''),
-  );
+  const problem = timeZoneProblem(value);
+  if (problem !== undefined)
+    throw new TollgateError('ERR_TG_BUDGET_INVALID_OPTION', `budgetGuard() option timezone ${problem}`);
+  return value as string;
 }
 
 function resolveLimit(

@@ -1,5 +1,5 @@
 // Durations ("30s", "1m", "1h", "1d") and calendar periods (hour, day, ISO week, month, quarter) in a time zone.
-import { TollgateError } from './errors.js';
+import { didYouMean, TollgateError } from './errors.js';
 
 const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 } as const;
 const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)$/;
@@ -74,17 +74,19 @@ export function isTimeZone(value: unknown): value is string {
   }
 }
 
-/** The zone names to suggest from when one is misspelt. */
-export function timeZoneNames(): readonly string[] {
-  return ['UTC', ...Intl.supportedValuesOf('timeZone')];
+/**
+ * What is wrong with `value` as a time zone, for a message that names the field first (`timezone must be an IANA
+ * time zone ...; got "Europe/Berlim"; did you mean "Europe/Berlin"?`); undefined when `isTimeZone(value)`.
+ */
+export function timeZoneProblem(value: unknown): string | undefined {
+  if (isTimeZone(value)) return undefined;
+  const hint = typeof value === 'string' ? didYouMean(value, ['UTC', ...Intl.supportedValuesOf('timeZone')]) : '';
+  return `must be an IANA time zone like "Europe/Berlin" or "UTC"; got ${JSON.stringify(value)}${hint}`;
 }
 
 function zoneClock(timezone: string): ZoneClock {
-  if (!isTimeZone(timezone))
-    throw new TollgateError(
-      'ERR_TG_CORE_INVALID_TIMEZONE',
-      `timezone must be an IANA time zone like "Europe/Berlin" or "UTC"; got ${JSON.stringify(timezone)}`,
-    );
+  const problem = timeZoneProblem(timezone);
+  if (problem !== undefined) throw new TollgateError('ERR_TG_CORE_INVALID_TIMEZONE', `timezone ${problem}`);
   return zoneClocks.get(timezone)!;
 }
 

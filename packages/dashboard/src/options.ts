@@ -1,6 +1,6 @@
 // dashboard() options, checked once and resolved into the config every route reads.
 import { parseDuration, TollgateError } from '@tollgate/core';
-import { assertKnownOptions, CALENDAR_PERIODS, didYouMean, isTimeZone, timeZoneNames } from '@tollgate/core/kit';
+import { assertKnownOptions, CALENDAR_PERIODS, timeZoneProblem } from '@tollgate/core/kit';
 import type { ApiKeyRecord, CalendarPeriod, KeyStore } from '@tollgate/core/kit';
 import type { BudgetSelector, BudgetStatus } from '@tollgate/budget';
 import type { LedgerLocation, Queryable } from '@tollgate/metering';
@@ -195,11 +195,8 @@ export function resolveOptions(options: DashboardOptions): DashboardConfig {
   const period = options.period ?? 'month';
   if (!CALENDAR_PERIODS.includes(period)) throw invalid(`period must be one of ${CALENDAR_PERIODS.join(', ')}`);
   const timezone = options.timezone ?? 'UTC';
-  if (!isTimeZone(timezone))
-    throw invalid(
-      `timezone must be an IANA time zone like "Europe/Berlin" or "UTC"; got ${JSON.stringify(timezone)}` +
-        (typeof timezone === 'string' ? didYouMean(timezone, timeZoneNames()) : ''),
-    );
+  const timezoneProblem = timeZoneProblem(timezone);
+  if (timezoneProblem !== undefined) throw invalid(`timezone ${timezoneProblem}`);
   const maxSessions = options.maxSessions ?? 1000;
   if (!Number.isSafeInteger(maxSessions) || maxSessions < 1) throw invalid('maxSessions must be a positive integer');
   const secureCookie = options.secureCookie ?? 'auto';

@@ -5,7 +5,7 @@ import type { ParseError } from 'jsonc-parser';
 import { z } from 'zod';
 import { createPricing, parseDuration, TollgateError } from '@tollgate/core';
 import type { Pricing } from '@tollgate/core';
-import { didYouMean, isTimeZone, MAX_USD, MAX_USD_PER_MILLION_TOKENS, timeZoneNames } from '@tollgate/core/kit';
+import { didYouMean, MAX_USD, MAX_USD_PER_MILLION_TOKENS, timeZoneProblem } from '@tollgate/core/kit';
 import type { CalendarPeriod, OutagePolicy } from '@tollgate/core/kit';
 import { resolveGuardOptions, resolvePromptGuardrails } from '@tollgate/guard/kit';
 import { providerAdapters } from '@tollgate/providers/kit';
@@ -650,7 +650,6 @@ const SPOOL = 'must be a directory path, or false to turn the spool off';
 const COUNT_CACHE = 'must be a whole number of characters, 0 or more';
 const BODY_LIMIT = 'must be a positive number of bytes or a size like "1mb"';
 const PORT = 'must be an integer from 0 to 65535';
-const TIMEZONE = 'must be an IANA time zone like "Europe/Berlin" or "UTC"';
 const SQL_IDENTIFIER = 'must be a plain SQL identifier (letters, digits, _)';
 const sqlIdentifier = nonEmptyString().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, SQL_IDENTIFIER);
 
@@ -671,13 +670,10 @@ const configSchema = fields({
     .describe('Redis for every store (`REDIS_URL` in the environment wins). Default: in-memory stores.'),
   redis: redisSchema.optional(),
   timezone: z
-    .string(TIMEZONE)
+    .string({ error: (issue) => timeZoneProblem(issue.input) })
     .superRefine((name, context) => {
-      if (!isTimeZone(name))
-        context.addIssue({
-          code: 'custom',
-          message: `${TIMEZONE}; got ${JSON.stringify(name)}${didYouMean(name, timeZoneNames())}`,
-        });
+      const problem = timeZoneProblem(name);
+      if (problem !== undefined) context.addIssue({ code: 'custom', message: problem });
     })
     .optional()
     .describe(
