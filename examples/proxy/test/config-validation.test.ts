@@ -69,6 +69,17 @@ describe('proxy config validation', () => {
     expect(validateConfig({ tiers: { pro: tier } }).tiers?.pro).toEqual(tier);
   });
 
+  it('accepts a timezone and week and quarter budgets', () => {
+    const config = validateConfig({
+      timezone: 'Asia/Kolkata',
+      tenants: { acme: { budget: { usd: 5, period: 'week' } } },
+      global: { budget: { usd: 500, period: 'quarter' } },
+    });
+    expect(config.timezone).toBe('Asia/Kolkata');
+    expect(config.tenants?.acme?.budget).toEqual({ usd: 5, period: 'week' });
+    expect(config.global?.budget).toEqual({ usd: 500, period: 'quarter' });
+  });
+
   it('accepts a spool directory, or false to turn the spool off', () => {
     expect(validateConfig({ usageLog: 'usage.jsonl', spool: '/var/spool/tollgate' }).spool).toBe('/var/spool/tollgate');
     expect(validateConfig({ usageLog: 'usage.jsonl', spool: false }).spool).toBe(false);
@@ -87,9 +98,11 @@ describe('proxy config validation', () => {
       'tenants.acme.budget.usd must be a positive number',
     ],
     [
-      { tenants: { acme: { budget: { usd: 5, period: 'week' } } } },
-      'tenants.acme.budget.period must be "hour", "day" or "month"',
+      { tenants: { acme: { budget: { usd: 5, period: 'year' } } } },
+      'tenants.acme.budget.period must be "hour", "day", "week", "month" or "quarter"',
     ],
+    [{ timezone: 'Berlin' }, 'timezone must be an IANA time zone like "Europe/Berlin" or "UTC"; got "Berlin"'],
+    [{ timezone: 5 }, 'timezone must be an IANA time zone'],
     [{ tenants: { acme: { budget: { usd: 5, softLimit: 1.5 } } } }, 'tenants.acme.budget.softLimit must be a fraction'],
     [{ tenants: { acme: { tier: 'gold' } } }, 'tenants.acme.tier names an unknown tier "gold"'],
     [{ keys: [{ id: 'k', sha256: 'abc' }] }, 'keys[0].sha256 must be a SHA-256 hex digest'],

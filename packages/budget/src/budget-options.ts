@@ -79,6 +79,7 @@ const OPTION_NAMES = [
   'tenants',
   'features',
   'global',
+  'timezone',
   'budgets',
   'softLimit',
   'downgrade',

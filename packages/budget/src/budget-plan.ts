@@ -1,6 +1,6 @@
 // Which budgets apply to a request, validated once, and the ledger scopes they map to at a given instant.
 import { TollgateError, parseDuration, periodWindow, usdToNano } from '@tollgate/core';
-import { GLOBAL_SLOT, isCalendarPeriod, usdAmountProblem } from '@tollgate/core/kit';
+import { GLOBAL_SLOT, isCalendarPeriod, timeZoneProblem, usdAmountProblem } from '@tollgate/core/kit';
 import type { Identity } from '@tollgate/core';
 import type { LedgerScope } from '@tollgate/core/kit';
 import type { BudgetLimit, BudgetPeriod, BudgetScope, BudgetSelector, BudgetSpec } from './types.js';
@@ -13,6 +13,8 @@ const MAX_BUCKETS = 100;
 /** A limit with its defaults applied, not yet bound to a scope id. */
 interface ResolvedLimit {
   period: BudgetPeriod;
+  /** The IANA zone whose local calendar cuts calendar periods. */
+  timezone: string;
   limitNano: number;
   softLimit: number | undefined;
   downgrade: ReadonlyMap<string, string> | undefined;
@@ -61,6 +63,12 @@ export interface BudgetPlanOptions {
   features?: Record<string, BudgetLimit>;
   /** One budget for all traffic through this guard. */
   global?: BudgetLimit;
+  /**
+   * The IANA time zone (`"Europe/Berlin"`) whose local calendar cuts the periods: a day starts at local midnight,
+   * a week on Monday 00:00, a quarter on January, April, July and October 1st.
+   * @default 'UTC'
+   */
+  timezone?: string;
   /** More budgets per caller, decided in code (may be async); added to the static ones. */
   budgets?: (identity: Identity) => BudgetSpec[] | Promise<BudgetSpec[]>;
   /**
@@ -112,10 +120,18 @@ export function checkDowngrade(value: unknown, where: string): ReadonlyMap<strin
   return map;
 }
 
+function checkTimezone(value: unknown): string {
+  if (value === undefined) return 'UTC';
+  const problem = timeZoneProblem(value);
+  if (problem !== undefined)
+    throw new TollgateError('ERR_TG_BUDGET_INVALID_OPTION', `budgetGuard() option timezone ${problem}`);
+  return value as string;
+}
+
 function resolveLimit(
   limit: unknown,
   where: string,
-  defaults: Pick<ResolvedLimit, 'softLimit' | 'downgrade'>,
+  defaults: Pick<ResolvedLimit, 'softLimit' | 'downgrade' | 'timezone'>,
   fields = LIMIT_FIELDS,
 ): ResolvedLimit {
   if (!isRecord(limit)) throw invalid(where, 'a budget is an object like { "usd": 100, "period": "month" }');
@@ -126,7 +142,10 @@ function resolveLimit(
   const problem = usdAmountProblem(usd, { zero: true });
   if (problem !== undefined) throw invalid(where, `usd ${problem}`);
   if (period !== 'rolling' && !isCalendarPeriod(period))
-    throw invalid(where, `period must be "hour", "day", "month" or "rolling"; got ${JSON.stringify(period)}`);
+    throw invalid(
+      where,
+      `period must be "hour", "day", "week", "month", "quarter" or "rolling"; got ${JSON.stringify(period)}`,
+    );
   let windowMs = 0;
   let bucketMs = 0;
   let buckets = 0;
@@ -150,7 +169,16 @@ function resolveLimit(
   if (ownDowngrade && softLimit === undefined)
     throw invalid(where, 'downgrade applies once spend passes the soft limit: set softLimit too');
   const downgrade = ownDowngrade ?? defaults.downgrade;
-  return { period, limitNano: usdToNano(usd as number), softLimit, downgrade, windowMs, bucketMs, buckets };
+  return {
+    period,
+    timezone: defaults.timezone,
+    limitNano: usdToNano(usd as number),
+    softLimit,
+    downgrade,
+    windowMs,
+    bucketMs,
+    buckets,
+  };
 }
 
 /** Bound static budgets kept at most per scope (ids met through a `'*'` entry are unbounded in number). */
@@ -190,7 +218,7 @@ export class BudgetPlan {
   readonly #static = new Map<Exclude<BudgetScope, 'global'>, Map<string, ResolvedLimit>>();
   readonly #global: ResolvedBudget | undefined;
   readonly #dynamic: BudgetPlanOptions['budgets'];
-  readonly #defaults: Pick<ResolvedLimit, 'softLimit' | 'downgrade'>;
+  readonly #defaults: Pick<ResolvedLimit, 'softLimit' | 'downgrade' | 'timezone'>;
   /** Dynamic specs validated once per object (a function that returns the same objects pays once). */
   readonly #validated = new WeakMap<object, ResolvedBudget>();
   /** Static budgets already bound to an id, per scope (see #staticFor). */
@@ -205,6 +233,7 @@ export class BudgetPlan {
     this.#defaults = {
       softLimit: checkSoftLimit(options.softLimit, 'budgetGuard() option softLimit'),
       downgrade: checkDowngrade(options.downgrade, 'budgetGuard() option downgrade'),
+      timezone: checkTimezone(options.timezone),
     };
     for (const [scope, name] of Object.entries(MAP_OPTION) as [
       Exclude<BudgetScope, 'global'>,
@@ -228,6 +257,11 @@ export class BudgetPlan {
     if (options.budgets !== undefined && typeof options.budgets !== 'function')
       throw invalid('budgetGuard() option budgets', 'must be a function (identity) => BudgetSpec[]');
     this.#dynamic = options.budgets;
+  }
+
+  /** The IANA zone that cuts this plan's calendar periods. */
+  get timezone(): string {
+    return this.#defaults.timezone;
   }
 
   /** True when some budget may degrade a model once past its soft limit. */
@@ -395,7 +429,8 @@ function dedupe(budgets: ResolvedBudget[]): ResolvedBudget[] {
 /**
  * The ledger scopes of `budget` at `now`.
  *
- * Calendar periods: one scope whose key ends with the period suffix and expires at the period end.
+ * Calendar periods: one scope whose key ends with the period suffix (the period's name in the local calendar of
+ * the budget's time zone) and expires at the period end.
  *
  * Rolling: time is cut into buckets of `window / buckets`. Window scope `s` holds every charge
  * made in buckets s .. s+buckets-1. A charge in bucket b goes to every window that holds b
@@ -460,7 +495,7 @@ export function listWindowsAt(list: readonly ResolvedBudget[], now: number): Bud
 
 function makeBudgetWindow(budget: ResolvedBudget, now: number): HeldWindow {
   if (budget.period !== 'rolling') {
-    const period = periodWindow(budget.period, now);
+    const period = periodWindow(budget.period, now, budget.timezone);
     const head = {
       key: `${budget.base}:${period.suffix}`,
       limit: budget.limitNano,

@@ -36,7 +36,7 @@ const ID_SCOPES: Exclude<BudgetScope, 'global'>[] = ['key', 'user', 'tenant', 'f
 
 /** When spend for the scope's window started counting: its calendar period's start, or its rolling window's. */
 function sinceOf(budget: ResolvedBudget, expiresAt: number, now: number): number {
-  if (isCalendarPeriod(budget.period)) return periodWindow(budget.period, now).start;
+  if (isCalendarPeriod(budget.period)) return periodWindow(budget.period, now, budget.timezone).start;
   return expiresAt - budget.windowMs;
 }
 
@@ -58,11 +58,11 @@ export async function rebuildSpend(book: BudgetBook, source: SpendSource): Promi
   const now = book.now();
   const budgets = new Map<string, ResolvedBudget>();
   for (const budget of book.plan.configured()) budgets.set(budget.base, budget);
-  // The oldest start any budget counts from: every period is at most a month, a rolling window any length.
+  // The oldest start any budget counts from: every period is at most a quarter, a rolling window any length.
   let earliest = now;
   for (const budget of budgets.values())
     earliest = Math.min(earliest, sinceOf(budget, budgetWindow(budget, now).head.expiresAt, now));
-  earliest = Math.min(earliest, periodWindow('month', now).start);
+  earliest = Math.min(earliest, periodWindow('quarter', now, book.plan.timezone).start);
   for (const scope of ID_SCOPES) {
     for (const id of await source.idsWithSpend(scope, earliest)) {
       for (const budget of await book.plan.select({ scope, id })) budgets.set(budget.base, budget);

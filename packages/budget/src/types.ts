@@ -1,7 +1,10 @@
 // The public vocabulary of budgets: limits as configured, specs from code, events and the operator view.
 import type { CalendarPeriod } from '@tollgate/core/kit';
 
-/** `hour`, `day`, `month` are UTC calendar periods; `rolling` is a sliding window (see `window`). */
+/**
+ * `hour`, `day`, `week` (ISO, from Monday), `month` and `quarter` are calendar periods in the guard's `timezone`;
+ * `rolling` is a sliding window (see `window`).
+ */
 export type BudgetPeriod = CalendarPeriod | 'rolling';
 
 /** What a budget is charged to. `global` has no id. */

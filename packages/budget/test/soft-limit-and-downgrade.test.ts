@@ -68,6 +68,26 @@ describe('soft limit', () => {
     ]);
   });
 
+  it("fires once per ISO week of the guard's timezone, again from Monday 00:00 there", async () => {
+    const events: SoftLimitEvent[] = [];
+    // Sunday 2026-11-22, 23:00 in New York (EST): 04:00 UTC on Monday.
+    const { clock, call } = setup(
+      {
+        timezone: 'America/New_York',
+        tenants: { acme: { ...tenants.acme, period: 'week' } },
+        onSoftLimit: (event) => void events.push(event),
+      },
+      { now: Date.UTC(2026, 10, 23, 4, 0) },
+    );
+    for (let i = 0; i < 5; i++) await call(step);
+    clock.now = Date.UTC(2026, 10, 23, 5, 0);
+    for (let i = 0; i < 5; i++) await call(step);
+    expect(events.map((event) => [event.key, event.resetAt])).toEqual([
+      ['budget:tenant:acme:week:2026-W47', '2026-11-23T05:00:00.000Z'],
+      ['budget:tenant:acme:week:2026-W48', '2026-11-30T05:00:00.000Z'],
+    ]);
+  });
+
   it('fires again in the same period after an operator reset', async () => {
     const events: SoftLimitEvent[] = [];
     const { guard, call } = setup({ tenants, onSoftLimit: (event) => void events.push(event) });

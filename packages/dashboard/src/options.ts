@@ -1,6 +1,6 @@
 // dashboard() options, checked once and resolved into the config every route reads.
 import { parseDuration, TollgateError } from '@tollgate/core';
-import { assertKnownOptions, CALENDAR_PERIODS } from '@tollgate/core/kit';
+import { assertKnownOptions, CALENDAR_PERIODS, timeZoneProblem } from '@tollgate/core/kit';
 import type { ApiKeyRecord, CalendarPeriod, KeyStore } from '@tollgate/core/kit';
 import type { BudgetSelector, BudgetStatus } from '@tollgate/budget';
 import type { LedgerLocation, Queryable } from '@tollgate/metering';
@@ -83,6 +83,11 @@ export interface DashboardOptions {
   tiers?: ListSource;
   /** The period spend is summed over for a tenant or feature without a calendar budget. @default 'month' */
   period?: CalendarPeriod;
+  /**
+   * The IANA time zone whose local calendar cuts periods (give the budget guard's `timezone`): the ledger's spend of
+   * a period is summed between its local boundaries. @default 'UTC'
+   */
+  timezone?: string;
   /** Page title. @default 'tollgate' */
   title?: string;
   /** How long a browser session lasts after sign-in (ms or `"8h"`). @default '8h' */
@@ -112,6 +117,7 @@ const OPTION_NAMES = [
   'tenants',
   'tiers',
   'period',
+  'timezone',
   'title',
   'sessionTtl',
   'maxSessions',
@@ -132,6 +138,7 @@ export interface DashboardConfig {
   tenants: (() => readonly string[]) | undefined;
   tiers: (() => readonly string[]) | undefined;
   period: CalendarPeriod;
+  timezone: string;
   title: string;
   sessionTtlMs: number;
   maxSessions: number;
@@ -187,6 +194,9 @@ export function resolveOptions(options: DashboardOptions): DashboardConfig {
     throw invalid('alerts must be a function returning alerts');
   const period = options.period ?? 'month';
   if (!CALENDAR_PERIODS.includes(period)) throw invalid(`period must be one of ${CALENDAR_PERIODS.join(', ')}`);
+  const timezone = options.timezone ?? 'UTC';
+  const timezoneProblem = timeZoneProblem(timezone);
+  if (timezoneProblem !== undefined) throw invalid(`timezone ${timezoneProblem}`);
   const maxSessions = options.maxSessions ?? 1000;
   if (!Number.isSafeInteger(maxSessions) || maxSessions < 1) throw invalid('maxSessions must be a positive integer');
   const secureCookie = options.secureCookie ?? 'auto';
@@ -217,6 +227,7 @@ export function resolveOptions(options: DashboardOptions): DashboardConfig {
     tenants: listSource(options.tenants, 'tenants'),
     tiers: listSource(options.tiers, 'tiers'),
     period,
+    timezone,
     title: options.title ?? 'tollgate',
     sessionTtlMs,
     maxSessions,

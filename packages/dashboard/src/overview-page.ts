@@ -104,7 +104,7 @@ async function spendRows(
   if (ledger) {
     const read = await Promise.all(
       [...periods].map(async (period) => {
-        const window = periodWindow(period, now);
+        const window = periodWindow(period, now, config.timezone);
         const rows = await problems.read('ledger', [], () =>
           aggregateUsage(ledger, {
             ...config.ledgerTable,
@@ -150,7 +150,7 @@ async function spendRows(
   const rows = [...ids].map((id): SpendRow => {
     const budget = budgets.get(id) ?? null;
     const period = periodOf(budget ?? undefined);
-    const window = periodWindow(period, now);
+    const window = periodWindow(period, now, config.timezone);
     const sum = ledgerSums.get(period)?.get(id);
     return {
       id,
@@ -209,7 +209,7 @@ export async function loadOverview(config: DashboardConfig): Promise<OverviewDat
   const statuses = guard ? await problems.read('budgets', [], () => guard.status()) : [];
   const ledger = config.ledger;
   const dailySince = (Math.floor(now / 1000 / DAY_SECONDS) - 29) * DAY_SECONDS;
-  const outcomeWindow = periodWindow(config.period, now);
+  const outcomeWindow = periodWindow(config.period, now, config.timezone);
   const [tenantSpend, featureSpend, quotas, keys, extra, points, outcomes] = await Promise.all([
     spendRows(config, problems, 'tenant', statuses, now),
     spendRows(config, problems, 'feature', statuses, now),

@@ -428,6 +428,7 @@ function mountOperatorRoutes(router: Router, parts: OperatorParts): void {
           : {}),
         tenants: Object.keys(config.tenants ?? {}),
         tiers: Object.keys(config.tiers ?? {}),
+        ...(config.timezone ? { timezone: config.timezone } : {}),
         limits: dashboardQuotas(config, parts.limits, async () => [
           ...configKeys(),
           ...(await observedStores.keys.list()),

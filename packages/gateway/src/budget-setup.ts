@@ -29,6 +29,7 @@ export function createBudgetGuard(
     keys,
     tenants,
     ...(global ? { global: { ...global } } : {}),
+    ...(config.timezone ? { timezone: config.timezone } : {}),
     ...(alerts ? { onSoftLimit: alerts.onSoftLimit } : { log: (event) => log(JSON.stringify(event)) }),
     // Its 503 (the ledger failed) names the budget, not just a store.
     renderError: alerts?.renderError ?? refusalRenderer('budget'),

@@ -5,7 +5,7 @@ import type { ParseError } from 'jsonc-parser';
 import { z } from 'zod';
 import { createPricing, parseDuration, TollgateError } from '@tollgate/core';
 import type { Pricing } from '@tollgate/core';
-import { didYouMean, MAX_USD, MAX_USD_PER_MILLION_TOKENS } from '@tollgate/core/kit';
+import { didYouMean, MAX_USD, MAX_USD_PER_MILLION_TOKENS, timeZoneProblem } from '@tollgate/core/kit';
 import type { CalendarPeriod, OutagePolicy } from '@tollgate/core/kit';
 import { resolveGuardOptions, resolvePromptGuardrails } from '@tollgate/guard/kit';
 import { providerAdapters } from '@tollgate/providers/kit';
@@ -161,7 +161,7 @@ function recordOf<Entry extends z.ZodType>(entry: Entry) {
 
 // The config's sections, each field described as editors show it (the JSON Schema carries the descriptions).
 
-const PERIOD = 'must be "hour", "day" or "month"';
+const PERIOD = 'must be "hour", "day", "week", "month" or "quarter"';
 const budgetSchema = fields({
   usd: z
     .number(`must be a positive number of USD (at most ${MAX_USD.toLocaleString('en-US')})`)
@@ -171,9 +171,12 @@ const budgetSchema = fields({
       `must be a positive number of USD (at most ${MAX_USD.toLocaleString('en-US')}: amounts are counted in exact nano-USD)`,
     )
     .describe('The most that may be spent per period, in USD.'),
-  period: choice(['hour', 'day', 'month'] as const satisfies readonly CalendarPeriod[], PERIOD)
+  period: choice(['hour', 'day', 'week', 'month', 'quarter'] as const satisfies readonly CalendarPeriod[], PERIOD)
     .default('month')
-    .describe('UTC calendar period the budget resets on. Default: "month".'),
+    .describe(
+      'The calendar period the budget resets on, at local boundaries in `timezone`: "week" starts on Monday (ISO weeks), ' +
+        '"quarter" on January, April, July and October 1st. Default: "month".',
+    ),
   softLimit: fraction('must be a fraction greater than 0 and at most 1')
     .optional()
     .describe('Fraction of `usd` (0..1] at which the soft-limit event fires and downgrades start.'),
@@ -666,6 +669,16 @@ const configSchema = fields({
     .optional()
     .describe('Redis for every store (`REDIS_URL` in the environment wins). Default: in-memory stores.'),
   redis: redisSchema.optional(),
+  timezone: z
+    .string({ error: (issue) => timeZoneProblem(issue.input) })
+    .superRefine((name, context) => {
+      const problem = timeZoneProblem(name);
+      if (problem !== undefined) context.addIssue({ code: 'custom', message: problem });
+    })
+    .optional()
+    .describe(
+      'The IANA time zone whose local calendar cuts budget periods (a "day" budget resets at local midnight). Default: "UTC".',
+    ),
   redisPrefix: nonEmptyString()
     .optional()
     .describe(

@@ -31,22 +31,24 @@ describe('config errors, all at once', () => {
     const config = {
       port: 70000,
       tiers: { free: { requestsPerMinute: 0, perKey: { tokensPerMinute: 'many' } } },
-      tenants: { acme: { budget: { usd: -5, period: 'week' } } },
+      tenants: { acme: { budget: { usd: -5, period: 'fortnight' } } },
       keys: [{ id: 'k', sha256: 'short' }],
       redisUrl: 'http://localhost',
+      timezone: 'Europe/Berlim',
     };
     const issues = issuesOf(config);
     expect(issues).toEqual([
       'port must be an integer from 0 to 65535',
       'redisUrl must use redis: or rediss:; got "http:"',
+      'timezone must be an IANA time zone like "Europe/Berlin" or "UTC"; got "Europe/Berlim"; did you mean "Europe/Berlin"?',
       'tiers.free.requestsPerMinute must be a positive integer',
       'tiers.free.perKey.tokensPerMinute must be a positive integer',
       'tenants.acme.budget.usd must be a positive number of USD (at most 1,000,000)',
-      'tenants.acme.budget.period must be "hour", "day" or "month"',
+      'tenants.acme.budget.period must be "hour", "day", "week", "month" or "quarter"',
       'keys[0].sha256 must be a SHA-256 hex digest (64 lowercase hex characters)',
     ]);
     const message = rejection(config);
-    expect(message).toMatch(/^Invalid proxy config: 7 problems:\n {2}- port must be/);
+    expect(message).toMatch(/^Invalid proxy config: 8 problems:\n {2}- port must be/);
     for (const issue of issues) expect(message).toContain(`\n  - ${issue}`);
   });
 
