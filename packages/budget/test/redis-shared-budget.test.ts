@@ -249,7 +249,7 @@ describe.each(backends)('on $name', ({ connect }) => {
 
       expect(events).toHaveLength(1);
       expect(events[0]).toMatchObject({
-        type: 'budget.soft_limit',
+        type: 'budget.threshold',
         scope: 'tenant',
         id: 'soft',
         period: 'month',

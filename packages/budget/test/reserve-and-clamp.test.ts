@@ -271,7 +271,7 @@ describe('budgets from code', () => {
       /tenants\.acme: usd must be a number of USD >= 0, at most 1,000,000; got -1.*ERR_TG_BUDGET_INVALID_BUDGET/,
     );
     expect(() => budgetGuard({ global: { usd: 1, period: 'week' as 'day' } })).toThrow(
-      /period must be "hour", "day", "month" or "rolling"/,
+      /period must be a calendar period \("hour", "day", "month"\) or "rolling"/,
     );
     expect(() => budgetGuard({ global: { usd: 1, softLimit: 1.5 } })).toThrow(/0 < softLimit <= 1/);
     expect(() => budgetGuard({ global: { usd: 1, period: 'rolling', window: '1h', buckets: 7 } })).toThrow(
