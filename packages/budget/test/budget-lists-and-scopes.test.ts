@@ -1,16 +1,47 @@
-// Lists of budgets on one scope, end users within a tenant, features across tenants, model budgets, and threshold lists: in memory and on Redis, two instances sharing the ledger.
+// Lists of budgets on one scope, end users within a tenant, features across tenants, model budgets, and threshold lists: in memory, on Redis and on a Redis Cluster, two instances sharing the ledger.
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
-import { afterAll, describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createMemoryStores, periodWindow } from '@tollgate/core';
 import type { TollgateStores } from '@tollgate/core';
 import { createRedisStores } from '@tollgate/redis';
 import { budgetGuard } from '@tollgate/budget';
 import type { BudgetEvent, BudgetGuard, BudgetGuardOptions } from '@tollgate/budget';
+import { testCluster, type TestCluster } from '../../redis/test/redis-cluster.js';
 import { createApp, eventually, pricing } from './helpers.js';
 
 const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+let cluster: TestCluster | undefined;
+const clusterPrefixes: string[] = [];
+const redisPrefixes: string[] = [];
+
+/** Only this file's keys: SCAN its prefixes, never FLUSH. */
+async function deleteRedisKeys(): Promise<void> {
+  const cleaner = createRedisStores({ url, prefix: 'tg-test:' });
+  for (const prefix of redisPrefixes) {
+    let cursor = '0';
+    do {
+      const [next, keys] = (await cleaner.sendCommand(['SCAN', cursor, 'MATCH', `${prefix}*`, 'COUNT', '1000'])) as [
+        string,
+        string[],
+      ];
+      cursor = next;
+      if (keys.length > 0) await cleaner.sendCommand(['DEL', ...keys]);
+    } while (cursor !== '0');
+  }
+  await cleaner.close();
+}
+
+beforeAll(async () => {
+  cluster = await testCluster();
+}, 60_000);
+
+afterAll(async () => {
+  await deleteRedisKeys();
+  for (const prefix of clusterPrefixes) await cluster?.deleteKeys(prefix);
+  await cluster?.stop();
+});
 
 /** Two guards on one ledger: in one process's memory, or on Redis with a connection each (two processes in all but name). */
 const backends = [
@@ -25,7 +56,17 @@ const backends = [
     name: 'redis',
     connect: () => {
       const prefix = `tg-test:budget-lists:${randomUUID()}:`;
+      redisPrefixes.push(prefix);
       return () => createRedisStores({ url, prefix, timeoutMs: 5_000 }) as TollgateStores;
+    },
+  },
+  {
+    // Each budget on the shard of its slot: a tenant's end users and models on the tenant's, features and global apart.
+    name: 'redis cluster',
+    connect: () => {
+      const prefix = `tg-test:budget-lists:${randomUUID()}:`;
+      clusterPrefixes.push(prefix);
+      return () => createRedisStores({ cluster: cluster!.urls, prefix, timeoutMs: 5_000 }) as TollgateStores;
     },
   },
 ];
@@ -140,6 +181,20 @@ describe.each(backends)('on $name', ({ connect }) => {
     expect(bob).toMatchObject({ scope: 'user', id: 'bob', tenantId: acme, spentNanoUsd: 2 * STEP_NANO });
     const [alice] = await guards[0]!.status({ scope: 'user', id: 'alice', tenant: acme });
     expect(alice).toMatchObject({ spentNanoUsd: STEP_NANO });
+  });
+
+  it('keeps ids that spell each other apart: user c of tenant a:b is not user b:c of tenant a', async () => {
+    const run = randomUUID();
+    const { urls, guards } = await instances({ tenantUsers: { '*': { usd: 0.002, period: 'day' } } });
+    const first = { 'x-test-tenant': `${run}:a:b`, 'x-test-user': 'c' };
+    const second = { 'x-test-tenant': `${run}:a`, 'x-test-user': 'b:c' };
+    expect((await post(urls[0]!, first)).status).toBe(200);
+    await settled(guards[0]!, [{ scope: 'user', id: 'c', tenant: `${run}:a:b` }]);
+    expect((await post(urls[1]!, first)).status).toBe(429);
+    expect((await post(urls[1]!, second)).status).toBe(200);
+    const [one] = await guards[0]!.status({ scope: 'user', id: 'c', tenant: `${run}:a:b` });
+    const [other] = await guards[0]!.status({ scope: 'user', id: 'b:c', tenant: `${run}:a` });
+    expect(one!.key).not.toBe(other!.key);
   });
 
   it('counts a feature budget across tenants', async () => {
