@@ -10,35 +10,19 @@ import { budgetGuard } from '@tollgate/budget';
 import type { BudgetEvent, BudgetGuard, BudgetGuardOptions } from '@tollgate/budget';
 import { testCluster, type TestCluster } from '../../redis/test/redis-cluster.js';
 import { createApp, eventually, pricing } from './helpers.js';
+import { deleteRedisPrefix } from './redis-cleanup.js';
 
 const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 let cluster: TestCluster | undefined;
 const clusterPrefixes: string[] = [];
 const redisPrefixes: string[] = [];
 
-/** Only this file's keys: SCAN its prefixes, never FLUSH. */
-async function deleteRedisKeys(): Promise<void> {
-  const cleaner = createRedisStores({ url, prefix: 'tg-test:' });
-  for (const prefix of redisPrefixes) {
-    let cursor = '0';
-    do {
-      const [next, keys] = (await cleaner.sendCommand(['SCAN', cursor, 'MATCH', `${prefix}*`, 'COUNT', '1000'])) as [
-        string,
-        string[],
-      ];
-      cursor = next;
-      if (keys.length > 0) await cleaner.sendCommand(['DEL', ...keys]);
-    } while (cursor !== '0');
-  }
-  await cleaner.close();
-}
-
 beforeAll(async () => {
   cluster = await testCluster();
 }, 60_000);
 
 afterAll(async () => {
-  await deleteRedisKeys();
+  for (const prefix of redisPrefixes) await deleteRedisPrefix(url, prefix);
   for (const prefix of clusterPrefixes) await cluster?.deleteKeys(prefix);
   await cluster?.stop();
 });
