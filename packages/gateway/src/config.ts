@@ -1096,6 +1096,17 @@ function checkModelNames(config: ProxyConfig, problems: string[]): void {
       const toProblem = unknownModel(to, pricing, []);
       if (toProblem) problems.push(`tenants.${name}.downgrade.${from} ${toProblem}`);
     }
+    // A downgrade beside budgets none of which has a soft limit (and no model budget) would never apply.
+    const budgets = tenant.budget === undefined ? [] : [tenant.budget].flat();
+    if (
+      tenant.downgrade &&
+      budgets.length > 0 &&
+      tenant.modelBudgets === undefined &&
+      budgets.every((budget) => budget.softLimit === undefined)
+    )
+      problems.push(
+        `tenants.${name}.downgrade applies once a budget passes its softLimit or a modelBudgets entry is spent: give tenants.${name}.budget a softLimit`,
+      );
     for (const model of Object.keys(tenant.modelBudgets ?? {})) {
       // A model budget caps what is billed: a name no price matches would cap nothing.
       const problem = unknownModel(model, pricing, []);

@@ -109,6 +109,9 @@ describe('config errors, all at once', () => {
       'features.bot.budget must hold at least one budget',
       expect.stringMatching(/^global\.budget\.usd must be a positive number of USD/),
     ]);
+    expect(issuesOf({ tenants: { acme: { budget: { usd: 5 }, downgrade: { 'gpt-4o': 'gpt-4o-mini' } } } })).toEqual([
+      'tenants.acme.downgrade applies once a budget passes its softLimit or a modelBudgets entry is spent: give tenants.acme.budget a softLimit',
+    ]);
     // A model budget caps a model the config can price.
     expect(issuesOf({ tenants: { acme: { modelBudgets: { 'gpt-4o-mnii': { usd: 5 } } } } })).toEqual([
       'tenants.acme.modelBudgets names an unknown model "gpt-4o-mnii"; did you mean "gpt-4o-mini"?',
