@@ -272,7 +272,9 @@ describe('the proxy guard across processes on one Redis', () => {
     expect(statuses).toContain(429);
     await eventually(
       async () =>
-        expect(events().map((event) => event.type)).toEqual(expect.arrayContaining(['soft_limit', 'budget_exhausted'])),
+        expect(events().map((event) => event.type)).toEqual(
+          expect.arrayContaining(['budget.threshold', 'budget.exhausted']),
+        ),
       5_000,
     );
   }, 30_000);
@@ -286,7 +288,7 @@ describe('the proxy guard across processes on one Redis', () => {
           guardEvents()
             .map((event) => event.type)
             .sort(),
-        ).toEqual(['anomaly', 'auth_flood', 'budget_exhausted', 'soft_limit', 'suspended']),
+        ).toEqual(['anomaly', 'auth_flood', 'budget.exhausted', 'budget.threshold', 'suspended']),
       15_000,
     );
     // Anything still in flight would show up as a duplicate now.
@@ -304,7 +306,8 @@ describe('the proxy guard across processes on one Redis', () => {
     const byType = Object.fromEntries(events().map((event) => [event.type, event]));
     expect(byType.anomaly).toMatchObject({ keyId: 'runaway', tenantId: 'acme' });
     expect(byType.auth_flood).toMatchObject({ address: '203.0.113.77' });
-    expect(byType.budget_exhausted).toMatchObject({ keyId: 'tiny', tenantId: 'thrifty' });
+    // The key's own budget ran out: the event names the key (a key budget is the key's, whatever its tenant).
+    expect(byType['budget.exhausted']).toMatchObject({ keyId: 'tiny', details: { scope: 'key', id: 'tiny' } });
     // The operator log of the processes together holds each event once too.
     const logged = running
       .map((proxy) => proxy.output())

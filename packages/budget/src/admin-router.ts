@@ -18,17 +18,29 @@ export interface BudgetAdminRouterOptions {
 
 const OPTION_NAMES = ['renderError'] as const satisfies readonly (keyof BudgetAdminRouterOptions)[];
 
+/** The scopes of the admin paths: the ones with ids of their own, and a tenant's models (`/model/gpt-4o?tenant=acme`). */
+const ADMIN_SCOPES: readonly BudgetScope[] = [...BUDGET_SCOPES, 'model'];
+
 function selectorOf(req: Request): BudgetSelector {
   const scope = req.params.scope as string;
-  if (!(BUDGET_SCOPES as readonly string[]).includes(scope)) {
-    throw new ApiError('invalid_request', `Unknown budget scope "${scope}"; use one of ${BUDGET_SCOPES.join(', ')}.`, {
+  if (!(ADMIN_SCOPES as readonly string[]).includes(scope)) {
+    throw new ApiError('invalid_request', `Unknown budget scope "${scope}"; use one of ${ADMIN_SCOPES.join(', ')}.`, {
       param: 'scope',
     });
   }
   const id = req.params.id as string | undefined;
   if (scope !== 'global' && !id)
     throw new ApiError('invalid_request', `A ${scope} budget needs an id: /${scope}/<id>.`, { param: 'id' });
-  return scope === 'global' ? { scope } : { scope: scope as BudgetScope, id: id! };
+  // An end user's budget within a tenant, or a model's: `?tenant=acme`.
+  const tenant = req.query.tenant;
+  if (tenant !== undefined && (typeof tenant !== 'string' || tenant.length === 0))
+    throw new ApiError('invalid_request', 'tenant must be one tenant id: ?tenant=acme.', { param: 'tenant' });
+  if (scope === 'model' && tenant === undefined)
+    throw new ApiError('invalid_request', 'A model budget belongs to a tenant: /model/<model>?tenant=<tenant>.', {
+      param: 'tenant',
+    });
+  if (scope === 'global') return { scope };
+  return { scope: scope as BudgetScope, id: id!, ...(tenant === undefined ? {} : { tenant }) };
 }
 
 function notFound(selector: BudgetSelector): ApiError {

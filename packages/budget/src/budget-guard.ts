@@ -14,7 +14,7 @@ import type { BudgetBook } from './budget-status.js';
 import { rebuildSpend } from './rebuild.js';
 import type { RebuildReport, SpendSource } from './rebuild.js';
 import { repriceHold } from './reprice.js';
-import { SoftLimitMonitor } from './soft-limit.js';
+import { BudgetEventMonitor } from './soft-limit.js';
 import type { BudgetSelector, BudgetStatus } from './types.js';
 
 export type { BudgetGuardOptions } from './budget-options.js';
@@ -44,7 +44,7 @@ export interface BudgetGuard {
    * when the reservation covers the call (or no budget applies).
    */
   reprice(req: Request, res: Response): Promise<boolean>;
-  /** Waits for soft-limit callbacks and webhook deliveries in flight. */
+  /** Waits for budget-event callbacks and webhook deliveries in flight. */
   flush(): Promise<void>;
   /** Flushes, stops webhook retries, and closes the in-memory ledger if the guard made it. */
   close(): Promise<void>;
@@ -114,6 +114,10 @@ function admit(
 /** The operator calls on a guard's budgets; a change of spend here makes what the guard learned of it stale. */
 function budgetOperations(book: BudgetBook, reservations: BudgetReservations) {
   const { known } = reservations.downgrades;
+  const forgetSpend = () => {
+    known.clear();
+    reservations.forgetSpentModels();
+  };
   return {
     async status(selector?: BudgetSelector) {
       return readBudgetStatus(book, await selectBudgets(book, selector));
@@ -126,18 +130,18 @@ function budgetOperations(book: BudgetBook, reservations: BudgetReservations) {
         throw new RangeError(`a top-up is a positive number of USD; got ${JSON.stringify(usd)}`);
       const budgets = await selectBudgets(book, selector);
       await topUpBudgets(book, budgets, usd);
-      known.clear();
+      forgetSpend();
       return readBudgetStatus(book, budgets);
     },
     async reset(selector: BudgetSelector) {
       const budgets = await selectBudgets(book, selector);
       await resetBudgets(book, budgets);
-      known.clear();
+      forgetSpend();
       return readBudgetStatus(book, budgets);
     },
     async rebuild(source: SpendSource) {
       const report = await rebuildSpend(book, source);
-      if (report.restored.length > 0) known.clear();
+      if (report.restored.length > 0) forgetSpend();
       return report;
     },
   };
@@ -148,9 +152,10 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
   const { plan, now, storeTimeoutMs, webhook } = config;
   const ownStores = config.ledger ? undefined : createMemoryStores();
   const ledger: ReservationLedger = config.ledger ?? ownStores!.ledger;
-  const monitor = new SoftLimitMonitor({
+  const monitor = new BudgetEventMonitor({
     ledger,
     storeTimeoutMs,
+    onEvent: config.onEvent,
     onSoftLimit: config.onSoftLimit,
     log: config.log,
     webhook,

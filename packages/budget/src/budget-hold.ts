@@ -1,7 +1,7 @@
 // What the guard holds for a request between its reserve and its settle, and the verdict that grants it.
 import type { ApiError } from '@tollgate/core';
 import type { CheckVerdict, LedgerScope, ReserveRequest, ResolvedPrice } from '@tollgate/core/kit';
-import type { BudgetWindow } from './budget-plan.js';
+import type { BudgetWindow, ResolvedBudget } from './budget-plan.js';
 
 /** A reservation held for one request, settled when the request settles. */
 declare module '@tollgate/core' {
@@ -18,6 +18,9 @@ export interface BudgetHold {
   granted: number;
   scopes: LedgerScope[];
   windows: BudgetWindow[];
+  /** The caller's budgets but for its model's: a re-price to another model adds that model's to them. */
+  budgets: readonly ResolvedBudget[];
+  tenantId: string | undefined;
   /** The priced model (family id) and the input bound reserved for it, before any learned margin. */
   model: string;
   inputBound: number;
@@ -35,6 +38,8 @@ export interface ReservedInput {
 export interface Ask {
   request: ReserveRequest;
   windows: BudgetWindow[];
+  /** The caller's budgets but for its model's (see BudgetHold). */
+  budgets: readonly ResolvedBudget[];
   price: ResolvedPrice | undefined;
   /** The least grant the request can run with: what a refusal says it needs. */
   minAmount: number;

@@ -10,7 +10,8 @@ import {
 import { assertKnownOptions, type ReservationLedger } from '@tollgate/core/kit';
 import { BudgetPlan } from './budget-plan.js';
 import type { BudgetPlanOptions } from './budget-plan.js';
-import type { SoftLimitEvent } from './types.js';
+import type { Request, Response } from 'express';
+import type { BudgetEvent, BudgetThresholdEvent } from './types.js';
 import { createWebhookSender } from './webhook.js';
 import type { WebhookOptions, WebhookSender } from './webhook.js';
 
@@ -50,15 +51,27 @@ export interface BudgetGuardOptions extends BudgetPlanOptions {
    * @default 'failClosed'
    */
   onStoreFailure?: 'failClosed' | 'failOpen';
-  /** Called once per budget per period when it crosses its soft limit. */
-  onSoftLimit?: (event: SoftLimitEvent) => void | Promise<void>;
-  /** POST each soft-limit event as JSON to this URL, retried with exponential backoff. */
+  /**
+   * Called with every budget event: `budget.threshold` once per soft-limit threshold and period,
+   * `budget.exhausted` once per period when a budget runs out.
+   */
+  onEvent?: (event: BudgetEvent) => void | Promise<void>;
+  /** Called with the `budget.threshold` events only (the name from before `onEvent`). */
+  onSoftLimit?: (event: BudgetThresholdEvent) => void | Promise<void>;
+  /** POST each budget event as JSON to this URL, retried with exponential backoff. */
   webhook?: string | WebhookOptions;
   /**
-   * Log each soft-limit event: `true` writes one JSON line to stderr, a function gets the event.
-   * @default true when neither `onSoftLimit` nor `webhook` is set, else false
+   * Log each budget event: `true` writes one JSON line to stderr, a function gets the event.
+   * @default true when none of `onEvent`, `onSoftLimit`, `webhook` is set, else false
    */
-  log?: boolean | ((event: SoftLimitEvent) => void);
+  log?: boolean | ((event: BudgetEvent) => void);
+  /**
+   * A model budget refused the request and no `modelDowngrades` entry applies: move the request to
+   * another model (a model group's next target: `req.tollgate.switchModel`) and return true to have
+   * it reserved again at that model's price and budgets, or false to refuse it.
+   * @default undefined (refused)
+   */
+  onModelBudgetSpent?: (req: Request, res: Response, model: string) => boolean;
   /**
    * Clock for period boundaries, in epoch ms.
    * @default Date.now
@@ -76,8 +89,11 @@ const OPTION_NAMES = [
   'pricing',
   'keys',
   'users',
+  'tenantUsers',
   'tenants',
   'features',
+  'modelBudgets',
+  'modelDowngrades',
   'global',
   'timezone',
   'budgets',
@@ -87,7 +103,9 @@ const OPTION_NAMES = [
   'reservationTtl',
   'timeoutMs',
   'onStoreFailure',
+  'onEvent',
   'onSoftLimit',
+  'onModelBudgetSpent',
   'webhook',
   'log',
   'now',
@@ -106,10 +124,12 @@ export interface ResolvedBudgetOptions {
   readonly failOpen: boolean;
   readonly now: () => number;
   readonly renderError: ErrorRenderer;
-  readonly onSoftLimit: ((event: SoftLimitEvent) => void | Promise<void>) | undefined;
-  /** Idle until the first soft-limit event. */
+  readonly onEvent: ((event: BudgetEvent) => void | Promise<void>) | undefined;
+  readonly onSoftLimit: ((event: BudgetThresholdEvent) => void | Promise<void>) | undefined;
+  readonly onModelBudgetSpent: ((req: Request, res: Response, model: string) => boolean) | undefined;
+  /** Idle until the first budget event. */
   readonly webhook: WebhookSender | undefined;
-  readonly log: ((event: SoftLimitEvent) => void) | undefined;
+  readonly log: ((event: BudgetEvent) => void) | undefined;
 }
 
 function optionError(message: string): TollgateError {
@@ -117,9 +137,10 @@ function optionError(message: string): TollgateError {
 }
 
 function logOf(options: BudgetGuardOptions, webhook: WebhookSender | undefined): ResolvedBudgetOptions['log'] {
-  const log = options.log ?? (options.onSoftLimit === undefined && webhook === undefined);
+  const log =
+    options.log ?? (options.onEvent === undefined && options.onSoftLimit === undefined && webhook === undefined);
   if (typeof log === 'function') return log;
-  return log ? (event: SoftLimitEvent) => console.warn(JSON.stringify(event)) : undefined;
+  return log ? (event: BudgetEvent) => console.warn(JSON.stringify(event)) : undefined;
 }
 
 /** Checks every option and fills its default; throws the `ERR_TG_BUDGET_*` error of the first wrong one. Starts nothing. */
@@ -132,12 +153,16 @@ export function resolveBudgetOptions(options: BudgetGuardOptions): ResolvedBudge
     throw optionError(`minOutputTokens must be a positive integer; got ${JSON.stringify(options.minOutputTokens)}`);
   const reservationTtlMs = parseDuration(options.reservationTtl ?? '10m', 'reservationTtl');
   const storeTimeoutMs = parseDuration(options.timeoutMs ?? '2s', 'timeoutMs');
+  for (const name of ['onEvent', 'onSoftLimit', 'onModelBudgetSpent'] as const) {
+    if (options[name] !== undefined && typeof options[name] !== 'function')
+      throw optionError(`${name} must be a function`);
+  }
   if (!['failClosed', 'failOpen'].includes(options.onStoreFailure ?? 'failClosed'))
     throw optionError(
       `onStoreFailure must be "failClosed" or "failOpen"; got ${JSON.stringify(options.onStoreFailure)}`,
     );
   const webhook = options.webhook === undefined ? undefined : createWebhookSender(options.webhook);
-  for (const [from, to] of plan.downgrades()) {
+  for (const [from, to] of [...plan.downgrades(), ...plan.models.downgradePairs()]) {
     // Checked now, not at the first request past a soft limit.
     if (!pricing.find(to))
       throw new TollgateError(
@@ -155,7 +180,9 @@ export function resolveBudgetOptions(options: BudgetGuardOptions): ResolvedBudge
     failOpen: options.onStoreFailure === 'failOpen',
     now: options.now ?? Date.now,
     renderError: options.renderError ?? renderApiError,
+    onEvent: options.onEvent,
     onSoftLimit: options.onSoftLimit,
+    onModelBudgetSpent: options.onModelBudgetSpent,
     webhook,
     log: logOf(options, webhook),
   });

@@ -1,43 +1,35 @@
 // Which budgets apply to a request, validated once, and the ledger scopes they map to at a given instant.
-import { TollgateError, parseDuration, periodWindow, usdToNano } from '@tollgate/core';
-import { GLOBAL_SLOT, isCalendarPeriod, timeZoneProblem, usdAmountProblem } from '@tollgate/core/kit';
+import { TollgateError, periodWindow } from '@tollgate/core';
 import type { Identity } from '@tollgate/core';
+import { timeZoneProblem } from '@tollgate/core/kit';
 import type { LedgerScope } from '@tollgate/core/kit';
-import type { BudgetLimit, BudgetPeriod, BudgetScope, BudgetSelector, BudgetSpec } from './types.js';
+import {
+  bind,
+  checkDowngrade,
+  checkSoftLimit,
+  invalid,
+  isRecord,
+  LIMIT_FIELDS,
+  resolveLimits,
+} from './budget-limits.js';
+import type { LimitDefaults, ResolvedBudget, ResolvedLimit } from './budget-limits.js';
+import { ModelBudgets } from './model-budgets.js';
+import type { ModelBudgetOptions } from './model-budgets.js';
+import type { BudgetLimits, BudgetScope, BudgetSelector, BudgetSpec } from './types.js';
 
+export type { ResolvedBudget } from './budget-limits.js';
+
+/** The scopes a budget from code (`budgets`) or an operator's call may name with an id of its own. */
 export const BUDGET_SCOPES: readonly BudgetScope[] = ['key', 'user', 'tenant', 'feature', 'global'];
-const LIMIT_FIELDS = ['usd', 'period', 'window', 'buckets', 'softLimit', 'downgrade'];
 const SPEC_FIELDS = ['scope', 'id', ...LIMIT_FIELDS];
-const MAX_BUCKETS = 100;
 
-/** A limit with its defaults applied, not yet bound to a scope id. */
-interface ResolvedLimit {
-  period: BudgetPeriod;
-  /** The IANA zone whose local calendar cuts calendar periods. */
-  timezone: string;
-  limitNano: number;
-  softLimit: number | undefined;
-  downgrade: ReadonlyMap<string, string> | undefined;
-  /** Rolling only (0 otherwise). */
-  windowMs: number;
-  bucketMs: number;
-  buckets: number;
-}
-
-/** One budget bound to its scope and id. */
-export interface ResolvedBudget extends ResolvedLimit {
-  scope: BudgetScope;
-  id: string | null;
-  /** For messages: `tenant acme`, `global`. */
-  label: string;
-  /** Ledger key without the period part: `budget:tenant:acme:month`. */
-  base: string;
-  /**
-   * The ledger slot of every scope of this budget (`tenant:acme`, `key:k1`, `global`): named by
-   * the budget's own scope and id, never by who asks, so reserves, settles, the operator's calls
-   * and a rebuild all find it on the same shard of a Redis Cluster.
-   */
-  slot: string;
+/** A marker scope that makes one event fire once per period across processes: taken by the one reserve of 1 that succeeds. */
+export interface EventMarker {
+  /** The soft-limit fraction it stands for (undefined: the budget ran out). */
+  threshold: number | undefined;
+  /** Spend at which it is due (nano-USD). */
+  at: number;
+  scope: LedgerScope;
 }
 
 /** A budget's ledger scopes at one instant. */
@@ -47,22 +39,30 @@ export interface BudgetWindow {
   scopes: LedgerScope[];
   /** The scope with the most spend in it: its numbers are the budget's numbers. */
   head: LedgerScope;
-  /** Marker scope that makes `budget.soft_limit` fire once per period across processes. */
-  softLimitMarker: LedgerScope;
+  /** One marker per soft-limit threshold (ascending): `budget.threshold` fires once per threshold and period. */
+  thresholdMarkers: EventMarker[];
+  /** The marker of `budget.exhausted`: once per period. */
+  exhaustedMarker: EventMarker;
 }
 
 /** The budget options of `budgetGuard()` (see its options for the rest). */
-export interface BudgetPlanOptions {
-  /** Budgets per API key id. `'*'` applies to every key without its own entry. */
-  keys?: Record<string, BudgetLimit>;
-  /** Budgets per user id. `'*'` applies to every user without its own entry. */
-  users?: Record<string, BudgetLimit>;
+export interface BudgetPlanOptions extends ModelBudgetOptions {
+  /** Budgets per API key id (one or a list each). `'*'` applies to every key without its own entry. */
+  keys?: Record<string, BudgetLimits>;
+  /** Budgets per user id, across tenants. `'*'` applies to every user without its own entry. */
+  users?: Record<string, BudgetLimits>;
+  /**
+   * Budgets for every end user (`identity.userId`) of a tenant, each user on its own:
+   * `{ "acme": { "usd": 1, "period": "day" } }` gives bob of acme $1 a day and alice of acme another.
+   * The same user id in another tenant is another budget. `'*'` applies to every tenant without its own entry.
+   */
+  tenantUsers?: Record<string, BudgetLimits>;
   /** Budgets per tenant id. `'*'` applies to every tenant without its own entry. */
-  tenants?: Record<string, BudgetLimit>;
-  /** Budgets per feature. `'*'` applies to every feature without its own entry. */
-  features?: Record<string, BudgetLimit>;
-  /** One budget for all traffic through this guard. */
-  global?: BudgetLimit;
+  tenants?: Record<string, BudgetLimits>;
+  /** Budgets per feature, across tenants. `'*'` applies to every feature without its own entry. */
+  features?: Record<string, BudgetLimits>;
+  /** Budgets for all traffic through this guard (one or a list). */
+  global?: BudgetLimits;
   /**
    * The IANA time zone (`"Europe/Berlin"`) whose local calendar cuts the periods: a day starts at local midnight,
    * a week on Monday 00:00, a quarter on January, April, July and October 1st.
@@ -72,19 +72,21 @@ export interface BudgetPlanOptions {
   /** More budgets per caller, decided in code (may be async); added to the static ones. */
   budgets?: (identity: Identity) => BudgetSpec[] | Promise<BudgetSpec[]>;
   /**
-   * Default soft limit for every budget (fraction of its limit, 0 < x <= 1). Budgets may set their own.
+   * Default soft limit for every budget: a fraction of its limit (0 < x <= 1) or a list of them, each
+   * alerted once per period. Budgets may set their own.
    * @default undefined (no soft limit)
    */
-  softLimit?: number;
+  softLimit?: number | readonly number[];
   /**
    * Default downgrade map (`{ "gpt-4o": "gpt-4o-mini" }`), used for a request once one of its
-   * budgets is past its soft limit. Budgets may set their own.
+   * budgets is past its (lowest) soft limit. Budgets may set their own.
    * @default undefined (never downgrade)
    */
   downgrade?: Record<string, string>;
 }
 
-const MAP_OPTION: Record<Exclude<BudgetScope, 'global'>, 'keys' | 'users' | 'tenants' | 'features'> = {
+type IdScope = Exclude<BudgetScope, 'global' | 'model'>;
+const MAP_OPTION: Record<IdScope, 'keys' | 'users' | 'tenants' | 'features'> = {
   key: 'keys',
   user: 'users',
   tenant: 'tenants',
@@ -92,115 +94,11 @@ const MAP_OPTION: Record<Exclude<BudgetScope, 'global'>, 'keys' | 'users' | 'ten
 };
 const NO_BUDGETS: readonly ResolvedBudget[] = [];
 
-function invalid(where: string, message: string): TollgateError {
-  return new TollgateError('ERR_TG_BUDGET_INVALID_BUDGET', `${where}: ${message}`);
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-export function checkSoftLimit(value: unknown, where: string): number | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value !== 'number' || !(value > 0 && value <= 1))
-    throw invalid(where, `softLimit must be a fraction of the limit, 0 < softLimit <= 1; got ${JSON.stringify(value)}`);
-  return value;
-}
-
-export function checkDowngrade(value: unknown, where: string): ReadonlyMap<string, string> | undefined {
-  if (value === undefined) return undefined;
-  if (!isRecord(value))
-    throw invalid(where, 'downgrade must map model ids to model ids, e.g. { "gpt-4o": "gpt-4o-mini" }');
-  const map = new Map<string, string>();
-  for (const [from, to] of Object.entries(value)) {
-    if (typeof to !== 'string' || to.length === 0)
-      throw invalid(where, `downgrade["${from}"] must be a model id; got ${JSON.stringify(to)}`);
-    map.set(from, to);
-  }
-  return map;
-}
-
-function checkTimezone(value: unknown): string {
-  if (value === undefined) return 'UTC';
-  const problem = timeZoneProblem(value);
-  if (problem !== undefined)
-    throw new TollgateError('ERR_TG_BUDGET_INVALID_OPTION', `budgetGuard() option timezone ${problem}`);
-  return value as string;
-}
-
-function resolveLimit(
-  limit: unknown,
-  where: string,
-  defaults: Pick<ResolvedLimit, 'softLimit' | 'downgrade' | 'timezone'>,
-  fields = LIMIT_FIELDS,
-): ResolvedLimit {
-  if (!isRecord(limit)) throw invalid(where, 'a budget is an object like { "usd": 100, "period": "month" }');
-  for (const name of Object.keys(limit)) {
-    if (!fields.includes(name)) throw invalid(where, `unknown field "${name}"; known fields: ${fields.join(', ')}`);
-  }
-  const { usd, period = 'month' } = limit;
-  const problem = usdAmountProblem(usd, { zero: true });
-  if (problem !== undefined) throw invalid(where, `usd ${problem}`);
-  if (period !== 'rolling' && !isCalendarPeriod(period))
-    throw invalid(
-      where,
-      `period must be "hour", "day", "week", "month", "quarter" or "rolling"; got ${JSON.stringify(period)}`,
-    );
-  let windowMs = 0;
-  let bucketMs = 0;
-  let buckets = 0;
-  if (period === 'rolling') {
-    windowMs = parseDuration((limit.window as number | string | undefined) ?? '24h', `${where}.window`);
-    buckets = (limit.buckets as number | undefined) ?? 24;
-    if (!Number.isSafeInteger(buckets) || buckets < 1 || buckets > MAX_BUCKETS)
-      throw invalid(where, `buckets must be an integer from 1 to ${MAX_BUCKETS}; got ${JSON.stringify(limit.buckets)}`);
-    bucketMs = windowMs / buckets;
-    if (!Number.isSafeInteger(bucketMs) || bucketMs < 1000)
-      throw invalid(
-        where,
-        `window / buckets must be a whole number of ms, at least 1s; got ${windowMs} ms / ${buckets}`,
-      );
-  } else if (limit.window !== undefined || limit.buckets !== undefined) {
-    throw invalid(where, 'window and buckets only apply to period "rolling"');
-  }
-  const softLimit = checkSoftLimit(limit.softLimit, where) ?? defaults.softLimit;
-  const ownDowngrade = checkDowngrade(limit.downgrade, where);
-  // A downgrade map takes effect past the soft limit; without one it would silently never apply.
-  if (ownDowngrade && softLimit === undefined)
-    throw invalid(where, 'downgrade applies once spend passes the soft limit: set softLimit too');
-  const downgrade = ownDowngrade ?? defaults.downgrade;
-  return {
-    period,
-    timezone: defaults.timezone,
-    limitNano: usdToNano(usd as number),
-    softLimit,
-    downgrade,
-    windowMs,
-    bucketMs,
-    buckets,
-  };
-}
-
 /** Bound static budgets kept at most per scope (ids met through a `'*'` entry are unbounded in number). */
 const MAX_BOUND_CACHE = 10_000;
 
-function bind(limit: ResolvedLimit, scope: BudgetScope, id: string | null): ResolvedBudget {
-  const periodPart = limit.period === 'rolling' ? `rolling:${limit.windowMs}ms:${limit.buckets}` : limit.period;
-  // Ids are encoded so that one containing ":" cannot collide with another scope's key.
-  const idPart = id === null ? '' : `:${encodeURIComponent(id)}`;
-  const slot = id === null ? GLOBAL_SLOT : `${scope}:${id}`;
-  return {
-    ...limit,
-    scope,
-    id,
-    label: id === null ? scope : `${scope} ${id}`,
-    base: `budget:${scope}${idPart}:${periodPart}`,
-    slot,
-  };
-}
-
 /** The id an identity has for a scope, if any. */
-function identityId(identity: Identity, scope: Exclude<BudgetScope, 'global'>): string | undefined {
+function identityId(identity: Identity, scope: IdScope): string | undefined {
   switch (scope) {
     case 'key':
       return identity.keyId || undefined;
@@ -213,16 +111,49 @@ function identityId(identity: Identity, scope: Exclude<BudgetScope, 'global'>): 
   }
 }
 
+/** A map option (`keys`, `tenantUsers`, ...): each id's limits, checked. */
+function checkTimezone(value: unknown): string {
+  if (value === undefined) return 'UTC';
+  const problem = timeZoneProblem(value);
+  if (problem !== undefined)
+    throw new TollgateError('ERR_TG_BUDGET_INVALID_OPTION', `budgetGuard() option timezone ${problem}`);
+  return value as string;
+}
+
+function resolveMap(map: unknown, name: string, defaults: LimitDefaults): Map<string, ResolvedLimit[]> {
+  if (!isRecord(map))
+    throw invalid(
+      `budgetGuard() option ${name}`,
+      `must map ids to budgets, e.g. { "acme": { "usd": 100, "period": "month" } }`,
+    );
+  const resolved = new Map<string, ResolvedLimit[]>();
+  for (const [id, limits] of Object.entries(map)) resolved.set(id, resolveLimits(limits, `${name}.${id}`, defaults));
+  return resolved;
+}
+
+/** A cache of bound budgets by id that starts over rather than grow without end (wildcards meet any number of ids). */
+function remember(cache: Map<string, readonly ResolvedBudget[]>, id: string, make: () => readonly ResolvedBudget[]) {
+  const cached = cache.get(id);
+  if (cached) return cached;
+  if (cache.size >= MAX_BOUND_CACHE) cache.clear();
+  const made = make();
+  cache.set(id, made);
+  return made;
+}
+
 /** The budgets configured in code: static maps (`'*'` = any id without its own entry), a global one, and a function for the rest. */
 export class BudgetPlan {
-  readonly #static = new Map<Exclude<BudgetScope, 'global'>, Map<string, ResolvedLimit>>();
-  readonly #global: ResolvedBudget | undefined;
+  readonly #static = new Map<IdScope, Map<string, ResolvedLimit[]>>();
+  readonly #tenantUsers: Map<string, ResolvedLimit[]> | undefined;
+  readonly #global: readonly ResolvedBudget[];
+  readonly models: ModelBudgets;
   readonly #dynamic: BudgetPlanOptions['budgets'];
-  readonly #defaults: Pick<ResolvedLimit, 'softLimit' | 'downgrade' | 'timezone'>;
+  readonly #defaults: LimitDefaults;
   /** Dynamic specs validated once per object (a function that returns the same objects pays once). */
   readonly #validated = new WeakMap<object, ResolvedBudget>();
-  /** Static budgets already bound to an id, per scope (see #staticFor). */
-  readonly #bound = new Map<Exclude<BudgetScope, 'global'>, Map<string, ResolvedBudget>>();
+  /** Static budgets already bound to an id, per scope (see #staticFor); end users by tenant and user. */
+  readonly #bound = new Map<IdScope, Map<string, readonly ResolvedBudget[]>>();
+  readonly #boundTenantUsers = new Map<string, readonly ResolvedBudget[]>();
   /**
    * The static budgets' list last handed out, by its narrowest budget: a caller meets the same
    * budgets request after request, so their list (and its windows, see listWindowsAt) is made once.
@@ -230,33 +161,36 @@ export class BudgetPlan {
   readonly #lists = new WeakMap<ResolvedBudget, readonly ResolvedBudget[]>();
 
   constructor(options: BudgetPlanOptions) {
+    const thresholds = checkSoftLimit(options.softLimit, 'budgetGuard() option softLimit') ?? [];
     this.#defaults = {
-      softLimit: checkSoftLimit(options.softLimit, 'budgetGuard() option softLimit'),
+      softLimit: thresholds[0],
+      thresholds,
       downgrade: checkDowngrade(options.downgrade, 'budgetGuard() option downgrade'),
       timezone: checkTimezone(options.timezone),
     };
-    for (const [scope, name] of Object.entries(MAP_OPTION) as [
-      Exclude<BudgetScope, 'global'>,
-      keyof BudgetPlanOptions,
-    ][]) {
-      const map = options[name];
-      if (map === undefined) continue;
-      if (!isRecord(map))
-        throw invalid(
-          `budgetGuard() option ${name}`,
-          `must map ids to budgets, e.g. { "acme": { "usd": 100, "period": "month" } }`,
-        );
-      const resolved = new Map<string, ResolvedLimit>();
-      for (const [id, limit] of Object.entries(map))
-        resolved.set(id, resolveLimit(limit, `${name}.${id}`, this.#defaults));
-      this.#static.set(scope, resolved);
+    for (const [scope, name] of Object.entries(MAP_OPTION) as [IdScope, keyof BudgetPlanOptions][]) {
+      if (options[name] === undefined) continue;
+      this.#static.set(scope, resolveMap(options[name], name, this.#defaults));
       this.#bound.set(scope, new Map());
     }
-    if (options.global !== undefined)
-      this.#global = bind(resolveLimit(options.global, 'global', this.#defaults), 'global', null);
+    if (options.tenantUsers !== undefined)
+      this.#tenantUsers = resolveMap(options.tenantUsers, 'tenantUsers', this.#defaults);
+    this.#global =
+      options.global === undefined
+        ? NO_BUDGETS
+        : resolveLimits(options.global, 'global', this.#defaults).map((limit) => bind(limit, 'global', null));
+    this.models = new ModelBudgets(options, this.#defaults);
     if (options.budgets !== undefined && typeof options.budgets !== 'function')
       throw invalid('budgetGuard() option budgets', 'must be a function (identity) => BudgetSpec[]');
     this.#dynamic = options.budgets;
+  }
+
+  /** Every limit configured statically, whatever its scope. */
+  *#limits(): Iterable<ResolvedLimit> {
+    yield* this.#global;
+    for (const map of [...this.#static.values(), this.#tenantUsers ?? new Map<string, ResolvedLimit[]>()])
+      for (const list of map.values()) yield* list;
+    yield* this.models.limits();
   }
 
   /** The IANA zone that cuts this plan's calendar periods. */
@@ -273,21 +207,15 @@ export class BudgetPlan {
   /** True when some budget may have a soft limit to watch. */
   get maySoftLimit(): boolean {
     // Dynamic budgets may bring their own, so they always count.
-    if (this.#dynamic !== undefined || this.#global?.softLimit !== undefined) return true;
-    for (const limits of this.#static.values()) {
-      for (const limit of limits.values()) if (limit.softLimit !== undefined) return true;
-    }
+    if (this.#dynamic !== undefined) return true;
+    for (const limit of this.#limits()) if (limit.thresholds.length > 0) return true;
     return false;
   }
 
   /** Every downgrade pair configured statically (dynamic budgets are checked when they apply). */
   *downgrades(): Iterable<[string, string]> {
-    const maps = [
-      this.#defaults.downgrade,
-      this.#global?.downgrade,
-      ...[...this.#static.values()].flatMap((m) => [...m.values()].map((l) => l.downgrade)),
-    ];
-    for (const map of maps) if (map) yield* map;
+    if (this.#defaults.downgrade) yield* this.#defaults.downgrade;
+    for (const limit of this.#limits()) if (limit.downgrade) yield* limit.downgrade;
   }
 
   #fromSpec(spec: BudgetSpec, where: string): ResolvedBudget {
@@ -300,33 +228,35 @@ export class BudgetPlan {
       );
     if (spec.scope !== 'global' && (typeof spec.id !== 'string' || spec.id.length === 0))
       throw invalid(where, `a ${spec.scope} budget needs an id`);
-    const budget = bind(
-      resolveLimit(spec, where, this.#defaults, SPEC_FIELDS),
-      spec.scope,
-      spec.scope === 'global' ? null : spec.id!,
-    );
+    const [limit] = resolveLimits(spec, where, this.#defaults, SPEC_FIELDS);
+    const budget = bind(limit!, spec.scope, spec.scope === 'global' ? null : spec.id!);
     this.#validated.set(spec, budget);
     return budget;
   }
 
-  #staticFor(scope: Exclude<BudgetScope, 'global'>, id: string): ResolvedBudget | undefined {
+  #staticFor(scope: IdScope, id: string): readonly ResolvedBudget[] {
     const bound = this.#bound.get(scope);
-    if (!bound) return undefined;
-    // Static maps never change: the bound budget of an id is made once, not on every request.
-    const cached = bound.get(id);
-    if (cached) return cached;
-    const limits = this.#static.get(scope)!;
-    const limit = limits.get(id) ?? limits.get('*');
-    if (!limit) return undefined;
-    // Wildcards meet any number of ids: the cache starts over rather than grow without end.
-    if (bound.size >= MAX_BOUND_CACHE) bound.clear();
-    const budget = bind(limit, scope, id);
-    bound.set(id, budget);
-    return budget;
+    if (!bound) return NO_BUDGETS;
+    // Static maps never change: the bound budgets of an id are made once, not on every request.
+    return remember(bound, id, () => {
+      const limits = this.#static.get(scope)!;
+      return (limits.get(id) ?? limits.get('*') ?? []).map((limit) => bind(limit, scope, id));
+    });
+  }
+
+  /** The budgets of end user `userId` of `tenantId`. */
+  #tenantUserFor(tenantId: string, userId: string): readonly ResolvedBudget[] {
+    const limits = this.#tenantUsers;
+    if (!limits) return NO_BUDGETS;
+    // Both ids encoded: no pair of ids spells another pair's entry.
+    return remember(this.#boundTenantUsers, `${encodeURIComponent(tenantId)}:${encodeURIComponent(userId)}`, () =>
+      (limits.get(tenantId) ?? limits.get('*') ?? []).map((limit) => bind(limit, 'user', userId, tenantId)),
+    );
   }
 
   /**
-   * Every budget that applies to `identity`, narrowest scope first; duplicates of one key keep the smaller limit.
+   * Every budget that applies to `identity` (model budgets aside: see `models`), narrowest scope first;
+   * duplicates of one key keep the smaller limit.
    * When only static budgets apply (the usual case): at once, a list the plan keeps (never to be changed).
    * A promise when the `budgets` function is asked.
    */
@@ -336,27 +266,30 @@ export class BudgetPlan {
     return identity && this.#dynamic ? this.#addDynamic(identity, this.#dynamic, [...list]) : list;
   }
 
-  /** The static budgets of `identity` and the global one, narrowest first, as the list kept for them. */
+  /** The static budgets of `identity` and the global ones, narrowest first, as the list kept for them. */
   #staticList(identity: Identity | undefined): readonly ResolvedBudget[] {
+    const tenantId = identity?.tenantId;
+    const userId = identity?.userId;
     const found = [
       this.#staticOf(identity, 'key'),
       this.#staticOf(identity, 'user'),
+      tenantId !== undefined && userId !== undefined ? this.#tenantUserFor(tenantId, userId) : NO_BUDGETS,
       this.#staticOf(identity, 'tenant'),
       this.#staticOf(identity, 'feature'),
       this.#global,
     ];
-    const narrowest = found.find((budget) => budget !== undefined);
+    const narrowest = found.find((budgets) => budgets.length > 0)?.[0];
     if (!narrowest) return NO_BUDGETS;
     const kept = this.#lists.get(narrowest);
     if (kept && isListOf(kept, found)) return kept;
-    const list = found.filter((budget) => budget !== undefined);
+    const list = found.flat();
     this.#lists.set(narrowest, list);
     return list;
   }
 
-  #staticOf(identity: Identity | undefined, scope: Exclude<BudgetScope, 'global'>): ResolvedBudget | undefined {
+  #staticOf(identity: Identity | undefined, scope: IdScope): readonly ResolvedBudget[] {
     const id = identity && identityId(identity, scope);
-    return id === undefined ? undefined : this.#staticFor(scope, id);
+    return id === undefined ? NO_BUDGETS : this.#staticFor(scope, id);
   }
 
   async #addDynamic(
@@ -375,20 +308,25 @@ export class BudgetPlan {
   configured(): ResolvedBudget[] {
     const out: ResolvedBudget[] = [];
     for (const [scope, map] of this.#static) {
-      for (const [id, limit] of map) if (id !== '*') out.push(bind(limit, scope, id));
+      for (const [id, limits] of map) if (id !== '*') out.push(...limits.map((limit) => bind(limit, scope, id)));
     }
-    if (this.#global) out.push(this.#global);
+    out.push(...this.#global, ...this.models.configured());
     return out;
   }
 
   /** The budgets of one scope and id: a static entry, the wildcard, or dynamic ones asked with an identity that has only that id. */
   async select(selector: BudgetSelector): Promise<ResolvedBudget[]> {
-    const { scope, id } = selector;
-    if (scope === 'global') return this.#global ? [this.#global] : [];
+    const { scope, id, tenant } = selector;
+    if (scope === 'global') return [...this.#global];
     if (typeof id !== 'string' || id.length === 0) return [];
-    const found: ResolvedBudget[] = [];
-    const fixed = this.#staticFor(scope, id);
-    if (fixed) found.push(fixed);
+    // A tenant's own end users and models: named with their tenant.
+    if (tenant !== undefined) {
+      if (scope === 'user') return [...this.#tenantUserFor(tenant, id)];
+      if (scope === 'model') return [...this.models.forModel(tenant, id)];
+      return [];
+    }
+    if (scope === 'model') return [];
+    const found: ResolvedBudget[] = [...this.#staticFor(scope, id)];
     if (this.#dynamic) {
       const identity: Identity = { keyId: scope === 'key' ? id : '', scopes: [], authMethod: 'anonymous' };
       if (scope === 'user') identity.userId = id;
@@ -406,13 +344,14 @@ export class BudgetPlan {
   }
 }
 
-/** True when `list` holds the budgets `found`, in order, without the absent ones. */
-function isListOf(list: readonly ResolvedBudget[], found: readonly (ResolvedBudget | undefined)[]): boolean {
+/** True when `list` holds the budgets of `found`, in order. */
+function isListOf(list: readonly ResolvedBudget[], found: readonly (readonly ResolvedBudget[])[]): boolean {
   let at = 0;
-  for (const budget of found) {
-    if (budget === undefined) continue;
-    if (list[at] !== budget) return false;
-    at++;
+  for (const budgets of found) {
+    for (const budget of budgets) {
+      if (list[at] !== budget) return false;
+      at++;
+    }
   }
   return at === list.length;
 }
@@ -429,8 +368,7 @@ function dedupe(budgets: ResolvedBudget[]): ResolvedBudget[] {
 /**
  * The ledger scopes of `budget` at `now`.
  *
- * Calendar periods: one scope whose key ends with the period suffix (the period's name in the local calendar of
- * the budget's time zone) and expires at the period end.
+ * Calendar periods: one scope whose key ends with the period suffix and expires at the period end.
  *
  * Rolling: time is cut into buckets of `window / buckets`. Window scope `s` holds every charge
  * made in buckets s .. s+buckets-1. A charge in bucket b goes to every window that holds b
@@ -493,6 +431,19 @@ export function listWindowsAt(list: readonly ResolvedBudget[], now: number): Bud
   return kept;
 }
 
+/** The markers of a budget's events in one period: keyed by `base` (its period or window epoch in it), ending at `expiresAt`. */
+function eventMarkers(budget: ResolvedBudget, base: string, expiresAt: number) {
+  const marker = (name: string) => ({ key: `${base}:${name}`, limit: 1, expiresAt, slot: budget.slot });
+  return {
+    thresholdMarkers: budget.thresholds.map((threshold) => ({
+      threshold,
+      at: Math.ceil(budget.limitNano * threshold),
+      scope: marker(`threshold:${threshold}`),
+    })),
+    exhaustedMarker: { threshold: undefined, at: budget.limitNano, scope: marker('exhausted') },
+  };
+}
+
 function makeBudgetWindow(budget: ResolvedBudget, now: number): HeldWindow {
   if (budget.period !== 'rolling') {
     const period = periodWindow(budget.period, now, budget.timezone);
@@ -502,12 +453,7 @@ function makeBudgetWindow(budget: ResolvedBudget, now: number): HeldWindow {
       expiresAt: period.end,
       slot: budget.slot,
     };
-    const window = {
-      budget,
-      scopes: [head],
-      head,
-      softLimitMarker: { key: `${head.key}:soft-limit`, limit: 1, expiresAt: period.end, slot: budget.slot },
-    };
+    const window = { budget, scopes: [head], head, ...eventMarkers(budget, head.key, period.end) };
     return { window, from: period.start, until: period.end };
   }
   const bucket = Math.floor(now / budget.bucketMs);
@@ -526,12 +472,7 @@ function makeBudgetWindow(budget: ResolvedBudget, now: number): HeldWindow {
     budget,
     scopes,
     head: scopes[0]!,
-    softLimitMarker: {
-      key: `${budget.base}:soft-limit:${epoch}`,
-      limit: 1,
-      expiresAt: (epoch + 1) * budget.windowMs,
-      slot: budget.slot,
-    },
+    ...eventMarkers(budget, `${budget.base}:epoch:${epoch}`, (epoch + 1) * budget.windowMs),
   };
   // Holds while both the bucket and the window-length epoch stay the same.
   const from = Math.max(bucket * budget.bucketMs, epoch * budget.windowMs);
@@ -539,7 +480,7 @@ function makeBudgetWindow(budget: ResolvedBudget, now: number): HeldWindow {
   return { window, from, until };
 }
 
-/** Spend at which the budget's soft limit is reached (nano-USD), or undefined without a soft limit. */
+/** Spend at which the budget's (lowest) soft limit is reached (nano-USD), or undefined without a soft limit. */
 export function softLimitThreshold(budget: ResolvedBudget): number | undefined {
   return budget.softLimit === undefined ? undefined : Math.ceil(budget.limitNano * budget.softLimit);
 }

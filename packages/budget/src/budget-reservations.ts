@@ -10,33 +10,47 @@ import type { BudgetLedgerCalls } from './budget-ledger.js';
 import type { ResolvedBudgetOptions } from './budget-options.js';
 import { budgetWindowsAt, listWindowsAt } from './budget-plan.js';
 import type { BudgetWindow, BudgetWindows, ResolvedBudget } from './budget-plan.js';
+import { ExpiringMarks } from './expiring-marks.js';
 import { InputMargins } from './input-margins.js';
-import { refusalVerdict, type RefusalSources } from './refusal.js';
+import { noteExhausted, refusalVerdict, type RefusalSources } from './refusal.js';
 import { clampOutput, fullAnswerCost, smallestAnswerCost } from './reservation-cost.js';
-import type { SoftLimitMonitor } from './soft-limit.js';
+import type { BudgetEventMonitor } from './soft-limit.js';
+
+/** At most this many other models are tried for one request whose model's budget is spent. */
+const MAX_MODEL_SWITCHES = 4;
+/** How long a process takes a model budget that refused for spent, before trying it again (an operator may top it up). */
+const SPENT_MEMO_MS = 60_000;
+const NO_WINDOWS: BudgetWindows = { windows: [], scopes: [] };
 
 export class BudgetReservations {
   readonly config: ResolvedBudgetOptions;
   readonly calls: BudgetLedgerCalls;
   readonly downgrades: BudgetDowngrades;
   readonly margins = new InputMargins();
-  readonly #monitor: SoftLimitMonitor;
+  readonly #monitor: BudgetEventMonitor;
   readonly #mayDowngrade: boolean;
   readonly #refusalSources: RefusalSources;
+  /** Model-budget scopes that refused a request for spent money, until when this process skips them. */
+  readonly #spentModelScopes = new ExpiringMarks();
 
-  constructor(config: ResolvedBudgetOptions, calls: BudgetLedgerCalls, monitor: SoftLimitMonitor) {
+  constructor(config: ResolvedBudgetOptions, calls: BudgetLedgerCalls, monitor: BudgetEventMonitor) {
     this.config = config;
     this.calls = calls;
     this.downgrades = new BudgetDowngrades(calls.ledger, config.pricing, config.storeTimeoutMs);
     this.#monitor = monitor;
     this.#mayDowngrade = config.plan.mayDowngrade;
-    this.#refusalSources = { ledger: calls.ledger, storeTimeoutMs: config.storeTimeoutMs, now: config.now };
+    this.#refusalSources = {
+      ledger: calls.ledger,
+      storeTimeoutMs: config.storeTimeoutMs,
+      now: config.now,
+      onExhausted: (window, spent) => void monitor.exhausted(window, spent, config.now()),
+    };
   }
 
   /** Reserves what the request may cost; never answers it (the middleware or a combinator does). */
   attempt(req: Request, res: Response): Promise<BudgetVerdict> {
     try {
-      const verdict = this.#reserveFor(req, getContext(req, res));
+      const verdict = this.#reserveFor(req, res, getContext(req, res));
       return verdict instanceof Promise ? verdict : Promise.resolve(verdict);
     } catch (error) {
       return Promise.reject(error);
@@ -44,7 +58,7 @@ export class BudgetReservations {
   }
 
   /** The attempt, made at once where nothing has to be waited for: static budgets on an in-memory ledger. */
-  #reserveFor(req: Request, ctx: TollgateContext): BudgetVerdict | Promise<BudgetVerdict> {
+  #reserveFor(req: Request, res: Response, ctx: TollgateContext): BudgetVerdict | Promise<BudgetVerdict> {
     const estimate = ctx.estimate;
     if (!estimate) {
       // Nothing says what this request may cost: refused, never let through unbudgeted.
@@ -55,47 +69,129 @@ export class BudgetReservations {
     const found = this.config.plan.forIdentity(ctx.identity);
     const atOnce = this.calls.atOnce;
     if (!atOnce || !this.downgrades.ledgerReportsBalances || !Array.isArray(found))
-      return this.#reserveAsync(req, ctx, estimate, found);
-    if (found.length === 0) return { kind: 'allowed', value: undefined };
-    const current = listWindowsAt(found, this.config.now());
+      return this.#reserveAsync(req, res, ctx, estimate, found, 0);
+    if (found.length === 0 && !this.config.plan.models.any) return { kind: 'allowed', value: undefined };
     let ask: Ask;
     let result: ReserveResult | undefined;
     try {
       // The ledger reports balances (checked above): a downgrade is judged without a read, with nothing to wait for.
-      if (this.#mayDowngrade) this.downgrades.apply(req, estimate, current.windows);
-      ask = this.#askFor(ctx, estimate, current);
+      const current = this.#windowsFor(req, res, estimate, found, true, ctx.identity?.tenantId) as BudgetWindows;
+      if (current.scopes.length === 0) return { kind: 'allowed', value: undefined };
+      ask = this.#askFor(ctx, estimate, current, found);
       result = atOnce.reserveAtOnce(ask.request, this.calls.atOnceCalls);
       if (result) this.calls.answered();
     } catch (error) {
       return this.#storeFailed(req, error);
     }
     // No block could answer: the ledger's own call, with its deadline.
-    if (!result) return this.#reserveAsk(req, estimate, ask);
-    return this.#judge(req, estimate, ask, result);
+    if (!result) return this.#reserveAsk(req, res, estimate, ask, 0);
+    return this.#judge(req, res, estimate, ask, result, 0);
   }
 
   async #reserveAsync(
     req: Request,
+    res: Response,
     ctx: TollgateContext,
     estimate: UsageEstimate,
     found: readonly ResolvedBudget[] | Promise<ResolvedBudget[]>,
+    switches: number,
   ): Promise<BudgetVerdict> {
     const budgets = await found;
-    if (budgets.length === 0) return { kind: 'allowed', value: undefined };
-    const now = this.config.now();
-    // A list the plan keeps has its windows kept too; budgets from the `budgets` function are new each time.
-    const current = Array.isArray(found) ? listWindowsAt(budgets, now) : budgetWindowsAt(budgets, now);
+    if (budgets.length === 0 && !this.config.plan.models.any) return { kind: 'allowed', value: undefined };
     let ask: Ask;
     try {
-      if (this.#mayDowngrade) await this.downgrades.apply(req, estimate, current.windows);
-      ask = this.#askFor(ctx, estimate, current);
+      // A list the plan keeps has its windows kept too; budgets from the `budgets` function are new each time.
+      const current = await this.#windowsFor(req, res, estimate, budgets, Array.isArray(found), ctx.identity?.tenantId);
+      if (current.scopes.length === 0) return { kind: 'allowed', value: undefined };
+      ask = this.#askFor(ctx, estimate, current, budgets);
     } catch (error) {
       return this.#storeFailed(req, error);
     }
-    return this.#reserveAsk(req, estimate, ask);
+    return this.#reserveAsk(req, res, estimate, ask, switches);
   }
 
-  async #reserveAsk(req: Request, estimate: UsageEstimate, ask: Ask): Promise<BudgetVerdict> {
+  /**
+   * The windows of a request's budgets: its caller's, then its model's within its tenant, the model
+   * first downgraded where a soft limit says so and moved off a model whose budget this process saw spent.
+   * A promise only when a downgrade has to read the ledger first.
+   */
+  #windowsFor(
+    req: Request,
+    res: Response,
+    estimate: UsageEstimate,
+    budgets: readonly ResolvedBudget[],
+    kept: boolean,
+    tenantId: string | undefined,
+  ): BudgetWindows | Promise<BudgetWindows> {
+    const now = this.config.now();
+    let base = NO_WINDOWS;
+    if (budgets.length > 0) base = kept ? listWindowsAt(budgets, now) : budgetWindowsAt(budgets, now);
+    if (!this.#mayDowngrade) return this.#withModelBudgets(req, res, estimate, base, tenantId, now);
+    const asked = estimate.model;
+    // Soft-limit downgrades are judged on every budget of the model asked for.
+    const before = this.#withModelBudgets(req, res, estimate, base, tenantId, now);
+    const after = () =>
+      estimate.model === asked ? before : this.#withModelBudgets(req, res, estimate, base, tenantId, now);
+    const applying = this.downgrades.apply(req, estimate, before.windows);
+    return applying ? applying.then(after) : after();
+  }
+
+  /** `base` and the budgets of the request's model; a model whose budget is known spent is swapped where something allows it. */
+  #withModelBudgets(
+    req: Request,
+    res: Response,
+    estimate: UsageEstimate,
+    base: BudgetWindows,
+    tenantId: string | undefined,
+    now: number,
+  ): BudgetWindows {
+    const { models } = this.config.plan;
+    if (!models.any) return base;
+    for (let switches = 0; ; switches++) {
+      const budgets = models.forModel(tenantId, estimate.model);
+      if (budgets.length === 0) return base;
+      const own = budgetWindowsAt(budgets, now);
+      const spent = own.windows.some((window) => this.#spentModelScopes.has(window.head.key, now));
+      if (!spent || switches >= MAX_MODEL_SWITCHES || !this.#switchModel(req, res, estimate, tenantId))
+        return { windows: [...base.windows, ...own.windows], scopes: [...base.scopes, ...own.scopes] };
+    }
+  }
+
+  /** The windows of `budgets` and of `model`'s budgets within `tenantId`, at `now` (a re-price to another model). */
+  windowsForModel(budgets: readonly ResolvedBudget[], tenantId: string | undefined, model: string): BudgetWindows {
+    const now = this.config.now();
+    return budgetWindowsAt([...budgets, ...this.config.plan.models.forModel(tenantId, model)], now);
+  }
+
+  /** The model's budget is spent: its tenant's downgrade, else the `onModelBudgetSpent` hook. True when the model changed. */
+  #switchModel(req: Request, res: Response, estimate: UsageEstimate, tenantId: string | undefined): boolean {
+    const spentModel = estimate.model;
+    const target = this.config.plan.models.downgradeOf(tenantId, spentModel);
+    const price = target === undefined ? undefined : this.config.pricing.find(target);
+    if (price) {
+      const ctx = req.tollgate;
+      // As a soft-limit downgrade: the record bills the model run and keeps the one asked for.
+      ctx.requestedModel ??= spentModel;
+      ctx.switchModel(target!, price);
+    } else if (this.config.onModelBudgetSpent) {
+      req.tollgate.requestedModel ??= spentModel;
+      if (!this.config.onModelBudgetSpent(req, res, spentModel)) return false;
+    }
+    return estimate.model !== spentModel;
+  }
+
+  /** Forgets the model budgets seen spent (after an operator's top-up or reset). */
+  forgetSpentModels(): void {
+    this.#spentModelScopes.clear();
+  }
+
+  async #reserveAsk(
+    req: Request,
+    res: Response,
+    estimate: UsageEstimate,
+    ask: Ask,
+    switches: number,
+  ): Promise<BudgetVerdict> {
     const { ledger, timeoutMs } = this.calls;
     let reserving: Promise<ReserveResult> | undefined;
     let result: ReserveResult;
@@ -107,7 +203,7 @@ export class BudgetReservations {
       this.calls.releaseLateGrant(reserving, ask.request.id);
       return this.#storeFailed(req, error);
     }
-    return this.#judge(req, estimate, ask, result);
+    return this.#judge(req, res, estimate, ask, result, switches);
   }
 
   #storeFailed(req: Request, error: unknown): BudgetVerdict {
@@ -118,7 +214,12 @@ export class BudgetReservations {
   }
 
   /** The reserve for a request's estimate (its model already downgraded where a budget says so) against its budgets' windows. */
-  #askFor(ctx: TollgateContext, estimate: UsageEstimate, { windows, scopes }: BudgetWindows): Ask {
+  #askFor(
+    ctx: TollgateContext,
+    estimate: UsageEstimate,
+    { windows, scopes }: BudgetWindows,
+    budgets: readonly ResolvedBudget[],
+  ): Ask {
     const price = this.config.pricing.find(estimate.model);
     // Input at its provable bound, not the estimate: no bill within the bound can take spend past a limit.
     const input = price
@@ -141,17 +242,19 @@ export class BudgetReservations {
       scopes,
       ttlMs: this.config.reservationTtlMs,
     };
-    return { request, windows, price, minAmount, input };
+    return { request, windows, budgets, price, minAmount, input };
   }
 
   /** The verdict on the ledger's answer: a partial grant clamps the output cap; a refusal is explained (which may read the ledger). */
   #judge(
     req: Request,
+    res: Response,
     estimate: UsageEstimate,
     ask: Ask,
     result: ReserveResult,
+    switches: number,
   ): BudgetVerdict | Promise<BudgetVerdict> {
-    if (!result.ok) return refusalVerdict(this.#refusalSources, ask, result);
+    if (!result.ok) return this.#refused(req, res, estimate, ask, result, switches);
     if (this.#mayDowngrade) this.downgrades.learnFromReserve(result.scopes);
     const { request, price, input } = ask;
     const granted = result.amount;
@@ -163,10 +266,36 @@ export class BudgetReservations {
         granted,
         scopes: request.scopes,
         windows: ask.windows,
+        budgets: ask.budgets,
+        tenantId: req.tollgate.identity?.tenantId,
         model: price?.model ?? estimate.model,
         inputBound: input.bound,
       },
     };
+  }
+
+  /**
+   * A refusal by a model's budget moves the request to another model where its tenant's downgrade or
+   * the `onModelBudgetSpent` hook allows (reserved again, at that model's price and budgets); any
+   * other refusal is explained.
+   */
+  #refused(
+    req: Request,
+    res: Response,
+    estimate: UsageEstimate,
+    ask: Ask,
+    result: Extract<ReserveResult, { ok: false }>,
+    switches: number,
+  ): BudgetVerdict | Promise<BudgetVerdict> {
+    const window = ask.windows.find((w) => w.budget.scope === 'model' && w.scopes.some((s) => s.key === result.scope));
+    if (!window || switches >= MAX_MODEL_SWITCHES) return refusalVerdict(this.#refusalSources, ask, result);
+    const now = this.config.now();
+    const tenantId = window.budget.tenantId ?? undefined;
+    this.#spentModelScopes.mark(window.head.key, Math.min(window.head.expiresAt, now + SPENT_MEMO_MS));
+    if (!this.#switchModel(req, res, estimate, tenantId)) return refusalVerdict(this.#refusalSources, ask, result);
+    // Served by another model: the spent budget is still news once.
+    void noteExhausted(this.#refusalSources, window, result, ask.minAmount);
+    return this.#reserveAsync(req, res, req.tollgate, estimate, ask.budgets, switches + 1);
   }
 
   /** Charges the request's real cost (what was reserved, when nothing metered it), then checks soft limits. */

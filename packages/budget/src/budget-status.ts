@@ -1,17 +1,17 @@
 // The operator's side of budgets: what each scope spent, holds and has left, plus top-up and reset.
 import { nanoToUsd, usdToNano } from '@tollgate/core';
 import { withTimeout } from '@tollgate/core/kit';
-import type { LedgerScope, ReservationLedger } from '@tollgate/core/kit';
+import type { ReservationLedger } from '@tollgate/core/kit';
 import { budgetWindow, softLimitThreshold } from './budget-plan.js';
-import type { BudgetPlan, BudgetWindow, ResolvedBudget } from './budget-plan.js';
-import type { SoftLimitMonitor } from './soft-limit.js';
+import type { BudgetPlan, BudgetWindow, EventMarker, ResolvedBudget } from './budget-plan.js';
+import type { BudgetEventMonitor } from './soft-limit.js';
 import type { BudgetSelector, BudgetStatus } from './types.js';
 
 /** What the operator calls need from a guard. */
 export interface BudgetBook {
   plan: BudgetPlan;
   ledger: ReservationLedger;
-  monitor: SoftLimitMonitor;
+  monitor: BudgetEventMonitor;
   now: () => number;
   storeTimeoutMs: number;
 }
@@ -57,6 +57,7 @@ export async function readBudgetStatus(book: BudgetBook, budgets: readonly Resol
     return {
       scope: budget.scope,
       id: budget.id,
+      tenantId: budget.tenantId,
       period: budget.period,
       key: head.key,
       limitNanoUsd: budget.limitNano,
@@ -71,6 +72,7 @@ export async function readBudgetStatus(book: BudgetBook, budgets: readonly Resol
       remainingUsd: nanoToUsd(remaining),
       resetAt: new Date(resets[i]!).toISOString(),
       softLimit: budget.softLimit ?? null,
+      thresholds: [...budget.thresholds],
       softLimitReached: threshold !== undefined && spent > 0 && spent >= threshold,
     };
   });
@@ -98,11 +100,11 @@ export async function topUpBudgets(book: BudgetBook, budgets: ResolvedBudget[], 
         book.storeTimeoutMs,
         'ledger.adjustSpent',
       );
-      const threshold = softLimitThreshold(budget);
-      if (threshold === undefined) return;
       const [head] = await withTimeout(book.ledger.usage([window.head]), book.storeTimeoutMs, 'ledger.usage');
-      // Back under the soft limit: the next crossing in this period is news again.
-      if ((head?.spent ?? 0) < threshold) await forgetSoftLimit(book, window.softLimitMarker);
+      // Back under a threshold (or the limit): the next crossing in this period is news again.
+      const spent = head?.spent ?? 0;
+      const markers = [...window.thresholdMarkers, window.exhaustedMarker].filter((marker) => spent < marker.at);
+      await forgetMarkers(book, markers);
     }),
   );
 }
@@ -118,12 +120,16 @@ export async function resetBudgets(book: BudgetBook, budgets: ResolvedBudget[]):
         book.storeTimeoutMs,
         'ledger.resetScope',
       );
-      await forgetSoftLimit(book, window.softLimitMarker);
+      await forgetMarkers(book, [...window.thresholdMarkers, window.exhaustedMarker]);
     }),
   );
 }
 
-async function forgetSoftLimit(book: BudgetBook, marker: LedgerScope): Promise<void> {
-  await withTimeout(book.ledger.resetScope(marker), book.storeTimeoutMs, 'ledger.resetScope');
-  book.monitor.forget(marker.key);
+async function forgetMarkers(book: BudgetBook, markers: readonly EventMarker[]): Promise<void> {
+  await Promise.all(
+    markers.map(async ({ scope }) => {
+      await withTimeout(book.ledger.resetScope(scope), book.storeTimeoutMs, 'ledger.resetScope');
+      book.monitor.forget(scope.key);
+    }),
+  );
 }

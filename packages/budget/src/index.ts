@@ -5,12 +5,17 @@ export { budgetAdminRouter } from './admin-router.js';
 export type { BudgetAdminRouterOptions } from './admin-router.js';
 export type { WebhookOptions } from './webhook.js';
 export type { RebuildReport, SpendQuery, SpendSource } from './rebuild.js';
+export type { ModelBudgetOptions } from './model-budgets.js';
 export type {
+  BudgetEvent,
+  BudgetExhaustedEvent,
   BudgetLimit,
+  BudgetLimits,
   BudgetPeriod,
   BudgetScope,
   BudgetSelector,
   BudgetSpec,
   BudgetStatus,
+  BudgetThresholdEvent,
   SoftLimitEvent,
 } from './types.js';

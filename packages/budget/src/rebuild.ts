@@ -57,7 +57,8 @@ export async function rebuildSpend(book: BudgetBook, source: SpendSource): Promi
   }
   const now = book.now();
   const budgets = new Map<string, ResolvedBudget>();
-  for (const budget of book.plan.configured()) budgets.set(budget.base, budget);
+  // A tenant's end users and models are not among the usage ledger's questions (it answers one scope and id).
+  for (const budget of book.plan.configured()) if (budget.tenantId === null) budgets.set(budget.base, budget);
   // The oldest start any budget counts from: every period is at most a quarter, a rolling window any length.
   let earliest = now;
   for (const budget of budgets.values())

@@ -16,6 +16,8 @@ export interface RefusalSources {
   readonly ledger: ReservationLedger;
   readonly storeTimeoutMs: number;
   readonly now: () => number;
+  /** Told when a budget refused because its money is spent (not held): `budget.exhausted`. */
+  readonly onExhausted: (window: BudgetWindow, spent: number) => void;
 }
 
 type Refused = Extract<ReserveResult, { ok: false }>;
@@ -45,7 +47,7 @@ function describePeriod(window: BudgetWindow): string {
  * then the refusal says so and is retryable.
  */
 async function explainRefusal(
-  { ledger, storeTimeoutMs, now }: RefusalSources,
+  { ledger, storeTimeoutMs, now, onExhausted }: RefusalSources,
   windows: BudgetWindow[],
   result: Refused,
   needed: number,
@@ -65,6 +67,7 @@ async function explainRefusal(
       held: true,
     };
   }
+  if (window) onExhausted(window, balance?.spent ?? result.limit - result.remaining);
   let resetMs = result.resetAt;
   if (window?.budget.period === 'rolling') {
     // The ledger names the end of the current bucket; the money comes back when the oldest spend ages out.
@@ -80,6 +83,21 @@ async function explainRefusal(
   const headers: Record<string, number> = {};
   if (waitMs > 0 && waitMs <= MAX_RETRY_AFTER_MS) headers['retry-after'] = Math.ceil(waitMs / 1000);
   return { error: new ApiError('insufficient_quota', message, { headers }), held: false };
+}
+
+/**
+ * A budget refused and the request goes on another way (a model budget's downgrade): when its money
+ * is spent, not merely held by requests in flight, that is `budget.exhausted` still.
+ */
+export async function noteExhausted(
+  { ledger, storeTimeoutMs, onExhausted }: RefusalSources,
+  window: BudgetWindow,
+  result: Refused,
+  needed: number,
+): Promise<void> {
+  const refused = window.scopes.find((s) => s.key === result.scope) ?? window.head;
+  const [balance] = await withTimeout(ledger.usage([refused]), storeTimeoutMs, 'ledger.usage').catch(() => []);
+  if (!balance || balance.spent + needed > result.limit) onExhausted(window, balance?.spent ?? result.limit);
 }
 
 /** The verdict on a refused reserve, explained; money held by requests in flight comes back when they settle: a wait queue may wait for it. */

@@ -15,8 +15,9 @@ export async function repriceHold(
   req: Request,
   ctx: TollgateContext,
   hold: BudgetHold,
-  { config, calls, margins }: BudgetReservations,
+  reservations: BudgetReservations,
 ): Promise<boolean> {
+  const { config, calls, margins } = reservations;
   const estimate = ctx.estimate;
   if (!estimate || ctx.settled) return false;
   const price = config.pricing.find(estimate.model);
@@ -26,12 +27,14 @@ export async function repriceHold(
   const amount = fullAnswerCost(estimate, input.reserved, price);
   const minAmount = Math.min(amount, smallestAnswerCost(estimate, input.reserved, price, config.minOutputTokens));
   const id = calls.reservationId(ctx);
+  // Another model has other budgets within its tenant: the new reservation is charged to the new model's.
+  const { windows, scopes } = reservations.windowsForModel(hold.budgets, hold.tenantId, estimate.model);
   // The new price is held before the old is let go: never a moment with the request unbudgeted.
   const reserving = calls.ledger.reserve({
     id,
     amount,
     minAmount: minAmount < amount ? minAmount : undefined,
-    scopes: hold.scopes,
+    scopes,
     ttlMs: config.reservationTtlMs,
   });
   let result: ReserveResult;
@@ -52,6 +55,8 @@ export async function repriceHold(
   hold.id = id;
   hold.granted = result.amount;
   hold.model = price.model;
+  hold.scopes = scopes;
+  hold.windows = windows;
   hold.inputBound = input.bound;
   const note = ctx.reservations.find((reservation) => reservation.kind === 'budget' && reservation.id === previous);
   if (note) {

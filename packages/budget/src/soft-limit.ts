@@ -1,24 +1,28 @@
-// Soft limits: notice a budget crossing its threshold and tell someone exactly once per period, across processes.
+// Budget events: a budget passing each soft-limit threshold, or running out, told exactly once per period across processes.
 import { randomUUID } from 'node:crypto';
 import { nanoToUsd } from '@tollgate/core';
 import { withTimeout } from '@tollgate/core/kit';
 import type { ReservationLedger, ScopeUsage } from '@tollgate/core/kit';
-import { softLimitThreshold } from './budget-plan.js';
-import type { BudgetWindow } from './budget-plan.js';
-import type { SoftLimitEvent } from './types.js';
+import type { BudgetWindow, EventMarker } from './budget-plan.js';
+import { ExpiringMarks } from './expiring-marks.js';
+import type { BudgetEvent, BudgetThresholdEvent } from './types.js';
 import type { WebhookSender } from './webhook.js';
 
-export interface SoftLimitMonitorOptions {
+export interface BudgetEventMonitorOptions {
   ledger: ReservationLedger;
   storeTimeoutMs: number;
-  onSoftLimit: ((event: SoftLimitEvent) => void | Promise<void>) | undefined;
-  log: ((event: SoftLimitEvent) => void) | undefined;
+  /** Every event. */
+  onEvent: ((event: BudgetEvent) => void | Promise<void>) | undefined;
+  /** Threshold events only (the option from before `budget.exhausted`). */
+  onSoftLimit: ((event: BudgetThresholdEvent) => void | Promise<void>) | undefined;
+  log: ((event: BudgetEvent) => void) | undefined;
   webhook: WebhookSender | undefined;
 }
 
-/** A budget found past its soft limit, with the spend that put it there. */
+/** A marker found due, with the spend that made it so. */
 interface Crossing {
   window: BudgetWindow;
+  marker: EventMarker;
   spent: number;
 }
 
@@ -27,82 +31,92 @@ const MEMO_MS = 60_000;
 const MARKER_TTL_MS = 60_000;
 
 /**
- * Fires `budget.soft_limit`. Dedupe across processes uses the ledger itself: the marker is a
- * scope with limit 1 in the same period; the one process whose reserve of 1 succeeds (the
- * reserve is atomic) settles it to spent and delivers the event; every other one is refused.
+ * Fires `budget.threshold` (once per threshold) and `budget.exhausted`, each once per period.
+ * Dedupe across processes uses the ledger itself: each marker is a scope with limit 1 in the
+ * same period; the one process whose reserve of 1 succeeds (the reserve is atomic) settles it to
+ * spent and delivers the event; every other one is refused.
  */
-export class SoftLimitMonitor {
-  readonly #options: SoftLimitMonitorOptions;
-  readonly #taken = new Map<string, number>();
+export class BudgetEventMonitor {
+  readonly #options: BudgetEventMonitorOptions;
+  readonly #taken = new ExpiringMarks();
   readonly #pending = new Set<Promise<unknown>>();
 
-  constructor(options: SoftLimitMonitorOptions) {
+  constructor(options: BudgetEventMonitorOptions) {
     this.#options = options;
   }
 
   /**
-   * Looks at the budgets a request was charged to and fires for each one newly past its soft
-   * limit. `balances` (what the settle reported) spares a ledger read; scopes missing from it are read.
-   * When nothing is past a soft limit and nothing has to be read (the usual settle), it answers at once.
+   * Looks at the budgets a request was charged to and fires for each threshold newly passed (and
+   * for a budget spent to its limit). `balances` (what the settle reported) spares a ledger read;
+   * budgets with thresholds missing from it are read. When nothing is due and nothing has to be
+   * read (the usual settle), it answers at once.
    */
   check(windows: readonly BudgetWindow[], now: number, balances?: readonly ScopeUsage[]): Promise<void> | undefined {
     let unread: BudgetWindow[] | undefined;
     let crossed: Crossing[] | undefined;
     for (const window of windows) {
-      if (
-        softLimitThreshold(window.budget) === undefined ||
-        window.budget.limitNano <= 0 ||
-        this.#isTaken(window.softLimitMarker.key, now)
-      )
-        continue;
+      if (window.budget.limitNano <= 0) continue;
       const spent = balances && spentOf(balances, window.head.key);
       if (spent === undefined) {
-        (unread ??= []).push(window);
-      } else if (isPastSoftLimit(window, spent)) {
-        (crossed ??= []).push({ window, spent });
+        // Reading only for thresholds: a budget running out is seen by the refusal it causes.
+        if (window.thresholdMarkers.some((marker) => !this.#isTaken(marker.scope.key, now)))
+          (unread ??= []).push(window);
+        continue;
       }
+      for (const marker of this.#due(window, spent, now)) (crossed ??= []).push({ window, marker, spent });
     }
     if (!unread && !crossed) return undefined;
     return this.#fire(unread ?? [], crossed ?? [], now);
   }
 
-  /** Reads the spend of `unread` windows, then takes the marker of each window past its soft limit and fires for it. */
+  /** A budget refused a request because its money is spent: `budget.exhausted`, once per period. */
+  exhausted(window: BudgetWindow, spent: number, now: number): Promise<void> | undefined {
+    if (this.#isTaken(window.exhaustedMarker.scope.key, now)) return undefined;
+    const fired = this.#fire([], [{ window, marker: window.exhaustedMarker, spent }], now).catch(warn);
+    this.#track(fired);
+    return fired;
+  }
+
+  /** The markers of `window` that `spent` makes due and this process does not know taken. */
+  #due(window: BudgetWindow, spent: number, now: number): EventMarker[] {
+    if (spent <= 0) return [];
+    const due = window.thresholdMarkers.filter((marker) => spent >= marker.at && !this.#isTaken(marker.scope.key, now));
+    const { exhaustedMarker } = window;
+    if (spent >= exhaustedMarker.at && !this.#isTaken(exhaustedMarker.scope.key, now)) due.push(exhaustedMarker);
+    return due;
+  }
+
+  /** Reads the spend of `unread` windows, then takes the marker of each crossing and fires for it. */
   async #fire(unread: BudgetWindow[], crossed: Crossing[], now: number): Promise<void> {
     if (unread.length > 0) {
       const { ledger, storeTimeoutMs } = this.#options;
       const usage = await withTimeout(ledger.usage(unread.map((w) => w.head)), storeTimeoutMs, 'ledger.usage');
       for (const window of unread) {
         const spent = spentOf(usage, window.head.key) ?? 0;
-        if (isPastSoftLimit(window, spent)) crossed.push({ window, spent });
+        for (const marker of this.#due(window, spent, now)) crossed.push({ window, marker, spent });
       }
     }
     await Promise.all(
-      crossed.map(async ({ window, spent }) => {
-        if (await this.#takeMarker(window, now)) this.#emit(window, spent, now);
+      crossed.map(async ({ window, marker, spent }) => {
+        if (await this.#takeMarker(marker, now)) this.#emit(window, marker, spent, now);
       }),
     );
   }
 
   /** True when this process knows the marker is taken (so it does not ask the ledger every request). */
   #isTaken(key: string, now: number): boolean {
-    const until = this.#taken.get(key);
-    if (until === undefined) return false;
-    if (until > now) return true;
-    this.#taken.delete(key);
-    return false;
+    return this.#taken.has(key, now);
   }
 
-  async #takeMarker(window: BudgetWindow, now: number): Promise<boolean> {
+  async #takeMarker({ scope: marker }: EventMarker, now: number): Promise<boolean> {
     const { ledger, storeTimeoutMs } = this.#options;
-    const marker = window.softLimitMarker;
     const id = `${marker.key}:${randomUUID()}`;
     const result = await withTimeout(
       ledger.reserve({ id, amount: 1, scopes: [marker], ttlMs: MARKER_TTL_MS }),
       storeTimeoutMs,
       'ledger.reserve',
     );
-    if (this.#taken.size > 10_000) this.#taken.clear();
-    this.#taken.set(marker.key, Math.min(marker.expiresAt, now + MEMO_MS));
+    this.#taken.mark(marker.key, Math.min(marker.expiresAt, now + MEMO_MS));
     if (!result.ok) return false;
     // Spent, not reserved: the marker must outlive this reservation's TTL for the whole period.
     await withTimeout(ledger.settle(id, 1), storeTimeoutMs, 'ledger.settle');
@@ -114,27 +128,37 @@ export class SoftLimitMonitor {
     this.#taken.delete(markerKey);
   }
 
-  #emit(window: BudgetWindow, spent: number, now: number): void {
+  #emit(window: BudgetWindow, marker: EventMarker, spent: number, now: number): void {
     const { budget, head } = window;
-    const event: SoftLimitEvent = {
-      type: 'budget.soft_limit',
+    const common = {
       eventId: randomUUID(),
       timestamp: new Date(now).toISOString(),
       scope: budget.scope,
       id: budget.id,
+      tenantId: budget.tenantId,
       period: budget.period,
       key: head.key,
-      softLimit: budget.softLimit!,
       limitNanoUsd: budget.limitNano,
       spentNanoUsd: spent,
       limitUsd: nanoToUsd(budget.limitNano),
       spentUsd: nanoToUsd(spent),
       resetAt: new Date(head.expiresAt).toISOString(),
     };
-    const { onSoftLimit, log, webhook } = this.#options;
+    const { threshold } = marker;
+    const event: BudgetEvent =
+      threshold === undefined
+        ? { type: 'budget.exhausted', ...common }
+        : { type: 'budget.threshold', ...common, threshold, softLimit: threshold };
+    const { onEvent, onSoftLimit, log, webhook } = this.#options;
     if (log) this.#guard(() => log(event));
     webhook?.send(event);
-    if (onSoftLimit) this.#guard(() => onSoftLimit(event));
+    if (onEvent) this.#guard(() => onEvent(event));
+    if (onSoftLimit && event.type === 'budget.threshold') this.#guard(() => onSoftLimit(event));
+  }
+
+  #track(work: Promise<unknown>): void {
+    this.#pending.add(work);
+    void work.finally(() => this.#pending.delete(work));
   }
 
   /** Runs user code so that neither a throw nor a rejection reaches the request. */
@@ -146,11 +170,7 @@ export class SoftLimitMonitor {
       warn(error);
       return;
     }
-    if (result instanceof Promise) {
-      const settled = result.catch(warn);
-      this.#pending.add(settled);
-      void settled.finally(() => this.#pending.delete(settled));
-    }
+    if (result instanceof Promise) this.#track(result.catch(warn));
   }
 
   async flush(): Promise<void> {
@@ -165,12 +185,8 @@ function spentOf(balances: readonly ScopeUsage[], key: string): number | undefin
   return undefined;
 }
 
-function isPastSoftLimit(window: BudgetWindow, spent: number): boolean {
-  return spent > 0 && spent >= softLimitThreshold(window.budget)!;
-}
-
 function warn(error: unknown): void {
   process.emitWarning(
-    `tollgate budget: a soft-limit listener failed: ${error instanceof Error ? error.message : String(error)}`,
+    `tollgate budget: a budget event could not be sent: ${error instanceof Error ? error.message : String(error)}`,
   );
 }

@@ -7,8 +7,11 @@ import type { CalendarPeriod } from '@tollgate/core/kit';
  */
 export type BudgetPeriod = CalendarPeriod | 'rolling';
 
-/** What a budget is charged to. `global` has no id. */
-export type BudgetScope = 'key' | 'user' | 'tenant' | 'feature' | 'global';
+/**
+ * What a budget is charged to. `global` has no id. A `user` budget is one user's everywhere, or, with a
+ * tenant (`tenantUsers`), one end user's within that tenant; a `model` budget is one model's within a tenant.
+ */
+export type BudgetScope = 'key' | 'user' | 'tenant' | 'feature' | 'model' | 'global';
 
 /** One budget as configured (the proxy's `{ "usd": 100, "period": "month", "softLimit": 0.8 }`). */
 export interface BudgetLimit {
@@ -30,11 +33,17 @@ export interface BudgetLimit {
    * @default 24
    */
   buckets?: number;
-  /** Fraction of the limit (0 < x <= 1) at which `budget.soft_limit` fires; overrides the guard's. */
-  softLimit?: number;
-  /** Model downgrades applied once this scope is past its soft limit; overrides the guard's. */
+  /**
+   * Fractions of the limit (each 0 < x <= 1) at which `budget.threshold` fires, once each per period;
+   * one fraction or a list (`[0.5, 0.8, 0.95]`). Overrides the guard's.
+   */
+  softLimit?: number | readonly number[];
+  /** Model downgrades applied once this scope is past its (lowest) soft limit; overrides the guard's. */
   downgrade?: Record<string, string>;
 }
+
+/** One budget, or several that all hold at once (`[{ "usd": 10, "period": "day" }, { "usd": 200, "period": "month" }]`). */
+export type BudgetLimits = BudgetLimit | readonly BudgetLimit[];
 
 /** A budget from code: a limit plus the scope and id it applies to. */
 export interface BudgetSpec extends BudgetLimit {
@@ -43,19 +52,19 @@ export interface BudgetSpec extends BudgetLimit {
   id?: string;
 }
 
-/** Payload of a `budget.soft_limit` event (also the JSON body POSTed to the webhook). */
-export interface SoftLimitEvent {
-  type: 'budget.soft_limit';
+/** What every budget event says about the budget: the JSON body POSTed to the webhook carries it. */
+interface BudgetEventBase {
   /** Unique per event, so a webhook receiver can drop duplicates of a retried delivery. */
   eventId: string;
-  /** ISO 8601 time the crossing was seen. */
+  /** ISO 8601 time it was seen. */
   timestamp: string;
   scope: BudgetScope;
   id: string | null;
+  /** The tenant whose end user or model budget this is; null for the other scopes. */
+  tenantId: string | null;
   period: BudgetPeriod;
-  /** The ledger scope key (with its period suffix). */
+  /** The ledger scope key (with its period suffix): one event of a kind per key (and threshold). */
   key: string;
-  softLimit: number;
   limitNanoUsd: number;
   spentNanoUsd: number;
   limitUsd: number;
@@ -64,10 +73,31 @@ export interface SoftLimitEvent {
   resetAt: string;
 }
 
+/** A budget passed one of its soft-limit thresholds: sent once per threshold and period, across processes. */
+export interface BudgetThresholdEvent extends BudgetEventBase {
+  type: 'budget.threshold';
+  /** The fraction of the limit passed. */
+  threshold: number;
+  /** The same fraction, under its name from before thresholds came in lists. */
+  softLimit: number;
+}
+
+/** A budget ran out: a request was refused because its money is spent (or a settle took it to its limit). Once per period. */
+export interface BudgetExhaustedEvent extends BudgetEventBase {
+  type: 'budget.exhausted';
+}
+
+export type BudgetEvent = BudgetThresholdEvent | BudgetExhaustedEvent;
+
+/** The threshold event under its name from before `budget.exhausted` came in. */
+export type SoftLimitEvent = BudgetThresholdEvent;
+
 /** One scope as operators see it. Amounts in nano-USD, with USD twins for display. */
 export interface BudgetStatus {
   scope: BudgetScope;
   id: string | null;
+  /** The tenant whose end user or model budget this is; null for the other scopes. */
+  tenantId: string | null;
   period: BudgetPeriod;
   /** The ledger scope key for the current period (rolling: the window ending now). */
   key: string;
@@ -85,7 +115,10 @@ export interface BudgetStatus {
   remainingUsd: number;
   /** ISO 8601: when the period ends (rolling: when the oldest bucket leaves the window). */
   resetAt: string;
+  /** The lowest soft-limit threshold (the one downgrades start at), or null. */
   softLimit: number | null;
+  /** Every soft-limit threshold, ascending. */
+  thresholds: number[];
   softLimitReached: boolean;
 }
 
@@ -94,4 +127,6 @@ export interface BudgetSelector {
   scope: BudgetScope;
   /** Required except for `global`. */
   id?: string;
+  /** The tenant of an end user's budget (`tenantUsers`) or a model budget (required for `model`). */
+  tenant?: string;
 }

@@ -48,6 +48,7 @@ describe('budgetAdminRouter', () => {
     expect(response.body.budgets[1]).toEqual({
       scope: 'tenant',
       id: 'acme',
+      tenantId: null,
       period: 'month',
       key: 'budget:tenant:acme:month:2026-11',
       limitNanoUsd: 10_000_000,
@@ -62,6 +63,7 @@ describe('budgetAdminRouter', () => {
       remainingUsd: 0.005,
       resetAt: '2026-12-01T00:00:00.000Z',
       softLimit: 0.8,
+      thresholds: [0.8],
       softLimitReached: false,
     });
     expect(await getBudgetStatus(guard)).toEqual(response.body.budgets);

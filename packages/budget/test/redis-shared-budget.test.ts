@@ -9,6 +9,7 @@ import { budgetGuard } from '@tollgate/budget';
 import type { BudgetGuard, BudgetGuardOptions, SoftLimitEvent } from '@tollgate/budget';
 import { testCluster, type TestCluster } from '../../redis/test/redis-cluster.js';
 import { INPUT_NANO, OUTPUT_NANO, createApp, eventually, pricing } from './helpers.js';
+import { deleteRedisPrefix } from './redis-cleanup.js';
 
 const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 let cluster: TestCluster | undefined;
@@ -86,17 +87,7 @@ describe.each(backends)('on $name', ({ connect }) => {
       await cluster!.deleteKeys(prefix);
       return;
     }
-    const cleaner = createRedisStores({ url, prefix });
-    let cursor = '0';
-    do {
-      const [next, keys] = (await cleaner.sendCommand(['SCAN', cursor, 'MATCH', `${prefix}*`, 'COUNT', '1000'])) as [
-        string,
-        string[],
-      ];
-      cursor = next;
-      if (keys.length > 0) await cleaner.sendCommand(['DEL', ...keys]);
-    } while (cursor !== '0');
-    await cleaner.close();
+    await deleteRedisPrefix(url, prefix);
   });
 
   describe('one budget, 4 instances, 500 concurrent requests', () => {
@@ -249,7 +240,7 @@ describe.each(backends)('on $name', ({ connect }) => {
 
       expect(events).toHaveLength(1);
       expect(events[0]).toMatchObject({
-        type: 'budget.soft_limit',
+        type: 'budget.threshold',
         scope: 'tenant',
         id: 'soft',
         period: 'month',

@@ -283,6 +283,27 @@ describe('budgets from code', () => {
     expect(() => budgetGuard({ pricing, softLimit: 0.5, downgrade: { 'test-model': 'no-such-model' } })).toThrow(
       /downgrade test-model -> no-such-model: no-such-model has no price/,
     );
+    expect(() =>
+      budgetGuard({
+        tenants: {
+          acme: [
+            { usd: 1, period: 'day' },
+            { usd: 2, period: 'day' },
+          ],
+        },
+      }),
+    ).toThrow(/tenants\.acme\[1\]: a second budget of period day: give each period once/);
+    expect(() => budgetGuard({ tenants: { acme: [] } })).toThrow(/tenants\.acme: a list of budgets holds at least one/);
+    expect(() => budgetGuard({ global: { usd: 1, softLimit: [0.5, 2] } })).toThrow(/0 < softLimit <= 1/);
+    expect(() => budgetGuard({ tenantUsers: { acme: { usd: 1, period: 'fortnight' as 'day' } } })).toThrow(
+      /tenantUsers\.acme: period must be/,
+    );
+    expect(() => budgetGuard({ modelBudgets: { acme: { 'gpt-4o': { dollars: 5 } as never } } })).toThrow(
+      /modelBudgets\.acme\.gpt-4o: unknown field "dollars"/,
+    );
+    expect(() => budgetGuard({ pricing, modelDowngrades: { acme: { 'test-model': 'no-such-model' } } })).toThrow(
+      /downgrade test-model -> no-such-model: no-such-model has no price/,
+    );
     expect(() => budgetGuard({ softlimit: 0.8 } as BudgetGuardOptions)).toThrow(
       /no option "softlimit"; did you mean "softLimit"\?.*ERR_TG_BUDGET_UNKNOWN_OPTION/,
     );

@@ -6,7 +6,7 @@ import request from 'supertest';
 import { createMemoryStores } from '@tollgate/core';
 import { maxCostNanoUsd } from '@tollgate/core/kit';
 import { budgetGuard } from '@tollgate/budget';
-import type { BudgetGuardOptions, SoftLimitEvent } from '@tollgate/budget';
+import type { BudgetEvent, BudgetGuardOptions, SoftLimitEvent } from '@tollgate/budget';
 import { createApp, eventually, pricing } from './helpers.js';
 
 const closers: (() => Promise<void>)[] = [];
@@ -47,7 +47,7 @@ describe('soft limit', () => {
     await call({ input_tokens: 0, max_tokens: 500 }); // $0.009
     expect(events).toEqual([
       expect.objectContaining({
-        type: 'budget.soft_limit',
+        type: 'budget.threshold',
         scope: 'tenant',
         id: 'acme',
         period: 'day',
@@ -98,7 +98,7 @@ describe('soft limit', () => {
   });
 
   it('writes a log line, and never lets a failing listener touch the request', async () => {
-    const lines: SoftLimitEvent[] = [];
+    const lines: BudgetEvent[] = [];
     const { call } = setup({
       tenants,
       log: (event) => void lines.push(event),
@@ -150,14 +150,16 @@ describe('soft limit', () => {
       webhook: { url, headers: { 'x-secret': 's3cret' }, attempts: 4, initialDelay: 10 },
     });
     for (let i = 0; i < 5; i++) await call(step);
-    expect(attempts).toBe(3);
-    expect(received).toHaveLength(1);
+    // The threshold after 2 failed tries; then the fifth step spends the budget to its limit.
+    expect(attempts).toBe(4);
+    expect(received).toHaveLength(2);
     expect(received[0]).toMatchObject({
       attempt: 3,
       contentType: 'application/json',
       secret: 's3cret',
-      body: { type: 'budget.soft_limit', scope: 'tenant', id: 'acme' },
+      body: { type: 'budget.threshold', threshold: 0.8, scope: 'tenant', id: 'acme' },
     });
+    expect(received[1]).toMatchObject({ attempt: 4, body: { type: 'budget.exhausted', scope: 'tenant', id: 'acme' } });
   });
 });
 

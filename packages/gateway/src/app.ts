@@ -515,7 +515,11 @@ export function createGateway(config: ProxyConfig, deps: ProxyDeps = {}): Gatewa
     },
   });
   if (metering.registry && providers.routes) registerRoutingMetrics(metering.registry, providers.routes);
-  const budget = createBudgetGuard(config, limitStores, pricing, log, guarding.budgetHooks);
+  const budget = createBudgetGuard(config, limitStores, pricing, log, {
+    ...(guarding.budgetHooks ? { alerts: guarding.budgetHooks } : {}),
+    // A model group's request whose target's model budget is spent moves to the group's next target.
+    ...(providers.routes ? { onModelBudgetSpent: providers.routes.skipSpentModel } : {}),
+  });
   metrics?.watchBudgets(budget);
   // The embedded ledger in the data directory, served to `tollgate report --data-dir` while this process holds it:
   // its table made first, so a reader before the first record finds an empty ledger rather than none.

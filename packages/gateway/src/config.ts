@@ -162,6 +162,7 @@ function recordOf<Entry extends z.ZodType>(entry: Entry) {
 // The config's sections, each field described as editors show it (the JSON Schema carries the descriptions).
 
 const PERIOD = 'must be "hour", "day", "week", "month" or "quarter"';
+const SOFT_LIMIT = 'must be a fraction greater than 0 and at most 1';
 const budgetSchema = fields({
   usd: z
     .number(`must be a positive number of USD (at most ${MAX_USD.toLocaleString('en-US')})`)
@@ -177,10 +178,43 @@ const budgetSchema = fields({
       'The calendar period the budget resets on, at local boundaries in `timezone`: "week" starts on Monday (ISO weeks), ' +
         '"quarter" on January, April, July and October 1st. Default: "month".',
     ),
-  softLimit: fraction('must be a fraction greater than 0 and at most 1')
+  softLimit: z
+    .union(
+      [fraction(SOFT_LIMIT), z.array(fraction(SOFT_LIMIT), 'must be a list of fractions').min(1, 'must not be empty')],
+      `${SOFT_LIMIT}, or a list of them`,
+    )
     .optional()
-    .describe('Fraction of `usd` (0..1] at which the soft-limit event fires and downgrades start.'),
+    .describe(
+      'Fraction of `usd` (0..1], or a list (`[0.5, 0.8, 0.95]`): each alerts `budget.threshold` once per period; downgrades start at the lowest.',
+    ),
 }).describe('A budget: `{ "usd": 5, "period": "day", "softLimit": 0.8 }`.');
+
+/** One budget or a list of them, every entry holding at once; a period at most once in a list. */
+const budgetsSchema = z
+  .union(
+    [
+      budgetSchema,
+      z
+        .array(budgetSchema, 'must be a budget or a list of budgets')
+        .min(1, 'must hold at least one budget')
+        .superRefine((list, context) => {
+          const seen = new Set<string>();
+          list.forEach((budget, i) => {
+            if (seen.has(budget.period))
+              context.addIssue({
+                code: 'custom',
+                path: [i, 'period'],
+                message: `repeats period "${budget.period}": give each period once in a list`,
+              });
+            seen.add(budget.period);
+          });
+        }),
+    ],
+    'must be a budget `{ "usd": 5, "period": "day" }` or a list of them',
+  )
+  .describe(
+    'One budget, or a list of budgets that all hold at once (`[{ "usd": 10, "period": "day" }, { "usd": 200 }]`).',
+  );
 
 const upstreamSchema = fields({
   baseUrl: url(['http:', 'https:'])
@@ -374,12 +408,28 @@ const cacheSchema = fields({
 
 const tenantSchema = fields({
   tier: nonEmptyString().optional().describe("The tier of the tenant's keys that name none (a key of `tiers`)."),
-  budget: budgetSchema.optional(),
+  budget: budgetsSchema.optional(),
+  userBudget: budgetsSchema
+    .optional()
+    .describe(
+      "A budget for every end user of the tenant (the key's `user`), each user on their own: the same user id in another tenant has another.",
+    ),
+  modelBudgets: recordOf(budgetsSchema)
+    .optional()
+    .describe(
+      'Caps on the tenant\'s spend per model (`{ "gpt-4o": { "usd": 50, "period": "month" } }`): once one is spent, `downgrade` for that model applies, else 429; model groups skip a target whose budget is spent.',
+    ),
   downgrade: recordOf(nonEmptyString())
     .optional()
-    .describe("Model substitutions applied once the tenant passed a budget's soft limit."),
+    .describe(
+      "Model substitutions applied once the tenant passed a budget's soft limit, or once a model's `modelBudgets` entry is spent.",
+    ),
   tools: toolPatterns.optional().describe("MCP tools the tenant's keys may call, besides their tier's (`server/*`)."),
 });
+
+const featureSchema = fields({
+  budget: budgetsSchema.optional().describe("The feature's budget, counting every tenant's use of it."),
+}).describe('A feature: `{ "budget": { "usd": 30, "period": "month" } }`.');
 
 const isoDateTime = nonEmptyString().refine((text) => !Number.isNaN(Date.parse(text)), 'must be an ISO 8601 date-time');
 const keySchema = fields({
@@ -394,7 +444,7 @@ const keySchema = fields({
   scopes: stringList.optional().describe('Scopes the key holds (see `requiredScope`).'),
   models: stringList.optional().describe("The key's own model allowlist, besides its tier's."),
   tools: toolPatterns.optional().describe("MCP tools the key may call, besides its tier's and its tenant's."),
-  budget: budgetSchema.optional(),
+  budget: budgetsSchema.optional(),
   createdAt: isoDateTime.optional().describe('ISO 8601 (written by `pnpm tollgate keys create`).'),
   expiresAt: isoDateTime.optional().describe('ISO 8601; the key stops working then.'),
   disabled: trueOrFalse.optional().describe('true refuses the key.'),
@@ -465,7 +515,7 @@ const redisSchema = fields({
 const globalSchema = fields({
   requestsPerMinute: positiveInteger.optional().describe('Requests per minute over all traffic.'),
   tokensPerMinute: positiveInteger.optional().describe('Tokens per minute over all traffic.'),
-  budget: budgetSchema.optional(),
+  budget: budgetsSchema.optional(),
 }).describe('Ceilings over all traffic.');
 
 const logSchema = fields({
@@ -761,6 +811,11 @@ const configSchema = fields({
     .describe('Prices and limits per model id: adds or overrides a catalogue row.'),
   tiers: recordOf(tierSchema).optional().describe('Limits and model allowlists per tier name.'),
   tenants: recordOf(tenantSchema).optional().describe('Tier, budget and downgrades per tenant id.'),
+  features: recordOf(featureSchema)
+    .optional()
+    .describe(
+      'Budgets per feature (the key\'s `feature`), across tenants; `"*"` for every feature without its own entry.',
+    ),
   mcpServers: recordOf(mcpServerSchema)
     .optional()
     .describe(
@@ -846,6 +901,7 @@ const configSchema = fields({
   });
 
 export type BudgetConfig = z.output<typeof budgetSchema>;
+export type BudgetsConfig = z.output<typeof budgetsSchema>;
 export type UpstreamConfig = z.output<typeof upstreamSchema>;
 export type ModelConfig = z.output<typeof modelSchema>;
 export type TierConfig = z.output<typeof tierSchema>;
@@ -1052,6 +1108,22 @@ function checkModelNames(config: ProxyConfig, problems: string[]): void {
       if (fromProblem) problems.push(`tenants.${name}.downgrade ${fromProblem}`);
       const toProblem = unknownModel(to, pricing, []);
       if (toProblem) problems.push(`tenants.${name}.downgrade.${from} ${toProblem}`);
+    }
+    // A downgrade beside budgets none of which has a soft limit (and no model budget) would never apply.
+    const budgets = tenant.budget === undefined ? [] : [tenant.budget].flat();
+    if (
+      tenant.downgrade &&
+      budgets.length > 0 &&
+      tenant.modelBudgets === undefined &&
+      budgets.every((budget) => budget.softLimit === undefined)
+    )
+      problems.push(
+        `tenants.${name}.downgrade applies once a budget passes its softLimit or a modelBudgets entry is spent: give tenants.${name}.budget a softLimit`,
+      );
+    for (const model of Object.keys(tenant.modelBudgets ?? {})) {
+      // A model budget caps what is billed: a name no price matches would cap nothing.
+      const problem = unknownModel(model, pricing, []);
+      if (problem) problems.push(`tenants.${name}.modelBudgets ${problem}`);
     }
   }
 }

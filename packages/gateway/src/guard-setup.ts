@@ -6,22 +6,21 @@ import type { ApiError, ErrorRenderer, TollgateStores, UsageRecord } from '@toll
 import {
   bodyAfterAuth,
   breakerOpenAlerts,
-  budgetExhaustedAlerts,
+  budgetAlerts,
   createGuard,
   guardAdminRouter,
   loadShedder,
   promptGuardrails,
-  softLimitAlerts,
   storeDownAlerts,
 } from '@tollgate/guard';
 import type {
   Alerts,
+  BudgetEventNotice,
   Guard,
   GuardEvent,
   LoadShedder,
   Mitigation,
   PromptGuardrailsOptions,
-  SoftLimitNotice,
   WebhookOptions,
 } from '@tollgate/guard';
 import { ConfigError } from './config.js';
@@ -30,7 +29,8 @@ import type { ProxyMetrics } from './proxy-metrics.js';
 
 /** What the budget guard takes from the alert stream (see budget-setup.ts). */
 export interface BudgetAlertHooks {
-  onSoftLimit: (notice: SoftLimitNotice) => void;
+  /** `budget.threshold` and `budget.exhausted`, each once per budget (and threshold) and period. */
+  onEvent: (notice: BudgetEventNotice) => void;
   renderError: ErrorRenderer;
 }
 
@@ -90,9 +90,9 @@ function webhooksOf(config: ProxyConfig, env: NodeJS.ProcessEnv): WebhookOptions
   });
 }
 
-/** Renders the budget's refusals as before; a spent budget and a ledger that failed also become events. */
+/** Renders the budget's refusals as before; a ledger that failed also becomes an event (a spent budget is the budget's own event). */
 function budgetRenderer(alerts: Alerts): ErrorRenderer {
-  const render = budgetExhaustedAlerts(alerts, refusalRenderer('budget'));
+  const render = refusalRenderer('budget');
   const storeDown = storeDownAlerts(alerts, 'budget');
   return function renderBudgetRefusal(error: ApiError, req, res) {
     render(error, req, res);
@@ -158,7 +158,7 @@ export function createProxyGuard(config: ProxyConfig, deps: ProxyGuardDeps): Pro
     limitChecks: settings.repeatedRequests ? [guard.repeatedRequests as RequestHandler] : [],
     limitScale: (req) => guard.limitScale(req.tollgate.identity),
     onUsage: settings.spendAnomaly ? guard.onUsage : undefined,
-    budgetHooks: { onSoftLimit: softLimitAlerts(alerts), renderError: budgetRenderer(alerts) },
+    budgetHooks: { onEvent: budgetAlerts(alerts), renderError: budgetRenderer(alerts) },
     alertStoreDown(layer, report) {
       const storeDown = storeDownAlerts(alerts, layer);
       return function reportAndAlertStoreDown(error) {

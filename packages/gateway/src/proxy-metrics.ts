@@ -114,7 +114,8 @@ function boundedBudgets(statuses: readonly BudgetStatus[]): BudgetRow[] {
   for (const status of statuses) {
     let seen = idsPerScope.get(status.scope);
     if (seen === undefined) idsPerScope.set(status.scope, (seen = new Set()));
-    let id = status.id ?? 'global';
+    // A tenant's model (or end user) budget is that tenant's: `acme/gpt-4o`, apart from another tenant's.
+    let id = status.tenantId === null ? (status.id ?? 'global') : `${status.tenantId}/${status.id}`;
     if (status.id !== null && !seen.has(id)) {
       if (seen.size < MAX_LABEL_VALUES) seen.add(id);
       else id = OVERFLOW_LABEL;
@@ -254,7 +255,7 @@ export function createProxyMetrics(registry: Registry, options: ProxyMetricsOpti
     });
   budgetGauge(
     'tollgate_budget_spent_usd',
-    'Spent in the current period, per configured budget (scope tenant, key, user, feature or global; its period; ids past 100 per scope summed as __other__).',
+    'Spent in the current period, per configured budget (scope tenant, key, user, feature, model (id `tenant/model`) or global; its period; ids past 100 per scope summed as __other__).',
     'spent',
   );
   budgetGauge('tollgate_budget_limit_usd', 'The limit of the current period, per configured budget.', 'limit');

@@ -72,6 +72,11 @@ export interface RoutedCalls {
    * for that target). Undefined: the model is not the router's.
    */
   planCall(req: Request): RoutePlan | undefined;
+  /**
+   * The request's tenant spent its budget for `model`: a planned request moves to its plan's first
+   * target with another model not known spent (true), or has none left (false). Its tries skip `model`.
+   */
+  skipSpentModel(req: Request, res: Response, model: string): boolean;
   /** Serves a planned request (false: it has no plan). */
   serve(clientApi: ProviderApi, req: Request, res: Response, next: NextFunction): boolean;
   /** Each target's breaker, time to first byte and counts, with its upstream's last active probe when probes run. */
@@ -84,6 +89,8 @@ declare module '@tollgate/core' {
   interface ContextVariableMap {
     /** The request's routing plan, between its declaration and its handler. */
     'gateway.plan': RoutePlan;
+    /** Models whose budget the request's tenant has spent: its tries skip their targets. */
+    'gateway.spentModels': Set<string>;
   }
 }
 
@@ -129,6 +136,8 @@ class RoutedRequest implements RouteAttempts, RoutedTry {
     const targetApi = targetApiFor(clientApi, upstream.api);
     if (!canTranslate(clientApi, targetApi))
       return `the ${upstream.api} upstream "${upstream.name}" cannot serve ${clientApi} requests`;
+    if (this.req.tollgate.get('gateway.spentModels')?.has(target.model))
+      return `the model budget of ${target.model} is spent`;
     this.runWith(this.req, target);
     // The reservation follows the target actually tried; it was made at admission for the first one.
     if (!this.reprice || target.model === this.pricedModel) return this.ready(target, upstream, targetApi);
@@ -252,6 +261,19 @@ export function createRoutedCalls(config: ProxyConfig, options: RoutedCallsOptio
     return plan;
   }
 
+  function skipSpentModel(req: Request, _res: Response, model: string): boolean {
+    const ctx = req.tollgate;
+    const plan = ctx.get('gateway.plan');
+    if (!plan) return false;
+    let spent = ctx.get('gateway.spentModels');
+    if (!spent) ctx.set('gateway.spentModels', (spent = new Set()));
+    spent.add(model);
+    const next = plan.targets.find((target) => !spent.has(target.model));
+    if (!next) return false;
+    runWith(req, next);
+    return true;
+  }
+
   function serve(clientApi: ProviderApi, req: Request, res: Response, next: NextFunction): boolean {
     const plan = req.tollgate.get('gateway.plan');
     if (!plan) return false;
@@ -262,6 +284,7 @@ export function createRoutedCalls(config: ProxyConfig, options: RoutedCallsOptio
   return {
     router,
     planCall,
+    skipSpentModel,
     serve,
     health,
     unavailableGroups() {

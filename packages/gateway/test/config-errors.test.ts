@@ -87,6 +87,57 @@ describe('config errors, all at once', () => {
     ]);
   });
 
+  it('names what is wrong in budget lists, thresholds, end-user, model and feature budgets', () => {
+    expect(
+      issuesOf({
+        tenants: {
+          acme: {
+            budget: [
+              { usd: 5, period: 'day' },
+              { usd: 50, period: 'day' },
+            ],
+            userBudget: { usd: 1, period: 'week' },
+            modelBudgets: { 'gpt-4o-mnii': { usd: 5 } },
+          },
+          globex: { budget: { usd: 5, softLimit: [0.5, 1.5] } },
+        },
+        features: { bot: { budget: [] } },
+        global: { budget: { usd: 0 } },
+      }),
+    ).toEqual([
+      'tenants.acme.budget[1].period repeats period "day": give each period once in a list',
+      'tenants.acme.userBudget.period must be "hour", "day" or "month"',
+      'tenants.globex.budget.softLimit[1] must be a fraction greater than 0 and at most 1',
+      'features.bot.budget must hold at least one budget',
+      expect.stringMatching(/^global\.budget\.usd must be a positive number of USD/),
+    ]);
+    expect(issuesOf({ tenants: { acme: { budget: { usd: 5 }, downgrade: { 'gpt-4o': 'gpt-4o-mini' } } } })).toEqual([
+      'tenants.acme.downgrade applies once a budget passes its softLimit or a modelBudgets entry is spent: give tenants.acme.budget a softLimit',
+    ]);
+    // A model budget caps a model the config can price.
+    expect(issuesOf({ tenants: { acme: { modelBudgets: { 'gpt-4o-mnii': { usd: 5 } } } } })).toEqual([
+      'tenants.acme.modelBudgets names an unknown model "gpt-4o-mnii"; did you mean "gpt-4o-mini"?',
+    ]);
+    const config = validateConfig({
+      tenants: {
+        acme: {
+          budget: [
+            { usd: 10, period: 'day' },
+            { usd: 200, softLimit: [0.5, 0.8, 0.95] },
+          ],
+          userBudget: { usd: 1, period: 'day' },
+          modelBudgets: { 'gpt-4o': [{ usd: 50 }] },
+          downgrade: { 'gpt-4o': 'gpt-4o-mini' },
+        },
+      },
+      features: { 'support-bot': { budget: { usd: 30, period: 'day' } }, '*': { budget: { usd: 5 } } },
+    });
+    expect(config.tenants?.acme?.budget).toEqual([
+      { usd: 10, period: 'day' },
+      { usd: 200, period: 'month', softLimit: [0.5, 0.8, 0.95] },
+    ]);
+  });
+
   it("knows the config's own models, dated ids and model groups as models", () => {
     const config = validateConfig({
       upstreams: { openai: { baseUrl: 'https://api.openai.com/v1' } },

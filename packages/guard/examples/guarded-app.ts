@@ -12,14 +12,7 @@ import { budgetGuard } from '@tollgate/budget';
 import { meter } from '@tollgate/metering';
 import { combineLimits, tieredRateLimit, tokenRateLimit } from '@tollgate/ratelimit';
 import { createRedisStores } from '@tollgate/redis';
-import {
-  bodyAfterAuth,
-  budgetExhaustedAlerts,
-  createGuard,
-  guardAdminRouter,
-  softLimitAlerts,
-  storeDownAlerts,
-} from '@tollgate/guard';
+import { bodyAfterAuth, budgetAlerts, createGuard, guardAdminRouter, storeDownAlerts } from '@tollgate/guard';
 
 // A fake OpenAI and a webhook receiver on ephemeral ports.
 async function serve(handler: http.RequestListener): Promise<{ url: string; server: http.Server }> {
@@ -66,8 +59,7 @@ const tenants = { acme: { usd: 5, period: 'day' as const } };
 const budgets = budgetGuard({
   ledger: stores.ledger,
   tenants,
-  onSoftLimit: softLimitAlerts(guard.alerts),
-  renderError: budgetExhaustedAlerts(guard.alerts),
+  onEvent: budgetAlerts(guard.alerts),
 });
 
 async function callProvider(req: Request, res: Response, next: NextFunction) {

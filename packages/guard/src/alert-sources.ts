@@ -1,58 +1,56 @@
 // Adapters that route other packages' signals into the alert stream through options they already have.
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { renderApiError, type ApiError, type ErrorRenderer, type Identity } from '@tollgate/core';
 import type { Alerts } from './alerts.js';
 
-/** What `budgetGuard`'s `onSoftLimit` hands over (`SoftLimitEvent` of @tollgate/budget). */
-export interface SoftLimitNotice {
+/** What `budgetGuard`'s `onEvent` hands over (`BudgetEvent` of @tollgate/budget). */
+export interface BudgetEventNotice {
+  type: 'budget.threshold' | 'budget.exhausted';
   scope: string;
   id: string | null;
+  /** The tenant of an end user's or a model's budget. */
+  tenantId?: string | null;
   period: string;
-  /** The ledger key of the budget's period: the event is sent once per key. */
+  /** The ledger key of the budget's period: the event is sent once per key (and threshold). */
   key: string;
-  softLimit: number;
+  /** `budget.threshold`: the fraction of the limit passed. */
+  threshold?: number;
   spentUsd: number;
   limitUsd: number;
   resetAt: string;
   timestamp?: string;
 }
 
-/** `budgetGuard({ onSoftLimit: softLimitAlerts(alerts) })`: a `soft_limit` event per budget and period. */
-export function softLimitAlerts(alerts: Alerts): (notice: SoftLimitNotice) => void {
-  return function alertSoftLimit(notice) {
-    const who = notice.scope === 'global' ? 'The global budget' : `The budget of ${notice.scope} ${notice.id}`;
+/** The threshold notice under its name from before `budget.exhausted` joined it. */
+export type SoftLimitNotice = BudgetEventNotice;
+
+/**
+ * `budgetGuard({ onEvent: budgetAlerts(alerts) })`: a `budget.threshold` event per budget, threshold
+ * and period, and a `budget.exhausted` event per budget and period.
+ */
+export function budgetAlerts(alerts: Alerts): (notice: BudgetEventNotice) => void {
+  return function alertBudgetEvent(notice) {
+    const { type, scope, id, threshold } = notice;
+    const who = scope === 'global' ? 'The global budget' : `The budget of ${scope} ${id}`;
+    const owner = notice.tenantId ? ` of tenant ${notice.tenantId}` : '';
+    const tenantId = notice.tenantId ?? (scope === 'tenant' ? id : null);
+    const spent = `$${notice.spentUsd.toFixed(2)} spent`;
+    const limit = `$${notice.limitUsd} this ${notice.period}`;
     alerts.emit({
-      type: 'soft_limit',
-      id: `soft_limit:${notice.key}`,
+      type,
+      id: `${type}:${notice.key}${threshold === undefined ? '' : `:${threshold}`}`,
       ...(notice.timestamp ? { at: notice.timestamp } : {}),
-      ...(notice.scope === 'tenant' && notice.id ? { tenantId: notice.id } : {}),
-      ...(notice.scope === 'key' && notice.id ? { keyId: notice.id } : {}),
-      message: `${who} passed ${Math.round(notice.softLimit * 100)}% of $${notice.limitUsd} this ${notice.period} ($${notice.spentUsd.toFixed(2)} spent); it resets at ${notice.resetAt}.`,
+      ...(tenantId ? { tenantId } : {}),
+      ...(scope === 'key' && id ? { keyId: id } : {}),
+      message:
+        type === 'budget.threshold'
+          ? `${who}${owner} passed ${Math.round((threshold ?? 0) * 100)}% of ${limit} (${spent}); it resets at ${notice.resetAt}.`
+          : `${who}${owner} ran out: ${limit} (${spent}); it refuses calls until it resets at ${notice.resetAt}.`,
       details: { ...notice },
     });
   };
 }
 
-/**
- * `budgetGuard({ renderError: budgetExhaustedAlerts(alerts) })`: renders as before and sends a
- * `budget_exhausted` event when a budget refused a call because its money is spent (not merely
- * held by requests in flight), once per caller and hour.
- */
-export function budgetExhaustedAlerts(alerts: Alerts, render: ErrorRenderer = renderApiError): ErrorRenderer {
-  return function renderAndAlertExhausted(error: ApiError, req: IncomingMessage, res: ServerResponse) {
-    render(error, req, res);
-    if (error.code !== 'insufficient_quota' || error.headers['x-should-retry'] === 'true') return;
-    const identity = (req as IncomingMessage & { tollgate?: { identity?: Identity } }).tollgate?.identity;
-    const hour = new Date().toISOString().slice(0, 13);
-    alerts.emit({
-      type: 'budget_exhausted',
-      id: `budget_exhausted:${identity?.tenantId ?? ''}:${identity?.keyId ?? ''}:${hour}`,
-      ...(identity?.tenantId ? { tenantId: identity.tenantId } : {}),
-      ...(identity?.keyId ? { keyId: identity.keyId } : {}),
-      message: error.message,
-    });
-  };
-}
+/** `budgetAlerts` under its name from before `budget.exhausted` joined `budget.threshold`. */
+export const softLimitAlerts = budgetAlerts;
 
 /**
  * `onStoreError: storeDownAlerts(alerts, 'ratelimit')` (any middleware's option of that name): a

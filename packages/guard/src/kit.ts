@@ -14,9 +14,10 @@ export { createAlerts, type AlertClaims, type Alerts, type AlertsOptions } from 
 export { signBody, slackMessage, type WebhookOptions } from './webhook-sender.js';
 export {
   breakerOpenAlerts,
-  budgetExhaustedAlerts,
+  budgetAlerts,
   softLimitAlerts,
   storeDownAlerts,
+  type BudgetEventNotice,
   type SoftLimitNotice,
 } from './alert-sources.js';
 export { clientAddress } from './client-address.js';

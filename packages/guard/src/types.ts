@@ -53,11 +53,11 @@ export interface AnomalyRecord {
 
 /** The kinds of event a person is told about. */
 export type GuardEventType =
-  'soft_limit' | 'budget_exhausted' | 'anomaly' | 'suspended' | 'auth_flood' | 'store_down' | 'breaker_open';
+  'budget.threshold' | 'budget.exhausted' | 'anomaly' | 'suspended' | 'auth_flood' | 'store_down' | 'breaker_open';
 
 export const GUARD_EVENT_TYPES: readonly GuardEventType[] = [
-  'soft_limit',
-  'budget_exhausted',
+  'budget.threshold',
+  'budget.exhausted',
   'anomaly',
   'suspended',
   'auth_flood',

@@ -3,7 +3,7 @@ import { createHmac } from 'node:crypto';
 import { afterEach, describe, expect, it, jest } from '@jest/globals';
 import { TollgateError } from '@tollgate/core';
 import {
-  budgetExhaustedAlerts,
+  budgetAlerts,
   createAlerts,
   MemoryGuardStore,
   signBody,
@@ -108,37 +108,46 @@ describe('alerts', () => {
     warnings.mockRestore();
   });
 
-  it('turn a budget soft limit and an exhausted budget into soft_limit and budget_exhausted events', async () => {
+  it('turn budget events into budget.threshold and budget.exhausted events, one per budget, threshold and period', async () => {
     const events: GuardEvent[] = [];
     const alerts = createAlerts({ onEvent: (event) => void events.push(event) });
-    softLimitAlerts(alerts)({
+    const tenant = {
       scope: 'tenant',
       id: 'acme',
       period: 'month',
       key: 'budget:tenant:acme:month:2026-11',
-      softLimit: 0.8,
-      spentUsd: 81.2,
       limitUsd: 100,
       resetAt: '2026-12-01T00:00:00.000Z',
+    };
+    const alert = budgetAlerts(alerts);
+    alert({ ...tenant, type: 'budget.threshold', threshold: 0.8, spentUsd: 81.2 });
+    alert({ ...tenant, type: 'budget.threshold', threshold: 0.8, spentUsd: 82 });
+    alert({ ...tenant, type: 'budget.threshold', threshold: 0.95, spentUsd: 96 });
+    alert({ ...tenant, type: 'budget.exhausted', spentUsd: 99.99 });
+    alert({
+      type: 'budget.exhausted',
+      scope: 'user',
+      id: 'bob',
+      tenantId: 'globex',
+      period: 'day',
+      key: 'budget:tenant:globex:user:bob:day:2026-11-24',
+      limitUsd: 1,
+      spentUsd: 1,
+      resetAt: '2026-11-25T00:00:00.000Z',
     });
-    const render = budgetExhaustedAlerts(alerts, () => undefined);
-    const req = { tollgate: { identity: { keyId: 'k1', tenantId: 'acme', scopes: [], authMethod: 'api_key' } } };
-    const { ApiError } = await import('@tollgate/core');
-    render(new ApiError('insufficient_quota', 'Budget exhausted for tenant acme.'), req as never, {} as never);
-    render(new ApiError('insufficient_quota', 'Budget exhausted for tenant acme.'), req as never, {} as never);
-    render(
-      new ApiError('insufficient_quota', 'Held, not spent.', { headers: { 'x-should-retry': 'true' } }),
-      req as never,
-      {} as never,
-    );
+    // The old name still works.
+    expect(softLimitAlerts).toBe(budgetAlerts);
     await alerts.close();
-    expect(events.map((e) => [e.type, e.tenantId])).toEqual([
-      ['soft_limit', 'acme'],
-      ['budget_exhausted', 'acme'],
+    expect(events.map((e) => [e.type, e.tenantId, e.details?.threshold])).toEqual([
+      ['budget.threshold', 'acme', 0.8],
+      ['budget.threshold', 'acme', 0.95],
+      ['budget.exhausted', 'acme', undefined],
+      ['budget.exhausted', 'globex', undefined],
     ]);
     expect(events[0]!.message).toBe(
       'The budget of tenant acme passed 80% of $100 this month ($81.20 spent); it resets at 2026-12-01T00:00:00.000Z.',
     );
+    expect(events[3]!.message).toContain('The budget of user bob of tenant globex ran out');
   });
 
   it('refuse a webhook whose secretEnv is not set, a bad URL and an unknown event type', () => {

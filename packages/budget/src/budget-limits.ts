@@ -1,0 +1,187 @@
+// Budgets as configured, checked once: one limit or a list of them, and each bound to the scope, id and ledger slot it is charged to.
+import { TollgateError, parseDuration, usdToNano } from '@tollgate/core';
+import { GLOBAL_SLOT, isCalendarPeriod, usdAmountProblem } from '@tollgate/core/kit';
+import type { BudgetPeriod, BudgetScope } from './types.js';
+
+export const LIMIT_FIELDS = ['usd', 'period', 'window', 'buckets', 'softLimit', 'downgrade'];
+const MAX_BUCKETS = 100;
+
+/** A limit with its defaults applied, not yet bound to a scope id. */
+export interface ResolvedLimit {
+  period: BudgetPeriod;
+  /** The IANA zone whose local calendar cuts calendar periods. */
+  timezone: string;
+  limitNano: number;
+  /** The lowest soft-limit threshold: past it, downgrades apply. */
+  softLimit: number | undefined;
+  /** Every soft-limit threshold, ascending, each alerted once per period (empty: none). */
+  thresholds: readonly number[];
+  downgrade: ReadonlyMap<string, string> | undefined;
+  /** Rolling only (0 otherwise). */
+  windowMs: number;
+  bucketMs: number;
+  buckets: number;
+}
+
+/** The defaults a guard gives every budget without its own. */
+export type LimitDefaults = Pick<ResolvedLimit, 'softLimit' | 'thresholds' | 'downgrade' | 'timezone'>;
+
+/** One budget bound to its scope and id. */
+export interface ResolvedBudget extends ResolvedLimit {
+  scope: BudgetScope;
+  id: string | null;
+  /** The tenant whose end user or model this budget is (`tenantUsers`, `modelBudgets`); null otherwise. */
+  tenantId: string | null;
+  /** For messages: `tenant acme`, `global`, `user bob of tenant acme`, `model gpt-4o of tenant acme`. */
+  label: string;
+  /** Ledger key without the period part: `budget:tenant:acme:month`. */
+  base: string;
+  /**
+   * The ledger slot of every scope of this budget (`tenant:acme`, `key:k1`, `global`): named by
+   * the budget's own scope and id, never by who asks, so reserves, settles, the operator's calls
+   * and a rebuild all find it on the same shard of a Redis Cluster. A tenant's end users and models
+   * share the tenant's slot: a request's tenant budgets change in one script there.
+   */
+  slot: string;
+}
+
+export function invalid(where: string, message: string): TollgateError {
+  return new TollgateError('ERR_TG_BUDGET_INVALID_BUDGET', `${where}: ${message}`);
+}
+
+export function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** One fraction or a list of them, each 0 < x <= 1: the thresholds ascending, without repeats. */
+export function checkSoftLimit(value: unknown, where: string): readonly number[] | undefined {
+  if (value === undefined) return undefined;
+  const list = Array.isArray(value) ? (value as unknown[]) : [value];
+  if (list.length === 0 || list.some((x) => typeof x !== 'number' || !(x > 0 && x <= 1)))
+    throw invalid(
+      where,
+      `softLimit must be a fraction of the limit (0 < softLimit <= 1) or a non-empty list of them; got ${JSON.stringify(value)}`,
+    );
+  return [...new Set(list as number[])].sort((a, b) => a - b);
+}
+
+export function checkDowngrade(value: unknown, where: string): ReadonlyMap<string, string> | undefined {
+  if (value === undefined) return undefined;
+  if (!isRecord(value))
+    throw invalid(where, 'downgrade must map model ids to model ids, e.g. { "gpt-4o": "gpt-4o-mini" }');
+  const map = new Map<string, string>();
+  for (const [from, to] of Object.entries(value)) {
+    if (typeof to !== 'string' || to.length === 0)
+      throw invalid(where, `downgrade["${from}"] must be a model id; got ${JSON.stringify(to)}`);
+    map.set(from, to);
+  }
+  return map;
+}
+
+function resolveLimit(
+  limit: unknown,
+  where: string,
+  defaults: LimitDefaults,
+  fields: readonly string[],
+): ResolvedLimit {
+  if (!isRecord(limit)) throw invalid(where, 'a budget is an object like { "usd": 100, "period": "month" }');
+  for (const name of Object.keys(limit)) {
+    if (!fields.includes(name)) throw invalid(where, `unknown field "${name}"; known fields: ${fields.join(', ')}`);
+  }
+  const { usd, period = 'month' } = limit;
+  const problem = usdAmountProblem(usd, { zero: true });
+  if (problem !== undefined) throw invalid(where, `usd ${problem}`);
+  if (period !== 'rolling' && !isCalendarPeriod(period))
+    throw invalid(
+      where,
+      `period must be "hour", "day", "week", "month", "quarter" or "rolling"; got ${JSON.stringify(period)}`,
+    );
+  let windowMs = 0;
+  let bucketMs = 0;
+  let buckets = 0;
+  if (period === 'rolling') {
+    windowMs = parseDuration((limit.window as number | string | undefined) ?? '24h', `${where}.window`);
+    buckets = (limit.buckets as number | undefined) ?? 24;
+    if (!Number.isSafeInteger(buckets) || buckets < 1 || buckets > MAX_BUCKETS)
+      throw invalid(where, `buckets must be an integer from 1 to ${MAX_BUCKETS}; got ${JSON.stringify(limit.buckets)}`);
+    bucketMs = windowMs / buckets;
+    if (!Number.isSafeInteger(bucketMs) || bucketMs < 1000)
+      throw invalid(
+        where,
+        `window / buckets must be a whole number of ms, at least 1s; got ${windowMs} ms / ${buckets}`,
+      );
+  } else if (limit.window !== undefined || limit.buckets !== undefined) {
+    throw invalid(where, 'window and buckets only apply to period "rolling"');
+  }
+  const ownThresholds = checkSoftLimit(limit.softLimit, where);
+  const thresholds = ownThresholds ?? defaults.thresholds;
+  const ownDowngrade = checkDowngrade(limit.downgrade, where);
+  // A downgrade map takes effect past the soft limit; without one it would silently never apply.
+  if (ownDowngrade && thresholds.length === 0)
+    throw invalid(where, 'downgrade applies once spend passes the soft limit: set softLimit too');
+  const downgrade = ownDowngrade ?? defaults.downgrade;
+  return {
+    period,
+    timezone: defaults.timezone,
+    limitNano: usdToNano(usd as number),
+    softLimit: thresholds[0],
+    thresholds,
+    downgrade,
+    windowMs,
+    bucketMs,
+    buckets,
+  };
+}
+
+/** The ledger key part that names a limit's period: two budgets of one scope and id differ in it. */
+function periodPart(limit: ResolvedLimit): string {
+  return limit.period === 'rolling' ? `rolling:${limit.windowMs}ms:${limit.buckets}` : limit.period;
+}
+
+/**
+ * One budget or a list of them (every entry holds at once), in the order given. Two entries of
+ * one period would share one ledger scope, so a list names each period once.
+ */
+export function resolveLimits(
+  value: unknown,
+  where: string,
+  defaults: LimitDefaults,
+  fields: readonly string[] = LIMIT_FIELDS,
+): ResolvedLimit[] {
+  if (!Array.isArray(value)) return [resolveLimit(value, where, defaults, fields)];
+  if (value.length === 0) throw invalid(where, 'a list of budgets holds at least one');
+  const limits = value.map((limit, i) => resolveLimit(limit, `${where}[${i}]`, defaults, fields));
+  const seen = new Set<string>();
+  limits.forEach((limit, i) => {
+    const part = periodPart(limit);
+    if (seen.has(part))
+      throw invalid(`${where}[${i}]`, `a second budget of period ${limit.period}: give each period once`);
+    seen.add(part);
+  });
+  return limits;
+}
+
+/** `limit` charged to `scope` `id` (of `tenantId`, for an end user's or a model's budget within a tenant). */
+export function bind(
+  limit: ResolvedLimit,
+  scope: BudgetScope,
+  id: string | null,
+  tenantId: string | null = null,
+): ResolvedBudget {
+  // Ids are encoded so that one containing ":" cannot collide with another scope's key. A tenant's
+  // end users and models sit under the tenant's key, after a word no tenant period starts with.
+  const idPart = id === null ? '' : `:${encodeURIComponent(id)}`;
+  const owner = tenantId === null ? '' : `tenant:${encodeURIComponent(tenantId)}:`;
+  let slot = id === null ? GLOBAL_SLOT : `${scope}:${id}`;
+  if (tenantId !== null) slot = `tenant:${tenantId}`;
+  const label = id === null ? scope : `${scope} ${id}${tenantId === null ? '' : ` of tenant ${tenantId}`}`;
+  return {
+    ...limit,
+    scope,
+    id,
+    tenantId,
+    label,
+    base: `budget:${owner}${scope}${idPart}:${periodPart(limit)}`,
+    slot,
+  };
+}
