@@ -101,6 +101,10 @@ describe('refusing to start', () => {
     [{ tiers: { free: { requestsPerMinute: 0 } } }, 'tiers.free.requestsPerMinute must be a positive integer'],
     [{ tenants: { acme: { tier: 'pro' } } }, 'tenants.acme.tier names an unknown tier "pro"'],
     [{ tierz: {} }, 'did you mean "tiers"?'],
+    [
+      { timezone: 'Europe/Berlim' },
+      'timezone must be an IANA time zone like "Europe/Berlin" or "UTC"; got "Europe/Berlim"; did you mean "Europe/Berlin"?',
+    ],
   ])(
     '%j',
     async (config, message) => {
