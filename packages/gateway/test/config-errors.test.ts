@@ -96,7 +96,7 @@ describe('config errors, all at once', () => {
               { usd: 5, period: 'day' },
               { usd: 50, period: 'day' },
             ],
-            userBudget: { usd: 1, period: 'week' },
+            userBudget: { usd: 1, period: 'year' },
             modelBudgets: { 'gpt-4o-mnii': { usd: 5 } },
           },
           globex: { budget: { usd: 5, softLimit: [0.5, 1.5] } },
@@ -106,7 +106,7 @@ describe('config errors, all at once', () => {
       }),
     ).toEqual([
       'tenants.acme.budget[1].period repeats period "day": give each period once in a list',
-      'tenants.acme.userBudget.period must be "hour", "day" or "month"',
+      'tenants.acme.userBudget.period must be "hour", "day", "week", "month" or "quarter"',
       'tenants.globex.budget.softLimit[1] must be a fraction greater than 0 and at most 1',
       'features.bot.budget must hold at least one budget',
       expect.stringMatching(/^global\.budget\.usd must be a positive number of USD/),
