@@ -268,9 +268,10 @@ export function createRoutedCalls(config: ProxyConfig, options: RoutedCallsOptio
     let spent = ctx.get('gateway.spentModels');
     if (!spent) ctx.set('gateway.spentModels', (spent = new Set()));
     spent.add(model);
-    const next = plan.targets.find((target) => !spent.has(target.model));
-    if (!next) return false;
-    runWith(req, next);
+    const left = plan.targets.filter((target) => !spent.has(target.model));
+    if (left.length === 0) return false;
+    // As at planning: the first whose breaker lets it be tried, else the first.
+    runWith(req, router.firstAvailable({ ...plan, targets: left }) ?? left[0]!);
     return true;
   }
 
