@@ -9,6 +9,7 @@ export {
   apiErrorHandler,
   renderApiError,
   refusalRenderer,
+  shadowMode,
   requestContext,
   getContext,
   contextOf,
@@ -42,5 +43,6 @@ export type {
   ProviderApi,
   ErrorRenderer,
   ApiErrorCode,
+  ShadowRule,
   Provider,
 } from './kit.js';

@@ -42,7 +42,7 @@ export function repeatedRequestGuard(parts: RepeatedRequestGuardParts) {
   const verdictOf = (send: CountedSend): CheckVerdict<CountedSend | undefined, Refusal> => {
     if (send.result.allowed) return { kind: 'allowed', value: send };
     const retryAfterMs = Math.max(1000, send.result.retryAfterMs);
-    return { kind: 'denied', value: { retryAfterMs }, retryAfterMs };
+    return { kind: 'denied', value: { retryAfterMs }, retryAfterMs, code: 'repeated_request' };
   };
   const storeFailed = (error: unknown): CheckVerdict<CountedSend | undefined, Refusal> => {
     onStoreError(error);

@@ -184,7 +184,7 @@ async function refusalOf(failures: StoreFailureHandling, outcomes: LayerOutcome[
   const denied = reportsOf(outcomes).filter((r) => r.denied);
   await giveBack(failures, outcomes);
   const retryAfterMs = Math.max(0, ...denied.map((r) => r.resetAt - Date.now()));
-  return { kind: 'denied', value: denied, retryAfterMs };
+  return { kind: 'denied', value: denied, retryAfterMs, code: 'rate_limit_exceeded' };
 }
 
 /** Where a layer stands for the caller of `req`, read from its store (its window, or none running: nothing used). */
