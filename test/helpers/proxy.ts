@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
+import { createMemoryStores } from '@tollgate/core';
 import type { TollgateStores, UsageRecord } from '@tollgate/core';
 import { createRedisStores } from '@tollgate/redis';
 import { pino } from 'pino';
@@ -209,6 +210,23 @@ export function redisTestStores(name: string): { stores: TollgateStores; release
       await deleteRedisPrefix(prefix);
     },
   };
+}
+
+/** Stores a test owns, and how to let them go. */
+export type OwnedStores = { stores: TollgateStores; release(): Promise<void> };
+
+/** `describe.each` rows: fresh memory stores, and Redis stores under a prefix of their own named for `name`. */
+export function memoryAndRedisStores(name: string): [kind: 'memory' | 'Redis', storesFor: () => OwnedStores][] {
+  return [
+    [
+      'memory',
+      () => {
+        const stores = createMemoryStores();
+        return { stores, release: () => stores.close() };
+      },
+    ],
+    ['Redis', () => redisTestStores(name)],
+  ];
 }
 
 /** The records of a JSONL usage log (none when it was never written). */

@@ -191,7 +191,8 @@ async function refusalOf(failures: StoreFailureHandling, outcomes: LayerOutcome[
 async function readLayer(layer: RequestLayer, req: Request): Promise<LimitReading> {
   const limit = layer.limitOf(req);
   const window = await layer.store.get?.(layer.storeKeyOf(req));
-  const used = window?.totalHits ?? 0;
+  // A refused request's hit stays in the window past the limit (as express-rate-limit counts): none of it was served.
+  const used = Math.min(window?.totalHits ?? 0, limit);
   return {
     kind: 'requests',
     layer: layer.name,
