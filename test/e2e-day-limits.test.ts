@@ -5,16 +5,16 @@ import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import type { ProxyConfig } from '../packages/gateway/src/config.js';
 import { createMockProvider } from '../packages/gateway/src/mock-provider.js';
-import { createRedisStores } from '@tollgate/redis';
 import {
   caught,
-  newApiKey,
-  REDIS_URL,
   memoryAndRedisStores,
+  newApiKey,
   sha256Hex,
-  startProxy,
+  startSharingGateways,
+  type OwnedStores,
   type RunningProxy,
 } from './helpers/proxy.js';
+import { sdkTurns } from './helpers/sdk-turns.js';
 
 type OpenAIApiError = InstanceType<typeof OpenAI.APIError>;
 type AnthropicApiError = InstanceType<typeof Anthropic.APIError>;
@@ -74,46 +74,24 @@ const storeKinds = memoryAndRedisStores('day-limits');
 describe.each(storeKinds)(
   'tier limits per day on %s stores (on Redis, two gateways sharing them)',
   (kind, storesFor) => {
-    let shared: ReturnType<typeof storesFor>;
-    let second: ReturnType<typeof storesFor> | undefined;
+    let shared: OwnedStores;
+    let running: Awaited<ReturnType<typeof startSharingGateways>>;
     const gateways: RunningProxy[] = [];
-    /** The gateway of the `n`th request: they take turns, so every limit is counted across both. */
-    const gateway = (n: number) => gateways[n % gateways.length]!;
-    const openai = (key: string, n: number) =>
-      new OpenAI({ apiKey: key, baseURL: `${gateway(n).url}/v1`, maxRetries: 0 });
-    const anthropic = (key: string, n: number) =>
-      new Anthropic({ apiKey: key, baseURL: gateway(n).url, maxRetries: 0 });
-    const chat = (key: string, n: number) =>
-      openai(key, n).chat.completions.create({
-        model: 'gpt-4o-mini',
-        max_tokens: 100,
-        messages: [{ role: 'user', content: 'hi' }],
-      });
-    const message = (key: string, n: number) =>
-      anthropic(key, n).messages.create({
-        model: 'claude-haiku-4-5',
-        max_tokens: 100,
-        messages: [{ role: 'user', content: 'hi' }],
-      });
+    const { chat, message } = sdkTurns(gateways);
 
     beforeAll(async () => {
       shared = storesFor();
-      const all = [shared.stores];
-      // On Redis a second gateway has stores of its own on the same prefix, as another process would. Memory stores
-      // serve one process's one gateway (its request windows are the limiter's own).
-      if (kind === 'Redis') {
-        const prefix = (shared.stores as { prefix?: string }).prefix!;
-        const own = createRedisStores({ url: REDIS_URL, prefix, timeoutMs: 5_000 });
-        second = { stores: own, release: () => own.close() };
-        all.push(own);
-      }
-      for (const stores of all)
-        gateways.push(await startProxy(config, { stores, mock: createMockProvider({ replyTokens: 100 }) }));
+      running = await startSharingGateways(
+        kind,
+        shared,
+        () => config,
+        () => ({ mock: createMockProvider({ replyTokens: 100 }) }),
+      );
+      gateways.push(...running.gateways);
     });
 
     afterAll(async () => {
-      for (const running of gateways) await running.close();
-      await second?.release();
+      await running.close();
       await shared.release();
     });
 

@@ -229,6 +229,34 @@ export function memoryAndRedisStores(name: string): [kind: 'memory' | 'Redis', s
   ];
 }
 
+/**
+ * Gateways on `owned`'s stores, the `index`th from `configOf(index)`: one on memory stores (its request windows are its
+ * own limiter's: memory serves one process), two on Redis, the second with stores of its own on the same prefix, as
+ * another process would have. `close` closes them and the second's stores; `owned` stays the caller's.
+ */
+export async function startSharingGateways(
+  kind: 'memory' | 'Redis',
+  owned: OwnedStores,
+  configOf: (index: number) => ProxyConfig,
+  depsOf: () => ProxyDeps = () => ({}),
+): Promise<{ gateways: RunningProxy[]; close(): Promise<void> }> {
+  const all = [owned.stores];
+  if (kind === 'Redis') {
+    const prefix = (owned.stores as { prefix?: string }).prefix!;
+    all.push(createRedisStores({ url: REDIS_URL, prefix, timeoutMs: 5_000 }));
+  }
+  const gateways: RunningProxy[] = [];
+  for (const [index, stores] of all.entries())
+    gateways.push(await startProxy(configOf(index), { ...depsOf(), stores }));
+  return {
+    gateways,
+    async close() {
+      for (const gateway of gateways) await gateway.close();
+      for (const stores of all.slice(1)) await stores.close();
+    },
+  };
+}
+
 /** The records of a JSONL usage log (none when it was never written). */
 export function readUsageLog(file: string): UsageRecord[] {
   let text = '';
