@@ -4,15 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import express from 'express';
 import type { RequestHandler } from 'express';
 import request from 'supertest';
-import {
-  apiErrorHandler,
-  createPricing,
-  getContext,
-  shadowMode,
-  TollgateError,
-  type UsageRecord,
-} from '@tollgate/core';
-import { combineLimits, tieredRateLimit, tokenRateLimit } from '@tollgate/ratelimit';
+import { apiErrorHandler, createPricing, getContext, TollgateError, type UsageRecord } from '@tollgate/core';
+import { combineLimits, shadowMode, tieredRateLimit, tokenRateLimit } from '@tollgate/ratelimit';
 import { budgetGuard } from '@tollgate/budget';
 import { estimateAndIdentify } from './helpers/chat-estimate.js';
 import { memoryAndRedisStores, type OwnedStores } from './helpers/proxy.js';

@@ -9,7 +9,6 @@ export {
   apiErrorHandler,
   renderApiError,
   refusalRenderer,
-  shadowMode,
   requestContext,
   getContext,
   contextOf,
@@ -43,6 +42,5 @@ export type {
   ProviderApi,
   ErrorRenderer,
   ApiErrorCode,
-  ShadowRule,
   Provider,
 } from './kit.js';

@@ -10,7 +10,8 @@ import {
   tokenRateLimit,
 } from '@tollgate/ratelimit';
 import type { LimitLayerOptions, LimitReading, StoresWithCommands } from '@tollgate/ratelimit';
-import { refusalRenderer, shadowMode } from '@tollgate/core';
+import { refusalRenderer } from '@tollgate/core';
+import { shadowMode } from '@tollgate/core/kit';
 import { resolveTierModels } from '@tollgate/core/kit';
 import type { ApiKeyRecord } from '@tollgate/core/kit';
 import type { Identity, TollgateStores } from '@tollgate/core';
