@@ -4,38 +4,16 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import express from 'express';
 import type { RequestHandler } from 'express';
 import request from 'supertest';
-import { apiErrorHandler, createMemoryStores, createPricing, getContext, type TollgateStores } from '@tollgate/core';
+import { apiErrorHandler, createMemoryStores, createPricing, type TollgateStores } from '@tollgate/core';
 import { type ReservationLedger } from '@tollgate/core/kit';
 import { combineLimits, tieredRateLimit, tokenRateLimit } from '@tollgate/ratelimit';
-import { openAiChat } from '@tollgate/providers';
 import { budgetGuard } from '@tollgate/budget';
 import { createRedisStores } from '@tollgate/redis';
 import { testCluster, type TestCluster } from '../packages/redis/test/redis-cluster.js';
+import { estimateAndIdentify } from './helpers/chat-estimate.js';
 import { deleteRedisPrefix, REDIS_URL } from './helpers/proxy.js';
 
 const pricing = createPricing();
-
-/** gpt-4o-mini: $0.15 input, $0.60 output per 1M tokens. */
-const estimateAndIdentify: RequestHandler = (req, res, next) => {
-  const context = getContext(req, res);
-  context.identity = { keyId: 'k1', tenantId: req.header('x-tenant') ?? 'acme', scopes: [], authMethod: 'api_key' };
-  const maxOutputTokens = Number(req.body.max_tokens);
-  const price = pricing.find('gpt-4o-mini')!;
-  // What the meter does: the call is declared (its cap can be clamped in the body) and estimated.
-  context.declareCall(openAiChat, { body: req.body });
-  context.setEstimate(
-    {
-      provider: 'openai',
-      model: 'gpt-4o-mini',
-      inputTokens: 1000,
-      maxOutputTokens,
-      totalTokens: 1000 + maxOutputTokens,
-      costNanoUsd: Math.ceil((1000 * price.inputMicro + maxOutputTokens * price.outputMicro) / 1000),
-    },
-    price,
-  );
-  next();
-};
 
 function appWith(combined: RequestHandler, seen: (body: unknown) => void = () => undefined) {
   const app = express();

@@ -8,7 +8,7 @@ import OpenAI from 'openai';
 import { createPricing } from '@tollgate/core';
 import { costNanoUsd } from '@tollgate/core/kit';
 import { countPromptTokens } from '../packages/gateway/src/mock-reply.js';
-import { deleteRedisPrefix, newApiKey, REDIS_URL, sha256Hex, spawnProxy } from './helpers/proxy.js';
+import { deleteRedisPrefix, newApiKey, REDIS_URL, sha256Hex, spawnProxy, waitFor } from './helpers/proxy.js';
 import type { SpawnedProxy } from './helpers/proxy.js';
 
 type OpenAIApiError = InstanceType<typeof OpenAI.APIError>;
@@ -18,6 +18,8 @@ const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-e2e-'));
 const adminKey = newApiKey();
 const limitedKey = newApiKey();
 const budgetKey = newApiKey();
+const dailyKeys = [newApiKey(), newApiKey()];
+const shadowKey = newApiKey();
 const REQUESTS_PER_MINUTE = 10;
 const BUDGET_USD = 0.002;
 let proxies: SpawnedProxy[] = [];
@@ -29,14 +31,23 @@ beforeAll(async () => {
     JSON.stringify({
       redisPrefix: prefix,
       adminKeySha256: sha256Hex(adminKey),
-      tiers: { limited: { requestsPerMinute: REQUESTS_PER_MINUTE }, roomy: { requestsPerMinute: 1000 } },
+      tiers: {
+        limited: { requestsPerMinute: REQUESTS_PER_MINUTE },
+        roomy: { requestsPerMinute: 1000 },
+        daily: { requestsPerMinute: 1000, requestsPerDay: 5, perKey: { requestsPerDay: 3 } },
+      },
       tenants: {
         'limited-co': { tier: 'limited' },
         'budget-co': { tier: 'roomy', budget: { usd: BUDGET_USD, period: 'day' } },
+        'daily-co': { tier: 'daily' },
+        // A budget no answer fits in, in shadow: every call is served and charged.
+        'shadow-co': { tier: 'roomy', budget: { usd: 0.00001, period: 'day' }, shadow: true },
       },
       keys: [
         { id: 'limited', sha256: sha256Hex(limitedKey), tenant: 'limited-co', scopes: ['chat'] },
         { id: 'budgeted', sha256: sha256Hex(budgetKey), tenant: 'budget-co', scopes: ['chat'] },
+        ...dailyKeys.map((key, index) => ({ id: `daily-${index}`, sha256: sha256Hex(key), tenant: 'daily-co' })),
+        { id: 'shadowed', sha256: sha256Hex(shadowKey), tenant: 'shadow-co' },
       ],
     }),
   );
@@ -129,5 +140,71 @@ describe('two processes, one Redis', () => {
     // The budget was used up (one process alone would have let about twice as many through).
     expect(view.limitNanoUsd - view.spentNanoUsd).toBeLessThan(2 * each);
     expect(refused).toBeGreaterThan(0);
+  }, 60_000);
+
+  it("share the day's limits: each key by its perKey day, both by the tenant's, the minute far from full", async () => {
+    const statusOf = async (key: string, i: number) => {
+      const client = new OpenAI({ apiKey: key, baseURL: `${proxies[i % 2]!.url}/v1`, maxRetries: 0 });
+      try {
+        await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
+        return '200';
+      } catch (error) {
+        return `${(error as OpenAIApiError).status} ${/\((\S+)\): limit \d+ per day/.exec((error as Error).message)?.[1]}`;
+      }
+    };
+    const [a, b] = dailyKeys as [string, string];
+    const statuses: string[] = [];
+    for (const [i, key] of [a, a, a, a, b, b, b].entries()) statuses.push(await statusOf(key, i));
+    // A: its three of the day, then its own limit; B: the tenant's last two of five, then the tenant's limit.
+    expect(statuses).toEqual(['200', '200', '200', '429 key-day', '200', '200', '429 tenant-day']);
+  });
+
+  it('serve a shadow tenant past its spent budget in both processes and charge the ledger exactly', async () => {
+    const price = createPricing().get('gpt-4o-mini');
+    let billed = 0;
+    for (let i = 0; i < 4; i++) {
+      const client = new OpenAI({ apiKey: shadowKey, baseURL: `${proxies[i % 2]!.url}/v1`, maxRetries: 0 });
+      const completion = await client.chat.completions.create({
+        model: 'gpt-4o-mini',
+        messages: [{ role: 'user', content: 'hi' }],
+        max_tokens: 20,
+      });
+      billed += costNanoUsd(
+        {
+          inputTokens: completion.usage!.prompt_tokens,
+          cachedInputTokens: 0,
+          cacheWriteTokens: 0,
+          outputTokens: completion.usage!.completion_tokens,
+          reasoningTokens: 0,
+        },
+        price,
+      );
+    }
+    const spent = async () => {
+      const response = await fetch(`${proxies[0]!.url}/admin/budgets/tenant/shadow-co`, {
+        headers: { authorization: `Bearer ${adminKey}` },
+      });
+      return ((await response.json()) as { budgets: { spentNanoUsd: number; reservedNanoUsd: number }[] }).budgets[0]!;
+    };
+    const view = await waitFor(async () => {
+      const now = await spent();
+      return now.spentNanoUsd === billed ? now : undefined;
+    }, 'both processes to charge what they served');
+    expect(view.reservedNanoUsd).toBe(0);
+    // Each process counted the refusals it let through.
+    let counted = 0;
+    for (const proxy of proxies) {
+      const text = await (
+        await fetch(`${proxy.url}/metrics`, { headers: { authorization: `Bearer ${adminKey}` } })
+      ).text();
+      const series = 'tollgate_shadow_refusals_total{reason="insufficient_quota",tenant="shadow-co"}';
+      counted += Number(
+        text
+          .split('\n')
+          .find((line) => line.startsWith(`${series} `))
+          ?.split(' ')[1] ?? 0,
+      );
+    }
+    expect(counted).toBe(4);
   }, 60_000);
 });

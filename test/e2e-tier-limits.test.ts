@@ -1,7 +1,6 @@
 // Tier limits through the proxy, on memory and Redis stores: a whole tenant, `perKey` each key, both at once.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { createMemoryStores, type TollgateStores } from '@tollgate/core';
 import { createRedisStores } from '@tollgate/redis';
 import type { ProxyConfig } from '../packages/gateway/src/config.js';
 import { createMockProvider } from '../packages/gateway/src/mock-provider.js';
@@ -9,7 +8,7 @@ import {
   deleteRedisPrefix,
   newApiKey,
   REDIS_URL,
-  redisTestStores,
+  memoryAndRedisStores,
   sha256Hex,
   startProxy,
   type RunningProxy,
@@ -83,16 +82,7 @@ function expectRefused(answer: Answer, kind: 'requests' | 'tokens', layer: 'tena
   expect(answer.headers.get('ratelimit-policy')).toContain(`"${kind}";q=${limit};w=60`);
 }
 
-const storeKinds: [string, () => { stores: TollgateStores; release(): Promise<void> }][] = [
-  [
-    'memory',
-    () => {
-      const stores = createMemoryStores();
-      return { stores, release: () => stores.close() };
-    },
-  ],
-  ['Redis', () => redisTestStores('tier-limits')],
-];
+const storeKinds = memoryAndRedisStores('tier-limits');
 
 describe.each(storeKinds)('tier limits through the proxy on %s stores', (_kind, storesFor) => {
   let shared: ReturnType<typeof storesFor>;
@@ -183,8 +173,15 @@ describe('the tier and perKey limits on Redis, before the provider call', () => 
         tiers: {
           pro: {
             requestsPerMinute: 1000,
+            requestsPerDay: 100_000,
             tokensPerMinute: 1_000_000,
-            perKey: { requestsPerMinute: 100, tokensPerMinute: 100_000 },
+            tokensPerDay: 100_000_000,
+            perKey: {
+              requestsPerMinute: 100,
+              requestsPerDay: 10_000,
+              tokensPerMinute: 100_000,
+              tokensPerDay: 10_000_000,
+            },
             models: ['*'],
           },
         },
@@ -205,7 +202,7 @@ describe('the tier and perKey limits on Redis, before the provider call', () => 
     await deleteRedisPrefix(prefix);
   });
 
-  it('counts the tenant and the key, requests and tokens, in one command of one flight', async () => {
+  it('counts the tenant and the key, requests and tokens, per minute and per day, in one command of one flight', async () => {
     const trips: { flights: number; commands: readonly string[] }[] = [];
     // The first request loads the scripts; from the second, the limits are hot (blockStores' hotAfter) and their blocks,
     // sized by demand, open and grow: a request is then answered from blocks with no flight, or counted (a block taken

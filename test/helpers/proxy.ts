@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
+import { createMemoryStores } from '@tollgate/core';
 import type { TollgateStores, UsageRecord } from '@tollgate/core';
 import { createRedisStores } from '@tollgate/redis';
 import { pino } from 'pino';
@@ -207,6 +208,51 @@ export function redisTestStores(name: string): { stores: TollgateStores; release
     async release() {
       await stores.close();
       await deleteRedisPrefix(prefix);
+    },
+  };
+}
+
+/** Stores a test owns, and how to let them go. */
+export type OwnedStores = { stores: TollgateStores; release(): Promise<void> };
+
+/** `describe.each` rows: fresh memory stores, and Redis stores under a prefix of their own named for `name`. */
+export function memoryAndRedisStores(name: string): [kind: 'memory' | 'Redis', storesFor: () => OwnedStores][] {
+  return [
+    [
+      'memory',
+      () => {
+        const stores = createMemoryStores();
+        return { stores, release: () => stores.close() };
+      },
+    ],
+    ['Redis', () => redisTestStores(name)],
+  ];
+}
+
+/**
+ * Gateways on `owned`'s stores, the `index`th from `configOf(index)`: one on memory stores (its request windows are its
+ * own limiter's: memory serves one process), two on Redis, the second with stores of its own on the same prefix, as
+ * another process would have. `close` closes them and the second's stores; `owned` stays the caller's.
+ */
+export async function startSharingGateways(
+  kind: 'memory' | 'Redis',
+  owned: OwnedStores,
+  configOf: (index: number) => ProxyConfig,
+  depsOf: () => ProxyDeps = () => ({}),
+): Promise<{ gateways: RunningProxy[]; close(): Promise<void> }> {
+  const all = [owned.stores];
+  if (kind === 'Redis') {
+    const prefix = (owned.stores as { prefix?: string }).prefix!;
+    all.push(createRedisStores({ url: REDIS_URL, prefix, timeoutMs: 5_000 }));
+  }
+  const gateways: RunningProxy[] = [];
+  for (const [index, stores] of all.entries())
+    gateways.push(await startProxy(configOf(index), { ...depsOf(), stores }));
+  return {
+    gateways,
+    async close() {
+      for (const gateway of gateways) await gateway.close();
+      for (const stores of all.slice(1)) await stores.close();
     },
   };
 }

@@ -1,7 +1,7 @@
 // budgetGuard: reserve the most a request may cost against every budget before the call, settle the real cost after.
 import type { NextFunction, Request, Response } from 'express';
 import { ApiError, createMemoryStores, getContext } from '@tollgate/core';
-import { attachPreCallCheck } from '@tollgate/core/kit';
+import { answerCheck, attachPreCallCheck } from '@tollgate/core/kit';
 import type { ErrorRenderer, Identity, TollgateContext } from '@tollgate/core';
 import type { PreCallCheck, ReservationLedger } from '@tollgate/core/kit';
 import type { BudgetHold, BudgetVerdict } from './budget-hold.js';
@@ -77,6 +77,8 @@ function budgetCheck(
     refuse(req, res, denial) {
       render(denial ?? new ApiError('insufficient_quota', 'Budget exhausted.'), req, res);
     },
+    // A shadow let the request through: its real cost is still charged, past the limit where it goes there.
+    takeOverLimit: (req, res) => reservations.holdOverLimit(req, res),
     unavailable(req, res) {
       const cause = req.tollgate.get('budget.storeError');
       render(
@@ -100,15 +102,12 @@ function admit(
   next: NextFunction,
   verdict: BudgetVerdict,
 ): Promise<void> | void {
-  if (verdict.kind === 'unavailable') return check.unavailable(req, res, undefined);
-  if (verdict.kind === 'denied') return check.refuse(req, res, verdict.value, undefined);
-  const hold = verdict.value;
+  const hold = verdict.kind === 'allowed' ? verdict.value : undefined;
   if (hold && (req.tollgate.settled || res.destroyed || res.writableEnded)) {
     // The client left while we reserved: nothing ran, nothing is owed.
     return reservations.release(hold);
   }
-  check.commit(req, res, hold);
-  next();
+  return answerCheck(check, req, res, next, verdict, undefined);
 }
 
 /** The operator calls on a guard's budgets; a change of spend here makes what the guard learned of it stale. */
@@ -182,8 +181,8 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     async reprice(req: Request, _res: Response) {
       const ctx = req.tollgate as TollgateContext | undefined;
       const hold = ctx?.get('budget.holds')?.find((held) => held.guard === guardMark)?.hold;
-      // No budget applies to this request: nothing to move.
-      if (!ctx || !hold) return true;
+      // No budget applies to this request, or a shadow let it through with no reservation: nothing to move.
+      if (!ctx || !hold || hold.overLimit) return true;
       return repriceHold(req, ctx, hold, reservations);
     },
     flush: () => monitor.flush(),

@@ -24,6 +24,11 @@ export interface BudgetHold {
   /** The priced model (family id) and the input bound reserved for it, before any learned margin. */
   model: string;
   inputBound: number;
+  /**
+   * A request a shadow let through (`shadowMode` in core): nothing is reserved, and the settle adds its real cost to
+   * every scope's spend, past the limit if it goes there. Absent: a reservation.
+   */
+  overLimit?: true;
 }
 
 export type BudgetVerdict = CheckVerdict<BudgetHold | undefined, ApiError>;

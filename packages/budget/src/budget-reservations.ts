@@ -298,11 +298,43 @@ export class BudgetReservations {
     return this.#reserveAsync(req, res, req.tollgate, estimate, ask.budgets, switches + 1);
   }
 
+  /**
+   * The hold of a request a shadow let through although its budgets would refuse it: the budgets' windows of now and
+   * what the request may cost, but no reservation (nothing is refused, so nothing need be held). Its settle charges
+   * the real cost to every scope (`adjustSpent`, as a top-up credits one), past the limit where it goes there: the
+   * money was spent, and a budget's spend stays what its traffic cost. Undefined when no budget applies.
+   */
+  async holdOverLimit(req: Request, res: Response): Promise<BudgetHold | undefined> {
+    const ctx = getContext(req, res);
+    const estimate = ctx.estimate;
+    if (!estimate) return undefined;
+    const found = this.config.plan.forIdentity(ctx.identity);
+    const budgets = await found;
+    if (budgets.length === 0 && !this.config.plan.models.any) return undefined;
+    const tenantId = ctx.identity?.tenantId;
+    // The same windows a reserve would take: the caller's budgets and those of the request's model.
+    const current = await this.#windowsFor(req, res, estimate, budgets, Array.isArray(found), tenantId);
+    if (current.scopes.length === 0) return undefined;
+    const { request, windows, price, input } = this.#askFor(ctx, estimate, current, budgets);
+    return {
+      id: request.id,
+      granted: request.amount,
+      scopes: request.scopes,
+      windows,
+      budgets,
+      tenantId,
+      model: price?.model ?? estimate.model,
+      inputBound: input.bound,
+      overLimit: true,
+    };
+  }
+
   /** Charges the request's real cost (what was reserved, when nothing metered it), then checks soft limits. */
   settle(hold: BudgetHold, record: UsageRecord | undefined): Promise<void> | undefined {
     const { id, granted, windows } = hold;
     // Nothing metered the request: charge what was reserved, the most it could have cost.
     const actual = record ? Math.max(0, Math.ceil(record.costNanoUsd)) : granted;
+    if (hold.overLimit) return this.#chargeOverLimit(hold, actual);
     // Before the first await: the sinks get the record after the settle listeners have started.
     if (record && actual > granted) this.margins.noteOvershoot(hold, record, actual);
     // Settled once: the ledger delivers it (a reservation past its TTL was charged its amount at
@@ -315,6 +347,15 @@ export class BudgetReservations {
     return withTimeout(ledger.settle(id, actual), timeoutMs, 'ledger.settle').then(({ scopes }) =>
       this.#afterSettle(windows, scopes),
     );
+  }
+
+  /** The settle of a hold with no reservation (`holdOverLimit`): its cost added to every scope's spend. */
+  async #chargeOverLimit({ scopes, windows }: BudgetHold, actual: number): Promise<void> {
+    if (actual > 0) {
+      const charges = scopes.map((scope) => this.calls.ledger.adjustSpent(scope, actual, scope.expiresAt));
+      await withTimeout(Promise.all(charges), this.calls.timeoutMs, 'ledger.adjustSpent');
+    }
+    await this.#afterSettle(windows, undefined);
   }
 
   #afterSettle(windows: BudgetWindow[], balances: ScopeUsage[] | undefined): Promise<void> | undefined {

@@ -109,5 +109,6 @@ export async function refusalVerdict(sources: RefusalSources, ask: Ask, result: 
     value: denial,
     retryAfterMs: typeof retryAfter === 'number' ? retryAfter * 1000 : Math.max(0, result.resetAt - sources.now()),
     final: !held,
+    code: denial.code,
   };
 }

@@ -4,7 +4,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { maxCostNanoUsd } from './pricing.js';
 import type { ResolvedPrice } from './pricing.js';
 import type { CallAdapter, CallRequest, ProviderApi } from './provider-api.js';
-import type { ErrorRenderer, Refusal } from './api-error.js';
+import type { ApiErrorCode, ErrorRenderer, Refusal } from './api-error.js';
+import type { ShadowRule } from './shadow.js';
 import type { ResponseTap } from './response-tap.js';
 import { TollgateError } from './errors.js';
 import type { Identity, TokenUsage, UsageEstimate, UsageRecord } from './types.js';
@@ -166,6 +167,13 @@ export interface TollgateContext {
   upstreamStatus: number | undefined;
   /** Why the request was refused, once a refusal was rendered (`renderApiError`, `noteRefusal`). */
   refusal: Refusal | undefined;
+  /** Set by `shadowMode`: whether this request's refusals by limits, budgets and the guard are only recorded. */
+  shadow: ShadowRule | undefined;
+  /**
+   * The code of the refusal a shadow let through (`shadowsRefusal`): what the client would have been sent had the
+   * policy been enforced. The meter writes it on the usage record.
+   */
+  shadowRefusal: ApiErrorCode | undefined;
   /**
    * Set by a route whose clients read refusals in a protocol of their own (the gateway's MCP route answers
    * JSON-RPC errors): `renderApiError` hands every refusal of the request to it. Undefined: OpenAI-shaped JSON.
@@ -301,6 +309,8 @@ class RequestContext implements TollgateContext {
   upstreamAborted = false;
   upstreamStatus: number | undefined = undefined;
   refusal: Refusal | undefined = undefined;
+  shadow: ShadowRule | undefined = undefined;
+  shadowRefusal: ApiErrorCode | undefined = undefined;
   renderError: ErrorRenderer | undefined = undefined;
   servedBy: string | undefined = undefined;
   cacheHit: CacheHit | undefined = undefined;

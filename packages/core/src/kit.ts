@@ -16,6 +16,7 @@ export * from './provider-api.js';
 export * from './tier-models.js';
 export * from './memory-stores.js';
 export * from './pre-call-check.js';
+export * from './shadow.js';
 export * from './leased-stores.js';
 export * from './block-stores.js';
 export * from './chain.js';

@@ -1,5 +1,5 @@
 // The shared vocabulary: who calls (Identity), what a request may cost (UsageEstimate) and what it did (UsageRecord).
-import type { RefusalLayer } from './api-error.js';
+import type { ApiErrorCode, RefusalLayer } from './api-error.js';
 import type { ProviderApi } from './provider-api.js';
 
 export type Provider = 'openai' | 'anthropic' | (string & {});
@@ -126,6 +126,11 @@ export interface UsageRecord extends TokenUsage {
    * (`upstream_error`, a provider's own 4xx/5xx passed on) is the provider's and leaves it absent.
    */
   refusedBy?: RefusalLayer;
+  /**
+   * The code of the refusal a shadow let through (`shadowMode`): a limit, a budget or the guard would have refused
+   * the request with it, and it was served. Absent: nothing would have refused it.
+   */
+  shadowRefusal?: ApiErrorCode;
   latencyMs: number;
   usageSource: UsageSource;
   /**

@@ -194,7 +194,7 @@ export function quotaTable(ctx: PageContext, quotas: readonly QuotaStatus[], emp
       : quota.unit === 'concurrency'
         ? html`<span class="muted">when one ends</span>`
         : html`<span class="muted">no window open</span>`;
-    return html`<tr data-quota="${quota.name}" data-unit="${quota.unit}"><th scope="row">${quota.name}</th><td>${QUOTA_UNITS[quota.unit].per(quota.window)}</td><td class="num" data-used="${used}" data-limit="${quota.limit}">${count(used)} / ${count(quota.limit)}</td><td class="num">${count(quota.remaining)}</td><td>${resets}</td></tr>`;
+    return html`<tr data-quota="${quota.name}" data-unit="${quota.unit}" data-window="${quota.window ?? ''}"><th scope="row">${quota.name}</th><td>${QUOTA_UNITS[quota.unit].per(quota.window)}</td><td class="num" data-used="${used}" data-limit="${quota.limit}">${count(used)} / ${count(quota.limit)}</td><td class="num">${count(quota.remaining)}</td><td>${resets}</td></tr>`;
   });
   return table('Request and token quotas now', ['', 'Limit', 'Used / limit', 'Remaining', 'Resets'], rows, empty);
 }

@@ -38,6 +38,7 @@ import {
   concurrencyMiddleware,
   dashboardQuotas,
   requestLimitMiddleware,
+  shadowMiddleware,
   tierPolicyMiddleware,
   tokenLimitMiddleware,
 } from './limits-setup.js';
@@ -576,7 +577,8 @@ export function createGateway(config: ProxyConfig, deps: ProxyDeps = {}): Gatewa
   // limiter instance counts all of them.
   const keys = createKeyLookup(config, observedStores);
   let configKeys = keyRecordsFromConfig(config.keys ?? []);
-  const identify = authMiddleware(config, keys, storeFailures('auth'));
+  // Shadow mode, where the config asks for it, rides with the caller's identity: every route that limits shadows alike.
+  const identify = [...authMiddleware(config, keys, storeFailures('auth')), ...shadowMiddleware(config)];
   const {
     chain: limitAndReserve,
     limits,

@@ -297,8 +297,16 @@ const modelSchema = fields({
 
 const perKeySchema = fields({
   requestsPerMinute: positiveInteger.optional().describe('Requests per minute of each key of the tier.'),
+  requestsPerDay: positiveInteger.optional().describe('Requests per day (24 h) of each key of the tier.'),
   tokensPerMinute: positiveInteger.optional().describe('Tokens (input and output) per minute of each key.'),
+  tokensPerDay: positiveInteger.optional().describe('Tokens (input and output) per day (24 h) of each key.'),
 });
+
+const shadow = trueOrFalse.describe(
+  "true records what would have been refused (rate and token limits, budgets, the guard's blocks) without refusing it: " +
+    'the request is served, its usage record carries `shadowRefusal` (the error code) and ' +
+    '`tollgate_shadow_refusals_total` counts it. Default: false.',
+);
 
 const TOOL_PATTERN = 'must be "*" or "<server>/<tool>" (the tool may end in *, e.g. "search/*")';
 const toolPatterns = z.array(
@@ -335,15 +343,25 @@ const tierSchema = fields({
   requestsPerMinute: positiveInteger
     .optional()
     .describe('Requests per minute of each tenant of the tier, its keys together (a key without a tenant: alone).'),
+  requestsPerDay: positiveInteger
+    .optional()
+    .describe('Requests per day (24 h) of each tenant of the tier, its keys together (a key without a tenant: alone).'),
   tokensPerMinute: positiveInteger
     .optional()
     .describe(
       'Tokens (input and output) per minute of each tenant of the tier, its keys together ' +
         '(a key without a tenant: alone).',
     ),
+  tokensPerDay: positiveInteger
+    .optional()
+    .describe('Tokens (input and output) per day (24 h) of each tenant of the tier, its keys together.'),
   perKey: perKeySchema
     .optional()
-    .describe("Limits of each key of the tier, held with the tenant's: `requestsPerMinute`, `tokensPerMinute`."),
+    .describe(
+      "Limits of each key of the tier, held with the tenant's: `requestsPerMinute`, `requestsPerDay`, " +
+        '`tokensPerMinute`, `tokensPerDay`.',
+    ),
+  shadow: shadow.optional(),
   models: stringList
     .optional()
     .describe(
@@ -425,6 +443,7 @@ const tenantSchema = fields({
       "Model substitutions applied once the tenant passed a budget's soft limit, or once a model's `modelBudgets` entry is spent.",
     ),
   tools: toolPatterns.optional().describe("MCP tools the tenant's keys may call, besides their tier's (`server/*`)."),
+  shadow: shadow.optional(),
 });
 
 const featureSchema = fields({
@@ -516,6 +535,7 @@ const globalSchema = fields({
   requestsPerMinute: positiveInteger.optional().describe('Requests per minute over all traffic.'),
   tokensPerMinute: positiveInteger.optional().describe('Tokens per minute over all traffic.'),
   budget: budgetsSchema.optional(),
+  shadow: shadow.optional(),
 }).describe('Ceilings over all traffic.');
 
 const logSchema = fields({

@@ -11,6 +11,7 @@ import {
 } from '@tollgate/ratelimit';
 import type { LimitLayerOptions, LimitReading, StoresWithCommands } from '@tollgate/ratelimit';
 import { refusalRenderer } from '@tollgate/core';
+import { shadowMode } from '@tollgate/core/kit';
 import { resolveTierModels } from '@tollgate/core/kit';
 import type { ApiKeyRecord } from '@tollgate/core/kit';
 import type { Identity, TollgateStores } from '@tollgate/core';
@@ -59,13 +60,35 @@ interface TierLimits {
   key: Record<string, number> | undefined;
 }
 
+/** The windows a tier counts in: a minute and a day, each layer named for whom it counts and, past the minute, its window. */
+const TIER_WINDOWS = {
+  requests: [
+    { field: 'requestsPerMinute', window: '1m', suffix: '' },
+    { field: 'requestsPerDay', window: '1d', suffix: '-day' },
+  ],
+  tokens: [
+    { field: 'tokensPerMinute', window: '1m', suffix: '' },
+    { field: 'tokensPerDay', window: '1d', suffix: '-day' },
+  ],
+} as const;
+
+/** The layer names of one subject in every window (`tenant`, `tenant-day`): what readLimits reads for it. */
+function layerNamesOf(by: 'tenant' | 'key'): string[] {
+  return TIER_WINDOWS.requests.map(({ suffix }) => `${by}${suffix}`);
+}
+
 /**
- * Layers of one limiter: the global ceiling (if any), per tenant by tier (a key without a tenant counts as its own
- * tenant), and per key by the tier's `perKey`. All are counted in one check, and each must allow the request.
+ * The tier layers of one window: per tenant by tier (a key without a tenant counts as its own tenant), and per key by
+ * the tier's `perKey`, named `tenant`/`key` plus the window's suffix.
  */
-function layers(config: ProxyConfig, tiers: TierLimits, global: number | undefined, limitScale?: LimitScale) {
+function tierLayers(
+  config: ProxyConfig,
+  tiers: TierLimits,
+  window: string,
+  suffix: string,
+  limitScale?: LimitScale,
+): LimitLayerOptions[] {
   const result: LimitLayerOptions[] = [];
-  if (global !== undefined) result.push({ name: 'global', by: 'global', limit: global, window: '1m' });
   const defaultTier = defaultTierOf(config);
   for (const by of ['tenant', 'key'] as const) {
     const limits = tiers[by];
@@ -76,11 +99,11 @@ function layers(config: ProxyConfig, tiers: TierLimits, global: number | undefin
         ? limits[defaultTier]
         : Math.min(...Object.values(limits));
     result.push({
-      name: by,
+      name: `${by}${suffix}`,
       by,
       tiers: limits,
       limit: fallback,
-      window: '1m',
+      window,
       ...(defaultTier ? { defaultTier } : {}),
       ...(limitScale ? { limitScale } : {}),
     });
@@ -88,9 +111,49 @@ function layers(config: ProxyConfig, tiers: TierLimits, global: number | undefin
   return result;
 }
 
-/** A limit of the tiers over each tenant (`field`), and over each key (the same field of `perKey`). */
-function tierLimits(config: ProxyConfig, field: 'requestsPerMinute' | 'tokensPerMinute'): TierLimits {
-  return { tenant: perTier(config, (tier) => tier[field]), key: perTier(config, (tier) => tier.perKey?.[field]) };
+/**
+ * Layers of one limiter: the global ceiling per minute (if any), then the tiers' limits over each tenant and over each
+ * key (`perKey`), per minute and per day. All are counted in one check, and each must allow the request.
+ */
+function layers(
+  config: ProxyConfig,
+  kind: 'requests' | 'tokens',
+  global: number | undefined,
+  limitScale?: LimitScale,
+): LimitLayerOptions[] {
+  const result: LimitLayerOptions[] = [];
+  if (global !== undefined) result.push({ name: 'global', by: 'global', limit: global, window: '1m' });
+  for (const { field, window, suffix } of TIER_WINDOWS[kind]) {
+    const limits = {
+      tenant: perTier(config, (tier) => tier[field]),
+      key: perTier(config, (tier) => tier.perKey?.[field]),
+    };
+    result.push(...tierLayers(config, limits, window, suffix, limitScale));
+  }
+  return result;
+}
+
+/**
+ * Shadow mode from the config: a request of a tier or a tenant with `"shadow": true`, or every request with
+ * `global.shadow`, is served where a limit, a budget or the guard would refuse it, and the refusal is recorded (core
+ * `shadowMode`). Mounted right after auth, before anything it shadows; none when nothing is shadowed.
+ */
+export function shadowMiddleware(config: ProxyConfig): RequestHandler[] {
+  if (config.global?.shadow) return [shadowMode(true)];
+  const named = (entries: Record<string, { shadow?: boolean }> | undefined) =>
+    new Set(Object.entries(entries ?? {}).flatMap(([name, entry]) => (entry.shadow ? [name] : [])));
+  const tiers = named(config.tiers);
+  const tenants = named(config.tenants);
+  if (tiers.size === 0 && tenants.size === 0) return [];
+  return [
+    shadowMode(function shadowedByConfig(req) {
+      const identity = (req as Request).tollgate?.identity;
+      return (
+        (identity?.tier !== undefined && tiers.has(identity.tier)) ||
+        (identity?.tenantId !== undefined && tenants.has(identity.tenantId))
+      );
+    }),
+  ];
 }
 
 /** Model allowlist and output cap per tier (clamps the cap before the estimate so reservations are true bounds). */
@@ -124,8 +187,7 @@ export function requestLimitMiddleware(
   storeFailures?: StoreFailureHandlers,
   limitScale?: LimitScale,
 ): RequestHandler[] {
-  const global = config.global?.requestsPerMinute;
-  const requestLayers = layers(config, tierLimits(config, 'requestsPerMinute'), global, limitScale);
+  const requestLayers = layers(config, 'requests', config.global?.requestsPerMinute, limitScale);
   if (requestLayers.length === 0) return [];
   // Redis stores put the request counters under their own prefix ('<prefix>rl:').
   return [
@@ -149,7 +211,7 @@ export function toolCallLimitMiddleware(
 ): RequestHandler[] {
   const tenant = perTier(config, (tier) => tier.toolCallsPerMinute);
   if (!tenant) return [];
-  const toolLayers = layers(config, { tenant, key: undefined }, undefined, limitScale).map((layer) => ({
+  const toolLayers = tierLayers(config, { tenant, key: undefined }, '1m', '', limitScale).map((layer) => ({
     ...layer,
     // The refusal names it: "Rate limit reached for requests (toolCalls): limit 120 per 1 minute".
     name: 'toolCalls',
@@ -190,8 +252,7 @@ export function tokenLimitMiddleware(
   storeFailures?: StoreFailureHandlers,
   limitScale?: LimitScale,
 ): RequestHandler[] {
-  const global = config.global?.tokensPerMinute;
-  const tokenLayers = layers(config, tierLimits(config, 'tokensPerMinute'), global, limitScale);
+  const tokenLayers = layers(config, 'tokens', config.global?.tokensPerMinute, limitScale);
   if (tokenLayers.length === 0) return [];
   return [tokenRateLimit({ stores, layers: tokenLayers, ...reporting('tokens', storeFailures) })];
 }
@@ -213,8 +274,8 @@ function quotaOf(reading: LimitReading, name: string, tenantId: string | undefin
 /**
  * The dashboard's request and token quotas, live: what the chain's limiters (`limits`, their combineLimits) count
  * now, read from their stores through the same wrappers, counting nothing. The overview gets the global layer and
- * each tenant's (the config's tenants and those of usable keys); a tenant's page its tenant layer and each of its
- * usable keys' layers (requests and tokens per minute, requests in flight). A tenant is read at its tier; a key at
+ * each tenant's (the config's tenants and those of usable keys); a tenant's page its tenant layers and each of its
+ * usable keys' layers (requests and tokens per minute and per day, requests in flight). A tenant is read at its tier; a key at
  * its own, as auth resolves it.
  */
 export function dashboardQuotas(
@@ -223,19 +284,22 @@ export function dashboardQuotas(
   keys: () => Promise<readonly ApiKeyRecord[]>,
 ): (query?: { tenantId?: string }) => Promise<QuotaStatus[]> {
   const withTier = identityTierResolver(config);
+  // Each subject's layers in every window: a quota per window (its `window` says which).
+  const tenantLayers = layerNamesOf('tenant');
+  const keyLayers = layerNamesOf('key');
   const tenantCaller = (tenantId: string): Identity =>
     withTier({ keyId: `tenant:${tenantId}`, tenantId, scopes: [], authMethod: 'api_key' });
-  const read = async (caller: Identity, layer: 'global' | 'tenant' | 'key', name: string, tenantId?: string) =>
-    (await readLimits(limits, caller, { layers: [layer] })).map((reading) => quotaOf(reading, name, tenantId));
+  const read = async (caller: Identity, layers: readonly string[], name: string, tenantId?: string) =>
+    (await readLimits(limits, caller, { layers })).map((reading) => quotaOf(reading, name, tenantId));
   return async function readQuotas({ tenantId } = {}) {
     const now = Date.now();
     const usable = (await keys()).filter((record) => judgeKeyRecord(record.sha256, record, now).ok);
     if (tenantId !== undefined) {
       const own = usable.filter((record) => record.tenantId === tenantId);
       const quotas = await Promise.all([
-        read(tenantCaller(tenantId), 'tenant', `tenant ${tenantId}`, tenantId),
+        read(tenantCaller(tenantId), tenantLayers, `tenant ${tenantId}`, tenantId),
         ...own.map((record) =>
-          read(withTier(identityFromRecord(record, 'api_key')), 'key', `key ${record.id}`, tenantId),
+          read(withTier(identityFromRecord(record, 'api_key')), keyLayers, `key ${record.id}`, tenantId),
         ),
       ]);
       return quotas.flat();
@@ -246,8 +310,8 @@ export function dashboardQuotas(
     ]);
     // The global layer counts everyone alike: any caller reads it.
     const quotas = await Promise.all([
-      read(tenantCaller('(any)'), 'global', 'global'),
-      ...[...tenants].sort().map((id) => read(tenantCaller(id), 'tenant', `tenant ${id}`, id)),
+      read(tenantCaller('(any)'), ['global'], 'global'),
+      ...[...tenants].sort().map((id) => read(tenantCaller(id), tenantLayers, `tenant ${id}`, id)),
     ]);
     return quotas.flat();
   };

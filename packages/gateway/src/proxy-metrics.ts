@@ -42,7 +42,10 @@ export type StoreOutcome = 'ok' | 'error';
 export type StoreTimer = (outcome: StoreOutcome, seconds: number) => void;
 
 export interface ProxyMetrics {
-  /** Counts a response that ended (call it on 'close'), by route and status, and its refusal by layer and reason. */
+  /**
+   * Counts a response that ended (call it on 'close'), by route and status, its refusal by layer and reason, and the
+   * refusal a shadow let through by reason.
+   */
   countResponse(req: Request, res: Response): void;
   /** One finished upstream call of `provider` (the upstream's name) for `model` (the model it ran with). */
   upstreamCall(provider: string, model: string, outcome: UpstreamOutcome): void;
@@ -178,6 +181,12 @@ export function createProxyMetrics(registry: Registry, options: ProxyMetricsOpti
     labelNames: ['layer', 'reason', 'tenant'],
     registers,
   });
+  const shadowRefusals = new Counter({
+    name: 'tollgate_shadow_refusals_total',
+    help: 'Requests served in shadow mode that a limit, a budget or the guard would have refused, by the error code they would have been sent and the tenant (as tollgate_refusals_total labels it).',
+    labelNames: ['reason', 'tenant'],
+    registers,
+  });
   const upstreamRequests = new SeriesCounter(
     'tollgate_upstream_requests_total',
     'Calls to upstream providers, by upstream, model and the HTTP status it answered (0: none).',
@@ -285,6 +294,7 @@ export function createProxyMetrics(registry: Registry, options: ProxyMetricsOpti
   const layers = new BoundedLabel(MAX_LABEL_VALUES);
   const tenantLabel = tenantLabeller(options.tenants);
   const refusalLabels = new LabelCache<{ layer: string; reason: string; tenant: string }>();
+  const shadowLabels = new LabelCache<{ reason: string; tenant: string }>();
   const upstreamErrorLabels = new LabelCache<{ provider: string; model: string; reason: string }>();
   const failureLabels = new LabelCache<{ layer: string }>();
   // Series found by nested maps on the values themselves: no key string is built per request.
@@ -310,6 +320,11 @@ export function createProxyMetrics(registry: Registry, options: ProxyMetricsOpti
         refusals.inc(
           refusalLabels.get(`${layer} ${refusal.code} ${tenant}`, () => ({ layer, reason: refusal.code, tenant })),
         );
+      }
+      const shadowed = req.tollgate?.shadowRefusal;
+      if (shadowed) {
+        const tenant = tenantLabel(req.tollgate.identity);
+        shadowRefusals.inc(shadowLabels.get(`${shadowed} ${tenant}`, () => ({ reason: shadowed, tenant })));
       }
     },
     upstreamCall(upstream, rawModel, outcome) {

@@ -1,7 +1,13 @@
 // repeatedRequests: the same request sent by one key more than `max` times in a window is refused with 429 repeated_request.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ApiError, type ErrorRenderer, type Identity } from '@tollgate/core';
-import { attachPreCallCheck, type CheckVerdict, type PreCallCheck, type WindowCounter } from '@tollgate/core/kit';
+import {
+  answerCheck,
+  attachPreCallCheck,
+  type CheckVerdict,
+  type PreCallCheck,
+  type WindowCounter,
+} from '@tollgate/core/kit';
 import type { ResolvedRepeatedRequests } from './guard-options.js';
 import { RepeatCounter, type CountedSend } from './repeat-counter.js';
 import { requestFingerprint } from './request-fingerprint.js';
@@ -42,7 +48,7 @@ export function repeatedRequestGuard(parts: RepeatedRequestGuardParts) {
   const verdictOf = (send: CountedSend): CheckVerdict<CountedSend | undefined, Refusal> => {
     if (send.result.allowed) return { kind: 'allowed', value: send };
     const retryAfterMs = Math.max(1000, send.result.retryAfterMs);
-    return { kind: 'denied', value: { retryAfterMs }, retryAfterMs };
+    return { kind: 'denied', value: { retryAfterMs }, retryAfterMs, code: 'repeated_request' };
   };
   const storeFailed = (error: unknown): CheckVerdict<CountedSend | undefined, Refusal> => {
     onStoreError(error);
@@ -94,11 +100,7 @@ export function repeatedRequestGuard(parts: RepeatedRequestGuardParts) {
   ): void {
     check
       .attempt(req, res)
-      .then((verdict) => {
-        if (verdict.kind === 'allowed') return next();
-        if (verdict.kind === 'denied') return check.refuse(req, res, verdict.value, undefined);
-        check.unavailable(req, res, verdict.by);
-      })
+      .then((verdict) => answerCheck(check, req, res, next, verdict, undefined))
       .catch(next);
   }
   return attachPreCallCheck(tollgateRepeatedRequestGuard, check);

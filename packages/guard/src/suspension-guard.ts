@@ -1,6 +1,7 @@
 // suspensions: mounted right after authentication; refuses a suspended key (or a key of a suspended tenant) with 403 key_suspended.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ApiError, type ErrorRenderer, type Identity } from '@tollgate/core';
+import { shadowsRefusal } from '@tollgate/core/kit';
 import type { MitigationRegistry } from './mitigation-registry.js';
 import type { Mitigation } from './types.js';
 
@@ -26,6 +27,8 @@ export function suspensionGuard(registry: MitigationRegistry, renderError: Error
     const identity = (req as IncomingMessage & { tollgate?: { identity?: Identity } }).tollgate?.identity;
     const suspension = identity && registry.suspensionOf(identity);
     if (!suspension) return next();
+    // A shadow (shadowMode) records the suspension and serves the request.
+    if (shadowsRefusal(req, res, 'key_suspended')) return next();
     renderError(refusal(identity, suspension), req, res);
   };
 }

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import express, { type Express } from 'express';
 import type { NextFunction, Request, Response } from 'express';
 import { ApiError, apiErrorHandler, getContext, renderApiError, type UsageRecord } from '@tollgate/core';
+import { shadowMode, type ShadowRule } from '@tollgate/core/kit';
 import { bodyAfterAuth, type Guard } from '@tollgate/guard';
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -89,10 +90,11 @@ export function fakeAuth(keys: Record<string, { tenantId?: string }>) {
 export function guardedApp(
   guard: Guard,
   keys: Record<string, { tenantId?: string }>,
-  options: { trustProxy?: boolean | string } = {},
+  options: { trustProxy?: boolean | string; shadow?: ShadowRule } = {},
 ): Express {
   const app = express();
   app.set('trust proxy', options.trustProxy ?? false);
+  if (options.shadow) app.use(shadowMode(options.shadow));
   const auth = fakeAuth(keys);
   app.post(
     '/v1/chat',
@@ -102,7 +104,7 @@ export function guardedApp(
     bodyAfterAuth(express.json()),
     guard.repeatedRequests,
     (req, res) => {
-      res.json({ ok: true, key: req.tollgate.identity?.keyId });
+      res.json({ ok: true, key: req.tollgate.identity?.keyId, shadowRefusal: req.tollgate.shadowRefusal ?? null });
     },
   );
   app.get('/scale', guard.authFailures, auth, (req, res) => {

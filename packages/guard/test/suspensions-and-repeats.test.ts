@@ -35,6 +35,27 @@ describe('suspensions', () => {
     expect((await request(app).post('/v1/chat').set('authorization', 'Bearer k1').send(chat('hi'))).status).toBe(200);
   });
 
+  it("are recorded, not enforced, under shadowMode: the suspended key's request is served with key_suspended noted", async () => {
+    guard = createGuard({ alerts: { log: false }, repeatedRequests: { max: 1, windowSeconds: 60 } });
+    const app = guardedApp(guard, keys, { shadow: (req) => req.headers['x-shadow'] === 'yes' });
+    await guard.suspend('key:k1', 'spend anomaly');
+    const send = (content: string, shadow: boolean) =>
+      request(app)
+        .post('/v1/chat')
+        .set('authorization', 'Bearer k1')
+        .set('x-shadow', shadow ? 'yes' : 'no')
+        .send(chat(content));
+    expect((await send('one', false)).status).toBe(403);
+    const served = await send('one', true);
+    expect(served.status).toBe(200);
+    expect(served.body.shadowRefusal).toBe('key_suspended');
+    await guard.lift('key:k1');
+    // The repeat count alone (not in combineLimits): the second send of the same body would be refused.
+    expect((await send('two', true)).body.shadowRefusal).toBe(null);
+    expect((await send('two', true)).body.shadowRefusal).toBe('repeated_request');
+    expect((await send('two', false)).status).toBe(429);
+  });
+
   it('refuse every key of a suspended tenant', async () => {
     guard = createGuard({ alerts: { log: false } });
     const app = guardedApp(guard, keys);

@@ -156,6 +156,8 @@ const NUMERIC_FIELDS = new Set<keyof UsageRecord>([
   'latencyMs',
 ]);
 
+const OPTIONAL_TEXTS = new Set<keyof UsageRecord>(['conversationId', 'refusedBy', 'kind', 'tool', 'shadowRefusal']);
+
 function recordFromRow(row: Record<string, unknown>): UsageRecord {
   const record: Record<string, unknown> = {};
   for (const [column, field] of COLUMNS) {
@@ -165,8 +167,8 @@ function recordFromRow(row: Record<string, unknown>): UsageRecord {
     // Absent means none for the optional counts (the insert stores them as 0).
     else if (field === 'cacheWrite1hTokens' || field === 'savedNanoUsd') {
       if (Number(value ?? 0) !== 0) record[field] = Number(value);
-    } else if (field === 'conversationId' || field === 'refusedBy' || field === 'kind' || field === 'tool') {
-      // Absent means none, as on a record the meter made without an x-conversation-id, a refusal, or a tool.
+    } else if (OPTIONAL_TEXTS.has(field)) {
+      // Absent means none, as on a record the meter made without an x-conversation-id, a refusal, a tool or a shadow.
       if (value !== null && value !== undefined) record[field] = value;
     } else if (NUMERIC_FIELDS.has(field)) record[field] = Number(value ?? 0);
     else record[field] = value ?? null;

@@ -161,7 +161,7 @@ export function newRecord(
   usageSource: UsageRecord['usageSource'],
 ): UsageRecord {
   const identity = ctx.identity;
-  return {
+  const record: UsageRecord = {
     id,
     requestId: ctx.requestId,
     conversationId,
@@ -187,6 +187,9 @@ export function newRecord(
     latencyMs: 0,
     usageSource,
   };
+  // A shadow let it through where a limit, a budget or the guard would have refused it (see shadowMode in core).
+  if (ctx.shadowRefusal !== undefined) record.shadowRefusal = ctx.shadowRefusal;
+  return record;
 }
 
 /** How the output of a call at a price is counted, for the response tap: its countings made once per meter. */

@@ -72,6 +72,7 @@ export const COLUMNS: [column: string, field: keyof UsageRecord][] = [
   ['refused_by', 'refusedBy'],
   ['kind', 'kind'],
   ['tool', 'tool'],
+  ['shadow_refusal', 'shadowRefusal'],
 ];
 
 const OPTIONAL_COUNTS = new Set<keyof UsageRecord>(['cacheWrite1hTokens', 'savedNanoUsd']);
@@ -120,6 +121,7 @@ export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
       refused_by text,
       kind text,
       tool text,
+      shadow_refusal text,
       recorded_at timestamptz NOT NULL DEFAULT now()
     )`,
     upgradeToRecordIds(table),
@@ -131,6 +133,8 @@ export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
     // NULL: a model call (every row written before tool calls were recorded is one).
     `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS kind text`,
     `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS tool text`,
+    // NULL: nothing would have refused it (every row written before shadow mode).
+    `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS shadow_refusal text`,
     `CREATE INDEX IF NOT EXISTS ${index('request_id')} ON ${table} (request_id)`,
     `CREATE INDEX IF NOT EXISTS ${index('tenant_ts')} ON ${table} (tenant_id, ts)`,
     `CREATE INDEX IF NOT EXISTS ${index('feature_ts')} ON ${table} (feature, ts)`,

@@ -22,6 +22,9 @@ class Rejected {
 
 type Outcome = Verdict | Rejected;
 
+/** A check that took nothing for a request a shadow let through: nothing to commit. */
+const NOTHING_TAKEN = Symbol('nothing taken');
+
 /**
  * Runs `tieredRateLimit`, `tokenRateLimit`, `concurrencyLimit` and `budgetGuard` middleware (any
  * middleware carrying a core `PreCallCheck`) as one: their store calls start together (on Redis
@@ -98,6 +101,7 @@ export function combineLimits(...limiters: RequestHandler[]): RequestHandler {
       value: { by, value: verdict.value },
       retryAfterMs: verdict.retryAfterMs,
       ...(verdict.final ? { final: true } : {}),
+      ...(verdict.code ? { code: verdict.code } : {}),
     };
   }
 
@@ -149,7 +153,11 @@ export function combineLimits(...limiters: RequestHandler[]): RequestHandler {
       await Promise.all(values.map((value, index) => checks[index]!.cancel(value)));
     },
     commit(req, res, values) {
-      batchLimitHeaders(res, () => values.forEach((value, index) => checks[index]!.commit(req, res, value)));
+      batchLimitHeaders(res, () =>
+        values.forEach((value, index) => {
+          if (value !== NOTHING_TAKEN) checks[index]!.commit(req, res, value);
+        }),
+      );
     },
     refuse(req, res, refusal, waitedMs) {
       if (refusal) checks[refusal.by]!.refuse(req, res, refusal.value, waitedMs);
@@ -157,6 +165,15 @@ export function combineLimits(...limiters: RequestHandler[]): RequestHandler {
     },
     unavailable(req, res, by) {
       checks[by ?? 0]!.unavailable(req, res, undefined);
+    },
+    // A shadow let the request through: each check takes what it must with no limit (the budget its money), the rest nothing.
+    async takeOverLimit(req, res) {
+      const taken = await Promise.all(
+        checks.map(async (check) =>
+          check.takeOverLimit ? ((await check.takeOverLimit(req, res)) ?? NOTHING_TAKEN) : NOTHING_TAKEN,
+        ),
+      );
+      return taken.some((value) => value !== NOTHING_TAKEN) ? taken : undefined;
     },
     async read(req, names) {
       const readings = await Promise.all(checks.map((check) => check.read?.(req, names) ?? []));

@@ -163,7 +163,7 @@ export function concurrencyLimit(options: ConcurrencyLimitOptions = {}): Request
         // Retried by the head of the wait queue when woken (a local release) or polling (another process's).
         return acquired
           ? { kind: 'allowed', value: { key, slotId } }
-          : { kind: 'denied', value: { limit }, retryAfterMs: 0 };
+          : { kind: 'denied', value: { limit }, retryAfterMs: 0, code: 'rate_limit_exceeded' };
       } catch (error) {
         if (!(error instanceof StoreFailure)) throw error;
         failures.report(error);

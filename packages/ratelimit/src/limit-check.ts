@@ -1,6 +1,12 @@
 // The shape every limiter shares (attempt, then commit, cancel or refuse), run as middleware, with or without waiting.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { attachPreCallCheck, preCallCheckOf, type CheckVerdict, type PreCallCheck } from '@tollgate/core/kit';
+import {
+  answerCheck,
+  attachPreCallCheck,
+  preCallCheckOf,
+  type CheckVerdict,
+  type PreCallCheck,
+} from '@tollgate/core/kit';
 import type { LimitReading } from './limit-readings.js';
 import { QUEUE_HEADER, type WaitQueue } from './wait-queue.js';
 
@@ -74,11 +80,8 @@ export function runLimitCheck<A, D>(
     next(error);
     return DONE;
   }
-  if (!isPending(attempt)) {
-    answer(check, req, res, next, attempt, undefined);
-    return DONE;
-  }
-  return Promise.resolve(attempt).then((verdict) => answer(check, req, res, next, verdict, undefined), next);
+  if (!isPending(attempt)) return answerCheck(check, req, res, next, attempt, undefined) ?? DONE;
+  return Promise.resolve(attempt).then((verdict) => answerCheck(check, req, res, next, verdict, undefined), next);
 }
 
 async function runWaiting<A, D>(
@@ -102,29 +105,7 @@ async function runWaiting<A, D>(
   }
   if (outcome.status === 'aborted') return;
   if (!res.headersSent) res.setHeader(QUEUE_HEADER, String(outcome.waitedMs));
-  answer(check, req, res, next, outcome.value, outcome.waitedMs);
-}
-
-/** Answers the verdict (undefined: a waiting request never got to try), or commits and calls next(). */
-function answer<A, D>(
-  check: LimitCheck<A, D>,
-  req: Request,
-  res: Response,
-  next: NextFunction,
-  verdict: Verdict<A, D> | undefined,
-  waitedMs: number | undefined,
-): void {
-  try {
-    if (verdict === undefined) check.refuse(req, res, undefined, waitedMs);
-    else if (verdict.kind === 'unavailable') check.unavailable(req, res, verdict.by);
-    else if (verdict.kind === 'denied') check.refuse(req, res, verdict.value, waitedMs);
-    else {
-      check.commit(req, res, verdict.value);
-      next();
-    }
-  } catch (error) {
-    next(error);
-  }
+  await answerCheck(check, req, res, next, outcome.value, outcome.waitedMs);
 }
 
 /** Remembers the check behind a limiter middleware, for `combineLimits` (and, through core, for other combinators). */

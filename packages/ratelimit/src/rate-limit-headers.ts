@@ -89,8 +89,9 @@ export function openAiDuration(ms: number): string {
   return secondsText;
 }
 
-/** A window for messages: `minute`, `10 minutes`, `30 s`. */
+/** A window for messages: `day`, `minute`, `10 minutes`, `30 s`. */
 export function describeWindow(windowMs: number): string {
+  if (windowMs % 86_400_000 === 0) return windowMs === 86_400_000 ? 'day' : `${windowMs / 86_400_000} days`;
   if (windowMs % 3_600_000 === 0) return windowMs === 3_600_000 ? 'hour' : `${windowMs / 3_600_000} hours`;
   if (windowMs % 60_000 === 0) return windowMs === 60_000 ? 'minute' : `${windowMs / 60_000} minutes`;
   return windowMs % 1000 === 0 ? `${windowMs / 1000} s` : `${windowMs} ms`;

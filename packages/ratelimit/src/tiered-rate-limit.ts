@@ -184,14 +184,15 @@ async function refusalOf(failures: StoreFailureHandling, outcomes: LayerOutcome[
   const denied = reportsOf(outcomes).filter((r) => r.denied);
   await giveBack(failures, outcomes);
   const retryAfterMs = Math.max(0, ...denied.map((r) => r.resetAt - Date.now()));
-  return { kind: 'denied', value: denied, retryAfterMs };
+  return { kind: 'denied', value: denied, retryAfterMs, code: 'rate_limit_exceeded' };
 }
 
 /** Where a layer stands for the caller of `req`, read from its store (its window, or none running: nothing used). */
 async function readLayer(layer: RequestLayer, req: Request): Promise<LimitReading> {
   const limit = layer.limitOf(req);
   const window = await layer.store.get?.(layer.storeKeyOf(req));
-  const used = window?.totalHits ?? 0;
+  // A refused request's hit stays in the window past the limit (as express-rate-limit counts): none of it was served.
+  const used = Math.min(window?.totalHits ?? 0, limit);
   return {
     kind: 'requests',
     layer: layer.name,

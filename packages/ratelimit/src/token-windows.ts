@@ -158,7 +158,13 @@ export class TokenWindows {
     // Reserving it would drain the window and still fail: refuse with the numbers instead.
     const tooLarge = targets.find((t) => units > t.limit);
     if (tooLarge)
-      return { kind: 'denied', value: { tooLarge, units, charges: [] }, retryAfterMs: Infinity, final: true };
+      return {
+        kind: 'denied',
+        value: { tooLarge, units, charges: [] },
+        retryAfterMs: Infinity,
+        final: true,
+        code: 'tokens_rate_limit_exceeded',
+      };
     if (this.#atOnce) {
       const verdict = this.#consumeAtOnce(this.#atOnce, units, targets);
       if (verdict) return verdict;
@@ -262,6 +268,11 @@ export class TokenWindows {
     const denied = charges.filter((c) => refuses(c, units));
     if (denied.length === 0) return this.#allowed(units, targets, counted);
     await this.adjustAll(counted, -units);
-    return { kind: 'denied', value: { units, charges: denied }, retryAfterMs: retryAfterOf(denied) };
+    return {
+      kind: 'denied',
+      value: { units, charges: denied },
+      retryAfterMs: retryAfterOf(denied),
+      code: 'tokens_rate_limit_exceeded',
+    };
   }
 }
