@@ -161,7 +161,7 @@ export function newRecord(
   usageSource: UsageRecord['usageSource'],
 ): UsageRecord {
   const identity = ctx.identity;
-  return {
+  const record: UsageRecord = {
     id,
     requestId: ctx.requestId,
     conversationId,
@@ -187,6 +187,9 @@ export function newRecord(
     latencyMs: 0,
     usageSource,
   };
+  // Only on tagged requests (attribution's tags header): absent means none, in the record as in the log.
+  if (identity?.tags !== undefined && identity.tags.length > 0) record.tags = [...identity.tags];
+  return record;
 }
 
 /** How the output of a call at a price is counted, for the response tap: its countings made once per meter. */

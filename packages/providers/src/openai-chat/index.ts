@@ -14,6 +14,7 @@ import {
   openAiUsage,
   OPENAI_USAGE_FIELDS,
   readOpenAiAnswer,
+  readOpenAiEndUser,
   REPLY_PRIMING,
 } from '../openai-framing.js';
 import { mapEach, withField } from '../prompt-text.js';
@@ -229,6 +230,7 @@ export function chatCompletionsAdapter(options: ChatAdapterOptions): ProviderAda
       body.model = model;
     },
     readUsage: readOpenAiAnswer,
+    readEndUser: readOpenAiEndUser,
     answerUsageFields: OPENAI_USAGE_FIELDS,
     countInput: countChatRequest,
     mapPromptText: mapChatPromptText,

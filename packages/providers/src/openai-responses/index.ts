@@ -17,6 +17,7 @@ import {
   openAiUsage,
   OPENAI_USAGE_FIELDS,
   readOpenAiAnswer,
+  readOpenAiEndUser,
   REPLY_PRIMING,
   TOOL_CALL_OVERHEAD,
 } from '../openai-framing.js';
@@ -190,6 +191,7 @@ export const openAiResponses: ProviderAdapter = {
     body.model = model;
   },
   readUsage: readOpenAiAnswer,
+  readEndUser: readOpenAiEndUser,
   answerUsageFields: OPENAI_USAGE_FIELDS,
   countInput: countResponsesRequest,
   mapPromptText: mapResponsesPromptText,
