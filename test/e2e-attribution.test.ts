@@ -12,13 +12,14 @@ import Anthropic from '@anthropic-ai/sdk';
 import { ApiError as GoogleApiError, GoogleGenAI } from '@google/genai';
 import OpenAI from 'openai';
 import pg from 'pg';
+import { pino } from 'pino';
 import { createMemoryStores } from '@tollgate/core';
 import type { TollgateStores, UsageRecord } from '@tollgate/core';
 import { runReportCommand } from '@tollgate/metering';
 import { createMockProvider } from '../packages/gateway/src/mock-provider.js';
 import type { MockProvider } from '../packages/gateway/src/mock-provider.js';
 import type { ProxyConfig } from '../packages/gateway/src/config.js';
-import { caught, newApiKey, readUsageLog, redisTestStores, sha256Hex, startProxy } from './helpers/proxy.js';
+import { caught, newApiKey, readUsageLog, redisTestStores, sha256Hex, startProxy, waitFor } from './helpers/proxy.js';
 import type { RunningProxy } from './helpers/proxy.js';
 
 const POSTGRES_URL = process.env.POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -45,6 +46,7 @@ function configFor(name: string): ProxyConfig {
     postgresTable: table,
     spool: path.join(dir, `${name}-spool`),
     adminKeySha256: sha256Hex(adminKey),
+    metrics: { public: true },
     tiers: {
       pro: { requestsPerMinute: 1000, tokensPerMinute: 10_000_000, models: ['*'] },
       tight: { requestsPerMinute: 2, models: ['*'] },
@@ -96,6 +98,8 @@ describe.each(storeKinds)('attribution through the gateway on %s stores', (kind,
   let mock: MockProvider;
   let proxy: RunningProxy;
   let config: ProxyConfig;
+  /** The proxy's access and error log, line by line. */
+  const logLines: Record<string, unknown>[] = [];
 
   const openaiOf = (key: string, headers: Record<string, string> = {}) =>
     new OpenAI({ apiKey: key, baseURL: `${proxy.url}/v1`, maxRetries: 0, defaultHeaders: headers });
@@ -122,7 +126,8 @@ describe.each(storeKinds)('attribution through the gateway on %s stores', (kind,
     shared = storesFor();
     mock = createMockProvider();
     config = configFor(kind);
-    proxy = await startProxy(config, { stores: shared.stores, mock });
+    const logger = pino({ level: 'info' }, { write: (line: string) => void logLines.push(JSON.parse(line)) });
+    proxy = await startProxy(config, { stores: shared.stores, mock, logger });
   });
 
   afterAll(async () => {
@@ -165,6 +170,11 @@ describe.each(storeKinds)('attribution through the gateway on %s stores', (kind,
     expect(mock.requests.length).toBe(before);
     expect(await tenantBudget()).toEqual({ spentNanoUsd: 0, reservedNanoUsd: 0 });
     expect(await records()).toEqual([]);
+    // Counted as refusals of the attribution layer, once each.
+    const metrics = await (await fetch(`${proxy.url}/metrics`)).text();
+    expect(metrics).toMatch(
+      /^tollgate_refusals_total\{layer="attribution",reason="attribution_required",tenant="acme"\} 6$/m,
+    );
   });
 
   it('counts no request limit for a refused request: 3 refusals, then the 2 requests of a 2-a-minute tier pass', async () => {
@@ -251,6 +261,10 @@ describe.each(storeKinds)('attribution through the gateway on %s stores', (kind,
       feature: 'search',
       tags: ['eu', 'beta'],
     });
+    // The access line names them too.
+    const id = claude.response.headers.get('x-request-id');
+    const line = await waitFor(() => logLines.find((entry) => entry.requestId === id), 'the access line');
+    expect(line).toMatchObject({ user: 'u-anthropic', feature: 'search', tags: ['eu', 'beta'], status: 200 });
     // An untagged record has no tags at all.
     expect(all.find((record) => record.userId === 'end-user-1')).not.toHaveProperty('tags');
   });
