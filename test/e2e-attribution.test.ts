@@ -149,22 +149,25 @@ describe.each(storeKinds)('attribution through the gateway on %s stores', (kind,
       expect((error as InstanceType<typeof OpenAI.BadRequestError>).error).toMatchObject({
         code: 'attribution_required',
         param: 'user',
-        message: "This request must name its end user: send the x-tollgate-user header or the body's user field.",
+        message: "This request must name its end user: send the x-tollgate-user header or the body's user.",
       });
     }
     const anthropicError = await caught(
       anthropicOf(keys.app).messages.create({ model: 'claude-haiku-4-5', max_tokens: 16, messages }),
     );
     expect(anthropicError).toBeInstanceOf(Anthropic.BadRequestError);
-    expect(JSON.stringify((anthropicError as InstanceType<typeof Anthropic.BadRequestError>).error)).toContain(
-      'attribution_required',
-    );
+    const anthropicBody = JSON.stringify((anthropicError as InstanceType<typeof Anthropic.BadRequestError>).error);
+    expect(anthropicBody).toContain('attribution_required');
+    // Each API's message names its own body field, and Gemini's only the header (its API has none).
+    expect(anthropicBody).toContain("send the x-tollgate-user header or the body's metadata.user_id.");
     const googleError = await caught(
       googleOf(keys.app).models.generateContent({ model: 'gemini-2.5-flash', contents: 'hi' }),
     );
     expect(googleError).toBeInstanceOf(GoogleApiError);
     expect((googleError as GoogleApiError).status).toBe(400);
-    expect((googleError as GoogleApiError).message).toContain('must name its end user');
+    expect((googleError as GoogleApiError).message).toContain(
+      'must name its end user: send the x-tollgate-user header.',
+    );
 
     // The upstream received nothing, nothing was reserved or spent, and nothing was recorded.
     expect(mock.requests.length).toBe(before);

@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ErrorRenderer, Identity } from '@tollgate/core';
 import { ApiError, getContext, renderApiError, TollgateError } from '@tollgate/core';
 import { assertKnownOptions } from '@tollgate/core/kit';
+import type { ProviderCall } from '@tollgate/core/kit';
 
 /** The attribution fields `require` can name. */
 export type AttributionField = 'user' | 'feature' | 'tags';
@@ -25,9 +26,9 @@ export interface AttributionOptions {
    */
   tagsHeader?: string | false;
   /**
-   * Whether the end user may also come from the body field the declared call's API names for it (OpenAI's `user`
-   * on chat completions, Responses and embeddings; Anthropic's `metadata.user_id`), when neither the key nor the
-   * user header names one. Needs the call declared first (`providerCall(api)`, `meter({ api })`).
+   * Whether the end user may also come from the body field the declared call's API names for it (its adapter's
+   * `endUserField`: OpenAI's `user` on chat completions, Responses and embeddings; Anthropic's `metadata.user_id`),
+   * when neither the key nor the user header names one. Needs the call declared first (`providerCall(api)`).
    * @default true
    */
   bodyUser?: boolean;
@@ -133,6 +134,8 @@ type Reading = string | undefined | ApiError;
  * the two with a comma: `alice, bob` is nobody's id) or not printable ASCII within `maxLength`.
  */
 function readHeaderValue(req: IncomingMessage, header: string, maxLength: number): Reading {
+  // Node builds `headersDistinct` on first read: a request without the header never needs it.
+  if (req.headers[header] === undefined) return undefined;
   const values = req.headersDistinct[header];
   if (values === undefined) return undefined;
   if (values.length > 1) return malformed(header, `Send the ${header} header once.`);
@@ -154,13 +157,24 @@ function checkedText(raw: string, param: string, what: string, ascii: boolean, m
   return text;
 }
 
-/** The end user the declared call's body names (OpenAI `user`, Anthropic `metadata.user_id`), checked. */
-function readBodyUser(req: IncomingMessage, res: ServerResponse, maxLength: number): Reading {
-  const call = getContext(req, res).call;
-  const field = call?.adapter.readEndUser?.(call.body);
-  if (field === undefined || field.value === null) return undefined;
-  if (typeof field.value !== 'string') return malformed(field.param, `${field.param} must be a string.`);
-  return checkedText(field.value, field.param, field.param, false, maxLength);
+/** The value at a dotted path of a JSON body (`metadata.user_id`), or undefined. */
+function valueAt(body: unknown, path: string): unknown {
+  let value = body;
+  for (const name of path.split('.')) {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
+    value = (value as Record<string, unknown>)[name];
+  }
+  return value;
+}
+
+/** The end user the declared call's body names, in the field its adapter says (`user`, `metadata.user_id`), checked. */
+function readBodyUser(call: ProviderCall | undefined, maxLength: number): Reading {
+  const field = call?.adapter.endUserField;
+  if (field === undefined) return undefined;
+  const value = valueAt(call!.body, field);
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'string') return malformed(field, `${field} must be a string.`);
+  return checkedText(value, field, field, false, maxLength);
 }
 
 /**
@@ -173,6 +187,7 @@ function readTags(
   held: readonly string[],
   options: Attribution,
 ): ApiError | string[] | undefined {
+  if (req.headers[header] === undefined) return undefined;
   const values = req.headersDistinct[header];
   if (values === undefined) return undefined;
   const tags = new Set(held);
@@ -196,12 +211,13 @@ function readTags(
   return [...tags];
 }
 
-/** How a client names each field, for the message of `attribution_required`. */
-function sourcesOf(field: AttributionField, options: Attribution): string {
+/** Why a request lacking `field` is refused, and how the client names it: its header, or the body field of its API. */
+function missingMessage(field: AttributionField, options: Attribution, call: ProviderCall | undefined): string {
   const header = { user: options.userHeader, feature: options.featureHeader, tags: options.tagsHeader }[field];
-  const sources = [header && `the ${header} header`, field === 'user' && options.bodyUser && "the body's user field"];
-  const named = sources.filter(Boolean);
-  return named.length > 0 ? named.join(' or ') : 'its API key';
+  const bodyField = field === 'user' && options.bodyUser ? call?.adapter.endUserField : undefined;
+  const sources = [header && `the ${header} header`, bodyField && `the body's ${bodyField}`].filter(Boolean);
+  const what = field === 'user' ? 'end user' : field;
+  return `This request must name its ${what}: send ${sources.length > 0 ? sources.join(' or ') : 'an API key that names it'}.`;
 }
 
 /**
@@ -216,12 +232,6 @@ export function attribution(options: AttributionOptions = {}) {
   const resolved = resolveAttribution(options);
   const { userHeader, featureHeader, tagsHeader, bodyUser, require, maxLength } = resolved;
   const renderError = options.renderError ?? renderApiError;
-  const requiredMessages = new Map(
-    require.map((field) => [
-      field,
-      `This request must name its ${field === 'user' ? 'end user' : field === 'feature' ? 'feature' : 'tags'}: send ${sourcesOf(field, resolved)}.`,
-    ]),
-  );
 
   return function tollgateAttribution(req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void): void {
     const ctx = getContext(req, res);
@@ -234,7 +244,7 @@ export function attribution(options: AttributionOptions = {}) {
       );
     let userId: Reading = identity.userId;
     if (userId === undefined && userHeader) userId = readHeaderValue(req, userHeader, maxLength);
-    if (userId === undefined && bodyUser) userId = readBodyUser(req, res, maxLength);
+    if (userId === undefined && bodyUser) userId = readBodyUser(ctx.call, maxLength);
     if (userId instanceof ApiError) return renderError(userId, req, res);
     let feature: Reading = identity.feature;
     if (feature === undefined && featureHeader) feature = readHeaderValue(req, featureHeader, maxLength);
@@ -247,7 +257,7 @@ export function attribution(options: AttributionOptions = {}) {
       const missing = field === 'user' ? !userId : field === 'feature' ? !feature : !tags || tags.length === 0;
       if (missing)
         return renderError(
-          new ApiError('attribution_required', requiredMessages.get(field)!, { param: field }),
+          new ApiError('attribution_required', missingMessage(field, resolved, ctx.call), { param: field }),
           req,
           res,
         );

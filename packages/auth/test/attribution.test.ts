@@ -20,10 +20,7 @@ const adapter: CallAdapter = {
   writeOutputCap: () => undefined,
   writeModel: () => undefined,
   readUsage: () => undefined,
-  readEndUser: (body) =>
-    (body as { end_user?: unknown }).end_user === undefined
-      ? undefined
-      : { param: 'end_user', value: (body as { end_user?: unknown }).end_user },
+  endUserField: 'end_user',
 };
 const declareCall: RequestHandler = (req, res, next) => {
   getContext(req, res).declareCall(adapter, { body: req.body as unknown });
@@ -114,7 +111,7 @@ describe('attribution: require', () => {
     const missingUser = await request(server).post('/v').set('x-api-key', app.key).send({});
     expect(missingUser.status).toBe(400);
     expect(missingUser.body.error).toEqual({
-      message: "This request must name its end user: send the x-tollgate-user header or the body's user field.",
+      message: "This request must name its end user: send the x-tollgate-user header or the body's end_user.",
       type: 'invalid_request_error',
       code: 'attribution_required',
       param: 'user',

@@ -64,18 +64,11 @@ export interface CallAdapter {
   /** Usage and model of a whole JSON answer (what an SDK returns), or undefined when it has none. */
   readUsage(response: unknown): ReportedUsage | undefined;
   /**
-   * The end user the body names for the provider's own abuse tracking (OpenAI's `user`, Anthropic's
-   * `metadata.user_id`), as sent (any JSON value), with the field's name; undefined when the body names none.
-   * Attribution reads it (`@tollgate/auth` attribution()). Absent: the API has no such field.
+   * Where a request body names its end user for the provider's own abuse tracking, as a dotted path (`user` on
+   * OpenAI's APIs, `metadata.user_id` on Anthropic's). Attribution reads it (`@tollgate/auth` attribution()).
+   * Absent: the API has no such field.
    */
-  readEndUser?(body: unknown): EndUserField | undefined;
-}
-
-/** Where a request body names its end user, and what it holds there (checked by its reader, not here). */
-export interface EndUserField {
-  /** The field, as a client's error names it: `user`, `metadata.user_id`. */
-  param: string;
-  value: unknown;
+  readonly endUserField?: string;
 }
 
 /** `*` matches anything; `prefix*` matches by prefix; otherwise exact. The one pattern rule of every allowlist. */

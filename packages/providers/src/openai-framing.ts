@@ -1,7 +1,6 @@
 // How OpenAI frames a prompt (messages, tool definitions, schemas): shared by every OpenAI-shaped adapter.
 import type { RequestCounter } from './counter.js';
 import type { ReportedUsage, TokenUsage } from '@tollgate/core';
-import type { EndUserField } from '@tollgate/core/kit';
 import { asArray, asString, isObject, tokenCount } from './json.js';
 import type { Json } from './json.js';
 import { mapEach, mapField, withField } from './prompt-text.js';
@@ -218,9 +217,4 @@ export function readOpenAiAnswer(response: unknown): ReportedUsage | undefined {
   const usage: ReportedUsage = openAiUsage(response.usage);
   if (typeof response.model === 'string') usage.model = response.model;
   return usage;
-}
-
-/** The end user an OpenAI-shaped body names (`user`: chat, Responses, embeddings), as sent. */
-export function readOpenAiEndUser(body: unknown): EndUserField | undefined {
-  return isObject(body) && body.user !== undefined ? { param: 'user', value: body.user } : undefined;
 }

@@ -255,12 +255,7 @@ export const anthropicMessages: ProviderAdapter = {
   writeModel(body, model) {
     body.model = model;
   },
-  // Anthropic's own end-user field: `metadata.user_id` (an opaque id; its checks are attribution's).
-  readEndUser(body) {
-    return isObject(body) && isObject(body.metadata) && body.metadata.user_id !== undefined
-      ? { param: 'metadata.user_id', value: body.metadata.user_id }
-      : undefined;
-  },
+  endUserField: 'metadata.user_id',
   readUsage(response): ReportedUsage | undefined {
     if (!isObject(response) || !isObject(response.usage)) return undefined;
     const reported: AnthropicUsage = {};

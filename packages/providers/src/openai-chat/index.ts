@@ -14,7 +14,6 @@ import {
   openAiUsage,
   OPENAI_USAGE_FIELDS,
   readOpenAiAnswer,
-  readOpenAiEndUser,
   REPLY_PRIMING,
 } from '../openai-framing.js';
 import { mapEach, withField } from '../prompt-text.js';
@@ -230,7 +229,7 @@ export function chatCompletionsAdapter(options: ChatAdapterOptions): ProviderAda
       body.model = model;
     },
     readUsage: readOpenAiAnswer,
-    readEndUser: readOpenAiEndUser,
+    endUserField: 'user',
     answerUsageFields: OPENAI_USAGE_FIELDS,
     countInput: countChatRequest,
     mapPromptText: mapChatPromptText,

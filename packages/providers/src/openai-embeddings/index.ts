@@ -5,7 +5,7 @@ import type { ProviderAdapter, RequestProblem } from '../adapter.js';
 import type { RequestCounter } from '../counter.js';
 import { bodyModel, isObject, parseJson, tokenCount } from '../json.js';
 import type { Json } from '../json.js';
-import { openAiUsage, readOpenAiEndUser } from '../openai-framing.js';
+import { openAiUsage } from '../openai-framing.js';
 import { checkPositiveInteger } from '../request-checks.js';
 import { mapEach, mapString, withField } from '../prompt-text.js';
 import { OutputText } from '../usage.js';
@@ -146,7 +146,7 @@ export const openAiEmbeddings: ProviderAdapter = {
     body.model = model;
   },
   readUsage: readEmbeddingsAnswer,
-  readEndUser: readOpenAiEndUser,
+  endUserField: 'user',
   countInput: countEmbeddingsRequest,
   // OpenAI bills the sum of its inputs' cl100k_base tokens: the count is the bill, and budgets reserve just that.
   billsCountedInput: true,

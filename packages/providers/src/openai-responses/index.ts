@@ -17,7 +17,6 @@ import {
   openAiUsage,
   OPENAI_USAGE_FIELDS,
   readOpenAiAnswer,
-  readOpenAiEndUser,
   REPLY_PRIMING,
   TOOL_CALL_OVERHEAD,
 } from '../openai-framing.js';
@@ -191,7 +190,7 @@ export const openAiResponses: ProviderAdapter = {
     body.model = model;
   },
   readUsage: readOpenAiAnswer,
-  readEndUser: readOpenAiEndUser,
+  endUserField: 'user',
   answerUsageFields: OPENAI_USAGE_FIELDS,
   countInput: countResponsesRequest,
   mapPromptText: mapResponsesPromptText,
