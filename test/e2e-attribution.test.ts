@@ -180,6 +180,23 @@ describe.each(storeKinds)('attribution through the gateway on %s stores', (kind,
     );
   });
 
+  it('asks the same of the free token counts (Anthropic count_tokens, Gemini countTokens)', async () => {
+    const refused = await caught(anthropicOf(keys.app).messages.countTokens({ model: 'claude-haiku-4-5', messages }));
+    expect(refused).toBeInstanceOf(Anthropic.BadRequestError);
+    const counted = await anthropicOf(keys.app, { 'x-tollgate-user': 'u-count' }).messages.countTokens({
+      model: 'claude-haiku-4-5',
+      messages,
+    });
+    expect(counted.input_tokens).toBeGreaterThan(0);
+    const gemini = await caught(googleOf(keys.app).models.countTokens({ model: 'gemini-2.5-flash', contents: 'hi' }));
+    expect((gemini as GoogleApiError).status).toBe(400);
+    const geminiCount = await googleOf(keys.app, { 'x-tollgate-user': 'u-count' }).models.countTokens({
+      model: 'gemini-2.5-flash',
+      contents: 'hi',
+    });
+    expect(geminiCount.totalTokens).toBeGreaterThan(0);
+  });
+
   it('counts no request limit for a refused request: 3 refusals, then the 2 requests of a 2-a-minute tier pass', async () => {
     const openai = openaiOf(keys.tight);
     for (let i = 0; i < 3; i++)
