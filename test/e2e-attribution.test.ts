@@ -25,7 +25,7 @@ import type { RunningProxy } from './helpers/proxy.js';
 const POSTGRES_URL = process.env.POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const adminKey = newApiKey();
 /** One key an app serves many end users with, and one fixed to its user and feature. */
-const keys = { app: newApiKey(), alice: newApiKey(), tight: newApiKey() };
+const keys = { app: newApiKey(), alice: newApiKey(), tight: newApiKey(), mobile: newApiKey() };
 const messages = [{ role: 'user' as const, content: 'Say hello.' }];
 
 const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-attribution-'));
@@ -56,6 +56,7 @@ function configFor(name: string): ProxyConfig {
       { id: 'app', sha256: sha256Hex(keys.app), tenant: 'acme' },
       { id: 'alice-key', sha256: sha256Hex(keys.alice), tenant: 'acme', user: 'alice', feature: 'support-bot' },
       { id: 'tight-key', sha256: sha256Hex(keys.tight), tenant: 'tight-co' },
+      { id: 'mobile-key', sha256: sha256Hex(keys.mobile), tenant: 'acme', tags: ['mobile'] },
     ],
     attribution: { require: ['user'] },
   };
@@ -310,6 +311,14 @@ describe.each(storeKinds)('attribution through the gateway on %s stores', (kind,
     expect(await runReportCommand(['report', '--by', 'user', '--format', 'csv', ...flags], io)).toBe(0);
     expect(out.stdout).toMatch(/^end-user-2,2,/m);
     expect(out.stdout).toMatch(/^alice,2,/m);
+  });
+
+  it("records a key's own tags on each of its requests, with the header's added", async () => {
+    const { response } = await openaiOf(keys.mobile, { 'x-tollgate-tags': 'eu' })
+      .chat.completions.create({ model: 'gpt-4o-mini', messages, user: 'u-mobile' })
+      .withResponse();
+    const record = (await records()).find((entry) => entry.requestId === response.headers.get('x-request-id'));
+    expect(record).toMatchObject({ keyId: 'mobile-key', userId: 'u-mobile', tags: ['mobile', 'eu'] });
   });
 
   it('answers malformed attribution with 400 invalid_request naming the header or field, sending nothing upstream', async () => {

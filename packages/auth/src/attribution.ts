@@ -44,7 +44,7 @@ export interface AttributionOptions {
    */
   maxLength?: number;
   /**
-   * The most tags a request may carry (after dropping repeats).
+   * The most tags a request's tags header may carry (after dropping repeats), besides its key's own.
    * @default 16
    */
   maxTags?: number;
@@ -178,8 +178,8 @@ function readBodyUser(call: ProviderCall | undefined, maxLength: number): Readin
 }
 
 /**
- * The identity's tags and those of the tags header (every copy of it), trimmed, blanks and repeats dropped;
- * undefined without the header; a refusal past the bounds.
+ * The identity's tags (its key's) and those of the tags header (every copy of it), trimmed, blanks and repeats
+ * dropped; undefined without the header; a refusal when the header's own pass the bounds.
  */
 function readTags(
   req: IncomingMessage,
@@ -190,7 +190,7 @@ function readTags(
   if (req.headers[header] === undefined) return undefined;
   const values = req.headersDistinct[header];
   if (values === undefined) return undefined;
-  const tags = new Set(held);
+  const sent = new Set<string>();
   for (const value of values) {
     // Checked whole first: a value far past every bound is refused before it is split.
     if (value.length > options.maxTags * (options.maxLength + 2) || !HEADER_TEXT.test(value))
@@ -203,12 +203,12 @@ function readTags(
       if (tag.length === 0) continue;
       if (tag.length > options.maxLength)
         return malformed(header, `Each tag of the ${header} header must be at most ${options.maxLength} characters.`);
-      tags.add(tag);
-      if (tags.size > options.maxTags)
+      sent.add(tag);
+      if (sent.size > options.maxTags)
         return malformed(header, `The ${header} header must hold at most ${options.maxTags} tags.`);
     }
   }
-  return [...tags];
+  return [...new Set([...held, ...sent])];
 }
 
 /** Why a request lacking `field` is refused, and how the client names it: its header, or the body field of its API. */

@@ -10,7 +10,8 @@ import { createServer, makeKey } from './helpers.js';
 
 const app = makeKey({ userId: undefined, feature: undefined });
 const alice = makeKey({ userId: 'alice', feature: 'support-bot' });
-const keys = [app.record, alice.record];
+const mobile = makeKey({ userId: undefined, tags: ['mobile', 'eu'] });
+const keys = [app.record, alice.record, mobile.record];
 
 /** An API whose body names its end user in `end_user` (as OpenAI's `user`), declared as a provider route does. */
 const adapter: CallAdapter = {
@@ -93,6 +94,19 @@ describe('attribution: where each field comes from', () => {
       .send({});
     expect(res.body.identity).toMatchObject({ userId: 'u-9', tags: ['a', 'b'] });
     expect(res.body.identity.feature).toBeUndefined();
+  });
+
+  it("adds the header's tags to the key's own, bounding only the header's", async () => {
+    const server = serverWith({ maxTags: 2 });
+    const own = await request(server).post('/v').set('x-api-key', mobile.key).send({});
+    expect(own.body.identity.tags).toEqual(['mobile', 'eu']);
+    const both = await request(server)
+      .post('/v')
+      .set('x-api-key', mobile.key)
+      .set('x-tollgate-tags', 'eu,beta')
+      .send({});
+    expect(both.body.identity.tags).toEqual(['mobile', 'eu', 'beta']);
+    expect(mobile.record.tags).toEqual(['mobile', 'eu']);
   });
 
   it('adds the tags of a repeated tags header together', async () => {

@@ -386,6 +386,9 @@ const keySchema = fields({
   tenant: nonEmptyString().optional().describe('The tenant the key belongs to (a key of `tenants`).'),
   user: nonEmptyString().optional().describe("The user the key's usage is recorded under."),
   feature: nonEmptyString().optional().describe("The feature the key's usage is recorded under."),
+  tags: stringList
+    .optional()
+    .describe("Tags every request of the key carries in its usage record, besides those of the request's tags header."),
   tier: nonEmptyString()
     .optional()
     .describe("The key's tier (a key of `tiers`). Default: its tenant's tier, else `defaultTier`."),
