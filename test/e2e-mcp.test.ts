@@ -290,6 +290,25 @@ describe.each(STORES)('the MCP gateway on %s stores', (_kind, makeStores) => {
     expect(await answer.json()).toMatchObject({ error: { data: { code: 'invalid_request' } } });
     expect(upstream.calls.length).toBe(before);
   });
+
+  it('records the end user and tags of the attribution headers on a tool call', async () => {
+    const client = new Client({ name: 'e2e', version: '1.0.0' });
+    clients.push(client);
+    const headers = {
+      authorization: `Bearer ${keys.bob}`,
+      'x-tollgate-user': 'agent-7',
+      'x-tollgate-tags': 'agent,eu',
+    };
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(`${proxy.url}/mcp/search`), { requestInit: { headers } }),
+    );
+    await client.callTool({ name: 'calculator', arguments: { a: 40, b: 2 } });
+    expect((await records()).find((record) => record.userId === 'agent-7')).toMatchObject({
+      keyId: 'bob',
+      tool: 'search/calculator',
+      tags: ['agent', 'eu'],
+    });
+  });
 });
 
 describe('the spend-anomaly guard on tool calls', () => {

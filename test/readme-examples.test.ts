@@ -299,6 +299,32 @@ describe('packages/auth/examples/keys-and-jwt.ts', () => {
   }, 60_000);
 });
 
+describe('packages/auth/examples/attribution.ts', () => {
+  it("names each request's end user from a header or the body, keeps a key's own, refuses one that names none", async () => {
+    const example = await runExample('packages/auth/examples/attribution.ts', {});
+    children.push(example.child);
+    const [, url, appKey, aliceKey] = /listening on (\S+); the app's key (\S+); alice's key (\S+)/.exec(
+      example.output(),
+    )!;
+    const chat = (key: string, headers: Record<string, string>, body: Record<string, unknown> = {}) =>
+      fetch(`${url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...headers },
+        body: JSON.stringify({ model: 'gpt-4o-mini', messages: [], ...body }),
+      });
+    const byHeader = await chat(appKey!, { 'x-tollgate-user': 'user-42', 'x-tollgate-tags': 'eu,beta' });
+    expect(await byHeader.json()).toEqual({ keyId: 'app', userId: 'user-42', tags: ['eu', 'beta'] });
+    expect(await (await chat(appKey!, {}, { user: 'user-7' })).json()).toEqual({ keyId: 'app', userId: 'user-7' });
+    const nobody = await chat(appKey!, {});
+    expect(nobody.status).toBe(400);
+    expect(await nobody.json()).toMatchObject({ error: { code: 'attribution_required', param: 'user' } });
+    expect(await (await chat(aliceKey!, { 'x-tollgate-user': 'mallory' })).json()).toEqual({
+      keyId: 'alice-key',
+      userId: 'alice',
+    });
+  }, 60_000);
+});
+
 describe('packages/redis/examples/shared-stores.ts', () => {
   it('serves a metered, limited call and reports Redis healthy', async () => {
     const openai = await fakeOpenAi();

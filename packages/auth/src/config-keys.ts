@@ -12,6 +12,8 @@ export interface ConfigKeyEntry {
   user?: string;
   tier?: string;
   feature?: string;
+  /** Tags every request of the key carries. */
+  tags?: string[];
   scopes?: string[];
   models?: string[];
   /** MCP tools the key may call (`server/tool` patterns), besides its tier's and tenant's. */
@@ -31,6 +33,7 @@ const ENTRY_FIELDS = [
   'user',
   'tier',
   'feature',
+  'tags',
   'scopes',
   'models',
   'tools',
@@ -110,6 +113,7 @@ export function keyRecordsFromConfig(configKeys: unknown, path = 'keys'): ApiKey
     const feature = optionalString(entry, 'feature', at);
     const models = optionalStringList(entry, 'models', at);
     const tools = optionalStringList(entry, 'tools', at);
+    const tags = optionalStringList(entry, 'tags', at);
     const expiresAt = optionalTime(entry, 'expiresAt', at);
     if (tenantId !== undefined) record.tenantId = tenantId;
     if (userId !== undefined) record.userId = userId;
@@ -117,6 +121,7 @@ export function keyRecordsFromConfig(configKeys: unknown, path = 'keys'): ApiKey
     if (feature !== undefined) record.feature = feature;
     if (models !== undefined) record.models = models;
     if (tools !== undefined) record.tools = tools;
+    if (tags !== undefined) record.tags = tags;
     if (expiresAt !== undefined) record.expiresAt = expiresAt;
     if (entry.disabled === true) record.disabled = true;
     const metadata = Object.fromEntries(Object.entries(entry).filter(([field]) => !ENTRY_FIELDS.includes(field)));
@@ -135,6 +140,7 @@ export function configKeyFromRecord(record: ApiKeyRecord): ConfigKeyEntry {
   entry.scopes = [...record.scopes];
   if (record.models !== undefined) entry.models = [...record.models];
   if (record.tools !== undefined) entry.tools = [...record.tools];
+  if (record.tags !== undefined) entry.tags = [...record.tags];
   if (record.createdAt !== UNKNOWN_CREATED_AT) entry.createdAt = record.createdAt;
   if (record.expiresAt !== undefined) entry.expiresAt = record.expiresAt;
   if (record.disabled === true) entry.disabled = true;

@@ -22,3 +22,5 @@ export { keyExpiry, rotationGrace, KeyTermError } from './key-terms.js';
 export type { RotationGrace } from './key-terms.js';
 export { runKeysCommand } from './keys-command.js';
 export type { KeysCommandIo } from './keys-command.js';
+export { attribution } from './attribution.js';
+export type { AttributionField, AttributionOptions } from './attribution.js';

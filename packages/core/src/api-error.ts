@@ -22,7 +22,8 @@ export type ApiErrorCode =
   | 'key_suspended'
   | 'repeated_request'
   | 'auth_failures_exceeded'
-  | 'prompt_rejected';
+  | 'prompt_rejected'
+  | 'attribution_required';
 
 const TYPE_BY_CODE: Record<ApiErrorCode, string> = {
   invalid_api_key: 'invalid_request_error',
@@ -45,6 +46,7 @@ const TYPE_BY_CODE: Record<ApiErrorCode, string> = {
   repeated_request: 'requests',
   auth_failures_exceeded: 'requests',
   prompt_rejected: 'invalid_request_error',
+  attribution_required: 'invalid_request_error',
 };
 
 const STATUS_BY_CODE: Record<ApiErrorCode, number> = {
@@ -68,14 +70,16 @@ const STATUS_BY_CODE: Record<ApiErrorCode, number> = {
   repeated_request: 429,
   auth_failures_exceeded: 429,
   prompt_rejected: 400,
+  attribution_required: 400,
 };
 
 /**
  * The piece of the chain that refused a request, for logs and metrics: `auth` (credentials),
  * `scope`, `model` and `tool` (allowlists), `request` (the body), `requests` / `tokens` / `concurrency`
  * (rate limits), `budget`, `upstream` (the provider failed), `route` (no such route, wrong method,
- * misconfigured), `store` (a store failed and nothing said whose). Other packages may add theirs
- * (a guard: `guard`; prompt guardrails: `guardrails`).
+ * misconfigured), `store` (a store failed and nothing said whose), `attribution` (the end user, feature or
+ * tags a request must name, or names badly). Other packages may add theirs (a guard: `guard`; prompt
+ * guardrails: `guardrails`).
  */
 export type RefusalLayer =
   | 'auth'
@@ -90,6 +94,7 @@ export type RefusalLayer =
   | 'upstream'
   | 'route'
   | 'store'
+  | 'attribution'
   | (string & {});
 
 /** The layer a code is refused by when the refusing piece does not say (`ApiErrorInit.layer`, `refusalRenderer`). */
@@ -114,6 +119,7 @@ const LAYER_BY_CODE: Record<ApiErrorCode, RefusalLayer> = {
   repeated_request: 'guard',
   auth_failures_exceeded: 'guard',
   prompt_rejected: 'guardrails',
+  attribution_required: 'attribution',
 };
 
 export interface ApiErrorInit {

@@ -63,6 +63,12 @@ export interface CallAdapter {
   writeModel(body: Record<string, unknown>, model: string): void;
   /** Usage and model of a whole JSON answer (what an SDK returns), or undefined when it has none. */
   readUsage(response: unknown): ReportedUsage | undefined;
+  /**
+   * Where a request body names its end user for the provider's own abuse tracking, as a dotted path (`user` on
+   * OpenAI's APIs, `metadata.user_id` on Anthropic's). Attribution reads it (`@tollgate/auth` attribution()).
+   * Absent: the API has no such field.
+   */
+  readonly endUserField?: string;
 }
 
 /** `*` matches anything; `prefix*` matches by prefix; otherwise exact. The one pattern rule of every allowlist. */

@@ -183,6 +183,8 @@ export interface ApiKeyRecord {
   tier?: string;
   scopes: string[];
   feature?: string;
+  /** Tags every request of the key carries (attribution adds a request's own to them). */
+  tags?: string[];
   models?: string[];
   /** MCP tools the key may call (`server/tool` patterns), besides what its tier and tenant grant. */
   tools?: string[];

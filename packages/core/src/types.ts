@@ -16,6 +16,10 @@ export interface Identity {
   scopes: string[];
   /** The product feature the call is made for, for cost attribution. */
   feature?: string;
+  /**
+   * Free labels of the request, for cost attribution (`@tollgate/auth` attribution(): the tags header). Absent = none.
+   */
+  tags?: string[];
   authMethod: AuthMethod;
   /** Models this identity may use (`*` = any); absent = no identity-level restriction. */
   models?: string[];
@@ -100,6 +104,8 @@ export interface UsageRecord extends TokenUsage {
   tenantId: string | null;
   userId: string | null;
   feature: string | null;
+  /** The request's tags (the identity's, from attribution()), in the order sent. Absent = none. */
+  tags?: string[];
   route: string;
   provider: Provider | null;
   /** The model as billed (after a downgrade). */

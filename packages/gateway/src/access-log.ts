@@ -211,7 +211,9 @@ function accessFields(ctx: TollgateContext, req: IncomingMessage, path: string, 
   if (identity) {
     fields.tenant = identity.tenantId ?? null;
     fields.keyId = identity.keyId ?? null;
+    if (identity.userId !== undefined) fields.user = identity.userId;
     if (identity.feature !== undefined) fields.feature = identity.feature;
+    if (identity.tags !== undefined) fields.tags = identity.tags;
   }
   const call = ctx.call;
   if (call) {

@@ -30,7 +30,7 @@ import { accessLog, createProxyLog, storeFailureReporter } from './access-log.js
 import type { AccessLog, ProxyLog } from './access-log.js';
 import { adminKeyAuth } from './admin-auth.js';
 import { adminKeysRouter } from './admin-keys-router.js';
-import { authMiddleware, createKeyLookup, permissionMiddleware } from './auth-setup.js';
+import { attributionMiddleware, authMiddleware, createKeyLookup, permissionMiddleware } from './auth-setup.js';
 import { createBudgetGuard } from './budget-setup.js';
 import { createProxyCache } from './cache-setup.js';
 import type { KeyConfig, ProxyConfig } from './config.js';
@@ -312,7 +312,7 @@ type ChainParts = Pick<
 > & { guardrails: RequestHandler[] };
 
 /**
- * The provider routes' chain after auth: body checks, scope and tier rules, prompt guardrails, the estimate, then the limits and the
+ * The provider routes' chain after auth: body checks, scope, attribution and tier rules, prompt guardrails, the estimate, then the limits and the
  * budget fused by combineLimits (their Redis calls share one round trip; a refusal by one gives back what the others
  * took). Built once and shared by the provider routes, so one limiter instance counts all of them.
  */
@@ -333,6 +333,8 @@ function limitAndReserveChain(
   );
   const chain = [
     ...permissionMiddleware(config),
+    // Who the call is for (key, headers, the declared call's body): refused here when required and missing.
+    ...attributionMiddleware(config),
     tierPolicyMiddleware(config),
     // Prompts checked (and masked) before the cache's key, the estimate, the limits and the budget read them.
     ...guardrails,
@@ -602,7 +604,7 @@ export function createGateway(config: ProxyConfig, deps: ProxyDeps = {}): Gatewa
     config.mcpServers &&
     createMcpGateway(config, {
       identify,
-      permissions: permissionMiddleware(config),
+      permissions: [...permissionMiddleware(config), ...attributionMiddleware(config)],
       guarding,
       readBody: readProviderBody,
       limitStores,

@@ -1,6 +1,6 @@
 // Who is calling, from the config: API keys (config `keys` + the shared key store), optional JWTs, the required scope.
 import type { RequestHandler } from 'express';
-import { apiKeyAuth, keyRecordsFromConfig, requireScope } from '@tollgate/auth';
+import { apiKeyAuth, attribution, keyRecordsFromConfig, requireScope } from '@tollgate/auth';
 import type { JwtVerifyOptions } from '@tollgate/auth';
 import { refusalRenderer } from '@tollgate/core';
 import type { Identity, TollgateStores } from '@tollgate/core';
@@ -102,4 +102,14 @@ export function authMiddleware(
  */
 export function permissionMiddleware(config: ProxyConfig): RequestHandler[] {
   return config.requiredScope ? [requireScope(config.requiredScope) as RequestHandler] : [];
+}
+
+/**
+ * Who the request is for, once the caller is known: the end user, feature and tags from the key, then the config's
+ * `attribution` headers (and the body's end-user field, once the call is declared), on `req.tollgate.identity` for
+ * every later piece (limits, budgets, the usage record). A field `require` lists and the request lacks is 400
+ * `attribution_required`, before any limit, reservation or upstream call.
+ */
+export function attributionMiddleware(config: ProxyConfig): RequestHandler[] {
+  return [attribution(config.attribution ?? {}) as RequestHandler];
 }

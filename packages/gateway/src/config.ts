@@ -3,6 +3,7 @@ import express from 'express';
 import { parse as parseJsonLocating } from 'jsonc-parser';
 import type { ParseError } from 'jsonc-parser';
 import { z } from 'zod';
+import { attribution } from '@tollgate/auth';
 import { createPricing, parseDuration, TollgateError } from '@tollgate/core';
 import type { Pricing } from '@tollgate/core';
 import { didYouMean, MAX_USD, MAX_USD_PER_MILLION_TOKENS, timeZoneProblem } from '@tollgate/core/kit';
@@ -457,6 +458,9 @@ const keySchema = fields({
   tenant: nonEmptyString().optional().describe('The tenant the key belongs to (a key of `tenants`).'),
   user: nonEmptyString().optional().describe("The user the key's usage is recorded under."),
   feature: nonEmptyString().optional().describe("The feature the key's usage is recorded under."),
+  tags: stringList
+    .optional()
+    .describe("Tags every request of the key carries in its usage record, besides those of the request's tags header."),
   tier: nonEmptyString()
     .optional()
     .describe("The key's tier (a key of `tiers`). Default: its tenant's tier, else `defaultTier`."),
@@ -661,6 +665,49 @@ const guardrailsSchema = fields({
   'Prompt checks before the provider call, on every provider route (@tollgate/guard promptGuardrails). Default: off.',
 );
 
+const HEADER_NAME = 'must be a header name (letters, digits, -) or false';
+const attributionHeader = z
+  .union([z.literal(false, HEADER_NAME), z.string(HEADER_NAME).regex(/^[A-Za-z0-9-]+$/, HEADER_NAME)], HEADER_NAME)
+  .optional();
+const ATTRIBUTION_FIELD = 'must be "user", "feature" or "tags"';
+// Checked by the auth package's own rules too (attribution(): the headers differ).
+const attributionSchema = fields({
+  userHeader: attributionHeader.describe(
+    'The header naming the end user a request is for, when its key names none; false reads none. Default: "x-tollgate-user".',
+  ),
+  featureHeader: attributionHeader.describe(
+    'The header naming the feature a request is for, when its key names none; false reads none. Default: "x-tollgate-feature".',
+  ),
+  tagsHeader: attributionHeader.describe(
+    'The header holding a request\'s tags, comma-separated; false reads none. Default: "x-tollgate-tags".',
+  ),
+  bodyUser: trueOrFalse
+    .optional()
+    .describe(
+      "Whether the end user may also come from the body (OpenAI's `user`, Anthropic's `metadata.user_id`) when neither the key nor the header names one. Default: true.",
+    ),
+  require: z
+    .array(choice(['user', 'feature', 'tags'], ATTRIBUTION_FIELD), 'must be an array of "user", "feature", "tags"')
+    .optional()
+    .describe(
+      'Fields every provider request must end up with (from the key, a header or the body): without one it is refused with 400 attribution_required before any limit, reservation or upstream call. Default: none.',
+    ),
+  maxLength: z
+    .int('must be an integer from 1 to 1024')
+    .min(1, 'must be an integer from 1 to 1024')
+    .max(1024, 'must be an integer from 1 to 1024')
+    .optional()
+    .describe('The most characters of an end user, a feature or one tag; longer is 400 invalid_request. Default: 128.'),
+  maxTags: z
+    .int('must be an integer from 1 to 256')
+    .min(1, 'must be an integer from 1 to 256')
+    .max(256, 'must be an integer from 1 to 256')
+    .optional()
+    .describe('The most tags of one request; more is 400 invalid_request. Default: 16.'),
+}).describe(
+  'Who each request is for, beyond its key: the end user, feature and tags, recorded on the usage record (`userId`, `feature`, `tags`). A value the key fixes is kept. Default: the headers below read, nothing required.',
+);
+
 const webhookSchema = fields({
   url: url(['http:', 'https:']).describe('Where each alert is POSTed.'),
   secretEnv: environmentName
@@ -847,6 +894,7 @@ const configSchema = fields({
   log: logSchema.optional(),
   guard: guardSchema.optional(),
   guardrails: guardrailsSchema.optional(),
+  attribution: attributionSchema.optional(),
   trustProxy: z
     .union(
       [
@@ -929,6 +977,7 @@ export type CacheConfig = z.output<typeof cacheSchema>;
 export type TenantConfig = z.output<typeof tenantSchema>;
 export type McpServerConfig = z.output<typeof mcpServerSchema>;
 export type KeyConfig = z.output<typeof keySchema>;
+export type AttributionConfig = z.output<typeof attributionSchema>;
 export type JwtConfig = z.output<typeof jwtSchema>;
 export type RedisConfig = z.output<typeof redisSchema>;
 export type GlobalConfig = z.output<typeof globalSchema>;
@@ -1022,7 +1071,7 @@ function checkChoices(config: ProxyConfig, problems: string[]): void {
   }
 }
 
-/** Values whose rules belong to another package: the guard's options and guardrails, Express's `trust proxy` (it compiles the addresses). */
+/** Values whose rules belong to another package: the guard's options and guardrails, attribution's, Express's `trust proxy` (it compiles the addresses). */
 function checkByOwners(config: ProxyConfig, problems: string[]): void {
   const guard = config.guard;
   if (guard) {
@@ -1041,6 +1090,13 @@ function checkByOwners(config: ProxyConfig, problems: string[]): void {
       resolvePromptGuardrails(config.guardrails);
     } catch (error) {
       problems.push(`guardrails.${(error as Error).message.replace(/ \(ERR_.*$/, '')}`);
+    }
+  }
+  if (config.attribution) {
+    try {
+      attribution(config.attribution);
+    } catch (error) {
+      problems.push(`attribution: ${(error as Error).message.replace(/^attribution\(\): /, '')}`);
     }
   }
   if (config.trustProxy !== undefined) {

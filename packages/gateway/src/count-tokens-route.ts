@@ -8,7 +8,7 @@ import { adapterFor, estimateRequestAsync } from '@tollgate/providers';
 import type { CallDeclaration } from '@tollgate/providers';
 import { checkModelKind, GEMINI_COUNT_ACTION, providerAdapters } from '@tollgate/providers/kit';
 import { combineLimits } from '@tollgate/ratelimit';
-import { permissionMiddleware } from './auth-setup.js';
+import { attributionMiddleware, permissionMiddleware } from './auth-setup.js';
 import type { ProxyConfig } from './config.js';
 import { acceptGeminiRequest, geminiCallParams } from './gemini-route.js';
 import type { createProxyGuard } from './guard-setup.js';
@@ -128,6 +128,7 @@ export function tokenCountRoutes(parts: CountRouteParts): { path: string; handle
       ...guarding.afterAuth(readProviderBody),
       validateCountRequest(route.api),
       ...permissionMiddleware(config),
+      ...attributionMiddleware(config),
       countModelAllowlist(config, route),
       ...guarding.afterEstimate,
       ...limits,

@@ -108,7 +108,7 @@ function serverEntries(config: ProxyConfig, env: NodeJS.ProcessEnv): Map<string,
 export interface McpGatewayParts {
   /** Auth, as the provider routes run it. */
   identify: RequestHandler[];
-  /** The required scope, after auth. */
+  /** The required scope and the attribution (end user, feature, tags), after auth. */
   permissions: RequestHandler[];
   guarding: ProxyGuard;
   /** The body reader the provider routes use (read after auth, under the guard's deadline). */

@@ -52,6 +52,26 @@ describe('config errors, all at once', () => {
     for (const issue of issues) expect(message).toContain(`\n  - ${issue}`);
   });
 
+  it('names each attribution field it refuses, the two headers that clash, and a required field it does not know', () => {
+    expect(
+      issuesOf({
+        attribution: { userHeader: 'x user', require: ['user', 'email'], maxTags: 0, maxLength: 2000 },
+      }),
+    ).toEqual([
+      'attribution.userHeader must be a header name (letters, digits, -) or false',
+      'attribution.require[1] must be "user", "feature" or "tags"',
+      'attribution.maxLength must be an integer from 1 to 1024',
+      'attribution.maxTags must be an integer from 1 to 256',
+    ]);
+    expect(issuesOf({ attribution: { userHeader: 'X-Who', featureHeader: 'x-who' } })).toEqual([
+      expect.stringMatching(/^attribution: userHeader, featureHeader and tagsHeader must differ/),
+    ]);
+    expect(validateConfig({ attribution: { require: ['user', 'tags'], featureHeader: false } }).attribution).toEqual({
+      require: ['user', 'tags'],
+      featureHeader: false,
+    });
+  });
+
   it('names each unknown field of an object, with the known one it is closest to', () => {
     expect(issuesOf({ tiers: { pro: { requestsPerMinut: 5, tokensPerMinte: 10, colour: 'red' } } })).toEqual([
       expect.stringMatching(

@@ -167,6 +167,9 @@ function recordFromRow(row: Record<string, unknown>): UsageRecord {
     // Absent means none for the optional counts (the insert stores them as 0).
     else if (field === 'cacheWrite1hTokens' || field === 'savedNanoUsd') {
       if (Number(value ?? 0) !== 0) record[field] = Number(value);
+    } else if (field === 'tags') {
+      // Absent means none, as on a record the meter made for a request without tags.
+      if (Array.isArray(value) && value.length > 0) record[field] = value;
     } else if (OPTIONAL_TEXTS.has(field)) {
       // Absent means none, as on a record the meter made without an x-conversation-id, a refusal, a tool or a shadow.
       if (value !== null && value !== undefined) record[field] = value;

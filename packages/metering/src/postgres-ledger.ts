@@ -73,6 +73,7 @@ export const COLUMNS: [column: string, field: keyof UsageRecord][] = [
   ['kind', 'kind'],
   ['tool', 'tool'],
   ['shadow_refusal', 'shadowRefusal'],
+  ['tags', 'tags'],
 ];
 
 const OPTIONAL_COUNTS = new Set<keyof UsageRecord>(['cacheWrite1hTokens', 'savedNanoUsd']);
@@ -122,6 +123,7 @@ export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
       kind text,
       tool text,
       shadow_refusal text,
+      tags text[],
       recorded_at timestamptz NOT NULL DEFAULT now()
     )`,
     upgradeToRecordIds(table),
@@ -135,6 +137,8 @@ export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
     `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS tool text`,
     // NULL: nothing would have refused it (every row written before shadow mode).
     `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS shadow_refusal text`,
+    // NULL: no tags (every row written before attribution's tags).
+    `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS tags text[]`,
     `CREATE INDEX IF NOT EXISTS ${index('request_id')} ON ${table} (request_id)`,
     `CREATE INDEX IF NOT EXISTS ${index('tenant_ts')} ON ${table} (tenant_id, ts)`,
     `CREATE INDEX IF NOT EXISTS ${index('feature_ts')} ON ${table} (feature, ts)`,
@@ -257,8 +261,8 @@ export async function insertUsageRecords(
   );
 }
 
-export type UsageGrouping = 'tenant' | 'feature' | 'model' | 'day' | 'key' | 'user';
-export const USAGE_GROUPINGS: readonly UsageGrouping[] = ['tenant', 'feature', 'model', 'day', 'key', 'user'];
+export type UsageGrouping = 'tenant' | 'feature' | 'model' | 'day' | 'key' | 'user' | 'tag';
+export const USAGE_GROUPINGS: readonly UsageGrouping[] = ['tenant', 'feature', 'model', 'day', 'key', 'user', 'tag'];
 
 const GROUP_EXPRESSIONS: Record<UsageGrouping, string> = {
   tenant: 'tenant_id',
@@ -266,11 +270,16 @@ const GROUP_EXPRESSIONS: Record<UsageGrouping, string> = {
   model: 'model',
   key: 'key_id',
   user: 'user_id',
+  // One row per tag of each record (the lateral join below); an untagged record counts under null.
+  tag: 'usage_tag.tag',
   day: `to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD')`,
 };
 
 export interface UsageAggregate {
-  /** The group's value (tenant id, feature, model, key, user, or UTC day `YYYY-MM-DD`); null when unset. */
+  /**
+   * The group's value (tenant id, feature, model, key, user, tag, or UTC day `YYYY-MM-DD`); null when unset. By tag,
+   * a record with several tags counts in each of their groups (the groups then add up to more than the total).
+   */
   group: string | null;
   requests: number;
   inputTokens: number;
@@ -321,7 +330,7 @@ export async function aggregateUsage(db: Queryable, options: AggregateOptions): 
             coalesce(sum(cost_nano_usd), 0) AS cost_nano_usd,
             count(*) FILTER (WHERE usage_source = 'cache') AS cache_hits,
             coalesce(sum(saved_nano_usd), 0) AS saved_nano_usd
-       FROM ${ledgerTableName(options)}
+       FROM ${ledgerTableName(options)}${options.by === 'tag' ? ' LEFT JOIN LATERAL unnest(tags) AS usage_tag(tag) ON true' : ''}
       WHERE ts >= $1 AND ts < $2${filter}
       GROUP BY grp
       ORDER BY ${order} NULLS LAST`,

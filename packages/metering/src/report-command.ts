@@ -34,14 +34,14 @@ export interface ReportDefaults extends LedgerLocation {
   dataDir?: string;
 }
 
-const USAGE = `Usage: tollgate report [--by tenant|feature|user|model|day|key] [--since 7d|<ISO date>] [--until <ISO date>]
+const USAGE = `Usage: tollgate report [--by tenant|feature|user|tag|model|day|key] [--since 7d|<ISO date>] [--until <ISO date>]
                        [--tenant <id>] [--format table|csv|json]
                        [--postgres <url> | --data-dir <dir>] [--schema <name>] [--table <name>]
        tollgate report --outcomes [--by tenant|feature] [--kind <kind>] [...the same]
 
 Spend, tokens, cache hits and what caching saved per group from the usage ledger; with --outcomes,
 cost per outcome. Money is in USD.
-  --by        grouping (default tenant)
+  --by        grouping (default tenant); by tag, a record counts under each of its tags (no total row)
   --outcomes  cost per outcome (per tenant or feature, and kind) of the outcomes reported in the period
   --kind      with --outcomes: only this kind (resolved, converted, ...)
   --since     a duration back from now (30m, 24h, 7d) or an ISO date (default 7d)
@@ -196,7 +196,13 @@ export function formatUsageReport(
   format: OutputFormat = 'table',
 ): string {
   const columns = [{ name: by, value: (row: UsageAggregate) => row.group }, ...SPEND_COLUMNS];
-  return formatRows(format, columns, rows, { total: totalOf(rows), unset: '(none)' });
+  // By tag a record counts in each of its tags' rows: their sum is no total, so none is printed.
+  return formatRows(
+    format,
+    columns,
+    rows,
+    by === 'tag' ? { unset: '(none)' } : { total: totalOf(rows), unset: '(none)' },
+  );
 }
 
 /** Cost per outcome as a table, CSV or JSON: per group and kind, what one outcome cost and, where valued, value per cost. */

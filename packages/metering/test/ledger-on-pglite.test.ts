@@ -31,6 +31,7 @@ const records = [
     provider: 'openai',
     costNanoUsd: 1_250_000,
     latencyMs: 100,
+    tags: ['eu', 'team:search'],
   }),
   sampleRecord({
     id: 'a2',
@@ -156,6 +157,20 @@ describe.each([
       ['acme', 3, 3_000_001_260_000],
       ['globex', 1, 7],
       [null, 1, 5],
+    ]);
+  });
+
+  it('sums spend per tag (a record under each of its tags, untagged ones under null)', async () => {
+    const rows = await aggregateUsage(backend.db, {
+      ...backend.location,
+      by: 'tag',
+      since: new Date(start),
+      until: new Date(start + 24 * HOUR),
+    });
+    expect(rows.map((row) => [row.group, row.requests, row.costNanoUsd])).toEqual([
+      [null, 4, 3_000_000_010_012],
+      ['eu', 1, 1_250_000],
+      ['team:search', 1, 1_250_000],
     ]);
   });
 

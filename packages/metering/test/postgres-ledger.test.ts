@@ -29,6 +29,7 @@ const records = [
     timestamp: hoursAgo(1),
     tenantId: 'acme',
     feature: 'support-bot',
+    tags: ['eu', 'beta'],
     model: 'gpt-4o',
     costNanoUsd: 3_000_000,
     inputTokens: 1000,
@@ -49,6 +50,7 @@ const records = [
     timestamp: hoursAgo(30),
     tenantId: 'globex',
     feature: 'support-bot',
+    tags: ['eu'],
     model: 'gpt-4o',
     costNanoUsd: 7_500_000,
     inputTokens: 2000,
@@ -350,6 +352,24 @@ describe('aggregateUsage', () => {
     expect(byDay.map((row) => row.group)).toEqual(days);
     expect(byDay.reduce((sum, row) => sum + row.costNanoUsd, 0)).toBe(110_750_000);
   });
+
+  it('groups by tag: a record counts under each of its tags, an untagged one under null', async () => {
+    const byTag = await aggregateUsage(db, { by: 'tag', since, schema, table });
+    expect(byTag.map((row) => [row.group, row.requests, row.costNanoUsd])).toEqual([
+      ['eu', 2, 10_500_000],
+      ['beta', 1, 3_000_000],
+      [null, 2, 1_250_000],
+    ]);
+  });
+
+  it('stores tags and reads them back; a record without tags has none', async () => {
+    const { records: latest } = await recentUsage(db, { schema, table, tenantId: 'acme', limit: 2 });
+    expect(latest.map((record) => [record.requestId, record.tags])).toEqual([
+      ['r1', ['eu', 'beta']],
+      ['r2', undefined],
+    ]);
+    expect('tags' in latest[1]!).toBe(false);
+  });
 });
 
 describe('runReportCommand', () => {
@@ -380,6 +400,31 @@ describe('runReportCommand', () => {
     expect(out.stdout).toMatch(/acme\s+2\s+1,500\s+800\s+0\s+150\s+100\s+0\.004000\s+0\s+0\.000000\n/);
     expect(out.stdout).toMatch(/\(none\)\s+1\s+10/);
     expect(out.stdout).toMatch(/total\s+4\s+3,510\s+800\s+0\s+455\s+100\s+0\.011750\s+0\s+0\.000000\n/);
+  });
+
+  it('reports by tag as CSV and JSON, without a total row (a record counts under each of its tags)', async () => {
+    const flags = ['--since', '7d', '--postgres', POSTGRES_URL, '--schema', schema, '--table', table];
+    const csv = capture();
+    expect(await runReportCommand(['report', '--by', 'tag', '--format', 'csv', ...flags], csv.io)).toBe(0);
+    const lines = csv.out.stdout.trim().split('\n');
+    expect(lines[0]).toMatch(/^tag,requests,/);
+    expect(lines.slice(1).map((line) => line.split(',').slice(0, 2))).toEqual([
+      ['eu', '2'],
+      ['beta', '1'],
+      ['', '2'],
+    ]);
+    const json = capture();
+    expect(await runReportCommand(['report', '--by', 'tag', '--json', ...flags], json.io)).toBe(0);
+    const rows = JSON.parse(json.out.stdout) as { tag: string | null; requests: number }[];
+    expect(rows.map((row) => [row.tag, row.requests])).toEqual([
+      ['eu', 2],
+      ['beta', 1],
+      [null, 2],
+    ]);
+    const table_ = capture();
+    expect(await runReportCommand(['report', '--by', 'tag', ...flags], table_.io)).toBe(0);
+    expect(table_.out.stdout).toMatch(/eu\s+2\s+/);
+    expect(table_.out.stdout).not.toMatch(/^total/m);
   });
 
   it('prints JSON by day, and explains bad arguments with exit code 2', async () => {

@@ -255,6 +255,7 @@ export const anthropicMessages: ProviderAdapter = {
   writeModel(body, model) {
     body.model = model;
   },
+  endUserField: 'metadata.user_id',
   readUsage(response): ReportedUsage | undefined {
     if (!isObject(response) || !isObject(response.usage)) return undefined;
     const reported: AnthropicUsage = {};

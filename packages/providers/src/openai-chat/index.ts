@@ -229,6 +229,7 @@ export function chatCompletionsAdapter(options: ChatAdapterOptions): ProviderAda
       body.model = model;
     },
     readUsage: readOpenAiAnswer,
+    endUserField: 'user',
     answerUsageFields: OPENAI_USAGE_FIELDS,
     countInput: countChatRequest,
     mapPromptText: mapChatPromptText,

@@ -146,6 +146,7 @@ export const openAiEmbeddings: ProviderAdapter = {
     body.model = model;
   },
   readUsage: readEmbeddingsAnswer,
+  endUserField: 'user',
   countInput: countEmbeddingsRequest,
   // OpenAI bills the sum of its inputs' cl100k_base tokens: the count is the bill, and budgets reserve just that.
   billsCountedInput: true,

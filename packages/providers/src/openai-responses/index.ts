@@ -190,6 +190,7 @@ export const openAiResponses: ProviderAdapter = {
     body.model = model;
   },
   readUsage: readOpenAiAnswer,
+  endUserField: 'user',
   answerUsageFields: OPENAI_USAGE_FIELDS,
   countInput: countResponsesRequest,
   mapPromptText: mapResponsesPromptText,

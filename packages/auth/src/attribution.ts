@@ -1,0 +1,275 @@
+// attribution: who a request is for (end user), what for (feature) and its tags, from the key, then headers, then the body.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ErrorRenderer, Identity } from '@tollgate/core';
+import { ApiError, getContext, renderApiError, TollgateError } from '@tollgate/core';
+import { assertKnownOptions } from '@tollgate/core/kit';
+import type { ProviderCall } from '@tollgate/core/kit';
+
+/** The attribution fields `require` can name. */
+export type AttributionField = 'user' | 'feature' | 'tags';
+const FIELDS: readonly AttributionField[] = ['user', 'feature', 'tags'];
+
+export interface AttributionOptions {
+  /**
+   * The header naming the request's end user, when the key names none; `false` reads none.
+   * @default 'x-tollgate-user'
+   */
+  userHeader?: string | false;
+  /**
+   * The header naming the request's feature, when the key names none; `false` reads none.
+   * @default 'x-tollgate-feature'
+   */
+  featureHeader?: string | false;
+  /**
+   * The header holding the request's tags, comma-separated (a repeated header adds its tags); `false` reads none.
+   * @default 'x-tollgate-tags'
+   */
+  tagsHeader?: string | false;
+  /**
+   * Whether the end user may also come from the body field the declared call's API names for it (its adapter's
+   * `endUserField`: OpenAI's `user` on chat completions, Responses and embeddings; Anthropic's `metadata.user_id`),
+   * when neither the key nor the user header names one. Needs the call declared first (`providerCall(api)`).
+   * @default true
+   */
+  bodyUser?: boolean;
+  /**
+   * The fields a request must end up with: without one it is refused with 400 `attribution_required` (before
+   * anything after this middleware runs: no limit counted, no reservation, no provider call).
+   * @default []
+   */
+  require?: readonly AttributionField[];
+  /**
+   * The most characters an end user, a feature or one tag may have (after trimming spaces).
+   * @default 128
+   */
+  maxLength?: number;
+  /**
+   * The most tags a request's tags header may carry (after dropping repeats), besides its key's own.
+   * @default 16
+   */
+  maxTags?: number;
+  /**
+   * Renders refusals (400 `attribution_required`, 400 `invalid_request` for a malformed value).
+   * @default core renderApiError
+   */
+  renderError?: ErrorRenderer;
+}
+
+const KNOWN_OPTIONS = [
+  'userHeader',
+  'featureHeader',
+  'tagsHeader',
+  'bodyUser',
+  'require',
+  'maxLength',
+  'maxTags',
+  'renderError',
+] as const;
+const CODE_INVALID = 'ERR_TG_AUTH_INVALID_OPTION';
+/** RFC 9110 token characters: what a header name may hold. */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
+/** What a header value may hold: printable ASCII (fetch and most clients send nothing else). */
+const HEADER_TEXT = /^[\x20-\x7e]*$/;
+/** What a JSON string value may not hold: control and format characters, lone surrogates, line and paragraph separators. */
+const NOT_PRINTABLE = /[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/u;
+
+/** Options resolved once: every field set. */
+interface Attribution {
+  userHeader: string | undefined;
+  featureHeader: string | undefined;
+  tagsHeader: string | undefined;
+  bodyUser: boolean;
+  require: readonly AttributionField[];
+  maxLength: number;
+  maxTags: number;
+}
+
+function headerOption(value: unknown, name: string, fallback: string): string | undefined {
+  if (value === false) return undefined;
+  if (value === undefined) return fallback;
+  if (typeof value !== 'string' || !HEADER_NAME.test(value.toLowerCase()))
+    throw new TollgateError(CODE_INVALID, `attribution(): ${name} must be a header name or false`);
+  return value.toLowerCase();
+}
+
+function countOption(value: unknown, name: string, fallback: number, most: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || (value as number) < 1 || (value as number) > most)
+    throw new TollgateError(CODE_INVALID, `attribution(): ${name} must be an integer from 1 to ${most}`);
+  return value as number;
+}
+
+function resolveAttribution(options: AttributionOptions): Attribution {
+  assertKnownOptions(options, KNOWN_OPTIONS, 'ERR_TG_AUTH_UNKNOWN_OPTION', 'attribution');
+  const require = options.require ?? [];
+  if (!Array.isArray(require) || require.some((field) => !FIELDS.includes(field)))
+    throw new TollgateError(CODE_INVALID, `attribution(): require must list fields among ${FIELDS.join(', ')}`);
+  if (options.bodyUser !== undefined && typeof options.bodyUser !== 'boolean')
+    throw new TollgateError(CODE_INVALID, 'attribution(): bodyUser must be true or false');
+  const resolved: Attribution = {
+    userHeader: headerOption(options.userHeader, 'userHeader', 'x-tollgate-user'),
+    featureHeader: headerOption(options.featureHeader, 'featureHeader', 'x-tollgate-feature'),
+    tagsHeader: headerOption(options.tagsHeader, 'tagsHeader', 'x-tollgate-tags'),
+    bodyUser: options.bodyUser ?? true,
+    require: [...new Set(require)],
+    maxLength: countOption(options.maxLength, 'maxLength', 128, 1024),
+    maxTags: countOption(options.maxTags, 'maxTags', 16, 256),
+  };
+  const headers = [resolved.userHeader, resolved.featureHeader, resolved.tagsHeader].filter(Boolean);
+  if (new Set(headers).size !== headers.length)
+    throw new TollgateError(CODE_INVALID, 'attribution(): userHeader, featureHeader and tagsHeader must differ');
+  return resolved;
+}
+
+/** A refusal for a malformed attribution value: 400 invalid_request naming where it came from. */
+function malformed(param: string, message: string): ApiError {
+  return new ApiError('invalid_request', message, { param, layer: 'attribution' });
+}
+
+/** What one source gave: a value, nothing, or the refusal to send. */
+type Reading = string | undefined | ApiError;
+
+/**
+ * The one value a header holds: undefined when absent or blank, a refusal when sent twice (Node would join
+ * the two with a comma: `alice, bob` is nobody's id) or not printable ASCII within `maxLength`.
+ */
+function readHeaderValue(req: IncomingMessage, header: string, maxLength: number): Reading {
+  // Node builds `headersDistinct` on first read: a request without the header never needs it.
+  if (req.headers[header] === undefined) return undefined;
+  const values = req.headersDistinct[header];
+  if (values === undefined) return undefined;
+  if (values.length > 1) return malformed(header, `Send the ${header} header once.`);
+  return checkedText(values[0]!, header, `The ${header} header`, true, maxLength);
+}
+
+/**
+ * A text trimmed, or a refusal when it is longer than `maxLength` or not printable (`ascii`: printable ASCII, as
+ * header values; else any character but a control one, as JSON strings); blank is no value.
+ */
+function checkedText(raw: string, param: string, what: string, ascii: boolean, maxLength: number): Reading {
+  const text = raw.trim();
+  if (text.length === 0) return undefined;
+  if (text.length > maxLength || (ascii ? !HEADER_TEXT.test(text) : NOT_PRINTABLE.test(text)))
+    return malformed(
+      param,
+      `${what} must be at most ${maxLength} ${ascii ? 'printable ASCII characters' : 'characters, none of them a control character'}.`,
+    );
+  return text;
+}
+
+/** The value at a dotted path of a JSON body (`metadata.user_id`), or undefined. */
+function valueAt(body: unknown, path: string): unknown {
+  let value = body;
+  for (const name of path.split('.')) {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
+    value = (value as Record<string, unknown>)[name];
+  }
+  return value;
+}
+
+/** The end user the declared call's body names, in the field its adapter says (`user`, `metadata.user_id`), checked. */
+function readBodyUser(call: ProviderCall | undefined, maxLength: number): Reading {
+  const field = call?.adapter.endUserField;
+  if (field === undefined) return undefined;
+  const value = valueAt(call!.body, field);
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'string') return malformed(field, `${field} must be a string.`);
+  return checkedText(value, field, field, false, maxLength);
+}
+
+/**
+ * The identity's tags (its key's) and those of the tags header (every copy of it), trimmed, blanks and repeats
+ * dropped; undefined without the header; a refusal when the header's own pass the bounds.
+ */
+function readTags(
+  req: IncomingMessage,
+  header: string,
+  held: readonly string[],
+  options: Attribution,
+): ApiError | string[] | undefined {
+  if (req.headers[header] === undefined) return undefined;
+  const values = req.headersDistinct[header];
+  if (values === undefined) return undefined;
+  const sent = new Set<string>();
+  for (const value of values) {
+    // Checked whole first: a value far past every bound is refused before it is split.
+    if (value.length > options.maxTags * (options.maxLength + 2) || !HEADER_TEXT.test(value))
+      return malformed(
+        header,
+        `The ${header} header must hold at most ${options.maxTags} comma-separated tags of printable ASCII characters.`,
+      );
+    for (const part of value.split(',')) {
+      const tag = part.trim();
+      if (tag.length === 0) continue;
+      if (tag.length > options.maxLength)
+        return malformed(header, `Each tag of the ${header} header must be at most ${options.maxLength} characters.`);
+      sent.add(tag);
+      if (sent.size > options.maxTags)
+        return malformed(header, `The ${header} header must hold at most ${options.maxTags} tags.`);
+    }
+  }
+  return [...new Set([...held, ...sent])];
+}
+
+/** Why a request lacking `field` is refused, and how the client names it: its header, or the body field of its API. */
+function missingMessage(field: AttributionField, options: Attribution, call: ProviderCall | undefined): string {
+  const header = { user: options.userHeader, feature: options.featureHeader, tags: options.tagsHeader }[field];
+  const bodyField = field === 'user' && options.bodyUser ? call?.adapter.endUserField : undefined;
+  const sources = [header && `the ${header} header`, bodyField && `the body's ${bodyField}`].filter(Boolean);
+  const what = field === 'user' ? 'end user' : field;
+  return `This request must name its ${what}: send ${sources.length > 0 ? sources.join(' or ') : 'an API key that names it'}.`;
+}
+
+/**
+ * Express middleware, after an auth middleware: completes `req.tollgate.identity` with the request's end user
+ * (`userId`), feature and tags. A value the key (or token) fixes is kept: no header or body can change it. Else the
+ * user comes from `userHeader`, then from the body's end-user field (`bodyUser`); the feature from `featureHeader`;
+ * tags from `tagsHeader`, added to any the identity holds. A malformed value is 400 `invalid_request` naming the
+ * header or field; a field listed in `require` that the request does not end up with is 400 `attribution_required`.
+ * Every later piece reads the identity: limits by user, budgets per user and feature, the usage record.
+ */
+export function attribution(options: AttributionOptions = {}) {
+  const resolved = resolveAttribution(options);
+  const { userHeader, featureHeader, tagsHeader, bodyUser, require, maxLength } = resolved;
+  const renderError = options.renderError ?? renderApiError;
+
+  return function tollgateAttribution(req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void): void {
+    const ctx = getContext(req, res);
+    const identity = ctx.identity;
+    if (identity === undefined)
+      return renderError(
+        new ApiError('misconfigured_route', 'attribution() needs an auth middleware before it: nobody is identified.'),
+        req,
+        res,
+      );
+    let userId: Reading = identity.userId;
+    if (userId === undefined && userHeader) userId = readHeaderValue(req, userHeader, maxLength);
+    if (userId === undefined && bodyUser) userId = readBodyUser(ctx.call, maxLength);
+    if (userId instanceof ApiError) return renderError(userId, req, res);
+    let feature: Reading = identity.feature;
+    if (feature === undefined && featureHeader) feature = readHeaderValue(req, featureHeader, maxLength);
+    if (feature instanceof ApiError) return renderError(feature, req, res);
+    const added = tagsHeader ? readTags(req, tagsHeader, identity.tags ?? [], resolved) : undefined;
+    if (added instanceof ApiError) return renderError(added, req, res);
+    const tags = added !== undefined && added.length > 0 ? added : identity.tags;
+
+    for (const field of require) {
+      const missing = field === 'user' ? !userId : field === 'feature' ? !feature : !tags || tags.length === 0;
+      if (missing)
+        return renderError(
+          new ApiError('attribution_required', missingMessage(field, resolved, ctx.call), { param: field }),
+          req,
+          res,
+        );
+    }
+    if (userId !== identity.userId || feature !== identity.feature || tags !== identity.tags) {
+      // A new identity, never the one auth made: a key store may hand the same object to every request of the key.
+      const attributed: Identity = Object.assign({}, identity);
+      if (userId !== undefined) attributed.userId = userId;
+      if (feature !== undefined) attributed.feature = feature;
+      if (tags !== undefined) attributed.tags = tags;
+      ctx.identity = attributed;
+    }
+    next();
+  };
+}
