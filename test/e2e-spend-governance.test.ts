@@ -363,4 +363,65 @@ describe.each(backends)('spend governance on $name, two gateway instances', (bac
     const [model] = await budgets('model/big?tenant=grouped');
     expect(model!.spentNanoUsd).toBeLessThanOrEqual(model!.limitNanoUsd);
   });
+
+  it('the dashboard shows the end users, the features and the model budgets beside the tenants', async () => {
+    await settledAll();
+    const dashboard = (pathname: string, init: RequestInit = {}) =>
+      fetch(`${deployment.proxies[0]!.url}/dashboard${pathname}`, {
+        ...init,
+        headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
+      });
+    interface Status {
+      scope: string;
+      id: string | null;
+      tenantId: string | null;
+      spentNanoUsd: number;
+      remainingNanoUsd: number;
+    }
+    const tenantBudgets = async (tenant: string) => {
+      const response = await dashboard(`/api/tenants/${tenant}`);
+      expect(response.status).toBe(200);
+      return ((await response.json()) as { budgets: Status[] }).budgets;
+    };
+    const records = await deployment.records();
+    const cost = (keep: (record: UsageRecord) => boolean) =>
+      records.filter(keep).reduce((sum, record) => sum + record.costNanoUsd, 0);
+
+    // acme's page: each end user's own budget (its keys name alice and bob), spent what their calls cost.
+    let acme = await tenantBudgets('acme');
+    const endUser = (user: string) => acme.find((status) => status.scope === 'user' && status.id === user);
+    expect(endUser('alice')).toMatchObject({ tenantId: 'acme', spentNanoUsd: cost((r) => r.keyId === 'alice-acme') });
+    expect(endUser('bob')).toMatchObject({ tenantId: 'acme', spentNanoUsd: cost((r) => r.keyId === 'bob-acme') });
+    // globex's bob is globex's, not acme's.
+    expect(
+      (await tenantBudgets('globex')).find((status) => status.scope === 'user' && status.id === 'bob'),
+    ).toMatchObject({
+      tenantId: 'globex',
+      spentNanoUsd: cost((r) => r.keyId === 'bob-globex'),
+    });
+    // down's page: its model budget on `big`.
+    expect((await tenantBudgets('down')).find((status) => status.scope === 'model')).toMatchObject({
+      id: 'big',
+      tenantId: 'down',
+      spentNanoUsd: cost((r) => r.tenantId === 'down' && r.model === 'big'),
+    });
+    // The overview: the feature's budget beside the tenants.
+    const overview = (await (await dashboard('/api/')).json()) as { features: { id: string; budget: Status | null }[] };
+    expect(overview.features.find((row) => row.id === 'support-bot')?.budget).toMatchObject({
+      scope: 'feature',
+      spentNanoUsd: cost((r) => r.feature === 'support-bot'),
+    });
+    // The page names them as operators would, and an end user's budget takes a top-up under its tenant.
+    const page = await (await dashboard('/tenants/acme')).text();
+    expect(page).toContain('end user bob of acme');
+    expect(page).toContain('action="/dashboard/budgets/user/bob/top-up?tenant=acme"');
+    const topUp = await dashboard('/api/budgets/user/bob/top-up?tenant=acme', {
+      method: 'POST',
+      body: JSON.stringify({ usd: 1 }),
+    });
+    expect(topUp.status).toBe(200);
+    acme = await tenantBudgets('acme');
+    expect(endUser('bob')!.remainingNanoUsd).toBeGreaterThanOrEqual(1_000_000_000);
+    expect(endUser('alice')!.remainingNanoUsd).toBeLessThan(1_000_000_000);
+  });
 });

@@ -13,6 +13,7 @@ import { money } from './format.js';
 import { html } from './html.js';
 import { createKey, revokeKey, rotateKey } from './key-actions.js';
 import { loadKeysPage, renderKeys } from './keys-page.js';
+import { budgetName } from './layout.js';
 import type { PageContext } from './layout.js';
 import { resolveOptions } from './options.js';
 import type { DashboardConfig, DashboardOptions } from './options.js';
@@ -85,6 +86,10 @@ function backPath(req: Request, fallback: string): string {
   return dashboardPath((req.body as Record<string, unknown> | undefined)?.back, req.baseUrl) ?? fallback;
 }
 
+function selectorName(selector: BudgetSelector): string {
+  return budgetName({ scope: selector.scope, id: selector.id ?? null, tenantId: selector.tenant ?? null });
+}
+
 function budgetSelector(req: Request): BudgetSelector {
   const scope = req.params.scope as string | undefined;
   if (scope === undefined) return { scope: 'global' };
@@ -94,7 +99,12 @@ function budgetSelector(req: Request): BudgetSelector {
       `Unknown budget scope "${scope}"; use one of global, ${BUDGET_SCOPES.join(', ')}.`,
       { param: 'scope' },
     );
-  return { scope: scope as BudgetScope, id: req.params.id as string };
+  const tenant = req.query.tenant;
+  if (tenant === undefined) return { scope: scope as BudgetScope, id: req.params.id as string };
+  // An end user's or a model's budget is its tenant's: `?tenant=acme`.
+  if (typeof tenant !== 'string' || tenant.length === 0 || tenant.length > 200)
+    throw new ApiError('invalid_request', 'tenant must be one tenant id.', { param: 'tenant' });
+  return { scope: scope as BudgetScope, id: req.params.id as string, tenant };
 }
 
 function pageRoutes(config: DashboardConfig): Router {
@@ -220,12 +230,9 @@ function pageRoutes(config: DashboardConfig): Router {
         param: 'usd',
       });
     if ((await guard.status(selector)).length === 0)
-      throw new ApiError(
-        'not_found',
-        `No budget for ${selector.scope}${selector.id === undefined ? '' : ` ${selector.id}`}.`,
-      );
+      throw new ApiError('not_found', `No budget for ${selectorName(selector)}.`);
     const budgets = await guard.topUp(selector, usd);
-    const who = selector.id === undefined ? selector.scope : `${selector.scope} ${selector.id}`;
+    const who = selectorName(selector);
     const fallback =
       selector.scope === 'tenant' ? `${req.baseUrl}/tenants/${encodeURIComponent(selector.id!)}` : `${req.baseUrl}/`;
     answerWrite(req, res, 200, { budgets }, backPath(req, fallback), {
@@ -239,12 +246,9 @@ function pageRoutes(config: DashboardConfig): Router {
       throw new ApiError('invalid_request', 'No budget guard is connected to the dashboard.', { status: 409 });
     const selector = budgetSelector(req);
     if ((await guard.status(selector)).length === 0)
-      throw new ApiError(
-        'not_found',
-        `No budget for ${selector.scope}${selector.id === undefined ? '' : ` ${selector.id}`}.`,
-      );
+      throw new ApiError('not_found', `No budget for ${selectorName(selector)}.`);
     const budgets = await guard.reset(selector);
-    const who = selector.id === undefined ? selector.scope : `${selector.scope} ${selector.id}`;
+    const who = selectorName(selector);
     answerWrite(req, res, 200, { budgets }, backPath(req, `${req.baseUrl}/`), {
       kind: 'notice',
       message: `The ${who} budget's spend this period is forgotten.`,

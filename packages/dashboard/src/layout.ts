@@ -109,6 +109,25 @@ spent and credit is always $0.00.</p>`;
  * The same figures in one table cell beside a budget's bar (spent of cap): remaining, and under it the credit
  * and what is held in flight. One cell, so the tables stay as wide as they were.
  */
+/** A budget as operators name it: `tenant acme`, `end user bob of acme`, `model gpt-4o of acme`, `global`. */
+export function budgetName(status: Pick<BudgetStatus, 'scope' | 'id' | 'tenantId'>): string {
+  if (status.id === null) return status.scope;
+  if (status.tenantId !== null && status.scope === 'user') return `end user ${status.id} of ${status.tenantId}`;
+  if (status.tenantId !== null) return `${status.scope} ${status.id} of ${status.tenantId}`;
+  return `${status.scope} ${status.id}`;
+}
+
+/** The URL a budget's action is posted to: `<base>/budgets/<scope>/<id>/top-up`, with `?tenant=` for an end user's or a model's. */
+export function budgetAction(
+  base: string,
+  status: Pick<BudgetStatus, 'scope' | 'id' | 'tenantId'>,
+  action: 'top-up' | 'reset',
+): string {
+  if (status.id === null) return `${base}/budgets/${status.scope}/${action}`;
+  const path = `${base}/budgets/${status.scope}/${encodeURIComponent(status.id)}/${action}`;
+  return status.tenantId === null ? path : `${path}?tenant=${encodeURIComponent(status.tenantId)}`;
+}
+
 export function budgetCell(status: BudgetStatus | null): SafeHtml {
   if (!status) return html`<td></td>`;
   const over = overCapNanoUsd(status);

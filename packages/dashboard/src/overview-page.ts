@@ -11,6 +11,7 @@ import { loadKeys } from './keys-page.js';
 import {
   BUDGET_SUM_NOTE,
   budgetCell,
+  budgetName,
   budgetState,
   chart,
   layout,
@@ -50,7 +51,7 @@ export interface OverviewData {
   generatedAt: string;
   tenants: SpendRow[];
   features: SpendRow[];
-  /** Key, user and global budgets. */
+  /** Key, user, end-user, model and global budgets configured by id. */
   otherBudgets: (BudgetStatus & BudgetStanding)[];
   quotas: QuotaStatus[];
   alerts: DashboardAlert[];
@@ -176,15 +177,15 @@ async function spendRows(
 
 function budgetAlerts(rows: SpendRow[], others: OverviewData['otherBudgets'], now: number): DashboardAlert[] {
   const alerts: DashboardAlert[] = [];
-  const name = (scope: string, id: string | null) => (id === null ? scope : `${scope} ${id}`);
   const all = [
     ...rows.filter((row) => row.budget).map((row) => ({ status: row.budget!, state: row.state, used: row.used })),
     ...others.map((status) => ({ status, state: status.state, used: status.used })),
   ];
   for (const { status, state, used } of all) {
-    const href =
-      status.scope === 'tenant' && status.id !== null ? `tenants/${encodeURIComponent(status.id)}` : undefined;
-    const who = name(status.scope, status.id);
+    // A tenant's own budgets, and its end users' and models', are on the tenant's page.
+    const tenant = status.scope === 'tenant' ? status.id : status.tenantId;
+    const href = tenant !== null ? `tenants/${encodeURIComponent(tenant)}` : undefined;
+    const who = budgetName(status);
     if (state === 'over') {
       alerts.push({
         level: 'critical',
@@ -381,8 +382,8 @@ export function renderOverview(ctx: PageContext, data: OverviewData): string {
   const featureRows = data.features.slice(0, MAX_ROWS).map((row) => spendRowHtml(ctx, row, 'feature'));
   const otherRows = data.otherBudgets.map(
     (status) => html`<tr data-state="${status.state}">
-<th scope="row">${status.scope}${status.id === null ? '' : ` ${status.id}`}</th>
-<td class="bar-cell">${spendBar(`${status.scope} ${status.id ?? ''}`, status)}</td><td>${status.period}</td>
+<th scope="row">${budgetName(status)}</th>
+<td class="bar-cell">${spendBar(budgetName(status), status)}</td><td>${status.period}</td>
 ${budgetCell(status)}<td><time datetime="${status.resetAt}">${fromNow(status.resetAt, ctx.now)}</time></td></tr>`,
   );
   const noLedger = data.ledger
@@ -397,7 +398,7 @@ ${BUDGET_SUM_NOTE}
 ${data.dailySpend ? chart('daily-spend', 'Spend per day, last 30 days (USD)', data.dailySpend, (x) => utcTime(x * 1000).slice(0, 10)) : ''}
 ${table('Features', SPEND_HEAD, featureRows, 'No feature has a budget or recorded spend yet.')}
 ${data.outcomes ? outcomeTables(ctx, data.outcomes) : ''}
-${otherRows.length > 0 ? table('Other budgets', OTHER_HEAD, otherRows) : ''}
+${otherRows.length > 0 ? table('Keys, end users, models and global', OTHER_HEAD, otherRows) : ''}
 ${quotaTable(ctx, data.quotas, 'No quotas reported (the app passes them as the limits option).')}`;
   return layout(ctx, { title: 'Overview', current: '', body });
 }

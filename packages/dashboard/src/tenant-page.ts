@@ -9,7 +9,9 @@ import type { SafeHtml } from './html.js';
 import { loadKeys } from './keys-page.js';
 import {
   BUDGET_SUM_NOTE,
+  budgetAction,
   budgetFigures,
+  budgetName,
   budgetState,
   chart,
   csrfField,
@@ -33,6 +35,9 @@ export const RANGES = {
 } as const;
 export type RangeName = keyof typeof RANGES;
 
+/** End users and models asked of the guard per page, at most (the JSON and the tables list the ledger's all). */
+const MAX_ASKED = 100;
+
 export function readRange(value: unknown, fallback: RangeName): RangeName {
   if (value === undefined) return fallback;
   if (typeof value === 'string' && Object.hasOwn(RANGES, value)) return value as RangeName;
@@ -44,7 +49,7 @@ export interface TenantData {
   range: RangeName;
   since: string;
   until: string;
-  /** The tenant's own budgets and those of its keys, live from the budget store. */
+  /** The tenant's own budgets, those of its keys, its end users and its models, live from the budget store. */
   budgets: (BudgetStatus & BudgetStanding)[];
   /** Spend per bucket, one series per model (USD; exact sums in the tables). */
   spendOverTime: ChartData | null;
@@ -101,9 +106,32 @@ export async function loadTenant(config: DashboardConfig, tenant: string, range:
     ),
   ]);
   const keyIds = new Set(keys.map((key) => key.id));
+  // The tenant's end users (`userBudget`) and models (`modelBudgets`): those met in the range's ledger, those its
+  // keys name, and those configured by name; each asked of the guard under this tenant.
+  const users = new Set<string>([
+    ...byUser.flatMap((row) => (row.group === null ? [] : [row.group])),
+    ...keys.flatMap((key) => (key.userId === undefined ? [] : [key.userId])),
+  ]);
+  const models = new Set<string>([
+    ...byModel.flatMap((row) => (row.group === null ? [] : [row.group])),
+    ...configured.flatMap((status) =>
+      status.scope === 'model' && status.tenantId === tenant && status.id !== null ? [status.id] : [],
+    ),
+  ]);
+  const asked = guard
+    ? await problems.read('budgets', [], async () =>
+        (
+          await Promise.all([
+            ...[...users].slice(0, MAX_ASKED).map((id) => guard.status({ scope: 'user', id, tenant })),
+            ...[...models].slice(0, MAX_ASKED).map((id) => guard.status({ scope: 'model', id, tenant })),
+          ])
+        ).flat(),
+      )
+    : [];
   const budgets = [
     ...own,
     ...configured.filter((status) => status.scope === 'key' && status.id !== null && keyIds.has(status.id)),
+    ...asked.filter((status) => status.tenantId === tenant),
   ];
   const total = ledger
     ? byModel.reduce(
@@ -150,15 +178,14 @@ function groupTable(caption: string, rows: UsageAggregate[], total: number): Saf
 }
 
 function budgetCard(ctx: PageContext, status: TenantData['budgets'][number], back: string): SafeHtml {
-  const who = status.id === null ? status.scope : `${status.scope} ${status.id}`;
-  const target = status.id === null ? status.scope : `${status.scope}/${encodeURIComponent(status.id)}`;
+  const who = budgetName(status);
   const resetAt = html`<time datetime="${status.resetAt}">${utcTime(status.resetAt)}</time>`;
   const resets = html`<div class="wide"><dt>Resets</dt><dd>${resetAt} (${fromNow(status.resetAt, ctx.now)})</dd></div>`;
   return html`<article class="card budget" data-scope="${status.scope}" data-id="${status.id ?? ''}" data-state="${status.state}">
 <h3>${who} <small>${status.period}</small></h3>
 ${spendBar(who, status)}
 ${budgetFigures(status, resets)}
-<form method="post" action="${ctx.base}/budgets/${target}/top-up" class="inline">${csrfField(ctx)}<input type="hidden" name="back" value="${back}">
+<form method="post" action="${budgetAction(ctx.base, status, 'top-up')}" class="inline">${csrfField(ctx)}<input type="hidden" name="back" value="${back}">
 <label for="top-up-${status.key}">Credit this period (USD)</label>
 <input id="top-up-${status.key}" name="usd" type="number" min="0.01" step="0.01" required inputmode="decimal">
 <button type="submit">Top up</button></form>
