@@ -5,6 +5,7 @@ import { withTimeout } from '@tollgate/core/kit';
 import type { TollgateContext, UsageEstimate, UsageRecord } from '@tollgate/core';
 import type { ReserveResult, ScopeUsage } from '@tollgate/core/kit';
 import { BudgetDowngrades } from './budget-downgrades.js';
+import { headroomOf } from './budget-hold.js';
 import type { Ask, BudgetHold, BudgetVerdict } from './budget-hold.js';
 import type { BudgetLedgerCalls } from './budget-ledger.js';
 import type { ResolvedBudgetOptions } from './budget-options.js';
@@ -64,7 +65,7 @@ export class BudgetReservations {
       // The ledger reports balances (checked above): a downgrade is judged without a read, with nothing to wait for.
       if (this.#mayDowngrade) this.downgrades.apply(req, estimate, current.windows);
       ask = this.#askFor(ctx, estimate, current);
-      result = atOnce.reserveAtOnce(ask.request, this.calls.atOnceCalls);
+      result = atOnce.reserveAtOnce(ask.request, this.calls.reserveCalls);
       if (result) this.calls.answered();
     } catch (error) {
       return this.#storeFailed(req, error);
@@ -165,6 +166,7 @@ export class BudgetReservations {
         windows: ask.windows,
         model: price?.model ?? estimate.model,
         inputBound: input.bound,
+        remaining: headroomOf(result),
       },
     };
   }

@@ -26,6 +26,8 @@ export {
   formatUsd,
   usdToNano,
   nanoToUsd,
+  exactUsd,
+  budgetRemainingAfter,
   PROVIDER_APIS,
 } from './kit.js';
 export type {
