@@ -9,7 +9,7 @@ import path from 'node:path';
 import Anthropic from '@anthropic-ai/sdk';
 import { GoogleGenAI } from '@google/genai';
 import OpenAI from 'openai';
-import { exactUsd } from '@tollgate/core';
+import { exactUsd } from '@tollgate/core/kit';
 import type { TollgateStores, UsageRecord } from '@tollgate/core';
 import { createRedisStores } from '@tollgate/redis';
 import type { ProxyConfig } from '../packages/gateway/src/config.js';

@@ -26,8 +26,6 @@ export {
   formatUsd,
   usdToNano,
   nanoToUsd,
-  exactUsd,
-  budgetRemainingAfter,
   PROVIDER_APIS,
 } from './kit.js';
 export type {

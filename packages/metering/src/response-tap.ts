@@ -1,6 +1,7 @@
 // Reads a response for usage as it passes through res.write / res.end, without holding it back; ends a stream at its grant.
 import type { ServerResponse } from 'node:http';
-import { budgetRemainingAfter, exactUsd, tapResponse } from '@tollgate/core';
+import { tapResponse } from '@tollgate/core';
+import { budgetRemainingAfter, exactUsd } from '@tollgate/core/kit';
 import type { TollgateContext } from '@tollgate/core';
 import type { EndThrough, ResponseFilter, WriteThrough } from '@tollgate/core/kit';
 import { encodingLoaded, type EncodingName } from '@tollgate/providers';
@@ -234,7 +235,11 @@ export class UsageTap implements ResponseFilter {
     let forward = data === undefined || data === null ? undefined : this.observe(data, enc);
     if (this.stopped) return end.call(res, forward, undefined, cb);
     const rest = this.mode === 'json' ? this.endJson() : this.endStream();
-    if (rest !== undefined) forward = forward === undefined ? rest : Buffer.concat([forward, rest]);
+    // Nothing more to send: `forward` stands (undefined: end's chunk as it is).
+    if (rest !== undefined && rest.length > 0) {
+      const before = forward ?? (data === undefined || data === null ? undefined : toBuffer(data, enc));
+      forward = before === undefined ? rest : Buffer.concat([before, rest]);
+    }
     if (forward === undefined) return end.call(res, data, enc, cb);
     return forward.length === 0 ? end.call(res, undefined, undefined, cb) : end.call(res, forward, undefined, cb);
   }

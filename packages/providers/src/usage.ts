@@ -31,7 +31,8 @@ export interface UsageReader {
   /**
    * Set by `onEvent`: where the event it was just fed holds the answer's final usage, as the path of that usage
    * object in the event's data (OpenAI chat's usage chunk `usage`, Responses' terminal event `response.usage`,
-   * Anthropic's `message_delta` `usage`, Gemini's finishing chunk `usageMetadata`); undefined for any other event.
+   * each of Anthropic's `message_delta` `usage` (cumulative: the last is the answer's), Gemini's finishing chunk
+   * `usageMetadata`); undefined for any other event.
    * The meter writes the call's cost there (`cost_usd`).
    */
   finalUsageAt: readonly string[] | undefined;
