@@ -9,7 +9,7 @@ import path from 'node:path';
 import Anthropic from '@anthropic-ai/sdk';
 import { GoogleGenAI } from '@google/genai';
 import OpenAI from 'openai';
-import { exactUsd } from '@tollgate/core/kit';
+import { exactUsd, NANO_PER_USD } from '@tollgate/core/kit';
 import type { TollgateStores, UsageRecord } from '@tollgate/core';
 import { createRedisStores } from '@tollgate/redis';
 import type { ProxyConfig } from '../packages/gateway/src/config.js';
@@ -69,11 +69,14 @@ class Setup {
   mock!: RunningMock;
   bare!: FakeUpstream;
   readonly usageLog: string;
-  readonly prefix = `tg-test:cost:${randomUUID()}:`;
   stores: TollgateStores | undefined;
 
-  constructor(readonly store: 'memory' | 'redis') {
-    this.usageLog = path.join(dir, `${store}-usage.jsonl`);
+  /** `prefix`: the Redis keys it shares with any other Setup given the same one. */
+  constructor(
+    readonly store: 'memory' | 'redis',
+    readonly prefix = `tg-test:cost:${randomUUID()}:`,
+  ) {
+    this.usageLog = path.join(dir, `${store}-${randomUUID()}-usage.jsonl`);
   }
 
   async start(): Promise<void> {
@@ -432,5 +435,37 @@ describe.each(['memory', 'redis'] as const)('cost on every answer (%s stores)', 
     expect(streamed.record.usageSource).toBe('counted');
     expect(streamed.costs).toEqual([]);
     expect(streamed.text).toBe('Four words of text');
+  });
+});
+
+describe('two gateways on one Redis', () => {
+  const prefix = `tg-test:cost-shared:${randomUUID()}:`;
+  const first = new Setup('redis', prefix);
+  const second = new Setup('redis', prefix);
+  beforeAll(() => Promise.all([first.start(), second.start()]), 30_000);
+  afterAll(() => Promise.all([first.close(), second.close()]));
+
+  it("each tells what the shared budget has left after its call, the other's spend counted", async () => {
+    const left: string[] = [];
+    const costs: number[] = [];
+    for (const setup of [first, second, first]) {
+      const call = requestId();
+      const { response } = await setup
+        .openai()
+        .chat.completions.create(
+          { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Shared budget' }], max_tokens: 20 },
+          { headers: call.headers },
+        )
+        .withResponse();
+      const record = await setup.record(call.id);
+      costs.push(record.costNanoUsd);
+      expect(response.headers.get(COST)).toBe(exactUsd(record.costNanoUsd));
+      // Either gateway's view of the budget: one ledger.
+      const remaining = await (setup === first ? second : first).remaining();
+      expect(response.headers.get(REMAINING)).toBe(exactUsd(remaining));
+      left.push(response.headers.get(REMAINING)!);
+    }
+    // The key's $3 budget, less the three calls, whichever gateway served them.
+    expect(left.at(-1)).toBe(exactUsd(3 * NANO_PER_USD - costs.reduce((sum, cost) => sum + cost, 0)));
   });
 });
