@@ -1,4 +1,4 @@
-// Reads a response for usage as it passes through res.write / res.end, without holding it back; ends a stream at its grant.
+// Reads a response for usage as it passes through res.write / res.end; ends a stream at its grant; tells the call's cost.
 import type { ServerResponse } from 'node:http';
 import { tapResponse } from '@tollgate/core';
 import { budgetRemainingAfter, exactUsd } from '@tollgate/core/kit';
@@ -128,10 +128,12 @@ function jsonBytes(parts: (string | Buffer)[]): Buffer {
 }
 
 /**
- * Reads a response as it passes `res.write` / `res.end`. Bytes go out at once; only
- * when the meter added the usage chunk to an OpenAI stream does it hold the bytes of an event
- * until the event is complete, to drop that one chunk (providers send whole events per write,
- * so in practice nothing waits).
+ * Reads a response as it passes `res.write` / `res.end`. A stream's events go out as they complete:
+ * the bytes of an event not complete yet wait for its end (providers send whole events per write,
+ * so in practice nothing waits), so that one can be dropped (the usage chunk the meter added to an
+ * OpenAI stream) or rewritten (the usage event gets the call's `cost_usd`). A JSON answer is held
+ * until the route ends it (a client reads it whole anyway), then billed: its headers and its usage
+ * object say what the call cost (`CallBill`).
  *
  * It is the filter of the response's one tap (core's `tapResponse`), which the cache reads too:
  * the cache sees the bytes as the route wrote them, the client what this filter lets out.
@@ -287,7 +289,7 @@ export class UsageTap implements ResponseFilter {
   /**
    * The held JSON answer, whole, once the route ended it: its headers say what the call cost and what the tightest
    * budget has left after it, and its usage object carries `cost_usd` (the adapter's `usageField`). Undefined when
-   * nothing is held. What cannot be told any more (headers already sent, a declared length) is left out, never guessed.
+   * nothing is held. When its head went out already, nothing is told rather than half of it.
    */
   private endJson(): Buffer | undefined {
     const held = this.heldJson;
@@ -298,24 +300,19 @@ export class UsageTap implements ResponseFilter {
       const cost = this.bill!.costNow(true);
       if (cost === undefined) return body;
       const { res } = this;
+      // The route wrote its head itself (`writeHead`): its length, if it declared one, is out of reach; nothing is told.
+      if (res.headersSent) return body;
       const usd = exactUsd(cost);
-      const open = !res.headersSent;
-      if (open) {
-        res.setHeader(COST_HEADER, usd);
-        const remaining = budgetRemainingAfter(this.ctx, cost);
-        if (remaining !== undefined) res.setHeader(BUDGET_REMAINING_HEADER, exactUsd(remaining));
-      }
+      res.setHeader(COST_HEADER, usd);
+      const remaining = budgetRemainingAfter(this.ctx, cost);
+      if (remaining !== undefined) res.setHeader(BUDGET_REMAINING_HEADER, exactUsd(remaining));
       const field = this.adapter!.usageField;
-      const declared = res.getHeader('content-length') !== undefined;
-      if (field === undefined || (!open && declared)) return body;
-      const range = memberValueRange(body, field);
+      const range = field === undefined ? undefined : memberValueRange(body, field);
       if (range === undefined) return body;
       body = withCostMember(body, range[0], range[1], usd);
-      if (open) {
-        if (declared) res.setHeader('content-length', body.length);
-        // A tag of the bytes the route wrote: these are others.
-        res.removeHeader('etag');
-      }
+      if (res.getHeader('content-length') !== undefined) res.setHeader('content-length', body.length);
+      // A tag of the bytes the route wrote: these are others.
+      res.removeHeader('etag');
     } catch (error) {
       process.emitWarning(
         `tollgate: could not tell the answer's cost: ${error instanceof Error ? error.message : String(error)}`,
