@@ -6,6 +6,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import OpenAI from 'openai';
 import type { UsageRecord } from '@tollgate/core';
+import { exactUsd } from '@tollgate/core/kit';
 import { preloadTokenizers } from '@tollgate/providers';
 import { createMockProvider } from '../packages/gateway/src/mock-provider.js';
 import { caught, newApiKey, readUsageLog, sha256Hex, startProxy } from './helpers/proxy.js';
@@ -89,7 +90,9 @@ describe('embeddings through the proxy, with the official OpenAI SDK', () => {
     expect(vector.every((value) => Math.fround(value) === value)).toBe(true);
     expect(norm(vector)).toBeCloseTo(1, 5);
     // The mock counts four words as four tokens; cl100k_base, which the estimate counts with, agrees here.
-    expect(answer.usage).toEqual({ prompt_tokens: 4, total_tokens: 4 });
+    // With what the call cost (the record's 4 tokens at the model's price), as the meter wrote it.
+    expect(answer.usage).toEqual({ prompt_tokens: 4, total_tokens: 4, cost_usd: Number(exactUsd(4 * SMALL_NANO)) });
+    expect(response.headers.get('x-tollgate-cost-usd')).toBe(exactUsd(4 * SMALL_NANO));
     expect(mock.requests.at(-1)!.body).toEqual({
       model: 'text-embedding-3-small',
       input: 'The quick brown fox',

@@ -147,6 +147,13 @@ describe('a stream whose first event is slow', () => {
   });
 });
 
+/** The answer as the upstream wrote it, but for the call's cost (its header) last in its usage object. */
+function withCost(answer: string, response: IncomingMessage): string {
+  const cost = response.headers['x-tollgate-cost-usd'];
+  expect(cost).toMatch(/^\d+\.\d+$/);
+  return answer.replace(/}}$/, `,"cost_usd":${String(cost)}}}`);
+}
+
 describe('answers passed whole', () => {
   it('a JSON answer written in several pieces reaches the client unchanged', async () => {
     const completion = JSON.stringify({
@@ -173,7 +180,7 @@ describe('answers passed whole', () => {
     const response = await openChat({});
     expect(response.statusCode).toBe(200);
     expect(response.headers['content-type']).toBe('application/json');
-    expect(await readAll(response)).toBe(completion);
+    expect(await readAll(response)).toBe(withCost(completion, response));
   });
 
   it('a JSON answer in one piece reaches the client unchanged', async () => {
@@ -191,7 +198,7 @@ describe('answers passed whole', () => {
     };
     const response = await openChat({});
     expect(response.statusCode).toBe(200);
-    expect(await readAll(response)).toBe(completion);
+    expect(await readAll(response)).toBe(withCost(completion, response));
   });
 
   it('an upstream that dies in the middle of a JSON answer ends the client response', async () => {

@@ -590,6 +590,11 @@ describe.each([
     output: 'gateway: 200, 31 tokens\nwithout a key: 401\nyour route: 200\n',
   },
   {
+    file: 'packages/gateway/examples/cost.ts',
+    output:
+      'cost: 0.00001545 USD, usage.cost_usd: 0.00001545\nbudget left: 0.99998455 USD\nstream usage.cost_usd: 0.00001545\n',
+  },
+  {
     file: 'packages/gateway/examples/mcp.ts',
     output:
       'tools: web_search\nweb_search: 3 results for tollgate\ndelete_index: tool_not_allowed\nacme spent: $0.002\n',

@@ -3,7 +3,7 @@ import type { NextFunction, Request, Response } from 'express';
 import { ApiError, createMemoryStores, getContext } from '@tollgate/core';
 import { answerCheck, attachPreCallCheck } from '@tollgate/core/kit';
 import type { ErrorRenderer, Identity, TollgateContext } from '@tollgate/core';
-import type { PreCallCheck, ReservationLedger } from '@tollgate/core/kit';
+import type { PreCallCheck, ReservationLedger, ReservationNote } from '@tollgate/core/kit';
 import type { BudgetHold, BudgetVerdict } from './budget-hold.js';
 import { BudgetLedgerCalls } from './budget-ledger.js';
 import { resolveBudgetOptions } from './budget-options.js';
@@ -71,7 +71,9 @@ function budgetCheck(
       const holds = ctx.get('budget.holds');
       if (holds === undefined) ctx.set('budget.holds', [{ guard: guardMark, hold }]);
       else holds.push({ guard: guardMark, hold });
-      ctx.reservations.push({ kind: 'budget', id: hold.id, amount: hold.granted });
+      const note: ReservationNote = { kind: 'budget', id: hold.id, amount: hold.granted };
+      if (hold.remaining !== undefined) note.remaining = hold.remaining;
+      ctx.reservations.push(note);
       ctx.onSettle((record) => reservations.settle(hold, record));
     },
     refuse(req, res, denial) {

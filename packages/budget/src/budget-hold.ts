@@ -1,6 +1,6 @@
 // What the guard holds for a request between its reserve and its settle, and the verdict that grants it.
 import type { ApiError } from '@tollgate/core';
-import type { CheckVerdict, LedgerScope, ReserveRequest, ResolvedPrice } from '@tollgate/core/kit';
+import type { CheckVerdict, LedgerScope, ReserveRequest, ReserveResult, ResolvedPrice } from '@tollgate/core/kit';
 import type { BudgetWindow, ResolvedBudget } from './budget-plan.js';
 
 /** A reservation held for one request, settled when the request settles. */
@@ -29,6 +29,19 @@ export interface BudgetHold {
    * every scope's spend, past the limit if it goes there. Absent: a reservation.
    */
   overLimit?: true;
+  /** What the tightest of its scopes had left with this hold granted (`headroomOf`); undefined: not reported. */
+  remaining: number | undefined;
+}
+
+/**
+ * The least any scope of a reserve had left with its grant held (limit - spent - reserved, credit included), from
+ * the balances the reserve reported; undefined when it reported none (a ledger that does not, a repeated id).
+ */
+export function headroomOf(result: ReserveResult): number | undefined {
+  if (!result.ok || result.scopes === undefined || result.scopes.length === 0) return undefined;
+  let least = Number.POSITIVE_INFINITY;
+  for (const scope of result.scopes) least = Math.min(least, scope.limit - scope.spent - scope.reserved);
+  return least;
 }
 
 export type BudgetVerdict = CheckVerdict<BudgetHold | undefined, ApiError>;

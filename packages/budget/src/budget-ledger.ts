@@ -9,8 +9,10 @@ export class BudgetLedgerCalls {
   readonly ledger: ReservationLedger;
   /** One call path: the ledger's answer at once where it can give one (in process memory, from a block it holds), else its promise with a deadline. */
   readonly atOnce: ReturnType<typeof ledgerAtOnce>;
-  /** Scope balances in reserve and settle answers serve downgrades and soft limits only: without either, not built. */
+  /** Scope balances in settle answers serve downgrades and soft limits only: without either, not built. */
   readonly atOnceCalls: AtOnceCallOptions;
+  /** A reserve's balances also say what the request's budgets have left after it (`ReservationNote.remaining`). */
+  readonly reserveCalls: AtOnceCallOptions = { balances: true };
   readonly timeoutMs: number;
   readonly #failOpen: boolean;
   #failing = false;

@@ -5,6 +5,7 @@ import { withTimeout } from '@tollgate/core/kit';
 import type { TollgateContext, UsageEstimate, UsageRecord } from '@tollgate/core';
 import type { ReserveResult, ScopeUsage } from '@tollgate/core/kit';
 import { BudgetDowngrades } from './budget-downgrades.js';
+import { headroomOf } from './budget-hold.js';
 import type { Ask, BudgetHold, BudgetVerdict } from './budget-hold.js';
 import type { BudgetLedgerCalls } from './budget-ledger.js';
 import type { ResolvedBudgetOptions } from './budget-options.js';
@@ -78,7 +79,7 @@ export class BudgetReservations {
       const current = this.#windowsFor(req, res, estimate, found, true, ctx.identity?.tenantId) as BudgetWindows;
       if (current.scopes.length === 0) return { kind: 'allowed', value: undefined };
       ask = this.#askFor(ctx, estimate, current, found);
-      result = atOnce.reserveAtOnce(ask.request, this.calls.atOnceCalls);
+      result = atOnce.reserveAtOnce(ask.request, this.calls.reserveCalls);
       if (result) this.calls.answered();
     } catch (error) {
       return this.#storeFailed(req, error);
@@ -270,6 +271,7 @@ export class BudgetReservations {
         tenantId: req.tollgate.identity?.tenantId,
         model: price?.model ?? estimate.model,
         inputBound: input.bound,
+        remaining: headroomOf(result),
       },
     };
   }
@@ -325,6 +327,8 @@ export class BudgetReservations {
       tenantId,
       model: price?.model ?? estimate.model,
       inputBound: input.bound,
+      // Nothing was reserved, so no balance was read: the answer does not say what is left (a status read would).
+      remaining: undefined,
       overLimit: true,
     };
   }

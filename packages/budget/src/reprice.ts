@@ -3,6 +3,7 @@ import type { Request } from 'express';
 import { withTimeout } from '@tollgate/core/kit';
 import type { TollgateContext } from '@tollgate/core';
 import type { ReserveResult } from '@tollgate/core/kit';
+import { headroomOf } from './budget-hold.js';
 import type { BudgetHold } from './budget-hold.js';
 import type { BudgetReservations } from './budget-reservations.js';
 import { clampOutput, fullAnswerCost, smallestAnswerCost } from './reservation-cost.js';
@@ -52,6 +53,9 @@ export async function repriceHold(
     return false;
   }
   const previous = hold.id;
+  // Taken while the old hold still held: what is left once that one is let go.
+  const headroom = headroomOf(result);
+  hold.remaining = headroom === undefined ? undefined : headroom + hold.granted;
   hold.id = id;
   hold.granted = result.amount;
   hold.model = price.model;
@@ -62,6 +66,8 @@ export async function repriceHold(
   if (note) {
     note.id = id;
     note.amount = result.amount;
+    if (hold.remaining === undefined) delete note.remaining;
+    else note.remaining = hold.remaining;
   }
   if (result.amount < amount) clampOutput(req, estimate, input.reserved, price, result.amount);
   await calls.release(previous);

@@ -66,7 +66,8 @@ function setup(usd: number) {
     if (!covered) ctx.switchModel('test-mini', pricing.get('test-mini'));
     const reservedAfter = (await usageOf(watched.ledger, KEY)).reserved;
     res.locals.outputTokens = 10;
-    res.json({ covered, reservedBefore, reservedAfter });
+    const remaining = ctx.reservations.find((note) => note.kind === 'budget')?.remaining;
+    res.json({ covered, reservedBefore, reservedAfter, remaining });
   };
   const app = createApp(guard, fakeMeter(), (req, res, next) => void movingProvider(req, res).catch(next));
   return { app, ...watched };
@@ -82,6 +83,8 @@ describe('reprice', () => {
       covered: true,
       reservedBefore: 100 * MINI_INPUT_NANO + 50 * MINI_OUTPUT_NANO,
       reservedAfter: 100 * INPUT_NANO + 50 * OUTPUT_NANO,
+      // What the $1 budget has left with the new reservation held and the old one let go.
+      remaining: 1e9 - (100 * INPUT_NANO + 50 * OUTPUT_NANO),
     });
     await eventually(() => granted.every(({ id }) => closed.has(id)));
     expect(granted).toHaveLength(2);
@@ -97,6 +100,8 @@ describe('reprice', () => {
       .post('/v1/chat/completions')
       .send({ model: 'test-mini', input_tokens: 100, max_tokens: 50 });
     expect(response.body).toMatchObject({ covered: false, reservedAfter: response.body.reservedBefore as number });
+    // The old reservation's figure stands.
+    expect(response.body.remaining).toBe(50_000 - (response.body.reservedBefore as number));
     await eventually(() => granted.every(({ id }) => closed.has(id)));
     expect(granted).toHaveLength(1);
     expect([...closed.values()]).toEqual([1]);

@@ -6,6 +6,7 @@ import express from 'express';
 import type { Request, Response } from 'express';
 import request from 'supertest';
 import { createMemoryStores } from '@tollgate/core';
+import { budgetRemainingAfter, NANO_PER_USD } from '@tollgate/core/kit';
 import type { ReservationLedger, ReserveRequest, ScopeUsage, SettleResult } from '@tollgate/core/kit';
 import { budgetGuard } from '@tollgate/budget';
 import {
@@ -176,14 +177,24 @@ describe('settle', () => {
     await settledTo(100 * INPUT_NANO + 50 * OUTPUT_NANO);
   });
 
-  it('records the reservation in req.tollgate.reservations', async () => {
+  it('records the reservation in req.tollgate.reservations, with what its budget has left', async () => {
     const { guard } = setup();
     const app = createApp(guard, fakeMeter(), (req, res) => {
-      res.json({ reservations: req.tollgate.reservations });
+      res.json({
+        reservations: req.tollgate.reservations,
+        afterCostOf40: budgetRemainingAfter(req.tollgate, 40),
+        afterCostOfAll: budgetRemainingAfter(req.tollgate, 2 * NANO_PER_USD),
+      });
     });
+    const amount = 100 * INPUT_NANO + 500 * OUTPUT_NANO;
     const response = await request(app).post('/v1/chat/completions').send({ input_tokens: 100, max_tokens: 500 });
-    expect(response.body.reservations).toEqual([
-      { kind: 'budget', id: expect.stringMatching(/:budget:/), amount: 100 * INPUT_NANO + 500 * OUTPUT_NANO },
-    ]);
+    expect(response.body).toEqual({
+      // The global $1 budget, this reservation held: what the reserve reported, without a read.
+      reservations: [
+        { kind: 'budget', id: expect.stringMatching(/:budget:/), amount, remaining: NANO_PER_USD - amount },
+      ],
+      afterCostOf40: NANO_PER_USD - 40,
+      afterCostOfAll: 0,
+    });
   });
 });

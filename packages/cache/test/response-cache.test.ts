@@ -4,6 +4,7 @@ import express from 'express';
 import type { Request, Response } from 'express';
 import request from 'supertest';
 import { createPricing, getContext, type UsageRecord } from '@tollgate/core';
+import { exactUsd } from '@tollgate/core/kit';
 import { meter } from '@tollgate/metering';
 import { preloadTokenizers, providerCall } from '@tollgate/providers';
 import {
@@ -74,6 +75,11 @@ function appWith(options: ResponseCacheOptions = {}) {
 }
 
 const body = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: 600 };
+/** An answer's text less the cost the meter told in its usage: a hit costs its own, not what the miss did. */
+const COST_MEMBER = /,"cost_usd":[\d.]+/;
+const withoutCost = (text: string): string => text.replace(COST_MEMBER, '');
+/** The `cost_usd` the meter wrote into a JSON answer's usage. */
+const costOf = (answer: { body: { usage?: { cost_usd?: unknown } } }): unknown => answer.body.usage?.cost_usd;
 const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
 
 describe('createResponseCache', () => {
@@ -84,7 +90,7 @@ describe('createResponseCache', () => {
     await settle();
     const hit = await request(app).post('/v1/chat/completions').send(body);
     expect(hit.headers[CACHE_HEADER]).toBe('hit');
-    expect(hit.body).toEqual(miss.body);
+    expect(withoutCost(hit.text)).toBe(withoutCost(miss.text));
     await settle();
     expect(state.calls).toBe(1);
     const [first, second] = state.records;
@@ -94,6 +100,12 @@ describe('createResponseCache', () => {
       costNanoUsd: Math.ceil(full * 0.25),
       savedNanoUsd: full - Math.ceil(full * 0.25),
     });
+    // Each answer tells what it cost: the miss the whole answer, the hit its fraction.
+    expect([costOf(miss), miss.headers['x-tollgate-cost-usd']]).toEqual([Number(exactUsd(full)), exactUsd(full)]);
+    expect([costOf(hit), hit.headers['x-tollgate-cost-usd']]).toEqual([
+      Number(exactUsd(second!.costNanoUsd)),
+      exactUsd(second!.costNanoUsd),
+    ]);
   });
 
   it('shares answers by the scope it was given', async () => {
@@ -158,7 +170,7 @@ describe('createResponseCache', () => {
     await settle();
     const hit = await request(app).post('/v1/chat/completions').send(body);
     expect(hit.headers[CACHE_HEADER]).toBe('hit');
-    expect(hit.text).toBe(miss.text);
+    expect(withoutCost(hit.text)).toBe(withoutCost(miss.text));
     expect(hit.body.choices[0].message.content).toBe('naïve café, 世界');
     expect(calls).toBe(1);
   });
@@ -321,7 +333,8 @@ describe('createResponseCache', () => {
     expect(miss.headers[CACHE_HEADER]).toBe('miss');
     await settle();
     const hit = await request(app).post('/v1/chat/completions').send(body);
-    expect([hit.headers[CACHE_HEADER], hit.body]).toEqual(['hit', miss.body]);
+    expect([hit.headers[CACHE_HEADER], withoutCost(hit.text)]).toEqual(['hit', withoutCost(miss.text)]);
+    expect(costOf(hit)).toBe(0);
     expect((await request(app).post('/v1/chat/completions').set('x-refuse', '1').send(body)).status).toBe(429);
     await settle();
     expect(calls).toBe(1);

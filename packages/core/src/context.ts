@@ -15,6 +15,29 @@ export interface ReservationNote {
   kind: 'tokens' | 'budget' | 'concurrency' | (string & {});
   id: string;
   amount: number;
+  /**
+   * Budget notes: what the tightest budget the reservation holds against had left once it was granted (nano-USD,
+   * this reservation counted as held in full), as the ledger's reserve reported it. Absent when the ledger did
+   * not report its balances.
+   */
+  remaining?: number;
+}
+
+/**
+ * What the tightest budget of the request will have left once it settles at `costNanoUsd`: each budget
+ * reservation's `remaining` with its hold given back and the cost charged, the least of them (never below 0).
+ * Undefined when no budget reserved for the request, or one did without its ledger's balances. Read from what
+ * the reserve returned: no store call.
+ */
+export function budgetRemainingAfter(ctx: TollgateContext, costNanoUsd: number): number | undefined {
+  let least: number | undefined;
+  for (const note of ctx.reservations) {
+    if (note.kind !== 'budget') continue;
+    if (note.remaining === undefined) return undefined;
+    const left = Math.max(0, note.remaining + note.amount - costNanoUsd);
+    if (least === undefined || left < least) least = left;
+  }
+  return least;
 }
 
 /** Usage an SDK-calling handler reports with `req.tollgate.recordUsage()`. */

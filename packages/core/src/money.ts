@@ -62,3 +62,18 @@ export function usdDecimal(nano: number): string {
   const sign = nano < 0 && micro > 0 ? '-' : '';
   return `${sign}${(micro - (micro % 1_000_000)) / 1_000_000}.${String(micro % 1_000_000).padStart(6, '0')}`;
 }
+
+/**
+ * nano-USD as the exact decimal number of USD it is (`0.000123456`, `12.5`, `0`): up to 9 places, no
+ * trailing zeros, no exponent, made from the integer alone (no float in between). What answers tell
+ * clients a call cost (`x-tollgate-cost-usd`, `cost_usd`), so that it is the ledger's number to the nano.
+ */
+export function exactUsd(nano: number): string {
+  if (!Number.isSafeInteger(nano)) throw new RangeError(`not an integer of nano-USD: ${nano}`);
+  const abs = Math.abs(nano);
+  const fraction = String(abs % NANO_PER_USD)
+    .padStart(9, '0')
+    .replace(/0+$/, '');
+  const whole = (abs - (abs % NANO_PER_USD)) / NANO_PER_USD;
+  return `${nano < 0 ? '-' : ''}${whole}${fraction === '' ? '' : `.${fraction}`}`;
+}

@@ -97,6 +97,8 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
   private resultTold = false;
   /** Rewrites a translated stream as it passes. */
   private streamTranslator: StreamTranslator | undefined;
+  /** The translated stream's ending went out with the target's usage on the record. */
+  private targetUsageRecorded = false;
   /** The routed try's translation as it was when the call started. */
   private readonly translation: RoutedTry['translation'];
 
@@ -304,6 +306,12 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
         if (this.streamTranslator) {
           out = Buffer.from(this.streamTranslator.push(chunk));
           if (out.length === 0) return;
+          // The client's ending (with its usage event) is in `out`: the target's usage goes on the record first, so
+          // that the cost written into that event is the one the record bills.
+          if (this.streamTranslator.finished && !this.targetUsageRecorded) {
+            this.targetUsageRecorded = true;
+            this.recordTargetUsage(this.streamTranslator.usage());
+          }
         } else if (this.translation) {
           // A translated JSON answer is rewritten whole, at its end.
           return;

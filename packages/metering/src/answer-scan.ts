@@ -61,20 +61,24 @@ function takeMember(bytes: Buffer, found: Record<string, unknown>, name: string,
   }
 }
 
+/** Where a wanted top-level member's value lies: `names[index]`, from `start` up to (not including) `end`. */
+interface MemberValue {
+  index: number;
+  start: number;
+  end: number;
+}
+
 /**
- * The values of the top-level members `names` (ASCII) of a JSON object, each decoded and parsed
- * alone; the rest is only scanned (strings skipped whole, brackets counted), never decoded. UTF-8
- * bytes of other characters are never structural bytes, so the scan is the same on bytes as on
- * text. Undefined when the scan cannot vouch for the answer: not one object, cut short,
- * unbalanced, or a wanted value that does not parse. A member absent from the answer is absent
- * from the result; a repeated one keeps its last value, as JSON.parse does.
+ * The value of each top-level member of a JSON object named in `names` (ASCII), in the order they come; the rest
+ * is only scanned (strings skipped whole, brackets counted), never decoded. UTF-8 bytes of other characters are
+ * never structural bytes, so the scan is the same on bytes as on text. Undefined when the scan cannot vouch for
+ * the answer: not one object, cut short or unbalanced. A value's range may hold space around it.
  */
-export function topLevelFields(answer: Buffer | string, names: readonly string[]): Record<string, unknown> | undefined {
-  const bytes = typeof answer === 'string' ? Buffer.from(answer) : answer;
+function topLevelMembers(bytes: Buffer, names: readonly string[]): MemberValue[] | undefined {
   let i = 0;
   while (isSpace(bytes[i])) i++;
   if (bytes[i] !== OPEN_BRACE) return undefined;
-  const found: Record<string, unknown> = {};
+  const members: MemberValue[] = [];
   let depth = 0;
   let expectKey = false;
   /** The wanted member whose value is being scanned (its index in `names`), and where that value starts. */
@@ -96,12 +100,12 @@ export function topLevelFields(answer: Buffer | string, names: readonly string[]
       if (--depth > 0) continue;
       // The top-level object closes: its last member ends here, and nothing but space may follow.
       if (code !== CLOSE_BRACE) return undefined;
-      if (wanted !== -1 && !takeMember(bytes, found, names[wanted]!, valueStart, i)) return undefined;
+      if (wanted !== -1) members.push({ index: wanted, start: valueStart, end: i });
       for (let rest = i + 1; rest < bytes.length; rest++) if (!isSpace(bytes[rest])) return undefined;
-      return found;
+      return members;
     } else if (depth === 1) {
       if (code === COMMA) {
-        if (wanted !== -1 && !takeMember(bytes, found, names[wanted]!, valueStart, i)) return undefined;
+        if (wanted !== -1) members.push({ index: wanted, start: valueStart, end: i });
         wanted = -1;
         valueStart = -1;
         expectKey = true;
@@ -111,4 +115,34 @@ export function topLevelFields(answer: Buffer | string, names: readonly string[]
     }
   }
   return undefined;
+}
+
+/**
+ * The values of the top-level members `names` (ASCII) of a JSON object, each decoded and parsed alone (see
+ * `topLevelMembers`). Undefined when the scan cannot vouch for the answer, or a wanted value does not parse. A
+ * member absent from the answer is absent from the result; a repeated one keeps its last value, as JSON.parse does.
+ */
+export function topLevelFields(answer: Buffer | string, names: readonly string[]): Record<string, unknown> | undefined {
+  const bytes = typeof answer === 'string' ? Buffer.from(answer) : answer;
+  const members = topLevelMembers(bytes, names);
+  if (members === undefined) return undefined;
+  const found: Record<string, unknown> = {};
+  for (const { index, start, end } of members)
+    if (!takeMember(bytes, found, names[index]!, start, end)) return undefined;
+  return found;
+}
+
+/**
+ * Where the object that is the value of the top-level member `name` opens and closes (the offsets of its braces),
+ * the last such member as JSON.parse reads it; undefined when the answer has none, or that value is no object.
+ */
+export function memberValueRange(bytes: Buffer, name: string): [open: number, close: number] | undefined {
+  const members = topLevelMembers(bytes, [name]);
+  const last = members?.at(-1);
+  if (last === undefined || last.start === -1) return undefined;
+  let open = last.start;
+  let close = last.end - 1;
+  while (open < close && isSpace(bytes[open])) open++;
+  while (close > open && isSpace(bytes[close])) close--;
+  return bytes[open] === OPEN_BRACE && bytes[close] === CLOSE_BRACE ? [open, close] : undefined;
 }

@@ -25,7 +25,7 @@ import type { Span, Tracer } from '@opentelemetry/api';
 import type { NextFunction, Request, Response } from 'express';
 import { endCallSpan, startCallSpan } from './call-span.js';
 import { UsageTap } from './response-tap.js';
-import type { OutputCounting } from './response-tap.js';
+import type { CallBill, OutputCounting } from './response-tap.js';
 import { writeToSinks } from './sink.js';
 import type { UsageSink } from './sink.js';
 import type { UsageSpool } from './usage-spool.js';
@@ -408,6 +408,7 @@ export function meter(options: MeterOptions = {}) {
     const tap = new UsageTap(res, ctx, adapter, addedUsage, countingOf);
     const charge = new MeteredRequest(settling, req, res, ctx, adapter, tap, route);
     ctx.meterCharge = charge;
+    tap.bill = charge;
     if (adapter && (spool || tracer)) ctx.onSending(() => charge.noteSending());
     next();
   }
@@ -426,9 +427,11 @@ interface Settling {
  * One metered request, from the meter's charge to its settle: what its record needs, held in one
  * object instead of closures made per request. Core's one 'close' listener calls `responseClosed`.
  */
-class MeteredRequest implements MeterCharge {
+class MeteredRequest implements MeterCharge, CallBill {
   /** The record is built (the response closed): a call sent after that is not noted. */
   private recorded = false;
+  /** The record a whole JSON answer was billed with before it went out (its headers say that cost): settled as it is. */
+  private billed: UsageRecord | undefined = undefined;
   private intent: UsageRecord | undefined = undefined;
   private span: Span | undefined = undefined;
   private readonly requestStreamed: boolean;
@@ -469,12 +472,24 @@ class MeteredRequest implements MeterCharge {
     else this.settle();
   }
 
+  /** The call's cost as its record bills it, from what the tap read so far (see `CallBill`). */
+  costNow(whole: boolean): number | undefined {
+    const record = this.buildRecord(whole);
+    if (whole) this.billed = record;
+    return record?.costNanoUsd;
+  }
+
   private settle(): void {
     const { ctx, res } = this;
     const { deliver, onUsage } = this.settling;
     let record: UsageRecord | undefined;
     try {
-      record = this.buildRecord();
+      const billed = this.billed;
+      // The answer its headers billed went out whole: the record is that bill (a client that left mid-way is billed anew).
+      if (billed !== undefined && res.writableFinished) {
+        record = billed;
+        record.latencyMs = Math.max(0, Date.now() - ctx.startedAt);
+      } else record = this.buildRecord(false);
     } catch (error) {
       process.emitWarning(
         `tollgate: metering failed for request ${ctx.requestId}: ${error instanceof Error ? error.message : String(error)}`,
@@ -502,7 +517,8 @@ class MeteredRequest implements MeterCharge {
     tellUsage(onUsage, record, this.req);
   }
 
-  private buildRecord(): UsageRecord | undefined {
+  /** The request's record; `whole`: a JSON answer is whole and about to go out, billed as if it had finished. */
+  private buildRecord(whole: boolean): UsageRecord | undefined {
     const { res, ctx, adapter, tap } = this;
     const { pricing } = this.settling;
     const reported = hasTokens(ctx.reportedUsage) ? ctx.reportedUsage : undefined;
@@ -510,7 +526,7 @@ class MeteredRequest implements MeterCharge {
     if (!adapter && !reported) return undefined;
     const estimate = ctx.estimate;
     const upstreamAborted = ctx.upstreamAborted;
-    const aborted = !res.writableFinished && !tap.stopped && !upstreamAborted;
+    const aborted = !whole && !res.writableFinished && !tap.stopped && !upstreamAborted;
     const reader = tap.finish();
     // An error answer bills nothing, whether or not its client stayed to read it.
     const failed = res.statusCode >= 400 && !upstreamAborted;

@@ -1,17 +1,66 @@
-// Reads a response for usage as it passes through res.write / res.end, without holding it back; ends a stream at its grant.
+// Reads a response for usage as it passes through res.write / res.end; ends a stream at its grant; tells the call's cost.
 import type { ServerResponse } from 'node:http';
 import { tapResponse } from '@tollgate/core';
+import { budgetRemainingAfter, exactUsd } from '@tollgate/core/kit';
 import type { TollgateContext } from '@tollgate/core';
 import type { EndThrough, ResponseFilter, WriteThrough } from '@tollgate/core/kit';
 import { encodingLoaded, type EncodingName } from '@tollgate/providers';
-import { SseDecoder } from '@tollgate/providers/kit';
+import { SseDecoder, withCostUsd } from '@tollgate/providers/kit';
 import type { OutputCounter, ProviderAdapter, UsageReader } from '@tollgate/providers';
 import type { SseBlock } from '@tollgate/providers/kit';
-import { topLevelFields } from './answer-scan.js';
+import { memberValueRange, topLevelFields } from './answer-scan.js';
 
 /** JSON bodies above this are not parsed whole: usage is looked for in their last bytes. */
 const MAX_JSON_BYTES = 4 * 1024 * 1024;
 const JSON_TAIL_BYTES = 64 * 1024;
+/**
+ * A JSON answer is held until it is whole, so that its headers can say what it cost, up to this size; a larger one
+ * goes out as it comes, without them. (A gateway holds the answer's chunks anyway, to read it should its client leave.)
+ */
+const MAX_HELD_JSON_BYTES = 32 * 1024 * 1024;
+
+/** The headers a JSON answer tells its cost in: this call's, and what the tightest budget has left after it. */
+export const COST_HEADER = 'x-tollgate-cost-usd';
+export const BUDGET_REMAINING_HEADER = 'x-tollgate-budget-remaining-usd';
+
+/** What the tap asks the meter once an answer's usage is known, to tell the client what the call cost. */
+export interface CallBill {
+  /**
+   * The call's cost (nano-USD) as its record bills it, from what passed so far; undefined when no record would be
+   * made. `whole`: a JSON answer is whole and about to go out, as if the response had finished.
+   */
+  costNow(whole: boolean): number | undefined;
+}
+
+/** A block's bytes with its data replaced by `data` (one `data:` line where its first one was; other fields kept). */
+function withData(raw: Buffer, data: string): Buffer {
+  const lines = raw.toString('utf8').split(/\r\n|\r|\n/);
+  const kept: string[] = [];
+  let placed = false;
+  for (const line of lines) {
+    if (line === '') continue;
+    if (line === 'data' || line.startsWith('data:')) {
+      if (!placed) kept.push(`data: ${data}`);
+      placed = true;
+    } else kept.push(line);
+  }
+  return Buffer.from(`${kept.join('\n')}\n\n`);
+}
+
+/** `bytes` with `"cost_usd": cost` as the last member of the object that spans `[open, close]` (its braces). */
+function withCostMember(bytes: Buffer, open: number, close: number, cost: string): Buffer {
+  let empty = true;
+  for (let i = open + 1; i < close; i++) {
+    const code = bytes[i]!;
+    if (code !== 0x20 && code !== 0x0a && code !== 0x0d && code !== 0x09) {
+      empty = false;
+      break;
+    }
+  }
+  // Last, so that a `cost_usd` the upstream sent is overridden for every reader (JSON.parse keeps the last).
+  const member = Buffer.from(`${empty ? '' : ','}"cost_usd":${cost}`);
+  return Buffer.concat([bytes.subarray(0, close), member, bytes.subarray(close)]);
+}
 
 /** Finds the last `"usage": {...}` object in a JSON text (the tail of a body too big to parse whole). */
 export function findUsageObject(text: string): unknown {
@@ -60,6 +109,7 @@ export interface OutputCounting {
 export type CountingOf = (ctx: TollgateContext) => OutputCounting;
 
 type WriteCallback = (error?: Error | null) => void;
+const EMPTY = Buffer.alloc(0);
 type Chunk = string | Buffer | Uint8Array;
 
 function toBuffer(chunk: Chunk, encoding: unknown): Buffer {
@@ -78,10 +128,12 @@ function jsonBytes(parts: (string | Buffer)[]): Buffer {
 }
 
 /**
- * Reads a response as it passes `res.write` / `res.end`. Bytes go out at once; only
- * when the meter added the usage chunk to an OpenAI stream does it hold the bytes of an event
- * until the event is complete, to drop that one chunk (providers send whole events per write,
- * so in practice nothing waits).
+ * Reads a response as it passes `res.write` / `res.end`. A stream's events go out as they complete:
+ * the bytes of an event not complete yet wait for its end (providers send whole events per write,
+ * so in practice nothing waits), so that one can be dropped (the usage chunk the meter added to an
+ * OpenAI stream) or rewritten (the usage event gets the call's `cost_usd`). A JSON answer is held
+ * until the route ends it (a client reads it whole anyway), then billed: its headers and its usage
+ * object say what the call cost (`CallBill`).
  *
  * It is the filter of the response's one tap (core's `tapResponse`), which the cache reads too:
  * the cache sees the bytes as the route wrote them, the client what this filter lets out.
@@ -102,10 +154,16 @@ export class UsageTap implements ResponseFilter {
   private grant: number | undefined;
   /** The counting of the model that answered, fixed when the answer starts. */
   private fixedCounting: OutputCounting | undefined;
+  /** Set by the meter: asked for the call's cost once the answer's usage is known. */
+  bill: CallBill | undefined = undefined;
   private mode: 'unknown' | 'sse' | 'json' | 'other' = 'unknown';
   private reader: UsageReader | undefined;
   private decoder: SseDecoder | undefined;
-  private strip = false;
+  /** Events go out whole (a partial event's bytes wait for its end): one can be dropped or rewritten. */
+  private wholeEvents = false;
+  /** A JSON answer's chunks, held until it is whole (undefined: passing through). */
+  private heldJson: Buffer[] | undefined;
+  private heldJsonBytes = 0;
   /** Bytes the decoder holds of an event not complete yet. */
   private held = 0;
   /** A JSON body's chunks: text as it was written, bytes otherwise. */
@@ -178,8 +236,12 @@ export class UsageTap implements ResponseFilter {
     if (this.broken) return end.call(res, data, enc, cb);
     let forward = data === undefined || data === null ? undefined : this.observe(data, enc);
     if (this.stopped) return end.call(res, forward, undefined, cb);
-    const rest = this.endStream();
-    if (rest !== undefined) forward = forward === undefined ? rest : Buffer.concat([forward, rest]);
+    const rest = this.mode === 'json' ? this.endJson() : this.endStream();
+    // Nothing more to send: `forward` stands (undefined: end's chunk as it is).
+    if (rest !== undefined && rest.length > 0) {
+      const before = forward ?? (data === undefined || data === null ? undefined : toBuffer(data, enc));
+      forward = before === undefined ? rest : Buffer.concat([before, rest]);
+    }
     if (forward === undefined) return end.call(res, data, enc, cb);
     return forward.length === 0 ? end.call(res, undefined, undefined, cb) : end.call(res, forward, undefined, cb);
   }
@@ -189,17 +251,74 @@ export class UsageTap implements ResponseFilter {
     try {
       if (this.mode === 'unknown') this.detect();
       if (this.mode === 'sse') return this.observeEvents(toBuffer(chunk, encoding));
-      if (this.mode === 'json')
+      if (this.mode === 'json') {
         this.keepJson(typeof chunk === 'string' && isUtf8(encoding) ? chunk : toBuffer(chunk, encoding));
+        return this.holdJson(chunk, encoding);
+      }
       return undefined;
     } catch (error) {
-      // Metering must never break a response: stop reading, keep passing bytes.
+      // Metering must never break a response: stop reading, keep passing bytes (what was held first).
       this.broken = true;
       process.emitWarning(
         `tollgate: could not read the response for usage: ${error instanceof Error ? error.message : String(error)}`,
       );
-      return undefined;
+      return this.releaseJson(toBuffer(chunk, encoding));
     }
+  }
+
+  /** Holds a JSON answer's chunk until the answer is whole (nothing to send now), or past the bound sends what was held. */
+  private holdJson(chunk: Chunk, encoding: unknown): Buffer | undefined {
+    const held = this.heldJson;
+    if (held === undefined) return undefined;
+    const bytes = toBuffer(chunk, encoding);
+    this.heldJsonBytes += bytes.length;
+    if (this.heldJsonBytes > MAX_HELD_JSON_BYTES) return this.releaseJson(bytes);
+    held.push(bytes);
+    return EMPTY;
+  }
+
+  /** Stops holding the JSON answer: what was held, then `bytes`; undefined when nothing was held (`bytes` go as they are). */
+  private releaseJson(bytes: Buffer): Buffer | undefined {
+    const held = this.heldJson;
+    this.heldJson = undefined;
+    if (held === undefined || held.length === 0) return undefined;
+    held.push(bytes);
+    return Buffer.concat(held);
+  }
+
+  /**
+   * The held JSON answer, whole, once the route ended it: its headers say what the call cost and what the tightest
+   * budget has left after it, and its usage object carries `cost_usd` (the adapter's `usageField`). Undefined when
+   * nothing is held. When its head went out already, nothing is told rather than half of it.
+   */
+  private endJson(): Buffer | undefined {
+    const held = this.heldJson;
+    if (held === undefined) return undefined;
+    this.heldJson = undefined;
+    let body = held.length === 1 ? held[0]! : Buffer.concat(held);
+    try {
+      const cost = this.bill!.costNow(true);
+      if (cost === undefined) return body;
+      const { res } = this;
+      // The route wrote its head itself (`writeHead`): its length, if it declared one, is out of reach; nothing is told.
+      if (res.headersSent) return body;
+      const usd = exactUsd(cost);
+      res.setHeader(COST_HEADER, usd);
+      const remaining = budgetRemainingAfter(this.ctx, cost);
+      if (remaining !== undefined) res.setHeader(BUDGET_REMAINING_HEADER, exactUsd(remaining));
+      const field = this.adapter!.usageField;
+      const range = field === undefined ? undefined : memberValueRange(body, field);
+      if (range === undefined) return body;
+      body = withCostMember(body, range[0], range[1], usd);
+      if (res.getHeader('content-length') !== undefined) res.setHeader('content-length', body.length);
+      // A tag of the bytes the route wrote: these are others.
+      res.removeHeader('etag');
+    } catch (error) {
+      process.emitWarning(
+        `tollgate: could not tell the answer's cost: ${error instanceof Error ? error.message : String(error)}`,
+      );
+    }
+    return body;
   }
 
   /** Keeps a JSON body's chunk as it was written (it is read once the body is whole), or only its tail past the bound. */
@@ -238,11 +357,17 @@ export class UsageTap implements ResponseFilter {
     const reader = this.reader!;
     const grant = this.grant;
     let end = start;
-    let dropped: Set<number> | undefined;
+    let replaced: Map<number, Buffer> | undefined;
     for (let i = 0; i < blocks.length; i++) {
       const block = blocks[i]!;
       end += block.raw.length;
-      if (block.hasData && reader.onEvent(block.event, block.data)) (dropped ??= new Set()).add(i);
+      if (block.hasData) {
+        if (reader.onEvent(block.event, block.data)) (replaced ??= new Map()).set(i, EMPTY);
+        else if (reader.finalUsageAt !== undefined && this.wholeEvents) {
+          const costed = this.withCost(block, reader.finalUsageAt);
+          if (costed !== undefined) (replaced ??= new Map()).set(i, costed);
+        }
+      }
       // Until the stop's encoding loads (the first moments after meter() is made, or after a model of another
       // encoding is first asked for) a count is the byte bound, several times the tokens: stopping on it would cut
       // answers that are within their grant.
@@ -259,18 +384,27 @@ export class UsageTap implements ResponseFilter {
           outputTokens: this.stoppedAt,
         });
         this.stop();
-        return Buffer.concat([this.unsent(bytes, blocks, i + 1, start, end, dropped), Buffer.from(ending)]);
+        return Buffer.concat([this.unsent(bytes, blocks, i + 1, start, end, replaced), Buffer.from(ending)]);
       }
     }
     this.held = bytes.length - end;
-    if (!this.strip || (dropped === undefined && start === 0 && end === bytes.length)) return undefined;
-    return this.unsent(bytes, blocks, blocks.length, start, end, dropped);
+    if (!this.wholeEvents || (replaced === undefined && start === 0 && end === bytes.length)) return undefined;
+    return this.unsent(bytes, blocks, blocks.length, start, end, replaced);
+  }
+
+  /** The usage event's block with the call's cost in its usage object at `path`; undefined to send it as it is. */
+  private withCost(block: SseBlock, path: readonly string[]): Buffer | undefined {
+    const cost = this.bill?.costNow(false);
+    if (cost === undefined) return undefined;
+    const data = withCostUsd(block.data, path, exactUsd(cost));
+    return data === undefined ? undefined : withData(block.raw, data);
   }
 
   /**
    * The bytes of the first `count` blocks that did not go out yet. Passing through, everything
-   * before `end` in this chunk (an event's first bytes already left with an earlier chunk); in strip
-   * mode, whole blocks only, less the dropped ones (an open event's bytes were held back).
+   * before `end` in this chunk (an event's first bytes already left with an earlier chunk); with whole
+   * events, whole blocks only, each as `replaced` has it (empty: dropped), else as it came (an open
+   * event's bytes were held back).
    */
   private unsent(
     bytes: Buffer,
@@ -278,11 +412,11 @@ export class UsageTap implements ResponseFilter {
     count: number,
     start: number,
     end: number,
-    dropped: Set<number> | undefined,
+    replaced: Map<number, Buffer> | undefined,
   ): Buffer {
-    if (!this.strip || (dropped === undefined && start === 0)) return bytes.subarray(0, end);
+    if (!this.wholeEvents || (replaced === undefined && start === 0)) return bytes.subarray(0, end);
     const kept: Buffer[] = [];
-    for (let i = 0; i < count; i++) if (!dropped?.has(i)) kept.push(blocks[i]!.raw);
+    for (let i = 0; i < count; i++) kept.push(replaced?.get(i) ?? blocks[i]!.raw);
     return Buffer.concat(kept);
   }
 
@@ -298,9 +432,9 @@ export class UsageTap implements ResponseFilter {
       this.mode = 'sse';
       this.streamed = true;
       this.decoder = new SseDecoder();
-      // Dropping bytes would break a declared length; then the client just sees the chunk.
+      // Dropping or rewriting bytes would break a declared length; then the client just sees the chunk.
       const lengthFree = this.res.getHeader('content-length') === undefined;
-      this.strip = this.addedUsage && lengthFree;
+      this.wholeEvents = lengthFree && (this.addedUsage || this.bill !== undefined);
       // The grant as it stands when the answer starts (after every clamp); a declared length cannot take an ending.
       const estimate = this.ctx.estimate;
       // In the stop counter's units: a lower bound's raw count passes grant / factor when its scaled count passes the grant.
@@ -308,6 +442,7 @@ export class UsageTap implements ResponseFilter {
       if (estimate && lengthFree) this.grant = (estimate.maxOutputTokens * (estimate.outputChoices ?? 1)) / factor;
     } else if (type.includes('json') || type === '') {
       this.mode = 'json';
+      if (this.bill !== undefined) this.heldJson = [];
     } else {
       this.mode = 'other';
     }
@@ -319,9 +454,12 @@ export class UsageTap implements ResponseFilter {
       if (this.mode === 'unknown') this.detect();
       if (this.mode !== 'sse') return undefined;
       const last = this.decoder!.end();
-      if (!last) return this.strip ? Buffer.alloc(0) : undefined;
+      if (!last) return this.wholeEvents ? EMPTY : undefined;
       const drop = last.hasData && this.reader!.onEvent(last.event, last.data);
-      return this.strip ? (drop ? Buffer.alloc(0) : last.raw) : undefined;
+      if (!this.wholeEvents) return undefined;
+      if (drop) return EMPTY;
+      const path = last.hasData ? this.reader!.finalUsageAt : undefined;
+      return (path !== undefined ? this.withCost(last, path) : undefined) ?? last.raw;
     } catch {
       this.broken = true;
       return undefined;

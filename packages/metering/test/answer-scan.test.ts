@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { topLevelFields } from '../src/answer-scan.js';
+import { memberValueRange, topLevelFields } from '../src/answer-scan.js';
 
 const FIELDS = ['model', 'usage'];
 
@@ -48,5 +48,27 @@ describe('topLevelFields (usage found in a JSON answer without parsing it whole)
     ]) {
       expect(topLevelFields(text, FIELDS)).toBeUndefined();
     }
+  });
+});
+
+describe('memberValueRange (where the meter writes cost_usd into a JSON answer)', () => {
+  const range = (text: string, name: string) => {
+    const bytes = Buffer.from(text);
+    const found = memberValueRange(bytes, name);
+    return found && bytes.toString('utf8', found[0], found[1] + 1);
+  };
+
+  it("finds the top-level member's object, braces included, the last one where it repeats", () => {
+    expect(range('{"model":"m","usage": {"a":1} ,"x":[{"usage":{}}]}', 'usage')).toBe('{"a":1}');
+    expect(range('{"usage":{"a":1},"usage":{ }}', 'usage')).toBe('{ }');
+    expect(range('{"usageMetadata":{"promptTokenCount":4}}', 'usageMetadata')).toBe('{"promptTokenCount":4}');
+  });
+
+  it('finds nothing where the member is absent, nested, no object, or the answer is not one object', () => {
+    expect(range('{"choices":[{"usage":{}}]}', 'usage')).toBeUndefined();
+    expect(range('{"usage":null}', 'usage')).toBeUndefined();
+    expect(range('{"usage":[1]}', 'usage')).toBeUndefined();
+    expect(range('{"usage":{"a":1}', 'usage')).toBeUndefined();
+    expect(range('[{"usage":{}}]', 'usage')).toBeUndefined();
   });
 });

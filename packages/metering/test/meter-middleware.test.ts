@@ -3,7 +3,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { ApiError, createPricing, getContext, renderApiError } from '@tollgate/core';
-import { costNanoUsd } from '@tollgate/core/kit';
+import { costNanoUsd, exactUsd } from '@tollgate/core/kit';
 import type { Identity, ProviderApi, UsageRecord } from '@tollgate/core';
 import { meter } from '@tollgate/metering';
 import { countTextTokens, preloadTokenizers } from '@tollgate/providers';
@@ -343,10 +343,14 @@ describe('meter() with JSON responses', () => {
       res.type('application/json').send(big);
     });
     const recorded = app.sink.next();
-    expect(
-      (await (await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [] })).text()).length,
-    ).toBe(big.length);
-    expect(await recorded).toMatchObject({ inputTokens: 7, outputTokens: 1_250_000, usageSource: 'provider' });
+    const response = await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [] });
+    const text = await response.text();
+    const record = await recorded;
+    expect(record).toMatchObject({ inputTokens: 7, outputTokens: 1_250_000, usageSource: 'provider' });
+    // Held whole (it is under the bound a JSON answer is held to), and told its cost like any other.
+    const cost = exactUsd(record.costNanoUsd);
+    expect(response.headers.get('x-tollgate-cost-usd')).toBe(cost);
+    expect(text).toBe(big.replace(/}}$/, `,"cost_usd":${cost}}}`));
   });
 
   it('reads the usage at the top of a JSON answer, not usage-like text or objects inside it', async () => {
@@ -634,8 +638,15 @@ describe('meter() with streams', () => {
       })
     ).text();
     expect(streamOptions).toEqual({ include_usage: true });
-    expect(text).toBe(fixture('openai-chat-stream.sse').toString('utf8'));
-    expect(await recorded).toMatchObject({ inputTokens: 2048 });
+    const record = await recorded;
+    expect(record).toMatchObject({ inputTokens: 2048 });
+    // As the provider sent it, but for the call's cost in the usage object.
+    const usageEnd = '"rejected_prediction_tokens":0}}}';
+    expect(text).toBe(
+      fixture('openai-chat-stream.sse')
+        .toString('utf8')
+        .replace(usageEnd, `"rejected_prediction_tokens":0},"cost_usd":${exactUsd(record.costNanoUsd)}}}`),
+    );
   });
 
   it('bills cumulative Anthropic usage and Responses usage from streams', async () => {

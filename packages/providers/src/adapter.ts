@@ -51,6 +51,11 @@ export interface ProviderAdapter extends CallAdapter {
    * or the scan is unsure, the answer is parsed whole. @default none: the answer is always parsed whole
    */
   readonly answerUsageFields?: readonly string[];
+  /**
+   * The top-level member of a JSON answer that holds its usage object (`usage`, Gemini's `usageMetadata`): the meter
+   * adds the call's cost to it (`cost_usd`). @default none: the answer's body is left as it is (its headers still say the cost)
+   */
+  readonly usageField?: string;
   /** How messages name this API's upstream (`The Anthropic upstream failed`). @default the provider */
   readonly label?: string;
   /**

@@ -51,5 +51,5 @@ export { mapEach, mapField, mapString, withField } from './prompt-text.js';
 export type { TextMap } from './prompt-text.js';
 export { SseDecoder } from './sse-decoder.js';
 export type { SseBlock } from './sse-decoder.js';
-export { OutputText } from './usage.js';
+export { OutputText, withCostUsd } from './usage.js';
 export type { OutputCounter, ReadUsage, StreamEndingUsage, UsageReader } from './usage.js';

@@ -1,5 +1,6 @@
 // What every adapter's usage reader shares: the reader contract and the output text counted when usage never comes.
 import type { ProviderApi, TokenUsage } from '@tollgate/core';
+import { isObject } from './json.js';
 
 /** Output text kept for counting when no usage arrives; beyond it only the byte count is kept. */
 const MAX_KEPT_OUTPUT_CHARS = 1024 * 1024;
@@ -27,6 +28,14 @@ export interface UsageReader {
   readonly output: OutputText;
   /** Feeds one SSE event; returns true when it is the usage-only chunk the meter added and must strip. */
   onEvent(event: string, data: string): boolean;
+  /**
+   * Set by `onEvent`: where the event it was just fed holds the answer's final usage, as the path of that usage
+   * object in the event's data (OpenAI chat's usage chunk `usage`, Responses' terminal event `response.usage`,
+   * each of Anthropic's `message_delta` `usage` (cumulative: the last is the answer's), Gemini's finishing chunk
+   * `usageMetadata`); undefined for any other event.
+   * The meter writes the call's cost there (`cost_usd`).
+   */
+  finalUsageAt: readonly string[] | undefined;
   /** Feeds a whole JSON response body. */
   onJson(body: unknown): void;
   /** Feeds raw output that could not be parsed (a cut JSON body): counted as text. */
@@ -146,4 +155,30 @@ export function countedOutput(output: OutputText, countOutput: OutputCounter): R
 /** One SSE event as text: `event:` line when named, the JSON data, the blank line. */
 export function sseEvent(data: unknown, event?: string): string {
   return `${event ? `event: ${event}\n` : ''}data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`;
+}
+
+/** The JSON text a cost is written as in place of this mark: a number, exact, never in exponent form. */
+const COST_MARK = '\u0000tollgate:cost_usd';
+const COST_MARK_JSON = JSON.stringify(COST_MARK);
+
+/**
+ * An event's data with `cost_usd` (the exact decimal `costUsd`, as a JSON number) in the usage object at `path`;
+ * undefined when the data holds no object there. The rest of the data is kept as parsed (its member order too).
+ */
+export function withCostUsd(data: string, path: readonly string[], costUsd: string): string | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(data);
+  } catch {
+    return undefined;
+  }
+  let usage: unknown = parsed;
+  for (const member of path) usage = isObject(usage) ? usage[member] : undefined;
+  if (!isObject(usage)) return undefined;
+  usage.cost_usd = COST_MARK;
+  const text = JSON.stringify(parsed);
+  const at = text.indexOf(COST_MARK_JSON);
+  // The mark once, where it was put: a text of the answer that spelled it too would leave the place unsure.
+  if (at !== text.lastIndexOf(COST_MARK_JSON)) return undefined;
+  return text.slice(0, at) + costUsd + text.slice(at + COST_MARK_JSON.length);
 }

@@ -157,6 +157,9 @@ function collectBlock(output: OutputText, block: unknown): void {
   }
 }
 
+/** Where `message_delta`, and a JSON answer, hold their usage. */
+const USAGE_PATH = ['usage'] as const;
+
 function createMessagesReader(): UsageReader {
   const output = new OutputText();
   // Anthropic's usage fields are running totals: each report replaces the last, never adds to it.
@@ -169,7 +172,9 @@ function createMessagesReader(): UsageReader {
     api: 'anthropic.messages',
     model: undefined,
     output,
+    finalUsageAt: undefined,
     onEvent(event, data) {
+      reader.finalUsageAt = undefined;
       const payload = parseJson(data);
       if (!isObject(payload)) return false;
       const type = typeof payload.type === 'string' ? payload.type : event;
@@ -188,6 +193,7 @@ function createMessagesReader(): UsageReader {
         // Only a delta with usage carries the final output count; without one, what passed is counted.
         assignUsage(reported, payload.usage);
         complete = true;
+        reader.finalUsageAt = USAGE_PATH;
       }
       return false;
     },
@@ -270,6 +276,7 @@ export const anthropicMessages: ProviderAdapter = {
   requestStreamUsage: () => false,
   createReader: () => createMessagesReader(),
   answerUsageFields: ['model', 'usage'],
+  usageField: 'usage',
   label: 'Anthropic',
   family: 'messages',
   route: { path: '/v1/messages' },

@@ -109,6 +109,9 @@ function collectCandidates(output: OutputText, candidates: unknown, seen: Map<nu
   return finished;
 }
 
+/** Where a chunk, and a JSON answer, hold their usage. */
+const USAGE_PATH = ['usageMetadata'] as const;
+
 function createGenerateReader(): UsageReader {
   const output = new OutputText();
   let usage: TokenUsage | undefined;
@@ -127,9 +130,14 @@ function createGenerateReader(): UsageReader {
     api: 'gemini.generate',
     model: undefined,
     output,
+    finalUsageAt: undefined,
     onEvent(_event, data) {
+      reader.finalUsageAt = undefined;
       const chunk = parseJson(data);
-      if (isObject(chunk)) read(chunk);
+      if (!isObject(chunk)) return false;
+      read(chunk);
+      // Every chunk may repeat the running totals: the final ones come with (or after) the chunk that finishes.
+      if (finished && isObject(chunk.usageMetadata)) reader.finalUsageAt = USAGE_PATH;
       return false;
     },
     onJson(body) {
@@ -220,6 +228,7 @@ export const gemini: ProviderAdapter = {
   requestStreamUsage: () => false,
   createReader: () => createGenerateReader(),
   answerUsageFields: ['modelVersion', 'usageMetadata'],
+  usageField: 'usageMetadata',
   label: 'Gemini',
   family: 'generate',
   // Express cannot match a literal `:` after a param: the model and the method share the last segment.

@@ -59,6 +59,9 @@ function collectChatMessage(output: OutputText, message: unknown): void {
   if (isObject(message.function_call)) output.add(message.function_call.arguments);
 }
 
+/** Where a chat chunk, and a JSON answer, hold their usage. */
+const USAGE_PATH = ['usage'] as const;
+
 /**
  * Reads a Chat Completions answer, JSON or stream. A class, so that its methods are shared rather than
  * made for every response; what a stream said about itself (for an ending that matches it) is kept
@@ -67,6 +70,7 @@ function collectChatMessage(output: OutputText, message: unknown): void {
 class ChatReader implements UsageReader {
   model: string | undefined = undefined;
   readonly output = new OutputText();
+  finalUsageAt: readonly string[] | undefined = undefined;
   private usage: TokenUsage | undefined = undefined;
   private id = '';
   private created = 0;
@@ -86,6 +90,7 @@ class ChatReader implements UsageReader {
   ) {}
 
   onEvent(_event: string, data: string): boolean {
+    this.finalUsageAt = undefined;
     if (data === '[DONE]') return false;
     const chunk = parseJson(data);
     if (!isObject(chunk)) return false;
@@ -105,6 +110,7 @@ class ChatReader implements UsageReader {
     }
     if (isObject(chunk.usage)) {
       this.usage = openAiUsage(chunk.usage);
+      this.finalUsageAt = USAGE_PATH;
       return this.stripAddedUsage && choices.length === 0;
     }
     return false;
@@ -231,6 +237,7 @@ export function chatCompletionsAdapter(options: ChatAdapterOptions): ProviderAda
     readUsage: readOpenAiAnswer,
     endUserField: 'user',
     answerUsageFields: OPENAI_USAGE_FIELDS,
+    usageField: 'usage',
     countInput: countChatRequest,
     mapPromptText: mapChatPromptText,
     requestStreamUsage(body) {

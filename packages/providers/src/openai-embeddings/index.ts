@@ -107,6 +107,8 @@ function createEmbeddingsReader(): UsageReader {
     model: undefined,
     // Vectors are not text anyone is billed for: nothing is ever added.
     output: new OutputText(),
+    // The API has no stream.
+    finalUsageAt: undefined,
     onEvent: (_event, data) => {
       reader.onJson(parseJson(data));
       return false;
@@ -160,6 +162,7 @@ export const openAiEmbeddings: ProviderAdapter = {
   requestStreamUsage: () => false,
   createReader: () => createEmbeddingsReader(),
   answerUsageFields: ['model', 'usage'],
+  usageField: 'usage',
   label: 'OpenAI',
   family: 'embeddings',
   modelKind: 'embedding',

@@ -102,6 +102,8 @@ function mapResponsesPromptText(body: Json, map: TextMap): Json {
 }
 
 const RESPONSE_DONE = new Set(['response.completed', 'response.incomplete', 'response.failed']);
+/** Where a terminal event holds the answer's usage. */
+const TERMINAL_USAGE_PATH = ['response', 'usage'] as const;
 
 function collectResponsesOutput(output: OutputText, items: unknown): void {
   for (const item of asArray(items)) {
@@ -128,7 +130,9 @@ function createResponsesReader(): UsageReader {
     api: 'openai.responses',
     model: undefined,
     output,
+    finalUsageAt: undefined,
     onEvent(event, data) {
+      reader.finalUsageAt = undefined;
       const payload = parseJson(data);
       if (!isObject(payload)) return false;
       if (typeof payload.sequence_number === 'number') sequence = payload.sequence_number;
@@ -137,6 +141,8 @@ function createResponsesReader(): UsageReader {
       else if (type === 'response.created' || type === 'response.in_progress' || RESPONSE_DONE.has(type)) {
         if (isObject(payload.response)) snapshot = payload.response;
         readResponse(payload.response);
+        if (RESPONSE_DONE.has(type) && isObject(payload.response) && isObject(payload.response.usage))
+          reader.finalUsageAt = TERMINAL_USAGE_PATH;
       }
       return false;
     },
@@ -192,6 +198,7 @@ export const openAiResponses: ProviderAdapter = {
   readUsage: readOpenAiAnswer,
   endUserField: 'user',
   answerUsageFields: OPENAI_USAGE_FIELDS,
+  usageField: 'usage',
   countInput: countResponsesRequest,
   mapPromptText: mapResponsesPromptText,
   // Responses streams always end with their usage.

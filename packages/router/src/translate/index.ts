@@ -144,6 +144,8 @@ export interface StreamTranslatorOptions {
 /** Passes a same-shaped stream on as text. */
 class PassThroughStream implements StreamTranslator {
   private readonly decoder = new TextDecoder();
+  /** Nothing is translated, so no usage is reported here: the client's stream is the target's. */
+  readonly finished = false;
 
   push(chunk: string | Uint8Array): string {
     return typeof chunk === 'string' ? chunk : this.decoder.decode(chunk, { stream: true });

@@ -11,7 +11,7 @@ const event = (data: Json): string => sseEvent(data, String(data.type));
 
 export class ChatToMessagesStream extends SseTranslator {
   private started = false;
-  private finished = false;
+  finished = false;
   /** The Anthropic content block being written, if any: blocks are sequential, one open at a time. */
   private open: number | undefined;
   private nextBlock = 0;

@@ -13,7 +13,7 @@ export class MessagesToChatStream extends SseTranslator {
   private readonly reported: Json = {};
   /** Anthropic content block index → OpenAI tool call index (tool calls are numbered apart from text). */
   private readonly toolCalls = new Map<number, number>();
-  private finished = false;
+  finished = false;
 
   constructor(
     private readonly clientModel: string,

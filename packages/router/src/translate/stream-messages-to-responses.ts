@@ -24,7 +24,7 @@ export class MessagesToResponsesStream extends SseTranslator {
   private messageId = '';
   private readonly reported: Json = {};
   private readonly open = new Map<number, OpenItem>();
-  private finished = false;
+  finished = false;
 
   constructor(clientModel: string) {
     super();

@@ -13,6 +13,11 @@ export interface StreamTranslator {
    * included (an OpenAI-shaped client's usage has no field for them). Undefined before any.
    */
   usage(): TokenUsage | undefined;
+  /**
+   * The client's stream has its ending (or the error that ends it): `usage()` holds all the target reported, and
+   * is what the client's own usage event, sent with that ending, reports.
+   */
+  readonly finished: boolean;
 }
 
 /** Feeds each complete upstream SSE event (split anywhere across chunks) to `onEvent`; what it returns goes to the client. */
@@ -32,6 +37,8 @@ export abstract class SseTranslator implements StreamTranslator {
   }
 
   abstract usage(): TokenUsage | undefined;
+
+  abstract readonly finished: boolean;
 
   /** One upstream event: its name (`''` when it has none) and its data; the client's SSE text for it. */
   protected abstract onEvent(event: string, data: string): string;
