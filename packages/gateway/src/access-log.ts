@@ -41,7 +41,13 @@ const MAX_LOGGED_PATH = 200;
  * same destination. pino's general serializer costs the line about 9 µs inside a request against 2 µs in a loop of
  * lines (docs/performance.md); a logger handed in by a user goes through pino, whatever its options.
  */
-const accessWriters = new WeakMap<Logger, (level: Level, fields: Record<string, unknown>, message: string) => void>();
+const accessWriters = new WeakMap<Logger, AccessWriter>();
+
+/** Writes a line whose fields start with pino's own (`head`), the message last. */
+interface AccessWriter {
+  head(level: Level): Record<string, unknown>;
+  write(fields: Record<string, unknown>, message: string): void;
+}
 
 export interface ProxyLog {
   readonly logger: Logger;
@@ -170,12 +176,14 @@ export function createProxyLog(
   flusher?.unref();
   const logger = pino({ level, redact: { paths: [...REDACTED_PATHS], censor: CENSOR } }, destination);
   // pino's default base (pid and hostname), in the order pino writes them.
-  const lineHead = `,"pid":${process.pid},"hostname":${JSON.stringify(hostname())},`;
-  accessWriters.set(logger, (lineLevel, fields, message) => {
-    const body = JSON.stringify(fields);
-    destination.write(
-      `{"level":${logger.levels.values[lineLevel]},"time":${Date.now()}${lineHead}${body.slice(1, -1)},"msg":${JSON.stringify(message)}}\n`,
-    );
+  const pid = process.pid;
+  const host = hostname();
+  accessWriters.set(logger, {
+    head: (lineLevel) => ({ level: logger.levels.values[lineLevel], time: Date.now(), pid, hostname: host }),
+    write(fields, message) {
+      fields.msg = message;
+      destination.write(`${JSON.stringify(fields)}\n`);
+    },
   });
   const flush = () =>
     new Promise<void>((resolve) => {
@@ -200,13 +208,17 @@ export function createProxyLog(
 }
 
 /** The fields of an access line, from the request's context: who, what, how it ended; ids only, never a key. */
-function accessFields(ctx: TollgateContext, req: IncomingMessage, path: string, res: ServerResponse) {
-  const fields: Record<string, unknown> = {
-    request: { method: req.method, path },
-    requestId: ctx.requestId,
-    status: res.statusCode,
-    latencyMs: Date.now() - ctx.startedAt,
-  };
+function accessFields(
+  ctx: TollgateContext,
+  req: IncomingMessage,
+  path: string,
+  res: ServerResponse,
+  fields: Record<string, unknown> = {},
+) {
+  fields.request = { method: req.method, path };
+  fields.requestId = ctx.requestId;
+  fields.status = res.statusCode;
+  fields.latencyMs = Date.now() - ctx.startedAt;
   const identity = ctx.identity;
   if (identity) {
     fields.tenant = identity.tenantId ?? null;
@@ -266,12 +278,8 @@ export function accessLog(logger: Logger): AccessLog {
       const level: Level = failed ? 'error' : status < 400 && QUIET_ROUTES.has(path) ? 'debug' : 'info';
       // Below the configured level the line is not even built.
       if (!logger.isLevelEnabled(level)) return;
-      const fields = accessFields(ctx, req, path, res);
-      if (failed) {
-        // What failed underneath: the refusal's cause (a network or store error), or an error the app did not expect.
-        const cause = ctx.refusal?.cause ?? ctx.get('gateway.unexpectedError');
-        if (cause !== undefined) fields.err = cause;
-      }
+      // What failed underneath: the refusal's cause (a network or store error), or an error the app did not expect.
+      const cause = failed ? (ctx.refusal?.cause ?? ctx.get('gateway.unexpectedError')) : undefined;
       const message = !res.writableFinished
         ? 'request aborted'
         : status >= 500
@@ -280,8 +288,13 @@ export function accessLog(logger: Logger): AccessLog {
             ? 'request refused'
             : 'request completed';
       // A line with an error goes through pino, whose serializer knows errors (their class, message and stack).
-      if (writeLine && fields.err === undefined) writeLine(level, fields, message);
-      else logger[level](fields, message);
+      if (writeLine && cause === undefined) {
+        writeLine.write(accessFields(ctx, req, path, res, writeLine.head(level)), message);
+        return;
+      }
+      const fields = accessFields(ctx, req, path, res);
+      if (cause !== undefined) fields.err = cause;
+      logger[level](fields, message);
     },
   };
 }
