@@ -23,6 +23,8 @@ const SERVICE = [
   /store: 'redis'/,
   /deleteRedisPrefix/,
   /redisTestStores/,
+  /memoryAndRedisStores/,
+  /startSharingGateways/,
   /deleteKeys/,
   /redis-cluster/,
   /redis-relay/,
