@@ -27,4 +27,8 @@ export default {
   // it listens on, a client it holds) would keep that process alive after the run, and CI would wait until its limit
   // (stop 39 ran out of time this way). The verdict is known by then; exit with it.
   forceExit: true,
+  // The files run in a worker process that is replaced once it holds more than this after a file: one process
+  // running every file in band grew past V8's heap limit (each ESM test file's modules stay reachable) and CI
+  // aborted 19 minutes in, with the modules of every file before it. A fresh worker starts from nothing.
+  workerIdleMemoryLimit: '1.5GB',
 };
