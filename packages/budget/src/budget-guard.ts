@@ -160,6 +160,7 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     onSoftLimit: config.onSoftLimit,
     log: config.log,
     webhook,
+    now,
   });
   const book: BudgetBook = { plan, ledger, monitor, now, storeTimeoutMs };
   const reservations = new BudgetReservations(config, new BudgetLedgerCalls(ledger, config), monitor);

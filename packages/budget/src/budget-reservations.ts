@@ -11,7 +11,7 @@ import type { BudgetLedgerCalls } from './budget-ledger.js';
 import type { ResolvedBudgetOptions } from './budget-options.js';
 import { budgetWindowsAt, listWindowsAt } from './budget-plan.js';
 import type { BudgetWindow, BudgetWindows, ResolvedBudget } from './budget-plan.js';
-import { ExpiringMarks } from './expiring-marks.js';
+import { expiringMarks } from './expiring-marks.js';
 import { InputMargins } from './input-margins.js';
 import { noteExhausted, refusalVerdict, type RefusalSources } from './refusal.js';
 import { clampOutput, fullAnswerCost, smallestAnswerCost } from './reservation-cost.js';
@@ -32,13 +32,14 @@ export class BudgetReservations {
   readonly #mayDowngrade: boolean;
   readonly #refusalSources: RefusalSources;
   /** Model-budget scopes that refused a request for spent money, until when this process skips them. */
-  readonly #spentModelScopes = new ExpiringMarks();
+  readonly #spentModelScopes;
 
   constructor(config: ResolvedBudgetOptions, calls: BudgetLedgerCalls, monitor: BudgetEventMonitor) {
     this.config = config;
     this.calls = calls;
     this.downgrades = new BudgetDowngrades(calls.ledger, config.pricing, config.storeTimeoutMs);
     this.#monitor = monitor;
+    this.#spentModelScopes = expiringMarks(config.now);
     this.#mayDowngrade = config.plan.mayDowngrade;
     this.#refusalSources = {
       ledger: calls.ledger,
@@ -152,7 +153,7 @@ export class BudgetReservations {
       const budgets = models.forModel(tenantId, estimate.model);
       if (budgets.length === 0) return base;
       const own = budgetWindowsAt(budgets, now);
-      const spent = own.windows.some((window) => this.#spentModelScopes.has(window.head.key, now));
+      const spent = own.windows.some((window) => this.#spentModelScopes.has(window.head.key));
       if (!spent || switches >= MAX_MODEL_SWITCHES || !this.#switchModel(req, res, estimate, tenantId))
         return { windows: [...base.windows, ...own.windows], scopes: [...base.scopes, ...own.scopes] };
     }
@@ -293,7 +294,9 @@ export class BudgetReservations {
     if (!window || switches >= MAX_MODEL_SWITCHES) return refusalVerdict(this.#refusalSources, ask, result);
     const now = this.config.now();
     const tenantId = window.budget.tenantId ?? undefined;
-    this.#spentModelScopes.mark(window.head.key, Math.min(window.head.expiresAt, now + SPENT_MEMO_MS));
+    this.#spentModelScopes.set(window.head.key, true, {
+      ttl: Math.max(1, Math.min(window.head.expiresAt - now, SPENT_MEMO_MS)),
+    });
     if (!this.#switchModel(req, res, estimate, tenantId)) return refusalVerdict(this.#refusalSources, ask, result);
     // Served by another model: the spent budget is still news once.
     void noteExhausted(this.#refusalSources, window, result, ask.minAmount);

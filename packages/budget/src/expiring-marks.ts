@@ -1,32 +1,14 @@
-// Keys this process remembers until a time each: what it learned from the ledger and need not ask again for a while.
-export class ExpiringMarks {
-  readonly #until = new Map<string, number>();
-  /** Past this many, the marks start over rather than grow without end. */
-  readonly #max: number;
+// Keys this process remembers until a time each (what it learned from the ledger and need not ask again for a while), on the guard's clock.
+import { LRUCache } from 'lru-cache';
 
-  constructor(max = 10_000) {
-    this.#max = max;
-  }
+/** Marks kept at most; past them the least recently used goes. */
+const MAX_MARKS = 10_000;
 
-  /** True while `key` is marked at `now`; an expired mark is dropped. */
-  has(key: string, now: number): boolean {
-    const until = this.#until.get(key);
-    if (until === undefined) return false;
-    if (until > now) return true;
-    this.#until.delete(key);
-    return false;
-  }
-
-  mark(key: string, until: number): void {
-    if (this.#until.size >= this.#max) this.#until.clear();
-    this.#until.set(key, until);
-  }
-
-  delete(key: string): void {
-    this.#until.delete(key);
-  }
-
-  clear(): void {
-    this.#until.clear();
-  }
+/**
+ * A bounded set of marks that expire, counted on `now` (the guard's clock, a fake one in tests): `set(key, true,
+ * { ttl })` marks, `has(key)` is false once the mark expired. lru-cache's `perf` is the clock it reads; `ttlResolution:
+ * 0` reads it at every call, so a clock moved by a test is seen at once.
+ */
+export function expiringMarks(now: () => number): LRUCache<string, true> {
+  return new LRUCache<string, true>({ max: MAX_MARKS, perf: { now }, ttlResolution: 0 });
 }

@@ -4,7 +4,7 @@ import { nanoToUsd } from '@tollgate/core';
 import { withTimeout } from '@tollgate/core/kit';
 import type { ReservationLedger, ScopeUsage } from '@tollgate/core/kit';
 import type { BudgetWindow, EventMarker } from './budget-plan.js';
-import { ExpiringMarks } from './expiring-marks.js';
+import { expiringMarks } from './expiring-marks.js';
 import type { BudgetEvent, BudgetThresholdEvent } from './types.js';
 import type { WebhookSender } from './webhook.js';
 
@@ -17,6 +17,8 @@ export interface BudgetEventMonitorOptions {
   onSoftLimit: ((event: BudgetThresholdEvent) => void | Promise<void>) | undefined;
   log: ((event: BudgetEvent) => void) | undefined;
   webhook: WebhookSender | undefined;
+  /** The guard's clock (epoch ms): how long a taken marker is remembered is counted on it. */
+  now: () => number;
 }
 
 /** A marker found due, with the spend that made it so. */
@@ -38,11 +40,12 @@ const MARKER_TTL_MS = 60_000;
  */
 export class BudgetEventMonitor {
   readonly #options: BudgetEventMonitorOptions;
-  readonly #taken = new ExpiringMarks();
+  readonly #taken;
   readonly #pending = new Set<Promise<unknown>>();
 
   constructor(options: BudgetEventMonitorOptions) {
     this.#options = options;
+    this.#taken = expiringMarks(options.now);
   }
 
   /**
@@ -59,11 +62,10 @@ export class BudgetEventMonitor {
       const spent = balances && spentOf(balances, window.head.key);
       if (spent === undefined) {
         // Reading only for thresholds: a budget running out is seen by the refusal it causes.
-        if (window.thresholdMarkers.some((marker) => !this.#isTaken(marker.scope.key, now)))
-          (unread ??= []).push(window);
+        if (window.thresholdMarkers.some((marker) => !this.#isTaken(marker.scope.key))) (unread ??= []).push(window);
         continue;
       }
-      for (const marker of this.#due(window, spent, now)) (crossed ??= []).push({ window, marker, spent });
+      for (const marker of this.#due(window, spent)) (crossed ??= []).push({ window, marker, spent });
     }
     if (!unread && !crossed) return undefined;
     return this.#fire(unread ?? [], crossed ?? [], now);
@@ -71,18 +73,18 @@ export class BudgetEventMonitor {
 
   /** A budget refused a request because its money is spent: `budget.exhausted`, once per period. */
   exhausted(window: BudgetWindow, spent: number, now: number): Promise<void> | undefined {
-    if (this.#isTaken(window.exhaustedMarker.scope.key, now)) return undefined;
+    if (this.#isTaken(window.exhaustedMarker.scope.key)) return undefined;
     const fired = this.#fire([], [{ window, marker: window.exhaustedMarker, spent }], now).catch(warn);
     this.#track(fired);
     return fired;
   }
 
   /** The markers of `window` that `spent` makes due and this process does not know taken. */
-  #due(window: BudgetWindow, spent: number, now: number): EventMarker[] {
+  #due(window: BudgetWindow, spent: number): EventMarker[] {
     if (spent <= 0) return [];
-    const due = window.thresholdMarkers.filter((marker) => spent >= marker.at && !this.#isTaken(marker.scope.key, now));
+    const due = window.thresholdMarkers.filter((marker) => spent >= marker.at && !this.#isTaken(marker.scope.key));
     const { exhaustedMarker } = window;
-    if (spent >= exhaustedMarker.at && !this.#isTaken(exhaustedMarker.scope.key, now)) due.push(exhaustedMarker);
+    if (spent >= exhaustedMarker.at && !this.#isTaken(exhaustedMarker.scope.key)) due.push(exhaustedMarker);
     return due;
   }
 
@@ -93,7 +95,7 @@ export class BudgetEventMonitor {
       const usage = await withTimeout(ledger.usage(unread.map((w) => w.head)), storeTimeoutMs, 'ledger.usage');
       for (const window of unread) {
         const spent = spentOf(usage, window.head.key) ?? 0;
-        for (const marker of this.#due(window, spent, now)) crossed.push({ window, marker, spent });
+        for (const marker of this.#due(window, spent)) crossed.push({ window, marker, spent });
       }
     }
     await Promise.all(
@@ -104,8 +106,8 @@ export class BudgetEventMonitor {
   }
 
   /** True when this process knows the marker is taken (so it does not ask the ledger every request). */
-  #isTaken(key: string, now: number): boolean {
-    return this.#taken.has(key, now);
+  #isTaken(key: string): boolean {
+    return this.#taken.has(key);
   }
 
   async #takeMarker({ scope: marker }: EventMarker, now: number): Promise<boolean> {
@@ -116,7 +118,7 @@ export class BudgetEventMonitor {
       storeTimeoutMs,
       'ledger.reserve',
     );
-    this.#taken.mark(marker.key, Math.min(marker.expiresAt, now + MEMO_MS));
+    this.#taken.set(marker.key, true, { ttl: Math.max(1, Math.min(marker.expiresAt - now, MEMO_MS)) });
     if (!result.ok) return false;
     // Spent, not reserved: the marker must outlive this reservation's TTL for the whole period.
     await withTimeout(ledger.settle(id, 1), storeTimeoutMs, 'ledger.settle');

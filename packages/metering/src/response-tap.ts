@@ -252,8 +252,14 @@ export class UsageTap implements ResponseFilter {
       if (this.mode === 'unknown') this.detect();
       if (this.mode === 'sse') return this.observeEvents(toBuffer(chunk, encoding));
       if (this.mode === 'json') {
-        this.keepJson(typeof chunk === 'string' && isUtf8(encoding) ? chunk : toBuffer(chunk, encoding));
-        return this.holdJson(chunk, encoding);
+        if (this.heldJson === undefined) {
+          this.keepJson(typeof chunk === 'string' && isUtf8(encoding) ? chunk : toBuffer(chunk, encoding));
+          return undefined;
+        }
+        // Held: encoded once, the same bytes read for usage and sent.
+        const bytes = toBuffer(chunk, encoding);
+        this.keepJson(bytes);
+        return this.holdJson(bytes);
       }
       return undefined;
     } catch (error) {
@@ -267,10 +273,8 @@ export class UsageTap implements ResponseFilter {
   }
 
   /** Holds a JSON answer's chunk until the answer is whole (nothing to send now), or past the bound sends what was held. */
-  private holdJson(chunk: Chunk, encoding: unknown): Buffer | undefined {
-    const held = this.heldJson;
-    if (held === undefined) return undefined;
-    const bytes = toBuffer(chunk, encoding);
+  private holdJson(bytes: Buffer): Buffer | undefined {
+    const held = this.heldJson!;
     this.heldJsonBytes += bytes.length;
     if (this.heldJsonBytes > MAX_HELD_JSON_BYTES) return this.releaseJson(bytes);
     held.push(bytes);
