@@ -9,7 +9,7 @@ import type { ApiKeyRecord, LockHolder } from '@tollgate/core/kit';
 import { TollgateError } from '@tollgate/core';
 import { configKeyFromRecord, keyRecordsFromConfig } from './config-keys.js';
 
-type ConfigObject = Record<string, unknown>;
+export type ConfigObject = Record<string, unknown>;
 
 /** How long a second writer waits for the lock before giving up. */
 const LOCK_WAIT_MS = 5000;
@@ -189,15 +189,29 @@ async function withFileLock<T>(path: string, lockPath: string, work: () => Promi
 export async function editConfigKeys<T>(
   path: string,
   edit: (records: ApiKeyRecord[]) => { changed: boolean; records: ApiKeyRecord[]; result: T },
-  options: { create?: boolean } = {},
+  options: EditOptions = {},
 ): Promise<T> {
   return withLock(path, async () => {
     const config = await readConfigObject(path, options.create === true);
     const { changed, records, result } = edit(keyRecordsFromConfig(config.keys));
     if (changed) {
-      config.keys = records.map(configKeyFromRecord);
-      await writeAtomically(path, `${JSON.stringify(config, null, 2)}\n`);
+      const next = { ...config, keys: records.map(configKeyFromRecord) };
+      const text = `${JSON.stringify(next, null, 2)}\n`;
+      // Throws to refuse: nothing is written.
+      options.check?.(config, next);
+      await writeAtomically(path, text);
+      options.written?.(text);
     }
     return result;
   });
+}
+
+/** How editConfigKeys treats the file. */
+export interface EditOptions {
+  /** A missing file is made (`{ "keys": [...] }`). */
+  create?: boolean;
+  /** Checks the whole file as it would be written, beside the file as it is; throws to refuse the write. */
+  check?: (before: ConfigObject, after: ConfigObject) => void;
+  /** Told the text written. */
+  written?: (text: string) => void;
 }

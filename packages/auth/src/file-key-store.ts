@@ -1,17 +1,44 @@
 // A key store kept in a JSON file's `keys` array (the config file's format): each change written atomically under the
 // file's lock, and the file read again when another process (the `keys` command) changed it.
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { TollgateError } from '@tollgate/core';
 import { MemoryKeyStore } from '@tollgate/core/kit';
 import type { ApiKeyRecord, KeyStore } from '@tollgate/core/kit';
-import { editConfigKeys, parseConfigKeys, readConfigKeys } from './config-file.js';
+import { editConfigKeys, parseConfigKeys } from './config-file.js';
+import { forgetKeyFileReader, keysWithRemovals, noteKeyFileTaken } from './key-file-readers.js';
+
+/** A changed file that did not validate, and what was taken of it. */
+class KeyFileError extends Error {
+  constructor(
+    override readonly cause: unknown,
+    readonly taken: 'removals' | 'nothing',
+  ) {
+    super(cause instanceof Error ? cause.message : String(cause));
+  }
+}
+
+/** A file's `keys` as JSON reads them, whatever they hold; not readable when the text is not JSON. */
+function parsedKeys(text: string): { readable: boolean; keys?: unknown } {
+  try {
+    const parsed = JSON.parse(text) as unknown;
+    return { readable: true, keys: (parsed as { keys?: unknown } | null)?.keys };
+  } catch {
+    return { readable: false };
+  }
+}
 
 export interface FileKeyStoreOptions {
   /** How often the file is checked for changes made by another process; 0 never checks. @default 1000 */
   watchIntervalMs?: number;
-  /** Told when the changed file cannot be read (the keys held so far stay in force). */
-  onError?: (error: unknown) => void;
+  /**
+   * Told when the changed file does not validate: `removals` when its revocations, expiries and deletions were
+   * taken anyway (the rest waits for a valid file), `nothing` when it could not be read at all (not JSON).
+   */
+  onError?: (error: unknown, taken: 'removals' | 'nothing') => void;
+  /** Told when a changed file was taken whole. */
+  onReload?: () => void;
 }
 
 export interface FileKeyStore extends KeyStore {
@@ -22,16 +49,14 @@ export interface FileKeyStore extends KeyStore {
   close(): void;
 }
 
-/** The file's keys, read synchronously; a missing file has none. */
-function readKeysNow(path: string): ApiKeyRecord[] {
-  let text: string;
+/** The file's text, read synchronously; a missing file has no keys. */
+function readTextNow(path: string): string {
   try {
-    text = readFileSync(path, 'utf8');
+    return readFileSync(path, 'utf8');
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return '{}';
     throw new TollgateError('ERR_TG_AUTH_CONFIG_FILE', `cannot read ${path}: ${(error as Error).message}`);
   }
-  return parseConfigKeys(text, path);
 }
 
 /**
@@ -42,7 +67,12 @@ function readKeysNow(path: string): ApiKeyRecord[] {
  * it knows its keys before its first request.
  */
 export function fileKeyStore(path: string, options: FileKeyStoreOptions = {}): FileKeyStore {
-  let memory = new MemoryKeyStore(readKeysNow(path));
+  const interval = options.watchIntervalMs ?? 1000;
+  // A store that watches the file notes what it took of it, for `tollgate keys` to know it reads the file.
+  const noteTaken = interval > 0 ? noteKeyFileTaken : () => undefined;
+  const first = readTextNow(path);
+  let memory = new MemoryKeyStore(parseConfigKeys(first, path));
+  noteTaken(path, first, 'whole');
   const take = (records: ApiKeyRecord[]) => {
     memory = new MemoryKeyStore(records);
   };
@@ -57,7 +87,6 @@ export function fileKeyStore(path: string, options: FileKeyStoreOptions = {}): F
       },
       { create: true },
     );
-  const interval = options.watchIntervalMs ?? 1000;
   const store: FileKeyStore = {
     path,
     findByHashSync: (sha256) => memory.findByHashSync(sha256),
@@ -76,15 +105,46 @@ export function fileKeyStore(path: string, options: FileKeyStoreOptions = {}): F
     delete: (id) =>
       edit((records) => (records.some((record) => record.id === id) ? records.filter((r) => r.id !== id) : undefined)),
     async reload() {
-      take(await readConfigKeys(path, { missingOk: true }));
+      let text: string;
+      try {
+        text = await readFile(path, 'utf8');
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+        // No file, no keys: a deleted file revokes every key it held.
+        text = '{}';
+      }
+      let records: ApiKeyRecord[];
+      try {
+        records = parseConfigKeys(text, path);
+      } catch (error) {
+        // The file does not validate: what it takes away still counts (keysWithRemovals); the rest waits.
+        const raw = parsedKeys(text);
+        if (raw.readable) {
+          take(keysWithRemovals(await memory.list(), raw.keys));
+          noteTaken(path, text, 'removals');
+        }
+        throw new KeyFileError(error, raw.readable ? 'removals' : 'nothing');
+      }
+      take(records);
+      noteTaken(path, text, 'whole');
+      options.onReload?.();
     },
     close() {
-      if (interval > 0) unwatchFile(path, onChange);
+      if (interval > 0) {
+        unwatchFile(path, onChange);
+        forgetKeyFileReader(path);
+      }
     },
   };
   function onChange(current: Stats, previous: Stats) {
     if (current.mtimeMs === previous.mtimeMs && current.size === previous.size) return;
-    store.reload().catch((error: unknown) => options.onError?.(error));
+    store
+      .reload()
+      .catch((error: unknown) =>
+        error instanceof KeyFileError
+          ? options.onError?.(error.cause, error.taken)
+          : options.onError?.(error, 'nothing'),
+      );
   }
   // Polling, not fs.watch: it sees the rename that replaces the file on each atomic write.
   if (interval > 0) watchFile(path, { interval, persistent: false }, onChange);

@@ -17,6 +17,8 @@ import { generateApiKey, hashApiKey } from './api-keys.js';
 import { editConfigKeys, readConfigKeys } from './config-file.js';
 import { configKeyFromRecord, isValidKeyId } from './config-keys.js';
 import { KeyTermError, keyExpiry, rotationGrace } from './key-terms.js';
+import { readersFolder, waitForKeyFileReaders } from './key-file-readers.js';
+import type { ReadersVerdict } from './key-file-readers.js';
 
 /** Where the command writes its output. */
 export type KeysCommandIo = CommandIo;
@@ -24,22 +26,36 @@ export type KeysCommandIo = CommandIo;
 const USAGE_TEXT = `Usage: tollgate keys <command> [target] [options]
 
 Commands:
-  create  --tenant <t> --user <u> --scopes <a,b> [--tier <t>] [--feature <f>] [--models <m1,m2>]
+  create  --tenant <t> --user <u> [--scopes <a,b>] [--tier <t>] [--feature <f>] [--models <m1,m2>]
           [--tools <server/tool,server/*>] [--expires <30d | ISO date | never>] [--id <name>] [--format json]
-          Creates a key, prints it ONCE and prints the record to store.
+          Creates a key, prints it ONCE and prints the record to store. Without --scopes the key
+          holds none (it passes no scope check, such as a gateway's requiredScope); this is printed.
   list    [--format table|csv|json]       Lists keys (ids and attributes, never hashes).
-  revoke  <id>                            Disables a key (Redis: at once everywhere; a config file:
-                                          when the app re-reads it).
-  rotate  <id> [--grace <0 | 1h | keep>] [--expires <30d>] [--id <new>] [--format json]
-          Creates a new key with the same attributes; the old one stops at once (--grace 0),
-          expires after the grace (--grace 1h), or stays until revoked (--grace keep, the default).
+  revoke  <id>                            Disables a key.
+  rotate  <id> [--grace <0 | 1h | keep>] [--expires <30d | ISO date | never>] [--id <new>] [--format json]
+          Creates a new key with every attribute of the old one, its end date included (--expires
+          gives a new one); the old one stops at once (--grace 0), expires after the grace (--grace 1h),
+          or stays until revoked (--grace keep, the default).
   delete  <id>                            Removes a key record.
 
 Target (where records live; create without a target only prints the record):
-  --config <path>                         A JSON config file; its "keys" array is edited atomically.
+  --config <path>                         A JSON config file (or a data directory's keys.json); its "keys"
+                                          array is edited atomically, under a lock.
   --redis <url> [--prefix <p>]            A Redis key store (@tollgate/redis), prefix default "tollgate:".
 
---json is short for --format json. Exit code 0 done, 1 failed, 2 a wrong command line.
+What each guarantees:
+  --config  Every change is checked as the gateway checks the file at start (the whole file: a key's
+            tenant, tier and tools must exist; a data directory's keys.json is checked against the
+            config its gateway serves); a change that would leave it invalid is refused and the file
+            stays byte for byte as it was. A revoke or delete is written even while another part of
+            the file does not validate (it only takes a key away): gateways reading the file take
+            revocations, expiries and deletions from it anyway, within a second. The command then
+            waits up to 3 s for each gateway reading the file to say it took the change, and says
+            which did; a revoke, delete or rotate --grace 0 that a running reader did not take exits 1.
+  --redis   A revoke is one atomic store call; every process's key cache drops the key at once
+            (pub/sub), and a cached record lives at most a minute (keyCache.maxAgeMs) if that is lost.
+
+--json is short for --format json. Exit code 0 done, 1 failed or refused, 2 a wrong command line.
 `;
 
 /** The record store a command works on: the config file or a KeyStore, behind one shape. */
@@ -53,47 +69,140 @@ interface KeyTarget {
   add(record: ApiKeyRecord): Promise<boolean>;
   /** Replaces a record by id; false when it is gone. */
   update(id: string, change: (record: ApiKeyRecord) => ApiKeyRecord): Promise<boolean>;
+  /** Ends a record's life by `at` at the latest (an earlier expiry stays); false when it is gone. */
+  expireBy(id: string, at: string): Promise<boolean>;
   /** Disables a record by id; false when it is gone. */
   revoke(id: string): Promise<boolean>;
   delete(id: string): Promise<boolean>;
+  /**
+   * After a change: says what became of it where the target cannot apply it itself (the readers of a file), and
+   * whether it reached every reader. `mustReach`: the change takes a key away, and a reader that missed it fails.
+   */
+  settle?(io: KeysCommandIo, mustReach: boolean): Promise<boolean>;
   close(): Promise<void>;
 }
 
-function configTarget(path: string): KeyTarget {
+/** What `runKeysCommand` checks beyond the keys' own shape, and how long it waits for the file's readers. */
+export interface KeysCommandOptions {
+  /**
+   * The problems of a whole config file as a change would write it, each naming its field: a change that leaves
+   * any is refused, nothing written (`tollgate keys` passes the gateway's own validation, with its did-you-means).
+   * A revocation or deletion is written when it adds none to those the file already had (it only takes a key
+   * away; the gateways reading the file take it even from a file that does not validate). @default none
+   */
+  configProblems?: (config: Readonly<Record<string, unknown>>, path: string) => readonly string[];
+  /**
+   * How long a change to a config file waits for the processes reading it (they note what they took beside it)
+   * to take it, before it says which have not. @default 3000 (three times a gateway's 1 s re-read)
+   */
+  readersWaitMs?: number;
+}
+
+/** A change the config's checks refused: the file is as it was. */
+class ConfigRefusedError extends Error {
+  constructor(path: string, problems: readonly string[]) {
+    super(
+      `Refused: ${path} would not validate after this change, so nothing was written:\n${problems.map((problem) => `  - ${problem}`).join('\n')}`,
+    );
+  }
+}
+
+/** Problems told apart from their place in the keys array (a deletion moves every later index). */
+const unplaced = (problem: string) => problem.replace(/^keys\[\d+\]/, 'keys[]');
+
+function configTarget(path: string, options: KeysCommandOptions): KeyTarget {
+  const problemsOf = (config: Readonly<Record<string, unknown>>) => options.configProblems?.(config, path) ?? [];
+  let written: { text: string; problems: readonly string[] } | undefined;
+  /** Edits the keys; `narrows` when the change only takes a key away. */
+  const edit = <T>(
+    change: (records: ApiKeyRecord[]) => { changed: boolean; records: ApiKeyRecord[]; result: T },
+    narrows: boolean,
+    create = false,
+  ) => {
+    let problems: readonly string[] = [];
+    return editConfigKeys(path, change, {
+      create,
+      check(before, after) {
+        problems = problemsOf(after);
+        if (problems.length === 0) return;
+        const had = new Set(problemsOf(before).map(unplaced));
+        if (!narrows || problems.some((problem) => !had.has(unplaced(problem))))
+          throw new ConfigRefusedError(path, problems);
+      },
+      written: (text) => (written = { text, problems }),
+    });
+  };
+  const update = (id: string, change: (record: ApiKeyRecord) => ApiKeyRecord, narrows: boolean) =>
+    edit((records) => {
+      const index = records.findIndex((record) => record.id === id);
+      if (index < 0) return { changed: false, records, result: false };
+      const next = [...records];
+      next[index] = change(records[index]!);
+      return { changed: true, records: next, result: true };
+    }, narrows);
   return {
     describe: path,
-    // An app reads the file when it starts or reloads it; nothing here can reach it sooner.
     revokedWhen:
-      'it stops working in each process that reads keys from this file once that process reloads it (the example proxy re-reads it within a second)',
+      'each gateway reading this file takes it within a second of the write (even while another part of the file does not validate)',
     list: () => readConfigKeys(path),
     findById: async (id) => (await readConfigKeys(path)).find((record) => record.id === id),
     add: (record) =>
-      editConfigKeys(
-        path,
+      edit(
         (records) => {
           if (records.some((existing) => existing.id === record.id)) return { changed: false, records, result: false };
           return { changed: true, records: [...records, record], result: true };
         },
-        { create: true },
+        false,
+        true,
       ),
-    update: (id, change) =>
-      editConfigKeys(path, (records) => {
-        const index = records.findIndex((record) => record.id === id);
-        if (index < 0) return { changed: false, records, result: false };
-        const next = [...records];
-        next[index] = change(records[index]!);
-        return { changed: true, records: next, result: true };
-      }),
-    revoke(id) {
-      return this.update(id, (record) => ({ ...record, disabled: true }));
-    },
+    update: (id, change) => update(id, change, false),
+    expireBy: (id, at) =>
+      update(
+        id,
+        (previous) => ({
+          ...previous,
+          expiresAt:
+            previous.expiresAt !== undefined && Date.parse(previous.expiresAt) < Date.parse(at)
+              ? previous.expiresAt
+              : at,
+        }),
+        true,
+      ),
+    revoke: (id) => update(id, (record) => ({ ...record, disabled: true }), true),
     delete: (id) =>
-      editConfigKeys(path, (records) => {
+      edit((records) => {
         const next = records.filter((record) => record.id !== id);
         return { changed: next.length !== records.length, records: next, result: next.length !== records.length };
-      }),
+      }, true),
+    async settle(io, mustReach) {
+      if (!written) return true;
+      const { text, problems } = written;
+      if (problems.length > 0)
+        io.stderr.write(
+          `Warning: ${path} still does not validate (${problems.length} problem${problems.length === 1 ? '' : 's'} it had before this change). The gateways reading it take its revocations, expiries and deletions anyway; its other changes wait for a valid file, and no gateway starts on it until then:\n${problems.map((problem) => `  - ${problem}`).join('\n')}\n`,
+        );
+      return reportReaders(io, path, await waitForKeyFileReaders(path, text, options.readersWaitMs ?? 3000), mustReach);
+    },
     close: async () => undefined,
   };
+}
+
+/** Says which processes reading the file took the change; false when one that should have has not. */
+function reportReaders(io: KeysCommandIo, path: string, verdict: ReadersVerdict, mustReach: boolean): boolean {
+  const who = (readers: ReadersVerdict['took']) =>
+    readers.map((reader) => `pid ${reader.pid} on ${reader.host}`).join(', ');
+  if (verdict.took.length === 0 && verdict.waiting.length === 0) {
+    io.stdout.write(
+      `No running gateway has noted that it reads ${path} (those that do note it in ${readersFolder(path)}): whether one runs on it cannot be known here; one that starts reads it whole.\n`,
+    );
+    return true;
+  }
+  if (verdict.took.length > 0) io.stdout.write(`Taken by the gateway processes reading it: ${who(verdict.took)}.\n`);
+  if (verdict.waiting.length === 0) return true;
+  io.stderr.write(
+    `Not taken within ${verdict.waiting.length === 1 ? 'its' : 'their'} time by ${who(verdict.waiting)}, which read${verdict.waiting.length === 1 ? 's' : ''} ${path}: ${mustReach ? 'the key may still work there; look at its log and /healthz' : 'check its log'}.\n`,
+  );
+  return !mustReach;
 }
 
 function storeTarget(store: KeyStore, describe: string, close: () => Promise<void>): KeyTarget {
@@ -111,6 +220,13 @@ function storeTarget(store: KeyStore, describe: string, close: () => Promise<voi
       const record = await store.findById(id);
       if (!record) return false;
       await store.put(change(record));
+      return true;
+    },
+    async expireBy(id, at) {
+      const record = await store.findById(id);
+      if (!record) return false;
+      const kept = record.expiresAt !== undefined && Date.parse(record.expiresAt) < Date.parse(at);
+      await store.put({ ...record, expiresAt: kept ? record.expiresAt : at });
       return true;
     },
     // One atomic store call: a concurrent put cannot undo the revocation.
@@ -187,7 +303,7 @@ function printCreated(
     .join(', ');
   io.stdout.write(
     [
-      `${verb} API key "${record.id}"${who ? ` for ${who}` : ''}${record.scopes.length ? ` (scopes: ${record.scopes.join(' ')})` : ''}.`,
+      `${verb} API key "${record.id}"${who ? ` for ${who}` : ''} (${record.scopes.length ? `scopes: ${record.scopes.join(' ')}` : "no scopes: it passes no scope check, such as a gateway's requiredScope; give --scopes a,b"}).`,
       target
         ? `Stored in ${target.describe}.`
         : 'Not stored anywhere yet: add the record below to the "keys" array of your config.',
@@ -281,7 +397,13 @@ async function createKey(run: KeysRun): Promise<number> {
     return EXIT_FAILED;
   }
   printCreated(io, key, record, target, format, 'Created');
+  await target?.settle?.(format === 'json' ? quiet(io) : io, false);
   return EXIT_OK;
+}
+
+/** Where a command whose output is JSON says the rest: errors still reach stderr, stdout stays JSON. */
+function quiet(io: KeysCommandIo): KeysCommandIo {
+  return { stdout: io.stderr, stderr: io.stderr };
 }
 
 async function listKeys(run: KeysRun): Promise<number> {
@@ -309,7 +431,7 @@ function removeKey(how: 'revoke' | 'delete'): (run: KeysRun) => Promise<number> 
         ? `Revoked key "${id}" in ${target.describe}; ${target.revokedWhen}.\n`
         : `Deleted key "${id}" from ${target.describe}.\n`,
     );
-    return EXIT_OK;
+    return (await (target.settle?.(run.io, true) ?? true)) ? EXIT_OK : EXIT_FAILED;
   };
 }
 
@@ -332,7 +454,8 @@ async function rotateKey(run: KeysRun): Promise<number> {
   }
   const id = checkedId(values.id ?? defaultId(old.tenantId, old.userId));
   const key = generateApiKey();
-  const { disabled: _disabled, expiresAt: _expiresAt, ...attributes } = old;
+  // Every attribute carries over, the end date included (the same instant, unless --expires gives a new one).
+  const { disabled: _disabled, ...attributes } = old;
   const record: ApiKeyRecord = {
     ...attributes,
     id,
@@ -345,16 +468,7 @@ async function rotateKey(run: KeysRun): Promise<number> {
     return EXIT_FAILED;
   }
   if (grace.oldKey === 'revoke') await target.revoke(oldId);
-  else if (grace.oldKey === 'expire') {
-    const graceEnd = grace.at;
-    await target.update(oldId, (previous) => ({
-      ...previous,
-      expiresAt:
-        previous.expiresAt !== undefined && Date.parse(previous.expiresAt) < Date.parse(graceEnd)
-          ? previous.expiresAt
-          : graceEnd,
-    }));
-  }
+  else if (grace.oldKey === 'expire') await target.expireBy(oldId, grace.at);
   printCreated(io, key, record, target, format, `Rotated "${oldId}" to new`);
   if (format !== 'json') {
     const after = {
@@ -364,7 +478,8 @@ async function rotateKey(run: KeysRun): Promise<number> {
     };
     io.stdout.write(`${after[grace.oldKey]}\n`);
   }
-  return EXIT_OK;
+  const reached = await (target.settle?.(format === 'json' ? quiet(io) : io, grace.oldKey === 'revoke') ?? true);
+  return reached ? EXIT_OK : EXIT_FAILED;
 }
 
 const COMMANDS: Readonly<Record<string, (run: KeysRun) => Promise<number>>> = {
@@ -376,10 +491,10 @@ const COMMANDS: Readonly<Record<string, (run: KeysRun) => Promise<number>>> = {
 };
 
 /** Where the keys are: a config file, a Redis, or nowhere yet (`create` prints the record to add). */
-async function openTarget(values: KeysValues): Promise<KeyTarget | undefined> {
+async function openTarget(values: KeysValues, options: KeysCommandOptions): Promise<KeyTarget | undefined> {
   if (values.prefix !== undefined && values.redis === undefined)
     throw new UsageError('--prefix only applies with --redis');
-  if (values.config !== undefined) return configTarget(values.config);
+  if (values.config !== undefined) return configTarget(values.config, options);
   if (values.redis !== undefined) return redisTarget(values.redis, values.prefix ?? 'tollgate:');
   return undefined;
 }
@@ -392,6 +507,7 @@ async function openTarget(values: KeysValues): Promise<KeyTarget | undefined> {
 export async function runKeysCommand(
   argv: string[],
   io: KeysCommandIo = { stdout: process.stdout, stderr: process.stderr },
+  options: KeysCommandOptions = {},
 ): Promise<number> {
   const args = argv[0] === 'keys' ? argv.slice(1) : argv;
   let target: KeyTarget | undefined;
@@ -406,9 +522,13 @@ export async function runKeysCommand(
     const run = pickCommand(command, COMMANDS);
     if (values.config !== undefined && values.redis !== undefined)
       throw new UsageError('give --config or --redis, not both');
-    target = await openTarget(values);
+    target = await openTarget(values, options);
     return await run({ command, values, rest, target, now: Date.now(), io });
   } catch (error) {
+    if (error instanceof ConfigRefusedError) {
+      io.stderr.write(`${error.message}\n`);
+      return EXIT_FAILED;
+    }
     // A term that does not read (--expires, --grace) is the command line's fault.
     return commandFailure(error instanceof KeyTermError ? new UsageError(error.message) : error, 'tollgate keys', io);
   } finally {

@@ -196,6 +196,9 @@ describe('keys command against a JSON config file', () => {
   });
 
   it('rotate adds a key with the same attributes and puts the old one on a grace period; delete removes', async () => {
+    const endBefore = JSON.parse(await readFile(config, 'utf8')).keys.find(
+      (entry: { id: string }) => entry.id === 'acme-alice',
+    ).expiresAt;
     const out = await run('rotate', 'acme-alice', '--config', config, '--id', 'acme-alice-2', '--grace', '1h');
     expect(out.code).toBe(0);
     const key = printedKey(out.stdout);
@@ -210,7 +213,8 @@ describe('keys command against a JSON config file', () => {
       feature: 'support-bot',
       scopes: ['chat', 'embeddings'],
     });
-    expect(fresh.expiresAt).toBeUndefined();
+    // The successor ends when the key it replaces was to end; the old one at the grace's end.
+    expect(fresh.expiresAt).toBe(endBefore);
     expect(Date.parse(old.expiresAt) - Date.now()).toBeLessThanOrEqual(3_600_000);
     expect((await run('delete', 'acme-alice-2', '--config', config)).code).toBe(0);
     expect((await run('delete', 'acme-alice-2', '--config', config)).code).toBe(1);
@@ -238,6 +242,28 @@ describe('keys command against a JSON config file', () => {
     const previous = after.keys.find((entry: { id: string }) => entry.id === 'zero-grace-2');
     expect(previous.disabled).toBeUndefined();
     expect(previous.expiresAt).toBeUndefined();
+  });
+
+  it('rotate keeps the end date of a key that expires (the same instant), unless --expires gives a new one', async () => {
+    const created = await run('create', '--config', config, '--tenant', 'acme', '--expires', '30d', '--id', 'month');
+    expect(created.code).toBe(0);
+    const endOf = async (id: string) =>
+      JSON.parse(await readFile(config, 'utf8')).keys.find((entry: { id: string }) => entry.id === id)?.expiresAt;
+    const end = await endOf('month');
+    expect(Date.parse(end) - Date.now()).toBeGreaterThan(29 * 86_400_000);
+    const rotated = await run('rotate', 'month', '--grace', '0', '--config', config, '--id', 'month-2');
+    expect(rotated.code).toBe(0);
+    expect(await endOf('month-2')).toBe(end);
+    const renewed = await run('rotate', 'month-2', '--config', config, '--id', 'month-3', '--expires', '7d');
+    expect(renewed.code).toBe(0);
+    expect(Date.parse(await endOf('month-3')) - Date.now()).toBeLessThan(7 * 86_400_000 + 60_000);
+    expect(await endOf('month-2')).toBe(end);
+  });
+
+  it('create without --scopes says the key holds none', async () => {
+    const out = await run('create', '--config', config, '--tenant', 'acme', '--id', 'no-scopes');
+    expect(out.code).toBe(0);
+    expect(out.stdout).toContain('no scopes: it passes no scope check');
   });
 
   it('rotate with a bad --grace or --expires stores nothing (a stored key that was never printed could not be used or found)', async () => {
@@ -429,6 +455,15 @@ describe('keys command against Redis', () => {
     expect(await refusedSoon(app, key)).toBe(401);
     expect((await run('list', '--redis', url, '--prefix', prefix)).stdout).toMatch(/redis-alice\s+revoked/);
     expect((await run('revoke', 'nobody', '--redis', url, '--prefix', prefix)).code).toBe(1);
+  });
+
+  it('rotate on Redis keeps the end date too', async () => {
+    await run('create', '--redis', url, '--prefix', prefix, '--tenant', 'acme', '--expires', '30d', '--id', 'r-month');
+    const end = (await stores.keys.findById('r-month'))?.expiresAt;
+    expect(end).toBeDefined();
+    const rotated = await run('rotate', 'r-month', '--grace', '0', '--redis', url, '--prefix', prefix, '--id', 'r-2');
+    expect(rotated.code).toBe(0);
+    expect((await stores.keys.findById('r-2'))?.expiresAt).toBe(end);
   });
 
   it('rotate and delete work on Redis too', async () => {

@@ -4,6 +4,7 @@ import type { Request, Response, Router } from 'express';
 import { generateApiKey, hashApiKey, isValidKeyId } from '@tollgate/auth';
 import { ApiError } from '@tollgate/core';
 import type { ApiKeyRecord, KeyStore } from '@tollgate/core/kit';
+import { keyNamesOf, keyReferenceProblems } from './config.js';
 import type { ProxyConfig } from './config.js';
 
 /** A record as operators see it: everything but the hash. */
@@ -40,6 +41,7 @@ export function adminKeysRouter(
 ): Router {
   const router = express.Router();
   const isConfigKey = (id: string) => configRecords().some((record) => record.id === id);
+  const names = keyNamesOf(config);
 
   router.get('/', async function listKeys(_req: Request, res: Response) {
     const stored = await store.list();
@@ -62,11 +64,12 @@ export function adminKeysRouter(
     if (isConfigKey(id) || (await store.findById(id)))
       throw new ApiError('invalid_request', `A key with id "${id}" exists.`, { param: 'id', status: 409 });
     const tenantId = optionalString(fields, 'tenant');
-    if (tenantId !== undefined && !(config.tenants && Object.hasOwn(config.tenants, tenantId)))
-      throw new ApiError('invalid_request', `Unknown tenant "${tenantId}".`, { param: 'tenant' });
     const tier = optionalString(fields, 'tier');
-    if (tier !== undefined && !(config.tiers && Object.hasOwn(config.tiers, tier)))
-      throw new ApiError('invalid_request', `Unknown tier "${tier}".`, { param: 'tier' });
+    const tools = optionalStringList(fields, 'tools');
+    // The rule the config's own keys pass at start, with its did-you-mean (the first problem names its field).
+    const [problem] = keyReferenceProblems(names, { tenant: tenantId, tier, tools }, 'body');
+    if (problem)
+      throw new ApiError('invalid_request', `${problem}.`, { param: /^body\.(\w+)/.exec(problem)?.[1] ?? null });
     const key = generateApiKey();
     const record: ApiKeyRecord = {
       id,
@@ -77,7 +80,6 @@ export function adminKeysRouter(
     const userId = optionalString(fields, 'user');
     const feature = optionalString(fields, 'feature');
     const models = optionalStringList(fields, 'models');
-    const tools = optionalStringList(fields, 'tools');
     if (tenantId !== undefined) record.tenantId = tenantId;
     if (tier !== undefined) record.tier = tier;
     if (userId !== undefined) record.userId = userId;

@@ -33,6 +33,7 @@ import { adminKeysRouter } from './admin-keys-router.js';
 import { attributionMiddleware, authMiddleware, createKeyLookup, permissionMiddleware } from './auth-setup.js';
 import { createBudgetGuard } from './budget-setup.js';
 import { createProxyCache } from './cache-setup.js';
+import { servableConfig } from './config.js';
 import type { KeyConfig, ProxyConfig } from './config.js';
 import {
   concurrencyMiddleware,
@@ -63,6 +64,9 @@ import { blockedStores, outageStores } from './outage-setup.js';
 import { keepSpend } from './spend-rebuild.js';
 import { embeddedLedgerLocation, holdDataDir, keysKeptIn } from './data-dir.js';
 import { storesAnswer } from './stores.js';
+import { writeKeyNames } from './key-file-checks.js';
+import { createConfigFileStates, keysFromChangedConfig } from './config-file-state.js';
+import type { ConfigFileReload, ConfigFileStates } from './config-file-state.js';
 import { timedStores } from './timed-stores.js';
 
 export interface ProxyDeps {
@@ -112,6 +116,12 @@ export interface GatewayControls {
    * next request). Other config changes need a restart.
    */
   reloadKeys(keys: readonly KeyConfig[]): void;
+  /**
+   * Takes the changed text of the config file at `path` (`tollgate-gateway` re-reads it every second): its keys when
+   * the whole file validates (other changes need a restart); when it does not, only what it takes away (revocations,
+   * expiries, deletions), said at error level, on /healthz (degraded) and by `tollgate_config_file_valid`.
+   */
+  reloadConfigFile(text: string, path: string): ConfigFileReload;
   /** Writes out what the usage sinks hold (the usage log and the ledger are batched). */
   flushUsage(): Promise<void>;
   /**
@@ -301,6 +311,8 @@ interface GatewayParts {
   responseCache: ReturnType<typeof createProxyCache>;
   identify: RequestHandler[];
   configKeys: () => ReturnType<typeof keyRecordsFromConfig>;
+  /** The files the gateway re-reads, and whether their last change was taken whole. */
+  configFiles: ConfigFileStates;
   /** The chain's limiters, combined: the dashboard reads their quotas. */
   limits: RequestHandler;
 }
@@ -363,6 +375,7 @@ type OperatorParts = Pick<
   | 'identify'
   | 'configKeys'
   | 'limits'
+  | 'configFiles'
 >;
 
 /** Health, metrics, models, outcomes, and (with an admin key) the admin API and the dashboard. */
@@ -380,9 +393,11 @@ function mountOperatorRoutes(router: Router, parts: OperatorParts): void {
     const unavailable = providers.unavailable();
     const upstreamsOk = unavailable.upstreams.length === 0 && unavailable.modelGroups.length === 0;
     const serving = storeOk && tokenizersReady;
+    const filesFailing = parts.configFiles.failing();
     res.status(serving ? 200 : 503).json({
-      status: !tokenizersReady ? 'starting' : serving && upstreamsOk ? 'ok' : 'degraded',
+      status: !tokenizersReady ? 'starting' : serving && upstreamsOk && filesFailing.length === 0 ? 'ok' : 'degraded',
       ...(upstreamsOk ? {} : { unavailable }),
+      ...(filesFailing.length === 0 ? {} : { configFiles: filesFailing }),
       store: stores.kind,
       storeOk,
       tokenizers: tokenizersReady ? 'ready' : 'loading',
@@ -467,7 +482,12 @@ declare module '@tollgate/core' {
   }
 }
 
-export function createGateway(config: ProxyConfig, deps: ProxyDeps = {}): Gateway {
+/**
+ * Throws a ConfigError listing every problem when `config` would not start `tollgate-gateway --config` (its fields,
+ * names across them, each upstream's `apiKeyEnv` set in `deps.env`).
+ */
+export function createGateway(input: ProxyConfig, deps: ProxyDeps = {}): Gateway {
+  const config = servableConfig(input, deps.env ?? process.env);
   const log = deps.log ?? ((line: string) => console.error(line));
   const proxyLog: ProxyLog = deps.logger
     ? { logger: deps.logger, flush: async () => undefined, close: async () => undefined }
@@ -477,7 +497,13 @@ export function createGateway(config: ProxyConfig, deps: ProxyDeps = {}): Gatewa
   const ownsStores = deps.stores === undefined;
   // Held first, released last: the ledger in it opens in one process at a time.
   const dataDir = config.dataDir === undefined ? undefined : holdDataDir(config.dataDir);
-  const kept = dataDir && keysKeptIn(dataDir, deps.stores ?? createMemoryStores(), log);
+  // What keys written to its keys.json may name, for `tollgate keys` to check them as this gateway does.
+  if (dataDir) writeKeyNames(dataDir.dir, config);
+  const configFiles = createConfigFileStates({
+    error: (line) => (logging ? logger.error(line) : log(line)),
+    info: (line) => (logging ? logger.info(line) : log(line)),
+  });
+  const kept = dataDir && keysKeptIn(dataDir, deps.stores ?? createMemoryStores(), configFiles);
   const stores = kept ? kept.stores : (deps.stores ?? createMemoryStores());
   // The response cache (see cache-setup.ts), made first: a cache the stores cannot hold stops the start before anything runs.
   const responseCache = createProxyCache(config, stores, log);
@@ -498,6 +524,7 @@ export function createGateway(config: ProxyConfig, deps: ProxyDeps = {}): Gatewa
       tenants: Object.keys(config.tenants ?? {}),
     });
   metrics?.watchMitigations(guarding.mitigations);
+  metrics?.watchConfigFiles(() => configFiles.all());
   const { observedStores, leased, blocked, limitStores } = layeredStores(config, stores, metrics, deps, log);
   const storeFailures = (layer: string) =>
     guarding.alertStoreDown(
@@ -577,7 +604,7 @@ export function createGateway(config: ProxyConfig, deps: ProxyDeps = {}): Gatewa
   // rate-limit slot; the tier's output cap is clamped before the estimate, so every
   // reservation is a true upper bound. Built once and shared by the provider routes, so one
   // limiter instance counts all of them.
-  const keys = createKeyLookup(config, observedStores);
+  const keys = createKeyLookup(config, observedStores, log);
   let configKeys = keyRecordsFromConfig(config.keys ?? []);
   // Shadow mode, where the config asks for it, rides with the caller's identity: every route that limits shadows alike.
   const identify = [...authMiddleware(config, keys, storeFailures('auth')), ...shadowMiddleware(config)];
@@ -658,6 +685,7 @@ export function createGateway(config: ProxyConfig, deps: ProxyDeps = {}): Gatewa
     identify,
     configKeys: () => configKeys,
     limits,
+    configFiles,
   });
   router.all([...new Set([...PROVIDER_ROUTES, ...COUNT_ROUTES].map(({ path }) => path))], answerMethodNotAllowed);
   router.use(apiErrorHandler());
@@ -669,6 +697,12 @@ export function createGateway(config: ProxyConfig, deps: ProxyDeps = {}): Gatewa
   router.reloadKeys = (next) => {
     keys.replaceConfigKeys(next);
     configKeys = keyRecordsFromConfig(next);
+  };
+  router.reloadConfigFile = (text, path) => {
+    const reload = keysFromChangedConfig(text, configKeys);
+    if (reload.status !== 'unreadable') router.reloadKeys(reload.keys);
+    configFiles.note({ path, status: reload.status, problems: reload.problems });
+    return reload;
   };
   let closing: Promise<void> | undefined;
   router.close = () => {
@@ -684,7 +718,8 @@ export function createGateway(config: ProxyConfig, deps: ProxyDeps = {}): Gatewa
  * The gateway as an Express app of its own: createGateway's router behind the app's settings (no `x-powered-by`, the
  * config's `trustProxy`), each exchange prepared before Express swaps the prototypes of `req` and `res`.
  */
-export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): ProxyApp {
+export function createProxyApp(input: ProxyConfig, deps: ProxyDeps = {}): ProxyApp {
+  const config = servableConfig(input, deps.env ?? process.env);
   const gateway = createGateway(config, deps);
   const app = express() as unknown as ProxyApp;
   app.disable('x-powered-by');
@@ -710,6 +745,7 @@ export function createProxyApp(config: ProxyConfig, deps: ProxyDeps = {}): Proxy
   app.replayUsage = () => gateway.replayUsage();
   app.spendReady = () => gateway.spendReady();
   app.reloadKeys = (next) => gateway.reloadKeys(next);
+  app.reloadConfigFile = (text, path) => gateway.reloadConfigFile(text, path);
   app.close = () => gateway.close();
   return app;
 }

@@ -5,6 +5,7 @@ import type { JwtVerifyOptions } from '@tollgate/auth';
 import { refusalRenderer } from '@tollgate/core';
 import type { Identity, TollgateStores } from '@tollgate/core';
 import type { ApiKeyRecord } from '@tollgate/core/kit';
+import { keyNamesOf, keyReferenceProblems } from './config.js';
 import type { KeyConfig, ProxyConfig } from './config.js';
 import { defaultTierOf } from './limits-setup.js';
 
@@ -27,6 +28,10 @@ export function identityTierResolver(config: ProxyConfig): (identity: Identity) 
   };
 }
 
+function isPending<T>(value: T | Promise<T>): value is Promise<T> {
+  return typeof (value as Promise<T> | undefined)?.then === 'function';
+}
+
 /** Key lookup by hash: the config's keys (replaceable while running), then the shared key store. */
 export interface KeyLookup {
   /** The record at once when the config or a memory store has it; a promise when the store must be asked. */
@@ -39,18 +44,51 @@ export interface KeyLookup {
  * Config keys are looked up first (no store round trip), then the shared key store (keys made
  * with `pnpm tollgate keys create --redis`, or through /admin/keys).
  */
-export function createKeyLookup(config: ProxyConfig, stores: TollgateStores): KeyLookup {
+export function createKeyLookup(
+  config: ProxyConfig,
+  stores: TollgateStores,
+  log: (line: string) => void = () => undefined,
+): KeyLookup {
   const index = (keys: readonly KeyConfig[]) =>
     new Map(keyRecordsFromConfig(keys).map((record) => [record.sha256, record]));
   let fromConfig = index(config.keys ?? []);
+  const servable = storedKeyCheck(config, log);
   return {
     find(sha256) {
       const keys = stores.keys;
-      return fromConfig.get(sha256) ?? (keys.findByHashSync ? keys.findByHashSync(sha256) : keys.findByHash(sha256));
+      const configured = fromConfig.get(sha256);
+      if (configured) return configured;
+      const stored = keys.findByHashSync ? keys.findByHashSync(sha256) : keys.findByHash(sha256);
+      return isPending(stored) ? Promise.resolve(stored).then(servable) : servable(stored);
     },
     replaceConfigKeys(keys) {
       fromConfig = index(keys);
     },
+  };
+}
+
+/**
+ * A key from the key store is served only when the config knows what it names (the rule the config's own keys pass
+ * at start, keyReferenceProblems): one naming an unknown tier would run on the default tier, one naming an unknown
+ * tenant with no tenant budget. Such a key is refused as unknown, and said once at error level.
+ */
+function storedKeyCheck(config: ProxyConfig, log: (line: string) => void) {
+  const names = keyNamesOf(config);
+  const judged = new WeakMap<ApiKeyRecord, boolean>();
+  return function servableStoredKey(record: ApiKeyRecord | undefined): ApiKeyRecord | undefined {
+    if (!record) return undefined;
+    let ok = judged.get(record);
+    if (ok === undefined) {
+      const problems = keyReferenceProblems(
+        names,
+        { tenant: record.tenantId, tier: record.tier, tools: record.tools },
+        `key "${record.id}"`,
+      );
+      ok = problems.length === 0;
+      judged.set(record, ok);
+      if (!ok) log(`tollgate proxy: refused a key from the key store: ${problems.join('; ')}`);
+    }
+    return ok ? record : undefined;
   };
 }
 

@@ -22,7 +22,9 @@ Commands:
                                               What the provider billed per day and model beside the
                                               ledger; exit 1 when a difference passes the threshold.
 
-keys list, report and reconcile print a table, or --format csv|json. Money is in USD.
+keys list, report and reconcile print a table, or --format csv|json. Money is in USD. --version prints the version.
+keys --config checks every write as the gateway checks the file (a wrong change is refused, the file untouched),
+and says whether the running gateways reading the file took it: see "tollgate keys --help".
 TOLLGATE_CONFIG names the proxy's config: report reads its ledger, reconcile its budgets and ledger.
 Exit code 0 done, 1 failed, 2 a wrong command line.
 
@@ -48,7 +50,13 @@ async function configLedger(env: NodeJS.ProcessEnv): Promise<ReportDefaults> {
 }
 
 const COMMANDS: Readonly<Record<string, Command>> = {
-  keys: { run: async (argv, io) => (await import('@tollgate/auth')).runKeysCommand(argv, io) },
+  keys: {
+    // Every write is checked as the gateway checks the file it writes to (key-file-checks.ts).
+    run: async (argv, io) =>
+      (await import('@tollgate/auth')).runKeysCommand(argv, io, {
+        configProblems: (await import('./key-file-checks.js')).keyFileProblems,
+      }),
+  },
   report: {
     run: async (argv, io, env) =>
       (await import('@tollgate/metering')).runReportCommand(argv, io, () => configLedger(env)),
@@ -77,6 +85,10 @@ export async function runCli(
   }
   if (name === 'help' || name === '--help' || name === '-h') {
     io.stdout.write(HELP);
+    return EXIT_OK;
+  }
+  if (name === '--version' || name === '-v') {
+    io.stdout.write(`tollgate ${(await import('./version.js')).packageVersion()}\n`);
     return EXIT_OK;
   }
   let command: Command;

@@ -1023,11 +1023,51 @@ function fieldName(path: readonly PropertyKey[]): string {
  * faulty field (e.g. `tiers.free.requestsPerMinute must be a positive integer`): first what the
  * schema finds, or, when the fields are sound, what names and rules across them find.
  */
-export function validateConfig(input: unknown): ProxyConfig {
+export function validateConfig(input: unknown, options: ValidateOptions = {}): ProxyConfig {
+  const { problems, config } = configProblems(input, options);
+  if (problems.length > 0 || !config) throw new ConfigError(problems);
+  VALIDATED.add(config);
+  return config;
+}
+
+/** The clean copies validateConfig made: a gateway given one checks only the environment again. */
+const VALIDATED = new WeakSet<object>();
+
+/**
+ * The config a gateway serves: what validateConfig returns for `config` in `env` (the same checks as the start, so
+ * no door serves a config that was not validated); a clean copy validateConfig already made is checked for the
+ * environment only. Throws a ConfigError listing every problem.
+ */
+export function servableConfig(config: unknown, env: NodeJS.ProcessEnv): ProxyConfig {
+  if (typeof config !== 'object' || config === null || !VALIDATED.has(config)) return validateConfig(config, { env });
+  const problems = upstreamCredentialProblems(config, env);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config as ProxyConfig;
+}
+
+/** What a validation checks beyond the file itself. */
+export interface ValidateOptions {
+  /**
+   * The environment the config will run in: each upstream's `apiKeyEnv` must be set in it (else every call would go
+   * upstream without credentials). Left out, the environment is not checked (a config checked on another machine).
+   */
+  env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * Every problem of a config, each naming its field: what the schema finds, or, when the fields are sound, what names
+ * and rules across them find, then (with `env`) what the environment lacks. The clean copy when there is none.
+ */
+export function configProblems(
+  input: unknown,
+  options: ValidateOptions = {},
+): { problems: readonly string[]; config?: ProxyConfig } {
   // reportInput: a union's branches are told apart by the kind of value they refused.
   const parsed = configSchema.safeParse(input, { reportInput: true });
+  // The environment is read off the upstreams as given, so that one error lists its problems beside the file's.
+  const environment = options.env ? upstreamCredentialProblems(input, options.env) : [];
   if (!parsed.success)
-    throw new ConfigError([...new Set(parsed.error.issues.flatMap((issue) => describeIssue(issue)))]);
+    return { problems: [...new Set(parsed.error.issues.flatMap((issue) => describeIssue(issue))), ...environment] };
   const config = parsed.data as ProxyConfig;
   const problems: string[] = [];
   checkChoices(config, problems);
@@ -1039,9 +1079,27 @@ export function validateConfig(input: unknown): ProxyConfig {
   // Checked by the router's own option rules (routing-config.ts), so that the two never disagree.
   const routingProblem = checkRouting(config);
   if (routingProblem) problems.push(routingProblem);
-  if (problems.length > 0) throw new ConfigError(problems);
+  problems.push(...environment);
+  if (problems.length > 0) return { problems };
   countingDefaults(config);
-  return config;
+  return { problems, config };
+}
+
+/** An upstream whose `apiKeyEnv` names a variable that is not set would send every request without credentials. */
+function upstreamCredentialProblems(input: unknown, env: NodeJS.ProcessEnv): string[] {
+  const upstreams = isObject(input) && isObject(input.upstreams) ? input.upstreams : {};
+  return Object.entries(upstreams).flatMap(([name, upstream]) => {
+    if (!isObject(upstream) || typeof upstream.apiKeyEnv !== 'string' || upstream.apiKey !== undefined) return [];
+    const value = env[upstream.apiKeyEnv];
+    if (value !== undefined && value !== '') return [];
+    return [
+      `upstreams.${name}.apiKeyEnv names ${upstream.apiKeyEnv}, which is not set: set it, or the proxy would call ${name} without credentials`,
+    ];
+  });
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** Upstream kinds that speak OpenAI's API: their models count text with o200k_base unless they name a tokenizer. */
@@ -1125,12 +1183,9 @@ function checkReferences(config: ProxyConfig, problems: string[]): void {
   for (const [name, tenant] of Object.entries(tenants)) tierProblem(`tenants.${name}.tier`, tenant.tier);
   const ids = new Set<string>();
   const hashes = new Set<string>();
+  const names = keyNamesOf(config);
   (config.keys ?? []).forEach((key, i) => {
-    tierProblem(`keys[${i}].tier`, key.tier);
-    if (key.tenant !== undefined && !Object.hasOwn(tenants, key.tenant))
-      problems.push(
-        `keys[${i}].tenant names an unknown tenant "${key.tenant}"${didYouMean(key.tenant, Object.keys(tenants))}`,
-      );
+    problems.push(...keyReferenceProblems(names, key, `keys[${i}]`));
     if (ids.has(key.id)) problems.push(`keys[${i}].id "${key.id}" is used twice`);
     if (hashes.has(key.sha256)) problems.push(`keys[${i}].sha256 is used twice`);
     ids.add(key.id);
@@ -1213,18 +1268,61 @@ function checkToolReferences(config: ProxyConfig, problems: string[]): void {
         `mcpServers has a server named "${name}": use 1-64 letters, digits, _ and - (it is a path segment)`,
       );
   }
-  const check = (patterns: readonly string[] | undefined, at: string) => {
-    for (const pattern of patterns ?? []) {
-      const server = pattern.split('/')[0]!;
-      if (pattern !== '*' && !servers.includes(server))
-        problems.push(
-          `${at}.tools names "${pattern}", whose server "${server}" is not in mcpServers${didYouMean(server, servers)}`,
-        );
-    }
+  for (const [name, tier] of Object.entries(config.tiers ?? {}))
+    problems.push(...toolServerProblems(tier.tools, servers, `tiers.${name}`));
+  for (const [name, tenant] of Object.entries(config.tenants ?? {}))
+    problems.push(...toolServerProblems(tenant.tools, servers, `tenants.${name}`));
+}
+
+/** Tool patterns whose server is not in mcpServers. */
+function toolServerProblems(patterns: readonly string[] | undefined, servers: readonly string[], at: string): string[] {
+  return (patterns ?? []).flatMap((pattern) => {
+    const server = pattern.split('/')[0]!;
+    if (pattern === '*' || servers.includes(server)) return [];
+    return [
+      `${at}.tools names "${pattern}", whose server "${server}" is not in mcpServers${didYouMean(server, servers)}`,
+    ];
+  });
+}
+
+/** The names a key may give: the config's tenants, tiers and MCP servers. */
+export interface KeyNames {
+  tenants: readonly string[];
+  tiers: readonly string[];
+  mcpServers: readonly string[];
+}
+
+/** The names a config's keys may give. */
+export function keyNamesOf(config: Pick<ProxyConfig, 'tenants' | 'tiers' | 'mcpServers'>): KeyNames {
+  return {
+    tenants: Object.keys(config.tenants ?? {}),
+    tiers: Object.keys(config.tiers ?? {}),
+    mcpServers: Object.keys(config.mcpServers ?? {}),
   };
-  for (const [name, tier] of Object.entries(config.tiers ?? {})) check(tier.tools, `tiers.${name}`);
-  for (const [name, tenant] of Object.entries(config.tenants ?? {})) check(tenant.tools, `tenants.${name}`);
-  (config.keys ?? []).forEach((key, i) => check(key.tools, `keys[${i}]`));
+}
+
+/** What a key names elsewhere in the config: its tenant, tier and tools' servers. */
+export interface KeyReferences {
+  tenant?: string | undefined;
+  tier?: string | undefined;
+  tools?: readonly string[] | undefined;
+}
+
+/**
+ * The names a key gives that the config does not know, each naming its field (`keys[3].tier names an unknown tier
+ * "platinum"; did you mean "pro"?`). One rule for every door a key comes in by: the config's `keys`, `tollgate keys`,
+ * /admin/keys and the key stores a gateway reads (a key naming an unknown tier would be served on the default tier,
+ * one naming an unknown tenant with no tenant budget).
+ */
+export function keyReferenceProblems(names: KeyNames, key: KeyReferences, at: string): string[] {
+  const problems: string[] = [];
+  const { tiers, tenants, mcpServers: servers } = names;
+  if (key.tier !== undefined && !tiers.includes(key.tier))
+    problems.push(`${at}.tier names an unknown tier "${key.tier}"${didYouMean(key.tier, tiers)}`);
+  if (key.tenant !== undefined && !tenants.includes(key.tenant))
+    problems.push(`${at}.tenant names an unknown tenant "${key.tenant}"${didYouMean(key.tenant, tenants)}`);
+  problems.push(...toolServerProblems(key.tools, servers, at));
+  return problems;
 }
 
 /**
@@ -1264,7 +1362,7 @@ function lineAndColumn(text: string, offset: number): string {
 }
 
 /** Parses JSON text and validates it; a JSON syntax error becomes a ConfigError too, naming its line and column. */
-export function parseConfig(text: string, source = 'the config'): ProxyConfig {
+export function parseConfig(text: string, source = 'the config', options: ValidateOptions = {}): ProxyConfig {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -1278,7 +1376,7 @@ export function parseConfig(text: string, source = 'the config'): ProxyConfig {
       `${source} is not valid JSON at ${lineAndColumn(text, syntaxErrorOffset(text, message))}: ${reason}`,
     );
   }
-  return validateConfig(parsed);
+  return validateConfig(parsed, options);
 }
 
 /**

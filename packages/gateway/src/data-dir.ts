@@ -7,6 +7,7 @@ import type { TollgateStores } from '@tollgate/core';
 import { lockHolderAlive, readLockHolder, thisLockHolder } from '@tollgate/core/kit';
 import { dataDirLayout } from '@tollgate/metering';
 import type { ProxyConfig } from './config.js';
+import type { ConfigFileStates } from './config-file-state.js';
 
 /** A takeover file this old was left by a starter that died while taking a stale lock over. */
 const TAKEOVER_STALE_MS = 5000;
@@ -111,14 +112,19 @@ export function holdDataDir(dir: string): HeldDataDir {
 export function keysKeptIn(
   held: HeldDataDir,
   stores: TollgateStores,
-  log: (line: string) => void,
+  files: ConfigFileStates,
 ): { stores: TollgateStores; keys?: FileKeyStore } {
   if (stores.kind !== 'memory') return { stores };
-  const keys = fileKeyStore(held.layout.keys, {
-    onError: (error) =>
-      log(
-        `tollgate proxy: ignored the changed ${held.layout.keys} (the keys read before stay): ${error instanceof Error ? error.message : String(error)}`,
-      ),
+  const path = held.layout.keys;
+  const keys = fileKeyStore(path, {
+    onError: (error, taken) =>
+      files.note({
+        path,
+        status: taken === 'removals' ? 'invalid' : 'unreadable',
+        problems: [error instanceof Error ? error.message : String(error)],
+      }),
+    onReload: () => files.note({ path, status: 'valid', problems: [] }),
   });
+  files.note({ path, status: 'valid', problems: [] });
   return { stores: { ...stores, keys }, keys };
 }

@@ -57,6 +57,8 @@ export interface ProxyMetrics {
   watchBudgets(budget: BudgetGuard): void;
   /** The gauge of the guard's mitigations in force (suspended keys and tenants, throttles, blocks), read at each scrape. */
   watchMitigations(list: () => readonly { kind: (typeof MITIGATION_KINDS)[number] }[]): void;
+  /** The gauge of the files the gateway re-reads: 1 when a file's last change was taken whole, read at each scrape. */
+  watchConfigFiles(list: () => readonly { path: string; status: string }[]): void;
   /** `count` pieces of personal data of one kind masked in a prompt (the guardrails). */
   guardrailMasked(kind: string, count: number): void;
   /** A prompt or an answer refused by a guardrail, by its rule (a bounded set: see promptGuardrails' `onRefused`). */
@@ -289,6 +291,18 @@ export function createProxyMetrics(registry: Registry, options: ProxyMetricsOpti
     },
   });
 
+  let configFiles: (() => readonly { path: string; status: string }[]) | undefined;
+  new Gauge({
+    name: 'tollgate_config_file_valid',
+    help: 'Per file the gateway re-reads (its config file, a data directory keys.json): 1 when its last change validated and was taken whole, 0 when only its revocations, expiries and deletions were (or nothing).',
+    labelNames: ['file'],
+    registers,
+    collect() {
+      this.reset();
+      for (const file of configFiles?.() ?? []) this.set({ file: file.path }, file.status === 'valid' ? 1 : 0);
+    },
+  });
+
   const routes = new BoundedLabel(MAX_LABEL_VALUES);
   const models = new BoundedLabel(MAX_LABEL_VALUES);
   const layers = new BoundedLabel(MAX_LABEL_VALUES);
@@ -389,6 +403,9 @@ export function createProxyMetrics(registry: Registry, options: ProxyMetricsOpti
     },
     watchMitigations(list) {
       mitigations = list;
+    },
+    watchConfigFiles(list) {
+      configFiles = list;
     },
   };
 }

@@ -1,5 +1,7 @@
 // serveGateway: the gateway as a server process (the `tollgate-gateway` bin, the example proxy's main).
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
+import type { Stats } from 'node:fs';
+import { forgetKeyFileReader, noteKeyFileTaken } from '@tollgate/auth';
 import { join } from 'node:path';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
@@ -7,7 +9,7 @@ import type { Socket } from 'node:net';
 import type { TollgateStores } from '@tollgate/core';
 import { preloadTokenizers } from '@tollgate/providers';
 import { createProxyApp } from './app.js';
-import { ConfigError, parseConfig } from './config.js';
+import { ConfigError, parseConfig, validateConfig } from './config.js';
 import type { ProxyConfig } from './config.js';
 import { createDemoConfig, demoBanner } from './demo.js';
 import type { DemoKey } from './demo.js';
@@ -42,7 +44,7 @@ function planStart(env: NodeJS.ProcessEnv): StartPlan {
     } catch (error) {
       throw new ConfigError(`cannot read TOLLGATE_CONFIG=${path}: ${(error as Error).message}`);
     }
-    config = parseConfig(text, `TOLLGATE_CONFIG (${path})`);
+    config = parseConfig(text, `TOLLGATE_CONFIG (${path})`, { env });
   } else {
     ({ config, keys: demoKeys } = createDemoConfig(env.TOLLGATE_DATA_DIR || undefined));
   }
@@ -72,7 +74,7 @@ export async function serveGateway(env: NodeJS.ProcessEnv = process.env): Promis
   }
   const { config, configPath, port, redisUrl, demoKeys } = plan;
   try {
-    await checkBeforeStart(config, env);
+    await checkBeforeStart(config);
   } catch (error) {
     console.error(error instanceof Error ? error.message : String(error));
     process.exit(1);
@@ -144,7 +146,7 @@ export async function serveGateway(env: NodeJS.ProcessEnv = process.env): Promis
     process.exit(1);
   });
 
-  if (configPath) watchConfigKeys(configPath, config, app);
+  const unwatch = configPath ? watchConfigKeys(configPath, config, app) : undefined;
 
   let stopping = false;
   // The answer each connection gives, so that a stop closes every connection once its answer is done: kept-alive
@@ -178,7 +180,7 @@ export async function serveGateway(env: NodeJS.ProcessEnv = process.env): Promis
       process.exit(1);
     }, STOP_DEADLINE_MS);
     deadline.unref();
-    if (configPath) unwatchFile(configPath);
+    unwatch?.();
     server.once('close', () => {
       clearTimeout(cut);
       // The spans of the last calls are exported after the calls ended, before the process does.
@@ -200,23 +202,44 @@ export async function serveGateway(env: NodeJS.ProcessEnv = process.env): Promis
 }
 
 /**
- * Keys added, rotated or revoked in the config file (`pnpm tollgate keys ... --config`) count
- * while the proxy runs; other changes need a restart. Polling survives the CLI's atomic rename.
+ * Keys added, rotated or revoked in the config file (`tollgate keys ... --config`) count while the gateway runs, within
+ * a second (other changes need a restart); a file that does not validate still revokes (reloadConfigFile). What was
+ * taken is noted beside the file, for `tollgate keys` to say whether this process took its change. Polling survives
+ * the command's atomic rename.
  */
-function watchConfigKeys(path: string, started: ProxyConfig, app: ReturnType<typeof createProxyApp>): void {
-  const withoutKeys = (config: ProxyConfig) => JSON.stringify({ ...config, keys: undefined });
-  watchFile(path, { interval: 1000, persistent: false }, (current, previous) => {
-    if (current.mtimeMs === previous.mtimeMs && current.size === previous.size) return;
+function watchConfigKeys(path: string, started: ProxyConfig, app: ReturnType<typeof createProxyApp>): () => void {
+  const withoutKeys = (config: unknown) => JSON.stringify({ ...(config as object), keys: undefined });
+  const take = (text: string) => {
+    const reload = app.reloadConfigFile(text, path);
+    if (reload.status === 'unreadable') return;
+    noteKeyFileTaken(path, text, reload.status === 'valid' ? 'whole' : 'removals');
+    if (reload.status !== 'valid') return;
+    console.log(`tollgate proxy: reloaded ${reload.keys.length} keys from ${path}`);
+    if (withoutKeys(validateConfig(JSON.parse(text))) !== withoutKeys(started))
+      console.log('tollgate proxy: the config changed beyond "keys"; restart to apply that');
+  };
+  const read = () => {
     try {
-      const next = parseConfig(readFileSync(path, 'utf8'), `TOLLGATE_CONFIG (${path})`);
-      app.reloadKeys(next.keys ?? []);
-      console.log(`tollgate proxy: reloaded ${next.keys?.length ?? 0} keys from ${path}`);
-      if (withoutKeys(next) !== withoutKeys(started))
-        console.log('tollgate proxy: the config changed beyond "keys"; restart to apply that');
+      return readFileSync(path, 'utf8');
     } catch (error) {
-      console.error(
-        `tollgate proxy: ignored the changed config (the running keys stay): ${error instanceof Error ? error.message : String(error)}`,
-      );
+      console.error(`tollgate proxy: cannot read ${path}; the keys read before stay: ${(error as Error).message}`);
+      return undefined;
     }
-  });
+  };
+  // The file as the start read it: known to /healthz and the metric, and to `tollgate keys` as read by this process.
+  const first = read();
+  if (first !== undefined) {
+    app.reloadConfigFile(first, path);
+    noteKeyFileTaken(path, first, 'whole');
+  }
+  const onChange = (current: Stats, previous: Stats) => {
+    if (current.mtimeMs === previous.mtimeMs && current.size === previous.size) return;
+    const text = read();
+    if (text !== undefined) take(text);
+  };
+  watchFile(path, { interval: 1000, persistent: false }, onChange);
+  return () => {
+    unwatchFile(path, onChange);
+    forgetKeyFileReader(path);
+  };
 }

@@ -16,19 +16,6 @@ export function parsePort(text: string, source = 'PORT'): number {
   return port;
 }
 
-/** An upstream whose `apiKeyEnv` names a variable that is not set would send every request without credentials. */
-export function checkUpstreamCredentials(config: ProxyConfig, env: NodeJS.ProcessEnv): void {
-  for (const [name, upstream] of Object.entries(config.upstreams ?? {})) {
-    if (upstream.apiKeyEnv === undefined) continue;
-    const value = env[upstream.apiKeyEnv];
-    if ((value === undefined || value === '') && upstream.apiKey === undefined) {
-      throw new ConfigError(
-        `upstreams.${name}.apiKeyEnv names ${upstream.apiKeyEnv}, which is not set: set it, or the proxy would call ${name} without credentials`,
-      );
-    }
-  }
-}
-
 /** A PostgreSQL ledger that does not answer now would lose every usage record to the spool: refuse to start instead. */
 export async function checkPostgres(config: ProxyConfig): Promise<void> {
   if (!config.postgresUrl) return;
@@ -61,8 +48,10 @@ function redactPassword(url: string): string {
   }
 }
 
-/** Every check that needs no network, then the ones that do. */
-export async function checkBeforeStart(config: ProxyConfig, env: NodeJS.ProcessEnv): Promise<void> {
-  checkUpstreamCredentials(config, env);
+/**
+ * What only the network can confirm, before the start: every check that needs none (the file, its names, the
+ * environment) is validateConfig's, which createGateway runs again on whatever config it is given.
+ */
+export async function checkBeforeStart(config: ProxyConfig): Promise<void> {
   await checkPostgres(config);
 }

@@ -16,6 +16,11 @@ export function dataDirLayout(dir: string) {
     ledger: join(dir, 'ledger'),
     /** Keys made while running, in the config file's `{ "keys": [...] }` format. */
     keys: join(dir, 'keys.json'),
+    /**
+     * The tenants, tiers and MCP servers of the config the holding process serves (written at its start): what a
+     * key written to `keys` may name, for `tollgate keys --config DIR/keys.json` to check.
+     */
+    keyNames: join(dir, 'key-names.json'),
     /** The usage spool. */
     spool: join(dir, 'spool'),
     /** The Unix socket the holding process serves its ledger on (serveLedger). */

@@ -1,0 +1,37 @@
+// What `tollgate keys --config` checks before it writes: a config file as the gateway's start checks it, a data
+// directory's keys.json against the names of the config its gateway serves.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { dataDirLayout } from '@tollgate/metering';
+import { configProblems, keyNamesOf, keyReferenceProblems } from './config.js';
+import type { KeyNames, KeyReferences, ProxyConfig } from './config.js';
+
+/** The file beside a data directory's keys.json naming what its keys may name; undefined elsewhere. */
+function keyNamesBeside(path: string): KeyNames | undefined {
+  const layout = dataDirLayout(dirname(path));
+  if (resolve(path) !== resolve(layout.keys)) return undefined;
+  try {
+    const names = JSON.parse(readFileSync(layout.keyNames, 'utf8')) as Partial<KeyNames>;
+    const list = (value: unknown) => (Array.isArray(value) ? value.filter((name) => typeof name === 'string') : []);
+    return { tenants: list(names.tenants), tiers: list(names.tiers), mcpServers: list(names.mcpServers) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Writes what a data directory's keys may name, from the config its holder serves (at the gateway's start). */
+export function writeKeyNames(dir: string, config: ProxyConfig): void {
+  writeFileSync(dataDirLayout(dir).keyNames, `${JSON.stringify(keyNamesOf(config), null, 2)}\n`, { mode: 0o600 });
+}
+
+/**
+ * The problems of a key file as a change would write it: a data directory's keys.json (beside the names its
+ * gateway wrote) has its keys' names checked against them; any other file is a gateway config, checked whole as the
+ * start checks it (the environment aside: the command may run on another machine than the gateway).
+ */
+export function keyFileProblems(config: Readonly<Record<string, unknown>>, path: string): readonly string[] {
+  const names = keyNamesBeside(path);
+  if (!names) return configProblems(config).problems;
+  const keys = Array.isArray(config.keys) ? (config.keys as KeyReferences[]) : [];
+  return keys.flatMap((key, i) => keyReferenceProblems(names, key, `keys[${i}]`));
+}
