@@ -92,6 +92,12 @@ export interface KeysCommandOptions {
    */
   configProblems?: (config: Readonly<Record<string, unknown>>, path: string) => readonly string[];
   /**
+   * The problems of a record about to be added to a key store (`--redis`), each naming its field: what the gateway
+   * would refuse to serve (`tollgate keys` checks the names against TOLLGATE_CONFIG's config when it is set).
+   * Undefined when nothing can check them, which the command says. @default nothing checks them
+   */
+  storedKeyProblems?: (record: ApiKeyRecord) => readonly string[] | undefined;
+  /**
    * How long a change to a config file waits for the processes reading it (they note what they took beside it)
    * to take it, before it says which have not. @default 3000 (three times a gateway's 1 s re-read)
    */
@@ -100,9 +106,9 @@ export interface KeysCommandOptions {
 
 /** A change the config's checks refused: the file is as it was. */
 class ConfigRefusedError extends Error {
-  constructor(path: string, problems: readonly string[]) {
+  constructor(path: string, problems: readonly string[], what = 'would not validate after this change') {
     super(
-      `Refused: ${path} would not validate after this change, so nothing was written:\n${problems.map((problem) => `  - ${problem}`).join('\n')}`,
+      `Refused: ${path} ${what}, so nothing was written:\n${problems.map((problem) => `  - ${problem}`).join('\n')}`,
     );
   }
 }
@@ -205,13 +211,21 @@ function reportReaders(io: KeysCommandIo, path: string, verdict: ReadersVerdict,
   return !mustReach;
 }
 
-function storeTarget(store: KeyStore, describe: string, close: () => Promise<void>): KeyTarget {
+function storeTarget(
+  store: KeyStore,
+  describe: string,
+  close: () => Promise<void>,
+  options: KeysCommandOptions,
+): KeyTarget {
   return {
     describe,
     revokedWhen: 'it stops working at once',
     list: () => store.list(),
     findById: (id) => store.findById(id),
     async add(record) {
+      const problems = options.storedKeyProblems?.(record);
+      if (problems && problems.length > 0)
+        throw new ConfigRefusedError(describe, problems, "would hold a key the gateway's config cannot serve");
       if (await store.findById(record.id)) return false;
       await store.put(record);
       return true;
@@ -236,7 +250,7 @@ function storeTarget(store: KeyStore, describe: string, close: () => Promise<voi
   };
 }
 
-async function redisTarget(url: string, prefix: string): Promise<KeyTarget> {
+async function redisTarget(url: string, prefix: string, options: KeysCommandOptions): Promise<KeyTarget> {
   // Loaded on demand: only `--redis` needs a Redis client.
   const { createRedisStores } = await import('@tollgate/redis').catch((error: unknown) => {
     throw new Error(
@@ -246,7 +260,7 @@ async function redisTarget(url: string, prefix: string): Promise<KeyTarget> {
   });
   // A one-shot command reads each key once: no cache, no subscriber connection.
   const stores = createRedisStores({ url, prefix, keyCache: false });
-  return storeTarget(stores.keys, `Redis (prefix "${prefix}")`, () => stores.close());
+  return storeTarget(stores.keys, `Redis (prefix "${prefix}")`, () => stores.close(), options);
 }
 
 function splitList(value: string | undefined): string[] | undefined {
@@ -495,7 +509,7 @@ async function openTarget(values: KeysValues, options: KeysCommandOptions): Prom
   if (values.prefix !== undefined && values.redis === undefined)
     throw new UsageError('--prefix only applies with --redis');
   if (values.config !== undefined) return configTarget(values.config, options);
-  if (values.redis !== undefined) return redisTarget(values.redis, values.prefix ?? 'tollgate:');
+  if (values.redis !== undefined) return redisTarget(values.redis, values.prefix ?? 'tollgate:', options);
   return undefined;
 }
 

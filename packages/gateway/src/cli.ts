@@ -52,10 +52,13 @@ async function configLedger(env: NodeJS.ProcessEnv): Promise<ReportDefaults> {
 const COMMANDS: Readonly<Record<string, Command>> = {
   keys: {
     // Every write is checked as the gateway checks the file it writes to (key-file-checks.ts).
-    run: async (argv, io) =>
-      (await import('@tollgate/auth')).runKeysCommand(argv, io, {
-        configProblems: (await import('./key-file-checks.js')).keyFileProblems,
-      }),
+    run: async (argv, io, env) => {
+      const checks = await import('./key-file-checks.js');
+      return (await import('@tollgate/auth')).runKeysCommand(argv, io, {
+        configProblems: checks.keyFileProblems,
+        storedKeyProblems: checks.storedKeyProblems(env, io),
+      });
+    },
   },
   report: {
     run: async (argv, io, env) =>

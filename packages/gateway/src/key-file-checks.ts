@@ -3,7 +3,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { dataDirLayout } from '@tollgate/metering';
-import { configProblems, keyNamesOf, keyReferenceProblems } from './config.js';
+import type { ApiKeyRecord } from '@tollgate/core/kit';
+import { configProblems, keyNamesOf, keyReferenceProblems, parseConfig } from './config.js';
 import type { KeyNames, KeyReferences, ProxyConfig } from './config.js';
 
 /** The file beside a data directory's keys.json naming what its keys may name; undefined elsewhere. */
@@ -34,4 +35,26 @@ export function keyFileProblems(config: Readonly<Record<string, unknown>>, path:
   if (!names) return configProblems(config).problems;
   const keys = Array.isArray(config.keys) ? (config.keys as KeyReferences[]) : [];
   return keys.flatMap((key, i) => keyReferenceProblems(names, key, `keys[${i}]`));
+}
+
+/**
+ * What a key added to a key store (`--redis`) may name: the names of TOLLGATE_CONFIG's config, when it is set. Without
+ * it nothing can check them here, and the command says so once (the gateway refuses to serve such a key).
+ */
+export function storedKeyProblems(
+  env: NodeJS.ProcessEnv,
+  io: { stderr: { write(text: string): unknown } },
+): (record: ApiKeyRecord) => readonly string[] {
+  const path = env.TOLLGATE_CONFIG;
+  if (!path)
+    return (record) => {
+      if (record.tenantId !== undefined || record.tier !== undefined || record.tools !== undefined)
+        io.stderr.write(
+          "Note: the key's tenant, tier and tools are not checked here (set TOLLGATE_CONFIG to the gateway's config to check them); a gateway refuses to serve a key naming one its config does not know.\n",
+        );
+      return [];
+    };
+  const names = keyNamesOf(parseConfig(readFileSync(path, 'utf8'), `TOLLGATE_CONFIG (${path})`));
+  return (record) =>
+    keyReferenceProblems(names, { tenant: record.tenantId, tier: record.tier, tools: record.tools }, 'the key');
 }
