@@ -12,7 +12,7 @@ import { CountBudget, countTextTokens } from './tokenizer.js';
 /**
  * The longest token, in UTF-8 bytes, of the tokenizer of each provider kind (read from every token of the published
  * vocabulary: Claude 2's holds a run of 1,024 spaces, Gemma's 16 "…"): n bytes of its output are at least
- * n / this many tokens, whatever the text. A provider not listed (self-hosted, Mistral) gets the largest known.
+ * n / this many tokens, whatever the text. A provider not listed (self-hosted and the rest) gets the largest known.
  */
 export const MAX_TOKEN_BYTES_OF_PROVIDER: Readonly<Partial<Record<Provider, number>>> = { google: 48 };
 /** The longest token of any vocabulary measured (Claude 2's): the bound for a provider whose tokenizer is unknown. */
