@@ -243,12 +243,8 @@ interface Prepared {
   format: StreamFormat;
   adapter: ProviderAdapter;
   price: ResolvedPrice;
-  /** The meter's counting for the model (its counters count their calls): the stop's is unscaled, against grant / factor. */
-  counting: {
-    countOutput: OutputCounter;
-    stop: { count: OutputCounter; factor: number; encoding: 'o200k_base' | 'cl100k_base' };
-    own: boolean;
-  };
+  /** The meter's counting for the model (its counters count their calls). */
+  counting: { countOutput: OutputCounter; stopCount: OutputCounter; own: boolean };
   tokenizerCalls: number;
   /** Output tokens of the whole answer, as the meter would count them. */
   outputTokens: number;
@@ -404,24 +400,17 @@ async function prepareFormats(): Promise<{ harness: Harness; prepared: Prepared[
   for (const base of formats) {
     const price = pricing.get(base.model);
     const tokenizer = price.tokenizer;
-    // What meter() counts output with (its outputCounter): the model's tokenizer, or o200k_base x 1.25 where it is not public.
+    // What meter() counts output with: the model's tokenizer, or a count that cannot under-state the provider's.
     const count: OutputCounter =
       tokenizer === 'approximate'
-        ? (text) =>
-            Math.ceil(
-              providers.countTextTokens(text, 'o200k_base', new providers.CountBudget(providers.SYNC_ESTIMATE_MS)) *
-                1.25,
-            )
+        ? providers.upperOutputTokens(providers.SYNC_ESTIMATE_MS)
         : (text) => providers.countTextTokens(text, tokenizer, new providers.CountBudget(providers.SYNC_ESTIMATE_MS));
-    // And what its hard stop counts with: a lower bound, unscaled, against the grant over meter()'s lowerBoundFactor
-    // (0.5) where the tokenizer is not the provider's own.
-    const stopCount: OutputCounter = (text) =>
-      providers.countTextTokens(
-        text,
-        tokenizer === 'approximate' ? 'o200k_base' : tokenizer,
-        new providers.CountBudget(providers.SYNC_ESTIMATE_MS),
-        'lower',
-      );
+    // And what its hard stop counts with: a count that cannot over-state the provider's.
+    const stopCount: OutputCounter =
+      tokenizer === 'approximate'
+        ? providers.lowerOutputTokens(providers.maxTokenBytesOf(price.provider))
+        : (text) =>
+            providers.countTextTokens(text, tokenizer, new providers.CountBudget(providers.SYNC_ESTIMATE_MS), 'lower');
     const outputTokens = count(REPLY);
     const events =
       base.api === 'openai.chat'
@@ -438,13 +427,9 @@ async function prepareFormats(): Promise<{ harness: Harness; prepared: Prepared[
           item.tokenizerCalls++;
           return count(text);
         },
-        stop: {
-          count: (text) => {
-            item.tokenizerCalls++;
-            return stopCount(text);
-          },
-          factor: tokenizer === 'approximate' ? 0.5 : 1,
-          encoding: tokenizer === 'cl100k_base' ? 'cl100k_base' : 'o200k_base',
+        stopCount: (text) => {
+          item.tokenizerCalls++;
+          return stopCount(text);
         },
         own: tokenizer !== 'approximate',
       },

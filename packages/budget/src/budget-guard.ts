@@ -75,6 +75,7 @@ function budgetCheck(
       if (hold.remaining !== undefined) note.remaining = hold.remaining;
       ctx.reservations.push(note);
       ctx.onSettle((record) => reservations.settle(hold, record));
+      ctx.onExtendOutput((tokens, atLeast) => reservations.extend(hold, tokens, atLeast));
     },
     refuse(req, res, denial) {
       render(denial ?? new ApiError('insufficient_quota', 'Budget exhausted.'), req, res);

@@ -31,6 +31,12 @@ export interface BudgetHold {
   overLimit?: true;
   /** What the tightest of its scopes had left with this hold granted (`headroomOf`); undefined: not reported. */
   remaining: number | undefined;
+  /** The ids of the reservations that extended it as its stream ran past what was held (`extendHold`). */
+  extensions?: string[];
+  /** What those extensions hold, nano-USD. */
+  extended?: number;
+  /** Its settle ran: an extension granted after it is released at once. */
+  settled?: boolean;
 }
 
 /**

@@ -6,6 +6,7 @@ import type { TollgateContext, UsageEstimate, UsageRecord } from '@tollgate/core
 import type { ReserveResult, ScopeUsage } from '@tollgate/core/kit';
 import { BudgetDowngrades } from './budget-downgrades.js';
 import { headroomOf } from './budget-hold.js';
+import { extendHold, releaseExtensions } from './hold-extension.js';
 import type { Ask, BudgetHold, BudgetVerdict } from './budget-hold.js';
 import type { BudgetLedgerCalls } from './budget-ledger.js';
 import type { ResolvedBudgetOptions } from './budget-options.js';
@@ -338,12 +339,15 @@ export class BudgetReservations {
 
   /** Charges the request's real cost (what was reserved, when nothing metered it), then checks soft limits. */
   settle(hold: BudgetHold, record: UsageRecord | undefined): Promise<void> | undefined {
-    const { id, granted, windows } = hold;
+    const { id, windows } = hold;
+    const granted = hold.granted + (hold.extended ?? 0);
     // Nothing metered the request: charge what was reserved, the most it could have cost.
     const actual = record ? Math.max(0, Math.ceil(record.costNanoUsd)) : granted;
     if (hold.overLimit) return this.#chargeOverLimit(hold, actual);
     // Before the first await: the sinks get the record after the settle listeners have started.
     if (record && actual > granted) this.margins.noteOvershoot(hold, record, actual);
+    // In the same turn as the settle below: one round trip.
+    releaseExtensions(this.calls, hold);
     // Settled once: the ledger delivers it (a reservation past its TTL was charged its amount at
     // expiry, and this settle corrects that to the actual cost). Waiting is bounded; the delivery is not.
     const { atOnce, ledger, timeoutMs } = this.calls;
@@ -372,6 +376,12 @@ export class BudgetReservations {
   }
 
   release(hold: BudgetHold): Promise<void> | undefined {
+    releaseExtensions(this.calls, hold);
     return this.calls.release(hold.id);
+  }
+
+  /** Room for more output on a hold whose stream ran past it (see `extendHold`). */
+  extend(hold: BudgetHold, tokens: number, atLeast: number): number | Promise<number> {
+    return extendHold(this.calls, this.config, hold, tokens, atLeast);
   }
 }

@@ -26,7 +26,7 @@ export class InputMargins {
    * model's later reservations carry the margin.
    */
   noteOvershoot(hold: BudgetHold, record: UsageRecord, actual: number): void {
-    const overshoot = actual - hold.granted;
+    const overshoot = actual - hold.granted - (hold.extended ?? 0);
     record.overshootNanoUsd = overshoot;
     const billedInput = record.inputTokens;
     if (billedInput > hold.inputBound && hold.inputBound > 0) {

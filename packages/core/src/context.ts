@@ -53,6 +53,12 @@ export interface ReportedUsage extends Partial<TokenUsage> {
 export type SettleListener = (record: UsageRecord | undefined) => void | Promise<void>;
 
 /**
+ * What holds a request's output (a budget hold, token windows) gives when its stream needs room for `tokens` more
+ * output tokens, at least `atLeast`: the tokens it now holds for them (0: refused), at once where it can.
+ */
+export type OutputExtender = (tokens: number, atLeast: number) => number | Promise<number>;
+
+/**
  * The provider call a route declared: the request body as it will be sent, read through its API's
  * adapter once. Model and output cap change only through the context (`limitOutput`,
  * `switchModel`), which keeps body, call and estimate in step.
@@ -263,6 +269,15 @@ export interface TollgateContext {
   markSending(): void;
   /** Run `listener` when `markSending()` is first called (at once if it was already). */
   onSending(listener: () => void): void;
+  /**
+   * Asks everything that holds the request's output (`onExtendOutput`: budget holds, token windows) for room for
+   * `tokens` more output tokens, at least `atLeast`, their store calls started together (one round trip): resolves
+   * with the tokens all of them granted (the least; 0 when one refused or failed), at once when each answered at once.
+   * With nothing holding output, `tokens`.
+   */
+  extendOutput(tokens: number, atLeast: number): number | Promise<number>;
+  /** Adds a holder of the request's output that `extendOutput` asks. */
+  onExtendOutput(extender: OutputExtender): void;
   /** Run `listener` once when the request settles (immediately if it already has). */
   onSettle(listener: SettleListener): void;
   /** Settle the request: runs every listener once. Later calls do nothing. */
@@ -295,6 +310,18 @@ function reportSettleError(error: unknown): void {
 }
 
 function nothing(): void {}
+
+/** An extender's grant: below `atLeast` (or a failure) is a refusal, 0. */
+function grantOf(extender: OutputExtender, tokens: number, atLeast: number): number | Promise<number> {
+  const refusedBelow = (granted: number) => (granted >= atLeast ? Math.min(tokens, granted) : 0);
+  try {
+    const granted = extender(tokens, atLeast);
+    return typeof granted === 'number' ? refusedBelow(granted) : granted.then(refusedBelow, () => 0);
+  } catch (error) {
+    reportSettleError(error);
+    return 0;
+  }
+}
 
 /** What `settle` returns when no listener is still running. */
 const SETTLED: Promise<void> = Promise.resolve();
@@ -344,6 +371,7 @@ class RequestContext implements TollgateContext {
   #listeners: SettleListener[] | undefined;
   /** The `onSending` listeners, until `markSending()` runs them. */
   #sendingListeners: (() => void)[] | 'sent' | undefined;
+  #extenders: OutputExtender[] | undefined;
   #settledRecord: UsageRecord | undefined;
   #settled = false;
 
@@ -468,6 +496,25 @@ class RequestContext implements TollgateContext {
     if (listeners === 'sent') runSendingListener(listener);
     else if (listeners) listeners.push(listener);
     else this.#sendingListeners = [listener];
+  }
+
+  extendOutput(tokens: number, atLeast: number): number | Promise<number> {
+    const extenders = this.#extenders;
+    if (!extenders || this.#settled) return this.#settled ? 0 : tokens;
+    let least = tokens;
+    let pending: Promise<number>[] | undefined;
+    for (const extender of extenders) {
+      const granted = grantOf(extender, tokens, atLeast);
+      if (typeof granted === 'number') least = Math.min(least, granted);
+      else (pending ??= []).push(granted);
+    }
+    if (!pending) return least;
+    return Promise.all(pending).then((grants) => Math.min(least, ...grants));
+  }
+
+  onExtendOutput(extender: OutputExtender): void {
+    if (this.#extenders) this.#extenders.push(extender);
+    else this.#extenders = [extender];
   }
 
   onSettle(listener: SettleListener): void {

@@ -28,8 +28,8 @@ export interface ModelPrice {
   tokenizer?: TokenizerFamily;
   /**
    * True when `tokenizer` is the provider's own, so that a count of the output is the provider's:
-   * the meter's hard stop may then cut on an exact count. Otherwise it cuts only on a lower bound
-   * (see `meter()`'s `lowerBoundFactor`), so that an upstream honouring its cap is never cut.
+   * the meter's hard stop may then cut on an exact count. Otherwise it cuts only on a provable lower bound (the
+   * bytes over the provider's longest token), so that an upstream honouring its cap is never cut.
    * @default true when `tokenizer` names an encoding, false when it is defaulted or `approximate`
    */
   ownTokenizer?: boolean;

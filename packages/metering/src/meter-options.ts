@@ -12,9 +12,6 @@ import { meteringTracer } from './call-span.js';
 import type { UsageSink } from './sink.js';
 import type { UsageSpool } from './usage-spool.js';
 
-/** See `MeterOptions.lowerBoundFactor`. */
-const DEFAULT_LOWER_BOUND_FACTOR = 0.5;
-
 export interface MeterOptions {
   /**
    * Prices: a table from core `createPricing()`, or its options. An unknown model is rejected
@@ -82,18 +79,6 @@ export interface MeterOptions {
   /** Factor on o200k_base counts for models with no public tokenizer (Anthropic, self-hosted). @default 1.25 */
   approximationFactor?: number;
   /**
-   * The hard stop of a model whose tokenizer is not the provider's own (`ownTokenizer` false: Anthropic,
-   * Gemini, self-hosted, OpenAI-compatible) cuts its stream only once this factor times a lower bound of
-   * its output's o200k_base count passes the grant, so that an upstream that honours its cap is never
-   * cut: on 13 texts (prose, code, JSON, numbers, CJK, Korean, Thai, Hindi, Arabic, emoji, base64, runs of
-   * one character), the providers' kinds of tokenizers gave at least 0.58 times o200k_base, so the stop's count
-   * stays at or under 0.86 times theirs (bench/estimate-scripts.ts, §3b). An upstream that ignores its cap runs to
-   * about grant / factor o200k tokens before
-   * the stop (docs/architecture.md, "The hard stop"). A number in (0, 1].
-   * @default 0.5
-   */
-  lowerBoundFactor?: number;
-  /**
    * Characters of prompt text whose exact counts are kept, per tenant (a `TokenCountCache`): a text
    * sent again (the system prompt, a conversation resent each turn, tool definitions) is found, not
    * counted again. 0 keeps none.
@@ -125,7 +110,6 @@ const KNOWN_OPTIONS = [
   'maxEstimateMs',
   'estimateSliceMs',
   'approximationFactor',
-  'lowerBoundFactor',
   'countCacheChars',
   'renderError',
   'onUsage',
@@ -172,7 +156,6 @@ export interface ResolvedMeterOptions {
   readonly approximationFactor: number;
   /** Output is counted on 'close', at once: that count stays within the synchronous time box. */
   readonly outputCountMs: number;
-  readonly lowerBoundFactor: number;
   /** 0: no count cache. */
   readonly countCacheChars: number;
   readonly renderError: ErrorRenderer;
@@ -244,9 +227,6 @@ export function resolveMeterOptions(options: MeterOptions): ResolvedMeterOptions
   if (!(maxEstimateMs > 0)) throw invalidOption('meter() option maxEstimateMs must be a positive number');
   if (!(estimateSliceMs > 0)) throw invalidOption('meter() option estimateSliceMs must be a positive number');
   if (!(approximationFactor >= 1)) throw invalidOption('meter() option approximationFactor must be a number >= 1');
-  const lowerBoundFactor = options.lowerBoundFactor ?? DEFAULT_LOWER_BOUND_FACTOR;
-  if (!(typeof lowerBoundFactor === 'number' && lowerBoundFactor > 0 && lowerBoundFactor <= 1))
-    throw invalidOption('meter() option lowerBoundFactor must be a number in (0, 1]');
   const countCacheChars =
     options.countCacheChars === 0
       ? 0
@@ -265,7 +245,6 @@ export function resolveMeterOptions(options: MeterOptions): ResolvedMeterOptions
     estimateSliceMs,
     approximationFactor,
     outputCountMs: Math.min(maxEstimateMs, SYNC_ESTIMATE_MS),
-    lowerBoundFactor,
     countCacheChars,
     renderError: options.renderError ?? renderApiError,
     onUsage: options.onUsage,

@@ -2,23 +2,20 @@
 import { ApiError, getContext, TollgateError, UnknownModelError } from '@tollgate/core';
 import { costNanoUsd, sequentialIds } from '@tollgate/core/kit';
 import type { Pricing, ReportedUsage, TokenUsage, TollgateContext, UsageEstimate, UsageRecord } from '@tollgate/core';
-import type { MeterCharge, ProviderCall, ResolvedPrice, TokenizerFamily } from '@tollgate/core/kit';
+import type { MeterCharge, ProviderCall, ResolvedPrice } from '@tollgate/core/kit';
 import {
   adapterFor,
   countTextTokens,
+  lowerOutputTokens,
+  maxTokenBytesOf,
+  upperOutputTokens,
   estimateRequestAsync,
   estimateRequestAtOnce,
   preloadTokenizers,
   TokenCountCache,
 } from '@tollgate/providers';
 import { CountBudget, declareOrAnswer } from '@tollgate/providers/kit';
-import type {
-  EncodingName,
-  EstimateRequestInput,
-  OutputCounter,
-  ProviderAdapter,
-  RequestEstimate,
-} from '@tollgate/providers';
+import type { EncodingName, EstimateRequestInput, ProviderAdapter, RequestEstimate } from '@tollgate/providers';
 import type { ReadUsage } from '@tollgate/providers/kit';
 import type { UsageReader } from '@tollgate/providers';
 import type { Span, Tracer } from '@opentelemetry/api';
@@ -197,56 +194,31 @@ export function newRecord(
 /** How the output of a call at a price is counted, for the response tap: its countings made once per meter. */
 function outputCountings({
   outputCountMs,
-  approximationFactor,
-  lowerBoundFactor,
 }: ResolvedMeterOptions): (price: ResolvedPrice | undefined) => OutputCounting {
-  /** Counts output text the way the input was counted, per catalogue tokenizer (made once, not per request). */
-  const outputCounters: Record<TokenizerFamily, OutputCounter> = {
-    o200k_base: (text) => countTextTokens(text, 'o200k_base', new CountBudget(outputCountMs)),
-    cl100k_base: (text) => countTextTokens(text, 'cl100k_base', new CountBudget(outputCountMs)),
-    approximate: (text) =>
-      Math.ceil(countTextTokens(text, 'o200k_base', new CountBudget(outputCountMs)) * approximationFactor),
-  };
-  /** Counts that never exceed the exact count: where text cannot be counted in time, a lower bound (bytes / 128). */
-  const lowerCounters: Record<EncodingName, OutputCounter> = {
-    o200k_base: (text) =>
-      countTextTokens(withoutPartialEnd(text), 'o200k_base', new CountBudget(outputCountMs), 'lower'),
-    cl100k_base: (text) =>
-      countTextTokens(withoutPartialEnd(text), 'cl100k_base', new CountBudget(outputCountMs), 'lower'),
-  };
-  /**
-   * What the hard stop counts with (made once): the provider's own tokenizer exactly; any other one as a lower
-   * bound, the o200k_base count unscaled against the grant divided by `lowerBoundFactor`, so no piece is rounded.
-   */
+  /** The provider's own tokenizer: the exact count, and where text cannot be counted in time, bounds of it. */
+  const own = (encoding: EncodingName): OutputCounting => ({
+    countOutput: (text) => countTextTokens(text, encoding, new CountBudget(outputCountMs)),
+    stopCount: (text) => countTextTokens(withoutPartialEnd(text), encoding, new CountBudget(outputCountMs), 'lower'),
+    own: true,
+  });
   const ownCountings: Record<EncodingName, OutputCounting> = {
-    o200k_base: {
-      countOutput: outputCounters.o200k_base,
-      stop: { count: lowerCounters.o200k_base, factor: 1, encoding: 'o200k_base' },
-      own: true,
-    },
-    cl100k_base: {
-      countOutput: outputCounters.cl100k_base,
-      stop: { count: lowerCounters.cl100k_base, factor: 1, encoding: 'cl100k_base' },
-      own: true,
-    },
+    o200k_base: own('o200k_base'),
+    cl100k_base: own('cl100k_base'),
   };
-  // Output billed without provider usage: the approximation, an estimate above the provider's count.
-  const boundCountings: Record<EncodingName, OutputCounting> = {
-    o200k_base: {
-      countOutput: outputCounters.approximate,
-      stop: { count: lowerCounters.o200k_base, factor: lowerBoundFactor, encoding: 'o200k_base' },
-      own: false,
-    },
-    cl100k_base: {
-      countOutput: outputCounters.approximate,
-      stop: { count: lowerCounters.cl100k_base, factor: lowerBoundFactor, encoding: 'cl100k_base' },
-      own: false,
-    },
+  // Any other tokenizer: bounds of its count (providers' output-bounds.ts), the lower one by the provider's longest token.
+  const upper = upperOutputTokens(outputCountMs);
+  const boundCountings = new Map<number, OutputCounting>();
+  const boundCounting = (maxTokenBytes: number): OutputCounting => {
+    let counting = boundCountings.get(maxTokenBytes);
+    if (!counting) {
+      counting = { countOutput: upper, stopCount: lowerOutputTokens(maxTokenBytes), own: false };
+      boundCountings.set(maxTokenBytes, counting);
+    }
+    return counting;
   };
   return (price: ResolvedPrice | undefined): OutputCounting => {
-    const tokenizer = price?.tokenizer ?? 'approximate';
-    const encoding = tokenizer === 'approximate' ? 'o200k_base' : tokenizer;
-    return price?.ownTokenizer === true ? ownCountings[encoding] : boundCountings[encoding];
+    if (price?.ownTokenizer !== true) return boundCounting(maxTokenBytesOf(price?.provider));
+    return ownCountings[price.tokenizer === 'approximate' ? 'o200k_base' : price.tokenizer];
   };
 }
 
@@ -613,14 +585,11 @@ class MeteredRequest implements MeterCharge, CallBill {
     };
     if (read && read.usage.inputTokens === 0) usage.inputTokens = assumedInput;
     let usageSource: UsageRecord['usageSource'] = read?.source ?? 'counted';
-    // A stream cut short of its grant (the client left) cannot have run past the cap in the body: a count
-    // above it is the approximation (o200k_base x approximationFactor) overshooting. A stream stopped at its
-    // grant did run past it (the upstream ignored the cap): it is billed what was counted, and never less than
-    // the grant it certainly passed.
-    if (usageSource === 'counted' && grant !== undefined) {
-      if (tap.stopped) usage.outputTokens = Math.max(usage.outputTokens, grant);
-      else if (!own) usage.outputTokens = Math.min(usage.outputTokens, grant);
-    }
+    // A counted stream is billed its count that cannot under-state the provider's, never more than was held for it
+    // (its grant, and what it was extended by as it ran past it): what went out never passed that. A JSON answer
+    // is counted exactly when the tokenizer is the provider's own, else capped at its grant as well.
+    if (usageSource === 'counted' && grant !== undefined && (tap.streamed || !own))
+      usage.outputTokens = Math.min(usage.outputTokens, Math.max(grant, tap.holdTokens));
     const reportedModel = reader?.model;
     // A JSON answer that never came whole, because the client left or the upstream cut it, is produced (and
     // billed) whole by the provider all the same: without its usage, it is charged the reservation's bound.

@@ -4,7 +4,6 @@ import { tapResponse } from '@tollgate/core';
 import { budgetRemainingAfter, exactUsd } from '@tollgate/core/kit';
 import type { TollgateContext } from '@tollgate/core';
 import type { EndThrough, ResponseFilter, WriteThrough } from '@tollgate/core/kit';
-import { encodingLoaded, type EncodingName } from '@tollgate/providers';
 import { SseDecoder, withCostUsd } from '@tollgate/providers/kit';
 import type { OutputCounter, ProviderAdapter, UsageReader } from '@tollgate/providers';
 import type { SseBlock } from '@tollgate/providers/kit';
@@ -88,21 +87,31 @@ export function findUsageObject(text: string): unknown {
   return undefined;
 }
 
-/** The hard stop's counter, unrounded (a lower bound's raw count), and the factor its counts are scaled by. */
-export interface StopCounting {
-  count: OutputCounter;
-  factor: number;
-  /** The encoding `count` runs: until it loads, its counts are the byte bound and the stop waits. */
-  encoding: EncodingName;
-}
-
-/** How one model's output is counted: for the bill when no usage comes, and for the hard stop. */
+/** How one model's output is counted: for the bill when no usage comes, for the hold and for the hard stop. */
 export interface OutputCounting {
-  /** Output billed without provider usage: the provider's own count, or an approximation above it. */
+  /**
+   * A count that never under-states the provider's: the bill when no usage comes, and what the hold follows. The
+   * provider's own tokenizer's count, else `upperOutputTokens`.
+   */
   countOutput: OutputCounter;
-  stop: StopCounting;
+  /** The hard stop's count, unrounded, that never over-states the provider's: exact, else `lowerOutputTokens`. */
+  stopCount: OutputCounter;
   /** The count is the provider's own tokenizer's. */
   own: boolean;
+}
+
+/**
+ * What the output read so far asks of a stream: go on; more room (`extend`); end it after the event that passed the
+ * grant, which its hold covers (`stop`); or end it before that event, which nothing holds (`cut`).
+ */
+type Verdict = 'pass' | 'extend' | 'stop' | 'cut';
+/** A verdict once the hold was extended as far as it could be. */
+type Outcome = Exclude<Verdict, 'extend'>;
+
+/** A block waiting behind an extension: `out`, what goes out for it, once it was read. */
+interface WaitingBlock {
+  block: SseBlock;
+  out: Buffer | undefined;
 }
 
 /** The counting of the model a request runs with now (a model group may have switched it): made once per meter. */
@@ -152,6 +161,14 @@ export class UsageTap implements ResponseFilter {
   stoppedAt = 0;
   /** Output tokens the stream may produce (cap x choices), known once it starts; undefined: no hard stop. */
   private grant: number | undefined;
+  /** Output tokens held for the stream: its grant, and what extensions added as it ran past it. */
+  holdTokens = 0;
+  /** Extensions asked for (granted or not). */
+  extensions = 0;
+  /** Blocks read or to be read once the extension asked for answers; undefined when none is out. */
+  private waiting: WaitingBlock[] | undefined;
+  /** The route's `end`, to run once the waiting blocks went out. */
+  private endAfterWait: (() => void) | undefined;
   /** The counting of the model that answered, fixed when the answer starts. */
   private fixedCounting: OutputCounting | undefined;
   /** Set by the meter: asked for the call's cost once the answer's usage is known. */
@@ -235,6 +252,11 @@ export class UsageTap implements ResponseFilter {
     const end = this.passEnd!;
     if (this.broken) return end.call(res, data, enc, cb);
     let forward = data === undefined || data === null ? undefined : this.observe(data, enc);
+    if (this.waiting) {
+      // The response ends once what waits behind the extension went out (or the stream was cut there).
+      this.endAfterWait = () => this.end(cb);
+      return res;
+    }
     if (this.stopped) return end.call(res, forward, undefined, cb);
     const rest = this.mode === 'json' ? this.endJson() : this.endStream();
     // Nothing more to send: `forward` stands (undefined: end's chunk as it is).
@@ -351,49 +373,154 @@ export class UsageTap implements ResponseFilter {
 
   /**
    * Reads the events a chunk completes. Returns undefined to send the chunk as it is, or the bytes to
-   * send instead: without the stripped usage chunk, or up to the event that passed the grant and
-   * then the API's ending. Far below the grant an event costs one comparison and allocates nothing.
+   * send instead: without the stripped usage chunk, or up to where the stream ends and then the API's
+   * ending, or up to an event that waits for an extension of the hold. Far below the hold an event
+   * costs one comparison and allocates nothing.
    */
   private observeEvents(bytes: Buffer): Buffer | undefined {
     // Where the first block starts in this chunk: before it when its first bytes came in earlier chunks.
     const start = -this.held;
     const blocks = this.decoder!.push(bytes);
-    const reader = this.reader!;
-    const grant = this.grant;
+    if (this.waiting) {
+      // An extension is out: every event waits behind it, read when it answers.
+      let end = start;
+      for (const block of blocks) {
+        end += block.raw.length;
+        this.waiting.push({ block, out: undefined });
+      }
+      this.held = bytes.length - end;
+      return EMPTY;
+    }
     let end = start;
     let replaced: Map<number, Buffer> | undefined;
     for (let i = 0; i < blocks.length; i++) {
       const block = blocks[i]!;
       end += block.raw.length;
-      if (block.hasData) {
-        if (reader.onEvent(block.event, block.data)) (replaced ??= new Map()).set(i, EMPTY);
-        else if (reader.finalUsageAt !== undefined && this.wholeEvents) {
-          const costed = this.withCost(block, reader.finalUsageAt);
-          if (costed !== undefined) (replaced ??= new Map()).set(i, costed);
-        }
+      const out = this.readBlock(block);
+      if (out !== undefined) (replaced ??= new Map()).set(i, out);
+      if (this.grant === undefined) continue;
+      const verdict = this.verdict();
+      if (verdict === 'pass') continue;
+      if (verdict === 'stop' || verdict === 'cut') {
+        const sent = verdict === 'stop' ? i + 1 : i;
+        const sentEnd = verdict === 'stop' ? end : end - block.raw.length;
+        const ending = this.endingNow();
+        return Buffer.concat([this.unsent(bytes, blocks, sent, start, sentEnd, replaced), ending]);
       }
-      // Until the stop's encoding loads (the first moments after meter() is made, or after a model of another
-      // encoding is first asked for) a count is the byte bound, several times the tokens: stopping on it would cut
-      // answers that are within their grant.
-      const stop = this.fixedCounting!.stop;
-      if (
-        grant !== undefined &&
-        reader.output.tokenBound > grant &&
-        encodingLoaded(stop.encoding) &&
-        reader.output.passes(grant, stop.count)
-      ) {
-        this.stoppedAt = reader.output.tokens(this.fixedCounting!.countOutput);
-        const ending = reader.ending({
-          inputTokens: this.ctx.estimate?.inputTokens ?? 0,
-          outputTokens: this.stoppedAt,
-        });
-        this.stop();
-        return Buffer.concat([this.unsent(bytes, blocks, i + 1, start, end, replaced), Buffer.from(ending)]);
+      // The hold is being extended: this event and what follows wait for the answer.
+      this.waiting = [{ block, out: out ?? block.raw }];
+      for (let rest = i + 1; rest < blocks.length; rest++) {
+        end += blocks[rest]!.raw.length;
+        this.waiting.push({ block: blocks[rest]!, out: undefined });
       }
+      this.held = bytes.length - end;
+      void verdict.then((answer) => this.resume(answer));
+      return this.unsent(bytes, blocks, i, start, end, replaced);
     }
     this.held = bytes.length - end;
     if (!this.wholeEvents || (replaced === undefined && start === 0 && end === bytes.length)) return undefined;
     return this.unsent(bytes, blocks, blocks.length, start, end, replaced);
+  }
+
+  /** Reads an event; returns what goes out instead of it (EMPTY: dropped, or rewritten with the cost), else undefined. */
+  private readBlock(block: SseBlock): Buffer | undefined {
+    if (!block.hasData) return undefined;
+    const reader = this.reader!;
+    if (reader.onEvent(block.event, block.data)) return EMPTY;
+    if (reader.finalUsageAt !== undefined && this.wholeEvents) return this.withCost(block, reader.finalUsageAt);
+    return undefined;
+  }
+
+  /**
+   * What the output so far asks of the stream. The hold follows a count that cannot under-state the output
+   * (`countOutput`): past what is held, more is asked for (only where events go out whole, so that one can wait).
+   * The stream ends only when a count that cannot over-state it (`stopCount`) passes the grant, or more is refused.
+   */
+  private judge(): Verdict {
+    const output = this.reader!.output;
+    const grant = this.grant!;
+    const held = this.holdTokens;
+    // Far below the hold (and, before any extension, below the grant: the lower count is under the upper one).
+    if (output.boundOf(output.hold) <= held && (held === grant || output.tokenBound <= grant)) return 'pass';
+    const counting = this.fixedCounting!;
+    const over = this.wholeEvents && output.passes(held, counting.countOutput, output.hold);
+    if ((over || held > grant || !this.wholeEvents) && output.passes(grant, counting.stopCount))
+      return over ? 'cut' : 'stop';
+    return over ? 'extend' : 'pass';
+  }
+
+  /** The verdict, once the hold was extended as far as the output needs (at once where the holders answer at once). */
+  private verdict(): Outcome | Promise<Outcome> {
+    const verdict = this.judge();
+    if (verdict !== 'extend') return verdict;
+    const output = this.reader!.output;
+    const needed = Math.ceil(output.countOf(this.fixedCounting!.countOutput) - this.holdTokens);
+    this.extensions++;
+    // Twice what is held, or what the output needs: an upstream that ignores its cap costs a few round trips.
+    const granted = this.ctx.extendOutput(Math.max(needed, this.holdTokens), needed);
+    if (typeof granted === 'number') return this.extended(granted);
+    return granted.then(
+      (tokens) => this.extended(tokens),
+      (): Outcome => 'cut',
+    );
+  }
+
+  private extended(tokens: number): Outcome | Promise<Outcome> {
+    if (tokens <= 0) return 'cut';
+    this.holdTokens += tokens;
+    return this.verdict();
+  }
+
+  /** The extension answered: what waited goes out up to where the stream ends, or until another extension. */
+  private resume(first: Outcome): void {
+    const waiting = this.waiting!;
+    const out: Buffer[] = [];
+    let verdict: Outcome | Promise<Outcome> = first;
+    let index = 0;
+    try {
+      while (verdict === 'pass') {
+        out.push(waiting[index]!.out!);
+        if (++index === waiting.length) break;
+        const next = waiting[index]!;
+        next.out = this.readBlock(next.block) ?? next.block.raw;
+        verdict = this.grant === undefined ? 'pass' : this.verdict();
+      }
+    } catch {
+      this.broken = true;
+      verdict = 'pass';
+      for (let rest = index; rest < waiting.length; rest++) out.push(waiting[rest]!.block.raw);
+      index = waiting.length;
+    }
+    if (verdict === 'stop' || verdict === 'cut') {
+      if (verdict === 'stop') out.push(waiting[index]!.out!);
+      this.waiting = undefined;
+      out.push(this.endingNow());
+      this.passEnd!.call(this.res, Buffer.concat(out), undefined, undefined);
+      this.endAfterWait?.();
+      return;
+    }
+    if (out.length > 0) this.passWrite!.call(this.res, Buffer.concat(out), undefined, undefined);
+    if (verdict instanceof Promise) {
+      this.waiting = waiting.slice(index);
+      void verdict.then((answer) => this.resume(answer));
+      return;
+    }
+    this.waiting = undefined;
+    const end = this.endAfterWait;
+    this.endAfterWait = undefined;
+    end?.();
+  }
+
+  /** Stops the stream here: the API's ending, billing what was counted, never more than was held. */
+  private endingNow(): Buffer {
+    const output = this.reader!.output;
+    this.stoppedAt = Math.min(output.tokens(this.fixedCounting!.countOutput), this.holdTokens);
+    const ending = this.reader!.ending({
+      inputTokens: this.ctx.estimate?.inputTokens ?? 0,
+      outputTokens: this.stoppedAt,
+    });
+    this.stop();
+    return Buffer.from(ending);
   }
 
   /** The usage event's block with the call's cost in its usage object at `path`; undefined to send it as it is. */
@@ -441,9 +568,10 @@ export class UsageTap implements ResponseFilter {
       this.wholeEvents = lengthFree && (this.addedUsage || this.bill !== undefined);
       // The grant as it stands when the answer starts (after every clamp); a declared length cannot take an ending.
       const estimate = this.ctx.estimate;
-      // In the stop counter's units: a lower bound's raw count passes grant / factor when its scaled count passes the grant.
-      const factor = this.fixedCounting.stop.factor;
-      if (estimate && lengthFree) this.grant = (estimate.maxOutputTokens * (estimate.outputChoices ?? 1)) / factor;
+      if (estimate && lengthFree) {
+        this.grant = estimate.maxOutputTokens * (estimate.outputChoices ?? 1);
+        this.holdTokens = this.grant;
+      }
     } else if (type.includes('json') || type === '') {
       this.mode = 'json';
       if (this.bill !== undefined) this.heldJson = [];

@@ -22,6 +22,9 @@ export {
   TokenCountCache,
   DEFAULT_COUNT_CACHE_CHARS,
   OutputText,
+  lowerOutputTokens,
+  upperOutputTokens,
+  maxTokenBytesOf,
 } from './kit.js';
 export type {
   ProviderAdapter,

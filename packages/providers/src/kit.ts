@@ -52,4 +52,5 @@ export type { TextMap } from './prompt-text.js';
 export { SseDecoder } from './sse-decoder.js';
 export type { SseBlock } from './sse-decoder.js';
 export { OutputText, withCostUsd } from './usage.js';
+export { lowerOutputTokens, maxTokenBytesOf, MAX_KNOWN_TOKEN_BYTES, upperOutputTokens } from './output-bounds.js';
 export type { OutputCounter, ReadUsage, StreamEndingUsage, UsageReader } from './usage.js';

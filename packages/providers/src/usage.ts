@@ -53,10 +53,22 @@ export interface UsageReader {
 }
 
 /**
- * Collects output text deltas up to a bound, and answers the hard stop's question (has the output
- * passed the grant?) cheaply: a running upper bound (exact counts for what was counted, UTF-8 bytes
- * for the rest: each token is at least one) rules it out while far below; the tokenizer runs only
- * once that bound passes, on the text not counted yet.
+ * A running count of the output by one counter, kept as the output grows: the parts counted so far, their tokens
+ * and bytes. Far below its limit it answers from a bound without counting (see `OutputText.passes`).
+ */
+class RunningCount {
+  parts = 0;
+  tokens = 0;
+  bytes = 0;
+  /** `tokens` is the count of the whole kept text, not a sum of counts of pieces. */
+  whole = true;
+}
+
+/**
+ * Collects output text deltas up to a bound, and answers the hard stop's and the hold's questions (has the output
+ * passed so many tokens?) cheaply: a running upper bound (counts for what was counted, UTF-8 bytes for the rest: each
+ * token is at least one) rules it out while far below; a counter runs only once that bound passes, on the text not
+ * counted yet. The stop and the hold each keep their own running count (`stop`, `hold`).
  */
 export class OutputText {
   private parts: string[] = [];
@@ -66,12 +78,10 @@ export class OutputText {
   seen = false;
   /** UTF-8 bytes of all output so far. */
   bytes = 0;
-  /** The hard stop's running count: kept parts counted, their tokens (in the stop counter's units) and bytes. */
-  private stopParts = 0;
-  private stopTokens = 0;
-  private stopBytes = 0;
-  /** `stopTokens` is the count of the whole kept text, not a sum of counts of pieces. */
-  private stopWhole = true;
+  /** The hard stop's running count (a lower bound's, in its units). */
+  readonly stop = new RunningCount();
+  /** The hold's running count (an upper bound's). */
+  readonly hold = new RunningCount();
   /** The last whole count `tokens()` made, and what it covered. */
   private whole: { counter: OutputCounter; parts: number; tokens: number } | undefined;
 
@@ -92,35 +102,50 @@ export class OutputText {
     }
   }
 
-  /** An upper bound of the output's tokens (in the stop counter's units), without running the tokenizer. */
+  /** An upper bound of the output's tokens in the stop counter's units, without running the tokenizer. */
   get tokenBound(): number {
-    return this.stopTokens + this.bytes - this.stopBytes;
+    return this.boundOf(this.stop);
+  }
+
+  /** An upper bound of `running`'s count of the output (bytes stand for what it did not count yet). */
+  boundOf(running: RunningCount): number {
+    return running.tokens + this.bytes - running.bytes;
+  }
+
+  /** The output's count so far by `count` in `running` (counting only the parts it had not counted). */
+  countOf(count: OutputCounter, running: RunningCount = this.hold): number {
+    this.catchUp(count, running);
+    return running.tokens + this.overflowBytes;
   }
 
   /**
-   * Has the output passed `limit` tokens, counted by `count`? Near the limit the parts not counted
-   * yet are counted alone and added up; only when that sum passes the limit is the whole text
-   * counted, since a sum of pieces may run a little ahead of the whole (merges across pieces).
-   * Give it a counter without rounding (an approximation's raw count, the limit divided by its
-   * factor): rounding every piece up would run the sum far ahead.
+   * Has the output passed `limit` tokens, counted by `count` (kept in `running`: the stop's by default)? Near the
+   * limit the parts not counted yet are counted alone and added up; only when that sum passes the limit is the whole
+   * text counted, since a sum of pieces may run a little ahead of the whole (merges across pieces). Give it a counter
+   * without rounding (a lower bound's raw count): rounding every piece up would run the sum far ahead.
    */
-  passes(limit: number, count: OutputCounter): boolean {
-    if (this.tokenBound <= limit) return false;
+  passes(limit: number, count: OutputCounter, running: RunningCount = this.stop): boolean {
+    if (this.boundOf(running) <= limit) return false;
+    this.catchUp(count, running);
+    if (running.tokens + this.overflowBytes <= limit) return false;
+    if (!running.whole) {
+      running.tokens = count(this.parts.join(''));
+      running.whole = true;
+    }
+    return running.tokens + this.overflowBytes > limit;
+  }
+
+  /** Counts the parts `running` did not count yet, adding them to its sum. */
+  private catchUp(count: OutputCounter, running: RunningCount): void {
     const parts = this.parts;
-    if (this.stopParts < parts.length) {
-      const fresh = parts.length - this.stopParts === 1 ? parts[this.stopParts]! : parts.slice(this.stopParts).join('');
-      this.stopWhole = this.stopParts === 0;
-      this.stopTokens += count(fresh);
-      this.stopParts = parts.length;
+    if (running.parts < parts.length) {
+      const fresh = parts.length - running.parts === 1 ? parts[running.parts]! : parts.slice(running.parts).join('');
+      running.whole = running.parts === 0;
+      running.tokens += count(fresh);
+      running.parts = parts.length;
     }
     // Overflow bytes are counted as bytes: they were never kept.
-    this.stopBytes = this.bytes - this.overflowBytes;
-    if (this.stopTokens + this.overflowBytes <= limit) return false;
-    if (!this.stopWhole) {
-      this.stopTokens = count(parts.join(''));
-      this.stopWhole = true;
-    }
-    return this.stopTokens + this.overflowBytes > limit;
+    running.bytes = this.bytes - this.overflowBytes;
   }
 
   /** The output's tokens by `countOutput`: the whole kept text counted (again only when it grew), plus the overflow bytes. */

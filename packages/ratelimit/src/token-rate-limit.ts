@@ -88,10 +88,18 @@ function tokenCheck(
       if (charges.length === 0) return;
       const context = getContext(req, res);
       context.reservations.push({ kind: 'tokens', id: `${context.requestId}:tokens`, amount: units });
+      /** Tokens charged to the windows: the reservation, and what a stream that ran past it took since. */
+      let charged = units;
+      // The windows count a stream's output as it goes (charged, never refused: the budget decides a cut).
+      context.onExtendOutput((tokens) => {
+        charged += tokens;
+        void windows.adjustAll(charges, tokens);
+        return tokens;
+      });
       context.onSettle((record) => {
         // Nothing metered: keep the reservation as charged, the safe upper bound.
         if (!record) return;
-        const delta = tokensUsed(record) - units;
+        const delta = tokensUsed(record) - charged;
         const adjusted = windows.adjustAll(charges, delta);
         if (!queue || delta >= 0) return adjusted;
         if (!adjusted) return queue.notify(queueId);
