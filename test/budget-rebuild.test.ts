@@ -1,4 +1,5 @@
-// Redis restarted without persistence forgets every budget's spend: rebuilt from the PostgreSQL usage ledger, whatever was spent since.
+// Redis restarted without persistence forgets every budget's spend: nothing is reserved until every scope (end users' and
+// models' too) is rebuilt from the PostgreSQL usage ledger, and then each equals the ledger's own sum.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import express from 'express';
@@ -13,8 +14,13 @@ import { createRedisStores } from '@tollgate/redis';
 import { eventually, freePort, PrivateRedis } from '../packages/redis/test/helpers.js';
 
 const POSTGRES_URL = process.env.POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-/** $1 input, $2 output per 1M tokens. */
-const pricing = createPricing({ models: { 'gpt-4o': { provider: 'openai', inputPerMTok: 1, outputPerMTok: 2 } } });
+/** $1 input, $2 output per 1M tokens (gpt-4o-mini the same: its calls count against no model budget). */
+const pricing = createPricing({
+  models: {
+    'gpt-4o': { provider: 'openai', inputPerMTok: 1, outputPerMTok: 2 },
+    'gpt-4o-mini': { provider: 'openai', inputPerMTok: 1, outputPerMTok: 2 },
+  },
+});
 const table = `tg_rebuild_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
 const pool = new pg.Pool({ connectionString: POSTGRES_URL, max: 2 });
 let redis: PrivateRedis;
@@ -32,27 +38,50 @@ afterAll(async () => {
   await pool.end();
 });
 
-/** The caller's tenant and key from headers (auth is not what this test is about). */
+/** The caller's tenant, key and end user from headers (auth is not what this test is about). */
 const identify: RequestHandler = (req, res, next) => {
   getContext(req, res).identity = {
     keyId: String(req.headers['x-key']),
     tenantId: String(req.headers['x-tenant']),
+    ...(req.headers['x-user'] ? { userId: String(req.headers['x-user']) } : {}),
     scopes: [],
     authMethod: 'api_key',
   };
   next();
 };
 
+/** The ledger's own sum of what a condition selects (the records of this period: the test runs within one). */
+async function recorded(where: string, values: unknown[] = []): Promise<number> {
+  const { rows } = await pool.query<{ spent: string }>(
+    `SELECT coalesce(sum(cost_nano_usd), 0) AS spent FROM "${table}" WHERE ${where}`,
+    values,
+  );
+  return Number(rows[0]!.spent);
+}
+
 describe('spend rebuilt from the usage ledger', () => {
-  it('raises every budget a Redis restart forgot back to the usage ledger (fixed ids and wildcards), spend since the restart included', async () => {
+  it('refuses reserves until rebuilt, then shows every scope (end users, models, every period) at the ledger, to the nano-USD', async () => {
     const stores = createRedisStores({ url: redis.url, prefix: 'rebuild:', timeoutMs: 2_000 });
+    const gate = stores.ledger.rebuildGate!;
+    gate.require();
+    await gate.markRebuilt([]);
     const sink = postgresSink({ pool, table });
     const guard = budgetGuard({
       ledger: stores.ledger,
       pricing,
       log: false,
-      tenants: { acme: { usd: 1, period: 'day' }, '*': { usd: 0.5, period: 'month' } },
+      // failOpen: a store failure would admit; a slot being rebuilt still may not.
+      onStoreFailure: 'failOpen',
+      tenants: {
+        acme: [
+          { usd: 1, period: 'day' },
+          { usd: 5, period: 'month' },
+        ],
+        '*': { usd: 0.5, period: 'month' },
+      },
       keys: { 'acme-bot': { usd: 0.25, period: 'day' } },
+      tenantUsers: { acme: { usd: 0.5, period: 'day' } },
+      modelBudgets: { acme: { 'gpt-4o': { usd: 0.5, period: 'day' } } },
       global: { usd: 10, period: 'rolling', window: '1h', buckets: 4 },
     });
     closers.push(
@@ -69,76 +98,94 @@ describe('spend rebuilt from the usage ledger', () => {
       guard,
       (req, res) => {
         res.json({
-          model: 'gpt-4o',
+          model: req.body.model as string,
           choices: [],
           usage: { prompt_tokens: 1_000, completion_tokens: req.body.max_tokens as number },
         });
       },
     );
     app.use(apiErrorHandler());
-    const call = (tenant: string, key: string, maxTokens: number) =>
+    const call = (tenant: string, key: string, user: string, model: string, maxTokens: number) =>
       request(app)
         .post('/v1/chat/completions')
-        .set({ 'x-tenant': tenant, 'x-key': key })
-        .send({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }], max_tokens: maxTokens });
-    for (const [tenant, key, cap] of [
-      ['acme', 'acme-bot', 100],
-      ['acme', 'acme-ops', 250],
-      ['beta', 'beta-1', 400],
-      ['acme', 'acme-bot', 50],
-    ] as const) {
-      expect((await call(tenant, key, cap)).status).toBe(200);
-    }
+        .set({ 'x-tenant': tenant, 'x-key': key, 'x-user': user })
+        .send({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: maxTokens });
+    const traffic = [
+      ['acme', 'acme-bot', 'bob', 'gpt-4o', 100],
+      ['acme', 'acme-ops', 'alice', 'gpt-4o-mini', 250],
+      ['beta', 'beta-1', 'carol', 'gpt-4o', 400],
+      ['acme', 'acme-bot', 'alice', 'gpt-4o', 50],
+    ] as const;
+    for (const [tenant, key, user, model, cap] of traffic)
+      expect((await call(tenant, key, user, model, cap)).status).toBe(200);
     await sink.flush();
-    const view = async () =>
+    // Each scope as the guard shows it, and the same scope as the ledger's own records sum it.
+    const scopes = [
+      [{ scope: 'tenant', id: 'acme' }, "tenant_id = 'acme'"],
+      [{ scope: 'tenant', id: 'beta' }, "tenant_id = 'beta'"],
+      [{ scope: 'key', id: 'acme-bot' }, "key_id = 'acme-bot'"],
+      [{ scope: 'user', id: 'bob', tenant: 'acme' }, "tenant_id = 'acme' AND user_id = 'bob'"],
+      [{ scope: 'user', id: 'alice', tenant: 'acme' }, "tenant_id = 'acme' AND user_id = 'alice'"],
+      [{ scope: 'model', id: 'gpt-4o', tenant: 'acme' }, "tenant_id = 'acme' AND model = 'gpt-4o'"],
+      [{ scope: 'global' }, 'true'],
+    ] as const;
+    const shown = async () => {
+      const out: Record<string, number[]> = {};
+      for (const [selector, where] of scopes) {
+        const name = `${selector.scope}:${'id' in selector ? selector.id : ''}`;
+        out[name] = (await guard.status(selector)).map((status) => status.spentNanoUsd);
+        out[`${name} (ledger)`] = out[name].map(() => 0);
+        const sum = await recorded(where);
+        out[`${name} (ledger)`] = out[name].map(() => sum);
+      }
+      return out;
+    };
+    const atLedger = (view: Record<string, number[]>) =>
       Object.fromEntries(
-        (
-          await Promise.all([
-            guard.status({ scope: 'tenant', id: 'acme' }),
-            guard.status({ scope: 'tenant', id: 'beta' }),
-            guard.status({ scope: 'key', id: 'acme-bot' }),
-            guard.status({ scope: 'global' }),
-          ])
-        )
-          .flat()
-          .map((status) => [`${status.scope}:${status.id ?? ''}`, status.spentNanoUsd]),
+        Object.keys(view)
+          .filter((name) => !name.endsWith(' (ledger)'))
+          .map((name) => [name, view[name]]),
       );
-    const before = await view();
-    // 1,000 input tokens (1,000,000 nano-USD) + the cap at 2,000 nano-USD a token, per call.
-    expect(before).toEqual({
-      'tenant:acme': 3_800_000,
-      'tenant:beta': 1_800_000,
-      'key:acme-bot': 2_300_000,
-      'global:': 5_600_000,
-    });
+    const ledgerView = (view: Record<string, number[]>) =>
+      Object.fromEntries(
+        Object.keys(view)
+          .filter((name) => name.endsWith(' (ledger)'))
+          .map((name) => [name.slice(0, -' (ledger)'.length), view[name]]),
+      );
+    const before = await shown();
+    expect(atLedger(before)).toEqual(ledgerView(before));
+    expect(before['model:gpt-4o']).toEqual([2_300_000]);
 
     await redis.stop();
     await redis.start();
     await eventually(async () => {
       if (!(await stores.ping())) throw new Error('Redis is not back yet');
     });
-    expect(Object.values(await view()).every((spent) => spent === 0)).toBe(true);
-    // Traffic goes on after the restart, before the rebuild: its spend is in both Redis and the ledger.
-    expect((await call('beta', 'beta-1', 10)).status).toBe(200);
-    await sink.flush();
+    // Before: admitted against a budget Redis forgot (200). Now: refused until rebuilt, even under failOpen.
+    const refused = await call('acme', 'acme-bot', 'bob', 'gpt-4o', 10);
+    expect(refused.status).toBe(503);
+    expect(refused.body.error.code).toBe('service_unavailable');
+    expect(refused.headers['retry-after']).toBeDefined();
+    expect(await gate.isRebuilt([])).toBe(false);
 
     const report = await guard.rebuild(postgresSpendSource(pool, { table }));
-    expect(report.restored.map((entry) => entry.key).sort()).toEqual(
-      expect.arrayContaining([
-        expect.stringContaining('budget:tenant:acme:day'),
-        expect.stringContaining('budget:key:acme-bot:day'),
-      ]),
-    );
-    const after = await view();
-    expect(after).toEqual({
-      'tenant:acme': 3_800_000,
-      'tenant:beta': 1_800_000 + 1_020_000,
-      'key:acme-bot': 2_300_000,
-      'global:': 5_600_000 + 1_020_000,
+    await gate.markRebuilt(report.slots);
+    // Before: end users' and models' budgets were not rebuilt (0 for what the ledger recorded).
+    const after = await shown();
+    expect(atLedger(after)).toEqual(ledgerView(after));
+    expect(after['user:bob']).toEqual([1_200_000]);
+    // Traffic goes on once rebuilt: counted once, by its settle.
+    expect((await call('acme', 'acme-bot', 'bob', 'gpt-4o', 10)).status).toBe(200);
+    await sink.flush();
+    await eventually(async () => {
+      const view = await shown();
+      expect(atLedger(view)).toEqual(ledgerView(view));
     });
     // A second rebuild finds nothing lost, and a top-up given after it is not taken back by a third.
-    await guard.topUp({ scope: 'tenant', id: 'acme' }, 0.001);
+    await guard.topUp({ scope: 'tenant', id: 'beta' }, 0.001);
     expect((await guard.rebuild(postgresSpendSource(pool, { table }))).restored).toEqual([]);
-    expect((await view())['tenant:acme']).toBe(3_800_000 - 1_000_000);
+    expect((await guard.status({ scope: 'tenant', id: 'beta' }))[0]!.spentNanoUsd).toBe(
+      (await recorded("tenant_id = 'beta'")) - 1_000_000,
+    );
   }, 30_000);
 });

@@ -304,6 +304,17 @@ export class BudgetPlan {
     return dedupe(found);
   }
 
+  /**
+   * Every budget a call of `identity` to `model` is charged to: the caller's (`forIdentity`) and the model's within
+   * the caller's tenant (`models.forModel`), the two lists a reserve names its scopes from. A rebuild asks it of each
+   * caller the usage ledger recorded, so it restores exactly the scopes those calls were charged to.
+   */
+  async forCall(identity: Identity, model: string | undefined): Promise<ResolvedBudget[]> {
+    const own = await this.forIdentity(identity);
+    if (model === undefined) return [...own];
+    return [...own, ...this.models.forModel(identity.tenantId, model)];
+  }
+
   /** The budgets configured with a fixed id (wildcards and dynamic budgets have no fixed id). */
   configured(): ResolvedBudget[] {
     const out: ResolvedBudget[] = [];

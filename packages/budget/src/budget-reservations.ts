@@ -1,6 +1,6 @@
 // The guard's request path: reserve what a request may cost against its budgets, settle or release it after.
 import type { Request, Response } from 'express';
-import { ApiError, getContext } from '@tollgate/core';
+import { ApiError, getContext, SpendNotRebuiltError } from '@tollgate/core';
 import { withTimeout } from '@tollgate/core/kit';
 import type { TollgateContext, UsageEstimate, UsageRecord } from '@tollgate/core';
 import type { ReserveResult, ScopeUsage } from '@tollgate/core/kit';
@@ -210,8 +210,10 @@ export class BudgetReservations {
   }
 
   #storeFailed(req: Request, error: unknown): BudgetVerdict {
-    this.calls.reportFailure(error);
-    if (this.config.failOpen) return { kind: 'allowed', value: undefined };
+    // Spend being rebuilt after a data loss is no outage: failOpen would admit against spend the store forgot.
+    const rebuilding = error instanceof SpendNotRebuiltError;
+    if (!rebuilding) this.calls.reportFailure(error);
+    if (this.config.failOpen && !rebuilding) return { kind: 'allowed', value: undefined };
     req.tollgate.set('budget.storeError', error);
     return { kind: 'unavailable' };
   }

@@ -1,28 +1,27 @@
 // Rebuilding budget spend from a usage ledger when the store lost it (Redis restarted without persistence, a wiped key).
 import { periodWindow, TollgateError } from '@tollgate/core';
+import type { Identity } from '@tollgate/core';
 import { isCalendarPeriod, withTimeout } from '@tollgate/core/kit';
+import type { LedgerScope } from '@tollgate/core/kit';
 import { budgetWindow } from './budget-plan.js';
 import type { ResolvedBudget } from './budget-plan.js';
 import type { BudgetBook } from './budget-status.js';
-import type { BudgetScope } from './types.js';
 
-/** One question to a usage ledger: what did this scope's id spend in [since, until)? */
-export interface SpendQuery {
-  scope: BudgetScope;
-  /** The key, user, tenant or feature id; null for `global`. */
-  id: string | null;
-  /** Epoch ms, inclusive. */
-  since: number;
-  /** Epoch ms, exclusive. */
-  until: number;
+/** What the usage ledger recorded for one caller: the records of one key, end user, tenant, feature and model. */
+export interface CallerSpend {
+  keyId: string | null;
+  userId: string | null;
+  tenantId: string | null;
+  feature: string | null;
+  /** The model as billed: a model's budget within the tenant is charged by it. */
+  model: string | null;
+  spentNanoUsd: number;
 }
 
 /** Where spend is recorded durably (`postgresSpendSource` from @tollgate/metering is one). */
 export interface SpendSource {
-  /** Nano-USD recorded for the query. */
-  spent(query: SpendQuery): Promise<number>;
-  /** Ids of `scope` with spend recorded since `since`: budgets given by `'*'` or by code have no fixed id to ask for. */
-  idsWithSpend(scope: Exclude<BudgetScope, 'global'>, since: number): Promise<string[]>;
+  /** Nano-USD recorded per caller with records in [since, until) (epoch ms; callers with nothing recorded may be left out). */
+  spentByCaller(since: number, until: number): Promise<CallerSpend[]>;
 }
 
 export interface RebuildReport {
@@ -30,9 +29,9 @@ export interface RebuildReport {
   checked: number;
   /** Scopes whose spend was below the usage ledger's, raised to it. */
   restored: { key: string; spentNanoUsd: number }[];
+  /** The ledger slots of every scope the rebuild covered (for a store's rebuild gate). */
+  slots: (string | undefined)[];
 }
-
-const ID_SCOPES: Exclude<BudgetScope, 'global'>[] = ['key', 'user', 'tenant', 'feature'];
 
 /** When spend for the scope's window started counting: its calendar period's start, or its rolling window's. */
 function sinceOf(budget: ResolvedBudget, expiresAt: number, now: number): number {
@@ -40,12 +39,69 @@ function sinceOf(budget: ResolvedBudget, expiresAt: number, now: number): number
   return expiresAt - budget.windowMs;
 }
 
+/** The identity a usage record's caller had, as far as the record tells (a `budgets` function sees these fields). */
+function identityOf(caller: CallerSpend): Identity {
+  const identity: Identity = { keyId: caller.keyId ?? '', scopes: [], authMethod: 'api_key' };
+  if (caller.userId !== null) identity.userId = caller.userId;
+  if (caller.tenantId !== null) identity.tenantId = caller.tenantId;
+  if (caller.feature !== null) identity.feature = caller.feature;
+  return identity;
+}
+
+function callerKey(caller: CallerSpend): string {
+  return JSON.stringify([caller.keyId, caller.userId, caller.tenantId, caller.feature, caller.model]);
+}
+
+/** One ledger scope to rebuild: what the usage ledger holds for it is the sum over the callers charged to it. */
+interface ScopeToRebuild {
+  scope: LedgerScope;
+  since: number;
+  callers: Set<string>;
+}
+
 /**
- * Raises every budget scope's spend to what `source` recorded for it (less the top-up credits the
- * scope was given): the budgets with a fixed id, and those of every id with recorded spend
- * (wildcards, budgets from code). A store that lost its data while traffic went on holds only the
- * spend since; one that lost nothing is at or above the usage ledger (which lags by its batching)
- * and is left alone. Live reservations are not in a usage ledger; they settle as usual.
+ * Every ledger scope the recorded calls were charged to, found the way a reserve finds them: each caller with spend
+ * since the oldest period start is asked of the plan's `forCall` (its own budgets and its model's), so end users'
+ * budgets (`tenantUsers`), model budgets, wildcards and budgets from code are all covered, every period of each.
+ */
+async function scopesOfCallers(book: BudgetBook, callers: readonly CallerSpend[], now: number) {
+  const scopes = new Map<string, ScopeToRebuild>();
+  const slots = new Set<string | undefined>([undefined]);
+  const add = (budget: ResolvedBudget, caller: string | undefined) => {
+    slots.add(budget.slot);
+    for (const scope of budgetWindow(budget, now).scopes) {
+      let entry = scopes.get(scope.key);
+      if (!entry) {
+        entry = { scope, since: sinceOf(budget, scope.expiresAt, now), callers: new Set() };
+        scopes.set(scope.key, entry);
+      }
+      if (caller !== undefined) entry.callers.add(caller);
+    }
+  };
+  // Budgets with a fixed id are checked even without spend: their slots are rebuilt as well.
+  for (const budget of book.plan.configured()) add(budget, undefined);
+  for (const caller of callers) {
+    for (const budget of await book.plan.forCall(identityOf(caller), caller.model ?? undefined))
+      add(budget, callerKey(caller));
+  }
+  return { scopes: [...scopes.values()], slots: [...slots] };
+}
+
+/** The oldest instant any budget counts from: every calendar period is at most a quarter, a rolling window any length. */
+function earliestStart(book: BudgetBook, now: number): number {
+  let earliest = periodWindow('quarter', now, book.plan.timezone).start;
+  for (const budget of book.plan.configured())
+    for (const scope of budgetWindow(budget, now).scopes)
+      earliest = Math.min(earliest, sinceOf(budget, scope.expiresAt, now));
+  return earliest;
+}
+
+/**
+ * Raises every budget scope's spend to what `source` recorded for it (less the top-up credits the scope was given).
+ * A store that lost its data while traffic went on holds only the spend since; one that lost nothing is at or above
+ * the usage ledger (which lags by its batching) and is left alone. Live reservations are not in a usage ledger; they
+ * settle as usual. Where the store has a rebuild gate, the caller marks `report.slots` rebuilt once it trusts the
+ * ledger complete (see the budget README, "After Redis loses its data").
  */
 export async function rebuildSpend(book: BudgetBook, source: SpendSource): Promise<RebuildReport> {
   const { ledger } = book;
@@ -56,40 +112,34 @@ export async function rebuildSpend(book: BudgetBook, source: SpendSource): Promi
     );
   }
   const now = book.now();
-  const budgets = new Map<string, ResolvedBudget>();
-  // A tenant's end users and models are not among the usage ledger's questions (it answers one scope and id).
-  for (const budget of book.plan.configured()) if (budget.tenantId === null) budgets.set(budget.base, budget);
-  // The oldest start any budget counts from: every period is at most a quarter, a rolling window any length.
-  let earliest = now;
-  for (const budget of budgets.values())
-    earliest = Math.min(earliest, sinceOf(budget, budgetWindow(budget, now).head.expiresAt, now));
-  earliest = Math.min(earliest, periodWindow('quarter', now, book.plan.timezone).start);
-  for (const scope of ID_SCOPES) {
-    for (const id of await source.idsWithSpend(scope, earliest)) {
-      for (const budget of await book.plan.select({ scope, id })) budgets.set(budget.base, budget);
+  const until = now + 1;
+  const earliest = earliestStart(book, now);
+  const callers = (await source.spentByCaller(earliest, until)).filter((c) => c.spentNanoUsd > 0);
+  const { scopes, slots } = await scopesOfCallers(book, callers, now);
+  // One question to the ledger per start of a window (a handful: the periods in use, a rolling budget's buckets).
+  const bySince = new Map<number, Promise<Map<string, number>>>([
+    [earliest, Promise.resolve(new Map(callers.map((row) => [callerKey(row), row.spentNanoUsd] as const)))],
+  ]);
+  const spentSince = (since: number) => {
+    let asked = bySince.get(since);
+    if (!asked) {
+      asked = source
+        .spentByCaller(since, until)
+        .then((rows) => new Map(rows.map((row) => [callerKey(row), row.spentNanoUsd] as const)));
+      bySince.set(since, asked);
     }
-  }
-  const report: RebuildReport = { checked: 0, restored: [] };
-  for (const budget of budgets.values()) {
-    for (const scope of budgetWindow(budget, now).scopes) {
-      report.checked++;
-      const spent = await source.spent({
-        scope: budget.scope,
-        id: budget.id,
-        since: sinceOf(budget, scope.expiresAt, now),
-        until: now + 1,
-      });
-      if (spent <= 0) continue;
-      if (
-        await withTimeout(
-          ledger.restoreSpent(scope, spent, scope.expiresAt),
-          book.storeTimeoutMs,
-          'ledger.restoreSpent',
-        )
-      ) {
-        report.restored.push({ key: scope.key, spentNanoUsd: spent });
-      }
-    }
+    return asked;
+  };
+  const report: RebuildReport = { checked: 0, restored: [], slots };
+  for (const { scope, since, callers: charged } of scopes) {
+    report.checked++;
+    if (charged.size === 0) continue;
+    const recorded = await spentSince(since);
+    let spent = 0;
+    for (const caller of charged) spent += recorded.get(caller) ?? 0;
+    if (spent <= 0) continue;
+    if (await withTimeout(ledger.restoreSpent(scope, spent, scope.expiresAt), book.storeTimeoutMs, 'restoreSpent'))
+      report.restored.push({ key: scope.key, spentNanoUsd: spent });
   }
   return report;
 }

@@ -4,7 +4,7 @@ import request from 'supertest';
 import { createMemoryStores, TollgateError } from '@tollgate/core';
 import type { ReservationLedger } from '@tollgate/core/kit';
 import { budgetGuard } from '@tollgate/budget';
-import type { BudgetGuardOptions, SpendQuery } from '@tollgate/budget';
+import type { BudgetGuardOptions } from '@tollgate/budget';
 import { createRedisStores } from '@tollgate/redis';
 import { deleteKeys, REDIS_URL, uniquePrefix } from '../../redis/test/helpers.js';
 import { createApp, eventually, pricing } from './helpers.js';
@@ -183,29 +183,27 @@ describe.each(backends)('calendar periods in a time zone, on $name', ({ connect 
 });
 
 describe('spend rebuilt from a usage ledger, in a time zone', () => {
-  it("asks for the spend since the period's local start, and for ids with spend since the longest period's", async () => {
+  it("asks for the spend since the period's local start, and for callers with spend since the longest period's", async () => {
     // 2031-02-10 in Kolkata (UTC+5:30): its Q1 began at 18:30 UTC on 2030-12-31, its week on Monday the 10th.
     const now = Date.UTC(2031, 1, 10, 12, 0);
     const { guard } = setup(now, {
       timezone: 'Asia/Kolkata',
       tenants: { acme: { usd: 1, period: 'quarter' }, '*': { usd: 1, period: 'week' } },
     });
-    const asked: SpendQuery[] = [];
-    const idsSince: number[] = [];
+    const asked: [number, number][] = [];
+    const caller = { keyId: 'k', userId: null, feature: null, model: 'gpt-4o' };
     const report = await guard.rebuild({
-      spent: async (query) => {
-        asked.push(query);
-        return 1_000;
-      },
-      idsWithSpend: async (scope, since) => {
-        idsSince.push(since);
-        return scope === 'tenant' ? ['globex'] : [];
+      spentByCaller: async (since, until) => {
+        asked.push([since, until]);
+        return [
+          { ...caller, tenantId: 'acme', spentNanoUsd: 1_000 },
+          { ...caller, tenantId: 'globex', spentNanoUsd: 1_000 },
+        ];
       },
     });
-    expect(idsSince).toEqual(Array(4).fill(Date.UTC(2030, 11, 31, 18, 30)));
     expect(asked).toEqual([
-      { scope: 'tenant', id: 'acme', since: Date.UTC(2030, 11, 31, 18, 30), until: now + 1 },
-      { scope: 'tenant', id: 'globex', since: Date.UTC(2031, 1, 9, 18, 30), until: now + 1 },
+      [Date.UTC(2030, 11, 31, 18, 30), now + 1],
+      [Date.UTC(2031, 1, 9, 18, 30), now + 1],
     ]);
     expect(report.restored).toEqual([
       { key: 'budget:tenant:acme:quarter:2031-Q1', spentNanoUsd: 1_000 },

@@ -883,6 +883,7 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
     ...(stores.ledger.restoreSpent
       ? { restoreSpent: (scope, spent, expiresAt) => stores.ledger.restoreSpent!(scope, spent, expiresAt) }
       : {}),
+    ...(stores.ledger.rebuildGate ? { rebuildGate: stores.ledger.rebuildGate } : {}),
   };
 
   /** Blocks past their age give back; a grant never settled by its ttl is charged its amount, as the store would. */

@@ -6,6 +6,7 @@ export {
   UnknownModelError,
   StoreTimeoutError,
   LeaseExhaustedError,
+  SpendNotRebuiltError,
   apiErrorHandler,
   renderApiError,
   refusalRenderer,

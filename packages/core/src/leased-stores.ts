@@ -1,4 +1,5 @@
 // Leased stores: while the shared store (Redis) does not answer, each process grants a bounded slice of every limit and budget on its own, and no more.
+import { SpendNotRebuiltError } from './stores.js';
 import { withTimeout } from './timeout.js';
 import type {
   FixedWindowCounter,
@@ -210,6 +211,8 @@ export function leasedStores<S extends TollgateStores>(stores: S, options: Lease
         return value;
       },
       (error: unknown) => {
+        // A slot whose spend is being rebuilt answered: the store is up, and nothing may be granted there yet.
+        if (error instanceof SpendNotRebuiltError) throw error;
         goDown(error);
         // Landing after all (a stalled store that woke up): what it counted was answered from the slice.
         promise.then(undo).catch(() => undefined);
@@ -409,6 +412,7 @@ export function leasedStores<S extends TollgateStores>(stores: S, options: Lease
     ...(stores.ledger.restoreSpent
       ? { restoreSpent: (scope, spent, expiresAt) => stores.ledger.restoreSpent!(scope, spent, expiresAt) }
       : {}),
+    ...(stores.ledger.rebuildGate ? { rebuildGate: stores.ledger.rebuildGate } : {}),
   };
 
   /** Charges what the slices granted, in order; stops at the first failure (the store went out again). */

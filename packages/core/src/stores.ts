@@ -171,6 +171,38 @@ export interface ReservationLedger {
    * Resolves true when it raised it.
    */
   restoreSpent?(scope: ScopeRef, spent: number, expiresAt: number): Promise<boolean>;
+  /**
+   * The gate of a store that can lose its data (Redis) or starts empty (memory) while a durable usage ledger keeps
+   * spend: once `require()`d, a reserve in a slot not marked rebuilt is refused with SpendNotRebuiltError, in the same
+   * atomic step that would have reserved, so no budget admits (or opens a block) against spend it forgot.
+   */
+  readonly rebuildGate?: RebuildGate;
+}
+
+/** See `ReservationLedger.rebuildGate`; layers over a ledger (blocks, leases, timing) hand the inner one's on. */
+export interface RebuildGate {
+  /** Reserves need their slot marked rebuilt from now on (a store whose spend has a durable usage ledger). */
+  require(): void;
+  /** True when the slot of every scope given (`undefined`: the default slot) is marked rebuilt. */
+  isRebuilt(slots: readonly (string | undefined)[]): Promise<boolean>;
+  /** Marks the slots rebuilt (their spend was raised to the usage ledger's): reserves there admit again. */
+  markRebuilt(slots: readonly (string | undefined)[]): Promise<void>;
+  /** Calls `listener` with the slot a reserve was refused in for want of a rebuild; returns the unsubscribe. */
+  onRefused(listener: (slot: string | undefined) => void): () => void;
+}
+
+/**
+ * A reserve refused because its slot lost its data (or never had it) and spend there is not rebuilt yet from the
+ * usage ledger. Not an outage: no lease or failOpen policy admits past it (the middleware answers 503 with
+ * Retry-After); it clears once a rebuild marks the slot.
+ */
+export class SpendNotRebuiltError extends Error {
+  override readonly name = 'SpendNotRebuiltError';
+  constructor(readonly slot: string | undefined) {
+    super(
+      `budget spend of slot ${slot ?? 'default'} is being rebuilt from the usage ledger (the store lost or never held it)`,
+    );
+  }
 }
 
 /** A stored API key. Only the SHA-256 hex of the key is kept, never the key. */

@@ -1,5 +1,8 @@
-// Budget spend that outlives Redis: rebuilt from the PostgreSQL usage ledger at start, whenever Redis is found to have lost its data, and by `pnpm tollgate reconcile`.
+// Budget spend that outlives Redis: rebuilt from the SQL usage ledger before any reserve counts against a store that forgot it.
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { BudgetGuard, RebuildReport } from '@tollgate/budget';
+import { parseDuration } from '@tollgate/core';
 import type { TollgateStores } from '@tollgate/core';
 import { postgresSpendSource } from '@tollgate/metering';
 import type { Queryable } from '@tollgate/metering';
@@ -8,19 +11,18 @@ import type { ProxyConfig } from './config.js';
 /** How often the proxy checks that Redis still holds its data. */
 const CHECK_INTERVAL_MS = 10_000;
 /**
- * After a rebuild for a loss: the rebuild runs again once every process's usage sink has flushed
- * (the PostgreSQL sink's default interval is 1 s). Other processes' calls answered after the loss
- * whose records were still in their sinks at the first rebuild are then in the ledger, and a
- * budget raised to it holds them (a rebuild only ever raises).
+ * After a loss, how long the rebuild waits, reserves refused meanwhile, before it reads the usage ledger: every
+ * process's blocks older than the loss retire within their age plus the sweep's second, and settle; the records of
+ * the calls they served reach the ledger within the PostgreSQL sink's interval (1 s) twice over.
  */
-const AFTER_LOSS_MS = 3_000;
+const SETTLE_MARGIN_MS = 3_000;
+/** The lock of the one rebuild, outliving it by far: a process that dies while rebuilding frees it by expiry. */
+const LOCK_EXTRA_MS = 60_000;
 
-/** Redis stores as far as the marker needs them. */
+/** Redis stores as far as the rebuild needs them. */
 interface CommandStores {
   readonly prefix: string;
   sendCommand(args: string[]): Promise<unknown>;
-  /** Redis stores tell when a reserve finds scopes Redis lost (see createRedisStores). */
-  onDataLoss?(listener: (scopes: { key: string; birth: string }[]) => void): () => void;
   /** Block stores (blockStores) over them: retired before a rebuild. */
   readonly blocks?: { retireAll(): Promise<void> };
 }
@@ -52,18 +54,25 @@ export interface SpendKeeper {
   close(): Promise<void>;
 }
 
+/** The message of a failure, for the log. */
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
 /**
- * On memory stores with a SQL usage ledger (a `dataDir`, or PostgreSQL): budget spend is read from the ledger once,
- * before the first request is admitted, so a restart does not hand out a period's spend again.
+ * Budget spend that a store forgot is rebuilt from the SQL usage ledger (a `dataDir`, or PostgreSQL) before any
+ * reserve counts against it: the ledger's rebuild gate (`ReservationLedger.rebuildGate`) is required, so a reserve in
+ * a slot not marked rebuilt is refused (the request gets 503 with Retry-After, never admitted for free) and opens no
+ * block, until the rebuild marked it.
  *
- * On Redis with a SQL usage ledger: a marker key lives in Redis next to the budgets. When it is
- * gone (Redis restarted without persistence, was flushed or failed over to an empty replica), the
- * budgets lost their spend: the blocks this process holds are retired (their settles, which charge
- * what was spent and never credit, land first), the usage records written so far are flushed,
- * spend is rebuilt from the ledger (raised to it, never lowered), and the marker is set again.
- * Checked at start, every 10 s, and at once when a reserve finds a budget scope Redis wrote again
- * from nothing (the stores' `onDataLoss`): on a cluster that lost one master, the marker's shard may
- * have kept its data while a tenant's did not.
+ * Memory stores start empty with their process: the gate is shut until the period's spend was read from the ledger.
+ *
+ * Redis stores keep a mark per slot next to its budgets. A reserve that finds its slot's mark gone (Redis restarted
+ * without persistence, was flushed or failed over to an empty replica) is refused and starts the rebuild, as does the
+ * check every 10 s. One process rebuilds, under a lock in Redis; each process first retires the blocks it holds
+ * (their settles charge what was spent, never credit). The one rebuilding waits for every process's blocks older
+ * than the loss to settle and their records to reach the ledger, flushes its own records, raises every scope a call
+ * was charged to (every period of every budget: see `rebuildSpend`) to the ledger, then marks the slots.
  */
 export function keepSpend(
   config: ProxyConfig,
@@ -73,85 +82,87 @@ export function keepSpend(
   flushUsage: () => Promise<void>,
   log: (line: string) => void,
 ): SpendKeeper | undefined {
-  if (!ledger) return undefined;
+  const gate = stores.ledger.rebuildGate;
+  if (!ledger || !gate) return undefined;
+  gate.require();
   const redis = commandStores(stores);
-  if (!redis) {
-    // Stores of this process alone (memory) start empty: the spend of the period so far is what the ledger holds.
-    return {
-      ready: flushUsage()
-        .then(() => rebuildFromLedger(config, guard, ledger))
-        .then(
-          (report) => {
-            if (report.restored.length > 0)
-              log(`tollgate proxy: budget spend of ${report.restored.length} scope(s) read from the usage ledger`);
-          },
-          (error: unknown) =>
-            log(
-              `tollgate proxy: could not read budget spend from the usage ledger: ${error instanceof Error ? error.message : String(error)}`,
-            ),
-        ),
-      close: async () => undefined,
-    };
-  }
-  const marker = `${redis.prefix}{ledger}:spend-kept`;
-  let checking: Promise<void> | undefined;
-  /** Births (Redis µs) of scopes a reserve found written again since the last check: the marker alone does not tell then. */
-  let reborn: number[] = [];
-  /** A rebuild after a loss is run again once the other processes' sinks have flushed. */
-  let again = false;
-  let followUp: NodeJS.Timeout | undefined;
-  const check = async () => {
-    const births = reborn;
-    reborn = [];
-    const forced = again;
-    again = false;
-    // The marker holds Redis's time (µs) after the last rebuild: scopes born before it were rebuilt (restoreSpent wrote them).
-    const kept = Number(await redis.sendCommand(['GET', marker]));
-    if (!forced && kept > 0 && births.every((birth) => birth <= kept)) return;
-    if (!forced) {
-      clearTimeout(followUp);
-      followUp = setTimeout(() => {
-        again = true;
-        void run();
-      }, AFTER_LOSS_MS);
-      followUp.unref();
-    }
-    await redis.blocks?.retireAll();
-    await flushUsage();
-    const report = await rebuildFromLedger(config, guard, ledger);
-    const [seconds, micros] = (await redis.sendCommand(['TIME'])) as [string, string];
-    await redis.sendCommand(['SET', marker, `${seconds}${micros.padStart(6, '0')}`]);
-    if (report.restored.length > 0)
-      log(
-        `tollgate proxy: Redis had lost budget spend; rebuilt ${report.restored.length} of ${report.checked} budget scope(s) from the usage ledger`,
-      );
-  };
-  const run = () => {
-    checking ??= check()
-      .catch((error: unknown) =>
+  const blocksMaxAgeMs = blockAgeOf(config);
+  /** Slots a reserve was refused in: marked with the rebuild's own, which names only slots with budgets. */
+  const refused = new Set<string | undefined>();
+  let running: Promise<void> | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const rebuild = async (afterLoss: boolean) => {
+    await redis?.blocks?.retireAll();
+    const unlock = redis && (await lockRebuild(redis, blocksMaxAgeMs + SETTLE_MARGIN_MS + LOCK_EXTRA_MS));
+    // Another process rebuilds: reserves here stay refused until it marked the slots.
+    if (redis && !unlock) return;
+    try {
+      if (afterLoss) await sleep(blocksMaxAgeMs + SETTLE_MARGIN_MS);
+      await flushUsage();
+      const report = await rebuildFromLedger(config, guard, ledger);
+      const slots = [...report.slots, ...refused];
+      refused.clear();
+      await gate.markRebuilt(slots);
+      if (report.restored.length > 0 || afterLoss)
         log(
-          `tollgate proxy: could not check or rebuild budget spend: ${error instanceof Error ? error.message : String(error)}`,
-        ),
-      )
-      .finally(() => {
-        checking = undefined;
-      });
-    return checking;
+          redis
+            ? `tollgate proxy: Redis had lost budget spend; rebuilt ${report.restored.length} of ${report.checked} budget scope(s) from the usage ledger`
+            : `tollgate proxy: budget spend of ${report.restored.length} scope(s) read from the usage ledger`,
+        );
+    } finally {
+      await unlock?.();
+    }
   };
-  const timer = setInterval(() => void run(), CHECK_INTERVAL_MS);
-  timer.unref();
-  const unsubscribe = redis.onDataLoss?.((scopes) => {
-    for (const { birth } of scopes) reborn.push(Number(birth));
-    // After the check under way, if one is: it may have read the marker before the loss.
-    void (checking ?? Promise.resolve()).then(run);
+  const run = (afterLoss: boolean) => {
+    running ??= rebuild(afterLoss)
+      .catch((error: unknown) => log(`tollgate proxy: could not rebuild budget spend: ${messageOf(error)}`))
+      .finally(() => {
+        running = undefined;
+      });
+    return running;
+  };
+  const check = async () => {
+    if (running) return;
+    const rebuilt = await gate.isRebuilt([...refused]).catch(() => true);
+    if (!rebuilt) await run(true);
+  };
+  const unsubscribe = gate.onRefused((slot) => {
+    refused.add(slot);
+    void run(true);
   });
+  timer = setInterval(() => void check(), CHECK_INTERVAL_MS);
+  timer.unref();
+  // At start: the marks say whether Redis holds the spend already (memory never does).
+  const ready = gate
+    .isRebuilt([])
+    .then((rebuilt) => (rebuilt ? undefined : run(false)))
+    .catch((error: unknown) => log(`tollgate proxy: could not check budget spend: ${messageOf(error)}`));
   return {
-    ready: run(),
+    ready,
     async close() {
       clearInterval(timer);
-      clearTimeout(followUp);
-      unsubscribe?.();
-      await checking;
+      timer = undefined;
+      unsubscribe();
+      await running;
     },
+  };
+}
+
+/** How long a block hands out at most (0 without blocks): a rebuild after a loss waits for older blocks to settle. */
+function blockAgeOf(config: ProxyConfig): number {
+  const blocks = config.redis?.blocks;
+  if (blocks === false) return 0;
+  return typeof blocks === 'object' && blocks.maxAge !== undefined ? parseDuration(blocks.maxAge) : 10_000;
+}
+
+/** Takes the one rebuild's lock in Redis; resolves with its release, or undefined when another process holds it. */
+async function lockRebuild(redis: CommandStores, ttlMs: number): Promise<(() => Promise<void>) | undefined> {
+  const key = `${redis.prefix}{ledger}:spend-rebuild-lock`;
+  const token = randomUUID();
+  if ((await redis.sendCommand(['SET', key, token, 'NX', 'PX', String(ttlMs)])) !== 'OK') return undefined;
+  return async () => {
+    // Released only while it is still this process's (it may have expired and been taken since).
+    if ((await redis.sendCommand(['GET', key]).catch(() => undefined)) === token)
+      await redis.sendCommand(['DEL', key]).catch(() => undefined);
   };
 }

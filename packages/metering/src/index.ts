@@ -26,6 +26,7 @@ export type {
   AggregateOptions,
   LedgerLocation,
   LedgerSpendSource,
+  CallerSpendRow,
   Queryable,
   UsageAggregate,
   UsageGrouping,

@@ -365,6 +365,18 @@ type SpendScope = keyof typeof SPEND_COLUMNS;
 export interface LedgerSpendSource {
   spent(query: { scope: SpendScope; id: string | null; since: number; until: number }): Promise<number>;
   idsWithSpend(scope: Exclude<SpendScope, 'global'>, since: number): Promise<string[]>;
+  /** Nano-USD per caller (key, user, tenant, feature, model as billed) with spend in [since, until): what a rebuild reads. */
+  spentByCaller(since: number, until: number): Promise<CallerSpendRow[]>;
+}
+
+/** One caller's spend (the shape of @tollgate/budget's `CallerSpend`). */
+export interface CallerSpendRow {
+  keyId: string | null;
+  userId: string | null;
+  tenantId: string | null;
+  feature: string | null;
+  model: string | null;
+  spentNanoUsd: number;
 }
 
 function spendColumn(scope: SpendScope): string | undefined {
@@ -408,6 +420,23 @@ export function postgresSpendSource(db: Queryable, location: LedgerLocation = {}
         { rows: [] },
       );
       return Number(result.rows[0]?.spent ?? 0);
+    },
+    async spentByCaller(since, until) {
+      const result = await orNothing(
+        db.query<{ key_id: string | null; user_id: string | null; tenant_id: string | null; feature: string | null }>(
+          `SELECT key_id, user_id, tenant_id, feature, model, sum(cost_nano_usd) AS spent FROM ${table}
+           WHERE ts >= $1 AND ts < $2 GROUP BY key_id, user_id, tenant_id, feature, model HAVING sum(cost_nano_usd) > 0`,
+          [new Date(since).toISOString(), new Date(until).toISOString()],
+        ),
+        { rows: [] },
+      );
+      return result.rows.map((row) => {
+        const { key_id, user_id, tenant_id, feature, model, spent } = row as typeof row & {
+          model: string | null;
+          spent: string;
+        };
+        return { keyId: key_id, userId: user_id, tenantId: tenant_id, feature, model, spentNanoUsd: Number(spent) };
+      });
     },
     async idsWithSpend(scope, since) {
       const column = spendColumn(scope);

@@ -16,6 +16,7 @@ import { slotTag } from './hash-slot.js';
 import { KeyCache, type KeyCacheOptions } from './key-cache.js';
 import { keyChangesChannel, RedisKeyStore } from './key-store.js';
 import type { SendCommand } from './lua.js';
+import { RedisRebuildGate } from './rebuild-gate.js';
 import { RedisReservationLedger, ScopeBirths, type ScopeBirth } from './reservation-ledger.js';
 import { ShardedReservationLedger } from './sharded-ledger.js';
 import { RedisWindowCounter } from './window-counter.js';
@@ -225,7 +226,13 @@ export function createRedisStores(options: RedisStoresOptions = {}): RedisStores
     );
   }
   const births = new ScopeBirths();
-  const ledgerOptions = { settleDelayMs, births, ...(options.settleSpool ? { spool: options.settleSpool } : {}) };
+  const gate = new RedisRebuildGate(connection, prefix, connection.sharded);
+  const ledgerOptions = {
+    settleDelayMs,
+    births,
+    gate,
+    ...(options.settleSpool ? { spool: options.settleSpool } : {}),
+  };
   const ledger = connection.sharded
     ? new ShardedReservationLedger(connection, prefix, ledgerOptions)
     : new RedisReservationLedger(connection, prefix, ledgerOptions);

@@ -13,8 +13,10 @@ import type {
   SettleResult,
 } from '@tollgate/core/kit';
 import type { Connection } from './connection.js';
+import { SpendNotRebuiltError } from '@tollgate/core/kit';
 import { DEFAULT_TAG } from './hash-slot.js';
 import type { LuaScript } from './lua.js';
+import type { RedisRebuildGate } from './rebuild-gate.js';
 import * as scripts from './scripts.js';
 
 /** What this process holds for one live reservation: the settle needs it, Redis keeps no record. */
@@ -118,6 +120,8 @@ export interface LedgerOptions {
   claimSpool?: boolean;
   /** The hash tag of every key of this ledger: its Cluster slot. @default '{ledger}' */
   slotTag?: string;
+  /** The rebuilt marks of the stores' slots: once required, a reserve is refused in a slot without one. */
+  gate?: RedisRebuildGate;
 }
 
 /**
@@ -203,13 +207,17 @@ export class RedisReservationLedger implements ReservationLedger {
   readonly #delayMs: number;
   readonly #spool: string | undefined;
   readonly #births: ScopeBirths | undefined;
+  readonly #gate: RedisRebuildGate | undefined;
+  readonly #tag: string;
 
   constructor(
     private readonly connection: Connection,
     prefix: string,
     options: LedgerOptions = {},
   ) {
-    this.#base = `${prefix}${options.slotTag ?? DEFAULT_TAG}:`;
+    this.#tag = options.slotTag ?? DEFAULT_TAG;
+    this.#base = `${prefix}${this.#tag}:`;
+    this.#gate = options.gate;
     this.#receiptsKey = `${this.#base}receipts:${this.#id}`;
     this.#delayMs = options.settleDelayMs ?? 2;
     this.#spool = options.spool;
@@ -289,9 +297,16 @@ export class RedisReservationLedger implements ReservationLedger {
     keys[scopes.length] = this.#receiptsKey;
     args[4 + 2 * scopes.length] = seq % RECEIPTS;
     args[5 + 2 * scopes.length] = `${seq},${request.id}`;
+    if (this.#gate?.required) {
+      keys.push(this.#gate.markOf(this.#tag));
+      args.push('gate');
+    }
     let reply: unknown[];
     try {
       reply = (await this.#run(scripts.reserve, keys, args)) as unknown[];
+      // A slot never marked (new on a cluster) is marked at once and asked again; one Redis lost is rebuilt first.
+      if (reply[0] === -1 && (await this.#gate!.refused(this.#tag)))
+        reply = (await this.#run(scripts.reserve, keys, args)) as unknown[];
     } catch (error) {
       // It may have run before the failure: its receipt, if any, tells (one that held nothing left none).
       if (mayHaveRun(error))
@@ -303,6 +318,7 @@ export class RedisReservationLedger implements ReservationLedger {
         });
       throw error;
     }
+    if (reply[0] === -1) throw new SpendNotRebuiltError(this.#tag);
     if (reply[0] !== 1) {
       const refused = scopes[Number(reply[1]) - 1] as LedgerScope;
       return {
@@ -582,6 +598,11 @@ export class RedisReservationLedger implements ReservationLedger {
     assertStoreAmount('ledger.adjustSpent', 'delta', delta);
     assertStoreNumber('ledger.adjustSpent', 'expiresAt', expiresAt);
     await this.#run(scripts.adjustSpent, [this.#scopeKey(scopeKeyOf(scope))], [delta, Math.ceil(expiresAt)]);
+  }
+
+  /** The stores' rebuilt marks (see RedisRebuildGate). */
+  get rebuildGate(): RedisRebuildGate | undefined {
+    return this.#gate;
   }
 
   async restoreSpent(scope: ScopeRef, spent: number, expiresAt: number): Promise<boolean> {

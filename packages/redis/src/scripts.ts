@@ -298,10 +298,12 @@ end
 `;
 
 /**
- * KEYS: the scope hashes, then the reserving ledger's receipts hash. ARGV: amount, minAmount,
- * ttlMs, bucketMs, then (limit, periodEnd) per scope, then the receipt's field and tag.
- * Returns {1, granted, bucket time, then (spent, reserved) per scope after the reserve, then each
- * scope's birth}, or {0, index of the refusing scope (1-based), its remaining}.
+ * KEYS: the scope hashes, then the reserving ledger's receipts hash, then (gated) the slot's rebuilt mark. ARGV:
+ * amount, minAmount, ttlMs, bucketMs, then (limit, periodEnd) per scope, then the receipt's field and tag, then
+ * (gated) 'gate'. Returns {1, granted, bucket time, then (spent, reserved) per scope after the reserve, then each
+ * scope's birth}, {0, index of the refusing scope (1-based), its remaining}, or {-1} when gated and the slot has no
+ * rebuilt mark: Redis lost the slot's data (or never held it) and its spend is not rebuilt from the usage ledger yet,
+ * so nothing is reserved against it.
  * A grant leaves a receipt, "tag,bucket,granted,births...", in a field the ledger reuses after a while (a
  * ring): a ledger that lost the reply reads it there and gives back what was held (see
  * reserveReceipts).
@@ -309,11 +311,15 @@ end
 export const reserve = new LuaScript(
   'reserve',
   `${PRELUDE}${LEDGER_HELPERS}
+  local n = #KEYS - 1
+  if #ARGV % 2 == 1 then
+    n = #KEYS - 2
+    if redis.call('EXISTS', KEYS[#KEYS]) == 0 then return {-1} end
+  end
   local grant = tonumber(ARGV[1])
   local least = tonumber(ARGV[2])
   local size = tonumber(ARGV[4])
   local bucket = fmt(math.ceil((now + tonumber(ARGV[3])) / size) * size)
-  local n = #KEYS - 1
   local states = {}
   for i = 1, n do
     local st = open(KEYS[i], tonumber(ARGV[4 + 2 * i]))

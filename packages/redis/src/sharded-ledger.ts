@@ -2,6 +2,7 @@
 import { assertReserveNumbers, assertStoreAmount, GLOBAL_SLOT, scopeKeyOf } from '@tollgate/core/kit';
 import type {
   LedgerScope,
+  RebuildGate,
   ReservationLedger,
   ReserveRequest,
   ReserveResult,
@@ -274,6 +275,11 @@ export class ShardedReservationLedger implements ReservationLedger {
   adjustSpent(scope: ScopeRef, delta: number, expiresAt: number): Promise<void> {
     const ledger = this.#ledgerOf(slotOf(scope));
     return this.#using([ledger], () => ledger.adjustSpent(scopeKeyOf(scope), delta, expiresAt));
+  }
+
+  /** The stores' rebuilt marks, one per slot (see RedisRebuildGate). */
+  get rebuildGate(): RebuildGate | undefined {
+    return this.#options.gate;
   }
 
   restoreSpent(scope: ScopeRef, spent: number, expiresAt: number): Promise<boolean> {

@@ -12,7 +12,7 @@ const PINNED: Record<keyof typeof SCRIPTS, string> = {
   hitFixedWindowBy: '3e9b943bf830324cb8d41359b536499838e50fb4',
   returnFixedWindowHits: 'a254afa07c68e04c142e1025fba6e9ecd8cf2fc3',
   peekFixedWindow: '76a5468507689f891fde3785bbdb242e5cfa306a',
-  reserve: '492893080c10c2937da0e787bef2ea67014985fd',
+  reserve: 'f4997132f7ff10f9f3ded87d8715f7d7a00afab7',
   reserveReceipts: '1e31507ae86ff56f4c3bacc5a47e742c07b64b92',
   settleBatch: '79d421ddc05b21630f61b5e5b56027d310daea6a',
   ledgerUsage: '1ff950883eec00facddbf808b8948d5cb61f00f3',

@@ -1,7 +1,8 @@
 // In-memory reservation ledger: all-or-nothing reserves across scopes, settle once, charged at expiry when never settled.
 import { assertReserveNumbers, assertStoreAmount, assertStoreNumber } from '../store-input.js';
-import { scopeKeyOf } from '../stores.js';
+import { scopeKeyOf, SpendNotRebuiltError } from '../stores.js';
 import type {
+  RebuildGate,
   AtOnceCallOptions,
   LedgerAtOnce,
   LedgerScope,
@@ -67,7 +68,43 @@ function distinctScopes(scopes: readonly LedgerScope[]): readonly LedgerScope[] 
  * Its work is synchronous, so besides the `ReservationLedger` calls it offers `reserveSync`, `settleSync` and
  * `releaseSync`, which answer at once: a caller in the same process needs neither a promise nor a deadline around them.
  */
+/**
+ * The rebuild gate of a ledger held by one process: it starts empty, so once required, nothing is reserved until the
+ * spend of the period so far was raised to the usage ledger's (every slot at once: the process holds them all).
+ */
+class MemoryRebuildGate implements RebuildGate {
+  required = false;
+  rebuilt = false;
+  readonly #listeners = new Set<(slot: string | undefined) => void>();
+
+  require(): void {
+    this.required = true;
+  }
+
+  async isRebuilt(): Promise<boolean> {
+    return !this.required || this.rebuilt;
+  }
+
+  async markRebuilt(): Promise<void> {
+    this.rebuilt = true;
+  }
+
+  onRefused(listener: (slot: string | undefined) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Throws SpendNotRebuiltError while the gate is shut. */
+  check(): void {
+    if (!this.required || this.rebuilt) return;
+    for (const listener of this.#listeners) listener(undefined);
+    throw new SpendNotRebuiltError(undefined);
+  }
+}
+
 export class MemoryReservationLedger implements ReservationLedger, LedgerAtOnce {
+  readonly #gate = new MemoryRebuildGate();
+  readonly rebuildGate: RebuildGate = this.#gate;
   readonly #scopes = new Map<string, ScopeState>();
   /** Reservations not yet settled whose TTL has not passed (as of the last expiry pass). */
   readonly #reservations = new Map<string, Reservation>();
@@ -139,6 +176,7 @@ export class MemoryReservationLedger implements ReservationLedger, LedgerAtOnce 
   /** `reserve`, answered at once (always: a memory ledger never needs a promise). Throws a RangeError for NaN input. */
   reserveAtOnce(request: ReserveRequest, options?: AtOnceCallOptions): ReserveResult {
     assertReserveNumbers(request);
+    this.#gate.check();
     const now = this.#clock();
     this.#expire(now);
     const { id } = request;

@@ -1,0 +1,91 @@
+// The rebuilt mark of each ledger slot: a reserve in a slot Redis lost (or never held) is refused until spend is rebuilt.
+import type { RebuildGate } from '@tollgate/core/kit';
+import type { Connection } from './connection.js';
+import { DEFAULT_TAG, slotTag } from './hash-slot.js';
+
+/**
+ * One mark per ledger slot, `<prefix><tag>:rebuilt`, in the slot itself: the reserve script reads it in the same
+ * atomic step that reserves (scripts.ts), so a slot whose data Redis lost (restarted without persistence, failed over
+ * to an empty replica) takes no reserve, and no block, until a rebuild from the usage ledger marked it again. The mark
+ * has no expiry: it goes only with the slot's data.
+ *
+ * On a cluster a slot may be new rather than lost (a tenant first seen): the default slot keeps the set of slots ever
+ * marked. A slot without a mark that the set does not name, while the default slot's own mark stands, is new: it is
+ * marked at once and the reserve runs again. A slot the set names, or any slot once the default one lost its data,
+ * waits for a rebuild.
+ */
+export class RedisRebuildGate implements RebuildGate {
+  /** Reserves carry the mark's key and are refused without it. */
+  required = false;
+  readonly #listeners = new Set<(slot: string | undefined) => void>();
+  readonly #registry: string;
+
+  constructor(
+    private readonly connection: Connection,
+    private readonly prefix: string,
+    private readonly sharded: boolean,
+  ) {
+    this.#registry = `${prefix}${DEFAULT_TAG}:rebuilt-slots`;
+  }
+
+  require(): void {
+    this.required = true;
+  }
+
+  /** The hash tag of a slot: a budget's slot name, or a tag a refusal reported (on one server: the default). */
+  tagOf(slot: string | undefined): string {
+    if (!this.sharded) return DEFAULT_TAG;
+    return slot?.startsWith('{') ? slot : slotTag(slot);
+  }
+
+  /** The key of a slot's rebuilt mark. */
+  markOf(tag: string): string {
+    return `${this.prefix}${tag}:rebuilt`;
+  }
+
+  #tags(slots: readonly (string | undefined)[]): string[] {
+    return [...new Set([DEFAULT_TAG, ...slots.map((slot) => this.tagOf(slot))])];
+  }
+
+  async isRebuilt(slots: readonly (string | undefined)[]): Promise<boolean> {
+    for (const tag of this.#tags(slots)) if (Number(await this.#send(['EXISTS', this.markOf(tag)])) === 0) return false;
+    return true;
+  }
+
+  async markRebuilt(slots: readonly (string | undefined)[]): Promise<void> {
+    // The default slot last: until it is marked, no other slot counts as new (see `refused`).
+    for (const tag of this.#tags(slots).reverse()) {
+      if (this.sharded) await this.#send(['SADD', this.#registry, tag]);
+      await this.#send(['SET', this.markOf(tag), String(Date.now())]);
+    }
+  }
+
+  onRefused(listener: (slot: string | undefined) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** A reserve found the slot of `tag` unmarked: true when it is a new slot (now marked: reserve again). */
+  async refused(tag: string): Promise<boolean> {
+    if (this.sharded && tag !== DEFAULT_TAG) {
+      const known = Number(await this.#send(['SISMEMBER', this.#registry, tag]));
+      const base = Number(await this.#send(['EXISTS', this.markOf(DEFAULT_TAG)]));
+      if (base === 1 && known === 0) {
+        await this.markRebuilt([tag]);
+        return true;
+      }
+    }
+    for (const listener of this.#listeners) {
+      try {
+        listener(tag);
+      } catch {
+        // A listener's failure is its own.
+      }
+    }
+    return false;
+  }
+
+  #send(args: string[]): Promise<unknown> {
+    return this.connection.send(args, 'rebuild gate');
+  }
+}
