@@ -168,6 +168,34 @@ describe('a config file read by two gateways (memory stores)', () => {
   }, 60_000);
 });
 
+describe('/admin/keys', () => {
+  it('refuses a key naming a tenant, tier or tool server the config does not know, by the same rule', async () => {
+    const configPath = path.join(dir, 'admin.json');
+    writeFileSync(configPath, JSON.stringify(baseConfig));
+    const proxy = await start({ TOLLGATE_CONFIG: configPath });
+    const create = (body: object) =>
+      fetch(`${proxy.url}/admin/keys`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    for (const [body, param, text] of [
+      [{ tenant: 'acmee' }, 'tenant', 'names an unknown tenant "acmee"; did you mean "acme"?'],
+      [{ tier: 'fre' }, 'tier', 'names an unknown tier "fre"; did you mean "free"?'],
+      [{ tools: ['search/*'] }, 'tools', 'whose server "search" is not in mcpServers'],
+    ] as const) {
+      const answer = await create(body);
+      expect(answer.status).toBe(400);
+      const { error } = (await answer.json()) as { error: { param: string; message: string } };
+      expect(error.param).toBe(param);
+      expect(error.message).toContain(text);
+    }
+    const made = await create({ tenant: 'acme', tier: 'free' });
+    expect(made.status).toBe(201);
+    expect(await status(proxy, ((await made.json()) as { key: string }).key)).toBe(200);
+  }, 30_000);
+});
+
 describe('a data directory on memory stores', () => {
   it('a key written to its keys.json for an unknown tier is refused by the command, and never served if written by hand', async () => {
     const dataDir = path.join(dir, 'data');

@@ -33,7 +33,7 @@ describe('OpenAI chat completions through the proxy', () => {
     });
     expect(completion.object).toBe('chat.completion');
     expect(completion.choices[0]?.message.content).toBe(
-      'This is the tollgate mock provider answering deterministically so that',
+      'This is the gateway mock provider answering consistently so that',
     );
     expect(completion.choices[0]?.finish_reason).toBe('length');
     expect(completion.usage).toMatchObject({ completion_tokens: 10 });

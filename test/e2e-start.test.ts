@@ -44,7 +44,7 @@ describe('zero-config start', () => {
       model: 'gpt-4o-mini',
       messages: [{ role: 'user', content: 'Hello!' }],
     });
-    expect(completion.choices[0]?.message.content).toContain('tollgate mock provider');
+    expect(completion.choices[0]?.message.content).toContain('gateway mock provider');
     const denied = await caught(
       freeClient.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'Hello!' }] }),
     );

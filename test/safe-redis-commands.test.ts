@@ -1,4 +1,5 @@
-// The test suite never empties a Redis it shares: no FLUSHALL / FLUSHDB anywhere, SCRIPT FLUSH only to servers a test started itself.
+// The test suite never empties a Redis it shares: FLUSHALL / FLUSHDB and SCRIPT FLUSH only from files that start their own
+// redis-server (a data loss simulated on a server no other test uses).
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -47,10 +48,12 @@ describe('commands the tests send to Redis', () => {
     expect(files.some((file) => file.endsWith('script-bundle.test.ts'))).toBe(true);
   });
 
-  it('never flush a whole database', () => {
-    expect(
-      files.filter((file) => wholeServer.test(readFileSync(file, 'utf8'))).map((file) => path.relative(ROOT, file)),
-    ).toEqual([]);
+  it('flush a whole database only from files that start their own Redis', () => {
+    const offenders = files.filter((file) => {
+      const text = readFileSync(file, 'utf8');
+      return wholeServer.test(text) && !ownServer.test(text);
+    });
+    expect(offenders.map((file) => path.relative(ROOT, file))).toEqual([]);
   });
 
   it('send SCRIPT FLUSH only from files that start their own Redis', () => {

@@ -20,7 +20,7 @@ export { fileKeyStore } from './file-key-store.js';
 export { forgetKeyFileReader, keyFileReaders, keysWithRemovals, noteKeyFileTaken } from './key-file-readers.js';
 export type { KeyFileTaking, ReadersVerdict } from './key-file-readers.js';
 export type { FileKeyStore, FileKeyStoreOptions } from './file-key-store.js';
-export { keyExpiry, rotationGrace, KeyTermError } from './key-terms.js';
+export { expiryAfterGrace, keyExpiry, rotationGrace, successorRecord, KeyTermError } from './key-terms.js';
 export type { RotationGrace } from './key-terms.js';
 export { runKeysCommand } from './keys-command.js';
 export type { KeysCommandIo, KeysCommandOptions } from './keys-command.js';

@@ -1,6 +1,7 @@
 // The terms of a key a person types: when a new key expires, and what a rotation does with the old one. One rule for
 // every place keys are made by hand (the `keys` command, the dashboard), each naming the field its own way.
 import { parseDuration } from '@tollgate/core';
+import type { ApiKeyRecord } from '@tollgate/core/kit';
 
 /** A term that does not read; the message names the field as the caller called it (`--grace`, `grace`). */
 export class KeyTermError extends Error {
@@ -47,4 +48,30 @@ export function rotationGrace(value: string | undefined, now: number, field = 'g
       `${field} must be 0 (stop the old key now), a duration like 1h, or keep; got ${JSON.stringify(value)}`,
     );
   return { oldKey: 'expire', at: new Date(now + parseDuration(text, field)).toISOString() };
+}
+
+/**
+ * The key that replaces `old` in a rotation: every attribute of the old one, its end date included (the same
+ * instant: a 30-day key's successor ends when it would have), unless `expiresAt` gives a new one; never disabled.
+ */
+export function successorRecord(
+  old: ApiKeyRecord,
+  next: { id: string; sha256: string; now: number; expiresAt?: string | undefined },
+): ApiKeyRecord {
+  const { disabled: _disabled, ...attributes } = old;
+  const record: ApiKeyRecord = {
+    ...attributes,
+    id: next.id,
+    sha256: next.sha256,
+    createdAt: new Date(next.now).toISOString(),
+  };
+  if (next.expiresAt !== undefined) record.expiresAt = next.expiresAt;
+  return record;
+}
+
+/** The old key's end after a grace: the grace's end, or its own end when that comes first. */
+export function expiryAfterGrace(record: ApiKeyRecord, graceEnd: string): string {
+  return record.expiresAt !== undefined && Date.parse(record.expiresAt) < Date.parse(graceEnd)
+    ? record.expiresAt
+    : graceEnd;
 }

@@ -16,7 +16,7 @@ import type { Column, CommandIo, OutputFormat, ParsedCommandLine } from '@tollga
 import { generateApiKey, hashApiKey } from './api-keys.js';
 import { editConfigKeys, readConfigKeys } from './config-file.js';
 import { configKeyFromRecord, isValidKeyId } from './config-keys.js';
-import { KeyTermError, keyExpiry, rotationGrace } from './key-terms.js';
+import { expiryAfterGrace, KeyTermError, keyExpiry, rotationGrace, successorRecord } from './key-terms.js';
 import { readersFolder, waitForKeyFileReaders } from './key-file-readers.js';
 import type { ReadersVerdict } from './key-file-readers.js';
 
@@ -162,18 +162,7 @@ function configTarget(path: string, options: KeysCommandOptions): KeyTarget {
         true,
       ),
     update: (id, change) => update(id, change, false),
-    expireBy: (id, at) =>
-      update(
-        id,
-        (previous) => ({
-          ...previous,
-          expiresAt:
-            previous.expiresAt !== undefined && Date.parse(previous.expiresAt) < Date.parse(at)
-              ? previous.expiresAt
-              : at,
-        }),
-        true,
-      ),
+    expireBy: (id, at) => update(id, (previous) => ({ ...previous, expiresAt: expiryAfterGrace(previous, at) }), true),
     revoke: (id) => update(id, (record) => ({ ...record, disabled: true }), true),
     delete: (id) =>
       edit((records) => {
@@ -239,8 +228,7 @@ function storeTarget(
     async expireBy(id, at) {
       const record = await store.findById(id);
       if (!record) return false;
-      const kept = record.expiresAt !== undefined && Date.parse(record.expiresAt) < Date.parse(at);
-      await store.put({ ...record, expiresAt: kept ? record.expiresAt : at });
+      await store.put({ ...record, expiresAt: expiryAfterGrace(record, at) });
       return true;
     },
     // One atomic store call: a concurrent put cannot undo the revocation.
@@ -468,15 +456,7 @@ async function rotateKey(run: KeysRun): Promise<number> {
   }
   const id = checkedId(values.id ?? defaultId(old.tenantId, old.userId));
   const key = generateApiKey();
-  // Every attribute carries over, the end date included (the same instant, unless --expires gives a new one).
-  const { disabled: _disabled, ...attributes } = old;
-  const record: ApiKeyRecord = {
-    ...attributes,
-    id,
-    sha256: hashApiKey(key),
-    createdAt: new Date(now).toISOString(),
-  };
-  if (expiresAt !== undefined) record.expiresAt = expiresAt;
+  const record = successorRecord(old, { id, sha256: hashApiKey(key), now, expiresAt });
   if (!(await target.add(record))) {
     io.stderr.write(`A key with id "${id}" already exists in ${target.describe}; choose another --id.\n`);
     return EXIT_FAILED;

@@ -1,7 +1,7 @@
 // The guard's request path: reserve what a request may cost against its budgets, settle or release it after.
 import type { Request, Response } from 'express';
-import { ApiError, getContext, SpendNotRebuiltError } from '@tollgate/core';
-import { withTimeout } from '@tollgate/core/kit';
+import { ApiError, getContext } from '@tollgate/core';
+import { SpendNotRebuiltError, withTimeout } from '@tollgate/core/kit';
 import type { TollgateContext, UsageEstimate, UsageRecord } from '@tollgate/core';
 import type { ReserveResult, ScopeUsage } from '@tollgate/core/kit';
 import { BudgetDowngrades } from './budget-downgrades.js';

@@ -6,7 +6,6 @@ export {
   UnknownModelError,
   StoreTimeoutError,
   LeaseExhaustedError,
-  SpendNotRebuiltError,
   apiErrorHandler,
   renderApiError,
   refusalRenderer,

@@ -1,6 +1,15 @@
 // Key changes from the dashboard: create (the key shown once), revoke, rotate; records shaped and hashed as @tollgate/auth does.
 import { randomBytes } from 'node:crypto';
-import { generateApiKey, hashApiKey, isValidKeyId, keyExpiry, KeyTermError, rotationGrace } from '@tollgate/auth';
+import {
+  expiryAfterGrace,
+  generateApiKey,
+  hashApiKey,
+  isValidKeyId,
+  keyExpiry,
+  KeyTermError,
+  rotationGrace,
+  successorRecord,
+} from '@tollgate/auth';
 import { ApiError } from '@tollgate/core';
 import type { ApiKeyRecord, KeyStore } from '@tollgate/core/kit';
 import type { DashboardConfig } from './options.js';
@@ -166,22 +175,19 @@ export async function rotateKey(
   if (await idTaken(config, store, newId))
     throw new ApiError('invalid_request', `A key with id "${newId}" exists.`, { param: 'id', status: 409 });
   const key = generateApiKey();
-  const { disabled: _disabled, expiresAt: _expiresAt, ...attributes } = old;
-  const record: ApiKeyRecord = {
-    ...attributes,
+  // The rule of every rotation (@tollgate/auth): every attribute, the end date included, unless `expires` is given.
+  const record = successorRecord(old, {
     id: newId,
     sha256: hashApiKey(key),
-    createdAt: new Date(now).toISOString(),
-  };
-  const expiresAt = expiry(fields, 'expires', now);
-  if (expiresAt !== undefined) record.expiresAt = expiresAt;
+    now,
+    expiresAt: expiry(fields, 'expires', now),
+  });
   await store.put(record);
   if (grace.oldKey === 'revoke') {
     await store.disable(id);
   } else if (grace.oldKey === 'expire') {
     const current = (await store.findById(id)) ?? old;
-    const keepEarlier = current.expiresAt !== undefined && Date.parse(current.expiresAt) < Date.parse(grace.at);
-    if (!keepEarlier) await store.put({ ...current, expiresAt: grace.at });
+    await store.put({ ...current, expiresAt: expiryAfterGrace(current, grace.at) });
   }
   const previous = (await store.findById(id)) ?? old;
   return { key, record: listedKey(record, 'store', now), previous: listedKey(previous, 'store', now) };

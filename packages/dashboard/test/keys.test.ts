@@ -163,6 +163,22 @@ describe('rotating a key', () => {
     expect((await whoami(oldKey)).status).toBe(401);
   });
 
+  it('keeps the end date of a key that expires: its successor ends at the same instant', async () => {
+    const created = await request(subject.app)
+      .post('/dashboard/api/keys')
+      .set('authorization', `Bearer ${subject.adminKey}`)
+      .send({ tenant: 'acme', id: 'acme-month', expires: '30d' });
+    expect(created.status).toBe(201);
+    const end = (await subject.stores.keys.findById('acme-month'))!.expiresAt;
+    expect(end).toBeDefined();
+    const rotated = await request(subject.app)
+      .post('/dashboard/api/keys/acme-month/rotate')
+      .set('authorization', `Bearer ${subject.adminKey}`)
+      .send({ grace: '0' });
+    expect(rotated.status).toBe(201);
+    expect((await subject.stores.keys.findById(rotated.body.record.id))!.expiresAt).toBe(end);
+  });
+
   it('lets the old key work through a grace period, ending at its expiry', async () => {
     const oldKey = await freshKey('acme-grace');
     const answer = await request(subject.app)

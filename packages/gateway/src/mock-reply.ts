@@ -48,8 +48,13 @@ export function countPromptTokens(parts: {
   return texts.reduce((sum, text) => sum + countMockTokens(text), 0) + 3 * messages + 3;
 }
 
+/**
+ * Each word (with its leading space) is one token of o200k_base as well as one mock token, so the mock is an honest
+ * upstream for OpenAI's models: an answer of `max_tokens` words is exactly `max_tokens` tokens, which the hard stop,
+ * counting exactly for those models, never cuts ("tollgate" and "deterministically" are two tokens each).
+ */
 const REPLY_WORDS = (
-  'This is the tollgate mock provider answering deterministically so that tests and demos know exactly how many ' +
+  'This is the gateway mock provider answering consistently so that tests and demos know exactly how many ' +
   'tokens every reply uses and what it costs before any real provider is configured for the proxy'
 ).split(' ');
 

@@ -19,6 +19,7 @@ import { createGateway, createMockProvider, validateConfig } from '@tollgate/gat
 import type { Gateway, MockProvider } from '@tollgate/gateway';
 
 const clientKey = generateApiKey();
+const cutKeys = [generateApiKey(), generateApiKey()];
 const upstreamKey = 'mk-upstream-secret-0123456789abcdefghij';
 const MODEL = 'mistral-small-latest';
 const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-mistral-'));
@@ -43,7 +44,17 @@ beforeAll(async () => {
     upstreams: { mistral: { baseUrl: `${upstreamUrl}/mistral/v1`, apiKeyEnv: 'MISTRAL_API_KEY' } },
     tiers: { pro: { requestsPerMinute: 600, tokensPerMinute: 1_000_000, models: ['*'], maxOutputTokens: 64 } },
     tenants: { acme: { tier: 'pro' } },
-    keys: [{ id: 'app-key', sha256: hashApiKey(clientKey), tenant: 'acme', scopes: [] }],
+    keys: [
+      { id: 'app-key', sha256: hashApiKey(clientKey), tenant: 'acme', scopes: [] },
+      // A budget of $0.00003 each: room for the grant and a few extensions of a stream's hold, not for 400 words.
+      ...cutKeys.map((key, i) => ({
+        id: `cut-${i}`,
+        sha256: hashApiKey(key),
+        tenant: 'acme',
+        scopes: [],
+        budget: { usd: 0.00003, period: 'day' as const },
+      })),
+    ],
     usageLog,
     log: { level: 'silent' },
   });
@@ -71,8 +82,8 @@ beforeEach(() => {
 });
 
 /** The SDK as a user points it at the gateway: `serverURL` is the gateway's `/mistral` prefix. */
-const mistral = () =>
-  new Mistral({ apiKey: clientKey, serverURL: `${baseUrl}/mistral`, retryConfig: { strategy: 'none' } });
+const mistral = (apiKey = clientKey) =>
+  new Mistral({ apiKey, serverURL: `${baseUrl}/mistral`, retryConfig: { strategy: 'none' } });
 
 async function records(): Promise<UsageRecord[]> {
   await gateway.flushUsage();
@@ -101,7 +112,7 @@ describe('Mistral chat through the gateway, with the official SDK', () => {
       model: MODEL,
       messages: [{ role: 'user', content: 'Hello there' }],
     });
-    expect(answer.choices[0]?.message?.content).toMatch(/^This is the tollgate mock provider/);
+    expect(answer.choices[0]?.message?.content).toMatch(/^This is the gateway mock provider/);
     expect(answer.usage).toMatchObject({ promptTokens: promptTokens(2), completionTokens: 24 });
     const record = await lastRecord();
     expect(record).toMatchObject({
@@ -210,12 +221,13 @@ describe('Mistral chat through the gateway, with the official SDK', () => {
     expect(mock.requests.length).toBe(seen);
   });
 
-  it('a stream past its grant is cut with the ending Mistral sends: finish_reason "length", the usage, [DONE]', async () => {
+  // A stream whose hold cannot follow it (its budget refuses more) is cut; without a budget it would run on, extended.
+  it('a stream its budget cannot follow is cut with the ending Mistral sends: finish_reason "length", the usage, [DONE]', async () => {
     mock.behavior.ignoreOutputCap = true;
     mock.behavior.replyTokens = 400;
     const response = await fetch(`${baseUrl}/mistral/v1/chat/completions`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${clientKey}`, 'content-type': 'application/json' },
+      headers: { authorization: `Bearer ${cutKeys[0]}`, 'content-type': 'application/json' },
       body: JSON.stringify({
         model: MODEL,
         max_tokens: 8,
@@ -254,15 +266,16 @@ describe('Mistral chat through the gateway, with the official SDK', () => {
       inputTokens: last.usage.prompt_tokens,
       outputTokens: last.usage.completion_tokens,
     });
-    // Cut only once certainly past the grant: the approximate count cannot over-state it.
+    // Cut once the hold could not follow, past the grant: billed the count that cannot under-state what passed.
     expect(record.outputTokens).toBeGreaterThan(8);
+    expect(record.costNanoUsd).toBeLessThanOrEqual(30_000);
     expect(last.usage.total_tokens).toBe(last.usage.prompt_tokens + last.usage.completion_tokens);
   });
 
   it('the SDK reads a cut stream as an answer stopped at its cap', async () => {
     mock.behavior.ignoreOutputCap = true;
     mock.behavior.replyTokens = 400;
-    const stream = await mistral().chat.stream({
+    const stream = await mistral(cutKeys[1]).chat.stream({
       model: MODEL,
       maxTokens: 8,
       messages: [{ role: 'user', content: 'Tell me a long story' }],
@@ -286,7 +299,17 @@ describe('Mistral chat with the built-in mock (no upstreams)', () => {
       validateConfig({
         tiers: { pro: { requestsPerMinute: 600, tokensPerMinute: 1_000_000, models: ['*'] } },
         tenants: { acme: { tier: 'pro' } },
-        keys: [{ id: 'app-key', sha256: hashApiKey(clientKey), tenant: 'acme', scopes: [] }],
+        keys: [
+          { id: 'app-key', sha256: hashApiKey(clientKey), tenant: 'acme', scopes: [] },
+          // A budget of $0.00003 each: room for the grant and a few extensions of a stream's hold, not for 400 words.
+          ...cutKeys.map((key, i) => ({
+            id: `cut-${i}`,
+            sha256: hashApiKey(key),
+            tenant: 'acme',
+            scopes: [],
+            budget: { usd: 0.00003, period: 'day' as const },
+          })),
+        ],
         models: { 'my-mistral': { provider: 'mistral', inputPerMTok: 1, outputPerMTok: 2 } },
         usageLog: log,
         log: { level: 'silent' },
@@ -348,7 +371,17 @@ describe('Mistral in model groups: a chat dialect, translated to and from', () =
         retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 5 },
         tiers: { pro: { requestsPerMinute: 600, tokensPerMinute: 1_000_000, models: ['*'] } },
         tenants: { acme: { tier: 'pro' } },
-        keys: [{ id: 'app-key', sha256: hashApiKey(clientKey), tenant: 'acme', scopes: [] }],
+        keys: [
+          { id: 'app-key', sha256: hashApiKey(clientKey), tenant: 'acme', scopes: [] },
+          // A budget of $0.00003 each: room for the grant and a few extensions of a stream's hold, not for 400 words.
+          ...cutKeys.map((key, i) => ({
+            id: `cut-${i}`,
+            sha256: hashApiKey(key),
+            tenant: 'acme',
+            scopes: [],
+            budget: { usd: 0.00003, period: 'day' as const },
+          })),
+        ],
         usageLog: routedLog,
         log: { level: 'silent' },
       }),
@@ -374,7 +407,7 @@ describe('Mistral in model groups: a chat dialect, translated to and from', () =
       seed: 3,
       messages: [{ role: 'user', content: 'Hello' }],
     });
-    expect(answer.choices[0]!.message.content).toMatch(/^This is the tollgate mock provider/);
+    expect(answer.choices[0]!.message.content).toMatch(/^This is the gateway mock provider/);
     const sent = routedMock.requests.at(-1)!;
     expect(sent.path).toBe('/mistral/v1/chat/completions');
     expect(sent.body).toEqual({
@@ -413,7 +446,7 @@ describe('Mistral in model groups: a chat dialect, translated to and from', () =
       maxTokens: 40,
       messages: [{ role: 'user', content: 'Hello there' }],
     });
-    expect(answer.choices[0]?.message?.content).toMatch(/^This is the tollgate mock provider/);
+    expect(answer.choices[0]?.message?.content).toMatch(/^This is the gateway mock provider/);
     expect(answer.usage).toMatchObject({ completionTokens: 24 });
     const sent = routedMock.requests.at(-1)!;
     expect(sent.path).toBe('/v1/messages');
