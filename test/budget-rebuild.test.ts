@@ -136,9 +136,12 @@ describe('spend rebuilt from the usage ledger', () => {
       'key:acme-bot': 2_300_000,
       'global:': 5_600_000 + 1_020_000,
     });
-    // A second rebuild finds nothing lost, and a top-up given after it is not taken back by a third.
+    // A second rebuild finds nothing lost, and a top-up given after it is not taken back by a third: spent stays the
+    // ledger's, the credit stays what was given.
     await guard.topUp({ scope: 'tenant', id: 'acme' }, 0.001);
     expect((await guard.rebuild(postgresSpendSource(pool, { table }))).restored).toEqual([]);
-    expect((await view())['tenant:acme']).toBe(3_800_000 - 1_000_000);
+    expect((await view())['tenant:acme']).toBe(3_800_000);
+    const [acme] = await guard.status({ scope: 'tenant', id: 'acme' });
+    expect(acme).toMatchObject({ spentNanoUsd: 3_800_000, creditNanoUsd: 1_000_000 });
   }, 30_000);
 });

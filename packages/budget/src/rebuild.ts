@@ -41,8 +41,8 @@ function sinceOf(budget: ResolvedBudget, expiresAt: number, now: number): number
 }
 
 /**
- * Raises every budget scope's spend to what `source` recorded for it (less the top-up credits the
- * scope was given): the budgets with a fixed id, and those of every id with recorded spend
+ * Raises every budget scope's spend to what `source` recorded for it (its top-up credit, kept apart, is left as it
+ * is): the budgets with a fixed id, and those of every id with recorded spend
  * (wildcards, budgets from code). A store that lost its data while traffic went on holds only the
  * spend since; one that lost nothing is at or above the usage ledger (which lags by its batching)
  * and is left alone. Live reservations are not in a usage ledger; they settle as usual.
