@@ -116,12 +116,13 @@ describe.each([
     await stores.ledger.reserve({ id, amount: 10, scopes: [scope], ttlMs: 60_000 });
     for (const bad of [Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, Number.NaN]) {
       await expect(stores.ledger.adjustSpent(scope.key, bad, scope.expiresAt)).rejects.toThrow(RangeError);
+      await expect(stores.ledger.addCredit(scope.key, bad, scope.expiresAt)).rejects.toThrow(RangeError);
       await expect(stores.ledger.settle(id, bad)).rejects.toThrow(RangeError);
       await expect(stores.ledger.restoreSpent!(scope.key, bad, scope.expiresAt)).rejects.toThrow(RangeError);
     }
-    expect(await stores.ledger.usage([scope.key])).toEqual([{ key: scope.key, spent: 0, reserved: 10 }]);
+    expect(await stores.ledger.usage([scope.key])).toEqual([{ key: scope.key, spent: 0, reserved: 10, credit: 0 }]);
     expect(await stores.ledger.settle(id, 7)).toMatchObject({ settled: true, reserved: 10 });
-    expect(await stores.ledger.usage([scope.key])).toEqual([{ key: scope.key, spent: 7, reserved: 0 }]);
+    expect(await stores.ledger.usage([scope.key])).toEqual([{ key: scope.key, spent: 7, reserved: 0, credit: 0 }]);
   });
 });
 

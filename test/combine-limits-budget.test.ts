@@ -154,6 +154,7 @@ describe.each(kinds)('combineLimits with budgetGuard on $name stores', (kind) =>
       release: (id) => ledger.release(id),
       usage: (keys) => ledger.usage(keys),
       adjustSpent: (key, delta, expiresAt) => ledger.adjustSpent(key, delta, expiresAt),
+      addCredit: (key, amount, expiresAt) => ledger.addCredit(key, amount, expiresAt),
       resetScope: (key) => ledger.resetScope(key),
     };
     const guard = budgetGuard({ ledger: broken, pricing, tenants: { acme: { usd: 10, period: 'day' } } });

@@ -139,7 +139,7 @@ describe('Redis restarted without persistence', () => {
     const stores = createRedisStores({ url: redis.url });
     try {
       const key = `budget:tenant:acme:day:${new Date().toISOString().slice(0, 10)}`;
-      expect(await stores.ledger.usage([key])).toEqual([{ key, spent: before.spentNanoUsd, reserved: 0 }]);
+      expect(await stores.ledger.usage([key])).toEqual([{ key, spent: before.spentNanoUsd, reserved: 0, credit: 0 }]);
       // Run again: nothing is below the ledger any more.
       const again = await run(
         process.execPath,

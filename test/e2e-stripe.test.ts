@@ -1,5 +1,6 @@
-// Stripe meter events from the proxy: one event per billed call (customer, value, the record's id), and across a
-// SIGKILL nothing accepted is sent again and nothing unaccepted is lost.
+// Stripe meter events from the proxy: an event per billed call (customer, the record's id, whole micro-USD with the
+// remainder carried), across a SIGKILL nothing accepted is sent again and nothing unaccepted is lost, and calls under
+// a micro-USD each (short embeddings) are billed too: the events add up to the usage log per customer and month.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -68,6 +69,27 @@ async function chat(url: string, apiKey: string, stream: boolean): Promise<void>
 
 const acmeRecords = () => readUsageLog(usageLog).filter((record) => record.tenantId === 'acme');
 
+/** Per month: what Stripe's events for cus_acme add up to (micro-USD), and floor(the usage log's nano-USD / 1000). */
+function acmeSums(): { billed: Record<string, number>; logged: Record<string, number> } {
+  const billed: Record<string, number> = {};
+  const logged: Record<string, number> = {};
+  for (const event of stripe.events) {
+    const month = new Date(event.timestamp * 1000).toISOString().slice(0, 7);
+    billed[month] = (billed[month] ?? 0) + Number(event.value);
+  }
+  for (const record of acmeRecords()) {
+    const month = new Date(record.timestamp).toISOString().slice(0, 7);
+    logged[month] = (logged[month] ?? 0) + record.costNanoUsd;
+  }
+  for (const month of Object.keys(logged)) logged[month] = Math.floor(logged[month]! / 1000);
+  return { billed, logged };
+}
+
+async function embed(url: string, words: number): Promise<void> {
+  const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: acmeKey, maxRetries: 0 });
+  await client.embeddings.create({ model: 'text-embedding-3-small', input: 'word '.repeat(words).trim() });
+}
+
 describe('export.stripe', () => {
   it('bills each call once, and after a SIGKILL sends what was not accepted and nothing that was', async () => {
     const first = await start();
@@ -76,9 +98,12 @@ describe('export.stripe', () => {
     await waitFor(() => (stripe.events.length >= 5 ? true : undefined), '5 meter events');
     const billed = acmeRecords();
     expect(billed).toHaveLength(5);
-    expect(stripe.events.map(({ identifier, customer, value }) => [identifier, customer, value]).sort()).toEqual(
-      billed.map((record) => [record.id, 'cus_acme', String(Math.round(record.costNanoUsd / 1000))]).sort(),
+    // Each call costs more than a micro-USD: each has its event, of its cost in whole micro-USD with what the calls
+    // before it left under a micro-USD carried on.
+    expect(stripe.events.map(({ identifier, customer }) => [identifier, customer]).sort()).toEqual(
+      billed.map((record) => [record.id, 'cus_acme']).sort(),
     );
+    expect(acmeSums().billed).toEqual(acmeSums().logged);
 
     // Stripe fails from here; three more calls are recorded, then the proxy is killed.
     stripe.failWith = () => 503;
@@ -96,9 +121,36 @@ describe('export.stripe', () => {
     expect(stripe.events.map((event) => event.identifier).sort()).toEqual(all.map((record) => record.id).sort());
     // What Stripe had accepted before the kill was never sent again.
     for (const record of billed) expect(stripe.posts.get(record.id)).toBe(1);
-    // Each value is the record's cost in micro-USD; together they are the usage log's total to the micro-dollar.
-    const sum = stripe.events.reduce((total, event) => total + Number(event.value), 0);
-    const cost = all.reduce((total, record) => total + record.costNanoUsd, 0);
-    expect(Math.abs(sum * 1000 - cost)).toBeLessThanOrEqual(500 * all.length);
+    // Together the events are the usage log's total to the micro-USD, per month.
+    expect(acmeSums().billed).toEqual(acmeSums().logged);
+  }, 120_000);
+
+  it('bills calls of under a micro-USD each (short embeddings): every nano-USD reaches Stripe, across a SIGKILL', async () => {
+    for (const proxy of running) await proxy.stop();
+    const first = await start();
+    const before = acmeRecords().length;
+    // 4 to 12 words of text-embedding-3-small: 80 to 240 nano-USD a call, none a micro-USD on its own.
+    for (let i = 0; i < 20; i++) await embed(first.url, 4 + (i % 9));
+    await waitFor(() => (acmeRecords().length === before + 20 ? true : undefined), '20 embedding records');
+    expect(
+      acmeRecords()
+        .slice(before)
+        .every((record) => record.costNanoUsd > 0 && record.costNanoUsd < 500),
+    ).toBe(true);
+    // Killed with some of it carried, perhaps some not yet sent: the next process picks up where it stopped.
+    first.child.kill('SIGKILL');
+    await new Promise((resolve) => first.child.once('exit', resolve));
+    const second = await start();
+    for (let i = 0; i < 20; i++) await embed(second.url, 12 - (i % 9));
+    await waitFor(() => (acmeRecords().length === before + 40 ? true : undefined), '40 embedding records');
+    await waitFor(() => {
+      const { billed, logged } = acmeSums();
+      return JSON.stringify(billed) === JSON.stringify(logged) ? true : undefined;
+    }, 'the events to add up to the usage log');
+    const embeddings = acmeRecords().slice(before);
+    const billedIds = new Set(stripe.events.map((event) => event.identifier));
+    expect(embeddings.some((record) => billedIds.has(record.id))).toBe(true);
+    // Accepted once each: an embedding's event was never sent twice.
+    for (const record of embeddings) expect(stripe.posts.get(record.id) ?? 0).toBeLessThanOrEqual(1);
   }, 120_000);
 });

@@ -49,8 +49,8 @@ describe('Redis stores under concurrency', () => {
     for (const refused of results.filter((r) => !r.ok))
       expect(refused).toMatchObject({ scope: 'tenant:acme', remaining: 0 });
     const [tenantUsage, globalUsage] = await processes[1]!.ledger.usage(['tenant:acme', 'global']);
-    expect(tenantUsage).toEqual({ key: 'tenant:acme', spent: 0, reserved: 250 });
-    expect(globalUsage).toEqual({ key: 'global', spent: 0, reserved: 250 });
+    expect(tenantUsage).toEqual({ key: 'tenant:acme', spent: 0, reserved: 250, credit: 0 });
+    expect(globalUsage).toEqual({ key: 'global', spent: 0, reserved: 250, credit: 0 });
   });
 
   it('grants exactly what is left when reserves may be clamped (minAmount)', async () => {
@@ -79,6 +79,7 @@ describe('Redis stores under concurrency', () => {
       key: scope.key,
       spent: 200 * 40,
       reserved: 0,
+      credit: 0,
     });
   });
 
@@ -101,7 +102,9 @@ describe('Redis stores under concurrency', () => {
     expect(results.filter((r) => r.ok)).toHaveLength(100);
     // Another process never held it, so it cannot settle it.
     expect(await processes[3]!.ledger.settle('crashed-process', 100)).toEqual({ settled: false, reserved: 0 });
-    expect(await processes[4]!.ledger.usage([scope.key])).toEqual([{ key: scope.key, spent: 100, reserved: 100 }]);
+    expect(await processes[4]!.ledger.usage([scope.key])).toEqual([
+      { key: scope.key, spent: 100, reserved: 100, credit: 0 },
+    ]);
   });
 
   it(`never lets ${CALLS} concurrent consumes exceed the window limit`, async () => {

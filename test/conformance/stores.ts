@@ -221,13 +221,13 @@ export function describeStoreConformance(
           id,
           amount: 30,
           scopes: [
-            { key: a.key, limit: 100, spent: 0, reserved: 30 },
-            { key: b.key, limit: 50, spent: 0, reserved: 30 },
+            { key: a.key, limit: 100, spent: 0, reserved: 30, credit: 0 },
+            { key: b.key, limit: 50, spent: 0, reserved: 30, credit: 0 },
           ],
         });
         expect(await stores.ledger.usage([a.key, b.key])).toEqual([
-          { key: a.key, spent: 0, reserved: 30 },
-          { key: b.key, spent: 0, reserved: 30 },
+          { key: a.key, spent: 0, reserved: 30, credit: 0 },
+          { key: b.key, spent: 0, reserved: 30, credit: 0 },
         ]);
       });
 
@@ -244,8 +244,8 @@ export function describeStoreConformance(
           id,
           amount: 10,
           scopes: [
-            { key: a.key, limit: 100, spent: 15, reserved: 10 },
-            { key: b.key, limit: 50, spent: 0, reserved: 15 },
+            { key: a.key, limit: 100, spent: 15, reserved: 10, credit: 0 },
+            { key: b.key, limit: 50, spent: 0, reserved: 15, credit: 0 },
           ],
         });
         // A live id reserved again reads nothing new: its grant only.
@@ -266,8 +266,8 @@ export function describeStoreConformance(
           settled: true,
           reserved: 40,
           scopes: [
-            { key: a.key, spent: 25, reserved: 0 },
-            { key: b.key, spent: 55, reserved: 7 },
+            { key: a.key, spent: 25, reserved: 0, credit: 0 },
+            { key: b.key, spent: 55, reserved: 7, credit: 0 },
           ],
         });
         expect(await stores.ledger.settle(id, 25)).toEqual({ settled: false, reserved: 0 });
@@ -506,7 +506,7 @@ export function describeStoreConformance(
         expect(await stores.ledger.reserve({ id: unique('r'), amount: 10, scopes: [next], ttlMs: LONG })).toMatchObject(
           {
             ok: true,
-            scopes: [{ key: next.key, limit: 100, spent: 5, reserved: 10 }],
+            scopes: [{ key: next.key, limit: 100, spent: 5, reserved: 10, credit: 0 }],
           },
         );
         expect(await spentAndReserved(next, long)).toEqual([
@@ -527,58 +527,71 @@ export function describeStoreConformance(
         ]);
       });
 
-      it('adjusts spent up and down; a credit larger than the spend raises the headroom by all of it', async () => {
+      it('keeps a top-up apart from spent: spent stays what was spent, the headroom grows by the whole credit', async () => {
         const a = await scope('a', 100);
         await stores.ledger.adjustSpent(a.key, 70, a.expiresAt);
-        expect(await spentAndReserved(a)).toEqual([[70, 0]]);
+        expect(await stores.ledger.usage([a.key])).toEqual([{ key: a.key, spent: 70, reserved: 0, credit: 0 }]);
         expect(await stores.ledger.reserve({ id: unique('r'), amount: 31, scopes: [a], ttlMs: LONG })).toMatchObject({
           ok: false,
           remaining: 30,
         });
-        await stores.ledger.adjustSpent(a.key, -20, a.expiresAt);
-        expect(await spentAndReserved(a)).toEqual([[50, 0]]);
-        // Before: floored at 0, so 450 of this credit was lost.
-        await stores.ledger.adjustSpent(a.key, -500, a.expiresAt);
-        expect(await spentAndReserved(a)).toEqual([[-450, 0]]);
-        expect(await stores.ledger.reserve({ id: unique('r'), amount: 550, scopes: [a], ttlMs: LONG })).toMatchObject({
+        // Before: a top-up lowered spent (70 - 20 = 50 shown as spent), rewriting what had happened.
+        await stores.ledger.addCredit(a.key, 20, a.expiresAt);
+        expect(await stores.ledger.usage([a.key])).toEqual([{ key: a.key, spent: 70, reserved: 0, credit: 20 }]);
+        await stores.ledger.addCredit(a.key, 500, a.expiresAt);
+        const id = unique('r');
+        const granted = await stores.ledger.reserve({ id, amount: 550, scopes: [a], ttlMs: LONG });
+        // The reserve reports the credit with the balance (one round trip): limit + credit - spent - reserved = 0.
+        expect(granted).toMatchObject({
           ok: true,
+          scopes: [{ key: a.key, limit: 100, spent: 70, reserved: 550, credit: 520 }],
         });
         expect(await stores.ledger.reserve({ id: unique('r'), amount: 1, scopes: [a], ttlMs: LONG })).toMatchObject({
           ok: false,
           remaining: 0,
         });
+        expect(await stores.ledger.settle(id, 500)).toMatchObject({
+          settled: true,
+          scopes: [{ key: a.key, spent: 570, reserved: 0, credit: 520 }],
+        });
+        // Neither amount goes backwards: a negative charge or credit is refused before it reaches the scope.
+        await expect(stores.ledger.adjustSpent(a.key, -20, a.expiresAt)).rejects.toThrow(RangeError);
+        await expect(stores.ledger.addCredit(a.key, -20, a.expiresAt)).rejects.toThrow(RangeError);
+        expect(await stores.ledger.usage([a.key])).toEqual([{ key: a.key, spent: 570, reserved: 0, credit: 520 }]);
       });
 
-      it('resets a scope’s spend and keeps its live reservations', async () => {
+      it('resets a scope’s spend and credit and keeps its live reservations', async () => {
         const a = await scope('a', 100);
         const id = unique('r');
         await stores.ledger.adjustSpent(a.key, 50, a.expiresAt);
+        await stores.ledger.addCredit(a.key, 30, a.expiresAt);
         await stores.ledger.reserve({ id, amount: 20, scopes: [a], ttlMs: LONG });
         await stores.ledger.resetScope(a.key);
-        expect(await spentAndReserved(a)).toEqual([[0, 20]]);
+        expect(await stores.ledger.usage([a.key])).toEqual([{ key: a.key, spent: 0, reserved: 20, credit: 0 }]);
         expect(await stores.ledger.settle(id, 20)).toMatchObject({ settled: true });
         expect(await spentAndReserved(a)).toEqual([[20, 0]]);
         await stores.ledger.resetScope(unique('unknown'));
       });
 
-      it('raises a spend to what a usage ledger recorded, less the credits given; never lowers one', async () => {
+      it('raises a spend to what a usage ledger recorded and keeps the credit given; never lowers one', async () => {
         const [lost, ahead, credited] = [
           await scope('lost', 100),
           await scope('ahead', 100),
           await scope('credited', 100),
         ];
         await stores.ledger.adjustSpent(ahead.key, 80, ahead.expiresAt);
-        // Spent 60, then a 50 credit: the usage ledger knows the 60 only.
+        // Spent 60, then a 50 credit: the usage ledger knows the 60 (and later 75) of spend, never the credit.
         await stores.ledger.adjustSpent(credited.key, 60, credited.expiresAt);
-        await stores.ledger.adjustSpent(credited.key, -50, credited.expiresAt);
+        await stores.ledger.addCredit(credited.key, 50, credited.expiresAt);
         expect(await stores.ledger.restoreSpent!(lost.key, 70, lost.expiresAt)).toBe(true);
         expect(await stores.ledger.restoreSpent!(ahead.key, 70, ahead.expiresAt)).toBe(false);
         expect(await stores.ledger.restoreSpent!(credited.key, 60, credited.expiresAt)).toBe(false);
         expect(await stores.ledger.restoreSpent!(lost.key, 65, lost.expiresAt)).toBe(false);
-        expect(await spentAndReserved(lost, ahead, credited)).toEqual([
-          [70, 0],
-          [80, 0],
-          [10, 0],
+        expect(await stores.ledger.restoreSpent!(credited.key, 75, credited.expiresAt)).toBe(true);
+        expect(await stores.ledger.usage([lost.key, ahead.key, credited.key])).toEqual([
+          { key: lost.key, spent: 70, reserved: 0, credit: 0 },
+          { key: ahead.key, spent: 80, reserved: 0, credit: 0 },
+          { key: credited.key, spent: 75, reserved: 0, credit: 50 },
         ]);
         expect(await stores.ledger.reserve({ id: unique('r'), amount: 31, scopes: [lost], ttlMs: LONG })).toMatchObject(
           { ok: false, remaining: 30 },
@@ -590,8 +603,8 @@ export function describeStoreConformance(
         await stores.ledger.adjustSpent(a.key, 5, a.expiresAt);
         const unknown = unique('u');
         expect(await stores.ledger.usage([unknown, a.key])).toEqual([
-          { key: unknown, spent: 0, reserved: 0 },
-          { key: a.key, spent: 5, reserved: 0 },
+          { key: unknown, spent: 0, reserved: 0, credit: 0 },
+          { key: a.key, spent: 5, reserved: 0, credit: 0 },
         ]);
         expect(await stores.ledger.usage([])).toEqual([]);
       });
@@ -836,7 +849,7 @@ export function describeStoreConformance(
           ok: true,
           id,
           amount: 30,
-          scopes: scopes.map((s) => ({ key: s.key, limit: s.limit, spent: 0, reserved: 30 })),
+          scopes: scopes.map((s) => ({ key: s.key, limit: s.limit, spent: 0, reserved: 30, credit: 0 })),
         });
         expect(await spentAndReserved(scopes)).toEqual([
           [0, 30],
@@ -891,7 +904,7 @@ export function describeStoreConformance(
         expect(await stores.ledger.settle(id, 25)).toEqual({
           settled: true,
           reserved: 40,
-          scopes: scopes.map((s) => ({ key: s.key, spent: 25, reserved: 0 })),
+          scopes: scopes.map((s) => ({ key: s.key, spent: 25, reserved: 0, credit: 0 })),
         });
         expect(await spentAndReserved(scopes)).toEqual([
           [25, 0],
@@ -912,7 +925,7 @@ export function describeStoreConformance(
         expect(await stores.ledger.settle(id, 55)).toEqual({
           settled: true,
           reserved: 40,
-          scopes: scopes.map((s) => ({ key: s.key, spent: 55, reserved: 0 })),
+          scopes: scopes.map((s) => ({ key: s.key, spent: 55, reserved: 0, credit: 0 })),
         });
         expect(await stores.ledger.settle(id, 55)).toEqual({ settled: false, reserved: 0 });
         expect(await stores.ledger.release(id)).toEqual({ settled: false, reserved: 0 });

@@ -21,13 +21,20 @@ export interface FakeStripe {
   posts: Map<string, number>;
   /** The status to fail the n-th POST (1-based) of an identifier with, or undefined to answer it. */
   failWith: (identifier: string, post: number) => number | undefined;
+  /** True to accept the n-th POST of an identifier and lose the answer (a 500 instead): a crash between the two. */
+  loseAnswer: (identifier: string, post: number) => boolean;
   close(): Promise<void>;
 }
 
 const SECRET = /^Bearer sk_test_\w+$/;
 
 export async function startFakeStripe(knownCustomers: readonly string[]): Promise<FakeStripe> {
-  const fake: Omit<FakeStripe, 'baseUrl' | 'close'> = { events: [], posts: new Map(), failWith: () => undefined };
+  const fake: Omit<FakeStripe, 'baseUrl' | 'close'> = {
+    events: [],
+    posts: new Map(),
+    failWith: () => undefined,
+    loseAnswer: () => false,
+  };
   const error = (
     res: import('node:http').ServerResponse,
     status: number,
@@ -63,6 +70,7 @@ export async function startFakeStripe(knownCustomers: readonly string[]): Promis
         timestamp: Number(form.get('timestamp')),
       };
       fake.events.push(event);
+      if (fake.loseAnswer(identifier, post)) return error(res, 500, 'Something went wrong on our end', 'api_error');
       res.writeHead(200, { 'content-type': 'application/json', 'request-id': `req_${Date.now()}` });
       res.end(
         JSON.stringify({

@@ -1,5 +1,6 @@
 // What the guard holds for a request between its reserve and its settle, and the verdict that grants it.
 import type { ApiError } from '@tollgate/core';
+import { scopeRemaining } from '@tollgate/core/kit';
 import type { CheckVerdict, LedgerScope, ReserveRequest, ReserveResult, ResolvedPrice } from '@tollgate/core/kit';
 import type { BudgetWindow, ResolvedBudget } from './budget-plan.js';
 
@@ -46,7 +47,7 @@ export interface BudgetHold {
 export function headroomOf(result: ReserveResult): number | undefined {
   if (!result.ok || result.scopes === undefined || result.scopes.length === 0) return undefined;
   let least = Number.POSITIVE_INFINITY;
-  for (const scope of result.scopes) least = Math.min(least, scope.limit - scope.spent - scope.reserved);
+  for (const scope of result.scopes) least = Math.min(least, scopeRemaining(scope));
   return least;
 }
 

@@ -1,6 +1,6 @@
 // The operator's side of budgets: what each scope spent, holds and has left, plus top-up and reset.
 import { nanoToUsd, usdToNano } from '@tollgate/core';
-import { withTimeout } from '@tollgate/core/kit';
+import { scopeRemaining, spentBeyondCredit, withTimeout } from '@tollgate/core/kit';
 import type { ReservationLedger } from '@tollgate/core/kit';
 import { budgetWindow, softLimitThreshold } from './budget-plan.js';
 import type { BudgetPlan, BudgetWindow, EventMarker, ResolvedBudget } from './budget-plan.js';
@@ -47,12 +47,10 @@ export async function readBudgetStatus(book: BudgetBook, budgets: readonly Resol
     ),
   );
   return windows.map(({ budget, head }, i) => {
-    // The ledger's spent is net of top-up credits: below zero, the rest is credit still unspent.
-    const net = usage[i]?.spent ?? 0;
-    const spent = Math.max(0, net);
-    const credit = Math.max(0, -net);
-    const reserved = usage[i]?.reserved ?? 0;
-    const remaining = Math.max(0, budget.limitNano - net - reserved);
+    // Spent is what was spent and credit what top-ups added: neither is netted against the other.
+    const { spent = 0, reserved = 0, credit = 0 } = usage[i] ?? {};
+    const remaining = scopeRemaining({ limit: budget.limitNano, spent, reserved, credit });
+    const beyondCredit = spentBeyondCredit({ spent, credit });
     const threshold = softLimitThreshold(budget);
     return {
       scope: budget.scope,
@@ -73,7 +71,7 @@ export async function readBudgetStatus(book: BudgetBook, budgets: readonly Resol
       resetAt: new Date(resets[i]!).toISOString(),
       softLimit: budget.softLimit ?? null,
       thresholds: [...budget.thresholds],
-      softLimitReached: threshold !== undefined && spent > 0 && spent >= threshold,
+      softLimitReached: threshold !== undefined && beyondCredit > 0 && beyondCredit >= threshold,
     };
   });
 }
@@ -83,11 +81,10 @@ export async function selectBudgets(book: BudgetBook, selector?: BudgetSelector)
 }
 
 /**
- * Credits `usd` to the budget's current period: spent goes down by the whole amount, below zero if
- * the credit is larger (the rest is headroom above the limit until the period ends; it does not
- * carry into the next period). A rolling
- * budget is credited in every window that holds the current bucket, so the credit lasts as
- * long as the spend it offsets.
+ * Credits `usd` to the budget's current period: its credit grows by the whole amount and its spent stays what was
+ * spent, so it may hold and spend limit + credit until the period ends (credit does not carry into the next period).
+ * A rolling budget is credited in every window that holds the current bucket, so the credit lasts as long as the
+ * spend it offsets.
  */
 export async function topUpBudgets(book: BudgetBook, budgets: ResolvedBudget[], usd: number): Promise<void> {
   const credit = usdToNano(usd);
@@ -96,13 +93,13 @@ export async function topUpBudgets(book: BudgetBook, budgets: ResolvedBudget[], 
     budgets.map(async (budget) => {
       const window = budgetWindow(budget, now);
       await withTimeout(
-        Promise.all(window.scopes.map((s) => book.ledger.adjustSpent(s, -credit, s.expiresAt))),
+        Promise.all(window.scopes.map((s) => book.ledger.addCredit(s, credit, s.expiresAt))),
         book.storeTimeoutMs,
-        'ledger.adjustSpent',
+        'ledger.addCredit',
       );
       const [head] = await withTimeout(book.ledger.usage([window.head]), book.storeTimeoutMs, 'ledger.usage');
-      // Back under a threshold (or the limit): the next crossing in this period is news again.
-      const spent = head?.spent ?? 0;
+      // Back under a threshold (or the limit) with the credit: the next crossing in this period is news again.
+      const spent = head ? spentBeyondCredit(head) : 0;
       const markers = [...window.thresholdMarkers, window.exhaustedMarker].filter((marker) => spent < marker.at);
       await forgetMarkers(book, markers);
     }),

@@ -1,5 +1,6 @@
 // What this process last learned of each budget scope's spend, from its own reserve and settle results.
 import { LRUCache } from 'lru-cache';
+import { spentBeyondCredit } from '@tollgate/core/kit';
 import type { ScopeUsage } from '@tollgate/core/kit';
 
 /** Enough for every scope of a busy deployment; past it the least recently learned go first. */
@@ -18,13 +19,14 @@ export class KnownSpend {
 
   learn(scopes: readonly ScopeUsage[] | undefined): void {
     if (!scopes) return;
-    for (const { key, spent } of scopes) {
+    for (const scope of scopes) {
       this.#setOptions.status = undefined;
-      this.#spent.set(key, spent, this.#setOptions);
+      // Against the limit a soft limit is a fraction of: a top-up's credit lifts it.
+      this.#spent.set(scope.key, spentBeyondCredit(scope), this.#setOptions);
     }
   }
 
-  /** The spend last seen on `key`, or undefined when this process has not seen it this period. */
+  /** The spend beyond credit last seen on `key`, or undefined when this process has not seen it this period. */
   spentOf(key: string): number | undefined {
     // A peek: reading a figure does not make it recent, only learning it does.
     this.#peekOptions.status = undefined;

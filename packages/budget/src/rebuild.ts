@@ -97,7 +97,7 @@ function earliestStart(book: BudgetBook, now: number): number {
 }
 
 /**
- * Raises every budget scope's spend to what `source` recorded for it (less the top-up credits the scope was given).
+ * Raises every budget scope's spend to what `source` recorded for it (its top-up credit, kept apart, is left as it is).
  * A store that lost its data while traffic went on holds only the spend since; one that lost nothing is at or above
  * the usage ledger (which lags by its batching) and is left alone. Live reservations are not in a usage ledger; they
  * settle as usual. Where the store has a rebuild gate, the caller marks `report.slots` rebuilt once it trusts the

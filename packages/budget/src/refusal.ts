@@ -1,6 +1,6 @@
 // Why a budget refused a request, in words and headers: money spent until a reset, or money held by requests in flight.
 import { ApiError, formatUsd } from '@tollgate/core';
-import { withTimeout } from '@tollgate/core/kit';
+import { spentBeyondCredit, withTimeout } from '@tollgate/core/kit';
 import type { ReservationLedger, ReserveResult } from '@tollgate/core/kit';
 import type { Ask, BudgetVerdict } from './budget-hold.js';
 import type { BudgetWindow } from './budget-plan.js';
@@ -10,6 +10,11 @@ import { rollingFreeAt } from './budget-status.js';
 const MAX_RETRY_AFTER_MS = 3_600_000;
 /** Retry-After of a refusal by money held in flight: requests settle within their answer's time. */
 const HELD_RETRY_AFTER_S = 1;
+
+/** A top-up's share of what a scope may spend, when it has one: " + $2.00 credit". */
+function creditPhrase(credit: number): string {
+  return credit > 0 ? ` + ${formatUsd(credit)} credit` : '';
+}
 
 /** What explaining a refusal reads: the ledger (a refusal is rare, so it may read), and the clock. */
 export interface RefusalSources {
@@ -58,8 +63,8 @@ async function explainRefusal(
   // Read only on a refusal: the reserve's answer does not split what is left into spent and held.
   const refused = window?.scopes.find((s) => s.key === result.scope) ?? result.scope;
   const [balance] = await withTimeout(ledger.usage([refused]), storeTimeoutMs, 'ledger.usage').catch(() => []);
-  if (balance && balance.reserved > 0 && balance.spent + needed <= result.limit) {
-    const message = `Budget for ${label} is held by requests in flight: ${formatUsd(balance.reserved)} reserved and ${formatUsd(balance.spent)} of ${formatUsd(result.limit)} spent${period}; the request needs at least ${formatUsd(needed)}, which frees up as they finish. Retry shortly.`;
+  if (balance && balance.reserved > 0 && spentBeyondCredit(balance) + needed <= result.limit) {
+    const message = `Budget for ${label} is held by requests in flight: ${formatUsd(balance.reserved)} reserved and ${formatUsd(balance.spent)} of ${formatUsd(result.limit)}${creditPhrase(balance.credit)} spent${period}; the request needs at least ${formatUsd(needed)}, which frees up as they finish. Retry shortly.`;
     return {
       error: new ApiError('insufficient_quota', message, {
         headers: { 'retry-after': HELD_RETRY_AFTER_S, 'x-should-retry': 'true' },
@@ -97,7 +102,8 @@ export async function noteExhausted(
 ): Promise<void> {
   const refused = window.scopes.find((s) => s.key === result.scope) ?? window.head;
   const [balance] = await withTimeout(ledger.usage([refused]), storeTimeoutMs, 'ledger.usage').catch(() => []);
-  if (!balance || balance.spent + needed > result.limit) onExhausted(window, balance?.spent ?? result.limit);
+  if (!balance || spentBeyondCredit(balance) + needed > result.limit)
+    onExhausted(window, balance?.spent ?? result.limit);
 }
 
 /** The verdict on a refused reserve, explained; money held by requests in flight comes back when they settle: a wait queue may wait for it. */

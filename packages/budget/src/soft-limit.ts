@@ -1,7 +1,7 @@
 // Budget events: a budget passing each soft-limit threshold, or running out, told exactly once per period across processes.
 import { randomUUID } from 'node:crypto';
 import { nanoToUsd } from '@tollgate/core';
-import { withTimeout } from '@tollgate/core/kit';
+import { spentBeyondCredit, withTimeout } from '@tollgate/core/kit';
 import type { ReservationLedger, ScopeUsage } from '@tollgate/core/kit';
 import type { BudgetWindow, EventMarker } from './budget-plan.js';
 import { expiringMarks } from './expiring-marks.js';
@@ -27,6 +27,9 @@ interface Crossing {
   marker: EventMarker;
   spent: number;
 }
+
+/** A scope's spend as thresholds see it: what was spent, and the top-up credit that lifts its limit. */
+type Spend = Pick<ScopeUsage, 'spent' | 'credit'>;
 
 /** How long a process trusts its own memory that a marker is taken, before asking the ledger again. */
 const MEMO_MS = 60_000;
@@ -59,13 +62,13 @@ export class BudgetEventMonitor {
     let crossed: Crossing[] | undefined;
     for (const window of windows) {
       if (window.budget.limitNano <= 0) continue;
-      const spent = balances && spentOf(balances, window.head.key);
+      const spent = balances && usageOf(balances, window.head.key);
       if (spent === undefined) {
         // Reading only for thresholds: a budget running out is seen by the refusal it causes.
         if (window.thresholdMarkers.some((marker) => !this.#isTaken(marker.scope.key))) (unread ??= []).push(window);
         continue;
       }
-      for (const marker of this.#due(window, spent)) (crossed ??= []).push({ window, marker, spent });
+      for (const marker of this.#due(window, spent)) (crossed ??= []).push({ window, marker, spent: spent.spent });
     }
     if (!unread && !crossed) return undefined;
     return this.#fire(unread ?? [], crossed ?? [], now);
@@ -79,8 +82,9 @@ export class BudgetEventMonitor {
     return fired;
   }
 
-  /** The markers of `window` that `spent` makes due and this process does not know taken. */
-  #due(window: BudgetWindow, spent: number): EventMarker[] {
+  /** The markers of `window` that `usage` makes due and this process does not know taken (credit lifts each). */
+  #due(window: BudgetWindow, usage: Spend): EventMarker[] {
+    const spent = spentBeyondCredit(usage);
     if (spent <= 0) return [];
     const due = window.thresholdMarkers.filter((marker) => spent >= marker.at && !this.#isTaken(marker.scope.key));
     const { exhaustedMarker } = window;
@@ -94,8 +98,8 @@ export class BudgetEventMonitor {
       const { ledger, storeTimeoutMs } = this.#options;
       const usage = await withTimeout(ledger.usage(unread.map((w) => w.head)), storeTimeoutMs, 'ledger.usage');
       for (const window of unread) {
-        const spent = spentOf(usage, window.head.key) ?? 0;
-        for (const marker of this.#due(window, spent)) crossed.push({ window, marker, spent });
+        const spent = usageOf(usage, window.head.key) ?? { spent: 0, credit: 0 };
+        for (const marker of this.#due(window, spent)) crossed.push({ window, marker, spent: spent.spent });
       }
     }
     await Promise.all(
@@ -181,9 +185,9 @@ export class BudgetEventMonitor {
   }
 }
 
-/** The spend reported for `key`, if reported. */
-function spentOf(balances: readonly ScopeUsage[], key: string): number | undefined {
-  for (const balance of balances) if (balance.key === key) return balance.spent;
+/** The usage reported for `key`, if reported. */
+function usageOf(balances: readonly ScopeUsage[], key: string): ScopeUsage | undefined {
+  for (const balance of balances) if (balance.key === key) return balance;
   return undefined;
 }
 

@@ -102,9 +102,10 @@ export interface BudgetStatus {
   /** The ledger scope key for the current period (rolling: the window ending now). */
   key: string;
   limitNanoUsd: number;
+  /** What the period spent: a top-up never lowers it. */
   spentNanoUsd: number;
   reservedNanoUsd: number;
-  /** Top-up credit not spent yet in this period (what took the ledger's spent below zero). */
+  /** What top-ups added in this period: the budget may hold and spend limit + credit. */
   creditNanoUsd: number;
   /** limit + credit - spent - reserved, never negative. */
   remainingNanoUsd: number;

@@ -102,11 +102,14 @@ describe('budgetAdminRouter', () => {
     expect(bad.body.error).toMatchObject({ code: 'invalid_request', param: 'scope' });
   });
 
-  it('tops up a scope (credit against this period) and rejects a bad amount', async () => {
-    const before = (await guard.status({ scope: 'tenant', id: 'acme' }))[0]!.spentNanoUsd;
+  it('tops up a scope (credit against this period, spent left as it was) and rejects a bad amount', async () => {
+    const [before] = await guard.status({ scope: 'tenant', id: 'acme' });
     const response = await request(admin).post('/admin/budgets/tenant/acme/top-up').send({ usd: 0.002 });
     expect(response.status).toBe(200);
-    expect(response.body.budgets[0].spentNanoUsd).toBe(before - 2_000_000);
+    expect(response.body.budgets[0]).toMatchObject({
+      spentNanoUsd: before!.spentNanoUsd,
+      creditNanoUsd: before!.creditNanoUsd + 2_000_000,
+    });
     const bad = await request(admin).post('/admin/budgets/tenant/acme/top-up').send({ usd: -3 });
     expect(bad.status).toBe(400);
     expect(bad.body.error.param).toBe('usd');
@@ -117,7 +120,10 @@ describe('budgetAdminRouter', () => {
     // Five times the limit: before, the credit stopped at zero spend and the rest was discarded.
     const response = await request(admin).post('/admin/budgets/tenant/acme/top-up').send({ usd: 0.05 });
     const [after] = response.body.budgets;
-    expect(after).toMatchObject({ spentNanoUsd: 0, creditNanoUsd: 50_000_000 - before!.spentNanoUsd });
+    expect(after).toMatchObject({
+      spentNanoUsd: before!.spentNanoUsd,
+      creditNanoUsd: before!.creditNanoUsd + 50_000_000,
+    });
     expect(after.remainingNanoUsd).toBe(before!.remainingNanoUsd + 50_000_000);
   });
 

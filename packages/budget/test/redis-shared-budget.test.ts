@@ -131,7 +131,7 @@ describe.each(backends)('on $name', ({ connect }) => {
       expect(settled!.spentNanoUsd).toBeLessThanOrEqual(LIMIT);
       // The ledger has no reservation left on any instance's view either.
       const [usage] = await allStores[allStores.length - 1]!.ledger.usage([{ key: settled!.key, slot: 'tenant:acme' }]);
-      expect(usage).toEqual({ key: settled!.key, spent: billed, reserved: 0 });
+      expect(usage).toEqual({ key: settled!.key, spent: billed, reserved: 0, credit: 0 });
     });
   });
 

@@ -37,6 +37,7 @@ function watchedLedger(inner: ReservationLedger) {
     },
     usage: (scopes) => inner.usage(scopes),
     adjustSpent: (scope, delta, expiresAt) => inner.adjustSpent(scope, delta, expiresAt),
+    addCredit: (scope, amount, expiresAt) => inner.addCredit(scope, amount, expiresAt),
     resetScope: (scope) => inner.resetScope(scope),
   };
   return { ledger, granted, closed };

@@ -40,6 +40,9 @@ class CountingLedger implements ReservationLedger {
   adjustSpent(key: string, delta: number, expiresAt: number) {
     return this.inner.adjustSpent(key, delta, expiresAt);
   }
+  addCredit(key: string, amount: number, expiresAt: number) {
+    return this.inner.addCredit(key, amount, expiresAt);
+  }
   resetScope(key: string) {
     return this.inner.resetScope(key);
   }

@@ -685,7 +685,13 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
       return;
     }
     ledgerDirect.delete(signature);
-    const balance = taken.scopes?.[0] ?? { key: scope.key, limit: scope.limit, spent: 0, reserved: taken.amount };
+    const balance = taken.scopes?.[0] ?? {
+      key: scope.key,
+      limit: scope.limit,
+      spent: 0,
+      reserved: taken.amount,
+      credit: 0,
+    };
     const opened: LedgerBlock = {
       id,
       signature,
@@ -801,7 +807,13 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
       }
       const scope = scopes[i]!;
       const usage = stored?.[j++];
-      balances[i] = { key: scope.key, limit: scope.limit, spent: usage?.spent ?? 0, reserved: usage?.reserved ?? 0 };
+      balances[i] = {
+        key: scope.key,
+        limit: scope.limit,
+        spent: usage?.spent ?? 0,
+        reserved: usage?.reserved ?? 0,
+        credit: usage?.credit ?? 0,
+      };
     }
     return balances;
   }
@@ -879,6 +891,7 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
     },
     usage: (scopes) => stores.ledger.usage(scopes),
     adjustSpent: (scope, delta, expiresAt) => stores.ledger.adjustSpent(scope, delta, expiresAt),
+    addCredit: (scope, amount, expiresAt) => stores.ledger.addCredit(scope, amount, expiresAt),
     resetScope: (scope) => stores.ledger.resetScope(scope),
     ...(stores.ledger.restoreSpent
       ? { restoreSpent: (scope, spent, expiresAt) => stores.ledger.restoreSpent!(scope, spent, expiresAt) }

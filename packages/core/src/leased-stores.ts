@@ -1,5 +1,5 @@
 // Leased stores: while the shared store (Redis) does not answer, each process grants a bounded slice of every limit and budget on its own, and no more.
-import { SpendNotRebuiltError } from './stores.js';
+import { scopeRemaining, SpendNotRebuiltError } from './stores.js';
 import { withTimeout } from './timeout.js';
 import type {
   FixedWindowCounter,
@@ -392,9 +392,7 @@ export function leasedStores<S extends TollgateStores>(stores: S, options: Lease
         (result) => {
           for (const scope of request.scopes) see(`ledger:${scope.key}`);
           if (!result.ok) headroom.set(result.scope, result.remaining);
-          else
-            for (const balance of result.scopes ?? [])
-              headroom.set(balance.key, Math.max(0, balance.limit - balance.spent - balance.reserved));
+          else for (const balance of result.scopes ?? []) headroom.set(balance.key, scopeRemaining(balance));
         },
         (result) => result.ok && stores.ledger.release(request.id),
       );
@@ -408,6 +406,7 @@ export function leasedStores<S extends TollgateStores>(stores: S, options: Lease
     },
     usage: (scopes) => stores.ledger.usage(scopes),
     adjustSpent: (scope, delta, expiresAt) => stores.ledger.adjustSpent(scope, delta, expiresAt),
+    addCredit: (scope, amount, expiresAt) => stores.ledger.addCredit(scope, amount, expiresAt),
     resetScope: (scope) => stores.ledger.resetScope(scope),
     ...(stores.ledger.restoreSpent
       ? { restoreSpent: (scope, spent, expiresAt) => stores.ledger.restoreSpent!(scope, spent, expiresAt) }

@@ -28,6 +28,15 @@ export function assertStoreAmount(operation: string, name: string, value: number
     throw new RangeError(`${operation}: ${name} must be a finite number; got ${String(value)}`);
 }
 
+/**
+ * An amount a ledger only ever adds (a charge past a reservation, a top-up credit): finite and not below zero. A
+ * negative one would rewrite history (a spend no longer shown as spent) or take credit nobody gave back.
+ */
+export function assertStoreIncrease(operation: string, name: string, value: number): void {
+  assertStoreAmount(operation, name, value);
+  if (value < 0) throw new RangeError(`${operation}: ${name} must not be below zero; got ${String(value)}`);
+}
+
 /** The checks of a ledger reserve: amount, minAmount, ttlMs and every scope's limit and expiresAt. */
 export function assertReserveNumbers(request: {
   amount: number;

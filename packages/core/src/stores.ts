@@ -51,7 +51,7 @@ export const GLOBAL_SLOT = 'global';
 /** One scope a reservation is charged against, e.g. `tenant:acme:month:2026-11`. */
 export interface LedgerScope {
   key: string;
-  /** The most this scope may spend (spent + reserved) in its period. */
+  /** The most this scope may spend (spent + reserved) in its period, before top-up credit. */
   limit: number;
   /** Epoch ms when the scope's period ends; its counters may be forgotten after it. */
   expiresAt: number;
@@ -111,7 +111,7 @@ export type ReserveResult =
       /** The first scope (in request order) that could not afford `minAmount ?? amount`. */
       scope: string;
       limit: number;
-      /** What that scope had left: limit - spent - reserved (never negative). */
+      /** What that scope had left: limit + credit - spent - reserved (never negative). */
       remaining: number;
       /** The scope's `expiresAt`: when it resets. */
       resetAt: number;
@@ -119,10 +119,25 @@ export type ReserveResult =
 
 export interface ScopeUsage {
   key: string;
-  /** Settled spend in the period. */
+  /** Settled spend in the period: what was spent, never lowered by a top-up. */
   spent: number;
   /** Held by live reservations. */
   reserved: number;
+  /** Top-up credit given in the period (`addCredit`): the scope may hold and spend `limit + credit`. */
+  credit: number;
+}
+
+/**
+ * What a scope has left: limit + credit - spent - reserved, never negative. The one rule every ledger's reserve and
+ * every reader of a balance applies.
+ */
+export function scopeRemaining(balance: Pick<ScopeBalance, 'limit' | 'spent' | 'reserved' | 'credit'>): number {
+  return Math.max(0, balance.limit + balance.credit - balance.spent - balance.reserved);
+}
+
+/** What counts against a scope's limit for its thresholds: spent less top-up credit (below zero while credit is left). */
+export function spentBeyondCredit(usage: Pick<ScopeUsage, 'spent' | 'credit'>): number {
+  return usage.spent - usage.credit;
 }
 
 export interface SettleResult {
@@ -157,17 +172,19 @@ export interface ReservationLedger {
   release(id: string): Promise<SettleResult>;
   /** Spent and reserved per scope, after dropping expired reservations. */
   usage(scopes: readonly ScopeRef[]): Promise<ScopeUsage[]>;
-  /**
-   * Add `delta` to a scope's spent. Negative is a top-up credit, which may take spent below zero:
-   * the scope's headroom grows by the whole credit until the scope's period ends.
-   */
+  /** Add `delta` (zero or more) to a scope's spent: a charge past a reservation. */
   adjustSpent(scope: ScopeRef, delta: number, expiresAt: number): Promise<void>;
-  /** Forget a scope's spend (operator reset). Live reservations stay. */
+  /**
+   * Add `amount` (more than zero) of top-up credit to a scope for its period (ending at `expiresAt`): its headroom
+   * grows by the whole amount until the period ends, and its spent stays what was spent.
+   */
+  addCredit(scope: ScopeRef, amount: number, expiresAt: number): Promise<void>;
+  /** Forget a scope's spend and credit (operator reset): the period starts over. Live reservations stay. */
   resetScope(scope: ScopeRef): Promise<void>;
   /**
    * Raises a scope's spend for its period (ending at `expiresAt`) to `spent`, what a durable
-   * usage ledger recorded for it, less the credits the scope was given: for a store that lost its
-   * data (Redis restarted without persistence) while traffic went on. Never lowers a spend.
+   * usage ledger recorded for it: for a store that lost its data (Redis restarted without
+   * persistence) while traffic went on. Never lowers a spend, never touches its credit.
    * Resolves true when it raised it.
    */
   restoreSpent?(scope: ScopeRef, spent: number, expiresAt: number): Promise<boolean>;

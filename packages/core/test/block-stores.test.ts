@@ -66,6 +66,7 @@ function countedStores() {
       release: (id) => (calls.settle++, memory.ledger.release(id)),
       usage: (scopes) => memory.ledger.usage(scopes),
       adjustSpent: (...args) => memory.ledger.adjustSpent(...args),
+      addCredit: (...args) => memory.ledger.addCredit(...args),
       resetScope: (scope) => memory.ledger.resetScope(scope),
     },
     keys: memory.keys,
@@ -263,7 +264,9 @@ describe('blockStores: blocks sized by demand (the default)', () => {
     // One request alone, then blocks of twice the requests seen within 5 s ($0.0004, then $0.0016): not 0.05 x limit ($5,000).
     expect(amounts).toEqual([100_000, 400_000, 1_600_000]);
     await wrapped.blocks.retireAll();
-    expect(await stores.ledger.usage(['global'])).toEqual([{ key: 'global', spent: 20 * 60_000, reserved: 0 }]);
+    expect(await stores.ledger.usage(['global'])).toEqual([
+      { key: 'global', spent: 20 * 60_000, reserved: 0, credit: 0 },
+    ]);
     await wrapped.close();
   });
 
@@ -572,10 +575,10 @@ describe('blockStores: budgets', () => {
     const wrapped = blocked(stores, { share: 0.01 });
     await wrapped.ledger.reserve({ id: 'live', amount: 10, scopes: scopes(100_000), ttlMs: 60_000 });
     await wrapped.blocks.retireAll();
-    expect((await stores.ledger.usage(['key:k1']))[0]).toEqual({ key: 'key:k1', spent: 0, reserved: 1_000 });
+    expect((await stores.ledger.usage(['key:k1']))[0]).toEqual({ key: 'key:k1', spent: 0, reserved: 1_000, credit: 0 });
     await wrapped.ledger.settle('live', 7);
     await new Promise((resolve) => setImmediate(resolve));
-    expect((await stores.ledger.usage(['key:k1']))[0]).toEqual({ key: 'key:k1', spent: 7, reserved: 0 });
+    expect((await stores.ledger.usage(['key:k1']))[0]).toEqual({ key: 'key:k1', spent: 7, reserved: 0, credit: 0 });
   });
 
   it('never grants past a limit across processes; near it, reserves per request exactly', async () => {
@@ -601,7 +604,12 @@ describe('blockStores: budgets', () => {
     expect(granted).toBeLessThanOrEqual(1_000);
     expect(granted).toBeGreaterThanOrEqual(1_000 - 2 * 100);
     await Promise.all(processes.map((p) => p.blocks.retireAll()));
-    expect((await stores.ledger.usage(['key:k1']))[0]).toEqual({ key: 'key:k1', spent: granted, reserved: 0 });
+    expect((await stores.ledger.usage(['key:k1']))[0]).toEqual({
+      key: 'key:k1',
+      spent: granted,
+      reserved: 0,
+      credit: 0,
+    });
   });
 
   it('a second reserve of a live id holds nothing more; release gives a grant back to its block', async () => {
@@ -616,7 +624,7 @@ describe('blockStores: budgets', () => {
     expect(await wrapped.ledger.release('same')).toMatchObject({ settled: true, reserved: 10 });
     expect(await wrapped.ledger.settle('same', 5)).toMatchObject({ settled: false });
     await wrapped.blocks.retireAll();
-    expect((await stores.ledger.usage(['key:k1']))[0]).toEqual({ key: 'key:k1', spent: 0, reserved: 0 });
+    expect((await stores.ledger.usage(['key:k1']))[0]).toEqual({ key: 'key:k1', spent: 0, reserved: 0, credit: 0 });
   });
 
   it('a grant never settled by its ttl is charged its amount, as the store charges a reservation nobody settles', async () => {
@@ -624,7 +632,7 @@ describe('blockStores: budgets', () => {
     const wrapped = blocked(stores, { share: 0.01, maxAgeMs: 40 });
     await wrapped.ledger.reserve({ id: 'lost', amount: 25, scopes: scopes(100_000), ttlMs: 30 });
     await new Promise((resolve) => setTimeout(resolve, 150));
-    expect((await stores.ledger.usage(['key:k1']))[0]).toEqual({ key: 'key:k1', spent: 25, reserved: 0 });
+    expect((await stores.ledger.usage(['key:k1']))[0]).toEqual({ key: 'key:k1', spent: 25, reserved: 0, credit: 0 });
   });
 
   it('close gives every block back before the store closes', async () => {

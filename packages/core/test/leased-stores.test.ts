@@ -102,7 +102,7 @@ describe('leasedStores', () => {
     });
     expect(reserved.ok).toBe(true);
     await stores.ledger.settle('r1', 25);
-    expect(await stores.ledger.usage(['tenant:a'])).toEqual([{ key: 'tenant:a', spent: 25, reserved: 0 }]);
+    expect(await stores.ledger.usage(['tenant:a'])).toEqual([{ key: 'tenant:a', spent: 25, reserved: 0, credit: 0 }]);
     expect(stores.lease.down).toBe(false);
   });
 
@@ -158,7 +158,7 @@ describe('leasedStores', () => {
     await eventually(() => events.some((event) => event.state === 'up'));
     await eventually(() => stores.lease.pendingCharges() === 0);
     const [usage] = await stores.ledger.usage(['tenant:a']);
-    expect(usage).toEqual({ key: 'tenant:a', spent: 80, reserved: 0 });
+    expect(usage).toEqual({ key: 'tenant:a', spent: 80, reserved: 0, credit: 0 });
     await stores.lease.flush();
     expect((await stores.ledger.usage(['tenant:a']))[0]!.spent).toBe(80);
   });
@@ -221,12 +221,17 @@ describe('leasedStores', () => {
     await jest.advanceTimersByTimeAsync(20);
     expect(stores.lease.down).toBe(false);
     expect(await stores.counter.peek('k', { windowMs: 60_000 })).toBe(1);
-    expect((await stores.ledger.usage(['tenant:a']))[0]).toEqual({ key: 'tenant:a', spent: 0, reserved: 0 });
+    expect((await stores.ledger.usage(['tenant:a']))[0]).toEqual({ key: 'tenant:a', spent: 0, reserved: 0, credit: 0 });
     // The slice's reservation settles into a charge of the store.
     await stores.ledger.settle('slow', 42);
     await jest.advanceTimersByTimeAsync(20);
     expect(stores.lease.pendingCharges()).toBe(0);
-    expect((await stores.ledger.usage(['tenant:a']))[0]).toEqual({ key: 'tenant:a', spent: 42, reserved: 0 });
+    expect((await stores.ledger.usage(['tenant:a']))[0]).toEqual({
+      key: 'tenant:a',
+      spent: 42,
+      reserved: 0,
+      credit: 0,
+    });
   });
 
   it('charges a slice reservation never settled at its amount, as the store does at expiry', async () => {
@@ -255,7 +260,12 @@ describe('leasedStores', () => {
     await jest.advanceTimersByTimeAsync(20);
     expect(stores.lease.down).toBe(false);
     expect(stores.lease.pendingCharges()).toBe(0);
-    expect((await stores.ledger.usage(['tenant:a']))[0]).toEqual({ key: 'tenant:a', spent: 60, reserved: 0 });
+    expect((await stores.ledger.usage(['tenant:a']))[0]).toEqual({
+      key: 'tenant:a',
+      spent: 60,
+      reserved: 0,
+      credit: 0,
+    });
   });
 
   it('failOpen admits everything while out and charges the budgets when the store is back; failClosed passes the failure on', async () => {
@@ -274,7 +284,12 @@ describe('leasedStores', () => {
     inner.set('up');
     await eventually(() => !stores.lease.down && stores.lease.pendingCharges() === 0);
     await jest.advanceTimersByTimeAsync(50);
-    expect((await stores.ledger.usage(['tenant:z']))[0]).toEqual({ key: 'tenant:z', spent: 1200, reserved: 0 });
+    expect((await stores.ledger.usage(['tenant:z']))[0]).toEqual({
+      key: 'tenant:z',
+      spent: 1200,
+      reserved: 0,
+      credit: 0,
+    });
 
     const closed = setUp({ policy: 'failClosed' });
     closed.inner.set('failing');

@@ -43,7 +43,7 @@ describe('memory stores', () => {
     now += 200;
     stores.sweep();
     expect(stores.ledger.size).toEqual({ scopes: 50, reservations: 50 });
-    expect(await stores.ledger.usage(['s0'])).toEqual([{ key: 's0', spent: 1, reserved: 0 }]);
+    expect(await stores.ledger.usage(['s0'])).toEqual([{ key: 's0', spent: 1, reserved: 0, credit: 0 }]);
     now += 1000;
     stores.sweep();
     expect(stores.ledger.size).toEqual({ scopes: 0, reservations: 0 });
@@ -81,16 +81,16 @@ describe('memory stores', () => {
       id: 'r',
       amount: 50,
       scopes: [
-        { key: 'a', limit: 100, spent: 0, reserved: 50 },
-        { key: 'b', limit: 50, spent: 0, reserved: 50 },
+        { key: 'a', limit: 100, spent: 0, reserved: 50, credit: 0 },
+        { key: 'b', limit: 50, spent: 0, reserved: 50, credit: 0 },
       ],
     });
     expect(sync.ledger.settleAtOnce('r', 30)).toEqual(await promised.ledger.settle('r', 30));
     expect(sync.ledger.settleAtOnce('r', 0)).toEqual(await promised.ledger.release('r'));
     expect(sync.ledger.settleAtOnce('r', 0)).toEqual({ settled: false, reserved: 0 });
     expect(await sync.ledger.usage(['a', 'b'])).toEqual([
-      { key: 'a', spent: 30, reserved: 0 },
-      { key: 'b', spent: 30, reserved: 0 },
+      { key: 'a', spent: 30, reserved: 0, credit: 0 },
+      { key: 'b', spent: 30, reserved: 0, credit: 0 },
     ]);
     expect(() => sync.ledger.reserveAtOnce({ ...request, id: 'n', amount: Number.NaN })).toThrow(RangeError);
     await expect(promised.ledger.reserve({ ...request, id: 'n', amount: Number.NaN })).rejects.toThrow(RangeError);
@@ -148,9 +148,9 @@ describe('memory stores', () => {
       id: 'r',
       amount: 40,
     });
-    expect(await stores.ledger.usage(['a'])).toEqual([{ key: 'a', spent: 0, reserved: 40 }]);
+    expect(await stores.ledger.usage(['a'])).toEqual([{ key: 'a', spent: 0, reserved: 40, credit: 0 }]);
     expect(stores.ledger.settleAtOnce('r', 25, { balances: false })).toEqual({ settled: true, reserved: 40 });
-    expect(await stores.ledger.usage(['a'])).toEqual([{ key: 'a', spent: 25, reserved: 0 }]);
+    expect(await stores.ledger.usage(['a'])).toEqual([{ key: 'a', spent: 25, reserved: 0, credit: 0 }]);
     await stores.close();
   });
 
@@ -163,7 +163,7 @@ describe('memory stores', () => {
     await stores.ledger.reserve({ id: 'long', amount: 20, scopes: [a], ttlMs: 1000 });
     now += 500;
     // Past the settled reservation's TTL, before the live one's: nothing is charged.
-    expect(await stores.ledger.usage(['a'])).toEqual([{ key: 'a', spent: 5, reserved: 20 }]);
+    expect(await stores.ledger.usage(['a'])).toEqual([{ key: 'a', spent: 5, reserved: 20, credit: 0 }]);
     await stores.ledger.reserve({
       id: 'other',
       amount: 1,
@@ -172,12 +172,12 @@ describe('memory stores', () => {
     });
     now += 600;
     // A call on another scope charges it too: the amount is spent, no longer held.
-    expect(await stores.ledger.usage(['b'])).toEqual([{ key: 'b', spent: 0, reserved: 1 }]);
-    expect(await stores.ledger.usage(['a'])).toEqual([{ key: 'a', spent: 25, reserved: 0 }]);
+    expect(await stores.ledger.usage(['b'])).toEqual([{ key: 'b', spent: 0, reserved: 1, credit: 0 }]);
+    expect(await stores.ledger.usage(['a'])).toEqual([{ key: 'a', spent: 25, reserved: 0, credit: 0 }]);
     expect(await stores.ledger.settle('long', 3)).toEqual({
       settled: true,
       reserved: 20,
-      scopes: [{ key: 'a', spent: 8, reserved: 0 }],
+      scopes: [{ key: 'a', spent: 8, reserved: 0, credit: 0 }],
     });
     expect(stores.ledger.size).toEqual({ scopes: 2, reservations: 1 });
     await stores.close();

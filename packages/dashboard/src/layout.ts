@@ -86,24 +86,43 @@ export function overCapNanoUsd(status: BudgetStatus): number {
   return Math.max(0, status.spentNanoUsd - status.creditNanoUsd + status.reservedNanoUsd - status.limitNanoUsd);
 }
 
-/** The fraction of its cap a budget has spent, and the state its bar shows. */
+/** What a budget may spend this period: its cap and the credit top-ups added. */
+function spendable(status: BudgetStatus): number {
+  return status.limitNanoUsd + status.creditNanoUsd;
+}
+
+/** "$0.25 of $1.00", or "$0.25 of $1.00 + $2.00 credit" when top-ups added some: what was spent of what it may spend. */
+export function spentOfCap(status: BudgetStatus): string {
+  const credit = status.creditNanoUsd > 0 ? ` + ${money(status.creditNanoUsd)} credit` : '';
+  return `${money(status.spentNanoUsd)} of ${money(status.limitNanoUsd)}${credit}`;
+}
+
+/**
+ * Where a budget's soft limit sits on its bar (a fraction of cap + credit): a threshold is a fraction of the cap,
+ * reached by what is spent beyond the credit, so credit moves it along with the end of the bar.
+ */
+function softLimitAt(status: BudgetStatus): number | undefined {
+  if (status.softLimit === null || spendable(status) <= 0) return undefined;
+  return (status.softLimit * status.limitNanoUsd + status.creditNanoUsd) / spendable(status);
+}
+
+/** The fraction of its cap (with its credit) a budget has spent, and the state its bar shows. */
 export function budgetState(status: BudgetStatus | null | undefined): BudgetStanding {
   if (!status) return { used: null, state: 'none', overNanoUsd: null };
   const overNanoUsd = overCapNanoUsd(status);
-  if (status.limitNanoUsd <= 0) return { used: null, state: 'none', overNanoUsd };
-  const used = status.spentNanoUsd / status.limitNanoUsd;
-  if (status.spentNanoUsd >= status.limitNanoUsd) return { used, state: 'over', overNanoUsd };
-  const soft = status.softLimitReached || (status.softLimit !== null && used >= status.softLimit);
+  if (spendable(status) <= 0) return { used: null, state: 'none', overNanoUsd };
+  const used = status.spentNanoUsd / spendable(status);
+  if (status.spentNanoUsd >= spendable(status)) return { used, state: 'over', overNanoUsd };
+  const soft = status.softLimitReached || (softLimitAt(status) !== undefined && used >= softLimitAt(status)!);
   if (soft) return { used, state: 'soft', overNanoUsd };
   return { used, state: 'ok', overNanoUsd };
 }
 
-/** Says once how a budget's figures add up, next to them; the store counts a top-up against the period's spend. */
+/** Says once how a budget's figures add up, next to them; a top-up is credit, never taken off the spend. */
 export const BUDGET_SUM_NOTE = html`<p class="muted budget-sum-note">A budget's figures add up:
 <strong>spent − credit + held + remaining = cap</strong> (less what is over the cap, when something is).
-A top-up is credited against the period's spend: spent goes down by it, and what is left of it is credit, room
-above the cap until the period ends. So a budget's spent is what the period spent less top-ups, and one of
-spent and credit is always $0.00.</p>`;
+Spent is what the period spent; a top-up never lowers it. Credit is what top-ups added this period: room above
+the cap until the period ends.</p>`;
 
 /**
  * The same figures in one table cell beside a budget's bar (spent of cap): remaining, and under it the credit
@@ -151,7 +170,7 @@ export function budgetFigures(status: BudgetStatus, more: SafeHtml = html``): Sa
   const overTerm = over > 0 ? ` − ${usd(over)} over` : '';
   const sum = `${usd(spent)} spent − ${usd(credit)} credit + ${usd(held)} held + ${usd(remaining)} remaining`;
   return html`<dl class="figures">
-${figure('spent', 'Spent (less top-ups)', spent)}
+${figure('spent', 'Spent', spent)}
 ${figure('credit', 'Top-up credit', credit)}
 ${figure('held', 'Held in flight', held)}
 ${figure('remaining', 'Remaining', remaining)}
@@ -176,11 +195,12 @@ const STATE_WORDS: Record<BarState, string> = {
 export function spendBar(label: string, status: BudgetStatus): SafeHtml {
   const { used, state } = budgetState(status);
   const fill = Math.min(100, Math.max(0, (used ?? 0) * 100));
-  const soft = status.softLimit === null ? undefined : Math.min(100, status.softLimit * 100);
-  const text = `${money(status.spentNanoUsd)} of ${money(status.limitNanoUsd)} (${percent(used ?? 0)}), ${STATE_WORDS[state]}`;
+  const at = softLimitAt(status);
+  const soft = at === undefined ? undefined : Math.min(100, at * 100);
+  const text = `${spentOfCap(status)} (${percent(used ?? 0)}), ${STATE_WORDS[state]}`;
   return html`<div class="bar bar--${state}" data-state="${state}" role="meter" aria-valuemin="0" aria-valuemax="100" aria-valuenow="${Math.round(fill)}" aria-valuetext="${text}" aria-label="${label} spend against its cap">
   <svg viewBox="0 0 100 10" preserveAspectRatio="none" aria-hidden="true" focusable="false"><rect class="bar-track" width="100" height="10"></rect><rect class="bar-fill" width="${fill.toFixed(2)}" height="10"></rect>${soft === undefined ? '' : html`<line class="bar-soft" x1="${soft}" x2="${soft}" y1="0" y2="10"></line>`}</svg>
-  <span class="bar-text">${money(status.spentNanoUsd)} of ${money(status.limitNanoUsd)} · ${percent(used ?? 0)}${state === 'soft' ? html` · <strong>soft limit</strong>` : ''}${state === 'over' ? html` · <strong>cap reached</strong>` : ''}</span>
+  <span class="bar-text">${spentOfCap(status)} · ${percent(used ?? 0)}${state === 'soft' ? html` · <strong>soft limit</strong>` : ''}${state === 'over' ? html` · <strong>cap reached</strong>` : ''}</span>
 </div>`;
 }
 

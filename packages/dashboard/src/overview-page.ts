@@ -18,6 +18,7 @@ import {
   QUOTA_UNITS,
   quotaTable,
   spendBar,
+  spentOfCap,
   table,
 } from './layout.js';
 import type { BarState, BudgetStanding, ChartData, PageContext } from './layout.js';
@@ -38,9 +39,9 @@ export interface SpendRow {
   /** Requests the response cache answered, and what caching saved (hits and prompt-cache discounts); null without a ledger. */
   cacheHits: number | null;
   savedNanoUsd: number | null;
-  /** The budget's live state (spent less top-ups, credit, reserved, remaining, reset), or null. */
+  /** The budget's live state (spent, top-up credit, reserved, remaining, reset), or null. */
   budget: BudgetStatus | null;
-  /** The budget's spent over its cap (1 = 100%). */
+  /** The budget's spent over its cap plus credit (1 = 100%). */
   used: number | null;
   state: BarState;
   /** What the budget is past its cap: spent − credit + reserved + remaining − over = cap. Null without a budget. */
@@ -189,13 +190,13 @@ function budgetAlerts(rows: SpendRow[], others: OverviewData['otherBudgets'], no
     if (state === 'over') {
       alerts.push({
         level: 'critical',
-        message: `The ${who} budget is spent: ${money(status.spentNanoUsd)} of ${money(status.limitNanoUsd)}. Its requests are refused until ${utcTime(status.resetAt)} (${fromNow(status.resetAt, now)}).`,
+        message: `The ${who} budget is spent: ${spentOfCap(status)}. Its requests are refused until ${utcTime(status.resetAt)} (${fromNow(status.resetAt, now)}).`,
         ...(href ? { href } : {}),
       });
     } else if (state === 'soft') {
       alerts.push({
         level: 'warning',
-        message: `The ${who} budget is past its soft limit of ${percent(status.softLimit ?? 0)}: ${percent(used ?? 0)} spent (${money(status.spentNanoUsd)} of ${money(status.limitNanoUsd)}).`,
+        message: `The ${who} budget is past its soft limit of ${percent(status.softLimit ?? 0)}: ${percent(used ?? 0)} spent (${spentOfCap(status)}).`,
         ...(href ? { href } : {}),
       });
     }
@@ -394,7 +395,7 @@ ${noLedger}
 ${data.savings ? savingsSummary(data.savings) : ''}
 ${table('Tenants', SPEND_HEAD, tenantRows, 'No tenant has a budget or recorded spend yet.')}
 ${BUDGET_SUM_NOTE}
-<p class="muted">Spent (ledger) is what the usage ledger recorded in the period, top-ups not taken off.</p>
+<p class="muted">Spent (ledger) is what the usage ledger recorded in the period.</p>
 ${data.dailySpend ? chart('daily-spend', 'Spend per day, last 30 days (USD)', data.dailySpend, (x) => utcTime(x * 1000).slice(0, 10)) : ''}
 ${table('Features', SPEND_HEAD, featureRows, 'No feature has a budget or recorded spend yet.')}
 ${data.outcomes ? outcomeTables(ctx, data.outcomes) : ''}

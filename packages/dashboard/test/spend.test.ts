@@ -129,11 +129,13 @@ describe.each(LEDGER_KINDS)('spend on the %s ledger', (kind) => {
       .set(bearer())
       .send({ usd: 6 });
     expect(answer.status).toBe(200);
-    expect(answer.body.budgets[0]).toMatchObject({ scope: 'tenant', id: 'acme', spentNanoUsd: 4_000_000_000 });
+    // Spent stays what was spent ($10 of the $10 cap); the $6 is credit, all of it left.
+    const figures = { spentNanoUsd: 10_000_000_000, creditNanoUsd: 6_000_000_000 };
+    expect(answer.body.budgets[0]).toMatchObject({ scope: 'tenant', id: 'acme', ...figures });
     const tenant = await request(setup.subject.app).get('/dashboard/api/tenants/acme').set(bearer());
     expect(tenant.body.budgets[0]).toMatchObject({
       state: 'ok',
-      spentNanoUsd: 4_000_000_000,
+      ...figures,
       remainingNanoUsd: 6_000_000_000,
       resetAt: new Date(month.end).toISOString(),
     });

@@ -52,9 +52,10 @@ describe.each(LEDGER_KINDS)('true figures in Chromium, ledger on %s', (kind) => 
     const figure = async (name: string) => nanoOf(await card.locator(`[data-figure="${name}"] dd`).innerText());
     const names = ['spent', 'credit', 'held', 'remaining', 'cap'];
     const [spent, credit, held, remaining, cap] = await Promise.all(names.map(figure));
-    expect([spent, credit, held, remaining, cap]).toEqual([0, 2e9, 0, 12e9, 10e9]);
+    // Spent stays the $3 spent: the top-up is credit, not spend taken back.
+    expect([spent, credit, held, remaining, cap]).toEqual([3e9, 5e9, 0, 12e9, 10e9]);
     expect(spent! - credit! + held! + remaining!).toBe(cap);
-    const sum = '$0.00 spent − $2.00 credit + $0.00 held + $12.00 remaining = $10.00 cap';
+    const sum = '$3.00 spent − $5.00 credit + $0.00 held + $12.00 remaining = $10.00 cap';
     await expect(card.locator('[data-figure="sum"] dd').innerText()).resolves.toBe(sum);
     const note = await page.locator('.budget-sum-note').innerText();
     expect(note).toContain('spent − credit + held + remaining = cap');
@@ -64,14 +65,15 @@ describe.each(LEDGER_KINDS)('true figures in Chromium, ledger on %s', (kind) => 
     expect(sumBox.x + sumBox.width).toBeLessThanOrEqual(cardBox.x + cardBox.width);
     await shoot('tenant');
 
-    // The overview: the bar's spent and cap, and remaining, credit and held beside it.
+    // The overview: the bar's spent, cap and credit, and remaining, credit and held beside it.
     await open('/');
     const row = page.locator('tr[data-tenant="acme"]');
-    const bar = /^(\$[\d.]+) of (\$[\d.]+)/.exec((await row.locator('.bar').getAttribute('aria-valuetext'))!)!;
+    const barText = (await row.locator('.bar').getAttribute('aria-valuetext'))!;
+    const bar = /^(\$[\d.]+) of (\$[\d.]+) \+ (\$[\d.]+) credit/.exec(barText)!;
     const cell = async (name: string) => nanoOf(await row.locator(`[data-figure="${name}"]`).innerText());
     const [rowCredit, rowHeld, rowRemaining] = await Promise.all(['credit', 'held', 'remaining'].map(cell));
     expect(nanoOf(bar[1]!) - rowCredit! + rowHeld! + rowRemaining!).toBe(nanoOf(bar[2]!));
-    expect(rowCredit).toBe(2e9);
+    expect([nanoOf(bar[1]!), rowCredit, nanoOf(bar[3]!)]).toEqual([3e9, 5e9, 5e9]);
     // The table still fits the page: the reset time, its last column, is in view.
     const resets = (await row.locator('td').last().boundingBox())!;
     expect(resets.x + resets.width).toBeLessThanOrEqual(1280);

@@ -79,28 +79,28 @@ describe.each(LEDGER_KINDS)('figures on the %s ledger', (kind) => {
   });
 
   it('shows budget figures that add up after a top-up larger than the spend, and past the cap', async () => {
-    // acme: $10 a month. $3 spent, then $5 credited: $2 of credit left, $12 remaining.
+    // acme: $10 a month. $3 spent, then $5 credited: spent stays $3, credit $5, $12 remaining.
     await setup.subject.charge('tenant', 'acme', 3_000_000_000);
     expect((await topUp('acme', 5)).status).toBe(200);
     const budgets = (await json('/tenants/acme')).body.budgets as (BudgetFigures & { scope: string })[];
     const acme = budgets.find((status) => status.scope === 'tenant')!;
-    expect(acme).toMatchObject({ limitNanoUsd: 10e9, spentNanoUsd: 0, creditNanoUsd: 2e9, reservedNanoUsd: 0 });
+    expect(acme).toMatchObject({ limitNanoUsd: 10e9, spentNanoUsd: 3e9, creditNanoUsd: 5e9, reservedNanoUsd: 0 });
     expect(acme).toMatchObject({ remainingNanoUsd: 12e9, overNanoUsd: 0 });
     expect(sumOf(acme)).toBe(acme.limitNanoUsd);
     const acmeFigures = figuresOnPage((await html('/tenants/acme')).text, 'tenant', 'acme');
-    const shown = { spent: '$0.00', credit: '$2.00', held: '$0.00', remaining: '$12.00', cap: '$10.00' };
+    const shown = { spent: '$3.00', credit: '$5.00', held: '$0.00', remaining: '$12.00', cap: '$10.00' };
     expect(acmeFigures.shown).toEqual(shown);
-    expect(acmeFigures.sum).toBe('$0.00 spent − $2.00 credit + $0.00 held + $12.00 remaining = $10.00 cap');
+    expect(acmeFigures.sum).toBe('$3.00 spent − $5.00 credit + $0.00 held + $12.00 remaining = $10.00 cap');
 
     // globex: $100 a month, charged $103.25 (a settle past its reservation), then $1 credited: $2.25 over.
     await setup.subject.charge('tenant', 'globex', 103_250_000_000);
     await topUp('globex', 1);
     const globex = (await json('/overview')).body.tenants.find((row: { id: string }) => row.id === 'globex');
-    expect(globex.budget).toMatchObject({ spentNanoUsd: 102_250_000_000, creditNanoUsd: 0, remainingNanoUsd: 0 });
+    expect(globex.budget).toMatchObject({ spentNanoUsd: 103_250_000_000, creditNanoUsd: 1e9, remainingNanoUsd: 0 });
     expect(globex.overNanoUsd).toBe(2_250_000_000);
     expect(sumOf({ ...globex.budget, overNanoUsd: globex.overNanoUsd })).toBe(100e9);
     const globexFigures = figuresOnPage((await html('/tenants/globex')).text, 'tenant', 'globex');
-    const sum = '$102.25 spent − $0.00 credit + $0.00 held + $0.00 remaining − $2.25 over = $100.00 cap';
+    const sum = '$103.25 spent − $1.00 credit + $0.00 held + $0.00 remaining − $2.25 over = $100.00 cap';
     expect(globexFigures.sum).toBe(sum);
     const { spent, credit, held, remaining, over, cap } = globexFigures.nano;
     expect(spent! - credit! + held! + remaining! - over!).toBe(cap);

@@ -928,8 +928,10 @@ const configSchema = fields({
       ),
       baseUrl: url(['http:', 'https:']).optional().describe('The Stripe API address. Default: https://api.stripe.com.'),
     }).describe(
-      'Stripe billing meter events: one per priced usage record of a mapped tenant (`identifier` = the record id, value in ' +
-        'USD micro-units), retried until accepted, each once; needs the usage spool (`dataDir`, `usageLog`, `postgresUrl` or `spool`).',
+      'Stripe billing meter events from priced usage records of mapped tenants (`identifier` = the record id, value in ' +
+        'whole USD micro-units with the remainder carried per customer and UTC month: a month adds up to floor(its ' +
+        'nano-USD / 1000)), retried until accepted, each once; needs the usage spool (`dataDir`, `usageLog`, ' +
+        '`postgresUrl` or `spool`).',
     ),
   })
     .optional()

@@ -46,8 +46,9 @@ export function spoolDirectory(config: ProxyConfig): string | undefined {
 }
 
 /**
- * The config's `export.stripe`: a Stripe meter sink, its key from the environment and its journal of accepted ids in
- * the spool's directory. It needs the spool: that is what keeps an event Stripe has not accepted through a crash.
+ * The config's `export.stripe`: a Stripe meter sink, its key from the environment and its journal (events assigned,
+ * ids accepted, totals carried) in the spool's directory. It needs the spool: that is what keeps an event Stripe has
+ * not accepted through a crash.
  */
 function stripeSinkOf(config: ProxyConfig, spool: string | undefined, env: NodeJS.ProcessEnv): UsageSink | undefined {
   const stripe = config.export?.stripe;

@@ -22,7 +22,7 @@ import { createStores } from './stores.js';
 const USAGE = `Usage: TOLLGATE_CONFIG=config.json [REDIS_URL=...] tollgate reconcile [--format table|csv|json]
 
 Raises every budget scope of the current period to the spend the PostgreSQL ledger recorded for it,
-less top-up credits; never lowers one. Reads the config's postgresUrl and budgets, and Redis from
+keeping its top-up credit; never lowers one. Reads the config's postgresUrl and budgets, and Redis from
 REDIS_URL or the config's redisUrl. Prints the scopes it raised and what to, in USD (csv and json:
 the rows alone; the count of scopes checked goes to stderr).
 

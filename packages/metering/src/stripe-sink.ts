@@ -1,7 +1,5 @@
-// Stripe billing meter events from usage records: one event per priced record of a tenant mapped to a Stripe customer,
-// identified by the record's id, sent through the official `stripe` package, retried until accepted, never sent twice.
-import { appendFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+// Stripe billing meter events from usage records of tenants mapped to Stripe customers: whole micro-USD with the
+// remainder carried per customer and month, identified by the record's id, retried until accepted, never sent twice.
 import { TollgateError } from '@tollgate/core';
 import type { UsageRecord } from '@tollgate/core';
 import { assertKnownOptions } from '@tollgate/core/kit';
@@ -11,6 +9,8 @@ import type StripeClient from 'stripe';
 import { loadOptionalPeer } from './optional-peer.js';
 import { logOnce } from './sink.js';
 import type { SinkErrorHandler, UsageSink } from './sink.js';
+import { MeterJournal } from './stripe-journal.js';
+import type { MeterEvent } from './stripe-journal.js';
 
 export interface StripeMeterSinkOptions {
   /** The secret key (`sk_...`) of the Stripe account. Required unless `client` is given. */
@@ -20,8 +20,9 @@ export interface StripeMeterSinkOptions {
   /** Tenant id → Stripe customer id (`cus_...`): records of other tenants are not billed. Required. */
   customers: Readonly<Record<string, string>>;
   /**
-   * A directory of its own on a local disk: the ids Stripe accepted, so that records written again after a crash
-   * (the usage spool's replay) are not sent again. Required.
+   * A directory of its own on a local disk: each record's event as assigned, the ids Stripe accepted and the
+   * remainder carried per customer and month, so that records written again after a crash (the usage spool's
+   * replay) are neither sent nor counted again. Required.
    */
   directory: string;
   /** The API's address, for a test double or a proxy. @default https://api.stripe.com */
@@ -61,89 +62,15 @@ const KNOWN = [
   'onError',
 ] as const satisfies readonly (keyof StripeMeterSinkOptions)[];
 
-/** Stripe keeps an identifier unique for at least a day; the journal remembers accepted ids a little longer. */
-const REMEMBER_MS = 36 * 60 * 60 * 1000;
-/** Past this many lines the journal is rewritten with the ids still remembered. */
-const JOURNAL_COMPACT_LINES = 100_000;
-
-interface MeterEvent {
-  identifier: string;
-  customer: string;
-  /** USD micro-units (millionths of a dollar), a whole number. */
-  value: number;
-  /** Seconds since the epoch. */
-  timestamp: number;
-}
-
 function invalid(message: string): TollgateError {
   return new TollgateError('ERR_TG_METERING_INVALID_OPTION', `stripeMeterSink(): ${message}`);
 }
 
-/** The event of a record, or undefined when it bills nothing (another tenant, no cost). */
-function eventOf(record: UsageRecord, customers: Readonly<Record<string, string>>): MeterEvent | undefined {
+/** The customer a record bills, or undefined when it bills nothing (another tenant, no cost). */
+function customerOf(record: UsageRecord, customers: Readonly<Record<string, string>>): string | undefined {
   const tenant = record.tenantId;
   if (tenant === null || tenant === undefined || !Object.hasOwn(customers, tenant)) return undefined;
-  // nano-USD to micro-USD, rounded half up: a whole number, as a meter's value must be.
-  const value = Math.floor((record.costNanoUsd + 500) / 1000);
-  if (value <= 0) return undefined;
-  return {
-    identifier: record.id,
-    customer: customers[tenant]!,
-    value,
-    timestamp: Math.floor(Date.parse(record.timestamp) / 1000),
-  };
-}
-
-/** The ids Stripe accepted, kept on disk (one JSON line each: id and time) and in memory. */
-class AcceptedJournal {
-  readonly #path: string;
-  readonly #accepted = new Map<string, number>();
-  #lines = 0;
-
-  constructor(directory: string) {
-    mkdirSync(directory, { recursive: true, mode: 0o700 });
-    this.#path = join(directory, 'accepted.jsonl');
-    let text = '';
-    try {
-      text = readFileSync(this.#path, 'utf8');
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    }
-    const since = Date.now() - REMEMBER_MS;
-    for (const line of text.split('\n')) {
-      if (line === '') continue;
-      this.#lines++;
-      try {
-        const [id, at] = JSON.parse(line) as [string, number];
-        if (typeof id === 'string' && typeof at === 'number' && at >= since) this.#accepted.set(id, at);
-      } catch {
-        // A line cut by a crash: the id it was writing is sent again, and Stripe drops the duplicate.
-      }
-    }
-  }
-
-  has(id: string): boolean {
-    return this.#accepted.has(id);
-  }
-
-  /** Written before anything else learns the id was accepted: a crash after this sends it no more. */
-  add(ids: readonly string[]): void {
-    if (ids.length === 0) return;
-    const now = Date.now();
-    appendFileSync(this.#path, ids.map((id) => `${JSON.stringify([id, now])}\n`).join(''), { mode: 0o600 });
-    for (const id of ids) this.#accepted.set(id, now);
-    this.#lines += ids.length;
-    if (this.#lines > JOURNAL_COMPACT_LINES) this.#compact(now);
-  }
-
-  #compact(now: number): void {
-    const since = now - REMEMBER_MS;
-    for (const [id, at] of this.#accepted) if (at < since) this.#accepted.delete(id);
-    const temp = `${this.#path}.tmp`;
-    writeFileSync(temp, [...this.#accepted].map((entry) => `${JSON.stringify(entry)}\n`).join(''), { mode: 0o600 });
-    renameSync(temp, this.#path);
-    this.#lines = this.#accepted.size;
-  }
+  return record.costNanoUsd > 0 ? customers[tenant] : undefined;
 }
 
 /** Whether Stripe refused an event for good: a 4xx it would answer again (not 408, 409, 425 or 429). */
@@ -181,14 +108,16 @@ function stripeClient(options: StripeMeterSinkOptions): StripeClient {
 
 /**
  * A usage sink that bills through Stripe's billing meters: for each record of a tenant in `customers` with a cost,
- * one meter event (`event_name`, `payload.stripe_customer_id`, `payload.value` = the cost in USD micro-units as a
- * whole number, `identifier` = the record's id, `timestamp` = the record's), sent by the official `stripe` package,
- * `concurrency` at a time. An event Stripe does not accept stays queued and is sent again at the next flush, after an
- * exponential wait with full jitter: `flushStored()` resolves true only once all are accepted, so under the usage
- * spool (`openUsageSpool`) nothing unaccepted is lost in a crash. Accepted ids are journaled in `directory` before
- * anything else, and records written again after a crash are not sent again; an id sent in the instant before a crash
- * is dropped by Stripe as a duplicate identifier. An event Stripe refuses for good (a 4xx it would repeat) is reported
- * and dropped.
+ * one meter event (`event_name`, `payload.stripe_customer_id`, `identifier` = the record's id, `timestamp` = the
+ * record's), sent by the official `stripe` package, `concurrency` at a time. `payload.value` is whole USD micro-units
+ * with the remainder carried per customer and UTC month (`carriedValue`): the events of a customer's month add up to
+ * floor(the month's nano-USD / 1000), and a record whose cost carries no whole micro-USD makes no event of its own.
+ * Each record's value and the running totals are journaled in `directory` before the event is sent and before
+ * `flushStored()` lets the usage spool forget the record, so a restart neither loses nor repeats a nano-USD: a replayed
+ * record already assigned adds nothing, and an event assigned but not accepted is sent again with the same value and
+ * identifier (Stripe drops a duplicate identifier). An event Stripe does not accept stays queued and is sent again at
+ * the next flush, after an exponential wait with full jitter: `flushStored()` resolves true only once all are
+ * accepted. An event Stripe refuses for good (a 4xx it would repeat) is reported and dropped.
  */
 export function stripeMeterSink(options: StripeMeterSinkOptions): StripeMeterSink {
   assertKnownOptions(options, KNOWN, 'ERR_TG_METERING_UNKNOWN_OPTION', 'stripeMeterSink');
@@ -203,14 +132,14 @@ export function stripeMeterSink(options: StripeMeterSinkOptions): StripeMeterSin
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 100)
     throw invalid('concurrency must be a whole number from 1 to 100');
   const client = stripeClient(options);
-  const journal = new AcceptedJournal(options.directory);
+  const journal = new MeterJournal(options.directory);
   const report = options.onError ?? logOnce('the Stripe meter sink');
   const backoff = retryBackoff({
     initialDelayMs: options.retryDelayMs ?? 1000,
     maxDelayMs: options.maxRetryDelayMs ?? 60_000,
   });
-  /** Events by identifier, in the order written. */
-  const queue = new Map<string, MeterEvent>();
+  /** Events by identifier, in the order written: first those the last process left unaccepted. */
+  const queue = new Map<string, MeterEvent>(journal.unaccepted().map((event) => [event.identifier, event]));
   let rejected = 0;
   let delay: IBackoff<unknown> | undefined;
   /** No round starts before this (ms since the epoch): the backoff after a round that left events unaccepted. */
@@ -243,6 +172,8 @@ export function stripeMeterSink(options: StripeMeterSinkOptions): StripeMeterSin
 
   /** Sends every queued event once, `concurrency` at a time; resolves whether the queue is empty after. */
   const sendRound = async (): Promise<boolean> => {
+    // Each value is on disk before it is sent: sent again after a crash, it carries the same value.
+    journal.persist();
     const events = [...queue.values()];
     let next = 0;
     const accepted: string[] = [];
@@ -257,7 +188,7 @@ export function stripeMeterSink(options: StripeMeterSinkOptions): StripeMeterSin
       }
     };
     await Promise.all(Array.from({ length: Math.min(concurrency, events.length) }, worker));
-    journal.add(accepted);
+    journal.accept(accepted, Date.now());
     if (queue.size === 0) {
       delay = undefined;
       notBefore = 0;
@@ -271,6 +202,8 @@ export function stripeMeterSink(options: StripeMeterSinkOptions): StripeMeterSin
   const flushStored = async (): Promise<boolean> => {
     // A round under way covers what was queued before it began: one more for what came since.
     if (round) await round;
+    // A record whose cost is carried without an event is stored once its total is: the spool may forget it then.
+    journal.persist();
     if (queue.size === 0) return true;
     if (Date.now() < notBefore) return false;
     round = sendRound().finally(() => {
@@ -280,8 +213,11 @@ export function stripeMeterSink(options: StripeMeterSinkOptions): StripeMeterSin
   };
 
   const enqueue = (record: UsageRecord) => {
-    const event = eventOf(record, options.customers);
-    if (event && !journal.has(event.identifier)) queue.set(event.identifier, event);
+    const customer = customerOf(record, options.customers);
+    if (customer === undefined || journal.has(record.id)) return;
+    const { id, timestamp, costNanoUsd } = record;
+    const event = journal.assign({ id, customer, timestamp, costNanoUsd }, Date.now());
+    if (event.value > 0) queue.set(event.identifier, event);
   };
 
   const intervalMs = options.flushIntervalMs ?? 1000;

@@ -22,6 +22,7 @@ afterEach(() => {
   stripe.events.length = 0;
   stripe.posts.clear();
   stripe.failWith = () => undefined;
+  stripe.loseAnswer = () => false;
 });
 afterAll(async () => {
   await stripe.close();
@@ -31,6 +32,17 @@ afterAll(async () => {
 let ids = 0;
 const record = (tenantId: string | null, costNanoUsd: number): UsageRecord =>
   sampleRecord({ id: `rec-${ids++}`, timestamp: '2026-11-24T06:00:00.000Z', tenantId, costNanoUsd });
+
+/** A deterministic stream of numbers in [0, 1) (mulberry32): the same records every run. */
+function seeded(seed: number): () => number {
+  let state = seed;
+  return () => {
+    state = (state + 0x6d2b79f5) | 0;
+    let t = Math.imul(state ^ (state >>> 15), 1 | state);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
 
 const sinkOptions = (directory: string) => ({
   apiKey: 'sk_test_tollgate',
@@ -45,7 +57,7 @@ const sinkOptions = (directory: string) => ({
 });
 
 describe('stripeMeterSink', () => {
-  it('sends one event per priced record of a mapped tenant: its customer, its cost in micro-USD, its id', async () => {
+  it('sends an event per priced record of a mapped tenant: its customer, its id, whole micro-USD carried on', async () => {
     const sink = stripeMeterSink(sinkOptions(newDir()));
     const billed = [1_234_499, 1_234_500, 7_000, 999_999_999, 42_000].map((cost) => record('acme', cost));
     for (const each of billed) sink.write(each);
@@ -65,12 +77,91 @@ describe('stripeMeterSink', () => {
       billed.map((each, index) => [
         each.id,
         'cus_acme',
-        ['1234', '1235', '7', '1000000', '42'][index],
+        // 1,234,499 nano is 1,234 µUSD and 499 carried; with the next 1,234,500: 2,468,999, so 1,234 more.
+        ['1234', '1234', '7', '1000000', '42'][index],
         'ai_usage_usd',
         Date.parse('2026-11-24T06:00:00.000Z') / 1000,
       ]),
     );
+    // Together: floor(1,002,517,998 / 1000), the records' sum to the micro-USD.
+    expect(stripe.events.reduce((sum, event) => sum + Number(event.value), 0)).toBe(1_002_517);
     await sink.close();
+  });
+
+  it('bills every nano-USD: 10,000 records under a micro-USD and a mix add up to the ledger per customer and month, across restarts and lost answers', async () => {
+    const spoolDir = newDir();
+    const stripeDir = newDir();
+    const random = seeded(42);
+    const records: UsageRecord[] = [];
+    for (let i = 0; i < 10_200; i++) {
+      const tenantId = random() < 0.5 ? 'acme' : 'globex';
+      const month = random() < 0.5 ? '2026-10-31T23:59:59.000Z' : '2026-11-01T00:00:00.000Z';
+      // 10,000 of 1 to 499 nano-USD (a short embedding call), 200 of up to $0.005.
+      const cost = i % 51 === 50 ? 1 + Math.floor(random() * 5_000_000) : 1 + Math.floor(random() * 499);
+      records.push(sampleRecord({ id: `carry-${i}`, timestamp: month, tenantId, costNanoUsd: cost }));
+    }
+    const open = () =>
+      openUsageSpool({
+        directory: spoolDir,
+        sinks: [stripeMeterSink(sinkOptions(stripeDir))],
+        checkpointIntervalMs: 60_000,
+      });
+    const first = open();
+    await first.replay();
+    for (const each of records.slice(0, 6_000)) first.deliver(each);
+    expect(await first.flush()).toBe(true);
+    // From here Stripe takes some events but their answers are lost, to the client's own retry too (a crash between
+    // sending and recording), and refuses others for a while; the process stops with those unaccepted.
+    const numberOf = (identifier: string) => Number(identifier.slice('carry-'.length));
+    stripe.loseAnswer = (identifier, post) => numberOf(identifier) % 23 === 0 && post <= 2;
+    stripe.failWith = (identifier) => (numberOf(identifier) % 29 === 0 ? 503 : undefined);
+    for (const each of records.slice(6_000, 9_000)) first.deliver(each);
+    expect(await first.flush()).toBe(false);
+    await first.close();
+
+    stripe.loseAnswer = () => false;
+    stripe.failWith = () => undefined;
+    const second = open();
+    await second.replay();
+    // Records the spool hands over again (here all of them) add nothing: each was counted once, when first written.
+    for (const each of records.slice(0, 9_000)) second.deliver(each);
+    for (const each of records.slice(9_000)) second.deliver(each);
+    expect(await second.flush()).toBe(true);
+    await second.close();
+
+    const ledger = new Map<string, number>();
+    const billed = new Map<string, number>();
+    const add = (sums: Map<string, number>, key: string, amount: number) =>
+      sums.set(key, (sums.get(key) ?? 0) + amount);
+    for (const each of records) add(ledger, `cus_${each.tenantId} ${each.timestamp.slice(0, 7)}`, each.costNanoUsd);
+    for (const event of stripe.events) {
+      const month = new Date(event.timestamp * 1000).toISOString().slice(0, 7);
+      add(billed, `${event.customer} ${month}`, Number(event.value));
+    }
+    expect(ledger.size).toBe(4);
+    // Per customer and month: floor(the ledger's nano-USD / 1000), exactly (before: 200 events, the rest never billed).
+    expect(Object.fromEntries(billed)).toEqual(
+      Object.fromEntries([...ledger].map(([key, nano]) => [key, Math.floor(nano / 1000)])),
+    );
+    expect(stripe.events.length).toBeGreaterThan(1_000);
+    // Events whose answers were lost were sent again by the next process, and accepted once.
+    const resent = [...stripe.posts].filter(([identifier, posts]) => numberOf(identifier) % 23 === 0 && posts > 2);
+    expect(resent.length).toBeGreaterThan(0);
+    expect(new Set(stripe.events.map((event) => event.identifier)).size).toBe(stripe.events.length);
+  }, 60_000);
+
+  it('counts a record once when the process died before anything of it was stored, and the spool hands it over again', async () => {
+    const directory = newDir();
+    const records = [400, 400, 400, 400].map((cost) => record('acme', cost));
+    const died = stripeMeterSink(sinkOptions(directory));
+    for (const each of records) died.write(each);
+    // Never flushed: nothing is on disk or at Stripe. The next process is handed the same records.
+    const next = stripeMeterSink(sinkOptions(directory));
+    expect(await next.replay!(records, undefined)).toBe(true);
+    expect(stripe.events.map((event) => event.value)).toEqual(['1']);
+    expect(await next.replay!(records, undefined)).toBe(true);
+    expect(stripe.events.map((event) => event.value)).toEqual(['1']);
+    await next.close();
   });
 
   it('keeps an event Stripe did not accept and sends it again until it does, counted once', async () => {

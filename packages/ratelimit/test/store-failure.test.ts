@@ -47,7 +47,15 @@ function hangingStores(): StoresWithCommands {
     kind: 'hanging',
     keys: memory.keys,
     counter: { consume: never, adjust: never, peek: never },
-    ledger: { reserve: never, settle: never, release: never, usage: never, adjustSpent: never, resetScope: never },
+    ledger: {
+      reserve: never,
+      settle: never,
+      release: never,
+      usage: never,
+      adjustSpent: never,
+      addCredit: never,
+      resetScope: never,
+    },
     sendCommand: never,
     close: memory.close,
   };

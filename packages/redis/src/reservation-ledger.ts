@@ -2,7 +2,13 @@
 import { randomUUID } from 'node:crypto';
 import { appendFileSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { assertReserveNumbers, assertStoreAmount, assertStoreNumber, scopeKeyOf } from '@tollgate/core/kit';
+import {
+  assertReserveNumbers,
+  assertStoreAmount,
+  assertStoreIncrease,
+  assertStoreNumber,
+  scopeKeyOf,
+} from '@tollgate/core/kit';
 import type {
   LedgerScope,
   ReservationLedger,
@@ -64,6 +70,17 @@ export interface ScopeBirth {
 
 /** Scopes whose births this process remembers: enough for every scope of a busy deployment. */
 const MAX_BIRTHS = 10_000;
+
+/** Scopes' usage from a script's reply: (spent, reserved) per scope, then credit per scope. */
+function usageOfReply(keys: readonly string[], reply: readonly unknown[]): ScopeUsage[] {
+  const n = keys.length;
+  return keys.map((key, i) => ({
+    key,
+    spent: Number(reply[2 * i]),
+    reserved: Number(reply[2 * i + 1]),
+    credit: Number(reply[2 * n + i] ?? 0),
+  }));
+}
 
 /**
  * Each budget scope's birth (see scripts.ts) as this process last saw it. A scope found with
@@ -351,6 +368,7 @@ export class RedisReservationLedger implements ReservationLedger {
         limit: scope.limit,
         spent: Number(reply[3 + 2 * i]),
         reserved: Number(reply[4 + 2 * i]),
+        credit: Number(reply[3 + 3 * n + i] ?? 0),
       })),
     };
   }
@@ -424,7 +442,7 @@ export class RedisReservationLedger implements ReservationLedger {
         const balances = await this.#sendUntilLanded(batch);
         this.#sending = undefined;
         const byKey = new Map<string, ScopeUsage>();
-        scopeKeys.forEach((key, i) => byKey.set(key, balances[i] ?? { key, spent: 0, reserved: 0 }));
+        scopeKeys.forEach((key, i) => byKey.set(key, balances[i] ?? { key, spent: 0, reserved: 0, credit: 0 }));
         for (const settle of pending) settle.resolve(settle.held.scopes.map((key) => byKey.get(key)!));
       }
       // After the settles: a lookup that keeps failing never holds them up.
@@ -566,11 +584,7 @@ export class RedisReservationLedger implements ReservationLedger {
         const scopeKeys = batch.keys.slice(0, -1).map((key) => key.slice(key.indexOf('}') + ':scope:'.length + 1));
         // Already applied by an attempt whose reply was lost: its balances are read instead.
         if (reply[0] !== 1) return await this.usage(scopeKeys);
-        return scopeKeys.map((key, i) => ({
-          key,
-          spent: Number(reply[1 + 2 * i]),
-          reserved: Number(reply[2 + 2 * i]),
-        }));
+        return usageOfReply(scopeKeys, reply.slice(1));
       } catch (error) {
         if (this.#closed) throw error;
         if (attempt === 0)
@@ -591,13 +605,19 @@ export class RedisReservationLedger implements ReservationLedger {
       keys.map((key) => this.#scopeKey(key)),
       [],
     )) as unknown[];
-    return keys.map((key, i) => ({ key, spent: Number(reply[2 * i]), reserved: Number(reply[2 * i + 1]) }));
+    return usageOfReply(keys, reply);
   }
 
   async adjustSpent(scope: ScopeRef, delta: number, expiresAt: number): Promise<void> {
-    assertStoreAmount('ledger.adjustSpent', 'delta', delta);
+    assertStoreIncrease('ledger.adjustSpent', 'delta', delta);
     assertStoreNumber('ledger.adjustSpent', 'expiresAt', expiresAt);
-    await this.#run(scripts.adjustSpent, [this.#scopeKey(scopeKeyOf(scope))], [delta, Math.ceil(expiresAt)]);
+    await this.#run(scripts.addToScope, [this.#scopeKey(scopeKeyOf(scope))], ['s', delta, Math.ceil(expiresAt)]);
+  }
+
+  async addCredit(scope: ScopeRef, amount: number, expiresAt: number): Promise<void> {
+    assertStoreIncrease('ledger.addCredit', 'amount', amount);
+    assertStoreNumber('ledger.addCredit', 'expiresAt', expiresAt);
+    await this.#run(scripts.addToScope, [this.#scopeKey(scopeKeyOf(scope))], ['cr', amount, Math.ceil(expiresAt)]);
   }
 
   /** The stores' rebuilt marks (see RedisRebuildGate). */

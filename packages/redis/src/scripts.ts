@@ -198,7 +198,8 @@ export const peekFixedWindow = new LuaScript(
 );
 
 // Ledger layout: one hash per scope, all under one {ledger} hash tag, with
-// - s: spent (may go below zero after a credit), r: reserved by live reservations,
+// - s: spent (what was spent: a top-up never lowers it), cr: top-up credit given in the period,
+//   r: reserved by live reservations (a scope may hold and spend limit + cr),
 // - pe: the scope's period end, x: when the hash expires (its PEXPIREAT, kept here so checking
 //   it costs no call),
 // - h<t>: what the reservations that expire at bucket time t hold, and lb: those t, ascending.
@@ -213,7 +214,7 @@ const LEDGER_HELPERS = `
 local MARGIN = 86400000
 -- The scope's state with its expired buckets charged: {spent, reserved, period end, x, live bucket list}.
 local function roll(scope)
-  local v = redis.call('HMGET', scope, 's', 'r', 'pe', 'x', 'lb', 'spent', 'b')
+  local v = redis.call('HMGET', scope, 's', 'r', 'pe', 'x', 'lb', 'spent', 'b', 'cr', 'c')
   if v[6] and not v[1] then
     -- Written by the ledger before buckets (spent, reserved, x): its spend carries over; its
     -- reservations were records this ledger does not read (drain old processes before upgrading).
@@ -222,7 +223,14 @@ local function roll(scope)
     redis.call('HDEL', scope, 'spent', 'reserved')
     redis.call('HSET', scope, 's', v[1], 'pe', v[3])
   end
-  local st = {s = tonumber(v[1]) or 0, r = tonumber(v[2]) or 0, pe = tonumber(v[3]), x = tonumber(v[4]), lb = v[5] or '', b = v[7] or '', exists = v[4] ~= false}
+  if v[9] then
+    -- Written when a top-up lowered s and c kept the credits: s + c is what was spent, c the credit.
+    v[1] = fmt((tonumber(v[1]) or 0) + tonumber(v[9]))
+    v[8] = fmt((tonumber(v[8]) or 0) + tonumber(v[9]))
+    redis.call('HDEL', scope, 'c')
+    redis.call('HSET', scope, 's', v[1], 'cr', v[8])
+  end
+  local st = {s = tonumber(v[1]) or 0, r = tonumber(v[2]) or 0, cr = tonumber(v[8]) or 0, pe = tonumber(v[3]), x = tonumber(v[4]), lb = v[5] or '', b = v[7] or '', exists = v[4] ~= false}
   if st.lb == '' then return st end
   local first = string.match(st.lb, '^[^,]+')
   if tonumber(first) > now then return st end
@@ -249,7 +257,7 @@ local function open(scope, periodEnd)
   local st = roll(scope)
   if st.pe ~= nil and st.pe <= now and periodEnd > st.pe then
     redis.call('DEL', scope)
-    return {s = 0, r = 0, lb = '', b = '', exists = false}
+    return {s = 0, r = 0, cr = 0, lb = '', b = '', exists = false}
   end
   return st
 end
@@ -301,9 +309,9 @@ end
  * KEYS: the scope hashes, then the reserving ledger's receipts hash, then (gated) the slot's rebuilt mark. ARGV:
  * amount, minAmount, ttlMs, bucketMs, then (limit, periodEnd) per scope, then the receipt's field and tag, then
  * (gated) 'gate'. Returns {1, granted, bucket time, then (spent, reserved) per scope after the reserve, then each
- * scope's birth}, {0, index of the refusing scope (1-based), its remaining}, or {-1} when gated and the slot has no
- * rebuilt mark: Redis lost the slot's data (or never held it) and its spend is not rebuilt from the usage ledger yet,
- * so nothing is reserved against it.
+ * scope's birth, then each scope's credit}, {0, index of the refusing scope (1-based), its remaining}, or {-1} when
+ * gated and the slot has no rebuilt mark: Redis lost the slot's data (or never held it) and its spend is not rebuilt
+ * from the usage ledger yet, so nothing is reserved against it.
  * A grant leaves a receipt, "tag,bucket,granted,births...", in a field the ledger reuses after a while (a
  * ring): a ledger that lost the reply reads it there and gives back what was held (see
  * reserveReceipts).
@@ -323,7 +331,7 @@ export const reserve = new LuaScript(
   local states = {}
   for i = 1, n do
     local st = open(KEYS[i], tonumber(ARGV[4 + 2 * i]))
-    local remaining = tonumber(ARGV[3 + 2 * i]) - st.s - st.r
+    local remaining = tonumber(ARGV[3 + 2 * i]) + st.cr - st.s - st.r
     if remaining < 0 then remaining = 0 end
     if remaining < least then return {0, i, fmt(remaining)} end
     if remaining < grant then grant = remaining end
@@ -349,6 +357,7 @@ export const reserve = new LuaScript(
     out[2 + 2 * i] = fmt(st.s)
     out[3 + 2 * i] = fmt(st.r)
     out[3 + 2 * n + i] = birth(scope, st)
+    out[3 + 3 * n + i] = fmt(st.cr)
   end
   -- A field written for the first time (the first lap of the ring, or a hash that expired) sets the expiry.
   local receipt = ARGV[6 + 2 * n] .. ',' .. bucket .. ',' .. fmt(grant)
@@ -373,7 +382,7 @@ export const reserveReceipts = new LuaScript(
  * number, 'b2', then (scope index, bucket time, amount held, actual amount, the scope's birth when
  * reserved, its period end) per settled share, summed by the caller per scope, bucket and birth. A
  * batch spooled by an older ledger has no 'b2' and no births: (scope index, bucket time, amount
- * held, actual amount). Returns {1, then (spent, reserved) per scope}, or {0} when this batch
+ * held, actual amount). Returns {1, then (spent, reserved) per scope, then credit per scope}, or {0} when this batch
  * already landed (a retry after a lost reply, a replay from the spool): each ledger sends its
  * batches one at a time, in order, so a number at or below the last applied one is applied
  * already, and a batch lands exactly once.
@@ -446,12 +455,13 @@ export const settleBatch = new LuaScript(
     if st.dirty then redis.call('HSET', KEYS[i], 's', fmt(st.s), 'r', fmt(st.r), 'lb', st.lb) end
     out[2 * i] = fmt(st.s)
     out[2 * i + 1] = fmt(st.r)
+    out[1 + 2 * n + i] = fmt(st.cr)
   end
   return out
   `,
 );
 
-/** KEYS: the scope hashes. Returns spent, reserved per scope, expired buckets charged first. */
+/** KEYS: the scope hashes. Returns (spent, reserved) per scope, then credit per scope, expired buckets charged first. */
 export const ledgerUsage = new LuaScript(
   'ledgerUsage',
   `${PRELUDE}${LEDGER_HELPERS}
@@ -460,26 +470,30 @@ export const ledgerUsage = new LuaScript(
     local st = roll(KEYS[i])
     out[2 * i - 1] = fmt(st.s)
     out[2 * i] = fmt(st.r)
+    out[2 * #KEYS + i] = fmt(st.cr)
   end
   return out
   `,
 );
 
-/** KEYS: scope hash. ARGV: delta, expiresAt. A negative delta is a credit: spent may go below zero. */
-export const adjustSpent = new LuaScript(
-  'adjustSpent',
+/**
+ * KEYS: scope hash. ARGV: field ('s' spent, 'cr' credit), amount (zero or more), expiresAt. Adds the amount to the
+ * field for the scope's period: a charge past a reservation, or a top-up credit (kept apart from spent, so spent stays
+ * what was spent and a rebuild from a usage ledger, which raises spent, never takes a credit back).
+ */
+export const addToScope = new LuaScript(
+  'addToScope',
   `${PRELUDE}${LEDGER_HELPERS}
-  local at = tonumber(ARGV[2])
+  local at = tonumber(ARGV[3])
   if at <= now then return 0 end
   local st = open(KEYS[1], at)
-  local delta = tonumber(ARGV[1])
+  local field = ARGV[1]
+  local total = st[field] + tonumber(ARGV[2])
   if st.pe == nil or at > st.pe then
-    redis.call('HSET', KEYS[1], 's', fmt(st.s + delta), 'pe', fmt(at))
+    redis.call('HSET', KEYS[1], field, fmt(total), 'pe', fmt(at))
   else
-    redis.call('HSET', KEYS[1], 's', fmt(st.s + delta))
+    redis.call('HSET', KEYS[1], field, fmt(total))
   end
-  -- Credits are kept apart too: a rebuild from a usage ledger must not take them back.
-  if delta < 0 then redis.call('HINCRBYFLOAT', KEYS[1], 'c', fmt(-delta)) end
   keep(KEYS[1], st, at, at)
   return 1
   `,
@@ -487,7 +501,7 @@ export const adjustSpent = new LuaScript(
 
 /**
  * KEYS: scope hash. ARGV: spent (what a usage ledger recorded), period end. Raises the spend to
- * that less the scope's credits, never lowers it; returns 1 when it raised it.
+ * that, never lowers it, never touches the credit; returns 1 when it raised it.
  */
 export const restoreSpent = new LuaScript(
   'restoreSpent',
@@ -495,7 +509,7 @@ export const restoreSpent = new LuaScript(
   local at = tonumber(ARGV[2])
   if at <= now then return 0 end
   local st = open(KEYS[1], at)
-  local floor = tonumber(ARGV[1]) - (tonumber(redis.call('HGET', KEYS[1], 'c')) or 0)
+  local floor = tonumber(ARGV[1])
   if st.s >= floor then return 0 end
   if st.pe == nil or at > st.pe then
     redis.call('HSET', KEYS[1], 's', fmt(floor), 'pe', fmt(at))
@@ -507,13 +521,13 @@ export const restoreSpent = new LuaScript(
   `,
 );
 
-/** KEYS: scope hash. Forgets the spend; live reservations stay. */
+/** KEYS: scope hash. Forgets the spend and the credit: the period starts over; live reservations stay. */
 export const resetScope = new LuaScript(
   'resetScope',
   `${PRELUDE}${LEDGER_HELPERS}
   if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
   roll(KEYS[1])
-  redis.call('HSET', KEYS[1], 's', '0')
+  redis.call('HSET', KEYS[1], 's', '0', 'cr', '0')
   return 1
   `,
 );
@@ -611,7 +625,7 @@ export const SCRIPTS = {
   reserveReceipts,
   settleBatch,
   ledgerUsage,
-  adjustSpent,
+  addToScope,
   restoreSpent,
   resetScope,
   putKey,

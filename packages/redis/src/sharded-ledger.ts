@@ -210,7 +210,7 @@ export class ShardedReservationLedger implements ReservationLedger {
         .map(async ({ ledger }) => {
           for (const after of await ledger.shrink(id, grant)) {
             const balance = balances.get(after.key);
-            if (balance) balances.set(after.key, { ...balance, spent: after.spent, reserved: after.reserved });
+            if (balance) balances.set(after.key, { ...balance, ...after });
           }
         }),
     );
@@ -237,7 +237,7 @@ export class ShardedReservationLedger implements ReservationLedger {
     return {
       settled: true,
       reserved: hold.amount,
-      scopes: hold.keys.map((key) => after.get(key) ?? { key, spent: 0, reserved: 0 }),
+      scopes: hold.keys.map((key) => after.get(key) ?? { key, spent: 0, reserved: 0, credit: 0 }),
     };
   }
 
@@ -280,6 +280,11 @@ export class ShardedReservationLedger implements ReservationLedger {
   /** The stores' rebuilt marks, one per slot (see RedisRebuildGate). */
   get rebuildGate(): RebuildGate | undefined {
     return this.#options.gate;
+  }
+
+  addCredit(scope: ScopeRef, amount: number, expiresAt: number): Promise<void> {
+    const ledger = this.#ledgerOf(slotOf(scope));
+    return this.#using([ledger], () => ledger.addCredit(scopeKeyOf(scope), amount, expiresAt));
   }
 
   restoreSpent(scope: ScopeRef, spent: number, expiresAt: number): Promise<boolean> {

@@ -88,7 +88,7 @@ describe('budgets in blocks on a cluster', () => {
     expect(globalCalls).toBeLessThan(40);
     await settleAll(async () => (await stores.ledger.usage([{ key: 'global', slot: GLOBAL_SLOT }]))[0]!.reserved === 0);
     expect(await stores.ledger.usage([{ key: 'global', slot: GLOBAL_SLOT }])).toEqual([
-      { key: 'global', spent, reserved: 0 },
+      { key: 'global', spent, reserved: 0, credit: 0 },
     ]);
   });
 
@@ -135,10 +135,12 @@ describe('budgets in blocks on a cluster', () => {
     await Promise.all(processes.map((stores) => stores.close()));
     const reader = storesOn(prefix);
     expect(await reader.ledger.usage([{ key: 'global', slot: GLOBAL_SLOT }])).toEqual([
-      { key: 'global', spent: granted, reserved: 0 },
+      { key: 'global', spent: granted, reserved: 0, credit: 0 },
     ]);
     // All or nothing: a refusal by the global budget left nothing of the tenant's held, a clamped grant held the same in both.
     for (const [tenant, spent] of spentBy)
-      expect(await reader.ledger.usage([{ key: tenant, slot: tenant }])).toEqual([{ key: tenant, spent, reserved: 0 }]);
+      expect(await reader.ledger.usage([{ key: tenant, slot: tenant }])).toEqual([
+        { key: tenant, spent, reserved: 0, credit: 0 },
+      ]);
   }, 30_000);
 });

@@ -33,7 +33,7 @@ beforeEach(async () => {
   stores = createRedisStores({ url: relayUrl, prefix, timeoutMs: 300 });
   other = createRedisStores({ url: REDIS_URL, prefix, timeoutMs: 2_000 });
   // Connected and the scripts loaded before a fault is armed.
-  expect(await stores.ledger.usage([scope()])).toEqual([{ key: 'tenant:acme', spent: 0, reserved: 0 }]);
+  expect(await stores.ledger.usage([scope()])).toEqual([{ key: 'tenant:acme', spent: 0, reserved: 0, credit: 0 }]);
 });
 
 afterEach(async () => {
@@ -57,14 +57,16 @@ describe('a reserve whose reply never came', () => {
       stores.ledger.reserve({ id: 'lost', amount: 700, scopes: [scope()], ttlMs: TTL_MS }),
     ).rejects.toThrow();
     expect(relay.applied).toBeGreaterThan(0);
-    await eventually(async () => expect(await balance()).toEqual({ key: 'tenant:acme', spent: 0, reserved: 0 }));
+    await eventually(async () =>
+      expect(await balance()).toEqual({ key: 'tenant:acme', spent: 0, reserved: 0, credit: 0 }),
+    );
     // The ledger goes on as before: a reservation settled is charged what it spent, once.
     expect(await stores.ledger.reserve({ id: 'next', amount: 500, scopes: [scope()], ttlMs: TTL_MS })).toMatchObject({
       ok: true,
       amount: 500,
     });
     await stores.ledger.settle('next', 123);
-    expect(await balance()).toEqual({ key: 'tenant:acme', spent: 123, reserved: 0 });
+    expect(await balance()).toEqual({ key: 'tenant:acme', spent: 123, reserved: 0, credit: 0 });
   });
 
   it('Redis answered after the deadline, on a connection still open: what it holds goes back', async () => {
@@ -72,7 +74,9 @@ describe('a reserve whose reply never came', () => {
     await expect(
       stores.ledger.reserve({ id: 'late', amount: 900, scopes: [scope()], ttlMs: TTL_MS }),
     ).rejects.toBeInstanceOf(StoreTimeoutError);
-    await eventually(async () => expect(await balance()).toEqual({ key: 'tenant:acme', spent: 0, reserved: 0 }));
+    await eventually(async () =>
+      expect(await balance()).toEqual({ key: 'tenant:acme', spent: 0, reserved: 0, credit: 0 }),
+    );
   });
 
   it('Redis never got it: nothing goes back, and what others hold in the same bucket stays held', async () => {
@@ -88,9 +92,9 @@ describe('a reserve whose reply never came', () => {
     expect(ledger).toBeInstanceOf(RedisReservationLedger);
     await eventually(async () => expect(ledger.reservesInDoubt).toBe(0));
     await eventually(async () => expect(ledger.idle).toBe(true));
-    expect(await balance()).toEqual({ key: 'tenant:acme', spent: 0, reserved: 400 });
+    expect(await balance()).toEqual({ key: 'tenant:acme', spent: 0, reserved: 400, credit: 0 });
     await other.ledger.settle('theirs', 400);
-    expect(await balance()).toEqual({ key: 'tenant:acme', spent: 400, reserved: 0 });
+    expect(await balance()).toEqual({ key: 'tenant:acme', spent: 400, reserved: 0, credit: 0 });
   });
 
   it('a reserve made again under the same id after the lost reply holds once', async () => {
@@ -99,9 +103,11 @@ describe('a reserve whose reply never came', () => {
       stores.ledger.reserve({ id: 'again', amount: 300, scopes: [scope()], ttlMs: TTL_MS }),
     ).rejects.toThrow();
     await eventually(() => stores.ledger.reserve({ id: 'again', amount: 300, scopes: [scope()], ttlMs: TTL_MS }));
-    await eventually(async () => expect(await balance()).toEqual({ key: 'tenant:acme', spent: 0, reserved: 300 }));
+    await eventually(async () =>
+      expect(await balance()).toEqual({ key: 'tenant:acme', spent: 0, reserved: 300, credit: 0 }),
+    );
     await stores.ledger.settle('again', 250);
-    expect(await balance()).toEqual({ key: 'tenant:acme', spent: 250, reserved: 0 });
+    expect(await balance()).toEqual({ key: 'tenant:acme', spent: 250, reserved: 0, credit: 0 });
   });
 
   it('a lookup that keeps failing holds no settle up, and what it could not look up stays held (charged at expiry)', async () => {
@@ -122,7 +128,7 @@ describe('a reserve whose reply never came', () => {
     const started = Date.now();
     await stores.ledger.settle('first', 60);
     expect(Date.now() - started).toBeLessThan(300);
-    expect(await balance()).toEqual({ key: 'tenant:acme', spent: 60, reserved: 200 });
+    expect(await balance()).toEqual({ key: 'tenant:acme', spent: 60, reserved: 200, credit: 0 });
     expect(ledger.reservesInDoubt).toBe(1);
     await other.sendCommand(['DEL', receipts!]);
   });
@@ -142,7 +148,9 @@ describe('a reserve whose reply never came', () => {
       const ledger = stores.ledger as RedisReservationLedger;
       await eventually(async () => expect(ledger.reservesInDoubt).toBe(0), 20_000);
       // The later ones' receipts were theirs: given back. The first one's is gone: it stays held.
-      await eventually(async () => expect(await balance()).toEqual({ key: 'tenant:acme', spent: 0, reserved: 7 }));
+      await eventually(async () =>
+        expect(await balance()).toEqual({ key: 'tenant:acme', spent: 0, reserved: 7, credit: 0 }),
+      );
       const inDoubt = warn.mock.calls.filter(
         ([, options]) => (options as { code?: string } | undefined)?.code === 'TOLLGATE_RESERVE_IN_DOUBT',
       );

@@ -117,7 +117,7 @@ describe('reservation ledger layout', () => {
     try {
       const results = await Promise.all(ids.map((id) => stores.ledger.settle(id, 3)));
       expect(results.every((result) => result.settled && result.reserved === 10)).toBe(true);
-      expect(results[19]!.scopes).toEqual([{ key: 'batch', spent: 60, reserved: 0 }]);
+      expect(results[19]!.scopes).toEqual([{ key: 'batch', spent: 60, reserved: 0, credit: 0 }]);
       await new Promise((resolve) => setTimeout(resolve, 50));
     } finally {
       await monitor.close();
@@ -133,13 +133,13 @@ describe('reservation ledger layout', () => {
     expect(
       await settleBatch.run(send, [key('scope:batch'), sequence!], [String(last), '1', bucket, '10', '999']),
     ).toEqual([0]);
-    expect(await stores.ledger.usage(['batch'])).toEqual([{ key: 'batch', spent: 60, reserved: 0 }]);
+    expect(await stores.ledger.usage(['batch'])).toEqual([{ key: 'batch', spent: 60, reserved: 0, credit: 0 }]);
   });
 
   it('carries over the spend of a scope written by the ledger before buckets', async () => {
     const periodEnd = Date.now() + hour;
     await client.hSet(key('scope:old'), { spent: '420', reserved: '30', x: String(periodEnd) });
-    expect(await stores.ledger.usage(['old'])).toEqual([{ key: 'old', spent: 420, reserved: 0 }]);
+    expect(await stores.ledger.usage(['old'])).toEqual([{ key: 'old', spent: 420, reserved: 0, credit: 0 }]);
     expect(
       await stores.ledger.reserve({
         id: 'after-upgrade',
@@ -148,6 +148,25 @@ describe('reservation ledger layout', () => {
         ttlMs: 60_000,
         scopes: [{ key: 'old', limit: 500, expiresAt: periodEnd }],
       }),
+    ).toMatchObject({ ok: true, amount: 80 });
+  });
+
+  it('reads a scope written when a top-up lowered its spend as what was spent and the credit apart', async () => {
+    const periodEnd = Date.now() + hour;
+    // Spent 70, then 100 credited by the ledger before credit was kept apart: s went to -30, c kept the 100.
+    await client.hSet(key('scope:credited'), {
+      s: '-30',
+      c: '100',
+      r: '0',
+      pe: String(periodEnd),
+      x: String(periodEnd),
+    });
+    expect(await stores.ledger.usage(['credited'])).toEqual([{ key: 'credited', spent: 70, reserved: 0, credit: 100 }]);
+    expect(await client.hmGet(key('scope:credited'), ['s', 'cr', 'c'])).toEqual(['70', '100', null]);
+    const scopes = [{ key: 'credited', limit: 50, expiresAt: periodEnd }];
+    // limit + credit - spent = 80, as before the upgrade (50 - -30).
+    expect(
+      await stores.ledger.reserve({ id: 'credited-1', amount: 100, minAmount: 1, ttlMs: 60_000, scopes }),
     ).toMatchObject({ ok: true, amount: 80 });
   });
 
@@ -170,7 +189,7 @@ describe('reservation ledger layout', () => {
     expect((await settling).map((result) => result.status)).toEqual(['rejected', 'rejected']);
     expect(files(spool)).toEqual([expect.stringMatching(/^settles-[\w-]+\.jsonl$/)]);
     down = false;
-    expect(await stores.ledger.usage(['spooled'])).toEqual([{ key: 'spooled', spent: 0, reserved: 200 }]);
+    expect(await stores.ledger.usage(['spooled'])).toEqual([{ key: 'spooled', spent: 0, reserved: 200, credit: 0 }]);
     // A copy, replayed once more below: a batch that already landed is not applied again.
     const copy = mkdtempSync(path.join(tmpdir(), 'tollgate-settles-copy-'));
     cpSync(spool, copy, { recursive: true });
@@ -181,10 +200,10 @@ describe('reservation ledger layout', () => {
     expect(files(spool)).toEqual([]);
     await second.close();
     await third.close();
-    expect(await stores.ledger.usage(['spooled'])).toEqual([{ key: 'spooled', spent: 65, reserved: 0 }]);
+    expect(await stores.ledger.usage(['spooled'])).toEqual([{ key: 'spooled', spent: 65, reserved: 0, credit: 0 }]);
     const again = createRedisStores({ sendCommand: send, prefix, settleSpool: copy });
     for (let i = 0; i < 100 && files(copy).length > 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
     await again.close();
-    expect(await stores.ledger.usage(['spooled'])).toEqual([{ key: 'spooled', spent: 65, reserved: 0 }]);
+    expect(await stores.ledger.usage(['spooled'])).toEqual([{ key: 'spooled', spent: 65, reserved: 0, credit: 0 }]);
   });
 });

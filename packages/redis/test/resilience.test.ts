@@ -94,7 +94,9 @@ describe('a Redis that stops and comes back', () => {
     await redis.start();
     await eventually(() => stores.ledger.usage(['tenant:acme']));
     // The refused reserve must not have been queued and replayed after the reconnect.
-    expect(await stores.ledger.usage(['tenant:acme'])).toEqual([{ key: 'tenant:acme', spent: 0, reserved: 0 }]);
+    expect(await stores.ledger.usage(['tenant:acme'])).toEqual([
+      { key: 'tenant:acme', spent: 0, reserved: 0, credit: 0 },
+    ]);
   });
 });
 

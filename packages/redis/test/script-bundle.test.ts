@@ -118,7 +118,7 @@ describe('store operations started in one turn', () => {
     expect(hit.resetAt).toBeGreaterThan(Date.now() + 59_000);
     expect(reserved).toMatchObject({ ok: true, amount: 100 });
     // In order: the usage read runs after the reserve, and sees it.
-    expect(usage).toEqual([{ key: 'tenant:acme', spent: 0, reserved: 100 }]);
+    expect(usage).toEqual([{ key: 'tenant:acme', spent: 0, reserved: 100, credit: 0 }]);
     expect(missing).toBeUndefined();
   });
 
@@ -214,7 +214,7 @@ describe('a large operation', () => {
     const [usage, consumed] = await Promise.all([stores.ledger.usage(keys), stores.counter.consume('k', 1, window)]);
     expect(names()).toEqual(['EVALSHA(bundle)']);
     expect(usage).toHaveLength(10_000);
-    expect(usage[9_999]).toEqual({ key: 'scope-9999', spent: 0, reserved: 0 });
+    expect(usage[9_999]).toEqual({ key: 'scope-9999', spent: 0, reserved: 0, credit: 0 });
     expect(consumed.allowed).toBe(true);
   });
 });

@@ -1,6 +1,6 @@
 // In-memory reservation ledger: all-or-nothing reserves across scopes, settle once, charged at expiry when never settled.
-import { assertReserveNumbers, assertStoreAmount, assertStoreNumber } from '../store-input.js';
-import { scopeKeyOf, SpendNotRebuiltError } from '../stores.js';
+import { assertReserveNumbers, assertStoreAmount, assertStoreIncrease, assertStoreNumber } from '../store-input.js';
+import { scopeKeyOf, scopeRemaining, SpendNotRebuiltError } from '../stores.js';
 import type {
   RebuildGate,
   AtOnceCallOptions,
@@ -17,8 +17,8 @@ import type {
 
 interface ScopeState {
   spent: number;
-  /** Credits (top-ups) given in this period: a rebuild from a usage ledger keeps them. */
-  credits: number;
+  /** Top-up credit given in this period, apart from spent: a rebuild from a usage ledger raises spent only. */
+  credit: number;
   reserved: number;
   expiresAt: number;
   /** Live reservations holding part of `reserved`: the scope is kept while any does. */
@@ -39,6 +39,11 @@ const CHARGED_MEMORY_MS = 86_400_000;
 
 /** Up to this many scopes, a reserve looks for a key named twice by comparing pairs rather than hashing them. */
 const PAIRWISE_SCOPES = 8;
+
+/** A scope's usage as the ledger reports it: zeros for one unknown or over. */
+function usageOf(key: string, scope: ScopeState | undefined): ScopeUsage {
+  return { key, spent: scope?.spent ?? 0, reserved: scope?.reserved ?? 0, credit: scope?.credit ?? 0 };
+}
 
 /** When a late settle of a charged reservation could no longer change anything. */
 function forgetAt(reservation: Reservation): number {
@@ -165,7 +170,7 @@ export class MemoryReservationLedger implements ReservationLedger, LedgerAtOnce 
   #scope(key: string, expiresAt: number, now: number): ScopeState {
     let scope = this.#live(key, now);
     if (!scope) {
-      scope = { spent: 0, credits: 0, reserved: 0, expiresAt, holders: 0 };
+      scope = { spent: 0, credit: 0, reserved: 0, expiresAt, holders: 0 };
       this.#scopes.set(key, scope);
     } else if (expiresAt > scope.expiresAt) {
       scope.expiresAt = expiresAt;
@@ -191,7 +196,7 @@ export class MemoryReservationLedger implements ReservationLedger, LedgerAtOnce 
     let grant = wanted;
     for (const { key, limit, expiresAt } of scopes) {
       const scope = this.#live(key, now);
-      const remaining = Math.max(0, limit - (scope ? scope.spent + scope.reserved : 0));
+      const remaining = scope ? scopeRemaining({ limit, ...scope }) : Math.max(0, limit);
       if (remaining < least) return { ok: false, scope: key, limit, remaining, resetAt: expiresAt };
       grant = Math.min(grant, remaining);
     }
@@ -210,7 +215,8 @@ export class MemoryReservationLedger implements ReservationLedger, LedgerAtOnce 
     const balances = new Array<ScopeBalance>(scopes.length);
     for (let i = 0; i < scopes.length; i++) {
       const { key, limit } = scopes[i]!;
-      balances[i] = { key, limit, spent: states[i]!.spent, reserved: states[i]!.reserved };
+      const { spent, reserved, credit } = states[i]!;
+      balances[i] = { key, limit, spent, reserved, credit };
     }
     return { ok: true, id, amount: grant, scopes: balances };
   }
@@ -242,11 +248,10 @@ export class MemoryReservationLedger implements ReservationLedger, LedgerAtOnce 
       scope.holders--;
       if (expiresAt > now) {
         scope.spent += charge;
-        if (usage) usage[i] = { key, spent: scope.spent, reserved: scope.reserved };
+        if (usage) usage[i] = usageOf(key, scope);
       } else {
         // A scope whose period ended meanwhile is not charged: its counters are over.
-        const over = this.#live(key, now);
-        if (usage) usage[i] = { key, spent: over?.spent ?? 0, reserved: over?.reserved ?? 0 };
+        if (usage) usage[i] = usageOf(key, this.#live(key, now));
       }
     }
     return usage ? { settled: true, reserved: amount, scopes: usage } : { settled: true, reserved: amount };
@@ -258,13 +263,12 @@ export class MemoryReservationLedger implements ReservationLedger, LedgerAtOnce 
     const usage: ScopeUsage[] = [];
     for (const { key, expiresAt } of reservation.scopes) {
       if (expiresAt <= now || expiresAt <= reservation.expiresAt) {
-        const over = this.#live(key, now);
-        usage.push({ key, spent: over?.spent ?? 0, reserved: over?.reserved ?? 0 });
+        usage.push(usageOf(key, this.#live(key, now)));
         continue;
       }
       const scope = this.#scope(key, expiresAt, now);
       scope.spent += charge;
-      usage.push({ key, spent: scope.spent, reserved: scope.reserved });
+      usage.push(usageOf(key, scope));
     }
     return { settled: true, reserved: reservation.amount, scopes: usage };
   }
@@ -286,21 +290,27 @@ export class MemoryReservationLedger implements ReservationLedger, LedgerAtOnce 
     this.#expire(now);
     return scopes.map((ref) => {
       const key = scopeKeyOf(ref);
-      const scope = this.#live(key, now);
-      return { key, spent: scope?.spent ?? 0, reserved: scope?.reserved ?? 0 };
+      return usageOf(key, this.#live(key, now));
     });
   }
 
   async adjustSpent(ref: ScopeRef, delta: number, expiresAt: number): Promise<void> {
-    assertStoreAmount('ledger.adjustSpent', 'delta', delta);
-    assertStoreNumber('ledger.adjustSpent', 'expiresAt', expiresAt);
+    assertStoreIncrease('ledger.adjustSpent', 'delta', delta);
+    this.#addTo('spent', ref, delta, expiresAt);
+  }
+
+  async addCredit(ref: ScopeRef, amount: number, expiresAt: number): Promise<void> {
+    assertStoreIncrease('ledger.addCredit', 'amount', amount);
+    this.#addTo('credit', ref, amount, expiresAt);
+  }
+
+  /** Adds a checked amount to a scope's spent or credit for its period; nothing once the period is over. */
+  #addTo(field: 'spent' | 'credit', ref: ScopeRef, amount: number, expiresAt: number): void {
+    assertStoreNumber(`ledger.${field === 'spent' ? 'adjustSpent' : 'addCredit'}`, 'expiresAt', expiresAt);
     const now = this.#clock();
     if (expiresAt <= now) return;
     this.#expire(now);
-    const scope = this.#scope(scopeKeyOf(ref), expiresAt, now);
-    // A credit may take spent below zero: the headroom grows by all of it, for the scope's period.
-    scope.spent += delta;
-    if (delta < 0) scope.credits -= delta;
+    this.#scope(scopeKeyOf(ref), expiresAt, now)[field] += amount;
   }
 
   async restoreSpent(ref: ScopeRef, spent: number, expiresAt: number): Promise<boolean> {
@@ -310,9 +320,8 @@ export class MemoryReservationLedger implements ReservationLedger, LedgerAtOnce 
     if (expiresAt <= now) return false;
     this.#expire(now);
     const scope = this.#scope(scopeKeyOf(ref), expiresAt, now);
-    const floor = spent - scope.credits;
-    if (scope.spent >= floor) return false;
-    scope.spent = floor;
+    if (scope.spent >= spent) return false;
+    scope.spent = spent;
     return true;
   }
 
@@ -320,7 +329,9 @@ export class MemoryReservationLedger implements ReservationLedger, LedgerAtOnce 
     const now = this.#clock();
     this.#expire(now);
     const scope = this.#live(scopeKeyOf(ref), now);
-    if (scope) scope.spent = 0;
+    if (!scope) return;
+    scope.spent = 0;
+    scope.credit = 0;
   }
 
   /** Charges expired reservations, forgets long-charged ones, and forgets scopes whose period is over. */
