@@ -4,38 +4,15 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { UsageRecord } from '@tollgate/core';
-import { startCapIgnoringUpstream } from './helpers/cap-ignoring-upstream.js';
+import { everyProviderKind, PROVIDER_KINDS, startCapIgnoringUpstream } from './helpers/cap-ignoring-upstream.js';
 import type { FakeApi, FakeUpstream } from './helpers/cap-ignoring-upstream.js';
 import { providerTokenizer, SAMPLE_TEXTS, textOfTokens } from './helpers/provider-tokenizers.js';
-import type { ProviderTokenizer } from './helpers/provider-tokenizers.js';
+import type { ProviderCase, ProviderTokenizer } from './helpers/provider-tokenizers.js';
 import { newApiKey, readUsageLog, sha256Hex, startProxy, waitFor } from './helpers/proxy.js';
 import type { RunningProxy } from './helpers/proxy.js';
 
-/** One provider as a client meets it: the API it speaks, the model, and the tokenizer its fake upstream counts with. */
-interface Case {
-  label: string;
-  api: FakeApi;
-  model: string;
-  tokenizer: ProviderTokenizer['name'];
-}
-
-const CASES: Case[] = [
-  { label: 'gpt-4o-mini (OpenAI chat)', api: 'openai.chat', model: 'gpt-4o-mini', tokenizer: 'o200k' },
-  { label: 'gpt-4o (OpenAI Responses)', api: 'openai.responses', model: 'gpt-4o', tokenizer: 'o200k' },
-  { label: 'Claude (Anthropic Messages)', api: 'anthropic.messages', model: 'claude-haiku-4-5', tokenizer: 'claude' },
-  { label: 'Gemini (generateContent)', api: 'gemini.generate', model: 'gemini-2.5-flash', tokenizer: 'gemini' },
-  // A model added in the config, on an OpenAI-compatible upstream, with no tokenizer named: counted with o200k_base.
-  { label: 'self-hosted Llama (OpenAI-compatible)', api: 'openai.chat', model: 'llama-3.1-8b', tokenizer: 'llama3' },
-  // The same model, named `provider: "openai"` in the config without a tokenizer.
-  { label: 'Llama behind an upstream named openai', api: 'openai.chat', model: 'llama-on-openai', tokenizer: 'llama3' },
-  // A model group whose OpenAI-chat clients are served by Claude: the stream is translated between APIs.
-  {
-    label: 'Claude through a translating model group',
-    api: 'openai.chat',
-    model: 'claude-via-chat',
-    tokenizer: 'claude',
-  },
-];
+type Case = ProviderCase<FakeApi>;
+const CASES = PROVIDER_KINDS;
 const TEXTS = Object.keys(SAMPLE_TEXTS) as (keyof typeof SAMPLE_TEXTS)[];
 const CAPS = [300, 1000];
 
@@ -62,25 +39,7 @@ beforeAll(async () => {
   fake = await startCapIgnoringUpstream({ honourCap: true, outputTokens: 5000 });
   proxy = await startProxy({
     usageLog,
-    upstreams: {
-      openai: { baseUrl: `${fake.url}/v1` },
-      anthropic: { baseUrl: fake.url },
-      google: { baseUrl: `${fake.url}/v1beta` },
-      vllm: { baseUrl: `${fake.url}/v1`, api: 'openai-compatible' },
-    },
-    models: {
-      'llama-3.1-8b': {
-        provider: 'vllm',
-        inputPerMTok: 0.1,
-        outputPerMTok: 0.2,
-        maxOutputTokens: 4096,
-        contextWindow: 131072,
-      },
-      'llama-on-openai': { provider: 'openai', inputPerMTok: 0.1, outputPerMTok: 0.2, maxOutputTokens: 4096 },
-    },
-    modelGroups: {
-      'claude-via-chat': { strategy: 'fallback', targets: [{ upstream: 'anthropic', model: 'claude-haiku-4-5' }] },
-    },
+    ...everyProviderKind(fake.url, { inputPerMTok: 0.1, outputPerMTok: 0.2 }),
     tiers: { pro: { models: ['*'] } },
     tenants: { acme: { tier: 'pro', budget: { usd: 1000, period: 'day' } } },
     keys: [{ id: 'acme-key', sha256: sha256Hex(key), tenant: 'acme' }],

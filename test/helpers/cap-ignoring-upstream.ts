@@ -7,7 +7,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { countPromptTokens } from '../../packages/gateway/src/mock-reply.js';
 import { tokenPieces } from './provider-tokenizers.js';
-import type { ProviderTokenizer } from './provider-tokenizers.js';
+import type { ProviderCase, ProviderTokenizer } from './provider-tokenizers.js';
 import { closeServer } from './proxy.js';
 
 export type FakeApi = 'openai.chat' | 'openai.responses' | 'anthropic.messages' | 'gemini.generate';
@@ -487,3 +487,49 @@ export async function startCapIgnoringUpstream(initial: Partial<FakeUpstreamOpti
     close: () => closeServer(server),
   };
 }
+
+/**
+ * The gateway config that serves every provider kind from a fake at `url`: OpenAI, Anthropic, Gemini, a self-hosted
+ * model on an openai-compatible upstream (`llama-3.1-8b`), a model of an upstream named openai with no tokenizer
+ * (`llama-on-openai`), and a model group whose OpenAI chat clients Claude serves (`claude-via-chat`). The two config
+ * models cost `prices`.
+ */
+export function everyProviderKind(url: string, prices: { inputPerMTok: number; outputPerMTok: number }) {
+  return {
+    upstreams: {
+      openai: { baseUrl: `${url}/v1` },
+      anthropic: { baseUrl: url },
+      google: { baseUrl: `${url}/v1beta` },
+      vllm: { baseUrl: `${url}/v1`, api: 'openai-compatible' as const },
+    },
+    models: {
+      'llama-3.1-8b': { provider: 'vllm', maxOutputTokens: 4096, contextWindow: 131072, ...prices },
+      'llama-on-openai': { provider: 'openai', maxOutputTokens: 4096, ...prices },
+    },
+    modelGroups: {
+      'claude-via-chat': {
+        strategy: 'fallback' as const,
+        targets: [{ upstream: 'anthropic', model: 'claude-haiku-4-5' }],
+      },
+    },
+  };
+}
+
+/** Every provider kind `everyProviderKind` serves, as a client meets it. */
+export const PROVIDER_KINDS: ProviderCase<FakeApi>[] = [
+  { label: 'gpt-4o-mini (OpenAI chat)', api: 'openai.chat', model: 'gpt-4o-mini', tokenizer: 'o200k' },
+  { label: 'gpt-4o (OpenAI Responses)', api: 'openai.responses', model: 'gpt-4o', tokenizer: 'o200k' },
+  { label: 'Claude (Anthropic Messages)', api: 'anthropic.messages', model: 'claude-haiku-4-5', tokenizer: 'claude' },
+  { label: 'Gemini (generateContent)', api: 'gemini.generate', model: 'gemini-2.5-flash', tokenizer: 'gemini' },
+  // A model added in the config, on an OpenAI-compatible upstream, with no tokenizer named: counted with o200k_base.
+  { label: 'self-hosted Llama (OpenAI-compatible)', api: 'openai.chat', model: 'llama-3.1-8b', tokenizer: 'llama3' },
+  // The same model, named `provider: "openai"` in the config without a tokenizer.
+  { label: 'Llama behind an upstream named openai', api: 'openai.chat', model: 'llama-on-openai', tokenizer: 'llama3' },
+  // A model group whose OpenAI-chat clients are served by Claude: the stream is translated between APIs.
+  {
+    label: 'Claude through a translating model group',
+    api: 'openai.chat',
+    model: 'claude-via-chat',
+    tokenizer: 'claude',
+  },
+];

@@ -21,6 +21,14 @@ function o200kBytesDecode(): (ids: number[]) => string {
   return (ids) => utf8.decode(encoding.decode(Uint32Array.from(ids)));
 }
 
+/** One provider as a client meets it: the API it speaks (`Api`), the model, and the tokenizer its upstream counts with. */
+export interface ProviderCase<Api extends string> {
+  label: string;
+  api: Api;
+  model: string;
+  tokenizer: ProviderTokenizer['name'];
+}
+
 const loaded = new Map<ProviderTokenizer['name'], ProviderTokenizer>();
 
 async function lenml(name: 'claude' | 'gemini' | 'llama3'): Promise<ProviderTokenizer> {
@@ -58,6 +66,18 @@ export async function providerTokenizer(name: ProviderTokenizer['name']): Promis
  * what went out before (a token that ends inside a character sends nothing until the character is whole).
  */
 export function tokenPieces(tokenizer: ProviderTokenizer, text: string, count = Infinity): string[] {
+  // Some texts take seconds to cut (a run of spaces in Claude 2's vocabulary): cut once per tokenizer and text.
+  const key = `${tokenizer.name}\u0000${text}`;
+  const known = cutTexts.get(key);
+  if (known && (known.count >= count || known.whole)) return known.pieces.slice(0, count);
+  const pieces = cutIntoTokens(tokenizer, text, count);
+  cutTexts.set(key, { pieces, count, whole: pieces.length < count });
+  return pieces;
+}
+
+const cutTexts = new Map<string, { pieces: string[]; count: number; whole: boolean }>();
+
+function cutIntoTokens(tokenizer: ProviderTokenizer, text: string, count: number): string[] {
   const ids = tokenizer.encode(text).slice(0, count);
   const pieces: string[] = [];
   const partial = /\uFFFD+$/;

@@ -32,8 +32,8 @@ export interface BudgetHold {
   overLimit?: true;
   /** What the tightest of its scopes had left with this hold granted (`headroomOf`); undefined: not reported. */
   remaining: number | undefined;
-  /** The ids of the reservations that extended it as its stream ran past what was held (`extendHold`). */
-  extensions?: string[];
+  /** The reservations that extended it as its stream ran past what was held (`extendHold`): id and amount held. */
+  extensions?: { id: string; amount: number }[];
   /** What those extensions hold, nano-USD. */
   extended?: number;
   /** Its settle ran: an extension granted after it is released at once. */

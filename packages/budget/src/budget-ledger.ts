@@ -55,14 +55,23 @@ export class BudgetLedgerCalls {
 
   /** Lets a reservation go (a settle of 0); a failure is reported, never thrown. */
   release(id: string): Promise<void> | undefined {
+    return this.settleAside(id, 0);
+  }
+
+  /** Settles a reservation nobody waits on (a hold's extension, a release): a failure is reported, never thrown. */
+  settleAside(id: string, actual: number): Promise<void> | undefined {
     if (this.atOnce) {
       try {
-        if (this.atOnce.settleAtOnce(id, 0, this.atOnceCalls)) return undefined;
+        if (this.atOnce.settleAtOnce(id, actual, this.atOnceCalls)) return undefined;
       } catch (error) {
         this.reportFailure(error);
         return undefined;
       }
     }
-    return withTimeout(this.ledger.release(id), this.timeoutMs, 'ledger.release').then(() => undefined, this.#report);
+    const settling = actual === 0 ? this.ledger.release(id) : this.ledger.settle(id, actual);
+    return withTimeout(settling, this.timeoutMs, actual === 0 ? 'ledger.release' : 'ledger.settle').then(
+      () => undefined,
+      this.#report,
+    );
   }
 }

@@ -6,7 +6,7 @@ import type { TollgateContext, UsageEstimate, UsageRecord } from '@tollgate/core
 import type { ReserveResult, ScopeUsage } from '@tollgate/core/kit';
 import { BudgetDowngrades } from './budget-downgrades.js';
 import { headroomOf } from './budget-hold.js';
-import { extendHold, releaseExtensions } from './hold-extension.js';
+import { extendHold, settleExtensions } from './hold-extension.js';
 import type { Ask, BudgetHold, BudgetVerdict } from './budget-hold.js';
 import type { BudgetLedgerCalls } from './budget-ledger.js';
 import type { ResolvedBudgetOptions } from './budget-options.js';
@@ -349,15 +349,15 @@ export class BudgetReservations {
     // Before the first await: the sinks get the record after the settle listeners have started.
     if (record && actual > granted) this.margins.noteOvershoot(hold, record, actual);
     // In the same turn as the settle below: one round trip.
-    releaseExtensions(this.calls, hold);
+    const own = settleExtensions(this.calls, hold, actual);
     // Settled once: the ledger delivers it (a reservation past its TTL was charged its amount at
     // expiry, and this settle corrects that to the actual cost). Waiting is bounded; the delivery is not.
     const { atOnce, ledger, timeoutMs } = this.calls;
     if (atOnce) {
-      const settled = atOnce.settleAtOnce(id, actual, this.calls.atOnceCalls);
+      const settled = atOnce.settleAtOnce(id, own, this.calls.atOnceCalls);
       if (settled) return this.#afterSettle(windows, settled.scopes);
     }
-    return withTimeout(ledger.settle(id, actual), timeoutMs, 'ledger.settle').then(({ scopes }) =>
+    return withTimeout(ledger.settle(id, own), timeoutMs, 'ledger.settle').then(({ scopes }) =>
       this.#afterSettle(windows, scopes),
     );
   }
@@ -378,7 +378,7 @@ export class BudgetReservations {
   }
 
   release(hold: BudgetHold): Promise<void> | undefined {
-    releaseExtensions(this.calls, hold);
+    settleExtensions(this.calls, hold, 0);
     return this.calls.release(hold.id);
   }
 

@@ -7,8 +7,10 @@ import type { ResolvedBudgetOptions } from './budget-options.js';
 
 /*
  * An extension is a reserve of the ledger like any other (one engine: memory, Redis, Cluster, blocks and leases
- * answer it as they answer the request's own), against the hold's scopes, under an id of its own; the hold's settle
- * charges the real cost to its first reservation and releases the extensions in the same turn (one round trip).
+ * answer it as they answer the request's own), against the hold's scopes, under an id of its own. The hold's settle
+ * charges the real cost across its reservations, each at most what it holds, in the same turn (one round trip): a
+ * reservation may sit in a block of this process and its extension in the store (or the other way round), and
+ * charging one for what the other held would spend room that a block or the store handed to someone else.
  */
 
 /** The output tokens `granted` nano-USD pays for at the hold's output price (every token when output is free). */
@@ -41,7 +43,7 @@ export function extendHold(
     // Settled meanwhile (the client left while the ledger answered): nothing will release it but this.
     if (hold.settled) void calls.release(request.id);
     else {
-      extensions.push(request.id);
+      extensions.push({ id: request.id, amount: result.amount });
       hold.extended = (hold.extended ?? 0) + result.amount;
     }
     return tokensFor(result.amount, outputMicro, tokens);
@@ -62,8 +64,19 @@ export function extendHold(
   });
 }
 
-/** Releases a hold's extensions (its settle charged the real cost to its first reservation). */
-export function releaseExtensions(calls: BudgetLedgerCalls, hold: BudgetHold): void {
+/**
+ * Settles a hold's extensions with their parts of `actual`: what the hold's own reservation does not cover, in the order
+ * they were granted, each at most what it holds. Returns what is left for the hold's own reservation: at most its grant,
+ * plus what passed every reservation (an overshoot, which no part held).
+ */
+export function settleExtensions(calls: BudgetLedgerCalls, hold: BudgetHold, actual: number): number {
   hold.settled = true;
-  for (const id of hold.extensions ?? []) void calls.release(id);
+  const own = Math.min(actual, hold.granted);
+  let rest = actual - own;
+  for (const { id, amount } of hold.extensions ?? []) {
+    const part = Math.min(rest, amount);
+    rest -= part;
+    void calls.settleAside(id, part);
+  }
+  return own + rest;
 }
