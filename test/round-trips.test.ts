@@ -180,3 +180,48 @@ describe('Redis round trips of the full chain, steady state', () => {
     expect(trips.commandsBefore).toEqual(['EVALSHA', 'EVALSHA', 'EVALSHA']);
   });
 });
+
+describe('a stream within its grant', () => {
+  it('makes no round trip while it streams: the hold is extended only past what is held (none here)', async () => {
+    let last: Promise<Trips> | undefined;
+    let duringStream = -1;
+    const chain = [
+      apiKeyAuth({ keys: stores.keys }),
+      meter({ api: 'openai.chat', pricing }),
+      combineLimits(requestLimits(), tokenLimits(), budgets()),
+    ];
+    const marked = tripsApp(chain, (trips) => (last = trips));
+    const streaming = express();
+    // The trips app's marks, its JSON answer swapped for a stream of 40 events of one token each (the grant is 64).
+    streaming.use((_req, res, next) => {
+      res.json = function streamInstead(): Response {
+        const atStart = relay.flights;
+        res.setHeader('content-type', 'text/event-stream');
+        const chunk = (data: unknown) => res.write(`data: ${JSON.stringify(data)}\n\n`);
+        const base = { id: 'chatcmpl-rt', object: 'chat.completion.chunk', created: 0, model: 'gpt-4o' };
+        for (let i = 0; i < 40; i++)
+          chunk({ ...base, choices: [{ index: 0, delta: { content: i === 0 ? 'hi' : ' hi' }, finish_reason: null }] });
+        chunk({ ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] });
+        chunk({ ...base, choices: [], usage: { prompt_tokens: 12, completion_tokens: 40, total_tokens: 52 } });
+        // Time for a command the stream sent to reach the relay before the count is read.
+        setTimeout(() => {
+          duringStream = relay.flights - atStart;
+          res.end('data: [DONE]\n\n');
+        }, 100);
+        return res;
+      };
+      next();
+    }, marked);
+    for (let i = 0; i < 4; i++) {
+      const response = await request(streaming)
+        .post('/v1/chat/completions')
+        .set('authorization', `Bearer ${key}`)
+        .send({ ...body, stream: true });
+      expect(response.status).toBe(200);
+      expect(response.text).toContain('[DONE]');
+      await last;
+      expect(duringStream).toBe(0);
+    }
+    expect(await last!).toMatchObject({ before: 1, commandsBefore: ['EVALSHA'] });
+  });
+});
