@@ -3,7 +3,7 @@ import type { Request, Response } from 'express';
 import { ApiError, getContext, SpendNotRebuiltError } from '@tollgate/core';
 import { withTimeout } from '@tollgate/core/kit';
 import type { TollgateContext, UsageEstimate, UsageRecord } from '@tollgate/core';
-import type { ReserveResult, ScopeUsage } from '@tollgate/core/kit';
+import type { ReserveResult, ScopeUsage, SettledRecord } from '@tollgate/core/kit';
 import { BudgetDowngrades } from './budget-downgrades.js';
 import { headroomOf } from './budget-hold.js';
 import { extendHold, releaseExtensions } from './hold-extension.js';
@@ -23,6 +23,11 @@ const MAX_MODEL_SWITCHES = 4;
 /** How long a process takes a model budget that refused for spent, before trying it again (an operator may top it up). */
 const SPENT_MEMO_MS = 60_000;
 const NO_WINDOWS: BudgetWindows = { windows: [], scopes: [] };
+
+/** A usage record as a settle names it: its id and when its call finished, as the usage ledger can tell too. */
+function settledRecord(record: UsageRecord, amount: number): SettledRecord {
+  return { id: record.id, at: Date.parse(record.timestamp) + record.latencyMs, amount };
+}
 
 export class BudgetReservations {
   readonly config: ResolvedBudgetOptions;
@@ -353,11 +358,13 @@ export class BudgetReservations {
     // Settled once: the ledger delivers it (a reservation past its TTL was charged its amount at
     // expiry, and this settle corrects that to the actual cost). Waiting is bounded; the delivery is not.
     const { atOnce, ledger, timeoutMs } = this.calls;
+    // The record the charge is for: after a store lost its data, a rebuild may have counted it already (SettledRecord).
+    const records = record ? [settledRecord(record, actual)] : undefined;
     if (atOnce) {
-      const settled = atOnce.settleAtOnce(id, actual, this.calls.atOnceCalls);
+      const settled = atOnce.settleAtOnce(id, actual, this.calls.atOnceCalls, records);
       if (settled) return this.#afterSettle(windows, settled.scopes);
     }
-    return withTimeout(ledger.settle(id, actual), timeoutMs, 'ledger.settle').then(({ scopes }) =>
+    return withTimeout(ledger.settle(id, actual, records), timeoutMs, 'ledger.settle').then(({ scopes }) =>
       this.#afterSettle(windows, scopes),
     );
   }
