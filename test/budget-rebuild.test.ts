@@ -2,16 +2,15 @@
 // models' too) is rebuilt from the PostgreSQL usage ledger, and then each equals the ledger's own sum.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import express from 'express';
-import type { RequestHandler } from 'express';
 import pg from 'pg';
 import request from 'supertest';
-import { apiErrorHandler, createPricing, getContext } from '@tollgate/core';
-import { meter, postgresSpendSource } from '@tollgate/metering';
+import { createPricing } from '@tollgate/core';
+import { postgresSpendSource } from '@tollgate/metering';
 import { postgresSink } from '@tollgate/metering/postgres';
 import { budgetGuard } from '@tollgate/budget';
 import { createRedisStores } from '@tollgate/redis';
 import { eventually, freePort, PrivateRedis } from '../packages/redis/test/helpers.js';
+import { budgetApp } from './helpers/budget-app.js';
 
 const POSTGRES_URL = process.env.POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 /** $1 input, $2 output per 1M tokens (gpt-4o-mini the same: its calls count against no model budget). */
@@ -37,18 +36,6 @@ afterAll(async () => {
   await pool.query(`DROP TABLE IF EXISTS "${table}", "${table}_outcomes"`);
   await pool.end();
 });
-
-/** The caller's tenant, key and end user from headers (auth is not what this test is about). */
-const identify: RequestHandler = (req, res, next) => {
-  getContext(req, res).identity = {
-    keyId: String(req.headers['x-key']),
-    tenantId: String(req.headers['x-tenant']),
-    ...(req.headers['x-user'] ? { userId: String(req.headers['x-user']) } : {}),
-    scopes: [],
-    authMethod: 'api_key',
-  };
-  next();
-};
 
 /** The ledger's own sum of what a condition selects (the records of this period: the test runs within one). */
 async function recorded(where: string, values: unknown[] = []): Promise<number> {
@@ -89,22 +76,7 @@ describe('spend rebuilt from the usage ledger', () => {
       () => sink.close(),
       () => guard.close(),
     );
-    const app = express();
-    app.use(express.json());
-    app.post(
-      '/v1/chat/completions',
-      identify,
-      meter({ api: 'openai.chat', pricing, sinks: [sink] }),
-      guard,
-      (req, res) => {
-        res.json({
-          model: req.body.model as string,
-          choices: [],
-          usage: { prompt_tokens: 1_000, completion_tokens: req.body.max_tokens as number },
-        });
-      },
-    );
-    app.use(apiErrorHandler());
+    const app = budgetApp(pricing, sink, guard);
     const call = (tenant: string, key: string, user: string, model: string, maxTokens: number) =>
       request(app)
         .post('/v1/chat/completions')

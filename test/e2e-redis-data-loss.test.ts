@@ -1,6 +1,8 @@
 // Two proxies with budgets in blocks on a Redis that loses its data while blocks are open (a restart without persistence,
 // a failover to an empty replica): nothing is admitted against a forgotten budget (503 until rebuilt), one process
-// rebuilds every scope (tenant, end user, model, global) from the PostgreSQL ledger, and each then equals the ledger.
+// rebuilds every scope (tenant, end user, model, global) from the PostgreSQL ledger, and each then equals the ledger;
+// streams (through the OpenAI SDK) and calls in flight across the loss are counted once, whether their records or their
+// settles reached the stores first.
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,8 +13,8 @@ import OpenAI from 'openai';
 import pg from 'pg';
 import { createClient } from 'redis';
 import { freePort, PrivateRedis } from '../packages/redis/test/helpers.js';
-import { newApiKey, sha256Hex, spawnProxy } from './helpers/proxy.js';
-import type { SpawnedProxy } from './helpers/proxy.js';
+import { newApiKey, sha256Hex, spawnProxy, startMockUpstream } from './helpers/proxy.js';
+import type { RunningMock, SpawnedProxy } from './helpers/proxy.js';
 
 const POSTGRES_URL = process.env.POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const table = `tg_loss_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
@@ -20,11 +22,13 @@ const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-data-loss-'));
 const adminKey = newApiKey();
 const key = newApiKey();
 let redis: PrivateRedis;
+let upstream: RunningMock;
 let proxies: SpawnedProxy[] = [];
 
 beforeAll(async () => {
   redis = new PrivateRedis(await freePort());
   await redis.start();
+  upstream = await startMockUpstream({ chunkDelayMs: 40, replyTokens: 400, requireApiKey: 'sk-upstream' });
   const configPath = path.join(dir, 'config.json');
   writeFileSync(
     configPath,
@@ -34,7 +38,9 @@ beforeAll(async () => {
       spool: path.join(dir, 'spool'),
       adminKeySha256: sha256Hex(adminKey),
       // A block is 5% of a budget, held at most 2 s: blocks are open when Redis restarts.
-      redis: { blocks: { share: 0.05, maxAge: 2_000 } },
+      redis: { blocks: { share: 0.05, size: 'share', maxAge: 2_000 } },
+      // A provider whose streams send one event per 40 ms: streams run across the loss.
+      upstreams: { openai: { baseUrl: `${upstream.url}/v1`, apiKey: 'sk-upstream' } },
       global: { budget: { usd: 1, period: 'day' } },
       tenants: {
         acme: {
@@ -53,6 +59,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(proxies.map((proxy) => proxy.stop()));
   await redis.stop();
+  await upstream.close();
   rmSync(dir, { recursive: true, force: true });
   const client = new pg.Client({ connectionString: POSTGRES_URL });
   await client.connect();
@@ -106,6 +113,61 @@ async function loseRedisData(): Promise<void> {
   await client.quit();
 }
 
+/** Each scope as the admin API shows it (spent, held) and the ledger's own sum, once `paid` calls are recorded. */
+async function scopesOnceSettled(paid: number) {
+  const ledger = new pg.Client({ connectionString: POSTGRES_URL });
+  await ledger.connect();
+  try {
+    const recorded = async (where: string) => {
+      const { rows } = await ledger
+        .query(`SELECT coalesce(sum(cost_nano_usd), 0) AS spent FROM "${table}" WHERE ${where}`)
+        .catch(() => ({ rows: [{ spent: -1 }] }));
+      return Number(rows[0].spent);
+    };
+    const count = async () =>
+      Number((await ledger.query(`SELECT count(*) AS n FROM "${table}" WHERE cost_nano_usd > 0`)).rows[0].n);
+    const scopes = {
+      tenant: ['tenant/acme', 'true'],
+      user: ['user/bob?tenant=acme', "user_id = 'bob'"],
+      model: ['model/gpt-4o-mini?tenant=acme', "model = 'gpt-4o-mini'"],
+      global: ['global', 'true'],
+    } as const;
+    const read = async () => {
+      const out: Record<string, { shown: number; held: number; ledger: number }> = {};
+      for (const [name, [path, where]] of Object.entries(scopes)) {
+        const view = await budget(path);
+        out[name] = { shown: view.spentNanoUsd, held: view.reservedNanoUsd, ledger: await recorded(where) };
+      }
+      return out;
+    };
+    const settledDown = (view: Awaited<ReturnType<typeof read>>) =>
+      Object.values(view).every((scope) => scope.held === 0 && scope.shown === scope.ledger);
+    // Every block retired and settled, every record written.
+    let view = await read();
+    for (let i = 0; i < 150 && !(settledDown(view) && (await count()) >= paid); i++) {
+      await sleep(200);
+      view = await read();
+    }
+    return { view, paid: await count() };
+  } finally {
+    await ledger.end();
+  }
+}
+
+/** Streams `tokens` output tokens (one event per 40 ms upstream) through the SDK, to its end. */
+async function stream(client: OpenAI, tokens: number): Promise<number> {
+  const events = await client.chat.completions.create({
+    model: 'gpt-4o-mini',
+    messages: [{ role: 'user', content: `stream of ${tokens}` }],
+    max_tokens: tokens,
+    stream: true,
+    stream_options: { include_usage: true },
+  });
+  let output = 0;
+  for await (const event of events) output = event.usage?.completion_tokens ?? output;
+  return output;
+}
+
 describe('Redis losing its data while budget blocks are open', () => {
   it('admits nothing until rebuilt, then every scope equals the ledger to the nano-USD', async () => {
     await calls(20);
@@ -115,52 +177,38 @@ describe('Redis losing its data while budget blocks are open', () => {
     // New blocks are open in both processes: Redis forgets them and every spend.
     await loseRedisData();
     await calls(20);
-    const ledger = new pg.Client({ connectionString: POSTGRES_URL });
-    await ledger.connect();
-    try {
-      const recorded = async (where: string) => {
-        const { rows } = await ledger
-          .query(`SELECT coalesce(sum(cost_nano_usd), 0) AS spent FROM "${table}" WHERE ${where}`)
-          .catch(() => ({ rows: [{ spent: -1 }] }));
-        return Number(rows[0].spent);
-      };
-      const paid = async () =>
-        Number((await ledger.query(`SELECT count(*) AS n FROM "${table}" WHERE cost_nano_usd > 0`)).rows[0].n);
-      const scopes = {
-        tenant: ['tenant/acme', 'true'],
-        user: ['user/bob?tenant=acme', "user_id = 'bob'"],
-        model: ['model/gpt-4o-mini?tenant=acme', "model = 'gpt-4o-mini'"],
-        global: ['global', 'true'],
-      } as const;
-      const read = async () => {
-        const out: Record<string, { shown: number; held: number; ledger: number }> = {};
-        for (const [name, [path, where]] of Object.entries(scopes)) {
-          const view = await budget(path);
-          out[name] = { shown: view.spentNanoUsd, held: view.reservedNanoUsd, ledger: await recorded(where) };
-        }
-        return out;
-      };
-      const settledDown = (view: Awaited<ReturnType<typeof read>>) =>
-        Object.values(view).every((scope) => scope.held === 0 && scope.shown === scope.ledger);
-      // Every block retired and settled, every record written.
-      let view = await read();
-      for (let i = 0; i < 100 && !(settledDown(view) && (await paid()) >= 50); i++) {
-        await sleep(200);
-        view = await read();
-      }
-      // Before: the tenant showed spend counted twice (blocks taken from the empty store while the rebuild ran settled on
-      // top of it), the model budget less than recorded (never rebuilt), the end user less (never rebuilt). Now each
-      // scope is the ledger's own sum, exactly.
-      for (const scope of Object.values(view)) expect(scope.shown).toBe(scope.ledger);
-      expect(view.tenant!.ledger).toBeGreaterThan(0);
-      // 50 answered calls (a call refused while spend was rebuilt is recorded too, at no cost, and was sent again).
-      expect(await paid()).toBe(50);
-    } finally {
-      await ledger.end();
-    }
+    const { view, paid } = await scopesOnceSettled(50);
+    // Before: the tenant showed spend counted twice (blocks taken from the empty store while the rebuild ran settled on
+    // top of it), the model budget less than recorded (never rebuilt), the end user less (never rebuilt). Now each
+    // scope is the ledger's own sum, exactly.
+    for (const scope of Object.values(view)) expect(scope.shown).toBe(scope.ledger);
+    expect(view.tenant!.ledger).toBeGreaterThan(0);
+    // 50 answered calls (a call refused while spend was rebuilt is recorded too, at no cost, and was sent again).
+    expect(paid).toBe(50);
     const output = proxies.map((proxy) => proxy.output()).join('\n');
     expect(output).toMatch(/Redis had lost budget spend; rebuilt \d+ of \d+ budget scope/);
     // One process rebuilt, under the lock.
     expect(output.match(/Redis had lost budget spend/g)).toHaveLength(1);
+  }, 120_000);
+
+  it('counts once each call in flight across the loss: streams ending before and after the rebuild, calls meanwhile', async () => {
+    const clients = proxies.map((proxy) => new OpenAI({ apiKey: key, baseURL: `${proxy.url}/v1`, maxRetries: 0 }));
+    const before = (await scopesOnceSettled(50)).paid;
+    // A call on each proxy first: the streams' scopes are hot, and each proxy grants all three from one block.
+    await calls(2);
+    // Streams of 2.4 s, 6 s and 12 s on both proxies, from blocks opened before the loss: the rebuild (at the first
+    // refusal, after the blocks' 2 s and 3 s more) reads the records of the short ones; the long ones end after it,
+    // and the blocks settle once their last stream has, with every record they served.
+    const streams = [60, 150, 300].flatMap((tokens) => clients.map((client) => stream(client, tokens)));
+    await sleep(800);
+    await loseRedisData();
+    // Calls go on meanwhile, two at a time (each refused with 503 until rebuilt, then sent again).
+    const outputs = await Promise.all([...streams, calls(10).then(() => 0), calls(10).then(() => 0)]);
+    expect(outputs.slice(0, 6)).toEqual([60, 60, 150, 150, 300, 300]);
+    const { view, paid } = await scopesOnceSettled(before + 28);
+    // Before: the calls whose records the rebuild read and whose settles (their blocks') landed after it counted twice.
+    for (const scope of Object.values(view))
+      expect(scope).toEqual({ shown: scope.ledger, held: 0, ledger: scope.ledger });
+    expect(paid).toBe(before + 28);
   }, 120_000);
 });

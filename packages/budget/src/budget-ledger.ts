@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { ledgerAtOnce, withTimeout } from '@tollgate/core/kit';
 import type { TollgateContext } from '@tollgate/core';
-import type { AtOnceCallOptions, ReservationLedger, ReserveResult } from '@tollgate/core/kit';
+import type { AtOnceCallOptions, ReservationLedger, ReserveResult, SettledRecord } from '@tollgate/core/kit';
 import type { ResolvedBudgetOptions } from './budget-options.js';
 
 export class BudgetLedgerCalls {
@@ -59,16 +59,16 @@ export class BudgetLedgerCalls {
   }
 
   /** Settles a reservation nobody waits on (a hold's extension, a release): a failure is reported, never thrown. */
-  settleAside(id: string, actual: number): Promise<void> | undefined {
+  settleAside(id: string, actual: number, records?: readonly SettledRecord[]): Promise<void> | undefined {
     if (this.atOnce) {
       try {
-        if (this.atOnce.settleAtOnce(id, actual, this.atOnceCalls)) return undefined;
+        if (this.atOnce.settleAtOnce(id, actual, this.atOnceCalls, records)) return undefined;
       } catch (error) {
         this.reportFailure(error);
         return undefined;
       }
     }
-    const settling = actual === 0 ? this.ledger.release(id) : this.ledger.settle(id, actual);
+    const settling = actual === 0 ? this.ledger.release(id) : this.ledger.settle(id, actual, records);
     return withTimeout(settling, this.timeoutMs, actual === 0 ? 'ledger.release' : 'ledger.settle').then(
       () => undefined,
       this.#report,

@@ -3,7 +3,7 @@ import type { Request, Response } from 'express';
 import { ApiError, getContext } from '@tollgate/core';
 import { SpendNotRebuiltError, withTimeout } from '@tollgate/core/kit';
 import type { TollgateContext, UsageEstimate, UsageRecord } from '@tollgate/core';
-import type { ReserveResult, ScopeUsage } from '@tollgate/core/kit';
+import type { ReserveResult, ScopeUsage, SettledRecord } from '@tollgate/core/kit';
 import { BudgetDowngrades } from './budget-downgrades.js';
 import { headroomOf } from './budget-hold.js';
 import { extendHold, settleExtensions } from './hold-extension.js';
@@ -23,6 +23,11 @@ const MAX_MODEL_SWITCHES = 4;
 /** How long a process takes a model budget that refused for spent, before trying it again (an operator may top it up). */
 const SPENT_MEMO_MS = 60_000;
 const NO_WINDOWS: BudgetWindows = { windows: [], scopes: [] };
+
+/** A usage record as a settle names it: its id and when its call finished, as the usage ledger can tell too. */
+function settledRecord(record: UsageRecord, amount: number): SettledRecord {
+  return { id: record.id, at: Date.parse(record.timestamp) + record.latencyMs, amount };
+}
 
 export class BudgetReservations {
   readonly config: ResolvedBudgetOptions;
@@ -349,15 +354,17 @@ export class BudgetReservations {
     // Before the first await: the sinks get the record after the settle listeners have started.
     if (record && actual > granted) this.margins.noteOvershoot(hold, record, actual);
     // In the same turn as the settle below: one round trip.
-    const own = settleExtensions(this.calls, hold, actual);
+    const own = settleExtensions(this.calls, hold, actual, record && ((amount) => [settledRecord(record, amount)]));
     // Settled once: the ledger delivers it (a reservation past its TTL was charged its amount at
     // expiry, and this settle corrects that to the actual cost). Waiting is bounded; the delivery is not.
     const { atOnce, ledger, timeoutMs } = this.calls;
+    // The record the charge is for: after a store lost its data, a rebuild may have counted it already (SettledRecord).
+    const records = record ? [settledRecord(record, own)] : undefined;
     if (atOnce) {
-      const settled = atOnce.settleAtOnce(id, own, this.calls.atOnceCalls);
+      const settled = atOnce.settleAtOnce(id, own, this.calls.atOnceCalls, records);
       if (settled) return this.#afterSettle(windows, settled.scopes);
     }
-    return withTimeout(ledger.settle(id, own), timeoutMs, 'ledger.settle').then(({ scopes }) =>
+    return withTimeout(ledger.settle(id, own, records), timeoutMs, 'ledger.settle').then(({ scopes }) =>
       this.#afterSettle(windows, scopes),
     );
   }

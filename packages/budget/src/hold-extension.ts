@@ -1,6 +1,6 @@
 // A hold that follows its stream: more output reserved against the hold's own scopes, as reservations linked to it.
 import { withTimeout } from '@tollgate/core/kit';
-import type { ReserveResult } from '@tollgate/core/kit';
+import type { ReserveResult, SettledRecord } from '@tollgate/core/kit';
 import type { BudgetHold } from './budget-hold.js';
 import type { BudgetLedgerCalls } from './budget-ledger.js';
 import type { ResolvedBudgetOptions } from './budget-options.js';
@@ -69,14 +69,21 @@ export function extendHold(
  * they were granted, each at most what it holds. Returns what is left for the hold's own reservation: at most its grant,
  * plus what passed every reservation (an overshoot, which no part held).
  */
-export function settleExtensions(calls: BudgetLedgerCalls, hold: BudgetHold, actual: number): number {
+export function settleExtensions(
+  calls: BudgetLedgerCalls,
+  hold: BudgetHold,
+  actual: number,
+  recordsOf?: (amount: number) => readonly SettledRecord[],
+): number {
   hold.settled = true;
   const own = Math.min(actual, hold.granted);
   let rest = actual - own;
   for (const { id, amount } of hold.extensions ?? []) {
     const part = Math.min(rest, amount);
     rest -= part;
-    void calls.settleAside(id, part);
+    // Each part names the call's record for its share: after a store lost its data, a rebuild that read the record
+    // has counted every part already (SettledRecord).
+    void calls.settleAside(id, part, part > 0 ? recordsOf?.(part) : undefined);
   }
   return own + rest;
 }

@@ -4,7 +4,7 @@ export type { BudgetGuard, BudgetGuardOptions } from './budget-guard.js';
 export { budgetAdminRouter } from './admin-router.js';
 export type { BudgetAdminRouterOptions } from './admin-router.js';
 export type { WebhookOptions } from './webhook.js';
-export type { CallerSpend, RebuildReport, SpendSource } from './rebuild.js';
+export type { CallerSpend, RebuildReport, RecordSpend, SpendSource } from './rebuild.js';
 export type { ModelBudgetOptions } from './model-budgets.js';
 export type {
   BudgetEvent,

@@ -18,11 +18,35 @@ export interface CallerSpend {
   spentNanoUsd: number;
 }
 
+/** One record with spend, as a rebuild reads the most recent ones: one by one, so it can say which it read. */
+export interface RecordSpend extends CallerSpend {
+  /** The record's id (the usage ledger's key). */
+  id: string;
+  /** When its call started (the record's timestamp, epoch ms): the period it counts in. */
+  startedAt: number;
+}
+
 /** Where spend is recorded durably (`postgresSpendSource` from @tollgate/metering is one). */
 export interface SpendSource {
-  /** Nano-USD recorded per caller with records in [since, until) (epoch ms; callers with nothing recorded may be left out). */
-  spentByCaller(since: number, until: number): Promise<CallerSpend[]>;
+  /**
+   * Nano-USD recorded per caller with records started in [since, until) (epoch ms; callers with nothing recorded may
+   * be left out); with `finishedBefore`, only the records whose call finished before it (timestamp + latency).
+   */
+  spentByCaller(since: number, until: number, finishedBefore?: number): Promise<CallerSpend[]>;
+  /**
+   * The records with spend started in [since, until) whose call finished at or after `finishedFrom`, in one read.
+   * A source that has it lets a rebuild record what it read (a cut), so a settle of a reservation the store lost does
+   * not charge a call the rebuild already counted (see the budget README, "After Redis loses its data").
+   */
+  recordsFinishedSince?(since: number, until: number, finishedFrom: number): Promise<RecordSpend[]>;
 }
+
+/**
+ * How long a usage record may take to reach the usage ledger after its call finished (the sinks' batches and retries,
+ * the processes' clocks apart): a rebuild counts every record that finished this long before it read as read, and
+ * names those that finished since one by one (its cut).
+ */
+export const RECORD_DELIVERY_MS = 60_000;
 
 export interface RebuildReport {
   /** Ledger scopes asked about. */
@@ -67,8 +91,15 @@ interface ScopeToRebuild {
 async function scopesOfCallers(book: BudgetBook, callers: readonly CallerSpend[], now: number) {
   const scopes = new Map<string, ScopeToRebuild>();
   const slots = new Set<string | undefined>([undefined]);
+  /** The slots each caller's scopes are in: a record's id goes to those of the rebuild's cut. */
+  const slotsOf = new Map<string, Set<string | undefined>>();
   const add = (budget: ResolvedBudget, caller: string | undefined) => {
     slots.add(budget.slot);
+    if (caller !== undefined) {
+      const own = slotsOf.get(caller) ?? new Set<string | undefined>();
+      own.add(budget.slot);
+      slotsOf.set(caller, own);
+    }
     for (const scope of budgetWindow(budget, now).scopes) {
       let entry = scopes.get(scope.key);
       if (!entry) {
@@ -84,7 +115,23 @@ async function scopesOfCallers(book: BudgetBook, callers: readonly CallerSpend[]
     for (const budget of await book.plan.forCall(identityOf(caller), caller.model ?? undefined))
       add(budget, callerKey(caller));
   }
-  return { scopes: [...scopes.values()], slots: [...slots] };
+  return { scopes: [...scopes.values()], slots: [...slots], slotsOf };
+}
+
+/** The ids of the records read one by one, per slot their callers' scopes are in: the rebuild's cut. */
+function cutIds(
+  recent: readonly RecordSpend[],
+  slotsOf: ReadonlyMap<string, ReadonlySet<string | undefined>>,
+): Map<string | undefined, string[]> {
+  const ids = new Map<string | undefined, string[]>();
+  for (const row of recent) {
+    for (const slot of slotsOf.get(callerKey(row)) ?? []) {
+      const list = ids.get(slot) ?? [];
+      list.push(row.id);
+      ids.set(slot, list);
+    }
+  }
+  return ids;
 }
 
 /** The oldest instant any budget counts from: every calendar period is at most a quarter, a rolling window any length. */
@@ -114,18 +161,31 @@ export async function rebuildSpend(book: BudgetBook, source: SpendSource): Promi
   const now = book.now();
   const until = now + 1;
   const earliest = earliestStart(book, now);
-  const callers = (await source.spentByCaller(earliest, until)).filter((c) => c.spentNanoUsd > 0);
-  const { scopes, slots } = await scopesOfCallers(book, callers, now);
+  // With a cut: the records that finished before it summed (every one is in the ledger by now), those since read one by
+  // one in a single read, so what the rebuild counts is exactly what its cut names.
+  const cut = source.recordsFinishedSince ? now - RECORD_DELIVERY_MS : undefined;
+  const recent = cut === undefined ? [] : await source.recordsFinishedSince!(earliest, until, cut);
+  const summed = await source.spentByCaller(earliest, until, cut);
+  const callers = [...summed, ...recent].filter((c) => c.spentNanoUsd > 0);
+  const { scopes, slots, slotsOf } = await scopesOfCallers(book, callers, now);
+  if (cut !== undefined) await ledger.rebuildGate?.recordCut?.(cut, cutIds(recent, slotsOf));
+  const withRecent = (since: number, rows: readonly CallerSpend[]) => {
+    const bySpender = new Map(rows.map((row) => [callerKey(row), row.spentNanoUsd] as const));
+    for (const row of recent) {
+      if (row.startedAt < since) continue;
+      const key = callerKey(row);
+      bySpender.set(key, (bySpender.get(key) ?? 0) + row.spentNanoUsd);
+    }
+    return bySpender;
+  };
   // One question to the ledger per start of a window (a handful: the periods in use, a rolling budget's buckets).
   const bySince = new Map<number, Promise<Map<string, number>>>([
-    [earliest, Promise.resolve(new Map(callers.map((row) => [callerKey(row), row.spentNanoUsd] as const)))],
+    [earliest, Promise.resolve(withRecent(earliest, summed))],
   ]);
   const spentSince = (since: number) => {
     let asked = bySince.get(since);
     if (!asked) {
-      asked = source
-        .spentByCaller(since, until)
-        .then((rows) => new Map(rows.map((row) => [callerKey(row), row.spentNanoUsd] as const)));
+      asked = source.spentByCaller(since, until, cut).then((rows) => withRecent(since, rows));
       bySince.set(since, asked);
     }
     return asked;

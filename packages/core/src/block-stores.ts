@@ -11,6 +11,7 @@ import type {
   ReserveResult,
   ScopeBalance,
   ScopeUsage,
+  SettledRecord,
   SettleResult,
   TollgateStores,
   WindowCounter,
@@ -109,6 +110,8 @@ interface LedgerBlock {
   used: number;
   /** What settled grants spent: what the block settles at. */
   spent: number;
+  /** The usage records of that spend, passed on with the block's settle (see SettledRecord). */
+  records: SettledRecord[];
   live: number;
   retired: boolean;
   bornAt: number;
@@ -615,7 +618,7 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
   const blockIdPrefix = `block:${process.pid.toString(36)}:${Math.random().toString(36).slice(2, 10)}:`;
   function settleBlock(block: LedgerBlock): void {
     // The inner ledger delivers it (retried, spooled at close); a block whose settle is lost is charged in full at expiry.
-    send(stores.ledger.settle(block.id, block.spent));
+    send(stores.ledger.settle(block.id, block.spent, block.records));
   }
   function retireLedger(block: LedgerBlock): void {
     if (block.retired) return;
@@ -698,6 +701,7 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
       amount: taken.amount,
       used: 0,
       spent: 0,
+      records: [],
       live: 0,
       retired: false,
       bornAt: clock(),
@@ -818,26 +822,32 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
     return balances;
   }
   /** The in-process part of a settle (every block part); the store's part, if any, is the caller's to send. */
-  function settleBlocks(id: string, grant: Grant, actual: number): void {
+  function settleBlocks(id: string, grant: Grant, actual: number, records?: readonly SettledRecord[]): void {
     grants.delete(id);
     for (const block of grant.blocks) {
       if (!block) continue;
       block.live -= 1;
       block.spent += actual;
+      if (records) for (const record of records) block.records.push(record);
       block.used += actual - grant.amount;
       if (block.retired && block.live === 0) settleBlock(block);
     }
   }
-  function settleGrant(id: string, grant: Grant, actual: number): SettleResult {
-    settleBlocks(id, grant, actual);
+  function settleGrant(id: string, grant: Grant, actual: number, records?: readonly SettledRecord[]): SettleResult {
+    settleBlocks(id, grant, actual, records);
     const balances: ScopeBalance[] = [];
     for (const block of grant.blocks) if (block) balances.push(block.balance);
     return { settled: true, reserved: grant.amount, scopes: balances };
   }
   /** A grant with a part in the store: the blocks' part now, the store's settled there (its balances reported). */
-  async function settleMixed(id: string, grant: Grant, actual: number): Promise<SettleResult> {
-    settleBlocks(id, grant, actual);
-    const stored = await stores.ledger.settle(id, actual);
+  async function settleMixed(
+    id: string,
+    grant: Grant,
+    actual: number,
+    records?: readonly SettledRecord[],
+  ): Promise<SettleResult> {
+    settleBlocks(id, grant, actual, records);
+    const stored = await stores.ledger.settle(id, actual, records);
     const balances: ScopeUsage[] = [];
     let j = 0;
     for (const block of grant.blocks) {
@@ -866,23 +876,23 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
       if (result) return Promise.resolve(result);
       return request.scopes.length === 0 ? stores.ledger.reserve(request) : reserveInBlocks(request);
     },
-    settleAtOnce(id, actual) {
+    settleAtOnce(id, actual, _options, records) {
       const grant = grants.get(id);
       // A grant with a part in the store settles through `settle`.
       if (!grant || grant.direct) return undefined;
       assertStoreAmount('ledger.settle', 'actualAmount', actual);
-      return settleGrant(id, grant, actual);
+      return settleGrant(id, grant, actual, records);
     },
-    settle(id, actual) {
+    settle(id, actual, records) {
       let result: SettleResult | undefined;
       try {
-        result = ledger.settleAtOnce(id, actual);
+        result = ledger.settleAtOnce(id, actual, undefined, records);
       } catch (error) {
         return Promise.reject(error);
       }
       if (result) return Promise.resolve(result);
       const grant = grants.get(id);
-      return grant?.direct ? settleMixed(id, grant, actual) : stores.ledger.settle(id, actual);
+      return grant?.direct ? settleMixed(id, grant, actual, records) : stores.ledger.settle(id, actual, records);
     },
     release(id) {
       const grant = grants.get(id);

@@ -7,6 +7,7 @@ import type {
   ReservationLedger,
   ReserveRequest,
   ReserveResult,
+  SettledRecord,
   SettleResult,
   TollgateStores,
   WindowCounter,
@@ -90,6 +91,8 @@ interface PendingCharge {
   id: string;
   scopes: LedgerScope[];
   amount: number;
+  /** The usage records it was spent on: a rebuild after the store lost its data may have counted them already. */
+  records: readonly SettledRecord[] | undefined;
 }
 
 interface LocalWindow {
@@ -374,12 +377,17 @@ export function leasedStores<S extends TollgateStores>(stores: S, options: Lease
     useSlice(request.scopes, grant);
     return { ok: true, id: request.id, amount: grant };
   }
-  function settleLocally(id: string, reservation: LocalReservation, actual: number): SettleResult {
+  function settleLocally(
+    id: string,
+    reservation: LocalReservation,
+    actual: number,
+    records?: readonly SettledRecord[],
+  ): SettleResult {
     local.delete(id);
     // The slice keeps what was spent (until the outage ends), not what was reserved.
     useSlice(reservation.scopes, actual - reservation.amount);
     if (actual > 0) {
-      pending.push({ id: `${id}~lease`, scopes: reservation.scopes, amount: actual });
+      pending.push({ id: `${id}~lease`, scopes: reservation.scopes, amount: actual, records });
       if (!down) void flush();
     }
     return { settled: true, reserved: reservation.amount };
@@ -397,9 +405,11 @@ export function leasedStores<S extends TollgateStores>(stores: S, options: Lease
         (result) => result.ok && stores.ledger.release(request.id),
       );
     },
-    settle(id, actual) {
+    settle(id, actual, records) {
       const reservation = local.get(id);
-      return reservation ? Promise.resolve(settleLocally(id, reservation, actual)) : stores.ledger.settle(id, actual);
+      return reservation
+        ? Promise.resolve(settleLocally(id, reservation, actual, records))
+        : stores.ledger.settle(id, actual, records);
     },
     release(id) {
       return this.settle(id, 0);
@@ -431,10 +441,13 @@ export function leasedStores<S extends TollgateStores>(stores: S, options: Lease
           );
           if (!reserved.ok) throw new Error(`the store refused a lease charge on ${reserved.scope}`);
           pending.shift();
-          // The ledger delivers the settle (retried, spooled at close) once it has taken it.
-          void stores.ledger.settle(charge.id, charge.amount).catch(() => undefined);
+          // The ledger delivers the settle (retried, spooled at close) once it has taken it. A reservation of 0 held
+          // nothing: a ledger that can lose its data charges only the records a rebuild did not count (SettledRecord).
+          void stores.ledger.settle(charge.id, charge.amount, charge.records).catch(() => undefined);
         }
       } catch (error) {
+        // A slot whose spend is being rebuilt answered: the store is up; the charges wait for the rebuild (see probe).
+        if (error instanceof SpendNotRebuiltError) return;
         goDown(error);
       } finally {
         flushing = undefined;
@@ -456,7 +469,11 @@ export function leasedStores<S extends TollgateStores>(stores: S, options: Lease
       if (key.startsWith('ledger:')) headroom.delete(key.slice(7));
       else if (key.startsWith('fixed:')) fixed.delete(key.slice(6));
     }
-    if (!down) return;
+    if (!down) {
+      // Charges a rebuild held back (the store lost its data meanwhile) go once it is done.
+      if (pending.length > 0) await flush();
+      return;
+    }
     const ping = (stores as { ping?: () => Promise<boolean> }).ping;
     const answers = await withTimeout(
       typeof ping === 'function' ? ping.call(stores) : Promise.resolve(true),

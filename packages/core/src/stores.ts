@@ -140,6 +140,21 @@ export function spentBeyondCredit(usage: Pick<ScopeUsage, 'spent' | 'credit'>): 
   return usage.spent - usage.credit;
 }
 
+/**
+ * A usage record a settle charges, and its part of the amount settled. After a store lost its data, a rebuild from the
+ * usage ledger may already have counted the record; a settle whose reservation the store no longer holds (or one that
+ * held nothing: spend granted elsewhere, a lease's slice) then charges only the records the rebuild did not count, so
+ * no call is counted twice. Amounts of a settle not covered by its records are always charged.
+ */
+export interface SettledRecord {
+  /** The usage record's id: the usage ledger's key. */
+  id: string;
+  /** When the call finished (epoch ms: the record's timestamp plus its latency), as the usage ledger can tell too. */
+  at: number;
+  /** Nano-USD of the settle's amount this record accounts for. */
+  amount: number;
+}
+
 export interface SettleResult {
   /** False when the id was unknown: never reserved here, or already settled or released. */
   settled: boolean;
@@ -165,9 +180,10 @@ export interface ReservationLedger {
   /**
    * Replace the reservation by the actual amount (may exceed the reservation), charged to every
    * scope it held; for a reservation charged at expiry, charge the difference. Resolves once the
-   * charge is stored; the ledger keeps delivering it if the caller stops waiting.
+   * charge is stored; the ledger keeps delivering it if the caller stops waiting. `records`: the usage records the
+   * amount is for (see SettledRecord); a ledger that cannot lose its data ignores them.
    */
-  settle(id: string, actualAmount: number): Promise<SettleResult>;
+  settle(id: string, actualAmount: number, records?: readonly SettledRecord[]): Promise<SettleResult>;
   /** Settle at zero. */
   release(id: string): Promise<SettleResult>;
   /** Spent and reserved per scope, after dropping expired reservations. */
@@ -200,6 +216,13 @@ export interface ReservationLedger {
 export interface RebuildGate {
   /** Reserves need their slot marked rebuilt from now on (a store whose spend has a durable usage ledger). */
   require(): void;
+  /**
+   * Before a rebuild raises the scopes of the slots not marked rebuilt (lost) to the usage ledger, it records there what
+   * it read: every record that finished before `finishedBefore`, and the ids given per slot (the records that finished
+   * since). A settle that charges records without a reservation the store holds skips those (see SettledRecord).
+   * Slots marked rebuilt (not lost) are left alone.
+   */
+  recordCut?(finishedBefore: number, ids: ReadonlyMap<string | undefined, readonly string[]>): Promise<void>;
   /** True when the slot of every scope given (`undefined`: the default slot) is marked rebuilt. */
   isRebuilt(slots: readonly (string | undefined)[]): Promise<boolean>;
   /** Marks the slots rebuilt (their spend was raised to the usage ledger's): reserves there admit again. */
@@ -345,7 +368,12 @@ export interface FixedWindowAtOnce {
 export interface LedgerAtOnce {
   reserveAtOnce(request: ReserveRequest, options?: AtOnceCallOptions): ReserveResult | undefined;
   /** `settle`, at once; `release` is a settle of 0. */
-  settleAtOnce(id: string, actualAmount: number, options?: AtOnceCallOptions): SettleResult | undefined;
+  settleAtOnce(
+    id: string,
+    actualAmount: number,
+    options?: AtOnceCallOptions,
+    records?: readonly SettledRecord[],
+  ): SettleResult | undefined;
 }
 
 /**

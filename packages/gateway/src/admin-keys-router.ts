@@ -68,8 +68,7 @@ export function adminKeysRouter(
     const tools = optionalStringList(fields, 'tools');
     // The rule the config's own keys pass at start, with its did-you-mean (the first problem names its field).
     const [problem] = keyReferenceProblems(names, { tenant: tenantId, tier, tools }, 'body');
-    if (problem)
-      throw new ApiError('invalid_request', problem, { param: /^body\.(\w+)/.exec(problem)?.[1] ?? null });
+    if (problem) throw new ApiError('invalid_request', problem, { param: /^body\.(\w+)/.exec(problem)?.[1] ?? null });
     const key = generateApiKey();
     const record: ApiKeyRecord = {
       id,

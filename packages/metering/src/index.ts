@@ -27,6 +27,7 @@ export type {
   LedgerLocation,
   LedgerSpendSource,
   CallerSpendRow,
+  RecordSpendRow,
   Queryable,
   UsageAggregate,
   UsageGrouping,

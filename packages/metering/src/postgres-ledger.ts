@@ -365,8 +365,19 @@ type SpendScope = keyof typeof SPEND_COLUMNS;
 export interface LedgerSpendSource {
   spent(query: { scope: SpendScope; id: string | null; since: number; until: number }): Promise<number>;
   idsWithSpend(scope: Exclude<SpendScope, 'global'>, since: number): Promise<string[]>;
-  /** Nano-USD per caller (key, user, tenant, feature, model as billed) with spend in [since, until): what a rebuild reads. */
-  spentByCaller(since: number, until: number): Promise<CallerSpendRow[]>;
+  /**
+   * Nano-USD per caller (key, user, tenant, feature, model as billed) with spend started in [since, until): what a
+   * rebuild reads; with `finishedBefore`, only records whose call finished before it (ts + latency_ms).
+   */
+  spentByCaller(since: number, until: number, finishedBefore?: number): Promise<CallerSpendRow[]>;
+  /** Each record with spend started in [since, until) that finished at or after `finishedFrom`: a rebuild's cut. */
+  recordsFinishedSince(since: number, until: number, finishedFrom: number): Promise<RecordSpendRow[]>;
+}
+
+/** One record's spend (the shape of @tollgate/budget's `RecordSpend`). */
+export interface RecordSpendRow extends CallerSpendRow {
+  id: string;
+  startedAt: number;
 }
 
 /** One caller's spend (the shape of @tollgate/budget's `CallerSpend`). */
@@ -386,6 +397,22 @@ function spendColumn(scope: SpendScope): string | undefined {
       `spend is recorded per ${Object.keys(SPEND_COLUMNS).join(', ')}; got ${JSON.stringify(scope)}`,
     );
   return SPEND_COLUMNS[scope];
+}
+
+/** When a record's call finished, in SQL: its timestamp plus its latency (what a settle names it by, SettledRecord). */
+const FINISHED = `(ts + latency_ms * interval '1 millisecond')`;
+
+/** The caller columns of a ledger row. */
+interface CallerRow {
+  key_id: string | null;
+  user_id: string | null;
+  tenant_id: string | null;
+  feature: string | null;
+  model: string | null;
+}
+
+function callerOf(row: CallerRow): Omit<CallerSpendRow, 'spentNanoUsd'> {
+  return { keyId: row.key_id, userId: row.user_id, tenantId: row.tenant_id, feature: row.feature, model: row.model };
 }
 
 /**
@@ -421,22 +448,35 @@ export function postgresSpendSource(db: Queryable, location: LedgerLocation = {}
       );
       return Number(result.rows[0]?.spent ?? 0);
     },
-    async spentByCaller(since, until) {
+    async spentByCaller(since, until, finishedBefore) {
+      const values = [new Date(since).toISOString(), new Date(until).toISOString()];
+      if (finishedBefore !== undefined) values.push(new Date(finishedBefore).toISOString());
       const result = await orNothing(
-        db.query<{ key_id: string | null; user_id: string | null; tenant_id: string | null; feature: string | null }>(
+        db.query<CallerRow & { spent: string }>(
           `SELECT key_id, user_id, tenant_id, feature, model, sum(cost_nano_usd) AS spent FROM ${table}
-           WHERE ts >= $1 AND ts < $2 GROUP BY key_id, user_id, tenant_id, feature, model HAVING sum(cost_nano_usd) > 0`,
-          [new Date(since).toISOString(), new Date(until).toISOString()],
+           WHERE ts >= $1 AND ts < $2${finishedBefore === undefined ? '' : ` AND ${FINISHED} < $3`}
+           GROUP BY key_id, user_id, tenant_id, feature, model HAVING sum(cost_nano_usd) > 0`,
+          values,
         ),
         { rows: [] },
       );
-      return result.rows.map((row) => {
-        const { key_id, user_id, tenant_id, feature, model, spent } = row as typeof row & {
-          model: string | null;
-          spent: string;
-        };
-        return { keyId: key_id, userId: user_id, tenantId: tenant_id, feature, model, spentNanoUsd: Number(spent) };
-      });
+      return result.rows.map((row) => ({ ...callerOf(row), spentNanoUsd: Number(row.spent) }));
+    },
+    async recordsFinishedSince(since, until, finishedFrom) {
+      const result = await orNothing(
+        db.query<CallerRow & { id: string; ts: Date | string; cost_nano_usd: string }>(
+          `SELECT id, ts, key_id, user_id, tenant_id, feature, model, cost_nano_usd FROM ${table}
+           WHERE ts >= $1 AND ts < $2 AND ${FINISHED} >= $3 AND cost_nano_usd > 0`,
+          [new Date(since).toISOString(), new Date(until).toISOString(), new Date(finishedFrom).toISOString()],
+        ),
+        { rows: [] },
+      );
+      return result.rows.map((row) => ({
+        ...callerOf(row),
+        id: row.id,
+        startedAt: new Date(row.ts).getTime(),
+        spentNanoUsd: Number(row.cost_nano_usd),
+      }));
     },
     async idsWithSpend(scope, since) {
       const column = spendColumn(scope);

@@ -2,6 +2,10 @@
 import type { RebuildGate } from '@tollgate/core/kit';
 import type { Connection } from './connection.js';
 import { DEFAULT_TAG, slotTag } from './hash-slot.js';
+import { recordCut } from './scripts.js';
+
+/** Record ids per recordCut call: a rebuild's cut holds the records of about a minute. */
+const CUT_CHUNK = 500;
 
 /**
  * One mark per ledger slot, `<prefix><tag>:rebuilt`, in the slot itself: the reserve script reads it in the same
@@ -45,6 +49,33 @@ export class RedisRebuildGate implements RebuildGate {
 
   #tags(slots: readonly (string | undefined)[]): string[] {
     return [...new Set([DEFAULT_TAG, ...slots.map((slot) => this.tagOf(slot))])];
+  }
+
+  /** The hash of what the last rebuild of a slot read (see scripts.ts, CUT_HELPERS). */
+  cutOf(tag: string): string {
+    return `${this.prefix}${tag}:counted`;
+  }
+
+  /**
+   * Records the rebuild's cut in every slot given that is not marked rebuilt (in the same script that checks it), the
+   * ids each slot's scopes were charged for: its lost settles skip those records (scripts.ts, settleBatch).
+   */
+  async recordCut(finishedBefore: number, ids: ReadonlyMap<string | undefined, readonly string[]>): Promise<void> {
+    if (!this.required) return;
+    const byTag = new Map<string, Set<string>>([[DEFAULT_TAG, new Set()]]);
+    for (const [slot, list] of ids) {
+      const tag = this.tagOf(slot);
+      const set = byTag.get(tag) ?? new Set<string>();
+      for (const id of list) set.add(id);
+      byTag.set(tag, set);
+    }
+    for (const [tag, set] of byTag) {
+      const all = [...set];
+      for (let at = 0; at === 0 || at < all.length; at += CUT_CHUNK) {
+        const args = [String(Math.floor(finishedBefore)), ...all.slice(at, at + CUT_CHUNK)];
+        await this.connection.run(recordCut, [this.cutOf(tag), this.markOf(tag)], args, 'rebuild gate');
+      }
+    }
   }
 
   async isRebuilt(slots: readonly (string | undefined)[]): Promise<boolean> {

@@ -16,6 +16,7 @@ import type {
   ReserveResult,
   ScopeRef,
   ScopeUsage,
+  SettledRecord,
   SettleResult,
 } from '@tollgate/core/kit';
 import type { Connection } from './connection.js';
@@ -41,6 +42,8 @@ interface Held {
 interface PendingSettle {
   held: Held;
   actual: number;
+  /** The usage records `actual` is for: charged without a reservation, only those a rebuild did not count. */
+  records?: readonly SettledRecord[] | undefined;
   resolve(scopes: ScopeUsage[]): void;
   reject(error: unknown): void;
 }
@@ -58,8 +61,18 @@ interface InDoubt {
 interface Batch {
   ledger: string;
   seq: number;
+  /** The scope hashes first in `keys`, then the sequence key (and, from 'b3', the slot's cut and rebuilt mark). */
+  scopes?: number;
   keys: string[];
   args: string[];
+}
+
+/** The birth a share is sent with when its reservation held nothing: never a hash's, so charged as lost (checked). */
+const HELD_NOTHING = '-';
+
+/** A record as a settle batch carries it: "amount,at,id" (the id last: it is the only part that may hold a comma). */
+function recordArg(record: SettledRecord): string {
+  return `${Math.max(0, Math.ceil(record.amount))},${Math.floor(record.at)},${record.id}`;
 }
 
 /** A budget scope and its birth: Redis's time in µs when its hash was written from nothing, as a decimal string. */
@@ -226,6 +239,8 @@ export class RedisReservationLedger implements ReservationLedger {
   readonly #births: ScopeBirths | undefined;
   readonly #gate: RedisRebuildGate | undefined;
   readonly #tag: string;
+  /** The slot's record of what the last rebuild after a loss read (RedisRebuildGate.recordCut). */
+  readonly #cutKey: string;
 
   constructor(
     private readonly connection: Connection,
@@ -236,6 +251,7 @@ export class RedisReservationLedger implements ReservationLedger {
     this.#base = `${prefix}${this.#tag}:`;
     this.#gate = options.gate;
     this.#receiptsKey = `${this.#base}receipts:${this.#id}`;
+    this.#cutKey = `${this.#base}counted`;
     this.#delayMs = options.settleDelayMs ?? 2;
     this.#spool = options.spool;
     this.#births = options.births;
@@ -373,13 +389,13 @@ export class RedisReservationLedger implements ReservationLedger {
     };
   }
 
-  async settle(id: string, actualAmount: number): Promise<SettleResult> {
+  async settle(id: string, actualAmount: number, records?: readonly SettledRecord[]): Promise<SettleResult> {
     assertStoreAmount('ledger.settle', 'actualAmount', actualAmount);
     const held = this.#held.get(id);
     if (!held) return { settled: false, reserved: 0 };
     this.#held.delete(id);
     const scopes = await new Promise<ScopeUsage[]>((resolve, reject) => {
-      this.#pending.push({ held, actual: Math.max(0, actualAmount), resolve, reject });
+      this.#pending.push({ held, actual: Math.max(0, actualAmount), records, resolve, reject });
       this.#schedule(this.#delayMs);
     });
     return { settled: true, reserved: held.amount, scopes };
@@ -458,21 +474,33 @@ export class RedisReservationLedger implements ReservationLedger {
     return flushing;
   }
 
-  /** The pending settles summed per scope and bucket, as the next numbered batch. */
+  /**
+   * The pending settles summed per scope and bucket, as the next numbered batch. The usage records of the settles go
+   * once each; a share names those of its settles: read only where the share's reservation is lost (or held nothing).
+   */
   #batchOf(pending: PendingSettle[]): { batch: Batch; scopeKeys: string[] } {
     const index = new Map<string, number>();
     const shares = new Map<
       string,
-      { scope: number; bucket: string; amount: number; actual: number; birth: string; periodEnd: number }
+      { scope: number; bucket: string; amount: number; actual: number; birth: string; periodEnd: number; refs: string }
     >();
-    for (const { held, actual } of pending) {
+    const records: string[] = [];
+    for (const { held, actual, records: settled } of pending) {
+      let refs = '';
+      if (settled && settled.length > 0) {
+        const first = records.length + 1;
+        for (const record of settled) records.push(recordArg(record));
+        refs = String(first);
+        for (let k = first + 1; k <= records.length; k++) refs += `,${k}`;
+      }
       held.scopes.forEach((key, i) => {
         let scope = index.get(key);
         if (scope === undefined) {
           scope = index.size + 1;
           index.set(key, scope);
         }
-        const birth = held.births[i] ?? '';
+        // Spend granted elsewhere (a lease's slice, charged under a reservation of 0) is checked as a lost share is.
+        const birth = held.amount === 0 && refs !== '' ? HELD_NOTHING : (held.births[i] ?? '');
         const periodEnd = held.periodEnds[i] ?? 0;
         const shareKey = `${scope}\u0000${held.bucket}\u0000${birth}`;
         const share = shares.get(shareKey);
@@ -480,14 +508,16 @@ export class RedisReservationLedger implements ReservationLedger {
           share.amount += held.amount;
           share.actual += actual;
           share.periodEnd = Math.max(share.periodEnd, periodEnd);
+          if (refs !== '') share.refs = share.refs === '' ? refs : `${share.refs},${refs}`;
         } else {
-          shares.set(shareKey, { scope, bucket: held.bucket, amount: held.amount, actual, birth, periodEnd });
+          shares.set(shareKey, { scope, bucket: held.bucket, amount: held.amount, actual, birth, periodEnd, refs });
         }
       });
     }
     const scopeKeys = [...index.keys()];
     const seq = ++this.#seq;
-    const args = [String(seq), 'b2'];
+    const gated = this.#gate?.required === true;
+    const args = [String(seq), 'b3', gated ? '1' : '0', String(records.length), ...records];
     for (const share of shares.values())
       args.push(
         String(share.scope),
@@ -496,16 +526,11 @@ export class RedisReservationLedger implements ReservationLedger {
         String(share.actual),
         share.birth,
         String(share.periodEnd),
+        share.refs,
       );
-    return {
-      batch: {
-        ledger: this.#id,
-        seq,
-        keys: [...scopeKeys.map((key) => this.#scopeKey(key)), this.#sequenceKey(this.#id)],
-        args,
-      },
-      scopeKeys,
-    };
+    const keys = [...scopeKeys.map((key) => this.#scopeKey(key)), this.#sequenceKey(this.#id), this.#cutKey];
+    if (gated) keys.push(this.#gate!.markOf(this.#tag));
+    return { batch: { ledger: this.#id, seq, scopes: scopeKeys.length, keys, args }, scopeKeys };
   }
 
   #doubt(reserve: InDoubt): void {
@@ -581,7 +606,9 @@ export class RedisReservationLedger implements ReservationLedger {
       try {
         const reply = (await this.#run(scripts.settleBatch, batch.keys, batch.args)) as unknown[];
         // After the tag's closing brace (the prefix has none): a replayed batch may carry another slot's tag.
-        const scopeKeys = batch.keys.slice(0, -1).map((key) => key.slice(key.indexOf('}') + ':scope:'.length + 1));
+        const scopeKeys = batch.keys
+          .slice(0, batch.scopes ?? batch.keys.length - 1)
+          .map((key) => key.slice(key.indexOf('}') + ':scope:'.length + 1));
         // Already applied by an attempt whose reply was lost: its balances are read instead.
         if (reply[0] !== 1) return await this.usage(scopeKeys);
         return usageOfReply(scopeKeys, reply.slice(1));
@@ -628,9 +655,10 @@ export class RedisReservationLedger implements ReservationLedger {
   async restoreSpent(scope: ScopeRef, spent: number, expiresAt: number): Promise<boolean> {
     assertStoreAmount('ledger.restoreSpent', 'spent', spent);
     assertStoreNumber('ledger.restoreSpent', 'expiresAt', expiresAt);
-    return (
-      (await this.#run(scripts.restoreSpent, [this.#scopeKey(scopeKeyOf(scope))], [spent, Math.ceil(expiresAt)])) === 1
-    );
+    const keys = [this.#scopeKey(scopeKeyOf(scope))];
+    // Gated: in a slot not marked rebuilt, what lost settles charged meanwhile is weighed against the rebuild's cut.
+    if (this.#gate?.required) keys.push(this.#cutKey, this.#gate.markOf(this.#tag));
+    return (await this.#run(scripts.restoreSpent, keys, [spent, Math.ceil(expiresAt)])) === 1;
   }
 
   async resetScope(scope: ScopeRef): Promise<void> {

@@ -377,12 +377,36 @@ export const reserveReceipts = new LuaScript(
   `,
 );
 
+// What a rebuild after a loss read, and what lost settles charged before it (see RedisRebuildGate.recordCut): the
+// slot's cut hash (<base>counted) holds @from, before which every finished record was read, and the ids of those read
+// since; a scope's lost hash (<base>lost:<scope>) holds what lost settles charged it while the slot was not rebuilt:
+// @a, their total, and per record charged "at,amount", which the rebuild's restore takes back where it read the record.
+const CUT_HELPERS = `
+local cutFrom, cutLoaded = nil, false
+-- True when the rebuild recorded in cutKey read the record (finished at \`at\`).
+local function counted(cutKey, id, at)
+  if not cutLoaded then
+    cutFrom = tonumber(redis.call('HGET', cutKey, '@from'))
+    cutLoaded = true
+  end
+  if cutFrom == nil then return false end
+  return at < cutFrom or redis.call('HEXISTS', cutKey, id) == 1
+end
+-- The lost hash of a scope hash, next to the cut hash in its slot.
+local function lostKeyOf(cutKey, scope)
+  local base = string.sub(cutKey, 1, #cutKey - #'counted')
+  return base .. 'lost:' .. string.sub(scope, #base + #'scope:' + 1)
+end
+`;
+
 /**
- * KEYS: the scope hashes, then the sending ledger's sequence key. ARGV: the batch's sequence
- * number, 'b2', then (scope index, bucket time, amount held, actual amount, the scope's birth when
- * reserved, its period end) per settled share, summed by the caller per scope, bucket and birth. A
- * batch spooled by an older ledger has no 'b2' and no births: (scope index, bucket time, amount
- * held, actual amount). Returns {1, then (spent, reserved) per scope, then credit per scope}, or {0} when this batch
+ * KEYS: the scope hashes, then the sending ledger's sequence key, then ('b3') the slot's cut hash and (gated) its
+ * rebuilt mark. ARGV: the batch's sequence number, 'b3', gated ('1' or '0'), the count of records and each record
+ * ("amount,at,id"), then (scope index, bucket time, amount held, actual amount, the scope's birth when reserved, its
+ * period end, the records of the share's settles: their indexes, "i,j,...", or '') per settled share, summed by the
+ * caller per scope, bucket and birth. A batch spooled by an older ledger is 'b2' (no gated flag, no records, no refs)
+ * or has no tag at all and no births: (scope index, bucket time, amount held, actual amount). Returns {1, then
+ * (spent, reserved) per scope, then credit per scope}, or {0} when this batch
  * already landed (a retry after a lost reply, a replay from the spool): each ledger sends its
  * batches one at a time, in order, so a number at or below the last applied one is applied
  * already, and a batch lands exactly once.
@@ -396,16 +420,47 @@ export const reserveReceipts = new LuaScript(
  * charged (the hash is written again while its period runs) and nothing is given back, neither
  * the held amount (that was lost with the hash) nor a correction: what Redis forgot never turns
  * into credit. A bucket gone before its time in a hash of the same birth is charged the same way.
+ * Such a share (and one whose reservation held nothing, sent with birth '-') charges its records only where the
+ * slot's last rebuild did not read them (counted): the rebuild already raised the scope by those. While the slot is
+ * not rebuilt yet (gated, no mark), what it charges is noted in the scope's lost hash for the rebuild's restore.
  */
 export const settleBatch = new LuaScript(
   'settleBatch',
-  `${PRELUDE}${LEDGER_HELPERS}
+  `${PRELUDE}${LEDGER_HELPERS}${CUT_HELPERS}
   local n = #KEYS - 1
-  local seq = tonumber(ARGV[1])
-  if seq <= (tonumber(redis.call('GET', KEYS[#KEYS])) or 0) then return {0} end
-  redis.call('SET', KEYS[#KEYS], ARGV[1], 'PX', MARGIN)
   local first, stride = 2, 4
+  local records, cutKey, markKey = {}, nil, nil
   if ARGV[2] == 'b2' then first, stride = 3, 6 end
+  if ARGV[2] == 'b3' then
+    local count = tonumber(ARGV[4])
+    for k = 1, count do records[k] = ARGV[4 + k] end
+    first, stride = 5 + count, 7
+    n = #KEYS - (ARGV[3] == '1' and 3 or 2)
+    cutKey = KEYS[n + 2]
+    if ARGV[3] == '1' then markKey = KEYS[n + 3] end
+  end
+  local seqKey = KEYS[n + 1]
+  local seq = tonumber(ARGV[1])
+  if seq <= (tonumber(redis.call('GET', seqKey)) or 0) then return {0} end
+  redis.call('SET', seqKey, ARGV[1], 'PX', MARGIN)
+  local tracking = nil
+  -- What a share charges without a reservation the hash holds: its actual, less the records the rebuild read.
+  local function uncounted(scope, actual, refs)
+    if refs == nil or cutKey == nil then return actual end
+    if tracking == nil then tracking = markKey ~= nil and redis.call('EXISTS', markKey) == 0 end
+    local lostKey = tracking and lostKeyOf(cutKey, scope) or nil
+    for r in string.gmatch(refs, '[^,]+') do
+      local amount, at, id = string.match(records[tonumber(r)], '^([^,]*),([^,]*),(.*)$')
+      if counted(cutKey, id, tonumber(at)) then actual = actual - tonumber(amount)
+      elseif lostKey then redis.call('HSET', lostKey, id, at .. ',' .. amount) end
+    end
+    if actual < 0 then actual = 0 end
+    if lostKey then
+      redis.call('HINCRBY', lostKey, '@a', actual)
+      redis.call('PEXPIRE', lostKey, MARGIN)
+    end
+    return actual
+  end
   local states = {}
   for i = 1, n do states[i] = roll(KEYS[i]) end
   for j = first, #ARGV, stride do
@@ -417,6 +472,8 @@ export const settleBatch = new LuaScript(
     local actual = tonumber(ARGV[j + 3])
     local born = ARGV[j + 4]
     local periodEnd = tonumber(ARGV[j + 5])
+    local refs = nil
+    if stride == 7 and ARGV[j + 6] ~= '' then refs = ARGV[j + 6] end
     if st.exists and (born == nil or birth(KEYS[i], st) == born) then
       local running = st.pe ~= nil and st.pe > now
       local held = tonumber(redis.call('HGET', KEYS[i], 'h' .. t))
@@ -445,7 +502,7 @@ export const settleBatch = new LuaScript(
         keep(KEYS[i], st, periodEnd, periodEnd)
         st.exists = true
       end
-      st.s = st.s + actual
+      st.s = st.s + uncounted(KEYS[i], actual, refs)
       st.dirty = true
     end
   end
@@ -500,16 +557,27 @@ export const addToScope = new LuaScript(
 );
 
 /**
- * KEYS: scope hash. ARGV: spent (what a usage ledger recorded), period end. Raises the spend to
- * that, never lowers it, never touches the credit; returns 1 when it raised it.
+ * KEYS: scope hash, then (gated) the slot's cut hash and rebuilt mark. ARGV: spent (what a usage ledger recorded),
+ * period end. Raises the spend to that, never lowers it, never touches the credit; returns 1 when it raised it. In a
+ * slot not marked rebuilt (its data lost), what lost settles charged the scope since is added to it, less what they
+ * charged for records this rebuild read (its cut): each call counted once, whichever landed first.
  */
 export const restoreSpent = new LuaScript(
   'restoreSpent',
-  `${PRELUDE}${LEDGER_HELPERS}
+  `${PRELUDE}${LEDGER_HELPERS}${CUT_HELPERS}
   local at = tonumber(ARGV[2])
   if at <= now then return 0 end
   local st = open(KEYS[1], at)
   local floor = tonumber(ARGV[1])
+  if #KEYS == 3 and redis.call('EXISTS', KEYS[3]) == 0 then
+    local lost = redis.call('HGETALL', lostKeyOf(KEYS[2], KEYS[1]))
+    for k = 1, #lost, 2 do
+      if lost[k] == '@a' then floor = floor + tonumber(lost[k + 1]) else
+        local recordAt, amount = string.match(lost[k + 1], '^([^,]*),(.*)$')
+        if counted(KEYS[2], lost[k], tonumber(recordAt)) then floor = floor - tonumber(amount) end
+      end
+    end
+  end
   if st.s >= floor then return 0 end
   if st.pe == nil or at > st.pe then
     redis.call('HSET', KEYS[1], 's', fmt(floor), 'pe', fmt(at))
@@ -517,6 +585,23 @@ export const restoreSpent = new LuaScript(
     redis.call('HSET', KEYS[1], 's', fmt(floor))
   end
   keep(KEYS[1], st, at, at)
+  return 1
+  `,
+);
+
+/**
+ * KEYS: the slot's cut hash, its rebuilt mark. ARGV: the cut's @from (epoch ms), then record ids. In a slot not marked
+ * rebuilt, records what a rebuild read (see CUT_HELPERS): @from raised to ARGV[1], the ids added (a rebuild run again
+ * for the same loss adds to what the first read). Kept a day. Returns 0 (nothing written) in a slot marked rebuilt.
+ */
+export const recordCut = new LuaScript(
+  'recordCut',
+  `${PRELUDE}
+  if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+  local from = tonumber(redis.call('HGET', KEYS[1], '@from'))
+  if from == nil or tonumber(ARGV[1]) > from then redis.call('HSET', KEYS[1], '@from', ARGV[1]) end
+  for k = 2, #ARGV do redis.call('HSET', KEYS[1], ARGV[k], '1') end
+  redis.call('PEXPIRE', KEYS[1], 86400000)
   return 1
   `,
 );
@@ -627,6 +712,7 @@ export const SCRIPTS = {
   ledgerUsage,
   addToScope,
   restoreSpent,
+  recordCut,
   resetScope,
   putKey,
   findKeyByHash,

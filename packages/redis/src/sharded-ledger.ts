@@ -9,6 +9,7 @@ import type {
   ScopeBalance,
   ScopeRef,
   ScopeUsage,
+  SettledRecord,
   SettleResult,
 } from '@tollgate/core/kit';
 import type { Connection } from './connection.js';
@@ -224,13 +225,13 @@ export class ShardedReservationLedger implements ReservationLedger {
     };
   }
 
-  async settle(id: string, actualAmount: number): Promise<SettleResult> {
+  async settle(id: string, actualAmount: number, records?: readonly SettledRecord[]): Promise<SettleResult> {
     assertStoreAmount('ledger.settle', 'actualAmount', actualAmount);
     const hold = this.#holds.get(id);
     if (!hold) return { settled: false, reserved: 0 };
     this.#holds.delete(id);
     const results = await this.#using(hold.parts, () =>
-      Promise.all(hold.parts.map((ledger) => ledger.settle(id, actualAmount))),
+      Promise.all(hold.parts.map((ledger) => ledger.settle(id, actualAmount, records))),
     );
     const after = new Map<string, ScopeUsage>();
     for (const result of results) for (const scope of result.scopes ?? []) after.set(scope.key, scope);
