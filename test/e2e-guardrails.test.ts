@@ -40,10 +40,10 @@ beforeAll(async () => {
       env: { OPENAI_API_KEY: 'sk-upstream', ANTHROPIC_API_KEY: 'sk-ant-upstream' },
       guardrails: {
         check: ({ texts }) => (texts.some((text) => text.includes('classified')) ? { rule: 'secrecy' } : undefined),
-        // Stops the answer of a request that asks for it once the mock's answer says "deterministically".
+        // Stops the answer of a request that asks for it once the mock's answer says "consistently".
         onAnswerText: (text, { call }) => {
           answerTexts.push(text);
-          return JSON.stringify(call.body).includes('stop my answer') && text.includes('deterministically')
+          return JSON.stringify(call.body).includes('stop my answer') && text.includes('consistently')
             ? { rule: 'leak' }
             : undefined;
         },
@@ -229,8 +229,8 @@ describe('the answer hook, beside the meter on the same response', () => {
       })(),
     );
     expect(error).toBeInstanceOf(Error);
-    expect(answerTexts.join('')).toContain('deterministically');
-    expect(text).not.toContain('deterministically');
+    expect(answerTexts.join('')).toContain('consistently');
+    expect(text).not.toContain('consistently');
   });
 });
 
