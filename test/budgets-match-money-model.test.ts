@@ -453,7 +453,11 @@ async function runSteps(backend: Backend, steps: Step[], seen: Map<string, numbe
         await run.settleClocks();
         await run.compare();
       } catch (error) {
-        throw new Error(`step ${index + 1} ${JSON.stringify(step)}: ${(error as Error).message}`);
+        // A reservation may have expired during a step slower than the guard: say so, it is no money defect.
+        const tookMs = (await system.storeNow()) - storeNow;
+        const slow =
+          backend.expiryGuardMs > 0 && tookMs > backend.expiryGuardMs ? ` (step and checks took ${tookMs} ms)` : '';
+        throw new Error(`step ${index + 1} ${JSON.stringify(step)}${slow}: ${(error as Error).message}`);
       }
     }
   } finally {
