@@ -113,7 +113,7 @@ type Step =
 interface GuardHold {
   id: string;
   granted: number;
-  extensions?: string[];
+  extensions?: { id: string; amount: number }[];
 }
 
 /** One process: its stores, its budget guard and the guard's pre-call check (the steps combineLimits drives). */
@@ -241,25 +241,33 @@ function requestOf(caller: Caller, model: ModelName, input: number, output: numb
 
 /** The usage ledger the model keeps, as a SpendSource: its records summed per caller and model. */
 function spendSourceOf(model: MoneyModel): SpendSource {
+  const rowOf = (record: MoneyModel['records'][number]): CallerSpend => ({
+    keyId: record.caller.keyId,
+    userId: record.caller.userId ?? null,
+    tenantId: record.caller.tenantId,
+    feature: null,
+    model: record.model,
+    spentNanoUsd: record.cost,
+  });
+  // As the PostgreSQL source reads it: sums of the records finished before the cut, the later ones one by one.
   return {
-    async spentByCaller(since, until) {
+    async spentByCaller(since, until, finishedBefore) {
       const sums = new Map<string, CallerSpend>();
-      for (const { caller, model: billed, at, cost } of model.records) {
-        if (at < since || at >= until) continue;
-        const row: CallerSpend = {
-          keyId: caller.keyId,
-          userId: caller.userId ?? null,
-          tenantId: caller.tenantId,
-          feature: null,
-          model: billed,
-          spentNanoUsd: 0,
-        };
+      for (const record of model.records) {
+        if (record.at < since || record.at >= until) continue;
+        if (finishedBefore !== undefined && record.finishedAt >= finishedBefore) continue;
+        const row = rowOf(record);
         const key = JSON.stringify({ ...row, spentNanoUsd: 0 });
-        const sum = sums.get(key) ?? row;
-        sum.spentNanoUsd += cost;
+        const sum = sums.get(key) ?? { ...row, spentNanoUsd: 0 };
+        sum.spentNanoUsd += record.cost;
         sums.set(key, sum);
       }
       return [...sums.values()];
+    },
+    async recordsFinishedSince(since, until, finishedFrom) {
+      return model.records
+        .filter((record) => record.at >= since && record.at < until && record.finishedAt >= finishedFrom)
+        .map((record) => ({ ...rowOf(record), id: record.id, startedAt: record.at }));
     },
   };
 }
@@ -385,7 +393,7 @@ class Run {
     const { output } = PRICES[held.model.model as ModelName];
     const got = await held.ctx.extendOutput(tokens, atLeast);
     const granted = this.model.extend(held.model, tokens * output, atLeast * output, this.system.appNow(), () =>
-      this.system.expiryOf(held.process, held.real.extensions!.at(-1)!, storeNow),
+      this.system.expiryOf(held.process, held.real.extensions!.at(-1)!.id, storeNow),
     );
     const want = Math.floor(granted / output);
     if (got !== want) throw new Error(`the extension granted ${got} tokens; the model: ${want}`);
@@ -395,14 +403,18 @@ class Run {
     const total = MoneyModel.heldFor(held.model);
     const part = Math.floor((total * step.permille) / 1_000);
     const actual = { zero: 0, below: part, at: total, above: total + part + 1 }[step.how];
+    // The record as the meter writes it: its id and when its call finished name it in a settle (a rebuild's cut).
     const record = {
+      id: `record-${held.ctx.requestId}`,
       requestId: held.ctx.requestId,
+      timestamp: new Date(this.system.appNow()).toISOString(),
+      latencyMs: 0,
       model: held.model.model,
       inputTokens: held.input,
       costNanoUsd: actual,
     } as UsageRecord;
     await held.ctx.settle(record);
-    this.model.settle(held.model, actual, this.system.appNow());
+    this.model.settle(held.model, actual, this.system.appNow(), record.id);
     this.held.splice(this.held.indexOf(held), 1);
   }
 

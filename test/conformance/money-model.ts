@@ -59,9 +59,14 @@ export interface Figures {
 
 /** One usage record as the durable usage ledger keeps it. */
 export interface LedgerRecord {
+  /** The record's id (the usage ledger's key). */
+  id: string;
   caller: Caller;
   model: string;
+  /** When its call started: the period it counts in. */
   at: number;
+  /** When its call finished (its settle): what a rebuild's cut compares. */
+  finishedAt: number;
   cost: number;
 }
 
@@ -211,10 +216,10 @@ export class MoneyModel {
   }
 
   /** The request's settle: `actual` charged to the first reservation, the extensions released; the record kept. */
-  settle(hold: ModelHold, actual: number, now: number): void {
+  settle(hold: ModelHold, actual: number, now: number, id: string): void {
     this.#settleReservation(hold, hold.first, actual, now);
     for (const extension of hold.extensions) this.#settleReservation(hold, extension, 0, now);
-    this.records.push({ caller: hold.caller, model: hold.model, at: hold.at, cost: actual });
+    this.records.push({ id, caller: hold.caller, model: hold.model, at: hold.at, finishedAt: now, cost: actual });
     this.#drop(hold);
   }
 

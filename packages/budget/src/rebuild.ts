@@ -161,14 +161,20 @@ export async function rebuildSpend(book: BudgetBook, source: SpendSource): Promi
   const now = book.now();
   const until = now + 1;
   const earliest = earliestStart(book, now);
-  // With a cut: the records that finished before it summed (every one is in the ledger by now), those since read one by
-  // one in a single read, so what the rebuild counts is exactly what its cut names.
-  const cut = source.recordsFinishedSince ? now - RECORD_DELIVERY_MS : undefined;
-  const recent = cut === undefined ? [] : await source.recordsFinishedSince!(earliest, until, cut);
+  // The cut: the records that finished before it summed (every one is in the ledger by now), those since read one by
+  // one in a single read, so what the rebuild counts is exactly what its cut names. A source that cannot list records
+  // is read whole, and its cut is the read itself: a lost settle of a call that finished before it is counted once (by
+  // the ledger), never twice; a record that reaches that ledger later than its settle is under-counted instead.
+  const cut = source.recordsFinishedSince ? now - RECORD_DELIVERY_MS : until;
+  const recent = source.recordsFinishedSince ? await source.recordsFinishedSince(earliest, until, cut) : [];
   const summed = await source.spentByCaller(earliest, until, cut);
   const callers = [...summed, ...recent].filter((c) => c.spentNanoUsd > 0);
   const { scopes, slots, slotsOf } = await scopesOfCallers(book, callers, now);
-  if (cut !== undefined) await ledger.rebuildGate?.recordCut?.(cut, cutIds(recent, slotsOf));
+  // Every slot the rebuild covers gets the cut, those without a recent record too: a lost settle there of a call that
+  // finished before it was read with the sums (found by the model-based test: the slot had no cut, the call counted twice).
+  const ids = cutIds(recent, slotsOf);
+  for (const slot of slots) if (!ids.has(slot)) ids.set(slot, []);
+  await ledger.rebuildGate?.recordCut?.(cut, ids);
   const withRecent = (since: number, rows: readonly CallerSpend[]) => {
     const bySpender = new Map(rows.map((row) => [callerKey(row), row.spentNanoUsd] as const));
     for (const row of recent) {
