@@ -13,7 +13,7 @@ import OpenAI from 'openai';
 import pg from 'pg';
 import { createClient } from 'redis';
 import { freePort, PrivateRedis } from '../packages/redis/test/helpers.js';
-import { newApiKey, sha256Hex, spawnProxy, startMockUpstream } from './helpers/proxy.js';
+import { newApiKey, sentUntilAnswered, sha256Hex, spawnProxy, startMockUpstream } from './helpers/proxy.js';
 import type { RunningMock, SpawnedProxy } from './helpers/proxy.js';
 
 const POSTGRES_URL = process.env.POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -89,19 +89,13 @@ async function budget(scope: string): Promise<BudgetView> {
 async function calls(count: number): Promise<void> {
   const clients = proxies.map((proxy) => new OpenAI({ apiKey: key, baseURL: `${proxy.url}/v1`, maxRetries: 0 }));
   for (let i = 0; i < count; i++) {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await clients[i % clients.length]!.chat.completions.create({
-          model: 'gpt-4o-mini',
-          messages: [{ role: 'user', content: `call ${i}` }],
-          max_tokens: 20,
-        });
-        break;
-      } catch (error) {
-        if (attempt > 150) throw error;
-        await sleep(100);
-      }
-    }
+    await sentUntilAnswered(() =>
+      clients[i % clients.length]!.chat.completions.create({
+        model: 'gpt-4o-mini',
+        messages: [{ role: 'user', content: `call ${i}` }],
+        max_tokens: 20,
+      }),
+    );
   }
 }
 

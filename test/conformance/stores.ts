@@ -598,6 +598,25 @@ export function describeStoreConformance(
         );
       });
 
+      it('raises a credit to what a credit journal recorded, keeps the spend; never lowers or adds to one', async () => {
+        const [lost, held] = [await scope('lost', 100), await scope('held', 100)];
+        await stores.ledger.adjustSpent(lost.key, 25, lost.expiresAt);
+        await stores.ledger.addCredit(held.key, 200, held.expiresAt);
+        // Raised to, never added: a credit the store still holds is not counted again.
+        expect(await stores.ledger.restoreCredit!(lost.key, 200, lost.expiresAt)).toBe(true);
+        expect(await stores.ledger.restoreCredit!(held.key, 200, held.expiresAt)).toBe(false);
+        expect(await stores.ledger.restoreCredit!(lost.key, 150, lost.expiresAt)).toBe(false);
+        expect(await stores.ledger.restoreCredit!(held.key, 260, held.expiresAt)).toBe(true);
+        expect(await stores.ledger.usage([lost.key, held.key])).toEqual([
+          { key: lost.key, spent: 25, reserved: 0, credit: 200 },
+          { key: held.key, spent: 0, reserved: 0, credit: 260 },
+        ]);
+        // limit + credit - spent: 275 left.
+        expect(
+          await stores.ledger.reserve({ id: unique('r'), amount: 276, scopes: [lost], ttlMs: LONG }),
+        ).toMatchObject({ ok: false, remaining: 275 });
+      });
+
       it('reports unknown scopes as empty, in the order asked', async () => {
         const a = await scope('a', 100);
         await stores.ledger.adjustSpent(a.key, 5, a.expiresAt);

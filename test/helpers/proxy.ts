@@ -281,6 +281,18 @@ export async function caught(promise: Promise<unknown>): Promise<unknown> {
   throw new Error('the request succeeded');
 }
 
+/** Sends until answered, 100 ms apart (about 15 s at most): a call refused while a store comes back is sent again. */
+export async function sentUntilAnswered<T>(send: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await send();
+    } catch (error) {
+      if (attempt > 150) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
+
 /** Polls `read` until it returns a value (about 5 s at most). */
 export async function waitFor<T>(read: () => T | undefined | Promise<T | undefined>, what: string): Promise<T> {
   for (let i = 0; i < 200; i++) {

@@ -143,7 +143,7 @@ function budgetOperations(book: BudgetBook, reservations: BudgetReservations) {
     },
     async rebuild(source: SpendSource) {
       const report = await rebuildSpend(book, source);
-      if (report.restored.length > 0) forgetSpend();
+      if (report.restored.length > 0 || report.credited.length > 0) forgetSpend();
       return report;
     },
   };
@@ -163,7 +163,14 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     webhook,
     now,
   });
-  const book: BudgetBook = { plan, ledger, monitor, now, storeTimeoutMs };
+  const book: BudgetBook = {
+    plan,
+    ledger,
+    monitor,
+    now,
+    storeTimeoutMs,
+    ...(config.creditJournal ? { credits: config.creditJournal } : {}),
+  };
   const reservations = new BudgetReservations(config, new BudgetLedgerCalls(ledger, config), monitor);
   /**
    * Each running request's hold, for `reprice`: in the request's context, not in a WeakMap (an entry per request

@@ -10,6 +10,7 @@ import {
 import { assertKnownOptions, type ReservationLedger } from '@tollgate/core/kit';
 import { BudgetPlan } from './budget-plan.js';
 import type { BudgetPlanOptions } from './budget-plan.js';
+import type { CreditJournal } from './credit-journal.js';
 import type { Request, Response } from 'express';
 import type { BudgetEvent, BudgetThresholdEvent } from './types.js';
 import { createWebhookSender } from './webhook.js';
@@ -22,6 +23,14 @@ export interface BudgetGuardOptions extends BudgetPlanOptions {
    * @default an in-memory ledger of this guard alone
    */
   ledger?: ReservationLedger;
+  /**
+   * Where top-ups (and resets) are recorded durably, so a store that loses its data (Redis flushed or failed over, a
+   * memory store restarted) gets its credit back at the rebuild: `postgresCreditJournal(db)` from @tollgate/metering
+   * keeps it beside the SQL usage ledger. A top-up is journaled before the store is credited; needs a ledger with
+   * `restoreCredit` (memory, Redis).
+   * @default none: the store is the only record of credit
+   */
+  creditJournal?: CreditJournal;
   /**
    * Prices used to clamp the output cap and to re-price a downgraded model. Use the same table
    * as metering, or clamps will not match the estimate.
@@ -86,6 +95,7 @@ export interface BudgetGuardOptions extends BudgetPlanOptions {
 
 const OPTION_NAMES = [
   'ledger',
+  'creditJournal',
   'pricing',
   'keys',
   'users',
@@ -117,6 +127,7 @@ export interface ResolvedBudgetOptions {
   readonly plan: BudgetPlan;
   /** The ledger given; undefined when the guard keeps its own, in memory. */
   readonly ledger: ReservationLedger | undefined;
+  readonly creditJournal: CreditJournal | undefined;
   readonly pricing: Pricing;
   readonly minOutputTokens: number;
   readonly reservationTtlMs: number;
@@ -161,6 +172,14 @@ export function resolveBudgetOptions(options: BudgetGuardOptions): ResolvedBudge
     throw optionError(
       `onStoreFailure must be "failClosed" or "failOpen"; got ${JSON.stringify(options.onStoreFailure)}`,
     );
+  const journal = options.creditJournal;
+  if (
+    journal !== undefined &&
+    !(['record', 'withdraw', 'credits'] as const).every((name) => typeof journal[name] === 'function')
+  )
+    throw optionError('creditJournal must have record(), withdraw() and credits() (e.g. postgresCreditJournal(db))');
+  if (journal !== undefined && options.ledger !== undefined && typeof options.ledger.restoreCredit !== 'function')
+    throw optionError('creditJournal needs a ledger that can raise credit (restoreCredit): the memory or Redis one');
   const webhook = options.webhook === undefined ? undefined : createWebhookSender(options.webhook);
   for (const [from, to] of [...plan.downgrades(), ...plan.models.downgradePairs()]) {
     // Checked now, not at the first request past a soft limit.
@@ -173,6 +192,7 @@ export function resolveBudgetOptions(options: BudgetGuardOptions): ResolvedBudge
   return Object.freeze({
     plan,
     ledger: options.ledger,
+    creditJournal: journal,
     pricing,
     minOutputTokens,
     reservationTtlMs,

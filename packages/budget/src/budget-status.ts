@@ -4,6 +4,8 @@ import { scopeRemaining, spentBeyondCredit, withTimeout } from '@tollgate/core/k
 import type { ReservationLedger } from '@tollgate/core/kit';
 import { budgetWindow, softLimitThreshold } from './budget-plan.js';
 import type { BudgetPlan, BudgetWindow, EventMarker, ResolvedBudget } from './budget-plan.js';
+import { giveJournaledCredit, journalReset } from './credit-journal.js';
+import type { CreditJournal } from './credit-journal.js';
 import type { BudgetEventMonitor } from './soft-limit.js';
 import type { BudgetSelector, BudgetStatus } from './types.js';
 
@@ -14,6 +16,8 @@ export interface BudgetBook {
   monitor: BudgetEventMonitor;
   now: () => number;
   storeTimeoutMs: number;
+  /** Where top-ups are kept durably (see CreditJournal); without one, the store is their only record. */
+  credits?: CreditJournal;
 }
 
 /**
@@ -84,19 +88,22 @@ export async function selectBudgets(book: BudgetBook, selector?: BudgetSelector)
  * Credits `usd` to the budget's current period: its credit grows by the whole amount and its spent stays what was
  * spent, so it may hold and spend limit + credit until the period ends (credit does not carry into the next period).
  * A rolling budget is credited in every window that holds the current bucket, so the credit lasts as long as the
- * spend it offsets.
+ * spend it offsets. With a credit journal, the top-up is journaled first and the store raised to the journal's figure.
  */
 export async function topUpBudgets(book: BudgetBook, budgets: ResolvedBudget[], usd: number): Promise<void> {
   const credit = usdToNano(usd);
   const now = book.now();
+  const windows = budgets.map((budget) => budgetWindow(budget, now));
+  const scopes = windows.flatMap((window) => window.scopes);
+  if (book.credits) await giveJournaledCredit(book, book.credits, scopes, credit);
+  else
+    await withTimeout(
+      Promise.all(scopes.map((s) => book.ledger.addCredit(s, credit, s.expiresAt))),
+      book.storeTimeoutMs,
+      'ledger.addCredit',
+    );
   await Promise.all(
-    budgets.map(async (budget) => {
-      const window = budgetWindow(budget, now);
-      await withTimeout(
-        Promise.all(window.scopes.map((s) => book.ledger.addCredit(s, credit, s.expiresAt))),
-        book.storeTimeoutMs,
-        'ledger.addCredit',
-      );
+    windows.map(async (window) => {
       const [head] = await withTimeout(book.ledger.usage([window.head]), book.storeTimeoutMs, 'ledger.usage');
       // Back under a threshold (or the limit) with the credit: the next crossing in this period is news again.
       const spent = head ? spentBeyondCredit(head) : 0;
@@ -109,6 +116,12 @@ export async function topUpBudgets(book: BudgetBook, budgets: ResolvedBudget[], 
 /** Forgets the budget's spend in the current period (live reservations stay) and re-arms its soft limit. */
 export async function resetBudgets(book: BudgetBook, budgets: ResolvedBudget[]): Promise<void> {
   const now = book.now();
+  if (book.credits)
+    await journalReset(
+      book,
+      book.credits,
+      budgets.flatMap((budget) => budgetWindow(budget, now).scopes),
+    );
   await Promise.all(
     budgets.map(async (budget) => {
       const window = budgetWindow(budget, now);

@@ -5,6 +5,7 @@ export { budgetAdminRouter } from './admin-router.js';
 export type { BudgetAdminRouterOptions } from './admin-router.js';
 export type { WebhookOptions } from './webhook.js';
 export type { CallerSpend, RebuildReport, RecordSpend, SpendSource } from './rebuild.js';
+export type { CreditEntry, CreditJournal, CreditOperation, CreditScope, ScopeCredit } from './credit-journal.js';
 export type { ModelBudgetOptions } from './model-budgets.js';
 export type {
   BudgetEvent,

@@ -6,6 +6,8 @@ import type { LedgerScope } from '@tollgate/core/kit';
 import { budgetWindow } from './budget-plan.js';
 import type { ResolvedBudget } from './budget-plan.js';
 import type { BudgetBook } from './budget-status.js';
+import { restoreCredits } from './credit-journal.js';
+import type { ScopeCredit } from './credit-journal.js';
 
 /** What the usage ledger recorded for one caller: the records of one key, end user, tenant, feature and model. */
 export interface CallerSpend {
@@ -53,6 +55,8 @@ export interface RebuildReport {
   checked: number;
   /** Scopes whose spend was below the usage ledger's, raised to it. */
   restored: { key: string; spentNanoUsd: number }[];
+  /** Scopes whose credit was below the credit journal's (the guard's `creditJournal`), raised to it. */
+  credited: { key: string; creditNanoUsd: number }[];
   /** The ledger slots of every scope the rebuild covered (for a store's rebuild gate). */
   slots: (string | undefined)[];
 }
@@ -144,7 +148,8 @@ function earliestStart(book: BudgetBook, now: number): number {
 }
 
 /**
- * Raises every budget scope's spend to what `source` recorded for it (its top-up credit, kept apart, is left as it is).
+ * Raises every budget scope's spend to what `source` recorded for it, and (with the guard's credit journal) its top-up
+ * credit to what the journal recorded, in the same pass; the credit is raised apart from the spend, never netted.
  * A store that lost its data while traffic went on holds only the spend since; one that lost nothing is at or above
  * the usage ledger (which lags by its batching) and is left alone. Live reservations are not in a usage ledger; they
  * settle as usual. Where the store has a rebuild gate, the caller marks `report.slots` rebuilt once it trusts the
@@ -196,7 +201,7 @@ export async function rebuildSpend(book: BudgetBook, source: SpendSource): Promi
     }
     return asked;
   };
-  const report: RebuildReport = { checked: 0, restored: [], slots };
+  const report: RebuildReport = { checked: 0, restored: [], credited: [], slots };
   for (const { scope, since, callers: charged } of scopes) {
     report.checked++;
     if (charged.size === 0) continue;
@@ -207,5 +212,14 @@ export async function rebuildSpend(book: BudgetBook, source: SpendSource): Promi
     if (await withTimeout(ledger.restoreSpent(scope, spent, scope.expiresAt), book.storeTimeoutMs, 'restoreSpent'))
       report.restored.push({ key: scope.key, spentNanoUsd: spent });
   }
+  if (book.credits) await restoreCreditsInto(report, book, book.credits.credits(now));
   return report;
+}
+
+/** The journal's credits raised in the store, their slots rebuilt with the rest. */
+async function restoreCreditsInto(report: RebuildReport, book: BudgetBook, journaled: Promise<ScopeCredit[]>) {
+  const credits = await journaled;
+  for (const credit of credits) if (!report.slots.includes(credit.slot)) report.slots.push(credit.slot);
+  for (const credit of await restoreCredits(book, credits))
+    report.credited.push({ key: credit.key, creditNanoUsd: credit.creditNanoUsd });
 }

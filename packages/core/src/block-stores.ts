@@ -1,6 +1,7 @@
 // Block stores: a hot limit or budget is taken from the shared store (Redis) a block at a time and handed out in-process.
 import { LeaseExhaustedError } from './leased-stores.js';
 import { assertReserveNumbers, assertStoreAmount, assertStoreNumber } from './store-input.js';
+import { passThroughLedger } from './stores.js';
 import type {
   FixedWindowAtOnce,
   FixedWindowCounter,
@@ -899,14 +900,7 @@ export function blockStores<S extends TollgateStores>(stores: S, options: BlockO
       if (!grant) return stores.ledger.release(id);
       return grant.direct ? settleMixed(id, grant, 0) : Promise.resolve(settleGrant(id, grant, 0));
     },
-    usage: (scopes) => stores.ledger.usage(scopes),
-    adjustSpent: (scope, delta, expiresAt) => stores.ledger.adjustSpent(scope, delta, expiresAt),
-    addCredit: (scope, amount, expiresAt) => stores.ledger.addCredit(scope, amount, expiresAt),
-    resetScope: (scope) => stores.ledger.resetScope(scope),
-    ...(stores.ledger.restoreSpent
-      ? { restoreSpent: (scope, spent, expiresAt) => stores.ledger.restoreSpent!(scope, spent, expiresAt) }
-      : {}),
-    ...(stores.ledger.rebuildGate ? { rebuildGate: stores.ledger.rebuildGate } : {}),
+    ...passThroughLedger(stores.ledger),
   };
 
   /** Blocks past their age give back; a grant never settled by its ttl is charged its amount, as the store would. */

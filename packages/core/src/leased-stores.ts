@@ -1,5 +1,5 @@
 // Leased stores: while the shared store (Redis) does not answer, each process grants a bounded slice of every limit and budget on its own, and no more.
-import { scopeRemaining, SpendNotRebuiltError } from './stores.js';
+import { passThroughLedger, scopeRemaining, SpendNotRebuiltError } from './stores.js';
 import { withTimeout } from './timeout.js';
 import type {
   FixedWindowCounter,
@@ -414,14 +414,7 @@ export function leasedStores<S extends TollgateStores>(stores: S, options: Lease
     release(id) {
       return this.settle(id, 0);
     },
-    usage: (scopes) => stores.ledger.usage(scopes),
-    adjustSpent: (scope, delta, expiresAt) => stores.ledger.adjustSpent(scope, delta, expiresAt),
-    addCredit: (scope, amount, expiresAt) => stores.ledger.addCredit(scope, amount, expiresAt),
-    resetScope: (scope) => stores.ledger.resetScope(scope),
-    ...(stores.ledger.restoreSpent
-      ? { restoreSpent: (scope, spent, expiresAt) => stores.ledger.restoreSpent!(scope, spent, expiresAt) }
-      : {}),
-    ...(stores.ledger.rebuildGate ? { rebuildGate: stores.ledger.rebuildGate } : {}),
+    ...passThroughLedger(stores.ledger),
   };
 
   /** Charges what the slices granted, in order; stops at the first failure (the store went out again). */

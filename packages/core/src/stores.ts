@@ -205,11 +205,41 @@ export interface ReservationLedger {
    */
   restoreSpent?(scope: ScopeRef, spent: number, expiresAt: number): Promise<boolean>;
   /**
+   * Raises a scope's top-up credit for its period (ending at `expiresAt`) to `credit`, what a durable credit journal
+   * recorded for it: after a top-up was journaled, and when a store that lost its data is rebuilt. Never lowers a
+   * credit, never touches its spend; raised to, never added, so a credit the store still holds is not counted twice.
+   * Resolves true when it raised it.
+   */
+  restoreCredit?(scope: ScopeRef, credit: number, expiresAt: number): Promise<boolean>;
+  /**
    * The gate of a store that can lose its data (Redis) or starts empty (memory) while a durable usage ledger keeps
    * spend: once `require()`d, a reserve in a slot not marked rebuilt is refused with SpendNotRebuiltError, in the same
    * atomic step that would have reserved, so no budget admits (or opens a block) against spend it forgot.
    */
   readonly rebuildGate?: RebuildGate;
+}
+
+/** What a layer over a ledger (blocks, leases) hands to the ledger under it as it is: balances, operator calls. */
+export type LedgerPassThrough = Pick<
+  ReservationLedger,
+  'usage' | 'adjustSpent' | 'addCredit' | 'resetScope' | 'restoreSpent' | 'restoreCredit' | 'rebuildGate'
+>;
+
+/** The operations of `ledger` a layer over it passes on unchanged (the optional ones only where `ledger` has them). */
+export function passThroughLedger(ledger: ReservationLedger): LedgerPassThrough {
+  return {
+    usage: (scopes) => ledger.usage(scopes),
+    adjustSpent: (scope, delta, expiresAt) => ledger.adjustSpent(scope, delta, expiresAt),
+    addCredit: (scope, amount, expiresAt) => ledger.addCredit(scope, amount, expiresAt),
+    resetScope: (scope) => ledger.resetScope(scope),
+    ...(ledger.restoreSpent
+      ? { restoreSpent: (scope, spent, expiresAt) => ledger.restoreSpent!(scope, spent, expiresAt) }
+      : {}),
+    ...(ledger.restoreCredit
+      ? { restoreCredit: (scope, credit, expiresAt) => ledger.restoreCredit!(scope, credit, expiresAt) }
+      : {}),
+    ...(ledger.rebuildGate ? { rebuildGate: ledger.rebuildGate } : {}),
+  };
 }
 
 /** See `ReservationLedger.rebuildGate`; layers over a ledger (blocks, leases, timing) hand the inner one's on. */

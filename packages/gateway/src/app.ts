@@ -546,6 +546,7 @@ export function createGateway(input: ProxyConfig, deps: ProxyDeps = {}): Gateway
   });
   if (metering.registry && providers.routes) registerRoutingMetrics(metering.registry, providers.routes);
   const budget = createBudgetGuard(config, limitStores, pricing, log, {
+    ledger: metering.ledger,
     ...(guarding.budgetHooks ? { alerts: guarding.budgetHooks } : {}),
     // A model group's request whose target's model budget is spent moves to the group's next target.
     ...(providers.routes ? { onModelBudgetSpent: providers.routes.skipSpentModel } : {}),

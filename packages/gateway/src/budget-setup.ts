@@ -4,8 +4,11 @@ import { budgetGuard } from '@tollgate/budget';
 import type { BudgetGuard, BudgetLimit, BudgetLimits } from '@tollgate/budget';
 import { refusalRenderer } from '@tollgate/core';
 import type { Pricing, TollgateStores } from '@tollgate/core';
+import { postgresCreditJournal } from '@tollgate/metering';
+import type { Queryable } from '@tollgate/metering';
 import type { BudgetsConfig, ProxyConfig } from './config.js';
 import type { BudgetAlertHooks } from './guard-setup.js';
+import { ledgerLocation } from './outcomes-route.js';
 
 /** The config's one budget or list, as the guard takes it; `extra` joins the entries it suits. */
 function limitsOf(budgets: BudgetsConfig, extra?: (budget: BudgetLimit) => Partial<BudgetLimit>): BudgetLimits {
@@ -19,6 +22,8 @@ export interface BudgetSetupHooks {
   alerts?: BudgetAlertHooks;
   /** A model budget is spent and the tenant has no downgrade for it: a model group's request moves to its next target. */
   onModelBudgetSpent?: (req: Request, res: Response, model: string) => boolean;
+  /** The SQL usage ledger (PostgreSQL or a data directory's): top-ups are kept in its database (`<table>_credits`). */
+  ledger?: Queryable | undefined;
 }
 
 export function createBudgetGuard(
@@ -26,7 +31,7 @@ export function createBudgetGuard(
   stores: TollgateStores,
   pricing: Pricing,
   log: (line: string) => void,
-  { alerts, onModelBudgetSpent }: BudgetSetupHooks = {},
+  { alerts, onModelBudgetSpent, ledger }: BudgetSetupHooks = {},
 ): BudgetGuard {
   const keys: Record<string, BudgetLimits> = {};
   for (const key of config.keys ?? []) if (key.budget) keys[key.id] = limitsOf(key.budget);
@@ -52,8 +57,11 @@ export function createBudgetGuard(
   for (const [name, feature] of Object.entries(config.features ?? {}))
     if (feature.budget) features[name] = limitsOf(feature.budget);
   const global = config.global?.budget;
+  // Credit outlives the store only where the store can be raised to the journal's (memory and Redis can).
+  const keepsCredit = ledger !== undefined && typeof stores.ledger.restoreCredit === 'function';
   return budgetGuard({
     ledger: stores.ledger,
+    ...(keepsCredit ? { creditJournal: postgresCreditJournal(ledger, ledgerLocation(config)) } : {}),
     pricing,
     keys,
     tenants,

@@ -60,7 +60,8 @@ export async function runReconcileCommand(argv: string[], io: CommandIo, env: No
       );
     const stores = await createStores({ redisUrl, ...(config.redisPrefix ? { redisPrefix: config.redisPrefix } : {}) });
     const pool = new pg.Pool({ connectionString: config.postgresUrl, max: 1 });
-    const guard = createBudgetGuard(config, stores, createPricing({ models: { ...config.models } }), () => undefined);
+    const pricing = createPricing({ models: { ...config.models } });
+    const guard = createBudgetGuard(config, stores, pricing, () => undefined, { ledger: pool });
     try {
       const report = await rebuildFromLedger(config, guard, pool);
       const summary = `${report.restored.length} of ${report.checked} budget scope(s) raised to the ledger\n`;

@@ -7,6 +7,7 @@ import type { TollgateStores } from '@tollgate/core';
 import { postgresSpendSource } from '@tollgate/metering';
 import type { Queryable } from '@tollgate/metering';
 import type { ProxyConfig } from './config.js';
+import { ledgerLocation } from './outcomes-route.js';
 
 /** How often the proxy checks that Redis still holds its data. */
 const CHECK_INTERVAL_MS = 10_000;
@@ -40,12 +41,7 @@ export async function rebuildFromLedger(
   guard: BudgetGuard,
   ledger: Queryable,
 ): Promise<RebuildReport> {
-  return guard.rebuild(
-    postgresSpendSource(ledger, {
-      ...(config.postgresSchema ? { schema: config.postgresSchema } : {}),
-      ...(config.postgresTable ? { table: config.postgresTable } : {}),
-    }),
-  );
+  return guard.rebuild(postgresSpendSource(ledger, ledgerLocation(config)));
 }
 
 export interface SpendKeeper {
@@ -103,11 +99,13 @@ export function keepSpend(
       const slots = [...report.slots, ...refused];
       refused.clear();
       await gate.markRebuilt(slots);
-      if (report.restored.length > 0 || afterLoss)
+      const credited =
+        report.credited.length > 0 ? `; credit of ${report.credited.length} scope(s) raised to the credit journal` : '';
+      if (report.restored.length > 0 || report.credited.length > 0 || afterLoss)
         log(
           redis
-            ? `tollgate proxy: Redis had lost budget spend; rebuilt ${report.restored.length} of ${report.checked} budget scope(s) from the usage ledger`
-            : `tollgate proxy: budget spend of ${report.restored.length} scope(s) read from the usage ledger`,
+            ? `tollgate proxy: Redis had lost budget spend; rebuilt ${report.restored.length} of ${report.checked} budget scope(s) from the usage ledger${credited}`
+            : `tollgate proxy: budget spend of ${report.restored.length} scope(s) read from the usage ledger${credited}`,
         );
     } finally {
       await unlock?.();

@@ -6,7 +6,17 @@ import type { StoreTimer } from './proxy-metrics.js';
 const TIMED: Readonly<Record<string, readonly string[]>> = {
   counter: ['consume', 'adjust', 'peek'],
   fixedWindow: ['hit', 'giveBack', 'reset', 'peek'],
-  ledger: ['reserve', 'settle', 'release', 'usage', 'adjustSpent', 'addCredit', 'resetScope', 'restoreSpent'],
+  ledger: [
+    'reserve',
+    'settle',
+    'release',
+    'usage',
+    'adjustSpent',
+    'addCredit',
+    'resetScope',
+    'restoreSpent',
+    'restoreCredit',
+  ],
   keys: ['findByHash', 'findById', 'put', 'disable', 'delete', 'list'],
 };
 

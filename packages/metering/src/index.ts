@@ -14,6 +14,7 @@ export { jsonlSink } from './jsonl-sink.js';
 export type { JsonlSinkOptions } from './jsonl-sink.js';
 export {
   aggregateUsage,
+  creditTableName,
   insertUsageRecords,
   ledgerMigrationSql,
   ledgerTableName,
@@ -32,6 +33,8 @@ export type {
   UsageAggregate,
   UsageGrouping,
 } from './postgres-ledger.js';
+export { postgresCreditJournal } from './credit-journal.js';
+export type { CreditOperationRow, CreditScopeRow, LedgerCreditJournal } from './credit-journal.js';
 export { recentUsage, usageByProvider, usageOverTime } from './ledger-queries.js';
 export { dataDirLayout, ledgerClient, serveLedger } from './ledger-socket.js';
 export { costPerOutcome, OUTCOME_GROUPINGS, recordOutcome } from './outcomes.js';

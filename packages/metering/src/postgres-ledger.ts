@@ -149,8 +149,47 @@ export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
     `CREATE INDEX IF NOT EXISTS ${index('tenant_request')} ON ${table} (tenant_id, request_id)`,
     `CREATE INDEX IF NOT EXISTS ${index('tenant_conversation')} ON ${table} (tenant_id, conversation_id) WHERE conversation_id IS NOT NULL`,
     ...outcomeMigrationSql(location),
+    ...creditMigrationSql(location),
   );
   return statements;
+}
+
+/**
+ * The credits table sits next to the usage table, in its schema: `<usage table>_credits` (`tollgate_usage_credits` by
+ * default). Quoted and schema-qualified, like ledgerTableName().
+ */
+export function creditTableName(location: LedgerLocation = {}): string {
+  return besideUsageTable(location, 'credits');
+}
+
+/** A table next to the usage table, in its schema, named `<usage table>_<suffix>` (the usage name cut to fit 63). */
+function besideUsageTable(location: LedgerLocation, suffix: string): string {
+  const base = (location.table ?? 'tollgate_usage').slice(0, 62 - suffix.length);
+  const table = quoteIdentifier(`${base}_${suffix}`, 'table');
+  return location.schema === undefined ? table : `${quoteIdentifier(location.schema, 'schema')}.${table}`;
+}
+
+/**
+ * The credits table: one row per operator action (a top-up's id, a reset's) and budget scope, so that an action
+ * written again is stored once. `seq` orders a scope's rows: its credit is what was added after its last reset.
+ */
+function creditMigrationSql(location: LedgerLocation): string[] {
+  const table = creditTableName(location);
+  const index = quoteIdentifier(`${(location.table ?? 'tollgate_usage').slice(0, 40)}_credits_scope`, 'index');
+  return [
+    `CREATE TABLE IF NOT EXISTS ${table} (
+      id text NOT NULL,
+      scope_key text NOT NULL,
+      slot text,
+      kind text NOT NULL CHECK (kind IN ('top-up', 'carried', 'reset')),
+      amount_nano_usd bigint NOT NULL CHECK (amount_nano_usd >= 0),
+      period_end timestamptz NOT NULL,
+      ts timestamptz NOT NULL,
+      seq bigserial NOT NULL,
+      PRIMARY KEY (id, scope_key)
+    )`,
+    `CREATE INDEX IF NOT EXISTS ${index} ON ${table} (period_end, scope_key)`,
+  ];
 }
 
 /**
@@ -158,8 +197,7 @@ export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
  * (`tollgate_usage_outcomes` by default). Quoted and schema-qualified, like ledgerTableName().
  */
 export function outcomeTableName(location: LedgerLocation = {}): string {
-  const table = quoteIdentifier(`${(location.table ?? 'tollgate_usage').slice(0, 54)}_outcomes`, 'table');
-  return location.schema === undefined ? table : `${quoteIdentifier(location.schema, 'schema')}.${table}`;
+  return besideUsageTable(location, 'outcomes');
 }
 
 /**

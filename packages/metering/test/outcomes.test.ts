@@ -1,8 +1,5 @@
 // Outcomes in the SQL ledger: recorded per tenant, once per subject and kind, and read as cost per outcome, on PGlite and PostgreSQL.
-import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { PGlite } from '@electric-sql/pglite';
-import pg from 'pg';
 import {
   costPerOutcome,
   migrateUsageLedger,
@@ -12,7 +9,8 @@ import {
   runReportCommand,
 } from '@tollgate/metering';
 import { postgresSink } from '@tollgate/metering/postgres';
-import type { LedgerLocation, Queryable } from '@tollgate/metering';
+import { pgliteBackend, postgresBackend } from './ledger-backends.js';
+import type { Backend } from './ledger-backends.js';
 import { sampleRecord } from './sample-record.js';
 
 const POSTGRES_URL = process.env.POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -64,34 +62,9 @@ const records = [
   }),
 ];
 
-interface Backend {
-  db: Queryable;
-  location: LedgerLocation;
-  close(): Promise<void>;
-}
-
-async function pgliteBackend(): Promise<Backend> {
-  const db = new PGlite();
-  return { db, location: {}, close: () => db.close() };
-}
-
-async function postgresBackend(): Promise<Backend> {
-  const pool = new pg.Pool({ connectionString: POSTGRES_URL, max: 2 });
-  // A schema of its own, dropped after: other runs share the database.
-  const schema = `tg_outcomes_${randomBytes(6).toString('hex')}`;
-  return {
-    db: pool,
-    location: { schema, table: 'ledger' },
-    async close() {
-      await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-      await pool.end();
-    },
-  };
-}
-
 describe.each([
   ['PGlite', pgliteBackend],
-  ['PostgreSQL', postgresBackend],
+  ['PostgreSQL', postgresBackend('tg_outcomes')],
 ])('outcomes on %s', (_name, open) => {
   let backend: Backend;
 
@@ -280,7 +253,7 @@ describe('report --outcomes', () => {
   };
 
   beforeAll(async () => {
-    backend = await postgresBackend();
+    backend = await postgresBackend('tg_outcomes')();
     const sink = postgresSink({ db: backend.db, ...backend.location, flushIntervalMs: 60_000 });
     for (const record of records) sink.write(record);
     await sink.close();

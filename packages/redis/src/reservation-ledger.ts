@@ -647,6 +647,13 @@ export class RedisReservationLedger implements ReservationLedger {
     await this.#run(scripts.addToScope, [this.#scopeKey(scopeKeyOf(scope))], ['cr', amount, Math.ceil(expiresAt)]);
   }
 
+  async restoreCredit(scope: ScopeRef, credit: number, expiresAt: number): Promise<boolean> {
+    assertStoreAmount('ledger.restoreCredit', 'credit', credit);
+    assertStoreNumber('ledger.restoreCredit', 'expiresAt', expiresAt);
+    const args = ['cr', credit, Math.ceil(expiresAt), 'raise'];
+    return (await this.#run(scripts.addToScope, [this.#scopeKey(scopeKeyOf(scope))], args)) === 1;
+  }
+
   /** The stores' rebuilt marks (see RedisRebuildGate). */
   get rebuildGate(): RedisRebuildGate | undefined {
     return this.#gate;

@@ -534,9 +534,11 @@ export const ledgerUsage = new LuaScript(
 );
 
 /**
- * KEYS: scope hash. ARGV: field ('s' spent, 'cr' credit), amount (zero or more), expiresAt. Adds the amount to the
- * field for the scope's period: a charge past a reservation, or a top-up credit (kept apart from spent, so spent stays
- * what was spent and a rebuild from a usage ledger, which raises spent, never takes a credit back).
+ * KEYS: scope hash. ARGV: field ('s' spent, 'cr' credit), amount (zero or more), expiresAt, and 'raise' to raise the
+ * field to the amount instead of adding it. Adds the amount to the field for the scope's period: a charge past a
+ * reservation, or a top-up credit (kept apart from spent, so spent stays what was spent and a rebuild from a usage
+ * ledger, which raises spent, never takes a credit back). Raised: the credit a credit journal recorded, never lowered.
+ * Returns 1 when it wrote.
  */
 export const addToScope = new LuaScript(
   'addToScope',
@@ -546,6 +548,10 @@ export const addToScope = new LuaScript(
   local st = open(KEYS[1], at)
   local field = ARGV[1]
   local total = st[field] + tonumber(ARGV[2])
+  if ARGV[4] == 'raise' then
+    if st[field] >= tonumber(ARGV[2]) then return 0 end
+    total = tonumber(ARGV[2])
+  end
   if st.pe == nil or at > st.pe then
     redis.call('HSET', KEYS[1], field, fmt(total), 'pe', fmt(at))
   else

@@ -293,6 +293,11 @@ export class ShardedReservationLedger implements ReservationLedger {
     return this.#using([ledger], () => ledger.restoreSpent(scopeKeyOf(scope), spent, expiresAt));
   }
 
+  restoreCredit(scope: ScopeRef, credit: number, expiresAt: number): Promise<boolean> {
+    const ledger = this.#ledgerOf(slotOf(scope));
+    return this.#using([ledger], () => ledger.restoreCredit(scopeKeyOf(scope), credit, expiresAt));
+  }
+
   resetScope(scope: ScopeRef): Promise<void> {
     const ledger = this.#ledgerOf(slotOf(scope));
     return this.#using([ledger], () => ledger.resetScope(scopeKeyOf(scope)));

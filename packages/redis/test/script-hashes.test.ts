@@ -16,7 +16,7 @@ const PINNED: Record<keyof typeof SCRIPTS, string> = {
   reserveReceipts: '1e31507ae86ff56f4c3bacc5a47e742c07b64b92',
   settleBatch: '1fce9731d94cbceead97849a525c760217ca1fd9',
   ledgerUsage: 'ed9469d18d114c467ac4f3b4d31944a13f466639',
-  addToScope: '4c5c5a3744ce1778e9d51d6212d4d13b5cfb0e0c',
+  addToScope: '89f1406b3a03b57aaaf5f066ccded8ebf7d7e3e9',
   restoreSpent: '2565c7cb5894003778b057c083916b38ba07fd37',
   recordCut: 'bfc915e3d300318291a41fde220faa7ecef84f56',
   resetScope: '3e5208b123f629500afa2755b4041b33b37e016c',

@@ -314,14 +314,24 @@ export class MemoryReservationLedger implements ReservationLedger, LedgerAtOnce 
   }
 
   async restoreSpent(ref: ScopeRef, spent: number, expiresAt: number): Promise<boolean> {
-    assertStoreAmount('ledger.restoreSpent', 'spent', spent);
-    assertStoreNumber('ledger.restoreSpent', 'expiresAt', expiresAt);
+    return this.#raise('spent', ref, spent, expiresAt);
+  }
+
+  async restoreCredit(ref: ScopeRef, credit: number, expiresAt: number): Promise<boolean> {
+    return this.#raise('credit', ref, credit, expiresAt);
+  }
+
+  /** Raises a scope's spent or credit for its period to a durable ledger's figure; never lowers it. */
+  #raise(field: 'spent' | 'credit', ref: ScopeRef, to: number, expiresAt: number): boolean {
+    const operation = `ledger.${field === 'spent' ? 'restoreSpent' : 'restoreCredit'}`;
+    assertStoreAmount(operation, field, to);
+    assertStoreNumber(operation, 'expiresAt', expiresAt);
     const now = this.#clock();
     if (expiresAt <= now) return false;
     this.#expire(now);
     const scope = this.#scope(scopeKeyOf(ref), expiresAt, now);
-    if (scope.spent >= spent) return false;
-    scope.spent = spent;
+    if (scope[field] >= to) return false;
+    scope[field] = to;
     return true;
   }
 
