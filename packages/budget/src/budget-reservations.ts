@@ -354,7 +354,9 @@ export class BudgetReservations {
     // Before the first await: the sinks get the record after the settle listeners have started.
     if (record && actual > granted) this.margins.noteOvershoot(hold, record, actual);
     // In the same turn as the settle below: one round trip.
-    const own = settleExtensions(this.calls, hold, actual, record && ((amount) => [settledRecord(record, amount)]));
+    // The records of the extensions' parts are built only for a hold that has some (few requests do).
+    const partsRecord = record && hold.extensions ? (amount: number) => [settledRecord(record, amount)] : undefined;
+    const own = settleExtensions(this.calls, hold, actual, partsRecord);
     // Settled once: the ledger delivers it (a reservation past its TTL was charged its amount at
     // expiry, and this settle corrects that to the actual cost). Waiting is bounded; the delivery is not.
     const { atOnce, ledger, timeoutMs } = this.calls;

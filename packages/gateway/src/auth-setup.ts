@@ -28,10 +28,6 @@ export function identityTierResolver(config: ProxyConfig): (identity: Identity) 
   };
 }
 
-function isPending<T>(value: T | Promise<T>): value is Promise<T> {
-  return typeof (value as Promise<T> | undefined)?.then === 'function';
-}
-
 /** Key lookup by hash: the config's keys (replaceable while running), then the shared key store. */
 export interface KeyLookup {
   /** The record at once when the config or a memory store has it; a promise when the store must be asked. */
@@ -59,7 +55,7 @@ export function createKeyLookup(
       const configured = fromConfig.get(sha256);
       if (configured) return configured;
       const stored = keys.findByHashSync ? keys.findByHashSync(sha256) : keys.findByHash(sha256);
-      return isPending(stored) ? Promise.resolve(stored).then(servable) : servable(stored);
+      return stored instanceof Promise ? stored.then(servable) : servable(stored);
     },
     replaceConfigKeys(keys) {
       fromConfig = index(keys);

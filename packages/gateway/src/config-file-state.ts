@@ -3,7 +3,7 @@
 import { configKeyFromRecord, keysWithRemovals } from '@tollgate/auth';
 import type { ApiKeyRecord } from '@tollgate/core/kit';
 import { configProblems } from './config.js';
-import type { KeyConfig } from './config.js';
+import type { KeyConfig, ProxyConfig } from './config.js';
 
 /** How the last change of a file was taken. */
 export interface ConfigFileStatus {
@@ -54,6 +54,8 @@ export interface ConfigFileReload {
   problems: readonly string[];
   /** The keys now in force from the file. */
   keys: readonly KeyConfig[];
+  /** The file's config, when it validates whole. */
+  config?: ProxyConfig;
 }
 
 /** A running key record back in the config's form (what reloadKeys takes). */
@@ -76,7 +78,7 @@ export function keysFromChangedConfig(text: string, running: readonly ApiKeyReco
     };
   }
   const { problems, config } = configProblems(parsed);
-  if (config) return { status: 'valid', problems: [], keys: config.keys ?? [] };
+  if (config) return { status: 'valid', problems: [], keys: config.keys ?? [], config };
   const raw = typeof parsed === 'object' && parsed !== null ? (parsed as { keys?: unknown }).keys : undefined;
   return { status: 'invalid', problems, keys: keysWithRemovals(running, raw).map(toConfigKey) };
 }

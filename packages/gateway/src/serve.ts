@@ -9,7 +9,7 @@ import type { Socket } from 'node:net';
 import type { TollgateStores } from '@tollgate/core';
 import { preloadTokenizers } from '@tollgate/providers';
 import { createProxyApp } from './app.js';
-import { ConfigError, parseConfig, validateConfig } from './config.js';
+import { ConfigError, parseConfig } from './config.js';
 import type { ProxyConfig } from './config.js';
 import { createDemoConfig, demoBanner } from './demo.js';
 import type { DemoKey } from './demo.js';
@@ -213,9 +213,9 @@ function watchConfigKeys(path: string, started: ProxyConfig, app: ReturnType<typ
     const reload = app.reloadConfigFile(text, path);
     if (reload.status === 'unreadable') return;
     noteKeyFileTaken(path, text, reload.status === 'valid' ? 'whole' : 'removals');
-    if (reload.status !== 'valid') return;
+    if (!reload.config) return;
     console.log(`tollgate proxy: reloaded ${reload.keys.length} keys from ${path}`);
-    if (withoutKeys(validateConfig(JSON.parse(text))) !== withoutKeys(started))
+    if (withoutKeys(reload.config) !== withoutKeys(started))
       console.log('tollgate proxy: the config changed beyond "keys"; restart to apply that');
   };
   const read = () => {

@@ -299,17 +299,7 @@ describe('Mistral chat with the built-in mock (no upstreams)', () => {
       validateConfig({
         tiers: { pro: { requestsPerMinute: 600, tokensPerMinute: 1_000_000, models: ['*'] } },
         tenants: { acme: { tier: 'pro' } },
-        keys: [
-          { id: 'app-key', sha256: hashApiKey(clientKey), tenant: 'acme', scopes: [] },
-          // A budget of $0.00003 each: room for the grant and a few extensions of a stream's hold, not for 400 words.
-          ...cutKeys.map((key, i) => ({
-            id: `cut-${i}`,
-            sha256: hashApiKey(key),
-            tenant: 'acme',
-            scopes: [],
-            budget: { usd: 0.00003, period: 'day' as const },
-          })),
-        ],
+        keys: [{ id: 'app-key', sha256: hashApiKey(clientKey), tenant: 'acme', scopes: [] }],
         models: { 'my-mistral': { provider: 'mistral', inputPerMTok: 1, outputPerMTok: 2 } },
         usageLog: log,
         log: { level: 'silent' },
@@ -371,17 +361,7 @@ describe('Mistral in model groups: a chat dialect, translated to and from', () =
         retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 5 },
         tiers: { pro: { requestsPerMinute: 600, tokensPerMinute: 1_000_000, models: ['*'] } },
         tenants: { acme: { tier: 'pro' } },
-        keys: [
-          { id: 'app-key', sha256: hashApiKey(clientKey), tenant: 'acme', scopes: [] },
-          // A budget of $0.00003 each: room for the grant and a few extensions of a stream's hold, not for 400 words.
-          ...cutKeys.map((key, i) => ({
-            id: `cut-${i}`,
-            sha256: hashApiKey(key),
-            tenant: 'acme',
-            scopes: [],
-            budget: { usd: 0.00003, period: 'day' as const },
-          })),
-        ],
+        keys: [{ id: 'app-key', sha256: hashApiKey(clientKey), tenant: 'acme', scopes: [] }],
         usageLog: routedLog,
         log: { level: 'silent' },
       }),
