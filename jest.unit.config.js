@@ -36,6 +36,7 @@ const SERVICE = [
   /postgresUrl/,
   /openLedgerDatabase/,
   /LEDGER_KINDS/,
+  /postgresBackend/,
   /playwright/,
   /chromium/i,
 ];
