@@ -1,5 +1,5 @@
-// The code's shape in figures: what each package's door names, functions over 100 lines, lines over 120 characters,
-// and the example proxy's own size. `pnpm exec tsx bench/shape.ts` prints a Markdown report.
+// The code's shape in figures: what each door of each package names, the longest functions, the gateway package's
+// size and who imports its config, run-time import cycles, lines over 120 characters and the example proxy's own size. `pnpm exec tsx bench/shape.ts` prints a Markdown report.
 import { readdirSync, readFileSync, existsSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,9 +20,8 @@ function sourceFiles(dir: string): string[] {
   return found;
 }
 
-/** Names a package's main door exports, split into values and types. */
-function doorNames(pkg: string): { values: number; types: number } | undefined {
-  const file = join(packagesDir, pkg, 'src', 'index.ts');
+/** Names one door (a source file an `exports` entry maps to) exports, split into values and types. */
+function doorNames(file: string): { values: number; types: number } | undefined {
   if (!existsSync(file)) return undefined;
   const program = ts.createProgram([file], {
     module: ts.ModuleKind.NodeNext,
@@ -42,6 +41,116 @@ function doorNames(pkg: string): { values: number; types: number } | undefined {
     else types++;
   }
   return { values, types };
+}
+
+/** Every door of a package: each `exports` subpath with a `source` file. */
+function doorsOf(pkg: string): { name: string; file: string }[] {
+  const manifest = JSON.parse(readFileSync(join(packagesDir, pkg, 'package.json'), 'utf8')) as {
+    name: string;
+    exports?: Record<string, string | { source?: string }>;
+  };
+  return Object.entries(manifest.exports ?? {}).flatMap(([subpath, target]) =>
+    typeof target === 'object' && target.source
+      ? [{ name: manifest.name + subpath.slice(1), file: join(packagesDir, pkg, target.source) }]
+      : [],
+  );
+}
+
+/** Every function's whole length (nested functions included), longest first. */
+function functionLengths(files: string[]): { where: string; lines: number }[] {
+  const found: { where: string; lines: number }[] = [];
+  for (const file of files) {
+    const source = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.ES2022, true);
+    const lineOf = (position: number): number => source.getLineAndCharacterOfPosition(position).line;
+    const visit = (node: ts.Node): void => {
+      if (ts.isFunctionLike(node) && 'body' in node && node.body !== undefined) {
+        const name = (node as { name?: ts.Node }).name?.getText() ?? '(anonymous)';
+        const lines = lineOf(node.getEnd()) - lineOf(node.getStart()) + 1;
+        found.push({ where: `${relative(root, file)}:${lineOf(node.getStart()) + 1} ${name}`, lines });
+      }
+      ts.forEachChild(node, visit);
+    };
+    visit(source);
+  }
+  return found.sort((a, b) => b.lines - a.lines);
+}
+
+/** Relative imports and re-exports that load at run time (`import type` and type-only names left out). */
+function valueImports(file: string): string[] {
+  const source = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.ES2022, true);
+  const targets: string[] = [];
+  for (const statement of source.statements) {
+    let specifier: ts.Expression | undefined;
+    if (ts.isImportDeclaration(statement)) {
+      const clause = statement.importClause;
+      if (clause?.isTypeOnly) continue;
+      const bindings = clause?.namedBindings;
+      if (clause && !clause.name && bindings && ts.isNamedImports(bindings)) {
+        if (bindings.elements.length > 0 && bindings.elements.every((element) => element.isTypeOnly)) continue;
+      }
+      specifier = statement.moduleSpecifier;
+    } else if (ts.isExportDeclaration(statement) && !statement.isTypeOnly) {
+      const clause = statement.exportClause;
+      if (clause && ts.isNamedExports(clause) && clause.elements.every((element) => element.isTypeOnly)) continue;
+      specifier = statement.moduleSpecifier;
+    }
+    if (!specifier || !ts.isStringLiteral(specifier) || !specifier.text.startsWith('.')) continue;
+    const base = join(file, '..', specifier.text).replace(/\.js$/, '');
+    for (const candidate of [`${base}.ts`, `${base}.tsx`, join(base, 'index.ts')]) {
+      if (existsSync(candidate)) {
+        targets.push(candidate);
+        break;
+      }
+    }
+  }
+  return targets;
+}
+
+/** Every relative import and re-export of a file, types included, as the files they name. */
+function valueOrTypeImports(file: string): string[] {
+  const text = readFileSync(file, 'utf8');
+  const targets: string[] = [];
+  for (const match of text.matchAll(/(?:from|import)\s+'(\.[^']+)'/g)) {
+    const base = join(file, '..', match[1]!).replace(/\.js$/, '');
+    const found = [`${base}.ts`, join(base, 'index.ts')].find((candidate) => existsSync(candidate));
+    if (found) targets.push(found);
+  }
+  return targets;
+}
+
+/** Cycles among files' run-time imports: the strongly connected groups of more than one file. */
+function importCycles(files: string[]): string[][] {
+  const edges = new Map(files.map((file) => [file, valueImports(file)]));
+  const index = new Map<string, number>();
+  const low = new Map<string, number>();
+  const stack: string[] = [];
+  const onStack = new Set<string>();
+  const groups: string[][] = [];
+  let counter = 0;
+  const connect = (file: string): void => {
+    index.set(file, counter);
+    low.set(file, counter++);
+    stack.push(file);
+    onStack.add(file);
+    for (const next of edges.get(file) ?? []) {
+      if (!index.has(next)) {
+        connect(next);
+        low.set(file, Math.min(low.get(file)!, low.get(next)!));
+      } else if (onStack.has(next)) low.set(file, Math.min(low.get(file)!, index.get(next)!));
+    }
+    if (low.get(file) === index.get(file)) {
+      const group: string[] = [];
+      let member: string;
+      do {
+        member = stack.pop()!;
+        onStack.delete(member);
+        group.push(member);
+      } while (member !== file);
+      if (group.length > 1) groups.push(group.map((path) => relative(root, path)));
+    }
+  };
+  for (const file of files) if (!index.has(file)) connect(file);
+  return groups;
 }
 
 /**
@@ -100,20 +209,49 @@ const everything = [
 const rows: string[] = [];
 let total = 0;
 for (const pkg of packages) {
-  const names = doorNames(pkg);
-  if (!names) continue;
-  total += names.values + names.types;
-  rows.push(`| @tollgate/${pkg} | ${names.values + names.types} | ${names.values} | ${names.types} |`);
+  for (const door of doorsOf(pkg)) {
+    const names = doorNames(door.file);
+    if (!names) continue;
+    total += names.values + names.types;
+    rows.push(`| ${door.name} | ${names.values + names.types} | ${names.values} | ${names.types} |`);
+  }
 }
 const long = longFunctions(packageSources, 100);
+const lengths = functionLengths(packageSources);
 const proxyLines = proxySources.reduce((sum, file) => sum + readFileSync(file, 'utf8').split('\n').length - 1, 0);
+const lineCount = (file: string): number => readFileSync(file, 'utf8').split('\n').length - 1;
+const gatewaySources = sourceFiles(join(packagesDir, 'gateway', 'src'));
+const gatewayLines = gatewaySources.reduce((sum, file) => sum + lineCount(file), 0);
+const largest = [...gatewaySources].sort((a, b) => lineCount(b) - lineCount(a)).slice(0, 3);
+const configFolder = join(packagesDir, 'gateway', 'src', 'config');
+const configModules = new Set(
+  existsSync(configFolder) ? sourceFiles(configFolder) : [join(packagesDir, 'gateway', 'src', 'config.ts')],
+);
+const configImporters = gatewaySources.filter(
+  (file) => !configModules.has(file) && valueOrTypeImports(file).some((target) => configModules.has(target)),
+);
+const cycles = importCycles(packageSources);
 
 console.log(`# Code shape\n`);
 console.log(
-  `| door | names | values | types |\n| --- | --- | --- | --- |\n${rows.join('\n')}\n| all | ${total} | | |\n`,
+  `| door | names | values | types |\n| --- | --- | --- | --- |\n${rows.join('\n')}\n| all doors | ${total} | | |\n`,
 );
-console.log(`Functions over 100 lines of their own (nested functions not counted) in packages/*/src: ${long.length}`);
+console.log(
+  `Functions in packages/*/src, whole length (nested functions included): the longest ${lengths[0]?.lines} lines,`,
+);
+console.log(`${lengths.filter(({ lines }) => lines > 100).length} over 100 lines`);
+for (const { where, lines } of lengths.filter(({ lines }) => lines > 100)) console.log(`- ${where}: ${lines}`);
+console.log(`\nFunctions over 100 lines of their own (nested functions not counted) in packages/*/src: ${long.length}`);
 for (const { where, own, lines } of long) console.log(`- ${where}: ${own} lines of its own, ${lines} in all`);
+console.log(
+  `\npackages/gateway/src: ${gatewayLines} lines in ${gatewaySources.length} files; the largest: ${largest
+    .map((file) => `${relative(root, file)} (${lineCount(file)})`)
+    .join(', ')}`,
+);
+console.log(`Files importing the gateway's config module outside its folder: ${configImporters.length}`);
+for (const file of configImporters) console.log(`- ${relative(root, file)}`);
+console.log(`\nRun-time import cycles among packages/*/src files: ${cycles.length}`);
+for (const group of cycles) console.log(`- ${group.join(' ↔ ')}`);
 console.log(`\nLines over 120 characters (packages, proxy, tests, bench): ${linesOver(everything, 120)}`);
 console.log(
   `\nThe example proxy's own source (examples/proxy/src): ${proxyLines} lines in ${proxySources.length} files`,
