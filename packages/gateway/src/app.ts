@@ -16,10 +16,8 @@ import {
   tapResponse,
   renderApiError,
 } from '@tollgate/core';
-import type { Pricing, ProviderApi, TollgateStores } from '@tollgate/core';
+import type { Pricing, TollgateStores } from '@tollgate/core';
 import { preloadTokenizers } from '@tollgate/providers';
-import { GEMINI_ACTIONS, GEMINI_COUNT_ACTION, providerAdapters } from '@tollgate/providers/kit';
-import type { CallDeclaration } from '@tollgate/providers';
 import { migrateUsageLedger, serveLedger } from '@tollgate/metering';
 import type { SpoolReplay } from '@tollgate/metering';
 import type { PromptGuardrailsOptions } from '@tollgate/guard';
@@ -44,8 +42,8 @@ import {
   tokenLimitMiddleware,
 } from './limits-setup.js';
 import type { StoreFailureHandlers } from './limits-setup.js';
-import { COUNT_ROUTES, tokenCountRoutes } from './count-tokens-route.js';
-import { acceptGeminiRequest, geminiCallParams, passGeminiMethodOn } from './gemini-route.js';
+import { countModelAllowlist } from './count-tokens-route.js';
+import { gatewayRoutes, ROUTE_PATHS } from './routes.js';
 import { JSON_BODY_TYPES, providerJsonBody } from './json-body.js';
 import { createProxyGuard, createProxyGuardrails } from './guard-setup.js';
 import { createMetering } from './metering-setup.js';
@@ -57,7 +55,6 @@ import { ledgerLocation, outcomesRoute } from './outcomes-route.js';
 import { createProviderRouter } from './provider-routing.js';
 import { registerRoutingMetrics } from './routing-metrics.js';
 import { createProxyMetrics } from './proxy-metrics.js';
-import { validateProviderRequest } from './request-validation.js';
 import { securityHeaders } from './security-headers.js';
 import { timeResponse } from './server-timing.js';
 import { blockedStores, outageStores } from './outage-setup.js';
@@ -164,34 +161,6 @@ export interface ProxyApp extends Express, GatewayControls {}
 interface ExpressHandle {
   handle(req: IncomingMessage, res: ServerResponse, done?: (error?: unknown) => void): void;
 }
-
-interface ProviderRoute {
-  path: string;
-  api: ProviderApi;
-  /** First: passes a request the route does not serve on to the next route at its path. */
-  match?: RequestHandler;
-  /** Runs before auth: what the route reads of its own path and headers. */
-  before?: RequestHandler;
-  /** Route params the adapter reads. @default req.params */
-  params?: CallDeclaration['params'];
-}
-
-/**
- * What a route does beyond its adapter's declaration: Gemini's path holds the model and the method (its token count,
- * the same path, is the count route's), and its own key header.
- */
-const ROUTE_EXTRAS: Readonly<Partial<Record<ProviderApi, Pick<ProviderRoute, 'match' | 'before' | 'params'>>>> = {
-  'gemini.generate': {
-    match: passGeminiMethodOn(GEMINI_COUNT_ACTION),
-    before: acceptGeminiRequest(GEMINI_ACTIONS),
-    params: geminiCallParams,
-  },
-};
-
-/** Every API whose adapter names a route, at its path. */
-const PROVIDER_ROUTES: readonly ProviderRoute[] = providerAdapters().flatMap((adapter) =>
-  adapter.route ? [{ path: adapter.route.path, api: adapter.api, ...ROUTE_EXTRAS[adapter.api] }] : [],
-);
 
 /** What Express's router and the body reader set on each request, and Express on each response. */
 interface ExpressFields {
@@ -317,22 +286,19 @@ interface GatewayParts {
   limits: RequestHandler;
 }
 
-/** What the chain after auth is built from. */
-type ChainParts = Pick<
-  GatewayParts,
-  'limitStores' | 'observedStores' | 'storeFailures' | 'guarding' | 'budget' | 'metering' | 'responseCache'
-> & { guardrails: RequestHandler[] };
+/** What the limits and the budget are built from. */
+type LimitParts = Pick<GatewayParts, 'limitStores' | 'observedStores' | 'storeFailures' | 'guarding' | 'budget'>;
 
 /**
- * The provider routes' chain after auth: body checks, scope, attribution and tier rules, prompt guardrails, the estimate, then the limits and the
- * budget fused by combineLimits (their Redis calls share one round trip; a refusal by one gives back what the others
- * took). Built once and shared by the provider routes, so one limiter instance counts all of them.
+ * The limits and the budget, fused by combineLimits (their Redis calls share one round trip; a refusal by one gives
+ * back what the others took), and the request limits alone (what a count and a cache hit pass). Built once and
+ * shared by every route, so one limiter instance counts all of them.
  */
-function limitAndReserveChain(
+function fusedLimits(
   config: ProxyConfig,
-  parts: ChainParts,
-): { chain: RequestHandler[]; limits: RequestHandler; requestLimits: RequestHandler[] } {
-  const { limitStores, observedStores, storeFailures, guarding, budget, metering, responseCache, guardrails } = parts;
+  parts: LimitParts,
+): { limits: RequestHandler; requestLimits: RequestHandler[] } {
+  const { limitStores, observedStores, storeFailures, guarding, budget } = parts;
   const requestLimits = [
     ...guarding.limitChecks,
     ...requestLimitMiddleware(config, limitStores, storeFailures, guarding.limitScale),
@@ -343,21 +309,7 @@ function limitAndReserveChain(
     ...concurrencyMiddleware(config, observedStores, storeFailures),
     budget,
   );
-  const chain = [
-    ...permissionMiddleware(config),
-    // Who the call is for (key, headers, the declared call's body): refused here when required and missing.
-    ...attributionMiddleware(config),
-    tierPolicyMiddleware(config),
-    // Prompts checked (and masked) before the cache's key, the estimate, the limits and the budget read them.
-    ...guardrails,
-    // A memory cache looks up here: scope, models and tier rules apply to a hit, the estimate does not (cache-setup.ts).
-    ...(responseCache ? [responseCache.beforeEstimate] : []),
-    ...metering.middleware,
-    ...guarding.afterEstimate,
-    // With a response cache, a hit passes the request limits only (cache-setup.ts).
-    ...(responseCache ? responseCache.around(limits, requestLimits) : [limits]),
-  ];
-  return { chain, limits, requestLimits };
+  return { limits, requestLimits };
 }
 
 /** What the operator routes are built from. */
@@ -609,19 +561,12 @@ export function createGateway(input: ProxyConfig, deps: ProxyDeps = {}): Gateway
   let configKeys = keyRecordsFromConfig(config.keys ?? []);
   // Shadow mode, where the config asks for it, rides with the caller's identity: every route that limits shadows alike.
   const identify = [...authMiddleware(config, keys, storeFailures('auth')), ...shadowMiddleware(config)];
-  const {
-    chain: limitAndReserve,
-    limits,
-    requestLimits,
-  } = limitAndReserveChain(config, {
-    guardrails: createProxyGuardrails(config, metrics || undefined, deps.guardrails),
+  const { limits, requestLimits } = fusedLimits(config, {
     limitStores,
     observedStores,
     storeFailures,
     guarding,
     budget,
-    metering,
-    responseCache,
   });
   // Bodies of provider routes are read only once the caller is identified (no memory pinned by callers without a key).
   const bodyLimit = config.bodyLimit ?? '1mb';
@@ -643,18 +588,6 @@ export function createGateway(input: ProxyConfig, deps: ProxyDeps = {}): Gateway
     });
   // Its sessions end first: their calls in flight settle before the budget and the sinks close.
   if (mcp) closers.unshift(() => mcp.close());
-  // Each route declares the API it speaks, once: every later piece keys off that declaration.
-  const admit = ({ api, match, before, params }: ProviderRoute): RequestHandler[] => [
-    ...(match ? [match] : []),
-    ...guarding.beforeAuth,
-    ...(before ? [before] : []),
-    ...identify,
-    ...guarding.afterAuth(readProviderBody),
-    validateProviderRequest(api),
-    providers.declareCall(api, params),
-    ...limitAndReserve,
-  ];
-
   // One spelling per route: under Express's defaults (any case, optional trailing slash) `/V1/CHAT/COMPLETIONS`
   // or `/v1/messages/` were the same route under other names. Every variant is a 404 (or 405).
   const router = express.Router({ caseSensitive: true, strict: true }) as unknown as Gateway;
@@ -666,11 +599,25 @@ export function createGateway(input: ProxyConfig, deps: ProxyDeps = {}): Gateway
     next();
   });
 
-  // The provider routes first: they carry nearly all the traffic, and every route before them is a path match per request.
-  for (const route of PROVIDER_ROUTES) router.post(route.path, ...admit(route), providers.handler(route.api));
-  // Then the token counts (free: no token limit, budget or record); Gemini's generation route passes its counts on.
-  const countParts = { config, guarding, identify, readProviderBody, requestLimits, pricing, providers };
-  for (const { path, handlers } of tokenCountRoutes(countParts)) router.post(path, ...handlers);
+  // The provider routes first: they carry nearly all the traffic, and every route before them is a path match per
+  // request. Then the token counts (free: no token limit, budget or record). Each is a profile of the one stage list.
+  const routes = gatewayRoutes({
+    guarding,
+    identify,
+    readProviderBody,
+    permissions: permissionMiddleware(config),
+    attribution: attributionMiddleware(config),
+    tierPolicy: tierPolicyMiddleware(config),
+    countModels: (route) => countModelAllowlist(config, route),
+    guardrails: createProxyGuardrails(config, metrics || undefined, deps.guardrails),
+    responseCache,
+    meter: metering.middleware,
+    requestLimits,
+    limits,
+    pricing,
+    providers,
+  });
+  for (const { path, handlers } of routes) router.post(path, ...handlers);
   if (mcp) router.use('/mcp', mcp.router);
   router.use(parseBody);
   mountOperatorRoutes(router, {
@@ -688,7 +635,7 @@ export function createGateway(input: ProxyConfig, deps: ProxyDeps = {}): Gateway
     limits,
     configFiles,
   });
-  router.all([...new Set([...PROVIDER_ROUTES, ...COUNT_ROUTES].map(({ path }) => path))], answerMethodNotAllowed);
+  router.all([...ROUTE_PATHS], answerMethodNotAllowed);
   router.use(apiErrorHandler());
   router.use(unexpectedErrorHandler(logging, log));
   Object.defineProperty(router, 'stores', { value: stores, enumerable: true });

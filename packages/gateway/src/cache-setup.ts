@@ -10,16 +10,17 @@ export interface ProxyCache {
   /**
    * Right after the permission and tier checks, before the meter: a memory store answers here, so
    * a hit skips the estimate (its prompt is never tokenized). Passes on Redis, whose lookup starts
-   * beside the limits' call (`around`).
+   * beside the limits' call (`limits`).
    */
   readonly beforeEstimate: RequestHandler;
   /**
-   * The fused limits with the cache around them: the lookup starts first; a hit the memory store
-   * already answered passes `requestLimits` only, fused (no tokens, slot or budget); anything else
-   * passes `limits` whole while Redis answers (a Redis hit gives back its reservation at its settle);
-   * then a hit is served, or a miss goes on, with prompt-cache breakpoints placed.
+   * The fused limits as the cache runs them (the `limits and budget` stage): the lookup starts first; a hit the
+   * memory store already answered passes `requestLimits` only, fused (no tokens, slot or budget); anything else
+   * passes `limits` whole while Redis answers (a Redis hit gives back its reservation at its settle).
    */
-  around(limits: RequestHandler, requestLimits: RequestHandler[]): RequestHandler[];
+  limits(limits: RequestHandler, requestLimits: readonly RequestHandler[]): RequestHandler[];
+  /** The `cache around` stage: a hit is served, or a miss goes on, with prompt-cache breakpoints placed. */
+  readonly around: readonly RequestHandler[];
   close(): Promise<void>;
 }
 
@@ -83,15 +84,16 @@ export function createProxyCache(
   const promptCaching = prompt ? [anthropicPromptCaching(prompt === true ? {} : prompt)] : [];
   return {
     beforeEstimate: cache.lookupBeforeEstimate,
-    around: (limits, requestLimits) => {
+    limits: (limits, requestLimits) => {
       const hitLimits =
         requestLimits.length > 0
           ? combineLimits(...requestLimits)
           : function noRequestLimits(_req: Request, _res: Response, next: NextFunction) {
               next();
             };
-      return [cache.lookup, cache.chooseLimits({ hit: hitLimits, miss: limits }), cache.answer, ...promptCaching];
+      return [cache.lookup, cache.chooseLimits({ hit: hitLimits, miss: limits })];
     },
+    around: [cache.answer, ...promptCaching],
     close: () => cache.close(),
   };
 }

@@ -7,16 +7,12 @@ import type { Pricing, ProviderApi } from '@tollgate/core';
 import { adapterFor, estimateRequestAsync } from '@tollgate/providers';
 import type { CallDeclaration } from '@tollgate/providers';
 import { checkModelKind, GEMINI_COUNT_ACTION, providerAdapters } from '@tollgate/providers/kit';
-import { combineLimits } from '@tollgate/ratelimit';
-import { attributionMiddleware, permissionMiddleware } from './auth-setup.js';
 import type { ProxyConfig } from './config.js';
 import { acceptGeminiRequest, geminiCallParams } from './gemini-route.js';
-import type { createProxyGuard } from './guard-setup.js';
 import { defaultTierOf } from './limits-setup.js';
 import type { ProviderRouter } from './provider-routing.js';
-import { validateCountRequest } from './request-validation.js';
 
-interface CountRoute {
+export interface CountRoute {
   path: string;
   api: ProviderApi;
   /** Before auth: what the route reads of its own path and headers. */
@@ -51,7 +47,7 @@ function countedModel(route: CountRoute, req: Request): string | undefined {
  * The caller may count tokens only for a model it may call: the tier's list, then the key's own (auth's
  * modelAllowlist, on the rule tierPolicy applies to calls, core `resolveTierModels`).
  */
-function countModelAllowlist(config: ProxyConfig, route: CountRoute): RequestHandler {
+export function countModelAllowlist(config: ProxyConfig, route: CountRoute): RequestHandler {
   const readModel = (req: unknown) => countedModel(route, req as Request);
   if (!config.tiers) return modelAllowlist({ readModel }) as RequestHandler;
   // A tier without `models` may call any model.
@@ -67,7 +63,7 @@ function countModelAllowlist(config: ProxyConfig, route: CountRoute): RequestHan
  * adapter's `countInput` through the meter's own estimate (tokenizer, approximation, time box), so the figure is the
  * input the meter would reserve for the same request.
  */
-function answerTokenCount(route: CountRoute, pricing: Pricing, providers: ProviderRouter): RequestHandler {
+export function answerTokenCount(route: CountRoute, pricing: Pricing, providers: ProviderRouter): RequestHandler {
   const adapter = adapterFor(route.api);
   const counting = adapter.countTokens!;
   return function countTokens(req: Request, res: Response, next: NextFunction): void {
@@ -97,42 +93,4 @@ function answerTokenCount(route: CountRoute, pricing: Pricing, providers: Provid
       }, refuse)
       .catch(next);
   };
-}
-
-/** What the count routes are built from: the gateway's own pieces. */
-export interface CountRouteParts {
-  config: ProxyConfig;
-  guarding: ReturnType<typeof createProxyGuard>;
-  identify: RequestHandler[];
-  readProviderBody: RequestHandler;
-  /** The request limits (and the guard's repeat count), as the provider routes count them. */
-  requestLimits: RequestHandler[];
-  pricing: Pricing;
-  providers: ProviderRouter;
-}
-
-/**
- * The token-count routes, each with its chain: auth, scope, the model allowlists, suspensions and the request
- * limits (requests per minute, repeated requests). No token limit, no budget, no usage record: counting is free,
- * so a spent budget still counts. Mounted after the provider routes (Gemini's generation route passes counts on).
- */
-export function tokenCountRoutes(parts: CountRouteParts): { path: string; handlers: RequestHandler[] }[] {
-  const { config, guarding, identify, readProviderBody, requestLimits, pricing, providers } = parts;
-  const limits = requestLimits.length > 0 ? [combineLimits(...requestLimits)] : [];
-  return COUNT_ROUTES.map((route) => ({
-    path: route.path,
-    handlers: [
-      ...guarding.beforeAuth,
-      ...(route.before ? [route.before] : []),
-      ...identify,
-      ...guarding.afterAuth(readProviderBody),
-      validateCountRequest(route.api),
-      ...permissionMiddleware(config),
-      ...attributionMiddleware(config),
-      countModelAllowlist(config, route),
-      ...guarding.afterEstimate,
-      ...limits,
-      answerTokenCount(route, pricing, providers),
-    ],
-  }));
 }

@@ -1,0 +1,123 @@
+// The gateway's routes as profiles of the one stage list (stages.ts): provider calls and token counts, each stage
+// built once here from the gateway's parts, its variant by the route's kind where a count differs from a call.
+import type { RequestHandler } from 'express';
+import type { Pricing, ProviderApi } from '@tollgate/core';
+import { GEMINI_ACTIONS, GEMINI_COUNT_ACTION, providerAdapters } from '@tollgate/providers/kit';
+import type { CallDeclaration } from '@tollgate/providers';
+import { combineLimits } from '@tollgate/ratelimit';
+import type { ProxyCache } from './cache-setup.js';
+import { answerTokenCount, COUNT_ROUTES } from './count-tokens-route.js';
+import { acceptGeminiRequest, geminiCallParams, passGeminiMethodOn } from './gemini-route.js';
+import type { ProxyGuard } from './guard-setup.js';
+import type { ProviderRouter } from './provider-routing.js';
+import { validateCountRequest, validateProviderRequest } from './request-validation.js';
+import { composeRoute, PROFILES } from './stages.js';
+import type { ComposedRoute, StageBuilders } from './stages.js';
+
+/** One route the gateway mounts: its path, the API it speaks, and what it is (a call or a count). */
+export interface RouteSpec {
+  readonly kind: 'provider' | 'count';
+  readonly path: string;
+  readonly api: ProviderApi;
+  /** First: passes a request the route does not serve on to the next route at its path. */
+  readonly match?: RequestHandler;
+  /** Runs before auth: what the route reads of its own path and headers. */
+  readonly before?: RequestHandler;
+  /** Route params the adapter reads. @default req.params */
+  readonly params?: CallDeclaration['params'];
+}
+
+/**
+ * What a route does beyond its adapter's declaration: Gemini's path holds the model and the method (its token count,
+ * the same path, is the count route's), and its own key header.
+ */
+const ROUTE_EXTRAS: Readonly<Partial<Record<ProviderApi, Pick<RouteSpec, 'match' | 'before' | 'params'>>>> = {
+  'gemini.generate': {
+    match: passGeminiMethodOn(GEMINI_COUNT_ACTION),
+    before: acceptGeminiRequest(GEMINI_ACTIONS),
+    params: geminiCallParams,
+  },
+};
+
+/** Every API whose adapter names a route, at its path. */
+export const PROVIDER_ROUTES: readonly RouteSpec[] = providerAdapters().flatMap((adapter) =>
+  adapter.route
+    ? [{ kind: 'provider' as const, path: adapter.route.path, api: adapter.api, ...ROUTE_EXTRAS[adapter.api] }]
+    : [],
+);
+
+/** Every path the provider and count routes answer (another method there is a 405). */
+export const ROUTE_PATHS: readonly string[] = [
+  ...new Set([...PROVIDER_ROUTES, ...COUNT_ROUTES].map(({ path }) => path)),
+];
+
+/** What the routes' stages are built from: the gateway's parts, each made once and shared by every route. */
+export interface RouteParts {
+  guarding: ProxyGuard;
+  /** Auth and shadow mode. */
+  identify: readonly RequestHandler[];
+  readProviderBody: RequestHandler;
+  permissions: readonly RequestHandler[];
+  attribution: readonly RequestHandler[];
+  /** A call's tier rules (models and output cap). */
+  tierPolicy: RequestHandler;
+  /** A count's: the models the caller may count for, by the same rule. */
+  countModels: (route: RouteSpec) => RequestHandler;
+  guardrails: readonly RequestHandler[];
+  responseCache: ProxyCache | undefined;
+  meter: readonly RequestHandler[];
+  /** The request limits (and the guard's repeat count): all a count passes. */
+  requestLimits: readonly RequestHandler[];
+  /** Every limit and the budget, fused (combineLimits): what a call passes. */
+  limits: RequestHandler;
+  pricing: Pricing;
+  providers: ProviderRouter;
+}
+
+/** Every stage of the provider and count routes. The order is not here: it is STAGES'. */
+export function routeStages(parts: RouteParts): StageBuilders<RouteSpec> {
+  const { guarding, responseCache: cache } = parts;
+  const countLimits = parts.requestLimits.length > 0 ? [combineLimits(...parts.requestLimits)] : [];
+  const callLimits = cache ? cache.limits(parts.limits, parts.requestLimits) : [parts.limits];
+  const none: readonly RequestHandler[] = [];
+  return {
+    route: (route) => (route.match ? [route.match] : none),
+    'guard admit': () => guarding.beforeAuth,
+    auth: (route) => (route.before ? [route.before, ...parts.identify] : parts.identify),
+    'body guard': () => guarding.afterAuth(parts.readProviderBody),
+    validate: (route) => [
+      route.kind === 'count' ? validateCountRequest(route.api) : validateProviderRequest(route.api),
+    ],
+    declare: (route) => [parts.providers.declareCall(route.api, route.params)],
+    permissions: () => parts.permissions,
+    attribution: () => parts.attribution,
+    'tier policy': (route) => [route.kind === 'count' ? parts.countModels(route) : parts.tierPolicy],
+    guardrails: () => parts.guardrails,
+    'cache lookup': () => (cache ? [cache.beforeEstimate] : none),
+    meter: () => parts.meter,
+    'guard after estimate': () => guarding.afterEstimate,
+    // A count is free: the request limits only, no token limit, slot or budget.
+    'limits and budget': (route) => (route.kind === 'count' ? countLimits : callLimits),
+    'cache around': () => cache?.around ?? none,
+    call: (route) => [
+      route.kind === 'count'
+        ? answerTokenCount(route, parts.pricing, parts.providers)
+        : parts.providers.handler(route.api),
+    ],
+  };
+}
+
+/**
+ * The provider routes, then the token counts (Gemini's generation route passes its counts on), each composed from
+ * its profile: the routes the gateway mounts, in the order it mounts them.
+ */
+export function gatewayRoutes(parts: RouteParts): (ComposedRoute & { path: string })[] {
+  const stages = routeStages(parts);
+  return [
+    ...PROVIDER_ROUTES.map((route) => ({ path: route.path, ...composeRoute(PROFILES.provider, stages, route) })),
+    ...COUNT_ROUTES.map((count) => {
+      const route: RouteSpec = { kind: 'count', ...count };
+      return { path: route.path, ...composeRoute(PROFILES.count, stages, route) };
+    }),
+  ];
+}

@@ -1,0 +1,140 @@
+// The chain's order, written once: the named stages a request passes through, and every route kind as a profile of
+// them (the stages it skips). Routes are composed here and nowhere else, so a new route kind cannot miss a stage or
+// run two in another order: it names what it skips, and the composer refuses a stage nobody builds.
+import type { RequestHandler } from 'express';
+
+/** Every stage, in the one order a request meets them (docs/architecture.md, "The stages"). */
+export const STAGES = [
+  // The route's own reading of its path: a request it does not serve goes on to the next route at that path.
+  'route',
+  // Before anything is read: a blocked address is refused, failed authentications are counted per address.
+  'guard admit',
+  // Who is calling (API key, JWT), and whether its requests are shadowed; the route's own key header first.
+  'auth',
+  // Once the caller is known: load shedding by tier, then the body, read only now and under a deadline.
+  'body guard',
+  // The body's shape for the route's API: a malformed request is a 400 before it costs anything.
+  'validate',
+  // The call declared once (API, model, params): every later stage keys off it.
+  'declare',
+  // The scope the gateway requires.
+  'permissions',
+  // Who the call is for (end user, feature, tags): refused here when required and missing.
+  'attribution',
+  // The tier's models and output cap, clamped before the estimate so every reservation is a true upper bound.
+  'tier policy',
+  // Prompts checked and masked before the cache key, the estimate, the limits and the budget read them.
+  'guardrails',
+  // A memory cache answers here: scope, models and tier rules apply to a hit, the estimate does not.
+  'cache lookup',
+  // The estimate of what the call may cost, and the usage read from its answer.
+  'meter',
+  // Suspended keys and tenants refused (no I/O).
+  'guard after estimate',
+  // Request, token and concurrency limits and the budget, fused: one store round trip, a refusal gives back the rest.
+  'limits and budget',
+  // A cached answer served, and what the call answers stored; prompt caching marked.
+  'cache around',
+  // The upstream call (or the route's own answer).
+  'call',
+] as const;
+
+export type Stage = (typeof STAGES)[number];
+
+/** A route kind: the stages it does not run. The order is never its own: it is STAGES'. */
+export interface Profile {
+  readonly kind: string;
+  readonly skips: readonly Stage[];
+}
+
+/** Every route kind the gateway serves. */
+export const PROFILES = {
+  /** A provider call: every stage. */
+  provider: { kind: 'provider call', skips: [] },
+  /** A token count: free (no token limit, budget, usage record or cache), so nothing is estimated or guarded by prompt. */
+  count: { kind: 'token count', skips: ['declare', 'guardrails', 'cache lookup', 'meter', 'cache around'] },
+  /**
+   * An MCP message (POST /mcp/<server>): the caller and its body; the tool calls it carries run the `toolCall`
+   * profile's stages for each call.
+   */
+  mcpMessage: {
+    kind: 'MCP message',
+    skips: [
+      'validate',
+      'tier policy',
+      'guardrails',
+      'cache lookup',
+      'meter',
+      'guard after estimate',
+      'limits and budget',
+      'cache around',
+    ],
+  },
+  /** An MCP session's stream or its end (GET and DELETE /mcp/<server>): no body. */
+  mcpSession: {
+    kind: 'MCP session',
+    skips: [
+      'body guard',
+      'validate',
+      'tier policy',
+      'guardrails',
+      'cache lookup',
+      'meter',
+      'guard after estimate',
+      'limits and budget',
+      'cache around',
+    ],
+  },
+  /** One tool call inside an MCP message: what is checked before it is sent on (the caller is known already). */
+  toolCall: {
+    kind: 'tool call',
+    skips: [
+      'route',
+      'guard admit',
+      'auth',
+      'body guard',
+      'validate',
+      'declare',
+      'permissions',
+      'attribution',
+      'tier policy',
+      'guardrails',
+      'cache lookup',
+      'meter',
+      'cache around',
+      'call',
+    ],
+  },
+} as const satisfies Record<string, Profile>;
+
+/**
+ * What each stage contributes to a route: its handlers (none where the config leaves the stage out, e.g. no cache).
+ * `route` is the route being built, whatever the caller describes it with.
+ */
+export type StageBuilders<Route> = { readonly [S in Stage]?: (route: Route) => readonly RequestHandler[] };
+
+/** A composed route: its handlers, and the stage each came from (the same length). */
+export interface ComposedRoute {
+  readonly kind: string;
+  readonly handlers: RequestHandler[];
+  readonly stages: Stage[];
+}
+
+/**
+ * The one composer: the stages of `profile`, in STAGES' order, each built for `route`. A stage the profile runs
+ * and `builders` does not build is a programming error, thrown at start, never a silent gap in the chain.
+ */
+export function composeRoute<Route>(profile: Profile, builders: StageBuilders<Route>, route: Route): ComposedRoute {
+  const handlers: RequestHandler[] = [];
+  const stages: Stage[] = [];
+  for (const stage of STAGES) {
+    if (profile.skips.includes(stage)) continue;
+    const build = builders[stage];
+    if (!build) throw new Error(`tollgate: the ${profile.kind} route has no "${stage}" stage (skip it or build it)`);
+    for (const handler of build(route)) {
+      handlers.push(handler);
+      stages.push(stage);
+    }
+  }
+  return { kind: profile.kind, handlers, stages };
+}

@@ -1,0 +1,121 @@
+// The chain's order is written once (stages.ts): every route kind the gateway mounts runs the stage list less the
+// stages its profile skips, in the list's order, and a stage nobody builds stops the start.
+import { describe, expect, it } from '@jest/globals';
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { createMemoryStores, createPricing } from '@tollgate/core';
+import { tieredRateLimit } from '@tollgate/ratelimit';
+import { composeRoute, PROFILES, STAGES } from '../src/stages.js';
+import type { Profile, Stage } from '../src/stages.js';
+import { gatewayRoutes, PROVIDER_ROUTES } from '../src/routes.js';
+import type { RouteParts } from '../src/routes.js';
+import type { ProxyGuard } from '../src/guard-setup.js';
+import type { ProviderRouter } from '../src/provider-routing.js';
+import type { ProxyCache } from '../src/cache-setup.js';
+
+/** A handler named for the stage it stands for, so the composed route says where each of its handlers came from. */
+function named(name: string): RequestHandler {
+  const handler = (_req: Request, _res: Response, next: NextFunction) => next();
+  Object.defineProperty(handler, 'name', { value: name });
+  return handler;
+}
+
+/** Every part present (a gateway with a guard, a cache, guardrails, limits and a budget), each handler named. */
+function everyPart(): RouteParts {
+  const guarding = {
+    beforeAuth: [named('guard admit')],
+    afterAuth: () => [named('body guard')],
+    afterEstimate: [named('guard after estimate')],
+  } as unknown as ProxyGuard;
+  const providers = {
+    declareCall: () => named('declare'),
+    handler: () => named('call'),
+  } as unknown as ProviderRouter;
+  const responseCache = {
+    beforeEstimate: named('cache lookup'),
+    limits: () => [named('limits and budget')],
+    around: [named('cache around')],
+  } as unknown as ProxyCache;
+  return {
+    guarding,
+    identify: [named('auth')],
+    readProviderBody: named('read body'),
+    permissions: [named('permissions')],
+    attribution: [named('attribution')],
+    tierPolicy: named('tier policy'),
+    countModels: () => named('tier policy'),
+    guardrails: [named('guardrails')],
+    responseCache,
+    meter: [named('meter')],
+    requestLimits: [
+      tieredRateLimit({
+        stores: createMemoryStores(),
+        layers: [{ name: 'global', by: 'global', limit: 10, window: '1m' }],
+      }),
+    ],
+    limits: named('limits and budget'),
+    pricing: createPricing(),
+    providers,
+  };
+}
+
+/** The stages a route ran, each once, in the order it ran them. */
+function stagesRun(stages: readonly Stage[]): Stage[] {
+  return stages.filter((stage, index) => index === 0 || stages[index - 1] !== stage);
+}
+
+const expected = (profile: Profile, optional: readonly Stage[] = []) =>
+  STAGES.filter((stage) => !profile.skips.includes(stage) && !optional.includes(stage));
+
+describe('the stage list', () => {
+  const routes = gatewayRoutes(everyPart());
+
+  it('mounts every provider route with every stage, in the list order (the route stage where the path needs one)', () => {
+    const providerRoutes = routes.filter((route) => route.kind === PROFILES.provider.kind);
+    expect(providerRoutes.map((route) => route.path)).toEqual(PROVIDER_ROUTES.map((route) => route.path));
+    expect(providerRoutes.length).toBeGreaterThan(5);
+    for (const route of providerRoutes) {
+      const hasOwnMatch = PROVIDER_ROUTES.find((spec) => spec.path === route.path)!.match !== undefined;
+      expect(stagesRun(route.stages)).toEqual(expected(PROFILES.provider, hasOwnMatch ? [] : ['route']));
+      // The stub parts keep their names: the handler at each place is the stage's own.
+      route.handlers.forEach((handler, index) => {
+        if ((STAGES as readonly string[]).includes(handler.name)) expect(route.stages[index]).toBe(handler.name);
+      });
+      expect(route.handlers.at(-1)!.name).toBe('call');
+    }
+  });
+
+  it('mounts the token counts as the count profile: no declaration, guardrails, cache, meter', () => {
+    const counts = routes.filter((route) => route.kind === PROFILES.count.kind);
+    expect(counts.length).toBeGreaterThanOrEqual(2);
+    for (const route of counts) {
+      expect(stagesRun(route.stages)).toEqual(expected(PROFILES.count, ['route']));
+      for (const skipped of PROFILES.count.skips) expect(route.stages).not.toContain(skipped);
+      // A count is free: the request limits, never the fused limits and budget.
+      const limits = route.handlers[route.stages.indexOf('limits and budget')]!;
+      expect(limits.name).not.toBe('limits and budget');
+    }
+  });
+
+  it('composes each profile in the list order, never an order of its own', () => {
+    const builders = Object.fromEntries(STAGES.map((stage) => [stage, () => [named(stage)]]));
+    for (const profile of Object.values(PROFILES)) {
+      const route = composeRoute(profile, builders, undefined);
+      expect(route.handlers.map((handler) => handler.name)).toEqual(expected(profile));
+      expect(route.stages).toEqual(expected(profile));
+    }
+  });
+
+  it('refuses a stage a profile runs and nobody builds', () => {
+    const builders = Object.fromEntries(
+      STAGES.filter((stage) => stage !== 'permissions').map((stage) => [stage, () => [named(stage)]]),
+    );
+    expect(() => composeRoute(PROFILES.provider, builders, undefined)).toThrow(
+      'the provider call route has no "permissions" stage',
+    );
+    // A profile that skips it composes without it.
+    expect(composeRoute(PROFILES.toolCall, builders, undefined).stages).toEqual([
+      'guard after estimate',
+      'limits and budget',
+    ]);
+  });
+});
