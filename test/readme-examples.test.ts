@@ -589,6 +589,7 @@ describe.each([
     file: 'packages/gateway/examples/mount.ts',
     output: 'gateway: 200, 31 tokens\nwithout a key: 401\nyour route: 200\n',
   },
+  { file: 'packages/gateway/examples/composer.ts', output: 'gpt-4o-mini: 31 tokens\ngpt-4o: 403\nagain: 429\n' },
   {
     file: 'packages/gateway/examples/cost.ts',
     output:

@@ -39,6 +39,7 @@ import {
   requestLimitMiddleware,
   shadowMiddleware,
   tierPolicyMiddleware,
+  tierPolicyOptions,
   tokenLimitMiddleware,
 } from './limits-setup.js';
 import type { StoreFailureHandlers } from './limits-setup.js';
@@ -608,7 +609,7 @@ export function createGateway(input: ProxyConfig, deps: ProxyDeps = {}): Gateway
     permissions: permissionMiddleware(config),
     attribution: attributionMiddleware(config),
     tierPolicy: tierPolicyMiddleware(config),
-    countModels: (route) => countModelAllowlist(config, route),
+    countModels: (route) => countModelAllowlist(tierPolicyOptions(config), route),
     guardrails: createProxyGuardrails(config, metrics || undefined, deps.guardrails),
     responseCache,
     meter: metering.middleware,

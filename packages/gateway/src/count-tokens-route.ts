@@ -7,9 +7,8 @@ import type { Pricing, ProviderApi } from '@tollgate/core';
 import { adapterFor, estimateRequestAsync } from '@tollgate/providers';
 import type { CallDeclaration } from '@tollgate/providers';
 import { checkModelKind, GEMINI_COUNT_ACTION, providerAdapters } from '@tollgate/providers/kit';
-import type { ProxyConfig } from './config.js';
+import type { TierPolicyOptions } from '@tollgate/ratelimit';
 import { acceptGeminiRequest, geminiCallParams } from './gemini-route.js';
-import { defaultTierOf } from './limits-setup.js';
 import type { ProviderRouter } from './provider-routing.js';
 
 export interface CountRoute {
@@ -47,12 +46,15 @@ function countedModel(route: CountRoute, req: Request): string | undefined {
  * The caller may count tokens only for a model it may call: the tier's list, then the key's own (auth's
  * modelAllowlist, on the rule tierPolicy applies to calls, core `resolveTierModels`).
  */
-export function countModelAllowlist(config: ProxyConfig, route: CountRoute): RequestHandler {
+export function countModelAllowlist(
+  policy: Pick<TierPolicyOptions, 'tiers' | 'defaultTier'>,
+  route: CountRoute,
+): RequestHandler {
   const readModel = (req: unknown) => countedModel(route, req as Request);
-  if (!config.tiers) return modelAllowlist({ readModel }) as RequestHandler;
+  if (!policy.tiers) return modelAllowlist({ readModel }) as RequestHandler;
   // A tier without `models` may call any model.
-  const tiers = Object.fromEntries(Object.entries(config.tiers).map(([name, tier]) => [name, tier.models ?? ['*']]));
-  const defaultTier = defaultTierOf(config);
+  const tiers = Object.fromEntries(Object.entries(policy.tiers).map(([name, tier]) => [name, tier.models ?? ['*']]));
+  const defaultTier = policy.defaultTier;
   const otherTiers = defaultTier !== undefined && Object.hasOwn(tiers, defaultTier) ? tiers[defaultTier] : [];
   return modelAllowlist({ tiers, otherTiers, readModel }) as RequestHandler;
 }

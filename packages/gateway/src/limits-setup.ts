@@ -9,7 +9,7 @@ import {
   tierPolicy,
   tokenRateLimit,
 } from '@tollgate/ratelimit';
-import type { LimitLayerOptions, LimitReading, StoresWithCommands } from '@tollgate/ratelimit';
+import type { LimitLayerOptions, LimitReading, StoresWithCommands, TierPolicyOptions } from '@tollgate/ratelimit';
 import { refusalRenderer } from '@tollgate/core';
 import { shadowMode } from '@tollgate/core/kit';
 import { resolveTierModels } from '@tollgate/core/kit';
@@ -156,8 +156,8 @@ export function shadowMiddleware(config: ProxyConfig): RequestHandler[] {
   ];
 }
 
-/** Model allowlist and output cap per tier (clamps the cap before the estimate so reservations are true bounds). */
-export function tierPolicyMiddleware(config: ProxyConfig): RequestHandler {
+/** The config's tiers as tierPolicy's options: each tier's models and output cap, and the default tier. */
+export function tierPolicyOptions(config: ProxyConfig): Pick<TierPolicyOptions, 'tiers' | 'defaultTier'> {
   const defaultTier = defaultTierOf(config);
   const tiers =
     config.tiers &&
@@ -170,7 +170,12 @@ export function tierPolicyMiddleware(config: ProxyConfig): RequestHandler {
         },
       ]),
     );
-  return tierPolicy({ ...(tiers ? { tiers } : {}), ...(defaultTier ? { defaultTier } : {}) });
+  return { ...(tiers ? { tiers } : {}), ...(defaultTier ? { defaultTier } : {}) };
+}
+
+/** Model allowlist and output cap per tier (clamps the cap before the estimate so reservations are true bounds). */
+export function tierPolicyMiddleware(config: ProxyConfig): RequestHandler {
+  return tierPolicy(tierPolicyOptions(config));
 }
 
 /** The model patterns each tier may use: tierPolicy's rule (core `resolveTierModels`), for the model list. */

@@ -1,0 +1,148 @@
+// tollgate(parts): the chain in code, without a JSON config. Each part is a package's own options (apiKeyAuth's,
+// tierPolicy's, meter's, budgetGuard's...); the provider and count routes are composed from the same stage list and
+// builders as the gateway's (routes.ts), so a route built here runs the stages in the gateway's order.
+import express from 'express';
+import type { NextFunction, Request, RequestHandler, Response, Router } from 'express';
+import { apiKeyAuth, attribution, requireScope } from '@tollgate/auth';
+import type { ApiKeyAuthOptions, AttributionOptions } from '@tollgate/auth';
+import { budgetGuard } from '@tollgate/budget';
+import type { BudgetGuardOptions } from '@tollgate/budget';
+import { createResponseCache } from '@tollgate/cache';
+import type { ResponseCacheOptions } from '@tollgate/cache';
+import { apiErrorHandler, createMemoryStores, createPricing, requestContext } from '@tollgate/core';
+import type { TollgateStores } from '@tollgate/core';
+import { promptGuardrails } from '@tollgate/guard';
+import type { PromptGuardrailsOptions } from '@tollgate/guard';
+import { meter } from '@tollgate/metering';
+import type { MeterOptions } from '@tollgate/metering';
+import { combineLimits, concurrencyLimit, tieredRateLimit, tierPolicy, tokenRateLimit } from '@tollgate/ratelimit';
+import type {
+  ConcurrencyLimitOptions,
+  StoresWithCommands,
+  TieredRateLimitOptions,
+  TierPolicyOptions,
+  TokenRateLimitOptions,
+} from '@tollgate/ratelimit';
+import type { ProxyConfig } from './config.js';
+import { countModelAllowlist } from './count-tokens-route.js';
+import { createMockProvider } from './mock-provider.js';
+import { createProviderRouter } from './provider-routing.js';
+import { gatewayRoutes, ROUTE_PATHS } from './routes.js';
+import type { RouteParts } from './routes.js';
+import type { ProxyGuard } from './guard-setup.js';
+import type { ProxyCache } from './cache-setup.js';
+import { providerJsonBody } from './json-body.js';
+
+/** What `tollgate()` is built from: each part the options of the package that owns it, all but none required. */
+export interface TollgateParts {
+  /** @default in-memory stores, closed by `close()` */
+  stores?: TollgateStores;
+  /** @tollgate/auth `apiKeyAuth`. @default `{ keys: stores.keys }` */
+  auth?: Partial<ApiKeyAuthOptions>;
+  /** @tollgate/auth `requireScope`: the scope every caller must hold. @default none */
+  scope?: string;
+  /** @tollgate/auth `attribution`: who each call is for. @default from the key only */
+  attribution?: AttributionOptions;
+  /** @tollgate/ratelimit `tierPolicy`: each tier's models and output cap. @default every model */
+  policy?: TierPolicyOptions;
+  /** @tollgate/guard `promptGuardrails`. @default none */
+  guardrails?: PromptGuardrailsOptions;
+  /** @tollgate/metering `meter`. @default priced by the built-in catalogue, no sink */
+  meter?: MeterOptions;
+  /** @tollgate/ratelimit's limiters, on `stores`, fused with the budget in one round trip. @default none */
+  limits?: {
+    requests?: Omit<TieredRateLimitOptions, 'stores'>;
+    tokens?: Omit<TokenRateLimitOptions, 'stores'>;
+    concurrency?: Omit<ConcurrencyLimitOptions, 'stores'>;
+  };
+  /** @tollgate/budget `budgetGuard`, on `stores.ledger`. @default none */
+  budget?: Omit<BudgetGuardOptions, 'ledger'>;
+  /** @tollgate/cache `createResponseCache`. @default none */
+  cache?: ResponseCacheOptions;
+  /** Where calls go: the config's `upstreams` and `models` sections. @default the built-in mock provider */
+  providers?: Pick<ProxyConfig, 'upstreams' | 'models'> & { env?: NodeJS.ProcessEnv };
+  /** The largest request body. @default '1mb' */
+  bodyLimit?: string | number;
+}
+
+/** What `tollgate()` returns: an Express router to mount, and the close of what it made. */
+export interface TollgateRouter extends Router {
+  readonly stores: TollgateStores;
+  /** Ends the upstream calls, then closes what `tollgate()` made (the stores too, when it made them). */
+  close(): Promise<void>;
+}
+
+/** No guard in code: the body is read right after auth, nothing is refused before it or after the estimate. */
+function noGuard(): ProxyGuard {
+  const afterAuth = (readBody: RequestHandler) => [readBody];
+  return { beforeAuth: [], afterAuth, afterEstimate: [], limitChecks: [] } as unknown as ProxyGuard;
+}
+
+/** The response cache as two stages: a hit passes the request limits only, a miss every limit and the budget. */
+function cacheStages(options: ResponseCacheOptions): ProxyCache {
+  const cache = createResponseCache(options);
+  const pass = (_req: Request, _res: Response, next: NextFunction) => next();
+  return {
+    beforeEstimate: cache.lookupBeforeEstimate,
+    limits: (limits, requestLimits) => [
+      cache.lookup,
+      cache.chooseLimits({ hit: requestLimits.length > 0 ? combineLimits(...requestLimits) : pass, miss: limits }),
+    ],
+    around: [cache.answer],
+    close: () => cache.close(),
+  };
+}
+
+/**
+ * The provider and count routes of every adapter, composed from the stage list, from the packages' own options.
+ * `app.use(tollgate({ ... }))`; errors are answered in the API's shape.
+ */
+export function tollgate(parts: TollgateParts = {}): TollgateRouter {
+  const stores = parts.stores ?? createMemoryStores();
+  const pricing = createPricing({ models: { ...parts.providers?.models } });
+  const mock = parts.providers?.upstreams ? undefined : createMockProvider();
+  const providers = createProviderRouter({ ...parts.providers } as ProxyConfig, {
+    pricing,
+    ...(mock ? { mock } : {}),
+    ...(parts.providers?.env ? { env: parts.providers.env } : {}),
+  });
+  const withStores = { stores: stores as StoresWithCommands };
+  const requestLimits = parts.limits?.requests ? [tieredRateLimit({ ...parts.limits.requests, ...withStores })] : [];
+  const limiters: RequestHandler[] = [
+    ...requestLimits,
+    ...(parts.limits?.tokens ? [tokenRateLimit({ ...parts.limits.tokens, stores })] : []),
+    ...(parts.limits?.concurrency ? [concurrencyLimit({ ...parts.limits.concurrency, stores })] : []),
+    ...(parts.budget ? [budgetGuard({ pricing, ...parts.budget, ledger: stores.ledger }) as RequestHandler] : []),
+  ];
+  const pass: RequestHandler = (_req, _res, next) => next();
+  const cache = parts.cache ? cacheStages(parts.cache) : undefined;
+  const policy = parts.policy ?? {};
+  const routeParts: RouteParts = {
+    guarding: noGuard(),
+    identify: [apiKeyAuth({ keys: stores.keys, ...parts.auth }) as RequestHandler],
+    readProviderBody: providerJsonBody(parts.bodyLimit ?? '1mb'),
+    permissions: parts.scope ? [requireScope(parts.scope) as RequestHandler] : [],
+    attribution: [attribution(parts.attribution ?? {}) as RequestHandler],
+    tierPolicy: tierPolicy(policy),
+    countModels: (route) => countModelAllowlist(policy, route),
+    guardrails: parts.guardrails ? [promptGuardrails(parts.guardrails) as RequestHandler] : [],
+    responseCache: cache,
+    meter: [meter({ pricing, ...parts.meter }) as RequestHandler],
+    requestLimits,
+    limits: limiters.length > 0 ? combineLimits(...limiters) : pass,
+    pricing,
+    providers,
+  };
+  const router = express.Router({ caseSensitive: true, strict: true }) as unknown as TollgateRouter;
+  router.use(requestContext());
+  for (const { path, handlers } of gatewayRoutes(routeParts)) router.post(path, ...handlers);
+  router.all([...ROUTE_PATHS], (req, res, next) => (req.method === 'POST' ? next() : res.status(405).end()));
+  router.use(apiErrorHandler());
+  Object.defineProperty(router, 'stores', { value: stores, enumerable: true });
+  router.close = async () => {
+    await providers.close();
+    await cache?.close();
+    if (!parts.stores) await stores.close();
+  };
+  return router;
+}
