@@ -1,8 +1,8 @@
 // The proxy's own Prometheus metrics beside the usage sink's: responses and refusals, upstream calls, store calls, budgets; every label bounded.
 import type { Request, Response } from 'express';
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Registry } from 'prom-client';
 import type { BudgetGuard } from '@tollgate/budget';
-import type { BudgetPeriod, BudgetScope, BudgetStatus } from '@tollgate/budget';
+import { MITIGATION_KINDS, registerGauges } from './proxy-gauges.js';
 import type { Identity } from '@tollgate/core';
 import {
   BoundedLabel,
@@ -17,8 +17,6 @@ import type { CounterSeries, HistogramSeries } from '@tollgate/metering/promethe
 const MAX_LABEL_VALUES = 100;
 /** Every metric name of the gateway starts so (the usage sink's default prefix): prom-client's process metrics too. */
 const PREFIX = 'tollgate_';
-/** The guard's mitigations, each a series of `tollgate_guard_mitigations` (0 when none is in force). */
-const MITIGATION_KINDS = ['suspend', 'throttle', 'block'] as const;
 const UPSTREAM_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 const STORE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
@@ -99,46 +97,6 @@ function routeLabel(req: Request): string {
   return typeof path === 'string' ? path : 'unmatched';
 }
 
-interface BudgetRow {
-  scope: BudgetScope;
-  id: string;
-  period: BudgetPeriod;
-  spent: number;
-  limit: number;
-  reserved: number;
-  remaining: number;
-}
-
-/**
- * One row per budget (scope, id, period: a tenant's day and month budgets apart); per scope the first ids kept as
- * labels and the rest summed under `__other__`, as the usage sink bounds its labels.
- */
-function boundedBudgets(statuses: readonly BudgetStatus[]): BudgetRow[] {
-  const rows = new Map<string, BudgetRow>();
-  const idsPerScope = new Map<BudgetScope, Set<string>>();
-  for (const status of statuses) {
-    let seen = idsPerScope.get(status.scope);
-    if (seen === undefined) idsPerScope.set(status.scope, (seen = new Set()));
-    // A tenant's model (or end user) budget is that tenant's: `acme/gpt-4o`, apart from another tenant's.
-    let id = status.tenantId === null ? (status.id ?? 'global') : `${status.tenantId}/${status.id}`;
-    if (status.id !== null && !seen.has(id)) {
-      if (seen.size < MAX_LABEL_VALUES) seen.add(id);
-      else id = OVERFLOW_LABEL;
-    }
-    const key = `${status.scope} ${id} ${status.period}`;
-    let row = rows.get(key);
-    if (row === undefined) {
-      row = { scope: status.scope, id, period: status.period, spent: 0, limit: 0, reserved: 0, remaining: 0 };
-      rows.set(key, row);
-    }
-    row.spent += status.spentUsd;
-    row.limit += status.limitUsd;
-    row.reserved += status.reservedUsd;
-    row.remaining += status.remainingUsd;
-  }
-  return [...rows.values()];
-}
-
 /**
  * prom-client's process and Node.js metrics (CPU, memory, heap, event loop lag, GC, handles), `tollgate_`-prefixed,
  * made once per process: each set keeps an event-loop monitor and a GC observer running, so every gateway of the
@@ -170,25 +128,9 @@ function tenantLabeller(tenants: readonly string[]): (identity: Identity | undef
   };
 }
 
-/** Registers the proxy's metrics in `registry` (the usage sink's, so one `/metrics` serves both), and the process's. */
-export function createProxyMetrics(registry: Registry, options: ProxyMetricsOptions): ProxyMetrics {
-  const { report } = options;
+/** Upstream calls by upstream, model and status, their durations, time to first token, and failures by reason. */
+function upstreamCallCounter(registry: Registry, models: BoundedLabel): ProxyMetrics['upstreamCall'] {
   const registers = [registry];
-  registerProcessMetrics(registry);
-  // Counted on every request: series resolved once (prometheus-series in @tollgate/metering); the rare ones are prom-client's own.
-  const responses = new SeriesCounter('tollgate_http_responses_total', 'Responses by route and HTTP status.', registry);
-  const refusals = new Counter({
-    name: 'tollgate_refusals_total',
-    help: 'Requests refused or failed by tollgate, by the layer that refused (auth, scope, model, request, requests, tokens, concurrency, budget, upstream, route, store), the error code and the tenant (a configured tenant, __other__ for any other, none before identification).',
-    labelNames: ['layer', 'reason', 'tenant'],
-    registers,
-  });
-  const shadowRefusals = new Counter({
-    name: 'tollgate_shadow_refusals_total',
-    help: 'Requests served in shadow mode that a limit, a budget or the guard would have refused, by the error code they would have been sent and the tenant (as tollgate_refusals_total labels it).',
-    labelNames: ['reason', 'tenant'],
-    registers,
-  });
   const upstreamRequests = new SeriesCounter(
     'tollgate_upstream_requests_total',
     'Calls to upstream providers, by upstream, model and the HTTP status it answered (0: none).',
@@ -212,6 +154,84 @@ export function createProxyMetrics(registry: Registry, options: ProxyMetricsOpti
     registry,
     UPSTREAM_BUCKETS,
   );
+  const upstreamErrorLabels = new LabelCache<{ provider: string; model: string; reason: string }>();
+  const upstreams = new Map<string, Map<string, UpstreamSeries>>();
+  return function upstreamCall(upstream: string, rawModel: string, outcome: UpstreamOutcome): void {
+    const model = models.value(rawModel);
+    let byModel = upstreams.get(upstream);
+    if (byModel === undefined) upstreams.set(upstream, (byModel = new Map()));
+    let series = byModel.get(model);
+    if (series === undefined) {
+      const key = `${upstream} ${model}`;
+      series = {
+        key,
+        seconds: upstreamSeconds.series(key, () => ({ provider: upstream, model })),
+        firstToken: undefined,
+        byStatus: new Map(),
+      };
+      byModel.set(model, series);
+    }
+    const { key } = series;
+    series.seconds.observe(outcome.seconds);
+    if (outcome.firstTokenSeconds !== undefined)
+      (series.firstToken ??= firstTokenSeconds.series(key, () => ({ provider: upstream, model }))).observe(
+        outcome.firstTokenSeconds,
+      );
+    let byStatus = series.byStatus.get(outcome.status);
+    if (byStatus === undefined) {
+      byStatus = upstreamRequests.series(`${key} ${outcome.status}`, () => ({
+        provider: upstream,
+        model,
+        status: String(outcome.status),
+      }));
+      series.byStatus.set(outcome.status, byStatus);
+    }
+    byStatus.inc();
+    const reason = outcome.error;
+    if (reason)
+      upstreamErrors.inc(upstreamErrorLabels.get(`${key} ${reason}`, () => ({ provider: upstream, model, reason })));
+  };
+}
+
+/** Personal data masked and prompts refused by the guardrails. */
+function guardrailCounters(registers: Registry[]): Pick<ProxyMetrics, 'guardrailMasked' | 'guardrailRefused'> {
+  const guardrailMasks = new Counter({
+    name: 'tollgate_guardrail_masked_total',
+    help: 'Personal data masked in prompts by the guardrails before the upstream saw them, by kind (email, phone, card).',
+    labelNames: ['kind'],
+    registers,
+  });
+  const guardrailRefusals = new Counter({
+    name: 'tollgate_guardrail_refusals_total',
+    help: 'Prompts (and answers) refused by the guardrails, by rule: maxPromptChars, deny[<i>], pii:<kind>, check, check:failed, answer, unsupported.',
+    labelNames: ['rule'],
+    registers,
+  });
+  return {
+    guardrailMasked: (kind, count) => guardrailMasks.inc({ kind }, count),
+    guardrailRefused: (rule) => guardrailRefusals.inc({ rule }),
+  };
+}
+
+/** Registers the proxy's metrics in `registry` (the usage sink's, so one `/metrics` serves both), and the process's. */
+export function createProxyMetrics(registry: Registry, options: ProxyMetricsOptions): ProxyMetrics {
+  const { report } = options;
+  const registers = [registry];
+  registerProcessMetrics(registry);
+  // Counted on every request: series resolved once (prometheus-series in @tollgate/metering); the rare ones are prom-client's own.
+  const responses = new SeriesCounter('tollgate_http_responses_total', 'Responses by route and HTTP status.', registry);
+  const refusals = new Counter({
+    name: 'tollgate_refusals_total',
+    help: 'Requests refused or failed by tollgate, by the layer that refused (auth, scope, model, request, requests, tokens, concurrency, budget, upstream, route, store), the error code and the tenant (a configured tenant, __other__ for any other, none before identification).',
+    labelNames: ['layer', 'reason', 'tenant'],
+    registers,
+  });
+  const shadowRefusals = new Counter({
+    name: 'tollgate_shadow_refusals_total',
+    help: 'Requests served in shadow mode that a limit, a budget or the guard would have refused, by the error code they would have been sent and the tenant (as tollgate_refusals_total labels it).',
+    labelNames: ['reason', 'tenant'],
+    registers,
+  });
   const storeSeconds = new SeriesHistogram(
     'tollgate_store_call_duration_seconds',
     'Store calls by operation and outcome (Redis stores; memory stores are not timed).',
@@ -225,95 +245,20 @@ export function createProxyMetrics(registry: Registry, options: ProxyMetricsOpti
     registers,
   });
 
-  const guardrailMasks = new Counter({
-    name: 'tollgate_guardrail_masked_total',
-    help: 'Personal data masked in prompts by the guardrails before the upstream saw them, by kind (email, phone, card).',
-    labelNames: ['kind'],
-    registers,
-  });
-  const guardrailRefusals = new Counter({
-    name: 'tollgate_guardrail_refusals_total',
-    help: 'Prompts (and answers) refused by the guardrails, by rule: maxPromptChars, deny[<i>], pii:<kind>, check, check:failed, answer, unsupported.',
-    labelNames: ['rule'],
-    registers,
-  });
+  const guardrails = guardrailCounters(registers);
 
-  // One read of the budgets per scrape, shared by the three gauges (the registry collects them concurrently).
-  let budget: BudgetGuard | undefined;
-  let reading: Promise<ReturnType<typeof boundedBudgets>> | undefined;
-  const readBudgets = () => {
-    reading ??= (budget ? budget.status() : Promise.resolve([]))
-      .then(boundedBudgets)
-      .finally(() => setImmediate(() => (reading = undefined)));
-    return reading;
-  };
-  const budgetGauge = (name: string, help: string, field: 'spent' | 'limit' | 'reserved' | 'remaining') =>
-    new Gauge({
-      name,
-      help,
-      labelNames: ['scope', 'id', 'period'],
-      registers,
-      async collect() {
-        this.reset();
-        try {
-          for (const row of await readBudgets())
-            this.set({ scope: row.scope, id: row.id, period: row.period }, row[field]);
-        } catch (error) {
-          // The ledger did not answer: no budget series this scrape, rather than a failed scrape.
-          report(error);
-        }
-      },
-    });
-  budgetGauge(
-    'tollgate_budget_spent_usd',
-    'Spent in the current period, per configured budget (scope tenant, key, user, feature, model (id `tenant/model`) or global; its period; ids past 100 per scope summed as __other__).',
-    'spent',
-  );
-  budgetGauge('tollgate_budget_limit_usd', 'The limit of the current period, per configured budget.', 'limit');
-  budgetGauge('tollgate_budget_reserved_usd', 'Held by requests in flight, per configured budget.', 'reserved');
-  budgetGauge(
-    'tollgate_budget_remaining_usd',
-    'What the current period has left, per configured budget: limit plus top-up credit, less spent and reserved.',
-    'remaining',
-  );
-
-  let mitigations: (() => readonly { kind: string }[]) | undefined;
-  new Gauge({
-    name: 'tollgate_guard_mitigations',
-    help: "The guard's mitigations in force as this process knows them, by kind: suspend (keys and tenants refused), throttle, block (client addresses).",
-    labelNames: ['kind'],
-    registers,
-    collect() {
-      const counts = new Map<string, number>(MITIGATION_KINDS.map((kind) => [kind, 0]));
-      for (const mitigation of mitigations?.() ?? [])
-        counts.set(mitigation.kind, (counts.get(mitigation.kind) ?? 0) + 1);
-      for (const [kind, count] of counts) this.set({ kind }, count);
-    },
-  });
-
-  let configFiles: (() => readonly { path: string; status: string }[]) | undefined;
-  new Gauge({
-    name: 'tollgate_config_file_valid',
-    help: 'Per file the gateway re-reads (its config file, a data directory keys.json): 1 when its last change validated and was taken whole, 0 when only its revocations, expiries and deletions were (or nothing).',
-    labelNames: ['file'],
-    registers,
-    collect() {
-      this.reset();
-      for (const file of configFiles?.() ?? []) this.set({ file: file.path }, file.status === 'valid' ? 1 : 0);
-    },
-  });
+  const models = new BoundedLabel(MAX_LABEL_VALUES);
+  const gauges = registerGauges(registers, report);
+  const upstreamCall = upstreamCallCounter(registry, models);
 
   const routes = new BoundedLabel(MAX_LABEL_VALUES);
-  const models = new BoundedLabel(MAX_LABEL_VALUES);
   const layers = new BoundedLabel(MAX_LABEL_VALUES);
   const tenantLabel = tenantLabeller(options.tenants);
   const refusalLabels = new LabelCache<{ layer: string; reason: string; tenant: string }>();
   const shadowLabels = new LabelCache<{ reason: string; tenant: string }>();
-  const upstreamErrorLabels = new LabelCache<{ provider: string; model: string; reason: string }>();
   const failureLabels = new LabelCache<{ layer: string }>();
   // Series found by nested maps on the values themselves: no key string is built per request.
   const responsesByRoute = new Map<string, Map<number, CounterSeries>>();
-  const upstreams = new Map<string, Map<string, UpstreamSeries>>();
 
   return {
     countResponse(req, res) {
@@ -341,41 +286,6 @@ export function createProxyMetrics(registry: Registry, options: ProxyMetricsOpti
         shadowRefusals.inc(shadowLabels.get(`${shadowed} ${tenant}`, () => ({ reason: shadowed, tenant })));
       }
     },
-    upstreamCall(upstream, rawModel, outcome) {
-      const model = models.value(rawModel);
-      let byModel = upstreams.get(upstream);
-      if (byModel === undefined) upstreams.set(upstream, (byModel = new Map()));
-      let series = byModel.get(model);
-      if (series === undefined) {
-        const key = `${upstream} ${model}`;
-        series = {
-          key,
-          seconds: upstreamSeconds.series(key, () => ({ provider: upstream, model })),
-          firstToken: undefined,
-          byStatus: new Map(),
-        };
-        byModel.set(model, series);
-      }
-      const { key } = series;
-      series.seconds.observe(outcome.seconds);
-      if (outcome.firstTokenSeconds !== undefined)
-        (series.firstToken ??= firstTokenSeconds.series(key, () => ({ provider: upstream, model }))).observe(
-          outcome.firstTokenSeconds,
-        );
-      let byStatus = series.byStatus.get(outcome.status);
-      if (byStatus === undefined) {
-        byStatus = upstreamRequests.series(`${key} ${outcome.status}`, () => ({
-          provider: upstream,
-          model,
-          status: String(outcome.status),
-        }));
-        series.byStatus.set(outcome.status, byStatus);
-      }
-      byStatus.inc();
-      const reason = outcome.error;
-      if (reason)
-        upstreamErrors.inc(upstreamErrorLabels.get(`${key} ${reason}`, () => ({ provider: upstream, model, reason })));
-    },
     storeTimer(operation) {
       let ok: HistogramSeries | undefined;
       let error: HistogramSeries | undefined;
@@ -392,20 +302,8 @@ export function createProxyMetrics(registry: Registry, options: ProxyMetricsOpti
       const layer = layers.value(rawLayer);
       storeFailures.inc(failureLabels.get(layer, () => ({ layer })));
     },
-    watchBudgets(guard) {
-      budget = guard;
-    },
-    guardrailMasked(kind, count) {
-      guardrailMasks.inc({ kind }, count);
-    },
-    guardrailRefused(rule) {
-      guardrailRefusals.inc({ rule });
-    },
-    watchMitigations(list) {
-      mitigations = list;
-    },
-    watchConfigFiles(list) {
-      configFiles = list;
-    },
+    ...guardrails,
+    ...gauges,
+    upstreamCall,
   };
 }

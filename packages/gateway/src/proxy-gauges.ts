@@ -1,0 +1,135 @@
+// The gateway's gauges, read at each scrape (no cost per request): every budget's spent, limit, reserved and
+// remaining, the guard's mitigations in force, and whether each re-read file's last change was taken whole.
+import { Gauge } from 'prom-client';
+import type { Registry } from 'prom-client';
+import type { BudgetGuard, BudgetPeriod, BudgetScope, BudgetStatus } from '@tollgate/budget';
+import { OVERFLOW_LABEL } from '@tollgate/metering/prometheus';
+
+/** Distinct budget ids kept per scope; later ones are summed under `__other__`. */
+const MAX_LABEL_VALUES = 100;
+/** The guard's mitigations, each a series of `tollgate_guard_mitigations` (0 when none is in force). */
+export const MITIGATION_KINDS = ['suspend', 'throttle', 'block'] as const;
+
+interface BudgetRow {
+  scope: BudgetScope;
+  id: string;
+  period: BudgetPeriod;
+  spent: number;
+  limit: number;
+  reserved: number;
+  remaining: number;
+}
+
+/**
+ * One row per budget (scope, id, period: a tenant's day and month budgets apart); per scope the first ids kept as
+ * labels and the rest summed under `__other__`, as the usage sink bounds its labels.
+ */
+function boundedBudgets(statuses: readonly BudgetStatus[]): BudgetRow[] {
+  const rows = new Map<string, BudgetRow>();
+  const idsPerScope = new Map<BudgetScope, Set<string>>();
+  for (const status of statuses) {
+    let seen = idsPerScope.get(status.scope);
+    if (seen === undefined) idsPerScope.set(status.scope, (seen = new Set()));
+    // A tenant's model (or end user) budget is that tenant's: `acme/gpt-4o`, apart from another tenant's.
+    let id = status.tenantId === null ? (status.id ?? 'global') : `${status.tenantId}/${status.id}`;
+    if (status.id !== null && !seen.has(id)) {
+      if (seen.size < MAX_LABEL_VALUES) seen.add(id);
+      else id = OVERFLOW_LABEL;
+    }
+    const key = `${status.scope} ${id} ${status.period}`;
+    let row = rows.get(key);
+    if (row === undefined) {
+      row = { scope: status.scope, id, period: status.period, spent: 0, limit: 0, reserved: 0, remaining: 0 };
+      rows.set(key, row);
+    }
+    row.spent += status.spentUsd;
+    row.limit += status.limitUsd;
+    row.reserved += status.reservedUsd;
+    row.remaining += status.remainingUsd;
+  }
+  return [...rows.values()];
+}
+
+/** What the gauges read at each scrape, given once the gateway has it. */
+export interface GaugeWatchers {
+  watchBudgets(budget: BudgetGuard): void;
+  watchMitigations(list: () => readonly { kind: (typeof MITIGATION_KINDS)[number] }[]): void;
+  watchConfigFiles(list: () => readonly { path: string; status: string }[]): void;
+}
+
+/** Registers the budget, mitigation and config-file gauges; `report` hears a budget read that failed at a scrape. */
+export function registerGauges(registers: Registry[], report: (error: unknown) => void): GaugeWatchers {
+  // One read of the budgets per scrape, shared by the three gauges (the registry collects them concurrently).
+  let budget: BudgetGuard | undefined;
+  let reading: Promise<ReturnType<typeof boundedBudgets>> | undefined;
+  const readBudgets = () => {
+    reading ??= (budget ? budget.status() : Promise.resolve([]))
+      .then(boundedBudgets)
+      .finally(() => setImmediate(() => (reading = undefined)));
+    return reading;
+  };
+  const budgetGauge = (name: string, help: string, field: 'spent' | 'limit' | 'reserved' | 'remaining') =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['scope', 'id', 'period'],
+      registers,
+      async collect() {
+        this.reset();
+        try {
+          for (const row of await readBudgets())
+            this.set({ scope: row.scope, id: row.id, period: row.period }, row[field]);
+        } catch (error) {
+          // The ledger did not answer: no budget series this scrape, rather than a failed scrape.
+          report(error);
+        }
+      },
+    });
+  budgetGauge(
+    'tollgate_budget_spent_usd',
+    'Spent in the current period, per configured budget (scope tenant, key, user, feature, model (id `tenant/model`) or global; its period; ids past 100 per scope summed as __other__).',
+    'spent',
+  );
+  budgetGauge('tollgate_budget_limit_usd', 'The limit of the current period, per configured budget.', 'limit');
+  budgetGauge('tollgate_budget_reserved_usd', 'Held by requests in flight, per configured budget.', 'reserved');
+  budgetGauge(
+    'tollgate_budget_remaining_usd',
+    'What the current period has left, per configured budget: limit plus top-up credit, less spent and reserved.',
+    'remaining',
+  );
+
+  return { watchBudgets: (guard) => (budget = guard), ...otherGauges(registers) };
+}
+
+/** The mitigations and config-file gauges. */
+function otherGauges(registers: Registry[]): Omit<GaugeWatchers, 'watchBudgets'> {
+  let mitigations: (() => readonly { kind: string }[]) | undefined;
+  new Gauge({
+    name: 'tollgate_guard_mitigations',
+    help: "The guard's mitigations in force as this process knows them, by kind: suspend (keys and tenants refused), throttle, block (client addresses).",
+    labelNames: ['kind'],
+    registers,
+    collect() {
+      const counts = new Map<string, number>(MITIGATION_KINDS.map((kind) => [kind, 0]));
+      for (const mitigation of mitigations?.() ?? [])
+        counts.set(mitigation.kind, (counts.get(mitigation.kind) ?? 0) + 1);
+      for (const [kind, count] of counts) this.set({ kind }, count);
+    },
+  });
+
+  let configFiles: (() => readonly { path: string; status: string }[]) | undefined;
+  new Gauge({
+    name: 'tollgate_config_file_valid',
+    help: 'Per file the gateway re-reads (its config file, a data directory keys.json): 1 when its last change validated and was taken whole, 0 when only its revocations, expiries and deletions were (or nothing).',
+    labelNames: ['file'],
+    registers,
+    collect() {
+      this.reset();
+      for (const file of configFiles?.() ?? []) this.set({ file: file.path }, file.status === 'valid' ? 1 : 0);
+    },
+  });
+  return {
+    watchMitigations: (list) => (mitigations = list),
+    watchConfigFiles: (list) => (configFiles = list),
+  };
+}
