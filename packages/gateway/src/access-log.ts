@@ -8,8 +8,8 @@ import { pino } from 'pino';
 import type { Level, Logger } from 'pino';
 import { getContext } from '@tollgate/core';
 import type { TollgateContext } from '@tollgate/core';
-import { ConfigError } from './config.js';
-import type { LogConfig } from './config.js';
+import { ConfigError } from './config/index.js';
+import type { LogConfig } from './config/index.js';
 
 /** What stands where a secret was. */
 const CENSOR = '[redacted]';

@@ -4,8 +4,8 @@ import type { Request, Response, Router } from 'express';
 import { generateApiKey, hashApiKey, isValidKeyId } from '@tollgate/auth';
 import { ApiError } from '@tollgate/core';
 import type { ApiKeyRecord, KeyStore } from '@tollgate/core/kit';
-import { keyNamesOf, keyReferenceProblems } from './config.js';
-import type { ProxyConfig } from './config.js';
+import { keyNamesOf, keyReferenceProblems } from './config/index.js';
+import type { ProxyConfig } from './config/index.js';
 
 /** A record as operators see it: everything but the hash. */
 function publicRecord(record: ApiKeyRecord, source: 'config' | 'store') {

@@ -33,8 +33,8 @@ import { adminKeysRouter } from './admin-keys-router.js';
 import { attributionMiddleware, authMiddleware, createKeyLookup, permissionMiddleware } from './auth-setup.js';
 import { createBudgetGuard } from './budget-setup.js';
 import { createProxyCache } from './cache-setup.js';
-import { servableConfig } from './config.js';
-import type { KeyConfig, ProxyConfig } from './config.js';
+import { servableConfig } from './config/index.js';
+import type { KeyConfig, ProxyConfig } from './config/index.js';
 import {
   concurrencyMiddleware,
   dashboardQuotas,

@@ -5,8 +5,8 @@ import type { JwtVerifyOptions } from '@tollgate/auth';
 import { refusalRenderer } from '@tollgate/core';
 import type { Identity, TollgateStores } from '@tollgate/core';
 import type { ApiKeyRecord } from '@tollgate/core/kit';
-import { keyNamesOf, keyReferenceProblems } from './config.js';
-import type { KeyConfig, ProxyConfig } from './config.js';
+import { keyNamesOf, keyReferenceProblems } from './config/index.js';
+import type { KeyConfig, ProxyConfig } from './config/index.js';
 import { defaultTierOf } from './limits-setup.js';
 
 /** A static JWKS as apiKeyAuth's `jwt` takes it (the config validated its shape). */

@@ -6,7 +6,7 @@ import { refusalRenderer } from '@tollgate/core';
 import type { Pricing, TollgateStores } from '@tollgate/core';
 import { postgresCreditJournal } from '@tollgate/metering';
 import type { Queryable } from '@tollgate/metering';
-import type { BudgetsConfig, ProxyConfig } from './config.js';
+import type { BudgetsConfig, ProxyConfig } from './config/index.js';
 import type { BudgetAlertHooks } from './guard-setup.js';
 import { ledgerLocation } from './outcomes-route.js';
 

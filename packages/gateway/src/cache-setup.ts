@@ -4,7 +4,7 @@ import { anthropicPromptCaching, createResponseCache, MemoryCacheStore, RedisCac
 import type { CacheStore } from '@tollgate/cache';
 import type { TollgateStores } from '@tollgate/core';
 import { combineLimits } from '@tollgate/ratelimit';
-import type { ProxyConfig } from './config.js';
+import type { ProxyConfig } from './config/index.js';
 
 export interface ProxyCache {
   /**

@@ -2,8 +2,8 @@
 // one that did not validate is said at error level, on /healthz (degraded) and by `tollgate_config_file_valid`.
 import { configKeyFromRecord, keysWithRemovals } from '@tollgate/auth';
 import type { ApiKeyRecord } from '@tollgate/core/kit';
-import { configProblems } from './config.js';
-import type { KeyConfig, ProxyConfig } from './config.js';
+import { configProblems } from './config/index.js';
+import type { KeyConfig, ProxyConfig } from './config/index.js';
 
 /** How the last change of a file was taken. */
 export interface ConfigFileStatus {

@@ -9,7 +9,7 @@ import type { CallDeclaration } from '@tollgate/providers';
 import { checkModelKind, GEMINI_COUNT_ACTION, providerAdapters } from '@tollgate/providers/kit';
 import { combineLimits } from '@tollgate/ratelimit';
 import { attributionMiddleware, permissionMiddleware } from './auth-setup.js';
-import type { ProxyConfig } from './config.js';
+import type { ProxyConfig } from './config/index.js';
 import { acceptGeminiRequest, geminiCallParams } from './gemini-route.js';
 import type { createProxyGuard } from './guard-setup.js';
 import { defaultTierOf } from './limits-setup.js';

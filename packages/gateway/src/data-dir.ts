@@ -6,7 +6,7 @@ import type { FileKeyStore } from '@tollgate/auth';
 import type { TollgateStores } from '@tollgate/core';
 import { lockHolderAlive, readLockHolder, thisLockHolder } from '@tollgate/core/kit';
 import { dataDirLayout } from '@tollgate/metering';
-import type { ProxyConfig } from './config.js';
+import type { ProxyConfig } from './config/index.js';
 import type { ConfigFileStates } from './config-file-state.js';
 
 /** A takeover file this old was left by a starter that died while taking a stale lock over. */

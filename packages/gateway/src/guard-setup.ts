@@ -23,8 +23,8 @@ import type {
   PromptGuardrailsOptions,
   WebhookOptions,
 } from '@tollgate/guard';
-import { ConfigError } from './config.js';
-import type { ProxyConfig } from './config.js';
+import { ConfigError } from './config/index.js';
+import type { ProxyConfig } from './config/index.js';
 import type { ProxyMetrics } from './proxy-metrics.js';
 
 /** What the budget guard takes from the alert stream (see budget-setup.ts). */

@@ -2,8 +2,8 @@
 // server process and the operator's command line.
 export { createGateway, createProxyApp } from './app.js';
 export type { Gateway, GatewayControls, ProxyApp, ProxyDeps } from './app.js';
-export { ConfigError, configJsonSchemaText, parseConfig, validateConfig } from './config.js';
-export type { KeyConfig, ProxyConfig } from './config.js';
+export { ConfigError, configJsonSchemaText, parseConfig, validateConfig } from './config/index.js';
+export type { KeyConfig, ProxyConfig } from './config/index.js';
 export { createMockProvider } from './mock-provider.js';
 export type { MockProvider } from './mock-provider.js';
 export { serveGateway } from './serve.js';

@@ -17,7 +17,7 @@ import type { ApiKeyRecord } from '@tollgate/core/kit';
 import type { Identity, TollgateStores } from '@tollgate/core';
 import type { QuotaStatus } from '@tollgate/dashboard';
 import { identityTierResolver } from './auth-setup.js';
-import type { ProxyConfig, TierConfig } from './config.js';
+import type { ProxyConfig, TierConfig } from './config/index.js';
 
 /** Store failures a limiter met, by its layer: logged and counted (see access-log.ts). @default the limiters' own throttled warning */
 export type StoreFailureHandlers = (

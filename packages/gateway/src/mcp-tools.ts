@@ -2,7 +2,7 @@
 import { usdToNano } from '@tollgate/core';
 import { isNameAllowed, resolveTierModels } from '@tollgate/core/kit';
 import type { Identity } from '@tollgate/core';
-import type { ProxyConfig } from './config.js';
+import type { ProxyConfig } from './config/index.js';
 import { defaultTierOf } from './limits-setup.js';
 
 export interface ToolPolicy {

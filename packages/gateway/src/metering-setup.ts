@@ -10,8 +10,8 @@ import type { MeteredToolCall, PricedToolCall, Queryable, SpoolReplay, UsageSink
 import type { Tracer } from '@opentelemetry/api';
 import type { Registry } from 'prom-client';
 import type { Pricing, UsageRecord } from '@tollgate/core';
-import { ConfigError } from './config.js';
-import type { ProxyConfig } from './config.js';
+import { ConfigError } from './config/index.js';
+import type { ProxyConfig } from './config/index.js';
 import { dataDirLayout, embeddedLedgerLocation } from './data-dir.js';
 
 export interface ProxyMetering {

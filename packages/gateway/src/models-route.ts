@@ -2,7 +2,7 @@
 import type { Request, Response } from 'express';
 import { isModelAllowed } from '@tollgate/core/kit';
 import type { Identity, Pricing } from '@tollgate/core';
-import type { ProxyConfig } from './config.js';
+import type { ProxyConfig } from './config/index.js';
 import { tierModelsOf } from './limits-setup.js';
 import { providerOfModel } from './provider-routing.js';
 

@@ -3,7 +3,7 @@ import { blockStores, parseDuration } from '@tollgate/core';
 import { leasedStores } from '@tollgate/core';
 import type { TollgateStores } from '@tollgate/core';
 import type { BlockStores, LeasedStores, OutagePolicy } from '@tollgate/core/kit';
-import type { RedisConfig } from './config.js';
+import type { RedisConfig } from './config/index.js';
 
 /** `storeOutage` as the config's schema resolves it (config.ts): a policy per layer, and the slice. */
 export interface StoreOutageConfig {

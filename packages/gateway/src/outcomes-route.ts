@@ -3,7 +3,7 @@ import { ApiError, renderApiError, usdToNano } from '@tollgate/core';
 import { recordOutcome } from '@tollgate/metering';
 import type { LedgerLocation, OutcomeReport, Queryable, RecordedOutcome } from '@tollgate/metering';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import type { ProxyConfig } from './config.js';
+import type { ProxyConfig } from './config/index.js';
 
 export interface OutcomesRouteOptions {
   /** The usage ledger; without one the route answers 404. */

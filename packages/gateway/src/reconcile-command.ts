@@ -15,7 +15,7 @@ import {
 } from '@tollgate/core/command-line';
 import type { Column, CommandIo } from '@tollgate/core/command-line';
 import { createBudgetGuard } from './budget-setup.js';
-import { parseConfig } from './config.js';
+import { parseConfig } from './config/index.js';
 import { rebuildFromLedger } from './spend-rebuild.js';
 import { createStores } from './stores.js';
 

@@ -6,7 +6,7 @@ import { parseDuration } from '@tollgate/core';
 import type { TollgateStores } from '@tollgate/core';
 import { postgresSpendSource } from '@tollgate/metering';
 import type { Queryable } from '@tollgate/metering';
-import type { ProxyConfig } from './config.js';
+import type { ProxyConfig } from './config/index.js';
 import { ledgerLocation } from './outcomes-route.js';
 
 /** How often the proxy checks that Redis still holds its data. */
