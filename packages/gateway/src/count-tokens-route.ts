@@ -8,11 +8,11 @@ import { adapterFor, estimateRequestAsync } from '@tollgate/providers';
 import type { CallDeclaration } from '@tollgate/providers';
 import { checkModelKind, GEMINI_COUNT_ACTION, providerAdapters } from '@tollgate/providers/kit';
 import { combineLimits } from '@tollgate/ratelimit';
+import type { TierPolicyOptions } from '@tollgate/ratelimit';
 import { attributionMiddleware, permissionMiddleware } from './auth-setup.js';
-import type { ProxyConfig } from './config/index.js';
+import type { AuthOptions } from './auth-setup.js';
 import { acceptGeminiRequest, geminiCallParams } from './gemini-route.js';
 import type { createProxyGuard } from './guard-setup.js';
-import { defaultTierOf } from './limits-setup.js';
 import type { ProviderRouter } from './provider-routing.js';
 import { validateCountRequest } from './request-validation.js';
 
@@ -51,12 +51,12 @@ function countedModel(route: CountRoute, req: Request): string | undefined {
  * The caller may count tokens only for a model it may call: the tier's list, then the key's own (auth's
  * modelAllowlist, on the rule tierPolicy applies to calls, core `resolveTierModels`).
  */
-function countModelAllowlist(config: ProxyConfig, route: CountRoute): RequestHandler {
+function countModelAllowlist(policy: TierPolicyOptions, route: CountRoute): RequestHandler {
   const readModel = (req: unknown) => countedModel(route, req as Request);
-  if (!config.tiers) return modelAllowlist({ readModel }) as RequestHandler;
+  if (!policy.tiers) return modelAllowlist({ readModel }) as RequestHandler;
   // A tier without `models` may call any model.
-  const tiers = Object.fromEntries(Object.entries(config.tiers).map(([name, tier]) => [name, tier.models ?? ['*']]));
-  const defaultTier = defaultTierOf(config);
+  const tiers = Object.fromEntries(Object.entries(policy.tiers).map(([name, tier]) => [name, tier.models ?? ['*']]));
+  const defaultTier = policy.defaultTier;
   const otherTiers = defaultTier !== undefined && Object.hasOwn(tiers, defaultTier) ? tiers[defaultTier] : [];
   return modelAllowlist({ tiers, otherTiers, readModel }) as RequestHandler;
 }
@@ -101,7 +101,10 @@ function answerTokenCount(route: CountRoute, pricing: Pricing, providers: Provid
 
 /** What the count routes are built from: the gateway's own pieces. */
 export interface CountRouteParts {
-  config: ProxyConfig;
+  /** The scope and attribution every provider route asks for. */
+  auth: Pick<AuthOptions, 'requiredScope' | 'attribution'>;
+  /** The tiers' model allowlists (tierPolicy's). */
+  tierPolicy: TierPolicyOptions;
   guarding: ReturnType<typeof createProxyGuard>;
   identify: RequestHandler[];
   readProviderBody: RequestHandler;
@@ -117,7 +120,7 @@ export interface CountRouteParts {
  * so a spent budget still counts. Mounted after the provider routes (Gemini's generation route passes counts on).
  */
 export function tokenCountRoutes(parts: CountRouteParts): { path: string; handlers: RequestHandler[] }[] {
-  const { config, guarding, identify, readProviderBody, requestLimits, pricing, providers } = parts;
+  const { auth, tierPolicy, guarding, identify, readProviderBody, requestLimits, pricing, providers } = parts;
   const limits = requestLimits.length > 0 ? [combineLimits(...requestLimits)] : [];
   return COUNT_ROUTES.map((route) => ({
     path: route.path,
@@ -127,9 +130,9 @@ export function tokenCountRoutes(parts: CountRouteParts): { path: string; handle
       ...identify,
       ...guarding.afterAuth(readProviderBody),
       validateCountRequest(route.api),
-      ...permissionMiddleware(config),
-      ...attributionMiddleware(config),
-      countModelAllowlist(config, route),
+      ...permissionMiddleware(auth),
+      ...attributionMiddleware(auth),
+      countModelAllowlist(tierPolicy, route),
       ...guarding.afterEstimate,
       ...limits,
       answerTokenCount(route, pricing, providers),

@@ -12,7 +12,7 @@ import type { BudgetGuard } from '@tollgate/budget';
 import { ConfigError } from './config/index.js';
 import type { ProxyConfig } from './config/index.js';
 import type { ProxyGuard } from './guard-setup.js';
-import { toolCallLimitMiddleware } from './limits-setup.js';
+import { toolCallLimitMiddleware } from './config/moving-callers.js';
 import type { StoreFailureHandlers } from './limits-setup.js';
 import type { ProxyMetering } from './metering-setup.js';
 import { McpSessions } from './mcp-sessions.js';

@@ -3,7 +3,7 @@ import { usdToNano } from '@tollgate/core';
 import { isNameAllowed, resolveTierModels } from '@tollgate/core/kit';
 import type { Identity } from '@tollgate/core';
 import type { ProxyConfig } from './config/index.js';
-import { defaultTierOf } from './limits-setup.js';
+import { defaultTierOf } from './config/index.js';
 
 export interface ToolPolicy {
   /**
