@@ -6,6 +6,7 @@ import type { Pricing } from '@tollgate/core';
 import { didYouMean } from '@tollgate/core/kit';
 import { resolveGuardOptions, resolvePromptGuardrails } from '@tollgate/guard/kit';
 import { providerAdapters } from '@tollgate/providers/kit';
+import { guardChecks, guardrailRules } from './guard-options.js';
 import { keyNamesOf, keyReferenceProblems, toolServerProblems } from './key-names.js';
 import type { ProxyConfig } from './schema.js';
 /** Two fields that say the same thing two ways. */
@@ -19,21 +20,18 @@ export function checkChoices(config: ProxyConfig, problems: string[]): void {
 
 /** Values whose rules belong to another package: the guard's options and guardrails, attribution's, Express's `trust proxy` (it compiles the addresses). */
 export function checkByOwners(config: ProxyConfig, problems: string[]): void {
-  const guard = config.guard;
-  if (guard) {
+  // Each judged as its translator hands it to the part (guard-options.ts), so the check and the start see one value.
+  if (config.guard) {
     try {
-      resolveGuardOptions({
-        spendAnomaly: guard.spendAnomaly ?? false,
-        repeatedRequests: guard.repeatedRequests ?? false,
-        authFailures: guard.authFailures ?? false,
-      });
+      resolveGuardOptions(guardChecks(config.guard));
     } catch (error) {
       problems.push(`guard.${(error as Error).message}`);
     }
   }
-  if (config.guardrails) {
+  const rules = guardrailRules(config);
+  if (rules) {
     try {
-      resolvePromptGuardrails(config.guardrails);
+      resolvePromptGuardrails(rules);
     } catch (error) {
       problems.push(`guardrails.${(error as Error).message.replace(/ \(ERR_.*$/, '')}`);
     }
