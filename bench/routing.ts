@@ -86,7 +86,7 @@ async function proxyRouting(blocks: number, roundsPerBlock: number): Promise<Pro
   const upstream = await startServer({ app: 'mock-upstream' });
   const [{ createProxyApp }, { validateConfig }] = await Promise.all([
     import('../packages/gateway/src/app.js'),
-    import('../packages/gateway/src/config.js'),
+    import('../packages/gateway/src/config/index.js'),
   ]);
   const config = validateConfig({
     upstreams: {

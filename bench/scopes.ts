@@ -78,7 +78,7 @@ async function pairedCpu(
   const upstream = await startServer({ app: 'mock-upstream' });
   const [{ createProxyApp }, { validateConfig }, { createStores }] = await Promise.all([
     import('../packages/gateway/src/app.js'),
-    import('../packages/gateway/src/config.js'),
+    import('../packages/gateway/src/config/index.js'),
     import('../packages/gateway/src/stores.js'),
   ]);
   const built = await Promise.all(

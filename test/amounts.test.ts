@@ -10,7 +10,7 @@ import type { TollgateStores } from '@tollgate/core';
 import { budgetAdminRouter, budgetGuard } from '@tollgate/budget';
 import type { BudgetGuard } from '@tollgate/budget';
 import { createRedisStores } from '@tollgate/redis';
-import { validateConfig } from '../packages/gateway/src/config.js';
+import { validateConfig } from '../packages/gateway/src/config/index.js';
 import { createApp, eventually, pricing } from '../packages/budget/test/helpers.js';
 import { connectTestRedis, deleteKeysWithPrefix } from './conformance/redis.js';
 

@@ -18,7 +18,7 @@ import type { TollgateStores, UsageRecord } from '@tollgate/core';
 import { runReportCommand } from '@tollgate/metering';
 import { createMockProvider } from '../packages/gateway/src/mock-provider.js';
 import type { MockProvider } from '../packages/gateway/src/mock-provider.js';
-import type { ProxyConfig } from '../packages/gateway/src/config.js';
+import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
 import { caught, newApiKey, readUsageLog, redisTestStores, sha256Hex, startProxy, waitFor } from './helpers/proxy.js';
 import type { RunningProxy } from './helpers/proxy.js';
 

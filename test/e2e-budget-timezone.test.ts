@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it, jest } from '@jest/globals';
 import OpenAI from 'openai';
 import type { TollgateStores } from '@tollgate/core';
 import { createRedisStores } from '@tollgate/redis';
-import type { ProxyConfig } from '../packages/gateway/src/config.js';
+import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
 import { createMockProvider } from '../packages/gateway/src/mock-provider.js';
 import { fakeOnly } from './helpers/fake-clock.js';
 import { caught, deleteRedisPrefix, newApiKey, REDIS_URL, sha256Hex, startProxy, waitFor } from './helpers/proxy.js';

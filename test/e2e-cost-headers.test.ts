@@ -12,7 +12,7 @@ import OpenAI from 'openai';
 import { exactUsd, NANO_PER_USD } from '@tollgate/core/kit';
 import type { TollgateStores, UsageRecord } from '@tollgate/core';
 import { createRedisStores } from '@tollgate/redis';
-import type { ProxyConfig } from '../packages/gateway/src/config.js';
+import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
 import {
   deleteRedisPrefix,
   newApiKey,

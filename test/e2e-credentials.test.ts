@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import type { JWK } from 'jose';
-import type { ProxyConfig } from '../packages/gateway/src/config.js';
+import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
 import { sha256Hex, startProxy } from './helpers/proxy.js';
 import type { RunningProxy } from './helpers/proxy.js';
 

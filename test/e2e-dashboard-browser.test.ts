@@ -10,7 +10,7 @@ import type { Browser, Page } from 'playwright-core';
 import { createMemoryStores } from '@tollgate/core';
 import type { TollgateStores, UsageRecord } from '@tollgate/core';
 import { insertUsageRecords, migrateUsageLedger } from '@tollgate/metering';
-import type { ProxyConfig } from '../packages/gateway/src/config.js';
+import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
 import { CHROMIUM } from '../packages/dashboard/test/helpers.js';
 import { fakeOnly } from './helpers/fake-clock.js';
 import { newApiKey, redisTestStores, ROOT, sha256Hex, startProxy } from './helpers/proxy.js';

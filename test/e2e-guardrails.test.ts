@@ -8,7 +8,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { caught, newApiKey, sha256Hex, startMockUpstream, startProxy } from './helpers/proxy.js';
 import type { RunningMock, RunningProxy } from './helpers/proxy.js';
-import type { ProxyConfig } from '../packages/gateway/src/config.js';
+import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
 
 const key = newApiKey();
 let upstream: RunningMock;

@@ -7,7 +7,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport, StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import type { TollgateStores } from '@tollgate/core';
-import type { ProxyConfig } from '../packages/gateway/src/config.js';
+import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
 import { TOOL_CALL_REFUSED } from '../packages/gateway/src/mcp-gateway.js';
 import { startMcpServer } from './helpers/mcp-server.js';
 import type { RunningMcpServer } from './helpers/mcp-server.js';

@@ -12,7 +12,7 @@ import type { JWK } from 'jose';
 import { createMemoryStores } from '@tollgate/core';
 import { createProxyLog } from '../packages/gateway/src/access-log.js';
 import type { ProxyLog } from '../packages/gateway/src/access-log.js';
-import type { ProxyConfig } from '../packages/gateway/src/config.js';
+import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
 import { newApiKey, sha256Hex, startMockUpstream, startProxy } from './helpers/proxy.js';
 import type { RunningMock, RunningProxy } from './helpers/proxy.js';
 

@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createStores } from '../packages/gateway/src/stores.js';
-import { validateConfig } from '../packages/gateway/src/config.js';
+import { validateConfig } from '../packages/gateway/src/config/index.js';
 import type { TollgateStores } from '@tollgate/core';
 import { StallingRelay } from '../packages/ratelimit/test/stalling-relay.js';
 import { deleteRedisPrefix, newApiKey, sha256Hex, startProxy } from './helpers/proxy.js';

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import OpenAI from 'openai';
 import type { UsageRecord } from '@tollgate/core';
-import type { ProxyConfig } from '../packages/gateway/src/config.js';
+import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
 import { createMockProvider } from '../packages/gateway/src/mock-provider.js';
 import {
   memoryAndRedisStores,

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import OpenAI from 'openai';
 import { createMemoryStores, periodWindow, type TollgateStores, type UsageRecord } from '@tollgate/core';
 import { createRedisStores } from '@tollgate/redis';
-import type { ProxyConfig } from '../packages/gateway/src/config.js';
+import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
 import {
   deleteRedisPrefix,
   newApiKey,

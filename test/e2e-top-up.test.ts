@@ -2,7 +2,7 @@
 // JSON and its pages show spent $0.25, credit $2 and remaining $2.75 (limit + credit - spent - held), on memory and
 // Redis, and the budget admits what its credit allows.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import type { ProxyConfig } from '../packages/gateway/src/config.js';
+import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
 import { memoryAndRedisStores, newApiKey, sha256Hex, startProxy } from './helpers/proxy.js';
 import type { OwnedStores, RunningProxy } from './helpers/proxy.js';
 

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createRedisStores, type RedisStores } from '@tollgate/redis';
-import { validateConfig } from '../packages/gateway/src/config.js';
+import { validateConfig } from '../packages/gateway/src/config/index.js';
 import { deleteRedisPrefix, newApiKey, REDIS_URL, sha256Hex, startFakeUpstream, startProxy } from './helpers/proxy.js';
 import type { FakeUpstream, RunningProxy } from './helpers/proxy.js';
 import { RedisFlightRelay } from './helpers/redis-relay.js';

@@ -1,7 +1,7 @@
 // The proxy reads a provider route's body only after the credentials passed, and only within guard.bodyTimeout.
 import { request as httpRequest } from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it, jest } from '@jest/globals';
-import { validateConfig } from '../packages/gateway/src/config.js';
+import { validateConfig } from '../packages/gateway/src/config/index.js';
 import { fakeOnly, turnsUntil } from './helpers/fake-clock.js';
 import { newApiKey, sha256Hex, startProxy } from './helpers/proxy.js';
 import type { RunningProxy } from './helpers/proxy.js';

@@ -1,6 +1,6 @@
 // The proxy's `guard.shedding`: a saturated process refuses lower tiers first (503) and keeps serving the highest.
 import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
-import { validateConfig } from '../packages/gateway/src/config.js';
+import { validateConfig } from '../packages/gateway/src/config/index.js';
 import { createMockProvider } from '../packages/gateway/src/mock-provider.js';
 import type { MockProvider } from '../packages/gateway/src/mock-provider.js';
 import { fakeOnly } from './helpers/fake-clock.js';

@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { deleteKeysWithPrefix, REDIS_URL } from './conformance/redis.js';
-import { validateConfig } from '../packages/gateway/src/config.js';
+import { validateConfig } from '../packages/gateway/src/config/index.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 

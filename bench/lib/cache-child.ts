@@ -56,7 +56,7 @@ interface Running {
 async function buildProxy(upstream: string, withCache: boolean): Promise<Express> {
   const [{ createProxyApp }, { validateConfig }] = await Promise.all([
     import('../../packages/gateway/src/app.js'),
-    import('../../packages/gateway/src/config.js'),
+    import('../../packages/gateway/src/config/index.js'),
   ]);
   const config = validateConfig({
     upstreams: { openai: { baseUrl: `${upstream}/v1`, apiKey: 'upstream-bench-key' } },

@@ -52,7 +52,7 @@ const HUGE = { usd: 1_000_000, period: 'day' as const };
 async function run(message: RunMessage): Promise<ObservabilityRun> {
   const [{ createProxyApp }, { validateConfig }, { sampleFirstProvider }, api, core, sdk] = await Promise.all([
     import('../../packages/gateway/src/app.js'),
-    import('../../packages/gateway/src/config.js'),
+    import('../../packages/gateway/src/config/index.js'),
     import('../../packages/gateway/src/head-sampling.js'),
     import('@opentelemetry/api'),
     import('@opentelemetry/core'),

@@ -138,7 +138,7 @@ export async function buildTollgateChain(options: AppOptions): Promise<BuiltApp>
 export async function buildProxy(options: AppOptions): Promise<BuiltApp> {
   const [{ createProxyApp }, { validateConfig }, { createStores }] = await Promise.all([
     import('../../packages/gateway/src/app.js'),
-    import('../../packages/gateway/src/config.js'),
+    import('../../packages/gateway/src/config/index.js'),
     import('../../packages/gateway/src/stores.js'),
   ]);
   const redis = options.store === 'redis';

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { TollgateStores } from '@tollgate/core';
-import type { ProxyConfig } from '../../packages/gateway/src/config.js';
+import type { ProxyConfig } from '../../packages/gateway/src/config/index.js';
 import { startCapIgnoringUpstream } from '../helpers/cap-ignoring-upstream.js';
 import type { FakeUpstream } from '../helpers/cap-ignoring-upstream.js';
 import { newApiKey, readUsageLog, sha256Hex, startProxy, waitFor } from '../helpers/proxy.js';

@@ -16,7 +16,7 @@ import { createRedisStores } from '@tollgate/redis';
 import { pino } from 'pino';
 import { createProxyApp } from '../../packages/gateway/src/app.js';
 import type { ProxyApp, ProxyDeps } from '../../packages/gateway/src/app.js';
-import type { ProxyConfig } from '../../packages/gateway/src/config.js';
+import type { ProxyConfig } from '../../packages/gateway/src/config/index.js';
 import { createMockProvider } from '../../packages/gateway/src/mock-provider.js';
 import type { MockBehavior, MockProvider } from '../../packages/gateway/src/mock-provider.js';
 

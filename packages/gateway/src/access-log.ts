@@ -8,8 +8,15 @@ import { pino } from 'pino';
 import type { Level, Logger } from 'pino';
 import { getContext } from '@tollgate/core';
 import type { TollgateContext } from '@tollgate/core';
-import { ConfigError } from './config.js';
-import type { LogConfig } from './config.js';
+import { ConfigError } from './config/index.js';
+
+/** The access and error log: its level and where it goes. */
+export interface LogOptions {
+  /** Lines below this level are not written. @default "info" */
+  level?: Level | 'silent' | undefined;
+  /** `stdout`, `stderr`, or the path of a file the lines are appended to. @default "stderr" */
+  destination?: string | undefined;
+}
 
 /** What stands where a secret was. */
 const CENSOR = '[redacted]';
@@ -145,7 +152,7 @@ class LogFile {
  * asynchronously with a bounded buffer, so a stalled reader costs dropped lines, never a held event loop.
  */
 export function createProxyLog(
-  config: LogConfig = {},
+  config: LogOptions = {},
   report: (line: string) => void = (line) => console.error(line),
 ): ProxyLog {
   const level = config.level ?? 'info';

@@ -4,8 +4,7 @@ import type { Request, Response, Router } from 'express';
 import { generateApiKey, hashApiKey, isValidKeyId } from '@tollgate/auth';
 import { ApiError } from '@tollgate/core';
 import type { ApiKeyRecord, KeyStore } from '@tollgate/core/kit';
-import { keyNamesOf, keyReferenceProblems } from './config.js';
-import type { ProxyConfig } from './config.js';
+import type { AuthOptions } from './auth-setup.js';
 
 /** A record as operators see it: everything but the hash. */
 function publicRecord(record: ApiKeyRecord, source: 'config' | 'store') {
@@ -35,13 +34,12 @@ function optionalStringList(body: Record<string, unknown>, field: string): strin
 }
 
 export function adminKeysRouter(
-  config: ProxyConfig,
+  keyProblems: AuthOptions['keyProblems'],
   configRecords: () => readonly ApiKeyRecord[],
   store: KeyStore,
 ): Router {
   const router = express.Router();
   const isConfigKey = (id: string) => configRecords().some((record) => record.id === id);
-  const names = keyNamesOf(config);
 
   router.get('/', async function listKeys(_req: Request, res: Response) {
     const stored = await store.list();
@@ -67,7 +65,7 @@ export function adminKeysRouter(
     const tier = optionalString(fields, 'tier');
     const tools = optionalStringList(fields, 'tools');
     // The rule the config's own keys pass at start, with its did-you-mean (the first problem names its field).
-    const [problem] = keyReferenceProblems(names, { tenant: tenantId, tier, tools }, 'body');
+    const [problem] = keyProblems({ tenant: tenantId, tier, tools }, 'body');
     if (problem) throw new ApiError('invalid_request', problem, { param: /^body\.(\w+)/.exec(problem)?.[1] ?? null });
     const key = generateApiKey();
     const record: ApiKeyRecord = {

@@ -31,15 +31,14 @@ import { adminKeysRouter } from './admin-keys-router.js';
 import { attributionMiddleware, authMiddleware, createKeyLookup, permissionMiddleware } from './auth-setup.js';
 import { createBudgetGuard } from './budget-setup.js';
 import { createProxyCache } from './cache-setup.js';
-import { servableConfig } from './config.js';
-import type { KeyConfig, ProxyConfig } from './config.js';
+import { gatewayOptions, keysFromChangedConfig, servableConfig } from './config/index.js';
+import type { ConfigFileReload, GatewayOptions, KeyConfig, ProxyConfig } from './config/index.js';
 import {
   concurrencyMiddleware,
   dashboardQuotas,
   requestLimitMiddleware,
   shadowMiddleware,
   tierPolicyMiddleware,
-  tierPolicyOptions,
   tokenLimitMiddleware,
 } from './limits-setup.js';
 import type { StoreFailureHandlers } from './limits-setup.js';
@@ -52,19 +51,19 @@ import { createMcpGateway } from './mcp-gateway.js';
 import { createMockProvider } from './mock-provider.js';
 import type { MockProvider } from './mock-provider.js';
 import { modelsRoute } from './models-route.js';
-import { ledgerLocation, outcomesRoute } from './outcomes-route.js';
-import { createProviderRouter } from './provider-routing.js';
+import { outcomesRoute } from './outcomes-route.js';
+import { createProviderRouter, providerOfModel } from './provider-routing.js';
 import { registerRoutingMetrics } from './routing-metrics.js';
 import { createProxyMetrics } from './proxy-metrics.js';
 import { securityHeaders } from './security-headers.js';
 import { timeResponse } from './server-timing.js';
 import { blockedStores, outageStores } from './outage-setup.js';
 import { keepSpend } from './spend-rebuild.js';
-import { embeddedLedgerLocation, holdDataDir, keysKeptIn } from './data-dir.js';
+import { holdDataDir, keysKeptIn } from './data-dir.js';
 import { storesAnswer } from './stores.js';
 import { writeKeyNames } from './key-file-checks.js';
-import { createConfigFileStates, keysFromChangedConfig } from './config-file-state.js';
-import type { ConfigFileReload, ConfigFileStates } from './config-file-state.js';
+import { createConfigFileStates } from './config-file-state.js';
+import type { ConfigFileStates } from './config-file-state.js';
 import { timedStores } from './timed-stores.js';
 
 export interface ProxyDeps {
@@ -252,7 +251,7 @@ function exchangePreparer(
  * config says what to do while Redis is out, and in blocks on Redis.
  */
 function layeredStores(
-  config: ProxyConfig,
+  options: Pick<GatewayOptions, 'storeOutage' | 'blocks'>,
   stores: TollgateStores,
   metrics: ReturnType<typeof createProxyMetrics> | undefined,
   deps: ProxyDeps,
@@ -260,14 +259,15 @@ function layeredStores(
 ) {
   const timeStoreCalls = deps.timeStoreCalls ?? stores.kind !== 'memory';
   const observedStores = metrics && timeStoreCalls ? timedStores(stores, metrics.storeTimer) : stores;
-  const leased = outageStores(config.storeOutage, observedStores, log);
-  const blocked = blockedStores(config.redis?.blocks, leased ?? observedStores);
+  const leased = outageStores(options.storeOutage, observedStores, log);
+  const blocked = blockedStores(options.blocks, leased ?? observedStores);
   return { observedStores, leased, blocked, limitStores: blocked ?? leased ?? observedStores };
 }
 
 /** The gateway's parts, which its routes are built from. */
 interface GatewayParts {
   config: ProxyConfig;
+  options: GatewayOptions;
   stores: TollgateStores;
   observedStores: TollgateStores;
   limitStores: TollgateStores;
@@ -296,18 +296,18 @@ type LimitParts = Pick<GatewayParts, 'limitStores' | 'observedStores' | 'storeFa
  * shared by every route, so one limiter instance counts all of them.
  */
 function fusedLimits(
-  config: ProxyConfig,
+  options: GatewayOptions,
   parts: LimitParts,
 ): { limits: RequestHandler; requestLimits: RequestHandler[] } {
   const { limitStores, observedStores, storeFailures, guarding, budget } = parts;
   const requestLimits = [
     ...guarding.limitChecks,
-    ...requestLimitMiddleware(config, limitStores, storeFailures, guarding.limitScale),
+    ...requestLimitMiddleware(options.limits, limitStores, storeFailures, guarding.limitScale),
   ];
   const limits = combineLimits(
     ...requestLimits,
-    ...tokenLimitMiddleware(config, limitStores, storeFailures, guarding.limitScale),
-    ...concurrencyMiddleware(config, observedStores, storeFailures),
+    ...tokenLimitMiddleware(options.limits, limitStores, storeFailures, guarding.limitScale),
+    ...concurrencyMiddleware(options.limits, observedStores, storeFailures),
     budget,
   );
   return { limits, requestLimits };
@@ -317,6 +317,7 @@ function fusedLimits(
 type OperatorParts = Pick<
   GatewayParts,
   | 'config'
+  | 'options'
   | 'stores'
   | 'observedStores'
   | 'pricing'
@@ -333,7 +334,8 @@ type OperatorParts = Pick<
 
 /** Health, metrics, models, outcomes, and (with an admin key) the admin API and the dashboard. */
 function mountOperatorRoutes(router: Router, parts: OperatorParts): void {
-  const { config, stores, observedStores, pricing, providers, blocked, metering, guarding, budget, identify } = parts;
+  const { config, options, stores, observedStores, pricing, providers, blocked, metering, guarding, budget } = parts;
+  const identify = parts.identify;
   const configKeys = parts.configKeys;
   // Healthy only once the encoding of current models is loaded: before, their estimates run several times high (a
   // byte bound). Older models' encoding loads when one is first asked for.
@@ -366,19 +368,29 @@ function mountOperatorRoutes(router: Router, parts: OperatorParts): void {
   else if (metering.metricsHandler && config.adminKeySha256)
     router.get('/metrics', ...adminOnly, metering.metricsHandler);
 
-  router.get('/v1/models', ...guarding.beforeAuth, ...identify, modelsRoute(config, pricing));
+  const providerOf = (model: string) => providerOfModel(model, 'openai.chat', config, pricing);
+  router.get(
+    '/v1/models',
+    ...guarding.beforeAuth,
+    ...identify,
+    modelsRoute({ ...options.models, providerOf }, pricing),
+  );
   // Outcomes (for cost per outcome) behind the caller's own key: attached to its tenant's requests only.
   router.post(
     '/v1/outcomes',
     ...identify,
-    outcomesRoute({ ledger: metering.ledger, location: ledgerLocation(config), flushUsage: () => metering.flush() }),
+    outcomesRoute({
+      ledger: metering.ledger,
+      location: options.budget.ledgerTable,
+      flushUsage: () => metering.flush(),
+    }),
   );
 
   if (config.adminKeySha256) {
     const admin = express.Router();
     admin.use(...adminOnly);
     admin.use('/budgets', budgetAdminRouter(budget));
-    admin.use('/keys', adminKeysRouter(config, configKeys, observedStores.keys));
+    admin.use('/keys', adminKeysRouter(options.auth.keyProblems, configKeys, observedStores.keys));
     if (guarding.adminRouter) admin.use('/guard', guarding.adminRouter);
     router.use('/admin', admin);
     router.use(
@@ -400,10 +412,11 @@ function mountOperatorRoutes(router: Router, parts: OperatorParts): void {
         tenants: Object.keys(config.tenants ?? {}),
         tiers: Object.keys(config.tiers ?? {}),
         ...(config.timezone ? { timezone: config.timezone } : {}),
-        limits: dashboardQuotas(config, parts.limits, async () => [
-          ...configKeys(),
-          ...(await observedStores.keys.list()),
-        ]),
+        limits: dashboardQuotas(
+          { tiers: options.auth.tiers, tenants: Object.keys(config.tenants ?? {}) },
+          parts.limits,
+          async () => [...configKeys(), ...(await observedStores.keys.list())],
+        ),
       }),
     );
   }
@@ -441,10 +454,12 @@ declare module '@tollgate/core' {
  */
 export function createGateway(input: ProxyConfig, deps: ProxyDeps = {}): Gateway {
   const config = servableConfig(input, deps.env ?? process.env);
+  // Each part's options, once: what the environment lacks for them stops the start before anything is held.
+  const options = gatewayOptions(config, deps.env ?? process.env);
   const log = deps.log ?? ((line: string) => console.error(line));
   const proxyLog: ProxyLog = deps.logger
     ? { logger: deps.logger, flush: async () => undefined, close: async () => undefined }
-    : createProxyLog(config.log, log);
+    : createProxyLog(options.log, log);
   const { logger } = proxyLog;
   const logging = logger.level !== 'silent';
   const ownsStores = deps.stores === undefined;
@@ -459,16 +474,15 @@ export function createGateway(input: ProxyConfig, deps: ProxyDeps = {}): Gateway
   const kept = dataDir && keysKeptIn(dataDir, deps.stores ?? createMemoryStores(), configFiles);
   const stores = kept ? kept.stores : (deps.stores ?? createMemoryStores());
   // The response cache (see cache-setup.ts), made first: a cache the stores cannot hold stops the start before anything runs.
-  const responseCache = createProxyCache(config, stores, log);
+  const responseCache = createProxyCache(options.cache, stores, log);
   const pricing = createPricing({ models: { ...config.models } });
   const mock = config.upstreams ? undefined : (deps.mock ?? createMockProvider());
   // The guard sits at several points of the chain (docs/architecture.md); it learns spend from the meter's usage records.
-  const guarding = createProxyGuard(config, { stores, env: deps.env ?? process.env, log });
-  const metering = createMetering(config, pricing, {
+  const guarding = createProxyGuard(options.guard, { stores, log });
+  const metering = createMetering(options.metering, pricing, {
     metrics: deps.metrics,
     ...(deps.tracer === undefined ? {} : { tracer: deps.tracer }),
     ...(guarding.onUsage ? { onUsage: guarding.onUsage } : {}),
-    ...(deps.env ? { env: deps.env } : {}),
   });
   const metrics =
     metering.registry &&
@@ -478,7 +492,7 @@ export function createGateway(input: ProxyConfig, deps: ProxyDeps = {}): Gateway
     });
   metrics?.watchMitigations(guarding.mitigations);
   metrics?.watchConfigFiles(() => configFiles.all());
-  const { observedStores, leased, blocked, limitStores } = layeredStores(config, stores, metrics, deps, log);
+  const { observedStores, leased, blocked, limitStores } = layeredStores(options, stores, metrics, deps, log);
   const storeFailures = (layer: string) =>
     guarding.alertStoreDown(
       layer,
@@ -498,7 +512,7 @@ export function createGateway(input: ProxyConfig, deps: ProxyDeps = {}): Gateway
     },
   });
   if (metering.registry && providers.routes) registerRoutingMetrics(metering.registry, providers.routes);
-  const budget = createBudgetGuard(config, limitStores, pricing, log, {
+  const budget = createBudgetGuard(options.budget, limitStores, pricing, log, {
     ledger: metering.ledger,
     ...(guarding.budgetHooks ? { alerts: guarding.budgetHooks } : {}),
     // A model group's request whose target's model budget is spent moves to the group's next target.
@@ -509,7 +523,7 @@ export function createGateway(input: ProxyConfig, deps: ProxyDeps = {}): Gateway
   // its table made first, so a reader before the first record finds an empty ledger rather than none.
   const embedded = metering.embedded;
   const ledgerServed =
-    dataDir && embedded && resolve(embeddedLedgerLocation(config) ?? '') === dataDir.layout.ledger
+    dataDir && embedded && resolve(options.metering.embeddedLedger ?? '') === dataDir.layout.ledger
       ? migrateUsageLedger(embedded)
           .then(() => serveLedger(embedded, dataDir.layout.socket))
           .catch((error: unknown) => {
@@ -521,7 +535,7 @@ export function createGateway(input: ProxyConfig, deps: ProxyDeps = {}): Gateway
       : undefined;
   // Rebuilt after the spool's replay, so the records of a proxy that died are in the ledger first.
   const spend = keepSpend(
-    config,
+    options.spend,
     limitStores,
     budget,
     metering.ledger,
@@ -558,11 +572,14 @@ export function createGateway(input: ProxyConfig, deps: ProxyDeps = {}): Gateway
   // rate-limit slot; the tier's output cap is clamped before the estimate, so every
   // reservation is a true upper bound. Built once and shared by the provider routes, so one
   // limiter instance counts all of them.
-  const keys = createKeyLookup(config, observedStores, log);
+  const keys = createKeyLookup(options.auth, observedStores, log);
   let configKeys = keyRecordsFromConfig(config.keys ?? []);
   // Shadow mode, where the config asks for it, rides with the caller's identity: every route that limits shadows alike.
-  const identify = [...authMiddleware(config, keys, storeFailures('auth')), ...shadowMiddleware(config)];
-  const { limits, requestLimits } = fusedLimits(config, {
+  const identify = [
+    ...authMiddleware(options.auth, keys, storeFailures('auth')),
+    ...shadowMiddleware(options.limits.shadow),
+  ];
+  const { limits, requestLimits } = fusedLimits(options, {
     limitStores,
     observedStores,
     storeFailures,
@@ -578,7 +595,7 @@ export function createGateway(input: ProxyConfig, deps: ProxyDeps = {}): Gateway
     config.mcpServers &&
     createMcpGateway(config, {
       identify,
-      permissions: [...permissionMiddleware(config), ...attributionMiddleware(config)],
+      permissions: [...permissionMiddleware(options.auth), ...attributionMiddleware(options.auth)],
       guarding,
       readBody: readProviderBody,
       limitStores,
@@ -606,11 +623,11 @@ export function createGateway(input: ProxyConfig, deps: ProxyDeps = {}): Gateway
     guarding,
     identify,
     readProviderBody,
-    permissions: permissionMiddleware(config),
-    attribution: attributionMiddleware(config),
-    tierPolicy: tierPolicyMiddleware(config),
-    countModels: (route) => countModelAllowlist(tierPolicyOptions(config), route),
-    guardrails: createProxyGuardrails(config, metrics || undefined, deps.guardrails),
+    permissions: permissionMiddleware(options.auth),
+    attribution: attributionMiddleware(options.auth),
+    tierPolicy: tierPolicyMiddleware(options.limits.tierPolicy),
+    countModels: (route) => countModelAllowlist(options.limits.tierPolicy, route),
+    guardrails: createProxyGuardrails(options.guardrails, metrics || undefined, deps.guardrails),
     responseCache,
     meter: metering.middleware,
     requestLimits,
@@ -623,6 +640,7 @@ export function createGateway(input: ProxyConfig, deps: ProxyDeps = {}): Gateway
   router.use(parseBody);
   mountOperatorRoutes(router, {
     config,
+    options,
     stores,
     observedStores,
     pricing,

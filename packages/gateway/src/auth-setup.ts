@@ -1,28 +1,53 @@
-// Who is calling, from the config: API keys (config `keys` + the shared key store), optional JWTs, the required scope.
+// Who is calling: API keys (the gateway's own + the shared key store), optional JWTs, the required scope, attribution.
 import type { RequestHandler } from 'express';
 import { apiKeyAuth, attribution, keyRecordsFromConfig, requireScope } from '@tollgate/auth';
-import type { JwtVerifyOptions } from '@tollgate/auth';
+import type { AttributionOptions, ConfigKeyEntry, JwtVerifyOptions } from '@tollgate/auth';
 import { refusalRenderer } from '@tollgate/core';
 import type { Identity, TollgateStores } from '@tollgate/core';
 import type { ApiKeyRecord } from '@tollgate/core/kit';
-import { keyNamesOf, keyReferenceProblems } from './config.js';
-import type { KeyConfig, ProxyConfig } from './config.js';
-import { defaultTierOf } from './limits-setup.js';
 
-/** A static JWKS as apiKeyAuth's `jwt` takes it (the config validated its shape). */
-type JwtKeySet = Exclude<NonNullable<JwtVerifyOptions['jwks']>, string | URL>;
+/** Which tier an identity that names none is on: its tenant's, else the default tier. */
+export interface TierAssignment {
+  /** The tier of each tenant that names one. */
+  tenantTiers: Readonly<Record<string, string>>;
+  /** The tier of callers whose identity and tenant name none. */
+  defaultTier?: string | undefined;
+}
 
-/** The tier of an identity that names none: its tenant's tier, else the config's default tier. */
-export function identityTierResolver(config: ProxyConfig): (identity: Identity) => Identity {
-  const tenants = config.tenants ?? {};
-  const defaultTier = defaultTierOf(config);
+/** What a key names elsewhere (its tenant, tier and tools' servers). */
+export interface KeyNaming {
+  tenant?: string | undefined;
+  tier?: string | undefined;
+  tools?: readonly string[] | undefined;
+}
+
+/** How callers are identified, and what the chain asks of them right after. */
+export interface AuthOptions {
+  /** The gateway's own keys (a config file's `keys`), looked up before the key store. */
+  keys: readonly ConfigKeyEntry[];
+  /** Bearer JWTs accepted besides API keys (their identities get tiers as keys do). */
+  jwt?: Omit<JwtVerifyOptions, 'mapIdentity'> | undefined;
+  /** The scope every provider route requires. */
+  requiredScope?: string | undefined;
+  /** Who each request is for, beyond its key (@tollgate/auth `attribution`). */
+  attribution: AttributionOptions;
+  tiers: TierAssignment;
+  /**
+   * Why a key names what the gateway does not know, each problem naming its field (`at`); none: it may be served.
+   * The rule the gateway's own keys passed at start, for keys from the key store and /admin/keys.
+   */
+  keyProblems(key: KeyNaming, at: string): string[];
+}
+
+/** The tier of an identity that names none: its tenant's tier, else the default tier. */
+export function identityTierResolver({ tenantTiers, defaultTier }: TierAssignment): (identity: Identity) => Identity {
   return function resolveIdentityTier(identity) {
     if (identity.tier !== undefined) return identity;
-    const tenant =
-      identity.tenantId !== undefined && Object.hasOwn(tenants, identity.tenantId)
-        ? tenants[identity.tenantId]
+    const tenantTier =
+      identity.tenantId !== undefined && Object.hasOwn(tenantTiers, identity.tenantId)
+        ? tenantTiers[identity.tenantId]
         : undefined;
-    const tier = tenant?.tier ?? defaultTier;
+    const tier = tenantTier ?? defaultTier;
     // Object.assign, not `{ ...identity, tier }`: a property after a leading spread is slow on Node 20.
     return tier === undefined ? identity : Object.assign({}, identity, { tier });
   };
@@ -33,7 +58,7 @@ export interface KeyLookup {
   /** The record at once when the config or a memory store has it; a promise when the store must be asked. */
   find(sha256: string): Promise<ApiKeyRecord | undefined> | ApiKeyRecord | undefined;
   /** Swap in the config's keys (after the config file changed). Throws on invalid entries, keeping the old ones. */
-  replaceConfigKeys(keys: readonly KeyConfig[]): void;
+  replaceConfigKeys(keys: readonly ConfigKeyEntry[]): void;
 }
 
 /**
@@ -41,14 +66,14 @@ export interface KeyLookup {
  * with `pnpm tollgate keys create --redis`, or through /admin/keys).
  */
 export function createKeyLookup(
-  config: ProxyConfig,
+  options: Pick<AuthOptions, 'keys' | 'keyProblems'>,
   stores: TollgateStores,
   log: (line: string) => void = () => undefined,
 ): KeyLookup {
-  const index = (keys: readonly KeyConfig[]) =>
+  const index = (keys: readonly ConfigKeyEntry[]) =>
     new Map(keyRecordsFromConfig(keys).map((record) => [record.sha256, record]));
-  let fromConfig = index(config.keys ?? []);
-  const servable = storedKeyCheck(config, log);
+  let fromConfig = index(options.keys);
+  const servable = storedKeyCheck(options.keyProblems, log);
   return {
     find(sha256) {
       const keys = stores.keys;
@@ -64,19 +89,17 @@ export function createKeyLookup(
 }
 
 /**
- * A key from the key store is served only when the config knows what it names (the rule the config's own keys pass
- * at start, keyReferenceProblems): one naming an unknown tier would run on the default tier, one naming an unknown
- * tenant with no tenant budget. Such a key is refused as unknown, and said once at error level.
+ * A key from the key store is served only when the gateway knows what it names (the rule its own keys pass at start,
+ * `keyProblems`): one naming an unknown tier would run on the default tier, one naming an unknown tenant with no
+ * tenant budget. Such a key is refused as unknown, and said once at error level.
  */
-function storedKeyCheck(config: ProxyConfig, log: (line: string) => void) {
-  const names = keyNamesOf(config);
+function storedKeyCheck(keyProblems: AuthOptions['keyProblems'], log: (line: string) => void) {
   const judged = new WeakMap<ApiKeyRecord, boolean>();
   return function servableStoredKey(record: ApiKeyRecord | undefined): ApiKeyRecord | undefined {
     if (!record) return undefined;
     let ok = judged.get(record);
     if (ok === undefined) {
-      const problems = keyReferenceProblems(
-        names,
+      const problems = keyProblems(
         { tenant: record.tenantId, tier: record.tier, tools: record.tools },
         `key "${record.id}"`,
       );
@@ -88,25 +111,6 @@ function storedKeyCheck(config: ProxyConfig, log: (line: string) => void) {
   };
 }
 
-/** The config's `jwt` section as apiKeyAuth's `jwt` option. */
-function jwtVerifyOptions(
-  jwt: NonNullable<ProxyConfig['jwt']>,
-  mapIdentity: (identity: Identity) => Identity,
-): JwtVerifyOptions {
-  return {
-    ...(jwt.jwks ? { jwks: jwt.jwks as unknown as JwtKeySet } : {}),
-    ...(jwt.jwksUrl ? { jwksUrl: jwt.jwksUrl } : {}),
-    ...(jwt.issuer ? { issuer: jwt.issuer } : {}),
-    ...(jwt.audience ? { audience: jwt.audience } : {}),
-    ...(jwt.algorithms ? { algorithms: jwt.algorithms } : {}),
-    ...(jwt.tenantClaim ? { tenantClaim: jwt.tenantClaim } : {}),
-    ...(jwt.tierClaim ? { tierClaim: jwt.tierClaim } : {}),
-    ...(jwt.scopeClaim ? { scopeClaim: jwt.scopeClaim } : {}),
-    ...(jwt.userClaim ? { userClaim: jwt.userClaim } : {}),
-    mapIdentity,
-  };
-}
-
 /**
  * Identification: an API key (either header), or with `jwt` configured also a bearer JWT. One
  * middleware for both, so a valid JWT costs no key lookup and every 401 names both kinds. Its
@@ -114,16 +118,16 @@ function jwtVerifyOptions(
  * hears the key store's failures.
  */
 export function authMiddleware(
-  config: ProxyConfig,
+  options: Pick<AuthOptions, 'jwt' | 'tiers'>,
   keys: KeyLookup,
   onStoreError?: (error: unknown) => void,
 ): RequestHandler[] {
-  const withTier = identityTierResolver(config);
+  const withTier = identityTierResolver(options.tiers);
   return [
     apiKeyAuth({
       keys: (sha256) => keys.find(sha256),
       mapIdentity: withTier,
-      ...(config.jwt ? { jwt: jwtVerifyOptions(config.jwt, withTier) } : {}),
+      ...(options.jwt ? { jwt: { ...options.jwt, mapIdentity: withTier } } : {}),
       renderError: refusalRenderer('auth'),
       ...(onStoreError ? { onStoreError } : {}),
     }) as RequestHandler,
@@ -134,16 +138,16 @@ export function authMiddleware(
  * The scope check, once the caller is known. Models are checked by the ratelimit package's
  * tierPolicy (tier list, then the key's own `models`), which also clamps the output cap.
  */
-export function permissionMiddleware(config: ProxyConfig): RequestHandler[] {
-  return config.requiredScope ? [requireScope(config.requiredScope) as RequestHandler] : [];
+export function permissionMiddleware(options: Pick<AuthOptions, 'requiredScope'>): RequestHandler[] {
+  return options.requiredScope ? [requireScope(options.requiredScope) as RequestHandler] : [];
 }
 
 /**
- * Who the request is for, once the caller is known: the end user, feature and tags from the key, then the config's
+ * Who the request is for, once the caller is known: the end user, feature and tags from the key, then the
  * `attribution` headers (and the body's end-user field, once the call is declared), on `req.tollgate.identity` for
  * every later piece (limits, budgets, the usage record). A field `require` lists and the request lacks is 400
  * `attribution_required`, before any limit, reservation or upstream call.
  */
-export function attributionMiddleware(config: ProxyConfig): RequestHandler[] {
-  return [attribution(config.attribution ?? {}) as RequestHandler];
+export function attributionMiddleware(options: Pick<AuthOptions, 'attribution'>): RequestHandler[] {
+  return [attribution(options.attribution) as RequestHandler];
 }

@@ -1,10 +1,25 @@
-// The response cache and Anthropic prompt caching from the config's `cache` section, placed around the fused limits call.
+// The response cache and Anthropic prompt caching, placed around the fused limits call.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { anthropicPromptCaching, createResponseCache, MemoryCacheStore, RedisCacheStore } from '@tollgate/cache';
-import type { CacheStore } from '@tollgate/cache';
+import type { CacheStore, ResponseCacheOptions } from '@tollgate/cache';
 import type { TollgateStores } from '@tollgate/core';
 import { combineLimits } from '@tollgate/ratelimit';
-import type { ProxyConfig } from './config.js';
+
+/** The response cache and prompt caching, and the tiers that opt out or keep answers longer or shorter. */
+export interface CacheSetupOptions extends Pick<ResponseCacheOptions, 'scope' | 'maxEntryBytes' | 'costFraction'> {
+  /** Where answers are kept. @default "redis" on Redis stores, else "memory" */
+  store?: 'memory' | 'redis' | undefined;
+  /** The memory store's bound in bytes. */
+  maxBytes?: number | undefined;
+  /** How long an answer is served: ms or "10m". */
+  ttl?: number | string | undefined;
+  /** anthropicPromptCaching's breakpoints: true, or its options. */
+  promptCaching?: boolean | Parameters<typeof anthropicPromptCaching>[0] | undefined;
+  /** Tiers whose requests stay out of the cache. */
+  tiersOff: readonly string[];
+  /** Tiers whose answers are kept this long instead of `ttl`. */
+  tierTtls: Readonly<Record<string, number | string>>;
+}
 
 export interface ProxyCache {
   /**
@@ -30,10 +45,9 @@ interface RedisConnection {
   sendCommand(args: string[]): Promise<unknown>;
 }
 
-function cacheStoreOf(config: ProxyConfig, stores: TollgateStores): CacheStore {
-  const choice = config.cache?.store ?? (stores.kind === 'redis' ? 'redis' : 'memory');
-  if (choice === 'memory')
-    return new MemoryCacheStore(config.cache?.maxBytes ? { maxBytes: config.cache.maxBytes } : {});
+function cacheStoreOf(options: CacheSetupOptions, stores: TollgateStores): CacheStore {
+  const choice = options.store ?? (stores.kind === 'redis' ? 'redis' : 'memory');
+  if (choice === 'memory') return new MemoryCacheStore(options.maxBytes ? { maxBytes: options.maxBytes } : {});
   const redis = stores as Partial<RedisConnection> & TollgateStores;
   if (stores.kind !== 'redis' || typeof redis.sendCommand !== 'function') {
     throw new Error(
@@ -43,24 +57,18 @@ function cacheStoreOf(config: ProxyConfig, stores: TollgateStores): CacheStore {
   return new RedisCacheStore({ sendCommand: (args) => redis.sendCommand!(args), prefix: redis.prefix ?? 'tollgate:' });
 }
 
-/** Undefined when the config has no `cache`: then nothing is mounted. */
+/** Undefined without options (no `cache` in the config): then nothing is mounted. */
 export function createProxyCache(
-  config: ProxyConfig,
+  options: CacheSetupOptions | undefined,
   stores: TollgateStores,
   log: (line: string) => void,
 ): ProxyCache | undefined {
-  const options = config.cache;
   if (!options) return undefined;
   let lastWarnedAt = 0;
-  const tiers = Object.entries(config.tiers ?? {});
-  const tiersOff = new Set(tiers.filter(([, tier]) => tier.cache === false).map(([name]) => name));
-  const tierTtls = new Map(
-    tiers.flatMap(([name, tier]) =>
-      typeof tier.cache === 'object' && tier.cache.ttl !== undefined ? [[name, tier.cache.ttl] as const] : [],
-    ),
-  );
+  const tiersOff = new Set(options.tiersOff);
+  const tierTtls = new Map(Object.entries(options.tierTtls));
   const cache = createResponseCache({
-    store: cacheStoreOf(config, stores),
+    store: cacheStoreOf(options, stores),
     ...(tierTtls.size > 0
       ? { ttl: (req: Request) => tierTtls.get(req.tollgate.identity?.tier ?? '') ?? options.ttl }
       : options.ttl !== undefined

@@ -39,7 +39,7 @@ async function configLedger(env: NodeJS.ProcessEnv): Promise<ReportDefaults> {
   const path = env.TOLLGATE_CONFIG;
   const dataDir = env.TOLLGATE_DATA_DIR || undefined;
   if (!path) return { dataDir };
-  const { parseConfig } = await import('./config.js');
+  const { parseConfig } = await import('./config/index.js');
   const config = parseConfig(readFileSync(path, 'utf8'), `TOLLGATE_CONFIG (${path})`);
   return {
     postgres: config.postgresUrl,

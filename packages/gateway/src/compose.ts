@@ -23,7 +23,7 @@ import type {
   TierPolicyOptions,
   TokenRateLimitOptions,
 } from '@tollgate/ratelimit';
-import type { ProxyConfig } from './config.js';
+import type { ProxyConfig } from './config/index.js';
 import { countModelAllowlist } from './count-tokens-route.js';
 import { createMockProvider } from './mock-provider.js';
 import { createProviderRouter } from './provider-routing.js';

@@ -6,7 +6,6 @@ import type { FileKeyStore } from '@tollgate/auth';
 import type { TollgateStores } from '@tollgate/core';
 import { lockHolderAlive, readLockHolder, thisLockHolder } from '@tollgate/core/kit';
 import { dataDirLayout } from '@tollgate/metering';
-import type { ProxyConfig } from './config.js';
 import type { ConfigFileStates } from './config-file-state.js';
 
 /** A takeover file this old was left by a starter that died while taking a stale lock over. */
@@ -14,12 +13,19 @@ const TAKEOVER_STALE_MS = 5000;
 
 export { dataDirLayout };
 
+/** What places the usage ledger: a PostgreSQL URL, the embedded one (in memory, in a directory), the data directory. */
+export interface LedgerPlacement {
+  postgresUrl?: string | undefined;
+  embeddedLedger?: boolean | string | undefined;
+  dataDir?: string | undefined;
+}
+
 /** The embedded ledger's location: a path, `memory`, or none (`postgresUrl` or `embeddedLedger: false`). */
-export function embeddedLedgerLocation(config: ProxyConfig): string | 'memory' | undefined {
-  if (config.postgresUrl || config.embeddedLedger === false) return undefined;
-  if (typeof config.embeddedLedger === 'string') return config.embeddedLedger;
-  if (config.dataDir) return dataDirLayout(config.dataDir).ledger;
-  return config.embeddedLedger ? 'memory' : undefined;
+export function embeddedLedgerLocation(place: LedgerPlacement): string | 'memory' | undefined {
+  if (place.postgresUrl || place.embeddedLedger === false) return undefined;
+  if (typeof place.embeddedLedger === 'string') return place.embeddedLedger;
+  if (place.dataDir) return dataDirLayout(place.dataDir).ledger;
+  return place.embeddedLedger ? 'memory' : undefined;
 }
 
 export class DataDirInUseError extends Error {

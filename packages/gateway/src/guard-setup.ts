@@ -1,4 +1,5 @@
-// The guard from the config (`guard`, `alerts`, `guardrails`): its pieces in the proxy's chain, and budget and store events in its alert stream.
+// The guard (its checks, alerts, prompt guardrails): its pieces in the proxy's chain, and budget and store events in
+// its alert stream.
 import type { Request, RequestHandler, Router } from 'express';
 import { createClient } from 'redis';
 import { refusalRenderer } from '@tollgate/core';
@@ -18,13 +19,13 @@ import type {
   BudgetEventNotice,
   Guard,
   GuardEvent,
+  GuardOptions,
   LoadShedder,
+  LoadShedderOptions,
   Mitigation,
   PromptGuardrailsOptions,
   WebhookOptions,
 } from '@tollgate/guard';
-import { ConfigError } from './config.js';
-import type { ProxyConfig } from './config.js';
 import type { ProxyMetrics } from './proxy-metrics.js';
 
 /** What the budget guard takes from the alert stream (see budget-setup.ts). */
@@ -62,32 +63,30 @@ export interface ProxyGuard {
   close(): Promise<void>;
 }
 
+/** The guard's checks and where its alerts go. */
+export interface GuardSetupOptions {
+  /** Whether a guard runs at all (its checks, or only its alert stream): else only the body deadline and shedding. */
+  enabled: boolean;
+  spendAnomaly: NonNullable<GuardOptions['spendAnomaly']>;
+  repeatedRequests: NonNullable<GuardOptions['repeatedRequests']>;
+  authFailures: NonNullable<GuardOptions['authFailures']>;
+  /** Lower tiers get 503 first when the process is saturated. */
+  shedding?: Omit<LoadShedderOptions, 'renderError'> | undefined;
+  /** How long a provider route's body may take to arrive once the caller is identified: ms or "10s". */
+  bodyTimeout: number | string;
+  /** Where each alert is POSTed (their secrets read already). */
+  webhooks: WebhookOptions[];
+  /** The Redis the stores were opened on, for the guard's pub/sub (used on Redis stores only). */
+  redisUrl?: string | undefined;
+}
+
+/** The prompt checks a config can hold (promptGuardrails' rules). */
+export type GuardrailRules = Pick<PromptGuardrailsOptions, 'maxPromptChars' | 'deny' | 'pii'>;
+
 export interface ProxyGuardDeps {
   stores: TollgateStores;
-  /** Where upstream keys and webhook secrets are read from. */
-  env: NodeJS.ProcessEnv;
   /** The operator log: each alert is one JSON line there. */
   log: (line: string) => void;
-}
-
-/** The Redis URL the stores were opened on, as main.ts chooses it: the environment first, then the config. */
-function redisUrlOf(config: ProxyConfig, env: NodeJS.ProcessEnv): string | undefined {
-  return env.REDIS_URL || config.redisUrl || config.redis?.cluster?.[0];
-}
-
-/** The config's webhooks with their secrets read from `env` (the same place as the upstream keys), so a missing one stops the start. */
-function webhooksOf(config: ProxyConfig, env: NodeJS.ProcessEnv): WebhookOptions[] {
-  return (config.alerts?.webhooks ?? []).map((hook, i) => {
-    let secret: string | undefined;
-    if (hook.secretEnv !== undefined) {
-      secret = env[hook.secretEnv];
-      if (!secret)
-        throw new ConfigError(
-          `alerts.webhooks[${i}].secretEnv names ${hook.secretEnv}, which is not set in the environment`,
-        );
-    }
-    return { url: hook.url, format: hook.format ?? 'json', ...(secret ? { secret } : {}) };
-  });
 }
 
 /** Renders the budget's refusals as before; a ledger that failed also becomes an event (a spent budget is the budget's own event). */
@@ -116,15 +115,12 @@ const NO_GUARD: Omit<ProxyGuard, 'afterAuth'> = {
 };
 
 /**
- * Builds the guard the config asks for. Each `guard` section turns its check on; with `alerts` and
- * no `guard`, the guard runs only its alert stream (budget and store events, once across processes).
- * Bodies are read after auth, under `guard.bodyTimeout`, whether or not a guard is configured.
+ * Builds the guard the options ask for. Each check given turns on; enabled with none, the guard runs only its alert
+ * stream (budget and store events, once across processes). Bodies are read after auth, under `bodyTimeout`, whether
+ * or not a guard is enabled.
  */
-export function createProxyGuard(config: ProxyConfig, deps: ProxyGuardDeps): ProxyGuard {
-  const settings = config.guard ?? {};
-  const bodyTimeout = settings.bodyTimeout ?? '10s';
-  // Before anything with a timer: a missing secret stops the start here.
-  const webhooks = webhooksOf(config, deps.env);
+export function createProxyGuard(settings: GuardSetupOptions, deps: ProxyGuardDeps): ProxyGuard {
+  const { bodyTimeout, webhooks } = settings;
   // A shed request is the guard's refusal in the access log and the metrics, not a store's.
   const shedder: LoadShedder | undefined = settings.shedding
     ? loadShedder({ ...settings.shedding, renderError: refusalRenderer('guard') })
@@ -133,18 +129,16 @@ export function createProxyGuard(config: ProxyConfig, deps: ProxyGuardDeps): Pro
     ...(shedder ? [shedder as RequestHandler] : []),
     bodyAfterAuth(parseBody as Parameters<typeof bodyAfterAuth>[0], { timeout: bodyTimeout }) as RequestHandler,
   ];
-  if (config.guard === undefined && config.alerts === undefined) {
-    return { ...NO_GUARD, afterAuth, close: async () => shedder?.close() };
-  }
+  if (!settings.enabled) return { ...NO_GUARD, afterAuth, close: async () => shedder?.close() };
 
-  const redisUrl = deps.stores.kind === 'redis' ? redisUrlOf(config, deps.env) : undefined;
+  const redisUrl = deps.stores.kind === 'redis' ? settings.redisUrl : undefined;
   const guard: Guard = createGuard({
     stores: deps.stores,
     // Suspensions and blocks reach every process on pub/sub at once; without it, within the 1 s sync.
     ...(redisUrl ? { subscriber: createClient({ url: redisUrl, name: 'tollgate-guard' }) } : {}),
-    spendAnomaly: settings.spendAnomaly ?? false,
-    repeatedRequests: settings.repeatedRequests ?? false,
-    authFailures: settings.authFailures ?? false,
+    spendAnomaly: settings.spendAnomaly,
+    repeatedRequests: settings.repeatedRequests,
+    authFailures: settings.authFailures,
     alerts: {
       webhooks,
       log: (event: GuardEvent) => deps.log(JSON.stringify({ msg: 'tollgate alert', ...event })),
@@ -182,19 +176,19 @@ export function createProxyGuard(config: ProxyConfig, deps: ProxyGuardDeps): Pro
 }
 
 /**
- * The config's `guardrails` (with `hooks`, the code a config cannot hold) on every provider route, right after the
- * scope and tier rules (before the cache, the estimate, the limits and the budget): what they mask and refuse is
+ * The prompt guardrails' `rules` (with `hooks`, the code a config cannot hold) on every provider route, right after
+ * the scope and tier rules (before the cache, the estimate, the limits and the budget): what they mask and refuse is
  * counted in `metrics`. None without either.
  */
 export function createProxyGuardrails(
-  config: ProxyConfig,
+  rules: GuardrailRules | undefined,
   metrics: ProxyMetrics | undefined,
   hooks: Pick<PromptGuardrailsOptions, 'check' | 'checkTimeout' | 'onAnswerText'> | undefined,
 ): RequestHandler[] {
-  if (config.guardrails === undefined && hooks === undefined) return [];
+  if (rules === undefined && hooks === undefined) return [];
   return [
     promptGuardrails({
-      ...config.guardrails,
+      ...rules,
       ...hooks,
       ...(metrics
         ? {

@@ -4,8 +4,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { dataDirLayout } from '@tollgate/metering';
 import type { ApiKeyRecord } from '@tollgate/core/kit';
-import { configProblems, keyNamesOf, keyReferenceProblems, parseConfig } from './config.js';
-import type { KeyNames, KeyReferences, ProxyConfig } from './config.js';
+import { configProblems, keyNamesOf, keyReferenceProblems, parseConfig } from './config/index.js';
+import type { KeyNames, KeyReferences, ProxyConfig } from './config/index.js';
 
 /** The file beside a data directory's keys.json naming what its keys may name; undefined elsewhere. */
 function keyNamesBeside(path: string): KeyNames | undefined {

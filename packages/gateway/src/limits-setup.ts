@@ -1,4 +1,4 @@
-// Tier rules and rate limits from the config: tierPolicy, tieredRateLimit, tokenRateLimit, concurrencyLimit.
+// Tier rules and rate limits: tierPolicy, tieredRateLimit, tokenRateLimit, concurrencyLimit, over their options.
 import type { Request, RequestHandler } from 'express';
 import { identityFromRecord, judgeKeyRecord } from '@tollgate/auth';
 import {
@@ -9,7 +9,13 @@ import {
   tierPolicy,
   tokenRateLimit,
 } from '@tollgate/ratelimit';
-import type { LimitLayerOptions, LimitReading, StoresWithCommands, TierPolicyOptions } from '@tollgate/ratelimit';
+import type {
+  ConcurrencyLimitOptions,
+  LimitLayerOptions,
+  LimitReading,
+  StoresWithCommands,
+  TierPolicyOptions,
+} from '@tollgate/ratelimit';
 import { refusalRenderer } from '@tollgate/core';
 import { shadowMode } from '@tollgate/core/kit';
 import { resolveTierModels } from '@tollgate/core/kit';
@@ -17,7 +23,7 @@ import type { ApiKeyRecord } from '@tollgate/core/kit';
 import type { Identity, TollgateStores } from '@tollgate/core';
 import type { QuotaStatus } from '@tollgate/dashboard';
 import { identityTierResolver } from './auth-setup.js';
-import type { ProxyConfig, TierConfig } from './config.js';
+import type { TierAssignment } from './auth-setup.js';
 
 /** Store failures a limiter met, by its layer: logged and counted (see access-log.ts). @default the limiters' own throttled warning */
 export type StoreFailureHandlers = (
@@ -33,35 +39,43 @@ function reporting(layer: 'requests' | 'tokens' | 'concurrency', storeFailures: 
   return { renderError: refusalRenderer(layer), ...(onStoreError ? { onStoreError } : {}) };
 }
 
-/** A tier without a limit of some kind is not limited by it: a ceiling no caller reaches. */
-const UNLIMITED = 1_000_000_000;
-
-/** The tier of callers whose identity names none (keys without tier or tenant tier). */
-export function defaultTierOf(config: ProxyConfig): string | undefined {
-  return config.defaultTier ?? (config.tiers && Object.hasOwn(config.tiers, 'free') ? 'free' : undefined);
-}
-
-/** One limit of a tier, by tier name (a tier without it is unlimited by it); undefined when no tier sets it. */
-function perTier(
-  config: ProxyConfig,
-  limitOf: (tier: TierConfig) => number | undefined,
-): Record<string, number> | undefined {
-  const tiers = Object.entries(config.tiers ?? {});
-  if (!tiers.some(([, tier]) => limitOf(tier) !== undefined)) return undefined;
-  return Object.fromEntries(tiers.map(([name, tier]) => [name, limitOf(tier) ?? UNLIMITED]));
-}
-
 /** What a guard's throttle multiplies a caller's tier limit by (the global ceiling is nobody's own). */
 export type LimitScale = (req: Request) => number;
 
-/** One limit's numbers by tier: over each tenant (`tenant`), and over each key (`key`, from the tier's `perKey`). */
-interface TierLimits {
-  tenant: Record<string, number> | undefined;
-  key: Record<string, number> | undefined;
+/** Who shadow mode serves where a limit, a budget or the guard would refuse (the refusal recorded). */
+export interface ShadowPlan {
+  /** Every request. */
+  all: boolean;
+  tiers: readonly string[];
+  tenants: readonly string[];
 }
 
-/** The windows a tier counts in: a minute and a day, each layer named for whom it counts and, past the minute, its window. */
-const TIER_WINDOWS = {
+/** The limits of the chain, as the ratelimit package's limiters take them. */
+export interface LimitOptions {
+  /** tieredRateLimit's layers: the global ceiling, then each tier's per tenant and per key, per minute and per day. */
+  requestLayers: LimitLayerOptions[];
+  /** tokenRateLimit's layers, in the same order. */
+  tokenLayers: LimitLayerOptions[];
+  /** MCP tool calls per minute of each tenant, by tier (counted apart from the request limits). */
+  toolCallLayers: LimitLayerOptions[];
+  /** Requests in flight per key, by tier; none when no tier sets it. */
+  concurrency?: Pick<ConcurrencyLimitOptions, 'tiers' | 'limit' | 'defaultTier'> | undefined;
+  /** Model allowlists and output caps per tier. */
+  tierPolicy: TierPolicyOptions;
+  shadow: ShadowPlan;
+}
+
+/** The layers with a guard's throttle on each caller's own (tier) layers: the global ceiling is nobody's own. */
+function scaled(layers: readonly LimitLayerOptions[], limitScale: LimitScale | undefined): LimitLayerOptions[] {
+  if (!limitScale) return [...layers];
+  return layers.map((layer) => (layer.by === 'global' ? layer : { ...layer, limitScale }));
+}
+
+/**
+ * The windows a tier counts in: a minute and a day, each layer named for whom it counts and, past the minute, its
+ * window (the tier's field it is read from beside).
+ */
+export const TIER_WINDOWS = {
   requests: [
     { field: 'requestsPerMinute', window: '1m', suffix: '' },
     { field: 'requestsPerDay', window: '1d', suffix: '-day' },
@@ -78,72 +92,14 @@ function layerNamesOf(by: 'tenant' | 'key'): string[] {
 }
 
 /**
- * The tier layers of one window: per tenant by tier (a key without a tenant counts as its own tenant), and per key by
- * the tier's `perKey`, named `tenant`/`key` plus the window's suffix.
+ * Shadow mode: a request of a tier or a tenant the plan names, or every request with `all`, is served where a limit,
+ * a budget or the guard would refuse it, and the refusal is recorded (core `shadowMode`). Mounted right after auth,
+ * before anything it shadows; none when nothing is shadowed.
  */
-function tierLayers(
-  config: ProxyConfig,
-  tiers: TierLimits,
-  window: string,
-  suffix: string,
-  limitScale?: LimitScale,
-): LimitLayerOptions[] {
-  const result: LimitLayerOptions[] = [];
-  const defaultTier = defaultTierOf(config);
-  for (const by of ['tenant', 'key'] as const) {
-    const limits = tiers[by];
-    if (!limits) continue;
-    // A caller whose tier is unknown gets the default tier's limit, or the smallest one: never more than configured.
-    const fallback =
-      defaultTier !== undefined && limits[defaultTier] !== undefined
-        ? limits[defaultTier]
-        : Math.min(...Object.values(limits));
-    result.push({
-      name: `${by}${suffix}`,
-      by,
-      tiers: limits,
-      limit: fallback,
-      window,
-      ...(defaultTier ? { defaultTier } : {}),
-      ...(limitScale ? { limitScale } : {}),
-    });
-  }
-  return result;
-}
-
-/**
- * Layers of one limiter: the global ceiling per minute (if any), then the tiers' limits over each tenant and over each
- * key (`perKey`), per minute and per day. All are counted in one check, and each must allow the request.
- */
-function layers(
-  config: ProxyConfig,
-  kind: 'requests' | 'tokens',
-  global: number | undefined,
-  limitScale?: LimitScale,
-): LimitLayerOptions[] {
-  const result: LimitLayerOptions[] = [];
-  if (global !== undefined) result.push({ name: 'global', by: 'global', limit: global, window: '1m' });
-  for (const { field, window, suffix } of TIER_WINDOWS[kind]) {
-    const limits = {
-      tenant: perTier(config, (tier) => tier[field]),
-      key: perTier(config, (tier) => tier.perKey?.[field]),
-    };
-    result.push(...tierLayers(config, limits, window, suffix, limitScale));
-  }
-  return result;
-}
-
-/**
- * Shadow mode from the config: a request of a tier or a tenant with `"shadow": true`, or every request with
- * `global.shadow`, is served where a limit, a budget or the guard would refuse it, and the refusal is recorded (core
- * `shadowMode`). Mounted right after auth, before anything it shadows; none when nothing is shadowed.
- */
-export function shadowMiddleware(config: ProxyConfig): RequestHandler[] {
-  if (config.global?.shadow) return [shadowMode(true)];
-  const named = (entries: Record<string, { shadow?: boolean }> | undefined) =>
-    new Set(Object.entries(entries ?? {}).flatMap(([name, entry]) => (entry.shadow ? [name] : [])));
-  const tiers = named(config.tiers);
-  const tenants = named(config.tenants);
+export function shadowMiddleware(shadow: ShadowPlan): RequestHandler[] {
+  if (shadow.all) return [shadowMode(true)];
+  const tiers = new Set(shadow.tiers);
+  const tenants = new Set(shadow.tenants);
   if (tiers.size === 0 && tenants.size === 0) return [];
   return [
     shadowMode(function shadowedByConfig(req) {
@@ -156,49 +112,30 @@ export function shadowMiddleware(config: ProxyConfig): RequestHandler[] {
   ];
 }
 
-/** The config's tiers as tierPolicy's options: each tier's models and output cap, and the default tier. */
-export function tierPolicyOptions(config: ProxyConfig): Pick<TierPolicyOptions, 'tiers' | 'defaultTier'> {
-  const defaultTier = defaultTierOf(config);
-  const tiers =
-    config.tiers &&
-    Object.fromEntries(
-      Object.entries(config.tiers).map(([name, tier]) => [
-        name,
-        {
-          ...(tier.models ? { models: tier.models } : {}),
-          ...(tier.maxOutputTokens ? { maxOutputTokens: tier.maxOutputTokens } : {}),
-        },
-      ]),
-    );
-  return { ...(tiers ? { tiers } : {}), ...(defaultTier ? { defaultTier } : {}) };
-}
-
 /** Model allowlist and output cap per tier (clamps the cap before the estimate so reservations are true bounds). */
-export function tierPolicyMiddleware(config: ProxyConfig): RequestHandler {
-  return tierPolicy(tierPolicyOptions(config));
+export function tierPolicyMiddleware(options: TierPolicyOptions): RequestHandler {
+  return tierPolicy(options);
 }
 
 /** The model patterns each tier may use: tierPolicy's rule (core `resolveTierModels`), for the model list. */
-export function tierModelsOf(config: ProxyConfig): (tier: string | undefined) => readonly string[] | undefined {
-  const entries = Object.entries(config.tiers ?? {});
-  const tiers = config.tiers && Object.fromEntries(entries.map(([name, tier]) => [name, tier.models]));
-  const defaultTier = defaultTierOf(config);
-  return resolveTierModels(tiers, defaultTier ? { defaultTier } : {});
+export function tierModelsOf(options: TierPolicyOptions): (tier: string | undefined) => readonly string[] | undefined {
+  const tiers =
+    options.tiers && Object.fromEntries(Object.entries(options.tiers).map(([name, tier]) => [name, tier.models]));
+  return resolveTierModels(tiers, options.defaultTier ? { defaultTier: options.defaultTier } : {});
 }
 
 export function requestLimitMiddleware(
-  config: ProxyConfig,
+  options: Pick<LimitOptions, 'requestLayers'>,
   stores: TollgateStores,
   storeFailures?: StoreFailureHandlers,
   limitScale?: LimitScale,
 ): RequestHandler[] {
-  const requestLayers = layers(config, 'requests', config.global?.requestsPerMinute, limitScale);
-  if (requestLayers.length === 0) return [];
+  if (options.requestLayers.length === 0) return [];
   // Redis stores put the request counters under their own prefix ('<prefix>rl:').
   return [
     tieredRateLimit({
       stores: stores as StoresWithCommands,
-      layers: requestLayers,
+      layers: scaled(options.requestLayers, limitScale),
       ...reporting('requests', storeFailures),
     }),
   ];
@@ -209,22 +146,16 @@ export function requestLimitMiddleware(
  * counted apart from the request limits (`rl:tools:` counters); none when no tier sets it.
  */
 export function toolCallLimitMiddleware(
-  config: ProxyConfig,
+  options: Pick<LimitOptions, 'toolCallLayers'>,
   stores: TollgateStores,
   storeFailures?: StoreFailureHandlers,
   limitScale?: LimitScale,
 ): RequestHandler[] {
-  const tenant = perTier(config, (tier) => tier.toolCallsPerMinute);
-  if (!tenant) return [];
-  const toolLayers = tierLayers(config, { tenant, key: undefined }, '1m', '', limitScale).map((layer) => ({
-    ...layer,
-    // The refusal names it: "Rate limit reached for requests (toolCalls): limit 120 per 1 minute".
-    name: 'toolCalls',
-  }));
+  if (options.toolCallLayers.length === 0) return [];
   return [
     tieredRateLimit({
       stores: stores as StoresWithCommands,
-      layers: toolLayers,
+      layers: scaled(options.toolCallLayers, limitScale),
       prefix: 'rl:tools:',
       ...reporting('requests', storeFailures),
     }),
@@ -232,34 +163,24 @@ export function toolCallLimitMiddleware(
 }
 
 export function concurrencyMiddleware(
-  config: ProxyConfig,
+  options: Pick<LimitOptions, 'concurrency'>,
   stores: TollgateStores,
   storeFailures?: StoreFailureHandlers,
 ): RequestHandler[] {
-  const tiers = perTier(config, (tier) => tier.maxConcurrent);
-  if (!tiers) return [];
-  const defaultTier = defaultTierOf(config);
-  return [
-    concurrencyLimit({
-      stores,
-      tiers,
-      by: 'key',
-      limit: Math.min(...Object.values(tiers)),
-      ...(defaultTier ? { defaultTier } : {}),
-      ...reporting('concurrency', storeFailures),
-    }),
-  ];
+  if (!options.concurrency) return [];
+  return [concurrencyLimit({ stores, by: 'key', ...options.concurrency, ...reporting('concurrency', storeFailures) })];
 }
 
 export function tokenLimitMiddleware(
-  config: ProxyConfig,
+  options: Pick<LimitOptions, 'tokenLayers'>,
   stores: TollgateStores,
   storeFailures?: StoreFailureHandlers,
   limitScale?: LimitScale,
 ): RequestHandler[] {
-  const tokenLayers = layers(config, 'tokens', config.global?.tokensPerMinute, limitScale);
-  if (tokenLayers.length === 0) return [];
-  return [tokenRateLimit({ stores, layers: tokenLayers, ...reporting('tokens', storeFailures) })];
+  if (options.tokenLayers.length === 0) return [];
+  return [
+    tokenRateLimit({ stores, layers: scaled(options.tokenLayers, limitScale), ...reporting('tokens', storeFailures) }),
+  ];
 }
 
 /** A quota as the dashboard shows it: one layer of one limiter, for whom it counts. */
@@ -279,16 +200,16 @@ function quotaOf(reading: LimitReading, name: string, tenantId: string | undefin
 /**
  * The dashboard's request and token quotas, live: what the chain's limiters (`limits`, their combineLimits) count
  * now, read from their stores through the same wrappers, counting nothing. The overview gets the global layer and
- * each tenant's (the config's tenants and those of usable keys); a tenant's page its tenant layers and each of its
+ * each tenant's (the `tenants` given and those of usable keys); a tenant's page its tenant layers and each of its
  * usable keys' layers (requests and tokens per minute and per day, requests in flight). A tenant is read at its tier; a key at
  * its own, as auth resolves it.
  */
 export function dashboardQuotas(
-  config: ProxyConfig,
+  subjects: { tiers: TierAssignment; tenants: readonly string[] },
   limits: RequestHandler,
   keys: () => Promise<readonly ApiKeyRecord[]>,
 ): (query?: { tenantId?: string }) => Promise<QuotaStatus[]> {
-  const withTier = identityTierResolver(config);
+  const withTier = identityTierResolver(subjects.tiers);
   // Each subject's layers in every window: a quota per window (its `window` says which).
   const tenantLayers = layerNamesOf('tenant');
   const keyLayers = layerNamesOf('key');
@@ -310,7 +231,7 @@ export function dashboardQuotas(
       return quotas.flat();
     }
     const tenants = new Set([
-      ...Object.keys(config.tenants ?? {}),
+      ...subjects.tenants,
       ...usable.flatMap((record) => (record.tenantId === undefined ? [] : [record.tenantId])),
     ]);
     // The global layer counts everyone alike: any caller reads it.

@@ -2,8 +2,8 @@
 import { usdToNano } from '@tollgate/core';
 import { isNameAllowed, resolveTierModels } from '@tollgate/core/kit';
 import type { Identity } from '@tollgate/core';
-import type { ProxyConfig } from './config.js';
-import { defaultTierOf } from './limits-setup.js';
+import type { ProxyConfig } from './config/index.js';
+import { defaultTierOf } from './config/index.js';
 
 export interface ToolPolicy {
   /**

@@ -1,5 +1,5 @@
-// Metering from the config: the estimate before the call, usage after it, the sinks (usage log, Prometheus, PostgreSQL) and the spool before them.
-import { join } from 'node:path';
+// Metering: the estimate before the call, usage after it, the sinks (usage log, Prometheus, PostgreSQL) and the
+// spool before them.
 import type { Request, RequestHandler, Response } from 'express';
 import { PGlite } from '@electric-sql/pglite';
 import { jsonlSink, meter, openUsageSpool, toolMeter } from '@tollgate/metering';
@@ -10,9 +10,22 @@ import type { MeteredToolCall, PricedToolCall, Queryable, SpoolReplay, UsageSink
 import type { Tracer } from '@opentelemetry/api';
 import type { Registry } from 'prom-client';
 import type { Pricing, UsageRecord } from '@tollgate/core';
-import { ConfigError } from './config.js';
-import type { ProxyConfig } from './config.js';
-import { dataDirLayout, embeddedLedgerLocation } from './data-dir.js';
+
+/** Where usage records go: the usage log, a ledger (PostgreSQL or embedded), Stripe; the spool before them. */
+export interface MeteringOptions {
+  /** The JSONL usage log. */
+  usageLog?: string | undefined;
+  /** The PostgreSQL usage ledger. */
+  postgres?: { connectionString: string; schema?: string | undefined; table?: string | undefined } | undefined;
+  /** The embedded ledger (PGlite) when there is no PostgreSQL one: in memory, or in a directory. */
+  embeddedLedger?: string | undefined;
+  /** The usage spool's directory (calls sent and records not yet stored, kept through a crash). */
+  spool?: string | undefined;
+  /** Stripe meter events (their journal in the spool's directory). */
+  stripe?: Parameters<typeof stripeMeterSink>[0] | undefined;
+  /** Characters of prompt text whose exact token counts the meter keeps (meter's `countCacheChars`). */
+  countCacheChars?: number | undefined;
+}
 
 export interface ProxyMetering {
   middleware: RequestHandler[];
@@ -33,78 +46,33 @@ export interface ProxyMetering {
   close(): Promise<void>;
 }
 
-/**
- * Where the usage spool lives: the config's `spool`, else in the `dataDir`, else next to the usage log, else in the
- * working directory when only the ledger is set.
- */
-export function spoolDirectory(config: ProxyConfig): string | undefined {
-  if (config.spool === false) return undefined;
-  if (config.spool !== undefined) return config.spool;
-  if (config.dataDir) return dataDirLayout(config.dataDir).spool;
-  if (config.usageLog) return `${config.usageLog}.spool`;
-  return config.postgresUrl ? join('.tollgate', 'spool') : undefined;
-}
-
-/**
- * The config's `export.stripe`: a Stripe meter sink, its key from the environment and its journal (events assigned,
- * ids accepted, totals carried) in the spool's directory. It needs the spool: that is what keeps an event Stripe has
- * not accepted through a crash.
- */
-function stripeSinkOf(config: ProxyConfig, spool: string | undefined, env: NodeJS.ProcessEnv): UsageSink | undefined {
-  const stripe = config.export?.stripe;
-  if (!stripe) return undefined;
-  if (spool === undefined)
-    throw new ConfigError(
-      'export.stripe needs the usage spool, which keeps events Stripe has not accepted through a crash: set dataDir, usageLog, postgresUrl or spool',
-    );
-  const apiKey = env[stripe.apiKeyEnv];
-  if (!apiKey)
-    throw new ConfigError(`export.stripe.apiKeyEnv names ${stripe.apiKeyEnv}, which is not set in the environment`);
-  return stripeMeterSink({
-    apiKey,
-    eventName: stripe.eventName,
-    customers: stripe.customers,
-    directory: join(spool, 'stripe'),
-    ...(stripe.baseUrl ? { baseUrl: stripe.baseUrl } : {}),
-  });
-}
-
 /** `metrics: false` leaves out the Prometheus sink (and so `/metrics`); `tracer` is the meter's (see MeterOptions). */
 export function createMetering(
-  config: ProxyConfig,
+  usage: MeteringOptions,
   pricing: Pricing,
   options: {
     metrics?: boolean;
     tracer?: Tracer | false;
     onUsage?: (record: UsageRecord, req: Request) => void;
-    env?: NodeJS.ProcessEnv;
   } = {},
 ): ProxyMetering {
   const prometheus = options.metrics === false ? undefined : prometheusSink();
   const sinks: UsageSink[] = prometheus ? [prometheus] : [];
   // The usage log is written often enough to tail; the batch still keeps writes off the request path.
-  if (config.usageLog) sinks.push(jsonlSink({ path: config.usageLog, flushIntervalMs: 200 }));
+  if (usage.usageLog) sinks.push(jsonlSink({ path: usage.usageLog, flushIntervalMs: 200 }));
   let ledger: Queryable | undefined;
   let embedded: PGlite | undefined;
-  if (config.postgresUrl) {
-    const sink = postgresSink({
-      connectionString: config.postgresUrl,
-      ...(config.postgresSchema ? { schema: config.postgresSchema } : {}),
-      ...(config.postgresTable ? { table: config.postgresTable } : {}),
-    });
+  if (usage.postgres) {
+    const sink = postgresSink(usage.postgres);
     sinks.push(sink);
     ledger = sink.pool;
-  } else {
-    const location = embeddedLedgerLocation(config);
-    if (location !== undefined) {
-      embedded = new PGlite(location === 'memory' ? undefined : location);
-      ledger = embedded;
-      sinks.push(postgresSink({ db: embedded }));
-    }
+  } else if (usage.embeddedLedger !== undefined) {
+    embedded = new PGlite(usage.embeddedLedger === 'memory' ? undefined : usage.embeddedLedger);
+    ledger = embedded;
+    sinks.push(postgresSink({ db: embedded }));
   }
-  const directory = spoolDirectory(config);
-  const stripe = stripeSinkOf(config, directory, options.env ?? process.env);
-  if (stripe) sinks.push(stripe);
+  const directory = usage.spool;
+  if (usage.stripe) sinks.push(stripeMeterSink(usage.stripe));
   let spool;
   try {
     spool = directory === undefined ? undefined : openUsageSpool({ directory, sinks });
@@ -121,7 +89,7 @@ export function createMetering(
       meter({
         pricing,
         ...destination,
-        ...(config.countCacheChars === undefined ? {} : { countCacheChars: config.countCacheChars }),
+        ...(usage.countCacheChars === undefined ? {} : { countCacheChars: usage.countCacheChars }),
         ...(options.tracer === undefined ? {} : { tracer: options.tracer }),
         ...(options.onUsage ? { onUsage: options.onUsage } : {}),
       }) as RequestHandler,

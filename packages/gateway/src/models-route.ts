@@ -2,24 +2,33 @@
 import type { Request, Response } from 'express';
 import { isModelAllowed } from '@tollgate/core/kit';
 import type { Identity, Pricing } from '@tollgate/core';
-import type { ProxyConfig } from './config.js';
+import type { TierPolicyOptions } from '@tollgate/ratelimit';
 import { tierModelsOf } from './limits-setup.js';
-import { providerOfModel } from './provider-routing.js';
 
-export function listModels(config: ProxyConfig, pricing: Pricing) {
-  const known = new Set([...pricing.models(), ...Object.keys(config.models ?? {})]);
-  const upstreams = config.upstreams;
+/** What the model list is made of. */
+export interface ModelListOptions {
+  /** The models the gateway adds to (or overrides in) the catalogue. */
+  configured: readonly string[];
+  /** The upstreams' names; none: the mock serves every priced model. */
+  upstreams?: readonly string[] | undefined;
+  /** The provider serving a model (its configured one, else its catalogue row's, else the Chat API's). */
+  providerOf(model: string): string;
+  /** The tiers' model allowlists (tierPolicy's). */
+  tierPolicy: TierPolicyOptions;
+}
+
+export function listModels(options: ModelListOptions, pricing: Pricing) {
+  const known = new Set([...pricing.models(), ...options.configured]);
+  const upstreams = options.upstreams;
   // With real upstreams, only models some upstream serves; the mock serves every priced model.
-  const served = [...known].filter(
-    (model) => !upstreams || Object.hasOwn(upstreams, providerOfModel(model, 'openai.chat', config, pricing)),
-  );
+  const served = [...known].filter((model) => !upstreams || upstreams.includes(options.providerOf(model)));
   return served.sort();
 }
 
-export function modelsRoute(config: ProxyConfig, pricing: Pricing) {
-  const models = listModels(config, pricing);
+export function modelsRoute(options: ModelListOptions, pricing: Pricing) {
+  const models = listModels(options, pricing);
   // The rule tierPolicy refuses by: a tier this lists nothing for is refused every model.
-  const tierModels = tierModelsOf(config);
+  const tierModels = tierModelsOf(options.tierPolicy);
   const created = Math.floor(Date.now() / 1000);
   const createdAt = new Date(created * 1000).toISOString();
   return function listAllowedModels(req: Request, res: Response): void {
@@ -34,7 +43,7 @@ export function modelsRoute(config: ProxyConfig, pricing: Pricing) {
       id,
       object: 'model',
       created,
-      owned_by: providerOfModel(id, 'openai.chat', config, pricing),
+      owned_by: options.providerOf(id),
       type: 'model',
       display_name: id,
       created_at: createdAt,

@@ -3,9 +3,8 @@ import { blockStores, parseDuration } from '@tollgate/core';
 import { leasedStores } from '@tollgate/core';
 import type { TollgateStores } from '@tollgate/core';
 import type { BlockStores, LeasedStores, OutagePolicy } from '@tollgate/core/kit';
-import type { RedisConfig } from './config.js';
 
-/** `storeOutage` as the config's schema resolves it (config.ts): a policy per layer, and the slice. */
+/** What a layer does while Redis is out, per layer, and the slice (the config's `storeOutage`, resolved). */
 export interface StoreOutageConfig {
   /** Request limits (tieredRateLimit). */
   requests: OutagePolicy;
@@ -48,13 +47,23 @@ export function outageStores<S extends TollgateStores>(
   });
 }
 
+/** Blocks on or off, or how they are sized (`share`, `size`) and how long one hands out (`maxAge`, ms or "10s"). */
+export type BlocksSetting =
+  boolean | { share?: number | undefined; size?: 'demand' | 'share' | undefined; maxAge?: number | string | undefined };
+
+/** How long a block hands out at most (0 without blocks). */
+export function blockAgeOf(blocks: BlocksSetting | undefined): number {
+  if (blocks === false) return 0;
+  return typeof blocks === 'object' && blocks.maxAge !== undefined ? parseDuration(blocks.maxAge) : 10_000;
+}
+
 /**
  * `redis.blocks` (on by default on Redis): the limits and the budget take hot counters from Redis a
  * block at a time (over the lease, when there is one, so a block taken while Redis is out comes
  * out of the slice).
  */
 export function blockedStores<S extends TollgateStores>(
-  blocks: RedisConfig['blocks'],
+  blocks: BlocksSetting | undefined,
   stores: S,
 ): BlockStores<S> | undefined {
   if (blocks === false || stores.kind === 'memory') return undefined;

@@ -3,7 +3,6 @@ import { ApiError, renderApiError, usdToNano } from '@tollgate/core';
 import { recordOutcome } from '@tollgate/metering';
 import type { LedgerLocation, OutcomeReport, Queryable, RecordedOutcome } from '@tollgate/metering';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import type { ProxyConfig } from './config.js';
 
 export interface OutcomesRouteOptions {
   /** The usage ledger; without one the route answers 404. */
@@ -11,14 +10,6 @@ export interface OutcomesRouteOptions {
   location: LedgerLocation;
   /** Writes out what the usage sinks hold: a record of a request that just ended may still be queued. */
   flushUsage: () => Promise<void>;
-}
-
-/** Where the config puts the ledger table (the dashboard reads the same). */
-export function ledgerLocation(config: ProxyConfig): LedgerLocation {
-  return {
-    ...(config.postgresSchema ? { schema: config.postgresSchema } : {}),
-    ...(config.postgresTable ? { table: config.postgresTable } : {}),
-  };
 }
 
 const ID = /^[\w.:@-]{1,128}$/;

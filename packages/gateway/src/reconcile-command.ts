@@ -14,9 +14,9 @@ import {
   UsageError,
 } from '@tollgate/core/command-line';
 import type { Column, CommandIo } from '@tollgate/core/command-line';
-import { createBudgetGuard } from './budget-setup.js';
-import { parseConfig } from './config.js';
-import { rebuildFromLedger } from './spend-rebuild.js';
+import { createBudgetGuard } from './config/moving-callers.js';
+import { parseConfig } from './config/index.js';
+import { rebuildFromLedger } from './config/moving-callers.js';
 import { createStores } from './stores.js';
 
 const USAGE = `Usage: TOLLGATE_CONFIG=config.json [REDIS_URL=...] tollgate reconcile [--format table|csv|json]

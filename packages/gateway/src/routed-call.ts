@@ -15,7 +15,7 @@ import type {
   RouterEvent,
   TargetReport,
 } from '@tollgate/router';
-import type { ProxyConfig, UpstreamKind } from './config.js';
+import type { ProxyConfig, UpstreamKind } from './config/index.js';
 import type { Upstream } from './upstream.js';
 import type { RoutedTry } from './upstream-answer.js';
 import type { UpstreamProbes } from './upstream-health.js';

@@ -2,12 +2,16 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BudgetGuard, RebuildReport } from '@tollgate/budget';
-import { parseDuration } from '@tollgate/core';
 import type { TollgateStores } from '@tollgate/core';
 import { postgresSpendSource } from '@tollgate/metering';
-import type { Queryable } from '@tollgate/metering';
-import type { ProxyConfig } from './config.js';
-import { ledgerLocation } from './outcomes-route.js';
+import type { LedgerLocation, Queryable } from '@tollgate/metering';
+
+/** What keeping spend needs to know: where the ledger's table is, and how long a block hands out at most. */
+export interface SpendOptions {
+  ledgerTable: LedgerLocation;
+  /** 0 without blocks: a rebuild after a loss waits this long (and a margin) for older blocks to settle. */
+  blocksMaxAgeMs: number;
+}
 
 /** How often the proxy checks that Redis still holds its data. */
 const CHECK_INTERVAL_MS = 10_000;
@@ -35,13 +39,13 @@ function commandStores(stores: TollgateStores): CommandStores | undefined {
     : undefined;
 }
 
-/** Rebuilds the guard's spend from the ledger in `config`. */
+/** Rebuilds the guard's spend from the ledger's table at `location`. */
 export async function rebuildFromLedger(
-  config: ProxyConfig,
+  location: LedgerLocation,
   guard: BudgetGuard,
   ledger: Queryable,
 ): Promise<RebuildReport> {
-  return guard.rebuild(postgresSpendSource(ledger, ledgerLocation(config)));
+  return guard.rebuild(postgresSpendSource(ledger, location));
 }
 
 export interface SpendKeeper {
@@ -71,7 +75,7 @@ function messageOf(error: unknown): string {
  * was charged to (every period of every budget: see `rebuildSpend`) to the ledger, then marks the slots.
  */
 export function keepSpend(
-  config: ProxyConfig,
+  options: SpendOptions,
   stores: TollgateStores,
   guard: BudgetGuard,
   ledger: Queryable | undefined,
@@ -82,7 +86,7 @@ export function keepSpend(
   if (!ledger || !gate) return undefined;
   gate.require();
   const redis = commandStores(stores);
-  const blocksMaxAgeMs = blockAgeOf(config);
+  const { blocksMaxAgeMs } = options;
   /** Slots a reserve was refused in: marked with the rebuild's own, which names only slots with budgets. */
   const refused = new Set<string | undefined>();
   let running: Promise<void> | undefined;
@@ -95,7 +99,7 @@ export function keepSpend(
     try {
       if (afterLoss) await sleep(blocksMaxAgeMs + SETTLE_MARGIN_MS);
       await flushUsage();
-      const report = await rebuildFromLedger(config, guard, ledger);
+      const report = await rebuildFromLedger(options.ledgerTable, guard, ledger);
       const slots = [...report.slots, ...refused];
       refused.clear();
       await gate.markRebuilt(slots);
@@ -144,13 +148,6 @@ export function keepSpend(
       await running;
     },
   };
-}
-
-/** How long a block hands out at most (0 without blocks): a rebuild after a loss waits for older blocks to settle. */
-function blockAgeOf(config: ProxyConfig): number {
-  const blocks = config.redis?.blocks;
-  if (blocks === false) return 0;
-  return typeof blocks === 'object' && blocks.maxAge !== undefined ? parseDuration(blocks.maxAge) : 10_000;
 }
 
 /** Takes the one rebuild's lock in Redis; resolves with its release, or undefined when another process holds it. */

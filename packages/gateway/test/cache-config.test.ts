@@ -2,7 +2,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { createMemoryStores } from '@tollgate/core';
 import { createProxyApp } from '../src/app.js';
-import { validateConfig } from '../src/config.js';
+import { validateConfig } from '../src/config/index.js';
 import { rejection } from './helpers/config-rejection.js';
 
 describe('proxy config: cache', () => {

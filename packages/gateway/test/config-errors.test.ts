@@ -1,7 +1,7 @@
 // A config that cannot run is refused with every problem at once, each naming its field; JSON syntax errors name
 // their line and column; a mistyped field, model or tier name gets the name it is closest to.
 import { describe, expect, it } from '@jest/globals';
-import { ConfigError, parseConfig, validateConfig } from '../src/config.js';
+import { ConfigError, parseConfig, validateConfig } from '../src/config/index.js';
 import { rejection } from './helpers/config-rejection.js';
 
 /** The problems a refused config is listed with. */

@@ -1,7 +1,7 @@
 // The proxy config's `guard`, `guardrails`, `trustProxy` and `alerts`: valid sections pass as written, each mistake is named by its field.
 import { describe, expect, it } from '@jest/globals';
 import { createProxyApp } from '../src/app.js';
-import { validateConfig } from '../src/config.js';
+import { validateConfig } from '../src/config/index.js';
 import { rejection } from './helpers/config-rejection.js';
 
 const contract = {

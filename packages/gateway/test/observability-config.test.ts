@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { createProxyLog } from '../src/access-log.js';
-import { validateConfig } from '../src/config.js';
+import { validateConfig } from '../src/config/index.js';
 import { tracingRequested } from '../src/tracing.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tollgate-log-config-'));

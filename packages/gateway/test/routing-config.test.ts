@@ -1,6 +1,6 @@
 // The routing part of the proxy config: a sound one is kept as written, each mistake is named by its field.
 import { describe, expect, it } from '@jest/globals';
-import { validateConfig } from '../src/config.js';
+import { validateConfig } from '../src/config/index.js';
 import { rejection } from './helpers/config-rejection.js';
 
 const upstreams = {

@@ -6,7 +6,7 @@ import express from 'express';
 import helmet from 'helmet';
 import type { HelmetOptions } from 'helmet';
 import { createProxyApp } from '../src/app.js';
-import { validateConfig } from '../src/config.js';
+import { validateConfig } from '../src/config/index.js';
 import { helmetHeaderSteps, securityHeaders } from '../src/security-headers.js';
 
 /** The raw header lines (name as written, value) of one GET to a server running `handler`. */

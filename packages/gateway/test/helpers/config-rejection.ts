@@ -1,6 +1,6 @@
 // What the config validator says about a config it refuses: the message, checked to be a ConfigError.
 import { expect } from '@jest/globals';
-import { ConfigError, validateConfig } from '../../src/config.js';
+import { ConfigError, validateConfig } from '../../src/config/index.js';
 
 export function rejection(config: unknown): string {
   try {

@@ -1,7 +1,7 @@
 // Checks made before the proxy takes traffic: what a config can name that only the environment can confirm.
 import pg from 'pg';
-import { ConfigError } from './config.js';
-import type { ProxyConfig } from './config.js';
+import { ConfigError } from './error.js';
+import type { ProxyConfig } from './schema.js';
 
 /** How long the start waits for PostgreSQL before refusing to start. */
 const POSTGRES_CONNECT_TIMEOUT_MS = 5_000;

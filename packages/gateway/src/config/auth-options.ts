@@ -1,0 +1,48 @@
+// The config's keys, `jwt`, `requiredScope`, `attribution` and tenants' tiers as the gateway's auth takes them.
+import type { JwtVerifyOptions } from '@tollgate/auth';
+import type { AuthOptions, TierAssignment } from '../auth-setup.js';
+import { keyNamesOf, keyReferenceProblems } from './key-names.js';
+import type { JwtConfig, ProxyConfig } from './schema.js';
+
+/** A static JWKS as apiKeyAuth's `jwt` takes it (the schema checked its shape). */
+type JwtKeySet = Exclude<NonNullable<JwtVerifyOptions['jwks']>, string | URL>;
+
+/** The tier of callers whose identity names none (nor their tenant): `defaultTier`, else "free" when defined. */
+export function defaultTierOf(config: ProxyConfig): string | undefined {
+  return config.defaultTier ?? (config.tiers && Object.hasOwn(config.tiers, 'free') ? 'free' : undefined);
+}
+
+/** Each tenant's tier, and the default one. */
+export function tierAssignment(config: ProxyConfig): TierAssignment {
+  const tenantTiers: Record<string, string> = Object.create(null) as Record<string, string>;
+  for (const [name, tenant] of Object.entries(config.tenants ?? {})) if (tenant.tier) tenantTiers[name] = tenant.tier;
+  return { tenantTiers, defaultTier: defaultTierOf(config) };
+}
+
+/** The config's `jwt` section as apiKeyAuth's `jwt` option (auth adds the tier mapping). */
+function jwtVerifyOptions(jwt: JwtConfig): Omit<JwtVerifyOptions, 'mapIdentity'> {
+  return {
+    ...(jwt.jwks ? { jwks: jwt.jwks as unknown as JwtKeySet } : {}),
+    ...(jwt.jwksUrl ? { jwksUrl: jwt.jwksUrl } : {}),
+    ...(jwt.issuer ? { issuer: jwt.issuer } : {}),
+    ...(jwt.audience ? { audience: jwt.audience } : {}),
+    ...(jwt.algorithms ? { algorithms: jwt.algorithms } : {}),
+    ...(jwt.tenantClaim ? { tenantClaim: jwt.tenantClaim } : {}),
+    ...(jwt.tierClaim ? { tierClaim: jwt.tierClaim } : {}),
+    ...(jwt.scopeClaim ? { scopeClaim: jwt.scopeClaim } : {}),
+    ...(jwt.userClaim ? { userClaim: jwt.userClaim } : {}),
+  };
+}
+
+/** How callers are identified: the config's keys, its JWTs, its scope and attribution, its tenants' tiers. */
+export function authOptions(config: ProxyConfig): AuthOptions {
+  const names = keyNamesOf(config);
+  return {
+    keys: config.keys ?? [],
+    ...(config.jwt ? { jwt: jwtVerifyOptions(config.jwt) } : {}),
+    ...(config.requiredScope ? { requiredScope: config.requiredScope } : {}),
+    attribution: config.attribution ?? {},
+    tiers: tierAssignment(config),
+    keyProblems: (key, at) => keyReferenceProblems(names, key, at),
+  };
+}

@@ -1,0 +1,66 @@
+// The config's budgets (keys, tenants with their users, models and downgrades, features, `global`), as budgetGuard
+// takes them.
+import type { BudgetLimit, BudgetLimits } from '@tollgate/budget';
+import type { LedgerLocation } from '@tollgate/metering';
+import type { BudgetOptions } from '../budget-setup.js';
+import type { BudgetsConfig, ProxyConfig } from './schema.js';
+
+/** The config's one budget or list, as the guard takes it; `extra` joins the entries it suits. */
+function limitsOf(budgets: BudgetsConfig, extra?: (budget: BudgetLimit) => Partial<BudgetLimit>): BudgetLimits {
+  const list = Array.isArray(budgets) ? budgets : [budgets];
+  const limits = list.map((budget: BudgetLimit) => ({ ...budget, ...extra?.(budget) }));
+  return Array.isArray(budgets) ? limits : limits[0]!;
+}
+
+/** Where the config puts the ledger table (the credit journal, the spend rebuild and the outcomes route read it). */
+export function ledgerTableOf(config: ProxyConfig): LedgerLocation {
+  return {
+    ...(config.postgresSchema ? { schema: config.postgresSchema } : {}),
+    ...(config.postgresTable ? { table: config.postgresTable } : {}),
+  };
+}
+
+/** Each tenant's budgets, its users', its models' and the downgrades those apply. */
+function tenantBudgets(config: ProxyConfig) {
+  const tenants: Record<string, BudgetLimits> = {};
+  const tenantUsers: Record<string, BudgetLimits> = {};
+  const modelBudgets: Record<string, Record<string, BudgetLimits>> = {};
+  const modelDowngrades: Record<string, Record<string, string>> = {};
+  for (const [name, tenant] of Object.entries(config.tenants ?? {})) {
+    const downgrade = tenant.downgrade;
+    // A tenant's downgrade map applies once one of its budgets passes its soft limit, and once a model budget is spent.
+    if (tenant.budget)
+      tenants[name] = limitsOf(tenant.budget, (budget) =>
+        downgrade && budget.softLimit !== undefined ? { downgrade } : {},
+      );
+    if (tenant.userBudget) tenantUsers[name] = limitsOf(tenant.userBudget);
+    if (tenant.modelBudgets) {
+      modelBudgets[name] = {};
+      for (const [model, budgets] of Object.entries(tenant.modelBudgets)) modelBudgets[name][model] = limitsOf(budgets);
+      if (downgrade) modelDowngrades[name] = { ...downgrade };
+    }
+  }
+  return { tenants, tenantUsers, modelBudgets, modelDowngrades };
+}
+
+/** The config's budgets, checked by budgetGuard's own rules (resolveBudgetOptions) when the guard is made. */
+export function budgetOptions(config: ProxyConfig): BudgetOptions {
+  const keys: Record<string, BudgetLimits> = {};
+  for (const key of config.keys ?? []) if (key.budget) keys[key.id] = limitsOf(key.budget);
+  const { tenants, tenantUsers, modelBudgets, modelDowngrades } = tenantBudgets(config);
+  const features: Record<string, BudgetLimits> = {};
+  for (const [name, feature] of Object.entries(config.features ?? {}))
+    if (feature.budget) features[name] = limitsOf(feature.budget);
+  const global = config.global?.budget;
+  return {
+    keys,
+    tenants,
+    tenantUsers,
+    features,
+    modelBudgets,
+    modelDowngrades,
+    ...(global ? { global: limitsOf(global) } : {}),
+    ...(config.timezone ? { timezone: config.timezone } : {}),
+    ledgerTable: ledgerTableOf(config),
+  };
+}

@@ -1,0 +1,41 @@
+// A changed config file's text while running: the keys it puts in force, and whether it validates whole.
+import { configKeyFromRecord, keysWithRemovals } from '@tollgate/auth';
+import type { ApiKeyRecord } from '@tollgate/core/kit';
+import type { ConfigFileStatus } from '../config-file-state.js';
+import type { KeyConfig, ProxyConfig } from './schema.js';
+import { configProblems } from './validate.js';
+
+/** What a gateway does with a changed config file's text. */
+export interface ConfigFileReload {
+  status: ConfigFileStatus['status'];
+  problems: readonly string[];
+  /** The keys now in force from the file. */
+  keys: readonly KeyConfig[];
+  /** The file's config, when it validates whole. */
+  config?: ProxyConfig;
+}
+
+/** A running key record back in the config's form (what reloadKeys takes). */
+const toConfigKey = (record: ApiKeyRecord) => configKeyFromRecord(record) as KeyConfig;
+
+/**
+ * The config keys a changed config file puts in force: all of its keys when the whole file validates (other changes
+ * need a restart), else the running keys less what the file takes away (keysWithRemovals), else (not JSON) the
+ * running keys as they are.
+ */
+export function keysFromChangedConfig(text: string, running: readonly ApiKeyRecord[]): ConfigFileReload {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    return {
+      status: 'unreadable',
+      problems: [`not JSON: ${(error as Error).message}`],
+      keys: running.map(toConfigKey),
+    };
+  }
+  const { problems, config } = configProblems(parsed);
+  if (config) return { status: 'valid', problems: [], keys: config.keys ?? [], config };
+  const raw = typeof parsed === 'object' && parsed !== null ? (parsed as { keys?: unknown }).keys : undefined;
+  return { status: 'invalid', problems, keys: keysWithRemovals(running, raw).map(toConfigKey) };
+}
