@@ -6,6 +6,7 @@ import type { FileKeyStore } from '@tollgate/auth';
 import type { TollgateStores } from '@tollgate/core';
 import { lockHolderAlive, readLockHolder, thisLockHolder } from '@tollgate/core/kit';
 import { dataDirLayout } from '@tollgate/metering';
+import { keyNamesOf } from './config.js';
 import type { ProxyConfig } from './config.js';
 import type { ConfigFileStates } from './config-file-state.js';
 
@@ -127,4 +128,12 @@ export function keysKeptIn(
   });
   files.note({ path, status: 'valid', problems: [] });
   return { stores: { ...stores, keys }, keys };
+}
+
+/**
+ * Writes what a data directory's keys may name, from the config its holder serves (at the gateway's start): `tollgate
+ * keys --config <dataDir>/keys.json` checks a change against it.
+ */
+export function writeKeyNames(dir: string, config: ProxyConfig): void {
+  writeFileSync(dataDirLayout(dir).keyNames, `${JSON.stringify(keyNamesOf(config), null, 2)}\n`, { mode: 0o600 });
 }

@@ -1,13 +1,17 @@
 // Budget spend that outlives Redis: rebuilt from the SQL usage ledger before any reserve counts against a store that forgot it.
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
 import type { BudgetGuard, RebuildReport } from '@tollgate/budget';
-import { parseDuration } from '@tollgate/core';
+import { createPricing, parseDuration } from '@tollgate/core';
 import type { TollgateStores } from '@tollgate/core';
 import { postgresSpendSource } from '@tollgate/metering';
 import type { Queryable } from '@tollgate/metering';
+import { createBudgetGuard } from './budget-setup.js';
+import { ConfigError } from './config.js';
 import type { ProxyConfig } from './config.js';
 import { ledgerLocation } from './outcomes-route.js';
+import { createStores } from './stores.js';
 
 /** How often the proxy checks that Redis still holds its data. */
 const CHECK_INTERVAL_MS = 10_000;
@@ -36,12 +40,28 @@ function commandStores(stores: TollgateStores): CommandStores | undefined {
 }
 
 /** Rebuilds the guard's spend from the ledger in `config`. */
-export async function rebuildFromLedger(
-  config: ProxyConfig,
-  guard: BudgetGuard,
-  ledger: Queryable,
-): Promise<RebuildReport> {
+async function rebuildFromLedger(config: ProxyConfig, guard: BudgetGuard, ledger: Queryable): Promise<RebuildReport> {
   return guard.rebuild(postgresSpendSource(ledger, ledgerLocation(config)));
+}
+
+/**
+ * `tollgate reconcile`: every budget of `config` in the Redis at `redisUrl` raised to the spend its PostgreSQL ledger
+ * (`postgresUrl`) recorded, once, outside a running gateway; never lowers one. The report lists the scopes raised.
+ */
+export async function reconcileBudgets(config: ProxyConfig, redisUrl: string): Promise<RebuildReport> {
+  // Without it pg would connect wherever its environment points: raising budgets to another database's spend.
+  if (!config.postgresUrl) throw new ConfigError('postgresUrl: reconciling budgets reads the PostgreSQL ledger');
+  const stores = await createStores({ redisUrl, ...(config.redisPrefix ? { redisPrefix: config.redisPrefix } : {}) });
+  const pool = new pg.Pool({ connectionString: config.postgresUrl, max: 1 });
+  const pricing = createPricing({ models: { ...config.models } });
+  const guard = createBudgetGuard(config, stores, pricing, () => undefined, { ledger: pool });
+  try {
+    return await rebuildFromLedger(config, guard, pool);
+  } finally {
+    await guard.close();
+    await pool.end();
+    await stores.close();
+  }
 }
 
 export interface SpendKeeper {
