@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from '@jest/globals';
 import OpenAI from 'openai';
 import { ledgerClient } from '@tollgate/metering';
-import { runCli } from '../packages/gateway/src/cli.js';
+import { runCli } from '@tollgate/cli';
 import { newApiKey, readUsageLog, runProxyExpectingExit, sha256Hex, spawnProxy } from './helpers/proxy.js';
 import type { SpawnedProxy } from './helpers/proxy.js';
 

@@ -125,7 +125,7 @@ describe('Redis restarted without persistence', () => {
     const run = promisify(execFile);
     const { stdout } = await run(
       process.execPath,
-      ['--import', 'tsx', '--conditions=source', 'packages/gateway/src/tollgate.ts', 'reconcile'],
+      ['--import', 'tsx', '--conditions=source', 'packages/cli/src/tollgate.ts', 'reconcile'],
       {
         cwd: ROOT,
         env: { ...process.env, TOLLGATE_CONFIG: configPath, REDIS_URL: redis.url },
@@ -143,7 +143,7 @@ describe('Redis restarted without persistence', () => {
       // Run again: nothing is below the ledger any more.
       const again = await run(
         process.execPath,
-        ['--import', 'tsx', '--conditions=source', 'packages/gateway/src/tollgate.ts', 'reconcile'],
+        ['--import', 'tsx', '--conditions=source', 'packages/cli/src/tollgate.ts', 'reconcile'],
         {
           cwd: ROOT,
           env: { ...process.env, TOLLGATE_CONFIG: configPath, REDIS_URL: redis.url },

@@ -136,7 +136,7 @@ describe('keys managed with the CLI while the proxy runs', () => {
     const cli = (...args: string[]) =>
       promisify(execFile)(
         path.join(ROOT, 'node_modules/.bin/tsx'),
-        ['--conditions=source', 'packages/gateway/src/tollgate.ts', ...args],
+        ['--conditions=source', 'packages/cli/src/tollgate.ts', ...args],
         { cwd: ROOT },
       );
     const status = async (key: string) =>

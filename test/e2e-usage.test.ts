@@ -132,16 +132,7 @@ describe('usage records', () => {
     const run = promisify(execFile);
     const { stdout } = await run(
       path.join(ROOT, 'node_modules/.bin/tsx'),
-      [
-        '--conditions=source',
-        'packages/gateway/src/tollgate.ts',
-        'report',
-        '--by',
-        'tenant',
-        '--since',
-        '1h',
-        '--json',
-      ],
+      ['--conditions=source', 'packages/cli/src/tollgate.ts', 'report', '--by', 'tenant', '--since', '1h', '--json'],
       {
         cwd: ROOT,
         env: { ...process.env, TOLLGATE_CONFIG: configPath },

@@ -23,6 +23,7 @@ const CONVERTED = [
   'packages/auth/README.md',
   'packages/budget/README.md',
   'packages/cache/README.md',
+  'packages/cli/README.md',
   'packages/core/README.md',
   'packages/dashboard/README.md',
   'packages/gateway/README.md',

@@ -31,7 +31,7 @@ import { adminKeysRouter } from './admin-keys-router.js';
 import { attributionMiddleware, authMiddleware, createKeyLookup, permissionMiddleware } from './auth-setup.js';
 import { createBudgetGuard } from './budget-setup.js';
 import { createProxyCache } from './cache-setup.js';
-import { gatewayOptions, keysFromChangedConfig, servableConfig } from './config/index.js';
+import { gatewayOptions, keyNamesOf, keysFromChangedConfig, servableConfig } from './config/index.js';
 import type { ConfigFileReload, GatewayOptions, KeyConfig, ProxyConfig } from './config/index.js';
 import {
   concurrencyMiddleware,
@@ -59,9 +59,8 @@ import { securityHeaders } from './security-headers.js';
 import { timeResponse } from './server-timing.js';
 import { blockedStores, outageStores } from './outage-setup.js';
 import { keepSpend } from './spend-rebuild.js';
-import { holdDataDir, keysKeptIn } from './data-dir.js';
+import { holdDataDir, keysKeptIn, writeKeyNames } from './data-dir.js';
 import { storesAnswer } from './stores.js';
-import { writeKeyNames } from './key-file-checks.js';
 import { createConfigFileStates } from './config-file-state.js';
 import type { ConfigFileStates } from './config-file-state.js';
 import { timedStores } from './timed-stores.js';
@@ -466,7 +465,7 @@ export function createGateway(input: ProxyConfig, deps: ProxyDeps = {}): Gateway
   // Held first, released last: the ledger in it opens in one process at a time.
   const dataDir = config.dataDir === undefined ? undefined : holdDataDir(config.dataDir);
   // What keys written to its keys.json may name, for `tollgate keys` to check them as this gateway does.
-  if (dataDir) writeKeyNames(dataDir.dir, config);
+  if (dataDir) writeKeyNames(dataDir.dir, keyNamesOf(config));
   const configFiles = createConfigFileStates({
     error: (line) => (logging ? logger.error(line) : log(line)),
     info: (line) => (logging ? logger.info(line) : log(line)),

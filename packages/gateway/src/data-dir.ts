@@ -134,3 +134,11 @@ export function keysKeptIn(
   files.note({ path, status: 'valid', problems: [] });
   return { stores: { ...stores, keys }, keys };
 }
+
+/**
+ * Writes what a data directory's keys may name, from the config its holder serves (at the gateway's start): `tollgate
+ * keys --config <dataDir>/keys.json` checks a change against it. `names`: the config's `keyNamesOf`.
+ */
+export function writeKeyNames(dir: string, names: object): void {
+  writeFileSync(dataDirLayout(dir).keyNames, `${JSON.stringify(names, null, 2)}\n`, { mode: 0o600 });
+}

@@ -17,3 +17,4 @@ export { spoolDirectory } from './metering-options.js';
 export { checkBeforeStart, parsePort } from './start-checks.js';
 export { keysFromChangedConfig } from './reload.js';
 export type { ConfigFileReload } from './reload.js';
+export { reconcileBudgets } from './reconcile.js';

@@ -1,5 +1,5 @@
-// The config-taking forms of setup calls, for the files moving to other packages (mcp-gateway.ts to @tollgate/mcp,
-// reconcile-command.ts to @tollgate/cli): each translates the config, then calls the part. Gone once they take options.
+// The config-taking forms of setup calls, for what runs a part from the whole config (reconcileBudgets, the MCP
+// gateway's setup): each translates the config, then calls the part.
 import type { RequestHandler } from 'express';
 import type { BudgetGuard, RebuildReport } from '@tollgate/budget';
 import type { Pricing, TollgateStores } from '@tollgate/core';

@@ -1,11 +1,15 @@
 // What `tollgate keys --config` checks before it writes: a config file as the gateway's start checks it, a data
 // directory's keys.json against the names of the config its gateway serves.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { dataDirLayout } from '@tollgate/metering';
 import type { ApiKeyRecord } from '@tollgate/core/kit';
-import { configProblems, keyNamesOf, keyReferenceProblems, parseConfig } from './config/index.js';
-import type { KeyNames, KeyReferences, ProxyConfig } from './config/index.js';
+import { ConfigError, keyNamesOf, keyReferenceProblems, parseConfig, validateConfig } from '@tollgate/gateway';
+
+/** What a key may name (tenants, tiers, MCP servers), as the gateway's config checks it. */
+type KeyNames = ReturnType<typeof keyNamesOf>;
+/** The names a key refers to. */
+type KeyReferences = Parameters<typeof keyReferenceProblems>[1];
 
 /** The file beside a data directory's keys.json naming what its keys may name; undefined elsewhere. */
 function keyNamesBeside(path: string): KeyNames | undefined {
@@ -20,9 +24,15 @@ function keyNamesBeside(path: string): KeyNames | undefined {
   }
 }
 
-/** Writes what a data directory's keys may name, from the config its holder serves (at the gateway's start). */
-export function writeKeyNames(dir: string, config: ProxyConfig): void {
-  writeFileSync(dataDirLayout(dir).keyNames, `${JSON.stringify(keyNamesOf(config), null, 2)}\n`, { mode: 0o600 });
+/** A whole config's problems, as the gateway's start finds them (its environment aside). */
+function configFileProblems(config: Readonly<Record<string, unknown>>): readonly string[] {
+  try {
+    validateConfig(config);
+    return [];
+  } catch (error) {
+    if (error instanceof ConfigError) return error.issues;
+    throw error;
+  }
 }
 
 /**
@@ -32,7 +42,7 @@ export function writeKeyNames(dir: string, config: ProxyConfig): void {
  */
 export function keyFileProblems(config: Readonly<Record<string, unknown>>, path: string): readonly string[] {
   const names = keyNamesBeside(path);
-  if (!names) return configProblems(config).problems;
+  if (!names) return configFileProblems(config);
   const keys = Array.isArray(config.keys) ? (config.keys as KeyReferences[]) : [];
   return keys.flatMap((key, i) => keyReferenceProblems(names, key, `keys[${i}]`));
 }

@@ -1,6 +1,7 @@
 // `tollgate <keys|report|reconcile|reconcile-provider> ...`: the operator's command line. A command's code is loaded when it runs, so the
 // help answers at once.
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { commandFailure, EXIT_OK, EXIT_USAGE, pickCommand } from '@tollgate/core/command-line';
 import type { CommandIo } from '@tollgate/core/command-line';
 import type { ReportDefaults } from '@tollgate/metering';
@@ -39,7 +40,7 @@ async function configLedger(env: NodeJS.ProcessEnv): Promise<ReportDefaults> {
   const path = env.TOLLGATE_CONFIG;
   const dataDir = env.TOLLGATE_DATA_DIR || undefined;
   if (!path) return { dataDir };
-  const { parseConfig } = await import('./config/index.js');
+  const { parseConfig } = await import('@tollgate/gateway');
   const config = parseConfig(readFileSync(path, 'utf8'), `TOLLGATE_CONFIG (${path})`);
   return {
     postgres: config.postgresUrl,
@@ -91,7 +92,7 @@ export async function runCli(
     return EXIT_OK;
   }
   if (name === '--version' || name === '-v') {
-    io.stdout.write(`tollgate ${(await import('./version.js')).packageVersion()}\n`);
+    io.stdout.write(`tollgate ${createRequire(import.meta.url)('../package.json').version}\n`);
     return EXIT_OK;
   }
   let command: Command;

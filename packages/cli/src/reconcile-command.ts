@@ -1,8 +1,6 @@
 // `tollgate reconcile`: every budget of the current period raised to the spend the PostgreSQL ledger recorded (after
 // Redis lost data); never lowers one. Prints the scopes it raised, in USD.
 import { readFileSync } from 'node:fs';
-import pg from 'pg';
-import { createPricing } from '@tollgate/core';
 import {
   commandFailure,
   EXIT_OK,
@@ -14,10 +12,7 @@ import {
   UsageError,
 } from '@tollgate/core/command-line';
 import type { Column, CommandIo } from '@tollgate/core/command-line';
-import { createBudgetGuard } from './config/moving-callers.js';
-import { parseConfig } from './config/index.js';
-import { rebuildFromLedger } from './config/moving-callers.js';
-import { createStores } from './stores.js';
+import { parseConfig, reconcileBudgets } from '@tollgate/gateway';
 
 const USAGE = `Usage: TOLLGATE_CONFIG=config.json [REDIS_URL=...] tollgate reconcile [--format table|csv|json]
 
@@ -58,26 +53,16 @@ export async function runReconcileCommand(argv: string[], io: CommandIo, env: No
       throw new UsageError(
         'reconcile needs a PostgreSQL ledger (postgresUrl) and Redis (REDIS_URL or redisUrl): memory budgets live and die with their process',
       );
-    const stores = await createStores({ redisUrl, ...(config.redisPrefix ? { redisPrefix: config.redisPrefix } : {}) });
-    const pool = new pg.Pool({ connectionString: config.postgresUrl, max: 1 });
-    const pricing = createPricing({ models: { ...config.models } });
-    const guard = createBudgetGuard(config, stores, pricing, () => undefined, { ledger: pool });
-    try {
-      const report = await rebuildFromLedger(config, guard, pool);
-      const summary = `${report.restored.length} of ${report.checked} budget scope(s) raised to the ledger\n`;
-      if (format === 'table') {
-        if (report.restored.length > 0) io.stdout.write(`${formatRows(format, COLUMNS, report.restored)}\n`);
-        io.stdout.write(summary);
-      } else {
-        io.stdout.write(formatRows(format, COLUMNS, report.restored));
-        io.stderr.write(summary);
-      }
-      return EXIT_OK;
-    } finally {
-      await guard.close();
-      await pool.end();
-      await stores.close();
+    const report = await reconcileBudgets(config, redisUrl);
+    const summary = `${report.restored.length} of ${report.checked} budget scope(s) raised to the ledger\n`;
+    if (format === 'table') {
+      if (report.restored.length > 0) io.stdout.write(`${formatRows(format, COLUMNS, report.restored)}\n`);
+      io.stdout.write(summary);
+    } else {
+      io.stdout.write(formatRows(format, COLUMNS, report.restored));
+      io.stderr.write(summary);
     }
+    return EXIT_OK;
   } catch (error) {
     return commandFailure(error, 'tollgate reconcile', io);
   }
