@@ -49,7 +49,7 @@ import { acceptGeminiRequest, geminiCallParams, passGeminiMethodOn } from './gem
 import { JSON_BODY_TYPES, providerJsonBody } from './json-body.js';
 import { createProxyGuard, createProxyGuardrails } from './guard-setup.js';
 import { createMetering } from './metering-setup.js';
-import { createMcpGateway } from './mcp-gateway.js';
+import { createProxyMcp } from './mcp-setup.js';
 import { createMockProvider } from './mock-provider.js';
 import type { MockProvider } from './mock-provider.js';
 import { modelsRoute } from './models-route.js';
@@ -627,10 +627,10 @@ export function createGateway(input: ProxyConfig, deps: ProxyDeps = {}): Gateway
   const bodyLimit = config.bodyLimit ?? '1mb';
   const parseBody = express.json({ limit: bodyLimit, type: JSON_BODY_TYPES });
   const readProviderBody = providerJsonBody(bodyLimit);
-  // The config's MCP servers at /mcp/<name>, behind the same keys, guard, limits and budgets (mcp-gateway.ts).
+  // The config's MCP servers at /mcp/<name>, behind the same keys, guard, limits and budgets (mcp-setup.ts).
   const mcp =
     config.mcpServers &&
-    createMcpGateway(config, {
+    createProxyMcp(config, {
       identify,
       permissions: [...permissionMiddleware(config), ...attributionMiddleware(config)],
       guarding,
