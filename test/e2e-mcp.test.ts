@@ -8,7 +8,7 @@ import { StreamableHTTPClientTransport, StreamableHTTPError } from '@modelcontex
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import type { TollgateStores } from '@tollgate/core';
 import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
-import { TOOL_CALL_REFUSED } from '../packages/gateway/src/mcp-gateway.js';
+import { TOOL_CALL_REFUSED } from '@tollgate/mcp';
 import { startMcpServer } from './helpers/mcp-server.js';
 import type { RunningMcpServer } from './helpers/mcp-server.js';
 import { fakeOnly } from './helpers/fake-clock.js';

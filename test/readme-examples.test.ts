@@ -28,6 +28,7 @@ const CONVERTED = [
   'packages/dashboard/README.md',
   'packages/gateway/README.md',
   'packages/guard/README.md',
+  'packages/mcp/README.md',
   'packages/metering/README.md',
   'packages/providers/README.md',
   'packages/ratelimit/README.md',
@@ -600,6 +601,10 @@ describe.each([
     file: 'packages/gateway/examples/mcp.ts',
     output:
       'tools: web_search\nweb_search: 3 results for tollgate\ndelete_index: tool_not_allowed\nacme spent: $0.002\n',
+  },
+  {
+    file: 'packages/mcp/examples/behind-your-chain.ts',
+    output: 'tools: forecast\nforecast: Lyon: sunny, 21°C\nset_alarm: tool_not_allowed\nacme spent: $0.002\n',
   },
   {
     file: 'packages/dashboard/examples/minimal.ts',

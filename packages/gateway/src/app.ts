@@ -40,6 +40,7 @@ import {
   shadowMiddleware,
   tierPolicyMiddleware,
   tokenLimitMiddleware,
+  toolCallLimitMiddleware,
 } from './limits-setup.js';
 import type { StoreFailureHandlers } from './limits-setup.js';
 import { countModelAllowlist } from './count-tokens-route.js';
@@ -47,7 +48,7 @@ import { gatewayRoutes, ROUTE_PATHS } from './routes.js';
 import { JSON_BODY_TYPES, providerJsonBody } from './json-body.js';
 import { createProxyGuard, createProxyGuardrails } from './guard-setup.js';
 import { createMetering } from './metering-setup.js';
-import { createMcpGateway } from './mcp-gateway.js';
+import { createProxyMcp } from './mcp-setup.js';
 import { createMockProvider } from './mock-provider.js';
 import type { MockProvider } from './mock-provider.js';
 import { modelsRoute } from './models-route.js';
@@ -589,19 +590,18 @@ export function createGateway(input: ProxyConfig, deps: ProxyDeps = {}): Gateway
   const bodyLimit = config.bodyLimit ?? '1mb';
   const parseBody = express.json({ limit: bodyLimit, type: JSON_BODY_TYPES });
   const readProviderBody = providerJsonBody(bodyLimit);
-  // The config's MCP servers at /mcp/<name>, behind the same keys, guard, limits and budgets (mcp-gateway.ts).
+  // The config's MCP servers at /mcp/<name>, behind the same keys, guard, limits and budgets (mcp-setup.ts).
   const mcp =
-    config.mcpServers &&
-    createMcpGateway(config, {
-      identify,
-      permissions: [...permissionMiddleware(options.auth), ...attributionMiddleware(options.auth)],
+    options.mcp &&
+    createProxyMcp(options.mcp, {
       guarding,
+      identify,
       readBody: readProviderBody,
-      limitStores,
-      storeFailures,
+      permissions: permissionMiddleware(options.auth),
+      attribution: attributionMiddleware(options.auth),
+      toolCallLimits: toolCallLimitMiddleware(options.limits, limitStores, storeFailures, guarding.limitScale),
       budget,
       metering,
-      env: deps.env ?? process.env,
     });
   // Its sessions end first: their calls in flight settle before the budget and the sinks close.
   if (mcp) closers.unshift(() => mcp.close());

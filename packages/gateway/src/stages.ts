@@ -85,7 +85,10 @@ export const PROFILES = {
       'cache around',
     ],
   },
-  /** One tool call inside an MCP message: what is checked before it is sent on (the caller is known already). */
+  /**
+   * One tool call inside an MCP message: what is checked before it is sent on (the caller is known already). Its
+   * `meter` is the tool's price, which the MCP package charges through the meter's hook at this point.
+   */
   toolCall: {
     kind: 'tool call',
     skips: [
@@ -100,7 +103,6 @@ export const PROFILES = {
       'tier policy',
       'guardrails',
       'cache lookup',
-      'meter',
       'cache around',
       'call',
     ],
@@ -137,4 +139,9 @@ export function composeRoute<Route>(profile: Profile, builders: StageBuilders<Ro
     }
   }
   return { kind: profile.kind, handlers, stages };
+}
+
+/** The handlers `route` runs at `stages`, in its order: a stretch of it for a caller that interleaves its own. */
+export function stageHandlers(route: ComposedRoute, stages: readonly Stage[]): RequestHandler[] {
+  return route.handlers.filter((_handler, index) => stages.includes(route.stages[index]!));
 }

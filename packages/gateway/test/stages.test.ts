@@ -3,7 +3,7 @@
 import { describe, expect, it } from '@jest/globals';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { createMemoryStores, createPricing } from '@tollgate/core';
-import { tieredRateLimit } from '@tollgate/ratelimit';
+import { combineLimits, tieredRateLimit } from '@tollgate/ratelimit';
 import { composeRoute, PROFILES, STAGES } from '../src/stages.js';
 import type { Profile, Stage } from '../src/stages.js';
 import { gatewayRoutes, PROVIDER_ROUTES } from '../src/routes.js';
@@ -11,6 +11,10 @@ import type { RouteParts } from '../src/routes.js';
 import type { ProxyGuard } from '../src/guard-setup.js';
 import type { ProviderRouter } from '../src/provider-routing.js';
 import type { ProxyCache } from '../src/cache-setup.js';
+import { mcpStages } from '../src/mcp-setup.js';
+import type { ProxyMetering } from '../src/metering-setup.js';
+import type { BudgetGuard } from '@tollgate/budget';
+import { budgetGuard } from '@tollgate/budget';
 
 /** A handler named for the stage it stands for, so the composed route says where each of its handlers came from. */
 function named(name: string): RequestHandler {
@@ -96,6 +100,31 @@ describe('the stage list', () => {
     }
   });
 
+  it('hands the MCP route its stretches of the MCP profiles: admission, body, permissions; per tool call the checks', () => {
+    const parts = everyPart();
+    const stores = createMemoryStores();
+    const budget = budgetGuard({ ledger: stores.ledger, global: { usd: 1, period: 'day' } }) as unknown as BudgetGuard;
+    const stages = mcpStages({
+      guarding: { ...parts.guarding, limitChecks: [] } as ProxyGuard,
+      identify: parts.identify,
+      readBody: parts.readProviderBody,
+      permissions: parts.permissions,
+      attribution: parts.attribution,
+      toolCallLimits: parts.requestLimits,
+      budget,
+      metering: { chargeToolCall: () => undefined } as unknown as ProxyMetering,
+    });
+    const names = (handlers: readonly RequestHandler[]) => handlers.map((handler) => handler.name);
+    // The MCP package runs: its framing (route), admit, readBody (POST), the server (declare), permissions, the message.
+    expect(names(stages.admit)).toEqual(['guard admit', 'auth']);
+    expect(names(stages.readBody)).toEqual(['body guard']);
+    expect(names(stages.permissions!)).toEqual(['permissions', 'attribution']);
+    // A tool call: its price (the meter hook), suspensions, then the tool-call limits and the budget fused.
+    expect(stages.limitAndReserve).toHaveLength(2);
+    expect(stages.limitAndReserve[0]!.name).toBe('guard after estimate');
+    expect(() => combineLimits(stages.limitAndReserve[1]!)).not.toThrow();
+  });
+
   it('composes each profile in the list order, never an order of its own', () => {
     const builders = Object.fromEntries(STAGES.map((stage) => [stage, () => [named(stage)]]));
     for (const profile of Object.values(PROFILES)) {
@@ -114,6 +143,7 @@ describe('the stage list', () => {
     );
     // A profile that skips it composes without it.
     expect(composeRoute(PROFILES.toolCall, builders, undefined).stages).toEqual([
+      'meter',
       'guard after estimate',
       'limits and budget',
     ]);

@@ -1,4 +1,5 @@
 // The one boundary between the config and the gateway's parts: each section turned into its owning part's options.
+import type { McpGatewayOptions } from '@tollgate/mcp';
 import type { LogOptions } from '../access-log.js';
 import type { AuthOptions } from '../auth-setup.js';
 import type { BudgetOptions } from '../budget-setup.js';
@@ -16,6 +17,7 @@ import { cacheOptions } from './cache-options.js';
 import { guardOptions, guardrailRules } from './guard-options.js';
 import { limitOptions } from './limit-options.js';
 import { meteringOptions } from './metering-options.js';
+import { mcpOptions } from './mcp-options.js';
 import type { ProxyConfig } from './schema.js';
 
 /** Every part's options, from one config. */
@@ -35,6 +37,8 @@ export interface GatewayOptions {
   log: LogOptions | undefined;
   /** The model list's makings but the provider of each model (the provider routing knows it). */
   models: Omit<ModelListOptions, 'providerOf'>;
+  /** The MCP servers and who may call which tool; undefined without `mcpServers`. */
+  mcp: Omit<McpGatewayOptions, 'stages'> | undefined;
 }
 
 /**
@@ -62,5 +66,6 @@ export function gatewayOptions(config: ProxyConfig, env: NodeJS.ProcessEnv): Gat
       ...(config.upstreams ? { upstreams: Object.keys(config.upstreams) } : {}),
       tierPolicy: limits.tierPolicy,
     },
+    mcp: mcpOptions(config, env),
   };
 }

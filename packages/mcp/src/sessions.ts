@@ -18,18 +18,10 @@ import type { CallToolRequest, RequestId, ServerNotification, ServerRequest } fr
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import type { Identity } from '@tollgate/core';
 import type { MeteredToolCall, ToolCallOutcome } from '@tollgate/metering';
-import type { ToolPolicy } from './mcp-tools.js';
+import type { McpServerEntry } from './options.js';
+import type { ToolPolicy } from './tool-policy.js';
 
 const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
-
-/** A configured MCP server, resolved: its address, the headers sent to it (read from the environment), its timeouts. */
-export interface McpServerEntry {
-  name: string;
-  url: URL;
-  headers: Record<string, string>;
-  callTimeoutMs: number;
-  idleTimeoutMs: number;
-}
 
 /** Sessions one key may hold at once; opening one more closes its least recently used. */
 export const MAX_SESSIONS_PER_KEY = 32;
