@@ -4,7 +4,5 @@ export { createGateway, createProxyApp } from './app.js';
 export type { Gateway, GatewayControls, ProxyApp, ProxyDeps } from './app.js';
 export { ConfigError, configJsonSchemaText, parseConfig, validateConfig } from './config.js';
 export type { KeyConfig, ProxyConfig } from './config.js';
-export { createMockProvider } from './mock-provider.js';
-export type { MockProvider } from './mock-provider.js';
 export { serveGateway } from './serve.js';
 export { runCli } from './cli.js';
