@@ -8,7 +8,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import { createPricing } from '@tollgate/core';
 import { costNanoUsd } from '@tollgate/core/kit';
 import type { UsageRecord } from '@tollgate/core';
-import { createMockProvider } from '../packages/gateway/src/mock-provider.js';
+import { createMockProvider } from '@tollgate/providers/mock';
 import { caught, newApiKey, readUsageLog, sha256Hex, startFakeUpstream, startProxy, waitFor } from './helpers/proxy.js';
 import type { RunningProxy } from './helpers/proxy.js';
 

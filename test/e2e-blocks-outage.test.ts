@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createPricing } from '@tollgate/core';
 import { costNanoUsd } from '@tollgate/core/kit';
 import type { UsageRecord } from '@tollgate/core';
-import { countPromptTokens } from '../packages/gateway/src/mock-reply.js';
+import { countPromptTokens } from '@tollgate/providers/mock';
 import { freePort, PrivateRedis } from '../packages/redis/test/helpers.js';
 import { newApiKey, readUsageLog, sha256Hex, spawnProxy, startMockUpstream } from './helpers/proxy.js';
 import type { RunningMock, SpawnedProxy } from './helpers/proxy.js';

@@ -7,7 +7,7 @@ import OpenAI from 'openai';
 import type { TollgateStores } from '@tollgate/core';
 import { createRedisStores } from '@tollgate/redis';
 import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
-import { createMockProvider } from '../packages/gateway/src/mock-provider.js';
+import { createMockProvider } from '@tollgate/providers/mock';
 import { fakeOnly } from './helpers/fake-clock.js';
 import { caught, deleteRedisPrefix, newApiKey, REDIS_URL, sha256Hex, startProxy, waitFor } from './helpers/proxy.js';
 import type { RunningProxy } from './helpers/proxy.js';

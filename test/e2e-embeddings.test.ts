@@ -8,7 +8,7 @@ import OpenAI from 'openai';
 import type { UsageRecord } from '@tollgate/core';
 import { exactUsd } from '@tollgate/core/kit';
 import { preloadTokenizers } from '@tollgate/providers';
-import { createMockProvider } from '../packages/gateway/src/mock-provider.js';
+import { createMockProvider } from '@tollgate/providers/mock';
 import { caught, newApiKey, readUsageLog, sha256Hex, startProxy } from './helpers/proxy.js';
 import type { RunningProxy } from './helpers/proxy.js';
 

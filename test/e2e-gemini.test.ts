@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { UsageRecord } from '@tollgate/core';
-import { createMockProvider } from '../packages/gateway/src/mock-provider.js';
-import type { MockProvider } from '../packages/gateway/src/mock-provider.js';
+import { createMockProvider } from '@tollgate/providers/mock';
+import type { MockProvider } from '@tollgate/providers/mock';
 import { newApiKey, sha256Hex, startFakeUpstream, startMockUpstream, startProxy, waitFor } from './helpers/proxy.js';
 import type { FakeUpstream, RunningProxy } from './helpers/proxy.js';
 

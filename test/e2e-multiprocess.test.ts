@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import OpenAI from 'openai';
 import { createPricing } from '@tollgate/core';
 import { costNanoUsd } from '@tollgate/core/kit';
-import { countPromptTokens } from '../packages/gateway/src/mock-reply.js';
+import { countPromptTokens } from '@tollgate/providers/mock';
 import { deleteRedisPrefix, newApiKey, REDIS_URL, sha256Hex, spawnProxy, waitFor } from './helpers/proxy.js';
 import type { SpawnedProxy } from './helpers/proxy.js';
 

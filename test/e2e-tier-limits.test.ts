@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createRedisStores } from '@tollgate/redis';
 import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
-import { createMockProvider } from '../packages/gateway/src/mock-provider.js';
+import { createMockProvider } from '@tollgate/providers/mock';
 import {
   deleteRedisPrefix,
   newApiKey,

@@ -1,8 +1,8 @@
 // The proxy's `guard.shedding`: a saturated process refuses lower tiers first (503) and keeps serving the highest.
 import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { validateConfig } from '../packages/gateway/src/config/index.js';
-import { createMockProvider } from '../packages/gateway/src/mock-provider.js';
-import type { MockProvider } from '../packages/gateway/src/mock-provider.js';
+import { createMockProvider } from '@tollgate/providers/mock';
+import type { MockProvider } from '@tollgate/providers/mock';
 import { fakeOnly } from './helpers/fake-clock.js';
 import { newApiKey, sha256Hex, startProxy } from './helpers/proxy.js';
 import type { RunningProxy } from './helpers/proxy.js';

@@ -14,7 +14,7 @@ import { meter } from '@tollgate/metering';
 import type { UsageSink } from '@tollgate/metering';
 import { combineLimits, tierPolicy, tokenRateLimit } from '@tollgate/ratelimit';
 import { createRedisStores } from '@tollgate/redis';
-import { createMockProvider } from '../packages/gateway/src/mock-provider.js';
+import { createMockProvider } from '@tollgate/providers/mock';
 
 const pricing = createPricing();
 const closers: (() => Promise<unknown> | unknown)[] = [];

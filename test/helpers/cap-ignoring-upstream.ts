@@ -5,7 +5,7 @@ import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { countPromptTokens } from '../../packages/gateway/src/mock-reply.js';
+import { countPromptTokens } from '@tollgate/providers/mock';
 import { tokenPieces } from './provider-tokenizers.js';
 import type { ProviderCase, ProviderTokenizer } from './provider-tokenizers.js';
 import { closeServer } from './proxy.js';

@@ -17,8 +17,8 @@ import { pino } from 'pino';
 import { createProxyApp } from '../../packages/gateway/src/app.js';
 import type { ProxyApp, ProxyDeps } from '../../packages/gateway/src/app.js';
 import type { ProxyConfig } from '../../packages/gateway/src/config/index.js';
-import { createMockProvider } from '../../packages/gateway/src/mock-provider.js';
-import type { MockBehavior, MockProvider } from '../../packages/gateway/src/mock-provider.js';
+import { createMockProvider } from '@tollgate/providers/mock';
+import type { MockBehavior, MockProvider } from '@tollgate/providers/mock';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 

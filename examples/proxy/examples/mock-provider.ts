@@ -1,6 +1,6 @@
 // examples/proxy/examples/mock-provider.ts: the built-in mock provider as a test upstream: usage it can predict, and failures on demand.
 import type { AddressInfo } from 'node:net';
-import { createMockProvider } from '@tollgate/gateway';
+import { createMockProvider } from '@tollgate/providers/mock';
 
 const mock = createMockProvider({ chunkDelayMs: 10 });
 const server = mock.app.listen(0, '127.0.0.1'); // then "baseUrl": "http://127.0.0.1:<port>/v1" (Gemini: .../v1beta)

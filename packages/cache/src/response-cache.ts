@@ -1,11 +1,23 @@
 // createResponseCache: answers a repeated provider request from a stored answer, in the form the client asked for, and stores complete answers.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { contextOf, getContext, parseDuration, tapResponse, TollgateError } from '@tollgate/core';
+import { getContext, parseDuration, tapResponse, TollgateError } from '@tollgate/core';
 import { assertKnownOptions } from '@tollgate/core/kit';
 import type { TollgateContext, UsageRecord } from '@tollgate/core';
-import type { ResponseReader } from '@tollgate/core/kit';
 import { adapterFor } from '@tollgate/providers';
-import { completeJsonAnswer, isCachedApi, jsonToStream, streamToJson, type CachedApi } from './answer-forms.js';
+import { completeJsonAnswer, isCachedApi, streamToJson, type CachedApi } from './answer-forms.js';
+import {
+  answerBytes,
+  answerText,
+  CacheRequest,
+  cacheRequestOf,
+  isAnswer,
+  JSON_ENTRY,
+  JSON_MARK,
+  NOT_LOOKED_UP,
+  STREAM_ENTRY,
+  STREAM_MARK,
+} from './cache-request.js';
+import type { Answer } from './cache-request.js';
 import { cacheKey, scopeOf, type CacheScope } from './cache-key.js';
 import type { CacheStore } from './cache-store.js';
 import { MemoryCacheStore } from './memory-cache-store.js';
@@ -126,16 +138,6 @@ function resolveOptions(options: ResponseCacheOptions): CacheConfig {
   };
 }
 
-/** A stored answer to send: text, or the memory store's own bytes. */
-type Answer = string | Buffer;
-
-/** The lookup found an answer, and already has it. */
-const isAnswer = (found: CacheRequest['found'] | undefined): found is Answer =>
-  typeof found === 'string' || found instanceof Uint8Array;
-
-/** The client asked not to be served from the cache (`no-cache`, `no-store`). */
-const NOT_LOOKED_UP = Symbol('not looked up');
-
 export interface ResponseCache {
   /** Lookup and answer in one, for a route that mounts it where the cache belongs (after `meter()` and request limits). */
   readonly middleware: RequestHandler;
@@ -166,48 +168,41 @@ export interface ResponseCache {
   close(): Promise<void>;
 }
 
-/** Entries are `j\n<json>` or `s\n<event stream>`: the answer as the provider sent it, marked with its form. */
-const JSON_ENTRY = 'j\n';
-const STREAM_ENTRY = 's\n';
-const JSON_MARK = 0x6a;
-const STREAM_MARK = 0x73;
-const NEWLINE = 0x0a;
-
 /**
- * An exact response cache for provider calls. Mount it after `meter()` (its hits are metered as
- * `usageSource: "cache"`, and it stores only what the meter saw complete), and after the request
- * limits, so that hits count toward them.
+ * One response cache's work on requests: looks them up, serves hits, and keeps the answers of misses. Its handlers
+ * (see createResponseCache) call it; every request it looked up names it as its owner.
  */
-export function createResponseCache(options: ResponseCacheOptions = {}): ResponseCache {
-  const config = resolveOptions(options);
-  const { store, ttlMs, ttlOf, scope, costFraction, enabled, onStoreError } = config;
-  // This cache's own requests: another response cache on the same request finds them and passes.
-  const owner = config;
-  const lookupOf = (res: Response): CacheRequest | undefined => {
+class AnswerCache {
+  readonly lookUpEarly: boolean;
+  /** Read and written as bytes, unless a subclass changed how it reads or writes. */
+  private readonly memory: MemoryCacheStore | undefined;
+
+  constructor(readonly config: CacheConfig) {
+    const { store } = config;
+    this.lookUpEarly = store.answersAtOnce === true;
+    this.memory =
+      store instanceof MemoryCacheStore &&
+      store.get === MemoryCacheStore.prototype.get &&
+      store.set === MemoryCacheStore.prototype.set
+        ? store
+        : undefined;
+  }
+
+  /** The request's cache work, when this cache looked it up (another response cache's requests pass). */
+  lookupOf(res: Response): CacheRequest | undefined {
     const found = cacheRequestOf(res);
-    return found?.owner === owner ? found : undefined;
-  };
-  const lookUpEarly = store.answersAtOnce === true;
-  // Read and written as bytes, unless a subclass changed how it reads or writes.
-  const memory =
-    store instanceof MemoryCacheStore &&
-    store.get === MemoryCacheStore.prototype.get &&
-    store.set === MemoryCacheStore.prototype.set
-      ? store
-      : undefined;
+    return found?.owner === this.config ? found : undefined;
+  }
 
   /**
    * The answer to send, at once when the store answers at once (memory: no promise, no turn of the
    * loop on the request's path). An entry that cannot be read is a miss.
    */
-  const readStore = (
-    key: string,
-    api: CachedApi,
-    stream: boolean,
-  ): Answer | undefined | Promise<Answer | undefined> => {
+  private readStore(key: string, api: CachedApi, stream: boolean): Answer | undefined | Promise<Answer | undefined> {
+    const { store, onStoreError } = this.config;
     try {
-      if (memory) {
-        const entry = memory.getBytes(key);
+      if (this.memory) {
+        const entry = this.memory.getBytes(key);
         return entry === undefined ? undefined : answerBytes(api, stream, entry);
       }
       const found = store.get(key);
@@ -224,14 +219,14 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
       onStoreError(error, 'get');
       return undefined;
     }
-  };
+  }
 
   /**
    * Stores a miss's answer once the meter settled the request: only a complete, successful one
    * (the meter read the provider's usage from this very answer; what is left to check is that it
    * ended as the API ends). The memory store takes the bytes as they were written.
    */
-  const storeAnswer = (kept: CacheRequest, record: UsageRecord | undefined): void => {
+  private storeAnswer(kept: CacheRequest, record: UsageRecord | undefined): void {
     if (kept.tooLarge || !isStorable(record)) return;
     const { api, streamed } = kept;
     // Only a stream or a Responses answer is read as text to be checked; any other JSON answer the meter read usage from is whole.
@@ -244,18 +239,19 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
           : !jsonLooksComplete(api, text)
     )
       return;
+    const { store, onStoreError } = this.config;
     try {
-      const written = memory
-        ? memory.setBytes(kept.storeKey, kept.entry(streamed ? STREAM_MARK : JSON_MARK), kept.lifetimeMs)
+      const written = this.memory
+        ? this.memory.setBytes(kept.storeKey, kept.entry(streamed ? STREAM_MARK : JSON_MARK), kept.lifetimeMs)
         : store.set(kept.storeKey, (streamed ? STREAM_ENTRY : JSON_ENTRY) + (text ?? kept.text()), kept.lifetimeMs);
       if (written) written.catch((error: unknown) => onStoreError(error, 'set'));
     } catch (error) {
       onStoreError(error, 'set');
     }
-  };
+  }
 
   /** Keys the request and reads the store (once: a request looked up before the meter is not looked up again). */
-  function startLookup(req: Request, res: Response, beforeMeter: boolean): CacheRequest | undefined {
+  startLookup(req: Request, res: Response, beforeMeter: boolean): CacheRequest | undefined {
     // Looked up once (before the meter, or by another response cache): the later steps pass.
     if (cacheRequestOf(res) !== undefined) return undefined;
     const ctx = getContext(req, res);
@@ -264,6 +260,7 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
     if (!call || (!beforeMeter && !ctx.metered) || call.model === undefined) return undefined;
     const api = call.adapter.api;
     if (!isCachedApi(api)) return undefined;
+    const { enabled, scope } = this.config;
     if (enabled && !enabled(req)) return undefined;
     const scopeId = scopeOf(scope, ctx.identity);
     if (scopeId === undefined) return undefined;
@@ -271,14 +268,14 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
     const noStore = control !== undefined && /\bno-store\b/i.test(control);
     const noCache = noStore || (control !== undefined && /\bno-cache\b/i.test(control));
     const key = cacheKey(scopeId, api, call.model, call.body);
-    const found = noCache ? NOT_LOOKED_UP : readStore(key, api, call.stream);
-    const lookup = new CacheRequest(owner, key, api, scopeId, call.model, call.outputCap, found, noStore);
+    const found = noCache ? NOT_LOOKED_UP : this.readStore(key, api, call.stream);
+    const lookup = new CacheRequest(this.config, key, api, scopeId, call.model, call.outputCap, found, noStore);
     ctx.set('cache.request', lookup);
     return lookup;
   }
 
-  function serveOrCapture(req: Request, res: Response, next: NextFunction): void {
-    const lookup = lookupOf(res);
+  serveOrCapture(req: Request, res: Response, next: NextFunction): void {
+    const lookup = this.lookupOf(res);
     if (!lookup || lookup.answered) {
       next();
       return;
@@ -288,24 +285,24 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
     if (found === NOT_LOOKED_UP) {
       res.setHeader(CACHE_HEADER, 'bypass');
       // no-cache: not served from the cache, but the fresh answer replaces the stored one.
-      if (!lookup.bypass) captureAnswer(req, res, lookup);
+      if (!lookup.bypass) this.captureAnswer(req, res, lookup);
       next();
       return;
     }
     if (found === undefined || isAnswer(found)) {
-      serveOrMiss(req, res, next, lookup, found);
+      this.serveOrMiss(req, res, next, lookup, found);
       return;
     }
     found
       .then((entry) => {
         // The client left while the store answered: the request is settled already.
         if (req.tollgate.settled || res.headersSent) return;
-        serveOrMiss(req, res, next, lookup, entry);
+        this.serveOrMiss(req, res, next, lookup, entry);
       })
       .catch((error: unknown) => next(error));
   }
 
-  function serveOrMiss(
+  private serveOrMiss(
     req: Request,
     res: Response,
     next: NextFunction,
@@ -313,18 +310,18 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
     answer: Answer | undefined,
   ): void {
     if (answer !== undefined) {
-      serveAnswer(res, req.tollgate, answer);
+      this.serveAnswer(res, req.tollgate, answer);
       return;
     }
     res.setHeader(CACHE_HEADER, 'miss');
-    captureAnswer(req, res, lookup);
+    this.captureAnswer(req, res, lookup);
     next();
   }
 
   /** Writes a stored answer, in the form the client asked for. */
-  function serveAnswer(res: Response, ctx: TollgateContext, text: Answer): void {
+  private serveAnswer(res: Response, ctx: TollgateContext, text: Answer): void {
     const stream = ctx.call!.stream;
-    ctx.cacheHit = { costFraction };
+    ctx.cacheHit = { costFraction: this.config.costFraction };
     res.status(200);
     res.setHeader(CACHE_HEADER, 'hit');
     if (stream) {
@@ -342,7 +339,7 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
    * Keeps the bytes the route writes (before the meter's tap, so a stream keeps the usage the
    * meter asked for) and stores them once the meter settled the request complete and successful.
    */
-  function captureAnswer(req: Request, res: Response, lookup: CacheRequest): void {
+  private captureAnswer(req: Request, res: Response, lookup: CacheRequest): void {
     const ctx = req.tollgate;
     const call = ctx.call!;
     // Made now, before anything after the cache (prompt-cache breakpoints) writes into the body. The budget may have
@@ -352,193 +349,55 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
         ? lookup.key
         : cacheKey(lookup.scopeId, lookup.api, call.model!, call.body);
     // The answer to a stream request is a stream (an error would be JSON, and is never stored).
+    const { ttlOf, ttlMs } = this.config;
     lookup.keepFor(storeKey, ttlOf ? ttlOf(req) : ttlMs, call.stream);
     // A reader of the response's one tap: it keeps the bytes the route writes, before the meter's filter (a stream
     // keeps the usage chunk the meter asked for and drops on its way to the client).
     tapResponse(req, res).read(lookup);
-    ctx.onSettle((record) => storeAnswer(lookup, record));
+    ctx.onSettle((record) => this.storeAnswer(lookup, record));
   }
+}
 
-  function chooseLimits({ hit, miss }: { hit: RequestHandler; miss: RequestHandler }): RequestHandler {
-    return function limitsForCachedAnswer(req: Request, res: Response, next: NextFunction): void {
-      // Known to be a hit already (a memory store): only what a hit is subject to. Else (a miss, or Redis still answering) the whole check.
-      const lookup = lookupOf(res);
-      if (lookup !== undefined && !lookup.answered && isAnswer(lookup.found)) hit(req, res, next);
-      else miss(req, res, next);
-    };
-  }
-
+/**
+ * An exact response cache for provider calls. Mount it after `meter()` (its hits are metered as
+ * `usageSource: "cache"`, and it stores only what the meter saw complete), and after the request
+ * limits, so that hits count toward them.
+ */
+export function createResponseCache(options: ResponseCacheOptions = {}): ResponseCache {
+  const cache = new AnswerCache(resolveOptions(options));
+  const { store, costFraction } = cache.config;
   return {
-    chooseLimits,
+    chooseLimits({ hit, miss }: { hit: RequestHandler; miss: RequestHandler }): RequestHandler {
+      return function limitsForCachedAnswer(req: Request, res: Response, next: NextFunction): void {
+        // Known to be a hit already (a memory store): only what a hit is subject to. Else (a miss, or Redis still answering) the whole check.
+        const lookup = cache.lookupOf(res);
+        if (lookup !== undefined && !lookup.answered && isAnswer(lookup.found)) hit(req, res, next);
+        else miss(req, res, next);
+      };
+    },
     middleware: function responseCacheMiddleware(req: Request, res: Response, next: NextFunction): void {
-      startLookup(req, res, false);
-      serveOrCapture(req, res, next);
+      cache.startLookup(req, res, false);
+      cache.serveOrCapture(req, res, next);
     },
     lookup: function lookUpCachedAnswer(req: Request, res: Response, next: NextFunction): void {
-      startLookup(req, res, false);
+      cache.startLookup(req, res, false);
       next();
     },
     lookupBeforeEstimate: function lookUpBeforeEstimate(req: Request, res: Response, next: NextFunction): void {
-      if (lookUpEarly) {
+      if (cache.lookUpEarly) {
         // Known now: the meter skips the estimate (a hit refused later is not billed as one: the meter checks its status).
-        if (isAnswer(startLookup(req, res, true)?.found)) req.tollgate.cacheHit = { costFraction };
+        if (isAnswer(cache.startLookup(req, res, true)?.found)) req.tollgate.cacheHit = { costFraction };
       }
       next();
     },
     answer: function answerFromCache(req: Request, res: Response, next: NextFunction): void {
-      serveOrCapture(req, res, next);
+      cache.serveOrCapture(req, res, next);
     },
     store,
     close: async () => {
       await store.close?.();
     },
   };
-}
-
-/**
- * The cache's work for one request, in one object: what the lookup found (and the key it made),
- * then, on a miss, the answer as it is written, until the meter settles the request. Chunks are
- * kept as they were handed to write() (not copied: a chunk handed to write() is not changed
- * afterwards); text stays text until it is stored.
- */
-class CacheRequest implements ResponseReader {
-  /** Served or armed already: the lookup has done its work. */
-  answered = false;
-  /** Where and how long a miss's answer is stored, and in which form it was asked for (set by `keepFor`). */
-  storeKey = '';
-  lifetimeMs = 0;
-  streamed = false;
-  tooLarge = false;
-  /** The first chunk, and the others (most answers are written in one). */
-  private first: string | Uint8Array | undefined = undefined;
-  private rest: (string | Uint8Array)[] | undefined = undefined;
-  /** UTF-8 bytes of the chunks counted exactly. */
-  private bytes = 0;
-  /** UTF-16 units of the text chunks not counted exactly: each is one to three bytes in UTF-8. */
-  private units = 0;
-  private exact = false;
-
-  constructor(
-    /** The response cache that looked the request up (its config). */
-    readonly owner: CacheConfig,
-    readonly key: string,
-    readonly api: CachedApi,
-    readonly scopeId: string,
-    /** The model and output cap the key was made with: the budget may change them before the call. */
-    readonly model: string,
-    readonly cap: number | undefined,
-    /**
-     * The stored answer, already in the form the client asked for, or undefined: at once from a
-     * memory store (as the bytes it keeps), later from Redis.
-     */
-    readonly found: Answer | undefined | Promise<Answer | undefined> | typeof NOT_LOOKED_UP,
-    /** The client's `no-store`: neither served nor stored. */
-    readonly bypass: boolean,
-  ) {}
-
-  keepFor(storeKey: string, lifetimeMs: number, streamed: boolean): void {
-    this.storeKey = storeKey;
-    this.lifetimeMs = lifetimeMs;
-    this.streamed = streamed;
-  }
-
-  /** A chunk the route wrote (the response tap's reader): kept, until the answer outgrows the bound. */
-  read(chunk: unknown, encoding: unknown): void {
-    if (this.tooLarge || chunk === undefined || chunk === null || typeof chunk === 'function') return;
-    let kept: string | Uint8Array;
-    if (typeof chunk === 'string' && isUtf8(encoding)) {
-      kept = chunk;
-      if (this.exact) this.bytes += Buffer.byteLength(chunk, 'utf8');
-      else this.units += chunk.length;
-    } else {
-      kept = typeof chunk === 'string' ? Buffer.from(chunk, encoding as BufferEncoding) : (chunk as Uint8Array);
-      this.bytes += kept.byteLength;
-    }
-    if (this.first === undefined) this.first = kept;
-    else (this.rest ??= []).push(kept);
-    const { maxEntryBytes } = this.owner;
-    // Text is counted exactly only once the answer may come near the bound.
-    if (!this.exact && this.bytes + 3 * this.units + 2 > maxEntryBytes) this.countExactly();
-    if (this.bytes + this.units + 2 > maxEntryBytes) {
-      this.tooLarge = true;
-      this.first = undefined;
-      this.rest = undefined;
-    }
-  }
-
-  isEmpty(): boolean {
-    return this.bytes + this.units === 0;
-  }
-
-  /** The answer as the client received it (chunks decoded together, since a character may span two). */
-  text(): string {
-    const only = this.first;
-    if (only === undefined) return '';
-    if (this.rest !== undefined) return this.entry(undefined).toString('utf8');
-    return typeof only === 'string'
-      ? only
-      : Buffer.from(only.buffer, only.byteOffset, only.byteLength).toString('utf8');
-  }
-
-  /** The answer's bytes, after `mark` and a newline when given: one buffer, each chunk copied once. */
-  entry(mark: number | undefined): Buffer {
-    if (!this.exact) this.countExactly();
-    const head = mark === undefined ? 0 : 2;
-    const entry = Buffer.allocUnsafe(head + this.bytes);
-    if (mark !== undefined) {
-      entry[0] = mark;
-      entry[1] = NEWLINE;
-    }
-    let at = copyChunk(entry, head, this.first);
-    if (this.rest !== undefined) for (const chunk of this.rest) at = copyChunk(entry, at, chunk);
-    return entry;
-  }
-
-  private countExactly(): void {
-    this.exact = true;
-    this.units = 0;
-    this.bytes = byteLengthOf(this.first);
-    if (this.rest !== undefined) for (const chunk of this.rest) this.bytes += byteLengthOf(chunk);
-  }
-}
-
-const byteLengthOf = (chunk: string | Uint8Array | undefined): number =>
-  chunk === undefined ? 0 : typeof chunk === 'string' ? Buffer.byteLength(chunk, 'utf8') : chunk.byteLength;
-
-function copyChunk(entry: Buffer, at: number, chunk: string | Uint8Array | undefined): number {
-  if (chunk === undefined) return at;
-  if (typeof chunk === 'string') return at + entry.write(chunk, at, 'utf8');
-  entry.set(chunk, at);
-  return at + chunk.byteLength;
-}
-
-declare module '@tollgate/core' {
-  interface ContextVariableMap {
-    /** The cache's work for the request: its lookup, then (on a miss) the answer as it is written. */
-    'cache.request': CacheRequest;
-  }
-}
-
-/** The request's cache work, by whichever response cache looked it up (one per request). */
-const cacheRequestOf = (res: Response): CacheRequest | undefined => contextOf(res)?.get('cache.request');
-
-const isUtf8 = (encoding: unknown): boolean =>
-  typeof encoding !== 'string' || encoding === 'utf8' || encoding === 'utf-8';
-
-/** The memory store's entry as the answer to send: its own bytes when stored in the form asked for. */
-function answerBytes(api: CachedApi, stream: boolean, entry: Buffer): Answer | undefined {
-  const storedStream = entry[0] === STREAM_MARK;
-  if (entry[1] !== NEWLINE || (!storedStream && entry[0] !== JSON_MARK)) return undefined;
-  return stream === storedStream ? entry.subarray(2) : answerText(api, stream, entry.toString('utf8'));
-}
-
-/** A stored entry as the answer to send: as it was stored, or turned into the other form; undefined when it cannot be read. */
-function answerText(api: CachedApi, stream: boolean, entry: string): string | undefined {
-  const storedStream = entry.startsWith(STREAM_ENTRY);
-  if (!storedStream && !entry.startsWith(JSON_ENTRY)) return undefined;
-  const body = entry.slice(2);
-  if (stream) return storedStream ? body : jsonToStream(api, body);
-  return storedStream ? streamToJson(api, body) : body;
 }
 
 /**

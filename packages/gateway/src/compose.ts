@@ -25,7 +25,7 @@ import type {
 } from '@tollgate/ratelimit';
 import type { ProxyConfig } from './config/index.js';
 import { countModelAllowlist } from './count-tokens-route.js';
-import { createMockProvider } from './mock-provider.js';
+import { createMockProvider } from '@tollgate/providers/mock';
 import { createProviderRouter } from './provider-routing.js';
 import { gatewayRoutes, ROUTE_PATHS } from './routes.js';
 import type { RouteParts } from './routes.js';

@@ -2,7 +2,12 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { ApiError, renderApiError } from '@tollgate/core';
 import type { CallRequest } from '@tollgate/core/kit';
-import { GEMINI_ACTIONS, GEMINI_COUNT_ACTION, GEMINI_STREAM_ACTION } from '@tollgate/providers/kit';
+import {
+  GEMINI_ACTIONS,
+  GEMINI_COUNT_ACTION,
+  GEMINI_STREAM_ACTION,
+  splitGeminiTarget as splitTarget,
+} from '@tollgate/providers/kit';
 import { MAX_MODEL_LENGTH } from './request-validation.js';
 
 /** Every method the gateway serves on the path: generation (JSON and stream) and the token count. */
@@ -13,11 +18,7 @@ export function splitGeminiTarget(
   target: unknown,
   methods: readonly string[] = GEMINI_METHODS,
 ): { model: string; action: string } | undefined {
-  if (typeof target !== 'string') return undefined;
-  const colon = target.lastIndexOf(':');
-  const action = target.slice(colon + 1);
-  if (colon < 0 || !methods.includes(action)) return undefined;
-  return { model: target.slice(0, colon), action };
+  return splitTarget(target, methods);
 }
 
 /** The params the Gemini adapter reads (`model`, `action`), for providerCall(). */

@@ -14,6 +14,4 @@ export {
   validateConfig,
 } from './config/index.js';
 export type { KeyConfig, ProxyConfig } from './config/index.js';
-export { createMockProvider } from './mock-provider.js';
-export type { MockProvider } from './mock-provider.js';
 export { serveGateway } from './serve.js';

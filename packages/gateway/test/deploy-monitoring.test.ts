@@ -17,7 +17,8 @@ import OpenAI from 'openai';
 import request from 'supertest';
 import { parse as parseYaml } from 'yaml';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
-import { createGateway, createMockProvider, validateConfig } from '@tollgate/gateway';
+import { createGateway, validateConfig } from '@tollgate/gateway';
+import { createMockProvider } from '@tollgate/providers/mock';
 import type { Gateway } from '@tollgate/gateway';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');

@@ -9,7 +9,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/glob
 import express from 'express';
 import request from 'supertest';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
-import { createMockProvider, createProxyApp, validateConfig } from '@tollgate/gateway';
+import { createProxyApp, validateConfig } from '@tollgate/gateway';
+import { createMockProvider } from '@tollgate/providers/mock';
 import type { ProxyApp } from '@tollgate/gateway';
 
 const key = generateApiKey();

@@ -15,8 +15,10 @@ import { generateApiKey, hashApiKey } from '@tollgate/auth';
 import { createPricing } from '@tollgate/core';
 import { costNanoUsd } from '@tollgate/core/kit';
 import type { UsageRecord } from '@tollgate/core';
-import { createGateway, createMockProvider, validateConfig } from '@tollgate/gateway';
-import type { Gateway, MockProvider } from '@tollgate/gateway';
+import { createGateway, validateConfig } from '@tollgate/gateway';
+import type { Gateway } from '@tollgate/gateway';
+import { createMockProvider } from '@tollgate/providers/mock';
+import type { MockProvider } from '@tollgate/providers/mock';
 
 const clientKey = generateApiKey();
 const cutKeys = [generateApiKey(), generateApiKey()];
@@ -31,7 +33,7 @@ let server: Server;
 let gateway: Gateway;
 let baseUrl: string;
 
-/** Mock prompt tokens of one user message (see mock-reply.ts): a token per word, 3 per message, 3 to prime the reply. */
+/** Mock prompt tokens of one user message (see the mock's countPromptTokens): a token per word, 3 per message, 3 to prime the reply. */
 const promptTokens = (words: number) => words + 3 + 3;
 
 beforeAll(async () => {

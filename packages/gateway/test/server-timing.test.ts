@@ -9,7 +9,8 @@ import type { NextFunction, Request, Response } from 'express';
 import OpenAI from 'openai';
 import request from 'supertest';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
-import { createGateway, createMockProvider, createProxyApp, validateConfig } from '@tollgate/gateway';
+import { createGateway, createProxyApp, validateConfig } from '@tollgate/gateway';
+import { createMockProvider } from '@tollgate/providers/mock';
 import type { Gateway, ProxyApp } from '@tollgate/gateway';
 
 const key = generateApiKey();

@@ -1,8 +1,7 @@
 // The built-in mock speaks the providers' documented wire shapes, with deterministic usage and its failure knobs.
 import { describe, expect, it } from '@jest/globals';
 import request from 'supertest';
-import { createMockProvider } from '../src/mock-provider.js';
-import { countMockTokens, countPromptTokens } from '../src/mock-reply.js';
+import { countMockTokens, countPromptTokens, createMockProvider } from '@tollgate/providers/mock';
 
 function events(text: string): { event?: string; data: string }[] {
   return text
