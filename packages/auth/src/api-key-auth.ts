@@ -148,25 +148,16 @@ type KeyVerdict = Awaited<ReturnType<CredentialCheck>> & { found: boolean };
 
 const NOT_FOUND: KeyVerdict = Object.freeze({ found: false });
 
-/**
- * Express middleware: reads the API key from either header, looks its SHA-256 up and sets
- * `req.tollgate.identity` (`authMethod: 'api_key'`); with `jwt`, also takes bearer JWTs.
- * Refuses with 401 `invalid_api_key`.
- */
-export function apiKeyAuth(options: ApiKeyAuthOptions = {}) {
-  assertKnownOptions(options, KNOWN_OPTIONS, 'ERR_TG_AUTH_UNKNOWN_OPTION', 'apiKeyAuth');
-  const { lookup, realm, timeoutMs, keyFormat, mapIdentity, renderError, onStoreError } = resolveKeyAuthOptions(
-    options,
-    'apiKeyAuth',
-  );
-  const optional = options.optional ?? false;
-  let checkJwt: CredentialCheck | undefined;
-  if (options.jwt !== undefined) {
-    assertKnownOptions(options.jwt, JWT_VERIFY_OPTIONS, 'ERR_TG_AUTH_UNKNOWN_OPTION', 'apiKeyAuth: jwt');
-    checkJwt = createJwtCheck(options.jwt, realm, 'apiKeyAuth: jwt');
-  }
-  const accepts = KEY_IN_BEARER | KEY_IN_X_API_KEY | (checkJwt ? JWT_IN_BEARER : 0);
+/** Options resolved once for every API-key check (see `resolveKeyAuthOptions`). */
+type KeyAuthConfig = ReturnType<typeof resolveKeyAuthOptions>;
 
+type KeyCheck = (key: string) => KeyVerdict | Promise<KeyVerdict>;
+
+/**
+ * The check of one key: its identity, or the denial to send; neither for an unknown key, whose 401 depends on the
+ * route. At once when the key source answers at once; only a pending lookup gets the deadline.
+ */
+function keyCheck({ lookup, realm, timeoutMs, mapIdentity, onStoreError }: KeyAuthConfig): KeyCheck {
   /** What the store's failure means for the request: a 503, and the store error reported. */
   function storeFailed(error: unknown): KeyVerdict {
     onStoreError(error);
@@ -183,11 +174,7 @@ export function apiKeyAuth(options: ApiKeyAuthOptions = {}) {
     return { identity: mapIdentity ? mapIdentity(identity, check.record) : identity, found: true };
   }
 
-  /**
-   * A key's identity, or the denial to send; neither for an unknown key, whose 401 depends on the
-   * route. At once when the key source answers at once; only a pending lookup gets the deadline.
-   */
-  function checkKey(key: string): KeyVerdict | Promise<KeyVerdict> {
+  return function checkKey(key) {
     const sha256 = hashApiKey(key);
     let found: ReturnType<KeyLookup>;
     try {
@@ -200,20 +187,46 @@ export function apiKeyAuth(options: ApiKeyAuthOptions = {}) {
       (record) => verdictOf(sha256, record),
       storeFailed,
     );
-  }
+  };
+}
 
-  /**
-   * A JWT-shaped credential: verified as a JWT, and looked up as a key only when that fails.
-   * Valid JWTs, nearly all such traffic, so cost no store round trip, and a bad one costs one
-   * lookup, as any unknown key does. Safe in this order: only a valid signature or an exact
-   * hash match lets anyone in. The JWT's reason is kept unless the store knows the key.
-   */
-  async function checkJwtThenKey(token: string): Promise<KeyVerdict> {
-    const asJwt = await checkJwt!(token);
+/**
+ * The check of a JWT-shaped credential: verified as a JWT, and looked up as a key only when that fails.
+ * Valid JWTs, nearly all such traffic, so cost no store round trip, and a bad one costs one
+ * lookup, as any unknown key does. Safe in this order: only a valid signature or an exact
+ * hash match lets anyone in. The JWT's reason is kept unless the store knows the key.
+ */
+function jwtThenKeyCheck(
+  checkJwt: CredentialCheck,
+  checkKey: KeyCheck,
+  keyFormat: RegExp | null,
+): (token: string) => Promise<KeyVerdict> {
+  return async function checkJwtThenKey(token) {
+    const asJwt = await checkJwt(token);
     if (asJwt.identity || (keyFormat !== null && !keyFormat.test(token))) return { ...asJwt, found: false };
     const asKey = await checkKey(token);
     return asKey.found ? asKey : { ...asJwt, found: false };
+  };
+}
+
+/**
+ * Express middleware: reads the API key from either header, looks its SHA-256 up and sets
+ * `req.tollgate.identity` (`authMethod: 'api_key'`); with `jwt`, also takes bearer JWTs.
+ * Refuses with 401 `invalid_api_key`.
+ */
+export function apiKeyAuth(options: ApiKeyAuthOptions = {}) {
+  assertKnownOptions(options, KNOWN_OPTIONS, 'ERR_TG_AUTH_UNKNOWN_OPTION', 'apiKeyAuth');
+  const resolved = resolveKeyAuthOptions(options, 'apiKeyAuth');
+  const { realm, keyFormat, renderError } = resolved;
+  const optional = options.optional ?? false;
+  let checkJwt: CredentialCheck | undefined;
+  if (options.jwt !== undefined) {
+    assertKnownOptions(options.jwt, JWT_VERIFY_OPTIONS, 'ERR_TG_AUTH_UNKNOWN_OPTION', 'apiKeyAuth: jwt');
+    checkJwt = createJwtCheck(options.jwt, realm, 'apiKeyAuth: jwt');
   }
+  const accepts = KEY_IN_BEARER | KEY_IN_X_API_KEY | (checkJwt ? JWT_IN_BEARER : 0);
+  const checkKey = keyCheck(resolved);
+  const checkJwtThenKey = checkJwt && jwtThenKeyCheck(checkJwt, checkKey, keyFormat);
 
   /** `optional`: lets the request on as anonymous, telling a later refusal that keys were accepted too. */
   function passOn(req: IncomingMessage, context: { identity?: Identity }, next: () => void): void {
@@ -260,7 +273,7 @@ export function apiKeyAuth(options: ApiKeyAuthOptions = {}) {
     }
     let verdict: KeyVerdict | Promise<KeyVerdict>;
     try {
-      verdict = checkJwt && mayBeJwt ? checkJwtThenKey(token) : checkKey(token);
+      verdict = checkJwtThenKey && mayBeJwt ? checkJwtThenKey(token) : checkKey(token);
       // As on the promise's path below: whatever throws here (mapIdentity, renderError) reaches next.
       if (!isPending(verdict)) return applyVerdict(req, res, next, context, credential, mayBeJwt, verdict);
     } catch (error) {

@@ -218,70 +218,97 @@ function listClaim(payload: JWTPayload, claim: string | undefined): string[] | u
   return undefined;
 }
 
-/**
- * Validates the verification options once, at factory time, and returns the check of one
- * token. `factory` names the caller in construction errors (jwtAuth, or apiKeyAuth for its `jwt`).
- */
-export function createJwtCheck(options: JwtVerifyOptions, realm: string, factory: string): CredentialCheck {
-  const invalidOption = (message: string) =>
-    new TollgateError('ERR_TG_AUTH_INVALID_OPTION', `${factory}(): ${message}`);
-  const durationMs = (value: number | string | undefined, fallback: string, what: string) =>
-    parseDuration(value ?? fallback, `${factory}(): ${what}`);
-  const { issuer, audience } = options;
-  if (!isValidRealm(realm)) throw invalidOption('realm must be printable ASCII without quotes or backslashes');
+function invalidOption(factory: string, message: string): TollgateError {
+  return new TollgateError('ERR_TG_AUTH_INVALID_OPTION', `${factory}(): ${message}`);
+}
+
+/** The key set given, as `jwks` or `jwksUrl` (exactly one of them). */
+function jwksOption(options: JwtVerifyOptions, factory: string): JSONWebKeySet | string | URL {
   if (options.jwks !== undefined && options.jwksUrl !== undefined)
-    throw invalidOption('set "jwks" or "jwksUrl", not both');
+    throw invalidOption(factory, 'set "jwks" or "jwksUrl", not both');
   const jwks = options.jwks ?? options.jwksUrl;
   if (jwks === undefined) {
     const hint = '"jwks": a JWKS object { keys: [...] }, or "jwksUrl": the URL of a remote JWKS';
     throw new TollgateError('ERR_TG_AUTH_MISSING_JWKS', `${factory}() needs ${hint}`);
   }
-  if (issuer === undefined || (Array.isArray(issuer) && issuer.length === 0))
-    throw invalidOption('"issuer" is required: tokens from any issuer would be accepted otherwise');
-  if (audience === undefined || (Array.isArray(audience) && audience.length === 0))
-    throw invalidOption('"audience" is required: tokens meant for other services would be accepted otherwise');
-  // An empty or non-string value (an unset env var, a number in a config file) would refuse every token without a word.
-  if (!isClaimValueList(issuer)) throw invalidOption('"issuer" must be a non-empty string or a list of them');
-  if (!isClaimValueList(audience)) throw invalidOption('"audience" must be a non-empty string or a list of them');
+  return jwks;
+}
 
-  const remote = typeof jwks === 'string' || jwks instanceof URL;
-  let getKey: JWTVerifyGetKey;
-  let derived: string[];
-  if (remote) {
+/** The required `iss` and `aud`: without them tokens from any issuer, or meant for any service, would be accepted. */
+function requiredIssuerAndAudience(
+  options: JwtVerifyOptions,
+  factory: string,
+): { issuer: string | string[]; audience: string | string[] } {
+  const { issuer, audience } = options;
+  if (issuer === undefined || (Array.isArray(issuer) && issuer.length === 0))
+    throw invalidOption(factory, '"issuer" is required: tokens from any issuer would be accepted otherwise');
+  if (audience === undefined || (Array.isArray(audience) && audience.length === 0))
+    throw invalidOption(factory, '"audience" is required: tokens meant for other services would be accepted otherwise');
+  // An empty or non-string value (an unset env var, a number in a config file) would refuse every token without a word.
+  if (!isClaimValueList(issuer)) throw invalidOption(factory, '"issuer" must be a non-empty string or a list of them');
+  if (!isClaimValueList(audience))
+    throw invalidOption(factory, '"audience" must be a non-empty string or a list of them');
+  return { issuer, audience };
+}
+
+/** Where a token's key is found, and which algorithms those keys can verify when the options name none. */
+interface SigningKeys {
+  getKey: JWTVerifyGetKey;
+  /** A remote JWKS: a failure to fetch it is the service's (503), not the token's. */
+  remote: boolean;
+  derived: string[];
+  /** Only symmetric keys in a static set make an HMAC algorithm safe to accept. */
+  hasHmacKeys: boolean;
+}
+
+function signingKeys(jwks: JSONWebKeySet | string | URL, options: JwtVerifyOptions, factory: string): SigningKeys {
+  if (typeof jwks === 'string' || jwks instanceof URL) {
     let url: URL;
     try {
       url = new URL(jwks);
     } catch {
-      throw invalidOption('"jwks" is not a valid URL');
+      throw invalidOption(factory, '"jwks" is not a valid URL');
     }
     if (url.protocol !== 'https:' && url.protocol !== 'http:')
-      throw invalidOption('a remote "jwks" must be an http(s) URL');
-    getKey = createRemoteJWKSet(url, {
+      throw invalidOption(factory, 'a remote "jwks" must be an http(s) URL');
+    const durationMs = (value: number | string | undefined, fallback: string, what: string) =>
+      parseDuration(value ?? fallback, `${factory}(): ${what}`);
+    const getKey = createRemoteJWKSet(url, {
       cacheMaxAge: durationMs(options.jwksCacheMaxAge, '10m', 'jwksCacheMaxAge'),
       cooldownDuration: durationMs(options.jwksCooldown, '30s', 'jwksCooldown'),
       timeoutDuration: durationMs(options.jwksTimeout, '5s', 'jwksTimeout'),
     });
-    derived = ASYMMETRIC_ALGS;
-  } else {
-    if (typeof jwks !== 'object' || jwks === null || !Array.isArray(jwks.keys) || jwks.keys.length === 0) {
-      throw invalidOption('a static "jwks" must be { keys: [...] } with at least one key');
-    }
-    getKey = createLocalJWKSet(jwks);
-    derived = algorithmsOfKeys(jwks.keys);
+    return { getKey, remote: true, derived: ASYMMETRIC_ALGS, hasHmacKeys: false };
   }
-  const hasHmacKeys = !remote && (jwks as JSONWebKeySet).keys.some((key) => key.kty === 'oct');
-  const algorithms = options.algorithms ?? derived;
+  if (typeof jwks !== 'object' || jwks === null || !Array.isArray(jwks.keys) || jwks.keys.length === 0) {
+    throw invalidOption(factory, 'a static "jwks" must be { keys: [...] } with at least one key');
+  }
+  return {
+    getKey: createLocalJWKSet(jwks),
+    remote: false,
+    derived: algorithmsOfKeys(jwks.keys),
+    hasHmacKeys: jwks.keys.some((key) => key.kty === 'oct'),
+  };
+}
+
+/** The algorithms a token may be signed with: never `none`, and HMAC only against symmetric keys. */
+function acceptedAlgorithms(options: JwtVerifyOptions, keys: SigningKeys, factory: string): string[] {
+  const algorithms = options.algorithms ?? keys.derived;
   if (!Array.isArray(algorithms) || algorithms.length === 0)
-    throw invalidOption('no signing algorithm can be derived from the keys; set "algorithms"');
+    throw invalidOption(factory, 'no signing algorithm can be derived from the keys; set "algorithms"');
   for (const alg of algorithms) {
     if (typeof alg !== 'string' || alg.toLowerCase() === 'none')
-      throw invalidOption('"none" is never an accepted algorithm');
-    if (alg.startsWith('HS') && !hasHmacKeys)
+      throw invalidOption(factory, '"none" is never an accepted algorithm');
+    if (alg.startsWith('HS') && !keys.hasHmacKeys)
       throw invalidOption(
+        factory,
         `${alg} needs symmetric (oct) keys in a static JWKS; an HMAC token against public keys is a forgery`,
       );
   }
+  return algorithms;
+}
 
+function clockToleranceSeconds(options: JwtVerifyOptions, factory: string): number {
   const clockTolerance =
     options.clockTolerance === undefined
       ? 30
@@ -289,13 +316,27 @@ export function createJwtCheck(options: JwtVerifyOptions, realm: string, factory
         ? options.clockTolerance
         : parseDuration(options.clockTolerance, `${factory}(): clockTolerance`) / 1000;
   if (!Number.isFinite(clockTolerance) || clockTolerance < 0)
-    throw invalidOption('clockTolerance must be a non-negative number of seconds or a duration string');
+    throw invalidOption(factory, 'clockTolerance must be a non-negative number of seconds or a duration string');
+  return clockTolerance;
+}
+
+/** Which claim holds each part of the identity. */
+interface ClaimNames {
+  tenant: string;
+  tier: string;
+  scope: string;
+  user: string;
+  feature: string;
+  models: string | undefined;
+}
+
+function claimNames(options: JwtVerifyOptions, factory: string): ClaimNames {
   for (const name of ['tenantClaim', 'tierClaim', 'scopeClaim', 'userClaim', 'featureClaim', 'modelsClaim'] as const) {
     const value = options[name];
     if (value !== undefined && (typeof value !== 'string' || value === ''))
-      throw invalidOption(`${name} must be a non-empty string`);
+      throw invalidOption(factory, `${name} must be a non-empty string`);
   }
-  const claims = {
+  return {
     tenant: options.tenantClaim ?? 'tenant_id',
     tier: options.tierClaim ?? 'tier',
     scope: options.scopeClaim ?? 'scope',
@@ -303,28 +344,43 @@ export function createJwtCheck(options: JwtVerifyOptions, realm: string, factory
     feature: options.featureClaim ?? 'feature',
     models: options.modelsClaim,
   };
+}
+
+function identityFromPayload(payload: JWTPayload, claims: ClaimNames): Identity {
+  const identity: Identity = {
+    keyId: `jwt:${payload.sub}`,
+    scopes: listClaim(payload, claims.scope) ?? [],
+    authMethod: 'jwt',
+  };
+  const tenantId = stringClaim(payload, claims.tenant);
+  const userId = stringClaim(payload, claims.user);
+  const tier = stringClaim(payload, claims.tier);
+  const feature = stringClaim(payload, claims.feature);
+  const models = listClaim(payload, claims.models);
+  if (tenantId !== undefined) identity.tenantId = tenantId;
+  if (userId !== undefined) identity.userId = userId;
+  if (tier !== undefined) identity.tier = tier;
+  if (feature !== undefined) identity.feature = feature;
+  if (models !== undefined) identity.models = models;
+  return identity;
+}
+
+/**
+ * Validates the verification options once, at factory time, and returns the check of one
+ * token. `factory` names the caller in construction errors (jwtAuth, or apiKeyAuth for its `jwt`).
+ */
+export function createJwtCheck(options: JwtVerifyOptions, realm: string, factory: string): CredentialCheck {
+  if (!isValidRealm(realm)) throw invalidOption(factory, 'realm must be printable ASCII without quotes or backslashes');
+  const jwks = jwksOption(options, factory);
+  const { issuer, audience } = requiredIssuerAndAudience(options, factory);
+  const keys = signingKeys(jwks, options, factory);
+  const { getKey, remote } = keys;
+  const algorithms = acceptedAlgorithms(options, keys, factory);
+  const clockTolerance = clockToleranceSeconds(options, factory);
+  const claims = claimNames(options, factory);
   const mapIdentity = options.mapIdentity;
   const onJwksError = options.onJwksError ?? warnJwksError;
   const verifyOptions = { issuer, audience, algorithms, clockTolerance, requiredClaims: ['sub', 'exp'] };
-
-  function identityFromPayload(payload: JWTPayload): Identity {
-    const identity: Identity = {
-      keyId: `jwt:${payload.sub}`,
-      scopes: listClaim(payload, claims.scope) ?? [],
-      authMethod: 'jwt',
-    };
-    const tenantId = stringClaim(payload, claims.tenant);
-    const userId = stringClaim(payload, claims.user);
-    const tier = stringClaim(payload, claims.tier);
-    const feature = stringClaim(payload, claims.feature);
-    const models = listClaim(payload, claims.models);
-    if (tenantId !== undefined) identity.tenantId = tenantId;
-    if (userId !== undefined) identity.userId = userId;
-    if (tier !== undefined) identity.tier = tier;
-    if (feature !== undefined) identity.feature = feature;
-    if (models !== undefined) identity.models = models;
-    return identity;
-  }
 
   return async function checkJwt(token) {
     let payload: JWTPayload;
@@ -340,7 +396,7 @@ export function createJwtCheck(options: JwtVerifyOptions, realm: string, factory
     }
     if (typeof payload.sub !== 'string' || payload.sub === '')
       return { denial: invalidCredentials(realm, true, rejectionMessage('ERR_JWT_CLAIM_VALIDATION_FAILED', 'sub')) };
-    const identity = identityFromPayload(payload);
+    const identity = identityFromPayload(payload, claims);
     const mapped = mapIdentity ? mapIdentity(identity, payload) : identity;
     if (!mapped) return { denial: invalidCredentials(realm, true, rejectionMessage(undefined, undefined)) };
     return { identity: mapped };

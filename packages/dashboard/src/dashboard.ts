@@ -1,6 +1,6 @@
 // dashboard(): the operator dashboard as an Express router; pages and their JSON behind the admin key.
 import express from 'express';
-import type { NextFunction, Request, Response, Router } from 'express';
+import type { NextFunction, Request, RequestHandler, Response, Router } from 'express';
 import { ApiError } from '@tollgate/core';
 import type { BudgetScope, BudgetSelector } from '@tollgate/budget';
 import { adminOf, requireAdmin, requireCsrf, signInRoutes } from './admin-auth.js';
@@ -107,14 +107,8 @@ function budgetSelector(req: Request): BudgetSelector {
   return { scope: scope as BudgetScope, id: req.params.id as string, tenant };
 }
 
-function pageRoutes(config: DashboardConfig): Router {
-  const router = express.Router();
-  const body = [
-    express.urlencoded({ extended: false, limit: '16kb', parameterLimit: 50 }),
-    express.json({ limit: '16kb' }),
-  ];
-  const write = [...body, requireCsrf];
-
+/** The pages: each read once per view, shown as HTML or JSON. */
+function addPages(router: Router, config: DashboardConfig): void {
   router.get(
     ['/', '/overview'],
     asyncRoute(async function showOverview(req, res) {
@@ -152,6 +146,29 @@ function pageRoutes(config: DashboardConfig): Router {
     }),
   );
 
+  router.get(
+    '/requests',
+    asyncRoute(async function showRequests(req, res) {
+      const ctx = pageContext(req, res, config);
+      sendPage(req, res, await loadRequests(config, readRequestsQuery(req.query as Record<string, unknown>)), (data) =>
+        renderRequests(ctx, data),
+      );
+    }),
+  );
+
+  router.get(
+    '/providers',
+    asyncRoute(async function showProviders(req, res) {
+      const ctx = pageContext(req, res, config);
+      sendPage(req, res, await loadProviders(config, readRange(req.query.range, '24h')), (data) =>
+        renderProviders(ctx, data),
+      );
+    }),
+  );
+}
+
+/** Creating, revoking and rotating keys: forms and JSON, each behind `write` (a body read, the CSRF token checked). */
+function addKeyActions(router: Router, config: DashboardConfig, write: readonly RequestHandler[]): void {
   router.post(
     '/keys',
     ...write,
@@ -197,31 +214,28 @@ function pageRoutes(config: DashboardConfig): Router {
       });
     }),
   );
+}
 
-  router.get(
-    '/requests',
-    asyncRoute(async function showRequests(req, res) {
-      const ctx = pageContext(req, res, config);
-      sendPage(req, res, await loadRequests(config, readRequestsQuery(req.query as Record<string, unknown>)), (data) =>
-        renderRequests(ctx, data),
-      );
-    }),
-  );
+/** The connected budget guard; a dashboard without one can show no budget to change (409). */
+function budgetGuardOf(config: DashboardConfig): NonNullable<DashboardConfig['budgets']> {
+  const guard = config.budgets;
+  if (!guard) throw new ApiError('invalid_request', 'No budget guard is connected to the dashboard.', { status: 409 });
+  return guard;
+}
 
-  router.get(
-    '/providers',
-    asyncRoute(async function showProviders(req, res) {
-      const ctx = pageContext(req, res, config);
-      sendPage(req, res, await loadProviders(config, readRange(req.query.range, '24h')), (data) =>
-        renderProviders(ctx, data),
-      );
-    }),
-  );
+/** Only a budget the guard knows is changed: an unknown one is a 404. */
+async function assertBudgetExists(
+  guard: NonNullable<DashboardConfig['budgets']>,
+  selector: BudgetSelector,
+): Promise<void> {
+  if ((await guard.status(selector)).length === 0)
+    throw new ApiError('not_found', `No budget for ${selectorName(selector)}.`);
+}
 
+/** Topping up and resetting budgets, the global one and each scope's, each behind `write`. */
+function addBudgetActions(router: Router, config: DashboardConfig, write: readonly RequestHandler[]): void {
   const topUp = asyncRoute(async function topUpBudget(req, res) {
-    const guard = config.budgets;
-    if (!guard)
-      throw new ApiError('invalid_request', 'No budget guard is connected to the dashboard.', { status: 409 });
+    const guard = budgetGuardOf(config);
     const selector = budgetSelector(req);
     const raw = (req.body as Record<string, unknown> | undefined)?.usd;
     const usd = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : raw;
@@ -229,8 +243,7 @@ function pageRoutes(config: DashboardConfig): Router {
       throw new ApiError('invalid_request', `A top-up is a positive amount of USD, at most ${MAX_TOP_UP_USD}.`, {
         param: 'usd',
       });
-    if ((await guard.status(selector)).length === 0)
-      throw new ApiError('not_found', `No budget for ${selectorName(selector)}.`);
+    await assertBudgetExists(guard, selector);
     const budgets = await guard.topUp(selector, usd);
     const who = selectorName(selector);
     const fallback =
@@ -241,12 +254,9 @@ function pageRoutes(config: DashboardConfig): Router {
     });
   });
   const reset = asyncRoute(async function resetBudget(req, res) {
-    const guard = config.budgets;
-    if (!guard)
-      throw new ApiError('invalid_request', 'No budget guard is connected to the dashboard.', { status: 409 });
+    const guard = budgetGuardOf(config);
     const selector = budgetSelector(req);
-    if ((await guard.status(selector)).length === 0)
-      throw new ApiError('not_found', `No budget for ${selectorName(selector)}.`);
+    await assertBudgetExists(guard, selector);
     const budgets = await guard.reset(selector);
     const who = selectorName(selector);
     answerWrite(req, res, 200, { budgets }, backPath(req, `${req.baseUrl}/`), {
@@ -258,7 +268,18 @@ function pageRoutes(config: DashboardConfig): Router {
   router.post('/budgets/global/reset', ...write, reset);
   router.post('/budgets/:scope/:id/top-up', ...write, topUp);
   router.post('/budgets/:scope/:id/reset', ...write, reset);
+}
 
+function pageRoutes(config: DashboardConfig): Router {
+  const router = express.Router();
+  const body = [
+    express.urlencoded({ extended: false, limit: '16kb', parameterLimit: 50 }),
+    express.json({ limit: '16kb' }),
+  ];
+  const write = [...body, requireCsrf];
+  addPages(router, config);
+  addKeyActions(router, config, write);
+  addBudgetActions(router, config, write);
   router.use(function answerNotFound(req: Request, _res: Response, next: NextFunction) {
     next(new ApiError('not_found', `No dashboard page ${req.method} ${req.path.slice(0, 200)}.`));
   });

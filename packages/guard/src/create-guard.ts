@@ -2,7 +2,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   createMemoryStores,
-  formatUsd,
   TollgateError,
   type Identity,
   type TollgateStores,
@@ -12,15 +11,13 @@ import type { SendCommand } from '@tollgate/redis';
 import { storeDownAlerts } from './alert-sources.js';
 import { createAlerts, type Alerts, type AlertsOptions } from './alerts.js';
 import { authFailureGuard } from './auth-failure-guard.js';
-import { clientAddress } from './client-address.js';
 import { resolveGuardOptions, type GuardOptions } from './guard-options.js';
 import type { GuardStore } from './guard-store.js';
 import { MemoryGuardStore } from './memory-guard-store.js';
 import { MitigationRegistry } from './mitigation-registry.js';
 import { RedisGuardStore } from './redis-guard-store.js';
 import { repeatedRequestGuard } from './repeated-request-guard.js';
-import { SpendAnomalyDetector, type SubjectFinding } from './spend-anomaly.js';
-import type { ResolvedSpendAnomaly } from './spend-anomaly-options.js';
+import { SpendWatch } from './spend-watch.js';
 import { suspensionGuard } from './suspension-guard.js';
 import type { AnomalyRecord, Mitigation, Subject } from './types.js';
 
@@ -87,43 +84,26 @@ function isAlerts(value: unknown): value is Alerts {
   return typeof value === 'object' && value !== null && typeof (value as Alerts).emit === 'function';
 }
 
-/** A bucket total in words: `$4.21`, `52,000 tokens`, `340 requests`, `requests from 61 addresses`. */
-function amount(metric: AnomalyRecord['metric'], value: number): string {
-  const rounded = Math.round(value).toLocaleString('en-US');
-  switch (metric) {
-    case 'spend':
-      return formatUsd(value);
-    case 'tokens':
-      return `${rounded} tokens`;
-    case 'requests':
-      return `${rounded} requests`;
-    case 'addresses':
-      return `requests from ${rounded} addresses`;
-  }
+/** The guard's own store on the stores it was given: in Redis when they are (shared by every process), else in memory. */
+function guardStoreOn(stores: TollgateStores, options: GuardOptions): GuardStore {
+  if (options.subscriber !== undefined && !isRedisStores(stores))
+    throw new TollgateError('ERR_TG_GUARD_INVALID_OPTION', 'subscriber is for Redis stores (createRedisStores())');
+  const clock = options.clock ? { clock: options.clock } : {};
+  const subscriber = options.subscriber ? { subscriber: options.subscriber } : {};
+  return isRedisStores(stores)
+    ? new RedisGuardStore({ sendCommand: stores.sendCommand, prefix: stores.prefix, ...subscriber, ...clock })
+    : new MemoryGuardStore(clock);
 }
 
-/** One sentence for a person: who, how much in which bucket, against what is usual. */
-export function describeAnomaly(anomaly: AnomalyRecord): string {
-  const who = anomaly.subject.startsWith('tenant:')
-    ? `Tenant ${anomaly.tenantId}`
-    : `Key ${anomaly.keyId}${anomaly.tenantId ? ` (tenant ${anomaly.tenantId})` : ''}`;
-  const when = new Date(anomaly.bucketStart).toISOString();
-  // Spend and tokens are judged without the bucket's largest request (see baseline.ts).
-  const aside = anomaly.metric === 'spend' || anomaly.metric === 'tokens' ? ', its largest request aside' : '';
-  return `${who}: ${amount(anomaly.metric, anomaly.value)} in the ${anomaly.bucketSeconds}s from ${when}${aside}, where about ${amount(anomaly.metric, anomaly.expected)} is usual (score ${anomaly.score.toFixed(1)}).`;
-}
+const pass: Middleware = function tollgateGuardOff(_req, _res, next) {
+  next();
+};
 
 export function createGuard(options: GuardOptions = {}): Guard {
   const config = resolveGuardOptions(options);
   const stores = options.stores ?? createMemoryStores();
   const ownsStores = options.stores === undefined;
-  if (options.subscriber !== undefined && !isRedisStores(stores))
-    throw new TollgateError('ERR_TG_GUARD_INVALID_OPTION', 'subscriber is for Redis stores (createRedisStores())');
-  const clock = options.clock ? { clock: options.clock } : {};
-  const subscriber = options.subscriber ? { subscriber: options.subscriber } : {};
-  const store: GuardStore = isRedisStores(stores)
-    ? new RedisGuardStore({ sendCommand: stores.sendCommand, prefix: stores.prefix, ...subscriber, ...clock })
-    : new MemoryGuardStore(clock);
+  const store = guardStoreOn(stores, options);
   const alerts: Alerts = isAlerts(options.alerts)
     ? options.alerts
     : createAlerts({ claims: store, ...(options.alerts as AlertsOptions | undefined) });
@@ -132,93 +112,7 @@ export function createGuard(options: GuardOptions = {}): Guard {
   const registry = new MitigationRegistry(store, { syncIntervalMs: config.syncIntervalMs, onStoreError });
   const { renderError } = config;
   const spend = config.spendAnomaly;
-
-  /** An anomaly found by this process (the store reports each to one process): logged, told, acted on. */
-  async function act(found: SubjectFinding, settings: ResolvedSpendAnomaly): Promise<void> {
-    const { subject, keyId, tenantId, finding } = found;
-    const anomaly: AnomalyRecord = {
-      id: `anomaly:${subject}:${finding.bucket}`,
-      subject,
-      ...(keyId === undefined ? {} : { keyId }),
-      ...(tenantId === undefined ? {} : { tenantId }),
-      metric: finding.metric,
-      value: finding.value,
-      expected: finding.expected,
-      z: finding.z,
-      score: finding.score,
-      bucketStart: finding.bucket * settings.bucketMs,
-      bucketSeconds: settings.bucketSeconds,
-      at: Date.now(),
-      action: settings.action,
-    };
-    const description = describeAnomaly(anomaly);
-    await store.recordAnomaly(anomaly);
-    const scope = { ...(keyId === undefined ? {} : { keyId }), ...(tenantId === undefined ? {} : { tenantId }) };
-    const reason = `unusual ${anomaly.metric} (${amount(anomaly.metric, anomaly.value)} in ${anomaly.bucketSeconds}s, about ${amount(anomaly.metric, anomaly.expected)} usual; ${anomaly.id})`;
-    if (settings.action === 'throttle') {
-      await registry.put(
-        { kind: 'throttle', subject, reason, scale: settings.throttleScale, anomalyId: anomaly.id },
-        settings.cooldownMs,
-      );
-      alerts.emit({
-        type: 'anomaly',
-        id: anomaly.id,
-        ...scope,
-        message: `${description} Its limits are scaled to ${Math.round(settings.throttleScale * 100)}% for ${Math.round(settings.cooldownMs / 1000)}s.`,
-        details: { ...anomaly },
-      });
-    } else if (settings.action === 'suspend') {
-      await registry.put({ kind: 'suspend', subject, reason, anomalyId: anomaly.id });
-      alerts.emit({ type: 'anomaly', id: anomaly.id, ...scope, message: description, details: { ...anomaly } });
-      alerts.emit({
-        type: 'suspended',
-        id: `suspended:${anomaly.id}`,
-        ...scope,
-        message: `${subject.startsWith('tenant:') ? `Every key of tenant ${tenantId}` : `Key ${keyId}`} is suspended until an operator lifts it: ${reason}.`,
-        details: { ...anomaly },
-      });
-    } else {
-      alerts.emit({ type: 'anomaly', id: anomaly.id, ...scope, message: description, details: { ...anomaly } });
-    }
-  }
-
-  /** Actions on anomalies under way: `flush()` waits for them. */
-  const acting = new Set<Promise<void>>();
-  const detector = spend
-    ? new SpendAnomalyDetector({
-        store,
-        params: { bucketMs: spend.bucketMs, detector: spend.detector },
-        watchKeys: spend.watchKeys,
-        watchTenants: spend.watchTenants,
-        flushIntervalMs: spend.flushIntervalMs,
-        onFinding: (found) => {
-          const action = act(found, spend).catch(onStoreError);
-          acting.add(action);
-          void action.finally(() => acting.delete(action));
-        },
-        onStoreError,
-      })
-    : undefined;
-  const sweep =
-    store instanceof MemoryGuardStore && spend
-      ? setInterval(() => store.sweep((4 * spend.bucketMs) / spend.detector.slowAlpha, spend.bucketMs), 60_000)
-      : undefined;
-  sweep?.unref();
-
-  const pass: Middleware = function tollgateGuardOff(_req, _res, next) {
-    next();
-  };
-
-  function observe(record: UsageRecord, req: IncomingMessage | undefined): void {
-    if (!detector) return;
-    detector.observe({
-      keyId: record.keyId,
-      tenantId: record.tenantId,
-      costNanoUsd: record.costNanoUsd,
-      tokens: record.inputTokens + record.outputTokens,
-      ...(req ? { address: clientAddress(req) } : {}),
-    });
-  }
+  const watch = spend ? new SpendWatch(spend, { store, registry, alerts }, onStoreError) : undefined;
 
   async function lift(subject: `key:${string}` | `tenant:${string}`): Promise<Mitigation[]> {
     const lifted = await Promise.all([registry.lift('suspend', subject), registry.lift('throttle', subject)]);
@@ -240,12 +134,12 @@ export function createGuard(options: GuardOptions = {}): Guard {
           onStoreError,
         })
       : pass,
-    onUsage: (record, req) => observe(record, req),
+    onUsage: (record, req) => watch?.observe(record, req),
     usageSink: {
       name: 'tollgate-guard',
-      write: (record) => observe(record, undefined),
-      flush: async () => detector?.flush(),
-      close: async () => detector?.flush(),
+      write: (record) => watch?.observe(record, undefined),
+      flush: async () => watch?.flushUsage(),
+      close: async () => watch?.flushUsage(),
     },
     limitScale: (identity) => registry.limitScale(identity),
     alerts,
@@ -266,16 +160,14 @@ export function createGuard(options: GuardOptions = {}): Guard {
     mitigations: () => registry.list(),
     anomalies: (limit = 100) => store.anomalies(limit),
     async flush() {
-      await detector?.flush();
-      while (acting.size > 0) await Promise.all(acting);
+      await watch?.flushUsage();
+      await watch?.settle();
       await alerts.flush();
     },
     close() {
       closed ??= (async () => {
-        await detector?.close();
-        while (acting.size > 0) await Promise.all(acting);
+        await watch?.close();
         registry.close();
-        if (sweep) clearInterval(sweep);
         if (ownsAlerts) await alerts.close();
         else await alerts.flush();
         await store.close();

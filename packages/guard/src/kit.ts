@@ -1,6 +1,7 @@
 // @tollgate/guard/kit: everything the package has, for tollgate's own packages and for whoever builds on it.
 // An app needs only `@tollgate/guard`; what is here beyond it may change between minor versions.
-export { createGuard, describeAnomaly, type Guard } from './create-guard.js';
+export { createGuard, type Guard } from './create-guard.js';
+export { describeAnomaly } from './spend-watch.js';
 export {
   resolveGuardOptions,
   type AuthFailuresOptions,

@@ -99,6 +99,85 @@ function readVerdict(verdict: GuardrailVerdict): string | undefined | Error {
   return new TypeError(`a guardrails check returned ${JSON.stringify(verdict)}: undefined or { rule: string }`);
 }
 
+/** A refusal: told to `onRefused` by its rule, rendered to the client. */
+function refuse(config: GuardrailsConfig, req: Request, res: Response, rule: string, error: ApiError): void {
+  config.onRefused?.(rule, req);
+  config.renderError(error, req, res);
+}
+
+/** The check threw, timed out or gave a verdict of the wrong shape: the prompt was not judged, so it is not sent (503). */
+function checkFailed(config: GuardrailsConfig, req: Request, res: Response, cause: unknown): void {
+  refuse(
+    config,
+    req,
+    res,
+    'check:failed',
+    new ApiError('service_unavailable', 'The prompt check did not answer; retry shortly.', {
+      headers: { 'Retry-After': 1 },
+      layer: 'guardrails',
+      cause,
+    }),
+  );
+}
+
+/** The prompt passed: its masks go into the call's body (and are counted), the answer is watched, the chain goes on. */
+function passPrompt(config: GuardrailsConfig, { req, res, next, call, scan, mapped }: ReadPrompt): void {
+  const { onMasked, onRefused } = config;
+  // The body keeps its identity (the route's `req.body` is the same object): its top-level fields take the copies.
+  if (mapped !== call.body) Object.assign(call.body, mapped);
+  if (onMasked) for (const kind of PII_KINDS) if (scan.pii[kind] > 0) onMasked(kind, scan.pii[kind], req);
+  if (config.onAnswerText) watchAnswerText(req, res, call, config.onAnswerText, (rule) => onRefused?.(rule, req));
+  next();
+}
+
+/** Runs the team's check on the texts as they will be sent, under `checkTimeout`; then passes or refuses. */
+function runCheck(config: GuardrailsConfig, prompt: ReadPrompt): void {
+  const { req, res, next } = prompt;
+  const judge = (verdict: GuardrailVerdict) => {
+    const rule = readVerdict(verdict);
+    if (rule instanceof Error) checkFailed(config, req, res, rule);
+    else if (rule === undefined) passPrompt(config, prompt);
+    else
+      refuse(
+        config,
+        req,
+        res,
+        'check',
+        new ApiError('prompt_rejected', `The prompt was refused by guardrail "check:${rule}".`),
+      );
+  };
+  const controller = new AbortController();
+  let verdict: GuardrailVerdict | PromiseLike<GuardrailVerdict>;
+  try {
+    verdict = config.check!({
+      texts: prompt.scan.texts!,
+      call: prompt.call,
+      identity: getContext(req, res).identity,
+      signal: controller.signal,
+    });
+  } catch (error) {
+    checkFailed(config, req, res, error);
+    return;
+  }
+  if (typeof (verdict as PromiseLike<unknown> | undefined)?.then !== 'function') {
+    judge(verdict as GuardrailVerdict);
+    return;
+  }
+  const timeoutMs = config.checkTimeoutMs;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const error = new Error(`the prompt check took longer than ${timeoutMs} ms`);
+      controller.abort(error);
+      reject(error);
+    }, timeoutMs);
+  });
+  Promise.race([verdict, late])
+    .finally(() => clearTimeout(timer))
+    .then(judge, (error: unknown) => checkFailed(config, req, res, error))
+    .catch(next);
+}
+
 /**
  * Express middleware: checks each prompt before the provider call, after auth and before the estimate, the limits
  * and the budget (a refused prompt costs no reservation; a masked one is what is counted and sent). Through the
@@ -116,79 +195,7 @@ function readVerdict(verdict: GuardrailVerdict): string | undefined | Error {
  */
 export function promptGuardrails(options: PromptGuardrailsOptions = {}) {
   const config = resolvePromptGuardrails(options);
-  const { renderError: render, check, onRefused, onMasked } = config;
-
-  const refuse = (req: Request, res: Response, rule: string, error: ApiError) => {
-    onRefused?.(rule, req);
-    render(error, req, res);
-  };
-  const checkFailed = (req: Request, res: Response, cause: unknown) =>
-    refuse(
-      req,
-      res,
-      'check:failed',
-      new ApiError('service_unavailable', 'The prompt check did not answer; retry shortly.', {
-        headers: { 'Retry-After': 1 },
-        layer: 'guardrails',
-        cause,
-      }),
-    );
-
-  /** The prompt passed: its masks go into the call's body (and are counted), the answer is watched, the chain goes on. */
-  const pass = ({ req, res, next, call, scan, mapped }: ReadPrompt) => {
-    // The body keeps its identity (the route's `req.body` is the same object): its top-level fields take the copies.
-    if (mapped !== call.body) Object.assign(call.body, mapped);
-    if (onMasked) for (const kind of PII_KINDS) if (scan.pii[kind] > 0) onMasked(kind, scan.pii[kind], req);
-    if (config.onAnswerText) watchAnswerText(req, res, call, config.onAnswerText, (rule) => onRefused?.(rule, req));
-    next();
-  };
-
-  /** Runs the team's check on the texts as they will be sent, under `checkTimeout`; then passes or refuses. */
-  const runCheck = (prompt: ReadPrompt) => {
-    const { req, res, next } = prompt;
-    const judge = (verdict: GuardrailVerdict) => {
-      const rule = readVerdict(verdict);
-      if (rule instanceof Error) checkFailed(req, res, rule);
-      else if (rule === undefined) pass(prompt);
-      else
-        refuse(
-          req,
-          res,
-          'check',
-          new ApiError('prompt_rejected', `The prompt was refused by guardrail "check:${rule}".`),
-        );
-    };
-    const controller = new AbortController();
-    let verdict: GuardrailVerdict | PromiseLike<GuardrailVerdict>;
-    try {
-      verdict = check!({
-        texts: prompt.scan.texts!,
-        call: prompt.call,
-        identity: getContext(req, res).identity,
-        signal: controller.signal,
-      });
-    } catch (error) {
-      checkFailed(req, res, error);
-      return;
-    }
-    if (typeof (verdict as PromiseLike<unknown> | undefined)?.then !== 'function') {
-      judge(verdict as GuardrailVerdict);
-      return;
-    }
-    const timeoutMs = config.checkTimeoutMs;
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        const error = new Error(`the prompt check took longer than ${timeoutMs} ms`);
-        controller.abort(error);
-        reject(error);
-      }, timeoutMs);
-    });
-    Promise.race([verdict, late])
-      .finally(() => clearTimeout(timer))
-      .then(judge, (error: unknown) => checkFailed(req, res, error))
-      .catch(next);
-  };
+  const { renderError: render, check } = config;
 
   return function tollgatePromptGuardrails(req: Request, res: Response, next: NextFunction): void {
     const call = declareOrAnswer(req, res, next, config.adapter, {}, render);
@@ -202,7 +209,7 @@ export function promptGuardrails(options: PromptGuardrailsOptions = {}) {
     const mapPromptText = (call.adapter as ProviderAdapter).mapPromptText;
     if (!mapPromptText) {
       const message = `The guardrails cannot read the prompts of ${call.api} (its adapter has no mapPromptText): the call is refused rather than sent unchecked.`;
-      refuse(req, res, 'unsupported', new ApiError('misconfigured_route', message));
+      refuse(config, req, res, 'unsupported', new ApiError('misconfigured_route', message));
       return;
     }
     if (getContext(req, res).estimate) {
@@ -213,8 +220,8 @@ export function promptGuardrails(options: PromptGuardrailsOptions = {}) {
     const scan = new PromptScan(config);
     const mapped = mapPromptText(call.body, scan.visit);
     const refusal = scan.refusal();
-    if (refusal) refuse(req, res, refusal.rule, new ApiError('prompt_rejected', refusal.message));
-    else if (check) runCheck({ req, res, next, call, scan, mapped });
-    else pass({ req, res, next, call, scan, mapped });
+    if (refusal) refuse(config, req, res, refusal.rule, new ApiError('prompt_rejected', refusal.message));
+    else if (check) runCheck(config, { req, res, next, call, scan, mapped });
+    else passPrompt(config, { req, res, next, call, scan, mapped });
   };
 }

@@ -104,6 +104,16 @@ export interface ModelRouter {
 /** Output tokens assumed for a target's cost when the request sets no cap and the catalogue names no maximum. */
 const DEFAULT_OUTPUT_TOKENS = 4096;
 
+/** What the parts of one router share: its resolved options, each target's health and the setup's hooks. */
+interface RouterState {
+  readonly config: RouterConfig;
+  /** By target id: one per target, however many groups share it. */
+  readonly health: ReadonlyMap<string, TargetHealth<AttemptResult>>;
+  readonly pricing: Pricing | undefined;
+  readonly onEvent: ((event: RouterEvent) => void) | undefined;
+  readonly random: () => number;
+}
+
 /** Why a try's result counts against its target (undefined: it answered). */
 function failureOf(result: AttemptResult): string | undefined {
   return result.kind === 'answered' ? undefined : result.reason;
@@ -113,9 +123,16 @@ function wait(ms: number): Promise<void> {
   return ms <= 0 ? Promise.resolve() : new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-export function createModelRouter(setup: ModelRouterSetup = {}): ModelRouter {
-  const { pricing, onEvent, onBreakerOpen, random = Math.random, ...options } = setup;
-  const config = resolveRouterOptions(options);
+function healthOf(state: RouterState, target: ResolvedTarget): TargetHealth<AttemptResult> {
+  return state.health.get(target.id)!;
+}
+
+/** Every target once, with its health; a target missing from the pricing table fails here, before any request. */
+function trackTargets(
+  config: RouterConfig,
+  pricing: Pricing | undefined,
+  onBreakerOpen: ModelRouterSetup['onBreakerOpen'],
+): { health: Map<string, TargetHealth<AttemptResult>>; targets: ResolvedTarget[] } {
   const health = new Map<string, TargetHealth<AttemptResult>>();
   const targets: ResolvedTarget[] = [];
   for (const group of config.groups.values()) {
@@ -131,210 +148,224 @@ export function createModelRouter(setup: ModelRouterSetup = {}): ModelRouter {
       targets.push(target);
     }
   }
-  const healthOf = (target: ResolvedTarget) => health.get(target.id)!;
+  return { health, targets };
+}
 
-  function estimatedCost(target: ResolvedTarget, request: RouteRequest): number {
-    const price = pricing?.find(target.model);
-    if (!price) return Number.POSITIVE_INFINITY;
-    return maxCostNanoUsd(
-      request.inputTokens,
-      request.outputTokens ?? price.maxOutputTokens ?? DEFAULT_OUTPUT_TOKENS,
-      price,
-    );
-  }
+function estimatedCost(pricing: Pricing | undefined, target: ResolvedTarget, request: RouteRequest): number {
+  const price = pricing?.find(target.model);
+  if (!price) return Number.POSITIVE_INFINITY;
+  return maxCostNanoUsd(
+    request.inputTokens,
+    request.outputTokens ?? price.maxOutputTokens ?? DEFAULT_OUTPUT_TOKENS,
+    price,
+  );
+}
 
-  /** The group's targets in the strategy's order (the group's own list when that is the order: never changed by the caller). */
-  function ordered(group: ResolvedGroup, request: RouteRequest): readonly ResolvedTarget[] {
-    const list = group.targets;
-    if (list.length === 1) return list;
-    switch (group.strategy) {
-      case 'fallback':
-        return list;
-      case 'cheapest': {
-        const costs = new Map(list.map((target) => [target, estimatedCost(target, request)]));
-        return [...list].sort((a, b) => costs.get(a)! - costs.get(b)!);
-      }
-      case 'lowest-latency':
-        // A target never measured goes first: it gets its first sample.
-        return [...list].sort((a, b) => (healthOf(a).ttfbMs ?? 0) - (healthOf(b).ttfbMs ?? 0));
-      case 'weighted': {
-        let pick = random() * group.totalWeight;
-        let chosen = list[list.length - 1]!;
-        for (const target of list) {
-          pick -= target.weight;
-          if (pick < 0) {
-            chosen = target;
-            break;
-          }
+/** The group's targets in the strategy's order (the group's own list when that is the order: never changed by the caller). */
+function orderTargets(state: RouterState, group: ResolvedGroup, request: RouteRequest): readonly ResolvedTarget[] {
+  const list = group.targets;
+  if (list.length === 1) return list;
+  switch (group.strategy) {
+    case 'fallback':
+      return list;
+    case 'cheapest': {
+      const costs = new Map(list.map((target) => [target, estimatedCost(state.pricing, target, request)]));
+      return [...list].sort((a, b) => costs.get(a)! - costs.get(b)!);
+    }
+    case 'lowest-latency':
+      // A target never measured goes first: it gets its first sample.
+      return [...list].sort((a, b) => (healthOf(state, a).ttfbMs ?? 0) - (healthOf(state, b).ttfbMs ?? 0));
+    case 'weighted': {
+      let pick = state.random() * group.totalWeight;
+      let chosen = list[list.length - 1]!;
+      for (const target of list) {
+        pick -= target.weight;
+        if (pick < 0) {
+          chosen = target;
+          break;
         }
-        return [chosen, ...list.filter((target) => target !== chosen)];
       }
+      return [chosen, ...list.filter((target) => target !== chosen)];
     }
   }
+}
 
-  function plan(request: RouteRequest): RoutePlan | undefined {
-    const requestClass = config.classes.get(request.model);
-    const group = requestClass ? classifyRequest(requestClass, request) : config.groups.get(request.model);
-    if (!group) return undefined;
-    const order = ordered(group, request);
-    // Healthy targets first, each part in the strategy's order: an open breaker is tried only when its cooldown is over.
-    // Every target healthy (the usual case): the order as it is, with no list built to find that out.
-    const now = Date.now();
-    let allHealthy = true;
-    for (const target of order) {
-      if (!healthOf(target).available(now)) {
-        allHealthy = false;
-        break;
-      }
+function planRoute(state: RouterState, request: RouteRequest): RoutePlan | undefined {
+  const { config } = state;
+  const requestClass = config.classes.get(request.model);
+  const group = requestClass ? classifyRequest(requestClass, request) : config.groups.get(request.model);
+  if (!group) return undefined;
+  const order = orderTargets(state, group, request);
+  // Healthy targets first, each part in the strategy's order: an open breaker is tried only when its cooldown is over.
+  // Every target healthy (the usual case): the order as it is, with no list built to find that out.
+  const now = Date.now();
+  let allHealthy = true;
+  for (const target of order) {
+    if (!healthOf(state, target).available(now)) {
+      allHealthy = false;
+      break;
     }
-    if (allHealthy) return { requestedModel: request.model, group, targets: order };
-    const healthy = order.filter((target) => healthOf(target).available(now));
+  }
+  if (allHealthy) return { requestedModel: request.model, group, targets: order };
+  const healthy = order.filter((target) => healthOf(state, target).available(now));
+  return {
+    requestedModel: request.model,
+    group,
+    targets: [...healthy, ...order.filter((target) => !healthy.includes(target))],
+  };
+}
+
+/** The index of the next target to try from `from` on, going round the plan; -1 when none is available. */
+function nextTarget(
+  state: RouterState,
+  order: readonly ResolvedTarget[],
+  from: number,
+  excluded: ReadonlySet<ResolvedTarget> | undefined,
+): number {
+  for (let step = 0; step < order.length; step++) {
+    const index = (from + step) % order.length;
+    const target = order[index]!;
+    if (!excluded?.has(target) && healthOf(state, target).available()) return index;
+  }
+  return -1;
+}
+
+function note(
+  state: RouterState,
+  route: RoutePlan,
+  type: RouterEvent['type'],
+  target: ResolvedTarget,
+  reason: string,
+  delayMs?: number,
+): void {
+  state.onEvent?.({
+    type,
+    requestedModel: route.requestedModel,
+    target: target.id,
+    reason,
+    ...(delayMs === undefined ? {} : { delayMs }),
+  });
+}
+
+/**
+ * No try left an answer to pass on: every target open (503, with when one may be tried), or none could take the
+ * request (502, with why each was skipped).
+ */
+function exhaustedRoute(state: RouterState, route: RoutePlan, skipped: readonly string[] | undefined): RouteFailure {
+  const openUntil = route.targets
+    .map((target) => healthOf(state, target).retryAt())
+    .filter((at): at is number => at !== undefined);
+  if (openUntil.length === route.targets.length)
     return {
-      requestedModel: request.model,
-      group,
-      targets: [...healthy, ...order.filter((target) => !healthy.includes(target))],
+      status: 503,
+      message: `Every target of "${route.requestedModel}" is failing (circuit breakers open); retry shortly.`,
+      retryAfterMs: Math.max(0, Math.min(...openUntil) - Date.now()),
     };
-  }
+  return {
+    status: 502,
+    message: `No target of "${route.requestedModel}" could take the request${skipped ? `: ${skipped.join('; ')}` : ''}.`,
+  };
+}
 
-  /** The index of the next target to try from `from` on, going round the plan; -1 when none is available. */
-  function nextTarget(
-    order: readonly ResolvedTarget[],
-    from: number,
-    excluded: ReadonlySet<ResolvedTarget> | undefined,
-  ): number {
-    for (let step = 0; step < order.length; step++) {
-      const index = (from + step) % order.length;
+/** Runs the request's tries until one answers or none is left (see `ModelRouter.run`). */
+async function runRoute(state: RouterState, route: RoutePlan, attempts: RouteAttempts): Promise<void> {
+  const { retry } = state.config;
+  const order = route.targets;
+  let triesLeft = retry.attempts + 1;
+  // What only a failure needs is made at the first failure: a first try that answers makes none of it.
+  let triedCount: Map<ResolvedTarget, number> | undefined;
+  let lastHint: Map<ResolvedTarget, number | undefined> | undefined;
+  let excluded: Set<ResolvedTarget> | undefined;
+  let skipped: string[] | undefined;
+  let pending: (() => void) | undefined;
+  let index = 0;
+  try {
+    while (triesLeft > 0) {
+      if (attempts.gone?.()) return;
+      index = nextTarget(state, order, index, excluded);
+      if (index < 0) break;
       const target = order[index]!;
-      if (!excluded?.has(target) && healthOf(target).available()) return index;
-    }
-    return -1;
-  }
-
-  function note(
-    route: RoutePlan,
-    type: RouterEvent['type'],
-    target: ResolvedTarget,
-    reason: string,
-    delayMs?: number,
-  ): void {
-    onEvent?.({
-      type,
-      requestedModel: route.requestedModel,
-      target: target.id,
-      reason,
-      ...(delayMs === undefined ? {} : { delayMs }),
-    });
-  }
-
-  async function run(route: RoutePlan, attempts: RouteAttempts): Promise<void> {
-    const { retry } = config;
-    const order = route.targets;
-    let triesLeft = retry.attempts + 1;
-    // What only a failure needs is made at the first failure: a first try that answers makes none of it.
-    let triedCount: Map<ResolvedTarget, number> | undefined;
-    let lastHint: Map<ResolvedTarget, number | undefined> | undefined;
-    let excluded: Set<ResolvedTarget> | undefined;
-    let skipped: string[] | undefined;
-    let pending: (() => void) | undefined;
-    let index = 0;
-    try {
-      while (triesLeft > 0) {
-        if (attempts.gone?.()) return;
-        index = nextTarget(order, index, excluded);
-        if (index < 0) break;
-        const target = order[index]!;
-        const tried = triedCount?.get(target) ?? 0;
-        if (tried === 0) {
-          let unfit = attempts.prepare(target);
-          // Awaited only when it is a promise (a re-pricing): an answer at hand costs no turn of the microtask queue.
-          if (typeof unfit === 'object') unfit = await unfit;
-          if (unfit !== undefined) {
-            (excluded ??= new Set()).add(target);
-            (skipped ??= []).push(`${target.id}: ${unfit}`);
-            note(route, 'skipped', target, unfit);
-            continue;
-          }
-        } else {
-          // The same target again: wait first (its own hint, else full jitter). Another target goes at once.
-          const delayMs = retryDelayMs(tried, retry.baseDelayMs, retry.maxDelayMs, lastHint?.get(target), random);
-          note(route, 'retry', target, 'after a failure', delayMs);
-          await wait(delayMs);
-          if (attempts.gone?.()) return;
-          // Switching back re-prices too: another target may have been prepared in between.
-          const unfit = await attempts.prepare(target);
-          if (unfit !== undefined) {
-            (excluded ??= new Set()).add(target);
-            note(route, 'skipped', target, unfit);
-            continue;
-          }
-        }
-        const outcome = await healthOf(target).guard(() => attempts.send(target));
-        if (!outcome.ran) {
-          // Opened (or probed) by a concurrent request since the plan: no try spent, the next target goes.
+      const tried = triedCount?.get(target) ?? 0;
+      if (tried === 0) {
+        let unfit = attempts.prepare(target);
+        // Awaited only when it is a promise (a re-pricing): an answer at hand costs no turn of the microtask queue.
+        if (typeof unfit === 'object') unfit = await unfit;
+        if (unfit !== undefined) {
           (excluded ??= new Set()).add(target);
-          (skipped ??= []).push(`${target.id}: circuit breaker open`);
+          (skipped ??= []).push(`${target.id}: ${unfit}`);
+          note(state, route, 'skipped', target, unfit);
           continue;
         }
-        triesLeft--;
-        const result = outcome.result;
-        if (result.kind === 'answered') {
-          pending = undefined;
-          healthOf(target).noteFirstByte(result.firstByteMs);
-          return;
+      } else {
+        // The same target again: wait first (its own hint, else full jitter). Another target goes at once.
+        const delayMs = retryDelayMs(tried, retry.baseDelayMs, retry.maxDelayMs, lastHint?.get(target), state.random);
+        note(state, route, 'retry', target, 'after a failure', delayMs);
+        await wait(delayMs);
+        if (attempts.gone?.()) return;
+        // Switching back re-prices too: another target may have been prepared in between.
+        const unfit = await attempts.prepare(target);
+        if (unfit !== undefined) {
+          (excluded ??= new Set()).add(target);
+          note(state, route, 'skipped', target, unfit);
+          continue;
         }
-        (triedCount ??= new Map()).set(target, tried + 1);
-        note(route, 'failed', target, result.reason);
-        if (result.kind === 'failed') {
-          pending = undefined;
-          return;
-        }
-        pending = result.deliver;
-        (lastHint ??= new Map()).set(target, result.retryAfterMs);
-        // Round the plan: the next target if there is one, this one again if it is alone.
-        index = (index + 1) % order.length;
       }
-      if (attempts.gone?.()) return;
-      if (pending) {
-        const deliver = pending;
+      const outcome = await healthOf(state, target).guard(() => attempts.send(target));
+      if (!outcome.ran) {
+        // Opened (or probed) by a concurrent request since the plan: no try spent, the next target goes.
+        (excluded ??= new Set()).add(target);
+        (skipped ??= []).push(`${target.id}: circuit breaker open`);
+        continue;
+      }
+      triesLeft--;
+      const result = outcome.result;
+      if (result.kind === 'answered') {
         pending = undefined;
-        deliver();
+        healthOf(state, target).noteFirstByte(result.firstByteMs);
         return;
       }
-      // No try left an answer to pass on: every target open (503, with when one may be tried), or none could take it (502).
-      const openUntil = order
-        .map((target) => healthOf(target).retryAt())
-        .filter((at): at is number => at !== undefined);
-      const allOpen = openUntil.length === order.length;
-      attempts.fail(
-        allOpen
-          ? {
-              status: 503,
-              message: `Every target of "${route.requestedModel}" is failing (circuit breakers open); retry shortly.`,
-              retryAfterMs: Math.max(0, Math.min(...openUntil) - Date.now()),
-            }
-          : {
-              status: 502,
-              message: `No target of "${route.requestedModel}" could take the request${skipped ? `: ${skipped.join('; ')}` : ''}.`,
-            },
-      );
-    } catch (error) {
-      // A transport that throws is a bug of its own: the client still gets an answer, once.
-      if (pending) pending();
-      else
-        attempts.fail({
-          status: 502,
-          message: `Routing "${route.requestedModel}" failed: ${error instanceof Error ? error.message : String(error)}`,
-        });
+      (triedCount ??= new Map()).set(target, tried + 1);
+      note(state, route, 'failed', target, result.reason);
+      if (result.kind === 'failed') {
+        pending = undefined;
+        return;
+      }
+      pending = result.deliver;
+      (lastHint ??= new Map()).set(target, result.retryAfterMs);
+      // Round the plan: the next target if there is one, this one again if it is alone.
+      index = (index + 1) % order.length;
     }
+    if (attempts.gone?.()) return;
+    if (pending) {
+      const deliver = pending;
+      pending = undefined;
+      deliver();
+      return;
+    }
+    attempts.fail(exhaustedRoute(state, route, skipped));
+  } catch (error) {
+    // A transport that throws is a bug of its own: the client still gets an answer, once.
+    if (pending) pending();
+    else
+      attempts.fail({
+        status: 502,
+        message: `Routing "${route.requestedModel}" failed: ${error instanceof Error ? error.message : String(error)}`,
+      });
   }
+}
 
+export function createModelRouter(setup: ModelRouterSetup = {}): ModelRouter {
+  const { pricing, onEvent, onBreakerOpen, random = Math.random, ...options } = setup;
+  const config = resolveRouterOptions(options);
+  const { health, targets } = trackTargets(config, pricing, onBreakerOpen);
+  const state: RouterState = { config, health, pricing, onEvent, random };
   return {
     config,
     targets,
     serves: (model) => config.groups.has(model) || config.classes.has(model),
-    plan,
-    firstAvailable: (route) => route.targets.find((target) => healthOf(target).available()),
-    run,
-    health: () => targets.map((target) => healthOf(target).report()),
+    plan: (request) => planRoute(state, request),
+    firstAvailable: (route) => route.targets.find((target) => healthOf(state, target).available()),
+    run: (route, attempts) => runRoute(state, route, attempts),
+    health: () => targets.map((target) => healthOf(state, target).report()),
   };
 }
