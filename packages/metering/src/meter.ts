@@ -1,7 +1,15 @@
 // meter(): estimates a provider request before the handler, reads real usage from the response on the way, settles once.
 import { ApiError, getContext, TollgateError, UnknownModelError } from '@tollgate/core';
 import { costNanoUsd, sequentialIds } from '@tollgate/core/kit';
-import type { Pricing, ReportedUsage, TokenUsage, TollgateContext, UsageEstimate, UsageRecord } from '@tollgate/core';
+import type {
+  ErrorRenderer,
+  Pricing,
+  ReportedUsage,
+  TokenUsage,
+  TollgateContext,
+  UsageEstimate,
+  UsageRecord,
+} from '@tollgate/core';
 import type { MeterCharge, ProviderCall, ResolvedPrice } from '@tollgate/core/kit';
 import {
   adapterFor,
@@ -230,79 +238,11 @@ function outputCountings({
  */
 export function meter(options: MeterOptions = {}) {
   const config = resolveMeterOptions(options);
-  const { pricing, sinks, spool, declaredAdapter, declaration, defaultCapOf, tierCaps, includeStreamUsage } = config;
-  const { renderError: render, onUsage, tracer } = config;
-  const deliver = usageDeliverer(spool, sinks);
-  const countCache = config.countCacheChars === 0 ? undefined : new TokenCountCache(config.countCacheChars);
+  const { pricing, declaredAdapter, declaration, renderError } = config;
   // Load the encoding of current models (and of every lower bound) now, off the request path; until then counts use
   // the byte bound. Another encoding loads the first time a request needs it.
   void preloadTokenizers(['o200k_base']);
-
-  const countingOfPrice = outputCountings(config);
-  /** The counting of the model the request runs with now: a model group may have switched it since the estimate. */
-  const countingOf = (ctx: TollgateContext): OutputCounting => {
-    const model = ctx.estimate?.model ?? ctx.call?.model;
-    return countingOfPrice(model === undefined ? undefined : pricing.find(model));
-  };
-
-  const settling: Settling = { pricing, deliver, onUsage, spool, tracer };
-
-  /** Caps the declared call's output as the route and tier say, and prices its model; throws ApiError for the client. */
-  const admit = (req: Request, call: ProviderCall, ctx: TollgateContext): ResolvedPrice => {
-    const tier = ctx.identity?.tier;
-    const tierCap = tier === undefined ? undefined : tierCaps.get(tier);
-    if (call.outputCap === undefined) {
-      const defaultCap = tierCap ?? defaultCapOf(req);
-      // A cap the provider does not know about would not bound anything: it goes into the body.
-      if (defaultCap !== undefined) ctx.limitOutput(positiveInteger(defaultCap, 'defaultMaxOutputTokens')!);
-    } else if (tierCap !== undefined) {
-      ctx.limitOutput(tierCap);
-    }
-    return pricing.get(call.model!);
-  };
-
-  // Spelled out, not spread: see docs/performance.md (object literals with a spread).
-  const estimateInput = (call: ProviderCall, adapter: ProviderAdapter, ctx: TollgateContext): EstimateRequestInput => ({
-    api: adapter,
-    body: call.body,
-    model: call.model!,
-    pricing,
-    imageTokens: config.imageTokens,
-    maxEstimateMs: config.maxEstimateMs,
-    estimateSliceMs: config.estimateSliceMs,
-    approximationFactor: config.approximationFactor,
-    countCache,
-    // Per tenant: no tenant learns from a faster answer what another one sent.
-    countScope: ctx.identity?.tenantId ?? '',
-  });
-
-  /** An estimate failed: an unpriced model or a bad request is the client's 400, anything else the app's error. */
-  const refuse = (error: unknown, model: string | undefined, req: Request, res: Response, next: NextFunction): void => {
-    if (error instanceof UnknownModelError) {
-      const message = `The model "${model}" is not available: it has no price in this gateway's pricing table.`;
-      render(new ApiError('invalid_request', message, { param: 'model', cause: error }), req, res);
-    } else if (error instanceof ApiError) {
-      render(error, req, res);
-    } else {
-      next(error);
-    }
-  };
-
-  /** The call is estimated: the estimate goes on the request, the stream is asked for its usage, the response is tapped. */
-  const charge = (
-    req: Request,
-    res: Response,
-    next: NextFunction,
-    ctx: TollgateContext,
-    call: ProviderCall,
-    adapter: ProviderAdapter,
-    estimate: RequestEstimate,
-    price: ResolvedPrice,
-  ): void => {
-    const addedUsage = includeStreamUsage && call.stream && adapter.requestStreamUsage(call.body);
-    ctx.setEstimate(estimate, price);
-    takeCharge(req, res, next, ctx, adapter, addedUsage);
-  };
+  const state = meterState(config);
 
   return function meterUsage(req: Request, res: Response, next: NextFunction): void {
     const ctx = getContext(req, res);
@@ -311,49 +251,52 @@ export function meter(options: MeterOptions = {}) {
       next();
       return;
     }
-    const call = declareOrAnswer(req, res, next, declaredAdapter, declaration, render);
+    const call = declareOrAnswer(req, res, next, declaredAdapter, declaration, renderError);
     if (call === false) return;
     if (call === undefined) {
-      takeCharge(req, res, next, ctx, undefined, false);
+      takeCharge(state, req, res, next, ctx, undefined, false);
       return;
     }
     const adapter = adapterFor(call.adapter as ProviderAdapter);
     // Answered from the response cache (known before the meter): no reservation needs an estimate, so the prompt is
     // not tokenized; the record reads the stored answer's usage and prices it at the model's price.
     if (ctx.cacheHit && call.model !== undefined && pricing.find(call.model)) {
-      takeCharge(req, res, next, ctx, adapter, false);
+      takeCharge(state, req, res, next, ctx, adapter, false);
       return;
     }
-    let price: ResolvedPrice;
-    let estimate: RequestEstimate | undefined;
-    try {
-      price = admit(req, call, ctx);
-      estimate = estimateRequestAtOnce(estimateInput(call, adapter, ctx));
-    } catch (error) {
-      refuse(error, call.model, req, res, next);
-      return;
-    }
-    if (estimate) {
-      charge(req, res, next, ctx, call, adapter, estimate, price);
-      return;
-    }
-    // A larger prompt is counted in slices, with the event loop turning between them.
-    estimateRequestAsync(estimateInput(call, adapter, ctx))
-      .then(
-        (counted) => {
-          // The client left while it was counted: core settled the request on 'close' already.
-          if (ctx.settled) return;
-          charge(req, res, next, ctx, call, adapter, counted, price);
-        },
-        (error: unknown) => {
-          if (!ctx.settled) refuse(error, call.model, req, res, next);
-        },
-      )
-      .catch((error: unknown) => next(error));
+    estimateAndCharge(state, req, res, next, ctx, call, adapter);
   };
+}
 
-  /** Usage a handler reports must be priceable: an unknown model is never free. */
-  function checkReportedUsage(ctx: TollgateContext, usage: ReportedUsage): void {
+/** What a meter makes once from its resolved options: what each request's admission, estimate and charge read. */
+interface MeterState {
+  readonly config: ResolvedMeterOptions;
+  readonly countCache: TokenCountCache | undefined;
+  /** The counting of the model the request runs with now: a model group may have switched it since the estimate. */
+  readonly countingOf: (ctx: TollgateContext) => OutputCounting;
+  readonly settling: Settling;
+  /** Set on each metered request's context: usage a handler reports must be priceable. */
+  readonly usageCheck: (ctx: TollgateContext, usage: ReportedUsage) => void;
+}
+
+function meterState(config: ResolvedMeterOptions): MeterState {
+  const { pricing, spool, sinks, onUsage, tracer } = config;
+  const countingOfPrice = outputCountings(config);
+  return {
+    config,
+    countCache: config.countCacheChars === 0 ? undefined : new TokenCountCache(config.countCacheChars),
+    countingOf: (ctx) => {
+      const model = ctx.estimate?.model ?? ctx.call?.model;
+      return countingOfPrice(model === undefined ? undefined : pricing.find(model));
+    },
+    settling: { pricing, deliver: usageDeliverer(spool, sinks), onUsage, spool, tracer },
+    usageCheck: reportedUsageCheck(pricing),
+  };
+}
+
+/** Usage a handler reports must be priceable: an unknown model is never free. */
+function reportedUsageCheck(pricing: Pricing): (ctx: TollgateContext, usage: ReportedUsage) => void {
+  return function checkReportedUsage(ctx, usage) {
     const model = usage.model ?? ctx.estimate?.model;
     if (model === undefined) {
       throw new TollgateError(
@@ -363,27 +306,140 @@ export function meter(options: MeterOptions = {}) {
     }
     // Billed at the admitted model's price when the reported one is unknown (see buildRecord); without one, refused.
     if (!pricing.find(model) && !(ctx.estimate && pricing.find(ctx.estimate.model))) throw new UnknownModelError(model);
-  }
+  };
+}
 
-  /** Marks the request metered, taps the response and settles it when the response closes; then calls next. */
-  function takeCharge(
-    req: Request,
-    res: Response,
-    next: NextFunction,
-    ctx: TollgateContext,
-    adapter: ProviderAdapter | undefined,
-    addedUsage: boolean,
-  ): void {
-    ctx.metered = true;
-    ctx.usageCheck = checkReportedUsage;
-    const route = routeOf(req);
-    const tap = new UsageTap(res, ctx, adapter, addedUsage, countingOf);
-    const charge = new MeteredRequest(settling, req, res, ctx, adapter, tap, route);
-    ctx.meterCharge = charge;
-    tap.bill = charge;
-    if (adapter && (spool || tracer)) ctx.onSending(() => charge.noteSending());
-    next();
+/**
+ * Admits and estimates a declared call, then takes charge of it: at once when the prompt is small enough, else
+ * counted in slices with the event loop turning between them. A failed admission or estimate is refused.
+ */
+function estimateAndCharge(
+  state: MeterState,
+  req: Request,
+  res: Response,
+  next: NextFunction,
+  ctx: TollgateContext,
+  call: ProviderCall,
+  adapter: ProviderAdapter,
+): void {
+  const render = state.config.renderError;
+  let price: ResolvedPrice;
+  let estimate: RequestEstimate | undefined;
+  try {
+    price = admitCall(state.config, req, call, ctx);
+    estimate = estimateRequestAtOnce(estimateInput(state, call, adapter, ctx));
+  } catch (error) {
+    refuseEstimate(render, error, call.model, req, res, next);
+    return;
   }
+  // Estimated: the estimate goes on the request, the stream is asked for its usage, the response is tapped.
+  if (estimate) {
+    const addedUsage = askStreamUsage(state.config, call, adapter);
+    ctx.setEstimate(estimate, price);
+    takeCharge(state, req, res, next, ctx, adapter, addedUsage);
+    return;
+  }
+  // A larger prompt is counted in slices, with the event loop turning between them.
+  estimateRequestAsync(estimateInput(state, call, adapter, ctx))
+    .then(
+      (counted) => {
+        // The client left while it was counted: core settled the request on 'close' already.
+        if (ctx.settled) return;
+        const addedUsage = askStreamUsage(state.config, call, adapter);
+        ctx.setEstimate(counted, price);
+        takeCharge(state, req, res, next, ctx, adapter, addedUsage);
+      },
+      (error: unknown) => {
+        if (!ctx.settled) refuseEstimate(render, error, call.model, req, res, next);
+      },
+    )
+    .catch((error: unknown) => next(error));
+}
+
+/** Caps the declared call's output as the route and tier say, and prices its model; throws ApiError for the client. */
+function admitCall(
+  config: ResolvedMeterOptions,
+  req: Request,
+  call: ProviderCall,
+  ctx: TollgateContext,
+): ResolvedPrice {
+  const tier = ctx.identity?.tier;
+  const tierCap = tier === undefined ? undefined : config.tierCaps.get(tier);
+  if (call.outputCap === undefined) {
+    const defaultCap = tierCap ?? config.defaultCapOf(req);
+    // A cap the provider does not know about would not bound anything: it goes into the body.
+    if (defaultCap !== undefined) ctx.limitOutput(positiveInteger(defaultCap, 'defaultMaxOutputTokens')!);
+  } else if (tierCap !== undefined) {
+    ctx.limitOutput(tierCap);
+  }
+  return config.pricing.get(call.model!);
+}
+
+// Spelled out, not spread: see docs/performance.md (object literals with a spread).
+function estimateInput(
+  { config, countCache }: MeterState,
+  call: ProviderCall,
+  adapter: ProviderAdapter,
+  ctx: TollgateContext,
+): EstimateRequestInput {
+  return {
+    api: adapter,
+    body: call.body,
+    model: call.model!,
+    pricing: config.pricing,
+    imageTokens: config.imageTokens,
+    maxEstimateMs: config.maxEstimateMs,
+    estimateSliceMs: config.estimateSliceMs,
+    approximationFactor: config.approximationFactor,
+    countCache,
+    // Per tenant: no tenant learns from a faster answer what another one sent.
+    countScope: ctx.identity?.tenantId ?? '',
+  };
+}
+
+/** An estimate failed: an unpriced model or a bad request is the client's 400, anything else the app's error. */
+function refuseEstimate(
+  render: ErrorRenderer,
+  error: unknown,
+  model: string | undefined,
+  req: Request,
+  res: Response,
+  next: NextFunction,
+): void {
+  if (error instanceof UnknownModelError) {
+    const message = `The model "${model}" is not available: it has no price in this gateway's pricing table.`;
+    render(new ApiError('invalid_request', message, { param: 'model', cause: error }), req, res);
+  } else if (error instanceof ApiError) {
+    render(error, req, res);
+  } else {
+    next(error);
+  }
+}
+
+/** Whether the request was changed to ask its stream for the usage (`includeStreamUsage`). */
+function askStreamUsage(config: ResolvedMeterOptions, call: ProviderCall, adapter: ProviderAdapter): boolean {
+  return config.includeStreamUsage && call.stream && adapter.requestStreamUsage(call.body);
+}
+
+/** Marks the request metered, taps the response and settles it when the response closes; then calls next. */
+function takeCharge(
+  state: MeterState,
+  req: Request,
+  res: Response,
+  next: NextFunction,
+  ctx: TollgateContext,
+  adapter: ProviderAdapter | undefined,
+  addedUsage: boolean,
+): void {
+  ctx.metered = true;
+  ctx.usageCheck = state.usageCheck;
+  const route = routeOf(req);
+  const tap = new UsageTap(res, ctx, adapter, addedUsage, state.countingOf);
+  const charge = new MeteredRequest(state.settling, req, res, ctx, adapter, tap, route);
+  ctx.meterCharge = charge;
+  tap.bill = charge;
+  if (adapter && (state.settling.spool || state.settling.tracer)) ctx.onSending(() => charge.noteSending());
+  next();
 }
 
 /** What settling a request needs of its meter's options, resolved once per meter. */

@@ -109,6 +109,29 @@ class Series {
     }
     return series;
   }
+
+  /** Counts one record of this tenant, model and feature. */
+  count(record: UsageRecord): void {
+    this.outcome(record.status, record.usageSource).inc();
+    if (record.savedNanoUsd)
+      this.saved(record.usageSource === 'cache' ? 'response_cache' : 'prompt_cache').inc(
+        nanoToUsd(record.savedNanoUsd),
+      );
+    // A cache hit reached no provider: its tokens were not spent again.
+    if (record.usageSource === 'cache') {
+      this.latency.observe(record.latencyMs / 1000);
+      return;
+    }
+    const tokens = this.tokens;
+    const uncached = Math.max(0, record.inputTokens - record.cachedInputTokens - record.cacheWriteTokens);
+    if (uncached > 0) tokens.input.inc(uncached);
+    if (record.cachedInputTokens > 0) tokens.cached_input.inc(record.cachedInputTokens);
+    if (record.cacheWriteTokens > 0) tokens.cache_write.inc(record.cacheWriteTokens);
+    if (record.outputTokens > 0) tokens.output.inc(record.outputTokens);
+    if (record.reasoningTokens > 0) tokens.reasoning.inc(record.reasoningTokens);
+    if (record.costNanoUsd > 0) this.cost.inc(nanoToUsd(record.costNanoUsd));
+    this.latency.observe(record.latencyMs / 1000);
+  }
 }
 
 /** Series by tenant, then model, then feature (each level holds the bounded values: at most maxLabelValues + 1). */
@@ -194,92 +217,23 @@ export function prometheusSink(options: PrometheusSinkOptions = {}): PrometheusS
     LabelName,
     BoundedLabel
   >;
-  const names = {
-    requests: `${prefix}requests_total`,
-    tokens: `${prefix}tokens_total`,
-    cost: `${prefix}cost_usd_total`,
-    latency: `${prefix}request_duration_seconds`,
-    saved: `${prefix}saved_usd_total`,
-  };
-  const metrics: SinkMetrics = {
-    requests: reuse(
-      registry,
-      names.requests,
-      SeriesCounter,
-      () => new SeriesCounter(names.requests, 'Metered provider requests.', registry),
-    ),
-    tokens: reuse(
-      registry,
-      names.tokens,
-      SeriesCounter,
-      () =>
-        new SeriesCounter(
-          names.tokens,
-          'Tokens by class: input (uncached), cached_input, cache_write, output (reasoning included), reasoning.',
-          registry,
-        ),
-    ),
-    cost: reuse(
-      registry,
-      names.cost,
-      SeriesCounter,
-      () => new SeriesCounter(names.cost, 'Cost of metered requests in USD (from nano-USD).', registry),
-    ),
-    latency: reuse(
-      registry,
-      names.latency,
-      SeriesHistogram,
-      () =>
-        new SeriesHistogram(
-          names.latency,
-          'Time from request to the end of the response (or client abort).',
-          registry,
-          options.latencyBuckets ?? [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
-        ),
-    ),
-    saved: reuse(
-      registry,
-      names.saved,
-      SeriesCounter,
-      () =>
-        new SeriesCounter(
-          names.saved,
-          "USD saved by caching: response-cache hits (source response_cache) and providers' cached input (source prompt_cache).",
-          registry,
-        ),
-    ),
-  };
-  const index = new SeriesIndex(metrics);
+  const index = new SeriesIndex(
+    sinkMetrics(registry, prefix, options.latencyBuckets ?? [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]),
+  );
 
   return {
     registry,
     handler: metricsHandler(registry),
     write(record: UsageRecord) {
       try {
-        const series = index.get(
-          bounded.tenant.value(record.tenantId),
-          // A tool call has no model: its series are the tool's (`search/web_search`).
-          bounded.model.value(record.model ?? record.tool ?? null),
-          bounded.feature.value(record.feature),
-        );
-        series.outcome(record.status, record.usageSource).inc();
-        if (record.savedNanoUsd)
-          series
-            .saved(record.usageSource === 'cache' ? 'response_cache' : 'prompt_cache')
-            .inc(nanoToUsd(record.savedNanoUsd));
-        // A cache hit reached no provider: its tokens were not spent again.
-        if (record.usageSource === 'cache') {
-          series.latency.observe(record.latencyMs / 1000);
-          return;
-        }
-        const uncached = Math.max(0, record.inputTokens - record.cachedInputTokens - record.cacheWriteTokens);
-        if (uncached > 0) series.tokens.input.inc(uncached);
-        if (record.cachedInputTokens > 0) series.tokens.cached_input.inc(record.cachedInputTokens);
-        if (record.cacheWriteTokens > 0) series.tokens.cache_write.inc(record.cacheWriteTokens);
-        if (record.outputTokens > 0) series.tokens.output.inc(record.outputTokens);
-        if (record.reasoningTokens > 0) series.tokens.reasoning.inc(record.reasoningTokens);
-        if (record.costNanoUsd > 0) series.cost.inc(nanoToUsd(record.costNanoUsd));
-        series.latency.observe(record.latencyMs / 1000);
+        index
+          .get(
+            bounded.tenant.value(record.tenantId),
+            // A tool call has no model: its series are the tool's (`search/web_search`).
+            bounded.model.value(record.model ?? record.tool ?? null),
+            bounded.feature.value(record.feature),
+          )
+          .count(record);
       } catch (error) {
         process.emitWarning(
           `tollgate: prometheus sink failed: ${error instanceof Error ? error.message : String(error)}`,
@@ -288,5 +242,39 @@ export function prometheusSink(options: PrometheusSinkOptions = {}): PrometheusS
     },
     flush: async () => undefined,
     close: async () => undefined,
+  };
+}
+
+/** The sink's metrics, named under `prefix`, each registered once in `registry` (or the one it holds already). */
+function sinkMetrics(registry: Registry, prefix: string, latencyBuckets: number[]): SinkMetrics {
+  const counter = (suffix: string, help: string): SeriesCounter => {
+    const name = `${prefix}${suffix}`;
+    return reuse(registry, name, SeriesCounter, () => new SeriesCounter(name, help, registry));
+  };
+  const latency = `${prefix}request_duration_seconds`;
+  // In this order: the registry lists its metrics in the order they were registered.
+  return {
+    requests: counter('requests_total', 'Metered provider requests.'),
+    tokens: counter(
+      'tokens_total',
+      'Tokens by class: input (uncached), cached_input, cache_write, output (reasoning included), reasoning.',
+    ),
+    cost: counter('cost_usd_total', 'Cost of metered requests in USD (from nano-USD).'),
+    latency: reuse(
+      registry,
+      latency,
+      SeriesHistogram,
+      () =>
+        new SeriesHistogram(
+          latency,
+          'Time from request to the end of the response (or client abort).',
+          registry,
+          latencyBuckets,
+        ),
+    ),
+    saved: counter(
+      'saved_usd_total',
+      "USD saved by caching: response-cache hits (source response_cache) and providers' cached input (source prompt_cache).",
+    ),
   };
 }

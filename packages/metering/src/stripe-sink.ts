@@ -120,117 +120,23 @@ function stripeClient(options: StripeMeterSinkOptions): StripeClient {
  * accepted. An event Stripe refuses for good (a 4xx it would repeat) is reported and dropped.
  */
 export function stripeMeterSink(options: StripeMeterSinkOptions): StripeMeterSink {
-  assertKnownOptions(options, KNOWN, 'ERR_TG_METERING_UNKNOWN_OPTION', 'stripeMeterSink');
-  if (typeof options.eventName !== 'string' || options.eventName === '' || options.eventName.length > 100)
-    throw invalid('eventName must be a string of 1 to 100 characters');
-  if (typeof options.customers !== 'object' || options.customers === null)
-    throw invalid('customers must map tenant ids to Stripe customer ids');
-  for (const [tenant, customer] of Object.entries(options.customers))
-    if (typeof customer !== 'string' || customer === '') throw invalid(`customers.${tenant} must be a customer id`);
-  if (typeof options.directory !== 'string' || options.directory === '') throw invalid('directory is required');
-  const concurrency = options.concurrency ?? 8;
-  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 100)
-    throw invalid('concurrency must be a whole number from 1 to 100');
-  const client = stripeClient(options);
-  const journal = new MeterJournal(options.directory);
-  const report = options.onError ?? logOnce('the Stripe meter sink');
-  const backoff = retryBackoff({
-    initialDelayMs: options.retryDelayMs ?? 1000,
-    maxDelayMs: options.maxRetryDelayMs ?? 60_000,
-  });
-  /** Events by identifier, in the order written: first those the last process left unaccepted. */
-  const queue = new Map<string, MeterEvent>(journal.unaccepted().map((event) => [event.identifier, event]));
-  let rejected = 0;
-  let delay: IBackoff<unknown> | undefined;
-  /** No round starts before this (ms since the epoch): the backoff after a round that left events unaccepted. */
-  let notBefore = 0;
-  let round: Promise<boolean> | undefined;
-
-  const send = async (event: MeterEvent): Promise<'accepted' | 'rejected' | 'later'> => {
-    try {
-      await client.billing.meterEvents.create({
-        event_name: options.eventName,
-        identifier: event.identifier,
-        timestamp: event.timestamp,
-        payload: { stripe_customer_id: event.customer, value: String(event.value) },
-      });
-      return 'accepted';
-    } catch (error) {
-      if (alreadyAccepted(error)) return 'accepted';
-      if (refusedForGood(error)) {
-        report(
-          new Error(
-            `Stripe refused the meter event ${event.identifier} for good (dropped): ${(error as Error).message}`,
-          ),
-        );
-        return 'rejected';
-      }
-      report(error);
-      return 'later';
-    }
-  };
-
-  /** Sends every queued event once, `concurrency` at a time; resolves whether the queue is empty after. */
-  const sendRound = async (): Promise<boolean> => {
-    // Each value is on disk before it is sent: sent again after a crash, it carries the same value.
-    journal.persist();
-    const events = [...queue.values()];
-    let next = 0;
-    const accepted: string[] = [];
-    const worker = async () => {
-      while (next < events.length) {
-        const event = events[next++]!;
-        const outcome = await send(event);
-        if (outcome === 'later') continue;
-        if (outcome === 'accepted') accepted.push(event.identifier);
-        else rejected++;
-        queue.delete(event.identifier);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(concurrency, events.length) }, worker));
-    journal.accept(accepted, Date.now());
-    if (queue.size === 0) {
-      delay = undefined;
-      notBefore = 0;
-      return true;
-    }
-    delay = delay ? delay.next(undefined) : backoff.next();
-    notBefore = Date.now() + delay.duration;
-    return false;
-  };
-
-  const flushStored = async (): Promise<boolean> => {
-    // A round under way covers what was queued before it began: one more for what came since.
-    if (round) await round;
-    // A record whose cost is carried without an event is stored once its total is: the spool may forget it then.
-    journal.persist();
-    if (queue.size === 0) return true;
-    if (Date.now() < notBefore) return false;
-    round = sendRound().finally(() => {
-      round = undefined;
-    });
-    return round;
-  };
-
-  const enqueue = (record: UsageRecord) => {
-    const customer = customerOf(record, options.customers);
-    if (customer === undefined || journal.has(record.id)) return;
-    const { id, timestamp, costNanoUsd } = record;
-    const event = journal.assign({ id, customer, timestamp, costNanoUsd }, Date.now());
-    if (event.value > 0) queue.set(event.identifier, event);
-  };
-
-  const intervalMs = options.flushIntervalMs ?? 1000;
-  const timer = intervalMs > 0 ? setInterval(() => void flushStored().catch(report), intervalMs) : undefined;
+  const config = resolveStripeOptions(options);
+  const events = new MeterEventQueue(config);
+  const flushStored = (): Promise<boolean> => events.flushStored();
+  const enqueue = (record: UsageRecord): void => events.enqueue(record);
+  const timer =
+    config.flushIntervalMs > 0
+      ? setInterval(() => void flushStored().catch(config.report), config.flushIntervalMs)
+      : undefined;
   timer?.unref();
 
   return {
-    name: `stripe:${options.eventName}`,
+    name: `stripe:${config.eventName}`,
     get pending() {
-      return queue.size;
+      return events.pending;
     },
     get rejected() {
-      return rejected;
+      return events.rejected;
     },
     write: enqueue,
     flushStored,
@@ -246,4 +152,144 @@ export function stripeMeterSink(options: StripeMeterSinkOptions): StripeMeterSin
       await flushStored();
     },
   };
+}
+
+/** The sink's options checked, with their defaults filled in and the Stripe client made. */
+interface ResolvedStripeOptions {
+  readonly eventName: string;
+  readonly customers: Readonly<Record<string, string>>;
+  readonly directory: string;
+  readonly concurrency: number;
+  readonly client: StripeClient;
+  readonly report: SinkErrorHandler;
+  readonly backoff: ReturnType<typeof retryBackoff>;
+  readonly flushIntervalMs: number;
+}
+
+function resolveStripeOptions(options: StripeMeterSinkOptions): ResolvedStripeOptions {
+  assertKnownOptions(options, KNOWN, 'ERR_TG_METERING_UNKNOWN_OPTION', 'stripeMeterSink');
+  if (typeof options.eventName !== 'string' || options.eventName === '' || options.eventName.length > 100)
+    throw invalid('eventName must be a string of 1 to 100 characters');
+  if (typeof options.customers !== 'object' || options.customers === null)
+    throw invalid('customers must map tenant ids to Stripe customer ids');
+  for (const [tenant, customer] of Object.entries(options.customers))
+    if (typeof customer !== 'string' || customer === '') throw invalid(`customers.${tenant} must be a customer id`);
+  if (typeof options.directory !== 'string' || options.directory === '') throw invalid('directory is required');
+  const concurrency = options.concurrency ?? 8;
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 100)
+    throw invalid('concurrency must be a whole number from 1 to 100');
+  return {
+    eventName: options.eventName,
+    customers: options.customers,
+    directory: options.directory,
+    concurrency,
+    client: stripeClient(options),
+    report: options.onError ?? logOnce('the Stripe meter sink'),
+    backoff: retryBackoff({
+      initialDelayMs: options.retryDelayMs ?? 1000,
+      maxDelayMs: options.maxRetryDelayMs ?? 60_000,
+    }),
+    flushIntervalMs: options.flushIntervalMs ?? 1000,
+  };
+}
+
+/** The meter events the sink owes Stripe: assigned and journaled as records come, sent in rounds until accepted. */
+class MeterEventQueue {
+  /** Events Stripe refused for good, reported and dropped. */
+  rejected = 0;
+  private readonly journal: MeterJournal;
+  /** Events by identifier, in the order written: first those the last process left unaccepted. */
+  private readonly queue: Map<string, MeterEvent>;
+  private delay: IBackoff<unknown> | undefined = undefined;
+  /** No round starts before this (ms since the epoch): the backoff after a round that left events unaccepted. */
+  private notBefore = 0;
+  private round: Promise<boolean> | undefined = undefined;
+
+  constructor(private readonly config: ResolvedStripeOptions) {
+    this.journal = new MeterJournal(config.directory);
+    this.queue = new Map(this.journal.unaccepted().map((event) => [event.identifier, event]));
+  }
+
+  /** Events waiting to be accepted. */
+  get pending(): number {
+    return this.queue.size;
+  }
+
+  /** Assigns a record its event (journaled), queued when it carries a whole micro-USD. */
+  enqueue(record: UsageRecord): void {
+    const customer = customerOf(record, this.config.customers);
+    if (customer === undefined || this.journal.has(record.id)) return;
+    const { id, timestamp, costNanoUsd } = record;
+    const event = this.journal.assign({ id, customer, timestamp, costNanoUsd }, Date.now());
+    if (event.value > 0) this.queue.set(event.identifier, event);
+  }
+
+  async flushStored(): Promise<boolean> {
+    // A round under way covers what was queued before it began: one more for what came since.
+    if (this.round) await this.round;
+    // A record whose cost is carried without an event is stored once its total is: the spool may forget it then.
+    this.journal.persist();
+    if (this.queue.size === 0) return true;
+    if (Date.now() < this.notBefore) return false;
+    this.round = this.sendRound().finally(() => {
+      this.round = undefined;
+    });
+    return this.round;
+  }
+
+  /** Sends every queued event once, `concurrency` at a time; resolves whether the queue is empty after. */
+  private async sendRound(): Promise<boolean> {
+    const { journal, queue } = this;
+    // Each value is on disk before it is sent: sent again after a crash, it carries the same value.
+    journal.persist();
+    const events = [...queue.values()];
+    let next = 0;
+    const accepted: string[] = [];
+    const worker = async () => {
+      while (next < events.length) {
+        const event = events[next++]!;
+        const outcome = await sendEvent(this.config, event);
+        if (outcome === 'later') continue;
+        if (outcome === 'accepted') accepted.push(event.identifier);
+        else this.rejected++;
+        queue.delete(event.identifier);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.config.concurrency, events.length) }, worker));
+    journal.accept(accepted, Date.now());
+    if (queue.size === 0) {
+      this.delay = undefined;
+      this.notBefore = 0;
+      return true;
+    }
+    this.delay = this.delay ? this.delay.next(undefined) : this.config.backoff.next();
+    this.notBefore = Date.now() + this.delay.duration;
+    return false;
+  }
+}
+
+/** Sends one meter event: accepted (now or before), rejected for good (reported), or to be sent again later. */
+async function sendEvent(
+  { client, eventName, report }: ResolvedStripeOptions,
+  event: MeterEvent,
+): Promise<'accepted' | 'rejected' | 'later'> {
+  try {
+    await client.billing.meterEvents.create({
+      event_name: eventName,
+      identifier: event.identifier,
+      timestamp: event.timestamp,
+      payload: { stripe_customer_id: event.customer, value: String(event.value) },
+    });
+    return 'accepted';
+  } catch (error) {
+    if (alreadyAccepted(error)) return 'accepted';
+    if (refusedForGood(error)) {
+      report(
+        new Error(`Stripe refused the meter event ${event.identifier} for good (dropped): ${(error as Error).message}`),
+      );
+      return 'rejected';
+    }
+    report(error);
+    return 'later';
+  }
 }

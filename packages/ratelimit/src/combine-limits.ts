@@ -2,6 +2,7 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { TollgateError } from '@tollgate/core';
 import { batchLimitHeaders } from './rate-limit-headers.js';
+import type { LimitReading } from './limit-readings.js';
 import {
   asPromise,
   attemptOf,
@@ -25,6 +26,11 @@ type Outcome = Verdict | Rejected;
 /** A check that took nothing for a request a shadow let through: nothing to commit. */
 const NOTHING_TAKEN = Symbol('nothing taken');
 
+/** Which check refused, and its own refusal. */
+type Refusal = { by: number; value: unknown };
+type Denial = Extract<Verdict, { kind: 'denied' }>;
+type CombinedVerdict = Verdict<unknown[], Refusal>;
+
 /**
  * Runs `tieredRateLimit`, `tokenRateLimit`, `concurrencyLimit` and `budgetGuard` middleware (any
  * middleware carrying a core `PreCallCheck`) as one: their store calls start together (on Redis
@@ -37,79 +43,53 @@ const NOTHING_TAKEN = Symbol('nothing taken');
 export function combineLimits(...limiters: RequestHandler[]): RequestHandler {
   if (limiters.length === 0)
     throw new TollgateError(`${CODE}_NOTHING_TO_COMBINE`, 'combineLimits() needs at least one limiter');
-  const checks = limiters.map((limiter, index) => {
-    const check = limitCheckOf(limiter);
-    if (!check) {
-      throw new TollgateError(
-        `${CODE}_NOT_A_LIMITER`,
-        `combineLimits() argument ${index + 1} is not a tieredRateLimit, tokenRateLimit, concurrencyLimit, budgetGuard or combineLimits middleware`,
-      );
-    }
-    if (check.queue)
-      throw new TollgateError(
-        `${CODE}_COMBINED_WAIT`,
-        `combineLimits() argument ${index + 1} has a wait queue; combine limiters without wait`,
-      );
-    return check.combined?.() ?? check;
-  });
+  const combined = new CombinedCheck(limiters.map(combinableCheck));
+  return registerLimitCheck(function combinedLimitsMiddleware(
+    req: Request,
+    res: Response,
+    next: NextFunction,
+  ): Promise<void> {
+    return runLimitCheck(combined, req, res, next);
+  }, combined);
+}
 
-  async function cancelAll(verdicts: Verdict[]): Promise<void> {
-    await Promise.all(
-      verdicts.map((verdict, index) => (verdict.kind === 'allowed' ? checks[index]!.cancel(verdict.value) : undefined)),
+/** The check of `combineLimits()`'s argument at `index`, as combined checks run; a middleware that has none, or waits, is refused. */
+function combinableCheck(limiter: RequestHandler, index: number): LimitCheck {
+  const check = limitCheckOf(limiter);
+  if (!check) {
+    throw new TollgateError(
+      `${CODE}_NOT_A_LIMITER`,
+      `combineLimits() argument ${index + 1} is not a tieredRateLimit, tokenRateLimit, concurrencyLimit, budgetGuard or combineLimits middleware`,
     );
   }
+  if (check.queue)
+    throw new TollgateError(
+      `${CODE}_COMBINED_WAIT`,
+      `combineLimits() argument ${index + 1} has a wait queue; combine limiters without wait`,
+    );
+  return check.combined?.() ?? check;
+}
 
-  type Refusal = { by: number; value: unknown };
-  type Denial = Extract<Verdict, { kind: 'denied' }>;
+/** Several checks as one: every attempt starts together, all must allow, and a refusal gives back what the others took. */
+class CombinedCheck implements LimitCheck<unknown[], Refusal> {
+  readonly queue = undefined;
 
-  /** All allowed: answered at once. Otherwise `refusalOf` gives back what the allowing checks took. */
-  function verdictOf(outcomes: Outcome[]): Verdict<unknown[], Refusal> | Promise<Verdict<unknown[], Refusal>> {
-    const values = new Array<unknown>(outcomes.length);
-    for (let index = 0; index < outcomes.length; index++) {
-      const outcome = outcomes[index]!;
-      if (outcome instanceof Rejected || outcome.kind !== 'allowed') return refusalOf(outcomes);
-      values[index] = outcome.value;
-    }
-    return { kind: 'allowed', value: values };
+  constructor(private readonly checks: LimitCheck[]) {}
+
+  queueId(req: Request): string {
+    return this.checks.map((check) => check.queueId(req)).join('|');
   }
 
-  async function refusalOf(outcomes: Outcome[]): Promise<Verdict<unknown[], Refusal>> {
-    const verdicts = outcomes.map((outcome): Verdict =>
-      outcome instanceof Rejected ? { kind: 'unavailable' } : outcome,
-    );
-    const bug = outcomes.find((outcome) => outcome instanceof Rejected);
-    if (bug instanceof Rejected) {
-      await cancelAll(verdicts);
-      throw bug.reason;
-    }
-    const unavailable = verdicts.findIndex((verdict) => verdict.kind === 'unavailable');
-    if (unavailable >= 0) {
-      await cancelAll(verdicts);
-      return { kind: 'unavailable', by: unavailable };
-    }
-    // The refusal with the longest wait is the one to report.
-    let refusal: { by: number; verdict: Denial } | undefined;
-    verdicts.forEach((verdict, by) => {
-      if (verdict.kind !== 'denied') return;
-      if (!refusal || verdict.final || (!refusal.verdict.final && verdict.retryAfterMs > refusal.verdict.retryAfterMs))
-        refusal = { by, verdict };
-    });
-    await cancelAll(verdicts);
-    const { by, verdict } = refusal!;
-    return {
-      kind: 'denied',
-      value: { by, value: verdict.value },
-      retryAfterMs: verdict.retryAfterMs,
-      ...(verdict.final ? { final: true } : {}),
-      ...(verdict.code ? { code: verdict.code } : {}),
-    };
+  attempt(req: Request, res: Response): Promise<CombinedVerdict> {
+    return asPromise(this.attemptNow(req, res));
   }
 
   /**
    * Every check's attempt, started together; the verdict at once when each answered at once (limits
    * in process memory), else once the pending ones settled.
    */
-  function attemptNow(req: Request, res: Response): Verdict<unknown[], Refusal> | Promise<Verdict<unknown[], Refusal>> {
+  attemptNow(req: Request, res: Response): CombinedVerdict | Promise<CombinedVerdict> {
+    const checks = this.checks;
     const answers = new Array<Outcome | PromiseLike<Verdict>>(checks.length);
     let pending = -1;
     let pendingCount = 0;
@@ -127,65 +107,108 @@ export function combineLimits(...limiters: RequestHandler[]): RequestHandler {
       }
       answers[index] = answer;
     }
-    if (pendingCount === 0) return verdictOf(answers as Outcome[]);
+    if (pendingCount === 0) return this.verdictOf(answers as Outcome[]);
     if (pendingCount === 1) {
       const settle = (outcome: Outcome) => {
         answers[pending] = outcome;
-        return verdictOf(answers as Outcome[]);
+        return this.verdictOf(answers as Outcome[]);
       };
       return Promise.resolve(answers[pending] as PromiseLike<Verdict>).then(settle, (error: unknown) =>
         settle(new Rejected(error)),
       );
     }
     return Promise.allSettled(answers).then((settled) =>
-      verdictOf(
+      this.verdictOf(
         settled.map((outcome) => (outcome.status === 'fulfilled' ? outcome.value : new Rejected(outcome.reason))),
       ),
     );
   }
 
-  const combined: LimitCheck<unknown[], Refusal> = {
-    queue: undefined,
-    queueId: (req) => checks.map((check) => check.queueId(req)).join('|'),
-    attempt: (req, res) => asPromise(attemptNow(req, res)),
-    attemptNow,
-    async cancel(values) {
-      await Promise.all(values.map((value, index) => checks[index]!.cancel(value)));
-    },
-    commit(req, res, values) {
-      batchLimitHeaders(res, () =>
-        values.forEach((value, index) => {
-          if (value !== NOTHING_TAKEN) checks[index]!.commit(req, res, value);
-        }),
-      );
-    },
-    refuse(req, res, refusal, waitedMs) {
-      if (refusal) checks[refusal.by]!.refuse(req, res, refusal.value, waitedMs);
-      else checks[0]!.refuse(req, res, undefined, waitedMs);
-    },
-    unavailable(req, res, by) {
-      checks[by ?? 0]!.unavailable(req, res, undefined);
-    },
-    // A shadow let the request through: each check takes what it must with no limit (the budget its money), the rest nothing.
-    async takeOverLimit(req, res) {
-      const taken = await Promise.all(
-        checks.map(async (check) =>
-          check.takeOverLimit ? ((await check.takeOverLimit(req, res)) ?? NOTHING_TAKEN) : NOTHING_TAKEN,
-        ),
-      );
-      return taken.some((value) => value !== NOTHING_TAKEN) ? taken : undefined;
-    },
-    async read(req, names) {
-      const readings = await Promise.all(checks.map((check) => check.read?.(req, names) ?? []));
-      return readings.flat();
-    },
-  };
+  async cancel(values: unknown[]): Promise<void> {
+    await Promise.all(values.map((value, index) => this.checks[index]!.cancel(value)));
+  }
 
-  return registerLimitCheck(function combinedLimitsMiddleware(
-    req: Request,
-    res: Response,
-    next: NextFunction,
-  ): Promise<void> {
-    return runLimitCheck(combined, req, res, next);
-  }, combined);
+  commit(req: Request, res: Response, values: unknown[]): void {
+    batchLimitHeaders(res, () =>
+      values.forEach((value, index) => {
+        if (value !== NOTHING_TAKEN) this.checks[index]!.commit(req, res, value);
+      }),
+    );
+  }
+
+  refuse(req: Request, res: Response, refusal: Refusal | undefined, waitedMs: number | undefined): void {
+    if (refusal) this.checks[refusal.by]!.refuse(req, res, refusal.value, waitedMs);
+    else this.checks[0]!.refuse(req, res, undefined, waitedMs);
+  }
+
+  unavailable(req: Request, res: Response, by: number | undefined): void {
+    this.checks[by ?? 0]!.unavailable(req, res, undefined);
+  }
+
+  // A shadow let the request through: each check takes what it must with no limit (the budget its money), the rest nothing.
+  async takeOverLimit(req: Request, res: Response): Promise<unknown[] | undefined> {
+    const taken = await Promise.all(
+      this.checks.map(async (check) =>
+        check.takeOverLimit ? ((await check.takeOverLimit(req, res)) ?? NOTHING_TAKEN) : NOTHING_TAKEN,
+      ),
+    );
+    return taken.some((value) => value !== NOTHING_TAKEN) ? taken : undefined;
+  }
+
+  async read(req: Request, names: ReadonlySet<string> | undefined): Promise<LimitReading[]> {
+    const readings = await Promise.all(this.checks.map((check) => check.read?.(req, names) ?? []));
+    return readings.flat();
+  }
+
+  /** All allowed: answered at once. Otherwise `refusalOf` gives back what the allowing checks took. */
+  private verdictOf(outcomes: Outcome[]): CombinedVerdict | Promise<CombinedVerdict> {
+    const values = new Array<unknown>(outcomes.length);
+    for (let index = 0; index < outcomes.length; index++) {
+      const outcome = outcomes[index]!;
+      if (outcome instanceof Rejected || outcome.kind !== 'allowed') return this.refusalOf(outcomes);
+      values[index] = outcome.value;
+    }
+    return { kind: 'allowed', value: values };
+  }
+
+  private async refusalOf(outcomes: Outcome[]): Promise<CombinedVerdict> {
+    const verdicts = outcomes.map((outcome): Verdict =>
+      outcome instanceof Rejected ? { kind: 'unavailable' } : outcome,
+    );
+    const bug = outcomes.find((outcome) => outcome instanceof Rejected);
+    if (bug instanceof Rejected) {
+      await this.cancelAll(verdicts);
+      throw bug.reason;
+    }
+    const unavailable = verdicts.findIndex((verdict) => verdict.kind === 'unavailable');
+    if (unavailable >= 0) {
+      await this.cancelAll(verdicts);
+      return { kind: 'unavailable', by: unavailable };
+    }
+    // The refusal with the longest wait is the one to report.
+    let refusal: { by: number; verdict: Denial } | undefined;
+    verdicts.forEach((verdict, by) => {
+      if (verdict.kind !== 'denied') return;
+      if (!refusal || verdict.final || (!refusal.verdict.final && verdict.retryAfterMs > refusal.verdict.retryAfterMs))
+        refusal = { by, verdict };
+    });
+    await this.cancelAll(verdicts);
+    const { by, verdict } = refusal!;
+    return {
+      kind: 'denied',
+      value: { by, value: verdict.value },
+      retryAfterMs: verdict.retryAfterMs,
+      ...(verdict.final ? { final: true } : {}),
+      ...(verdict.code ? { code: verdict.code } : {}),
+    };
+  }
+
+  /** Gives back what each allowing check took. */
+  private async cancelAll(verdicts: Verdict[]): Promise<void> {
+    await Promise.all(
+      verdicts.map((verdict, index) =>
+        verdict.kind === 'allowed' ? this.checks[index]!.cancel(verdict.value) : undefined,
+      ),
+    );
+  }
 }

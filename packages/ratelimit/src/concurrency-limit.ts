@@ -1,14 +1,19 @@
 // concurrencyLimit: at most N requests in flight per key or tenant, released on finish, close and error alike.
 import { randomUUID } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { ApiError, getContext, parseDuration, TollgateError, type TollgateStores } from '@tollgate/core';
+import { ApiError, getContext, parseDuration, TollgateError } from '@tollgate/core';
+import type { ErrorRenderer, TollgateStores } from '@tollgate/core';
 import { MemoryReservationLedger, unalteredMemoryStore, type ReservationLedger } from '@tollgate/core/kit';
-import type { TierLimit } from './limit-layers.js';
+import type { LimitLayer, TierLimit } from './limit-layers.js';
 import { LIMITER_CODE, LIMITER_OPTION_NAMES, resolveLimiterOptions } from './limiter-options.js';
+import type { ResolvedLimiterOptions } from './limiter-options.js';
 import { StoreFailure } from './store-failure.js';
+import type { StoreFailureHandling } from './store-failure.js';
 import type { CommonLimitOptions, WaitOptions } from './types.js';
-import { registerLimitCheck, runLimitCheck, type LimitCheck } from './limit-check.js';
+import { registerLimitCheck, runLimitCheck, type LimitCheck, type Verdict } from './limit-check.js';
 import { readable } from './limit-readings.js';
+import type { LimitReading } from './limit-readings.js';
+import type { WaitQueue } from './wait-queue.js';
 
 export interface ConcurrencyLimitOptions extends CommonLimitOptions {
   /**
@@ -118,13 +123,7 @@ function resolveTtl(ttl: number | string | undefined): number {
 
 /** Limits the requests in flight at once per caller; a slot is released exactly once, however the response ends. */
 export function concurrencyLimit(options: ConcurrencyLimitOptions = {}): RequestHandler {
-  const {
-    failures,
-    renderError,
-    prefix,
-    layers: [layer],
-    queue,
-  } = resolveLimiterOptions(options, {
+  const config = resolveLimiterOptions(options, {
     factory: FACTORY,
     optionNames: OPTION_NAMES,
     defaultLimit: 10,
@@ -134,87 +133,9 @@ export function concurrencyLimit(options: ConcurrencyLimitOptions = {}): Request
     exactRetryAfter: false,
   });
   const ttlMs = resolveTtl(options.ttl);
-  // One layer: the options themselves (a concurrency limit takes no `layers`).
-  const { name, keyOf, limitOf } = layer!;
   const slots = options.stores ? ledgerSlots(options.stores.ledger, ttlMs) : processSlots();
-
-  interface Slot {
-    key: string;
-    slotId: string;
-  }
-
-  function release(slot: Slot): Promise<void> {
-    return failures
-      .call('release', slots.release(slot.key, slot.slotId))
-      .catch((error: unknown) => failures.report(error))
-      .finally(() => queue?.notify(slot.key));
-  }
-
-  const check: LimitCheck<Slot, { limit: number }> = {
-    queue,
-    queueId: (req) => `${prefix}${name}:${keyOf(req)}`,
-    async attempt(req, res) {
-      const owner = keyOf(req);
-      const key = `${prefix}${name}:${owner}`;
-      const limit = limitOf(req);
-      const slotId = `${getContext(req, res).requestId}:inflight:${name}:${randomUUID()}`;
-      try {
-        const acquired = await failures.call('acquire', slots.acquire(key, owner, limit, slotId));
-        // Retried by the head of the wait queue when woken (a local release) or polling (another process's).
-        return acquired
-          ? { kind: 'allowed', value: { key, slotId } }
-          : { kind: 'denied', value: { limit }, retryAfterMs: 0, code: 'rate_limit_exceeded' };
-      } catch (error) {
-        if (!(error instanceof StoreFailure)) throw error;
-        failures.report(error);
-        // A timed-out acquire may still land: release it by id (harmless if it never did) rather than hold it for the TTL.
-        slots.release(key, slotId).catch(() => undefined);
-        // failOpen: through without a slot, so there is nothing to release.
-        return failures.policy === 'failClosed'
-          ? { kind: 'unavailable' }
-          : { kind: 'allowed', value: { key, slotId: '' } };
-      }
-    },
-    cancel: async (slot) => {
-      if (slot.slotId) await release(slot);
-    },
-    commit(req, res, slot) {
-      if (!slot.slotId) return;
-      let released = false;
-      const releaseOnce = () => {
-        if (released) return;
-        released = true;
-        res.off('finish', releaseOnce);
-        res.off('close', releaseOnce);
-        res.off('error', releaseOnce);
-        void release(slot);
-      };
-      res.once('finish', releaseOnce);
-      res.once('close', releaseOnce);
-      res.once('error', releaseOnce);
-      getContext(req, res).reservations.push({ kind: 'concurrency', id: slot.slotId, amount: 1 });
-      // A client gone while the slot was being acquired: 'close' already fired, nobody else will release.
-      if (res.destroyed || res.writableFinished) releaseOnce();
-    },
-    refuse(req, res, refusal, waitedMs) {
-      const message = refusal
-        ? `Too many concurrent requests (${name}): at most ${refusal.limit} in flight. Please retry when one finishes.`
-        : `Too many concurrent requests (${name}): still no free slot after waiting ${waitedMs ?? 0} ms. Please retry when one finishes.`;
-      renderError(new ApiError('rate_limit_exceeded', message, { headers: { 'Retry-After': 1 } }), req, res);
-    },
-    unavailable(req, res) {
-      renderError(failures.unavailable(), req, res);
-    },
-    async read(req, names) {
-      if (!readable(layer!, names)) return [];
-      const owner = keyOf(req);
-      const limit = limitOf(req);
-      const used = await failures.call('held', slots.held(`${prefix}${name}:${owner}`, owner));
-      const reading = { kind: 'concurrency', layer: name, subject: owner, limit, used } as const;
-      return [{ ...reading, remaining: Math.max(0, limit - used), resetAt: undefined, windowMs: undefined }];
-    },
-  };
-
+  // One layer: the options themselves (a concurrency limit takes no `layers`).
+  const check = new InFlightCheck(config, config.layers[0]!, slots);
   return registerLimitCheck(function concurrencyLimitMiddleware(
     req: Request,
     res: Response,
@@ -222,4 +143,110 @@ export function concurrencyLimit(options: ConcurrencyLimitOptions = {}): Request
   ): Promise<void> {
     return runLimitCheck(check, req, res, next);
   }, check);
+}
+
+/** The slot a request holds: empty `slotId` when a failOpen store let it through without one. */
+interface Slot {
+  key: string;
+  slotId: string;
+}
+
+/** The check of one concurrency limit: a slot per request in flight, taken before the handler and given back once. */
+class InFlightCheck implements LimitCheck<Slot, { limit: number }> {
+  readonly queue: WaitQueue | undefined;
+  private readonly failures: StoreFailureHandling;
+  private readonly renderError: ErrorRenderer;
+  /** What every slot key starts with: the prefix and the limit's name. */
+  private readonly keyPrefix: string;
+
+  constructor(
+    config: ResolvedLimiterOptions,
+    private readonly layer: LimitLayer,
+    private readonly slots: SlotCounter,
+  ) {
+    this.queue = config.queue;
+    this.failures = config.failures;
+    this.renderError = config.renderError;
+    this.keyPrefix = `${config.prefix}${layer.name}:`;
+  }
+
+  queueId(req: Request): string {
+    return `${this.keyPrefix}${this.layer.keyOf(req)}`;
+  }
+
+  async attempt(req: Request, res: Response): Promise<Verdict<Slot, { limit: number }>> {
+    const { failures, slots, layer } = this;
+    const owner = layer.keyOf(req);
+    const key = `${this.keyPrefix}${owner}`;
+    const limit = layer.limitOf(req);
+    const slotId = `${getContext(req, res).requestId}:inflight:${layer.name}:${randomUUID()}`;
+    try {
+      const acquired = await failures.call('acquire', slots.acquire(key, owner, limit, slotId));
+      // Retried by the head of the wait queue when woken (a local release) or polling (another process's).
+      return acquired
+        ? { kind: 'allowed', value: { key, slotId } }
+        : { kind: 'denied', value: { limit }, retryAfterMs: 0, code: 'rate_limit_exceeded' };
+    } catch (error) {
+      if (!(error instanceof StoreFailure)) throw error;
+      failures.report(error);
+      // A timed-out acquire may still land: release it by id (harmless if it never did) rather than hold it for the TTL.
+      slots.release(key, slotId).catch(() => undefined);
+      // failOpen: through without a slot, so there is nothing to release.
+      return failures.policy === 'failClosed'
+        ? { kind: 'unavailable' }
+        : { kind: 'allowed', value: { key, slotId: '' } };
+    }
+  }
+
+  async cancel(slot: Slot): Promise<void> {
+    if (slot.slotId) await this.release(slot);
+  }
+
+  commit(req: Request, res: Response, slot: Slot): void {
+    if (!slot.slotId) return;
+    let released = false;
+    const releaseOnce = () => {
+      if (released) return;
+      released = true;
+      res.off('finish', releaseOnce);
+      res.off('close', releaseOnce);
+      res.off('error', releaseOnce);
+      void this.release(slot);
+    };
+    res.once('finish', releaseOnce);
+    res.once('close', releaseOnce);
+    res.once('error', releaseOnce);
+    getContext(req, res).reservations.push({ kind: 'concurrency', id: slot.slotId, amount: 1 });
+    // A client gone while the slot was being acquired: 'close' already fired, nobody else will release.
+    if (res.destroyed || res.writableFinished) releaseOnce();
+  }
+
+  refuse(req: Request, res: Response, refusal: { limit: number } | undefined, waitedMs: number | undefined): void {
+    const name = this.layer.name;
+    const message = refusal
+      ? `Too many concurrent requests (${name}): at most ${refusal.limit} in flight. Please retry when one finishes.`
+      : `Too many concurrent requests (${name}): still no free slot after waiting ${waitedMs ?? 0} ms. Please retry when one finishes.`;
+    this.renderError(new ApiError('rate_limit_exceeded', message, { headers: { 'Retry-After': 1 } }), req, res);
+  }
+
+  unavailable(req: Request, res: Response): void {
+    this.renderError(this.failures.unavailable(), req, res);
+  }
+
+  async read(req: Request, names: ReadonlySet<string> | undefined): Promise<LimitReading[]> {
+    const { layer } = this;
+    if (!readable(layer, names)) return [];
+    const owner = layer.keyOf(req);
+    const limit = layer.limitOf(req);
+    const used = await this.failures.call('held', this.slots.held(`${this.keyPrefix}${owner}`, owner));
+    const reading = { kind: 'concurrency', layer: layer.name, subject: owner, limit, used } as const;
+    return [{ ...reading, remaining: Math.max(0, limit - used), resetAt: undefined, windowMs: undefined }];
+  }
+
+  private release(slot: Slot): Promise<void> {
+    return this.failures
+      .call('release', this.slots.release(slot.key, slot.slotId))
+      .catch((error: unknown) => this.failures.report(error))
+      .finally(() => this.queue?.notify(slot.key));
+  }
 }

@@ -148,94 +148,15 @@ export function keyCacheClientName(prefix: string): string {
 }
 
 export function createRedisStores(options: RedisStoresOptions = {}): RedisStores {
-  assertKnownOptions(options, OPTION_NAMES, 'ERR_TG_REDIS_UNKNOWN_OPTION', 'createRedisStores');
-  const given = (['url', 'cluster', 'client', 'sendCommand'] as const).filter((name) => options[name] !== undefined);
-  if (given.length > 1) {
-    throw new TollgateError(
-      'ERR_TG_REDIS_CONFLICTING_OPTIONS',
-      `createRedisStores() takes one of url, cluster, client or sendCommand; got ${given.join(' and ')}`,
-    );
-  }
-  if (options.cluster !== undefined) checkClusterUrls(options.cluster);
-  const prefix = options.prefix ?? 'tollgate:';
-  if (typeof prefix !== 'string' || /[{}]/.test(prefix)) {
-    throw new TollgateError(
-      'ERR_TG_REDIS_INVALID_PREFIX',
-      `prefix must be a string without "{" or "}" (tollgate adds its own hash tags); got ${JSON.stringify(prefix)}`,
-    );
-  }
-  const timeoutMs = options.timeoutMs ?? 500;
-  if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs < 0) {
-    throw new TollgateError(
-      'ERR_TG_REDIS_INVALID_TIMEOUT',
-      `timeoutMs must be a number of ms >= 0; got ${JSON.stringify(timeoutMs)}`,
-    );
-  }
-  const batch = options.batch ?? true;
-  if (typeof batch !== 'boolean') {
-    throw new TollgateError('ERR_TG_REDIS_INVALID_BATCH', `batch must be true or false; got ${JSON.stringify(batch)}`);
-  }
-  if (options.sendCommand !== undefined && typeof options.sendCommand !== 'function') {
-    throw new TollgateError(
-      'ERR_TG_REDIS_INVALID_SEND_COMMAND',
-      'sendCommand must be a function (args: string[]) => Promise<reply>',
-    );
-  }
-
-  const keyCache = options.keyCache ?? {};
-  if (keyCache !== false) {
-    if (typeof keyCache !== 'object' || keyCache === null)
-      throw new TollgateError(
-        'ERR_TG_REDIS_INVALID_KEY_CACHE',
-        `keyCache must be false or { maxEntries, maxAgeMs }; got ${JSON.stringify(keyCache)}`,
-      );
-    assertKnownOptions(keyCache, KEY_CACHE_OPTIONS, 'ERR_TG_REDIS_UNKNOWN_OPTION', 'createRedisStores: keyCache');
-    for (const name of KEY_CACHE_OPTIONS) {
-      const value = keyCache[name];
-      if (value !== undefined && (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1)) {
-        throw new TollgateError(
-          'ERR_TG_REDIS_INVALID_KEY_CACHE',
-          `keyCache.${name} must be a positive integer; got ${JSON.stringify(value)}`,
-        );
-      }
-    }
-  }
-
-  let connection: Connection;
-  const connectionOptions: ConnectionOptions = { timeoutMs, batch };
-  if (options.sendCommand) connection = useSendCommand(options.sendCommand, connectionOptions);
-  else if (options.cluster) connection = connectCluster(options.cluster, connectionOptions);
-  else if (options.client) connection = useClient(options.client, connectionOptions);
-  else connection = connectUrl(options.url ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', connectionOptions);
+  const config = resolveStoresOptions(options);
+  const { prefix, timeoutMs, keyCache } = config;
+  const connection = openConnection(options, config);
   // Named so that operators (and tests) can tell it apart in CLIENT LIST.
   const subscriber = keyCache === false ? undefined : connection.subscriber?.(keyCacheClientName(prefix));
   const cache =
     subscriber && keyCache !== false ? new KeyCache(subscriber, keyChangesChannel(prefix), keyCache) : undefined;
-
-  const settleDelayMs = options.settleDelayMs ?? 2;
-  if (typeof settleDelayMs !== 'number' || !Number.isFinite(settleDelayMs) || settleDelayMs < 0) {
-    throw new TollgateError(
-      'ERR_TG_REDIS_INVALID_SETTLE_DELAY',
-      `settleDelayMs must be a number of ms >= 0; got ${JSON.stringify(options.settleDelayMs)}`,
-    );
-  }
-  if (options.settleSpool !== undefined && (typeof options.settleSpool !== 'string' || options.settleSpool === '')) {
-    throw new TollgateError(
-      'ERR_TG_REDIS_INVALID_SETTLE_SPOOL',
-      `settleSpool must be a directory path; got ${JSON.stringify(options.settleSpool)}`,
-    );
-  }
   const births = new ScopeBirths();
-  const gate = new RedisRebuildGate(connection, prefix, connection.sharded);
-  const ledgerOptions = {
-    settleDelayMs,
-    births,
-    gate,
-    ...(options.settleSpool ? { spool: options.settleSpool } : {}),
-  };
-  const ledger = connection.sharded
-    ? new ShardedReservationLedger(connection, prefix, ledgerOptions)
-    : new RedisReservationLedger(connection, prefix, ledgerOptions);
+  const ledger = reservationLedger(connection, config, births);
 
   return {
     counter: new RedisWindowCounter(connection, prefix),
@@ -262,6 +183,118 @@ export function createRedisStores(options: RedisStoresOptions = {}): RedisStores
       await Promise.all([cache?.close(), connection.close()]);
     },
   };
+}
+
+/** The stores' options checked (all of them before anything connects), with their defaults filled in. */
+interface ResolvedStoresOptions {
+  readonly prefix: string;
+  readonly timeoutMs: number;
+  readonly batch: boolean;
+  readonly keyCache: KeyCacheOptions | false;
+  readonly settleDelayMs: number;
+  readonly settleSpool: string | undefined;
+}
+
+function resolveStoresOptions(options: RedisStoresOptions): ResolvedStoresOptions {
+  assertKnownOptions(options, OPTION_NAMES, 'ERR_TG_REDIS_UNKNOWN_OPTION', 'createRedisStores');
+  checkOneConnection(options);
+  const prefix = options.prefix ?? 'tollgate:';
+  if (typeof prefix !== 'string' || /[{}]/.test(prefix)) {
+    throw new TollgateError(
+      'ERR_TG_REDIS_INVALID_PREFIX',
+      `prefix must be a string without "{" or "}" (tollgate adds its own hash tags); got ${JSON.stringify(prefix)}`,
+    );
+  }
+  const timeoutMs = options.timeoutMs ?? 500;
+  if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs < 0) {
+    throw new TollgateError(
+      'ERR_TG_REDIS_INVALID_TIMEOUT',
+      `timeoutMs must be a number of ms >= 0; got ${JSON.stringify(timeoutMs)}`,
+    );
+  }
+  const batch = options.batch ?? true;
+  if (typeof batch !== 'boolean') {
+    throw new TollgateError('ERR_TG_REDIS_INVALID_BATCH', `batch must be true or false; got ${JSON.stringify(batch)}`);
+  }
+  if (options.sendCommand !== undefined && typeof options.sendCommand !== 'function') {
+    throw new TollgateError(
+      'ERR_TG_REDIS_INVALID_SEND_COMMAND',
+      'sendCommand must be a function (args: string[]) => Promise<reply>',
+    );
+  }
+  const keyCache = options.keyCache ?? {};
+  if (keyCache !== false) checkKeyCacheOptions(keyCache);
+  const settleDelayMs = options.settleDelayMs ?? 2;
+  if (typeof settleDelayMs !== 'number' || !Number.isFinite(settleDelayMs) || settleDelayMs < 0) {
+    throw new TollgateError(
+      'ERR_TG_REDIS_INVALID_SETTLE_DELAY',
+      `settleDelayMs must be a number of ms >= 0; got ${JSON.stringify(options.settleDelayMs)}`,
+    );
+  }
+  if (options.settleSpool !== undefined && (typeof options.settleSpool !== 'string' || options.settleSpool === '')) {
+    throw new TollgateError(
+      'ERR_TG_REDIS_INVALID_SETTLE_SPOOL',
+      `settleSpool must be a directory path; got ${JSON.stringify(options.settleSpool)}`,
+    );
+  }
+  return { prefix, timeoutMs, batch, keyCache, settleDelayMs, settleSpool: options.settleSpool };
+}
+
+/** At most one way to reach Redis; cluster node URLs that are URLs of Redis nodes. */
+function checkOneConnection(options: RedisStoresOptions): void {
+  const given = (['url', 'cluster', 'client', 'sendCommand'] as const).filter((name) => options[name] !== undefined);
+  if (given.length > 1) {
+    throw new TollgateError(
+      'ERR_TG_REDIS_CONFLICTING_OPTIONS',
+      `createRedisStores() takes one of url, cluster, client or sendCommand; got ${given.join(' and ')}`,
+    );
+  }
+  if (options.cluster !== undefined) checkClusterUrls(options.cluster);
+}
+
+/** `keyCache`: an object of positive whole `maxEntries` and `maxAgeMs`, each optional. */
+function checkKeyCacheOptions(keyCache: KeyCacheOptions): void {
+  if (typeof keyCache !== 'object' || keyCache === null)
+    throw new TollgateError(
+      'ERR_TG_REDIS_INVALID_KEY_CACHE',
+      `keyCache must be false or { maxEntries, maxAgeMs }; got ${JSON.stringify(keyCache)}`,
+    );
+  assertKnownOptions(keyCache, KEY_CACHE_OPTIONS, 'ERR_TG_REDIS_UNKNOWN_OPTION', 'createRedisStores: keyCache');
+  for (const name of KEY_CACHE_OPTIONS) {
+    const value = keyCache[name];
+    if (value !== undefined && (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1)) {
+      throw new TollgateError(
+        'ERR_TG_REDIS_INVALID_KEY_CACHE',
+        `keyCache.${name} must be a positive integer; got ${JSON.stringify(value)}`,
+      );
+    }
+  }
+}
+
+/** The connection the options name: a `sendCommand`, a cluster, a client of the app's, or a client for a URL. */
+function openConnection(options: RedisStoresOptions, { timeoutMs, batch }: ResolvedStoresOptions): Connection {
+  const connectionOptions: ConnectionOptions = { timeoutMs, batch };
+  if (options.sendCommand) return useSendCommand(options.sendCommand, connectionOptions);
+  if (options.cluster) return connectCluster(options.cluster, connectionOptions);
+  if (options.client) return useClient(options.client, connectionOptions);
+  return connectUrl(options.url ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', connectionOptions);
+}
+
+/** The budget ledger: one per slot behind one door on a cluster, else one. */
+function reservationLedger(
+  connection: Connection,
+  { prefix, settleDelayMs, settleSpool }: ResolvedStoresOptions,
+  births: ScopeBirths,
+): RedisReservationLedger | ShardedReservationLedger {
+  const ledgerOptions = {
+    settleDelayMs,
+    births,
+    gate: new RedisRebuildGate(connection, prefix, connection.sharded),
+    ...(settleSpool ? { spool: settleSpool } : {}),
+  };
+  return connection.sharded
+    ? new ShardedReservationLedger(connection, prefix, ledgerOptions)
+    : new RedisReservationLedger(connection, prefix, ledgerOptions);
 }
 
 /** Cluster node URLs: a non-empty array of redis:// or rediss:// URLs. */
