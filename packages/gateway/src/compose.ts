@@ -23,7 +23,6 @@ import type {
   TierPolicyOptions,
   TokenRateLimitOptions,
 } from '@tollgate/ratelimit';
-import type { ProxyConfig } from './config/index.js';
 import { countModelAllowlist } from './count-tokens-route.js';
 import { createMockProvider } from '@tollgate/providers/mock';
 import { createProviderRouter } from './provider-routing.js';
@@ -60,7 +59,7 @@ export interface TollgateParts {
   /** @tollgate/cache `createResponseCache`. @default none */
   cache?: ResponseCacheOptions;
   /** Where calls go: the config's `upstreams` and `models` sections. @default the built-in mock provider */
-  providers?: Pick<ProxyConfig, 'upstreams' | 'models'> & { env?: NodeJS.ProcessEnv };
+  providers?: Pick<Parameters<typeof createProviderRouter>[0], 'upstreams' | 'models'> & { env?: NodeJS.ProcessEnv };
   /** The largest request body. @default '1mb' */
   bodyLimit?: string | number;
 }
@@ -101,7 +100,7 @@ export function tollgate(parts: TollgateParts = {}): TollgateRouter {
   const stores = parts.stores ?? createMemoryStores();
   const pricing = createPricing({ models: { ...parts.providers?.models } });
   const mock = parts.providers?.upstreams ? undefined : createMockProvider();
-  const providers = createProviderRouter({ ...parts.providers } as ProxyConfig, {
+  const providers = createProviderRouter({ ...parts.providers } as Parameters<typeof createProviderRouter>[0], {
     pricing,
     ...(mock ? { mock } : {}),
     ...(parts.providers?.env ? { env: parts.providers.env } : {}),

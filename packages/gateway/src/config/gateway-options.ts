@@ -1,16 +1,7 @@
 // The one boundary between the config and the gateway's parts: each section turned into its owning part's options.
-import type { McpGatewayOptions } from '@tollgate/mcp';
-import type { LogOptions } from '../access-log.js';
-import type { AuthOptions } from '../auth-setup.js';
-import type { BudgetOptions } from '../budget-setup.js';
-import type { CacheSetupOptions } from '../cache-setup.js';
-import type { GuardrailRules, GuardSetupOptions } from '../guard-setup.js';
-import type { LimitOptions } from '../limits-setup.js';
-import type { MeteringOptions } from '../metering-setup.js';
-import type { ModelListOptions } from '../models-route.js';
 import { blockAgeOf } from '../outage-setup.js';
-import type { BlocksSetting, StoreOutageConfig } from '../outage-setup.js';
-import type { SpendOptions } from '../spend-rebuild.js';
+import type { GatewayOptions } from '../gateway-parts.js';
+import { keyNamesOf } from './key-names.js';
 import { authOptions } from './auth-options.js';
 import { budgetOptions } from './budget-options.js';
 import { cacheOptions } from './cache-options.js';
@@ -19,27 +10,6 @@ import { limitOptions } from './limit-options.js';
 import { meteringOptions } from './metering-options.js';
 import { mcpOptions } from './mcp-options.js';
 import type { ProxyConfig } from './schema.js';
-
-/** Every part's options, from one config. */
-export interface GatewayOptions {
-  auth: AuthOptions;
-  limits: LimitOptions;
-  budget: BudgetOptions;
-  metering: MeteringOptions;
-  guard: GuardSetupOptions;
-  guardrails: GuardrailRules | undefined;
-  cache: CacheSetupOptions | undefined;
-  /** What the limits and the budget do while Redis is out. */
-  storeOutage: StoreOutageConfig | undefined;
-  /** Hot counters taken from Redis a block at a time. */
-  blocks: BlocksSetting | undefined;
-  spend: SpendOptions;
-  log: LogOptions | undefined;
-  /** The model list's makings but the provider of each model (the provider routing knows it). */
-  models: Omit<ModelListOptions, 'providerOf'>;
-  /** The MCP servers and who may call which tool; undefined without `mcpServers`. */
-  mcp: Omit<McpGatewayOptions, 'stages'> | undefined;
-}
 
 /**
  * The options of each of the gateway's parts from a validated config, in `env` (webhook secrets, Stripe's key, the
@@ -67,5 +37,26 @@ export function gatewayOptions(config: ProxyConfig, env: NodeJS.ProcessEnv): Gat
       tierPolicy: limits.tierPolicy,
     },
     mcp: mcpOptions(config, env),
+    routing: config,
+    pricing: { models: { ...config.models } },
+    dataDir: config.dataDir,
+    keyNames: keyNamesOf(config),
+    keys: config.keys ?? [],
+    bodyLimit: config.bodyLimit ?? '1mb',
+    operator: {
+      ...(config.adminKeySha256 ? { adminKeySha256: config.adminKeySha256 } : {}),
+      metricsPublic: config.metrics?.public === true,
+      tenants: Object.keys(config.tenants ?? {}),
+      tiers: Object.keys(config.tiers ?? {}),
+      ...(config.timezone ? { timezone: config.timezone } : {}),
+      ...(config.postgresTable || config.postgresSchema
+        ? {
+            ledgerTable: {
+              ...(config.postgresTable ? { table: config.postgresTable } : {}),
+              ...(config.postgresSchema ? { schema: config.postgresSchema } : {}),
+            },
+          }
+        : {}),
+    },
   };
 }

@@ -11,7 +11,6 @@ export { LOG_LEVELS } from './store-schema.js';
 export type { LogLevel } from './store-schema.js';
 export type * from './schema.js';
 export { gatewayOptions } from './gateway-options.js';
-export type { GatewayOptions } from './gateway-options.js';
 export { defaultTierOf } from './auth-options.js';
 export { spoolDirectory } from './metering-options.js';
 export { checkBeforeStart, parsePort } from './start-checks.js';

@@ -1,9 +1,9 @@
 // The zero-config demo: a free and a pro tenant with fresh keys, so `pnpm start` works offline against the mock.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
-import { ConfigError } from './config/index.js';
-import type { KeyConfig, ProxyConfig } from './config/index.js';
-import { dataDirLayout } from './data-dir.js';
+import { ConfigError } from './error.js';
+import type { KeyConfig, ProxyConfig } from './schema.js';
+import { dataDirLayout } from '../data-dir.js';
 
 export interface DemoKey {
   /** A tenant's name, or `admin` for the key of /admin and /dashboard. */

@@ -1,0 +1,335 @@
+// The gateway's parts, made once from each part's options in the order their dependencies ask (stores, the guard, the
+// meter, the upstreams, the budget), and what closes them, in the order their work drains.
+import { resolve } from 'node:path';
+import type { RequestHandler } from 'express';
+import type { Logger } from 'pino';
+import type { Tracer } from '@opentelemetry/api';
+import { keyRecordsFromConfig } from '@tollgate/auth';
+import { createMemoryStores, createPricing } from '@tollgate/core';
+import type { Pricing, TollgateStores } from '@tollgate/core';
+import type { McpGatewayOptions } from '@tollgate/mcp';
+import type { ConfigKeyEntry } from '@tollgate/auth';
+import type { PromptGuardrailsOptions } from '@tollgate/guard';
+import { migrateUsageLedger, serveLedger } from '@tollgate/metering';
+import { createMockProvider } from '@tollgate/providers/mock';
+import type { MockProvider } from '@tollgate/providers/mock';
+import { combineLimits } from '@tollgate/ratelimit';
+import { createProxyLog, storeFailureReporter } from './access-log.js';
+import type { LogOptions, ProxyLog } from './access-log.js';
+import type { AuthOptions } from './auth-setup.js';
+import type { BudgetOptions } from './budget-setup.js';
+import type { CacheSetupOptions } from './cache-setup.js';
+import type { GuardrailRules, GuardSetupOptions } from './guard-setup.js';
+import type { LimitOptions } from './limits-setup.js';
+import type { MeteringOptions } from './metering-setup.js';
+import type { ModelListOptions } from './models-route.js';
+import type { OperatorOptions } from './operator-routes.js';
+import type { SpendOptions } from './spend-rebuild.js';
+import { createBudgetGuard } from './budget-setup.js';
+import { createProxyCache } from './cache-setup.js';
+import { createConfigFileStates } from './config-file-state.js';
+import type { ConfigFileStates } from './config-file-state.js';
+import { holdDataDir, keysKeptIn, writeKeyNames } from './data-dir.js';
+import { createProxyGuard } from './guard-setup.js';
+import { concurrencyMiddleware, requestLimitMiddleware, tokenLimitMiddleware } from './limits-setup.js';
+import type { StoreFailureHandlers } from './limits-setup.js';
+import { createMetering } from './metering-setup.js';
+import { blockedStores, outageStores } from './outage-setup.js';
+import type { BlocksSetting, StoreOutageConfig } from './outage-setup.js';
+import { createProviderRouter } from './provider-routing.js';
+import { createProxyMetrics } from './proxy-metrics.js';
+import { registerRoutingMetrics } from './routing-metrics.js';
+import { keepSpend } from './spend-rebuild.js';
+import { timedStores } from './timed-stores.js';
+
+export interface ProxyDeps {
+  /** Shared stores; the caller keeps ownership. @default in-memory stores owned (and closed) by the app */
+  stores?: TollgateStores;
+  /** The mock served when the config has no `upstreams`. @default a fresh createMockProvider() */
+  mock?: MockProvider;
+  /** Where upstream keys are read from. @default process.env */
+  env?: NodeJS.ProcessEnv;
+  /** Operator log lines (never secrets). @default console.error */
+  log?: (line: string) => void;
+  /**
+   * The access and error log (pino): one line per request, upstream and store failures at error
+   * level. The caller keeps ownership. @default pino as the config's `log` says (info, to stderr)
+   */
+  logger?: Logger;
+  /**
+   * Prometheus metrics: the usage sink's and the proxy's (responses, refusals, upstream calls,
+   * store calls, budgets) at `GET /metrics`. `false` leaves them all out. @default true
+   */
+  metrics?: boolean;
+  /**
+   * Times each store call for `tollgate_store_call_duration_seconds` (with metrics on). Memory stores answer
+   * in well under a microsecond, less than timing them costs (bench/RESULTS.md §14): they are not timed.
+   * @default true for remote stores (Redis), false for memory stores (`stores.kind === 'memory'`)
+   */
+  timeStoreCalls?: boolean;
+  /**
+   * Where the span of each provider call goes (OpenTelemetry GenAI conventions); `false` makes none.
+   * @default the global tracer provider's: a no-op until an SDK registers one (`pnpm start` does when OTEL_* variables ask)
+   */
+  tracer?: Tracer | false;
+  /**
+   * What the config cannot hold, for the prompt guardrails (`promptGuardrails` of @tollgate/guard): a team's own
+   * prompt `check` (with its `checkTimeout`) and the `onAnswerText` hook. Given, the guardrails run on every provider
+   * route, with the config's `guardrails` rules or none. @default none
+   */
+  guardrails?: Pick<PromptGuardrailsOptions, 'check' | 'checkTimeout' | 'onAnswerText'>;
+}
+
+/**
+ * The stores as each part uses them: timed for the metrics (the middlewares; the app's own checks, health and the
+ * spend marker, use the stores themselves), and, for the limits and the budget, behind a lease (or failOpen) when the
+ * config says what to do while Redis is out, and in blocks on Redis.
+ */
+function layeredStores(
+  options: Pick<GatewayOptions, 'storeOutage' | 'blocks'>,
+  stores: TollgateStores,
+  metrics: ReturnType<typeof createProxyMetrics> | undefined,
+  deps: ProxyDeps,
+  log: (line: string) => void,
+) {
+  const timeStoreCalls = deps.timeStoreCalls ?? stores.kind !== 'memory';
+  const observedStores = metrics && timeStoreCalls ? timedStores(stores, metrics.storeTimer) : stores;
+  const leased = outageStores(options.storeOutage, observedStores, log);
+  const blocked = blockedStores(options.blocks, leased ?? observedStores);
+  return { observedStores, leased, blocked, limitStores: blocked ?? leased ?? observedStores };
+}
+
+/** What the gateway holds first and lets go of last: its log, its data directory, its stores. */
+function heldParts(options: GatewayOptions, deps: ProxyDeps) {
+  const log = deps.log ?? ((line: string) => console.error(line));
+  const proxyLog: ProxyLog = deps.logger
+    ? { logger: deps.logger, flush: async () => undefined, close: async () => undefined }
+    : createProxyLog(options.log, log);
+  const { logger } = proxyLog;
+  const logging = logger.level !== 'silent';
+  // Held first, released last: the ledger in it opens in one process at a time.
+  const dataDir = options.dataDir === undefined ? undefined : holdDataDir(options.dataDir);
+  // What keys written to its keys.json may name, for `tollgate keys` to check them as this gateway does.
+  if (dataDir) writeKeyNames(dataDir.dir, options.keyNames);
+  const configFiles = createConfigFileStates({
+    error: (line) => (logging ? logger.error(line) : log(line)),
+    info: (line) => (logging ? logger.info(line) : log(line)),
+  });
+  const kept = dataDir && keysKeptIn(dataDir, deps.stores ?? createMemoryStores(), configFiles);
+  const stores = kept ? kept.stores : (deps.stores ?? createMemoryStores());
+  return { log, proxyLog, logger, logging, dataDir, configFiles, kept, stores, ownsStores: deps.stores === undefined };
+}
+
+type Held = ReturnType<typeof heldParts>;
+
+/** The guard, the meter and the metrics: the guard learns spend from the meter's records, the metrics watch both. */
+function watchingParts(options: GatewayOptions, deps: ProxyDeps, held: Held) {
+  const { stores, log, logger, configFiles } = held;
+  // The guard sits at several points of the chain (docs/architecture.md); it learns spend from the meter's usage records.
+  const guarding = createProxyGuard(options.guard, { stores, log });
+  const pricing = createPricing(options.pricing);
+  const metering = createMetering(options.metering, pricing, {
+    metrics: deps.metrics,
+    ...(deps.tracer === undefined ? {} : { tracer: deps.tracer }),
+    ...(guarding.onUsage ? { onUsage: guarding.onUsage } : {}),
+  });
+  const metrics =
+    metering.registry &&
+    createProxyMetrics(metering.registry, {
+      report: (error) => logger.error({ err: error }, 'budget gauges: the ledger did not answer'),
+      tenants: options.operator.tenants,
+    });
+  metrics?.watchMitigations(guarding.mitigations);
+  metrics?.watchConfigFiles(() => configFiles.all());
+  const storeFailures = (layer: string) =>
+    guarding.alertStoreDown(
+      layer,
+      storeFailureReporter(logger, layer, metrics ? metrics.storeFailure : () => undefined),
+    );
+  return { guarding, pricing, metering, metrics: metrics || undefined, storeFailures };
+}
+
+type Watching = ReturnType<typeof watchingParts>;
+
+/** The upstreams and the budget: a routed request that moves to another target re-prices its reservation. */
+function callingParts(options: GatewayOptions, deps: ProxyDeps, held: Held, watching: Watching) {
+  const { logger, log } = held;
+  const { guarding, pricing, metering, metrics } = watching;
+  const layered = layeredStores(options, held.stores, metrics, deps, log);
+  const providers = createProviderRouter(options.routing, {
+    mock: options.routing.upstreams ? undefined : (deps.mock ?? createMockProvider()),
+    pricing,
+    env: deps.env,
+    ...(metrics ? { observeUpstream: metrics.upstreamCall } : {}),
+    reprice: (req, res) => budget.reprice(req, res),
+    onRouteEvent: (event) => logger.warn({ route: event }, `routing: ${event.type} ${event.target}`),
+    onBreakerOpen: (target, reason) => {
+      logger.error({ target, reason }, `routing: the circuit breaker of ${target} opened`);
+      guarding.breakerOpen(target, reason);
+    },
+  });
+  if (metering.registry && providers.routes) registerRoutingMetrics(metering.registry, providers.routes);
+  const budget = createBudgetGuard(options.budget, layered.limitStores, pricing, log, {
+    ledger: metering.ledger,
+    ...(guarding.budgetHooks ? { alerts: guarding.budgetHooks } : {}),
+    // A model group's request whose target's model budget is spent moves to the group's next target.
+    ...(providers.routes ? { onModelBudgetSpent: providers.routes.skipSpentModel } : {}),
+  });
+  metrics?.watchBudgets(budget);
+  return { ...layered, providers, budget };
+}
+
+type Calling = ReturnType<typeof callingParts>;
+
+/**
+ * What keeps the money right across restarts: the embedded ledger served to `tollgate report --data-dir` while this
+ * process holds it (its table made first, so a reader before the first record finds an empty ledger rather than
+ * none), and budget spend rebuilt after the spool's replay (the records of a proxy that died are in the ledger first).
+ */
+function keepingParts(options: GatewayOptions, held: Held, watching: Watching, calling: Calling) {
+  const { dataDir, log } = held;
+  const { metering } = watching;
+  const embedded = metering.embedded;
+  const ledgerServed =
+    dataDir && embedded && resolve(options.metering.embeddedLedger ?? '') === dataDir.layout.ledger
+      ? migrateUsageLedger(embedded)
+          .then(() => serveLedger(embedded, dataDir.layout.socket))
+          .catch((error: unknown) => {
+            log(
+              `tollgate proxy: \`tollgate report --data-dir\` cannot read this running proxy's ledger: ${error instanceof Error ? error.message : String(error)}`,
+            );
+            return undefined;
+          })
+      : undefined;
+  const spend = keepSpend(
+    options.spend,
+    calling.limitStores,
+    calling.budget,
+    metering.ledger,
+    async () => {
+      await metering.replay();
+      await metering.flush();
+    },
+    log,
+  );
+  return { ledgerServed, spend };
+}
+
+/** Every part of a gateway, made from its config's options, and what closes them. */
+export function gatewayParts(options: GatewayOptions, deps: ProxyDeps) {
+  const held = heldParts(options, deps);
+  // The response cache (see cache-setup.ts), made first: a cache the stores cannot hold stops the start before anything runs.
+  const responseCache = createProxyCache(options.cache, held.stores, held.log);
+  const watching = watchingParts(options, deps, held);
+  const calling = callingParts(options, deps, held, watching);
+  const keeping = keepingParts(options, held, watching, calling);
+  const { guarding, metering } = watching;
+  const { providers, budget, blocked, leased } = calling;
+  // In this order: the upstream calls end (and settle), then the budget, then the usage is written, the log flushed,
+  // then the stores close.
+  const closers: (() => Promise<void> | void)[] = [
+    () => providers.close(),
+    async () => {
+      await budget.close();
+      // Blocks go back once every request settled, then what the leases granted goes to Redis.
+      await blocked?.blocks.retireAll();
+      await leased?.lease.close();
+    },
+    () => keeping.spend?.close(),
+    async () => (await keeping.ledgerServed)?.close(),
+    () => metering.close(),
+    () => guarding.close(),
+    () => held.proxyLog.close(),
+    ...(responseCache ? [() => responseCache.close()] : []),
+    ...(held.ownsStores ? [() => held.stores.close()] : []),
+    () => held.kept?.keys?.close(),
+    () => held.dataDir?.release(),
+  ];
+  return { options, deps, ...held, responseCache, ...watching, ...calling, ...keeping, closers };
+}
+
+export type BuiltParts = ReturnType<typeof gatewayParts>;
+
+/**
+ * Every part's options: what the gateway's parts are made from (the config folder makes them from a config,
+ * `gatewayOptions`). Each type is its part's own.
+ */
+export interface GatewayOptions {
+  auth: AuthOptions;
+  limits: LimitOptions;
+  budget: BudgetOptions;
+  metering: MeteringOptions;
+  guard: GuardSetupOptions;
+  guardrails: GuardrailRules | undefined;
+  cache: CacheSetupOptions | undefined;
+  /** What the limits and the budget do while Redis is out. */
+  storeOutage: StoreOutageConfig | undefined;
+  /** Hot counters taken from Redis a block at a time. */
+  blocks: BlocksSetting | undefined;
+  spend: SpendOptions;
+  log: LogOptions | undefined;
+  /** The model list's makings but the provider of each model (the provider routing knows it). */
+  models: Omit<ModelListOptions, 'providerOf'>;
+  /** The MCP servers and who may call which tool; undefined without `mcpServers`. */
+  mcp: Omit<McpGatewayOptions, 'stages'> | undefined;
+  /** The upstreams, models and routes, as the provider router reads them. */
+  routing: Parameters<typeof createProviderRouter>[0];
+  pricing: Parameters<typeof createPricing>[0];
+  /** The data directory the gateway holds while it runs. @default none */
+  dataDir: string | undefined;
+  /** What keys written to the data directory may name (the config's tenants, tiers and tool servers). */
+  keyNames: object;
+  /** The config's own keys. */
+  keys: readonly ConfigKeyEntry[];
+  /** The largest provider request body. */
+  bodyLimit: string | number;
+  operator: OperatorOptions;
+}
+
+/** The gateway's parts, which its routes are built from. */
+export interface GatewayParts {
+  options: GatewayOptions;
+  stores: TollgateStores;
+  observedStores: TollgateStores;
+  limitStores: TollgateStores;
+  storeFailures: StoreFailureHandlers;
+  pricing: Pricing;
+  providers: ReturnType<typeof createProviderRouter>;
+  blocked: ReturnType<typeof blockedStores>;
+  metering: ReturnType<typeof createMetering>;
+  guarding: ReturnType<typeof createProxyGuard>;
+  budget: ReturnType<typeof createBudgetGuard>;
+  responseCache: ReturnType<typeof createProxyCache>;
+  identify: RequestHandler[];
+  configKeys: () => ReturnType<typeof keyRecordsFromConfig>;
+  /** The files the gateway re-reads, and whether their last change was taken whole. */
+  configFiles: ConfigFileStates;
+  /** The chain's limiters, combined: the dashboard reads their quotas. */
+  limits: RequestHandler;
+}
+
+/** What the limits and the budget are built from. */
+type LimitParts = Pick<GatewayParts, 'limitStores' | 'observedStores' | 'storeFailures' | 'guarding' | 'budget'>;
+
+/**
+ * The limits and the budget, fused by combineLimits (their Redis calls share one round trip; a refusal by one gives
+ * back what the others took), and the request limits alone (what a count and a cache hit pass). Built once and
+ * shared by every route, so one limiter instance counts all of them.
+ */
+export function fusedLimits(
+  options: GatewayOptions,
+  parts: LimitParts,
+): { limits: RequestHandler; requestLimits: RequestHandler[] } {
+  const { limitStores, observedStores, storeFailures, guarding, budget } = parts;
+  const requestLimits = [
+    ...guarding.limitChecks,
+    ...requestLimitMiddleware(options.limits, limitStores, storeFailures, guarding.limitScale),
+  ];
+  const limits = combineLimits(
+    ...requestLimits,
+    ...tokenLimitMiddleware(options.limits, limitStores, storeFailures, guarding.limitScale),
+    ...concurrencyMiddleware(options.limits, observedStores, storeFailures),
+    budget,
+  );
+  return { limits, requestLimits };
+}

@@ -1,0 +1,130 @@
+// The operator's routes beside the chain: health, metrics, the model list, outcomes, and behind the admin key the
+// admin API (budgets, keys, the guard) and the dashboard.
+import express from 'express';
+import type { Request, Response, Router } from 'express';
+import { budgetAdminRouter } from '@tollgate/budget';
+import { dashboard } from '@tollgate/dashboard';
+import { preloadTokenizers } from '@tollgate/providers';
+import { adminKeyAuth } from './admin-auth.js';
+import { adminKeysRouter } from './admin-keys-router.js';
+import type { GatewayParts } from './gateway-parts.js';
+import { dashboardQuotas } from './limits-setup.js';
+import { modelsRoute } from './models-route.js';
+import { outcomesRoute } from './outcomes-route.js';
+import { providerOfModel } from './provider-routing.js';
+import { storesAnswer } from './stores.js';
+
+/** What the operator routes read of the config. */
+export interface OperatorOptions {
+  /** The admin key's SHA-256: without it, no admin API and no dashboard (and `/metrics` only when public). */
+  adminKeySha256?: string;
+  /** `/metrics` without the admin key. */
+  metricsPublic: boolean;
+  /** The config's tenants and tiers, by name (the dashboard's lists, the metrics' tenant labels). */
+  tenants: string[];
+  tiers: string[];
+  timezone?: string;
+  /** Where the dashboard reads the ledger. @default the ledger's default table */
+  ledgerTable?: { table?: string; schema?: string };
+}
+
+/** What the operator routes are built from. */
+export type OperatorParts = Pick<
+  GatewayParts,
+  | 'options'
+  | 'stores'
+  | 'observedStores'
+  | 'pricing'
+  | 'providers'
+  | 'blocked'
+  | 'metering'
+  | 'guarding'
+  | 'budget'
+  | 'identify'
+  | 'configKeys'
+  | 'limits'
+  | 'configFiles'
+>;
+
+/** Health, metrics, models, outcomes, and (with an admin key) the admin API and the dashboard. */
+export function mountOperatorRoutes(router: Router, parts: OperatorParts): void {
+  const { options, stores, observedStores, pricing, providers, blocked, metering, guarding, budget } = parts;
+  const { identify } = parts;
+  const { operator } = options;
+  const configKeys = parts.configKeys;
+  // Healthy only once the encoding of current models is loaded: before, their estimates run several times high (a
+  // byte bound). Older models' encoding loads when one is first asked for.
+  let tokenizersReady = false;
+  void preloadTokenizers(['o200k_base']).then(() => (tokenizersReady = true));
+  // 503 only when this process cannot serve (starting, its store out): an upstream that does not answer is every
+  // process's, so it is reported as `degraded` with a 200 that keeps the load balancer sending the routes that work.
+  router.get('/healthz', async function reportHealth(_req: Request, res: Response) {
+    const storeOk = await storesAnswer(stores);
+    const unavailable = providers.unavailable();
+    const upstreamsOk = unavailable.upstreams.length === 0 && unavailable.modelGroups.length === 0;
+    const serving = storeOk && tokenizersReady;
+    const filesFailing = parts.configFiles.failing();
+    res.status(serving ? 200 : 503).json({
+      status: !tokenizersReady ? 'starting' : serving && upstreamsOk && filesFailing.length === 0 ? 'ok' : 'degraded',
+      ...(upstreamsOk ? {} : { unavailable }),
+      ...(filesFailing.length === 0 ? {} : { configFiles: filesFailing }),
+      store: stores.kind,
+      storeOk,
+      tokenizers: tokenizersReady ? 'ready' : 'loading',
+      ...(stores.kind === 'redis' ? { redis: storeOk ? 'ok' : 'down' } : {}),
+      upstreams: providers.names,
+      ...(providers.routes ? { routing: providers.routes.health() } : {}),
+      ...(blocked ? { blocks: blocked.blocks.open() } : {}),
+    });
+  });
+  // Metrics name tenants and their spend: behind the admin key, open only when the config says so, else not served.
+  const adminOnly = operator.adminKeySha256 ? [...guarding.beforeAuth, adminKeyAuth(operator.adminKeySha256)] : [];
+  if (metering.metricsHandler && operator.metricsPublic) router.get('/metrics', metering.metricsHandler);
+  else if (metering.metricsHandler && operator.adminKeySha256)
+    router.get('/metrics', ...adminOnly, metering.metricsHandler);
+
+  const providerOf = (model: string) => providerOfModel(model, 'openai.chat', options.routing, pricing);
+  router.get(
+    '/v1/models',
+    ...guarding.beforeAuth,
+    ...identify,
+    modelsRoute({ ...options.models, providerOf }, pricing),
+  );
+  // Outcomes (for cost per outcome) behind the caller's own key: attached to its tenant's requests only.
+  router.post(
+    '/v1/outcomes',
+    ...identify,
+    outcomesRoute({
+      ledger: metering.ledger,
+      location: options.budget.ledgerTable,
+      flushUsage: () => metering.flush(),
+    }),
+  );
+
+  if (operator.adminKeySha256) {
+    const admin = express.Router();
+    admin.use(...adminOnly);
+    admin.use('/budgets', budgetAdminRouter(budget));
+    admin.use('/keys', adminKeysRouter(options.auth.keyProblems, configKeys, observedStores.keys));
+    if (guarding.adminRouter) admin.use('/guard', guarding.adminRouter);
+    router.use('/admin', admin);
+    router.use(
+      '/dashboard',
+      dashboard({
+        adminKeySha256: operator.adminKeySha256,
+        budgets: budget,
+        keys: observedStores.keys,
+        configKeys: configKeys,
+        ...(metering.ledger ? { ledger: metering.ledger } : {}),
+        ...(operator.ledgerTable ? { ledgerTable: operator.ledgerTable } : {}),
+        tenants: operator.tenants,
+        tiers: operator.tiers,
+        ...(operator.timezone ? { timezone: operator.timezone } : {}),
+        limits: dashboardQuotas({ tiers: options.auth.tiers, tenants: operator.tenants }, parts.limits, async () => [
+          ...configKeys(),
+          ...(await observedStores.keys.list()),
+        ]),
+      }),
+    );
+  }
+}
