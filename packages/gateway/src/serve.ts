@@ -148,57 +148,15 @@ export async function serveGateway(env: NodeJS.ProcessEnv = process.env): Promis
 
   const unwatch = configPath ? watchConfigKeys(configPath, config, app) : undefined;
 
-  let stopping = false;
-  // The answer each connection gives, so that a stop closes every connection once its answer is done: kept-alive
-  // clients cannot hold the server open, and none is cut mid-answer.
-  const answering = new Map<Socket, ServerResponse>();
-  server.on('connection', (socket: Socket) => socket.once('close', () => answering.delete(socket)));
-  server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
-    if (stopping) res.shouldKeepAlive = false;
-    else answering.set(req.socket, res);
-  });
-  const stop = (signal: string) => {
-    if (stopping) {
-      console.log(`tollgate proxy: ${signal} again, exiting now (records not yet stored stay in the usage spool)`);
-      process.exit(1);
-    }
-    stopping = true;
-    console.log(`tollgate proxy: ${signal}, closing`);
-    // New connections are refused from here; those idle now are closed, and those answering are closed after their answer.
-    server.close();
-    for (const res of answering.values()) {
-      if (res.writableFinished) continue;
-      if (!res.headersSent) res.shouldKeepAlive = false;
-      else res.once('finish', () => server.closeIdleConnections());
-    }
-    server.closeIdleConnections();
-    const cut = setTimeout(() => server.closeAllConnections(), STOP_GRACE_MS);
-    const deadline = setTimeout(() => {
-      console.error(
-        'tollgate proxy: still closing, exiting now (records not yet stored stay in the usage spool, written at the next start)',
-      );
-      process.exit(1);
-    }, STOP_DEADLINE_MS);
-    deadline.unref();
-    unwatch?.();
-    server.once('close', () => {
-      clearTimeout(cut);
-      // The spans of the last calls are exported after the calls ended, before the process does.
+  stopOnSignals(
+    server,
+    () =>
       app
         .close()
         .then(() => stores.close())
-        .then(() => tracing?.shutdown())
-        .then(
-          () => process.exit(0),
-          (error: unknown) => {
-            console.error(`tollgate proxy: closing failed: ${error instanceof Error ? error.message : String(error)}`);
-            process.exit(1);
-          },
-        );
-    });
-  };
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
+        .then(() => tracing?.shutdown()),
+    unwatch,
+  );
 }
 
 /**
@@ -242,4 +200,59 @@ function watchConfigKeys(path: string, started: ProxyConfig, app: ReturnType<typ
     unwatchFile(path, onChange);
     forgetKeyFileReader(path);
   };
+}
+
+/**
+ * On SIGTERM or SIGINT: no new connections, each answer under way finished before its connection closes (kept-alive
+ * clients cannot hold the server open, none is cut mid-answer), then `closeAll`; a second signal, or the deadline,
+ * exits at once (records not yet stored stay in the usage spool).
+ */
+function stopOnSignals(server: Server, closeAll: () => Promise<unknown>, unwatch: (() => void) | undefined): void {
+  let stopping = false;
+  // The answer each connection gives, so that a stop closes every connection once its answer is done: kept-alive
+  // clients cannot hold the server open, and none is cut mid-answer.
+  const answering = new Map<Socket, ServerResponse>();
+  server.on('connection', (socket: Socket) => socket.once('close', () => answering.delete(socket)));
+  server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (stopping) res.shouldKeepAlive = false;
+    else answering.set(req.socket, res);
+  });
+  const stop = (signal: string) => {
+    if (stopping) {
+      console.log(`tollgate proxy: ${signal} again, exiting now (records not yet stored stay in the usage spool)`);
+      process.exit(1);
+    }
+    stopping = true;
+    console.log(`tollgate proxy: ${signal}, closing`);
+    // New connections are refused from here; those idle now are closed, and those answering are closed after their answer.
+    server.close();
+    for (const res of answering.values()) {
+      if (res.writableFinished) continue;
+      if (!res.headersSent) res.shouldKeepAlive = false;
+      else res.once('finish', () => server.closeIdleConnections());
+    }
+    server.closeIdleConnections();
+    const cut = setTimeout(() => server.closeAllConnections(), STOP_GRACE_MS);
+    const deadline = setTimeout(() => {
+      console.error(
+        'tollgate proxy: still closing, exiting now (records not yet stored stay in the usage spool, written at the next start)',
+      );
+      process.exit(1);
+    }, STOP_DEADLINE_MS);
+    deadline.unref();
+    unwatch?.();
+    server.once('close', () => {
+      clearTimeout(cut);
+      // The spans of the last calls are exported after the calls ended, before the process does.
+      closeAll().then(
+        () => process.exit(0),
+        (error: unknown) => {
+          console.error(`tollgate proxy: closing failed: ${error instanceof Error ? error.message : String(error)}`);
+          process.exit(1);
+        },
+      );
+    });
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
 }
