@@ -18,7 +18,7 @@ import {
 } from '@tollgate/core';
 import type { Pricing, ProviderApi, TollgateStores } from '@tollgate/core';
 import { preloadTokenizers } from '@tollgate/providers';
-import { GEMINI_ACTIONS, GEMINI_COUNT_ACTION, providerAdapters } from '@tollgate/providers/kit';
+import { providerAdapters } from '@tollgate/providers/kit';
 import type { CallDeclaration } from '@tollgate/providers';
 import { migrateUsageLedger, serveLedger } from '@tollgate/metering';
 import type { SpoolReplay } from '@tollgate/metering';
@@ -45,7 +45,6 @@ import {
 } from './limits-setup.js';
 import type { StoreFailureHandlers } from './limits-setup.js';
 import { COUNT_ROUTES, tokenCountRoutes } from './count-tokens-route.js';
-import { acceptGeminiRequest, geminiCallParams, passGeminiMethodOn } from './gemini-route.js';
 import { JSON_BODY_TYPES, providerJsonBody } from './json-body.js';
 import { createProxyGuard, createProxyGuardrails } from './guard-setup.js';
 import { createMetering } from './metering-setup.js';
@@ -58,6 +57,7 @@ import { createProviderRouter } from './provider-routing.js';
 import { registerRoutingMetrics } from './routing-metrics.js';
 import { createProxyMetrics } from './proxy-metrics.js';
 import { validateProviderRequest } from './request-validation.js';
+import { providerRouteStages } from './route-methods.js';
 import { securityHeaders } from './security-headers.js';
 import { timeResponse } from './server-timing.js';
 import { blockedStores, outageStores } from './outage-setup.js';
@@ -176,21 +176,9 @@ interface ProviderRoute {
   params?: CallDeclaration['params'];
 }
 
-/**
- * What a route does beyond its adapter's declaration: Gemini's path holds the model and the method (its token count,
- * the same path, is the count route's), and its own key header.
- */
-const ROUTE_EXTRAS: Readonly<Partial<Record<ProviderApi, Pick<ProviderRoute, 'match' | 'before' | 'params'>>>> = {
-  'gemini.generate': {
-    match: passGeminiMethodOn(GEMINI_COUNT_ACTION),
-    before: acceptGeminiRequest(GEMINI_ACTIONS),
-    params: geminiCallParams,
-  },
-};
-
-/** Every API whose adapter names a route, at its path. */
+/** Every API whose adapter names a route, at its path, with what its path and headers add (`route.methods`...). */
 const PROVIDER_ROUTES: readonly ProviderRoute[] = providerAdapters().flatMap((adapter) =>
-  adapter.route ? [{ path: adapter.route.path, api: adapter.api, ...ROUTE_EXTRAS[adapter.api] }] : [],
+  adapter.route ? [{ path: adapter.route.path, api: adapter.api, ...providerRouteStages(adapter) }] : [],
 );
 
 /** What Express's router and the body reader set on each request, and Express on each response. */
@@ -668,7 +656,7 @@ export function createGateway(input: ProxyConfig, deps: ProxyDeps = {}): Gateway
 
   // The provider routes first: they carry nearly all the traffic, and every route before them is a path match per request.
   for (const route of PROVIDER_ROUTES) router.post(route.path, ...admit(route), providers.handler(route.api));
-  // Then the token counts (free: no token limit, budget or record); Gemini's generation route passes its counts on.
+  // Then the token counts (free: no token limit, budget or record); a route whose path names its count passes it on.
   const countParts = { config, guarding, identify, readProviderBody, requestLimits, pricing, providers };
   for (const { path, handlers } of tokenCountRoutes(countParts)) router.post(path, ...handlers);
   if (mcp) router.use('/mcp', mcp.router);

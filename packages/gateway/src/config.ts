@@ -9,42 +9,35 @@ import type { Pricing } from '@tollgate/core';
 import { didYouMean, MAX_USD, MAX_USD_PER_MILLION_TOKENS, timeZoneProblem } from '@tollgate/core/kit';
 import type { CalendarPeriod, OutagePolicy } from '@tollgate/core/kit';
 import { resolveGuardOptions, resolvePromptGuardrails } from '@tollgate/guard/kit';
-import { providerAdapters } from '@tollgate/providers/kit';
+import { providerAdapters, upstreamKinds } from '@tollgate/providers/kit';
 import type { AnomalyAction } from '@tollgate/guard/kit';
 import { checkRouting } from './routing-config.js';
 import type { RoutingConfig } from './routing-config.js';
 import type { StoreOutageConfig } from './outage-setup.js';
 
-/** The upstream kinds the gateway itself knows how to reach (`openai-compatible`: Chat Completions as self-hosted servers speak it). */
-const BUILT_IN_UPSTREAM_KINDS = ['openai', 'anthropic', 'openai-compatible', 'gemini', 'azure-openai'] as const;
-/**
- * The adapters that say themselves how their upstream is reached (`ProviderAdapter.upstream`), with a kind of their
- * own (an adapter may instead say where an upstream of one of the gateway's kinds serves it, as embeddings on `openai`).
- */
-const ADAPTER_UPSTREAMS = providerAdapters().flatMap((adapter) =>
-  adapter.upstream && !(BUILT_IN_UPSTREAM_KINDS as readonly string[]).includes(adapter.upstream.kind)
-    ? [adapter.upstream]
-    : [],
-);
+/** The kind of an upstream whose entry names none and whose name no kind claims. */
+const DEFAULT_UPSTREAM_KIND = 'openai';
+/** Every kind of upstream the adapters declare (`ProviderAdapter.upstream`): how each is reached, what it speaks. */
+const KINDS = [...upstreamKinds().values()];
 
-/** The wire formats an upstream may speak: the gateway's own kinds, then each adapter's that declares one. */
-export const UPSTREAM_KINDS: readonly [string, ...string[]] = [
-  ...BUILT_IN_UPSTREAM_KINDS,
-  ...ADAPTER_UPSTREAMS.map((upstream) => upstream.kind),
-];
-export type UpstreamKind = (typeof BUILT_IN_UPSTREAM_KINDS)[number] | (string & {});
+/** The wire formats an upstream may speak: the kinds the adapters declare. */
+export const UPSTREAM_KINDS = KINDS.map((kind) => kind.kind) as [string, ...string[]];
+export type UpstreamKind = string;
 
-/** The kind of an upstream that names none, from its name (an adapter's kind for its own names). */
+/** The kind of an upstream that names none, from its name (the kind whose `names` hold it). */
 export function defaultUpstreamKind(name: string): UpstreamKind {
-  if (name === 'anthropic') return 'anthropic';
-  if (name === 'gemini' || name === 'google') return 'gemini';
-  return ADAPTER_UPSTREAMS.find((upstream) => (upstream.names ?? [upstream.kind]).includes(name))?.kind ?? 'openai';
+  return KINDS.find(({ kind, wire }) => (wire.names ?? [kind]).includes(name))?.kind ?? DEFAULT_UPSTREAM_KIND;
 }
 
-/** Where each kind an adapter declares is usually reached, for the config's descriptions. */
-const ADAPTER_UPSTREAM_HINTS = ADAPTER_UPSTREAMS.map(
-  (upstream) => `\`${upstream.baseUrl}\` (api "${upstream.kind}", key in ${upstream.keyEnv})`,
+/** Where each kind is usually reached, for the config's descriptions. */
+const UPSTREAM_HINTS = KINDS.map(
+  ({ kind, wire }) => `\`${wire.baseUrl}\` (api "${kind}"${wire.keyEnv ? `, key in ${wire.keyEnv}` : ''})`,
 ).join(', ');
+/** The names that choose a kind, for the config's descriptions. */
+const NAMED_KINDS = KINDS.flatMap(({ kind, wire }) => {
+  const names = (wire.names ?? [kind]).filter((name) => name !== DEFAULT_UPSTREAM_KIND);
+  return names.length > 0 ? [`"${kind}" for ${names.map((name) => `"${name}"`).join('/')}`] : [];
+}).join(', ');
 
 /** The levels of the proxy's log, most severe first; `silent` writes nothing. */
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -220,9 +213,7 @@ const budgetsSchema = z
 const upstreamSchema = fields({
   baseUrl: url(['http:', 'https:'])
     .transform((text) => text.replace(/\/+$/, ''))
-    .describe(
-      `e.g. \`https://api.openai.com/v1\`, \`https://api.anthropic.com\`, \`https://generativelanguage.googleapis.com/v1beta\`${ADAPTER_UPSTREAM_HINTS ? ` or ${ADAPTER_UPSTREAM_HINTS}` : ''}.`,
-    ),
+    .describe(`e.g. ${UPSTREAM_HINTS}.`),
   apiKeyEnv: environmentName
     .optional()
     .describe('Name of the environment variable holding the upstream key (preferred over `apiKey`).'),
@@ -232,7 +223,7 @@ const upstreamSchema = fields({
   api: choice(UPSTREAM_KINDS, `must be one of ${UPSTREAM_KINDS.map((kind) => `"${kind}"`).join(', ')}`)
     .optional()
     .describe(
-      `The wire format this upstream speaks. Default: "anthropic" for the name "anthropic", "gemini" for "gemini"/"google"${ADAPTER_UPSTREAMS.map((upstream) => `, "${upstream.kind}" for ${(upstream.names ?? [upstream.kind]).map((name) => `"${name}"`).join('/')}`).join('')}, else "openai".`,
+      `The wire format this upstream speaks. Default, from the upstream's name: ${NAMED_KINDS}, else "${DEFAULT_UPSTREAM_KIND}".`,
     ),
   anthropicVersion: nonEmptyString()
     .optional()
@@ -1104,20 +1095,19 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** Upstream kinds that speak OpenAI's API: their models count text with o200k_base unless they name a tokenizer. */
-const OPENAI_SPEAKING: readonly UpstreamKind[] = ['openai', 'openai-compatible', 'azure-openai'];
-
 /**
- * A model served by an OpenAI-speaking upstream, with no `tokenizer`, is estimated with o200k_base. That is not
- * known to be its provider's own tokenizer (a self-hosted Llama speaks OpenAI's API too), so the hard stop cuts it
- * only on a lower bound (`ownTokenizer: false`); naming the tokenizer declares it the provider's own.
+ * A model with no `tokenizer`, served by an upstream whose kind names one (`modelTokenizer`: o200k_base for the kinds
+ * that speak OpenAI's API), is estimated with it. That is not known to be its provider's own tokenizer (a self-hosted
+ * Llama speaks OpenAI's API too), so the hard stop cuts it only on a lower bound (`ownTokenizer: false`); naming the
+ * tokenizer declares it the provider's own.
  */
 function countingDefaults(config: ProxyConfig): void {
   for (const model of Object.values(config.models ?? {})) {
     if (model.tokenizer !== undefined) continue;
     const kind = config.upstreams ? config.upstreams[model.provider]?.api : defaultUpstreamKind(model.provider);
-    if (kind === undefined || !OPENAI_SPEAKING.includes(kind)) continue;
-    model.tokenizer = 'o200k_base';
+    const tokenizer = kind === undefined ? undefined : upstreamKinds().get(kind)?.wire.modelTokenizer;
+    if (tokenizer === undefined) continue;
+    model.tokenizer = tokenizer;
     model.ownTokenizer = false;
   }
 }

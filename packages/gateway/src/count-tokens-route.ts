@@ -1,42 +1,30 @@
-// Token counts without charge (Anthropic's `count_tokens`, Gemini's `countTokens`, any adapter's `countTokens`):
+// Token counts without charge (any adapter's `countTokens`, at its own path or as a method of its API's):
 // forwarded to the upstream serving the model, else answered from the count the meter's estimate makes.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { modelAllowlist } from '@tollgate/auth';
 import { ApiError, renderApiError } from '@tollgate/core';
 import type { Pricing, ProviderApi } from '@tollgate/core';
 import { adapterFor, estimateRequestAsync } from '@tollgate/providers';
-import type { CallDeclaration } from '@tollgate/providers';
-import { checkModelKind, GEMINI_COUNT_ACTION, providerAdapters } from '@tollgate/providers/kit';
+import { checkModelKind, providerAdapters } from '@tollgate/providers/kit';
 import { combineLimits } from '@tollgate/ratelimit';
 import { attributionMiddleware, permissionMiddleware } from './auth-setup.js';
 import type { ProxyConfig } from './config.js';
-import { acceptGeminiRequest, geminiCallParams } from './gemini-route.js';
 import type { createProxyGuard } from './guard-setup.js';
 import { defaultTierOf } from './limits-setup.js';
 import type { ProviderRouter } from './provider-routing.js';
 import { validateCountRequest } from './request-validation.js';
+import { countRouteStages } from './route-methods.js';
+import type { RouteStages } from './route-methods.js';
 
-interface CountRoute {
+interface CountRoute extends RouteStages {
   path: string;
   api: ProviderApi;
-  /** Before auth: what the route reads of its own path and headers. */
-  before?: RequestHandler;
-  /** Route params the adapter reads. @default req.params */
-  params?: CallDeclaration['params'];
 }
 
-/**
- * What a count route does beyond its adapter's declaration: Gemini's shares the generation path, whose route passes
- * the count method on to it (`passGeminiMethodOn`).
- */
-const COUNT_ROUTE_EXTRAS: Readonly<Partial<Record<ProviderApi, Omit<CountRoute, 'path' | 'api'>>>> = {
-  'gemini.generate': { before: acceptGeminiRequest([GEMINI_COUNT_ACTION]), params: geminiCallParams },
-};
-
-/** Every API whose adapter counts tokens, at its count path (or its own route's). */
+/** Every API whose adapter counts tokens, at its count path (or its own route's, for the method it names there). */
 export const COUNT_ROUTES: readonly CountRoute[] = providerAdapters().flatMap((adapter) => {
   const path = adapter.countTokens && (adapter.countTokens.path ?? adapter.route?.path);
-  return path ? [{ path, api: adapter.api, ...COUNT_ROUTE_EXTRAS[adapter.api] }] : [];
+  return path ? [{ path, api: adapter.api, ...countRouteStages(adapter) }] : [];
 });
 
 /** The model a count asks about (in its body, or in its path). */
@@ -114,7 +102,7 @@ export interface CountRouteParts {
 /**
  * The token-count routes, each with its chain: auth, scope, the model allowlists, suspensions and the request
  * limits (requests per minute, repeated requests). No token limit, no budget, no usage record: counting is free,
- * so a spent budget still counts. Mounted after the provider routes (Gemini's generation route passes counts on).
+ * so a spent budget still counts. Mounted after the provider routes (a route whose path names its count passes it on).
  */
 export function tokenCountRoutes(parts: CountRouteParts): { path: string; handlers: RequestHandler[] }[] {
   const { config, guarding, identify, readProviderBody, requestLimits, pricing, providers } = parts;

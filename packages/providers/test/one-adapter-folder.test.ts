@@ -61,3 +61,28 @@ describe('the OpenAI embeddings API lives in one adapter folder', () => {
     ]);
   });
 });
+
+describe("the gateway reads every API's wire from its adapter", () => {
+  // Until the mock provider moves beside the adapters, it and its one import of Gemini's path split name Gemini.
+  const MOCK_FILES = ['gateway/src/gemini-route.ts', 'gateway/src/mock-provider.ts', 'gateway/src/mock-reply.ts'];
+
+  it("names neither Gemini nor Azure OpenAI: their paths, key headers and route's methods are their adapters'", () => {
+    const gateway = sourceFiles().filter((file) => file.startsWith('gateway/src/'));
+    expect(gateway).toContain('gateway/src/upstream.ts');
+    const naming = gateway.filter((file) => /gemini|azure/i.test(readFileSync(path.join(packagesDir, file), 'utf8')));
+    // The config describes the fields an Azure upstream's entry may hold (its API version, its deployments).
+    expect([...MOCK_FILES, 'gateway/src/config.ts']).toEqual(expect.arrayContaining(naming));
+  });
+
+  it("names no upstream's key header or version header", () => {
+    const naming = sourceFiles()
+      .filter((file) => file.startsWith('gateway/src/') && !MOCK_FILES.includes(file))
+      .filter((file) =>
+        /x-goog-api-key|'api-key'|api-version|anthropic-version/.test(
+          readFileSync(path.join(packagesDir, file), 'utf8'),
+        ),
+      );
+    // The billing reconciliation reads Anthropic's cost report: an admin API, not an upstream of calls.
+    expect(['gateway/src/config.ts', 'gateway/src/provider-billing.ts']).toEqual(expect.arrayContaining(naming));
+  });
+});
