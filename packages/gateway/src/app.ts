@@ -19,7 +19,6 @@ import {
 import type { Pricing, ProviderApi, TollgateStores } from '@tollgate/core';
 import { preloadTokenizers } from '@tollgate/providers';
 import { providerAdapters } from '@tollgate/providers/kit';
-import type { CallDeclaration } from '@tollgate/providers';
 import { migrateUsageLedger, serveLedger } from '@tollgate/metering';
 import type { SpoolReplay } from '@tollgate/metering';
 import type { PromptGuardrailsOptions } from '@tollgate/guard';
@@ -58,6 +57,7 @@ import { registerRoutingMetrics } from './routing-metrics.js';
 import { createProxyMetrics } from './proxy-metrics.js';
 import { validateProviderRequest } from './request-validation.js';
 import { providerRouteStages } from './route-methods.js';
+import type { RouteStages } from './route-methods.js';
 import { securityHeaders } from './security-headers.js';
 import { timeResponse } from './server-timing.js';
 import { blockedStores, outageStores } from './outage-setup.js';
@@ -165,15 +165,9 @@ interface ExpressHandle {
   handle(req: IncomingMessage, res: ServerResponse, done?: (error?: unknown) => void): void;
 }
 
-interface ProviderRoute {
+interface ProviderRoute extends RouteStages {
   path: string;
   api: ProviderApi;
-  /** First: passes a request the route does not serve on to the next route at its path. */
-  match?: RequestHandler;
-  /** Runs before auth: what the route reads of its own path and headers. */
-  before?: RequestHandler;
-  /** Route params the adapter reads. @default req.params */
-  params?: CallDeclaration['params'];
 }
 
 /** Every API whose adapter names a route, at its path, with what its path and headers add (`route.methods`...). */

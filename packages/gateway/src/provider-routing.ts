@@ -207,7 +207,8 @@ export function createProviderRouter(config: ProxyConfig, options: ProviderRoute
           next(
             new ApiError(
               'invalid_request',
-              `The model "${model}" is served by the ${upstream.api} upstream "${upstream.name}": call ${routesOfKind(upstream.api, api)}.`,
+              `The model "${model}" is served by the ${upstream.api} upstream "${upstream.name}": ` +
+                `call ${routesOfKind(upstream.api, api)}.`,
               { param: 'model' },
             ),
           );

@@ -28,14 +28,17 @@ interface ServedMethods {
   all: readonly string[];
 }
 
-function servedMethods(adapter: ProviderAdapter, served: (methods: RouteMethods) => readonly string[]) {
+function servedMethods(
+  adapter: ProviderAdapter,
+  served: (methods: RouteMethods) => readonly string[],
+): ServedMethods | undefined {
   const methods = adapter.route?.methods;
   if (!methods) return undefined;
   const count = sharedCountMethod(adapter);
   return { methods, served: served(methods), all: count === undefined ? methods.calls : [...methods.calls, count] };
 }
 
-/** The first refusal of a request for a method the route does not serve, a model too long, or a query the API refuses. */
+/** Why the route refuses a request: a method it does not serve, a model too long, a query the API refuses. */
 function pathRefusal(req: Request, { methods, served, all }: ServedMethods): ApiError | undefined {
   const target = methods.read(req.params);
   if (!target || !served.includes(target.action))

@@ -47,7 +47,7 @@ export class AnswerTranslation {
     return out;
   }
 
-  /** The target's stream ended: `res` ends with what its last events complete, the target's usage on the record first. */
+  /** The target's stream ended: `res` ends with what its last events complete, the target's usage recorded first. */
   endStream(): void {
     const translator = this.streamTranslator!;
     const rest = translator.end();

@@ -166,7 +166,7 @@ export interface AdapterRoute {
   readonly modelInPath?: boolean;
   /** The path as a message to a client shows it (`/v1beta/models/{model}:generateContent`). @default path */
   readonly shown?: string;
-  /** A path that names a method beside the model (Gemini's `models/{model}:{method}`). @default the path is the method */
+  /** A path naming a method beside the model (Gemini's `models/{model}:{method}`). @default the path is the method */
   readonly methods?: RouteMethods;
   /**
    * Headers where the API's own SDKs put a key (Google's `x-goog-api-key`): a gateway reads the caller's key there as
@@ -177,7 +177,7 @@ export interface AdapterRoute {
 
 /** How a route's path names the method of a call (see `AdapterRoute.methods`). */
 export interface RouteMethods {
-  /** The methods of the API's calls (`generateContent`, `streamGenerateContent`); its token count's is `countTokens.method`. */
+  /** The methods of the API's calls (`generateContent`, `streamGenerateContent`); its count's: `countTokens.method`. */
   readonly calls: readonly string[];
   /**
    * The call's params (`model`, `action`) from the route's own (Express's `req.params`), or undefined when they name

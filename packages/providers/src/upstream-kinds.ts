@@ -36,7 +36,7 @@ function collectKinds(adapters: readonly ProviderAdapter[]): ReadonlyMap<string,
 
 const KINDS = collectKinds(providerAdapters());
 
-/** Every kind of upstream the adapters declare, by kind: the kinds an API's own declaration makes, then the variants. */
+/** Every kind of upstream the adapters declare, by kind: those of the APIs' own `upstream`, then the variants. */
 export function upstreamKinds(): ReadonlyMap<string, UpstreamKind> {
   return KINDS;
 }

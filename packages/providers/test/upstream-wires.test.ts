@@ -70,7 +70,7 @@ describe('the kinds of upstream the adapters declare', () => {
     });
   });
 
-  it('choose a kind by the upstream name only where the kind says so; OpenAI-speaking kinds count with o200k_base', () => {
+  it('are chosen by an upstream name only where the kind says so; OpenAI-speaking ones count with o200k_base', () => {
     const names = Object.fromEntries([...upstreamKinds().values()].map((entry) => [entry.kind, entry.wire.names]));
     expect(names).toMatchObject({ gemini: ['gemini', 'google'], 'openai-compatible': [], 'azure-openai': [] });
     expect(names.openai ?? ['openai']).toEqual(['openai']);

@@ -1,4 +1,4 @@
-// Azure OpenAI: an upstream variant of Chat Completions, reached by deployment, with its own key header and API version.
+// Azure OpenAI: an upstream variant of Chat Completions, reached by deployment, with its key header and API version.
 import type { UpstreamSettings, UpstreamWire } from '../adapter.js';
 
 /** Azure OpenAI's generally available API version of Chat Completions, used when the upstream's entry names none. */
@@ -18,8 +18,10 @@ export const AZURE_OPENAI_UPSTREAM: UpstreamWire = {
   names: [],
   baseUrl: 'https://<resource>.openai.azure.com',
   keyEnv: 'AZURE_OPENAI_API_KEY',
-  path: ({ model }, settings) =>
-    `/openai/deployments/${encodeURIComponent(settings.deployments?.[model] ?? model)}/chat/completions?api-version=${apiVersion(settings)}`,
+  path: ({ model }, settings) => {
+    const deployment = encodeURIComponent(settings.deployments?.[model] ?? model);
+    return `/openai/deployments/${deployment}/chat/completions?api-version=${apiVersion(settings)}`;
+  },
   modelsPath: (settings) => `/openai/models?api-version=${apiVersion(settings)}`,
   authHeaders: (key) => ({ 'api-key': key }),
   modelTokenizer: 'o200k_base',
