@@ -8,6 +8,7 @@ import { pino } from 'pino';
 import type { Level, Logger } from 'pino';
 import { getContext } from '@tollgate/core';
 import type { TollgateContext } from '@tollgate/core';
+import { providerAdapters } from '@tollgate/providers/kit';
 import { ConfigError } from './config/index.js';
 
 /** The access and error log: its level and where it goes. */
@@ -23,12 +24,14 @@ const CENSOR = '[redacted]';
 /**
  * Censored in every line should anything put them there: the lines are built from an allowlist
  * (no headers, no bodies, no query strings), and these paths are the second lock on the door.
- * Each path costs every line something: the credential headers, no more.
+ * Each path costs every line something: the credential headers, no more (with those the adapters'
+ * routes read a key from, `route.keyHeaders`).
  */
 export const REDACTED_PATHS: readonly string[] = [
   'req.headers.authorization',
-  'req.headers["x-api-key"]',
-  'req.headers["x-goog-api-key"]',
+  ...[...new Set(['x-api-key', ...providerAdapters().flatMap((adapter) => adapter.route?.keyHeaders ?? [])])].map(
+    (header) => `req.headers[${JSON.stringify(header)}]`,
+  ),
   'req.headers.cookie',
 ];
 /** stdout and stderr: bytes held while they do not drain; later lines are dropped (and that is reported once). */

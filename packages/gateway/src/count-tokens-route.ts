@@ -1,37 +1,25 @@
-// Token counts without charge (Anthropic's `count_tokens`, Gemini's `countTokens`, any adapter's `countTokens`):
+// Token counts without charge (any adapter's `countTokens`, at its own path or as a method of its API's):
 // forwarded to the upstream serving the model, else answered from the count the meter's estimate makes.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { modelAllowlist } from '@tollgate/auth';
 import { ApiError, renderApiError } from '@tollgate/core';
 import type { Pricing, ProviderApi } from '@tollgate/core';
 import { adapterFor, estimateRequestAsync } from '@tollgate/providers';
-import type { CallDeclaration } from '@tollgate/providers';
-import { checkModelKind, GEMINI_COUNT_ACTION, providerAdapters } from '@tollgate/providers/kit';
+import { checkModelKind, providerAdapters } from '@tollgate/providers/kit';
 import type { TierPolicyOptions } from '@tollgate/ratelimit';
-import { acceptGeminiRequest, geminiCallParams } from './gemini-route.js';
 import type { ProviderRouter } from './provider-routing.js';
+import { countRouteStages } from './route-methods.js';
+import type { RouteStages } from './route-methods.js';
 
-export interface CountRoute {
+export interface CountRoute extends RouteStages {
   path: string;
   api: ProviderApi;
-  /** Before auth: what the route reads of its own path and headers. */
-  before?: RequestHandler;
-  /** Route params the adapter reads. @default req.params */
-  params?: CallDeclaration['params'];
 }
 
-/**
- * What a count route does beyond its adapter's declaration: Gemini's shares the generation path, whose route passes
- * the count method on to it (`passGeminiMethodOn`).
- */
-const COUNT_ROUTE_EXTRAS: Readonly<Partial<Record<ProviderApi, Omit<CountRoute, 'path' | 'api'>>>> = {
-  'gemini.generate': { before: acceptGeminiRequest([GEMINI_COUNT_ACTION]), params: geminiCallParams },
-};
-
-/** Every API whose adapter counts tokens, at its count path (or its own route's). */
+/** Every API whose adapter counts tokens, at its count path (or its own route's, for the method it names there). */
 export const COUNT_ROUTES: readonly CountRoute[] = providerAdapters().flatMap((adapter) => {
   const path = adapter.countTokens && (adapter.countTokens.path ?? adapter.route?.path);
-  return path ? [{ path, api: adapter.api, ...COUNT_ROUTE_EXTRAS[adapter.api] }] : [];
+  return path ? [{ path, api: adapter.api, ...countRouteStages(adapter) }] : [];
 });
 
 /** The model a count asks about (in its body, or in its path). */

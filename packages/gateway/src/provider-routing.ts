@@ -2,16 +2,16 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { ApiError, createPricing } from '@tollgate/core';
 import type { Pricing, ProviderApi } from '@tollgate/core';
-import { adapterFor, openAiCompatible, providerCall } from '@tollgate/providers';
-import { adapterOfUpstreamKind } from '@tollgate/providers/kit';
+import { adapterFor, providerCall } from '@tollgate/providers';
+import { kindsSpeaking, upstreamKinds } from '@tollgate/providers/kit';
 import type { CallDeclaration } from '@tollgate/providers';
 import type { MockProvider } from '@tollgate/providers/mock';
 import { defaultUpstreamKind } from './config/index.js';
 import type { ProxyConfig, UpstreamKind } from './config/index.js';
 import { createUpstream, resolveUpstreamKey } from './upstream.js';
 import type { Upstream } from './upstream.js';
-import type { UpstreamObserver } from './upstream-answer.js';
-import { createRoutedCalls, kindsOfApi } from './routed-call.js';
+import type { UpstreamObserver } from './upstream-outcome.js';
+import { createRoutedCalls } from './routed-call.js';
 import type { RoutedCalls } from './routed-call.js';
 import { probeUpstreams } from './upstream-health.js';
 import type { RouterEvent } from '@tollgate/router';
@@ -53,39 +53,88 @@ export function providerOfModel(
   return pricing?.find(model)?.provider ?? adapterFor(api).provider;
 }
 
-/** What a client is told to call instead, per kind of the gateway's own upstreams. */
-const ROUTE_OF_KIND: Readonly<Record<string, string>> = {
-  openai: '/v1/chat/completions or /v1/responses',
-  'openai-compatible': '/v1/chat/completions',
-  anthropic: '/v1/messages',
-  gemini: '/v1beta/models/{model}:generateContent',
-  'azure-openai': '/v1/chat/completions',
-};
-
-/** The route serving an upstream of `kind`: the gateway's own, or the route of the adapter that declares the kind. */
-function routeOfKind(kind: UpstreamKind): string {
-  if (Object.hasOwn(ROUTE_OF_KIND, kind)) return ROUTE_OF_KIND[kind]!;
-  return adapterOfUpstreamKind(kind)?.route?.path ?? 'the route of its API';
+/** `a`, `a or b`, `a, b or c`. */
+function eitherOf(items: readonly string[]): string {
+  return items.length < 2 ? (items[0] ?? '') : `${items.slice(0, -1).join(', ')} or ${items.at(-1)!}`;
 }
 
-/** Chat calls are declared as `openai.compatible` when their model's upstream is of that kind. */
-function chatCallDeclaration(config: ProxyConfig, pricing: Pricing | undefined): RequestHandler {
-  const declareChat = providerCall('openai.chat');
-  const upstreams = Object.entries(config.upstreams ?? {});
-  const compatible = new Set(
-    upstreams
-      .filter(([name, upstream]) => (upstream.api ?? defaultUpstreamKind(name)) === 'openai-compatible')
-      .map(([name]) => name),
-  );
-  if (compatible.size === 0) return declareChat;
-  const declareCompatible = providerCall(openAiCompatible);
-  return function declareChatCall(req: Request, res: Response, next: NextFunction): void {
-    // The body passed validation: its model is a string.
-    const model = (req.body as { model: string }).model;
-    const declare = compatible.has(providerOfModel(model, 'openai.chat', config, pricing))
-      ? declareCompatible
-      : declareChat;
-    declare(req, res, next);
+/** What a client calling `api` is told to call instead: the routes, for models of `api`'s kind, that `kind` speaks. */
+function routesOfKind(kind: UpstreamKind, api: ProviderApi): string {
+  const modelKind = adapterFor(api).modelKind ?? 'generation';
+  const paths = [...(upstreamKinds().get(kind)?.apis.keys() ?? [])]
+    .map((spoken) => adapterFor(spoken))
+    .filter((adapter) => (adapter.modelKind ?? 'generation') === modelKind)
+    .flatMap((adapter) => (adapter.route ? [adapter.route.shown ?? adapter.route.path] : []));
+  return paths.length > 0 ? eitherOf([...new Set(paths)]) : 'the route of its API';
+}
+
+/**
+ * The declaration of a call on `api`'s route. A call whose model is served by an upstream of a kind whose own API has
+ * no route (a dialect reached through this one: self-hosted servers through OpenAI's chat route) is declared with that
+ * API's adapter (its cap fields, its provider).
+ */
+function callDeclaration(
+  api: ProviderApi,
+  params: CallDeclaration['params'] | undefined,
+  config: ProxyConfig,
+  pricing: Pricing | undefined,
+): RequestHandler {
+  const declare = providerCall(api, { params });
+  const dialects = new Map<string, RequestHandler>();
+  for (const [name, upstream] of Object.entries(config.upstreams ?? {})) {
+    const kind = upstream.api ?? defaultUpstreamKind(name);
+    const own = upstreamKinds().get(kind)?.ownApi;
+    if (own === undefined || own === api || adapterFor(own).route || !kindsSpeaking(api).includes(kind)) continue;
+    dialects.set(name, providerCall(own, { params }));
+  }
+  if (dialects.size === 0) return declare;
+  return function declareDialectCall(req: Request, res: Response, next: NextFunction): void {
+    // The body passed validation: a model it names is a string.
+    const model = (req.body as { model?: unknown }).model;
+    const dialect = typeof model === 'string' ? dialects.get(providerOfModel(model, api, config, pricing)) : undefined;
+    (dialect ?? declare)(req, res, next);
+  };
+}
+
+/** The router of a gateway without upstreams: every call goes to the in-process mock. */
+function mockRouter(mock: MockProvider, declareCall: ProviderRouter['declareCall']): ProviderRouter {
+  return {
+    names: ['mock'],
+    routes: undefined,
+    unavailable: () => ({ upstreams: [], modelGroups: [] }),
+    declareCall,
+    forwardCount: () => false,
+    handler: (api) => {
+      const serve = (mock.handlers as Partial<Record<ProviderApi, (req: Request, res: Response) => void>>)[api];
+      if (!serve) throw new Error(`createProviderRouter: the mock provider does not serve ${api}`);
+      return function callMockProvider(req: Request, res: Response) {
+        // The mock is this process's provider: the call is sent (its span starts, the spool notes it) like any other.
+        req.tollgate.markSending();
+        serve(req, res);
+      };
+    },
+    close: async () => mock.close(),
+  };
+}
+
+/** A call's declaration followed by its plan: a group's or a class's request runs with its first target's model. */
+function declarePlannedCall(declare: RequestHandler, routes: RoutedCalls): RequestHandler {
+  // The declaration answers synchronously: its `next` is captured by one function made here,
+  // not by a closure made per request.
+  let passed = false;
+  let failure: unknown;
+  const capture = (error?: unknown) => {
+    passed = true;
+    failure = error;
+  };
+  // From here on the call runs with that model (estimate, limits, budget).
+  return function declareRoutedCall(req: Request, res: Response, next: NextFunction): void {
+    passed = false;
+    failure = undefined;
+    declare(req, res, capture);
+    if (!passed) return;
+    if (failure === undefined) routes.planCall(req);
+    next(failure);
   };
 }
 
@@ -105,27 +154,10 @@ export interface ProviderRouterOptions {
 
 export function createProviderRouter(config: ProxyConfig, options: ProviderRouterOptions): ProviderRouter {
   const declareCall = (api: ProviderApi, params?: CallDeclaration['params']): RequestHandler =>
-    api === 'openai.chat' ? chatCallDeclaration(config, options.pricing) : providerCall(api, { params });
+    callDeclaration(api, params, config, options.pricing);
   if (!config.upstreams) {
-    const mock = options.mock;
-    if (!mock) throw new Error('createProviderRouter: no upstreams configured and no mock provider given');
-    return {
-      names: ['mock'],
-      routes: undefined,
-      unavailable: () => ({ upstreams: [], modelGroups: [] }),
-      declareCall,
-      forwardCount: () => false,
-      handler: (api) => {
-        const serve = (mock.handlers as Partial<Record<ProviderApi, (req: Request, res: Response) => void>>)[api];
-        if (!serve) throw new Error(`createProviderRouter: the mock provider does not serve ${api}`);
-        return function callMockProvider(req: Request, res: Response) {
-          // The mock is this process's provider: the call is sent (its span starts, the spool notes it) like any other.
-          req.tollgate.markSending();
-          serve(req, res);
-        };
-      },
-      close: async () => mock.close(),
-    };
+    if (!options.mock) throw new Error('createProviderRouter: no upstreams configured and no mock provider given');
+    return mockRouter(options.mock, declareCall);
   }
 
   const upstreams = new Map<string, Upstream>();
@@ -149,31 +181,10 @@ export function createProviderRouter(config: ProxyConfig, options: ProviderRoute
     names: [...upstreams.keys()],
     routes,
     unavailable: () => ({ upstreams: probes?.failing() ?? [], modelGroups: routes?.unavailableGroups() ?? [] }),
-    declareCall: routes
-      ? (api, params) => {
-          const declare = declareCall(api, params);
-          // The declaration answers synchronously: its `next` is captured by one function made here,
-          // not by a closure made per request.
-          let passed = false;
-          let failure: unknown;
-          const capture = (error?: unknown) => {
-            passed = true;
-            failure = error;
-          };
-          // A group's or a class's request runs with its first target's model from here on (estimate, limits, budget).
-          return function declareRoutedCall(req: Request, res: Response, next: NextFunction): void {
-            passed = false;
-            failure = undefined;
-            declare(req, res, capture);
-            if (!passed) return;
-            if (failure === undefined) routes.planCall(req);
-            next(failure);
-          };
-        }
-      : declareCall,
+    declareCall: routes ? (api, params) => declarePlannedCall(declareCall(api, params), routes) : declareCall,
     forwardCount(api, model, req, res, next) {
       const upstream = upstreams.get(providerOfModel(model, api, config, options.pricing));
-      if (!upstream || !kindsOfApi(api).includes(upstream.api)) return false;
+      if (!upstream || !kindsSpeaking(api).includes(upstream.api)) return false;
       upstream.forwardCount(api, model, req, res, next);
       return true;
     },
@@ -192,11 +203,12 @@ export function createProviderRouter(config: ProxyConfig, options: ProviderRoute
           );
           return;
         }
-        if (!kindsOfApi(api).includes(upstream.api)) {
+        if (!kindsSpeaking(api).includes(upstream.api)) {
           next(
             new ApiError(
               'invalid_request',
-              `The model "${model}" is served by the ${upstream.api} upstream "${upstream.name}": call ${routeOfKind(upstream.api)}.`,
+              `The model "${model}" is served by the ${upstream.api} upstream "${upstream.name}": ` +
+                `call ${routesOfKind(upstream.api, api)}.`,
               { param: 'model' },
             ),
           );

@@ -74,7 +74,7 @@ function problemOf(
   check: ((body: Body) => RequestProblem | undefined) | undefined,
 ): ApiError | undefined {
   if (!isBody(body)) return bad('body', 'The request body must be a JSON object.');
-  // An API that names the model in its path (Gemini) has it checked with the route.
+  // An API that names the model in its path has it checked with the route.
   if (!adapter.route?.modelInPath) {
     if (typeof body.model !== 'string' || body.model.length === 0)
       return bad('model', 'model is required and must be a non-empty string.');

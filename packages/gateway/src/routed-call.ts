@@ -2,8 +2,7 @@
 import type { NextFunction, Request, Response } from 'express';
 import { ApiError } from '@tollgate/core';
 import type { Pricing, ProviderApi } from '@tollgate/core';
-import { adapterFor } from '@tollgate/providers';
-import { adapterOfUpstreamKind } from '@tollgate/providers/kit';
+import { kindsSpeaking, upstreamKinds } from '@tollgate/providers/kit';
 import { canTranslate, createModelRouter, translateRequest } from '@tollgate/router';
 import type {
   AttemptResult,
@@ -17,37 +16,13 @@ import type {
 } from '@tollgate/router';
 import type { ProxyConfig, UpstreamKind } from './config/index.js';
 import type { Upstream } from './upstream.js';
-import type { RoutedTry } from './upstream-answer.js';
+import type { RoutedTry } from './upstream-outcome.js';
 import type { UpstreamProbes } from './upstream-health.js';
-
-/** The gateway's own upstream kinds that speak each API as it is (both OpenAI kinds and Azure speak Chat Completions). */
-const BUILT_IN_KINDS_OF_API: Readonly<Partial<Record<ProviderApi, readonly UpstreamKind[]>>> = {
-  'openai.chat': ['openai', 'openai-compatible', 'azure-openai'],
-  'openai.compatible': ['openai-compatible', 'openai', 'azure-openai'],
-  'openai.responses': ['openai'],
-  'anthropic.messages': ['anthropic'],
-  'gemini.generate': ['gemini'],
-};
-
-/** The upstream kinds that speak `api` as it is: the gateway's own, or the one its adapter declares. */
-export function kindsOfApi(api: ProviderApi): readonly UpstreamKind[] {
-  const upstream = adapterFor(api).upstream;
-  return BUILT_IN_KINDS_OF_API[api] ?? (upstream ? [upstream.kind] : []);
-}
-
-/** The API each of the gateway's own kinds of upstream is spoken to in when it does not speak the client's. */
-const NATIVE_API: Readonly<Record<string, ProviderApi>> = {
-  openai: 'openai.chat',
-  'openai-compatible': 'openai.compatible',
-  'azure-openai': 'openai.chat',
-  anthropic: 'anthropic.messages',
-  gemini: 'gemini.generate',
-};
 
 /** The API a request of `clientApi` is sent to an upstream of `kind` in: its own when the upstream speaks it. */
 function targetApiFor(clientApi: ProviderApi, kind: UpstreamKind): ProviderApi {
-  if (kindsOfApi(clientApi).includes(kind)) return clientApi;
-  return (Object.hasOwn(NATIVE_API, kind) ? NATIVE_API[kind] : adapterOfUpstreamKind(kind)?.api) ?? clientApi;
+  if (kindsSpeaking(clientApi).includes(kind)) return clientApi;
+  return upstreamKinds().get(kind)?.ownApi ?? clientApi;
 }
 
 /** Whether a content part list (at any depth of a message list) holds an image. */

@@ -2,47 +2,29 @@
 // built once here from the gateway's parts, its variant by the route's kind where a count differs from a call.
 import type { RequestHandler } from 'express';
 import type { Pricing, ProviderApi } from '@tollgate/core';
-import { GEMINI_ACTIONS, GEMINI_COUNT_ACTION, providerAdapters } from '@tollgate/providers/kit';
-import type { CallDeclaration } from '@tollgate/providers';
+import { providerAdapters } from '@tollgate/providers/kit';
 import { combineLimits } from '@tollgate/ratelimit';
 import type { ProxyCache } from './cache-setup.js';
 import { answerTokenCount, COUNT_ROUTES } from './count-tokens-route.js';
-import { acceptGeminiRequest, geminiCallParams, passGeminiMethodOn } from './gemini-route.js';
 import type { ProxyGuard } from './guard-setup.js';
 import type { ProviderRouter } from './provider-routing.js';
 import { validateCountRequest, validateProviderRequest } from './request-validation.js';
+import { providerRouteStages } from './route-methods.js';
+import type { RouteStages } from './route-methods.js';
 import { composeRoute, PROFILES } from './stages.js';
 import type { ComposedRoute, StageBuilders } from './stages.js';
 
-/** One route the gateway mounts: its path, the API it speaks, and what it is (a call or a count). */
-export interface RouteSpec {
+/** One route the gateway mounts: its path, the API it speaks, what it is (a call or a count), what its path adds. */
+export interface RouteSpec extends RouteStages {
   readonly kind: 'provider' | 'count';
   readonly path: string;
   readonly api: ProviderApi;
-  /** First: passes a request the route does not serve on to the next route at its path. */
-  readonly match?: RequestHandler;
-  /** Runs before auth: what the route reads of its own path and headers. */
-  readonly before?: RequestHandler;
-  /** Route params the adapter reads. @default req.params */
-  readonly params?: CallDeclaration['params'];
 }
 
-/**
- * What a route does beyond its adapter's declaration: Gemini's path holds the model and the method (its token count,
- * the same path, is the count route's), and its own key header.
- */
-const ROUTE_EXTRAS: Readonly<Partial<Record<ProviderApi, Pick<RouteSpec, 'match' | 'before' | 'params'>>>> = {
-  'gemini.generate': {
-    match: passGeminiMethodOn(GEMINI_COUNT_ACTION),
-    before: acceptGeminiRequest(GEMINI_ACTIONS),
-    params: geminiCallParams,
-  },
-};
-
-/** Every API whose adapter names a route, at its path. */
+/** Every API whose adapter names a route, at its path, with what its path and headers add (`route.methods`...). */
 export const PROVIDER_ROUTES: readonly RouteSpec[] = providerAdapters().flatMap((adapter) =>
   adapter.route
-    ? [{ kind: 'provider' as const, path: adapter.route.path, api: adapter.api, ...ROUTE_EXTRAS[adapter.api] }]
+    ? [{ kind: 'provider' as const, path: adapter.route.path, api: adapter.api, ...providerRouteStages(adapter) }]
     : [],
 );
 
@@ -108,7 +90,7 @@ export function routeStages(parts: RouteParts): StageBuilders<RouteSpec> {
 }
 
 /**
- * The provider routes, then the token counts (Gemini's generation route passes its counts on), each composed from
+ * The provider routes, then the token counts (a route whose path names its count method passes the count on), each composed from
  * its profile: the routes the gateway mounts, in the order it mounts them.
  */
 export function gatewayRoutes(parts: RouteParts): (ComposedRoute & { path: string })[] {

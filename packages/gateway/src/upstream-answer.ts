@@ -4,43 +4,28 @@ import type { Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { NextFunction, Response } from 'express';
 import { ApiError } from '@tollgate/core';
-import type { ProviderApi } from '@tollgate/core';
-import { adapterFor } from '@tollgate/providers';
-import {
-  createStreamTranslator,
-  isRetryableStatus,
-  retryAfterMs,
-  translateError,
-  translateResponse,
-} from '@tollgate/router';
-import type { AttemptResult, StreamTranslator } from '@tollgate/router';
-import type { UpstreamOutcome } from './proxy-metrics.js';
+import { isRetryableStatus, retryAfterMs } from '@tollgate/router';
+import type { AttemptResult } from '@tollgate/router';
 import type { SecretRedactor } from './redact.js';
-
-/** A call a router makes as one try among several: its failures worth a retry are handed back, not answered. */
-export interface RoutedTry {
-  /** Told once how the try ended (see AttemptResult). */
-  onResult(result: AttemptResult): void;
-  /**
-   * Set when the target speaks another API than the client: the answer is translated on its way.
-   * Read once, when the call starts: the router may prepare another try on the same object.
-   */
-  translation?: { clientApi: ProviderApi; targetApi: ProviderApi; clientModel: string } | undefined;
-}
-
-/** Told once per call how it ended: the upstream's name, the model the call ran with, the outcome. */
-export type UpstreamObserver = (upstream: string, model: string, outcome: UpstreamOutcome) => void;
+import {
+  CollectedAnswer,
+  cutAnswerError,
+  failedStatusError,
+  isTimeout,
+  noAnswerError,
+  refusedKeyError,
+} from './upstream-error-answer.js';
+import { CallOutcome } from './upstream-outcome.js';
+import type { RoutedTry, UpstreamObserver } from './upstream-outcome.js';
+import { AnswerTranslation } from './upstream-translation.js';
 
 /**
  * A JSON answer whose client left is still read for its usage (the provider bills it whole), up to
  * this size; past it the read stops and the call is charged its reservation's bound.
  */
 const MAX_ORPHAN_BYTES = 8 * 1024 * 1024;
-/** Upstream error bodies passed to the client are capped: they are small JSON documents. */
-const MAX_ERROR_BODY_BYTES = 64 * 1024;
 /** What is read (and dropped) of a failed answer to keep its connection for the next call; past it the call is cut. */
 const MAX_DISCARDED_BYTES = 128 * 1024;
-const PASSED_THROUGH_HEADERS = ['retry-after', 'retry-after-ms', 'x-should-retry'] as const;
 
 /**
  * - waiting: no answer yet; a failure is the upstream's (502/504).
@@ -51,11 +36,6 @@ const PASSED_THROUGH_HEADERS = ['retry-after', 'retry-after-ms', 'x-should-retry
  * - over: the exchange is finished (answered, failed or left).
  */
 type Phase = 'waiting' | 'piping' | 'passing' | 'refused' | 'deferred' | 'over';
-
-function isTimeout(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
-}
 
 /**
  * Writes one upstream answer to `res`. Every path ends the client's response: an error before
@@ -75,10 +55,10 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
    * case) then leaves with its headers and a content-length in one write. Streams never wait.
    */
   private held: Buffer | undefined;
-  private statusCode = 0;
-  private headers: IncomingHttpHeaders = {};
-  private collected: Buffer[] = [];
-  private collectedBytes = 0;
+  /** A failed answer (passing, deferred), collected to be passed on. */
+  private collected: CollectedAnswer | undefined;
+  /** What was read (and dropped) of a refused answer. */
+  private discardedBytes = 0;
   /** JSON answers: the settle waits for this release (see `holdSettle`). */
   private release: (() => void) | undefined;
   /** The JSON answer's chunks, kept for reading its usage should its client leave before the end. */
@@ -86,21 +66,12 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
   private bodyBytes = 0;
   /** The client left a JSON call: the rest of the answer is read for its usage only. */
   private orphaned = false;
-  private readonly startedAt = performance.now();
-  /** A stream's first bytes written to the client (`performance.now()`), for the time to first token. */
-  private firstWrittenAt: number | undefined;
-  /** The provider's status (0 until it answered), and how the call failed, for the observer. */
-  private answeredStatus = 0;
-  private failure: UpstreamOutcome['error'];
-  private observed = false;
+  /** How the call ended, for the observer. */
+  private readonly outcome: CallOutcome;
   /** A routed try's result was given to the router. */
   private resultTold = false;
-  /** Rewrites a translated stream as it passes. */
-  private streamTranslator: StreamTranslator | undefined;
-  /** The translated stream's ending went out with the target's usage on the record. */
-  private targetUsageRecorded = false;
   /** The routed try's translation as it was when the call started. */
-  private readonly translation: RoutedTry['translation'];
+  private readonly translation: AnswerTranslation | undefined;
 
   constructor(
     private readonly upstreamName: string,
@@ -109,10 +80,11 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
     private readonly next: NextFunction,
     private readonly secrets: SecretRedactor | undefined,
     stop?: AbortSignal,
-    private readonly observe?: UpstreamObserver,
+    observe?: UpstreamObserver,
     private readonly routed?: RoutedTry,
   ) {
-    this.translation = routed?.translation;
+    this.outcome = new CallOutcome(upstreamName, res, observe);
+    this.translation = routed?.translation ? new AnswerTranslation(routed.translation, upstreamName, res) : undefined;
     // Callbacks are plain closures, not arrow-function class fields: tsx (`pnpm start`) names each such
     // field on every instance, a cost per request for nothing.
     res.on('close', () => this.onClientClose());
@@ -133,22 +105,7 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
 
   /** A routed try was answered (its time to first byte is measured only then). */
   private tellAnswered(): void {
-    if (this.routed) this.tell({ kind: 'answered', firstByteMs: performance.now() - this.startedAt });
-  }
-
-  /** The call is over: the observer hears how it ended, once. */
-  private report(): void {
-    if (this.observed) return;
-    this.observed = true;
-    const { observe } = this;
-    if (!observe) return;
-    const outcome: UpstreamOutcome = {
-      status: this.answeredStatus,
-      seconds: (performance.now() - this.startedAt) / 1000,
-    };
-    if (this.failure) outcome.error = this.failure;
-    if (this.firstWrittenAt !== undefined) outcome.firstTokenSeconds = (this.firstWrittenAt - this.startedAt) / 1000;
-    observe(this.upstreamName, this.res.req.tollgate?.call?.model ?? 'unknown', outcome);
+    if (this.routed) this.tell({ kind: 'answered', firstByteMs: performance.now() - this.outcome.startedAt });
   }
 
   /** The exchange is over for the meter: its settle may run. */
@@ -196,7 +153,7 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
     if (this.phase !== 'waiting' || statusCode < 200) return; // 1xx: the real answer follows
     const { res } = this;
-    this.answeredStatus = statusCode;
+    this.outcome.status = statusCode;
     if (res.req.tollgate) res.req.tollgate.upstreamStatus = statusCode;
     if (this.orphaned) {
       if (statusCode < 300) {
@@ -215,68 +172,41 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
     if (this.routed && isRetryableStatus(statusCode)) {
       // Another try may follow: nothing reaches the client yet; the router decides (see `deferredResult`).
       this.phase = 'deferred';
-      this.failure = 'status';
-      this.statusCode = statusCode;
-      this.headers = headers;
+      this.outcome.failure = 'status';
+      this.collected = new CollectedAnswer(statusCode, headers);
       return;
     }
     if (statusCode >= 500 || (statusCode >= 300 && statusCode < 400)) {
       // A provider API never redirects: a 3xx is as much a failure as a 5xx.
-      this.phase = 'refused';
-      this.failure = 'status';
-      this.tell({ kind: 'failed', reason: `HTTP ${statusCode}` });
-      this.next(new ApiError('upstream_error', `The ${this.upstreamName} upstream failed (HTTP ${statusCode}).`));
-      this.settle();
+      this.refuse('status', `HTTP ${statusCode}`, failedStatusError(this.upstreamName, statusCode));
       return;
     }
     if (statusCode === 401 || statusCode === 403 || statusCode === 407) {
-      // The upstream refused the gateway's own credentials: not the client's fault, and its body
-      // may name the gateway's key (OpenAI shows it masked but for its ends), so none of it is passed on.
-      this.phase = 'refused';
-      this.failure = 'credentials';
-      this.tell({ kind: 'failed', reason: `credentials refused (HTTP ${statusCode})` });
-      this.next(
-        new ApiError(
-          'upstream_error',
-          `The ${this.upstreamName} upstream refused the gateway's credentials (HTTP ${statusCode}).`,
-        ),
-      );
-      this.settle();
+      // The gateway's own key, refused: none of the answer is passed on.
+      const reason = `credentials refused (HTTP ${statusCode})`;
+      this.refuse('credentials', reason, refusedKeyError(this.upstreamName, statusCode));
       return;
     }
     if (statusCode >= 400) {
       // Other 4xx (429 included) reach the client as the provider wrote them, with their retry hints.
       this.phase = 'passing';
-      this.statusCode = statusCode;
-      this.headers = headers;
+      this.collected = new CollectedAnswer(statusCode, headers);
       this.tellAnswered();
       return;
     }
     this.phase = 'piping';
     this.tellAnswered();
     res.statusCode = statusCode;
-    const contentType = headers['content-type'];
     const translation = this.translation;
     if (translation) {
-      if (this.stream)
-        this.streamTranslator = createStreamTranslator(
-          translation.targetApi,
-          translation.clientApi,
-          translation.clientModel,
-        );
+      if (this.stream) translation.startStream();
       else this.body ??= [];
     }
+    // A translated answer is in the client's API: the upstream's own content type says nothing of it.
+    const contentType = translation ? undefined : headers['content-type'];
     res.setHeader(
       'content-type',
-      translation
-        ? this.stream
-          ? 'text/event-stream'
-          : 'application/json'
-        : typeof contentType === 'string'
-          ? contentType
-          : this.stream
-            ? 'text/event-stream'
-            : 'application/json',
+      typeof contentType === 'string' ? contentType : this.stream ? 'text/event-stream' : 'application/json',
     );
     if (this.stream) {
       res.setHeader('cache-control', 'no-cache');
@@ -303,25 +233,18 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
             return;
           }
         }
-        if (this.streamTranslator) {
-          out = Buffer.from(this.streamTranslator.push(chunk));
-          if (out.length === 0) return;
-          // The client's ending (with its usage event) is in `out`: the target's usage goes on the record first, so
-          // that the cost written into that event is the one the record bills.
-          if (this.streamTranslator.finished && !this.targetUsageRecorded) {
-            this.targetUsageRecorded = true;
-            this.recordTargetUsage(this.streamTranslator.usage());
-          }
-        } else if (this.translation) {
+        if (this.translation) {
           // A translated JSON answer is rewritten whole, at its end.
-          return;
+          if (!this.stream) return;
+          out = this.translation.streamChunk(chunk);
+          if (out.length === 0) return;
         }
         if (!this.stream) {
           const previous = this.held;
           this.held = chunk;
           if (previous === undefined) return;
           out = previous;
-        } else this.firstWrittenAt ??= performance.now();
+        } else this.outcome.written();
         if (!this.res.write(out)) {
           controller.pause();
           this.res.once('drain', () => controller.resume());
@@ -330,18 +253,15 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
       }
       case 'passing':
       case 'deferred':
-        this.collectedBytes += chunk.length;
-        if (this.collectedBytes > MAX_ERROR_BODY_BYTES) {
+        if (!this.collected!.add(chunk)) {
           if (this.phase === 'deferred') this.deferredResult(true);
           else this.passErrorAnswer(true);
           controller.abort(new errors.ResponseExceededMaxSizeError('The upstream error body is over the cap.'));
-          return;
         }
-        this.collected.push(chunk);
         return;
       case 'refused':
-        this.collectedBytes += chunk.length;
-        if (this.collectedBytes > MAX_DISCARDED_BYTES) {
+        this.discardedBytes += chunk.length;
+        if (this.discardedBytes > MAX_DISCARDED_BYTES) {
           this.phase = 'over';
           controller.abort(new errors.ResponseExceededMaxSizeError('The failed answer is over the cap.'));
         }
@@ -354,16 +274,12 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
   onResponseEnd(): void {
     const phase = this.phase;
     this.phase = 'over';
-    this.report();
+    this.outcome.report();
     if (phase === 'piping' && this.orphaned) {
       this.recordOrphan();
-    } else if (phase === 'piping' && this.streamTranslator) {
-      const rest = this.streamTranslator.end();
-      this.recordTargetUsage(this.streamTranslator.usage());
-      if (rest.length > 0) this.res.end(rest);
-      else this.res.end();
     } else if (phase === 'piping' && this.translation) {
-      this.endTranslatedJson();
+      if (this.stream) this.translation.endStream();
+      else this.translation.endJson(this.body ?? [], (error) => this.next(error));
     } else if (phase === 'piping') {
       const last = this.held;
       this.held = undefined;
@@ -378,18 +294,27 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
     this.settle();
   }
 
+  /** An answer not passed on: the client gets `error`, the rest of the answer is dropped. */
+  private refuse(failure: 'status' | 'credentials', reason: string, error: ApiError): void {
+    this.phase = 'refused';
+    this.outcome.failure = failure;
+    this.tell({ kind: 'failed', reason });
+    this.next(error);
+    this.settle();
+  }
+
   /** A routed try failed in a way worth a retry: the router gets it, with what to answer should no other try follow. */
   private deferredResult(cut: boolean): void {
     this.phase = 'over';
-    const status = this.statusCode;
+    const { status, headers } = this.collected!;
     this.tell({
       kind: 'retryable',
       reason: `HTTP ${status}`,
-      ...(status === 429 || status === 503 ? { retryAfterMs: retryAfterMs(this.headers) } : {}),
+      ...(status === 429 || status === 503 ? { retryAfterMs: retryAfterMs(headers) } : {}),
       deliver: () => {
         if (this.clientGone || this.res.headersSent) return;
         if (status >= 500) {
-          this.next(new ApiError('upstream_error', `The ${this.upstreamName} upstream failed (HTTP ${status}).`));
+          this.next(failedStatusError(this.upstreamName, status));
           return;
         }
         this.passErrorAnswer(cut);
@@ -397,54 +322,11 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
     });
   }
 
-  /** The target's own usage of a translated answer: exact (cache writes included), whatever the client's shape can carry. */
-  private recordTargetUsage(
-    usage: Parameters<NonNullable<Response['req']['tollgate']>['recordUsage']>[0] | undefined,
-  ): void {
-    const ctx = this.res.req.tollgate;
-    if (!usage || !ctx) return;
-    try {
-      ctx.recordUsage(usage);
-    } catch {
-      // Usage the meter cannot price: it counts from what passed instead.
-    }
-  }
-
-  /** The target's whole JSON answer, rewritten in the client's API. */
-  private translatedJson(): Buffer | undefined {
-    const translation = this.translation!;
-    const chunks = this.body ?? [];
-    try {
-      const json: unknown = JSON.parse((chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).toString('utf8'));
-      this.recordTargetUsage(adapterFor(translation.targetApi).readUsage(json));
-      return Buffer.from(
-        JSON.stringify(translateResponse(json, translation.targetApi, translation.clientApi, translation.clientModel)),
-      );
-    } catch {
-      return undefined;
-    }
-  }
-
-  private endTranslatedJson(): void {
-    const body = this.translatedJson();
-    const { res } = this;
-    if (body) {
-      res.setHeader('content-length', body.length);
-      res.end(body);
-    } else if (!res.headersSent) {
-      this.next(
-        new ApiError('upstream_error', `The ${this.upstreamName} upstream answered with JSON that could not be read.`),
-      );
-    } else {
-      res.destroy();
-    }
-  }
-
   /** The whole answer of a client that left: its usage goes on the record, as if it had been delivered. */
   private recordOrphan(): void {
     const ctx = this.res.req.tollgate;
     if (this.translation) {
-      this.translatedJson();
+      this.translation.json(this.body ?? []);
       this.body = undefined;
       return;
     }
@@ -463,11 +345,11 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
     this.body = undefined;
     // The provider failed (not the proxy, nor the client, cutting it): no answer at all, or one cut short.
     if (!this.clientGone && (phase === 'waiting' || phase === 'piping' || phase === 'passing')) {
-      this.failure ??= isTimeout(error) ? 'timeout' : phase === 'waiting' ? 'unreachable' : 'cut';
+      this.outcome.failure ??= isTimeout(error) ? 'timeout' : phase === 'waiting' ? 'unreachable' : 'cut';
       const ctx = this.res.req.tollgate;
       if (ctx && phase === 'waiting') ctx.upstreamStatus = 0;
     }
-    this.report();
+    this.outcome.report();
     // Whatever happened, the meter may settle once this turn has set what it sets.
     queueMicrotask(() => this.settle());
     if (this.clientGone) this.tell({ kind: 'failed', reason: 'the client left' });
@@ -480,7 +362,7 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
     const { res } = this;
     if (phase === 'waiting' && this.routed) {
       // No answer at all: another try may follow; the router answers with this failure if none does.
-      const failure = this.waitingFailure(error);
+      const failure = noAnswerError(this.upstreamName, error);
       this.tell({
         kind: 'retryable',
         reason: isTimeout(error) ? 'timed out' : 'unreachable',
@@ -495,69 +377,16 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
     if (phase === 'piping' && res.req.tollgate) res.req.tollgate.upstreamAborted = true;
     if (!res.headersSent) {
       this.next(
-        phase === 'waiting'
-          ? this.waitingFailure(error)
-          : isTimeout(error)
-            ? new ApiError('upstream_timeout', `The ${this.upstreamName} upstream stopped answering.`, { cause: error })
-            : new ApiError('upstream_error', `The ${this.upstreamName} upstream failed mid-answer.`, { cause: error }),
+        phase === 'waiting' ? noAnswerError(this.upstreamName, error) : cutAnswerError(this.upstreamName, error),
       );
     } else if (!res.destroyed) {
       res.destroy();
     }
   }
 
-  /** The error of a call that got no answer at all. */
-  private waitingFailure(error: Error): ApiError {
-    return isTimeout(error)
-      ? new ApiError('upstream_timeout', `The ${this.upstreamName} upstream did not answer in time.`, { cause: error })
-      : new ApiError('upstream_error', `The ${this.upstreamName} upstream could not be reached.`, { cause: error });
-  }
-
   /** The collected 4xx answer, with its retry hints, as the provider wrote it but for the gateway's own key. */
   private passErrorAnswer(cut: boolean): void {
     this.phase = 'over';
-    const { res, headers } = this;
-    for (const header of PASSED_THROUGH_HEADERS) {
-      const value = headers[header];
-      if (typeof value === 'string') res.setHeader(header, this.redact(value));
-    }
-    const translation = this.translation;
-    if (translation) {
-      // In the client's own API's error shape, whatever the target speaks.
-      const translated = translateError(
-        this.statusCode,
-        this.errorBody(cut).toString('utf8'),
-        translation.targetApi,
-        translation.clientApi,
-      );
-      const body = Buffer.from(JSON.stringify(translated.body));
-      res.statusCode = translated.status;
-      res.setHeader('content-type', 'application/json');
-      res.setHeader('content-length', body.length);
-      res.end(body);
-      return;
-    }
-    const contentType = headers['content-type'];
-    res.statusCode = this.statusCode;
-    res.setHeader('content-type', typeof contentType === 'string' ? this.redact(contentType) : 'application/json');
-    const body = this.errorBody(cut);
-    res.setHeader('content-length', body.length);
-    res.end(body);
-  }
-
-  private redact(text: string): string {
-    return this.secrets ? this.secrets.redact(text) : text;
-  }
-
-  /** The collected body without the gateway's key: upstreams may echo the credentials they were sent. */
-  private errorBody(cut: boolean): Buffer {
-    const collected = this.collected.length === 1 ? this.collected[0]! : Buffer.concat(this.collected);
-    const { secrets } = this;
-    if (!secrets) return collected;
-    const text = collected.toString();
-    // A body cut at the cap may end in the first part of a key, which no whole-key match finds: that end goes too.
-    const kept = cut ? text.slice(0, Math.max(0, text.length - secrets.reach)) : text;
-    const clean = secrets.redact(kept);
-    return clean === text ? collected : Buffer.from(clean);
+    this.collected!.writeTo(this.res, this.secrets, this.translation, cut);
   }
 }

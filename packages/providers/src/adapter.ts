@@ -1,6 +1,7 @@
 // The provider adapter: everything specific to one provider API, behind one object.
 import type { CallAdapter, ModelKind } from '@tollgate/core/kit';
 import type { RequestCounter } from './counter.js';
+import type { EncodingName } from './tokenizer.js';
 import type { Json } from './json.js';
 import type { TextMap } from './prompt-text.js';
 import type { UsageReader } from './usage.js';
@@ -73,10 +74,17 @@ export interface ProviderAdapter extends CallAdapter {
   /** Where a gateway serves this API, and how it reads the route. @default not served by the gateway */
   readonly route?: AdapterRoute;
   /**
-   * How an upstream speaking this API is reached: what a gateway's config names it, its path, its
-   * key header. @default none: the gateway's own upstream kinds (openai, anthropic, gemini, azure-openai)
+   * How an upstream speaking this API is reached: what a gateway's config names its kind, its path, its key header.
+   * Its `kind` is this API's own when no adapter before it in the registry declares the kind as its `upstream`: a
+   * request of an API the kind does not speak is translated to its own. @default not reached by a gateway
    */
   readonly upstream?: UpstreamWire;
+  /**
+   * Other kinds of upstream that speak this API as it is (Chat Completions: OpenAI's own, self-hosted servers and
+   * Azure OpenAI's deployments), each with its path. A kind no adapter declares as its `upstream` (Azure OpenAI) has
+   * the first adapter listing it here as its own API. @default none
+   */
+  readonly upstreamVariants?: readonly UpstreamWire[];
   /**
    * The top-level request fields the API accepts, when it refuses any other (with a 422, say): its
    * `fromChat` keeps only these, and the gateway's mock refuses the rest as the provider would.
@@ -123,6 +131,8 @@ export interface TokenCounting {
    * method (Gemini's `models/{model}:countTokens`; the gateway's route for the API tells the methods apart).
    */
   readonly path?: string;
+  /** When the count shares the API's route (no `path`): the method its path names (`countTokens`). */
+  readonly method?: string;
   /** The path of the count at an upstream of this API, after the base URL, for `model` (already URL-encoded). */
   upstreamPath(model: string): string;
   /** The part of a count request `countInput` reads: a generation request. @default the body */
@@ -154,24 +164,81 @@ export interface AdapterRoute {
   readonly path: string;
   /** True when the model is named in the path, not in the body (Gemini): the body need not name one. @default false */
   readonly modelInPath?: boolean;
+  /** The path as a message to a client shows it (`/v1beta/models/{model}:generateContent`). @default path */
+  readonly shown?: string;
+  /** A path naming a method beside the model (Gemini's `models/{model}:{method}`). @default the path is the method */
+  readonly methods?: RouteMethods;
+  /**
+   * Headers where the API's own SDKs put a key (Google's `x-goog-api-key`): a gateway reads the caller's key there as
+   * it reads `x-api-key`. @default none
+   */
+  readonly keyHeaders?: readonly string[];
 }
+
+/** How a route's path names the method of a call (see `AdapterRoute.methods`). */
+export interface RouteMethods {
+  /** The methods of the API's calls (`generateContent`, `streamGenerateContent`); its count's: `countTokens.method`. */
+  readonly calls: readonly string[];
+  /**
+   * The call's params (`model`, `action`) from the route's own (Express's `req.params`), or undefined when they name
+   * no method of the API (its calls' or its count's).
+   */
+  read(params: Readonly<Record<string, unknown>>): { model: string; action: string } | undefined;
+  /** The first problem of a call of `method` the API refuses for its query string (a stream not asked as SSE). */
+  checkQuery?(method: string, query: Readonly<Record<string, unknown>>): RequestProblem | undefined;
+}
+
+/** What an upstream entry of a gateway's config says that an upstream's wire reads, beyond its base URL and key. */
+export interface UpstreamSettings {
+  /** Azure OpenAI: the `api-version` query parameter of every call. */
+  readonly apiVersion?: string;
+  /** Azure OpenAI: the deployment serving each model name. */
+  readonly deployments?: Readonly<Record<string, string>>;
+  /** Anthropic: the `anthropic-version` sent when the client sent none. */
+  readonly anthropicVersion?: string;
+}
+
+/** A call, as an upstream's path names it. */
+export interface UpstreamCall {
+  /** The model the call runs with (as it is: a path encodes it). */
+  readonly model: string;
+  readonly stream: boolean;
+}
+
+/** The headers of a client's request, as Node gives them. */
+export type ClientHeaders = Readonly<Record<string, string | string[] | undefined>>;
 
 export interface UpstreamWire {
   /**
-   * The `api` of a gateway's upstream entry that speaks this API (`upstreams.<name>.api`). It may be one of the
-   * gateway's own kinds (`openai`): the adapter then says where that upstream serves this API (`path`).
+   * The `api` of a gateway's upstream entry that speaks this API (`upstreams.<name>.api`). Every wire of one kind
+   * says the same of how the kind is reached (key header, models path, headers, names); each says its own `path`.
    */
   readonly kind: string;
-  /** Upstream names that speak this API when their entry names no `api`. @default [kind] */
+  /** Upstream names that speak this kind when their entry names no `api`. @default [kind] */
   readonly names?: readonly string[];
   /** The provider's own base URL (what an operator configures; calls go to base URL + `path`). */
   readonly baseUrl: string;
-  /** The environment variable its key is usually read from (docs and config hints). */
-  readonly keyEnv: string;
-  /** Path of a call, after the base URL. */
-  readonly path: string;
+  /** The environment variable its key is usually read from (docs and config hints). @default none (no key needed) */
+  readonly keyEnv?: string;
+  /**
+   * Path of a call, after the base URL: one for every call, or built for each call's model (Gemini names model and
+   * method, Azure OpenAI the model's deployment and the API version).
+   */
+  readonly path: string | ((call: UpstreamCall, settings: UpstreamSettings) => string);
   /** Path listing the upstream's models (the health probe), after the base URL. */
-  readonly modelsPath: string;
+  readonly modelsPath: string | ((settings: UpstreamSettings) => string);
   /** The headers carrying the upstream's key. */
   authHeaders(key: string): Readonly<Record<string, string>>;
+  /**
+   * Headers every call carries beyond the key (Anthropic's version and beta flags): the client's where it sent
+   * well-formed ones (`client` is absent for the gateway's own calls, its health probes), else the defaults.
+   * @default none
+   */
+  callHeaders?(client: ClientHeaders | undefined, settings: UpstreamSettings): Readonly<Record<string, string>>;
+  /**
+   * The tokenizer a configured model served by an upstream of this kind is counted with when its entry names none: an
+   * approximation, not declared the provider's own (a self-hosted Llama speaks OpenAI's API too), so a stream is cut
+   * only on a lower bound. @default the catalogue's approximation
+   */
+  readonly modelTokenizer?: EncodingName;
 }

@@ -26,11 +26,6 @@ export function providerAdapters(): readonly ProviderAdapter[] {
   return Object.values(ADAPTERS);
 }
 
-/** The adapter an upstream of `kind` speaks (its `upstream.kind`), if an adapter declares one. */
-export function adapterOfUpstreamKind(kind: string): ProviderAdapter | undefined {
-  return Object.values(ADAPTERS).find((adapter) => adapter.upstream?.kind === kind);
-}
-
 /** The adapter of an API, or of an adapter given as is; anything else is a configuration error. */
 export function adapterFor(api: ProviderApi | ProviderAdapter, where = 'api'): ProviderAdapter {
   if (

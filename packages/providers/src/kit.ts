@@ -2,21 +2,32 @@
 // An app needs only `@tollgate/providers`; what is here beyond it may change between minor versions.
 export type {
   AdapterRoute,
+  ClientHeaders,
   ErrorDescription,
   ProviderAdapter,
   RequestProblem,
+  RouteMethods,
   TokenCounting,
+  UpstreamCall,
+  UpstreamSettings,
   UpstreamWire,
   WireFamily,
 } from './adapter.js';
-export { adapterFor, adapterOfUpstreamKind, providerAdapters } from './adapters.js';
+export { adapterFor, providerAdapters } from './adapters.js';
+export { kindsSpeaking, upstreamKinds } from './upstream-kinds.js';
+export type { UpstreamKind } from './upstream-kinds.js';
 export { openAiChat, chatCompletionsAdapter } from './openai-chat/index.js';
 export type { ChatAdapterOptions } from './openai-chat/index.js';
 export { openAiResponses } from './openai-responses/index.js';
 export { anthropicMessages } from './anthropic-messages/index.js';
 export { openAiCompatible } from './openai-compatible/index.js';
-export { gemini, GEMINI_ACTIONS, GEMINI_COUNT_ACTION, GEMINI_STREAM_ACTION } from './gemini/index.js';
-export { splitGeminiTarget } from './gemini/target.js';
+export {
+  gemini,
+  GEMINI_ACTIONS,
+  GEMINI_COUNT_ACTION,
+  GEMINI_STREAM_ACTION,
+  splitGeminiTarget,
+} from './gemini/index.js';
 export { answerFormsOf, parseAnswer } from './answer-forms.js';
 export type { AnswerForms, SseMessage } from './answer-forms.js';
 export { checkMessages, checkPositiveInteger } from './request-checks.js';

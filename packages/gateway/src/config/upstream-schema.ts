@@ -1,7 +1,7 @@
 // The config's upstreams, models and MCP servers: where calls go, what a model costs, which tools are served.
 import { z } from 'zod';
 import { MAX_USD } from '@tollgate/core/kit';
-import { providerAdapters } from '@tollgate/providers/kit';
+import { upstreamKinds } from '@tollgate/providers/kit';
 import {
   duration,
   environmentName,
@@ -15,43 +15,39 @@ import {
   url,
 } from './rules.js';
 
-/** The upstream kinds the gateway itself knows how to reach (`openai-compatible`: Chat Completions as self-hosted servers speak it). */
-const BUILT_IN_UPSTREAM_KINDS = ['openai', 'anthropic', 'openai-compatible', 'gemini', 'azure-openai'] as const;
-/**
- * The adapters that say themselves how their upstream is reached (`ProviderAdapter.upstream`), with a kind of their
- * own (an adapter may instead say where an upstream of one of the gateway's kinds serves it, as embeddings on `openai`).
- */
-const ADAPTER_UPSTREAMS = providerAdapters().flatMap((adapter) =>
-  adapter.upstream && !(BUILT_IN_UPSTREAM_KINDS as readonly string[]).includes(adapter.upstream.kind)
-    ? [adapter.upstream]
-    : [],
-);
+/** The kind of an upstream whose entry names none and whose name no kind claims. */
+const DEFAULT_UPSTREAM_KIND = 'openai';
+/** Every kind of upstream the adapters declare (`ProviderAdapter.upstream`): how each is reached, what it speaks. */
+const KINDS = [...upstreamKinds().values()];
 
-/** The wire formats an upstream may speak: the gateway's own kinds, then each adapter's that declares one. */
-export const UPSTREAM_KINDS: readonly [string, ...string[]] = [
-  ...BUILT_IN_UPSTREAM_KINDS,
-  ...ADAPTER_UPSTREAMS.map((upstream) => upstream.kind),
-];
-export type UpstreamKind = (typeof BUILT_IN_UPSTREAM_KINDS)[number] | (string & {});
+/** The wire formats an upstream may speak: the kinds the adapters declare. */
+export const UPSTREAM_KINDS = KINDS.map((kind) => kind.kind) as [string, ...string[]];
+export type UpstreamKind = string;
 
-/** The kind of an upstream that names none, from its name (an adapter's kind for its own names). */
+/** The kind of an upstream that names none, from its name (the kind whose `names` hold it). */
 export function defaultUpstreamKind(name: string): UpstreamKind {
-  if (name === 'anthropic') return 'anthropic';
-  if (name === 'gemini' || name === 'google') return 'gemini';
-  return ADAPTER_UPSTREAMS.find((upstream) => (upstream.names ?? [upstream.kind]).includes(name))?.kind ?? 'openai';
+  return KINDS.find(({ kind, wire }) => (wire.names ?? [kind]).includes(name))?.kind ?? DEFAULT_UPSTREAM_KIND;
 }
 
-/** Where each kind an adapter declares is usually reached, for the config's descriptions. */
-const ADAPTER_UPSTREAM_HINTS = ADAPTER_UPSTREAMS.map(
-  (upstream) => `\`${upstream.baseUrl}\` (api "${upstream.kind}", key in ${upstream.keyEnv})`,
+/** The tokenizer a model served by an upstream of `kind` counts with when it names none (the kind's `modelTokenizer`). */
+export function kindTokenizer(kind: UpstreamKind): string | undefined {
+  return upstreamKinds().get(kind)?.wire.modelTokenizer;
+}
+
+/** Where each kind is usually reached, for the config's descriptions. */
+const UPSTREAM_HINTS = KINDS.map(
+  ({ kind, wire }) => `\`${wire.baseUrl}\` (api "${kind}"${wire.keyEnv ? `, key in ${wire.keyEnv}` : ''})`,
 ).join(', ');
+/** The names that choose a kind, for the config's descriptions. */
+const NAMED_KINDS = KINDS.flatMap(({ kind, wire }) => {
+  const names = (wire.names ?? [kind]).filter((name) => name !== DEFAULT_UPSTREAM_KIND);
+  return names.length > 0 ? [`"${kind}" for ${names.map((name) => `"${name}"`).join('/')}`] : [];
+}).join(', ');
 
 export const upstreamSchema = fields({
   baseUrl: url(['http:', 'https:'])
     .transform((text) => text.replace(/\/+$/, ''))
-    .describe(
-      `e.g. \`https://api.openai.com/v1\`, \`https://api.anthropic.com\`, \`https://generativelanguage.googleapis.com/v1beta\`${ADAPTER_UPSTREAM_HINTS ? ` or ${ADAPTER_UPSTREAM_HINTS}` : ''}.`,
-    ),
+    .describe(`e.g. ${UPSTREAM_HINTS}.`),
   apiKeyEnv: environmentName
     .optional()
     .describe('Name of the environment variable holding the upstream key (preferred over `apiKey`).'),
@@ -61,7 +57,7 @@ export const upstreamSchema = fields({
   api: choice(UPSTREAM_KINDS, `must be one of ${UPSTREAM_KINDS.map((kind) => `"${kind}"`).join(', ')}`)
     .optional()
     .describe(
-      `The wire format this upstream speaks. Default: "anthropic" for the name "anthropic", "gemini" for "gemini"/"google"${ADAPTER_UPSTREAMS.map((upstream) => `, "${upstream.kind}" for ${(upstream.names ?? [upstream.kind]).map((name) => `"${name}"`).join('/')}`).join('')}, else "openai".`,
+      `The wire format this upstream speaks. Default, from the upstream's name: ${NAMED_KINDS}, else "${DEFAULT_UPSTREAM_KIND}".`,
     ),
   anthropicVersion: nonEmptyString()
     .optional()

@@ -12,8 +12,7 @@ import {
 import { ConfigError } from './error.js';
 import { configSchema } from './schema.js';
 import type { ProxyConfig } from './schema.js';
-import { defaultUpstreamKind } from './upstream-schema.js';
-import type { UpstreamKind } from './upstream-schema.js';
+import { defaultUpstreamKind, kindTokenizer } from './upstream-schema.js';
 /** An issue as sentences naming its field: `keys[0].tier ...`, `upstreams.openai.baseUrl ...`. */
 function describeIssue(issue: z.core.$ZodIssue, at: readonly PropertyKey[] = []): string[] {
   const path = [...at, ...issue.path];
@@ -128,19 +127,18 @@ function isObject(value: unknown): value is Record<string, unknown> {
 }
 
 /** Upstream kinds that speak OpenAI's API: their models count text with o200k_base unless they name a tokenizer. */
-const OPENAI_SPEAKING: readonly UpstreamKind[] = ['openai', 'openai-compatible', 'azure-openai'];
-
 /**
- * A model served by an OpenAI-speaking upstream, with no `tokenizer`, is estimated with o200k_base. That is not
- * known to be its provider's own tokenizer (a self-hosted Llama speaks OpenAI's API too), so the hard stop cuts it
- * only on a lower bound (`ownTokenizer: false`); naming the tokenizer declares it the provider's own.
+ * A model with no `tokenizer`, served by an upstream whose kind names one (`modelTokenizer`: o200k_base for the kinds
+ * that speak OpenAI's API), is estimated with it. That is not known to be its provider's own tokenizer (a self-hosted
+ * Llama speaks OpenAI's API too), so the hard stop cuts it only on a lower bound (`ownTokenizer: false`); naming the
+ * tokenizer declares it the provider's own.
  */
 function countingDefaults(config: ProxyConfig): void {
   for (const model of Object.values(config.models ?? {})) {
     if (model.tokenizer !== undefined) continue;
     const kind = config.upstreams ? config.upstreams[model.provider]?.api : defaultUpstreamKind(model.provider);
-    if (kind === undefined || !OPENAI_SPEAKING.includes(kind)) continue;
-    model.tokenizer = 'o200k_base';
-    model.ownTokenizer = false;
+    const tokenizer = kind === undefined ? undefined : kindTokenizer(kind);
+    if (tokenizer === undefined) continue;
+    Object.assign(model, { tokenizer, ownTokenizer: false });
   }
 }

@@ -11,6 +11,7 @@ import type { TextMap } from '../prompt-text.js';
 import { checkMessages, checkPositiveInteger } from '../request-checks.js';
 import { OutputText, sseEvent } from '../usage.js';
 import type { UsageReader } from '../usage.js';
+import { ANTHROPIC_UPSTREAM } from './upstream.js';
 
 /**
  * Anthropic adds a tool-use system prompt when tools are present: 346 tokens for Claude 4 and
@@ -280,6 +281,7 @@ export const anthropicMessages: ProviderAdapter = {
   label: 'Anthropic',
   family: 'messages',
   route: { path: '/v1/messages' },
+  upstream: ANTHROPIC_UPSTREAM,
   checkRequest: (body) => checkPrompt(body) ?? checkPositiveInteger(body, 'max_tokens'),
   // `POST /v1/messages/count_tokens`: the request without `max_tokens`, answered `{ "input_tokens": N }`.
   countTokens: {

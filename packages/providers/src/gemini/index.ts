@@ -11,12 +11,9 @@ import type { TextMap } from '../prompt-text.js';
 import { checkPositiveInteger } from '../request-checks.js';
 import { countedOutput, OutputText, sseEvent } from '../usage.js';
 import type { UsageReader } from '../usage.js';
+import { GEMINI_COUNT_ACTION, GEMINI_ROUTE, GEMINI_STREAM_ACTION, GEMINI_UPSTREAM } from './route.js';
 
-/** The streaming method's name in the path: `models/{model}:streamGenerateContent`. */
-export const GEMINI_STREAM_ACTION = 'streamGenerateContent';
-export const GEMINI_ACTIONS = ['generateContent', GEMINI_STREAM_ACTION] as const;
-/** The method that counts a request's tokens without running it: `models/{model}:countTokens`. */
-export const GEMINI_COUNT_ACTION = 'countTokens';
+export { GEMINI_ACTIONS, GEMINI_COUNT_ACTION, GEMINI_STREAM_ACTION, splitGeminiTarget } from './route.js';
 
 function param(request: CallRequest, name: string): string | undefined {
   const value = request.params?.[name];
@@ -231,8 +228,8 @@ export const gemini: ProviderAdapter = {
   usageField: 'usageMetadata',
   label: 'Gemini',
   family: 'generate',
-  // Express cannot match a literal `:` after a param: the model and the method share the last segment.
-  route: { path: '/v1beta/models/:target', modelInPath: true },
+  route: GEMINI_ROUTE,
+  upstream: GEMINI_UPSTREAM,
   checkRequest(body) {
     if (!Array.isArray(body.contents)) return { param: 'contents', message: 'contents must be an array of contents.' };
     const config = body.generationConfig;
@@ -246,6 +243,7 @@ export const gemini: ProviderAdapter = {
   },
   // `models/{model}:countTokens` on the same route: `{ contents }` or `{ generateContentRequest }`, answered `{ totalTokens }`.
   countTokens: {
+    method: GEMINI_COUNT_ACTION,
     upstreamPath: (model) => `/models/${model}:${GEMINI_COUNT_ACTION}`,
     request: countedRequest,
     checkRequest(body) {

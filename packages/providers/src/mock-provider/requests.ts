@@ -4,7 +4,7 @@ import type { Request } from 'express';
 import type { ProviderAdapter } from '../adapter.js';
 import type { PlainAnswer } from '../answer-types.js';
 import { GEMINI_ACTIONS, GEMINI_STREAM_ACTION } from '../gemini/index.js';
-import { splitGeminiTarget } from '../gemini/target.js';
+import { splitGeminiTarget } from '../gemini/route.js';
 import { isObject } from '../json.js';
 import type { Json } from '../json.js';
 import { embeddingsAnswer } from '../openai-embeddings/answer.js';

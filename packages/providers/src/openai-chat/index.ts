@@ -3,6 +3,8 @@ import type { Provider, ProviderApi, TokenUsage } from '@tollgate/core';
 import type { CallRequest, CallShape } from '@tollgate/core/kit';
 import type { AdapterRoute, ProviderAdapter } from '../adapter.js';
 import type { RequestCounter } from '../counter.js';
+import { AZURE_OPENAI_UPSTREAM } from './azure.js';
+import { OPENAI_COMPATIBLE_UPSTREAM, OPENAI_UPSTREAM } from './upstreams.js';
 import { asArray, bodyModel, isObject, parseJson, positiveInteger } from '../json.js';
 import type { Json } from '../json.js';
 import {
@@ -271,6 +273,8 @@ export const openAiChat: ProviderAdapter = {
     label: 'OpenAI',
     route: { path: '/v1/chat/completions' },
   }),
+  upstream: OPENAI_UPSTREAM,
+  upstreamVariants: [OPENAI_COMPATIBLE_UPSTREAM, AZURE_OPENAI_UPSTREAM],
   fromChat(body) {
     // OpenAI's reasoning models refuse `max_tokens`: a cap in it alone moves to the current field.
     if (body.max_tokens !== undefined && body.max_completion_tokens === undefined) {

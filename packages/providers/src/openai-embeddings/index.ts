@@ -5,6 +5,7 @@ import type { ProviderAdapter, RequestProblem } from '../adapter.js';
 import type { RequestCounter } from '../counter.js';
 import { bodyModel, isObject, parseJson, tokenCount } from '../json.js';
 import type { Json } from '../json.js';
+import { OPENAI_UPSTREAM } from '../openai-chat/upstreams.js';
 import { openAiUsage } from '../openai-framing.js';
 import { checkPositiveInteger } from '../request-checks.js';
 import { mapEach, mapString, withField } from '../prompt-text.js';
@@ -167,14 +168,7 @@ export const openAiEmbeddings: ProviderAdapter = {
   family: 'embeddings',
   modelKind: 'embedding',
   route: { path: '/v1/embeddings' },
-  upstream: {
-    kind: 'openai',
-    baseUrl: 'https://api.openai.com/v1',
-    keyEnv: 'OPENAI_API_KEY',
-    path: '/embeddings',
-    modelsPath: '/models',
-    authHeaders: (key) => ({ authorization: `Bearer ${key}` }),
-  },
+  upstream: { ...OPENAI_UPSTREAM, path: '/embeddings' },
   requestFields: EMBEDDINGS_FIELDS,
   checkRequest(body) {
     const problem = inputProblem(body.input) ?? checkPositiveInteger(body, 'dimensions');

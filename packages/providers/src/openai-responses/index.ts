@@ -5,6 +5,7 @@ import type { ProviderAdapter } from '../adapter.js';
 import type { RequestCounter } from '../counter.js';
 import { asArray, bodyModel, isObject, parseJson, positiveInteger } from '../json.js';
 import type { Json } from '../json.js';
+import { OPENAI_UPSTREAM } from '../openai-chat/upstreams.js';
 import {
   countChatMessage,
   countOpenAiContent,
@@ -207,6 +208,7 @@ export const openAiResponses: ProviderAdapter = {
   label: 'OpenAI',
   family: 'responses',
   route: { path: '/v1/responses' },
+  upstream: { ...OPENAI_UPSTREAM, path: '/responses' },
   checkRequest(body) {
     const input = body.input;
     if (typeof input !== 'string' && !Array.isArray(input))

@@ -1,0 +1,54 @@
+// How one upstream call ended: for a router, its try's result; for the metrics, its status, failure and times.
+import type { Response } from 'express';
+import type { AttemptResult } from '@tollgate/router';
+import type { UpstreamOutcome } from './proxy-metrics.js';
+import type { Translation } from './upstream-translation.js';
+
+/** A call a router makes as one try among several: its failures worth a retry are handed back, not answered. */
+export interface RoutedTry {
+  /** Told once how the try ended (see AttemptResult). */
+  onResult(result: AttemptResult): void;
+  /**
+   * Set when the target speaks another API than the client: the answer is translated on its way.
+   * Read once, when the call starts: the router may prepare another try on the same object.
+   */
+  translation?: Translation | undefined;
+}
+
+/** Told once per call how it ended: the upstream's name, the model the call ran with, the outcome. */
+export type UpstreamObserver = (upstream: string, model: string, outcome: UpstreamOutcome) => void;
+
+/** One call's outcome, told to the observer once, when the call is over. */
+export class CallOutcome {
+  readonly startedAt = performance.now();
+  /** A stream's first bytes written to the client (`performance.now()`), for the time to first token. */
+  private firstWrittenAt: number | undefined;
+  /** The provider's status (0 until it answered). */
+  status = 0;
+  /** How the call failed, when it did. */
+  failure: UpstreamOutcome['error'];
+  private told = false;
+
+  constructor(
+    private readonly upstreamName: string,
+    private readonly res: Response,
+    private readonly observe: UpstreamObserver | undefined,
+  ) {}
+
+  /** A stream's bytes were written to the client (the first time counts). */
+  written(): void {
+    this.firstWrittenAt ??= performance.now();
+  }
+
+  /** The call is over: the observer hears how it ended, once. */
+  report(): void {
+    if (this.told) return;
+    this.told = true;
+    const { observe } = this;
+    if (!observe) return;
+    const outcome: UpstreamOutcome = { status: this.status, seconds: (performance.now() - this.startedAt) / 1000 };
+    if (this.failure) outcome.error = this.failure;
+    if (this.firstWrittenAt !== undefined) outcome.firstTokenSeconds = (this.firstWrittenAt - this.startedAt) / 1000;
+    observe(this.upstreamName, this.res.req.tollgate?.call?.model ?? 'unknown', outcome);
+  }
+}
