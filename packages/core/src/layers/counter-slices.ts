@@ -1,5 +1,6 @@
 // The leases policy of a token window: the store's answer while it answers in time, else at most a slice of the limit.
 import type { MaybePromise } from '../maybe-promise.js';
+import { assertStoreNumber } from '../store-input.js';
 import type { OutagePolicy } from '../leased-stores.js';
 import type { WindowCounter, WindowResult } from '../stores.js';
 import type { LeaseOutage } from './lease-outage.js';
@@ -61,6 +62,10 @@ export class CounterSlices implements CounterPolicy {
   }
 
   #consumeLocally(key: string, units: number, opts: ConsumeOptions): WindowResult {
+    // Malformed input is refused by the slice as by the store: never an answer counted in NaN.
+    assertStoreNumber('counter.consume', 'units', units);
+    assertStoreNumber('counter.consume', 'limit', opts.limit);
+    assertStoreNumber('counter.consume', 'windowMs', opts.windowMs);
     const now = this.outage.options.clock();
     const start = Math.floor(now / opts.windowMs) * opts.windowMs;
     if (this.policy === 'failOpen')

@@ -42,9 +42,16 @@ export class FixedWindowBlocks implements FixedWindowPolicy {
     readonly demand: BlockDemand,
     readonly sends: BlockSends,
   ) {
-    if (typeof inner.hitBy === 'function' && typeof inner.giveBackBy === 'function')
-      this.#blockable = inner as BlockableWindows;
+    if (typeof inner.hitBy === 'function' && typeof inner.giveBackBy === 'function') {
+      const windows = (this.#blockable = inner as BlockableWindows);
+      // Several hits at once count in the store, past any block: what a layer above takes its own blocks with.
+      this.hitBy = (key, windowMs, hits) => windows.hitBy(key, windowMs, hits);
+      this.giveBackBy = (key, hits, minTtlMs) => windows.giveBackBy(key, hits, minTtlMs);
+    }
   }
+
+  readonly hitBy?: (key: string, windowMs: number, hits: number) => Promise<Hits>;
+  readonly giveBackBy?: (key: string, hits: number, minTtlMs: number) => Promise<void>;
 
   get open(): number {
     return this.#blocks.size;

@@ -98,8 +98,9 @@ export class LeaseOutage {
         return value;
       },
       (error: unknown) => {
-        // A slot whose spend is being rebuilt answered: the store is up, and nothing may be granted there yet.
-        if (error instanceof SpendNotRebuiltError) throw error;
+        // A slot whose spend is being rebuilt answered: the store is up, and nothing may be granted there yet. A call
+        // the store refused as malformed (NaN, see store-input) says the same: the store answered, the caller erred.
+        if (error instanceof SpendNotRebuiltError || error instanceof RangeError) throw error;
         this.goDown(error);
         // Landing after all (a stalled store that woke up): what it counted was answered from the slice.
         promise.then(undo).catch(() => undefined);

@@ -1,6 +1,7 @@
 // The leases policy of a budget: the store's reserve while it answers in time, else a slice of each scope per outage,
 // whose spend is charged to the store exactly once when it answers again.
 import type { MaybePromise } from '../maybe-promise.js';
+import { assertReserveNumbers } from '../store-input.js';
 import type { OutagePolicy } from '../leased-stores.js';
 import { scopeRemaining, SpendNotRebuiltError } from '../stores.js';
 import type {
@@ -131,6 +132,8 @@ export class LedgerSlices implements LedgerPolicy {
   }
 
   #reserveLocally(request: ReserveRequest): ReserveResult {
+    // Malformed input is refused by the slice as by the store: never a grant of NaN.
+    assertReserveNumbers(request);
     const held = this.#local.get(request.id);
     if (held) return { ok: true, id: request.id, amount: held.amount };
     let grant = request.amount;
