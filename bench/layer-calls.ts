@@ -1,5 +1,6 @@
 // What one store call costs through the block and lease layers over memory stores, called as the middlewares call them.
-// `pnpm exec tsx --conditions=source bench/layer-calls.ts [--rounds 15] [--ops 200000]` prints a Markdown table; no file.
+// `pnpm exec tsx --conditions=source bench/layer-calls.ts [--rounds 15] [--ops 200000]` prints a Markdown table;
+// it writes no file.
 import { blockStores, createMemoryStores, leasedStores } from '@tollgate/core';
 import type { TollgateStores } from '@tollgate/core';
 import { callerOf, type Caller } from './lib/layer-caller.js';

@@ -1,5 +1,5 @@
-// Runs the store conformance suite against the in-memory stores (fake clock), a real Redis and a real Redis Cluster, and
-// against each with the layers a deployment can put over them: blocks, leases, and blocks over leases.
+// Runs the store conformance suite against the in-memory stores (fake clock), a real Redis and a real Redis Cluster,
+// and against memory and Redis with each layer a deployment can put over them: blocks, leases, blocks over leases.
 import { randomUUID } from 'node:crypto';
 import { blockStores, createMemoryStores, leasedStores } from '@tollgate/core';
 import type { TollgateStores } from '@tollgate/core';

@@ -1,4 +1,4 @@
-// The store calls of tokenRateLimit and budgetGuard as they make them: the stores' answers at once where they give them.
+// The store calls of tokenRateLimit and budgetGuard as they make them: the answers at once where the stores give them.
 import { counterCalls, ledgerCalls } from '@tollgate/core/kit';
 import type { TollgateStores } from '@tollgate/core';
 import type { ReserveRequest } from '@tollgate/core/kit';

@@ -4,6 +4,8 @@ import { withTimeout } from './timeout.js';
 import { CounterSlices } from './layers/counter-slices.js';
 import { FixedWindowSlices } from './layers/fixed-window-slices.js';
 import { LeaseOutage, type ResolvedLeaseOptions } from './layers/lease-outage.js';
+
+export { LeaseExhaustedError } from './layers/lease-outage.js';
 import { LedgerSlices } from './layers/ledger-slices.js';
 import { wrapStores, type StoreLayer } from './layers/wrap-stores.js';
 
@@ -67,11 +69,6 @@ export interface LeaseState {
 }
 
 export type LeasedStores<S extends TollgateStores> = S & { readonly lease: LeaseState };
-
-/** An outage's refusal of what no slice covers: the caller's store-failure policy answers it (failClosed: 503). */
-export class LeaseExhaustedError extends Error {
-  override readonly name = 'LeaseExhaustedError';
-}
 
 const POLICIES: readonly OutagePolicy[] = ['lease', 'failOpen', 'failClosed'];
 

@@ -29,7 +29,10 @@ export class BlockDemand {
 
   constructor(readonly options: ResolvedBlockOptions) {}
 
-  /** Counts a request for `id`; returns the requests seen within the last `maxAgeMs` (the period before weighted by its overlap), this one included. */
+  /**
+   * Counts a request for `id`; returns the requests seen within the last `maxAgeMs` (the period before weighted by its
+   * overlap), this one included.
+   */
   note(id: string, now: number): number {
     const { maxAgeMs } = this.options;
     let seen = this.#heat.get(id);
@@ -62,7 +65,7 @@ export class BlockDemand {
     return Math.floor(this.options.share * limit);
   }
 
-  /** A block's size for a request of `units` when `recent` requests came within `maxAgeMs`: its demand, at most `cap` (share × limit). */
+  /** A block's size for a request of `units` when `recent` requests came within `maxAgeMs`: its demand, at most `cap`. */
   sizeOf(cap: number, units: number, recent: number): number {
     return this.options.size === 'share'
       ? cap

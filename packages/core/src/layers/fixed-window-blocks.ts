@@ -1,4 +1,5 @@
-// The blocks policy of a request window inside combineLimits: `size` hits counted in the store at once, handed out in-process.
+// The blocks policy of a request window inside combineLimits: `size` hits counted in the store at once, handed out
+// in-process.
 import type { MaybePromise } from '../maybe-promise.js';
 import type { FixedWindowCounter } from '../stores.js';
 import { LEAST_REQUESTS_PER_BLOCK, type BlockDemand, type BlockSends, DirectUntil } from './block-demand.js';

@@ -4,7 +4,7 @@ import { SpendNotRebuiltError } from '../stores.js';
 import type { LedgerScope, SettledRecord } from '../stores.js';
 import { withTimeout } from '../timeout.js';
 import type { MaybePromise } from '../maybe-promise.js';
-import { LeaseExhaustedError, type LeaseOutageEvent } from '../leased-stores.js';
+import type { LeaseOutageEvent } from '../leased-stores.js';
 
 export interface ResolvedLeaseOptions {
   slice: number;
@@ -15,13 +15,18 @@ export interface ResolvedLeaseOptions {
   onOutage: ((event: LeaseOutageEvent) => void) | undefined;
 }
 
-/** What a slice granted, to be charged to the store once it answers: exactly once, as a reservation of 0 settled at the amount. */
+/** What a slice granted, charged to the store once it answers: exactly once, a reservation of 0 settled at the amount. */
 export interface PendingCharge {
   id: string;
   scopes: LedgerScope[];
   amount: number;
   /** The usage records it was spent on: a rebuild after the store lost its data may have counted them already. */
   records: readonly SettledRecord[] | undefined;
+}
+
+/** An outage's refusal of what no slice covers: the caller's store-failure policy answers it (failClosed: 503). */
+export class LeaseExhaustedError extends Error {
+  override readonly name = 'LeaseExhaustedError';
 }
 
 export class LeaseOutage {

@@ -1,6 +1,6 @@
 // The blocks policy of a budget: a block per scope (a key's, a tenant's, the global one), one reservation in the store
 // granted to requests in-process; a request whose scopes have no block is reserved in the store, as without blocks.
-import { LeaseExhaustedError } from '../leased-stores.js';
+import { LeaseExhaustedError } from './lease-outage.js';
 import { assertReserveNumbers, assertStoreAmount } from '../store-input.js';
 import type { MaybePromise } from '../maybe-promise.js';
 import type {

@@ -35,7 +35,10 @@ export class LedgerSlices implements LedgerPolicy {
   /** What each scope's slice has granted in this outage: live reservations and their settled amounts. */
   readonly #local = new Map<string, LocalReservation>();
   readonly #usedOfSlice = new Map<string, number>();
-  /** What each scope had left when the store last said: a slice never grants past it, so a spent budget gets none, however often the store flaps. */
+  /**
+   * What each scope had left when the store last said: a slice never grants past it, so a spent budget gets none,
+   * however often the store flaps.
+   */
   readonly #headroom = new Map<string, number>();
   #flushing: Promise<void> | undefined;
 
@@ -72,7 +75,7 @@ export class LedgerSlices implements LedgerPolicy {
     return this.settle(id, 0);
   }
 
-  /** A reservation of a slice never settled (its request died with it) is charged in full, as the store's own expiry does. */
+  /** A slice's reservation never settled (its request died with it) is charged in full, as the store's expiry does. */
   expire(now: number): void {
     for (const [id, reservation] of this.#local)
       if (reservation.expiresAt <= now) this.#settleLocally(id, reservation, reservation.amount);

@@ -1,5 +1,5 @@
-// One wrapper over the stores' counting parts: a layer (blocks, leases) is a policy object that answers each part's calls.
-import type { MaybePromise } from '../maybe-promise.js';
+// One wrapper over the stores' counting parts: a layer (blocks, leases) is a policy that answers each part's calls.
+import type { CounterCalls, FixedWindowCalls, LedgerCalls } from '../store-calls.js';
 import { passThroughLedger } from '../stores.js';
 import type {
   AtOnceCallOptions,
@@ -8,36 +8,21 @@ import type {
   LedgerAtOnce,
   ReservationLedger,
   ReserveRequest,
-  ReserveResult,
   SettledRecord,
-  SettleResult,
   TollgateStores,
   WindowCounter,
   WindowCounterAtOnce,
-  WindowResult,
 } from '../stores.js';
 
 type Hits = { hits: number; resetAt: number };
 
-/** A layer's answers for a window counter: at once where its state holds them, else by promise. */
-export interface CounterPolicy {
-  consume(
-    key: string,
-    units: number,
-    options: { limit: number; windowMs: number; slot?: string },
-  ): MaybePromise<WindowResult>;
-  adjust(
-    key: string,
-    delta: number,
-    options: { windowMs: number; windowStart: number; slot?: string },
-  ): MaybePromise<void>;
+/** A layer's answers for a window counter: the calls callers make (at once where its state holds the answer), and a read. */
+export interface CounterPolicy extends CounterCalls {
   peek(key: string, options: { windowMs: number; slot?: string }): Promise<number>;
 }
 
 /** A layer's answers for fixed request windows. `hitBy` and `giveBackBy` only where the inner windows have them. */
-export interface FixedWindowPolicy {
-  hit(key: string, windowMs: number, limit?: number): MaybePromise<Hits>;
-  giveBack(key: string): MaybePromise<void>;
+export interface FixedWindowPolicy extends FixedWindowCalls {
   reset(key: string): Promise<void>;
   peek(key: string): Promise<Hits | undefined>;
   hitBy?(key: string, windowMs: number, hits: number): Promise<Hits>;
@@ -45,16 +30,7 @@ export interface FixedWindowPolicy {
 }
 
 /** A layer's answers for a reservation ledger; the operator calls pass through to the inner ledger. */
-export interface LedgerPolicy {
-  reserve(request: ReserveRequest, options?: AtOnceCallOptions): MaybePromise<ReserveResult>;
-  settle(
-    id: string,
-    actual: number,
-    options?: AtOnceCallOptions,
-    records?: readonly SettledRecord[],
-  ): MaybePromise<SettleResult>;
-  release(id: string, options?: AtOnceCallOptions): MaybePromise<SettleResult>;
-}
+export type LedgerPolicy = LedgerCalls;
 
 /**
  * A layer over the stores: what it calls itself on them (`name`: `blocks`, `lease`), and the policy of each part it
