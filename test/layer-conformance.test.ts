@@ -1,6 +1,6 @@
-// The layer invariants (test/conformance/layers.ts) over every backend and layer a deployment can choose: blocks over memory,
-// Redis and a Redis Cluster; leases over Redis; blocks over leases over Redis; each over a Redis that freezes (SIGSTOP), and
-// with a process killed while it holds a block. Two stores over one backend stand for two processes.
+// The layer invariants (test/conformance/layers.ts) over every backend and layer a deployment can choose: blocks over
+// memory, Redis and a Redis Cluster; leases over memory and Redis; blocks over leases over memory and Redis; each over a
+// Redis that freezes (SIGSTOP), and with a process killed while it holds a block. Two stores over one backend stand for two processes.
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { blockStores, createMemoryStores, leasedStores } from '@tollgate/core';
@@ -99,6 +99,20 @@ describeLayerInvariants('blocks over memory', async () => {
   const memory = createMemoryStores({ sweepIntervalMs: 0 });
   const shared = { ...memory, close: async () => undefined } as TollgateStores;
   return harnessOf([blockStores(shared, BLOCKS), blockStores(shared, BLOCKS)], { close: () => memory.close() });
+});
+
+describeLayerInvariants('leases over memory', async () => {
+  const memory = createMemoryStores({ sweepIntervalMs: 0 });
+  const shared = { ...memory, close: async () => undefined } as TollgateStores;
+  return harnessOf([leasedStores(shared), leasedStores(shared)], { close: () => memory.close() });
+});
+
+describeLayerInvariants('blocks over leases over memory', async () => {
+  const memory = createMemoryStores({ sweepIntervalMs: 0 });
+  const shared = { ...memory, close: async () => undefined } as TollgateStores;
+  return harnessOf([blockStores(leasedStores(shared), BLOCKS), blockStores(leasedStores(shared), BLOCKS)], {
+    close: () => memory.close(),
+  });
 });
 
 async function redisBackend(): Promise<{

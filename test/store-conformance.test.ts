@@ -1,41 +1,59 @@
-// Runs the store conformance suite against the in-memory stores (fake clock), a real Redis and a real Redis Cluster.
+// Runs the store conformance suite against the in-memory stores (fake clock), a real Redis and a real Redis Cluster,
+// and against memory and Redis with each layer a deployment can put over them: blocks, leases, blocks over leases.
 import { randomUUID } from 'node:crypto';
-import { createMemoryStores } from '@tollgate/core';
+import { blockStores, createMemoryStores, leasedStores } from '@tollgate/core';
+import type { TollgateStores } from '@tollgate/core';
 import { createRedisStores } from '@tollgate/redis';
 import { testCluster } from '../packages/redis/test/redis-cluster.js';
 import { describeStoreConformance } from './conformance/stores.js';
 import { connectTestRedis, deleteKeysWithPrefix } from './conformance/redis.js';
 
-describeStoreConformance('memory', async () => {
-  let now = Date.UTC(2026, 10, 22, 8, 0, 0);
-  return {
-    stores: createMemoryStores({ clock: () => now, sweepIntervalMs: 0 }),
-    now: async () => now,
-    advance: async (ms) => {
-      now += ms;
-    },
-  };
-});
+/** The layers over a store, each as a deployment composes them; `clock` is the store's. */
+const LAYERS: [string, (stores: TollgateStores, clock?: () => number) => TollgateStores][] = [
+  ['', (stores) => stores],
+  ['blocks over ', (stores, clock) => blockStores(stores, clock ? { clock } : {})],
+  ['leases over ', (stores, clock) => leasedStores(stores, clock ? { clock } : {})],
+  [
+    'blocks over leases over ',
+    (stores, clock) => blockStores(leasedStores(stores, clock ? { clock } : {}), clock ? { clock } : {}),
+  ],
+];
 
-describeStoreConformance(
-  'redis',
-  async () => {
-    const prefix = `tg-test:${randomUUID()}:`;
-    const url = await connectTestRedis();
-    const stores = createRedisStores({ url, prefix, timeoutMs: 5_000 });
+for (const [layered, layer] of LAYERS) {
+  describeStoreConformance(`${layered}memory`, async () => {
+    let now = Date.UTC(2026, 10, 22, 8, 0, 0);
+    const clock = () => now;
     return {
-      stores,
-      now: async () => {
-        const [seconds, micros] = (await stores.sendCommand(['TIME'])) as [string, string];
-        return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+      stores: layer(createMemoryStores({ clock, sweepIntervalMs: 0 }), clock),
+      now: async () => now,
+      advance: async (ms) => {
+        now += ms;
       },
-      advance: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
-      cleanup: () => deleteKeysWithPrefix(url, prefix),
-      loseData: () => deleteKeysWithPrefix(url, prefix),
     };
-  },
-  { slidingWindowMs: 1000, ttlMs: 200, losesData: true, fixedWindow: true },
-);
+  });
+}
+
+for (const [layered, layer] of LAYERS) {
+  describeStoreConformance(
+    `${layered}redis`,
+    async () => {
+      const prefix = `tg-test:${randomUUID()}:`;
+      const url = await connectTestRedis();
+      const redis = createRedisStores({ url, prefix, timeoutMs: 5_000 });
+      return {
+        stores: layer(redis),
+        now: async () => {
+          const [seconds, micros] = (await redis.sendCommand(['TIME'])) as [string, string];
+          return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+        },
+        advance: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+        cleanup: () => deleteKeysWithPrefix(url, prefix),
+        loseData: () => deleteKeysWithPrefix(url, prefix),
+      };
+    },
+    { slidingWindowMs: 1000, ttlMs: 200, losesData: true, fixedWindow: true },
+  );
+}
 
 describeStoreConformance(
   'redis cluster',

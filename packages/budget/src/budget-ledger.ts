@@ -1,14 +1,23 @@
 // The guard's calls to its ledger: at once where the ledger answers so, else under a deadline; an outage warned of once.
 import { randomUUID } from 'node:crypto';
-import { ledgerAtOnce, withTimeout } from '@tollgate/core/kit';
+import { ledgerCalls, whenReady, withTimeout } from '@tollgate/core/kit';
 import type { TollgateContext } from '@tollgate/core';
-import type { AtOnceCallOptions, ReservationLedger, ReserveResult, SettledRecord } from '@tollgate/core/kit';
+import type {
+  AtOnceCallOptions,
+  LedgerCalls,
+  MaybePromise,
+  ReservationLedger,
+  ReserveResult,
+  SettledRecord,
+} from '@tollgate/core/kit';
 import type { ResolvedBudgetOptions } from './budget-options.js';
+
+const nothing = (): void => undefined;
 
 export class BudgetLedgerCalls {
   readonly ledger: ReservationLedger;
-  /** One call path: the ledger's answer at once where it can give one (in process memory, from a block it holds), else its promise with a deadline. */
-  readonly atOnce: ReturnType<typeof ledgerAtOnce>;
+  /** The ledger's answers: at once where it holds them (in process memory, from a block), else its promises (given a deadline). */
+  readonly answers: LedgerCalls;
   /** Scope balances in settle answers serve downgrades and soft limits only: without either, not built. */
   readonly atOnceCalls: AtOnceCallOptions;
   /** A reserve's balances also say what the request's budgets have left after it (`ReservationNote.remaining`). */
@@ -24,7 +33,7 @@ export class BudgetLedgerCalls {
 
   constructor(ledger: ReservationLedger, { plan, storeTimeoutMs, failOpen }: ResolvedBudgetOptions) {
     this.ledger = ledger;
-    this.atOnce = ledgerAtOnce(ledger);
+    this.answers = ledgerCalls(ledger);
     this.atOnceCalls = { balances: plan.mayDowngrade || plan.maySoftLimit };
     this.timeoutMs = storeTimeoutMs;
     this.#failOpen = failOpen;
@@ -49,29 +58,23 @@ export class BudgetLedgerCalls {
   }
 
   /** A reserve that lands after its timeout must not hold budget until its TTL. */
-  releaseLateGrant(reserving: Promise<ReserveResult> | undefined, id: string): void {
-    void reserving?.then((late) => (late.ok ? this.ledger.release(id) : undefined)).catch(() => undefined);
+  releaseLateGrant(reserving: MaybePromise<ReserveResult> | undefined, id: string): void {
+    if (reserving instanceof Promise)
+      void reserving.then((late) => (late.ok ? this.ledger.release(id) : undefined)).catch(() => undefined);
   }
 
   /** Lets a reservation go (a settle of 0); a failure is reported, never thrown. */
-  release(id: string): Promise<void> | undefined {
+  release(id: string): MaybePromise<void> {
     return this.settleAside(id, 0);
   }
 
   /** Settles a reservation nobody waits on (a hold's extension, a release): a failure is reported, never thrown. */
-  settleAside(id: string, actual: number, records?: readonly SettledRecord[]): Promise<void> | undefined {
-    if (this.atOnce) {
-      try {
-        if (this.atOnce.settleAtOnce(id, actual, this.atOnceCalls, records)) return undefined;
-      } catch (error) {
-        this.reportFailure(error);
-        return undefined;
-      }
-    }
-    const settling = actual === 0 ? this.ledger.release(id) : this.ledger.settle(id, actual, records);
-    return withTimeout(settling, this.timeoutMs, actual === 0 ? 'ledger.release' : 'ledger.settle').then(
-      () => undefined,
-      this.#report,
-    );
+  settleAside(id: string, actual: number, records?: readonly SettledRecord[]): MaybePromise<void> {
+    const settling =
+      actual === 0
+        ? this.answers.release(id, this.atOnceCalls)
+        : this.answers.settle(id, actual, this.atOnceCalls, records);
+    const bounded = withTimeout(settling, this.timeoutMs, actual === 0 ? 'ledger.release' : 'ledger.settle');
+    return whenReady(bounded, nothing, this.#report);
   }
 }

@@ -1,9 +1,9 @@
 // The guard's request path: reserve what a request may cost against its budgets, settle or release it after.
 import type { Request, Response } from 'express';
 import { ApiError, getContext } from '@tollgate/core';
-import { SpendNotRebuiltError, withTimeout } from '@tollgate/core/kit';
+import { SpendNotRebuiltError, whenReady, withTimeout } from '@tollgate/core/kit';
 import type { TollgateContext, UsageEstimate, UsageRecord } from '@tollgate/core';
-import type { ReserveResult, ScopeUsage, SettledRecord } from '@tollgate/core/kit';
+import type { MaybePromise, ReserveResult, ScopeUsage, SettledRecord } from '@tollgate/core/kit';
 import { BudgetDowngrades } from './budget-downgrades.js';
 import { headroomOf } from './budget-hold.js';
 import { extendHold, settleExtensions } from './hold-extension.js';
@@ -75,25 +75,19 @@ export class BudgetReservations {
       return { kind: 'denied', value: new ApiError('misconfigured_route', message), retryAfterMs: 0, final: true };
     }
     const found = this.config.plan.forIdentity(ctx.identity);
-    const atOnce = this.calls.atOnce;
-    if (!atOnce || !this.downgrades.ledgerReportsBalances || !Array.isArray(found))
+    if (!this.downgrades.ledgerReportsBalances || !Array.isArray(found))
       return this.#reserveAsync(req, res, ctx, estimate, found, 0);
     if (found.length === 0 && !this.config.plan.models.any) return { kind: 'allowed', value: undefined };
     let ask: Ask;
-    let result: ReserveResult | undefined;
     try {
       // The ledger reports balances (checked above): a downgrade is judged without a read, with nothing to wait for.
       const current = this.#windowsFor(req, res, estimate, found, true, ctx.identity?.tenantId) as BudgetWindows;
       if (current.scopes.length === 0) return { kind: 'allowed', value: undefined };
       ask = this.#askFor(ctx, estimate, current, found);
-      result = atOnce.reserveAtOnce(ask.request, this.calls.reserveCalls);
-      if (result) this.calls.answered();
     } catch (error) {
       return this.#storeFailed(req, error);
     }
-    // No block could answer: the ledger's own call, with its deadline.
-    if (!result) return this.#reserveAsk(req, res, estimate, ask, 0);
-    return this.#judge(req, res, estimate, ask, result, 0);
+    return this.#reserveAsk(req, res, estimate, ask, 0);
   }
 
   async #reserveAsync(
@@ -193,25 +187,27 @@ export class BudgetReservations {
     this.#spentModelScopes.clear();
   }
 
-  async #reserveAsk(
+  /** The reserve: judged at once when the ledger answers at once (memory, a block), else once it answers in time. */
+  #reserveAsk(
     req: Request,
     res: Response,
     estimate: UsageEstimate,
     ask: Ask,
     switches: number,
-  ): Promise<BudgetVerdict> {
-    const { ledger, timeoutMs } = this.calls;
-    let reserving: Promise<ReserveResult> | undefined;
-    let result: ReserveResult;
-    try {
-      reserving = ledger.reserve(ask.request);
-      result = await withTimeout(reserving, timeoutMs, 'ledger.reserve');
-      this.calls.answered();
-    } catch (error) {
-      this.calls.releaseLateGrant(reserving, ask.request.id);
-      return this.#storeFailed(req, error);
-    }
-    return this.#judge(req, res, estimate, ask, result, switches);
+  ): BudgetVerdict | Promise<BudgetVerdict> {
+    const { answers, timeoutMs } = this.calls;
+    const reserving = answers.reserve(ask.request, this.calls.reserveCalls);
+    return whenReady(
+      withTimeout(reserving, timeoutMs, 'ledger.reserve'),
+      (result) => {
+        this.calls.answered();
+        return this.#judge(req, res, estimate, ask, result, switches);
+      },
+      (error: unknown) => {
+        this.calls.releaseLateGrant(reserving, ask.request.id);
+        return this.#storeFailed(req, error);
+      },
+    );
   }
 
   #storeFailed(req: Request, error: unknown): BudgetVerdict {
@@ -345,7 +341,7 @@ export class BudgetReservations {
   }
 
   /** Charges the request's real cost (what was reserved, when nothing metered it), then checks soft limits. */
-  settle(hold: BudgetHold, record: UsageRecord | undefined): Promise<void> | undefined {
+  settle(hold: BudgetHold, record: UsageRecord | undefined): MaybePromise<void> {
     const { id, windows } = hold;
     const granted = hold.granted + (hold.extended ?? 0);
     // Nothing metered the request: charge what was reserved, the most it could have cost.
@@ -359,14 +355,10 @@ export class BudgetReservations {
     const own = settleExtensions(this.calls, hold, actual, partsRecord);
     // Settled once: the ledger delivers it (a reservation past its TTL was charged its amount at
     // expiry, and this settle corrects that to the actual cost). Waiting is bounded; the delivery is not.
-    const { atOnce, ledger, timeoutMs } = this.calls;
     // The record the charge is for: after a store lost its data, a rebuild may have counted it already (SettledRecord).
     const records = record ? [settledRecord(record, own)] : undefined;
-    if (atOnce) {
-      const settled = atOnce.settleAtOnce(id, own, this.calls.atOnceCalls, records);
-      if (settled) return this.#afterSettle(windows, settled.scopes);
-    }
-    return withTimeout(ledger.settle(id, own, records), timeoutMs, 'ledger.settle').then(({ scopes }) =>
+    const settling = this.calls.answers.settle(id, own, this.calls.atOnceCalls, records);
+    return whenReady(withTimeout(settling, this.calls.timeoutMs, 'ledger.settle'), ({ scopes }) =>
       this.#afterSettle(windows, scopes),
     );
   }
@@ -386,7 +378,7 @@ export class BudgetReservations {
     return this.#monitor.check(windows, this.config.now(), balances);
   }
 
-  release(hold: BudgetHold): Promise<void> | undefined {
+  release(hold: BudgetHold): MaybePromise<void> {
     settleExtensions(this.calls, hold, 0);
     return this.calls.release(hold.id);
   }

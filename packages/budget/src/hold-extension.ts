@@ -1,9 +1,12 @@
 // A hold that follows its stream: more output reserved against the hold's own scopes, as reservations linked to it.
-import { withTimeout } from '@tollgate/core/kit';
+import { whenReady, withTimeout } from '@tollgate/core/kit';
 import type { ReserveResult, SettledRecord } from '@tollgate/core/kit';
 import type { BudgetHold } from './budget-hold.js';
 import type { BudgetLedgerCalls } from './budget-ledger.js';
 import type { ResolvedBudgetOptions } from './budget-options.js';
+
+/** An extension's reserve reads no balances. */
+const WITHOUT_BALANCES = { balances: false };
 
 /*
  * An extension is a reserve of the ledger like any other (one engine: memory, Redis, Cluster, blocks and leases
@@ -48,16 +51,8 @@ export function extendHold(
     }
     return tokensFor(result.amount, outputMicro, tokens);
   };
-  const { atOnce, ledger, timeoutMs } = calls;
-  try {
-    const now = atOnce?.reserveAtOnce(request, { balances: false });
-    if (now) return granted(now);
-  } catch (error) {
-    calls.reportFailure(error);
-    return 0;
-  }
-  const reserving = ledger.reserve(request);
-  return withTimeout(reserving, timeoutMs, 'ledger.reserve').then(granted, (error: unknown) => {
+  const reserving = calls.answers.reserve(request, WITHOUT_BALANCES);
+  return whenReady(withTimeout(reserving, calls.timeoutMs, 'ledger.reserve'), granted, (error: unknown) => {
     calls.reportFailure(error);
     calls.releaseLateGrant(reserving, request.id);
     return 0;

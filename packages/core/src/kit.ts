@@ -10,6 +10,8 @@ export * from './context.js';
 export * from './response-tap.js';
 export * from './timeout.js';
 export * from './stores.js';
+export * from './maybe-promise.js';
+export * from './store-calls.js';
 export * from './store-input.js';
 export * from './pricing.js';
 export * from './provider-api.js';

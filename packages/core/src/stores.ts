@@ -1,4 +1,5 @@
 // Store interfaces: what every backend (in-memory here, Redis in @tollgate/redis) must do atomically.
+import type { MaybePromise } from './maybe-promise.js';
 
 /** The result shape of every limit check. */
 export interface WindowResult {
@@ -375,35 +376,39 @@ export interface AtOnceCallOptions {
 
 /**
  * A store part may also answer at once, without a promise: each `…AtOnce` call returns the answer
- * (or true), or undefined (false) when only its promise-returning method can answer now, which the
- * caller then calls. The answer is the one the promise would have given: one rule, delivered two
- * ways. Memory stores always answer at once; block stores answer from a block they hold; Redis
- * never does. Callers do not choose between backends: they ask `counterAtOnce(part)` (or
- * `ledgerAtOnce`, `fixedWindowAtOnce`) once, and try it before the promise.
+ * itself where the part holds it (memory stores always; block stores from a block they hold), else
+ * the promise of it, the one its promise-returning twin would give: one rule, delivered two ways.
+ * Redis parts have none. Callers do not choose between the two: they take a part's calls from
+ * `counterCalls` (or `ledgerCalls`, `fixedWindowCalls`) once and handle a MaybePromise
+ * (`whenReady`), so the choice is made where the state is, by the part.
  */
 export interface WindowCounterAtOnce {
   consumeAtOnce(
     key: string,
     units: number,
     options: { limit: number; windowMs: number; slot?: string },
-  ): WindowResult | undefined;
-  adjustAtOnce(key: string, delta: number, options: { windowMs: number; windowStart: number; slot?: string }): boolean;
+  ): MaybePromise<WindowResult>;
+  adjustAtOnce(
+    key: string,
+    delta: number,
+    options: { windowMs: number; windowStart: number; slot?: string },
+  ): MaybePromise<void>;
 }
 
 export interface FixedWindowAtOnce {
-  hitAtOnce(key: string, windowMs: number, limit: number): { hits: number; resetAt: number } | undefined;
-  giveBackAtOnce(key: string): boolean;
+  hitAtOnce(key: string, windowMs: number, limit?: number): MaybePromise<{ hits: number; resetAt: number }>;
+  giveBackAtOnce(key: string): MaybePromise<void>;
 }
 
 export interface LedgerAtOnce {
-  reserveAtOnce(request: ReserveRequest, options?: AtOnceCallOptions): ReserveResult | undefined;
-  /** `settle`, at once; `release` is a settle of 0. */
+  reserveAtOnce(request: ReserveRequest, options?: AtOnceCallOptions): MaybePromise<ReserveResult>;
   settleAtOnce(
     id: string,
     actualAmount: number,
     options?: AtOnceCallOptions,
     records?: readonly SettledRecord[],
-  ): SettleResult | undefined;
+  ): MaybePromise<SettleResult>;
+  releaseAtOnce(id: string, options?: AtOnceCallOptions): MaybePromise<SettleResult>;
 }
 
 /**
@@ -425,21 +430,21 @@ function answersAtOnce(part: object, atOnce: readonly string[], twins: readonly 
   return true;
 }
 
-/** The counter itself when it answers at once (memory counters, block stores' counter); undefined otherwise. */
+/** The counter itself when it answers at once (memory counters, the layers' counters); undefined otherwise. */
 export function counterAtOnce(counter: WindowCounter): (WindowCounter & WindowCounterAtOnce) | undefined {
   return answersAtOnce(counter, ['consumeAtOnce', 'adjustAtOnce'], ['consume', 'adjust'])
     ? (counter as WindowCounter & WindowCounterAtOnce)
     : undefined;
 }
 
-/** The ledger itself when it answers at once (memory ledgers, block stores' ledger); undefined otherwise. */
+/** The ledger itself when it answers at once (memory ledgers, the layers' ledgers); undefined otherwise. */
 export function ledgerAtOnce(ledger: ReservationLedger): (ReservationLedger & LedgerAtOnce) | undefined {
-  return answersAtOnce(ledger, ['reserveAtOnce', 'settleAtOnce'], ['reserve', 'settle', 'release'])
+  return answersAtOnce(ledger, ['reserveAtOnce', 'settleAtOnce', 'releaseAtOnce'], ['reserve', 'settle', 'release'])
     ? (ledger as ReservationLedger & LedgerAtOnce)
     : undefined;
 }
 
-/** The request windows themselves when they answer at once (block stores' fixed windows); undefined otherwise. */
+/** The request windows themselves when they answer at once (the layers' fixed windows); undefined otherwise. */
 export function fixedWindowAtOnce<T extends object>(windows: T): (T & FixedWindowAtOnce) | undefined {
   return answersAtOnce(windows, ['hitAtOnce', 'giveBackAtOnce'], ['hit', 'giveBack'])
     ? (windows as T & FixedWindowAtOnce)

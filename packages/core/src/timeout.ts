@@ -1,4 +1,5 @@
 // A deadline on every store call: a slow Redis must never hang a request.
+import type { MaybePromise } from './maybe-promise.js';
 
 export class StoreTimeoutError extends Error {
   override readonly name = 'StoreTimeoutError';
@@ -72,8 +73,11 @@ const queues = new Map<number, DeadlineQueue>();
  * Resolves like `promise`, or rejects with StoreTimeoutError once `timeoutMs` passed. The losing
  * promise may still settle later; its rejection is then handled here, never unhandled.
  */
-export function withTimeout<T>(promise: Promise<T>, timeoutMs: number, operation: string): Promise<T> {
-  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) return promise;
+export function withTimeout<T>(promise: Promise<T>, timeoutMs: number, operation: string): Promise<T>;
+/** An answer given at once passes as it is: it cannot stall. */
+export function withTimeout<T>(answer: MaybePromise<T>, timeoutMs: number, operation: string): MaybePromise<T>;
+export function withTimeout<T>(promise: MaybePromise<T>, timeoutMs: number, operation: string): MaybePromise<T> {
+  if (!(promise instanceof Promise) || !Number.isFinite(timeoutMs) || timeoutMs <= 0) return promise;
   let queue = queues.get(timeoutMs);
   if (!queue) {
     queue = new DeadlineQueue(timeoutMs);

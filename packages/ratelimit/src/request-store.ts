@@ -1,7 +1,7 @@
 // The express-rate-limit store of one request layer: the stores' own fixed windows (Redis), rate-limit-redis on other command-sending stores, process memory otherwise.
 import type { ClientRateLimitInfo, IncrementResponse, Options as RateLimitOptions, Store } from 'express-rate-limit';
 import { RedisStore, type RedisReply } from 'rate-limit-redis';
-import { fixedWindowAtOnce, type FixedWindowAtOnce } from '@tollgate/core/kit';
+import { fixedWindowCalls, whenReady, type FixedWindowCalls } from '@tollgate/core/kit';
 import type { StoreFailureHandling } from './store-failure.js';
 import type { FixedWindowCounter, StoresWithCommands } from './types.js';
 
@@ -105,7 +105,8 @@ function asIncrementResponse({ hits, resetAt }: { hits: number; resetAt: number 
 class FixedWindowStore implements Store {
   readonly localKeys = false;
 
-  readonly #atOnce: FixedWindowAtOnce | undefined;
+  /** The windows' answers: at once from a block the stores hold (blockStores), else their promises. */
+  readonly #calls: FixedWindowCalls;
 
   constructor(
     private readonly windows: FixedWindowCounter,
@@ -113,19 +114,15 @@ class FixedWindowStore implements Store {
     // Known up front: the layer counts in it directly (init would tell it too).
     private readonly windowMs: number,
   ) {
-    this.#atOnce = fixedWindowAtOnce(windows);
+    this.#calls = fixedWindowCalls(windows);
   }
 
   increment(key: string, limit?: number): Promise<IncrementResponse> | IncrementResponse {
-    // From a block the stores hold (blockStores): at once, with no promise and no deadline.
-    const now = limit === undefined ? undefined : this.#atOnce?.hitAtOnce(this.prefix + key, this.windowMs, limit);
-    if (now) return asIncrementResponse(now);
-    return this.windows.hit(this.prefix + key, this.windowMs, limit).then(asIncrementResponse);
+    return whenReady(this.#calls.hit(this.prefix + key, this.windowMs, limit), asIncrementResponse);
   }
 
   decrement(key: string): Promise<void> {
-    if (this.#atOnce?.giveBackAtOnce(this.prefix + key)) return Promise.resolve();
-    return this.windows.giveBack(this.prefix + key);
+    return Promise.resolve(this.#calls.giveBack(this.prefix + key));
   }
 
   resetKey(key: string): Promise<void> {

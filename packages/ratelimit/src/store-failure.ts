@@ -1,6 +1,7 @@
 // Store failures and timeouts: marked apart from bugs, reported without flooding, answered by the policy.
 import { ApiError, parseDuration, TollgateError } from '@tollgate/core';
 import { withTimeout } from '@tollgate/core/kit';
+import type { MaybePromise } from '@tollgate/core/kit';
 import type { CommonLimitOptions, StoreFailurePolicy } from './types.js';
 
 /** A store call that failed or timed out: the policy decides, unlike a bug, which goes to next(err). */
@@ -14,8 +15,9 @@ export class StoreFailure extends Error {
 export interface StoreFailureHandling {
   readonly policy: StoreFailurePolicy;
   readonly timeoutMs: number;
-  /** Runs a store call under the deadline; any failure becomes a StoreFailure. */
+  /** Runs a store call under the deadline; any failure becomes a StoreFailure. An answer given at once passes as it is. */
   call<T>(operation: string, promise: Promise<T>): Promise<T>;
+  call<T>(operation: string, answer: MaybePromise<T>): MaybePromise<T>;
   /**
    * Like `call`, for a call that counts something: when it fails (a timeout above all) but the
    * store still carries it out later, `undo` gives back what it counted, since the request it
@@ -80,7 +82,8 @@ export function storeFailureHandling(
     timeoutMs,
     // Plain promise chains, not async functions: every request makes several of these calls,
     // and each async frame is one more promise and resumption.
-    call(operation, promise) {
+    call<T>(operation: string, promise: MaybePromise<T>): MaybePromise<T> {
+      if (!(promise instanceof Promise)) return promise;
       return (bounded ? promise : withTimeout(promise, timeoutMs, operation)).catch((error: unknown) => {
         throw error instanceof StoreFailure ? error : new StoreFailure(operation, error);
       });

@@ -1,11 +1,11 @@
 // The token windows of a tokenRateLimit: the estimate reserved in every layer at once, then adjusted to the real usage.
 import type { Request, Response } from 'express';
 import { getContext } from '@tollgate/core';
-import { counterAtOnce } from '@tollgate/core/kit';
+import { counterCalls, whenReady } from '@tollgate/core/kit';
 import type { TollgateStores } from '@tollgate/core';
-import type { WindowCounterAtOnce, WindowResult } from '@tollgate/core/kit';
+import type { CounterCalls, MaybePromise, WindowResult } from '@tollgate/core/kit';
 import type { LimitLayer } from './limit-layers.js';
-import { settleAll, type Verdict } from './limit-check.js';
+import { asPromise, settleAll, type Verdict } from './limit-check.js';
 import { readable, type LimitReading } from './limit-readings.js';
 import type { ResolvedLimiterOptions } from './limiter-options.js';
 import { StoreFailure, type StoreFailureHandling } from './store-failure.js';
@@ -53,10 +53,12 @@ export function retryAfterOf(denied: Charge[]): number {
   return retryAfterMs;
 }
 
+const noop = (): void => undefined;
+
 export class TokenWindows {
   readonly #counter: TollgateStores['counter'];
-  /** One call path: the counter's answer at once where it can give one (in process memory, from a block it holds), else its promise. */
-  readonly #atOnce: WindowCounterAtOnce | undefined;
+  /** The counter's answers: at once where it holds them (in process memory, from a block), else its promises. */
+  readonly #calls: CounterCalls;
   readonly #failures: StoreFailureHandling;
   readonly #layers: readonly LimitLayer[];
   readonly #keyPrefixes: readonly string[];
@@ -67,7 +69,7 @@ export class TokenWindows {
 
   constructor(counter: TollgateStores['counter'], { failures, prefix, layers, queue }: ResolvedLimiterOptions) {
     this.#counter = counter;
-    this.#atOnce = counterAtOnce(counter);
+    this.#calls = counterCalls(counter);
     this.#failures = failures;
     this.#layers = layers;
     this.#keyPrefixes = layers.map((layer) => `${prefix}${layer.name}:`);
@@ -108,39 +110,34 @@ export class TokenWindows {
     );
   }
 
-  #adjust({ key, slot, layer, result }: Charge, delta: number): Promise<void> {
-    return this.#failures
-      .call(
-        'counter.adjust',
-        this.#counter.adjust(key, delta, { windowMs: layer.windowMs, windowStart: result.windowStart, slot }),
-      )
-      .catch(this.#report);
+  /** Adds `delta` to a charge's window; a failure is reported, never thrown. */
+  #adjust({ key, slot, layer, result }: Charge, delta: number): MaybePromise<void> {
+    const adjusted = this.#calls.adjust(key, delta, {
+      windowMs: layer.windowMs,
+      windowStart: result.windowStart,
+      slot,
+    });
+    return whenReady(this.#failures.call('counter.adjust', adjusted), noop, this.#report);
   }
 
-  /** Adds `delta` to every charge's window; failures are reported, never thrown. Where the counter can, done at once. */
+  /** Adds `delta` to every charge's window; failures are reported, never thrown. A promise only if one was waited for. */
   adjustAll(charges: Charge[], delta: number): Promise<void> | undefined {
     if (delta === 0 || charges.length === 0) return undefined;
-    const atOnce = this.#atOnce;
-    if (atOnce) {
-      const left = charges.filter(({ key, slot, layer, result }) => {
-        try {
-          return !atOnce.adjustAtOnce(key, delta, { windowMs: layer.windowMs, windowStart: result.windowStart, slot });
-        } catch (error) {
-          this.#failures.report(new StoreFailure('counter.adjust', error));
-          return false;
-        }
-      });
-      if (left.length === 0) return undefined;
-      charges = left;
+    let pending: Promise<void>[] | undefined;
+    for (const charge of charges) {
+      const adjusted = this.#adjust(charge, delta);
+      if (adjusted) (pending ??= []).push(adjusted);
     }
-    if (charges.length === 1) return this.#adjust(charges[0]!, delta);
-    return Promise.all(charges.map((charge) => this.#adjust(charge, delta))).then(() => undefined);
+    if (!pending) return undefined;
+    return pending.length === 1 ? pending[0] : Promise.all(pending).then(noop);
   }
 
-  #consume(target: Target, units: number): Promise<WindowResult> {
+  #consume(target: Target, units: number): MaybePromise<WindowResult> {
     const { key, limit, layer, slot } = target;
+    const consumed = this.#calls.consume(key, units, { limit, windowMs: layer.windowMs, slot });
+    // An answer given at once (memory, a block) cannot stall or land late: only a promise has a deadline to undo after.
+    if (!(consumed instanceof Promise)) return consumed;
     const counter = this.#counter;
-    const consumed = counter.consume(key, units, { limit, windowMs: layer.windowMs, slot });
     return this.#failures.callOrUndo('counter.consume', consumed, async (late) => {
       if (late.allowed && units > 0)
         await counter.adjust(key, -units, { windowMs: layer.windowMs, windowStart: late.windowStart, slot });
@@ -165,13 +162,18 @@ export class TokenWindows {
         final: true,
         code: 'tokens_rate_limit_exceeded',
       };
-    if (this.#atOnce) {
-      const verdict = this.#consumeAtOnce(this.#atOnce, units, targets);
-      if (verdict) return verdict;
+    const answers = new Array<MaybePromise<WindowResult>>(targets.length);
+    let waiting = false;
+    for (let index = 0; index < targets.length; index++) {
+      const answer = this.#consume(targets[index]!, units);
+      answers[index] = answer;
+      if (answer instanceof Promise) waiting = true;
     }
+    // Every layer answered at once (a memory counter always does, refusals too; blocks what they can grant).
+    if (!waiting) return this.#verdictOf(units, targets, answers as WindowResult[], undefined);
     // Started together, so a Redis client pipelines them into one round trip.
     // A consume that times out may still land: its units are then given back, as nobody will settle them.
-    return settleAll(targets.map((target) => this.#consume(target, units))).then((settled) => {
+    return settleAll(answers.map(asPromise)).then((settled) => {
       const results = new Array<WindowResult | undefined>(settled.length);
       let failure: unknown;
       settled.forEach((outcome, index) => {
@@ -180,40 +182,6 @@ export class TokenWindows {
       });
       return this.#verdictOf(units, targets, results, failure);
     });
-  }
-
-  /**
-   * Every layer answered at once (a memory counter always answers, refusals too; blocks answer what
-   * they can grant), or undefined, what was taken at once given back, for the promise path.
-   */
-  #consumeAtOnce(
-    counter: WindowCounterAtOnce,
-    units: number,
-    targets: Target[],
-  ): TokenVerdict | Promise<TokenVerdict> | undefined {
-    const results = new Array<WindowResult | undefined>(targets.length);
-    for (let index = 0; index < targets.length; index++) {
-      const { key, limit, layer, slot } = targets[index]!;
-      let result: WindowResult | undefined;
-      try {
-        result = counter.consumeAtOnce(key, units, { limit, windowMs: layer.windowMs, slot });
-      } catch {
-        result = undefined;
-      }
-      if (!result) {
-        for (let taken = 0; taken < index; taken++) {
-          const target = targets[taken]!;
-          counter.adjustAtOnce(target.key, -units, {
-            windowMs: target.layer.windowMs,
-            windowStart: results[taken]!.windowStart,
-            slot: target.slot,
-          });
-        }
-        return undefined;
-      }
-      results[index] = result;
-    }
-    return this.#verdictOf(units, targets, results, undefined);
   }
 
   /** Allowed at once; a failure or a refusal goes through `troubledVerdict`, which gives back what was taken. */

@@ -273,6 +273,11 @@ export class MemoryReservationLedger implements ReservationLedger, LedgerAtOnce 
     return { settled: true, reserved: reservation.amount, scopes: usage };
   }
 
+  /** `release`, answered at once (always): a settle of 0. */
+  releaseAtOnce(id: string, options?: AtOnceCallOptions): SettleResult {
+    return this.settleAtOnce(id, 0, options);
+  }
+
   async reserve(request: ReserveRequest): Promise<ReserveResult> {
     return this.reserveAtOnce(request);
   }

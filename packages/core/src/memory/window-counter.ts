@@ -99,17 +99,16 @@ export class MemoryWindowCounter implements WindowCounter, WindowCounterAtOnce {
     };
   }
 
-  /** `adjust`, answered at once (always true). Throws a RangeError for NaN input. */
-  adjustAtOnce(key: string, delta: number, options: { windowMs: number; windowStart: number; slot?: string }): true {
+  /** `adjust`, answered at once (always). Throws a RangeError for NaN input. */
+  adjustAtOnce(key: string, delta: number, options: { windowMs: number; windowStart: number; slot?: string }): void {
     const { windowMs, windowStart } = options;
     assertStoreNumber('counter.adjust', 'delta', delta);
     assertStoreNumber('counter.adjust', 'windowMs', windowMs);
     assertStoreNumber('counter.adjust', 'windowStart', windowStart);
     const state = this.#roll(key, windowMs, this.#clock(), false);
-    if (!state) return true;
+    if (!state) return;
     if (windowStart === state.start) state.count = Math.max(0, state.count + delta);
     else if (windowStart === state.start - windowMs) state.previous = Math.max(0, state.previous + delta);
-    return true;
   }
 
   async consume(key: string, units: number, options: { limit: number; windowMs: number }): Promise<WindowResult> {

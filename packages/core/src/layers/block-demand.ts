@@ -1,0 +1,140 @@
+// What the blocks policy decides for every part alike: when a subject is hot enough for a block, how big its block is,
+// and how what blocks give back is sent and its failures reported.
+
+export interface ResolvedBlockOptions {
+  share: number;
+  size: 'demand' | 'share';
+  maxAgeMs: number;
+  hotAfter: number;
+  clock: () => number;
+}
+
+/** A block must hold at least this many of the request that opens it, or the limit is counted per request. */
+export const LEAST_REQUESTS_PER_BLOCK = 2;
+/** Failed give-backs within this long of the first one are reported in one warning. */
+const WARNING_BURST_MS = 100;
+
+/**
+ * Requests seen per subject (a window's id, a scope's signature), served from a block or not: in the period of
+ * `maxAgeMs` that began at `start`, and in the one before it.
+ */
+interface Heat {
+  start: number;
+  current: number;
+  previous: number;
+}
+
+export class BlockDemand {
+  readonly #heat = new Map<string, Heat>();
+
+  constructor(readonly options: ResolvedBlockOptions) {}
+
+  /**
+   * Counts a request for `id`; returns the requests seen within the last `maxAgeMs` (the period before weighted by its
+   * overlap), this one included.
+   */
+  note(id: string, now: number): number {
+    const { maxAgeMs } = this.options;
+    let seen = this.#heat.get(id);
+    if (!seen || now - seen.start >= 2 * maxAgeMs) {
+      this.#heat.set(id, (seen = { start: now, current: 0, previous: 0 }));
+    } else if (now - seen.start >= maxAgeMs) {
+      seen.previous = seen.current;
+      seen.current = 0;
+      seen.start += maxAgeMs;
+    }
+    seen.current += 1;
+    return seen.current + seen.previous * Math.max(0, 1 - (now - seen.start) / maxAgeMs);
+  }
+
+  /** The requests seen for `id` within the last `maxAgeMs`, without counting one. */
+  recentOf(id: string, now: number): number {
+    const { maxAgeMs } = this.options;
+    const seen = this.#heat.get(id);
+    if (!seen || now - seen.start >= 2 * maxAgeMs) return 0;
+    if (now - seen.start >= maxAgeMs) return seen.current * Math.max(0, 1 - (now - seen.start - maxAgeMs) / maxAgeMs);
+    return seen.current + seen.previous * Math.max(0, 1 - (now - seen.start) / maxAgeMs);
+  }
+
+  hot(recent: number): boolean {
+    return this.options.hotAfter <= 1 || recent >= this.options.hotAfter;
+  }
+
+  /** The most a block of `limit` may hold: its share. */
+  capOf(limit: number): number {
+    return Math.floor(this.options.share * limit);
+  }
+
+  /** A block's size for a request of `units` when `recent` requests came within `maxAgeMs`: its demand, at most `cap`. */
+  sizeOf(cap: number, units: number, recent: number): number {
+    return this.options.size === 'share'
+      ? cap
+      : Math.min(cap, units * Math.max(LEAST_REQUESTS_PER_BLOCK, Math.ceil(2 * recent)));
+  }
+
+  /** Forgets subjects not asked for within two periods. */
+  sweep(now: number): void {
+    for (const [id, seen] of this.#heat) if (now - seen.start >= 2 * this.options.maxAgeMs) this.#heat.delete(id);
+  }
+}
+
+/** Subjects counted per request until a time (their last block did not fit), by id. */
+export class DirectUntil {
+  readonly #until = new Map<string, number>();
+
+  set(id: string, until: number): void {
+    this.#until.set(id, until);
+  }
+
+  delete(id: string): void {
+    this.#until.delete(id);
+  }
+
+  holds(id: string, now: number): boolean {
+    return (this.#until.get(id) ?? 0) > now;
+  }
+
+  sweep(now: number): void {
+    for (const [id, until] of this.#until) if (until <= now) this.#until.delete(id);
+  }
+}
+
+/**
+ * Give-backs and block settles under way (retireAll waits for them). Those that fail are reported in one warning a
+ * burst (a process stopping while its store is out fails one per block, thousands with as many tenants), sent once
+ * the burst is over.
+ */
+export class BlockSends {
+  readonly #sending = new Set<Promise<unknown>>();
+  #unreported: { count: number; first: string } | undefined;
+
+  send(call: Promise<unknown>): void {
+    const tracked = call.then(
+      () => undefined,
+      (error: unknown) => this.#failed(error),
+    );
+    this.#sending.add(tracked);
+    void tracked.finally(() => this.#sending.delete(tracked));
+  }
+
+  /** Resolves once everything sent so far has landed or failed. */
+  async landed(): Promise<void> {
+    await Promise.all(this.#sending);
+  }
+
+  #failed(error: unknown): void {
+    const message = error instanceof Error ? error.message : String(error);
+    if (this.#unreported) {
+      this.#unreported.count++;
+      return;
+    }
+    this.#unreported = { count: 1, first: message };
+    setTimeout(() => {
+      const { count, first } = this.#unreported!;
+      this.#unreported = undefined;
+      process.emitWarning(
+        `tollgate blockStores: ${count === 1 ? 'a block' : `${count} blocks`} could not be given back (${first}); the store counts ${count === 1 ? 'it' : 'them'} until ${count === 1 ? 'its window or reservation ends' : 'their windows or reservations end'}`,
+      );
+    }, WARNING_BURST_MS);
+  }
+}
