@@ -6,8 +6,7 @@ import { adapterFor, providerCall } from '@tollgate/providers';
 import { kindsSpeaking, upstreamKinds } from '@tollgate/providers/kit';
 import type { CallDeclaration } from '@tollgate/providers';
 import type { MockProvider } from '@tollgate/providers/mock';
-import { defaultUpstreamKind } from './config/index.js';
-import type { ProxyConfig, UpstreamKind } from './config/index.js';
+import type { RoutingOptions } from './routing-config.js';
 import { createUpstream, resolveUpstreamKey } from './upstream.js';
 import type { Upstream } from './upstream.js';
 import type { UpstreamObserver } from './upstream-outcome.js';
@@ -45,7 +44,7 @@ export interface ProviderRouter {
 export function providerOfModel(
   model: string,
   api: ProviderApi,
-  config: ProxyConfig,
+  config: RoutingOptions,
   pricing: Pricing | undefined,
 ): string {
   const configured = config.models && Object.hasOwn(config.models, model) ? config.models[model] : undefined;
@@ -59,7 +58,7 @@ function eitherOf(items: readonly string[]): string {
 }
 
 /** What a client calling `api` is told to call instead: the routes, for models of `api`'s kind, that `kind` speaks. */
-function routesOfKind(kind: UpstreamKind, api: ProviderApi): string {
+function routesOfKind(kind: string, api: ProviderApi): string {
   const modelKind = adapterFor(api).modelKind ?? 'generation';
   const paths = [...(upstreamKinds().get(kind)?.apis.keys() ?? [])]
     .map((spoken) => adapterFor(spoken))
@@ -76,13 +75,13 @@ function routesOfKind(kind: UpstreamKind, api: ProviderApi): string {
 function callDeclaration(
   api: ProviderApi,
   params: CallDeclaration['params'] | undefined,
-  config: ProxyConfig,
+  config: RoutingOptions,
   pricing: Pricing | undefined,
 ): RequestHandler {
   const declare = providerCall(api, { params });
   const dialects = new Map<string, RequestHandler>();
   for (const [name, upstream] of Object.entries(config.upstreams ?? {})) {
-    const kind = upstream.api ?? defaultUpstreamKind(name);
+    const kind = upstream.api;
     const own = upstreamKinds().get(kind)?.ownApi;
     if (own === undefined || own === api || adapterFor(own).route || !kindsSpeaking(api).includes(kind)) continue;
     dialects.set(name, providerCall(own, { params }));
@@ -152,7 +151,7 @@ export interface ProviderRouterOptions {
   onBreakerOpen?: (target: string, reason: string | undefined) => void;
 }
 
-export function createProviderRouter(config: ProxyConfig, options: ProviderRouterOptions): ProviderRouter {
+export function createProviderRouter(config: RoutingOptions, options: ProviderRouterOptions): ProviderRouter {
   const declareCall = (api: ProviderApi, params?: CallDeclaration['params']): RequestHandler =>
     callDeclaration(api, params, config, options.pricing);
   if (!config.upstreams) {

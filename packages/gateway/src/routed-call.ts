@@ -14,13 +14,13 @@ import type {
   RouterEvent,
   TargetReport,
 } from '@tollgate/router';
-import type { ProxyConfig, UpstreamKind } from './config/index.js';
+import type { RoutingOptions } from './routing-config.js';
 import type { Upstream } from './upstream.js';
 import type { RoutedTry } from './upstream-outcome.js';
 import type { UpstreamProbes } from './upstream-health.js';
 
 /** The API a request of `clientApi` is sent to an upstream of `kind` in: its own when the upstream speaks it. */
-function targetApiFor(clientApi: ProviderApi, kind: UpstreamKind): ProviderApi {
+function targetApiFor(clientApi: ProviderApi, kind: string): ProviderApi {
   if (kindsSpeaking(clientApi).includes(kind)) return clientApi;
   return upstreamKinds().get(kind)?.ownApi ?? clientApi;
 }
@@ -182,7 +182,7 @@ export interface RoutedCallsOptions {
   probes?: UpstreamProbes;
 }
 
-export function createRoutedCalls(config: ProxyConfig, options: RoutedCallsOptions): RoutedCalls | undefined {
+export function createRoutedCalls(config: RoutingOptions, options: RoutedCallsOptions): RoutedCalls | undefined {
   if (!config.modelGroups) return undefined;
   const { upstreams, pricing, reprice, log, onBreakerOpen, probes } = options;
   const router = createModelRouter({

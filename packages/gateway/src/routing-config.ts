@@ -2,6 +2,7 @@
 import { createPricing, TollgateError } from '@tollgate/core';
 import { didYouMean } from '@tollgate/core/kit';
 import type { ModelPrice } from '@tollgate/core';
+import type { UpstreamSettings } from '@tollgate/providers/kit';
 import { resolveRouterOptions } from '@tollgate/router';
 import type { CircuitBreakerOptions, ModelGroupOptions, RequestClassOptions, RetryOptions } from '@tollgate/router';
 
@@ -26,6 +27,28 @@ export interface RoutingConfig {
 interface RoutedProxy extends RoutingConfig {
   upstreams?: Record<string, unknown>;
   models?: Record<string, ModelPrice>;
+}
+
+/** One upstream as the gateway reaches it: the config's `upstreams` entry, its kind resolved (the config folder). */
+export interface UpstreamOptions extends UpstreamSettings {
+  /** The wire format it speaks: an adapter's upstream kind. */
+  api: string;
+  baseUrl: string;
+  apiKeyEnv?: string | undefined;
+  apiKey?: string | undefined;
+  /** @default 10000 */
+  connectTimeoutMs?: number | undefined;
+  /** @default 120000 */
+  firstByteTimeoutMs?: number | undefined;
+  /** @default 120000 */
+  idleTimeoutMs?: number | undefined;
+}
+
+/** Where calls go: the upstreams, the models' prices and providers, and the routes across them. */
+export interface RoutingOptions extends RoutingConfig {
+  /** None: every call goes to the in-process mock. */
+  upstreams?: Record<string, UpstreamOptions> | undefined;
+  models?: Record<string, ModelPrice & { provider: string }> | undefined;
 }
 
 /** What is wrong with the routing config, naming the field; undefined when it is sound. */

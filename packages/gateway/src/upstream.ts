@@ -2,8 +2,7 @@
 import { Agent } from 'undici';
 import type { NextFunction, Request, Response } from 'express';
 import type { ProviderApi } from '@tollgate/core';
-import { defaultUpstreamKind } from './config/index.js';
-import type { UpstreamConfig, UpstreamKind } from './config/index.js';
+import type { UpstreamOptions } from './routing-config.js';
 import { secretRedactor } from './redact.js';
 import { UpstreamAnswer } from './upstream-answer.js';
 import { upstreamRequests } from './upstream-wire.js';
@@ -17,7 +16,7 @@ const CLOSE_GRACE_MS = 2000;
 
 export interface Upstream {
   readonly name: string;
-  readonly api: UpstreamKind;
+  readonly api: string;
   /** Sends the request's body (as the chain left it) to the provider and streams the answer to `res`; failures reach `next`. */
   forward(api: ProviderApi, req: Request, res: Response, next: NextFunction): void;
   /**
@@ -45,7 +44,7 @@ export interface Upstream {
 }
 
 /** The upstream's key: its environment variable wins over the config value; read once at start. */
-export function resolveUpstreamKey(config: UpstreamConfig, env: NodeJS.ProcessEnv = process.env): string | undefined {
+export function resolveUpstreamKey(config: UpstreamOptions, env: NodeJS.ProcessEnv = process.env): string | undefined {
   const fromEnv = config.apiKeyEnv ? env[config.apiKeyEnv] : undefined;
   return fromEnv && fromEnv.length > 0 ? fromEnv : config.apiKey;
 }
@@ -58,12 +57,12 @@ export function resolveUpstreamKey(config: UpstreamConfig, env: NodeJS.ProcessEn
  */
 export function createUpstream(
   name: string,
-  config: UpstreamConfig,
+  config: UpstreamOptions,
   env: NodeJS.ProcessEnv = process.env,
   allKeys?: readonly (string | undefined)[],
   observe?: UpstreamObserver,
 ): Upstream {
-  const api = config.api ?? defaultUpstreamKind(name);
+  const { api } = config;
   const apiKey = resolveUpstreamKey(config, env);
   // Only the error answers passed on are searched for the key; 2xx streams go through untouched.
   const secrets = secretRedactor(allKeys ?? [apiKey]);

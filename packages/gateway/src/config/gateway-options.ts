@@ -1,6 +1,8 @@
 // The one boundary between the config and the gateway's parts: each section turned into its owning part's options.
 import { blockAgeOf } from '../outage-setup.js';
 import type { GatewayOptions } from '../gateway-parts.js';
+import type { RoutingOptions } from '../routing-config.js';
+import { defaultUpstreamKind } from './upstream-schema.js';
 import { keyNamesOf } from './key-names.js';
 import { authOptions } from './auth-options.js';
 import { budgetOptions } from './budget-options.js';
@@ -10,6 +12,19 @@ import { limitOptions } from './limit-options.js';
 import { meteringOptions } from './metering-options.js';
 import { mcpOptions } from './mcp-options.js';
 import type { ProxyConfig } from './schema.js';
+
+/** The config's upstreams, models and routes as the provider router takes them: each upstream's kind resolved. */
+function routingOptions(config: ProxyConfig): RoutingOptions {
+  const upstreams =
+    config.upstreams &&
+    Object.fromEntries(
+      Object.entries(config.upstreams).map(([name, upstream]) => [
+        name,
+        { ...upstream, api: upstream.api ?? defaultUpstreamKind(name) },
+      ]),
+    );
+  return { ...config, upstreams };
+}
 
 /**
  * The options of each of the gateway's parts from a validated config, in `env` (webhook secrets, Stripe's key, the
@@ -37,7 +52,7 @@ export function gatewayOptions(config: ProxyConfig, env: NodeJS.ProcessEnv): Gat
       tierPolicy: limits.tierPolicy,
     },
     mcp: mcpOptions(config, env),
-    routing: config,
+    routing: routingOptions(config),
     pricing: { models: { ...config.models } },
     dataDir: config.dataDir,
     keyNames: keyNamesOf(config),
