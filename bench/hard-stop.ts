@@ -3,7 +3,7 @@ import { IncomingMessage, ServerResponse } from 'node:http';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { ProviderApi, TollgateContext } from '@tollgate/core';
-import type { ResolvedPrice } from '@tollgate/core/kit';
+import type { ResolvedPrice } from '@tollgate/core/costs';
 import type { OutputCounter, ProviderAdapter } from '@tollgate/providers';
 import { DiscardSocket } from './lib/inject.js';
 import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';

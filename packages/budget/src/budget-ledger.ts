@@ -1,8 +1,13 @@
 // The guard's calls to its ledger: at once where the ledger answers so, else under a deadline; an outage warned of once.
 import { randomUUID } from 'node:crypto';
-import { ledgerAtOnce, withTimeout } from '@tollgate/core/kit';
+import { ledgerAtOnce, withTimeout } from '@tollgate/core/store-contracts';
 import type { TollgateContext } from '@tollgate/core';
-import type { AtOnceCallOptions, ReservationLedger, ReserveResult, SettledRecord } from '@tollgate/core/kit';
+import type {
+  AtOnceCallOptions,
+  ReservationLedger,
+  ReserveResult,
+  SettledRecord,
+} from '@tollgate/core/store-contracts';
 import type { ResolvedBudgetOptions } from './budget-options.js';
 
 export class BudgetLedgerCalls {

@@ -4,7 +4,7 @@ import express from 'express';
 import type { Request, Response } from 'express';
 import request from 'supertest';
 import { createPricing, getContext, type UsageRecord } from '@tollgate/core';
-import { exactUsd } from '@tollgate/core/kit';
+import { exactUsd } from '@tollgate/core/costs';
 import { meter } from '@tollgate/metering';
 import { preloadTokenizers, providerCall } from '@tollgate/providers';
 import {

@@ -13,7 +13,7 @@ import { budgetGuard } from '@tollgate/budget';
 import type { BudgetGuard } from '@tollgate/budget';
 import { apiErrorHandler, createMemoryStores, getContext } from '@tollgate/core';
 import type { TollgateStores, UsageRecord } from '@tollgate/core';
-import type { ApiKeyRecord } from '@tollgate/core/kit';
+import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 import { dashboard } from '@tollgate/dashboard';
 import type { DashboardOptions } from '@tollgate/dashboard';
 import { insertUsageRecords, migrateUsageLedger } from '@tollgate/metering';

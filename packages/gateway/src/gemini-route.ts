@@ -1,7 +1,7 @@
 // Gemini's native route (its adapter's path, `POST /v1beta/models/{model}:{action}`): the path split into model and method, Google's key header accepted.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { ApiError, renderApiError } from '@tollgate/core';
-import type { CallRequest } from '@tollgate/core/kit';
+import type { CallRequest } from '@tollgate/core/provider-call';
 import {
   GEMINI_ACTIONS,
   GEMINI_COUNT_ACTION,

@@ -1,6 +1,6 @@
 // The routing part of the proxy config (modelGroups, requestClasses, retry, circuitBreaker, healthProbe), checked at start.
 import { createPricing, TollgateError } from '@tollgate/core';
-import { didYouMean } from '@tollgate/core/kit';
+import { didYouMean } from '@tollgate/core/options';
 import type { ModelPrice } from '@tollgate/core';
 import { resolveRouterOptions } from '@tollgate/router';
 import type { CircuitBreakerOptions, ModelGroupOptions, RequestClassOptions, RetryOptions } from '@tollgate/router';

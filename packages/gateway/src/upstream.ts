@@ -3,7 +3,7 @@ import { Agent } from 'undici';
 import type { NextFunction, Request, Response } from 'express';
 import { PROVIDER_APIS } from '@tollgate/core';
 import type { ProviderApi } from '@tollgate/core';
-import type { ProviderCall } from '@tollgate/core/kit';
+import type { ProviderCall } from '@tollgate/core/provider-call';
 import { adapterFor } from '@tollgate/providers';
 import { adapterOfUpstreamKind, GEMINI_STREAM_ACTION } from '@tollgate/providers/kit';
 import { defaultUpstreamKind } from './config/index.js';

@@ -13,7 +13,7 @@ import express from 'express';
 import OpenAI from 'openai';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
 import { createPricing } from '@tollgate/core';
-import { costNanoUsd } from '@tollgate/core/kit';
+import { costNanoUsd } from '@tollgate/core/costs';
 import type { UsageRecord } from '@tollgate/core';
 import { createGateway, validateConfig } from '@tollgate/gateway';
 import type { Gateway } from '@tollgate/gateway';

@@ -1,7 +1,7 @@
 // promptGuardrails: a prompt's length, deny patterns, personal data and a team's own check, before the provider call.
 import type { NextFunction, Request, Response } from 'express';
 import { ApiError, getContext } from '@tollgate/core';
-import type { ProviderCall } from '@tollgate/core/kit';
+import type { ProviderCall } from '@tollgate/core/provider-call';
 import { declareOrAnswer } from '@tollgate/providers/kit';
 import type { ProviderAdapter } from '@tollgate/providers';
 

@@ -7,7 +7,7 @@ import express from 'express';
 import type { Express, Request, RequestHandler, Response } from 'express';
 import request from 'supertest';
 import { apiErrorHandler, getContext, TollgateError } from '@tollgate/core';
-import type { ProviderCall } from '@tollgate/core/kit';
+import type { ProviderCall } from '@tollgate/core/provider-call';
 import { adapterFor, providerCall } from '@tollgate/providers';
 import type { ProviderAdapter } from '@tollgate/providers';
 import { promptGuardrails, resolvePromptGuardrails } from '@tollgate/guard';

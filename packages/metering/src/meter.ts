@@ -1,8 +1,10 @@
 // meter(): estimates a provider request before the handler, reads real usage from the response on the way, settles once.
 import { ApiError, getContext, TollgateError, UnknownModelError } from '@tollgate/core';
-import { costNanoUsd, sequentialIds } from '@tollgate/core/kit';
+import { costNanoUsd } from '@tollgate/core/costs';
+import { sequentialIds } from '@tollgate/core/provider-call';
 import type { Pricing, ReportedUsage, TokenUsage, TollgateContext, UsageEstimate, UsageRecord } from '@tollgate/core';
-import type { MeterCharge, ProviderCall, ResolvedPrice } from '@tollgate/core/kit';
+import type { MeterCharge, ProviderCall } from '@tollgate/core/provider-call';
+import type { ResolvedPrice } from '@tollgate/core/costs';
 import {
   adapterFor,
   countTextTokens,

@@ -3,7 +3,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { ApiError, createPricing, getContext, renderApiError } from '@tollgate/core';
-import { costNanoUsd, exactUsd } from '@tollgate/core/kit';
+import { costNanoUsd, exactUsd } from '@tollgate/core/costs';
 import type { Identity, ProviderApi, UsageRecord } from '@tollgate/core';
 import { meter } from '@tollgate/metering';
 import { countTextTokens, preloadTokenizers } from '@tollgate/providers';

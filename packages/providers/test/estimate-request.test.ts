@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import { ApiError, createPricing, UnknownModelError } from '@tollgate/core';
-import { maxCostNanoUsd } from '@tollgate/core/kit';
+import { maxCostNanoUsd } from '@tollgate/core/costs';
 import { countTextTokens, estimateInputTokens, estimateRequest, preloadTokenizers } from '@tollgate/providers';
 import { CountBudget, tokenizerFor } from '@tollgate/providers/kit';
 import { countTokens as o200kCount } from 'gpt-tokenizer/encoding/o200k_base';

@@ -17,4 +17,4 @@ export { QUEUE_HEADER } from './wait-queue.js';
 export { readLimits, type LimitReading } from './limit-readings.js';
 export { StoreFailure } from './store-failure.js';
 // Core's shadow mode, at the door of the pieces it shadows: `app.use(shadowMode(rule))` before the limiters.
-export { shadowMode, type ShadowRule } from '@tollgate/core/kit';
+export { shadowMode, type ShadowRule } from '@tollgate/core/checks';

@@ -3,7 +3,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createCluster } from 'redis';
 import { TollgateError } from '@tollgate/core';
-import { type ApiKeyRecord } from '@tollgate/core/kit';
+import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 import { createRedisStores, keyCacheClientName, type RedisStores } from '@tollgate/redis';
 import { eventually, freePort, uniquePrefix } from './helpers.js';
 import { testCluster, type TestCluster } from './redis-cluster.js';

@@ -2,7 +2,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createClient } from 'redis';
-import type { ApiKeyRecord } from '@tollgate/core/kit';
+import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 import { createRedisStores, keyCacheClientName, type RedisStores } from '@tollgate/redis';
 import { deleteKeys, eventually, REDIS_URL, requireRedis, uniquePrefix } from './helpers.js';
 

@@ -3,7 +3,7 @@ import express from 'express';
 import { attribution } from '@tollgate/auth';
 import { createPricing } from '@tollgate/core';
 import type { Pricing } from '@tollgate/core';
-import { didYouMean } from '@tollgate/core/kit';
+import { didYouMean } from '@tollgate/core/options';
 import { resolveGuardOptions, resolvePromptGuardrails } from '@tollgate/guard/kit';
 import { providerAdapters } from '@tollgate/providers/kit';
 import { guardChecks, guardrailRules } from './guard-options.js';

@@ -1,6 +1,6 @@
 // The config's upstreams, models and MCP servers: where calls go, what a model costs, which tools are served.
 import { z } from 'zod';
-import { MAX_USD } from '@tollgate/core/kit';
+import { MAX_USD } from '@tollgate/core/options';
 import { providerAdapters } from '@tollgate/providers/kit';
 import {
   duration,
