@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createRedisStores, type RedisStores } from '@tollgate/redis';
 import { createGuard, type Guard, type Subject } from '@tollgate/guard';
-import { resolveSpendAnomalyOptions } from '@tollgate/guard/kit';
+import { resolveSpendAnomalyOptions } from '../src/spend-anomaly-options.js';
 import { testCluster, type TestCluster } from '../../redis/test/redis-cluster.js';
 import { uniquePrefix } from './helpers.js';
 

@@ -4,7 +4,7 @@ import { attribution } from '@tollgate/auth';
 import { createPricing } from '@tollgate/core';
 import type { Pricing } from '@tollgate/core';
 import { didYouMean } from '@tollgate/core/options';
-import { resolveGuardOptions, resolvePromptGuardrails } from '@tollgate/guard/kit';
+import { resolveGuardOptions, resolvePromptGuardrails } from '@tollgate/guard/options';
 import { providerAdapters } from '@tollgate/providers/kit';
 import { guardChecks, guardrailRules } from './guard-options.js';
 import { keyNamesOf, keyReferenceProblems, toolServerProblems } from './key-names.js';
