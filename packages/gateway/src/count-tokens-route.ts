@@ -6,7 +6,7 @@ import { ApiError, renderApiError } from '@tollgate/core';
 import type { Pricing, ProviderApi } from '@tollgate/core';
 import { adapterFor, estimateRequestAsync } from '@tollgate/providers';
 import type { CallDeclaration } from '@tollgate/providers';
-import { checkModelKind, GEMINI_COUNT_ACTION, providerAdapters } from '@tollgate/providers/kit';
+import { checkModelKind, GEMINI_COUNT_ACTION, providerAdapters } from '@tollgate/providers/routes';
 import type { TierPolicyOptions } from '@tollgate/ratelimit';
 import { acceptGeminiRequest, geminiCallParams } from './gemini-route.js';
 import type { ProviderRouter } from './provider-routing.js';

@@ -7,7 +7,7 @@ import {
   GEMINI_COUNT_ACTION,
   GEMINI_STREAM_ACTION,
   splitGeminiTarget as splitTarget,
-} from '@tollgate/providers/kit';
+} from '@tollgate/providers/routes';
 import { MAX_MODEL_LENGTH } from './request-validation.js';
 
 /** Every method the gateway serves on the path: generation (JSON and stream) and the token count. */

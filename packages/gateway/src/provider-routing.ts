@@ -3,7 +3,7 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { ApiError, createPricing } from '@tollgate/core';
 import type { Pricing, ProviderApi } from '@tollgate/core';
 import { adapterFor, openAiCompatible, providerCall } from '@tollgate/providers';
-import { adapterOfUpstreamKind } from '@tollgate/providers/kit';
+import { adapterOfUpstreamKind } from '@tollgate/providers/routes';
 import type { CallDeclaration } from '@tollgate/providers';
 import type { MockProvider } from '@tollgate/providers/mock';
 import { defaultUpstreamKind } from './config/index.js';

@@ -3,7 +3,7 @@ import type { NextFunction, Request, Response } from 'express';
 import { ApiError } from '@tollgate/core';
 import type { Pricing, ProviderApi } from '@tollgate/core';
 import { adapterFor } from '@tollgate/providers';
-import { adapterOfUpstreamKind } from '@tollgate/providers/kit';
+import { adapterOfUpstreamKind } from '@tollgate/providers/routes';
 import { canTranslate, createModelRouter, translateRequest } from '@tollgate/router';
 import type {
   AttemptResult,

@@ -2,7 +2,7 @@
 // built once here from the gateway's parts, its variant by the route's kind where a count differs from a call.
 import type { RequestHandler } from 'express';
 import type { Pricing, ProviderApi } from '@tollgate/core';
-import { GEMINI_ACTIONS, GEMINI_COUNT_ACTION, providerAdapters } from '@tollgate/providers/kit';
+import { GEMINI_ACTIONS, GEMINI_COUNT_ACTION, providerAdapters } from '@tollgate/providers/routes';
 import type { CallDeclaration } from '@tollgate/providers';
 import { combineLimits } from '@tollgate/ratelimit';
 import type { ProxyCache } from './cache-setup.js';

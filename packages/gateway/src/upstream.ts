@@ -5,7 +5,7 @@ import { PROVIDER_APIS } from '@tollgate/core';
 import type { ProviderApi } from '@tollgate/core';
 import type { ProviderCall } from '@tollgate/core/provider-call';
 import { adapterFor } from '@tollgate/providers';
-import { adapterOfUpstreamKind, GEMINI_STREAM_ACTION } from '@tollgate/providers/kit';
+import { adapterOfUpstreamKind, GEMINI_STREAM_ACTION } from '@tollgate/providers/routes';
 import { defaultUpstreamKind } from './config/index.js';
 import type { UpstreamConfig, UpstreamKind } from './config/index.js';
 import { secretRedactor } from './redact.js';

@@ -2,7 +2,7 @@
 import type { NextFunction, Request, Response } from 'express';
 import { ApiError, getContext } from '@tollgate/core';
 import type { ProviderCall } from '@tollgate/core/provider-call';
-import { declareOrAnswer } from '@tollgate/providers/kit';
+import { declareOrAnswer } from '@tollgate/providers';
 import type { ProviderAdapter } from '@tollgate/providers';
 
 type Json = Record<string, unknown>;

@@ -16,9 +16,10 @@ import {
   preloadTokenizers,
   TokenCountCache,
 } from '@tollgate/providers';
-import { CountBudget, declareOrAnswer } from '@tollgate/providers/kit';
+import { CountBudget } from '@tollgate/providers/count-budget';
+import { declareOrAnswer } from '@tollgate/providers';
 import type { EncodingName, EstimateRequestInput, ProviderAdapter, RequestEstimate } from '@tollgate/providers';
-import type { ReadUsage } from '@tollgate/providers/kit';
+import type { ReadUsage } from '@tollgate/providers/answers';
 import type { UsageReader } from '@tollgate/providers';
 import type { Span, Tracer } from '@opentelemetry/api';
 import type { NextFunction, Request, Response } from 'express';

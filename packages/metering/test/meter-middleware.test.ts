@@ -7,7 +7,7 @@ import { costNanoUsd, exactUsd } from '@tollgate/core/costs';
 import type { Identity, ProviderApi, UsageRecord } from '@tollgate/core';
 import { meter } from '@tollgate/metering';
 import { countTextTokens, preloadTokenizers } from '@tollgate/providers';
-import { CountBudget } from '@tollgate/providers/kit';
+import { CountBudget } from '@tollgate/providers/count-budget';
 import type { MeterOptions, UsageSink } from '@tollgate/metering';
 import express from 'express';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';

@@ -11,7 +11,7 @@ import {
 import { assertKnownOptions, closestName, didYouMean } from '@tollgate/core/options';
 import { isModelAllowed, resolveTierModels } from '@tollgate/core/checks';
 import { adapterFor } from '@tollgate/providers';
-import { declareOrAnswer } from '@tollgate/providers/kit';
+import { declareOrAnswer } from '@tollgate/providers';
 import type { CallDeclaration, ProviderAdapter } from '@tollgate/providers';
 
 export interface TierRules {

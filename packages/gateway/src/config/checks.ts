@@ -5,7 +5,7 @@ import { createPricing } from '@tollgate/core';
 import type { Pricing } from '@tollgate/core';
 import { didYouMean } from '@tollgate/core/options';
 import { resolveGuardOptions, resolvePromptGuardrails } from '@tollgate/guard/options';
-import { providerAdapters } from '@tollgate/providers/kit';
+import { providerAdapters } from '@tollgate/providers/routes';
 import { guardChecks, guardrailRules } from './guard-options.js';
 import { keyNamesOf, keyReferenceProblems, toolServerProblems } from './key-names.js';
 import type { ProxyConfig } from './schema.js';

@@ -1,7 +1,7 @@
 // The config's upstreams, models and MCP servers: where calls go, what a model costs, which tools are served.
 import { z } from 'zod';
 import { MAX_USD } from '@tollgate/core/options';
-import { providerAdapters } from '@tollgate/providers/kit';
+import { providerAdapters } from '@tollgate/providers/routes';
 import {
   duration,
   environmentName,
