@@ -13,7 +13,8 @@ import { parse as parseCsv } from 'csv-parse/sync';
 import request from 'supertest';
 import { readLockHolder } from '@tollgate/core/process-lock';
 import { createRedisStores } from '@tollgate/redis';
-import { apiKeyAuth, hashApiKey, isApiKeyFormat, keyRecordsFromConfig, runKeysCommand } from '../src/index.js';
+import { apiKeyAuth, hashApiKey, keyRecordsFromConfig, runKeysCommand } from '../src/index.js';
+import { isApiKeyFormat } from '../src/api-keys.js';
 import { createServer } from './helpers.js';
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -15,7 +15,7 @@ import { apiErrorHandler, createMemoryStores, getContext } from '@tollgate/core'
 import type { TollgateStores, UsageRecord } from '@tollgate/core';
 import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 import { dashboard } from '@tollgate/dashboard';
-import type { DashboardOptions } from '@tollgate/dashboard';
+import type { DashboardOptions } from '../src/options.js';
 import { insertUsageRecords, migrateUsageLedger } from '@tollgate/metering';
 import type { LedgerLocation, Queryable } from '@tollgate/metering';
 import { chromium } from 'playwright-core';

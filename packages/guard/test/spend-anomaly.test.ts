@@ -3,7 +3,7 @@ import { describe, expect, it } from '@jest/globals';
 import { MemoryGuardStore } from '@tollgate/guard';
 import { resolveSpendAnomalyOptions } from '../src/spend-anomaly-options.js';
 import { SpendAnomalyDetector } from '../src/spend-anomaly.js';
-import type { SpendAnomalyOptions } from '@tollgate/guard';
+import type { SpendAnomalyOptions } from '../src/spend-anomaly-options.js';
 import type { SubjectFinding, UsageSample } from '../src/spend-anomaly.js';
 
 const CENT = 10_000_000;

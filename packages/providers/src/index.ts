@@ -4,7 +4,6 @@ export type { ProviderAdapter } from './adapter.js';
 export { providerCall, declareProviderCall, declareOrAnswer } from './declare-call.js';
 export type { CallDeclaration } from './declare-call.js';
 export { openAiChat, chatCompletionsAdapter } from './openai-chat/index.js';
-export type { ChatAdapterOptions } from './openai-chat/index.js';
 export { openAiResponses } from './openai-responses/index.js';
 export { anthropicMessages } from './anthropic-messages/index.js';
 export { openAiCompatible } from './openai-compatible/index.js';
@@ -18,11 +17,10 @@ export {
   modelMaxOutputTokens,
 } from './estimate.js';
 export type { EstimateRequestInput } from './estimate.js';
-export type { EstimateOptions, RequestEstimate, InputTokenEstimate } from './counter.js';
+export type { RequestEstimate } from './counter.js';
 export { countTextTokens, preloadTokenizers, tokenizersLoaded, encodingLoaded } from './tokenizer.js';
 export type { EncodingName } from './tokenizer.js';
 export { TokenCountCache, DEFAULT_COUNT_CACHE_CHARS } from './count-cache.js';
 export { OutputText } from './usage.js';
 export type { UsageReader, OutputCounter } from './usage.js';
 export { lowerOutputTokens, upperOutputTokens, maxTokenBytesOf } from './output-bounds.js';
-export type { TextMap } from './prompt-text.js';

@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createCluster } from 'redis';
 import { TollgateError } from '@tollgate/core';
 import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
-import { createRedisStores, keyCacheClientName, type RedisStores } from '@tollgate/redis';
+import { createRedisStores, type RedisStores } from '@tollgate/redis';
+import { keyCacheClientName } from '../src/redis-stores.js';
 import { eventually, freePort, uniquePrefix } from './helpers.js';
 import { testCluster, type TestCluster } from './redis-cluster.js';
 
