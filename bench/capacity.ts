@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { createClient } from 'redis';
 import { blockStores } from '@tollgate/core';
-import { GLOBAL_SLOT } from '@tollgate/core/kit';
+import { GLOBAL_SLOT } from '@tollgate/core/store-contracts';
 import { createRedisStores, type RedisStores } from '@tollgate/redis';
 import { startRedisCluster, type TestCluster } from '../packages/redis/test/redis-cluster.js';
 import { PrivateRedis } from './lib/private-redis.js';

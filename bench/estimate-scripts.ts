@@ -9,7 +9,7 @@ import {
   preloadTokenizers,
   upperOutputTokens,
 } from '@tollgate/providers';
-import { SYNC_ESTIMATE_MS } from '@tollgate/providers/kit';
+import { SYNC_ESTIMATE_MS } from '@tollgate/providers/count-budget';
 import { countTokens as o200kCount } from 'gpt-tokenizer/encoding/o200k_base';
 import { providerTokenizer, tokenPieces } from '../test/helpers/provider-tokenizers.js';
 import { STREAM_TEXTS } from '../test/helpers/stream-texts.js';

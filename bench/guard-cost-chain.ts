@@ -1,7 +1,7 @@
 // The chain the guard's cost benchmark measures, with and without the guard, and its in-process driver (shared by the parent and its children).
 import express, { type Express, type RequestHandler } from 'express';
 import type { TollgateStores } from '@tollgate/core';
-import type { ApiKeyRecord } from '@tollgate/core/kit';
+import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 import type { Guard } from '@tollgate/guard';
 import { answerAtOnce } from './lib/app-base.js';
 import { benchKey, CHAT_PATH, sha256Hex } from './lib/fixtures.js';

@@ -3,13 +3,11 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createMemoryStores } from '@tollgate/core';
 import { MemoryGuardStore } from '@tollgate/guard';
-import {
-  RepeatCounter,
-  SpendAnomalyDetector,
-  requestFingerprint,
-  resolveSpendAnomalyOptions,
-} from '@tollgate/guard/kit';
-import type { SubjectFinding } from '@tollgate/guard/kit';
+import { RepeatCounter } from '../packages/guard/src/repeat-counter.js';
+import { SpendAnomalyDetector } from '../packages/guard/src/spend-anomaly.js';
+import { requestFingerprint } from '../packages/guard/src/request-fingerprint.js';
+import { resolveSpendAnomalyOptions } from '../packages/guard/src/spend-anomaly-options.js';
+import type { SubjectFinding } from '../packages/guard/src/spend-anomaly.js';
 import { verdictMark, type BenchContext, type SectionResult, type TargetVerdict } from './lib/section.js';
 import { fmtNumber, median, quantile, table } from './lib/stats.js';
 

@@ -3,7 +3,7 @@ import { IncomingMessage, ServerResponse } from 'node:http';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { ProviderApi, TollgateContext } from '@tollgate/core';
-import type { ResolvedPrice } from '@tollgate/core/kit';
+import type { ResolvedPrice } from '@tollgate/core/costs';
 import type { OutputCounter, ProviderAdapter } from '@tollgate/providers';
 import { DiscardSocket } from './lib/inject.js';
 import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
@@ -352,11 +352,13 @@ function stopEventIndex(harness: Harness, prepared: Prepared, grant: number): nu
 }
 
 async function prepareFormats(): Promise<{ harness: Harness; prepared: Prepared[] }> {
-  const [ResponseTap, core, providers] = await Promise.all([
+  const [ResponseTap, core, providerDoor, countBudget] = await Promise.all([
     loadResponseTap(),
     import('@tollgate/core'),
-    import('@tollgate/providers/kit'),
+    import('@tollgate/providers'),
+    import('@tollgate/providers/count-budget'),
   ]);
+  const providers = { ...providerDoor, ...countBudget };
   await providers.preloadTokenizers();
   const harness: Harness = { ResponseTap, getContext: core.getContext };
   const pricing = core.createPricing();

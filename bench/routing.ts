@@ -1,7 +1,8 @@
 // Benchmark: what the router's bookkeeping (plan, strategy, breaker, latency average) costs per request, in CPU, in-process.
 import { createPricing } from '@tollgate/core';
 import { createModelRouter } from '@tollgate/router';
-import type { AttemptResult, ModelRouter, ModelRouterSetup, RouteAttempts } from '@tollgate/router';
+import type { AttemptResult, ModelRouter, RouteAttempts } from '@tollgate/router';
+import type { ModelRouterSetup } from '../packages/router/src/model-router.js';
 import { startServer } from './lib/child.js';
 import { authHeaders, benchKey, CHAT_BODY, CHAT_PATH, sha256Hex } from './lib/fixtures.js';
 import { inject } from './lib/inject.js';

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import express from 'express';
 import request from 'supertest';
 import { createMemoryStores, createPricing, TollgateError, usdToNano } from '@tollgate/core';
-import { MAX_USD, MAX_USD_PER_MILLION_TOKENS } from '@tollgate/core/kit';
+import { MAX_USD, MAX_USD_PER_MILLION_TOKENS } from '@tollgate/core/options';
 import type { TollgateStores } from '@tollgate/core';
 import { budgetAdminRouter, budgetGuard } from '@tollgate/budget';
 import type { BudgetGuard } from '@tollgate/budget';

@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from '@jest/globals';
 import pg from 'pg';
 import { ApiError, createMemoryStores } from '@tollgate/core';
 import type { TollgateStores } from '@tollgate/core';
-import type { ReservationLedger } from '@tollgate/core/kit';
+import type { ReservationLedger } from '@tollgate/core/store-contracts';
 import { budgetGuard } from '@tollgate/budget';
 import type { BudgetGuard, BudgetSelector, CreditJournal, SpendSource } from '@tollgate/budget';
 import { postgresCreditJournal } from '@tollgate/metering';

@@ -8,7 +8,7 @@ import pg from 'pg';
 import { createClient } from 'redis';
 import request from 'supertest';
 import { createPricing } from '@tollgate/core';
-import { blockStores } from '@tollgate/core/kit';
+import { blockStores } from '@tollgate/core';
 import { postgresSpendSource } from '@tollgate/metering';
 import { postgresSink } from '@tollgate/metering/postgres';
 import { budgetGuard } from '@tollgate/budget';

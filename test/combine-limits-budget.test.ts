@@ -5,7 +5,7 @@ import express from 'express';
 import type { RequestHandler } from 'express';
 import request from 'supertest';
 import { apiErrorHandler, createMemoryStores, createPricing, type TollgateStores } from '@tollgate/core';
-import { type ReservationLedger } from '@tollgate/core/kit';
+import type { ReservationLedger } from '@tollgate/core/store-contracts';
 import { combineLimits, tieredRateLimit, tokenRateLimit } from '@tollgate/ratelimit';
 import { budgetGuard } from '@tollgate/budget';
 import { createRedisStores } from '@tollgate/redis';

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
 import { createPricing } from '@tollgate/core';
-import { costNanoUsd } from '@tollgate/core/kit';
+import { costNanoUsd } from '@tollgate/core/costs';
 import type { UsageRecord } from '@tollgate/core';
 import { createMockProvider } from '@tollgate/providers/mock';
 import { caught, newApiKey, readUsageLog, sha256Hex, startFakeUpstream, startProxy, waitFor } from './helpers/proxy.js';

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createPricing } from '@tollgate/core';
-import { costNanoUsd } from '@tollgate/core/kit';
+import { costNanoUsd } from '@tollgate/core/costs';
 import type { UsageRecord } from '@tollgate/core';
 import { countPromptTokens } from '@tollgate/providers/mock';
 import { freePort, PrivateRedis } from '../packages/redis/test/helpers.js';

@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import OpenAI from 'openai';
 import { createPricing } from '@tollgate/core';
-import { costNanoUsd } from '@tollgate/core/kit';
+import { costNanoUsd } from '@tollgate/core/costs';
 import { countPromptTokens } from '@tollgate/providers/mock';
 import { deleteRedisPrefix, newApiKey, REDIS_URL, sha256Hex, spawnProxy } from './helpers/proxy.js';
 import type { SpawnedProxy } from './helpers/proxy.js';

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from '@jest/globals';
 import OpenAI from 'openai';
-import { ledgerClient } from '@tollgate/metering';
+import { ledgerClient } from '../packages/metering/src/ledger-socket.js';
 import { runCli } from '@tollgate/cli';
 import { newApiKey, readUsageLog, runProxyExpectingExit, sha256Hex, spawnProxy } from './helpers/proxy.js';
 import type { SpawnedProxy } from './helpers/proxy.js';

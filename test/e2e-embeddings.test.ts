@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import OpenAI from 'openai';
 import type { UsageRecord } from '@tollgate/core';
-import { exactUsd } from '@tollgate/core/kit';
+import { exactUsd } from '@tollgate/core/costs';
 import { preloadTokenizers } from '@tollgate/providers';
 import { createMockProvider } from '@tollgate/providers/mock';
 import { caught, newApiKey, readUsageLog, sha256Hex, startProxy } from './helpers/proxy.js';

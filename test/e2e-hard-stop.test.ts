@@ -8,7 +8,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { createPricing } from '@tollgate/core';
 import type { TollgateStores, UsageRecord } from '@tollgate/core';
-import { SseDecoder } from '@tollgate/providers/kit';
+import { SseDecoder } from '@tollgate/providers/sse';
 import { startCapIgnoringUpstream } from './helpers/cap-ignoring-upstream.js';
 import type { FakeApi, FakeCall, FakeUpstream } from './helpers/cap-ignoring-upstream.js';
 import { newApiKey, readUsageLog, redisTestStores, sha256Hex, startProxy, waitFor } from './helpers/proxy.js';

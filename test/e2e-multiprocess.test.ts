@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import OpenAI from 'openai';
 import { createPricing } from '@tollgate/core';
-import { costNanoUsd } from '@tollgate/core/kit';
+import { costNanoUsd } from '@tollgate/core/costs';
 import { countPromptTokens } from '@tollgate/providers/mock';
 import { deleteRedisPrefix, newApiKey, REDIS_URL, sha256Hex, spawnProxy, waitFor } from './helpers/proxy.js';
 import type { SpawnedProxy } from './helpers/proxy.js';

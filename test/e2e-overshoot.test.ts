@@ -6,7 +6,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createPricing, DEFAULT_PRICES } from '@tollgate/core';
-import { costNanoUsd, maxCostNanoUsd } from '@tollgate/core/kit';
+import { costNanoUsd, maxCostNanoUsd } from '@tollgate/core/costs';
 import { estimateInputTokens, preloadTokenizers } from '@tollgate/providers';
 import { startCapIgnoringUpstream } from './helpers/cap-ignoring-upstream.js';
 import type { FakeUpstream } from './helpers/cap-ignoring-upstream.js';

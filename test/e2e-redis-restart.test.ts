@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import OpenAI from 'openai';
 import pg from 'pg';
-import { usdDecimal } from '@tollgate/core/kit';
+import { usdDecimal } from '../packages/core/src/money.js';
 import { createRedisStores } from '@tollgate/redis';
 import { freePort, PrivateRedis } from '../packages/redis/test/helpers.js';
 import { newApiKey, ROOT, sha256Hex, spawnProxy, waitFor } from './helpers/proxy.js';

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { createPricing } from '@tollgate/core';
-import { costNanoUsd } from '@tollgate/core/kit';
+import { costNanoUsd } from '@tollgate/core/costs';
 import type { UsageRecord } from '@tollgate/core';
 import { waitFor } from './helpers/proxy.js';
 import {

@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { blockStores, createMemoryStores, leasedStores } from '@tollgate/core';
 import type { TollgateStores } from '@tollgate/core';
-import type { BlockStores, LeasedStores, LedgerScope } from '@tollgate/core/kit';
+import type { BlockStores, LeasedStores, LedgerScope } from '@tollgate/core/store-contracts';
 import { createClient } from 'redis';
 import { createRedisStores } from '@tollgate/redis';
 import { freePort, PrivateRedis } from '../packages/redis/test/helpers.js';

@@ -4,7 +4,8 @@ import express from 'express';
 import type { RequestHandler } from 'express';
 import request from 'supertest';
 import { apiErrorHandler, createMemoryStores, createPricing, getContext, type UsageRecord } from '@tollgate/core';
-import { costNanoUsd, type MemoryStores } from '@tollgate/core/kit';
+import { costNanoUsd } from '@tollgate/core/costs';
+import type { MemoryStores } from '../packages/core/src/memory-stores.js';
 import { meter } from '@tollgate/metering';
 import { budgetGuard } from '@tollgate/budget';
 

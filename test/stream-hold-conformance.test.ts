@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { createMemoryStores } from '@tollgate/core';
 import type { TollgateStores } from '@tollgate/core';
 import { createRedisStores } from '@tollgate/redis';
-import type { RedisStoresOptions } from '@tollgate/redis';
+import type { RedisStoresOptions } from '../packages/redis/src/redis-stores.js';
 import { testCluster } from '../packages/redis/test/redis-cluster.js';
 import { describeStreamHold } from './conformance/stream-hold.js';
 import type { StreamHoldBackend } from './conformance/stream-hold.js';

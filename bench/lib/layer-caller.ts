@@ -1,7 +1,7 @@
 // The store calls of tokenRateLimit and budgetGuard as they make them: the answers at once where the stores give them.
-import { counterCalls, ledgerCalls } from '@tollgate/core/kit';
+import { counterCalls, ledgerCalls } from '@tollgate/core/store-contracts';
 import type { TollgateStores } from '@tollgate/core';
-import type { ReserveRequest } from '@tollgate/core/kit';
+import type { ReserveRequest } from '@tollgate/core/store-contracts';
 
 export interface Caller {
   consumeThenAdjust(

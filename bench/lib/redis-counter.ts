@@ -1,7 +1,8 @@
 // A counting TCP relay in front of Redis: every command a bench app sends, and every round trip it waits for.
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { ScriptBundle, SCRIPTS } from '@tollgate/redis';
+import { ScriptBundle } from '../../packages/redis/src/script-bundle.js';
+import { SCRIPTS } from '../../packages/redis/src/scripts.js';
 
 export interface SeenCommand {
   /** Upper-case command name, e.g. EVALSHA; EVALSHA(bundle) for @tollgate/redis's script bundle. */

@@ -3,7 +3,7 @@ import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http
 import { pipeline } from 'node:stream/promises';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { TollgateStores } from '@tollgate/core';
-import type { ApiKeyRecord } from '@tollgate/core/kit';
+import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 import { Agent, request } from 'undici';
 import { answerAtOnce, baseApp, type AppOptions, type BuiltApp } from './app-base.js';
 import { benchKey, benchKeyEntry, CHAT_PATH, REDIS_URL, sha256Hex } from './fixtures.js';

@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { TollgateStores } from '@tollgate/core';
-import type { LedgerScope } from '@tollgate/core/kit';
+import type { LedgerScope } from '@tollgate/core/store-contracts';
 
 /** Two processes' stores over one backend, and control over what the layers hold. */
 export interface LayerHarness {

@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { TollgateStores } from '@tollgate/core';
-import type { ApiKeyRecord, LedgerScope } from '@tollgate/core/kit';
+import type { ApiKeyRecord, LedgerScope } from '@tollgate/core/store-contracts';
 
 /** A store under test plus control over the time it sees. */
 export interface StoreHarness {

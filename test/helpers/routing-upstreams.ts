@@ -6,7 +6,7 @@ import path from 'node:path';
 import OpenAI from 'openai';
 import { createMemoryStores } from '@tollgate/core';
 import type { TollgateStores } from '@tollgate/core';
-import type { ReservationLedger } from '@tollgate/core/kit';
+import type { ReservationLedger } from '@tollgate/core/store-contracts';
 import type { ProxyConfig } from '../../packages/gateway/src/config/index.js';
 import { newApiKey, readUsageLog, sha256Hex, startFakeUpstream, startProxy } from './proxy.js';
 import type { FakeUpstream, FakeUpstreamRequest, RunningProxy } from './proxy.js';

@@ -1,9 +1,10 @@
 // apiKeyAuth: identifies the caller by an API key from `Authorization: Bearer` or `x-api-key`, or with `jwt` by a JWT.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ErrorRenderer, Identity } from '@tollgate/core';
-import type { ApiKeyRecord } from '@tollgate/core/kit';
+import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 import { getContext, renderApiError, TollgateError } from '@tollgate/core';
-import { assertKnownOptions, withTimeout } from '@tollgate/core/kit';
+import { assertKnownOptions } from '@tollgate/core/options';
+import { withTimeout } from '@tollgate/core/store-contracts';
 import { hashApiKey } from './api-keys.js';
 import type { Credential, CredentialCheck } from './credentials.js';
 import {

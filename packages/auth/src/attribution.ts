@@ -2,8 +2,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ErrorRenderer, Identity } from '@tollgate/core';
 import { ApiError, getContext, renderApiError, TollgateError } from '@tollgate/core';
-import { assertKnownOptions } from '@tollgate/core/kit';
-import type { ProviderCall } from '@tollgate/core/kit';
+import { assertKnownOptions } from '@tollgate/core/options';
+import type { ProviderCall } from '@tollgate/core/provider-call';
 
 /** The attribution fields `require` can name. */
 export type AttributionField = 'user' | 'feature' | 'tags';

@@ -6,7 +6,7 @@ import type { Strategy } from 'passport';
 import bearerModule from 'passport-http-bearer';
 import type { ErrorRenderer, Identity } from '@tollgate/core';
 import { getContext } from '@tollgate/core';
-import { assertKnownOptions } from '@tollgate/core/kit';
+import { assertKnownOptions } from '@tollgate/core/options';
 import type { KeyAuthOptions } from './api-key-auth.js';
 import { resolveKeyAuthOptions } from './api-key-auth.js';
 import {

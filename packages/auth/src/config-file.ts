@@ -4,8 +4,9 @@ import { constants } from 'node:fs';
 import { link, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { lockHolderAlive, readLockHolder, thisLockHolder } from '@tollgate/core/kit';
-import type { ApiKeyRecord, LockHolder } from '@tollgate/core/kit';
+import { lockHolderAlive, readLockHolder, thisLockHolder } from '@tollgate/core/process-lock';
+import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
+import type { LockHolder } from '@tollgate/core/process-lock';
 import { TollgateError } from '@tollgate/core';
 import { configKeyFromRecord, keyRecordsFromConfig } from './config-keys.js';
 

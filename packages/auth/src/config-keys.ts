@@ -1,5 +1,5 @@
 // The proxy config's `keys` entries (see examples/proxy/README.md) as core ApiKeyRecords, and back.
-import type { ApiKeyRecord } from '@tollgate/core/kit';
+import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 import { TollgateError } from '@tollgate/core';
 import { isSha256Hex } from './api-keys.js';
 

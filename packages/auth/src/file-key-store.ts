@@ -4,8 +4,8 @@ import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { TollgateError } from '@tollgate/core';
-import { MemoryKeyStore } from '@tollgate/core/kit';
-import type { ApiKeyRecord, KeyStore } from '@tollgate/core/kit';
+import { MemoryKeyStore } from '@tollgate/core/store-contracts';
+import type { ApiKeyRecord, KeyStore } from '@tollgate/core/store-contracts';
 import { editConfigKeys, parseConfigKeys } from './config-file.js';
 import { forgetKeyFileReader, keysWithRemovals, noteKeyFileTaken } from './key-file-readers.js';
 

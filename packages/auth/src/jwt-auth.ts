@@ -4,7 +4,7 @@ import { createLocalJWKSet, createRemoteJWKSet, jwtVerify } from 'jose';
 import type { JSONWebKeySet, JWK, JWTPayload, JWTVerifyGetKey } from 'jose';
 import type { ErrorRenderer, Identity } from '@tollgate/core';
 import { getContext, parseDuration, renderApiError, TollgateError } from '@tollgate/core';
-import { assertKnownOptions } from '@tollgate/core/kit';
+import { assertKnownOptions } from '@tollgate/core/options';
 import type { CredentialCheck } from './credentials.js';
 import {
   authUnavailable,

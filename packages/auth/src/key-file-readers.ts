@@ -3,8 +3,9 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { lockHolderAlive, thisLockHolder } from '@tollgate/core/kit';
-import type { ApiKeyRecord, LockHolder } from '@tollgate/core/kit';
+import { lockHolderAlive, thisLockHolder } from '@tollgate/core/process-lock';
+import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
+import type { LockHolder } from '@tollgate/core/process-lock';
 
 /** How a reader took the file's last text: all of it, or only what it removes (the rest did not validate). */
 export type KeyFileTaking = 'whole' | 'removals';

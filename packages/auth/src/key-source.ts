@@ -1,8 +1,8 @@
 // Where API key records come from (a KeyStore, a lookup function, a list of records) and what makes a record valid now.
 import type { Identity } from '@tollgate/core';
-import type { ApiKeyRecord, AuthMethod, KeyStore } from '@tollgate/core/kit';
+import type { ApiKeyRecord, AuthMethod, KeyStore } from '@tollgate/core/store-contracts';
 import { TollgateError } from '@tollgate/core';
-import { withTimeout } from '@tollgate/core/kit';
+import { withTimeout } from '@tollgate/core/store-contracts';
 import { hashApiKey, isSha256Hex, sha256Equal } from './api-keys.js';
 
 /** A user function that finds the record of a key by the key's SHA-256 hex. */

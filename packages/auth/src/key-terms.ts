@@ -1,7 +1,7 @@
 // The terms of a key a person types: when a new key expires, and what a rotation does with the old one. One rule for
 // every place keys are made by hand (the `keys` command, the dashboard), each naming the field its own way.
 import { parseDuration } from '@tollgate/core';
-import type { ApiKeyRecord } from '@tollgate/core/kit';
+import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 
 /** A term that does not read; the message names the field as the caller called it (`--grace`, `grace`). */
 export class KeyTermError extends Error {

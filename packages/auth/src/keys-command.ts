@@ -1,5 +1,5 @@
 // `tollgate keys create|list|revoke|rotate|delete`: key management against a JSON config file or a Redis key store.
-import type { ApiKeyRecord, KeyStore } from '@tollgate/core/kit';
+import type { ApiKeyRecord, KeyStore } from '@tollgate/core/store-contracts';
 import {
   commandFailure,
   EXIT_FAILED,

@@ -2,7 +2,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ErrorRenderer, Identity } from '@tollgate/core';
 import { ApiError, getContext, renderApiError, TollgateError } from '@tollgate/core';
-import { assertKnownOptions, isModelAllowed, resolveTierModels } from '@tollgate/core/kit';
+import { assertKnownOptions } from '@tollgate/core/options';
+import { isModelAllowed, resolveTierModels } from '@tollgate/core/checks';
 import { invalidCredentials } from './credentials.js';
 
 export interface ModelAllowlistOptions {

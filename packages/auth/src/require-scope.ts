@@ -2,7 +2,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ErrorRenderer } from '@tollgate/core';
 import { ApiError, getContext, renderApiError, TollgateError } from '@tollgate/core';
-import { assertKnownOptions } from '@tollgate/core/kit';
+import { assertKnownOptions } from '@tollgate/core/options';
 import { isValidRealm, readCredential, refuseCredential } from './credentials.js';
 import { isAuthenticated } from './key-source.js';
 

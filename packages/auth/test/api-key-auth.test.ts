@@ -4,7 +4,7 @@ import { Socket } from 'node:net';
 import { describe, it, expect } from '@jest/globals';
 import request from 'supertest';
 import { createMemoryStores, getContext, TollgateError } from '@tollgate/core';
-import type { ApiKeyRecord } from '@tollgate/core/kit';
+import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 import { apiKeyAuth, generateApiKey } from '../src/index.js';
 import { createServer, makeKey } from './helpers.js';
 

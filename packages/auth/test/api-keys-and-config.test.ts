@@ -1,15 +1,8 @@
 // Key material (generate, hash, format) and the config `keys` entries <-> core ApiKeyRecord mapping.
 import { describe, it, expect } from '@jest/globals';
 import { TollgateError } from '@tollgate/core';
-import {
-  adminKeyRecord,
-  configKeyFromRecord,
-  generateApiKey,
-  hashApiKey,
-  isApiKeyFormat,
-  keyRecordsFromConfig,
-} from '../src/index.js';
-import { sha256Equal } from '../src/api-keys.js';
+import { adminKeyRecord, configKeyFromRecord, generateApiKey, hashApiKey, keyRecordsFromConfig } from '../src/index.js';
+import { isApiKeyFormat, sha256Equal } from '../src/api-keys.js';
 
 describe('generateApiKey / hashApiKey', () => {
   it('makes tgk_ keys of 43 base62 characters, all different', () => {

@@ -4,7 +4,7 @@ import { describe, expect, it } from '@jest/globals';
 import type { RequestHandler } from 'express';
 import request from 'supertest';
 import { getContext, TollgateError } from '@tollgate/core';
-import type { CallAdapter } from '@tollgate/core/kit';
+import type { CallAdapter } from '@tollgate/core/provider-call';
 import { apiKeyAuth, attribution } from '../src/index.js';
 import { createServer, makeKey } from './helpers.js';
 

@@ -5,7 +5,8 @@ import passport from 'passport';
 import request from 'supertest';
 import { apiErrorHandler, createMemoryStores, getContext } from '@tollgate/core';
 import type { Identity } from '@tollgate/core';
-import { bearerAuth, createBearerStrategy, generateApiKey, BEARER_STRATEGY_NAME } from '../src/index.js';
+import { bearerAuth, createBearerStrategy, generateApiKey } from '../src/index.js';
+import { BEARER_STRATEGY_NAME } from '../src/bearer-auth.js';
 import { createServer, makeKey } from './helpers.js';
 
 describe('bearerAuth', () => {

@@ -1,7 +1,7 @@
 // Test helpers: a real Express app around the middleware under test, answering with the identity it was given.
 import express from 'express';
 import type { Express, RequestHandler } from 'express';
-import type { ApiKeyRecord } from '@tollgate/core/kit';
+import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 import { apiErrorHandler, getContext } from '@tollgate/core';
 import { generateApiKey, hashApiKey } from '../src/index.js';
 

@@ -1,6 +1,6 @@
 // keysWithRemovals: what a key file that does not validate still takes away from the running keys (and nothing more).
 import { describe, expect, it } from '@jest/globals';
-import type { ApiKeyRecord } from '@tollgate/core/kit';
+import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 import { keysWithRemovals } from '../src/index.js';
 
 const record = (id: string, extra: Partial<ApiKeyRecord> = {}): ApiKeyRecord => ({

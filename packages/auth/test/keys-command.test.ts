@@ -11,9 +11,10 @@ import { promisify } from 'node:util';
 import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
 import { parse as parseCsv } from 'csv-parse/sync';
 import request from 'supertest';
-import { readLockHolder } from '@tollgate/core/kit';
+import { readLockHolder } from '@tollgate/core/process-lock';
 import { createRedisStores } from '@tollgate/redis';
-import { apiKeyAuth, hashApiKey, isApiKeyFormat, keyRecordsFromConfig, runKeysCommand } from '../src/index.js';
+import { apiKeyAuth, hashApiKey, keyRecordsFromConfig, runKeysCommand } from '../src/index.js';
+import { isApiKeyFormat } from '../src/api-keys.js';
 import { createServer } from './helpers.js';
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -6,7 +6,7 @@ import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import type { CryptoKey, JWK } from 'jose';
 import type { RequestHandler } from 'express';
 import { createMemoryStores } from '@tollgate/core';
-import type { ApiKeyRecord } from '@tollgate/core/kit';
+import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 import { createRedisStores } from '@tollgate/redis';
 import { apiKeyAuth, bearerAuth, hashApiKey, jwtAuth, requireScope } from '../src/index.js';
 import type { JwtVerifyOptions } from '../src/index.js';

@@ -2,7 +2,7 @@
 import express from 'express';
 import type { NextFunction, Request, Response, Router } from 'express';
 import { ApiError, renderApiError } from '@tollgate/core';
-import { assertKnownOptions, usdAmountProblem } from '@tollgate/core/kit';
+import { assertKnownOptions, usdAmountProblem } from '@tollgate/core/options';
 import type { ErrorRenderer } from '@tollgate/core';
 import { BUDGET_SCOPES } from './budget-plan.js';
 import type { BudgetGuard } from './budget-guard.js';

@@ -1,8 +1,9 @@
 // Downgrades past a soft limit, judged by the spend this process learned from its own reserve and settle answers.
 import type { Request } from 'express';
-import { modelFamilies, withTimeout } from '@tollgate/core/kit';
+import { modelFamilies } from '@tollgate/core/costs';
+import { withTimeout } from '@tollgate/core/store-contracts';
 import type { Pricing, UsageEstimate } from '@tollgate/core';
-import type { ReservationLedger, ScopeUsage } from '@tollgate/core/kit';
+import type { ReservationLedger, ScopeUsage } from '@tollgate/core/store-contracts';
 import { softLimitThreshold } from './budget-plan.js';
 import type { BudgetWindow } from './budget-plan.js';
 import { KnownSpend } from './known-spend.js';

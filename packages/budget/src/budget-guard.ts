@@ -1,9 +1,11 @@
 // budgetGuard: reserve the most a request may cost against every budget before the call, settle the real cost after.
 import type { NextFunction, Request, Response } from 'express';
 import { ApiError, createMemoryStores, getContext } from '@tollgate/core';
-import { answerCheck, attachPreCallCheck } from '@tollgate/core/kit';
+import { answerCheck, attachPreCallCheck } from '@tollgate/core/checks';
 import type { ErrorRenderer, Identity, TollgateContext } from '@tollgate/core';
-import type { PreCallCheck, ReservationLedger, ReservationNote } from '@tollgate/core/kit';
+import type { PreCallCheck } from '@tollgate/core/checks';
+import type { ReservationLedger } from '@tollgate/core/store-contracts';
+import type { ReservationNote } from '@tollgate/core/provider-call';
 import type { BudgetHold, BudgetVerdict } from './budget-hold.js';
 import { BudgetLedgerCalls } from './budget-ledger.js';
 import { resolveBudgetOptions } from './budget-options.js';

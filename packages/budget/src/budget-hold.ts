@@ -1,7 +1,9 @@
 // What the guard holds for a request between its reserve and its settle, and the verdict that grants it.
 import type { ApiError } from '@tollgate/core';
-import { scopeRemaining } from '@tollgate/core/kit';
-import type { CheckVerdict, LedgerScope, ReserveRequest, ReserveResult, ResolvedPrice } from '@tollgate/core/kit';
+import { scopeRemaining } from '@tollgate/core/store-contracts';
+import type { CheckVerdict } from '@tollgate/core/checks';
+import type { LedgerScope, ReserveRequest, ReserveResult } from '@tollgate/core/store-contracts';
+import type { ResolvedPrice } from '@tollgate/core/costs';
 import type { BudgetWindow, ResolvedBudget } from './budget-plan.js';
 
 /** A reservation held for one request, settled when the request settles. */

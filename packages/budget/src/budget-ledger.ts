@@ -1,6 +1,6 @@
 // The guard's calls to its ledger: at once where the ledger answers so, else under a deadline; an outage warned of once.
 import { randomUUID } from 'node:crypto';
-import { ledgerCalls, whenReady, withTimeout } from '@tollgate/core/kit';
+import { ledgerCalls, whenReady, withTimeout } from '@tollgate/core/store-contracts';
 import type { TollgateContext } from '@tollgate/core';
 import type {
   AtOnceCallOptions,
@@ -9,7 +9,7 @@ import type {
   ReservationLedger,
   ReserveResult,
   SettledRecord,
-} from '@tollgate/core/kit';
+} from '@tollgate/core/store-contracts';
 import type { ResolvedBudgetOptions } from './budget-options.js';
 
 const nothing = (): void => undefined;

@@ -1,6 +1,7 @@
 // Budgets as configured, checked once: one limit or a list of them, and each bound to the scope, id and ledger slot it is charged to.
 import { TollgateError, parseDuration, usdToNano } from '@tollgate/core';
-import { GLOBAL_SLOT, isCalendarPeriod, usdAmountProblem } from '@tollgate/core/kit';
+import { GLOBAL_SLOT } from '@tollgate/core/store-contracts';
+import { isCalendarPeriod, usdAmountProblem } from '@tollgate/core/options';
 import type { BudgetPeriod, BudgetScope } from './types.js';
 
 export const LIMIT_FIELDS = ['usd', 'period', 'window', 'buckets', 'softLimit', 'downgrade'];

@@ -7,7 +7,8 @@ import {
   type ErrorRenderer,
   type Pricing,
 } from '@tollgate/core';
-import { assertKnownOptions, type ReservationLedger } from '@tollgate/core/kit';
+import { assertKnownOptions } from '@tollgate/core/options';
+import type { ReservationLedger } from '@tollgate/core/store-contracts';
 import { BudgetPlan } from './budget-plan.js';
 import type { BudgetPlanOptions } from './budget-plan.js';
 import type { CreditJournal } from './credit-journal.js';

@@ -1,8 +1,8 @@
 // Which budgets apply to a request, validated once, and the ledger scopes they map to at a given instant.
 import { TollgateError, periodWindow } from '@tollgate/core';
 import type { Identity } from '@tollgate/core';
-import { timeZoneProblem } from '@tollgate/core/kit';
-import type { LedgerScope } from '@tollgate/core/kit';
+import { timeZoneProblem } from '@tollgate/core/options';
+import type { LedgerScope } from '@tollgate/core/store-contracts';
 import {
   bind,
   checkDowngrade,

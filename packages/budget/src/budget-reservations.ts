@@ -1,9 +1,9 @@
 // The guard's request path: reserve what a request may cost against its budgets, settle or release it after.
 import type { Request, Response } from 'express';
 import { ApiError, getContext } from '@tollgate/core';
-import { SpendNotRebuiltError, whenReady, withTimeout } from '@tollgate/core/kit';
+import { SpendNotRebuiltError, whenReady, withTimeout } from '@tollgate/core/store-contracts';
 import type { TollgateContext, UsageEstimate, UsageRecord } from '@tollgate/core';
-import type { MaybePromise, ReserveResult, ScopeUsage, SettledRecord } from '@tollgate/core/kit';
+import type { MaybePromise, ReserveResult, ScopeUsage, SettledRecord } from '@tollgate/core/store-contracts';
 import { BudgetDowngrades } from './budget-downgrades.js';
 import { headroomOf } from './budget-hold.js';
 import { extendHold, settleExtensions } from './hold-extension.js';

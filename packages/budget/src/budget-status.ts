@@ -1,7 +1,7 @@
 // The operator's side of budgets: what each scope spent, holds and has left, plus top-up and reset.
 import { nanoToUsd, usdToNano } from '@tollgate/core';
-import { scopeRemaining, spentBeyondCredit, withTimeout } from '@tollgate/core/kit';
-import type { ReservationLedger } from '@tollgate/core/kit';
+import { scopeRemaining, spentBeyondCredit, withTimeout } from '@tollgate/core/store-contracts';
+import type { ReservationLedger } from '@tollgate/core/store-contracts';
 import { budgetWindow, softLimitThreshold } from './budget-plan.js';
 import type { BudgetPlan, BudgetWindow, EventMarker, ResolvedBudget } from './budget-plan.js';
 import { giveJournaledCredit, journalReset } from './credit-journal.js';

@@ -1,8 +1,8 @@
 // Top-up credit kept durably beside the usage ledger: written before the store is credited, restored after a loss.
 import { randomUUID } from 'node:crypto';
 import { ApiError } from '@tollgate/core';
-import { withTimeout } from '@tollgate/core/kit';
-import type { LedgerScope } from '@tollgate/core/kit';
+import { withTimeout } from '@tollgate/core/store-contracts';
+import type { LedgerScope } from '@tollgate/core/store-contracts';
 import type { BudgetBook } from './budget-status.js';
 
 /** A budget scope of one period (or rolling bucket) as the journal keeps it: the store's scope key and its slot. */

@@ -1,6 +1,6 @@
 // A hold that follows its stream: more output reserved against the hold's own scopes, as reservations linked to it.
-import { whenReady, withTimeout } from '@tollgate/core/kit';
-import type { ReserveResult, SettledRecord } from '@tollgate/core/kit';
+import { whenReady, withTimeout } from '@tollgate/core/store-contracts';
+import type { ReserveResult, SettledRecord } from '@tollgate/core/store-contracts';
 import type { BudgetHold } from './budget-hold.js';
 import type { BudgetLedgerCalls } from './budget-ledger.js';
 import type { ResolvedBudgetOptions } from './budget-options.js';

@@ -2,14 +2,11 @@
 export { budgetGuard, getBudgetStatus } from './budget-guard.js';
 export type { BudgetGuard, BudgetGuardOptions } from './budget-guard.js';
 export { budgetAdminRouter } from './admin-router.js';
-export type { BudgetAdminRouterOptions } from './admin-router.js';
 export type { WebhookOptions } from './webhook.js';
-export type { CallerSpend, RebuildReport, RecordSpend, SpendSource } from './rebuild.js';
-export type { CreditEntry, CreditJournal, CreditOperation, CreditScope, ScopeCredit } from './credit-journal.js';
-export type { ModelBudgetOptions } from './model-budgets.js';
+export type { RebuildReport, SpendSource } from './rebuild.js';
+export type { CreditJournal } from './credit-journal.js';
 export type {
   BudgetEvent,
-  BudgetExhaustedEvent,
   BudgetLimit,
   BudgetLimits,
   BudgetPeriod,
@@ -17,6 +14,5 @@ export type {
   BudgetSelector,
   BudgetSpec,
   BudgetStatus,
-  BudgetThresholdEvent,
   SoftLimitEvent,
 } from './types.js';

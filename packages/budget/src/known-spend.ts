@@ -1,7 +1,7 @@
 // What this process last learned of each budget scope's spend, from its own reserve and settle results.
 import { LRUCache } from 'lru-cache';
-import { spentBeyondCredit } from '@tollgate/core/kit';
-import type { ScopeUsage } from '@tollgate/core/kit';
+import { spentBeyondCredit } from '@tollgate/core/store-contracts';
+import type { ScopeUsage } from '@tollgate/core/store-contracts';
 
 /** Enough for every scope of a busy deployment; past it the least recently learned go first. */
 const MAX_SCOPES = 10_000;

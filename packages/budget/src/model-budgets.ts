@@ -1,5 +1,5 @@
 // Budgets per model within a tenant: which apply to a request's model, and the model it runs with instead once one is spent.
-import { modelFamilies } from '@tollgate/core/kit';
+import { modelFamilies } from '@tollgate/core/costs';
 import { bind, checkDowngrade, invalid, isRecord, resolveLimits } from './budget-limits.js';
 import type { LimitDefaults, ResolvedBudget, ResolvedLimit } from './budget-limits.js';
 import type { BudgetLimits } from './types.js';

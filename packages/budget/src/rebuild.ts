@@ -1,8 +1,9 @@
 // Rebuilding budget spend from a usage ledger when the store lost it (Redis restarted without persistence, a wiped key).
 import { periodWindow, TollgateError } from '@tollgate/core';
 import type { Identity } from '@tollgate/core';
-import { isCalendarPeriod, withTimeout } from '@tollgate/core/kit';
-import type { LedgerScope } from '@tollgate/core/kit';
+import { isCalendarPeriod } from '@tollgate/core/options';
+import { withTimeout } from '@tollgate/core/store-contracts';
+import type { LedgerScope } from '@tollgate/core/store-contracts';
 import { budgetWindow } from './budget-plan.js';
 import type { ResolvedBudget } from './budget-plan.js';
 import type { BudgetBook } from './budget-status.js';

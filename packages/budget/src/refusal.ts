@@ -1,7 +1,7 @@
 // Why a budget refused a request, in words and headers: money spent until a reset, or money held by requests in flight.
 import { ApiError, formatUsd } from '@tollgate/core';
-import { spentBeyondCredit, withTimeout } from '@tollgate/core/kit';
-import type { ReservationLedger, ReserveResult } from '@tollgate/core/kit';
+import { spentBeyondCredit, withTimeout } from '@tollgate/core/store-contracts';
+import type { ReservationLedger, ReserveResult } from '@tollgate/core/store-contracts';
 import type { Ask, BudgetVerdict } from './budget-hold.js';
 import type { BudgetWindow } from './budget-plan.js';
 import { rollingFreeAt } from './budget-status.js';

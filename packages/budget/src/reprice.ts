@@ -1,8 +1,8 @@
 // Moving a running request's reservation to the price of the model it now runs with: the new one held before the old is let go.
 import type { Request } from 'express';
-import { withTimeout } from '@tollgate/core/kit';
+import { withTimeout } from '@tollgate/core/store-contracts';
 import type { TollgateContext } from '@tollgate/core';
-import type { ReserveResult } from '@tollgate/core/kit';
+import type { ReserveResult } from '@tollgate/core/store-contracts';
 import { headroomOf } from './budget-hold.js';
 import type { BudgetHold } from './budget-hold.js';
 import type { BudgetReservations } from './budget-reservations.js';

@@ -1,8 +1,8 @@
 // What a request's reservation costs at a price: the whole answer at its cap, and the smallest answer worth running.
 import type { Request } from 'express';
-import { affordableOutputTokens, maxCostNanoUsd } from '@tollgate/core/kit';
+import { affordableOutputTokens, maxCostNanoUsd } from '@tollgate/core/costs';
 import type { UsageEstimate } from '@tollgate/core';
-import type { ResolvedPrice } from '@tollgate/core/kit';
+import type { ResolvedPrice } from '@tollgate/core/costs';
 
 /** Completions that each get the output cap (OpenAI chat `n`). */
 function choicesOf(estimate: UsageEstimate): number {

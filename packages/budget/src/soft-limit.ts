@@ -1,8 +1,8 @@
 // Budget events: a budget passing each soft-limit threshold, or running out, told exactly once per period across processes.
 import { randomUUID } from 'node:crypto';
 import { nanoToUsd } from '@tollgate/core';
-import { spentBeyondCredit, withTimeout } from '@tollgate/core/kit';
-import type { ReservationLedger, ScopeUsage } from '@tollgate/core/kit';
+import { spentBeyondCredit, withTimeout } from '@tollgate/core/store-contracts';
+import type { ReservationLedger, ScopeUsage } from '@tollgate/core/store-contracts';
 import type { BudgetWindow, EventMarker } from './budget-plan.js';
 import { expiringMarks } from './expiring-marks.js';
 import type { BudgetEvent, BudgetThresholdEvent } from './types.js';

@@ -1,5 +1,5 @@
 // The public vocabulary of budgets: limits as configured, specs from code, events and the operator view.
-import type { CalendarPeriod } from '@tollgate/core/kit';
+import type { CalendarPeriod } from '@tollgate/core/options';
 
 /**
  * `hour`, `day`, `week` (ISO, from Monday), `month` and `quarter` are calendar periods in the guard's `timezone`;

@@ -3,9 +3,9 @@ import { randomUUID } from 'node:crypto';
 import express from 'express';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { apiErrorHandler, createPricing, getContext } from '@tollgate/core';
-import { costNanoUsd, maxCostNanoUsd } from '@tollgate/core/kit';
+import { costNanoUsd, maxCostNanoUsd } from '@tollgate/core/costs';
 import type { Identity, Pricing, ProviderApi, UsageRecord } from '@tollgate/core';
-import type { ReservationLedger } from '@tollgate/core/kit';
+import type { ReservationLedger } from '@tollgate/core/store-contracts';
 import { adapterFor } from '@tollgate/providers';
 
 /** input $1/MTok = 1000 nano-USD a token, output $2/MTok = 2000 nano-USD a token: easy arithmetic. */

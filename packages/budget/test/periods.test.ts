@@ -2,7 +2,7 @@
 import { afterAll, describe, expect, it } from '@jest/globals';
 import request from 'supertest';
 import { createMemoryStores, TollgateError } from '@tollgate/core';
-import type { ReservationLedger } from '@tollgate/core/kit';
+import type { ReservationLedger } from '@tollgate/core/store-contracts';
 import { budgetGuard } from '@tollgate/budget';
 import type { BudgetGuardOptions } from '@tollgate/budget';
 import { createRedisStores } from '@tollgate/redis';

@@ -3,7 +3,7 @@ import { afterAll, describe, expect, it } from '@jest/globals';
 import type { Request, Response } from 'express';
 import request from 'supertest';
 import { createMemoryStores } from '@tollgate/core';
-import type { ReservationLedger, ReserveRequest, ReserveResult, SettleResult } from '@tollgate/core/kit';
+import type { ReservationLedger, ReserveRequest, ReserveResult, SettleResult } from '@tollgate/core/store-contracts';
 import { budgetGuard } from '@tollgate/budget';
 import { INPUT_NANO, OUTPUT_NANO, createApp, eventually, fakeMeter, pricing, usageOf } from './helpers.js';
 

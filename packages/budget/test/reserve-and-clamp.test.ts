@@ -3,7 +3,7 @@ import { afterAll, describe, expect, it } from '@jest/globals';
 import express from 'express';
 import request from 'supertest';
 import { createMemoryStores, createPricing, getContext } from '@tollgate/core';
-import { maxCostNanoUsd } from '@tollgate/core/kit';
+import { maxCostNanoUsd } from '@tollgate/core/costs';
 import { budgetGuard } from '@tollgate/budget';
 import { openAiChat } from '@tollgate/providers';
 import type { BudgetGuardOptions } from '@tollgate/budget';

@@ -6,8 +6,9 @@ import express from 'express';
 import type { Request, Response } from 'express';
 import request from 'supertest';
 import { createMemoryStores } from '@tollgate/core';
-import { budgetRemainingAfter, NANO_PER_USD } from '@tollgate/core/kit';
-import type { ReservationLedger, ReserveRequest, ScopeUsage, SettleResult } from '@tollgate/core/kit';
+import { budgetRemainingAfter } from '@tollgate/core/provider-call';
+import { NANO_PER_USD } from '../../core/src/money.js';
+import type { ReservationLedger, ReserveRequest, ScopeUsage, SettleResult } from '@tollgate/core/store-contracts';
 import { budgetGuard } from '@tollgate/budget';
 import {
   INPUT_NANO,

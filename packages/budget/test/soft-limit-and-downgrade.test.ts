@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from '@jest/globals';
 import request from 'supertest';
 import { createMemoryStores } from '@tollgate/core';
-import { maxCostNanoUsd } from '@tollgate/core/kit';
+import { maxCostNanoUsd } from '@tollgate/core/costs';
 import { budgetGuard } from '@tollgate/budget';
 import type { BudgetEvent, BudgetGuardOptions, SoftLimitEvent } from '@tollgate/budget';
 import { createApp, eventually, pricing } from './helpers.js';

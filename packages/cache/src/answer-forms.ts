@@ -3,8 +3,9 @@
 import { PROVIDER_APIS } from '@tollgate/core';
 import type { ProviderApi } from '@tollgate/core';
 import { adapterFor } from '@tollgate/providers';
-import { answerFormsOf, parseAnswer, SseDecoder, sseEvent } from '@tollgate/providers/kit';
-import type { AnswerForms } from '@tollgate/providers/kit';
+import { answerFormsOf, parseAnswer } from '@tollgate/providers/answers';
+import { SseDecoder, sseEvent } from '@tollgate/providers/sse';
+import type { AnswerForms } from '@tollgate/providers/answers';
 
 /** An API whose answers the cache can store and replay in either form: one of a family it knows (see `isCachedApi`). */
 export type CachedApi = ProviderApi;

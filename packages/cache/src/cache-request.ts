@@ -2,7 +2,7 @@
 // entry's form (`j\n<json>` or `s\n<event stream>`) turned into the answer the client asked for.
 import type { Response } from 'express';
 import { contextOf } from '@tollgate/core';
-import type { ResponseReader } from '@tollgate/core/kit';
+import type { ResponseReader } from '@tollgate/core/provider-call';
 import { jsonToStream, streamToJson, type CachedApi } from './answer-forms.js';
 
 /** A stored answer to send: text, or the memory store's own bytes. */

@@ -1,7 +1,7 @@
 // Automatic Anthropic prompt caching: cache_control breakpoints on the long, stable start of a request (tools, system prompt).
 import type { NextFunction, Request, Response } from 'express';
 import { getContext, TollgateError } from '@tollgate/core';
-import { assertKnownOptions } from '@tollgate/core/kit';
+import { assertKnownOptions } from '@tollgate/core/options';
 
 export interface PromptCachingOptions {
   /**

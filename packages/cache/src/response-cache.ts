@@ -1,7 +1,7 @@
 // createResponseCache: answers a repeated provider request from a stored answer, in the form the client asked for, and stores complete answers.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { getContext, parseDuration, tapResponse, TollgateError } from '@tollgate/core';
-import { assertKnownOptions } from '@tollgate/core/kit';
+import { assertKnownOptions } from '@tollgate/core/options';
 import type { TollgateContext, UsageRecord } from '@tollgate/core';
 import { adapterFor } from '@tollgate/providers';
 import { completeJsonAnswer, isCachedApi, streamToJson, type CachedApi } from './answer-forms.js';

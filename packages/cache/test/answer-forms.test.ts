@@ -1,6 +1,6 @@
 // Answers in both forms: JSON written as a well-formed stream and a stream assembled back into the same JSON, per API.
 import { describe, expect, it } from '@jest/globals';
-import { completeJsonAnswer, jsonToStream, streamToJson } from '@tollgate/cache';
+import { completeJsonAnswer, jsonToStream, streamToJson } from '../src/answer-forms.js';
 
 const chatAnswer = {
   id: 'chatcmpl-1',

@@ -1,7 +1,7 @@
 // The cache key: the same request in another key order or form shares an entry; another caller, API or model does not.
 import { describe, expect, it } from '@jest/globals';
 import { createHash } from 'node:crypto';
-import { cacheKey, normaliseBody, scopeOf } from '@tollgate/cache';
+import { cacheKey, normaliseBody, scopeOf } from '../src/cache-key.js';
 
 const body = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], temperature: 0, max_tokens: 50 };
 

@@ -1,6 +1,7 @@
 // Automatic Anthropic prompt caching: breakpoints only past the provider's minimum, never over the client's own.
 import { describe, expect, it } from '@jest/globals';
-import { addPromptCacheBreakpoints, anthropicCacheMinimum, anthropicPromptCaching } from '@tollgate/cache';
+import { addPromptCacheBreakpoints } from '../src/prompt-caching.js';
+import { anthropicCacheMinimum, anthropicPromptCaching } from '@tollgate/cache';
 
 const long = (words: number) => Array.from({ length: words }, (_, i) => `word${i}`).join(' ');
 const tool = (name: string, description: string) => ({

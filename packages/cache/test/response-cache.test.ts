@@ -4,17 +4,12 @@ import express from 'express';
 import type { Request, Response } from 'express';
 import request from 'supertest';
 import { createPricing, getContext, type UsageRecord } from '@tollgate/core';
-import { exactUsd } from '@tollgate/core/kit';
+import { exactUsd } from '@tollgate/core/costs';
 import { meter } from '@tollgate/metering';
 import { preloadTokenizers, providerCall } from '@tollgate/providers';
-import {
-  CACHE_HEADER,
-  cacheKey,
-  createResponseCache,
-  MemoryCacheStore,
-  type CacheStore,
-  type ResponseCacheOptions,
-} from '@tollgate/cache';
+import { CACHE_HEADER } from '../src/response-cache.js';
+import { cacheKey } from '../src/cache-key.js';
+import { createResponseCache, MemoryCacheStore, type CacheStore, type ResponseCacheOptions } from '@tollgate/cache';
 
 const pricing = createPricing();
 

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { dataDirLayout } from '@tollgate/metering';
-import type { ApiKeyRecord } from '@tollgate/core/kit';
+import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 import { ConfigError, keyNamesOf, keyReferenceProblems, parseConfig, validateConfig } from '@tollgate/gateway';
 
 /** What a key may name (tenants, tiers, MCP servers), as the gateway's config checks it. */

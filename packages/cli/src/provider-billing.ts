@@ -1,7 +1,7 @@
 // What the providers billed, per day and model, beside what the ledger recorded: OpenAI's organization costs API and
 // Anthropic's cost report (admin keys), read page by page, for `tollgate reconcile-provider`.
 import { usdToNano } from '@tollgate/core';
-import { modelFamilies } from '@tollgate/core/kit';
+import { modelFamilies } from '@tollgate/core/costs';
 import type { Pricing } from '@tollgate/core';
 import { usageOverTime } from '@tollgate/metering';
 import type { LedgerLocation, Queryable } from '@tollgate/metering';

@@ -1,5 +1,6 @@
-// Lock files that name their holder (process id, host, start): a lock whose process died on this host is stale, so a
-// crash never leaves one behind for good. The one liveness rule of the usage spool's locks and the key commands' lock.
+// @tollgate/core/process-lock: lock files that name their holder (process id, host, start): a lock whose process died
+// on this host is stale, so a crash never leaves one behind for good. The one liveness rule of the usage spool's locks,
+// the key commands' lock and the gateway's data directory.
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 

@@ -3,7 +3,7 @@ import { describe, expect, it } from '@jest/globals';
 import express from 'express';
 import request from 'supertest';
 import { ApiError, apiErrorHandler, getContext, renderApiError, type ApiErrorCode } from '@tollgate/core';
-import { toClientError } from '@tollgate/core/kit';
+import { toClientError } from '@tollgate/core/checks';
 
 function appThrowing(error: unknown, options?: Parameters<typeof apiErrorHandler>[0]) {
   const app = express();

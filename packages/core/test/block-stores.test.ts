@@ -2,7 +2,7 @@
 import { afterEach, describe, expect, it } from '@jest/globals';
 import { blockStores, createMemoryStores, LeaseExhaustedError, leasedStores } from '@tollgate/core';
 import type { TollgateStores } from '@tollgate/core';
-import type { FixedWindowCounter, BlockStores, LedgerScope } from '@tollgate/core/kit';
+import type { FixedWindowCounter, BlockStores, LedgerScope } from '@tollgate/core/store-contracts';
 
 /** Fixed windows as @tollgate/redis keeps them (a count per key, opened by its first hit, `windowMs` long), in memory. */
 class FakeFixedWindow implements FixedWindowCounter {

@@ -5,7 +5,7 @@ import express4 from 'express4';
 import type { NextFunction, Request, Response } from 'express';
 import request from 'supertest';
 import { apiErrorHandler, chain, TollgateError } from '@tollgate/core';
-import { type ChainedMiddleware } from '@tollgate/core/kit';
+import type { ChainedMiddleware } from '../src/chain.js';
 
 type ExpressFactory = typeof express5;
 

@@ -13,7 +13,7 @@ import {
   UsageError,
 } from '@tollgate/core/command-line';
 import type { Column } from '@tollgate/core/command-line';
-import { usdDecimal } from '@tollgate/core/kit';
+import { usdDecimal } from '../src/money.js';
 
 const OPTIONS = { tenant: { type: 'string' }, since: { type: 'string' }, json: { type: 'boolean' } } as const;
 

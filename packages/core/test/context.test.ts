@@ -7,7 +7,7 @@ import express from 'express';
 import express4 from 'express4';
 import request from 'supertest';
 import { contextOf, getContext, onSettleError, requestContext, type UsageRecord } from '@tollgate/core';
-import { sequentialIds } from '@tollgate/core/kit';
+import { sequentialIds } from '@tollgate/core/provider-call';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 

@@ -1,7 +1,8 @@
 // Durations ("30s", "1m", ...) and calendar periods in UTC and in time zones: boundaries, DST days, ISO weeks, quarters, key suffixes.
 import { describe, expect, it } from '@jest/globals';
 import { parseDuration, periodWindow, TollgateError } from '@tollgate/core';
-import { isCalendarPeriod, isTimeZone } from '@tollgate/core/kit';
+import { isCalendarPeriod } from '@tollgate/core/options';
+import { isTimeZone } from '../src/duration.js';
 
 describe('parseDuration', () => {
   it.each([

@@ -1,7 +1,7 @@
 // TollgateError codes and docs anchors; unknown option names rejected with "did you mean".
 import { describe, expect, it } from '@jest/globals';
 import { TollgateError } from '@tollgate/core';
-import { assertKnownOptions, closestName } from '@tollgate/core/kit';
+import { assertKnownOptions, closestName } from '@tollgate/core/options';
 
 const KNOWN = ['windowMs', 'limit', 'keyGenerator', 'failOpen'] as const;
 

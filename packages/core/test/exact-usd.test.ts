@@ -1,5 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
-import { exactUsd, NANO_PER_USD } from '@tollgate/core/kit';
+import { exactUsd } from '@tollgate/core/costs';
+import { NANO_PER_USD } from '../src/money.js';
 
 describe('exactUsd', () => {
   it('writes nano-USD as the exact decimal of USD it is: no rounding, no trailing zeros, no exponent', () => {

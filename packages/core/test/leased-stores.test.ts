@@ -2,7 +2,8 @@
 import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import { createMemoryStores, LeaseExhaustedError, leasedStores } from '@tollgate/core';
 import type { TollgateStores } from '@tollgate/core';
-import type { LedgerScope, LeaseOutageEvent } from '@tollgate/core/kit';
+import type { LedgerScope } from '@tollgate/core/store-contracts';
+import type { LeaseOutageEvent } from '../src/leased-stores.js';
 
 type Mode = 'up' | 'failing' | 'stalled';
 

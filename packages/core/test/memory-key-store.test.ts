@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from '@jest/globals';
 import { createMemoryStores } from '@tollgate/core';
-import { type ApiKeyRecord } from '@tollgate/core/kit';
+import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 

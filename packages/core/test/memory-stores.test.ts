@@ -1,8 +1,8 @@
 // The in-memory stores stay bounded: expired windows, charged reservations and scopes are evicted.
 import { afterEach, describe, expect, it, jest } from '@jest/globals';
 import { createMemoryStores, TollgateError } from '@tollgate/core';
-import { counterAtOnce, ledgerAtOnce, MemoryReservationLedger } from '@tollgate/core/kit';
-import type { ReserveRequest } from '@tollgate/core/kit';
+import { counterAtOnce, ledgerAtOnce, MemoryReservationLedger } from '@tollgate/core/store-contracts';
+import type { ReserveRequest } from '@tollgate/core/store-contracts';
 
 describe('memory stores', () => {
   afterEach(() => {

@@ -3,7 +3,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from '@jest/globals';
 import { createPricing } from '@tollgate/core';
-import { modelFamilies } from '@tollgate/core/kit';
+import { modelFamilies } from '@tollgate/core/costs';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { createPricing, TollgateError, UnknownModelError } from '@tollgate/core';
-import { affordableOutputTokens, costNanoUsd, maxCostNanoUsd } from '@tollgate/core/kit';
+import { affordableOutputTokens, costNanoUsd, maxCostNanoUsd } from '@tollgate/core/costs';
 
 const usage = (input: number, output: number, cached = 0, written = 0, reasoning = 0) => ({
   inputTokens: input,

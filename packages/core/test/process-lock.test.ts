@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from '@jest/globals';
-import { lockHolderAlive, readLockHolder, thisLockHolder } from '@tollgate/core/kit';
+import { lockHolderAlive, readLockHolder, thisLockHolder } from '@tollgate/core/process-lock';
 
 const dir = mkdtempSync(join(tmpdir(), 'tollgate-process-lock-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -4,7 +4,8 @@ import express from 'express';
 import type { Request, Response } from 'express';
 import request from 'supertest';
 import { ApiError, refusalRenderer, renderApiError, type ApiErrorCode } from '@tollgate/core';
-import { noteRefusal, type Refusal, type RefusalLayer } from '@tollgate/core/kit';
+import { noteRefusal } from '@tollgate/core/checks';
+import type { Refusal, RefusalLayer } from '../src/api-error.js';
 
 /** Renders `error` with `render` and hands back what the context noted once the response closed. */
 async function refusalOf(

@@ -5,7 +5,8 @@ import express from 'express';
 import express4 from 'express4';
 import request from 'supertest';
 import { tapResponse, TollgateError } from '@tollgate/core';
-import type { ResponseFilter, ResponseReader, ResponseTap } from '@tollgate/core/kit';
+import type { ResponseFilter, ResponseReader } from '@tollgate/core/provider-call';
+import type { ResponseTap } from '../src/response-tap.js';
 
 /** A reader that keeps every chunk as text, in order. */
 function textReader(): ResponseReader & { chunks: string[] } {

@@ -1,6 +1,6 @@
 // resolveTierModels: the tier allowlist rule, an unknown tier failing closed unless the options name a fallback; the pattern rule.
 import { describe, expect, it } from '@jest/globals';
-import { isModelAllowed, isNameAllowed, resolveTierModels } from '@tollgate/core/kit';
+import { isModelAllowed, isNameAllowed, resolveTierModels } from '@tollgate/core/checks';
 
 describe('resolveTierModels', () => {
   const tiers = { free: ['gpt-4o-mini'], pro: undefined };

@@ -1,7 +1,7 @@
 // withTimeout: store calls under one timeout length share a deadline queue; each still gets its own deadline.
 import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import { StoreTimeoutError } from '@tollgate/core';
-import { withTimeout } from '@tollgate/core/kit';
+import { withTimeout } from '@tollgate/core/store-contracts';
 
 /** A promise and the hands that settle it. */
 function deferred<T>() {

@@ -11,7 +11,7 @@ import {
   successorRecord,
 } from '@tollgate/auth';
 import { ApiError } from '@tollgate/core';
-import type { ApiKeyRecord, KeyStore } from '@tollgate/core/kit';
+import type { ApiKeyRecord, KeyStore } from '@tollgate/core/store-contracts';
 import type { DashboardConfig } from './options.js';
 import { listedKey } from './sources.js';
 import { hasControlCharacter } from './text-checks.js';

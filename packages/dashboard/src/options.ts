@@ -1,7 +1,8 @@
 // dashboard() options, checked once and resolved into the config every route reads.
 import { parseDuration, TollgateError } from '@tollgate/core';
-import { assertKnownOptions, CALENDAR_PERIODS, timeZoneProblem } from '@tollgate/core/kit';
-import type { ApiKeyRecord, CalendarPeriod, KeyStore } from '@tollgate/core/kit';
+import { assertKnownOptions, CALENDAR_PERIODS, timeZoneProblem } from '@tollgate/core/options';
+import type { ApiKeyRecord, KeyStore } from '@tollgate/core/store-contracts';
+import type { CalendarPeriod } from '@tollgate/core/options';
 import type { BudgetSelector, BudgetStatus } from '@tollgate/budget';
 import type { LedgerLocation, Queryable } from '@tollgate/metering';
 import { adminKeyCheck } from './admin-key.js';

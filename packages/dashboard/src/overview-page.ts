@@ -1,6 +1,6 @@
 // The overview: spend this period per tenant and feature against its cap, what caching saved, quotas now, and what needs a look.
 import { periodWindow } from '@tollgate/core';
-import type { CalendarPeriod } from '@tollgate/core/kit';
+import type { CalendarPeriod } from '@tollgate/core/options';
 import type { BudgetStatus } from '@tollgate/budget';
 import { aggregateUsage, costPerOutcome, usageOverTime } from '@tollgate/metering';
 import type { OutcomeCost } from '@tollgate/metering';

@@ -1,7 +1,7 @@
 // One way to answer: the page as HTML or its data as JSON, and failures through one renderer.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { ApiError, contextOf, getContext, renderApiError } from '@tollgate/core';
-import { toClientError } from '@tollgate/core/kit';
+import { toClientError } from '@tollgate/core/checks';
 import { escapeHtml } from './html.js';
 
 declare module '@tollgate/core' {

@@ -1,5 +1,5 @@
 // Reading the dashboard's sources (ledger, budgets, keys, limits) so that one that fails costs its section, not the page.
-import type { ApiKeyRecord } from '@tollgate/core/kit';
+import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 import type { DashboardAlert } from './options.js';
 
 export type SourceName = 'ledger' | 'budgets' | 'keys' | 'limits' | 'alerts';

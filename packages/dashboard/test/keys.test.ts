@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import request from 'supertest';
 import { hashApiKey } from '@tollgate/auth';
-import type { ApiKeyRecord } from '@tollgate/core/kit';
+import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 import { cookieOf, createDashboardApp, hiddenField, withCookies } from './helpers.js';
 import type { DashboardTestApp } from './helpers.js';
 

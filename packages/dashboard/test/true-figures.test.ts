@@ -3,7 +3,7 @@
 import { describe, expect, it } from '@jest/globals';
 import request from 'supertest';
 import { hashApiKey, keyRecordsFromConfig } from '@tollgate/auth';
-import type { ApiKeyRecord } from '@tollgate/core/kit';
+import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 import { createDashboardApp, dashboardOverLedger, LEDGER_KINDS, refusalsAndProviderErrors } from './helpers.js';
 
 interface Figures {

@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import type { Level, Logger } from 'pino';
 import { getContext } from '@tollgate/core';
 import type { TollgateContext } from '@tollgate/core';
-import { providerAdapters } from '@tollgate/providers/kit';
+import { providerAdapters } from '@tollgate/providers/routes';
 import { ConfigError } from './config/index.js';
 
 /** The access and error log: its level and where it goes. */

@@ -3,7 +3,7 @@ import express from 'express';
 import type { Request, Response, Router } from 'express';
 import { generateApiKey, hashApiKey, isValidKeyId } from '@tollgate/auth';
 import { ApiError } from '@tollgate/core';
-import type { ApiKeyRecord, KeyStore } from '@tollgate/core/kit';
+import type { ApiKeyRecord, KeyStore } from '@tollgate/core/store-contracts';
 import type { AuthOptions } from './auth-setup.js';
 
 /** A record as operators see it: everything but the hash. */

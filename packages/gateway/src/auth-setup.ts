@@ -4,7 +4,7 @@ import { apiKeyAuth, attribution, keyRecordsFromConfig, requireScope } from '@to
 import type { AttributionOptions, ConfigKeyEntry, JwtVerifyOptions } from '@tollgate/auth';
 import { refusalRenderer } from '@tollgate/core';
 import type { Identity, TollgateStores } from '@tollgate/core';
-import type { ApiKeyRecord } from '@tollgate/core/kit';
+import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 
 /** Which tier an identity that names none is on: its tenant's, else the default tier. */
 export interface TierAssignment {

@@ -5,7 +5,7 @@ import { modelAllowlist } from '@tollgate/auth';
 import { ApiError, renderApiError } from '@tollgate/core';
 import type { Pricing, ProviderApi } from '@tollgate/core';
 import { adapterFor, estimateRequestAsync } from '@tollgate/providers';
-import { checkModelKind, providerAdapters } from '@tollgate/providers/kit';
+import { checkModelKind, providerAdapters } from '@tollgate/providers/routes';
 import type { TierPolicyOptions } from '@tollgate/ratelimit';
 import type { ProviderRouter } from './provider-routing.js';
 import { countRouteStages } from './route-methods.js';

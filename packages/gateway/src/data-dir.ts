@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { fileKeyStore } from '@tollgate/auth';
 import type { FileKeyStore } from '@tollgate/auth';
 import type { TollgateStores } from '@tollgate/core';
-import { lockHolderAlive, readLockHolder, thisLockHolder } from '@tollgate/core/kit';
+import { lockHolderAlive, readLockHolder, thisLockHolder } from '@tollgate/core/process-lock';
 import { dataDirLayout } from '@tollgate/metering';
 import type { ConfigFileStates } from './config-file-state.js';
 

@@ -115,8 +115,8 @@ function heldParts(options: GatewayOptions, deps: ProxyDeps) {
     error: (line) => (logging ? logger.error(line) : log(line)),
     info: (line) => (logging ? logger.info(line) : log(line)),
   });
-  const kept = dataDir && keysKeptIn(dataDir, deps.stores ?? createMemoryStores(), configFiles);
-  const stores = kept ? kept.stores : (deps.stores ?? createMemoryStores());
+  const kept = dataDir && keysKeptIn(dataDir, deps.stores ?? (createMemoryStores() as TollgateStores), configFiles);
+  const stores: TollgateStores = kept ? kept.stores : (deps.stores ?? createMemoryStores());
   return { log, proxyLog, logger, logging, dataDir, configFiles, kept, stores, ownsStores: deps.stores === undefined };
 }
 

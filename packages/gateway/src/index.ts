@@ -2,8 +2,6 @@
 // server process; what the operator's command line (@tollgate/cli) asks of the config and its budgets.
 export { createGateway, createProxyApp } from './app.js';
 export { tollgate } from './compose.js';
-export type { TollgateParts, TollgateRouter } from './compose.js';
-export type { Gateway, GatewayControls, ProxyApp, ProxyDeps } from './app.js';
 export {
   ConfigError,
   configJsonSchemaText,
@@ -13,5 +11,5 @@ export {
   reconcileBudgets,
   validateConfig,
 } from './config/index.js';
-export type { KeyConfig, ProxyConfig } from './config/index.js';
+export type { ProxyConfig } from './config/index.js';
 export { serveGateway } from './serve.js';

@@ -17,9 +17,9 @@ import type {
   TierPolicyOptions,
 } from '@tollgate/ratelimit';
 import { refusalRenderer } from '@tollgate/core';
-import { shadowMode } from '@tollgate/core/kit';
-import { resolveTierModels } from '@tollgate/core/kit';
-import type { ApiKeyRecord } from '@tollgate/core/kit';
+import { shadowMode } from '@tollgate/core/checks';
+import { resolveTierModels } from '@tollgate/core/checks';
+import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 import type { Identity, TollgateStores } from '@tollgate/core';
 import type { QuotaStatus } from '@tollgate/dashboard';
 import { identityTierResolver } from './auth-setup.js';

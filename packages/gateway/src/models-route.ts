@@ -1,6 +1,6 @@
 // GET /v1/models: the models the caller may use, in a shape both the OpenAI and the Anthropic SDKs read.
 import type { Request, Response } from 'express';
-import { isModelAllowed } from '@tollgate/core/kit';
+import { isModelAllowed } from '@tollgate/core/checks';
 import type { Identity, Pricing } from '@tollgate/core';
 import type { TierPolicyOptions } from '@tollgate/ratelimit';
 import { tierModelsOf } from './limits-setup.js';

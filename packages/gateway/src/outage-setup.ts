@@ -2,7 +2,7 @@
 import { blockStores, parseDuration } from '@tollgate/core';
 import { leasedStores } from '@tollgate/core';
 import type { TollgateStores } from '@tollgate/core';
-import type { BlockStores, LeasedStores, OutagePolicy } from '@tollgate/core/kit';
+import type { BlockStores, LeasedStores, OutagePolicy } from '@tollgate/core/store-contracts';
 
 /** What a layer does while Redis is out, per layer, and the slice (the config's `storeOutage`, resolved). */
 export interface StoreOutageConfig {

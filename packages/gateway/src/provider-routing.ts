@@ -3,7 +3,7 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { ApiError, createPricing } from '@tollgate/core';
 import type { Pricing, ProviderApi } from '@tollgate/core';
 import { adapterFor, providerCall } from '@tollgate/providers';
-import { kindsSpeaking, upstreamKinds } from '@tollgate/providers/kit';
+import { kindsSpeaking, upstreamKinds } from '@tollgate/providers/routes';
 import type { CallDeclaration } from '@tollgate/providers';
 import type { MockProvider } from '@tollgate/providers/mock';
 import type { RoutingOptions } from './routing-config.js';

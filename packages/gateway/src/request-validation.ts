@@ -4,7 +4,7 @@ import { ApiError, renderApiError } from '@tollgate/core';
 import type { ProviderApi } from '@tollgate/core';
 import { adapterFor } from '@tollgate/providers';
 import type { ProviderAdapter } from '@tollgate/providers';
-import type { RequestProblem } from '@tollgate/providers/kit';
+import type { RequestProblem } from '@tollgate/providers/routes';
 
 type Body = Record<string, unknown>;
 

@@ -3,7 +3,8 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { ApiError, renderApiError } from '@tollgate/core';
 import type { CallDeclaration } from '@tollgate/providers';
-import type { ProviderAdapter, RouteMethods } from '@tollgate/providers/kit';
+import type { ProviderAdapter } from '@tollgate/providers';
+import type { RouteMethods } from '@tollgate/providers/routes';
 import { MAX_MODEL_LENGTH } from './request-validation.js';
 
 /** The stages a route adds for its adapter's path and headers. */

@@ -2,7 +2,7 @@
 import type { NextFunction, Request, Response } from 'express';
 import { ApiError } from '@tollgate/core';
 import type { Pricing, ProviderApi } from '@tollgate/core';
-import { kindsSpeaking, upstreamKinds } from '@tollgate/providers/kit';
+import { kindsSpeaking, upstreamKinds } from '@tollgate/providers/routes';
 import { canTranslate, createModelRouter, translateRequest } from '@tollgate/router';
 import type {
   AttemptResult,

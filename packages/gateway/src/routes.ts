@@ -2,7 +2,7 @@
 // built once here from the gateway's parts, its variant by the route's kind where a count differs from a call.
 import type { RequestHandler } from 'express';
 import type { Pricing, ProviderApi } from '@tollgate/core';
-import { providerAdapters } from '@tollgate/providers/kit';
+import { providerAdapters } from '@tollgate/providers/routes';
 import { combineLimits } from '@tollgate/ratelimit';
 import type { ProxyCache } from './cache-setup.js';
 import { answerTokenCount, COUNT_ROUTES } from './count-tokens-route.js';

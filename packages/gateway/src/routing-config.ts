@@ -1,8 +1,8 @@
 // The routing part of the proxy config (modelGroups, requestClasses, retry, circuitBreaker, healthProbe), checked at start.
 import { createPricing, TollgateError } from '@tollgate/core';
-import { didYouMean } from '@tollgate/core/kit';
+import { didYouMean } from '@tollgate/core/options';
 import type { ModelPrice } from '@tollgate/core';
-import type { UpstreamSettings } from '@tollgate/providers/kit';
+import type { UpstreamSettings } from '@tollgate/providers/routes';
 import { resolveRouterOptions } from '@tollgate/router';
 import type { CircuitBreakerOptions, ModelGroupOptions, RequestClassOptions, RetryOptions } from '@tollgate/router';
 

@@ -1,6 +1,6 @@
 // Opens the stores the proxy shares: Redis or a Redis Cluster when given (many processes), memory otherwise (one process).
 import { createMemoryStores } from '@tollgate/core';
-import { withTimeout } from '@tollgate/core/kit';
+import { withTimeout } from '@tollgate/core/store-contracts';
 import type { TollgateStores } from '@tollgate/core';
 import { createRedisStores } from '@tollgate/redis';
 

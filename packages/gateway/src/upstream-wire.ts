@@ -1,8 +1,8 @@
 // Where and how one configured upstream is called, read from the wires its kind's adapters declare.
 import type { ProviderApi } from '@tollgate/core';
 import { adapterFor } from '@tollgate/providers';
-import { upstreamKinds } from '@tollgate/providers/kit';
-import type { ClientHeaders, UpstreamSettings, UpstreamWire } from '@tollgate/providers/kit';
+import { upstreamKinds } from '@tollgate/providers/routes';
+import type { ClientHeaders, UpstreamSettings, UpstreamWire } from '@tollgate/providers/routes';
 
 /** Where a call goes, split once as undici's dispatch takes it (request() would parse the URL on every call). */
 export interface UpstreamTarget {

@@ -19,7 +19,7 @@ import { parse as parseYaml } from 'yaml';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
 import { createGateway, validateConfig } from '@tollgate/gateway';
 import { createMockProvider } from '@tollgate/providers/mock';
-import type { Gateway } from '@tollgate/gateway';
+import type { Gateway } from '../src/app.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const ALERTS = path.join(ROOT, 'deploy/prometheus/alerts.yml');

@@ -14,7 +14,7 @@ import express from 'express';
 import OpenAI from 'openai';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
 import { createGateway, validateConfig } from '@tollgate/gateway';
-import type { Gateway } from '@tollgate/gateway';
+import type { Gateway } from '../src/app.js';
 
 const clientKey = generateApiKey();
 const upstreamKey = 'sk-upstream-secret-0123456789abcdefghij';

@@ -11,7 +11,7 @@ import request from 'supertest';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
 import { createProxyApp, validateConfig } from '@tollgate/gateway';
 import { createMockProvider } from '@tollgate/providers/mock';
-import type { ProxyApp } from '@tollgate/gateway';
+import type { ProxyApp } from '../src/app.js';
 
 const key = generateApiKey();
 /** Far above a local answer even on a loaded machine (a CI run once saw a probe of the mock take over 2 s in band). */

@@ -13,10 +13,10 @@ import express from 'express';
 import OpenAI from 'openai';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
 import { createPricing } from '@tollgate/core';
-import { costNanoUsd } from '@tollgate/core/kit';
+import { costNanoUsd } from '@tollgate/core/costs';
 import type { UsageRecord } from '@tollgate/core';
 import { createGateway, validateConfig } from '@tollgate/gateway';
-import type { Gateway } from '@tollgate/gateway';
+import type { Gateway } from '../src/app.js';
 import { createMockProvider } from '@tollgate/providers/mock';
 import type { MockProvider } from '@tollgate/providers/mock';
 

@@ -11,7 +11,7 @@ import request from 'supertest';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
 import { createGateway, createProxyApp, validateConfig } from '@tollgate/gateway';
 import { createMockProvider } from '@tollgate/providers/mock';
-import type { Gateway, ProxyApp } from '@tollgate/gateway';
+import type { Gateway, ProxyApp } from '../src/app.js';
 
 const key = generateApiKey();
 const limitedKey = generateApiKey();

@@ -1,7 +1,7 @@
 // guardAdminRouter: the operator's routes: anomalies, mitigations in force, suspend, lift and unblock.
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { ApiError, renderApiError, type ErrorRenderer } from '@tollgate/core';
-import { assertKnownOptions } from '@tollgate/core/kit';
+import { assertKnownOptions } from '@tollgate/core/options';
 import type { Guard } from './create-guard.js';
 
 export interface GuardAdminRouterOptions {

@@ -1,6 +1,6 @@
 // One event stream for everything a person must hear about: delivered to a log, a callback and webhooks, once per period across processes.
 import { parseDuration, TollgateError } from '@tollgate/core';
-import { assertKnownOptions } from '@tollgate/core/kit';
+import { assertKnownOptions } from '@tollgate/core/options';
 import { GUARD_EVENT_TYPES, type GuardEvent, type GuardEventInput } from './types.js';
 import { createWebhookSender, type WebhookOptions, type WebhookSender } from './webhook-sender.js';
 

@@ -1,10 +1,10 @@
 // The answer hook of the guardrails: an answer's text read as it passes the response tap, through the call's adapter.
 import type { Request, Response } from 'express';
 import { getContext, tapResponse } from '@tollgate/core';
-import type { ProviderCall, ResponseReader } from '@tollgate/core/kit';
+import type { ProviderCall, ResponseReader } from '@tollgate/core/provider-call';
 import { adapterFor } from '@tollgate/providers';
 import type { ProviderAdapter, UsageReader } from '@tollgate/providers';
-import { SseDecoder } from '@tollgate/providers/kit';
+import { SseDecoder } from '@tollgate/providers/sse';
 import type { AnswerTextContext, AnswerTextHook } from './guardrail-options.js';
 
 /** A JSON answer larger than this is not read (the hook hears none of it): as the meter, which reads only its tail. */

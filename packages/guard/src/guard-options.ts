@@ -1,6 +1,6 @@
 // createGuard's options (the proxy config's `guard` and `alerts`), resolved once into a configuration where every field is set.
 import { parseDuration, renderApiError, TollgateError, type ErrorRenderer, type TollgateStores } from '@tollgate/core';
-import { assertKnownOptions } from '@tollgate/core/kit';
+import { assertKnownOptions } from '@tollgate/core/options';
 import type { SubscriberLike } from '@tollgate/redis';
 import type { Alerts, AlertsOptions } from './alerts.js';
 import {

@@ -2,8 +2,8 @@
 import type { IncomingMessage } from 'node:http';
 import { parseDuration, renderApiError, TollgateError } from '@tollgate/core';
 import type { ErrorRenderer, Identity, ProviderApi } from '@tollgate/core';
-import { assertKnownOptions } from '@tollgate/core/kit';
-import type { ProviderCall } from '@tollgate/core/kit';
+import { assertKnownOptions } from '@tollgate/core/options';
+import type { ProviderCall } from '@tollgate/core/provider-call';
 import { adapterFor } from '@tollgate/providers';
 import type { ProviderAdapter } from '@tollgate/providers';
 import type { PiiKind } from './pii.js';

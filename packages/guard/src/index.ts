@@ -1,55 +1,19 @@
 // @tollgate/guard: spend-anomaly detection, loop and auth-flood protection, and alerts that reach a person.
-export {
-  createGuard,
-  guardAdminRouter,
-  bodyAfterAuth,
-  createAlerts,
-  slackMessage,
-  signBody,
-  breakerOpenAlerts,
-  budgetAlerts,
-  softLimitAlerts,
-  storeDownAlerts,
-  loadShedder,
-  MemoryGuardStore,
-  RedisGuardStore,
-  GUARD_EVENT_TYPES,
-  promptGuardrails,
-  resolvePromptGuardrails,
-  maskPii,
-  PII_KINDS,
-} from './kit.js';
-export type {
-  Guard,
-  GuardOptions,
-  AuthFailuresOptions,
-  RepeatedRequestsOptions,
-  SpendAnomalyOptions,
-  GuardAdminRouterOptions,
-  BodyAfterAuthOptions,
-  Alerts,
-  AlertsOptions,
-  WebhookOptions,
-  BudgetEventNotice,
-  SoftLimitNotice,
-  GuardStore,
-  GuardEvent,
-  GuardEventType,
-  AnomalyRecord,
-  Mitigation,
-  MitigationSnapshot,
-  Subject,
-  MemoryGuardStoreOptions,
-  RedisGuardStoreOptions,
-  LoadShedder,
-  LoadShedderOptions,
-  PromptGuardrailsOptions,
-  PromptCheck,
-  PromptCheckInput,
-  AnswerTextHook,
-  AnswerTextContext,
-  GuardrailVerdict,
-  PiiMode,
-  PiiKind,
-  PiiCounts,
-} from './kit.js';
+export { createGuard } from './create-guard.js';
+export type { Guard } from './create-guard.js';
+export type { GuardOptions } from './guard-options.js';
+export { guardAdminRouter } from './admin-router.js';
+export { bodyAfterAuth } from './body-after-auth.js';
+export { createAlerts } from './alerts.js';
+export type { Alerts } from './alerts.js';
+export type { WebhookOptions } from './webhook-sender.js';
+export { breakerOpenAlerts, budgetAlerts, softLimitAlerts, storeDownAlerts } from './alert-sources.js';
+export type { BudgetEventNotice } from './alert-sources.js';
+export { loadShedder } from './load-shedder.js';
+export type { LoadShedder, LoadShedderOptions } from './load-shedder.js';
+export { MemoryGuardStore } from './memory-guard-store.js';
+export { RedisGuardStore } from './redis-guard-store.js';
+export type { GuardStore } from './guard-store.js';
+export type { GuardEvent, Mitigation } from './types.js';
+export { promptGuardrails } from './prompt-guardrails.js';
+export type { PromptGuardrailsOptions } from './guardrail-options.js';

@@ -9,7 +9,7 @@ import {
   type ErrorRenderer,
   type Identity,
 } from '@tollgate/core';
-import { assertKnownOptions } from '@tollgate/core/kit';
+import { assertKnownOptions } from '@tollgate/core/options';
 
 export interface LoadShedderOptions {
   /**

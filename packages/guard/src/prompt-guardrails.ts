@@ -1,8 +1,8 @@
 // promptGuardrails: a prompt's length, deny patterns, personal data and a team's own check, before the provider call.
 import type { NextFunction, Request, Response } from 'express';
 import { ApiError, getContext } from '@tollgate/core';
-import type { ProviderCall } from '@tollgate/core/kit';
-import { declareOrAnswer } from '@tollgate/providers/kit';
+import type { ProviderCall } from '@tollgate/core/provider-call';
+import { declareOrAnswer } from '@tollgate/providers';
 import type { ProviderAdapter } from '@tollgate/providers';
 
 type Json = Record<string, unknown>;

@@ -1,5 +1,5 @@
 // Counts sends of one request fingerprint per key in a sliding window of the shared stores' window counter.
-import type { WindowCounter, WindowResult } from '@tollgate/core/kit';
+import type { WindowCounter, WindowResult } from '@tollgate/core/store-contracts';
 
 export interface RepeatCounterConfig {
   /** Sends allowed per window; the next one is refused. */

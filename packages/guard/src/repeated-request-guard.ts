@@ -1,13 +1,8 @@
 // repeatedRequests: the same request sent by one key more than `max` times in a window is refused with 429 repeated_request.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ApiError, type ErrorRenderer, type Identity } from '@tollgate/core';
-import {
-  answerCheck,
-  attachPreCallCheck,
-  type CheckVerdict,
-  type PreCallCheck,
-  type WindowCounter,
-} from '@tollgate/core/kit';
+import { answerCheck, attachPreCallCheck, type CheckVerdict, type PreCallCheck } from '@tollgate/core/checks';
+import type { WindowCounter } from '@tollgate/core/store-contracts';
 import type { ResolvedRepeatedRequests } from './guard-options.js';
 import { RepeatCounter, type CountedSend } from './repeat-counter.js';
 import { requestFingerprint } from './request-fingerprint.js';

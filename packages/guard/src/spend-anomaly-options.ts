@@ -1,6 +1,6 @@
 // The spend-anomaly options (the proxy config's `guard.spendAnomaly`), resolved once into the detector's settings.
 import { parseDuration, TollgateError, usdToNano } from '@tollgate/core';
-import { assertKnownOptions } from '@tollgate/core/kit';
+import { assertKnownOptions } from '@tollgate/core/options';
 import type { DetectorParams } from './baseline.js';
 import type { AnomalyAction } from './types.js';
 

@@ -1,7 +1,7 @@
 // suspensions: mounted right after authentication; refuses a suspended key (or a key of a suspended tenant) with 403 key_suspended.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ApiError, type ErrorRenderer, type Identity } from '@tollgate/core';
-import { shadowsRefusal } from '@tollgate/core/kit';
+import { shadowsRefusal } from '@tollgate/core/checks';
 import type { MitigationRegistry } from './mitigation-registry.js';
 import type { Mitigation } from './types.js';
 

@@ -2,14 +2,8 @@
 import { createHmac } from 'node:crypto';
 import { afterEach, describe, expect, it, jest } from '@jest/globals';
 import { TollgateError } from '@tollgate/core';
-import {
-  budgetAlerts,
-  createAlerts,
-  MemoryGuardStore,
-  signBody,
-  softLimitAlerts,
-  type GuardEvent,
-} from '@tollgate/guard';
+import { budgetAlerts, createAlerts, MemoryGuardStore, softLimitAlerts, type GuardEvent } from '@tollgate/guard';
+import { signBody } from '../src/webhook-sender.js';
 import { webhookReceiver } from './helpers.js';
 
 const receivers: { close(): Promise<void> }[] = [];

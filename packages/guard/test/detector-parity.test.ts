@@ -2,9 +2,10 @@
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { createRedisStores } from '@tollgate/redis';
 import { MemoryGuardStore, RedisGuardStore } from '@tollgate/guard';
-import { resolveSpendAnomalyOptions } from '@tollgate/guard/kit';
-import type { Subject } from '@tollgate/guard';
-import type { AnomalyFinding, Observation } from '@tollgate/guard/kit';
+import { resolveSpendAnomalyOptions } from '../src/spend-anomaly-options.js';
+import type { Subject } from '../src/types.js';
+import type { AnomalyFinding } from '../src/baseline.js';
+import type { Observation } from '../src/guard-store.js';
 import { deleteKeys, REDIS_URL, uniquePrefix } from './helpers.js';
 
 const prefix = uniquePrefix();

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import express, { type Express } from 'express';
 import type { NextFunction, Request, Response } from 'express';
 import { ApiError, apiErrorHandler, getContext, renderApiError, type UsageRecord } from '@tollgate/core';
-import { shadowMode, type ShadowRule } from '@tollgate/core/kit';
+import { shadowMode, type ShadowRule } from '@tollgate/core/checks';
 import { bodyAfterAuth, type Guard } from '@tollgate/guard';
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';

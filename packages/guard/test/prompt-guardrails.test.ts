@@ -7,11 +7,13 @@ import express from 'express';
 import type { Express, Request, RequestHandler, Response } from 'express';
 import request from 'supertest';
 import { apiErrorHandler, getContext, TollgateError } from '@tollgate/core';
-import type { ProviderCall } from '@tollgate/core/kit';
+import type { ProviderCall } from '@tollgate/core/provider-call';
 import { adapterFor, providerCall } from '@tollgate/providers';
 import type { ProviderAdapter } from '@tollgate/providers';
-import { promptGuardrails, resolvePromptGuardrails } from '@tollgate/guard';
-import type { PromptCheckInput, PromptGuardrailsOptions } from '@tollgate/guard';
+import { promptGuardrails } from '@tollgate/guard';
+import { resolvePromptGuardrails } from '../src/guardrail-options.js';
+import type { PromptCheckInput } from '../src/guardrail-options.js';
+import type { PromptGuardrailsOptions } from '@tollgate/guard';
 import { fakeAuth } from './helpers.js';
 import { fakeOnly, turnsUntil } from '../../../test/helpers/fake-clock.js';
 

@@ -1,8 +1,9 @@
 // On a real Redis Cluster: each subject's keys share one hash tag, so the guard's scripts run wherever their slot lives.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createRedisStores, type RedisStores } from '@tollgate/redis';
-import { createGuard, type Guard, type Subject } from '@tollgate/guard';
-import { resolveSpendAnomalyOptions } from '@tollgate/guard/kit';
+import { createGuard, type Guard } from '@tollgate/guard';
+import type { Subject } from '../src/types.js';
+import { resolveSpendAnomalyOptions } from '../src/spend-anomaly-options.js';
 import { testCluster, type TestCluster } from '../../redis/test/redis-cluster.js';
 import { uniquePrefix } from './helpers.js';
 

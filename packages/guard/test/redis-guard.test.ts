@@ -3,7 +3,8 @@ import { afterAll, describe, expect, it } from '@jest/globals';
 import request from 'supertest';
 import { createClient } from 'redis';
 import { createRedisStores, type RedisStores } from '@tollgate/redis';
-import { createGuard, signBody, type Guard, type GuardOptions } from '@tollgate/guard';
+import { createGuard, type Guard, type GuardOptions } from '@tollgate/guard';
+import { signBody } from '../src/webhook-sender.js';
 import { deleteKeys, eventually, guardedApp, REDIS_URL, uniquePrefix, usage, webhookReceiver } from './helpers.js';
 
 const keys = { k1: { tenantId: 'acme' }, k2: { tenantId: 'acme' }, good: { tenantId: 'acme' } };

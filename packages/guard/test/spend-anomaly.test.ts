@@ -1,9 +1,10 @@
 // The spend-anomaly detector on a fake clock: quiet history, then a runaway is reported once; floors and warm-up hold alarms back.
 import { describe, expect, it } from '@jest/globals';
 import { MemoryGuardStore } from '@tollgate/guard';
-import { resolveSpendAnomalyOptions, SpendAnomalyDetector } from '@tollgate/guard/kit';
-import type { SpendAnomalyOptions } from '@tollgate/guard';
-import type { SubjectFinding, UsageSample } from '@tollgate/guard/kit';
+import { resolveSpendAnomalyOptions } from '../src/spend-anomaly-options.js';
+import { SpendAnomalyDetector } from '../src/spend-anomaly.js';
+import type { SpendAnomalyOptions } from '../src/spend-anomaly-options.js';
+import type { SubjectFinding, UsageSample } from '../src/spend-anomaly.js';
 
 const CENT = 10_000_000;
 

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it, jest } from '@jest/globals';
 import express from 'express';
 import request from 'supertest';
 import { apiErrorHandler, createMemoryStores } from '@tollgate/core';
-import { preCallCheckOf } from '@tollgate/core/kit';
+import { preCallCheckOf } from '@tollgate/core/checks';
 import { createGuard, guardAdminRouter, type Guard } from '@tollgate/guard';
 import { guardedApp } from './helpers.js';
 import { fakeOnly } from '../../../test/helpers/fake-clock.js';

@@ -1,7 +1,7 @@
 // Refusals on the MCP route as JSON-RPC errors, since MCP clients read JSON-RPC: the gateway's code rides in `data`.
 import type { NextFunction, Request, Response } from 'express';
 import type { RequestId } from '@modelcontextprotocol/sdk/types.js';
-import { noteRefusal, setErrorHeaders } from '@tollgate/core/kit';
+import { noteRefusal, setErrorHeaders } from '@tollgate/core/checks';
 import { getContext } from '@tollgate/core';
 import type { ErrorRenderer } from '@tollgate/core';
 

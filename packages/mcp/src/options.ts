@@ -1,7 +1,7 @@
 // createMcpGateway's options: the MCP servers, who may call which tool, and the chain's stages it runs; resolved once.
 import type { Request, RequestHandler, Response } from 'express';
 import { TollgateError } from '@tollgate/core';
-import { assertKnownOptions } from '@tollgate/core/kit';
+import { assertKnownOptions } from '@tollgate/core/options';
 import type { MeteredToolCall, PricedToolCall } from '@tollgate/metering';
 
 /** One MCP server (Streamable HTTP) served at `/<name>`, its tools named `<name>/<tool>`. */

@@ -1,5 +1,5 @@
 // Which MCP tools a caller may call (the `tools` its tier, tenant or key lists) and what one call costs.
-import { isNameAllowed, resolveTierModels } from '@tollgate/core/kit';
+import { isNameAllowed, resolveTierModels } from '@tollgate/core/checks';
 import type { Identity } from '@tollgate/core';
 import type { McpServerOptions, McpToolGrants } from './options.js';
 

@@ -13,7 +13,8 @@ import { ApiError, apiErrorHandler, getContext, renderApiError } from '@tollgate
 import type { UsageRecord } from '@tollgate/core';
 import { toolMeter } from '@tollgate/metering';
 import { createMcpGateway, TOOL_CALL_REFUSED } from '@tollgate/mcp';
-import type { McpGateway, ToolCallMeter } from '@tollgate/mcp';
+import type { McpGateway } from '@tollgate/mcp';
+import type { ToolCallMeter } from '../src/options.js';
 import { startMcpServer } from '../../../test/helpers/mcp-server.js';
 import type { RunningMcpServer } from '../../../test/helpers/mcp-server.js';
 import { closeServer, waitFor } from '../../../test/helpers/proxy.js';

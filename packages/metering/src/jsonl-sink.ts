@@ -4,7 +4,7 @@ import type { WriteStream } from 'node:fs';
 import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { TollgateError } from '@tollgate/core';
-import { assertKnownOptions } from '@tollgate/core/kit';
+import { assertKnownOptions } from '@tollgate/core/options';
 import type { UsageRecord } from '@tollgate/core';
 import { BatchQueue, logOnce } from './sink.js';
 import type { SinkErrorHandler, UsageSink } from './sink.js';

@@ -1,5 +1,5 @@
 // Structured log sink: one pino line per settled request, written asynchronously.
-import { assertKnownOptions } from '@tollgate/core/kit';
+import { assertKnownOptions } from '@tollgate/core/options';
 import type { UsageRecord } from '@tollgate/core';
 import type { Level, Logger } from 'pino';
 import { loadOptionalPeer } from './optional-peer.js';

@@ -2,11 +2,11 @@
 import type { Request } from 'express';
 import type { Tracer } from '@opentelemetry/api';
 import { createPricing, renderApiError, TollgateError } from '@tollgate/core';
-import { assertKnownOptions } from '@tollgate/core/kit';
+import { assertKnownOptions } from '@tollgate/core/options';
 import type { ErrorRenderer, Pricing, ProviderApi, UsageRecord } from '@tollgate/core';
-import type { PricingOptions } from '@tollgate/core/kit';
+import type { PricingOptions } from '@tollgate/core/costs';
 import { adapterFor, DEFAULT_COUNT_CACHE_CHARS } from '@tollgate/providers';
-import { ASYNC_ESTIMATE_MS, ESTIMATE_SLICE_MS, SYNC_ESTIMATE_MS } from '@tollgate/providers/kit';
+import { ASYNC_ESTIMATE_MS, ESTIMATE_SLICE_MS, SYNC_ESTIMATE_MS } from '@tollgate/providers/count-budget';
 import type { CallDeclaration, ProviderAdapter } from '@tollgate/providers';
 import { meteringTracer } from './call-span.js';
 import type { UsageSink } from './sink.js';

@@ -1,6 +1,7 @@
 // meter(): estimates a provider request before the handler, reads real usage from the response on the way, settles once.
 import { ApiError, getContext, TollgateError, UnknownModelError } from '@tollgate/core';
-import { costNanoUsd, sequentialIds } from '@tollgate/core/kit';
+import { costNanoUsd } from '@tollgate/core/costs';
+import { sequentialIds } from '@tollgate/core/provider-call';
 import type {
   ErrorRenderer,
   Pricing,
@@ -10,7 +11,8 @@ import type {
   UsageEstimate,
   UsageRecord,
 } from '@tollgate/core';
-import type { MeterCharge, ProviderCall, ResolvedPrice } from '@tollgate/core/kit';
+import type { MeterCharge, ProviderCall } from '@tollgate/core/provider-call';
+import type { ResolvedPrice } from '@tollgate/core/costs';
 import {
   adapterFor,
   countTextTokens,
@@ -22,9 +24,10 @@ import {
   preloadTokenizers,
   TokenCountCache,
 } from '@tollgate/providers';
-import { CountBudget, declareOrAnswer } from '@tollgate/providers/kit';
+import { CountBudget } from '@tollgate/providers/count-budget';
+import { declareOrAnswer } from '@tollgate/providers';
 import type { EncodingName, EstimateRequestInput, ProviderAdapter, RequestEstimate } from '@tollgate/providers';
-import type { ReadUsage } from '@tollgate/providers/kit';
+import type { ReadUsage } from '@tollgate/providers/answers';
 import type { UsageReader } from '@tollgate/providers';
 import type { Span, Tracer } from '@opentelemetry/api';
 import type { NextFunction, Request, Response } from 'express';

@@ -1,6 +1,6 @@
 // The usage ledger sink (PostgreSQL, or PGlite embedded): records queued in memory and inserted in batches, migration on first use.
 import { TollgateError } from '@tollgate/core';
-import { assertKnownOptions } from '@tollgate/core/kit';
+import { assertKnownOptions } from '@tollgate/core/options';
 import type { UsageRecord } from '@tollgate/core';
 import type pg from 'pg';
 import { loadOptionalPeer } from './optional-peer.js';

@@ -1,6 +1,6 @@
 // Prometheus sink: request, token, cost and latency metrics by tenant, model and feature, with bounded label values.
 import { nanoToUsd, TollgateError } from '@tollgate/core';
-import { assertKnownOptions } from '@tollgate/core/kit';
+import { assertKnownOptions } from '@tollgate/core/options';
 import type { UsageRecord } from '@tollgate/core';
 import type { NextFunction, Request, Response } from 'express';
 import type { Registry } from 'prom-client';

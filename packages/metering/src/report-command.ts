@@ -14,7 +14,7 @@ import {
   UsageError,
 } from '@tollgate/core/command-line';
 import type { Column, CommandIo, OutputFormat } from '@tollgate/core/command-line';
-import { lockHolderAlive, readLockHolder } from '@tollgate/core/kit';
+import { lockHolderAlive, readLockHolder } from '@tollgate/core/process-lock';
 import type { PGlite } from '@electric-sql/pglite';
 import type pg from 'pg';
 import { dataDirLayout, ledgerClient } from './ledger-socket.js';

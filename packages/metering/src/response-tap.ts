@@ -1,12 +1,14 @@
 // Reads a response for usage as it passes through res.write / res.end; ends a stream at its grant; tells the call's cost.
 import type { ServerResponse } from 'node:http';
 import { tapResponse } from '@tollgate/core';
-import { budgetRemainingAfter, exactUsd } from '@tollgate/core/kit';
+import { budgetRemainingAfter } from '@tollgate/core/provider-call';
+import { exactUsd } from '@tollgate/core/costs';
 import type { TollgateContext } from '@tollgate/core';
-import type { EndThrough, ResponseFilter, WriteThrough } from '@tollgate/core/kit';
-import { SseDecoder, withCostUsd } from '@tollgate/providers/kit';
+import type { EndThrough, ResponseFilter, WriteThrough } from '@tollgate/core/provider-call';
+import { SseDecoder } from '@tollgate/providers/sse';
+import { withCostUsd } from '@tollgate/providers/answers';
 import type { OutputCounter, ProviderAdapter, UsageReader } from '@tollgate/providers';
-import type { SseBlock } from '@tollgate/providers/kit';
+import type { SseBlock } from '@tollgate/providers/sse';
 import { memberValueRange, topLevelFields } from './answer-scan.js';
 
 /** JSON bodies above this are not parsed whole: usage is looked for in their last bytes. */

@@ -2,7 +2,7 @@
 // remainder carried per customer and month, identified by the record's id, retried until accepted, never sent twice.
 import { TollgateError } from '@tollgate/core';
 import type { UsageRecord } from '@tollgate/core';
-import { assertKnownOptions } from '@tollgate/core/kit';
+import { assertKnownOptions } from '@tollgate/core/options';
 import { retryableStatus, retryBackoff } from '@tollgate/core/webhook';
 import type { IBackoff } from '@tollgate/core/webhook';
 import type StripeClient from 'stripe';

@@ -1,8 +1,8 @@
 // toolMeter(): meters calls priced per call (MCP tools): the estimate at the price before the call, one record after it.
 import { getContext } from '@tollgate/core';
-import { assertKnownOptions } from '@tollgate/core/kit';
+import { assertKnownOptions } from '@tollgate/core/options';
 import type { TollgateContext, UsageRecord } from '@tollgate/core';
-import type { MeterCharge } from '@tollgate/core/kit';
+import type { MeterCharge } from '@tollgate/core/provider-call';
 import type { Request, Response } from 'express';
 import { conversationOf, newRecord, nextRecordId, routeOf, tellUsage, usageDeliverer } from './meter.js';
 import { invalidOption, resolveDestination } from './meter-options.js';

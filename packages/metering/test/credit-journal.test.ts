@@ -1,7 +1,8 @@
 // Budget top-ups in the SQL ledger's database: made by the ledger's migration, an action written again stored once, a
 // scope's credit the sum since its last reset, periods over left out; on PGlite and PostgreSQL.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { creditTableName, ledgerMigrationSql, postgresCreditJournal } from '@tollgate/metering';
+import { creditTableName, ledgerMigrationSql } from '../src/postgres-ledger.js';
+import { postgresCreditJournal } from '@tollgate/metering';
 import { pgliteBackend, postgresBackend } from './ledger-backends.js';
 import type { Backend } from './ledger-backends.js';
 const now = Date.UTC(2026, 3, 1, 12);

@@ -1,13 +1,7 @@
 // Outcomes in the SQL ledger: recorded per tenant, once per subject and kind, and read as cost per outcome, on PGlite and PostgreSQL.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import {
-  costPerOutcome,
-  migrateUsageLedger,
-  outcomeTableName,
-  recentUsage,
-  recordOutcome,
-  runReportCommand,
-} from '@tollgate/metering';
+import { costPerOutcome, migrateUsageLedger, recentUsage, recordOutcome, runReportCommand } from '@tollgate/metering';
+import { outcomeTableName } from '../src/postgres-ledger.js';
 import { postgresSink } from '@tollgate/metering/postgres';
 import { pgliteBackend, postgresBackend } from './ledger-backends.js';
 import type { Backend } from './ledger-backends.js';

@@ -6,11 +6,11 @@ import {
   aggregateUsage,
   formatUsageReport,
   insertUsageRecords,
-  ledgerMigrationSql,
   migrateUsageLedger,
   recentUsage,
   runReportCommand,
 } from '@tollgate/metering';
+import { ledgerMigrationSql } from '../src/postgres-ledger.js';
 import { postgresSink } from '@tollgate/metering/postgres';
 import pg from 'pg';
 import { sampleRecord } from './sample-record.js';

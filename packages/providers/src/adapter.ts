@@ -1,5 +1,6 @@
 // The provider adapter: everything specific to one provider API, behind one object.
-import type { CallAdapter, ModelKind } from '@tollgate/core/kit';
+import type { CallAdapter } from '@tollgate/core/provider-call';
+import type { ModelKind } from '@tollgate/core/costs';
 import type { RequestCounter } from './counter.js';
 import type { EncodingName } from './tokenizer.js';
 import type { Json } from './json.js';

@@ -1,6 +1,6 @@
 // The adapters by API name: what a route's declared `api` resolves to.
 import { TollgateError } from '@tollgate/core';
-import { isProviderApi } from '@tollgate/core/kit';
+import { isProviderApi } from '@tollgate/core/provider-call';
 import type { ProviderApi } from '@tollgate/core';
 import type { ProviderAdapter } from './adapter.js';
 import { anthropicMessages } from './anthropic-messages/index.js';

@@ -1,5 +1,5 @@
 // Counting the strings of one request under one time budget, exact or approximate as the catalogue says.
-import type { TokenizerFamily } from '@tollgate/core/kit';
+import type { TokenizerFamily } from '@tollgate/core/costs';
 import { TokenCountCache } from './count-cache.js';
 import { CountBudget, countTextTokens, countTextTokensSliced } from './tokenizer.js';
 import type { EncodingName, TimeSlice } from './tokenizer.js';

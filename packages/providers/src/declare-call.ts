@@ -1,7 +1,7 @@
 // providerCall(): a route declares the provider call it makes, once, through its API's adapter.
 import { ApiError, getContext, renderApiError } from '@tollgate/core';
 import type { ErrorRenderer, ProviderApi } from '@tollgate/core';
-import type { CallRequest, ProviderCall } from '@tollgate/core/kit';
+import type { CallRequest, ProviderCall } from '@tollgate/core/provider-call';
 import type { NextFunction, Request, Response } from 'express';
 import type { ProviderAdapter } from './adapter.js';
 import { adapterFor } from './adapters.js';

@@ -1,8 +1,8 @@
 // Token estimate of a provider request before the call, through its API's adapter: exact or approximate as the catalogue says.
 import { ApiError, createPricing } from '@tollgate/core';
-import { maxCostNanoUsd } from '@tollgate/core/kit';
+import { maxCostNanoUsd } from '@tollgate/core/costs';
 import type { Pricing, ProviderApi } from '@tollgate/core';
-import type { ModelKind, ResolvedPrice, TokenizerFamily } from '@tollgate/core/kit';
+import type { ModelKind, ResolvedPrice, TokenizerFamily } from '@tollgate/core/costs';
 import type { ProviderAdapter } from './adapter.js';
 import { adapterFor, providerAdapters } from './adapters.js';
 import { ASYNC_ESTIMATE_MS, ESTIMATE_SLICE_MS, RequestCounter, SYNC_ESTIMATE_MS } from './counter.js';

@@ -1,41 +1,26 @@
 // @tollgate/providers: one adapter per provider API, the request's call declaration, estimates, usage readers.
+export { adapterFor } from './adapters.js';
+export type { ProviderAdapter } from './adapter.js';
+export { providerCall, declareProviderCall, declareOrAnswer } from './declare-call.js';
+export type { CallDeclaration } from './declare-call.js';
+export { openAiChat, chatCompletionsAdapter } from './openai-chat/index.js';
+export { openAiResponses } from './openai-responses/index.js';
+export { anthropicMessages } from './anthropic-messages/index.js';
+export { openAiCompatible } from './openai-compatible/index.js';
+export { gemini } from './gemini/index.js';
 export {
-  adapterFor,
-  providerCall,
-  declareProviderCall,
-  openAiChat,
-  openAiResponses,
-  anthropicMessages,
-  openAiCompatible,
-  gemini,
-  chatCompletionsAdapter,
   estimateRequest,
   estimateRequestAsync,
   estimateRequestAtOnce,
   estimateInputTokens,
   estimateInputTokensAsync,
-  countTextTokens,
-  preloadTokenizers,
-  tokenizersLoaded,
-  encodingLoaded,
   modelMaxOutputTokens,
-  TokenCountCache,
-  DEFAULT_COUNT_CACHE_CHARS,
-  OutputText,
-  lowerOutputTokens,
-  upperOutputTokens,
-  maxTokenBytesOf,
-} from './kit.js';
-export type {
-  ProviderAdapter,
-  ChatAdapterOptions,
-  CallDeclaration,
-  EstimateOptions,
-  RequestEstimate,
-  EstimateRequestInput,
-  InputTokenEstimate,
-  EncodingName,
-  UsageReader,
-  OutputCounter,
-  TextMap,
-} from './kit.js';
+} from './estimate.js';
+export type { EstimateRequestInput } from './estimate.js';
+export type { RequestEstimate } from './counter.js';
+export { countTextTokens, preloadTokenizers, tokenizersLoaded, encodingLoaded } from './tokenizer.js';
+export type { EncodingName } from './tokenizer.js';
+export { TokenCountCache, DEFAULT_COUNT_CACHE_CHARS } from './count-cache.js';
+export { OutputText } from './usage.js';
+export type { UsageReader, OutputCounter } from './usage.js';
+export { lowerOutputTokens, upperOutputTokens, maxTokenBytesOf } from './output-bounds.js';

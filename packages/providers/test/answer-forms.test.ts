@@ -2,7 +2,7 @@
 // mock streams), assembles back into the same JSON answer, and the adapter reads the same usage from both forms.
 import { describe, expect, it } from '@jest/globals';
 import { adapterFor } from '@tollgate/providers';
-import { answerFormsOf } from '@tollgate/providers/kit';
+import { answerFormsOf } from '@tollgate/providers/answers';
 import type { ProviderApi } from '@tollgate/core';
 import { anthropicAnswer, anthropicEvents } from '../src/anthropic-messages/answer.js';
 import type { PlainAnswer, SseMessage } from '../src/answer-types.js';

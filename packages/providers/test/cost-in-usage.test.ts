@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from '@jest/globals';
 import type { ProviderApi } from '@tollgate/core';
 import { adapterFor } from '@tollgate/providers';
-import { SseDecoder, withCostUsd } from '@tollgate/providers/kit';
+import { SseDecoder } from '@tollgate/providers/sse';
+import { withCostUsd } from '@tollgate/providers/answers';
 
 const fixture = (name: string) => readFileSync(new URL(`./fixtures/${name}`, import.meta.url));
 

@@ -7,7 +7,8 @@ import {
   estimateRequestAsync,
   preloadTokenizers,
 } from '@tollgate/providers';
-import { CountBudget, MAX_TOKEN_BYTES } from '@tollgate/providers/kit';
+import { CountBudget } from '@tollgate/providers/count-budget';
+import { MAX_TOKEN_BYTES } from '../src/tokenizer.js';
 import { countTokens as cl100kCount } from 'gpt-tokenizer/encoding/cl100k_base';
 import { countTokens as o200kCount, decode as o200kDecode } from 'gpt-tokenizer/encoding/o200k_base';
 import { decode as cl100kDecode } from 'gpt-tokenizer/encoding/cl100k_base';

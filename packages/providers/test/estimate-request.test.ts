@@ -1,8 +1,9 @@
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import { ApiError, createPricing, UnknownModelError } from '@tollgate/core';
-import { maxCostNanoUsd } from '@tollgate/core/kit';
+import { maxCostNanoUsd } from '@tollgate/core/costs';
 import { countTextTokens, estimateInputTokens, estimateRequest, preloadTokenizers } from '@tollgate/providers';
-import { CountBudget, tokenizerFor } from '@tollgate/providers/kit';
+import { CountBudget } from '@tollgate/providers/count-budget';
+import { tokenizerFor } from '../src/estimate.js';
 import { countTokens as o200kCount } from 'gpt-tokenizer/encoding/o200k_base';
 
 const PLAIN = { disallowedSpecial: new Set<string>() };

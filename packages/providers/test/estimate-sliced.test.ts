@@ -8,7 +8,7 @@ import {
   estimateRequestAtOnce,
   preloadTokenizers,
 } from '@tollgate/providers';
-import { utf8Length } from '@tollgate/providers/kit';
+import { utf8Length } from '../src/tokenizer.js';
 import { countTokens as o200kCount } from 'gpt-tokenizer/encoding/o200k_base';
 
 const PLAIN = { disallowedSpecial: new Set<string>() };

@@ -3,7 +3,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { createPricing } from '@tollgate/core';
 import { adapterFor, estimateRequest } from '@tollgate/providers';
-import { SseDecoder } from '@tollgate/providers/kit';
+import { SseDecoder } from '@tollgate/providers/sse';
 import type { UsageReader } from '@tollgate/providers';
 
 type Json = Record<string, unknown>;

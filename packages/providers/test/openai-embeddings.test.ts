@@ -6,7 +6,7 @@ import { countTokens as cl100kCount } from 'gpt-tokenizer/encoding/cl100k_base';
 import { countTokens as o200kCount } from 'gpt-tokenizer/encoding/o200k_base';
 import { ApiError, createPricing } from '@tollgate/core';
 import { adapterFor, estimateRequest, preloadTokenizers } from '@tollgate/providers';
-import { checkModelKind } from '@tollgate/providers/kit';
+import { checkModelKind } from '@tollgate/providers/routes';
 
 type Json = Record<string, unknown>;
 

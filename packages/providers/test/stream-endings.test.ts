@@ -2,7 +2,7 @@
 import { describe, expect, it } from '@jest/globals';
 import type { ProviderApi } from '@tollgate/core';
 import { adapterFor, OutputText } from '@tollgate/providers';
-import { SseDecoder } from '@tollgate/providers/kit';
+import { SseDecoder } from '@tollgate/providers/sse';
 import type { UsageReader } from '@tollgate/providers';
 
 type Json = Record<string, unknown>;

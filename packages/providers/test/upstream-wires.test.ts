@@ -3,8 +3,8 @@
 import { describe, expect, it } from '@jest/globals';
 import { PROVIDER_APIS } from '@tollgate/core';
 import { adapterFor } from '@tollgate/providers';
-import { kindsSpeaking, providerAdapters, upstreamKinds } from '@tollgate/providers/kit';
-import type { UpstreamSettings, UpstreamWire } from '@tollgate/providers/kit';
+import { kindsSpeaking, providerAdapters, upstreamKinds } from '@tollgate/providers/routes';
+import type { UpstreamSettings, UpstreamWire } from '@tollgate/providers/routes';
 
 const pathOf = (wire: UpstreamWire, model: string, stream: boolean, settings: UpstreamSettings = {}) =>
   typeof wire.path === 'string' ? wire.path : wire.path({ model, stream }, settings);

@@ -3,9 +3,9 @@ import { describe, expect, it } from '@jest/globals';
 import type { ProviderApi, TokenUsage } from '@tollgate/core';
 import { findUsageObject } from '@tollgate/metering';
 import { adapterFor } from '@tollgate/providers';
-import { SseDecoder } from '@tollgate/providers/kit';
+import { SseDecoder } from '@tollgate/providers/sse';
 import type { UsageReader } from '@tollgate/providers';
-import type { SseBlock } from '@tollgate/providers/kit';
+import type { SseBlock } from '@tollgate/providers/sse';
 
 const fixture = (name: string) => readFileSync(new URL(`./fixtures/${name}`, import.meta.url));
 const lengthCounter = (text: string) => text.length;

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { ApiError, getContext, parseDuration, TollgateError } from '@tollgate/core';
 import type { ErrorRenderer, TollgateStores } from '@tollgate/core';
-import { MemoryReservationLedger, unalteredMemoryStore, type ReservationLedger } from '@tollgate/core/kit';
+import { MemoryReservationLedger, unalteredMemoryStore, type ReservationLedger } from '@tollgate/core/store-contracts';
 import type { LimitLayer, TierLimit } from './limit-layers.js';
 import { LIMITER_CODE, LIMITER_OPTION_NAMES, resolveLimiterOptions } from './limiter-options.js';
 import type { ResolvedLimiterOptions } from './limiter-options.js';

@@ -3,18 +3,10 @@ export { tieredRateLimit, type TieredRateLimitOptions } from './tiered-rate-limi
 export { tokenRateLimit, type TokenRateLimitOptions } from './token-rate-limit.js';
 export { concurrencyLimit, type ConcurrencyLimitOptions } from './concurrency-limit.js';
 export { combineLimits } from './combine-limits.js';
-export { tierPolicy, type TierPolicyOptions, type TierRules } from './tier-policy.js';
-export type { LimitLayerOptions, TierLimit } from './limit-layers.js';
-export type { CommonLimitOptions, LimitBy, StoreFailurePolicy, StoresWithCommands, WaitOptions } from './types.js';
-export {
-  describeWindow,
-  openAiDuration,
-  reportedLimit,
-  type LimitReport,
-  type QuotaKind,
-} from './rate-limit-headers.js';
-export { QUEUE_HEADER } from './wait-queue.js';
+export { tierPolicy, type TierPolicyOptions } from './tier-policy.js';
+export type { LimitLayerOptions } from './limit-layers.js';
+export type { StoresWithCommands } from './types.js';
+export { describeWindow } from './rate-limit-headers.js';
 export { readLimits, type LimitReading } from './limit-readings.js';
-export { StoreFailure } from './store-failure.js';
 // Core's shadow mode, at the door of the pieces it shadows: `app.use(shadowMode(rule))` before the limiters.
-export { shadowMode, type ShadowRule } from '@tollgate/core/kit';
+export { shadowMode, type ShadowRule } from '@tollgate/core/checks';

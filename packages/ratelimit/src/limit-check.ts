@@ -6,7 +6,7 @@ import {
   preCallCheckOf,
   type CheckVerdict,
   type PreCallCheck,
-} from '@tollgate/core/kit';
+} from '@tollgate/core/checks';
 import type { LimitReading } from './limit-readings.js';
 import { QUEUE_HEADER, type WaitQueue } from './wait-queue.js';
 

@@ -1,7 +1,7 @@
 // Layers of one limiter (global, tenant, key ...): each with its own counter id, window and per-tier limit.
 import type { Request } from 'express';
 import { parseDuration, TollgateError } from '@tollgate/core';
-import { didYouMean } from '@tollgate/core/kit';
+import { didYouMean } from '@tollgate/core/options';
 import { limitKeyResolver, tierOf, type LimitKeyResolver } from './limit-key.js';
 import type { LimitBy } from './types.js';
 

@@ -1,6 +1,6 @@
 // The options every limiter shares, resolved once at factory time into a frozen configuration.
 import { renderApiError, type ErrorRenderer } from '@tollgate/core';
-import { assertKnownOptions } from '@tollgate/core/kit';
+import { assertKnownOptions } from '@tollgate/core/options';
 import { LAYER_OPTION_NAMES, resolveLayers, type LimitLayer, type LimitLayerOptions } from './limit-layers.js';
 import { storeFailureHandling, type StoreFailureHandling } from './store-failure.js';
 import type { CommonLimitOptions, WaitOptions } from './types.js';

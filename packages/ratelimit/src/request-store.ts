@@ -1,7 +1,7 @@
 // The express-rate-limit store of one request layer: the stores' own fixed windows (Redis), rate-limit-redis on other command-sending stores, process memory otherwise.
 import type { ClientRateLimitInfo, IncrementResponse, Options as RateLimitOptions, Store } from 'express-rate-limit';
 import { RedisStore, type RedisReply } from 'rate-limit-redis';
-import { fixedWindowCalls, whenReady, type FixedWindowCalls } from '@tollgate/core/kit';
+import { fixedWindowCalls, whenReady, type FixedWindowCalls } from '@tollgate/core/store-contracts';
 import type { StoreFailureHandling } from './store-failure.js';
 import type { FixedWindowCounter, StoresWithCommands } from './types.js';
 

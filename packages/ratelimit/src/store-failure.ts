@@ -1,7 +1,7 @@
 // Store failures and timeouts: marked apart from bugs, reported without flooding, answered by the policy.
 import { ApiError, parseDuration, TollgateError } from '@tollgate/core';
-import { withTimeout } from '@tollgate/core/kit';
-import type { MaybePromise } from '@tollgate/core/kit';
+import { withTimeout } from '@tollgate/core/store-contracts';
+import type { MaybePromise } from '@tollgate/core/store-contracts';
 import type { CommonLimitOptions, StoreFailurePolicy } from './types.js';
 
 /** A store call that failed or timed out: the policy decides, unlike a bug, which goes to next(err). */

@@ -8,9 +8,10 @@ import {
   type ErrorRenderer,
   type ProviderApi,
 } from '@tollgate/core';
-import { assertKnownOptions, closestName, didYouMean, isModelAllowed, resolveTierModels } from '@tollgate/core/kit';
+import { assertKnownOptions, closestName, didYouMean } from '@tollgate/core/options';
+import { isModelAllowed, resolveTierModels } from '@tollgate/core/checks';
 import { adapterFor } from '@tollgate/providers';
-import { declareOrAnswer } from '@tollgate/providers/kit';
+import { declareOrAnswer } from '@tollgate/providers';
 import type { CallDeclaration, ProviderAdapter } from '@tollgate/providers';
 
 export interface TierRules {

@@ -1,7 +1,7 @@
 // tokenRateLimit: tokens per window per key, tenant or tier; reserves the estimate, settles to the real usage.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { ApiError, createMemoryStores, getContext, type TollgateStores, type UsageRecord } from '@tollgate/core';
-import { MemoryWindowCounter, unalteredMemoryStore } from '@tollgate/core/kit';
+import { MemoryWindowCounter, unalteredMemoryStore } from '@tollgate/core/store-contracts';
 import type { LimitLayerOptions } from './limit-layers.js';
 import { resolveLimiterOptions, type ResolvedLimiterOptions } from './limiter-options.js';
 import {

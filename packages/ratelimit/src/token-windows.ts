@@ -1,9 +1,9 @@
 // The token windows of a tokenRateLimit: the estimate reserved in every layer at once, then adjusted to the real usage.
 import type { Request, Response } from 'express';
 import { getContext } from '@tollgate/core';
-import { counterCalls, whenReady } from '@tollgate/core/kit';
+import { counterCalls, whenReady } from '@tollgate/core/store-contracts';
 import type { TollgateStores } from '@tollgate/core';
-import type { CounterCalls, MaybePromise, WindowResult } from '@tollgate/core/kit';
+import type { CounterCalls, MaybePromise, WindowResult } from '@tollgate/core/store-contracts';
 import type { LimitLayer } from './limit-layers.js';
 import { asPromise, settleAll, type Verdict } from './limit-check.js';
 import { readable, type LimitReading } from './limit-readings.js';

@@ -1,7 +1,7 @@
 // The options every limiter shares: who a limit is counted by, tiers, store failure policy and waiting.
 import type { Request } from 'express';
 import type { ErrorRenderer, TollgateStores } from '@tollgate/core';
-import type { FixedWindowCounter } from '@tollgate/core/kit';
+import type { FixedWindowCounter } from '@tollgate/core/store-contracts';
 
 /**
  * What a limit is counted by. `key`, `user` and `tenant` read `req.tollgate.identity`
@@ -16,7 +16,7 @@ export type LimitBy = 'key' | 'user' | 'tenant' | 'tier' | 'global' | ((req: Req
 export type StoreFailurePolicy = 'failOpen' | 'failClosed';
 
 /** Fixed request windows kept by the stores themselves (core's one declaration). */
-export type { FixedWindowCounter } from '@tollgate/core/kit';
+export type { FixedWindowCounter } from '@tollgate/core/store-contracts';
 
 /** Stores from `@tollgate/redis` carry a raw command function and fixed windows; memory stores do not. */
 export interface StoresWithCommands extends TollgateStores {

@@ -1,6 +1,6 @@
 // OpenAI-style reset durations, as in x-ratelimit-reset-requests / -tokens.
 import { describe, expect, it } from '@jest/globals';
-import { openAiDuration } from '@tollgate/ratelimit';
+import { openAiDuration } from '../src/rate-limit-headers.js';
 
 describe('openAiDuration', () => {
   it.each([

@@ -10,9 +10,9 @@ import {
   concurrencyLimit,
   tieredRateLimit,
   tokenRateLimit,
-  type StoreFailurePolicy,
   type StoresWithCommands,
 } from '@tollgate/ratelimit';
+import type { StoreFailurePolicy } from '../src/types.js';
 import { testApp } from './helpers.js';
 
 const unhandled: unknown[] = [];

@@ -4,7 +4,8 @@ import { afterAll, afterEach, describe, expect, it, jest } from '@jest/globals';
 import request from 'supertest';
 import type { RequestHandler } from 'express';
 import { createMemoryStores, getContext } from '@tollgate/core';
-import { concurrencyLimit, QUEUE_HEADER, tieredRateLimit, tokenRateLimit } from '@tollgate/ratelimit';
+import { concurrencyLimit, tieredRateLimit, tokenRateLimit } from '@tollgate/ratelimit';
+import { QUEUE_HEADER } from '../src/wait-queue.js';
 import {
   estimateFromHeader,
   holdingHandler,

@@ -1,7 +1,7 @@
 // One way to reach Redis (one server or a Cluster) for every store: a sendCommand with a deadline that never rejects unhandled, store scripts bundled per turn.
 import { createClient, createCluster } from 'redis';
 import { StoreTimeoutError } from '@tollgate/core';
-import { withTimeout } from '@tollgate/core/kit';
+import { withTimeout } from '@tollgate/core/store-contracts';
 import { firstKeyOf, isForEveryNode } from './hash-slot.js';
 import type { SubscriberLike } from './key-cache.js';
 import type { LuaScript, SendCommand } from './lua.js';

@@ -1,5 +1,5 @@
 // Fixed request windows on Redis for tieredRateLimit inside combineLimits: express-rate-limit's model, in the stores' script bundle.
-import { assertStoreNumber, type FixedWindowCounter } from '@tollgate/core/kit';
+import { assertStoreNumber, type FixedWindowCounter } from '@tollgate/core/store-contracts';
 import type { Connection } from './connection.js';
 import type { LuaScript } from './lua.js';
 import * as scripts from './scripts.js';

@@ -1,7 +1,7 @@
 // In-process cache of key records, trusted only while a pub/sub subscription tells it of every change.
 import { randomUUID } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import type { ApiKeyRecord } from '@tollgate/core/kit';
+import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 
 /** The part of a node-redis v5 client a subscriber needs (`client.duplicate()` gives one). */
 export interface SubscriberLike {

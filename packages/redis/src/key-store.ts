@@ -1,6 +1,6 @@
 // API key store on Redis: lookups served from memory while pub/sub reports every change, so a revocation acts everywhere within the pub/sub delivery time.
-import { deepFreeze } from '@tollgate/core/kit';
-import type { ApiKeyRecord, KeyStore } from '@tollgate/core/kit';
+import { deepFreeze } from '@tollgate/core/store-contracts';
+import type { ApiKeyRecord, KeyStore } from '@tollgate/core/store-contracts';
 import type { Connection } from './connection.js';
 import type { KeyCache } from './key-cache.js';
 import type { LuaScript } from './lua.js';

@@ -1,5 +1,5 @@
 // The rebuilt mark of each ledger slot: a reserve in a slot Redis lost (or never held) is refused until spend is rebuilt.
-import type { RebuildGate } from '@tollgate/core/kit';
+import type { RebuildGate } from '@tollgate/core/store-contracts';
 import type { Connection } from './connection.js';
 import { DEFAULT_TAG, slotTag } from './hash-slot.js';
 import { recordCut } from './scripts.js';

@@ -1,6 +1,6 @@
 // createRedisStores: every core store interface on one Redis or one Redis Cluster, shared by every process that points at it.
 import { TollgateError, type TollgateStores } from '@tollgate/core';
-import { assertKnownOptions } from '@tollgate/core/kit';
+import { assertKnownOptions } from '@tollgate/core/options';
 import {
   connectCluster,
   connectUrl,

@@ -8,7 +8,7 @@ import {
   assertStoreIncrease,
   assertStoreNumber,
   scopeKeyOf,
-} from '@tollgate/core/kit';
+} from '@tollgate/core/store-contracts';
 import type {
   LedgerScope,
   ReservationLedger,
@@ -18,9 +18,9 @@ import type {
   ScopeUsage,
   SettledRecord,
   SettleResult,
-} from '@tollgate/core/kit';
+} from '@tollgate/core/store-contracts';
 import type { Connection } from './connection.js';
-import { SpendNotRebuiltError } from '@tollgate/core/kit';
+import { SpendNotRebuiltError } from '@tollgate/core/store-contracts';
 import { DEFAULT_TAG } from './hash-slot.js';
 import type { LuaScript } from './lua.js';
 import type { RedisRebuildGate } from './rebuild-gate.js';

@@ -1,5 +1,5 @@
 // Reservation ledger on Redis Cluster: each scope on its own slot's shard; a reserve over several slots stays all-or-nothing.
-import { assertReserveNumbers, assertStoreAmount, GLOBAL_SLOT, scopeKeyOf } from '@tollgate/core/kit';
+import { assertReserveNumbers, assertStoreAmount, GLOBAL_SLOT, scopeKeyOf } from '@tollgate/core/store-contracts';
 import type {
   LedgerScope,
   RebuildGate,
@@ -11,7 +11,7 @@ import type {
   ScopeUsage,
   SettledRecord,
   SettleResult,
-} from '@tollgate/core/kit';
+} from '@tollgate/core/store-contracts';
 import type { Connection } from './connection.js';
 import { DEFAULT_TAG, slotTag } from './hash-slot.js';
 import { RedisReservationLedger, type LedgerOptions } from './reservation-ledger.js';

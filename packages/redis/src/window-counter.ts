@@ -1,6 +1,6 @@
 // Weighted sliding-window counter on Redis: one hash per (key, window size), one script per operation.
-import { assertStoreNumber } from '@tollgate/core/kit';
-import type { WindowCounter, WindowResult } from '@tollgate/core/kit';
+import { assertStoreNumber } from '@tollgate/core/store-contracts';
+import type { WindowCounter, WindowResult } from '@tollgate/core/store-contracts';
 import type { Connection } from './connection.js';
 import { slotTag } from './hash-slot.js';
 import type { LuaScript } from './lua.js';

@@ -3,8 +3,9 @@ import { createHash, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createCluster } from 'redis';
 import { TollgateError } from '@tollgate/core';
-import { type ApiKeyRecord } from '@tollgate/core/kit';
-import { createRedisStores, keyCacheClientName, type RedisStores } from '@tollgate/redis';
+import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
+import { createRedisStores, type RedisStores } from '@tollgate/redis';
+import { keyCacheClientName } from '../src/redis-stores.js';
 import { eventually, freePort, uniquePrefix } from './helpers.js';
 import { testCluster, type TestCluster } from './redis-cluster.js';
 

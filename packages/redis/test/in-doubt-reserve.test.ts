@@ -2,7 +2,8 @@
 // back what it holds, so a lost reply costs nothing; a reserve that never ran gives back nothing (others' holds stay).
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import { StoreTimeoutError } from '@tollgate/core';
-import { createRedisStores, RedisReservationLedger, type RedisStores } from '@tollgate/redis';
+import { createRedisStores, type RedisStores } from '@tollgate/redis';
+import { RedisReservationLedger } from '../src/reservation-ledger.js';
 import { deleteKeys, eventually, keysWithPrefix, REDIS_URL, requireRedis, uniquePrefix } from './helpers.js';
 import { ReplyFaultRelay } from '../../../test/helpers/redis-relay.js';
 

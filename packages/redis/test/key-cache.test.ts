@@ -2,8 +2,9 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createClient } from 'redis';
-import type { ApiKeyRecord } from '@tollgate/core/kit';
-import { createRedisStores, keyCacheClientName, type RedisStores } from '@tollgate/redis';
+import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
+import { createRedisStores, type RedisStores } from '@tollgate/redis';
+import { keyCacheClientName } from '../src/redis-stores.js';
 import { deleteKeys, eventually, REDIS_URL, requireRedis, uniquePrefix } from './helpers.js';
 
 const prefix = uniquePrefix();

@@ -3,14 +3,10 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import calculateSlot from 'cluster-key-slot';
 import { createClient } from 'redis';
-import {
-  BundledScriptError,
-  createRedisStores,
-  ScriptBundle,
-  SCRIPTS,
-  type RedisClientLike,
-  type RedisStores,
-} from '@tollgate/redis';
+import { BundledScriptError, ScriptBundle } from '../src/script-bundle.js';
+import { createRedisStores, type RedisStores } from '@tollgate/redis';
+import { SCRIPTS } from '../src/scripts.js';
+import type { RedisClientLike } from '../src/connection.js';
 import { freePort, PrivateRedis } from './helpers.js';
 
 type Client = ReturnType<typeof createClient>;

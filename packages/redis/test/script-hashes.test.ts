@@ -1,6 +1,9 @@
 // Each Lua script's SHA1 is pinned: changing a script is a deliberate act (and old SHAs stay cached in Redis).
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { createRedisStores, normaliseLua, ScriptBundle, SCRIPTS, type RedisStores } from '@tollgate/redis';
+import { createRedisStores, type RedisStores } from '@tollgate/redis';
+import { normaliseLua } from '../src/lua.js';
+import { ScriptBundle } from '../src/script-bundle.js';
+import { SCRIPTS } from '../src/scripts.js';
 import { REDIS_URL, requireRedis, uniquePrefix } from './helpers.js';
 
 const PINNED: Record<keyof typeof SCRIPTS, string> = {

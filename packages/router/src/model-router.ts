@@ -1,6 +1,6 @@
 // createModelRouter: picks a request's targets (strategy, breakers) and runs its attempts (retries, backoff, fallback).
 import { TollgateError } from '@tollgate/core';
-import { maxCostNanoUsd } from '@tollgate/core/kit';
+import { maxCostNanoUsd } from '@tollgate/core/costs';
 import type { Pricing } from '@tollgate/core';
 import { retryDelayMs } from './backoff.js';
 import { resolveRouterOptions } from './options.js';

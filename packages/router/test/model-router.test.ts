@@ -1,8 +1,10 @@
 // The router's choices and tries, without HTTP: strategies, retries and backoff, breakers, classes, skipped targets.
 import { afterEach, describe, expect, it, jest } from '@jest/globals';
 import { createPricing } from '@tollgate/core';
-import { classifyRequest, createModelRouter, resolveRouterOptions, retryAfterMs, retryDelayMs } from '@tollgate/router';
-import type { AttemptResult, ModelRouterSetup, ResolvedTarget, RouteFailure, RoutePlan } from '@tollgate/router';
+import { classifyRequest } from '../src/request-classes.js';
+import { createModelRouter, resolveRouterOptions, retryAfterMs, retryDelayMs } from '@tollgate/router';
+import type { AttemptResult, ResolvedTarget, RouteFailure, RoutePlan } from '@tollgate/router';
+import type { ModelRouterSetup } from '../src/model-router.js';
 
 const pricing = createPricing();
 const request = { inputTokens: 100, tools: false, images: false };

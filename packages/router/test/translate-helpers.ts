@@ -1,6 +1,6 @@
 // Fixtures and stream helpers shared by the translation tests.
 import { readFileSync } from 'node:fs';
-import { SseDecoder } from '@tollgate/providers/kit';
+import { SseDecoder } from '@tollgate/providers/sse';
 import type { StreamTranslator } from '../src/translate/index.js';
 
 const fixtures = new URL('./fixtures/translate/', import.meta.url);

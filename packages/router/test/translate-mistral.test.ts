@@ -1,7 +1,7 @@
 // Mistral's chat API in translation: a dialect of the chat family (its adapter says so), so a model group may fall back
 // openai <-> mistral <-> anthropic; the fields only Mistral or only OpenAI has are mapped, dropped or refused.
 import { describe, expect, it } from '@jest/globals';
-import { SseDecoder } from '@tollgate/providers/kit';
+import { SseDecoder } from '@tollgate/providers/sse';
 import {
   canTranslate,
   createStreamTranslator,

@@ -1,7 +1,7 @@
 // The config's budgets and who holds them: tenants, features and the global ceilings.
 import { z } from 'zod';
-import { MAX_USD } from '@tollgate/core/kit';
-import type { CalendarPeriod } from '@tollgate/core/kit';
+import { MAX_USD } from '@tollgate/core/options';
+import type { CalendarPeriod } from '@tollgate/core/options';
 import { choice, fields, fraction, nonEmptyString, positiveInteger, recordOf } from './rules.js';
 import { shadow, toolPatterns } from './tier-schema.js';
 

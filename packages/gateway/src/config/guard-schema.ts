@@ -1,6 +1,6 @@
 // The config's guard sections (abuse checks, load shedding), prompt guardrails and alert webhooks.
 import { z } from 'zod';
-import type { AnomalyAction } from '@tollgate/guard/kit';
+import type { AnomalyAction } from '@tollgate/guard/options';
 import {
   choice,
   duration,

@@ -1,5 +1,5 @@
 // What a key may name (tenants, tiers, MCP servers) and the one rule for every door a key comes in by.
-import { didYouMean } from '@tollgate/core/kit';
+import { didYouMean } from '@tollgate/core/options';
 import type { ProxyConfig } from './schema.js';
 
 /** Tool patterns whose server is not in mcpServers. */

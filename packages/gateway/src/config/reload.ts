@@ -1,6 +1,6 @@
 // A changed config file's text while running: the keys it puts in force, and whether it validates whole.
 import { configKeyFromRecord, keysWithRemovals } from '@tollgate/auth';
-import type { ApiKeyRecord } from '@tollgate/core/kit';
+import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 import type { ConfigFileStatus } from '../config-file-state.js';
 import type { KeyConfig, ProxyConfig } from './schema.js';
 import { configProblems } from './validate.js';

@@ -1,7 +1,7 @@
 // The rules the config's fields are built from (zod): objects with exactly their fields, names with hints, ranges.
 import { z } from 'zod';
 import { parseDuration } from '@tollgate/core';
-import { didYouMean, MAX_USD_PER_MILLION_TOKENS } from '@tollgate/core/kit';
+import { didYouMean, MAX_USD_PER_MILLION_TOKENS } from '@tollgate/core/options';
 
 // The rules fields are built from. A message is what follows the field's name in the error:
 // `tiers.pro.requestsPerMinute` + ` must be a positive integer`.

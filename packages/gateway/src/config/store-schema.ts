@@ -1,6 +1,6 @@
 // The config's stores and log: Redis (a cluster, blocks), what limits do while Redis is out, the access log.
 import { z } from 'zod';
-import type { OutagePolicy } from '@tollgate/core/kit';
+import type { OutagePolicy } from '@tollgate/core/store-contracts';
 import type { StoreOutageConfig } from '../outage-setup.js';
 import { choice, duration, fields, fraction, nonEmptyString, trueOrFalse, url } from './rules.js';
 

@@ -1,7 +1,7 @@
 // The config's upstreams, models and MCP servers: where calls go, what a model costs, which tools are served.
 import { z } from 'zod';
-import { MAX_USD } from '@tollgate/core/kit';
-import { upstreamKinds } from '@tollgate/providers/kit';
+import { MAX_USD } from '@tollgate/core/options';
+import { upstreamKinds } from '@tollgate/providers/routes';
 import {
   duration,
   environmentName,

@@ -1,6 +1,6 @@
 // Anthropic Messages (`POST /v1/messages`): request shape, estimate, usage, and the ending of a cut stream.
 import type { ReportedUsage, TokenUsage } from '@tollgate/core';
-import type { CallRequest, CallShape } from '@tollgate/core/kit';
+import type { CallRequest, CallShape } from '@tollgate/core/provider-call';
 import type { ProviderAdapter, RequestProblem } from '../adapter.js';
 import type { RequestCounter } from '../counter.js';
 import { asArray, bodyModel, isObject, parseJson, positiveInteger, tokenCount } from '../json.js';

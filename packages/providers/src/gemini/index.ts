@@ -1,6 +1,6 @@
 // Google Gemini's native API (`models/{model}:generateContent` / `:streamGenerateContent`): shape, estimate, usage, ending.
 import type { ReportedUsage, TokenUsage } from '@tollgate/core';
-import type { CallRequest, CallShape } from '@tollgate/core/kit';
+import type { CallRequest, CallShape } from '@tollgate/core/provider-call';
 import type { ProviderAdapter } from '../adapter.js';
 import type { RequestCounter } from '../counter.js';
 import { asArray, isObject, parseJson, positiveInteger, tokenCount } from '../json.js';

@@ -1,6 +1,6 @@
 // OpenAI Chat Completions (`POST /v1/chat/completions`): request shape, estimate, usage, and the ending of a cut stream.
 import type { Provider, ProviderApi, TokenUsage } from '@tollgate/core';
-import type { CallRequest, CallShape } from '@tollgate/core/kit';
+import type { CallRequest, CallShape } from '@tollgate/core/provider-call';
 import type { AdapterRoute, ProviderAdapter } from '../adapter.js';
 import type { RequestCounter } from '../counter.js';
 import { AZURE_OPENAI_UPSTREAM } from './azure.js';

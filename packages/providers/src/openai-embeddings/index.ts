@@ -1,6 +1,6 @@
 // OpenAI Embeddings (`POST /v1/embeddings`): request checks, the input count, usage, end to end in one adapter.
 import type { ReportedUsage, TokenUsage } from '@tollgate/core';
-import type { CallRequest, CallShape } from '@tollgate/core/kit';
+import type { CallRequest, CallShape } from '@tollgate/core/provider-call';
 import type { ProviderAdapter, RequestProblem } from '../adapter.js';
 import type { RequestCounter } from '../counter.js';
 import { bodyModel, isObject, parseJson, tokenCount } from '../json.js';

@@ -1,6 +1,6 @@
 // OpenAI Responses (`POST /v1/responses`): request shape, estimate, usage, and the ending of a cut stream.
 import type { TokenUsage } from '@tollgate/core';
-import type { CallRequest, CallShape } from '@tollgate/core/kit';
+import type { CallRequest, CallShape } from '@tollgate/core/provider-call';
 import type { ProviderAdapter } from '../adapter.js';
 import type { RequestCounter } from '../counter.js';
 import { asArray, bodyModel, isObject, parseJson, positiveInteger } from '../json.js';

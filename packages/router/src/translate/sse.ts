@@ -1,6 +1,6 @@
 // Reading an upstream event stream split anywhere, and writing events in the client's framing.
-import { SseDecoder } from '@tollgate/providers/kit';
-import type { SseBlock } from '@tollgate/providers/kit';
+import { SseDecoder } from '@tollgate/providers/sse';
+import type { SseBlock } from '@tollgate/providers/sse';
 
 /** One SSE event as text: an `event:` line when named, the JSON data, the blank line. */
 export function sseEvent(data: unknown, event?: string): string {

@@ -1,0 +1,48 @@
+// @tollgate/core/store-contracts: for store backends (@tollgate/redis) and the middlewares that drive stores (limits,
+// budgets, keys): the store contracts, the in-memory stores' building blocks, the input guards, a deadline per call.
+export type {
+  ApiKeyRecord,
+  AtOnceCallOptions,
+  FixedWindowAtOnce,
+  FixedWindowCounter,
+  KeyStore,
+  LedgerScope,
+  RebuildGate,
+  ReservationLedger,
+  ReserveRequest,
+  ReserveResult,
+  ScopeBalance,
+  ScopeRef,
+  ScopeUsage,
+  SettleResult,
+  SettledRecord,
+  WindowCounter,
+  WindowCounterAtOnce,
+  WindowResult,
+} from './stores.js';
+export {
+  GLOBAL_SLOT,
+  SpendNotRebuiltError,
+  counterAtOnce,
+  fixedWindowAtOnce,
+  ledgerAtOnce,
+  scopeKeyOf,
+  scopeRemaining,
+  spentBeyondCredit,
+} from './stores.js';
+export type { AuthMethod } from './types.js';
+export { assertReserveNumbers, assertStoreAmount, assertStoreIncrease, assertStoreNumber } from './store-input.js';
+export {
+  deepFreeze,
+  MemoryKeyStore,
+  MemoryReservationLedger,
+  MemoryWindowCounter,
+  unalteredMemoryStore,
+} from './memory-stores.js';
+export { withTimeout } from './timeout.js';
+export { counterCalls, fixedWindowCalls, ledgerCalls } from './store-calls.js';
+export type { CounterCalls, FixedWindowCalls, LedgerCalls } from './store-calls.js';
+export { whenReady } from './maybe-promise.js';
+export type { MaybePromise } from './maybe-promise.js';
+export type { BlockStores } from './block-stores.js';
+export type { LeasedStores, OutagePolicy } from './leased-stores.js';
