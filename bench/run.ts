@@ -4,6 +4,7 @@ import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createClient } from 'redis';
+import { runBuildsBenchmark } from './builds.js';
 import { runCacheBenchmark } from './cache.js';
 import { runCapacityBenchmark } from './capacity.js';
 import { runChainBenchmark } from './chain.js';
@@ -48,7 +49,11 @@ const BENCHMARKS: Record<string, (context: BenchContext) => Promise<SectionResul
   routing: runRoutingBenchmark,
   deployment: runDeploymentBenchmark,
   'deployment-memory': runDeploymentMemoryBenchmark,
+  builds: runBuildsBenchmark,
 };
+
+/** Run only when named in --only: `builds` checks out and builds another commit (see README.md). */
+const ON_REQUEST = new Set(['builds']);
 
 const { values } = parseArgs({
   options: {
@@ -90,7 +95,9 @@ async function removeRunKeys(prefix: string): Promise<number> {
 
 async function main(): Promise<void> {
   const quick = values.quick ?? false;
-  const selected = values.only ? values.only.split(',').map((name) => name.trim()) : Object.keys(BENCHMARKS);
+  const selected = values.only
+    ? values.only.split(',').map((name) => name.trim())
+    : Object.keys(BENCHMARKS).filter((name) => !ON_REQUEST.has(name));
   for (const name of selected)
     if (!BENCHMARKS[name])
       throw new Error(`unknown benchmark "${name}" (known: ${Object.keys(BENCHMARKS).join(', ')})`);

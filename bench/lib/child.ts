@@ -29,12 +29,30 @@ interface Reply {
   error?: string;
 }
 
+export interface ForkOptions {
+  exposeGc?: boolean;
+  env?: Record<string, string>;
+  /**
+   * Without this process's `--conditions` (`-C`): packages resolve to their built `dist/` even when the parent runs
+   * the sources (`--conditions=source`), as the `builds` benchmark needs for the builds it loads by path.
+   */
+  builtPackages?: boolean;
+}
+
+/** An execArgv without its `--conditions` flags, in either spelling (`--conditions=x`, `-C x`). */
+function withoutConditions(execArgv: readonly string[]): string[] {
+  const kept: string[] = [];
+  for (let i = 0; i < execArgv.length; i++) {
+    const flag = execArgv[i]!;
+    if (flag === '--conditions' || flag === '-C') i++;
+    else if (!flag.startsWith('--conditions=') && !flag.startsWith('-C=')) kept.push(flag);
+  }
+  return kept;
+}
+
 /** Forks a tsx child with the same loader and conditions as this process. */
-export function forkBench(
-  entry: string,
-  options: { exposeGc?: boolean; env?: Record<string, string> } = {},
-): ChildProcess {
-  const execArgv = [...process.execArgv];
+export function forkBench(entry: string, options: ForkOptions = {}): ChildProcess {
+  const execArgv = options.builtPackages ? withoutConditions(process.execArgv) : [...process.execArgv];
   if (options.exposeGc) execArgv.push('--expose-gc');
   return fork(entry, [], {
     execArgv,
@@ -63,7 +81,10 @@ export async function askBenchChild<Value>(entry: string, request: unknown, name
   }
 }
 
-export async function startServer(spec: ServerSpec, options: { exposeGc?: boolean } = {}): Promise<BenchChild> {
+export async function startServer(
+  spec: ServerSpec,
+  options: Pick<ForkOptions, 'exposeGc' | 'builtPackages'> = {},
+): Promise<BenchChild> {
   const child = forkBench(SERVER_ENTRY, options);
   let nextId = 1;
   const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();

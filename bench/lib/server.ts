@@ -1,10 +1,11 @@
 // Child entry: builds one bench app, serves it on an ephemeral port, answers the parent's questions over IPC.
 import { createServer, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { GCProfiler } from 'node:v8';
 import type { BuiltApp } from './app-base.js';
 import { buildApp } from './apps.js';
-import { authHeaders, benchKey, CHAT_BODY, CHAT_PATH } from './fixtures.js';
-import { inject } from './inject.js';
+import { authHeaders, benchKey, CHAT_BODY, CHAT_PATH, STREAM_CHAT_BODY } from './fixtures.js';
+import { inject, type InjectRequest } from './inject.js';
 import type { ServerSpec } from './child.js';
 
 interface Message {
@@ -12,6 +13,7 @@ interface Message {
   type: string;
   spec?: ServerSpec;
   drive?: DriveOptions;
+  block?: BlockOptions;
 }
 
 export interface DriveOptions {
@@ -63,7 +65,6 @@ async function drive(options: DriveOptions): Promise<DriveResult> {
   };
   measure(0);
   const every = Math.max(1, Math.floor(options.requests / options.checkpoints));
-  let sent = 0;
   let done = 0;
   let busy = 0;
   let cpuMicros = 0;
@@ -71,20 +72,14 @@ async function drive(options: DriveOptions): Promise<DriveResult> {
     const batchStarted = performance.now();
     const cpuStarted = process.cpuUsage();
     const batchEnd = Math.min(options.requests, (Math.floor(done / every) + 1) * every);
-    const worker = async () => {
-      while (sent < batchEnd) {
-        const index = sent++;
-        const status = await inject(app, {
-          method: 'POST',
-          url: CHAT_PATH,
-          headers: authHeaders(benchKey(index % options.keys)),
-          body,
-        });
-        statuses[status] = (statuses[status] ?? 0) + 1;
-        done++;
-      }
-    };
-    await Promise.all(Array.from({ length: options.concurrency }, worker));
+    const first = done;
+    await sendAll(app, batchEnd - first, options.concurrency, statuses, (i) => ({
+      method: 'POST',
+      url: CHAT_PATH,
+      headers: authHeaders(benchKey((first + i) % options.keys)),
+      body,
+    }));
+    done = batchEnd;
     busy += performance.now() - batchStarted;
     const cpu = process.cpuUsage(cpuStarted);
     cpuMicros += cpu.user + cpu.system;
@@ -94,6 +89,78 @@ async function drive(options: DriveOptions): Promise<DriveResult> {
     if (options.maxSeconds !== undefined && (performance.now() - started) / 1000 > options.maxSeconds) break;
   }
   return { checkpoints, statuses, busySeconds: busy / 1000, cpuSeconds: cpuMicros / 1e6 };
+}
+
+/** Sends `count` requests through the app in-process, `concurrency` at a time, counting their statuses. */
+async function sendAll(
+  app: RequestListener,
+  count: number,
+  concurrency: number,
+  statuses: Record<string, number>,
+  request: (index: number) => InjectRequest,
+): Promise<void> {
+  let sent = 0;
+  const worker = async () => {
+    while (sent < count) {
+      const status = await inject(app, request(sent++));
+      statuses[status] = (statuses[status] ?? 0) + 1;
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+}
+
+export interface BlockOptions {
+  requests: number;
+  /** Requests in flight at once. */
+  concurrency: number;
+  /** Each request takes the next of this many keys (benchKey(i)), continuing from the block before. */
+  keys: number;
+  /** Send the streamed chat body instead of the JSON one. */
+  stream: boolean;
+}
+
+/** What one block of requests cost this process. */
+export interface BlockCost {
+  requests: number;
+  /** user + system of the whole process (every thread: the collector's helpers too), µs. */
+  cpuUs: number;
+  /** Collections within the block (v8.GCProfiler), µs: part of cpuUs. */
+  gcUs: number;
+  wallUs: number;
+  non2xx: number;
+}
+
+let blockRequests = 0;
+
+/**
+ * One block of requests in-process, its CPU measured here: what runs after the last answer within a turn of the
+ * event loop is the block's, anything later (a settle batched for a few ms) is counted in the next block.
+ */
+async function block(options: BlockOptions): Promise<BlockCost> {
+  const body = Buffer.from(options.stream ? STREAM_CHAT_BODY : CHAT_BODY);
+  const headers = Array.from({ length: options.keys }, (_, index) => authHeaders(benchKey(index)));
+  const statuses: Record<string, number> = {};
+  const first = blockRequests;
+  blockRequests += options.requests;
+  // Every collection in the block, as it happens (a `gc` observer's entries arrive a turn of the loop later).
+  const collections = new GCProfiler();
+  collections.start();
+  const wall = performance.now();
+  const cpu = process.cpuUsage();
+  await sendAll(built!.app, options.requests, options.concurrency, statuses, (i) => ({
+    method: 'POST',
+    url: CHAT_PATH,
+    headers: headers[(first + i) % options.keys]!,
+    body,
+  }));
+  await new Promise((resolve) => setImmediate(resolve));
+  const used = process.cpuUsage(cpu);
+  const wallUs = (performance.now() - wall) * 1000;
+  const gcUs = collections.stop().statistics.reduce((sum, entry) => sum + entry.cost, 0);
+  const non2xx = Object.entries(statuses)
+    .filter(([code]) => !code.startsWith('2'))
+    .reduce((sum, [, n]) => sum + n, 0);
+  return { requests: options.requests, cpuUs: used.user + used.system, gcUs, wallUs, non2xx };
 }
 
 let built: BuiltApp<RequestListener> | undefined;
@@ -128,6 +195,8 @@ async function handle(message: Message): Promise<unknown> {
     }
     case 'drive':
       return drive(message.drive!);
+    case 'block':
+      return block(message.block!);
     case 'close': {
       server?.closeAllConnections();
       await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));

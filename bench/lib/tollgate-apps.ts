@@ -1,6 +1,8 @@
 // tollgate's side of the benchmarks: the full middleware chain, the example proxy, and its bare passthrough rivals.
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { pathToFileURL } from 'node:url';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { TollgateStores } from '@tollgate/core';
 import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
@@ -29,9 +31,20 @@ function benchKeyRecords(count: number): ApiKeyRecord[] {
   }));
 }
 
+/**
+ * A tollgate package's main door: as this bench resolves it (the workspace's link), or, with `options.tree`, the
+ * built `dist/` of the checkout there (the `builds` benchmark runs an earlier commit's build beside this one's).
+ * Inside that `dist/`, the package's own imports of the others resolve in its checkout's node_modules.
+ */
+async function tollgatePackage<Door>(name: string, options: AppOptions, workspace: () => Promise<Door>): Promise<Door> {
+  if (options.tree === undefined) return workspace();
+  const entry = join(String(options.tree), 'packages', name, 'dist', 'index.js');
+  return (await import(pathToFileURL(entry).href)) as Door;
+}
+
 async function openStores(options: AppOptions): Promise<TollgateStores> {
   if (options.store === 'redis') {
-    const { createRedisStores } = await import('@tollgate/redis');
+    const { createRedisStores } = await tollgatePackage('redis', options, () => import('@tollgate/redis'));
     const stores = createRedisStores({
       url: String(options.redisUrl ?? REDIS_URL),
       prefix: String(options.prefix),
@@ -39,7 +52,7 @@ async function openStores(options: AppOptions): Promise<TollgateStores> {
     });
     if (options.blocks) {
       // Hot limits and budgets taken a block at a time (blockStores' defaults: sized by demand, at most 0.05 of each limit, held at most 10 s).
-      const { blockStores } = await import('@tollgate/core');
+      const { blockStores } = await tollgatePackage('core', options, () => import('@tollgate/core'));
       return blockStores(stores);
     }
     // Unbatched is the chain as it was before the script bundle: the request limit on rate-limit-redis in combineLimits too.
@@ -47,7 +60,7 @@ async function openStores(options: AppOptions): Promise<TollgateStores> {
     const { fixedWindow: _countedByRateLimitRedis, ...unbatched } = stores;
     return unbatched;
   }
-  const { createMemoryStores } = await import('@tollgate/core');
+  const { createMemoryStores } = await tollgatePackage('core', options, () => import('@tollgate/core'));
   return createMemoryStores();
 }
 
@@ -61,11 +74,11 @@ async function openStores(options: AppOptions): Promise<TollgateStores> {
 export async function buildTollgateChain(options: AppOptions): Promise<BuiltApp> {
   const [{ chain }, { apiKeyAuth }, { combineLimits, tieredRateLimit, tokenRateLimit }, { meter }, { budgetGuard }] =
     await Promise.all([
-      import('@tollgate/core'),
-      import('@tollgate/auth'),
-      import('@tollgate/ratelimit'),
-      import('@tollgate/metering'),
-      import('@tollgate/budget'),
+      tollgatePackage('core', options, () => import('@tollgate/core')),
+      tollgatePackage('auth', options, () => import('@tollgate/auth')),
+      tollgatePackage('ratelimit', options, () => import('@tollgate/ratelimit')),
+      tollgatePackage('metering', options, () => import('@tollgate/metering')),
+      tollgatePackage('budget', options, () => import('@tollgate/budget')),
     ]);
   const stores = await openStores(options);
   const prefix = String(options.prefix ?? '');
@@ -93,7 +106,7 @@ export async function buildTollgateChain(options: AppOptions): Promise<BuiltApp>
   const metering = meter({ api: 'openai.chat', ...(options.freshPrompts === true ? {} : { countCacheChars: 0 }) });
   // Measured once the tokenizers are loaded (meter() starts loading them): before, estimates are the byte bound, which
   // costs nothing to count, and a drive that never lets the event loop turn would measure that instead.
-  await (await import('@tollgate/providers')).preloadTokenizers();
+  await (await tollgatePackage('providers', options, () => import('@tollgate/providers'))).preloadTokenizers();
   // Each step adds one piece; `upTo` mounts the first N steps (the cost-by-middleware table builds the chain up).
   const steps: RequestHandler[][] =
     options.fused === false
@@ -136,11 +149,7 @@ export async function buildTollgateChain(options: AppOptions): Promise<BuiltApp>
  * bench's terminal (what the log, the metrics and tracing cost is measured by observability.ts).
  */
 export async function buildProxy(options: AppOptions): Promise<BuiltApp> {
-  const [{ createProxyApp }, { validateConfig }, { createStores }] = await Promise.all([
-    import('../../packages/gateway/src/app.js'),
-    import('../../packages/gateway/src/config/index.js'),
-    import('../../packages/gateway/src/stores.js'),
-  ]);
+  const { createProxyApp, validateConfig, createStores } = await proxyParts(options);
   const redis = options.store === 'redis';
   const limitsAndKeys = (options.config as Record<string, unknown> | undefined) ?? {
     tiers: { pro: { requestsPerMinute: HUGE_REQUESTS, tokensPerMinute: HUGE_TOKENS, models: ['*'] } },
@@ -159,15 +168,39 @@ export async function buildProxy(options: AppOptions): Promise<BuiltApp> {
     // The profiler's observed case logs to a file; every other case keeps the log silent.
     log: (options.log as { level: 'info'; destination: string } | undefined) ?? { level: 'silent' },
   });
-  const stores = await createStores({ redisUrl: config.redisUrl, redisPrefix: config.redisPrefix });
-  const app = createProxyApp(config, { stores, log: () => undefined });
+  const stores = await createStores?.({ redisUrl: config.redisUrl, redisPrefix: config.redisPrefix });
+  const app = createProxyApp(config, { ...(stores ? { stores } : {}), log: () => undefined });
   return {
     app,
     close: async () => {
       await app.close();
-      await stores.close();
+      await stores?.close();
     },
   };
+}
+
+/**
+ * The example proxy's pieces: this tree's gateway sources (through tsx, as `pnpm start` runs them), or, with
+ * `options.tree`, the built gateway of that checkout by its main door, which has no `createStores`: there the app
+ * makes its memory stores itself (and closes them), and Redis is refused rather than set up some other way.
+ */
+async function proxyParts(options: AppOptions) {
+  if (options.tree === undefined) {
+    const [{ createProxyApp }, { validateConfig }, { createStores }] = await Promise.all([
+      import('../../packages/gateway/src/app.js'),
+      import('../../packages/gateway/src/config/index.js'),
+      import('../../packages/gateway/src/stores.js'),
+    ]);
+    return { createProxyApp, validateConfig, createStores };
+  }
+  if (options.store === 'redis')
+    throw new Error('the proxy of another checkout (options.tree) runs on memory stores only');
+  const { createProxyApp, validateConfig } = await tollgatePackage(
+    'gateway',
+    options,
+    () => import('@tollgate/gateway'),
+  );
+  return { createProxyApp, validateConfig, createStores: undefined };
 }
 
 export async function buildMockUpstream(): Promise<BuiltApp> {
