@@ -47,8 +47,16 @@ export interface Profile {
   readonly skips: readonly Stage[];
 }
 
+/** The skips of a profile that runs only `runs`: every other stage of the list. */
+function allBut(...runs: readonly Stage[]): readonly Stage[] {
+  return STAGES.filter((stage) => !runs.includes(stage));
+}
+
+/** What an MCP exchange runs of the chain: no provider call's body checks, estimate, cache or fused limits. */
+const MCP_SKIPS: readonly Stage[] = ['validate', 'tier policy', 'guardrails', 'cache lookup', 'meter', 'cache around'];
+
 /** Every route kind the gateway serves. */
-export const PROFILES = {
+export const PROFILES: Readonly<Record<'provider' | 'count' | 'mcpMessage' | 'mcpSession' | 'toolCall', Profile>> = {
   /** A provider call: every stage. */
   provider: { kind: 'provider call', skips: [] },
   /** A token count: free (no token limit, budget, usage record or cache), so nothing is estimated or guarded by prompt. */
@@ -57,57 +65,15 @@ export const PROFILES = {
    * An MCP message (POST /mcp/<server>): the caller and its body; the tool calls it carries run the `toolCall`
    * profile's stages for each call.
    */
-  mcpMessage: {
-    kind: 'MCP message',
-    skips: [
-      'validate',
-      'tier policy',
-      'guardrails',
-      'cache lookup',
-      'meter',
-      'guard after estimate',
-      'limits and budget',
-      'cache around',
-    ],
-  },
+  mcpMessage: { kind: 'MCP message', skips: [...MCP_SKIPS, 'guard after estimate', 'limits and budget'] },
   /** An MCP session's stream or its end (GET and DELETE /mcp/<server>): no body. */
-  mcpSession: {
-    kind: 'MCP session',
-    skips: [
-      'body guard',
-      'validate',
-      'tier policy',
-      'guardrails',
-      'cache lookup',
-      'meter',
-      'guard after estimate',
-      'limits and budget',
-      'cache around',
-    ],
-  },
+  mcpSession: { kind: 'MCP session', skips: [...MCP_SKIPS, 'body guard', 'guard after estimate', 'limits and budget'] },
   /**
    * One tool call inside an MCP message: what is checked before it is sent on (the caller is known already). Its
    * `meter` is the tool's price, which the MCP package charges through the meter's hook at this point.
    */
-  toolCall: {
-    kind: 'tool call',
-    skips: [
-      'route',
-      'guard admit',
-      'auth',
-      'body guard',
-      'validate',
-      'declare',
-      'permissions',
-      'attribution',
-      'tier policy',
-      'guardrails',
-      'cache lookup',
-      'cache around',
-      'call',
-    ],
-  },
-} as const satisfies Record<string, Profile>;
+  toolCall: { kind: 'tool call', skips: allBut('meter', 'guard after estimate', 'limits and budget') },
+};
 
 /**
  * What each stage contributes to a route: its handlers (none where the config leaves the stage out, e.g. no cache).
