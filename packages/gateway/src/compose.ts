@@ -25,7 +25,7 @@ import type {
 } from '@tollgate/ratelimit';
 import { countModelAllowlist } from './count-tokens-route.js';
 import { createMockProvider } from '@tollgate/providers/mock';
-import { createProviderRouter } from './provider-routing.js';
+import { createProviderRouter } from '@tollgate/router/upstreams';
 import { gatewayRoutes, ROUTE_PATHS } from './routes.js';
 import type { RouteParts } from './routes.js';
 import type { ProxyGuard } from './guard-setup.js';

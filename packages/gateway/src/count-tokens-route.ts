@@ -7,7 +7,7 @@ import type { Pricing, ProviderApi } from '@tollgate/core';
 import { adapterFor, estimateRequestAsync } from '@tollgate/providers';
 import { checkModelKind, providerAdapters } from '@tollgate/providers/routes';
 import type { TierPolicyOptions } from '@tollgate/ratelimit';
-import type { ProviderRouter } from './provider-routing.js';
+import type { ProviderRouter } from '@tollgate/router/upstreams';
 import { countRouteStages } from './route-methods.js';
 import type { RouteStages } from './route-methods.js';
 

@@ -36,7 +36,7 @@ import type { StoreFailureHandlers } from './limits-setup.js';
 import { createMetering } from './metering-setup.js';
 import { blockedStores, outageStores } from './outage-setup.js';
 import type { BlocksSetting, StoreOutageConfig } from './outage-setup.js';
-import { createProviderRouter } from './provider-routing.js';
+import { createProviderRouter } from '@tollgate/router/upstreams';
 import { createProxyMetrics } from './proxy-metrics.js';
 import { registerRoutingMetrics } from './routing-metrics.js';
 import { keepSpend } from './spend-rebuild.js';

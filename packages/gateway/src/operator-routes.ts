@@ -11,7 +11,7 @@ import type { GatewayParts } from './gateway-parts.js';
 import { dashboardQuotas } from './limits-setup.js';
 import { modelsRoute } from './models-route.js';
 import { outcomesRoute } from './outcomes-route.js';
-import { providerOfModel } from './provider-routing.js';
+import { providerOfModel } from '@tollgate/router/upstreams';
 import { storesAnswer } from './stores.js';
 
 /** What the operator routes read of the config. */

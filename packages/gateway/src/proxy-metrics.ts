@@ -12,6 +12,7 @@ import {
   SeriesHistogram,
 } from '@tollgate/metering/prometheus';
 import type { CounterSeries, HistogramSeries } from '@tollgate/metering/prometheus';
+import type { UpstreamOutcome } from '@tollgate/router/upstreams';
 
 /** Distinct values kept per label (routes, models, tenants, budget ids); later ones are counted under `__other__`. */
 const MAX_LABEL_VALUES = 100;
@@ -19,21 +20,6 @@ const MAX_LABEL_VALUES = 100;
 const PREFIX = 'tollgate_';
 const UPSTREAM_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 const STORE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
-
-/** How an upstream call ended, for its metrics. */
-export interface UpstreamOutcome {
-  /** The provider's HTTP status; 0 when it gave none. */
-  status: number;
-  /**
-   * What went wrong, if anything: `status` (a 5xx or 3xx), `credentials` (it refused the gateway's key),
-   * `timeout`, `unreachable`, `cut` (failed mid-answer). A 4xx passed on to the client is no upstream error.
-   */
-  error?: 'status' | 'credentials' | 'timeout' | 'unreachable' | 'cut';
-  /** From the request leaving to the end of the answer (or the failure). */
-  seconds: number;
-  /** Streams only: from the request leaving to the answer's first bytes written to the client. */
-  firstTokenSeconds?: number;
-}
 
 export type StoreOutcome = 'ok' | 'error';
 /** Told of each call of one store operation: answered or failed, after `seconds`. */

@@ -7,7 +7,7 @@ import { combineLimits } from '@tollgate/ratelimit';
 import type { ProxyCache } from './cache-setup.js';
 import { answerTokenCount, COUNT_ROUTES } from './count-tokens-route.js';
 import type { ProxyGuard } from './guard-setup.js';
-import type { ProviderRouter } from './provider-routing.js';
+import type { ProviderRouter } from '@tollgate/router/upstreams';
 import { validateCountRequest, validateProviderRequest } from './request-validation.js';
 import { providerRouteStages } from './route-methods.js';
 import type { RouteStages } from './route-methods.js';

@@ -2,13 +2,12 @@
 import { Gauge } from 'prom-client';
 import type { Registry } from 'prom-client';
 import type { TargetReport } from '@tollgate/router';
-import type { RoutedCalls } from './routed-call.js';
 
 /** 0 closed, 1 half-open (a probe may go), 2 open (calls refused). */
 const BREAKER_VALUE: Readonly<Record<TargetReport['breaker'], number>> = { closed: 0, 'half-open': 1, open: 2 };
 
 /** Registers the routing gauges in `registry`; they read the router when scraped, never on the request path. */
-export function registerRoutingMetrics(registry: Registry, routes: RoutedCalls): void {
+export function registerRoutingMetrics(registry: Registry, routes: { health(): readonly TargetReport[] }): void {
   const labelNames = ['target', 'upstream', 'model'] as const;
   const gauge = (name: string, help: string, read: (report: TargetReport) => number | undefined) =>
     new Gauge({

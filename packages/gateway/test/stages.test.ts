@@ -9,7 +9,7 @@ import type { Profile, Stage } from '../src/stages.js';
 import { gatewayRoutes, PROVIDER_ROUTES } from '../src/routes.js';
 import type { RouteParts } from '../src/routes.js';
 import type { ProxyGuard } from '../src/guard-setup.js';
-import type { ProviderRouter } from '../src/provider-routing.js';
+import type { ProviderRouter } from '@tollgate/router/upstreams';
 import type { ProxyCache } from '../src/cache-setup.js';
 import { mcpStages } from '../src/mcp-setup.js';
 import type { ProxyMetering } from '../src/metering-setup.js';

@@ -1,7 +1,6 @@
 // The one boundary between the config and the gateway's parts: each section turned into its owning part's options.
 import { blockAgeOf } from '../outage-setup.js';
 import type { GatewayOptions } from '../gateway-parts.js';
-import type { RoutingOptions } from '../routing-config.js';
 import { defaultUpstreamKind } from './upstream-schema.js';
 import { keyNamesOf } from './key-names.js';
 import { authOptions } from './auth-options.js';
@@ -14,7 +13,7 @@ import { mcpOptions } from './mcp-options.js';
 import type { ProxyConfig } from './schema.js';
 
 /** The config's upstreams, models and routes as the provider router takes them: each upstream's kind resolved. */
-function routingOptions(config: ProxyConfig): RoutingOptions {
+function routingOptions(config: ProxyConfig): GatewayOptions['routing'] {
   const upstreams =
     config.upstreams &&
     Object.fromEntries(

@@ -1,7 +1,7 @@
 // The whole config file's schema (the contract in examples/proxy/README.md), from its sections, and its types.
 import { z } from 'zod';
 import { timeZoneProblem } from '@tollgate/core/options';
-import type { RoutingConfig } from '../routing-config.js';
+import type { RoutingConfig } from '@tollgate/router/upstreams';
 import {
   environmentName,
   fields,

@@ -1,6 +1,6 @@
 // validateConfig and its kin: every problem of a config, each naming its field, and the clean copy when there is none.
 import { z } from 'zod';
-import { checkRouting } from '../routing-config.js';
+import { checkRouting } from '@tollgate/router/upstreams';
 import {
   checkByOwners,
   checkChoices,

@@ -4,8 +4,8 @@ import type { Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { NextFunction, Response } from 'express';
 import { ApiError } from '@tollgate/core';
-import { isRetryableStatus, retryAfterMs } from '@tollgate/router';
-import type { AttemptResult } from '@tollgate/router';
+import { isRetryableStatus, retryAfterMs } from '../index.js';
+import type { AttemptResult } from '../index.js';
 import type { SecretRedactor } from './redact.js';
 import {
   CollectedAnswer,

@@ -3,8 +3,8 @@ import type { Response } from 'express';
 import { ApiError } from '@tollgate/core';
 import type { ProviderApi } from '@tollgate/core';
 import { adapterFor } from '@tollgate/providers';
-import { createStreamTranslator, translateError, translateResponse } from '@tollgate/router';
-import type { StreamTranslator } from '@tollgate/router';
+import { createStreamTranslator, translateError, translateResponse } from '../index.js';
+import type { StreamTranslator } from '../index.js';
 
 /** The client's API, the target's, and the model the client asked for (what its answer names). */
 export interface Translation {

@@ -13,7 +13,7 @@ import type { UpstreamObserver } from './upstream-outcome.js';
 import { createRoutedCalls } from './routed-call.js';
 import type { RoutedCalls } from './routed-call.js';
 import { probeUpstreams } from './upstream-health.js';
-import type { RouterEvent } from '@tollgate/router';
+import type { RouterEvent } from '../index.js';
 
 export interface ProviderRouter {
   /**

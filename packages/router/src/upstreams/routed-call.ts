@@ -3,7 +3,7 @@ import type { NextFunction, Request, Response } from 'express';
 import { ApiError } from '@tollgate/core';
 import type { Pricing, ProviderApi } from '@tollgate/core';
 import { kindsSpeaking, upstreamKinds } from '@tollgate/providers/routes';
-import { canTranslate, createModelRouter, translateRequest } from '@tollgate/router';
+import { canTranslate, createModelRouter, translateRequest } from '../index.js';
 import type {
   AttemptResult,
   ModelRouter,
@@ -13,7 +13,7 @@ import type {
   RoutePlan,
   RouterEvent,
   TargetReport,
-} from '@tollgate/router';
+} from '../index.js';
 import type { RoutingOptions } from './routing-config.js';
 import type { Upstream } from './upstream.js';
 import type { RoutedTry } from './upstream-outcome.js';

@@ -3,8 +3,8 @@ import { createPricing, TollgateError } from '@tollgate/core';
 import { didYouMean } from '@tollgate/core/options';
 import type { ModelPrice } from '@tollgate/core';
 import type { UpstreamSettings } from '@tollgate/providers/routes';
-import { resolveRouterOptions } from '@tollgate/router';
-import type { CircuitBreakerOptions, ModelGroupOptions, RequestClassOptions, RetryOptions } from '@tollgate/router';
+import { resolveRouterOptions } from '../index.js';
+import type { CircuitBreakerOptions, ModelGroupOptions, RequestClassOptions, RetryOptions } from '../index.js';
 
 /** An optional periodic probe of every upstream (its model list, no tokens), reported on /healthz. */
 export interface HealthProbeConfig {

@@ -1,5 +1,5 @@
 // Which upstreams answer: the active probe of each upstream (`healthProbe`), for /healthz and the routing report.
-import type { TargetReport } from '@tollgate/router';
+import type { TargetReport } from '../index.js';
 import type { HealthProbeConfig } from './routing-config.js';
 import type { Upstream } from './upstream.js';
 

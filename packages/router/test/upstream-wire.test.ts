@@ -1,8 +1,7 @@
 // Where and how each configured upstream is called, read from its kind's declarations: the targets undici gets (base
 // path kept, per-call paths built for each model), the models list the probe asks, the headers every call carries.
 import { describe, expect, it } from '@jest/globals';
-import { defaultUpstreamKind, validateConfig } from '../src/config/index.js';
-import { upstreamRequests } from '../src/upstream-wire.js';
+import { upstreamRequests } from '../src/upstreams/upstream-wire.js';
 
 describe('an upstream of each kind', () => {
   it('OpenAI: each API at its path after the base URL, the key as a bearer token', () => {
@@ -93,41 +92,5 @@ describe('an upstream of each kind', () => {
       'user-agent': 'tollgate-proxy',
     });
     expect(() => upstreamRequests('bedrock', 'https://x.example', {}, 'k')).toThrow(/No adapter declares/);
-  });
-});
-
-describe('the kind of an upstream that names none', () => {
-  it('comes from its name where a kind claims it, else openai', () => {
-    expect(
-      Object.fromEntries(
-        ['anthropic', 'gemini', 'google', 'mistral', 'openai', 'openai-compatible', 'azure-openai', 'acme'].map(
-          (name) => [name, defaultUpstreamKind(name)],
-        ),
-      ),
-    ).toEqual({
-      anthropic: 'anthropic',
-      gemini: 'gemini',
-      google: 'gemini',
-      mistral: 'mistral',
-      openai: 'openai',
-      'openai-compatible': 'openai',
-      'azure-openai': 'openai',
-      acme: 'openai',
-    });
-  });
-
-  it('a config model served by an OpenAI-speaking upstream, naming no tokenizer, counts with o200k_base', () => {
-    const config = validateConfig({
-      upstreams: {
-        local: { baseUrl: 'http://localhost:8000/v1', api: 'openai-compatible' },
-        mistral: { baseUrl: 'https://api.mistral.ai/v1' },
-      },
-      models: {
-        llama: { provider: 'local', inputPerMTok: 1, outputPerMTok: 1 },
-        small: { provider: 'mistral', inputPerMTok: 1, outputPerMTok: 1 },
-      },
-    });
-    expect(config.models!.llama).toMatchObject({ tokenizer: 'o200k_base', ownTokenizer: false });
-    expect(config.models!.small!.tokenizer).toBeUndefined();
   });
 });
