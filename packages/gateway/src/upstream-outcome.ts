@@ -1,8 +1,11 @@
 // How one upstream call ended: for a router, its try's result; for the metrics, its status, failure and times.
 import type { Response } from 'express';
+import type { ProxyMetrics } from '@tollgate/metering/prometheus';
 import type { AttemptResult } from '@tollgate/router';
-import type { UpstreamOutcome } from './proxy-metrics.js';
 import type { Translation } from './upstream-translation.js';
+
+/** How an upstream call ended, for its metrics (the proxy metrics' `upstreamCall` takes it). */
+type UpstreamOutcome = Parameters<ProxyMetrics['upstreamCall']>[2];
 
 /** A call a router makes as one try among several: its failures worth a retry are handed back, not answered. */
 export interface RoutedTry {
