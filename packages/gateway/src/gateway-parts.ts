@@ -14,14 +14,13 @@ import { migrateUsageLedger, serveLedger } from '@tollgate/metering';
 import { createProxyLog } from '@tollgate/metering/log';
 import type { ProxyLog } from '@tollgate/metering/log';
 import { createProxyMetrics } from '@tollgate/metering/prometheus';
-import { ConfigError } from './config/index.js';
-import { storeFailureReporter } from './store-failure-log.js';
 import { createMockProvider } from '@tollgate/providers/mock';
 import type { MockProvider } from '@tollgate/providers/mock';
 import { combineLimits } from '@tollgate/ratelimit';
 import type { AuthOptions } from './auth-setup.js';
 import type { BudgetOptions } from './budget-setup.js';
 import type { CacheSetupOptions } from './cache-setup.js';
+import { ConfigError } from './config/index.js';
 import type { GuardrailRules, GuardSetupOptions } from './guard-setup.js';
 import type { LimitOptions } from './limits-setup.js';
 import type { MeteringOptions } from './metering-setup.js';
@@ -42,6 +41,7 @@ import type { BlocksSetting, StoreOutageConfig } from './outage-setup.js';
 import { createProviderRouter } from './provider-routing.js';
 import { registerRoutingMetrics } from './routing-metrics.js';
 import { keepSpend } from './spend-rebuild.js';
+import { storeFailureReporter } from './store-failure-log.js';
 
 export interface ProxyDeps {
   /** Shared stores; the caller keeps ownership. @default in-memory stores owned (and closed) by the app */
