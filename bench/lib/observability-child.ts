@@ -53,7 +53,7 @@ async function run(message: RunMessage): Promise<ObservabilityRun> {
   const [{ createProxyApp }, { validateConfig }, { sampleFirstProvider }, api, core, sdk] = await Promise.all([
     import('../../packages/gateway/src/app.js'),
     import('../../packages/gateway/src/config/index.js'),
-    import('../../packages/gateway/src/head-sampling.js'),
+    import('../../packages/metering/src/observe/head-sampling.js'),
     import('@opentelemetry/api'),
     import('@opentelemetry/core'),
     import('@opentelemetry/sdk-trace-base'),

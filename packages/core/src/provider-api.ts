@@ -90,3 +90,18 @@ export function isModelAllowed(model: string, patterns: readonly string[]): bool
   }
   return false;
 }
+
+/** How one upstream call ended: the router's forwarding reports it, the proxy's metrics count it. */
+export interface UpstreamOutcome {
+  /** The provider's HTTP status; 0 when it gave none. */
+  status: number;
+  /**
+   * What went wrong, if anything: `status` (a 5xx or 3xx), `credentials` (it refused the gateway's key),
+   * `timeout`, `unreachable`, `cut` (failed mid-answer). A 4xx passed on to the client is no upstream error.
+   */
+  error?: 'status' | 'credentials' | 'timeout' | 'unreachable' | 'cut';
+  /** From the request leaving to the end of the answer (or the failure). */
+  seconds: number;
+  /** Streams only: from the request leaving to the answer's first bytes written to the client. */
+  firstTokenSeconds?: number;
+}

@@ -7,7 +7,7 @@ import { keyRecordsFromConfig } from '@tollgate/auth';
 import { ApiError, apiErrorHandler, renderApiError } from '@tollgate/core';
 import type { TollgateStores } from '@tollgate/core';
 import type { SpoolReplay } from '@tollgate/metering';
-import { accessLog } from './access-log.js';
+import { accessLog } from '@tollgate/metering/log';
 import { attributionMiddleware, authMiddleware, createKeyLookup, permissionMiddleware } from './auth-setup.js';
 import { gatewayOptions, keysFromChangedConfig, servableConfig } from './config/index.js';
 import type { ConfigFileReload, KeyConfig, ProxyConfig } from './config/index.js';

@@ -4,7 +4,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { NextFunction, Request, Response } from 'express';
 import { ApiError, getContext, renderApiError, tapResponse } from '@tollgate/core';
-import type { AccessLog } from './access-log.js';
+import type { accessLog } from '@tollgate/metering/log';
 import { securityHeaders } from './security-headers.js';
 import { timeResponse } from './server-timing.js';
 
@@ -62,7 +62,7 @@ export function answerMethodNotAllowed(req: Request, res: Response): void {
  */
 export function exchangePreparer(
   preparedBy: symbol,
-  access: AccessLog | undefined,
+  access: ReturnType<typeof accessLog> | undefined,
   countResponse: ((req: Request, res: Response) => void) | undefined,
   log: (line: string) => void,
 ): (req: IncomingMessage, res: ServerResponse) => void {

@@ -11,14 +11,16 @@ import type { McpGatewayOptions } from '@tollgate/mcp';
 import type { ConfigKeyEntry } from '@tollgate/auth';
 import type { PromptGuardrailsOptions } from '@tollgate/guard';
 import { migrateUsageLedger, serveLedger } from '@tollgate/metering';
+import { createProxyLog } from '@tollgate/metering/log';
+import type { ProxyLog } from '@tollgate/metering/log';
+import { createProxyMetrics } from '@tollgate/metering/prometheus';
 import { createMockProvider } from '@tollgate/providers/mock';
 import type { MockProvider } from '@tollgate/providers/mock';
 import { combineLimits } from '@tollgate/ratelimit';
-import { createProxyLog, storeFailureReporter } from './access-log.js';
-import type { LogOptions, ProxyLog } from './access-log.js';
 import type { AuthOptions } from './auth-setup.js';
 import type { BudgetOptions } from './budget-setup.js';
 import type { CacheSetupOptions } from './cache-setup.js';
+import { ConfigError } from './config/index.js';
 import type { GuardrailRules, GuardSetupOptions } from './guard-setup.js';
 import type { LimitOptions } from './limits-setup.js';
 import type { MeteringOptions } from './metering-setup.js';
@@ -37,10 +39,9 @@ import { createMetering } from './metering-setup.js';
 import { blockedStores, outageStores } from './outage-setup.js';
 import type { BlocksSetting, StoreOutageConfig } from './outage-setup.js';
 import { createProviderRouter } from '@tollgate/router/upstreams';
-import { createProxyMetrics } from './proxy-metrics.js';
 import { registerRoutingMetrics } from './routing-metrics.js';
 import { keepSpend } from './spend-rebuild.js';
-import { timedStores } from './timed-stores.js';
+import { storeFailureReporter } from './store-failure-log.js';
 
 export interface ProxyDeps {
   /** Shared stores; the caller keeps ownership. @default in-memory stores owned (and closed) by the app */
@@ -93,10 +94,21 @@ function layeredStores(
   log: (line: string) => void,
 ) {
   const timeStoreCalls = deps.timeStoreCalls ?? stores.kind !== 'memory';
-  const observedStores = metrics && timeStoreCalls ? timedStores(stores, metrics.storeTimer) : stores;
+  const observedStores = metrics && timeStoreCalls ? metrics.timeStores(stores) : stores;
   const leased = outageStores(options.storeOutage, observedStores, log);
   const blocked = blockedStores(options.blocks, leased ?? observedStores);
   return { observedStores, leased, blocked, limitStores: blocked ?? leased ?? observedStores };
+}
+
+type LogOptions = NonNullable<Parameters<typeof createProxyLog>[0]>;
+
+/** The config's log; a destination it cannot open stops the start as the config's error (metering knows no config). */
+function openProxyLog(options: LogOptions | undefined, log: (line: string) => void): ProxyLog {
+  try {
+    return createProxyLog(options, log);
+  } catch (error) {
+    throw new ConfigError(error instanceof Error ? error.message : String(error));
+  }
 }
 
 /** What the gateway holds first and lets go of last: its log, its data directory, its stores. */
@@ -104,7 +116,7 @@ function heldParts(options: GatewayOptions, deps: ProxyDeps) {
   const log = deps.log ?? ((line: string) => console.error(line));
   const proxyLog: ProxyLog = deps.logger
     ? { logger: deps.logger, flush: async () => undefined, close: async () => undefined }
-    : createProxyLog(options.log, log);
+    : openProxyLog(options.log, log);
   const { logger } = proxyLog;
   const logging = logger.level !== 'silent';
   // Held first, released last: the ledger in it opens in one process at a time.

@@ -2,6 +2,7 @@
 // its alert stream.
 import type { Request, RequestHandler, Router } from 'express';
 import { createClient } from 'redis';
+import type { ProxyMetrics } from '@tollgate/metering/prometheus';
 import { refusalRenderer } from '@tollgate/core';
 import type { ApiError, ErrorRenderer, TollgateStores, UsageRecord } from '@tollgate/core';
 import {
@@ -26,7 +27,6 @@ import type {
   PromptGuardrailsOptions,
   WebhookOptions,
 } from '@tollgate/guard';
-import type { ProxyMetrics } from './proxy-metrics.js';
 
 /** What the budget guard takes from the alert stream (see budget-setup.ts). */
 export interface BudgetAlertHooks {

@@ -8,6 +8,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TollgateStores } from '@tollgate/core';
 import { preloadTokenizers } from '@tollgate/providers';
+import { startTracing } from '@tollgate/metering/tracing';
 import { createProxyApp } from './app.js';
 import { ConfigError, parseConfig } from './config/index.js';
 import type { ProxyConfig } from './config/index.js';
@@ -16,8 +17,6 @@ import type { DemoKey } from './config/demo.js';
 import { spoolDirectory } from './config/index.js';
 import { checkBeforeStart, parsePort } from './config/index.js';
 import { createStores } from './stores.js';
-import { startTracing, tracingRequested } from './tracing.js';
-import type { Tracing } from './tracing.js';
 
 const DEFAULT_PORT = 8787;
 /** On SIGTERM, requests in flight get this long to finish before their connections are cut. */
@@ -81,16 +80,14 @@ export async function serveGateway(env: NodeJS.ProcessEnv = process.env): Promis
   }
 
   // Before anything makes spans: the SDK is loaded only when the OTEL_* variables ask for traces.
-  let tracing: Tracing | undefined;
-  if (tracingRequested(env)) {
-    try {
-      tracing = await startTracing(env);
-    } catch (error) {
-      console.error(
-        `tollgate proxy: cannot start OpenTelemetry: ${error instanceof Error ? error.message : String(error)}`,
-      );
-      process.exit(1);
-    }
+  let tracing: Awaited<ReturnType<typeof startTracing>>;
+  try {
+    tracing = await startTracing(env);
+  } catch (error) {
+    console.error(
+      `tollgate proxy: cannot start OpenTelemetry: ${error instanceof Error ? error.message : String(error)}`,
+    );
+    process.exit(1);
   }
 
   let stores: TollgateStores;

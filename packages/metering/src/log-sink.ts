@@ -29,6 +29,17 @@ export interface LogSinkOptions {
   message?: string;
 }
 
+/** Resolves once pino wrote out what it holds; a logger that cannot flush (a synchronous one, a closed one) resolves at once. */
+export function flushLogger(logger: Logger): Promise<void> {
+  return new Promise<void>((resolve) => {
+    try {
+      logger.flush(() => resolve());
+    } catch {
+      resolve();
+    }
+  });
+}
+
 const KNOWN = ['logger', 'level', 'message'] as const satisfies readonly (keyof LogSinkOptions)[];
 
 /** Logs each record as `{ ...fields, usage: record }` under `message`. */
@@ -37,14 +48,7 @@ export function logSink(options: LogSinkOptions = {}): UsageSink & { readonly lo
   const logger = options.logger ?? defaultLogger();
   const level = options.level ?? 'info';
   const message = options.message ?? 'usage';
-  const flushLogger = () =>
-    new Promise<void>((resolve) => {
-      try {
-        logger.flush(() => resolve());
-      } catch {
-        resolve();
-      }
-    });
+  const flush = () => flushLogger(logger);
 
   return {
     logger,
@@ -55,7 +59,7 @@ export function logSink(options: LogSinkOptions = {}): UsageSink & { readonly lo
         // A logger that throws is the logger's problem, never the request's.
       }
     },
-    flush: flushLogger,
-    close: flushLogger,
+    flush,
+    close: flush,
   };
 }

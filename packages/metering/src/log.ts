@@ -1,3 +1,5 @@
-// @tollgate/metering/log: the pino log sink, apart so that only its users need `pino` (an optional peer).
+// @tollgate/metering/log: the pino log sink, and the proxy's access and error log, apart so that only their users need `pino` (an optional peer).
 export { logSink } from './log-sink.js';
 export type { LogSinkOptions } from './log-sink.js';
+export { createProxyLog, accessLog } from './observe/access-log.js';
+export type { ProxyLog } from './observe/access-log.js';

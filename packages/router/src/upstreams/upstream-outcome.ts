@@ -1,22 +1,8 @@
 // How one upstream call ended: for a router, its try's result; for the metrics, its status, failure and times.
 import type { Response } from 'express';
+import type { UpstreamOutcome } from '@tollgate/core/provider-call';
 import type { AttemptResult } from '../index.js';
 import type { Translation } from './upstream-translation.js';
-
-/** How an upstream call ended, for its metrics. */
-export interface UpstreamOutcome {
-  /** The provider's HTTP status; 0 when it gave none. */
-  status: number;
-  /**
-   * What went wrong, if anything: `status` (a 5xx or 3xx), `credentials` (it refused the gateway's key),
-   * `timeout`, `unreachable`, `cut` (failed mid-answer). A 4xx passed on to the client is no upstream error.
-   */
-  error?: 'status' | 'credentials' | 'timeout' | 'unreachable' | 'cut';
-  /** From the request leaving to the end of the answer (or the failure). */
-  seconds: number;
-  /** Streams only: from the request leaving to the answer's first bytes written to the client. */
-  firstTokenSeconds?: number;
-}
 
 /** A call a router makes as one try among several: its failures worth a retry are handed back, not answered. */
 export interface RoutedTry {

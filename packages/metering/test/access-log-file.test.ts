@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from '@jest/globals';
-import { createProxyLog } from '../src/access-log.js';
+import { createProxyLog } from '../src/observe/access-log.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tollgate-log-file-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

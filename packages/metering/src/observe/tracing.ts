@@ -28,7 +28,8 @@ export function tracingRequested(env: NodeJS.ProcessEnv): boolean {
 }
 
 /**
- * Registers a tracer provider with a batch span processor per exporter (`otlp`, the default, over
+ * Nothing (no SDK loaded) when the environment asks for no traces (see tracingRequested). Otherwise
+ * registers a tracer provider with a batch span processor per exporter (`otlp`, the default, over
  * `http/protobuf` or `http/json` as `OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL` says; `console`) and the
  * W3C trace-context propagator, so a caller's `traceparent` parents the spans. The SDK reads the rest
  * of the standard variables itself: endpoint, headers, timeout, `OTEL_SERVICE_NAME` (default
@@ -38,7 +39,8 @@ export function tracingRequested(env: NodeJS.ProcessEnv): boolean {
  * No context manager is registered: nothing in the proxy needs spans to follow async calls, and the
  * one Node 20 offers (AsyncLocalStorage on async hooks) costs on every promise (docs/performance.md).
  */
-export async function startTracing(env: NodeJS.ProcessEnv = process.env): Promise<Tracing> {
+export async function startTracing(env: NodeJS.ProcessEnv = process.env): Promise<Tracing | undefined> {
+  if (!tracingRequested(env)) return undefined;
   const protocol = (
     env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ??
     env.OTEL_EXPORTER_OTLP_PROTOCOL ??

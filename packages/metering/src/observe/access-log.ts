@@ -1,15 +1,15 @@
-// The proxy's log (pino, JSON lines): one access line per request, failures at error level, store failures throttled; nothing secret.
+// The proxy's log (pino, JSON lines): one access line per request, failures at error level; nothing secret.
 import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import type { Request } from 'express';
-import { pino } from 'pino';
 import type { Level, Logger } from 'pino';
 import { getContext } from '@tollgate/core';
 import type { TollgateContext } from '@tollgate/core';
 import { providerAdapters } from '@tollgate/providers/routes';
-import { ConfigError } from './config/index.js';
+import { flushLogger } from '../log-sink.js';
+import { loadOptionalPeer } from '../optional-peer.js';
 
 /** The access and error log: its level and where it goes. */
 export interface LogOptions {
@@ -39,8 +39,6 @@ const MAX_PENDING_LOG_BYTES = 8 * 1024 * 1024;
 /** A file: lines gathered into writes of about this size (docs/performance.md). */
 const FILE_BUFFER_BYTES = 16 * 1024;
 const FILE_FLUSH_INTERVAL_MS = 1000;
-/** A store that keeps failing is logged once per this long per layer, with the count of failures in between. */
-const STORE_FAILURE_LOG_INTERVAL_MS = 10_000;
 /** Routes whose successful answers are logged at debug: probes and scrapes would drown the rest. */
 const QUIET_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/metrics']);
 const MAX_LOGGED_PATH = 200;
@@ -84,8 +82,10 @@ function openLogFile(path: string): number {
     mkdirSync(dirname(path), { recursive: true });
     return openSync(path, 'a');
   } catch (error) {
-    throw new ConfigError(
+    // A plain error: the gateway, whose config named the file, answers it as a config error (one message, two doors).
+    throw new Error(
       `log.destination: cannot open ${JSON.stringify(path)} for writing: ${error instanceof Error ? error.message : String(error)}`,
+      { cause: error },
     );
   }
 }
@@ -158,6 +158,8 @@ export function createProxyLog(
   config: LogOptions = {},
   report: (line: string) => void = (line) => console.error(line),
 ): ProxyLog {
+  // Loaded when the log is made: the door stays importable without pino (an optional peer).
+  const { pino } = loadOptionalPeer<typeof import('pino')>('pino', 'createProxyLog()');
   const level = config.level ?? 'info';
   const target = config.destination ?? 'stderr';
   const silent = level === 'silent';
@@ -195,14 +197,7 @@ export function createProxyLog(
       destination.write(`${JSON.stringify(fields)}\n`);
     },
   });
-  const flush = () =>
-    new Promise<void>((resolve) => {
-      try {
-        logger.flush(() => resolve());
-      } catch {
-        resolve();
-      }
-    });
+  const flush = () => flushLogger(logger);
   return {
     logger,
     flush,
@@ -306,29 +301,5 @@ export function accessLog(logger: Logger): AccessLog {
       if (cause !== undefined) fields.err = cause;
       logger[level](fields, message);
     },
-  };
-}
-
-/**
- * An `onStoreError` for the middlewares of `layer`: each failure counted (`count`), logged at
- * error level at most once per 10 s with how many came in between.
- */
-export function storeFailureReporter(
-  logger: Logger,
-  layer: string,
-  count: (layer: string) => void,
-): (error: unknown) => void {
-  let lastLoggedAt = -Infinity;
-  let suppressed = 0;
-  return function reportStoreFailure(error) {
-    count(layer);
-    const now = Date.now();
-    if (now - lastLoggedAt < STORE_FAILURE_LOG_INTERVAL_MS) {
-      suppressed++;
-      return;
-    }
-    lastLoggedAt = now;
-    logger.error({ layer, suppressed, err: error }, 'store failure');
-    suppressed = 0;
   };
 }

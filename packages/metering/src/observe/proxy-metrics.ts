@@ -1,18 +1,14 @@
 // The proxy's own Prometheus metrics beside the usage sink's: responses and refusals, upstream calls, store calls, budgets; every label bounded.
 import type { Request, Response } from 'express';
-import { collectDefaultMetrics, Counter, Registry } from 'prom-client';
-import type { BudgetGuard } from '@tollgate/budget';
-import { MITIGATION_KINDS, registerGauges } from './proxy-gauges.js';
-import type { Identity } from '@tollgate/core';
-import {
-  BoundedLabel,
-  NONE_LABEL,
-  OVERFLOW_LABEL,
-  SeriesCounter,
-  SeriesHistogram,
-} from '@tollgate/metering/prometheus';
-import type { CounterSeries, HistogramSeries } from '@tollgate/metering/prometheus';
-import type { UpstreamOutcome } from '@tollgate/router/upstreams';
+import type { Registry } from 'prom-client';
+import { MITIGATION_KINDS, promClient, registerGauges } from './proxy-gauges.js';
+import type { BudgetReader } from './proxy-gauges.js';
+import type { Identity, TollgateStores } from '@tollgate/core';
+import type { UpstreamOutcome } from '@tollgate/core/provider-call';
+import { timedStores } from './timed-stores.js';
+import { BoundedLabel, NONE_LABEL, OVERFLOW_LABEL } from '../prometheus-sink.js';
+import { SeriesCounter, SeriesHistogram } from '../prometheus-series.js';
+import type { CounterSeries, HistogramSeries } from '../prometheus-series.js';
 
 /** Distinct values kept per label (routes, models, tenants, budget ids); later ones are counted under `__other__`. */
 const MAX_LABEL_VALUES = 100;
@@ -35,10 +31,12 @@ export interface ProxyMetrics {
   upstreamCall(provider: string, model: string, outcome: UpstreamOutcome): void;
   /** What times the calls of one store operation (`ledger.reserve`, `counter.consume`, ...): asked once per operation. */
   storeTimer(operation: string): StoreTimer;
+  /** The same stores, each call of `counter`, `fixedWindow`, `ledger` and `keys` timed by its operation's `storeTimer`. */
+  timeStores<S extends TollgateStores>(stores: S): S;
   /** A store failure a middleware met (timeouts at its deadline included), by the layer it failed for. */
   storeFailure(layer: string): void;
   /** Gauges of every budget `budget` guards (spent, limit, reserved, remaining), read at each scrape: no cost per request. */
-  watchBudgets(budget: BudgetGuard): void;
+  watchBudgets(budget: BudgetReader): void;
   /** The gauge of the guard's mitigations in force (suspended keys and tenants, throttles, blocks), read at each scrape. */
   watchMitigations(list: () => readonly { kind: (typeof MITIGATION_KINDS)[number] }[]): void;
   /** The gauge of the files the gateway re-reads: 1 when a file's last change was taken whole, read at each scrape. */
@@ -91,6 +89,7 @@ function routeLabel(req: Request): string {
 let processMetrics: Registry | undefined;
 function registerProcessMetrics(registry: Registry): void {
   if (processMetrics === undefined) {
+    const { collectDefaultMetrics, Registry } = promClient();
     processMetrics = new Registry();
     collectDefaultMetrics({ register: processMetrics, prefix: PREFIX });
   }
@@ -116,6 +115,7 @@ function tenantLabeller(tenants: readonly string[]): (identity: Identity | undef
 
 /** Upstream calls by upstream, model and status, their durations, time to first token, and failures by reason. */
 function upstreamCallCounter(registry: Registry, models: BoundedLabel): ProxyMetrics['upstreamCall'] {
+  const { Counter } = promClient();
   const registers = [registry];
   const upstreamRequests = new SeriesCounter(
     'tollgate_upstream_requests_total',
@@ -181,6 +181,7 @@ function upstreamCallCounter(registry: Registry, models: BoundedLabel): ProxyMet
 
 /** Personal data masked and prompts refused by the guardrails. */
 function guardrailCounters(registers: Registry[]): Pick<ProxyMetrics, 'guardrailMasked' | 'guardrailRefused'> {
+  const { Counter } = promClient();
   const guardrailMasks = new Counter({
     name: 'tollgate_guardrail_masked_total',
     help: 'Personal data masked in prompts by the guardrails before the upstream saw them, by kind (email, phone, card).',
@@ -201,6 +202,7 @@ function guardrailCounters(registers: Registry[]): Pick<ProxyMetrics, 'guardrail
 
 /** Registers the proxy's metrics in `registry` (the usage sink's, so one `/metrics` serves both), and the process's. */
 export function createProxyMetrics(registry: Registry, options: ProxyMetricsOptions): ProxyMetrics {
+  const { Counter } = promClient();
   const { report } = options;
   const registers = [registry];
   registerProcessMetrics(registry);
@@ -283,6 +285,9 @@ export function createProxyMetrics(registry: Registry, options: ProxyMetricsOpti
             seconds,
           );
       };
+    },
+    timeStores(stores) {
+      return timedStores(stores, (operation) => this.storeTimer(operation));
     },
     storeFailure(rawLayer) {
       const layer = layers.value(rawLayer);

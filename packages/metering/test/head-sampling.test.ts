@@ -3,7 +3,7 @@ import { describe, expect, it } from '@jest/globals';
 import { context, propagation, ROOT_CONTEXT, SpanKind, trace, TraceFlags } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import * as sdk from '@opentelemetry/sdk-trace-base';
-import { sampleFirstProvider, samplerFromEnv } from '../src/head-sampling.js';
+import { sampleFirstProvider, samplerFromEnv } from '../src/observe/head-sampling.js';
 
 function traced(env: NodeJS.ProcessEnv) {
   const exporter = new sdk.InMemorySpanExporter();

@@ -1,9 +1,30 @@
 // The gateway's gauges, read at each scrape (no cost per request): every budget's spent, limit, reserved and
 // remaining, the guard's mitigations in force, and whether each re-read file's last change was taken whole.
-import { Gauge } from 'prom-client';
 import type { Registry } from 'prom-client';
-import type { BudgetGuard, BudgetPeriod, BudgetScope, BudgetStatus } from '@tollgate/budget';
-import { OVERFLOW_LABEL } from '@tollgate/metering/prometheus';
+import { OVERFLOW_LABEL } from '../prometheus-sink.js';
+import { loadOptionalPeer } from '../optional-peer.js';
+
+/** One budget's figures as the budget guard's `status()` gives them (its `BudgetStatus`): metering does not depend on the budget package. */
+interface BudgetFigures {
+  scope: string;
+  id: string | null;
+  tenantId: string | null;
+  period: string;
+  spentUsd: number;
+  limitUsd: number;
+  reservedUsd: number;
+  remainingUsd: number;
+}
+
+/** What the gauges read the budgets from: the budget guard. */
+export interface BudgetReader {
+  status(): Promise<readonly BudgetFigures[]>;
+}
+
+/** prom-client, loaded when the metrics are made: the door stays importable without it (an optional peer). */
+export function promClient(): typeof import('prom-client') {
+  return loadOptionalPeer<typeof import('prom-client')>('prom-client', 'createProxyMetrics()');
+}
 
 /** Distinct budget ids kept per scope; later ones are summed under `__other__`. */
 const MAX_LABEL_VALUES = 100;
@@ -11,9 +32,9 @@ const MAX_LABEL_VALUES = 100;
 export const MITIGATION_KINDS = ['suspend', 'throttle', 'block'] as const;
 
 interface BudgetRow {
-  scope: BudgetScope;
+  scope: string;
   id: string;
-  period: BudgetPeriod;
+  period: string;
   spent: number;
   limit: number;
   reserved: number;
@@ -24,9 +45,9 @@ interface BudgetRow {
  * One row per budget (scope, id, period: a tenant's day and month budgets apart); per scope the first ids kept as
  * labels and the rest summed under `__other__`, as the usage sink bounds its labels.
  */
-function boundedBudgets(statuses: readonly BudgetStatus[]): BudgetRow[] {
+function boundedBudgets(statuses: readonly BudgetFigures[]): BudgetRow[] {
   const rows = new Map<string, BudgetRow>();
-  const idsPerScope = new Map<BudgetScope, Set<string>>();
+  const idsPerScope = new Map<string, Set<string>>();
   for (const status of statuses) {
     let seen = idsPerScope.get(status.scope);
     if (seen === undefined) idsPerScope.set(status.scope, (seen = new Set()));
@@ -52,15 +73,16 @@ function boundedBudgets(statuses: readonly BudgetStatus[]): BudgetRow[] {
 
 /** What the gauges read at each scrape, given once the gateway has it. */
 export interface GaugeWatchers {
-  watchBudgets(budget: BudgetGuard): void;
+  watchBudgets(budget: BudgetReader): void;
   watchMitigations(list: () => readonly { kind: (typeof MITIGATION_KINDS)[number] }[]): void;
   watchConfigFiles(list: () => readonly { path: string; status: string }[]): void;
 }
 
 /** Registers the budget, mitigation and config-file gauges; `report` hears a budget read that failed at a scrape. */
 export function registerGauges(registers: Registry[], report: (error: unknown) => void): GaugeWatchers {
+  const { Gauge } = promClient();
   // One read of the budgets per scrape, shared by the three gauges (the registry collects them concurrently).
-  let budget: BudgetGuard | undefined;
+  let budget: BudgetReader | undefined;
   let reading: Promise<ReturnType<typeof boundedBudgets>> | undefined;
   const readBudgets = () => {
     reading ??= (budget ? budget.status() : Promise.resolve([]))
@@ -103,6 +125,7 @@ export function registerGauges(registers: Registry[], report: (error: unknown) =
 
 /** The mitigations and config-file gauges. */
 function otherGauges(registers: Registry[]): Omit<GaugeWatchers, 'watchBudgets'> {
+  const { Gauge } = promClient();
   let mitigations: (() => readonly { kind: string }[]) | undefined;
   new Gauge({
     name: 'tollgate_guard_mitigations',
