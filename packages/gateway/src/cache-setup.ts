@@ -1,9 +1,8 @@
 // The response cache and Anthropic prompt caching, placed around the fused limits call.
-import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import type { Request, RequestHandler } from 'express';
 import { anthropicPromptCaching, createResponseCache, MemoryCacheStore, RedisCacheStore } from '@tollgate/cache';
 import type { CacheStore, ResponseCacheOptions } from '@tollgate/cache';
 import type { TollgateStores } from '@tollgate/core';
-import { combineLimits } from '@tollgate/ratelimit';
 
 /** The response cache and prompt caching, and the tiers that opt out or keep answers longer or shorter. */
 export interface CacheSetupOptions extends Pick<ResponseCacheOptions, 'scope' | 'maxEntryBytes' | 'costFraction'> {
@@ -30,10 +29,10 @@ export interface ProxyCache {
   readonly beforeEstimate: RequestHandler;
   /**
    * The fused limits as the cache runs them (the `limits and budget` stage): the lookup starts first; a hit the
-   * memory store already answered passes `requestLimits` only, fused (no tokens, slot or budget); anything else
+   * memory store already answered passes `hitLimits` only (the request limits, fused: no tokens, slot or budget); anything else
    * passes `limits` whole while Redis answers (a Redis hit gives back its reservation at its settle).
    */
-  limits(limits: RequestHandler, requestLimits: readonly RequestHandler[]): RequestHandler[];
+  limits(limits: RequestHandler, hitLimits: RequestHandler): RequestHandler[];
   /** The `cache around` stage: a hit is served, or a miss goes on, with prompt-cache breakpoints placed. */
   readonly around: readonly RequestHandler[];
   close(): Promise<void>;
@@ -89,18 +88,17 @@ export function createProxyCache(
     },
   });
   const prompt = options.promptCaching;
-  const promptCaching = prompt ? [anthropicPromptCaching(prompt === true ? {} : prompt)] : [];
+  return cacheStages(cache, prompt ? [anthropicPromptCaching(prompt === true ? {} : prompt)] : []);
+}
+
+/** A response cache's stages: its lookup before the estimate, its choice of limits, its answer (then prompt caching). */
+export function cacheStages(
+  cache: ReturnType<typeof createResponseCache>,
+  promptCaching: readonly RequestHandler[] = [],
+): ProxyCache {
   return {
     beforeEstimate: cache.lookupBeforeEstimate,
-    limits: (limits, requestLimits) => {
-      const hitLimits =
-        requestLimits.length > 0
-          ? combineLimits(...requestLimits)
-          : function noRequestLimits(_req: Request, _res: Response, next: NextFunction) {
-              next();
-            };
-      return [cache.lookup, cache.chooseLimits({ hit: hitLimits, miss: limits })];
-    },
+    limits: (limits, hitLimits) => [cache.lookup, cache.chooseLimits({ hit: hitLimits, miss: limits })],
     around: [cache.answer, ...promptCaching],
     close: () => cache.close(),
   };

@@ -2,7 +2,7 @@
 // tierPolicy's, meter's, budgetGuard's...); the provider and count routes are composed from the same stage list and
 // builders as the gateway's (routes.ts), so a route built here runs the stages in the gateway's order.
 import express from 'express';
-import type { NextFunction, Request, RequestHandler, Response, Router } from 'express';
+import type { RequestHandler, Router } from 'express';
 import { apiKeyAuth, attribution, requireScope } from '@tollgate/auth';
 import type { ApiKeyAuthOptions, AttributionOptions } from '@tollgate/auth';
 import { budgetGuard } from '@tollgate/budget';
@@ -28,8 +28,9 @@ import { createMockProvider } from '@tollgate/providers/mock';
 import { createProviderRouter } from '@tollgate/router/upstreams';
 import { gatewayRoutes, ROUTE_PATHS } from './routes.js';
 import type { RouteParts } from './routes.js';
-import type { ProxyGuard } from './guard-setup.js';
-import type { ProxyCache } from './cache-setup.js';
+import { noProxyGuard } from './guard-setup.js';
+import { cacheStages } from './cache-setup.js';
+import { answerMethodNotAllowed } from './exchange.js';
 import { providerJsonBody } from './json-body.js';
 
 /** What `tollgate()` is built from: each part the options of the package that owns it, all but none required. */
@@ -71,27 +72,6 @@ export interface TollgateRouter extends Router {
   close(): Promise<void>;
 }
 
-/** No guard in code: the body is read right after auth, nothing is refused before it or after the estimate. */
-function noGuard(): ProxyGuard {
-  const afterAuth = (readBody: RequestHandler) => [readBody];
-  return { beforeAuth: [], afterAuth, afterEstimate: [], limitChecks: [] } as unknown as ProxyGuard;
-}
-
-/** The response cache as two stages: a hit passes the request limits only, a miss every limit and the budget. */
-function cacheStages(options: ResponseCacheOptions): ProxyCache {
-  const cache = createResponseCache(options);
-  const pass = (_req: Request, _res: Response, next: NextFunction) => next();
-  return {
-    beforeEstimate: cache.lookupBeforeEstimate,
-    limits: (limits, requestLimits) => [
-      cache.lookup,
-      cache.chooseLimits({ hit: requestLimits.length > 0 ? combineLimits(...requestLimits) : pass, miss: limits }),
-    ],
-    around: [cache.answer],
-    close: () => cache.close(),
-  };
-}
-
 /**
  * The provider and count routes of every adapter, composed from the stage list, from the packages' own options.
  * `app.use(tollgate({ ... }))`; errors are answered in the API's shape.
@@ -114,10 +94,10 @@ export function tollgate(parts: TollgateParts = {}): TollgateRouter {
     ...(parts.budget ? [budgetGuard({ pricing, ...parts.budget, ledger: stores.ledger }) as RequestHandler] : []),
   ];
   const pass: RequestHandler = (_req, _res, next) => next();
-  const cache = parts.cache ? cacheStages(parts.cache) : undefined;
+  const cache = parts.cache ? cacheStages(createResponseCache(parts.cache)) : undefined;
   const policy = parts.policy ?? {};
   const routeParts: RouteParts = {
-    guarding: noGuard(),
+    guarding: noProxyGuard(),
     identify: [apiKeyAuth({ keys: stores.keys, ...parts.auth }) as RequestHandler],
     readProviderBody: providerJsonBody(parts.bodyLimit ?? '1mb'),
     permissions: parts.scope ? [requireScope(parts.scope) as RequestHandler] : [],
@@ -135,7 +115,7 @@ export function tollgate(parts: TollgateParts = {}): TollgateRouter {
   const router = express.Router({ caseSensitive: true, strict: true }) as unknown as TollgateRouter;
   router.use(requestContext());
   for (const { path, handlers } of gatewayRoutes(routeParts)) router.post(path, ...handlers);
-  router.all([...ROUTE_PATHS], (req, res, next) => (req.method === 'POST' ? next() : res.status(405).end()));
+  router.all([...ROUTE_PATHS], answerMethodNotAllowed);
   router.use(apiErrorHandler());
   Object.defineProperty(router, 'stores', { value: stores, enumerable: true });
   router.close = async () => {

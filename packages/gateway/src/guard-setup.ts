@@ -119,6 +119,11 @@ const NO_GUARD: Omit<ProxyGuard, 'afterAuth'> = {
  * stream (budget and store events, once across processes). Bodies are read after auth, under `bodyTimeout`, whether
  * or not a guard is enabled.
  */
+/** No guard at all: the body read right after auth, nothing refused before it or after the estimate. */
+export function noProxyGuard(): ProxyGuard {
+  return { ...NO_GUARD, afterAuth: (readBody) => [readBody] };
+}
+
 export function createProxyGuard(settings: GuardSetupOptions, deps: ProxyGuardDeps): ProxyGuard {
   const { bodyTimeout, webhooks } = settings;
   // A shed request is the guard's refusal in the access log and the metrics, not a store's.

@@ -1,6 +1,6 @@
 // The gateway's routes as profiles of the one stage list (stages.ts): provider calls and token counts, each stage
 // built once here from the gateway's parts, its variant by the route's kind where a count differs from a call.
-import type { RequestHandler } from 'express';
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { Pricing, ProviderApi } from '@tollgate/core';
 import { providerAdapters } from '@tollgate/providers/routes';
 import { combineLimits } from '@tollgate/ratelimit';
@@ -56,11 +56,18 @@ export interface RouteParts {
   providers: ProviderRouter;
 }
 
+/** What a cache hit passes where no request limit is configured. */
+function noRequestLimits(_req: Request, _res: Response, next: NextFunction): void {
+  next();
+}
+
 /** Every stage of the provider and count routes. The order is not here: it is STAGES'. */
 export function routeStages(parts: RouteParts): StageBuilders<RouteSpec> {
   const { guarding, responseCache: cache } = parts;
-  const countLimits = parts.requestLimits.length > 0 ? [combineLimits(...parts.requestLimits)] : [];
-  const callLimits = cache ? cache.limits(parts.limits, parts.requestLimits) : [parts.limits];
+  // The request limits fused once: what a count passes, and what a cached answer passes.
+  const requestLimits = parts.requestLimits.length > 0 ? combineLimits(...parts.requestLimits) : undefined;
+  const countLimits = requestLimits ? [requestLimits] : [];
+  const callLimits = cache ? cache.limits(parts.limits, requestLimits ?? noRequestLimits) : [parts.limits];
   const none: readonly RequestHandler[] = [];
   return {
     route: (route) => (route.match ? [route.match] : none),
