@@ -1,4 +1,6 @@
-// Fails the whole run at once, with a fix, when Redis (or redis-server, for the cluster tests), PostgreSQL or Chromium is not there: tests never skip them.
+// Fails the whole run at once, with a fix, when Redis (or redis-server, for the cluster tests), PostgreSQL, Chromium or
+// promtool is not there: tests never skip them. `pnpm test` first runs test/setup/machine.sh, which installs or starts
+// each where it can.
 import { existsSync } from 'node:fs';
 import net from 'node:net';
 import { delimiter, join } from 'node:path';
@@ -49,6 +51,12 @@ export default async function globalSetup() {
   if (!existsSync('/usr/bin/chromium')) {
     missing.push(
       'Chromium is not installed at /usr/bin/chromium. Install it with:\n  apt-get install -y chromium   (sudo apt-get ... when not root; .ci/run does it)',
+    );
+  }
+  // deploy/prometheus's rules are checked and unit-tested with promtool.
+  if (!onPath('promtool')) {
+    missing.push(
+      "promtool is not on the PATH (the alert rules' tests). Install it with:\n  apt-get install -y --no-install-recommends prometheus",
     );
   }
   if (missing.length > 0) throw new Error(`tollgate tests need real services and tools:\n\n${missing.join('\n\n')}`);
