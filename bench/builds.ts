@@ -22,7 +22,6 @@ const REDIS_SETTLE_MS = 30;
 
 const SIDES = ['before', 'after'] as const;
 type Side = (typeof SIDES)[number];
-
 /** A server each build runs; workloads naming the same server share its child. */
 type ServerName = 'chain-memory' | 'chain-redis' | 'proxy-memory';
 
@@ -42,7 +41,7 @@ const CHAIN =
   'the recommended chain of `chain.ts` (apiKeyAuth, meter with no sink and the count cache off, combineLimits(tieredRateLimit, tokenRateLimit, budgetGuard with key, tenant and global budgets)), one key, limits far above the load, a handler answering at once; one small chat body over and over';
 const DEPLOYMENT_APP = `the example proxy, \`createProxyApp()\` from the gateway package, with the \`deployment\` config (${fmtNumber(DEPLOYMENT.tenants)} tenants with one key each, ${DEPLOYMENT.requestsPerMinute} requests and ${fmtNumber(DEPLOYMENT.tokensPerMinute)} tokens a minute per tenant, $${DEPLOYMENT.tenantBudgetUsdPerDay}/day per tenant, $${fmtNumber(DEPLOYMENT.globalBudgetUsdPerDay)}/day global), metrics on, access log silent, createMemoryStores(), before the zero-latency mock upstream (a child, over HTTP); every request takes the next key`;
 
-const WORKLOADS: readonly Workload[] = [
+const ALL_WORKLOADS: readonly Workload[] = [
   {
     name: 'chain (memory)',
     configuration: `${CHAIN}; createMemoryStores()`,
@@ -73,6 +72,10 @@ const WORKLOADS: readonly Workload[] = [
     stream: true,
   },
 ];
+/** BENCH_BUILDS_ONLY: a comma-separated list of workload names (e.g. `chain (Redis)`) to measure only those, with more rounds in the time. */
+const WORKLOADS: readonly Workload[] = process.env.BENCH_BUILDS_ONLY
+  ? ALL_WORKLOADS.filter((w) => process.env.BENCH_BUILDS_ONLY!.split(',').includes(w.name))
+  : ALL_WORKLOADS;
 
 /** One workload on one build over one round: its blocks summed. */
 interface Sample {
