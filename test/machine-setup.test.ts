@@ -1,5 +1,6 @@
 // test/setup/machine.sh, which `pnpm test` and .ci/run run first: it starts what it can and names what it cannot, one
 // line each, with the command that gets it.
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import net from 'node:net';
