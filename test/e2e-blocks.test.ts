@@ -9,7 +9,7 @@ import OpenAI from 'openai';
 import { createPricing } from '@tollgate/core';
 import { costNanoUsd } from '@tollgate/core/costs';
 import { countPromptTokens } from '@tollgate/providers/mock';
-import { deleteRedisPrefix, newApiKey, REDIS_URL, sha256Hex, spawnProxy } from './helpers/proxy.js';
+import { deleteRedisPrefix, healthDetails, newApiKey, REDIS_URL, sha256Hex, spawnProxy } from './helpers/proxy.js';
 import type { SpawnedProxy } from './helpers/proxy.js';
 
 type OpenAIApiError = InstanceType<typeof OpenAI.APIError>;
@@ -100,7 +100,7 @@ describe('three processes, one Redis, limits in blocks', () => {
     const held = await Promise.all(
       proxies.map(
         async (proxy) =>
-          ((await (await fetch(`${proxy.url}/healthz`)).json()) as { blocks: { fixedWindow: number } }).blocks,
+          (await healthDetails<{ blocks: { fixedWindow: number } }>(proxy.url, adminKey)).blocks,
       ),
     );
     expect(held.map((blocks) => blocks.fixedWindow)).toEqual([1, 1, 1]);
@@ -137,7 +137,7 @@ describe('three processes, one Redis, limits in blocks', () => {
     const held = await Promise.all(
       proxies.map(
         async (proxy) =>
-          ((await (await fetch(`${proxy.url}/healthz`)).json()) as { blocks: { ledger: number } }).blocks,
+          (await healthDetails<{ blocks: { ledger: number } }>(proxy.url, adminKey)).blocks,
       ),
     );
     expect(held.map((blocks) => blocks.ledger)).toEqual([1, 1, 1]);
