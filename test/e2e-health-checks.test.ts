@@ -170,7 +170,7 @@ describe('health checks, one process', () => {
     expect(calls(only)).toBe(1);
   });
 
-  it('sends the paid one-token probe only when asked, to each target's model', async () => {
+  it('sends the paid one-token probe only when asked, to each target model', async () => {
     const primary = await provider();
     const secondary = await provider();
     const running = await gateway(gatewayConfig({ primary, secondary }, { probe: 'one-token' }));

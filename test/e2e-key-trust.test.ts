@@ -7,7 +7,15 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { runCli } from '@tollgate/cli';
-import { deleteRedisPrefix, healthDetails, newApiKey, REDIS_URL, sha256Hex, spawnProxy, waitFor } from './helpers/proxy.js';
+import {
+  deleteRedisPrefix,
+  healthDetails,
+  newApiKey,
+  REDIS_URL,
+  sha256Hex,
+  spawnProxy,
+  waitFor,
+} from './helpers/proxy.js';
 import type { SpawnedProxy } from './helpers/proxy.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-key-trust-'));

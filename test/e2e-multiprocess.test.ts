@@ -8,7 +8,15 @@ import OpenAI from 'openai';
 import { createPricing } from '@tollgate/core';
 import { costNanoUsd } from '@tollgate/core/costs';
 import { countPromptTokens } from '@tollgate/providers/mock';
-import { deleteRedisPrefix, healthDetails, newApiKey, REDIS_URL, sha256Hex, spawnProxy, waitFor } from './helpers/proxy.js';
+import {
+  deleteRedisPrefix,
+  healthDetails,
+  newApiKey,
+  REDIS_URL,
+  sha256Hex,
+  spawnProxy,
+  waitFor,
+} from './helpers/proxy.js';
 import type { SpawnedProxy } from './helpers/proxy.js';
 
 type OpenAIApiError = InstanceType<typeof OpenAI.APIError>;

@@ -74,7 +74,12 @@ function routingTable(targets: readonly RoutingTargetState[]): SafeHtml {
 <td>${probe ? html`${probe.ok ? 'passed' : 'failed'} at ${utcTime(probe.at)}${probe.detail ? html` (${probe.detail})` : ''}` : ''}</td>
 <td class="num">${probe?.latencyMs === undefined ? '' : `${count(probe.latencyMs)} ms`}</td></tr>`;
   });
-  return table('Routing targets', ['Target', 'Health checks', 'Breaker', 'Last probe', 'Probe latency'], rows, 'No model groups.');
+  return table(
+    'Routing targets',
+    ['Target', 'Health checks', 'Breaker', 'Last probe', 'Probe latency'],
+    rows,
+    'No model groups.',
+  );
 }
 
 export function renderProviders(ctx: PageContext, data: ProvidersData): string {

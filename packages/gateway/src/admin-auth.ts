@@ -32,12 +32,18 @@ export function adminKeyVerdict(adminKeySha256: string): (req: Request) => Admin
 /** The 401 of a request without the admin key (`absent`) or with another key. */
 export function refuseAdminKey(verdict: Exclude<AdminKeyVerdict, 'admin'>, req: Request, res: Response): void {
   renderApiError(
-    new ApiError('invalid_api_key', verdict === 'absent' ? 'The admin routes need the admin key.' : 'Invalid admin key.', {
-      headers: {
-        'www-authenticate':
-          verdict === 'absent' ? 'Bearer realm="tollgate-admin"' : 'Bearer realm="tollgate-admin", error="invalid_token"',
+    new ApiError(
+      'invalid_api_key',
+      verdict === 'absent' ? 'The admin routes need the admin key.' : 'Invalid admin key.',
+      {
+        headers: {
+          'www-authenticate':
+            verdict === 'absent'
+              ? 'Bearer realm="tollgate-admin"'
+              : 'Bearer realm="tollgate-admin", error="invalid_token"',
+        },
       },
-    }),
+    ),
     req,
     res,
   );

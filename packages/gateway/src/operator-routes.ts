@@ -68,8 +68,11 @@ export function mountOperatorRoutes(router: Router, parts: OperatorParts): void 
     const upstreamsOk = unavailable.upstreams.length === 0 && unavailable.modelGroups.length === 0;
     const serving = storeOk && tokenizersReady;
     const filesFailing = parts.configFiles.failing();
-    const status =
-      !tokenizersReady ? 'starting' : serving && upstreamsOk && filesFailing.length === 0 ? 'ok' : 'degraded';
+    const status = !tokenizersReady
+      ? 'starting'
+      : serving && upstreamsOk && filesFailing.length === 0
+        ? 'ok'
+        : 'degraded';
     if (verdict === 'absent') return void res.status(serving ? 200 : 503).json({ status });
     res.status(serving ? 200 : 503).json({
       status,

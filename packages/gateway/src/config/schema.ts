@@ -220,7 +220,9 @@ export const configSchema = fields({
   healthChecks: fields({
     interval: duration.optional().describe('Between two rounds of probes. Default: "30s".'),
     timeout: duration.optional().describe('How long a probe may take. Default: "5s".'),
-    failAfter: positiveInteger.optional().describe('Failed rounds in a row that take a target out of routing. Default: 2.'),
+    failAfter: positiveInteger
+      .optional()
+      .describe('Failed rounds in a row that take a target out of routing. Default: 2.'),
     passAfter: positiveInteger.optional().describe('Passed rounds in a row that put it back. Default: 2.'),
     statusPages: z
       .union([trueOrFalse, recordOf(z.union([url(['http:', 'https:']), z.literal(false)]))])
@@ -232,7 +234,7 @@ export const configSchema = fields({
     probe: choice(['models', 'one-token'], 'must be "models" or "one-token"')
       .optional()
       .describe(
-        'What is sent: `models` lists each upstream\'s models (free); `one-token` asks each target\'s model for one ' +
+        "What is sent: `models` lists each upstream's models (free); `one-token` asks each target's model for one " +
           'output token (billed for every target, round and process). Default: "models".',
       ),
   })

@@ -116,7 +116,10 @@ function statusPageOf(upstream: Upstream, pages: ResolvedHealthChecks['statusPag
  */
 async function readStatusPage(url: string, timeoutMs: number): Promise<{ ok: boolean; detail?: string }> {
   try {
-    const answer = await request(url, { headers: { accept: 'application/json' }, signal: AbortSignal.timeout(timeoutMs) });
+    const answer = await request(url, {
+      headers: { accept: 'application/json' },
+      signal: AbortSignal.timeout(timeoutMs),
+    });
     if (answer.statusCode >= 300) {
       await answer.body.dump();
       return { ok: true, detail: `status page unreadable: HTTP ${answer.statusCode}` };

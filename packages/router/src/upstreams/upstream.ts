@@ -148,7 +148,11 @@ export function createUpstream(
         const ms = performance.now() - started;
         return answer.statusCode < 300 ? { ok: true, ms } : { ok: false, ms, detail: `HTTP ${answer.statusCode}` };
       } catch (error) {
-        return { ok: false, ms: performance.now() - started, detail: error instanceof Error ? error.message : String(error) };
+        return {
+          ok: false,
+          ms: performance.now() - started,
+          detail: error instanceof Error ? error.message : String(error),
+        };
       }
     },
     async close() {
