@@ -12,7 +12,7 @@ import { costNanoUsd } from '@tollgate/core/costs';
 import type { UsageRecord } from '@tollgate/core';
 import { countPromptTokens } from '@tollgate/providers/mock';
 import { freePort, PrivateRedis } from '../packages/redis/test/helpers.js';
-import { newApiKey, readUsageLog, sha256Hex, spawnProxy, startMockUpstream } from './helpers/proxy.js';
+import { healthDetails, newApiKey, readUsageLog, sha256Hex, spawnProxy, startMockUpstream } from './helpers/proxy.js';
 import type { RunningMock, SpawnedProxy } from './helpers/proxy.js';
 
 const PROCESSES = 3;
@@ -124,7 +124,7 @@ async function budgetOf(tenant: Tenant, proxy = proxies[0]!): Promise<Budget> {
 }
 
 async function ledgerBlocksHeld(proxy: SpawnedProxy): Promise<number> {
-  const health = (await (await fetch(`${proxy.url}/healthz`)).json()) as { blocks: { ledger: number } };
+  const health = await healthDetails<{ blocks: { ledger: number } }>(proxy.url, adminKey);
   return health.blocks.ledger;
 }
 

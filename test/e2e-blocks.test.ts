@@ -9,7 +9,7 @@ import OpenAI from 'openai';
 import { createPricing } from '@tollgate/core';
 import { costNanoUsd } from '@tollgate/core/costs';
 import { countPromptTokens } from '@tollgate/providers/mock';
-import { deleteRedisPrefix, newApiKey, REDIS_URL, sha256Hex, spawnProxy } from './helpers/proxy.js';
+import { deleteRedisPrefix, healthDetails, newApiKey, REDIS_URL, sha256Hex, spawnProxy } from './helpers/proxy.js';
 import type { SpawnedProxy } from './helpers/proxy.js';
 
 type OpenAIApiError = InstanceType<typeof OpenAI.APIError>;
@@ -99,8 +99,7 @@ describe('three processes, one Redis, limits in blocks', () => {
     // Each process counts in a block of its own now (/healthz says how many it holds).
     const held = await Promise.all(
       proxies.map(
-        async (proxy) =>
-          ((await (await fetch(`${proxy.url}/healthz`)).json()) as { blocks: { fixedWindow: number } }).blocks,
+        async (proxy) => (await healthDetails<{ blocks: { fixedWindow: number } }>(proxy.url, adminKey)).blocks,
       ),
     );
     expect(held.map((blocks) => blocks.fixedWindow)).toEqual([1, 1, 1]);
@@ -135,10 +134,7 @@ describe('three processes, one Redis, limits in blocks', () => {
     const opening = await fire(clients, 9, 3, 'gpt-4o-mini');
     expect(opening).toEqual(Array.from({ length: 9 }, () => 200));
     const held = await Promise.all(
-      proxies.map(
-        async (proxy) =>
-          ((await (await fetch(`${proxy.url}/healthz`)).json()) as { blocks: { ledger: number } }).blocks,
-      ),
+      proxies.map(async (proxy) => (await healthDetails<{ blocks: { ledger: number } }>(proxy.url, adminKey)).blocks),
     );
     expect(held.map((blocks) => blocks.ledger)).toEqual([1, 1, 1]);
     const outcomes = [...opening, ...(await fire(clients, 400, 24, 'gpt-4o-mini'))];

@@ -7,7 +7,15 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { runCli } from '@tollgate/cli';
-import { deleteRedisPrefix, newApiKey, REDIS_URL, sha256Hex, spawnProxy, waitFor } from './helpers/proxy.js';
+import {
+  deleteRedisPrefix,
+  healthDetails,
+  newApiKey,
+  REDIS_URL,
+  sha256Hex,
+  spawnProxy,
+  waitFor,
+} from './helpers/proxy.js';
 import type { SpawnedProxy } from './helpers/proxy.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-key-trust-'));
@@ -98,10 +106,10 @@ describe('a config file read by two gateways (memory stores)', () => {
     // Each gateway says the file was not taken, on /healthz and in its metric.
     for (const proxy of [a, b]) {
       const health = await waitFor(async () => {
-        const body = (await (await fetch(`${proxy.url}/healthz`)).json()) as {
+        const body = await healthDetails<{
           status: string;
           configFiles?: { status: string; problems: string[] }[];
-        };
+        }>(proxy.url, adminKey);
         return body.status === 'degraded' ? body : undefined;
       }, 'the gateway to say its config file is not taken');
       expect(health.configFiles![0]!.status).toBe('invalid');

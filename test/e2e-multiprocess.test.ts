@@ -8,7 +8,15 @@ import OpenAI from 'openai';
 import { createPricing } from '@tollgate/core';
 import { costNanoUsd } from '@tollgate/core/costs';
 import { countPromptTokens } from '@tollgate/providers/mock';
-import { deleteRedisPrefix, newApiKey, REDIS_URL, sha256Hex, spawnProxy, waitFor } from './helpers/proxy.js';
+import {
+  deleteRedisPrefix,
+  healthDetails,
+  newApiKey,
+  REDIS_URL,
+  sha256Hex,
+  spawnProxy,
+  waitFor,
+} from './helpers/proxy.js';
 import type { SpawnedProxy } from './helpers/proxy.js';
 
 type OpenAIApiError = InstanceType<typeof OpenAI.APIError>;
@@ -64,7 +72,7 @@ afterAll(async () => {
 describe('two processes, one Redis', () => {
   it('both report Redis in /healthz', async () => {
     for (const proxy of proxies) {
-      const health = (await (await fetch(`${proxy.url}/healthz`)).json()) as Record<string, unknown>;
+      const health = await healthDetails(proxy.url, adminKey);
       expect(health).toMatchObject({ status: 'ok', store: 'redis', redis: 'ok' });
     }
   });

@@ -9,7 +9,7 @@ import { createPricing } from '@tollgate/core';
 import { costNanoUsd } from '@tollgate/core/costs';
 import { countPromptTokens } from '@tollgate/providers/mock';
 import { testCluster, type TestCluster } from '../packages/redis/test/redis-cluster.js';
-import { newApiKey, sha256Hex, spawnProxy } from './helpers/proxy.js';
+import { healthDetails, newApiKey, sha256Hex, spawnProxy } from './helpers/proxy.js';
 import type { SpawnedProxy } from './helpers/proxy.js';
 
 type OpenAIApiError = InstanceType<typeof OpenAI.APIError>;
@@ -83,7 +83,7 @@ const chat = (proxy: SpawnedProxy, apiKey: string) => new OpenAI({ apiKey, baseU
 describe('two processes, one Redis Cluster', () => {
   it('both report Redis in /healthz', async () => {
     for (const proxy of proxies) {
-      const health = (await (await fetch(`${proxy.url}/healthz`)).json()) as Record<string, unknown>;
+      const health = await healthDetails(proxy.url, adminKey);
       expect(health).toMatchObject({ status: 'ok', store: 'redis', redis: 'ok' });
     }
   });

@@ -2,7 +2,7 @@
 import { afterEach, describe, expect, it, jest } from '@jest/globals';
 import OpenAI from 'openai';
 import { fakeOnly } from './helpers/fake-clock.js';
-import { caught, waitFor } from './helpers/proxy.js';
+import { caught, healthDetails, waitFor } from './helpers/proxy.js';
 import { ask, failWith, inTurn, openAiAnswer, routingFixture } from './helpers/routing-upstreams.js';
 import type { RoutingProxy } from './helpers/routing-upstreams.js';
 
@@ -13,8 +13,11 @@ afterEach(async () => {
 });
 
 async function healthOf(routed: RoutingProxy): Promise<{ target: string; breaker: string; calls: number }[]> {
-  const response = await fetch(`${routed.proxy.url}/healthz`);
-  return ((await response.json()) as { routing: { target: string; breaker: string; calls: number }[] }).routing;
+  const health = await healthDetails<{ routing: { target: string; breaker: string; calls: number }[] }>(
+    routed.proxy.url,
+    routed.adminKey,
+  );
+  return health.routing;
 }
 
 describe('fallback and retries', () => {

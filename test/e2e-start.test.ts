@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
-import { caught, ROOT, runProxyExpectingExit, spawnProxy, waitFor } from './helpers/proxy.js';
+import { caught, healthDetails, ROOT, runProxyExpectingExit, spawnProxy, waitFor } from './helpers/proxy.js';
 import type { SpawnedProxy } from './helpers/proxy.js';
 
 type OpenAIApiError = InstanceType<typeof OpenAI.APIError>;
@@ -35,9 +35,16 @@ describe('zero-config start', () => {
       `curl -s ${demo.url.replace('127.0.0.1', 'localhost')}/v1/chat/completions -H "Authorization: Bearer ${free}"`,
     );
 
-    const health = (await (await fetch(`${demo.url}/healthz`)).json()) as Record<string, unknown>;
-    // The process listens only once the tokenizers are in: the first health check already finds them.
-    expect(health).toMatchObject({ status: 'ok', store: 'memory', tokenizers: 'ready', upstreams: ['mock'] });
+    // The process listens only once the tokenizers are in: the first health check already finds them. The public
+    // sees the status only; the admin key, what is behind it.
+    expect(await (await fetch(`${demo.url}/healthz`)).json()).toEqual({ status: 'ok' });
+    const adminKey = /sign in with the admin key (tgk_\w+)/.exec(output)?.[1];
+    expect(await healthDetails(demo.url, adminKey!)).toMatchObject({
+      status: 'ok',
+      store: 'memory',
+      tokenizers: 'ready',
+      upstreams: ['mock'],
+    });
 
     const freeClient = new OpenAI({ apiKey: free!, baseURL: `${demo.url}/v1`, maxRetries: 0 });
     const completion = await freeClient.chat.completions.create({

@@ -293,6 +293,11 @@ export async function sentUntilAnswered<T>(send: () => Promise<T>): Promise<T> {
   }
 }
 
+/** The details of a gateway's /healthz (upstreams, targets, stores): only the admin key sees them. */
+export async function healthDetails<T = Record<string, unknown>>(url: string, adminKey: string): Promise<T> {
+  return (await (await fetch(`${url}/healthz`, { headers: { authorization: `Bearer ${adminKey}` } })).json()) as T;
+}
+
 /** Polls `read` until it returns a value (about 5 s at most). */
 export async function waitFor<T>(read: () => T | undefined | Promise<T | undefined>, what: string): Promise<T> {
   for (let i = 0; i < 200; i++) {

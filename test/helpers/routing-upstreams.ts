@@ -239,6 +239,8 @@ export function watchedStores(): { stores: TollgateStores; watch: LedgerWatch } 
 export interface RoutingProxy {
   proxy: RunningProxy;
   clientKey: string;
+  /** Sees /healthz's details. */
+  adminKey: string;
   usageLog: string;
   watch: LedgerWatch;
   records(): Promise<ReturnType<typeof readUsageLog>>;
@@ -249,17 +251,27 @@ export interface RoutingProxy {
 export async function startRoutingProxy(
   config: Pick<
     ProxyConfig,
-    'upstreams' | 'modelGroups' | 'requestClasses' | 'retry' | 'circuitBreaker' | 'healthProbe' | 'models' | 'alerts'
+    | 'upstreams'
+    | 'modelGroups'
+    | 'requestClasses'
+    | 'retry'
+    | 'circuitBreaker'
+    | 'healthProbe'
+    | 'healthChecks'
+    | 'models'
+    | 'alerts'
   >,
   budgetUsd = 10,
 ): Promise<RoutingProxy> {
   const clientKey = newApiKey();
+  const adminKey = newApiKey();
   const usageLog = path.join(mkdtempSync(path.join(tmpdir(), 'tollgate-routing-')), 'usage.jsonl');
   const { stores, watch } = watchedStores();
   const proxy = await startProxy(
     {
       ...config,
       usageLog,
+      adminKeySha256: sha256Hex(adminKey),
       spool: false,
       // The routing tests read /metrics without an admin key.
       metrics: { public: true },
@@ -271,6 +283,7 @@ export async function startRoutingProxy(
   return {
     proxy,
     clientKey,
+    adminKey,
     usageLog,
     watch,
     async records() {

@@ -48,6 +48,13 @@ export interface DashboardAlert {
   href?: string;
 }
 
+/** One routing target as the providers page shows it (the fields of `@tollgate/router`'s `TargetReport` it reads). */
+export interface RoutingTargetState {
+  target: string;
+  breaker: string;
+  probe?: { ok: boolean; state: string; at: string; latencyMs?: number; detail?: string };
+}
+
 type ListSource = readonly string[] | (() => readonly string[]);
 
 export interface DashboardOptions {
@@ -78,6 +85,11 @@ export interface DashboardOptions {
   limits?: (query: QuotaQuery) => readonly QuotaStatus[] | Promise<readonly QuotaStatus[]>;
   /** More alerts for the overview (soft-limit events, suspended keys). @default none */
   alerts?: () => readonly DashboardAlert[] | Promise<readonly DashboardAlert[]>;
+  /**
+   * Each routing target's state now (a router's `health()`: breaker and health checks), for the providers page.
+   * @default none shown
+   */
+  routing?: () => readonly RoutingTargetState[];
   /** Tenants a new key may name (a select on the form; others refused). @default any */
   tenants?: ListSource;
   /** Tiers a new key may name. @default any */
@@ -115,6 +127,7 @@ const OPTION_NAMES = [
   'ledgerTable',
   'limits',
   'alerts',
+  'routing',
   'tenants',
   'tiers',
   'period',
@@ -136,6 +149,7 @@ export interface DashboardConfig {
   ledgerTable: LedgerLocation;
   limits: (query: QuotaQuery) => readonly QuotaStatus[] | Promise<readonly QuotaStatus[]>;
   alerts: () => readonly DashboardAlert[] | Promise<readonly DashboardAlert[]>;
+  routing: () => readonly RoutingTargetState[];
   tenants: (() => readonly string[]) | undefined;
   tiers: (() => readonly string[]) | undefined;
   period: CalendarPeriod;
@@ -193,6 +207,8 @@ export function resolveOptions(options: DashboardOptions): DashboardConfig {
     throw invalid('limits must be a function returning quota rows');
   if (options.alerts !== undefined && typeof options.alerts !== 'function')
     throw invalid('alerts must be a function returning alerts');
+  if (options.routing !== undefined && typeof options.routing !== 'function')
+    throw invalid('routing must be a function returning routing targets');
   const period = options.period ?? 'month';
   if (!CALENDAR_PERIODS.includes(period)) throw invalid(`period must be one of ${CALENDAR_PERIODS.join(', ')}`);
   const timezone = options.timezone ?? 'UTC';
@@ -225,6 +241,7 @@ export function resolveOptions(options: DashboardOptions): DashboardConfig {
     ledgerTable: { ...options.ledgerTable },
     limits: options.limits ?? (() => []),
     alerts: options.alerts ?? (() => []),
+    routing: options.routing ?? (() => []),
     tenants: listSource(options.tenants, 'tenants'),
     tiers: listSource(options.tiers, 'tiers'),
     period,

@@ -3,9 +3,10 @@ import { usageByProvider } from '@tollgate/metering';
 import type { ProviderUsage } from '@tollgate/metering';
 import { count, money, utcTime } from './format.js';
 import { html } from './html.js';
+import type { SafeHtml } from './html.js';
 import { layout, table } from './layout.js';
 import type { PageContext } from './layout.js';
-import type { DashboardConfig } from './options.js';
+import type { DashboardConfig, RoutingTargetState } from './options.js';
 import { SourceProblems } from './sources.js';
 import { RANGES } from './tenant-page.js';
 import type { RangeName } from './tenant-page.js';
@@ -17,6 +18,8 @@ export interface ProvidersData {
   providers: ProviderUsage[];
   ledger: boolean;
   problems: string[];
+  /** Each routing target's breaker and health checks now. */
+  routing: readonly RoutingTargetState[];
 }
 
 export async function loadProviders(config: DashboardConfig, range: RangeName): Promise<ProvidersData> {
@@ -35,6 +38,7 @@ export async function loadProviders(config: DashboardConfig, range: RangeName): 
     providers,
     ledger: ledger !== undefined,
     problems: problems.alerts().map((alert) => alert.message),
+    routing: config.routing(),
   };
 }
 
@@ -59,7 +63,24 @@ they are neither provider errors nor in the latency. <strong>Provider errors</st
 crash; the rate is of the requests sent to it. Latency runs from the request's start to its end. Records written
 before the ledger noted refusals count as errors. Routing targets, retries and circuit breakers are the router's
 (<code>@tollgate/router</code>): its <code>health()</code> reports each target's breaker, calls and failures (the
-example proxy serves it in <code>/healthz</code> and its metrics).</p>`;
+example proxy serves it in <code>/healthz</code> behind the admin key, in its metrics and in the table below).</p>`;
+
+/** Each routing target now: in routing or taken out by its health checks, its breaker, its last probe. */
+function routingTable(targets: readonly RoutingTargetState[]): SafeHtml {
+  const rows = targets.map(({ target, breaker, probe }) => {
+    const state = probe?.state ?? 'not probed';
+    return html`<tr data-target="${target}" data-state="${state}">
+<th scope="row" class="id">${target}</th><td${state === 'down' ? html` class="warn"` : ''}>${state}</td><td>${breaker}</td>
+<td>${probe ? html`${probe.ok ? 'passed' : 'failed'} at ${utcTime(probe.at)}${probe.detail ? html` (${probe.detail})` : ''}` : ''}</td>
+<td class="num">${probe?.latencyMs === undefined ? '' : `${count(probe.latencyMs)} ms`}</td></tr>`;
+  });
+  return table(
+    'Routing targets',
+    ['Target', 'Health checks', 'Breaker', 'Last probe', 'Probe latency'],
+    rows,
+    'No model groups.',
+  );
+}
 
 export function renderProviders(ctx: PageContext, data: ProvidersData): string {
   const ranges = (Object.keys(RANGES) as RangeName[]).map(
@@ -85,6 +106,7 @@ ${data.problems.map((message) => html`<p class="error" role="alert">${message}</
 ${data.ledger ? '' : html`<p class="muted">No usage ledger is connected: there is nothing to count.</p>`}
 <p class="summary">From ${utcTime(data.since)} to ${utcTime(data.until)}.</p>
 ${table('Providers and models', HEAD, rows, 'No requests in this range.')}
+${data.routing.length > 0 ? routingTable(data.routing) : ''}
 ${NOTE}`;
   return layout(ctx, { title: 'Providers', current: '/providers', body });
 }

@@ -14,33 +14,46 @@ export function presentedKey(req: Request): string | undefined {
   return typeof apiKey === 'string' && apiKey.length > 0 ? apiKey : undefined;
 }
 
-export function adminKeyAuth(adminKeySha256: string) {
+/** What a request presents of the admin key: none, the admin key, or another key. */
+export type AdminKeyVerdict = 'absent' | 'admin' | 'invalid';
+
+/** Reads a request's credential against the admin key's SHA-256. */
+export function adminKeyVerdict(adminKeySha256: string): (req: Request) => AdminKeyVerdict {
   const expected = Buffer.from(adminKeySha256, 'hex');
-  return function requireAdminKey(req: Request, res: Response, next: NextFunction): void {
+  return function judgeAdminKey(req: Request): AdminKeyVerdict {
     const key = presentedKey(req);
+    if (key === undefined) return 'absent';
     // Hashing first makes both sides 32 bytes, so timingSafeEqual never leaks the length either.
-    const actual = createHash('sha256')
-      .update(key ?? '')
-      .digest();
-    if (key !== undefined && timingSafeEqual(actual, expected)) {
-      next();
-      return;
-    }
-    renderApiError(
-      new ApiError(
-        'invalid_api_key',
-        key === undefined ? 'The admin routes need the admin key.' : 'Invalid admin key.',
-        {
-          headers: {
-            'www-authenticate':
-              key === undefined
-                ? 'Bearer realm="tollgate-admin"'
-                : 'Bearer realm="tollgate-admin", error="invalid_token"',
-          },
+    const actual = createHash('sha256').update(key).digest();
+    return timingSafeEqual(actual, expected) ? 'admin' : 'invalid';
+  };
+}
+
+/** The 401 of a request without the admin key (`absent`) or with another key. */
+export function refuseAdminKey(verdict: Exclude<AdminKeyVerdict, 'admin'>, req: Request, res: Response): void {
+  renderApiError(
+    new ApiError(
+      'invalid_api_key',
+      verdict === 'absent' ? 'The admin routes need the admin key.' : 'Invalid admin key.',
+      {
+        headers: {
+          'www-authenticate':
+            verdict === 'absent'
+              ? 'Bearer realm="tollgate-admin"'
+              : 'Bearer realm="tollgate-admin", error="invalid_token"',
         },
-      ),
-      req,
-      res,
-    );
+      },
+    ),
+    req,
+    res,
+  );
+}
+
+export function adminKeyAuth(adminKeySha256: string) {
+  const judge = adminKeyVerdict(adminKeySha256);
+  return function requireAdminKey(req: Request, res: Response, next: NextFunction): void {
+    const verdict = judge(req);
+    if (verdict === 'admin') next();
+    else refuseAdminKey(verdict, req, res);
   };
 }

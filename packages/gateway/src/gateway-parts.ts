@@ -40,6 +40,7 @@ import { blockedStores, outageStores } from './outage-setup.js';
 import type { BlocksSetting, StoreOutageConfig } from './outage-setup.js';
 import { createProviderRouter } from '@tollgate/router/upstreams';
 import { registerRoutingMetrics } from './routing-metrics.js';
+import { registerHealthMetrics } from './health-metrics.js';
 import { keepSpend } from './spend-rebuild.js';
 import { storeFailureReporter } from './store-failure-log.js';
 
@@ -168,11 +169,13 @@ function callingParts(options: GatewayOptions, deps: ProxyDeps, held: Held, watc
   const { logger, log } = held;
   const { guarding, pricing, metering, metrics } = watching;
   const layered = layeredStores(options, held.stores, metrics, deps, log);
+  const healthMetrics = metering.registry && registerHealthMetrics(metering.registry);
   const providers = createProviderRouter(options.routing, {
     mock: options.routing.upstreams ? undefined : (deps.mock ?? createMockProvider()),
     pricing,
     env: deps.env,
     ...(metrics ? { observeUpstream: metrics.upstreamCall } : {}),
+    ...(healthMetrics ? { observeProbe: healthMetrics.observeProbe } : {}),
     reprice: (req, res) => budget.reprice(req, res),
     onRouteEvent: (event) => logger.warn({ route: event }, `routing: ${event.type} ${event.target}`),
     onBreakerOpen: (target, reason) => {
@@ -181,6 +184,7 @@ function callingParts(options: GatewayOptions, deps: ProxyDeps, held: Held, watc
     },
   });
   if (metering.registry && providers.routes) registerRoutingMetrics(metering.registry, providers.routes);
+  if (healthMetrics && providers.routes) healthMetrics.watchTargets(providers.routes);
   const budget = createBudgetGuard(options.budget, layered.limitStores, pricing, log, {
     ledger: metering.ledger,
     ...(guarding.budgetHooks ? { alerts: guarding.budgetHooks } : {}),

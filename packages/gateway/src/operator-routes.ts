@@ -5,7 +5,7 @@ import type { Request, Response, Router } from 'express';
 import { budgetAdminRouter } from '@tollgate/budget';
 import { dashboard } from '@tollgate/dashboard';
 import { preloadTokenizers } from '@tollgate/providers';
-import { adminKeyAuth } from './admin-auth.js';
+import { adminKeyAuth, adminKeyVerdict, refuseAdminKey } from './admin-auth.js';
 import { adminKeysRouter } from './admin-keys-router.js';
 import type { GatewayParts } from './gateway-parts.js';
 import { dashboardQuotas } from './limits-setup.js';
@@ -58,14 +58,24 @@ export function mountOperatorRoutes(router: Router, parts: OperatorParts): void 
   void preloadTokenizers(['o200k_base']).then(() => (tokenizersReady = true));
   // 503 only when this process cannot serve (starting, its store out): an upstream that does not answer is every
   // process's, so it is reported as `degraded` with a 200 that keeps the load balancer sending the routes that work.
-  router.get('/healthz', async function reportHealth(_req: Request, res: Response) {
+  // The public sees the status only; what is behind it (upstreams, targets, breakers, probes) needs the admin key.
+  const judgeAdminKey = operator.adminKeySha256 ? adminKeyVerdict(operator.adminKeySha256) : undefined;
+  router.get('/healthz', async function reportHealth(req: Request, res: Response) {
+    const verdict = judgeAdminKey?.(req) ?? 'absent';
+    if (verdict === 'invalid') return refuseAdminKey(verdict, req, res);
     const storeOk = await storesAnswer(stores);
     const unavailable = providers.unavailable();
     const upstreamsOk = unavailable.upstreams.length === 0 && unavailable.modelGroups.length === 0;
     const serving = storeOk && tokenizersReady;
     const filesFailing = parts.configFiles.failing();
+    const status = !tokenizersReady
+      ? 'starting'
+      : serving && upstreamsOk && filesFailing.length === 0
+        ? 'ok'
+        : 'degraded';
+    if (verdict === 'absent') return void res.status(serving ? 200 : 503).json({ status });
     res.status(serving ? 200 : 503).json({
-      status: !tokenizersReady ? 'starting' : serving && upstreamsOk && filesFailing.length === 0 ? 'ok' : 'degraded',
+      status,
       ...(upstreamsOk ? {} : { unavailable }),
       ...(filesFailing.length === 0 ? {} : { configFiles: filesFailing }),
       store: stores.kind,
@@ -120,6 +130,7 @@ export function mountOperatorRoutes(router: Router, parts: OperatorParts): void 
         tenants: operator.tenants,
         tiers: operator.tiers,
         ...(operator.timezone ? { timezone: operator.timezone } : {}),
+        ...(providers.routes ? { routing: providers.routes.health } : {}),
         limits: dashboardQuotas({ tiers: options.auth.tiers, tenants: operator.tenants }, parts.limits, async () => [
           ...configKeys(),
           ...(await observedStores.keys.list()),

@@ -14,6 +14,7 @@ import { createMockProvider } from '@tollgate/providers/mock';
 import type { ProxyApp } from '../src/app.js';
 
 const key = generateApiKey();
+const adminKey = generateApiKey();
 /** Far above a local answer even on a loaded machine (a CI run once saw a probe of the mock take over 2 s in band). */
 const PROBE_TIMEOUT_MS = 15_000;
 let reachable: Server;
@@ -41,6 +42,7 @@ function gateway(config: Record<string, unknown>): ProxyApp {
   const app = createProxyApp(
     validateConfig({
       keys: [{ id: 'k', sha256: hashApiKey(key) }],
+      adminKeySha256: hashApiKey(adminKey),
       log: { level: 'silent' },
       ...config,
     }),
@@ -50,11 +52,14 @@ function gateway(config: Record<string, unknown>): ProxyApp {
   return app;
 }
 
+/** /healthz as the admin sees it. */
+const details = (app: ProxyApp) => request(app).get('/healthz').set('authorization', `Bearer ${adminKey}`);
+
 /** /healthz once `ready` holds of it (the first probes run as the gateway starts; their end is not an event). */
 async function healthOnce(app: ProxyApp, ready: (health: Health) => boolean): Promise<request.Response> {
   const deadline = Date.now() + 25_000;
   while (Date.now() < deadline) {
-    const response = await request(app).get('/healthz');
+    const response = await details(app);
     if (ready(response.body as Health)) return response;
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
@@ -135,6 +140,18 @@ describe('/healthz with active probes', () => {
   });
 });
 
+describe('/healthz to the public', () => {
+  it('answers the status only; the details need the admin key, and another key is refused', async () => {
+    const app = gateway({ ...twoGroups(), healthProbe: { intervalMs: 60_000, timeoutMs: PROBE_TIMEOUT_MS } });
+    await healthOnce(app, (health) => health.status === 'degraded');
+    const open = await request(app).get('/healthz').expect(200);
+    expect(open.body).toEqual({ status: 'degraded' });
+    const refused = await request(app).get('/healthz').set('authorization', 'Bearer not-the-admin-key').expect(401);
+    expect(refused.body).toMatchObject({ error: { code: 'invalid_api_key' } });
+    expect((await details(app).expect(200)).body).toMatchObject({ unavailable: { upstreams: ['spare'] } });
+  });
+});
+
 describe('/healthz from the breakers', () => {
   it('is degraded once every target of a group has its breaker open, and names only that group', async () => {
     const app = gateway({
@@ -142,7 +159,7 @@ describe('/healthz from the breakers', () => {
       retry: { attempts: 0 },
       circuitBreaker: { failureThreshold: 1, cooldownMs: 60_000 },
     });
-    const before = await request(app).get('/healthz').expect(200);
+    const before = await details(app).expect(200);
     expect((before.body as Health).status).toBe('ok');
 
     const chat = (model: string) =>
@@ -156,7 +173,7 @@ describe('/healthz from the breakers', () => {
     // The wait for the upstream that refused the connection is the upstream's share of the answer's time.
     expect(failed.headers['server-timing']).toMatch(/^tollgate;dur=[\d.]+, upstream;dur=[\d.]+$/);
 
-    const after = await request(app).get('/healthz').expect(200);
+    const after = await details(app).expect(200);
     expect(after.body).toMatchObject({
       status: 'degraded',
       unavailable: { upstreams: [], modelGroups: ['fragile'] },

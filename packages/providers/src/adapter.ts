@@ -226,8 +226,15 @@ export interface UpstreamWire {
    * method, Azure OpenAI the model's deployment and the API version).
    */
   readonly path: string | ((call: UpstreamCall, settings: UpstreamSettings) => string);
-  /** Path listing the upstream's models (the health probe), after the base URL. */
+  /** Path listing the upstream's models (the free health probe), after the base URL. */
   readonly modelsPath: string | ((settings: UpstreamSettings) => string);
+  /**
+   * The paid health probe: the body of the kind's own call for `model` asking for one output token (its path is a
+   * call's). It is billed like any call, so a gateway sends it only when its config asks for it. @default none
+   */
+  oneTokenCall?(model: string): Readonly<Record<string, unknown>>;
+  /** The provider's public status page (Statuspage JSON with `status.indicator`). @default none */
+  readonly statusPage?: string;
   /** The headers carrying the upstream's key. */
   authHeaders(key: string): Readonly<Record<string, string>>;
   /**

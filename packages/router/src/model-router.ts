@@ -74,7 +74,20 @@ export interface RouterEvent {
   delayMs?: number;
 }
 
+/** What active health checks say of a target (see `ModelRouterSetup.checks`). */
+export interface TargetChecks {
+  /** The checks took the target out of routing. */
+  down(target: ResolvedTarget): boolean;
+  /** The last probe's latency, ms; undefined before one. */
+  latencyMs(target: ResolvedTarget): number | undefined;
+}
+
 export interface ModelRouterSetup extends ModelRouterOptions {
+  /**
+   * Active health checks: every strategy skips a target they mark down (tried, in the plan's order, only when every
+   * target is down), and `lowest-latency` blends their latency with live traffic's. @default none
+   */
+  checks?: TargetChecks;
   /** Prices of every target's model: `cheapest` compares them, and an unpriced target is refused at construction. */
   pricing?: Pricing;
   /** Told of skipped targets, retries and failed tries (the operator's log). */
@@ -91,7 +104,7 @@ export interface ModelRouter {
   serves(model: string): boolean;
   /** The request's route, or undefined when its model is not the router's. */
   plan(request: RouteRequest): RoutePlan | undefined;
-  /** The first target of the plan whose breaker lets a call through now. */
+  /** The first target of the plan whose breaker lets a call through now (and that its checks do not hold down). */
   firstAvailable(plan: RoutePlan): ResolvedTarget | undefined;
   /** Runs the request's tries until one answers or none is left. Never rejects. */
   run(plan: RoutePlan, attempts: RouteAttempts): Promise<void>;
@@ -110,6 +123,7 @@ interface RouterState {
   /** By target id: one per target, however many groups share it. */
   readonly health: ReadonlyMap<string, TargetHealth<AttemptResult>>;
   readonly pricing: Pricing | undefined;
+  readonly checks: TargetChecks | undefined;
   readonly onEvent: ((event: RouterEvent) => void) | undefined;
   readonly random: () => number;
 }
@@ -125,6 +139,23 @@ function wait(ms: number): Promise<void> {
 
 function healthOf(state: RouterState, target: ResolvedTarget): TargetHealth<AttemptResult> {
   return state.health.get(target.id)!;
+}
+
+/** Whether a call may go to the target now: its breaker lets it through, and (unless `evenDown`) its checks pass. */
+function callable(state: RouterState, target: ResolvedTarget, now: number, evenDown = false): boolean {
+  if (!healthOf(state, target).available(now)) return false;
+  return evenDown || state.checks === undefined || !state.checks.down(target);
+}
+
+/**
+ * The latency `lowest-latency` compares: the mean of live traffic's time to first byte and the last probe's latency,
+ * whichever are known (probes keep an idle target's figure current); 0 for a target never measured, which goes first.
+ */
+function latencyOf(state: RouterState, target: ResolvedTarget): number {
+  const live = healthOf(state, target).ttfbMs;
+  const probed = state.checks?.latencyMs(target);
+  if (live === undefined) return probed ?? 0;
+  return probed === undefined ? live : (live + probed) / 2;
 }
 
 /** Every target once, with its health; a target missing from the pricing table fails here, before any request. */
@@ -174,7 +205,7 @@ function orderTargets(state: RouterState, group: ResolvedGroup, request: RouteRe
     }
     case 'lowest-latency':
       // A target never measured goes first: it gets its first sample.
-      return [...list].sort((a, b) => (healthOf(state, a).ttfbMs ?? 0) - (healthOf(state, b).ttfbMs ?? 0));
+      return [...list].sort((a, b) => latencyOf(state, a) - latencyOf(state, b));
     case 'weighted': {
       let pick = state.random() * group.totalWeight;
       let chosen = list[list.length - 1]!;
@@ -196,36 +227,44 @@ function planRoute(state: RouterState, request: RouteRequest): RoutePlan | undef
   const group = requestClass ? classifyRequest(requestClass, request) : config.groups.get(request.model);
   if (!group) return undefined;
   const order = orderTargets(state, group, request);
-  // Healthy targets first, each part in the strategy's order: an open breaker is tried only when its cooldown is over.
+  // Healthy targets first, then those only the health checks hold down (the least bad), then the breakers' refusals,
+  // each part in the strategy's order: an open breaker is tried only when its cooldown is over.
   // Every target healthy (the usual case): the order as it is, with no list built to find that out.
   const now = Date.now();
   let allHealthy = true;
   for (const target of order) {
-    if (!healthOf(state, target).available(now)) {
+    if (!callable(state, target, now)) {
       allHealthy = false;
       break;
     }
   }
   if (allHealthy) return { requestedModel: request.model, group, targets: order };
-  const healthy = order.filter((target) => healthOf(state, target).available(now));
+  const healthy = order.filter((target) => callable(state, target, now));
+  const checkedDown = order.filter((target) => !healthy.includes(target) && callable(state, target, now, true));
   return {
     requestedModel: request.model,
     group,
-    targets: [...healthy, ...order.filter((target) => !healthy.includes(target))],
+    targets: [...healthy, ...checkedDown, ...order.filter((target) => !callable(state, target, now, true))],
   };
 }
 
-/** The index of the next target to try from `from` on, going round the plan; -1 when none is available. */
+/**
+ * The index of the next target to try from `from` on, going round the plan; a target the health checks hold down only
+ * when no other is left (the least bad, rather than no answer); -1 when none is available.
+ */
 function nextTarget(
   state: RouterState,
   order: readonly ResolvedTarget[],
   from: number,
   excluded: ReadonlySet<ResolvedTarget> | undefined,
 ): number {
-  for (let step = 0; step < order.length; step++) {
-    const index = (from + step) % order.length;
-    const target = order[index]!;
-    if (!excluded?.has(target) && healthOf(state, target).available()) return index;
+  const now = Date.now();
+  for (const evenDown of state.checks ? [false, true] : [false]) {
+    for (let step = 0; step < order.length; step++) {
+      const index = (from + step) % order.length;
+      const target = order[index]!;
+      if (!excluded?.has(target) && callable(state, target, now, evenDown)) return index;
+    }
   }
   return -1;
 }
@@ -355,16 +394,19 @@ async function runRoute(state: RouterState, route: RoutePlan, attempts: RouteAtt
 }
 
 export function createModelRouter(setup: ModelRouterSetup = {}): ModelRouter {
-  const { pricing, onEvent, onBreakerOpen, random = Math.random, ...options } = setup;
+  const { pricing, checks, onEvent, onBreakerOpen, random = Math.random, ...options } = setup;
   const config = resolveRouterOptions(options);
   const { health, targets } = trackTargets(config, pricing, onBreakerOpen);
-  const state: RouterState = { config, health, pricing, onEvent, random };
+  const state: RouterState = { config, health, pricing, checks, onEvent, random };
   return {
     config,
     targets,
     serves: (model) => config.groups.has(model) || config.classes.has(model),
     plan: (request) => planRoute(state, request),
-    firstAvailable: (route) => route.targets.find((target) => healthOf(state, target).available()),
+    firstAvailable: (route) => {
+      const index = nextTarget(state, route.targets, 0, undefined);
+      return index < 0 ? undefined : route.targets[index];
+    },
     run: (route, attempts) => runRoute(state, route, attempts),
     health: () => targets.map((target) => healthOf(state, target).report()),
   };

@@ -71,8 +71,11 @@ export interface TargetReport {
   calls: number;
   failures: number;
   lastFailure?: string;
-  /** The last active probe of the target's upstream, when probes run. */
-  probe?: { ok: boolean; at: string; detail?: string };
+  /**
+   * The active health checks of the target (its own, or its upstream's), when they run: whether the last round
+   * passed, and whether the target is in routing (`state`, after `failAfter` / `passAfter`).
+   */
+  probe?: { ok: boolean; state: 'up' | 'down'; at: string; latencyMs?: number; detail?: string };
 }
 
 /**

@@ -3,6 +3,8 @@ import { z } from 'zod';
 import { timeZoneProblem } from '@tollgate/core/options';
 import type { RoutingConfig } from '@tollgate/router/upstreams';
 import {
+  choice,
+  duration,
   environmentName,
   fields,
   nonEmptyString,
@@ -215,13 +217,41 @@ export const configSchema = fields({
     .looseObject({}, OBJECT)
     .optional()
     .describe('`failureThreshold`, `windowMs`, `failureRate`, `minimumCalls`, `cooldownMs`: per target.'),
+  healthChecks: fields({
+    interval: duration.optional().describe('Between two rounds of probes. Default: "30s".'),
+    timeout: duration.optional().describe('How long a probe may take. Default: "5s".'),
+    failAfter: positiveInteger
+      .optional()
+      .describe('Failed rounds in a row that take a target out of routing. Default: 2.'),
+    passAfter: positiveInteger.optional().describe('Passed rounds in a row that put it back. Default: 2.'),
+    statusPages: z
+      .union([trueOrFalse, recordOf(z.union([url(['http:', 'https:']), z.literal(false)]))])
+      .optional()
+      .describe(
+        "Also read the providers' public status pages (Statuspage JSON; a major or critical outage fails the round): " +
+          "true for OpenAI's and Anthropic's own, or upstream name → URL (false: none). Default: false.",
+      ),
+    probe: choice(['models', 'one-token'], 'must be "models" or "one-token"')
+      .optional()
+      .describe(
+        "What is sent: `models` lists each upstream's models (free); `one-token` asks each target's model for one " +
+          'output token (billed for every target, round and process). Default: "models".',
+      ),
+  })
+    .optional()
+    .describe(
+      'Active health checks of every upstream and routing target: `failAfter` failed rounds take a target out of ' +
+        'routing, `passAfter` passed ones put it back; reported on /healthz (details behind the admin key), in the ' +
+        'metrics and on the dashboard.',
+    ),
   healthProbe: fields({
     intervalMs: positiveInteger.optional().describe('Milliseconds between probes. Default: 30000.'),
     timeoutMs: positiveInteger.optional().describe('Milliseconds a probe may take. Default: 5000.'),
   })
     .optional()
     .describe(
-      'An optional periodic probe of every upstream (its model list, no tokens), reported on /healthz: an upstream that fails it makes the gateway `degraded`.',
+      'Deprecated: the older name of `healthChecks`, read as `{ interval, timeout, failAfter: 1, passAfter: 1 }` ' +
+        '(the last probe decides, as it did).',
     ),
 })
   .transform(({ $schema: _editorsOnly, ...config }) => config)

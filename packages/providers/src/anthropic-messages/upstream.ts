@@ -24,6 +24,8 @@ export const ANTHROPIC_UPSTREAM: UpstreamWire = {
   keyEnv: 'ANTHROPIC_API_KEY',
   path: '/v1/messages',
   modelsPath: '/v1/models',
+  oneTokenCall: (model) => ({ model, max_tokens: 1, messages: [{ role: 'user', content: 'ping' }] }),
+  statusPage: 'https://status.anthropic.com/api/v2/status.json',
   authHeaders: (key) => ({ 'x-api-key': key }),
   callHeaders: anthropicHeaders,
 };

@@ -55,5 +55,7 @@ export const GEMINI_UPSTREAM: UpstreamWire = {
       ? `/models/${encodeURIComponent(model)}:${GEMINI_STREAM_ACTION}?alt=sse`
       : `/models/${encodeURIComponent(model)}:generateContent`,
   modelsPath: '/models',
+  // The model is named in the call's path.
+  oneTokenCall: () => ({ contents: [{ parts: [{ text: 'ping' }] }], generationConfig: { maxOutputTokens: 1 } }),
   authHeaders: (key) => ({ 'x-goog-api-key': key }),
 };

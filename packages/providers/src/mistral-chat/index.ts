@@ -4,7 +4,7 @@ import type { RequestCounter } from '../counter.js';
 import { asArray, isObject, parseJson } from '../json.js';
 import type { Json } from '../json.js';
 import { chatCompletionsAdapter, countChatRequest } from '../openai-chat/index.js';
-import { bearerKey } from '../openai-chat/upstreams.js';
+import { bearerKey, oneChatToken } from '../openai-chat/upstreams.js';
 
 /**
  * Every top-level field Mistral's chat API reads. It refuses any other with 422, so a request
@@ -97,6 +97,7 @@ export const mistralChat: ProviderAdapter = {
     keyEnv: 'MISTRAL_API_KEY',
     path: '/chat/completions',
     modelsPath: '/models',
+    oneTokenCall: oneChatToken,
     authHeaders: bearerKey,
   },
   errorBody: ({ message, type, code, param }) => ({ object: 'error', message, type, param, code }),

@@ -1,5 +1,6 @@
 // Azure OpenAI: an upstream variant of Chat Completions, reached by deployment, with its key header and API version.
 import type { UpstreamSettings, UpstreamWire } from '../adapter.js';
+import { oneChatToken } from './upstreams.js';
 
 /** Azure OpenAI's generally available API version of Chat Completions, used when the upstream's entry names none. */
 export const DEFAULT_AZURE_API_VERSION = '2024-10-21';
@@ -23,6 +24,7 @@ export const AZURE_OPENAI_UPSTREAM: UpstreamWire = {
     return `/openai/deployments/${deployment}/chat/completions?api-version=${apiVersion(settings)}`;
   },
   modelsPath: (settings) => `/openai/models?api-version=${apiVersion(settings)}`,
+  oneTokenCall: oneChatToken,
   authHeaders: (key) => ({ 'api-key': key }),
   modelTokenizer: 'o200k_base',
 };

@@ -6,6 +6,11 @@ export function bearerKey(key: string): Readonly<Record<string, string>> {
   return { authorization: `Bearer ${key}` };
 }
 
+/** The paid probe of a Chat Completions server: one token (`max_tokens`, which every server of the API reads). */
+export function oneChatToken(model: string): Readonly<Record<string, unknown>> {
+  return { model, max_tokens: 1, messages: [{ role: 'user', content: 'ping' }] };
+}
+
 /**
  * OpenAI's own API (`api: "openai"`, the kind of an upstream that names none). Its base URL ends in `/v1`, as the
  * OpenAI SDK's `baseURL` does; each of its APIs says its path (`/chat/completions`, `/responses`, `/embeddings`).
@@ -16,6 +21,8 @@ export const OPENAI_UPSTREAM: UpstreamWire = {
   keyEnv: 'OPENAI_API_KEY',
   path: '/chat/completions',
   modelsPath: '/models',
+  oneTokenCall: oneChatToken,
+  statusPage: 'https://status.openai.com/api/v2/status.json',
   authHeaders: bearerKey,
   modelTokenizer: 'o200k_base',
 };
@@ -27,6 +34,7 @@ export const OPENAI_COMPATIBLE_UPSTREAM: UpstreamWire = {
   baseUrl: 'http://localhost:8000/v1',
   path: '/chat/completions',
   modelsPath: '/models',
+  oneTokenCall: oneChatToken,
   authHeaders: bearerKey,
   modelTokenizer: 'o200k_base',
 };

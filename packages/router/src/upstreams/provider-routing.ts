@@ -12,7 +12,8 @@ import type { Upstream } from './upstream.js';
 import type { UpstreamObserver } from './upstream-outcome.js';
 import { createRoutedCalls } from './routed-call.js';
 import type { RoutedCalls } from './routed-call.js';
-import { probeUpstreams } from './upstream-health.js';
+import { probeUpstreams, resolveHealthChecks } from './upstream-health.js';
+import type { ProbeEvent } from './upstream-health.js';
 import type { RouterEvent } from '../index.js';
 
 export interface ProviderRouter {
@@ -33,8 +34,8 @@ export interface ProviderRouter {
   /** The model groups and request classes, when the config has any. */
   readonly routes: RoutedCalls | undefined;
   /**
-   * What does not answer now: the upstreams whose last active probe failed (`healthProbe`), and the model groups
-   * none of whose targets answers (breaker open, or upstream probed down). Both empty for the mock.
+   * What does not answer now: the upstreams their health checks hold down (`healthChecks`), and the model groups
+   * none of whose targets answers (breaker open, or checked down). Both empty for the mock.
    */
   unavailable(): { upstreams: string[]; modelGroups: string[] };
   close(): Promise<void>;
@@ -149,6 +150,8 @@ export interface ProviderRouterOptions {
   onRouteEvent?: (event: RouterEvent) => void;
   /** Told when a routing target's circuit breaker opens. */
   onBreakerOpen?: (target: string, reason: string | undefined) => void;
+  /** Told how each health check's round ended (the metrics). */
+  observeProbe?: (event: ProbeEvent) => void;
 }
 
 export function createProviderRouter(config: RoutingOptions, options: ProviderRouterOptions): ProviderRouter {
@@ -166,7 +169,9 @@ export function createProviderRouter(config: RoutingOptions, options: ProviderRo
   for (const [name, upstreamConfig] of Object.entries(config.upstreams)) {
     upstreams.set(name, createUpstream(name, upstreamConfig, options.env, allKeys, options.observeUpstream));
   }
-  const probes = config.healthProbe ? probeUpstreams(upstreams, config.healthProbe) : undefined;
+  const checks = resolveHealthChecks(config);
+  const targets = Object.values(config.modelGroups ?? {}).flatMap((group) => group.targets);
+  const probes = checks && probeUpstreams(upstreams, targets, checks, options.observeProbe);
   const routes = createRoutedCalls(config, {
     upstreams,
     ...(probes ? { probes } : {}),

@@ -54,9 +54,9 @@ export interface RoutedCalls {
   skipSpentModel(req: Request, res: Response, model: string): boolean;
   /** Serves a planned request (false: it has no plan). */
   serve(clientApi: ProviderApi, req: Request, res: Response, next: NextFunction): boolean;
-  /** Each target's breaker, time to first byte and counts, with its upstream's last active probe when probes run. */
+  /** Each target's breaker, time to first byte and counts, with its health checks' word when they run. */
   health(): TargetReport[];
-  /** The model groups none of whose targets answers: each one's breaker open, or its upstream's last probe failed. */
+  /** The model groups none of whose targets answers: each one's breaker open, or its health checks down. */
   unavailableGroups(): string[];
 }
 
@@ -178,7 +178,7 @@ export interface RoutedCallsOptions {
   log?: (event: RouterEvent) => void;
   /** Told once each time a target's circuit breaker opens (`upstream/model`, and the last failure). */
   onBreakerOpen?: (target: string, reason: string | undefined) => void;
-  /** The upstreams' active probes, when the config runs them: each target's report carries its upstream's last. */
+  /** The active health checks, when the config runs them: routing skips what they hold down; reports carry them. */
   probes?: UpstreamProbes;
 }
 
@@ -191,6 +191,14 @@ export function createRoutedCalls(config: RoutingOptions, options: RoutedCallsOp
     ...(config.retry ? { retry: config.retry } : {}),
     ...(config.circuitBreaker ? { circuitBreaker: config.circuitBreaker } : {}),
     pricing,
+    ...(probes
+      ? {
+          checks: {
+            down: (target: ResolvedTarget) => probes.down(target.upstream, target.model),
+            latencyMs: (target: ResolvedTarget) => probes.last(target.upstream, target.model)?.latencyMs,
+          },
+        }
+      : {}),
     ...(log ? { onEvent: log } : {}),
     ...(onBreakerOpen
       ? { onBreakerOpen: (target: ResolvedTarget, reason: string | undefined) => onBreakerOpen(target.id, reason) }
@@ -199,7 +207,7 @@ export function createRoutedCalls(config: RoutingOptions, options: RoutedCallsOp
   const classHeader = router.config.classHeader;
   const health = () =>
     router.health().map((report) => {
-      const last = probes?.last(report.upstream);
+      const last = probes?.last(report.upstream, report.model);
       return last ? { ...report, probe: last } : report;
     });
 
@@ -267,7 +275,7 @@ export function createRoutedCalls(config: RoutingOptions, options: RoutedCallsOp
       const reports = new Map(health().map((report) => [report.target, report]));
       const down = (target: ResolvedTarget) => {
         const report = reports.get(target.id)!;
-        return report.breaker === 'open' || report.probe?.ok === false;
+        return report.breaker === 'open' || report.probe?.state === 'down';
       };
       return [...router.config.groups.values()].flatMap((group) => (group.targets.every(down) ? [group.name] : []));
     },

@@ -1,17 +1,40 @@
-// The routing part of the proxy config (modelGroups, requestClasses, retry, circuitBreaker, healthProbe), checked at start.
+// The routing part of the proxy config (modelGroups, requestClasses, retry, circuitBreaker, healthChecks), checked at start.
 import { createPricing, TollgateError } from '@tollgate/core';
 import { didYouMean } from '@tollgate/core/options';
 import type { ModelPrice } from '@tollgate/core';
 import type { UpstreamSettings } from '@tollgate/providers/routes';
 import { resolveRouterOptions } from '../index.js';
 import type { CircuitBreakerOptions, ModelGroupOptions, RequestClassOptions, RetryOptions } from '../index.js';
+import { resolveHealthChecks } from './upstream-health.js';
 
-/** An optional periodic probe of every upstream (its model list, no tokens), reported on /healthz. */
+/** @deprecated `healthChecks` with `failAfter: 1, passAfter: 1`: what this older name meant (the last probe decides). */
 export interface HealthProbeConfig {
   /** Milliseconds between probes. @default 30000 */
   intervalMs?: number;
   /** Milliseconds a probe may take. @default 5000 */
   timeoutMs?: number;
+}
+
+/** Active health checks of every routing target: a target that fails them is taken out of routing until they pass. */
+export interface HealthChecksConfig {
+  /** Between two rounds of probes: ms or a duration ("30s"). @default "30s" */
+  interval?: number | string;
+  /** How long a probe may take. @default "5s" */
+  timeout?: number | string;
+  /** Failed rounds in a row that take a target out of routing. @default 2 */
+  failAfter?: number;
+  /** Passed rounds in a row that put it back. @default 2 */
+  passAfter?: number;
+  /**
+   * Also read the providers' public status pages (Statuspage JSON): true for the kinds' own (OpenAI, Anthropic), or
+   * upstream name → URL (`false` for none). A `major` or `critical` indicator fails the round. @default false
+   */
+  statusPages?: boolean | Record<string, string | false>;
+  /**
+   * What is sent: `models` lists the upstream's models (free), `one-token` asks each target's model for one output
+   * token (billed by the provider for every target and round). @default "models"
+   */
+  probe?: 'models' | 'one-token';
 }
 
 export interface RoutingConfig {
@@ -21,6 +44,8 @@ export interface RoutingConfig {
   requestClasses?: Record<string, RequestClassOptions>;
   retry?: RetryOptions;
   circuitBreaker?: CircuitBreakerOptions;
+  healthChecks?: HealthChecksConfig;
+  /** @deprecated the older name of `healthChecks` (see `HealthProbeConfig`). */
   healthProbe?: HealthProbeConfig;
 }
 
@@ -53,14 +78,15 @@ export interface RoutingOptions extends RoutingConfig {
 
 /** What is wrong with the routing config, naming the field; undefined when it is sound. */
 export function checkRouting(config: RoutedProxy): string | undefined {
-  const { modelGroups, requestClasses, retry, circuitBreaker, healthProbe } = config;
+  const { modelGroups, requestClasses, retry, circuitBreaker, healthProbe, healthChecks } = config;
   if (modelGroups === undefined && requestClasses === undefined && healthProbe === undefined) {
     // retry and circuitBreaker alone are checked too: a typo there should not wait for the first group.
-    if (retry === undefined && circuitBreaker === undefined) return undefined;
+    if (retry === undefined && circuitBreaker === undefined && healthChecks === undefined) return undefined;
   }
   let resolved;
   try {
     resolved = resolveRouterOptions({ modelGroups, requestClasses, retry, circuitBreaker });
+    resolveHealthChecks(config);
   } catch (error) {
     if (error instanceof TollgateError) return error.message.replace(/ \(ERR_TG_[^)]*\)$/, '');
     throw error;
@@ -77,5 +103,10 @@ export function checkRouting(config: RoutedProxy): string | undefined {
         return `${at}.model "${target.model}" has no price: add it to models (every target is billed as itself)${didYouMean(target.model, pricing.models())}`;
     }
   }
+  const pages = healthChecks?.statusPages;
+  if (typeof pages === 'object' && pages !== null)
+    for (const name of Object.keys(pages))
+      if (!config.upstreams || !Object.hasOwn(config.upstreams, name))
+        return `healthChecks.statusPages.${name} is not a key of upstreams`;
   return undefined;
 }

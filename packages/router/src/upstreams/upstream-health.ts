@@ -1,48 +1,240 @@
-// Which upstreams answer: the active probe of each upstream (`healthProbe`), for /healthz and the routing report.
+// Which upstreams and targets answer: the active health checks (`healthChecks`), with hysteresis, that routing skips
+// on and /healthz, the metrics and the dashboard report.
+import { request } from 'undici';
+import { parseDuration, TollgateError } from '@tollgate/core';
+import { upstreamKinds } from '@tollgate/providers/routes';
 import type { TargetReport } from '../index.js';
-import type { HealthProbeConfig } from './routing-config.js';
-import type { Upstream } from './upstream.js';
+import type { HealthChecksConfig, RoutingConfig } from './routing-config.js';
+import type { ProbeResult, Upstream } from './upstream.js';
 
 export type ProbeReport = NonNullable<TargetReport['probe']>;
 
+/** The health checks' options, resolved once. */
+export interface ResolvedHealthChecks {
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  readonly failAfter: number;
+  readonly passAfter: number;
+  /** Each target's model is asked for one token (paid), rather than its upstream's model list. */
+  readonly oneToken: boolean;
+  readonly statusPages: NonNullable<HealthChecksConfig['statusPages']>;
+}
+
+/** How one round of one check ended (the metrics). */
+export interface ProbeEvent {
+  upstream: string;
+  /** `upstream/model` for a one-token probe; absent when the check covers the whole upstream. */
+  target?: string;
+  ok: boolean;
+  seconds: number;
+  /** The check's verdict after this round. */
+  state: ProbeReport['state'];
+}
+
 export interface UpstreamProbes {
-  /** The last probe of `upstream`; undefined before its first one ended. */
-  last(upstream: string): ProbeReport | undefined;
-  /** The upstreams whose last probe failed. */
+  /** The checks' word on a target of `upstream` serving `model` (its own check, else its upstream's); undefined before the first round ended. */
+  last(upstream: string, model?: string): ProbeReport | undefined;
+  /** Whether the checks took that target out of routing. */
+  down(upstream: string, model?: string): boolean;
+  /** The upstreams one of whose checks is down. */
   failing(): string[];
   /** Stops the probes. */
   close(): void;
 }
 
+const KNOWN = ['interval', 'timeout', 'failAfter', 'passAfter', 'statusPages', 'probe'];
+
+function fail(message: string): never {
+  throw new TollgateError('ERR_TG_ROUTER_BAD_OPTION', message);
+}
+
+function count(value: unknown, path: string): number {
+  if (value === undefined) return 2;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) fail(`${path} must be a positive integer`);
+  return value;
+}
+
+function statusPagesOf(value: unknown): ResolvedHealthChecks['statusPages'] {
+  if (value === undefined) return false;
+  if (typeof value === 'boolean') return value;
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    fail('healthChecks.statusPages must be true, false or an object of upstream name → URL');
+  for (const [name, url] of Object.entries(value))
+    if (url !== false && (typeof url !== 'string' || !/^https?:$/.test(URL.parse(url)?.protocol ?? '')))
+      fail(`healthChecks.statusPages.${name} must be an http(s) URL or false`);
+  return value as Record<string, string | false>;
+}
+
 /**
- * Probes every upstream now and every `intervalMs`: a token-free call (its model list, `Upstream.probe`), ok when it
- * answers 2xx within `timeoutMs`. One round at a time; the timer never keeps the process alive.
+ * `healthChecks` resolved (the older `healthProbe` as what it meant: the last probe decides), or undefined when the
+ * config asks for none. Throws a TollgateError naming the field.
  */
-export function probeUpstreams(upstreams: ReadonlyMap<string, Upstream>, config: HealthProbeConfig): UpstreamProbes {
-  const timeoutMs = config.timeoutMs ?? 5000;
-  const last = new Map<string, ProbeReport>();
+export function resolveHealthChecks(config: RoutingConfig): ResolvedHealthChecks | undefined {
+  const { healthChecks, healthProbe } = config;
+  if (healthChecks !== undefined && healthProbe !== undefined)
+    fail('healthProbe is the older name of healthChecks: give one of them');
+  if (healthProbe !== undefined) {
+    const { intervalMs = 30_000, timeoutMs = 5000 } = healthProbe;
+    for (const [name, value] of Object.entries({ intervalMs, timeoutMs }))
+      if (!Number.isInteger(value) || value < 1) fail(`healthProbe.${name} must be a positive integer`);
+    return { intervalMs, timeoutMs, failAfter: 1, passAfter: 1, oneToken: false, statusPages: false };
+  }
+  if (healthChecks === undefined) return undefined;
+  if (typeof healthChecks !== 'object' || healthChecks === null) fail('healthChecks must be an object');
+  for (const name of Object.keys(healthChecks))
+    if (!KNOWN.includes(name)) fail(`healthChecks.${name} is not an option (known: ${KNOWN.join(', ')})`);
+  const { probe = 'models' } = healthChecks;
+  if (probe !== 'models' && probe !== 'one-token') fail('healthChecks.probe must be "models" or "one-token"');
+  const duration = (value: number | string | undefined, fallback: string, path: string) => {
+    try {
+      return parseDuration(value ?? fallback, path);
+    } catch (error) {
+      return fail(error instanceof Error ? error.message : String(error));
+    }
+  };
+  return {
+    intervalMs: duration(healthChecks.interval, '30s', 'healthChecks.interval'),
+    timeoutMs: duration(healthChecks.timeout, '5s', 'healthChecks.timeout'),
+    failAfter: count(healthChecks.failAfter, 'healthChecks.failAfter'),
+    passAfter: count(healthChecks.passAfter, 'healthChecks.passAfter'),
+    oneToken: probe === 'one-token',
+    statusPages: statusPagesOf(healthChecks.statusPages),
+  };
+}
+
+/** The status page an upstream's checks read, when the config reads any: its own entry, else its kind's. */
+function statusPageOf(upstream: Upstream, pages: ResolvedHealthChecks['statusPages']): string | undefined {
+  if (pages === false) return undefined;
+  const own = pages === true ? undefined : pages[upstream.name];
+  if (own === false) return undefined;
+  return own ?? upstreamKinds().get(upstream.api)?.wire.statusPage;
+}
+
+/**
+ * A provider's public status page (Statuspage JSON: `status.indicator` none, minor, major or critical): a major or
+ * critical outage fails the round. A page that cannot be read says nothing of the provider: it passes, with why.
+ */
+async function readStatusPage(url: string, timeoutMs: number): Promise<{ ok: boolean; detail?: string }> {
+  try {
+    const answer = await request(url, {
+      headers: { accept: 'application/json' },
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    if (answer.statusCode >= 300) {
+      await answer.body.dump();
+      return { ok: true, detail: `status page unreadable: HTTP ${answer.statusCode}` };
+    }
+    const page = (await answer.body.json()) as { status?: { indicator?: unknown; description?: unknown } } | null;
+    const indicator = page?.status?.indicator;
+    if (indicator === 'major' || indicator === 'critical') {
+      const description = typeof page?.status?.description === 'string' ? `: ${page.status.description}` : '';
+      return { ok: false, detail: `status page reports a ${indicator} outage${description}` };
+    }
+    return typeof indicator === 'string' ? { ok: true } : { ok: true, detail: 'status page has no status.indicator' };
+  } catch (error) {
+    return { ok: true, detail: `status page unreadable: ${error instanceof Error ? error.message : String(error)}` };
+  }
+}
+
+/** One check: an upstream's model list, or one target's one-token call, with its status page; its hysteresis. */
+class Check {
+  private up = true;
+  private fails = 0;
+  private passes = 0;
+  last: ProbeReport | undefined;
+
+  constructor(
+    readonly upstream: Upstream,
+    readonly model: string | undefined,
+    readonly statusPage: string | undefined,
+  ) {}
+
+  get down(): boolean {
+    return !this.up;
+  }
+
+  /** A round's result: `failAfter` failures in a row take the check down, `passAfter` passes bring it back. */
+  note(probe: ProbeResult, page: { ok: boolean; detail?: string } | undefined, config: ResolvedHealthChecks): void {
+    const ok = probe.ok && (page?.ok ?? true);
+    if (ok) {
+      this.fails = 0;
+      this.passes++;
+      if (!this.up && this.passes >= config.passAfter) this.up = true;
+    } else {
+      this.passes = 0;
+      this.fails++;
+      if (this.up && this.fails >= config.failAfter) this.up = false;
+    }
+    const detail = [probe.detail, page?.detail].filter(Boolean).join('; ');
+    this.last = {
+      ok,
+      state: this.up ? 'up' : 'down',
+      at: new Date().toISOString(),
+      latencyMs: Math.round(probe.ms),
+      ...(detail ? { detail } : {}),
+    };
+  }
+}
+
+/**
+ * Probes now and every interval, one round at a time: each upstream's model list (free), or with `one-token` each
+ * target's model (paid; an upstream outside every target still gets its model list), plus its status page when the
+ * config reads them. The timer never keeps the process alive.
+ */
+export function probeUpstreams(
+  upstreams: ReadonlyMap<string, Upstream>,
+  targets: readonly { upstream: string; model: string }[],
+  config: ResolvedHealthChecks,
+  observe?: (event: ProbeEvent) => void,
+): UpstreamProbes {
+  const checks = new Map<string, Check>();
+  const keyOf = (upstream: string, model?: string) => (model === undefined ? upstream : `${upstream}/${model}`);
+  for (const target of config.oneToken ? targets : []) {
+    const upstream = upstreams.get(target.upstream)!;
+    const key = keyOf(target.upstream, target.model);
+    checks.set(key, new Check(upstream, target.model, statusPageOf(upstream, config.statusPages)));
+  }
+  for (const upstream of upstreams.values())
+    if (!config.oneToken || !targets.some((target) => target.upstream === upstream.name))
+      checks.set(upstream.name, new Check(upstream, undefined, statusPageOf(upstream, config.statusPages)));
+
   let running = false;
-  const probeAll = async () => {
+  async function probeAll(): Promise<void> {
     if (running) return;
     running = true;
+    // A page read once per round, however many checks share it.
+    const pages = new Map<string, Promise<{ ok: boolean; detail?: string }>>();
+    const pageOf = (url: string) => {
+      let read = pages.get(url);
+      if (!read) pages.set(url, (read = readStatusPage(url, config.timeoutMs)));
+      return read;
+    };
     await Promise.all(
-      [...upstreams.values()].map(async (upstream) => {
-        const result = await upstream.probe(timeoutMs);
-        last.set(upstream.name, {
-          ok: result.ok,
-          at: new Date().toISOString(),
-          ...(result.detail ? { detail: result.detail } : {}),
+      [...checks.values()].map(async (check) => {
+        const [probe, page] = await Promise.all([
+          check.upstream.probe(config.timeoutMs, check.model),
+          check.statusPage === undefined ? undefined : pageOf(check.statusPage),
+        ]);
+        check.note(probe, page, config);
+        observe?.({
+          upstream: check.upstream.name,
+          ...(check.model === undefined ? {} : { target: keyOf(check.upstream.name, check.model) }),
+          ok: check.last!.ok,
+          seconds: probe.ms / 1000,
+          state: check.last!.state,
         });
       }),
     );
     running = false;
-  };
-  const timer = setInterval(() => void probeAll(), config.intervalMs ?? 30_000);
+  }
+  const timer = setInterval(() => void probeAll(), config.intervalMs);
   timer.unref();
   void probeAll();
+  const checkOf = (upstream: string, model?: string) => checks.get(keyOf(upstream, model)) ?? checks.get(upstream);
   return {
-    last: (upstream) => last.get(upstream),
-    failing: () => [...last].flatMap(([name, report]) => (report.ok ? [] : [name])),
+    last: (upstream, model) => checkOf(upstream, model)?.last,
+    down: (upstream, model) => checkOf(upstream, model)?.down ?? false,
+    failing: () => [...new Set([...checks.values()].flatMap((check) => (check.down ? [check.upstream.name] : [])))],
     close: () => clearInterval(timer),
   };
 }

@@ -16,8 +16,10 @@ export interface UpstreamRequests {
   destination(api: ProviderApi, model: string, stream: boolean): UpstreamTarget;
   /** Where the token count of `api` (its adapter's `countTokens`) runs for `model`. */
   countDestination(api: ProviderApi, model: string): UpstreamTarget;
-  /** Where the upstream lists its models (the health probe). */
+  /** Where the upstream lists its models (the free health probe). */
   readonly models: UpstreamTarget;
+  /** The paid health probe of `model`: its kind's one-token call, or undefined when the kind declares none. */
+  oneTokenCall(model: string): (UpstreamTarget & { body: string }) | undefined;
   /**
    * A call's headers, built from scratch: nothing of the client's request (its credentials above all) is forwarded by
    * accident, but what the kind takes from it (`callHeaders`). `client` is absent for the gateway's own calls.
@@ -105,6 +107,11 @@ export function upstreamRequests(
       path: `${basePath}${adapterFor(api).countTokens!.upstreamPath(encodeURIComponent(model))}`,
     }),
     models: { origin: base.origin, path: `${basePath}${modelsPath}` },
+    oneTokenCall(model) {
+      const body = wire.oneTokenCall?.(model);
+      const target = body && targets.get(declared.ownApi);
+      return target ? { ...target(model, false), body: JSON.stringify(body) } : undefined;
+    },
     headers(client, stream) {
       const headers = stream ? streamHeaders : jsonHeaders;
       if (!callHeaders) return headers;

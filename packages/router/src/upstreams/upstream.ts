@@ -37,10 +37,20 @@ export interface Upstream {
    * Counting is free: no call is noted for the meter, nothing is billed.
    */
   forwardCount(api: ProviderApi, model: string, req: Request, res: Response, next: NextFunction): void;
-  /** The active health check: lists the upstream's models (no tokens spent); ok when it answers 2xx in time. */
-  probe(timeoutMs: number): Promise<{ ok: boolean; detail?: string }>;
+  /**
+   * The active health check: lists the upstream's models (no tokens spent), or with `model` its kind's one-token call
+   * (paid); ok when it answers 2xx in time. `ms`: how long it took.
+   */
+  probe(timeoutMs: number, model?: string): Promise<ProbeResult>;
   /** Waits for the calls still running, a short grace at most, then cuts them. */
   close(): Promise<void>;
+}
+
+/** How one health probe of an upstream ended. */
+export interface ProbeResult {
+  ok: boolean;
+  ms: number;
+  detail?: string;
 }
 
 /** The upstream's key: its environment variable wins over the config value; read once at start. */
@@ -122,18 +132,27 @@ export function createUpstream(
         answer,
       );
     },
-    async probe(timeoutMs) {
+    async probe(timeoutMs, model) {
+      const started = performance.now();
+      const call = model === undefined ? undefined : requests.oneTokenCall(model);
+      if (model !== undefined && !call)
+        return { ok: false, ms: 0, detail: `the ${api} upstream kind declares no one-token call` };
       try {
         const answer = await dispatcher.request({
-          ...requests.models,
-          method: 'GET',
+          ...(call ?? requests.models),
+          method: call ? 'POST' : 'GET',
           headers: requests.headers(undefined, false),
           signal: AbortSignal.timeout(timeoutMs),
         });
         await answer.body.dump();
-        return answer.statusCode < 300 ? { ok: true } : { ok: false, detail: `HTTP ${answer.statusCode}` };
+        const ms = performance.now() - started;
+        return answer.statusCode < 300 ? { ok: true, ms } : { ok: false, ms, detail: `HTTP ${answer.statusCode}` };
       } catch (error) {
-        return { ok: false, detail: error instanceof Error ? error.message : String(error) };
+        return {
+          ok: false,
+          ms: performance.now() - started,
+          detail: error instanceof Error ? error.message : String(error),
+        };
       }
     },
     async close() {
