@@ -5,6 +5,7 @@ import { asArray, asString, isObject, tokenCount } from './json.js';
 import type { Json } from './json.js';
 import { mapEach, mapField, withField } from './prompt-text.js';
 import type { TextMap } from './prompt-text.js';
+import { serviceTierOf } from './usage.js';
 
 /**
  * OpenAI renders function definitions into the prompt as a TypeScript namespace (documented by
@@ -216,5 +217,7 @@ export function readOpenAiAnswer(response: unknown): ReportedUsage | undefined {
   if (!isObject(response) || !isObject(response.usage)) return undefined;
   const usage: ReportedUsage = openAiUsage(response.usage);
   if (typeof response.model === 'string') usage.model = response.model;
+  const tier = serviceTierOf(response.service_tier);
+  if (tier !== undefined) usage.serviceTier = tier;
   return usage;
 }
