@@ -62,7 +62,11 @@ function answerAtTier(request: FakeUpstreamRequest, res: ServerResponse): void {
   const text = body.messages?.[0]?.content ?? '';
   if (text.includes('refuse')) {
     res.writeHead(429, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ error: { message: 'Flex capacity is short', type: 'rate_limit', code: 'resource_unavailable' } }));
+    res.end(
+      JSON.stringify({
+        error: { message: 'Flex capacity is short', type: 'rate_limit', code: 'resource_unavailable' },
+      }),
+    );
     return;
   }
   const served = /serve:(\w+)/.exec(text)?.[1] ?? body.service_tier ?? 'default';
@@ -165,7 +169,9 @@ class Setup {
   }
 
   async prices(): Promise<PriceStatus> {
-    const response = await fetch(`${this.proxy.url}/admin/prices`, { headers: { authorization: `Bearer ${adminKey}` } });
+    const response = await fetch(`${this.proxy.url}/admin/prices`, {
+      headers: { authorization: `Bearer ${adminKey}` },
+    });
     expect(response.status).toBe(200);
     return (await response.json()) as PriceStatus;
   }

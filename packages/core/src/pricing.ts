@@ -52,7 +52,10 @@ export interface ModelPrice {
 
 /** The prices of one service tier: the classes it names replace the standard tier's. */
 export type TierPrice = Partial<
-  Pick<ModelPrice, 'inputPerMTok' | 'cachedInputPerMTok' | 'cacheWritePerMTok' | 'cacheWrite1hPerMTok' | 'outputPerMTok'>
+  Pick<
+    ModelPrice,
+    'inputPerMTok' | 'cachedInputPerMTok' | 'cacheWritePerMTok' | 'cacheWrite1hPerMTok' | 'outputPerMTok'
+  >
 >;
 
 /** What a model does (see `ModelPrice.kind`). */
@@ -274,7 +277,7 @@ function resolvePrice(model: string, price: ModelPrice): ResolvedPrice {
   return resolved;
 }
 
-/** Each tier as a whole price: the tier's classes over the standard ones (a tier's cache read is not guessed). */
+/** Each tier as a whole price: the tier's classes over the standard ones. */
 function resolveTiers(model: string, price: ModelPrice, standard: ResolvedPrice): Record<string, ResolvedPrice> {
   const tiers = price.serviceTiers;
   if (typeof tiers !== 'object' || tiers === null)
@@ -283,17 +286,39 @@ function resolveTiers(model: string, price: ModelPrice, standard: ResolvedPrice)
   for (const [tier, costs] of Object.entries(tiers)) {
     const at = `${model}" tier "${tier}`;
     if (typeof costs !== 'object' || costs === null)
-      throw new TollgateError('ERR_TG_CORE_INVALID_PRICE', `serviceTiers.${tier} of model "${model}" must be an object`);
+      throw new TollgateError(
+        'ERR_TG_CORE_INVALID_PRICE',
+        `serviceTiers.${tier} of model "${model}" must be an object`,
+      );
     const input = costs.inputPerMTok ?? standard.inputMicro / 1_000_000;
+    const inputMicro = toMicro(input, input, 'inputPerMTok', at);
+    // A class the tier does not price: a cache read at most the tier's input; a cache write priced as the standard
+    // tier prices it, which is the input price itself where the provider has no cache-write charge (OpenAI).
+    const write = (given: number | undefined, standardMicro: number, sameAs: number, field: string) => {
+      if (given !== undefined) return toMicro(given, 0, field, at);
+      return standardMicro === sameAs ? inputMicro : standardMicro;
+    };
+    const cacheWriteMicro = write(
+      costs.cacheWritePerMTok,
+      standard.cacheWriteMicro,
+      standard.inputMicro,
+      'cacheWritePerMTok',
+    );
     resolved[tier] = {
       ...standard,
       tier,
-      tiers: undefined,
-      inputMicro: toMicro(input, input, 'inputPerMTok', at),
-      cachedInputMicro: costs.cachedInputPerMTok === undefined ? standard.cachedInputMicro : toMicro(costs.cachedInputPerMTok, 0, 'cachedInputPerMTok', at),
-      cacheWriteMicro: costs.cacheWritePerMTok === undefined ? standard.cacheWriteMicro : toMicro(costs.cacheWritePerMTok, 0, 'cacheWritePerMTok', at),
-      cacheWrite1hMicro: costs.cacheWrite1hPerMTok === undefined ? standard.cacheWrite1hMicro : toMicro(costs.cacheWrite1hPerMTok, 0, 'cacheWrite1hPerMTok', at),
-      outputMicro: costs.outputPerMTok === undefined ? standard.outputMicro : toMicro(costs.outputPerMTok, 0, 'outputPerMTok', at),
+      inputMicro,
+      cachedInputMicro:
+        costs.cachedInputPerMTok === undefined
+          ? Math.min(standard.cachedInputMicro, inputMicro)
+          : toMicro(costs.cachedInputPerMTok, 0, 'cachedInputPerMTok', at),
+      cacheWriteMicro,
+      cacheWrite1hMicro:
+        costs.cacheWrite1hPerMTok === undefined && standard.cacheWrite1hMicro === standard.cacheWriteMicro
+          ? cacheWriteMicro
+          : write(costs.cacheWrite1hPerMTok, standard.cacheWrite1hMicro, -1, 'cacheWrite1hPerMTok'),
+      outputMicro:
+        costs.outputPerMTok === undefined ? standard.outputMicro : toMicro(costs.outputPerMTok, 0, 'outputPerMTok', at),
     };
     delete resolved[tier]!.tiers;
   }

@@ -93,7 +93,10 @@ describe('a price source', () => {
   it.each([
     ['a negative cost', file({ 'gpt-4o': { litellm_provider: 'openai', input_cost_per_token: -1e-6 } })],
     ['a cost that is text', file({ 'gpt-4o': { litellm_provider: 'openai', input_cost_per_token: '0.1' } })],
-    ['a tier cost past the most a price may be', file({ x: { litellm_provider: 'openai', input_cost_per_token: 1e-6, output_cost_per_token_flex: 0.5 } })],
+    [
+      'a tier cost past the most a price may be',
+      file({ x: { litellm_provider: 'openai', input_cost_per_token: 1e-6, output_cost_per_token_flex: 0.5 } }),
+    ],
     ['no JSON', '{"gpt-4o": '],
     ['a list', '[]'],
     ['no row served here', file({ 'bedrock/x': { litellm_provider: 'bedrock', input_cost_per_token: 1e-6 } })],
@@ -119,20 +122,33 @@ describe('service tiers', () => {
     },
   });
   pricing.loadSource(LITELLM);
-  const usage = { inputTokens: 1000, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 1000, reasoningTokens: 0 };
+  const usage = {
+    inputTokens: 1000,
+    cachedInputTokens: 0,
+    cacheWriteTokens: 0,
+    outputTokens: 1000,
+    reasoningTokens: 0,
+  };
 
   it('prices a tier the model names at its prices, any other at the standard ones', () => {
     expect(costNanoUsd(usage, pricing.get('gpt-4o', 'flex'))).toBe(6_250_000);
     expect(costNanoUsd(usage, pricing.get('gpt-4o', 'priority'))).toBe(21_250_000);
     expect(costNanoUsd(usage, pricing.get('gpt-4o', 'default'))).toBe(12_500_000);
     expect(costNanoUsd(usage, pricing.get('gpt-4o'))).toBe(12_500_000);
-    expect(pricing.get('mine', 'flex')).toMatchObject({ tier: 'flex', inputMicro: 2_000_000, cachedInputMicro: 1_000_000 });
+    expect(pricing.get('mine', 'flex')).toMatchObject({
+      tier: 'flex',
+      inputMicro: 2_000_000,
+      cachedInputMicro: 1_000_000,
+      cacheWriteMicro: 2_000_000,
+    });
   });
 
   it('refuses a tier price out of range in code', () => {
     expect(() =>
       createPricing({
-        models: { bad: { provider: 'openai', inputPerMTok: 1, outputPerMTok: 1, serviceTiers: { flex: { outputPerMTok: -1 } } } },
+        models: {
+          bad: { provider: 'openai', inputPerMTok: 1, outputPerMTok: 1, serviceTiers: { flex: { outputPerMTok: -1 } } },
+        },
       }),
     ).toThrow(TollgateError);
   });

@@ -209,8 +209,8 @@ export function openAiUsage(usage: Json): TokenUsage {
   };
 }
 
-/** Where a whole OpenAI-shaped answer (chat or Responses) carries its usage and model. */
-export const OPENAI_USAGE_FIELDS: readonly string[] = ['model', 'usage'];
+/** Where a whole OpenAI-shaped answer (chat or Responses) carries its usage, model and the service tier that served it. */
+export const OPENAI_USAGE_FIELDS: readonly string[] = ['model', 'usage', 'service_tier'];
 
 /** The usage of a whole OpenAI-shaped answer (chat or Responses), as an SDK returns it. */
 export function readOpenAiAnswer(response: unknown): ReportedUsage | undefined {
