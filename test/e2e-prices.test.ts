@@ -30,7 +30,7 @@ const userKey = newApiKey();
 /** Every answer reports this usage, so a record's cost is its prices times 1,000 tokens of each. */
 const TOKENS = 1000;
 
-/** A LiteLLM price file pricing gpt-4o-mini at `input` / `output` USD per 1M tokens, flex at half, priority at double. */
+/** A LiteLLM price file: gpt-4o-mini at `input` / `output` USD per 1M tokens, flex at half, priority at double. */
 function priceFile(input: number, output: number, extra: Record<string, unknown> = {}): string {
   const perToken = (usd: number) => usd / 1_000_000;
   return JSON.stringify({

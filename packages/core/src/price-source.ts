@@ -36,7 +36,7 @@ const TIERS = [
   ['_batches', 'batch'],
 ] as const;
 
-/** The cost rows of a price file, by model id, and the file's version: a hash of those rows, the same in every process. */
+/** A price file's cost rows by model id, and its version: a hash of those rows, the same in every process. */
 export interface SourcePrices {
   rows: Record<string, ModelPrice>;
   version: string;
@@ -52,7 +52,7 @@ function perMillion(row: Record<string, unknown>, field: string, model: string):
   if (value === undefined || value === null) return undefined;
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0)
     throw refused(`${model}.${field} must be a number of USD per token >= 0; got ${JSON.stringify(value)}`);
-  // Rounded to the catalogue's exactness (micro-USD per 1M tokens), so 2.5e-6 reads back as 2.5, not 2.4999999999999996.
+  // Rounded to the catalogue's exactness (micro-USD per 1M tokens): 2.5e-6 reads back as 2.5, not 2.4999999999999996.
   return Math.round(value * 1e12) / 1e6;
 }
 

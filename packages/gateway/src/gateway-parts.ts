@@ -144,9 +144,9 @@ function watchingParts(options: GatewayOptions, deps: ProxyDeps, held: Held) {
   const pricing = createPricing(options.pricing);
   // The one table every part prices with: a price source's load swaps its layer for all of them at once.
   const prices = startPriceRefresh(pricing, options.prices, {
-      info: (line) => (logging ? logger.info(line) : log(line)),
-      error: (line) => (logging ? logger.error(line) : log(line)),
-    });
+    info: (line) => (logging ? logger.info(line) : log(line)),
+    error: (line) => (logging ? logger.error(line) : log(line)),
+  });
   const metering = createMetering(options.metering, pricing, {
     metrics: deps.metrics,
     ...(deps.tracer === undefined ? {} : { tracer: deps.tracer }),

@@ -71,7 +71,8 @@ function describeChanges(changes: readonly PriceChange[]): string {
     if (change.before === null) return `${change.model} added`;
     if (change.after === null) return `${change.model} removed`;
     const { before, after } = change;
-    return `${change.model} input ${before.inputPerMTok} -> ${after.inputPerMTok}, output ${before.outputPerMTok} -> ${after.outputPerMTok} USD/MTok`;
+    const input = `input ${before.inputPerMTok} -> ${after.inputPerMTok}`;
+    return `${change.model} ${input}, output ${before.outputPerMTok} -> ${after.outputPerMTok} USD/MTok`;
   });
   const more = changes.length > LOGGED_CHANGES ? `; and ${changes.length - LOGGED_CHANGES} more` : '';
   return `${changes.length} models changed${changes.length > 0 ? `: ${named.join('; ')}${more}` : ''}`;

@@ -209,7 +209,7 @@ export function openAiUsage(usage: Json): TokenUsage {
   };
 }
 
-/** Where a whole OpenAI-shaped answer (chat or Responses) carries its usage, model and the service tier that served it. */
+/** Where a whole OpenAI-shaped answer (chat or Responses) carries its usage, model and the tier that served it. */
 export const OPENAI_USAGE_FIELDS: readonly string[] = ['model', 'usage', 'service_tier'];
 
 /** The usage of a whole OpenAI-shaped answer (chat or Responses), as an SDK returns it. */

@@ -139,7 +139,8 @@ export const configSchema = fields({
   prices: pricesSchema
     .optional()
     .describe(
-      'A maintained price source read at start and every `refresh`, between the shipped table and `models` (which win).',
+      'A maintained price source read at start and every `refresh`, between the shipped table and `models` ' +
+        '(which win).',
     ),
   tiers: recordOf(tierSchema).optional().describe('Limits and model allowlists per tier name.'),
   tenants: recordOf(tenantSchema).optional().describe('Tier, budget and downgrades per tenant id.'),

@@ -134,7 +134,9 @@ class ChatReader implements UsageReader {
   }
 
   result(countOutput: OutputCounter): ReadUsage | undefined {
-    const read = this.usage ? { usage: this.usage, source: 'provider' as const } : countedOutput(this.output, countOutput);
+    const read = this.usage
+      ? { usage: this.usage, source: 'provider' as const }
+      : countedOutput(this.output, countOutput);
     return withServiceTier(read, this.tier);
   }
 
