@@ -70,7 +70,7 @@ export class BudgetDowngrades {
     });
     if (!past) return;
     const target = downgradeOf(estimate.model, past.budget.downgrade!)!;
-    const price = this.#pricing.find(target);
+    const price = this.#pricing.forRequest(req.tollgate).find(target);
     if (!price) {
       process.emitWarning(`tollgate budget: cannot downgrade ${estimate.model} to ${target}: ${target} has no price`);
       return;

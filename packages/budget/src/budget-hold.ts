@@ -27,6 +27,8 @@ export interface BudgetHold {
   /** The priced model (family id) and the input bound reserved for it, before any learned margin. */
   model: string;
   inputBound: number;
+  /** The output price it was reserved at (micro-USD per 1M tokens): more output is held at the same price. */
+  outputMicro: number;
   /**
    * A request a shadow let through (`shadowMode` in core): nothing is reserved, and the settle adds its real cost to
    * every scope's spend, past the limit if it goes there. Absent: a reservation.

@@ -169,7 +169,7 @@ export class BudgetReservations {
   #switchModel(req: Request, res: Response, estimate: UsageEstimate, tenantId: string | undefined): boolean {
     const spentModel = estimate.model;
     const target = this.config.plan.models.downgradeOf(tenantId, spentModel);
-    const price = target === undefined ? undefined : this.config.pricing.find(target);
+    const price = target === undefined ? undefined : this.config.pricing.forRequest(req.tollgate).find(target);
     if (price) {
       const ctx = req.tollgate;
       // As a soft-limit downgrade: the record bills the model run and keeps the one asked for.
@@ -226,7 +226,8 @@ export class BudgetReservations {
     { windows, scopes }: BudgetWindows,
     budgets: readonly ResolvedBudget[],
   ): Ask {
-    const price = this.config.pricing.find(estimate.model);
+    // The request's prices: what it reserves at is what its record settles at, whatever loads meanwhile.
+    const price = this.config.pricing.forRequest(ctx).find(estimate.model);
     // Input at its provable bound, not the estimate: no bill within the bound can take spend past a limit.
     const input = price
       ? this.margins.reservedInput(estimate, price.model)
@@ -276,6 +277,7 @@ export class BudgetReservations {
         tenantId: req.tollgate.identity?.tenantId,
         model: price?.model ?? estimate.model,
         inputBound: input.bound,
+        outputMicro: price?.outputMicro ?? 0,
         remaining: headroomOf(result),
       },
     };
@@ -334,6 +336,7 @@ export class BudgetReservations {
       tenantId,
       model: price?.model ?? estimate.model,
       inputBound: input.bound,
+      outputMicro: price?.outputMicro ?? 0,
       // Nothing was reserved, so no balance was read: the answer does not say what is left (a status read would).
       remaining: undefined,
       overLimit: true,

@@ -30,7 +30,7 @@ export function extendHold(
   atLeast: number,
 ): number | Promise<number> {
   if (hold.overLimit) return tokens;
-  const outputMicro = config.pricing.find(hold.model)?.outputMicro ?? 0;
+  const { outputMicro } = hold;
   const amount = Math.ceil((tokens * outputMicro) / 1000);
   const minAmount = Math.ceil((atLeast * outputMicro) / 1000);
   const extensions = (hold.extensions ??= []);

@@ -21,7 +21,7 @@ export async function repriceHold(
   const { config, calls, margins } = reservations;
   const estimate = ctx.estimate;
   if (!estimate || ctx.settled) return false;
-  const price = config.pricing.find(estimate.model);
+  const price = config.pricing.forRequest(ctx).find(estimate.model);
   if (!price) return false;
   if (price.model === hold.model) return true;
   const input = margins.reservedInput(estimate, price.model);
@@ -62,6 +62,7 @@ export async function repriceHold(
   hold.scopes = scopes;
   hold.windows = windows;
   hold.inputBound = input.bound;
+  hold.outputMicro = price.outputMicro;
   const note = ctx.reservations.find((reservation) => reservation.kind === 'budget' && reservation.id === previous);
   if (note) {
     note.id = id;

@@ -72,6 +72,8 @@ export class ProviderCall {
   readonly choices: number;
   /** The model the request asked for, before any downgrade. */
   readonly requestedModel: string | undefined;
+  /** The service tier the request asked for (`CallShape.serviceTier`): its reservation is priced at it. */
+  readonly serviceTier: string | undefined;
   #model: string | undefined;
   #outputCap: number | undefined;
   #controller: AbortController | undefined;
@@ -83,6 +85,7 @@ export class ProviderCall {
     this.stream = shape.stream;
     this.choices = shape.choices;
     this.requestedModel = shape.model;
+    this.serviceTier = shape.serviceTier;
     this.#model = shape.model;
     this.#outputCap = shape.outputCap;
   }

@@ -1,7 +1,9 @@
 // Model prices per 1M tokens per token class, dated-id resolution, and the cost of a usage in nano-USD.
 import { TollgateError } from './errors.js';
 import { MAX_USD_PER_MILLION_TOKENS, usdAmountProblem } from './money.js';
-import { DEFAULT_PRICES } from './catalogue.js';
+import { DEFAULT_PRICES, DEFAULT_PRICES_AS_OF } from './catalogue.js';
+import { readSourcePrices } from './price-source.js';
+import type { TollgateContext } from './context.js';
 import type { Provider, TokenUsage } from './types.js';
 
 /** USD per 1M tokens for each token class. */
@@ -40,7 +42,21 @@ export interface ModelPrice {
    * @default 'generation'
    */
   kind?: ModelKind;
+  /**
+   * Prices of the provider's service tiers, by the name its answers give them (OpenAI's `service_tier`: `flex`,
+   * `priority`; `batch`). A request that asks for a tier reserves at its prices; its record is billed at the tier
+   * the answer says served it. A tier named nowhere here is priced as the standard tier.
+   */
+  serviceTiers?: Record<string, TierPrice>;
 }
+
+/** The prices of one service tier: the classes it names replace the standard tier's. */
+export type TierPrice = Partial<
+  Pick<
+    ModelPrice,
+    'inputPerMTok' | 'cachedInputPerMTok' | 'cacheWritePerMTok' | 'cacheWrite1hPerMTok' | 'outputPerMTok'
+  >
+>;
 
 /** What a model does (see `ModelPrice.kind`). */
 export type ModelKind = 'generation' | 'embedding';
@@ -71,6 +87,10 @@ export interface ResolvedPrice {
   /** `tokenizer` is the provider's own: its count of the output is exact (see `ModelPrice.ownTokenizer`). */
   ownTokenizer: boolean;
   kind: ModelKind;
+  /** The service tier these prices are of; absent: the standard tier. */
+  tier?: string;
+  /** Each service tier's prices (see `ModelPrice.serviceTiers`); absent: the model has none. */
+  tiers?: Readonly<Record<string, ResolvedPrice>>;
 }
 
 export interface PricingOptions {
@@ -83,12 +103,50 @@ export interface PricingOptions {
 }
 
 export interface Pricing {
-  /** The price of `model` (dated ids resolve to their family), or undefined when unknown and no default is set. */
-  find(model: string): ResolvedPrice | undefined;
+  /**
+   * The price of `model` (dated ids resolve to their family) at service tier `tier` (the standard prices when the
+   * model names no such tier), or undefined when unknown and no default is set.
+   */
+  find(model: string, tier?: string): ResolvedPrice | undefined;
   /** Like `find`, but an unknown model throws `UnknownModelError`. */
-  get(model: string): ResolvedPrice;
+  get(model: string, tier?: string): ResolvedPrice;
   /** Every model id in the table. */
   models(): string[];
+  /** Which prices are in use: `shipped-<date>`, or the hash of the source rows loaded (the same in every process). */
+  readonly version: string;
+  /**
+   * The prices `ctx`'s request is priced with from its estimate to its settle: the table in use at the request's
+   * first call, kept when a source loads meanwhile. Its `find` and `get` default to the tier the call asked for.
+   */
+  forRequest(ctx: TollgateContext): Pricing;
+  /**
+   * Loads a price file in LiteLLM's `model_prices_and_context_window.json` format as the layer between the shipped
+   * table and `models` (which always win), checked whole first: a file that does not validate throws a
+   * `TollgateError` and the prices in use are kept. Requests priced already keep their prices.
+   */
+  loadSource(text: string): PriceUpdate;
+}
+
+/** The standard prices of a model, USD per 1M tokens, with its tiers': what a price change is told in. */
+export interface PriceClasses {
+  inputPerMTok: number;
+  cachedInputPerMTok: number;
+  cacheWritePerMTok: number;
+  outputPerMTok: number;
+  serviceTiers?: Record<string, Omit<PriceClasses, 'serviceTiers'>>;
+}
+
+/** One model whose prices a load changed: null before when it is new, null after when it is gone. */
+export interface PriceChange {
+  model: string;
+  before: PriceClasses | null;
+  after: PriceClasses | null;
+}
+
+/** What loading a price source did. */
+export interface PriceUpdate {
+  version: string;
+  changes: PriceChange[];
 }
 
 export class UnknownModelError extends Error {
@@ -196,7 +254,7 @@ function resolvePrice(model: string, price: ModelPrice): ResolvedPrice {
     throw new TollgateError('ERR_TG_CORE_INVALID_PRICE', `price of model "${model}" must be an object`);
   const inputMicro = toMicro(price.inputPerMTok, Number.NaN, 'inputPerMTok', model);
   const tokenizer = tokenizerOf(price.tokenizer, model, price.provider);
-  return {
+  const resolved: ResolvedPrice = {
     model,
     provider: price.provider,
     inputMicro,
@@ -215,39 +273,179 @@ function resolvePrice(model: string, price: ModelPrice): ResolvedPrice {
     ownTokenizer: ownTokenizerOf(price, tokenizer, model),
     kind: kindOf(price.kind, model),
   };
+  if (price.serviceTiers !== undefined) resolved.tiers = resolveTiers(model, price, resolved);
+  return resolved;
 }
 
-/** A pricing table: the shipped prices plus the user's, resolved and validated once. */
-export function createPricing(options: PricingOptions = {}): Pricing {
+/** Each tier as a whole price: the tier's classes over the standard ones. */
+function resolveTiers(model: string, price: ModelPrice, standard: ResolvedPrice): Record<string, ResolvedPrice> {
+  const tiers = price.serviceTiers;
+  if (typeof tiers !== 'object' || tiers === null)
+    throw new TollgateError('ERR_TG_CORE_INVALID_PRICE', `serviceTiers of model "${model}" must be an object`);
+  const resolved: Record<string, ResolvedPrice> = {};
+  for (const [tier, costs] of Object.entries(tiers)) {
+    const at = `${model}" tier "${tier}`;
+    if (typeof costs !== 'object' || costs === null)
+      throw new TollgateError(
+        'ERR_TG_CORE_INVALID_PRICE',
+        `serviceTiers.${tier} of model "${model}" must be an object`,
+      );
+    const input = costs.inputPerMTok ?? standard.inputMicro / 1_000_000;
+    const inputMicro = toMicro(input, input, 'inputPerMTok', at);
+    // A class the tier does not price: a cache read at most the tier's input; a cache write priced as the standard
+    // tier prices it, which is the input price itself where the provider has no cache-write charge (OpenAI).
+    const write = (given: number | undefined, standardMicro: number, sameAs: number, field: string) => {
+      if (given !== undefined) return toMicro(given, 0, field, at);
+      return standardMicro === sameAs ? inputMicro : standardMicro;
+    };
+    const cacheWriteMicro = write(
+      costs.cacheWritePerMTok,
+      standard.cacheWriteMicro,
+      standard.inputMicro,
+      'cacheWritePerMTok',
+    );
+    resolved[tier] = {
+      ...standard,
+      tier,
+      inputMicro,
+      cachedInputMicro:
+        costs.cachedInputPerMTok === undefined
+          ? Math.min(standard.cachedInputMicro, inputMicro)
+          : toMicro(costs.cachedInputPerMTok, 0, 'cachedInputPerMTok', at),
+      cacheWriteMicro,
+      cacheWrite1hMicro:
+        costs.cacheWrite1hPerMTok === undefined && standard.cacheWrite1hMicro === standard.cacheWriteMicro
+          ? cacheWriteMicro
+          : write(costs.cacheWrite1hPerMTok, standard.cacheWrite1hMicro, -1, 'cacheWrite1hPerMTok'),
+      outputMicro:
+        costs.outputPerMTok === undefined ? standard.outputMicro : toMicro(costs.outputPerMTok, 0, 'outputPerMTok', at),
+    };
+    delete resolved[tier]!.tiers;
+  }
+  return resolved;
+}
+
+/** The price at `tier`: the tier's own when the model has one, else the standard price. */
+function atTier(price: ResolvedPrice | undefined, tier: string | undefined): ResolvedPrice | undefined {
+  return tier === undefined ? price : (price?.tiers?.[tier] ?? price);
+}
+
+/** A source row over the shipped row of the same id: the source's costs, the shipped row's provider and limits. */
+function sourceRow(row: ModelPrice, shipped: ModelPrice | undefined): ModelPrice {
+  if (shipped === undefined) return row;
+  const merged: ModelPrice = { ...row, provider: shipped.provider };
+  for (const field of ['maxOutputTokens', 'contextWindow', 'tokenizer', 'ownTokenizer', 'kind'] as const)
+    if (shipped[field] !== undefined) (merged as unknown as Record<string, unknown>)[field] = shipped[field];
+  return merged;
+}
+
+/** One table in use: swapped whole when a source loads, so a lookup never sees half of one and half of another. */
+interface PriceTable {
+  readonly version: string;
+  readonly table: ReadonlyMap<string, ResolvedPrice>;
+  readonly cache: Map<string, ResolvedPrice | undefined>;
+}
+
+function buildTable(options: PricingOptions, source: Record<string, ModelPrice>, version: string): PriceTable {
+  const shipped: Readonly<Record<string, ModelPrice>> = options.replaceDefaults ? {} : DEFAULT_PRICES;
+  const rows: Record<string, ModelPrice> = { ...shipped };
+  for (const [model, row] of Object.entries(source)) rows[model] = sourceRow(row, shipped[model]);
+  Object.assign(rows, options.models);
   const table = new Map<string, ResolvedPrice>();
-  const source = { ...(options.replaceDefaults ? {} : DEFAULT_PRICES), ...options.models };
-  for (const [model, price] of Object.entries(source)) table.set(model, resolvePrice(model, price));
-  const fallback = options.defaultPrice ? resolvePrice('default', options.defaultPrice) : undefined;
-  const cache = new Map<string, ResolvedPrice | undefined>();
+  for (const [model, price] of Object.entries(rows)) table.set(model, resolvePrice(model, price));
+  return { version, table, cache: new Map() };
+}
 
-  const find = (model: string): ResolvedPrice | undefined => {
-    if (cache.has(model)) return cache.get(model);
-    let found: ResolvedPrice | undefined;
-    for (const family of modelFamilies(model)) {
-      found = table.get(family);
-      if (found) break;
-    }
-    found ??= fallback;
-    // Model ids come from request bodies: only ids of a real length are kept, or 10,000 cached
-    // megabyte-long ids would hold gigabytes.
-    if (cache.size < 10_000 && model.length <= MAX_MODEL_ID_LENGTH) cache.set(model, found);
-    return found;
-  };
+function findIn(state: PriceTable, fallback: ResolvedPrice | undefined, model: string): ResolvedPrice | undefined {
+  const { cache, table } = state;
+  if (cache.has(model)) return cache.get(model);
+  let found: ResolvedPrice | undefined;
+  for (const family of modelFamilies(model)) {
+    found = table.get(family);
+    if (found) break;
+  }
+  found ??= fallback;
+  // Model ids come from request bodies: only ids of a real length are kept, or 10,000 cached
+  // megabyte-long ids would hold gigabytes.
+  if (cache.size < 10_000 && model.length <= MAX_MODEL_ID_LENGTH) cache.set(model, found);
+  return found;
+}
 
+function classesOf(price: ResolvedPrice): Omit<PriceClasses, 'serviceTiers'> {
   return {
-    find,
-    get(model) {
-      const price = find(model);
-      if (!price) throw new UnknownModelError(model);
-      return price;
-    },
-    models: () => [...table.keys()],
+    inputPerMTok: price.inputMicro / 1_000_000,
+    cachedInputPerMTok: price.cachedInputMicro / 1_000_000,
+    cacheWritePerMTok: price.cacheWriteMicro / 1_000_000,
+    outputPerMTok: price.outputMicro / 1_000_000,
   };
+}
+
+function pricesOf(price: ResolvedPrice | undefined): PriceClasses | null {
+  if (price === undefined) return null;
+  const classes: PriceClasses = classesOf(price);
+  if (price.tiers) {
+    classes.serviceTiers = {};
+    for (const [tier, tierPrice] of Object.entries(price.tiers)) classes.serviceTiers[tier] = classesOf(tierPrice);
+  }
+  return classes;
+}
+
+/** The models whose prices differ between two tables, in id order. */
+function priceChanges(before: PriceTable, after: PriceTable): PriceChange[] {
+  const changes: PriceChange[] = [];
+  const ids = [...new Set([...before.table.keys(), ...after.table.keys()])].sort();
+  for (const model of ids) {
+    const was = pricesOf(before.table.get(model));
+    const now = pricesOf(after.table.get(model));
+    if (JSON.stringify(was) !== JSON.stringify(now)) changes.push({ model, before: was, after: now });
+  }
+  return changes;
+}
+
+/**
+ * A pricing table: the shipped prices, a price source's (`loadSource`) and the user's, resolved and validated once
+ * per load. The layers: shipped table < source < `models`.
+ */
+export function createPricing(options: PricingOptions = {}): Pricing {
+  let state = buildTable(options, {}, `shipped-${DEFAULT_PRICES_AS_OF}`);
+  const fallback = options.defaultPrice ? resolvePrice('default', options.defaultPrice) : undefined;
+  const lookIn = (table: PriceTable, model: string, tier: string | undefined): ResolvedPrice => {
+    const price = atTier(findIn(table, fallback, model), tier);
+    if (!price) throw new UnknownModelError(model);
+    return price;
+  };
+  // A request's prices: the table in use when this pricing first priced it, whatever loads after.
+  const requests = new WeakMap<TollgateContext, Pricing>();
+  const pinned = (table: PriceTable, ctx: TollgateContext): Pricing => ({
+    find: (model, tier = ctx.call?.serviceTier) => atTier(findIn(table, fallback, model), tier),
+    get: (model, tier = ctx.call?.serviceTier) => lookIn(table, model, tier),
+    models: () => [...table.table.keys()],
+    version: table.version,
+    forRequest: (other) => live.forRequest(other),
+    loadSource: (text) => live.loadSource(text),
+  });
+  const live: Pricing = {
+    find: (model, tier) => atTier(findIn(state, fallback, model), tier),
+    get: (model, tier) => lookIn(state, model, tier),
+    models: () => [...state.table.keys()],
+    get version() {
+      return state.version;
+    },
+    forRequest(ctx) {
+      let view = requests.get(ctx);
+      if (view === undefined) requests.set(ctx, (view = pinned(state, ctx)));
+      return view;
+    },
+    loadSource(text) {
+      const source = readSourcePrices(text);
+      // Built and checked whole before it is swapped in: a row that does not validate keeps every price in use.
+      const next = buildTable(options, source.rows, source.version);
+      const changes = priceChanges(state, next);
+      state = next;
+      return { version: next.version, changes };
+    },
+  };
+  return live;
 }
 
 /**

@@ -38,6 +38,8 @@ export interface CallShape {
   stream: boolean;
   /** Completions asked for, each up to the cap (OpenAI chat `n`); 1 elsewhere. */
   choices: number;
+  /** The service tier asked for (OpenAI's `service_tier`), which the reservation is priced at. Absent: none. */
+  serviceTier?: string;
 }
 
 /** The parts of a request an adapter reads: the JSON body, and the route's params (Gemini names the model in its path). */

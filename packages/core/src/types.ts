@@ -43,6 +43,11 @@ export interface TokenUsage {
   reasoningTokens: number;
   /** Of `cacheWriteTokens`, those written with a 1-hour lifetime (Anthropic), priced apart. Absent = none. */
   cacheWrite1hTokens?: number;
+  /**
+   * The service tier the provider says served the call (OpenAI's `service_tier`: `default`, `flex`, `priority`;
+   * Anthropic's `usage.service_tier`), which prices it (see `ModelPrice.serviceTiers`). Absent = not said.
+   */
+  serviceTier?: string;
 }
 
 /** What a request may cost at most, computed before the provider call. */
@@ -114,6 +119,11 @@ export interface UsageRecord extends TokenUsage {
   requestedModel: string | null;
   costNanoUsd: number;
   estimatedCostNanoUsd: number;
+  /**
+   * The version of the prices the record was billed with (`Pricing.version`: `shipped-<date>` or the price
+   * source's hash), so that a report can be recomputed at the prices of the time. Absent: a record made before.
+   */
+  priceVersion?: string;
   /**
    * HTTP status sent to the client; 0 when none was: the process died with the call sent upstream,
    * and the record was rebuilt at the next start from the usage spool, at the reservation's bound.

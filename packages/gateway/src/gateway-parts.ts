@@ -43,6 +43,8 @@ import { registerRoutingMetrics } from './routing-metrics.js';
 import { registerHealthMetrics } from './health-metrics.js';
 import { keepSpend } from './spend-rebuild.js';
 import { storeFailureReporter } from './store-failure-log.js';
+import { startPriceRefresh } from './prices-setup.js';
+import type { PriceRefresh, PriceSourceOptions } from './prices-setup.js';
 
 export interface ProxyDeps {
   /** Shared stores; the caller keeps ownership. @default in-memory stores owned (and closed) by the app */
@@ -137,10 +139,15 @@ type Held = ReturnType<typeof heldParts>;
 
 /** The guard, the meter and the metrics: the guard learns spend from the meter's records, the metrics watch both. */
 function watchingParts(options: GatewayOptions, deps: ProxyDeps, held: Held) {
-  const { stores, log, logger, configFiles } = held;
+  const { stores, log, logger, logging, configFiles } = held;
   // The guard sits at several points of the chain (docs/architecture.md); it learns spend from the meter's usage records.
   const guarding = createProxyGuard(options.guard, { stores, log });
   const pricing = createPricing(options.pricing);
+  // The one table every part prices with: a price source's load swaps its layer for all of them at once.
+  const prices = startPriceRefresh(pricing, options.prices, {
+    info: (line) => (logging ? logger.info(line) : log(line)),
+    error: (line) => (logging ? logger.error(line) : log(line)),
+  });
   const metering = createMetering(options.metering, pricing, {
     metrics: deps.metrics,
     ...(deps.tracer === undefined ? {} : { tracer: deps.tracer }),
@@ -154,12 +161,13 @@ function watchingParts(options: GatewayOptions, deps: ProxyDeps, held: Held) {
     });
   metrics?.watchMitigations(guarding.mitigations);
   metrics?.watchConfigFiles(() => configFiles.all());
+  metrics?.watchPrices(() => prices.status());
   const storeFailures = (layer: string) =>
     guarding.alertStoreDown(
       layer,
       storeFailureReporter(logger, layer, metrics ? metrics.storeFailure : () => undefined),
     );
-  return { guarding, pricing, metering, metrics: metrics || undefined, storeFailures };
+  return { guarding, pricing, prices, metering, metrics: metrics || undefined, storeFailures };
 }
 
 type Watching = ReturnType<typeof watchingParts>;
@@ -244,6 +252,7 @@ export function gatewayParts(options: GatewayOptions, deps: ProxyDeps) {
   // In this order: the upstream calls end (and settle), then the budget, then the usage is written, the log flushed,
   // then the stores close.
   const closers: (() => Promise<void> | void)[] = [
+    () => watching.prices.close(),
     () => providers.close(),
     async () => {
       await budget.close();
@@ -291,6 +300,8 @@ export interface GatewayOptions {
   /** The upstreams, models and routes, as the provider router reads them. */
   routing: Parameters<typeof createProviderRouter>[0];
   pricing: Parameters<typeof createPricing>[0];
+  /** The price source read into `pricing` at start and at each refresh; undefined: the shipped table only. */
+  prices: PriceSourceOptions | undefined;
   /** The data directory the gateway holds while it runs. @default none */
   dataDir: string | undefined;
   /** What keys written to the data directory may name (the config's tenants, tiers and tool servers). */
@@ -310,6 +321,8 @@ export interface GatewayParts {
   limitStores: TollgateStores;
   storeFailures: StoreFailureHandlers;
   pricing: Pricing;
+  /** The price source's refresh (what `/admin/prices` shows); the shipped table's status without `prices`. */
+  prices: PriceRefresh;
   providers: ReturnType<typeof createProviderRouter>;
   blocked: ReturnType<typeof blockedStores>;
   metering: ReturnType<typeof createMetering>;

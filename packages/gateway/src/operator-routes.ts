@@ -35,6 +35,7 @@ export type OperatorParts = Pick<
   | 'stores'
   | 'observedStores'
   | 'pricing'
+  | 'prices'
   | 'providers'
   | 'blocked'
   | 'metering'
@@ -116,6 +117,10 @@ export function mountOperatorRoutes(router: Router, parts: OperatorParts): void 
     admin.use(...adminOnly);
     admin.use('/budgets', budgetAdminRouter(budget));
     admin.use('/keys', adminKeysRouter(options.auth.keyProblems, configKeys, observedStores.keys));
+    // The prices in use: their version, when they were loaded, what the load changed, and a refused read's reason.
+    admin.get('/prices', function showPrices(_req: Request, res: Response) {
+      res.json(parts.prices.status());
+    });
     if (guarding.adminRouter) admin.use('/guard', guarding.adminRouter);
     router.use('/admin', admin);
     router.use(

@@ -156,7 +156,15 @@ const NUMERIC_FIELDS = new Set<keyof UsageRecord>([
   'latencyMs',
 ]);
 
-const OPTIONAL_TEXTS = new Set<keyof UsageRecord>(['conversationId', 'refusedBy', 'kind', 'tool', 'shadowRefusal']);
+const OPTIONAL_TEXTS = new Set<keyof UsageRecord>([
+  'conversationId',
+  'refusedBy',
+  'kind',
+  'tool',
+  'shadowRefusal',
+  'priceVersion',
+  'serviceTier',
+]);
 
 function recordFromRow(row: Record<string, unknown>): UsageRecord {
   const record: Record<string, unknown> = {};

@@ -375,7 +375,8 @@ function admitCall(
   } else if (tierCap !== undefined) {
     ctx.limitOutput(tierCap);
   }
-  return config.pricing.get(call.model!);
+  // Pinned for the request from here to its settle, at the tier the call asked for.
+  return config.pricing.forRequest(ctx).get(call.model!);
 }
 
 // Spelled out, not spread: see docs/performance.md (object literals with a spread).
@@ -389,7 +390,7 @@ function estimateInput(
     api: adapter,
     body: call.body,
     model: call.model!,
-    pricing: config.pricing,
+    pricing: config.pricing.forRequest(ctx),
     imageTokens: config.imageTokens,
     maxEstimateMs: config.maxEstimateMs,
     estimateSliceMs: config.estimateSliceMs,
@@ -551,7 +552,8 @@ class MeteredRequest implements MeterCharge, CallBill {
   /** The request's record; `whole`: a JSON answer is whole and about to go out, billed as if it had finished. */
   private buildRecord(whole: boolean): UsageRecord | undefined {
     const { res, ctx, adapter, tap } = this;
-    const { pricing } = this.settling;
+    // The prices the request was reserved at, whatever loaded since.
+    const pricing = this.settling.pricing.forRequest(ctx);
     const reported = hasTokens(ctx.reportedUsage) ? ctx.reportedUsage : undefined;
     // A route that is no provider call produces a record only when its handler reported usage.
     if (!adapter && !reported) return undefined;
@@ -566,14 +568,16 @@ class MeteredRequest implements MeterCharge, CallBill {
     const { usage, usageSource, reportedModel } = reported
       ? { usage: reportedTokens(reported, estimate), usageSource: 'provider' as const, reportedModel: reported.model }
       : this.measuredUsage(reader, failed, grant, aborted);
-    // Bill what ran: the provider's model when it has a price, else the (maybe downgraded) admitted model.
+    // Bill what ran: the provider's model when it has a price, else the (maybe downgraded) admitted model; at the tier
+    // the answer says served it, else the one asked for.
+    const tier = usage.serviceTier ?? ctx.call?.serviceTier;
     let billedModel: string | null = null;
-    let price = reportedModel ? pricing.find(reportedModel) : undefined;
+    let price = reportedModel ? pricing.find(reportedModel, tier) : undefined;
     if (price) billedModel = reportedModel!;
     // Without an estimate (a cache hit), the admitted model is the call's.
     const admittedModel = estimate?.model ?? ctx.call?.model;
     if (!price && admittedModel) {
-      price = pricing.find(admittedModel);
+      price = pricing.find(admittedModel, tier);
       if (price) billedModel = admittedModel;
     }
     billedModel ??= reportedModel ?? estimate?.model ?? null;
@@ -589,6 +593,8 @@ class MeteredRequest implements MeterCharge, CallBill {
     // An unknown model is never free: with no price at all, the most the request could cost.
     record.costNanoUsd = price ? costNanoUsd(usage, price) : (estimate?.costNanoUsd ?? 0);
     record.estimatedCostNanoUsd = estimate?.costNanoUsd ?? 0;
+    record.priceVersion = pricing.version;
+    if (usage.serviceTier !== undefined) record.serviceTier = usage.serviceTier;
     record.status = res.statusCode;
     record.stream = tap.streamed || this.requestStreamed;
     record.aborted = aborted;
@@ -677,5 +683,6 @@ function reportedTokens(reported: ReportedUsage, estimate: UsageEstimate | undef
     outputTokens: nonNegative(reported.outputTokens),
     reasoningTokens: nonNegative(reported.reasoningTokens),
     cacheWrite1hTokens: nonNegative(reported.cacheWrite1hTokens),
+    ...(typeof reported.serviceTier === 'string' ? { serviceTier: reported.serviceTier } : {}),
   };
 }

@@ -74,6 +74,8 @@ export const COLUMNS: [column: string, field: keyof UsageRecord][] = [
   ['tool', 'tool'],
   ['shadow_refusal', 'shadowRefusal'],
   ['tags', 'tags'],
+  ['price_version', 'priceVersion'],
+  ['service_tier', 'serviceTier'],
 ];
 
 const OPTIONAL_COUNTS = new Set<keyof UsageRecord>(['cacheWrite1hTokens', 'savedNanoUsd']);
@@ -124,6 +126,8 @@ export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
       tool text,
       shadow_refusal text,
       tags text[],
+      price_version text,
+      service_tier text,
       recorded_at timestamptz NOT NULL DEFAULT now()
     )`,
     upgradeToRecordIds(table),
@@ -139,6 +143,9 @@ export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
     `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS shadow_refusal text`,
     // NULL: no tags (every row written before attribution's tags).
     `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS tags text[]`,
+    // NULL: the prices are not known (rows written before price versions) / the answer named no service tier.
+    `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS price_version text`,
+    `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS service_tier text`,
     `CREATE INDEX IF NOT EXISTS ${index('request_id')} ON ${table} (request_id)`,
     `CREATE INDEX IF NOT EXISTS ${index('tenant_ts')} ON ${table} (tenant_id, ts)`,
     `CREATE INDEX IF NOT EXISTS ${index('feature_ts')} ON ${table} (feature, ts)`,

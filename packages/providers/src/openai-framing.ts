@@ -5,6 +5,7 @@ import { asArray, asString, isObject, tokenCount } from './json.js';
 import type { Json } from './json.js';
 import { mapEach, mapField, withField } from './prompt-text.js';
 import type { TextMap } from './prompt-text.js';
+import { serviceTierOf } from './usage.js';
 
 /**
  * OpenAI renders function definitions into the prompt as a TypeScript namespace (documented by
@@ -208,13 +209,15 @@ export function openAiUsage(usage: Json): TokenUsage {
   };
 }
 
-/** Where a whole OpenAI-shaped answer (chat or Responses) carries its usage and model. */
-export const OPENAI_USAGE_FIELDS: readonly string[] = ['model', 'usage'];
+/** Where a whole OpenAI-shaped answer (chat or Responses) carries its usage, model and the tier that served it. */
+export const OPENAI_USAGE_FIELDS: readonly string[] = ['model', 'usage', 'service_tier'];
 
 /** The usage of a whole OpenAI-shaped answer (chat or Responses), as an SDK returns it. */
 export function readOpenAiAnswer(response: unknown): ReportedUsage | undefined {
   if (!isObject(response) || !isObject(response.usage)) return undefined;
   const usage: ReportedUsage = openAiUsage(response.usage);
   if (typeof response.model === 'string') usage.model = response.model;
+  const tier = serviceTierOf(response.service_tier);
+  if (tier !== undefined) usage.serviceTier = tier;
   return usage;
 }

@@ -162,6 +162,20 @@ export class OutputText {
   }
 }
 
+/**
+ * A service tier as a request or an answer names it (`service_tier`), or undefined: a short lower-case word, so that
+ * a client cannot put megabytes or odd text into a usage record through it.
+ */
+export function serviceTierOf(value: unknown): string | undefined {
+  return typeof value === 'string' && /^[a-z][a-z0-9_-]{0,31}$/.test(value) ? value : undefined;
+}
+
+/** The usage read, with the tier the answer said served it (the record is priced at it). */
+export function withServiceTier(read: ReadUsage | undefined, tier: string | undefined): ReadUsage | undefined {
+  if (read === undefined || tier === undefined) return read;
+  return { usage: { ...read.usage, serviceTier: tier }, source: read.source };
+}
+
 /** No usage came: the output that passed, counted; the meter fills in the input from its estimate. */
 export function countedOutput(output: OutputText, countOutput: OutputCounter): ReadUsage | undefined {
   if (!output.seen) return undefined;

@@ -52,13 +52,19 @@ const STREAMS: [name: string, api: ProviderApi, expected: TokenUsage, model: str
 
 describe('usage from JSON bodies', () => {
   it.each([
-    ['openai-chat.json', 'openai.chat', usage(1117, 1024, 0, 46, 0), 'gpt-4o-2024-08-06'],
+    // The tier that served the answer is read with its usage (the record is billed at it).
+    [
+      'openai-chat.json',
+      'openai.chat',
+      { ...usage(1117, 1024, 0, 46, 0), serviceTier: 'default' },
+      'gpt-4o-2024-08-06',
+    ],
     ['openai-responses.json', 'openai.responses', usage(36, 0, 0, 87, 0), 'gpt-4.1-2025-04-14'],
     // Anthropic input_tokens excludes cache reads and writes; the record's inputTokens includes them.
     [
       'anthropic-messages.json',
       'anthropic.messages',
-      usage(100 + 200 + 1000, 1000, 200, 50, 0),
+      { ...usage(100 + 200 + 1000, 1000, 200, 50, 0), serviceTier: 'standard' },
       'claude-sonnet-4-5-20250929',
     ],
   ] as const)('%s', (name, api, expected, model) => {

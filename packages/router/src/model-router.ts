@@ -24,6 +24,8 @@ export interface RouteRequest extends RequestTraits {
   model: string;
   /** The output cap per answer when the request sets one (else each target's documented maximum). */
   outputTokens?: number | undefined;
+  /** The service tier the request asks for (OpenAI's `service_tier`): `cheapest` compares the targets at it. */
+  serviceTier?: string | undefined;
 }
 
 /** How one try of a target ended. */
@@ -182,8 +184,9 @@ function trackTargets(
   return { health, targets };
 }
 
+/** A target's cost bound at the prices in use now (a price source's refresh included) and the tier asked for. */
 function estimatedCost(pricing: Pricing | undefined, target: ResolvedTarget, request: RouteRequest): number {
-  const price = pricing?.find(target.model);
+  const price = pricing?.find(target.model, request.serviceTier);
   if (!price) return Number.POSITIVE_INFINITY;
   return maxCostNanoUsd(
     request.inputTokens,

@@ -137,6 +137,51 @@ describe('strategies', () => {
     );
   });
 
+  it('cheapest compares at the prices a source loaded since, and at the service tier asked for', () => {
+    const live = createPricing({
+      models: {
+        'steady-model': { provider: 'a', inputPerMTok: 2, outputPerMTok: 2 },
+        'flexible-model': {
+          provider: 'b',
+          inputPerMTok: 3,
+          outputPerMTok: 3,
+          serviceTiers: { flex: { inputPerMTok: 1, outputPerMTok: 1 } },
+        },
+      },
+    });
+    const r = createModelRouter({
+      pricing: live,
+      modelGroups: {
+        c: {
+          strategy: 'cheapest',
+          targets: [
+            { upstream: 'a', model: 'gpt-4o-mini' },
+            { upstream: 'b', model: 'gpt-4.1-nano' },
+            { upstream: 'a', model: 'steady-model' },
+            { upstream: 'b', model: 'flexible-model' },
+          ],
+        },
+      },
+    });
+    const first = (serviceTier?: string) =>
+      r.plan({ model: 'c', ...request, outputTokens: 100, serviceTier })!.targets[0]!.model;
+    // Shipped: gpt-4.1-nano ($0.10 / $0.40) is cheaper than gpt-4o-mini ($0.15 / $0.60).
+    expect(first()).toBe('gpt-4.1-nano');
+    live.loadSource(
+      JSON.stringify({
+        'gpt-4o-mini': { litellm_provider: 'openai', input_cost_per_token: 1e-8, output_cost_per_token: 1e-8 },
+      }),
+    );
+    expect(first()).toBe('gpt-4o-mini');
+    // At flex, the config's own flex prices put flexible-model under steady-model (but still over the source's row).
+    const order = r
+      .plan({ model: 'c', ...request, outputTokens: 100, serviceTier: 'flex' })!
+      .targets.map((t) => t.model);
+    expect(order.indexOf('flexible-model')).toBeLessThan(order.indexOf('steady-model'));
+    const standard = r.plan({ model: 'c', ...request, outputTokens: 100 })!.targets.map((t) => t.model);
+    expect(standard.indexOf('steady-model')).toBeLessThan(standard.indexOf('flexible-model'));
+  });
+
   it('lowest-latency puts the target with the smaller moving average of time to first byte first', async () => {
     const r = router({ modelGroups: { l: { strategy: 'lowest-latency', ...twoTargets } } });
     const plan = r.plan({ model: 'l', ...request })!;

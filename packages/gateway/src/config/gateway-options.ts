@@ -1,4 +1,5 @@
 // The one boundary between the config and the gateway's parts: each section turned into its owning part's options.
+import { parseDuration } from '@tollgate/core';
 import { blockAgeOf } from '../outage-setup.js';
 import type { GatewayOptions } from '../gateway-parts.js';
 import { defaultUpstreamKind } from './upstream-schema.js';
@@ -11,6 +12,9 @@ import { limitOptions } from './limit-options.js';
 import { meteringOptions } from './metering-options.js';
 import { mcpOptions } from './mcp-options.js';
 import type { ProxyConfig } from './schema.js';
+
+/** How often a price source is read again when the config says not. */
+const DEFAULT_PRICE_REFRESH = '1h';
 
 /** The config's upstreams, models and routes as the provider router takes them: each upstream's kind resolved. */
 function routingOptions(config: ProxyConfig): GatewayOptions['routing'] {
@@ -53,6 +57,10 @@ export function gatewayOptions(config: ProxyConfig, env: NodeJS.ProcessEnv): Gat
     mcp: mcpOptions(config, env),
     routing: routingOptions(config),
     pricing: { models: { ...config.models } },
+    prices: config.prices && {
+      source: config.prices.source,
+      refreshMs: parseDuration(config.prices.refresh ?? DEFAULT_PRICE_REFRESH),
+    },
     dataDir: config.dataDir,
     keyNames: keyNamesOf(config),
     keys: config.keys ?? [],

@@ -20,7 +20,7 @@ import { attributionSchema, jwtSchema, keySchema } from './identity-schema.js';
 import { guardrailsSchema, guardSchema, sheddingSchema, webhookSchema } from './guard-schema.js';
 import { logSchema, redisSchema, storeOutageSchema } from './store-schema.js';
 import { cacheSchema, tierSchema } from './tier-schema.js';
-import { defaultUpstreamKind, mcpServerSchema, modelSchema, upstreamSchema } from './upstream-schema.js';
+import { defaultUpstreamKind, mcpServerSchema, modelSchema, pricesSchema, upstreamSchema } from './upstream-schema.js';
 
 const TRUST_PROXY =
   'must be true, false, a number of hops, or addresses/subnets/names like "loopback" (a string or an array of strings)';
@@ -138,6 +138,12 @@ export const configSchema = fields({
   models: recordOf(modelSchema)
     .optional()
     .describe('Prices and limits per model id: adds or overrides a catalogue row.'),
+  prices: pricesSchema
+    .optional()
+    .describe(
+      'A maintained price source read at start and every `refresh`, between the shipped table and `models` ' +
+        '(which win).',
+    ),
   tiers: recordOf(tierSchema).optional().describe('Limits and model allowlists per tier name.'),
   tenants: recordOf(tenantSchema).optional().describe('Tier, budget and downgrades per tenant id.'),
   features: recordOf(featureSchema)

@@ -79,6 +79,23 @@ export const upstreamSchema = fields({
     .describe('Milliseconds the response body may stay silent between chunks. Default: 120000.'),
 });
 
+/** One service tier's prices: the classes it names replace the model's standard ones. */
+const tierPriceSchema = fields({
+  inputPerMTok: pricePerMTok.optional().describe('USD per million input tokens at this tier.'),
+  cachedInputPerMTok: pricePerMTok.optional().describe('USD per million cache-read input tokens at this tier.'),
+  cacheWritePerMTok: pricePerMTok.optional().describe('USD per million cache-write input tokens at this tier.'),
+  cacheWrite1hPerMTok: pricePerMTok.optional().describe('Cache write with a 1-hour lifetime at this tier.'),
+  outputPerMTok: pricePerMTok.optional().describe('USD per million output tokens at this tier.'),
+});
+
+/** The config's price source (`prices`). */
+export const pricesSchema = fields({
+  source: nonEmptyString().describe(
+    "An http(s) URL or a file path holding prices in LiteLLM's model_prices_and_context_window.json format.",
+  ),
+  refresh: duration.optional().describe('How often the source is read again. Default: "1h".'),
+});
+
 export const modelSchema = fields({
   provider: nonEmptyString().describe(
     'Which upstream serves the model (a key of `upstreams`; with the mock: a provider whose API the mock speaks, such as openai, anthropic or google).',
@@ -112,6 +129,12 @@ export const modelSchema = fields({
     .optional()
     .describe(
       "Whether `tokenizer` is the provider's own (its output counts are exact). Default: true when `tokenizer` is given.",
+    ),
+  serviceTiers: recordOf(tierPriceSchema)
+    .optional()
+    .describe(
+      'Prices per service tier, by the name the answers give it (`flex`, `priority`, `batch`): a request asking a ' +
+        'tier reserves at its prices, and is billed at the tier its answer says served it. Default: none.',
     ),
   kind: choice(['generation', 'embedding'], 'must be "generation" or "embedding"')
     .optional()

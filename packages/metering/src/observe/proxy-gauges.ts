@@ -1,5 +1,5 @@
 // The gateway's gauges, read at each scrape (no cost per request): every budget's spent, limit, reserved and
-// remaining, the guard's mitigations in force, and whether each re-read file's last change was taken whole.
+// remaining, the guard's mitigations in force, whether each re-read file's last change was taken whole, and the prices.
 import type { Registry } from 'prom-client';
 import { OVERFLOW_LABEL } from '../prometheus-sink.js';
 import { loadOptionalPeer } from '../optional-peer.js';
@@ -76,6 +76,15 @@ export interface GaugeWatchers {
   watchBudgets(budget: BudgetReader): void;
   watchMitigations(list: () => readonly { kind: (typeof MITIGATION_KINDS)[number] }[]): void;
   watchConfigFiles(list: () => readonly { path: string; status: string }[]): void;
+  watchPrices(read: () => PriceReading): void;
+}
+
+/** What the price gauges read of the gateway's price source: the version in use, when it loaded, refused reads. */
+export interface PriceReading {
+  version: string;
+  /** ISO time; null: no source loaded (the shipped table). */
+  loadedAt: string | null;
+  failures: number;
 }
 
 /** Registers the budget, mitigation and config-file gauges; `report` hears a budget read that failed at a scrape. */
@@ -154,5 +163,42 @@ function otherGauges(registers: Registry[]): Omit<GaugeWatchers, 'watchBudgets'>
   return {
     watchMitigations: (list) => (mitigations = list),
     watchConfigFiles: (list) => (configFiles = list),
+    ...priceGauges(registers),
   };
+}
+
+/** The prices in use: their version (all processes reading one source show the same), when loaded, refused reads. */
+function priceGauges(registers: Registry[]): Pick<GaugeWatchers, 'watchPrices'> {
+  const { Counter, Gauge } = promClient();
+  let read: (() => PriceReading) | undefined;
+  new Gauge({
+    name: 'tollgate_prices_version_info',
+    help: 'The version of the prices in use (shipped-<date>, or the hash of the price source rows loaded): 1.',
+    labelNames: ['version'],
+    registers,
+    collect() {
+      this.reset();
+      if (read) this.set({ version: read().version }, 1);
+    },
+  });
+  new Gauge({
+    name: 'tollgate_prices_loaded_timestamp_seconds',
+    help: 'When the price source in use was loaded (Unix seconds); 0 while the shipped table is in use.',
+    registers,
+    collect() {
+      const loadedAt = read?.().loadedAt;
+      this.set(loadedAt ? Date.parse(loadedAt) / 1000 : 0);
+    },
+  });
+  new Counter({
+    name: 'tollgate_prices_refresh_failures_total',
+    help: 'Reads of the price source refused (unreadable, or not valid): the prices in use were kept.',
+    registers,
+    collect() {
+      this.reset();
+      const failures = read?.().failures ?? 0;
+      if (failures > 0) this.inc(failures);
+    },
+  });
+  return { watchPrices: (reader) => (read = reader) };
 }

@@ -2,7 +2,7 @@
 import type { Request, Response } from 'express';
 import type { Registry } from 'prom-client';
 import { MITIGATION_KINDS, promClient, registerGauges } from './proxy-gauges.js';
-import type { BudgetReader } from './proxy-gauges.js';
+import type { BudgetReader, PriceReading } from './proxy-gauges.js';
 import type { Identity, TollgateStores } from '@tollgate/core';
 import type { UpstreamOutcome } from '@tollgate/core/provider-call';
 import { timedStores } from './timed-stores.js';
@@ -41,6 +41,8 @@ export interface ProxyMetrics {
   watchMitigations(list: () => readonly { kind: (typeof MITIGATION_KINDS)[number] }[]): void;
   /** The gauge of the files the gateway re-reads: 1 when a file's last change was taken whole, read at each scrape. */
   watchConfigFiles(list: () => readonly { path: string; status: string }[]): void;
+  /** The price gauges: the version in use, when it loaded, the source's refused reads; read at each scrape. */
+  watchPrices(read: () => PriceReading): void;
   /** `count` pieces of personal data of one kind masked in a prompt (the guardrails). */
   guardrailMasked(kind: string, count: number): void;
   /** A prompt or an answer refused by a guardrail, by its rule (a bounded set: see promptGuardrails' `onRefused`). */

@@ -9,7 +9,7 @@ import { MESSAGE_OVERHEAD } from '../openai-framing.js';
 import { mapEach, mapField, withField } from '../prompt-text.js';
 import type { TextMap } from '../prompt-text.js';
 import { checkMessages, checkPositiveInteger } from '../request-checks.js';
-import { OutputText, sseEvent } from '../usage.js';
+import { OutputText, serviceTierOf, sseEvent } from '../usage.js';
 import type { UsageReader } from '../usage.js';
 import { ANTHROPIC_UPSTREAM } from './upstream.js';
 
@@ -115,6 +115,8 @@ interface AnthropicUsage {
   cache_read_input_tokens?: number;
   /** From `cache_creation.ephemeral_1h_input_tokens`: the part of the cache write kept for an hour. */
   cache_write_1h?: number;
+  /** `usage.service_tier`: `standard`, `priority` or `batch`. */
+  service_tier?: string;
 }
 
 const ANTHROPIC_FIELDS = [
@@ -135,12 +137,14 @@ function toTokenUsage(reported: AnthropicUsage): TokenUsage {
     outputTokens: reported.output_tokens ?? 0,
     reasoningTokens: 0,
     ...(reported.cache_write_1h ? { cacheWrite1hTokens: reported.cache_write_1h } : {}),
+    ...(reported.service_tier === undefined ? {} : { serviceTier: reported.service_tier }),
   };
 }
 
 function assignUsage(into: AnthropicUsage, usage: unknown): void {
   if (!isObject(usage)) return;
   for (const field of ANTHROPIC_FIELDS) if (typeof usage[field] === 'number') into[field] = tokenCount(usage[field]);
+  into.service_tier = serviceTierOf(usage.service_tier) ?? into.service_tier;
   // Cache writes by lifetime (5 minutes or 1 hour) are priced apart.
   if (isObject(usage.cache_creation) && typeof usage.cache_creation.ephemeral_1h_input_tokens === 'number') {
     into.cache_write_1h = tokenCount(usage.cache_creation.ephemeral_1h_input_tokens);

@@ -21,7 +21,7 @@ import {
 import { mapEach, withField } from '../prompt-text.js';
 import type { TextMap } from '../prompt-text.js';
 import { checkMessages, checkPositiveInteger } from '../request-checks.js';
-import { countedOutput, OutputText, sseEvent } from '../usage.js';
+import { countedOutput, OutputText, serviceTierOf, sseEvent, withServiceTier } from '../usage.js';
 import type { OutputCounter, ReadUsage, StreamEndingUsage, UsageReader } from '../usage.js';
 
 /** Input tokens of a Chat Completions request, framed as OpenAI renders it (other chat dialects approximate it). */
@@ -74,6 +74,8 @@ class ChatReader implements UsageReader {
   readonly output = new OutputText();
   finalUsageAt: readonly string[] | undefined = undefined;
   private usage: TokenUsage | undefined = undefined;
+  /** The tier the answer says served it: its chunks and its JSON carry `service_tier`. */
+  private tier: string | undefined = undefined;
   private id = '';
   private created = 0;
   private fingerprint: unknown = undefined;
@@ -97,6 +99,7 @@ class ChatReader implements UsageReader {
     const chunk = parseJson(data);
     if (!isObject(chunk)) return false;
     if (typeof chunk.model === 'string') this.model = chunk.model;
+    this.tier = serviceTierOf(chunk.service_tier) ?? this.tier;
     if (this.id === '' && typeof chunk.id === 'string') {
       this.id = chunk.id;
       this.created = typeof chunk.created === 'number' ? chunk.created : 0;
@@ -121,6 +124,7 @@ class ChatReader implements UsageReader {
   onJson(body: unknown): void {
     if (!isObject(body)) return;
     if (typeof body.model === 'string') this.model = body.model;
+    this.tier = serviceTierOf(body.service_tier);
     for (const choice of asArray(body.choices)) if (isObject(choice)) collectChatMessage(this.output, choice.message);
     if (isObject(body.usage)) this.usage = openAiUsage(body.usage);
   }
@@ -130,7 +134,10 @@ class ChatReader implements UsageReader {
   }
 
   result(countOutput: OutputCounter): ReadUsage | undefined {
-    return this.usage ? { usage: this.usage, source: 'provider' } : countedOutput(this.output, countOutput);
+    const read = this.usage
+      ? { usage: this.usage, source: 'provider' as const }
+      : countedOutput(this.output, countOutput);
+    return withServiceTier(read, this.tier);
   }
 
   ending({ inputTokens, outputTokens }: StreamEndingUsage): string {
@@ -220,6 +227,7 @@ export function chatCompletionsAdapter(options: ChatAdapterOptions): ProviderAda
         outputCap,
         stream: record.stream === true,
         choices: positiveInteger(record.n) ?? 1,
+        serviceTier: serviceTierOf(record.service_tier),
       };
     },
     writeOutputCap(body, cap) {

@@ -24,7 +24,7 @@ import {
 import { mapEach, mapField, mapString, withField } from '../prompt-text.js';
 import type { TextMap } from '../prompt-text.js';
 import { checkPositiveInteger } from '../request-checks.js';
-import { countedOutput, OutputText, sseEvent } from '../usage.js';
+import { countedOutput, OutputText, serviceTierOf, sseEvent, withServiceTier } from '../usage.js';
 import type { UsageReader } from '../usage.js';
 
 function countResponsesItem(counter: RequestCounter, item: unknown): number {
@@ -119,12 +119,14 @@ function collectResponsesOutput(output: OutputText, items: unknown): void {
 function createResponsesReader(): UsageReader {
   const output = new OutputText();
   let usage: TokenUsage | undefined;
+  let tier: string | undefined;
   /** The latest lifecycle snapshot (response.created / in_progress): the ending reports on it. */
   let snapshot: Json | undefined;
   let sequence = -1;
   const readResponse = (response: unknown) => {
     if (!isObject(response)) return;
     if (typeof response.model === 'string') reader.model = response.model;
+    tier = serviceTierOf(response.service_tier) ?? tier;
     if (isObject(response.usage)) usage = openAiUsage(response.usage);
   };
   const reader: UsageReader = {
@@ -153,7 +155,8 @@ function createResponsesReader(): UsageReader {
       if (!usage) collectResponsesOutput(output, body.output);
     },
     onUnparsed: (text) => output.add(text),
-    result: (countOutput) => (usage ? { usage, source: 'provider' } : countedOutput(output, countOutput)),
+    result: (countOutput) =>
+      withServiceTier(usage ? { usage, source: 'provider' } : countedOutput(output, countOutput), tier),
     ending({ inputTokens, outputTokens }) {
       // Without `output`, SDKs keep the items the stream built so far (they are the answer, cut).
       const response: Json = Object.assign(
@@ -188,6 +191,7 @@ export const openAiResponses: ProviderAdapter = {
       outputCap: positiveInteger(record.max_output_tokens),
       stream: record.stream === true,
       choices: 1,
+      serviceTier: serviceTierOf(record.service_tier),
     };
   },
   writeOutputCap(body, cap) {

@@ -214,7 +214,7 @@ export function createRoutedCalls(config: RoutingOptions, options: RoutedCallsOp
   /** Runs the call with `target`'s model, priced as it: the meter's estimate follows. */
   function runWith(req: Request, target: Pick<ResolvedTarget, 'model' | 'upstream'>): void {
     const ctx = req.tollgate;
-    if (ctx.call!.model !== target.model) ctx.switchModel(target.model, pricing.find(target.model)!);
+    if (ctx.call!.model !== target.model) ctx.switchModel(target.model, pricing.forRequest(ctx).find(target.model)!);
     ctx.servedBy = target.upstream;
   }
 
@@ -233,6 +233,7 @@ export function createRoutedCalls(config: RoutingOptions, options: RoutedCallsOp
       model,
       inputTokens,
       outputTokens: call.outputCap,
+      serviceTier: call.serviceTier,
       tools: classed && Array.isArray(body.tools) && body.tools.length > 0,
       images: classed && carriesImages(body.messages ?? body.input),
       route: classed ? req.path : undefined,

@@ -1,0 +1,362 @@
+// Prices from a maintained source (a file, a local URL) refreshed while the gateway runs, and calls priced by the
+// service tier that served them (OpenAI's `service_tier`), through the official SDK, on memory and on Redis.
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { createHash, randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import OpenAI from 'openai';
+import type { TollgateStores, UsageRecord } from '@tollgate/core';
+import { createRedisStores } from '@tollgate/redis';
+import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
+import {
+  closeServer,
+  deleteRedisPrefix,
+  newApiKey,
+  readUsageLog,
+  REDIS_URL,
+  sha256Hex,
+  startFakeUpstream,
+  startProxy,
+  waitFor,
+} from './helpers/proxy.js';
+import type { FakeUpstream, FakeUpstreamRequest, RunningProxy } from './helpers/proxy.js';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-prices-'));
+const adminKey = newApiKey();
+const userKey = newApiKey();
+/** Every answer reports this usage, so a record's cost is its prices times 1,000 tokens of each. */
+const TOKENS = 1000;
+
+/** A LiteLLM price file: gpt-4o-mini at `input` / `output` USD per 1M tokens, flex at half, priority at double. */
+function priceFile(input: number, output: number, extra: Record<string, unknown> = {}): string {
+  const perToken = (usd: number) => usd / 1_000_000;
+  return JSON.stringify({
+    sample_spec: { input_cost_per_token: 0, litellm_provider: 'openai' },
+    'gpt-4o-mini': {
+      litellm_provider: 'openai',
+      mode: 'chat',
+      input_cost_per_token: perToken(input),
+      output_cost_per_token: perToken(output),
+      input_cost_per_token_flex: perToken(input / 2),
+      output_cost_per_token_flex: perToken(output / 2),
+      input_cost_per_token_priority: perToken(input * 2),
+      output_cost_per_token_priority: perToken(output * 2),
+      ...extra,
+    },
+    'bedrock/some-model': { litellm_provider: 'bedrock', input_cost_per_token: 1e-6, output_cost_per_token: 1e-6 },
+  });
+}
+
+/** nano-USD of 1,000 input and 1,000 output tokens at these USD-per-1M prices. */
+const costOf = (input: number, output: number) => Math.round(TOKENS * input * 1000 + TOKENS * output * 1000);
+
+/**
+ * An OpenAI upstream that serves the tier asked for (`default` when none), or the one the `x-serve-tier` header of the
+ * test names; `x-refuse: flex` makes it refuse with 429 as OpenAI does when flex capacity is short.
+ */
+function answerAtTier(request: FakeUpstreamRequest, res: ServerResponse): void {
+  const body = request.body as { model?: string; service_tier?: string; messages?: { content?: string }[] };
+  const text = body.messages?.[0]?.content ?? '';
+  if (text.includes('refuse')) {
+    res.writeHead(429, { 'content-type': 'application/json' });
+    res.end(
+      JSON.stringify({
+        error: { message: 'Flex capacity is short', type: 'rate_limit', code: 'resource_unavailable' },
+      }),
+    );
+    return;
+  }
+  const served = /serve:(\w+)/.exec(text)?.[1] ?? body.service_tier ?? 'default';
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.end(
+    JSON.stringify({
+      id: 'chatcmpl-tier',
+      object: 'chat.completion',
+      created: 1,
+      model: body.model,
+      service_tier: served,
+      choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }],
+      usage: { prompt_tokens: TOKENS, completion_tokens: TOKENS, total_tokens: 2 * TOKENS },
+    }),
+  );
+}
+
+interface PriceStatus {
+  source: string | null;
+  version: string;
+  loadedAt: string | null;
+  changes: { model: string; before: { inputPerMTok: number } | null; after: { inputPerMTok: number } | null }[];
+  lastError: { message: string } | null;
+  failures: number;
+}
+
+/** A price file served over HTTP with an ETag, as a maintained source is; it notes the If-None-Match it is sent. */
+async function startPriceServer(): Promise<{
+  url: string;
+  body: string;
+  asked: IncomingHttpHeaders[];
+  close(): Promise<void>;
+}> {
+  const state = { body: priceFile(1, 2), asked: [] as IncomingHttpHeaders[] };
+  const server = createServer((req, res) => {
+    state.asked.push(req.headers);
+    const etag = `"${sha(state.body)}"`;
+    if (req.headers['if-none-match'] === etag) {
+      res.writeHead(304, { etag });
+      res.end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json', etag });
+    res.end(state.body);
+  });
+  server.listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  const { port } = server.address() as { port: number };
+  return Object.assign(state, {
+    url: `http://127.0.0.1:${port}/model_prices_and_context_window.json`,
+    close: () => closeServer(server),
+  });
+}
+
+const sha = (text: string) => createHash('sha256').update(text).digest('hex');
+
+/** One gateway (and its upstream) reading `source`, on one kind of store. */
+class Setup {
+  proxy!: RunningProxy;
+  upstream!: FakeUpstream;
+  stores: TollgateStores | undefined;
+  readonly usageLog = path.join(dir, `${randomUUID()}-usage.jsonl`);
+
+  constructor(
+    readonly store: 'memory' | 'redis',
+    readonly source: string,
+    readonly prefix = `tg-test:prices:${randomUUID()}:`,
+  ) {}
+
+  async start(): Promise<void> {
+    this.upstream = await startFakeUpstream(answerAtTier);
+    const config: ProxyConfig = {
+      usageLog: this.usageLog,
+      adminKeySha256: sha256Hex(adminKey),
+      upstreams: { openai: { baseUrl: `${this.upstream.url}/v1`, apiKey: 'sk-upstream' } },
+      models: {
+        'own-model': {
+          provider: 'openai',
+          inputPerMTok: 4,
+          outputPerMTok: 8,
+          serviceTiers: { flex: { inputPerMTok: 2, outputPerMTok: 4 } },
+        },
+      },
+      prices: { source: this.source, refresh: 100 },
+      tiers: { pro: { requestsPerMinute: 10_000, tokensPerMinute: 100_000_000 } },
+      tenants: { acme: { tier: 'pro', budget: { usd: 100, period: 'day' } } },
+      keys: [{ id: 'acme-key', sha256: sha256Hex(userKey), tenant: 'acme', scopes: ['chat'] }],
+      ...(this.store === 'redis' ? { redis: { blocks: false } } : {}),
+    };
+    if (this.store === 'redis')
+      this.stores = createRedisStores({ url: REDIS_URL, prefix: this.prefix, timeoutMs: 5_000 });
+    this.proxy = await startProxy(config, this.stores ? { stores: this.stores } : {});
+  }
+
+  async close(): Promise<void> {
+    await this.proxy?.close();
+    await this.upstream?.close();
+    await this.stores?.close();
+    if (this.store === 'redis') await deleteRedisPrefix(this.prefix);
+  }
+
+  async prices(): Promise<PriceStatus> {
+    const response = await fetch(`${this.proxy.url}/admin/prices`, {
+      headers: { authorization: `Bearer ${adminKey}` },
+    });
+    expect(response.status).toBe(200);
+    return (await response.json()) as PriceStatus;
+  }
+
+  /** Waits until the gateway's prices are no longer `version` (the refresh took the new source). */
+  pricesAfter(version: string): Promise<PriceStatus> {
+    return waitFor(async () => {
+      const status = await this.prices();
+      return status.version === version ? undefined : status;
+    }, `prices other than ${version}`);
+  }
+
+  /** Sends one chat call and returns its usage record. */
+  async call(content: string, extra: Record<string, unknown> = {}, model = 'gpt-4o-mini'): Promise<UsageRecord> {
+    const requestId = randomUUID();
+    const openai = new OpenAI({ apiKey: userKey, baseURL: `${this.proxy.url}/v1`, maxRetries: 0 });
+    try {
+      await openai.chat.completions.create(
+        { model, messages: [{ role: 'user', content }], max_tokens: 100, ...extra },
+        { headers: { 'x-request-id': requestId } },
+      );
+    } catch (error) {
+      // A refusal is the test's to judge from the record.
+      if (!(error instanceof OpenAI.APIError)) throw error;
+    }
+    return waitFor(async () => {
+      await this.proxy.app.flushUsage();
+      return readUsageLog(this.usageLog).find((record) => record.requestId === requestId);
+    }, `the record of ${requestId}`);
+  }
+}
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe.each(['memory', 'redis'] as const)('prices from a file source, on %s', (store) => {
+  const file = path.join(dir, `${store}-prices.json`);
+  let setup: Setup;
+
+  beforeAll(async () => {
+    writeFileSync(file, priceFile(1, 2));
+    setup = new Setup(store, file);
+    await setup.start();
+  }, 30_000);
+  afterAll(() => setup.close());
+
+  it('loads the source, uses a change for the next reservation and record, and says what changed', async () => {
+    const first = await setup.pricesAfter('shipped-2025-11');
+    expect(first.source).toBe(file);
+    expect(first.loadedAt).not.toBeNull();
+    const before = await setup.call('hello');
+    expect(before.costNanoUsd).toBe(costOf(1, 2));
+    expect(before.priceVersion).toBe(first.version);
+
+    writeFileSync(file, priceFile(3, 6));
+    const second = await setup.pricesAfter(first.version);
+    expect(second.changes).toEqual([
+      expect.objectContaining({
+        model: 'gpt-4o-mini',
+        before: expect.objectContaining({ inputPerMTok: 1 }),
+        after: expect.objectContaining({ inputPerMTok: 3 }),
+      }),
+    ]);
+    const after = await setup.call('hello');
+    expect(after.costNanoUsd).toBe(costOf(3, 6));
+    expect(after.priceVersion).toBe(second.version);
+    // Reserved at the new prices too: the same prompt's bound is three times the old one.
+    expect(after.estimatedCostNanoUsd).toBe(before.estimatedCostNanoUsd * 3);
+  });
+
+  it('refuses an invalid source whole and keeps the prices in use', async () => {
+    const kept = await setup.prices();
+    for (const bad of [
+      priceFile(-1, 2),
+      priceFile(1, 2, { output_cost_per_token_flex: 'cheap' }),
+      priceFile(20_000, 2),
+      '{"gpt-4o-mini": ',
+    ]) {
+      const failures = (await setup.prices()).failures;
+      writeFileSync(file, bad);
+      const refused = await waitFor(async () => {
+        const status = await setup.prices();
+        return status.failures > failures ? status : undefined;
+      }, 'a refused read');
+      expect(refused.version).toBe(kept.version);
+      expect(refused.lastError?.message).toMatch(/prices source|price|USD/);
+    }
+    const record = await setup.call('hello');
+    expect(record.priceVersion).toBe(kept.version);
+    expect(record.costNanoUsd).toBe(costOf(3, 6));
+  });
+
+  it('bills an answer served at flex at the flex price, and reserves at the tier asked', async () => {
+    writeFileSync(file, priceFile(3, 6));
+    const standard = await setup.call('tier please');
+    const flex = await setup.call('tier please', { service_tier: 'flex' });
+    expect(flex.serviceTier).toBe('flex');
+    expect(flex.costNanoUsd).toBe(costOf(1.5, 3));
+    expect(flex.estimatedCostNanoUsd).toBeLessThan(standard.estimatedCostNanoUsd);
+    expect(standard.serviceTier).toBe('default');
+    expect(standard.costNanoUsd).toBe(costOf(3, 6));
+  });
+
+  it('charges nothing for a flex request refused with 429', async () => {
+    const refused = await setup.call('refuse me', { service_tier: 'flex' });
+    expect(refused.status).toBe(429);
+    expect(refused.costNanoUsd).toBe(0);
+  });
+
+  it('bills an answer served at priority at the priority price, whatever was asked', async () => {
+    const priority = await setup.call('serve:priority');
+    expect(priority.serviceTier).toBe('priority');
+    expect(priority.costNanoUsd).toBe(costOf(6, 12));
+  });
+
+  it("prices the config's own model by its serviceTiers, over any source", async () => {
+    const flex = await setup.call('own', { service_tier: 'flex' }, 'own-model');
+    expect(flex.costNanoUsd).toBe(costOf(2, 4));
+    const standard = await setup.call('own', {}, 'own-model');
+    expect(standard.costNanoUsd).toBe(costOf(4, 8));
+  });
+});
+
+describe('prices from a local URL', () => {
+  let server: Awaited<ReturnType<typeof startPriceServer>>;
+  let setup: Setup;
+
+  beforeAll(async () => {
+    server = await startPriceServer();
+    setup = new Setup('memory', server.url);
+    await setup.start();
+  }, 30_000);
+  afterAll(async () => {
+    await setup.close();
+    await server.close();
+  });
+
+  it('loads the URL, asks again with its ETag, and takes a change', async () => {
+    const first = await setup.pricesAfter('shipped-2025-11');
+    expect((await setup.call('hello')).costNanoUsd).toBe(costOf(1, 2));
+    // Asked again with the ETag it was given: unchanged is a 304, nothing reloaded.
+    await waitFor(() => (server.asked.some((headers) => headers['if-none-match']) ? true : undefined), 'a 304');
+    expect((await setup.prices()).version).toBe(first.version);
+
+    server.body = priceFile(2, 4);
+    const second = await setup.pricesAfter(first.version);
+    const record = await setup.call('hello');
+    expect(record.priceVersion).toBe(second.version);
+    expect(record.costNanoUsd).toBe(costOf(2, 4));
+
+    server.body = 'not json';
+    await waitFor(async () => ((await setup.prices()).failures > 0 ? true : undefined), 'a refused read');
+    expect((await setup.call('hello')).costNanoUsd).toBe(costOf(2, 4));
+  });
+});
+
+describe('two gateways on one Redis reading one source', () => {
+  const file = path.join(dir, 'shared-prices.json');
+  const prefix = `tg-test:prices-shared:${randomUUID()}:`;
+  let one: Setup;
+  let two: Setup;
+
+  beforeAll(async () => {
+    writeFileSync(file, priceFile(1, 2));
+    one = new Setup('redis', file, prefix);
+    two = new Setup('redis', file, prefix);
+    await one.start();
+    await two.start();
+  }, 30_000);
+  afterAll(async () => {
+    await one.close();
+    await two.close();
+  });
+
+  it('agree on the version, before and after a change, and bill with it', async () => {
+    const a = await one.pricesAfter('shipped-2025-11');
+    const b = await two.pricesAfter('shipped-2025-11');
+    expect(b.version).toBe(a.version);
+    writeFileSync(file, JSON.stringify(JSON.parse(priceFile(5, 10)), null, 2));
+    const a2 = await one.pricesAfter(a.version);
+    const b2 = await two.pricesAfter(b.version);
+    expect(b2.version).toBe(a2.version);
+    const [first, second] = [await one.call('hello'), await two.call('hello')];
+    expect(first.priceVersion).toBe(a2.version);
+    expect(second.priceVersion).toBe(a2.version);
+    expect(second.costNanoUsd).toBe(first.costNanoUsd);
+    expect(first.costNanoUsd).toBe(costOf(5, 10));
+  });
+});
