@@ -88,7 +88,10 @@ function installedForUsers(): Map<string, Manifest> {
     const manifest = readManifest(pkgDir);
     if (manifest.private) continue;
     const names = Object.keys({ ...manifest.dependencies, ...manifest.peerDependencies });
-    visit(pkgDir, names.filter((name) => !name.startsWith('@tollgate/') && !name.startsWith('@types/')));
+    visit(
+      pkgDir,
+      names.filter((name) => !name.startsWith('@tollgate/') && !name.startsWith('@types/')),
+    );
   }
   return found;
 }
