@@ -100,7 +100,10 @@ export class TargetHealth<T> {
     // is made for them, and the call runs as it is, with no wrapper of its own per call.
     const failing = handleAll.orWhenResult((result) => this.counts(result as T));
     // Half-open lets one call through: its success closes the breaker, its failure opens it again.
-    this.policy = circuitBreaker(failing, { halfOpenAfter: options.cooldownMs, breaker: new RunOrRateBreaker(options) });
+    this.policy = circuitBreaker(failing, {
+      halfOpenAfter: options.cooldownMs,
+      breaker: new RunOrRateBreaker(options),
+    });
     this.policy.onBreak(() => {
       this.openedAt = Date.now();
       onOpen?.(target, this.lastFailure);
