@@ -1,7 +1,8 @@
 // CI: builds and packs every package, checks the tarballs, installs them with npm into fresh apps outside the
 // workspace (ESM TypeScript and CommonJS JavaScript, Express 4 and 5, the official openai client) and runs them,
 // installs the ESM app with pnpm and with yarn (Plug'n'Play) too, then copies examples/proxy out, installs it from
-// the tarballs, starts it and has it serve a request.
+// the tarballs, starts it and has it serve a request; and installs @tollgate/gateway with Express 4 and with Express 5
+// (no --legacy-peer-deps, --engine-strict), checks its node_modules' size and serves requests through it.
 /* global fetch */
 import { execFileSync, spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -75,8 +76,8 @@ function checkTarball(name, file) {
 }
 
 /** A fresh app folder with `files` from test/packed/<fixture>, and the tarballs plus `deps` installed by npm. */
-function freshApp(fixture, manifest, tarballs, deps) {
-  const dir = path.join(work, fixture);
+function freshApp(fixture, manifest, tarballs, deps, folder = fixture) {
+  const dir = path.join(work, folder);
   mkdirSync(dir);
   cpSync(path.join(HERE, fixture), dir, { recursive: true });
   writeFileSync(
@@ -209,14 +210,41 @@ async function copiedProxy(allTarballs) {
 }
 
 /**
- * @tollgate/gateway installed from the tarballs into a fresh app: `createGateway(config)` mounted in its own Express
- * app and driven by the official openai client, then `tollgate-gateway` from the installed package, on its demo
- * default and on `--config`.
+ * What an app with @tollgate/gateway and express may hold in node_modules: 176 MB before the optional peers, 85.9 MB
+ * after (30 MB of it the tokenizer). Issue 44's target is 80 MB, not met yet: this bound keeps what was won.
  */
-async function installedGateway(allTarballs) {
-  const dir = freshApp('gateway-app', { type: 'module' }, allTarballs, ['express@5', 'openai']);
+const GATEWAY_APP_MAX_KB = 88 * 1024;
+/** Features a deployment may not use: optional peers, installed only by those who configure them. */
+const OPTIONAL_HEAVY = ['@electric-sql/pglite', 'stripe', '@opentelemetry/sdk-trace-base', '@tollgate/mcp'];
+
+/**
+ * @tollgate/gateway installed from the tarballs into a fresh app with Express `major`, as npm users get it: no
+ * --legacy-peer-deps, --engine-strict (every package supports the Node we declare and run), none of the optional heavy
+ * peers, and node_modules under GATEWAY_APP_MAX_KB. Then `createGateway(config)` mounted in its own Express app and
+ * driven by the official openai client, and `tollgate-gateway` from the installed package on `--config` and, with
+ * PGlite added (its embedded ledger), on its demo default.
+ */
+async function installedGateway(allTarballs, major) {
+  // The gateway's own dependencies among the tarballs: not the CLI, not the MCP package (an optional peer).
+  const lean = [...allTarballs].filter(([name]) => !['@tollgate/cli', '@tollgate/mcp'].includes(name));
+  const folder = `gateway-app-express${major}`;
+  const dir = freshApp(
+    'gateway-app',
+    { type: 'module' },
+    lean.map(([, file]) => file),
+    [`express@${major}`, '--engine-strict'],
+    folder,
+  );
+  const express = JSON.parse(readFileSync(path.join(dir, 'node_modules/express/package.json'), 'utf8'));
+  if (!express.version.startsWith(`${major}.`)) throw new Error(`${folder} has express ${express.version}`);
+  const heavy = OPTIONAL_HEAVY.filter((name) => existsSync(path.join(dir, 'node_modules', name)));
+  if (heavy.length > 0) throw new Error(`@tollgate/gateway + express installed ${heavy.join(', ')}`);
+  const sizeKb = Number(run('du', ['-sk', 'node_modules'], dir).split(/\s/)[0]);
+  console.log(`@tollgate/gateway + express@${express.version}: node_modules ${(sizeKb / 1024).toFixed(1)} MB`);
+  if (!(sizeKb <= GATEWAY_APP_MAX_KB))
+    throw new Error(`@tollgate/gateway + express: ${sizeKb} kB of node_modules, over ${GATEWAY_APP_MAX_KB} kB`);
+  npm(['install', 'openai', '--engine-strict'], dir);
   process.stdout.write(run('node', ['app.mjs'], dir));
-  await serveOnce(dir, ['exec', '--', 'tollgate-gateway', '--port', '0'], 'tollgate-gateway, demo default');
   const { generateApiKey, hashApiKey } = await import('@tollgate/auth');
   const key = generateApiKey();
   const config = {
@@ -228,9 +256,12 @@ async function installedGateway(allTarballs) {
   await serveOnce(
     dir,
     ['exec', '--', 'tollgate-gateway', '--config', 'tollgate.json', '--port', '0'],
-    'tollgate-gateway --config',
+    `tollgate-gateway --config, express ${major}`,
     key,
   );
+  // The demo keeps its usage ledger in PGlite: installed for it, as the error without it says.
+  npm(['install', '@electric-sql/pglite', '--engine-strict'], dir);
+  await serveOnce(dir, ['exec', '--', 'tollgate-gateway', '--port', '0'], `tollgate-gateway demo, express ${major}`);
 }
 
 /**
@@ -297,7 +328,7 @@ try {
   otherPackageManagers(tarballs, apiPackages);
   commonJs(byName('@tollgate/core', '@tollgate/auth', '@tollgate/ratelimit', '@tollgate/providers'));
   await copiedProxy([...tarballs.values()]);
-  await installedGateway([...tarballs.values()]);
+  for (const major of ['4', '5']) await installedGateway(tarballs, major);
   console.log('packed install: all ok');
 } finally {
   if (!keep) rmSync(work, { recursive: true, force: true });

@@ -49,7 +49,8 @@ export interface GatewayControls {
   /**
    * Resolves once budget spend Redis lost (a restart without persistence) was rebuilt from the
    * SQL usage ledger (at once without Redis or a ledger), and the guard's suspensions, throttles
-   * and blocks in force are loaded. `pnpm start` listens only after it.
+   * and blocks in force are loaded, and @tollgate/mcp with `mcpServers` (rejects, naming the package, when it is not
+   * installed). `pnpm start` listens only after it.
    */
   spendReady(): Promise<void>;
   /**
@@ -139,7 +140,7 @@ function mountChain(router: Gateway, parts: BuiltParts) {
   router.all([...ROUTE_PATHS], answerMethodNotAllowed);
   router.use(apiErrorHandler());
   router.use(unexpectedErrorHandler(logging, log));
-  return { keys, held };
+  return { keys, held, mcp };
 }
 
 /**
@@ -153,13 +154,13 @@ export function createGateway(input: ProxyConfig, deps: ProxyDeps = {}): Gateway
   // One spelling per route: under Express's defaults (any case, optional trailing slash) `/V1/CHAT/COMPLETIONS`
   // or `/v1/messages/` were the same route under other names. Every variant is a 404 (or 405).
   const router = express.Router({ caseSensitive: true, strict: true }) as unknown as Gateway;
-  const { keys, held } = mountChain(router, parts);
+  const { keys, held, mcp } = mountChain(router, parts);
   const { metering, configFiles, closers } = parts;
   Object.defineProperty(router, 'stores', { value: parts.stores, enumerable: true });
   router.flushUsage = () => metering.flush();
   router.replayUsage = () => metering.replay();
   router.spendReady = () =>
-    Promise.all([parts.spend?.ready, parts.guarding.ready, parts.ledgerServed]).then(() => undefined);
+    Promise.all([parts.spend?.ready, parts.guarding.ready, parts.ledgerServed, mcp?.ready]).then(() => undefined);
   router.reloadKeys = (next) => {
     keys.replaceConfigKeys(next);
     held.configKeys = keyRecordsFromConfig(next);

@@ -1,8 +1,9 @@
 // The MCP route's stages: the gateway's own, composed from the one stage list by the MCP profiles (stages.ts), handed
 // to @tollgate/mcp, which runs them around its own (the JSON-RPC framing, the server's lookup, the message).
-import type { RequestHandler } from 'express';
+// @tollgate/mcp (and the MCP SDK under it) is an optional peer, imported only when the config has `mcpServers`.
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { BudgetGuard } from '@tollgate/budget';
-import { createMcpGateway } from '@tollgate/mcp';
+import { optionalPeerError } from '@tollgate/core/options';
 import type { McpGateway, McpGatewayOptions, McpStages } from '@tollgate/mcp';
 import { combineLimits } from '@tollgate/ratelimit';
 import type { ProxyGuard } from './guard-setup.js';
@@ -61,7 +62,36 @@ export function mcpStages(parts: McpStageParts): McpStages {
   };
 }
 
+/** The config's MCP servers, while @tollgate/mcp loads: its routes wait for it, `ready` says whether it could. */
+export interface ProxyMcp {
+  router: RequestHandler;
+  /** Rejects with ERR_TG_PROXY_MISSING_PEER when @tollgate/mcp is not installed. */
+  ready: Promise<void>;
+  close(): Promise<void>;
+}
+
 /** The MCP gateway of the config's servers (mount its router at `/mcp`). */
-export function createProxyMcp(options: Omit<McpGatewayOptions, 'stages'>, parts: McpStageParts): McpGateway {
-  return createMcpGateway({ ...options, stages: mcpStages(parts) });
+export function createProxyMcp(options: Omit<McpGatewayOptions, 'stages'>, parts: McpStageParts): ProxyMcp {
+  const stages = mcpStages(parts);
+  const loading: Promise<McpGateway> = import('@tollgate/mcp').then(
+    ({ createMcpGateway }) => createMcpGateway({ ...options, stages }),
+    (error: unknown) => {
+      throw optionalPeerError(error, {
+        name: '@tollgate/mcp',
+        feature: 'mcpServers',
+        dependent: '@tollgate/gateway',
+        code: 'ERR_TG_PROXY_MISSING_PEER',
+      });
+    },
+  );
+  const ready = loading.then(() => undefined);
+  // Reported through `ready` (the start waits for it) and to each MCP request, never as an unhandled rejection.
+  ready.catch(() => undefined);
+  return {
+    router: function mcpRoutes(req: Request, res: Response, next: NextFunction) {
+      loading.then((mcp) => mcp.router(req, res, next), next);
+    },
+    ready,
+    close: async () => (await loading.catch(() => undefined))?.close(),
+  };
 }

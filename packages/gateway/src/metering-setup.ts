@@ -1,9 +1,8 @@
 // Metering: the estimate before the call, usage after it, the sinks (usage log, Prometheus, PostgreSQL) and the
 // spool before them.
 import type { Request, RequestHandler, Response } from 'express';
-import { PGlite } from '@electric-sql/pglite';
 import { jsonlSink, meter, openUsageSpool, toolMeter } from '@tollgate/metering';
-import { postgresSink } from '@tollgate/metering/postgres';
+import { openEmbeddedLedger, postgresSink } from '@tollgate/metering/postgres';
 import { prometheusSink } from '@tollgate/metering/prometheus';
 import { stripeMeterSink } from '@tollgate/metering/stripe';
 import type { MeteredToolCall, PricedToolCall, Queryable, SpoolReplay, UsageSink } from '@tollgate/metering';
@@ -38,7 +37,7 @@ export interface ProxyMetering {
   /** The SQL usage ledger (PostgreSQL or the embedded one) for readers: the dashboard, the spend rebuild. */
   ledger: Queryable | undefined;
   /** The embedded ledger (PGlite), when the ledger is one. */
-  embedded: PGlite | undefined;
+  embedded: ReturnType<typeof openEmbeddedLedger> | undefined;
   /** What the spool found left by a proxy that died, once written to the sinks; undefined without a spool. */
   replay(): Promise<SpoolReplay | undefined>;
   /** Writes out what the sinks hold (the usage log is batched). */
@@ -61,13 +60,14 @@ export function createMetering(
   // The usage log is written often enough to tail; the batch still keeps writes off the request path.
   if (usage.usageLog) sinks.push(jsonlSink({ path: usage.usageLog, flushIntervalMs: 200 }));
   let ledger: Queryable | undefined;
-  let embedded: PGlite | undefined;
+  let embedded: ProxyMetering['embedded'];
   if (usage.postgres) {
     const sink = postgresSink(usage.postgres);
     sinks.push(sink);
     ledger = sink.pool;
   } else if (usage.embeddedLedger !== undefined) {
-    embedded = new PGlite(usage.embeddedLedger === 'memory' ? undefined : usage.embeddedLedger);
+    const location = usage.embeddedLedger === 'memory' ? undefined : usage.embeddedLedger;
+    embedded = openEmbeddedLedger(location, 'The embedded usage ledger (embeddedLedger, dataDir)');
     ledger = embedded;
     sinks.push(postgresSink({ db: embedded }));
   }

@@ -126,7 +126,14 @@ export async function serveGateway(env: NodeJS.ProcessEnv = process.env): Promis
     );
   }
   // Budget spend Redis lost is back before the first request is admitted.
-  await app.spendReady();
+  try {
+    await app.spendReady();
+  } catch (error) {
+    // An optional peer the config needs and the install lacks (ERR_TG_PROXY_MISSING_PEER) stops the start, named.
+    console.error(error instanceof Error ? error.message : String(error));
+    await app.close();
+    process.exit(1);
+  }
   // Not app.listen(port, callback): Express 5 calls that callback on an error too, so "listening"
   // would be printed before EADDRINUSE.
   const server: Server = createServer(app);

@@ -1,22 +1,34 @@
-// Loads an optional peer dependency (pg, pino, prom-client, PGlite, stripe) when what needs it is built, so installs without them stay lean.
+// Loads an optional peer dependency (pg, pino, prom-client, PGlite, stripe, OpenTelemetry's SDK) when what needs it is
+// built, so installs without them stay lean.
 import { createRequire } from 'node:module';
-import { TollgateError } from '@tollgate/core';
+import { optionalPeerError } from '@tollgate/core/options';
 
 // CommonJS builds (PGlite and stripe ship one too), so a synchronous require keeps the sink factories synchronous.
 const requireFromHere = createRequire(import.meta.url);
 
+type MeteringPeer = 'pg' | 'pino' | 'prom-client' | '@electric-sql/pglite' | 'stripe';
+
+const peer = (name: string, feature: string) => ({
+  name,
+  feature,
+  dependent: '@tollgate/metering',
+  code: 'ERR_TG_METERING_MISSING_PEER',
+});
+
 /** The module `name`, or a TollgateError saying which package to install for `feature`. */
-export function loadOptionalPeer<T>(
-  name: 'pg' | 'pino' | 'prom-client' | '@electric-sql/pglite' | 'stripe',
-  feature: string,
-): T {
+export function loadOptionalPeer<T>(name: MeteringPeer, feature: string): T {
   try {
     return requireFromHere(name) as T;
   } catch (error) {
-    if ((error as { code?: string }).code !== 'MODULE_NOT_FOUND') throw error;
-    throw new TollgateError(
-      'ERR_TG_METERING_MISSING_PEER',
-      `${feature} needs the "${name}" package, an optional peer dependency of @tollgate/metering: npm install ${name}`,
-    );
+    throw optionalPeerError(error, peer(name, feature));
+  }
+}
+
+/** `load()` (an `import()` of an ESM-first peer, OpenTelemetry's SDK), or the same error when `name` is missing. */
+export async function importOptionalPeer<T>(name: string, feature: string, load: () => Promise<T>): Promise<T> {
+  try {
+    return await load();
+  } catch (error) {
+    throw optionalPeerError(error, peer(name, feature));
   }
 }

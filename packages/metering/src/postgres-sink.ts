@@ -60,6 +60,24 @@ export interface LedgerSink extends UsageSink {
   readonly pending: number;
 }
 
+/** An embedded ledger as its users need it: queries, transactions (the ledger socket), close. */
+export interface EmbeddedLedger extends Queryable {
+  transaction<T>(run: (tx: Queryable) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+/**
+ * An embedded PostgreSQL (PGlite, an optional peer) to keep the ledger in: in `directory`, or in memory without one.
+ * `feature` names what asked for it, for the error that says to install PGlite.
+ */
+export function openEmbeddedLedger(directory: string | undefined, feature: string): EmbeddedLedger {
+  const { PGlite } = loadOptionalPeer<{ PGlite: new (directory?: string) => EmbeddedLedger }>(
+    '@electric-sql/pglite',
+    feature,
+  );
+  return new PGlite(directory);
+}
+
 export interface PostgresSink extends LedgerSink {
   readonly pool: pg.Pool;
 }

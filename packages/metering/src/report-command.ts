@@ -15,7 +15,6 @@ import {
 } from '@tollgate/core/command-line';
 import type { Column, CommandIo, OutputFormat } from '@tollgate/core/command-line';
 import { lockHolderAlive, readLockHolder } from '@tollgate/core/process-lock';
-import type { PGlite } from '@electric-sql/pglite';
 import type pg from 'pg';
 import { dataDirLayout, ledgerClient } from './ledger-socket.js';
 import { loadOptionalPeer } from './optional-peer.js';
@@ -23,6 +22,7 @@ import { costPerOutcome, OUTCOME_GROUPINGS } from './outcomes.js';
 import type { OutcomeCost, OutcomeGrouping } from './outcomes.js';
 import { aggregateUsage, USAGE_GROUPINGS } from './postgres-ledger.js';
 import type { LedgerLocation, Queryable, UsageAggregate, UsageGrouping } from './postgres-ledger.js';
+import { openEmbeddedLedger } from './postgres-sink.js';
 
 export type ReportIo = CommandIo;
 
@@ -265,11 +265,7 @@ async function openDataDir(dataDir: string): Promise<OpenLedger> {
   // Opening a directory that holds no database would make an empty one there.
   if (!existsSync(join(layout.ledger, 'PG_VERSION')))
     throw new Error(`no ledger in ${dataDir}: ${layout.ledger} is not a PGlite data directory`);
-  const { PGlite: Embedded } = loadOptionalPeer<{ PGlite: typeof PGlite }>(
-    '@electric-sql/pglite',
-    'tollgate report --data-dir',
-  );
-  const db = new Embedded(layout.ledger);
+  const db = openEmbeddedLedger(layout.ledger, 'tollgate report --data-dir');
   return { db, close: () => db.close() };
 }
 

@@ -102,10 +102,10 @@ export class TargetHealth<T> {
     // The breaker counts thrown errors and, through cockatiel's result filter, results that fail: no exception
     // is made for them, and the call runs as it is, with no wrapper of its own per call.
     const failing = handleAll.orWhenResult((result) => this.counts(result as T));
+    // Half-open lets one call through: its success closes the breaker, its failure opens it again.
     this.policy = circuitBreaker(failing, {
       halfOpenAfter: options.cooldownMs,
       breaker: new RunOrRateBreaker(options),
-      halfOpenSampling: { calls: 1, threshold: 0 },
     });
     this.policy.onBreak(() => {
       this.openedAt = Date.now();

@@ -1,5 +1,6 @@
 // OpenTelemetry for `pnpm start`: the meter's GenAI spans exported over OTLP when the standard OTEL_* variables ask for it; no SDK loaded otherwise.
 import { sampleFirstProvider } from './head-sampling.js';
+import { importOptionalPeer } from '../optional-peer.js';
 
 /** What a started SDK gives back to the process that stops. */
 export interface Tracing {
@@ -56,18 +57,28 @@ export async function startTracing(env: NodeJS.ProcessEnv = process.env): Promis
     if (name !== 'otlp' && name !== 'console')
       throw new Error(`OTEL_TRACES_EXPORTER=${name} is not supported by the proxy: use otlp, console or none`);
   }
+  // OpenTelemetry's SDK is an optional peer: installed by those who trace, named here to those who did not.
+  const feature = 'Tracing (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT)';
   const [api, core, resources, sdk] = await Promise.all([
     import('@opentelemetry/api'),
-    import('@opentelemetry/core'),
-    import('@opentelemetry/resources'),
-    import('@opentelemetry/sdk-trace-base'),
+    importOptionalPeer('@opentelemetry/core', feature, () => import('@opentelemetry/core')),
+    importOptionalPeer('@opentelemetry/resources', feature, () => import('@opentelemetry/resources')),
+    importOptionalPeer('@opentelemetry/sdk-trace-base', feature, () => import('@opentelemetry/sdk-trace-base')),
   ]);
   const spanProcessors = [];
   if (exporterNames.length === 0 || exporterNames.includes('otlp')) {
     const { OTLPTraceExporter } =
       protocol === 'http/json'
-        ? await import('@opentelemetry/exporter-trace-otlp-http')
-        : await import('@opentelemetry/exporter-trace-otlp-proto');
+        ? await importOptionalPeer(
+            '@opentelemetry/exporter-trace-otlp-http',
+            feature,
+            () => import('@opentelemetry/exporter-trace-otlp-http'),
+          )
+        : await importOptionalPeer(
+            '@opentelemetry/exporter-trace-otlp-proto',
+            feature,
+            () => import('@opentelemetry/exporter-trace-otlp-proto'),
+          );
     spanProcessors.push(new sdk.BatchSpanProcessor(new OTLPTraceExporter()));
   }
   if (exporterNames.includes('console'))
