@@ -173,6 +173,40 @@ export function anthropicAnswer(
   };
 }
 
+/** An OpenAI Responses answer (JSON or stream, as the request asks), with a text or a function call. */
+export function responsesAnswer(model: string, usage: Usage, tool?: { name: string; args: string }): Answer {
+  return (request, res) => {
+    const item = tool
+      ? { type: 'function_call', id: 'fc_1', call_id: 'call_1', name: tool.name, arguments: tool.args }
+      : {
+          ...{ type: 'message', id: 'msg_1', role: 'assistant' },
+          content: [{ type: 'output_text', text: 'Hello there', annotations: [] }],
+        };
+    const response = (status: string, output: unknown[], usageBody: unknown) => ({
+      ...{ id: 'resp_1', object: 'response', created_at: 1, status, model, output },
+      usage: usageBody,
+    });
+    const done = response('completed', [{ ...item, status: 'completed' }], {
+      input_tokens: usage.input,
+      input_tokens_details: { cached_tokens: 0 },
+      output_tokens: usage.output,
+      output_tokens_details: { reasoning_tokens: 0 },
+      total_tokens: usage.input + usage.output,
+    });
+    if (!(request.body as { stream?: boolean }).stream) {
+      json(res, 200, done);
+      return;
+    }
+    const event = (type: string, data: object, sequence: number) =>
+      `event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: sequence, ...data })}\n\n`;
+    sse(res, [
+      event('response.created', { response: response('in_progress', [], null) }, 0),
+      event('response.output_item.done', { output_index: 0, item: done.output[0] }, 1),
+      event('response.completed', { response: done }, 2),
+    ]);
+  };
+}
+
 /** An error answer in OpenAI's shape. */
 export function failWith(status: number, headers: Record<string, string> = {}): Answer {
   return (_request, res) =>

@@ -40,8 +40,9 @@ const message = await anthropic.messages.create({
   messages: [{ role: 'user', content: 'hello' }],
 });
 console.log(`anthropic: ${message.stop_reason}, ${message.usage.output_tokens} output tokens`);
-// Google Gen AI SDK (@google/genai), new GoogleGenAI({ apiKey, httpOptions: { baseUrl: base } }), sends this request:
-// the key as x-goog-api-key, streams with ?alt=sse.
+// Google Gen AI SDK (@google/genai), new GoogleGenAI({ apiKey, httpOptions: { baseUrl: base } }), sends this request
+// at /v1/models/... (its default version; with apiVersion: 'v1beta' at /v1beta/..., served alike): the key as
+// x-goog-api-key, streams with ?alt=sse.
 const gemini = await fetch(`${base}/v1beta/models/gemini-2.5-flash:generateContent`, {
   method: 'POST',
   headers: { 'x-goog-api-key': process.env.TOLLGATE_KEY, 'content-type': 'application/json' },

@@ -133,7 +133,7 @@ function mountChain(router: Gateway, parts: BuiltParts) {
     meter: metering.middleware,
     pricing: parts.pricing,
   });
-  for (const { path, handlers } of routes) router.post(path, ...handlers);
+  for (const { paths, handlers } of routes) router.post([...paths], ...handlers);
   if (mcp) router.use('/mcp', mcp.router);
   router.use(express.json({ limit: bodyLimit, type: JSON_BODY_TYPES }));
   mountOperatorRoutes(router, { ...parts, identify, limits, configKeys: () => held.configKeys });

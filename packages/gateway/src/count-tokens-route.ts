@@ -8,18 +8,22 @@ import { adapterFor, estimateRequestAsync } from '@tollgate/providers';
 import { checkModelKind, providerAdapters } from '@tollgate/providers/routes';
 import type { TierPolicyOptions } from '@tollgate/ratelimit';
 import type { ProviderRouter } from '@tollgate/router/upstreams';
-import { countRouteStages } from './route-methods.js';
+import { countRouteStages, routePaths } from './route-methods.js';
 import type { RouteStages } from './route-methods.js';
 
 export interface CountRoute extends RouteStages {
   path: string;
+  /** Every path it answers: its own, or its API route's with that route's aliases. */
+  paths: readonly string[];
   api: ProviderApi;
 }
 
 /** Every API whose adapter counts tokens, at its count path (or its own route's, for the method it names there). */
 export const COUNT_ROUTES: readonly CountRoute[] = providerAdapters().flatMap((adapter) => {
-  const path = adapter.countTokens && (adapter.countTokens.path ?? adapter.route?.path);
-  return path ? [{ path, api: adapter.api, ...countRouteStages(adapter) }] : [];
+  const own = adapter.countTokens?.path;
+  const at =
+    own !== undefined ? { path: own, paths: [own] } : adapter.countTokens && adapter.route && routePaths(adapter.route);
+  return at ? [{ ...at, api: adapter.api, ...countRouteStages(adapter) }] : [];
 });
 
 /** The model a count asks about (in its body, or in its path). */

@@ -7,6 +7,11 @@ import type { ProviderAdapter } from '@tollgate/providers';
 import type { RouteMethods } from '@tollgate/providers/routes';
 import { MAX_MODEL_LENGTH } from './request-validation.js';
 
+/** The path a route of the adapter is known by, and every path it answers: that one, then its aliases. */
+export function routePaths(route: NonNullable<ProviderAdapter['route']>): { path: string; paths: readonly string[] } {
+  return { path: route.path, paths: [route.path, ...(route.aliases ?? [])] };
+}
+
 /** The stages a route adds for its adapter's path and headers. */
 export interface RouteStages {
   /** First: passes a request the route does not serve on to the next route at its path. */

@@ -9,7 +9,7 @@ import { answerTokenCount, COUNT_ROUTES } from './count-tokens-route.js';
 import type { ProxyGuard } from './guard-setup.js';
 import type { ProviderRouter } from '@tollgate/router/upstreams';
 import { validateCountRequest, validateProviderRequest } from './request-validation.js';
-import { providerRouteStages } from './route-methods.js';
+import { providerRouteStages, routePaths } from './route-methods.js';
 import type { RouteStages } from './route-methods.js';
 import { composeRoute, PROFILES } from './stages.js';
 import type { ComposedRoute, StageBuilders } from './stages.js';
@@ -18,19 +18,21 @@ import type { ComposedRoute, StageBuilders } from './stages.js';
 export interface RouteSpec extends RouteStages {
   readonly kind: 'provider' | 'count';
   readonly path: string;
+  /** Every path it answers: `path`, then the adapter's aliases of it. */
+  readonly paths: readonly string[];
   readonly api: ProviderApi;
 }
 
 /** Every API whose adapter names a route, at its path, with what its path and headers add (`route.methods`...). */
 export const PROVIDER_ROUTES: readonly RouteSpec[] = providerAdapters().flatMap((adapter) =>
   adapter.route
-    ? [{ kind: 'provider' as const, path: adapter.route.path, api: adapter.api, ...providerRouteStages(adapter) }]
+    ? [{ kind: 'provider' as const, ...routePaths(adapter.route), api: adapter.api, ...providerRouteStages(adapter) }]
     : [],
 );
 
 /** Every path the provider and count routes answer (another method there is a 405). */
 export const ROUTE_PATHS: readonly string[] = [
-  ...new Set([...PROVIDER_ROUTES, ...COUNT_ROUTES].map(({ path }) => path)),
+  ...new Set([...PROVIDER_ROUTES, ...COUNT_ROUTES].flatMap(({ paths }) => paths)),
 ];
 
 /** What the routes' stages are built from: the gateway's parts, each made once and shared by every route. */
@@ -100,13 +102,16 @@ export function routeStages(parts: RouteParts): StageBuilders<RouteSpec> {
  * The provider routes, then the token counts (a route whose path names its count method passes the count on), each composed from
  * its profile: the routes the gateway mounts, in the order it mounts them.
  */
-export function gatewayRoutes(parts: RouteParts): (ComposedRoute & { path: string })[] {
+export function gatewayRoutes(parts: RouteParts): (ComposedRoute & Pick<RouteSpec, 'path' | 'paths'>)[] {
   const stages = routeStages(parts);
   return [
-    ...PROVIDER_ROUTES.map((route) => ({ path: route.path, ...composeRoute(PROFILES.provider, stages, route) })),
+    ...PROVIDER_ROUTES.map((route) => ({
+      ...{ path: route.path, paths: route.paths },
+      ...composeRoute(PROFILES.provider, stages, route),
+    })),
     ...COUNT_ROUTES.map((count) => {
       const route: RouteSpec = { kind: 'count', ...count };
-      return { path: route.path, ...composeRoute(PROFILES.count, stages, route) };
+      return { path: route.path, paths: route.paths, ...composeRoute(PROFILES.count, stages, route) };
     }),
   ];
 }

@@ -163,6 +163,11 @@ export interface ErrorDescription {
 export interface AdapterRoute {
   /** The gateway's path for the API (`/v1/chat/completions`); Express params allowed (`/v1beta/models/:target`). */
   readonly path: string;
+  /**
+   * Other paths of the same route, as the provider serves them too (Google: `/v1/models/:target`, where its SDKs
+   * call by default, beside `/v1beta/...`). Messages show `shown` or `path`. @default none
+   */
+  readonly aliases?: readonly string[];
   /** True when the model is named in the path, not in the body (Gemini): the body need not name one. @default false */
   readonly modelInPath?: boolean;
   /** The path as a message to a client shows it (`/v1beta/models/{model}:generateContent`). @default path */

@@ -28,6 +28,8 @@ export function splitGeminiTarget(
  */
 export const GEMINI_ROUTE: AdapterRoute = {
   path: '/v1beta/models/:target',
+  // Google serves both versions; @google/genai calls `/v1` unless told `apiVersion: 'v1beta'`.
+  aliases: ['/v1/models/:target'],
   modelInPath: true,
   shown: '/v1beta/models/{model}:generateContent',
   methods: {
