@@ -3,7 +3,7 @@ import { ApiError } from '@tollgate/core';
 import type { BudgetStatus } from '@tollgate/budget';
 import { aggregateUsage, usageOverTime } from '@tollgate/metering';
 import type { UsageAggregate, UsageGrouping } from '@tollgate/metering';
-import { count, fromNow, money, utcTime } from './format.js';
+import { count, fromNow, money, moneyColumn, utcTime } from './format.js';
 import { html } from './html.js';
 import type { SafeHtml } from './html.js';
 import { loadKeys } from './keys-page.js';
@@ -165,9 +165,11 @@ export async function loadTenant(config: DashboardConfig, tenant: string, range:
 }
 
 function groupTable(caption: string, rows: UsageAggregate[], total: number): SafeHtml {
+  const spend = moneyColumn(rows.map((row) => row.costNanoUsd));
+  const saved = moneyColumn(rows.map((row) => row.savedNanoUsd));
   const body = rows.map(
     (row) =>
-      html`<tr><th scope="row">${row.group ?? html`<span class="muted">(none)</span>`}</th><td class="num">${count(row.requests)}</td><td class="num">${count(row.inputTokens + row.cachedInputTokens + row.cacheWriteTokens)}</td><td class="num">${count(row.outputTokens)}</td><td class="num" data-nano-usd="${row.costNanoUsd}">${money(row.costNanoUsd)}</td><td class="num">${total > 0 ? `${((row.costNanoUsd / total) * 100).toFixed(1)}%` : ''}</td><td class="num" data-saved-nano-usd="${row.savedNanoUsd}">${money(row.savedNanoUsd)}</td></tr>`,
+      html`<tr><th scope="row">${row.group ?? html`<span class="muted">(none)</span>`}</th><td class="num">${count(row.requests)}</td><td class="num">${count(row.inputTokens + row.cachedInputTokens + row.cacheWriteTokens)}</td><td class="num">${count(row.outputTokens)}</td><td class="num" data-nano-usd="${row.costNanoUsd}">${spend(row.costNanoUsd)}</td><td class="num">${total > 0 ? `${((row.costNanoUsd / total) * 100).toFixed(1)}%` : ''}</td><td class="num" data-saved-nano-usd="${row.savedNanoUsd}">${saved(row.savedNanoUsd)}</td></tr>`,
   );
   return table(
     caption,
