@@ -34,6 +34,7 @@ const TENANT = 'northwind-traders-international-holdings-emea-production';
 const OTHER = 'globex-corporation-research-and-development-division';
 const KEY_ID = 'northwind-emea-production-customer-support-assistant-key-0001';
 const SMALL_TENANT = 'acme';
+const STORE_KEY_USER = 'customer-support-escalations-eu-west';
 const MODELS = [
   'gpt-4o-mini',
   'gpt-4o',
@@ -359,6 +360,12 @@ describe.each([
     await page.fill('#admin-key', adminKey);
     await page.click('button[type="submit"]');
     await page.waitForURL(`${proxy.url}/dashboard/`);
+    // A key made on the page, in the key store: its row has the Revoke and Rotate forms (config keys have none).
+    await page.goto(`${proxy.url}/dashboard/keys`);
+    await page.selectOption('#key-tenant', TENANT);
+    await page.fill('#key-user', STORE_KEY_USER);
+    await page.click('form.grid-form button[type="submit"]');
+    await page.locator('#created-key').waitFor();
   }, 60_000);
 
   afterAll(async () => {

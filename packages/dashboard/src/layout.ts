@@ -250,8 +250,10 @@ export function quotaTable(ctx: PageContext, quotas: readonly QuotaStatus[], emp
 
 /** A time series for the page's script to draw (uPlot), with the same numbers as a table for screen readers and no-script. */
 export interface ChartData {
-  /** Epoch seconds of each bucket. */
+  /** Epoch seconds of each bucket's start. */
   x: number[];
+  /** Epoch seconds where the range asked ends, the last bucket's end: the time axis runs to it, the last day whole. */
+  end: number;
   series: { label: string; values: number[] }[];
   /** What a value is, e.g. `USD`. */
   unit: string;
