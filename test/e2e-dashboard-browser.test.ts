@@ -1,5 +1,6 @@
-// The dashboard behind the proxy in Chromium at 1366 × 768: every page fits (no table clipped, no sideways page), the
-// quotas are the limiters' live counts on memory and Redis stores, and the README's screenshots are taken from it.
+// The dashboard behind the proxy in Chromium at 1280 and 390 px: every page fits (no table clipped, no sideways page),
+// Requests are served calls with refusals apart, chart axes read true, money alike per column, times to the second;
+// the quotas are the limiters' live counts on memory and Redis stores, and the README's screenshots are taken from it.
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -35,6 +36,9 @@ const OTHER = 'globex-corporation-research-and-development-division';
 const KEY_ID = 'northwind-emea-production-customer-support-assistant-key-0001';
 const SMALL_TENANT = 'acme';
 const STORE_KEY_USER = 'customer-support-escalations-eu-west';
+const REFUSALS = 7;
+/** A time as the pages show it: UTC, to the second. */
+const TIME_SHOWN = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/;
 const MODELS = [
   'gpt-4o-mini',
   'gpt-4o',
@@ -157,7 +161,59 @@ function seededRecords(now: number): UsageRecord[] {
       }
     }
   }
+  // Requests tollgate refused itself (the tenant over its request limit): no provider saw them, they cost nothing.
+  for (let i = 0; i < REFUSALS; i++)
+    records.push({
+      ...records[0]!,
+      id: `seed-refused-${i}`,
+      requestId: `seed-refused-request-${i}`,
+      timestamp: new Date(now - i * 3_600_000 - 120_000).toISOString(),
+      tenantId: TENANT,
+      keyId: KEY_ID,
+      inputTokens: 0,
+      cachedInputTokens: 0,
+      outputTokens: 0,
+      costNanoUsd: 0,
+      status: 429,
+      refusedBy: 'requests',
+      latencyMs: 1,
+      usageSource: 'counted',
+    });
   return records;
+}
+
+/** What the Overview's tenant row should count this month: the calls served, and tollgate's refusals apart. */
+function monthCounts(records: readonly UsageRecord[], tenant: string, now: number) {
+  const date = new Date(now);
+  const monthStart = Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), 1);
+  const month = records.filter((record) => record.tenantId === tenant && Date.parse(record.timestamp) >= monthStart);
+  const refusals = month.filter((record) => record.refusedBy !== undefined).length;
+  return { served: month.length - refusals, refusals };
+}
+
+/**
+ * The number of decimals of every amount in each column of each table, where a column shows more than one: money reads
+ * alike from row to row (one rule, `moneyColumn` or `exactMoney` over the whole column).
+ */
+async function moneyDecimalsByColumn(page: Page): Promise<Record<string, number[]>> {
+  const cells = await page.locator('section.table table').evaluateAll((tables) =>
+    tables.map((table) => {
+      // Typed by hand: the tests compile without the DOM library.
+      const rows = (table as unknown as { querySelectorAll(s: string): { children: { textContent: string }[] }[] })
+        .querySelectorAll('tbody tr');
+      return [...rows].map((row) => [...row.children].map((cell) => cell.textContent));
+    }),
+  );
+  const columns: Record<string, number[]> = {};
+  cells.forEach((rows, t) =>
+    rows.forEach((row) =>
+      row.forEach((text, c) => {
+        for (const [, decimals] of text.matchAll(/\$\d[\d,]*\.(\d+)/g))
+          (columns[`table ${t}, column ${c}`] ??= []).push(decimals!.length);
+      }),
+    ),
+  );
+  return columns;
 }
 
 /** Tables that overflow what the reader sees of them: wider than their scroll container shows, with no scroll container. */
@@ -312,7 +368,7 @@ afterAll(async () => {
 describe.each([
   ['memory', memoryBackend],
   ['Redis', redisBackend],
-])('the dashboard behind the proxy, %s stores, at 1366 × 768', (_name, makeBackend) => {
+])('the dashboard behind the proxy, %s stores, in Chromium', (_name, makeBackend) => {
   const backend = makeBackend();
   const table = `tg_e2e_dash_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
   const pool = new pg.Pool({ connectionString: POSTGRES_URL, max: 2 });
@@ -323,6 +379,9 @@ describe.each([
   let tokensUsed = 0;
   /** When the first request was sent: token windows slide, so their count is whole only within its minute. */
   let firstRequestAt = 0;
+  /** Every record in the ledger, the live requests' included, and the pages' now. */
+  let ledger: UsageRecord[] = [];
+  let pagesNow = 0;
 
   beforeAll(async () => {
     // The screenshots' pages read one fixed instant; only Date is faked, so timers and I/O run as usual.
@@ -348,8 +407,27 @@ describe.each([
       const { usage } = (await answer.json()) as { usage: { prompt_tokens: number; completion_tokens: number } };
       tokensUsed += usage.prompt_tokens + usage.completion_tokens;
     }
+    // acme is over its budget: tollgate refuses this one itself, and the ledger notes the refusal.
+    const refused = await fetch(`${proxy.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${keys.small}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hello?' }] }),
+    });
+    expect(refused.status).toBe(429);
     await proxy.app.flushUsage();
     if (backend.screenshots) jest.setSystemTime(SCREENSHOT_NOW);
+    pagesNow = Date.now();
+    const { rows } = await pool.query<{ tenant_id: string; ts: Date; refused_by: string | null }>(
+      `SELECT tenant_id, ts, refused_by FROM "${table}"`,
+    );
+    ledger = rows.map(
+      (row) =>
+        ({
+          tenantId: row.tenant_id,
+          timestamp: row.ts.toISOString(),
+          ...(row.refused_by ? { refusedBy: row.refused_by } : {}),
+        }) as UsageRecord,
+    );
     const context = await browser.newContext({ viewport: SCREEN, colorScheme: 'light' });
     page = await context.newPage();
     page.on('pageerror', (error) => problems.push(`pageerror: ${error.message}`));
@@ -397,6 +475,98 @@ describe.each([
       expect(layout.problems).toEqual([]);
       expect(layout.scrollWidth).toBeLessThanOrEqual(screen.width);
       expect(problems).toEqual([]);
+    },
+  );
+
+  it("counts the Overview's Requests as calls served, and tollgate's own refusals apart, labelled", async () => {
+    await page.goto(`${proxy.url}/dashboard/`);
+    for (const tenant of [TENANT, SMALL_TENANT, OTHER]) {
+      const { served, refusals } = monthCounts(ledger, tenant, pagesNow);
+      const cell = page.locator(`tr[data-tenant="${tenant}"] td[data-requests]`);
+      expect(Number(await cell.getAttribute('data-requests'))).toBe(served);
+      const shown = (await cell.innerText()).replace(/\s+/g, ' ');
+      expect(shown).toBe(refusals > 0 ? `${served.toLocaleString('en-US')} ${refusals} refused` : `${served}`);
+    }
+    // The seeded refusals, and the live one: both were counted apart.
+    expect(monthCounts(ledger, TENANT, pagesNow).refusals).toBeGreaterThan(0);
+    expect(monthCounts(ledger, SMALL_TENANT, pagesNow).refusals).toBeGreaterThanOrEqual(1);
+    const { tenants } = (await (
+      await fetch(`${proxy.url}/dashboard/api/overview`, { headers: { authorization: `Bearer ${adminKey}` } })
+    ).json()) as { tenants: { id: string; requests: number; refusals: number }[] };
+    const small = tenants.find((row) => row.id === SMALL_TENANT)!;
+    expect({ requests: small.requests, refusals: small.refusals }).toEqual(
+      (({ served, refusals }) => ({ requests: served, refusals }))(monthCounts(ledger, SMALL_TENANT, pagesNow)),
+    );
+  });
+
+  const charts = [
+    ['/dashboard/', 'daily-spend'],
+    [tenantPath, 'tenant-spend'],
+    [`/dashboard/tenants/${SMALL_TENANT}?range=30d`, 'tenant-spend'],
+    [`/dashboard/tenants/${SMALL_TENANT}?range=24h`, 'tenant-spend'],
+  ] as const;
+  it.each(SCREENS.flatMap((screen) => charts.map(([where, chart]) => [where, screen.width, screen, chart])))(
+    "charts %s at %i px: the money axis's labels all differ, the time axis covers the whole range",
+    async (where, _width, screen, chart) => {
+      await page.setViewportSize(screen);
+      await page.goto(`${proxy.url}${where}`);
+      const box = page.locator(`[data-chart="${chart}"][data-drawn="true"]`);
+      await box.locator('canvas').waitFor();
+      const ticks = (await box.getAttribute('data-y-ticks'))!.split(' ');
+      expect(ticks.length).toBeGreaterThan(2);
+      expect(new Set(ticks).size).toBe(ticks.length);
+      for (const tick of ticks) expect(tick).toMatch(/^\$\d+\.\d{2,}$/);
+      // acme's hours cost a few tenths of a cent: in cents alone their labels would repeat ($0.01, $0.01).
+      if (where.endsWith('24h')) {
+        const cents = ticks.map((tick) => Number(tick.slice(1)).toFixed(2));
+        expect(new Set(cents).size).toBeLessThan(cents.length);
+      }
+      const data = JSON.parse((await page.locator(`script#${chart}`).textContent())!) as { x: number[]; end: number };
+      const bucket = data.x[1]! - data.x[0]!;
+      // From the first bucket's start to the last one's end: the last day (or hour) is on the axis, now within it.
+      expect(data.end).toBe(data.x[data.x.length - 1]! + bucket);
+      expect(data.end * 1000).toBeGreaterThan(pagesNow);
+      expect((await box.getAttribute('data-x-range'))!.split(' ').map(Number)).toEqual([data.x[0], data.end]);
+      expect(problems).toEqual([]);
+    },
+  );
+
+  it.each(pages.filter(([name]) => name !== 'keys'))(
+    'reads money alike from row to row on the %s page: one number of decimals per column',
+    async (_name, where) => {
+      await page.goto(`${proxy.url}${where}`);
+      const columns = await moneyDecimalsByColumn(page);
+      expect(Object.keys(columns).length).toBeGreaterThan(0);
+      for (const [column, decimals] of Object.entries(columns))
+        expect({ column, decimals: [...new Set(decimals)] }).toEqual({ column, decimals: [decimals[0]] });
+    },
+  );
+
+  it.each(SCREENS.map((screen) => [screen.width, screen]))(
+    'fits the keys table in its box at %i px, its Rotate buttons shown and clickable, times to the second',
+    async (_width, screen) => {
+      await page.setViewportSize(screen);
+      await page.goto(`${proxy.url}/dashboard/keys`);
+      const rotate = page.getByRole('button', { name: /^Rotate / });
+      expect(await rotate.count()).toBeGreaterThan(0);
+      const box = page.locator('section.table .scroll').first();
+      const fit = await box.evaluate((element) => {
+        const e = element as unknown as { scrollWidth: number; clientWidth: number };
+        return { scrollWidth: e.scrollWidth, clientWidth: e.clientWidth };
+      });
+      // A laptop shows the whole table; a phone scrolls it within its box, never the page.
+      if (screen.name === 'laptop') expect(fit.scrollWidth).toBeLessThanOrEqual(fit.clientWidth);
+      for (const button of await rotate.all()) {
+        await button.scrollIntoViewIfNeeded();
+        await expect(button.isVisible()).resolves.toBe(true);
+        const [inner, outer] = [(await button.boundingBox())!, (await box.boundingBox())!];
+        expect(inner.x).toBeGreaterThanOrEqual(outer.x);
+        expect(inner.x + inner.width).toBeLessThanOrEqual(outer.x + outer.width);
+        // Actionable: visible, stable, enabled and the one element a click there reaches (nothing clicked).
+        await button.click({ trial: true });
+      }
+      const created = await page.locator('tr[data-key-state="active"] td time').first().innerText();
+      expect(created).toMatch(TIME_SHOWN);
     },
   );
 

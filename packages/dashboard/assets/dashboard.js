@@ -83,6 +83,14 @@
           },
         ],
         legend: { live: true },
+        hooks: {
+          draw: [
+            function (u) {
+              box.setAttribute('data-x-range', u.scales.x.min + ' ' + u.scales.x.max);
+              box.setAttribute('data-drawn', 'true');
+            },
+          ],
+        },
       },
       data,
       box,
@@ -90,8 +98,6 @@
     new ResizeObserver(function () {
       plot.setSize({ width: Math.max(240, box.clientWidth), height: height });
     }).observe(box);
-    box.setAttribute('data-x-range', plot.scales.x.min + ' ' + plot.scales.x.max);
-    box.setAttribute('data-drawn', 'true');
   }
 
   function askBeforeSubmit(form) {
