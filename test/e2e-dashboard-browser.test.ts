@@ -199,8 +199,9 @@ async function moneyDecimalsByColumn(page: Page): Promise<Record<string, number[
   const cells = await page.locator('section.table table').evaluateAll((tables) =>
     tables.map((table) => {
       // Typed by hand: the tests compile without the DOM library.
-      const rows = (table as unknown as { querySelectorAll(s: string): { children: { textContent: string }[] }[] })
-        .querySelectorAll('tbody tr');
+      const rows = (
+        table as unknown as { querySelectorAll(s: string): { children: { textContent: string }[] }[] }
+      ).querySelectorAll('tbody tr');
       return [...rows].map((row) => [...row.children].map((cell) => cell.textContent));
     }),
   );
@@ -217,7 +218,10 @@ async function moneyDecimalsByColumn(page: Page): Promise<Record<string, number[
 }
 
 /** Tables that overflow what the reader sees of them: wider than their scroll container shows, with no scroll container. */
-async function layoutProblems(page: Page, boxesMayScroll: boolean): Promise<{ scrollWidth: number; problems: string[] }> {
+async function layoutProblems(
+  page: Page,
+  boxesMayScroll: boolean,
+): Promise<{ scrollWidth: number; problems: string[] }> {
   return page.evaluate((boxesMayScroll) => {
     // Typed by hand: the tests compile without the DOM library.
     interface Box {
@@ -462,15 +466,18 @@ describe.each([
     ['requests', '/dashboard/requests', undefined],
     ['providers', '/dashboard/providers?range=30d', undefined],
   ] as const;
-  it.each(SCREENS.flatMap((screen) => pages.map(([name, where, chart]) => [name, screen.width, screen, where, chart])))(
+  it.each(
+    SCREENS.flatMap((screen) =>
+      pages.map(([name, where, chart]) => [name, screen.width, screen, where, chart] as const),
+    ),
+  )(
     'the %s page fits a screen %i px wide: no sideways page, no table cut off',
     async (name, _width, screen, where, chart) => {
       await page.setViewportSize(screen);
       await page.goto(`${proxy.url}${where}`);
       if (chart) await page.locator(`[data-chart="${chart}"][data-drawn="true"] canvas`).waitFor();
       // Looked at by whoever changes the layout (TG_SHOTS=1): the whole page at each width.
-      if (process.env.TG_SHOTS)
-        await page.screenshot({ path: `${SHOTS}/${name}-${screen.width}.png`, fullPage: true });
+      if (process.env.TG_SHOTS) await page.screenshot({ path: `${SHOTS}/${name}-${screen.width}.png`, fullPage: true });
       const layout = await layoutProblems(page, screen.name === 'phone');
       expect(layout.problems).toEqual([]);
       expect(layout.scrollWidth).toBeLessThanOrEqual(screen.width);
@@ -505,7 +512,7 @@ describe.each([
     [`/dashboard/tenants/${SMALL_TENANT}?range=30d`, 'tenant-spend'],
     [`/dashboard/tenants/${SMALL_TENANT}?range=24h`, 'tenant-spend'],
   ] as const;
-  it.each(SCREENS.flatMap((screen) => charts.map(([where, chart]) => [where, screen.width, screen, chart])))(
+  it.each(SCREENS.flatMap((screen) => charts.map(([where, chart]) => [where, screen.width, screen, chart] as const)))(
     "charts %s at %i px: the money axis's labels all differ, the time axis covers the whole range",
     async (where, _width, screen, chart) => {
       await page.setViewportSize(screen);
@@ -531,7 +538,7 @@ describe.each([
     },
   );
 
-  it.each(pages.filter(([name]) => name !== 'keys'))(
+  it.each(pages.filter(([name]) => name !== 'keys').map(([name, where]) => [name, where]))(
     'reads money alike from row to row on the %s page: one number of decimals per column',
     async (_name, where) => {
       await page.goto(`${proxy.url}${where}`);
@@ -542,7 +549,7 @@ describe.each([
     },
   );
 
-  it.each(SCREENS.map((screen) => [screen.width, screen]))(
+  it.each(SCREENS.map((screen) => [screen.width, screen] as const))(
     'fits the keys table in its box at %i px, its Rotate buttons shown and clickable, times to the second',
     async (_width, screen) => {
       await page.setViewportSize(screen);

@@ -158,7 +158,10 @@ export function budgetAction(
   return status.tenantId === null ? path : `${path}?tenant=${encodeURIComponent(status.tenantId)}`;
 }
 
-export function budgetCell(status: BudgetStatus | null, usd = exactMoney(status ? budgetAmounts(status) : [])): SafeHtml {
+export function budgetCell(
+  status: BudgetStatus | null,
+  usd = exactMoney(status ? budgetAmounts(status) : []),
+): SafeHtml {
   if (!status) return html`<td></td>`;
   const over = overCapNanoUsd(status);
   const { creditNanoUsd: credit, reservedNanoUsd: held, remainingNanoUsd: remaining } = status;

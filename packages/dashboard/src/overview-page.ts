@@ -378,7 +378,12 @@ function outcomeColumns(rows: readonly OutcomeCost[]): OutcomeColumns {
   };
 }
 
-function outcomeRowHtml(ctx: PageContext, row: OutcomeCost, scope: 'tenant' | 'feature', usd: OutcomeColumns): SafeHtml {
+function outcomeRowHtml(
+  ctx: PageContext,
+  row: OutcomeCost,
+  scope: 'tenant' | 'feature',
+  usd: OutcomeColumns,
+): SafeHtml {
   const id = row.group ?? '(none)';
   const name =
     scope === 'tenant' && row.group !== null
