@@ -446,6 +446,8 @@ describe.each([
     await page.goto(`${proxy.url}/dashboard/keys`);
     await page.selectOption('#key-tenant', TENANT);
     await page.fill('#key-user', STORE_KEY_USER);
+    // Its id named, not made with a random suffix: the README's screenshots must not churn.
+    await page.fill('#key-id', `${TENANT}-${STORE_KEY_USER}`);
     await page.click('form.grid-form button[type="submit"]');
     await page.locator('#created-key').waitFor();
   }, 60_000);
@@ -500,6 +502,10 @@ describe.each([
     const { tenants } = (await (
       await fetch(`${proxy.url}/dashboard/api/overview`, { headers: { authorization: `Bearer ${adminKey}` } })
     ).json()) as { tenants: { id: string; requests: number; refusals: number }[] };
+    // The tenant's page says the same of its range: the seeded refusals are hours old.
+    await page.goto(`${proxy.url}${tenantPath}`);
+    const summary = await page.locator('p.summary', { hasText: 'requests served' }).innerText();
+    expect(summary).toContain(`requests served (${REFUSALS} refused by tollgate)`);
     const small = tenants.find((row) => row.id === SMALL_TENANT)!;
     expect({ requests: small.requests, refusals: small.refusals }).toEqual(
       (({ served, refusals }) => ({ requests: served, refusals }))(monthCounts(ledger, SMALL_TENANT, pagesNow)),

@@ -230,6 +230,14 @@ export function table(
 <tbody>${rows}</tbody></table></div></section>`;
 }
 
+/** Calls served, and under them what tollgate refused itself, apart: those cost nothing and reached no provider. */
+export function requestsCell(served: number, refusals: number): SafeHtml {
+  const refused = refusals
+    ? html`<br><small class="muted" data-refusals="${refusals}">${count(refusals)} refused</small>`
+    : '';
+  return html`<td class="num" data-requests="${served}">${count(served)}${refused}</td>`;
+}
+
 /** How each unit of a quota reads: its limit (`requests per minute`), and what runs out (`No tokens left`). */
 export const QUOTA_UNITS: Record<QuotaStatus['unit'], { per: (window: string | undefined) => string; left: string }> = {
   requests: { per: (window) => `requests per ${window ?? 'window'}`, left: 'requests' },

@@ -19,6 +19,7 @@ import {
   layout,
   QUOTA_UNITS,
   quotaTable,
+  requestsCell,
   spendBar,
   spentOfCap,
   table,
@@ -322,15 +323,6 @@ function spendColumns(rows: readonly SpendRow[]): SpendColumns {
   };
 }
 
-/** Served calls, and under them what tollgate refused itself, apart: those cost nothing and reached no provider. */
-function requestsCell(row: SpendRow): SafeHtml {
-  if (row.requests === null) return html`<td class="num">—</td>`;
-  const refused = row.refusals
-    ? html`<br><small class="muted" data-refusals="${row.refusals}">${count(row.refusals)} refused</small>`
-    : '';
-  return html`<td class="num" data-requests="${row.requests}">${count(row.requests)}${refused}</td>`;
-}
-
 function spendRowHtml(ctx: PageContext, row: SpendRow, scope: 'tenant' | 'feature', usd: SpendColumns): SafeHtml {
   const name =
     scope === 'tenant' ? html`<a href="${ctx.base}/tenants/${encodeURIComponent(row.id)}">${row.id}</a>` : row.id;
@@ -338,7 +330,7 @@ function spendRowHtml(ctx: PageContext, row: SpendRow, scope: 'tenant' | 'featur
 <th scope="row">${name}</th>
 <td class="bar-cell">${row.budget ? spendBar(`${scope} ${row.id}`, row.budget, usd.bar) : html`<span class="muted">no budget</span>`}</td>
 <td class="num" data-nano-usd="${row.ledgerSpentNanoUsd ?? ''}">${row.ledgerSpentNanoUsd === null ? '—' : usd.spent(row.ledgerSpentNanoUsd)}</td>
-${requestsCell(row)}
+${row.requests === null ? html`<td class="num">—</td>` : requestsCell(row.requests, row.refusals ?? 0)}
 <td class="num">${row.cacheHits === null ? '—' : count(row.cacheHits)}</td>
 <td class="num" data-saved-nano-usd="${row.savedNanoUsd ?? ''}">${row.savedNanoUsd === null ? '—' : usd.saved(row.savedNanoUsd)}</td>
 <td>${periodWord(row)}</td>
