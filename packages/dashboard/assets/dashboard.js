@@ -13,6 +13,19 @@
     return '$' + (Math.abs(value) >= 0.01 ? value.toFixed(2) : value.toPrecision(2));
   }
 
+  // An axis's labels at the fewest decimals (cents at least) at which they all differ: $0.025 never reads $0.03.
+  function moneyTicks(splits) {
+    for (var decimals = 2; ; decimals++) {
+      var labels = splits.map(function (value) {
+        return (value < 0 ? '-$' : '$') + Math.abs(value).toFixed(decimals);
+      });
+      var distinct = labels.filter(function (label, i) {
+        return labels.indexOf(label) === i;
+      });
+      if (distinct.length === labels.length || decimals === 9) return labels;
+    }
+  }
+
   function drawChart(box) {
     var source = document.getElementById(box.getAttribute('data-chart'));
     if (!source || typeof uPlot === 'undefined') return;
@@ -48,17 +61,36 @@
         tzDate: function (ts) {
           return uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC');
         },
-        scales: { x: { time: true } },
+        // The whole range asked, to the end of its last bucket: the last day is on the axis, not its edge.
+        scales: {
+          x: {
+            time: true,
+            range: function () {
+              return [chart.x[0], chart.end];
+            },
+          },
+        },
         axes: [
           {},
           {
-            values: function (_u, ticks) {
-              return ticks.map(dollars);
+            values: function (_u, splits) {
+              var labels = moneyTicks(splits);
+              // What the axis reads, on the page for whoever checks it (the canvas holds only pixels).
+              box.setAttribute('data-y-ticks', labels.join(' '));
+              return labels;
             },
             size: 80,
           },
         ],
         legend: { live: true },
+        hooks: {
+          draw: [
+            function (u) {
+              box.setAttribute('data-x-range', u.scales.x.min + ' ' + u.scales.x.max);
+              box.setAttribute('data-drawn', 'true');
+            },
+          ],
+        },
       },
       data,
       box,
@@ -66,7 +98,6 @@
     new ResizeObserver(function () {
       plot.setSize({ width: Math.max(240, box.clientWidth), height: height });
     }).observe(box);
-    box.setAttribute('data-drawn', 'true');
   }
 
   function askBeforeSubmit(form) {

@@ -1,6 +1,6 @@
 // The page shell every page shares (head, navigation, notices, sign-out) and the pieces pages are built from.
 import type { BudgetStatus } from '@tollgate/budget';
-import { count, exactMoney, fromNow, money, percent, utcTime } from './format.js';
+import { count, exactMoney, fromNow, moneyColumn, percent, utcTime } from './format.js';
 import { html, jsonBlock } from './html.js';
 import type { SafeHtml } from './html.js';
 import type { QuotaStatus } from './options.js';
@@ -91,10 +91,21 @@ function spendable(status: BudgetStatus): number {
   return status.limitNanoUsd + status.creditNanoUsd;
 }
 
+/** The amounts a bar reads (spent of cap + credit): a table of bars formats all of its bars' by one `moneyColumn`. */
+export function barAmounts(status: BudgetStatus): number[] {
+  return [status.spentNanoUsd, status.limitNanoUsd, status.creditNanoUsd];
+}
+
+/** A budget's figures that add up: a table of them formats all of its rows' by one `exactMoney`. */
+export function budgetAmounts(status: BudgetStatus): number[] {
+  const { spentNanoUsd, creditNanoUsd, reservedNanoUsd, remainingNanoUsd, limitNanoUsd } = status;
+  return [spentNanoUsd, creditNanoUsd, reservedNanoUsd, remainingNanoUsd, overCapNanoUsd(status), limitNanoUsd];
+}
+
 /** "$0.25 of $1.00", or "$0.25 of $1.00 + $2.00 credit" when top-ups added some: what was spent of what it may spend. */
-export function spentOfCap(status: BudgetStatus): string {
-  const credit = status.creditNanoUsd > 0 ? ` + ${money(status.creditNanoUsd)} credit` : '';
-  return `${money(status.spentNanoUsd)} of ${money(status.limitNanoUsd)}${credit}`;
+export function spentOfCap(status: BudgetStatus, usd = moneyColumn(barAmounts(status))): string {
+  const credit = status.creditNanoUsd > 0 ? ` + ${usd(status.creditNanoUsd)} credit` : '';
+  return `${usd(status.spentNanoUsd)} of ${usd(status.limitNanoUsd)}${credit}`;
 }
 
 /**
@@ -147,11 +158,13 @@ export function budgetAction(
   return status.tenantId === null ? path : `${path}?tenant=${encodeURIComponent(status.tenantId)}`;
 }
 
-export function budgetCell(status: BudgetStatus | null): SafeHtml {
+export function budgetCell(
+  status: BudgetStatus | null,
+  usd = exactMoney(status ? budgetAmounts(status) : []),
+): SafeHtml {
   if (!status) return html`<td></td>`;
   const over = overCapNanoUsd(status);
   const { creditNanoUsd: credit, reservedNanoUsd: held, remainingNanoUsd: remaining } = status;
-  const usd = exactMoney([status.spentNanoUsd, credit, held, remaining, over, status.limitNanoUsd]);
   const amount = (name: string, nano: number) =>
     html`<span data-figure="${name}" data-nano-usd="${nano}">${usd(nano)}</span>`;
   const overBy = over > 0 ? html` (over by ${amount('over', over)})` : '';
@@ -164,7 +177,7 @@ export function budgetFigures(status: BudgetStatus, more: SafeHtml = html``): Sa
   const over = overCapNanoUsd(status);
   const { spentNanoUsd: spent, creditNanoUsd: credit, reservedNanoUsd: held, remainingNanoUsd: remaining } = status;
   const cap = status.limitNanoUsd;
-  const usd = exactMoney([spent, credit, held, remaining, over, cap]);
+  const usd = exactMoney(budgetAmounts(status));
   const figure = (name: string, label: string, nano: number) =>
     html`<div data-figure="${name}"><dt>${label}</dt><dd data-nano-usd="${nano}">${usd(nano)}</dd></div>`;
   const overTerm = over > 0 ? ` − ${usd(over)} over` : '';
@@ -192,15 +205,15 @@ const STATE_WORDS: Record<BarState, string> = {
  * A bar of spend against a cap, drawn in SVG so it needs neither script nor inline style. Its state
  * is in `data-state` and a class (for tests and styles) and in words (for everyone).
  */
-export function spendBar(label: string, status: BudgetStatus): SafeHtml {
+export function spendBar(label: string, status: BudgetStatus, usd = moneyColumn(barAmounts(status))): SafeHtml {
   const { used, state } = budgetState(status);
   const fill = Math.min(100, Math.max(0, (used ?? 0) * 100));
   const at = softLimitAt(status);
   const soft = at === undefined ? undefined : Math.min(100, at * 100);
-  const text = `${spentOfCap(status)} (${percent(used ?? 0)}), ${STATE_WORDS[state]}`;
+  const text = `${spentOfCap(status, usd)} (${percent(used ?? 0)}), ${STATE_WORDS[state]}`;
   return html`<div class="bar bar--${state}" data-state="${state}" role="meter" aria-valuemin="0" aria-valuemax="100" aria-valuenow="${Math.round(fill)}" aria-valuetext="${text}" aria-label="${label} spend against its cap">
   <svg viewBox="0 0 100 10" preserveAspectRatio="none" aria-hidden="true" focusable="false"><rect class="bar-track" width="100" height="10"></rect><rect class="bar-fill" width="${fill.toFixed(2)}" height="10"></rect>${soft === undefined ? '' : html`<line class="bar-soft" x1="${soft}" x2="${soft}" y1="0" y2="10"></line>`}</svg>
-  <span class="bar-text">${spentOfCap(status)} · ${percent(used ?? 0)}${state === 'soft' ? html` · <strong>soft limit</strong>` : ''}${state === 'over' ? html` · <strong>cap reached</strong>` : ''}</span>
+  <span class="bar-text">${spentOfCap(status, usd)} · ${percent(used ?? 0)}${state === 'soft' ? html` · <strong>soft limit</strong>` : ''}${state === 'over' ? html` · <strong>cap reached</strong>` : ''}</span>
 </div>`;
 }
 
@@ -215,6 +228,14 @@ export function table(
   return html`<section class="table"><h2>${caption}</h2><div class="scroll" tabindex="0" role="region" aria-label="${caption}"><table>
 <thead><tr>${head.map((cell) => html`<th scope="col">${cell}</th>`)}</tr></thead>
 <tbody>${rows}</tbody></table></div></section>`;
+}
+
+/** Calls served, and under them what tollgate refused itself, apart: those cost nothing and reached no provider. */
+export function requestsCell(served: number, refusals: number): SafeHtml {
+  const refused = refusals
+    ? html`<br><small class="muted" data-refusals="${refusals}">${count(refusals)} refused</small>`
+    : '';
+  return html`<td class="num" data-requests="${served}">${count(served)}${refused}</td>`;
 }
 
 /** How each unit of a quota reads: its limit (`requests per minute`), and what runs out (`No tokens left`). */
@@ -240,8 +261,10 @@ export function quotaTable(ctx: PageContext, quotas: readonly QuotaStatus[], emp
 
 /** A time series for the page's script to draw (uPlot), with the same numbers as a table for screen readers and no-script. */
 export interface ChartData {
-  /** Epoch seconds of each bucket. */
+  /** Epoch seconds of each bucket's start. */
   x: number[];
+  /** Epoch seconds where the range asked ends, the last bucket's end: the time axis runs to it, the last day whole. */
+  end: number;
   series: { label: string; values: number[] }[];
   /** What a value is, e.g. `USD`. */
   unit: string;

@@ -4,12 +4,14 @@ import type { CalendarPeriod } from '@tollgate/core/options';
 import type { BudgetStatus } from '@tollgate/budget';
 import { aggregateUsage, costPerOutcome, usageOverTime } from '@tollgate/metering';
 import type { OutcomeCost } from '@tollgate/metering';
-import { count, fromNow, money, percent, utcTime } from './format.js';
+import { count, exactMoney, fromNow, money, moneyColumn, percent, utcTime } from './format.js';
 import { html } from './html.js';
 import type { SafeHtml } from './html.js';
 import { loadKeys } from './keys-page.js';
 import {
+  barAmounts,
   BUDGET_SUM_NOTE,
+  budgetAmounts,
   budgetCell,
   budgetName,
   budgetState,
@@ -17,6 +19,7 @@ import {
   layout,
   QUOTA_UNITS,
   quotaTable,
+  requestsCell,
   spendBar,
   spentOfCap,
   table,
@@ -35,7 +38,10 @@ export interface SpendRow {
   periodEnd: string;
   /** What the usage ledger recorded in that period; null without a ledger. */
   ledgerSpentNanoUsd: number | null;
+  /** Calls served (answered by a provider or the cache): what the spend beside it paid for. Null without a ledger. */
   requests: number | null;
+  /** Requests tollgate refused itself (limits, budget, guard), apart from `requests`: no provider saw them. */
+  refusals: number | null;
   /** Requests the response cache answered, and what caching saved (hits and prompt-cache discounts); null without a ledger. */
   cacheHits: number | null;
   savedNanoUsd: number | null;
@@ -77,6 +83,7 @@ export interface CacheSavings {
 interface LedgerSums {
   cost: number;
   requests: number;
+  refusals: number;
   cacheHits: number;
   saved: number;
 }
@@ -122,7 +129,13 @@ async function spendRows(
               .filter((row) => row.group !== null)
               .map((row) => [
                 row.group!,
-                { cost: row.costNanoUsd, requests: row.requests, cacheHits: row.cacheHits, saved: row.savedNanoUsd },
+                {
+                  cost: row.costNanoUsd,
+                  requests: row.requests - row.refusals,
+                  refusals: row.refusals,
+                  cacheHits: row.cacheHits,
+                  saved: row.savedNanoUsd,
+                },
               ]),
           ),
         );
@@ -161,6 +174,7 @@ async function spendRows(
       periodEnd: new Date(window.end).toISOString(),
       ledgerSpentNanoUsd: ledger ? (sum?.cost ?? 0) : null,
       requests: ledger ? (sum?.requests ?? 0) : null,
+      refusals: ledger ? (sum?.refusals ?? 0) : null,
       cacheHits: ledger ? (sum?.cacheHits ?? 0) : null,
       savedNanoUsd: ledger ? (sum?.saved ?? 0) : null,
       budget,
@@ -291,18 +305,36 @@ function periodWord(row: SpendRow): string {
   return row.budget?.period === 'rolling' ? `rolling (ledger: this ${row.period})` : `this ${row.period}`;
 }
 
-function spendRowHtml(ctx: PageContext, row: SpendRow, scope: 'tenant' | 'feature'): SafeHtml {
+/** How a table's money reads: one formatter per column, the same decimals on every row (see `moneyColumn`). */
+interface SpendColumns {
+  bar: (nano: number) => string;
+  spent: (nano: number) => string;
+  saved: (nano: number) => string;
+  figures: (nano: number) => string;
+}
+
+function spendColumns(rows: readonly SpendRow[]): SpendColumns {
+  const budgets = rows.flatMap((row) => (row.budget ? [row.budget] : []));
+  return {
+    bar: moneyColumn(budgets.flatMap(barAmounts)),
+    spent: moneyColumn(rows.map((row) => row.ledgerSpentNanoUsd ?? 0)),
+    saved: moneyColumn(rows.map((row) => row.savedNanoUsd ?? 0)),
+    figures: exactMoney(budgets.flatMap(budgetAmounts)),
+  };
+}
+
+function spendRowHtml(ctx: PageContext, row: SpendRow, scope: 'tenant' | 'feature', usd: SpendColumns): SafeHtml {
   const name =
     scope === 'tenant' ? html`<a href="${ctx.base}/tenants/${encodeURIComponent(row.id)}">${row.id}</a>` : row.id;
   return html`<tr data-${scope}="${row.id}" data-state="${row.state}">
 <th scope="row">${name}</th>
-<td class="bar-cell">${row.budget ? spendBar(`${scope} ${row.id}`, row.budget) : html`<span class="muted">no budget</span>`}</td>
-<td class="num" data-nano-usd="${row.ledgerSpentNanoUsd ?? ''}">${row.ledgerSpentNanoUsd === null ? '—' : money(row.ledgerSpentNanoUsd)}</td>
-<td class="num">${row.requests === null ? '—' : count(row.requests)}</td>
+<td class="bar-cell">${row.budget ? spendBar(`${scope} ${row.id}`, row.budget, usd.bar) : html`<span class="muted">no budget</span>`}</td>
+<td class="num" data-nano-usd="${row.ledgerSpentNanoUsd ?? ''}">${row.ledgerSpentNanoUsd === null ? '—' : usd.spent(row.ledgerSpentNanoUsd)}</td>
+${row.requests === null ? html`<td class="num">—</td>` : requestsCell(row.requests, row.refusals ?? 0)}
 <td class="num">${row.cacheHits === null ? '—' : count(row.cacheHits)}</td>
-<td class="num" data-saved-nano-usd="${row.savedNanoUsd ?? ''}">${row.savedNanoUsd === null ? '—' : money(row.savedNanoUsd)}</td>
+<td class="num" data-saved-nano-usd="${row.savedNanoUsd ?? ''}">${row.savedNanoUsd === null ? '—' : usd.saved(row.savedNanoUsd)}</td>
 <td>${periodWord(row)}</td>
-${budgetCell(row.budget)}
+${budgetCell(row.budget, usd.figures)}
 ${row.budget ? html`<td><time datetime="${row.budget.resetAt}">${fromNow(row.budget.resetAt, ctx.now)}</time></td>` : html`<td></td>`}
 </tr>`;
 }
@@ -312,7 +344,7 @@ const SPEND_HEAD = [
   '',
   'Budget: spent of cap',
   'Spent (ledger)',
-  'Requests',
+  'Requests served',
   'Cache hits',
   'Saved by caching',
   'Period',
@@ -324,7 +356,26 @@ const OTHER_HEAD = ['', 'Spent of cap', 'Period', 'Remaining (credit, held)', 'R
 
 const OUTCOME_HEAD = ['', 'Outcome', 'Outcomes', 'Requests', 'Cost', 'Cost per outcome', 'Value', 'Value per cost'];
 
-function outcomeRowHtml(ctx: PageContext, row: OutcomeCost, scope: 'tenant' | 'feature'): SafeHtml {
+interface OutcomeColumns {
+  cost: (nano: number) => string;
+  perOutcome: (nano: number) => string;
+  value: (nano: number) => string;
+}
+
+function outcomeColumns(rows: readonly OutcomeCost[]): OutcomeColumns {
+  return {
+    cost: moneyColumn(rows.map((row) => row.costNanoUsd)),
+    perOutcome: moneyColumn(rows.map((row) => row.costPerOutcomeNanoUsd)),
+    value: moneyColumn(rows.map((row) => row.valueNanoUsd ?? 0)),
+  };
+}
+
+function outcomeRowHtml(
+  ctx: PageContext,
+  row: OutcomeCost,
+  scope: 'tenant' | 'feature',
+  usd: OutcomeColumns,
+): SafeHtml {
   const id = row.group ?? '(none)';
   const name =
     scope === 'tenant' && row.group !== null
@@ -335,9 +386,9 @@ function outcomeRowHtml(ctx: PageContext, row: OutcomeCost, scope: 'tenant' | 'f
 <td>${row.kind}</td>
 <td class="num">${count(row.outcomes)}</td>
 <td class="num">${count(row.requests)}</td>
-<td class="num" data-nano-usd="${row.costNanoUsd}">${money(row.costNanoUsd)}</td>
-<td class="num" data-cost-per-outcome="${row.costPerOutcomeNanoUsd}">${money(row.costPerOutcomeNanoUsd)}</td>
-<td class="num">${row.valueNanoUsd === null ? '' : money(row.valueNanoUsd)}</td>
+<td class="num" data-nano-usd="${row.costNanoUsd}">${usd.cost(row.costNanoUsd)}</td>
+<td class="num" data-cost-per-outcome="${row.costPerOutcomeNanoUsd}">${usd.perOutcome(row.costPerOutcomeNanoUsd)}</td>
+<td class="num">${row.valueNanoUsd === null ? '' : usd.value(row.valueNanoUsd)}</td>
 <td class="num">${row.valuePerCost === null ? '' : `${row.valuePerCost.toFixed(row.valuePerCost >= 100 ? 0 : 2)}×`}</td>
 </tr>`;
 }
@@ -355,10 +406,13 @@ function alertList(ctx: PageContext, alerts: DashboardAlert[]): SafeHtml {
 /** Cost per outcome this period: what the requests behind each resolved ticket or sale cost, per tenant and feature. */
 function outcomeTables(ctx: PageContext, outcomes: NonNullable<OverviewData['outcomes']>): SafeHtml {
   const empty = 'No outcomes reported this period (POST /v1/outcomes, or recordOutcome() in @tollgate/metering).';
+  const tenants = outcomes.tenants.slice(0, MAX_ROWS);
+  const features = outcomes.features.slice(0, MAX_ROWS);
+  const [tenantColumns, featureColumns] = [outcomeColumns(tenants), outcomeColumns(features)];
   return html`${table(
     `Cost per outcome by tenant, since ${utcTime(outcomes.periodStart)}`,
     OUTCOME_HEAD,
-    outcomes.tenants.slice(0, MAX_ROWS).map((row) => outcomeRowHtml(ctx, row, 'tenant')),
+    tenants.map((row) => outcomeRowHtml(ctx, row, 'tenant', tenantColumns)),
     empty,
   )}
 ${
@@ -366,7 +420,7 @@ ${
     ? table(
         'Cost per outcome by feature',
         OUTCOME_HEAD,
-        outcomes.features.slice(0, MAX_ROWS).map((row) => outcomeRowHtml(ctx, row, 'feature')),
+        features.map((row) => outcomeRowHtml(ctx, row, 'feature', featureColumns)),
       )
     : ''
 }`;
@@ -379,13 +433,18 @@ function savingsSummary(savings: CacheSavings): SafeHtml {
 }
 
 export function renderOverview(ctx: PageContext, data: OverviewData): string {
-  const tenantRows = data.tenants.slice(0, MAX_ROWS).map((row) => spendRowHtml(ctx, row, 'tenant'));
-  const featureRows = data.features.slice(0, MAX_ROWS).map((row) => spendRowHtml(ctx, row, 'feature'));
+  const tenants = data.tenants.slice(0, MAX_ROWS);
+  const features = data.features.slice(0, MAX_ROWS);
+  const [tenantColumns, featureColumns] = [spendColumns(tenants), spendColumns(features)];
+  const tenantRows = tenants.map((row) => spendRowHtml(ctx, row, 'tenant', tenantColumns));
+  const featureRows = features.map((row) => spendRowHtml(ctx, row, 'feature', featureColumns));
+  const otherBar = moneyColumn(data.otherBudgets.flatMap(barAmounts));
+  const otherFigures = exactMoney(data.otherBudgets.flatMap(budgetAmounts));
   const otherRows = data.otherBudgets.map(
     (status) => html`<tr data-state="${status.state}">
 <th scope="row">${budgetName(status)}</th>
-<td class="bar-cell">${spendBar(budgetName(status), status)}</td><td>${status.period}</td>
-${budgetCell(status)}<td><time datetime="${status.resetAt}">${fromNow(status.resetAt, ctx.now)}</time></td></tr>`,
+<td class="bar-cell">${spendBar(budgetName(status), status, otherBar)}</td><td>${status.period}</td>
+${budgetCell(status, otherFigures)}<td><time datetime="${status.resetAt}">${fromNow(status.resetAt, ctx.now)}</time></td></tr>`,
   );
   const noLedger = data.ledger
     ? ''
@@ -395,7 +454,8 @@ ${noLedger}
 ${data.savings ? savingsSummary(data.savings) : ''}
 ${table('Tenants', SPEND_HEAD, tenantRows, 'No tenant has a budget or recorded spend yet.')}
 ${BUDGET_SUM_NOTE}
-<p class="muted">Spent (ledger) is what the usage ledger recorded in the period.</p>
+<p class="muted">Spent (ledger) is what the usage ledger recorded in the period. Requests served are the calls it paid
+for; the requests tollgate refused itself (limits, budgets, the guard) are counted apart, under them.</p>
 ${data.dailySpend ? chart('daily-spend', 'Spend per day, last 30 days (USD)', data.dailySpend, (x) => utcTime(x * 1000).slice(0, 10)) : ''}
 ${table('Features', SPEND_HEAD, featureRows, 'No feature has a budget or recorded spend yet.')}
 ${data.outcomes ? outcomeTables(ctx, data.outcomes) : ''}

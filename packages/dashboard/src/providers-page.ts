@@ -1,7 +1,7 @@
 // Providers: requests, tollgate's own refusals, provider errors, latency and spend per provider and model.
 import { usageByProvider } from '@tollgate/metering';
 import type { ProviderUsage } from '@tollgate/metering';
-import { count, money, utcTime } from './format.js';
+import { count, moneyColumn, utcTime } from './format.js';
 import { html } from './html.js';
 import type { SafeHtml } from './html.js';
 import { layout, table } from './layout.js';
@@ -87,6 +87,7 @@ export function renderProviders(ctx: PageContext, data: ProvidersData): string {
     (range) =>
       html`<li><a href="${ctx.base}/providers?range=${range}"${range === data.range ? html` aria-current="true"` : ''}>${range}</a></li>`,
   );
+  const cost = moneyColumn(data.providers.map((row) => row.costNanoUsd));
   const rows = data.providers.map((row) => {
     // The provider's error rate is over what reached it: tollgate's refusals never did.
     const sent = row.requests - row.refusals;
@@ -99,7 +100,7 @@ export function renderProviders(ctx: PageContext, data: ProvidersData): string {
 ${count(row.errors)} (${(errorRate * 100).toFixed(1)}%)</td>
 <td class="num">${count(row.aborted)}</td>
 <td class="num">${count(row.latencyP50Ms)} ms</td><td class="num">${count(row.latencyP95Ms)} ms</td><td class="num">${count(row.latencyMeanMs)} ms</td>
-<td class="num">${money(row.costNanoUsd)}</td></tr>`;
+<td class="num">${cost(row.costNanoUsd)}</td></tr>`;
   });
   const body = html`<nav class="ranges" aria-label="Time range"><ul>${ranges}</ul></nav>
 ${data.problems.map((message) => html`<p class="error" role="alert">${message}</p>`)}

@@ -3,7 +3,7 @@ import { ApiError } from '@tollgate/core';
 import type { UsageRecord } from '@tollgate/core';
 import { recentUsage } from '@tollgate/metering';
 import type { RecordCursor, UsageFilter } from '@tollgate/metering';
-import { count, money, utcTime } from './format.js';
+import { count, moneyColumn, utcTime } from './format.js';
 import { html } from './html.js';
 import type { SafeHtml } from './html.js';
 import { layout, table } from './layout.js';
@@ -111,7 +111,7 @@ function statusCell(record: UsageRecord): SafeHtml {
   return html`<td>${status}${refused}${aborted}${cut}</td>`;
 }
 
-function recordRow(ctx: PageContext, record: UsageRecord): SafeHtml {
+function recordRow(ctx: PageContext, record: UsageRecord, cost: (nano: number) => string): SafeHtml {
   const model =
     record.requestedModel && record.requestedModel !== record.model
       ? html`${record.model} <small>(asked ${record.requestedModel})</small>`
@@ -124,7 +124,7 @@ function recordRow(ctx: PageContext, record: UsageRecord): SafeHtml {
 ${statusCell(record)}
 <td class="num">${count(record.inputTokens + record.cachedInputTokens + record.cacheWriteTokens)}</td>
 <td class="num">${count(record.outputTokens)}</td>
-<td class="num" data-nano-usd="${record.costNanoUsd}">${money(record.costNanoUsd)}</td>
+<td class="num" data-nano-usd="${record.costNanoUsd}">${cost(record.costNanoUsd)}</td>
 <td class="num">${count(record.latencyMs)} ms</td>
 <td>${record.usageSource}${record.stream ? ' · stream' : ''}</td>
 <td class="id"><code>${record.requestId}</code></td>
@@ -160,6 +160,7 @@ export function renderRequests(ctx: PageContext, data: RequestsData): string {
     if (data.filter[name] !== undefined) params.set(name, data.filter[name]!);
   params.set('limit', String(data.filter.limit));
   if (data.next) params.set('after', data.next);
+  const cost = moneyColumn(data.records.map((record) => record.costNanoUsd));
   const body = html`${filterForm(ctx, data.filter)}
 ${data.problems.map((message) => html`<p class="error" role="alert">${message}</p>`)}
 ${table(
@@ -176,7 +177,7 @@ ${table(
     'Usage from',
     'Request id',
   ],
-  data.records.map((record) => recordRow(ctx, record)),
+  data.records.map((record) => recordRow(ctx, record, cost)),
   'No records match.',
 )}
 ${data.next ? html`<p><a rel="next" href="${ctx.base}/requests?${params.toString()}">Older records</a></p>` : ''}

@@ -20,7 +20,8 @@ export function seriesFromPoints(points: readonly UsagePoint[], range: SeriesRan
   const first = Math.floor(range.since / range.bucketSeconds) * range.bucketSeconds;
   const x: number[] = [];
   for (let bucket = first; bucket <= range.until; bucket += range.bucketSeconds) x.push(bucket);
-  if (points.length === 0) return { x, series: [], unit: 'USD' };
+  const end = (x[x.length - 1] ?? first) + range.bucketSeconds;
+  if (points.length === 0) return { x, end, series: [], unit: 'USD' };
   const totals = new Map<string, number>();
   for (const point of points)
     totals.set(point.group ?? UNSET, (totals.get(point.group ?? UNSET) ?? 0) + point.costNanoUsd);
@@ -37,5 +38,5 @@ export function seriesFromPoints(points: readonly UsagePoint[], range: SeriesRan
     const row = named.includes(group) ? named.indexOf(group) : labels.length - 1;
     nano[row]![column]! += point.costNanoUsd;
   }
-  return { x, series: labels.map((label, i) => ({ label, values: nano[i]!.map(nanoToUsd) })), unit: 'USD' };
+  return { x, end, series: labels.map((label, i) => ({ label, values: nano[i]!.map(nanoToUsd) })), unit: 'USD' };
 }

@@ -3,7 +3,7 @@ import { ApiError } from '@tollgate/core';
 import type { BudgetStatus } from '@tollgate/budget';
 import { aggregateUsage, usageOverTime } from '@tollgate/metering';
 import type { UsageAggregate, UsageGrouping } from '@tollgate/metering';
-import { count, fromNow, money, utcTime } from './format.js';
+import { count, fromNow, money, moneyColumn, utcTime } from './format.js';
 import { html } from './html.js';
 import type { SafeHtml } from './html.js';
 import { loadKeys } from './keys-page.js';
@@ -17,6 +17,7 @@ import {
   csrfField,
   layout,
   quotaTable,
+  requestsCell,
   spendBar,
   table,
 } from './layout.js';
@@ -57,8 +58,11 @@ export interface TenantData {
   byFeature: UsageAggregate[];
   byUser: UsageAggregate[];
   byKey: UsageAggregate[];
-  /** The range's totals: requests, spend, response-cache hits and what caching saved. */
-  total: { requests: number; costNanoUsd: number; cacheHits: number; savedNanoUsd: number } | null;
+  /**
+   * The range's totals: calls served, tollgate's own refusals (apart: no provider saw them), spend, response-cache
+   * hits and what caching saved.
+   */
+  total: { requests: number; refusals: number; costNanoUsd: number; cacheHits: number; savedNanoUsd: number } | null;
   keys: ListedKey[];
   quotas: QuotaStatus[];
   problems: string[];
@@ -136,12 +140,13 @@ export async function loadTenant(config: DashboardConfig, tenant: string, range:
   const total = ledger
     ? byModel.reduce(
         (sum, row) => ({
-          requests: sum.requests + row.requests,
+          requests: sum.requests + row.requests - row.refusals,
+          refusals: sum.refusals + row.refusals,
           costNanoUsd: sum.costNanoUsd + row.costNanoUsd,
           cacheHits: sum.cacheHits + row.cacheHits,
           savedNanoUsd: sum.savedNanoUsd + row.savedNanoUsd,
         }),
-        { requests: 0, costNanoUsd: 0, cacheHits: 0, savedNanoUsd: 0 },
+        { requests: 0, refusals: 0, costNanoUsd: 0, cacheHits: 0, savedNanoUsd: 0 },
       )
     : null;
   return {
@@ -165,13 +170,15 @@ export async function loadTenant(config: DashboardConfig, tenant: string, range:
 }
 
 function groupTable(caption: string, rows: UsageAggregate[], total: number): SafeHtml {
+  const spend = moneyColumn(rows.map((row) => row.costNanoUsd));
+  const saved = moneyColumn(rows.map((row) => row.savedNanoUsd));
   const body = rows.map(
     (row) =>
-      html`<tr><th scope="row">${row.group ?? html`<span class="muted">(none)</span>`}</th><td class="num">${count(row.requests)}</td><td class="num">${count(row.inputTokens + row.cachedInputTokens + row.cacheWriteTokens)}</td><td class="num">${count(row.outputTokens)}</td><td class="num" data-nano-usd="${row.costNanoUsd}">${money(row.costNanoUsd)}</td><td class="num">${total > 0 ? `${((row.costNanoUsd / total) * 100).toFixed(1)}%` : ''}</td><td class="num" data-saved-nano-usd="${row.savedNanoUsd}">${money(row.savedNanoUsd)}</td></tr>`,
+      html`<tr><th scope="row">${row.group ?? html`<span class="muted">(none)</span>`}</th>${requestsCell(row.requests - row.refusals, row.refusals)}<td class="num">${count(row.inputTokens + row.cachedInputTokens + row.cacheWriteTokens)}</td><td class="num">${count(row.outputTokens)}</td><td class="num" data-nano-usd="${row.costNanoUsd}">${spend(row.costNanoUsd)}</td><td class="num">${total > 0 ? `${((row.costNanoUsd / total) * 100).toFixed(1)}%` : ''}</td><td class="num" data-saved-nano-usd="${row.savedNanoUsd}">${saved(row.savedNanoUsd)}</td></tr>`,
   );
   return table(
     caption,
-    ['', 'Requests', 'Input', 'Output', 'Spend', 'Share', 'Saved by caching'],
+    ['', 'Requests served', 'Input', 'Output', 'Spend', 'Share', 'Saved by caching'],
     body,
     'No usage in this range.',
   );
@@ -215,7 +222,7 @@ ${BUDGET_SUM_NOTE}</section>`
   const body = html`${data.problems.map((message) => html`<p class="error" role="alert">${message}</p>`)}
 ${budgets}
 <nav class="ranges" aria-label="Time range"><ul>${ranges}</ul></nav>
-${data.total ? html`<p class="summary">${count(data.total.requests)} requests, <strong data-nano-usd="${data.total.costNanoUsd}">${money(data.total.costNanoUsd)}</strong> from ${utcTime(data.since)} to ${utcTime(data.until)}; caching saved <strong data-saved-nano-usd="${data.total.savedNanoUsd}">${money(data.total.savedNanoUsd)}</strong>, ${count(data.total.cacheHits)} answered from the response cache. <a href="${ctx.base}/requests?tenant=${encodeURIComponent(data.tenant)}">Its requests</a></p>` : html`<p class="muted">No usage ledger is connected: spend history is not shown.</p>`}
+${data.total ? html`<p class="summary">${count(data.total.requests)} requests served${data.total.refusals ? ` (${count(data.total.refusals)} refused by tollgate)` : ''}, <strong data-nano-usd="${data.total.costNanoUsd}">${money(data.total.costNanoUsd)}</strong> from ${utcTime(data.since)} to ${utcTime(data.until)}; caching saved <strong data-saved-nano-usd="${data.total.savedNanoUsd}">${money(data.total.savedNanoUsd)}</strong>, ${count(data.total.cacheHits)} answered from the response cache. <a href="${ctx.base}/requests?tenant=${encodeURIComponent(data.tenant)}">Its requests</a></p>` : html`<p class="muted">No usage ledger is connected: spend history is not shown.</p>`}
 ${data.spendOverTime ? chart('tenant-spend', `Spend over time by model (USD, per ${hourly ? 'hour' : 'day'})`, data.spendOverTime, bucketLabel) : ''}
 ${groupTable('By model', data.byModel, totalCost)}
 ${groupTable('By feature', data.byFeature, totalCost)}

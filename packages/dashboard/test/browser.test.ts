@@ -209,10 +209,10 @@ describe.each(LEDGER_KINDS)('the dashboard in Chromium, ledger on %s', (kind) =>
     await expect(resolved.locator('[data-cost-per-outcome]').getAttribute('data-cost-per-outcome')).resolves.toBe(
       '30000000',
     );
-    await expect(resolved.innerText()).resolves.toMatch(/acme\s+resolved\s+1\s+1\s+\$0\.030000\s+\$0\.030000/);
+    await expect(resolved.innerText()).resolves.toMatch(/acme\s+resolved\s+1\s+1\s+\$0\.030\s+\$0\.030/);
     // The sale: $0.025 of requests for $50 of revenue.
     const sale = page.locator('tr[data-outcome-tenant="acme"][data-kind="converted"]');
-    await expect(sale.innerText()).resolves.toMatch(/converted\s+1\s+2\s+\$0\.025000\s+\$0\.025000\s+\$50\.00\s+2000×/);
+    await expect(sale.innerText()).resolves.toMatch(/converted\s+1\s+2\s+\$0\.025\s+\$0\.025\s+\$50\.00\s+2000×/);
     await expect(
       page
         .locator('tr[data-outcome-feature="sales"][data-kind="converted"] [data-cost-per-outcome]')

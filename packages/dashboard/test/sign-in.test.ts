@@ -320,7 +320,7 @@ describe('what pages echo', () => {
     const overview = await request(app).get('/d/api/overview').set('authorization', `Bearer ${adminKey}`);
     expect(overview.body.quotas).toHaveLength(1);
     expect(overview.body.alerts).toEqual([
-      { level: 'warning', message: 'No requests left for tenant acme until 2030-01-01 00:00 UTC.' },
+      { level: 'warning', message: 'No requests left for tenant acme until 2030-01-01 00:00:00 UTC.' },
       { level: 'info', message: 'Deploy at noon.' },
     ]);
     const tenant = await request(app).get('/d/api/tenants/acme').set('authorization', `Bearer ${adminKey}`);

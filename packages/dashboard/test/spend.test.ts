@@ -165,7 +165,14 @@ describe.each(LEDGER_KINDS)('spend on the %s ledger', (kind) => {
       (record) => record.tenantId === 'acme' && Date.parse(record.timestamp) >= Date.parse(data.since),
     );
     const expected = inRange.reduce((sum, record) => sum + record.costNanoUsd, 0);
-    expect(data.total).toEqual({ requests: inRange.length, costNanoUsd: expected, cacheHits: 0, savedNanoUsd: 0 });
+    const refusals = inRange.filter((record) => record.refusedBy !== undefined).length;
+    expect(data.total).toEqual({
+      requests: inRange.length - refusals,
+      refusals,
+      costNanoUsd: expected,
+      cacheHits: 0,
+      savedNanoUsd: 0,
+    });
     expect(data.spendOverTime.x).toHaveLength(24);
     const charted = data.spendOverTime.series
       .flatMap((series: { values: number[] }) => series.values)

@@ -326,7 +326,10 @@ export interface UsageAggregate {
    * a record with several tags counts in each of their groups (the groups then add up to more than the total).
    */
   group: string | null;
+  /** Every record, refusals by tollgate included. */
   requests: number;
+  /** Of `requests`, those tollgate refused itself (`refused_by` set: limits, budget, guard): no provider saw them. */
+  refusals: number;
   inputTokens: number;
   cachedInputTokens: number;
   cacheWriteTokens: number;
@@ -367,6 +370,7 @@ export async function aggregateUsage(db: Queryable, options: AggregateOptions): 
   const result = await db.query<Record<string, string | null>>(
     `SELECT ${expression} AS grp,
             count(*) AS requests,
+            count(*) FILTER (WHERE refused_by IS NOT NULL) AS refusals,
             coalesce(sum(input_tokens), 0) AS input_tokens,
             coalesce(sum(cached_input_tokens), 0) AS cached_input_tokens,
             coalesce(sum(cache_write_tokens), 0) AS cache_write_tokens,
@@ -385,6 +389,7 @@ export async function aggregateUsage(db: Queryable, options: AggregateOptions): 
   return result.rows.map((row) => ({
     group: row.grp ?? null,
     requests: Number(row.requests),
+    refusals: Number(row.refusals),
     inputTokens: Number(row.input_tokens),
     cachedInputTokens: Number(row.cached_input_tokens),
     cacheWriteTokens: Number(row.cache_write_tokens),

@@ -171,6 +171,7 @@ function totalOf(rows: readonly UsageAggregate[]): UsageAggregate {
   const total: UsageAggregate = {
     group: 'total',
     requests: 0,
+    refusals: 0,
     inputTokens: 0,
     cachedInputTokens: 0,
     cacheWriteTokens: 0,

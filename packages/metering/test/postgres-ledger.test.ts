@@ -299,6 +299,7 @@ describe('aggregateUsage', () => {
       {
         group: 'globex',
         requests: 1,
+        refusals: 0,
         inputTokens: 2000,
         cachedInputTokens: 0,
         cacheWriteTokens: 0,
@@ -311,6 +312,7 @@ describe('aggregateUsage', () => {
       {
         group: 'acme',
         requests: 2,
+        refusals: 0,
         inputTokens: 1500,
         cachedInputTokens: 800,
         cacheWriteTokens: 0,
@@ -323,6 +325,7 @@ describe('aggregateUsage', () => {
       {
         group: null,
         requests: 1,
+        refusals: 0,
         inputTokens: 10,
         cachedInputTokens: 0,
         cacheWriteTokens: 0,
@@ -482,6 +485,7 @@ describe('runReportCommand', () => {
       {
         group: 'gpt-4o',
         requests: 1,
+        refusals: 0,
         inputTokens: 1,
         cachedInputTokens: 0,
         cacheWriteTokens: 0,
