@@ -86,17 +86,22 @@ function routeLabel(req: Request): string {
 /**
  * prom-client's process and Node.js metrics (CPU, memory, heap, event loop lag, GC, handles), `tollgate_`-prefixed,
  * made once per process: each set keeps an event-loop monitor and a GC observer running, so every gateway of the
- * process shares the one set, registered in its own registry too.
+ * process shares the one set, registered in its own registry too. Its gauges named `_total`
+ * (`nodejs_active_handles_total`, ...) are left out: `_total` names a counter, and each is the sum of the gauge by
+ * type beside it (`sum(tollgate_nodejs_active_handles)`).
  */
 let processMetrics: Registry | undefined;
 function registerProcessMetrics(registry: Registry): void {
+  const { collectDefaultMetrics, Gauge, Registry } = promClient();
   if (processMetrics === undefined) {
-    const { collectDefaultMetrics, Registry } = promClient();
     processMetrics = new Registry();
     collectDefaultMetrics({ register: processMetrics, prefix: PREFIX });
   }
-  for (const { name } of processMetrics.getMetricsAsArray())
-    if (registry.getSingleMetric(name) === undefined) registry.registerMetric(processMetrics.getSingleMetric(name)!);
+  for (const metric of processMetrics.getMetricsAsArray()) {
+    const { name } = metric as unknown as { name: string };
+    if (metric instanceof Gauge && name.endsWith('_total')) continue;
+    if (registry.getSingleMetric(name) === undefined) registry.registerMetric(metric);
+  }
 }
 
 /**
