@@ -97,8 +97,8 @@ function registerProcessMetrics(registry: Registry): void {
     processMetrics = new Registry();
     collectDefaultMetrics({ register: processMetrics, prefix: PREFIX });
   }
-  for (const metric of processMetrics.getMetricsAsArray()) {
-    const { name } = metric as unknown as { name: string };
+  for (const { name } of processMetrics.getMetricsAsArray()) {
+    const metric = processMetrics.getSingleMetric(name)!;
     if (metric instanceof Gauge && name.endsWith('_total')) continue;
     if (registry.getSingleMetric(name) === undefined) registry.registerMetric(metric);
   }
