@@ -436,12 +436,14 @@ describe('the tenant label of refusals stays bounded', () => {
 });
 
 describe('no label grows with what callers send', () => {
-  it('keeps every label of every family to 100 values and __other__ (and none) whatever users, features, request ids, models and paths callers send', async () => {
+  it('keeps every label of every family to 100 values and __other__ (and none) whatever tenants, users, features, request ids, models and paths callers send', async () => {
     const key = generateApiKey();
+    const issuer = await jwtIssuer();
     const gateway = createGateway(
       validateConfig({
         tenants: { acme: {} },
         keys: [{ id: 'acme-key', sha256: hashApiKey(key), tenant: 'acme' }],
+        jwt: issuer.config,
         metrics: { public: true },
         log: { level: 'silent' },
       }),
@@ -466,6 +468,12 @@ describe('no label grows with what callers send', () => {
           .send({ model: 'gpt-4o-mini', max_tokens: 4, messages: [{ role: 'user', content: 'hi' }] })
           .expect(200);
         if (i % 4 !== 0) continue;
+        // Tenants an identity provider mints, that the config does not list.
+        await request(app)
+          .post('/v1/chat/completions')
+          .set('authorization', `Bearer ${await issuer.mint(fresh('tenant'))}`)
+          .send({ model: 'gpt-4o-mini', max_tokens: 4, messages: [{ role: 'user', content: 'hi' }] })
+          .expect(200);
         await request(app)
           .post('/v1/chat/completions')
           .set('authorization', `Bearer ${key}`)
@@ -486,8 +494,11 @@ describe('no label grows with what callers send', () => {
       );
       expect(crowded).toEqual([]);
       expect(sent.filter((value) => scrape.includes(value))).toEqual([]);
-      // The feature label (the attribution header by default) keeps its first 100 values; later ones are __other__.
-      const features = labelValues(scrape, types).get('tollgate_requests_total')?.get('feature');
+      // The usage metrics name the config's tenants, as the refusals do; the feature label (the attribution header by
+      // default) keeps its first 100 values, later ones are __other__.
+      const requests = labelValues(scrape, types).get('tollgate_requests_total');
+      expect(requests?.get('tenant')).toEqual(new Set(['acme', '__other__']));
+      const features = requests?.get('feature');
       expect(features?.size).toBe(101);
       expect(features?.has('__other__')).toBe(true);
     } finally {
