@@ -436,7 +436,7 @@ describe('the tenant label of refusals stays bounded', () => {
 });
 
 describe('no label grows with what callers send', () => {
-  it('keeps every label of every family to 100 values and __other__ (and none) whatever tenants, users, features, request ids, models and paths callers send', async () => {
+  it('keeps each label to 100 values, __other__ and none, whatever tenants, users, features, ids, models, paths come', async () => {
     const key = generateApiKey();
     const issuer = await jwtIssuer();
     const gateway = createGateway(
