@@ -1,7 +1,10 @@
 // TollgateError: misconfiguration found at factory time, with a stable code and a docs anchor.
 
-// Relative to the repository root, where docs/errors.md explains each code.
-const DOCS = 'docs/errors.md';
+/**
+ * Where each code is explained: docs/errors.md at a stable URL of the repository that every package.json names (an
+ * npm user has no repository checkout; @tollgate/core also ships the same file as `docs/errors.md`).
+ */
+const DOCS = 'https://github.com/tollgate/tollgate/blob/main/docs/errors.md';
 
 /**
  * Thrown at construction time when options or config are wrong. `code` is stable:

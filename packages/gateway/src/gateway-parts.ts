@@ -150,6 +150,7 @@ function watchingParts(options: GatewayOptions, deps: ProxyDeps, held: Held) {
   });
   const metering = createMetering(options.metering, pricing, {
     metrics: deps.metrics,
+    tenants: options.operator.tenants,
     ...(deps.tracer === undefined ? {} : { tracer: deps.tracer }),
     ...(guarding.onUsage ? { onUsage: guarding.onUsage } : {}),
   });

@@ -45,17 +45,22 @@ export interface ProxyMetering {
   close(): Promise<void>;
 }
 
-/** `metrics: false` leaves out the Prometheus sink (and so `/metrics`); `tracer` is the meter's (see MeterOptions). */
+/**
+ * `metrics: false` leaves out the Prometheus sink (and so `/metrics`); `tenants` (the config's) are the tenants its
+ * `tenant` label names, as the refusals' does; `tracer` is the meter's (see MeterOptions).
+ */
 export function createMetering(
   usage: MeteringOptions,
   pricing: Pricing,
   options: {
     metrics?: boolean;
+    tenants?: readonly string[];
     tracer?: Tracer | false;
     onUsage?: (record: UsageRecord, req: Request) => void;
   } = {},
 ): ProxyMetering {
-  const prometheus = options.metrics === false ? undefined : prometheusSink();
+  const prometheus =
+    options.metrics === false ? undefined : prometheusSink(options.tenants ? { tenants: options.tenants } : {});
   const sinks: UsageSink[] = prometheus ? [prometheus] : [];
   // The usage log is written often enough to tail; the batch still keeps writes off the request path.
   if (usage.usageLog) sinks.push(jsonlSink({ path: usage.usageLog, flushIntervalMs: 200 }));

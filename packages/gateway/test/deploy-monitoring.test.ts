@@ -1,7 +1,9 @@
 // deploy/prometheus/alerts.yml and deploy/grafana/tollgate.json against the gateway: promtool accepts the rules
-// (and their unit tests), and every metric their PromQL names is one a running gateway exposes. Then the label rules
-// of the metrics they chart: refusals by tenant with bounded values, time to first token, the process.
+// (and their unit tests), and every metric their PromQL names is one a running gateway exposes. Every family the
+// gateway exposes follows Prometheus's conventions (base units, `_total` counters, no label a caller can grow). Then
+// the label rules of the metrics they chart: refusals by tenant with bounded values, time to first token, the process.
 import { spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
@@ -113,6 +115,51 @@ function exposes(types: Map<string, string>, name: string): boolean {
   return base !== undefined && (types.get(base) === 'histogram' || types.get(base) === 'summary');
 }
 
+/**
+ * What breaks Prometheus's naming conventions in the families a scrape declares: a counter is named `_total` and
+ * nothing else is; durations are in seconds and sizes in bytes (no `_ms`, `_kb`, ...); a histogram or summary
+ * observes seconds or bytes.
+ */
+function conventionProblems(types: Map<string, string>): string[] {
+  const problems: string[] = [];
+  for (const [name, type] of types) {
+    if (type === 'counter' && !name.endsWith('_total')) problems.push(`${name}: a counter not named _total`);
+    if (type !== 'counter' && name.endsWith('_total')) problems.push(`${name}: a ${type} named _total`);
+    if (
+      /_(?:ms|milliseconds|us|microseconds|ns|nanoseconds|minutes|hours|days|kb|mb|gb|kilobytes|megabytes)(?:_|$)/.test(
+        name,
+      )
+    )
+      problems.push(`${name}: not in base units (seconds, bytes)`);
+    if ((type === 'histogram' || type === 'summary') && !/_(?:seconds|bytes)$/.test(name))
+      problems.push(`${name}: a ${type} of neither seconds nor bytes`);
+    if (/duration|latency|ttfb|time|lag|delay|elapsed/.test(name) && !/_seconds(?:_total)?$/.test(name))
+      problems.push(`${name}: a duration not in seconds`);
+  }
+  return problems;
+}
+
+/** Labels that name one caller, one request or one address: a series each, so no family may have them. */
+const UNBOUNDED_LABELS = /^(?:key|key_?id|user|user_?id|request_?id|conversation_?id|trace_?id|span_?id|ip|address)$/i;
+
+/** Per family (a histogram's `_bucket`, `_sum` and `_count` under its own name), per label, the values it has. */
+function labelValues(scrape: string, types: Map<string, string>): Map<string, Map<string, Set<string>>> {
+  const families = new Map<string, Map<string, Set<string>>>();
+  for (const match of scrape.matchAll(/^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? \S+$/gm)) {
+    const sample = match[1]!;
+    const base = /^(.*)_(?:bucket|sum|count)$/.exec(sample)?.[1];
+    const family = base !== undefined && exposes(types, sample) && !types.has(sample) ? base : sample;
+    let labels = families.get(family);
+    if (labels === undefined) families.set(family, (labels = new Map()));
+    for (const [, label, value] of (match[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) {
+      let values = labels.get(label!);
+      if (values === undefined) labels.set(label!, (values = new Set()));
+      values.add(value!);
+    }
+  }
+  return families;
+}
+
 /** An identity provider of the test's own: the gateway's `jwt` config, and tokens it signs for a tenant claim. */
 async function jwtIssuer() {
   const pair = await generateKeyPair('RS256');
@@ -170,6 +217,37 @@ describe('the rules and the dashboard, as Prometheus reads them', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('finds what breaks the naming conventions', () => {
+    const types = new Map([
+      ['tollgate_route_ttfb_ms', 'gauge'],
+      ['tollgate_route_calls', 'counter'],
+      ['tollgate_nodejs_active_handles_total', 'gauge'],
+      ['tollgate_upstream_latency', 'histogram'],
+      ['tollgate_upstream_duration_seconds', 'histogram'],
+      ['tollgate_requests_total', 'counter'],
+      ['tollgate_budget_spent_usd', 'gauge'],
+    ]);
+    expect(conventionProblems(types)).toEqual([
+      'tollgate_route_ttfb_ms: not in base units (seconds, bytes)',
+      'tollgate_route_ttfb_ms: a duration not in seconds',
+      'tollgate_route_calls: a counter not named _total',
+      'tollgate_nodejs_active_handles_total: a gauge named _total',
+      'tollgate_upstream_latency: a histogram of neither seconds nor bytes',
+      'tollgate_upstream_latency: a duration not in seconds',
+    ]);
+    const scrape = 'h_seconds_bucket{le="1",model="a"} 1\nh_seconds_sum{model="a"} 1\nc_total{tenant="x\\"y"} 2\n';
+    const families = labelValues(
+      scrape,
+      new Map([
+        ['h_seconds', 'histogram'],
+        ['c_total', 'counter'],
+      ]),
+    );
+    expect([...families.keys()]).toEqual(['h_seconds', 'c_total']);
+    expect(families.get('h_seconds')?.get('model')).toEqual(new Set(['a']));
+    expect(families.get('c_total')?.get('tenant')).toEqual(new Set(['x\\"y']));
   });
 
   it('reads metric names out of PromQL', () => {
@@ -254,6 +332,26 @@ describe('a gateway on the mock provider exposes every metric the rules and the 
     await new Promise<void>((resolve) => upstream.close(() => resolve()));
   });
 
+  it("names every family after Prometheus's conventions, with no label that names a caller or a request", () => {
+    const types = declared(scrape);
+    expect(types.size).toBeGreaterThan(40);
+    expect(conventionProblems(types)).toEqual([]);
+    const labelled = [...labelValues(scrape, types)].flatMap(([family, labels]) =>
+      [...labels.keys()].filter((label) => UNBOUNDED_LABELS.test(label)).map((label) => `${family}{${label}}`),
+    );
+    expect(labelled).toEqual([]);
+  });
+
+  it("counts each routing target's calls and failures, and its time to first byte in seconds", () => {
+    const target = 'target="openai/gpt-4o-mini",upstream="openai",model="gpt-4o-mini"';
+    expect(declared(scrape).get('tollgate_route_calls_total')).toBe('counter');
+    expect(sampleOf(scrape, `tollgate_route_calls_total{${target}}`)).toBe(1);
+    expect(sampleOf(scrape, `tollgate_route_failures_total{${target}}`)).toBe(0);
+    const ttfb = sampleOf(scrape, `tollgate_route_ttfb_seconds{${target}}`)!;
+    expect(ttfb).toBeGreaterThanOrEqual(0);
+    expect(ttfb).toBeLessThan(5);
+  });
+
   it("exposes each metric alerts.yml's expressions read", () => {
     const names = [...new Set(alertExpressions().flatMap(metricNames))];
     expect(names.length).toBeGreaterThan(8);
@@ -331,6 +429,78 @@ describe('the tenant label of refusals stays bounded', () => {
       expect(tenants.slice(0, 100).every((tenant) => byTenant.get(tenant) === 1)).toBe(true);
       // t100 to t102 are configured but past the cap; flood-* are not configured at all.
       expect(byTenant.get('__other__')).toBe(3 + minted.length);
+    } finally {
+      await gateway.close();
+    }
+  });
+});
+
+describe('no label grows with what callers send', () => {
+  it('keeps each label to 100 values, __other__ and none, whatever tenants, users, features, ids, models, paths come', async () => {
+    const key = generateApiKey();
+    const issuer = await jwtIssuer();
+    const gateway = createGateway(
+      validateConfig({
+        tenants: { acme: {} },
+        keys: [{ id: 'acme-key', sha256: hashApiKey(key), tenant: 'acme' }],
+        jwt: issuer.config,
+        metrics: { public: true },
+        log: { level: 'silent' },
+      }),
+      { log: () => undefined },
+    );
+    const app = express().use(gateway);
+    const sent: string[] = [];
+    const fresh = (kind: string) => {
+      const value = `${kind}-${randomUUID()}`;
+      sent.push(value);
+      return value;
+    };
+    try {
+      for (let i = 0; i < 120; i++) {
+        await request(app)
+          .post('/v1/chat/completions')
+          .set('authorization', `Bearer ${key}`)
+          .set('x-tollgate-user', fresh('user'))
+          .set('x-tollgate-feature', `feature-${i}`)
+          .set('x-request-id', fresh('request'))
+          .set('x-conversation-id', fresh('conversation'))
+          .send({ model: 'gpt-4o-mini', max_tokens: 4, messages: [{ role: 'user', content: 'hi' }] })
+          .expect(200);
+        if (i % 4 !== 0) continue;
+        // Tenants an identity provider mints, that the config does not list.
+        await request(app)
+          .post('/v1/chat/completions')
+          .set('authorization', `Bearer ${await issuer.mint(fresh('tenant'))}`)
+          .send({ model: 'gpt-4o-mini', max_tokens: 4, messages: [{ role: 'user', content: 'hi' }] })
+          .expect(200);
+        await request(app)
+          .post('/v1/chat/completions')
+          .set('authorization', `Bearer ${key}`)
+          .send({ model: fresh('model'), messages: [{ role: 'user', content: 'hi' }] })
+          .expect((res) => expect(res.status).toBeGreaterThanOrEqual(400));
+        await request(app)
+          .post(`/v1/${fresh('path')}`)
+          .set('authorization', `Bearer ${key}`)
+          .send({});
+      }
+      await gateway.flushUsage();
+      const scrape = (await request(app).get('/metrics').expect(200)).text;
+      const types = declared(scrape);
+      const crowded = [...labelValues(scrape, types)].flatMap(([family, labels]) =>
+        [...labels]
+          .filter(([, values]) => values.size > 102)
+          .map(([label, values]) => `${family}{${label}}: ${values.size}`),
+      );
+      expect(crowded).toEqual([]);
+      expect(sent.filter((value) => scrape.includes(value))).toEqual([]);
+      // The usage metrics name the config's tenants, as the refusals do; the feature label (the attribution header by
+      // default) keeps its first 100 values, later ones are __other__.
+      const requests = labelValues(scrape, types).get('tollgate_requests_total');
+      expect(requests?.get('tenant')).toEqual(new Set(['acme', '__other__']));
+      const features = requests?.get('feature');
+      expect(features?.size).toBe(101);
+      expect(features?.has('__other__')).toBe(true);
     } finally {
       await gateway.close();
     }

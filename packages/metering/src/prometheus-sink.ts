@@ -22,6 +22,11 @@ export interface PrometheusSinkOptions {
   maxLabelValues?: number;
   /** Latency histogram buckets, in seconds. @default [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120] */
   latencyBuckets?: number[];
+  /**
+   * The tenants the `tenant` label names (the first `maxLabelValues` of them); any other tenant counts as `__other__`,
+   * so tenants that no config lists (a JWT's claim) make no series. @default every tenant, the first maxLabelValues
+   */
+  tenants?: readonly string[];
 }
 
 const KNOWN = [
@@ -29,6 +34,7 @@ const KNOWN = [
   'prefix',
   'maxLabelValues',
   'latencyBuckets',
+  'tenants',
 ] as const satisfies readonly (keyof PrometheusSinkOptions)[];
 
 /** The label value of series that overflowed `maxLabelValues`. */
@@ -37,7 +43,7 @@ export const OVERFLOW_LABEL = '__other__';
 export const NONE_LABEL = 'none';
 
 type LabelName = 'tenant' | 'model' | 'feature';
-const LABELS: LabelName[] = ['tenant', 'model', 'feature'];
+const LABELS: Exclude<LabelName, 'tenant'>[] = ['model', 'feature'];
 type TokenClass = 'input' | 'cached_input' | 'cache_write' | 'output' | 'reasoning';
 const TOKEN_CLASSES: TokenClass[] = ['input', 'cached_input', 'cache_write', 'output', 'reasoning'];
 
@@ -163,6 +169,23 @@ export class BoundedLabel {
   }
 }
 
+/**
+ * The `tenant` label of the gateway's metrics: with `tenants` (the config's), a listed tenant by its id (the first
+ * `max` of them), `__other__` for any other; without, the first `max` tenants seen. `none` when there is no tenant (a
+ * caller not identified, a key without one). Callers cannot make new series.
+ */
+export function tenantLabeller(
+  tenants: readonly string[] | undefined,
+  max: number,
+): (tenant: string | null | undefined) => string {
+  const listed = tenants && new Set(tenants);
+  const bounded = new BoundedLabel(max);
+  return function tenantLabel(tenant) {
+    if (tenant === undefined || tenant === null || tenant === '') return NONE_LABEL;
+    return listed === undefined || listed.has(tenant) ? bounded.value(tenant) : OVERFLOW_LABEL;
+  };
+}
+
 function reuse<T extends SeriesCounter | SeriesHistogram>(
   registry: Registry,
   name: string,
@@ -214,9 +237,10 @@ export function prometheusSink(options: PrometheusSinkOptions = {}): PrometheusS
       'prometheusSink() maxLabelValues must be a positive integer',
     );
   const bounded = Object.fromEntries(LABELS.map((label) => [label, new BoundedLabel(maxLabelValues)])) as Record<
-    LabelName,
+    Exclude<LabelName, 'tenant'>,
     BoundedLabel
   >;
+  const tenantLabel = tenantLabeller(options.tenants, maxLabelValues);
   const index = new SeriesIndex(
     sinkMetrics(registry, prefix, options.latencyBuckets ?? [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]),
   );
@@ -228,7 +252,7 @@ export function prometheusSink(options: PrometheusSinkOptions = {}): PrometheusS
       try {
         index
           .get(
-            bounded.tenant.value(record.tenantId),
+            tenantLabel(record.tenantId),
             // A tool call has no model: its series are the tool's (`search/web_search`).
             bounded.model.value(record.model ?? record.tool ?? null),
             bounded.feature.value(record.feature),

@@ -215,4 +215,16 @@ describe('prometheusSink', () => {
     // A second sink on the same registry reuses the metrics instead of failing to register them.
     expect(() => prometheusSink({ registry, prefix: 'gw_' })).not.toThrow();
   });
+
+  it('names only the tenants it is given: any other counts as __other__, whatever the room left', async () => {
+    const registry = new Registry();
+    const sink = prometheusSink({ registry, tenants: ['acme', 'beta'] });
+    for (const tenantId of ['acme', 'minted-1', 'minted-2', null]) sink.write(sampleRecord({ tenantId }));
+    const tenants = [...(await registry.metrics()).matchAll(/^tollgate_requests_total\{tenant="([^"]*)".* (\d+)$/gm)];
+    expect(tenants.map((match) => [match[1], match[2]])).toEqual([
+      ['acme', '1'],
+      [OVERFLOW_LABEL, '2'],
+      ['none', '1'],
+    ]);
+  });
 });

@@ -3,10 +3,10 @@ import type { Request, Response } from 'express';
 import type { Registry } from 'prom-client';
 import { MITIGATION_KINDS, promClient, registerGauges } from './proxy-gauges.js';
 import type { BudgetReader, PriceReading } from './proxy-gauges.js';
-import type { Identity, TollgateStores } from '@tollgate/core';
+import type { TollgateStores } from '@tollgate/core';
 import type { UpstreamOutcome } from '@tollgate/core/provider-call';
 import { timedStores } from './timed-stores.js';
-import { BoundedLabel, NONE_LABEL, OVERFLOW_LABEL } from '../prometheus-sink.js';
+import { BoundedLabel, tenantLabeller } from '../prometheus-sink.js';
 import { SeriesCounter, SeriesHistogram } from '../prometheus-series.js';
 import type { CounterSeries, HistogramSeries } from '../prometheus-series.js';
 
@@ -86,33 +86,22 @@ function routeLabel(req: Request): string {
 /**
  * prom-client's process and Node.js metrics (CPU, memory, heap, event loop lag, GC, handles), `tollgate_`-prefixed,
  * made once per process: each set keeps an event-loop monitor and a GC observer running, so every gateway of the
- * process shares the one set, registered in its own registry too.
+ * process shares the one set, registered in its own registry too. Its gauges named `_total`
+ * (`nodejs_active_handles_total`, ...) are left out: `_total` names a counter, and each is the sum of the gauge by
+ * type beside it (`sum(tollgate_nodejs_active_handles)`).
  */
 let processMetrics: Registry | undefined;
 function registerProcessMetrics(registry: Registry): void {
+  const { collectDefaultMetrics, Gauge, Registry } = promClient();
   if (processMetrics === undefined) {
-    const { collectDefaultMetrics, Registry } = promClient();
     processMetrics = new Registry();
     collectDefaultMetrics({ register: processMetrics, prefix: PREFIX });
   }
-  for (const { name } of processMetrics.getMetricsAsArray())
-    if (registry.getSingleMetric(name) === undefined) registry.registerMetric(processMetrics.getSingleMetric(name)!);
-}
-
-/**
- * The `tenant` label of a refusal: the tenant's id when the config names it under `tenants` (the first 100 of them,
- * later ones `__other__`), `__other__` for any other tenant (a JWT's claim, a key written to the store by other means
- * than the config and the admin API, which both check it), `none` when the caller was not identified or has no
- * tenant. Callers cannot make new series.
- */
-function tenantLabeller(tenants: readonly string[]): (identity: Identity | undefined) => string {
-  const configured = new Set(tenants);
-  const bounded = new BoundedLabel(MAX_LABEL_VALUES);
-  return function tenantLabel(identity) {
-    const tenant = identity?.tenantId;
-    if (tenant === undefined || tenant === '') return NONE_LABEL;
-    return configured.has(tenant) ? bounded.value(tenant) : OVERFLOW_LABEL;
-  };
+  for (const { name } of processMetrics.getMetricsAsArray()) {
+    const metric = processMetrics.getSingleMetric(name)!;
+    if (metric instanceof Gauge && name.endsWith('_total')) continue;
+    if (registry.getSingleMetric(name) === undefined) registry.registerMetric(metric);
+  }
 }
 
 /** Upstream calls by upstream, model and status, their durations, time to first token, and failures by reason. */
@@ -243,7 +232,7 @@ export function createProxyMetrics(registry: Registry, options: ProxyMetricsOpti
 
   const routes = new BoundedLabel(MAX_LABEL_VALUES);
   const layers = new BoundedLabel(MAX_LABEL_VALUES);
-  const tenantLabel = tenantLabeller(options.tenants);
+  const tenantLabel = tenantLabeller(options.tenants, MAX_LABEL_VALUES);
   const refusalLabels = new LabelCache<{ layer: string; reason: string; tenant: string }>();
   const shadowLabels = new LabelCache<{ reason: string; tenant: string }>();
   const failureLabels = new LabelCache<{ layer: string }>();
@@ -265,14 +254,14 @@ export function createProxyMetrics(registry: Registry, options: ProxyMetricsOpti
       const refusal = req.tollgate?.refusal;
       if (refusal) {
         const layer = layers.value(refusal.layer);
-        const tenant = tenantLabel(req.tollgate.identity);
+        const tenant = tenantLabel(req.tollgate.identity?.tenantId);
         refusals.inc(
           refusalLabels.get(`${layer} ${refusal.code} ${tenant}`, () => ({ layer, reason: refusal.code, tenant })),
         );
       }
       const shadowed = req.tollgate?.shadowRefusal;
       if (shadowed) {
-        const tenant = tenantLabel(req.tollgate.identity);
+        const tenant = tenantLabel(req.tollgate.identity?.tenantId);
         shadowRefusals.inc(shadowLabels.get(`${shadowed} ${tenant}`, () => ({ reason: shadowed, tenant })));
       }
     },
