@@ -28,10 +28,10 @@ const recipe = readRecipe(readFileSync(path.join(DEPLOY, 'Dockerfile'), 'utf8'))
  */
 const PREPARED_HERE = [/^corepack enable$/, /^pnpm install --frozen-lockfile$/];
 
-/** Runs `command` under promtool's name, saying how to get it when it is missing. */
+/** Runs promtool in `cwd`; when it is missing, says how to get it (test/setup/machine.sh installs it). */
 function promtool(args: string[], cwd: string) {
   const run = spawnSync('promtool', args, { cwd, encoding: 'utf8' });
-  if (run.error) throw new Error(`promtool: ${run.error.message} (apt-get install prometheus; test/setup/machine.sh)`);
+  if (run.error) throw new Error(`promtool: ${run.error.message} (apt-get install prometheus)`);
   return { status: run.status, output: `${run.stdout}${run.stderr}` };
 }
 
@@ -111,7 +111,7 @@ describe("deploy/Dockerfile's steps, run outside a container", () => {
   }
 
   /** The image's environment: its ENV lines with this machine's paths, a free port, node on the PATH. */
-  async function imageEnv(): Promise<Record<string, string>> {
+  async function imageEnv(): Promise<Record<string, string> & { PORT: string }> {
     const env = Object.fromEntries(Object.entries(recipe.env).map(([name, value]) => [name, here(value)]));
     return {
       ...env,
@@ -156,7 +156,7 @@ describe("deploy/Dockerfile's steps, run outside a container", () => {
     expect(sources).toEqual([]);
   });
 
-  it('starts as the image user on the recipe ENV, writes only its data dir, and passes the HEALTHCHECK', async () => {
+  it('starts as the image user with the recipe ENV, keeps its data as that user, passes the HEALTHCHECK', async () => {
     const env = await imageEnv();
     const gateway = startAsImageUser(env);
     await gateway.listening;
@@ -178,7 +178,7 @@ describe("deploy/Dockerfile's steps, run outside a container", () => {
     gateway.child.kill('SIGTERM');
   });
 
-  it("serves deploy/tollgate.json with the compose file's environment on Redis and PostgreSQL, metrics behind the admin key", async () => {
+  it('serves deploy/tollgate.json with the compose environment, on Redis and PostgreSQL', async () => {
     const compose = parseYaml(readFileSync(path.join(DEPLOY, 'compose.yaml'), 'utf8')) as {
       services: { gateway: { environment: Record<string, string> } };
     };
@@ -205,8 +205,9 @@ describe("deploy/Dockerfile's steps, run outside a container", () => {
         value.startsWith('${') ? `test-${name.toLowerCase()}` : value,
       ]),
     );
+    const image = await imageEnv();
     const env = {
-      ...(await imageEnv()),
+      ...image,
       ...composeEnv,
       TOLLGATE_CONFIG: configFile,
       REDIS_URL,
@@ -218,9 +219,9 @@ describe("deploy/Dockerfile's steps, run outside a container", () => {
     const gateway = startAsImageUser(env);
     await gateway.listening;
     expect(gateway.output()).toContain('stores: redis');
-    const health = await fetch(`http://127.0.0.1:${env.PORT}/healthz`);
+    const health = await fetch(`http://127.0.0.1:${image.PORT}/healthz`);
     expect(health.status).toBe(200);
-    const metrics = `http://127.0.0.1:${env.PORT}/metrics`;
+    const metrics = `http://127.0.0.1:${image.PORT}/metrics`;
     expect((await fetch(metrics)).status).toBe(401);
     const scrape = await fetch(metrics, { headers: { authorization: `Bearer ${adminKey}` } });
     expect(scrape.status).toBe(200);

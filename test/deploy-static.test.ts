@@ -150,7 +150,7 @@ describe('deploy/compose.yaml', () => {
     expect(compose.secrets.admin_key!.file).toBe('./secrets/admin-key');
   });
 
-  it('provisions Grafana with the Prometheus beside it and the shipped dashboard, whose data source is a variable', () => {
+  it('provisions Grafana with the Prometheus beside it and the dashboard, whose data source is a variable', () => {
     const grafana = compose.services.grafana!;
     const datasources = yamlOf<{ datasources: { type: string; url: string }[] }>(
       'grafana/provisioning/datasources/prometheus.yml',
