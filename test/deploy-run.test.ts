@@ -7,6 +7,7 @@ import type { ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { writeFileSync } from 'node:fs';
+import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -107,7 +108,13 @@ describe("deploy/Dockerfile's steps, run outside a container", () => {
       });
       child.once('exit', (code) => reject(new Error(`the gateway exited with ${code}:\n${output}`)));
     });
-    return { child, listening, output: () => output };
+    /** SIGTERM, as `docker stop` and the kubelet send it: the gateway closes and exits by itself. */
+    const stop = async () => {
+      const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+      child.kill('SIGTERM');
+      return exited;
+    };
+    return { child, listening, output: () => output, stop };
   }
 
   /** The image's environment: its ENV lines with this machine's paths, a free port, node on the PATH. */
@@ -135,6 +142,7 @@ describe("deploy/Dockerfile's steps, run outside a container", () => {
     chmodSync(work, 0o755);
   }, 900_000);
 
+  // Removing an installed app's node_modules takes a while on a busy machine.
   afterAll(async () => {
     for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
     rmSync(work, { recursive: true, force: true });
@@ -142,7 +150,7 @@ describe("deploy/Dockerfile's steps, run outside a container", () => {
     const pool = new pg.Pool({ connectionString: POSTGRES_URL });
     await pool.query(`DROP SCHEMA IF EXISTS "${postgresSchema}" CASCADE`);
     await pool.end();
-  });
+  }, 120_000);
 
   it('installs the production dependencies only, and no TypeScript source of ours', () => {
     const modules = path.join(places['/app']!, 'node_modules');
@@ -175,7 +183,7 @@ describe("deploy/Dockerfile's steps, run outside a container", () => {
     const data = places[recipe.env.TOLLGATE_DATA_DIR!]!;
     expect(readdirSync(data).length).toBeGreaterThan(0);
     expect(readdirSync(data).every((entry) => statSync(path.join(data, entry)).uid === Number(uid))).toBe(true);
-    gateway.child.kill('SIGTERM');
+    expect(await gateway.stop()).toEqual([0, null]);
   });
 
   it('serves deploy/tollgate.json with the compose environment, on Redis and PostgreSQL', async () => {
@@ -226,6 +234,6 @@ describe("deploy/Dockerfile's steps, run outside a container", () => {
     const scrape = await fetch(metrics, { headers: { authorization: `Bearer ${adminKey}` } });
     expect(scrape.status).toBe(200);
     expect(await scrape.text()).toMatch(/^# TYPE tollgate_/m);
-    gateway.child.kill('SIGTERM');
+    expect(await gateway.stop()).toEqual([0, null]);
   });
 });
