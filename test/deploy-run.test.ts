@@ -27,7 +27,7 @@ const recipe = readRecipe(readFileSync(path.join(DEPLOY, 'Dockerfile'), 'utf8'))
  * PATH, `pnpm install --frozen-lockfile` run before the tests), and a second install under a running test suite would
  * change node_modules beneath it.
  */
-const PREPARED_HERE = [/^corepack enable$/, /^pnpm install --frozen-lockfile$/];
+const PREPARED_HERE = [/^npm install -g pnpm@10 /, /^pnpm install --frozen-lockfile$/];
 
 /** Runs promtool in `cwd`; when it is missing, says how to get it (test/setup/machine.sh installs it). */
 function promtool(args: string[], cwd: string) {
