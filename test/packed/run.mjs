@@ -5,10 +5,11 @@
 // (no --legacy-peer-deps, --engine-strict), checks its node_modules' size and serves requests through it.
 /* global fetch */
 import { execFileSync, spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { packPackages } from './pack.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const HERE = path.join(ROOT, 'test/packed');
@@ -32,18 +33,7 @@ function npm(args, cwd) {
 
 function packAll() {
   run('pnpm', ['build'], ROOT);
-  const out = path.join(work, 'tarballs');
-  mkdirSync(out);
-  const tarballs = new Map();
-  for (const dir of readdirSync(path.join(ROOT, 'packages'))) {
-    const manifest = JSON.parse(readFileSync(path.join(ROOT, 'packages', dir, 'package.json'), 'utf8'));
-    if (manifest.private) continue;
-    run('pnpm', ['pack', '--pack-destination', out], path.join(ROOT, 'packages', dir));
-    const file = path.join(out, `${manifest.name.replace('@', '').replace('/', '-')}-${manifest.version}.tgz`);
-    if (!existsSync(file)) throw new Error(`pnpm pack wrote no ${file}`);
-    tarballs.set(manifest.name, file);
-  }
-  return tarballs;
+  return packPackages(path.join(work, 'tarballs'));
 }
 
 /** What npm would publish: no workspace protocol, the fields npm users need, every exported file present. */
