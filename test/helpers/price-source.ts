@@ -143,8 +143,7 @@ export function tierUpstream() {
       ['response.output_text.delta', { item_id: 'msg_tier', output_index: 0, content_index: 0, delta: 'ok' }],
       ['response.completed', { response: responsesBody(body.model, 'completed', served) }],
     ];
-    for (const [index, [type, fields]] of events.entries())
-      sse(res, { type, sequence_number: index, ...fields }, type);
+    for (const [index, [type, fields]] of events.entries()) sse(res, { type, sequence_number: index, ...fields }, type);
     res.end();
   }
 
