@@ -150,8 +150,9 @@ class Setup {
   }
 
   /**
-   * Starts a chat stream and reads its first chunk; `finish` reads the rest and returns the usage record. A prompt
-   * that says `hold:<tag>` is held by the upstream after its first chunk until `tiers.release(tag)`.
+   * Starts a chat stream and reads its first chunk; `finish` reads the rest and returns the usage record (and notes
+   * the `cost_usd` the stream's usage chunk told, when the client asked for one). A prompt that says `hold:<tag>` is
+   * held by the upstream after its first chunk until `tiers.release(tag)`.
    */
   async startStream(content: string, extra: Record<string, unknown> = {}) {
     const requestId = randomUUID();
@@ -162,12 +163,17 @@ class Setup {
     const chunks = stream[Symbol.asyncIterator]();
     const first = await chunks.next();
     expect(first.done).toBe(false);
-    return {
+    const handle = {
+      costUsdTold: undefined as number | undefined,
       finish: async () => {
-        while (!(await chunks.next()).done);
+        for (let next = await chunks.next(); !next.done; next = await chunks.next()) {
+          const usage = next.value.usage as { cost_usd?: number } | null | undefined;
+          if (usage?.cost_usd !== undefined) handle.costUsdTold = usage.cost_usd;
+        }
         return this.recordOf(requestId);
       },
     };
+    return handle;
   }
 
   /** Streams one call of the Responses API to its end and returns its usage record. */
@@ -317,7 +323,7 @@ describe.each(['memory', 'redis'] as const)('prices from a file source, on %s', 
     const reservedAt = await setup.prices();
     const spent = await setup.settledSpend();
     const tag = `${store}Inflight`;
-    const inFlight = await setup.startStream(`stream hold:${tag}`);
+    const inFlight = await setup.startStream(`stream hold:${tag}`, { stream_options: { include_usage: true } });
     await setup.tiers.started(tag);
 
     writeFileSync(file, priceFile(5, 10));
@@ -329,9 +335,11 @@ describe.each(['memory', 'redis'] as const)('prices from a file source, on %s', 
     const spentBefore = await setup.spendAfter(spent);
     setup.tiers.release(tag);
     const record = await inFlight.finish();
-    // ...the one in flight at the old ones, from its reservation to its record and its budget charge.
+    // ...the one in flight at the old ones, from its reservation to the cost its client was told, its record and its
+    // budget charge.
     expect(record.priceVersion).toBe(reservedAt.version);
     expect(record.costNanoUsd).toBe(costOf(3, 6));
+    expect(inFlight.costUsdTold).toBe(costOf(3, 6) / 1e9);
     expect(record.estimatedCostNanoUsd * 5).toBe(next.estimatedCostNanoUsd * 3);
     expect((await setup.settledSpend()) - spentBefore).toBe(costOf(3, 6));
     expect(spentBefore - spent).toBe(costOf(5, 10));
