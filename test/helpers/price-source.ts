@@ -77,7 +77,7 @@ const USAGE_RESPONSES = {
   total_tokens: 2 * TOKENS,
 };
 
-/** A Responses API answer; before it is served its tier is the one asked for (`auto` when none), then the one served. */
+/** A Responses API answer: its tier is the one asked for (`auto` when none) until served, then the one served. */
 function responsesBody(model: string | undefined, status: 'in_progress' | 'completed', tier: string) {
   const done = status === 'completed';
   const message = { type: 'message', id: 'msg_tier', status, role: 'assistant' };
