@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
@@ -22,76 +22,13 @@ import {
   startProxy,
   waitFor,
 } from './helpers/proxy.js';
-import type { FakeUpstream, FakeUpstreamRequest, RunningProxy } from './helpers/proxy.js';
+import type { FakeUpstream, RunningProxy } from './helpers/proxy.js';
+import { costOf, priceFile, readPrices, tenantSpend, tierUpstream } from './helpers/price-source.js';
+import type { PriceStatus } from './helpers/price-source.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-prices-'));
 const adminKey = newApiKey();
 const userKey = newApiKey();
-/** Every answer reports this usage, so a record's cost is its prices times 1,000 tokens of each. */
-const TOKENS = 1000;
-
-/** A LiteLLM price file: gpt-4o-mini at `input` / `output` USD per 1M tokens, flex at half, priority at double. */
-function priceFile(input: number, output: number, extra: Record<string, unknown> = {}): string {
-  const perToken = (usd: number) => usd / 1_000_000;
-  return JSON.stringify({
-    sample_spec: { input_cost_per_token: 0, litellm_provider: 'openai' },
-    'gpt-4o-mini': {
-      litellm_provider: 'openai',
-      mode: 'chat',
-      input_cost_per_token: perToken(input),
-      output_cost_per_token: perToken(output),
-      input_cost_per_token_flex: perToken(input / 2),
-      output_cost_per_token_flex: perToken(output / 2),
-      input_cost_per_token_priority: perToken(input * 2),
-      output_cost_per_token_priority: perToken(output * 2),
-      ...extra,
-    },
-    'bedrock/some-model': { litellm_provider: 'bedrock', input_cost_per_token: 1e-6, output_cost_per_token: 1e-6 },
-  });
-}
-
-/** nano-USD of 1,000 input and 1,000 output tokens at these USD-per-1M prices. */
-const costOf = (input: number, output: number) => Math.round(TOKENS * input * 1000 + TOKENS * output * 1000);
-
-/**
- * An OpenAI upstream that serves the tier asked for (`default` when none), or the one the `x-serve-tier` header of the
- * test names; `x-refuse: flex` makes it refuse with 429 as OpenAI does when flex capacity is short.
- */
-function answerAtTier(request: FakeUpstreamRequest, res: ServerResponse): void {
-  const body = request.body as { model?: string; service_tier?: string; messages?: { content?: string }[] };
-  const text = body.messages?.[0]?.content ?? '';
-  if (text.includes('refuse')) {
-    res.writeHead(429, { 'content-type': 'application/json' });
-    res.end(
-      JSON.stringify({
-        error: { message: 'Flex capacity is short', type: 'rate_limit', code: 'resource_unavailable' },
-      }),
-    );
-    return;
-  }
-  const served = /serve:(\w+)/.exec(text)?.[1] ?? body.service_tier ?? 'default';
-  res.writeHead(200, { 'content-type': 'application/json' });
-  res.end(
-    JSON.stringify({
-      id: 'chatcmpl-tier',
-      object: 'chat.completion',
-      created: 1,
-      model: body.model,
-      service_tier: served,
-      choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }],
-      usage: { prompt_tokens: TOKENS, completion_tokens: TOKENS, total_tokens: 2 * TOKENS },
-    }),
-  );
-}
-
-interface PriceStatus {
-  source: string | null;
-  version: string;
-  loadedAt: string | null;
-  changes: { model: string; before: { inputPerMTok: number } | null; after: { inputPerMTok: number } | null }[];
-  lastError: { message: string } | null;
-  failures: number;
-}
 
 /** A price file served over HTTP with an ETag, as a maintained source is; it notes the If-None-Match it is sent. */
 async function startPriceServer(): Promise<{
@@ -127,17 +64,18 @@ const sha = (text: string) => createHash('sha256').update(text).digest('hex');
 class Setup {
   proxy!: RunningProxy;
   upstream!: FakeUpstream;
+  readonly tiers = tierUpstream();
   stores: TollgateStores | undefined;
   readonly usageLog = path.join(dir, `${randomUUID()}-usage.jsonl`);
+  readonly prefix = `tg-test:prices:${randomUUID()}:`;
 
   constructor(
     readonly store: 'memory' | 'redis',
     readonly source: string,
-    readonly prefix = `tg-test:prices:${randomUUID()}:`,
   ) {}
 
   async start(): Promise<void> {
-    this.upstream = await startFakeUpstream(answerAtTier);
+    this.upstream = await startFakeUpstream(this.tiers.answer);
     const config: ProxyConfig = {
       usageLog: this.usageLog,
       adminKeySha256: sha256Hex(adminKey),
@@ -168,12 +106,24 @@ class Setup {
     if (this.store === 'redis') await deleteRedisPrefix(this.prefix);
   }
 
-  async prices(): Promise<PriceStatus> {
-    const response = await fetch(`${this.proxy.url}/admin/prices`, {
-      headers: { authorization: `Bearer ${adminKey}` },
-    });
-    expect(response.status).toBe(200);
-    return (await response.json()) as PriceStatus;
+  prices(): Promise<PriceStatus> {
+    return readPrices(this.proxy.url, adminKey);
+  }
+
+  /** The tenant's budget once no reservation holds any of it: what its calls were charged. */
+  settledSpend(): Promise<number> {
+    return waitFor(async () => {
+      const budget = await tenantSpend(this.proxy.url, adminKey, 'acme');
+      return budget.reservedNanoUsd === 0 ? budget.spentNanoUsd : undefined;
+    }, 'the budget settled');
+  }
+
+  /** The tenant's spend once it is no longer `previous` (a settle landed), whatever is still reserved. */
+  spendAfter(previous: number): Promise<number> {
+    return waitFor(async () => {
+      const { spentNanoUsd } = await tenantSpend(this.proxy.url, adminKey, 'acme');
+      return spentNanoUsd === previous ? undefined : spentNanoUsd;
+    }, `spend other than ${previous}`);
   }
 
   /** Waits until the gateway's prices are no longer `version` (the refresh took the new source). */
@@ -187,9 +137,8 @@ class Setup {
   /** Sends one chat call and returns its usage record. */
   async call(content: string, extra: Record<string, unknown> = {}, model = 'gpt-4o-mini'): Promise<UsageRecord> {
     const requestId = randomUUID();
-    const openai = new OpenAI({ apiKey: userKey, baseURL: `${this.proxy.url}/v1`, maxRetries: 0 });
     try {
-      await openai.chat.completions.create(
+      await this.client().chat.completions.create(
         { model, messages: [{ role: 'user', content }], max_tokens: 100, ...extra },
         { headers: { 'x-request-id': requestId } },
       );
@@ -197,6 +146,54 @@ class Setup {
       // A refusal is the test's to judge from the record.
       if (!(error instanceof OpenAI.APIError)) throw error;
     }
+    return this.recordOf(requestId);
+  }
+
+  /**
+   * Starts a chat stream and reads its first chunk; `finish` reads the rest and returns the usage record (and notes
+   * the `cost_usd` the stream's usage chunk told, when the client asked for one). A prompt that says `hold:<tag>` is
+   * held by the upstream after its first chunk until `tiers.release(tag)`.
+   */
+  async startStream(content: string, extra: Record<string, unknown> = {}) {
+    const requestId = randomUUID();
+    const stream = await this.client().chat.completions.create(
+      { model: 'gpt-4o-mini', messages: [{ role: 'user', content }], max_tokens: 100, stream: true, ...extra },
+      { headers: { 'x-request-id': requestId } },
+    );
+    const chunks = stream[Symbol.asyncIterator]();
+    const first = await chunks.next();
+    expect(first.done).toBe(false);
+    const handle = {
+      costUsdTold: undefined as number | undefined,
+      finish: async () => {
+        for (let next = await chunks.next(); !next.done; next = await chunks.next()) {
+          const usage = next.value.usage as { cost_usd?: number } | null | undefined;
+          if (usage?.cost_usd !== undefined) handle.costUsdTold = usage.cost_usd;
+        }
+        return this.recordOf(requestId);
+      },
+    };
+    return handle;
+  }
+
+  /** Streams one call of the Responses API to its end and returns its usage record. */
+  async respond(input: string, extra: Record<string, unknown> = {}): Promise<UsageRecord> {
+    const requestId = randomUUID();
+    const stream = await this.client().responses.create(
+      { model: 'gpt-4o-mini', input, max_output_tokens: 100, stream: true, ...extra },
+      { headers: { 'x-request-id': requestId } },
+    );
+    const types: string[] = [];
+    for await (const event of stream) types.push(event.type);
+    expect(types).toContain('response.completed');
+    return this.recordOf(requestId);
+  }
+
+  private client(): OpenAI {
+    return new OpenAI({ apiKey: userKey, baseURL: `${this.proxy.url}/v1`, maxRetries: 0 });
+  }
+
+  private recordOf(requestId: string): Promise<UsageRecord> {
     return waitFor(async () => {
       await this.proxy.app.flushUsage();
       return readUsageLog(this.usageLog).find((record) => record.requestId === requestId);
@@ -292,6 +289,61 @@ describe.each(['memory', 'redis'] as const)('prices from a file source, on %s', 
     const standard = await setup.call('own', {}, 'own-model');
     expect(standard.costNanoUsd).toBe(costOf(4, 8));
   });
+
+  it('bills a chat stream whose chunks say flex at the flex price, in the record and the budget', async () => {
+    // Asked for flex, and served flex without asking: the chunks' `service_tier` prices the record either way.
+    for (const [content, extra] of [
+      ['stream flex', { service_tier: 'flex' }],
+      ['stream serve:flex', {}],
+    ] as const) {
+      const spent = await setup.settledSpend();
+      const record = await (await setup.startStream(content, extra)).finish();
+      expect(record).toMatchObject({ stream: true, usageSource: 'provider', serviceTier: 'flex', status: 200 });
+      expect(record.costNanoUsd).toBe(costOf(1.5, 3));
+      expect((await setup.settledSpend()) - spent).toBe(costOf(1.5, 3));
+    }
+    const standard = await (await setup.startStream('stream')).finish();
+    expect(standard.serviceTier).toBe('default');
+    expect(standard.costNanoUsd).toBe(costOf(3, 6));
+  });
+
+  it('bills a Responses stream at the tier its response.completed says served it', async () => {
+    const spent = await setup.settledSpend();
+    const flex = await setup.respond('responses', { service_tier: 'flex' });
+    expect(flex).toMatchObject({ stream: true, usageSource: 'provider', serviceTier: 'flex' });
+    expect(flex.costNanoUsd).toBe(costOf(1.5, 3));
+    expect((await setup.settledSpend()) - spent).toBe(costOf(1.5, 3));
+    // Asked for nothing (`auto` while in progress), completed at priority: priced at priority.
+    const priority = await setup.respond('responses serve:priority');
+    expect(priority.serviceTier).toBe('priority');
+    expect(priority.costNanoUsd).toBe(costOf(6, 12));
+  });
+
+  it('settles a stream in flight when new prices load at the prices it was reserved with', async () => {
+    const reservedAt = await setup.prices();
+    const spent = await setup.settledSpend();
+    const tag = `${store}Inflight`;
+    const inFlight = await setup.startStream(`stream hold:${tag}`, { stream_options: { include_usage: true } });
+    await setup.tiers.started(tag);
+
+    writeFileSync(file, priceFile(5, 10));
+    const loaded = await setup.pricesAfter(reservedAt.version);
+    // A call started after the load is reserved and billed at the new prices...
+    const next = await setup.call(`stream hold:${tag}`);
+    expect(next.priceVersion).toBe(loaded.version);
+    expect(next.costNanoUsd).toBe(costOf(5, 10));
+    const spentBefore = await setup.spendAfter(spent);
+    setup.tiers.release(tag);
+    const record = await inFlight.finish();
+    // ...the one in flight at the old ones, from its reservation to the cost its client was told, its record and its
+    // budget charge.
+    expect(record.priceVersion).toBe(reservedAt.version);
+    expect(record.costNanoUsd).toBe(costOf(3, 6));
+    expect(inFlight.costUsdTold).toBe(costOf(3, 6) / 1e9);
+    expect(record.estimatedCostNanoUsd * 5).toBe(next.estimatedCostNanoUsd * 3);
+    expect((await setup.settledSpend()) - spentBefore).toBe(costOf(3, 6));
+    expect(spentBefore - spent).toBe(costOf(5, 10));
+  });
 });
 
 describe('prices from a local URL', () => {
@@ -324,39 +376,5 @@ describe('prices from a local URL', () => {
     server.body = 'not json';
     await waitFor(async () => ((await setup.prices()).failures > 0 ? true : undefined), 'a refused read');
     expect((await setup.call('hello')).costNanoUsd).toBe(costOf(2, 4));
-  });
-});
-
-describe('two gateways on one Redis reading one source', () => {
-  const file = path.join(dir, 'shared-prices.json');
-  const prefix = `tg-test:prices-shared:${randomUUID()}:`;
-  let one: Setup;
-  let two: Setup;
-
-  beforeAll(async () => {
-    writeFileSync(file, priceFile(1, 2));
-    one = new Setup('redis', file, prefix);
-    two = new Setup('redis', file, prefix);
-    await one.start();
-    await two.start();
-  }, 30_000);
-  afterAll(async () => {
-    await one.close();
-    await two.close();
-  });
-
-  it('agree on the version, before and after a change, and bill with it', async () => {
-    const a = await one.pricesAfter('shipped-2025-11');
-    const b = await two.pricesAfter('shipped-2025-11');
-    expect(b.version).toBe(a.version);
-    writeFileSync(file, JSON.stringify(JSON.parse(priceFile(5, 10)), null, 2));
-    const a2 = await one.pricesAfter(a.version);
-    const b2 = await two.pricesAfter(b.version);
-    expect(b2.version).toBe(a2.version);
-    const [first, second] = [await one.call('hello'), await two.call('hello')];
-    expect(first.priceVersion).toBe(a2.version);
-    expect(second.priceVersion).toBe(a2.version);
-    expect(second.costNanoUsd).toBe(first.costNanoUsd);
-    expect(first.costNanoUsd).toBe(costOf(5, 10));
   });
 });

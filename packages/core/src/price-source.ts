@@ -103,8 +103,13 @@ export function readSourcePrices(text: string): SourcePrices {
   } catch (error) {
     throw refused(`not JSON (${(error as Error).message})`);
   }
+  // A list is another format (@pydantic/genai-prices' data.json is a list of providers, with match rules and prices by
+  // prompt length and date): the message names the one format read, so that an operator knows what to point at.
   if (typeof file !== 'object' || file === null || Array.isArray(file))
-    throw refused('must be a JSON object of model ids to their prices');
+    throw refused(
+      `must be a JSON object of model ids to their prices, in LiteLLM's model_prices_and_context_window.json format; ` +
+        `got ${Array.isArray(file) ? 'a list' : file === null ? 'null' : `a ${typeof file}`}`,
+    );
   const rows: Record<string, ModelPrice> = {};
   const ids = Object.keys(file).sort();
   for (const key of ids) {

@@ -107,6 +107,15 @@ describe('a price source', () => {
     expect(pricing.version).toBe(kept);
     expect(pricing.get('gpt-4o').inputMicro).toBe(2_500_000);
   });
+
+  it("names the format it reads when given another one (@pydantic/genai-prices' list of providers)", () => {
+    const genaiPrices = JSON.stringify([
+      { id: 'openai', models: [{ id: 'gpt-4o', match: { equals: 'gpt-4o' }, prices: { input_mtok: 2.5 } }] },
+    ]);
+    expect(() => createPricing().loadSource(genaiPrices)).toThrow(
+      /LiteLLM's model_prices_and_context_window\.json format; got a list/,
+    );
+  });
 });
 
 describe('service tiers', () => {
