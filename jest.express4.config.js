@@ -1,6 +1,7 @@
-// `pnpm test:express4`: the gateway's, MCP's and dashboard's HTTP tests again with Express 4 wherever they (and the
-// packages' sources) import `express`: both majors are peers we declare, and Express 4 routes, parses and treats
-// rejected promises in handlers differently (path-to-regexp 0.1, body-parser 1, no promise support).
+// `pnpm test:express4`: the gateway's, MCP's and dashboard's HTTP tests (async routes' failures among them) again with
+// Express 4 wherever they (and the packages' sources) import `express`: both majors are peers we declare, and Express 4
+// routes, parses and treats rejected promises in handlers differently (path-to-regexp 0.1, body-parser 1, no promise
+// support).
 import { realpathSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +21,7 @@ export default {
     '**/packages/gateway/test/json-body.test.ts',
     '**/packages/gateway/test/healthz.test.ts',
     '**/packages/gateway/test/mcp-config.test.ts',
+    '**/packages/gateway/test/async-routes.test.ts',
     '**/packages/dashboard/test/sign-in.test.ts',
   ],
   moduleNameMapper: { '^express$': join(EXPRESS4, 'index.js'), ...base.moduleNameMapper },

@@ -2,7 +2,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Request } from 'express';
 import passport from 'passport';
-import type { Strategy } from 'passport';
 import bearerModule from 'passport-http-bearer';
 import type { ErrorRenderer, Identity } from '@tollgate/core';
 import { getContext } from '@tollgate/core';
@@ -26,6 +25,15 @@ export const BEARER_STRATEGY_NAME = 'tollgate-bearer';
 
 /** The API-key options of `apiKeyAuth` (keys, keyFormat, realm, timeoutMs, mapIdentity, onStoreError). */
 export type BearerStrategyOptions = KeyAuthOptions;
+
+/**
+ * A passport strategy as passport calls it. Written here rather than imported from @types/passport, so the published
+ * types need no @types package at run time (issue 44: a lean install); passport's own `Strategy` type accepts it.
+ */
+interface Strategy {
+  name?: string | undefined;
+  authenticate(req: IncomingMessage, options?: unknown): unknown;
+}
 
 /** What bearerAuth needs of a passport instance (`passport` itself or `new passport.Passport()`). */
 export interface PassportLike {

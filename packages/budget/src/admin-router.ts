@@ -2,6 +2,7 @@
 import express from 'express';
 import type { NextFunction, Request, Response, Router } from 'express';
 import { ApiError, renderApiError } from '@tollgate/core';
+import { asyncRoute } from '@tollgate/core/checks';
 import { assertKnownOptions, usdAmountProblem } from '@tollgate/core/options';
 import type { ErrorRenderer } from '@tollgate/core';
 import { BUDGET_SCOPES } from './budget-plan.js';
@@ -65,35 +66,41 @@ export function budgetAdminRouter(guard: BudgetGuard, options: BudgetAdminRouter
   const router = express.Router();
   router.use(express.json({ limit: '16kb' }));
 
-  router.get('/', async (_req, res) => {
-    res.json({ budgets: await guard.status() });
-  });
+  router.get(
+    '/',
+    asyncRoute(async (_req: Request, res: Response) => {
+      res.json({ budgets: await guard.status() });
+    }),
+  );
 
   type Select = (req: Request) => BudgetSelector;
-  const showOne = (select: Select) => async (req: Request, res: Response) => {
-    const selector = select(req);
-    const budgets = await guard.status(selector);
-    if (budgets.length === 0) throw notFound(selector);
-    res.json({ budgets });
-  };
+  const showOne = (select: Select) =>
+    asyncRoute(async (req: Request, res: Response) => {
+      const selector = select(req);
+      const budgets = await guard.status(selector);
+      if (budgets.length === 0) throw notFound(selector);
+      res.json({ budgets });
+    });
 
-  const topUp = (select: Select) => async (req: Request, res: Response) => {
-    const selector = select(req);
-    const usd = (req.body as { usd?: unknown } | undefined)?.usd;
-    const problem = usdAmountProblem(usd);
-    if (problem !== undefined)
-      throw new ApiError('invalid_request', `A top-up needs a body like { "usd": 10 }: usd ${problem}.`, {
-        param: 'usd',
-      });
-    if ((await guard.status(selector)).length === 0) throw notFound(selector);
-    res.json({ budgets: await guard.topUp(selector, usd as number) });
-  };
+  const topUp = (select: Select) =>
+    asyncRoute(async (req: Request, res: Response) => {
+      const selector = select(req);
+      const usd = (req.body as { usd?: unknown } | undefined)?.usd;
+      const problem = usdAmountProblem(usd);
+      if (problem !== undefined)
+        throw new ApiError('invalid_request', `A top-up needs a body like { "usd": 10 }: usd ${problem}.`, {
+          param: 'usd',
+        });
+      if ((await guard.status(selector)).length === 0) throw notFound(selector);
+      res.json({ budgets: await guard.topUp(selector, usd as number) });
+    });
 
-  const reset = (select: Select) => async (req: Request, res: Response) => {
-    const selector = select(req);
-    if ((await guard.status(selector)).length === 0) throw notFound(selector);
-    res.json({ budgets: await guard.reset(selector) });
-  };
+  const reset = (select: Select) =>
+    asyncRoute(async (req: Request, res: Response) => {
+      const selector = select(req);
+      if ((await guard.status(selector)).length === 0) throw notFound(selector);
+      res.json({ budgets: await guard.reset(selector) });
+    });
 
   const global: Select = () => ({ scope: 'global' });
   router.get('/global', showOne(global));

@@ -1,7 +1,7 @@
 // One way to answer: the page as HTML or its data as JSON, and failures through one renderer.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { ApiError, contextOf, getContext, renderApiError } from '@tollgate/core';
-import { toClientError } from '@tollgate/core/checks';
+import { asyncRoute as coreAsyncRoute, toClientError } from '@tollgate/core/checks';
 import { escapeHtml } from './html.js';
 
 declare module '@tollgate/core' {
@@ -24,14 +24,10 @@ export function wantsJson(req: Request, res: Response): boolean {
   return req.accepts(['html', 'json']) === 'json';
 }
 
-/** Express 4 does not pass a rejected handler's error on; Express 5 does. This works on both. */
-export function asyncRoute(
+/** core's asyncRoute (Express 4 does not pass a rejected handler's error on), typed for the dashboard's routes. */
+export const asyncRoute: (
   handler: (req: Request, res: Response, next: NextFunction) => Promise<void>,
-): RequestHandler {
-  return function runAsyncRoute(req, res, next) {
-    handler(req, res, next).catch(next);
-  };
-}
+) => RequestHandler = coreAsyncRoute;
 
 /** A page's data as JSON, or rendered: the same numbers either way. */
 export function sendPage<T>(req: Request, res: Response, data: T, render: (data: T) => string): void {

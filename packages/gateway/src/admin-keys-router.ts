@@ -3,6 +3,7 @@ import express from 'express';
 import type { Request, Response, Router } from 'express';
 import { generateApiKey, hashApiKey, isValidKeyId } from '@tollgate/auth';
 import { ApiError } from '@tollgate/core';
+import { asyncRoute } from '@tollgate/core/checks';
 import type { ApiKeyRecord, KeyStore } from '@tollgate/core/store-contracts';
 import type { AuthOptions } from './auth-setup.js';
 
@@ -41,64 +42,73 @@ export function adminKeysRouter(
   const router = express.Router();
   const isConfigKey = (id: string) => configRecords().some((record) => record.id === id);
 
-  router.get('/', async function listKeys(_req: Request, res: Response) {
-    const stored = await store.list();
-    res.json({
-      keys: [
-        ...configRecords().map((record) => publicRecord(record, 'config')),
-        ...stored.map((record) => publicRecord(record, 'store')),
-      ],
-    });
-  });
+  router.get(
+    '/',
+    asyncRoute(async function listKeys(_req: Request, res: Response) {
+      const stored = await store.list();
+      res.json({
+        keys: [
+          ...configRecords().map((record) => publicRecord(record, 'config')),
+          ...stored.map((record) => publicRecord(record, 'store')),
+        ],
+      });
+    }),
+  );
 
-  router.post('/', async function createKey(req: Request, res: Response) {
-    const body: unknown = req.body;
-    if (typeof body !== 'object' || body === null || Array.isArray(body))
-      throw new ApiError('invalid_request', 'The body must be a JSON object.', { param: 'body' });
-    const fields = body as Record<string, unknown>;
-    const id = optionalString(fields, 'id') ?? `key-${Date.now().toString(36)}`;
-    if (!isValidKeyId(id))
-      throw new ApiError('invalid_request', 'id may hold letters, digits and . _ : @ - only.', { param: 'id' });
-    if (isConfigKey(id) || (await store.findById(id)))
-      throw new ApiError('invalid_request', `A key with id "${id}" exists.`, { param: 'id', status: 409 });
-    const tenantId = optionalString(fields, 'tenant');
-    const tier = optionalString(fields, 'tier');
-    const tools = optionalStringList(fields, 'tools');
-    // The rule the config's own keys pass at start, with its did-you-mean (the first problem names its field).
-    const [problem] = keyProblems({ tenant: tenantId, tier, tools }, 'body');
-    if (problem) throw new ApiError('invalid_request', problem, { param: /^body\.(\w+)/.exec(problem)?.[1] ?? null });
-    const key = generateApiKey();
-    const record: ApiKeyRecord = {
-      id,
-      sha256: hashApiKey(key),
-      scopes: optionalStringList(fields, 'scopes') ?? [],
-      createdAt: new Date().toISOString(),
-    };
-    const userId = optionalString(fields, 'user');
-    const feature = optionalString(fields, 'feature');
-    const models = optionalStringList(fields, 'models');
-    if (tenantId !== undefined) record.tenantId = tenantId;
-    if (tier !== undefined) record.tier = tier;
-    if (userId !== undefined) record.userId = userId;
-    if (feature !== undefined) record.feature = feature;
-    if (models !== undefined) record.models = models;
-    if (tools !== undefined) record.tools = tools;
-    await store.put(record);
-    // The only time the key exists outside the client: it is not stored, only its hash.
-    res.status(201).json({ key, record: publicRecord(record, 'store') });
-  });
+  router.post(
+    '/',
+    asyncRoute(async function createKey(req: Request, res: Response) {
+      const body: unknown = req.body;
+      if (typeof body !== 'object' || body === null || Array.isArray(body))
+        throw new ApiError('invalid_request', 'The body must be a JSON object.', { param: 'body' });
+      const fields = body as Record<string, unknown>;
+      const id = optionalString(fields, 'id') ?? `key-${Date.now().toString(36)}`;
+      if (!isValidKeyId(id))
+        throw new ApiError('invalid_request', 'id may hold letters, digits and . _ : @ - only.', { param: 'id' });
+      if (isConfigKey(id) || (await store.findById(id)))
+        throw new ApiError('invalid_request', `A key with id "${id}" exists.`, { param: 'id', status: 409 });
+      const tenantId = optionalString(fields, 'tenant');
+      const tier = optionalString(fields, 'tier');
+      const tools = optionalStringList(fields, 'tools');
+      // The rule the config's own keys pass at start, with its did-you-mean (the first problem names its field).
+      const [problem] = keyProblems({ tenant: tenantId, tier, tools }, 'body');
+      if (problem) throw new ApiError('invalid_request', problem, { param: /^body\.(\w+)/.exec(problem)?.[1] ?? null });
+      const key = generateApiKey();
+      const record: ApiKeyRecord = {
+        id,
+        sha256: hashApiKey(key),
+        scopes: optionalStringList(fields, 'scopes') ?? [],
+        createdAt: new Date().toISOString(),
+      };
+      const userId = optionalString(fields, 'user');
+      const feature = optionalString(fields, 'feature');
+      const models = optionalStringList(fields, 'models');
+      if (tenantId !== undefined) record.tenantId = tenantId;
+      if (tier !== undefined) record.tier = tier;
+      if (userId !== undefined) record.userId = userId;
+      if (feature !== undefined) record.feature = feature;
+      if (models !== undefined) record.models = models;
+      if (tools !== undefined) record.tools = tools;
+      await store.put(record);
+      // The only time the key exists outside the client: it is not stored, only its hash.
+      res.status(201).json({ key, record: publicRecord(record, 'store') });
+    }),
+  );
 
-  router.post('/:id/revoke', async function revokeKey(req: Request, res: Response) {
-    const id = req.params.id as string;
-    if (isConfigKey(id))
-      throw new ApiError(
-        'invalid_request',
-        `The key "${id}" comes from the config file: remove it there (or set "disabled": true).`,
-        { param: 'id' },
-      );
-    if (!(await store.disable(id))) throw new ApiError('not_found', `No key "${id}" in the key store.`);
-    res.json({ revoked: id });
-  });
+  router.post(
+    '/:id/revoke',
+    asyncRoute(async function revokeKey(req: Request, res: Response) {
+      const id = req.params.id as string;
+      if (isConfigKey(id))
+        throw new ApiError(
+          'invalid_request',
+          `The key "${id}" comes from the config file: remove it there (or set "disabled": true).`,
+          { param: 'id' },
+        );
+      if (!(await store.disable(id))) throw new ApiError('not_found', `No key "${id}" in the key store.`);
+      res.json({ revoked: id });
+    }),
+  );
 
   return router;
 }

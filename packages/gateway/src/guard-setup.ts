@@ -1,7 +1,7 @@
 // The guard (its checks, alerts, prompt guardrails): its pieces in the proxy's chain, and budget and store events in
 // its alert stream.
 import type { Request, RequestHandler, Router } from 'express';
-import { createClient } from 'redis';
+import { createClient } from '@redis/client';
 import type { ProxyMetrics } from '@tollgate/metering/prometheus';
 import { refusalRenderer } from '@tollgate/core';
 import type { ApiError, ErrorRenderer, TollgateStores, UsageRecord } from '@tollgate/core';

@@ -3,6 +3,7 @@
 import express from 'express';
 import type { Request, Response, Router } from 'express';
 import { budgetAdminRouter } from '@tollgate/budget';
+import { asyncRoute } from '@tollgate/core/checks';
 import { dashboard } from '@tollgate/dashboard';
 import { preloadTokenizers } from '@tollgate/providers';
 import { adminKeyAuth, adminKeyVerdict, refuseAdminKey } from './admin-auth.js';
@@ -61,33 +62,36 @@ export function mountOperatorRoutes(router: Router, parts: OperatorParts): void 
   // process's, so it is reported as `degraded` with a 200 that keeps the load balancer sending the routes that work.
   // The public sees the status only; what is behind it (upstreams, targets, breakers, probes) needs the admin key.
   const judgeAdminKey = operator.adminKeySha256 ? adminKeyVerdict(operator.adminKeySha256) : undefined;
-  router.get('/healthz', async function reportHealth(req: Request, res: Response) {
-    const verdict = judgeAdminKey?.(req) ?? 'absent';
-    if (verdict === 'invalid') return refuseAdminKey(verdict, req, res);
-    const storeOk = await storesAnswer(stores);
-    const unavailable = providers.unavailable();
-    const upstreamsOk = unavailable.upstreams.length === 0 && unavailable.modelGroups.length === 0;
-    const serving = storeOk && tokenizersReady;
-    const filesFailing = parts.configFiles.failing();
-    const status = !tokenizersReady
-      ? 'starting'
-      : serving && upstreamsOk && filesFailing.length === 0
-        ? 'ok'
-        : 'degraded';
-    if (verdict === 'absent') return void res.status(serving ? 200 : 503).json({ status });
-    res.status(serving ? 200 : 503).json({
-      status,
-      ...(upstreamsOk ? {} : { unavailable }),
-      ...(filesFailing.length === 0 ? {} : { configFiles: filesFailing }),
-      store: stores.kind,
-      storeOk,
-      tokenizers: tokenizersReady ? 'ready' : 'loading',
-      ...(stores.kind === 'redis' ? { redis: storeOk ? 'ok' : 'down' } : {}),
-      upstreams: providers.names,
-      ...(providers.routes ? { routing: providers.routes.health() } : {}),
-      ...(blocked ? { blocks: blocked.blocks.open() } : {}),
-    });
-  });
+  router.get(
+    '/healthz',
+    asyncRoute(async function reportHealth(req: Request, res: Response) {
+      const verdict = judgeAdminKey?.(req) ?? 'absent';
+      if (verdict === 'invalid') return refuseAdminKey(verdict, req, res);
+      const storeOk = await storesAnswer(stores);
+      const unavailable = providers.unavailable();
+      const upstreamsOk = unavailable.upstreams.length === 0 && unavailable.modelGroups.length === 0;
+      const serving = storeOk && tokenizersReady;
+      const filesFailing = parts.configFiles.failing();
+      const status = !tokenizersReady
+        ? 'starting'
+        : serving && upstreamsOk && filesFailing.length === 0
+          ? 'ok'
+          : 'degraded';
+      if (verdict === 'absent') return void res.status(serving ? 200 : 503).json({ status });
+      res.status(serving ? 200 : 503).json({
+        status,
+        ...(upstreamsOk ? {} : { unavailable }),
+        ...(filesFailing.length === 0 ? {} : { configFiles: filesFailing }),
+        store: stores.kind,
+        storeOk,
+        tokenizers: tokenizersReady ? 'ready' : 'loading',
+        ...(stores.kind === 'redis' ? { redis: storeOk ? 'ok' : 'down' } : {}),
+        upstreams: providers.names,
+        ...(providers.routes ? { routing: providers.routes.health() } : {}),
+        ...(blocked ? { blocks: blocked.blocks.open() } : {}),
+      });
+    }),
+  );
   // Metrics name tenants and their spend: behind the admin key, open only when the config says so, else not served.
   const adminOnly = operator.adminKeySha256 ? [...guarding.beforeAuth, adminKeyAuth(operator.adminKeySha256)] : [];
   if (metering.metricsHandler && operator.metricsPublic) router.get('/metrics', metering.metricsHandler);

@@ -5,6 +5,7 @@ import type { NextFunction, Request, RequestHandler, Response, Router } from 'ex
 import { CallToolRequestSchema, isInitializeRequest, isJSONRPCRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { RequestId } from '@modelcontextprotocol/sdk/types.js';
 import { ApiError, chain, renderApiError } from '@tollgate/core';
+import { asyncRoute } from '@tollgate/core/checks';
 import { speakJsonRpc } from './json-rpc-errors.js';
 import { resolveMcpOptions } from './options.js';
 import type { McpGatewayOptions, McpServerEntry, ToolCallMeter } from './options.js';
@@ -89,7 +90,7 @@ function mcpHandlers(entries: Map<string, McpServerEntry>, sessions: McpSessions
     renderApiError(new ApiError('not_found', `No MCP server "${name.slice(0, 64)}" here.`), req, res);
   };
 
-  const handleMessage = async function handleMcpMessage(req: Request, res: Response, next: NextFunction) {
+  const handleMessage = asyncRoute(async function handleMcpMessage(req: Request, res: Response, next: NextFunction) {
     const entry = entryOf(req);
     const body: unknown = req.body;
     if (req.headers['mcp-session-id'] === undefined && isInitializeRequest(body)) {
@@ -119,7 +120,7 @@ function mcpHandlers(entries: Map<string, McpServerEntry>, sessions: McpSessions
       );
     if (call) return admitToolCall(req, res, next, entry, session, call);
     return session.handle(req, res, body);
-  };
+  });
 
   const handleSessionRequest = function handleMcpSession(req: Request, res: Response, next: NextFunction) {
     const session = sessionOf(req, res);

@@ -1,5 +1,5 @@
 // One way to reach Redis (one server or a Cluster) for every store: a sendCommand with a deadline that never rejects unhandled, store scripts bundled per turn.
-import { createClient, createCluster } from 'redis';
+import { createClient, createCluster } from '@redis/client';
 import { StoreTimeoutError } from '@tollgate/core';
 import { withTimeout } from '@tollgate/core/store-contracts';
 import { firstKeyOf, isForEveryNode } from './hash-slot.js';
