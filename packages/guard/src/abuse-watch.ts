@@ -1,0 +1,376 @@
+// The abuse watch: requests summed per subject on the hot path; on a timer the sums go to the store, the model is
+// trained and every subject scored by one process at a time, and the scores act through the mitigations.
+import type { IncomingMessage } from 'node:http';
+import type { UsageRecord } from '@tollgate/core';
+import { LRUCache } from 'lru-cache';
+import type { Alerts } from './alerts.js';
+import {
+  featuresOf,
+  SubjectTally,
+  type AbuseSubject,
+  type AbuseTally,
+  type RequestTraits,
+} from './abuse-features.js';
+import {
+  abuseReasons,
+  abuseScore,
+  byKind,
+  describeReasons,
+  populationProfile,
+  trainAbuseForest,
+  type AbuseModel,
+  type AbuseReason,
+} from './abuse-model.js';
+import { BUCKETS_PER_WINDOW, type ResolvedAbuse } from './abuse-options.js';
+import { clientAddress } from './client-address.js';
+import type { GuardStore } from './guard-store.js';
+import type { MitigationRegistry } from './mitigation-registry.js';
+import type { Mitigation, Subject } from './types.js';
+
+/** One scored subject as operators list it (`GET /admin/abuse`). */
+export interface AbuseEntry {
+  subject: AbuseSubject;
+  score: number;
+  /** Requests in the window. */
+  requests: number;
+  /** What the score does: in `shadow`, what it would have done. */
+  action: 'none' | 'throttle' | 'block';
+  /** Epoch ms the action ends. */
+  until?: number;
+  shadow?: boolean;
+  reasons: AbuseReason[];
+}
+
+/** The latest scoring, shared through the store. */
+interface Scoring {
+  at: number;
+  /** Null: no model yet (cold start), nobody is scored. */
+  modelVersion: number | null;
+  entries: AbuseEntry[];
+}
+
+interface TrainingWindow {
+  at: number;
+  subjects: string[];
+  rows: number[][];
+}
+
+/** How often sums are flushed, the model looked for and subjects scored. */
+export const ABUSE_TICK_MS = 1_000;
+/** Subjects this process keeps sums of (least recently seen dropped first). */
+export const MAX_LOCAL_SUBJECTS = 10_000;
+/** Subjects in the shared scoring (highest scores kept): bounds the store's value and each process's copy. */
+export const MAX_LISTED_SUBJECTS = 2_000;
+/** Rows the model is trained on at most (the oldest windows dropped first). */
+export const MAX_TRAINING_ROWS = 8_192;
+/** A subject with fewer requests in the window is scored but never acted on: too little to judge. */
+export const MIN_REQUESTS_TO_ACT = 5;
+
+/** The mitigation registry's subject for an abuse subject (addresses are `ip:` there, as the auth-failure blocks). */
+export function registrySubject(subject: AbuseSubject): Subject {
+  return (subject.startsWith('address:') ? `ip:${subject.slice(8)}` : subject) as Subject;
+}
+
+/** Whether a mitigation is the abuse model's (its refusals say so). */
+export function isAbuseMitigation(mitigation: Mitigation): boolean {
+  return mitigation.anomalyId?.startsWith('abuse:') === true;
+}
+
+export interface AbuseWatchParts {
+  store: GuardStore;
+  registry: MitigationRegistry;
+  alerts: Alerts;
+  onStoreError: (error: unknown) => void;
+  clock: () => number;
+}
+
+type Caller = { tollgate?: { identity?: { keyId: string; tenantId?: string } } };
+
+export class AbuseWatch {
+  readonly #config: ResolvedAbuse;
+  readonly #parts: AbuseWatchParts;
+  readonly #tallies = new LRUCache<AbuseSubject, SubjectTally>({ max: MAX_LOCAL_SUBJECTS });
+  readonly #scores = new Map<AbuseSubject, number>();
+  #scoring: Scoring = { at: 0, modelVersion: null, entries: [] };
+  #model: AbuseModel | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #ticking: Promise<void> | undefined;
+
+  constructor(config: ResolvedAbuse, parts: AbuseWatchParts) {
+    this.#config = config;
+    this.#parts = parts;
+    this.#timer = setInterval(() => void this.tick(), ABUSE_TICK_MS);
+    // The watch must never keep a process alive.
+    this.#timer.unref();
+  }
+
+  #tally(subject: AbuseSubject): SubjectTally {
+    let tally = this.#tallies.get(subject);
+    if (!tally) this.#tallies.set(subject, (tally = new SubjectTally()));
+    return tally;
+  }
+
+  /** The subjects a request counts for, by the configured kinds. */
+  subjectsOf(address: string, keyId: string | undefined, tenantId: string | undefined): AbuseSubject[] {
+    const { subjects } = this.#config;
+    const out: AbuseSubject[] = [];
+    if (subjects.has('address')) out.push(`address:${address}`);
+    if (keyId !== undefined && subjects.has('key')) out.push(`key:${keyId}`);
+    if (tenantId !== undefined && subjects.has('tenant')) out.push(`tenant:${tenantId}`);
+    return out;
+  }
+
+  /** One finished request (the hot path: sums in memory, no I/O). `peer` is what an address tried: the key, else a digest. */
+  record(req: IncomingMessage, traits: RequestTraits, peerOfAddress: string): void {
+    const identity = (req as IncomingMessage & Caller).tollgate?.identity;
+    const address = clientAddress(req);
+    const bucket = Math.floor(traits.at / this.#config.bucketMs);
+    for (const subject of this.subjectsOf(address, identity?.keyId, identity?.tenantId)) {
+      const tally = this.#tally(subject);
+      tally.observe(traits, this.#config.windowMs);
+      tally.mark('peer', subject.startsWith('address:') ? peerOfAddress : address, bucket);
+      tally.mark('agent', traits.agent, bucket);
+      tally.mark('route', traits.route, bucket);
+      if (traits.model !== undefined) tally.mark('model', traits.model, bucket);
+    }
+  }
+
+  /** A settled request's tokens and spend, for its key, tenant and address. */
+  recordUsage(record: UsageRecord, req: IncomingMessage | undefined): void {
+    const address = req ? clientAddress(req) : undefined;
+    const subjects = this.subjectsOf('', record.keyId ?? undefined, record.tenantId ?? undefined).filter(
+      (subject) => subject !== 'address:',
+    );
+    if (address !== undefined && this.#config.subjects.has('address')) subjects.push(`address:${address}`);
+    for (const subject of subjects) {
+      const tally = this.#tally(subject);
+      tally.add('tokens', record.inputTokens + record.outputTokens);
+      tally.add('spendNanoUsd', record.costNanoUsd);
+    }
+  }
+
+  /** The latest score of a subject, as this process knows it; undefined when it was not scored. */
+  scoreOf(subject: AbuseSubject): number | undefined {
+    return this.#scores.get(subject);
+  }
+
+  /** The latest scoring: subjects by score, highest first. */
+  entries(): AbuseEntry[] {
+    return this.#scoring.entries;
+  }
+
+  /** Whether a model is in use, and which. */
+  model(): Pick<AbuseModel, 'version' | 'trainedAt' | 'subjects'> | undefined {
+    const model = this.#model;
+    return model && { version: model.version, trainedAt: model.trainedAt, subjects: model.subjects };
+  }
+
+  /**
+   * Lifts the abuse actions on `subject` everywhere and leaves it alone for the longer of the throttle and block
+   * periods (it is still scored). Resolves with what was lifted.
+   */
+  async clear(subject: AbuseSubject): Promise<Mitigation[]> {
+    const { store, registry } = this.#parts;
+    const quiet = Math.max(this.#config.blockMs, this.#config.throttleMs);
+    await store.putAbuseState(`cleared:${subject}`, '1', quiet);
+    const target = registrySubject(subject);
+    const lifted: Mitigation[] = [];
+    for (const kind of ['block', 'throttle'] as const) {
+      // An auth-failure block or a spend throttle on the same subject is not the model's to lift.
+      const inForce = registry.get(kind, target);
+      if (inForce && !isAbuseMitigation(inForce)) continue;
+      const gone = await registry.lift(kind, target);
+      if (gone) lifted.push(gone);
+    }
+    const entries = this.#scoring.entries.map((entry): AbuseEntry => {
+      if (entry.subject !== subject) return entry;
+      const { until: _ended, shadow: _noted, ...rest } = entry;
+      return { ...rest, action: 'none' };
+    });
+    this.#useScoring({ ...this.#scoring, entries });
+    return lifted;
+  }
+
+  /** One round: flush the sums, follow the model, train and score when this process holds the turn. */
+  tick(): Promise<void> {
+    this.#ticking ??= this.#round()
+      .catch(this.#parts.onStoreError)
+      .finally(() => (this.#ticking = undefined));
+    return this.#ticking;
+  }
+
+  #buckets(now: number): number[] {
+    const current = Math.floor(now / this.#config.bucketMs);
+    return Array.from({ length: BUCKETS_PER_WINDOW }, (_, i) => current - i);
+  }
+
+  async #round(): Promise<void> {
+    const { store } = this.#parts;
+    const now = this.#parts.clock();
+    await this.#flush(now);
+    await this.#followModel();
+    const trainSlot = this.#model
+      ? `abuse:train:${Math.floor(now / this.#config.trainEveryMs)}`
+      : `abuse:train:cold:${Math.floor(now / this.#config.bucketMs)}`;
+    const scoreSlot = `abuse:score:${Math.floor(now / ABUSE_TICK_MS)}`;
+    const [train, score] = await Promise.all([
+      store.claim(trainSlot, this.#model ? this.#config.trainEveryMs : this.#config.bucketMs),
+      store.claim(scoreSlot, ABUSE_TICK_MS),
+    ]);
+    if (!train && !score) return this.#followScoring();
+    const features = this.#features(await store.abuseTallies(this.#buckets(now)));
+    if (train) await this.#train(features, now);
+    if (score) await this.#score(features, now);
+    else await this.#followScoring();
+  }
+
+  async #flush(now: number): Promise<void> {
+    const deltas = [];
+    for (const [subject, tally] of this.#tallies.entries()) if (tally.dirty) deltas.push(tally.take(subject));
+    if (deltas.length === 0) return;
+    const bucket = Math.floor(now / this.#config.bucketMs);
+    await this.#parts.store.addAbuseTallies(bucket, this.#config.windowMs + 2 * this.#config.bucketMs, deltas);
+  }
+
+  #features(tallies: Map<AbuseSubject, AbuseTally>): Map<AbuseSubject, { features: number[]; requests: number }> {
+    const out = new Map<AbuseSubject, { features: number[]; requests: number }>();
+    for (const [subject, tally] of tallies)
+      if (tally.counts.requests > 0)
+        out.set(subject, { features: featuresOf(subject, tally, this.#config.windowMs), requests: tally.counts.requests });
+    return out;
+  }
+
+  async #followModel(): Promise<void> {
+    const { store } = this.#parts;
+    const version = Number((await store.abuseState('modelVersion')) ?? -1);
+    if (version < 0 || version === this.#model?.version) return;
+    const json = await store.abuseState('model');
+    if (json) this.#model = JSON.parse(json) as AbuseModel;
+  }
+
+  async #followScoring(): Promise<void> {
+    const json = await this.#parts.store.abuseState('scores');
+    if (json) this.#useScoring(JSON.parse(json) as Scoring);
+  }
+
+  #useScoring(scoring: Scoring): void {
+    this.#scoring = scoring;
+    this.#scores.clear();
+    for (const entry of scoring.entries) this.#scores.set(entry.subject, entry.score);
+  }
+
+  /** Adds this window to the training windows and grows a forest on them once they hold `minSubjects` subjects. */
+  async #train(features: Map<AbuseSubject, { features: number[] }>, now: number): Promise<void> {
+    const { store } = this.#parts;
+    const stored = await store.abuseState('history');
+    let windows = (stored ? (JSON.parse(stored) as TrainingWindow[]) : []).filter(
+      (window) => window.at > now - this.#config.historyMs,
+    );
+    if (features.size > 0)
+      windows.push({ at: now, subjects: [...features.keys()], rows: [...features.values()].map((f) => f.features) });
+    let rows = windows.reduce((sum, window) => sum + window.rows.length, 0);
+    while (rows > MAX_TRAINING_ROWS && windows.length > 1) rows -= windows.shift()!.rows.length;
+    windows = windows.slice();
+    await store.putAbuseState('history', JSON.stringify(windows), this.#config.historyMs);
+    const subjects = new Set(windows.flatMap((window) => window.subjects)).size;
+    if (subjects < this.#config.minSubjects) return;
+    const version = (this.#model?.version ?? 0) + 1;
+    const forest = trainAbuseForest(
+      windows.flatMap((window) => window.rows),
+      version,
+    );
+    const model: AbuseModel = { version, trainedAt: now, subjects, forest };
+    await store.putAbuseState('model', JSON.stringify(model));
+    await store.putAbuseState('modelVersion', String(version));
+    this.#model = model;
+  }
+
+  /** Scores every subject of the window, acts on those past a threshold, and shares the scoring. */
+  async #score(features: Map<AbuseSubject, { features: number[]; requests: number }>, now: number): Promise<void> {
+    const model = this.#model;
+    const entries: AbuseEntry[] = [];
+    if (model) {
+      for (const group of byKind(features.entries()).values()) {
+        const profile = populationProfile(group.map(([, f]) => f.features));
+        for (const [subject, { features: row, requests }] of group) {
+          const score = Number(abuseScore(model.forest, row).toFixed(4));
+          entries.push({ subject, score, requests, action: 'none', reasons: abuseReasons(row, profile) });
+        }
+      }
+      entries.sort((a, b) => b.score - a.score);
+      entries.length = Math.min(entries.length, MAX_LISTED_SUBJECTS);
+      for (const entry of entries) {
+        if (entry.score < this.#config.throttleAt) break;
+        if (entry.requests >= MIN_REQUESTS_TO_ACT) await this.#act(entry, now);
+      }
+    }
+    const scoring: Scoring = { at: now, modelVersion: model?.version ?? null, entries };
+    await this.#parts.store.putAbuseState('scores', JSON.stringify(scoring), 2 * this.#config.windowMs);
+    this.#useScoring(scoring);
+  }
+
+  /** Puts the action a score calls for in force everywhere (or, in shadow, only notes it), and tells a person. */
+  async #act(entry: AbuseEntry, now: number): Promise<void> {
+    const { store, registry, alerts } = this.#parts;
+    const config = this.#config;
+    const action = entry.score >= config.blockAt ? 'block' : 'throttle';
+    const target = registrySubject(entry.subject);
+    const existing = registry.get('block', target, now) ?? (action === 'throttle' ? registry.get('throttle', target, now) : undefined);
+    if (existing && isAbuseMitigation(existing)) {
+      entry.action = existing.kind === 'block' ? 'block' : 'throttle';
+      if (existing.until !== undefined) entry.until = existing.until;
+      return;
+    }
+    if (await store.abuseState(`cleared:${entry.subject}`)) return;
+    const durationMs = action === 'block' ? config.blockMs : config.throttleMs;
+    const why = describeReasons(entry.reasons);
+    const reason = `its traffic scored ${entry.score.toFixed(2)} as abuse (${why})`;
+    const window = Math.floor(now / config.bucketMs);
+    const anomalyId = `abuse:${entry.subject}@${window}`;
+    entry.action = action;
+    entry.until = now + durationMs;
+    if (config.shadow) entry.shadow = true;
+    else {
+      const mitigation = await registry.put(
+        action === 'block'
+          ? { kind: 'block', subject: target, reason, anomalyId }
+          : { kind: 'throttle', subject: target, reason, anomalyId, scale: config.throttleFactor },
+        durationMs,
+      );
+      if (mitigation.until !== undefined) entry.until = mitigation.until;
+    }
+    const keyId = entry.subject.startsWith('key:') ? { keyId: entry.subject.slice(4) } : {};
+    const tenantId = entry.subject.startsWith('tenant:') ? { tenantId: entry.subject.slice(7) } : {};
+    const address = entry.subject.startsWith('address:') ? { address: entry.subject.slice(8) } : {};
+    const done = config.shadow ? `would be ${action}ed (shadow: nothing was done)` : `${action}ed for ${Math.round(durationMs / 1000)}s`;
+    alerts.emit({
+      type: 'abuse.detected',
+      id: `${anomalyId}:${action}`,
+      ...keyId,
+      ...tenantId,
+      ...address,
+      message: `${entry.subject} ${done}: ${reason}.`,
+      details: {
+        subject: entry.subject,
+        score: entry.score,
+        action,
+        shadow: config.shadow,
+        until: new Date(entry.until).toISOString(),
+        reasons: entry.reasons,
+      },
+    });
+  }
+
+  /** Sums to the store, and the round under way finished. */
+  async flush(): Promise<void> {
+    await this.#ticking;
+    await this.tick();
+  }
+
+  async close(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    await this.#ticking;
+    await this.#flush(this.#parts.clock()).catch(this.#parts.onStoreError);
+  }
+}
