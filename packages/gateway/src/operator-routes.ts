@@ -107,6 +107,7 @@ export function mountOperatorRoutes(router: Router, parts: OperatorParts): void 
     admin.use('/budgets', budgetAdminRouter(budget));
     admin.use('/keys', adminKeysRouter(options.auth.keyProblems, configKeys, observedStores.keys));
     if (guarding.adminRouter) admin.use('/guard', guarding.adminRouter);
+    if (guarding.abuseRouter) admin.use('/abuse', guarding.abuseRouter);
     router.use('/admin', admin);
     router.use(
       '/dashboard',

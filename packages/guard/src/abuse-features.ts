@@ -50,7 +50,10 @@ export interface AbuseTally {
 }
 
 export function emptyTally(): AbuseTally {
-  return { counts: Object.fromEntries(TALLY_COUNTS.map((name) => [name, 0])) as Record<TallyCount, number>, marks: new Set() };
+  return {
+    counts: Object.fromEntries(TALLY_COUNTS.map((name) => [name, 0])) as Record<TallyCount, number>,
+    marks: new Set(),
+  };
 }
 
 /** What one request's prompt looks like, read once per request. */
@@ -230,6 +233,9 @@ export function subjectKind(subject: AbuseSubject): AbuseSubjectKind {
   return subject.slice(0, subject.indexOf(':')) as AbuseSubjectKind;
 }
 
+/** Gaps of random arrivals (variation 1) a subject's own gap variation is weighed against. */
+const GAP_PRIOR = 5;
+
 const ratio = (part: number, whole: number) => (whole > 0 ? part / whole : 0);
 
 /** Standard deviation over mean of n values from their sum and sum of squares; `fallback` for too few. */
@@ -246,10 +252,13 @@ export function featuresOf(subject: AbuseSubject, tally: AbuseTally, windowMs: n
   const marks = { peer: 0, agent: 0, model: 0, route: 0 };
   for (const mark of tally.marks) marks[mark.slice(0, mark.indexOf(MARK_SEPARATOR)) as MarkKind]++;
   const entropyMean = ratio(c.entropy, c.prompts);
-  // A subject with few gaps is taken as random arrivals (variation 1): it says nothing of a rhythm.
+  // Few gaps say little of a rhythm: their variation is drawn towards that of random arrivals (1), as if
+  // GAP_PRIOR gaps of it had been seen too.
+  const gaps = c.gaps;
+  const gapVariation = (gaps * variation(gaps, c.gapSum, c.gapSquares, 1) + GAP_PRIOR) / (gaps + GAP_PRIOR);
   return [
     c.requests / minutes,
-    variation(c.gaps, c.gapSum, c.gapSquares, 1),
+    gapVariation,
     ratio(c.status401, c.requests),
     ratio(c.status403, c.requests),
     ratio(c.status4xx, c.requests),

@@ -127,7 +127,14 @@ export function abuseGuard(watch: AbuseWatch, registry: MitigationRegistry, rend
       const identity = (req as IncomingMessage & { tollgate?: { identity?: Identity } }).tollgate?.identity;
       const subjects = watch.subjectsOf(clientAddress(req), identity?.keyId, identity?.tenantId);
       // The address was judged before authentication.
-      if (refuse(req, res, subjects.filter((subject) => !subject.startsWith('address:')))) return;
+      if (
+        refuse(
+          req,
+          res,
+          subjects.filter((subject) => !subject.startsWith('address:')),
+        )
+      )
+        return;
       noteScore(req, res, subjects);
       next();
     },

@@ -12,6 +12,8 @@ export interface AbuseReason {
 /** The forest and what it was grown on, as every process loads it from the store. */
 export interface AbuseModel {
   version: number;
+  /** Per feature, the least and greatest value (as the forest reads it) it was grown on. */
+  ranges: [number, number][];
   /** Epoch ms. */
   trainedAt: number;
   /** Distinct subjects among the windows it was grown on. */
@@ -26,8 +28,28 @@ const SAMPLE_SIZE = 256;
 const REASONS = 3;
 
 /** Grows the model on rows of features (`featuresOf`), with a seed so that a training can be replayed. */
-export function trainAbuseForest(rows: readonly number[][], seed: number): IsolationForest {
-  return trainIsolationForest(rows.map(modelInput), { trees: TREES, sampleSize: SAMPLE_SIZE, seed });
+export function trainAbuseForest(rows: readonly number[][], seed: number): Pick<AbuseModel, 'forest' | 'ranges'> {
+  const inputs = rows.map(modelInput);
+  const ranges = FEATURE_NAMES.map((_, feature): [number, number] => {
+    let min = Infinity;
+    let max = -Infinity;
+    for (const input of inputs) {
+      min = Math.min(min, input[feature]!);
+      max = Math.max(max, input[feature]!);
+    }
+    return [min, max];
+  });
+  return { forest: trainIsolationForest(inputs, { trees: TREES, sampleSize: SAMPLE_SIZE, seed }), ranges };
+}
+
+/**
+ * Whether `features` lie outside what the model was grown on. A forest never splits on a feature that did not vary
+ * in its training, so a subject set apart by such a feature alone (the first 401s a deployment sees) would look
+ * ordinary: the model is grown anew, with it, before it is scored.
+ */
+export function novelTo(model: Pick<AbuseModel, 'ranges'>, features: readonly number[]): boolean {
+  const input = modelInput(features);
+  return model.ranges.some(([min, max], feature) => input[feature]! < min || input[feature]! > max);
 }
 
 export function abuseScore(forest: IsolationForest, features: readonly number[]): number {
@@ -39,41 +61,60 @@ function median(sorted: readonly number[]): number {
   return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
-/** Per feature, the population's median and a robust spread (1.4826 × MAD, with a floor so a constant feature still ranks). */
+/**
+ * Per feature, the population's median as a person reads it, and its median and robust spread as the model reads
+ * the feature (log scale for rates and counts): 1.4826 × MAD, at least `MIN_SPREAD`, so a feature nearly everyone
+ * shares still ranks, and a small difference in it is not evidence.
+ */
 export interface PopulationProfile {
   medians: number[];
-  spreads: number[];
+  inputMedians: number[];
+  inputSpreads: number[];
 }
+
+/** The least spread of a feature on the model's scale (a share of 0.1, a factor of about 1.1 in a rate). */
+const MIN_SPREAD = 0.1;
 
 export function populationProfile(rows: readonly number[][]): PopulationProfile {
-  const medians: number[] = [];
-  const spreads: number[] = [];
+  const inputs = rows.map(modelInput);
+  const profile: PopulationProfile = { medians: [], inputMedians: [], inputSpreads: [] };
   for (let feature = 0; feature < FEATURE_NAMES.length; feature++) {
-    const values = rows.map((row) => row[feature]!).sort((a, b) => a - b);
+    const raw = rows.map((row) => row[feature]!).sort((a, b) => a - b);
+    const values = inputs.map((row) => row[feature]!).sort((a, b) => a - b);
     const middle = values.length ? median(values) : 0;
     const deviations = values.map((value) => Math.abs(value - middle)).sort((a, b) => a - b);
-    const mad = deviations.length ? median(deviations) : 0;
-    medians.push(middle);
-    spreads.push(Math.max(1.4826 * mad, 0.1 * Math.abs(middle), 0.01));
+    profile.medians.push(raw.length ? median(raw) : 0);
+    profile.inputMedians.push(middle);
+    profile.inputSpreads.push(Math.max(1.4826 * (deviations.length ? median(deviations) : 0), MIN_SPREAD));
   }
-  return { medians, spreads };
+  return profile;
 }
 
-/** The features that set `features` furthest apart from the profile's medians, in robust standard deviations. */
-export function abuseReasons(features: readonly number[], profile: PopulationProfile): AbuseReason[] {
+/** What set a subject apart: its top features, and how far the furthest lies from the median, in robust spreads. */
+export interface AbuseEvidence {
+  reasons: AbuseReason[];
+  distance: number;
+}
+
+/** The features that set `features` furthest apart from the profile's medians (on the model's scale). */
+export function abuseEvidence(features: readonly number[], profile: PopulationProfile): AbuseEvidence {
+  const input = modelInput(features);
   const ranked: { feature: number; distance: number }[] = [];
   for (let feature = 0; feature < FEATURE_NAMES.length; feature++) {
     if (FEATURE_NAMES[feature] === 'subjectKind') continue;
-    const distance = Math.abs(features[feature]! - profile.medians[feature]!) / profile.spreads[feature]!;
+    const distance = Math.abs(input[feature]! - profile.inputMedians[feature]!) / profile.inputSpreads[feature]!;
     if (distance > 0) ranked.push({ feature, distance });
   }
   ranked.sort((a, b) => b.distance - a.distance);
   const round = (value: number) => Number(value.toPrecision(3));
-  return ranked.slice(0, REASONS).map(({ feature }) => ({
-    feature: FEATURE_NAMES[feature]!,
-    value: round(features[feature]!),
-    population: round(profile.medians[feature]!),
-  }));
+  return {
+    reasons: ranked.slice(0, REASONS).map(({ feature }) => ({
+      feature: FEATURE_NAMES[feature]!,
+      value: round(features[feature]!),
+      population: round(profile.medians[feature]!),
+    })),
+    distance: ranked[0]?.distance ?? 0,
+  };
 }
 
 /** Reasons in words: `requestsPerMinute 120 (usual 4), share401 0.9 (usual 0)`. */

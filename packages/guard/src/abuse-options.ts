@@ -80,7 +80,10 @@ export function resolveAbuseOptions(options: AbuseOptions): ResolvedAbuse {
   );
   const subjects = options.subjects ?? ['key', 'address'];
   if (!Array.isArray(subjects) || subjects.length === 0 || subjects.some((kind) => !KINDS.includes(kind)))
-    throw new TollgateError(CODE, `abuse.subjects must be a non-empty list of ${KINDS.map((k) => `"${k}"`).join(', ')}`);
+    throw new TollgateError(
+      CODE,
+      `abuse.subjects must be a non-empty list of ${KINDS.map((k) => `"${k}"`).join(', ')}`,
+    );
   const train = part(options.train, 'train', ['every', 'history', 'minSubjects']);
   const thresholds = part(options.thresholds, 'thresholds', ['throttle', 'block']);
   const throttle = part(options.throttle, 'throttle', ['factor', 'for']);
@@ -98,8 +101,7 @@ export function resolveAbuseOptions(options: AbuseOptions): ResolvedAbuse {
     throw new TollgateError(CODE, 'abuse.shadow must be true or false');
   const trainEveryMs = duration(train.every ?? '10m', 'abuse.train.every');
   const historyMs = duration(train.history ?? '24h', 'abuse.train.history');
-  if (historyMs < trainEveryMs)
-    throw new TollgateError(CODE, 'abuse.train.history must be at least abuse.train.every');
+  if (historyMs < trainEveryMs) throw new TollgateError(CODE, 'abuse.train.history must be at least abuse.train.every');
   return {
     subjects: new Set(subjects),
     windowMs,

@@ -4,18 +4,13 @@ import type { IncomingMessage } from 'node:http';
 import type { UsageRecord } from '@tollgate/core';
 import { LRUCache } from 'lru-cache';
 import type { Alerts } from './alerts.js';
+import { featuresOf, SubjectTally, type AbuseSubject, type AbuseTally, type RequestTraits } from './abuse-features.js';
 import {
-  featuresOf,
-  SubjectTally,
-  type AbuseSubject,
-  type AbuseTally,
-  type RequestTraits,
-} from './abuse-features.js';
-import {
-  abuseReasons,
+  abuseEvidence,
   abuseScore,
   byKind,
   describeReasons,
+  novelTo,
   populationProfile,
   trainAbuseForest,
   type AbuseModel,
@@ -65,6 +60,12 @@ export const MAX_LISTED_SUBJECTS = 2_000;
 export const MAX_TRAINING_ROWS = 8_192;
 /** A subject with fewer requests in the window is scored but never acted on: too little to judge. */
 export const MIN_REQUESTS_TO_ACT = 5;
+/**
+ * A score past a threshold acts only when one of the subject's features lies at least this many robust spreads from
+ * its kind's median (`abuseEvidence`): in a small, uniform population a forest isolates trifles, and an action must
+ * have a reason a person would call one.
+ */
+export const MIN_EVIDENCE = 5;
 
 /** The mitigation registry's subject for an abuse subject (addresses are `ip:` there, as the auth-failure blocks). */
 export function registrySubject(subject: AbuseSubject): Subject {
@@ -193,7 +194,7 @@ export class AbuseWatch {
 
   /** One round: flush the sums, follow the model, train and score when this process holds the turn. */
   tick(): Promise<void> {
-    this.#ticking ??= this.#round()
+    this.#ticking ??= this.#round(false)
       .catch(this.#parts.onStoreError)
       .finally(() => (this.#ticking = undefined));
     return this.#ticking;
@@ -204,23 +205,35 @@ export class AbuseWatch {
     return Array.from({ length: BUCKETS_PER_WINDOW }, (_, i) => current - i);
   }
 
-  async #round(): Promise<void> {
-    const { store } = this.#parts;
-    const now = this.#parts.clock();
-    await this.#flush(now);
+  /**
+   * One process per tick scores, one per `train.every` trains (claims in the store); before the first model, any
+   * tick may train. `now`: this process trains if there is no model yet and scores, whoever held the turn.
+   */
+  async #round(now: boolean): Promise<void> {
+    const { store, clock } = this.#parts;
+    const at = clock();
+    await this.#flush(at);
     await this.#followModel();
     const trainSlot = this.#model
-      ? `abuse:train:${Math.floor(now / this.#config.trainEveryMs)}`
-      : `abuse:train:cold:${Math.floor(now / this.#config.bucketMs)}`;
-    const scoreSlot = `abuse:score:${Math.floor(now / ABUSE_TICK_MS)}`;
-    const [train, score] = await Promise.all([
-      store.claim(trainSlot, this.#model ? this.#config.trainEveryMs : this.#config.bucketMs),
-      store.claim(scoreSlot, ABUSE_TICK_MS),
+      ? `abuse:train:${Math.floor(at / this.#config.trainEveryMs)}`
+      : `abuse:train:cold:${Math.floor(at / ABUSE_TICK_MS)}`;
+    const [claimedTrain, claimedScore] = await Promise.all([
+      store.claim(trainSlot, this.#model ? this.#config.trainEveryMs : ABUSE_TICK_MS),
+      store.claim(`abuse:score:${Math.floor(at / ABUSE_TICK_MS)}`, ABUSE_TICK_MS),
     ]);
+    let train = claimedTrain || (now && !this.#model);
+    const score = claimedScore || now;
     if (!train && !score) return this.#followScoring();
-    const features = this.#features(await store.abuseTallies(this.#buckets(now)));
-    if (train) await this.#train(features, now);
-    if (score) await this.#score(features, now);
+    const features = this.#features(await store.abuseTallies(this.#buckets(at)));
+    // A subject unlike anything the model was grown on: grown anew with it (at most once per tick).
+    if (score && !train && this.#model && (now || at - this.#model.trainedAt >= ABUSE_TICK_MS)) {
+      const model = this.#model;
+      train = [...features.values()].some(
+        ({ features: row, requests }) => requests >= MIN_REQUESTS_TO_ACT && novelTo(model, row),
+      );
+    }
+    if (train) await this.#train(features, at);
+    if (score) await this.#score(features, at);
     else await this.#followScoring();
   }
 
@@ -236,7 +249,10 @@ export class AbuseWatch {
     const out = new Map<AbuseSubject, { features: number[]; requests: number }>();
     for (const [subject, tally] of tallies)
       if (tally.counts.requests > 0)
-        out.set(subject, { features: featuresOf(subject, tally, this.#config.windowMs), requests: tally.counts.requests });
+        out.set(subject, {
+          features: featuresOf(subject, tally, this.#config.windowMs),
+          requests: tally.counts.requests,
+        });
     return out;
   }
 
@@ -275,11 +291,15 @@ export class AbuseWatch {
     const subjects = new Set(windows.flatMap((window) => window.subjects)).size;
     if (subjects < this.#config.minSubjects) return;
     const version = (this.#model?.version ?? 0) + 1;
-    const forest = trainAbuseForest(
-      windows.flatMap((window) => window.rows),
+    const model: AbuseModel = {
       version,
-    );
-    const model: AbuseModel = { version, trainedAt: now, subjects, forest };
+      trainedAt: now,
+      subjects,
+      ...trainAbuseForest(
+        windows.flatMap((window) => window.rows),
+        version,
+      ),
+    };
     await store.putAbuseState('model', JSON.stringify(model));
     await store.putAbuseState('modelVersion', String(version));
     this.#model = model;
@@ -289,19 +309,23 @@ export class AbuseWatch {
   async #score(features: Map<AbuseSubject, { features: number[]; requests: number }>, now: number): Promise<void> {
     const model = this.#model;
     const entries: AbuseEntry[] = [];
+    const evidence = new Map<AbuseSubject, number>();
     if (model) {
       for (const group of byKind(features.entries()).values()) {
         const profile = populationProfile(group.map(([, f]) => f.features));
         for (const [subject, { features: row, requests }] of group) {
           const score = Number(abuseScore(model.forest, row).toFixed(4));
-          entries.push({ subject, score, requests, action: 'none', reasons: abuseReasons(row, profile) });
+          const { reasons, distance } = abuseEvidence(row, profile);
+          entries.push({ subject, score, requests, action: 'none', reasons });
+          evidence.set(subject, distance);
         }
       }
       entries.sort((a, b) => b.score - a.score);
       entries.length = Math.min(entries.length, MAX_LISTED_SUBJECTS);
       for (const entry of entries) {
         if (entry.score < this.#config.throttleAt) break;
-        if (entry.requests >= MIN_REQUESTS_TO_ACT) await this.#act(entry, now);
+        if (entry.requests >= MIN_REQUESTS_TO_ACT && (evidence.get(entry.subject) ?? 0) >= MIN_EVIDENCE)
+          await this.#act(entry, now);
       }
     }
     const scoring: Scoring = { at: now, modelVersion: model?.version ?? null, entries };
@@ -315,7 +339,8 @@ export class AbuseWatch {
     const config = this.#config;
     const action = entry.score >= config.blockAt ? 'block' : 'throttle';
     const target = registrySubject(entry.subject);
-    const existing = registry.get('block', target, now) ?? (action === 'throttle' ? registry.get('throttle', target, now) : undefined);
+    const existing =
+      registry.get('block', target, now) ?? (action === 'throttle' ? registry.get('throttle', target, now) : undefined);
     if (existing && isAbuseMitigation(existing)) {
       entry.action = existing.kind === 'block' ? 'block' : 'throttle';
       if (existing.until !== undefined) entry.until = existing.until;
@@ -342,7 +367,10 @@ export class AbuseWatch {
     const keyId = entry.subject.startsWith('key:') ? { keyId: entry.subject.slice(4) } : {};
     const tenantId = entry.subject.startsWith('tenant:') ? { tenantId: entry.subject.slice(7) } : {};
     const address = entry.subject.startsWith('address:') ? { address: entry.subject.slice(8) } : {};
-    const done = config.shadow ? `would be ${action}ed (shadow: nothing was done)` : `${action}ed for ${Math.round(durationMs / 1000)}s`;
+    const verb = action === 'block' ? 'blocked' : 'throttled';
+    const done = config.shadow
+      ? `would be ${verb} (shadow: nothing was done)`
+      : `${verb} for ${Math.round(durationMs / 1000)}s`;
     alerts.emit({
       type: 'abuse.detected',
       id: `${anomalyId}:${action}`,
@@ -361,10 +389,13 @@ export class AbuseWatch {
     });
   }
 
-  /** Sums to the store, and the round under way finished. */
+  /** Sums to the store, and subjects scored now (trained first when there is no model yet). */
   async flush(): Promise<void> {
     await this.#ticking;
-    await this.tick();
+    this.#ticking = this.#round(true)
+      .catch(this.#parts.onStoreError)
+      .finally(() => (this.#ticking = undefined));
+    await this.#ticking;
   }
 
   async close(): Promise<void> {

@@ -39,6 +39,8 @@ export interface Guard {
   readonly abuseAfterAuth: Middleware;
   /** The latest abuse scoring (highest first), as this process knows it; empty when `abuse` is off. */
   abuseEntries(): AbuseEntry[];
+  /** The abuse model in use (undefined before it has seen `minSubjects` subjects, or when `abuse` is off). */
+  abuseModel(): { version: number; trainedAt: number; subjects: number } | undefined;
   /** Lifts the abuse model's actions on a subject everywhere and leaves it alone for a period; resolves with what was lifted. */
   clearAbuse(subject: AbuseSubject): Promise<Mitigation[]>;
   /** The usage feed: `meter({ onUsage: guard.onUsage })` (the request gives the client address). */
@@ -153,6 +155,7 @@ export function createGuard(options: GuardOptions = {}): Guard {
     abuseBeforeAuth: abuseChecks.beforeAuth,
     abuseAfterAuth: abuseChecks.afterAuth,
     abuseEntries: () => abuse?.entries() ?? [],
+    abuseModel: () => abuse?.model(),
     clearAbuse: async (subject) => (abuse ? abuse.clear(subject) : []),
     onUsage: (record, req) => {
       watch?.observe(record, req);

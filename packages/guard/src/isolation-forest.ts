@@ -98,7 +98,10 @@ function growTree(points: readonly number[][], rows: number[], limit: number, ra
 }
 
 /** Grows a forest on `points` (each an array of the same width). */
-export function trainIsolationForest(points: readonly number[][], options: IsolationForestOptions = {}): IsolationForest {
+export function trainIsolationForest(
+  points: readonly number[][],
+  options: IsolationForestOptions = {},
+): IsolationForest {
   if (points.length === 0) throw new RangeError('an isolation forest needs at least one point');
   const random = seededRandom(options.seed ?? 1);
   const sampleSize = Math.min(options.sampleSize ?? 256, points.length);

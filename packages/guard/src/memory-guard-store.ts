@@ -1,5 +1,11 @@
 // The guard's store in the memory of one process: the embedded default, and the bench's detector.
-import { mergeTallyField, tallyFields, type AbuseSubject, type AbuseTally, type AbuseTallyDelta } from './abuse-features.js';
+import {
+  mergeTallyField,
+  tallyFields,
+  type AbuseSubject,
+  type AbuseTally,
+  type AbuseTallyDelta,
+} from './abuse-features.js';
 import { newEntityState, observeBucket, METRIC_COUNT, type AnomalyFinding, type EntityState } from './baseline.js';
 import type {
   AuthFailureCount,

@@ -1,6 +1,12 @@
 // The guard's store on Redis: every process sees the same baselines, mitigations, anomaly log, failure counts and claims.
 import type { SendCommand, SubscriberLike } from '@tollgate/redis';
-import { mergeTallyField, tallyFields, type AbuseSubject, type AbuseTally, type AbuseTallyDelta } from './abuse-features.js';
+import {
+  mergeTallyField,
+  tallyFields,
+  type AbuseSubject,
+  type AbuseTally,
+  type AbuseTallyDelta,
+} from './abuse-features.js';
 import {
   METRIC_COUNT,
   METRIC_NAMES,
@@ -246,13 +252,16 @@ export class RedisGuardStore implements GuardStore {
       buckets.map((bucket) => this.#send(['HGETALL', this.#abuseKey(`bucket:${bucket}`)]) as Promise<string[]>),
     );
     const merged = new Map<AbuseSubject, AbuseTally>();
-    for (const reply of replies) for (let i = 0; i < reply.length; i += 2) mergeTallyField(merged, reply[i]!, Number(reply[i + 1]));
+    for (const reply of replies)
+      for (let i = 0; i < reply.length; i += 2) mergeTallyField(merged, reply[i]!, Number(reply[i + 1]));
     return merged;
   }
 
   async putAbuseState(name: string, value: string, ttlMs?: number): Promise<void> {
     const key = this.#abuseKey(`state:${name}`);
-    await this.#send(ttlMs === undefined ? ['SET', key, value] : ['SET', key, value, 'PX', String(Math.max(1, Math.ceil(ttlMs)))]);
+    await this.#send(
+      ttlMs === undefined ? ['SET', key, value] : ['SET', key, value, 'PX', String(Math.max(1, Math.ceil(ttlMs)))],
+    );
   }
 
   async abuseState(name: string): Promise<string | undefined> {
