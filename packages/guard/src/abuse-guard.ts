@@ -56,6 +56,9 @@ export interface AbuseGuard {
 
 export function abuseGuard(watch: AbuseWatch, registry: MitigationRegistry, renderError: ErrorRenderer): AbuseGuard {
   const paced = new Map<string, number>();
+  /** Each request's client address, read once before authentication. */
+  const addresses = new WeakMap<IncomingMessage, string>();
+  const addressOf = (req: IncomingMessage) => addresses.get(req) ?? clientAddress(req);
 
   /** The model's action on `subject` that refuses this request, if any (a throttle lets one in 1/scale through). */
   function refusing(subject: AbuseSubject, now: number): Mitigation | undefined {
@@ -99,9 +102,12 @@ export function abuseGuard(watch: AbuseWatch, registry: MitigationRegistry, rend
   function recordAtEnd(this: ServerResponse): void {
     const req = this.req;
     const ctx = getContext(req, this);
+    // Provider calls and failed authentications: an operator's or a health check's own requests are not traffic.
+    if (!ctx.call && this.statusCode !== 401) return;
     const agent = req.headers['user-agent'];
     watch.record(
       req,
+      addressOf(req),
       {
         at: Date.now(),
         status: this.statusCode,
@@ -118,14 +124,16 @@ export function abuseGuard(watch: AbuseWatch, registry: MitigationRegistry, rend
   return {
     beforeAuth: function tollgateAbuseBeforeAuth(req, res, next) {
       res.on('finish', recordAtEnd);
-      const subjects = watch.subjectsOf(clientAddress(req), undefined, undefined);
+      const address = clientAddress(req);
+      addresses.set(req, address);
+      const subjects = watch.subjectsOf(address, undefined, undefined);
       if (refuse(req, res, subjects)) return;
       noteScore(req, res, subjects);
       next();
     },
     afterAuth: function tollgateAbuseAfterAuth(req, res, next) {
       const identity = (req as IncomingMessage & { tollgate?: { identity?: Identity } }).tollgate?.identity;
-      const subjects = watch.subjectsOf(clientAddress(req), identity?.keyId, identity?.tenantId);
+      const subjects = watch.subjectsOf(addressOf(req), identity?.keyId, identity?.tenantId);
       // The address was judged before authentication.
       if (
         refuse(

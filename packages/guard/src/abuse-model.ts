@@ -72,8 +72,32 @@ export interface PopulationProfile {
   inputSpreads: number[];
 }
 
-/** The least spread of a feature on the model's scale (a share of 0.1, a factor of about 1.1 in a rate). */
-const MIN_SPREAD = 0.1;
+/**
+ * The least spread of each feature on the model's scale: the smallest difference a person would call one (a factor
+ * of about 1.3 in a rate or a count, 0.05 of a share, half a bit of entropy, 0.25 of a variation).
+ */
+const MIN_SPREAD: Record<FeatureName, number> = {
+  requestsPerMinute: 0.25,
+  gapVariation: 0.25,
+  share401: 0.05,
+  share403: 0.05,
+  share4xx: 0.05,
+  shareRefused: 0.05,
+  shareFlagged: 0.05,
+  peers: 0.25,
+  userAgents: 0.25,
+  models: 0.25,
+  routes: 0.25,
+  promptChars: 0.25,
+  promptCharsVariation: 0.25,
+  promptEntropy: 0.5,
+  promptEntropySpread: 0.5,
+  repeatShare: 0.05,
+  nearRepeatShare: 0.05,
+  tokensPerMinute: 0.25,
+  usdPerMinute: 0.25,
+  subjectKind: 1,
+};
 
 export function populationProfile(rows: readonly number[][]): PopulationProfile {
   const inputs = rows.map(modelInput);
@@ -85,7 +109,8 @@ export function populationProfile(rows: readonly number[][]): PopulationProfile 
     const deviations = values.map((value) => Math.abs(value - middle)).sort((a, b) => a - b);
     profile.medians.push(raw.length ? median(raw) : 0);
     profile.inputMedians.push(middle);
-    profile.inputSpreads.push(Math.max(1.4826 * (deviations.length ? median(deviations) : 0), MIN_SPREAD));
+    const floor = MIN_SPREAD[FEATURE_NAMES[feature]!];
+    profile.inputSpreads.push(Math.max(1.4826 * (deviations.length ? median(deviations) : 0), floor));
   }
   return profile;
 }

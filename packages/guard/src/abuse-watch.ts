@@ -83,6 +83,8 @@ export interface AbuseWatchParts {
   alerts: Alerts;
   onStoreError: (error: unknown) => void;
   clock: () => number;
+  /** Rounds on a timer (ms); 0: only when `flush()` is called (a replay on a fake clock). @default ABUSE_TICK_MS */
+  tickMs?: number;
 }
 
 type Caller = { tollgate?: { identity?: { keyId: string; tenantId?: string } } };
@@ -100,9 +102,12 @@ export class AbuseWatch {
   constructor(config: ResolvedAbuse, parts: AbuseWatchParts) {
     this.#config = config;
     this.#parts = parts;
-    this.#timer = setInterval(() => void this.tick(), ABUSE_TICK_MS);
-    // The watch must never keep a process alive.
-    this.#timer.unref();
+    const tickMs = parts.tickMs ?? ABUSE_TICK_MS;
+    if (tickMs > 0) {
+      this.#timer = setInterval(() => void this.tick(), tickMs);
+      // The watch must never keep a process alive.
+      this.#timer.unref();
+    }
   }
 
   #tally(subject: AbuseSubject): SubjectTally {
@@ -121,10 +126,12 @@ export class AbuseWatch {
     return out;
   }
 
-  /** One finished request (the hot path: sums in memory, no I/O). `peer` is what an address tried: the key, else a digest. */
-  record(req: IncomingMessage, traits: RequestTraits, peerOfAddress: string): void {
+  /**
+   * One finished request from `address` (the hot path: sums in memory, no I/O). `peerOfAddress` is what the address
+   * tried: the key, else a digest of the credential.
+   */
+  record(req: IncomingMessage, address: string, traits: RequestTraits, peerOfAddress: string): void {
     const identity = (req as IncomingMessage & Caller).tollgate?.identity;
-    const address = clientAddress(req);
     const bucket = Math.floor(traits.at / this.#config.bucketMs);
     for (const subject of this.subjectsOf(address, identity?.keyId, identity?.tenantId)) {
       const tally = this.#tally(subject);
@@ -221,18 +228,19 @@ export class AbuseWatch {
       store.claim(trainSlot, this.#model ? this.#config.trainEveryMs : ABUSE_TICK_MS),
       store.claim(`abuse:score:${Math.floor(at / ABUSE_TICK_MS)}`, ABUSE_TICK_MS),
     ]);
-    let train = claimedTrain || (now && !this.#model);
+    const train = claimedTrain || (now && !this.#model);
     const score = claimedScore || now;
     if (!train && !score) return this.#followScoring();
     const features = this.#features(await store.abuseTallies(this.#buckets(at)));
-    // A subject unlike anything the model was grown on: grown anew with it (at most once per tick).
-    if (score && !train && this.#model && (now || at - this.#model.trainedAt >= ABUSE_TICK_MS)) {
+    if (train) await this.#train(features, at, true);
+    else if (score && this.#model && (now || at - this.#model.trainedAt >= ABUSE_TICK_MS)) {
+      // A subject unlike anything the model was grown on: grown anew with it (at most once per tick).
       const model = this.#model;
-      train = [...features.values()].some(
+      const novel = [...features.values()].some(
         ({ features: row, requests }) => requests >= MIN_REQUESTS_TO_ACT && novelTo(model, row),
       );
+      if (novel) await this.#train(features, at, false);
     }
-    if (train) await this.#train(features, at);
     if (score) await this.#score(features, at);
     else await this.#followScoring();
   }
@@ -276,18 +284,25 @@ export class AbuseWatch {
   }
 
   /** Adds this window to the training windows and grows a forest on them once they hold `minSubjects` subjects. */
-  async #train(features: Map<AbuseSubject, { features: number[] }>, now: number): Promise<void> {
+  /**
+   * Grows a forest on the training windows and this one, once they hold `minSubjects` subjects. `keep`: this window
+   * joins the training windows (a scheduled training; a bucket's later view replaces its earlier one). A training for
+   * a novel subject keeps nothing: a subject kept once per tick would soon outnumber the crowd it must stand out of.
+   */
+  async #train(features: Map<AbuseSubject, { features: number[] }>, now: number, keep: boolean): Promise<void> {
     const { store } = this.#parts;
     const stored = await store.abuseState('history');
-    let windows = (stored ? (JSON.parse(stored) as TrainingWindow[]) : []).filter(
+    const windows = (stored ? (JSON.parse(stored) as TrainingWindow[]) : []).filter(
       (window) => window.at > now - this.#config.historyMs,
     );
-    if (features.size > 0)
-      windows.push({ at: now, subjects: [...features.keys()], rows: [...features.values()].map((f) => f.features) });
-    let rows = windows.reduce((sum, window) => sum + window.rows.length, 0);
-    while (rows > MAX_TRAINING_ROWS && windows.length > 1) rows -= windows.shift()!.rows.length;
-    windows = windows.slice();
-    await store.putAbuseState('history', JSON.stringify(windows), this.#config.historyMs);
+    const current = { at: now, subjects: [...features.keys()], rows: [...features.values()].map((f) => f.features) };
+    if (keep && features.size > 0) {
+      if (windows.length > 0 && now - windows.at(-1)!.at < this.#config.bucketMs) windows.pop();
+      windows.push(current);
+      let rows = windows.reduce((sum, window) => sum + window.rows.length, 0);
+      while (rows > MAX_TRAINING_ROWS && windows.length > 1) rows -= windows.shift()!.rows.length;
+      await store.putAbuseState('history', JSON.stringify(windows), this.#config.historyMs);
+    } else windows.push(current);
     const subjects = new Set(windows.flatMap((window) => window.subjects)).size;
     if (subjects < this.#config.minSubjects) return;
     const version = (this.#model?.version ?? 0) + 1;

@@ -3,6 +3,7 @@ import { afterAll, afterEach, describe, expect, it } from '@jest/globals';
 import express, { type Express } from 'express';
 import request from 'supertest';
 import { apiErrorHandler, createMemoryStores } from '@tollgate/core';
+import { providerCall } from '@tollgate/providers';
 import { createRedisStores } from '@tollgate/redis';
 import { abuseAdminRouter, createGuard, type Guard, type GuardEvent, type GuardStore } from '@tollgate/guard';
 import { promptTraits, featuresOf, emptyTally, FEATURE_NAMES } from '../src/abuse-features.js';
@@ -112,10 +113,10 @@ describe.each(stores)('the $name guard store', ({ make }) => {
   it('keeps named values, with an end when given', async () => {
     const store = make();
     await store.putAbuseState('model', '{"version":1}');
-    await store.putAbuseState('cleared:key:k1', '1', 30);
+    await store.putAbuseState('cleared:key:k1', '1', 300);
     expect(await store.abuseState('model')).toBe('{"version":1}');
     expect(await store.abuseState('cleared:key:k1')).toBe('1');
-    await new Promise((resolve) => setTimeout(resolve, 60));
+    await new Promise((resolve) => setTimeout(resolve, 400));
     expect(await store.abuseState('cleared:key:k1')).toBeUndefined();
     expect(await store.deleteAbuseState('model')).toBe(true);
     expect(await store.deleteAbuseState('model')).toBe(false);
@@ -126,13 +127,29 @@ describe.each(stores)('the $name guard store', ({ make }) => {
 function abuseApp(guard: Guard, keys: Record<string, { tenantId?: string }>): Express {
   const app = express();
   app.set('trust proxy', 'loopback');
-  app.post('/v1/chat', guard.abuseBeforeAuth, fakeAuth(keys), guard.abuseAfterAuth, (req, res) => {
-    res.json({ ok: true, abuseScore: req.tollgate.abuseScore ?? null });
-  });
+  app.post(
+    '/v1/chat',
+    guard.abuseBeforeAuth,
+    fakeAuth(keys),
+    express.json(),
+    providerCall('openai.chat'),
+    guard.abuseAfterAuth,
+    (req, res) => {
+      res.json({ ok: true, abuseScore: req.tollgate.abuseScore ?? null });
+    },
+  );
   app.use('/admin/abuse', abuseAdminRouter(guard));
   app.use(apiErrorHandler());
   return app;
 }
+
+/** One chat call as `key` from `from`. */
+const call = (app: Express, key: string, from: string, content = 'hello') =>
+  request(app)
+    .post('/v1/chat')
+    .set('authorization', `Bearer ${key}`)
+    .set('x-forwarded-for', from)
+    .send({ model: 'gpt-4o-mini', messages: [{ role: 'user', content }] });
 
 let guard: Guard | undefined;
 afterEach(async () => {
@@ -146,10 +163,8 @@ describe('the abuse watch', () => {
   /** 40 keys, each from its own address, 2-6 calls; then an address trying 60 unknown keys. */
   async function traffic(app: Express): Promise<void> {
     for (let i = 0; i < 40; i++)
-      for (let n = 0; n < 2 + (i % 5); n++)
-        await request(app).post('/v1/chat').set('authorization', `Bearer k${i}`).set('x-forwarded-for', `10.1.0.${i}`);
-    for (let n = 0; n < 60; n++)
-      await request(app).post('/v1/chat').set('authorization', `Bearer stolen-${n}`).set('x-forwarded-for', '10.9.9.9');
+      for (let n = 0; n < 2 + (i % 5); n++) await call(app, `k${i}`, `10.1.0.${i}`, `question ${n} of key ${i}`);
+    for (let n = 0; n < 60; n++) await call(app, `stolen-${n}`, '10.9.9.9');
   }
 
   it('waits for minSubjects, then blocks the stuffing address alone, says why, and an operator clears it', async () => {
@@ -160,7 +175,7 @@ describe('the abuse watch', () => {
       abuse: { window: '10s', train: { every: '1m', minSubjects: 30 } },
     });
     const app = abuseApp(guard, keys);
-    await request(app).post('/v1/chat').set('authorization', 'Bearer k0').set('x-forwarded-for', '10.1.0.0');
+    await call(app, 'k0', '10.1.0.0');
     await guard.flush();
     expect(guard.abuseModel()).toBeUndefined();
     await traffic(app);
@@ -171,22 +186,17 @@ describe('the abuse watch', () => {
     const stuffing = listed.body.subjects[0];
     expect(stuffing).toMatchObject({ subject: 'address:10.9.9.9', action: 'block' });
     expect(stuffing.score).toBeGreaterThanOrEqual(0.75);
-    expect(stuffing.reasons.map((reason: { feature: string }) => reason.feature)).toContain('share401');
+    // Sixty credentials from one address, none of them with a prompt the model could read.
+    expect(stuffing.reasons.map((reason: { feature: string }) => reason.feature)).toContain('peers');
     const acted = listed.body.subjects.filter((entry: { action: string }) => entry.action !== 'none');
     expect(acted.map((entry: { subject: string }) => entry.subject)).toEqual(['address:10.9.9.9']);
-    const refused = await request(app)
-      .post('/v1/chat')
-      .set('authorization', 'Bearer k1')
-      .set('x-forwarded-for', '10.9.9.9');
+    const refused = await call(app, 'k1', '10.9.9.9');
     expect(refused.status).toBe(403);
     expect(refused.body.error.code).toBe('abuse_blocked');
     expect(refused.body.error.message).toMatch(
       /blocked for \d+s: its traffic scored 0\.\d+ as abuse .*An operator can clear it\./,
     );
-    const served = await request(app)
-      .post('/v1/chat')
-      .set('authorization', 'Bearer k3')
-      .set('x-forwarded-for', '10.1.0.3');
+    const served = await call(app, 'k3', '10.1.0.3', 'question 9 of key 3');
     expect(served.status).toBe(200);
     expect(served.body.abuseScore).toBeGreaterThan(0);
     expect(events).toEqual([
@@ -201,9 +211,7 @@ describe('the abuse watch', () => {
       cleared: 'address:10.9.9.9',
       lifted: [{ kind: 'block', subject: 'ip:10.9.9.9' }],
     });
-    expect(
-      (await request(app).post('/v1/chat').set('authorization', 'Bearer k1').set('x-forwarded-for', '10.9.9.9')).status,
-    ).toBe(200);
+    expect((await call(app, 'k1', '10.9.9.9')).status).toBe(200);
     // Cleared: still scored, left alone for the block's period.
     await guard.flush();
     expect(guard.mitigations()).toEqual([]);
@@ -224,8 +232,6 @@ describe('the abuse watch', () => {
     expect(guard.abuseEntries()[0]).toMatchObject({ subject: 'address:10.9.9.9', action: 'block', shadow: true });
     expect(guard.mitigations()).toEqual([]);
     expect(events[0]).toMatchObject({ type: 'abuse.detected', details: { shadow: true, action: 'block' } });
-    expect(
-      (await request(app).post('/v1/chat').set('authorization', 'Bearer k1').set('x-forwarded-for', '10.9.9.9')).status,
-    ).toBe(200);
+    expect((await call(app, 'k1', '10.9.9.9')).status).toBe(200);
   });
 });
