@@ -48,6 +48,21 @@ export interface DashboardAlert {
   href?: string;
 }
 
+/** One subject the guard's abuse model scored (`guard.abuseEntries()` of @tollgate/guard), as the abuse page shows it. */
+export interface AbuseSubjectStatus {
+  /** `key:<id>`, `address:<ip>`, `tenant:<id>`. */
+  subject: string;
+  /** 0-1, higher is stranger. */
+  score: number;
+  requests: number;
+  action: 'none' | 'throttle' | 'block';
+  /** Epoch ms the action ends. */
+  until?: number;
+  shadow?: boolean;
+  /** The features that set it apart: its value and the population's median. */
+  reasons: readonly { feature: string; value: number; population: number }[];
+}
+
 type ListSource = readonly string[] | (() => readonly string[]);
 
 export interface DashboardOptions {
@@ -76,6 +91,8 @@ export interface DashboardOptions {
    * quotas and its keys'), or with none on the overview (every tenant's and the global ones). @default none
    */
   limits?: (query: QuotaQuery) => readonly QuotaStatus[] | Promise<readonly QuotaStatus[]>;
+  /** The guard's abuse scoring, highest first (`() => guard.abuseEntries()`): the Abuse page. @default no page content */
+  abuse?: () => readonly AbuseSubjectStatus[];
   /** More alerts for the overview (soft-limit events, suspended keys). @default none */
   alerts?: () => readonly DashboardAlert[] | Promise<readonly DashboardAlert[]>;
   /** Tenants a new key may name (a select on the form; others refused). @default any */
@@ -115,6 +132,7 @@ const OPTION_NAMES = [
   'ledgerTable',
   'limits',
   'alerts',
+  'abuse',
   'tenants',
   'tiers',
   'period',
@@ -136,6 +154,7 @@ export interface DashboardConfig {
   ledgerTable: LedgerLocation;
   limits: (query: QuotaQuery) => readonly QuotaStatus[] | Promise<readonly QuotaStatus[]>;
   alerts: () => readonly DashboardAlert[] | Promise<readonly DashboardAlert[]>;
+  abuse: (() => readonly AbuseSubjectStatus[]) | undefined;
   tenants: (() => readonly string[]) | undefined;
   tiers: (() => readonly string[]) | undefined;
   period: CalendarPeriod;
@@ -193,6 +212,8 @@ export function resolveOptions(options: DashboardOptions): DashboardConfig {
     throw invalid('limits must be a function returning quota rows');
   if (options.alerts !== undefined && typeof options.alerts !== 'function')
     throw invalid('alerts must be a function returning alerts');
+  if (options.abuse !== undefined && typeof options.abuse !== 'function')
+    throw invalid('abuse must be a function returning the scored subjects');
   const period = options.period ?? 'month';
   if (!CALENDAR_PERIODS.includes(period)) throw invalid(`period must be one of ${CALENDAR_PERIODS.join(', ')}`);
   const timezone = options.timezone ?? 'UTC';
@@ -225,6 +246,7 @@ export function resolveOptions(options: DashboardOptions): DashboardConfig {
     ledgerTable: { ...options.ledgerTable },
     limits: options.limits ?? (() => []),
     alerts: options.alerts ?? (() => []),
+    abuse: options.abuse,
     tenants: listSource(options.tenants, 'tenants'),
     tiers: listSource(options.tiers, 'tiers'),
     period,

@@ -17,6 +17,7 @@ import {
   storeDownAlerts,
 } from '@tollgate/guard';
 import type {
+  AbuseEntry,
   Alerts,
   BudgetEventNotice,
   Guard,
@@ -61,6 +62,8 @@ export interface ProxyGuard {
   readonly adminRouter: Router | undefined;
   /** `/admin/abuse`: the abuse model's scores and actions, and clears (with `guard.abuse` only). */
   readonly abuseRouter: Router | undefined;
+  /** The abuse model's latest scoring, highest first (with `guard.abuse` only): the dashboard's Abuse page. */
+  readonly abuseEntries: (() => AbuseEntry[]) | undefined;
   /** The mitigations in force as this process knows them (none without a guard): the metrics count them. */
   mitigations(): readonly Mitigation[];
   close(): Promise<void>;
@@ -115,6 +118,7 @@ const NO_GUARD: Omit<ProxyGuard, 'afterAuth'> = {
   ready: Promise.resolve(),
   adminRouter: undefined,
   abuseRouter: undefined,
+  abuseEntries: undefined,
   mitigations: () => [],
   close: async () => undefined,
 };
@@ -186,6 +190,7 @@ export function createProxyGuard(settings: GuardSetupOptions, deps: ProxyGuardDe
     ready: guard.ready,
     adminRouter: guardAdminRouter(guard),
     abuseRouter: settings.abuse ? abuseAdminRouter(guard) : undefined,
+    abuseEntries: settings.abuse ? () => guard.abuseEntries() : undefined,
     mitigations: () => guard.mitigations(),
     async close() {
       shedder?.close();

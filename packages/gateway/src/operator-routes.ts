@@ -118,6 +118,7 @@ export function mountOperatorRoutes(router: Router, parts: OperatorParts): void 
         configKeys: configKeys,
         ...(metering.ledger ? { ledger: metering.ledger } : {}),
         ...(operator.ledgerTable ? { ledgerTable: operator.ledgerTable } : {}),
+        ...(guarding.abuseEntries ? { abuse: guarding.abuseEntries } : {}),
         tenants: operator.tenants,
         tiers: operator.tiers,
         ...(operator.timezone ? { timezone: operator.timezone } : {}),
