@@ -308,7 +308,8 @@ async function replay(seed: number, plan: { minutes: number; normalKeys: number 
         sender.next += Math.max(1, sender.gap());
       }
     now = tick;
-    await watch.flush();
+    // A round as a deployment's timer runs it (claims on the fake clock decide who trains and scores).
+    await watch.tick();
     for (const mitigation of registry.list(now)) {
       if (!isAbuseMitigation(mitigation)) continue;
       const subject = (

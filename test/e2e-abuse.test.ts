@@ -245,6 +245,12 @@ describe('behavioural abuse through the proxy, two processes on Redis', () => {
     }
     process.stderr.write(`abuse e2e: acted on after (ms) ${JSON.stringify(Object.fromEntries(detectedAt))}\n`);
 
+    // Counted by action kind in each process's metrics.
+    const scrape = await (await fetch(`${b.url}/metrics`, { headers: { authorization: `Bearer ${adminKey}` } })).text();
+    const counted = [...scrape.matchAll(/^tollgate_guard_abuse_actions\{action="(throttle|block)"\} (\d+)/gm)];
+    expect(counted.map((match) => match[1]).sort()).toEqual(['block', 'throttle']);
+    expect(counted.reduce((sum, match) => sum + Number(match[2]), 0)).toBeGreaterThan(0);
+
     // Refused with the documented answers, in either process.
     const scraperAnswer = await chat(b, { key: keys.scraper, from: '10.30.0.1', content: noise(random, 600) });
     expect([403, 429]).toContain(scraperAnswer.status);

@@ -233,8 +233,8 @@ export class AbuseWatch {
     if (!train && !score) return this.#followScoring();
     const features = this.#features(await store.abuseTallies(this.#buckets(at)));
     if (train) await this.#train(features, at, true);
-    else if (score && this.#model && (now || at - this.#model.trainedAt >= ABUSE_TICK_MS)) {
-      // A subject unlike anything the model was grown on: grown anew with it (at most once per tick).
+    else if (score && this.#model && (now || at - this.#model.trainedAt >= this.#config.bucketMs)) {
+      // A subject unlike anything the model was grown on: grown anew with it (at most once a bucket).
       const model = this.#model;
       const novel = [...features.values()].some(
         ({ features: row, requests }) => requests >= MIN_REQUESTS_TO_ACT && novelTo(model, row),
