@@ -17,7 +17,6 @@ import {
   storeDownAlerts,
 } from '@tollgate/guard';
 import type {
-  AbuseEntry,
   Alerts,
   BudgetEventNotice,
   Guard,
@@ -63,7 +62,7 @@ export interface ProxyGuard {
   /** `/admin/abuse`: the abuse model's scores and actions, and clears (with `guard.abuse` only). */
   readonly abuseRouter: Router | undefined;
   /** The abuse model's latest scoring, highest first (with `guard.abuse` only): the dashboard's Abuse page. */
-  readonly abuseEntries: (() => AbuseEntry[]) | undefined;
+  readonly abuseEntries: Guard['abuseEntries'] | undefined;
   /** The mitigations in force as this process knows them (none without a guard): the metrics count them. */
   mitigations(): readonly Mitigation[];
   close(): Promise<void>;

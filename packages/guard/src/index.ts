@@ -2,8 +2,6 @@
 export { createGuard } from './create-guard.js';
 export type { Guard } from './create-guard.js';
 export type { GuardOptions } from './guard-options.js';
-export type { AbuseOptions } from './abuse-options.js';
-export type { AbuseEntry } from './abuse-watch.js';
 export { abuseAdminRouter, guardAdminRouter } from './admin-router.js';
 export { bodyAfterAuth } from './body-after-auth.js';
 export { createAlerts } from './alerts.js';
