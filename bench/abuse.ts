@@ -1,5 +1,5 @@
 // Benchmark: behavioural abuse detection: labelled synthetic traffic replayed on a fake clock (precision, recall, time
-// to detection, false actions per 1,000 subject-hours; tuned on some seeds, reported on others) and the hot path's cost.
+// to detection, false actions per 1,000 subject-hours; tuned on some seeds, reported on others), the hot path's cost.
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createMemoryStores } from '@tollgate/core';
@@ -380,7 +380,7 @@ function summarise(outcomes: Outcome[]): Summary {
   };
 }
 
-/** The abuse checks' CPU per request in one run: the guard's two middlewares and the end-of-request record, on vs off. */
+/** The abuse checks' CPU per request in one run: the two middlewares and the end-of-request record, on vs off. */
 async function hotPathCost(iterations: number): Promise<{ on: number; off: number }> {
   const measure = async (abuse: boolean) => {
     const guard = createGuard({

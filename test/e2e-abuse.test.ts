@@ -1,6 +1,6 @@
 // Behavioural abuse through the proxy: two processes on one Redis, a population of normal keys of varied habits, and
 // each abuse kind (credential stuffing over many addresses, a regular high-entropy scraper, a stolen key, injection
-// probing) acted on within a minute everywhere; normal keys left alone; a clear seen by both; shadow serves and records.
+// probing) acted on within a minute everywhere; normal keys left alone; a clear seen by both; shadow serves, records.
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -134,7 +134,7 @@ function loop(state: { stop: boolean }, step: () => Promise<number>): Promise<vo
 const AGENTS = ['OpenAI/Python 1.54.0', 'OpenAI/JS 4.73.0', 'langchain/0.3', 'Mozilla/5.0'];
 const MODELS = ['small-model', 'large-model'];
 
-/** Each normal key from its own address, its own agent and model mix, its own pace (0.7-4 s, irregular), its own prompts. */
+/** Each normal key from its own address, with its own agent, models, pace (0.7-4 s, irregular) and prompts. */
 function normalTraffic(proxies: SpawnedProxy[], state: { stop: boolean }, seed: number): Promise<void>[] {
   return normalKeys.map((secret, i) => {
     const random = seeded(seed + i);
@@ -164,7 +164,7 @@ const NORMAL_SUBJECTS = new Set([
 ]);
 
 describe('behavioural abuse through the proxy, two processes on Redis', () => {
-  it('acts on each abuse kind within a minute in both processes, leaves normal keys alone, and a clear reaches both', async () => {
+  it('acts on each abuse kind within a minute in both processes, leaves normal keys alone; a clear reaches both', async () => {
     running = await startProxies('enforce', {
       window: '30s',
       train: { every: '20s', history: '10m', minSubjects: 20 },

@@ -27,10 +27,8 @@ taken. An operator clears one with <code>DELETE /admin/abuse/&lt;subject&gt;</co
 export function renderAbuse(ctx: PageContext, data: AbuseData): string {
   const rows = data.subjects.map((entry) => {
     const action = entry.action === 'none' ? '' : `${entry.action}${entry.shadow ? ' (shadow)' : ''}`;
-    const until =
-      entry.until === undefined || entry.action === 'none'
-        ? ''
-        : html`<time datetime="${new Date(entry.until).toISOString()}" title="${utcTime(new Date(entry.until).toISOString())}">${fromNow(new Date(entry.until).toISOString(), ctx.now)}</time>`;
+    const ends = entry.until === undefined || entry.action === 'none' ? undefined : new Date(entry.until).toISOString();
+    const until = ends ? html`<time datetime="${ends}" title="${utcTime(ends)}">${fromNow(ends, ctx.now)}</time>` : '';
     const why = entry.reasons.map((reason) => html`<li>${reason.feature} ${reason.value} (${reason.population})</li>`);
     return html`<tr data-subject="${entry.subject}" data-action="${entry.action}">
 <th scope="row" class="id">${entry.subject}</th><td class="num${entry.action !== 'none' ? ' warn' : ''}">${entry.score.toFixed(2)}</td>

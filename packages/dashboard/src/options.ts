@@ -48,7 +48,7 @@ export interface DashboardAlert {
   href?: string;
 }
 
-/** One subject the guard's abuse model scored (`guard.abuseEntries()` of @tollgate/guard), as the abuse page shows it. */
+/** One subject the guard's abuse model scored (`guard.abuseEntries()` of @tollgate/guard), as its page shows it. */
 export interface AbuseSubjectStatus {
   /** `key:<id>`, `address:<ip>`, `tenant:<id>`. */
   subject: string;
@@ -91,7 +91,7 @@ export interface DashboardOptions {
    * quotas and its keys'), or with none on the overview (every tenant's and the global ones). @default none
    */
   limits?: (query: QuotaQuery) => readonly QuotaStatus[] | Promise<readonly QuotaStatus[]>;
-  /** The guard's abuse scoring, highest first (`() => guard.abuseEntries()`): the Abuse page. @default no page content */
+  /** The guard's abuse scoring, highest first (`() => guard.abuseEntries()`): the Abuse page. @default none */
   abuse?: () => readonly AbuseSubjectStatus[];
   /** More alerts for the overview (soft-limit events, suspended keys). @default none */
   alerts?: () => readonly DashboardAlert[] | Promise<readonly DashboardAlert[]>;

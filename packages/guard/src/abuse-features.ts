@@ -28,9 +28,12 @@ export const TALLY_COUNTS = [
 export type TallyCount = (typeof TALLY_COUNTS)[number];
 const COUNT_INDEX = Object.fromEntries(TALLY_COUNTS.map((name, i) => [name, i])) as Record<TallyCount, number>;
 
-/** Distinct values kept per subject and bucket: the other side (addresses of a key, keys an address tried), user agents, models, routes. */
+/**
+ * Distinct values kept per subject and bucket: the other side (addresses of a key, keys an address tried), user
+ * agents, models, routes.
+ */
 export type MarkKind = 'peer' | 'agent' | 'model' | 'route';
-/** Distinct values of one kind one process sends per subject and bucket: past it a count saturates (bounds the store). */
+/** Distinct values of a kind one process sends per subject and bucket: past it a count saturates (bounds the store). */
 export const MARKS_PER_KIND = 64;
 /** The separator of a mark's kind and value (never in a value: removed from it). */
 export const MARK_SEPARATOR = '\u001f';

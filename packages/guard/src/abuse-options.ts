@@ -1,4 +1,4 @@
-// The guard's abuse options (the proxy config's `guard.abuse`), resolved once into a configuration where every field is set.
+// The guard's abuse options (the proxy config's `guard.abuse`), resolved once into a configuration, every field set.
 import { parseDuration, TollgateError } from '@tollgate/core';
 import { assertKnownOptions } from '@tollgate/core/options';
 
@@ -20,7 +20,7 @@ export interface AbuseOptions {
   };
   /** Scores (0-1) at and above which a subject is throttled, then blocked. @default { throttle: 0.65, block: 0.75 } */
   thresholds?: { throttle?: number; block?: number };
-  /** A throttled subject's limits (and its own rate) are cut by `factor` for `for`. @default { factor: 0.1, for: '15m' } */
+  /** A throttled subject's limits (and its rate) are cut by `factor` for `for`. @default { factor: 0.1, for: '15m' } */
   throttle?: { factor?: number; for?: number | string };
   /** A blocked subject gets 403 `abuse_blocked` for `for`. @default { for: '15m' } */
   block?: { for?: number | string };

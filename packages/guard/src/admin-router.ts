@@ -1,4 +1,4 @@
-// guardAdminRouter: the operator's routes: anomalies, mitigations in force, suspend, lift and unblock; abuse scores and clears.
+// guardAdminRouter: the operator's routes: anomalies, mitigations, suspend, lift and unblock; abuse scores and clears.
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { ApiError, renderApiError, type ErrorRenderer } from '@tollgate/core';
 import { assertKnownOptions } from '@tollgate/core/options';
@@ -110,10 +110,10 @@ const ABUSE_SUBJECT = /^(key|tenant|address):[\w.:@/-]{1,200}$/;
 /**
  * The abuse model's routes for operators (the gateway mounts them at `/admin/abuse`, behind the admin key).
  *
- * | route | does |
- * | --- | --- |
- * | `GET /` | `{ model, subjects }`: the model in use (null before it has seen enough subjects) and the latest scoring, highest first: `subject`, `score`, `action`, `until`, `reasons` |
- * | `DELETE /:subject` | `key:<id>`, `address:<ip>`, `tenant:<id>`: lifts its throttle or block everywhere and leaves it alone for the action's period: `{ cleared, lifted }` |
+ * - `GET /`: `{ model, subjects }`: the model in use (null before it has seen enough subjects) and the latest
+ *   scoring, highest first: `subject`, `score`, `action`, `until`, `reasons`.
+ * - `DELETE /:subject` (`key:<id>`, `address:<ip>`, `tenant:<id>`): lifts its throttle or block everywhere and
+ *   leaves it alone for the action's period: `{ cleared, lifted }`.
  */
 export function abuseAdminRouter(guard: Guard, options: GuardAdminRouterOptions = {}): Router {
   assertKnownOptions(options, ['renderError'], 'ERR_TG_GUARD_UNKNOWN_OPTION', 'abuseAdminRouter');

@@ -33,15 +33,15 @@ export interface Guard {
   readonly suspensions: Middleware;
   /** After the estimate, best inside `combineLimits(...)`: refuses a request repeated too often by its key (429 `repeated_request`). */
   readonly repeatedRequests: Middleware;
-  /** Behavioural abuse (`abuse` option): refuses throttled and blocked addresses and records every request at its end. */
+  /** Behavioural abuse (`abuse`): refuses throttled and blocked addresses; records every request at its end. */
   readonly abuseBeforeAuth: Middleware;
-  /** Right after authentication: refuses throttled and blocked keys and tenants; puts the caller's score on its record. */
+  /** After authentication: refuses throttled and blocked keys and tenants; puts the caller's score on its record. */
   readonly abuseAfterAuth: Middleware;
   /** The latest abuse scoring (highest first), as this process knows it; empty when `abuse` is off. */
   abuseEntries(): AbuseEntry[];
   /** The abuse model in use (undefined before it has seen `minSubjects` subjects, or when `abuse` is off). */
   abuseModel(): { version: number; trainedAt: number; subjects: number } | undefined;
-  /** Lifts the abuse model's actions on a subject everywhere and leaves it alone for a period; resolves with what was lifted. */
+  /** Lifts the abuse model's actions on a subject everywhere, then leaves it alone a while; resolves with them. */
   clearAbuse(subject: AbuseSubject): Promise<Mitigation[]>;
   /** The usage feed: `meter({ onUsage: guard.onUsage })` (the request gives the client address). */
   readonly onUsage: (record: UsageRecord, req?: IncomingMessage) => void;

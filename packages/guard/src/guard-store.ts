@@ -86,7 +86,7 @@ export interface GuardStore {
   addAbuseTallies(bucket: number, ttlMs: number, deltas: readonly AbuseTallyDelta[]): Promise<void>;
   /** The sums of `buckets`, merged per subject across buckets and processes. */
   abuseTallies(buckets: readonly number[]): Promise<Map<AbuseSubject, AbuseTally>>;
-  /** A named value of the abuse model (its forest, its training windows, the latest scores, a clear), kept `ttlMs` when given. */
+  /** A named value of the abuse model (forest, training windows, latest scores, a clear), kept `ttlMs` when given. */
   putAbuseState(name: string, value: string, ttlMs?: number): Promise<void>;
   abuseState(name: string): Promise<string | undefined>;
   /** Resolves true when there was a value to delete. */

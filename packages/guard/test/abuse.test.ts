@@ -1,4 +1,4 @@
-// Behavioural abuse: the isolation forest, the prompt traits, the options, the store's sums, and the watch acting on scores.
+// Behavioural abuse: the isolation forest, prompt traits, options, the store's sums, and the watch acting on scores.
 import { afterAll, afterEach, describe, expect, it } from '@jest/globals';
 import express, { type Express } from 'express';
 import request from 'supertest';
