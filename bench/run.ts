@@ -4,6 +4,7 @@ import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createClient } from 'redis';
+import { runAbuseBenchmark } from './abuse.js';
 import { runBuildsBenchmark } from './builds.js';
 import { runCacheBenchmark } from './cache.js';
 import { runCapacityBenchmark } from './capacity.js';
@@ -42,6 +43,7 @@ const BENCHMARKS: Record<string, (context: BenchContext) => Promise<SectionResul
   observability: runObservabilityBenchmark,
   'guard-detection': runGuardDetectionBenchmark,
   'guard-cost': runGuardCostBenchmark,
+  abuse: runAbuseBenchmark,
   guardrails: runGuardrailsBenchmark,
   scopes: runScopesBenchmark,
   capacity: runCapacityBenchmark,

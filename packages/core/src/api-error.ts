@@ -22,6 +22,8 @@ export type ApiErrorCode =
   | 'key_suspended'
   | 'repeated_request'
   | 'auth_failures_exceeded'
+  | 'abuse_throttled'
+  | 'abuse_blocked'
   | 'prompt_rejected'
   | 'attribution_required';
 
@@ -45,6 +47,8 @@ const TYPE_BY_CODE: Record<ApiErrorCode, string> = {
   key_suspended: 'permission_error',
   repeated_request: 'requests',
   auth_failures_exceeded: 'requests',
+  abuse_throttled: 'requests',
+  abuse_blocked: 'permission_error',
   prompt_rejected: 'invalid_request_error',
   attribution_required: 'invalid_request_error',
 };
@@ -69,6 +73,8 @@ const STATUS_BY_CODE: Record<ApiErrorCode, number> = {
   key_suspended: 403,
   repeated_request: 429,
   auth_failures_exceeded: 429,
+  abuse_throttled: 429,
+  abuse_blocked: 403,
   prompt_rejected: 400,
   attribution_required: 400,
 };
@@ -118,6 +124,8 @@ const LAYER_BY_CODE: Record<ApiErrorCode, RefusalLayer> = {
   key_suspended: 'guard',
   repeated_request: 'guard',
   auth_failures_exceeded: 'guard',
+  abuse_throttled: 'guard',
+  abuse_blocked: 'guard',
   prompt_rejected: 'guardrails',
   attribution_required: 'attribution',
 };

@@ -207,6 +207,11 @@ export interface TollgateContext {
    */
   shadowRefusal: ApiErrorCode | undefined;
   /**
+   * The guard's abuse score of the caller (the highest of its key's, tenant's and address's, in [0, 1]) when the
+   * guard's abuse detection scored it: the meter writes it on the usage record.
+   */
+  abuseScore: number | undefined;
+  /**
    * Set by a route whose clients read refusals in a protocol of their own (the gateway's MCP route answers
    * JSON-RPC errors): `renderApiError` hands every refusal of the request to it. Undefined: OpenAI-shaped JSON.
    */
@@ -364,6 +369,7 @@ class RequestContext implements TollgateContext {
   refusal: Refusal | undefined = undefined;
   shadow: ShadowRule | undefined = undefined;
   shadowRefusal: ApiErrorCode | undefined = undefined;
+  abuseScore: number | undefined = undefined;
   renderError: ErrorRenderer | undefined = undefined;
   servedBy: string | undefined = undefined;
   cacheHit: CacheHit | undefined = undefined;

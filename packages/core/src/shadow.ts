@@ -17,6 +17,8 @@ const SHADOWED_CODES: ReadonlySet<ApiErrorCode> = new Set<ApiErrorCode>([
   'insufficient_quota',
   'key_suspended',
   'repeated_request',
+  'abuse_throttled',
+  'abuse_blocked',
 ]);
 
 /**

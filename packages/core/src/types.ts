@@ -147,6 +147,8 @@ export interface UsageRecord extends TokenUsage {
    * the request with it, and it was served. Absent: nothing would have refused it.
    */
   shadowRefusal?: ApiErrorCode;
+  /** The guard's abuse score of the caller when it was admitted ([0, 1], higher is stranger). Absent: not scored. */
+  abuseScore?: number;
   latencyMs: number;
   usageSource: UsageSource;
   /**

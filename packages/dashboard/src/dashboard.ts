@@ -19,6 +19,7 @@ import { resolveOptions } from './options.js';
 import type { DashboardConfig, DashboardOptions } from './options.js';
 import { loadOverview, renderOverview } from './overview-page.js';
 import { loadProviders, renderProviders } from './providers-page.js';
+import { loadAbuse, renderAbuse } from './abuse-page.js';
 import { loadRequests, readRequestsQuery, renderRequests } from './requests-page.js';
 import { answerInJson, asyncRoute, dashboardErrors, sendPage, wantsJson } from './responses.js';
 import { loadTenant, readRange, renderTenant } from './tenant-page.js';
@@ -165,6 +166,10 @@ function addPages(router: Router, config: DashboardConfig): void {
       );
     }),
   );
+
+  router.get('/abuse', function showAbuse(req, res) {
+    sendPage(req, res, loadAbuse(config), (data) => renderAbuse(pageContext(req, res, config), data));
+  });
 }
 
 /** Creating, revoking and rotating keys: forms and JSON, each behind `write` (a body read, the CSRF token checked). */

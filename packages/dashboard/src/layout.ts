@@ -21,6 +21,7 @@ const NAV = [
   ['/keys', 'Keys'],
   ['/requests', 'Requests'],
   ['/providers', 'Providers'],
+  ['/abuse', 'Abuse'],
 ] as const;
 
 export function layout(ctx: PageContext, page: { title: string; current: string; body: SafeHtml }): string {

@@ -55,6 +55,21 @@ export interface RoutingTargetState {
   probe?: { ok: boolean; state: string; at: string; latencyMs?: number; detail?: string };
 }
 
+/** One subject the guard's abuse model scored (`guard.abuseEntries()` of @tollgate/guard), as its page shows it. */
+export interface AbuseSubjectStatus {
+  /** `key:<id>`, `address:<ip>`, `tenant:<id>`. */
+  subject: string;
+  /** 0-1, higher is stranger. */
+  score: number;
+  requests: number;
+  action: 'none' | 'throttle' | 'block';
+  /** Epoch ms the action ends. */
+  until?: number;
+  shadow?: boolean;
+  /** The features that set it apart: its value and the population's median. */
+  reasons: readonly { feature: string; value: number; population: number }[];
+}
+
 type ListSource = readonly string[] | (() => readonly string[]);
 
 export interface DashboardOptions {
@@ -83,6 +98,8 @@ export interface DashboardOptions {
    * quotas and its keys'), or with none on the overview (every tenant's and the global ones). @default none
    */
   limits?: (query: QuotaQuery) => readonly QuotaStatus[] | Promise<readonly QuotaStatus[]>;
+  /** The guard's abuse scoring, highest first (`() => guard.abuseEntries()`): the Abuse page. @default none */
+  abuse?: () => readonly AbuseSubjectStatus[];
   /** More alerts for the overview (soft-limit events, suspended keys). @default none */
   alerts?: () => readonly DashboardAlert[] | Promise<readonly DashboardAlert[]>;
   /**
@@ -128,6 +145,7 @@ const OPTION_NAMES = [
   'limits',
   'alerts',
   'routing',
+  'abuse',
   'tenants',
   'tiers',
   'period',
@@ -150,6 +168,7 @@ export interface DashboardConfig {
   limits: (query: QuotaQuery) => readonly QuotaStatus[] | Promise<readonly QuotaStatus[]>;
   alerts: () => readonly DashboardAlert[] | Promise<readonly DashboardAlert[]>;
   routing: () => readonly RoutingTargetState[];
+  abuse: (() => readonly AbuseSubjectStatus[]) | undefined;
   tenants: (() => readonly string[]) | undefined;
   tiers: (() => readonly string[]) | undefined;
   period: CalendarPeriod;
@@ -209,6 +228,8 @@ export function resolveOptions(options: DashboardOptions): DashboardConfig {
     throw invalid('alerts must be a function returning alerts');
   if (options.routing !== undefined && typeof options.routing !== 'function')
     throw invalid('routing must be a function returning routing targets');
+  if (options.abuse !== undefined && typeof options.abuse !== 'function')
+    throw invalid('abuse must be a function returning the scored subjects');
   const period = options.period ?? 'month';
   if (!CALENDAR_PERIODS.includes(period)) throw invalid(`period must be one of ${CALENDAR_PERIODS.join(', ')}`);
   const timezone = options.timezone ?? 'UTC';
@@ -242,6 +263,7 @@ export function resolveOptions(options: DashboardOptions): DashboardConfig {
     limits: options.limits ?? (() => []),
     alerts: options.alerts ?? (() => []),
     routing: options.routing ?? (() => []),
+    abuse: options.abuse,
     tenants: listSource(options.tenants, 'tenants'),
     tiers: listSource(options.tiers, 'tiers'),
     period,

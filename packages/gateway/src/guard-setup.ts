@@ -6,6 +6,7 @@ import type { ProxyMetrics } from '@tollgate/metering/prometheus';
 import { refusalRenderer } from '@tollgate/core';
 import type { ApiError, ErrorRenderer, TollgateStores, UsageRecord } from '@tollgate/core';
 import {
+  abuseAdminRouter,
   bodyAfterAuth,
   breakerOpenAlerts,
   budgetAlerts,
@@ -58,6 +59,10 @@ export interface ProxyGuard {
   readonly ready: Promise<void>;
   /** `/admin/guard`: anomalies, mitigations in force, suspend and lift (mounted behind the admin key). */
   readonly adminRouter: Router | undefined;
+  /** `/admin/abuse`: the abuse model's scores and actions, and clears (with `guard.abuse` only). */
+  readonly abuseRouter: Router | undefined;
+  /** The abuse model's latest scoring, highest first (with `guard.abuse` only): the dashboard's Abuse page. */
+  readonly abuseEntries: Guard['abuseEntries'] | undefined;
   /** The mitigations in force as this process knows them (none without a guard): the metrics count them. */
   mitigations(): readonly Mitigation[];
   close(): Promise<void>;
@@ -70,6 +75,7 @@ export interface GuardSetupOptions {
   spendAnomaly: NonNullable<GuardOptions['spendAnomaly']>;
   repeatedRequests: NonNullable<GuardOptions['repeatedRequests']>;
   authFailures: NonNullable<GuardOptions['authFailures']>;
+  abuse: NonNullable<GuardOptions['abuse']>;
   /** Lower tiers get 503 first when the process is saturated. */
   shedding?: Omit<LoadShedderOptions, 'renderError'> | undefined;
   /** How long a provider route's body may take to arrive once the caller is identified: ms or "10s". */
@@ -110,6 +116,8 @@ const NO_GUARD: Omit<ProxyGuard, 'afterAuth'> = {
   breakerOpen: () => undefined,
   ready: Promise.resolve(),
   adminRouter: undefined,
+  abuseRouter: undefined,
+  abuseEntries: undefined,
   mitigations: () => [],
   close: async () => undefined,
 };
@@ -144,6 +152,7 @@ export function createProxyGuard(settings: GuardSetupOptions, deps: ProxyGuardDe
     spendAnomaly: settings.spendAnomaly,
     repeatedRequests: settings.repeatedRequests,
     authFailures: settings.authFailures,
+    abuse: settings.abuse,
     alerts: {
       webhooks,
       log: (event: GuardEvent) => deps.log(JSON.stringify({ msg: 'tollgate alert', ...event })),
@@ -151,12 +160,19 @@ export function createProxyGuard(settings: GuardSetupOptions, deps: ProxyGuardDe
   });
   const { alerts } = guard;
   return {
-    beforeAuth: settings.authFailures ? [guard.authFailures as RequestHandler] : [],
+    // The abuse checks first: an address the model blocked is answered 403 abuse_blocked, not as an auth flood.
+    beforeAuth: [
+      ...(settings.abuse ? [guard.abuseBeforeAuth as RequestHandler] : []),
+      ...(settings.authFailures ? [guard.authFailures as RequestHandler] : []),
+    ],
     afterAuth,
-    afterEstimate: [guard.suspensions as RequestHandler],
+    afterEstimate: [
+      guard.suspensions as RequestHandler,
+      ...(settings.abuse ? [guard.abuseAfterAuth as RequestHandler] : []),
+    ],
     limitChecks: settings.repeatedRequests ? [guard.repeatedRequests as RequestHandler] : [],
     limitScale: (req) => guard.limitScale(req.tollgate.identity),
-    onUsage: settings.spendAnomaly ? guard.onUsage : undefined,
+    onUsage: settings.spendAnomaly || settings.abuse ? guard.onUsage : undefined,
     budgetHooks: { onEvent: budgetAlerts(alerts), renderError: budgetRenderer(alerts) },
     alertStoreDown(layer, report) {
       const storeDown = storeDownAlerts(alerts, layer);
@@ -172,6 +188,8 @@ export function createProxyGuard(settings: GuardSetupOptions, deps: ProxyGuardDe
     })(),
     ready: guard.ready,
     adminRouter: guardAdminRouter(guard),
+    abuseRouter: settings.abuse ? abuseAdminRouter(guard) : undefined,
+    abuseEntries: settings.abuse ? () => guard.abuseEntries() : undefined,
     mitigations: () => guard.mitigations(),
     async close() {
       shedder?.close();

@@ -126,6 +126,7 @@ export function mountOperatorRoutes(router: Router, parts: OperatorParts): void 
       res.json(parts.prices.status());
     });
     if (guarding.adminRouter) admin.use('/guard', guarding.adminRouter);
+    if (guarding.abuseRouter) admin.use('/abuse', guarding.abuseRouter);
     router.use('/admin', admin);
     router.use(
       '/dashboard',
@@ -136,6 +137,7 @@ export function mountOperatorRoutes(router: Router, parts: OperatorParts): void 
         configKeys: configKeys,
         ...(metering.ledger ? { ledger: metering.ledger } : {}),
         ...(operator.ledgerTable ? { ledgerTable: operator.ledgerTable } : {}),
+        ...(guarding.abuseEntries ? { abuse: guarding.abuseEntries } : {}),
         tenants: operator.tenants,
         tiers: operator.tiers,
         ...(operator.timezone ? { timezone: operator.timezone } : {}),

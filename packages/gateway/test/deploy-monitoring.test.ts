@@ -393,6 +393,7 @@ describe('a gateway on the mock provider exposes every metric the rules and the 
       9,
     );
     expect(sampleOf(scrape, 'tollgate_guard_mitigations{kind="suspend"}')).toBe(0);
+    expect(sampleOf(scrape, 'tollgate_guard_abuse_actions{action="block"}')).toBe(0);
     expect(sampleOf(scrape, 'tollgate_process_cpu_seconds_total')).toBeGreaterThan(0);
     expect(scrape).toMatch(/^tollgate_nodejs_heap_size_used_bytes \d+/m);
   });

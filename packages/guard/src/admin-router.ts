@@ -1,7 +1,8 @@
-// guardAdminRouter: the operator's routes: anomalies, mitigations in force, suspend, lift and unblock.
+// guardAdminRouter: the operator's routes: anomalies, mitigations, suspend, lift and unblock; abuse scores and clears.
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { ApiError, renderApiError, type ErrorRenderer } from '@tollgate/core';
 import { assertKnownOptions } from '@tollgate/core/options';
+import type { AbuseSubject } from './abuse-features.js';
 import type { Guard } from './create-guard.js';
 
 export interface GuardAdminRouterOptions {
@@ -23,11 +24,13 @@ const ID = /^[\w.:@-]{1,200}$/;
  * | `POST /keys/:id/suspend`, `POST /tenants/:id/suspend` | body `{ "reason": "..." }` (optional): suspend everywhere until lifted |
  * | `POST /keys/:id/lift`, `POST /tenants/:id/lift` | lift the suspension and the throttle: `{ lifted }` |
  * | `POST /addresses/:address/unblock` | lift the block of an address (IPv6 by /56, as listed) |
+ * | `GET /abuse`, `DELETE /abuse/:subject` | see `abuseAdminRouter` |
  */
 export function guardAdminRouter(guard: Guard, options: GuardAdminRouterOptions = {}): Router {
   assertKnownOptions(options, ['renderError'], 'ERR_TG_GUARD_UNKNOWN_OPTION', 'guardAdminRouter');
   const render = options.renderError ?? renderApiError;
   const router = express.Router();
+  router.use('/abuse', abuseAdminRouter(guard, options));
   const body = express.json({ limit: '16kb' });
 
   const validId = (req: Request, res: Response, next: NextFunction) => {
@@ -95,6 +98,42 @@ export function guardAdminRouter(guard: Guard, options: GuardAdminRouterOptions 
       if (!(await guard.unblock(String(req.params.address))))
         return render(new ApiError('not_found', `Address ${req.params.address} is not blocked.`), req, res);
       res.json({ unblocked: req.params.address });
+    } catch (error) {
+      next(error);
+    }
+  });
+  return router;
+}
+
+const ABUSE_SUBJECT = /^(key|tenant|address):[\w.:@/-]{1,200}$/;
+
+/**
+ * The abuse model's routes for operators (the gateway mounts them at `/admin/abuse`, behind the admin key).
+ *
+ * - `GET /`: `{ model, subjects }`: the model in use (null before it has seen enough subjects) and the latest
+ *   scoring, highest first: `subject`, `score`, `action`, `until`, `reasons`.
+ * - `DELETE /:subject` (`key:<id>`, `address:<ip>`, `tenant:<id>`): lifts its throttle or block everywhere and
+ *   leaves it alone for the action's period: `{ cleared, lifted }`.
+ */
+export function abuseAdminRouter(guard: Guard, options: GuardAdminRouterOptions = {}): Router {
+  assertKnownOptions(options, ['renderError'], 'ERR_TG_GUARD_UNKNOWN_OPTION', 'abuseAdminRouter');
+  const render = options.renderError ?? renderApiError;
+  const router = express.Router();
+  router.get('/', function listAbuse(_req, res) {
+    res.json({ model: guard.abuseModel() ?? null, subjects: guard.abuseEntries() });
+  });
+  router.delete('/:subject', async function clearAbuse(req, res, next) {
+    const subject = String(req.params.subject);
+    if (!ABUSE_SUBJECT.test(subject))
+      return render(
+        new ApiError('invalid_request', 'The subject must be key:<id>, address:<ip> or tenant:<id>.', {
+          param: 'subject',
+        }),
+        req,
+        res,
+      );
+    try {
+      res.json({ cleared: subject, lifted: await guard.clearAbuse(subject as AbuseSubject) });
     } catch (error) {
       next(error);
     }

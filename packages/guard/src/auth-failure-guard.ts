@@ -2,6 +2,7 @@
 import { hash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ApiError, type ErrorRenderer } from '@tollgate/core';
+import { isAbuseMitigation } from './abuse-watch.js';
 import type { Alerts } from './alerts.js';
 import { clientAddress } from './client-address.js';
 import type { ResolvedAuthFailures } from './guard-options.js';
@@ -18,7 +19,7 @@ export interface AuthFailureGuardParts {
 }
 
 /** What a failed request tried, without keeping it: a short digest of its credential headers. */
-function credentialDigest(req: IncomingMessage): string {
+export function credentialDigest(req: IncomingMessage): string {
   const { authorization, 'x-api-key': apiKey } = req.headers;
   if (authorization === undefined && apiKey === undefined) return 'none';
   return hash(
@@ -94,7 +95,8 @@ export function authFailureGuard(parts: AuthFailureGuardParts) {
     if (!registry.none('block')) {
       const now = Date.now();
       const block = registry.get('block', `ip:${clientAddress(req)}`, now);
-      if (block) return refuseBlocked(req, res, block.until ?? now + config.blockMs, now);
+      // The abuse model's blocks are its own checks' to answer (403 abuse_blocked).
+      if (block && !isAbuseMitigation(block)) return refuseBlocked(req, res, block.until ?? now + config.blockMs, now);
     }
     res.on('finish', countIfUnauthorized);
     next();

@@ -8,6 +8,9 @@ import {
   type UsageRecord,
 } from '@tollgate/core';
 import type { SendCommand } from '@tollgate/redis';
+import { abuseGuard } from './abuse-guard.js';
+import { AbuseWatch, type AbuseEntry } from './abuse-watch.js';
+import type { AbuseSubject } from './abuse-features.js';
 import { storeDownAlerts } from './alert-sources.js';
 import { createAlerts, type Alerts, type AlertsOptions } from './alerts.js';
 import { authFailureGuard } from './auth-failure-guard.js';
@@ -30,6 +33,16 @@ export interface Guard {
   readonly suspensions: Middleware;
   /** After the estimate, best inside `combineLimits(...)`: refuses a request repeated too often by its key (429 `repeated_request`). */
   readonly repeatedRequests: Middleware;
+  /** Behavioural abuse (`abuse`): refuses throttled and blocked addresses; records every request at its end. */
+  readonly abuseBeforeAuth: Middleware;
+  /** After authentication: refuses throttled and blocked keys and tenants; puts the caller's score on its record. */
+  readonly abuseAfterAuth: Middleware;
+  /** The latest abuse scoring (highest first), as this process knows it; empty when `abuse` is off. */
+  abuseEntries(): AbuseEntry[];
+  /** The abuse model in use (undefined before it has seen `minSubjects` subjects, or when `abuse` is off). */
+  abuseModel(): { version: number; trainedAt: number; subjects: number } | undefined;
+  /** Lifts the abuse model's actions on a subject everywhere, then leaves it alone a while; resolves with them. */
+  clearAbuse(subject: AbuseSubject): Promise<Mitigation[]>;
   /** The usage feed: `meter({ onUsage: guard.onUsage })` (the request gives the client address). */
   readonly onUsage: (record: UsageRecord, req?: IncomingMessage) => void;
   /** The same feed as a usage sink (no client addresses), for a spool's or a meter's `sinks`. */
@@ -119,6 +132,11 @@ export function createGuard(options: GuardOptions = {}): Guard {
     return lifted.filter((mitigation): mitigation is Mitigation => mitigation !== undefined);
   }
 
+  const abuse = config.abuse
+    ? new AbuseWatch(config.abuse, { store, registry, alerts, onStoreError, clock: options.clock ?? Date.now })
+    : undefined;
+  const abuseChecks = abuse ? abuseGuard(abuse, registry, renderError) : { beforeAuth: pass, afterAuth: pass };
+
   let closed: Promise<void> | undefined;
   const guard: Guard = {
     authFailures: config.authFailures
@@ -134,10 +152,21 @@ export function createGuard(options: GuardOptions = {}): Guard {
           onStoreError,
         })
       : pass,
-    onUsage: (record, req) => watch?.observe(record, req),
+    abuseBeforeAuth: abuseChecks.beforeAuth,
+    abuseAfterAuth: abuseChecks.afterAuth,
+    abuseEntries: () => abuse?.entries() ?? [],
+    abuseModel: () => abuse?.model(),
+    clearAbuse: async (subject) => (abuse ? abuse.clear(subject) : []),
+    onUsage: (record, req) => {
+      watch?.observe(record, req);
+      abuse?.recordUsage(record, req);
+    },
     usageSink: {
       name: 'tollgate-guard',
-      write: (record) => watch?.observe(record, undefined),
+      write: (record) => {
+        watch?.observe(record, undefined);
+        abuse?.recordUsage(record, undefined);
+      },
       flush: async () => watch?.flushUsage(),
       close: async () => watch?.flushUsage(),
     },
@@ -161,12 +190,14 @@ export function createGuard(options: GuardOptions = {}): Guard {
     anomalies: (limit = 100) => store.anomalies(limit),
     async flush() {
       await watch?.flushUsage();
+      await abuse?.flush();
       await watch?.settle();
       await alerts.flush();
     },
     close() {
       closed ??= (async () => {
         await watch?.close();
+        await abuse?.close();
         registry.close();
         if (ownsAlerts) await alerts.close();
         else await alerts.flush();

@@ -2,6 +2,7 @@
 import { parseDuration, renderApiError, TollgateError, type ErrorRenderer, type TollgateStores } from '@tollgate/core';
 import { assertKnownOptions } from '@tollgate/core/options';
 import type { SubscriberLike } from '@tollgate/redis';
+import { resolveAbuseOptions, type AbuseOptions, type ResolvedAbuse } from './abuse-options.js';
 import type { Alerts, AlertsOptions } from './alerts.js';
 import {
   resolveSpendAnomalyOptions,
@@ -64,6 +65,11 @@ export interface GuardOptions {
   repeatedRequests?: RepeatedRequestsOptions | false;
   /** Failed authentications per client address; `false` turns it off. */
   authFailures?: AuthFailuresOptions | false;
+  /**
+   * Behavioural abuse detection: an isolation forest of the deployment's own traffic scores each key, address and
+   * tenant, and throttles or blocks those past its thresholds (see the README). Off unless given.
+   */
+  abuse?: AbuseOptions | false;
   /** Where events go: an `Alerts` from `createAlerts()`, or its options. @default a JSON line on stderr per event */
   alerts?: Alerts | AlertsOptions;
   /**
@@ -102,6 +108,7 @@ export interface GuardConfig {
   spendAnomaly: ResolvedSpendAnomaly | undefined;
   repeatedRequests: ResolvedRepeatedRequests | undefined;
   authFailures: ResolvedAuthFailures | undefined;
+  abuse: ResolvedAbuse | undefined;
   syncIntervalMs: number;
   renderError: ErrorRenderer;
 }
@@ -112,6 +119,7 @@ const OPTION_NAMES = [
   'spendAnomaly',
   'repeatedRequests',
   'authFailures',
+  'abuse',
   'alerts',
   'syncInterval',
   'renderError',
@@ -186,6 +194,7 @@ export function resolveGuardOptions(options: GuardOptions): GuardConfig {
     spendAnomaly: spend,
     repeatedRequests,
     authFailures,
+    abuse: options.abuse === undefined || options.abuse === false ? undefined : resolveAbuseOptions(options.abuse),
     syncIntervalMs: duration(options.syncInterval ?? '1s', 'syncInterval'),
     renderError: options.renderError ?? renderApiError,
   };

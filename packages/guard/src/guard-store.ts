@@ -1,4 +1,5 @@
 // What the guard keeps in a shared store: per-subject baselines, the mitigations in force, the anomaly log, auth failures, alert claims.
+import type { AbuseSubject, AbuseTally, AbuseTallyDelta } from './abuse-features.js';
 import type { AnomalyFinding, DetectorParams, EntityState } from './baseline.js';
 import type { AnomalyRecord, Mitigation, Subject } from './types.js';
 
@@ -80,6 +81,16 @@ export interface GuardStore {
 
   /** Counts one failed authentication from `address`, with a digest of the credential it tried. */
   countAuthFailure(address: string, credential: string, windowMs: number): Promise<AuthFailureCount>;
+
+  /** Adds each delta to its subject's sums in `bucket` (a bucket is kept `ttlMs`). */
+  addAbuseTallies(bucket: number, ttlMs: number, deltas: readonly AbuseTallyDelta[]): Promise<void>;
+  /** The sums of `buckets`, merged per subject across buckets and processes. */
+  abuseTallies(buckets: readonly number[]): Promise<Map<AbuseSubject, AbuseTally>>;
+  /** A named value of the abuse model (forest, training windows, latest scores, a clear), kept `ttlMs` when given. */
+  putAbuseState(name: string, value: string, ttlMs?: number): Promise<void>;
+  abuseState(name: string): Promise<string | undefined>;
+  /** Resolves true when there was a value to delete. */
+  deleteAbuseState(name: string): Promise<boolean>;
 
   /** True for the first caller that claims `id` within `ttlMs`, in any process (alerts once per period). */
   claim(id: string, ttlMs: number): Promise<boolean>;

@@ -1,8 +1,8 @@
-// @tollgate/guard: spend-anomaly detection, loop and auth-flood protection, and alerts that reach a person.
+// @tollgate/guard: spend anomalies, behavioural abuse, loops and auth floods caught, and alerts that reach a person.
 export { createGuard } from './create-guard.js';
 export type { Guard } from './create-guard.js';
 export type { GuardOptions } from './guard-options.js';
-export { guardAdminRouter } from './admin-router.js';
+export { abuseAdminRouter, guardAdminRouter } from './admin-router.js';
 export { bodyAfterAuth } from './body-after-auth.js';
 export { createAlerts } from './alerts.js';
 export type { Alerts } from './alerts.js';

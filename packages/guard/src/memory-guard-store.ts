@@ -1,4 +1,11 @@
 // The guard's store in the memory of one process: the embedded default, and the bench's detector.
+import {
+  mergeTallyField,
+  tallyFields,
+  type AbuseSubject,
+  type AbuseTally,
+  type AbuseTallyDelta,
+} from './abuse-features.js';
 import { newEntityState, observeBucket, METRIC_COUNT, type AnomalyFinding, type EntityState } from './baseline.js';
 import type {
   AuthFailureCount,
@@ -40,6 +47,9 @@ export class MemoryGuardStore implements GuardStore {
   readonly #anomalies: AnomalyRecord[] = [];
   readonly #authFailures = new Map<string, { windowStart: number; failures: number; credentials: Set<string> }>();
   readonly #claims = new Map<string, number>();
+  /** The abuse watch's buckets (field -> sum) and named values, each with its end. */
+  readonly #abuseBuckets = new Map<number, { until: number; fields: Map<string, number> }>();
+  readonly #abuseState = new Map<string, { value: string; until: number }>();
 
   constructor(options: MemoryGuardStoreOptions = {}) {
     this.#clock = options.clock ?? Date.now;
@@ -161,6 +171,46 @@ export class MemoryGuardStore implements GuardStore {
     if (until !== undefined && until > now) return false;
     this.#claims.set(id, now + ttlMs);
     return true;
+  }
+
+  async addAbuseTallies(bucket: number, ttlMs: number, deltas: readonly AbuseTallyDelta[]): Promise<void> {
+    const now = this.#clock();
+    for (const [known, entry] of this.#abuseBuckets) if (entry.until <= now) this.#abuseBuckets.delete(known);
+    let entry = this.#abuseBuckets.get(bucket);
+    if (!entry) this.#abuseBuckets.set(bucket, (entry = { until: 0, fields: new Map() }));
+    entry.until = now + ttlMs;
+    for (const delta of deltas) {
+      const { sums, marks } = tallyFields(delta);
+      for (const [field, value] of sums) entry.fields.set(field, (entry.fields.get(field) ?? 0) + value);
+      for (const field of marks) entry.fields.set(field, 1);
+    }
+  }
+
+  async abuseTallies(buckets: readonly number[]): Promise<Map<AbuseSubject, AbuseTally>> {
+    const now = this.#clock();
+    const merged = new Map<AbuseSubject, AbuseTally>();
+    for (const bucket of buckets) {
+      const entry = this.#abuseBuckets.get(bucket);
+      if (entry && entry.until > now) for (const [field, value] of entry.fields) mergeTallyField(merged, field, value);
+    }
+    return merged;
+  }
+
+  async putAbuseState(name: string, value: string, ttlMs?: number): Promise<void> {
+    this.#abuseState.set(name, { value, until: ttlMs === undefined ? Infinity : this.#clock() + ttlMs });
+  }
+
+  async abuseState(name: string): Promise<string | undefined> {
+    const entry = this.#abuseState.get(name);
+    if (entry && entry.until > this.#clock()) return entry.value;
+    this.#abuseState.delete(name);
+    return undefined;
+  }
+
+  async deleteAbuseState(name: string): Promise<boolean> {
+    const value = await this.abuseState(name);
+    this.#abuseState.delete(name);
+    return value !== undefined;
   }
 
   async close(): Promise<void> {}

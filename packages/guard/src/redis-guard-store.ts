@@ -1,6 +1,13 @@
 // The guard's store on Redis: every process sees the same baselines, mitigations, anomaly log, failure counts and claims.
 import type { SendCommand, SubscriberLike } from '@tollgate/redis';
 import {
+  mergeTallyField,
+  tallyFields,
+  type AbuseSubject,
+  type AbuseTally,
+  type AbuseTallyDelta,
+} from './abuse-features.js';
+import {
   METRIC_COUNT,
   METRIC_NAMES,
   STATE_WIDTH,
@@ -217,6 +224,53 @@ export class RedisGuardStore implements GuardStore {
       String(Math.max(1, Math.ceil(ttlMs))),
     ]);
     return reply === 'OK';
+  }
+
+  #abuseKey(what: string): string {
+    return `${this.#prefix}abuse:{${tagSafe(what)}}`;
+  }
+
+  async addAbuseTallies(bucket: number, ttlMs: number, deltas: readonly AbuseTallyDelta[]): Promise<void> {
+    if (deltas.length === 0) return;
+    const sums: string[] = [];
+    const marks: string[] = [];
+    for (const delta of deltas) {
+      const fields = tallyFields(delta);
+      for (const [field, value] of fields.sums) sums.push(field, String(value));
+      marks.push(...fields.marks);
+    }
+    await scripts.addAbuseTallies.run(
+      this.#send,
+      [this.#abuseKey(`bucket:${bucket}`)],
+      [String(Math.ceil(ttlMs)), String(sums.length / 2), ...sums, ...marks],
+    );
+  }
+
+  async abuseTallies(buckets: readonly number[]): Promise<Map<AbuseSubject, AbuseTally>> {
+    // One key per bucket (each its own hash slot on Cluster), sent together: the client pipelines them.
+    const replies = await Promise.all(
+      buckets.map((bucket) => this.#send(['HGETALL', this.#abuseKey(`bucket:${bucket}`)]) as Promise<string[]>),
+    );
+    const merged = new Map<AbuseSubject, AbuseTally>();
+    for (const reply of replies)
+      for (let i = 0; i < reply.length; i += 2) mergeTallyField(merged, reply[i]!, Number(reply[i + 1]));
+    return merged;
+  }
+
+  async putAbuseState(name: string, value: string, ttlMs?: number): Promise<void> {
+    const key = this.#abuseKey(`state:${name}`);
+    await this.#send(
+      ttlMs === undefined ? ['SET', key, value] : ['SET', key, value, 'PX', String(Math.max(1, Math.ceil(ttlMs)))],
+    );
+  }
+
+  async abuseState(name: string): Promise<string | undefined> {
+    const reply = await this.#send(['GET', this.#abuseKey(`state:${name}`)]);
+    return typeof reply === 'string' ? reply : undefined;
+  }
+
+  async deleteAbuseState(name: string): Promise<boolean> {
+    return Number(await this.#send(['DEL', this.#abuseKey(`state:${name}`)])) > 0;
   }
 
   async close(): Promise<void> {

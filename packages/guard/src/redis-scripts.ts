@@ -329,6 +329,21 @@ export const countAuthFailure = new LuaScript(
   `,
 );
 
+/**
+ * The abuse watch's sums of one bucket. KEYS: the bucket's hash ("<subject>\x1f<count>" -> sum, "<subject>\x1f<mark>"
+ * -> 1). ARGV: ttl ms, n, then n pairs of (field, increment), then the mark fields.
+ */
+export const addAbuseTallies = new LuaScript(
+  'guardAddAbuseTallies',
+  `
+  local pairs = tonumber(ARGV[2])
+  for i = 3, 2 + 2 * pairs, 2 do redis.call('HINCRBYFLOAT', KEYS[1], ARGV[i], ARGV[i + 1]) end
+  for i = 3 + 2 * pairs, #ARGV do redis.call('HSET', KEYS[1], ARGV[i], 1) end
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  return 1
+  `,
+);
+
 export const GUARD_SCRIPTS = [
   observeSubject,
   inspectSubject,
@@ -337,4 +352,5 @@ export const GUARD_SCRIPTS = [
   listMitigations,
   pushAnomaly,
   countAuthFailure,
+  addAbuseTallies,
 ];

@@ -23,7 +23,7 @@ export interface Mitigation {
   until?: number;
   /** `throttle` only: the factor (0 < scale < 1) the subject's request and token limits are multiplied by. */
   scale?: number;
-  /** The anomaly that caused it, when one did. */
+  /** The anomaly that caused it, when one did (`abuse:<subject>@<bucket>` for the abuse model's actions). */
   anomalyId?: string;
 }
 
@@ -53,7 +53,14 @@ export interface AnomalyRecord {
 
 /** The kinds of event a person is told about. */
 export type GuardEventType =
-  'budget.threshold' | 'budget.exhausted' | 'anomaly' | 'suspended' | 'auth_flood' | 'store_down' | 'breaker_open';
+  | 'budget.threshold'
+  | 'budget.exhausted'
+  | 'anomaly'
+  | 'suspended'
+  | 'auth_flood'
+  | 'store_down'
+  | 'breaker_open'
+  | 'abuse.detected';
 
 export const GUARD_EVENT_TYPES: readonly GuardEventType[] = [
   'budget.threshold',
@@ -63,6 +70,7 @@ export const GUARD_EVENT_TYPES: readonly GuardEventType[] = [
   'auth_flood',
   'store_down',
   'breaker_open',
+  'abuse.detected',
 ];
 
 /** One alert: the JSON body a webhook receives (format `json`). */

@@ -197,6 +197,8 @@ export function newRecord(
   };
   // A shadow let it through where a limit, a budget or the guard would have refused it (see shadowMode in core).
   if (ctx.shadowRefusal !== undefined) record.shadowRefusal = ctx.shadowRefusal;
+  // The guard's abuse detection scored the caller (see @tollgate/guard's abuse options).
+  if (ctx.abuseScore !== undefined) record.abuseScore = ctx.abuseScore;
   // Only on tagged requests (attribution's tags header): absent means none, in the record as in the log.
   if (identity?.tags !== undefined && identity.tags.length > 0) record.tags = [...identity.tags];
   return record;

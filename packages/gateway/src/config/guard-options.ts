@@ -8,11 +8,12 @@ import type { GuardConfig, ProxyConfig } from './schema.js';
 /** The guard's checks as createGuard (and resolveGuardOptions) take them: a section left out is off. */
 export function guardChecks(
   guard: GuardConfig | undefined,
-): Pick<GuardSetupOptions, 'spendAnomaly' | 'repeatedRequests' | 'authFailures'> {
+): Pick<GuardSetupOptions, 'spendAnomaly' | 'repeatedRequests' | 'authFailures' | 'abuse'> {
   return {
     spendAnomaly: guard?.spendAnomaly ?? false,
     repeatedRequests: guard?.repeatedRequests ?? false,
     authFailures: guard?.authFailures ?? false,
+    abuse: guard?.abuse ?? false,
   };
 }
 

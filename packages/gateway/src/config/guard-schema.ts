@@ -89,10 +89,45 @@ export const authFailuresSchema = fields({
     ),
 }).describe('Failed authentications per client address.');
 
+// Named by shared/DESIGN.md ("Behavioural abuse detection"); ranges checked by the guard's resolveAbuseOptions.
+export const abuseSchema = fields({
+  subjects: z
+    .array(choice(['key', 'address', 'tenant'], 'must be "key", "address" or "tenant"'), 'must be a list')
+    .optional()
+    .describe('What is scored: API keys, client addresses (after trustProxy), tenants. Default: ["key", "address"].'),
+  window: duration.optional().describe('The sliding window each subject\'s features cover. Default: "5m".'),
+  train: fields({
+    every: duration.optional().describe('How often the model is trained anew. Default: "10m".'),
+    history: duration.optional().describe('How far back the windows it is trained on go. Default: "24h".'),
+    minSubjects: z
+      .number(NUMBER)
+      .optional()
+      .describe('Distinct subjects seen before the model scores or acts on anyone. Default: 50.'),
+  })
+    .optional()
+    .describe("The isolation forest, trained on the deployment's own recent windows."),
+  thresholds: fields({
+    throttle: z.number(NUMBER).optional().describe('Score (0-1) from which a subject is throttled. Default: 0.65.'),
+    block: z.number(NUMBER).optional().describe('Score (0-1) from which a subject is blocked. Default: 0.75.'),
+  }).optional(),
+  throttle: fields({
+    factor: z.number(NUMBER).optional().describe("The factor on a throttled subject's limits and rate. Default: 0.1."),
+    for: duration.optional().describe('How long a throttle lasts (429 abuse_throttled). Default: "15m".'),
+  }).optional(),
+  block: fields({
+    for: duration.optional().describe('How long a block lasts (403 abuse_blocked). Default: "15m".'),
+  }).optional(),
+  shadow: z
+    .boolean('must be true or false')
+    .optional()
+    .describe('Record and alert only; serve everything. Default: false.'),
+}).describe("Behavioural abuse detection: an isolation forest of the deployment's own traffic scores each subject.");
+
 export const guardSchema = fields({
   spendAnomaly: spendAnomalySchema.optional(),
   repeatedRequests: repeatedRequestsSchema.optional(),
   authFailures: authFailuresSchema.optional(),
+  abuse: abuseSchema.optional(),
   shedding: sheddingSchema.optional(),
   bodyTimeout: duration
     .optional()

@@ -74,7 +74,7 @@ function boundedBudgets(statuses: readonly BudgetFigures[]): BudgetRow[] {
 /** What the gauges read at each scrape, given once the gateway has it. */
 export interface GaugeWatchers {
   watchBudgets(budget: BudgetReader): void;
-  watchMitigations(list: () => readonly { kind: (typeof MITIGATION_KINDS)[number] }[]): void;
+  watchMitigations(list: () => readonly { kind: (typeof MITIGATION_KINDS)[number]; anomalyId?: string }[]): void;
   watchConfigFiles(list: () => readonly { path: string; status: string }[]): void;
   watchPrices(read: () => PriceReading): void;
 }
@@ -135,7 +135,7 @@ export function registerGauges(registers: Registry[], report: (error: unknown) =
 /** The mitigations and config-file gauges. */
 function otherGauges(registers: Registry[]): Omit<GaugeWatchers, 'watchBudgets'> {
   const { Gauge } = promClient();
-  let mitigations: (() => readonly { kind: string }[]) | undefined;
+  let mitigations: (() => readonly { kind: string; anomalyId?: string }[]) | undefined;
   new Gauge({
     name: 'tollgate_guard_mitigations',
     help: "The guard's mitigations in force as this process knows them, by kind: suspend (keys and tenants refused), throttle, block (client addresses).",
@@ -146,6 +146,23 @@ function otherGauges(registers: Registry[]): Omit<GaugeWatchers, 'watchBudgets'>
       for (const mitigation of mitigations?.() ?? [])
         counts.set(mitigation.kind, (counts.get(mitigation.kind) ?? 0) + 1);
       for (const [kind, count] of counts) this.set({ kind }, count);
+    },
+  });
+
+  new Gauge({
+    name: 'tollgate_guard_abuse_actions',
+    help: "The guard's abuse model's actions in force as this process knows them, by action: throttle, block.",
+    labelNames: ['action'],
+    registers,
+    collect() {
+      const counts = new Map<string, number>([
+        ['throttle', 0],
+        ['block', 0],
+      ]);
+      for (const mitigation of mitigations?.() ?? [])
+        if (mitigation.anomalyId?.startsWith('abuse:') && counts.has(mitigation.kind))
+          counts.set(mitigation.kind, counts.get(mitigation.kind)! + 1);
+      for (const [action, count] of counts) this.set({ action }, count);
     },
   });
 

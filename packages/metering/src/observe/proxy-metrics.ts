@@ -38,7 +38,7 @@ export interface ProxyMetrics {
   /** Gauges of every budget `budget` guards (spent, limit, reserved, remaining), read at each scrape: no cost per request. */
   watchBudgets(budget: BudgetReader): void;
   /** The gauge of the guard's mitigations in force (suspended keys and tenants, throttles, blocks), read at each scrape. */
-  watchMitigations(list: () => readonly { kind: (typeof MITIGATION_KINDS)[number] }[]): void;
+  watchMitigations(list: () => readonly { kind: (typeof MITIGATION_KINDS)[number]; anomalyId?: string }[]): void;
   /** The gauge of the files the gateway re-reads: 1 when a file's last change was taken whole, read at each scrape. */
   watchConfigFiles(list: () => readonly { path: string; status: string }[]): void;
   /** The price gauges: the version in use, when it loaded, the source's refused reads; read at each scrape. */

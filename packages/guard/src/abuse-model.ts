@@ -1,0 +1,160 @@
+// The abuse model: an isolation forest grown on the deployment's recent windows, scoring subjects and saying why.
+import { FEATURE_NAMES, modelInput, type AbuseSubject, type FeatureName } from './abuse-features.js';
+import { isolationScore, trainIsolationForest, type IsolationForest } from './isolation-forest.js';
+
+/** One feature that set a subject apart: its value and the population's (the median of subjects of its kind). */
+export interface AbuseReason {
+  feature: FeatureName;
+  value: number;
+  population: number;
+}
+
+/** The forest and what it was grown on, as every process loads it from the store. */
+export interface AbuseModel {
+  version: number;
+  /** Per feature, the least and greatest value (as the forest reads it) it was grown on. */
+  ranges: [number, number][];
+  /** Epoch ms. */
+  trainedAt: number;
+  /** Distinct subjects among the windows it was grown on. */
+  subjects: number;
+  forest: IsolationForest;
+}
+
+/** Trees, and points per tree: the published defaults (t = 100, ψ = 256). */
+const TREES = 100;
+const SAMPLE_SIZE = 256;
+/** Reasons given per subject. */
+const REASONS = 3;
+
+/** Grows the model on rows of features (`featuresOf`), with a seed so that a training can be replayed. */
+export function trainAbuseForest(rows: readonly number[][], seed: number): Pick<AbuseModel, 'forest' | 'ranges'> {
+  const inputs = rows.map(modelInput);
+  const ranges = FEATURE_NAMES.map((_, feature): [number, number] => {
+    let min = Infinity;
+    let max = -Infinity;
+    for (const input of inputs) {
+      min = Math.min(min, input[feature]!);
+      max = Math.max(max, input[feature]!);
+    }
+    return [min, max];
+  });
+  return { forest: trainIsolationForest(inputs, { trees: TREES, sampleSize: SAMPLE_SIZE, seed }), ranges };
+}
+
+/**
+ * Whether `features` lie outside what the model was grown on. A forest never splits on a feature that did not vary
+ * in its training, so a subject set apart by such a feature alone (the first 401s a deployment sees) would look
+ * ordinary: the model is grown anew, with it, before it is scored.
+ */
+export function novelTo(model: Pick<AbuseModel, 'ranges'>, features: readonly number[]): boolean {
+  const input = modelInput(features);
+  return model.ranges.some(([min, max], feature) => input[feature]! < min || input[feature]! > max);
+}
+
+export function abuseScore(forest: IsolationForest, features: readonly number[]): number {
+  return isolationScore(forest, modelInput(features));
+}
+
+function median(sorted: readonly number[]): number {
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+/**
+ * Per feature, the population's median as a person reads it, and its median and robust spread as the model reads
+ * the feature (log scale for rates and counts): 1.4826 × MAD, at least `MIN_SPREAD`, so a feature nearly everyone
+ * shares still ranks, and a small difference in it is not evidence.
+ */
+export interface PopulationProfile {
+  medians: number[];
+  inputMedians: number[];
+  inputSpreads: number[];
+}
+
+/**
+ * The least spread of each feature on the model's scale: the smallest difference a person would call one (a factor
+ * of about 1.3 in a rate or a count, 0.05 of a share, half a bit of entropy, 0.25 of a variation).
+ */
+const MIN_SPREAD: Record<FeatureName, number> = {
+  requestsPerMinute: 0.25,
+  gapVariation: 0.25,
+  share401: 0.05,
+  share403: 0.05,
+  share4xx: 0.05,
+  shareRefused: 0.05,
+  shareFlagged: 0.05,
+  peers: 0.25,
+  userAgents: 0.25,
+  models: 0.25,
+  routes: 0.25,
+  promptChars: 0.25,
+  promptCharsVariation: 0.25,
+  promptEntropy: 0.5,
+  promptEntropySpread: 0.5,
+  repeatShare: 0.05,
+  nearRepeatShare: 0.05,
+  tokensPerMinute: 0.25,
+  usdPerMinute: 0.25,
+  subjectKind: 1,
+};
+
+export function populationProfile(rows: readonly number[][]): PopulationProfile {
+  const inputs = rows.map(modelInput);
+  const profile: PopulationProfile = { medians: [], inputMedians: [], inputSpreads: [] };
+  for (let feature = 0; feature < FEATURE_NAMES.length; feature++) {
+    const raw = rows.map((row) => row[feature]!).sort((a, b) => a - b);
+    const values = inputs.map((row) => row[feature]!).sort((a, b) => a - b);
+    const middle = values.length ? median(values) : 0;
+    const deviations = values.map((value) => Math.abs(value - middle)).sort((a, b) => a - b);
+    profile.medians.push(raw.length ? median(raw) : 0);
+    profile.inputMedians.push(middle);
+    const floor = MIN_SPREAD[FEATURE_NAMES[feature]!];
+    profile.inputSpreads.push(Math.max(1.4826 * (deviations.length ? median(deviations) : 0), floor));
+  }
+  return profile;
+}
+
+/** What set a subject apart: its top features, and how far the furthest lies from the median, in robust spreads. */
+export interface AbuseEvidence {
+  reasons: AbuseReason[];
+  distance: number;
+}
+
+/** The features that set `features` furthest apart from the profile's medians (on the model's scale). */
+export function abuseEvidence(features: readonly number[], profile: PopulationProfile): AbuseEvidence {
+  const input = modelInput(features);
+  const ranked: { feature: number; distance: number }[] = [];
+  for (let feature = 0; feature < FEATURE_NAMES.length; feature++) {
+    if (FEATURE_NAMES[feature] === 'subjectKind') continue;
+    const distance = Math.abs(input[feature]! - profile.inputMedians[feature]!) / profile.inputSpreads[feature]!;
+    if (distance > 0) ranked.push({ feature, distance });
+  }
+  ranked.sort((a, b) => b.distance - a.distance);
+  const round = (value: number) => Number(value.toPrecision(3));
+  return {
+    reasons: ranked.slice(0, REASONS).map(({ feature }) => ({
+      feature: FEATURE_NAMES[feature]!,
+      value: round(features[feature]!),
+      population: round(profile.medians[feature]!),
+    })),
+    distance: ranked[0]?.distance ?? 0,
+  };
+}
+
+/** Reasons in words: `requestsPerMinute 120 (usual 4), share401 0.9 (usual 0)`. */
+export function describeReasons(reasons: readonly AbuseReason[]): string {
+  return reasons.map((reason) => `${reason.feature} ${reason.value} (usual ${reason.population})`).join(', ');
+}
+
+/** Subjects grouped by kind, so each is compared with its own kind's population. */
+export function byKind<T>(subjects: Iterable<[AbuseSubject, T]>): Map<string, [AbuseSubject, T][]> {
+  const groups = new Map<string, [AbuseSubject, T][]>();
+  for (const entry of subjects) {
+    const kind = entry[0].slice(0, entry[0].indexOf(':'));
+    let group = groups.get(kind);
+    if (!group) groups.set(kind, (group = []));
+    group.push(entry);
+  }
+  return groups;
+}

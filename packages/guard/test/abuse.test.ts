@@ -1,0 +1,237 @@
+// Behavioural abuse: the isolation forest, prompt traits, options, the store's sums, and the watch acting on scores.
+import { afterAll, afterEach, describe, expect, it } from '@jest/globals';
+import express, { type Express } from 'express';
+import request from 'supertest';
+import { apiErrorHandler, createMemoryStores } from '@tollgate/core';
+import { providerCall } from '@tollgate/providers';
+import { createRedisStores } from '@tollgate/redis';
+import { abuseAdminRouter, createGuard, type Guard, type GuardEvent, type GuardStore } from '@tollgate/guard';
+import { promptTraits, featuresOf, emptyTally, FEATURE_NAMES } from '../src/abuse-features.js';
+import { resolveAbuseOptions } from '../src/abuse-options.js';
+import { averagePathLength, isolationScore, trainIsolationForest } from '../src/isolation-forest.js';
+import { MemoryGuardStore } from '../src/memory-guard-store.js';
+import { RedisGuardStore } from '../src/redis-guard-store.js';
+import { deleteKeys, fakeAuth, REDIS_URL, uniquePrefix } from './helpers.js';
+
+describe('isolationScore', () => {
+  const random = (() => {
+    let state = 7;
+    return () => (state = (state * 48271) % 2147483647) / 2147483647;
+  })();
+  const inliers = Array.from({ length: 300 }, () => [random(), random(), random()]);
+
+  it('c(n) is the published average path length (c(256) ≈ 10.24; c(2) = 1)', () => {
+    expect(averagePathLength(2)).toBe(1);
+    expect(averagePathLength(256)).toBeCloseTo(10.24, 2);
+  });
+
+  it('scores a far point near 1 and the crowd near or below 0.5, the same for the same seed', () => {
+    const forest = trainIsolationForest([...inliers, [5, 5, 5]], { seed: 3 });
+    const outlier = isolationScore(forest, [5, 5, 5]);
+    const crowd = inliers.slice(0, 50).map((point) => isolationScore(forest, point));
+    expect(outlier).toBeGreaterThan(0.75);
+    expect(Math.max(...crowd)).toBeLessThan(0.65);
+    expect(crowd.reduce((sum, s) => sum + s, 0) / crowd.length).toBeLessThan(0.5);
+    const again = trainIsolationForest([...inliers, [5, 5, 5]], { seed: 3 });
+    expect(isolationScore(again, [5, 5, 5])).toBe(outlier);
+    expect(forest.trees).toHaveLength(100);
+    expect(forest.sampleSize).toBe(256);
+  });
+});
+
+describe('promptTraits', () => {
+  it('reads the entropy in bits per character and fingerprints that see through numbers and spacing', () => {
+    expect(promptTraits(['aaaa'])!.entropy).toBe(0);
+    expect(promptTraits(['abcd'])!.entropy).toBe(2);
+    const one = promptTraits(['Price of item 1234, please'])!;
+    const other = promptTraits(['price of item 98,   please!'])!;
+    expect(one.fingerprint).not.toBe(other.fingerprint);
+    expect(one.nearFingerprint).toBe(other.nearFingerprint);
+    expect(promptTraits([])).toBeUndefined();
+    expect(promptTraits(['x'.repeat(100_000)])!.chars).toBe(100_000);
+  });
+});
+
+describe('resolveAbuseOptions', () => {
+  it('takes the documented defaults and refuses what cannot work', () => {
+    const config = resolveAbuseOptions({});
+    expect(config).toMatchObject({ windowMs: 300_000, trainEveryMs: 600_000, minSubjects: 50, shadow: false });
+    expect(config).toMatchObject({ throttleAt: 0.65, blockAt: 0.75, throttleFactor: 0.1, blockMs: 900_000 });
+    expect([...config.subjects]).toEqual(['key', 'address']);
+    expect(() => resolveAbuseOptions({ thresholds: { throttle: 0.8, block: 0.7 } })).toThrow(/must not be below/);
+    expect(() => resolveAbuseOptions({ subjects: ['ip' as 'key'] })).toThrow(/abuse.subjects/);
+    expect(() => resolveAbuseOptions({ train: { evry: '1m' } as never })).toThrow(/evry/);
+    expect(() => resolveAbuseOptions({ throttle: { factor: 1 } })).toThrow(/between 0 and 1/);
+  });
+});
+
+describe('featuresOf', () => {
+  it('turns a window of sums into rates, shares and counts in FEATURE_NAMES order', () => {
+    const tally = emptyTally();
+    Object.assign(tally.counts, { requests: 30, status401: 15, gaps: 29, gapSum: 29, gapSquares: 29 });
+    tally.marks.add('peer\u001fa').add('peer\u001fb').add('agent\u001fcurl');
+    const features = featuresOf('address:10.0.0.1', tally, 60_000);
+    const named = Object.fromEntries(FEATURE_NAMES.map((name, i) => [name, features[i]]));
+    expect(named).toMatchObject({ requestsPerMinute: 30, share401: 0.5, peers: 2, userAgents: 1, subjectKind: 1 });
+    // 29 gaps of one second: no variation, drawn a little towards random arrivals (5 gaps of variation 1).
+    expect(named.gapVariation).toBeCloseTo(5 / 34, 5);
+  });
+});
+
+const stores: { name: string; make: () => GuardStore; prefix?: string }[] = [
+  { name: 'memory', make: () => new MemoryGuardStore() },
+];
+const redisPrefix = uniquePrefix();
+const redisStores = createRedisStores({ url: REDIS_URL, prefix: redisPrefix });
+stores.push({
+  name: 'redis',
+  make: () => new RedisGuardStore({ sendCommand: redisStores.sendCommand, prefix: redisPrefix }),
+});
+afterAll(async () => {
+  await deleteKeys(redisPrefix);
+  await redisStores.close();
+});
+
+describe.each(stores)('the $name guard store', ({ make }) => {
+  it('adds the sums of every process per subject and bucket, and merges the buckets asked for', async () => {
+    const store = make();
+    await store.addAbuseTallies(10, 60_000, [
+      { subject: 'key:k1', counts: { requests: 2, chars: 40 }, marks: ['peer\u001f10.0.0.1'] },
+      { subject: 'address:10.0.0.1', counts: { requests: 2, status401: 1 }, marks: [] },
+    ]);
+    await store.addAbuseTallies(10, 60_000, [
+      { subject: 'key:k1', counts: { requests: 1.5 }, marks: ['peer\u001f10.0.0.1', 'peer\u001f10.0.0.2'] },
+    ]);
+    await store.addAbuseTallies(11, 60_000, [{ subject: 'key:k1', counts: { requests: 1 }, marks: [] }]);
+    const merged = await store.abuseTallies([10, 11, 12]);
+    expect(merged.get('key:k1')!.counts).toMatchObject({ requests: 4.5, chars: 40 });
+    expect([...merged.get('key:k1')!.marks].sort()).toEqual(['peer\u001f10.0.0.1', 'peer\u001f10.0.0.2']);
+    expect(merged.get('address:10.0.0.1')!.counts).toMatchObject({ requests: 2, status401: 1 });
+    expect((await store.abuseTallies([11])).get('key:k1')!.counts.requests).toBe(1);
+  });
+
+  it('keeps named values, with an end when given', async () => {
+    const store = make();
+    await store.putAbuseState('model', '{"version":1}');
+    await store.putAbuseState('cleared:key:k1', '1', 300);
+    expect(await store.abuseState('model')).toBe('{"version":1}');
+    expect(await store.abuseState('cleared:key:k1')).toBe('1');
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(await store.abuseState('cleared:key:k1')).toBeUndefined();
+    expect(await store.deleteAbuseState('model')).toBe(true);
+    expect(await store.deleteAbuseState('model')).toBe(false);
+  });
+});
+
+/** An app with the abuse checks where the gateway puts them: before auth, and after it. */
+function abuseApp(guard: Guard, keys: Record<string, { tenantId?: string }>): Express {
+  const app = express();
+  app.set('trust proxy', 'loopback');
+  app.post(
+    '/v1/chat',
+    guard.abuseBeforeAuth,
+    fakeAuth(keys),
+    express.json(),
+    providerCall('openai.chat'),
+    guard.abuseAfterAuth,
+    (req, res) => {
+      res.json({ ok: true, abuseScore: req.tollgate.abuseScore ?? null });
+    },
+  );
+  app.use('/admin/abuse', abuseAdminRouter(guard));
+  app.use(apiErrorHandler());
+  return app;
+}
+
+/** One chat call as `key` from `from`. */
+const call = (app: Express, key: string, from: string, content = 'hello') =>
+  request(app)
+    .post('/v1/chat')
+    .set('authorization', `Bearer ${key}`)
+    .set('x-forwarded-for', from)
+    .send({ model: 'gpt-4o-mini', messages: [{ role: 'user', content }] });
+
+let guard: Guard | undefined;
+afterEach(async () => {
+  await guard?.close();
+  guard = undefined;
+});
+
+describe('the abuse watch', () => {
+  const keys = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`k${i}`, { tenantId: `t${i % 5}` }]));
+
+  /** 40 keys, each from its own address, 2-6 calls; then an address trying 60 unknown keys. */
+  async function traffic(app: Express): Promise<void> {
+    for (let i = 0; i < 40; i++)
+      for (let n = 0; n < 2 + (i % 5); n++) await call(app, `k${i}`, `10.1.0.${i}`, `question ${n} of key ${i}`);
+    for (let n = 0; n < 60; n++) await call(app, `stolen-${n}`, '10.9.9.9');
+  }
+
+  it('waits for minSubjects, then blocks the stuffing address alone, says why, and an operator clears it', async () => {
+    const events: GuardEvent[] = [];
+    guard = createGuard({
+      stores: createMemoryStores(),
+      alerts: { log: false, onEvent: (event) => void events.push(event) },
+      abuse: { window: '10s', train: { every: '1m', minSubjects: 30 } },
+    });
+    const app = abuseApp(guard, keys);
+    await call(app, 'k0', '10.1.0.0');
+    await guard.flush();
+    expect(guard.abuseModel()).toBeUndefined();
+    await traffic(app);
+    await guard.flush();
+    expect(guard.abuseModel()).toMatchObject({ subjects: expect.any(Number) });
+    await guard.flush();
+    const listed = await request(app).get('/admin/abuse');
+    const stuffing = listed.body.subjects[0];
+    expect(stuffing).toMatchObject({ subject: 'address:10.9.9.9', action: 'block' });
+    expect(stuffing.score).toBeGreaterThanOrEqual(0.75);
+    // Sixty credentials from one address, none of them with a prompt the model could read.
+    expect(stuffing.reasons.map((reason: { feature: string }) => reason.feature)).toContain('peers');
+    const acted = listed.body.subjects.filter((entry: { action: string }) => entry.action !== 'none');
+    expect(acted.map((entry: { subject: string }) => entry.subject)).toEqual(['address:10.9.9.9']);
+    const refused = await call(app, 'k1', '10.9.9.9');
+    expect(refused.status).toBe(403);
+    expect(refused.body.error.code).toBe('abuse_blocked');
+    expect(refused.body.error.message).toMatch(
+      /blocked for \d+s: its traffic scored 0\.\d+ as abuse .*An operator can clear it\./,
+    );
+    const served = await call(app, 'k3', '10.1.0.3', 'question 9 of key 3');
+    expect(served.status).toBe(200);
+    expect(served.body.abuseScore).toBeGreaterThan(0);
+    expect(events).toEqual([
+      expect.objectContaining({
+        type: 'abuse.detected',
+        address: '10.9.9.9',
+        details: expect.objectContaining({ subject: 'address:10.9.9.9', action: 'block', reasons: stuffing.reasons }),
+      }),
+    ]);
+    const cleared = await request(app).delete('/admin/abuse/address:10.9.9.9');
+    expect(cleared.body).toMatchObject({
+      cleared: 'address:10.9.9.9',
+      lifted: [{ kind: 'block', subject: 'ip:10.9.9.9' }],
+    });
+    expect((await call(app, 'k1', '10.9.9.9')).status).toBe(200);
+    // Cleared: still scored, left alone for the block's period.
+    await guard.flush();
+    expect(guard.mitigations()).toEqual([]);
+    expect((await request(app).delete('/admin/abuse/nobody')).status).toBe(400);
+  });
+
+  it('in shadow records and alerts what it would do, and serves everything', async () => {
+    const events: GuardEvent[] = [];
+    guard = createGuard({
+      stores: createMemoryStores(),
+      alerts: { log: false, onEvent: (event) => void events.push(event) },
+      abuse: { window: '10s', train: { every: '1m', minSubjects: 30 }, shadow: true },
+    });
+    const app = abuseApp(guard, keys);
+    await traffic(app);
+    await guard.flush();
+    await guard.flush();
+    expect(guard.abuseEntries()[0]).toMatchObject({ subject: 'address:10.9.9.9', action: 'block', shadow: true });
+    expect(guard.mitigations()).toEqual([]);
+    expect(events[0]).toMatchObject({ type: 'abuse.detected', details: { shadow: true, action: 'block' } });
+    expect((await call(app, 'k1', '10.9.9.9')).status).toBe(200);
+  });
+});
