@@ -3,6 +3,8 @@ import { TollgateError } from './errors.js';
 import { MAX_USD_PER_MILLION_TOKENS, usdAmountProblem } from './money.js';
 import { DEFAULT_PRICES, DEFAULT_PRICES_AS_OF } from './catalogue.js';
 import { readSourcePrices } from './price-source.js';
+import { startPriceRefresh } from './price-refresh.js';
+import type { PriceLog, PriceRefresh, PriceSourceOptions } from './price-refresh.js';
 import type { TollgateContext } from './context.js';
 import type { Provider, TokenUsage } from './types.js';
 
@@ -125,6 +127,12 @@ export interface Pricing {
    * `TollgateError` and the prices in use are kept. Requests priced already keep their prices.
    */
   loadSource(text: string): PriceUpdate;
+  /**
+   * Loads `source` (a file path or an http(s) URL) now and every `refreshMs` through `loadSource`: a read that fails
+   * or does not validate is logged at error level and the prices in use are kept. Without a source, the status says
+   * the shipped table (and `models`) are in use. Its status is what `/admin/prices` shows.
+   */
+  refreshFrom(source: PriceSourceOptions | undefined, log: PriceLog): PriceRefresh;
 }
 
 /** The standard prices of a model, USD per 1M tokens, with its tiers': what a price change is told in. */
@@ -423,6 +431,7 @@ export function createPricing(options: PricingOptions = {}): Pricing {
     version: table.version,
     forRequest: (other) => live.forRequest(other),
     loadSource: (text) => live.loadSource(text),
+    refreshFrom: (source, log) => live.refreshFrom(source, log),
   });
   const live: Pricing = {
     find: (model, tier) => atTier(findIn(state, fallback, model), tier),
@@ -443,6 +452,9 @@ export function createPricing(options: PricingOptions = {}): Pricing {
       const changes = priceChanges(state, next);
       state = next;
       return { version: next.version, changes };
+    },
+    refreshFrom(source, log) {
+      return startPriceRefresh(live, source, log);
     },
   };
   return live;

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { Tracer } from '@opentelemetry/api';
 import { keyRecordsFromConfig } from '@tollgate/auth';
 import { createMemoryStores, createPricing } from '@tollgate/core';
-import type { Pricing, TollgateStores } from '@tollgate/core';
+import type { PriceRefresh, Pricing, TollgateStores } from '@tollgate/core';
 import type { McpGatewayOptions } from '@tollgate/mcp';
 import type { ConfigKeyEntry } from '@tollgate/auth';
 import type { PromptGuardrailsOptions } from '@tollgate/guard';
@@ -43,8 +43,6 @@ import { registerRoutingMetrics } from './routing-metrics.js';
 import { registerHealthMetrics } from './health-metrics.js';
 import { keepSpend } from './spend-rebuild.js';
 import { storeFailureReporter } from './store-failure-log.js';
-import { startPriceRefresh } from './prices-setup.js';
-import type { PriceRefresh, PriceSourceOptions } from './prices-setup.js';
 
 export interface ProxyDeps {
   /** Shared stores; the caller keeps ownership. @default in-memory stores owned (and closed) by the app */
@@ -144,7 +142,7 @@ function watchingParts(options: GatewayOptions, deps: ProxyDeps, held: Held) {
   const guarding = createProxyGuard(options.guard, { stores, log });
   const pricing = createPricing(options.pricing);
   // The one table every part prices with: a price source's load swaps its layer for all of them at once.
-  const prices = startPriceRefresh(pricing, options.prices, {
+  const prices: PriceRefresh = pricing.refreshFrom(options.prices, {
     info: (line) => (logging ? logger.info(line) : log(line)),
     error: (line) => (logging ? logger.error(line) : log(line)),
   });
@@ -302,7 +300,7 @@ export interface GatewayOptions {
   routing: Parameters<typeof createProviderRouter>[0];
   pricing: Parameters<typeof createPricing>[0];
   /** The price source read into `pricing` at start and at each refresh; undefined: the shipped table only. */
-  prices: PriceSourceOptions | undefined;
+  prices: Parameters<Pricing['refreshFrom']>[0];
   /** The data directory the gateway holds while it runs. @default none */
   dataDir: string | undefined;
   /** What keys written to the data directory may name (the config's tenants, tiers and tool servers). */

@@ -2,7 +2,10 @@
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Registry } from 'prom-client';
 import type { TargetReport } from '@tollgate/router';
-import type { ProbeEvent } from '@tollgate/router/upstreams';
+import type { createProviderRouter } from '@tollgate/router/upstreams';
+
+/** How one round of one health check ended, as the provider router tells it. */
+type ProbeEvent = Parameters<NonNullable<Parameters<typeof createProviderRouter>[1]['observeProbe']>>[0];
 
 export interface HealthMetrics {
   /** Told how each check's round ended. */

@@ -1,7 +1,6 @@
 // @tollgate/metering: meter() (estimate before, usage read on the way, one record after), usage sinks, the usage spool and the report CLI.
 // The sinks that need pg, prom-client or pino have their own doors: @tollgate/metering/postgres, /prometheus, /log.
 export { meter } from './meter.js';
-export { findUsageObject } from './response-tap.js';
 export type { MeterOptions } from './meter.js';
 export { toolMeter } from './tool-meter.js';
 export type { MeteredToolCall, PricedToolCall, ToolCallOutcome } from './tool-meter.js';
@@ -10,7 +9,7 @@ export type { UsageSink } from './sink.js';
 export { openUsageSpool } from './usage-spool.js';
 export type { SpoolReplay, UsageSpool } from './usage-spool.js';
 export { jsonlSink } from './jsonl-sink.js';
-export { aggregateUsage, insertUsageRecords, migrateUsageLedger, postgresSpendSource } from './postgres-ledger.js';
+export { aggregateUsage, migrateUsageLedger, postgresSpendSource } from './postgres-ledger.js';
 export type { LedgerLocation, Queryable, UsageAggregate, UsageGrouping } from './postgres-ledger.js';
 export { postgresCreditJournal } from './credit-journal.js';
 export { recentUsage, usageByProvider, usageOverTime } from './ledger-queries.js';

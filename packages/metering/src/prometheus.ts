@@ -1,5 +1,5 @@
 // @tollgate/metering/prometheus: the Prometheus sink and series, and the proxy chain's own metrics, apart so that only their users need `prom-client` (an optional peer).
-export { prometheusSink, metricsHandler, BoundedLabel, OVERFLOW_LABEL, NONE_LABEL } from './prometheus-sink.js';
+export { prometheusSink, metricsHandler, BoundedLabel } from './prometheus-sink.js';
 export type { PrometheusSink, PrometheusSinkOptions } from './prometheus-sink.js';
 export { CounterSeries, HistogramSeries, SeriesCounter, SeriesHistogram } from './prometheus-series.js';
 export { createProxyMetrics } from './observe/proxy-metrics.js';

@@ -5,12 +5,11 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import {
   aggregateUsage,
   formatUsageReport,
-  insertUsageRecords,
   migrateUsageLedger,
   recentUsage,
   runReportCommand,
 } from '@tollgate/metering';
-import { ledgerMigrationSql } from '../src/postgres-ledger.js';
+import { insertUsageRecords, ledgerMigrationSql } from '../src/postgres-ledger.js';
 import { postgresSink } from '@tollgate/metering/postgres';
 import pg from 'pg';
 import { sampleRecord } from './sample-record.js';

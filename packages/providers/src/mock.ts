@@ -2,4 +2,4 @@
 // and SSE, each family's own shapes), with usage it can predict and failures on demand.
 export { createMockProvider } from './mock-provider/server.js';
 export type { MockApi, MockBehavior, MockProvider, MockRequestLog } from './mock-provider/server.js';
-export { countMockTokens, countPromptTokens } from './mock-provider/reply.js';
+export { countPromptTokens } from './mock-provider/reply.js';

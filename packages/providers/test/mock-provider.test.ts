@@ -1,7 +1,8 @@
 // The built-in mock speaks the providers' documented wire shapes, with deterministic usage and its failure knobs.
 import { describe, expect, it } from '@jest/globals';
 import request from 'supertest';
-import { countMockTokens, countPromptTokens, createMockProvider } from '@tollgate/providers/mock';
+import { countPromptTokens, createMockProvider } from '@tollgate/providers/mock';
+import { countMockTokens } from '../src/mock-provider/reply.js';
 
 function events(text: string): { event?: string; data: string }[] {
   return text

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from '@jest/globals';
 import type { ProviderApi, TokenUsage } from '@tollgate/core';
-import { findUsageObject } from '@tollgate/metering';
+import { findUsageObject } from '../../metering/src/response-tap.js';
 import { adapterFor } from '@tollgate/providers';
 import { SseDecoder } from '@tollgate/providers/sse';
 import type { UsageReader } from '@tollgate/providers';

@@ -4,4 +4,3 @@ export { createProviderRouter, providerOfModel } from './upstreams/provider-rout
 export type { ProviderRouter } from './upstreams/provider-routing.js';
 export { checkRouting } from './upstreams/routing-config.js';
 export type { RoutingConfig } from './upstreams/routing-config.js';
-export type { ProbeEvent } from './upstreams/upstream-health.js';

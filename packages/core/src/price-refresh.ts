@@ -1,6 +1,6 @@
-// The config's price source (`prices`): a file or a URL read at start and at each refresh into the one pricing table.
+// A price source (the gateway's `prices`): a file or a URL read at start and at each refresh into one pricing table.
 import { readFile } from 'node:fs/promises';
-import type { Pricing } from '@tollgate/core';
+import type { Pricing } from './pricing.js';
 
 type PriceChange = ReturnType<Pricing['loadSource']>['changes'][number];
 
@@ -35,7 +35,7 @@ export interface PriceRefresh {
   close(): void;
 }
 
-interface PriceLog {
+export interface PriceLog {
   info(line: string): void;
   error(line: string): void;
 }
