@@ -133,7 +133,8 @@ function mountChain(router: Gateway, parts: BuiltParts) {
     meter: metering.middleware,
     pricing: parts.pricing,
   });
-  for (const { paths, handlers } of routes) router.post([...paths], ...handlers);
+  // One route per path, so the metrics' route label (`req.route.path`) names the path a request came by.
+  for (const { paths, handlers } of routes) for (const path of paths) router.post(path, ...handlers);
   if (mcp) router.use('/mcp', mcp.router);
   router.use(express.json({ limit: bodyLimit, type: JSON_BODY_TYPES }));
   mountOperatorRoutes(router, { ...parts, identify, limits, configKeys: () => held.configKeys });

@@ -114,7 +114,7 @@ export function tollgate(parts: TollgateParts = {}): TollgateRouter {
   };
   const router = express.Router({ caseSensitive: true, strict: true }) as unknown as TollgateRouter;
   router.use(requestContext());
-  for (const { paths, handlers } of gatewayRoutes(routeParts)) router.post([...paths], ...handlers);
+  for (const { paths, handlers } of gatewayRoutes(routeParts)) for (const path of paths) router.post(path, ...handlers);
   router.all([...ROUTE_PATHS], answerMethodNotAllowed);
   router.use(apiErrorHandler());
   Object.defineProperty(router, 'stores', { value: stores, enumerable: true });
