@@ -202,6 +202,42 @@ describe('strategies', () => {
     expect(r.health().map((report) => report.ttfbMs)).toEqual([500, 50]);
   });
 
+  it('lowest-latency blends the probes’ latency with live traffic’s, and ranks idle targets by their probes', async () => {
+    const probed: Record<string, number | undefined> = { 'gpt-4o': 40, 'gpt-4o-mini': 300 };
+    const checks = { down: () => false, latencyMs: (target: ResolvedTarget) => probed[target.model] };
+    const r = router({ checks, modelGroups: { l: { strategy: 'lowest-latency', ...twoTargets } } });
+    // Neither has served traffic: the probes alone order them.
+    expect(r.plan({ model: 'l', ...request })!.targets.map((t) => t.model)).toEqual(['gpt-4o', 'gpt-4o-mini']);
+    // gpt-4o answers real calls slowly: (40 + 1000) / 2 = 520 ms, behind gpt-4o-mini's probed 300 ms.
+    await r.run(r.plan({ model: 'l', ...request })!, {
+      prepare: () => undefined,
+      send: async () => ({ kind: 'answered', firstByteMs: 1000 }),
+      fail: () => undefined,
+    });
+    expect(r.plan({ model: 'l', ...request })!.targets[0]!.model).toBe('gpt-4o-mini');
+    // Its probes alone cannot undo what live traffic measured: (10 + 1000) / 2 = 505, still behind 300.
+    probed['gpt-4o'] = 10;
+    expect(r.plan({ model: 'l', ...request })!.targets[0]!.model).toBe('gpt-4o-mini');
+    // gpt-4o-mini's probes degrade past it: (10 + 1000) / 2 = 505 < 900.
+    probed['gpt-4o-mini'] = 900;
+    expect(r.plan({ model: 'l', ...request })!.targets[0]!.model).toBe('gpt-4o');
+  });
+
+  it.each(['fallback', 'cheapest', 'lowest-latency', 'weighted'] as const)(
+    '%s skips the target it would choose when its health checks hold it down, and tries it only when all are down',
+    async (strategy) => {
+      const down = new Set<string>();
+      const checks = { down: (target: ResolvedTarget) => down.has(target.id), latencyMs: () => undefined };
+      const r = router({ checks, random: () => 0.5, modelGroups: { g: { strategy, ...twoTargets } } });
+      const [chosen, other] = r.plan({ model: 'g', ...request })!.targets.map((target) => target.id);
+      down.add(chosen!);
+      expect((await runScript(r, r.plan({ model: 'g', ...request })!, () => 'answered')).sent).toEqual([other]);
+      // Every target down: the least bad is still tried rather than the request refused (a probe can be wrong).
+      down.add(other!);
+      expect((await runScript(r, r.plan({ model: 'g', ...request })!, () => 'answered')).sent).toHaveLength(1);
+    },
+  );
+
   it('weighted spreads the first choice by weight', () => {
     let next = 0;
     const draws = [0.1, 0.5, 0.79, 0.8, 0.95];
