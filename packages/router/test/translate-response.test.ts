@@ -78,9 +78,11 @@ describe('JSON answers', () => {
         output_tokens: 41,
       },
     });
-    // The Anthropic adapter reads from the translation exactly what the OpenAI adapter reads from the original.
+    // The Anthropic adapter reads from the translation exactly what the OpenAI adapter reads from the original, but
+    // the service tier: OpenAI's tiers (default, flex, priority) are not Anthropic's, so the translation names none.
     const { model: _translatedModel, ...translatedUsage } = anthropicMessages.readUsage(message)!;
-    const { model: _originalModel, ...originalUsage } = openAiChat.readUsage(original)!;
+    const { model: _originalModel, serviceTier, ...originalUsage } = openAiChat.readUsage(original)!;
+    expect(serviceTier).toBe('default');
     expect(translatedUsage).toEqual(originalUsage);
   });
 
