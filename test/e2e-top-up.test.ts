@@ -94,14 +94,14 @@ describe.each(memoryAndRedisStores('top-up'))('a top-up on %s stores', (_kind, s
     expect(figure('remaining')).toEqual(['2750000000', '$2.75']);
     expect(figure('cap')).toEqual(['1000000000', '$1.00']);
     expect(card).toContain('$0.25 spent − $2.00 credit + $0.00 held + $2.75 remaining = $1.00 cap');
-    // The bar: what was spent of what the budget may spend (money() shows six decimals below $1).
-    expect(card).toContain('$0.250000 of $1.00 + $2.00 credit');
+    // The bar: what was spent of what the budget may spend, in the decimals of the figures beside it.
+    expect(card).toContain('$0.25 of $1.00 + $2.00 credit');
 
     const overview = await (await get('/dashboard', 'text/html')).text();
     const row = /<tr data-tenant="acme"[\s\S]*?<\/tr>/.exec(overview)![0];
     const cell = (name: string) => new RegExp(`data-figure="${name}" data-nano-usd="(\\d+)">([^<]*)<`).exec(row)![2];
     expect([cell('remaining'), cell('credit'), cell('held')]).toEqual(['$2.75', '$2.00', '$0.00']);
-    expect(row).toContain('$0.250000 of $1.00 + $2.00 credit');
+    expect(row).toContain('$0.25 of $1.00 + $2.00 credit');
   });
 
   it('admits what the credit allows, and no more: $2.75 held, then nothing', async () => {
