@@ -3,3 +3,5 @@
 export type { ModelKind, PricingOptions, ResolvedPrice, TokenizerFamily } from './pricing.js';
 export { affordableOutputTokens, costNanoUsd, maxCostNanoUsd, modelFamilies } from './pricing.js';
 export { exactUsd } from './money.js';
+/** A price source's refresh (`Pricing.refreshFrom`): what the gateway's `/admin/prices` shows. */
+export type { PriceRefresh } from './price-refresh.js';

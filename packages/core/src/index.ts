@@ -6,7 +6,6 @@ export type { ErrorRenderer, ApiErrorCode } from './api-error.js';
 export { TollgateError } from './errors.js';
 export { UnknownModelError, createPricing, DEFAULT_PRICES, DEFAULT_PRICES_AS_OF } from './pricing.js';
 export type { ModelPrice, Pricing } from './pricing.js';
-export type { PriceRefresh } from './price-refresh.js';
 export { StoreTimeoutError } from './timeout.js';
 export { LeaseExhaustedError, leasedStores } from './leased-stores.js';
 export { requestContext, getContext, contextOf, onSettleError } from './context.js';

@@ -1,16 +1,20 @@
 // A maintained price file (LiteLLM's model_prices_and_context_window.json format) read into catalogue rows.
 import { createHash } from 'node:crypto';
+import { DEFAULT_PRICES } from './catalogue.js';
 import { TollgateError } from './errors.js';
 import type { ModelKind, ModelPrice, TierPrice } from './pricing.js';
 
-/** The providers whose rows are taken, LiteLLM's name to the catalogue's (others are served by no adapter here). */
-const PROVIDERS: Readonly<Record<string, string>> = {
-  openai: 'openai',
-  'text-completion-openai': 'openai',
-  anthropic: 'anthropic',
-  gemini: 'google',
-  mistral: 'mistral',
-};
+/** LiteLLM's names for a provider the catalogue names otherwise. */
+const LITELLM_ALIASES: Readonly<Record<string, string>> = { 'text-completion-openai': 'openai', gemini: 'google' };
+
+/**
+ * The providers whose rows are taken, LiteLLM's name to the catalogue's: those the shipped catalogue prices (an adapter
+ * serves them), by their own name or LiteLLM's alias; others are served by no adapter here.
+ */
+const PROVIDERS: Readonly<Record<string, string>> = Object.fromEntries([
+  ...[...new Set(Object.values(DEFAULT_PRICES).map((price) => price.provider))].map((name) => [name, name]),
+  ...Object.entries(LITELLM_ALIASES),
+]);
 
 /** LiteLLM's modes served by the provider routes; image, audio, rerank and moderation rows are left out. */
 const MODES: Readonly<Record<string, ModelKind>> = {
