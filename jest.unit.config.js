@@ -24,6 +24,7 @@ const SERVICE = [
   /deleteRedisPrefix/,
   /redisTestStores/,
   /memoryAndRedisStores/,
+  /clientStoreKinds/,
   /startSharingGateways/,
   /deleteKeys/,
   /redis-cluster/,
