@@ -268,6 +268,7 @@ async function replay(seed: number, plan: { minutes: number; normalKeys: number 
   const watch = new AbuseWatch(resolveAbuseOptions(ABUSE), { store, registry, alerts, onStoreError, clock, tickMs: 0 });
   const firstAction = new Map<AbuseSubject, number>();
   let requests = 0;
+  const trace = new Map<string, { score: number }>();
   const answer = { statusCode: 200 };
   for (let tick = TICK_MS; tick <= end; tick += TICK_MS) {
     for (const sender of senders)
@@ -310,6 +311,14 @@ async function replay(seed: number, plan: { minutes: number; normalKeys: number 
     now = tick;
     // A round as a deployment's timer runs it (claims on the fake clock decide who trains and scores).
     await watch.tick();
+    if (process.env.ABUSE_TRACE)
+      for (const entry of watch.entries()) {
+        const instance = instances.find((i) => i.subjects.has(entry.subject) && now >= i.start && now <= i.end);
+        const label = instance ? `${instance.kind}` : normalSubjects.has(entry.subject) ? 'normal' : undefined;
+        if (!label || (label === 'normal' && entry.score < 0.6)) continue;
+        const best = trace.get(`${label} ${entry.subject}`);
+        if (!best || entry.score > best.score) trace.set(`${label} ${entry.subject}`, entry);
+      }
     for (const mitigation of registry.list(now)) {
       if (!isAbuseMitigation(mitigation)) continue;
       const subject = (
@@ -318,6 +327,8 @@ async function replay(seed: number, plan: { minutes: number; normalKeys: number 
       if (!firstAction.has(subject)) firstAction.set(subject, mitigation.at);
     }
   }
+  if (process.env.ABUSE_TRACE)
+    for (const [who, entry] of [...trace].sort()) console.error(seed, who, JSON.stringify(entry));
   await watch.close();
   registry.close();
   await alerts.close();
@@ -446,7 +457,7 @@ export async function runAbuseBenchmark(context: BenchContext): Promise<SectionR
     return summarise(outcomes);
   };
   const tuning = await run(plan.tuning);
-  const heldOut = await run(plan.heldOut);
+  const heldOut = process.env.ABUSE_TUNING_ONLY ? tuning : await run(plan.heldOut);
   const cost = await hotPathCost(context.quick ? 50_000 : 200_000);
   const addedUs = (cost.on - cost.off) / 1000;
   const row = (name: string, s: Summary) => [

@@ -135,8 +135,9 @@ export class AbuseWatch {
     const bucket = Math.floor(traits.at / this.#config.bucketMs);
     for (const subject of this.subjectsOf(address, identity?.keyId, identity?.tenantId)) {
       const tally = this.#tally(subject);
-      tally.observe(traits, this.#config.windowMs);
-      tally.mark('peer', subject.startsWith('address:') ? peerOfAddress : address, bucket);
+      const peer = subject.startsWith('address:') ? peerOfAddress : address;
+      tally.observe(traits, this.#config.windowMs, peer);
+      tally.mark('peer', peer, bucket);
       tally.mark('agent', traits.agent, bucket);
       tally.mark('route', traits.route, bucket);
       if (traits.model !== undefined) tally.mark('model', traits.model, bucket);
@@ -329,7 +330,7 @@ export class AbuseWatch {
       for (const group of byKind(features.entries()).values()) {
         const profile = populationProfile(group.map(([, f]) => f.features));
         for (const [subject, { features: row, requests }] of group) {
-          const score = Number(abuseScore(model.forest, row).toFixed(4));
+          const score = Number(abuseScore(model, row).toFixed(4));
           const { reasons, distance } = abuseEvidence(row, profile);
           entries.push({ subject, score, requests, action: 'none', reasons });
           evidence.set(subject, distance);
