@@ -268,7 +268,6 @@ async function replay(seed: number, plan: { minutes: number; normalKeys: number 
   const watch = new AbuseWatch(resolveAbuseOptions(ABUSE), { store, registry, alerts, onStoreError, clock, tickMs: 0 });
   const firstAction = new Map<AbuseSubject, number>();
   let requests = 0;
-  const trace = new Map<string, { score: number }>();
   const answer = { statusCode: 200 };
   for (let tick = TICK_MS; tick <= end; tick += TICK_MS) {
     for (const sender of senders)
@@ -311,14 +310,6 @@ async function replay(seed: number, plan: { minutes: number; normalKeys: number 
     now = tick;
     // A round as a deployment's timer runs it (claims on the fake clock decide who trains and scores).
     await watch.tick();
-    if (process.env.ABUSE_TRACE)
-      for (const entry of watch.entries()) {
-        const instance = instances.find((i) => i.subjects.has(entry.subject) && now >= i.start && now <= i.end);
-        const label = instance ? `${instance.kind}` : normalSubjects.has(entry.subject) ? 'normal' : undefined;
-        if (!label || (label === 'normal' && entry.score < 0.6)) continue;
-        const best = trace.get(`${label} ${entry.subject}`);
-        if (!best || entry.score > best.score) trace.set(`${label} ${entry.subject}`, entry);
-      }
     for (const mitigation of registry.list(now)) {
       if (!isAbuseMitigation(mitigation)) continue;
       const subject = (
@@ -327,8 +318,6 @@ async function replay(seed: number, plan: { minutes: number; normalKeys: number 
       if (!firstAction.has(subject)) firstAction.set(subject, mitigation.at);
     }
   }
-  if (process.env.ABUSE_TRACE)
-    for (const [who, entry] of [...trace].sort()) console.error(seed, who, JSON.stringify(entry));
   await watch.close();
   registry.close();
   await alerts.close();
@@ -457,7 +446,7 @@ export async function runAbuseBenchmark(context: BenchContext): Promise<SectionR
     return summarise(outcomes);
   };
   const tuning = await run(plan.tuning);
-  const heldOut = process.env.ABUSE_TUNING_ONLY ? tuning : await run(plan.heldOut);
+  const heldOut = await run(plan.heldOut);
   const cost = await hotPathCost(context.quick ? 50_000 : 200_000);
   const addedUs = (cost.on - cost.off) / 1000;
   const row = (name: string, s: Summary) => [
@@ -478,7 +467,8 @@ export async function runAbuseBenchmark(context: BenchContext): Promise<SectionR
       '20/min, 5 × 4/min, 20 × 1/min), a regular scraper of random text (6, 20, 60/min), a stolen key (3, 10, 40 new ' +
       'addresses, a new client), injection probing (2, 6, 15/min, 40% refused by the guardrails). The abuse options ' +
       "are DESIGN.md's defaults (window 5m, train every 10m, minSubjects 50, thresholds 0.65 / 0.75); the constants " +
-      'MIN_REQUESTS_TO_ACT (5) and MIN_EVIDENCE (5 robust spreads) were chosen on the tuning seeds ' +
+      'MIN_REQUESTS_TO_ACT (5), MIN_EVIDENCE (5 robust spreads), the least spread of the new-value shares (0.1), ' +
+      'HISTORY_REQUESTS (10) and GROUP_HANDICAP (0.05) were chosen on the tuning seeds ' +
       `(${plan.tuning.join(', ')}); the held-out seeds (${plan.heldOut.join(', ')}) were run once after. An instance is ` +
       'detected when any of its subjects is throttled or blocked during it (or within 5 minutes after); an action is ' +
       'false when its subject is not one of an instance under way.',

@@ -130,6 +130,11 @@ const RECENT_PROMPTS = 32;
  * each as new again, which it then is to the extent that matters here: it was not among its recent ones.
  */
 export const REMEMBERED_PER_KIND = 8;
+/**
+ * Requests a subject must have made (besides a window's time) before a value is new to it: a key seen a handful of
+ * times has not yet shown all its addresses, clients and models.
+ */
+export const HISTORY_REQUESTS = 10;
 const KIND_SLOT: Record<MarkKind, number> = { peer: 0, agent: 1, model: 2, route: 3 };
 
 /** One subject as this process saw it since its last flush, plus what repeats and gaps need across flushes. */
@@ -145,6 +150,8 @@ export class SubjectTally {
   #recentNext = 0;
   /** When this process first saw the subject: only a subject with a window of history has values new to it. */
   #firstAt = -1;
+  /** Requests this process has seen of the subject (its history's depth). */
+  #seen = 0;
   /** Per kind, `REMEMBERED_PER_KIND` slots: a value, and when it was first and last seen (0: empty). */
   readonly #known: string[] = [];
   readonly #knownFirst = new Float64Array(4 * REMEMBERED_PER_KIND);
@@ -174,9 +181,15 @@ export class SubjectTally {
     this.dirty = true;
   }
 
+  /** Whether the subject has a history to be new to: a window long, and `HISTORY_REQUESTS` requests. */
+  #established(at: number, windowMs: number): boolean {
+    return this.#seen >= HISTORY_REQUESTS && at - this.#firstAt >= windowMs;
+  }
+
   /**
-   * Whether `value` is new to the subject at `at`: first seen within the last `windowMs`, by a subject this process
-   * has known for longer (so a key's first requests are not all new). Remembers it either way.
+   * Whether `value` is new to the subject at `at`: first seen within the last `windowMs`, once the subject had a
+   * history (so a key's first requests are not all new). Remembers it either way; a value of its early history
+   * never counts as new.
    */
   #isNew(kind: MarkKind, value: string, at: number, windowMs: number): boolean {
     const from = KIND_SLOT[kind] * REMEMBERED_PER_KIND;
@@ -188,14 +201,15 @@ export class SubjectTally {
       }
       if (this.#known[slot] === value) {
         this.#knownLast[slot] = at;
-        return at - this.#knownFirst[slot]! < windowMs && this.#knownFirst[slot]! - this.#firstAt >= windowMs;
+        return at - this.#knownFirst[slot]! < windowMs;
       }
       if (this.#knownLast[slot]! < this.#knownLast[oldest]!) oldest = slot;
     }
+    const fresh = this.#established(at, windowMs);
     this.#known[oldest] = value;
-    this.#knownFirst[oldest] = at;
+    this.#knownFirst[oldest] = fresh ? at : -Infinity;
     this.#knownLast[oldest] = Math.max(at, 1);
-    return at - this.#firstAt >= windowMs;
+    return fresh;
   }
 
   /**
@@ -210,6 +224,7 @@ export class SubjectTally {
     const newRoute = this.#isNew('route', request.route, request.at, windowMs);
     const newModel = request.model !== undefined && this.#isNew('model', request.model, request.at, windowMs);
     if (newRoute || newModel) this.#bump(COUNT_INDEX.newUses);
+    this.#seen++;
     if (this.#lastAt > 0) {
       const gap = (request.at - this.#lastAt) / 1000;
       if (gap >= 0 && gap * 1000 <= windowMs) {

@@ -11,6 +11,7 @@ import {
   featuresOf,
   emptyTally,
   FEATURE_NAMES,
+  HISTORY_REQUESTS,
   modelInput,
   SubjectTally,
   type RequestTraits,
@@ -115,10 +116,16 @@ describe('values new to a subject', () => {
 
   it('counts a request from an address or a user agent new to a key with a window of history, not its first', () => {
     const tally = new SubjectTally();
-    // Its first window: everything is its history, nothing new.
-    for (let at = 1_000; at <= 61_000; at += 10_000) tally.observe(request(at, 'OpenAI/Python'), WINDOW, '10.0.0.1');
-    expect(tally.take('key:k').counts).toMatchObject({ requests: 7 });
-    expect(tally.take('key:k').counts.newPeers).toBeUndefined();
+    // Its first window and HISTORY_REQUESTS requests: everything is its history, nothing new.
+    for (let at = 1_000; at <= 61_000; at += 5_000) tally.observe(request(at, 'OpenAI/Python'), WINDOW, '10.0.0.1');
+    const first = tally.take('key:k').counts;
+    expect(first.requests).toBeGreaterThanOrEqual(HISTORY_REQUESTS);
+    expect(first.newPeers).toBeUndefined();
+    // A key of a few requests has not shown its habits yet: a second address then is not new.
+    const young = new SubjectTally();
+    for (let i = 0; i < HISTORY_REQUESTS - 1; i++) young.observe(request(i, 'a'), WINDOW, '10.0.0.1');
+    young.observe(request(2 * WINDOW, 'a'), WINDOW, '10.0.0.2');
+    expect(young.take('key:y').counts.newPeers).toBeUndefined();
     tally.observe(request(70_000, 'OpenAI/Python'), WINDOW, '10.0.0.1');
     tally.observe(request(71_000, 'python-requests'), WINDOW, '172.18.0.1');
     tally.observe(request(72_000, 'python-requests'), WINDOW, '172.18.0.1');
@@ -132,10 +139,10 @@ describe('values new to a subject', () => {
 
   it('counts a model or route new to the subject against its own history, and forgets past REMEMBERED_PER_KIND', () => {
     const tally = new SubjectTally();
-    tally.observe(request(0, 'a', 'small'), WINDOW, 'p');
+    for (let i = 0; i < HISTORY_REQUESTS; i++) tally.observe(request(i, 'a', 'small'), WINDOW, 'p');
     tally.observe(request(WINDOW, 'a', 'small'), WINDOW, 'p');
     tally.observe(request(WINDOW + 1, 'a', 'large'), WINDOW, 'p');
-    expect(tally.take('key:k').counts).toMatchObject({ requests: 3, newUses: 1 });
+    expect(tally.take('key:k').counts).toMatchObject({ requests: HISTORY_REQUESTS + 2, newUses: 1 });
     // Ten addresses in turn: eight remembered, so the first comes back new.
     for (let i = 0; i < 10; i++) tally.observe(request(3 * WINDOW + i, 'a', 'small'), WINDOW, `10.0.0.${i}`);
     tally.observe(request(4 * WINDOW + 100, 'a', 'small'), WINDOW, '10.0.0.0');
