@@ -270,7 +270,9 @@ export class AbuseWatch {
     const version = Number((await store.abuseState('modelVersion')) ?? -1);
     if (version < 0 || version === this.#model?.version) return;
     const json = await store.abuseState('model');
-    if (json) this.#model = JSON.parse(json) as AbuseModel;
+    const model = json ? (JSON.parse(json) as Partial<AbuseModel>) : undefined;
+    // A model of an earlier release (one forest, no groups) is not read: this process grows its own.
+    if (Array.isArray(model?.views)) this.#model = model as AbuseModel;
   }
 
   async #followScoring(): Promise<void> {
