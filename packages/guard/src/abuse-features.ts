@@ -22,6 +22,9 @@ export const TALLY_COUNTS = [
   'entropySquares',
   'repeats',
   'nearRepeats',
+  'newPeers',
+  'newAgents',
+  'newUses',
   'tokens',
   'spendNanoUsd',
 ] as const;
@@ -121,6 +124,19 @@ export interface RequestTraits {
 /** Recent prompts remembered per subject for repeats (a ring). */
 const RECENT_PROMPTS = 32;
 
+/**
+ * Values of each mark kind a subject's own history remembers, with when each was first and last seen: the least
+ * recently seen leaves first. A subject that turns through more than this many (an address many keys share) sees
+ * each as new again, which it then is to the extent that matters here: it was not among its recent ones.
+ */
+export const REMEMBERED_PER_KIND = 8;
+/**
+ * Requests a subject must have made (besides a window's time) before a value is new to it: a key seen a handful of
+ * times has not yet shown all its addresses, clients and models.
+ */
+export const HISTORY_REQUESTS = 10;
+const KIND_SLOT: Record<MarkKind, number> = { peer: 0, agent: 1, model: 2, route: 3 };
+
 /** One subject as this process saw it since its last flush, plus what repeats and gaps need across flushes. */
 export class SubjectTally {
   readonly counts = new Float64Array(TALLY_COUNTS.length);
@@ -132,6 +148,14 @@ export class SubjectTally {
   readonly #recent = new Uint32Array(RECENT_PROMPTS);
   readonly #recentNear = new Uint32Array(RECENT_PROMPTS);
   #recentNext = 0;
+  /** When this process first saw the subject: only a subject with a window of history has values new to it. */
+  #firstAt = -1;
+  /** Requests this process has seen of the subject (its history's depth). */
+  #seen = 0;
+  /** Per kind, `REMEMBERED_PER_KIND` slots: a value, and when it was first and last seen (0: empty). */
+  readonly #known: string[] = [];
+  readonly #knownFirst = new Float64Array(4 * REMEMBERED_PER_KIND);
+  readonly #knownLast = new Float64Array(4 * REMEMBERED_PER_KIND);
   dirty = false;
 
   add(name: TallyCount, value: number): void {
@@ -157,9 +181,50 @@ export class SubjectTally {
     this.dirty = true;
   }
 
-  /** Adds one request: its gap since this subject's last, its answer, its prompt against the recent ones. */
-  observe(request: RequestTraits, windowMs: number): void {
+  /** Whether the subject has a history to be new to: a window long, and `HISTORY_REQUESTS` requests. */
+  #established(at: number, windowMs: number): boolean {
+    return this.#seen >= HISTORY_REQUESTS && at - this.#firstAt >= windowMs;
+  }
+
+  /**
+   * Whether `value` is new to the subject at `at`: first seen within the last `windowMs`, once the subject had a
+   * history (so a key's first requests are not all new). Remembers it either way; a value of its early history
+   * never counts as new.
+   */
+  #isNew(kind: MarkKind, value: string, at: number, windowMs: number): boolean {
+    const from = KIND_SLOT[kind] * REMEMBERED_PER_KIND;
+    let oldest = from;
+    for (let slot = from; slot < from + REMEMBERED_PER_KIND; slot++) {
+      if (this.#knownLast[slot] === 0) {
+        oldest = slot;
+        break;
+      }
+      if (this.#known[slot] === value) {
+        this.#knownLast[slot] = at;
+        return at - this.#knownFirst[slot]! < windowMs;
+      }
+      if (this.#knownLast[slot]! < this.#knownLast[oldest]!) oldest = slot;
+    }
+    const fresh = this.#established(at, windowMs);
+    this.#known[oldest] = value;
+    this.#knownFirst[oldest] = fresh ? at : -Infinity;
+    this.#knownLast[oldest] = Math.max(at, 1);
+    return fresh;
+  }
+
+  /**
+   * Adds one request: its gap since this subject's last, its answer, its prompt against the recent ones, and whether
+   * its `peer` (the address of a key, the key an address tried), user agent, model or route is new to the subject.
+   */
+  observe(request: RequestTraits, windowMs: number, peer: string): void {
     this.#bump(COUNT_INDEX.requests);
+    if (this.#firstAt < 0) this.#firstAt = request.at;
+    if (this.#isNew('peer', peer, request.at, windowMs)) this.#bump(COUNT_INDEX.newPeers);
+    if (this.#isNew('agent', request.agent, request.at, windowMs)) this.#bump(COUNT_INDEX.newAgents);
+    const newRoute = this.#isNew('route', request.route, request.at, windowMs);
+    const newModel = request.model !== undefined && this.#isNew('model', request.model, request.at, windowMs);
+    if (newRoute || newModel) this.#bump(COUNT_INDEX.newUses);
+    this.#seen++;
     if (this.#lastAt > 0) {
       const gap = (request.at - this.#lastAt) / 1000;
       if (gap >= 0 && gap * 1000 <= windowMs) {
@@ -224,6 +289,9 @@ export const FEATURE_NAMES = [
   'promptEntropySpread',
   'repeatShare',
   'nearRepeatShare',
+  'newPeerShare',
+  'newAgentShare',
+  'newUseShare',
   'tokensPerMinute',
   'usdPerMinute',
   'subjectKind',
@@ -277,6 +345,9 @@ export function featuresOf(subject: AbuseSubject, tally: AbuseTally, windowMs: n
     c.prompts >= 2 ? Math.sqrt(Math.max(0, c.entropySquares / c.prompts - entropyMean * entropyMean)) : 0,
     ratio(c.repeats, c.prompts),
     ratio(c.nearRepeats, c.prompts),
+    ratio(c.newPeers, c.requests),
+    ratio(c.newAgents, c.requests),
+    ratio(c.newUses, c.requests),
     c.tokens / minutes,
     c.spendNanoUsd / 1e9 / minutes,
     KIND_CODE[subjectKind(subject)],
@@ -296,11 +367,22 @@ const LOGGED = new Set<FeatureName>([
 ]);
 const LOGGED_AT = FEATURE_NAMES.map((name) => LOGGED.has(name));
 
-/** The features as the model reads them: rates, counts and sizes on a log scale (USD per minute in micro-USD). */
+/**
+ * Variations the model reads on a log scale too: a regular sender's gap variation (0.05-0.2) lies as far below the
+ * crowd's (about 1) as a bursty one's (2-3) above it, so a split drawn uniformly over the range isolates both alike.
+ */
+const LEAST_VARIATION = 0.01;
+const VARIATION_AT = FEATURE_NAMES.indexOf('gapVariation');
+
+/**
+ * The features as the model reads them: rates, counts and sizes on a log scale (USD per minute in micro-USD), gap
+ * variation as its logarithm.
+ */
 export function modelInput(features: readonly number[]): number[] {
-  return features.map((value, i) =>
-    LOGGED_AT[i] ? Math.log1p(FEATURE_NAMES[i] === 'usdPerMinute' ? value * 1e6 : value) : value,
-  );
+  return features.map((value, i) => {
+    if (i === VARIATION_AT) return Math.log(Math.max(value, LEAST_VARIATION));
+    return LOGGED_AT[i] ? Math.log1p(FEATURE_NAMES[i] === 'usdPerMinute' ? value * 1e6 : value) : value;
+  });
 }
 
 /** A delta as a store's hash fields: `<subject>\x1f<count>` with its increment, and `<subject>\x1f<mark>` fields. */

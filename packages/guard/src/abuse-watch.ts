@@ -135,8 +135,9 @@ export class AbuseWatch {
     const bucket = Math.floor(traits.at / this.#config.bucketMs);
     for (const subject of this.subjectsOf(address, identity?.keyId, identity?.tenantId)) {
       const tally = this.#tally(subject);
-      tally.observe(traits, this.#config.windowMs);
-      tally.mark('peer', subject.startsWith('address:') ? peerOfAddress : address, bucket);
+      const peer = subject.startsWith('address:') ? peerOfAddress : address;
+      tally.observe(traits, this.#config.windowMs, peer);
+      tally.mark('peer', peer, bucket);
       tally.mark('agent', traits.agent, bucket);
       tally.mark('route', traits.route, bucket);
       if (traits.model !== undefined) tally.mark('model', traits.model, bucket);
@@ -269,7 +270,9 @@ export class AbuseWatch {
     const version = Number((await store.abuseState('modelVersion')) ?? -1);
     if (version < 0 || version === this.#model?.version) return;
     const json = await store.abuseState('model');
-    if (json) this.#model = JSON.parse(json) as AbuseModel;
+    const model = json ? (JSON.parse(json) as Partial<AbuseModel>) : undefined;
+    // A model of an earlier release (one forest, no groups) is not read: this process grows its own.
+    if (Array.isArray(model?.views)) this.#model = model as AbuseModel;
   }
 
   async #followScoring(): Promise<void> {
@@ -329,7 +332,7 @@ export class AbuseWatch {
       for (const group of byKind(features.entries()).values()) {
         const profile = populationProfile(group.map(([, f]) => f.features));
         for (const [subject, { features: row, requests }] of group) {
-          const score = Number(abuseScore(model.forest, row).toFixed(4));
+          const score = Number(abuseScore(model, row).toFixed(4));
           const { reasons, distance } = abuseEvidence(row, profile);
           entries.push({ subject, score, requests, action: 'none', reasons });
           evidence.set(subject, distance);
@@ -338,14 +341,30 @@ export class AbuseWatch {
       entries.sort((a, b) => b.score - a.score);
       entries.length = Math.min(entries.length, MAX_LISTED_SUBJECTS);
       for (const entry of entries) {
-        if (entry.score < this.#config.throttleAt) break;
-        if (entry.requests >= MIN_REQUESTS_TO_ACT && (evidence.get(entry.subject) ?? 0) >= MIN_EVIDENCE)
-          await this.#act(entry, now);
+        const acts =
+          entry.score >= this.#config.throttleAt &&
+          entry.requests >= MIN_REQUESTS_TO_ACT &&
+          (evidence.get(entry.subject) ?? 0) >= MIN_EVIDENCE;
+        // A subject whose score fell under the thresholds (its requests refused) is listed with its action in force.
+        if (acts) await this.#act(entry, now);
+        else this.#inForce(entry, now, true);
       }
     }
     const scoring: Scoring = { at: now, modelVersion: model?.version ?? null, entries };
     await this.#parts.store.putAbuseState('scores', JSON.stringify(scoring), 2 * this.#config.windowMs);
     this.#useScoring(scoring);
+  }
+
+  /** Shows on `entry` the model's block in force on its subject, or its throttle when `throttleToo`; whether any. */
+  #inForce(entry: AbuseEntry, now: number, throttleToo: boolean): boolean {
+    const { registry } = this.#parts;
+    const target = registrySubject(entry.subject);
+    const existing =
+      registry.get('block', target, now) ?? (throttleToo ? registry.get('throttle', target, now) : undefined);
+    if (!existing || !isAbuseMitigation(existing)) return false;
+    entry.action = existing.kind === 'block' ? 'block' : 'throttle';
+    if (existing.until !== undefined) entry.until = existing.until;
+    return true;
   }
 
   /** Puts the action a score calls for in force everywhere (or, in shadow, only notes it), and tells a person. */
@@ -354,13 +373,7 @@ export class AbuseWatch {
     const config = this.#config;
     const action = entry.score >= config.blockAt ? 'block' : 'throttle';
     const target = registrySubject(entry.subject);
-    const existing =
-      registry.get('block', target, now) ?? (action === 'throttle' ? registry.get('throttle', target, now) : undefined);
-    if (existing && isAbuseMitigation(existing)) {
-      entry.action = existing.kind === 'block' ? 'block' : 'throttle';
-      if (existing.until !== undefined) entry.until = existing.until;
-      return;
-    }
+    if (this.#inForce(entry, now, action === 'throttle')) return;
     if (await store.abuseState(`cleared:${entry.subject}`)) return;
     const durationMs = action === 'block' ? config.blockMs : config.throttleMs;
     const why = describeReasons(entry.reasons);

@@ -6,7 +6,17 @@ import { apiErrorHandler, createMemoryStores } from '@tollgate/core';
 import { providerCall } from '@tollgate/providers';
 import { createRedisStores } from '@tollgate/redis';
 import { abuseAdminRouter, createGuard, type Guard, type GuardEvent, type GuardStore } from '@tollgate/guard';
-import { promptTraits, featuresOf, emptyTally, FEATURE_NAMES } from '../src/abuse-features.js';
+import {
+  promptTraits,
+  featuresOf,
+  emptyTally,
+  FEATURE_NAMES,
+  HISTORY_REQUESTS,
+  modelInput,
+  SubjectTally,
+  type RequestTraits,
+} from '../src/abuse-features.js';
+import { abuseScore, trainAbuseForest } from '../src/abuse-model.js';
 import { resolveAbuseOptions } from '../src/abuse-options.js';
 import { averagePathLength, isolationScore, trainIsolationForest } from '../src/isolation-forest.js';
 import { MemoryGuardStore } from '../src/memory-guard-store.js';
@@ -90,6 +100,90 @@ stores.push({
 afterAll(async () => {
   await deleteKeys(redisPrefix);
   await redisStores.close();
+});
+
+describe('values new to a subject', () => {
+  const WINDOW = 60_000;
+  const request = (at: number, agent: string, model = 'small'): RequestTraits => ({
+    at,
+    status: 200,
+    refusedBy: undefined,
+    prompt: undefined,
+    model,
+    route: '/v1/chat/completions',
+    agent,
+  });
+
+  it('counts a request from an address or a user agent new to a key with a window of history, not its first', () => {
+    const tally = new SubjectTally();
+    // Its first window and HISTORY_REQUESTS requests: everything is its history, nothing new.
+    for (let at = 1_000; at <= 61_000; at += 5_000) tally.observe(request(at, 'OpenAI/Python'), WINDOW, '10.0.0.1');
+    const first = tally.take('key:k').counts;
+    expect(first.requests).toBeGreaterThanOrEqual(HISTORY_REQUESTS);
+    expect(first.newPeers).toBeUndefined();
+    // A key of a few requests has not shown its habits yet: a second address then is not new.
+    const young = new SubjectTally();
+    for (let i = 0; i < HISTORY_REQUESTS - 1; i++) young.observe(request(i, 'a'), WINDOW, '10.0.0.1');
+    young.observe(request(2 * WINDOW, 'a'), WINDOW, '10.0.0.2');
+    expect(young.take('key:y').counts.newPeers).toBeUndefined();
+    tally.observe(request(70_000, 'OpenAI/Python'), WINDOW, '10.0.0.1');
+    tally.observe(request(71_000, 'python-requests'), WINDOW, '172.18.0.1');
+    tally.observe(request(72_000, 'python-requests'), WINDOW, '172.18.0.1');
+    const counts = tally.take('key:k').counts;
+    expect(counts).toMatchObject({ requests: 3, newPeers: 2, newAgents: 2 });
+    expect(counts.newUses).toBeUndefined();
+    // A window after it was first seen, the address is the key's own.
+    tally.observe(request(132_000, 'python-requests'), WINDOW, '172.18.0.1');
+    expect(tally.take('key:k').counts.newPeers).toBeUndefined();
+  });
+
+  it('counts a model or route new to the subject against its own history, and forgets past REMEMBERED_PER_KIND', () => {
+    const tally = new SubjectTally();
+    for (let i = 0; i < HISTORY_REQUESTS; i++) tally.observe(request(i, 'a', 'small'), WINDOW, 'p');
+    tally.observe(request(WINDOW, 'a', 'small'), WINDOW, 'p');
+    tally.observe(request(WINDOW + 1, 'a', 'large'), WINDOW, 'p');
+    expect(tally.take('key:k').counts).toMatchObject({ requests: HISTORY_REQUESTS + 2, newUses: 1 });
+    // Ten addresses in turn: eight remembered, so the first comes back new.
+    for (let i = 0; i < 10; i++) tally.observe(request(3 * WINDOW + i, 'a', 'small'), WINDOW, `10.0.0.${i}`);
+    tally.observe(request(4 * WINDOW + 100, 'a', 'small'), WINDOW, '10.0.0.0');
+    expect(tally.take('key:k').counts.newPeers).toBe(11);
+  });
+
+  it('reads the new values as shares of the requests, in FEATURE_NAMES order', () => {
+    const tally = emptyTally();
+    Object.assign(tally.counts, { requests: 20, newPeers: 15, newAgents: 10, newUses: 5 });
+    const features = featuresOf('key:k', tally, 60_000);
+    const named = Object.fromEntries(FEATURE_NAMES.map((name, i) => [name, features[i]]));
+    expect(named).toMatchObject({ newPeerShare: 0.75, newAgentShare: 0.5, newUseShare: 0.25 });
+  });
+});
+
+describe('the model', () => {
+  it('reads gap variation on a log scale, and isolates a subject set apart by rhythm and entropy alone', () => {
+    const at = (features: number[], name: string) => features[FEATURE_NAMES.indexOf(name as never)]!;
+    expect(at(modelInput(FEATURE_NAMES.map(() => 1)), 'gapVariation')).toBe(0);
+    let state = 11;
+    const random = () => (state = (state * 48271) % 2147483647) / 2147483647;
+    const crowd = Array.from({ length: 300 }, () =>
+      FEATURE_NAMES.map((name) =>
+        name === 'subjectKind'
+          ? 0
+          : name === 'gapVariation'
+            ? 0.7 + random() * 2
+            : name === 'promptEntropy'
+              ? 3.6 + random()
+              : random() * 50,
+      ),
+    );
+    const scraper = crowd[0]!.map((value, i) =>
+      FEATURE_NAMES[i] === 'gapVariation' ? 0.08 : FEATURE_NAMES[i] === 'promptEntropy' ? 6.4 : value,
+    );
+    const model = trainAbuseForest([...crowd, scraper], 1);
+    expect(model.views.length).toBeGreaterThan(1);
+    const crowdScores = crowd.slice(1, 60).map((row) => abuseScore(model, row));
+    expect(abuseScore(model, scraper)).toBeGreaterThan(0.65);
+    expect(abuseScore(model, scraper)).toBeGreaterThan(Math.max(...crowdScores));
+  });
 });
 
 describe.each(stores)('the $name guard store', ({ make }) => {
