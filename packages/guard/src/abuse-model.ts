@@ -37,7 +37,8 @@ export interface AbuseModel {
  */
 const VIEWS: FeatureName[][] = [
   ['gapVariation', 'promptEntropy'],
-  ['newPeerShare', 'newAgentShare', 'newUseShare'],
+  // A model or route new to a key stays in the whole set only: a user trying another model is no stolen key.
+  ['newPeerShare', 'newAgentShare'],
 ].map((group) => [...group, 'subjectKind'] as FeatureName[]);
 
 /** Trees, and points per tree: the published defaults (t = 100, ψ = 256). */
