@@ -17,12 +17,14 @@ const NORMAL = 24;
 const normalKeys = Array.from({ length: NORMAL }, () => newApiKey());
 const keys = { scraper: newApiKey(), victim: newApiKey(), prober: newApiKey() };
 let running: SpawnedProxy[] = [];
+/** Every proxy started, stopped after all: a test that fails keeps its pair in `running` only until the next starts. */
+const started: SpawnedProxy[] = [];
 /** Loops still sending: stopped before the proxies are. */
 const loops: { stop: boolean }[] = [];
 
 afterAll(async () => {
   for (const state of loops) state.stop = true;
-  await Promise.all(running.map((proxy) => proxy.stop()));
+  await Promise.all(started.map((proxy) => proxy.stop()));
   for (const prefix of prefixes) await deleteRedisPrefix(prefix);
   rmSync(dir, { recursive: true, force: true });
 });
@@ -62,7 +64,9 @@ async function startProxies(name: string, abuse: Record<string, unknown>): Promi
     }),
   );
   const env = { TOLLGATE_CONFIG: configPath, REDIS_URL };
-  return Promise.all([spawnProxy(env, 120_000), spawnProxy(env, 120_000)]);
+  const pair = await Promise.all([spawnProxy(env, 120_000), spawnProxy(env, 120_000)]);
+  started.push(...pair);
+  return pair;
 }
 
 interface Call {
