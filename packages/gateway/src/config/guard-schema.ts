@@ -89,7 +89,7 @@ export const authFailuresSchema = fields({
     ),
 }).describe('Failed authentications per client address.');
 
-// Named by shared/DESIGN.md ("Behavioural abuse detection"); ranges checked by the guard's resolveAbuseOptions.
+// The names the guard README's abuse section documents; ranges checked by the guard's resolveAbuseOptions.
 export const abuseSchema = fields({
   subjects: z
     .array(choice(['key', 'address', 'tenant'], 'must be "key", "address" or "tenant"'), 'must be a list')
