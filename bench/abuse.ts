@@ -466,7 +466,7 @@ export async function runAbuseBenchmark(context: BenchContext): Promise<SectionR
       `abuse kind in one of three variants each, for ${ABUSE_MINUTES} minutes: credential stuffing (1 address × ` +
       '20/min, 5 × 4/min, 20 × 1/min), a regular scraper of random text (6, 20, 60/min), a stolen key (3, 10, 40 new ' +
       'addresses, a new client), injection probing (2, 6, 15/min, 40% refused by the guardrails). The abuse options ' +
-      "are the documented defaults (window 5m, train every 10m, minSubjects 50, thresholds 0.65 / 0.75); the constants " +
+      'are the documented defaults (window 5m, train every 10m, minSubjects 50, thresholds 0.65 / 0.75); the constants ' +
       'MIN_REQUESTS_TO_ACT (5), MIN_EVIDENCE (5 robust spreads), the least spread of the new-value shares (0.1), ' +
       'HISTORY_REQUESTS (10) and GROUP_HANDICAP (0.05) were chosen on the tuning seeds ' +
       `(${plan.tuning.join(', ')}); the held-out seeds (${plan.heldOut.join(', ')}) were run once after. An instance is ` +
