@@ -410,6 +410,55 @@ function priceChanges(before: PriceTable, after: PriceTable): PriceChange[] {
   return changes;
 }
 
+declare module './context.js' {
+  interface ContextVariableMap {
+    /** The prices the request is priced with, one view per pricing that priced it (`Pricing.forRequest`). */
+    'core.pricedWith': PinnedPricing;
+  }
+}
+
+/** One request's view of a pricing: the table in use when the request was first priced; tiers default to its call's. */
+class PinnedPricing implements Pricing {
+  constructor(
+    readonly owner: Pricing,
+    private readonly table: PriceTable,
+    private readonly fallback: ResolvedPrice | undefined,
+    private readonly ctx: TollgateContext,
+    /** The view of another pricing that priced the same request before this one. */
+    readonly next: PinnedPricing | undefined,
+  ) {}
+
+  get version(): string {
+    return this.table.version;
+  }
+
+  find(model: string, tier: string | undefined = this.ctx.call?.serviceTier): ResolvedPrice | undefined {
+    return atTier(findIn(this.table, this.fallback, model), tier);
+  }
+
+  get(model: string, tier: string | undefined = this.ctx.call?.serviceTier): ResolvedPrice {
+    const price = this.find(model, tier);
+    if (!price) throw new UnknownModelError(model);
+    return price;
+  }
+
+  models(): string[] {
+    return [...this.table.table.keys()];
+  }
+
+  forRequest(other: TollgateContext): Pricing {
+    return this.owner.forRequest(other);
+  }
+
+  loadSource(text: string): PriceUpdate {
+    return this.owner.loadSource(text);
+  }
+
+  refreshFrom(source: PriceSourceOptions | undefined, log: PriceLog): PriceRefresh {
+    return this.owner.refreshFrom(source, log);
+  }
+}
+
 /**
  * A pricing table: the shipped prices, a price source's (`loadSource`) and the user's, resolved and validated once
  * per load. The layers: shipped table < source < `models`.
@@ -422,17 +471,6 @@ export function createPricing(options: PricingOptions = {}): Pricing {
     if (!price) throw new UnknownModelError(model);
     return price;
   };
-  // A request's prices: the table in use when this pricing first priced it, whatever loads after.
-  const requests = new WeakMap<TollgateContext, Pricing>();
-  const pinned = (table: PriceTable, ctx: TollgateContext): Pricing => ({
-    find: (model, tier = ctx.call?.serviceTier) => atTier(findIn(table, fallback, model), tier),
-    get: (model, tier = ctx.call?.serviceTier) => lookIn(table, model, tier),
-    models: () => [...table.table.keys()],
-    version: table.version,
-    forRequest: (other) => live.forRequest(other),
-    loadSource: (text) => live.loadSource(text),
-    refreshFrom: (source, log) => live.refreshFrom(source, log),
-  });
   const live: Pricing = {
     find: (model, tier) => atTier(findIn(state, fallback, model), tier),
     get: (model, tier) => lookIn(state, model, tier),
@@ -441,8 +479,13 @@ export function createPricing(options: PricingOptions = {}): Pricing {
       return state.version;
     },
     forRequest(ctx) {
-      let view = requests.get(ctx);
-      if (view === undefined) requests.set(ctx, (view = pinned(state, ctx)));
+      // A request's prices: the table in use when this pricing first priced it, whatever loads after. Kept on the
+      // context itself (not in a WeakMap keyed by it, whose entries a young-generation collection keeps alive), as one
+      // small object per pricing that priced the request (one in every chain tollgate builds).
+      const first = ctx.get('core.pricedWith');
+      for (let view = first; view !== undefined; view = view.next) if (view.owner === live) return view;
+      const view = new PinnedPricing(live, state, fallback, ctx, first);
+      ctx.set('core.pricedWith', view);
       return view;
     },
     loadSource(text) {
