@@ -209,9 +209,15 @@ function outputCountings({
   outputCountMs,
 }: ResolvedMeterOptions): (price: ResolvedPrice | undefined) => OutputCounting {
   /** The provider's own tokenizer: the exact count, and where text cannot be counted in time, bounds of it. */
+  // Both add up where text is cut at a piece's start (exact counts; bounds of bytes where time runs out).
   const own = (encoding: EncodingName): OutputCounting => ({
-    countOutput: (text) => countTextTokens(text, encoding, new CountBudget(outputCountMs)),
-    stopCount: (text) => countTextTokens(withoutPartialEnd(text), encoding, new CountBudget(outputCountMs), 'lower'),
+    countOutput: Object.assign((text: string) => countTextTokens(text, encoding, new CountBudget(outputCountMs)), {
+      additive: true,
+    }),
+    stopCount: Object.assign(
+      (text: string) => countTextTokens(withoutPartialEnd(text), encoding, new CountBudget(outputCountMs), 'lower'),
+      { additive: true },
+    ),
     own: true,
   });
   const ownCountings: Record<EncodingName, OutputCounting> = {

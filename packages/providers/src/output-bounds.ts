@@ -1,6 +1,7 @@
 // Bounds of a provider's output token count where its tokenizer is not ours: one that never under-states it, one that never over-states it.
 import type { Provider } from '@tollgate/core';
 import { CountBudget, countTextTokens } from './tokenizer.js';
+import type { OutputCounter } from './usage.js';
 
 /*
  * The hold a stream runs under follows a count that cannot under-state its output (`upperOutputTokens`), and the
@@ -27,8 +28,8 @@ export function maxTokenBytesOf(provider: Provider | undefined): number {
  * A count that never over-states the provider's: the text's UTF-8 bytes over the longest token (unrounded, so that
  * counts of pieces add up to the count of the whole). Provable: every token covers at most that many bytes.
  */
-export function lowerOutputTokens(maxTokenBytes: number): (text: string) => number {
-  return (text) => Buffer.byteLength(text, 'utf8') / maxTokenBytes;
+export function lowerOutputTokens(maxTokenBytes: number): OutputCounter {
+  return Object.assign((text: string) => Buffer.byteLength(text, 'utf8') / maxTokenBytes, { additive: true });
 }
 
 /**

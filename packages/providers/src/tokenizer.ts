@@ -259,6 +259,29 @@ function nextPieceStart(text: string, from: number): number {
   return punctuation ? from + punctuation.index + punctuation[0].length : spaceAt;
 }
 
+/**
+ * Where the last piece of `text` starts (the rule `countTextTokens` cuts by: before a space that follows a non-space,
+ * before punctuation that follows a letter), after position 0; 0 when there is none. The count of `text` is exactly
+ * the count of what comes before that position plus the count of what comes from it, whatever follows `text` later:
+ * a growing text (a stream's output) can be counted once up to there and the rest again as it grows.
+ */
+export function lastPieceStart(text: string): number {
+  for (let i = text.length - 1; i > 0; i--) {
+    const code = text.charCodeAt(i);
+    if (code === 0x20) {
+      // A space starts a piece after a non-space: the last character before it that is not a mark or surrogate.
+      let before = i - 1;
+      while (before >= 0 && classOfCode(text.charCodeAt(before)) === JOINER) before--;
+      if (before >= 0 && classOfCode(text.charCodeAt(before)) !== SPACE) return i;
+    } else if (code !== 0x27 && classOfCode(code) === OTHER && classOfCode(text.charCodeAt(i - 1)) === LETTER) {
+      return i;
+    }
+  }
+  return 0;
+}
+
+const classOfCode = (code: number): number => (code < 0x80 ? ASCII_CLASSES[code]! : classOf(code));
+
 /** Strings up to this many characters go to the tokenizer at once (worst case well under 1 ms). */
 const SHORT_TEXT = 256;
 /**

@@ -1,6 +1,7 @@
 // What every adapter's usage reader shares: the reader contract and the output text counted when usage never comes.
 import type { ProviderApi, TokenUsage } from '@tollgate/core';
 import { isObject } from './json.js';
+import { lastPieceStart } from './tokenizer.js';
 
 /** Output text kept for counting when no usage arrives; beyond it only the byte count is kept. */
 const MAX_KEPT_OUTPUT_CHARS = 1024 * 1024;
@@ -11,8 +12,15 @@ export interface ReadUsage {
   source: 'provider' | 'counted';
 }
 
-/** Counts the tokens of output text (the meter passes its time-boxed tokenizer). */
-export type OutputCounter = (text: string) => number;
+/**
+ * Counts the tokens of output text (the meter passes its time-boxed tokenizer). `additive`: the count of a text is the
+ * sum of the counts of its pieces wherever it is cut where a piece starts (an exact BPE count, a count of bytes; not
+ * a count rounded up per text), so that a growing output is counted once rather than again from its start.
+ */
+export interface OutputCounter {
+  (text: string): number;
+  readonly additive?: boolean;
+}
 
 /** What a stream cut at its grant reports in its ending. */
 export interface StreamEndingUsage {
@@ -55,14 +63,74 @@ export interface UsageReader {
 /**
  * A running count of the output by one counter, kept as the output grows: the parts counted so far, their tokens
  * and bytes. Far below its limit it answers from a bound without counting (see `OutputText.passes`).
+ *
+ * The text is counted once up to the last place a piece starts (`lastPieceStart`: the count of a text is the count
+ * before such a place plus the count from it), and what follows (`tail`, about a word) again as the output grows, so
+ * `tokens` stays the count of the whole text without counting it again. A tail that finds no such place for
+ * MAX_TAIL_CHARS (text without spaces or punctuation) is counted as a piece of its own: the sum may then run ahead of
+ * the whole (merges across pieces), which `whole` says.
  */
 class RunningCount {
   parts = 0;
-  tokens = 0;
+  /** Tokens of the text up to where `tail` starts, and of `tail`. */
+  prefixTokens = 0;
+  tailTokens = 0;
+  tail = '';
   bytes = 0;
   /** `tokens` is the count of the whole kept text, not a sum of counts of pieces. */
   whole = true;
+  /** What was counted ends where a piece starts (or nothing was): text added after it adds up exactly. */
+  aligned = true;
+
+  get tokens(): number {
+    return this.prefixTokens + this.tailTokens;
+  }
+
+  /** Counts `fresh` (the text after what was counted) on, by `count`. */
+  add(fresh: string, count: OutputCounter): void {
+    if (!count.additive) {
+      // A sum of pieces each rounded up runs ahead of the whole: only a first count is the whole's.
+      this.whole = this.aligned;
+      this.prefixTokens += count(fresh);
+      this.aligned = false;
+      return;
+    }
+    if (!this.aligned) this.whole = false;
+    const text = this.tail + fresh;
+    const cut = lastPieceStart(text);
+    if (cut > 0) this.prefixTokens += count(text.slice(0, cut));
+    this.tail = cut > 0 ? text.slice(cut) : text;
+    if (this.tail.length > MAX_TAIL_CHARS) {
+      this.prefixTokens += count(this.tail);
+      this.tail = '';
+      this.whole = false;
+    }
+    this.tailTokens = this.tail.length > 0 ? count(this.tail) : 0;
+  }
+
+  /** The count of the whole `text`, from scratch. */
+  recount(text: string, count: OutputCounter): void {
+    this.prefixTokens = 0;
+    this.tail = '';
+    this.tailTokens = 0;
+    this.whole = true;
+    this.aligned = true;
+    if (count.additive) {
+      this.add(text, count);
+      if (this.whole) return;
+    }
+    // Cut where counts do not add up (a text longer than the tail allows), or a counter that does not add up at all:
+    // the whole, counted at once.
+    this.prefixTokens = count(text);
+    this.tail = '';
+    this.tailTokens = 0;
+    this.whole = true;
+    this.aligned = false;
+  }
 }
+
+/** The most characters of the output after its last piece start that are counted again as it grows (see RunningCount). */
+const MAX_TAIL_CHARS = 256;
 
 /**
  * Collects output text deltas up to a bound, and answers the hard stop's and the hold's questions (has the output
@@ -120,18 +188,16 @@ export class OutputText {
 
   /**
    * Has the output passed `limit` tokens, counted by `count` (kept in `running`: the stop's by default)? Near the
-   * limit the parts not counted yet are counted alone and added up; only when that sum passes the limit is the whole
-   * text counted, since a sum of pieces may run a little ahead of the whole (merges across pieces). Give it a counter
-   * without rounding (a lower bound's raw count): rounding every piece up would run the sum far ahead.
+   * limit the text not counted yet is counted on (see RunningCount: the sum is the whole's count); only where it
+   * could not be cut where counts add up, and the sum passes the limit, is the whole text counted again, since a sum
+   * of pieces may run a little ahead of the whole (merges across pieces). Give it a counter without rounding (a lower
+   * bound's raw count): rounding every piece up would run the sum far ahead.
    */
   passes(limit: number, count: OutputCounter, running: RunningCount = this.stop): boolean {
     if (this.boundOf(running) <= limit) return false;
     this.catchUp(count, running);
     if (running.tokens + this.overflowBytes <= limit) return false;
-    if (!running.whole) {
-      running.tokens = count(this.parts.join(''));
-      running.whole = true;
-    }
+    if (!running.whole) running.recount(this.parts.join(''), count);
     return running.tokens + this.overflowBytes > limit;
   }
 
@@ -139,9 +205,10 @@ export class OutputText {
   private catchUp(count: OutputCounter, running: RunningCount): void {
     const parts = this.parts;
     if (running.parts < parts.length) {
-      const fresh = parts.length - running.parts === 1 ? parts[running.parts]! : parts.slice(running.parts).join('');
-      running.whole = running.parts === 0;
-      running.tokens += count(fresh);
+      running.add(
+        parts.length - running.parts === 1 ? parts[running.parts]! : parts.slice(running.parts).join(''),
+        count,
+      );
       running.parts = parts.length;
     }
     // Overflow bytes are counted as bytes: they were never kept.
