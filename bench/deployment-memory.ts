@@ -1,15 +1,11 @@
 // Benchmark: the example proxy's resident memory under a steady realistic load (1,000 tenants on Redis, 200 req/s).
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFile } from 'node:fs/promises';
 import { startServer } from './lib/child.js';
+import { startCompiledProxy, type RunningProxy } from './lib/compiled-proxy.js';
 import { DEPLOYMENT, deploymentProxyConfig, rotatingLoad } from './lib/deployment-config.js';
 import { CHAT_PATH } from './lib/fixtures.js';
 import { runLoad, type LoadResult } from './lib/load.js';
-import { freePort, PrivateRedis } from './lib/private-redis.js';
+import { PrivateRedis } from './lib/private-redis.js';
 import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
 import { fmtBytes, fmtMs, fmtNumber, quantile, table } from './lib/stats.js';
 
@@ -23,56 +19,6 @@ interface RssSample {
   seconds: number;
   /** VmRSS of the proxy's process, from /proc/<pid>/status. */
   rss: number;
-}
-
-/** The example proxy compiled (`pnpm --filter @tollgate/example-proxy build`), as a deployment runs it. */
-const COMPILED_MAIN = fileURLToPath(new URL('../examples/proxy/dist/main.js', import.meta.url));
-
-interface RunningProxy {
-  url: string;
-  pid: number;
-  close(): Promise<void>;
-}
-
-/**
- * `node examples/proxy/dist/main.js` with TOLLGATE_CONFIG naming `config` written to a file: what a deployment runs
- * (compiled JavaScript, the tollgate packages from their dist/), no tsx and no bench harness in the process.
- */
-async function startCompiledProxy(config: Record<string, unknown>): Promise<RunningProxy> {
-  if (!existsSync(COMPILED_MAIN))
-    throw new Error(`${COMPILED_MAIN} is missing: run pnpm build (it builds the example proxy too)`);
-  const dir = await mkdtemp(path.join(tmpdir(), 'tollgate-dep-mem-'));
-  const configPath = path.join(dir, 'tollgate.config.json');
-  await writeFile(configPath, JSON.stringify(config));
-  const port = await freePort();
-  const child: ChildProcess = spawn(process.execPath, [COMPILED_MAIN], {
-    env: { ...process.env, TOLLGATE_CONFIG: configPath, PORT: String(port), REDIS_URL: '' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr?.on('data', (chunk: Buffer) => void (stderr = (stderr + chunk.toString()).slice(-4000)));
-  const url = `http://127.0.0.1:${port}`;
-  const close = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      const gone = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      await gone;
-    }
-    await rm(dir, { recursive: true, force: true });
-  };
-  for (let waited = 0; ; waited += 100) {
-    if (child.exitCode !== null) throw new Error(`the compiled proxy exited (${child.exitCode}): ${stderr}`);
-    const healthy = await fetch(`${url}/healthz`).then(
-      (answer) => answer.ok,
-      () => false,
-    );
-    if (healthy) return { url, pid: child.pid!, close };
-    if (waited > 30_000) {
-      await close();
-      throw new Error(`the compiled proxy did not answer /healthz within 30 s: ${stderr}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }
 
 async function residentBytes(pid: number): Promise<number> {

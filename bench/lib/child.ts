@@ -32,6 +32,8 @@ interface Reply {
 export interface ForkOptions {
   exposeGc?: boolean;
   env?: Record<string, string>;
+  /** Node flags added to the child's (e.g. `--cpu-prof`, which NODE_OPTIONS does not take). */
+  execArgv?: string[];
   /**
    * Without this process's `--conditions` (`-C`): packages resolve to their built `dist/` even when the parent runs
    * the sources (`--conditions=source`), as the `builds` benchmark needs for the builds it loads by path.
@@ -54,6 +56,7 @@ function withoutConditions(execArgv: readonly string[]): string[] {
 export function forkBench(entry: string, options: ForkOptions = {}): ChildProcess {
   const execArgv = options.builtPackages ? withoutConditions(process.execArgv) : [...process.execArgv];
   if (options.exposeGc) execArgv.push('--expose-gc');
+  if (options.execArgv) execArgv.push(...options.execArgv);
   return fork(entry, [], {
     execArgv,
     env: { ...process.env, ...options.env },
@@ -83,7 +86,7 @@ export async function askBenchChild<Value>(entry: string, request: unknown, name
 
 export async function startServer(
   spec: ServerSpec,
-  options: Pick<ForkOptions, 'exposeGc' | 'builtPackages'> = {},
+  options: Pick<ForkOptions, 'exposeGc' | 'builtPackages' | 'execArgv'> = {},
 ): Promise<BenchChild> {
   const child = forkBench(SERVER_ENTRY, options);
   let nextId = 1;

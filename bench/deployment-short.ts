@@ -1,0 +1,200 @@
+// Benchmark: the realistic deployment in short rounds from a cold start (issue 47): the example proxy on memory and on
+// Redis (blocks, the default) against the bare passthrough, 4 s rounds alternating after a 2 s warm-up, every round
+// reported. A deployment that starts, scales out or rolls over a minute window lives in this regime; the long
+// `deployment` section measures the steady state after it.
+import { startServer } from './lib/child.js';
+import { startCompiledProxy } from './lib/compiled-proxy.js';
+import { DEPLOYMENT, deploymentProxyConfig, rotatingLoad, type DeploymentMode } from './lib/deployment-config.js';
+import { CHAT_PATH } from './lib/fixtures.js';
+import { runLoad, type LoadResult } from './lib/load.js';
+import { STREAM_CONTENT_CHUNKS } from './lib/mock-upstream.js';
+import { PrivateRedis } from './lib/private-redis.js';
+import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
+import { fmtMs, fmtNumber, fmtRatio, median, quantile, table } from './lib/stats.js';
+import os from 'node:os';
+
+const PASSTHROUGH = 'bare passthrough (Express + undici)';
+const PROXY_MEMORY = 'tollgate proxy (memory)';
+const PROXY_REDIS = 'tollgate proxy (Redis, blocks on)';
+
+const CONNECTIONS = 32;
+const ROUND_S = 4;
+const WARM_UP_S = 2;
+/** The least ratio to the passthrough in every round, by case (issue 47). */
+const TARGETS: Record<string, number> = { [PROXY_MEMORY]: 0.95, [PROXY_REDIS]: 0.92 };
+/** Tollgate's p99 over the passthrough's in the same round, at most. */
+const P99_TARGET = 1.3;
+
+type Mode = Exclude<DeploymentMode, 'mixed'>;
+const MODES: readonly Mode[] = ['json', 'stream'];
+
+interface ShortCase {
+  name: string;
+  /** The proxy's config beside the deployment's own (stores, upstream, log); undefined: the passthrough. */
+  config?: (upstream: string, redisUrl: string | undefined, prefix: string) => Record<string, unknown>;
+  redis: boolean;
+}
+
+const proxyConfig = (upstream: string, stores: Record<string, unknown>): Record<string, unknown> => ({
+  ...deploymentProxyConfig(),
+  upstreams: { openai: { baseUrl: `${upstream}/v1`, apiKey: 'upstream-bench-key' } },
+  log: { level: 'silent' },
+  ...stores,
+});
+
+const CASES: readonly ShortCase[] = [
+  { name: PASSTHROUGH, redis: false },
+  { name: PROXY_MEMORY, config: (upstream) => proxyConfig(upstream, {}), redis: false },
+  {
+    name: PROXY_REDIS,
+    config: (upstream, redisUrl, prefix) => proxyConfig(upstream, { redisUrl, redisPrefix: prefix }),
+    redis: true,
+  },
+];
+
+/** A server the load is sent to. */
+interface Running {
+  url: string;
+  close(): Promise<void>;
+}
+
+interface Round {
+  rps: number;
+  p99: number;
+  non2xx: number;
+  errors: number;
+}
+
+function roundOf(result: LoadResult): Round {
+  const non2xx = Object.entries(result.statuses)
+    .filter(([code]) => !code.startsWith('2'))
+    .reduce((sum, [, n]) => sum + n, 0);
+  return { rps: result.rps, p99: quantile(result.latencies, 0.99), non2xx, errors: result.errors };
+}
+
+export async function runDeploymentShortBenchmark(context: BenchContext): Promise<SectionResult> {
+  const rounds = context.quick ? 3 : Number(process.env.BENCH_SHORT_ROUNDS ?? 8);
+  const redis = new PrivateRedis();
+  let redisUrl: string | undefined;
+  try {
+    await redis.start();
+    redisUrl = redis.url;
+  } catch (error) {
+    context.log(`deployment-short: no redis-server of its own (${String(error)})`);
+    await redis.stop();
+  }
+  const cases = CASES.filter((c) => !c.redis || redisUrl);
+  const upstream = await startServer({ app: 'mock-upstream' });
+  const results = new Map<string, Round[]>();
+  const loads: string[] = [];
+  try {
+    for (const mode of MODES) {
+      // Every mode starts from a cold start: new processes, an empty Redis prefix (as a deployment that just started).
+      const servers = new Map<string, Running>();
+      try {
+        for (const c of cases)
+          servers.set(
+            c.name,
+            c.config
+              ? await startCompiledProxy(c.config(upstream.url, redisUrl, `${context.redisPrefix}short:${mode}:`))
+              : await startServer({ app: 'passthrough', options: { upstream: upstream.url } }),
+          );
+        const load = (c: ShortCase, seconds: number) =>
+          runLoad({
+            url: servers.get(c.name)!.url,
+            path: CHAT_PATH,
+            ...rotatingLoad(mode),
+            connections: CONNECTIONS,
+            durationS: seconds,
+          });
+        for (const c of cases) await load(c, WARM_UP_S);
+        for (let round = 0; round < rounds; round++) {
+          loads.push(fmtNumber(os.loadavg()[0]!, 1));
+          for (const c of cases) {
+            const result = roundOf(await load(c, ROUND_S));
+            const key = `${c.name}\u0000${mode}`;
+            results.set(key, [...(results.get(key) ?? []), result]);
+            context.log(
+              `deployment-short ${mode} round ${round + 1}/${rounds} ${c.name}: ${fmtNumber(result.rps)} req/s, p99 ${fmtMs(result.p99)}`,
+            );
+          }
+        }
+      } finally {
+        await Promise.all([...servers.values()].map((server) => server.close()));
+      }
+    }
+  } finally {
+    await upstream.close();
+    await redis.stop();
+  }
+  return describe(cases, results, rounds, loads);
+}
+
+function describe(
+  cases: readonly ShortCase[],
+  results: Map<string, Round[]>,
+  rounds: number,
+  loads: string[],
+): SectionResult {
+  const of = (name: string, mode: Mode) => results.get(`${name}\u0000${mode}`) ?? [];
+  const rows: string[][] = [];
+  const targets: TargetVerdict[] = [];
+  for (const mode of MODES) {
+    const base = of(PASSTHROUGH, mode);
+    const label = mode === 'json' ? 'JSON' : 'SSE stream';
+    for (const c of cases) {
+      const list = of(c.name, mode);
+      const ratios = list.map((r, i) => r.rps / base[i]!.rps);
+      const p99Ratios = list.map((r, i) => r.p99 / base[i]!.p99);
+      rows.push([
+        c.name,
+        label,
+        list.map((r) => fmtNumber(r.rps)).join(' · '),
+        c.name === PASSTHROUGH ? '1.00×' : ratios.map((r) => fmtRatio(r)).join(' · '),
+        c.name === PASSTHROUGH ? '—' : `${fmtRatio(Math.min(...ratios))} / ${fmtRatio(median(ratios))}`,
+        list.map((r) => fmtMs(r.p99)).join(' · '),
+        c.name === PASSTHROUGH ? '—' : fmtRatio(Math.max(...p99Ratios)),
+        `${list.reduce((s, r) => s + r.non2xx, 0)}/${list.reduce((s, r) => s + r.errors, 0)}`,
+      ]);
+      const least = TARGETS[c.name];
+      if (least === undefined) continue;
+      const valid = list.every((r) => r.non2xx === 0 && r.errors === 0) && list.length === rounds;
+      targets.push({
+        target: `Deployment, short rounds: ${c.name}, ${label}, at least ${least}× the passthrough in every round`,
+        holds: valid ? Math.min(...ratios) >= least : undefined,
+        figures: `least ${fmtRatio(Math.min(...ratios))}, median ${fmtRatio(median(ratios))} over ${list.length} rounds`,
+      });
+      targets.push({
+        target: `Deployment, short rounds: ${c.name}, ${label}, p99 at most ${P99_TARGET}× the passthrough's in every round`,
+        holds: valid ? Math.max(...p99Ratios) <= P99_TARGET : undefined,
+        figures: `most ${fmtRatio(Math.max(...p99Ratios))}, median ${fmtRatio(median(p99Ratios))}`,
+      });
+    }
+  }
+  const body = [
+    `The deployment of the \`deployment\` section (${fmtNumber(DEPLOYMENT.tenants)} tenants with one key each, ${DEPLOYMENT.requestsPerMinute} requests and ` +
+      `${fmtNumber(DEPLOYMENT.tokensPerMinute)} tokens a minute per tenant, $${DEPLOYMENT.tenantBudgetUsdPerDay}/day per tenant and $${fmtNumber(DEPLOYMENT.globalBudgetUsdPerDay)}/day global; ` +
+      `every request takes the next key, ${CONNECTIONS} connections) from a cold start: for each mode, new processes (the example proxy as deployed, ` +
+      '`node examples/proxy/dist/main.js` with that config in TOLLGATE_CONFIG, taking traffic once /healthz answers, metrics on, log silent; the Redis case on an empty prefix of a redis-server of its own, ' +
+      `\`redis.blocks\` at its default), a ${WARM_UP_S} s warm-up of each, then ${rounds} rounds of ${ROUND_S} s alternating ` +
+      `passthrough, memory, Redis. Upstream: the zero-latency mock (JSON at once, or ${STREAM_CONTENT_CHUNKS + 3} SSE events). ` +
+      'Every round is listed; the targets ask for the least, not the median.',
+    '',
+    `Machine load (1 min) at the start of each round: ${loads.join(', ')}.`,
+    '',
+    table(
+      [
+        'case',
+        'mode',
+        'req/s, each round',
+        '× passthrough, each round',
+        'least / median',
+        'p99, each round',
+        'p99 × passthrough, most',
+        'non-2xx/errors',
+      ],
+      rows,
+    ),
+  ].join('\n');
+  return { title: 'Deployment, short rounds from a cold start (4 s rounds, every round)', body, targets };
+}

@@ -1,0 +1,62 @@
+// The example proxy as a deployment runs it: `node examples/proxy/dist/main.js` (compiled by `pnpm build`) with its
+// config in TOLLGATE_CONFIG, no tsx and no bench harness in the process; ready once /healthz answers.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort } from './private-redis.js';
+
+/** The example proxy compiled (`pnpm --filter @tollgate/example-proxy build`), as a deployment runs it. */
+export const COMPILED_MAIN = fileURLToPath(new URL('../../examples/proxy/dist/main.js', import.meta.url));
+
+export interface RunningProxy {
+  url: string;
+  pid: number;
+  close(): Promise<void>;
+}
+
+/**
+ * `node examples/proxy/dist/main.js` with TOLLGATE_CONFIG naming `config` written to a file: what a deployment runs
+ * (compiled JavaScript, the tollgate packages from their dist/), no tsx and no bench harness in the process.
+ */
+export async function startCompiledProxy(
+  config: Record<string, unknown>,
+  options: { execArgv?: string[] } = {},
+): Promise<RunningProxy> {
+  if (!existsSync(COMPILED_MAIN))
+    throw new Error(`${COMPILED_MAIN} is missing: run pnpm build (it builds the example proxy too)`);
+  const dir = await mkdtemp(path.join(tmpdir(), 'tollgate-dep-mem-'));
+  const configPath = path.join(dir, 'tollgate.config.json');
+  await writeFile(configPath, JSON.stringify(config));
+  const port = await freePort();
+  const child: ChildProcess = spawn(process.execPath, [...(options.execArgv ?? []), COMPILED_MAIN], {
+    env: { ...process.env, TOLLGATE_CONFIG: configPath, PORT: String(port), REDIS_URL: '' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => void (stderr = (stderr + chunk.toString()).slice(-4000)));
+  const url = `http://127.0.0.1:${port}`;
+  const close = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const gone = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await gone;
+    }
+    await rm(dir, { recursive: true, force: true });
+  };
+  for (let waited = 0; ; waited += 100) {
+    if (child.exitCode !== null) throw new Error(`the compiled proxy exited (${child.exitCode}): ${stderr}`);
+    const healthy = await fetch(`${url}/healthz`).then(
+      (answer) => answer.ok,
+      () => false,
+    );
+    if (healthy) return { url, pid: child.pid!, close };
+    if (waited > 30_000) {
+      await close();
+      throw new Error(`the compiled proxy did not answer /healthz within 30 s: ${stderr}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
