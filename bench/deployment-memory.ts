@@ -1,54 +1,49 @@
-// Benchmark: the example proxy's resident memory under a steady realistic load (1,000 tenants on Redis, 200 req/s).
+// Benchmark: the example proxy's resident memory under a steady realistic load (1,000 tenants, memory stores, 200 req/s
+// half streamed), as peers report it: the most over the last minute of ten, and the peak, start included.
 import { readFile } from 'node:fs/promises';
 import { startServer } from './lib/child.js';
 import { startCompiledProxy, type RunningProxy } from './lib/compiled-proxy.js';
 import { DEPLOYMENT, deploymentProxyConfig, rotatingLoad } from './lib/deployment-config.js';
 import { CHAT_PATH } from './lib/fixtures.js';
 import { runLoad, type LoadResult } from './lib/load.js';
-import { PrivateRedis } from './lib/private-redis.js';
 import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
 import { fmtBytes, fmtMs, fmtNumber, quantile, table } from './lib/stats.js';
 
 const RATE = 200;
 const CONNECTIONS = 32;
 const SAMPLE_EVERY_MS = 10_000;
-const RSS_TARGET_BYTES = 150 * 1024 * 1024;
-const TITLE = 'Deployment memory: the example proxy on Redis at a steady 200 req/s';
+const MIB = 1024 * 1024;
+/** Issue 47: the most RSS over the last minute of ten, and the peak (the kernel's high-water mark, start included). */
+const STEADY_TARGET_BYTES = 130 * MIB;
+const PEAK_TARGET_BYTES = 160 * MIB;
+const TITLE = 'Deployment memory: the example proxy on memory stores at a steady 200 req/s, half streamed';
 
 interface RssSample {
   seconds: number;
   /** VmRSS of the proxy's process, from /proc/<pid>/status. */
   rss: number;
-}
-
-async function residentBytes(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const kib = /^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1];
-  if (kib === undefined) throw new Error(`no VmRSS in /proc/${pid}/status`);
-  return Number(kib) * 1024;
+  /** VmHWM: the most it was resident since it started, as the kernel counts it (no sample can miss it). */
+  peak: number;
 }
 
 async function sample(proxy: RunningProxy, started: number): Promise<RssSample> {
-  return { seconds: (performance.now() - started) / 1000, rss: await residentBytes(proxy.pid) };
+  const status = await readFile(`/proc/${proxy.pid}/status`, 'utf8');
+  const kib = (field: string) => {
+    const value = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(status)?.[1];
+    if (value === undefined) throw new Error(`no ${field} in /proc/${proxy.pid}/status`);
+    return Number(value) * 1024;
+  };
+  return { seconds: (performance.now() - started) / 1000, rss: kib('VmRSS'), peak: kib('VmHWM') };
 }
 
 export async function runDeploymentMemoryBenchmark(context: BenchContext): Promise<SectionResult> {
   const durationS = context.quick ? 60 : 600;
-  const redis = new PrivateRedis();
-  try {
-    await redis.start();
-  } catch (error) {
-    await redis.stop();
-    return { title: TITLE, body: `Could not start a redis-server of its own: ${String(error)}`, targets: [] };
-  }
   const upstream = await startServer({ app: 'mock-upstream' });
   let proxy: RunningProxy | undefined;
   try {
     proxy = await startCompiledProxy({
       ...deploymentProxyConfig(),
       upstreams: { openai: { baseUrl: `${upstream.url}/v1`, apiKey: 'upstream-bench-key' } },
-      redisUrl: redis.url,
-      redisPrefix: `${context.redisPrefix}dep-mem:`,
       log: { level: 'silent' },
     });
     const started = performance.now();
@@ -82,7 +77,6 @@ export async function runDeploymentMemoryBenchmark(context: BenchContext): Promi
   } finally {
     await proxy?.close();
     await upstream.close();
-    await redis.stop();
   }
 }
 
@@ -106,37 +100,64 @@ function describe(samples: RssSample[], result: LoadResult, durationS: number, q
     fmtNumber(s.seconds),
     fmtBytes(s.rss),
   ]);
-  const peak = samples.reduce((most, s) => Math.max(most, s.rss), 0);
+  const peak = samples.reduce((most, s) => Math.max(most, s.peak), 0);
+  const lastMinute = samples.filter((s) => s.seconds >= last.seconds - 60);
+  const steady = Math.max(...lastMinute.map((s) => s.rss));
+  // Flat: the last five minutes' samples, least squares, in MiB per minute.
+  const tail = samples.filter((s) => s.seconds >= last.seconds - 300);
+  const slope = slopePerMinute(tail);
   const body = [
     `The example proxy (\`node examples/proxy/dist/main.js\`, compiled by \`pnpm build\`, with the \`deployment\` section's config in TOLLGATE_CONFIG: ${fmtNumber(DEPLOYMENT.tenants)} tenants with one key each, ` +
       `${DEPLOYMENT.requestsPerMinute} requests and ${fmtNumber(DEPLOYMENT.tokensPerMinute)} tokens a minute per tenant, $${DEPLOYMENT.tenantBudgetUsdPerDay}/day per tenant, ` +
-      `$${fmtNumber(DEPLOYMENT.globalBudgetUsdPerDay)}/day global; Redis stores on a redis-server of its own, blocks on; metrics on, access log silent), ` +
+      `$${fmtNumber(DEPLOYMENT.globalBudgetUsdPerDay)}/day global; memory stores; metrics on, access log silent), ` +
       `driven at a steady ${RATE} req/s (autocannon \`overallRate\`, ${CONNECTIONS} connections) for ${durationS / 60} min: each key in turn sends a JSON request, then a streamed one, ` +
-      `to the zero-latency mock upstream. The proxy's resident set (VmRSS of its process, /proc/<pid>/status) is read every ${SAMPLE_EVERY_MS / 1000} s. ` +
+      `to the zero-latency mock upstream. The proxy's resident set (VmRSS of its process, /proc/<pid>/status) is read every ${SAMPLE_EVERY_MS / 1000} s, and its peak ` +
+      "is the kernel's high-water mark (VmHWM), start included. " +
       'The proxy runs as a deployment runs it: compiled JavaScript, the tollgate packages from their dist/, nothing else in its process ' +
       '(`pnpm start` runs the TypeScript sources through tsx, whose compiler and source maps add about 100 MiB: a way to try it, not to deploy it).',
     '',
     `${fmtNumber(result.requests)} answers at ${fmtNumber(result.rps)} req/s, p50 ${fmtMs(quantile(result.latencies, 0.5))}, p99 ${fmtMs(quantile(result.latencies, 0.99))}; ` +
-      `${non2xx} non-2xx, ${result.errors} errors. Peak RSS ${fmtBytes(peak)} over ${samples.length} samples.`,
+      `${non2xx} non-2xx, ${result.errors} errors. Peak RSS ${fmtBytes(peak)}; the most over the last minute ${fmtBytes(steady)}; ` +
+      `over the last five minutes ${slope >= 0 ? '+' : ''}${fmtNumber(slope / MIB, 2)} MiB a minute.`,
     '',
     table(['when', 'seconds', 'RSS'], rows),
   ].join('\n');
-  const target =
-    "Deployment: the example proxy's RSS at most 150 MiB after 10 minutes at 200 req/s (1,000 tenants, Redis)";
-  const figures = `RSS ${fmtBytes(first.rss)} at the start, ${fmtBytes(last.rss)} after ${fmtNumber(last.seconds / 60, 1)} min (peak ${fmtBytes(peak)})`;
-  let verdict: TargetVerdict;
-  if (non2xx > 0 || result.errors > 0)
-    verdict = {
-      target,
-      holds: undefined,
-      figures: `${figures}; ${non2xx} non-2xx, ${result.errors} errors: not valid`,
-    };
-  else if (quick)
-    verdict = {
-      target,
-      holds: undefined,
-      figures: `${figures}; a quick run lasts 1 minute, the target is judged after 10`,
-    };
-  else verdict = { target, holds: last.rss <= RSS_TARGET_BYTES, figures };
-  return { title: TITLE, body, targets: [verdict] };
+  const figures = `RSS ${fmtBytes(first.rss)} at the start, the most over the last minute ${fmtBytes(steady)} (after ${fmtNumber(last.seconds / 60, 1)} min), peak ${fmtBytes(peak)}`;
+  const targets: { target: string; holds: boolean }[] = [
+    {
+      target:
+        "Deployment: the example proxy's RSS at most 130 MiB over the last minute of 10 at 200 req/s (1,000 tenants, memory stores, half streamed)",
+      holds: steady <= STEADY_TARGET_BYTES,
+    },
+    {
+      target: "Deployment: the example proxy's peak RSS at most 160 MiB, start included (the same run)",
+      holds: peak <= PEAK_TARGET_BYTES,
+    },
+  ];
+  const verdicts: TargetVerdict[] = targets.map(({ target, holds }) => {
+    if (non2xx > 0 || result.errors > 0)
+      return { target, holds: undefined, figures: `${figures}; ${non2xx} non-2xx, ${result.errors} errors: not valid` };
+    if (quick)
+      return {
+        target,
+        holds: undefined,
+        figures: `${figures}; a quick run lasts 1 minute, the target is judged after 10`,
+      };
+    return { target, holds, figures };
+  });
+  return { title: TITLE, body, targets: verdicts };
+}
+
+/** The least-squares slope of RSS over time, in bytes a minute. */
+function slopePerMinute(samples: readonly RssSample[]): number {
+  if (samples.length < 2) return 0;
+  const meanT = samples.reduce((sum, s) => sum + s.seconds, 0) / samples.length;
+  const meanR = samples.reduce((sum, s) => sum + s.rss, 0) / samples.length;
+  let num = 0;
+  let den = 0;
+  for (const s of samples) {
+    num += (s.seconds - meanT) * (s.rss - meanR);
+    den += (s.seconds - meanT) ** 2;
+  }
+  return den === 0 ? 0 : (num / den) * 60;
 }
