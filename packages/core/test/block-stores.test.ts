@@ -231,9 +231,10 @@ describe('blockStores: blocks sized by demand (the default)', () => {
       expect(await wrapped.counter.consume('tenant', 100, limit)).toMatchObject({ allowed: true });
       now += 800;
     }
-    // The first request alone; the second opens a block of twice the 2 requests seen (400 tokens); then blocks
-    // grow with the rate: 6.25 requests within 5 s (7 or 8 as periods overlap), twice that: 1,500 tokens at most.
-    expect(taken.slice(0, 2)).toEqual([100, 400]);
+    // The first request alone; the second opens a block of twice what its rate so far projects over 5 s (one gap over
+    // at least a second: 5 requests, 1,000 tokens), not of the 2 requests seen (a subject just met is not cold); then
+    // blocks follow the rate: 6.25 requests within 5 s (7 or 8 as periods overlap), twice that: 1,500 tokens at most.
+    expect(taken.slice(0, 2)).toEqual([100, 1_000]);
     expect(Math.max(...taken)).toBeGreaterThanOrEqual(1_200);
     expect(Math.max(...taken)).toBeLessThanOrEqual(1_600);
     // 40 requests, 7 store calls: each block serves what came within its 5 s.
@@ -261,8 +262,9 @@ describe('blockStores: blocks sized by demand (the default)', () => {
       await wrapped.ledger.settle(`r${i}`, 60_000);
       now += 100;
     }
-    // One request alone, then blocks of twice the requests seen within 5 s ($0.0004, then $0.0016): not 0.05 x limit ($5,000).
-    expect(amounts).toEqual([100_000, 400_000, 1_600_000]);
+    // One request alone, then blocks of twice what its rate projects over 5 s: one gap over at least a second ($0.001),
+    // then 10 a second ($0.01, what a period of it holds): not 0.05 x limit ($5,000).
+    expect(amounts).toEqual([100_000, 1_000_000, 10_000_000]);
     await wrapped.blocks.retireAll();
     expect(await stores.ledger.usage(['global'])).toEqual([
       { key: 'global', spent: 20 * 60_000, reserved: 0, credit: 0 },

@@ -42,7 +42,15 @@ const LITELLM = file({
 });
 
 /** The context fields the pricing reads of a request: the call's asked tier. */
-const request = (serviceTier?: string) => ({ call: { serviceTier } }) as unknown as TollgateContext;
+/** A request's context as pricing reads it: the tier its call asked for, and its per-request variables. */
+const request = (serviceTier?: string): TollgateContext => {
+  const variables = new Map<string, unknown>();
+  return {
+    call: { serviceTier },
+    get: (key: string) => variables.get(key),
+    set: (key: string, value: unknown) => void variables.set(key, value),
+  } as unknown as TollgateContext;
+};
 
 describe('a price source', () => {
   it('layers shipped < source < models, and keeps the shipped row’s limits and tokenizer', () => {

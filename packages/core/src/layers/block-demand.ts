@@ -22,7 +22,15 @@ interface Heat {
   start: number;
   current: number;
   previous: number;
+  /** In its first period: no period before it was seen (a subject just met, or back after two idle periods). */
+  first: boolean;
 }
+
+/**
+ * The least time a subject's first requests are spread over when its rate is projected from them: two requests a few
+ * ms apart project no more than twice a second.
+ */
+const LEAST_PROJECTION_SPAN_MS = 1_000;
 
 export class BlockDemand {
   readonly #heat = new Map<string, Heat>();
@@ -37,11 +45,12 @@ export class BlockDemand {
     const { maxAgeMs } = this.options;
     let seen = this.#heat.get(id);
     if (!seen || now - seen.start >= 2 * maxAgeMs) {
-      this.#heat.set(id, (seen = { start: now, current: 0, previous: 0 }));
+      this.#heat.set(id, (seen = { start: now, current: 0, previous: 0, first: true }));
     } else if (now - seen.start >= maxAgeMs) {
       seen.previous = seen.current;
       seen.current = 0;
       seen.start += maxAgeMs;
+      seen.first = false;
     }
     seen.current += 1;
     return seen.current + seen.previous * Math.max(0, 1 - (now - seen.start) / maxAgeMs);
@@ -54,6 +63,20 @@ export class BlockDemand {
     if (!seen || now - seen.start >= 2 * maxAgeMs) return 0;
     if (now - seen.start >= maxAgeMs) return seen.current * Math.max(0, 1 - (now - seen.start - maxAgeMs) / maxAgeMs);
     return seen.current + seen.previous * Math.max(0, 1 - (now - seen.start) / maxAgeMs);
+  }
+
+  /**
+   * The requests `id` is expected to send within the next `maxAgeMs`, for a block opened now: `recent`, or in the
+   * subject's first period (a deployment that just started, a tenant just met), its rate since its first request
+   * (the gaps between its requests over the time they took, at least LEAST_PROJECTION_SPAN_MS) over `maxAgeMs`. Counted over a whole period, a subject met a second ago would look ten times
+   * colder than it is, and its blocks would be taken again every few requests while its rate is learnt.
+   */
+  expected(id: string, now: number, recent: number): number {
+    const seen = this.#heat.get(id);
+    const { maxAgeMs } = this.options;
+    if (!seen?.first || now - seen.start >= maxAgeMs) return recent;
+    // `recent` requests came over `now - start`: recent - 1 gaps between them.
+    return Math.max(recent, ((recent - 1) * maxAgeMs) / Math.max(now - seen.start, LEAST_PROJECTION_SPAN_MS));
   }
 
   hot(recent: number): boolean {

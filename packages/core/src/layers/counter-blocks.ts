@@ -207,7 +207,8 @@ export class CounterBlocks implements CounterPolicy {
         await taking;
         continue;
       }
-      const opened = await this.#open(id, key, units, opts, this.demand.sizeOf(cap, units, recent));
+      const expected = this.demand.expected(id, now, recent);
+      const opened = await this.#open(id, key, units, opts, this.demand.sizeOf(cap, units, expected));
       if (opened) return resultOf(opened);
     }
   }

@@ -174,7 +174,8 @@ export class FixedWindowBlocks implements FixedWindowPolicy {
         await taking;
         continue;
       }
-      const opened = await this.#open(windows, key, windowMs, limit, this.demand.sizeOf(cap, 1, recent));
+      const size = this.demand.sizeOf(cap, 1, this.demand.expected(key, now, recent));
+      const opened = await this.#open(windows, key, windowMs, limit, size);
       if (opened) return { hits: opened.base + 1, resetAt: opened.resetAt };
     }
   }

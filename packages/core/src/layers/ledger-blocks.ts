@@ -249,8 +249,10 @@ export class LedgerBlocks implements LedgerPolicy {
         const cap = this.demand.capOf(scope.limit);
         const blockable =
           attempt === 0 && cap >= request.amount * LEAST_REQUESTS_PER_BLOCK && !this.#direct.holds(signature, now);
-        if (blockable && this.demand.hot(recent[i]!))
-          opening.push(this.#open(scope, signature, request, this.demand.sizeOf(cap, request.amount, recent[i]!)));
+        if (blockable && this.demand.hot(recent[i]!)) {
+          const size = this.demand.sizeOf(cap, request.amount, this.demand.expected(signature, now, recent[i]!));
+          opening.push(this.#open(scope, signature, request, size));
+        }
       }
       if (opening.length > 0) {
         await Promise.all(opening);
