@@ -8,7 +8,7 @@ import { DEPLOYMENT, deploymentProxyConfig, rotatingLoad, type DeploymentMode } 
 import { CHAT_PATH } from './lib/fixtures.js';
 import { runLoad, type LoadResult } from './lib/load.js';
 import { STREAM_CONTENT_CHUNKS } from './lib/mock-upstream.js';
-import { PrivateRedis } from './lib/private-redis.js';
+import { costPerRequest, PrivateRedis } from './lib/private-redis.js';
 import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
 import { fmtMs, fmtNumber, fmtRatio, median, quantile, table } from './lib/stats.js';
 import os from 'node:os';
@@ -86,6 +86,7 @@ export async function runDeploymentShortBenchmark(context: BenchContext): Promis
   const cases = CASES.filter((c) => !c.redis || redisUrl);
   const upstream = await startServer({ app: 'mock-upstream' });
   const results = new Map<string, Round[]>();
+  const coldStarts = new Map<string, ColdSecond[]>();
   const loads: string[] = [];
   try {
     for (const mode of MODES) {
@@ -123,11 +124,59 @@ export async function runDeploymentShortBenchmark(context: BenchContext): Promis
         await Promise.all([...servers.values()].map((server) => server.close()));
       }
     }
+    // The first seconds of each, second by second (JSON): where a cold start spends them.
+    for (const c of cases)
+      coldStarts.set(c.name, await coldStart(c, upstream.url, redisUrl ? redis : undefined, context));
   } finally {
     await upstream.close();
     await redis.stop();
   }
-  return describe(cases, results, rounds, loads);
+  return describe(cases, results, rounds, loads, coldStarts);
+}
+
+/** One second of a cold start: what was served, and on Redis what the scripts cost it. */
+interface ColdSecond {
+  rps: number;
+  p99: number;
+  scriptCalls?: number;
+  redisCpuUs?: number;
+}
+
+const COLD_SECONDS = 8;
+
+/** A new process of `c` (a new Redis prefix), driven for COLD_SECONDS one-second loads from its first request. */
+async function coldStart(
+  c: ShortCase,
+  upstream: string,
+  redis: PrivateRedis | undefined,
+  context: BenchContext,
+): Promise<ColdSecond[]> {
+  const server = c.config
+    ? await startCompiledProxy(c.config(upstream, redis?.url, `${context.redisPrefix}short:cold:`))
+    : await startServer({ app: 'passthrough', options: { upstream } });
+  const seconds: ColdSecond[] = [];
+  try {
+    for (let second = 0; second < COLD_SECONDS; second++) {
+      const before = c.redis ? await redis!.cost() : undefined;
+      const result = await runLoad({
+        url: server.url,
+        path: CHAT_PATH,
+        ...rotatingLoad('json'),
+        connections: CONNECTIONS,
+        durationS: 1,
+      });
+      const cost = before ? costPerRequest(before, await redis!.cost(), result.requests) : undefined;
+      seconds.push({
+        rps: result.rps,
+        p99: quantile(result.latencies, 0.99),
+        ...(cost ? { scriptCalls: cost.calls, redisCpuUs: cost.processCpuUs } : {}),
+      });
+    }
+  } finally {
+    await server.close();
+  }
+  context.log(`deployment-short cold start ${c.name}: ${seconds.map((s) => fmtNumber(s.rps)).join(', ')} req/s`);
+  return seconds;
 }
 
 function describe(
@@ -135,6 +184,7 @@ function describe(
   results: Map<string, Round[]>,
   rounds: number,
   loads: string[],
+  coldStarts: Map<string, ColdSecond[]>,
 ): SectionResult {
   const of = (name: string, mode: Mode) => results.get(`${name}\u0000${mode}`) ?? [];
   const rows: string[][] = [];
@@ -194,6 +244,26 @@ function describe(
         'non-2xx/errors',
       ],
       rows,
+    ),
+    '',
+    `The first ${COLD_SECONDS} seconds of a cold start, second by second (JSON; a new process of each, the Redis case on a new ` +
+      'prefix, driven from its first request as above): req/s and p99 each second, and on Redis the script calls and the ' +
+      "redis-server's CPU (used_cpu_user + used_cpu_sys) per request served in that second.",
+    '',
+    table(
+      ['case', 'measure', ...Array.from({ length: COLD_SECONDS }, (_, i) => `s${i + 1}`)],
+      cases.flatMap((c) => {
+        const seconds = coldStarts.get(c.name) ?? [];
+        const rowsOf: string[][] = [
+          [c.name, 'req/s', ...seconds.map((x) => fmtNumber(x.rps))],
+          [c.name, 'p99', ...seconds.map((x) => fmtMs(x.p99))],
+        ];
+        if (c.redis) {
+          rowsOf.push([c.name, 'script calls/req', ...seconds.map((x) => fmtNumber(x.scriptCalls ?? 0, 3))]);
+          rowsOf.push([c.name, 'Redis CPU µs/req', ...seconds.map((x) => fmtNumber(x.redisCpuUs ?? 0, 1))]);
+        }
+        return rowsOf;
+      }),
     ),
   ].join('\n');
   return { title: 'Deployment, short rounds from a cold start (4 s rounds, every round)', body, targets };
