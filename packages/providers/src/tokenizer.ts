@@ -1,6 +1,7 @@
 // Exact BPE token counts for OpenAI encodings, time-boxed so that no input can stall the event loop.
 import { performance } from 'node:perf_hooks';
 import { setImmediate as nextLoopTurn } from 'node:timers/promises';
+import { BytePairEncoding, MAX_TOKEN_BYTES } from './bpe.js';
 
 /*
  * Why gpt-tokenizer: measured with packages/providers/bench/tokenizers.ts (Node 20, o200k_base,
@@ -23,6 +24,7 @@ import { setImmediate as nextLoopTurn } from 'node:timers/promises';
  */
 
 export type EncodingName = 'o200k_base' | 'cl100k_base';
+export { MAX_TOKEN_BYTES };
 
 /**
  * Which way a count may err where text cannot be counted exactly in time: `upper` (estimates and
@@ -30,24 +32,10 @@ export type EncodingName = 'o200k_base' | 'cl100k_base';
  */
 export type CountBound = 'upper' | 'lower';
 
-/**
- * The longest token of either encoding, in UTF-8 bytes (a run of 128 spaces in both; a test reads
- * every token of both vocabularies): a text of n bytes is at least n / 128 tokens.
- */
-export const MAX_TOKEN_BYTES = 128;
-
-/** What `bytes` of text not counted exactly stand for, as `bound` says. */
+/** What `bytes` of text not counted exactly stand for, as `bound` says: a text of n bytes is at least n / 128 tokens. */
 function boundOfBytes(bytes: number, bound: CountBound): number {
   return bound === 'upper' ? bytes : Math.ceil(bytes / MAX_TOKEN_BYTES);
 }
-
-interface Encoder {
-  countTokens(text: string, options: { disallowedSpecial: Set<string> }): number;
-  setMergeCacheSize(size: number): void;
-}
-
-// Special-token text sent by a client is ordinary text to the provider: count it as such.
-const PLAIN_TEXT = { disallowedSpecial: new Set<string>() };
 
 const WARM_UP_TEXT = 'Warm up: naïve café, 数据 😀 {"json": [1, 2.5]} <|endoftext|>\n\tcode();';
 
@@ -55,22 +43,16 @@ const WARM_UP_TEXT = 'Warm up: naïve café, 数据 😀 {"json": [1, 2.5]} <|en
 export const ENCODINGS: readonly EncodingName[] = ['o200k_base', 'cl100k_base'];
 
 /**
- * gpt-tokenizer keeps the tokens of up to 100,000 pre-tokenizer chunks it had to merge, per encoding: in a
- * process that counts every prompt it sees, that grows to tens of MiB. Chunks that are whole tokens (most of any
- * text) never reach it; 10,000 keeps the repeats that matter at a tenth of the memory.
+ * The counts of up to this many pre-tokenizer chunks that had to be merged are kept, per encoding, for their repeats.
+ * Chunks that are whole tokens (most of any text) are one hash lookup and never reach it.
  */
-const MERGE_CACHE_SIZE = 10_000;
+const CHUNK_CACHE_SIZE = 10_000;
 
-const encoders = new Map<EncodingName, Encoder>();
+const encoders = new Map<EncodingName, BytePairEncoding>();
 /** Each encoding's load, started once. */
 const loads = new Map<EncodingName, Promise<void>>();
-/** The load before the last one started: loads run one after the other (they share modules, and jest's ESM loader trips over parallel imports of those). */
+/** The load before the last one started: loads run one after the other, so two never compete for the CPU. */
 let lastLoad: Promise<void> = Promise.resolve();
-
-const importers: Record<EncodingName, () => Promise<Encoder>> = {
-  o200k_base: () => import('gpt-tokenizer/encoding/o200k_base'),
-  cl100k_base: () => import('gpt-tokenizer/encoding/cl100k_base'),
-};
 
 /** True once `encoding` is loaded: before, its counts are the UTF-8 byte bound. */
 export function encodingLoaded(encoding: EncodingName): boolean {
@@ -93,10 +75,9 @@ export function loadEncoding(encoding: EncodingName): Promise<void> {
       // Classify the whole BMP once (about 10 ms) rather than on first sight during a count, where a megabyte of
       // random unicode would meet tens of thousands of new characters.
       if (classes[0xffff] === UNKNOWN) for (let code = 0; code < 0x10000; code++) classOf(code);
-      const encoder = await importers[encoding]();
-      encoder.setMergeCacheSize(MERGE_CACHE_SIZE);
+      const encoder = await BytePairEncoding.load(encoding, CHUNK_CACHE_SIZE);
       // Warm the regexes and the JIT so the first request's count is not the slow one.
-      encoder.countTokens(WARM_UP_TEXT, PLAIN_TEXT);
+      encoder.countTokens(WARM_UP_TEXT);
       encoders.set(encoding, encoder);
     });
     loads.set(encoding, load);
@@ -153,12 +134,12 @@ export class CountBudget {
   }
 
   /** `charge` of one tokenizer call on a short text, with no closure made for it. */
-  countAtOnce(encoder: Encoder, text: string): number {
-    if (this.runningSince !== undefined) return encoder.countTokens(text, PLAIN_TEXT);
+  countAtOnce(encoder: BytePairEncoding, text: string): number {
+    if (this.runningSince !== undefined) return encoder.countTokens(text);
     const start = performance.now();
     this.runningSince = start;
     try {
-      return encoder.countTokens(text, PLAIN_TEXT);
+      return encoder.countTokens(text);
     } finally {
       this.runningSince = undefined;
       this.spentMs += performance.now() - start;
@@ -351,7 +332,7 @@ export async function countTextTokensSliced(
  */
 function* countLongText(
   text: string,
-  encoder: Encoder,
+  encoder: BytePairEncoding,
   budget: CountBudget,
   mode: CountBound = 'upper',
 ): Generator<void, number, void> {
@@ -370,7 +351,7 @@ function* countLongText(
     return boundOfBytes(utf8Length(text.slice(from, to)), mode);
   };
   const flushBatch = (end: number) => {
-    if (end > batchStart) total += encoder.countTokens(text.slice(batchStart, end), PLAIN_TEXT);
+    if (end > batchStart) total += encoder.countTokens(text.slice(batchStart, end));
     batchStart = end;
     batchCost = 0;
   };
