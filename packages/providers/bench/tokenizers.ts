@@ -1,9 +1,11 @@
-// Measures the exact BPE tokenizer candidates (gpt-tokenizer, js-tiktoken, tiktoken WASM) on 1 KB / 100 KB / 1 MB prompts.
+// Measures the exact BPE tokenizers (ours, gpt-tokenizer, js-tiktoken, tiktoken WASM) on 1 KB / 100 KB / 1 MB prompts.
+//   node --import tsx packages/providers/bench/tokenizers.ts
 import { performance } from 'node:perf_hooks';
 import { countTokens as gptTokenizerCount } from 'gpt-tokenizer/encoding/o200k_base';
 import { Tiktoken as JsTiktoken } from 'js-tiktoken/lite';
 import o200k from 'js-tiktoken/ranks/o200k_base';
 import { get_encoding } from 'tiktoken';
+import { BytePairEncoding } from '../src/bpe.js';
 
 // Prose with code, numbers and punctuation, deterministic so every run measures the same text.
 function samplePrompt(bytes: number, start = 1): string {
@@ -63,9 +65,11 @@ function variedPrompt(bytes: number, start = 7): string {
   return out.slice(0, bytes);
 }
 
+const ours = await BytePairEncoding.load('o200k_base', 10_000);
 const jsTiktoken = new JsTiktoken(o200k);
 const wasm = get_encoding('o200k_base');
 const candidates: Record<string, (text: string) => number> = {
+  ours: (text) => ours.countTokens(text),
   'gpt-tokenizer': (text) => gptTokenizerCount(text, { disallowedSpecial: new Set() }),
   'js-tiktoken': (text) => jsTiktoken.encode(text, [], []).length,
   'tiktoken (wasm)': (text) => wasm.encode_ordinary(text).length,
@@ -80,7 +84,8 @@ for (const [corpus, make] of [
     const runs = size >= 1_000_000 ? 3 : size >= 100_000 ? 10 : 100;
     const counts = new Set<string>();
     for (const [name, count] of Object.entries(candidates)) {
-      count(make(size, 999)); // warm up (loads ranks, JIT)
+      // Warm up (the JIT) on as many texts as are timed, none of them timed.
+      for (let i = 0; i < runs; i++) count(make(size, 500 + i));
       const texts = Array.from({ length: runs }, (_, i) => make(size, 1000 + i));
       const tokens: number[] = [];
       const start = performance.now();

@@ -66,6 +66,8 @@ let chunkBytes = new Uint8Array(1024);
 let nextPart = new Int32Array(1024);
 let previousPart = new Int32Array(1024);
 let pairRanks = new Int32Array(1024);
+/** A binary min-heap of pairs, each rank * 2^32 + position: the lowest rank first, the leftmost of equal ranks. */
+let pairHeap = new Float64Array(3 * 1024);
 
 function reserve(bytes: number): void {
   if (bytes + 1 <= nextPart.length) return;
@@ -74,6 +76,36 @@ function reserve(bytes: number): void {
   nextPart = new Int32Array(size);
   previousPart = new Int32Array(size);
   pairRanks = new Int32Array(size);
+  pairHeap = new Float64Array(3 * size);
+}
+
+const POSITIONS = 2 ** 32;
+
+function heapPush(heap: Float64Array, size: number, key: number): void {
+  let at = size;
+  while (at > 0) {
+    const parent = (at - 1) >> 1;
+    if (heap[parent]! <= key) break;
+    heap[at] = heap[parent]!;
+    at = parent;
+  }
+  heap[at] = key;
+}
+
+/** Removes the heap's lowest key (the heap held `size`). */
+function heapPop(heap: Float64Array, size: number): void {
+  const last = heap[size - 1]!;
+  const end = size - 1;
+  let at = 0;
+  for (;;) {
+    let child = 2 * at + 1;
+    if (child >= end) break;
+    if (child + 1 < end && heap[child + 1]! < heap[child]!) child++;
+    if (heap[child]! >= last) break;
+    heap[at] = heap[child]!;
+    at = child;
+  }
+  heap[at] = last;
 }
 
 /** Writes text[start, end) as UTF-8 to chunkBytes (a lone surrogate as U+FFFD, as TextEncoder does); its length. */
@@ -271,38 +303,45 @@ export class BytePairEncoding {
   /**
    * Tokens of chunkBytes[0, length): byte-level BPE, merging the adjacent pair whose joined bytes have the lowest rank
    * (the leftmost of equals) until no pair is a token. The parts are a linked list over byte positions: part i runs to
-   * nextPart[i], and pairRanks[i] is the rank of it joined with the part after.
+   * nextPart[i], and pairRanks[i] is the rank of it joined with the part after (-1 once part i is merged into the one
+   * before). The pairs wait in a heap; one whose rank changed since it went in is stale and skipped.
    */
   private mergeCount(length: number): number {
     const bytes = chunkBytes;
     const next = nextPart;
     const previous = previousPart;
     const ranks = pairRanks;
+    const heap = pairHeap;
+    let queued = 0;
     for (let i = 0; i < length; i++) {
       next[i] = i + 1;
       previous[i] = i - 1;
-      ranks[i] = i + 2 <= length ? this.rankOfRange(bytes, i, i + 2) : NO_RANK;
+      const rank = i + 2 <= length ? this.rankOfRange(bytes, i, i + 2) : NO_RANK;
+      ranks[i] = rank;
+      if (rank !== NO_RANK) heapPush(heap, queued++, rank * POSITIONS + i);
     }
-    next[length] = length;
     let parts = length;
-    while (parts > 1) {
-      let lowest = NO_RANK;
-      let at = -1;
-      for (let i = 0; i < length; i = next[i]!) {
-        if (ranks[i]! < lowest) {
-          lowest = ranks[i]!;
-          at = i;
-        }
-      }
-      if (at === -1) break;
+    while (queued > 0) {
+      const key = heap[0]!;
+      heapPop(heap, queued--);
+      const at = key % POSITIONS;
+      if (ranks[at] !== (key - at) / POSITIONS) continue;
       // Join the part at `at` with the one after it, then rank the new pairs on either side.
-      const after = next[next[at]!]!;
+      const joined = next[at]!;
+      const after = next[joined]!;
+      ranks[joined] = -1;
       next[at] = after;
       if (after < length) previous[after] = at;
       parts--;
-      ranks[at] = after < length ? this.rankOfRange(bytes, at, next[after]!) : NO_RANK;
+      const rank = after < length ? this.rankOfRange(bytes, at, next[after]!) : NO_RANK;
+      ranks[at] = rank;
+      if (rank !== NO_RANK) heapPush(heap, queued++, rank * POSITIONS + at);
       const before = previous[at]!;
-      if (before >= 0) ranks[before] = this.rankOfRange(bytes, before, after);
+      if (before >= 0) {
+        const rankBefore = this.rankOfRange(bytes, before, after);
+        ranks[before] = rankBefore;
+        if (rankBefore !== NO_RANK) heapPush(heap, queued++, rankBefore * POSITIONS + before);
+      }
     }
     return parts;
   }
