@@ -216,10 +216,15 @@ export class BytePairEncoding {
   }
 
   private rankOfRange(bytes: Uint8Array, start: number, end: number): number {
-    const length = end - start;
-    if (length > MAX_TOKEN_BYTES) return NO_RANK;
+    if (end - start > MAX_TOKEN_BYTES) return NO_RANK;
     let hash = FNV_OFFSET;
     for (let i = start; i < end; i++) hash = fnv1a(hash, bytes[i]!);
+    return this.find(hash, bytes, start, end);
+  }
+
+  /** The rank of the token made of `bytes[start, end)`, whose hash is `hash`; NO_RANK if none. */
+  private find(hash: number, bytes: Uint8Array, start: number, end: number): number {
+    const length = end - start;
     const { slots, lengths, offsets, tokens, mask } = this;
     for (let slot = slotOf(hash, mask); ; slot = (slot + 1) & mask) {
       const entry = slots[slot]!;
@@ -230,23 +235,6 @@ export class BytePairEncoding {
       let i = start;
       while (i < end && tokens[offset + i] === bytes[i]) i++;
       if (i === end) return rank;
-    }
-  }
-
-  /** True if text[start, end), all ASCII, is one token: no bytes written, the characters are the bytes. */
-  private isAsciiToken(text: string, start: number, end: number, hash: number): boolean {
-    const length = end - start;
-    if (length > MAX_TOKEN_BYTES) return false;
-    const { slots, lengths, offsets, tokens, mask } = this;
-    for (let slot = slotOf(hash, mask); ; slot = (slot + 1) & mask) {
-      const entry = slots[slot]!;
-      if (entry === 0) return false;
-      const rank = entry - 1;
-      if (lengths[rank] !== length) continue;
-      const offset = offsets[rank]! - start;
-      let i = start;
-      while (i < end && tokens[offset + i] === text.charCodeAt(i)) i++;
-      if (i === end) return true;
     }
   }
 
@@ -266,35 +254,30 @@ export class BytePairEncoding {
   }
 
   private countChunk(text: string, start: number, end: number): number {
+    const characters = end - start;
+    // Every byte is a token: a one-character ASCII chunk is one.
+    if (characters === 1 && text.charCodeAt(start) < 0x80) return 1;
+    reserve(3 * characters);
+    const bytes = chunkBytes;
+    // An ASCII chunk's characters are its bytes: copied and hashed in one pass, with no UTF-8 encoding.
     let hash = FNV_OFFSET;
-    let i = start;
-    for (; i < end; i++) {
-      const code = text.charCodeAt(i);
+    let length = 0;
+    for (; length < characters; length++) {
+      const code = text.charCodeAt(start + length);
       if (code >= 0x80) break;
+      bytes[length] = code;
       hash = fnv1a(hash, code);
     }
-    let length: number;
-    if (i === end) {
-      // Every byte is a token: a one-character chunk is one.
-      if (end - start === 1 || this.isAsciiToken(text, start, end, hash)) return 1;
-      length = end - start;
-      if (length < CACHED_CHUNK_BYTES) {
-        reserve(length);
-        for (let j = 0; j < length; j++) chunkBytes[j] = text.charCodeAt(start + j);
-        return this.mergeCount(length);
-      }
-    } else {
+    if (length < characters) {
       length = encodeUtf8(text, start, end);
-      if (this.rankOfRange(chunkBytes, 0, length) !== NO_RANK) return 1;
-      if (length < CACHED_CHUNK_BYTES) return this.mergeCount(length);
+      if (this.rankOfRange(bytes, 0, length) !== NO_RANK) return 1;
+    } else if (length <= MAX_TOKEN_BYTES && this.find(hash, bytes, 0, length) !== NO_RANK) {
+      return 1;
     }
+    if (length < CACHED_CHUNK_BYTES) return this.mergeCount(length);
     const chunk = text.slice(start, end);
     const cached = this.chunkCounts.get(chunk);
     if (cached !== undefined) return cached;
-    if (i === end) {
-      reserve(length);
-      for (let j = 0; j < length; j++) chunkBytes[j] = text.charCodeAt(start + j);
-    }
     const count = this.mergeCount(length);
     this.chunkCounts.set(chunk, count);
     return count;
