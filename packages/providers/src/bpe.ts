@@ -4,7 +4,7 @@ import { LRUCache } from 'lru-cache';
 
 /*
  * The tables are data/<encoding>.bpe, written by scripts/build-token-tables.mjs from the published rank files (see the
- * README, "How input is counted"): the length of every rank's token, then the tokens' bytes rank by rank. Loaded, an
+ * README, "The tokenizer"): the length of every rank's token, then the tokens' bytes rank by rank. Loaded, an
  * encoding is those bytes, their offsets and an open-addressing hash of rank + 1 keyed by the bytes: about 4 MiB for
  * o200k_base, where a table of strings and a Map of them take tens of MiB.
  */
