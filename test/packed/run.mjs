@@ -208,7 +208,7 @@ async function copiedProxy(allTarballs) {
 /**
  * What an app with @tollgate/gateway and express may hold in node_modules: issue 44's target. 176 MB before the
  * optional peers, 85.9 MB after, 74.6 MB once only dist is published and @redis/client and no @types come along
- * (30 MB of it gpt-tokenizer, which @tollgate/providers' own token tables, 2.3 MB, replace since issue 47).
+ * (30 MB of it gpt-tokenizer); 47.7 MB once @tollgate/providers' own token tables (2.3 MB) replaced it (issue 47).
  */
 const GATEWAY_APP_MAX_KB = 80 * 1024;
 /** Features a deployment may not use: optional peers, installed only by those who configure them. */
