@@ -20,7 +20,6 @@ const dependencies = [
   'prom-client',
   'pg',
   'pino',
-  'gpt-tokenizer',
   'undici',
   'openai',
   '@anthropic-ai/sdk',

@@ -17,6 +17,7 @@ import { pino } from 'pino';
 import { createProxyApp } from '../../packages/gateway/src/app.js';
 import type { ProxyApp, ProxyDeps } from '../../packages/gateway/src/app.js';
 import type { ProxyConfig } from '../../packages/gateway/src/config/index.js';
+import { preloadTokenizers } from '@tollgate/providers';
 import { createMockProvider } from '@tollgate/providers/mock';
 import type { MockBehavior, MockProvider } from '@tollgate/providers/mock';
 
@@ -48,22 +49,13 @@ export interface RunningProxy {
   close(): Promise<void>;
 }
 
-/**
- * Loads the tokenizer encodings one after the other. meter() imports both at once, and jest's
- * ESM loader can fail two concurrent imports that share a module ("not in cache"); loaded
- * here first, meter() finds them in the module registry.
- */
-async function loadEncodingsSequentially(): Promise<void> {
-  await import('gpt-tokenizer/encoding/o200k_base');
-  await import('gpt-tokenizer/encoding/cl100k_base');
-}
-
 /** The proxy's access and error log, silent: a test that reads it passes a `logger` of its own. */
 const silentLogger = pino({ level: 'silent' });
 
 /** The proxy app from `config`, listening on an ephemeral port of 127.0.0.1. */
 export async function startProxy(config: ProxyConfig, deps: ProxyDeps = {}): Promise<RunningProxy> {
-  await loadEncodingsSequentially();
+  // Both encodings in before the first request, so its counts are exact, not the byte bound.
+  await preloadTokenizers();
   // Blocks (on by default on Redis) held at most a second unless a test says otherwise: tests read budgets once the
   // blocks went back and their spend settled (10 s by default). Blocks at their defaults are tested on their own
   // (test/layer-conformance.test.ts, core's block tests) and measured in bench/deployment.ts.

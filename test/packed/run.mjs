@@ -208,13 +208,24 @@ async function copiedProxy(allTarballs) {
 /**
  * What an app with @tollgate/gateway and express may hold in node_modules: issue 44's target. 176 MB before the
  * optional peers, 85.9 MB after, 74.6 MB once only dist is published and @redis/client and no @types come along
- * (30 MB of it the tokenizer).
+ * (30 MB of it gpt-tokenizer); 47.7 MB once @tollgate/providers' own token tables (2.3 MB) replaced it (issue 47).
  */
 const GATEWAY_APP_MAX_KB = 80 * 1024;
 /** Features a deployment may not use: optional peers, installed only by those who configure them. */
 const OPTIONAL_HEAVY = ['@electric-sql/pglite', 'stripe', '@opentelemetry/sdk-trace-base', '@tollgate/mcp'];
-/** Never needed at run time: node-redis's module bundle (we use @redis/client alone) and type packages. */
-const NOT_AT_RUN_TIME = ['redis', '@redis/search', '@types'];
+/**
+ * Never needed at run time: node-redis's module bundle (we use @redis/client alone), type packages, and gpt-tokenizer
+ * (our tests' oracle: @tollgate/providers counts tokens with its own tables).
+ */
+const NOT_AT_RUN_TIME = ['redis', '@redis/search', '@types', 'gpt-tokenizer'];
+/** Counts "hello world" in both encodings with the installed @tollgate/providers. */
+const COUNT_TOKENS = `
+import { countTextTokens, preloadTokenizers } from '@tollgate/providers';
+import { CountBudget } from '@tollgate/providers/count-budget';
+await preloadTokenizers();
+const count = (encoding) => countTextTokens('hello world', encoding, new CountBudget(1000));
+console.log(count('o200k_base'), count('cl100k_base'));
+`;
 
 /**
  * @tollgate/gateway installed from the tarballs into a fresh app with Express `major`, as npm users get it: no
@@ -244,6 +255,9 @@ async function installedGateway(allTarballs, major) {
   console.log(`@tollgate/gateway + express@${express.version}: node_modules ${(sizeKb / 1024).toFixed(1)} MB`);
   if (!(sizeKb <= GATEWAY_APP_MAX_KB))
     throw new Error(`@tollgate/gateway + express: ${sizeKb} kB of node_modules, over ${GATEWAY_APP_MAX_KB} kB`);
+  // The token tables came with the package: counts are exact, not the byte bound ("hello world" is 11 bytes).
+  const counted = run('node', ['--input-type=module', '-e', COUNT_TOKENS], dir).trim();
+  if (counted !== '2 2') throw new Error(`@tollgate/providers counted "hello world" as ${counted} tokens, not "2 2"`);
   npm(['install', 'openai', '--engine-strict'], dir);
   process.stdout.write(run('node', ['app.mjs'], dir));
   const { generateApiKey, hashApiKey } = await import('@tollgate/auth');

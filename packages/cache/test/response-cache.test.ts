@@ -13,10 +13,8 @@ import { createResponseCache, MemoryCacheStore, type CacheStore, type ResponseCa
 
 const pricing = createPricing();
 
-// meter() loads the tokenizers in the background; loaded here first (one after the other, as jest's ESM loader needs), before any test ends.
+// meter() loads the tokenizers in the background; loaded here first, before any test ends.
 beforeAll(async () => {
-  await import('gpt-tokenizer/encoding/o200k_base');
-  await import('gpt-tokenizer/encoding/cl100k_base');
   await preloadTokenizers();
 });
 

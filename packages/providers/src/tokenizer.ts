@@ -1,28 +1,18 @@
 // Exact BPE token counts for OpenAI encodings, time-boxed so that no input can stall the event loop.
 import { performance } from 'node:perf_hooks';
 import { setImmediate as nextLoopTurn } from 'node:timers/promises';
+import { BytePairEncoding, MAX_TOKEN_BYTES } from './bpe.js';
 
 /*
- * Why gpt-tokenizer: measured with packages/providers/bench/tokenizers.ts (Node 20, o200k_base,
- * a fresh text per run so merge caches cannot help; all three give identical counts):
- *
- *                          1 KB      100 KB     1 MB
- *   prose + code
- *     gpt-tokenizer      0.12 ms     5.6 ms    57 ms
- *     js-tiktoken        0.32 ms    25.4 ms   287 ms
- *     tiktoken (WASM)    0.34 ms    22.8 ms   226 ms
- *   random words
- *     gpt-tokenizer      0.70 ms     6.3 ms    58 ms
- *     js-tiktoken        1.36 ms   133   ms  1494 ms
- *     tiktoken (WASM)    0.26 ms    21.8 ms   217 ms
- *
- * All of them merge a single pre-tokenizer chunk in quadratic time: a run of 50,000 letters
- * with no break takes 1.5 s in gpt-tokenizer (10,000: 50 ms). So text is cut at boundaries where
- * counts add up exactly, pieces holding a long run are bounded by their UTF-8 byte count
- * instead (every token is at least one byte), and the whole count stops at a deadline.
+ * The counts are our own BPE over compact tables (bpe.ts): as fast as gpt-tokenizer or faster on every input of
+ * packages/providers/bench/tokenizers.ts, in a tenth of the memory (the figures: the README, "The tokenizer"). A
+ * pre-tokenizer chunk merges in n log n time, but a megabyte with no break is still one step the event loop waits
+ * for. So text is cut at boundaries where counts add up exactly, pieces holding a long run are bounded by their UTF-8
+ * byte count instead (every token is at least one byte), and the whole count stops at a deadline.
  */
 
 export type EncodingName = 'o200k_base' | 'cl100k_base';
+export { MAX_TOKEN_BYTES };
 
 /**
  * Which way a count may err where text cannot be counted exactly in time: `upper` (estimates and
@@ -30,24 +20,10 @@ export type EncodingName = 'o200k_base' | 'cl100k_base';
  */
 export type CountBound = 'upper' | 'lower';
 
-/**
- * The longest token of either encoding, in UTF-8 bytes (a run of 128 spaces in both; a test reads
- * every token of both vocabularies): a text of n bytes is at least n / 128 tokens.
- */
-export const MAX_TOKEN_BYTES = 128;
-
-/** What `bytes` of text not counted exactly stand for, as `bound` says. */
+/** What `bytes` of text not counted exactly stand for, as `bound` says: a text of n bytes is at least n / 128 tokens. */
 function boundOfBytes(bytes: number, bound: CountBound): number {
   return bound === 'upper' ? bytes : Math.ceil(bytes / MAX_TOKEN_BYTES);
 }
-
-interface Encoder {
-  countTokens(text: string, options: { disallowedSpecial: Set<string> }): number;
-  setMergeCacheSize(size: number): void;
-}
-
-// Special-token text sent by a client is ordinary text to the provider: count it as such.
-const PLAIN_TEXT = { disallowedSpecial: new Set<string>() };
 
 const WARM_UP_TEXT = 'Warm up: naïve café, 数据 😀 {"json": [1, 2.5]} <|endoftext|>\n\tcode();';
 
@@ -55,22 +31,16 @@ const WARM_UP_TEXT = 'Warm up: naïve café, 数据 😀 {"json": [1, 2.5]} <|en
 export const ENCODINGS: readonly EncodingName[] = ['o200k_base', 'cl100k_base'];
 
 /**
- * gpt-tokenizer keeps the tokens of up to 100,000 pre-tokenizer chunks it had to merge, per encoding: in a
- * process that counts every prompt it sees, that grows to tens of MiB. Chunks that are whole tokens (most of any
- * text) never reach it; 10,000 keeps the repeats that matter at a tenth of the memory.
+ * The counts of up to this many pre-tokenizer chunks that had to be merged are kept, per encoding, for their repeats.
+ * Chunks that are whole tokens (most of any text) are one hash lookup and never reach it.
  */
-const MERGE_CACHE_SIZE = 10_000;
+const CHUNK_CACHE_SIZE = 10_000;
 
-const encoders = new Map<EncodingName, Encoder>();
+const encoders = new Map<EncodingName, BytePairEncoding>();
 /** Each encoding's load, started once. */
 const loads = new Map<EncodingName, Promise<void>>();
-/** The load before the last one started: loads run one after the other (they share modules, and jest's ESM loader trips over parallel imports of those). */
+/** The load before the last one started: loads run one after the other, so two never compete for the CPU. */
 let lastLoad: Promise<void> = Promise.resolve();
-
-const importers: Record<EncodingName, () => Promise<Encoder>> = {
-  o200k_base: () => import('gpt-tokenizer/encoding/o200k_base'),
-  cl100k_base: () => import('gpt-tokenizer/encoding/cl100k_base'),
-};
 
 /** True once `encoding` is loaded: before, its counts are the UTF-8 byte bound. */
 export function encodingLoaded(encoding: EncodingName): boolean {
@@ -83,7 +53,7 @@ export function tokenizersLoaded(): boolean {
 }
 
 /**
- * Loads `encoding` (a few hundred ms of CPU and 15 to 45 MiB, once); the same promise for every call. A count in
+ * Loads `encoding` (about 100 ms of CPU and 3 to 5 MiB, once); the same promise for every call. A count in
  * an encoding not loaded starts this itself and answers with the byte bound, which is never too low.
  */
 export function loadEncoding(encoding: EncodingName): Promise<void> {
@@ -93,10 +63,9 @@ export function loadEncoding(encoding: EncodingName): Promise<void> {
       // Classify the whole BMP once (about 10 ms) rather than on first sight during a count, where a megabyte of
       // random unicode would meet tens of thousands of new characters.
       if (classes[0xffff] === UNKNOWN) for (let code = 0; code < 0x10000; code++) classOf(code);
-      const encoder = await importers[encoding]();
-      encoder.setMergeCacheSize(MERGE_CACHE_SIZE);
+      const encoder = await BytePairEncoding.load(encoding, CHUNK_CACHE_SIZE);
       // Warm the regexes and the JIT so the first request's count is not the slow one.
-      encoder.countTokens(WARM_UP_TEXT, PLAIN_TEXT);
+      encoder.countTokens(WARM_UP_TEXT);
       encoders.set(encoding, encoder);
     });
     loads.set(encoding, load);
@@ -153,12 +122,12 @@ export class CountBudget {
   }
 
   /** `charge` of one tokenizer call on a short text, with no closure made for it. */
-  countAtOnce(encoder: Encoder, text: string): number {
-    if (this.runningSince !== undefined) return encoder.countTokens(text, PLAIN_TEXT);
+  countAtOnce(encoder: BytePairEncoding, text: string): number {
+    if (this.runningSince !== undefined) return encoder.countTokens(text);
     const start = performance.now();
     this.runningSince = start;
     try {
-      return encoder.countTokens(text, PLAIN_TEXT);
+      return encoder.countTokens(text);
     } finally {
       this.runningSince = undefined;
       this.spentMs += performance.now() - start;
@@ -285,16 +254,16 @@ const classOfCode = (code: number): number => (code < 0x80 ? ASCII_CLASSES[code]
 /** Strings up to this many characters go to the tokenizer at once (worst case well under 1 ms). */
 const SHORT_TEXT = 256;
 /**
- * Tokenizer work, in units of about 1.5 ns: merging a pre-tokenizer chunk costs the square of
- * its UTF-8 length, and every byte costs about 40 more (regex split, rank lookups).
+ * Tokenizer work, in units of about 1.5 ns: merging a pre-tokenizer chunk is charged the square of
+ * its UTF-8 length, and every byte about 40 more (regex split, rank lookups). The merge is n log n
+ * now, so long runs are charged more than they cost: bounded sooner than they need be, never later.
  */
 const COST_PER_BYTE = 40;
 /**
- * A byte of a non-ASCII character costs far more: pairs of bytes that are not whole characters
- * miss gpt-tokenizer's string lookup and go through a failed UTF-8 decode and a binary search.
- * Measured on a megabyte of random unicode (no merge-cache hits): about 2 us per byte.
+ * A byte of a non-ASCII character costs more: its chunks are rarely whole tokens, so it goes through the merge.
+ * Measured on random unicode (no chunk-cache hits): about as much as an ASCII byte; counted at twice that.
  */
-const COST_PER_WIDE_BYTE = 1_500;
+const COST_PER_WIDE_BYTE = 80;
 /** A piece above this cost (~3 ms: one run of ~1,400 bytes, or ~50 KB with no space) is bounded, not counted. */
 const MAX_PIECE_COST = 2_000_000;
 /** Exact pieces go to the tokenizer in batches of at most about this cost, with a deadline check between batches. */
@@ -374,7 +343,7 @@ export async function countTextTokensSliced(
  */
 function* countLongText(
   text: string,
-  encoder: Encoder,
+  encoder: BytePairEncoding,
   budget: CountBudget,
   mode: CountBound = 'upper',
 ): Generator<void, number, void> {
@@ -393,7 +362,7 @@ function* countLongText(
     return boundOfBytes(utf8Length(text.slice(from, to)), mode);
   };
   const flushBatch = (end: number) => {
-    if (end > batchStart) total += encoder.countTokens(text.slice(batchStart, end), PLAIN_TEXT);
+    if (end > batchStart) total += encoder.countTokens(text.slice(batchStart, end));
     batchStart = end;
     batchCost = 0;
   };
