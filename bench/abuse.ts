@@ -119,7 +119,10 @@ function scenario(seed: number, plan: { minutes: number; normalKeys: number }) {
       `${models.length} model(s), ${agents.length} agent(s), ${where < 0.7 ? 'own address' : where < 0.9 ? 'office' : 'mobile'}`;
     habits.set(`key:${keyId}`, habit);
     for (const address of addresses)
-      habits.set(`address:${address}`, `${habits.has(`address:${address}`) ? 'shared office; ' : ''}of ${keyId}: ${habit}`);
+      habits.set(
+        `address:${address}`,
+        `${habits.has(`address:${address}`) ? 'shared office; ' : ''}of ${keyId}: ${habit}`,
+      );
     let session = 0;
     senders.push({
       next: random() * MINUTE,
@@ -290,6 +293,7 @@ async function replay(
   const watch = new AbuseWatch(config, { store, registry, alerts, onStoreError, clock, tickMs: 0 });
   /** `--explain`: each instance subject's highest score while under way, with its features then. */
   const highest = new Map<AbuseSubject, { score: number; at: number; line: string }>();
+  const parsed: { version?: string; model?: AbuseModel } = {};
   const describe = async (subject: AbuseSubject) => {
     const current = Math.floor(now / config.bucketMs);
     const buckets = Array.from({ length: BUCKETS_PER_WINDOW }, (_, i) => current - i);
@@ -297,15 +301,24 @@ async function replay(
     const entry = watch.entries().find((e) => e.subject === subject);
     if (!tally || !entry) return { score: 0, line: `${subject}: not scored` };
     const row = featuresOf(subject, tally, config.windowMs);
-    const model = JSON.parse((await store.abuseState('model'))!) as AbuseModel;
+    const version = await store.abuseState('modelVersion');
+    if (version !== parsed.version)
+      Object.assign(parsed, { version, model: JSON.parse((await store.abuseState('model'))!) });
+    const model = parsed.model!;
     const input = modelInput(row);
     const views = model.views
-      .map((view) => isolationScore(view.forest, view.features.map((f) => input[f]!)).toFixed(3))
+      .map((view) =>
+        isolationScore(
+          view.forest,
+          view.features.map((f) => input[f]!),
+        ).toFixed(3),
+      )
       .join('/');
-    const features = row
-      .map((value, i) => `${FEATURE_NAMES[i]} ${Number(value.toPrecision(3))}`)
-      .join(', ');
-    return { score: entry.score, line: `${subject} score ${entry.score} (views ${views}; ${entry.requests} requests): ${features}` };
+    const features = row.map((value, i) => `${FEATURE_NAMES[i]} ${Number(value.toPrecision(3))}`).join(', ');
+    return {
+      score: entry.score,
+      line: `${subject} score ${entry.score} (views ${views}; ${entry.requests} requests): ${features}`,
+    };
   };
   const firstAction = new Map<AbuseSubject, number>();
   let requests = 0;
@@ -359,7 +372,9 @@ async function replay(
       if (!firstAction.has(subject)) {
         firstAction.set(subject, mitigation.at);
         if (explain && !instances.some((i) => i.subjects.has(subject) && mitigation.at >= i.start))
-          explain(`seed ${seed} false ${mitigation.kind} at ${Math.round(now / 1000)}s [${habits.get(subject)}]: ${(await describe(subject)).line}`);
+          explain(
+            `seed ${seed} false ${mitigation.kind} at ${Math.round(now / 1000)}s [${habits.get(subject)}]: ${(await describe(subject)).line}`,
+          );
       }
     }
     if (explain)
@@ -532,8 +547,9 @@ export async function runAbuseBenchmark(context: BenchContext): Promise<SectionR
       '20/min, 5 × 4/min, 20 × 1/min), a regular scraper of random text (6, 20, 60/min), a stolen key (3, 10, 40 new ' +
       'addresses, a new client), injection probing (2, 6, 15/min, 40% refused by the guardrails). The abuse options ' +
       'are the documented defaults (window 5m, train every 10m, minSubjects 50, thresholds 0.65 / 0.75); the constants ' +
-      'MIN_REQUESTS_TO_ACT (5), MIN_EVIDENCE (5 robust spreads), the least spread of the new-value shares (0.1), ' +
-      'HISTORY_REQUESTS (10) and GROUP_HANDICAP (0.05) were chosen on the tuning seeds ' +
+      'MIN_REQUESTS_TO_ACT (5), MIN_EVIDENCE (5 robust spreads), PERSIST_BUCKETS (1), the least spread of the ' +
+      "new-value shares (0.1), HISTORY_REQUESTS (10) and the groups' handicaps (0.05 on rhythm and entropy, 0 on " +
+      'the new values) were chosen on the tuning seeds ' +
       `(${plan.tuning.join(', ')}); the held-out seeds (${plan.heldOut.join(', ')}) were run once after. An instance is ` +
       'detected when any of its subjects is throttled or blocked during it (or within 5 minutes after); an action is ' +
       'false when its subject is not one of an instance under way.',
@@ -601,6 +617,8 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     const context: BenchContext = { quick, runId: 'abuse', redisPrefix: 'tg-bench:abuse:', log };
     const section = await runAbuseBenchmark(context);
     const rows = section.targets.map((t) => [t.target, `**${verdictMark(t.holds)}**`, t.figures]);
-    console.log([`## ${section.title}`, '', section.body, '', table(['target', 'verdict', 'figures'], rows)].join('\n'));
+    console.log(
+      [`## ${section.title}`, '', section.body, '', table(['target', 'verdict', 'figures'], rows)].join('\n'),
+    );
   }
 }
