@@ -27,8 +27,9 @@ const ABUSE = { subjects: ['key', 'address'] as ('key' | 'address')[] };
 const MINUTE = 60_000;
 const TICK_MS = 5_000;
 const TUNING_SEEDS = [1, 2];
-const HELD_OUT_SEEDS = [101, 102, 103, 104];
-const QUICK = { minutes: 90, normalKeys: 120, tuning: [1], heldOut: [101] };
+/** 101-104 were held out until their stolen-key misses were read (`--explain`) to find the cause: fresh ones since. */
+const HELD_OUT_SEEDS = [105, 106, 107, 108];
+const QUICK = { minutes: 90, normalKeys: 120, tuning: [1], heldOut: [105] };
 const FULL = { minutes: 150, normalKeys: 150, tuning: TUNING_SEEDS, heldOut: HELD_OUT_SEEDS };
 /** Abuse starts after the model has had this long on normal traffic alone, and each instance lasts `ABUSE_MINUTES`. */
 const WARM_UP_MINUTES = 30;

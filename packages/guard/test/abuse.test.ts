@@ -47,6 +47,20 @@ describe('isolationScore', () => {
     expect(forest.trees).toHaveLength(100);
     expect(forest.sampleSize).toBe(256);
   });
+
+  it('sets apart a point unlike a crowd whose points are all alike in a tree, the further the more', () => {
+    // 2,000 ordinary points at (0, 0), a few at (1, 0): most trees' samples hold (0, 0) alone and cannot split.
+    const points = [...Array.from({ length: 2000 }, () => [0, 0]), ...Array.from({ length: 3 }, () => [1, 0])];
+    const forest = trainIsolationForest(points, { seed: 5 });
+    expect(forest.trees.some((tree) => tree.alike?.[0]?.join() === '0,0')).toBe(true);
+    const ordinary = isolationScore(forest, [0, 0]);
+    const half = isolationScore(forest, [0.5, 0]);
+    const whole = isolationScore(forest, [0, 1]);
+    expect(ordinary).toBeLessThan(0.5);
+    expect(half).toBeGreaterThan(ordinary + 0.1);
+    expect(whole).toBeGreaterThan(half);
+    expect(whole).toBeGreaterThan(0.75);
+  });
 });
 
 describe('promptTraits', () => {
