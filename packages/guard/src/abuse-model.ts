@@ -1,6 +1,6 @@
 // The abuse model: an isolation forest grown on the deployment's recent windows, scoring subjects and saying why.
 import { FEATURE_NAMES, modelInput, type AbuseSubject, type FeatureName } from './abuse-features.js';
-import { isolationScore, trainIsolationForest, type IsolationForest } from './isolation-forest.js';
+import { featureRanges, isolationScore, trainIsolationForest, type IsolationForest } from './isolation-forest.js';
 
 /** One feature that set a subject apart: its value and the population's (the median of subjects of its kind). */
 export interface AbuseReason {
@@ -61,15 +61,7 @@ const pick = (input: readonly number[], features: readonly number[]) => features
 /** Grows the model on rows of features (`featuresOf`), with a seed so that a training can be replayed. */
 export function trainAbuseForest(rows: readonly number[][], seed: number): Pick<AbuseModel, 'views' | 'ranges'> {
   const inputs = rows.map(modelInput);
-  const ranges = FEATURE_NAMES.map((_, feature): [number, number] => {
-    let min = Infinity;
-    let max = -Infinity;
-    for (const input of inputs) {
-      min = Math.min(min, input[feature]!);
-      max = Math.max(max, input[feature]!);
-    }
-    return [min, max];
-  });
+  const ranges = featureRanges(inputs);
   const groups = [
     FEATURE_NAMES.map((_, i) => i),
     ...VIEWS.map((group) => group.features.map((n) => FEATURE_NAMES.indexOf(n))),

@@ -119,7 +119,12 @@ export function trainIsolationForest(
   const trees = Array.from({ length: options.trees ?? 100 }, () =>
     growTree(points, subsample(points.length, sampleSize, random), limit, random),
   );
-  const ranges = points[0]!.map((_, feature): [number, number] => {
+  return { sampleSize, width: points[0]!.length, ranges: featureRanges(points), trees };
+}
+
+/** Per feature, the least and greatest value among `points` (each an array of the same width). */
+export function featureRanges(points: readonly (readonly number[])[]): [number, number][] {
+  return (points[0] ?? []).map((_, feature): [number, number] => {
     let min = Infinity;
     let max = -Infinity;
     for (const point of points) {
@@ -128,7 +133,6 @@ export function trainIsolationForest(
     }
     return [min, max];
   });
-  return { sampleSize, width: points[0]!.length, ranges, trees };
 }
 
 /**
