@@ -5,8 +5,17 @@ import { parseArgs } from 'node:util';
 import { createMemoryStores } from '@tollgate/core';
 import { chatCompletionsAdapter } from '@tollgate/providers';
 import { createGuard, createAlerts } from '@tollgate/guard';
-import { promptTraits, type AbuseSubject, type RequestTraits } from '../packages/guard/src/abuse-features.js';
-import { resolveAbuseOptions } from '../packages/guard/src/abuse-options.js';
+import {
+  featuresOf,
+  FEATURE_NAMES,
+  modelInput,
+  promptTraits,
+  type AbuseSubject,
+  type RequestTraits,
+} from '../packages/guard/src/abuse-features.js';
+import type { AbuseModel } from '../packages/guard/src/abuse-model.js';
+import { isolationScore } from '../packages/guard/src/isolation-forest.js';
+import { BUCKETS_PER_WINDOW, resolveAbuseOptions } from '../packages/guard/src/abuse-options.js';
 import { AbuseWatch, isAbuseMitigation } from '../packages/guard/src/abuse-watch.js';
 import { MemoryGuardStore } from '../packages/guard/src/memory-guard-store.js';
 import { MitigationRegistry } from '../packages/guard/src/mitigation-registry.js';
@@ -18,8 +27,9 @@ const ABUSE = { subjects: ['key', 'address'] as ('key' | 'address')[] };
 const MINUTE = 60_000;
 const TICK_MS = 5_000;
 const TUNING_SEEDS = [1, 2];
-const HELD_OUT_SEEDS = [101, 102, 103, 104];
-const QUICK = { minutes: 90, normalKeys: 120, tuning: [1], heldOut: [101] };
+/** 101-104 were held out until their stolen-key misses were read (`--explain`) to find the cause: fresh ones since. */
+const HELD_OUT_SEEDS = [105, 106, 107, 108];
+const QUICK = { minutes: 90, normalKeys: 120, tuning: [1], heldOut: [105] };
 const FULL = { minutes: 150, normalKeys: 150, tuning: TUNING_SEEDS, heldOut: HELD_OUT_SEEDS };
 /** Abuse starts after the model has had this long on normal traffic alone, and each instance lasts `ABUSE_MINUTES`. */
 const WARM_UP_MINUTES = 30;
@@ -85,6 +95,8 @@ function scenario(seed: number, plan: { minutes: number; normalKeys: number }) {
   const end = plan.minutes * MINUTE;
   const senders: Sender[] = [];
   const normalSubjects = new Set<AbuseSubject>();
+  /** What each normal subject is, for `--explain`. */
+  const habits = new Map<AbuseSubject, string>();
   const offices = Array.from({ length: 12 }, (_, i) => `10.100.${seed % 250}.${i}`);
   for (let k = 0; k < plan.normalKeys; k++) {
     const keyId = `n${k}`;
@@ -103,6 +115,15 @@ function scenario(seed: number, plan: { minutes: number; normalKeys: number }) {
           : [`10.${k % 200}.${seed % 250}.2`, `10.${k % 200}.${seed % 250}.3`, `10.${k % 200}.${seed % 250}.4`];
     normalSubjects.add(`key:${keyId}`);
     for (const address of addresses) normalSubjects.add(`address:${address}`);
+    const habit =
+      `${perMinute.toFixed(1)}/min${bursty ? ' bursty' : ''}, ${Math.round(chars)} chars${templated ? ' templated' : ''}, ` +
+      `${models.length} model(s), ${agents.length} agent(s), ${where < 0.7 ? 'own address' : where < 0.9 ? 'office' : 'mobile'}`;
+    habits.set(`key:${keyId}`, habit);
+    for (const address of addresses)
+      habits.set(
+        `address:${address}`,
+        `${habits.has(`address:${address}`) ? 'shared office; ' : ''}of ${keyId}: ${habit}`,
+      );
     let session = 0;
     senders.push({
       next: random() * MINUTE,
@@ -243,7 +264,7 @@ function scenario(seed: number, plan: { minutes: number; normalKeys: number }) {
         instances.push({ kind, variant: `${perMinute}/min, 40% flagged`, start, end: stop, subjects });
       }
     }
-  return { senders, instances, normalSubjects, end };
+  return { senders, instances, normalSubjects, habits, end };
 }
 
 interface Outcome {
@@ -255,8 +276,12 @@ interface Outcome {
 }
 
 /** Replays one seed through an abuse watch on a fake clock; each action is read off the mitigations after a round. */
-async function replay(seed: number, plan: { minutes: number; normalKeys: number }): Promise<Outcome> {
-  const { senders, instances, normalSubjects, end } = scenario(seed, plan);
+async function replay(
+  seed: number,
+  plan: { minutes: number; normalKeys: number },
+  explain?: (line: string) => void,
+): Promise<Outcome> {
+  const { senders, instances, normalSubjects, habits, end } = scenario(seed, plan);
   let now = 0;
   const clock = () => now;
   const store = new MemoryGuardStore({ clock });
@@ -265,7 +290,37 @@ async function replay(seed: number, plan: { minutes: number; normalKeys: number 
   };
   const registry = new MitigationRegistry(store, { syncIntervalMs: 0, onStoreError });
   const alerts = createAlerts({ log: false });
-  const watch = new AbuseWatch(resolveAbuseOptions(ABUSE), { store, registry, alerts, onStoreError, clock, tickMs: 0 });
+  const config = resolveAbuseOptions(ABUSE);
+  const watch = new AbuseWatch(config, { store, registry, alerts, onStoreError, clock, tickMs: 0 });
+  /** `--explain`: each instance subject's highest score while under way, with its features then. */
+  const highest = new Map<AbuseSubject, { score: number; at: number; line: string }>();
+  const parsed: { version?: string; model?: AbuseModel } = {};
+  const describe = async (subject: AbuseSubject) => {
+    const current = Math.floor(now / config.bucketMs);
+    const buckets = Array.from({ length: BUCKETS_PER_WINDOW }, (_, i) => current - i);
+    const tally = (await store.abuseTallies(buckets)).get(subject);
+    const entry = watch.entries().find((e) => e.subject === subject);
+    if (!tally || !entry) return { score: 0, line: `${subject}: not scored` };
+    const row = featuresOf(subject, tally, config.windowMs);
+    const version = await store.abuseState('modelVersion');
+    if (version !== parsed.version)
+      Object.assign(parsed, { version, model: JSON.parse((await store.abuseState('model'))!) });
+    const model = parsed.model!;
+    const input = modelInput(row);
+    const views = model.views
+      .map((view) =>
+        isolationScore(
+          view.forest,
+          view.features.map((f) => input[f]!),
+        ).toFixed(3),
+      )
+      .join('/');
+    const features = row.map((value, i) => `${FEATURE_NAMES[i]} ${Number(value.toPrecision(3))}`).join(', ');
+    return {
+      score: entry.score,
+      line: `${subject} score ${entry.score} (views ${views}; ${entry.requests} requests): ${features}`,
+    };
+  };
   const firstAction = new Map<AbuseSubject, number>();
   let requests = 0;
   const answer = { statusCode: 200 };
@@ -315,9 +370,35 @@ async function replay(seed: number, plan: { minutes: number; normalKeys: number 
       const subject = (
         mitigation.subject.startsWith('ip:') ? `address:${mitigation.subject.slice(3)}` : mitigation.subject
       ) as AbuseSubject;
-      if (!firstAction.has(subject)) firstAction.set(subject, mitigation.at);
+      if (!firstAction.has(subject)) {
+        firstAction.set(subject, mitigation.at);
+        if (explain && !instances.some((i) => i.subjects.has(subject) && mitigation.at >= i.start))
+          explain(
+            `seed ${seed} false ${mitigation.kind} at ${Math.round(now / 1000)}s [${habits.get(subject)}]: ${(await describe(subject)).line}`,
+          );
+      }
     }
+    if (explain)
+      for (const instance of instances) {
+        if (now < instance.start || now > instance.end) continue;
+        for (const subject of instance.subjects) {
+          if (!subject.startsWith('key:')) continue;
+          const seen = await describe(subject);
+          if (seen.score > (highest.get(subject)?.score ?? -1)) highest.set(subject, { ...seen, at: now });
+        }
+      }
   }
+  if (explain)
+    for (const instance of instances)
+      for (const subject of instance.subjects) {
+        const best = highest.get(subject);
+        if (!best) continue;
+        const acted = firstAction.get(subject);
+        explain(
+          `seed ${seed} ${instance.kind} (${instance.variant}) ${acted === undefined ? 'MISSED' : `acted after ${Math.round((acted - instance.start) / 1000)}s`}; ` +
+            `highest at +${Math.round((best.at - instance.start) / 1000)}s: ${best.line}`,
+        );
+      }
   await watch.close();
   registry.close();
   await alerts.close();
@@ -467,8 +548,9 @@ export async function runAbuseBenchmark(context: BenchContext): Promise<SectionR
       '20/min, 5 × 4/min, 20 × 1/min), a regular scraper of random text (6, 20, 60/min), a stolen key (3, 10, 40 new ' +
       'addresses, a new client), injection probing (2, 6, 15/min, 40% refused by the guardrails). The abuse options ' +
       'are the documented defaults (window 5m, train every 10m, minSubjects 50, thresholds 0.65 / 0.75); the constants ' +
-      'MIN_REQUESTS_TO_ACT (5), MIN_EVIDENCE (5 robust spreads), the least spread of the new-value shares (0.1), ' +
-      'HISTORY_REQUESTS (10) and GROUP_HANDICAP (0.05) were chosen on the tuning seeds ' +
+      'MIN_REQUESTS_TO_ACT (5), MIN_EVIDENCE (5 robust spreads), PERSIST_BUCKETS (1), the least spread of the ' +
+      "new-value shares (0.1), HISTORY_REQUESTS (10) and the groups' handicaps (0.05 on rhythm and entropy, 0 on " +
+      'the new values) were chosen on the tuning seeds ' +
       `(${plan.tuning.join(', ')}); the held-out seeds (${plan.heldOut.join(', ')}) were run once after. An instance is ` +
       'detected when any of its subjects is throttled or blocked during it (or within 5 minutes after); an action is ' +
       'false when its subject is not one of an instance under way.',
@@ -506,16 +588,38 @@ export async function runAbuseBenchmark(context: BenchContext): Promise<SectionR
   };
 }
 
-// `tsx bench/abuse.ts [--quick]`: prints the section, writes no file.
+// `tsx bench/abuse.ts [--quick]`: prints the section, writes no file. `--seeds 1,2 [--explain]`: replays those seeds
+// alone (for tuning) and prints their figures, with `--explain` each key of an instance at its highest score and each
+// false action, with their features.
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false } } });
-  const context: BenchContext = {
-    quick: values.quick ?? false,
-    runId: 'abuse',
-    redisPrefix: 'tg-bench:abuse:',
-    log: (message) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}`),
-  };
-  const section = await runAbuseBenchmark(context);
-  const rows = section.targets.map((t) => [t.target, `**${verdictMark(t.holds)}**`, t.figures]);
-  console.log([`## ${section.title}`, '', section.body, '', table(['target', 'verdict', 'figures'], rows)].join('\n'));
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      seeds: { type: 'string' },
+      explain: { type: 'boolean', default: false },
+    },
+  });
+  const quick = values.quick ?? false;
+  const log = (message: string) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}`);
+  if (values.seeds !== undefined) {
+    const plan = quick ? QUICK : FULL;
+    const outcomes: Outcome[] = [];
+    for (const seed of values.seeds.split(',').map(Number)) {
+      log(`abuse: replaying seed ${seed} (${plan.minutes} min, ${plan.normalKeys} normal keys)`);
+      outcomes.push(await replay(seed, plan, values.explain ? (line) => console.log(line) : undefined));
+    }
+    const s = summarise(outcomes);
+    console.log(
+      `seeds ${values.seeds}: precision ${s.precision.toFixed(3)}, recall ${s.recall.toFixed(3)}, false ${s.falsePer1000.toFixed(2)} ` +
+        `(${s.falseActions}), ${KINDS.map((kind) => `${kind} ${s.byKind[kind].detected}/${s.byKind[kind].instances}`).join(', ')}, ` +
+        `detection median ${s.detectionSeconds.length ? fmtNumber(median(s.detectionSeconds)) : '-'} s`,
+    );
+  } else {
+    const context: BenchContext = { quick, runId: 'abuse', redisPrefix: 'tg-bench:abuse:', log };
+    const section = await runAbuseBenchmark(context);
+    const rows = section.targets.map((t) => [t.target, `**${verdictMark(t.holds)}**`, t.figures]);
+    console.log(
+      [`## ${section.title}`, '', section.body, '', table(['target', 'verdict', 'figures'], rows)].join('\n'),
+    );
+  }
 }

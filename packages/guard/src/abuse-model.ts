@@ -1,6 +1,6 @@
 // The abuse model: an isolation forest grown on the deployment's recent windows, scoring subjects and saying why.
 import { FEATURE_NAMES, modelInput, type AbuseSubject, type FeatureName } from './abuse-features.js';
-import { isolationScore, trainIsolationForest, type IsolationForest } from './isolation-forest.js';
+import { featureRanges, isolationScore, trainIsolationForest, type IsolationForest } from './isolation-forest.js';
 
 /** One feature that set a subject apart: its value and the population's (the median of subjects of its kind). */
 export interface AbuseReason {
@@ -24,6 +24,11 @@ export interface AbuseModel {
   trainedAt: number;
   /** Distinct subjects among the windows it was grown on. */
   subjects: number;
+  /**
+   * Grown only on windows taken before the watch had seen a whole window of traffic: it scores, and acts on nobody
+   * (a start's partly filled windows make ordinary subjects look odd).
+   */
+  partial: boolean;
   /** The whole feature set first, then one forest per group of `VIEWS`. */
   views: AbuseView[];
 }
@@ -33,13 +38,17 @@ export interface AbuseModel {
  * Lazarevic & Kumar 2005, over isolation forests): among all features a forest's random splits rarely pick the two
  * or three that set a subject apart (a regular scraper of random text differs in rhythm and entropy alone, a stolen
  * key in what is new to it), within its group they often do. A subject's score is the highest of the forests' (a
- * group's less `GROUP_HANDICAP`). Each group holds the subject's kind, so keys are compared with keys.
+ * group's less its `handicap`). Each group holds the subject's kind, so keys are compared with keys.
+ *
+ * The handicaps were chosen on the bench's tuning seeds. Rhythm and entropy isolate some ordinary bursty or templated
+ * keys a little: 0.05 (chosen when one handicap served both groups; none doubled the false actions). What is new to a
+ * subject does not (an ordinary subject scores about 0.51 there), and the same 0.05 on it let stolen keys through.
  */
-const VIEWS: FeatureName[][] = [
-  ['gapVariation', 'promptEntropy'],
+const VIEWS: { features: FeatureName[]; handicap: number }[] = [
+  { features: ['gapVariation', 'promptEntropy'], handicap: 0.05 },
   // A model or route new to a key stays in the whole set only: a user trying another model is no stolen key.
-  ['newPeerShare', 'newAgentShare'],
-].map((group) => [...group, 'subjectKind'] as FeatureName[]);
+  { features: ['newPeerShare', 'newAgentShare'], handicap: 0 },
+].map(({ features, handicap }) => ({ features: [...features, 'subjectKind'] as FeatureName[], handicap }));
 
 /** Trees, and points per tree: the published defaults (t = 100, ψ = 256). */
 const TREES = 100;
@@ -47,27 +56,16 @@ const SAMPLE_SIZE = 256;
 /** Reasons given per subject. */
 const REASONS = 3;
 
-/**
- * What a group's score gives up against the whole set's: a forest of a few features isolates more ordinary subjects
- * a little (chosen on the bench's tuning seeds: 0 doubled the false actions, 0.1 missed half the stolen keys).
- */
-const GROUP_HANDICAP = 0.05;
-
 const pick = (input: readonly number[], features: readonly number[]) => features.map((feature) => input[feature]!);
 
 /** Grows the model on rows of features (`featuresOf`), with a seed so that a training can be replayed. */
 export function trainAbuseForest(rows: readonly number[][], seed: number): Pick<AbuseModel, 'views' | 'ranges'> {
   const inputs = rows.map(modelInput);
-  const ranges = FEATURE_NAMES.map((_, feature): [number, number] => {
-    let min = Infinity;
-    let max = -Infinity;
-    for (const input of inputs) {
-      min = Math.min(min, input[feature]!);
-      max = Math.max(max, input[feature]!);
-    }
-    return [min, max];
-  });
-  const groups = [FEATURE_NAMES.map((_, i) => i), ...VIEWS.map((group) => group.map((n) => FEATURE_NAMES.indexOf(n)))];
+  const ranges = featureRanges(inputs);
+  const groups = [
+    FEATURE_NAMES.map((_, i) => i),
+    ...VIEWS.map((group) => group.features.map((n) => FEATURE_NAMES.indexOf(n))),
+  ];
   const views = groups.map((features, i) => ({
     features,
     forest: trainIsolationForest(
@@ -92,7 +90,7 @@ export function novelTo(model: Pick<AbuseModel, 'ranges'>, features: readonly nu
 export function abuseScore(model: Pick<AbuseModel, 'views'>, features: readonly number[]): number {
   const input = modelInput(features);
   const [whole, ...groups] = model.views.map((view) => isolationScore(view.forest, pick(input, view.features)));
-  return Math.max(whole!, ...groups.map((score) => score - GROUP_HANDICAP));
+  return Math.max(whole!, ...groups.map((score, i) => score - VIEWS[i]!.handicap));
 }
 
 function median(sorted: readonly number[]): number {

@@ -34,6 +34,12 @@ export interface AbuseEntry {
   until?: number;
   shadow?: boolean;
   reasons: AbuseReason[];
+  /**
+   * Epoch ms of the first and the latest scoring of its spell past the throttle threshold (with enough requests
+   * and evidence to act): it is acted on once the spell has lasted a bucket.
+   */
+  pastSince?: number;
+  pastAt?: number;
 }
 
 /** The latest scoring, shared through the store. */
@@ -48,6 +54,11 @@ interface TrainingWindow {
   at: number;
   subjects: string[];
   rows: number[][];
+  /**
+   * Taken before the watch had seen a whole window of traffic: every subject's window is only partly filled (its
+   * rates read low, its values few). Dropped once a whole window is kept.
+   */
+  partial?: boolean;
 }
 
 /** How often sums are flushed, the model looked for and subjects scored. */
@@ -66,6 +77,11 @@ export const MIN_REQUESTS_TO_ACT = 5;
  * have a reason a person would call one.
  */
 export const MIN_EVIDENCE = 5;
+/**
+ * Buckets (a fifth of the window) a subject's score must stay past the throttle threshold before it is acted on: a
+ * burst or a template that sets an ordinary key apart for a moment passes, abuse that goes on does not.
+ */
+export const PERSIST_BUCKETS = 1;
 
 /** The mitigation registry's subject for an abuse subject (addresses are `ip:` there, as the auth-failure blocks). */
 export function registrySubject(subject: AbuseSubject): Subject {
@@ -222,11 +238,14 @@ export class AbuseWatch {
     const at = clock();
     await this.#flush(at);
     await this.#followModel();
-    const trainSlot = this.#model
-      ? `abuse:train:${Math.floor(at / this.#config.trainEveryMs)}`
-      : `abuse:train:cold:${Math.floor(at / ABUSE_TICK_MS)}`;
+    // Before a model, any tick may train; before a model grown on a whole window, one a bucket.
+    const [trainSlot, trainMs] = !this.#model
+      ? [`abuse:train:cold:${Math.floor(at / ABUSE_TICK_MS)}`, ABUSE_TICK_MS]
+      : this.#model.partial
+        ? [`abuse:train:warm:${Math.floor(at / this.#config.bucketMs)}`, this.#config.bucketMs]
+        : [`abuse:train:${Math.floor(at / this.#config.trainEveryMs)}`, this.#config.trainEveryMs];
     const [claimedTrain, claimedScore] = await Promise.all([
-      store.claim(trainSlot, this.#model ? this.#config.trainEveryMs : ABUSE_TICK_MS),
+      store.claim(trainSlot, trainMs),
       store.claim(`abuse:score:${Math.floor(at / ABUSE_TICK_MS)}`, ABUSE_TICK_MS),
     ]);
     const train = claimedTrain || (now && !this.#model);
@@ -295,10 +314,18 @@ export class AbuseWatch {
   async #train(features: Map<AbuseSubject, { features: number[] }>, now: number, keep: boolean): Promise<void> {
     const { store } = this.#parts;
     const stored = await store.abuseState('history');
-    const windows = (stored ? (JSON.parse(stored) as TrainingWindow[]) : []).filter(
+    let windows = (stored ? (JSON.parse(stored) as TrainingWindow[]) : []).filter(
       (window) => window.at > now - this.#config.historyMs,
     );
-    const current = { at: now, subjects: [...features.keys()], rows: [...features.values()].map((f) => f.features) };
+    const current: TrainingWindow = {
+      at: now,
+      subjects: [...features.keys()],
+      rows: [...features.values()].map((f) => f.features),
+    };
+    // The start's windows are partial until one is taken a whole window after the first; it replaces them.
+    const first = windows[0];
+    if (!first || (first.partial && now - first.at < this.#config.windowMs)) current.partial = true;
+    else windows = windows.filter((window) => !window.partial);
     if (keep && features.size > 0) {
       if (windows.length > 0 && now - windows.at(-1)!.at < this.#config.bucketMs) windows.pop();
       windows.push(current);
@@ -313,6 +340,7 @@ export class AbuseWatch {
       version,
       trainedAt: now,
       subjects,
+      partial: windows.every((window) => window.partial === true),
       ...trainAbuseForest(
         windows.flatMap((window) => window.rows),
         version,
@@ -340,11 +368,25 @@ export class AbuseWatch {
       }
       entries.sort((a, b) => b.score - a.score);
       entries.length = Math.min(entries.length, MAX_LISTED_SUBJECTS);
+      const before = new Map(this.#scoring.entries.map((entry) => [entry.subject, entry]));
+      const { bucketMs } = this.#config;
       for (const entry of entries) {
-        const acts =
+        const past =
+          !model.partial &&
           entry.score >= this.#config.throttleAt &&
           entry.requests >= MIN_REQUESTS_TO_ACT &&
           (evidence.get(entry.subject) ?? 0) >= MIN_EVIDENCE;
+        // One spell past the threshold: a scoring under it within a bucket of the last one past does not end it.
+        const spell = before.get(entry.subject);
+        const going = spell?.pastSince !== undefined && now - spell.pastAt! <= bucketMs;
+        if (past) {
+          entry.pastSince = going ? spell.pastSince! : now;
+          entry.pastAt = now;
+        } else if (going) {
+          entry.pastSince = spell.pastSince!;
+          entry.pastAt = spell.pastAt!;
+        }
+        const acts = past && now - entry.pastSince! >= PERSIST_BUCKETS * bucketMs;
         // A subject whose score fell under the thresholds (its requests refused) is listed with its action in force.
         if (acts) await this.#act(entry, now);
         else this.#inForce(entry, now, true);

@@ -11,6 +11,11 @@ export interface IsolationTree {
   feature: number[];
   split: number[];
   right: number[];
+  /**
+   * Leaves whose points were all alike (no feature left to split them, short of the height limit): the point they
+   * share, by leaf. A point that differs from it would have been split off there (see `pathLength`).
+   */
+  alike?: Record<number, number[]>;
 }
 
 export interface IsolationForest {
@@ -18,6 +23,8 @@ export interface IsolationForest {
   sampleSize: number;
   /** Features per point. */
   width: number;
+  /** Per feature, the least and greatest value it was grown on. */
+  ranges?: [number, number][];
   trees: IsolationTree[];
 }
 
@@ -82,7 +89,10 @@ function growTree(points: readonly number[][], rows: number[], limit: number, ra
       }
       if (max > min) varying.push({ feature, min, max });
     }
-    if (varying.length === 0) return;
+    if (varying.length === 0) {
+      (tree.alike ??= {})[node] = points[members[0]!]!.slice();
+      return;
+    }
     const { feature, min, max } = varying[Math.floor(random() * varying.length)]!;
     const split = min + random() * (max - min);
     const left = members.filter((row) => points[row]![feature]! < split);
@@ -109,17 +119,61 @@ export function trainIsolationForest(
   const trees = Array.from({ length: options.trees ?? 100 }, () =>
     growTree(points, subsample(points.length, sampleSize, random), limit, random),
   );
-  return { sampleSize, width: points[0]!.length, trees };
+  return { sampleSize, width: points[0]!.length, ranges: featureRanges(points), trees };
 }
 
-function pathLength(tree: IsolationTree, point: readonly number[]): number {
+/** Per feature, the least and greatest value among `points` (each an array of the same width). */
+export function featureRanges(points: readonly (readonly number[])[]): [number, number][] {
+  return (points[0] ?? []).map((_, feature): [number, number] => {
+    let min = Infinity;
+    let max = -Infinity;
+    for (const point of points) {
+      min = Math.min(min, point[feature]!);
+      max = Math.max(max, point[feature]!);
+    }
+    return [min, max];
+  });
+}
+
+/**
+ * How far `point` lies from the point a leaf's members all share, as a share (0-1) of the widest gap to it among the
+ * features, each against its range in the whole training (a feature that did not vary there: 1 if it differs).
+ */
+function offAlike(point: readonly number[], alike: readonly number[], ranges: readonly [number, number][]): number {
+  let off = 0;
+  for (let feature = 0; feature < alike.length; feature++) {
+    const gap = Math.abs(point[feature]! - alike[feature]!);
+    if (gap === 0) continue;
+    const [min, max] = ranges[feature]!;
+    off = Math.max(off, max > min ? Math.min(1, gap / (max - min)) : 1);
+  }
+  return off;
+}
+
+/**
+ * A point's path length in a tree: its depth, plus c(size) at a leaf that held more than one point. At a leaf whose
+ * points were all alike (our extension of the published algorithm), a point that differs from them would have been
+ * split off by one more split drawn over the training's range: with a chance of its share of that range (`offAlike`)
+ * it ends one level down, otherwise it stays among them. Without it, a tree whose sample held nothing but ordinary
+ * points alike in a few features (every ordinary key's share of new addresses is 0) could not tell a key that is
+ * not from them.
+ */
+function pathLength(
+  tree: IsolationTree,
+  point: readonly number[],
+  ranges: readonly [number, number][] | undefined,
+): number {
   let node = 0;
   let depth = 0;
   while (tree.feature[node]! >= 0) {
     node = point[tree.feature[node]!]! < tree.split[node]! ? node + 1 : tree.right[node]!;
     depth++;
   }
-  return depth + averagePathLength(tree.split[node]!);
+  const rest = averagePathLength(tree.split[node]!);
+  const alike = ranges && tree.alike?.[node];
+  if (!alike) return depth + rest;
+  const off = offAlike(point, alike, ranges);
+  return depth + off + (1 - off) * rest;
 }
 
 /** The anomaly score of `point` in [0, 1]: near 1 isolated at once, about 0.5 or less like the rest. */
@@ -127,6 +181,6 @@ export function isolationScore(forest: IsolationForest, point: readonly number[]
   const norm = averagePathLength(forest.sampleSize);
   if (norm === 0) return 0.5;
   let total = 0;
-  for (const tree of forest.trees) total += pathLength(tree, point);
+  for (const tree of forest.trees) total += pathLength(tree, point, forest.ranges);
   return 2 ** -(total / forest.trees.length / norm);
 }

@@ -47,6 +47,20 @@ describe('isolationScore', () => {
     expect(forest.trees).toHaveLength(100);
     expect(forest.sampleSize).toBe(256);
   });
+
+  it('sets apart a point unlike a crowd whose points are all alike in a tree, the further the more', () => {
+    // 2,000 ordinary points at (0, 0), a few at (1, 0): most trees' samples hold (0, 0) alone and cannot split.
+    const points = [...Array.from({ length: 2000 }, () => [0, 0]), ...Array.from({ length: 3 }, () => [1, 0])];
+    const forest = trainIsolationForest(points, { seed: 5 });
+    expect(forest.trees.some((tree) => tree.alike?.[0]?.join() === '0,0')).toBe(true);
+    const ordinary = isolationScore(forest, [0, 0]);
+    const half = isolationScore(forest, [0.5, 0]);
+    const whole = isolationScore(forest, [0, 1]);
+    expect(ordinary).toBeLessThan(0.5);
+    expect(half).toBeGreaterThan(ordinary + 0.1);
+    expect(whole).toBeGreaterThan(half);
+    expect(whole).toBeGreaterThan(0.75);
+  });
 });
 
 describe('promptTraits', () => {
@@ -254,19 +268,22 @@ afterEach(async () => {
 describe('the abuse watch', () => {
   const keys = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`k${i}`, { tenantId: `t${i % 5}` }]));
 
-  /** 40 keys, each from its own address, 2-6 calls; then an address trying 60 unknown keys. */
-  async function traffic(app: Express): Promise<void> {
+  /** 40 keys, each from its own address, 2-6 calls; then an address trying 60 unknown keys (`round`: other ones). */
+  async function traffic(app: Express, round = 0): Promise<void> {
+    const words = ['question', 'request', 'prompt'][round]!;
     for (let i = 0; i < 40; i++)
-      for (let n = 0; n < 2 + (i % 5); n++) await call(app, `k${i}`, `10.1.0.${i}`, `question ${n} of key ${i}`);
-    for (let n = 0; n < 60; n++) await call(app, `stolen-${n}`, '10.9.9.9');
+      for (let n = 0; n < 2 + (i % 5); n++) await call(app, `k${i}`, `10.1.0.${i}`, `${words} ${n} of key ${i}`);
+    for (let n = 0; n < 60; n++) await call(app, `stolen-${round}-${n}`, '10.9.9.9');
   }
 
-  it('waits for minSubjects, then blocks the stuffing address alone, says why, and an operator clears it', async () => {
+  it('waits for minSubjects and a whole window, then blocks the stuffing address alone, says why, and an operator clears it', async () => {
     const events: GuardEvent[] = [];
+    let now = Date.now();
     guard = createGuard({
       stores: createMemoryStores(),
       alerts: { log: false, onEvent: (event) => void events.push(event) },
       abuse: { window: '10s', train: { every: '1m', minSubjects: 30 } },
+      clock: () => now,
     });
     const app = abuseApp(guard, keys);
     await call(app, 'k0', '10.1.0.0');
@@ -275,13 +292,24 @@ describe('the abuse watch', () => {
     await traffic(app);
     await guard.flush();
     expect(guard.abuseModel()).toMatchObject({ subjects: expect.any(Number) });
+    // A model grown on the start's partly filled windows scores and acts on nobody.
+    expect(guard.abuseEntries().length).toBeGreaterThan(40);
+    expect(guard.abuseEntries().filter((entry) => entry.action !== 'none')).toEqual([]);
+    now += 10_000;
+    await traffic(app, 1);
+    await guard.flush();
+    // Past the thresholds now, acted on once it has stayed past them for a bucket.
+    expect(guard.abuseEntries()[0]).toMatchObject({ subject: 'address:10.9.9.9', action: 'none', pastSince: now });
+    now += 2_000;
     await guard.flush();
     const listed = await request(app).get('/admin/abuse');
     const stuffing = listed.body.subjects[0];
     expect(stuffing).toMatchObject({ subject: 'address:10.9.9.9', action: 'block' });
     expect(stuffing.score).toBeGreaterThanOrEqual(0.75);
-    // Sixty credentials from one address, none of them with a prompt the model could read.
-    expect(stuffing.reasons.map((reason: { feature: string }) => reason.feature)).toContain('peers');
+    // Sixty credentials from one address, every one refused (which of the two ranks first depends on the gaps the
+    // machine's timing gave the ordinary keys).
+    const named = stuffing.reasons.map((reason: { feature: string }) => reason.feature);
+    expect(named.filter((feature: string) => feature === 'peers' || feature === 'share401')).not.toEqual([]);
     const acted = listed.body.subjects.filter((entry: { action: string }) => entry.action !== 'none');
     expect(acted.map((entry: { subject: string }) => entry.subject)).toEqual(['address:10.9.9.9']);
     const refused = await call(app, 'k1', '10.9.9.9');
@@ -314,18 +342,83 @@ describe('the abuse watch', () => {
 
   it('in shadow records and alerts what it would do, and serves everything', async () => {
     const events: GuardEvent[] = [];
+    let now = Date.now();
     guard = createGuard({
       stores: createMemoryStores(),
       alerts: { log: false, onEvent: (event) => void events.push(event) },
       abuse: { window: '10s', train: { every: '1m', minSubjects: 30 }, shadow: true },
+      clock: () => now,
     });
     const app = abuseApp(guard, keys);
     await traffic(app);
     await guard.flush();
+    now += 10_000;
+    await traffic(app, 1);
+    await guard.flush();
+    now += 2_000;
     await guard.flush();
     expect(guard.abuseEntries()[0]).toMatchObject({ subject: 'address:10.9.9.9', action: 'block', shadow: true });
     expect(guard.mitigations()).toEqual([]);
     expect(events[0]).toMatchObject({ type: 'abuse.detected', details: { shadow: true, action: 'block' } });
     expect((await call(app, 'k1', '10.9.9.9')).status).toBe(200);
+  });
+
+  it('scores tenants only when asked, and blocks a tenant whose keys each stay too quiet to act on', async () => {
+    // Twelve keys of one organization, each from its own address with three long prompts of random text: no key or
+    // address has enough requests in the window to be acted on (MIN_REQUESTS_TO_ACT), their tenant has 36.
+    const spread = Object.fromEntries(Array.from({ length: 12 }, (_, i) => [`x${i}`, { tenantId: 'tx' }]));
+    const everyone = { ...keys, ...spread, newcomer: { tenantId: 'tx' } };
+    let state = 5;
+    const random = () => (state = (state * 48271) % 2147483647) / 2147483647;
+    const noise = () =>
+      Array.from({ length: 2000 }, () => String.fromCharCode(33 + Math.floor(random() * 93))).join('');
+    const pattern = async (app: Express) => {
+      for (let i = 0; i < 12; i++) for (let n = 0; n < 3; n++) await call(app, `x${i}`, `10.2.0.${i}`, noise());
+    };
+    const run = async (subjects: ('key' | 'address' | 'tenant')[]) => {
+      let now = Date.now();
+      guard = createGuard({
+        stores: createMemoryStores(),
+        alerts: { log: false },
+        abuse: { subjects, window: '10s', train: { every: '1m', minSubjects: 30 } },
+        clock: () => now,
+      });
+      const app = abuseApp(guard, everyone);
+      for (const round of [0, 1]) {
+        await traffic(app, round);
+        await pattern(app);
+        await guard.flush();
+        now += 10_000;
+      }
+      now -= 8_000;
+      await guard.flush();
+      return app;
+    };
+
+    const app = await run(['key', 'address', 'tenant']);
+    const entries = guard!.abuseEntries();
+    // Throttled or blocked by its score (the request gaps are the machine's, so the score varies a little).
+    const tenant = entries.find((entry) => entry.subject === 'tenant:tx');
+    expect(tenant).toMatchObject({ action: expect.stringMatching(/^(throttle|block)$/), requests: 36 });
+    // The tenant alone of its organization: its keys and their addresses had three requests each.
+    const acted = entries.filter((entry) => entry.action !== 'none').map((entry) => entry.subject);
+    expect(acted.filter((subject) => /^(key:x|address:10\.2\.)/.test(subject))).toEqual([]);
+    expect(acted).toContain('tenant:tx');
+    // Any key of the tenant is refused, one it never used too (a throttle lets the first of ten through); another
+    // tenant's key is served.
+    const answers = [await call(app, 'newcomer', '10.3.0.1', 'hello'), await call(app, 'newcomer', '10.3.0.1', 'hi')];
+    const refused = answers.at(-1)!;
+    expect(refused.status).toBe(tenant!.action === 'block' ? 403 : 429);
+    expect(refused.body.error).toMatchObject({ code: `abuse_${tenant!.action === 'block' ? 'blocked' : 'throttled'}` });
+    expect(refused.body.error.message).toMatch(/^Requests from this organization are (blocked|slowed)/);
+    expect((await call(app, 'k1', '10.1.0.1', 'question 9 of key 1')).status).toBe(200);
+    await guard!.close();
+
+    // Without 'tenant' among the subjects no tenant is scored, and nothing of this pattern is acted on.
+    await run(['key', 'address']);
+    expect(guard!.abuseEntries().filter((entry) => entry.subject.startsWith('tenant:'))).toEqual([]);
+    expect(
+      guard!.abuseEntries().filter((entry) => entry.action !== 'none' && entry.subject !== 'address:10.9.9.9'),
+    ).toEqual([]);
   });
 });

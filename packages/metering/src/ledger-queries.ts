@@ -178,6 +178,9 @@ function recordFromRow(row: Record<string, unknown>): UsageRecord {
     } else if (field === 'tags') {
       // Absent means none, as on a record the meter made for a request without tags.
       if (Array.isArray(value) && value.length > 0) record[field] = value;
+    } else if (field === 'abuseScore') {
+      // Absent means not scored, as on a record the meter made for a caller the guard had no score for.
+      if (value !== null && value !== undefined) record[field] = Number(value);
     } else if (OPTIONAL_TEXTS.has(field)) {
       // Absent means none, as on a record the meter made without an x-conversation-id, a refusal, a tool or a shadow.
       if (value !== null && value !== undefined) record[field] = value;

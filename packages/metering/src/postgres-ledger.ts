@@ -76,6 +76,7 @@ export const COLUMNS: [column: string, field: keyof UsageRecord][] = [
   ['tags', 'tags'],
   ['price_version', 'priceVersion'],
   ['service_tier', 'serviceTier'],
+  ['abuse_score', 'abuseScore'],
 ];
 
 const OPTIONAL_COUNTS = new Set<keyof UsageRecord>(['cacheWrite1hTokens', 'savedNanoUsd']);
@@ -128,6 +129,7 @@ export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
       tags text[],
       price_version text,
       service_tier text,
+      abuse_score double precision,
       recorded_at timestamptz NOT NULL DEFAULT now()
     )`,
     upgradeToRecordIds(table),
@@ -146,6 +148,8 @@ export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
     // NULL: the prices are not known (rows written before price versions) / the answer named no service tier.
     `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS price_version text`,
     `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS service_tier text`,
+    // NULL: the caller was not scored (the guard's abuse model off or not yet trained; rows written before it).
+    `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS abuse_score double precision`,
     `CREATE INDEX IF NOT EXISTS ${index('request_id')} ON ${table} (request_id)`,
     `CREATE INDEX IF NOT EXISTS ${index('tenant_ts')} ON ${table} (tenant_id, ts)`,
     `CREATE INDEX IF NOT EXISTS ${index('feature_ts')} ON ${table} (feature, ts)`,

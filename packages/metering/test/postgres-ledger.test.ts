@@ -185,6 +185,27 @@ describe('postgresSink', () => {
     expect(model).not.toHaveProperty('tool');
   });
 
+  it("keeps the caller's abuse score (column abuse_score), an unscored record's absent, also in a table made before it", async () => {
+    const location = { schema, table: 'before_abuse' };
+    await migrateUsageLedger(db, location);
+    await db.query(`ALTER TABLE "${schema}"."before_abuse" DROP COLUMN abuse_score`);
+    const sink = postgresSink({ connectionString: POSTGRES_URL, ...location, flushIntervalMs: 60_000 });
+    const scored = sampleRecord({ id: 'scored-1', abuseScore: 0.7312 });
+    sink.write(scored);
+    sink.write(sampleRecord({ id: 'unscored-1' }));
+    await sink.close();
+    const stored = await db.query<{ id: string; abuse_score: number | null }>(
+      `SELECT id, abuse_score FROM "${schema}"."before_abuse" ORDER BY id`,
+    );
+    expect(stored.rows).toEqual([
+      { id: 'scored-1', abuse_score: 0.7312 },
+      { id: 'unscored-1', abuse_score: null },
+    ]);
+    const { records: read } = await recentUsage(db, { ...location, limit: 10 });
+    expect(read.find((record) => record.id === 'scored-1')).toEqual(scored);
+    expect(read.find((record) => record.id === 'unscored-1')).not.toHaveProperty('abuseScore');
+  });
+
   it('migrates idempotently (a second run changes nothing)', async () => {
     await expect(migrateUsageLedger(db, { schema, table })).resolves.toBeUndefined();
     expect(ledgerMigrationSql({ schema, table })[0]).toBe(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
