@@ -54,11 +54,18 @@ export interface AbuseGuard {
   afterAuth: Middleware;
 }
 
+declare module '@tollgate/core' {
+  interface ContextVariableMap {
+    /** The client address the abuse guard read before authentication. */
+    'guard.abuseAddress': string;
+  }
+}
+
 export function abuseGuard(watch: AbuseWatch, registry: MitigationRegistry, renderError: ErrorRenderer): AbuseGuard {
   const paced = new Map<string, number>();
-  /** Each request's client address, read once before authentication. */
-  const addresses = new WeakMap<IncomingMessage, string>();
-  const addressOf = (req: IncomingMessage) => addresses.get(req) ?? clientAddress(req);
+  /** Each request's client address, read once before authentication and kept on its context (not in a WeakMap keyed by the request: see docs/performance.md). */
+  const addressOf = (req: IncomingMessage, res: ServerResponse) =>
+    getContext(req, res).get('guard.abuseAddress') ?? clientAddress(req);
 
   /** The model's action on `subject` that refuses this request, if any (a throttle lets one in 1/scale through). */
   function refusing(subject: AbuseSubject, now: number): Mitigation | undefined {
@@ -107,7 +114,7 @@ export function abuseGuard(watch: AbuseWatch, registry: MitigationRegistry, rend
     const agent = req.headers['user-agent'];
     watch.record(
       req,
-      addressOf(req),
+      addressOf(req, this),
       {
         at: Date.now(),
         status: this.statusCode,
@@ -125,7 +132,7 @@ export function abuseGuard(watch: AbuseWatch, registry: MitigationRegistry, rend
     beforeAuth: function tollgateAbuseBeforeAuth(req, res, next) {
       res.on('finish', recordAtEnd);
       const address = clientAddress(req);
-      addresses.set(req, address);
+      getContext(req, res).set('guard.abuseAddress', address);
       const subjects = watch.subjectsOf(address, undefined, undefined);
       if (refuse(req, res, subjects)) return;
       noteScore(req, res, subjects);
@@ -133,7 +140,7 @@ export function abuseGuard(watch: AbuseWatch, registry: MitigationRegistry, rend
     },
     afterAuth: function tollgateAbuseAfterAuth(req, res, next) {
       const identity = (req as IncomingMessage & { tollgate?: { identity?: Identity } }).tollgate?.identity;
-      const subjects = watch.subjectsOf(addressOf(req), identity?.keyId, identity?.tenantId);
+      const subjects = watch.subjectsOf(addressOf(req, res), identity?.keyId, identity?.tenantId);
       // The address was judged before authentication.
       if (
         refuse(
