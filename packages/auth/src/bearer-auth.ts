@@ -1,11 +1,11 @@
 // bearerAuth: the API-key check as a passport strategy (passport-http-bearer), for apps that already use passport.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Request } from 'express';
-import passport from 'passport';
-import bearerModule from 'passport-http-bearer';
+import type passportModule from 'passport';
+import type bearerModule from 'passport-http-bearer';
 import type { ErrorRenderer, Identity } from '@tollgate/core';
 import { getContext } from '@tollgate/core';
-import { assertKnownOptions } from '@tollgate/core/options';
+import { assertKnownOptions, loadOnDemand } from '@tollgate/core/options';
 import type { KeyAuthOptions } from './api-key-auth.js';
 import { resolveKeyAuthOptions } from './api-key-auth.js';
 import {
@@ -111,7 +111,9 @@ function buildStrategy(resolved: ReturnType<typeof resolveKeyAuthOptions>): Stra
     );
   };
 
-  const strategy = new bearerModule.Strategy({ realm, passReqToCallback: true }, verify) as unknown as Strategy;
+  // passport and its bearer strategy load with the first strategy built: an app without bearerAuth never loads them.
+  const { Strategy: BearerStrategy } = loadOnDemand<typeof bearerModule>(import.meta.url, 'passport-http-bearer');
+  const strategy = new BearerStrategy({ realm, passReqToCallback: true }, verify) as unknown as Strategy;
   strategy.name = BEARER_STRATEGY_NAME;
   return strategy;
 }
@@ -136,7 +138,8 @@ export function bearerAuth(options: BearerAuthOptions = {}) {
   const resolved = resolveKeyAuthOptions({ ...strategyOptions, renderError: renderOption }, 'bearerAuth');
   const { realm, renderError } = resolved;
   const strategy = buildStrategy(resolved);
-  const authenticator: PassportLike = instance ?? new passport.Passport();
+  const authenticator: PassportLike =
+    instance ?? new (loadOnDemand<typeof passportModule>(import.meta.url, 'passport').Passport)();
   authenticator.use(BEARER_STRATEGY_NAME, strategy);
 
   return function tollgateBearerAuth(req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void): void {

@@ -1,7 +1,6 @@
 // jwtAuth: identifies the caller by a JWT (jose) checked against a static or remote JWKS, with claims mapped to an Identity.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createLocalJWKSet, createRemoteJWKSet, jwtVerify } from 'jose';
-import type { JSONWebKeySet, JWK, JWTPayload, JWTVerifyGetKey } from 'jose';
+import type { JSONWebKeySet, JWK, JWTPayload, JWTVerifyGetKey, RemoteJWKSetOptions } from 'jose';
 import type { ErrorRenderer, Identity } from '@tollgate/core';
 import { getContext, parseDuration, renderApiError, TollgateError } from '@tollgate/core';
 import { assertKnownOptions } from '@tollgate/core/options';
@@ -114,6 +113,12 @@ export interface JwtAuthOptions {
    */
   renderError?: ErrorRenderer;
 }
+
+type Jose = typeof import('jose');
+
+/** jose, imported by the first token checked: a process with no JWT auth configured never loads it (ESM only). */
+let jose: Promise<Jose> | undefined;
+const loadJose = (): Promise<Jose> => (jose ??= import('jose'));
 
 /** The options that say how a token is verified; `realm`, `optional` and `renderError` belong to the middleware. */
 export type JwtVerifyOptions = Omit<JwtAuthOptions, 'realm' | 'optional' | 'renderError'>;
@@ -253,7 +258,8 @@ function requiredIssuerAndAudience(
 
 /** Where a token's key is found, and which algorithms those keys can verify when the options name none. */
 interface SigningKeys {
-  getKey: JWTVerifyGetKey;
+  /** jose's key lookup, built with jose when the first token is checked (an app without JWTs never loads jose). */
+  getKey: (jose: Jose) => JWTVerifyGetKey;
   /** A remote JWKS: a failure to fetch it is the service's (503), not the token's. */
   remote: boolean;
   derived: string[];
@@ -273,18 +279,26 @@ function signingKeys(jwks: JSONWebKeySet | string | URL, options: JwtVerifyOptio
       throw invalidOption(factory, 'a remote "jwks" must be an http(s) URL');
     const durationMs = (value: number | string | undefined, fallback: string, what: string) =>
       parseDuration(value ?? fallback, `${factory}(): ${what}`);
-    const getKey = createRemoteJWKSet(url, {
+    const fetching: RemoteJWKSetOptions = {
       cacheMaxAge: durationMs(options.jwksCacheMaxAge, '10m', 'jwksCacheMaxAge'),
       cooldownDuration: durationMs(options.jwksCooldown, '30s', 'jwksCooldown'),
       timeoutDuration: durationMs(options.jwksTimeout, '5s', 'jwksTimeout'),
-    });
-    return { getKey, remote: true, derived: ASYMMETRIC_ALGS, hasHmacKeys: false };
+    };
+    return {
+      getKey: (jose) => jose.createRemoteJWKSet(url, fetching),
+      remote: true,
+      derived: ASYMMETRIC_ALGS,
+      hasHmacKeys: false,
+    };
   }
+  // What jose's own key set refuses at its construction (a key that is no object), refused here at the factory's.
+  const isKey = (key: unknown) => typeof key === 'object' && key !== null && !Array.isArray(key);
   if (typeof jwks !== 'object' || jwks === null || !Array.isArray(jwks.keys) || jwks.keys.length === 0) {
     throw invalidOption(factory, 'a static "jwks" must be { keys: [...] } with at least one key');
   }
+  if (!jwks.keys.every(isKey)) throw invalidOption(factory, 'every key of a static "jwks" must be a JWK object');
   return {
-    getKey: createLocalJWKSet(jwks),
+    getKey: (jose) => jose.createLocalJWKSet(jwks),
     remote: false,
     derived: algorithmsOfKeys(jwks.keys),
     hasHmacKeys: jwks.keys.some((key) => key.kty === 'oct'),
@@ -374,18 +388,26 @@ export function createJwtCheck(options: JwtVerifyOptions, realm: string, factory
   const jwks = jwksOption(options, factory);
   const { issuer, audience } = requiredIssuerAndAudience(options, factory);
   const keys = signingKeys(jwks, options, factory);
-  const { getKey, remote } = keys;
+  const { remote } = keys;
   const algorithms = acceptedAlgorithms(options, keys, factory);
   const clockTolerance = clockToleranceSeconds(options, factory);
   const claims = claimNames(options, factory);
   const mapIdentity = options.mapIdentity;
   const onJwksError = options.onJwksError ?? warnJwksError;
   const verifyOptions = { issuer, audience, algorithms, clockTolerance, requiredClaims: ['sub', 'exp'] };
+  let verifier: Promise<(token: string) => Promise<{ payload: JWTPayload }>> | undefined;
+  const verify = (token: string) => {
+    verifier ??= loadJose().then((jose) => {
+      const getKey = keys.getKey(jose);
+      return (jwt: string) => jose.jwtVerify(jwt, getKey, verifyOptions);
+    });
+    return verifier.then((verifyToken) => verifyToken(token));
+  };
 
   return async function checkJwt(token) {
     let payload: JWTPayload;
     try {
-      ({ payload } = await jwtVerify(token, getKey, verifyOptions));
+      ({ payload } = await verify(token));
     } catch (error) {
       const { code, claim } = error as { code?: string; claim?: string };
       if (remote && (code === undefined || !TOKEN_FAULTS.has(code))) {

@@ -2,8 +2,8 @@
 // command or flag, the exit codes, and one output formatter (an aligned table, CSV or JSON) with money in USD.
 import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
-import { stringify } from 'csv-stringify/sync';
 import { didYouMean } from './errors.js';
+import { loadOnDemand } from './optional-peer.js';
 import { usdDecimal } from './money.js';
 
 /** Exit codes of every command: done, the operation failed, the command line was wrong. */
@@ -213,7 +213,7 @@ export function formatRows<Row>(
     return `${JSON.stringify(objects, null, 2)}\n`;
   }
   if (format === 'csv')
-    return stringify([
+    return loadOnDemand<typeof import('csv-stringify/sync')>(import.meta.url, 'csv-stringify/sync').stringify([
       columns.map((column) => column.name),
       ...rows.map((row) => columns.map((column) => csvCell(column, row))),
     ]);

@@ -1,5 +1,6 @@
 // What a missing optional peer dependency is, and how every package says which one to install: heavy integrations
 // (pg, PGlite, stripe, OpenTelemetry's SDK, MCP) load only when a feature asks for them, so installs stay lean.
+import { createRequire } from 'node:module';
 import { TollgateError } from './errors.js';
 
 /** Which optional package a feature needs, and whose peer it is. */
@@ -29,4 +30,19 @@ export function optionalPeerError(error: unknown, peer: OptionalPeer): unknown {
     `${peer.feature} needs the "${peer.name}" package, an optional peer dependency of ${peer.dependent}: ` +
       `npm install ${peer.name}`,
   );
+}
+
+/**
+ * The package `name` as resolved from the module at `from` (its `import.meta.url`), loaded when a feature first asks
+ * for it rather than when its package is imported: a process that never configures the feature never pays for it
+ * (docs/performance.md, memory at rest). Synchronous, so factories stay synchronous: CommonJS builds, and ESM-only
+ * packages through require(esm) on the Node versions the packages support. With `peer` (an optional peer dependency),
+ * its absence is the TollgateError naming the package to install.
+ */
+export function loadOnDemand<T>(from: string, name: string, peer?: Omit<OptionalPeer, 'name'>): T {
+  try {
+    return createRequire(from)(name) as T;
+  } catch (error) {
+    throw peer ? optionalPeerError(error, { name, ...peer }) : error;
+  }
 }

@@ -1,9 +1,10 @@
 // The guard (its checks, alerts, prompt guardrails): its pieces in the proxy's chain, and budget and store events in
 // its alert stream.
 import type { Request, RequestHandler, Router } from 'express';
-import { createClient } from '@redis/client';
+import type { createClient } from '@redis/client';
 import type { ProxyMetrics } from '@tollgate/metering/prometheus';
 import { refusalRenderer } from '@tollgate/core';
+import { loadOnDemand } from '@tollgate/core/options';
 import type { ApiError, ErrorRenderer, TollgateStores, UsageRecord } from '@tollgate/core';
 import {
   abuseAdminRouter,
@@ -145,10 +146,16 @@ export function createProxyGuard(settings: GuardSetupOptions, deps: ProxyGuardDe
   if (!settings.enabled) return { ...NO_GUARD, afterAuth, close: async () => shedder?.close() };
 
   const redisUrl = deps.stores.kind === 'redis' ? settings.redisUrl : undefined;
+  // Redis's client loads only with Redis stores, which loaded it already (a gateway on memory never does).
+  const redisClient = (url: string) =>
+    loadOnDemand<{ createClient: typeof createClient }>(import.meta.url, '@redis/client').createClient({
+      url,
+      name: 'tollgate-guard',
+    });
   const guard: Guard = createGuard({
     stores: deps.stores,
     // Suspensions and blocks reach every process on pub/sub at once; without it, within the 1 s sync.
-    ...(redisUrl ? { subscriber: createClient({ url: redisUrl, name: 'tollgate-guard' }) } : {}),
+    ...(redisUrl ? { subscriber: redisClient(redisUrl) } : {}),
     spendAnomaly: settings.spendAnomaly,
     repeatedRequests: settings.repeatedRequests,
     authFailures: settings.authFailures,

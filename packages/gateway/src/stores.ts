@@ -2,7 +2,6 @@
 import { createMemoryStores } from '@tollgate/core';
 import { withTimeout } from '@tollgate/core/store-contracts';
 import type { TollgateStores } from '@tollgate/core';
-import { createRedisStores } from '@tollgate/redis';
 
 /**
  * Each middleware answers a slow store by its own deadline (limits 1 s, auth and budget 2 s). The
@@ -27,6 +26,8 @@ export interface StoreChoice {
 export async function createStores(choice: StoreChoice): Promise<TollgateStores> {
   const cluster = choice.redisUrl ? undefined : choice.redisCluster;
   if (!choice.redisUrl && !cluster) return createMemoryStores();
+  // Imported here, not at the top: a gateway on memory stores never loads Redis's client (docs/performance.md).
+  const { createRedisStores } = await import('@tollgate/redis');
   const stores = createRedisStores({
     // On a cluster the global budget goes out in blocks (blockStores, `redis.blocks`), so the global slot's shard does not cap the cluster (bench §10).
     ...(cluster ? { cluster } : { url: choice.redisUrl }),

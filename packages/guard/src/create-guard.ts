@@ -7,7 +7,7 @@ import {
   type TollgateStores,
   type UsageRecord,
 } from '@tollgate/core';
-import type { SendCommand } from '@tollgate/redis';
+import type { SendCommand } from '@tollgate/redis/lua';
 import { abuseGuard } from './abuse-guard.js';
 import { AbuseWatch, type AbuseEntry } from './abuse-watch.js';
 import type { AbuseSubject } from './abuse-features.js';

@@ -1,5 +1,6 @@
 // The guard's store on Redis: every process sees the same baselines, mitigations, anomaly log, failure counts and claims.
-import type { SendCommand, SubscriberLike } from '@tollgate/redis';
+import type { SubscriberLike } from '@tollgate/redis';
+import type { SendCommand } from '@tollgate/redis/lua';
 import {
   mergeTallyField,
   tallyFields,

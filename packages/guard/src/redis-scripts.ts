@@ -1,5 +1,5 @@
 // The guard's Redis scripts: one per atomic operation, called by SHA through the stores' sendCommand (EVAL on NOSCRIPT).
-import { LuaScript } from '@tollgate/redis';
+import { LuaScript } from '@tollgate/redis/lua';
 
 // `now`: the caller's clock when ARGV holds one (tests replay a fixed clock), else Redis TIME in ms.
 const NOW = (index: number) => `

@@ -1,10 +1,6 @@
 // Loads an optional peer dependency (pg, pino, prom-client, PGlite, stripe, OpenTelemetry's SDK) when what needs it is
 // built, so installs without them stay lean.
-import { createRequire } from 'node:module';
-import { optionalPeerError } from '@tollgate/core/options';
-
-// CommonJS builds (PGlite and stripe ship one too), so a synchronous require keeps the sink factories synchronous.
-const requireFromHere = createRequire(import.meta.url);
+import { loadOnDemand, optionalPeerError } from '@tollgate/core/options';
 
 type MeteringPeer = 'pg' | 'pino' | 'prom-client' | '@electric-sql/pglite' | 'stripe';
 
@@ -17,11 +13,8 @@ const peer = (name: string, feature: string) => ({
 
 /** The module `name`, or a TollgateError saying which package to install for `feature`. */
 export function loadOptionalPeer<T>(name: MeteringPeer, feature: string): T {
-  try {
-    return requireFromHere(name) as T;
-  } catch (error) {
-    throw optionalPeerError(error, peer(name, feature));
-  }
+  // CommonJS builds (PGlite and stripe ship one too), so a synchronous load keeps the sink factories synchronous.
+  return loadOnDemand<T>(import.meta.url, name, peer(name, feature));
 }
 
 /** `load()` (an `import()` of an ESM-first peer, OpenTelemetry's SDK), or the same error when `name` is missing. */

@@ -1,27 +1,39 @@
 // The express-rate-limit store of one request layer: the stores' own fixed windows (Redis), rate-limit-redis on other command-sending stores, process memory otherwise.
 import type { ClientRateLimitInfo, IncrementResponse, Options as RateLimitOptions, Store } from 'express-rate-limit';
-import { RedisStore, type RedisReply } from 'rate-limit-redis';
+import type { RedisStore, RedisReply } from 'rate-limit-redis';
+import type * as rateLimitRedis from 'rate-limit-redis';
+import { loadOnDemand } from '@tollgate/core/options';
 import { fixedWindowCalls, whenReady, type FixedWindowCalls } from '@tollgate/core/store-contracts';
 import type { StoreFailureHandling } from './store-failure.js';
 import type { FixedWindowCounter, StoresWithCommands } from './types.js';
 
+type RedisStoreOptions = ConstructorParameters<typeof RedisStore>[0];
+
 /**
  * rate-limit-redis loads its script once, at init. If Redis was down then, the rejected load is
  * awaited by every later call and the store never recovers; load it again once Redis answers.
+ * The class is made with the first such store: a process whose stores keep their own windows never loads rate-limit-redis.
  */
-class RecoveringRedisStore extends RedisStore {
-  override async increment(key: string): Promise<IncrementResponse> {
-    const loadFailed = await this.incrementScriptSha.then(
-      () => false,
-      () => true,
-    );
-    if (loadFailed) {
-      this.incrementScriptSha = this.loadIncrementScript();
-      // Awaited just below; a failure here is that call's failure, not an unhandled one.
-      this.incrementScriptSha.catch(() => undefined);
+let RecoveringRedisStore: (new (options: RedisStoreOptions) => RedisStore) | undefined;
+
+function recoveringRedisStore(options: RedisStoreOptions): RedisStore {
+  RecoveringRedisStore ??= class RecoveringRedisStore extends (
+    loadOnDemand<typeof rateLimitRedis>(import.meta.url, 'rate-limit-redis').RedisStore
+  ) {
+    override async increment(key: string): Promise<IncrementResponse> {
+      const loadFailed = await this.incrementScriptSha.then(
+        () => false,
+        () => true,
+      );
+      if (loadFailed) {
+        this.incrementScriptSha = this.loadIncrementScript();
+        // Awaited just below; a failure here is that call's failure, not an unhandled one.
+        this.incrementScriptSha.catch(() => undefined);
+      }
+      return super.increment(key);
     }
-    return super.increment(key);
-  }
+  };
+  return new RecoveringRedisStore(options);
 }
 
 /**
@@ -215,7 +227,7 @@ export function createRequestStore(
   let inner: Store;
   if (stores?.fixedWindow) inner = new FixedWindowStore(stores.fixedWindow, prefix, windowMs);
   else if (sendCommand)
-    inner = new RecoveringRedisStore({
+    inner = recoveringRedisStore({
       prefix,
       sendCommand: (...args: string[]) => sendCommand(args) as Promise<RedisReply>,
     });

@@ -1,6 +1,5 @@
 // `tollgate reconcile` (in @tollgate/cli) asks the gateway for this: a config's budgets raised, once, to what its
 // PostgreSQL ledger recorded, outside a running gateway.
-import pg from 'pg';
 import type { RebuildReport } from '@tollgate/budget';
 import { createPricing } from '@tollgate/core';
 import { createStores } from '../stores.js';
@@ -16,7 +15,8 @@ export async function reconcileBudgets(config: ProxyConfig, redisUrl: string): P
   // Without it pg would connect wherever its environment points: raising budgets to another database's spend.
   if (!config.postgresUrl) throw new ConfigError('postgresUrl: reconciling budgets reads the PostgreSQL ledger');
   const stores = await createStores({ redisUrl, ...(config.redisPrefix ? { redisPrefix: config.redisPrefix } : {}) });
-  const pool = new pg.Pool({ connectionString: config.postgresUrl, max: 1 });
+  const { Pool } = await import('pg');
+  const pool = new Pool({ connectionString: config.postgresUrl, max: 1 });
   const pricing = createPricing({ models: { ...config.models } });
   const guard = createBudgetGuard(config, stores, pricing, () => undefined, { ledger: pool });
   try {

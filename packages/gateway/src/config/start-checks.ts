@@ -1,5 +1,4 @@
 // Checks made before the proxy takes traffic: what a config can name that only the environment can confirm.
-import pg from 'pg';
 import { ConfigError } from './error.js';
 import type { ProxyConfig } from './schema.js';
 
@@ -19,7 +18,9 @@ export function parsePort(text: string, source = 'PORT'): number {
 /** A PostgreSQL ledger that does not answer now would lose every usage record to the spool: refuse to start instead. */
 export async function checkPostgres(config: ProxyConfig): Promise<void> {
   if (!config.postgresUrl) return;
-  const client = new pg.Client({
+  // pg loads only for a config with a PostgreSQL ledger (docs/performance.md).
+  const { Client } = await import('pg');
+  const client = new Client({
     connectionString: config.postgresUrl,
     connectionTimeoutMillis: POSTGRES_CONNECT_TIMEOUT_MS,
   });
