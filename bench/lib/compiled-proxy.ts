@@ -33,7 +33,8 @@ export async function startCompiledProxy(
   const port = await freePort();
   const child: ChildProcess = spawn(process.execPath, [...(options.execArgv ?? []), COMPILED_MAIN], {
     env: { ...process.env, TOLLGATE_CONFIG: configPath, PORT: String(port), REDIS_URL: '' },
-    stdio: ['ignore', 'ignore', 'pipe'],
+    // BENCH_PROXY_STDOUT=1 shows what the proxy prints (e.g. with `--trace-gc` in execArgv).
+    stdio: ['ignore', process.env.BENCH_PROXY_STDOUT ? 'inherit' : 'ignore', 'pipe'],
   });
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => void (stderr = (stderr + chunk.toString()).slice(-4000)));
