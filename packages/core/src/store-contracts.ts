@@ -20,16 +20,7 @@ export type {
   WindowCounterAtOnce,
   WindowResult,
 } from './stores.js';
-export {
-  GLOBAL_SLOT,
-  SpendNotRebuiltError,
-  counterAtOnce,
-  fixedWindowAtOnce,
-  ledgerAtOnce,
-  scopeKeyOf,
-  scopeRemaining,
-  spentBeyondCredit,
-} from './stores.js';
+export { GLOBAL_SLOT, SpendNotRebuiltError, scopeKeyOf, scopeRemaining, spentBeyondCredit } from './stores.js';
 export type { AuthMethod } from './types.js';
 export { assertReserveNumbers, assertStoreAmount, assertStoreIncrease, assertStoreNumber } from './store-input.js';
 export {

@@ -77,7 +77,7 @@ describe("core's doors", () => {
     const at = { options, stores, checks } as Record<string, Record<string, unknown>>;
     for (const [name, subpath] of [
       ['assertKnownOptions', 'options'],
-      ['counterAtOnce', 'stores'],
+      ['scopeKeyOf', 'stores'],
       ['withTimeout', 'stores'],
       ['attachPreCallCheck', 'checks'],
       ['MemoryWindowCounter', 'stores'],
@@ -86,6 +86,13 @@ describe("core's doors", () => {
         name,
         atDoor: false,
         atSubpath: true,
+      });
+    // Which way a part answers (at once, else a promise) is the engine's choice: no door offers it to callers.
+    for (const name of ['counterAtOnce', 'fixedWindowAtOnce', 'ledgerAtOnce'])
+      expect({ name, atDoor: name in door, atSubpath: name in stores }).toEqual({
+        name,
+        atDoor: false,
+        atSubpath: false,
       });
   });
 

@@ -1,7 +1,9 @@
 // The in-memory stores stay bounded: expired windows, charged reservations and scopes are evicted.
 import { afterEach, describe, expect, it, jest } from '@jest/globals';
 import { createMemoryStores, TollgateError } from '@tollgate/core';
-import { counterAtOnce, ledgerAtOnce, MemoryReservationLedger } from '@tollgate/core/store-contracts';
+import { MemoryReservationLedger } from '@tollgate/core/store-contracts';
+// Which way a part answers is the engine's choice (not on a door): read here to see the memory stores answer at once.
+import { counterAtOnce, ledgerAtOnce } from '../src/stores.js';
 import type { ReserveRequest } from '@tollgate/core/store-contracts';
 
 describe('memory stores', () => {

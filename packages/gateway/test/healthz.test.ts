@@ -26,6 +26,7 @@ interface Health {
   status: string;
   unavailable?: { upstreams: string[]; modelGroups: string[] };
   routing?: { target: string; breaker: string; probe?: { ok: boolean } }[];
+  tokenizers?: 'ready' | 'loading';
 }
 
 /** A port that was just free and is closed again: a connection to it is refused. */
@@ -75,7 +76,9 @@ const twoGroups = () => ({
   },
 });
 
-const probed = (health: Health) => (health.routing ?? []).every((target) => target.probe !== undefined);
+/** Every target probed, and the encoding loaded (until then /healthz is 503 whatever the upstreams say). */
+const probed = (health: Health) =>
+  health.tokenizers === 'ready' && (health.routing ?? []).every((target) => target.probe !== undefined);
 
 beforeAll(async () => {
   const mock = createMockProvider();

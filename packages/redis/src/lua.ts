@@ -8,7 +8,7 @@ export type SendCommand = (args: string[]) => Promise<unknown>;
  * Trims every line and drops blank and comment-only lines, so indentation changes in this
  * repository do not change a script's SHA1 (which a test pins).
  */
-export function normaliseLua(source: string): string {
+function normaliseLua(source: string): string {
   return source
     .split('\n')
     .map((line) => line.trim())

@@ -1,7 +1,7 @@
 // Each Lua script's SHA1 is pinned: changing a script is a deliberate act (and old SHAs stay cached in Redis).
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createRedisStores, type RedisStores } from '@tollgate/redis';
-import { normaliseLua } from '../src/lua.js';
+import { LuaScript } from '../src/lua.js';
 import { ScriptBundle } from '../src/script-bundle.js';
 import { SCRIPTS } from '../src/scripts.js';
 import { REDIS_URL, requireRedis, uniquePrefix } from './helpers.js';
@@ -58,7 +58,9 @@ describe('Lua scripts', () => {
   });
 
   it('normalises whitespace and comment lines, not code', () => {
-    expect(normaliseLua('\n  local a = 1  \n\n    -- why\n  return a -- keep\n')).toBe('local a = 1\nreturn a -- keep');
+    expect(new LuaScript('t', '\n  local a = 1  \n\n    -- why\n  return a -- keep\n').source).toBe(
+      'local a = 1\nreturn a -- keep',
+    );
     for (const script of Object.values(SCRIPTS)) {
       expect(script.source).not.toMatch(/^\s|\s$|\n\s|\s\n|\n\n/);
     }
