@@ -3,7 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { startServer } from './lib/child.js';
 import { startCompiledProxy, type RunningProxy } from './lib/compiled-proxy.js';
-import { DEPLOYMENT, deploymentProxyConfig, rotatingLoad } from './lib/deployment-config.js';
+import { DEPLOYMENT, deployedProxyConfig, rotatingLoad } from './lib/deployment-config.js';
 import { CHAT_PATH } from './lib/fixtures.js';
 import { runLoad, type LoadResult } from './lib/load.js';
 import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
@@ -41,11 +41,7 @@ export async function runDeploymentMemoryBenchmark(context: BenchContext): Promi
   const upstream = await startServer({ app: 'mock-upstream' });
   let proxy: RunningProxy | undefined;
   try {
-    proxy = await startCompiledProxy({
-      ...deploymentProxyConfig(),
-      upstreams: { openai: { baseUrl: `${upstream.url}/v1`, apiKey: 'upstream-bench-key' } },
-      log: { level: 'silent' },
-    });
+    proxy = await startCompiledProxy(deployedProxyConfig(upstream.url));
     const started = performance.now();
     const samples: RssSample[] = [await sample(proxy, started)];
     const running = proxy;

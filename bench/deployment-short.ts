@@ -4,7 +4,13 @@
 // `deployment` section measures the steady state after it.
 import { startServer } from './lib/child.js';
 import { startCompiledProxy } from './lib/compiled-proxy.js';
-import { DEPLOYMENT, deploymentProxyConfig, rotatingLoad, type DeploymentMode } from './lib/deployment-config.js';
+import {
+  DEPLOYMENT,
+  DEPLOYMENT_CASE,
+  deployedProxyConfig,
+  rotatingLoad,
+  type DeploymentMode,
+} from './lib/deployment-config.js';
 import { CHAT_PATH } from './lib/fixtures.js';
 import { runLoad, type LoadResult } from './lib/load.js';
 import { STREAM_CONTENT_CHUNKS } from './lib/mock-upstream.js';
@@ -13,9 +19,7 @@ import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.j
 import { fmtMs, fmtNumber, fmtRatio, median, quantile, table } from './lib/stats.js';
 import os from 'node:os';
 
-const PASSTHROUGH = 'bare passthrough (Express + undici)';
-const PROXY_MEMORY = 'tollgate proxy (memory)';
-const PROXY_REDIS = 'tollgate proxy (Redis, blocks on)';
+const { passthrough: PASSTHROUGH, memory: PROXY_MEMORY, redis: PROXY_REDIS } = DEPLOYMENT_CASE;
 
 const CONNECTIONS = 32;
 const ROUND_S = 4;
@@ -35,19 +39,12 @@ interface ShortCase {
   redis: boolean;
 }
 
-const proxyConfig = (upstream: string, stores: Record<string, unknown>): Record<string, unknown> => ({
-  ...deploymentProxyConfig(),
-  upstreams: { openai: { baseUrl: `${upstream}/v1`, apiKey: 'upstream-bench-key' } },
-  log: { level: 'silent' },
-  ...stores,
-});
-
 const CASES: readonly ShortCase[] = [
   { name: PASSTHROUGH, redis: false },
-  { name: PROXY_MEMORY, config: (upstream) => proxyConfig(upstream, {}), redis: false },
+  { name: PROXY_MEMORY, config: (upstream) => deployedProxyConfig(upstream), redis: false },
   {
     name: PROXY_REDIS,
-    config: (upstream, redisUrl, prefix) => proxyConfig(upstream, { redisUrl, redisPrefix: prefix }),
+    config: (upstream, redisUrl, prefix) => deployedProxyConfig(upstream, { redisUrl, redisPrefix: prefix }),
     redis: true,
   },
 ];

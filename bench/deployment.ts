@@ -1,7 +1,13 @@
 // Benchmark: a realistic deployment (1,000 tenants, each key used in turn, real limits and budgets) through the example
 // proxy on memory and on Redis, and through the peer stack a user would assemble from well-known libraries.
 import { startServer, type BenchChild, type ServerSpec } from './lib/child.js';
-import { DEPLOYMENT, deploymentProxyConfig, rotatingLoad, type DeploymentMode } from './lib/deployment-config.js';
+import {
+  DEPLOYMENT,
+  DEPLOYMENT_CASE,
+  deploymentProxyConfig,
+  rotatingLoad,
+  type DeploymentMode,
+} from './lib/deployment-config.js';
 import { CHAT_PATH } from './lib/fixtures.js';
 import { alternateRounds, runLoad, type CaseSummary, type LoadResult } from './lib/load.js';
 import { STREAM_CONTENT_CHUNKS } from './lib/mock-upstream.js';
@@ -10,9 +16,7 @@ import { countRoundTrips, type CaseCount } from './round-trips.js';
 import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
 import { fmtMs, fmtNumber, fmtRatio, median, table } from './lib/stats.js';
 
-const PASSTHROUGH = 'bare passthrough (Express + undici)';
-const PROXY_MEMORY = 'tollgate proxy (memory)';
-const PROXY_REDIS = 'tollgate proxy (Redis, blocks on)';
+const { passthrough: PASSTHROUGH, memory: PROXY_MEMORY, redis: PROXY_REDIS } = DEPLOYMENT_CASE;
 const PROXY_UNBLOCKED = 'tollgate proxy (Redis, blocks: false)';
 const PEER = 'peer stack (Redis)';
 

@@ -53,6 +53,26 @@ export function deploymentProxyConfig(): Record<string, unknown> {
   };
 }
 
+/** The names the deployment sections give their cases, the same in every table. */
+export const DEPLOYMENT_CASE = {
+  passthrough: 'bare passthrough (Express + undici)',
+  memory: 'tollgate proxy (memory)',
+  redis: 'tollgate proxy (Redis, blocks on)',
+} as const;
+
+/**
+ * What the compiled example proxy reads from TOLLGATE_CONFIG for the workload: `deploymentProxyConfig()` before
+ * `upstream` (the mock's URL), its log silent, and `stores` (e.g. `redisUrl`, `redisPrefix`; none: memory stores).
+ */
+export function deployedProxyConfig(upstream: string, stores: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    ...deploymentProxyConfig(),
+    upstreams: { openai: { baseUrl: `${upstream}/v1`, apiKey: 'upstream-bench-key' } },
+    log: { level: 'silent' },
+    ...stores,
+  };
+}
+
 export type DeploymentMode = 'json' | 'stream' | 'mixed';
 
 /** What runLoad sends: the first request, and a rewrite that gives each request the next key (and body, in `mixed`). */
