@@ -417,6 +417,12 @@ declare module './context.js' {
   }
 }
 
+/** `price`, or UnknownModelError for `model` where there is none: what `Pricing.get` adds to `find`. */
+function known(price: ResolvedPrice | undefined, model: string): ResolvedPrice {
+  if (!price) throw new UnknownModelError(model);
+  return price;
+}
+
 /** One request's view of a pricing: the table in use when the request was first priced; tiers default to its call's. */
 class PinnedPricing implements Pricing {
   constructor(
@@ -437,9 +443,7 @@ class PinnedPricing implements Pricing {
   }
 
   get(model: string, tier: string | undefined = this.ctx.call?.serviceTier): ResolvedPrice {
-    const price = this.find(model, tier);
-    if (!price) throw new UnknownModelError(model);
-    return price;
+    return known(this.find(model, tier), model);
   }
 
   models(): string[] {
@@ -466,14 +470,9 @@ class PinnedPricing implements Pricing {
 export function createPricing(options: PricingOptions = {}): Pricing {
   let state = buildTable(options, {}, `shipped-${DEFAULT_PRICES_AS_OF}`);
   const fallback = options.defaultPrice ? resolvePrice('default', options.defaultPrice) : undefined;
-  const lookIn = (table: PriceTable, model: string, tier: string | undefined): ResolvedPrice => {
-    const price = atTier(findIn(table, fallback, model), tier);
-    if (!price) throw new UnknownModelError(model);
-    return price;
-  };
   const live: Pricing = {
     find: (model, tier) => atTier(findIn(state, fallback, model), tier),
-    get: (model, tier) => lookIn(state, model, tier),
+    get: (model, tier) => known(live.find(model, tier), model),
     models: () => [...state.table.keys()],
     get version() {
       return state.version;
