@@ -27,6 +27,7 @@ interface ComposeService {
   volumes?: string[];
   secrets?: string[];
   ports?: string[];
+  mem_limit?: string;
 }
 interface Compose {
   services: Record<string, ComposeService>;
@@ -119,6 +120,16 @@ describe('deploy/compose.yaml', () => {
     expect(compose.services.redis!.command).toEqual(expect.arrayContaining(['--appendonly', 'yes']));
     expect(compose.services.gateway!.build).toEqual({ context: '..', dockerfile: 'deploy/Dockerfile' });
     expect(compose.services.gateway!.environment!.REDIS_URL).toBe('redis://redis:6379');
+  });
+
+  it('runs the gateway under the memory limit the Kubernetes manifest sets (Node sizes its heap by it)', () => {
+    const [container] = (
+      byKind('Deployment').spec.template as { spec: { containers: { resources: { limits: { memory: string } } }[] } }
+    ).spec.containers;
+    const mebibytes = (quantity: string, unit: RegExp) => Number(unit.exec(quantity)?.[1]);
+    const composed = mebibytes(String(compose.services.gateway!.mem_limit), /^(\d+)m$/);
+    expect(composed).toBeGreaterThan(0);
+    expect(composed).toBe(mebibytes(container!.resources.limits.memory, /^(\d+)Mi$/));
   });
 
   it("mounts deploy/tollgate.json where TOLLGATE_CONFIG says, and sets every upstream's apiKeyEnv", () => {

@@ -6,6 +6,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { MemoryCgroup } from './memory-limit.js';
 import { freePort } from './private-redis.js';
 
 /** The example proxy compiled (`pnpm --filter @tollgate/example-proxy build`), as a deployment runs it. */
@@ -23,7 +24,7 @@ export interface RunningProxy {
  */
 export async function startCompiledProxy(
   config: Record<string, unknown>,
-  options: { execArgv?: string[] } = {},
+  options: { execArgv?: string[]; cgroup?: MemoryCgroup } = {},
 ): Promise<RunningProxy> {
   if (!existsSync(COMPILED_MAIN))
     throw new Error(`${COMPILED_MAIN} is missing: run pnpm build (it builds the example proxy too)`);
@@ -31,7 +32,12 @@ export async function startCompiledProxy(
   const configPath = path.join(dir, 'tollgate.config.json');
   await writeFile(configPath, JSON.stringify(config));
   const port = await freePort();
-  const child: ChildProcess = spawn(process.execPath, [...(options.execArgv ?? []), COMPILED_MAIN], {
+  const command = [process.execPath, ...(options.execArgv ?? []), COMPILED_MAIN];
+  // In a cgroup: a shell joins it, then becomes node (same pid), so node starts under the limit and sizes its heap by it.
+  const [file, ...args] = options.cgroup
+    ? ['/bin/sh', '-c', 'echo $$ > "$0" && exec "$@"', options.cgroup.procs, ...command]
+    : command;
+  const child: ChildProcess = spawn(file!, args, {
     env: { ...process.env, TOLLGATE_CONFIG: configPath, PORT: String(port), REDIS_URL: '' },
     // BENCH_PROXY_STDOUT=1 shows what the proxy prints (e.g. with `--trace-gc` in execArgv).
     stdio: ['ignore', process.env.BENCH_PROXY_STDOUT ? 'inherit' : 'ignore', 'pipe'],
