@@ -85,6 +85,7 @@ export async function runDeploymentShortBenchmark(context: BenchContext): Promis
   const upstream = await startServer({ app: 'mock-upstream' });
   const results = new Map<string, Round[]>();
   const coldStarts = new Map<string, ColdSecond[]>();
+  const idleGaps = new Map<string, ColdSecond[][]>();
   const loads: string[] = [];
   try {
     for (const mode of MODES) {
@@ -125,11 +126,14 @@ export async function runDeploymentShortBenchmark(context: BenchContext): Promis
     // The first seconds of each, second by second (JSON): where a cold start spends them.
     for (const c of cases)
       coldStarts.set(c.name, await coldStart(c, upstream.url, redisUrl ? redis : undefined, context));
+    // The proxies as the rounds drive them: each round starts after an idle gap as long as two rounds.
+    for (const c of cases)
+      if (c.config) idleGaps.set(c.name, await afterIdleGaps(c, upstream.url, redisUrl ? redis : undefined, context));
   } finally {
     await upstream.close();
     await redis.stop();
   }
-  return describe(cases, results, rounds, loads, coldStarts);
+  return describe(cases, results, rounds, loads, coldStarts, idleGaps);
 }
 
 /** One second of a cold start: what was served, and on Redis what the scripts cost it. */
@@ -154,6 +158,35 @@ async function processCpuUs(pid: number): Promise<number | undefined> {
   return (Number(fields[11]) + Number(fields[12])) * 10_000;
 }
 
+/** A server the seconds below are measured on: its URL and its process. */
+interface Measured {
+  url: string;
+  pid: number;
+}
+
+/** One second of JSON load on `server`: what it served, its CPU per request, and on Redis what the scripts cost. */
+async function measureSecond(server: Measured, redis: PrivateRedis | undefined): Promise<ColdSecond> {
+  const before = redis ? await redis.cost() : undefined;
+  const cpuBefore = await processCpuUs(server.pid);
+  const result = await runLoad({
+    url: server.url,
+    path: CHAT_PATH,
+    ...rotatingLoad('json'),
+    connections: CONNECTIONS,
+    durationS: 1,
+  });
+  const cpuAfter = await processCpuUs(server.pid);
+  const cost = before ? costPerRequest(before, await redis!.cost(), result.requests) : undefined;
+  return {
+    rps: result.rps,
+    p99: quantile(result.latencies, 0.99),
+    ...(cpuBefore !== undefined && cpuAfter !== undefined && result.requests > 0
+      ? { cpuUs: (cpuAfter - cpuBefore) / result.requests }
+      : {}),
+    ...(cost ? { scriptCalls: cost.calls, redisCpuUs: cost.processCpuUs } : {}),
+  };
+}
+
 /** A new process of `c` (a new Redis prefix), driven for COLD_SECONDS one-second loads from its first request. */
 async function coldStart(
   c: ShortCase,
@@ -166,32 +199,47 @@ async function coldStart(
     : await startServer({ app: 'passthrough', options: { upstream } });
   const seconds: ColdSecond[] = [];
   try {
-    for (let second = 0; second < COLD_SECONDS; second++) {
-      const before = c.redis ? await redis!.cost() : undefined;
-      const cpuBefore = await processCpuUs(server.pid);
-      const result = await runLoad({
-        url: server.url,
-        path: CHAT_PATH,
-        ...rotatingLoad('json'),
-        connections: CONNECTIONS,
-        durationS: 1,
-      });
-      const cpuAfter = await processCpuUs(server.pid);
-      const cost = before ? costPerRequest(before, await redis!.cost(), result.requests) : undefined;
-      seconds.push({
-        rps: result.rps,
-        p99: quantile(result.latencies, 0.99),
-        ...(cpuBefore !== undefined && cpuAfter !== undefined && result.requests > 0
-          ? { cpuUs: (cpuAfter - cpuBefore) / result.requests }
-          : {}),
-        ...(cost ? { scriptCalls: cost.calls, redisCpuUs: cost.processCpuUs } : {}),
-      });
-    }
+    for (let second = 0; second < COLD_SECONDS; second++)
+      seconds.push(await measureSecond(server, c.redis ? redis : undefined));
   } finally {
     await server.close();
   }
   context.log(`deployment-short cold start ${c.name}: ${seconds.map((s) => fmtNumber(s.rps)).join(', ')} req/s`);
   return seconds;
+}
+
+/** The rounds' rhythm: a case is driven ROUND_S seconds, then waits while the two other cases run theirs. */
+const IDLE_GAP_S = 2 * ROUND_S;
+const IDLE_CYCLES = 3;
+
+/**
+ * A warm process of `c` driven as the rounds drive it, ROUND_S seconds on after IDLE_GAP_S idle, second by second:
+ * what its first second after each gap pays (its blocks aged meanwhile) against the seconds after it.
+ */
+async function afterIdleGaps(
+  c: ShortCase,
+  upstream: string,
+  redis: PrivateRedis | undefined,
+  context: BenchContext,
+): Promise<ColdSecond[][]> {
+  const server = await startCompiledProxy(c.config!(upstream, redis?.url, `${context.redisPrefix}short:idle:`));
+  const cycles: ColdSecond[][] = [];
+  try {
+    for (let second = 0; second < 2 * ROUND_S; second++) await measureSecond(server, undefined);
+    for (let cycle = 0; cycle < IDLE_CYCLES; cycle++) {
+      await new Promise((resolve) => setTimeout(resolve, IDLE_GAP_S * 1000));
+      const seconds: ColdSecond[] = [];
+      for (let second = 0; second < ROUND_S; second++)
+        seconds.push(await measureSecond(server, c.redis ? redis : undefined));
+      cycles.push(seconds);
+    }
+  } finally {
+    await server.close();
+  }
+  context.log(
+    `deployment-short after idle gaps ${c.name}: ${cycles.map((seconds) => seconds.map((s) => fmtNumber(s.rps)).join(', ')).join(' | ')} req/s`,
+  );
+  return cycles;
 }
 
 function describe(
@@ -200,6 +248,7 @@ function describe(
   rounds: number,
   loads: string[],
   coldStarts: Map<string, ColdSecond[]>,
+  idleGaps: Map<string, ColdSecond[][]>,
 ): SectionResult {
   const of = (name: string, mode: Mode) => results.get(`${name}\u0000${mode}`) ?? [];
   const rows: string[][] = [];
@@ -282,6 +331,23 @@ function describe(
         }
         return rowsOf;
       }),
+    ),
+    '',
+    `The proxies as the rounds drive them: a process of each, warmed ${2 * ROUND_S} s, then ${IDLE_CYCLES} times ${IDLE_GAP_S} s idle and ` +
+      `${ROUND_S} s of JSON load, second by second (the Redis case on a prefix of its own). Blocks live 10 s by default: ` +
+      'after a gap they have aged, and the first second after it pays for them again.',
+    '',
+    table(
+      ['case', 'after gap', 'req/s, each second', 'CPU µs/req, each second', 'script calls/req, each second'],
+      cases.flatMap((c) =>
+        (idleGaps.get(c.name) ?? []).map((seconds, cycle) => [
+          c.name,
+          String(cycle + 1),
+          seconds.map((x) => fmtNumber(x.rps)).join(' · '),
+          seconds.map((x) => (x.cpuUs === undefined ? '—' : fmtNumber(x.cpuUs, 0))).join(' · '),
+          c.redis ? seconds.map((x) => fmtNumber(x.scriptCalls ?? 0, 3)).join(' · ') : '—',
+        ]),
+      ),
     ),
   ].join('\n');
   return { title: 'Deployment, short rounds from a cold start (4 s rounds, every round)', body, targets };
