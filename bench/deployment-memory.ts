@@ -42,8 +42,6 @@ async function sample(proxy: RunningProxy, started: number): Promise<RssSample> 
 /** One proxy of the run: how it is placed, what its samples and its load gave. */
 interface Placement {
   name: string;
-  /** Judged against the targets: the process as the manifests deploy it. */
-  judged: boolean;
   cgroup?: MemoryCgroup;
   proxy?: RunningProxy;
   samples: RssSample[];
@@ -57,12 +55,9 @@ interface Placement {
 export async function runDeploymentMemoryBenchmark(context: BenchContext): Promise<SectionResult> {
   const durationS = context.quick ? 60 : 600;
   const limit = await manifestMemoryLimit();
-  const limited: Placement = {
-    name: `under the manifest's memory limit (${limit.text})`,
-    judged: true,
-    samples: [],
-  };
-  const bare: Placement = { name: 'on the bare host (no limit)', judged: false, samples: [] };
+  const limited: Placement = { name: `under the manifest's memory limit (${limit.text})`, samples: [] };
+  const bare: Placement = { name: 'on the bare host (no limit)', samples: [] };
+  // The first is judged against the targets: the process as the manifests deploy it.
   const placements = [limited, bare];
   let unlimitedWhy: string | undefined;
   try {
@@ -187,11 +182,12 @@ function describe(
     '',
     table(['when', 'seconds', ...placements.map((placement) => `RSS, ${placement.name}`)], rows),
   ].join('\n');
-  const judged = placements.findIndex((placement) => placement.judged);
-  const { peak, steady, slope, non2xx } = summaries[judged]!;
-  const result = placements[judged]!.result!;
-  const first = placements[judged]!.samples[0]!;
-  const last = placements[judged]!.samples.at(-1)!;
+  // The first placement is the judged one (under the manifest's limit).
+  const { peak, steady, slope, non2xx } = summaries[0]!;
+  const judged = placements[0]!;
+  const result = judged.result!;
+  const first = judged.samples[0]!;
+  const last = judged.samples.at(-1)!;
   const figures = `RSS ${fmtBytes(first.rss)} at the start, the most over the last minute ${fmtBytes(steady)} (after ${fmtNumber(last.seconds / 60, 1)} min), peak ${fmtBytes(peak)}, last five minutes ${slope >= 0 ? '+' : ''}${fmtNumber(slope / MIB, 2)} MiB a minute`;
   const targets: { target: string; holds: boolean }[] = [
     {

@@ -37,7 +37,6 @@ export async function manifestMemoryLimit(): Promise<{ bytes: number; text: stri
 export interface MemoryCgroup {
   /** The file a process writes its pid to, to join. */
   readonly procs: string;
-  readonly limitBytes: number;
   remove(): Promise<void>;
 }
 
@@ -61,7 +60,6 @@ export async function makeMemoryCgroup(limitBytes: number, name: string): Promis
   }
   return {
     procs: path.join(dir, 'cgroup.procs'),
-    limitBytes,
     // Empty once its process exited; a kernel may take a moment to let go of it.
     async remove() {
       for (let attempt = 0; ; attempt++) {
