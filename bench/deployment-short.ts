@@ -21,6 +21,11 @@ import os from 'node:os';
 import { readFile } from 'node:fs/promises';
 
 const { passthrough: PASSTHROUGH, memory: PROXY_MEMORY, redis: PROXY_REDIS } = DEPLOYMENT_CASE;
+/**
+ * The passthrough again, in a second process of its own, taking its turn like the proxies: the ratio of the same
+ * server to itself, round by round, is the method's own noise on this machine (what a "least of every round" can tell).
+ */
+const PASSTHROUGH_AGAIN = 'bare passthrough, a second process (the method itself)';
 
 const CONNECTIONS = 32;
 const ROUND_S = 4;
@@ -42,6 +47,7 @@ interface ShortCase {
 
 const CASES: readonly ShortCase[] = [
   { name: PASSTHROUGH, redis: false },
+  { name: PASSTHROUGH_AGAIN, redis: false },
   { name: PROXY_MEMORY, config: (upstream) => deployedProxyConfig(upstream), redis: false },
   {
     name: PROXY_REDIS,
@@ -53,6 +59,7 @@ const CASES: readonly ShortCase[] = [
 /** A server the load is sent to. */
 interface Running {
   url: string;
+  pid: number;
   close(): Promise<void>;
 }
 
@@ -61,13 +68,21 @@ interface Round {
   p99: number;
   non2xx: number;
   errors: number;
+  /** The server process's CPU per request that round (µs, /proc), and on Redis the redis-server's added. */
+  cpuUs?: number;
 }
 
-function roundOf(result: LoadResult): Round {
+function roundOf(result: LoadResult, cpuUs: number | undefined): Round {
   const non2xx = Object.entries(result.statuses)
     .filter(([code]) => !code.startsWith('2'))
     .reduce((sum, [, n]) => sum + n, 0);
-  return { rps: result.rps, p99: quantile(result.latencies, 0.99), non2xx, errors: result.errors };
+  return {
+    rps: result.rps,
+    p99: quantile(result.latencies, 0.99),
+    non2xx,
+    errors: result.errors,
+    ...(cpuUs === undefined ? {} : { cpuUs }),
+  };
 }
 
 export async function runDeploymentShortBenchmark(context: BenchContext): Promise<SectionResult> {
@@ -111,7 +126,17 @@ export async function runDeploymentShortBenchmark(context: BenchContext): Promis
         for (let round = 0; round < rounds; round++) {
           loads.push(fmtNumber(os.loadavg()[0]!, 1));
           for (const c of cases) {
-            const result = roundOf(await load(c, ROUND_S));
+            const pid = servers.get(c.name)!.pid;
+            const [cpuBefore, redisBefore] = [await processCpuUs(pid), c.redis ? await redis.cost() : undefined];
+            const answered = await load(c, ROUND_S);
+            const [cpuAfter, redisAfter] = [await processCpuUs(pid), c.redis ? await redis.cost() : undefined];
+            const redisUs =
+              redisBefore && redisAfter ? costPerRequest(redisBefore, redisAfter, answered.requests).processCpuUs : 0;
+            const cpuUs =
+              cpuBefore !== undefined && cpuAfter !== undefined && answered.requests > 0
+                ? (cpuAfter - cpuBefore) / answered.requests + redisUs
+                : undefined;
+            const result = roundOf(answered, cpuUs);
             const key = `${c.name}\u0000${mode}`;
             results.set(key, [...(results.get(key) ?? []), result]);
             context.log(
@@ -125,7 +150,8 @@ export async function runDeploymentShortBenchmark(context: BenchContext): Promis
     }
     // The first seconds of each, second by second (JSON): where a cold start spends them.
     for (const c of cases)
-      coldStarts.set(c.name, await coldStart(c, upstream.url, redisUrl ? redis : undefined, context));
+      if (c.name !== PASSTHROUGH_AGAIN)
+        coldStarts.set(c.name, await coldStart(c, upstream.url, redisUrl ? redis : undefined, context));
     // The proxies as the rounds drive them: each round starts after an idle gap as long as two rounds.
     for (const c of cases)
       if (c.config) idleGaps.set(c.name, await afterIdleGaps(c, upstream.url, redisUrl ? redis : undefined, context));
@@ -253,6 +279,7 @@ function describe(
   const of = (name: string, mode: Mode) => results.get(`${name}\u0000${mode}`) ?? [];
   const rows: string[][] = [];
   const targets: TargetVerdict[] = [];
+  const noise: string[] = [];
   for (const mode of MODES) {
     const base = of(PASSTHROUGH, mode);
     const label = mode === 'json' ? 'JSON' : 'SSE stream';
@@ -260,16 +287,28 @@ function describe(
       const list = of(c.name, mode);
       const ratios = list.map((r, i) => r.rps / base[i]!.rps);
       const p99Ratios = list.map((r, i) => r.p99 / base[i]!.p99);
+      const cpuRatios = list.flatMap((r, i) =>
+        r.cpuUs !== undefined && base[i]!.cpuUs !== undefined ? [r.cpuUs / base[i]!.cpuUs] : [],
+      );
+      const judged = c.name !== PASSTHROUGH;
       rows.push([
         c.name,
         label,
         list.map((r) => fmtNumber(r.rps)).join(' · '),
-        c.name === PASSTHROUGH ? '1.00×' : ratios.map((r) => fmtRatio(r)).join(' · '),
-        c.name === PASSTHROUGH ? '—' : `${fmtRatio(Math.min(...ratios))} / ${fmtRatio(median(ratios))}`,
+        judged ? ratios.map((r) => fmtRatio(r)).join(' · ') : '1.00×',
+        judged ? `${fmtRatio(Math.min(...ratios))} / ${fmtRatio(median(ratios))}` : '—',
         list.map((r) => fmtMs(r.p99)).join(' · '),
-        c.name === PASSTHROUGH ? '—' : fmtRatio(Math.max(...p99Ratios)),
+        judged ? fmtRatio(Math.max(...p99Ratios)) : '—',
+        list.map((r) => (r.cpuUs === undefined ? '—' : fmtNumber(r.cpuUs, 0))).join(' · '),
+        judged && cpuRatios.length > 0 ? fmtRatio(median(cpuRatios)) : '—',
         `${list.reduce((s, r) => s + r.non2xx, 0)}/${list.reduce((s, r) => s + r.errors, 0)}`,
       ]);
+      if (c.name === PASSTHROUGH_AGAIN && list.length > 0)
+        noise.push(
+          `${label}: the passthrough against itself, least ${fmtRatio(Math.min(...ratios))} / median ` +
+            `${fmtRatio(median(ratios))} (each round ${ratios.map((r) => fmtRatio(r)).join(' · ')}), p99 most ` +
+            `${fmtRatio(Math.max(...p99Ratios))}`,
+        );
       const least = TARGETS[c.name];
       if (least === undefined) continue;
       const valid = list.every((r) => r.non2xx === 0 && r.errors === 0) && list.length === rounds;
@@ -291,7 +330,7 @@ function describe(
       `every request takes the next key, ${CONNECTIONS} connections) from a cold start: for each mode, new processes (the example proxy as deployed, ` +
       '`node examples/proxy/dist/main.js` with that config in TOLLGATE_CONFIG, taking traffic once /healthz answers, metrics on, log silent; the Redis case on an empty prefix of a redis-server of its own, ' +
       `\`redis.blocks\` at its default), a ${WARM_UP_S} s warm-up of each, then ${rounds} rounds of ${ROUND_S} s alternating ` +
-      `passthrough, memory, Redis. Upstream: the zero-latency mock (JSON at once, or ${STREAM_CONTENT_CHUNKS + 3} SSE events). ` +
+      `passthrough, the passthrough's second process, memory, Redis. Upstream: the zero-latency mock (JSON at once, or ${STREAM_CONTENT_CHUNKS + 3} SSE events). ` +
       'Every round is listed; the targets ask for the least, not the median.',
     '',
     `Machine load (1 min) at the start of each round: ${loads.join(', ')}.`,
@@ -305,10 +344,17 @@ function describe(
         'least / median',
         'p99, each round',
         'p99 × passthrough, most',
+        'CPU µs/req, each round',
+        'CPU × passthrough, median',
         'non-2xx/errors',
       ],
       rows,
     ),
+    '',
+    "CPU per request is the server process's own (/proc, user + system, 10 ms ticks) over the round, and for the Redis " +
+      "case the redis-server's added (INFO cpu). The method's own noise, the same server against itself in the same " +
+      'rounds: ' +
+      (noise.length > 0 ? `${noise.join('; ')}.` : 'not measured.'),
     '',
     `The first ${COLD_SECONDS} seconds of a cold start, second by second (JSON; a new process of each, the Redis case on a new ` +
       'prefix, driven from its first request as above): req/s and p99 each second, and on Redis the script calls and the ' +
@@ -318,19 +364,21 @@ function describe(
     '',
     table(
       ['case', 'measure', ...Array.from({ length: COLD_SECONDS }, (_, i) => `s${i + 1}`)],
-      cases.flatMap((c) => {
-        const seconds = coldStarts.get(c.name) ?? [];
-        const rowsOf: string[][] = [
-          [c.name, 'req/s', ...seconds.map((x) => fmtNumber(x.rps))],
-          [c.name, 'p99', ...seconds.map((x) => fmtMs(x.p99))],
-          [c.name, 'CPU µs/req', ...seconds.map((x) => (x.cpuUs === undefined ? '—' : fmtNumber(x.cpuUs, 0)))],
-        ];
-        if (c.redis) {
-          rowsOf.push([c.name, 'script calls/req', ...seconds.map((x) => fmtNumber(x.scriptCalls ?? 0, 3))]);
-          rowsOf.push([c.name, 'Redis CPU µs/req', ...seconds.map((x) => fmtNumber(x.redisCpuUs ?? 0, 1))]);
-        }
-        return rowsOf;
-      }),
+      cases
+        .filter((c) => coldStarts.has(c.name))
+        .flatMap((c) => {
+          const seconds = coldStarts.get(c.name) ?? [];
+          const rowsOf: string[][] = [
+            [c.name, 'req/s', ...seconds.map((x) => fmtNumber(x.rps))],
+            [c.name, 'p99', ...seconds.map((x) => fmtMs(x.p99))],
+            [c.name, 'CPU µs/req', ...seconds.map((x) => (x.cpuUs === undefined ? '—' : fmtNumber(x.cpuUs, 0)))],
+          ];
+          if (c.redis) {
+            rowsOf.push([c.name, 'script calls/req', ...seconds.map((x) => fmtNumber(x.scriptCalls ?? 0, 3))]);
+            rowsOf.push([c.name, 'Redis CPU µs/req', ...seconds.map((x) => fmtNumber(x.redisCpuUs ?? 0, 1))]);
+          }
+          return rowsOf;
+        }),
     ),
     '',
     `The proxies as the rounds drive them: a process of each, warmed ${2 * ROUND_S} s, then ${IDLE_CYCLES} times ${IDLE_GAP_S} s idle and ` +

@@ -105,15 +105,11 @@ function blocks(stores: TollgateStores, options: BlockOptions): StoreLayer<'bloc
   const fixedWindow = stores.fixedWindow && new FixedWindowBlocks(stores.fixedWindow, demand, sends);
   const ledger = new LedgerBlocks(stores.ledger, demand, sends);
   const parts = [counter, ...(fixedWindow ? [fixedWindow] : []), ledger];
-  // At least every second, so a block a subject stopped using goes back soon after its age.
-  const timer = setInterval(
-    () => {
-      const now = demand.options.clock();
-      for (const part of parts) part.sweep(now);
-      demand.sweep(now);
-    },
-    Math.min(demand.options.maxAgeMs, 1_000),
-  );
+  const timer = setInterval(() => {
+    const now = demand.options.clock();
+    for (const part of parts) part.sweep(now);
+    demand.sweep(now);
+  }, demand.sweepMs);
   timer.unref();
   const state: BlockState = {
     open: () => ({ counter: counter.open, fixedWindow: fixedWindow?.open ?? 0, ledger: ledger.open }),

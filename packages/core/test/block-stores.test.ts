@@ -1,5 +1,5 @@
 // Block stores: hot limits and budgets taken from the store a block at a time, never past a limit, books exact once given back.
-import { afterEach, describe, expect, it } from '@jest/globals';
+import { afterEach, describe, expect, it, jest } from '@jest/globals';
 import { blockStores, createMemoryStores, LeaseExhaustedError, leasedStores } from '@tollgate/core';
 import type { TollgateStores } from '@tollgate/core';
 import type { FixedWindowCounter, BlockStores, LedgerScope } from '@tollgate/core/store-contracts';
@@ -423,6 +423,84 @@ describe('blockStores: request windows', () => {
     expect(passed).toBeLessThanOrEqual(500);
     expect(passed).toBeGreaterThanOrEqual(500 - 10);
     expect(fixedWindow.windows.get('w')!.hits).toBeGreaterThanOrEqual(passed);
+  });
+});
+
+describe('blockStores: renewals paced by the sweep', () => {
+  /**
+   * `tenants` subjects opening their blocks in the same second (a cold start), then asked for once a second each for
+   * `seconds`, the sweep running every second: the store calls of each second, by part.
+   */
+  async function coldStartCalls(tenants: number, seconds: number) {
+    // The sweep's timer only: the stores' own clock (Date) runs on.
+    jest.useFakeTimers({ doNotFake: ['Date', 'setImmediate', 'nextTick', 'queueMicrotask'] });
+    try {
+      let now = 1_000_000;
+      const { stores, calls, fixedWindow } = countedStores();
+      const wrapped = blockStores(stores, { share: 0.05, size: 'share', hotAfter: 1, clock: () => now });
+      opened.push(wrapped);
+      const windows = (wrapped as unknown as { fixedWindow: FixedWindowCounter }).fixedWindow;
+      const expiresAt = Date.now() + 86_400_000;
+      const global: LedgerScope = { key: 'global', limit: 1_000_000_000, expiresAt };
+      const tenantScopes = Array.from({ length: tenants }, (_, t): LedgerScope[] => [
+        { key: `tenant:t${t}`, limit: 10_000_000, expiresAt },
+        global,
+      ]);
+      const storeCalls = () => calls.consume + calls.adjust + fixedWindow.calls + calls.reserve + calls.settle;
+      const perSecond: number[] = [];
+      let spent = 0;
+      let requests = 0;
+      for (let second = 0; second < seconds; second++) {
+        const before = storeCalls();
+        if (second > 0) {
+          now += 1_000;
+          jest.advanceTimersByTime(1_000);
+        }
+        for (let t = 0; t < tenants; t++) {
+          const id = `r${second}-${t}`;
+          expect(await wrapped.counter.consume(`t${t}`, 100, { limit: 400_000, windowMs: 3_600_000 })).toMatchObject({
+            allowed: true,
+          });
+          expect((await windows.hit(`t${t}`, 3_600_000, 36_000)).hits).toBeLessThanOrEqual(36_000);
+          expect(
+            await wrapped.ledger.reserve({ id, amount: 1_000, scopes: tenantScopes[t]!, ttlMs: 60_000 }),
+          ).toMatchObject({ ok: true });
+          await wrapped.ledger.settle(id, 700);
+          spent += 700;
+          requests++;
+        }
+        await new Promise((resolve) => setImmediate(resolve));
+        perSecond.push(storeCalls() - before);
+      }
+      await wrapped.blocks.retireAll();
+      // The books are exact once the blocks went back, however early they were renewed.
+      expect(await stores.counter.peek('t0', { windowMs: 3_600_000 })).toBe(100 * seconds);
+      expect(fixedWindow.windows.get(`t${tenants - 1}`)!.hits).toBe(seconds);
+      const usage = await stores.ledger.usage(['global', 'tenant:t0']);
+      expect(usage.map((scope) => [scope.spent, scope.reserved])).toEqual([
+        [spent, 0],
+        [700 * seconds, 0],
+      ]);
+      expect(requests).toBe(tenants * seconds);
+      return perSecond;
+    } finally {
+      jest.useRealTimers();
+    }
+  }
+
+  it('blocks taken in the same second come due apart: no second renews them all at once, and no more are renewed in all', async () => {
+    const tenants = 200;
+    const perSecond = await coldStartCalls(tenants, 36);
+    // Second 0 opens every block (a fixed window, a token window and a budget block per tenant, one global block).
+    expect(perSecond[0]).toBeGreaterThanOrEqual(3 * tenants);
+    // Each tenant has three blocks to renew each age (a budget block's renewal is a settle and a reserve): due all at
+    // second 10 unpaced, they are spread over the sweeps of the last half of the age, about a sixth a second.
+    const most = Math.max(...perSecond.slice(1));
+    expect(most).toBeLessThanOrEqual(Math.ceil((4 * tenants) / 6) + 10);
+    // Spread, they stay spread: over the two ages after the first, about 4 calls per tenant an age, as unpaced.
+    const later = perSecond.slice(16, 36).reduce((sum, n) => sum + n, 0);
+    expect(later).toBeLessThanOrEqual(2 * 4 * tenants * 1.25);
+    expect(Math.max(...perSecond.slice(16))).toBeLessThanOrEqual(Math.ceil((4 * tenants) / 10) * 2);
   });
 });
 

@@ -32,6 +32,16 @@ interface Heat {
  */
 const LEAST_PROJECTION_SPAN_MS = 1_000;
 
+/** The sweep runs at least this often, so a block a subject stopped using goes back soon after its age. */
+const LONGEST_SWEEP_MS = 1_000;
+/** The last share of a block's age in which a sweep may renew it early: blocks taken together come due apart. */
+const EARLY_SHARE = 0.5;
+
+/** What a sweep needs of a block to pace its renewal. */
+export interface Aging {
+  bornAt: number;
+}
+
 export class BlockDemand {
   readonly #heat = new Map<string, Heat>();
 
@@ -93,6 +103,48 @@ export class BlockDemand {
     return this.options.size === 'share'
       ? cap
       : Math.min(cap, units * Math.max(LEAST_REQUESTS_PER_BLOCK, Math.ceil(2 * recent)));
+  }
+
+  /** How often the blocks are swept. */
+  get sweepMs(): number {
+    return Math.min(this.options.maxAgeMs, LONGEST_SWEEP_MS);
+  }
+
+  /**
+   * The blocks this sweep renews (a part renews them, or retires them where their subject went quiet): every block past
+   * its age, and early, the oldest of those that come due within the last EARLY_SHARE of their age, as many as keep the
+   * sweeps to that span even (no sweep renews more than its share of what comes due by then). Blocks taken in the same
+   * second (a cold start, the return after an idle gap) would otherwise all come due in one second at every age after
+   * it: thousands of store calls at once, and a second that serves a fifth fewer requests (docs/performance.md, "Short
+   * runs on Redis"). Once spread, they stay spread, each renewed at its own age: a sweep then finds about its share past
+   * its age already, and renews nothing early. A block is never held past its age; early only shortens its hold.
+   */
+  dueNow<B extends Aging>(blocks: Iterable<B>, now: number): Set<B> {
+    const { maxAgeMs } = this.options;
+    const { sweepMs } = this;
+    const span = Math.floor((EARLY_SHARE * maxAgeMs) / sweepMs);
+    const due = new Set<B>();
+    const coming: B[] = [];
+    // By sweeps left until due: how many come due (index 0: due now).
+    const byWait = new Array<number>(span + 1).fill(0);
+    for (const block of blocks) {
+      const left = maxAgeMs - (now - block.bornAt);
+      if (left <= 0) {
+        due.add(block);
+        byWait[0]!++;
+      } else if (span >= 2 && left <= span * sweepMs) {
+        coming.push(block);
+        byWait[Math.ceil(left / sweepMs)]!++;
+      }
+    }
+    // Even: by the k-th sweep from now, those due by then are done, k + 1 sweeps sharing them alike.
+    let quota = 0;
+    let byThen = 0;
+    for (let k = 0; k <= span; k++) quota = Math.max(quota, Math.ceil((byThen += byWait[k]!) / (k + 1)));
+    if (due.size >= quota) return due;
+    coming.sort((a, b) => a.bornAt - b.bornAt);
+    for (let i = 0; due.size < quota; i++) due.add(coming[i]!);
+    return due;
   }
 
   /** Forgets subjects not asked for within two periods. */

@@ -100,11 +100,12 @@ export class CounterBlocks implements CounterPolicy {
     return Math.max(0, counted - (block.size - block.used) * weight);
   }
 
-  /** Past their age: renewed where their subject is still asked for, else given back. */
+  /** Due blocks (past their age, or paced early: BlockDemand.dueNow): renewed while their subject is asked for. */
   sweep(now: number): void {
+    const due = this.demand.dueNow(this.#blocks.values(), now);
     for (const [id, block] of this.#blocks) {
       if (now >= block.windowStart + block.windowMs) this.#retire(id, block);
-      else if (now - block.bornAt >= this.demand.options.maxAgeMs) this.#renew(id, block, now);
+      else if (due.has(block)) this.#renew(id, block, now);
     }
     this.#direct.sweep(now);
   }

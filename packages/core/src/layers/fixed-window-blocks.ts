@@ -90,10 +90,12 @@ export class FixedWindowBlocks implements FixedWindowPolicy {
     return { hits: Math.max(0, counted.hits - (block.size - block.used)), resetAt: counted.resetAt };
   }
 
+  /** As a token window's sweep: due blocks renewed (or given back where their subject went quiet). */
   sweep(now: number): void {
+    const due = this.demand.dueNow(this.#blocks.values(), now);
     for (const [key, block] of this.#blocks) {
       if (now >= block.resetAt) this.#retire(key, block);
-      else if (now - block.bornAt >= this.demand.options.maxAgeMs) this.#renew(this.#blockable!, key, block, now);
+      else if (due.has(block)) this.#renew(this.#blockable!, key, block, now);
     }
     this.#direct.sweep(now);
   }

@@ -155,10 +155,12 @@ export class LedgerBlocks implements LedgerPolicy {
     return grant.direct ? this.#settleMixed(id, grant, 0) : this.#settleGrant(id, grant, 0);
   }
 
-  /** Blocks past their age settle; a grant never settled by its ttl is charged its amount, as the store would. */
+  /**
+   * Due blocks (past their age, or paced early: BlockDemand.dueNow) retire and settle, the next request of their scope
+   * opening the next; a grant never settled by its ttl is charged its amount, as the store would.
+   */
   sweep(now: number): void {
-    for (const block of this.#blocks.values())
-      if (now - block.bornAt >= this.demand.options.maxAgeMs) this.#retire(block);
+    for (const block of this.demand.dueNow(this.#blocks.values(), now)) this.#retire(block);
     // The store charges its own part of an expired grant, as any reservation nobody settled.
     for (const [id, grant] of this.#grants) if (grant.expiresAt <= now) this.#settleBlocks(id, grant, grant.amount);
     this.#direct.sweep(now);
