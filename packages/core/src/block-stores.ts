@@ -23,7 +23,11 @@ export interface BlockOptions {
    * @default 'demand'
    */
   size?: 'demand' | 'share';
-  /** A block hands out for at most this long; then what it did not hand out goes back. @default 10000 */
+  /**
+   * A block hands out for at most this long; then what it did not hand out goes back, or it is renewed. The sweep
+   * may renew a block in the last half of its age already, so that blocks taken together come due apart.
+   * @default 10000
+   */
   maxAgeMs?: number;
   /**
    * A block opens for a limit or budget scope only once this process has seen this many requests

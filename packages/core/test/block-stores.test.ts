@@ -431,7 +431,7 @@ describe('blockStores: renewals paced by the sweep', () => {
    * `tenants` subjects opening their blocks in the same second (a cold start), then asked for once a second each for
    * `seconds`, the sweep running every second: the store calls of each second, by part.
    */
-  async function coldStartCalls(tenants: number, seconds: number) {
+  async function coldStartCalls(tenants: number, seconds: number, askedUntil = seconds) {
     // The sweep's timer only: the stores' own clock (Date) runs on.
     jest.useFakeTimers({ doNotFake: ['Date', 'setImmediate', 'nextTick', 'queueMicrotask'] });
     try {
@@ -456,7 +456,7 @@ describe('blockStores: renewals paced by the sweep', () => {
           now += 1_000;
           jest.advanceTimersByTime(1_000);
         }
-        for (let t = 0; t < tenants; t++) {
+        for (let t = 0; t < (second < askedUntil ? tenants : 0); t++) {
           const id = `r${second}-${t}`;
           expect(await wrapped.counter.consume(`t${t}`, 100, { limit: 400_000, windowMs: 3_600_000 })).toMatchObject({
             allowed: true,
@@ -474,14 +474,15 @@ describe('blockStores: renewals paced by the sweep', () => {
       }
       await wrapped.blocks.retireAll();
       // The books are exact once the blocks went back, however early they were renewed.
-      expect(await stores.counter.peek('t0', { windowMs: 3_600_000 })).toBe(100 * seconds);
-      expect(fixedWindow.windows.get(`t${tenants - 1}`)!.hits).toBe(seconds);
+      const asked = Math.min(seconds, askedUntil);
+      expect(await stores.counter.peek('t0', { windowMs: 3_600_000 })).toBe(100 * asked);
+      expect(fixedWindow.windows.get(`t${tenants - 1}`)!.hits).toBe(asked);
       const usage = await stores.ledger.usage(['global', 'tenant:t0']);
       expect(usage.map((scope) => [scope.spent, scope.reserved])).toEqual([
         [spent, 0],
-        [700 * seconds, 0],
+        [700 * asked, 0],
       ]);
-      expect(requests).toBe(tenants * seconds);
+      expect(requests).toBe(tenants * asked);
       return perSecond;
     } finally {
       jest.useRealTimers();
@@ -501,6 +502,17 @@ describe('blockStores: renewals paced by the sweep', () => {
     const later = perSecond.slice(16, 36).reduce((sum, n) => sum + n, 0);
     expect(later).toBeLessThanOrEqual(2 * 4 * tenants * 1.25);
     expect(Math.max(...perSecond.slice(16))).toBeLessThanOrEqual(Math.ceil((4 * tenants) / 10) * 2);
+  });
+
+  it('a block not used since the sweep before waits for its age: an idle subject is not renewed early', async () => {
+    // Asked for in seconds 0 to 4, then quiet. The sweep of second 5 still finds them used since the one before (the
+    // requests of second 4) and renews its share early; those of seconds 6 to 9 renew nothing, as unpaced. At its age
+    // a block whose subject was asked for within it is renewed to the demand left (a give-back).
+    const perSecond = await coldStartCalls(100, 12, 5);
+    expect(perSecond.slice(1, 5)).toEqual([0, 0, 0, 0]);
+    expect(perSecond[5]).toBeLessThanOrEqual(Math.ceil((4 * 100) / 6) + 4);
+    expect(perSecond.slice(6, 10)).toEqual([0, 0, 0, 0]);
+    expect(perSecond[10]).toBeGreaterThan(0);
   });
 });
 

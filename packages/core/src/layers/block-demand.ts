@@ -37,13 +37,16 @@ const LONGEST_SWEEP_MS = 1_000;
 /** The last share of a block's age in which a sweep may renew it early: blocks taken together come due apart. */
 const EARLY_SHARE = 0.5;
 
-/** What a sweep needs of a block to pace its renewal. */
+/** What a sweep needs of a block to pace its renewal: its birth, and what it handed out (to tell it is in use). */
 export interface Aging {
   bornAt: number;
+  used: number;
 }
 
 export class BlockDemand {
   readonly #heat = new Map<string, Heat>();
+  /** What each block had handed out at the sweep before: one that handed out nothing since is idle. */
+  readonly #usedAtSweep = new WeakMap<Aging, number>();
 
   constructor(readonly options: ResolvedBlockOptions) {}
 
@@ -117,7 +120,9 @@ export class BlockDemand {
    * second (a cold start, the return after an idle gap) would otherwise all come due in one second at every age after
    * it: thousands of store calls at once, and a second that serves a fifth fewer requests (docs/performance.md, "Short
    * runs on Redis"). Once spread, they stay spread, each renewed at its own age: a sweep then finds about its share past
-   * its age already, and renews nothing early. A block is never held past its age; early only shortens its hold.
+   * its age already, and renews nothing early. Only blocks in use since the sweep before are renewed early: an idle
+   * subject's block waits for its age, as it would unpaced (renewing it would only shrink it to a demand that is not
+   * there, to be grown again when its requests return). A block is never held past its age; early only shortens it.
    */
   dueNow<B extends Aging>(blocks: Iterable<B>, now: number): Set<B> {
     const { maxAgeMs } = this.options;
@@ -129,10 +134,12 @@ export class BlockDemand {
     const byWait = new Array<number>(span + 1).fill(0);
     for (const block of blocks) {
       const left = maxAgeMs - (now - block.bornAt);
+      const before = this.#usedAtSweep.get(block);
+      this.#usedAtSweep.set(block, block.used);
       if (left <= 0) {
         due.add(block);
         byWait[0]!++;
-      } else if (span >= 2 && left <= span * sweepMs) {
+      } else if (span >= 2 && left <= span * sweepMs && before !== undefined && before !== block.used) {
         coming.push(block);
         byWait[Math.ceil(left / sweepMs)]!++;
       }
