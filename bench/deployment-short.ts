@@ -378,8 +378,8 @@ function describe(
     `The first ${COLD_SECONDS} seconds of a cold start, second by second (JSON; a new process of each, the Redis case on a new ` +
       'prefix, driven from its first request as above): req/s and p99 each second, and on Redis the script calls and the ' +
       "redis-server's CPU (used_cpu_user + used_cpu_sys) per request served in that second; for every case the server " +
-      "process's own CPU per request (/proc, 10 ms ticks). The blocks opened in the first second all reach their age " +
-      '(10 s) together: the seconds after 10 and 20 show it.',
+      "process's own CPU per request (/proc, 10 ms ticks). The blocks opened in the first seconds would all reach " +
+      'their age (10 s) together; the sweep paces their renewals (docs/performance.md, "Short runs on Redis").',
     '',
     table(
       ['case', 'measure', ...Array.from({ length: COLD_SECONDS }, (_, i) => `s${i + 1}`)],
