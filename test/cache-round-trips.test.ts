@@ -22,7 +22,9 @@ let stores: RedisStores;
 let guard: BudgetGuard;
 
 beforeAll(async () => {
-  stores = createRedisStores({ url: await relay.listen(), prefix });
+  // A deadline a busy machine keeps (the first calls load the script bundle through the relay): this test counts
+  // flights, not deadlines, and a 500 ms default answered 503 once when the whole suite ran on two loaded cores.
+  stores = createRedisStores({ url: await relay.listen(), prefix, timeoutMs: 5_000 });
   await stores.keys.put({
     id: 'cache-rt-key',
     sha256: hashApiKey(key),
