@@ -36,6 +36,12 @@ const LEAST_PROJECTION_SPAN_MS = 1_000;
 const LONGEST_SWEEP_MS = 1_000;
 /** The last share of a block's age in which a sweep may renew it early: blocks taken together come due apart. */
 const EARLY_SHARE = 0.5;
+/**
+ * A block counts as in use (renewed early) while it handed out something within this many sweeps: a tenant among
+ * thousands may send a request only every second or two, and a block left out of the early sweeps comes due with the
+ * others; one quiet for longer (a pause) waits for its age.
+ */
+const IN_USE_SWEEPS = 3;
 
 /** What a sweep needs of a block to pace its renewal: its birth, and what it handed out (to tell it is in use). */
 export interface Aging {
@@ -45,8 +51,8 @@ export interface Aging {
 
 export class BlockDemand {
   readonly #heat = new Map<string, Heat>();
-  /** What each block had handed out at the sweep before: one that handed out nothing since is idle. */
-  readonly #usedAtSweep = new WeakMap<Aging, number>();
+  /** What each block had handed out at a sweep, and the last sweep that found it changed (or its first). */
+  readonly #seenAtSweep = new WeakMap<Aging, { used: number; changedAt: number }>();
 
   constructor(readonly options: ResolvedBlockOptions) {}
 
@@ -120,7 +126,7 @@ export class BlockDemand {
    * second (a cold start, the return after an idle gap) would otherwise all come due in one second at every age after
    * it: thousands of store calls at once, and a second that serves a fifth fewer requests (docs/performance.md, "Short
    * runs on Redis"). Once spread, they stay spread, each renewed at its own age: a sweep then finds about its share past
-   * its age already, and renews nothing early. Only blocks in use since the sweep before are renewed early: an idle
+   * its age already, and renews nothing early. Only blocks in use (IN_USE_SWEEPS) are renewed early: an idle
    * subject's block waits for its age, as it would unpaced (renewing it would only shrink it to a demand that is not
    * there, to be grown again when its requests return). A block is never held past its age; early only shortens it.
    */
@@ -134,12 +140,16 @@ export class BlockDemand {
     const byWait = new Array<number>(span + 1).fill(0);
     for (const block of blocks) {
       const left = maxAgeMs - (now - block.bornAt);
-      const before = this.#usedAtSweep.get(block);
-      this.#usedAtSweep.set(block, block.used);
+      let seen = this.#seenAtSweep.get(block);
+      if (!seen) this.#seenAtSweep.set(block, (seen = { used: block.used, changedAt: now }));
+      else if (seen.used !== block.used) {
+        seen.used = block.used;
+        seen.changedAt = now;
+      }
       if (left <= 0) {
         due.add(block);
         byWait[0]!++;
-      } else if (span >= 2 && left <= span * sweepMs && before !== undefined && before !== block.used) {
+      } else if (span >= 2 && left <= span * sweepMs && now - seen.changedAt <= IN_USE_SWEEPS * sweepMs) {
         coming.push(block);
         byWait[Math.ceil(left / sweepMs)]!++;
       }
