@@ -14,7 +14,7 @@ import {
 import { CHAT_PATH } from './lib/fixtures.js';
 import { runLoad, type LoadResult } from './lib/load.js';
 import { STREAM_CONTENT_CHUNKS } from './lib/mock-upstream.js';
-import { costPerRequest, PrivateRedis } from './lib/private-redis.js';
+import { costPerRequest, PrivateRedis, type CostPerRequest } from './lib/private-redis.js';
 import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
 import { fmtMs, fmtNumber, fmtRatio, median, quantile, table } from './lib/stats.js';
 import os from 'node:os';
@@ -59,9 +59,7 @@ const CASES: readonly ShortCase[] = [
 ];
 
 /** A server the load is sent to. */
-interface Running {
-  url: string;
-  pid: number;
+interface Running extends Measured {
   close(): Promise<void>;
 }
 
@@ -126,17 +124,13 @@ export async function runDeploymentShortBenchmark(context: BenchContext): Promis
           });
         /** One round of `c`, kept under `key` (its case, or the control's base). */
         const measureRound = async (c: ShortCase, key: string, round: number) => {
-          const pid = servers.get(c.name)!.pid;
-          const [cpuBefore, redisBefore] = [await processCpuUs(pid), c.redis ? await redis.cost() : undefined];
-          const answered = await load(c, ROUND_S);
-          const [cpuAfter, redisAfter] = [await processCpuUs(pid), c.redis ? await redis.cost() : undefined];
-          const redisUs =
-            redisBefore && redisAfter ? costPerRequest(redisBefore, redisAfter, answered.requests).processCpuUs : 0;
-          const cpuUs =
-            cpuBefore !== undefined && cpuAfter !== undefined && answered.requests > 0
-              ? (cpuAfter - cpuBefore) / answered.requests + redisUs
-              : undefined;
-          const result = roundOf(answered, cpuUs);
+          const {
+            result: answered,
+            cpuUs,
+            cost,
+          } = await measureLoad(servers.get(c.name)!, mode, ROUND_S, c.redis ? redis : undefined);
+          // The Redis case's CPU is its process's and its redis-server's together.
+          const result = roundOf(answered, cpuUs === undefined ? undefined : cpuUs + (cost?.processCpuUs ?? 0));
           const at = `${key}\u0000${mode}`;
           results.set(at, [...(results.get(at) ?? []), result]);
           context.log(
@@ -207,25 +201,43 @@ interface Measured {
   pid: number;
 }
 
-/** One second of JSON load on `server`: what it served, its CPU per request, and on Redis what the scripts cost. */
-async function measureSecond(server: Measured, redis: PrivateRedis | undefined): Promise<ColdSecond> {
+/**
+ * `durationS` of `mode` load on `server`: what it served, the server process's CPU per request over it, and on Redis
+ * what the scripts cost it (per request).
+ */
+async function measureLoad(
+  server: Measured,
+  mode: Mode,
+  durationS: number,
+  redis: PrivateRedis | undefined,
+): Promise<{ result: LoadResult; cpuUs?: number; cost?: CostPerRequest }> {
   const before = redis ? await redis.cost() : undefined;
   const cpuBefore = await processCpuUs(server.pid);
   const result = await runLoad({
     url: server.url,
     path: CHAT_PATH,
-    ...rotatingLoad('json'),
+    ...rotatingLoad(mode),
     connections: CONNECTIONS,
-    durationS: 1,
+    durationS,
   });
   const cpuAfter = await processCpuUs(server.pid);
   const cost = before ? costPerRequest(before, await redis!.cost(), result.requests) : undefined;
   return {
-    rps: result.rps,
-    p99: quantile(result.latencies, 0.99),
+    result,
     ...(cpuBefore !== undefined && cpuAfter !== undefined && result.requests > 0
       ? { cpuUs: (cpuAfter - cpuBefore) / result.requests }
       : {}),
+    ...(cost ? { cost } : {}),
+  };
+}
+
+/** One second of JSON load on `server`, as the cold-start and idle-gap tables record it. */
+async function measureSecond(server: Measured, redis: PrivateRedis | undefined): Promise<ColdSecond> {
+  const { result, cpuUs, cost } = await measureLoad(server, 'json', 1, redis);
+  return {
+    rps: result.rps,
+    p99: quantile(result.latencies, 0.99),
+    ...(cpuUs === undefined ? {} : { cpuUs }),
     ...(cost ? { scriptCalls: cost.calls, redisCpuUs: cost.processCpuUs } : {}),
   };
 }
