@@ -3,6 +3,7 @@
 // reported. A deployment that starts, scales out or rolls over a minute window lives in this regime; the long
 // `deployment` section measures the steady state after it.
 import { startServer } from './lib/child.js';
+import { checkedOutTree } from './lib/build-trees.js';
 import { startCompiledProxy } from './lib/compiled-proxy.js';
 import {
   DEPLOYMENT,
@@ -19,6 +20,7 @@ import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.j
 import { fmtMs, fmtNumber, fmtRatio, median, quantile, table } from './lib/stats.js';
 import os from 'node:os';
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 
 const { passthrough: PASSTHROUGH, memory: PROXY_MEMORY, redis: PROXY_REDIS } = DEPLOYMENT_CASE;
 /**
@@ -101,6 +103,7 @@ export async function runDeploymentShortBenchmark(context: BenchContext): Promis
   const results = new Map<string, Round[]>();
   const coldStarts = new Map<string, ColdSecond[]>();
   const idleGaps = new Map<string, ColdSecond[][]>();
+  const minutes: MinuteCrossing[] = [];
   const loads: string[] = [];
   try {
     for (const mode of MODES) {
@@ -166,11 +169,24 @@ export async function runDeploymentShortBenchmark(context: BenchContext): Promis
     // The proxies as the rounds drive them: each round starts after an idle gap as long as two rounds.
     for (const c of cases)
       if (c.config) idleGaps.set(c.name, await afterIdleGaps(c, upstream.url, redisUrl ? redis : undefined, context));
+    // The Redis case through the clock's minute, where windows on the clock's grid would all end (and, with
+    // BENCH_SHORT_BEFORE_REF, the same for that build, the minute after).
+    const onRedis = cases.find((c) => c.redis);
+    if (onRedis) {
+      const beforeRef = process.env.BENCH_SHORT_BEFORE_REF;
+      if (beforeRef) {
+        const tree = await checkedOutTree(beforeRef, context.log);
+        const label = `${tree.commit.slice(0, 7)} (${beforeRef})`;
+        const main = path.join(tree.dir, 'examples/proxy/dist/main.js');
+        minutes.push({ build: label, ...(await acrossTheMinute(onRedis, upstream.url, redis, context, main)) });
+      }
+      minutes.push({ build: 'this build', ...(await acrossTheMinute(onRedis, upstream.url, redis, context)) });
+    }
   } finally {
     await upstream.close();
     await redis.stop();
   }
-  return describe(cases, results, rounds, loads, coldStarts, idleGaps);
+  return describe(cases, results, rounds, loads, coldStarts, idleGaps, minutes);
 }
 
 /** One second of a cold start: what was served, and on Redis what the scripts cost it. */
@@ -297,6 +313,53 @@ async function afterIdleGaps(
   return cycles;
 }
 
+/** Seconds recorded on each side of the clock's minute. */
+const MINUTE_SIDE_S = 10;
+/** Driven at least this long before the first recorded second: every tenant's windows are open by then. */
+const MINUTE_WARM_S = 15;
+
+/** A build's Redis case driven through the clock's minute: each recorded second and its clock second. */
+interface MinuteCrossing {
+  build: string;
+  clock: string[];
+  seconds: ColdSecond[];
+}
+
+/**
+ * A new process of `c` (a prefix of its own), driven with JSON load from MINUTE_WARM_S or more before the clock's
+ * minute to MINUTE_SIDE_S after it, second by second. Token windows on the clock's grid would all end at hh:mm:00,
+ * and every tenant's token block would go back and be taken again in that second.
+ */
+async function acrossTheMinute(
+  c: ShortCase,
+  upstream: string,
+  redis: PrivateRedis,
+  context: BenchContext,
+  main?: string,
+): Promise<Omit<MinuteCrossing, 'build'>> {
+  const prefix = `${context.redisPrefix}short:minute:${main ? 'before' : 'this'}:`;
+  const server = await startCompiledProxy(c.config!(upstream, redis.url, prefix), main ? { main } : {});
+  const clock: string[] = [];
+  const seconds: ColdSecond[] = [];
+  try {
+    const started = Date.now();
+    const intoMinute = () => Date.now() % 60_000;
+    // Warm until MINUTE_SIDE_S before a minute that leaves MINUTE_WARM_S of warm-up.
+    while (Date.now() - started < MINUTE_WARM_S * 1000 || intoMinute() < 60_000 - MINUTE_SIDE_S * 1000 - 500)
+      await measureLoad(server, 'json', 1, undefined);
+    while (clock.length < 2 * MINUTE_SIDE_S) {
+      clock.push(`:${String(Math.floor(intoMinute() / 1000)).padStart(2, '0')}`);
+      seconds.push(await measureSecond(server, redis));
+    }
+  } finally {
+    await server.close();
+  }
+  context.log(
+    `deployment-short across the minute${main ? ` (${main})` : ''}: ${seconds.map((x, i) => `${clock[i]} ${fmtNumber(x.scriptCalls ?? 0, 3)}`).join(', ')} script calls/req`,
+  );
+  return { clock, seconds };
+}
+
 function describe(
   cases: readonly ShortCase[],
   results: Map<string, Round[]>,
@@ -304,6 +367,7 @@ function describe(
   loads: string[],
   coldStarts: Map<string, ColdSecond[]>,
   idleGaps: Map<string, ColdSecond[][]>,
+  minutes: readonly MinuteCrossing[],
 ): SectionResult {
   const of = (name: string, mode: Mode) => results.get(`${name}\u0000${mode}`) ?? [];
   const rows: string[][] = [];
@@ -428,6 +492,27 @@ function describe(
         ]),
       ),
     ),
+    ...(minutes.length === 0
+      ? []
+      : [
+          '',
+          `${PROXY_REDIS} through the clock's minute, second by second (JSON; a new process of each build on a prefix of ` +
+            `its own, driven ${MINUTE_WARM_S} s or more first): each column is the clock's second it started in. ` +
+            "Token windows on the clock's grid all end at :00, and every tenant's token block goes back and is taken " +
+            "again in that second; on each key's own phase (windowPhase) about a sixtieth of them end in any second.",
+          ...minutes.flatMap((crossing) => [
+            '',
+            table(
+              [crossing.build, ...crossing.clock],
+              [
+                ['req/s', ...crossing.seconds.map((x) => fmtNumber(x.rps))],
+                ['CPU µs/req', ...crossing.seconds.map((x) => (x.cpuUs === undefined ? '—' : fmtNumber(x.cpuUs, 0)))],
+                ['script calls/req', ...crossing.seconds.map((x) => fmtNumber(x.scriptCalls ?? 0, 3))],
+                ['Redis CPU µs/req', ...crossing.seconds.map((x) => fmtNumber(x.redisCpuUs ?? 0, 1))],
+              ],
+            ),
+          ]),
+        ]),
   ].join('\n');
   return { title: 'Deployment, short rounds from a cold start (4 s rounds, every round)', body, targets };
 }

@@ -24,15 +24,16 @@ export interface RunningProxy {
  */
 export async function startCompiledProxy(
   config: Record<string, unknown>,
-  options: { execArgv?: string[]; cgroup?: MemoryCgroup } = {},
+  options: { execArgv?: string[]; cgroup?: MemoryCgroup; main?: string } = {},
 ): Promise<RunningProxy> {
-  if (!existsSync(COMPILED_MAIN))
-    throw new Error(`${COMPILED_MAIN} is missing: run pnpm build (it builds the example proxy too)`);
+  // `main`: another build's compiled proxy (a checked-out tree's, see build-trees.ts), to compare builds.
+  const main = options.main ?? COMPILED_MAIN;
+  if (!existsSync(main)) throw new Error(`${main} is missing: run pnpm build (it builds the example proxy too)`);
   const dir = await mkdtemp(path.join(tmpdir(), 'tollgate-dep-mem-'));
   const configPath = path.join(dir, 'tollgate.config.json');
   await writeFile(configPath, JSON.stringify(config));
   const port = await freePort();
-  const command = [process.execPath, ...(options.execArgv ?? []), COMPILED_MAIN];
+  const command = [process.execPath, ...(options.execArgv ?? []), main];
   // In a cgroup: a shell joins it, then becomes node (same pid), so node starts under the limit and sizes its heap by it.
   const [file, ...args] = options.cgroup
     ? ['/bin/sh', '-c', 'echo $$ > "$0" && exec "$@"', options.cgroup.procs, ...command]

@@ -2,6 +2,7 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { TollgateStores } from '@tollgate/core';
+import { windowPhase, windowStartAt } from '@tollgate/core/store-contracts';
 import type { ApiKeyRecord, LedgerScope } from '@tollgate/core/store-contracts';
 
 /** A store under test plus control over the time it sees. */
@@ -58,17 +59,21 @@ export function describeStoreConformance(
       await harness?.cleanup?.();
     });
 
-    /** Waits (or jumps) to just after a window boundary when less than `needMs` of the current window is left. */
-    async function alignToWindow(windowMs: number, needMs: number): Promise<void> {
+    /** Ms left in the window of `key` that holds now: each key's windows start on its own phase (windowPhase). */
+    async function leftInWindow(key: string, windowMs: number): Promise<number> {
       const now = await harness.now();
-      const left = windowMs - (now % windowMs);
+      return windowStartAt(now, windowMs, windowPhase(key, windowMs)) + windowMs - now;
+    }
+
+    /** Waits (or jumps) to just after a boundary of `key`'s windows when less than `needMs` of its window is left. */
+    async function alignToWindow(key: string, windowMs: number, needMs: number): Promise<void> {
+      const left = await leftInWindow(key, windowMs);
       if (left < needMs) await harness.advance(left + 5);
     }
 
-    /** Waits (or jumps) to 5 ms after the next window boundary. */
-    async function startOfNextWindow(windowMs: number): Promise<void> {
-      const now = await harness.now();
-      await harness.advance(windowMs - (now % windowMs) + 5);
+    /** Waits (or jumps) to 5 ms after the next boundary of `key`'s windows. */
+    async function startOfNextWindow(key: string, windowMs: number): Promise<void> {
+      await harness.advance((await leftInWindow(key, windowMs)) + 5);
     }
 
     it('names its kind', () => {
@@ -80,11 +85,11 @@ export function describeStoreConformance(
       const opts = { limit: 10, windowMs: LONG };
 
       it('consumes under the limit and reports the window', async () => {
-        await alignToWindow(LONG, 5_000);
         const key = unique('w');
+        await alignToWindow(key, LONG, 5_000);
         const first = await stores.counter.consume(key, 4, opts);
         expect(first).toMatchObject({ allowed: true, limit: 10, remaining: 6, retryAfterMs: 0 });
-        expect(first.windowStart % LONG).toBe(0);
+        expect(first.windowStart).toBe(windowStartAt(first.windowStart, LONG, windowPhase(key, LONG)));
         expect(first.resetAt).toBe(first.windowStart + LONG);
         const second = await stores.counter.consume(key, 6, opts);
         expect(second).toMatchObject({ allowed: true, remaining: 0, windowStart: first.windowStart });
@@ -92,8 +97,8 @@ export function describeStoreConformance(
       });
 
       it('is all-or-nothing: a refused consume takes nothing', async () => {
-        await alignToWindow(LONG, 5_000);
         const key = unique('w');
+        await alignToWindow(key, LONG, 5_000);
         await stores.counter.consume(key, 7, opts);
         const refused = await stores.counter.consume(key, 5, opts);
         expect(refused).toMatchObject({ allowed: false, remaining: 3 });
@@ -112,8 +117,8 @@ export function describeStoreConformance(
       });
 
       it('keeps keys and window sizes apart', async () => {
-        await alignToWindow(LONG, 5_000);
         const key = unique('w');
+        await alignToWindow(key, LONG, 5_000);
         await stores.counter.consume(key, 10, opts);
         expect((await stores.counter.consume(unique('w'), 10, opts)).allowed).toBe(true);
         expect((await stores.counter.consume(key, 10, { limit: 10, windowMs: LONG / 2 })).allowed).toBe(true);
@@ -121,8 +126,8 @@ export function describeStoreConformance(
       });
 
       it('refunds and charges the window the consume went to; a refund stops at zero', async () => {
-        await alignToWindow(LONG, 5_000);
         const key = unique('w');
+        await alignToWindow(key, LONG, 5_000);
         const { windowStart } = await stores.counter.consume(key, 8, opts);
         await stores.counter.adjust(key, -5, { windowMs: LONG, windowStart });
         expect(await stores.counter.peek(key, { windowMs: LONG })).toBe(3);
@@ -136,8 +141,8 @@ export function describeStoreConformance(
 
       // A NaN refund would wipe the window on Redis (max(0, NaN) is 0 in Lua) and poison it in memory.
       it('refuses NaN units, limits, sizes and refunds, and changes nothing', async () => {
-        await alignToWindow(LONG, 5_000);
         const key = unique('w');
+        await alignToWindow(key, LONG, 5_000);
         const { windowStart } = await stores.counter.consume(key, 8, opts);
         await expect(stores.counter.adjust(key, Number.NaN, { windowMs: LONG, windowStart })).rejects.toThrow(
           RangeError,
@@ -154,8 +159,8 @@ export function describeStoreConformance(
       });
 
       it('leaves a window that is gone alone, and does not create keys on adjust', async () => {
-        await alignToWindow(LONG, 5_000);
         const key = unique('w');
+        await alignToWindow(key, LONG, 5_000);
         const { windowStart } = await stores.counter.consume(key, 5, opts);
         await stores.counter.adjust(key, -5, { windowMs: LONG, windowStart: windowStart - 5 * LONG });
         await stores.counter.adjust(key, 3, { windowMs: LONG, windowStart: windowStart + LONG });
@@ -168,7 +173,7 @@ export function describeStoreConformance(
       it('slides: the previous window counts by how much of it still overlaps', async () => {
         const key = unique('w');
         const sliding = { limit: 10, windowMs: W };
-        await startOfNextWindow(W);
+        await startOfNextWindow(key, W);
         const first = await stores.counter.consume(key, 10, sliding);
         expect(first.allowed).toBe(true);
         await harness.advance(first.resetAt - (await harness.now()) + 5);
@@ -188,7 +193,7 @@ export function describeStoreConformance(
       it('adjusts the previous window after the window rolled', async () => {
         const key = unique('w');
         const sliding = { limit: 10, windowMs: W };
-        await startOfNextWindow(W);
+        await startOfNextWindow(key, W);
         const first = await stores.counter.consume(key, 10, sliding);
         await harness.advance(first.resetAt - (await harness.now()) + 5);
         expect((await stores.counter.consume(key, 5, sliding)).allowed).toBe(false);

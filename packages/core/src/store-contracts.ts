@@ -20,7 +20,15 @@ export type {
   WindowCounterAtOnce,
   WindowResult,
 } from './stores.js';
-export { GLOBAL_SLOT, SpendNotRebuiltError, scopeKeyOf, scopeRemaining, spentBeyondCredit } from './stores.js';
+export {
+  GLOBAL_SLOT,
+  SpendNotRebuiltError,
+  scopeKeyOf,
+  scopeRemaining,
+  spentBeyondCredit,
+  windowPhase,
+  windowStartAt,
+} from './stores.js';
 export type { AuthMethod } from './types.js';
 export { assertReserveNumbers, assertStoreAmount, assertStoreIncrease, assertStoreNumber } from './store-input.js';
 export {

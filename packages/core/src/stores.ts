@@ -46,6 +46,30 @@ export interface WindowCounter {
  * server (memory, a single Redis) ignore it.
  */
 
+/**
+ * Where a key's fixed windows start, in ms within the window: every key keeps the same grid (`start ≡ phase mod
+ * windowMs`), but different keys get different phases, spread evenly over the window by a hash of the key. Windows
+ * aligned to the clock would all roll at once, on the minute for a minute's window: every tenant's token block would
+ * go back and be taken again in the same second, and every caller would see its window reset at the same instant.
+ * Every store (memory, Redis, a lease's local window) takes its starts from this, so they agree on every window.
+ */
+export function windowPhase(key: string, windowMs: number): number {
+  // FNV-1a over the key's UTF-16 code units, then murmur3's finaliser: keys that differ in their last characters only
+  // (tenant:t1, tenant:t2) land far apart. Cheap, and stable across processes and versions of Node.
+  let hash = 0x811c9dc5;
+  for (let index = 0; index < key.length; index++) hash = Math.imul(hash ^ key.charCodeAt(index), 0x01000193);
+  hash = Math.imul(hash ^ (hash >>> 16), 0x85ebca6b);
+  hash = Math.imul(hash ^ (hash >>> 13), 0xc2b2ae35);
+  hash ^= hash >>> 16;
+  return Math.floor(((hash >>> 0) / 0x1_0000_0000) * windowMs);
+}
+
+/** The start of the fixed window of `key` that holds `now`, on the key's own phase (see `windowPhase`). */
+export function windowStartAt(now: number, windowMs: number, phase: number): number {
+  const into = (now - phase) % windowMs;
+  return now - (into < 0 ? into + windowMs : into);
+}
+
 /** The slot of what every caller shares (global limits and budgets): a sharded ledger reserves it last. */
 export const GLOBAL_SLOT = 'global';
 

@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it, jest } from '@jest/globals';
 import { blockStores, createMemoryStores, LeaseExhaustedError, leasedStores } from '@tollgate/core';
 import type { TollgateStores } from '@tollgate/core';
 import type { FixedWindowCounter, BlockStores, LedgerScope } from '@tollgate/core/store-contracts';
+import { windowPhase, windowStartAt } from '@tollgate/core/store-contracts';
 
 /** Fixed windows as @tollgate/redis keeps them (a count per key, opened by its first hit, `windowMs` long), in memory. */
 class FakeFixedWindow implements FixedWindowCounter {
@@ -50,8 +51,8 @@ class FakeFixedWindow implements FixedWindowCounter {
 }
 
 /** Memory stores with fixed windows, whose calls are counted (what a block saves is calls to the store). */
-function countedStores() {
-  const memory = createMemoryStores({ sweepIntervalMs: 0 });
+function countedStores(clock?: () => number) {
+  const memory = createMemoryStores({ sweepIntervalMs: 0, ...(clock ? { clock } : {}) });
   const calls = { consume: 0, adjust: 0, reserve: 0, settle: 0 };
   const fixedWindow = new FakeFixedWindow();
   const stores: TollgateStores & { fixedWindow: FakeFixedWindow } = {
@@ -523,6 +524,46 @@ describe('blockStores: renewals paced by the sweep', () => {
     for (const second of [5, 6, 7, 8]) expect(perSecond[second]).toBeLessThanOrEqual(Math.ceil((4 * 100) / 6) + 4);
     expect(perSecond[9]).toBe(0);
     expect(perSecond[10]).toBeGreaterThan(0);
+  });
+});
+
+describe('blockStores: token windows roll on each key’s phase', () => {
+  it('the token blocks of 200 tenants do not all go back and come again when the minute ends', async () => {
+    jest.useFakeTimers({ doNotFake: ['Date', 'setImmediate', 'nextTick', 'queueMicrotask'] });
+    try {
+      // Starts on the clock's minute, as a deployment does at some point every minute.
+      let now = 60_000 * 30_000_000;
+      const { stores, calls } = countedStores(() => now);
+      const wrapped = blockStores(stores, { share: 0.05, size: 'share', hotAfter: 1, clock: () => now });
+      opened.push(wrapped);
+      const tenants = 200;
+      const perSecond: number[] = [];
+      for (let second = 0; second < 150; second++) {
+        const before = calls.consume + calls.adjust;
+        if (second > 0) {
+          now += 1_000;
+          jest.advanceTimersByTime(1_000);
+        }
+        for (let t = 0; t < tenants; t++)
+          expect(
+            await wrapped.counter.consume(`tokens:tenant:t${t}`, 100, { limit: 400_000, windowMs: 60_000 }),
+          ).toMatchObject({ allowed: true });
+        await new Promise((resolve) => setImmediate(resolve));
+        perSecond.push(calls.consume + calls.adjust - before);
+      }
+      // On the clock's grid, every tenant's window ended at seconds 60 and 120: each block went back and a new one was
+      // taken, 200 calls or more in one second. On each key's phase about a sixtieth of them end in any one second.
+      expect(Math.max(...perSecond.slice(30))).toBeLessThanOrEqual(tenants / 5);
+      await wrapped.blocks.retireAll();
+      // Every request's tokens are in the window of its own key, to the unit.
+      const key = 'tokens:tenant:t0';
+      const start = windowStartAt(now, 60_000, windowPhase(key, 60_000));
+      const inWindow = Math.floor((now - start) / 1_000) + 1;
+      const weight = (start + 60_000 - now) / 60_000;
+      expect(await stores.counter.peek(key, { windowMs: 60_000 })).toBeCloseTo(100 * inWindow + 100 * 60 * weight, 6);
+    } finally {
+      jest.useRealTimers();
+    }
   });
 });
 

@@ -21,7 +21,9 @@ describe('memory stores', () => {
     const stores = createMemoryStores({ clock: () => now, sweepIntervalMs: 0 });
     for (let i = 0; i < 100; i++) await stores.counter.consume(`k${i}`, 1, { limit: 10, windowMs: 1000 });
     expect(stores.counter.size).toBe(100);
-    now += 1500;
+    // Each key's window started within the last 1000 ms (on its own phase): one window on, every key's previous
+    // window still counts; two windows on, both of every key's windows have ended.
+    now += 1000;
     stores.sweep();
     expect(stores.counter.size).toBe(100);
     now += 1000;

@@ -4,6 +4,7 @@ import { afterAll, describe, expect, it } from '@jest/globals';
 import request from 'supertest';
 import type { RequestHandler } from 'express';
 import { createMemoryStores, getContext, type TollgateStores, type UsageEstimate } from '@tollgate/core';
+import { windowPhase, windowStartAt } from '@tollgate/core/store-contracts';
 import { createRedisStores, type RedisStores } from '@tollgate/redis';
 import { tieredRateLimit, tokenRateLimit } from '@tollgate/ratelimit';
 import { testApp, usageRecord as record, type Handler } from './helpers.js';
@@ -111,7 +112,9 @@ describe('tokenRateLimit reserve and settle', () => {
   });
 
   it('frees the window gradually (weighted sliding window) and fully two windows later (manual clock)', async () => {
-    const clock = manualClock();
+    // Each key's windows start on its own phase: the clock starts where a window of this key starts.
+    const key = 'tg:tokens:key:key:k-slide';
+    const clock = manualClock(windowStartAt(Date.UTC(2026, 10, 22, 8, 0, 0), WINDOW_MS, windowPhase(key, WINDOW_MS)));
     const stores = createMemoryStores({ clock: clock.now, sweepIntervalMs: 0 });
     const app = testApp([estimateFromHeaders, tokenRateLimit({ stores, limit: 1000 })], settlingHandler);
     const call = (tokens: number) =>

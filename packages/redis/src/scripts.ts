@@ -25,9 +25,15 @@ end
 // The window size is a whole number of ms (the caller rounds it up), so starts, resets and waits
 // are integers: they go to redis.call and back to the caller as numbers, exactly, with no fmt()
 // (redis.call writes a number with every digit it needs; a tostring in Lua costs more than the HSET).
+// ARGV[4] is the key's phase (windowPhase in @tollgate/core, a whole number of ms below the size):
+// each key's windows start on its own grid, so keys do not all roll at the same instant. Lua's %
+// is never negative for a positive size. A window stored on another grid (by a version before
+// windows had a phase) is never under-counted: one that started before this window and overlaps it
+// (s < start < s + size) keeps its counts, moved to this window; one that ended within the window
+// before this one counts as that window.
 const WINDOW_STATE = `
 local size = tonumber(ARGV[2])
-local start = now - (now % size)
+local start = now - ((now - tonumber(ARGV[4])) % size)
 local state = redis.call('HMGET', KEYS[1], 's', 'c', 'p')
 local s = tonumber(state[1])
 local count = tonumber(state[2]) or 0
@@ -37,11 +43,12 @@ if s == nil then
   count = 0
   previous = 0
 elseif s > start then
-  -- TIME went back (failover to a replica with a slower clock): stay in the stored window.
+  -- TIME went back (failover to a replica with a slower clock), or a window of another grid
+  -- began after this one's start: stay in the stored window.
   start = s
   moved = false
-elseif s < start then
-  if s + size == start then previous = count else previous = 0 end
+elseif s + size <= start then
+  if s + 2 * size > start then previous = count else previous = 0 end
   count = 0
 end
 local function save(field, value)
@@ -55,7 +62,7 @@ end
 `;
 
 /**
- * KEYS: window hash. ARGV: units, windowMs, limit. Returns {allowed, remaining, resetAt, retryAfterMs, windowStart}.
+ * KEYS: window hash. ARGV: units, windowMs, limit, phase. Returns {allowed, remaining, resetAt, retryAfterMs, windowStart}.
  * A refused consume writes nothing: a roll it would store is derived the same way from the old state next time.
  */
 export const consumeWindow = new LuaScript(
@@ -89,7 +96,7 @@ export const consumeWindow = new LuaScript(
   `,
 );
 
-/** KEYS: window hash. ARGV: delta, windowMs, windowStart. Adjusts the identified window if it still exists. */
+/** KEYS: window hash. ARGV: delta, windowMs, windowStart, phase. Adjusts the identified window if it still exists. */
 export const adjustWindow = new LuaScript(
   'adjustWindow',
   `${PRELUDE}${WINDOW_STATE}
@@ -109,7 +116,7 @@ export const adjustWindow = new LuaScript(
   `,
 );
 
-/** KEYS: window hash. ARGV: (unused), windowMs. Returns the weighted count now. */
+/** KEYS: window hash. ARGV: (unused), windowMs, (unused), phase. Returns the weighted count now. */
 export const peekWindow = new LuaScript(
   'peekWindow',
   `${PRELUDE}${WINDOW_STATE}

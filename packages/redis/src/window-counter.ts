@@ -1,5 +1,5 @@
 // Weighted sliding-window counter on Redis: one hash per (key, window size), one script per operation.
-import { assertStoreNumber } from '@tollgate/core/store-contracts';
+import { assertStoreNumber, windowPhase } from '@tollgate/core/store-contracts';
 import type { WindowCounter, WindowResult } from '@tollgate/core/store-contracts';
 import type { Connection } from './connection.js';
 import { slotTag } from './hash-slot.js';
@@ -9,6 +9,12 @@ import * as scripts from './scripts.js';
 /** The scripts count in whole ms (their starts and resets are then exact integers). */
 function wholeMs(windowMs: number): number {
   return Math.max(1, Math.ceil(windowMs));
+}
+
+/** The script's windowMs and the key's phase in it (see `windowPhase`): where the memory counter starts its windows. */
+function grid(key: string, windowMs: number): [size: number, phase: number] {
+  const size = wholeMs(windowMs);
+  return [size, windowPhase(key, size)];
 }
 
 export class RedisWindowCounter implements WindowCounter {
@@ -39,10 +45,11 @@ export class RedisWindowCounter implements WindowCounter {
     assertStoreNumber('counter.consume', 'units', units);
     assertStoreNumber('counter.consume', 'limit', limit);
     assertStoreNumber('counter.consume', 'windowMs', windowMs);
+    const [size, phase] = grid(key, windowMs);
     const reply = (await this.#run(
       scripts.consumeWindow,
       [this.#key(key, windowMs, options.slot)],
-      [units, wholeMs(windowMs), limit],
+      [units, size, limit, phase],
     )) as unknown[];
     return {
       allowed: reply[0] === 1,
@@ -64,20 +71,18 @@ export class RedisWindowCounter implements WindowCounter {
     assertStoreNumber('counter.adjust', 'windowMs', options.windowMs);
     assertStoreNumber('counter.adjust', 'windowStart', options.windowStart);
     if (delta === 0) return;
+    const [size, phase] = grid(key, options.windowMs);
     await this.#run(
       scripts.adjustWindow,
       [this.#key(key, options.windowMs, options.slot)],
-      [delta, wholeMs(options.windowMs), options.windowStart],
+      [delta, size, options.windowStart, phase],
     );
   }
 
   async peek(key: string, options: { windowMs: number; slot?: string }): Promise<number> {
+    const [size, phase] = grid(key, options.windowMs);
     return Number(
-      await this.#run(
-        scripts.peekWindow,
-        [this.#key(key, options.windowMs, options.slot)],
-        [0, wholeMs(options.windowMs)],
-      ),
+      await this.#run(scripts.peekWindow, [this.#key(key, options.windowMs, options.slot)], [0, size, 0, phase]),
     );
   }
 }

@@ -7,9 +7,9 @@ import { SCRIPTS } from '../src/scripts.js';
 import { REDIS_URL, requireRedis, uniquePrefix } from './helpers.js';
 
 const PINNED: Record<keyof typeof SCRIPTS, string> = {
-  consumeWindow: 'e584fabd3ebe0cfc5eaaa7cc9f4e28dc37d60867',
-  adjustWindow: '4906344ca4b63cde50597cf2f94720986ec78983',
-  peekWindow: 'd8fb477d564f523d5baf24cb763948046cbc76e4',
+  consumeWindow: '4205753d7765e06aa48b18f3cbbea766c86af3f7',
+  adjustWindow: 'bfd44d0a491606031363aa055b3f4cbcf126523e',
+  peekWindow: 'c333de306dd6de180a7ed2e4b71328dba8e355ad',
   hitFixedWindow: '4b26a7fd499397b0372eebbed5600cafdfd14102',
   returnFixedWindowHit: '47524adddfb01229bd4cae1ba9801a634894a241',
   hitFixedWindowBy: '3e9b943bf830324cb8d41359b536499838e50fb4',

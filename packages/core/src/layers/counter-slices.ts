@@ -2,6 +2,7 @@
 import type { MaybePromise } from '../maybe-promise.js';
 import { assertStoreNumber } from '../store-input.js';
 import type { OutagePolicy } from '../leased-stores.js';
+import { windowPhase, windowStartAt } from '../stores.js';
 import type { WindowCounter, WindowResult } from '../stores.js';
 import type { LeaseOutage } from './lease-outage.js';
 import type { CounterPolicy } from './wrap-stores.js';
@@ -67,7 +68,7 @@ export class CounterSlices implements CounterPolicy {
     assertStoreNumber('counter.consume', 'limit', opts.limit);
     assertStoreNumber('counter.consume', 'windowMs', opts.windowMs);
     const now = this.outage.options.clock();
-    const start = Math.floor(now / opts.windowMs) * opts.windowMs;
+    const start = windowStartAt(now, opts.windowMs, windowPhase(key, opts.windowMs));
     if (this.policy === 'failOpen')
       return {
         allowed: true,

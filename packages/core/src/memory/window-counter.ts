@@ -1,5 +1,6 @@
 // In-memory weighted sliding-window counter: two fixed windows per key, the previous one weighted by overlap.
 import { assertStoreNumber } from '../store-input.js';
+import { windowPhase, windowStartAt } from '../stores.js';
 import type { WindowCounter, WindowCounterAtOnce, WindowResult } from '../stores.js';
 
 interface WindowState {
@@ -8,6 +9,8 @@ interface WindowState {
   count: number;
   /** Units counted in the fixed window that ended at `start`. */
   previous: number;
+  /** The key's `windowPhase`, computed once. */
+  phase: number;
 }
 
 /**
@@ -55,8 +58,9 @@ export class MemoryWindowCounter implements WindowCounter, WindowCounterAtOnce {
       states = new Map();
       this.#windows.set(windowMs, states);
     }
-    const start = Math.floor(now / windowMs) * windowMs;
     let state = states.get(key);
+    const phase = state ? state.phase : windowPhase(key, windowMs);
+    const start = windowStartAt(now, windowMs, phase);
     if (state && state.start !== start) {
       if (state.start + windowMs === start) {
         state.previous = state.count;
@@ -69,7 +73,7 @@ export class MemoryWindowCounter implements WindowCounter, WindowCounterAtOnce {
       }
     }
     if (!state && create) {
-      state = { start, count: 0, previous: 0 };
+      state = { start, count: 0, previous: 0, phase };
       states.set(key, state);
     }
     return state;
