@@ -14,12 +14,12 @@ import {
 } from './lib/deployment-config.js';
 import { CHAT_PATH } from './lib/fixtures.js';
 import { runLoad, type LoadResult } from './lib/load.js';
+import { processCpuUs } from './lib/process-cpu.js';
 import { STREAM_CONTENT_CHUNKS } from './lib/mock-upstream.js';
 import { costPerRequest, PrivateRedis, type CostPerRequest } from './lib/private-redis.js';
 import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
 import { fmtMs, fmtNumber, fmtRatio, median, quantile, table } from './lib/stats.js';
 import os from 'node:os';
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 
 const { passthrough: PASSTHROUGH, memory: PROXY_MEMORY, redis: PROXY_REDIS } = DEPLOYMENT_CASE;
@@ -103,7 +103,6 @@ export async function runDeploymentShortBenchmark(context: BenchContext): Promis
   const results = new Map<string, Round[]>();
   const coldStarts = new Map<string, ColdSecond[]>();
   const idleGaps = new Map<string, ColdSecond[][]>();
-  const minutes: MinuteCrossing[] = [];
   const loads: string[] = [];
   try {
     for (const mode of MODES) {
@@ -169,24 +168,11 @@ export async function runDeploymentShortBenchmark(context: BenchContext): Promis
     // The proxies as the rounds drive them: each round starts after an idle gap as long as two rounds.
     for (const c of cases)
       if (c.config) idleGaps.set(c.name, await afterIdleGaps(c, upstream.url, redisUrl ? redis : undefined, context));
-    // The Redis case through the clock's minute, where windows on the clock's grid would all end (and, with
-    // BENCH_SHORT_BEFORE_REF, the same for that build, the minute after).
-    const onRedis = cases.find((c) => c.redis);
-    if (onRedis) {
-      const beforeRef = process.env.BENCH_SHORT_BEFORE_REF;
-      if (beforeRef) {
-        const tree = await checkedOutTree(beforeRef, context.log);
-        const label = `${tree.commit.slice(0, 7)} (${beforeRef})`;
-        const main = path.join(tree.dir, 'examples/proxy/dist/main.js');
-        minutes.push({ build: label, ...(await acrossTheMinute(onRedis, upstream.url, redis, context, main)) });
-      }
-      minutes.push({ build: 'this build', ...(await acrossTheMinute(onRedis, upstream.url, redis, context)) });
-    }
   } finally {
     await upstream.close();
     await redis.stop();
   }
-  return describe(cases, results, rounds, loads, coldStarts, idleGaps, minutes);
+  return describe(cases, results, rounds, loads, coldStarts, idleGaps);
 }
 
 /** One second of a cold start: what was served, and on Redis what the scripts cost it. */
@@ -196,20 +182,13 @@ interface ColdSecond {
   /** The server process's CPU per request served that second. */
   cpuUs?: number;
   scriptCalls?: number;
+  /** HMGETs inside the scripts per request: one per window operation and one per ledger scope a script touches. */
+  storeOps?: number;
   redisCpuUs?: number;
 }
 
 /** Two block ages and more (`maxAgeMs`, 10 s by default): blocks opened in the first second all age together. */
 const COLD_SECONDS = 24;
-
-/** The process's CPU so far (user + system, every thread), in µs, from /proc (Linux). */
-async function processCpuUs(pid: number): Promise<number | undefined> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
-  const fields = stat?.slice(stat.lastIndexOf(')') + 2).split(' ');
-  if (!fields) return undefined;
-  // utime and stime, fields 14 and 15 of the whole line, in clock ticks (100 a second on Linux).
-  return (Number(fields[11]) + Number(fields[12])) * 10_000;
-}
 
 /** A server the seconds below are measured on: its URL and its process. */
 interface Measured {
@@ -254,7 +233,13 @@ async function measureSecond(server: Measured, redis: PrivateRedis | undefined):
     rps: result.rps,
     p99: quantile(result.latencies, 0.99),
     ...(cpuUs === undefined ? {} : { cpuUs }),
-    ...(cost ? { scriptCalls: cost.calls, redisCpuUs: cost.processCpuUs } : {}),
+    ...(cost
+      ? {
+          scriptCalls: cost.calls,
+          storeOps: cost.byCommand.get('hmget')?.calls ?? 0,
+          redisCpuUs: cost.processCpuUs,
+        }
+      : {}),
   };
 }
 
@@ -321,6 +306,8 @@ const MINUTE_WARM_S = 15;
 /** A build's Redis case driven through the clock's minute: each recorded second and its clock second. */
 interface MinuteCrossing {
   build: string;
+  /** The clock's minute crossed, hh:mm. */
+  minute: string;
   clock: string[];
   seconds: ColdSecond[];
 }
@@ -334,30 +321,88 @@ async function acrossTheMinute(
   c: ShortCase,
   upstream: string,
   redis: PrivateRedis,
-  context: BenchContext,
+  prefix: string,
   main?: string,
 ): Promise<Omit<MinuteCrossing, 'build'>> {
-  const prefix = `${context.redisPrefix}short:minute:${main ? 'before' : 'this'}:`;
   const server = await startCompiledProxy(c.config!(upstream, redis.url, prefix), main ? { main } : {});
   const clock: string[] = [];
   const seconds: ColdSecond[] = [];
   try {
-    const started = Date.now();
-    const intoMinute = () => Date.now() % 60_000;
-    // Warm until MINUTE_SIDE_S before a minute that leaves MINUTE_WARM_S of warm-up.
-    while (Date.now() - started < MINUTE_WARM_S * 1000 || intoMinute() < 60_000 - MINUTE_SIDE_S * 1000 - 500)
-      await measureLoad(server, 'json', 1, undefined);
+    // The first minute that leaves MINUTE_WARM_S of load before its last MINUTE_SIDE_S seconds.
+    const firstRecorded = Date.now() + MINUTE_WARM_S * 1000;
+    const minuteAt = Math.ceil((firstRecorded + MINUTE_SIDE_S * 1000) / 60_000) * 60_000;
+    while (Date.now() < minuteAt - MINUTE_SIDE_S * 1000) await measureLoad(server, 'json', 1, undefined);
     while (clock.length < 2 * MINUTE_SIDE_S) {
-      clock.push(`:${String(Math.floor(intoMinute() / 1000)).padStart(2, '0')}`);
+      clock.push(`:${String(Math.floor((Date.now() % 60_000) / 1000)).padStart(2, '0')}`);
       seconds.push(await measureSecond(server, redis));
     }
+    return { minute: new Date(minuteAt).toISOString().slice(11, 16), clock, seconds };
   } finally {
     await server.close();
   }
-  context.log(
-    `deployment-short across the minute${main ? ` (${main})` : ''}: ${seconds.map((x, i) => `${clock[i]} ${fmtNumber(x.scriptCalls ?? 0, 3)}`).join(', ')} script calls/req`,
-  );
-  return { clock, seconds };
+}
+
+/**
+ * `deployment-minute`: the Redis case through the clock's minute, second by second, BENCH_MINUTE_CROSSINGS times
+ * (2; 1 with --quick); with BENCH_MINUTE_BEFORE_REF, a checked-out build's too, the two in turn.
+ */
+export async function runDeploymentMinuteBenchmark(context: BenchContext): Promise<SectionResult> {
+  const crossings = context.quick ? 1 : Number(process.env.BENCH_MINUTE_CROSSINGS ?? 2);
+  const builds: { label: string; main?: string }[] = [];
+  const beforeRef = process.env.BENCH_MINUTE_BEFORE_REF;
+  if (beforeRef) {
+    const tree = await checkedOutTree(beforeRef, context.log);
+    builds.push({
+      label: `${tree.commit.slice(0, 7)} (${beforeRef})`,
+      main: path.join(tree.dir, 'examples/proxy/dist/main.js'),
+    });
+  }
+  builds.push({ label: 'this build' });
+  const redis = new PrivateRedis();
+  await redis.start();
+  const upstream = await startServer({ app: 'mock-upstream' });
+  const onRedis = CASES.find((c) => c.redis)!;
+  const minutes: MinuteCrossing[] = [];
+  try {
+    for (let crossing = 0; crossing < crossings; crossing++)
+      for (const [index, build] of builds.entries()) {
+        const prefix = `${context.redisPrefix}minute:${crossing}:${index}:`;
+        const crossed = await acrossTheMinute(onRedis, upstream.url, redis, prefix, build.main);
+        minutes.push({ build: build.label, ...crossed });
+        context.log(
+          `deployment-minute ${build.label} through ${crossed.minute}: ` +
+            crossed.seconds.map((x, i) => `${crossed.clock[i]} ${fmtNumber(x.storeOps ?? 0, 3)}`).join(', ') +
+            ' HMGET/req',
+        );
+      }
+  } finally {
+    await upstream.close();
+    await redis.stop();
+  }
+  const body = [
+    `${PROXY_REDIS} through the clock's minute, second by second: the deployment's JSON load (${DEPLOYMENT.tenants.toLocaleString('en-US')} ` +
+      `tenants, every request the next key, ${CONNECTIONS} connections) on a new process of each build, a prefix of its own ` +
+      `on a redis-server of its own, driven ${MINUTE_WARM_S} s or more before its first recorded second. Each column is the ` +
+      "clock's second the load second started in. Token windows on the clock's grid all end at :00, and every tenant's " +
+      "token block goes back and is taken again in that second; on each key's own phase (windowPhase) about a sixtieth " +
+      'of them end in any second. "HMGET/req" counts the operations the scripts ran (one per window operation, one per ' +
+      'ledger scope a script touched) per request served; "script calls/req" the bundles sent; "Redis CPU" is the ' +
+      'redis-server\'s used_cpu_user + used_cpu_sys; "CPU µs/req" the proxy process\'s (/proc).',
+    ...minutes.flatMap((crossing) => [
+      '',
+      table(
+        [`${crossing.build}, ${crossing.minute}`, ...crossing.clock],
+        [
+          ['req/s', ...crossing.seconds.map((x) => fmtNumber(x.rps))],
+          ['CPU µs/req', ...crossing.seconds.map((x) => (x.cpuUs === undefined ? '—' : fmtNumber(x.cpuUs, 0)))],
+          ['HMGET/req', ...crossing.seconds.map((x) => fmtNumber(x.storeOps ?? 0, 3))],
+          ['script calls/req', ...crossing.seconds.map((x) => fmtNumber(x.scriptCalls ?? 0, 3))],
+          ['Redis CPU µs/req', ...crossing.seconds.map((x) => fmtNumber(x.redisCpuUs ?? 0, 1))],
+        ],
+      ),
+    ]),
+  ].join('\n');
+  return { title: "Deployment through the clock's minute (Redis, blocks on)", body, targets: [] };
 }
 
 function describe(
@@ -367,7 +412,6 @@ function describe(
   loads: string[],
   coldStarts: Map<string, ColdSecond[]>,
   idleGaps: Map<string, ColdSecond[][]>,
-  minutes: readonly MinuteCrossing[],
 ): SectionResult {
   const of = (name: string, mode: Mode) => results.get(`${name}\u0000${mode}`) ?? [];
   const rows: string[][] = [];
@@ -492,27 +536,6 @@ function describe(
         ]),
       ),
     ),
-    ...(minutes.length === 0
-      ? []
-      : [
-          '',
-          `${PROXY_REDIS} through the clock's minute, second by second (JSON; a new process of each build on a prefix of ` +
-            `its own, driven ${MINUTE_WARM_S} s or more first): each column is the clock's second it started in. ` +
-            "Token windows on the clock's grid all end at :00, and every tenant's token block goes back and is taken " +
-            "again in that second; on each key's own phase (windowPhase) about a sixtieth of them end in any second.",
-          ...minutes.flatMap((crossing) => [
-            '',
-            table(
-              [crossing.build, ...crossing.clock],
-              [
-                ['req/s', ...crossing.seconds.map((x) => fmtNumber(x.rps))],
-                ['CPU µs/req', ...crossing.seconds.map((x) => (x.cpuUs === undefined ? '—' : fmtNumber(x.cpuUs, 0)))],
-                ['script calls/req', ...crossing.seconds.map((x) => fmtNumber(x.scriptCalls ?? 0, 3))],
-                ['Redis CPU µs/req', ...crossing.seconds.map((x) => fmtNumber(x.redisCpuUs ?? 0, 1))],
-              ],
-            ),
-          ]),
-        ]),
   ].join('\n');
   return { title: 'Deployment, short rounds from a cold start (4 s rounds, every round)', body, targets };
 }

@@ -12,6 +12,7 @@ import { CHAT_PATH } from './lib/fixtures.js';
 import { alternateRounds, runLoad, type CaseSummary, type LoadResult } from './lib/load.js';
 import { STREAM_CONTENT_CHUNKS } from './lib/mock-upstream.js';
 import { costPerRequest, PrivateRedis } from './lib/private-redis.js';
+import { processCpuUs } from './lib/process-cpu.js';
 import { countRoundTrips, type CaseCount } from './round-trips.js';
 import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
 import { fmtMs, fmtNumber, fmtRatio, median, table } from './lib/stats.js';
@@ -57,6 +58,12 @@ interface RedisSpend {
   processCpuUs: number;
   /** Every command INFO commandstats lists (those scripts run counted too, inside their script's time). */
   byCommand: Map<string, { calls: number; usec: number }>;
+}
+
+/** The server process's CPU over one case's and mode's measured rounds (/proc), and the requests it served in them. */
+interface ServerSpend {
+  requests: number;
+  cpuUs: number;
 }
 
 /** One load run against a server (warm-up or measured), for the bound on what a tenant sent in any minute. */
@@ -167,6 +174,7 @@ export async function runDeploymentBenchmark(context: BenchContext): Promise<Sec
   const upstream = await startServer({ app: 'mock-upstream' });
   const runs = new Map<string, RunRecord[]>(cases.map((c) => [c.name, []]));
   const spend = new Map<string, RedisSpend>();
+  const serverSpend = new Map<string, ServerSpend>();
   try {
     for (const benchCase of cases) {
       try {
@@ -195,13 +203,25 @@ export async function runDeploymentBenchmark(context: BenchContext): Promise<Sec
       // rounds alternate, so without it each round of a case would start after the others' rounds, its tenants'
       // blocks given back meanwhile).
       await load(c, mode, context.quick ? roundWarmUpS : (c.warmUpS ?? roundWarmUpS));
-      if (!c.redis) return load(c, mode, durationS);
+      const key = `${c.name}\u0000${mode}`;
+      const pid = servers.get(c.name)!.pid;
+      /** The server's CPU over the measured load: what it costs per request whatever else the machine runs. */
+      const serverLoad = async (): Promise<LoadResult> => {
+        const cpuBefore = await processCpuUs(pid);
+        const result = await load(c, mode, durationS);
+        const cpuAfter = await processCpuUs(pid);
+        if (cpuBefore !== undefined && cpuAfter !== undefined) {
+          const sum = serverSpend.get(key) ?? { requests: 0, cpuUs: 0 };
+          serverSpend.set(key, { requests: sum.requests + result.requests, cpuUs: sum.cpuUs + cpuAfter - cpuBefore });
+        }
+        return result;
+      };
+      if (!c.redis) return serverLoad();
       await c.redis.resetStats();
       const before = await c.redis.cost();
-      const result = await load(c, mode, durationS);
+      const result = await serverLoad();
       await sleep(SETTLE_WAIT_MS);
       const cost = costPerRequest(before, await c.redis.cost(), 1);
-      const key = `${c.name}\u0000${mode}`;
       const sum = spend.get(key) ?? { requests: 0, calls: 0, scriptUs: 0, processCpuUs: 0, byCommand: new Map() };
       sum.requests += result.requests;
       sum.calls += cost.calls;
@@ -254,7 +274,7 @@ export async function runDeploymentBenchmark(context: BenchContext): Promise<Sec
         missing.push(`round trips of ${countCase.name}: ${error instanceof Error ? error.message : String(error)}`);
       }
     }
-    return describe(cases, summaries, spend, runs, counts, missing, { rounds, durationS, roundWarmUpS });
+    return describe(cases, summaries, spend, serverSpend, runs, counts, missing, { rounds, durationS, roundWarmUpS });
   } finally {
     await Promise.all([...servers.values()].map((server) => server.close()));
     await upstream.close();
@@ -303,6 +323,7 @@ function describe(
   cases: DeploymentCase[],
   summaries: Record<Mode, CaseSummary[]>,
   spend: Map<string, RedisSpend>,
+  serverSpend: Map<string, ServerSpend>,
   runs: Map<string, RunRecord[]>,
   counts: CaseCount[],
   missing: string[],
@@ -310,13 +331,21 @@ function describe(
 ): SectionResult {
   const spendOf = (name: string, mode: Mode) => spend.get(`${name}\u0000${mode}`);
   const usPer = (value: number, requests: number) => fmtNumber(value / requests, 1);
+  /** The server's CPU per request over its measured rounds, and with its redis-server's added. */
+  const costOf = (name: string, mode: Mode): { server: number; total: number } | undefined => {
+    const server = serverSpend.get(`${name}\u0000${mode}`);
+    if (!server || server.requests === 0) return undefined;
+    const redis = spendOf(name, mode);
+    const perRequest = server.cpuUs / server.requests;
+    return { server: perRequest, total: perRequest + (redis ? redis.processCpuUs / redis.requests : 0) };
+  };
   const rows: string[][] = [];
   for (const mode of MODES) {
     for (const c of cases) {
       const s = summaries[mode].find((x) => x.name === c.name);
       const label = mode === 'json' ? 'JSON' : 'SSE stream';
       if (!s) {
-        rows.push([c.name, label, 'not available', '', '', '', '', '', '']);
+        rows.push([c.name, label, 'not available', '', '', '', '', '', '', '', '']);
         continue;
       }
       const redis = spendOf(c.name, mode);
@@ -330,6 +359,8 @@ function describe(
         `${s.non2xx}/${s.errors}`,
         redis ? usPer(redis.scriptUs, redis.requests) : '—',
         redis ? usPer(redis.processCpuUs, redis.requests) : '—',
+        costOf(c.name, mode) ? fmtNumber(costOf(c.name, mode)!.server, 0) : '—',
+        costOf(c.name, mode) ? fmtNumber(costOf(c.name, mode)!.total, 0) : '—',
       ]);
     }
   }
@@ -429,10 +460,22 @@ function describe(
     'req/s is the median over rounds; "× passthrough" the median of per-round ratios; p50/p99 pool every response. ' +
       '"Redis µs/req" is the time INFO commandstats gives the script commands (EVAL, EVALSHA: all either case sends, see the relay\'s table below; the commands scripts run are inside their time) ' +
       "per request served, on the case's own redis-server, CONFIG RESETSTAT before each measured round and read " +
-      `${SETTLE_WAIT_MS / 1000} s after it (the settles of its last requests landed): a window of ${BLOCK_AGE_S} s in the steady state, in which every tenant's blocks are taken again or given back once, whatever their phase; "Redis CPU µs/req" is that process's used_cpu_user + used_cpu_sys over the same span.`,
+      `${SETTLE_WAIT_MS / 1000} s after it (the settles of its last requests landed): a window of ${BLOCK_AGE_S} s in the steady state, in which every tenant's blocks are taken again or given back once, whatever their phase; "Redis CPU µs/req" is that process's used_cpu_user + used_cpu_sys over the same span. "server CPU µs/req" is the server process's own (/proc, user + system, 10 ms ticks) over its measured rounds, and "server + Redis" adds its redis-server's: what a request costs the machine, whatever else shares its cores (the load generator and the upstream run on the same two).`,
     '',
     table(
-      ['case', 'mode', 'req/s', '× passthrough', 'p50', 'p99', 'non-2xx/errors', 'Redis µs/req', 'Redis CPU µs/req'],
+      [
+        'case',
+        'mode',
+        'req/s',
+        '× passthrough',
+        'p50',
+        'p99',
+        'non-2xx/errors',
+        'Redis µs/req',
+        'Redis CPU µs/req',
+        'server CPU µs/req',
+        'server + Redis CPU µs/req',
+      ],
       rows,
     ),
     '',
@@ -504,12 +547,21 @@ function describe(
   if (overPeer.every(Number.isFinite)) {
     const invalid = validity([PROXY_REDIS, PEER]);
     const rps = (mode: Mode, name: string) => fmtNumber(summaries[mode].find((s) => s.name === name)!.rps);
+    // Beside the throughput, what a request costs each (server + its Redis CPU): the peer's cost over the proxy's.
+    const costs = MODES.map((mode) => [costOf(PEER, mode), costOf(PROXY_REDIS, mode)] as const);
+    const costFigures = costs.every(([peer, proxy]) => peer && proxy)
+      ? `; CPU per request (server + Redis), the peer stack's over the proxy's: ` +
+        MODES.map((mode, i) => {
+          const [peer, proxy] = costs[i]!;
+          return `${mode} ${fmtRatio(peer!.total / proxy!.total)} (${fmtNumber(peer!.total, 0)} / ${fmtNumber(proxy!.total, 0)} µs)`;
+        }).join(', ')
+      : '';
     targets.push({
       target: chainTarget,
       holds: invalid ? undefined : Math.min(...overPeer) >= CHAIN_OVER_PEER_TARGET,
       figures:
         `JSON ${fmtRatio(overPeer[0]!)} (${rps('json', PROXY_REDIS)} vs ${rps('json', PEER)} req/s), ` +
-        `stream ${fmtRatio(overPeer[1]!)} (${rps('stream', PROXY_REDIS)} vs ${rps('stream', PEER)} req/s)${invalid}`,
+        `stream ${fmtRatio(overPeer[1]!)} (${rps('stream', PROXY_REDIS)} vs ${rps('stream', PEER)} req/s)${costFigures}${invalid}`,
     });
   } else {
     targets.push({ target: chainTarget, holds: undefined, figures: 'a side is not available' });

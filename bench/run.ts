@@ -12,7 +12,7 @@ import { runChainBenchmark } from './chain.js';
 import { runChainCostBenchmark } from './chain-cost.js';
 import { runDeploymentBenchmark } from './deployment.js';
 import { runDeploymentMemoryBenchmark } from './deployment-memory.js';
-import { runDeploymentShortBenchmark } from './deployment-short.js';
+import { runDeploymentMinuteBenchmark, runDeploymentShortBenchmark } from './deployment-short.js';
 import { runEstimationBenchmark } from './estimate.js';
 import { runEstimateScriptsBenchmark } from './estimate-scripts.js';
 import { runGuardCostBenchmark } from './guard-cost.js';
@@ -53,6 +53,7 @@ const BENCHMARKS: Record<string, (context: BenchContext) => Promise<SectionResul
   deployment: runDeploymentBenchmark,
   'deployment-memory': runDeploymentMemoryBenchmark,
   'deployment-short': runDeploymentShortBenchmark,
+  'deployment-minute': runDeploymentMinuteBenchmark,
   builds: runBuildsBenchmark,
 };
 
