@@ -567,6 +567,127 @@ describe('blockStores: token windows roll on each key’s phase', () => {
   });
 });
 
+describe('blockStores: budget blocks reopened by the sweep', () => {
+  /**
+   * `tenants` asked for once a second each (a request window of the budget only), the sweep every second: the store's
+   * reserves made in each second's sweep and by each second's requests, apart.
+   */
+  async function budgetSeconds(tenants: number, seconds: number, askedUntil = seconds) {
+    jest.useFakeTimers({ doNotFake: ['Date', 'setImmediate', 'nextTick', 'queueMicrotask'] });
+    try {
+      let now = 1_000_000;
+      const { stores, calls } = countedStores();
+      const wrapped = blockStores(stores, { share: 0.05, size: 'share', hotAfter: 1, clock: () => now });
+      opened.push(wrapped);
+      const expiresAt = Date.now() + 86_400_000;
+      const global: LedgerScope = { key: 'global', limit: 1_000_000_000, expiresAt };
+      const scopes = Array.from({ length: tenants }, (_, t): LedgerScope[] => [
+        { key: `tenant:t${t}`, limit: 10_000_000, expiresAt },
+        global,
+      ]);
+      const bySweep: number[] = [];
+      const byRequests: number[] = [];
+      let spent = 0;
+      for (let second = 0; second < seconds; second++) {
+        const beforeSweep = calls.reserve;
+        if (second > 0) {
+          now += 1_000;
+          jest.advanceTimersByTime(1_000);
+        }
+        bySweep.push(calls.reserve - beforeSweep);
+        const beforeRequests = calls.reserve;
+        for (let t = 0; t < (second < askedUntil ? tenants : 0); t++) {
+          const id = `r${second}-${t}`;
+          expect(await wrapped.ledger.reserve({ id, amount: 1_000, scopes: scopes[t]!, ttlMs: 60_000 })).toMatchObject({
+            ok: true,
+          });
+          await wrapped.ledger.settle(id, 700);
+          spent += 700;
+        }
+        byRequests.push(calls.reserve - beforeRequests);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      await wrapped.blocks.retireAll();
+      // Every block went back: the store holds nothing, and charged exactly what the requests spent.
+      const usage = await stores.ledger.usage(['global', 'tenant:t0']);
+      const asked = Math.min(seconds, askedUntil);
+      expect(usage.map((scope) => [scope.spent, scope.reserved])).toEqual([
+        [spent, 0],
+        [700 * asked, 0],
+      ]);
+      return { bySweep, byRequests };
+    } finally {
+      jest.useRealTimers();
+    }
+  }
+
+  it('a due block whose scope is asked for is reopened in the sweep: requests wait for no reserve of their own', async () => {
+    const { bySweep, byRequests } = await budgetSeconds(100, 40);
+    // Second 0 opens every tenant's block and the global one, in the requests' path.
+    expect(byRequests[0]).toBe(101);
+    // From then on the sweeps retire due blocks and reserve their successors (paced over the last half of the age:
+    // about a fifth of the blocks a second), and no request reserves in the store.
+    expect(byRequests.slice(1)).toEqual(new Array(39).fill(0));
+    expect(bySweep.slice(5).reduce((sum, n) => sum + n, 0)).toBeGreaterThanOrEqual(3 * 101 - 10);
+    expect(Math.max(...bySweep)).toBeLessThanOrEqual(Math.ceil(101 / 5) + 5);
+  });
+
+  it('a paused scope’s block is not reopened: once quiet for three sweeps it goes back at its age, and stays back', async () => {
+    // Asked for in seconds 0 to 4, then quiet: the early sweeps of seconds 5 to 8 still see the blocks in use (the
+    // requests of second 4, within three sweeps) and reopen their share; a block reopened then is never used, so none
+    // is reopened after it, and the rest go back at their age.
+    const { bySweep } = await budgetSeconds(100, 30, 5);
+    expect(bySweep.slice(5, 9).every((n) => n > 0)).toBe(true);
+    expect(bySweep.slice(9)).toEqual(new Array(21).fill(0));
+  });
+
+  it('a block reserved by the sweep that lands after every block went back goes back too: nothing stays reserved', async () => {
+    jest.useFakeTimers({ doNotFake: ['Date', 'setImmediate', 'nextTick', 'queueMicrotask'] });
+    try {
+      let now = 1_000_000;
+      const { stores } = countedStores();
+      // The store's reserves wait for a gate while `held` is set: the sweep's reserve is under way at retireAll.
+      let held = false;
+      let release: () => void = () => undefined;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      const inner = stores.ledger.reserve.bind(stores.ledger);
+      let atGate = 0;
+      stores.ledger.reserve = async (request) => {
+        if (held) {
+          atGate++;
+          await gate;
+        }
+        return inner(request);
+      };
+      const wrapped = blockStores(stores, { share: 0.05, size: 'share', hotAfter: 1, clock: () => now });
+      opened.push(wrapped);
+      const scope: LedgerScope = { key: 'tenant:acme', limit: 10_000_000, expiresAt: Date.now() + 86_400_000 };
+      // Asked for once a second until a sweep retires the block and asks for its successor, which waits at the gate.
+      let requests = 0;
+      let waiting = false;
+      for (let second = 0; second < 30 && !waiting; second++) {
+        await wrapped.ledger.reserve({ id: `r${second}`, amount: 1_000, scopes: [scope], ttlMs: 60_000 });
+        await wrapped.ledger.settle(`r${second}`, 700);
+        requests++;
+        held = true;
+        now += 1_000;
+        jest.advanceTimersByTime(1_000);
+        waiting = wrapped.blocks.open().ledger === 0;
+        if (!waiting) held = false;
+      }
+      expect(waiting).toBe(true);
+      expect(atGate).toBe(1);
+      const retired = wrapped.blocks.retireAll();
+      release();
+      await retired;
+      expect(wrapped.blocks.open().ledger).toBe(0);
+      expect((await stores.ledger.usage(['tenant:acme']))[0]).toMatchObject({ spent: 700 * requests, reserved: 0 });
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+});
+
 describe('blockStores: budgets', () => {
   const scopes = (limit: number): LedgerScope[] => {
     const expiresAt = Date.now() + 3_600_000;

@@ -164,6 +164,15 @@ export class BlockDemand {
     return due;
   }
 
+  /**
+   * The block handed out something within the last IN_USE_SWEEPS sweeps (as `dueNow` last saw it): its subject is still
+   * asked for, so a block retired now is worth opening again at once.
+   */
+  inUse(block: Aging, now: number): boolean {
+    const seen = this.#seenAtSweep.get(block);
+    return seen !== undefined && now - seen.changedAt <= IN_USE_SWEEPS * this.sweepMs;
+  }
+
   /** Forgets subjects not asked for within two periods. */
   sweep(now: number): void {
     for (const [id, seen] of this.#heat) if (now - seen.start >= 2 * this.options.maxAgeMs) this.#heat.delete(id);
@@ -209,9 +218,9 @@ export class BlockSends {
     void tracked.finally(() => this.#sending.delete(tracked));
   }
 
-  /** Resolves once everything sent so far has landed or failed. */
+  /** Resolves once everything sent has landed or failed, what those sent on landing included. */
   async landed(): Promise<void> {
-    await Promise.all(this.#sending);
+    while (this.#sending.size > 0) await Promise.all(this.#sending);
   }
 
   #failed(error: unknown): void {

@@ -20,6 +20,10 @@ import type { LedgerPolicy } from './wrap-stores.js';
 export interface LedgerBlock {
   id: string;
   signature: string;
+  /** The scope as its opener named it: what a successor opened by the sweep reserves. */
+  scope: LedgerScope;
+  /** The amount of the last request granted from it: what its successor is sized by. */
+  units: number;
   amount: number;
   /** Held by live grants plus spent by settled ones. */
   used: number;
@@ -100,6 +104,7 @@ function take(
     if (!block) continue;
     block.used += sign * amount;
     block.live += sign;
+    if (sign > 0) block.units = amount;
     if (sign < 0 && block.retired && block.live === 0) settle(block);
   }
 }
@@ -111,6 +116,8 @@ export class LedgerBlocks implements LedgerPolicy {
   readonly #taking = new Map<string, Promise<unknown>>();
   readonly #direct = new DirectUntil();
   readonly #grants = new Map<string, Grant>();
+  /** Counts retireAll calls: a block reserved across one is given back as it lands. */
+  #generation = 0;
   readonly #idPrefix = `block:${process.pid.toString(36)}:${Math.random().toString(36).slice(2, 10)}:`;
   /** A retired block's settle, made once for `take`. */
   readonly #settleBlock = (block: LedgerBlock): void => this.#settle(block);
@@ -156,18 +163,39 @@ export class LedgerBlocks implements LedgerPolicy {
   }
 
   /**
-   * Due blocks (past their age, or paced early: BlockDemand.dueNow) retire and settle, the next request of their scope
-   * opening the next; a grant never settled by its ttl is charged its amount, as the store would.
+   * Due blocks (past their age, or paced early: BlockDemand.dueNow) retire and settle; a grant never settled by its ttl
+   * is charged its amount, as the store would.
    */
   sweep(now: number): void {
-    for (const block of this.demand.dueNow(this.#blocks.values(), now)) this.#retire(block);
+    for (const block of this.demand.dueNow(this.#blocks.values(), now)) this.#renew(block, now);
     // The store charges its own part of an expired grant, as any reservation nobody settled.
     for (const [id, grant] of this.#grants) if (grant.expiresAt <= now) this.#settleBlocks(id, grant, grant.amount);
     this.#direct.sweep(now);
   }
 
   retireAll(): void {
+    // A block whose reserve is still under way is given back when it lands (see #open).
+    this.#generation++;
     for (const block of [...this.#blocks.values()]) this.#retire(block);
+  }
+
+  /**
+   * A due block retires, and while its scope is still asked for (the block handed out something within the last
+   * sweeps, and the scope is hot) its successor is reserved at once, sized to the demand now: the reserves of one
+   * sweep start in one turn, so they go to the store in one call, where the next request of each scope would otherwise
+   * open it in a call of its own, and wait for it. Requests that come meanwhile wait for that reserve (#open).
+   */
+  #renew(block: LedgerBlock, now: number): void {
+    this.#retire(block);
+    const { signature, scope } = block;
+    // Not for a scope whose period ended: its requests name the next period's scope now.
+    if (!this.demand.inUse(block, now) || this.#direct.holds(signature, now) || scope.expiresAt <= now) return;
+    const recent = this.demand.recentOf(signature, now);
+    const cap = this.demand.capOf(scope.limit);
+    if (recent === 0 || !this.demand.hot(recent) || cap < block.units * LEAST_REQUESTS_PER_BLOCK) return;
+    const size = this.demand.sizeOf(cap, block.units, recent);
+    // A reserve that fails leaves the scope without a block: its next request opens one, as at a cold start.
+    this.sends.send(this.#open(scope, signature, block.ttlMs, size).catch(() => undefined));
   }
 
   #settle(block: LedgerBlock): void {
@@ -211,6 +239,7 @@ export class LedgerBlocks implements LedgerPolicy {
       const block = blocks[i]!;
       block.used += request.amount;
       block.live += 1;
+      block.units = request.amount;
       balances[i] = block.balance;
     }
     const expiresAt = this.demand.options.clock() + request.ttlMs;
@@ -253,7 +282,7 @@ export class LedgerBlocks implements LedgerPolicy {
           attempt === 0 && cap >= request.amount * LEAST_REQUESTS_PER_BLOCK && !this.#direct.holds(signature, now);
         if (blockable && this.demand.hot(recent[i]!)) {
           const size = this.demand.sizeOf(cap, request.amount, this.demand.expected(signature, now, recent[i]!));
-          opening.push(this.#open(scope, signature, request, size));
+          opening.push(this.#open(scope, signature, request.ttlMs, size));
         }
       }
       if (opening.length > 0) {
@@ -299,16 +328,20 @@ export class LedgerBlocks implements LedgerPolicy {
     };
   }
 
-  /** Opens a block of one scope, or marks it counted per request for a while when it cannot (too near its limit, a lease's slice too small). */
-  async #open(scope: LedgerScope, signature: string, request: ReserveRequest, size: number): Promise<void> {
+  /**
+   * Opens a block of one scope for requests of up to `ttlMs`, or marks it counted per request for a while when it cannot
+   * (too near its limit, a lease's slice too small).
+   */
+  async #open(scope: LedgerScope, signature: string, ttlMs: number, size: number): Promise<void> {
     const taking = this.#taking.get(signature);
     if (taking) {
       await taking;
       return;
     }
     const { clock, maxAgeMs } = this.demand.options;
+    const generation = this.#generation;
     const id = `${this.#idPrefix}${(++blockCount).toString(36)}`;
-    const take = this.inner.reserve({ id, amount: size, scopes: [scope], ttlMs: request.ttlMs + maxAgeMs });
+    const take = this.inner.reserve({ id, amount: size, scopes: [scope], ttlMs: ttlMs + maxAgeMs });
     this.#taking.set(
       signature,
       take.catch(() => undefined),
@@ -338,6 +371,8 @@ export class LedgerBlocks implements LedgerPolicy {
     const opened: LedgerBlock = {
       id,
       signature,
+      scope,
+      units: 0,
       amount: taken.amount,
       used: 0,
       spent: 0,
@@ -345,9 +380,14 @@ export class LedgerBlocks implements LedgerPolicy {
       live: 0,
       retired: false,
       bornAt: clock(),
-      ttlMs: request.ttlMs,
+      ttlMs,
       balance,
     };
+    if (generation !== this.#generation) {
+      // Every block was given back while this one was reserved (retireAll, a close): it goes back too, unused.
+      this.#retire(opened);
+      return;
+    }
     const before = this.#blocks.get(signature);
     if (before) this.#retire(before);
     this.#blocks.set(signature, opened);
