@@ -192,7 +192,8 @@ export class LedgerBlocks implements LedgerPolicy {
     if (!this.demand.inUse(block, now) || this.#direct.holds(signature, now) || scope.expiresAt <= now) return;
     const recent = this.demand.recentOf(signature, now);
     const cap = this.demand.capOf(scope.limit);
-    if (recent === 0 || !this.demand.hot(recent) || cap < block.units * LEAST_REQUESTS_PER_BLOCK) return;
+    if (recent === 0 || !this.demand.hot(recent) || !(block.units > 0) || cap < block.units * LEAST_REQUESTS_PER_BLOCK)
+      return;
     const size = this.demand.sizeOf(cap, block.units, recent);
     // A reserve that fails leaves the scope without a block: its next request opens one, as at a cold start.
     this.sends.send(this.#open(scope, signature, block.ttlMs, size).catch(() => undefined));
