@@ -349,6 +349,7 @@ function describe(
         continue;
       }
       const redis = spendOf(c.name, mode);
+      const cost = costOf(c.name, mode);
       rows.push([
         c.name,
         label,
@@ -359,8 +360,8 @@ function describe(
         `${s.non2xx}/${s.errors}`,
         redis ? usPer(redis.scriptUs, redis.requests) : '—',
         redis ? usPer(redis.processCpuUs, redis.requests) : '—',
-        costOf(c.name, mode) ? fmtNumber(costOf(c.name, mode)!.server, 0) : '—',
-        costOf(c.name, mode) ? fmtNumber(costOf(c.name, mode)!.total, 0) : '—',
+        cost ? fmtNumber(cost.server, 0) : '—',
+        cost ? fmtNumber(cost.total, 0) : '—',
       ]);
     }
   }

@@ -2,6 +2,7 @@
 import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import { createMemoryStores, LeaseExhaustedError, leasedStores } from '@tollgate/core';
 import type { TollgateStores } from '@tollgate/core';
+import { windowPhase, windowStartAt } from '@tollgate/core/store-contracts';
 import type { LedgerScope } from '@tollgate/core/store-contracts';
 import type { LeaseOutageEvent } from '../src/leased-stores.js';
 
@@ -56,7 +57,8 @@ const eventually = async (check: () => boolean, ms = 3000): Promise<void> => {
 };
 
 // Deadlines, probes, expiries and grants are on jest's clock (timers and Date), moved by the tests; turns of the event
-// loop stay real. It starts at a minute's start: the tests' minute windows do not turn over under them.
+// loop stay real. Each key's minute window starts on its own phase (windowPhase): at this start, 'seen' has 39.6 s of
+// its window left, 'k' 30.0 s and 'rl:k' 10.2 s, more than the tests move the clock within one.
 beforeEach(() => {
   jest.useFakeTimers({ now: Date.UTC(2026, 10, 24, 9, 0), doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'] });
 });
@@ -109,13 +111,16 @@ describe('leasedStores', () => {
 
   it('admits at most slice x limit per window for a limit the store answered for, and nothing for one it never saw', async () => {
     const { inner, stores, events } = setUp();
-    await stores.counter.consume('seen', 1, { limit: 100, windowMs: 60_000 });
+    const answered = await stores.counter.consume('seen', 1, { limit: 100, windowMs: 60_000 });
     inner.set('failing');
     const results = [];
     for (let index = 0; index < 15; index++)
       results.push(await stores.counter.consume('seen', 1, { limit: 100, windowMs: 60_000 }));
     expect(results.filter((result) => result.allowed)).toHaveLength(10);
     expect(results[14]).toMatchObject({ allowed: false, remaining: 0 });
+    // The slice counts in the window the store counted in: the key's own, on its phase.
+    expect(results[14]!.windowStart).toBe(answered.windowStart);
+    expect(answered.windowStart).toBe(windowStartAt(Date.now(), 60_000, windowPhase('seen', 60_000)));
     await expect(stores.counter.consume('never-seen', 1, { limit: 100, windowMs: 60_000 })).rejects.toThrow(
       LeaseExhaustedError,
     );

@@ -149,7 +149,7 @@ export class BlockDemand {
       if (left <= 0) {
         due.add(block);
         byWait[0]!++;
-      } else if (span >= 2 && left <= span * sweepMs && now - seen.changedAt <= IN_USE_SWEEPS * sweepMs) {
+      } else if (span >= 2 && left <= span * sweepMs && this.#handedOutLately(seen, now)) {
         coming.push(block);
         byWait[Math.ceil(left / sweepMs)]!++;
       }
@@ -170,7 +170,12 @@ export class BlockDemand {
    */
   inUse(block: Aging, now: number): boolean {
     const seen = this.#seenAtSweep.get(block);
-    return seen !== undefined && now - seen.changedAt <= IN_USE_SWEEPS * this.sweepMs;
+    return seen !== undefined && this.#handedOutLately(seen, now);
+  }
+
+  /** The rule of IN_USE_SWEEPS, for dueNow and inUse alike. */
+  #handedOutLately(seen: { changedAt: number }, now: number): boolean {
+    return now - seen.changedAt <= IN_USE_SWEEPS * this.sweepMs;
   }
 
   /** Forgets subjects not asked for within two periods. */

@@ -189,14 +189,29 @@ export class LedgerBlocks implements LedgerPolicy {
     this.#retire(block);
     const { signature, scope } = block;
     // Not for a scope whose period ended: its requests name the next period's scope now.
-    if (!this.demand.inUse(block, now) || this.#direct.holds(signature, now) || scope.expiresAt <= now) return;
+    if (!this.demand.inUse(block, now) || scope.expiresAt <= now) return;
     const recent = this.demand.recentOf(signature, now);
-    const cap = this.demand.capOf(scope.limit);
-    if (recent === 0 || !this.demand.hot(recent) || !(block.units > 0) || cap < block.units * LEAST_REQUESTS_PER_BLOCK)
-      return;
-    const size = this.demand.sizeOf(cap, block.units, recent);
+    const size = recent > 0 ? this.#blockSize(scope, signature, block.units, recent, recent, now) : undefined;
     // A reserve that fails leaves the scope without a block: its next request opens one, as at a cold start.
-    this.sends.send(this.#open(scope, signature, block.ttlMs, size).catch(() => undefined));
+    if (size !== undefined) this.sends.send(this.#open(scope, signature, block.ttlMs, size).catch(() => undefined));
+  }
+
+  /**
+   * The size of a block of `scope` for requests of `units`, `recent` of them seen within `maxAgeMs` and `expected` to
+   * come; undefined where the scope is counted per request: not hot yet, a limit too small for a block of two such
+   * requests, or lately too near it (DirectUntil).
+   */
+  #blockSize(
+    scope: LedgerScope,
+    signature: string,
+    units: number,
+    recent: number,
+    expected: number,
+    now: number,
+  ): number | undefined {
+    const cap = this.demand.capOf(scope.limit);
+    if (!(units > 0) || cap < units * LEAST_REQUESTS_PER_BLOCK || this.#direct.holds(signature, now)) return undefined;
+    return this.demand.hot(recent) ? this.demand.sizeOf(cap, units, expected) : undefined;
   }
 
   #settle(block: LedgerBlock): void {
@@ -278,13 +293,18 @@ export class LedgerBlocks implements LedgerPolicy {
           continue;
         }
         direct++;
-        const cap = this.demand.capOf(scope.limit);
-        const blockable =
-          attempt === 0 && cap >= request.amount * LEAST_REQUESTS_PER_BLOCK && !this.#direct.holds(signature, now);
-        if (blockable && this.demand.hot(recent[i]!)) {
-          const size = this.demand.sizeOf(cap, request.amount, this.demand.expected(signature, now, recent[i]!));
-          opening.push(this.#open(scope, signature, request.ttlMs, size));
-        }
+        const size =
+          attempt === 0
+            ? this.#blockSize(
+                scope,
+                signature,
+                request.amount,
+                recent[i]!,
+                this.demand.expected(signature, now, recent[i]!),
+                now,
+              )
+            : undefined;
+        if (size !== undefined) opening.push(this.#open(scope, signature, request.ttlMs, size));
       }
       if (opening.length > 0) {
         await Promise.all(opening);
