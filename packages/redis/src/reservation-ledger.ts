@@ -61,7 +61,7 @@ interface InDoubt {
 interface Batch {
   ledger: string;
   seq: number;
-  /** The scope hashes first in `keys`, then the sequence key (and, from 'b3', the slot's cut and rebuilt mark). */
+  /** The scope hashes first in `keys`, then the sequence key (and, from 'b3' on, the slot's cut and rebuilt mark). */
   scopes?: number;
   keys: string[];
   args: string[];
@@ -485,13 +485,18 @@ export class RedisReservationLedger implements ReservationLedger {
       { scope: number; bucket: string; amount: number; actual: number; birth: string; periodEnd: number; refs: string }
     >();
     const records: string[] = [];
+    // 'b4': the records in one argument, a line each, and refs as ranges; 'b3' (one argument a record) if an id holds a line break.
+    const packed = pending.every(({ records: settled }) => !settled?.some(({ id }) => id.includes('\n')));
     for (const { held, actual, records: settled } of pending) {
       let refs = '';
       if (settled && settled.length > 0) {
         const first = records.length + 1;
         for (const record of settled) records.push(recordArg(record));
-        refs = String(first);
-        for (let k = first + 1; k <= records.length; k++) refs += `,${k}`;
+        if (packed) refs = `${first}-${records.length}`;
+        else {
+          refs = String(first);
+          for (let k = first + 1; k <= records.length; k++) refs += `,${k}`;
+        }
       }
       held.scopes.forEach((key, i) => {
         let scope = index.get(key);
@@ -517,7 +522,9 @@ export class RedisReservationLedger implements ReservationLedger {
     const scopeKeys = [...index.keys()];
     const seq = ++this.#seq;
     const gated = this.#gate?.required === true;
-    const args = [String(seq), 'b3', gated ? '1' : '0', String(records.length), ...records];
+    const args = packed
+      ? [String(seq), 'b4', gated ? '1' : '0', records.join('\n')]
+      : [String(seq), 'b3', gated ? '1' : '0', String(records.length), ...records];
     for (const share of shares.values())
       args.push(
         String(share.scope),

@@ -32,6 +32,18 @@ interface QueuedCall extends BundleOperation {
   answered: boolean;
 }
 
+/** What stands in `#waiting` for a call dropped before the array is cut. */
+const ANSWERED: QueuedCall = {
+  position: 0,
+  keys: [],
+  args: [],
+  operation: '',
+  deadline: 0,
+  answered: true,
+  resolve: () => undefined,
+  reject: () => undefined,
+};
+
 /** Enough to spread a burst over a few bundles without one script holding Redis for long. */
 const DEFAULT_MAX_CALLS = 128;
 
@@ -54,8 +66,14 @@ export class ScriptBatcher {
   readonly #timeoutMs: number;
   #queued = new Map<number, QueuedCall[]>();
   #scheduled = false;
-  /** Calls with a deadline, oldest first; answered ones are dropped from the front when the timer fires. */
+  /**
+   * Calls with a deadline, oldest first, from `#head` on: those before it were answered or expired. Answered calls leave
+   * the front as their bundles answer, not at their deadline: held until then, each call's keys, arguments, promise
+   * and reply outlived its request by the whole timeout (500 ms by default), long enough to be promoted to the old
+   * generation, thousands a second under load (docs/performance.md, "Short runs on Redis").
+   */
   #waiting: QueuedCall[] = [];
+  #head = 0;
   /** A timer is set for the oldest call's deadline. */
   #armed = false;
   /** The functions of the promise being made (see `queue`), and the one executor that hands them over. */
@@ -147,7 +165,7 @@ export class ScriptBatcher {
     this.#armed = false;
     const now = performance.now();
     const waiting = this.#waiting;
-    let first = 0;
+    let first = this.#head;
     for (; first < waiting.length; first++) {
       const call = waiting[first]!;
       if (call.answered) continue;
@@ -155,8 +173,32 @@ export class ScriptBatcher {
       call.answered = true;
       call.reject(new StoreTimeoutError(call.operation, this.#timeoutMs));
     }
-    this.#waiting = first === waiting.length ? [] : waiting.slice(first);
-    if (this.#waiting.length > 0) this.#arm(this.#waiting[0]!.deadline - now);
+    this.#dropUpTo(first);
+    if (this.#head < this.#waiting.length) this.#arm(this.#waiting[this.#head]!.deadline - now);
+  }
+
+  /** Drops the answered calls at the front of `#waiting` (a bundle's calls are answered together, mostly in order). */
+  #dropAnswered(): void {
+    const waiting = this.#waiting;
+    let first = this.#head;
+    while (first < waiting.length && waiting[first]!.answered) first++;
+    this.#dropUpTo(first);
+  }
+
+  /** Forgets `#waiting` before `first`: the array is cut once the dropped part is most of it, so each call is copied at most once. */
+  #dropUpTo(first: number): void {
+    const waiting = this.#waiting;
+    if (first >= waiting.length) {
+      this.#waiting = [];
+      this.#head = 0;
+    } else if (first * 2 >= waiting.length) {
+      this.#waiting = waiting.slice(first);
+      this.#head = 0;
+    } else {
+      // The dropped ones are released now, though the array keeps its length until it is cut.
+      for (let i = this.#head; i < first; i++) waiting[i] = ANSWERED;
+      this.#head = first;
+    }
   }
 
   /** Sends what is queued now (the turn's end does it by itself; a closing connection cannot wait for it). */
@@ -186,7 +228,10 @@ export class ScriptBatcher {
         call.reject(new StoreTimeoutError(call.operation, this.#timeoutMs));
         return false;
       });
-      if (calls.length === 0) return;
+      if (calls.length === 0) {
+        this.#dropAnswered();
+        return;
+      }
     }
     try {
       await this.#bundle.runOperations(this.#transport.send, calls);
@@ -194,5 +239,6 @@ export class ScriptBatcher {
       for (const call of calls) call.reject(error);
     }
     for (const call of calls) call.answered = true;
+    this.#dropAnswered();
   }
 }

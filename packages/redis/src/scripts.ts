@@ -407,11 +407,14 @@ end
 `;
 
 /**
- * KEYS: the scope hashes, then the sending ledger's sequence key, then ('b3') the slot's cut hash and (gated) its
- * rebuilt mark. ARGV: the batch's sequence number, 'b3', gated ('1' or '0'), the count of records and each record
- * ("amount,at,id"), then (scope index, bucket time, amount held, actual amount, the scope's birth when reserved, its
- * period end, the records of the share's settles: their indexes, "i,j,...", or '') per settled share, summed by the
- * caller per scope, bucket and birth. A batch spooled by an older ledger is 'b2' (no gated flag, no records, no refs)
+ * KEYS: the scope hashes, then the sending ledger's sequence key, then ('b3', 'b4') the slot's cut hash and (gated)
+ * its rebuilt mark. ARGV: the batch's sequence number, 'b4', gated ('1' or '0'), every record of the batch in one
+ * argument ("amount,at,id" each, a line apiece), then (scope index, bucket time, amount held, actual amount, the
+ * scope's birth when reserved, its period end, the records of the share's settles: ranges of their lines, "i-j,k-l",
+ * or '') per settled share, summed by the caller per scope, bucket and birth. A block's settle carries every request
+ * it served (thousands an age): in one argument they cost one string to send and to read, and are split only where
+ * a share lost its reservation. 'b3' (a record per argument after their count, refs "i,j,...") is what a ledger sends
+ * when an id holds a line break, and what an earlier version spooled. A batch spooled by an older ledger is 'b2' (no gated flag, no records, no refs)
  * or has no tag at all and no births: (scope index, bucket time, amount held, actual amount). Returns {1, then
  * (spent, reserved) per scope, then credit per scope}, or {0} when this batch
  * already landed (a retry after a lost reply, a replay from the spool): each ledger sends its
@@ -436,12 +439,19 @@ export const settleBatch = new LuaScript(
   `${PRELUDE}${LEDGER_HELPERS}${CUT_HELPERS}
   local n = #KEYS - 1
   local first, stride = 2, 4
-  local records, cutKey, markKey = {}, nil, nil
-  if ARGV[2] == 'b2' then first, stride = 3, 6 end
-  if ARGV[2] == 'b3' then
-    local count = tonumber(ARGV[4])
-    for k = 1, count do records[k] = ARGV[4 + k] end
-    first, stride = 5 + count, 7
+  local records, packed, cutKey, markKey = nil, nil, nil, nil
+  local tag = ARGV[2]
+  if tag == 'b2' then first, stride = 3, 6 end
+  if tag == 'b3' or tag == 'b4' then
+    if tag == 'b3' then
+      local count = tonumber(ARGV[4])
+      records = {}
+      for k = 1, count do records[k] = ARGV[4 + k] end
+      first, stride = 5 + count, 7
+    else
+      packed = ARGV[4]
+      first, stride = 5, 7
+    end
     n = #KEYS - (ARGV[3] == '1' and 3 or 2)
     cutKey = KEYS[n + 2]
     if ARGV[3] == '1' then markKey = KEYS[n + 3] end
@@ -456,10 +466,22 @@ export const settleBatch = new LuaScript(
     if refs == nil or cutKey == nil then return actual end
     if tracking == nil then tracking = markKey ~= nil and redis.call('EXISTS', markKey) == 0 end
     local lostKey = tracking and lostKeyOf(cutKey, scope) or nil
-    for r in string.gmatch(refs, '[^,]+') do
-      local amount, at, id = string.match(records[tonumber(r)], '^([^,]*),([^,]*),(.*)$')
+    local function check(r)
+      local amount, at, id = string.match(records[r], '^([^,]*),([^,]*),(.*)$')
       if counted(cutKey, id, tonumber(at)) then actual = actual - tonumber(amount)
       elseif lostKey then redis.call('HSET', lostKey, id, at .. ',' .. amount) end
+    end
+    if packed ~= nil then
+      -- 'b4': the records are read only here, where a share lost its reservation (rare); its refs are ranges "i-j".
+      if records == nil then
+        records = {}
+        for record in string.gmatch(packed, '[^\\n]+') do records[#records + 1] = record end
+      end
+      for from, to in string.gmatch(refs, '(%d+)-(%d+)') do
+        for r = tonumber(from), tonumber(to) do check(r) end
+      end
+    else
+      for r in string.gmatch(refs, '[^,]+') do check(tonumber(r)) end
     end
     if actual < 0 then actual = 0 end
     if lostKey then

@@ -136,6 +136,53 @@ describe('reservation ledger layout', () => {
     expect(await stores.ledger.usage(['batch'])).toEqual([{ key: 'batch', spent: 60, reserved: 0, credit: 0 }]);
   });
 
+  it('sends a batch’s records in one argument, split only where a share lost its reservation (and one per argument when an id holds a line break)', async () => {
+    const lostPrefix = uniquePrefix();
+    const lost = createRedisStores({ url: REDIS_URL, prefix: lostPrefix });
+    const gate = lost.ledger.rebuildGate!;
+    const at = (name: string) => `${lostPrefix}{ledger}:${name}`;
+    const monitor = client.duplicate();
+    await monitor.connect();
+    const batches: string[] = [];
+    await monitor.monitor((line) => {
+      // The settle batches: the calls that carry the ledger's sequence key.
+      if (line.includes(at('scope:tenant:lost')) && line.includes(':seq:')) batches.push(line);
+    });
+    try {
+      gate.require();
+      await gate.markRebuilt([]);
+      const scopes = [{ key: 'tenant:lost', limit: 1_000, expiresAt: Date.now() + hour }];
+      await lost.ledger.reserve({ id: 'packed', amount: 100, ttlMs: 60_000, scopes });
+      await lost.ledger.reserve({ id: 'by-line', amount: 100, ttlMs: 60_000, scopes });
+      // Redis loses the slot (its scope and its rebuilt mark); a rebuild read the records "rec-a" and "rec\nb".
+      await client.del([at('scope:tenant:lost'), at('rebuilt')]);
+      const now = Date.now();
+      await gate.recordCut!(now - 60_000, new Map([[undefined, ['rec-a', 'rec\nb']]]));
+      batches.length = 0;
+      const first = await lost.ledger.settle('packed', 60, [
+        { id: 'rec-a', at: now, amount: 20 },
+        { id: 'rec-c', at: now, amount: 40 },
+      ]);
+      // Of the lost share's 60, only the record the rebuild did not read is charged.
+      expect(first.scopes).toEqual([{ key: 'tenant:lost', spent: 40, reserved: 0, credit: 0 }]);
+      await lost.ledger.settle('by-line', 30, [{ id: 'rec\nb', at: now, amount: 30 }]);
+      expect(await lost.ledger.usage(['tenant:lost'])).toEqual([
+        { key: 'tenant:lost', spent: 40, reserved: 0, credit: 0 },
+      ]);
+      // Until the slot is rebuilt, the lost hash keeps what was charged, record by record, for the restore.
+      expect(await client.hGetAll(at('lost:tenant:lost'))).toEqual({ '@a': '40', 'rec-c': `${now},40` });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(batches).toHaveLength(2);
+      expect(batches[0]).toContain('"b4"');
+      expect(batches[0]).toContain('"1-2"');
+      expect(batches[1]).toContain('"b3"');
+    } finally {
+      await monitor.close();
+      await lost.close();
+      await deleteKeys(lostPrefix);
+    }
+  });
+
   it('carries over the spend of a scope written by the ledger before buckets', async () => {
     const periodEnd = Date.now() + hour;
     await client.hSet(key('scope:old'), { spent: '420', reserved: '30', x: String(periodEnd) });

@@ -5,7 +5,11 @@ import calculateSlot from 'cluster-key-slot';
 import { createClient } from 'redis';
 import { BundledScriptError, ScriptBundle } from '../src/script-bundle.js';
 import { createRedisStores, type RedisStores } from '@tollgate/redis';
-import { SCRIPTS } from '../src/scripts.js';
+import { hitFixedWindow, SCRIPTS } from '../src/scripts.js';
+import { ScriptBatcher } from '../src/script-batcher.js';
+import { StoreTimeoutError } from '@tollgate/core';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { RedisClientLike } from '../src/connection.js';
 import { freePort, PrivateRedis } from './helpers.js';
 
@@ -231,6 +235,59 @@ describe('NOSCRIPT', () => {
     sent.length = 0;
     await stores.counter.consume('k', 1, window);
     expect(names()).toEqual(['EVALSHA(bundle)']);
+  });
+});
+
+describe('calls with a deadline', () => {
+  setFlagsFromString('--expose-gc');
+  const collect = runInNewContext('gc') as () => void;
+  const bundle = new ScriptBundle(SCRIPTS);
+  const position = bundle.positionOf(hitFixedWindow.sha1)!;
+
+  it('are let go once answered, not kept until their deadline; one not answered by then fails at it', async () => {
+    const batcher = new ScriptBatcher(
+      bundle,
+      { send: (args) => raw.sendCommand(args), connecting: () => undefined },
+      { group: 'none', timeoutMs: 60_000 },
+    );
+    // A call's arguments, answered, with a minute left before its deadline.
+    const refs: WeakRef<object>[] = [];
+    const answer = await (async () => {
+      const args = ['60000'];
+      refs.push(new WeakRef(args));
+      return batcher.queue(position, [`deadline:${randomUUID()}`], args, 'hit');
+    })();
+    expect(answer).toEqual([1, 60_000]);
+    await new Promise((resolve) => setImmediate(resolve));
+    collect();
+    expect(refs[0]!.deref()).toBeUndefined();
+
+    // Deadlines still hold behind answered calls: a call whose bundle hangs fails at its own, the next ones answer.
+    let hold: (() => void) | undefined;
+    const held = new Promise<void>((resolve) => void (hold = resolve));
+    let holdNext = false;
+    const quick = new ScriptBatcher(
+      bundle,
+      {
+        send: async (args) => {
+          if (holdNext) {
+            holdNext = false;
+            await held;
+          }
+          return raw.sendCommand(args);
+        },
+        connecting: () => undefined,
+      },
+      { group: 'none', timeoutMs: 200 },
+    );
+    await quick.queue(position, [`deadline:${randomUUID()}`], ['60000'], 'hit');
+    holdNext = true;
+    const hung = quick.queue(position, [`deadline:${randomUUID()}`], ['60000'], 'hit');
+    await new Promise((resolve) => setImmediate(resolve));
+    const after = quick.queue(position, [`deadline:${randomUUID()}`], ['60000'], 'hit');
+    await expect(after).resolves.toEqual([1, 60_000]);
+    await expect(hung).rejects.toBeInstanceOf(StoreTimeoutError);
+    hold!();
   });
 });
 
