@@ -486,7 +486,8 @@ export class RedisReservationLedger implements ReservationLedger {
     >();
     const records: string[] = [];
     // 'b4': the records in one argument, a line each, and refs as ranges; 'b3' (one argument a record) if an id holds a line break.
-    const packed = pending.every(({ records: settled }) => !settled?.some(({ id }) => id.includes('\n')));
+    // An id is read as it comes (a caller in JavaScript may hand a record without one): it never throws here.
+    const packed = pending.every(({ records: settled }) => !settled?.some(({ id }) => String(id).includes('\n')));
     for (const { held, actual, records: settled } of pending) {
       let refs = '';
       if (settled && settled.length > 0) {

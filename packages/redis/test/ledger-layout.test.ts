@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createClient } from 'redis';
 import { createRedisStores, type RedisStores } from '@tollgate/redis';
+import type { SettledRecord } from '@tollgate/core/store-contracts';
 import { deleteKeys, keysWithPrefix, REDIS_URL, requireRedis, uniquePrefix } from './helpers.js';
 
 describe('reservation ledger layout', () => {
@@ -181,6 +182,19 @@ describe('reservation ledger layout', () => {
       await lost.close();
       await deleteKeys(lostPrefix);
     }
+  });
+
+  it('lands a batch whose record has no id (a caller in JavaScript), and the settles beside it', async () => {
+    const expiresAt = Date.now() + hour;
+    const scope = { key: 'no-id', limit: 1_000, expiresAt };
+    await stores.ledger.reserve({ id: 'n1', amount: 10, ttlMs: 60_000, scopes: [scope] });
+    await stores.ledger.reserve({ id: 'n2', amount: 10, ttlMs: 60_000, scopes: [scope] });
+    const results = await Promise.all([
+      stores.ledger.settle('n1', 4, [{ at: Date.now(), amount: 4 } as unknown as SettledRecord]),
+      stores.ledger.settle('n2', 5, [{ id: 'with-id', at: Date.now(), amount: 5 }]),
+    ]);
+    expect(results.map((result) => result.settled)).toEqual([true, true]);
+    expect(await stores.ledger.usage(['no-id'])).toEqual([{ key: 'no-id', spent: 9, reserved: 0, credit: 0 }]);
   });
 
   it('carries over the spend of a scope written by the ledger before buckets', async () => {
