@@ -189,7 +189,8 @@ export class ScriptBatcher {
   #dropUpTo(first: number): void {
     const waiting = this.#waiting;
     if (first >= waiting.length) {
-      this.#waiting = [];
+      // Empty already (calls without deadlines never enter it): nothing to make for every bundle answered.
+      if (waiting.length > 0) this.#waiting = [];
       this.#head = 0;
     } else if (first * 2 >= waiting.length) {
       this.#waiting = waiting.slice(first);

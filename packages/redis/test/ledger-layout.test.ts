@@ -155,6 +155,8 @@ describe('reservation ledger layout', () => {
       const scopes = [{ key: 'tenant:lost', limit: 1_000, expiresAt: Date.now() + hour }];
       await lost.ledger.reserve({ id: 'packed', amount: 100, ttlMs: 60_000, scopes });
       await lost.ledger.reserve({ id: 'by-line', amount: 100, ttlMs: 60_000, scopes });
+      await lost.ledger.reserve({ id: 'pair-1', amount: 100, ttlMs: 60_000, scopes });
+      await lost.ledger.reserve({ id: 'pair-2', amount: 100, ttlMs: 60_000, scopes });
       // Redis loses the slot (its scope and its rebuilt mark); a rebuild read the records "rec-a" and "rec\nb".
       await client.del([at('scope:tenant:lost'), at('rebuilt')]);
       const now = Date.now();
@@ -172,11 +174,25 @@ describe('reservation ledger layout', () => {
       ]);
       // Until the slot is rebuilt, the lost hash keeps what was charged, record by record, for the restore.
       expect(await client.hGetAll(at('lost:tenant:lost'))).toEqual({ '@a': '40', 'rec-c': `${now},40` });
+      // Two settles of one moment share the lost scope in one batch: its refs are two ranges, each read.
+      await Promise.all([
+        lost.ledger.settle('pair-1', 5, [{ id: 'rec-a', at: now, amount: 5 }]),
+        lost.ledger.settle('pair-2', 7, [{ id: 'rec-d', at: now, amount: 7 }]),
+      ]);
+      expect(await lost.ledger.usage(['tenant:lost'])).toEqual([
+        { key: 'tenant:lost', spent: 47, reserved: 0, credit: 0 },
+      ]);
+      expect(await client.hGetAll(at('lost:tenant:lost'))).toEqual({
+        '@a': '47',
+        'rec-c': `${now},40`,
+        'rec-d': `${now},7`,
+      });
       await new Promise((resolve) => setTimeout(resolve, 50));
-      expect(batches).toHaveLength(2);
+      expect(batches).toHaveLength(3);
       expect(batches[0]).toContain('"b4"');
       expect(batches[0]).toContain('"1-2"');
       expect(batches[1]).toContain('"b3"');
+      expect(batches[2]).toContain('"1-1,2-2"');
     } finally {
       await monitor.close();
       await lost.close();
