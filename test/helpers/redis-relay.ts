@@ -126,21 +126,29 @@ export type ReplyFault = { kind: 'cut' } | { kind: 'drop' } | { kind: 'hold'; ho
 
 export class ReplyFaultRelay extends RedisRelay {
   #fault: ReplyFault | undefined;
+  /** What the bytes the fault applies to hold (a command's name): other bytes pass, on any connection. */
+  #match = '';
   /** Faults applied so far. */
   applied = 0;
 
-  /** Applies `fault` to the next bytes any client sends (once). */
-  arm(fault: ReplyFault): void {
+  /**
+   * Applies `fault` to the next bytes any client sends (once) that hold `match`: with it, a connection the client
+   * opens beside the one under test (a key cache's subscriber still saying hello) does not take the fault instead.
+   */
+  arm(fault: ReplyFault, match = ''): void {
     this.#fault = fault;
+    this.#match = match;
   }
 
   protected relay(app: net.Socket, redis: net.Socket, teardown: () => void): void {
     /** What happens to the next reply bytes, when not simply passed on. */
     let onReply: ((bytes: Buffer) => void) | undefined;
     app.on('data', (bytes: Buffer) => {
-      const fault = this.#fault;
-      this.#fault = undefined;
-      if (fault) this.applied++;
+      const fault = this.#fault && bytes.includes(this.#match) ? this.#fault : undefined;
+      if (fault) {
+        this.#fault = undefined;
+        this.applied++;
+      }
       if (fault?.kind === 'drop') return teardown();
       if (fault?.kind === 'cut') onReply = () => teardown();
       if (fault?.kind === 'hold') {

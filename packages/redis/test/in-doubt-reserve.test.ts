@@ -13,6 +13,8 @@ beforeAll(() => void process.on('unhandledRejection', onUnhandled));
 afterAll(() => void process.off('unhandledRejection', onUnhandled));
 
 const TTL_MS = 60_000;
+/** What a reserve's bytes hold (it goes as an EVALSHA of the script bundle): only they take a fault. */
+const RESERVE = 'EVALSHA';
 const scope = () => ({ key: 'tenant:acme', limit: 1_000_000, expiresAt: Date.now() + 3_600_000 });
 
 let relay: ReplyFaultRelay;
@@ -53,7 +55,7 @@ const balance = async () => (await other.ledger.usage([scope()]))[0];
 
 describe('a reserve whose reply never came', () => {
   it('Redis ran it and the connection broke before the reply: what it holds goes back once Redis answers again', async () => {
-    relay.arm({ kind: 'cut' });
+    relay.arm({ kind: 'cut' }, RESERVE);
     await expect(
       stores.ledger.reserve({ id: 'lost', amount: 700, scopes: [scope()], ttlMs: TTL_MS }),
     ).rejects.toThrow();
@@ -71,7 +73,7 @@ describe('a reserve whose reply never came', () => {
   });
 
   it('Redis answered after the deadline, on a connection still open: what it holds goes back', async () => {
-    relay.arm({ kind: 'hold', holdMs: 800 });
+    relay.arm({ kind: 'hold', holdMs: 800 }, RESERVE);
     await expect(
       stores.ledger.reserve({ id: 'late', amount: 900, scopes: [scope()], ttlMs: TTL_MS }),
     ).rejects.toBeInstanceOf(StoreTimeoutError);
@@ -84,7 +86,7 @@ describe('a reserve whose reply never came', () => {
     expect(await other.ledger.reserve({ id: 'theirs', amount: 400, scopes: [scope()], ttlMs: TTL_MS })).toMatchObject({
       ok: true,
     });
-    relay.arm({ kind: 'drop' });
+    relay.arm({ kind: 'drop' }, RESERVE);
     await expect(
       stores.ledger.reserve({ id: 'never', amount: 600, scopes: [scope()], ttlMs: TTL_MS }),
     ).rejects.toThrow();
@@ -99,7 +101,7 @@ describe('a reserve whose reply never came', () => {
   });
 
   it('a reserve made again under the same id after the lost reply holds once', async () => {
-    relay.arm({ kind: 'cut' });
+    relay.arm({ kind: 'cut' }, RESERVE);
     await expect(
       stores.ledger.reserve({ id: 'again', amount: 300, scopes: [scope()], ttlMs: TTL_MS }),
     ).rejects.toThrow();
@@ -139,7 +141,7 @@ describe('a reserve whose reply never came', () => {
     try {
       // Redis runs every reserve at once; their replies come 1.5 s late, after every deadline: all of them are in doubt,
       // and by the time the first one's receipt is read, the 4,096th after it (the last) has written over its field.
-      relay.arm({ kind: 'hold', holdMs: 1_500 });
+      relay.arm({ kind: 'hold', holdMs: 1_500 }, RESERVE);
       const first = stores.ledger.reserve({ id: 'overwritten', amount: 7, scopes: [scope()], ttlMs: TTL_MS });
       const later = Array.from({ length: 4_096 }, (_, i) =>
         stores.ledger.reserve({ id: `later-${i}`, amount: 1, scopes: [scope()], ttlMs: TTL_MS }),
