@@ -17,6 +17,7 @@ import type { DemoKey } from './config/demo.js';
 import { spoolDirectory } from './config/index.js';
 import { checkBeforeStart, parsePort } from './config/index.js';
 import { createStores } from './stores.js';
+import { turnOffPretenuring } from './v8-flags.js';
 
 const DEFAULT_PORT = 8787;
 /** On SIGTERM, requests in flight get this long to finish before their connections are cut. */
@@ -64,6 +65,7 @@ function planStart(env: NodeJS.ProcessEnv): StartPlan {
  * budget spend are ready, and closes cleanly on SIGTERM or SIGINT. A config or a start that fails exits with 1.
  */
 export async function serveGateway(env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  turnOffPretenuring();
   let plan: StartPlan;
   try {
     plan = planStart(env);
