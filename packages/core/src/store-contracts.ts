@@ -30,7 +30,13 @@ export {
   windowStartAt,
 } from './stores.js';
 export type { AuthMethod } from './types.js';
-export { assertReserveNumbers, assertStoreAmount, assertStoreIncrease, assertStoreNumber } from './store-input.js';
+export {
+  assertReserveNumbers,
+  assertSettledRecords,
+  assertStoreAmount,
+  assertStoreIncrease,
+  assertStoreNumber,
+} from './store-input.js';
 export {
   deepFreeze,
   MemoryKeyStore,

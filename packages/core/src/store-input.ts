@@ -37,6 +37,16 @@ export function assertStoreIncrease(operation: string, name: string, value: numb
   if (value < 0) throw new RangeError(`${operation}: ${name} must not be below zero; got ${String(value)}`);
 }
 
+/**
+ * A settle's usage records: none, or an array. What each record holds is read as it comes (a JavaScript caller may hand
+ * one without an id or a time; the ledger never charges less for it), but records that are not an array cannot be
+ * read at all: refused at the door, before the reservation is let go, so the caller can settle again.
+ */
+export function assertSettledRecords(operation: string, records: unknown): void {
+  if (records !== undefined && !Array.isArray(records))
+    throw new TypeError(`${operation}: records must be an array of usage records; got ${typeof records}`);
+}
+
 /** The checks of a ledger reserve: amount, minAmount, ttlMs and every scope's limit and expiresAt. */
 export function assertReserveNumbers(request: {
   amount: number;

@@ -4,6 +4,7 @@ import { appendFileSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSyn
 import { join } from 'node:path';
 import {
   assertReserveNumbers,
+  assertSettledRecords,
   assertStoreAmount,
   assertStoreIncrease,
   assertStoreNumber,
@@ -70,9 +71,23 @@ interface Batch {
 /** The birth a share is sent with when its reservation held nothing: never a hash's, so charged as lost (checked). */
 const HELD_NOTHING = '-';
 
-/** A record as a settle batch carries it: "amount,at,id" (the id last: it is the only part that may hold a comma). */
-function recordArg(record: SettledRecord): string {
-  return `${Math.max(0, Math.ceil(record.amount))},${Math.floor(record.at)},${record.id}`;
+/**
+ * A record as a settle batch carries it: "amount,at,id" (the id last: it is the only part that may hold a comma).
+ * Undefined for one that cannot be checked against a rebuild (not an object; an amount or a time that is no finite
+ * number, which the script could not compare): the batch goes without it, and where its share lost its reservation the
+ * whole amount is charged, never less.
+ */
+function recordArg(record: SettledRecord): string | undefined {
+  if (typeof record !== 'object' || record === null) return undefined;
+  try {
+    const amount = Number(record.amount);
+    const at = Number(record.at);
+    if (!Number.isFinite(amount) || !Number.isFinite(at)) return undefined;
+    return `${Math.max(0, Math.ceil(amount))},${Math.floor(at)},${String(record.id)}`;
+  } catch {
+    // A field that cannot be read as a number or a string (a symbol, a throwing getter).
+    return undefined;
+  }
 }
 
 /** A budget scope and its birth: Redis's time in µs when its hash was written from nothing, as a decimal string. */
@@ -391,6 +406,7 @@ export class RedisReservationLedger implements ReservationLedger {
 
   async settle(id: string, actualAmount: number, records?: readonly SettledRecord[]): Promise<SettleResult> {
     assertStoreAmount('ledger.settle', 'actualAmount', actualAmount);
+    assertSettledRecords('ledger.settle', records);
     const held = this.#held.get(id);
     if (!held) return { settled: false, reserved: 0 };
     this.#held.delete(id);
@@ -453,7 +469,16 @@ export class RedisReservationLedger implements ReservationLedger {
       const pending = this.#pending;
       if (pending.length > 0) {
         this.#pending = [];
-        const { batch, scopeKeys } = this.#batchOf(pending);
+        let made: { batch: Batch; scopeKeys: string[] };
+        try {
+          made = this.#batchOf(pending);
+        } catch (error) {
+          // Not expected (#batchOf reads what a caller handed without throwing); if it does, these settles fail rather
+          // than wait forever, and their reservations are charged in full at expiry, never less.
+          for (const settle of pending) settle.reject(error);
+          return;
+        }
+        const { batch, scopeKeys } = made;
         this.#sending = { batch, settles: pending };
         const balances = await this.#sendUntilLanded(batch);
         this.#sending = undefined;
@@ -485,14 +510,25 @@ export class RedisReservationLedger implements ReservationLedger {
       { scope: number; bucket: string; amount: number; actual: number; birth: string; periodEnd: number; refs: string }
     >();
     const records: string[] = [];
+    // Each settle's records as sent (one that cannot be read is left out: recordArg); a caller in JavaScript may hand
+    // anything, and nothing here throws.
+    const sent = pending.map(({ records: settled }) => {
+      const args: string[] = [];
+      if (settled)
+        for (const record of settled) {
+          const arg = recordArg(record);
+          if (arg !== undefined) args.push(arg);
+        }
+      return args;
+    });
     // 'b4': the records in one argument, a line each, and refs as ranges; 'b3' (one argument a record) if an id holds a line break.
-    // An id is read as it comes (a caller in JavaScript may hand a record without one): it never throws here.
-    const packed = pending.every(({ records: settled }) => !settled?.some(({ id }) => String(id).includes('\n')));
-    for (const { held, actual, records: settled } of pending) {
+    const packed = sent.every((args) => !args.some((arg) => arg.includes('\n')));
+    for (let p = 0; p < pending.length; p++) {
+      const { held, actual } = pending[p]!;
       let refs = '';
-      if (settled && settled.length > 0) {
-        const first = records.length + 1;
-        for (const record of settled) records.push(recordArg(record));
+      const first = records.length + 1;
+      for (const arg of sent[p]!) records.push(arg);
+      if (records.length >= first) {
         if (packed) refs = `${first}-${records.length}`;
         else {
           refs = String(first);

@@ -213,6 +213,39 @@ describe('reservation ledger layout', () => {
     expect(await stores.ledger.usage(['no-id'])).toEqual([{ key: 'no-id', spent: 9, reserved: 0, credit: 0 }]);
   });
 
+  it('lands a batch whose records cannot be read (left out, the amounts charged whole), and refuses records that are no array', async () => {
+    const expiresAt = Date.now() + hour;
+    const scope = { key: 'unreadable', limit: 1_000, expiresAt };
+    for (const id of ['u1', 'u2', 'u3', 'u4'])
+      await stores.ledger.reserve({ id, amount: 10, ttlMs: 60_000, scopes: [scope] });
+    const throwing = {
+      at: Date.now(),
+      amount: 1,
+      get id(): string {
+        throw new Error('a getter that throws');
+      },
+    };
+    const results = await Promise.all([
+      stores.ledger.settle('u1', 4, [null, { id: 'no-time', amount: 4 }] as unknown as SettledRecord[]),
+      stores.ledger.settle('u2', 5, [
+        { id: Symbol('s'), at: Date.now(), amount: Number.NaN },
+      ] as unknown as SettledRecord[]),
+      stores.ledger.settle('u3', 6, [throwing as unknown as SettledRecord, { id: 'fine', at: Date.now(), amount: 6 }]),
+    ]);
+    expect(results.map((result) => result.settled)).toEqual([true, true, true]);
+    expect(await stores.ledger.usage(['unreadable'])).toEqual([
+      { key: 'unreadable', spent: 15, reserved: 10, credit: 0 },
+    ]);
+    // Not an array: refused before the reservation is let go, so it settles again.
+    await expect(stores.ledger.settle('u4', 7, 'records' as unknown as SettledRecord[])).rejects.toThrow(
+      /records must be an array/,
+    );
+    expect((await stores.ledger.settle('u4', 7)).settled).toBe(true);
+    expect(await stores.ledger.usage(['unreadable'])).toEqual([
+      { key: 'unreadable', spent: 22, reserved: 0, credit: 0 },
+    ]);
+  });
+
   it('carries over the spend of a scope written by the ledger before buckets', async () => {
     const periodEnd = Date.now() + hour;
     await client.hSet(key('scope:old'), { spent: '420', reserved: '30', x: String(periodEnd) });

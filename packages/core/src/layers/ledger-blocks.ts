@@ -1,7 +1,7 @@
 // The blocks policy of a budget: a block per scope (a key's, a tenant's, the global one), one reservation in the store
 // granted to requests in-process; a request whose scopes have no block is reserved in the store, as without blocks.
 import { LeaseExhaustedError } from './lease-outage.js';
-import { assertReserveNumbers, assertStoreAmount } from '../store-input.js';
+import { assertReserveNumbers, assertSettledRecords, assertStoreAmount } from '../store-input.js';
 import type { MaybePromise } from '../maybe-promise.js';
 import type {
   LedgerScope,
@@ -150,6 +150,8 @@ export class LedgerBlocks implements LedgerPolicy {
   ): MaybePromise<SettleResult> {
     const grant = this.#grants.get(id);
     if (!grant) return this.inner.settle(id, actual, records);
+    // Checked before any part of the grant is let go: a settle refused at the door can be made again.
+    assertSettledRecords('ledger.settle', records);
     // A grant with a part in the store settles there too.
     if (grant.direct) return this.#settleMixed(id, grant, actual, records);
     assertStoreAmount('ledger.settle', 'actualAmount', actual);
