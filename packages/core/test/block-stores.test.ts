@@ -2,7 +2,7 @@
 import { afterEach, describe, expect, it, jest } from '@jest/globals';
 import { blockStores, createMemoryStores, LeaseExhaustedError, leasedStores } from '@tollgate/core';
 import type { TollgateStores } from '@tollgate/core';
-import type { FixedWindowCounter, BlockStores, LedgerScope } from '@tollgate/core/store-contracts';
+import type { FixedWindowCounter, BlockStores, LedgerScope, SettledRecord } from '@tollgate/core/store-contracts';
 import { windowPhase, windowStartAt } from '@tollgate/core/store-contracts';
 
 /** Fixed windows as @tollgate/redis keeps them (a count per key, opened by its first hit, `windowMs` long), in memory. */
@@ -796,6 +796,34 @@ describe('blockStores: budgets', () => {
       [spent, 0],
       [600, 0],
       [600, 0],
+      [600, 0],
+    ]);
+    await wrapped.close();
+  });
+
+  it('a grant part in a block and part in the store refuses a NaN settle before either part is let go, and settles again', async () => {
+    const { stores } = countedStores();
+    // hotAfter 3: the global scope is in a block from the third request, a thin tenant's scope stays in the store.
+    const wrapped = blockStores(stores, { share: 0.01, size: 'share', hotAfter: 3, maxAgeMs: 60_000 });
+    const expiresAt = Date.now() + 3_600_000;
+    const global: LedgerScope = { key: 'global', limit: 100_000_000, expiresAt };
+    for (let i = 0; i < 3; i++) {
+      const scopes = [{ key: `tenant:m${i}`, limit: 1_000_000, expiresAt }, global];
+      expect(await wrapped.ledger.reserve({ id: `m${i}`, amount: 1_000, scopes, ttlMs: 60_000 })).toMatchObject({
+        ok: true,
+      });
+    }
+    await expect(Promise.resolve().then(() => wrapped.ledger.settle('m2', Number.NaN))).rejects.toThrow(RangeError);
+    await expect(
+      Promise.resolve().then(() => wrapped.ledger.settle('m2', 5, 'x' as unknown as SettledRecord[])),
+    ).rejects.toThrow(/records must be an array/);
+    expect(await wrapped.ledger.settle('m2', 600)).toMatchObject({ settled: true });
+    await wrapped.ledger.settle('m0', 600);
+    await wrapped.ledger.settle('m1', 600);
+    await wrapped.blocks.retireAll();
+    const usage = await stores.ledger.usage(['global', 'tenant:m2']);
+    expect(usage.map((scope) => [scope.spent, scope.reserved])).toEqual([
+      [1_800, 0],
       [600, 0],
     ]);
     await wrapped.close();

@@ -150,11 +150,12 @@ export class LedgerBlocks implements LedgerPolicy {
   ): MaybePromise<SettleResult> {
     const grant = this.#grants.get(id);
     if (!grant) return this.inner.settle(id, actual, records);
-    // Checked before any part of the grant is let go: a settle refused at the door can be made again.
+    // Checked before any part of the grant is let go (a NaN would poison its blocks' spend): a settle refused at the
+    // door can be made again.
+    assertStoreAmount('ledger.settle', 'actualAmount', actual);
     assertSettledRecords('ledger.settle', records);
     // A grant with a part in the store settles there too.
     if (grant.direct) return this.#settleMixed(id, grant, actual, records);
-    assertStoreAmount('ledger.settle', 'actualAmount', actual);
     return this.#settleGrant(id, grant, actual, records);
   }
 
