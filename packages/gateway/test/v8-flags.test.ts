@@ -15,14 +15,25 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../.
  * young generation grown to its most: a semi-space of 1 MB gets there at once.
  */
 async function run(call: boolean, flags: string[] = []): Promise<{ stdout: string; returned?: boolean }> {
-  const script = `
+  return runScript(
+    `
     import { turnOffPretenuring } from './packages/gateway/src/v8-flags.ts';
     if (${call}) console.log('returned ' + turnOffPretenuring());
+    ${KEEP_A_MILLION}
+  `,
+    flags,
+  );
+}
+
+/** Keeps a million objects from one allocation site alive across many scavenges. */
+const KEEP_A_MILLION = `
     const kept = [];
     const make = (i) => ({ i, pair: [i, i + 1] });
     for (let i = 0; i < 1e6; i++) kept.push(make(i));
     console.log('kept ' + kept.length);
-  `;
+`;
+
+async function runScript(script: string, flags: string[] = []): Promise<{ stdout: string; returned?: boolean }> {
   const { stdout } = await promisify(execFile)(
     process.execPath,
     [
@@ -35,7 +46,12 @@ async function run(call: boolean, flags: string[] = []): Promise<{ stdout: strin
       '-e',
       script,
     ],
-    { cwd: root, maxBuffer: 16 * 1024 * 1024 },
+    // The gateway's demo reads no config file and keeps nothing on disk; port 0 is any free one.
+    {
+      cwd: root,
+      maxBuffer: 16 * 1024 * 1024,
+      env: { ...process.env, TOLLGATE_CONFIG: '', TOLLGATE_DATA_DIR: '', PORT: '0', REDIS_URL: '' },
+    },
   );
   const returned = /returned (true|false)/.exec(stdout)?.[1];
   return { stdout, ...(returned ? { returned: returned === 'true' } : {}) };
@@ -65,5 +81,18 @@ describe('turnOffPretenuring', () => {
     const off = await run(true, ['--no-allocation_site_pretenuring']);
     expect(off.returned).toBe(false);
     expect(decisions(off.stdout)).toBe(0);
+  }, 60_000);
+
+  it('serveGateway turns it off before it serves: the gateway as the bin and the example proxy run it', async () => {
+    const { stdout } = await runScript(`
+      import { serveGateway } from './packages/gateway/src/serve.ts';
+      await serveGateway(process.env);
+      console.log('served');
+      ${KEEP_A_MILLION}
+      process.exit(0);
+    `);
+    const afterServing = stdout.slice(stdout.indexOf('served'));
+    expect(afterServing).toContain('kept ');
+    expect(decisions(afterServing)).toBe(0);
   }, 60_000);
 });

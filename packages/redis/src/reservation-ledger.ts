@@ -473,8 +473,8 @@ export class RedisReservationLedger implements ReservationLedger {
         try {
           made = this.#batchOf(pending);
         } catch (error) {
-          // Not expected (#batchOf reads what a caller handed without throwing); if it does, these settles fail rather
-          // than wait forever, and their reservations are charged in full at expiry, never less.
+          // #batchOf reads every record without throwing, but iterating a caller's array can still throw (a Proxy):
+          // then these settles fail rather than wait forever, and their reservations are charged in full at expiry.
           for (const settle of pending) settle.reject(error);
           return;
         }
@@ -510,29 +510,29 @@ export class RedisReservationLedger implements ReservationLedger {
       { scope: number; bucket: string; amount: number; actual: number; birth: string; periodEnd: number; refs: string }
     >();
     const records: string[] = [];
-    // Each settle's records as sent (one that cannot be read is left out: recordArg); a caller in JavaScript may hand
-    // anything, and nothing here throws.
-    const sent = pending.map(({ records: settled }) => {
-      const args: string[] = [];
+    // Each settle's records as sent, one after another (one that cannot be read is left out: recordArg), and where its
+    // own begin and end: a caller in JavaScript may hand anything, and nothing here throws.
+    const ends: number[] = [];
+    for (const { records: settled } of pending) {
       if (settled)
         for (const record of settled) {
           const arg = recordArg(record);
-          if (arg !== undefined) args.push(arg);
+          if (arg !== undefined) records.push(arg);
         }
-      return args;
-    });
+      ends.push(records.length);
+    }
     // 'b4': the records in one argument, a line each, and refs as ranges; 'b3' (one argument a record) if an id holds a line break.
-    const packed = sent.every((args) => !args.some((arg) => arg.includes('\n')));
+    const packed = !records.some((arg) => arg.includes('\n'));
     for (let p = 0; p < pending.length; p++) {
       const { held, actual } = pending[p]!;
+      const first = (p === 0 ? 0 : ends[p - 1]!) + 1;
+      const last = ends[p]!;
       let refs = '';
-      const first = records.length + 1;
-      for (const arg of sent[p]!) records.push(arg);
-      if (records.length >= first) {
-        if (packed) refs = `${first}-${records.length}`;
+      if (last >= first) {
+        if (packed) refs = `${first}-${last}`;
         else {
           refs = String(first);
-          for (let k = first + 1; k <= records.length; k++) refs += `,${k}`;
+          for (let k = first + 1; k <= last; k++) refs += `,${k}`;
         }
       }
       held.scopes.forEach((key, i) => {
