@@ -93,7 +93,8 @@ function assertOptions(options: BlockOptions): ResolvedBlockOptions {
  * - Headers and balances a block answers with are the store's as of the block (others' use since
  *   is not in them).
  * - A process killed while it holds a budget block leaves the block's reservation to expire,
- *   charged in full (at most share × limit of each scope), as any reservation never settled.
+ *   charged in full (at most share × limit of each scope), as any reservation never settled, once the longest
+ *   request ttl it served, `maxAgeMs` and two sweeps have passed (a live process settles it before then).
  *
  * Keys, `usage` and the operator calls pass through.
  */

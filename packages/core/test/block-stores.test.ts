@@ -927,6 +927,22 @@ describe('blockStores: budgets', () => {
     expect((await stores.ledger.usage(['key:k1']))[0]).toEqual({ key: 'key:k1', spent: 25, reserved: 0, credit: 0 });
   });
 
+  it("a block's reservation outlives the sweep that settles it: the store does not charge a live block whole", async () => {
+    let now = 1_000;
+    const clock = () => now;
+    const { stores } = countedStores(clock);
+    const wrapped = blocked(stores, { share: 0.01, maxAgeMs: 40, clock });
+    await wrapped.ledger.reserve({ id: 'short', amount: 25, scopes: scopes(100_000), ttlMs: 30 });
+    // Past the block's age and its grant's ttl, before any sweep saw it: the block is still held, not charged.
+    now += 75;
+    expect((await stores.ledger.usage(['key:k1']))[0]).toEqual({ key: 'key:k1', spent: 0, reserved: 1_000, credit: 0 });
+    // The next sweep retires it and charges the expired grant: what it handed out, no more (a successor may be held).
+    await new Promise((resolve) => setTimeout(resolve, 120));
+    expect((await stores.ledger.usage(['key:k1']))[0]).toMatchObject({ spent: 25 });
+    await wrapped.blocks.retireAll();
+    expect((await stores.ledger.usage(['key:k1']))[0]).toEqual({ key: 'key:k1', spent: 25, reserved: 0, credit: 0 });
+  });
+
   it('close gives every block back before the store closes', async () => {
     const { stores } = countedStores();
     const wrapped = blocked(stores, { share: 0.01 });

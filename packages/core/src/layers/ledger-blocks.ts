@@ -365,7 +365,11 @@ export class LedgerBlocks implements LedgerPolicy {
     const { clock, maxAgeMs } = this.demand.options;
     const generation = this.#generation;
     const id = `${this.#idPrefix}${(++blockCount).toString(36)}`;
-    const take = this.inner.reserve({ id, amount: size, scopes: [scope], ttlMs: ttlMs + maxAgeMs });
+    // Held in the store past the latest its last grant can end (an age of maxAgeMs, then a grant's ttl) by two sweeps:
+    // the one that sees it due and settles it, and one more for a late timer and the reserve's round trip. Shorter, the
+    // store charged a live block whole until its late settle gave the rest back, refusing others meanwhile.
+    const held = ttlMs + maxAgeMs + 2 * this.demand.sweepMs;
+    const take = this.inner.reserve({ id, amount: size, scopes: [scope], ttlMs: held });
     this.#taking.set(
       signature,
       take.catch(() => undefined),
