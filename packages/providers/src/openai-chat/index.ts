@@ -5,6 +5,7 @@ import type { AdapterRoute, ProviderAdapter } from '../adapter.js';
 import type { RequestCounter } from '../counter.js';
 import { AZURE_OPENAI_UPSTREAM } from './azure.js';
 import { OPENAI_COMPATIBLE_UPSTREAM, OPENAI_UPSTREAM } from './upstreams.js';
+import { ChunkShape } from '../chunk-shape.js';
 import { asArray, bodyModel, isObject, parseJson, positiveInteger } from '../json.js';
 import type { Json } from '../json.js';
 import {
@@ -64,6 +65,35 @@ function collectChatMessage(output: OutputText, message: unknown): void {
 /** Where a chat chunk, and a JSON answer, hold their usage. */
 const USAGE_PATH = ['usage'] as const;
 
+/** Content chunks a stream may fail to take a shape of before it stops trying (an upstream that writes JSON its own way). */
+const MAX_SHAPE_MISSES = 4;
+/** contentShape's answer for a chunk that is no content chunk (a role, a finish, usage): nothing to take, no miss. */
+const NOT_CONTENT = 'not content';
+
+const contentOf = (parsed: unknown): unknown => {
+  const choice = isObject(parsed) && Array.isArray(parsed.choices) ? (parsed.choices[0] as unknown) : undefined;
+  return isObject(choice) && isObject(choice.delta) ? choice.delta.content : undefined;
+};
+const obfuscationOf = (parsed: unknown): unknown => (isObject(parsed) ? parsed.obfuscation : undefined);
+
+/**
+ * The shape of a content chunk (one choice, unfinished, whose delta holds its text and nothing else; no usage), its
+ * text and OpenAI's `obfuscation` padding left open: the chunks after it that differ only there are read without a
+ * parse (ChunkShape), to the same effect. Undefined when its shape cannot be taken; NOT_CONTENT for other chunks.
+ */
+function contentShape(data: string, chunk: Json): ChunkShape<Json> | undefined | typeof NOT_CONTENT {
+  const { choices } = chunk;
+  if (isObject(chunk.usage) || !Array.isArray(choices) || choices.length !== 1) return NOT_CONTENT;
+  const choice: unknown = choices[0];
+  if (!isObject(choice) || typeof choice.finish_reason === 'string' || !isObject(choice.delta)) return NOT_CONTENT;
+  const { delta } = choice;
+  if (typeof delta.content !== 'string' || delta.content === '') return NOT_CONTENT;
+  for (const key in delta) if (key !== 'content') return NOT_CONTENT;
+  const open = [{ value: delta.content, at: contentOf }];
+  if (typeof chunk.obfuscation === 'string') open.push({ value: chunk.obfuscation, at: obfuscationOf });
+  return ChunkShape.of(data, chunk, open);
+}
+
 /**
  * Reads a Chat Completions answer, JSON or stream. A class, so that its methods are shared rather than
  * made for every response; what a stream said about itself (for an ending that matches it) is kept
@@ -81,6 +111,10 @@ class ChatReader implements UsageReader {
   private fingerprint: unknown = undefined;
   /** Choice indexes a stream showed, true once the choice finished (a stream with `n` > 1 ends each one still open). */
   private choices: Map<number, boolean> | undefined = undefined;
+  /** The shape of the stream's content chunks, once one was parsed (see contentShape). */
+  private shape: ChunkShape<Json> | undefined = undefined;
+  /** Content chunks whose shape could not be taken: after a few, the stream is parsed chunk by chunk. */
+  private shapeMisses = 0;
 
   /**
    * `usageAsked`: the client asked for the usage chunk; `usageInline`: the API sends its usage unasked, on the
@@ -96,8 +130,23 @@ class ChatReader implements UsageReader {
   onEvent(_event: string, data: string): boolean {
     this.finalUsageAt = undefined;
     if (data === '[DONE]') return false;
+    const shape = this.shape;
+    if (shape !== undefined) {
+      const open = shape.read(data);
+      if (open !== undefined) return this.take(shape.chunk, open[0]);
+    }
     const chunk = parseJson(data);
     if (!isObject(chunk)) return false;
+    if (this.shapeMisses < MAX_SHAPE_MISSES) {
+      const found = contentShape(data, chunk);
+      if (found === undefined) this.shapeMisses++;
+      else if (found !== NOT_CONTENT) this.shape = found;
+    }
+    return this.take(chunk);
+  }
+
+  /** What a chunk says; `content`: the text of its one choice, whose delta holds nothing else (a shape's chunk). */
+  private take(chunk: Json, content?: string): boolean {
     if (typeof chunk.model === 'string') this.model = chunk.model;
     this.tier = serviceTierOf(chunk.service_tier) ?? this.tier;
     if (this.id === '' && typeof chunk.id === 'string') {
@@ -111,7 +160,8 @@ class ChatReader implements UsageReader {
       if (!isObject(choice)) continue;
       const index = typeof choice.index === 'number' ? choice.index : 0;
       if (seen.get(index) !== true) seen.set(index, typeof choice.finish_reason === 'string');
-      collectChatMessage(this.output, choice.delta);
+      if (content === undefined) collectChatMessage(this.output, choice.delta);
+      else this.output.add(content);
     }
     if (isObject(chunk.usage)) {
       this.usage = openAiUsage(chunk.usage);
