@@ -1,7 +1,7 @@
 // The token windows of a tokenRateLimit: the estimate reserved in every layer at once, then adjusted to the real usage.
 import type { Request, Response } from 'express';
 import { getContext } from '@tollgate/core';
-import { counterCalls, whenReady } from '@tollgate/core/store-contracts';
+import { counterCalls, whenReady, windowPhase, windowStartAt } from '@tollgate/core/store-contracts';
 import type { TollgateStores } from '@tollgate/core';
 import type { CounterCalls, MaybePromise, WindowResult } from '@tollgate/core/store-contracts';
 import type { LimitLayer } from './limit-layers.js';
@@ -103,7 +103,8 @@ export class TokenWindows {
           // The previous window's weight makes a fraction: whole tokens, as the headers count them.
           used: Math.max(0, Math.ceil(counted - 1e-6)),
           remaining: Math.max(0, Math.floor(limit - counted)),
-          resetAt: counted > 0 ? (Math.floor(now / windowMs) + 1) * windowMs : undefined,
+          // The end of the key's fixed window now, on the key's own phase, as every store starts its windows.
+          resetAt: counted > 0 ? windowStartAt(now, windowMs, windowPhase(key, windowMs)) + windowMs : undefined,
           windowMs,
         };
       }),

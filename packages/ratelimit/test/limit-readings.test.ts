@@ -96,6 +96,13 @@ describe.each(BACKENDS)('readLimits on %s stores', (_name, open) => {
     expect(summary(await readLimits(limiter, a))).toEqual(summary(readings));
     const next = await call('a', 10);
     expect(next.headers['x-ratelimit-remaining-requests']).toBe('16');
+    // The key's token window ends where the store says it does (its key's own phase, not the clock's minute): the
+    // binding layer's reset header, a duration from the answer, names the same time.
+    const answeredAt = Date.now();
+    const [, minutes, seconds] = /^(?:(\d+)m)?([\d.]+)s$/.exec(String(next.headers['x-ratelimit-reset-tokens']))!;
+    const headerReset = answeredAt + (Number(minutes ?? 0) * 60 + Number(seconds)) * 1000;
+    const keyTokens = readings.find((r) => r.kind === 'tokens' && r.layer === 'key')!;
+    expect(Math.abs(keyTokens.resetAt! - headerReset)).toBeLessThan(1_500);
   });
 
   it('reads the layers named only, with their own caller: another key of the tenant, a tier of its own', async () => {
