@@ -5,7 +5,7 @@ import request from 'supertest';
 import type { RequestHandler } from 'express';
 import { blockStores, getContext } from '@tollgate/core';
 import { createRedisStores, type RedisStores } from '@tollgate/redis';
-import { combineLimits, tieredRateLimit, tokenRateLimit } from '@tollgate/ratelimit';
+import { combineLimits, readLimits, tieredRateLimit, tokenRateLimit } from '@tollgate/ratelimit';
 import { testApp, usageRecord } from './helpers.js';
 import { RedisFlightRelay } from '../../../test/helpers/redis-relay.js';
 
@@ -117,24 +117,27 @@ describe('Redis round trips per request', () => {
   it('on blockStores: none per request while the blocks last (request and token layers answered in-process, settles too)', async () => {
     const blocked = blockStores(stores, { share: 0.01, size: 'share' });
     // Blocks of 0.01 of the limits (not sized by demand): 10 requests and 10,000 tokens (ten requests of 1,000).
-    const app = testApp(
-      [
-        estimate,
-        combineLimits(
-          tieredRateLimit({ stores: blocked, layers: requestLayers(), prefix: unique() }),
-          tokenRateLimit({ stores: blocked, layers: tokenLayers(), prefix: unique() }),
-        ),
-      ],
-      settleThenAnswer,
-    );
-    // A token window ends on the minute, and its blocks go back with it (a flight): the requests below run inside one.
-    const msLeft = 60_000 - (Date.now() % 60_000);
-    if (msLeft < 10_000) await new Promise((resolve) => setTimeout(resolve, msLeft + 50));
-    // The caller's limits are hot at their second request (blockStores' hotAfter): their blocks open.
-    for (let i = 0; i < 3; i++)
-      expect((await request(app).post('/v1/chat/completions').set({ 'x-key': 'k1', 'x-tenant': 'acme' })).status).toBe(
-        200,
+    const caller = { keyId: 'k1', tenantId: 'acme', scopes: [], authMethod: 'api_key' as const };
+    let app: ReturnType<typeof testApp>;
+    // A window that ends takes its block back with it (a flight). Each window ends on its key's own phase, which the
+    // readings name: the requests below run on windows none of which ends within the next 3 s (other prefixes, other
+    // phases, until then).
+    for (;;) {
+      const limiter = combineLimits(
+        tieredRateLimit({ stores: blocked, layers: requestLayers(), prefix: unique() }),
+        tokenRateLimit({ stores: blocked, layers: tokenLayers(), prefix: unique() }),
       );
+      app = testApp([estimate, limiter], settleThenAnswer);
+      // The caller's limits are hot at their second request (blockStores' hotAfter): their blocks open.
+      for (let i = 0; i < 3; i++)
+        expect(
+          (await request(app).post('/v1/chat/completions').set({ 'x-key': 'k1', 'x-tenant': 'acme' })).status,
+        ).toBe(200);
+      const ends = (await readLimits(limiter, caller)).flatMap((reading) => reading.resetAt ?? []);
+      expect(ends).toHaveLength(5);
+      if (Math.min(...ends) - Date.now() >= 3_000) break;
+      await blocked.blocks.retireAll();
+    }
     const before = relay.flights;
     for (let i = 0; i < 5; i++)
       expect((await request(app).post('/v1/chat/completions').set({ 'x-key': 'k1', 'x-tenant': 'acme' })).status).toBe(
