@@ -221,6 +221,22 @@ describe('Chat Completions content chunks read through their shape', () => {
       expect(expectAsParsed(events, api).texts).toEqual(WORDS);
   });
 
+  it('two choices streamed in turn are parsed chunk by chunk, after a few shapes that no next chunk has', () => {
+    const events = Array.from({ length: 40 }, (_, i) =>
+      JSON.stringify({ ...head, choices: [{ index: i % 2, delta: { content: `w${i}` }, finish_reason: null }] }),
+    );
+    const parse = jest.spyOn(JSON, 'parse');
+    try {
+      expect(expectAsParsed(events).texts).toEqual(events.map((_, i) => `w${i}`));
+      parse.mockClear();
+      read(events, false);
+      // Every chunk, and the probes of the first shapes only.
+      expect(parse.mock.calls.length).toBeLessThanOrEqual(40 + 5);
+    } finally {
+      parse.mockRestore();
+    }
+  });
+
   it('parses the first content chunk of a stream and none of the alike ones after it', () => {
     const events = [
       first,

@@ -113,7 +113,7 @@ class ChatReader implements UsageReader {
   private choices: Map<number, boolean> | undefined = undefined;
   /** The shape of the stream's content chunks, once one was parsed (see contentShape). */
   private shape: ChunkShape<Json> | undefined = undefined;
-  /** Content chunks whose shape could not be taken: after a few, the stream is parsed chunk by chunk. */
+  /** Content chunks whose shape could not be taken, or was not the last one's: after a few, each chunk is parsed. */
   private shapeMisses = 0;
 
   /**
@@ -139,8 +139,10 @@ class ChatReader implements UsageReader {
     if (!isObject(chunk)) return false;
     if (this.shapeMisses < MAX_SHAPE_MISSES) {
       const found = contentShape(data, chunk);
-      if (found === undefined) this.shapeMisses++;
-      else if (found !== NOT_CONTENT) this.shape = found;
+      // A content chunk unlike the shape before it counts too: choices streamed in turn (`n` > 1) would take a shape
+      // for every chunk, each used by none.
+      if (found === undefined || (found !== NOT_CONTENT && shape !== undefined)) this.shapeMisses++;
+      if (found !== undefined && found !== NOT_CONTENT) this.shape = found;
     }
     return this.take(chunk);
   }
