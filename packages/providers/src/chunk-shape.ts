@@ -40,7 +40,7 @@ function tokenValue(data: string, open: number, close: number): string | undefin
  * A stream's content chunks are alike but for their text (and OpenAI's `obfuscation` padding): one parse of the first,
  * then each next one is read by comparing its fixed text and decoding its open strings.
  */
-export class ChunkShape<C> {
+class ChunkShape<C> {
   private constructor(
     /** The parsed chunk the shape was taken from. */
     readonly chunk: C,
@@ -56,11 +56,7 @@ export class ChunkShape<C> {
    * escaped key, a value written other than as JSON.stringify writes it leave no shape). Undefined when a value's
    * token is not in the text exactly once, or a probe is read elsewhere.
    */
-  static of<C>(
-    data: string,
-    chunk: C,
-    open: readonly { value: string; at: (parsed: unknown) => unknown }[],
-  ): ChunkShape<C> | undefined {
+  static of<C>(data: string, chunk: C, open: readonly OpenValue[]): ChunkShape<C> | undefined {
     // Each open value's token where it is written (once, exactly as JSON.stringify writes it), in the text's order.
     const tokens: { start: number; end: number; index: number }[] = [];
     for (let index = 0; index < open.length; index++) {
@@ -118,5 +114,50 @@ export class ChunkShape<C> {
       values[this.order[i]!] = value;
       at = close + 1;
     }
+  }
+}
+
+/** Shapes a stream may take that serve no chunk (none could be taken, or none read the chunk after it) before it stops. */
+const MAX_SHAPE_MISSES = 4;
+
+/** A value a chunk leaves open in its shape, and where a parse of the chunk reads it (see ChunkShape.of). */
+export interface OpenValue {
+  value: string;
+  at: (parsed: unknown) => unknown;
+}
+
+/**
+ * The shape of a stream's alike chunks, the one rule every reader keeps: the last shape taken reads each chunk it can;
+ * after a chunk it cannot read and that was parsed whole, a new shape is taken from it (when the reader names its open
+ * values). A stream stops taking shapes after MAX_SHAPE_MISSES that serve nothing: one that could not be taken (an
+ * upstream that writes JSON its own way), or one replaced before it read a chunk (choices streamed in turn, `n` > 1,
+ * would take a shape for every chunk); shapes that read chunks (one per content block in turn) never count.
+ */
+export class StreamShapes<C> {
+  #shape: ChunkShape<C> | undefined = undefined;
+  /** The current shape read a chunk. */
+  #used = false;
+  #misses = 0;
+
+  /** The parsed chunk of the shape `read` last answered for. */
+  get chunk(): C {
+    return this.#shape!.chunk;
+  }
+
+  /** The open strings of `data` when the current shape reads it (the chunk it was taken from: `chunk`). */
+  read(data: string): string[] | undefined {
+    const open = this.#shape?.read(data);
+    if (open !== undefined) this.#used = true;
+    return open;
+  }
+
+  /** After `data` was parsed to `chunk`: its shape with `open` left open, for the chunks after it. */
+  take(data: string, chunk: C, open: readonly OpenValue[]): void {
+    if (this.#misses >= MAX_SHAPE_MISSES) return;
+    const shape = ChunkShape.of(data, chunk, open);
+    if (shape === undefined || (this.#shape !== undefined && !this.#used)) this.#misses++;
+    if (shape === undefined) return;
+    this.#shape = shape;
+    this.#used = false;
   }
 }

@@ -319,6 +319,25 @@ describe('Anthropic Messages text deltas read through their shape', () => {
     expect(seen.texts).toEqual(['a', 'b', 'c', 'e', 'g', 'h', 'i\u0001', 'k', 'l']);
   });
 
+  it('content blocks in turn each take a shape that reads their deltas, however many blocks there are', () => {
+    const events = [start];
+    for (let block = 0; block < 6; block++)
+      events.push(
+        blockStart(block, { type: 'text', text: '' }),
+        ...['one', ' two', ' three', ' four'].map((w) => delta(block, { type: 'text_delta', text: `${w}${block}` })),
+        stop(block),
+      );
+    const parse = jest.spyOn(JSON, 'parse');
+    try {
+      read(events, false, 'anthropic.messages');
+      // message_start, then each block's start, its first delta and that delta's probe, and its stop.
+      expect(parse).toHaveBeenCalledTimes(1 + 6 * 4);
+    } finally {
+      parse.mockRestore();
+    }
+    expect(expectAsParsed(events, 'anthropic.messages').texts).toHaveLength(24);
+  });
+
   it('parses the first text delta of a block and none of the alike ones after it', () => {
     const events = [
       start,

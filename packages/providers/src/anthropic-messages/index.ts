@@ -3,7 +3,7 @@ import type { ReportedUsage, TokenUsage } from '@tollgate/core';
 import type { CallRequest, CallShape } from '@tollgate/core/provider-call';
 import type { ProviderAdapter, RequestProblem } from '../adapter.js';
 import type { RequestCounter } from '../counter.js';
-import { ChunkShape } from '../chunk-shape.js';
+import { StreamShapes, type OpenValue } from '../chunk-shape.js';
 import { asArray, bodyModel, isObject, parseJson, positiveInteger, tokenCount } from '../json.js';
 import type { Json } from '../json.js';
 import { MESSAGE_OVERHEAD } from '../openai-framing.js';
@@ -166,10 +166,6 @@ function collectBlock(output: OutputText, block: unknown): void {
 /** Where `message_delta`, and a JSON answer, hold their usage. */
 const USAGE_PATH = ['usage'] as const;
 
-/** Text deltas a stream may fail to take a shape of before it stops trying (an upstream that writes JSON its own way). */
-const MAX_SHAPE_MISSES = 4;
-/** deltaShape's answer for a delta that is no text (a citation, a signature): nothing to take, no miss. */
-const NOT_TEXT = 'not text';
 /** The field of each delta type that holds its text, as collectBlock reads it. */
 const DELTA_TEXT: Readonly<Record<string, string>> = {
   text_delta: 'text',
@@ -178,20 +174,20 @@ const DELTA_TEXT: Readonly<Record<string, string>> = {
 };
 
 /**
- * The shape of a `content_block_delta` whose delta holds its type and its text and nothing else, the text left open:
- * the deltas after it that differ only there are read without a parse (ChunkShape), their text added to the output
- * as collectBlock adds it. Undefined when its shape cannot be taken; NOT_TEXT for other deltas.
+ * What a `content_block_delta` whose delta holds its type and its text and nothing else leaves open in its shape: the
+ * text, so the deltas after it that differ only there are read without a parse (StreamShapes), their text added to the
+ * output as collectBlock adds it. Undefined for other deltas (a citation, a signature).
  */
-function deltaShape(data: string, payload: Json): ChunkShape<Json> | undefined | typeof NOT_TEXT {
+function deltaOpen(payload: Json): OpenValue[] | undefined {
   const { delta } = payload;
-  if (payload.type !== 'content_block_delta' || !isObject(delta) || typeof delta.type !== 'string') return NOT_TEXT;
+  if (payload.type !== 'content_block_delta' || !isObject(delta) || typeof delta.type !== 'string') return undefined;
   const field = Object.hasOwn(DELTA_TEXT, delta.type) ? DELTA_TEXT[delta.type]! : undefined;
   const text = field === undefined ? undefined : delta[field];
-  if (typeof text !== 'string' || text === '') return NOT_TEXT;
-  for (const key in delta) if (key !== 'type' && key !== field) return NOT_TEXT;
+  if (typeof text !== 'string' || text === '') return undefined;
+  for (const key in delta) if (key !== 'type' && key !== field) return undefined;
   const at = (parsed: unknown): unknown =>
     isObject(parsed) && isObject(parsed.delta) ? parsed.delta[field!] : undefined;
-  return ChunkShape.of(data, payload, [{ value: text, at }]);
+  return [{ value: text, at }];
 }
 
 function createMessagesReader(): UsageReader {
@@ -202,9 +198,8 @@ function createMessagesReader(): UsageReader {
   let complete = false;
   /** Content blocks started and not stopped: a cut stream closes them before its message_delta. */
   const openBlocks = new Set<number>();
-  /** The shape of the stream's text deltas, once one was parsed (see deltaShape); deltas whose shape was not taken. */
-  let shape: ChunkShape<Json> | undefined;
-  let shapeMisses = 0;
+  /** The shape of the stream's text deltas, once one was parsed (see deltaOpen). */
+  const shapes = new StreamShapes<Json>();
   const reader: UsageReader = {
     api: 'anthropic.messages',
     model: undefined,
@@ -212,22 +207,17 @@ function createMessagesReader(): UsageReader {
     finalUsageAt: undefined,
     onEvent(event, data) {
       reader.finalUsageAt = undefined;
-      if (shape !== undefined) {
-        const open = shape.read(data);
-        if (open !== undefined) {
-          output.add(open[0]);
-          return false;
-        }
+      const open = shapes.read(data);
+      if (open !== undefined) {
+        output.add(open[0]);
+        return false;
       }
       const payload = parseJson(data);
       if (!isObject(payload)) return false;
       const type = typeof payload.type === 'string' ? payload.type : event;
       if (type === 'content_block_delta') {
-        if (shapeMisses < MAX_SHAPE_MISSES) {
-          const found = deltaShape(data, payload);
-          if (found === undefined) shapeMisses++;
-          else if (found !== NOT_TEXT) shape = found;
-        }
+        const text = deltaOpen(payload);
+        if (text !== undefined) shapes.take(data, payload, text);
         collectBlock(output, payload.delta);
       } else if (type === 'content_block_start') {
         if (typeof payload.index === 'number') openBlocks.add(payload.index);

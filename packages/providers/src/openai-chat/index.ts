@@ -5,7 +5,7 @@ import type { AdapterRoute, ProviderAdapter } from '../adapter.js';
 import type { RequestCounter } from '../counter.js';
 import { AZURE_OPENAI_UPSTREAM } from './azure.js';
 import { OPENAI_COMPATIBLE_UPSTREAM, OPENAI_UPSTREAM } from './upstreams.js';
-import { ChunkShape } from '../chunk-shape.js';
+import { StreamShapes, type OpenValue } from '../chunk-shape.js';
 import { asArray, bodyModel, isObject, parseJson, positiveInteger } from '../json.js';
 import type { Json } from '../json.js';
 import {
@@ -65,11 +65,6 @@ function collectChatMessage(output: OutputText, message: unknown): void {
 /** Where a chat chunk, and a JSON answer, hold their usage. */
 const USAGE_PATH = ['usage'] as const;
 
-/** Content chunks a stream may fail to take a shape of before it stops trying (an upstream that writes JSON its own way). */
-const MAX_SHAPE_MISSES = 4;
-/** contentShape's answer for a chunk that is no content chunk (a role, a finish, usage): nothing to take, no miss. */
-const NOT_CONTENT = 'not content';
-
 const contentOf = (parsed: unknown): unknown => {
   const choice = isObject(parsed) && Array.isArray(parsed.choices) ? (parsed.choices[0] as unknown) : undefined;
   return isObject(choice) && isObject(choice.delta) ? choice.delta.content : undefined;
@@ -77,21 +72,21 @@ const contentOf = (parsed: unknown): unknown => {
 const obfuscationOf = (parsed: unknown): unknown => (isObject(parsed) ? parsed.obfuscation : undefined);
 
 /**
- * The shape of a content chunk (one choice, unfinished, whose delta holds its text and nothing else; no usage), its
- * text and OpenAI's `obfuscation` padding left open: the chunks after it that differ only there are read without a
- * parse (ChunkShape), to the same effect. Undefined when its shape cannot be taken; NOT_CONTENT for other chunks.
+ * What a content chunk (one choice, unfinished, whose delta holds its text and nothing else; no usage) leaves open in
+ * its shape: its text and OpenAI's `obfuscation` padding, so the chunks after it that differ only there are read
+ * without a parse (StreamShapes), to the same effect. Undefined for other chunks.
  */
-function contentShape(data: string, chunk: Json): ChunkShape<Json> | undefined | typeof NOT_CONTENT {
+function contentOpen(chunk: Json): OpenValue[] | undefined {
   const { choices } = chunk;
-  if (isObject(chunk.usage) || !Array.isArray(choices) || choices.length !== 1) return NOT_CONTENT;
+  if (isObject(chunk.usage) || !Array.isArray(choices) || choices.length !== 1) return undefined;
   const choice: unknown = choices[0];
-  if (!isObject(choice) || typeof choice.finish_reason === 'string' || !isObject(choice.delta)) return NOT_CONTENT;
+  if (!isObject(choice) || typeof choice.finish_reason === 'string' || !isObject(choice.delta)) return undefined;
   const { delta } = choice;
-  if (typeof delta.content !== 'string' || delta.content === '') return NOT_CONTENT;
-  for (const key in delta) if (key !== 'content') return NOT_CONTENT;
+  if (typeof delta.content !== 'string' || delta.content === '') return undefined;
+  for (const key in delta) if (key !== 'content') return undefined;
   const open = [{ value: delta.content, at: contentOf }];
   if (typeof chunk.obfuscation === 'string') open.push({ value: chunk.obfuscation, at: obfuscationOf });
-  return ChunkShape.of(data, chunk, open);
+  return open;
 }
 
 /**
@@ -111,10 +106,8 @@ class ChatReader implements UsageReader {
   private fingerprint: unknown = undefined;
   /** Choice indexes a stream showed, true once the choice finished (a stream with `n` > 1 ends each one still open). */
   private choices: Map<number, boolean> | undefined = undefined;
-  /** The shape of the stream's content chunks, once one was parsed (see contentShape). */
-  private shape: ChunkShape<Json> | undefined = undefined;
-  /** Content chunks whose shape could not be taken, or was not the last one's: after a few, each chunk is parsed. */
-  private shapeMisses = 0;
+  /** The shape of the stream's content chunks, once one was parsed (see contentOpen). */
+  private readonly shapes = new StreamShapes<Json>();
 
   /**
    * `usageAsked`: the client asked for the usage chunk; `usageInline`: the API sends its usage unasked, on the
@@ -130,20 +123,12 @@ class ChatReader implements UsageReader {
   onEvent(_event: string, data: string): boolean {
     this.finalUsageAt = undefined;
     if (data === '[DONE]') return false;
-    const shape = this.shape;
-    if (shape !== undefined) {
-      const open = shape.read(data);
-      if (open !== undefined) return this.take(shape.chunk, open[0]);
-    }
+    const open = this.shapes.read(data);
+    if (open !== undefined) return this.take(this.shapes.chunk, open[0]);
     const chunk = parseJson(data);
     if (!isObject(chunk)) return false;
-    if (this.shapeMisses < MAX_SHAPE_MISSES) {
-      const found = contentShape(data, chunk);
-      // A content chunk unlike the shape before it counts too: choices streamed in turn (`n` > 1) would take a shape
-      // for every chunk, each used by none.
-      if (found === undefined || (found !== NOT_CONTENT && shape !== undefined)) this.shapeMisses++;
-      if (found !== undefined && found !== NOT_CONTENT) this.shape = found;
-    }
+    const content = contentOpen(chunk);
+    if (content !== undefined) this.shapes.take(data, chunk, content);
     return this.take(chunk);
   }
 
