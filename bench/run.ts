@@ -12,6 +12,7 @@ import { runChainBenchmark } from './chain.js';
 import { runChainCostBenchmark } from './chain-cost.js';
 import { runDeploymentBenchmark } from './deployment.js';
 import { runDeploymentMemoryBenchmark } from './deployment-memory.js';
+import { runDeploymentLayersBenchmark } from './deployment-layers.js';
 import { runDeploymentMinuteBenchmark, runDeploymentShortBenchmark } from './deployment-short.js';
 import { runEstimationBenchmark } from './estimate.js';
 import { runEstimateScriptsBenchmark } from './estimate-scripts.js';
@@ -54,6 +55,7 @@ const BENCHMARKS: Record<string, (context: BenchContext) => Promise<SectionResul
   'deployment-memory': runDeploymentMemoryBenchmark,
   'deployment-short': runDeploymentShortBenchmark,
   'deployment-minute': runDeploymentMinuteBenchmark,
+  'deployment-layers': runDeploymentLayersBenchmark,
   builds: runBuildsBenchmark,
 };
 

@@ -168,7 +168,13 @@ export async function buildProxy(options: AppOptions): Promise<BuiltApp> {
     // The profiler's observed case logs to a file; every other case keeps the log silent.
     log: (options.log as { level: 'info'; destination: string } | undefined) ?? { level: 'silent' },
   });
-  const stores = await createStores?.({ redisUrl: config.redisUrl, redisPrefix: config.redisPrefix });
+  const opened = await createStores?.({ redisUrl: config.redisUrl, redisPrefix: config.redisPrefix });
+  // `blocksOverMemory` (deployment-layers only): the Redis case's blocks layer over memory stores, the Redis case
+  // without Redis. No deployment runs it (the gateway takes blocks on Redis only); it tells the layer's cost apart.
+  const stores =
+    opened && options.blocksOverMemory === true && options.store !== 'redis'
+      ? (await import('@tollgate/core')).blockStores(opened)
+      : opened;
   const app = createProxyApp(config, { ...(stores ? { stores } : {}), log: () => undefined });
   return {
     app,

@@ -1,0 +1,189 @@
+// Benchmark: where the Redis case's extra CPU goes (issue 47, item 1). The deployment's workload against three proxies
+// that differ only in their stores: memory, the blocks layer over the same memory stores, and Redis with blocks (the
+// default). Blocks over memory is no configuration anyone deploys: it is the Redis case without Redis, so that the
+// blocks' own per-request work and what Redis's calls add are measured apart. The server's main thread and the other
+// threads (V8's collector and compiler helpers, libuv's pool) are read apart from /proc.
+import { readdir, readFile } from 'node:fs/promises';
+import { startServer, type BenchChild } from './lib/child.js';
+import { deploymentProxyConfig, rotatingLoad } from './lib/deployment-config.js';
+import { CHAT_PATH } from './lib/fixtures.js';
+import { runLoad } from './lib/load.js';
+import { costPerRequest, PrivateRedis } from './lib/private-redis.js';
+import type { BenchContext, SectionResult } from './lib/section.js';
+import { fmtNumber, table } from './lib/stats.js';
+
+const CONNECTIONS = 32;
+const WARM_UP_LOADS = 6;
+/** serveGateway's own V8 flag (docs/performance.md, "What a request's garbage cost"): the bench child is no bin. */
+const AS_DEPLOYED = ['--no-allocation-site-pretenuring'];
+
+interface LayerCase {
+  name: string;
+  options: Record<string, unknown>;
+  redis: boolean;
+}
+
+const MEMORY = 'memory stores';
+const CASES: readonly LayerCase[] = [
+  { name: MEMORY, options: { store: 'memory' }, redis: false },
+  { name: 'blocks over memory stores', options: { store: 'memory', blocksOverMemory: true }, redis: false },
+  { name: 'Redis, blocks on (the default)', options: { store: 'redis' }, redis: true },
+];
+
+/** A process's CPU so far (µs), its main thread's and the rest's, from /proc (Linux); undefined elsewhere. */
+async function threadCpuUs(pid: number): Promise<{ main: number; helpers: number } | undefined> {
+  const tasks = await readdir(`/proc/${pid}/task`).catch(() => undefined);
+  if (!tasks) return undefined;
+  let main = 0;
+  let helpers = 0;
+  for (const tid of tasks) {
+    const stat = await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8').catch(() => undefined);
+    if (!stat) continue;
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime, in clock ticks (100 a second).
+    const us = (Number(fields[11]) + Number(fields[12])) * 10_000;
+    if (Number(tid) === pid) main += us;
+    else helpers += us;
+  }
+  return { main, helpers };
+}
+
+interface Tally {
+  requests: number;
+  main: number;
+  helpers: number;
+  redisUs: number;
+  redisCalls: number;
+}
+
+export async function runDeploymentLayersBenchmark(context: BenchContext): Promise<SectionResult> {
+  const loads = context.quick ? 8 : Number(process.env.BENCH_LAYERS_LOADS ?? 30);
+  const redis = new PrivateRedis();
+  let redisUrl: string | undefined;
+  try {
+    await redis.start();
+    redisUrl = redis.url;
+  } catch (error) {
+    context.log(`deployment-layers: no redis-server of its own (${String(error)})`);
+    await redis.stop();
+  }
+  const cases = CASES.filter((c) => !c.redis || redisUrl);
+  const upstream = await startServer({ app: 'mock-upstream' });
+  const tallies = new Map<string, Tally>();
+  try {
+    for (const mode of ['json', 'stream'] as const) {
+      const servers = new Map<string, BenchChild>();
+      try {
+        for (const c of cases)
+          servers.set(
+            c.name,
+            await startServer(
+              {
+                app: 'proxy',
+                options: {
+                  ...c.options,
+                  upstream: upstream.url,
+                  config: deploymentProxyConfig(),
+                  ...(c.redis ? { redisUrl, prefix: `${context.redisPrefix}layers:${mode}:` } : {}),
+                },
+              },
+              { execArgv: AS_DEPLOYED },
+            ),
+          );
+        const load = (server: BenchChild) =>
+          runLoad({
+            url: server.url,
+            path: CHAT_PATH,
+            ...rotatingLoad(mode),
+            connections: CONNECTIONS,
+            durationS: 1,
+          });
+        for (let i = 0; i < WARM_UP_LOADS; i++) for (const c of cases) await load(servers.get(c.name)!);
+        for (let i = 0; i < loads; i++) {
+          for (const c of cases) {
+            const server = servers.get(c.name)!;
+            const before = await threadCpuUs(server.pid);
+            const cost = c.redis ? await redis.cost() : undefined;
+            const result = await load(server);
+            const after = await threadCpuUs(server.pid);
+            const key = `${c.name}\u0000${mode}`;
+            const tally = tallies.get(key) ?? { requests: 0, main: 0, helpers: 0, redisUs: 0, redisCalls: 0 };
+            tally.requests += result.requests;
+            if (before && after) {
+              tally.main += after.main - before.main;
+              tally.helpers += after.helpers - before.helpers;
+            }
+            if (cost) {
+              const spent = costPerRequest(cost, await redis.cost(), result.requests);
+              tally.redisUs += spent.processCpuUs * result.requests;
+              tally.redisCalls += spent.calls * result.requests;
+            }
+            tallies.set(key, tally);
+          }
+        }
+        context.log(`deployment-layers ${mode}: ${loads} loads of 1 s per case, in turn`);
+      } finally {
+        await Promise.all([...servers.values()].map((server) => server.close()));
+      }
+    }
+  } finally {
+    await upstream.close();
+    await redis.stop();
+  }
+  return describe(cases, tallies, loads);
+}
+
+function describe(cases: readonly LayerCase[], tallies: Map<string, Tally>, loads: number): SectionResult {
+  const rows: string[][] = [];
+  const findings: string[] = [];
+  for (const mode of ['json', 'stream'] as const) {
+    const base = tallies.get(`${MEMORY}\u0000${mode}`);
+    const perRequest = (t: Tally) => (t.main + t.helpers) / t.requests;
+    for (const c of cases) {
+      const t = tallies.get(`${c.name}\u0000${mode}`);
+      if (!t || t.requests === 0) continue;
+      const total = perRequest(t);
+      rows.push([
+        c.name,
+        mode === 'json' ? 'JSON' : 'SSE stream',
+        fmtNumber(t.requests),
+        fmtNumber(total),
+        fmtNumber(t.main / t.requests),
+        fmtNumber(t.helpers / t.requests),
+        base ? `${total - perRequest(base) >= 0 ? '+' : ''}${fmtNumber(total - perRequest(base))}` : '—',
+        c.redis ? `${fmtNumber(t.redisUs / t.requests, 1)} µs in ${(t.redisCalls / t.requests).toFixed(3)} calls` : '—',
+      ]);
+    }
+    const blocks = tallies.get(`blocks over memory stores\u0000${mode}`);
+    const onRedis = tallies.get(`Redis, blocks on (the default)\u0000${mode}`);
+    if (base && blocks && onRedis)
+      findings.push(
+        `Layers, ${mode === 'json' ? 'JSON' : 'streams'}: the Redis case's proxy spends ${fmtNumber(perRequest(onRedis) - perRequest(base))} µs of CPU a request more than memory's; the blocks layer over memory stores ${fmtNumber(perRequest(blocks) - perRequest(base))} µs of it, Redis's calls and what they keep alive the rest (main thread ${fmtNumber((onRedis.main - blocks.main * (onRedis.requests / blocks.requests)) / onRedis.requests)} µs, other threads ${fmtNumber((onRedis.helpers - blocks.helpers * (onRedis.requests / blocks.requests)) / onRedis.requests)} µs) (deployment-layers).`,
+      );
+  }
+  const body = [
+    `The \`deployment\` workload (1,000 tenants with one key each, 32 connections, every request the next key) against three proxies (createProxyApp in a bench child, with \`${AS_DEPLOYED.join(' ')}\` as \`serveGateway\` sets it) that differ only in their stores: memory; \`blockStores\` over the same memory stores (no deployment's configuration: the Redis case without Redis); Redis with blocks, the default, on a redis-server of its own. For each mode new processes, ${WARM_UP_LOADS} loads of 1 s each to warm up, then ${fmtNumber(loads)} loads of 1 s each, the three in turn. CPU per request from /proc: the server's main thread, and its other threads (V8's collector and compiler helpers, libuv's pool) apart. The redis-server's CPU is not in the server's; it is listed beside it.`,
+    '',
+    table(
+      [
+        'stores',
+        'mode',
+        'requests',
+        'CPU µs/req',
+        'main thread µs/req',
+        'other threads µs/req',
+        'over memory µs/req',
+        'redis-server CPU per request',
+      ],
+      rows,
+    ),
+    '',
+    'Runs of this probe on one machine differ by ±10% from one to the next (the machine is shared); the three cases of one run, in turn, are what compares.',
+  ].join('\n');
+  return {
+    title: 'Deployment layers: memory, blocks over memory, Redis (where the Redis case spends more)',
+    body,
+    targets: [],
+    findings,
+  };
+}
