@@ -102,11 +102,11 @@ export class CounterBlocks implements CounterPolicy {
 
   /** Due blocks (past their age, or paced early: BlockDemand.dueNow): renewed while their subject is asked for. */
   sweep(now: number): void {
-    const due = this.demand.dueNow(this.#blocks.values(), now);
-    for (const [id, block] of this.#blocks) {
+    const due = this.demand.dueNow(this.#blocks, now);
+    this.#blocks.forEach((block, id) => {
       if (now >= block.windowStart + block.windowMs) this.#retire(id, block);
       else if (due.has(block)) this.#renew(id, block, now);
-    }
+    });
     this.#direct.sweep(now);
   }
 

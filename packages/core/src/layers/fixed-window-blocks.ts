@@ -92,11 +92,11 @@ export class FixedWindowBlocks implements FixedWindowPolicy {
 
   /** As a token window's sweep: due blocks renewed (or given back where their subject went quiet). */
   sweep(now: number): void {
-    const due = this.demand.dueNow(this.#blocks.values(), now);
-    for (const [key, block] of this.#blocks) {
+    const due = this.demand.dueNow(this.#blocks, now);
+    this.#blocks.forEach((block, key) => {
       if (now >= block.resetAt) this.#retire(key, block);
       else if (due.has(block)) this.#renew(this.#blockable!, key, block, now);
-    }
+    });
     this.#direct.sweep(now);
   }
 

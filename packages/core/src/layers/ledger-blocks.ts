@@ -170,9 +170,11 @@ export class LedgerBlocks implements LedgerPolicy {
    * is charged its amount, as the store would.
    */
   sweep(now: number): void {
-    for (const block of this.demand.dueNow(this.#blocks.values(), now)) this.#renew(block, now);
+    for (const block of this.demand.dueNow(this.#blocks, now)) this.#renew(block, now);
     // The store charges its own part of an expired grant, as any reservation nobody settled.
-    for (const [id, grant] of this.#grants) if (grant.expiresAt <= now) this.#settleBlocks(id, grant, grant.amount);
+    this.#grants.forEach((grant, id) => {
+      if (grant.expiresAt <= now) this.#settleBlocks(id, grant, grant.amount);
+    });
     this.#direct.sweep(now);
   }
 
