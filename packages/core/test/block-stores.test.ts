@@ -567,6 +567,110 @@ describe('blockStores: token windows roll on each key’s phase', () => {
   });
 });
 
+describe('blockStores: token windows taken again by the sweep when they end', () => {
+  it('a key asked for gets its next window’s block in the sweep: no request takes one in a store call of its own', async () => {
+    jest.useFakeTimers({ doNotFake: ['Date', 'setImmediate', 'nextTick', 'queueMicrotask'] });
+    try {
+      let now = 1_000_000;
+      const { stores, calls } = countedStores(() => now);
+      const wrapped = blockStores(stores, { share: 0.05, hotAfter: 1, clock: () => now });
+      opened.push(wrapped);
+      const tenants = 100;
+      const key = (t: number) => `tokens:tenant:t${t}`;
+      let byRequests = 0;
+      let bySweeps = 0;
+      const used = new Map<number, number>();
+      for (let second = 0; second < 150; second++) {
+        const beforeSweep = calls.consume;
+        if (second > 0) {
+          now += 1_000;
+          jest.advanceTimersByTime(1_000);
+        }
+        // The sweep's takes land before the second's requests come (a request that came first would wait for them).
+        await new Promise((resolve) => setImmediate(resolve));
+        if (second >= 70) bySweeps += calls.consume - beforeSweep;
+        const beforeRequests = calls.consume;
+        for (let t = 0; t < tenants; t++) {
+          const units = 100 + t;
+          const result = await wrapped.counter.consume(key(t), units, { limit: 400_000, windowMs: 60_000 });
+          expect(result).toMatchObject({ allowed: true });
+          // A request's window: settled down by a tenth, as a meter settles what the call used.
+          await wrapped.counter.adjust(key(t), -10, { windowMs: 60_000, windowStart: result.windowStart });
+          if (now >= windowStartAt(1_000 * 149 + 1_000_000, 60_000, windowPhase(key(t), 60_000)))
+            used.set(t, (used.get(t) ?? 0) + units - 10);
+        }
+        await new Promise((resolve) => setImmediate(resolve));
+        if (second >= 70) byRequests += calls.consume - beforeRequests;
+      }
+      // Every tenant's window ended at least once in seconds 70 to 149: its next block was taken by a sweep, and no
+      // request took one (before, each window's first request took its block in a call of its own: 100 or more).
+      expect(bySweeps).toBeGreaterThanOrEqual(tenants);
+      expect(byRequests).toBe(0);
+      await wrapped.blocks.retireAll();
+      // The books: every tenant's current window holds what its requests in it used, to the unit.
+      for (const t of [0, 37, 99]) {
+        const start = windowStartAt(now, 60_000, windowPhase(key(t), 60_000));
+        const weight = (start + 60_000 - now) / 60_000;
+        const previous = (100 + t - 10) * 60;
+        expect(await stores.counter.peek(key(t), { windowMs: 60_000 })).toBeCloseTo(
+          used.get(t)! + previous * weight,
+          6,
+        );
+      }
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
+  it('a block taken by the sweep that lands after every block went back goes back too: nothing stays counted', async () => {
+    jest.useFakeTimers({ doNotFake: ['Date', 'setImmediate', 'nextTick', 'queueMicrotask'] });
+    try {
+      let now = 1_000_000;
+      const memory = createMemoryStores({ sweepIntervalMs: 0, clock: () => now });
+      let release: () => void = () => undefined;
+      let held = false;
+      const counter = {
+        ...memory.counter,
+        consume: async (...args: Parameters<typeof memory.counter.consume>) => {
+          // The sweep's take of the next window waits until released, while every block goes back.
+          if (held) await new Promise<void>((resolve) => (release = resolve));
+          return memory.counter.consume(...args);
+        },
+        adjust: (...args: Parameters<typeof memory.counter.adjust>) => memory.counter.adjust(...args),
+        peek: (...args: Parameters<typeof memory.counter.peek>) => memory.counter.peek(...args),
+      };
+      const wrapped = blockStores({ ...memory, counter }, { share: 0.05, hotAfter: 1, clock: () => now });
+      opened.push(wrapped);
+      const key = 'tokens:tenant:t0';
+      const phase = windowPhase(key, 60_000);
+      const end = windowStartAt(now, 60_000, phase) + 60_000;
+      for (; now < end; now += 1_000) {
+        const result = await wrapped.counter.consume(key, 100, { limit: 400_000, windowMs: 60_000 });
+        expect(result).toMatchObject({ allowed: true });
+        jest.advanceTimersByTime(1_000);
+      }
+      // The window ended: the sweep gives its block back and takes the next window's, which waits.
+      held = true;
+      jest.advanceTimersByTime(1_000);
+      const retired = wrapped.blocks.retireAll();
+      held = false;
+      release();
+      await retired;
+      expect(wrapped.blocks.open().counter).toBe(0);
+      // Nothing of the block taken across the close stays counted in the new window.
+      expect(await memory.counter.peek(key, { windowMs: 60_000 })).toBeLessThan(100 * 61);
+      const start = windowStartAt(now, 60_000, phase);
+      const weight = (start + 60_000 - now) / 60_000;
+      expect(await memory.counter.peek(key, { windowMs: 60_000 })).toBeCloseTo(
+        100 * Math.ceil((end - 1_000_000) / 1_000) * weight,
+        6,
+      );
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+});
+
 describe('blockStores: budget blocks reopened by the sweep', () => {
   /**
    * `tenants` asked for once a second each (a request window of the budget only), the sweep every second: the store's

@@ -51,6 +51,8 @@ export class CounterBlocks implements CounterPolicy {
   readonly #taking = new Map<string, Promise<unknown>>();
   /** Windows whose last block did not fit, counted per request until then. */
   readonly #direct = new DirectUntil();
+  /** Counts retireAll calls: a block taken across one goes back as it lands (#open). */
+  #generation = 0;
 
   constructor(
     readonly inner: WindowCounter,
@@ -100,17 +102,22 @@ export class CounterBlocks implements CounterPolicy {
     return Math.max(0, counted - (block.size - block.used) * weight);
   }
 
-  /** Due blocks (past their age, or paced early: BlockDemand.dueNow): renewed while their subject is asked for. */
+  /**
+   * Due blocks (past their age, or paced early: BlockDemand.dueNow): renewed while their subject is asked for. Blocks
+   * whose window ended go back, and the next window's is taken for those still asked for (#roll).
+   */
   sweep(now: number): void {
     const due = this.demand.dueNow(this.#blocks, now);
     this.#blocks.forEach((block, id) => {
-      if (now >= block.windowStart + block.windowMs) this.#retire(id, block);
+      if (now >= block.windowStart + block.windowMs) this.#roll(id, block, now);
       else if (due.has(block)) this.#renew(id, block, now);
     });
     this.#direct.sweep(now);
   }
 
   retireAll(): void {
+    // A block whose take is still under way (a request's, or the sweep's #roll) goes back when it lands.
+    this.#generation++;
     for (const [id, block] of this.#blocks) this.#retire(id, block);
   }
 
@@ -120,6 +127,28 @@ export class CounterBlocks implements CounterPolicy {
     block.retired = true;
     const delta = block.used - block.size;
     if (delta !== 0) this.sends.send(this.inner.adjust(block.key, delta, windowOf(block)));
+  }
+
+  /**
+   * A block whose window ended goes back; while its key is still asked for (it handed out something within the last
+   * sweeps, and the key is hot), the next window's block is taken in this sweep, sized to the demand now, as a budget
+   * block's successor is (LedgerBlocks.#renew). The takes of one sweep start in one turn and go to the store in one
+   * call, where the next request of each key took its block in a call of its own and waited for it: with each key's
+   * windows on their own phase, a sixtieth of a minute's windows end in any second, and those takes were most of the
+   * store calls the blocks made (docs/performance.md, "Short runs on Redis"). A request that comes meanwhile waits for
+   * the take (#taking), as for any; a take the window refuses counts the key per request for a while (#open).
+   */
+  #roll(id: string, block: CounterBlock, now: number): void {
+    const asked = this.demand.inUse(block, now);
+    this.#retire(id, block);
+    if (!asked || !(block.units > 0) || this.#taking.has(id) || this.#direct.holds(id, now)) return;
+    const recent = this.demand.recentOf(id, now);
+    const cap = this.demand.capOf(block.limit);
+    if (recent === 0 || !this.demand.hot(recent) || cap < block.units * LEAST_REQUESTS_PER_BLOCK) return;
+    const { key, limit, windowMs, slot, units } = block;
+    const opts: ConsumeOptions = { limit, windowMs, ...(slot === undefined ? {} : { slot }) };
+    // A take that fails leaves the key without a block: its next request takes one, as at a cold start.
+    this.sends.send(this.#open(id, key, units, opts, this.demand.sizeOf(cap, units, recent), 0).catch(() => undefined));
   }
 
   /**
@@ -214,14 +243,19 @@ export class CounterBlocks implements CounterPolicy {
     }
   }
 
-  /** Takes a block of `size` for `id` (its first `units` handed out); undefined when the window had no room for it. */
+  /**
+   * Takes a block of `size` for `id`, `handedOut` of it to the request that opens it (none when the sweep takes it), its
+   * next size counted in `units`; undefined when the window had no room for it.
+   */
   async #open(
     id: string,
     key: string,
     units: number,
     opts: ConsumeOptions,
     size: number,
+    handedOut = units,
   ): Promise<CounterBlock | undefined> {
+    const generation = this.#generation;
     const take = this.inner.consume(key, size, opts);
     this.#taking.set(
       id,
@@ -246,7 +280,7 @@ export class CounterBlocks implements CounterPolicy {
       windowStart: taken.windowStart,
       slot: opts.slot,
       size,
-      used: units,
+      used: handedOut,
       remaining: taken.remaining,
       resetAt: taken.resetAt,
       bornAt: clock(),
@@ -254,7 +288,9 @@ export class CounterBlocks implements CounterPolicy {
       renewing: false,
       retired: false,
     };
-    this.#blocks.set(id, opened);
+    // Every block went back while this one was taken (retireAll, a close): it goes back too, but for what it handed out.
+    if (generation !== this.#generation) this.#retire(id, opened);
+    else this.#blocks.set(id, opened);
     return opened;
   }
 }
