@@ -3,11 +3,11 @@
 // default). Blocks over memory is no configuration anyone deploys: it is the Redis case without Redis, so that the
 // blocks' own per-request work and what Redis's calls add are measured apart. The server's main thread and the other
 // threads (V8's collector and compiler helpers, libuv's pool) are read apart from /proc.
-import { readdir, readFile } from 'node:fs/promises';
 import { startServer, type BenchChild } from './lib/child.js';
 import { deploymentProxyConfig, rotatingLoad } from './lib/deployment-config.js';
 import { CHAT_PATH } from './lib/fixtures.js';
 import { runLoad } from './lib/load.js';
+import { threadCpuUs } from './lib/process-cpu.js';
 import { costPerRequest, PrivateRedis } from './lib/private-redis.js';
 import type { BenchContext, SectionResult } from './lib/section.js';
 import { fmtNumber, table } from './lib/stats.js';
@@ -30,24 +30,6 @@ const CASES: readonly LayerCase[] = [
   { name: 'Redis, blocks on (the default)', options: { store: 'redis' }, redis: true },
 ];
 
-/** A process's CPU so far (µs), its main thread's and the rest's, from /proc (Linux); undefined elsewhere. */
-async function threadCpuUs(pid: number): Promise<{ main: number; helpers: number } | undefined> {
-  const tasks = await readdir(`/proc/${pid}/task`).catch(() => undefined);
-  if (!tasks) return undefined;
-  let main = 0;
-  let helpers = 0;
-  for (const tid of tasks) {
-    const stat = await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8').catch(() => undefined);
-    if (!stat) continue;
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // utime and stime, in clock ticks (100 a second).
-    const us = (Number(fields[11]) + Number(fields[12])) * 10_000;
-    if (Number(tid) === pid) main += us;
-    else helpers += us;
-  }
-  return { main, helpers };
-}
-
 interface Tally {
   requests: number;
   main: number;
@@ -58,15 +40,9 @@ interface Tally {
 
 export async function runDeploymentLayersBenchmark(context: BenchContext): Promise<SectionResult> {
   const loads = context.quick ? 8 : Number(process.env.BENCH_LAYERS_LOADS ?? 30);
-  const redis = new PrivateRedis();
-  let redisUrl: string | undefined;
-  try {
-    await redis.start();
-    redisUrl = redis.url;
-  } catch (error) {
-    context.log(`deployment-layers: no redis-server of its own (${String(error)})`);
-    await redis.stop();
-  }
+  const started = await PrivateRedis.startOrNone(context.log, 'deployment-layers');
+  const redis = started ?? new PrivateRedis();
+  const redisUrl = started?.url;
   const cases = CASES.filter((c) => !c.redis || redisUrl);
   const upstream = await startServer({ app: 'mock-upstream' });
   const tallies = new Map<string, Tally>();

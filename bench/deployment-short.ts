@@ -89,15 +89,9 @@ function roundOf(result: LoadResult, cpuUs: number | undefined): Round {
 
 export async function runDeploymentShortBenchmark(context: BenchContext): Promise<SectionResult> {
   const rounds = context.quick ? 3 : Number(process.env.BENCH_SHORT_ROUNDS ?? 8);
-  const redis = new PrivateRedis();
-  let redisUrl: string | undefined;
-  try {
-    await redis.start();
-    redisUrl = redis.url;
-  } catch (error) {
-    context.log(`deployment-short: no redis-server of its own (${String(error)})`);
-    await redis.stop();
-  }
+  const started = await PrivateRedis.startOrNone(context.log, 'deployment-short');
+  const redis = started ?? new PrivateRedis();
+  const redisUrl = started?.url;
   const cases = CASES.filter((c) => !c.redis || redisUrl);
   const upstream = await startServer({ app: 'mock-upstream' });
   const results = new Map<string, Round[]>();

@@ -92,6 +92,19 @@ export class PrivateRedis {
     return { commands, processCpuUs: (seconds('used_cpu_user') + seconds('used_cpu_sys')) * 1e6 };
   }
 
+  /** A redis-server of the bench's own, started; undefined (and `why` logged) when none can start here. */
+  static async startOrNone(log: (message: string) => void, who: string): Promise<PrivateRedis | undefined> {
+    const redis = new PrivateRedis();
+    try {
+      await redis.start();
+      return redis;
+    } catch (error) {
+      log(`${who}: no redis-server of its own (${String(error)})`);
+      await redis.stop();
+      return undefined;
+    }
+  }
+
   async stop(): Promise<void> {
     if (this.#client?.isOpen) await this.#client.quit().catch(() => undefined);
     const child = this.#child;

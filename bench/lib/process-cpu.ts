@@ -1,11 +1,33 @@
 // A process's CPU so far, read from /proc: what a bench server spent per request, apart from the load generator.
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 
-/** The process's CPU so far (user + system, every thread), in µs, from /proc (Linux); undefined elsewhere. */
-export async function processCpuUs(pid: number): Promise<number | undefined> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+/** user + system CPU of a /proc `stat` file (a process's or one thread's), in µs; undefined when it cannot be read. */
+async function statCpuUs(path: string): Promise<number | undefined> {
+  const stat = await readFile(path, 'utf8').catch(() => undefined);
   const fields = stat?.slice(stat.lastIndexOf(')') + 2).split(' ');
   if (!fields) return undefined;
   // utime and stime, fields 14 and 15 of the whole line, in clock ticks (100 a second on Linux).
   return (Number(fields[11]) + Number(fields[12])) * 10_000;
+}
+
+/** The process's CPU so far (user + system, every thread), in µs, from /proc (Linux); undefined elsewhere. */
+export function processCpuUs(pid: number): Promise<number | undefined> {
+  return statCpuUs(`/proc/${pid}/stat`);
+}
+
+/**
+ * The process's CPU so far, its main thread's and its other threads' (V8's collector and compiler helpers, libuv's
+ * pool) apart, in µs, from /proc (Linux); undefined elsewhere.
+ */
+export async function threadCpuUs(pid: number): Promise<{ main: number; helpers: number } | undefined> {
+  const tasks = await readdir(`/proc/${pid}/task`).catch(() => undefined);
+  if (!tasks) return undefined;
+  let main = 0;
+  let helpers = 0;
+  for (const tid of tasks) {
+    const us = (await statCpuUs(`/proc/${pid}/task/${tid}/stat`)) ?? 0;
+    if (Number(tid) === pid) main += us;
+    else helpers += us;
+  }
+  return { main, helpers };
 }

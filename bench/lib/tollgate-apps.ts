@@ -173,7 +173,7 @@ export async function buildProxy(options: AppOptions): Promise<BuiltApp> {
   // without Redis. No deployment runs it (the gateway takes blocks on Redis only); it tells the layer's cost apart.
   const stores =
     opened && options.blocksOverMemory === true && options.store !== 'redis'
-      ? (await import('@tollgate/core')).blockStores(opened)
+      ? (await tollgatePackage('core', options, () => import('@tollgate/core'))).blockStores(opened)
       : opened;
   const app = createProxyApp(config, { ...(stores ? { stores } : {}), log: () => undefined });
   return {

@@ -45,6 +45,13 @@ const windowOf = (block: CounterBlock): { windowMs: number; windowStart: number;
   ...(block.slot === undefined ? {} : { slot: block.slot }),
 });
 
+/** What a take for `block`'s window (a renewal's, or the next window's) is consumed with. */
+const consumeOptionsOf = (block: CounterBlock): ConsumeOptions => ({
+  limit: block.limit,
+  windowMs: block.windowMs,
+  ...(block.slot === undefined ? {} : { slot: block.slot }),
+});
+
 /** Token windows (sliding, all-or-nothing consumes; `adjust` settles a consume), a block per window. */
 export class CounterBlocks implements CounterPolicy {
   readonly #blocks = new Map<string, CounterBlock>();
@@ -145,10 +152,9 @@ export class CounterBlocks implements CounterPolicy {
     const recent = this.demand.recentOf(id, now);
     const cap = this.demand.capOf(block.limit);
     if (recent === 0 || !this.demand.hot(recent) || cap < block.units * LEAST_REQUESTS_PER_BLOCK) return;
-    const { key, limit, windowMs, slot, units } = block;
-    const opts: ConsumeOptions = { limit, windowMs, ...(slot === undefined ? {} : { slot }) };
+    const size = this.demand.sizeOf(cap, block.units, recent);
     // A take that fails leaves the key without a block: its next request takes one, as at a cold start.
-    this.sends.send(this.#open(id, key, units, opts, this.demand.sizeOf(cap, units, recent), 0).catch(() => undefined));
+    this.sends.send(this.#open(id, block.key, block.units, consumeOptionsOf(block), size, 0).catch(() => undefined));
   }
 
   /**
@@ -175,33 +181,26 @@ export class CounterBlocks implements CounterPolicy {
       return;
     }
     block.renewing = true;
-    const { slot } = block;
-    const renewal = this.inner
-      .consume(block.key, delta, {
-        limit: block.limit,
-        windowMs: block.windowMs,
-        ...(slot === undefined ? {} : { slot }),
-      })
-      .then(
-        (taken) => {
-          block.renewing = false;
-          if (taken.allowed && taken.windowStart === block.windowStart && this.#blocks.get(id) === block) {
-            block.size += delta;
-            block.remaining = taken.remaining;
-            block.resetAt = taken.resetAt;
-            block.bornAt = this.demand.options.clock();
-            return;
-          }
-          // Counted in another window (this one ended meanwhile), or retired meanwhile: what it took goes back.
-          if (taken.allowed)
-            this.sends.send(this.inner.adjust(block.key, -delta, { ...window, windowStart: taken.windowStart }));
-          this.#retire(id, block);
-        },
-        () => {
-          block.renewing = false;
-          this.#retire(id, block);
-        },
-      );
+    const renewal = this.inner.consume(block.key, delta, consumeOptionsOf(block)).then(
+      (taken) => {
+        block.renewing = false;
+        if (taken.allowed && taken.windowStart === block.windowStart && this.#blocks.get(id) === block) {
+          block.size += delta;
+          block.remaining = taken.remaining;
+          block.resetAt = taken.resetAt;
+          block.bornAt = this.demand.options.clock();
+          return;
+        }
+        // Counted in another window (this one ended meanwhile), or retired meanwhile: what it took goes back.
+        if (taken.allowed)
+          this.sends.send(this.inner.adjust(block.key, -delta, { ...window, windowStart: taken.windowStart }));
+        this.#retire(id, block);
+      },
+      () => {
+        block.renewing = false;
+        this.#retire(id, block);
+      },
+    );
     this.sends.send(renewal);
   }
 
