@@ -110,8 +110,15 @@ export interface SpawnedProxy {
  */
 const PROXY_COMMAND = ['--import', 'tsx', '--conditions=source', 'examples/proxy/src/main.ts'];
 
+/**
+ * How long a proxy may take to listen. It starts in 4–5 s on a quiet machine (PGlite's initdb is about 2.7 s of CPU,
+ * the TypeScript's transform most of the rest); CI's `test:unit` on a busy two-core machine once took over 20 s, with
+ * nothing wrong. A proxy that never listens still fails the test, with what it printed.
+ */
+const PROXY_START_MS = 60_000;
+
 /** Runs `examples/proxy/src/main.ts` as its own process, the way `pnpm start` does, and waits until it listens. */
-export async function spawnProxy(env: Record<string, string>, timeoutMs = 20_000): Promise<SpawnedProxy> {
+export async function spawnProxy(env: Record<string, string>, timeoutMs = PROXY_START_MS): Promise<SpawnedProxy> {
   const child = spawn(process.execPath, PROXY_COMMAND, {
     cwd: ROOT,
     env: { ...process.env, PORT: '0', ...env },
@@ -155,7 +162,7 @@ export async function spawnProxy(env: Record<string, string>, timeoutMs = 20_000
 /** Runs main.ts expecting it to refuse to start; resolves with its exit code and output. */
 export async function runProxyExpectingExit(
   env: Record<string, string>,
-  timeoutMs = 20_000,
+  timeoutMs = PROXY_START_MS,
 ): Promise<{ code: number | null; output: string }> {
   const child = spawn(process.execPath, PROXY_COMMAND, {
     cwd: ROOT,
