@@ -3,14 +3,19 @@
 // default). Blocks over memory is no configuration anyone deploys: it is the Redis case without Redis, so that the
 // blocks' own per-request work and what Redis's calls add are measured apart. The server's main thread and the other
 // threads (V8's collector and compiler helpers, libuv's pool) are read apart from /proc.
-import { startServer, type BenchChild } from './lib/child.js';
+import { fileURLToPath } from 'node:url';
+import { askBenchChild, startServer, type BenchChild } from './lib/child.js';
 import { deploymentProxyConfig, rotatingLoad } from './lib/deployment-config.js';
 import { CHAT_PATH } from './lib/fixtures.js';
 import { runLoad } from './lib/load.js';
 import { threadCpuUs } from './lib/process-cpu.js';
 import { costPerRequest, PrivateRedis } from './lib/private-redis.js';
 import type { BenchContext, SectionResult } from './lib/section.js';
+import type { StoreLayer, StoreLayersRequest, StoreLayersSamples } from './lib/store-layers-child.js';
 import { fmtNumber, table } from './lib/stats.js';
+
+const IN_PROCESS_ENTRY = fileURLToPath(new URL('./lib/store-layers-child.ts', import.meta.url));
+const REQUESTS_PER_BLOCK = 2_000;
 
 const CONNECTIONS = 32;
 const WARM_UP_LOADS = 6;
@@ -40,6 +45,7 @@ interface Tally {
 
 export async function runDeploymentLayersBenchmark(context: BenchContext): Promise<SectionResult> {
   const loads = context.quick ? 8 : Number(process.env.BENCH_LAYERS_LOADS ?? 30);
+  const rounds = context.quick ? 6 : Number(process.env.BENCH_LAYERS_ROUNDS ?? 30);
   const started = await PrivateRedis.startOrNone(context.log, 'deployment-layers');
   const redis = started ?? new PrivateRedis();
   const redisUrl = started?.url;
@@ -102,16 +108,77 @@ export async function runDeploymentLayersBenchmark(context: BenchContext): Promi
         await Promise.all([...servers.values()].map((server) => server.close()));
       }
     }
+    // The same three in one process, driven in turn without sockets on the caller's side: the run-to-run spread of
+    // the processes above is gone, and each round pairs the cases within seconds of each other.
+    const inProcess = await askBenchChild<StoreLayersSamples>(
+      IN_PROCESS_ENTRY,
+      {
+        upstream: upstream.url,
+        ...(redisUrl ? { redisUrl } : {}),
+        prefix: `${context.redisPrefix}layers:in-process:`,
+        rounds,
+        requestsPerBlock: REQUESTS_PER_BLOCK,
+        warmupRequests: 3 * REQUESTS_PER_BLOCK,
+        concurrency: CONNECTIONS,
+      } satisfies StoreLayersRequest,
+      'deployment-layers',
+    );
+    context.log(`deployment-layers in one process: ${rounds} rounds of ${REQUESTS_PER_BLOCK} requests per case`);
+    return describe(cases, tallies, loads, inProcess, rounds);
   } finally {
     await upstream.close();
     await redis.stop();
   }
-  return describe(cases, tallies, loads);
 }
 
-function describe(cases: readonly LayerCase[], tallies: Map<string, Tally>, loads: number): SectionResult {
+/** The mean of the paired differences, a tenth of the rounds left out at each end, and its 95% interval's half. */
+function trimmedDifference(a: readonly number[], b: readonly number[]): { mean: number; half: number } {
+  const differences = a.map((value, round) => value - b[round]!).sort((x, y) => x - y);
+  const cut = Math.floor(differences.length / 10);
+  const kept = differences.slice(cut, differences.length - cut);
+  const mean = kept.reduce((sum, d) => sum + d, 0) / kept.length;
+  const sd = Math.sqrt(kept.reduce((sum, d) => sum + (d - mean) ** 2, 0) / Math.max(1, kept.length - 1));
+  return { mean, half: (1.96 * sd) / Math.sqrt(kept.length) };
+}
+
+/** The in-process cases' names, as the table above names them. */
+const LAYER_NAMES: Record<StoreLayer, string> = {
+  memory: MEMORY,
+  blocks: 'blocks over memory stores',
+  redis: 'Redis, blocks on (the default)',
+};
+
+function describe(
+  cases: readonly LayerCase[],
+  tallies: Map<string, Tally>,
+  loads: number,
+  inProcess: StoreLayersSamples,
+  rounds: number,
+): SectionResult {
   const rows: string[][] = [];
   const findings: string[] = [];
+  const inProcessRows: string[][] = [];
+  for (const mode of ['json', 'stream'] as const) {
+    const samples = inProcess[mode];
+    for (const layer of ['memory', 'blocks', 'redis'] as const) {
+      const list = samples[layer];
+      if (list.length === 0) continue;
+      const over = layer === 'memory' ? undefined : trimmedDifference(list, samples.memory);
+      inProcessRows.push([
+        LAYER_NAMES[layer],
+        mode === 'json' ? 'JSON' : 'SSE stream',
+        fmtNumber(list.reduce((sum, v) => sum + v, 0) / list.length, 1),
+        over
+          ? `${over.mean >= 0 ? '+' : ''}${fmtNumber(over.mean, 1)} (${fmtNumber(over.mean - over.half, 1)} to ${fmtNumber(over.mean + over.half, 1)})`
+          : '—',
+        layer === 'redis' ? fmtNumber(inProcess.redisServerUs[mode], 1) : '—',
+      ]);
+      if (over)
+        findings.push(
+          `Layers in one process, ${mode === 'json' ? 'JSON' : 'streams'}: ${LAYER_NAMES[layer]} ${over.mean >= 0 ? '+' : ''}${fmtNumber(over.mean, 1)} µs of CPU a request over memory stores (95% interval ±${fmtNumber(over.half, 1)} µs)${layer === 'redis' ? `, the redis-server ${fmtNumber(inProcess.redisServerUs[mode], 1)} µs more` : ''} (deployment-layers).`,
+        );
+    }
+  }
   for (const mode of ['json', 'stream'] as const) {
     const base = tallies.get(`${MEMORY}\u0000${mode}`);
     const perRequest = (t: Tally) => (t.main + t.helpers) / t.requests;
@@ -155,6 +222,10 @@ function describe(cases: readonly LayerCase[], tallies: Map<string, Tally>, load
     ),
     '',
     'Runs of this probe on one machine differ by ±10% from one to the next (the machine is shared); the three cases of one run, in turn, are what compares.',
+    '',
+    `The same three stores in one bench child (one heap, one JIT), driven through \`inject\` without sockets on the caller's side (the upstream a real HTTP server), the deployment's 1,000 keys in turn, 32 requests in flight: for each mode ${fmtNumber(3 * REQUESTS_PER_BLOCK)} requests each to warm up, then ${fmtNumber(rounds)} rounds of a ${fmtNumber(REQUESTS_PER_BLOCK)}-request block per case, each round starting at another case. CPU per request is the process's (user + system, every thread) over the block; over memory is the mean of the rounds' paired differences, a tenth left out at each end, with its 95% interval. The redis-server's CPU over the Redis blocks is listed apart.`,
+    '',
+    table(['stores', 'mode', 'CPU µs/req', 'over memory µs/req (95% interval)', 'redis-server µs/req'], inProcessRows),
   ].join('\n');
   return {
     title: 'Deployment layers: memory, blocks over memory, Redis (where the Redis case spends more)',

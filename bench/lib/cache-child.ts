@@ -4,6 +4,7 @@ import type { Express } from 'express';
 import { authHeaders, benchKey, benchKeyEntry, CHAT_PATH } from './fixtures.js';
 import { inject } from './inject.js';
 import { mean, measurePairedRequests } from './paired-requests.js';
+import { answerParent } from './child-answers.js';
 
 type ChildMessage =
   | { type: 'start'; mode: CacheCase; upstream: string; bodies: number }
@@ -260,11 +261,4 @@ async function handle(message: ChildMessage): Promise<unknown> {
   }
 }
 
-process.on('message', (message: ChildMessage) => {
-  handle(message).then(
-    (value) => process.send?.({ ok: true, value }),
-    (error: unknown) =>
-      process.send?.({ ok: false, error: error instanceof Error ? (error.stack ?? error.message) : String(error) }),
-  );
-});
-process.on('disconnect', () => process.exit(0));
+answerParent<ChildMessage>(handle);

@@ -3,6 +3,7 @@ import type { RequestListener } from 'node:http';
 import { authHeaders, benchKey, CHAT_PATH, chatBody } from './fixtures.js';
 import { inject } from './inject.js';
 import { buildTollgateChain } from './tollgate-apps.js';
+import { answerParent } from './child-answers.js';
 
 export interface ChainCostRequest {
   steps: number;
@@ -69,11 +70,4 @@ async function measure(request: ChainCostRequest): Promise<ChainCostSamples> {
   }
 }
 
-process.on('message', (message: ChainCostRequest) => {
-  measure(message).then(
-    (value) => process.send?.({ ok: true, value }),
-    (error: unknown) =>
-      process.send?.({ ok: false, error: error instanceof Error ? (error.stack ?? error.message) : String(error) }),
-  );
-});
-process.on('disconnect', () => process.exit(0));
+answerParent<ChainCostRequest>(measure);

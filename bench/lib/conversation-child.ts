@@ -3,6 +3,7 @@ import { createPricing } from '@tollgate/core';
 import { estimateRequestAsync, estimateRequestAtOnce, preloadTokenizers, TokenCountCache } from '@tollgate/providers';
 import type { EstimateRequestInput, RequestEstimate } from '@tollgate/providers';
 import { prosePrompt } from './inputs.js';
+import { answerParent } from './child-answers.js';
 
 export interface ConversationRequest {
   conversations: number;
@@ -108,11 +109,4 @@ async function measure(request: ConversationRequest): Promise<ConversationMeasur
   return result;
 }
 
-process.on('message', (message: ConversationRequest) => {
-  measure(message).then(
-    (value) => process.send?.({ ok: true, value }),
-    (error: unknown) =>
-      process.send?.({ ok: false, error: error instanceof Error ? (error.stack ?? error.message) : String(error) }),
-  );
-});
-process.on('disconnect', () => process.exit(0));
+answerParent<ConversationRequest>(measure);

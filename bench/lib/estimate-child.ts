@@ -2,6 +2,7 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { estimationInputs } from './inputs.js';
 import { loadTokenizer, type CountTokens } from './tokenizers.js';
+import { answerParent } from './child-answers.js';
 
 interface RunMessage {
   type: 'run';
@@ -76,10 +77,4 @@ async function measure(message: RunMessage): Promise<InputMeasurement> {
   return { times, tokens, exact, maxStallMs, loadMs: loaded.loadMs };
 }
 
-process.on('message', (message: RunMessage) => {
-  measure(message).then(
-    (value) => process.send?.({ ok: true, value }),
-    (error: unknown) => process.send?.({ ok: false, error: error instanceof Error ? error.message : String(error) }),
-  );
-});
-process.on('disconnect', () => process.exit(0));
+answerParent<RunMessage>(measure);

@@ -7,6 +7,7 @@ import v8 from 'node:v8';
 import type { Express } from 'express';
 import { authHeaders, benchKey, benchKeyEntry, CHAT_BODY, CHAT_PATH } from './fixtures.js';
 import { inject } from './inject.js';
+import { answerParent } from './child-answers.js';
 
 export const OBSERVED_CASES = ['none', 'log', 'log+metrics', 'log+metrics+tracing', 'log+metrics+unsampled'] as const;
 
@@ -159,12 +160,4 @@ async function run(message: RunMessage): Promise<ObservabilityRun> {
   }
 }
 
-process.on('message', (message: RunMessage) => {
-  if (message.type !== 'run') return;
-  run(message).then(
-    (value) => process.send?.({ ok: true, value }),
-    (error: unknown) =>
-      process.send?.({ ok: false, error: error instanceof Error ? (error.stack ?? error.message) : String(error) }),
-  );
-});
-process.on('disconnect', () => process.exit(0));
+answerParent<RunMessage>((message) => (message.type === 'run' ? run(message) : undefined));

@@ -1,0 +1,100 @@
+// Child entry for deployment-layers' in-process part: the three store setups built as apps in this one process and
+// driven in turn through `inject`, block by block, with the deployment's 1,000 tenants (no sockets on the caller's
+// side, the upstream a real HTTP server).
+import type { RequestListener } from 'node:http';
+import { createClient } from 'redis';
+import { deploymentKey, deploymentProxyConfig } from './deployment-config.js';
+import { authHeaders, CHAT_BODY, CHAT_PATH, STREAM_CHAT_BODY } from './fixtures.js';
+import { inject } from './inject.js';
+import { buildProxy } from './tollgate-apps.js';
+import { answerParent } from './child-answers.js';
+
+export interface StoreLayersRequest {
+  upstream: string;
+  /** The bench's own redis-server; none: the Redis case is left out. */
+  redisUrl?: string;
+  prefix: string;
+  rounds: number;
+  requestsPerBlock: number;
+  warmupRequests: number;
+  concurrency: number;
+}
+
+export type StoreLayer = 'memory' | 'blocks' | 'redis';
+
+/** Per mode, per case: the process's CPU per request in each round (µs), and the redis-server's per Redis request. */
+export interface StoreLayersSamples {
+  json: Record<StoreLayer, number[]>;
+  stream: Record<StoreLayer, number[]>;
+  redisServerUs: { json: number; stream: number };
+}
+
+async function redisCpuUs(client: ReturnType<typeof createClient> | undefined): Promise<number> {
+  if (!client) return 0;
+  const info = await client.info('cpu');
+  const seconds = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1] ?? 0);
+  return (seconds('used_cpu_user') + seconds('used_cpu_sys')) * 1e6;
+}
+
+async function measure(request: StoreLayersRequest): Promise<StoreLayersSamples> {
+  const config = deploymentProxyConfig();
+  const common = { upstream: request.upstream, config };
+  const built = {
+    memory: await buildProxy({ ...common, store: 'memory' }),
+    blocks: await buildProxy({ ...common, store: 'memory', blocksOverMemory: true }),
+    ...(request.redisUrl
+      ? { redis: await buildProxy({ ...common, store: 'redis', redisUrl: request.redisUrl, prefix: request.prefix }) }
+      : {}),
+  } as Partial<Record<StoreLayer, { app: unknown; close(): Promise<void> }>>;
+  const layers = (Object.keys(built) as StoreLayer[]).filter((layer) => built[layer]);
+  const client = request.redisUrl ? createClient({ url: request.redisUrl }) : undefined;
+  client?.on('error', () => undefined);
+  await client?.connect();
+  const headers = Array.from({ length: 1_000 }, (_, index) => authHeaders(deploymentKey(index)));
+  let next = 0;
+  const block = async (layer: StoreLayer, body: Buffer, requests: number): Promise<number> => {
+    const app = built[layer]!.app as RequestListener;
+    let sent = 0;
+    const statuses: Record<string, number> = {};
+    const started = process.cpuUsage();
+    const worker = async () => {
+      while (sent < requests) {
+        sent++;
+        // Each request takes the next tenant's key, as the deployment's load does.
+        const status = await inject(app, { method: 'POST', url: CHAT_PATH, headers: headers[next++ % 1_000]!, body });
+        statuses[status] = (statuses[status] ?? 0) + 1;
+      }
+    };
+    await Promise.all(Array.from({ length: request.concurrency }, worker));
+    await new Promise((resolve) => setImmediate(resolve));
+    const used = process.cpuUsage(started);
+    if (Object.keys(statuses).some((status) => status !== '200'))
+      throw new Error(`${layer} answered ${JSON.stringify(statuses)}`);
+    return (used.user + used.system) / requests;
+  };
+  const empty = () => ({ memory: [], blocks: [], redis: [] }) as Record<StoreLayer, number[]>;
+  const samples: StoreLayersSamples = { json: empty(), stream: empty(), redisServerUs: { json: 0, stream: 0 } };
+  try {
+    for (const mode of ['json', 'stream'] as const) {
+      const body = Buffer.from(mode === 'json' ? CHAT_BODY : STREAM_CHAT_BODY);
+      for (const layer of layers) await block(layer, body, request.warmupRequests);
+      let redisUs = 0;
+      for (let round = 0; round < request.rounds; round++) {
+        // Each round starts at another case, so none always runs right after the same one.
+        for (let turn = 0; turn < layers.length; turn++) {
+          const layer = layers[(turn + round) % layers.length]!;
+          const before = layer === 'redis' ? await redisCpuUs(client) : 0;
+          samples[mode][layer].push(await block(layer, body, request.requestsPerBlock));
+          if (layer === 'redis') redisUs += (await redisCpuUs(client)) - before;
+        }
+      }
+      samples.redisServerUs[mode] = redisUs / (request.rounds * request.requestsPerBlock);
+    }
+    return samples;
+  } finally {
+    if (client?.isOpen) await client.quit();
+    for (const layer of layers) await built[layer]!.close();
+  }
+}
+
+answerParent<StoreLayersRequest>(measure);
