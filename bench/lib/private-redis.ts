@@ -35,6 +35,12 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** The redis-server's CPU so far (user + system, µs), from the text of `INFO cpu`. */
+export function redisProcessCpuUs(infoCpu: string): number {
+  const seconds = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(infoCpu)?.[1] ?? 0);
+  return (seconds('used_cpu_user') + seconds('used_cpu_sys')) * 1e6;
+}
+
 export class PrivateRedis {
   #child: ChildProcess | undefined;
   #client: ReturnType<typeof createClient> | undefined;
@@ -88,8 +94,7 @@ export class PrivateRedis {
     for (const match of commandstats.matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) {
       commands.set(match[1]!, { calls: Number(match[2]), usec: Number(match[3]) });
     }
-    const seconds = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(cpu)?.[1] ?? 0);
-    return { commands, processCpuUs: (seconds('used_cpu_user') + seconds('used_cpu_sys')) * 1e6 };
+    return { commands, processCpuUs: redisProcessCpuUs(cpu) };
   }
 
   /** A redis-server of the bench's own, started; undefined (and `why` logged) when none can start here. */

@@ -6,6 +6,7 @@ import { createClient } from 'redis';
 import { deploymentKey, deploymentProxyConfig } from './deployment-config.js';
 import { authHeaders, CHAT_BODY, CHAT_PATH, STREAM_CHAT_BODY } from './fixtures.js';
 import { inject } from './inject.js';
+import { redisProcessCpuUs } from './private-redis.js';
 import { buildProxy } from './tollgate-apps.js';
 import { answerParent } from './child-answers.js';
 
@@ -30,10 +31,7 @@ export interface StoreLayersSamples {
 }
 
 async function redisCpuUs(client: ReturnType<typeof createClient> | undefined): Promise<number> {
-  if (!client) return 0;
-  const info = await client.info('cpu');
-  const seconds = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1] ?? 0);
-  return (seconds('used_cpu_user') + seconds('used_cpu_sys')) * 1e6;
+  return client ? redisProcessCpuUs(await client.info('cpu')) : 0;
 }
 
 async function measure(request: StoreLayersRequest): Promise<StoreLayersSamples> {
