@@ -629,11 +629,15 @@ describe('blockStores: token windows taken again by the sweep when they end', ()
       const memory = createMemoryStores({ sweepIntervalMs: 0, clock: () => now });
       let release: () => void = () => undefined;
       let held = false;
+      let heldTakes = 0;
       const counter = {
         ...memory.counter,
         consume: async (...args: Parameters<typeof memory.counter.consume>) => {
           // The sweep's take of the next window waits until released, while every block goes back.
-          if (held) await new Promise<void>((resolve) => (release = resolve));
+          if (held) {
+            heldTakes++;
+            await new Promise<void>((resolve) => (release = resolve));
+          }
           return memory.counter.consume(...args);
         },
         adjust: (...args: Parameters<typeof memory.counter.adjust>) => memory.counter.adjust(...args),
@@ -652,6 +656,8 @@ describe('blockStores: token windows taken again by the sweep when they end', ()
       // The window ended: the sweep gives its block back and takes the next window's, which waits.
       held = true;
       jest.advanceTimersByTime(1_000);
+      // The sweep did start the next window's take, and it is still under way: the close comes across it.
+      expect(heldTakes).toBe(1);
       const retired = wrapped.blocks.retireAll();
       held = false;
       release();
