@@ -1,6 +1,6 @@
 // The response cache: a hit against a miss on a zero-latency upstream (wall time), and what a miss costs over no cache (CPU per request).
 import { fileURLToPath } from 'node:url';
-import { forkBench, startServer } from './lib/child.js';
+import { forkAsking, startServer, type AskingChild } from './lib/child.js';
 import { CACHE_CASES } from './lib/cache-child.js';
 import type { CacheBlockCost, CacheCase, PairCosts } from './lib/cache-child.js';
 import type { BenchContext, SectionResult } from './lib/section.js';
@@ -17,32 +17,9 @@ const NAMES: Record<CacheCase, string> = {
   hit: 'proxy, memory cache, every request a hit',
 };
 
-interface CaseChild {
-  ask<T>(message: Record<string, unknown>): Promise<T>;
-  kill(): void;
-}
+type CaseChild = AskingChild;
 
-function forkCase(): CaseChild {
-  const child = forkBench(ENTRY);
-  let exit: Error | undefined;
-  child.once('exit', (code, signal) => (exit = new Error(`the cache child exited (${code ?? signal})`)));
-  return {
-    ask<T>(message: Record<string, unknown>) {
-      if (exit) return Promise.reject(exit);
-      return new Promise<T>((resolve, reject) => {
-        const onExit = () => reject(exit ?? new Error('the cache child exited'));
-        child.once('exit', onExit);
-        child.once('message', (reply: { ok: boolean; value?: T; error?: string }) => {
-          child.off('exit', onExit);
-          if (reply.ok) resolve(reply.value!);
-          else reject(new Error(reply.error ?? 'the cache child failed'));
-        });
-        child.send(message);
-      });
-    },
-    kill: () => child.kill(),
-  };
-}
+const forkCase = (): CaseChild => forkAsking(ENTRY, 'cache');
 
 /** One pair's verdict: the typical request's difference, the collection of the bytes it allocates more, and their sum. */
 interface PairVerdict {

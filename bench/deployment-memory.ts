@@ -49,7 +49,7 @@ interface Placement {
 }
 
 /**
- * Two proxies at once, each with a load of its own: one under the memory limit deploy/kubernetes/deployment.yaml sets
+ * Two proxies at once, each with a load of its own: one under the memory limit deploy/kubernetes/statefulset.yaml sets
  * (a cgroup of the bench's own, so Node sizes V8's heap as the pod does), judged; one on the bare host, for comparison.
  */
 export async function runDeploymentMemoryBenchmark(context: BenchContext): Promise<SectionResult> {
@@ -172,7 +172,7 @@ function describe(
       '(`pnpm start` runs the TypeScript sources through tsx, whose compiler and source maps add about 100 MiB: a way to try it, not to deploy it).',
     '',
     'Two proxies run at once, each with a load of its own, on one upstream. The judged one runs under the memory limit of ' +
-      "deploy/kubernetes/deployment.yaml, in a cgroup the bench makes, as the pod runs it: Node sizes V8's heap by the memory its " +
+      "deploy/kubernetes/statefulset.yaml, in a cgroup the bench makes, as the pod runs it: Node sizes V8's heap by the memory its " +
       "cgroup allows (a heap limit of about 332 MB and a young generation of a few MB under 640 MiB), not by the host's 24 GiB (about 4 GB, " +
       'with 16 MB semi-spaces). The other runs on the bare host, for comparison: there V8 lets collected-later garbage pile up in the ' +
       'old generation, because it has the room.' +

@@ -18,6 +18,7 @@ import { runEstimationBenchmark } from './estimate.js';
 import { runEstimateScriptsBenchmark } from './estimate-scripts.js';
 import { runGuardCostBenchmark } from './guard-cost.js';
 import { runGuardDetectionBenchmark } from './guard-detection.js';
+import { runGuardStallBenchmark } from './guard-stall.js';
 import { runGuardrailsBenchmark } from './guardrails.js';
 import { runHardStopBenchmark } from './hard-stop.js';
 import { runMemoryBenchmark } from './memory.js';
@@ -45,6 +46,7 @@ const BENCHMARKS: Record<string, (context: BenchContext) => Promise<SectionResul
   observability: runObservabilityBenchmark,
   'guard-detection': runGuardDetectionBenchmark,
   'guard-cost': runGuardCostBenchmark,
+  'guard-stall': runGuardStallBenchmark,
   abuse: runAbuseBenchmark,
   guardrails: runGuardrailsBenchmark,
   scopes: runScopesBenchmark,

@@ -12,6 +12,7 @@ import type { BudgetGuard } from '@tollgate/budget';
 import { createRedisStores } from '@tollgate/redis';
 import { validateConfig } from '../packages/gateway/src/config/index.js';
 import { createApp, eventually, pricing } from '../packages/budget/test/helpers.js';
+import { WITH_MOCK } from './helpers/proxy.js';
 import { connectTestRedis, deleteKeysWithPrefix } from './conformance/redis.js';
 
 /** Top-up bodies that must be refused: over the maximum, not finite once in nano-USD, not positive, not numbers. */
@@ -153,7 +154,7 @@ describe('amounts in configuration and code', () => {
   });
 
   it('the proxy config says which amount is out of range', () => {
-    const base = { keys: [{ id: 'k', sha256: 'a'.repeat(64), tenant: 'acme', scopes: [] }] };
+    const base = { ...WITH_MOCK, keys: [{ id: 'k', sha256: 'a'.repeat(64), tenant: 'acme', scopes: [] }] };
     expect(() => validateConfig({ ...base, tenants: { acme: { budget: { usd: 1e30, period: 'day' } } } })).toThrow(
       /tenants\.acme\.budget\.usd.*1,000,000/s,
     );

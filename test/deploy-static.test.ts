@@ -7,11 +7,13 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from '@jest/globals';
 import { Ajv2019 } from 'ajv/dist/2019.js';
 import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor';
-import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
+import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
 import { Service } from 'kubernetes-models/v1/Service';
+import semver from 'semver';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { validateConfig } from '@tollgate/gateway';
+import { FLUSH_MARGIN_MS, shutdownTimes } from '../packages/gateway/src/shutdown.js';
 import { readRecipe } from './helpers/dockerfile.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -28,6 +30,8 @@ interface ComposeService {
   secrets?: string[];
   ports?: string[];
   mem_limit?: string;
+  stop_grace_period?: string;
+  healthcheck?: { test: string[] };
 }
 interface Compose {
   services: Record<string, ComposeService>;
@@ -69,7 +73,7 @@ function composeValidator() {
 
 /** kubernetes-models' validator of each kind deploy/kubernetes holds (prometheus-operator's CRDs for monitoring). */
 const MODELS: Record<string, new (data: never) => { validate(): void }> = {
-  'apps/v1 Deployment': Deployment,
+  'apps/v1 StatefulSet': StatefulSet,
   'v1 Service': Service,
   'policy/v1 PodDisruptionBudget': PodDisruptionBudget,
   'monitoring.coreos.com/v1 ServiceMonitor': ServiceMonitor,
@@ -124,7 +128,7 @@ describe('deploy/compose.yaml', () => {
 
   it('runs the gateway under the memory limit the Kubernetes manifest sets (Node sizes its heap by it)', () => {
     const [container] = (
-      byKind('Deployment').spec.template as { spec: { containers: { resources: { limits: { memory: string } } }[] } }
+      byKind('StatefulSet').spec.template as { spec: { containers: { resources: { limits: { memory: string } } }[] } }
     ).spec.containers;
     const mebibytes = (quantity: string, unit: RegExp) => Number(unit.exec(quantity)?.[1]);
     const composed = mebibytes(String(compose.services.gateway!.mem_limit), /^(\d+)m$/);
@@ -197,19 +201,19 @@ describe('deploy/kubernetes', () => {
   it('every manifest is valid against its Kubernetes (or prometheus-operator) JSON schema', () => {
     const manifests = kubernetesManifests();
     expect(manifests.map((manifest) => manifest.kind).sort()).toEqual([
-      'Deployment',
       'PodDisruptionBudget',
       'Service',
       'ServiceMonitor',
+      'StatefulSet',
     ]);
     const problems = manifests.map(kubernetesProblem);
     expect(problems.filter(Boolean)).toEqual([]);
   });
 
   it('the schema check catches a wrong type and a wrong enum', () => {
-    const deployment = structuredClone(byKind('Deployment'));
-    (deployment.spec as { replicas: unknown }).replicas = 'two';
-    expect(kubernetesProblem(deployment)).toMatch(/replicas/);
+    const gateway = structuredClone(byKind('StatefulSet'));
+    (gateway.spec as { replicas: unknown }).replicas = 'two';
+    expect(kubernetesProblem(gateway)).toMatch(/replicas/);
     const monitor = structuredClone(byKind('ServiceMonitor'));
     (monitor.spec as { endpoints: { scheme?: string }[] }).endpoints[0]!.scheme = 'gopher';
     expect(kubernetesProblem(monitor)).toMatch(/scheme/);
@@ -222,16 +226,16 @@ describe('deploy/kubernetes', () => {
     expect(yamlOf<{ resources: string[] }>('kubernetes/kustomization.yaml').resources.sort()).toEqual(files.sort());
   });
 
-  it('probes /healthz for readiness, runs as the image user, takes every key from a Secret', () => {
+  it('probes /readyz for readiness and /livez for liveness, runs as the image user, takes every key from a Secret', () => {
     const recipe = readRecipe(read('Dockerfile'));
-    const pod = byKind('Deployment').spec.template as {
+    const pod = byKind('StatefulSet').spec.template as {
       spec: {
         securityContext: { runAsNonRoot: boolean; runAsUser: number };
         containers: {
           ports: { name: string; containerPort: number }[];
           env: { name: string; value?: string; valueFrom?: { secretKeyRef: { name: string } } }[];
           readinessProbe: { httpGet: { path: string; port: string } };
-          livenessProbe: unknown;
+          livenessProbe: { httpGet: { path: string; port: string } };
           resources: { requests: Record<string, string>; limits: Record<string, string> };
         }[];
       };
@@ -239,8 +243,8 @@ describe('deploy/kubernetes', () => {
     const [container] = pod.spec.containers;
     expect(pod.spec.securityContext.runAsNonRoot).toBe(true);
     expect(String(pod.spec.securityContext.runAsUser)).toBe(recipe.user.split(':')[0]);
-    expect(container!.readinessProbe.httpGet).toEqual({ path: '/healthz', port: 'http' });
-    expect(container!.livenessProbe).toBeDefined();
+    expect(container!.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'http' });
+    expect(container!.livenessProbe.httpGet).toEqual({ path: '/livez', port: 'http' });
     expect(container!.ports).toEqual([{ name: 'http', containerPort: Number(recipe.env.PORT) }]);
     expect(container!.resources.requests.memory).toBeDefined();
     expect(container!.resources.limits.memory).toBeDefined();
@@ -249,6 +253,46 @@ describe('deploy/kubernetes', () => {
     for (const upstream of Object.values(config.upstreams)) expect(fromSecrets).toContain(upstream.apiKeyEnv);
     expect(fromSecrets).toEqual(expect.arrayContaining(['REDIS_URL', 'PGPASSWORD']));
     expect(container!.env.every((variable) => !/KEY|PASSWORD/.test(variable.name) || variable.valueFrom)).toBe(true);
+  });
+
+  it("keeps each replica's data directory (the usage spool) on a volume claim of its own, kept when deleted", () => {
+    const recipe = readRecipe(read('Dockerfile'));
+    const gateway = byKind('StatefulSet').spec as {
+      serviceName: string;
+      template: {
+        spec: {
+          containers: { volumeMounts: { name: string; mountPath: string }[] }[];
+          volumes: { name: string; emptyDir?: object }[];
+        };
+      };
+      volumeClaimTemplates: { metadata: { name: string }; spec: { accessModes: string[] } }[];
+      persistentVolumeClaimRetentionPolicy: { whenDeleted: string; whenScaled: string };
+    };
+    const [container] = gateway.template.spec.containers;
+    const dataMount = container!.volumeMounts.find((mount) => mount.mountPath === recipe.env.TOLLGATE_DATA_DIR);
+    expect(dataMount).toBeDefined();
+    expect(gateway.template.spec.volumes.map(({ name }) => name)).not.toContain(dataMount!.name);
+    expect(gateway.volumeClaimTemplates).toEqual([
+      expect.objectContaining({
+        metadata: { name: dataMount!.name },
+        spec: expect.objectContaining({ accessModes: ['ReadWriteOnce'] }),
+      }),
+    ]);
+    expect(gateway.persistentVolumeClaimRetentionPolicy).toEqual({ whenDeleted: 'Retain', whenScaled: 'Retain' });
+    expect(gateway.serviceName).toBe(byKind('Service').metadata.name);
+  });
+
+  it('gives a stopping gateway longer than its drain, timeout and flush before SIGKILL, with no preStop to add to it', () => {
+    const { drainDelayMs, timeoutMs } = shutdownTimes(JSON.parse(read('tollgate.json')) as never);
+    const stopsWithinSeconds = (drainDelayMs + timeoutMs + FLUSH_MARGIN_MS) / 1000;
+    const pod = byKind('StatefulSet').spec.template as {
+      spec: { terminationGracePeriodSeconds: number; containers: { lifecycle?: unknown }[] };
+    };
+    expect(pod.spec.terminationGracePeriodSeconds).toBeGreaterThan(stopsWithinSeconds);
+    expect(pod.spec.containers[0]!.lifecycle).toBeUndefined();
+    const compose = yamlOf<Compose>('compose.yaml').services.gateway!;
+    expect(Number(/^(\d+)s$/.exec(compose.stop_grace_period ?? '')?.[1])).toBeGreaterThan(stopsWithinSeconds);
+    expect(compose.healthcheck!.test.join(' ')).toContain('/readyz');
   });
 
   it('the ServiceMonitor scrapes the Service port with the admin key from a Secret, and the PDB keeps one up', () => {
@@ -261,29 +305,62 @@ describe('deploy/kubernetes', () => {
     expect(monitor.endpoints[0]!.authorization.credentials).toEqual({ name: 'tollgate-admin', key: 'admin-key' });
     expect(byKind('Service').metadata.labels).toMatchObject(monitor.selector.matchLabels);
     const budget = byKind('PodDisruptionBudget').spec as { maxUnavailable: number };
-    const replicas = (byKind('Deployment').spec as { replicas: number }).replicas;
+    const replicas = (byKind('StatefulSet').spec as { replicas: number }).replicas;
     expect(replicas - budget.maxUnavailable).toBeGreaterThanOrEqual(1);
   });
 });
 
 describe('deploy/Dockerfile', () => {
   const recipe = readRecipe(read('Dockerfile'));
+  const runs = recipe.stages.flatMap((stage) => stage.runs);
+  const root = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
+    engines: { node: string };
+    packageManager: string;
+  };
 
-  it('builds in stages and runs only what the install stage made, as a non-root user', () => {
-    expect(recipe.stages.length).toBeGreaterThanOrEqual(3);
+  it('builds on a Node LTS line that engines declares and CI tests, every stage on the same base', () => {
+    expect(recipe.stages.map((stage) => stage.base)).toEqual(recipe.stages.map(() => recipe.args.NODE_IMAGE));
+    const major = /^node:(\d+)-\w+-slim$/.exec(recipe.args.NODE_IMAGE!)?.[1];
+    expect(['22', '24']).toContain(major);
+    expect(semver.satisfies(`${major}.99.0`, root.engines.node)).toBe(true);
+    expect(read('../.ci/run')).toMatch(new RegExp(`for major in [\\d ]*\\b${major}\\b`));
+  });
+
+  it('installs from the lockfile with the pnpm packageManager names, and deploys the image app with --prod', () => {
+    expect(runs).toContain(`npm install -g ${root.packageManager} --no-audit --no-fund --loglevel=error`);
+    expect(runs).toContain('pnpm install --frozen-lockfile');
+    const deploy = runs.find((command) => / deploy \/app$/.test(command));
+    expect(deploy).toMatch(/^pnpm --filter @tollgate\/gateway-image --prod .*deploy \/app$/);
+    expect(runs.indexOf(deploy!)).toBeGreaterThan(runs.indexOf('pnpm build'));
     const final = recipe.stages.at(-1)!;
-    expect(final.copies).toEqual([{ from: 'install', source: '/app', target: '/app' }]);
+    expect(final.copies).toEqual([{ from: 'build', source: '/app', target: '/app' }]);
     expect(recipe.user).not.toMatch(/^(0|root)\b/);
   });
 
-  it('installs with npm --omit=dev from the tarballs the shared packer makes', () => {
-    const runs = recipe.stages.flatMap((stage) => stage.runs);
-    expect(runs).toContain('node test/packed/pack.mjs /tarballs');
-    expect(runs.some((command) => /npm install --omit=dev .*\/tarballs\/\*\.tgz/.test(command))).toBe(true);
+  it("the image app depends on every peer of the gateway, in the gateway's ranges", () => {
+    const manifest = (dir: string) =>
+      JSON.parse(readFileSync(path.join(ROOT, dir, 'package.json'), 'utf8')) as {
+        name: string;
+        private?: boolean;
+        dependencies: Record<string, string>;
+        peerDependencies: Record<string, string>;
+      };
+    const app = manifest('deploy/image');
+    const gateway = manifest('packages/gateway');
+    expect(app).toMatchObject({ name: '@tollgate/gateway-image', private: true });
+    expect(app.dependencies['@tollgate/gateway']).toBe('workspace:^');
+    const misfits = Object.entries(gateway.peerDependencies)
+      .filter(([name]) => !name.startsWith('@types/'))
+      .filter(([name, range]) => {
+        const wanted = app.dependencies[name];
+        if (wanted === undefined) return true;
+        return range.startsWith('workspace:') ? wanted !== range : !semver.subset(wanted, range);
+      });
+    expect(misfits).toEqual([]);
   });
 
-  it('checks health on /healthz and starts tollgate-gateway', () => {
+  it('checks health on /healthz and starts the deployed gateway', () => {
     expect(recipe.healthcheck.join(' ')).toContain('/healthz');
-    expect(recipe.entrypoint).toEqual(['node', '/app/node_modules/.bin/tollgate-gateway']);
+    expect(recipe.entrypoint).toEqual(['node', '/app/node_modules/@tollgate/gateway/dist/bin.js']);
   });
 });

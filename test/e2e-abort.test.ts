@@ -224,9 +224,10 @@ describe('a JSON answer that never came whole', () => {
     const orphanProxy = await startProxy({
       usageLog: log,
       adminKeySha256: sha256Hex(adminKey),
+      // An upstream that cannot stream: its JSON calls go as JSON (a streamed one stops when its client leaves).
       upstreams: {
-        openai: { baseUrl: `${slow.url}/v1`, apiKey: 'sk-upstream' },
-        anthropic: { baseUrl: slow.url, apiKey: 'sk-ant-upstream' },
+        openai: { baseUrl: `${slow.url}/v1`, apiKey: 'sk-upstream', jsonAsStream: false },
+        anthropic: { baseUrl: slow.url, apiKey: 'sk-ant-upstream', jsonAsStream: false },
       },
       tenants: { acme: { budget: { usd: 10, period: 'day' } } },
       keys: [{ id: 'orphan-key', sha256: sha256Hex(key), tenant: 'acme', scopes: [] }],

@@ -1,13 +1,14 @@
 // Behavioural abuse through the proxy: two processes on one Redis, a population of normal keys of varied habits, and
-// each abuse kind (credential stuffing over many addresses, a regular high-entropy scraper, a stolen key, injection
-// probing) acted on within a minute everywhere; normal keys left alone; a clear seen by both; shadow serves, records.
+// each abuse kind (credential stuffing over a few addresses, and spread thin over twelve, a regular high-entropy
+// scraper, a stolen key, injection probing) acted on within a minute everywhere; normal keys left alone; a clear seen
+// by both; shadow serves, records, and counts what it would have done.
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from '@jest/globals';
-import { deleteRedisPrefix, newApiKey, REDIS_URL, sha256Hex, spawnProxy } from './helpers/proxy.js';
+import { deleteRedisPrefix, MOCK_UPSTREAMS, newApiKey, REDIS_URL, sha256Hex, spawnProxy } from './helpers/proxy.js';
 import type { SpawnedProxy } from './helpers/proxy.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-e2e-abuse-'));
@@ -43,6 +44,7 @@ async function startProxies(name: string, abuse: Record<string, unknown>): Promi
   writeFileSync(
     configPath,
     JSON.stringify({
+      upstreams: MOCK_UPSTREAMS,
       redisPrefix: prefix,
       adminKeySha256: sha256Hex(adminKey),
       usageLog: path.join(dir, `${name}-usage.jsonl`),
@@ -196,6 +198,19 @@ describe('behavioural abuse through the proxy, two processes on Redis', () => {
           return 1500;
         }),
       ),
+      // Credential stuffing spread thin: twelve addresses, one guess every 20 s from each (too slow for any one's limits).
+      ...Array.from({ length: 12 }, (_, i) => {
+        let first = true;
+        return loop(abuse, async () => {
+          if (first) {
+            first = false;
+            return (i * 20_000) / 12;
+          }
+          const key = `tg_slow_${i}_${randomUUID()}`;
+          await chat(running[i % 2]!, { key, from: `10.78.0.${i}`, content: 'hi' });
+          return 20_000;
+        });
+      }),
       // A scraper under every limit: machine-regular, high-entropy prompts.
       loop(abuse, async () => {
         await chat(running[Math.floor(random() * 2)]!, {
@@ -228,14 +243,21 @@ describe('behavioural abuse through the proxy, two processes on Redis', () => {
     ];
 
     const detectedAt = new Map<string, number>();
-    const wanted = ['key:scraper', 'key:victim', 'key:prober', 'stuffing'];
+    const wanted = ['key:scraper', 'key:victim', 'key:prober', 'stuffing', 'slow stuffing'];
+    const slow = new Set<string>();
     while (Date.now() - started < 60_000 && wanted.some((name) => !detectedAt.has(name))) {
       await sleep(1000);
       const [inA, inB] = await Promise.all([abuseActions(a), abuseActions(b)]);
       const both = inA.filter((m) => inB.some((other) => other.subject === m.subject && other.kind === m.kind));
       for (const m of both) {
-        const name = m.subject.startsWith('ip:10.77.') ? 'stuffing' : m.subject;
-        if (!detectedAt.has(name)) detectedAt.set(name, Date.now() - started);
+        if (m.subject.startsWith('ip:10.78.')) slow.add(m.subject);
+        // Slow stuffing is acted on once every one of its twelve addresses is.
+        const name = m.subject.startsWith('ip:10.77.')
+          ? 'stuffing'
+          : m.subject.startsWith('ip:10.78.')
+            ? slow.size === 12 && 'slow stuffing'
+            : m.subject;
+        if (name && !detectedAt.has(name)) detectedAt.set(name, Date.now() - started);
         expect(NORMAL_SUBJECTS.has(m.subject)).toBe(false);
       }
     }
@@ -338,5 +360,9 @@ describe('behavioural abuse through the proxy, two processes on Redis', () => {
     await Promise.all(normals);
     expect(recorded).toMatchObject({ shadow: true });
     expect(await abuseActions(a)).toEqual([]);
+    // Nothing in force, and the actions metric counts what it would have done.
+    const scrape = await (await fetch(`${a.url}/metrics`, { headers: { authorization: `Bearer ${adminKey}` } })).text();
+    const counted = [...scrape.matchAll(/^tollgate_guard_abuse_actions\{action="(throttle|block)"\} (\d+)/gm)];
+    expect(counted.reduce((sum, match) => sum + Number(match[2]), 0)).toBeGreaterThan(0);
   }, 180_000);
 });

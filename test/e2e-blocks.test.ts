@@ -9,7 +9,15 @@ import OpenAI from 'openai';
 import { createPricing } from '@tollgate/core';
 import { costNanoUsd } from '@tollgate/core/costs';
 import { countPromptTokens } from '@tollgate/providers/mock';
-import { deleteRedisPrefix, healthDetails, newApiKey, REDIS_URL, sha256Hex, spawnProxy } from './helpers/proxy.js';
+import {
+  deleteRedisPrefix,
+  healthDetails,
+  MOCK_UPSTREAMS,
+  newApiKey,
+  REDIS_URL,
+  sha256Hex,
+  spawnProxy,
+} from './helpers/proxy.js';
 import type { SpawnedProxy } from './helpers/proxy.js';
 
 type OpenAIApiError = InstanceType<typeof OpenAI.APIError>;
@@ -63,6 +71,7 @@ beforeAll(async () => {
   writeFileSync(
     configPath,
     JSON.stringify({
+      upstreams: MOCK_UPSTREAMS,
       redisPrefix: prefix,
       redis: { blocks: { share: SHARE, maxAge: MAX_AGE_MS } },
       adminKeySha256: sha256Hex(adminKey),

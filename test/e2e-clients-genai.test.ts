@@ -36,8 +36,8 @@ describe.each(clientStoreKinds('genai'))('@google/genai through the gateway on %
       });
       expect(record!.costNanoUsd).toBeGreaterThan(0);
     }
-    // The upstream is called at its configured base URL whatever version the client named.
-    expect(gateway.mock.mock.requests.at(-1)?.path).toBe('/v1beta/models/gemini-2.5-flash:generateContent');
+    // The upstream is called at its configured base URL whatever version the client named (a JSON call as its stream).
+    expect(gateway.mock.mock.requests.at(-1)?.path).toBe('/v1beta/models/gemini-2.5-flash:streamGenerateContent');
   });
 
   it('generateContentStream at /v1: SSE chunks, metered from the last usageMetadata', async () => {

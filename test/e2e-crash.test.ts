@@ -1,5 +1,6 @@
 // No usage record lost: a proxy killed with SIGKILL under load and started again has every call the provider billed in the
-// usage log and the PostgreSQL ledger exactly once; SIGTERM under load exits within 10 s with every record written.
+// usage log and the PostgreSQL ledger exactly once; SIGTERM under load drains and exits within 10 s with every record
+// written.
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -96,6 +97,8 @@ function writeConfig(name: string): { configPath: string; usageLog: string; tabl
       defaultTier: 'roomy',
       keys: [{ id: 'load-key', sha256: sha256Hex(key), tenant: 'acme', scopes: ['chat'] }],
       tenants: { acme: { tier: 'roomy' } },
+      // Served for 2 s after SIGTERM (the drain delay, 5 s by default), then no new connections.
+      shutdown: { drainDelay: '2s' },
     }),
   );
   return { configPath, usageLog, table };
@@ -254,7 +257,8 @@ describe('a proxy stopped with SIGTERM under load', () => {
     const tookMs = Date.now() - signalled;
     await load.stop();
     expect({ code, tookMs: tookMs < 10_000 }).toEqual({ code: 0, tookMs: true });
-    // New connections were refused at once; the calls in flight were answered, and their connections closed after them.
+    // New connections were refused once the drain delay was over, while the process was still running; the calls in
+    // flight were answered, and their connections closed after them.
     expect(await refused).toBe(true);
     expect(load.ok.length).toBeGreaterThan(answeredBefore);
     expect(load.closing).toBeGreaterThan(0);

@@ -18,7 +18,7 @@ import { ledgerClient } from '../packages/metering/src/ledger-socket.js';
 import type { Queryable } from '@tollgate/metering';
 import { freePort, PrivateRedis } from '../packages/redis/test/helpers.js';
 import { sampleRecord } from '../packages/metering/test/sample-record.js';
-import { newApiKey, sentUntilAnswered, sha256Hex, spawnProxy } from './helpers/proxy.js';
+import { MOCK_UPSTREAMS, newApiKey, sentUntilAnswered, sha256Hex, spawnProxy } from './helpers/proxy.js';
 import type { SpawnedProxy } from './helpers/proxy.js';
 
 const POSTGRES_URL = process.env.POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -38,6 +38,7 @@ function configOf(extra: Record<string, unknown>): string {
   writeFileSync(
     file,
     JSON.stringify({
+      upstreams: MOCK_UPSTREAMS,
       ...extra,
       adminKeySha256: sha256Hex(adminKey),
       tenants: {

@@ -7,7 +7,14 @@ import { afterAll, describe, expect, it } from '@jest/globals';
 import OpenAI from 'openai';
 import { ledgerClient } from '../packages/metering/src/ledger-socket.js';
 import { runCli } from '@tollgate/cli';
-import { newApiKey, readUsageLog, runProxyExpectingExit, sha256Hex, spawnProxy } from './helpers/proxy.js';
+import {
+  MOCK_UPSTREAMS,
+  newApiKey,
+  readUsageLog,
+  runProxyExpectingExit,
+  sha256Hex,
+  spawnProxy,
+} from './helpers/proxy.js';
 import type { SpawnedProxy } from './helpers/proxy.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'tollgate-data-dir-'));
@@ -157,6 +164,7 @@ describe('tollgate report --data-dir', () => {
     writeFileSync(
       configPath,
       JSON.stringify({
+        upstreams: MOCK_UPSTREAMS,
         dataDir,
         usageLog,
         tiers: { pro: { requestsPerMinute: 600, tokensPerMinute: 2_000_000, models: ['*'] } },

@@ -5,7 +5,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from '@jest/globals';
-import { runProxyExpectingExit } from './helpers/proxy.js';
+import { MOCK_UPSTREAMS, runProxyExpectingExit } from './helpers/proxy.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-fail-fast-'));
 
@@ -52,7 +52,10 @@ describe('the proxy refuses to start', () => {
   it('when PostgreSQL does not answer', async () => {
     const port = await closedPort();
     const output = await refused({
-      TOLLGATE_CONFIG: configFile({ postgresUrl: `postgres://postgres:secret@127.0.0.1:${port}/test` }),
+      TOLLGATE_CONFIG: configFile({
+        upstreams: MOCK_UPSTREAMS,
+        postgresUrl: `postgres://postgres:secret@127.0.0.1:${port}/test`,
+      }),
     });
     expect(output).toContain(
       `postgresUrl: PostgreSQL does not answer at postgres://postgres:***@127.0.0.1:${port}/test`,

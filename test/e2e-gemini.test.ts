@@ -358,7 +358,8 @@ describe('real upstreams: Gemini and openai-compatible', () => {
     });
     expect(response.status).toBe(200);
     const seen = gemini.requests.at(-1)!;
-    expect(seen.url).toBe('/v1beta/models/gemini-2.5-flash:generateContent');
+    // A JSON call is asked as the stream of the same call, held to its grant (docs/architecture.md).
+    expect(seen.url).toBe('/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse');
     expect(seen.headers['x-goog-api-key']).toBe(googleKey);
     expect(seen.headers.authorization).toBeUndefined();
     expect(seen.headers['x-api-key']).toBeUndefined();
@@ -397,7 +398,7 @@ describe('real upstreams: Gemini and openai-compatible', () => {
       { 'x-goog-api-key': clientKey },
     );
     expect(response.status).toBe(200);
-    expect(gemini.requests.at(-1)?.url).toBe('/v1beta/models/tuned%2Fmy%20model:generateContent');
+    expect(gemini.requests.at(-1)?.url).toBe('/v1beta/models/tuned%2Fmy%20model:streamGenerateContent?alt=sse');
   });
 
   it('Gemini: a downgraded call goes to the path of the model it runs with', async () => {
@@ -406,13 +407,13 @@ describe('real upstreams: Gemini and openai-compatible', () => {
       return gemini.requests.at(-1)!.url;
     };
     // 3 gemini-2.5-pro output tokens and 11 input cost $0.0000438: a few requests pass the $0.0001 soft limit.
-    expect(await ask()).toBe('/v1beta/models/gemini-2.5-pro:generateContent');
+    expect(await ask()).toBe('/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse');
     let downgraded: string | undefined;
     for (let i = 0; i < 20 && downgraded === undefined; i++) {
       const url = await ask();
       if (!url.includes('gemini-2.5-pro')) downgraded = url;
     }
-    expect(downgraded).toBe('/v1beta/models/gemini-2.5-flash:generateContent');
+    expect(downgraded).toBe('/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse');
   });
 
   it('openai-compatible: the cap goes into max_tokens, its key as Bearer, and the record names the upstream as provider', async () => {

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { eventually } from '../packages/redis/test/helpers.js';
-import { deleteRedisPrefix, newApiKey, REDIS_URL, sha256Hex, spawnProxy } from './helpers/proxy.js';
+import { deleteRedisPrefix, MOCK_UPSTREAMS, newApiKey, REDIS_URL, sha256Hex, spawnProxy } from './helpers/proxy.js';
 import type { SpawnedProxy } from './helpers/proxy.js';
 import { startWebhookReceiver } from './helpers/webhook-receiver.js';
 import type { WebhookReceiver } from './helpers/webhook-receiver.js';
@@ -61,6 +61,7 @@ async function startProxies(processes: number, guard: Record<string, unknown>, n
   writeFileSync(
     configPath,
     JSON.stringify({
+      upstreams: MOCK_UPSTREAMS,
       redisPrefix: prefix,
       adminKeySha256: sha256Hex(adminKey),
       models: { 'guard-model': { provider: 'openai', inputPerMTok: 100, outputPerMTok: 100 } },

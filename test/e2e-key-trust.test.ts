@@ -10,6 +10,7 @@ import { runCli } from '@tollgate/cli';
 import {
   deleteRedisPrefix,
   healthDetails,
+  MOCK_UPSTREAMS,
   newApiKey,
   REDIS_URL,
   sha256Hex,
@@ -53,6 +54,7 @@ const status = async (proxy: SpawnedProxy, key: string) =>
 
 const adminKey = newApiKey();
 const baseConfig = {
+  upstreams: MOCK_UPSTREAMS,
   adminKeySha256: sha256Hex(adminKey),
   tiers: { free: { requestsPerMinute: 50 }, pro: { requestsPerMinute: 600 } },
   tenants: { acme: { tier: 'pro' } },

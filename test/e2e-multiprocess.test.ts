@@ -11,6 +11,7 @@ import { countPromptTokens } from '@tollgate/providers/mock';
 import {
   deleteRedisPrefix,
   healthDetails,
+  MOCK_UPSTREAMS,
   newApiKey,
   REDIS_URL,
   sha256Hex,
@@ -37,6 +38,7 @@ beforeAll(async () => {
   writeFileSync(
     configPath,
     JSON.stringify({
+      upstreams: MOCK_UPSTREAMS,
       redisPrefix: prefix,
       adminKeySha256: sha256Hex(adminKey),
       tiers: {

@@ -1,38 +1,20 @@
 // `pnpm start` with the standard OTEL_* variables exports the GenAI spans over OTLP/HTTP to a collector; a protocol it cannot speak stops the start.
-import { createServer } from 'node:http';
-import type { IncomingHttpHeaders, Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { closeServer, runProxyExpectingExit, spawnProxy, waitFor } from './helpers/proxy.js';
+import { startOtlpCollector } from './helpers/otlp-collector.js';
+import type { OtlpCollector } from './helpers/otlp-collector.js';
+import { runProxyExpectingExit, spawnProxy, waitFor } from './helpers/proxy.js';
 
-interface Export {
-  path: string;
-  headers: IncomingHttpHeaders;
-  body: Buffer;
-}
-
-let collector: Server;
+let collector: OtlpCollector;
 let collectorUrl: string;
-const exports: Export[] = [];
+let exports: OtlpCollector['exports'];
 
 beforeAll(async () => {
-  // Stands in for an OpenTelemetry collector's OTLP/HTTP receiver: keeps every export, answers success.
-  collector = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => {
-      exports.push({ path: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks) });
-      res.writeHead(200, { 'content-type': req.headers['content-type'] ?? 'application/x-protobuf' }).end();
-    });
-  });
-  collector.listen(0, '127.0.0.1');
-  await once(collector, 'listening');
-  collectorUrl = `http://127.0.0.1:${(collector.address() as AddressInfo).port}`;
+  collector = await startOtlpCollector();
+  ({ url: collectorUrl, exports } = collector);
 });
 
 afterAll(async () => {
-  await closeServer(collector);
+  await collector.close();
 });
 
 describe('OpenTelemetry export from pnpm start', () => {

@@ -26,7 +26,6 @@ const prefix = `tg-test:prices-processes:${randomUUID()}:`;
 const priceSource = path.join(dir, 'prices.json');
 const adminKey = newApiKey();
 const userKey = newApiKey();
-const SHIPPED = 'shipped-2025-11';
 
 /** One gateway process and the usage log it alone writes (two processes appending to one file could mix lines). */
 interface Gateway {
@@ -59,14 +58,21 @@ async function startGateway(index: number): Promise<Gateway> {
   return { proxy: await spawnProxy({ TOLLGATE_CONFIG: configPath, REDIS_URL }), usageLog };
 }
 
-/** Both gateways' prices once each reports a version other than `version`, and both agree on it. */
-async function pricesAfter(version: string): Promise<PriceStatus[]> {
+/**
+ * Both gateways' prices once each reports a version other than `version` (undefined: once each has loaded the
+ * source), and both agree on it.
+ */
+async function pricesAfter(version?: string): Promise<PriceStatus[]> {
   const statuses = await Promise.all(
     gateways.map(({ proxy }) =>
-      waitFor(async () => {
-        const status = await readPrices(proxy.url, adminKey);
-        return status.version === version ? undefined : status;
-      }, `prices other than ${version} on ${proxy.url}`),
+      waitFor(
+        async () => {
+          const status = await readPrices(proxy.url, adminKey);
+          const waiting = version === undefined ? status.loadedAt === null : status.version === version;
+          return waiting ? undefined : status;
+        },
+        `prices other than ${version ?? 'the first'} on ${proxy.url}`,
+      ),
     ),
   );
   expect(statuses[1]!.version).toBe(statuses[0]!.version);
@@ -116,7 +122,7 @@ afterAll(async () => {
 
 describe('two gateway processes, one Redis prefix, one price file', () => {
   it('take a change for their next reservations, report one version, and charge the shared budget at it', async () => {
-    const [first] = await pricesAfter(SHIPPED);
+    const [first] = await pricesAfter();
     const before = await Promise.all(gateways.map(call));
     for (const record of before) {
       expect(record.priceVersion).toBe(first!.version);

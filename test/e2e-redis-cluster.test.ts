@@ -9,7 +9,7 @@ import { createPricing } from '@tollgate/core';
 import { costNanoUsd } from '@tollgate/core/costs';
 import { countPromptTokens } from '@tollgate/providers/mock';
 import { testCluster, type TestCluster } from '../packages/redis/test/redis-cluster.js';
-import { healthDetails, newApiKey, sha256Hex, spawnProxy } from './helpers/proxy.js';
+import { healthDetails, MOCK_UPSTREAMS, newApiKey, sha256Hex, spawnProxy } from './helpers/proxy.js';
 import type { SpawnedProxy } from './helpers/proxy.js';
 
 type OpenAIApiError = InstanceType<typeof OpenAI.APIError>;
@@ -39,6 +39,7 @@ beforeAll(async () => {
   writeFileSync(
     configPath,
     JSON.stringify({
+      upstreams: MOCK_UPSTREAMS,
       // Blocks held at most a second (10 s by default): the books are read once they went back.
       redis: { cluster: cluster.urls.slice(0, 2), blocks: { maxAge: '1s' } },
       redisPrefix: prefix,

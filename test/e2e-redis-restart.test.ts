@@ -11,7 +11,7 @@ import pg from 'pg';
 import { usdDecimal } from '../packages/core/src/money.js';
 import { createRedisStores } from '@tollgate/redis';
 import { freePort, PrivateRedis } from '../packages/redis/test/helpers.js';
-import { newApiKey, ROOT, sha256Hex, spawnProxy, waitFor } from './helpers/proxy.js';
+import { MOCK_UPSTREAMS, newApiKey, ROOT, sha256Hex, spawnProxy, waitFor } from './helpers/proxy.js';
 import type { SpawnedProxy } from './helpers/proxy.js';
 
 type OpenAIApiError = InstanceType<typeof OpenAI.APIError>;
@@ -32,6 +32,7 @@ beforeAll(async () => {
   writeFileSync(
     configPath,
     JSON.stringify({
+      upstreams: MOCK_UPSTREAMS,
       postgresUrl: POSTGRES_URL,
       postgresTable: table,
       spool: path.join(dir, 'spool'),

@@ -5,7 +5,7 @@ import { createStores } from '../packages/gateway/src/stores.js';
 import { validateConfig } from '../packages/gateway/src/config/index.js';
 import type { TollgateStores } from '@tollgate/core';
 import { StallingRelay } from '../packages/ratelimit/test/stalling-relay.js';
-import { deleteRedisPrefix, newApiKey, sha256Hex, startProxy } from './helpers/proxy.js';
+import { deleteRedisPrefix, newApiKey, sha256Hex, startProxy, WITH_MOCK } from './helpers/proxy.js';
 import type { RunningProxy } from './helpers/proxy.js';
 
 const prefix = `tg-test:${randomUUID()}:`;
@@ -20,6 +20,7 @@ beforeAll(async () => {
   // No output cap on the tier: one request reserves most of the token window (input + the model's whole output).
   proxy = await startProxy(
     validateConfig({
+      ...WITH_MOCK,
       tiers: { free: { requestsPerMinute: 3, tokensPerMinute: 20_000 } },
       tenants: { 'stall-co': { tier: 'free' } },
       keys: [{ id: 'stall', sha256: sha256Hex(key), tenant: 'stall-co' }],

@@ -7,7 +7,15 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
-import { caught, healthDetails, ROOT, runProxyExpectingExit, spawnProxy, waitFor } from './helpers/proxy.js';
+import {
+  caught,
+  healthDetails,
+  MOCK_UPSTREAMS,
+  ROOT,
+  runProxyExpectingExit,
+  spawnProxy,
+  waitFor,
+} from './helpers/proxy.js';
 import type { SpawnedProxy } from './helpers/proxy.js';
 
 type OpenAIApiError = InstanceType<typeof OpenAI.APIError>;
@@ -17,7 +25,7 @@ let demo: SpawnedProxy;
 
 beforeAll(async () => {
   demo = await spawnProxy({ TOLLGATE_CONFIG: '', REDIS_URL: '' });
-}, 30_000);
+}, 90_000);
 
 afterAll(async () => {
   await demo.stop();
@@ -33,6 +41,11 @@ describe('zero-config start', () => {
     expect(pro).toBeDefined();
     expect(output).toContain(
       `curl -s ${demo.url.replace('127.0.0.1', 'localhost')}/v1/chat/completions -H "Authorization: Bearer ${free}"`,
+    );
+
+    // The start line says what the demo runs on, in words that read as the warnings they are for a deployment.
+    expect(output).toMatch(
+      /listening on http:\/\/localhost:\d+ \(stores: in memory \(one process, lost at exit\); ledger: embedded PGlite in memory \(lost at exit\); upstreams: the built-in mock \(fake answers, not a provider\)\)/,
     );
 
     // The process listens only once the tokenizers are in: the first health check already finds them. The public
@@ -112,6 +125,11 @@ describe('refusing to start', () => {
       { timezone: 'Europe/Berlim' },
       'timezone must be an IANA time zone like "Europe/Berlin" or "UTC"; got "Europe/Berlim"; did you mean "Europe/Berlin"?',
     ],
+    // No upstream named: the mock's fake answers are served only on purpose (`{ "kind": "mock" }`).
+    [
+      { redisUrl: 'redis://127.0.0.1:6379', tiers: { free: {} } },
+      'the config names no "upstreams", so no provider would answer',
+    ],
   ])(
     '%j',
     async (config, message) => {
@@ -138,7 +156,7 @@ describe('refusing to start', () => {
 describe('keys managed with the CLI while the proxy runs', () => {
   it('a key created with `pnpm tollgate keys create --config` works at once, and stops at once when revoked', async () => {
     const configPath = path.join(dir, 'live.json');
-    writeFileSync(configPath, JSON.stringify({ tenants: { acme: {} } }));
+    writeFileSync(configPath, JSON.stringify({ upstreams: MOCK_UPSTREAMS, tenants: { acme: {} } }));
     const proxy = await spawnProxy({ TOLLGATE_CONFIG: configPath, REDIS_URL: '' });
     const cli = (...args: string[]) =>
       promisify(execFile)(

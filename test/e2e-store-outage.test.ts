@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { freePort, PrivateRedis } from '../packages/redis/test/helpers.js';
-import { newApiKey, sha256Hex, spawnProxy } from './helpers/proxy.js';
+import { MOCK_UPSTREAMS, newApiKey, sha256Hex, spawnProxy } from './helpers/proxy.js';
 import type { SpawnedProxy } from './helpers/proxy.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-outage-'));
@@ -29,6 +29,7 @@ function writeConfig(name: string, storeOutage: unknown): { configPath: string; 
   writeFileSync(
     configPath,
     JSON.stringify({
+      upstreams: MOCK_UPSTREAMS,
       usageLog,
       spool: path.join(dir, `${name}-spool`),
       redisPrefix: `tg-outage-${name}:`,

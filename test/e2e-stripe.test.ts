@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import OpenAI from 'openai';
 import { startFakeStripe } from './helpers/fake-stripe.js';
 import type { FakeStripe } from './helpers/fake-stripe.js';
-import { newApiKey, readUsageLog, sha256Hex, spawnProxy, waitFor } from './helpers/proxy.js';
+import { MOCK_UPSTREAMS, newApiKey, readUsageLog, sha256Hex, spawnProxy, waitFor } from './helpers/proxy.js';
 import type { SpawnedProxy } from './helpers/proxy.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-stripe-e2e-'));
@@ -24,6 +24,7 @@ beforeAll(async () => {
   writeFileSync(
     configPath,
     JSON.stringify({
+      upstreams: MOCK_UPSTREAMS,
       usageLog,
       tiers: { pro: { requestsPerMinute: 600, tokensPerMinute: 2_000_000, models: ['*'] } },
       tenants: { acme: { tier: 'pro' }, globex: { tier: 'pro' } },

@@ -10,7 +10,7 @@ import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
 import pg from 'pg';
 import type { UsageRecord } from '@tollgate/core';
-import { newApiKey, ROOT, sha256Hex, startProxy } from './helpers/proxy.js';
+import { MOCK_UPSTREAMS, newApiKey, ROOT, sha256Hex, startProxy } from './helpers/proxy.js';
 import type { RunningProxy } from './helpers/proxy.js';
 
 const POSTGRES_URL = process.env.POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -23,6 +23,7 @@ const bobKey = newApiKey();
 let proxy: RunningProxy;
 
 const config = {
+  upstreams: MOCK_UPSTREAMS,
   usageLog,
   postgresUrl: POSTGRES_URL,
   postgresTable: table,

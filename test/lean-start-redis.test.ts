@@ -6,7 +6,8 @@ import { filesOfPackage, ON_DEMAND, packageOf, REDIS_STORES_PACKAGE, runGateway 
 describe('a gateway on Redis stores', () => {
   it("loads Redis's client and the stores with them, and still refuses a Redis that does not answer", async () => {
     // Port 1: nothing listens, the connection is refused at once.
-    const run = await runGateway({ log: { level: 'silent' } }, { REDIS_URL: 'redis://127.0.0.1:1' }, async () => {
+    const config = { upstreams: { mock: { kind: 'mock' } }, log: { level: 'silent' } };
+    const run = await runGateway(config, { REDIS_URL: 'redis://127.0.0.1:1' }, async () => {
       throw new Error('the gateway listened without its Redis');
     });
     expect(run.code).toBe(1);

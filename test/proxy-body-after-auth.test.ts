@@ -3,7 +3,7 @@ import { request as httpRequest } from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { validateConfig } from '../packages/gateway/src/config/index.js';
 import { fakeOnly, turnsUntil } from './helpers/fake-clock.js';
-import { newApiKey, sha256Hex, startProxy } from './helpers/proxy.js';
+import { newApiKey, sha256Hex, startProxy, WITH_MOCK } from './helpers/proxy.js';
 import type { RunningProxy } from './helpers/proxy.js';
 
 const key = newApiKey();
@@ -11,6 +11,7 @@ let proxy: RunningProxy;
 
 beforeAll(async () => {
   const config = validateConfig({
+    ...WITH_MOCK,
     keys: [{ id: 'body-key', sha256: sha256Hex(key) }],
     guard: { bodyTimeout: '1s' },
   });

@@ -4,7 +4,7 @@ import { validateConfig } from '../packages/gateway/src/config/index.js';
 import { createMockProvider } from '@tollgate/providers/mock';
 import type { MockProvider } from '@tollgate/providers/mock';
 import { fakeOnly } from './helpers/fake-clock.js';
-import { newApiKey, sha256Hex, startProxy } from './helpers/proxy.js';
+import { newApiKey, sha256Hex, startProxy, WITH_MOCK } from './helpers/proxy.js';
 import type { RunningProxy } from './helpers/proxy.js';
 
 const free = newApiKey();
@@ -19,6 +19,7 @@ beforeAll(async () => {
   // The shedder judges on an interval: jest's, moved by the test. Answers, requests and their timers stay real.
   fakeOnly(['setInterval', 'clearInterval']);
   const config = validateConfig({
+    ...WITH_MOCK,
     tiers: { free: { models: ['*'] }, pro: { models: ['*'] } },
     tenants: { small: { tier: 'free' }, big: { tier: 'pro' } },
     keys: [

@@ -84,6 +84,34 @@ export async function askBenchChild<Value>(entry: string, request: unknown, name
   }
 }
 
+/** A forked bench child asked one message at a time, each answered once (`answerParent` in child-answers.ts). */
+export interface AskingChild {
+  ask<T>(message: Record<string, unknown>): Promise<T>;
+  kill(): void;
+}
+
+export function forkAsking(entry: string, name: string): AskingChild {
+  const child = forkBench(entry);
+  let exit: Error | undefined;
+  child.once('exit', (code, signal) => (exit = new Error(`the ${name} child exited (${code ?? signal})`)));
+  return {
+    ask<T>(message: Record<string, unknown>) {
+      if (exit) return Promise.reject(exit);
+      return new Promise<T>((resolve, reject) => {
+        const onExit = () => reject(exit ?? new Error(`the ${name} child exited`));
+        child.once('exit', onExit);
+        child.once('message', (reply: { ok: boolean; value?: T; error?: string }) => {
+          child.off('exit', onExit);
+          if (reply.ok) resolve(reply.value!);
+          else reject(new Error(reply.error ?? `the ${name} child failed`));
+        });
+        child.send(message);
+      });
+    },
+    kill: () => child.kill(),
+  };
+}
+
 export async function startServer(
   spec: ServerSpec,
   options: Pick<ForkOptions, 'exposeGc' | 'builtPackages' | 'execArgv'> = {},

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
 
-const MANIFEST = fileURLToPath(new URL('../../deploy/kubernetes/deployment.yaml', import.meta.url));
+const MANIFEST = fileURLToPath(new URL('../../deploy/kubernetes/statefulset.yaml', import.meta.url));
 const CGROUP_ROOT = '/sys/fs/cgroup';
 
 /** Kubernetes quantities as the manifest writes memory: a number with a binary (Ki, Mi, Gi) or decimal suffix. */
@@ -20,14 +20,14 @@ function quantityBytes(text: string): number {
   return Math.round(Number(match[1]) * (match[2] ? scale[match[2]]! : 1));
 }
 
-/** The gateway container's memory limit in deploy/kubernetes/deployment.yaml: what a deployed process runs under. */
+/** The gateway container's memory limit in deploy/kubernetes/statefulset.yaml: what a deployed process runs under. */
 export async function manifestMemoryLimit(): Promise<{ bytes: number; text: string }> {
   for (const document of parseAllDocuments(await readFile(MANIFEST, 'utf8'))) {
     const manifest = document.toJS() as {
       kind?: string;
       spec?: { template?: { spec?: { containers?: { resources?: { limits?: { memory?: string } } }[] } } };
     };
-    if (manifest.kind !== 'Deployment') continue;
+    if (manifest.kind !== 'StatefulSet') continue;
     const text = manifest.spec?.template?.spec?.containers?.[0]?.resources?.limits?.memory;
     if (text) return { bytes: quantityBytes(text), text };
   }

@@ -1,5 +1,5 @@
 // The reference model of the money engine: what each budget must show (spent, credit, held, remaining) after any
-// sequence of reserves, extensions, settles, releases, top-ups, expiries, period rolls, data losses and rebuilds.
+// sequence of reserves, extensions, settles, releases, top-ups, resets, expiries, period rolls, data losses and rebuilds.
 import type { BudgetSelector } from '@tollgate/budget';
 
 /*
@@ -8,6 +8,9 @@ import type { BudgetSelector } from '@tollgate/budget';
  * spent - held; a reserve is all-or-nothing and grants the most every scope affords down to its minimum; a settle
  * replaces what was held by the actual amount; a reservation whose TTL passed is charged its amount and a late settle
  * corrects it; what a store lost is never given back; a rebuild raises spent to the usage ledger's, never lowers it.
+ * With a credit journal (docs/architecture.md, "Spend after a store loses its data"): a top-up raises the store's credit
+ * to the journal's sum since the scope's last reset; a reset forgets spent and credit, and a rebuild counts only the
+ * calls that finished from it on, and raises credit to the journal's.
  */
 
 export type Period = 'hour' | 'day' | 'month';
@@ -96,20 +99,24 @@ export class MoneyModel {
   readonly records: LedgerRecord[] = [];
   /** How often each kind of event happened (a run that never reaches one cannot find its defects). */
   readonly seen = new Map<string, number>();
-  readonly #figures = new Map<string, Figures & { start: number }>();
+  readonly #figures = new Map<string, Figures & { start: number } & JournalFigures>();
 
-  constructor(readonly budgets: readonly BudgetDef[]) {}
+  /** `journal`: top-ups and resets are journaled durably (the guard's creditJournal), so they outlive the store. */
+  constructor(
+    readonly budgets: readonly BudgetDef[],
+    readonly options: { journal?: boolean } = {},
+  ) {}
 
   note(event: string): void {
     this.seen.set(event, (this.seen.get(event) ?? 0) + 1);
   }
 
   /** The budget's figures in the period holding `now` (a new period starts from nothing). */
-  figures(budget: BudgetDef, now: number): Figures & { start: number } {
+  figures(budget: BudgetDef, now: number): Figures & { start: number } & JournalFigures {
     const start = periodStart(budget.period, now);
     let current = this.#figures.get(budget.name);
     if (!current || current.start !== start) {
-      current = { start, spent: 0, credit: 0, held: 0 };
+      current = { start, spent: 0, credit: 0, held: 0, journaled: 0, resetAt: undefined };
       this.#figures.set(budget.name, current);
     }
     return current;
@@ -264,7 +271,23 @@ export class MoneyModel {
   }
 
   topUp(budget: BudgetDef, amount: number, now: number): void {
-    this.figures(budget, now).credit += amount;
+    const figures = this.figures(budget, now);
+    if (!this.options.journal) {
+      figures.credit += amount;
+      return;
+    }
+    // Journaled first, then the store's credit raised to the journal's sum (all of it again after a loss).
+    figures.journaled += amount;
+    figures.credit = Math.max(figures.credit, figures.journaled);
+    this.note('top-up journaled');
+  }
+
+  /** An operator's reset (journaled): spent and credit forgotten in the current period; what is held stays. */
+  reset(budget: BudgetDef, now: number): void {
+    if (!this.options.journal) throw new Error('the model journals resets only with a credit journal');
+    const figures = this.figures(budget, now);
+    Object.assign(figures, { spent: 0, credit: 0, journaled: 0, resetAt: now });
+    this.note('reset');
   }
 
   /** The store forgot everything (spent, credit, held); reserves wait for a rebuild. */
@@ -279,18 +302,35 @@ export class MoneyModel {
     for (const hold of this.holds) if (hold.pid === pid) hold.pid = undefined;
   }
 
-  /** Spent raised to what the usage ledger recorded for each budget's current period; reserves admit again. */
+  /**
+   * Spent raised to what the usage ledger recorded for each budget's current period (from its last reset: the calls
+   * that finished from it on); with a journal, credit raised to the journal's; reserves admit again.
+   */
   rebuild(now: number): void {
     for (const budget of this.budgets) {
       const figures = this.figures(budget, now);
       let recorded = 0;
       for (const record of this.records) {
-        if (record.at >= figures.start && record.at <= now && budget.applies(record.caller, record.model))
-          recorded += record.cost;
+        if (record.at < figures.start || record.at > now || !budget.applies(record.caller, record.model)) continue;
+        if (figures.resetAt !== undefined && record.finishedAt < figures.resetAt) {
+          this.note('rebuild left out a call before a reset');
+          continue;
+        }
+        recorded += record.cost;
       }
       if (recorded > figures.spent) this.note('rebuild raised spent');
       figures.spent = Math.max(figures.spent, recorded);
+      if (this.options.journal && figures.journaled > figures.credit) {
+        this.note('rebuild raised credit');
+        figures.credit = figures.journaled;
+      }
     }
     this.gateOpen = true;
   }
+}
+
+/** What the credit journal holds of a budget's current period: top-ups since its last reset, and when that was. */
+interface JournalFigures {
+  journaled: number;
+  resetAt: number | undefined;
 }

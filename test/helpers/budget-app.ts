@@ -6,12 +6,17 @@ import type { Pricing } from '@tollgate/core';
 import { meter } from '@tollgate/metering';
 import type { UsageSink } from '@tollgate/metering';
 
-/** The caller's tenant (default acme), key and end user from headers (auth is not what these tests are about). */
+/**
+ * The caller's tenant (default acme), key, end user, tier and tags (comma-separated) from headers (auth is not what
+ * these tests are about).
+ */
 const identify: RequestHandler = (req, res, next) => {
   getContext(req, res).identity = {
     keyId: String(req.headers['x-key']),
     tenantId: String(req.headers['x-tenant'] ?? 'acme'),
     ...(req.headers['x-user'] ? { userId: String(req.headers['x-user']) } : {}),
+    ...(req.headers['x-tier'] ? { tier: String(req.headers['x-tier']) } : {}),
+    ...(req.headers['x-tags'] ? { tags: String(req.headers['x-tags']).split(',') } : {}),
     scopes: [],
     authMethod: 'api_key',
   };

@@ -1,7 +1,10 @@
-// Reads deploy/Dockerfile the way the deploy tests follow it: its stages with their RUN and COPY steps, and the final
-// stage's ENV, USER, HEALTHCHECK and ENTRYPOINT, so a test runs the recipe rather than a copy of it.
+// Reads deploy/Dockerfile the way the deploy tests follow it: the ARGs before its first stage, its stages with their RUN
+// and COPY steps, and the final stage's ENV, USER, HEALTHCHECK and ENTRYPOINT, so a test runs the recipe rather than a
+// copy of it.
 
 export interface RecipeStage {
+  /** The image it starts from, the ARGs' defaults filled in. */
+  base: string;
   name?: string;
   workdir?: string;
   runs: string[];
@@ -9,6 +12,8 @@ export interface RecipeStage {
 }
 
 export interface Recipe {
+  /** The ARGs declared before the first FROM, with their defaults (`ARG NODE_IMAGE=node:24-bookworm-slim`). */
+  args: Record<string, string>;
   stages: RecipeStage[];
   /** The final stage's environment (its ENV lines, in order). */
   env: Record<string, string>;
@@ -63,17 +68,25 @@ function execForm(text: string, what: string): string[] {
 
 export function readRecipe(text: string): Recipe {
   const stages: RecipeStage[] = [];
-  const recipe: Recipe = { stages, env: {}, user: 'root', healthcheck: [], entrypoint: [] };
+  const recipe: Recipe = { args: {}, stages, env: {}, user: 'root', healthcheck: [], entrypoint: [] };
   for (const { keyword, rest } of instructions(text)) {
     const stage = stages.at(-1);
     if (keyword === 'FROM') {
       const name = /\s+AS\s+(\S+)$/i.exec(rest)?.[1];
-      stages.push({ ...(name ? { name } : {}), runs: [], copies: [] });
+      const base = rest.split(/\s+/)[0]!.replace(/\$\{(\w+)\}|\$(\w+)/g, (_, braced?: string, bare?: string) => {
+        const value = recipe.args[(braced ?? bare)!];
+        if (value === undefined) throw new Error(`FROM ${rest}: no ARG ${braced ?? bare} before it`);
+        return value;
+      });
+      stages.push({ base, ...(name ? { name } : {}), runs: [], copies: [] });
       recipe.env = {};
       recipe.user = 'root';
       continue;
     }
-    if (!stage) continue;
+    if (!stage) {
+      if (keyword === 'ARG') Object.assign(recipe.args, assignments(rest));
+      continue;
+    }
     if (keyword === 'WORKDIR') stage.workdir = rest;
     else if (keyword === 'RUN') stage.runs.push(rest);
     else if (keyword === 'COPY') {

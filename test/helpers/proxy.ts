@@ -49,6 +49,11 @@ export interface RunningProxy {
   close(): Promise<void>;
 }
 
+/** How a config names the built-in mock as its upstream, on purpose. */
+export const MOCK_UPSTREAMS: NonNullable<ProxyConfig['upstreams']> = { mock: { kind: 'mock' } };
+/** A config's fields that serve the built-in mock, to spread into a test's config. */
+export const WITH_MOCK = { upstreams: MOCK_UPSTREAMS };
+
 /** The proxy's access and error log, silent: a test that reads it passes a `logger` of its own. */
 const silentLogger = pino({ level: 'silent' });
 
@@ -60,6 +65,8 @@ export async function startProxy(config: ProxyConfig, deps: ProxyDeps = {}): Pro
   // blocks went back and their spend settled (10 s by default). Blocks at their defaults are tested on their own
   // (test/layer-conformance.test.ts, core's block tests) and measured in bench/deployment.ts.
   if (config.redis?.blocks === undefined) config = { ...config, redis: { ...config.redis, blocks: { maxAge: '1s' } } };
+  // A test that names no upstream is served by the mock (`deps.mock`, else a fresh one), named as a config must.
+  if (config.upstreams === undefined) config = { ...config, upstreams: MOCK_UPSTREAMS };
   const app = createProxyApp(config, { log: () => undefined, logger: silentLogger, ...deps });
   const server = app.listen(0, '127.0.0.1');
   const url = await listen(server);

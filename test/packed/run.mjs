@@ -263,6 +263,7 @@ async function installedGateway(allTarballs, major) {
   const { generateApiKey, hashApiKey } = await import('@tollgate/auth');
   const key = generateApiKey();
   const config = {
+    upstreams: { mock: { kind: 'mock' } },
     tiers: { free: { requestsPerMinute: 60, models: ['gpt-4o-mini'] } },
     tenants: { acme: { tier: 'free' } },
     keys: [{ id: 'packed', sha256: hashApiKey(key), tenant: 'acme' }],
@@ -274,14 +275,28 @@ async function installedGateway(allTarballs, major) {
     `tollgate-gateway --config, express ${major}`,
     key,
   );
-  // The demo keeps its usage ledger in PGlite: installed for it, as the error without it says.
+  // `npx tollgate-gateway` after `npm i @tollgate/gateway` alone: the demo runs without PGlite, and says so.
+  const withoutPglite = await serveOnce(
+    dir,
+    ['exec', '--', 'tollgate-gateway', '--port', '0'],
+    `tollgate-gateway demo without PGlite, express ${major}`,
+  );
+  if (!withoutPglite.includes('ledger: none, usage records are not kept (@electric-sql/pglite is not installed)'))
+    throw new Error(`the demo without PGlite did not say its usage is not kept:\n${withoutPglite}`);
+  // With PGlite installed, the demo keeps its usage ledger in it.
   npm(['install', '@electric-sql/pglite', '--engine-strict'], dir);
-  await serveOnce(dir, ['exec', '--', 'tollgate-gateway', '--port', '0'], `tollgate-gateway demo, express ${major}`);
+  const full = await serveOnce(
+    dir,
+    ['exec', '--', 'tollgate-gateway', '--port', '0'],
+    `tollgate-gateway demo, express ${major}`,
+  );
+  if (!full.includes('ledger: embedded PGlite in memory'))
+    throw new Error(`the demo with PGlite did not name its ledger:\n${full}`);
 }
 
 /**
  * Starts the copied proxy (or the installed gateway) with `npm <args>`, asks it one chat completion with `key`, or
- * the demo key it prints, and stops it.
+ * the demo key it prints, and stops it; returns what it printed.
  */
 async function serveOnce(dir, args, label, givenKey) {
   const child = spawn('npm', args, {
@@ -316,6 +331,7 @@ async function serveOnce(dir, args, label, givenKey) {
     if (response.status !== 200 || !body.choices?.[0]?.message)
       throw new Error(`${label} answered ${response.status}: ${JSON.stringify(body)}`);
     console.log(`served ok (${label}): ${response.status}, ${body.usage?.total_tokens} tokens`);
+    return output;
   } finally {
     // npm start runs node in a child: signal the whole group.
     try {

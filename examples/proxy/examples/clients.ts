@@ -5,9 +5,10 @@ import Anthropic from '@anthropic-ai/sdk';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
 import { createProxyApp, validateConfig } from '@tollgate/gateway';
 
-// The proxy on an ephemeral port, its built-in mock provider as the upstream (no `upstreams` in the config).
+// The proxy on an ephemeral port, its built-in mock provider as the upstream, named on purpose.
 const key = generateApiKey();
 const config = validateConfig({
+  upstreams: { mock: { kind: 'mock' } },
   tiers: {
     free: {
       requestsPerMinute: 60,

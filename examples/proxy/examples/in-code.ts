@@ -7,6 +7,7 @@ import { createProxyApp, validateConfig } from '@tollgate/gateway';
 const key = generateApiKey();
 const config = {
   // what a config file holds (see config.example.json)
+  upstreams: { mock: { kind: 'mock' } }, // the built-in mock's fake answers, on purpose; else your providers
   tiers: { free: { requestsPerMinute: 60, models: ['gpt-4o-mini'], maxOutputTokens: 64 } },
   tenants: { acme: { tier: 'free', budget: { usd: 1, period: 'day' } } },
   keys: [{ id: 'try-me', sha256: hashApiKey(key), tenant: 'acme' }],
@@ -14,7 +15,7 @@ const config = {
 };
 const stores = createMemoryStores(); // or createRedisStores({ url }) from @tollgate/redis
 
-const app = createProxyApp(validateConfig(config), { stores, log: () => undefined }); // an express app; no upstreams: the built-in mock
+const app = createProxyApp(validateConfig(config), { stores, log: () => undefined }); // an express app
 await app.replayUsage(); // what a proxy that died left in the spool, written
 await app.spendReady(); // budget spend Redis lost, rebuilt from the ledger
 const server = app.listen(0, '127.0.0.1');

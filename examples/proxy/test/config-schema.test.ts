@@ -3,6 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from '@jest/globals';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { configJsonSchemaText, validateConfig } from '@tollgate/gateway';
+import { WITH_MOCK } from '../../../packages/gateway/test/helpers/mock-upstream.js';
 
 const read = (file: string) => readFileSync(new URL(`../${file}`, import.meta.url), 'utf8');
 const committed = read('tollgate.config.schema.json');
@@ -37,7 +38,10 @@ describe('the config file JSON Schema', () => {
   it('names the schema in the documented example, and the proxy leaves "$schema" out of its config', () => {
     const example = JSON.parse(read('config.example.json')) as Record<string, unknown>;
     expect(example.$schema).toBe('./tollgate.config.schema.json');
-    expect(validateConfig({ $schema: './tollgate.config.schema.json', port: 8080 })).toEqual({ port: 8080 });
+    expect(validateConfig({ ...WITH_MOCK, $schema: './tollgate.config.schema.json', port: 8080 })).toEqual({
+      ...WITH_MOCK,
+      port: 8080,
+    });
   });
 
   it.each([

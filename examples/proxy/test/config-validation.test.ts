@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from '@jest/globals';
 import { parseConfig, validateConfig } from '@tollgate/gateway';
 import { rejection } from '../../../packages/gateway/test/helpers/config-rejection.js';
+import { WITH_MOCK } from '../../../packages/gateway/test/helpers/mock-upstream.js';
 
 const example = JSON.parse(readFileSync(new URL('../config.example.json', import.meta.url), 'utf8')) as Record<
   string,
@@ -50,27 +51,28 @@ describe('proxy config validation', () => {
     );
     expect(config.tiers?.free?.requestsPerMinute).toBe(5);
     expect(config.tenants?.acme?.budget).toEqual({ usd: 100, period: 'month', softLimit: 0.8 });
-    expect(config.upstreams?.anthropic?.api).toBe('anthropic');
-    expect(config.upstreams?.openai?.api).toBe('openai');
+    expect(config.upstreams?.anthropic).toMatchObject({ api: 'anthropic' });
+    expect(config.upstreams?.openai).toMatchObject({ api: 'openai' });
   });
 
   it('accepts a Redis Cluster by the URLs of some of its nodes', () => {
     const cluster = ['redis://10.0.0.1:6379', 'rediss://user:secret@10.0.0.2:6380'];
-    expect(validateConfig({ redis: { cluster } }).redis).toEqual({ cluster });
+    expect(validateConfig({ ...WITH_MOCK, redis: { cluster } }).redis).toEqual({ cluster });
   });
 
-  it('accepts an empty config (the mock provider, no limits)', () => {
-    expect(validateConfig({})).toEqual({});
+  it('accepts a config of the mock provider named on purpose, and no limits', () => {
+    expect(validateConfig(WITH_MOCK)).toEqual(WITH_MOCK);
   });
 
   it("accepts a tier's perKey limits beside its tenant limits", () => {
     const perKey = { requestsPerMinute: 60, tokensPerMinute: 200_000 };
     const tier = { requestsPerMinute: 600, tokensPerMinute: 2_000_000, perKey };
-    expect(validateConfig({ tiers: { pro: tier } }).tiers?.pro).toEqual(tier);
+    expect(validateConfig({ ...WITH_MOCK, tiers: { pro: tier } }).tiers?.pro).toEqual(tier);
   });
 
   it('accepts a timezone and week and quarter budgets', () => {
     const config = validateConfig({
+      ...WITH_MOCK,
       timezone: 'Asia/Kolkata',
       tenants: { acme: { budget: { usd: 5, period: 'week' } } },
       global: { budget: { usd: 500, period: 'quarter' } },
@@ -81,8 +83,10 @@ describe('proxy config validation', () => {
   });
 
   it('accepts a spool directory, or false to turn the spool off', () => {
-    expect(validateConfig({ usageLog: 'usage.jsonl', spool: '/var/spool/tollgate' }).spool).toBe('/var/spool/tollgate');
-    expect(validateConfig({ usageLog: 'usage.jsonl', spool: false }).spool).toBe(false);
+    expect(validateConfig({ ...WITH_MOCK, usageLog: 'usage.jsonl', spool: '/var/spool/tollgate' }).spool).toBe(
+      '/var/spool/tollgate',
+    );
+    expect(validateConfig({ ...WITH_MOCK, usageLog: 'usage.jsonl', spool: false }).spool).toBe(false);
   });
 
   it.each([
@@ -131,8 +135,8 @@ describe('proxy config validation', () => {
     ],
     [{ models: { m: { provider: 'local', inputPerMTok: 1, outputPerMTok: 1 } } }, 'models.m.provider names "local"'],
     [
-      { models: { m: { provider: 'openai', inputPerMTok: 1, outputPerMTok: 1, tokenizer: 'llama3' } } },
-      'models.m.tokenizer must be "o200k_base", "cl100k_base" or "approximate"',
+      { models: { m: { provider: 'openai', inputPerMTok: 1, outputPerMTok: 1, tokenizer: 'llama2' } } },
+      'models.m.tokenizer must be "o200k_base", "cl100k_base", "llama3", "tekken", "qwen2", "gemma" or "approximate"',
     ],
     [
       { models: { m: { provider: 'openai', inputPerMTok: 1, outputPerMTok: 1, maxOutputTokens: 0 } } },
@@ -178,7 +182,9 @@ describe('proxy config validation', () => {
   });
 
   it('keeps names like constructor as plain entries, and refuses "__proto__" as a name', () => {
-    const config = parseConfig('{"tiers":{"constructor":{"requestsPerMinute":2},"toString":{"requestsPerMinute":3}}}');
+    const config = parseConfig(
+      '{"upstreams":{"mock":{"kind":"mock"}},"tiers":{"constructor":{"requestsPerMinute":2},"toString":{"requestsPerMinute":3}}}',
+    );
     expect(Object.keys(config.tiers!).sort()).toEqual(['constructor', 'toString']);
     expect(Object.getPrototypeOf(config.tiers)).toBeNull();
     expect(rejection(JSON.parse('{"tiers":{"__proto__":{"requestsPerMinute":1}}}'))).toContain(
@@ -199,11 +205,11 @@ describe('proxy config validation', () => {
     expect(rejection({ requiredScope: 'embeddings', keys })).toContain(
       'requiredScope "embeddings" is held by no key in keys',
     );
-    expect(validateConfig({ requiredScope: 'chat', keys }).requiredScope).toBe('chat');
+    expect(validateConfig({ ...WITH_MOCK, requiredScope: 'chat', keys }).requiredScope).toBe('chat');
     const jwt = { jwksUrl: 'https://idp.example/.well-known/jwks.json' };
-    expect(validateConfig({ requiredScope: 'embeddings', keys, jwt }).requiredScope).toBe('embeddings');
+    expect(validateConfig({ ...WITH_MOCK, requiredScope: 'embeddings', keys, jwt }).requiredScope).toBe('embeddings');
     // Without keys in the file, keys come from the key store (keys create --redis, /admin/keys), not read at start.
-    expect(validateConfig({ requiredScope: 'chat' }).requiredScope).toBe('chat');
+    expect(validateConfig({ ...WITH_MOCK, requiredScope: 'chat' }).requiredScope).toBe('chat');
   });
 
   it('reports JSON syntax errors as config errors', () => {

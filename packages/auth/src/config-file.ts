@@ -1,10 +1,10 @@
 // Reads and atomically rewrites the `keys` array of a JSON config file (temp file + rename, under a lock file a crash does not leave held).
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { link, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { lockHolderAlive, readLockHolder, thisLockHolder } from '@tollgate/core/process-lock';
+import { withFileLock } from '@tollgate/core/process-lock';
 import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 import type { LockHolder } from '@tollgate/core/process-lock';
 import { TollgateError } from '@tollgate/core';
@@ -77,56 +77,6 @@ async function writeAtomically(path: string, text: string): Promise<void> {
   }
 }
 
-/** Lock files held by this process (absolute paths): alive, though they name this process's own id. */
-const heldHere = new Set<string>();
-/** Per lock file, the turn of the last run of this process waiting for it or holding it. */
-const inProcess = new Map<string, Promise<void>>();
-
-/** The lock file and what it names: its inode tells it from a lock taken after it was read. */
-async function readLock(lockPath: string): Promise<{ ino: number; holder: LockHolder | undefined } | undefined> {
-  try {
-    const { ino } = await stat(lockPath);
-    return { ino, holder: readLockHolder(lockPath) };
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
-  }
-}
-
-/** Creates the lock naming this process, whole (written, then linked to its name); false when it exists. */
-async function createLock(lockPath: string): Promise<boolean> {
-  const temp = `${lockPath}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-  await writeFile(temp, JSON.stringify(thisLockHolder()), { mode: 0o600, flag: 'wx' });
-  try {
-    await link(temp, lockPath);
-    return true;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw error;
-  } finally {
-    await rm(temp, { force: true });
-  }
-}
-
-/**
- * Removes a lock whose holder died. It is renamed away first (one rename wins), and put back if the
- * file moved is not the one found stale: another run took the stale lock over in between and holds it.
- */
-async function removeStaleLock(lockPath: string, staleIno: number): Promise<void> {
-  const moved = `${lockPath}.stale-${process.pid}-${randomBytes(6).toString('hex')}`;
-  try {
-    await rename(lockPath, moved);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw error;
-  }
-  try {
-    if ((await stat(moved)).ino !== staleIno) await link(moved, lockPath);
-  } finally {
-    await rm(moved, { force: true });
-  }
-}
-
 function lockedError(path: string, lockPath: string, holder: LockHolder | undefined): TollgateError {
   const who = holder ? `process ${holder.pid} on ${holder.host} (since ${holder.startedAt})` : 'another process';
   return new TollgateError(
@@ -142,44 +92,11 @@ function lockedError(path: string, lockPath: string, holder: LockHolder | undefi
  */
 async function withLock<T>(path: string, work: () => Promise<T>): Promise<T> {
   const lockPath = resolve(`${path}.lock`);
-  // Runs of this process take turns before they touch the file: a lock naming this process is then held by the run
-  // under way (heldHere), never mistaken for one an earlier life of the process id left, and a run that ends removes
-  // its own lock before the next one of this process looks.
-  const before = inProcess.get(lockPath) ?? Promise.resolve();
-  let done!: () => void;
-  const turn = new Promise<void>((resolveTurn) => (done = resolveTurn));
-  const queued = before.then(() => turn);
-  inProcess.set(lockPath, queued);
-  await before;
-  try {
-    return await withFileLock(path, lockPath, work);
-  } finally {
-    done();
-    if (inProcess.get(lockPath) === queued) inProcess.delete(lockPath);
-  }
-}
-
-/** The lock file itself, taken by this process's one run at a time (withLock). */
-async function withFileLock<T>(path: string, lockPath: string, work: () => Promise<T>): Promise<T> {
-  const deadline = Date.now() + LOCK_WAIT_MS;
-  for (;;) {
-    if (await createLock(lockPath)) break;
-    const found = await readLock(lockPath);
-    if (found === undefined) continue;
-    if (!lockHolderAlive(found.holder, heldHere.has(lockPath))) {
-      await removeStaleLock(lockPath, found.ino);
-      continue;
-    }
-    if (Date.now() > deadline) throw lockedError(path, lockPath, found.holder);
-    await new Promise((wake) => setTimeout(wake, LOCK_RETRY_MS));
-  }
-  heldHere.add(lockPath);
-  try {
-    return await work();
-  } finally {
-    heldHere.delete(lockPath);
-    await rm(lockPath, { force: true });
-  }
+  return withFileLock(lockPath, work, {
+    waitMs: LOCK_WAIT_MS,
+    retryMs: LOCK_RETRY_MS,
+    locked: (holder) => lockedError(path, lockPath, holder),
+  });
 }
 
 /**

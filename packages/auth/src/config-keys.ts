@@ -3,7 +3,7 @@ import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 import { TollgateError } from '@tollgate/core';
 import { isSha256Hex } from './api-keys.js';
 
-/** One entry of the config file's `keys` array. Fields beyond these (e.g. `budget`) are kept in `metadata`. */
+/** One entry of the config file's `keys` array. Fields beyond these are kept in `metadata`. */
 export interface ConfigKeyEntry {
   id: string;
   /** SHA-256 hex of the whole key string. */
@@ -23,6 +23,10 @@ export interface ConfigKeyEntry {
   /** ISO 8601; the key stops working at this instant. */
   expiresAt?: string;
   disabled?: boolean;
+  /** The key's own budget (the config's form; the gateway's config checks it). */
+  budget?: unknown;
+  /** The key whose budget this one continues (set by a rotation). */
+  budgetOf?: string;
   [extra: string]: unknown;
 }
 
@@ -40,6 +44,8 @@ const ENTRY_FIELDS = [
   'createdAt',
   'expiresAt',
   'disabled',
+  'budget',
+  'budgetOf',
 ];
 const ID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
 /** Config keys written by hand carry no creation time; this stands in for "unknown". */
@@ -78,7 +84,7 @@ export function isValidKeyId(id: unknown): id is string {
 
 /**
  * Validates the config's `keys` array and turns it into core ApiKeyRecords
- * (`tenant` -> `tenantId`, `user` -> `userId`, other fields such as `budget` -> `metadata`).
+ * (`tenant` -> `tenantId`, `user` -> `userId`, fields it does not know -> `metadata`).
  * Throws a TollgateError (`ERR_TG_AUTH_INVALID_KEY_CONFIG`) naming the faulty field, e.g. `keys[2].sha256`.
  */
 export function keyRecordsFromConfig(configKeys: unknown, path = 'keys'): ApiKeyRecord[] {
@@ -124,6 +130,10 @@ export function keyRecordsFromConfig(configKeys: unknown, path = 'keys'): ApiKey
     if (tags !== undefined) record.tags = tags;
     if (expiresAt !== undefined) record.expiresAt = expiresAt;
     if (entry.disabled === true) record.disabled = true;
+    // Its limits are checked by the budget's rules where it is served (the gateway's config, @tollgate/budget).
+    if (entry.budget !== undefined) record.budget = entry.budget;
+    const budgetOf = optionalString(entry, 'budgetOf', at);
+    if (budgetOf !== undefined) record.budgetOf = budgetOf;
     const metadata = Object.fromEntries(Object.entries(entry).filter(([field]) => !ENTRY_FIELDS.includes(field)));
     if (Object.keys(metadata).length > 0) record.metadata = metadata;
     return record;
@@ -144,6 +154,8 @@ export function configKeyFromRecord(record: ApiKeyRecord): ConfigKeyEntry {
   if (record.createdAt !== UNKNOWN_CREATED_AT) entry.createdAt = record.createdAt;
   if (record.expiresAt !== undefined) entry.expiresAt = record.expiresAt;
   if (record.disabled === true) entry.disabled = true;
+  if (record.budget !== undefined) entry.budget = record.budget;
+  if (record.budgetOf !== undefined) entry.budgetOf = record.budgetOf;
   return entry;
 }
 

@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { TollgateError } from '@tollgate/core';
 import { MemoryKeyStore } from '@tollgate/core/store-contracts';
-import type { ApiKeyRecord, KeyStore } from '@tollgate/core/store-contracts';
+import type { ApiKeyRecord, KeyChangeOutcome, KeyStore } from '@tollgate/core/store-contracts';
 import { editConfigKeys, parseConfigKeys } from './config-file.js';
 import { forgetKeyFileReader, keysWithRemovals, noteKeyFileTaken } from './key-file-readers.js';
 
@@ -102,6 +102,22 @@ export function fileKeyStore(path: string, options: FileKeyStoreOptions = {}): F
           ? records.map((record) => (record.id === id ? { ...record, disabled: true } : record))
           : undefined,
       ),
+    // Under the file's lock: the read and the write are one step.
+    async change(id, decide) {
+      let outcome: KeyChangeOutcome = 'missing';
+      await edit((records) => {
+        const index = records.findIndex((record) => record.id === id);
+        const current = records[index];
+        if (!current) return undefined;
+        const change = decide(current);
+        outcome = !change ? 'declined' : change.add && records.some((r) => r.id === change.add!.id) ? 'taken' : 'done';
+        if (outcome !== 'done') return undefined;
+        const next = [...records];
+        next[index] = current.disabled === true ? { ...change!.record, disabled: true } : change!.record;
+        return change!.add ? [...next, change!.add] : next;
+      });
+      return outcome;
+    },
     delete: (id) =>
       edit((records) => (records.some((record) => record.id === id) ? records.filter((r) => r.id !== id) : undefined)),
     async reload() {

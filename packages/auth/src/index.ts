@@ -13,7 +13,15 @@ export type { ConfigKeyEntry } from './config-keys.js';
 export { fileKeyStore } from './file-key-store.js';
 export { forgetKeyFileReader, keysWithRemovals, noteKeyFileTaken } from './key-file-readers.js';
 export type { FileKeyStore } from './file-key-store.js';
-export { expiryAfterGrace, keyExpiry, rotationGrace, successorRecord, KeyTermError } from './key-terms.js';
+export {
+  expiryAfterGrace,
+  keyBudgetTerm,
+  keyExpiry,
+  predecessorAfterRotation,
+  rotationGrace,
+  successorRecord,
+  KeyTermError,
+} from './key-terms.js';
 export { runKeysCommand } from './keys-command.js';
 export { attribution } from './attribution.js';
 export type { AttributionOptions } from './attribution.js';

@@ -16,7 +16,17 @@ interface ReaderNote extends LockHolder {
   taking: KeyFileTaking;
   /** ISO time it took it. */
   takenAt: string;
+  /** ISO time the reader last said it still reads the file (its heartbeat); older notes have only `takenAt`. */
+  aliveAt?: string;
 }
+
+/** How often a reader rewrites its note while it reads the file. */
+export const READER_HEARTBEAT_MS = 5_000;
+/**
+ * A note not rewritten for this long is a reader gone (a container that died leaves its note behind, and another
+ * host's process cannot be asked): a revoke no longer waits for it. Four heartbeats: a live reader never misses them.
+ */
+export const READER_NOTE_EXPIRY_MS = 4 * READER_HEARTBEAT_MS;
 
 /** The folder beside `path` where its readers note what they took: `.<name>.readers/`. */
 export function readersFolder(path: string): string {
@@ -30,13 +40,11 @@ export function keyFileDigest(text: string): string {
 
 const self = thisLockHolder();
 
-/**
- * Notes that this process took `text` of the key file at `path` (whole, or its removals only). Best effort: a
- * folder that cannot be written leaves `tollgate keys` unable to know, which it says.
- */
-export function noteKeyFileTaken(path: string, text: string, taking: KeyFileTaking): void {
+/** This process's note on each file it reads, and the timer that keeps it fresh. */
+const heartbeats = new Map<string, { note: ReaderNote; timer: NodeJS.Timeout }>();
+
+function writeNote(path: string, note: ReaderNote): void {
   const folder = readersFolder(path);
-  const note: ReaderNote = { ...self, sha256: keyFileDigest(text), taking, takenAt: new Date().toISOString() };
   try {
     mkdirSync(folder, { recursive: true, mode: 0o700 });
     writeFileSync(join(folder, `${self.host}-${self.pid}.json`), JSON.stringify(note), { mode: 0o600 });
@@ -45,12 +53,46 @@ export function noteKeyFileTaken(path: string, text: string, taking: KeyFileTaki
   }
 }
 
+/**
+ * Notes that this process took `text` of the key file at `path` (whole, or its removals only), and keeps the note
+ * fresh (`aliveAt`, every READER_HEARTBEAT_MS) until `forgetKeyFileReader`. Best effort: a folder that cannot be
+ * written leaves `tollgate keys` unable to know, which it says.
+ */
+export function noteKeyFileTaken(path: string, text: string, taking: KeyFileTaking): void {
+  const now = new Date().toISOString();
+  const note: ReaderNote = { ...self, sha256: keyFileDigest(text), taking, takenAt: now, aliveAt: now };
+  writeNote(path, note);
+  const beating = heartbeats.get(path);
+  if (beating) {
+    beating.note = note;
+    return;
+  }
+  const entry = {
+    note,
+    timer: setInterval(
+      () => writeNote(path, { ...entry.note, aliveAt: new Date().toISOString() }),
+      READER_HEARTBEAT_MS,
+    ),
+  };
+  // The heartbeat never keeps a process alive that is otherwise done.
+  entry.timer.unref();
+  heartbeats.set(path, entry);
+}
+
 /** Removes this process's note (it stops reading the file). */
 export function forgetKeyFileReader(path: string): void {
+  clearInterval(heartbeats.get(path)?.timer);
+  heartbeats.delete(path);
   rmSync(join(readersFolder(path), `${self.host}-${self.pid}.json`), { force: true });
 }
 
-/** The processes reading `path` now, with what they last took; notes of processes gone are removed. */
+/** A note still kept by a reader: rewritten lately, by a process that may be alive. */
+function noteAlive(note: ReaderNote, now: number): boolean {
+  const aliveAt = Date.parse(note.aliveAt ?? note.takenAt);
+  return Number.isFinite(aliveAt) && now - aliveAt < READER_NOTE_EXPIRY_MS && lockHolderAlive(note);
+}
+
+/** The processes reading `path` now, with what they last took; notes of processes gone (or silent) are removed. */
 export function keyFileReaders(path: string): ReaderNote[] {
   const folder = readersFolder(path);
   let names: string[];
@@ -60,6 +102,7 @@ export function keyFileReaders(path: string): ReaderNote[] {
     return [];
   }
   const readers: ReaderNote[] = [];
+  const now = Date.now();
   for (const name of names) {
     const file = join(folder, name);
     let note: ReaderNote | undefined;
@@ -68,7 +111,7 @@ export function keyFileReaders(path: string): ReaderNote[] {
     } catch {
       continue;
     }
-    if (lockHolderAlive(note)) readers.push(note);
+    if (noteAlive(note, now)) readers.push(note);
     else rmSync(file, { force: true });
   }
   return readers;

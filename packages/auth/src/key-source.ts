@@ -2,7 +2,7 @@
 import type { Identity } from '@tollgate/core';
 import type { ApiKeyRecord, AuthMethod, KeyStore } from '@tollgate/core/store-contracts';
 import { TollgateError } from '@tollgate/core';
-import { withTimeout } from '@tollgate/core/store-contracts';
+import { keyBudgetOf, withTimeout } from '@tollgate/core/store-contracts';
 import { hashApiKey, isSha256Hex, sha256Equal } from './api-keys.js';
 
 /** A user function that finds the record of a key by the key's SHA-256 hex. */
@@ -102,6 +102,9 @@ export function identityFromRecord(record: ApiKeyRecord, authMethod: AuthMethod)
   if (record.tags !== undefined && record.tags.length > 0) identity.tags = [...record.tags];
   if (record.models !== undefined) identity.models = [...record.models];
   if (record.tools !== undefined) identity.tools = [...record.tools];
+  // The record's own limits object: budgetGuard validates each once, not on every request.
+  const keyBudget = keyBudgetOf(record);
+  if (keyBudget) identity.keyBudget = keyBudget;
   return identity;
 }
 

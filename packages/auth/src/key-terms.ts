@@ -1,6 +1,7 @@
 // The terms of a key a person types: when a new key expires, and what a rotation does with the old one. One rule for
 // every place keys are made by hand (the `keys` command, the dashboard), each naming the field its own way.
 import { parseDuration } from '@tollgate/core';
+import { keyBudgetScope } from '@tollgate/core/store-contracts';
 import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 
 /** A term that does not read; the message names the field as the caller called it (`--grace`, `grace`). */
@@ -52,7 +53,8 @@ export function rotationGrace(value: string | undefined, now: number, field = 'g
 
 /**
  * The key that replaces `old` in a rotation: every attribute of the old one, its end date included (the same
- * instant: a 30-day key's successor ends when it would have), unless `expiresAt` gives a new one; never disabled.
+ * instant: a 30-day key's successor ends when it would have), unless `expiresAt` gives a new one; never disabled. Its
+ * budget continues the old one's (`budgetOf`): the same spend in the same period, never a fresh one.
  */
 export function successorRecord(
   old: ApiKeyRecord,
@@ -64,6 +66,7 @@ export function successorRecord(
     id: next.id,
     sha256: next.sha256,
     createdAt: new Date(next.now).toISOString(),
+    budgetOf: keyBudgetScope(old),
   };
   if (next.expiresAt !== undefined) record.expiresAt = next.expiresAt;
   return record;
@@ -74,4 +77,29 @@ export function expiryAfterGrace(record: ApiKeyRecord, graceEnd: string): string
   return record.expiresAt !== undefined && Date.parse(record.expiresAt) < Date.parse(graceEnd)
     ? record.expiresAt
     : graceEnd;
+}
+
+/** The old key as a rotation leaves it: revoked, ending by the grace's end, or as it was. */
+export function predecessorAfterRotation(old: ApiKeyRecord, grace: RotationGrace): ApiKeyRecord {
+  if (grace.oldKey === 'revoke') return { ...old, disabled: true };
+  if (grace.oldKey === 'expire') return { ...old, expiresAt: expiryAfterGrace(old, grace.at) };
+  return old;
+}
+
+/**
+ * A key's budget as a person types it: JSON of one budget or a list (`{"usd":5,"period":"day"}`), or `none` to take it
+ * away (null). Its limits are checked where the key is stored, by the rule the gateway's config applies.
+ */
+export function keyBudgetTerm(value: string, field = 'budget'): unknown {
+  const text = value.trim();
+  if (text === 'none') return null;
+  try {
+    const budget = JSON.parse(text) as unknown;
+    if (typeof budget === 'object' && budget !== null) return budget;
+  } catch {
+    // Said below, with the field's name.
+  }
+  throw new KeyTermError(
+    `${field} must be JSON of a budget or a list of them, like {"usd":5,"period":"day"}, or none; got ${JSON.stringify(value)}`,
+  );
 }

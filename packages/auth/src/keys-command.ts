@@ -1,5 +1,6 @@
 // `tollgate keys create|list|revoke|rotate|delete`: key management against a JSON config file or a Redis key store.
-import type { ApiKeyRecord, KeyStore } from '@tollgate/core/store-contracts';
+import { changeKey } from '@tollgate/core/store-contracts';
+import type { ApiKeyRecord, KeyChange, KeyChangeOutcome, KeyStore } from '@tollgate/core/store-contracts';
 import {
   commandFailure,
   EXIT_FAILED,
@@ -16,7 +17,14 @@ import type { Column, CommandIo, OutputFormat, ParsedCommandLine } from '@tollga
 import { generateApiKey, hashApiKey } from './api-keys.js';
 import { editConfigKeys, readConfigKeys } from './config-file.js';
 import { configKeyFromRecord, isValidKeyId } from './config-keys.js';
-import { expiryAfterGrace, KeyTermError, keyExpiry, rotationGrace, successorRecord } from './key-terms.js';
+import {
+  keyBudgetTerm,
+  KeyTermError,
+  keyExpiry,
+  predecessorAfterRotation,
+  rotationGrace,
+  successorRecord,
+} from './key-terms.js';
 import { readersFolder, waitForKeyFileReaders } from './key-file-readers.js';
 import type { ReadersVerdict } from './key-file-readers.js';
 
@@ -28,14 +36,18 @@ const USAGE_TEXT = `Usage: tollgate keys <command> [target] [options]
 Commands:
   create  --tenant <t> --user <u> [--scopes <a,b>] [--tier <t>] [--feature <f>] [--models <m1,m2>]
           [--tools <server/tool,server/*>] [--expires <30d | ISO date | never>] [--id <name>] [--format json]
+          [--budget '{"usd":5,"period":"day"}']
           Creates a key, prints it ONCE and prints the record to store. Without --scopes the key
           holds none (it passes no scope check, such as a gateway's requiredScope); this is printed.
+          --budget gives it a budget of its own (JSON of one budget or a list, as a config key's).
   list    [--format table|csv|json]       Lists keys (ids and attributes, never hashes).
   revoke  <id>                            Disables a key.
   rotate  <id> [--grace <0 | 1h | keep>] [--expires <30d | ISO date | never>] [--id <new>] [--format json]
           Creates a new key with every attribute of the old one, its end date included (--expires
           gives a new one); the old one stops at once (--grace 0), expires after the grace (--grace 1h),
-          or stays until revoked (--grace keep, the default).
+          or stays until revoked (--grace keep, the default). The new key continues the old one's
+          budget: the same limits and the same period's spend (its "budgetOf" names the key it is counted under).
+  budget  <id> --budget <JSON | none>     Sets or removes a key's budget; the period's spend stays.
   delete  <id>                            Removes a key record.
 
 Target (where records live; create without a target only prints the record):
@@ -52,8 +64,9 @@ What each guarantees:
             revocations, expiries and deletions from it anyway, within a second. The command then
             waits up to 3 s for each gateway reading the file to say it took the change, and says
             which did; a revoke, delete or rotate --grace 0 that a running reader did not take exits 1.
-  --redis   A revoke is one atomic store call; every process's key cache drops the key at once
-            (pub/sub), and a cached record lives at most a minute (keyCache.maxAgeMs) if that is lost.
+  --redis   A revoke, a rotate and a budget change are each one atomic store call (a revoke is never
+            undone); every process's key cache drops the key at once (pub/sub), and a cached record lives
+            at most a minute (keyCache.maxAgeMs) if that is lost.
 
 --json is short for --format json. Exit code 0 done, 1 failed or refused, 2 a wrong command line.
 `;
@@ -67,10 +80,15 @@ interface KeyTarget {
   findById(id: string): Promise<ApiKeyRecord | undefined>;
   /** Adds a record; false when its id is taken. */
   add(record: ApiKeyRecord): Promise<boolean>;
-  /** Replaces a record by id; false when it is gone. */
-  update(id: string, change: (record: ApiKeyRecord) => ApiKeyRecord): Promise<boolean>;
-  /** Ends a record's life by `at` at the latest (an earlier expiry stays); false when it is gone. */
-  expireBy(id: string, at: string): Promise<boolean>;
+  /**
+   * Changes a record (and adds one: a rotation) in one step, as KeyStore.change does; `narrows` when the change only
+   * takes a key away.
+   */
+  change(
+    id: string,
+    decide: (record: ApiKeyRecord) => KeyChange | undefined,
+    narrows: boolean,
+  ): Promise<KeyChangeOutcome>;
   /** Disables a record by id; false when it is gone. */
   revoke(id: string): Promise<boolean>;
   delete(id: string): Promise<boolean>;
@@ -138,13 +156,19 @@ function configTarget(path: string, options: KeysCommandOptions): KeyTarget {
       written: (text) => (written = { text, problems }),
     });
   };
-  const update = (id: string, change: (record: ApiKeyRecord) => ApiKeyRecord, narrows: boolean) =>
-    edit((records) => {
+  const change = (id: string, decide: (record: ApiKeyRecord) => KeyChange | undefined, narrows: boolean) =>
+    edit((records): { changed: boolean; records: ApiKeyRecord[]; result: KeyChangeOutcome } => {
       const index = records.findIndex((record) => record.id === id);
-      if (index < 0) return { changed: false, records, result: false };
+      if (index < 0) return { changed: false, records, result: 'missing' };
+      const current = records[index]!;
+      const decided = decide(current);
+      if (!decided) return { changed: false, records, result: 'declined' };
+      if (decided.add && records.some((record) => record.id === decided.add!.id))
+        return { changed: false, records, result: 'taken' };
       const next = [...records];
-      next[index] = change(records[index]!);
-      return { changed: true, records: next, result: true };
+      // A revoke is never undone, whatever the change says.
+      next[index] = current.disabled === true ? { ...decided.record, disabled: true } : decided.record;
+      return { changed: true, records: decided.add ? [...next, decided.add] : next, result: 'done' };
     }, narrows);
   return {
     describe: path,
@@ -161,9 +185,8 @@ function configTarget(path: string, options: KeysCommandOptions): KeyTarget {
         false,
         true,
       ),
-    update: (id, change) => update(id, change, false),
-    expireBy: (id, at) => update(id, (previous) => ({ ...previous, expiresAt: expiryAfterGrace(previous, at) }), true),
-    revoke: (id) => update(id, (record) => ({ ...record, disabled: true }), true),
+    change,
+    revoke: async (id) => (await change(id, (record) => ({ record: { ...record, disabled: true } }), true)) === 'done',
     delete: (id) =>
       edit((records) => {
         const next = records.filter((record) => record.id !== id);
@@ -219,18 +242,17 @@ function storeTarget(
       await store.put(record);
       return true;
     },
-    async update(id, change) {
-      const record = await store.findById(id);
-      if (!record) return false;
-      await store.put(change(record));
-      return true;
-    },
-    async expireBy(id, at) {
-      const record = await store.findById(id);
-      if (!record) return false;
-      await store.put({ ...record, expiresAt: expiryAfterGrace(record, at) });
-      return true;
-    },
+    // One atomic store call (KeyStore.change): a revoke between the read and the write is never undone.
+    change: (id, decide) =>
+      changeKey(store, id, (record) => {
+        const decided = decide(record);
+        for (const changed of decided ? [decided.record, decided.add] : []) {
+          const problems = changed && options.storedKeyProblems?.(changed);
+          if (problems && problems.length > 0)
+            throw new ConfigRefusedError(describe, problems, "would hold a key the gateway's config cannot serve");
+        }
+        return decided;
+      }),
     // One atomic store call: a concurrent put cannot undo the revocation.
     revoke: (id) => store.disable(id),
     delete: (id) => store.delete(id),
@@ -335,6 +357,7 @@ const OPTIONS = {
   tools: { type: 'string' },
   expires: { type: 'string' },
   grace: { type: 'string' },
+  budget: { type: 'string' },
   id: { type: 'string' },
   ...FORMAT_OPTIONS,
   ...HELP_OPTION,
@@ -394,6 +417,8 @@ async function createKey(run: KeysRun): Promise<number> {
   const tools = splitList(values.tools);
   if (tools !== undefined) record.tools = tools;
   if (expiresAt !== undefined) record.expiresAt = expiresAt;
+  const budget = values.budget === undefined ? null : keyBudgetTerm(values.budget, '--budget');
+  if (budget !== null) record.budget = budget;
   if (target && !(await target.add(record))) {
     io.stderr.write(`A key with id "${id}" already exists in ${target.describe}; choose another --id.\n`);
     return EXIT_FAILED;
@@ -445,24 +470,28 @@ async function rotateKey(run: KeysRun): Promise<number> {
   const format = createdFormat(values);
   const grace = rotationGrace(values.grace, now, '--grace');
   const expiresAt = keyExpiry(values.expires, now, '--expires');
-  const old = await target.findById(oldId);
-  if (!old) {
-    io.stderr.write(`No key with id "${oldId}" in ${target.describe}.\n`);
-    return EXIT_FAILED;
-  }
-  if (old.disabled === true) {
-    io.stderr.write(`The key "${oldId}" is revoked: create a new key instead.\n`);
-    return EXIT_FAILED;
-  }
-  const id = checkedId(values.id ?? defaultId(old.tenantId, old.userId));
   const key = generateApiKey();
-  const record = successorRecord(old, { id, sha256: hashApiKey(key), now, expiresAt });
-  if (!(await target.add(record))) {
-    io.stderr.write(`A key with id "${id}" already exists in ${target.describe}; choose another --id.\n`);
+  let record: ApiKeyRecord | undefined;
+  // One step (KeyStore.change): the old key read, its successor added and the old key ended together.
+  const outcome = await target.change(
+    oldId,
+    (old) => {
+      if (old.disabled === true) return undefined;
+      const id = checkedId(values.id ?? record?.id ?? defaultId(old.tenantId, old.userId));
+      record = successorRecord(old, { id, sha256: hashApiKey(key), now, expiresAt });
+      return { record: predecessorAfterRotation(old, grace), add: record };
+    },
+    false,
+  );
+  if (outcome !== 'done' || !record) {
+    const why: Record<Exclude<KeyChangeOutcome, 'done'>, string> = {
+      missing: `No key with id "${oldId}" in ${target.describe}.`,
+      declined: `The key "${oldId}" is revoked: create a new key instead.`,
+      taken: `A key with id "${record?.id ?? ''}" already exists in ${target.describe}; choose another --id.`,
+    };
+    io.stderr.write(`${why[outcome as Exclude<KeyChangeOutcome, 'done'>]}\n`);
     return EXIT_FAILED;
   }
-  if (grace.oldKey === 'revoke') await target.revoke(oldId);
-  else if (grace.oldKey === 'expire') await target.expireBy(oldId, grace.at);
   printCreated(io, key, record, target, format, `Rotated "${oldId}" to new`);
   if (format !== 'json') {
     const after = {
@@ -476,12 +505,39 @@ async function rotateKey(run: KeysRun): Promise<number> {
   return reached ? EXIT_OK : EXIT_FAILED;
 }
 
+/** `budget <id> --budget <JSON | none>`: the key's budget set or taken away; the period's spend stays where it is. */
+async function setKeyBudget(run: KeysRun): Promise<number> {
+  const id = oneId(run);
+  if (run.values.budget === undefined) throw new UsageError('"keys budget" needs --budget <JSON | none>');
+  const budget = keyBudgetTerm(run.values.budget, '--budget');
+  const target = needTarget(run);
+  const outcome = await target.change(
+    id,
+    (record) => {
+      const { budget: _old, ...rest } = record;
+      return { record: budget === null ? rest : { ...rest, budget } };
+    },
+    false,
+  );
+  if (outcome === 'missing') {
+    run.io.stderr.write(`No key with id "${id}" in ${target.describe}.\n`);
+    return EXIT_FAILED;
+  }
+  run.io.stdout.write(
+    budget === null
+      ? `Key "${id}" has no budget of its own now.\n`
+      : `Key "${id}" has the budget ${JSON.stringify(budget)} now; what it spent this period still counts.\n`,
+  );
+  return (await (target.settle?.(run.io, false) ?? true)) ? EXIT_OK : EXIT_FAILED;
+}
+
 const COMMANDS: Readonly<Record<string, (run: KeysRun) => Promise<number>>> = {
   create: createKey,
   list: listKeys,
   revoke: removeKey('revoke'),
   delete: removeKey('delete'),
   rotate: rotateKey,
+  budget: setKeyBudget,
 };
 
 /** Where the keys are: a config file, a Redis, or nowhere yet (`create` prints the record to add). */

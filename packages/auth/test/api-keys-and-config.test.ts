@@ -27,7 +27,7 @@ describe('generateApiKey / hashApiKey', () => {
 describe('keyRecordsFromConfig', () => {
   const sha = 'AB'.repeat(32);
 
-  it("maps the proxy config's key entries to records and back, keeping extra fields in metadata", () => {
+  it("maps the proxy config's key entries to records and back, the budget on the record, other fields in metadata", () => {
     const entry = {
       id: 'acme-support',
       sha256: sha,
@@ -37,6 +37,8 @@ describe('keyRecordsFromConfig', () => {
       tags: ['mobile'],
       scopes: ['chat'],
       budget: { usd: 5, period: 'day' },
+      budgetOf: 'acme-support-0',
+      note: 'kept',
       tier: 'pro',
       models: ['gpt-4o-mini'],
       expiresAt: '2030-01-01T00:00:00.000Z',
@@ -54,7 +56,9 @@ describe('keyRecordsFromConfig', () => {
       models: ['gpt-4o-mini'],
       expiresAt: '2030-01-01T00:00:00.000Z',
       createdAt: new Date(0).toISOString(),
-      metadata: { budget: { usd: 5, period: 'day' } },
+      budget: { usd: 5, period: 'day' },
+      budgetOf: 'acme-support-0',
+      metadata: { note: 'kept' },
     });
     expect(configKeyFromRecord(record!)).toEqual({ ...entry, sha256: sha.toLowerCase() });
     expect(keyRecordsFromConfig(undefined)).toEqual([]);

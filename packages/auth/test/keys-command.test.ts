@@ -13,23 +13,14 @@ import { parse as parseCsv } from 'csv-parse/sync';
 import request from 'supertest';
 import { readLockHolder } from '@tollgate/core/process-lock';
 import { createRedisStores } from '@tollgate/redis';
-import { apiKeyAuth, hashApiKey, keyRecordsFromConfig, runKeysCommand } from '../src/index.js';
+import { apiKeyAuth, hashApiKey, keyRecordsFromConfig } from '../src/index.js';
 import { isApiKeyFormat } from '../src/api-keys.js';
-import { createServer } from './helpers.js';
+import { createServer, runKeys } from './helpers.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..', '..');
 
-/** Runs the command in process and captures what it prints. */
-async function run(...argv: string[]) {
-  let stdout = '';
-  let stderr = '';
-  const code = await runKeysCommand(argv, {
-    stdout: { write: (text: string) => (stdout += text) },
-    stderr: { write: (text: string) => (stderr += text) },
-  });
-  return { code, stdout, stderr };
-}
+const run = runKeys;
 
 /** The key printed by `create`/`rotate` (the one line holding a tgk_ key). */
 /**

@@ -99,6 +99,8 @@ const OPTION_NAMES = [
   'creditJournal',
   'pricing',
   'keys',
+  'keyBudgets',
+  'allKeyBudgets',
   'users',
   'tenantUsers',
   'tenants',

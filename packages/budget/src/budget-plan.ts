@@ -1,6 +1,6 @@
 // Which budgets apply to a request, validated once, and the ledger scopes they map to at a given instant.
 import { TollgateError, periodWindow } from '@tollgate/core';
-import type { Identity } from '@tollgate/core';
+import type { Identity, KeyBudget } from '@tollgate/core';
 import { timeZoneProblem } from '@tollgate/core/options';
 import type { LedgerScope } from '@tollgate/core/store-contracts';
 import {
@@ -22,6 +22,8 @@ export type { ResolvedBudget } from './budget-limits.js';
 /** The scopes a budget from code (`budgets`) or an operator's call may name with an id of its own. */
 export const BUDGET_SCOPES: readonly BudgetScope[] = ['key', 'user', 'tenant', 'feature', 'global'];
 const SPEC_FIELDS = ['scope', 'id', ...LIMIT_FIELDS];
+/** A budget a key carries: no downgrade map of its own (one would go unseen by `mayDowngrade`). */
+const CARRIED_FIELDS = LIMIT_FIELDS.filter((field) => field !== 'downgrade');
 
 /** A marker scope that makes one event fire once per period across processes: taken by the one reserve of 1 that succeeds. */
 export interface EventMarker {
@@ -49,6 +51,14 @@ export interface BudgetWindow {
 export interface BudgetPlanOptions extends ModelBudgetOptions {
   /** Budgets per API key id (one or a list each). `'*'` applies to every key without its own entry. */
   keys?: Record<string, BudgetLimits>;
+  /**
+   * Where budgets kept with the keys themselves are found by key id (a key record's `budget`, the gateway's key
+   * stores), for the operator's calls and a rebuild; a request finds its key's on its identity (`keyBudget`). A key
+   * that carries a budget is charged by it, not by `keys`.
+   */
+  keyBudgets?: (keyId: string) => KeyBudget | undefined | Promise<KeyBudget | undefined>;
+  /** Every budget keys carry now (the operator's list of budgets, the scopes a rebuild covers). @default none */
+  allKeyBudgets?: () => KeyBudget[] | Promise<KeyBudget[]>;
   /** Budgets per user id, across tenants. `'*'` applies to every user without its own entry. */
   users?: Record<string, BudgetLimits>;
   /**
@@ -159,6 +169,11 @@ export class BudgetPlan {
    * budgets request after request, so their list (and its windows, see listWindowsAt) is made once.
    */
   readonly #lists = new WeakMap<ResolvedBudget, readonly ResolvedBudget[]>();
+  readonly #keyBudgetLookup: BudgetPlanOptions['keyBudgets'];
+  readonly #allKeyBudgets: BudgetPlanOptions['allKeyBudgets'];
+  /** Budgets keys carry, bound: by their limits object (a record's, kept while the record is), then by their text. */
+  readonly #keyBudgetsByObject = new WeakMap<object, { keyId: string; budgets: readonly ResolvedBudget[] }>();
+  readonly #keyBudgetsByText = new Map<string, readonly ResolvedBudget[]>();
 
   constructor(options: BudgetPlanOptions) {
     const thresholds = checkSoftLimit(options.softLimit, 'budgetGuard() option softLimit') ?? [];
@@ -183,6 +198,43 @@ export class BudgetPlan {
     if (options.budgets !== undefined && typeof options.budgets !== 'function')
       throw invalid('budgetGuard() option budgets', 'must be a function (identity) => BudgetSpec[]');
     this.#dynamic = options.budgets;
+    if (options.keyBudgets !== undefined && typeof options.keyBudgets !== 'function')
+      throw invalid('budgetGuard() option keyBudgets', 'must be a function (keyId) => KeyBudget | undefined');
+    this.#keyBudgetLookup = options.keyBudgets;
+    if (options.allKeyBudgets !== undefined && typeof options.allKeyBudgets !== 'function')
+      throw invalid('budgetGuard() option allKeyBudgets', 'must be a function () => KeyBudget[]');
+    this.#allKeyBudgets = options.allKeyBudgets;
+  }
+
+  /** The budgets a key carries (`identity.keyBudget`), bound to the key id it counts under; validated once each. */
+  #carried(carried: KeyBudget): readonly ResolvedBudget[] {
+    const { keyId, limits } = carried;
+    const byObject = typeof limits === 'object' && limits !== null ? this.#keyBudgetsByObject.get(limits) : undefined;
+    if (byObject && byObject.keyId === keyId) return byObject.budgets;
+    const budgets = remember(this.#keyBudgetsByText, `${keyId}\n${JSON.stringify(limits)}`, () =>
+      resolveLimits(limits, `key ${keyId} budget`, this.#defaults, CARRIED_FIELDS).map((limit) =>
+        bind(limit, 'key', keyId),
+      ),
+    );
+    if (typeof limits === 'object' && limits !== null) this.#keyBudgetsByObject.set(limits, { keyId, budgets });
+    return budgets;
+  }
+
+  /** The budgets of key `keyId` as operators and a rebuild name it: those it carries, else its static entry. */
+  async #keyBudgetsOf(keyId: string): Promise<readonly ResolvedBudget[]> {
+    const carried = await this.#keyBudgetLookup?.(keyId);
+    return carried ? this.#carried(carried) : this.#staticFor('key', keyId);
+  }
+
+  /** `identity` with the budget its key carries, looked up by key id when it came without (a rebuild's callers). */
+  async #withKeyBudget(identity: Identity): Promise<Identity> {
+    if (identity.keyBudget || !this.#keyBudgetLookup || identity.keyId === '') return identity;
+    const carried = await this.#keyBudgetLookup(identity.keyId);
+    if (!carried) return identity;
+    // Over the identity, not a copy of it: a rebuild's identity watches what a budgets function reads of it.
+    return new Proxy(identity, {
+      get: (target, field, receiver) => (field === 'keyBudget' ? carried : Reflect.get(target, field, receiver)),
+    });
   }
 
   /** Every limit configured statically, whatever its scope. */
@@ -206,8 +258,8 @@ export class BudgetPlan {
 
   /** True when some budget may have a soft limit to watch. */
   get maySoftLimit(): boolean {
-    // Dynamic budgets may bring their own, so they always count.
-    if (this.#dynamic !== undefined) return true;
+    // Dynamic budgets and those keys carry may bring their own, so they always count.
+    if (this.#dynamic !== undefined || this.#keyBudgetLookup !== undefined) return true;
     for (const limit of this.#limits()) if (limit.thresholds.length > 0) return true;
     return false;
   }
@@ -271,7 +323,7 @@ export class BudgetPlan {
     const tenantId = identity?.tenantId;
     const userId = identity?.userId;
     const found = [
-      this.#staticOf(identity, 'key'),
+      identity?.keyBudget ? this.#carried(identity.keyBudget) : this.#staticOf(identity, 'key'),
       this.#staticOf(identity, 'user'),
       tenantId !== undefined && userId !== undefined ? this.#tenantUserFor(tenantId, userId) : NO_BUDGETS,
       this.#staticOf(identity, 'tenant'),
@@ -310,7 +362,7 @@ export class BudgetPlan {
    * caller the usage ledger recorded, so it restores exactly the scopes those calls were charged to.
    */
   async forCall(identity: Identity, model: string | undefined): Promise<ResolvedBudget[]> {
-    const own = await this.forIdentity(identity);
+    const own = await this.forIdentity(await this.#withKeyBudget(identity));
     if (model === undefined) return [...own];
     return [...own, ...this.models.forModel(identity.tenantId, model)];
   }
@@ -325,6 +377,12 @@ export class BudgetPlan {
     return out;
   }
 
+  /** `configured()` and the budgets keys carry now, each scope once. */
+  async configuredWithKeys(): Promise<ResolvedBudget[]> {
+    const carried = (await this.#allKeyBudgets?.()) ?? [];
+    return dedupe([...this.configured(), ...carried.flatMap((budget) => this.#carried(budget))]);
+  }
+
   /** The budgets of one scope and id: a static entry, the wildcard, or dynamic ones asked with an identity that has only that id. */
   async select(selector: BudgetSelector): Promise<ResolvedBudget[]> {
     const { scope, id, tenant } = selector;
@@ -337,7 +395,7 @@ export class BudgetPlan {
       return [];
     }
     if (scope === 'model') return [];
-    const found: ResolvedBudget[] = [...this.#staticFor(scope, id)];
+    const found: ResolvedBudget[] = [...(scope === 'key' ? await this.#keyBudgetsOf(id) : this.#staticFor(scope, id))];
     if (this.#dynamic) {
       const identity: Identity = { keyId: scope === 'key' ? id : '', scopes: [], authMethod: 'anonymous' };
       if (scope === 'user') identity.userId = id;

@@ -2,6 +2,7 @@
 import type { Request, Response } from 'express';
 import { ApiError, getContext } from '@tollgate/core';
 import { SpendNotRebuiltError, whenReady, withTimeout } from '@tollgate/core/store-contracts';
+import { priceAtInput } from '@tollgate/core/costs';
 import type { TollgateContext, UsageEstimate, UsageRecord } from '@tollgate/core';
 import type { MaybePromise, ReserveResult, ScopeUsage, SettledRecord } from '@tollgate/core/store-contracts';
 import { BudgetDowngrades } from './budget-downgrades.js';
@@ -227,11 +228,13 @@ export class BudgetReservations {
     budgets: readonly ResolvedBudget[],
   ): Ask {
     // The request's prices: what it reserves at is what its record settles at, whatever loads meanwhile.
-    const price = this.config.pricing.forRequest(ctx).find(estimate.model);
+    const found = this.config.pricing.forRequest(ctx).find(estimate.model);
     // Input at its provable bound, not the estimate: no bill within the bound can take spend past a limit.
-    const input = price
-      ? this.margins.reservedInput(estimate, price.model)
+    const input = found
+      ? this.margins.reservedInput(estimate, found.model)
       : { bound: estimate.inputTokens, reserved: estimate.inputTokens };
+    // Past a long-context threshold every class is dearer: the hold, its clamp and its grant are priced there.
+    const price = found && priceAtInput(found, input.reserved);
     let amount: number;
     let minAmount: number;
     if (price) {

@@ -81,7 +81,7 @@ export async function readBudgetStatus(book: BudgetBook, budgets: readonly Resol
 }
 
 export async function selectBudgets(book: BudgetBook, selector?: BudgetSelector): Promise<ResolvedBudget[]> {
-  return selector ? book.plan.select(selector) : book.plan.configured();
+  return selector ? book.plan.select(selector) : book.plan.configuredWithKeys();
 }
 
 /**

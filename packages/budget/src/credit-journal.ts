@@ -34,19 +34,22 @@ export interface CreditOperation {
 /** A scope's credit as the journal holds it: its top-ups (and carried credit) since its last reset. */
 export interface ScopeCredit extends CreditScope {
   creditNanoUsd: number;
+  /** When the scope's last reset was made (epoch ms), if it had one: its spend counts from there (see rebuildSpend). */
+  resetAt?: number;
 }
 
 /**
- * Where top-ups are recorded durably (`postgresCreditJournal` from @tollgate/metering keeps them in the SQL usage
- * ledger's database). With one, a top-up is journaled before the store is credited, and the store's credit is raised to
- * the journal's (never added to it), so a rebuild after a loss gives back each credit once.
+ * Where top-ups and resets are recorded durably (`postgresCreditJournal` from @tollgate/metering keeps them in the SQL
+ * usage ledger's database). With one, a top-up is journaled before the store is credited, and the store's credit is
+ * raised to the journal's (never added to it), so a rebuild after a loss gives back each credit once; a reset is
+ * journaled before the store forgets, so a rebuild counts the scope's spend from it, not from the period's start.
  */
 export interface CreditJournal {
   /** Stores the operation; resolves once it is durable. */
   record(operation: CreditOperation): Promise<void>;
   /** Takes back an operation the store could not be given: a top-up that failed is given nowhere. */
   withdraw(id: string): Promise<void>;
-  /** Each journaled scope with a period ending after `now` (only those of `keys` when given). */
+  /** Each journaled scope with a period ending after `now` (only those of `keys` when given), with its last reset. */
   credits(now: number, keys?: readonly string[]): Promise<ScopeCredit[]>;
 }
 
@@ -140,7 +143,10 @@ function unavailable(message: string, cause?: unknown): ApiError {
   return new ApiError('service_unavailable', message, { headers: { 'retry-after': '1' }, cause });
 }
 
-/** A reset with a journal: recorded first, so a rebuild after it does not give back the credit the reset forgot. */
+/**
+ * A reset with a journal: recorded first, so a rebuild after it neither gives back the credit the reset forgot nor
+ * counts the spend it forgot (a rebuild counts the calls that finished from the reset's time on).
+ */
 export async function journalReset(book: BudgetBook, journal: CreditJournal, scopes: readonly LedgerScope[]) {
   const entries = scopes.map((scope) => ({ ...scopeOf(scope), nanoUsd: 0 }));
   try {

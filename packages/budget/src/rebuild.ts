@@ -18,6 +18,8 @@ export interface CallerSpend {
   feature: string | null;
   /** The model as billed: a model's budget within the tenant is charged by it. */
   model: string | null;
+  /** The request's tags (a `budgets` function may decide by them); absent or null: none. */
+  tags?: readonly string[] | null;
   spentNanoUsd: number;
 }
 
@@ -27,15 +29,18 @@ export interface RecordSpend extends CallerSpend {
   id: string;
   /** When its call started (the record's timestamp, epoch ms): the period it counts in. */
   startedAt: number;
+  /** When its call finished (timestamp + latency, epoch ms): a reset forgets the calls that finished before it. */
+  finishedAt: number;
 }
 
 /** Where spend is recorded durably (`postgresSpendSource` from @tollgate/metering is one). */
 export interface SpendSource {
   /**
    * Nano-USD recorded per caller with records started in [since, until) (epoch ms; callers with nothing recorded may
-   * be left out); with `finishedBefore`, only the records whose call finished before it (timestamp + latency).
+   * be left out); with `finishedBefore`, only the records whose call finished before it (timestamp + latency); with
+   * `finishedFrom`, only those whose call finished at or after it (a scope's last reset: what it forgot is left out).
    */
-  spentByCaller(since: number, until: number, finishedBefore?: number): Promise<CallerSpend[]>;
+  spentByCaller(since: number, until: number, finishedBefore?: number, finishedFrom?: number): Promise<CallerSpend[]>;
   /**
    * The records with spend started in [since, until) whose call finished at or after `finishedFrom`, in one read.
    * A source that has it lets a rebuild record what it read (a cut), so a settle of a reservation the store lost does
@@ -68,23 +73,66 @@ function sinceOf(budget: ResolvedBudget, expiresAt: number, now: number): number
   return expiresAt - budget.windowMs;
 }
 
-/** The identity a usage record's caller had, as far as the record tells (a `budgets` function sees these fields). */
+/**
+ * The identity fields a usage record keeps: all a rebuild can hand a `budgets` function. A key's own budget
+ * (`keyBudget`) is found again by its key id (`keyBudgets`), so the plan may read it.
+ */
+const KEPT_FIELDS: ReadonlySet<string> = new Set(['keyId', 'tenantId', 'userId', 'feature', 'tags', 'keyBudget']);
+
+/**
+ * The identity a usage record's caller had, as far as the record tells: a `budgets` function that reads any other
+ * field (a tier, scopes, a claim an identity hook added) would be told something the caller may not have had, and
+ * its budgets left unrebuilt or rebuilt wrong: the rebuild refuses instead (ERR_TG_BUDGET_NOT_REBUILDABLE).
+ */
 function identityOf(caller: CallerSpend): Identity {
-  const identity: Identity = { keyId: caller.keyId ?? '', scopes: [], authMethod: 'api_key' };
+  const identity = { keyId: caller.keyId ?? '' } as Identity;
+  // Not enumerable: a function may spread or serialize the identity it is given without reading them.
+  Object.defineProperties(identity, { scopes: { value: [] }, authMethod: { value: 'api_key' } });
   if (caller.userId !== null) identity.userId = caller.userId;
   if (caller.tenantId !== null) identity.tenantId = caller.tenantId;
   if (caller.feature !== null) identity.feature = caller.feature;
-  return identity;
+  if (caller.tags) identity.tags = [...caller.tags];
+  return new Proxy(identity, {
+    get(target, field, receiver) {
+      // Symbols, `then` (an async function's result is checked for it) and what every object has (toJSON, toString)
+      // read nothing of a caller.
+      if (typeof field === 'symbol' || field === 'then' || field === 'toJSON' || field in Object.prototype)
+        return Reflect.get(target, field, receiver) as unknown;
+      if (KEPT_FIELDS.has(field)) return Reflect.get(target, field, receiver) as unknown;
+      throw new TollgateError(
+        'ERR_TG_BUDGET_NOT_REBUILDABLE',
+        `the budgets function read identity.${field}, which the usage ledger does not keep: spend of its budgets ` +
+          `cannot be rebuilt after the store lost it; decide budgets by ${[...KEPT_FIELDS].join(', ')}`,
+      );
+    },
+  });
+}
+
+/**
+ * Asks the plan once for a caller with nothing recorded, before any spend: a `budgets` function that reads a field the
+ * usage ledger does not keep is refused at the first rebuild (at start), even with nothing in the ledger yet. Other
+ * failures of a function given an identity with no fields are not its to report.
+ */
+async function probeBudgets(book: BudgetBook): Promise<void> {
+  const nobody = { keyId: null, userId: null, tenantId: null, feature: null, model: null, spentNanoUsd: 0 };
+  try {
+    await book.plan.forCall(identityOf(nobody), undefined);
+  } catch (error) {
+    if (error instanceof TollgateError && error.code === 'ERR_TG_BUDGET_NOT_REBUILDABLE') throw error;
+  }
 }
 
 function callerKey(caller: CallerSpend): string {
-  return JSON.stringify([caller.keyId, caller.userId, caller.tenantId, caller.feature, caller.model]);
+  const { keyId, userId, tenantId, feature, model, tags } = caller;
+  return JSON.stringify([keyId, userId, tenantId, feature, model, tags ?? null]);
 }
 
 /** One ledger scope to rebuild: what the usage ledger holds for it is the sum over the callers charged to it. */
 interface ScopeToRebuild {
   scope: LedgerScope;
   since: number;
+  /** The scope's last reset (the credit journal's): only calls that finished from it on count. */
+  resetAt: number | undefined;
   callers: Set<string>;
 }
 
@@ -93,7 +141,12 @@ interface ScopeToRebuild {
  * since the oldest period start is asked of the plan's `forCall` (its own budgets and its model's), so end users'
  * budgets (`tenantUsers`), model budgets, wildcards and budgets from code are all covered, every period of each.
  */
-async function scopesOfCallers(book: BudgetBook, callers: readonly CallerSpend[], now: number) {
+async function scopesOfCallers(
+  book: BudgetBook,
+  callers: readonly CallerSpend[],
+  resets: ReadonlyMap<string, number>,
+  now: number,
+) {
   const scopes = new Map<string, ScopeToRebuild>();
   const slots = new Set<string | undefined>([undefined]);
   /** The slots each caller's scopes are in: a record's id goes to those of the rebuild's cut. */
@@ -108,14 +161,15 @@ async function scopesOfCallers(book: BudgetBook, callers: readonly CallerSpend[]
     for (const scope of budgetWindow(budget, now).scopes) {
       let entry = scopes.get(scope.key);
       if (!entry) {
-        entry = { scope, since: sinceOf(budget, scope.expiresAt, now), callers: new Set() };
+        const since = sinceOf(budget, scope.expiresAt, now);
+        entry = { scope, since, resetAt: resets.get(scope.key), callers: new Set() };
         scopes.set(scope.key, entry);
       }
       if (caller !== undefined) entry.callers.add(caller);
     }
   };
   // Budgets with a fixed id are checked even without spend: their slots are rebuilt as well.
-  for (const budget of book.plan.configured()) add(budget, undefined);
+  for (const budget of await book.plan.configuredWithKeys()) add(budget, undefined);
   for (const caller of callers) {
     for (const budget of await book.plan.forCall(identityOf(caller), caller.model ?? undefined))
       add(budget, callerKey(caller));
@@ -151,10 +205,11 @@ function earliestStart(book: BudgetBook, now: number): number {
 /**
  * Raises every budget scope's spend to what `source` recorded for it, and (with the guard's credit journal) its top-up
  * credit to what the journal recorded, in the same pass; the credit is raised apart from the spend, never netted.
- * A store that lost its data while traffic went on holds only the spend since; one that lost nothing is at or above
- * the usage ledger (which lags by its batching) and is left alone. Live reservations are not in a usage ledger; they
- * settle as usual. Where the store has a rebuild gate, the caller marks `report.slots` rebuilt once it trusts the
- * ledger complete (see the budget README, "After Redis loses its data").
+ * A scope the journal records a reset of counts the calls that finished from that reset on: a reset is history, not
+ * undone by a restart or a loss. A store that lost its data while traffic went on holds only the spend since; one that
+ * lost nothing is at or above the usage ledger (which lags by its batching) and is left alone. Live reservations are
+ * not in a usage ledger; they settle as usual. Where the store has a rebuild gate, the caller marks `report.slots`
+ * rebuilt once it trusts the ledger complete (see the budget README, "After Redis loses its data").
  */
 export async function rebuildSpend(book: BudgetBook, source: SpendSource): Promise<RebuildReport> {
   const { ledger } = book;
@@ -164,9 +219,14 @@ export async function rebuildSpend(book: BudgetBook, source: SpendSource): Promi
       'this ledger cannot restore spend (it has no restoreSpent()); use the memory or Redis ledger',
     );
   }
+  await probeBudgets(book);
   const now = book.now();
   const until = now + 1;
   const earliest = earliestStart(book, now);
+  // Read before the usage ledger: a scope's last reset says from when its spend counts.
+  const journaled = book.credits ? await book.credits.credits(now) : [];
+  const resets = new Map<string, number>();
+  for (const credit of journaled) if (credit.resetAt !== undefined) resets.set(credit.key, credit.resetAt);
   // The cut: the records that finished before it summed (every one is in the ledger by now), those since read one by
   // one in a single read, so what the rebuild counts is exactly what its cut names. A source that cannot list records
   // is read whole, and its cut is the read itself: a lost settle of a call that finished before it is counted once (by
@@ -175,51 +235,72 @@ export async function rebuildSpend(book: BudgetBook, source: SpendSource): Promi
   const recent = source.recordsFinishedSince ? await source.recordsFinishedSince(earliest, until, cut) : [];
   const summed = await source.spentByCaller(earliest, until, cut);
   const callers = [...summed, ...recent].filter((c) => c.spentNanoUsd > 0);
-  const { scopes, slots, slotsOf } = await scopesOfCallers(book, callers, now);
+  const { scopes, slots, slotsOf } = await scopesOfCallers(book, callers, resets, now);
   // Every slot the rebuild covers gets the cut, those without a recent record too: a lost settle there of a call that
   // finished before it was read with the sums (found by the model-based test: the slot had no cut, the call counted twice).
   const ids = cutIds(recent, slotsOf);
   for (const slot of slots) if (!ids.has(slot)) ids.set(slot, []);
   await ledger.rebuildGate?.recordCut?.(cut, ids);
-  const withRecent = (since: number, rows: readonly CallerSpend[]) => {
-    const bySpender = new Map(rows.map((row) => [callerKey(row), row.spentNanoUsd] as const));
-    for (const row of recent) {
-      if (row.startedAt < since) continue;
-      const key = callerKey(row);
-      bySpender.set(key, (bySpender.get(key) ?? 0) + row.spentNanoUsd);
-    }
-    return bySpender;
-  };
-  // One question to the ledger per start of a window (a handful: the periods in use, a rolling budget's buckets).
-  const bySince = new Map<number, Promise<Map<string, number>>>([
-    [earliest, Promise.resolve(withRecent(earliest, summed))],
-  ]);
-  const spentSince = (since: number) => {
-    let asked = bySince.get(since);
-    if (!asked) {
-      asked = source.spentByCaller(since, until, cut).then((rows) => withRecent(since, rows));
-      bySince.set(since, asked);
-    }
-    return asked;
-  };
+  const spentSince = spentSinceReader(source, { earliest, until, cut, summed, recent });
   const report: RebuildReport = { checked: 0, restored: [], credited: [], slots };
-  for (const { scope, since, callers: charged } of scopes) {
+  for (const { scope, since, resetAt, callers: charged } of scopes) {
     report.checked++;
     if (charged.size === 0) continue;
-    const recorded = await spentSince(since);
+    const recorded = await spentSince(since, resetAt);
     let spent = 0;
     for (const caller of charged) spent += recorded.get(caller) ?? 0;
     if (spent <= 0) continue;
     if (await withTimeout(ledger.restoreSpent(scope, spent, scope.expiresAt), book.storeTimeoutMs, 'restoreSpent'))
       report.restored.push({ key: scope.key, spentNanoUsd: spent });
   }
-  if (book.credits) await restoreCreditsInto(report, book, book.credits.credits(now));
+  if (book.credits) await restoreCreditsInto(report, book, journaled);
   return report;
 }
 
+/** What one rebuild read of the usage ledger: the sums before its cut from `earliest`, and the records since. */
+interface RebuildRead {
+  earliest: number;
+  until: number;
+  cut: number;
+  summed: readonly CallerSpend[];
+  recent: readonly RecordSpend[];
+}
+
+/**
+ * Spend per caller started from `since` and (after a reset) finished from `resetAt`: the ledger asked once per such
+ * pair (a handful: the periods in use, a rolling budget's buckets, the resets), the records since the cut added.
+ */
+function spentSinceReader(source: SpendSource, read: RebuildRead) {
+  const { earliest, until, cut, summed, recent } = read;
+  const withRecent = (since: number, resetAt: number | undefined, rows: readonly CallerSpend[]) => {
+    const bySpender = new Map(rows.map((row) => [callerKey(row), row.spentNanoUsd] as const));
+    for (const row of recent) {
+      if (row.startedAt < since || (resetAt !== undefined && row.finishedAt < resetAt)) continue;
+      const key = callerKey(row);
+      bySpender.set(key, (bySpender.get(key) ?? 0) + row.spentNanoUsd);
+    }
+    return bySpender;
+  };
+  const asked = new Map<string, Promise<Map<string, number>>>([
+    [`${earliest}`, Promise.resolve(withRecent(earliest, undefined, summed))],
+  ]);
+  return (since: number, resetAt: number | undefined) => {
+    const key = resetAt === undefined ? `${since}` : `${since}/${resetAt}`;
+    let answer = asked.get(key);
+    if (!answer) {
+      const rows =
+        resetAt === undefined
+          ? source.spentByCaller(since, until, cut)
+          : source.spentByCaller(since, until, cut, resetAt);
+      answer = rows.then((found) => withRecent(since, resetAt, found));
+      asked.set(key, answer);
+    }
+    return answer;
+  };
+}
+
 /** The journal's credits raised in the store, their slots rebuilt with the rest. */
-async function restoreCreditsInto(report: RebuildReport, book: BudgetBook, journaled: Promise<ScopeCredit[]>) {
-  const credits = await journaled;
+async function restoreCreditsInto(report: RebuildReport, book: BudgetBook, credits: readonly ScopeCredit[]) {
   for (const credit of credits) if (!report.slots.includes(credit.slot)) report.slots.push(credit.slot);
   for (const credit of await restoreCredits(book, credits))
     report.credited.push({ key: credit.key, creditNanoUsd: credit.creditNanoUsd });

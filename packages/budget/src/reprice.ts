@@ -1,6 +1,7 @@
 // Moving a running request's reservation to the price of the model it now runs with: the new one held before the old is let go.
 import type { Request } from 'express';
 import { withTimeout } from '@tollgate/core/store-contracts';
+import { priceAtInput } from '@tollgate/core/costs';
 import type { TollgateContext } from '@tollgate/core';
 import type { ReserveResult } from '@tollgate/core/store-contracts';
 import { headroomOf } from './budget-hold.js';
@@ -21,10 +22,11 @@ export async function repriceHold(
   const { config, calls, margins } = reservations;
   const estimate = ctx.estimate;
   if (!estimate || ctx.settled) return false;
-  const price = config.pricing.forRequest(ctx).find(estimate.model);
-  if (!price) return false;
-  if (price.model === hold.model) return true;
-  const input = margins.reservedInput(estimate, price.model);
+  const found = config.pricing.forRequest(ctx).find(estimate.model);
+  if (!found) return false;
+  if (found.model === hold.model) return true;
+  const input = margins.reservedInput(estimate, found.model);
+  const price = priceAtInput(found, input.reserved);
   const amount = fullAnswerCost(estimate, input.reserved, price);
   const minAmount = Math.min(amount, smallestAnswerCost(estimate, input.reserved, price, config.minOutputTokens));
   const id = calls.reservationId(ctx);

@@ -3,8 +3,8 @@
 import { PROVIDER_APIS } from '@tollgate/core';
 import type { ProviderApi } from '@tollgate/core';
 import { adapterFor } from '@tollgate/providers';
-import { answerFormsOf, parseAnswer } from '@tollgate/providers/answers';
-import { SseDecoder, sseEvent } from '@tollgate/providers/sse';
+import { answerFormsOf, assembleStream, parseAnswer } from '@tollgate/providers/answers';
+import { sseEvent } from '@tollgate/providers/sse';
 import type { AnswerForms } from '@tollgate/providers/answers';
 
 /** An API whose answers the cache can store and replay in either form: one of a family it knows (see `isCachedApi`). */
@@ -42,12 +42,7 @@ export function completeJsonAnswer(api: CachedApi, text: string): Json | undefin
 
 /** A stream that ran to its API's end, assembled into the JSON answer; undefined when it was cut or failed. */
 export function streamToJson(api: CachedApi, stream: string): string | undefined {
-  const decoder = new SseDecoder();
-  // A final block without its blank line is still read: the stored text ends where the answer ended.
-  const events = decoder
-    .push(Buffer.from(stream.endsWith('\n\n') ? stream : `${stream}\n\n`))
-    .filter((block) => block.hasData);
-  const answer = formsOf(api).fromEvents?.(events);
+  const answer = assembleStream(adapterFor(api).family, stream);
   return answer && JSON.stringify(answer);
 }
 

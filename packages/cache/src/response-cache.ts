@@ -354,7 +354,11 @@ class AnswerCache {
     // A reader of the response's one tap: it keeps the bytes the route writes, before the meter's filter (a stream
     // keeps the usage chunk the meter asked for and drops on its way to the client).
     tapResponse(req, res).read(lookup);
-    ctx.onSettle((record) => this.storeAnswer(lookup, record));
+    ctx.onSettle((record) => {
+      // A JSON call its route took from an upstream stream: the route wrote the stream (its client got its JSON).
+      if (call.jsonFromStream) lookup.streamed = true;
+      this.storeAnswer(lookup, record);
+    });
   }
 }
 

@@ -66,5 +66,9 @@ export function storedKeyProblems(
     };
   const names = keyNamesOf(parseConfig(readFileSync(path, 'utf8'), `TOLLGATE_CONFIG (${path})`));
   return (record) =>
-    keyReferenceProblems(names, { tenant: record.tenantId, tier: record.tier, tools: record.tools }, 'the key');
+    keyReferenceProblems(
+      names,
+      { tenant: record.tenantId, tier: record.tier, tools: record.tools, budget: record.budget },
+      'the key',
+    );
 }

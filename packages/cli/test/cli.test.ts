@@ -59,7 +59,9 @@ describe('tollgate', () => {
     const missing = await cli(['reconcile']);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain('reconcile needs TOLLGATE_CONFIG');
-    const noLedger = await cli(['reconcile'], { TOLLGATE_CONFIG: configFile('{}') });
+    const noLedger = await cli(['reconcile'], {
+      TOLLGATE_CONFIG: configFile(JSON.stringify({ upstreams: { mock: { kind: 'mock' } } })),
+    });
     expect(noLedger.code).toBe(2);
     expect(noLedger.stderr).toContain('reconcile needs a PostgreSQL ledger (postgresUrl) and Redis');
     const format = await cli(['reconcile', '--format', 'xml']);
@@ -71,7 +73,9 @@ describe('tollgate', () => {
   });
 
   it('report reads the ledger the config names, and reports a config with problems, all of them', async () => {
-    const path = configFile(JSON.stringify({ port: -1, tiers: { free: { requestsPerMinute: 0 } } }));
+    const path = configFile(
+      JSON.stringify({ upstreams: { mock: { kind: 'mock' } }, port: -1, tiers: { free: { requestsPerMinute: 0 } } }),
+    );
     const out = await cli(['report'], { TOLLGATE_CONFIG: path });
     expect(out.code).toBe(1);
     expect(out.stderr).toContain('2 problems:');

@@ -51,6 +51,14 @@ export interface BlockState {
    * Resolves once the store took what was sent (failures are reported, not thrown).
    */
   retireAll(): Promise<void>;
+  /**
+   * Budget blocks hand out (and open) only before `at` (epoch ms, on the blocks' clock), until it is moved on: a keeper
+   * that checks each second that the store still holds the spend its blocks came from (the gateway's, with a rebuild
+   * gate) moves it on after each check, so that a store that lost its data, or a process that stalled, stops this
+   * process's budget blocks within a bound of its own, not a block's age. Requests are reserved in the store meanwhile.
+   * Not set: blocks are bounded by `maxAgeMs` alone.
+   */
+  trustLedgerUntil(at: number): void;
 }
 
 export type BlockStores<S extends TollgateStores> = S & { readonly blocks: BlockState };
@@ -118,6 +126,7 @@ function blocks(stores: TollgateStores, options: BlockOptions): StoreLayer<'bloc
   timer.unref();
   const state: BlockState = {
     open: () => ({ counter: counter.open, fixedWindow: fixedWindow?.open ?? 0, ledger: ledger.open }),
+    trustLedgerUntil: (at) => ledger.trustUntil(at),
     async retireAll() {
       for (const part of parts) part.retireAll();
       await sends.landed();

@@ -1,351 +1,76 @@
 // The model catalogue: the one place that says, per model family, who serves it, what it costs and how it counts.
-import type { ModelPrice } from './pricing.js';
+import { MAINTAINED_AS_OF, MAINTAINED_ROWS, MAINTAINED_SOURCE } from './catalogue-maintained.js';
+import { catalogueRow, compileMatch } from './catalogue-rows.js';
+import type { Matcher } from './catalogue-rows.js';
+import type { ModelPrice, TierPrice } from './pricing.js';
 
 /**
- * Shipped rows (USD per 1M tokens; standard tier, not batch, no long-context surcharge), with each
- * model's documented maximum output, context window and tokenizer. Sources: the pricing and model
- * pages of OpenAI, Anthropic, Google and Mistral (Anthropic cache writes: 5-minute 1.25x input, 1-hour 2x input;
- * Gemini at the up-to-200k-token prompt price). Checked as of 2025-11; re-check before relying on
- * them, and add or override rows in code with `createPricing({ models })` or the proxy's `models`.
- * Dated ids resolve to their family (`gpt-4o-2024-08-06` -> `gpt-4o`).
+ * Where the shipped prices come from: the maintained source's rows (`pnpm prices:update` regenerates
+ * catalogue-maintained.ts), our own fields laid over them (output limits, tokenizers, service tiers) and our own rows
+ * only for models it has none for. See docs/prices.md.
  */
-export const DEFAULT_PRICES_AS_OF = '2025-11';
+export const DEFAULT_PRICES_SOURCE = MAINTAINED_SOURCE;
+export const DEFAULT_PRICES_AS_OF = MAINTAINED_AS_OF;
 
 const O200K = 'o200k_base' as const;
 const CL100K = 'cl100k_base' as const;
 
-export const DEFAULT_PRICES: Readonly<Record<string, ModelPrice>> = Object.freeze({
-  // OpenAI
-  'gpt-5.1': {
-    provider: 'openai',
-    inputPerMTok: 1.25,
-    cachedInputPerMTok: 0.125,
-    outputPerMTok: 10,
-    maxOutputTokens: 128_000,
-    contextWindow: 400_000,
-    tokenizer: O200K,
-  },
-  'gpt-5': {
-    provider: 'openai',
-    inputPerMTok: 1.25,
-    cachedInputPerMTok: 0.125,
-    outputPerMTok: 10,
-    maxOutputTokens: 128_000,
-    contextWindow: 400_000,
-    tokenizer: O200K,
-  },
-  'gpt-5-mini': {
-    provider: 'openai',
-    inputPerMTok: 0.25,
-    cachedInputPerMTok: 0.025,
-    outputPerMTok: 2,
-    maxOutputTokens: 128_000,
-    contextWindow: 400_000,
-    tokenizer: O200K,
-  },
-  'gpt-5-nano': {
-    provider: 'openai',
-    inputPerMTok: 0.05,
-    cachedInputPerMTok: 0.005,
-    outputPerMTok: 0.4,
-    maxOutputTokens: 128_000,
-    contextWindow: 400_000,
-    tokenizer: O200K,
-  },
-  'gpt-4.1': {
-    provider: 'openai',
-    inputPerMTok: 2,
-    cachedInputPerMTok: 0.5,
-    outputPerMTok: 8,
-    maxOutputTokens: 32_768,
-    contextWindow: 1_047_576,
-    tokenizer: O200K,
-  },
-  'gpt-4.1-mini': {
-    provider: 'openai',
-    inputPerMTok: 0.4,
-    cachedInputPerMTok: 0.1,
-    outputPerMTok: 1.6,
-    maxOutputTokens: 32_768,
-    contextWindow: 1_047_576,
-    tokenizer: O200K,
-  },
-  'gpt-4.1-nano': {
-    provider: 'openai',
-    inputPerMTok: 0.1,
-    cachedInputPerMTok: 0.025,
-    outputPerMTok: 0.4,
-    maxOutputTokens: 32_768,
-    contextWindow: 1_047_576,
-    tokenizer: O200K,
-  },
-  'gpt-4o': {
-    provider: 'openai',
-    inputPerMTok: 2.5,
-    cachedInputPerMTok: 1.25,
-    outputPerMTok: 10,
-    maxOutputTokens: 16_384,
-    contextWindow: 128_000,
-    tokenizer: O200K,
-  },
-  'gpt-4o-mini': {
-    provider: 'openai',
-    inputPerMTok: 0.15,
-    cachedInputPerMTok: 0.075,
-    outputPerMTok: 0.6,
-    maxOutputTokens: 16_384,
-    contextWindow: 128_000,
-    tokenizer: O200K,
-  },
-  'chatgpt-4o-latest': {
-    provider: 'openai',
-    inputPerMTok: 5,
-    outputPerMTok: 15,
-    maxOutputTokens: 16_384,
-    contextWindow: 128_000,
-    tokenizer: O200K,
-  },
-  'gpt-4': {
-    provider: 'openai',
-    inputPerMTok: 30,
-    outputPerMTok: 60,
-    maxOutputTokens: 8_192,
-    contextWindow: 8_192,
-    tokenizer: CL100K,
-  },
-  'gpt-4-turbo': {
-    provider: 'openai',
-    inputPerMTok: 10,
-    outputPerMTok: 30,
-    maxOutputTokens: 4_096,
-    contextWindow: 128_000,
-    tokenizer: CL100K,
-  },
-  'gpt-3.5-turbo': {
-    provider: 'openai',
-    inputPerMTok: 0.5,
-    outputPerMTok: 1.5,
-    maxOutputTokens: 4_096,
-    contextWindow: 16_385,
-    tokenizer: CL100K,
-  },
-  o1: {
-    provider: 'openai',
-    inputPerMTok: 15,
-    cachedInputPerMTok: 7.5,
-    outputPerMTok: 60,
-    maxOutputTokens: 100_000,
-    contextWindow: 200_000,
-    tokenizer: O200K,
-  },
-  'o1-mini': {
-    provider: 'openai',
-    inputPerMTok: 1.1,
-    cachedInputPerMTok: 0.55,
-    outputPerMTok: 4.4,
-    maxOutputTokens: 65_536,
-    contextWindow: 128_000,
-    tokenizer: O200K,
-  },
-  o3: {
-    provider: 'openai',
-    inputPerMTok: 2,
-    cachedInputPerMTok: 0.5,
-    outputPerMTok: 8,
-    maxOutputTokens: 100_000,
-    contextWindow: 200_000,
-    tokenizer: O200K,
-  },
-  'o3-mini': {
-    provider: 'openai',
-    inputPerMTok: 1.1,
-    cachedInputPerMTok: 0.55,
-    outputPerMTok: 4.4,
-    maxOutputTokens: 100_000,
-    contextWindow: 200_000,
-    tokenizer: O200K,
-  },
-  'o4-mini': {
-    provider: 'openai',
-    inputPerMTok: 1.1,
-    cachedInputPerMTok: 0.275,
-    outputPerMTok: 4.4,
-    maxOutputTokens: 100_000,
-    contextWindow: 200_000,
-    tokenizer: O200K,
-  },
-  // OpenAI embeddings (`kind: 'embedding'`: served on /v1/embeddings only; input tokens only, counted with cl100k_base as
-  // OpenAI bills them). No output. The 8,192-token limit is per input; one request holds at most 300,000 tokens in all,
-  // which stands as its window (a request over it is refused by OpenAI and billed nothing).
-  'text-embedding-3-small': {
-    provider: 'openai',
-    kind: 'embedding',
-    inputPerMTok: 0.02,
-    outputPerMTok: 0,
-    contextWindow: 300_000,
-    tokenizer: CL100K,
-  },
-  'text-embedding-3-large': {
-    provider: 'openai',
-    kind: 'embedding',
-    inputPerMTok: 0.13,
-    outputPerMTok: 0,
-    contextWindow: 300_000,
-    tokenizer: CL100K,
-  },
-  'text-embedding-ada-002': {
-    provider: 'openai',
-    kind: 'embedding',
-    inputPerMTok: 0.1,
-    outputPerMTok: 0,
-    contextWindow: 300_000,
-    tokenizer: CL100K,
-  },
-  // Anthropic (tokenizer not public: approximated)
-  'claude-opus-4-5': {
-    provider: 'anthropic',
-    inputPerMTok: 5,
-    cachedInputPerMTok: 0.5,
-    cacheWritePerMTok: 6.25,
-    cacheWrite1hPerMTok: 10,
-    outputPerMTok: 25,
-    maxOutputTokens: 64_000,
-    contextWindow: 200_000,
-  },
-  'claude-opus-4-1': {
-    provider: 'anthropic',
-    inputPerMTok: 15,
-    cachedInputPerMTok: 1.5,
-    cacheWritePerMTok: 18.75,
-    cacheWrite1hPerMTok: 30,
-    outputPerMTok: 75,
-    maxOutputTokens: 32_000,
-    contextWindow: 200_000,
-  },
-  'claude-opus-4': {
-    provider: 'anthropic',
-    inputPerMTok: 15,
-    cachedInputPerMTok: 1.5,
-    cacheWritePerMTok: 18.75,
-    cacheWrite1hPerMTok: 30,
-    outputPerMTok: 75,
-    maxOutputTokens: 32_000,
-    contextWindow: 200_000,
-  },
-  'claude-sonnet-4-5': {
-    provider: 'anthropic',
-    inputPerMTok: 3,
-    cachedInputPerMTok: 0.3,
-    cacheWritePerMTok: 3.75,
-    cacheWrite1hPerMTok: 6,
-    outputPerMTok: 15,
-    maxOutputTokens: 64_000,
-    contextWindow: 200_000,
-  },
-  'claude-sonnet-4': {
-    provider: 'anthropic',
-    inputPerMTok: 3,
-    cachedInputPerMTok: 0.3,
-    cacheWritePerMTok: 3.75,
-    cacheWrite1hPerMTok: 6,
-    outputPerMTok: 15,
-    maxOutputTokens: 64_000,
-    contextWindow: 200_000,
-  },
-  'claude-3-7-sonnet': {
-    provider: 'anthropic',
-    inputPerMTok: 3,
-    cachedInputPerMTok: 0.3,
-    cacheWritePerMTok: 3.75,
-    cacheWrite1hPerMTok: 6,
-    outputPerMTok: 15,
-    maxOutputTokens: 64_000,
-    contextWindow: 200_000,
-  },
-  'claude-haiku-4-5': {
-    provider: 'anthropic',
-    inputPerMTok: 1,
-    cachedInputPerMTok: 0.1,
-    cacheWritePerMTok: 1.25,
-    cacheWrite1hPerMTok: 2,
-    outputPerMTok: 5,
-    maxOutputTokens: 64_000,
-    contextWindow: 200_000,
-  },
-  'claude-3-5-haiku': {
-    provider: 'anthropic',
-    inputPerMTok: 0.8,
-    cachedInputPerMTok: 0.08,
-    cacheWritePerMTok: 1,
-    cacheWrite1hPerMTok: 1.6,
-    outputPerMTok: 4,
-    maxOutputTokens: 8_192,
-    contextWindow: 200_000,
-  },
-  'claude-3-haiku': {
-    provider: 'anthropic',
-    inputPerMTok: 0.25,
-    cachedInputPerMTok: 0.03,
-    cacheWritePerMTok: 0.3,
-    cacheWrite1hPerMTok: 0.5,
-    outputPerMTok: 1.25,
-    maxOutputTokens: 4_096,
-    contextWindow: 200_000,
-  },
-  // Google Gemini (native generateContent API; tokenizer not public: approximated)
-  'gemini-2.5-pro': {
-    provider: 'google',
-    inputPerMTok: 1.25,
-    cachedInputPerMTok: 0.125,
-    outputPerMTok: 10,
-    maxOutputTokens: 65_536,
-    contextWindow: 1_048_576,
-  },
-  'gemini-2.5-flash': {
-    provider: 'google',
-    inputPerMTok: 0.3,
-    cachedInputPerMTok: 0.03,
-    outputPerMTok: 2.5,
-    maxOutputTokens: 65_536,
-    contextWindow: 1_048_576,
-  },
-  'gemini-2.5-flash-lite': {
-    provider: 'google',
-    inputPerMTok: 0.1,
-    cachedInputPerMTok: 0.01,
-    outputPerMTok: 0.4,
-    maxOutputTokens: 65_536,
-    contextWindow: 1_048_576,
-  },
-  'gemini-2.0-flash': {
-    provider: 'google',
-    inputPerMTok: 0.1,
-    cachedInputPerMTok: 0.025,
-    outputPerMTok: 0.4,
-    maxOutputTokens: 8_192,
-    contextWindow: 1_048_576,
-  },
-  // Mistral (its own chat API; tokenizer has no exact JavaScript port: approximated). Keyed by family, so that
-  // `mistral-large-latest` and dated ids (`mistral-large-2411`) resolve to them. Mistral documents a context window
-  // and no separate output limit: an answer may fill what the prompt leaves, so the window bounds the output.
-  // As of 2025-11 (mistral.ai/pricing, docs.mistral.ai/getting-started/models); re-check before relying on them.
-  // Mistral Large 2.1 (2411)
-  'mistral-large': {
-    provider: 'mistral',
-    inputPerMTok: 2,
-    outputPerMTok: 6,
-    maxOutputTokens: 131_072,
-    contextWindow: 131_072,
-  },
-  // Mistral Medium 3.1 (2508)
-  'mistral-medium': {
-    provider: 'mistral',
-    inputPerMTok: 0.4,
-    outputPerMTok: 2,
-    maxOutputTokens: 131_072,
-    contextWindow: 131_072,
-  },
-  // Mistral Small 3.2 (2506)
+/**
+ * Our fields over a maintained row, by its id or an id its match rule takes (then served under that id too, so dated
+ * ids resolve to it as before): documented maximum output and context window (ours win: the source has no output
+ * limit, and an embedding request's window is its 300,000-token request limit), and the tokenizer where it is public.
+ */
+const OUR_FIELDS: Readonly<Record<string, Partial<ModelPrice>>> = {
+  'gpt-5.1': { maxOutputTokens: 128_000, contextWindow: 400_000, tokenizer: O200K },
+  'gpt-5': { maxOutputTokens: 128_000, contextWindow: 400_000, tokenizer: O200K },
+  'gpt-5-mini': { maxOutputTokens: 128_000, contextWindow: 400_000, tokenizer: O200K },
+  'gpt-5-nano': { maxOutputTokens: 128_000, contextWindow: 400_000, tokenizer: O200K },
+  'gpt-4.1': { maxOutputTokens: 32_768, contextWindow: 1_047_576, tokenizer: O200K },
+  'gpt-4.1-mini': { maxOutputTokens: 32_768, contextWindow: 1_047_576, tokenizer: O200K },
+  'gpt-4.1-nano': { maxOutputTokens: 32_768, contextWindow: 1_047_576, tokenizer: O200K },
+  'gpt-4o': { maxOutputTokens: 16_384, contextWindow: 128_000, tokenizer: O200K },
+  'gpt-4o-mini': { maxOutputTokens: 16_384, contextWindow: 128_000, tokenizer: O200K },
+  'chatgpt-4o-latest': { maxOutputTokens: 16_384, contextWindow: 128_000, tokenizer: O200K },
+  'gpt-4': { maxOutputTokens: 8_192, contextWindow: 8_192, tokenizer: CL100K },
+  'gpt-4-turbo': { maxOutputTokens: 4_096, contextWindow: 128_000, tokenizer: CL100K },
+  'gpt-3.5-turbo': { maxOutputTokens: 4_096, contextWindow: 16_385, tokenizer: CL100K },
+  o1: { maxOutputTokens: 100_000, contextWindow: 200_000, tokenizer: O200K },
+  'o1-mini': { maxOutputTokens: 65_536, contextWindow: 128_000, tokenizer: O200K },
+  o3: { maxOutputTokens: 100_000, contextWindow: 200_000, tokenizer: O200K },
+  'o3-mini': { maxOutputTokens: 100_000, contextWindow: 200_000, tokenizer: O200K },
+  'o4-mini': { maxOutputTokens: 100_000, contextWindow: 200_000, tokenizer: O200K },
+  'text-embedding-3-small': { kind: 'embedding', contextWindow: 300_000, tokenizer: CL100K },
+  'text-embedding-3-large': { kind: 'embedding', contextWindow: 300_000, tokenizer: CL100K },
+  'text-embedding-ada-002': { kind: 'embedding', contextWindow: 300_000, tokenizer: CL100K },
+  'claude-opus-4-5': { maxOutputTokens: 64_000, contextWindow: 200_000 },
+  'claude-opus-4-1': { maxOutputTokens: 32_000, contextWindow: 200_000 },
+  'claude-opus-4': { maxOutputTokens: 32_000, contextWindow: 200_000 },
+  'claude-sonnet-4-5': { maxOutputTokens: 64_000, contextWindow: 200_000 },
+  'claude-sonnet-4': { maxOutputTokens: 64_000, contextWindow: 200_000 },
+  'claude-3-7-sonnet': { maxOutputTokens: 64_000, contextWindow: 200_000 },
+  'claude-haiku-4-5': { maxOutputTokens: 64_000, contextWindow: 200_000 },
+  'claude-3-5-haiku': { maxOutputTokens: 8_192, contextWindow: 200_000 },
+  'claude-3-haiku': { maxOutputTokens: 4_096, contextWindow: 200_000 },
+  'gemini-2.5-pro': { maxOutputTokens: 65_536, contextWindow: 1_048_576 },
+  'gemini-2.5-flash': { maxOutputTokens: 65_536, contextWindow: 1_048_576 },
+  'gemini-2.5-flash-lite': { maxOutputTokens: 65_536, contextWindow: 1_048_576 },
+  'gemini-2.0-flash': { maxOutputTokens: 8_192, contextWindow: 1_048_576 },
+  'mistral-large': { maxOutputTokens: 131_072, contextWindow: 131_072 },
+  'mistral-medium': { maxOutputTokens: 131_072, contextWindow: 131_072 },
+  codestral: { maxOutputTokens: 262_144, contextWindow: 262_144 },
+  'ministral-8b': { maxOutputTokens: 131_072, contextWindow: 131_072 },
+  'ministral-3b': { maxOutputTokens: 131_072, contextWindow: 131_072 },
+  'open-mistral-nemo': { maxOutputTokens: 131_072, contextWindow: 131_072 },
+};
+
+/**
+ * Models the maintained source has no row for, priced by us (a row of the source, when one appears, wins).
+ * - `gpt-6.1-sol` (Codex's default model): OpenAI prices it as `gpt-6-sol`, with the same long-context prices above
+ *   272K input tokens; to be replaced by the source's row when it lists it.
+ * - `mistral-small`: Mistral Small 3.2 (2506), as of 2025-11 (mistral.ai/pricing); the source names only dated ids.
+ */
+const OUR_ROWS: Readonly<Record<string, ModelPrice | { sameAs: string }>> = {
+  'gpt-6.1-sol': { sameAs: 'gpt-6-sol' },
   'mistral-small': {
     provider: 'mistral',
     inputPerMTok: 0.1,
@@ -353,36 +78,87 @@ export const DEFAULT_PRICES: Readonly<Record<string, ModelPrice>> = Object.freez
     maxOutputTokens: 131_072,
     contextWindow: 131_072,
   },
-  // Codestral 25.08
-  codestral: {
-    provider: 'mistral',
-    inputPerMTok: 0.3,
-    outputPerMTok: 0.9,
-    maxOutputTokens: 262_144,
-    contextWindow: 262_144,
-  },
-  // Ministral 8B (2410)
-  'ministral-8b': {
-    provider: 'mistral',
-    inputPerMTok: 0.1,
-    outputPerMTok: 0.1,
-    maxOutputTokens: 131_072,
-    contextWindow: 131_072,
-  },
-  // Ministral 3B (2410)
-  'ministral-3b': {
-    provider: 'mistral',
-    inputPerMTok: 0.04,
-    outputPerMTok: 0.04,
-    maxOutputTokens: 131_072,
-    contextWindow: 131_072,
-  },
-  // Mistral NeMo (2407)
-  'open-mistral-nemo': {
-    provider: 'mistral',
-    inputPerMTok: 0.15,
-    outputPerMTok: 0.15,
-    maxOutputTokens: 131_072,
-    contextWindow: 131_072,
-  },
-});
+};
+
+/** OpenAI's priority prices where its pricing page gives them (USD per 1M tokens: input, cached input, output). */
+const PRIORITY: Readonly<Record<string, readonly [number, number, number]>> = {
+  'gpt-5.1': [2.5, 0.25, 20],
+  'gpt-5': [2.5, 0.25, 20],
+  'gpt-5-mini': [0.45, 0.045, 3.6],
+  'gpt-4.1': [3.5, 0.875, 14],
+  'gpt-4.1-mini': [0.7, 0.175, 2.8],
+  'gpt-4.1-nano': [0.2, 0.05, 0.8],
+  'gpt-4o': [4.25, 2.125, 17],
+  'gpt-4o-mini': [0.25, 0.125, 1],
+  o3: [3.5, 0.875, 14],
+  'o4-mini': [2, 0.5, 8],
+};
+/**
+ * A priority price OpenAI has not listed for a model is taken at twice the standard one, the highest of its listed
+ * ratios (1.7x to 2x): never billed under what the provider charges.
+ */
+const PRIORITY_UNLISTED = 2;
+/** Models OpenAI serves at the Flex tier (half the standard prices, as Batch is). */
+const FLEX = /^(o3|o4-mini|gpt-5|gpt-6)/;
+
+function scaled(price: TierPrice, factor: number): TierPrice {
+  const out: TierPrice = {};
+  for (const [field, usd] of Object.entries(price) as [keyof TierPrice, number | undefined][])
+    if (usd !== undefined) out[field] = Math.round(usd * factor * 1e6) / 1e6;
+  return out;
+}
+
+/** The service tiers OpenAI and Anthropic bill (`service_tier` in OpenAI's answers; Batch at half price for both). */
+function serviceTiersOf(id: string, row: ModelPrice): ModelPrice['serviceTiers'] {
+  if (row.kind === 'embedding' || (row.provider !== 'openai' && row.provider !== 'anthropic')) return row.serviceTiers;
+  const standard: TierPrice = {
+    inputPerMTok: row.inputPerMTok,
+    ...(row.cachedInputPerMTok === undefined ? {} : { cachedInputPerMTok: row.cachedInputPerMTok }),
+    outputPerMTok: row.outputPerMTok,
+  };
+  const tiers: NonNullable<ModelPrice['serviceTiers']> = { batch: scaled(standard, 0.5) };
+  if (row.provider === 'openai') {
+    const listed = PRIORITY[id];
+    tiers.priority = listed
+      ? { inputPerMTok: listed[0], cachedInputPerMTok: listed[1], outputPerMTok: listed[2] }
+      : scaled(standard, PRIORITY_UNLISTED);
+    if (FLEX.test(id)) tiers.flex = scaled(standard, 0.5);
+  }
+  return { ...tiers, ...row.serviceTiers };
+}
+
+/** The catalogue on `day` (YYYY-MM-DD): every row by id, and the match rules of the maintained rows in their order. */
+export function buildCatalogue(day: string): {
+  prices: Readonly<Record<string, ModelPrice>>;
+  matchers: readonly { id: string; matches: Matcher }[];
+} {
+  const prices: Record<string, ModelPrice> = {};
+  const matchers = MAINTAINED_ROWS.map((row) => ({ id: row.id, row, matches: compileMatch(row.match) }));
+  const maintainedFor = (id: string) => matchers.find((m) => m.id === id) ?? matchers.find((m) => m.matches(id));
+  for (const { id, row } of matchers) prices[id] = catalogueRow(row, day, OUR_FIELDS[id]);
+  for (const [id, fields] of Object.entries(OUR_FIELDS)) {
+    if (prices[id]) continue;
+    const maintained = maintainedFor(id);
+    if (!maintained) throw new Error(`catalogue: our fields for ${id} name no row of ${MAINTAINED_SOURCE}`);
+    prices[id] = catalogueRow(maintained.row, day, fields);
+  }
+  for (const [id, row] of Object.entries(OUR_ROWS)) {
+    if (maintainedFor(id)) continue;
+    prices[id] = 'sameAs' in row ? prices[row.sameAs]! : row;
+  }
+  for (const [id, row] of Object.entries(prices)) {
+    const serviceTiers = serviceTiersOf(id, row);
+    if (serviceTiers) prices[id] = { ...row, serviceTiers };
+  }
+  return {
+    prices: Object.freeze(prices),
+    matchers: matchers.map(({ id, matches }) => ({ id, matches })),
+  };
+}
+
+const SHIPPED = buildCatalogue(new Date().toISOString().slice(0, 10));
+
+/** The shipped rows (USD per 1M tokens, standard tier), by model id, with their tiers, limits and tokenizers. */
+export const DEFAULT_PRICES: Readonly<Record<string, ModelPrice>> = SHIPPED.prices;
+/** The maintained source's match rules for dated and aliased ids, tried in its order after an id and its family. */
+export const DEFAULT_MATCHERS = SHIPPED.matchers;

@@ -74,6 +74,12 @@ export class ProviderCall {
   readonly requestedModel: string | undefined;
   /** The service tier the request asked for (`CallShape.serviceTier`): its reservation is priced at it. */
   readonly serviceTier: string | undefined;
+  /**
+   * A JSON call its route asked its upstream for as a stream: the meter holds the stream to its grant as it holds any
+   * stream, and the client gets the JSON answer assembled from what went out (docs/architecture.md, "What a JSON
+   * answer can spend"). Set by the route, before it sends the call.
+   */
+  jsonFromStream = false;
   #model: string | undefined;
   #outputCap: number | undefined;
   #controller: AbortController | undefined;

@@ -1,6 +1,8 @@
 // A price source (the gateway's `prices`): a file or a URL read at start and at each refresh into one pricing table.
-import { readFile } from 'node:fs/promises';
-import type { Pricing } from './pricing.js';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { readSourceOffLoop } from './price-read.js';
+import type { Pricing, PriceUpdate } from './pricing.js';
 
 type PriceChange = ReturnType<Pricing['loadSource']>['changes'][number];
 
@@ -9,6 +11,11 @@ export interface PriceSourceOptions {
   /** An http(s) URL, or a file path. */
   source: string;
   refreshMs: number;
+  /**
+   * A file where the last source that loaded is kept: read at start when the source cannot be, so that a restart
+   * during the source's outage prices as before it (not at the shipped table).
+   */
+  keep?: string;
 }
 
 /** What `/admin/prices` shows and the metrics read. */
@@ -18,12 +25,19 @@ export interface PriceStatus {
   version: string;
   /** ISO time the prices in use were loaded; null: the shipped table, no source loaded yet. */
   loadedAt: string | null;
+  /** The prices in use are the kept copy of an earlier load (the source could not be read since the start). */
+  fromKeptCopy: boolean;
   /** ISO time the source was last read, whether or not it changed. */
   checkedAt: string | null;
   /** What the last load changed, by model. */
   changes: PriceChange[];
-  /** Why the last read was refused (the prices in use were kept); null when it was taken or unchanged. */
+  /**
+   * Why the last read was refused (the prices in use were kept); null once a read is taken. It stays while the source
+   * answers unchanged (a 304), so that a refused source stays visible until a good one loads.
+   */
   lastError: { at: string; message: string } | null;
+  /** Rows of the source in use left out because a cost their provider bills is missing. */
+  refusedRows: PriceUpdate['refused'];
   /** Reads refused since the start. */
   failures: number;
 }
@@ -40,30 +54,17 @@ export interface PriceLog {
   error(line: string): void;
 }
 
-/** A source that does not answer within this is a failed read: the prices in use stay. */
-const FETCH_TIMEOUT_MS = 10_000;
-/** LiteLLM's file is about 1.5 MB; a source past this is refused rather than held in memory. */
-const MAX_SOURCE_BYTES = 32 * 1024 * 1024;
 /** Changed models named in the log line; the rest are counted (all are on /admin/prices). */
 const LOGGED_CHANGES = 10;
+/** Until a first load, a refused read is tried again this soon rather than a whole `refresh` later (/readyz waits on it). */
+const FIRST_LOAD_RETRY_MS = 5_000;
 
-const isUrl = (source: string) => /^https?:\/\//i.test(source);
-
-/** The text of a URL source, or undefined when it answered 304 (unchanged since the ETag it was asked with). */
-async function fetchSource(url: string, etag: { value?: string }): Promise<string | undefined> {
-  const response = await fetch(url, {
-    headers: etag.value ? { 'if-none-match': etag.value } : {},
-    signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
-    redirect: 'follow',
-  });
-  if (response.status === 304) return undefined;
-  if (!response.ok) throw new Error(`${url} answered ${response.status}`);
-  const length = Number(response.headers.get('content-length'));
-  if (length > MAX_SOURCE_BYTES) throw new Error(`${url} is ${length} bytes, more than ${MAX_SOURCE_BYTES}`);
-  const text = await response.text();
-  if (text.length > MAX_SOURCE_BYTES) throw new Error(`${url} is more than ${MAX_SOURCE_BYTES} bytes`);
-  etag.value = response.headers.get('etag') ?? undefined;
-  return text;
+/** Keeps the text of a source that loaded (written whole, then renamed: a crash leaves the older copy). */
+async function keepCopy(path: string, text: string): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  const temporary = `${path}.${process.pid}.tmp`;
+  await writeFile(temporary, text, { mode: 0o600 });
+  await rename(temporary, path);
 }
 
 function describeChanges(changes: readonly PriceChange[]): string {
@@ -93,49 +94,111 @@ export function startPriceRefresh(
     source: options?.source ?? null,
     version: pricing.version,
     loadedAt: null,
+    fromKeptCopy: false,
     checkedAt: null,
     changes: [],
     lastError: null,
+    refusedRows: [],
     failures: 0,
   };
-  const etag: { value?: string } = {};
-  let lastText: string | undefined;
+  let etag: string | undefined;
+  let lastDigest: string | undefined;
   let running: Promise<void> | undefined;
+  let retry: NodeJS.Timeout | undefined;
+  let closed = false;
 
   if (options === undefined)
     return { status: () => ({ ...status }), refresh: () => Promise.resolve(), close: () => undefined };
-  const { source } = options;
+  const { source, refreshMs } = options;
+
+  const now = () => new Date().toISOString();
+
+  /** Takes `text` as the prices in use; throws when it does not validate. */
+  function load(text: string, digest: string, from: string): void {
+    const update = pricing.loadSource(text);
+    lastDigest = digest;
+    status.refusedRows = update.refused;
+    if (update.refused.length > 0)
+      log.error(
+        `tollgate prices: ${update.refused.length} row(s) of ${from} left out, a cost their provider bills missing: ` +
+          update.refused
+            .slice(0, LOGGED_CHANGES)
+            .map((row) => `${row.model} (${row.reason})`)
+            .join('; '),
+      );
+    // A source whose prices are the table's own is loaded all the same: the prices in use are the source's.
+    if (update.version === status.version) {
+      status.loadedAt ??= now();
+      return;
+    }
+    status.version = update.version;
+    status.loadedAt = now();
+    status.changes = update.changes;
+    log.info(`tollgate prices: version ${update.version} loaded from ${from}; ${describeChanges(update.changes)}`);
+  }
+
+  /** At start, when the source cannot be read: the copy an earlier load kept, if there is one that validates. */
+  async function loadKeptCopy(): Promise<void> {
+    if (!options?.keep || status.loadedAt !== null) return;
+    let read: Awaited<ReturnType<typeof readSourceOffLoop>>;
+    try {
+      read = await readSourceOffLoop(options.keep, undefined);
+    } catch {
+      return;
+    }
+    try {
+      load(read!.served, read!.digest, `the kept copy ${options.keep}`);
+      status.fromKeptCopy = true;
+    } catch (error) {
+      log.error(`tollgate prices: the kept copy ${options.keep} refused: ${(error as Error).message}`);
+    }
+  }
 
   async function readOnce(): Promise<void> {
-    const now = () => new Date().toISOString();
     try {
-      const text = isUrl(source) ? await fetchSource(source, etag) : await readFile(source, 'utf8');
+      // Read, checked whole and cut down to the rows served here in a worker thread: a large file parsed here would
+      // stall requests.
+      const read = await readSourceOffLoop(source, etag);
       status.checkedAt = now();
+      // Unchanged since the prices in use were taken (a 304 is asked only against their ETag, or the same bytes):
+      // the source is good again. A refused body is never taken, so its error stays until a good one loads.
+      if (read === undefined || read.digest === lastDigest) {
+        if (status.loadedAt !== null && !status.fromKeptCopy) status.lastError = null;
+        return;
+      }
+      load(read.served, read.digest, source);
+      // Asked with only once taken: a refused body is read again, never answered 304 and forgotten.
+      etag = read.etag;
       status.lastError = null;
-      // Unchanged (304, or the same bytes): nothing to check again.
-      if (text === undefined || text === lastText) return;
-      const update = pricing.loadSource(text);
-      lastText = text;
-      if (update.version === status.version) return;
-      status.version = update.version;
-      status.loadedAt = status.checkedAt;
-      status.changes = update.changes;
-      log.info(`tollgate prices: version ${update.version} loaded from ${source}; ${describeChanges(update.changes)}`);
+      status.fromKeptCopy = false;
+      if (options?.keep)
+        await keepCopy(options.keep, read.served).catch((error: Error) =>
+          log.error(`tollgate prices: cannot keep a copy of ${source} at ${options.keep}: ${error.message}`),
+        );
     } catch (error) {
       status.failures++;
       const message = error instanceof Error ? error.message : String(error);
       status.lastError = { at: now(), message };
       log.error(`tollgate prices: ${source} refused, the prices in use (${status.version}) kept: ${message}`);
+      await loadKeptCopy();
+      if ((status.loadedAt === null || status.fromKeptCopy) && !closed) {
+        retry = setTimeout(() => void refresh(), Math.min(FIRST_LOAD_RETRY_MS, refreshMs));
+        retry.unref();
+      }
     }
   }
 
   const refresh = () => (running ??= readOnce().finally(() => (running = undefined)));
   void refresh();
-  const timer = setInterval(() => void refresh(), options.refreshMs);
+  const timer = setInterval(() => void refresh(), refreshMs);
   timer.unref();
   return {
     status: () => ({ ...status }),
     refresh,
-    close: () => clearInterval(timer),
+    close: () => {
+      closed = true;
+      clearInterval(timer);
+      clearTimeout(retry);
+    },
   };
 }

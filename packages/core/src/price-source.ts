@@ -1,20 +1,25 @@
-// A maintained price file (LiteLLM's model_prices_and_context_window.json format) read into catalogue rows.
-import { createHash } from 'node:crypto';
-import { DEFAULT_PRICES } from './catalogue.js';
+// A price file (LiteLLM's model_prices_and_context_window.json, or @pydantic/genai-prices' data) read into rows.
+import { catalogueRow, compileMatch } from './catalogue-rows.js';
+import type { Matcher } from './catalogue-rows.js';
+import { GENAI_PROVIDERS, genaiRows } from './genai-prices.js';
 import { TollgateError } from './errors.js';
 import type { ModelKind, ModelPrice, TierPrice } from './pricing.js';
 
-/** LiteLLM's names for a provider the catalogue names otherwise. */
-const LITELLM_ALIASES: Readonly<Record<string, string>> = { 'text-completion-openai': 'openai', gemini: 'google' };
-
 /**
- * The providers whose rows are taken, LiteLLM's name to the catalogue's: those the shipped catalogue prices (an adapter
- * serves them), by their own name or LiteLLM's alias; others are served by no adapter here.
+ * LiteLLM's providers whose rows are taken, to the catalogue's provider (the upstream kind that serves them), in the
+ * order a row wins over another of the same id: a provider's own API first (`gemini/gemini-2.5-pro` is Google's
+ * price; the unprefixed row of that id is Vertex's, `vertex_ai-language-models`, served by no upstream here), Azure's
+ * only for an id no provider's own row prices. Vertex, Bedrock and the rest are served by no upstream here.
  */
-const PROVIDERS: Readonly<Record<string, string>> = Object.fromEntries([
-  ...[...new Set(Object.values(DEFAULT_PRICES).map((price) => price.provider))].map((name) => [name, name]),
-  ...Object.entries(LITELLM_ALIASES),
-]);
+const PROVIDERS: Readonly<Record<string, string>> = {
+  openai: 'openai',
+  'text-completion-openai': 'openai',
+  anthropic: 'anthropic',
+  gemini: 'google',
+  mistral: 'mistral',
+  azure: 'azure-openai',
+};
+const RANK: Readonly<Record<string, number>> = { 'azure-openai': 1 };
 
 /** LiteLLM's modes served by the provider routes; image, audio, rerank and moderation rows are left out. */
 const MODES: Readonly<Record<string, ModelKind>> = {
@@ -40,10 +45,12 @@ const TIERS = [
   ['_batches', 'batch'],
 ] as const;
 
-/** A price file's cost rows by model id, and its version: a hash of those rows, the same in every process. */
+/** A price file's cost rows by model id, its match rules, and the rows it holds that were refused (named, with why). */
 export interface SourcePrices {
   rows: Record<string, ModelPrice>;
-  version: string;
+  /** Match rules for dated and aliased ids, in the file's order (a genai-prices file's). */
+  matchers: { id: string; matches: Matcher }[];
+  refused: { model: string; reason: string }[];
 }
 
 function refused(message: string): TollgateError {
@@ -73,13 +80,16 @@ function tokenLimit(value: unknown): number | undefined {
   return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 ? value : undefined;
 }
 
-/** One row of the file as a catalogue row, or undefined when it is not one this gateway serves. */
-function rowOf(id: string, row: Record<string, unknown>): ModelPrice | undefined {
-  const provider = typeof row.litellm_provider === 'string' ? PROVIDERS[row.litellm_provider] : undefined;
+/**
+ * One row of the file as a catalogue row; undefined when it is not one this gateway serves; a string saying why when it
+ * is one and cannot be taken (a cost the provider bills is missing: taking it would bill that class at $0).
+ */
+function rowOf(id: string, row: Record<string, unknown>, provider: string): ModelPrice | string | undefined {
   const kind = MODES[typeof row.mode === 'string' ? row.mode : 'chat'];
-  if (provider === undefined || kind === undefined) return undefined;
+  if (kind === undefined) return undefined;
   const costs = costsOf(row, id, '');
-  if (costs.inputPerMTok === undefined) return undefined;
+  if (costs.inputPerMTok === undefined) return 'no input_cost_per_token';
+  if (kind === 'generation' && costs.outputPerMTok === undefined) return 'no output_cost_per_token';
   const price: ModelPrice = { provider, inputPerMTok: costs.inputPerMTok, outputPerMTok: costs.outputPerMTok ?? 0 };
   Object.assign(price, costs);
   if (kind === 'embedding') price.kind = kind;
@@ -95,10 +105,45 @@ function rowOf(id: string, row: Record<string, unknown>): ModelPrice | undefined
   return price;
 }
 
+/** The rows of a LiteLLM file, keyed by id without the provider prefix, the better-ranked provider's where two meet. */
+function readLiteLlm(file: Record<string, unknown>): SourcePrices {
+  const rows: Record<string, ModelPrice> = {};
+  const refusedRows: SourcePrices['refused'] = [];
+  for (const key of Object.keys(file).sort()) {
+    const row = file[key];
+    if (typeof row !== 'object' || row === null || key === 'sample_spec') continue;
+    const provider = PROVIDERS[String((row as Record<string, unknown>).litellm_provider)];
+    if (provider === undefined) continue;
+    const price = rowOf(key, row as Record<string, unknown>, provider);
+    if (price === undefined) continue;
+    if (typeof price === 'string') {
+      refusedRows.push({ model: key, reason: price });
+      continue;
+    }
+    const slash = key.indexOf('/');
+    const id = slash > 0 ? key.slice(slash + 1) : key;
+    const held = rows[id];
+    if (held !== undefined && (RANK[held.provider] ?? 0) <= (RANK[provider] ?? 0)) continue;
+    rows[id] = price;
+  }
+  return { rows, matchers: [], refused: refusedRows };
+}
+
+/** The rows of a @pydantic/genai-prices data file (a list of providers), with its match rules. */
+function readGenai(file: readonly unknown[]): SourcePrices {
+  const { rows, skipped } = genaiRows(file, new Date().toISOString().slice(0, 10));
+  const prices: Record<string, ModelPrice> = {};
+  for (const row of rows) prices[row.id] ??= catalogueRow(row, new Date().toISOString().slice(0, 10), undefined);
+  const matchers = rows.map((row) => ({ id: row.id, matches: compileMatch(row.match) }));
+  const refusedRows = skipped.filter((entry) => entry.reason.startsWith('no '));
+  return { rows: prices, matchers, refused: refusedRows };
+}
+
 /**
- * Reads a price file: each row of a provider served here, keyed by its id without LiteLLM's provider prefix
- * (`gemini/gemini-2.5-pro` is `gemini-2.5-pro`; a row named without the prefix wins). A file that is no JSON
- * object, or one whose costs are not all numbers >= 0, is refused whole (TollgateError).
+ * Reads a price file: LiteLLM's `model_prices_and_context_window.json` (an object of model ids) or @pydantic/genai-prices'
+ * `data.json` (a list of providers). Each row of a provider served here is taken; a row missing a cost its provider
+ * bills is left out and named in `refused`. A file that is no JSON, or whose costs are not all numbers >= 0, is refused
+ * whole (TollgateError).
  */
 export function readSourcePrices(text: string): SourcePrices {
   let file: unknown;
@@ -107,27 +152,31 @@ export function readSourcePrices(text: string): SourcePrices {
   } catch (error) {
     throw refused(`not JSON (${(error as Error).message})`);
   }
-  // A list is another format (@pydantic/genai-prices' data.json is a list of providers, with match rules and prices by
-  // prompt length and date): the message names the one format read, so that an operator knows what to point at.
-  if (typeof file !== 'object' || file === null || Array.isArray(file))
+  if (typeof file !== 'object' || file === null)
     throw refused(
-      `must be a JSON object of model ids to their prices, in LiteLLM's model_prices_and_context_window.json format; ` +
-        `got ${Array.isArray(file) ? 'a list' : file === null ? 'null' : `a ${typeof file}`}`,
+      `must be LiteLLM's model_prices_and_context_window.json (an object of model ids) or @pydantic/genai-prices' ` +
+        `data.json (a list of providers); got ${file === null ? 'null' : `a ${typeof file}`}`,
     );
-  const rows: Record<string, ModelPrice> = {};
-  const ids = Object.keys(file).sort();
-  for (const key of ids) {
-    const row = (file as Record<string, unknown>)[key];
-    if (typeof row !== 'object' || row === null || key === 'sample_spec') continue;
-    const price = rowOf(key, row as Record<string, unknown>);
-    if (price === undefined) continue;
-    const slash = key.indexOf('/');
-    const id = slash > 0 && PROVIDERS[key.slice(0, slash)] !== undefined ? key.slice(slash + 1) : key;
-    if (id !== key && (file as Record<string, unknown>)[id] !== undefined) continue;
-    rows[id] = price;
-  }
-  if (Object.keys(rows).length === 0) throw refused('holds no priced model of a provider served here');
-  // Of the rows, not the bytes: a copy that only re-orders or re-indents the file is the same version.
-  const version = createHash('sha256').update(JSON.stringify(rows)).digest('hex').slice(0, 16);
-  return { rows, version };
+  const source = Array.isArray(file) ? readGenai(file) : readLiteLlm(file as Record<string, unknown>);
+  if (Object.keys(source.rows).length === 0) throw refused('holds no priced model of a provider served here');
+  return source;
+}
+
+/**
+ * The part of a price file `readSourcePrices` reads (the same rows, refusals and version): the rows of providers served
+ * here. The whole file is checked first, refused the same way. A large file is cut down to it in a worker thread
+ * (`price-read.ts`), so that the event loop parses little.
+ */
+export function servedPart(text: string): string {
+  readSourcePrices(text);
+  const file = JSON.parse(text) as Record<string, unknown> | unknown[];
+  if (Array.isArray(file))
+    return JSON.stringify(
+      file.filter((entry) => GENAI_PROVIDERS[String((entry as { id?: unknown } | null)?.id)] !== undefined),
+    );
+  const part: Record<string, unknown> = {};
+  for (const [key, row] of Object.entries(file))
+    if (typeof row === 'object' && row !== null && PROVIDERS[String((row as Record<string, unknown>).litellm_provider)])
+      part[key] = row;
+  return JSON.stringify(part);
 }

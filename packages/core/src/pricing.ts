@@ -1,8 +1,10 @@
 // Model prices per 1M tokens per token class, dated-id resolution, and the cost of a usage in nano-USD.
 import { TollgateError } from './errors.js';
 import { MAX_USD_PER_MILLION_TOKENS, usdAmountProblem } from './money.js';
-import { DEFAULT_PRICES, DEFAULT_PRICES_AS_OF } from './catalogue.js';
+import { createHash } from 'node:crypto';
+import { DEFAULT_MATCHERS, DEFAULT_PRICES } from './catalogue.js';
 import { readSourcePrices } from './price-source.js';
+import type { SourcePrices } from './price-source.js';
 import { startPriceRefresh } from './price-refresh.js';
 import type { PriceLog, PriceRefresh, PriceSourceOptions } from './price-refresh.js';
 import type { TollgateContext } from './context.js';
@@ -50,6 +52,11 @@ export interface ModelPrice {
    * the answer says served it. A tier named nowhere here is priced as the standard tier.
    */
   serviceTiers?: Record<string, TierPrice>;
+  /**
+   * Prices of a prompt longer than `aboveInputTokens` input tokens (the providers' long-context prices: the whole call
+   * is billed at them). The classes it names replace the standard ones.
+   */
+  longContext?: { aboveInputTokens: number } & TierPrice;
 }
 
 /** The prices of one service tier: the classes it names replace the standard tier's. */
@@ -65,11 +72,15 @@ export type ModelKind = 'generation' | 'embedding';
 
 const MODEL_KINDS: readonly ModelKind[] = ['generation', 'embedding'];
 
-/** The tokenizer a catalogue row names. */
-export type TokenizerFamily = 'o200k_base' | 'cl100k_base' | 'approximate';
+/**
+ * The tokenizer a catalogue row names: OpenAI's encodings, the open vocabularies counted exactly by their own tables
+ * (`llama3`: Llama 3; `tekken`: Mistral NeMo and later; `qwen2`: Qwen2 and 2.5; `gemma`: Gemma, also Gemini's
+ * published vocabulary), or `approximate`.
+ */
+export type TokenizerFamily = 'o200k_base' | 'cl100k_base' | 'llama3' | 'tekken' | 'qwen2' | 'gemma' | 'approximate';
 
 /** The shipped model catalogue (see catalogue.ts): prices, output caps, context windows, tokenizers. */
-export { DEFAULT_PRICES, DEFAULT_PRICES_AS_OF } from './catalogue.js';
+export { DEFAULT_PRICES, DEFAULT_PRICES_AS_OF, DEFAULT_PRICES_SOURCE } from './catalogue.js';
 
 /** Prices resolved to integer micro-USD per 1M tokens (= pico-USD per token), so sums stay exact. */
 export interface ResolvedPrice {
@@ -93,6 +104,8 @@ export interface ResolvedPrice {
   tier?: string;
   /** Each service tier's prices (see `ModelPrice.serviceTiers`); absent: the model has none. */
   tiers?: Readonly<Record<string, ResolvedPrice>>;
+  /** The prices of a call with more input tokens than `aboveInputTokens` (see `ModelPrice.longContext`). */
+  longContext?: { aboveInputTokens: number; price: ResolvedPrice };
 }
 
 export interface PricingOptions {
@@ -114,7 +127,7 @@ export interface Pricing {
   get(model: string, tier?: string): ResolvedPrice;
   /** Every model id in the table. */
   models(): string[];
-  /** Which prices are in use: `shipped-<date>`, or the hash of the source rows loaded (the same in every process). */
+  /** Which prices are in use: a hash of the whole table (shipped, source and `models`), the same in every process. */
   readonly version: string;
   /**
    * The prices `ctx`'s request is priced with from its estimate to its settle: the table in use at the request's
@@ -155,6 +168,8 @@ export interface PriceChange {
 export interface PriceUpdate {
   version: string;
   changes: PriceChange[];
+  /** Rows of the source left out because a cost their provider bills is missing (never priced at $0). */
+  refused: { model: string; reason: string }[];
 }
 
 export class UnknownModelError extends Error {
@@ -212,7 +227,15 @@ function optionalCount(value: unknown, field: string, model: string): number | u
   return value;
 }
 
-const TOKENIZERS: readonly TokenizerFamily[] = ['o200k_base', 'cl100k_base', 'approximate'];
+const TOKENIZERS: readonly TokenizerFamily[] = [
+  'o200k_base',
+  'cl100k_base',
+  'llama3',
+  'tekken',
+  'qwen2',
+  'gemma',
+  'approximate',
+];
 
 /** Providers that speak OpenAI's API and, unless told otherwise, count text near enough to o200k_base. */
 const OPENAI_LIKE: ReadonlySet<string> = new Set(['openai', 'azure-openai', 'openai-compatible']);
@@ -282,7 +305,34 @@ function resolvePrice(model: string, price: ModelPrice): ResolvedPrice {
     kind: kindOf(price.kind, model),
   };
   if (price.serviceTiers !== undefined) resolved.tiers = resolveTiers(model, price, resolved);
+  if (price.longContext !== undefined) resolved.longContext = resolveLongContext(model, price.longContext, resolved);
   return resolved;
+}
+
+function resolveLongContext(
+  model: string,
+  costs: NonNullable<ModelPrice['longContext']>,
+  standard: ResolvedPrice,
+): NonNullable<ResolvedPrice['longContext']> {
+  if (typeof costs !== 'object' || costs === null)
+    throw new TollgateError('ERR_TG_CORE_INVALID_PRICE', `longContext of model "${model}" must be an object`);
+  const aboveInputTokens = optionalCount(costs.aboveInputTokens, 'longContext.aboveInputTokens', model);
+  if (aboveInputTokens === undefined)
+    throw new TollgateError(
+      'ERR_TG_CORE_INVALID_PRICE',
+      `longContext.aboveInputTokens of model "${model}" must be a positive integer; got undefined`,
+    );
+  const { tiers: _tiers, ...base } = standard;
+  return { aboveInputTokens, price: tierOver(`${model}" above ${aboveInputTokens} input tokens "`, costs, base) };
+}
+
+/**
+ * The price a call with `inputTokens` of input is billed at: the long-context prices above their threshold, else
+ * `price` itself. Every cost of a call (its reservation's bound, its clamp, its bill) is computed at this price.
+ */
+export function priceAtInput(price: ResolvedPrice, inputTokens: number): ResolvedPrice {
+  const long = price.longContext;
+  return long !== undefined && inputTokens > long.aboveInputTokens ? long.price : price;
 }
 
 /** Each tier as a whole price: the tier's classes over the standard ones. */
@@ -292,45 +342,49 @@ function resolveTiers(model: string, price: ModelPrice, standard: ResolvedPrice)
     throw new TollgateError('ERR_TG_CORE_INVALID_PRICE', `serviceTiers of model "${model}" must be an object`);
   const resolved: Record<string, ResolvedPrice> = {};
   for (const [tier, costs] of Object.entries(tiers)) {
-    const at = `${model}" tier "${tier}`;
     if (typeof costs !== 'object' || costs === null)
       throw new TollgateError(
         'ERR_TG_CORE_INVALID_PRICE',
         `serviceTiers.${tier} of model "${model}" must be an object`,
       );
-    const input = costs.inputPerMTok ?? standard.inputMicro / 1_000_000;
-    const inputMicro = toMicro(input, input, 'inputPerMTok', at);
-    // A class the tier does not price: a cache read at most the tier's input; a cache write priced as the standard
-    // tier prices it, which is the input price itself where the provider has no cache-write charge (OpenAI).
-    const write = (given: number | undefined, standardMicro: number, sameAs: number, field: string) => {
-      if (given !== undefined) return toMicro(given, 0, field, at);
-      return standardMicro === sameAs ? inputMicro : standardMicro;
-    };
-    const cacheWriteMicro = write(
-      costs.cacheWritePerMTok,
-      standard.cacheWriteMicro,
-      standard.inputMicro,
-      'cacheWritePerMTok',
-    );
-    resolved[tier] = {
-      ...standard,
-      tier,
-      inputMicro,
-      cachedInputMicro:
-        costs.cachedInputPerMTok === undefined
-          ? Math.min(standard.cachedInputMicro, inputMicro)
-          : toMicro(costs.cachedInputPerMTok, 0, 'cachedInputPerMTok', at),
-      cacheWriteMicro,
-      cacheWrite1hMicro:
-        costs.cacheWrite1hPerMTok === undefined && standard.cacheWrite1hMicro === standard.cacheWriteMicro
-          ? cacheWriteMicro
-          : write(costs.cacheWrite1hPerMTok, standard.cacheWrite1hMicro, -1, 'cacheWrite1hPerMTok'),
-      outputMicro:
-        costs.outputPerMTok === undefined ? standard.outputMicro : toMicro(costs.outputPerMTok, 0, 'outputPerMTok', at),
-    };
+    resolved[tier] = { ...tierOver(`${model}" tier "${tier}`, costs, standard), tier };
     delete resolved[tier]!.tiers;
+    delete resolved[tier]!.longContext;
   }
   return resolved;
+}
+
+/** The classes `costs` names over the standard price (`at` names it in errors). */
+function tierOver(at: string, costs: TierPrice, standard: ResolvedPrice): ResolvedPrice {
+  const input = costs.inputPerMTok ?? standard.inputMicro / 1_000_000;
+  const inputMicro = toMicro(input, input, 'inputPerMTok', at);
+  // A class the tier does not price: a cache read at most the tier's input; a cache write priced as the standard
+  // tier prices it, which is the input price itself where the provider has no cache-write charge (OpenAI).
+  const write = (given: number | undefined, standardMicro: number, sameAs: number, field: string) => {
+    if (given !== undefined) return toMicro(given, 0, field, at);
+    return standardMicro === sameAs ? inputMicro : standardMicro;
+  };
+  const cacheWriteMicro = write(
+    costs.cacheWritePerMTok,
+    standard.cacheWriteMicro,
+    standard.inputMicro,
+    'cacheWritePerMTok',
+  );
+  return {
+    ...standard,
+    inputMicro,
+    cachedInputMicro:
+      costs.cachedInputPerMTok === undefined
+        ? Math.min(standard.cachedInputMicro, inputMicro)
+        : toMicro(costs.cachedInputPerMTok, 0, 'cachedInputPerMTok', at),
+    cacheWriteMicro,
+    cacheWrite1hMicro:
+      costs.cacheWrite1hPerMTok === undefined && standard.cacheWrite1hMicro === standard.cacheWriteMicro
+        ? cacheWriteMicro
+        : write(costs.cacheWrite1hPerMTok, standard.cacheWrite1hMicro, -1, 'cacheWrite1hPerMTok'),
+    outputMicro:
+      costs.outputPerMTok === undefined ? standard.outputMicro : toMicro(costs.outputPerMTok, 0, 'outputPerMTok', at),
+  };
 }
 
 /** The price at `tier`: the tier's own when the model has one, else the standard price. */
@@ -351,17 +405,36 @@ function sourceRow(row: ModelPrice, shipped: ModelPrice | undefined): ModelPrice
 interface PriceTable {
   readonly version: string;
   readonly table: ReadonlyMap<string, ResolvedPrice>;
+  /** The shipped match rules for dated and aliased ids (none when the shipped table is left out). */
+  readonly matchers: typeof DEFAULT_MATCHERS;
   readonly cache: Map<string, ResolvedPrice | undefined>;
 }
 
-function buildTable(options: PricingOptions, source: Record<string, ModelPrice>, version: string): PriceTable {
+/**
+ * The version of a table: a hash of every price in it (shipped, source and `models`), so two gateways report the same
+ * version exactly when they price alike, in every process.
+ */
+function versionOf(table: ReadonlyMap<string, ResolvedPrice>, fallback: ResolvedPrice | undefined): string {
+  const hash = createHash('sha256');
+  for (const [model, price] of [...table].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+    hash.update(`${model}\0${JSON.stringify(price)}\n`);
+  if (fallback) hash.update(`\0default\0${JSON.stringify(fallback)}`);
+  return hash.digest('hex').slice(0, 16);
+}
+
+function buildTable(
+  options: PricingOptions,
+  source: Pick<SourcePrices, 'rows' | 'matchers'>,
+  fallback: ResolvedPrice | undefined,
+): PriceTable {
   const shipped: Readonly<Record<string, ModelPrice>> = options.replaceDefaults ? {} : DEFAULT_PRICES;
   const rows: Record<string, ModelPrice> = { ...shipped };
-  for (const [model, row] of Object.entries(source)) rows[model] = sourceRow(row, shipped[model]);
+  for (const [model, row] of Object.entries(source.rows)) rows[model] = sourceRow(row, shipped[model]);
   Object.assign(rows, options.models);
   const table = new Map<string, ResolvedPrice>();
   for (const [model, price] of Object.entries(rows)) table.set(model, resolvePrice(model, price));
-  return { version, table, cache: new Map() };
+  const matchers = [...source.matchers, ...(options.replaceDefaults ? [] : DEFAULT_MATCHERS)];
+  return { version: versionOf(table, fallback), table, matchers, cache: new Map() };
 }
 
 function findIn(state: PriceTable, fallback: ResolvedPrice | undefined, model: string): ResolvedPrice | undefined {
@@ -372,6 +445,13 @@ function findIn(state: PriceTable, fallback: ResolvedPrice | undefined, model: s
     found = table.get(family);
     if (found) break;
   }
+  // Then the maintained source's rules for dated and aliased ids (`claude-opus-5.5`, `gpt-5-1-codex`), in its order.
+  if (found === undefined && model.length <= MAX_MODEL_ID_LENGTH)
+    for (const { id, matches } of state.matchers)
+      if (matches(model)) {
+        found = table.get(id);
+        if (found) break;
+      }
   found ??= fallback;
   // Model ids come from request bodies: only ids of a real length are kept, or 10,000 cached
   // megabyte-long ids would hold gigabytes.
@@ -468,8 +548,8 @@ class PinnedPricing implements Pricing {
  * per load. The layers: shipped table < source < `models`.
  */
 export function createPricing(options: PricingOptions = {}): Pricing {
-  let state = buildTable(options, {}, `shipped-${DEFAULT_PRICES_AS_OF}`);
   const fallback = options.defaultPrice ? resolvePrice('default', options.defaultPrice) : undefined;
+  let state = buildTable(options, { rows: {}, matchers: [] }, fallback);
   const live: Pricing = {
     find: (model, tier) => atTier(findIn(state, fallback, model), tier),
     get: (model, tier) => known(live.find(model, tier), model),
@@ -490,10 +570,10 @@ export function createPricing(options: PricingOptions = {}): Pricing {
     loadSource(text) {
       const source = readSourcePrices(text);
       // Built and checked whole before it is swapped in: a row that does not validate keeps every price in use.
-      const next = buildTable(options, source.rows, source.version);
+      const next = buildTable(options, source, fallback);
       const changes = priceChanges(state, next);
       state = next;
-      return { version: next.version, changes };
+      return { version: next.version, changes, refused: source.refused };
     },
     refreshFrom(source, log) {
       return startPriceRefresh(live, source, log);
@@ -507,6 +587,7 @@ export function createPricing(options: PricingOptions = {}): Pricing {
  * uncached input, cached input (cache read), cache write, output (reasoning included).
  */
 export function costNanoUsd(usage: TokenUsage, price: ResolvedPrice): number {
+  price = priceAtInput(price, usage.inputTokens);
   const cached = Math.max(0, usage.cachedInputTokens);
   const written = Math.max(0, usage.cacheWriteTokens);
   // The part of the cache write made with a 1-hour lifetime, priced at its own rate.
@@ -527,12 +608,14 @@ export function costNanoUsd(usage: TokenUsage, price: ResolvedPrice): number {
  * cache write costs more than plain input at Anthropic), the whole output cap used.
  */
 export function maxCostNanoUsd(inputTokens: number, maxOutputTokens: number, price: ResolvedPrice): number {
+  price = priceAtInput(price, inputTokens);
   const inputMicro = Math.max(price.inputMicro, price.cachedInputMicro, price.cacheWriteMicro, price.cacheWrite1hMicro);
   return Math.ceil((Math.max(0, inputTokens) * inputMicro + Math.max(0, maxOutputTokens) * price.outputMicro) / 1000);
 }
 
 /** The most output tokens `budgetNano` buys after paying for `inputTokens` (never negative). */
 export function affordableOutputTokens(budgetNano: number, inputTokens: number, price: ResolvedPrice): number {
+  price = priceAtInput(price, inputTokens);
   const inputNano = maxCostNanoUsd(inputTokens, 0, price);
   if (price.outputMicro === 0) return Number.MAX_SAFE_INTEGER;
   const left = budgetNano - inputNano;

@@ -29,6 +29,11 @@ export interface ResponseReader {
 export interface ResponseFilter {
   write(chunk: unknown, encoding: unknown, callback: unknown): boolean;
   end(chunk: unknown, encoding: unknown, callback: unknown): ServerResponse;
+  /**
+   * Ends the response now in its API's own way (the meter: a stream gets the ending its hard stop writes), when it
+   * can; false when it cannot (nothing streamed yet, part of an event out already).
+   */
+  endNow?(): boolean;
 }
 
 /**
@@ -79,6 +84,11 @@ export class ResponseTap {
     return this.#filter !== undefined;
   }
 
+  /** Ends the response now in its API's own way, if its filter can (`ResponseFilter.endNow`). */
+  endNow(): boolean {
+    return this.#filter?.endNow?.() ?? false;
+  }
+
   write(chunk: unknown, encoding?: unknown, callback?: unknown): boolean {
     this.#feed(chunk, encoding);
     const filter = this.#filter;
@@ -120,6 +130,15 @@ function tappedWrite(this: Tapped, chunk: unknown, encoding?: unknown, callback?
 
 function tappedEnd(this: Tapped, chunk?: unknown, encoding?: unknown, callback?: unknown): ServerResponse {
   return this.req.tollgate.responseTap!.end(chunk, encoding, callback);
+}
+
+/**
+ * Ends a response under way in its API's own way (a stream gets its ending, billed what went out), when a filter reads
+ * it and can; false otherwise (the caller then ends it otherwise). A server that cannot wait longer for it calls this.
+ */
+export function endResponseNow(res: ServerResponse): boolean {
+  const tap = (res.req as (IncomingMessage & { tollgate?: TollgateContext }) | undefined)?.tollgate?.responseTap;
+  return tap?.endNow() ?? false;
 }
 
 /** The response's tap, made the first time a piece asks for it (kept in the request's context). */

@@ -5,6 +5,8 @@ export type {
   AtOnceCallOptions,
   FixedWindowAtOnce,
   FixedWindowCounter,
+  KeyChange,
+  KeyChangeOutcome,
   KeyStore,
   LedgerScope,
   RebuildGate,
@@ -21,7 +23,10 @@ export type {
   WindowResult,
 } from './stores.js';
 export {
+  changeKey,
   GLOBAL_SLOT,
+  keyBudgetOf,
+  keyBudgetScope,
   SpendNotRebuiltError,
   scopeKeyOf,
   scopeRemaining,

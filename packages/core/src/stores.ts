@@ -1,5 +1,6 @@
 // Store interfaces: what every backend (in-memory here, Redis in @tollgate/redis) must do atomically.
 import type { MaybePromise } from './maybe-promise.js';
+import type { KeyBudget } from './types.js';
 
 /** The result shape of every limit check. */
 export interface WindowResult {
@@ -320,9 +321,40 @@ export interface ApiKeyRecord {
   /** ISO 8601; the key stops working at this instant. */
   expiresAt?: string;
   disabled?: boolean;
-  /** Free-form, for operators (the proxy keeps per-key budgets here). */
+  /**
+   * The key's own budget, in the config's form: one `{ "usd": 5, "period": "day" }` or a list of them
+   * (@tollgate/budget checks it). It is part of the key: it counts from the request that finds the record.
+   */
+  budget?: unknown;
+  /**
+   * The key whose budget this key continues (a rotation sets it to its predecessor's, see `keyBudgetScope`): the
+   * budget's spend is counted under that key's id. Absent: under the key's own id.
+   */
+  budgetOf?: string;
+  /** Free-form, for operators. */
   metadata?: Record<string, unknown>;
 }
+
+/** The id a key's budget is counted under: its predecessor's after a rotation, else its own (docs/architecture.md). */
+export function keyBudgetScope(record: Pick<ApiKeyRecord, 'id' | 'budgetOf'>): string {
+  return record.budgetOf ?? record.id;
+}
+
+/** The budget a key's record carries, as requests carry it (`Identity.keyBudget`); undefined without one. */
+export function keyBudgetOf(record: ApiKeyRecord | undefined): KeyBudget | undefined {
+  return record?.budget === undefined ? undefined : { keyId: keyBudgetScope(record), limits: record.budget };
+}
+
+/** What `KeyStore.change` does with one key, given its record as stored now. */
+export interface KeyChange {
+  /** The record as it is to be (same id and hash); `disabled: true` revokes it. A revoke is never undone. */
+  record: ApiKeyRecord;
+  /** A key added in the same step (a rotation's successor); its id must be free. */
+  add?: ApiKeyRecord;
+}
+
+/** How a change went: done; the key is gone; the added id is taken; `decide` declined (answered undefined). */
+export type KeyChangeOutcome = 'done' | 'missing' | 'taken' | 'declined';
 
 export interface KeyStore {
   /** The record for a key hash, whether or not it is disabled or expired (callers decide). */
@@ -346,6 +378,33 @@ export interface KeyStore {
   /** Remove a key by id; true when it existed. */
   delete(id: string): Promise<boolean>;
   list(): Promise<ApiKeyRecord[]>;
+  /**
+   * Changes key `id` in one atomic step: `decide` gets its record as stored and answers what it becomes (and a key to
+   * add beside it: a rotation), or undefined to leave it. A write between the read and the change makes `decide` run
+   * again on the new record; a revoked key stays revoked whatever `decide` answers. Use `changeKey`, which falls back
+   * to a read and a put for stores without it.
+   */
+  change?(id: string, decide: (record: ApiKeyRecord) => KeyChange | undefined): Promise<KeyChangeOutcome>;
+}
+
+/**
+ * `store.change` where the store has it; else a read and a put (not atomic: a store of your own should implement
+ * `change`). The one way every door (the `keys` command, /admin/keys, the dashboard) rotates or changes a key.
+ */
+export async function changeKey(
+  store: KeyStore,
+  id: string,
+  decide: (record: ApiKeyRecord) => KeyChange | undefined,
+): Promise<KeyChangeOutcome> {
+  if (store.change) return store.change(id, decide);
+  const current = await store.findById(id);
+  if (!current) return 'missing';
+  const change = decide(current);
+  if (!change) return 'declined';
+  if (change.add && (await store.findById(change.add.id))) return 'taken';
+  if (change.add) await store.put(change.add);
+  await store.put(current.disabled === true ? { ...change.record, disabled: true } : change.record);
+  return 'done';
 }
 
 /**

@@ -28,6 +28,17 @@ export interface Identity {
    * its tier's and its tenant's (the gateway allows a tool any of them lists). Absent = none of its own.
    */
   tools?: string[];
+  /**
+   * The budget the credential carries (an API key record's `budget`), with the key id its spend counts under
+   * (`keyBudgetScope`: a rotated key continues its predecessor's). Absent: none of its own.
+   */
+  keyBudget?: KeyBudget;
+}
+
+/** A key's own budget as a request carries it: its limits (the config's form) and the key id it counts under. */
+export interface KeyBudget {
+  keyId: string;
+  limits: unknown;
 }
 
 /**
@@ -120,8 +131,8 @@ export interface UsageRecord extends TokenUsage {
   costNanoUsd: number;
   estimatedCostNanoUsd: number;
   /**
-   * The version of the prices the record was billed with (`Pricing.version`: `shipped-<date>` or the price
-   * source's hash), so that a report can be recomputed at the prices of the time. Absent: a record made before.
+   * The version of the prices the record was billed with (`Pricing.version`: a hash of the whole table in
+   * use), so that a report can be recomputed at the prices of the time. Absent: a record made before.
    */
   priceVersion?: string;
   /**
@@ -156,6 +167,12 @@ export interface UsageRecord extends TokenUsage {
    * stream stopped one event past its grant, or a JSON answer billed at its real, larger cost.
    */
   outputOverCap?: boolean;
+  /**
+   * The output was counted (`usageSource` `counted`) by a count that can only over-state the provider's, as its
+   * tokenizer is not published (Claude): an upper bound of what the provider bills, not its count. Absent: the
+   * provider's count, or an exact one by the provider's own tokenizer.
+   */
+  outputUpperBound?: boolean;
   /**
    * What the settle charged above the budget reservation (nano-USD): the provider billed past the
    * request's provable bound. Set by budgetGuard before the sinks see the record. Absent = none.

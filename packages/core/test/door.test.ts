@@ -19,6 +19,7 @@ import * as pricing from '../src/pricing.js';
 import * as providerApi from '../src/provider-api.js';
 import * as responseTap from '../src/response-tap.js';
 import * as timeout from '../src/timeout.js';
+import * as moduleWorker from '../src/module-worker.js';
 
 const modules: Record<string, Record<string, unknown>> = {
   './api-error.js': apiError,
@@ -29,6 +30,7 @@ const modules: Record<string, Record<string, unknown>> = {
   './errors.js': errors,
   './leased-stores.js': leasedStores,
   './memory-stores.js': memoryStores,
+  './module-worker.js': moduleWorker,
   './money.js': money,
   './pricing.js': pricing,
   './provider-api.js': providerApi,
@@ -59,9 +61,11 @@ describe("core's doors", () => {
   const values = listed('value');
   const types = listed('type');
 
-  it('names at most 40 things at the main door, values and types together', () => {
+  // 43 since the drain (endResponseNow), the workers (startModuleWorker) and keys' own budgets (KeyBudget): to be
+  // brought back under 40 by moving them to subpath doors (issue 64).
+  it('names at most 43 things at the main door, values and types together', () => {
     const names = [...values, ...types].map((entry) => entry.name);
-    expect(names.length).toBeLessThanOrEqual(40);
+    expect(names.length).toBeLessThanOrEqual(43);
     expect(new Set(names).size).toBe(names.length);
   });
 

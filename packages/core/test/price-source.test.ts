@@ -58,7 +58,7 @@ describe('a price source', () => {
       models: { 'brand-new-model': { provider: 'openai', inputPerMTok: 9, outputPerMTok: 9 } },
     });
     const shipped = pricing.get('gpt-4o');
-    expect(pricing.version).toBe('shipped-2025-11');
+    expect(pricing.version).toMatch(/^[0-9a-f]{16}$/);
     const update = pricing.loadSource(LITELLM);
     expect(update.version).toMatch(/^[0-9a-f]{16}$/);
     expect(pricing.version).toBe(update.version);
@@ -116,13 +116,103 @@ describe('a price source', () => {
     expect(pricing.get('gpt-4o').inputMicro).toBe(2_500_000);
   });
 
-  it("names the format it reads when given another one (@pydantic/genai-prices' list of providers)", () => {
+  it("reads @pydantic/genai-prices' data: its rows, match rules and long-context prices", () => {
     const genaiPrices = JSON.stringify([
-      { id: 'openai', models: [{ id: 'gpt-4o', match: { equals: 'gpt-4o' }, prices: { input_mtok: 2.5 } }] },
+      {
+        id: 'openai',
+        models: [
+          {
+            id: 'gpt-9',
+            match: { or: [{ equals: 'gpt-9' }, { starts_with: 'gpt-9-turbo' }] },
+            prices: { input_mtok: { base: 3, tiers: [{ start: 100_000, price: 6 }] }, output_mtok: 12 },
+          },
+          // Input only, for a chat model: taking it would bill its output at $0.
+          { id: 'gpt-4o', match: { equals: 'gpt-4o' }, prices: { input_mtok: 2.5 } },
+        ],
+      },
+      {
+        id: 'some-other-host',
+        models: [{ id: 'x', match: { equals: 'x' }, prices: { input_mtok: 1, output_mtok: 1 } }],
+      },
     ]);
-    expect(() => createPricing().loadSource(genaiPrices)).toThrow(
-      /LiteLLM's model_prices_and_context_window\.json format; got a list/,
+    const pricing = createPricing();
+    const shippedGpt4o = pricing.get('gpt-4o');
+    const update = pricing.loadSource(genaiPrices);
+    expect(update.refused).toEqual([{ model: 'openai/gpt-4o', reason: 'no output price' }]);
+    expect(pricing.get('gpt-4o')).toEqual(shippedGpt4o);
+    // An alias the source's rule names, and its long-context price past 100,000 input tokens.
+    const turbo = pricing.get('gpt-9-turbo-2099');
+    expect(turbo).toMatchObject({ model: 'gpt-9', inputMicro: 3_000_000, outputMicro: 12_000_000 });
+    expect(turbo.longContext).toMatchObject({ aboveInputTokens: 100_000, price: { inputMicro: 6_000_000 } });
+    expect(pricing.find('x')).toBeUndefined();
+  });
+
+  it('refuses a row missing a cost its provider bills, by name, and never bills that class at $0', () => {
+    const pricing = createPricing();
+    const shipped = pricing.get('gpt-4o');
+    const update = pricing.loadSource(
+      file({
+        'gpt-4o': { litellm_provider: 'openai', mode: 'chat', input_cost_per_token: perToken(1) },
+        'gpt-new': { litellm_provider: 'openai', mode: 'chat', input_cost_per_token: perToken(3) },
+        'brand-new-model': {
+          litellm_provider: 'openai',
+          mode: 'chat',
+          input_cost_per_token: perToken(0.7),
+          output_cost_per_token: perToken(2.8),
+        },
+      }),
     );
+    expect(update.refused).toEqual([
+      { model: 'gpt-4o', reason: 'no output_cost_per_token' },
+      { model: 'gpt-new', reason: 'no output_cost_per_token' },
+    ]);
+    expect(pricing.get('gpt-4o')).toEqual(shipped);
+    expect(pricing.find('gpt-new')).toBeUndefined();
+    // 1,000 input and 1,000 output tokens of the refused row's model: billed at the shipped prices, output included.
+    const usage = {
+      inputTokens: 1000,
+      cachedInputTokens: 0,
+      cacheWriteTokens: 0,
+      outputTokens: 1000,
+      reasoningTokens: 0,
+    };
+    expect(costNanoUsd(usage, pricing.get('gpt-4o'))).toBe(1000 * 2500 + 1000 * 10_000);
+  });
+
+  it("takes Gemini's own row over Vertex's of the same id, and Azure's only where no provider's own row is", () => {
+    const pricing = createPricing();
+    pricing.loadSource(
+      file({
+        'gemini-2.5-pro': {
+          litellm_provider: 'vertex_ai-language-models',
+          input_cost_per_token: perToken(9),
+          output_cost_per_token: perToken(99),
+        },
+        'gemini/gemini-2.5-pro': {
+          litellm_provider: 'gemini',
+          input_cost_per_token: perToken(1.5),
+          output_cost_per_token: perToken(11),
+        },
+        'azure/gpt-4o': {
+          litellm_provider: 'azure',
+          input_cost_per_token: perToken(7),
+          output_cost_per_token: perToken(7),
+        },
+        'gpt-4o': { litellm_provider: 'openai', input_cost_per_token: perToken(2), output_cost_per_token: perToken(8) },
+        'azure/gpt-only-on-azure': {
+          litellm_provider: 'azure',
+          input_cost_per_token: perToken(1),
+          output_cost_per_token: perToken(4),
+        },
+      }),
+    );
+    expect(pricing.get('gemini-2.5-pro')).toMatchObject({
+      provider: 'google',
+      inputMicro: 1_500_000,
+      outputMicro: 11_000_000,
+    });
+    expect(pricing.get('gpt-4o')).toMatchObject({ provider: 'openai', inputMicro: 2_000_000 });
+    expect(pricing.get('gpt-only-on-azure')).toMatchObject({ provider: 'azure-openai', outputMicro: 4_000_000 });
   });
 });
 
@@ -176,11 +266,13 @@ describe('a request’s prices', () => {
     const pricing = createPricing();
     const ctx = request('flex');
     const before = pricing.forRequest(ctx);
-    expect(before.version).toBe('shipped-2025-11');
+    const shipped = pricing.version;
+    expect(before.version).toBe(shipped);
     pricing.loadSource(LITELLM);
     const pinned = pricing.forRequest(ctx);
     expect(pinned).toBe(before);
-    expect(pinned.version).toBe('shipped-2025-11');
+    expect(pinned.version).toBe(shipped);
+    expect(pricing.version).not.toBe(shipped);
     expect(pinned.find('brand-new-model')).toBeUndefined();
     // A request made after the load prices at the source, at its own tier.
     const next = pricing.forRequest(request('flex'));

@@ -1,16 +1,17 @@
 // Key changes from the dashboard: create (the key shown once), revoke, rotate; records shaped and hashed as @tollgate/auth does.
 import { randomBytes } from 'node:crypto';
 import {
-  expiryAfterGrace,
   generateApiKey,
   hashApiKey,
   isValidKeyId,
   keyExpiry,
   KeyTermError,
+  predecessorAfterRotation,
   rotationGrace,
   successorRecord,
 } from '@tollgate/auth';
 import { ApiError } from '@tollgate/core';
+import { changeKey } from '@tollgate/core/store-contracts';
 import type { ApiKeyRecord, KeyStore } from '@tollgate/core/store-contracts';
 import type { DashboardConfig } from './options.js';
 import { listedKey } from './sources.js';
@@ -175,20 +176,23 @@ export async function rotateKey(
   if (await idTaken(config, store, newId))
     throw new ApiError('invalid_request', `A key with id "${newId}" exists.`, { param: 'id', status: 409 });
   const key = generateApiKey();
-  // The rule of every rotation (@tollgate/auth): every attribute, the end date included, unless `expires` is given.
-  const record = successorRecord(old, {
-    id: newId,
-    sha256: hashApiKey(key),
-    now,
-    expiresAt: expiry(fields, 'expires', now),
+  const expiresAt = expiry(fields, 'expires', now);
+  let record: ApiKeyRecord | undefined;
+  // One atomic store call: the successor added and the old key ended together (a revoke meanwhile is never undone).
+  // The rule of every rotation (@tollgate/auth): every attribute, the budget's spend and the end date included.
+  const outcome = await changeKey(store, id, (current) => {
+    if (current.disabled === true) return undefined;
+    record = successorRecord(current, { id: newId, sha256: hashApiKey(key), now, expiresAt });
+    return { record: predecessorAfterRotation(current, grace), add: record };
   });
-  await store.put(record);
-  if (grace.oldKey === 'revoke') {
-    await store.disable(id);
-  } else if (grace.oldKey === 'expire') {
-    const current = (await store.findById(id)) ?? old;
-    await store.put({ ...current, expiresAt: expiryAfterGrace(current, grace.at) });
-  }
+  if (outcome === 'taken')
+    throw new ApiError('invalid_request', `A key with id "${newId}" exists.`, { param: 'id', status: 409 });
+  if (outcome === 'missing') throw new ApiError('not_found', `No key "${id}" in the key store.`);
+  if (outcome === 'declined' || !record)
+    throw new ApiError('invalid_request', `The key "${id}" is revoked: create a new key instead.`, {
+      param: 'id',
+      status: 409,
+    });
   const previous = (await store.findById(id)) ?? old;
   return { key, record: listedKey(record, 'store', now), previous: listedKey(previous, 'store', now) };
 }

@@ -5,8 +5,9 @@ import { generateApiKey, hashApiKey } from '@tollgate/auth';
 import { createGateway, validateConfig } from '@tollgate/gateway';
 
 const key = generateApiKey();
-// No upstreams: the built-in mock provider answers, the same way every time.
+// The built-in mock provider answers, the same way every time (named on purpose: a config must name its upstreams).
 const config = validateConfig({
+  upstreams: { mock: { kind: 'mock' } },
   tenants: { acme: { budget: { usd: 1, period: 'day' } } },
   keys: [{ id: 'try-me', sha256: hashApiKey(key), tenant: 'acme' }],
   log: { level: 'silent' },

@@ -28,6 +28,7 @@ await once(tools, 'listening');
 const key = generateApiKey();
 const adminKey = generateApiKey();
 const config = validateConfig({
+  upstreams: { mock: { kind: 'mock' } },
   mcpServers: {
     search: {
       url: `http://127.0.0.1:${(tools.address() as AddressInfo).port}/mcp`,

@@ -5,8 +5,9 @@ import { generateApiKey, hashApiKey } from '@tollgate/auth';
 import { createGateway, validateConfig } from '@tollgate/gateway';
 
 const key = generateApiKey();
-// What a config file holds (examples/proxy/README.md); no upstreams: the built-in mock provider answers.
+// What a config file holds (examples/proxy/README.md); the built-in mock provider answers, named on purpose.
 const config = validateConfig({
+  upstreams: { mock: { kind: 'mock' } },
   tiers: { free: { requestsPerMinute: 60, models: ['gpt-4o-mini'], maxOutputTokens: 64 } },
   tenants: { acme: { tier: 'free', budget: { usd: 1, period: 'day' } } },
   keys: [{ id: 'try-me', sha256: hashApiKey(key), tenant: 'acme' }],

@@ -1,9 +1,10 @@
-// /admin/keys: list, create (the key is shown once) and revoke keys in the shared key store.
+// /admin/keys: list, create (the key is shown once), change the budget of and revoke keys in the shared key store.
 import express from 'express';
 import type { Request, Response, Router } from 'express';
 import { generateApiKey, hashApiKey, isValidKeyId } from '@tollgate/auth';
 import { ApiError } from '@tollgate/core';
 import { asyncRoute } from '@tollgate/core/checks';
+import { changeKey } from '@tollgate/core/store-contracts';
 import type { ApiKeyRecord, KeyStore } from '@tollgate/core/store-contracts';
 import type { AuthOptions } from './auth-setup.js';
 
@@ -71,7 +72,8 @@ export function adminKeysRouter(
       const tier = optionalString(fields, 'tier');
       const tools = optionalStringList(fields, 'tools');
       // The rule the config's own keys pass at start, with its did-you-mean (the first problem names its field).
-      const [problem] = keyProblems({ tenant: tenantId, tier, tools }, 'body');
+      const budget = fields.budget;
+      const [problem] = keyProblems({ tenant: tenantId, tier, tools, budget }, 'body');
       if (problem) throw new ApiError('invalid_request', problem, { param: /^body\.(\w+)/.exec(problem)?.[1] ?? null });
       const key = generateApiKey();
       const record: ApiKeyRecord = {
@@ -89,9 +91,41 @@ export function adminKeysRouter(
       if (feature !== undefined) record.feature = feature;
       if (models !== undefined) record.models = models;
       if (tools !== undefined) record.tools = tools;
+      // Part of the key: every process serving it counts it from its first request.
+      if (budget !== undefined) record.budget = budget;
       await store.put(record);
       // The only time the key exists outside the client: it is not stored, only its hash.
       res.status(201).json({ key, record: publicRecord(record, 'store') });
+    }),
+  );
+
+  // `{ "budget": {...} | [...] | null }`: the key's budget set or taken away, in one atomic store call (a revoke
+  // meanwhile stays); the period's spend stays where it is.
+  router.patch(
+    '/:id',
+    asyncRoute(async function changeKeyBudget(req: Request, res: Response) {
+      const id = req.params.id as string;
+      if (isConfigKey(id))
+        throw new ApiError('invalid_request', `The key "${id}" comes from the config file: change it there.`, {
+          param: 'id',
+        });
+      const body: unknown = req.body;
+      const fields = typeof body === 'object' && body !== null && !Array.isArray(body) ? body : {};
+      const unknownField = Object.keys(fields).find((field) => field !== 'budget');
+      if (!Object.hasOwn(fields, 'budget') || unknownField !== undefined)
+        throw new ApiError('invalid_request', 'The body changes a key\'s budget: { "budget": { "usd": 5 } } or null.', {
+          param: unknownField ?? 'budget',
+        });
+      const budget = (fields as { budget: unknown }).budget;
+      const [problem] = budget === null ? [] : keyProblems({ budget }, 'body');
+      if (problem) throw new ApiError('invalid_request', problem, { param: 'budget' });
+      let changed: ApiKeyRecord | undefined;
+      const outcome = await changeKey(store, id, ({ budget: _old, ...rest }) => {
+        changed = budget === null ? rest : { ...rest, budget };
+        return { record: changed };
+      });
+      if (outcome !== 'done' || !changed) throw new ApiError('not_found', `No key "${id}" in the key store.`);
+      res.json({ record: publicRecord(changed, 'store') });
     }),
   );
 

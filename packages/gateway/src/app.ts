@@ -8,8 +8,15 @@ import { ApiError, apiErrorHandler, renderApiError } from '@tollgate/core';
 import type { TollgateStores } from '@tollgate/core';
 import type { SpoolReplay } from '@tollgate/metering';
 import { accessLog } from '@tollgate/metering/log';
-import { attributionMiddleware, authMiddleware, createKeyLookup, permissionMiddleware } from './auth-setup.js';
-import { gatewayOptions, keysFromChangedConfig, servableConfig } from './config/index.js';
+import { attributionMiddleware, authMiddleware, permissionMiddleware } from './auth-setup.js';
+import {
+  ConfigError,
+  gatewayOptions,
+  keysFromChangedConfig,
+  reloadedKeyProblems,
+  servableConfig,
+  toConfigKey,
+} from './config/index.js';
 import type { ConfigFileReload, KeyConfig, ProxyConfig } from './config/index.js';
 import { countModelAllowlist } from './count-tokens-route.js';
 import { answerMethodNotAllowed, exchangePreparer, presetExpressFields, unexpectedErrorHandler } from './exchange.js';
@@ -21,6 +28,7 @@ import { JSON_BODY_TYPES, providerJsonBody } from './json-body.js';
 import { shadowMiddleware, tierPolicyMiddleware, toolCallLimitMiddleware } from './limits-setup.js';
 import { createProxyMcp } from './mcp-setup.js';
 import { mountOperatorRoutes } from './operator-routes.js';
+import { watchEventLoop } from './probes.js';
 import { gatewayRoutes, ROUTE_PATHS } from './routes.js';
 
 export type { ProxyDeps } from './gateway-parts.js';
@@ -30,7 +38,9 @@ export interface GatewayControls {
   readonly stores: TollgateStores;
   /**
    * Replaces the config's keys while running (new, rotated, revoked or expired keys count on the
-   * next request). Other config changes need a restart.
+   * next request). Other config changes need a restart. Keys are checked as the start checks the config's: a key
+   * naming a tenant, tier or MCP server the running config does not know, or an id or hash used twice, throws a
+   * ConfigError listing every problem, and the keys in force stay.
    */
   reloadKeys(keys: readonly KeyConfig[]): void;
   /**
@@ -53,6 +63,11 @@ export interface GatewayControls {
    * installed). `pnpm start` listens only after it.
    */
   spendReady(): Promise<void>;
+  /**
+   * Tells the gateway the process is stopping: `/readyz` answers 503 from now on (everything else is served as
+   * before), so a load balancer takes this replica out while it drains. `tollgate-gateway` calls it on SIGTERM.
+   */
+  drain(): void;
   /**
    * Ends the upstream calls still running (after a short grace), then flushes and closes the sinks
    * and releases what the app owns (stores it created, upstream connections, timers).
@@ -82,8 +97,8 @@ export interface ProxyApp extends Express, GatewayControls {}
 function mountChain(router: Gateway, parts: BuiltParts) {
   const { options, deps, log, logging, guarding, metering, metrics, budget, providers } = parts;
   const { observedStores, limitStores, storeFailures } = parts;
-  const keys = createKeyLookup(options.auth, observedStores, log);
-  const held = { configKeys: keyRecordsFromConfig(options.keys) };
+  const keys = parts.keyLookup;
+  const held = { configKeys: keyRecordsFromConfig(options.keys), draining: false };
   // Shadow mode, where the config asks for it, rides with the caller's identity: every route that limits shadows alike.
   const identify = [
     ...authMiddleware(options.auth, keys, storeFailures('auth')),
@@ -137,7 +152,16 @@ function mountChain(router: Gateway, parts: BuiltParts) {
   for (const { paths, handlers } of routes) for (const path of paths) router.post(path, ...handlers);
   if (mcp) router.use('/mcp', mcp.router);
   router.use(express.json({ limit: bodyLimit, type: JSON_BODY_TYPES }));
-  mountOperatorRoutes(router, { ...parts, identify, limits, configKeys: () => held.configKeys });
+  const loop = watchEventLoop();
+  parts.closers.push(() => loop.close());
+  mountOperatorRoutes(router, {
+    ...parts,
+    identify,
+    limits,
+    configKeys: () => held.configKeys,
+    draining: () => held.draining,
+    loop,
+  });
   router.all([...ROUTE_PATHS], answerMethodNotAllowed);
   router.use(apiErrorHandler());
   router.use(unexpectedErrorHandler(logging, log));
@@ -162,13 +186,25 @@ export function createGateway(input: ProxyConfig, deps: ProxyDeps = {}): Gateway
   router.replayUsage = () => metering.replay();
   router.spendReady = () =>
     Promise.all([parts.spend?.ready, parts.guarding.ready, parts.ledgerServed, mcp?.ready]).then(() => undefined);
+  router.drain = () => {
+    held.draining = true;
+  };
   router.reloadKeys = (next) => {
+    // The keys as the start checks them, on the config this gateway serves; refused whole, the keys in force stay.
+    const problems = reloadedKeyProblems(config, next);
+    if (problems.length > 0) throw new ConfigError(problems);
     keys.replaceConfigKeys(next);
     held.configKeys = keyRecordsFromConfig(next);
   };
   router.reloadConfigFile = (text, path) => {
-    const reload = keysFromChangedConfig(text, held.configKeys);
-    if (reload.status !== 'unreadable') router.reloadKeys(reload.keys);
+    let reload = keysFromChangedConfig(text, held.configKeys, config);
+    try {
+      if (reload.status !== 'unreadable') router.reloadKeys(reload.keys);
+    } catch (error) {
+      // Not expected (the keys were checked above); if it happens, the keys in force stay and the file is invalid.
+      if (!(error instanceof ConfigError)) throw error;
+      reload = { status: 'invalid', problems: error.issues, keys: held.configKeys.map(toConfigKey) };
+    }
     configFiles.note({ path, status: reload.status, problems: reload.problems });
     return reload;
   };
@@ -213,6 +249,7 @@ export function createProxyApp(input: ProxyConfig, deps: ProxyDeps = {}): ProxyA
   app.replayUsage = () => gateway.replayUsage();
   app.spendReady = () => gateway.spendReady();
   app.reloadKeys = (next) => gateway.reloadKeys(next);
+  app.drain = () => gateway.drain();
   app.reloadConfigFile = (text, path) => gateway.reloadConfigFile(text, path);
   app.close = () => gateway.close();
   return app;

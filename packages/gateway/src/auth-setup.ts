@@ -14,11 +14,12 @@ export interface TierAssignment {
   defaultTier?: string | undefined;
 }
 
-/** What a key names elsewhere (its tenant, tier and tools' servers). */
+/** What a key names elsewhere (its tenant, tier and tools' servers), and the budget it carries. */
 export interface KeyNaming {
   tenant?: string | undefined;
   tier?: string | undefined;
   tools?: readonly string[] | undefined;
+  budget?: unknown;
 }
 
 /** How callers are identified, and what the chain asks of them right after. */
@@ -57,6 +58,10 @@ export function identityTierResolver({ tenantTiers, defaultTier }: TierAssignmen
 export interface KeyLookup {
   /** The record at once when the config or a memory store has it; a promise when the store must be asked. */
   find(sha256: string): Promise<ApiKeyRecord | undefined> | ApiKeyRecord | undefined;
+  /** The record of key `id` as the gateway serves it (the config's first), for its budget's operator calls. */
+  findById(id: string): Promise<ApiKeyRecord | undefined>;
+  /** Every record the gateway serves (the config's, then the key store's), for the budgets keys carry. */
+  list(): Promise<ApiKeyRecord[]>;
   /** Swap in the config's keys (after the config file changed). Throws on invalid entries, keeping the old ones. */
   replaceConfigKeys(keys: readonly ConfigKeyEntry[]): void;
 }
@@ -73,8 +78,16 @@ export function createKeyLookup(
   const index = (keys: readonly ConfigKeyEntry[]) =>
     new Map(keyRecordsFromConfig(keys).map((record) => [record.sha256, record]));
   let fromConfig = index(options.keys);
+  let byId = new Map([...fromConfig.values()].map((record) => [record.id, record]));
   const servable = storedKeyCheck(options.keyProblems, log);
   return {
+    async findById(id) {
+      return byId.get(id) ?? servable(await stores.keys.findById(id));
+    },
+    async list() {
+      const stored = (await stores.keys.list()).filter((record) => !byId.has(record.id));
+      return [...byId.values(), ...stored.flatMap((record) => servable(record) ?? [])];
+    },
     find(sha256) {
       const keys = stores.keys;
       const configured = fromConfig.get(sha256);
@@ -84,6 +97,7 @@ export function createKeyLookup(
     },
     replaceConfigKeys(keys) {
       fromConfig = index(keys);
+      byId = new Map([...fromConfig.values()].map((record) => [record.id, record]));
     },
   };
 }
@@ -91,7 +105,7 @@ export function createKeyLookup(
 /**
  * A key from the key store is served only when the gateway knows what it names (the rule its own keys pass at start,
  * `keyProblems`): one naming an unknown tier would run on the default tier, one naming an unknown tenant with no
- * tenant budget. Such a key is refused as unknown, and said once at error level.
+ * tenant budget, one whose budget does not read with no budget. Such a key is refused as unknown, and said once at error level.
  */
 function storedKeyCheck(keyProblems: AuthOptions['keyProblems'], log: (line: string) => void) {
   const judged = new WeakMap<ApiKeyRecord, boolean>();
@@ -100,7 +114,7 @@ function storedKeyCheck(keyProblems: AuthOptions['keyProblems'], log: (line: str
     let ok = judged.get(record);
     if (ok === undefined) {
       const problems = keyProblems(
-        { tenant: record.tenantId, tier: record.tier, tools: record.tools },
+        { tenant: record.tenantId, tier: record.tier, tools: record.tools, budget: record.budget },
         `key "${record.id}"`,
       );
       ok = problems.length === 0;

@@ -4,6 +4,8 @@ import { budgetGuard } from '@tollgate/budget';
 import type { BudgetGuard, BudgetGuardOptions } from '@tollgate/budget';
 import { refusalRenderer } from '@tollgate/core';
 import type { Pricing, TollgateStores } from '@tollgate/core';
+import { keyBudgetOf } from '@tollgate/core/store-contracts';
+import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 import { postgresCreditJournal } from '@tollgate/metering';
 import type { LedgerLocation, Queryable } from '@tollgate/metering';
 import type { BudgetAlertHooks } from './guard-setup.js';
@@ -11,7 +13,7 @@ import type { BudgetAlertHooks } from './guard-setup.js';
 /** The budgets as budgetGuard takes them, and where the ledger's table is (top-ups are kept beside it). */
 export type BudgetOptions = Pick<
   BudgetGuardOptions,
-  'keys' | 'tenants' | 'tenantUsers' | 'features' | 'modelBudgets' | 'modelDowngrades' | 'global' | 'timezone'
+  'tenants' | 'tenantUsers' | 'features' | 'modelBudgets' | 'modelDowngrades' | 'global' | 'timezone'
 > & { ledgerTable: LedgerLocation };
 
 export interface BudgetSetupHooks {
@@ -21,6 +23,10 @@ export interface BudgetSetupHooks {
   onModelBudgetSpent?: (req: Request, res: Response, model: string) => boolean;
   /** The SQL usage ledger (PostgreSQL or a data directory's): top-ups are kept in its database (`<table>_credits`). */
   ledger?: Queryable | undefined;
+  /** The record of a key by id, where the gateway keeps keys: its budget is part of it (keyBudgetOf). */
+  findKey?: (id: string) => Promise<ApiKeyRecord | undefined>;
+  /** Every key record the gateway serves: the budgets they carry are listed and rebuilt with the configured ones. */
+  listKeys?: () => Promise<ApiKeyRecord[]>;
 }
 
 export function createBudgetGuard(
@@ -28,7 +34,7 @@ export function createBudgetGuard(
   stores: TollgateStores,
   pricing: Pricing,
   log: (line: string) => void,
-  { alerts, onModelBudgetSpent, ledger }: BudgetSetupHooks = {},
+  { alerts, onModelBudgetSpent, ledger, findKey, listKeys }: BudgetSetupHooks = {},
 ): BudgetGuard {
   const { ledgerTable, ...budgets } = options;
   // Credit outlives the store only where the store can be raised to the journal's (memory and Redis can).
@@ -38,6 +44,11 @@ export function createBudgetGuard(
     ...(keepsCredit ? { creditJournal: postgresCreditJournal(ledger, ledgerTable) } : {}),
     pricing,
     ...budgets,
+    // A request carries its key's budget on its identity; the operator's calls and a rebuild find it by key id.
+    ...(findKey ? { keyBudgets: async (id: string) => keyBudgetOf(await findKey(id)) } : {}),
+    ...(listKeys
+      ? { allKeyBudgets: async () => (await listKeys()).flatMap((record) => keyBudgetOf(record) ?? []) }
+      : {}),
     ...(onModelBudgetSpent ? { onModelBudgetSpent } : {}),
     ...(alerts ? { onEvent: alerts.onEvent } : { log: (event) => log(JSON.stringify(event)) }),
     // Its 503 (the ledger failed) names the budget, not just a store.

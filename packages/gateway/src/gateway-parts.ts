@@ -1,7 +1,7 @@
 // The gateway's parts, made once from each part's options in the order their dependencies ask (stores, the guard, the
 // meter, the upstreams, the budget), and what closes them, in the order their work drains.
 import { resolve } from 'node:path';
-import type { RequestHandler } from 'express';
+import type { Request, RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import type { Tracer } from '@opentelemetry/api';
 import { keyRecordsFromConfig } from '@tollgate/auth';
@@ -18,6 +18,8 @@ import { createProxyMetrics } from '@tollgate/metering/prometheus';
 import { createMockProvider } from '@tollgate/providers/mock';
 import type { MockProvider } from '@tollgate/providers/mock';
 import { combineLimits } from '@tollgate/ratelimit';
+import { adminKeyVerdict } from './admin-auth.js';
+import { createKeyLookup } from './auth-setup.js';
 import type { AuthOptions } from './auth-setup.js';
 import type { BudgetOptions } from './budget-setup.js';
 import type { CacheSetupOptions } from './cache-setup.js';
@@ -140,7 +142,13 @@ type Held = ReturnType<typeof heldParts>;
 function watchingParts(options: GatewayOptions, deps: ProxyDeps, held: Held) {
   const { stores, log, logger, logging, configFiles } = held;
   // The guard sits at several points of the chain (docs/architecture.md); it learns spend from the meter's usage records.
-  const guarding = createProxyGuard(options.guard, { stores, log });
+  const { adminKeySha256 } = options.operator;
+  const judgeAdminKey = adminKeySha256 === undefined ? undefined : adminKeyVerdict(adminKeySha256);
+  const guarding = createProxyGuard(options.guard, {
+    stores,
+    log,
+    ...(judgeAdminKey ? { isOperator: (req: Request) => judgeAdminKey(req) === 'admin' } : {}),
+  });
   const pricing = createPricing(options.pricing);
   // The one table every part prices with: a price source's load swaps its layer for all of them at once.
   const prices: PriceRefresh = pricing.refreshFrom(options.prices, {
@@ -160,6 +168,7 @@ function watchingParts(options: GatewayOptions, deps: ProxyDeps, held: Held) {
       tenants: options.operator.tenants,
     });
   metrics?.watchMitigations(guarding.mitigations);
+  if (guarding.abuseEntries) metrics?.watchAbuseActions(guarding.abuseEntries);
   metrics?.watchConfigFiles(() => configFiles.all());
   metrics?.watchPrices(() => prices.status());
   const storeFailures = (layer: string) =>
@@ -177,6 +186,7 @@ function callingParts(options: GatewayOptions, deps: ProxyDeps, held: Held, watc
   const { logger, log } = held;
   const { guarding, pricing, metering, metrics } = watching;
   const layered = layeredStores(options, held.stores, metrics, deps, log);
+  metrics?.watchStoreOutage(() => layered.leased?.lease.down ?? false);
   const healthMetrics = metering.registry && registerHealthMetrics(metering.registry);
   const providers = createProviderRouter(options.routing, {
     mock: options.routing.upstreams ? undefined : (deps.mock ?? createMockProvider()),
@@ -193,14 +203,18 @@ function callingParts(options: GatewayOptions, deps: ProxyDeps, held: Held, watc
   });
   if (metering.registry && providers.routes) registerRoutingMetrics(metering.registry, providers.routes);
   if (healthMetrics && providers.routes) healthMetrics.watchTargets(providers.routes);
+  // Keys are looked up by the chain and, by id, by the budget: a key's budget is part of its record.
+  const keyLookup = createKeyLookup(options.auth, layered.observedStores, log);
   const budget = createBudgetGuard(options.budget, layered.limitStores, pricing, log, {
     ledger: metering.ledger,
+    findKey: (id) => keyLookup.findById(id),
+    listKeys: () => keyLookup.list(),
     ...(guarding.budgetHooks ? { alerts: guarding.budgetHooks } : {}),
     // A model group's request whose target's model budget is spent moves to the group's next target.
     ...(providers.routes ? { onModelBudgetSpent: providers.routes.skipSpentModel } : {}),
   });
   metrics?.watchBudgets(budget);
-  return { ...layered, providers, budget };
+  return { ...layered, providers, budget, keyLookup };
 }
 
 type Calling = ReturnType<typeof callingParts>;

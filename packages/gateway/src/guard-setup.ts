@@ -38,7 +38,10 @@ export interface BudgetAlertHooks {
 }
 
 export interface ProxyGuard {
-  /** Before auth: a blocked address is refused, and the 401s of the others are counted per address. */
+  /**
+   * Before auth: a blocked address is refused, and the 401s of the others are counted per address; a request with the
+   * operator's valid credential passes first (`ProxyGuardDeps.isOperator`), whatever its address.
+   */
   readonly beforeAuth: RequestHandler[];
   /** Right after auth: shedding of lower tiers when the process is saturated, then the body, read only now and under a deadline. */
   afterAuth(parseBody: RequestHandler): RequestHandler[];
@@ -94,6 +97,38 @@ export interface ProxyGuardDeps {
   stores: TollgateStores;
   /** The operator log: each alert is one JSON line there. */
   log: (line: string) => void;
+  /**
+   * Whether a request carries the operator's valid credential (the admin key): such a request is never refused by an
+   * address block, an abuse action or an auth-failure limit, so the operator can always reach the routes that clear
+   * them. Every other request, a wrong admin key included, meets them as before. @default nobody
+   */
+  isOperator?: ((req: Request) => boolean) | undefined;
+}
+
+/**
+ * The guard's checks before auth as one stage, behind the one question that passes them: the operator's credential.
+ * The checks run in their order for everyone else. The credential is hashed only while the checks may refuse
+ * (`mayRefuse`: a block or throttle known), so the usual request pays nothing for it.
+ */
+function admitOperatorFirst(
+  checks: RequestHandler[],
+  mayRefuse: () => boolean,
+  isOperator: ProxyGuardDeps['isOperator'],
+): RequestHandler[] {
+  if (checks.length === 0 || isOperator === undefined) return checks;
+  return [
+    function tollgateGuardAdmit(req, res, next) {
+      if (mayRefuse() && isOperator(req)) return next();
+      let index = 0;
+      const step = (error?: unknown): void => {
+        if (error !== undefined) return next(error);
+        const check = checks[index++];
+        if (check === undefined) return next();
+        check(req, res, step);
+      };
+      step();
+    },
+  ];
 }
 
 /** Renders the budget's refusals as before; a ledger that failed also becomes an event (a spent budget is the budget's own event). */
@@ -168,10 +203,14 @@ export function createProxyGuard(settings: GuardSetupOptions, deps: ProxyGuardDe
   const { alerts } = guard;
   return {
     // The abuse checks first: an address the model blocked is answered 403 abuse_blocked, not as an auth flood.
-    beforeAuth: [
-      ...(settings.abuse ? [guard.abuseBeforeAuth as RequestHandler] : []),
-      ...(settings.authFailures ? [guard.authFailures as RequestHandler] : []),
-    ],
+    beforeAuth: admitOperatorFirst(
+      [
+        ...(settings.abuse ? [guard.abuseBeforeAuth as RequestHandler] : []),
+        ...(settings.authFailures ? [guard.authFailures as RequestHandler] : []),
+      ],
+      () => guard.refusesBeforeAuth(),
+      deps.isOperator,
+    ),
     afterAuth,
     afterEstimate: [
       guard.suspensions as RequestHandler,

@@ -12,6 +12,8 @@ import type { GatewayParts } from './gateway-parts.js';
 import { dashboardQuotas } from './limits-setup.js';
 import { modelsRoute } from './models-route.js';
 import { outcomesRoute } from './outcomes-route.js';
+import { mountProbes } from './probes.js';
+import type { LoopWatch } from './probes.js';
 import { providerOfModel } from '@tollgate/router/upstreams';
 import { storesAnswer } from './stores.js';
 
@@ -46,9 +48,14 @@ export type OperatorParts = Pick<
   | 'configKeys'
   | 'limits'
   | 'configFiles'
->;
+> & {
+  /** Whether the process was told to stop (`Gateway.drain()`): /readyz answers 503 from then on. */
+  draining(): boolean;
+  /** The event loop's lateness, for /livez. */
+  loop: LoopWatch;
+};
 
-/** Health, metrics, models, outcomes, and (with an admin key) the admin API and the dashboard. */
+/** Health, the probes, metrics, models, outcomes, and (with an admin key) the admin API and the dashboard. */
 export function mountOperatorRoutes(router: Router, parts: OperatorParts): void {
   const { options, stores, observedStores, pricing, providers, blocked, metering, guarding, budget } = parts;
   const { identify } = parts;
@@ -58,6 +65,14 @@ export function mountOperatorRoutes(router: Router, parts: OperatorParts): void 
   // byte bound). Older models' encoding loads when one is first asked for.
   let tokenizersReady = false;
   void preloadTokenizers(['o200k_base']).then(() => (tokenizersReady = true));
+  const readinessParts = {
+    stores,
+    storeOutage: options.storeOutage,
+    prices: parts.prices,
+    tokenizersReady: () => tokenizersReady,
+    draining: parts.draining,
+  };
+  mountProbes(router, readinessParts, parts.loop);
   // 503 only when this process cannot serve (starting, its store out): an upstream that does not answer is every
   // process's, so it is reported as `degraded` with a 200 that keeps the load balancer sending the routes that work.
   // The public sees the status only; what is behind it (upstreams, targets, breakers, probes) needs the admin key.

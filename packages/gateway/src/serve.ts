@@ -4,8 +4,7 @@ import type { Stats } from 'node:fs';
 import { forgetKeyFileReader, noteKeyFileTaken } from '@tollgate/auth';
 import { join } from 'node:path';
 import { createServer } from 'node:http';
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import type { Server } from 'node:http';
 import type { TollgateStores } from '@tollgate/core';
 import { preloadTokenizers } from '@tollgate/providers';
 import { startTracing } from '@tollgate/metering/tracing';
@@ -14,16 +13,13 @@ import { ConfigError, parseConfig } from './config/index.js';
 import type { ProxyConfig } from './config/index.js';
 import { createDemoConfig, demoBanner } from './config/demo.js';
 import type { DemoKey } from './config/demo.js';
-import { spoolDirectory } from './config/index.js';
+import { servingInWords, spoolDirectory } from './config/index.js';
 import { checkBeforeStart, parsePort } from './config/index.js';
 import { createStores } from './stores.js';
+import { shutdownTimes, stopOnSignals } from './shutdown.js';
 import { turnOffPretenuring } from './v8-flags.js';
 
 const DEFAULT_PORT = 8787;
-/** On SIGTERM, requests in flight get this long to finish before their connections are cut. */
-const STOP_GRACE_MS = 5000;
-/** The process exits by then whatever is still closing (a sink that does not answer): its records stay in the spool. */
-const STOP_DEADLINE_MS = 9500;
 
 interface StartPlan {
   config: ProxyConfig;
@@ -143,7 +139,8 @@ export async function serveGateway(env: NodeJS.ProcessEnv = process.env): Promis
   server.once('listening', () => {
     const address = server.address();
     const actualPort = typeof address === 'object' && address ? address.port : port;
-    const listening = `tollgate proxy listening on http://localhost:${actualPort} (stores: ${stores.kind}, upstreams: ${config.upstreams ? Object.keys(config.upstreams).join(', ') : 'built-in mock'})`;
+    // What it counts on, keeps usage in and sends calls to: the demo's choices read as the warnings they are.
+    const listening = `tollgate proxy listening on http://localhost:${actualPort} (${servingInWords(config, env, !configPath)})`;
     // One write, so whoever waits for the "listening" line has the demo keys too.
     console.log(configPath ? listening : `${demoBanner(demoKeys, actualPort, config.dataDir)}\n${listening}`);
   });
@@ -156,12 +153,17 @@ export async function serveGateway(env: NodeJS.ProcessEnv = process.env): Promis
 
   stopOnSignals(
     server,
-    () =>
-      app
-        .close()
-        .then(() => stores.close())
-        .then(() => tracing?.shutdown()),
-    unwatch,
+    {
+      drain: () => app.drain(),
+      // The spans of the last calls are exported after the calls ended, before the process does.
+      closeAll: () =>
+        app
+          .close()
+          .then(() => stores.close())
+          .then(() => tracing?.shutdown()),
+      unwatch,
+    },
+    shutdownTimes(config),
   );
 }
 
@@ -206,59 +208,4 @@ function watchConfigKeys(path: string, started: ProxyConfig, app: ReturnType<typ
     unwatchFile(path, onChange);
     forgetKeyFileReader(path);
   };
-}
-
-/**
- * On SIGTERM or SIGINT: no new connections, each answer under way finished before its connection closes (kept-alive
- * clients cannot hold the server open, none is cut mid-answer), then `closeAll`; a second signal, or the deadline,
- * exits at once (records not yet stored stay in the usage spool).
- */
-function stopOnSignals(server: Server, closeAll: () => Promise<unknown>, unwatch: (() => void) | undefined): void {
-  let stopping = false;
-  // The answer each connection gives, so that a stop closes every connection once its answer is done: kept-alive
-  // clients cannot hold the server open, and none is cut mid-answer.
-  const answering = new Map<Socket, ServerResponse>();
-  server.on('connection', (socket: Socket) => socket.once('close', () => answering.delete(socket)));
-  server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
-    if (stopping) res.shouldKeepAlive = false;
-    else answering.set(req.socket, res);
-  });
-  const stop = (signal: string) => {
-    if (stopping) {
-      console.log(`tollgate proxy: ${signal} again, exiting now (records not yet stored stay in the usage spool)`);
-      process.exit(1);
-    }
-    stopping = true;
-    console.log(`tollgate proxy: ${signal}, closing`);
-    // New connections are refused from here; those idle now are closed, and those answering are closed after their answer.
-    server.close();
-    for (const res of answering.values()) {
-      if (res.writableFinished) continue;
-      if (!res.headersSent) res.shouldKeepAlive = false;
-      else res.once('finish', () => server.closeIdleConnections());
-    }
-    server.closeIdleConnections();
-    const cut = setTimeout(() => server.closeAllConnections(), STOP_GRACE_MS);
-    const deadline = setTimeout(() => {
-      console.error(
-        'tollgate proxy: still closing, exiting now (records not yet stored stay in the usage spool, written at the next start)',
-      );
-      process.exit(1);
-    }, STOP_DEADLINE_MS);
-    deadline.unref();
-    unwatch?.();
-    server.once('close', () => {
-      clearTimeout(cut);
-      // The spans of the last calls are exported after the calls ended, before the process does.
-      closeAll().then(
-        () => process.exit(0),
-        (error: unknown) => {
-          console.error(`tollgate proxy: closing failed: ${error instanceof Error ? error.message : String(error)}`);
-          process.exit(1);
-        },
-      );
-    });
-  };
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
 }

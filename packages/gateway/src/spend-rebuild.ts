@@ -13,23 +13,33 @@ export interface SpendOptions {
   blocksMaxAgeMs: number;
 }
 
-/** How often the proxy checks that Redis still holds its data. */
-const CHECK_INTERVAL_MS = 10_000;
+/** How often each process checks that Redis still holds its data (one EXISTS). */
+const CHECK_INTERVAL_MS = 1_000;
 /**
- * After a loss, how long the rebuild waits, reserves refused meanwhile, before it reads the usage ledger: every
- * process's blocks older than the loss retire within their age plus the sweep's second, and settle; the records of
- * the calls they served reach the ledger within the PostgreSQL sink's interval (1 s) twice over.
+ * How long a check that found the data confirms it for this process's budget blocks (BlockState.trustLedgerUntil),
+ * from when the check was sent: past it, without a newer check, they hand out nothing (a loss, a stalled process).
  */
-const SETTLE_MARGIN_MS = 3_000;
+const TRUST_MS = 2_000;
+/**
+ * After a loss is seen, how long the rebuild waits, reserves refused meanwhile, before it reads the usage ledger: every
+ * process's budget blocks older than the loss stopped (their last confirmation was sent before the loss: TRUST_MS),
+ * and the records of the calls settled before the loss reached the ledger (the PostgreSQL sink's 1 s interval, twice
+ * over). Blocks that cannot be told to stop (no trustLedgerUntil, or on a Redis Cluster, where a loss may take one
+ * shard's slots, which the check does not read) are waited out: their age and 3 s.
+ */
+const LOSS_WAIT_MS = Math.max(TRUST_MS, 2_000);
+const UNTRUSTED_BLOCKS_MARGIN_MS = 3_000;
 /** The lock of the one rebuild, outliving it by far: a process that dies while rebuilding frees it by expiry. */
 const LOCK_EXTRA_MS = 60_000;
 
 /** Redis stores as far as the rebuild needs them. */
 interface CommandStores {
   readonly prefix: string;
+  /** Redis Cluster: a loss may take one shard's slots only, which a check of the default slot does not see. */
+  readonly sharded?: boolean;
   sendCommand(args: string[]): Promise<unknown>;
-  /** Block stores (blockStores) over them: retired before a rebuild. */
-  readonly blocks?: { retireAll(): Promise<void> };
+  /** Block stores (blockStores) over them: retired before a rebuild, trusted only while checks find the data. */
+  readonly blocks?: { retireAll(): Promise<void>; trustLedgerUntil?(at: number): void };
 }
 
 function commandStores(stores: TollgateStores): CommandStores | undefined {
@@ -69,10 +79,12 @@ function messageOf(error: unknown): string {
  *
  * Redis stores keep a mark per slot next to its budgets. A reserve that finds its slot's mark gone (Redis restarted
  * without persistence, was flushed or failed over to an empty replica) is refused and starts the rebuild, as does the
- * check every 10 s. One process rebuilds, under a lock in Redis; each process first retires the blocks it holds
- * (their settles charge what was spent, never credit). The one rebuilding waits for every process's blocks older
- * than the loss to settle and their records to reach the ledger, flushes its own records, raises every scope a call
- * was charged to (every period of every budget: see `rebuildSpend`) to the ledger, then marks the slots.
+ * check each second, whose every answer that finds the marks also lets this process's budget blocks hand out for
+ * TRUST_MS more. One process rebuilds, under a lock in Redis; each process first retires the blocks it holds (their
+ * settles charge what was spent, never credit). The one rebuilding waits LOSS_WAIT_MS (every process's blocks older
+ * than the loss stopped, the records of calls settled before it reached the ledger), flushes its own records, raises
+ * every scope a call was charged to (every period of every budget: see `rebuildSpend`) to the ledger, then marks the
+ * slots: the 503s of a loss last about LOSS_WAIT_MS and the rebuild's reads (docs/architecture.md).
  */
 export function keepSpend(
   options: SpendOptions,
@@ -86,23 +98,30 @@ export function keepSpend(
   if (!ledger || !gate) return undefined;
   gate.require();
   const redis = commandStores(stores);
-  const { blocksMaxAgeMs } = options;
+  const trust = redis?.blocks?.trustLedgerUntil?.bind(redis.blocks);
+  // Budget blocks wait for the first check that finds the data.
+  trust?.(0);
+  // On a cluster a block in a lost shard's slot may stay trusted (its slot is not checked): waited out, as before.
+  const untrusted = redis?.blocks !== undefined && (!trust || redis.sharded === true);
+  const lossWaitMs = untrusted ? options.blocksMaxAgeMs + UNTRUSTED_BLOCKS_MARGIN_MS : LOSS_WAIT_MS;
   /** Slots a reserve was refused in: marked with the rebuild's own, which names only slots with budgets. */
   const refused = new Set<string | undefined>();
   let running: Promise<void> | undefined;
   let timer: NodeJS.Timeout | undefined;
   const rebuild = async (afterLoss: boolean) => {
     await redis?.blocks?.retireAll();
-    const unlock = redis && (await lockRebuild(redis, blocksMaxAgeMs + SETTLE_MARGIN_MS + LOCK_EXTRA_MS));
+    const unlock = redis && (await lockRebuild(redis, lossWaitMs + LOCK_EXTRA_MS));
     // Another process rebuilds: reserves here stay refused until it marked the slots.
     if (redis && !unlock) return;
     try {
-      if (afterLoss) await sleep(blocksMaxAgeMs + SETTLE_MARGIN_MS);
+      if (afterLoss) await sleep(lossWaitMs);
       await flushUsage();
       const report = await rebuildFromLedger(options.ledgerTable, guard, ledger);
       const slots = [...report.slots, ...refused];
       refused.clear();
+      const markedAt = Date.now();
       await gate.markRebuilt(slots);
+      trust?.(markedAt + TRUST_MS);
       const credited =
         report.credited.length > 0 ? `; credit of ${report.credited.length} scope(s) raised to the credit journal` : '';
       if (report.restored.length > 0 || report.credited.length > 0 || afterLoss)
@@ -123,10 +142,17 @@ export function keepSpend(
       });
     return running;
   };
+  /** Whether Redis holds the marks; when it does, this process's budget blocks are trusted for TRUST_MS more. */
+  const confirm = async () => {
+    const sentAt = Date.now();
+    const rebuilt = await gate.isRebuilt([...refused]);
+    if (rebuilt) trust?.(sentAt + TRUST_MS);
+    return rebuilt;
+  };
   const check = async () => {
     if (running) return;
-    const rebuilt = await gate.isRebuilt([...refused]).catch(() => true);
-    if (!rebuilt) await run(true);
+    // A check that fails says nothing: blocks stop when their trust runs out, reserves go to the store (its policy).
+    if ((await confirm().catch(() => undefined)) === false) await run(true);
   };
   const unsubscribe = gate.onRefused((slot) => {
     refused.add(slot);
@@ -135,8 +161,7 @@ export function keepSpend(
   timer = setInterval(() => void check(), CHECK_INTERVAL_MS);
   timer.unref();
   // At start: the marks say whether Redis holds the spend already (memory never does).
-  const ready = gate
-    .isRebuilt([])
+  const ready = confirm()
     .then((rebuilt) => (rebuilt ? undefined : run(false)))
     .catch((error: unknown) => log(`tollgate proxy: could not check budget spend: ${messageOf(error)}`));
   return {

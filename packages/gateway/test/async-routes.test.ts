@@ -2,6 +2,7 @@
 // a handler that throws after an await, get a clean JSON answer through the error handlers, and no promise is left
 // rejected unhandled (Express 4 does not catch a rejected handler; asyncRoute hands the error to next).
 import { describe, expect, it } from '@jest/globals';
+import { WITH_MOCK } from './helpers/mock-upstream.js';
 import request from 'supertest';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
 import { createMemoryStores } from '@tollgate/core';
@@ -21,6 +22,7 @@ function gatewayWithFailingKeyStore() {
   stores.keys.list = () => Promise.reject(new Error('the key store is down'));
   return createProxyApp(
     validateConfig({
+      ...WITH_MOCK,
       adminKeySha256: hashApiKey(adminKey),
       tenants: { acme: { tier: 'free' } },
       tiers: { free: { requestsPerMinute: 60 } },

@@ -1,5 +1,6 @@
 // The proxy config's `cache` and per-tier `cache`: the contract passes as written, each mistake is named by its field.
 import { describe, expect, it } from '@jest/globals';
+import { WITH_MOCK } from './helpers/mock-upstream.js';
 import { createMemoryStores } from '@tollgate/core';
 import { createProxyApp } from '../src/app.js';
 import { validateConfig } from '../src/config/index.js';
@@ -8,15 +9,20 @@ import { rejection } from './helpers/config-rejection.js';
 describe('proxy config: cache', () => {
   it('accepts the contract as written, with a tier opting out', () => {
     const config = validateConfig({
+      ...WITH_MOCK,
       tiers: { free: { requestsPerMinute: 5, cache: false }, pro: { requestsPerMinute: 600 } },
       cache: { store: 'redis', ttl: '10m', scope: 'tenant', maxEntryBytes: 1000000 },
     });
     expect(config.cache).toEqual({ store: 'redis', ttl: '10m', scope: 'tenant', maxEntryBytes: 1000000 });
     expect(config.tiers!.free!.cache).toBe(false);
-    expect(validateConfig({ tiers: { pro: { cache: { ttl: '1h' } } } }).tiers!.pro!.cache).toEqual({ ttl: '1h' });
+    expect(validateConfig({ ...WITH_MOCK, tiers: { pro: { cache: { ttl: '1h' } } } }).tiers!.pro!.cache).toEqual({
+      ttl: '1h',
+    });
     expect(
-      validateConfig({ cache: { promptCaching: { ttl: '1h', minTokens: 2048 }, costFraction: 0.1, maxBytes: 1024 } })
-        .cache,
+      validateConfig({
+        ...WITH_MOCK,
+        cache: { promptCaching: { ttl: '1h', minTokens: 2048 }, costFraction: 0.1, maxBytes: 1024 },
+      }).cache,
     ).toEqual({ promptCaching: { ttl: '1h', minTokens: 2048 }, costFraction: 0.1, maxBytes: 1024 });
   });
 
@@ -47,7 +53,11 @@ describe('proxy config: cache', () => {
   it('refuses a Redis cache without Redis stores at start', () => {
     const stores = createMemoryStores();
     expect(() =>
-      createProxyApp(validateConfig({ cache: { store: 'redis' } }), { stores, log: () => undefined, metrics: false }),
+      createProxyApp(validateConfig({ ...WITH_MOCK, cache: { store: 'redis' } }), {
+        stores,
+        log: () => undefined,
+        metrics: false,
+      }),
     ).toThrow(/cache\.store "redis" needs Redis stores/);
   });
 });

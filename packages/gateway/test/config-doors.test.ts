@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { ConfigError, createGateway, createProxyApp, validateConfig } from '../src/index.js';
 import type { ProxyConfig } from '../src/index.js';
+import { WITH_MOCK } from './helpers/mock-upstream.js';
 
 const root = resolve(import.meta.dirname, '../../..');
 const dir = mkdtempSync(join(tmpdir(), 'tollgate-doors-'));
@@ -49,7 +50,10 @@ describe('one validation, every door', () => {
     const checked = validateConfig({ upstreams: wrong.upstreams });
     expect(problemsOf(() => createGateway(checked, { env: {} }))[0]).toContain(unset);
     // A key or a tier the config does not know, given to createGateway as an object, fails as at start.
-    const unknownTier = { keys: [{ id: 'k', sha256: 'a'.repeat(64), tier: 'platinum' }] } as unknown as ProxyConfig;
+    const unknownTier = {
+      ...WITH_MOCK,
+      keys: [{ id: 'k', sha256: 'a'.repeat(64), tier: 'platinum' }],
+    } as unknown as ProxyConfig;
     expect(problemsOf(() => createGateway(unknownTier, { env: {} }))[0]).toContain(
       'keys[0].tier names an unknown tier "platinum"',
     );

@@ -1,10 +1,12 @@
 // The proxy config's `guard`, `guardrails`, `trustProxy` and `alerts`: valid sections pass as written, each mistake is named by its field.
 import { describe, expect, it } from '@jest/globals';
+import { WITH_MOCK } from './helpers/mock-upstream.js';
 import { createProxyApp } from '../src/app.js';
 import { validateConfig } from '../src/config/index.js';
 import { rejection } from './helpers/config-rejection.js';
 
 const contract = {
+  ...WITH_MOCK,
   tiers: { free: { requestsPerMinute: 5 }, pro: { requestsPerMinute: 600 } },
   guard: {
     spendAnomaly: {
@@ -35,9 +37,12 @@ describe('proxy config: guard, trustProxy, alerts', () => {
     expect(config.guard).toEqual(contract.guard);
     expect(config.trustProxy).toBe('loopback');
     expect(config.alerts).toEqual(contract.alerts);
-    expect(validateConfig({ trustProxy: ['10.0.0.0/8', '127.0.0.1'] }).trustProxy).toEqual(['10.0.0.0/8', '127.0.0.1']);
-    expect(validateConfig({ trustProxy: 2 }).trustProxy).toBe(2);
-    expect(validateConfig({ guard: { authFailures: {} } }).guard).toEqual({ authFailures: {} });
+    expect(validateConfig({ ...WITH_MOCK, trustProxy: ['10.0.0.0/8', '127.0.0.1'] }).trustProxy).toEqual([
+      '10.0.0.0/8',
+      '127.0.0.1',
+    ]);
+    expect(validateConfig({ ...WITH_MOCK, trustProxy: 2 }).trustProxy).toBe(2);
+    expect(validateConfig({ ...WITH_MOCK, guard: { authFailures: {} } }).guard).toEqual({ authFailures: {} });
   });
 
   it('names the faulty guard field, with the guard package judging the values', () => {
@@ -107,6 +112,7 @@ describe('proxy config: guard, trustProxy, alerts', () => {
 
   it('refuses to build a proxy whose webhook secret is not in the environment', () => {
     const config = validateConfig({
+      ...WITH_MOCK,
       alerts: { webhooks: [{ url: 'https://hooks.example/x', secretEnv: 'TG_TEST_UNSET_HOOK_SECRET' }] },
     });
     expect(() => createProxyApp(config, { env: {}, metrics: false, log: () => undefined })).toThrow(
@@ -118,8 +124,8 @@ describe('proxy config: guard, trustProxy, alerts', () => {
 describe('proxy config: guardrails', () => {
   it('accepts the design example as written', () => {
     const guardrails = { maxPromptChars: 200000, deny: ['(?i)ignore (all|previous) instructions'], pii: 'mask' };
-    expect(validateConfig({ guardrails }).guardrails).toEqual(guardrails);
-    expect(validateConfig({ guardrails: {} }).guardrails).toEqual({});
+    expect(validateConfig({ ...WITH_MOCK, guardrails }).guardrails).toEqual(guardrails);
+    expect(validateConfig({ ...WITH_MOCK, guardrails: {} }).guardrails).toEqual({});
   });
 
   it('names the faulty field, with the guard package compiling the patterns', () => {

@@ -6,6 +6,7 @@ import { createServer } from 'node:net';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { WITH_MOCK } from './helpers/mock-upstream.js';
 import express from 'express';
 import request from 'supertest';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
@@ -42,6 +43,7 @@ async function closedPort(): Promise<number> {
 function gateway(config: Record<string, unknown>): ProxyApp {
   const app = createProxyApp(
     validateConfig({
+      ...WITH_MOCK,
       keys: [{ id: 'k', sha256: hashApiKey(key) }],
       adminKeySha256: hashApiKey(adminKey),
       log: { level: 'silent' },

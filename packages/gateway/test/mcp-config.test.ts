@@ -1,11 +1,13 @@
 // The proxy config's MCP names: `mcpServers`, `tools` on tiers, tenants and keys, `toolCallsPerMinute`; each mistake named by its field.
 import { describe, expect, it } from '@jest/globals';
+import { WITH_MOCK } from './helpers/mock-upstream.js';
 import { createProxyApp } from '../src/app.js';
 import { validateConfig } from '../src/config/index.js';
 import { rejection } from './helpers/config-rejection.js';
 
 const sha = 'a'.repeat(64);
 const contract = {
+  ...WITH_MOCK,
   mcpServers: {
     search: {
       url: 'http://search.internal:3001/mcp',
@@ -63,6 +65,7 @@ describe('proxy config: MCP servers and tools', () => {
 
   it('stops the start when a header names an environment variable that is not set', () => {
     const config = validateConfig({
+      ...WITH_MOCK,
       mcpServers: { search: { url: 'http://x/mcp', headers: { authorization: 'TG_TEST_UNSET_MCP_AUTH' } } },
     });
     expect(() => createProxyApp(config, { env: {}, metrics: false, log: () => undefined })).toThrow(

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import { WITH_MOCK } from './helpers/mock-upstream.js';
 import { Mistral } from '@mistralai/mistralai';
 import { MistralError } from '@mistralai/mistralai/models/errors';
 import express from 'express';
@@ -60,7 +61,7 @@ beforeAll(async () => {
     usageLog,
     log: { level: 'silent' },
   });
-  expect(config.upstreams?.mistral?.api).toBe('mistral');
+  expect(config.upstreams?.mistral).toMatchObject({ api: 'mistral' });
   gateway = createGateway(config, { env: { MISTRAL_API_KEY: upstreamKey } });
   const app = express();
   app.use(gateway);
@@ -299,6 +300,7 @@ describe('Mistral chat with the built-in mock (no upstreams)', () => {
     const log = path.join(dir, 'mock-usage.jsonl');
     const demo = createGateway(
       validateConfig({
+        ...WITH_MOCK,
         tiers: { pro: { requestsPerMinute: 600, tokensPerMinute: 1_000_000, models: ['*'] } },
         tenants: { acme: { tier: 'pro' } },
         keys: [{ id: 'app-key', sha256: hashApiKey(clientKey), tenant: 'acme', scopes: [] }],
@@ -392,11 +394,13 @@ describe('Mistral in model groups: a chat dialect, translated to and from', () =
     expect(answer.choices[0]!.message.content).toMatch(/^This is the gateway mock provider/);
     const sent = routedMock.requests.at(-1)!;
     expect(sent.path).toBe('/mistral/v1/chat/completions');
+    // A JSON call is asked as its stream (held to its grant); Mistral's streams carry usage unasked: nothing else added.
     expect(sent.body).toEqual({
       model: MODEL,
       messages: [{ role: 'user', content: 'Hello' }],
       max_tokens: 50,
       random_seed: 3,
+      stream: true,
     });
     // The meter asks an OpenAI stream for its usage; Mistral would refuse the field (the mock answers 422 as it does).
     const stream = await openai.chat.completions.create({

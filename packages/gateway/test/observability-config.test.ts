@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from '@jest/globals';
+import { WITH_MOCK } from './helpers/mock-upstream.js';
 import { createGateway } from '../src/app.js';
 import { ConfigError, validateConfig } from '../src/config/index.js';
 
@@ -11,11 +12,11 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('the log config', () => {
   it('takes a level and a destination', () => {
-    expect(validateConfig({ log: { level: 'warn', destination: 'stdout' } }).log).toEqual({
+    expect(validateConfig({ ...WITH_MOCK, log: { level: 'warn', destination: 'stdout' } }).log).toEqual({
       level: 'warn',
       destination: 'stdout',
     });
-    expect(validateConfig({ log: { destination: '/var/log/tollgate/access.log' } }).log).toEqual({
+    expect(validateConfig({ ...WITH_MOCK, log: { destination: '/var/log/tollgate/access.log' } }).log).toEqual({
       destination: '/var/log/tollgate/access.log',
     });
   });
@@ -36,7 +37,7 @@ describe('the log config', () => {
   it("stops the gateway's start with a config error naming log.destination when the file cannot be opened", () => {
     const file = join(dir, 'a-file');
     writeFileSync(file, '');
-    const start = () => createGateway({ log: { destination: join(file, 'under-a-file.log') } });
+    const start = () => createGateway({ ...WITH_MOCK, log: { destination: join(file, 'under-a-file.log') } });
     expect(start).toThrow(ConfigError);
     expect(start).toThrow(/^Invalid proxy config: log\.destination: cannot open .*under-a-file\.log/);
   });

@@ -1,5 +1,6 @@
 // The routing part of the proxy config: a sound one is kept as written, each mistake is named by its field.
 import { describe, expect, it } from '@jest/globals';
+import { WITH_MOCK } from './helpers/mock-upstream.js';
 import { validateConfig } from '../src/config/index.js';
 import { rejection } from './helpers/config-rejection.js';
 
@@ -18,6 +19,7 @@ const smart = {
 describe('routing config', () => {
   it('accepts the contract names (modelGroups, retry, circuitBreaker) with request classes and probes', () => {
     const config = validateConfig({
+      ...WITH_MOCK,
       upstreams,
       modelGroups: {
         smart,

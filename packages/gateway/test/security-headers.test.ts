@@ -2,6 +2,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from '@jest/globals';
+import { WITH_MOCK } from './helpers/mock-upstream.js';
 import express from 'express';
 import helmet from 'helmet';
 import type { HelmetOptions } from 'helmet';
@@ -73,7 +74,7 @@ describe('securityHeaders', () => {
   });
 
   it("is what the proxy's answers carry", async () => {
-    const app = createProxyApp(validateConfig({ log: { level: 'silent' } }), {
+    const app = createProxyApp(validateConfig({ ...WITH_MOCK, log: { level: 'silent' } }), {
       log: () => undefined,
       metrics: false,
       tracer: false,

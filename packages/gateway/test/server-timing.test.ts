@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { WITH_MOCK } from './helpers/mock-upstream.js';
 import express from 'express';
 import type { NextFunction, Request, Response } from 'express';
 import OpenAI from 'openai';
@@ -17,6 +18,7 @@ const key = generateApiKey();
 const limitedKey = generateApiKey();
 const mock = createMockProvider();
 const config = validateConfig({
+  ...WITH_MOCK,
   tiers: {
     pro: { requestsPerMinute: 600, models: ['*'] },
     limited: { requestsPerMinute: 1, models: ['gpt-4o-mini'] },

@@ -55,11 +55,10 @@ export interface AbuseTally {
   marks: Set<string>;
 }
 
+const ZERO_COUNTS = Object.fromEntries(TALLY_COUNTS.map((name) => [name, 0])) as Record<TallyCount, number>;
+
 export function emptyTally(): AbuseTally {
-  return {
-    counts: Object.fromEntries(TALLY_COUNTS.map((name) => [name, 0])) as Record<TallyCount, number>,
-    marks: new Set(),
-  };
+  return { counts: { ...ZERO_COUNTS }, marks: new Set() };
 }
 
 /** What one request's prompt looks like, read once per request. */

@@ -1,21 +1,23 @@
 // The abuse watch: requests summed per subject on the hot path; on a timer the sums go to the store, the model is
 // trained and every subject scored by one process at a time, and the scores act through the mitigations.
 import type { IncomingMessage } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import type { UsageRecord } from '@tollgate/core';
+import { TimeSlice } from '@tollgate/providers';
 import { LRUCache } from 'lru-cache';
 import type { Alerts } from './alerts.js';
-import { featuresOf, SubjectTally, type AbuseSubject, type AbuseTally, type RequestTraits } from './abuse-features.js';
 import {
-  abuseEvidence,
-  abuseScore,
-  byKind,
-  describeReasons,
-  novelTo,
-  populationProfile,
-  trainAbuseForest,
-  type AbuseModel,
-  type AbuseReason,
-} from './abuse-model.js';
+  featuresOf,
+  MARK_SEPARATOR,
+  SubjectTally,
+  type AbuseSubject,
+  type AbuseTally,
+  type AbuseTallyDelta,
+  type RequestTraits,
+} from './abuse-features.js';
+import { describeReasons, type AbuseReason } from './abuse-model.js';
+import { FEATURE_COUNT, MIN_REQUESTS_TO_ACT, type ScoredRow, type WindowRows } from './abuse-scoring.js';
+import { AbuseWorker, type ModelMeta } from './abuse-worker-client.js';
 import { BUCKETS_PER_WINDOW, type ResolvedAbuse } from './abuse-options.js';
 import { clientAddress } from './client-address.js';
 import type { GuardStore } from './guard-store.js';
@@ -50,27 +52,19 @@ interface Scoring {
   entries: AbuseEntry[];
 }
 
-interface TrainingWindow {
-  at: number;
-  subjects: string[];
-  rows: number[][];
-  /**
-   * Taken before the watch had seen a whole window of traffic: every subject's window is only partly filled (its
-   * rates read low, its values few). Dropped once a whole window is kept.
-   */
-  partial?: boolean;
+/** A window of subjects as the watch sends it to the worker (`rows`) and reads it after (`subjects`, `requests`). */
+interface Window {
+  subjects: AbuseSubject[];
+  requests: Float64Array;
+  rows: WindowRows;
 }
 
+/** The longest the watch holds the event loop at a time (ms) in its own work on a window; the model runs apart. */
+const SLICE_MS = 4;
 /** How often sums are flushed, the model looked for and subjects scored. */
 export const ABUSE_TICK_MS = 1_000;
 /** Subjects this process keeps sums of (least recently seen dropped first). */
 export const MAX_LOCAL_SUBJECTS = 10_000;
-/** Subjects in the shared scoring (highest scores kept): bounds the store's value and each process's copy. */
-export const MAX_LISTED_SUBJECTS = 2_000;
-/** Rows the model is trained on at most (the oldest windows dropped first). */
-export const MAX_TRAINING_ROWS = 8_192;
-/** A subject with fewer requests in the window is scored but never acted on: too little to judge. */
-export const MIN_REQUESTS_TO_ACT = 5;
 /**
  * A score past a threshold acts only when one of the subject's features lies at least this many robust spreads from
  * its kind's median (`abuseEvidence`): in a small, uniform population a forest isolates trifles, and an action must
@@ -108,19 +102,31 @@ type Caller = { tollgate?: { identity?: { keyId: string; tenantId?: string } } }
 export class AbuseWatch {
   readonly #config: ResolvedAbuse;
   readonly #parts: AbuseWatchParts;
-  readonly #tallies = new LRUCache<AbuseSubject, SubjectTally>({ max: MAX_LOCAL_SUBJECTS });
+  /** Sums of a subject pushed out of `#tallies` before they were flushed: sent with the next flush. */
+  #evicted: AbuseTallyDelta[] = [];
+  readonly #tallies = new LRUCache<AbuseSubject, SubjectTally>({
+    max: MAX_LOCAL_SUBJECTS,
+    dispose: (tally, subject, reason) => {
+      if (reason === 'evict' && tally.dirty) this.#evicted.push(tally.take(subject));
+    },
+  });
   readonly #scores = new Map<AbuseSubject, number>();
   #scoring: Scoring = { at: 0, modelVersion: null, entries: [] };
-  #model: AbuseModel | undefined;
+  /** The model in use (it lives in the worker), as of the worker's `generation`. */
+  #model: ModelMeta | undefined;
+  readonly #worker = new AbuseWorker();
+  #generation = 0;
   #timer: NodeJS.Timeout | undefined;
   #ticking: Promise<void> | undefined;
+  /** `performance.now()` before which a timer's round waits (see `#onTimer`). */
+  #restUntil = 0;
 
   constructor(config: ResolvedAbuse, parts: AbuseWatchParts) {
     this.#config = config;
     this.#parts = parts;
     const tickMs = parts.tickMs ?? ABUSE_TICK_MS;
     if (tickMs > 0) {
-      this.#timer = setInterval(() => void this.tick(), tickMs);
+      this.#timer = setInterval(() => this.#onTimer(), tickMs);
       // The watch must never keep a process alive.
       this.#timer.unref();
     }
@@ -185,7 +191,7 @@ export class AbuseWatch {
   }
 
   /** Whether a model is in use, and which. */
-  model(): Pick<AbuseModel, 'version' | 'trainedAt' | 'subjects'> | undefined {
+  model(): Pick<ModelMeta, 'version' | 'trainedAt' | 'subjects'> | undefined {
     const model = this.#model;
     return model && { version: model.version, trainedAt: model.trainedAt, subjects: model.subjects };
   }
@@ -218,10 +224,24 @@ export class AbuseWatch {
 
   /** One round: flush the sums, follow the model, train and score when this process holds the turn. */
   tick(): Promise<void> {
-    this.#ticking ??= this.#round(false)
+    if (this.#ticking) return this.#ticking;
+    const started = performance.now();
+    this.#ticking = this.#round(false)
       .catch(this.#parts.onStoreError)
-      .finally(() => (this.#ticking = undefined));
+      .finally(() => {
+        this.#ticking = undefined;
+        this.#restUntil = performance.now() + (performance.now() - started);
+      });
     return this.#ticking;
+  }
+
+  /**
+   * The timer's round. One of a large window takes seconds of slices: the next waits its length again, so the watch's
+   * share of the loop stays under about half however many subjects there are (a second apart while they are short).
+   * A replay that calls `tick()` itself is not paced.
+   */
+  #onTimer(): void {
+    if (performance.now() >= this.#restUntil) void this.tick();
   }
 
   #buckets(now: number): number[] {
@@ -251,47 +271,56 @@ export class AbuseWatch {
     const train = claimedTrain || (now && !this.#model);
     const score = claimedScore || now;
     if (!train && !score) return this.#followScoring();
-    const features = this.#features(await store.abuseTallies(this.#buckets(at)));
-    if (train) await this.#train(features, at, true);
-    else if (score && this.#model && (now || at - this.#model.trainedAt >= this.#config.bucketMs)) {
-      // A subject unlike anything the model was grown on: grown anew with it (at most once a bucket).
-      const model = this.#model;
-      const novel = [...features.values()].some(
-        ({ features: row, requests }) => requests >= MIN_REQUESTS_TO_ACT && novelTo(model, row),
-      );
-      if (novel) await this.#train(features, at, false);
-    }
-    if (score) await this.#score(features, at);
+    const window = await this.#window(await store.abuseTallies(this.#buckets(at)));
+    const novel = await this.#worker.load(window.rows);
+    if (train) await this.#train(window.subjects, at, true);
+    // A subject unlike anything the model was grown on: grown anew with it (at most once a bucket).
+    else if (score && novel && this.#model && (now || at - this.#model.trainedAt >= this.#config.bucketMs))
+      await this.#train(window.subjects, at, false);
+    if (score) await this.#score(window, at);
     else await this.#followScoring();
   }
 
   async #flush(now: number): Promise<void> {
-    const deltas = [];
-    for (const [subject, tally] of this.#tallies.entries()) if (tally.dirty) deltas.push(tally.take(subject));
+    const deltas = this.#evicted;
+    this.#evicted = [];
+    const slice = new TimeSlice(SLICE_MS);
+    for (const [subject, tally] of this.#tallies.entries()) {
+      if (tally.dirty) deltas.push(tally.take(subject));
+      if ((deltas.length & 255) === 0) await slice.pause();
+    }
     if (deltas.length === 0) return;
     const bucket = Math.floor(now / this.#config.bucketMs);
     await this.#parts.store.addAbuseTallies(bucket, this.#config.windowMs + 2 * this.#config.bucketMs, deltas);
   }
 
-  #features(tallies: Map<AbuseSubject, AbuseTally>): Map<AbuseSubject, { features: number[]; requests: number }> {
-    const out = new Map<AbuseSubject, { features: number[]; requests: number }>();
-    for (const [subject, tally] of tallies)
-      if (tally.counts.requests > 0)
-        out.set(subject, {
-          features: featuresOf(subject, tally, this.#config.windowMs),
-          requests: tally.counts.requests,
-        });
-    return out;
+  /** The window's subjects with requests, and their features as rows for the worker (built in slices). */
+  async #window(tallies: Map<AbuseSubject, AbuseTally>): Promise<Window> {
+    const slice = new TimeSlice(SLICE_MS);
+    const subjects: AbuseSubject[] = [];
+    const rows = new Float64Array(tallies.size * FEATURE_COUNT);
+    const requests = new Float64Array(tallies.size);
+    for (const [subject, tally] of tallies) {
+      if (tally.counts.requests <= 0) continue;
+      rows.set(featuresOf(subject, tally, this.#config.windowMs), subjects.length * FEATURE_COUNT);
+      requests[subjects.length] = tally.counts.requests;
+      subjects.push(subject);
+      if ((subjects.length & 255) === 0) await slice.pause();
+    }
+    // The worker takes the buffers; the requests of the subjects acted on are read here after.
+    return { subjects, requests: requests.slice(), rows: { rows, requests, count: subjects.length } };
   }
 
   async #followModel(): Promise<void> {
+    // A worker started anew (it failed) holds no model: the stored one is handed to it again.
+    if (this.#generation !== this.#worker.generation) this.#model = undefined;
     const { store } = this.#parts;
     const version = Number((await store.abuseState('modelVersion')) ?? -1);
     if (version < 0 || version === this.#model?.version) return;
     const json = await store.abuseState('model');
-    const model = json ? (JSON.parse(json) as Partial<AbuseModel>) : undefined;
-    // A model of an earlier release (one forest, no groups) is not read: this process grows its own.
-    if (Array.isArray(model?.views)) this.#model = model as AbuseModel;
+    const meta = json ? await this.#worker.use(json) : null;
+    this.#generation = this.#worker.generation;
+    if (meta) this.#model = meta;
   }
 
   async #followScoring(): Promise<void> {
@@ -305,96 +334,99 @@ export class AbuseWatch {
     for (const entry of scoring.entries) this.#scores.set(entry.subject, entry.score);
   }
 
-  /** Adds this window to the training windows and grows a forest on them once they hold `minSubjects` subjects. */
   /**
-   * Grows a forest on the training windows and this one, once they hold `minSubjects` subjects. `keep`: this window
-   * joins the training windows (a scheduled training; a bucket's later view replaces its earlier one). A training for
-   * a novel subject keeps nothing: a subject kept once per tick would soon outnumber the crowd it must stand out of.
+   * Grows a forest, in the worker, on the training windows and this one (`growModel`); `keep`: this window joins
+   * the training windows.
    */
-  async #train(features: Map<AbuseSubject, { features: number[] }>, now: number, keep: boolean): Promise<void> {
+  async #train(subjects: AbuseSubject[], now: number, keep: boolean): Promise<void> {
     const { store } = this.#parts;
-    const stored = await store.abuseState('history');
-    let windows = (stored ? (JSON.parse(stored) as TrainingWindow[]) : []).filter(
-      (window) => window.at > now - this.#config.historyMs,
-    );
-    const current: TrainingWindow = {
-      at: now,
-      subjects: [...features.keys()],
-      rows: [...features.values()].map((f) => f.features),
-    };
-    // The start's windows are partial until one is taken a whole window after the first; it replaces them.
-    const first = windows[0];
-    if (!first || (first.partial && now - first.at < this.#config.windowMs)) current.partial = true;
-    else windows = windows.filter((window) => !window.partial);
-    if (keep && features.size > 0) {
-      if (windows.length > 0 && now - windows.at(-1)!.at < this.#config.bucketMs) windows.pop();
-      windows.push(current);
-      let rows = windows.reduce((sum, window) => sum + window.rows.length, 0);
-      while (rows > MAX_TRAINING_ROWS && windows.length > 1) rows -= windows.shift()!.rows.length;
-      await store.putAbuseState('history', JSON.stringify(windows), this.#config.historyMs);
-    } else windows.push(current);
-    const subjects = new Set(windows.flatMap((window) => window.subjects)).size;
-    if (subjects < this.#config.minSubjects) return;
-    const version = (this.#model?.version ?? 0) + 1;
-    const model: AbuseModel = {
-      version,
-      trainedAt: now,
-      subjects,
-      partial: windows.every((window) => window.partial === true),
-      ...trainAbuseForest(
-        windows.flatMap((window) => window.rows),
-        version,
-      ),
-    };
-    await store.putAbuseState('model', JSON.stringify(model));
-    await store.putAbuseState('modelVersion', String(version));
-    this.#model = model;
+    const config = this.#config;
+    const grown = await this.#worker.grow({
+      history: await store.abuseState('history'),
+      // One string crosses to the worker faster than 100,000 (a subject never holds the separator).
+      subjects: subjects.join(MARK_SEPARATOR),
+      now,
+      keep,
+      version: (this.#model?.version ?? 0) + 1,
+      windowMs: config.windowMs,
+      bucketMs: config.bucketMs,
+      historyMs: config.historyMs,
+      minSubjects: config.minSubjects,
+    });
+    this.#generation = this.#worker.generation;
+    if (grown.history !== undefined) await store.putAbuseState('history', grown.history, config.historyMs);
+    if (!grown.json || !grown.meta) return;
+    await store.putAbuseState('model', grown.json);
+    await store.putAbuseState('modelVersion', String(grown.meta.version));
+    this.#model = grown.meta;
   }
 
-  /** Scores every subject of the window, acts on those past a threshold, and shares the scoring. */
-  async #score(features: Map<AbuseSubject, { features: number[]; requests: number }>, now: number): Promise<void> {
+  /** Scores every subject of the window (in the worker), acts on those past a threshold, and shares the scoring. */
+  async #score(window: Window, now: number): Promise<void> {
     const model = this.#model;
-    const entries: AbuseEntry[] = [];
-    const evidence = new Map<AbuseSubject, number>();
-    if (model) {
-      for (const group of byKind(features.entries()).values()) {
-        const profile = populationProfile(group.map(([, f]) => f.features));
-        for (const [subject, { features: row, requests }] of group) {
-          const score = Number(abuseScore(model, row).toFixed(4));
-          const { reasons, distance } = abuseEvidence(row, profile);
-          entries.push({ subject, score, requests, action: 'none', reasons });
-          evidence.set(subject, distance);
-        }
+    const { scored, stuffing } = await this.#worker.score();
+    const entryOf = (row: ScoredRow): AbuseEntry => ({
+      subject: window.subjects[row.index]!,
+      score: row.score,
+      requests: window.requests[row.index]!,
+      action: 'none',
+      reasons: row.reasons,
+    });
+    const entries = model ? scored.map(entryOf) : [];
+    const evidence = new Map(scored.map((row) => [window.subjects[row.index]!, row.distance]));
+    const listed = new Map(entries.map((entry) => [entry.subject, entry]));
+    const stuffed = new Set<AbuseEntry>();
+    for (const row of stuffing) {
+      let entry = listed.get(window.subjects[row.index]!);
+      if (!entry) entries.push((entry = entryOf(row)));
+      stuffed.add(entry);
+    }
+    entries.sort((a, b) => b.score - a.score);
+    const before = new Map(this.#scoring.entries.map((entry) => [entry.subject, entry]));
+    for (const entry of entries) {
+      if (stuffed.has(entry)) {
+        await this.#act(entry, now, stuffing.length);
+        continue;
       }
-      entries.sort((a, b) => b.score - a.score);
-      entries.length = Math.min(entries.length, MAX_LISTED_SUBJECTS);
-      const before = new Map(this.#scoring.entries.map((entry) => [entry.subject, entry]));
-      const { bucketMs } = this.#config;
-      for (const entry of entries) {
-        const past =
-          !model.partial &&
-          entry.score >= this.#config.throttleAt &&
-          entry.requests >= MIN_REQUESTS_TO_ACT &&
-          (evidence.get(entry.subject) ?? 0) >= MIN_EVIDENCE;
-        // One spell past the threshold: a scoring under it within a bucket of the last one past does not end it.
-        const spell = before.get(entry.subject);
-        const going = spell?.pastSince !== undefined && now - spell.pastAt! <= bucketMs;
-        if (past) {
-          entry.pastSince = going ? spell.pastSince! : now;
-          entry.pastAt = now;
-        } else if (going) {
-          entry.pastSince = spell.pastSince!;
-          entry.pastAt = spell.pastAt!;
-        }
-        const acts = past && now - entry.pastSince! >= PERSIST_BUCKETS * bucketMs;
-        // A subject whose score fell under the thresholds (its requests refused) is listed with its action in force.
-        if (acts) await this.#act(entry, now);
-        else this.#inForce(entry, now, true);
-      }
+      if (!model) continue;
+      const past =
+        !model.partial &&
+        entry.score >= this.#config.throttleAt &&
+        entry.requests >= MIN_REQUESTS_TO_ACT &&
+        (evidence.get(entry.subject) ?? 0) >= MIN_EVIDENCE;
+      const acts = this.#spell(entry, before.get(entry.subject), past, now);
+      // A subject whose score fell under the thresholds (its requests refused) is listed with its action in force.
+      if (acts) await this.#act(entry, now);
+      else if (!this.#inForce(entry, now, true)) this.#stillNoted(entry, before.get(entry.subject), now);
     }
     const scoring: Scoring = { at: now, modelVersion: model?.version ?? null, entries };
     await this.#parts.store.putAbuseState('scores', JSON.stringify(scoring), 2 * this.#config.windowMs);
     this.#useScoring(scoring);
+  }
+
+  /**
+   * One spell past the threshold (a scoring under it within a bucket of the last one past does not end it): marks it
+   * on `entry`; whether it has lasted long enough to act.
+   */
+  #spell(entry: AbuseEntry, spell: AbuseEntry | undefined, past: boolean, now: number): boolean {
+    const { bucketMs } = this.#config;
+    const going = spell?.pastSince !== undefined && now - spell.pastAt! <= bucketMs;
+    if (past) {
+      entry.pastSince = going ? spell.pastSince! : now;
+      entry.pastAt = now;
+    } else if (going) {
+      entry.pastSince = spell.pastSince!;
+      entry.pastAt = spell.pastAt!;
+    }
+    return past && now - entry.pastSince! >= PERSIST_BUCKETS * bucketMs;
+  }
+
+  /** In shadow, an action noted earlier stays listed until it would have ended, as one in force would. */
+  #stillNoted(entry: AbuseEntry, earlier: AbuseEntry | undefined, now: number): void {
+    if (!earlier?.shadow || earlier.action === 'none' || (earlier.until ?? 0) <= now) return;
+    entry.action = earlier.action;
+    entry.until = earlier.until!;
+    entry.shadow = true;
   }
 
   /** Shows on `entry` the model's block in force on its subject, or its throttle when `throttleToo`; whether any. */
@@ -409,17 +441,24 @@ export class AbuseWatch {
     return true;
   }
 
-  /** Puts the action a score calls for in force everywhere (or, in shadow, only notes it), and tells a person. */
-  async #act(entry: AbuseEntry, now: number): Promise<void> {
+  /**
+   * Puts the action a score calls for in force everywhere (or, in shadow, only notes it), and tells a person.
+   * `stuffing`: the subject is one of that many addresses of a coordinated credential-stuffing attack (a block).
+   */
+  async #act(entry: AbuseEntry, now: number, stuffing?: number): Promise<void> {
     const { store, registry, alerts } = this.#parts;
     const config = this.#config;
-    const action = entry.score >= config.blockAt ? 'block' : 'throttle';
+    const action = stuffing !== undefined || entry.score >= config.blockAt ? 'block' : 'throttle';
     const target = registrySubject(entry.subject);
     if (this.#inForce(entry, now, action === 'throttle')) return;
     if (await store.abuseState(`cleared:${entry.subject}`)) return;
     const durationMs = action === 'block' ? config.blockMs : config.throttleMs;
     const why = describeReasons(entry.reasons);
-    const reason = `its traffic scored ${entry.score.toFixed(2)} as abuse (${why})`;
+    const reason =
+      stuffing !== undefined
+        ? `it is one of ${stuffing} addresses that each failed every request with different credentials, ` +
+          `credential stuffing spread thin (${why})`
+        : `its traffic scored ${entry.score.toFixed(2)} as abuse (${why})`;
     const window = Math.floor(now / config.bucketMs);
     const anomalyId = `abuse:${entry.subject}@${window}`;
     entry.action = action;
@@ -473,5 +512,6 @@ export class AbuseWatch {
     this.#timer = undefined;
     await this.#ticking;
     await this.#flush(this.#parts.clock()).catch(this.#parts.onStoreError);
+    await this.#worker.close();
   }
 }

@@ -74,6 +74,11 @@ export interface Guard {
   unblock(address: string): Promise<boolean>;
   /** The mitigations in force, as this process knows them. */
   mitigations(): Mitigation[];
+  /**
+   * Whether a check before authentication may refuse a request now: a block or a throttle is known (no I/O). While
+   * it is false, `authFailures` and `abuseBeforeAuth` let every request through.
+   */
+  refusesBeforeAuth(): boolean;
   /** The newest anomalies, newest first. */
   anomalies(limit?: number): Promise<AnomalyRecord[]>;
   /** Sends the usage summed so far to the store and waits for the alerts in flight. */
@@ -187,6 +192,7 @@ export function createGuard(options: GuardOptions = {}): Guard {
     lift,
     unblock: async (address) => (await registry.lift('block', `ip:${address}` as Subject)) !== undefined,
     mitigations: () => registry.list(),
+    refusesBeforeAuth: () => !registry.none('block') || !registry.none('throttle'),
     anomalies: (limit = 100) => store.anomalies(limit),
     async flush() {
       await watch?.flushUsage();

@@ -1,7 +1,9 @@
 // The guard's store in the memory of one process: the embedded default, and the bench's detector.
+import { TimeSlice } from '@tollgate/providers';
+import { LRUCache } from 'lru-cache';
 import {
-  mergeTallyField,
-  tallyFields,
+  emptyTally,
+  TALLY_COUNTS,
   type AbuseSubject,
   type AbuseTally,
   type AbuseTallyDelta,
@@ -34,6 +36,18 @@ interface Watched {
 /** Beyond this many addresses in one bucket a subject's count stops growing (it is an anomaly long before). */
 export const MAX_ADDRESSES_PER_BUCKET = 10_000;
 const MAX_ANOMALIES = 1_000;
+/**
+ * Addresses whose failed authentications are counted at once (each window ends by itself besides): past it the least
+ * recently failing address is forgotten, and its count starts again at its next failure.
+ */
+export const MAX_AUTH_FAILURE_ADDRESSES = 100_000;
+/**
+ * Subjects the abuse watch's sums are kept of per bucket: past it the least recently seen subject's sums of that
+ * bucket are dropped (it reads as quieter than it was, or unseen, until the bucket leaves the window).
+ */
+export const MAX_ABUSE_SUBJECTS = 200_000;
+/** The abuse watch's sums are merged in slices of about this many ms (a window of 100,000 subjects takes many). */
+const MERGE_SLICE_MS = 4;
 
 const mitigationKey = (kind: Mitigation['kind'], subject: Subject) => `${kind}|${subject}`;
 
@@ -45,10 +59,12 @@ export class MemoryGuardStore implements GuardStore {
   #version = 0;
   readonly #listeners: ((change: MitigationChange) => void)[] = [];
   readonly #anomalies: AnomalyRecord[] = [];
-  readonly #authFailures = new Map<string, { windowStart: number; failures: number; credentials: Set<string> }>();
+  readonly #authFailures = new LRUCache<string, { windowStart: number; failures: number; credentials: Set<string> }>({
+    max: MAX_AUTH_FAILURE_ADDRESSES,
+  });
   readonly #claims = new Map<string, number>();
-  /** The abuse watch's buckets (field -> sum) and named values, each with its end. */
-  readonly #abuseBuckets = new Map<number, { until: number; fields: Map<string, number> }>();
+  /** The abuse watch's buckets (subject -> sums) and named values, each with its end. */
+  readonly #abuseBuckets = new Map<number, { until: number; subjects: LRUCache<AbuseSubject, AbuseTally> }>();
   readonly #abuseState = new Map<string, { value: string; until: number }>();
 
   constructor(options: MemoryGuardStoreOptions = {}) {
@@ -153,16 +169,10 @@ export class MemoryGuardStore implements GuardStore {
       // The window opens at the first failure, as express-rate-limit's fixed windows do.
       entry = { windowStart: now, failures: 0, credentials: new Set() };
       this.#authFailures.set(address, entry);
-      if (this.#authFailures.size > 100_000) this.#sweepAuthFailures(now, windowMs);
     }
     entry.failures++;
     if (entry.credentials.size < 1_000) entry.credentials.add(credential);
     return { failures: entry.failures, distinct: entry.credentials.size, windowStart: entry.windowStart };
-  }
-
-  #sweepAuthFailures(now: number, windowMs: number): void {
-    for (const [address, entry] of this.#authFailures)
-      if (entry.windowStart + windowMs <= now) this.#authFailures.delete(address);
   }
 
   async claim(id: string, ttlMs: number): Promise<boolean> {
@@ -177,21 +187,36 @@ export class MemoryGuardStore implements GuardStore {
     const now = this.#clock();
     for (const [known, entry] of this.#abuseBuckets) if (entry.until <= now) this.#abuseBuckets.delete(known);
     let entry = this.#abuseBuckets.get(bucket);
-    if (!entry) this.#abuseBuckets.set(bucket, (entry = { until: 0, fields: new Map() }));
+    if (!entry)
+      this.#abuseBuckets.set(bucket, (entry = { until: 0, subjects: new LRUCache({ max: MAX_ABUSE_SUBJECTS }) }));
     entry.until = now + ttlMs;
-    for (const delta of deltas) {
-      const { sums, marks } = tallyFields(delta);
-      for (const [field, value] of sums) entry.fields.set(field, (entry.fields.get(field) ?? 0) + value);
-      for (const field of marks) entry.fields.set(field, 1);
+    const slice = new TimeSlice(MERGE_SLICE_MS);
+    for (let i = 0; i < deltas.length; i++) {
+      const delta = deltas[i]!;
+      let tally = entry.subjects.get(delta.subject);
+      if (!tally) entry.subjects.set(delta.subject, (tally = emptyTally()));
+      for (const name in delta.counts) tally.counts[name as keyof AbuseTally['counts']] += delta.counts[name as never]!;
+      for (const mark of delta.marks) tally.marks.add(mark);
+      if ((i & 255) === 255) await slice.pause();
     }
   }
 
   async abuseTallies(buckets: readonly number[]): Promise<Map<AbuseSubject, AbuseTally>> {
     const now = this.#clock();
     const merged = new Map<AbuseSubject, AbuseTally>();
+    const slice = new TimeSlice(MERGE_SLICE_MS);
+    let merging = 0;
     for (const bucket of buckets) {
       const entry = this.#abuseBuckets.get(bucket);
-      if (entry && entry.until > now) for (const [field, value] of entry.fields) mergeTallyField(merged, field, value);
+      if (!entry || entry.until <= now) continue;
+      // Nothing adds to a bucket while the watch reads it (its rounds take turns), so it is walked as it is.
+      for (const [subject, tally] of entry.subjects.entries()) {
+        let into = merged.get(subject);
+        if (!into) merged.set(subject, (into = emptyTally()));
+        for (const name of TALLY_COUNTS) into.counts[name] += tally.counts[name];
+        for (const mark of tally.marks) into.marks.add(mark);
+        if ((++merging & 255) === 0) await slice.pause();
+      }
     }
     return merged;
   }

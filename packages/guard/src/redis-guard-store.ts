@@ -1,4 +1,5 @@
 // The guard's store on Redis: every process sees the same baselines, mitigations, anomaly log, failure counts and claims.
+import { TimeSlice } from '@tollgate/providers';
 import type { SubscriberLike } from '@tollgate/redis';
 import type { SendCommand } from '@tollgate/redis/lua';
 import {
@@ -45,6 +46,17 @@ export interface RedisGuardStoreOptions {
 
 /** Anomalies kept in the log operators read. */
 const ANOMALY_LOG_LENGTH = 1_000;
+/** Subjects' sums per script call of the abuse watch's flush. */
+const TALLY_DELTAS_PER_CALL = 256;
+/**
+ * Fields of one bucket of the abuse watch's sums (about 20 per subject: some 200,000 subjects). Past it only fields the
+ * bucket holds already grow: a subject first seen after the bucket filled is not counted in it (the bucket ends with
+ * its TTL, a window later).
+ */
+export const MAX_ABUSE_FIELDS = 4_000_000;
+/** The abuse watch's sums are merged in slices of about this many ms. */
+const MERGE_SLICE_MS = 4;
+
 /** A subject's state outlives its last use by this many slow windows (its baselines are gone by then). */
 const STATE_LIFETIME_WINDOWS = 4;
 
@@ -232,19 +244,27 @@ export class RedisGuardStore implements GuardStore {
   }
 
   async addAbuseTallies(bucket: number, ttlMs: number, deltas: readonly AbuseTallyDelta[]): Promise<void> {
-    if (deltas.length === 0) return;
-    const sums: string[] = [];
-    const marks: string[] = [];
-    for (const delta of deltas) {
-      const fields = tallyFields(delta);
-      for (const [field, value] of fields.sums) sums.push(field, String(value));
-      marks.push(...fields.marks);
+    // A script call per few hundred subjects: one of 10,000 would hold Redis for every other caller meanwhile.
+    const calls: Promise<unknown>[] = [];
+    const slice = new TimeSlice(MERGE_SLICE_MS);
+    for (let from = 0; from < deltas.length; from += TALLY_DELTAS_PER_CALL) {
+      const sums: string[] = [];
+      const marks: string[] = [];
+      for (const delta of deltas.slice(from, from + TALLY_DELTAS_PER_CALL)) {
+        const fields = tallyFields(delta);
+        for (const [field, value] of fields.sums) sums.push(field, String(value));
+        marks.push(...fields.marks);
+      }
+      calls.push(
+        scripts.addAbuseTallies.run(
+          this.#send,
+          [this.#abuseKey(`bucket:${bucket}`)],
+          [String(Math.ceil(ttlMs)), String(MAX_ABUSE_FIELDS), String(sums.length / 2), ...sums, ...marks],
+        ),
+      );
+      await slice.pause();
     }
-    await scripts.addAbuseTallies.run(
-      this.#send,
-      [this.#abuseKey(`bucket:${bucket}`)],
-      [String(Math.ceil(ttlMs)), String(sums.length / 2), ...sums, ...marks],
-    );
+    await Promise.all(calls);
   }
 
   async abuseTallies(buckets: readonly number[]): Promise<Map<AbuseSubject, AbuseTally>> {
@@ -253,8 +273,12 @@ export class RedisGuardStore implements GuardStore {
       buckets.map((bucket) => this.#send(['HGETALL', this.#abuseKey(`bucket:${bucket}`)]) as Promise<string[]>),
     );
     const merged = new Map<AbuseSubject, AbuseTally>();
+    const slice = new TimeSlice(MERGE_SLICE_MS);
     for (const reply of replies)
-      for (let i = 0; i < reply.length; i += 2) mergeTallyField(merged, reply[i]!, Number(reply[i + 1]));
+      for (let i = 0; i < reply.length; i += 2) {
+        mergeTallyField(merged, reply[i]!, Number(reply[i + 1]));
+        if ((i & 4095) === 0) await slice.pause();
+      }
     return merged;
   }
 

@@ -331,14 +331,22 @@ export const countAuthFailure = new LuaScript(
 
 /**
  * The abuse watch's sums of one bucket. KEYS: the bucket's hash ("<subject>\x1f<count>" -> sum, "<subject>\x1f<mark>"
- * -> 1). ARGV: ttl ms, n, then n pairs of (field, increment), then the mark fields.
+ * -> 1). ARGV: ttl ms, the most fields the bucket may hold, n, then n pairs of (field, increment), then the mark
+ * fields. A full bucket only adds to the fields it holds.
  */
 export const addAbuseTallies = new LuaScript(
   'guardAddAbuseTallies',
   `
-  local pairs = tonumber(ARGV[2])
-  for i = 3, 2 + 2 * pairs, 2 do redis.call('HINCRBYFLOAT', KEYS[1], ARGV[i], ARGV[i + 1]) end
-  for i = 3 + 2 * pairs, #ARGV do redis.call('HSET', KEYS[1], ARGV[i], 1) end
+  local full = redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[2])
+  local pairs = tonumber(ARGV[3])
+  for i = 4, 3 + 2 * pairs, 2 do
+    if not full or redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then
+      redis.call('HINCRBYFLOAT', KEYS[1], ARGV[i], ARGV[i + 1])
+    end
+  end
+  if not full then
+    for i = 4 + 2 * pairs, #ARGV do redis.call('HSET', KEYS[1], ARGV[i], 1) end
+  end
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
   return 1
   `,

@@ -338,7 +338,48 @@ describe('the abuse watch', () => {
     await guard.flush();
     expect(guard.mitigations()).toEqual([]);
     expect((await request(app).delete('/admin/abuse/nobody')).status).toBe(400);
-  });
+  }, 120_000);
+
+  it('blocks credential stuffing spread over twelve addresses, a guess every 20 s from each, within a minute', async () => {
+    const events: GuardEvent[] = [];
+    const start = Date.now();
+    let now = start;
+    guard = createGuard({
+      stores: createMemoryStores(),
+      alerts: { log: false, onEvent: (event) => void events.push(event) },
+      abuse: {},
+      clock: () => now,
+    });
+    const app = abuseApp(guard, keys);
+    // Ordinary keys, and a person whose client sends the same wrong key again and again.
+    for (let i = 0; i < 40; i++) await call(app, `k${i}`, `10.1.0.${i}`, `question of key ${i}`);
+    const refusedAt = new Map<string, number>();
+    let guess = 0;
+    for (let second = 0; second <= 60; second++) {
+      now = start + second * 1_000;
+      if (second % 10 === 0) await call(app, 'old-key', '10.1.1.1');
+      for (let a = 0; a < 12; a++) {
+        const phase = Math.floor((a * 20) / 12);
+        if (second < phase || (second - phase) % 20 !== 0) continue;
+        const answer = await call(app, `guess-${guess++}`, `10.66.0.${a}`);
+        if (answer.status === 403 && !refusedAt.has(`10.66.0.${a}`)) refusedAt.set(`10.66.0.${a}`, second);
+      }
+      await guard.flush();
+    }
+    const blocked = guard
+      .mitigations()
+      .filter((m) => m.kind === 'block' && m.anomalyId?.startsWith('abuse:'))
+      .map((m) => m.subject)
+      .sort();
+    // Each address blocked once it had tried its second key (between 20 and 40 s in); nobody else.
+    expect(blocked).toEqual(Array.from({ length: 12 }, (_, a) => `ip:10.66.0.${a}`).sort());
+    expect(events.every((event) => /credential stuffing spread thin/.test(event.message))).toBe(true);
+    expect(events).toHaveLength(12);
+    // Its third guess came 20 s after the block: refused.
+    expect(refusedAt.size).toBe(12);
+    expect(Math.max(...refusedAt.values())).toBeLessThanOrEqual(60);
+    expect((await call(app, 'k1', '10.1.0.1', 'question of key 1')).status).toBe(200);
+  }, 120_000);
 
   it('in shadow records and alerts what it would do, and serves everything', async () => {
     const events: GuardEvent[] = [];
@@ -361,7 +402,7 @@ describe('the abuse watch', () => {
     expect(guard.mitigations()).toEqual([]);
     expect(events[0]).toMatchObject({ type: 'abuse.detected', details: { shadow: true, action: 'block' } });
     expect((await call(app, 'k1', '10.9.9.9')).status).toBe(200);
-  });
+  }, 120_000);
 
   it('scores tenants only when asked, and blocks a tenant whose keys each stay too quiet to act on', async () => {
     // Twelve keys of one organization, each from its own address with three long prompts of random text: no key or
@@ -420,5 +461,5 @@ describe('the abuse watch', () => {
     expect(
       guard!.abuseEntries().filter((entry) => entry.action !== 'none' && entry.subject !== 'address:10.9.9.9'),
     ).toEqual([]);
-  });
+  }, 120_000);
 });

@@ -21,7 +21,10 @@ export interface CreditOperationRow {
 export interface LedgerCreditJournal {
   record(operation: CreditOperationRow): Promise<void>;
   withdraw(id: string): Promise<void>;
-  credits(now: number, keys?: readonly string[]): Promise<(CreditScopeRow & { creditNanoUsd: number })[]>;
+  credits(
+    now: number,
+    keys?: readonly string[],
+  ): Promise<(CreditScopeRow & { creditNanoUsd: number; resetAt?: number })[]>;
 }
 
 interface CreditRow {
@@ -29,13 +32,14 @@ interface CreditRow {
   slot: string | null;
   period_end: Date | string;
   credit: string;
+  reset_at: Date | string | null;
 }
 
 /**
  * Budget top-ups (and resets) recorded in the usage ledger's database, in `<table>_credits` (made by the ledger's
  * migration, which runs here before the first write): `budgetGuard({ creditJournal: postgresCreditJournal(pool) })`.
- * A scope's credit is the sum of its rows after its last reset, for periods not over yet; an action written again under
- * its id is stored once.
+ * A scope's credit is the sum of its rows after its last reset, for periods not over yet, and its `resetAt` that
+ * reset's time; an action written again under its id is stored once.
  */
 export function postgresCreditJournal(db: Queryable, location: LedgerLocation = {}): LedgerCreditJournal {
   const table = creditTableName(location);
@@ -74,7 +78,8 @@ export function postgresCreditJournal(db: Queryable, location: LedgerLocation = 
       const result = await db
         .query<CreditRow>(
           `SELECT scope_key, max(slot) AS slot, period_end,
-                  coalesce(sum(amount_nano_usd) FILTER (WHERE last_reset IS NULL OR seq > last_reset), 0) AS credit
+                  coalesce(sum(amount_nano_usd) FILTER (WHERE last_reset IS NULL OR seq > last_reset), 0) AS credit,
+                  max(ts) FILTER (WHERE seq = last_reset) AS reset_at
              FROM (SELECT *,
                           max(seq) FILTER (WHERE kind = 'reset') OVER (PARTITION BY scope_key, period_end) AS last_reset
                      FROM ${table} WHERE period_end > $1${keys ? ' AND scope_key = ANY($2)' : ''}) AS journaled
@@ -91,6 +96,7 @@ export function postgresCreditJournal(db: Queryable, location: LedgerLocation = 
         ...(row.slot === null ? {} : { slot: row.slot }),
         expiresAt: new Date(row.period_end).getTime(),
         creditNanoUsd: Number(row.credit),
+        ...(row.reset_at === null ? {} : { resetAt: new Date(row.reset_at).getTime() }),
       }));
     },
   };

@@ -16,6 +16,7 @@ import type { ResolvedPrice } from '@tollgate/core/costs';
 import {
   adapterFor,
   countTextTokens,
+  lastPieceStart,
   lowerOutputTokens,
   maxTokenBytesOf,
   upperOutputTokens,
@@ -210,19 +211,29 @@ function outputCountings({
 }: ResolvedMeterOptions): (price: ResolvedPrice | undefined) => OutputCounting {
   /** The provider's own tokenizer: the exact count, and where text cannot be counted in time, bounds of it. */
   // Both add up where text is cut at a piece's start (exact counts; bounds of bytes where time runs out).
-  const own = (encoding: EncodingName): OutputCounting => ({
-    countOutput: Object.assign((text: string) => countTextTokens(text, encoding, new CountBudget(outputCountMs)), {
-      additive: true,
-    }),
-    stopCount: Object.assign(
-      (text: string) => countTextTokens(withoutPartialEnd(text), encoding, new CountBudget(outputCountMs), 'lower'),
-      { additive: true },
-    ),
-    own: true,
-  });
-  const ownCountings: Record<EncodingName, OutputCounting> = {
-    o200k_base: own('o200k_base'),
-    cl100k_base: own('cl100k_base'),
+  const own = (encoding: EncodingName): OutputCounting => {
+    const pieceStart = (text: string) => lastPieceStart(text, encoding);
+    return {
+      countOutput: Object.assign((text: string) => countTextTokens(text, encoding, new CountBudget(outputCountMs)), {
+        additive: true,
+        pieceStart,
+      }),
+      stopCount: Object.assign(
+        (text: string) => countTextTokens(withoutPartialEnd(text), encoding, new CountBudget(outputCountMs), 'lower'),
+        { additive: true, pieceStart },
+      ),
+      own: true,
+    };
+  };
+  // Made when a price first names the encoding: its table loads with its first count (see loadEncoding).
+  const ownCountings = new Map<EncodingName, OutputCounting>();
+  const ownCounting = (encoding: EncodingName): OutputCounting => {
+    let counting = ownCountings.get(encoding);
+    if (!counting) {
+      counting = own(encoding);
+      ownCountings.set(encoding, counting);
+    }
+    return counting;
   };
   // Any other tokenizer: bounds of its count (providers' output-bounds.ts), the lower one by the provider's longest token.
   const upper = upperOutputTokens(outputCountMs);
@@ -237,7 +248,7 @@ function outputCountings({
   };
   return (price: ResolvedPrice | undefined): OutputCounting => {
     if (price?.ownTokenizer !== true) return boundCounting(maxTokenBytesOf(price?.provider));
-    return ownCountings[price.tokenizer === 'approximate' ? 'o200k_base' : price.tokenizer];
+    return ownCounting(price.tokenizer === 'approximate' ? 'o200k_base' : price.tokenizer);
   };
 }
 
@@ -604,7 +615,8 @@ class MeteredRequest implements MeterCharge, CallBill {
     record.priceVersion = pricing.version;
     if (usage.serviceTier !== undefined) record.serviceTier = usage.serviceTier;
     record.status = res.statusCode;
-    record.stream = tap.streamed || this.requestStreamed;
+    // A JSON call answered from a stream is a JSON answer to its client.
+    record.stream = (tap.streamed && !tap.assembled) || this.requestStreamed;
     record.aborted = aborted;
     record.latencyMs = Math.max(0, Date.now() - ctx.startedAt);
     if (usage.cacheWrite1hTokens) record.cacheWrite1hTokens = usage.cacheWrite1hTokens;
@@ -617,7 +629,10 @@ class MeteredRequest implements MeterCharge, CallBill {
     const refusal = ctx.refusal;
     if (failed && refusal !== undefined && refusal.layer !== 'upstream') record.refusedBy = refusal.layer;
     // The upstream produced more than the cap it was sent (it ignored it): billed as it ran, flagged.
-    if (grant !== undefined && (tap.stopped || usage.outputTokens > grant)) record.outputOverCap = true;
+    if (grant !== undefined && ((tap.stopped && !tap.endedNow) || usage.outputTokens > grant))
+      record.outputOverCap = true;
+    // Counted where the provider's tokenizer is not ours: the bill is a bound of the provider's count, said so.
+    if (usageSource === 'counted' && !tap.counting.own && usage.outputTokens > 0) record.outputUpperBound = true;
     return record;
   }
 

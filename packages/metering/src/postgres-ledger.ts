@@ -421,9 +421,15 @@ export interface LedgerSpendSource {
   idsWithSpend(scope: Exclude<SpendScope, 'global'>, since: number): Promise<string[]>;
   /**
    * Nano-USD per caller (key, user, tenant, feature, model as billed) with spend started in [since, until): what a
-   * rebuild reads; with `finishedBefore`, only records whose call finished before it (ts + latency_ms).
+   * rebuild reads; with `finishedBefore`, only records whose call finished before it (ts + latency_ms); with
+   * `finishedFrom`, only those whose call finished at or after it (a budget's last reset).
    */
-  spentByCaller(since: number, until: number, finishedBefore?: number): Promise<CallerSpendRow[]>;
+  spentByCaller(
+    since: number,
+    until: number,
+    finishedBefore?: number,
+    finishedFrom?: number,
+  ): Promise<CallerSpendRow[]>;
   /** Each record with spend started in [since, until) that finished at or after `finishedFrom`: a rebuild's cut. */
   recordsFinishedSince(since: number, until: number, finishedFrom: number): Promise<RecordSpendRow[]>;
 }
@@ -432,6 +438,7 @@ export interface LedgerSpendSource {
 export interface RecordSpendRow extends CallerSpendRow {
   id: string;
   startedAt: number;
+  finishedAt: number;
 }
 
 /** One caller's spend (the shape of @tollgate/budget's `CallerSpend`). */
@@ -441,6 +448,7 @@ export interface CallerSpendRow {
   tenantId: string | null;
   feature: string | null;
   model: string | null;
+  tags: string[] | null;
   spentNanoUsd: number;
 }
 
@@ -463,10 +471,20 @@ interface CallerRow {
   tenant_id: string | null;
   feature: string | null;
   model: string | null;
+  tags: string[] | null;
 }
 
 function callerOf(row: CallerRow): Omit<CallerSpendRow, 'spentNanoUsd'> {
-  return { keyId: row.key_id, userId: row.user_id, tenantId: row.tenant_id, feature: row.feature, model: row.model };
+  // No tags and an empty list are one caller: records written before tags were kept hold NULL.
+  const tags = row.tags && row.tags.length > 0 ? row.tags : null;
+  return {
+    keyId: row.key_id,
+    userId: row.user_id,
+    tenantId: row.tenant_id,
+    feature: row.feature,
+    model: row.model,
+    tags,
+  };
 }
 
 /**
@@ -502,14 +520,22 @@ export function postgresSpendSource(db: Queryable, location: LedgerLocation = {}
       );
       return Number(result.rows[0]?.spent ?? 0);
     },
-    async spentByCaller(since, until, finishedBefore) {
+    async spentByCaller(since, until, finishedBefore, finishedFrom) {
       const values = [new Date(since).toISOString(), new Date(until).toISOString()];
-      if (finishedBefore !== undefined) values.push(new Date(finishedBefore).toISOString());
+      let finished = '';
+      if (finishedBefore !== undefined) {
+        values.push(new Date(finishedBefore).toISOString());
+        finished += ` AND ${FINISHED} < $${values.length}`;
+      }
+      if (finishedFrom !== undefined) {
+        values.push(new Date(finishedFrom).toISOString());
+        finished += ` AND ${FINISHED} >= $${values.length}`;
+      }
       const result = await orNothing(
         db.query<CallerRow & { spent: string }>(
-          `SELECT key_id, user_id, tenant_id, feature, model, sum(cost_nano_usd) AS spent FROM ${table}
-           WHERE ts >= $1 AND ts < $2${finishedBefore === undefined ? '' : ` AND ${FINISHED} < $3`}
-           GROUP BY key_id, user_id, tenant_id, feature, model HAVING sum(cost_nano_usd) > 0`,
+          `SELECT key_id, user_id, tenant_id, feature, model, nullif(tags, '{}') AS tags, sum(cost_nano_usd) AS spent
+             FROM ${table} WHERE ts >= $1 AND ts < $2${finished}
+            GROUP BY key_id, user_id, tenant_id, feature, model, nullif(tags, '{}') HAVING sum(cost_nano_usd) > 0`,
           values,
         ),
         { rows: [] },
@@ -518,8 +544,8 @@ export function postgresSpendSource(db: Queryable, location: LedgerLocation = {}
     },
     async recordsFinishedSince(since, until, finishedFrom) {
       const result = await orNothing(
-        db.query<CallerRow & { id: string; ts: Date | string; cost_nano_usd: string }>(
-          `SELECT id, ts, key_id, user_id, tenant_id, feature, model, cost_nano_usd FROM ${table}
+        db.query<CallerRow & { id: string; ts: Date | string; latency_ms: number | string; cost_nano_usd: string }>(
+          `SELECT id, ts, latency_ms, key_id, user_id, tenant_id, feature, model, tags, cost_nano_usd FROM ${table}
            WHERE ts >= $1 AND ts < $2 AND ${FINISHED} >= $3 AND cost_nano_usd > 0`,
           [new Date(since).toISOString(), new Date(until).toISOString(), new Date(finishedFrom).toISOString()],
         ),
@@ -529,6 +555,7 @@ export function postgresSpendSource(db: Queryable, location: LedgerLocation = {}
         ...callerOf(row),
         id: row.id,
         startedAt: new Date(row.ts).getTime(),
+        finishedAt: new Date(row.ts).getTime() + Number(row.latency_ms),
         spentNanoUsd: Number(row.cost_nano_usd),
       }));
     },

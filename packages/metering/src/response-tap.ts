@@ -10,6 +10,7 @@ import { withCostUsd } from '@tollgate/providers/answers';
 import type { OutputCounter, ProviderAdapter, UsageReader } from '@tollgate/providers';
 import type { SseBlock } from '@tollgate/providers/sse';
 import { memberValueRange, topLevelFields } from './answer-scan.js';
+import { StreamAssembly } from './stream-assembly.js';
 
 /** JSON bodies above this are not parsed whole: usage is looked for in their last bytes. */
 const MAX_JSON_BYTES = 4 * 1024 * 1024;
@@ -157,8 +158,10 @@ function jsonBytes(parts: (string | Buffer)[]): Buffer {
  */
 export class UsageTap implements ResponseFilter {
   streamed = false;
-  /** The stream was ended here because its output passed the grant. */
+  /** The stream was ended here: its output passed the grant, or `endNow` (a server stopping). */
   stopped = false;
+  /** It was `endNow` that ended it, not the grant. */
+  endedNow = false;
   /** Output tokens counted when the stream was stopped. */
   stoppedAt = 0;
   /** Output tokens the stream may produce (cap x choices), known once it starts; undefined: no hard stop. */
@@ -175,6 +178,8 @@ export class UsageTap implements ResponseFilter {
   private fixedCounting: OutputCounting | undefined;
   /** Set by the meter: asked for the call's cost once the answer's usage is known. */
   bill: CallBill | undefined = undefined;
+  /** A JSON call answered from the upstream's stream: what the stream lets out, kept to be assembled. */
+  private assembly: StreamAssembly | undefined;
   private mode: 'unknown' | 'sse' | 'json' | 'other' = 'unknown';
   private reader: UsageReader | undefined;
   private decoder: SseDecoder | undefined;
@@ -251,23 +256,25 @@ export class UsageTap implements ResponseFilter {
       if (cb) process.nextTick(cb);
       return res;
     }
-    const end = this.passEnd!;
-    if (this.broken) return end.call(res, data, enc, cb);
+    // `passEnd` is read at each use: once the answer starts, one assembled for its client ends through the assembly.
+    if (this.broken) return this.passEnd!.call(res, data, enc, cb);
     let forward = data === undefined || data === null ? undefined : this.observe(data, enc);
     if (this.waiting) {
       // The response ends once what waits behind the extension went out (or the stream was cut there).
       this.endAfterWait = () => this.end(cb);
       return res;
     }
-    if (this.stopped) return end.call(res, forward, undefined, cb);
+    if (this.stopped) return this.passEnd!.call(res, forward, undefined, cb);
     const rest = this.mode === 'json' ? this.endJson() : this.endStream();
     // Nothing more to send: `forward` stands (undefined: end's chunk as it is).
     if (rest !== undefined && rest.length > 0) {
       const before = forward ?? (data === undefined || data === null ? undefined : toBuffer(data, enc));
       forward = before === undefined ? rest : Buffer.concat([before, rest]);
     }
-    if (forward === undefined) return end.call(res, data, enc, cb);
-    return forward.length === 0 ? end.call(res, undefined, undefined, cb) : end.call(res, forward, undefined, cb);
+    if (forward === undefined) return this.passEnd!.call(res, data, enc, cb);
+    return forward.length === 0
+      ? this.passEnd!.call(res, undefined, undefined, cb)
+      : this.passEnd!.call(res, forward, undefined, cb);
   }
 
   /** Reads a chunk; returns the bytes to send instead of it (stripped, or ended at the grant), or undefined to send it as it is. */
@@ -409,7 +416,8 @@ export class UsageTap implements ResponseFilter {
         const ending = this.endingNow();
         return Buffer.concat([this.unsent(bytes, blocks, sent, start, sentEnd, replaced), ending]);
       }
-      // The hold is being extended: this event and what follows wait for the answer.
+      // The hold is being extended: this event and what follows wait for the answer (what went before goes now).
+      const sentEnd = end - block.raw.length;
       this.waiting = [{ block, out: out ?? block.raw }];
       for (let rest = i + 1; rest < blocks.length; rest++) {
         end += blocks[rest]!.raw.length;
@@ -417,7 +425,7 @@ export class UsageTap implements ResponseFilter {
       }
       this.held = bytes.length - end;
       void verdict.then((answer) => this.resume(answer));
-      return this.unsent(bytes, blocks, i, start, end, replaced);
+      return this.unsent(bytes, blocks, i, start, sentEnd, replaced);
     }
     this.held = bytes.length - end;
     if (!this.wholeEvents || (replaced === undefined && start === 0 && end === bytes.length)) return undefined;
@@ -429,7 +437,8 @@ export class UsageTap implements ResponseFilter {
     if (!block.hasData) return undefined;
     const reader = this.reader!;
     if (reader.onEvent(block.event, block.data)) return EMPTY;
-    if (reader.finalUsageAt !== undefined && this.wholeEvents) return this.withCost(block, reader.finalUsageAt);
+    if (reader.finalUsageAt !== undefined && this.wholeEvents && !this.assembly)
+      return this.withCost(block, reader.finalUsageAt);
     return undefined;
   }
 
@@ -475,7 +484,9 @@ export class UsageTap implements ResponseFilter {
 
   /** The extension answered: what waited goes out up to where the stream ends, or until another extension. */
   private resume(first: Outcome): void {
-    const waiting = this.waiting!;
+    // Ended meanwhile (`endNow`): what waited is dropped.
+    if (this.waiting === undefined) return;
+    const waiting = this.waiting;
     const out: Buffer[] = [];
     let verdict: Outcome | Promise<Outcome> = first;
     let index = 0;
@@ -513,10 +524,27 @@ export class UsageTap implements ResponseFilter {
     end?.();
   }
 
+  /**
+   * Ends a stream under way now, as the hard stop does (the API's ending, billing what went out): a server that cannot
+   * wait for it longer. Not a stream, or part of an event out already (its ending would not parse): false.
+   */
+  endNow(): boolean {
+    if (this.mode !== 'sse' || this.stopped || this.broken || this.reader === undefined) return false;
+    if (this.res.writableEnded || this.res.getHeader('content-length') !== undefined) return false;
+    if (this.held > 0 && !this.wholeEvents) return false;
+    // What waits behind an extension of the hold is dropped: only what went out is billed.
+    this.waiting = undefined;
+    this.endAfterWait = undefined;
+    this.endedNow = true;
+    this.passEnd!.call(this.res, this.endingNow(), undefined, undefined);
+    return true;
+  }
+
   /** Stops the stream here: the API's ending, billing what was counted, never more than was held. */
   private endingNow(): Buffer {
     const output = this.reader!.output;
-    this.stoppedAt = Math.min(output.tokens(this.fixedCounting!.countOutput), this.holdTokens);
+    const counted = output.tokens(this.fixedCounting!.countOutput);
+    this.stoppedAt = this.grant === undefined ? counted : Math.min(counted, this.holdTokens);
     const ending = this.reader!.ending({
       inputTokens: this.ctx.estimate?.inputTokens ?? 0,
       outputTokens: this.stoppedAt,
@@ -558,6 +586,53 @@ export class UsageTap implements ResponseFilter {
     this.ctx.call?.abort('The answer passed the output its reservation was granted.');
   }
 
+  /** True when the client asked for JSON and gets the stream's JSON answer (`ProviderCall.jsonFromStream`). */
+  get assembled(): boolean {
+    return this.assembly !== undefined;
+  }
+
+  /**
+   * The client asked for JSON: the stream is held as any stream, and what it lets out is kept instead of sent, then
+   * assembled into the JSON answer, billed as a JSON answer is (its headers, `cost_usd`). Its reader reads the stream as
+   * it was asked for (its usage included).
+   */
+  private assemble(): void {
+    const adapter = this.adapter!;
+    const call = this.ctx.call!;
+    const assembly = new StreamAssembly(adapter);
+    this.assembly = assembly;
+    this.reader = adapter.createReader({ request: adapter.streamRequest?.(call.body) ?? call.body });
+    const end = this.passEnd!;
+    this.passWrite = (chunk, encoding, callback) => {
+      assembly.keep(chunk, encoding);
+      if (typeof callback === 'function') process.nextTick(callback as WriteCallback);
+      return true;
+    };
+    this.passEnd = (chunk, encoding, callback) => {
+      assembly.keep(typeof chunk === 'function' ? undefined : chunk, encoding);
+      const done = [chunk, encoding, callback].find((each) => typeof each === 'function');
+      return end.call(this.res, this.assembledAnswer(), undefined, done);
+    };
+  }
+
+  /** The JSON answer assembled from what the stream let out, billed; a stream that does not assemble is a 502. */
+  private assembledAnswer(): Buffer {
+    const { res, ctx } = this;
+    const answer = this.assembly!.answer();
+    if (!res.headersSent) {
+      res.removeHeader('cache-control');
+      res.setHeader('content-type', 'application/json');
+    }
+    if (answer === undefined) {
+      // Billed what was read as the provider's cut answer is: the record does not blame the client.
+      ctx.upstreamAborted = true;
+      if (!res.headersSent) res.statusCode = 502;
+      return StreamAssembly.failure(ctx.servedBy ?? this.adapter!.label ?? this.adapter!.provider);
+    }
+    this.heldJson = [answer];
+    return this.endJson()!;
+  }
+
   private detect(): void {
     this.fixedCounting = this.countingOf(this.ctx);
     const type = String(this.res.getHeader('content-type') ?? '').toLowerCase();
@@ -568,6 +643,7 @@ export class UsageTap implements ResponseFilter {
       // Dropping or rewriting bytes would break a declared length; then the client just sees the chunk.
       const lengthFree = this.res.getHeader('content-length') === undefined;
       this.wholeEvents = lengthFree && (this.addedUsage || this.bill !== undefined);
+      if (this.wholeEvents && this.bill !== undefined && this.ctx.call?.jsonFromStream === true) this.assemble();
       // The grant as it stands when the answer starts (after every clamp); a declared length cannot take an ending.
       const estimate = this.ctx.estimate;
       if (estimate && lengthFree) {

@@ -203,45 +203,47 @@ class MeterEventQueue {
   private delay: IBackoff<unknown> | undefined = undefined;
   /** No round starts before this (ms since the epoch): the backoff after a round that left events unaccepted. */
   private notBefore = 0;
-  private round: Promise<boolean> | undefined = undefined;
+  /** The flush under way: flushes take turns, so no two rounds send the same events. */
+  private flushing: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly config: ResolvedStripeOptions) {
     this.journal = new MeterJournal(config.directory);
-    this.queue = new Map(this.journal.unaccepted().map((event) => [event.identifier, event]));
+    // Filled at each sync: this process's events, and those a sender that died (an earlier life of it) left unaccepted.
+    this.queue = new Map();
   }
 
-  /** Events waiting to be accepted. */
+  /** Events waiting to be accepted (and records waiting to be assigned theirs). */
   get pending(): number {
-    return this.queue.size;
+    return this.queue.size + this.journal.waiting;
   }
 
-  /** Assigns a record its event (journaled), queued when it carries a whole micro-USD. */
+  /** A record for its event: assigned (journaled) at the next flush, against the total of every process. */
   enqueue(record: UsageRecord): void {
     const customer = customerOf(record, this.config.customers);
     if (customer === undefined || this.journal.has(record.id)) return;
     const { id, timestamp, costNanoUsd } = record;
-    const event = this.journal.assign({ id, customer, timestamp, costNanoUsd }, Date.now());
-    if (event.value > 0) this.queue.set(event.identifier, event);
+    this.journal.add({ id, customer, timestamp, costNanoUsd });
   }
 
-  async flushStored(): Promise<boolean> {
-    // A round under way covers what was queued before it began: one more for what came since.
-    if (this.round) await this.round;
-    // A record whose cost is carried without an event is stored once its total is: the spool may forget it then.
-    this.journal.persist();
+  flushStored(): Promise<boolean> {
+    // A flush under way covers what was queued before it began: one more, after it, for what came since.
+    const flush = this.flushing.then(() => this.flushOnce());
+    this.flushing = flush.catch(() => undefined);
+    return flush;
+  }
+
+  private async flushOnce(): Promise<boolean> {
+    // Each value is on disk before it is sent, and a record whose cost is carried without an event is stored once its
+    // total is: the spool may forget it then.
+    for (const event of await this.journal.sync(Date.now())) this.queue.set(event.identifier, event);
     if (this.queue.size === 0) return true;
     if (Date.now() < this.notBefore) return false;
-    this.round = this.sendRound().finally(() => {
-      this.round = undefined;
-    });
-    return this.round;
+    return this.sendRound();
   }
 
   /** Sends every queued event once, `concurrency` at a time; resolves whether the queue is empty after. */
   private async sendRound(): Promise<boolean> {
     const { journal, queue } = this;
-    // Each value is on disk before it is sent: sent again after a crash, it carries the same value.
-    journal.persist();
     const events = [...queue.values()];
     let next = 0;
     const accepted: string[] = [];
@@ -256,7 +258,7 @@ class MeterEventQueue {
       }
     };
     await Promise.all(Array.from({ length: Math.min(this.config.concurrency, events.length) }, worker));
-    journal.accept(accepted, Date.now());
+    await journal.accept(accepted, Date.now());
     if (queue.size === 0) {
       this.delay = undefined;
       this.notBefore = 0;

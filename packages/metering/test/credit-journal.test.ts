@@ -55,14 +55,18 @@ describe.each([
     expect(await journal.credits(now, [user.key])).toEqual([{ ...user, creditNanoUsd: 500_000_000 }]);
   });
 
-  it('starts a scope over at a reset, and takes back a withdrawn top-up', async () => {
+  it('starts a scope over at a reset (and says when: spend counts from it), and takes back a withdrawn top-up', async () => {
     const journal = postgresCreditJournal(backend.db, backend.location);
-    await journal.record({ id: 'reset-1', kind: 'reset', at: now, entries: [{ ...tenant, nanoUsd: 0 }] });
-    expect(await journal.credits(now, [tenant.key])).toEqual([{ ...tenant, creditNanoUsd: 0 }]);
+    await journal.record({ id: 'reset-1', kind: 'reset', at: now - 5_000, entries: [{ ...tenant, nanoUsd: 0 }] });
+    expect(await journal.credits(now, [tenant.key])).toEqual([{ ...tenant, creditNanoUsd: 0, resetAt: now - 5_000 }]);
     await journal.record({ id: 'top-3', kind: 'top-up', at: now, entries: [{ ...tenant, nanoUsd: 300 }] });
     await journal.record({ id: 'top-4', kind: 'top-up', at: now, entries: [{ ...tenant, nanoUsd: 40 }] });
-    expect(await journal.credits(now, [tenant.key])).toEqual([{ ...tenant, creditNanoUsd: 340 }]);
+    const resetAt = now - 5_000;
+    expect(await journal.credits(now, [tenant.key])).toEqual([{ ...tenant, creditNanoUsd: 340, resetAt }]);
     await journal.withdraw('top-4');
-    expect(await journal.credits(now, [tenant.key])).toEqual([{ ...tenant, creditNanoUsd: 300 }]);
+    expect(await journal.credits(now, [tenant.key])).toEqual([{ ...tenant, creditNanoUsd: 300, resetAt }]);
+    // The last reset is the one that counts.
+    await journal.record({ id: 'reset-2', kind: 'reset', at: now, entries: [{ ...tenant, nanoUsd: 0 }] });
+    expect(await journal.credits(now, [tenant.key])).toEqual([{ ...tenant, creditNanoUsd: 0, resetAt: now }]);
   });
 });

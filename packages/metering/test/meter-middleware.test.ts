@@ -316,6 +316,31 @@ describe('meter() with JSON responses', () => {
     });
   });
 
+  it("says when counted output is a bound of the provider's count (Claude's tokenizer is not published)", async () => {
+    const app = await start((req, res) => {
+      const claude = req.body.model === 'claude-sonnet-4-5';
+      const text = 'hello world, counted here';
+      res.json(
+        claude
+          ? { model: req.body.model, content: [{ type: 'text', text }] }
+          : { model: req.body.model, choices: [{ index: 0, message: { role: 'assistant', content: text } }] },
+      );
+    });
+    const claudeRecord = app.sink.next();
+    const claudeBody = { model: 'claude-sonnet-4-5', max_tokens: 100, messages: [{ role: 'user', content: 'hi' }] };
+    await (await post(`${app.url}/v1/messages`, claudeBody)).text();
+    expect(await claudeRecord).toMatchObject({ usageSource: 'counted', outputUpperBound: true });
+    const openaiRecord = app.sink.next();
+    await (
+      await post(`${app.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] })
+    ).text();
+    const exact = await openaiRecord;
+    expect({ usageSource: exact.usageSource, outputUpperBound: exact.outputUpperBound }).toEqual({
+      usageSource: 'counted',
+      outputUpperBound: undefined,
+    });
+  });
+
   it('never records counted output above the output cap the request ran with', async () => {
     // Anthropic output is counted with o200k_base x 1.25: 40 distinct words count as ~50 tokens, the cap is 10.
     const words = Array.from({ length: 40 }, (_, i) => `word${i}`).join(' ');

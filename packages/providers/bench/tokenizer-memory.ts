@@ -1,4 +1,4 @@
-// Load time and memory of one encoding, ours against gpt-tokenizer's, each loaded in a fresh process.
+// Load time and memory of one encoding, ours (against gpt-tokenizer's for OpenAI's), each loaded in a fresh process.
 //   node --import tsx packages/providers/bench/tokenizer-memory.ts
 import { execFileSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
@@ -6,7 +6,9 @@ import { fileURLToPath } from 'node:url';
 import { BytePairEncoding } from '../src/bpe.js';
 
 const TOKENIZERS = ['ours', 'gpt-tokenizer'] as const;
-const ENCODINGS = ['o200k_base', 'cl100k_base'] as const;
+const ENCODINGS = ['o200k_base', 'cl100k_base', 'llama3', 'tekken', 'qwen2', 'gemma'] as const;
+/** gpt-tokenizer has OpenAI's encodings only. */
+const OPENAI = new Set<string>(['o200k_base', 'cl100k_base']);
 const RUNS = 3;
 const WARM_UP_TEXT = 'Warm up: naïve café, 数据 😀 {"json": [1, 2.5]} <|endoftext|>\n\tcode();';
 
@@ -60,6 +62,7 @@ if (tokenizer !== undefined) {
   console.log('encoding     tokenizer       load ms  heap MiB  RSS MiB  heap+buffers after GC  RSS after GC');
   for (const name of ENCODINGS) {
     for (const candidate of TOKENIZERS) {
+      if (candidate !== 'ours' && !OPENAI.has(name)) continue;
       const runs = Array.from({ length: RUNS }, () => {
         const out = execFileSync(process.execPath, ['--expose-gc', '--import', 'tsx', self, candidate, name]);
         return JSON.parse(out.toString()) as Measure;

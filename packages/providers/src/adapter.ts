@@ -43,6 +43,13 @@ export interface ProviderAdapter extends CallAdapter {
    */
   requestStreamUsage(body: Json): boolean;
   /**
+   * The same call asked as a stream: a copy of `body` with the API's stream flag set and its usage asked for (what
+   * `requestStreamUsage` adds), or `body` itself where the upstream's path says it (Gemini). A gateway sends a JSON
+   * call so, holds it to its grant as a stream and assembles its JSON answer (docs/architecture.md, "What a JSON
+   * answer can spend"). @default none: the API's answers do not stream (embeddings)
+   */
+  streamRequest?(body: Json): Json;
+  /**
    * A reader for one answer. `stripAddedUsage`: the usage chunk `requestStreamUsage` added is
    * flagged. `request`: the body as sent, for an ending that matches what the client asked for.
    */

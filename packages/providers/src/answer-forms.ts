@@ -1,9 +1,11 @@
 // A family's answers in their forms: a plain answer written as the family's JSON, a JSON answer written as its event
-// stream, and a stream assembled back into the JSON answer. The cache replays answers through them; the mock speaks them.
+// stream, and a stream assembled back into the JSON answer. The cache replays answers through them, the meter assembles
+// a JSON call's streamed answer with them, the mock speaks them.
 import type { WireFamily } from './adapter.js';
 import { anthropicAnswerForms } from './anthropic-messages/answer.js';
 import { geminiAnswerForms } from './gemini/answer.js';
 import { isObject, parseJson } from './json.js';
+import { SseDecoder } from './sse-decoder.js';
 import type { Json } from './json.js';
 import { chatAnswerForms } from './openai-chat/answer.js';
 import { embeddingsAnswerForms } from './openai-embeddings/answer.js';
@@ -29,4 +31,20 @@ export function answerFormsOf(family: WireFamily | undefined): AnswerForms | und
 export function parseAnswer(text: string): Json | undefined {
   const value = parseJson(text);
   return isObject(value) ? value : undefined;
+}
+
+/**
+ * A stream, as the bytes (or text) that went out, assembled into the family's JSON answer; undefined when it did not
+ * end as its API ends (cut short, failed) or the family has no assembly. A stream a gateway ended at its output cap
+ * ends as its API ends there.
+ */
+export function assembleStream(family: WireFamily | undefined, stream: Buffer | string): Json | undefined {
+  const fromEvents = answerFormsOf(family)?.fromEvents;
+  if (!fromEvents) return undefined;
+  const decoder = new SseDecoder();
+  const blocks = decoder.push(typeof stream === 'string' ? Buffer.from(stream) : stream);
+  // A final block without its blank line is still read: the text ends where the answer ended.
+  const last = decoder.end();
+  if (last) blocks.push(last);
+  return fromEvents(blocks.filter((block) => block.hasData));
 }

@@ -13,42 +13,120 @@ import { LRUCache } from 'lru-cache';
 export const MAX_TOKEN_BYTES = 128;
 
 const MAGIC = 'TGBP';
-const FORMAT_VERSION = 1;
+/** 1: tokens only; 2: literals follow them. */
+const FORMAT_VERSIONS = [1, 2];
 const HEADER_BYTES = 12;
 const NO_RANK = 0x7fffffff;
 
-// The published pre-tokenizer patterns of OpenAI's tiktoken. JavaScript has no inline (?i:...) group: the contractions'
-// case-insensitivity is written out.
+// The published pre-tokenizer patterns of OpenAI's tiktoken and of the open vocabularies. JavaScript has no inline
+// (?i:...) group: the contractions' case-insensitivity is written out.
 const CONTRACTION = String.raw`'(?:[sS]|[tT]|[rR][eE]|[vV][eE]|[mM]|[lL][lL]|[dD])`;
-const PATTERNS = {
-  cl100k_base: [
-    CONTRACTION,
-    String.raw`[^\r\n\p{L}\p{N}]?\p{L}+`,
-    String.raw`\p{N}{1,3}`,
-    String.raw` ?[^\s\p{L}\p{N}]+[\r\n]*`,
-    String.raw`\s*[\r\n]+`,
-    String.raw`\s+(?!\S)`,
-    String.raw`\s+`,
-  ],
-  o200k_base: [
-    String.raw`[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?:${CONTRACTION})?`,
-    String.raw`[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?:${CONTRACTION})?`,
-    String.raw`\p{N}{1,3}`,
-    String.raw` ?[^\s\p{L}\p{N}]+[\r\n/]*`,
-    String.raw`\s*[\r\n]+`,
-    String.raw`\s+(?!\S)`,
-    String.raw`\s+`,
-  ],
-} as const;
+const CL100K_PATTERN = [
+  CONTRACTION,
+  String.raw`[^\r\n\p{L}\p{N}]?\p{L}+`,
+  String.raw`\p{N}{1,3}`,
+  String.raw` ?[^\s\p{L}\p{N}]+[\r\n]*`,
+  String.raw`\s*[\r\n]+`,
+  String.raw`\s+(?!\S)`,
+  String.raw`\s+`,
+];
+const UPPER_THEN_LOWER = String.raw`[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+`;
+const LOWER_AFTER_UPPER = String.raw`[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*`;
+const O200K_TAIL = [
+  String.raw` ?[^\s\p{L}\p{N}]+[\r\n/]*`,
+  String.raw`\s*[\r\n]+`,
+  String.raw`\s+(?!\S)`,
+  String.raw`\s+`,
+];
 
-export type BpeEncodingName = keyof typeof PATTERNS;
+/** How an encoding reads text before and while it merges (see docs/tokenizers.md). */
+interface EncodingRules {
+  /** The pre-tokenizer's alternatives: BPE merges within each chunk they match. */
+  readonly pattern: readonly string[];
+  /** How the text is written before it is split: NFC (Qwen), spaces as U+2581 (Gemma's SentencePiece). */
+  readonly normalize?: 'nfc' | 'spaces';
+  /**
+   * A chunk's first parts: its bytes (byte-level BPE), or its characters, a character with no token of its own
+   * falling back to its bytes, which never merge (SentencePiece with byte fallback).
+   */
+  readonly units: 'bytes' | 'characters';
+  /** tiktoken's rule: a chunk that is a token is one, whatever the merges (false: the merges decide). */
+  readonly wholeChunks: boolean;
+  /**
+   * No token joins a letter to the punctuation after it (other than an apostrophe or a literal), so text may be cut
+   * there and the counts add up. Gemma's vocabulary has such tokens (Persian "ه\u200c", Tibetan "ས་"): it is cut only
+   * before spaces.
+   */
+  readonly punctuationCuts: boolean;
+}
+
+const RULES = {
+  cl100k_base: { pattern: CL100K_PATTERN, units: 'bytes', wholeChunks: true, punctuationCuts: true },
+  o200k_base: {
+    pattern: [
+      `${UPPER_THEN_LOWER}(?:${CONTRACTION})?`,
+      `${LOWER_AFTER_UPPER}(?:${CONTRACTION})?`,
+      String.raw`\p{N}{1,3}`,
+      ...O200K_TAIL,
+    ],
+    units: 'bytes',
+    wholeChunks: true,
+    punctuationCuts: true,
+  },
+  // Llama 3: cl100k_base's pattern over its own tiktoken vocabulary.
+  llama3: { pattern: CL100K_PATTERN, units: 'bytes', wholeChunks: true, punctuationCuts: true },
+  // Mistral's tekken: o200k_base's pattern without contractions, digits one by one.
+  tekken: {
+    pattern: [UPPER_THEN_LOWER, LOWER_AFTER_UPPER, String.raw`\p{N}`, ...O200K_TAIL],
+    units: 'bytes',
+    wholeChunks: true,
+    punctuationCuts: true,
+  },
+  // Qwen2.5: cl100k_base's pattern with digits one by one, after NFC; merges decide.
+  qwen2: {
+    pattern: [...CL100K_PATTERN.slice(0, 2), String.raw`\p{N}`, ...CL100K_PATTERN.slice(3)],
+    normalize: 'nfc',
+    units: 'bytes',
+    wholeChunks: false,
+    punctuationCuts: true,
+  },
+  // Gemma: no pre-tokenizer. No token holds U+2581 after another character, so chunks may start at each space.
+  gemma: {
+    pattern: [String.raw`\u2581*[^\u2581]+`, String.raw`\u2581+`],
+    normalize: 'spaces',
+    units: 'characters',
+    wholeChunks: false,
+    punctuationCuts: false,
+  },
+} as const satisfies Record<string, EncodingRules>;
+
+export type BpeEncodingName = keyof typeof RULES;
+
+/** True when text in `encoding` may be cut before punctuation that follows a letter (see `punctuationCuts`). */
+export function cutsAtPunctuation(encoding: BpeEncodingName): boolean {
+  return RULES[encoding].punctuationCuts;
+}
 
 /**
  * Every pattern matches at least one character and together they match any character, so chunks follow one another
  * with no gap: a sticky regex finds each where the last ended, and `test` finds it without allocating a match.
  */
 function chunkPattern(encoding: BpeEncodingName): RegExp {
-  return new RegExp(PATTERNS[encoding].join('|'), 'uy');
+  return new RegExp(RULES[encoding].pattern.join('|'), 'uy');
+}
+
+/** A regex of the literals, the longest first where one begins another (as the reference tokenizers match them). */
+function literalPattern(literals: readonly string[], flags: string): RegExp | undefined {
+  if (literals.length === 0) return undefined;
+  const escaped = [...literals]
+    .sort((a, b) => b.length - a.length)
+    .map((literal) => literal.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+  return new RegExp(escaped.join('|'), flags);
+}
+
+/** The UTF-8 length of the character whose first byte is `byte` (1 for a byte that starts none). */
+function sequenceLength(byte: number): number {
+  return byte < 0xc0 ? 1 : byte < 0xe0 ? 2 : byte < 0xf0 ? 3 : 4;
 }
 
 function fnv1a(hash: number, byte: number): number {
@@ -149,6 +227,35 @@ function encodeUtf8(text: string, start: number, end: number): number {
  */
 const CACHED_CHUNK_BYTES = 8;
 
+/** A run of byte strings in a table: their lengths, one byte each, then their bytes; and where the run ends. */
+function readStrings(
+  table: Uint8Array,
+  at: number,
+  count: number,
+): { lengths: Uint8Array; bytes: Uint8Array; end: number } {
+  const lengths = table.subarray(at, at + count);
+  let total = 0;
+  for (let i = 0; i < count; i++) total += lengths[i]!;
+  const start = at + count;
+  if (start + total > table.length) throw new Error('the token table is cut short');
+  return { lengths, bytes: table.subarray(start, start + total), end: start + total };
+}
+
+/** The literals of a version 2 table, as text (see scripts/build-token-tables.mjs). */
+function readLiterals(table: Uint8Array, at: number): string[] {
+  const view = new DataView(table.buffer, table.byteOffset, table.byteLength);
+  const { lengths, bytes, end } = readStrings(table, at + 4, view.getUint32(at, true));
+  if (end !== table.length) throw new Error('the token table has bytes after its literals');
+  const utf8 = new TextDecoder('utf-8', { fatal: true });
+  const literals: string[] = [];
+  let offset = 0;
+  for (const length of lengths) {
+    literals.push(utf8.decode(bytes.subarray(offset, offset + length)));
+    offset += length;
+  }
+  return literals;
+}
+
 /** One encoding: its tokens, their ranks, and exact counts of text in it. */
 export class BytePairEncoding {
   private readonly lengths: Uint8Array;
@@ -158,6 +265,14 @@ export class BytePairEncoding {
   private readonly slots: Int32Array;
   private readonly mask: number;
   private readonly pattern: RegExp;
+  private readonly rules: EncodingRules;
+  /** Text matched whole before anything else, each one token (the added pieces that are not special tokens). */
+  private readonly literals: RegExp | undefined;
+  /** The literals, matched where a search starts; and the first UTF-16 units they start with. */
+  private readonly literalAt: RegExp | undefined;
+  private readonly literalStarts: Set<number>;
+  /** The longest literal, in UTF-16 units. */
+  readonly longestLiteral: number;
   private readonly chunkCounts: LRUCache<string, number>;
 
   /** `table`: the contents of a data/<encoding>.bpe file. */
@@ -168,10 +283,15 @@ export class BytePairEncoding {
   ) {
     const view = new DataView(table.buffer, table.byteOffset, table.byteLength);
     const magic = String.fromCharCode(table[0]!, table[1]!, table[2]!, table[3]!);
-    if (magic !== MAGIC || view.getUint32(4, true) !== FORMAT_VERSION) throw new Error(`${name}: not a token table`);
+    const version = view.getUint32(4, true);
+    if (magic !== MAGIC || !FORMAT_VERSIONS.includes(version)) throw new Error(`${name}: not a token table`);
     const ranks = view.getUint32(8, true);
-    this.lengths = table.subarray(HEADER_BYTES, HEADER_BYTES + ranks);
-    this.tokens = table.subarray(HEADER_BYTES + ranks);
+    const strings = readStrings(table, HEADER_BYTES, ranks);
+    if (version === 1 && strings.end !== table.length)
+      throw new Error(`${name}: the token table's lengths do not add up`);
+    const literals = version === 2 ? readLiterals(table, strings.end) : [];
+    this.lengths = strings.lengths;
+    this.tokens = strings.bytes;
     this.offsets = new Uint32Array(ranks + 1);
     this.mask = 2 ** Math.ceil(Math.log2(ranks * 2.5)) - 1;
     this.slots = new Int32Array(this.mask + 1);
@@ -188,8 +308,12 @@ export class BytePairEncoding {
       offset += length;
     }
     this.offsets[ranks] = offset;
-    if (offset !== this.tokens.length) throw new Error(`${name}: the token table's lengths do not add up`);
     this.pattern = chunkPattern(name);
+    this.rules = RULES[name];
+    this.literals = literalPattern(literals, 'gu');
+    this.literalAt = literalPattern(literals, 'uy');
+    this.literalStarts = new Set(literals.map((literal) => literal.charCodeAt(0)));
+    this.longestLiteral = Math.max(0, ...literals.map((literal) => literal.length));
     this.chunkCounts = new LRUCache({ max: chunkCacheSize });
   }
 
@@ -197,6 +321,18 @@ export class BytePairEncoding {
   static async load(name: BpeEncodingName, chunkCacheSize: number): Promise<BytePairEncoding> {
     const table = await readFile(new URL(`../data/${name}.bpe`, import.meta.url));
     return new BytePairEncoding(name, table, chunkCacheSize);
+  }
+
+  /** True when a literal in `text` runs across position `at`: text is never cut inside one. */
+  literalAcross(text: string, at: number): boolean {
+    const literalAt = this.literalAt;
+    if (literalAt === undefined) return false;
+    for (let start = Math.max(0, at - this.longestLiteral + 1); start < at; start++) {
+      if (!this.literalStarts.has(text.charCodeAt(start))) continue;
+      literalAt.lastIndex = start;
+      if (literalAt.test(text) && literalAt.lastIndex > at) return true;
+    }
+    return false;
   }
 
   /** The number of ranks (some may hold no token). */
@@ -238,8 +374,28 @@ export class BytePairEncoding {
     }
   }
 
-  /** Tokens of `text` encoded as plain text (special-token text such as <|endoftext|> is ordinary text here). */
+  /**
+   * Tokens of `text` encoded as plain text (special-token text such as <|endoftext|> is ordinary text here; the
+   * literals of an open vocabulary, its added pieces that are not special, are one token each, as its tokenizer has it).
+   */
   countTokens(text: string): number {
+    const literals = this.literals;
+    if (literals === undefined) return this.countPlain(text);
+    let count = 0;
+    let start = 0;
+    literals.lastIndex = 0;
+    for (let found = literals.exec(text); found !== null; found = literals.exec(text)) {
+      count += this.countPlain(text.slice(start, found.index)) + 1;
+      start = found.index + found[0].length;
+    }
+    return count + this.countPlain(start === 0 ? text : text.slice(start));
+  }
+
+  /** Tokens of text that holds no literal. */
+  private countPlain(raw: string): number {
+    const normalize = this.rules.normalize;
+    const text =
+      normalize === undefined ? raw : normalize === 'nfc' ? raw.normalize('NFC') : raw.replaceAll(' ', '\u2581');
     const pattern = this.pattern;
     let count = 0;
     let start = 0;
@@ -268,10 +424,11 @@ export class BytePairEncoding {
       bytes[length] = code;
       hash = fnv1a(hash, code);
     }
+    const whole = this.rules.wholeChunks;
     if (length < characters) {
       length = encodeUtf8(text, start, end);
-      if (this.rankOfRange(bytes, 0, length) !== NO_RANK) return 1;
-    } else if (length <= MAX_TOKEN_BYTES && this.find(hash, bytes, 0, length) !== NO_RANK) {
+      if (whole && this.rankOfRange(bytes, 0, length) !== NO_RANK) return 1;
+    } else if (whole && length <= MAX_TOKEN_BYTES && this.find(hash, bytes, 0, length) !== NO_RANK) {
       return 1;
     }
     if (length < CACHED_CHUNK_BYTES) return this.mergeCount(length);
@@ -281,6 +438,37 @@ export class BytePairEncoding {
     const count = this.mergeCount(length);
     this.chunkCounts.set(chunk, count);
     return count;
+  }
+
+  /**
+   * Links the first parts of chunkBytes[0, length) (see `mergeCount`): every byte, or every character that is a token
+   * and the bytes of every other one (SentencePiece's byte fallback: a lone byte joins no token). Their number.
+   */
+  private firstParts(length: number): number {
+    const next = nextPart;
+    const previous = previousPart;
+    if (this.rules.units === 'bytes') {
+      for (let i = 0; i < length; i++) {
+        next[i] = i + 1;
+        previous[i] = i - 1;
+      }
+      return length;
+    }
+    const bytes = chunkBytes;
+    let parts = 0;
+    let last = -1;
+    for (let i = 0; i < length;) {
+      const end = Math.min(length, i + sequenceLength(bytes[i]!));
+      const whole = end - i > 1 && this.rankOfRange(bytes, i, end) !== NO_RANK;
+      for (let at = i; at < end; at = whole ? end : at + 1) {
+        next[at] = whole ? end : at + 1;
+        previous[at] = last;
+        last = at;
+        parts++;
+      }
+      i = end;
+    }
+    return parts;
   }
 
   /**
@@ -295,15 +483,14 @@ export class BytePairEncoding {
     const previous = previousPart;
     const ranks = pairRanks;
     const heap = pairHeap;
+    let parts = this.firstParts(length);
     let queued = 0;
-    for (let i = 0; i < length; i++) {
-      next[i] = i + 1;
-      previous[i] = i - 1;
-      const rank = i + 2 <= length ? this.rankOfRange(bytes, i, i + 2) : NO_RANK;
+    for (let i = 0; i < length; i = next[i]!) {
+      const after = next[i]!;
+      const rank = after < length ? this.rankOfRange(bytes, i, next[after]!) : NO_RANK;
       ranks[i] = rank;
       if (rank !== NO_RANK) heapPush(heap, queued++, rank * POSITIONS + i);
     }
-    let parts = length;
     while (queued > 0) {
       const key = heap[0]!;
       heapPop(heap, queued--);

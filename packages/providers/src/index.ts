@@ -18,9 +18,11 @@ export {
 } from './estimate.js';
 export type { EstimateRequestInput } from './estimate.js';
 export type { RequestEstimate } from './counter.js';
-export { countTextTokens, preloadTokenizers, tokenizersLoaded, encodingLoaded } from './tokenizer.js';
+export { countTextTokens, preloadTokenizers, tokenizersLoaded, encodingLoaded, lastPieceStart } from './tokenizer.js';
 export type { EncodingName } from './tokenizer.js';
 export { TokenCountCache, DEFAULT_COUNT_CACHE_CHARS } from './count-cache.js';
 export { OutputText } from './usage.js';
 export type { UsageReader, OutputCounter } from './usage.js';
 export { lowerOutputTokens, upperOutputTokens, maxTokenBytesOf } from './output-bounds.js';
+/** Long work on the event loop in slices (the abuse watch's too). */
+export { TimeSlice } from './tokenizer.js';

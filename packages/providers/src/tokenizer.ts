@@ -1,7 +1,8 @@
-// Exact BPE token counts for OpenAI encodings, time-boxed so that no input can stall the event loop.
+// Exact BPE token counts (OpenAI's and the open vocabularies), time-boxed so that no input can stall the event loop.
 import { performance } from 'node:perf_hooks';
 import { setImmediate as nextLoopTurn } from 'node:timers/promises';
-import { BytePairEncoding, MAX_TOKEN_BYTES } from './bpe.js';
+import { BytePairEncoding, cutsAtPunctuation, MAX_TOKEN_BYTES } from './bpe.js';
+import type { BpeEncodingName } from './bpe.js';
 
 /*
  * The counts are our own BPE over compact tables (bpe.ts): as fast as gpt-tokenizer or faster on every input of
@@ -11,7 +12,8 @@ import { BytePairEncoding, MAX_TOKEN_BYTES } from './bpe.js';
  * byte count instead (every token is at least one byte), and the whole count stops at a deadline.
  */
 
-export type EncodingName = 'o200k_base' | 'cl100k_base';
+/** OpenAI's encodings, and the open vocabularies of Llama 3, Mistral (tekken), Qwen2.5 and Gemma (Gemini's). */
+export type EncodingName = BpeEncodingName;
 export { MAX_TOKEN_BYTES };
 
 /**
@@ -28,7 +30,7 @@ function boundOfBytes(bytes: number, bound: CountBound): number {
 const WARM_UP_TEXT = 'Warm up: naïve café, 数据 😀 {"json": [1, 2.5]} <|endoftext|>\n\tcode();';
 
 /** Every encoding a count may ask for. */
-export const ENCODINGS: readonly EncodingName[] = ['o200k_base', 'cl100k_base'];
+export const ENCODINGS: readonly EncodingName[] = ['o200k_base', 'cl100k_base', 'llama3', 'tekken', 'qwen2', 'gemma'];
 
 /**
  * The counts of up to this many pre-tokenizer chunks that had to be merged are kept, per encoding, for their repeats.
@@ -47,9 +49,12 @@ export function encodingLoaded(encoding: EncodingName): boolean {
   return encoders.has(encoding);
 }
 
-/** True once every encoding is loaded. */
+/** The encodings the shipped catalogue names (OpenAI's); an open vocabulary loads when a model first names it. */
+const CATALOGUE_ENCODINGS: readonly EncodingName[] = ['o200k_base', 'cl100k_base'];
+
+/** True once the catalogue's encodings are loaded. */
 export function tokenizersLoaded(): boolean {
-  return encoders.size === ENCODINGS.length;
+  return CATALOGUE_ENCODINGS.every((encoding) => encoders.has(encoding));
 }
 
 /**
@@ -75,11 +80,11 @@ export function loadEncoding(encoding: EncodingName): Promise<void> {
 }
 
 /**
- * Loads the encodings named (every one by default) now, off the request path. `meter()` loads o200k_base, the
+ * Loads the encodings named (the catalogue's by default) now, off the request path. `meter()` loads o200k_base, the
  * encoding of current OpenAI models and of the lower bound the hard stop uses for the others; cl100k_base (GPT-4,
  * GPT-3.5) loads the first time a request asks for it, its first counts the byte bound meanwhile.
  */
-export function preloadTokenizers(names: readonly EncodingName[] = ENCODINGS): Promise<void> {
+export function preloadTokenizers(names: readonly EncodingName[] = CATALOGUE_ENCODINGS): Promise<void> {
   return Promise.all(names.map(loadEncoding)).then(() => undefined);
 }
 
@@ -199,6 +204,8 @@ function classOf(code: number): number {
   const char = String.fromCharCode(code);
   let found = OTHER;
   if (code >= 0xd800 && code <= 0xdfff) found = JOINER;
+  // Gemma writes a space as U+2581: text that holds the character itself is not cut between it and a space.
+  else if (code === 0x2581) found = SPACE;
   else if (MARK_RE.test(char)) found = JOINER;
   else if (LETTER_RE.test(char)) found = LETTER;
   else if (DIGIT_RE.test(char)) found = DIGIT;
@@ -234,15 +241,23 @@ function nextPieceStart(text: string, from: number): number {
  * the count of what comes before that position plus the count of what comes from it, whatever follows `text` later:
  * a growing text (a stream's output) can be counted once up to there and the rest again as it grows.
  */
-export function lastPieceStart(text: string): number {
+export function lastPieceStart(text: string, encoding: EncodingName = 'o200k_base'): number {
+  const punctuation = cutsAtPunctuation(encoding);
+  const encoder = encoders.get(encoding);
   for (let i = text.length - 1; i > 0; i--) {
     const code = text.charCodeAt(i);
     if (code === 0x20) {
       // A space starts a piece after a non-space: the last character before it that is not a mark or surrogate.
       let before = i - 1;
       while (before >= 0 && classOfCode(text.charCodeAt(before)) === JOINER) before--;
-      if (before >= 0 && classOfCode(text.charCodeAt(before)) !== SPACE) return i;
-    } else if (code !== 0x27 && classOfCode(code) === OTHER && classOfCode(text.charCodeAt(i - 1)) === LETTER) {
+      if (before >= 0 && classOfCode(text.charCodeAt(before)) !== SPACE && !encoder?.literalAcross(text, i)) return i;
+    } else if (
+      punctuation &&
+      code !== 0x27 &&
+      classOfCode(code) === OTHER &&
+      classOfCode(text.charCodeAt(i - 1)) === LETTER &&
+      !encoder?.literalAcross(text, i)
+    ) {
       return i;
     }
   }
@@ -347,6 +362,7 @@ function* countLongText(
   budget: CountBudget,
   mode: CountBound = 'upper',
 ): Generator<void, number, void> {
+  const punctuation = cutsAtPunctuation(encoder.name);
   let total = 0;
   let batchStart = 0;
   let batchCost = 0;
@@ -391,7 +407,9 @@ function* countLongText(
     // an apostrophe: "'s" may close the run).
     if (
       i > pieceStart &&
-      ((code === 0x20 && runClass !== SPACE) || (cls === OTHER && previous === LETTER && code !== 0x27))
+      ((code === 0x20 && runClass !== SPACE) ||
+        (punctuation && cls === OTHER && previous === LETTER && code !== 0x27)) &&
+      !encoder.literalAcross(text, i)
     ) {
       batchCost += pieceCost;
       if (batchCost >= MAX_BATCH_COST) {

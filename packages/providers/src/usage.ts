@@ -20,6 +20,8 @@ export interface ReadUsage {
 export interface OutputCounter {
   (text: string): number;
   readonly additive?: boolean;
+  /** Where the last piece of a text starts for this counter's encoding (default: `lastPieceStart`'s, o200k_base). */
+  readonly pieceStart?: (text: string) => number;
 }
 
 /** What a stream cut at its grant reports in its ending. */
@@ -97,7 +99,7 @@ class RunningCount {
     }
     if (!this.aligned) this.whole = false;
     const text = this.tail + fresh;
-    const cut = lastPieceStart(text);
+    const cut = (count.pieceStart ?? lastPieceStart)(text);
     if (cut > 0) this.prefixTokens += count(text.slice(0, cut));
     this.tail = cut > 0 ? text.slice(cut) : text;
     if (this.tail.length > MAX_TAIL_CHARS) {

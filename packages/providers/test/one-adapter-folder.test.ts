@@ -40,11 +40,20 @@ describe('the Mistral chat API lives in one adapter folder', () => {
     expect(files).toContain('cache/src/answer-forms.ts');
     expect(files).toContain('metering/src/meter.ts');
     const naming = files.filter((file) => /mistral/i.test(readFileSync(path.join(packagesDir, file), 'utf8'))).sort();
+    // Beside the adapter: the catalogue and the price sources it is read from (Mistral as a provider of prices), and
+    // the tokenizer of Mistral's published vocabulary (tekken), which names whose it is.
     expect(naming).toEqual([
+      'core/src/catalogue-maintained.ts',
       'core/src/catalogue.ts',
+      'core/src/genai-prices.ts',
+      'core/src/price-source.ts',
+      'core/src/pricing.ts',
       'core/src/provider-api.ts',
+      'gateway/src/config/upstream-schema.ts',
       'providers/src/adapters.ts',
+      'providers/src/bpe.ts',
       'providers/src/mistral-chat/index.ts',
+      'providers/src/tokenizer.ts',
     ]);
   });
 });

@@ -1,6 +1,6 @@
 // API key store on Redis: lookups served from memory while pub/sub reports every change, so a revocation acts everywhere within the pub/sub delivery time.
 import { deepFreeze } from '@tollgate/core/store-contracts';
-import type { ApiKeyRecord, KeyStore } from '@tollgate/core/store-contracts';
+import type { ApiKeyRecord, KeyChange, KeyChangeOutcome, KeyStore } from '@tollgate/core/store-contracts';
 import type { Connection } from './connection.js';
 import type { KeyCache } from './key-cache.js';
 import type { LuaScript } from './lua.js';
@@ -10,6 +10,9 @@ import * as scripts from './scripts.js';
 export function keyChangesChannel(prefix: string): string {
   return `${prefix}{keys}:changes`;
 }
+
+/** Reads of a key that another writer changed before `change` could write, before it gives up. */
+const MAX_CHANGE_ATTEMPTS = 20;
 
 /**
  * Keys share the `{keys}` hash tag: a lookup by hash reads the index and the record in one script on Cluster.
@@ -101,6 +104,42 @@ export class RedisKeyStore implements KeyStore {
     } finally {
       this.#cache?.invalidate(id, undefined);
     }
+  }
+
+  /**
+   * Read, decide, then one script that writes only while the key is as read (a compare-and-set): a write between
+   * (a revoke, another change) makes `decide` run again on what it wrote. The script never clears a revoke.
+   */
+  async change(id: string, decide: (record: ApiKeyRecord) => KeyChange | undefined): Promise<KeyChangeOutcome> {
+    for (let attempt = 0; attempt < MAX_CHANGE_ATTEMPTS; attempt++) {
+      const [json, flag] = (await this.#send(['HMGET', this.#base + id, 'record', 'disabled'])) as unknown[];
+      if (json == null) return 'missing';
+      const change = decide(toRecord(json, flag));
+      if (!change) return 'declined';
+      const { record, add } = change;
+      if (record.id !== id) throw new TypeError(`KeyStore.change: the record of "${id}" cannot change its id`);
+      const addArgs = add
+        ? [add.id, add.sha256.toLowerCase(), JSON.stringify({ ...add, disabled: undefined })]
+        : ['', '', ''];
+      this.#cache?.invalidate(id, undefined);
+      if (add) this.#cache?.invalidate(add.id, add.sha256.toLowerCase());
+      let outcome: unknown;
+      try {
+        outcome = await this.#run(
+          scripts.changeKey,
+          [this.#base + id, this.#index, this.#ids, this.#base + (add?.id ?? id)],
+          [
+            ...[id, String(json), flag == null ? '0' : String(flag)],
+            ...[JSON.stringify(record), record.disabled === true ? '1' : '0', this.#channel, this.#origin],
+            ...addArgs,
+          ],
+        );
+      } finally {
+        this.#cache?.invalidate(id, undefined);
+      }
+      if (outcome !== 'changed') return outcome as KeyChangeOutcome;
+    }
+    throw new Error(`the key "${id}" kept changing while it was being changed (${MAX_CHANGE_ATTEMPTS} attempts)`);
   }
 
   async delete(id: string): Promise<boolean> {

@@ -701,6 +701,35 @@ export const disableKey = new LuaScript(
   `,
 );
 
+/**
+ * A key changed in one step (KeyStore.change), a rotation's new key added in the same step: only while the record and
+ * its flag are as read (ARGV 2-3), else 'changed' and the caller reads again. The flag is never cleared: a revoke
+ * stays. KEYS: key hash, index, ids, added key's hash. ARGV: id, record JSON read, flag read, record JSON,
+ * disable ('1' or '0'), channel, from, then the added key's id, sha256 and record JSON ('' id: none).
+ * Returns 'done', 'missing', 'changed' or 'taken'.
+ */
+export const changeKey = new LuaScript(
+  'changeKey',
+  `
+  local current = redis.call('HMGET', KEYS[1], 'record', 'disabled', 'sha256')
+  if not current[1] then return 'missing' end
+  local flag = current[2] or '0'
+  if current[1] ~= ARGV[2] or flag ~= ARGV[3] then return 'changed' end
+  local added = ARGV[8]
+  if added ~= '' then
+    if redis.call('EXISTS', KEYS[4]) == 1 then return 'taken' end
+    redis.call('HSET', KEYS[4], 'record', ARGV[10], 'sha256', ARGV[9], 'disabled', '0')
+    redis.call('HSET', KEYS[2], ARGV[9], added)
+    redis.call('SADD', KEYS[3], added)
+    redis.call('PUBLISH', ARGV[6], cjson.encode({id = added, sha = ARGV[9], from = ARGV[7]}))
+  end
+  if ARGV[5] == '1' then flag = '1' end
+  redis.call('HSET', KEYS[1], 'record', ARGV[4], 'disabled', flag)
+  redis.call('PUBLISH', ARGV[6], cjson.encode({id = ARGV[1], sha = current[3], from = ARGV[7]}))
+  return 'done'
+  `,
+);
+
 /** KEYS: key hash, index, ids. ARGV: id, channel, from. Returns 1 when the key existed. */
 export const deleteKey = new LuaScript(
   'deleteKey',
@@ -752,6 +781,7 @@ export const SCRIPTS = {
   putKey,
   findKeyByHash,
   disableKey,
+  changeKey,
   deleteKey,
   listKeys,
 } as const;

@@ -26,6 +26,7 @@ const PINNED: Record<keyof typeof SCRIPTS, string> = {
   putKey: '221d0f5db8aa10e22ed7a61b6ea8a5cb53630564',
   findKeyByHash: 'e6862feff81a37c3c818e8013a5f0e99f9fe79d3',
   disableKey: '4021ceca2952214c3e9c6fe8abeec975c9e55cd1',
+  changeKey: '51b41a195cb4de415e14c8042d56c943bba874f4',
   deleteKey: 'c45724e240f81a08733ad85647728da5e7c7a696',
   listKeys: '240e92191cdc433267fab765bcc2e1d035b97d1c',
 };

@@ -118,6 +118,8 @@ export class LedgerBlocks implements LedgerPolicy {
   readonly #grants = new Map<string, Grant>();
   /** Counts retireAll calls: a block reserved across one is given back as it lands. */
   #generation = 0;
+  /** Blocks hand out and open only before this (see BlockState.trustLedgerUntil); no bound until one is set. */
+  #trustedUntil = Infinity;
   readonly #idPrefix = `block:${process.pid.toString(36)}:${Math.random().toString(36).slice(2, 10)}:`;
   /** A retired block's settle, made once for `take`. */
   readonly #settleBlock = (block: LedgerBlock): void => this.#settle(block);
@@ -178,6 +180,11 @@ export class LedgerBlocks implements LedgerPolicy {
     this.#direct.sweep(now);
   }
 
+  /** See BlockState.trustLedgerUntil. */
+  trustUntil(at: number): void {
+    this.#trustedUntil = at;
+  }
+
   retireAll(): void {
     // A block whose reserve is still under way is given back when it lands (see #open).
     this.#generation++;
@@ -216,6 +223,7 @@ export class LedgerBlocks implements LedgerPolicy {
   ): number | undefined {
     const cap = this.demand.capOf(scope.limit);
     if (!(units > 0) || cap < units * LEAST_REQUESTS_PER_BLOCK || this.#direct.holds(signature, now)) return undefined;
+    if (now >= this.#trustedUntil) return undefined;
     return this.demand.hot(recent) ? this.demand.sizeOf(cap, units, expected) : undefined;
   }
 
@@ -236,6 +244,7 @@ export class LedgerBlocks implements LedgerPolicy {
       block !== undefined &&
       !block.retired &&
       now - block.bornAt < this.demand.options.maxAgeMs &&
+      now < this.#trustedUntil &&
       request.ttlMs <= block.ttlMs &&
       block.amount - block.used >= request.amount
     );

@@ -1,5 +1,5 @@
 // In-memory API key store: records by id plus an index from key hash to id.
-import type { ApiKeyRecord, KeyStore } from '../stores.js';
+import type { ApiKeyRecord, KeyChange, KeyChangeOutcome, KeyStore } from '../stores.js';
 
 /** Hex is case-insensitive; auth looks keys up by lowercase hex, so the index is lowercase whatever was put. */
 function hashIndex(sha256: string): string {
@@ -63,6 +63,18 @@ export class MemoryKeyStore implements KeyStore {
     if (!record) return false;
     this.#byId.set(id, frozenCopy({ ...record, disabled: true }));
     return true;
+  }
+
+  /** One process, no await between the read and the write: atomic as it is. */
+  async change(id: string, decide: (record: ApiKeyRecord) => KeyChange | undefined): Promise<KeyChangeOutcome> {
+    const current = this.#byId.get(id);
+    if (!current) return 'missing';
+    const change = decide(current);
+    if (!change) return 'declined';
+    if (change.add && this.#byId.has(change.add.id)) return 'taken';
+    if (change.add) this.#put(change.add);
+    this.#put(current.disabled === true ? { ...change.record, disabled: true } : change.record);
+    return 'done';
   }
 
   async delete(id: string): Promise<boolean> {

@@ -43,17 +43,17 @@ function tenantBudgets(config: ProxyConfig) {
   return { tenants, tenantUsers, modelBudgets, modelDowngrades };
 }
 
-/** The config's budgets, checked by budgetGuard's own rules (resolveBudgetOptions) when the guard is made. */
+/**
+ * The config's budgets, checked by budgetGuard's own rules (resolveBudgetOptions) when the guard is made. A key's
+ * budget is not here: it is part of the key (its record's `budget`), read where the key is (createBudgetGuard).
+ */
 export function budgetOptions(config: ProxyConfig): BudgetOptions {
-  const keys: Record<string, BudgetLimits> = {};
-  for (const key of config.keys ?? []) if (key.budget) keys[key.id] = limitsOf(key.budget);
   const { tenants, tenantUsers, modelBudgets, modelDowngrades } = tenantBudgets(config);
   const features: Record<string, BudgetLimits> = {};
   for (const [name, feature] of Object.entries(config.features ?? {}))
     if (feature.budget) features[name] = limitsOf(feature.budget);
   const global = config.global?.budget;
   return {
-    keys,
     tenants,
     tenantUsers,
     features,

@@ -7,8 +7,9 @@ import { didYouMean } from '@tollgate/core/options';
 import { resolveGuardOptions, resolvePromptGuardrails } from '@tollgate/guard/options';
 import { providerAdapters } from '@tollgate/providers/routes';
 import { guardChecks, guardrailRules } from './guard-options.js';
-import { keyNamesOf, keyReferenceProblems, toolServerProblems } from './key-names.js';
+import { keyListProblems, keyNamesOf, toolServerProblems } from './key-names.js';
 import type { ProxyConfig } from './schema.js';
+import { httpUpstreams } from './upstream-schema.js';
 /** Two fields that say the same thing two ways. */
 export function checkChoices(config: ProxyConfig, problems: string[]): void {
   if (config.redis?.cluster && config.redisUrl !== undefined)
@@ -57,6 +58,35 @@ const MOCK_PROVIDERS: readonly string[] = [
   ...new Set(providerAdapters().flatMap((adapter) => (adapter.route ? [adapter.provider] : []))),
 ];
 
+/** How a config says on purpose that the built-in mock answers its calls. */
+export const MOCK_UPSTREAMS = '"upstreams": { "mock": { "kind": "mock" } }';
+
+/**
+ * Calls go where the config says: a config that names no upstream would serve the built-in mock's fake answers,
+ * priced and recorded as real ones, so it must say so (`{ "kind": "mock" }`); the mock answers every call, alone.
+ */
+export function checkUpstreams(config: ProxyConfig, problems: string[]): void {
+  const upstreams = config.upstreams;
+  if (upstreams === undefined) {
+    problems.push(
+      `the config names no "upstreams", so no provider would answer: name them (e.g. "openai": { "baseUrl": ` +
+        `"https://api.openai.com/v1", "apiKeyEnv": "OPENAI_API_KEY" }), or serve the built-in mock's fake answers ` +
+        `on purpose with ${MOCK_UPSTREAMS}`,
+    );
+    return;
+  }
+  const names = Object.keys(upstreams);
+  if (names.length === 0) problems.push(`the config's "upstreams" is empty: name at least one, or ${MOCK_UPSTREAMS}`);
+  const mock = names.find((name) => upstreams[name]!.kind === 'mock');
+  if (mock !== undefined && names.length > 1)
+    problems.push(
+      `upstreams.${mock} is the built-in mock, which answers every call: it cannot stand beside ${names
+        .filter((name) => name !== mock)
+        .map((name) => `"${name}"`)
+        .join(', ')}`,
+    );
+}
+
 /** Names that point elsewhere in the config must exist there. */
 export function checkReferences(config: ProxyConfig, problems: string[]): void {
   const tiers = config.tiers ?? {};
@@ -67,17 +97,8 @@ export function checkReferences(config: ProxyConfig, problems: string[]): void {
   };
   tierProblem('defaultTier', config.defaultTier);
   for (const [name, tenant] of Object.entries(tenants)) tierProblem(`tenants.${name}.tier`, tenant.tier);
-  const ids = new Set<string>();
-  const hashes = new Set<string>();
-  const names = keyNamesOf(config);
-  (config.keys ?? []).forEach((key, i) => {
-    problems.push(...keyReferenceProblems(names, key, `keys[${i}]`));
-    if (ids.has(key.id)) problems.push(`keys[${i}].id "${key.id}" is used twice`);
-    if (hashes.has(key.sha256)) problems.push(`keys[${i}].sha256 is used twice`);
-    ids.add(key.id);
-    hashes.add(key.sha256);
-  });
-  const upstreams = config.upstreams;
+  problems.push(...keyListProblems(keyNamesOf(config), config.keys ?? []));
+  const upstreams = httpUpstreams(config.upstreams);
   for (const [name, model] of Object.entries(config.models ?? {})) {
     const known = upstreams ? Object.hasOwn(upstreams, model.provider) : MOCK_PROVIDERS.includes(model.provider);
     if (!known)

@@ -4,6 +4,10 @@ import { generateApiKey, hashApiKey } from '@tollgate/auth';
 import { ConfigError } from './error.js';
 import type { KeyConfig, ProxyConfig } from './schema.js';
 import { dataDirLayout } from '../data-dir.js';
+import { embeddedLedgerInstalled } from './summary.js';
+
+/** What the demo says when PGlite is not installed. */
+export const PGLITE_HINT = '@electric-sql/pglite is not installed; `npm i @electric-sql/pglite` keeps it';
 
 export interface DemoKey {
   /** A tenant's name, or `admin` for the key of /admin and /dashboard. */
@@ -58,7 +62,14 @@ function makeDemoKeys(): { adminKeySha256: string; entries: KeyConfig[]; keys: D
  * their hashes (and the admin key's) to `<dataDir>/keys.json`; later starts read them, and print no key.
  */
 export function createDemoConfig(dataDir?: string): { config: ProxyConfig; keys: DemoKey[] } {
-  const base: ProxyConfig = { embeddedLedger: true, tiers: DEMO_TIERS, tenants: DEMO_TENANTS };
+  // The mock on purpose; the ledger in PGlite when it is installed (an optional peer), else none: the demo runs
+  // after `npm i @tollgate/gateway` alone, and its start line and banner say that usage is not kept.
+  const base: ProxyConfig = {
+    upstreams: { mock: { kind: 'mock' } },
+    embeddedLedger: embeddedLedgerInstalled(),
+    tiers: DEMO_TIERS,
+    tenants: DEMO_TENANTS,
+  };
   if (dataDir === undefined) {
     const made = makeDemoKeys();
     return { config: { ...base, adminKeySha256: made.adminKeySha256, keys: made.entries }, keys: made.keys };
@@ -104,7 +115,11 @@ function readKeptAdminKey(path: string): string | undefined {
  * made at an earlier start, no key can be shown (only their hashes are kept): it says how to make another.
  */
 export function demoBanner(keys: DemoKey[], port: number, dataDir?: string): string {
-  const where = dataDir ? `the ledger and the keys kept in ${dataDir}` : 'in-memory stores, an embedded usage ledger';
+  const installed = embeddedLedgerInstalled();
+  const ledger = installed ? 'an embedded usage ledger' : `no usage ledger (${PGLITE_HINT})`;
+  const where = dataDir
+    ? `${installed ? 'the ledger and ' : ''}the keys kept in ${dataDir}${installed ? '' : `, ${ledger}`}`
+    : `in-memory stores, ${ledger}`;
   const lines = ['', `tollgate demo: no TOLLGATE_CONFIG, so ${where} and the built-in mock provider.`];
   const callers = keys.filter((key) => key.tenant !== 'admin');
   if (callers.length === 0) {

@@ -1,15 +1,16 @@
 // The one boundary between the config and the gateway's parts: each section turned into its owning part's options.
+import { join } from 'node:path';
 import { parseDuration } from '@tollgate/core';
 import { blockAgeOf } from '../outage-setup.js';
 import type { GatewayOptions } from '../gateway-parts.js';
-import { defaultUpstreamKind } from './upstream-schema.js';
+import { defaultUpstreamKind, httpUpstreams } from './upstream-schema.js';
 import { keyNamesOf } from './key-names.js';
 import { authOptions } from './auth-options.js';
 import { budgetOptions } from './budget-options.js';
 import { cacheOptions } from './cache-options.js';
 import { guardOptions, guardrailRules } from './guard-options.js';
 import { limitOptions } from './limit-options.js';
-import { meteringOptions } from './metering-options.js';
+import { meteringOptions, spoolDirectory } from './metering-options.js';
 import { mcpOptions } from './mcp-options.js';
 import type { ProxyConfig } from './schema.js';
 
@@ -18,10 +19,12 @@ const DEFAULT_PRICE_REFRESH = '1h';
 
 /** The config's upstreams, models and routes as the provider router takes them: each upstream's kind resolved. */
 function routingOptions(config: ProxyConfig): GatewayOptions['routing'] {
+  // The built-in mock, named on purpose, is no upstream to call: the router serves it in-process.
+  const http = httpUpstreams(config.upstreams);
   const upstreams =
-    config.upstreams &&
+    http &&
     Object.fromEntries(
-      Object.entries(config.upstreams).map(([name, upstream]) => [
+      Object.entries(http).map(([name, upstream]) => [
         name,
         { ...upstream, api: upstream.api ?? defaultUpstreamKind(name) },
       ]),
@@ -37,6 +40,7 @@ function routingOptions(config: ProxyConfig): GatewayOptions['routing'] {
 export function gatewayOptions(config: ProxyConfig, env: NodeJS.ProcessEnv): GatewayOptions {
   const limits = limitOptions(config);
   const budget = budgetOptions(config);
+  const routing = routingOptions(config);
   return {
     auth: authOptions(config),
     limits,
@@ -51,15 +55,17 @@ export function gatewayOptions(config: ProxyConfig, env: NodeJS.ProcessEnv): Gat
     log: config.log,
     models: {
       configured: Object.keys(config.models ?? {}),
-      ...(config.upstreams ? { upstreams: Object.keys(config.upstreams) } : {}),
+      ...(routing.upstreams ? { upstreams: Object.keys(routing.upstreams) } : {}),
       tierPolicy: limits.tierPolicy,
     },
     mcp: mcpOptions(config, env),
-    routing: routingOptions(config),
+    routing,
     pricing: { models: { ...config.models } },
     prices: config.prices && {
       source: config.prices.source,
       refreshMs: parseDuration(config.prices.refresh ?? DEFAULT_PRICE_REFRESH),
+      // The last source that loaded, beside the usage spool: what a restart during the source's outage prices with.
+      ...(spoolDirectory(config) ? { keep: join(spoolDirectory(config)!, 'prices.json') } : {}),
     },
     dataDir: config.dataDir,
     keyNames: keyNamesOf(config),

@@ -19,17 +19,18 @@ export function guardChecks(
 
 /** The config's webhooks, their secrets read from `env` (as the upstream keys are): a missing one stops the start. */
 function webhooksOf(config: ProxyConfig, env: NodeJS.ProcessEnv): WebhookOptions[] {
-  return (config.alerts?.webhooks ?? []).map((hook, i) => {
+  const unset: string[] = [];
+  const hooks = (config.alerts?.webhooks ?? []).map((hook, i) => {
     let secret: string | undefined;
     if (hook.secretEnv !== undefined) {
       secret = env[hook.secretEnv];
       if (!secret)
-        throw new ConfigError(
-          `alerts.webhooks[${i}].secretEnv names ${hook.secretEnv}, which is not set in the environment`,
-        );
+        unset.push(`alerts.webhooks[${i}].secretEnv names ${hook.secretEnv}, which is not set in the environment`);
     }
     return { url: hook.url, format: hook.format ?? 'json', ...(secret ? { secret } : {}) };
   });
+  if (unset.length > 0) throw new ConfigError(unset);
+  return hooks;
 }
 
 /**

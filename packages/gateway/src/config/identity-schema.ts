@@ -21,6 +21,9 @@ export const keySchema = fields({
   models: stringList.optional().describe("The key's own model allowlist, besides its tier's."),
   tools: toolPatterns.optional().describe("MCP tools the key may call, besides its tier's and its tenant's."),
   budget: budgetsSchema.optional(),
+  budgetOf: nonEmptyString()
+    .optional()
+    .describe("The key whose budget this one continues, its spend counted under that key's id (set by a rotation)."),
   createdAt: isoDateTime.optional().describe('ISO 8601 (written by `pnpm tollgate keys create`).'),
   expiresAt: isoDateTime.optional().describe('ISO 8601; the key stops working then.'),
   disabled: trueOrFalse.optional().describe('true refuses the key.'),

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { ConfigError } from './error.js';
 import { configSchema } from './schema.js';
 import type { ProxyConfig } from './schema.js';
-import { validateConfig } from './validate.js';
+import { configProblems } from './validate.js';
 import type { ValidateOptions } from './validate.js';
 /**
  * Where JSON.parse stopped in `text`, as an offset: the position Node's message gives (`at position 42`);
@@ -29,6 +29,17 @@ function lineAndColumn(text: string, offset: number): string {
 
 /** Parses JSON text and validates it; a JSON syntax error becomes a ConfigError too, naming its line and column. */
 export function parseConfig(text: string, source = 'the config', options: ValidateOptions = {}): ProxyConfig {
+  const { problems, config } = configTextProblems(text, source, options);
+  if (problems.length > 0 || !config) throw new ConfigError(problems);
+  return config;
+}
+
+/** Every problem of a config file's text (a JSON syntax error, named by line and column, or what validation finds). */
+export function configTextProblems(
+  text: string,
+  source = 'the config',
+  options: ValidateOptions = {},
+): { problems: readonly string[]; config?: ProxyConfig } {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -38,11 +49,11 @@ export function parseConfig(text: string, source = 'the config', options: Valida
     const reason = message
       .replace(/ in JSON at position \d+(?: \(line \d+ column \d+\))?$/, '')
       .replace(/, .* is not valid JSON$/s, '');
-    throw new ConfigError(
-      `${source} is not valid JSON at ${lineAndColumn(text, syntaxErrorOffset(text, message))}: ${reason}`,
-    );
+    return {
+      problems: [`${source} is not valid JSON at ${lineAndColumn(text, syntaxErrorOffset(text, message))}: ${reason}`],
+    };
   }
-  return validateConfig(parsed, options);
+  return configProblems(parsed, options);
 }
 
 /**

@@ -1,6 +1,8 @@
 // What a key may name (tenants, tiers, MCP servers) and the one rule for every door a key comes in by.
 import { didYouMean } from '@tollgate/core/options';
-import type { ProxyConfig } from './schema.js';
+import { budgetsSchema } from './budget-schema.js';
+import type { KeyConfig, ProxyConfig } from './schema.js';
+import { describeIssue } from './shape.js';
 
 /** Tool patterns whose server is not in mcpServers. */
 export function toolServerProblems(
@@ -38,10 +40,20 @@ export interface KeyReferences {
   tenant?: string | undefined;
   tier?: string | undefined;
   tools?: readonly string[] | undefined;
+  /** The key's own budget (checked by the config's rule for a key's `budget`). */
+  budget?: unknown;
+}
+
+/** A key's budget by the config's rule for a key's `budget`, each problem naming its field (`body.budget.usd`). */
+function keyBudgetProblems(budget: unknown, at: string): string[] {
+  if (budget === undefined) return [];
+  const parsed = budgetsSchema.safeParse(budget);
+  return parsed.success ? [] : parsed.error.issues.flatMap((issue) => describeIssue(issue, [`${at}.budget`]));
 }
 
 /**
- * The names a key gives that the config does not know, each naming its field (`keys[3].tier names an unknown tier
+ * The names a key gives that the config does not know, and a budget it carries that the config's rule refuses, each
+ * naming its field (`keys[3].tier names an unknown tier
  * "platinum"; did you mean "pro"?`). One rule for every door a key comes in by: the config's `keys`, `tollgate keys`,
  * /admin/keys and the key stores a gateway reads (a key naming an unknown tier would be served on the default tier,
  * one naming an unknown tenant with no tenant budget).
@@ -54,5 +66,24 @@ export function keyReferenceProblems(names: KeyNames, key: KeyReferences, at: st
   if (key.tenant !== undefined && !tenants.includes(key.tenant))
     problems.push(`${at}.tenant names an unknown tenant "${key.tenant}"${didYouMean(key.tenant, tenants)}`);
   problems.push(...toolServerProblems(key.tools, servers, at));
+  problems.push(...keyBudgetProblems(key.budget, at));
+  return problems;
+}
+
+/**
+ * The problems of a list of keys (the config's `keys`, or the keys a reload puts in force): what each names
+ * (keyReferenceProblems), and an id or a hash used twice.
+ */
+export function keyListProblems(names: KeyNames, keys: readonly KeyConfig[]): string[] {
+  const problems: string[] = [];
+  const ids = new Set<string>();
+  const hashes = new Set<string>();
+  keys.forEach((key, i) => {
+    problems.push(...keyReferenceProblems(names, key, `keys[${i}]`));
+    if (ids.has(key.id)) problems.push(`keys[${i}].id "${key.id}" is used twice`);
+    if (hashes.has(key.sha256)) problems.push(`keys[${i}].sha256 is used twice`);
+    ids.add(key.id);
+    hashes.add(key.sha256);
+  });
   return problems;
 }

@@ -130,11 +130,15 @@ export const configSchema = fields({
     ),
   upstreams: recordOf(upstreamSchema)
     .transform((upstreams) => {
-      for (const [name, upstream] of Object.entries(upstreams)) upstream.api ??= defaultUpstreamKind(name);
+      for (const [name, upstream] of Object.entries(upstreams))
+        if (upstream.kind !== 'mock') upstream.api ??= defaultUpstreamKind(name);
       return upstreams;
     })
     .optional()
-    .describe('The providers calls are sent to, by name. Default: the built-in mock provider.'),
+    .describe(
+      'The providers calls are sent to, by name. Required: `{ "mock": { "kind": "mock" } }` serves the built-in mock ' +
+        'provider (fake answers) on purpose.',
+    ),
   models: recordOf(modelSchema)
     .optional()
     .describe('Prices and limits per model id: adds or overrides a catalogue row.'),
@@ -250,6 +254,25 @@ export const configSchema = fields({
         'routing, `passAfter` passed ones put it back; reported on /healthz (details behind the admin key), in the ' +
         'metrics and on the dashboard.',
     ),
+  shutdown: fields({
+    drainDelay: duration
+      .optional()
+      .describe(
+        'After SIGTERM or SIGINT, how long new requests and connections are still served while /readyz answers 503 ' +
+          '(a load balancer takes the replica out meanwhile). Default: "5s".',
+      ),
+    timeout: duration
+      .optional()
+      .describe(
+        "Then, how long the requests and streams in flight get to finish; past it a stream is ended in its API's " +
+          'own way and billed what went out, a call still waiting gets its error. Default: "30s".',
+      ),
+  })
+    .optional()
+    .describe(
+      'How `tollgate-gateway` stops: served for `drainDelay`, then no new connections, what is in flight finished ' +
+        'within `timeout`, every record flushed, exit 0.',
+    ),
   healthProbe: fields({
     intervalMs: positiveInteger.optional().describe('Milliseconds between probes. Default: 30000.'),
     timeoutMs: positiveInteger.optional().describe('Milliseconds a probe may take. Default: 5000.'),
@@ -268,7 +291,7 @@ export const configSchema = fields({
 
 export type BudgetConfig = z.output<typeof budgetSchema>;
 export type BudgetsConfig = z.output<typeof budgetsSchema>;
-export type UpstreamConfig = z.output<typeof upstreamSchema>;
+export type UpstreamConfig = Exclude<z.output<typeof upstreamSchema>, { kind: 'mock' }>;
 export type ModelConfig = z.output<typeof modelSchema>;
 export type TierConfig = z.output<typeof tierSchema>;
 export type CacheConfig = z.output<typeof cacheSchema>;

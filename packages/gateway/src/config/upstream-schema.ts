@@ -34,6 +34,8 @@ export function kindTokenizer(kind: UpstreamKind): string | undefined {
   return upstreamKinds().get(kind)?.wire.modelTokenizer;
 }
 
+const UPSTREAM_KIND_RULE = 'must be "http" (the default: calls go to baseUrl) or "mock" (the built-in mock provider)';
+
 /** Where each kind is usually reached, for the config's descriptions. */
 const UPSTREAM_HINTS = KINDS.map(
   ({ kind, wire }) => `\`${wire.baseUrl}\` (api "${kind}"${wire.keyEnv ? `, key in ${wire.keyEnv}` : ''})`,
@@ -44,7 +46,12 @@ const NAMED_KINDS = KINDS.flatMap(({ kind, wire }) => {
   return names.length > 0 ? [`"${kind}" for ${names.map((name) => `"${name}"`).join('/')}`] : [];
 }).join(', ');
 
-export const upstreamSchema = fields({
+/** An upstream reached over HTTP: the default kind. */
+const httpUpstreamSchema = fields({
+  kind: z
+    .literal('http', UPSTREAM_KIND_RULE)
+    .optional()
+    .describe('"http" (the default): calls go to `baseUrl`; `{ "kind": "mock" }` is the built-in mock provider.'),
   baseUrl: url(['http:', 'https:'])
     .transform((text) => text.replace(/\/+$/, ''))
     .describe(`e.g. ${UPSTREAM_HINTS}.`),
@@ -77,7 +84,38 @@ export const upstreamSchema = fields({
   idleTimeoutMs: positiveInteger
     .optional()
     .describe('Milliseconds the response body may stay silent between chunks. Default: 120000.'),
+  jsonAsStream: trueOrFalse
+    .optional()
+    .describe(
+      'Ask this upstream for a JSON call as a stream, held to its grant as streams are (false: as JSON, billed its ' +
+        'real cost past its cap, for an upstream that cannot stream). Default: true.',
+    ),
 });
+
+/** The built-in mock provider, chosen on purpose: fake answers, priced and recorded like real ones. */
+const mockUpstreamSchema = fields({
+  kind: z
+    .literal('mock', UPSTREAM_KIND_RULE)
+    .describe('The built-in mock provider (fake answers, for demos and tests); it must be the only upstream.'),
+});
+
+/** An upstream: one reached over HTTP, or the built-in mock named on purpose (`{ "kind": "mock" }`). */
+export const upstreamSchema = z.discriminatedUnion('kind', [httpUpstreamSchema, mockUpstreamSchema], {
+  error: (issue) => (issue.code === 'invalid_union' ? UPSTREAM_KIND_RULE : undefined),
+});
+
+/** The config's upstreams as a gateway calls them: those reached over HTTP; undefined when the mock serves. */
+export function httpUpstreams<Upstream extends { kind?: string | undefined }>(
+  upstreams: Readonly<Record<string, Upstream>> | undefined,
+): Record<string, Exclude<Upstream, { kind: 'mock' }>> | undefined {
+  if (upstreams === undefined || servesMock(upstreams)) return undefined;
+  return upstreams as Record<string, Exclude<Upstream, { kind: 'mock' }>>;
+}
+
+/** Whether the config's upstreams are the built-in mock, named on purpose. */
+export function servesMock(upstreams: Readonly<Record<string, { kind?: string | undefined }>> | undefined): boolean {
+  return upstreams !== undefined && Object.values(upstreams).some((upstream) => upstream.kind === 'mock');
+}
 
 /** One service tier's prices: the classes it names replace the model's standard ones. */
 const tierPriceSchema = fields({
@@ -116,14 +154,14 @@ export const modelSchema = fields({
     .describe("The model's maximum output: the cap when a request sets none. Default: 16384."),
   contextWindow: positiveInteger.optional().describe("The model's context window in tokens."),
   tokenizer: choice(
-    ['o200k_base', 'cl100k_base', 'approximate'],
-    'must be "o200k_base", "cl100k_base" or "approximate"',
+    ['o200k_base', 'cl100k_base', 'llama3', 'tekken', 'qwen2', 'gemma', 'approximate'],
+    'must be "o200k_base", "cl100k_base", "llama3", "tekken", "qwen2", "gemma" or "approximate"',
   )
     .optional()
     .describe(
-      "How text is counted: `o200k_base`, `cl100k_base` (named here: the provider's own, counted exactly, the hard stop " +
-        'cuts on it) or `approximate`. Default: "o200k_base" on an OpenAI-speaking upstream (an estimate; the hard stop ' +
-        'cuts only on a lower bound), "approximate" elsewhere.',
+      'How text is counted: `o200k_base`, `cl100k_base`, `llama3`, `tekken` (Mistral), `qwen2` or `gemma` (named here: ' +
+        'the provider\'s own, counted exactly, the hard stop cuts on it) or `approximate`. Default: "o200k_base" on an ' +
+        'OpenAI-speaking upstream (an estimate; the hard stop cuts only on a lower bound), "approximate" elsewhere.',
     ),
   ownTokenizer: trueOrFalse
     .optional()

@@ -1,7 +1,7 @@
 // validateConfig and its kin: every problem of a config, each naming its field, and the clean copy when there is none.
-import { z } from 'zod';
 import { checkRouting } from '@tollgate/router/upstreams';
 import {
+  checkUpstreams,
   checkByOwners,
   checkChoices,
   checkModelNames,
@@ -12,88 +12,77 @@ import {
 import { ConfigError } from './error.js';
 import { configSchema } from './schema.js';
 import type { ProxyConfig } from './schema.js';
-import { defaultUpstreamKind, kindTokenizer } from './upstream-schema.js';
-/** An issue as sentences naming its field: `keys[0].tier ...`, `upstreams.openai.baseUrl ...`. */
-function describeIssue(issue: z.core.$ZodIssue, at: readonly PropertyKey[] = []): string[] {
-  const path = [...at, ...issue.path];
-  if (issue.code === 'invalid_union') {
-    // The one branch made for the value's kind (an object, a string) says what is wrong inside it.
-    const matched = issue.errors.filter(
-      (branch) => !branch.every((inner) => inner.path.length === 0 && isOtherKind(inner)),
-    );
-    if (matched.length === 1 && matched[0]!.length > 0)
-      return matched[0]!.flatMap((inner) => describeIssue(inner, path));
-  }
-  if (issue.code === 'invalid_key')
-    return [`${fieldName(path.slice(0, -1))} ${issue.issues[0]?.message ?? issue.message}`];
-  return issue.message.split('\n').map((line) => `${fieldName(path)} ${line}`);
-}
-
-/** The issue says the value is of another kind than the schema's (a number where a name was expected). */
-function isOtherKind(issue: z.core.$ZodIssue): boolean {
-  if (issue.code === 'invalid_type') return true;
-  return issue.code === 'invalid_value' && !issue.values.some((value) => typeof value === typeof issue.input);
-}
-
-function fieldName(path: readonly PropertyKey[]): string {
-  if (path.length === 0) return 'the config';
-  return path
-    .map((part, i) => (typeof part === 'number' ? `[${part}]` : i === 0 ? String(part) : `.${String(part)}`))
-    .join('');
-}
-
+import { guardOptions } from './guard-options.js';
+import { mcpOptions } from './mcp-options.js';
+import { meteringOptions } from './metering-options.js';
+import { describeIssue, salvageConfig } from './shape.js';
+import { defaultUpstreamKind, httpUpstreams, kindTokenizer } from './upstream-schema.js';
 /**
- * Validates a parsed JSON config and returns a clean copy. Throws ConfigError listing every
- * faulty field (e.g. `tiers.free.requestsPerMinute must be a positive integer`): first what the
- * schema finds, or, when the fields are sound, what names and rules across them find.
+ * Validates a parsed JSON config and returns a clean copy. Throws ConfigError listing every problem at once, each
+ * naming its field, the value given and what was expected (e.g. `tiers.free.requestsPerMinute must be a positive
+ * integer; got 0`): what the schema finds, what names and rules across the fields find, and (with `env`) what the
+ * environment lacks.
  */
 export function validateConfig(input: unknown, options: ValidateOptions = {}): ProxyConfig {
   const { problems, config } = configProblems(input, options);
   if (problems.length > 0 || !config) throw new ConfigError(problems);
-  VALIDATED.add(config);
   return config;
 }
 
-/** The clean copies validateConfig made: a gateway given one checks only the environment again. */
-const VALIDATED = new WeakSet<object>();
-
 /**
- * The config a gateway serves: what validateConfig returns for `config` in `env` (the same checks as the start, so
- * no door serves a config that was not validated); a clean copy validateConfig already made is checked for the
- * environment only. Throws a ConfigError listing every problem.
+ * The config a gateway serves: what validateConfig returns for `config` in `env`, whatever it is given (a config
+ * validateConfig returned and changed since is judged as it is now; the gateway keeps its own copy). Throws a
+ * ConfigError listing every problem.
  */
 export function servableConfig(config: unknown, env: NodeJS.ProcessEnv): ProxyConfig {
-  if (typeof config !== 'object' || config === null || !VALIDATED.has(config)) return validateConfig(config, { env });
-  const problems = upstreamCredentialProblems(config, env);
-  if (problems.length > 0) throw new ConfigError(problems);
-  return config as ProxyConfig;
+  return validateConfig(config, { env });
 }
 
 /** What a validation checks beyond the file itself. */
 export interface ValidateOptions {
   /**
-   * The environment the config will run in: each upstream's `apiKeyEnv` must be set in it (else every call would go
-   * upstream without credentials). Left out, the environment is not checked (a config checked on another machine).
+   * The environment the config will run in: each variable the config names (`apiKeyEnv`, webhook secrets, MCP
+   * headers, Stripe's key) must be set in it. Left out, the environment is not checked (a config checked on another
+   * machine).
    */
   env?: NodeJS.ProcessEnv;
 }
 
 /**
- * Every problem of a config, each naming its field: what the schema finds, or, when the fields are sound, what names
- * and rules across them find, then (with `env`) what the environment lacks. The clean copy when there is none.
+ * Every problem of a config in one pass, each naming its field: what the schema finds; what names and rules across
+ * the fields find, on the fields the schema kept (a field it refused is taken out first, and a name pointing at an
+ * entry taken out is not reported twice); then (with `env`) what the environment lacks. The clean copy when there is
+ * none.
  */
 export function configProblems(
   input: unknown,
   options: ValidateOptions = {},
 ): { problems: readonly string[]; config?: ProxyConfig } {
-  // reportInput: a union's branches are told apart by the kind of value they refused.
+  // reportInput: a union's branches are told apart by the kind of value they refused, and each problem quotes it.
   const parsed = configSchema.safeParse(input, { reportInput: true });
-  // The environment is read off the upstreams as given, so that one error lists its problems beside the file's.
-  const environment = options.env ? upstreamCredentialProblems(input, options.env) : [];
-  if (!parsed.success)
-    return { problems: [...new Set(parsed.error.issues.flatMap((issue) => describeIssue(issue))), ...environment] };
-  const config = parsed.data as ProxyConfig;
+  // The upstreams' credentials are read off the file as given, so that they are judged even beside a broken field.
+  const credentials = options.env ? upstreamCredentialProblems(input, options.env) : [];
+  if (parsed.success) {
+    const config = parsed.data as ProxyConfig;
+    const problems = [...acrossFields(config), ...credentials, ...environmentProblems(config, options.env)];
+    if (problems.length > 0) return { problems };
+    countingDefaults(config);
+    return { problems, config };
+  }
+  const shape = [...new Set(parsed.error.issues.flatMap((issue) => describeIssue(issue)))];
+  const rest = salvageConfig(input, parsed.error.issues);
+  const across = rest.config
+    ? [...acrossFields(rest.config), ...environmentProblems(rest.config, options.env)]
+        .filter((problem) => ![...rest.dropped].some((name) => problem.includes(`"${name}"`)))
+        .map(rest.restore)
+    : [];
+  return { problems: [...shape, ...across, ...credentials] };
+}
+
+/** What names and rules across a config's fields find (the fields themselves sound). */
+function acrossFields(config: ProxyConfig): string[] {
   const problems: string[] = [];
+  checkUpstreams(config, problems);
   checkChoices(config, problems);
   checkByOwners(config, problems);
   checkReferences(config, problems);
@@ -101,12 +90,27 @@ export function configProblems(
   checkToolReferences(config, problems);
   checkRequiredScope(config, problems);
   // Checked by the router's own option rules (routing-config.ts), so that the two never disagree.
-  const routingProblem = checkRouting(config);
+  const routingProblem = checkRouting({ ...config, upstreams: httpUpstreams(config.upstreams) });
   if (routingProblem) problems.push(routingProblem);
-  problems.push(...environment);
-  if (problems.length > 0) return { problems };
-  countingDefaults(config);
-  return { problems, config };
+  return problems;
+}
+
+/**
+ * What the environment lacks for the parts' options (webhook secrets, MCP headers, Stripe's key and spool): each
+ * translator's own reading of `env`, the one the start makes (gateway-options.ts), so that the two never disagree.
+ */
+function environmentProblems(config: ProxyConfig, env: NodeJS.ProcessEnv | undefined): string[] {
+  if (!env) return [];
+  const problems: string[] = [];
+  for (const translate of [meteringOptions, guardOptions, mcpOptions]) {
+    try {
+      translate(config, env);
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      problems.push(...error.issues);
+    }
+  }
+  return problems;
 }
 
 /** An upstream whose `apiKeyEnv` names a variable that is not set would send every request without credentials. */
@@ -126,7 +130,6 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** Upstream kinds that speak OpenAI's API: their models count text with o200k_base unless they name a tokenizer. */
 /**
  * A model with no `tokenizer`, served by an upstream whose kind names one (`modelTokenizer`: o200k_base for the kinds
  * that speak OpenAI's API), is estimated with it. That is not known to be its provider's own tokenizer (a self-hosted
@@ -136,7 +139,8 @@ function isObject(value: unknown): value is Record<string, unknown> {
 function countingDefaults(config: ProxyConfig): void {
   for (const model of Object.values(config.models ?? {})) {
     if (model.tokenizer !== undefined) continue;
-    const kind = config.upstreams ? config.upstreams[model.provider]?.api : defaultUpstreamKind(model.provider);
+    const upstreams = httpUpstreams(config.upstreams);
+    const kind = upstreams ? upstreams[model.provider]?.api : defaultUpstreamKind(model.provider);
     const tokenizer = kind === undefined ? undefined : kindTokenizer(kind);
     if (tokenizer === undefined) continue;
     Object.assign(model, { tokenizer, ownTokenizer: false });

@@ -40,7 +40,7 @@ const MAX_PENDING_LOG_BYTES = 8 * 1024 * 1024;
 const FILE_BUFFER_BYTES = 16 * 1024;
 const FILE_FLUSH_INTERVAL_MS = 1000;
 /** Routes whose successful answers are logged at debug: probes and scrapes would drown the rest. */
-const QUIET_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/metrics']);
+const QUIET_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/livez', '/readyz', '/metrics']);
 const MAX_LOGGED_PATH = 200;
 
 /**

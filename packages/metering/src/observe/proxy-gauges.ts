@@ -1,5 +1,6 @@
 // The gateway's gauges, read at each scrape (no cost per request): every budget's spent, limit, reserved and
-// remaining, the guard's mitigations in force, whether each re-read file's last change was taken whole, and the prices.
+// remaining, the guard's mitigations in force, whether each re-read file's last change was taken whole, the prices, and
+// whether the stores are out while the limits and budgets serve through it.
 import type { Registry } from 'prom-client';
 import { OVERFLOW_LABEL } from '../prometheus-sink.js';
 import { loadOptionalPeer } from '../optional-peer.js';
@@ -75,8 +76,17 @@ function boundedBudgets(statuses: readonly BudgetFigures[]): BudgetRow[] {
 export interface GaugeWatchers {
   watchBudgets(budget: BudgetReader): void;
   watchMitigations(list: () => readonly { kind: (typeof MITIGATION_KINDS)[number]; anomalyId?: string }[]): void;
+  watchAbuseActions(list: () => readonly AbuseAction[]): void;
   watchConfigFiles(list: () => readonly { path: string; status: string }[]): void;
   watchPrices(read: () => PriceReading): void;
+  watchStoreOutage(read: () => boolean): void;
+}
+
+/** One subject of the abuse model's latest scoring: what its score does (in shadow, would do), and until when. */
+export interface AbuseAction {
+  action: string;
+  /** Epoch ms. */
+  until?: number;
 }
 
 /** What the price gauges read of the gateway's price source: the version in use, when it loaded, refused reads. */
@@ -149,9 +159,11 @@ function otherGauges(registers: Registry[]): Omit<GaugeWatchers, 'watchBudgets'>
     },
   });
 
+  // Read from the model's scoring, not the mitigations: in shadow nothing is in force, and what it would do counts.
+  let abuseActions: (() => readonly AbuseAction[]) | undefined;
   new Gauge({
     name: 'tollgate_guard_abuse_actions',
-    help: "The guard's abuse model's actions in force as this process knows them, by action: throttle, block.",
+    help: "The guard's abuse model's actions as this process knows them, by action (throttle, block): in force, or in shadow mode noted (what it would do).",
     labelNames: ['action'],
     registers,
     collect() {
@@ -159,9 +171,9 @@ function otherGauges(registers: Registry[]): Omit<GaugeWatchers, 'watchBudgets'>
         ['throttle', 0],
         ['block', 0],
       ]);
-      for (const mitigation of mitigations?.() ?? [])
-        if (mitigation.anomalyId?.startsWith('abuse:') && counts.has(mitigation.kind))
-          counts.set(mitigation.kind, counts.get(mitigation.kind)! + 1);
+      const now = Date.now();
+      for (const { action, until } of abuseActions?.() ?? [])
+        if (counts.has(action) && (until === undefined || until > now)) counts.set(action, counts.get(action)! + 1);
       for (const [action, count] of counts) this.set({ action }, count);
     },
   });
@@ -179,9 +191,29 @@ function otherGauges(registers: Registry[]): Omit<GaugeWatchers, 'watchBudgets'>
   });
   return {
     watchMitigations: (list) => (mitigations = list),
+    watchAbuseActions: (list) => (abuseActions = list),
     watchConfigFiles: (list) => (configFiles = list),
     ...priceGauges(registers),
+    ...storeOutageGauge(registers),
   };
+}
+
+/**
+ * Whether the store is out while the limits and budgets serve through the outage (storeOutage lease or failOpen): no
+ * middleware meets a failure then, so tollgate_store_failures_total stays still and only this says so.
+ */
+function storeOutageGauge(registers: Registry[]): Pick<GaugeWatchers, 'watchStoreOutage'> {
+  const { Gauge } = promClient();
+  let read: (() => boolean) | undefined;
+  new Gauge({
+    name: 'tollgate_store_outage',
+    help: 'Redis out while the limits and budgets serve through it (storeOutage lease or failOpen): 1 out, 0 answering. Under failClosed, see tollgate_store_failures_total.',
+    registers,
+    collect() {
+      this.set(read?.() ? 1 : 0);
+    },
+  });
+  return { watchStoreOutage: (reader) => (read = reader) };
 }
 
 /** The prices in use: their version (all processes reading one source show the same), when loaded, refused reads. */
@@ -190,7 +222,7 @@ function priceGauges(registers: Registry[]): Pick<GaugeWatchers, 'watchPrices'> 
   let read: (() => PriceReading) | undefined;
   new Gauge({
     name: 'tollgate_prices_version_info',
-    help: 'The version of the prices in use (shipped-<date>, or the hash of the price source rows loaded): 1.',
+    help: 'The version of the prices in use (a hash of the whole table: shipped, source and config): 1.',
     labelNames: ['version'],
     registers,
     collect() {

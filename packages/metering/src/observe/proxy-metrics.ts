@@ -2,7 +2,7 @@
 import type { Request, Response } from 'express';
 import type { Registry } from 'prom-client';
 import { MITIGATION_KINDS, promClient, registerGauges } from './proxy-gauges.js';
-import type { BudgetReader, PriceReading } from './proxy-gauges.js';
+import type { AbuseAction, BudgetReader, PriceReading } from './proxy-gauges.js';
 import type { TollgateStores } from '@tollgate/core';
 import type { UpstreamOutcome } from '@tollgate/core/provider-call';
 import { timedStores } from './timed-stores.js';
@@ -39,10 +39,14 @@ export interface ProxyMetrics {
   watchBudgets(budget: BudgetReader): void;
   /** The gauge of the guard's mitigations in force (suspended keys and tenants, throttles, blocks), read at each scrape. */
   watchMitigations(list: () => readonly { kind: (typeof MITIGATION_KINDS)[number]; anomalyId?: string }[]): void;
+  /** The gauge of the abuse model's actions (shadow mode's included), from its latest scoring, read at each scrape. */
+  watchAbuseActions(list: () => readonly AbuseAction[]): void;
   /** The gauge of the files the gateway re-reads: 1 when a file's last change was taken whole, read at each scrape. */
   watchConfigFiles(list: () => readonly { path: string; status: string }[]): void;
   /** The price gauges: the version in use, when it loaded, the source's refused reads; read at each scrape. */
   watchPrices(read: () => PriceReading): void;
+  /** The gauge of a store outage served through (leases or failOpen): `read` says whether the store is out now. */
+  watchStoreOutage(read: () => boolean): void;
   /** `count` pieces of personal data of one kind masked in a prompt (the guardrails). */
   guardrailMasked(kind: string, count: number): void;
   /** A prompt or an answer refused by a guardrail, by its rule (a bounded set: see promptGuardrails' `onRefused`). */

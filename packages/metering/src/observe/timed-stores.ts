@@ -17,7 +17,7 @@ const TIMED: Readonly<Record<string, readonly string[]>> = {
     'restoreSpent',
     'restoreCredit',
   ],
-  keys: ['findByHash', 'findById', 'put', 'disable', 'delete', 'list'],
+  keys: ['findByHash', 'findById', 'put', 'disable', 'delete', 'list', 'change'],
 };
 
 /** The timer of one operation, asked once, when its wrapper is made. */

@@ -101,12 +101,16 @@ function addBlockDelta(blocks: Json[], partialJson: Map<number, string>, index: 
   return true;
 }
 
-/** A stream that reached `message_stop` without an error, as the message; else undefined. */
+/**
+ * A stream that reached `message_stop` without an error, as the message; else undefined. A tool's input cut by the
+ * output cap (`max_tokens`) is not whole JSON: it is `{}`, as the tool was not called.
+ */
 function messagesFromEvents(events: readonly { data: string }[]): Json | undefined {
   let answer: Json | undefined;
   let stopped = false;
   const blocks: Json[] = [];
   const partialJson = new Map<number, string>();
+  const cutInputs: Json[] = [];
   for (const { data } of events) {
     const event = parseJson(data);
     if (!isObject(event)) return undefined;
@@ -122,8 +126,8 @@ function messagesFromEvents(events: readonly { data: string }[]): Json | undefin
       const block = blocks[index];
       if (json !== undefined && block) {
         const input = json === '' ? {} : parseJson(json);
-        if (!isObject(input)) return undefined;
-        block.input = input;
+        if (isObject(input)) block.input = input;
+        else cutInputs.push(block);
       }
     } else if (event.type === 'message_delta' && answer) {
       const delta = isObject(event.delta) ? event.delta : {};
@@ -138,6 +142,10 @@ function messagesFromEvents(events: readonly { data: string }[]): Json | undefin
     }
   }
   if (!answer || !stopped) return undefined;
+  if (cutInputs.length > 0) {
+    if (answer.stop_reason !== 'max_tokens') return undefined;
+    for (const block of cutInputs) block.input = {};
+  }
   return messagesIsComplete(answer) ? answer : undefined;
 }
 

@@ -313,6 +313,7 @@ export const anthropicMessages: ProviderAdapter = {
   mapPromptText: mapMessagesPromptText,
   // Anthropic streams always carry their usage (message_start, then message_delta).
   requestStreamUsage: () => false,
+  streamRequest: (body) => Object.assign({}, body, { stream: true }),
   createReader: () => createMessagesReader(),
   answerUsageFields: ['model', 'usage'],
   usageField: 'usage',

@@ -223,6 +223,8 @@ export const gemini: ProviderAdapter = {
   countInput: countGenerateRequest,
   mapPromptText: mapGeneratePromptText,
   requestStreamUsage: () => false,
+  // The upstream's path asks for the stream (`streamGenerateContent?alt=sse`): the body stays as it is.
+  streamRequest: (body) => body,
   createReader: () => createGenerateReader(),
   answerUsageFields: ['modelVersion', 'usageMetadata'],
   usageField: 'usageMetadata',

@@ -231,6 +231,13 @@ export function chatCompletionsAdapter(options: ChatAdapterOptions): ProviderAda
   const { capFields } = options;
   const usageInline = options.streamUsage === 'always';
   const checkedCaps = CHECKED_CAP_FIELDS.filter((field) => capFields.includes(field));
+  const askStreamUsage = (body: Json): boolean => {
+    if (usageInline || body.stream !== true) return false;
+    const current = isObject(body.stream_options) ? body.stream_options : {};
+    if (current.include_usage === true) return false;
+    body.stream_options = Object.assign({}, current, { include_usage: true });
+    return true;
+  };
   return {
     api: options.api,
     provider: options.provider,
@@ -287,12 +294,11 @@ export function chatCompletionsAdapter(options: ChatAdapterOptions): ProviderAda
     usageField: 'usage',
     countInput: countChatRequest,
     mapPromptText: mapChatPromptText,
-    requestStreamUsage(body) {
-      if (usageInline || body.stream !== true) return false;
-      const current = isObject(body.stream_options) ? body.stream_options : {};
-      if (current.include_usage === true) return false;
-      body.stream_options = Object.assign({}, current, { include_usage: true });
-      return true;
+    requestStreamUsage: askStreamUsage,
+    streamRequest(body) {
+      const streamed = Object.assign({}, body, { stream: true });
+      askStreamUsage(streamed);
+      return streamed;
     },
     createReader(readerOptions) {
       const strip = readerOptions?.stripAddedUsage ?? false;

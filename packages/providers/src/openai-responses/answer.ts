@@ -116,17 +116,49 @@ function responsesIsComplete(answer: Json): boolean {
   );
 }
 
+/** One event of a stream applied to the output items it builds (by `output_index`), as the client's SDK builds them. */
+function addOutputEvent(items: Json[], event: Json): void {
+  const at = typeof event.output_index === 'number' ? event.output_index : -1;
+  if (event.type === 'response.output_item.added' || event.type === 'response.output_item.done') {
+    if (at >= 0 && isObject(event.item)) items[at] = { ...event.item, content: [...asArray(event.item.content)] };
+    return;
+  }
+  const item = items[at];
+  if (!item) return;
+  const content = item.content as unknown[];
+  const part = typeof event.content_index === 'number' ? content[event.content_index] : undefined;
+  const delta = typeof event.delta === 'string' ? event.delta : '';
+  if (event.type === 'response.content_part.added' && typeof event.content_index === 'number' && isObject(event.part))
+    content[event.content_index] = { ...event.part };
+  else if (event.type === 'response.output_text.delta' && isObject(part))
+    part.text = `${String(part.text ?? '')}${delta}`;
+  else if (event.type === 'response.refusal.delta' && isObject(part))
+    part.refusal = `${String(part.refusal ?? '')}${delta}`;
+  else if (event.type === 'response.function_call_arguments.delta')
+    item.arguments = `${String(item.arguments ?? '')}${delta}`;
+}
+
+/**
+ * The last event's response object (it holds the whole answer, usage included). A stream ended at its cap by a
+ * gateway ends with a response that leaves `output` out (SDKs keep the items they built): they are built from the
+ * events here, an item left open marked `incomplete`.
+ */
 function responsesFromEvents(events: readonly { data: string }[]): Json | undefined {
+  const items: Json[] = [];
   for (const { data } of events) {
     const event = parseJson(data);
-    // The last event holds the whole answer, usage included.
-    if (
-      isObject(event) &&
-      (event.type === 'response.completed' || event.type === 'response.incomplete') &&
-      isObject(event.response)
-    ) {
-      return responsesIsComplete(event.response) ? event.response : undefined;
+    if (!isObject(event)) continue;
+    const type = event.type;
+    if ((type === 'response.completed' || type === 'response.incomplete') && isObject(event.response)) {
+      const response = event.response;
+      if (!responsesIsComplete(response)) return undefined;
+      if (Array.isArray(response.output)) return response;
+      const output = items
+        .filter((item) => isObject(item))
+        .map((item) => (item.status === 'in_progress' ? { ...item, status: 'incomplete' } : item));
+      return { ...response, output };
     }
+    if (typeof type === 'string' && type.startsWith('response.')) addOutputEvent(items, event);
   }
   return undefined;
 }

@@ -208,6 +208,7 @@ export const openAiResponses: ProviderAdapter = {
   mapPromptText: mapResponsesPromptText,
   // Responses streams always end with their usage.
   requestStreamUsage: () => false,
+  streamRequest: (body) => Object.assign({}, body, { stream: true }),
   createReader: () => createResponsesReader(),
   label: 'OpenAI',
   family: 'responses',

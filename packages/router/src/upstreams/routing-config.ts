@@ -67,6 +67,11 @@ export interface UpstreamOptions extends UpstreamSettings {
   firstByteTimeoutMs?: number | undefined;
   /** @default 120000 */
   idleTimeoutMs?: number | undefined;
+  /**
+   * A JSON call goes to this upstream as a stream, held to its grant (docs/architecture.md, "What a JSON answer can
+   * spend"); false: as JSON, billed its real cost past its cap (an upstream that cannot stream). @default true
+   */
+  jsonAsStream?: boolean | undefined;
 }
 
 /** Where calls go: the upstreams, the models' prices and providers, and the routes across them. */

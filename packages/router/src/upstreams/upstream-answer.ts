@@ -208,7 +208,8 @@ export class UpstreamAnswer implements Dispatcher.DispatchHandler {
       'content-type',
       typeof contentType === 'string' ? contentType : this.stream ? 'text/event-stream' : 'application/json',
     );
-    if (this.stream) {
+    // A JSON call answered from a stream (`jsonFromStream`) is held whole by the meter: its headers wait for it.
+    if (this.stream && res.req.tollgate?.call?.jsonFromStream !== true) {
       res.setHeader('cache-control', 'no-cache');
       // The headers leave with the first event when it came in the same read (the usual case),
       // else at the end of this turn of the event loop: never later, and not in a write of their own.

@@ -48,7 +48,10 @@ export class CallOutcome {
     if (!observe) return;
     const outcome: UpstreamOutcome = { status: this.status, seconds: (performance.now() - this.startedAt) / 1000 };
     if (this.failure) outcome.error = this.failure;
-    if (this.firstWrittenAt !== undefined) outcome.firstTokenSeconds = (this.firstWrittenAt - this.startedAt) / 1000;
-    observe(this.upstreamName, this.res.req.tollgate?.call?.model ?? 'unknown', outcome);
+    const call = this.res.req.tollgate?.call;
+    // A JSON call asked upstream as a stream (`jsonFromStream`) sends its client nothing until the end: no first token.
+    if (this.firstWrittenAt !== undefined && !call?.jsonFromStream)
+      outcome.firstTokenSeconds = (this.firstWrittenAt - this.startedAt) / 1000;
+    observe(this.upstreamName, call?.model ?? 'unknown', outcome);
   }
 }

@@ -2,6 +2,8 @@
 import { Agent } from 'undici';
 import type { NextFunction, Request, Response } from 'express';
 import type { ProviderApi } from '@tollgate/core';
+import { adapterFor } from '@tollgate/providers';
+import { answerFormsOf } from '@tollgate/providers/answers';
 import type { UpstreamOptions } from './routing-config.js';
 import { secretRedactor } from './redact.js';
 import { UpstreamAnswer } from './upstream-answer.js';
@@ -53,6 +55,31 @@ export interface ProbeResult {
   detail?: string;
 }
 
+/**
+ * The body a call goes upstream with, and whether it is asked as a stream: a stream as it is; a metered JSON call as a
+ * stream too when the target's API streams (`streamRequest`) and the client's answers assemble from one, so that the
+ * meter holds it to its grant (docs/architecture.md, "What a JSON answer can spend"); else as it is.
+ */
+function upstreamBody(
+  req: Request,
+  clientApi: ProviderApi,
+  targetApi: ProviderApi,
+  body: Record<string, unknown>,
+  jsonAsStream: boolean,
+): { body: Record<string, unknown>; stream: boolean } {
+  const ctx = req.tollgate;
+  const call = ctx.call!;
+  if (call.stream) return { body, stream: true };
+  const streamRequest = adapterFor(targetApi).streamRequest;
+  // Set on each try: a routed request's next target may not stream.
+  call.jsonFromStream =
+    jsonAsStream &&
+    ctx.metered &&
+    streamRequest !== undefined &&
+    answerFormsOf(adapterFor(clientApi).family)?.fromEvents !== undefined;
+  return call.jsonFromStream ? { body: streamRequest!(body), stream: true } : { body, stream: false };
+}
+
 /** The upstream's key: its environment variable wins over the config value; read once at start. */
 export function resolveUpstreamKey(config: UpstreamOptions, env: NodeJS.ProcessEnv = process.env): string | undefined {
   const fromEnv = config.apiKeyEnv ? env[config.apiKeyEnv] : undefined;
@@ -82,13 +109,14 @@ export function createUpstream(
     bodyTimeout: config.idleTimeoutMs ?? 120_000,
   });
   const requests = upstreamRequests(api, config.baseUrl, config, apiKey);
+  const jsonAsStream = config.jsonAsStream !== false;
 
   return {
     name,
     api,
     forward(providerApi, req, res, next) {
       const call = req.tollgate.call!;
-      const stream = call.stream;
+      const { body, stream } = upstreamBody(req, providerApi, providerApi, call.body, jsonAsStream);
       const { origin, path } = requests.destination(providerApi, call.model!, stream);
       const answer = new UpstreamAnswer(name, stream, res, next, secrets, stream ? call.signal : undefined, observe);
       // From here on the provider may bill the call: noted first (the usage spool), so that a crash still charges it.
@@ -99,14 +127,14 @@ export function createUpstream(
           path,
           method: 'POST',
           headers: requests.headers(req.headers, stream),
-          body: JSON.stringify(call.body),
+          body: JSON.stringify(body),
         },
         answer,
       );
     },
-    send(targetApi, model, body, req, res, next, routed) {
+    send(targetApi, model, translated, req, res, next, routed) {
       const call = req.tollgate.call!;
-      const stream = call.stream;
+      const { body, stream } = upstreamBody(req, call.api, targetApi, translated, jsonAsStream);
       const { origin, path } = requests.destination(targetApi, model, stream);
       const answer = new UpstreamAnswer(
         name,

@@ -1,0 +1,145 @@
+// Benchmark: the event loop's longest stall under load with 100,000 subjects in the abuse watch (issue 58): the
+// watch as shipped (model in a worker thread, its own work sliced), the same scoring on the loop (before), and none.
+import { fileURLToPath } from 'node:url';
+import { forkAsking } from './lib/child.js';
+import type { LoopStats, StallMessage, StallMode } from './lib/guard-stall-child.js';
+import { CHAT_BODY } from './lib/guard-stall-child.js';
+import { runLoad, type LoadResult } from './lib/load.js';
+import { verdictMark, type BenchContext, type SectionResult, type TargetVerdict } from './lib/section.js';
+import { fmtNumber, median, quantile, table } from './lib/stats.js';
+
+const ENTRY = fileURLToPath(new URL('./lib/guard-stall-child.ts', import.meta.url));
+const SUBJECTS = Number(process.env.BENCH_STALL_SUBJECTS ?? 100_000);
+/** A steady rate well under what one process serves: latency, not throughput, is what a stall moves. */
+const RATE = 400;
+const CONNECTIONS = 8;
+/** The stall target (ms) and how far the p99 may move from the control's (ms, or a share of it). */
+const STALL_TARGET_MS = 10;
+const P99_NOISE = { ms: 2, share: 0.25 };
+const ALL_MODES: StallMode[] = ['control', 'worker', 'on-loop'];
+/** `BENCH_STALL_MODES=on-loop` (a comma list) runs some cases only; the verdicts need `control` and `worker`. */
+const MODES = (process.env.BENCH_STALL_MODES?.split(',') ?? ALL_MODES) as StallMode[];
+const LABELS: Record<StallMode, string> = {
+  control: 'no abuse watch',
+  worker: `abuse watch, ${SUBJECTS.toLocaleString('en')} subjects (after: worker thread + slices)`,
+  'on-loop': `the same scoring on the loop, ${SUBJECTS.toLocaleString('en')} subjects (before, a lower bound)`,
+};
+
+interface Round {
+  loop: LoopStats;
+  load: LoadResult;
+}
+
+async function measure(mode: StallMode, durationS: number, log: (line: string) => void): Promise<Round> {
+  const child = forkAsking(ENTRY, 'guard-stall');
+  const ask = <T>(message: StallMessage) => child.ask<T>(message);
+  try {
+    const started = Date.now();
+    const { port } = await ask<{ port: number }>({ type: 'start', mode, subjects: SUBJECTS });
+    log(`guard-stall: ${mode} ready in ${Math.round((Date.now() - started) / 1000)} s`);
+    await ask({ type: 'monitor' });
+    const load = await runLoad({
+      url: `http://127.0.0.1:${port}`,
+      path: '/v1/chat',
+      body: CHAT_BODY,
+      headers: {
+        authorization: 'Bearer k1',
+        'content-type': 'application/json',
+        'x-forwarded-for': '10.250.0.1',
+      },
+      connections: CONNECTIONS,
+      durationS,
+      overallRate: RATE,
+    });
+    const loop = await ask<LoopStats>({ type: 'stats' });
+    await ask({ type: 'exit' }).catch(() => undefined);
+    return { loop, load };
+  } finally {
+    child.kill();
+  }
+}
+
+export async function runGuardStallBenchmark(context: BenchContext): Promise<SectionResult> {
+  const rounds = context.quick ? 1 : 3;
+  const durationS = context.quick ? 15 : 40;
+  const results = new Map<StallMode, Round[]>(ALL_MODES.map((mode) => [mode, []]));
+  for (let round = 0; round < rounds; round++)
+    for (const mode of MODES) results.get(mode)!.push(await measure(mode, durationS, context.log));
+
+  const p99Of = (round: Round) => quantile(round.load.latencies, 0.99);
+  const rows = MODES.map((mode) => {
+    const all = results.get(mode)!;
+    const non2xx = all.reduce((sum, r) => sum + r.load.requests - (r.load.statuses['200'] ?? 0), 0);
+    return [
+      LABELS[mode],
+      all.map((r) => fmtNumber(r.loop.maxMs, 1)).join(' / '),
+      fmtNumber(median(all.map((r) => r.loop.p99Ms)), 1),
+      all.map((r) => fmtNumber(r.loop.gcMaxMs, 1)).join(' / '),
+      fmtNumber(median(all.map((r) => quantile(r.load.latencies, 0.5))), 2),
+      all.map((r) => fmtNumber(p99Of(r), 1)).join(' / '),
+      fmtNumber(median(all.map((r) => r.load.rps))),
+      String(non2xx),
+      mode === 'worker' ? all.map((r) => `${r.loop.listed}${r.loop.model ? '' : ' (no model)'}`).join(' / ') : '',
+      mode === 'on-loop' ? all.map((r) => fmtNumber(r.loop.roundCpuMs)).join(' / ') : '',
+    ];
+  });
+  const worker = results.get('worker')!;
+  const control = results.get('control')!;
+  const measured = worker.length > 0 && control.length > 0;
+  const worstStall = Math.max(...worker.map((r) => r.loop.maxMs));
+  const p99Worker = median(worker.map(p99Of));
+  const p99Control = median(control.map(p99Of));
+  const p99Holds = p99Worker - p99Control <= Math.max(P99_NOISE.ms, P99_NOISE.share * p99Control);
+  const scored = measured && worker.every((r) => r.loop.model && r.loop.listed > 0);
+  const targets: TargetVerdict[] = [
+    {
+      target: `Longest event-loop stall under load with ${fmtNumber(SUBJECTS)} subjects ≤ ${STALL_TARGET_MS} ms`,
+      holds: scored ? worstStall <= STALL_TARGET_MS : undefined,
+      figures: `${fmtNumber(worstStall, 1)} ms (worst of ${rounds} rounds; without the watch ${fmtNumber(
+        Math.max(...control.map((r) => r.loop.maxMs)),
+        1,
+      )} ms)`,
+    },
+    {
+      target: 'p99 request latency with the watch unchanged within noise (≤ 2 ms or 25% over no watch)',
+      holds: measured ? p99Holds : undefined,
+      figures: `${fmtNumber(p99Worker, 1)} ms against ${fmtNumber(p99Control, 1)} ms`,
+    },
+  ];
+  const body = [
+    `${rounds} round(s) of each case in turn, each a fresh process: ${fmtNumber(SUBJECTS)} client addresses one ` +
+      `request each through the app first (the watch's window then holds them all; the first model grown), then ` +
+      `${durationS} s of load at ${RATE} req/s over ${CONNECTIONS} connections from another address while ` +
+      `\`monitorEventLoopDelay\` (1 ms resolution) watches the server's loop. The watch scores every second.`,
+    '',
+    table(
+      [
+        'case',
+        'longest stall (ms, each round)',
+        'loop delay p99 (ms)',
+        'longest GC pause (ms)',
+        'p50 (ms)',
+        'p99 (ms, each round)',
+        'req/s',
+        'non-2xx',
+        'subjects listed',
+        'CPU of one scoring round on the loop (ms)',
+      ],
+      rows,
+    ),
+    '',
+    targets.map((t) => `- ${verdictMark(t.holds)}: ${t.target}: ${t.figures}`).join('\n'),
+  ].join('\n');
+  return { title: `Guard: the event loop with ${fmtNumber(SUBJECTS)} abuse subjects (issue 58)`, body, targets };
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const quick = process.argv.includes('--quick');
+  const result = await runGuardStallBenchmark({
+    quick,
+    runId: 'guard-stall',
+    redisPrefix: 'tg-bench:guard-stall:',
+    log: (line) => process.stderr.write(`${line}\n`),
+  });
+  process.stdout.write(`## ${result.title}\n\n${result.body}\n`);
+}

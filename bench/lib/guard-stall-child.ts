@@ -1,0 +1,155 @@
+// A child of the guard-stall benchmark: one app with the abuse watch over 100,000 subjects (or the scoring on its loop,
+// or neither), listening; it measures its own event loop's delays while the parent loads it.
+import { monitorEventLoopDelay, PerformanceObserver, type IntervalHistogram } from 'node:perf_hooks';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import { getContext } from '@tollgate/core';
+import { providerCall } from '@tollgate/providers';
+import { createGuard, type Guard } from '@tollgate/guard';
+import { FEATURE_NAMES } from '../../packages/guard/src/abuse-features.js';
+import { trainAbuseForest } from '../../packages/guard/src/abuse-model.js';
+import { FEATURE_COUNT, scoreWindow, type WindowRows } from '../../packages/guard/src/abuse-scoring.js';
+import { answerParent } from './child-answers.js';
+import { inject } from './inject.js';
+
+/** `worker`: the abuse watch as shipped; `on-loop`: the same scoring of the same number of subjects on the event loop,
+ * once a second (what the watch did before issue 58: a lower bound of its stall); `control`: no abuse watch. */
+export type StallMode = 'control' | 'worker' | 'on-loop';
+
+export type StallMessage =
+  { type: 'start'; mode: StallMode; subjects: number } | { type: 'monitor' } | { type: 'stats' } | { type: 'exit' };
+
+export interface LoopStats {
+  maxMs: number;
+  p99Ms: number;
+  meanMs: number;
+  /** The longest garbage collection pause meanwhile (a stall of its own, whoever made the garbage). */
+  gcMaxMs: number;
+  /** `on-loop`: the CPU time (ms) of its longest scoring round, the stall it makes on a core of its own. */
+  roundCpuMs: number;
+  /** Subjects in the watch's latest scoring (at most 2,000 listed) and whether a model scored them. */
+  listed: number;
+  model: boolean;
+}
+
+export const CHAT_BODY = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hello there' }] });
+
+let guard: Guard | undefined;
+let histogram: IntervalHistogram | undefined;
+let scoring: NodeJS.Timeout | undefined;
+let gcMaxMs = 0;
+let roundCpuMs = 0;
+const collections = new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) gcMaxMs = Math.max(gcMaxMs, entry.duration);
+});
+
+function appOf(withGuard: Guard): express.Express {
+  const app = express();
+  app.set('trust proxy', 'loopback');
+  app.post(
+    '/v1/chat',
+    withGuard.abuseBeforeAuth,
+    (req, res, next) => {
+      const keyId = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '')?.[1] ?? 'anonymous';
+      getContext(req, res).identity = { keyId, scopes: [], authMethod: 'api_key' };
+      next();
+    },
+    express.json(),
+    providerCall('openai.chat'),
+    withGuard.abuseAfterAuth,
+    (_req, res) => void res.json({ ok: true }),
+  );
+  return app;
+}
+
+/** One request from each of `subjects` addresses (ten at a time): the watch's window then holds that many. */
+async function fill(app: express.Express, subjects: number): Promise<void> {
+  const body = Buffer.from(CHAT_BODY);
+  for (let i = 0; i < subjects; i += 10)
+    await Promise.all(
+      Array.from({ length: Math.min(10, subjects - i) }, (_, j) => {
+        const n = i + j;
+        return inject(app as never, {
+          method: 'POST',
+          url: '/v1/chat',
+          headers: {
+            authorization: 'Bearer k1',
+            'content-type': 'application/json',
+            'x-forwarded-for': `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`,
+          },
+          body,
+        });
+      }),
+    );
+}
+
+/** `subjects` rows of features like a crowd's, and a model grown on a sample of them, as the watch grows one. */
+function syntheticWindow(subjects: number): { window: WindowRows; model: ReturnType<typeof trainAbuseForest> } {
+  let state = 9;
+  const random = () => (state = (state * 48271) % 2147483647) / 2147483647;
+  const rows = new Float64Array(subjects * FEATURE_COUNT);
+  for (let i = 0; i < subjects; i++)
+    FEATURE_NAMES.forEach((name, f) => {
+      rows[i * FEATURE_COUNT + f] = name === 'subjectKind' ? i % 2 : random() * 10;
+    });
+  const sample = Array.from({ length: 8_192 }, (_, i) =>
+    Array.from(rows.subarray(i * FEATURE_COUNT, (i + 1) * FEATURE_COUNT)),
+  );
+  return {
+    window: { rows, requests: new Float64Array(subjects).fill(5), count: subjects },
+    model: trainAbuseForest(sample, 1),
+  };
+}
+
+async function start(mode: StallMode, subjects: number): Promise<{ port: number }> {
+  guard = createGuard({ alerts: { log: false }, ...(mode === 'worker' ? { abuse: { subjects: ['address'] } } : {}) });
+  const app = appOf(guard);
+  if (mode === 'worker') {
+    await fill(app, subjects);
+    // The first model, grown and used once before the load (a training in the load's time is the worker's too).
+    await guard.flush();
+  }
+  if (mode === 'on-loop') {
+    const { window, model } = syntheticWindow(subjects);
+    scoring = setInterval(() => {
+      const cpu = process.cpuUsage();
+      scoreWindow(model, window);
+      const spent = process.cpuUsage(cpu);
+      roundCpuMs = Math.max(roundCpuMs, (spent.user + spent.system) / 1000);
+    }, 1_000);
+  }
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  return { port: (server.address() as AddressInfo).port };
+}
+
+answerParent<StallMessage>((message) => {
+  switch (message.type) {
+    case 'start':
+      return start(message.mode, message.subjects);
+    case 'monitor':
+      histogram = monitorEventLoopDelay({ resolution: 1 });
+      histogram.enable();
+      gcMaxMs = 0;
+      collections.observe({ entryTypes: ['gc'] });
+      return Promise.resolve(true);
+    case 'stats': {
+      histogram!.disable();
+      collections.disconnect();
+      const ms = (ns: number) => ns / 1e6;
+      const stats: LoopStats = {
+        maxMs: ms(histogram!.max),
+        p99Ms: ms(histogram!.percentile(99)),
+        meanMs: ms(histogram!.mean),
+        gcMaxMs,
+        roundCpuMs,
+        listed: guard?.abuseEntries().length ?? 0,
+        model: guard?.abuseModel() !== undefined,
+      };
+      return Promise.resolve(stats);
+    }
+    case 'exit':
+      if (scoring) clearInterval(scoring);
+      return guard!.close().then(() => process.exit(0));
+  }
+});

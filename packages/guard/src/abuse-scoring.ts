@@ -1,0 +1,196 @@
+// The abuse model's work on a whole window of subjects (grow, score, rules), as the abuse worker thread runs it.
+import { FEATURE_NAMES, MARK_SEPARATOR } from './abuse-features.js';
+import {
+  abuseEvidence,
+  abuseScore,
+  novelTo,
+  populationProfile,
+  trainAbuseForest,
+  type AbuseModel,
+  type AbuseReason,
+} from './abuse-model.js';
+import { seededRandom } from './isolation-forest.js';
+
+/** Features per row of a window (`featuresOf`): rows travel to the worker as one flat Float64Array. */
+export const FEATURE_COUNT = FEATURE_NAMES.length;
+/** Rows the model is trained on at most (the oldest windows dropped first; a larger window sampled). */
+export const MAX_TRAINING_ROWS = 8_192;
+/** Subjects in the shared scoring (highest scores kept): bounds the store's value and each process's copy. */
+export const MAX_LISTED_SUBJECTS = 2_000;
+/** A subject with fewer requests in the window is scored but never acted on: too little to judge. */
+export const MIN_REQUESTS_TO_ACT = 5;
+
+/**
+ * Coordinated credential stuffing: at least this many addresses in one window, each of which tried at least
+ * `STUFFING_CREDENTIALS` different credentials and had every request refused 401. One such address is a person
+ * with a wrong key; this many at once is one attack spread thin (each address too slow for its own limits).
+ */
+export const STUFFING_ADDRESSES = 5;
+export const STUFFING_CREDENTIALS = 2;
+
+const SHARE_401 = FEATURE_NAMES.indexOf('share401');
+const PEERS = FEATURE_NAMES.indexOf('peers');
+const KIND = FEATURE_NAMES.indexOf('subjectKind');
+/** `KIND_CODE.address` in abuse-features.ts. */
+const ADDRESS_KIND = 1;
+
+/** A window of subjects as the worker reads it: `count` rows of `FEATURE_COUNT` features, and each row's requests. */
+export interface WindowRows {
+  rows: Float64Array;
+  requests: Float64Array;
+  count: number;
+}
+
+export const rowOf = (window: WindowRows, index: number): number[] =>
+  Array.from(window.rows.subarray(index * FEATURE_COUNT, (index + 1) * FEATURE_COUNT));
+
+/** One scored row: its index in the window, score, reasons and how far its furthest feature lies (spreads). */
+export interface ScoredRow {
+  index: number;
+  score: number;
+  distance: number;
+  reasons: AbuseReason[];
+}
+
+/**
+ * Scores every row, each against the population of its own kind, and keeps the `MAX_LISTED_SUBJECTS` highest
+ * (rows in the window's order, grouped by kind in order of first appearance; a stable sort by score).
+ */
+export function scoreWindow(model: Pick<AbuseModel, 'views'>, window: WindowRows): ScoredRow[] {
+  const groups = new Map<number, number[]>();
+  for (let index = 0; index < window.count; index++) {
+    const kind = window.rows[index * FEATURE_COUNT + KIND]!;
+    let group = groups.get(kind);
+    if (!group) groups.set(kind, (group = []));
+    group.push(index);
+  }
+  const scored: ScoredRow[] = [];
+  for (const group of groups.values()) {
+    const rows = group.map((index) => rowOf(window, index));
+    const profile = populationProfile(rows);
+    group.forEach((index, i) => {
+      const score = Number(abuseScore(model, rows[i]!).toFixed(4));
+      const { reasons, distance } = abuseEvidence(rows[i]!, profile);
+      scored.push({ index, score, distance, reasons });
+    });
+  }
+  scored.sort((a, b) => b.score - a.score);
+  scored.length = Math.min(scored.length, MAX_LISTED_SUBJECTS);
+  return scored;
+}
+
+/** Whether a row with enough requests to act on lies outside what the model was grown on. */
+export function windowIsNovel(model: Pick<AbuseModel, 'ranges'>, window: WindowRows): boolean {
+  for (let index = 0; index < window.count; index++)
+    if (window.requests[index]! >= MIN_REQUESTS_TO_ACT && novelTo(model, rowOf(window, index))) return true;
+  return false;
+}
+
+/**
+ * The addresses of a coordinated credential-stuffing attack in this window (see `STUFFING_ADDRESSES`), at most
+ * `MAX_LISTED_SUBJECTS`, scored by the model when there is one (else 0) with their reasons among all addresses: none
+ * unless at least that many addresses each failed every request with several different credentials.
+ */
+export function stuffingWindow(model: Pick<AbuseModel, 'views'> | undefined, window: WindowRows): ScoredRow[] {
+  const found: number[] = [];
+  const addresses: number[] = [];
+  for (let index = 0; index < window.count; index++) {
+    const at = index * FEATURE_COUNT;
+    if (window.rows[at + KIND] !== ADDRESS_KIND) continue;
+    addresses.push(index);
+    if (window.rows[at + SHARE_401] === 1 && window.rows[at + PEERS]! >= STUFFING_CREDENTIALS) found.push(index);
+  }
+  if (found.length < STUFFING_ADDRESSES) return [];
+  const profile = populationProfile(addresses.map((index) => rowOf(window, index)));
+  return found.slice(0, MAX_LISTED_SUBJECTS).map((index) => {
+    const row = rowOf(window, index);
+    const { reasons, distance } = abuseEvidence(row, profile);
+    return { index, score: model ? Number(abuseScore(model, row).toFixed(4)) : 0, distance, reasons };
+  });
+}
+
+/** One window of training rows, as the store keeps them. */
+export interface TrainingWindow {
+  at: number;
+  subjects: string[];
+  rows: number[][];
+  /**
+   * Taken before the watch had seen a whole window of traffic: every subject's window is only partly filled (its
+   * rates read low, its values few). Dropped once a whole window is kept.
+   */
+  partial?: boolean;
+}
+
+export interface GrowRequest {
+  /** The training windows as stored (JSON), if any. */
+  history: string | undefined;
+  /** The window's subjects, joined by `MARK_SEPARATOR` (one string crosses to the worker fast). */
+  subjects: string;
+  now: number;
+  /** This window joins the training windows (a scheduled training), or is used once (a novel subject). */
+  keep: boolean;
+  version: number;
+  windowMs: number;
+  bucketMs: number;
+  historyMs: number;
+  minSubjects: number;
+}
+
+export interface GrowResult {
+  /** The training windows to store (JSON), when this window joined them. */
+  history?: string;
+  model?: AbuseModel;
+}
+
+/** At most `MAX_TRAINING_ROWS` of a window's rows (and their subjects), a seeded sample when it holds more. */
+function sampleWindow(subjects: string[], rows: number[][], seed: number): { subjects: string[]; rows: number[][] } {
+  if (rows.length <= MAX_TRAINING_ROWS) return { subjects, rows };
+  const random = seededRandom(seed);
+  const picked = Array.from({ length: rows.length }, (_, i) => i);
+  for (let i = 0; i < MAX_TRAINING_ROWS; i++) {
+    const j = i + Math.floor(random() * (picked.length - i));
+    [picked[i], picked[j]] = [picked[j]!, picked[i]!];
+  }
+  const kept = picked.slice(0, MAX_TRAINING_ROWS).sort((a, b) => a - b);
+  return { subjects: kept.map((i) => subjects[i]!), rows: kept.map((i) => rows[i]!) };
+}
+
+/**
+ * Grows a forest on the training windows and this one, once they hold `minSubjects` subjects. `keep`: this window
+ * joins the training windows (a scheduled training; a bucket's later view replaces its earlier one). A training for
+ * a novel subject keeps nothing: a subject kept once per tick would soon outnumber the crowd it must stand out of.
+ */
+export function growModel(request: GrowRequest, window: WindowRows): GrowResult {
+  const { now, historyMs, windowMs, bucketMs } = request;
+  let windows = (request.history ? (JSON.parse(request.history) as TrainingWindow[]) : []).filter(
+    (stored) => stored.at > now - historyMs,
+  );
+  const all = Array.from({ length: window.count }, (_, i) => rowOf(window, i));
+  const names = window.count > 0 ? request.subjects.split(MARK_SEPARATOR) : [];
+  const current: TrainingWindow = { at: now, ...sampleWindow(names, all, request.version) };
+  // The start's windows are partial until one is taken a whole window after the first; it replaces them.
+  const first = windows[0];
+  if (!first || (first.partial && now - first.at < windowMs)) current.partial = true;
+  else windows = windows.filter((stored) => !stored.partial);
+  const result: GrowResult = {};
+  if (request.keep && window.count > 0) {
+    if (windows.length > 0 && now - windows.at(-1)!.at < bucketMs) windows.pop();
+    windows.push(current);
+    let rows = windows.reduce((sum, stored) => sum + stored.rows.length, 0);
+    while (rows > MAX_TRAINING_ROWS && windows.length > 1) rows -= windows.shift()!.rows.length;
+    result.history = JSON.stringify(windows);
+  } else windows.push(current);
+  const subjects = new Set(windows.flatMap((stored) => stored.subjects)).size;
+  if (subjects < request.minSubjects) return result;
+  result.model = {
+    version: request.version,
+    trainedAt: now,
+    subjects,
+    partial: windows.every((stored) => stored.partial === true),
+    ...trainAbuseForest(
+      windows.flatMap((stored) => stored.rows),
+      request.version,
+    ),
+  };
+  return result;
+}

@@ -1,0 +1,101 @@
+// The abuse watch's side of its worker thread: one call at a time in order, answered by promise; restarted if it dies.
+import type { Worker } from 'node:worker_threads';
+import { startModuleWorker } from '@tollgate/core';
+import type { GrowRequest, ScoredRow, WindowRows } from './abuse-scoring.js';
+
+/** What the watch keeps of a model: the model itself stays in the worker. */
+export interface ModelMeta {
+  version: number;
+  trainedAt: number;
+  subjects: number;
+  partial: boolean;
+}
+
+type WorkerRequest =
+  | { op: 'load'; window: WindowRows }
+  | { op: 'use'; json: string }
+  | { op: 'grow'; request: GrowRequest }
+  | { op: 'score' };
+export type WorkerCall = { id: number } & WorkerRequest;
+export type WorkerReply = { id: number } & ({ ok: true; value: unknown } | { ok: false; error: string });
+
+export interface Grown {
+  history?: string;
+  json?: string;
+  meta?: ModelMeta;
+}
+
+export interface Scored {
+  scored: ScoredRow[];
+  /** The addresses of a coordinated credential-stuffing attack (`stuffingWindow`). */
+  stuffing: ScoredRow[];
+}
+
+type Pending = { resolve: (value: unknown) => void; reject: (error: Error) => void };
+
+export class AbuseWorker {
+  #worker: Worker | undefined;
+  #next = 0;
+  readonly #pending = new Map<number, Pending>();
+  /** Bumped by each start: a new worker holds no model. */
+  generation = 0;
+
+  #start(): Worker {
+    const worker = startModuleWorker(import.meta.url, 'abuse-worker');
+    // Like the watch's timer, the worker never keeps a process alive.
+    worker.unref();
+    worker.on('message', (reply: WorkerReply) => {
+      const pending = this.#pending.get(reply.id);
+      this.#pending.delete(reply.id);
+      if (reply.ok) pending?.resolve(reply.value);
+      else pending?.reject(new Error(`abuse worker: ${reply.error}`));
+    });
+    const fail = (error: Error) => {
+      if (this.#worker === worker) this.#worker = undefined;
+      for (const pending of this.#pending.values()) pending.reject(error);
+      this.#pending.clear();
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => fail(new Error(`abuse worker exited (${code})`)));
+    this.generation++;
+    return worker;
+  }
+
+  #call<T>(call: WorkerRequest, transfer: ArrayBuffer[] = []): Promise<T> {
+    const worker = (this.#worker ??= this.#start());
+    const id = ++this.#next;
+    return new Promise<T>((resolve, reject) => {
+      this.#pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
+      worker.postMessage({ ...call, id }, transfer);
+    });
+  }
+
+  /** Hands the round's window over (its buffers move); resolves whether a row is novel to the worker's model. */
+  load(window: WindowRows): Promise<boolean> {
+    return this.#call({ op: 'load', window }, [
+      window.rows.buffer as ArrayBuffer,
+      window.requests.buffer as ArrayBuffer,
+    ]);
+  }
+
+  /** Takes a stored model (JSON); null when it is of an earlier release. */
+  use(json: string): Promise<ModelMeta | null> {
+    return this.#call({ op: 'use', json });
+  }
+
+  /** Grows a model on the stored training windows and the loaded window (`growModel`). */
+  grow(request: GrowRequest): Promise<Grown> {
+    return this.#call({ op: 'grow', request });
+  }
+
+  /** Scores the loaded window with the worker's model. */
+  score(): Promise<Scored> {
+    return this.#call({ op: 'score' });
+  }
+
+  async close(): Promise<void> {
+    const worker = this.#worker;
+    this.#worker = undefined;
+    await worker?.terminate();
+  }
+}
