@@ -44,7 +44,8 @@ beforeAll(async () => {
     tenants: { acme: { tier: 'pro', budget: { usd: 1000, period: 'day' } } },
     keys: [{ id: 'acme-key', sha256: sha256Hex(key), tenant: 'acme' }],
   });
-}, 60_000);
+  // Four reference tokenizers (test oracles) load here: about 20 s alone, past 60 s on a loaded two-core machine.
+}, 300_000);
 
 afterAll(async () => {
   await proxy?.close();
