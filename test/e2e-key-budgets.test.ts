@@ -1,6 +1,7 @@
-// A key's budget is part of the key, live: a key rotated by `tollgate keys rotate` continues its predecessor's budget
-// and period's spend; a key created through POST /admin/keys with a budget, or given another one by PATCH, is held to it
-// at once by every gateway process on one Redis; real processes, started as `pnpm start` starts them.
+// A key's budget is part of the key, live: a key rotated by `tollgate keys rotate` or POST /admin/keys/<id>/rotate
+// continues its predecessor's budget and period's spend; a key created through POST /admin/keys with a budget, or given
+// another one by PATCH, is held to it at once by every gateway process on one Redis; real processes, started as
+// `pnpm start` starts them.
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -220,4 +221,178 @@ describe('keys made and changed through /admin/keys, two gateway processes on on
     expect(removed.status).toBe(200);
     for (const proxy of [a, b]) expect((await call(proxy, key)).status).toBe(200);
   }, 120_000);
+});
+
+describe('a key rotated through POST /admin/keys/<id>/rotate, two gateway processes on one Redis', () => {
+  let a: SpawnedProxy;
+  let b: SpawnedProxy;
+
+  /** Creates a store key with the tiny budget through `proxy`; its secret. */
+  async function createKey(proxy: SpawnedProxy, id: string, budget: unknown = TINY_BUDGET): Promise<string> {
+    const created = await fetch(`${proxy.url}/admin/keys`, {
+      method: 'POST',
+      headers: admin,
+      body: JSON.stringify({ id, tenant: 'acme', scopes: ['chat'], budget }),
+    });
+    expect(created.status).toBe(201);
+    return ((await created.json()) as { key: string }).key;
+  }
+
+  async function rotate(proxy: SpawnedProxy, id: string, body?: unknown, headers: Record<string, string> = admin) {
+    const response = await fetch(`${proxy.url}/admin/keys/${id}/rotate`, {
+      method: 'POST',
+      headers,
+      ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+    });
+    return {
+      status: response.status,
+      body: (await response.json()) as {
+        key?: string;
+        record?: { id: string; budgetOf?: string; budget?: unknown; disabled?: boolean };
+        previous?: { id: string; disabled?: boolean; expiresAt?: string };
+        error?: { code: string; param: string | null; message: string };
+      },
+    };
+  }
+
+  /** Calls with `key` (budget counted under `scope`), each settled before the next, until refused: the calls served. */
+  async function spendSettled(proxies: SpawnedProxy[], key: string, scope: string): Promise<number> {
+    for (let served = 0; ; served++) {
+      const answer = await call(proxies[served % proxies.length]!, key);
+      if (answer.status === 429) return served;
+      expect(answer.status).toBe(200);
+      await settled(proxies[0]!, scope);
+    }
+  }
+
+  /** The spend of key budget `id` once nothing is held on it. */
+  async function settled(proxy: SpawnedProxy, id: string): Promise<number> {
+    return waitFor(async () => {
+      const [status] = (await keyBudget(proxy, id)).budgets;
+      return status && status.reservedNanoUsd === 0 ? status.spentNanoUsd : undefined;
+    }, `the calls of ${id} to settle`);
+  }
+
+  async function storedKey(proxy: SpawnedProxy, id: string) {
+    const listed = (await (await fetch(`${proxy.url}/admin/keys`, { headers: admin })).json()) as {
+      keys: { id: string; disabled?: boolean; budgetOf?: string }[];
+    };
+    return listed.keys.find((key) => key.id === id);
+  }
+
+  it("the new key continues the old one's spend and is refused where the old one would be; the old key stops", async () => {
+    const configPath = writeConfig('rotate-admin.json', { redisPrefix: prefix, redis: { blocks: { maxAge: '1s' } } });
+    [a, b] = await Promise.all([
+      start({ TOLLGATE_CONFIG: configPath, REDIS_URL }),
+      start({ TOLLGATE_CONFIG: configPath, REDIS_URL }),
+    ]);
+    // What the budget serves when no key is rotated: the point the rotated key must be refused at too.
+    const unrotated = await spendSettled([a, b], await createKey(a, 'never-rotated'), 'never-rotated');
+    expect(unrotated).toBeGreaterThan(1);
+    const spentUnrotated = await settled(a, 'never-rotated');
+
+    const oldKey = await createKey(b, 'rotated-live');
+    expect((await call(a, oldKey)).status).toBe(200);
+    const spent = await settled(b, 'rotated-live');
+    expect(spent).toBeGreaterThan(0);
+
+    const rotated = await rotate(a, 'rotated-live', { grace: '0', id: 'rotated-live-2' });
+    expect(rotated.status).toBe(201);
+    expect(rotated.body.key).toMatch(/^tgk_/);
+    expect(rotated.body.record).toMatchObject({ id: 'rotated-live-2', budgetOf: 'rotated-live', budget: TINY_BUDGET });
+    expect(rotated.body.record).not.toHaveProperty('sha256');
+    expect(rotated.body.previous).toMatchObject({ id: 'rotated-live', disabled: true });
+    // Both processes, no restart: the old key refused at once, the new one counted under the old one's budget.
+    for (const proxy of [a, b]) {
+      expect((await call(proxy, oldKey)).status).toBe(401);
+      expect((await keyBudget(proxy, 'rotated-live-2')).budgets[0]).toMatchObject({
+        scope: 'key',
+        id: 'rotated-live',
+        limitNanoUsd: 30_000,
+        spentNanoUsd: spent,
+      });
+    }
+    expect(await spendSettled([b, a], rotated.body.key!, 'rotated-live-2')).toBe(unrotated - 1);
+    for (const proxy of [a, b]) {
+      expect(await call(proxy, rotated.body.key!)).toEqual({ status: 429, code: 'insufficient_quota' });
+      expect(await settled(proxy, 'rotated-live-2')).toBe(spentUnrotated);
+    }
+  }, 120_000);
+
+  it('with a grace the old key works on until the grace ends, counted in the same budget', async () => {
+    const oldKey = await createKey(a, 'graced', { usd: 1, period: 'day' });
+    const rotated = await rotate(b, 'graced', { grace: '3s' });
+    expect(rotated.status).toBe(201);
+    // The default id keeps the line of keys readable.
+    expect(rotated.body.record!.id).toMatch(/^graced--[0-9a-f]{8}$/);
+    expect(Date.parse(rotated.body.previous!.expiresAt!)).toBeGreaterThan(Date.now());
+    for (const proxy of [a, b]) {
+      expect((await call(proxy, oldKey)).status).toBe(200);
+      expect((await call(proxy, rotated.body.key!)).status).toBe(200);
+    }
+    // Four calls, one budget: the old key's and the new key's views are the same scope.
+    const spent = await settled(a, rotated.body.record!.id);
+    expect((await keyBudget(b, rotated.body.record!.id)).budgets[0]).toMatchObject({
+      id: 'graced',
+      spentNanoUsd: spent,
+    });
+    expect(await settled(b, 'graced')).toBe(spent);
+    await waitFor(
+      async () => ((await call(a, oldKey)).status === 401 && (await call(b, oldKey)).status === 401 ? true : undefined),
+      'the grace to end',
+    );
+    for (const proxy of [a, b]) expect((await call(proxy, rotated.body.key!)).status).toBe(200);
+  }, 60_000);
+
+  it('a revoke at the same time as a rotation is never undone', async () => {
+    for (let round = 0; round < 6; round++) {
+      const id = `raced-${round}`;
+      const oldKey = await createKey(a, id, { usd: 1, period: 'day' });
+      // The grace keeps the old key: only the revoke may stop it, whichever lands first.
+      const [rotated, revoked] = await Promise.all([
+        rotate(round % 2 ? a : b, id, { grace: 'keep' }),
+        fetch(`${(round % 2 ? b : a).url}/admin/keys/${id}/revoke`, { method: 'POST', headers: admin }),
+      ]);
+      expect(revoked.status).toBe(200);
+      expect((await storedKey(a, id))?.disabled).toBe(true);
+      for (const proxy of [a, b]) expect((await call(proxy, oldKey)).status).toBe(401);
+      if (rotated.status === 201) {
+        for (const proxy of [a, b]) expect((await call(proxy, rotated.body.key!)).status).toBe(200);
+      } else {
+        expect(rotated).toMatchObject({ status: 409, body: { error: { code: 'invalid_request', param: 'id' } } });
+      }
+    }
+  }, 60_000);
+
+  it('bad requests get a clear 4xx and store nothing; without the admin key a 401', async () => {
+    const oldKey = await createKey(a, 'asked-badly');
+    const refusals: [unknown, number, string | null][] = [
+      [{ grace: 5 }, 400, 'grace'],
+      [{ grace: 'soon' }, 400, 'grace'],
+      [{ expires: '2001-01-01' }, 400, 'expires'],
+      [{ expires: ['30d'] }, 400, 'expires'],
+      [{ id: '../x' }, 400, 'id'],
+      [{ id: 'never-rotated' }, 409, 'id'],
+      [{ graze: '1h' }, 400, 'graze'],
+      [[], 400, 'body'],
+      ['"0"', 400, 'body'],
+    ];
+    for (const [body, status, param] of refusals) {
+      const refused = await rotate(a, 'asked-badly', body);
+      expect({ body, status: refused.status, param: refused.body.error?.param }).toEqual({ body, status, param });
+    }
+    expect((await rotate(a, 'asked-badly', `{"id":"${'x'.repeat(2 * 1024 * 1024)}"}`)).status).toBe(413);
+    expect((await rotate(a, 'nobody-has-this')).status).toBe(404);
+    expect((await rotate(a, 'rotated-live')).body.error).toMatchObject({ code: 'invalid_request', param: 'id' });
+    expect((await rotate(a, 'rotated-live')).status).toBe(409);
+    expect((await rotate(a, 'asked-badly', {}, { 'content-type': 'application/json' })).status).toBe(401);
+    const wrongAdmin = { authorization: `Bearer ${oldKey}`, 'content-type': 'application/json' };
+    expect((await rotate(a, 'asked-badly', {}, wrongAdmin)).status).toBe(401);
+    // Nothing rotated: the key works, no successor was stored.
+    expect((await call(b, oldKey)).status).toBe(200);
+    const listed = (await (await fetch(`${a.url}/admin/keys`, { headers: admin })).json()) as {
+      keys: { id: string; budgetOf?: string }[];
+    };
+    expect(listed.keys.filter((key) => key.budgetOf === 'asked-badly')).toEqual([]);
+  }, 60_000);
 });

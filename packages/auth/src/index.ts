@@ -17,11 +17,14 @@ export {
   expiryAfterGrace,
   keyBudgetTerm,
   keyExpiry,
+  keyTermOrRefusal,
   predecessorAfterRotation,
   rotationGrace,
   successorRecord,
   KeyTermError,
 } from './key-terms.js';
+export { rotateApiKey } from './key-rotation.js';
+export type { ChangeOneKey, Rotation, RotationTerms } from './key-rotation.js';
 export { runKeysCommand } from './keys-command.js';
 export { attribution } from './attribution.js';
 export type { AttributionOptions } from './attribution.js';

@@ -1,12 +1,22 @@
 // The terms of a key a person types: when a new key expires, and what a rotation does with the old one. One rule for
 // every place keys are made by hand (the `keys` command, the dashboard), each naming the field its own way.
-import { parseDuration } from '@tollgate/core';
+import { ApiError, parseDuration } from '@tollgate/core';
 import { keyBudgetScope } from '@tollgate/core/store-contracts';
 import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 
 /** A term that does not read; the message names the field as the caller called it (`--grace`, `grace`). */
 export class KeyTermError extends Error {
   override readonly name = 'KeyTermError';
+}
+
+/** A term read at an HTTP door (the dashboard, /admin/keys): its refusal as a 400 naming the field. */
+export function keyTermOrRefusal<T>(field: string, read: () => T): T {
+  try {
+    return read();
+  } catch (error) {
+    if (error instanceof KeyTermError) throw new ApiError('invalid_request', `${error.message}.`, { param: field });
+    throw error;
+  }
 }
 
 /** A duration from now: `30d`, `12h`, `90m`, `1w` (parseDuration's units). */

@@ -17,14 +17,8 @@ import type { Column, CommandIo, OutputFormat, ParsedCommandLine } from '@tollga
 import { generateApiKey, hashApiKey } from './api-keys.js';
 import { editConfigKeys, readConfigKeys } from './config-file.js';
 import { configKeyFromRecord, isValidKeyId } from './config-keys.js';
-import {
-  keyBudgetTerm,
-  KeyTermError,
-  keyExpiry,
-  predecessorAfterRotation,
-  rotationGrace,
-  successorRecord,
-} from './key-terms.js';
+import { keyBudgetTerm, KeyTermError, keyExpiry, rotationGrace } from './key-terms.js';
+import { rotateApiKey } from './key-rotation.js';
 import { readersFolder, waitForKeyFileReaders } from './key-file-readers.js';
 import type { ReadersVerdict } from './key-file-readers.js';
 
@@ -470,28 +464,24 @@ async function rotateKey(run: KeysRun): Promise<number> {
   const format = createdFormat(values);
   const grace = rotationGrace(values.grace, now, '--grace');
   const expiresAt = keyExpiry(values.expires, now, '--expires');
-  const key = generateApiKey();
-  let record: ApiKeyRecord | undefined;
+  const id = values.id === undefined ? undefined : checkedId(values.id);
   // One step (KeyStore.change): the old key read, its successor added and the old key ended together.
-  const outcome = await target.change(
-    oldId,
-    (old) => {
-      if (old.disabled === true) return undefined;
-      const id = checkedId(values.id ?? record?.id ?? defaultId(old.tenantId, old.userId));
-      record = successorRecord(old, { id, sha256: hashApiKey(key), now, expiresAt });
-      return { record: predecessorAfterRotation(old, grace), add: record };
-    },
-    false,
-  );
-  if (outcome !== 'done' || !record) {
+  const rotation = await rotateApiKey((keyId, decide) => target.change(keyId, decide, false), oldId, {
+    grace,
+    expiresAt,
+    id,
+    now,
+  });
+  if (rotation.outcome !== 'done') {
     const why: Record<Exclude<KeyChangeOutcome, 'done'>, string> = {
       missing: `No key with id "${oldId}" in ${target.describe}.`,
       declined: `The key "${oldId}" is revoked: create a new key instead.`,
-      taken: `A key with id "${record?.id ?? ''}" already exists in ${target.describe}; choose another --id.`,
+      taken: `A key with id "${rotation.successorId ?? ''}" already exists in ${target.describe}; choose another --id.`,
     };
-    io.stderr.write(`${why[outcome as Exclude<KeyChangeOutcome, 'done'>]}\n`);
+    io.stderr.write(`${why[rotation.outcome]}\n`);
     return EXIT_FAILED;
   }
+  const { key, record } = rotation;
   printCreated(io, key, record, target, format, `Rotated "${oldId}" to new`);
   if (format !== 'json') {
     const after = {

@@ -5,10 +5,9 @@ import {
   hashApiKey,
   isValidKeyId,
   keyExpiry,
-  KeyTermError,
-  predecessorAfterRotation,
+  keyTermOrRefusal,
+  rotateApiKey,
   rotationGrace,
-  successorRecord,
 } from '@tollgate/auth';
 import { ApiError } from '@tollgate/core';
 import { changeKey } from '@tollgate/core/store-contracts';
@@ -51,19 +50,9 @@ function list(fields: Fields, name: string): string[] | undefined {
   return items as string[];
 }
 
-/** The key-term rules of `@tollgate/auth` (the CLI's too), their refusal as a 400 naming the field. */
-function keyTerm<T>(name: string, read: () => T): T {
-  try {
-    return read();
-  } catch (error) {
-    if (error instanceof KeyTermError) throw new ApiError('invalid_request', `${error.message}.`, { param: name });
-    throw error;
-  }
-}
-
 /** `30d` from now, or an ISO time in the future; nothing for "never". */
 function expiry(fields: Fields, name: string, now: number): string | undefined {
-  return keyTerm(name, () => keyExpiry(text(fields, name), now, name));
+  return keyTermOrRefusal(name, () => keyExpiry(text(fields, name), now, name));
 }
 
 function oneOf(value: string | undefined, allowed: (() => readonly string[]) | undefined, name: string): void {
@@ -144,12 +133,6 @@ export async function revokeKey(config: DashboardConfig, id: string): Promise<Li
   return listedKey(record!, 'store', config.now());
 }
 
-/** The id of a rotated key: the old one's stem and a new suffix, so the line of keys stays readable. */
-function rotatedId(oldId: string): string {
-  const stem = oldId.replace(/--[0-9a-f]{8}$/, '').slice(0, 110);
-  return `${stem}--${randomBytes(4).toString('hex')}`;
-}
-
 /**
  * A new key with the old one's attributes; the old one then stops at once (`grace` 0), after the
  * grace (`1h`: its expiry moves no later than that), or stays until revoked (`grace` absent).
@@ -167,32 +150,37 @@ export async function rotateKey(
     });
   const now = config.now();
   // Read before anything is stored: a bad grace after the new key is stored would leave a key nobody was shown.
-  const grace = keyTerm('grace', () => rotationGrace(text(fields, 'grace'), now));
-  const newId = text(fields, 'id') ?? rotatedId(id);
-  if (!isValidKeyId(newId))
+  const grace = keyTermOrRefusal('grace', () => rotationGrace(text(fields, 'grace'), now));
+  const newId = text(fields, 'id');
+  if (newId !== undefined && !isValidKeyId(newId))
     throw new ApiError('invalid_request', 'id may hold letters, digits and . _ : @ - only (at most 128).', {
       param: 'id',
     });
-  if (await idTaken(config, store, newId))
+  if (newId !== undefined && (await idTaken(config, store, newId)))
     throw new ApiError('invalid_request', `A key with id "${newId}" exists.`, { param: 'id', status: 409 });
-  const key = generateApiKey();
   const expiresAt = expiry(fields, 'expires', now);
-  let record: ApiKeyRecord | undefined;
-  // One atomic store call: the successor added and the old key ended together (a revoke meanwhile is never undone).
-  // The rule of every rotation (@tollgate/auth): every attribute, the budget's spend and the end date included.
-  const outcome = await changeKey(store, id, (current) => {
-    if (current.disabled === true) return undefined;
-    record = successorRecord(current, { id: newId, sha256: hashApiKey(key), now, expiresAt });
-    return { record: predecessorAfterRotation(current, grace), add: record };
+  // The rule of every rotation (@tollgate/auth): one atomic store call, a revoke meanwhile never undone.
+  const rotation = await rotateApiKey((keyId, decide) => changeKey(store, keyId, decide), id, {
+    grace,
+    expiresAt,
+    id: newId,
+    now,
   });
-  if (outcome === 'taken')
-    throw new ApiError('invalid_request', `A key with id "${newId}" exists.`, { param: 'id', status: 409 });
-  if (outcome === 'missing') throw new ApiError('not_found', `No key "${id}" in the key store.`);
-  if (outcome === 'declined' || !record)
+  if (rotation.outcome === 'taken')
+    throw new ApiError('invalid_request', `A key with id "${rotation.successorId}" exists.`, {
+      param: 'id',
+      status: 409,
+    });
+  if (rotation.outcome === 'missing') throw new ApiError('not_found', `No key "${id}" in the key store.`);
+  if (rotation.outcome === 'declined')
     throw new ApiError('invalid_request', `The key "${id}" is revoked: create a new key instead.`, {
       param: 'id',
       status: 409,
     });
   const previous = (await store.findById(id)) ?? old;
-  return { key, record: listedKey(record, 'store', now), previous: listedKey(previous, 'store', now) };
+  return {
+    key: rotation.key,
+    record: listedKey(rotation.record, 'store', now),
+    previous: listedKey(previous, 'store', now),
+  };
 }

@@ -1,7 +1,15 @@
-// /admin/keys: list, create (the key is shown once), change the budget of and revoke keys in the shared key store.
+// /admin/keys: list, create and rotate (a new key is shown once), change the budget of and revoke keys in the key store.
 import express from 'express';
 import type { Request, Response, Router } from 'express';
-import { generateApiKey, hashApiKey, isValidKeyId } from '@tollgate/auth';
+import {
+  generateApiKey,
+  hashApiKey,
+  isValidKeyId,
+  keyExpiry,
+  keyTermOrRefusal,
+  rotateApiKey,
+  rotationGrace,
+} from '@tollgate/auth';
 import { ApiError } from '@tollgate/core';
 import { asyncRoute } from '@tollgate/core/checks';
 import { changeKey } from '@tollgate/core/store-contracts';
@@ -35,6 +43,9 @@ function optionalStringList(body: Record<string, unknown>, field: string): strin
   return value as string[];
 }
 
+/** What a rotation's body may give: the options of `tollgate keys rotate`. */
+const ROTATION_FIELDS = ['grace', 'expires', 'id'];
+
 export function adminKeysRouter(
   keyProblems: AuthOptions['keyProblems'],
   configRecords: () => readonly ApiKeyRecord[],
@@ -42,6 +53,13 @@ export function adminKeysRouter(
 ): Router {
   const router = express.Router();
   const isConfigKey = (id: string) => configRecords().some((record) => record.id === id);
+  /** The route's key id, when it names a key of the store: a config file's key is changed in its file (`how`). */
+  const storeKeyId = (req: Request, how: string): string => {
+    const id = req.params.id as string;
+    if (isConfigKey(id))
+      throw new ApiError('invalid_request', `The key "${id}" comes from the config file: ${how}.`, { param: 'id' });
+    return id;
+  };
 
   router.get(
     '/',
@@ -104,11 +122,7 @@ export function adminKeysRouter(
   router.patch(
     '/:id',
     asyncRoute(async function changeKeyBudget(req: Request, res: Response) {
-      const id = req.params.id as string;
-      if (isConfigKey(id))
-        throw new ApiError('invalid_request', `The key "${id}" comes from the config file: change it there.`, {
-          param: 'id',
-        });
+      const id = storeKeyId(req, 'change it there');
       const body: unknown = req.body;
       const fields = typeof body === 'object' && body !== null && !Array.isArray(body) ? body : {};
       const unknownField = Object.keys(fields).find((field) => field !== 'budget');
@@ -132,15 +146,58 @@ export function adminKeysRouter(
   router.post(
     '/:id/revoke',
     asyncRoute(async function revokeKey(req: Request, res: Response) {
-      const id = req.params.id as string;
-      if (isConfigKey(id))
-        throw new ApiError(
-          'invalid_request',
-          `The key "${id}" comes from the config file: remove it there (or set "disabled": true).`,
-          { param: 'id' },
-        );
+      const id = storeKeyId(req, 'remove it there (or set "disabled": true)');
       if (!(await store.disable(id))) throw new ApiError('not_found', `No key "${id}" in the key store.`);
       res.json({ revoked: id });
+    }),
+  );
+
+  // `{ "grace"?, "expires"?, "id"? }`, the terms of `tollgate keys rotate`: the successor (its secret shown once)
+  // continues the old key's budget and period's spend; one atomic store call, so a revoke meanwhile stays.
+  router.post(
+    '/:id/rotate',
+    asyncRoute(async function rotateKey(req: Request, res: Response) {
+      const id = storeKeyId(req, 'rotate it there (tollgate keys rotate --config)');
+      const body: unknown = req.body ?? {};
+      if (typeof body !== 'object' || body === null || Array.isArray(body))
+        throw new ApiError('invalid_request', 'The body must be a JSON object.', { param: 'body' });
+      const fields = body as Record<string, unknown>;
+      const unknownField = Object.keys(fields).find((field) => !ROTATION_FIELDS.includes(field));
+      if (unknownField !== undefined)
+        throw new ApiError('invalid_request', 'The body may give "grace", "expires" and "id" only.', {
+          param: unknownField,
+        });
+      // Read before anything is stored: a bad term after the successor is stored would leave a key nobody was shown.
+      const now = Date.now();
+      const grace = keyTermOrRefusal('grace', () => rotationGrace(optionalString(fields, 'grace'), now));
+      const expiresAt = keyTermOrRefusal('expires', () => keyExpiry(optionalString(fields, 'expires'), now));
+      const newId = optionalString(fields, 'id');
+      if (newId !== undefined && !isValidKeyId(newId))
+        throw new ApiError('invalid_request', 'id may hold letters, digits and . _ : @ - only.', { param: 'id' });
+      if (newId !== undefined && isConfigKey(newId))
+        throw new ApiError('invalid_request', `A key with id "${newId}" exists.`, { param: 'id', status: 409 });
+      const rotation = await rotateApiKey((keyId, decide) => changeKey(store, keyId, decide), id, {
+        grace,
+        expiresAt,
+        id: newId,
+        now,
+      });
+      if (rotation.outcome === 'missing') throw new ApiError('not_found', `No key "${id}" in the key store.`);
+      if (rotation.outcome === 'declined')
+        throw new ApiError('invalid_request', `The key "${id}" is revoked: create a new key instead.`, {
+          param: 'id',
+          status: 409,
+        });
+      if (rotation.outcome === 'taken')
+        throw new ApiError('invalid_request', `A key with id "${rotation.successorId}" exists.`, {
+          param: 'id',
+          status: 409,
+        });
+      res.status(201).json({
+        key: rotation.key,
+        record: publicRecord(rotation.record, 'store'),
+        previous: publicRecord(rotation.previous, 'store'),
+      });
     }),
   );
 

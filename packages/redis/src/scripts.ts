@@ -387,7 +387,8 @@ export const reserveReceipts = new LuaScript(
 // What a rebuild after a loss read, and what lost settles charged before it (see RedisRebuildGate.recordCut): the
 // slot's cut hash (<base>counted) holds @from, before which every finished record was read, and the ids of those read
 // since; a scope's lost hash (<base>lost:<scope>) holds what lost settles charged it while the slot was not rebuilt:
-// @a, their total, and per record charged "at,amount", which the rebuild's restore takes back where it read the record.
+// @a, their total, and per record charged "at,amount" (the sum of its shares), which the rebuild's restore takes back
+// where it read the record.
 const CUT_HELPERS = `
 local cutFrom, cutLoaded = nil, false
 -- True when the rebuild recorded in cutKey read the record (finished at \`at\`).
@@ -469,7 +470,12 @@ export const settleBatch = new LuaScript(
     local function check(r)
       local amount, at, id = string.match(records[r], '^([^,]*),([^,]*),(.*)$')
       if counted(cutKey, id, tonumber(at)) then actual = actual - tonumber(amount)
-      elseif lostKey then redis.call('HSET', lostKey, id, at .. ',' .. amount) end
+      elseif lostKey then
+        -- A record charged in several shares (a hold and its extensions) is noted with their sum.
+        local noted = redis.call('HGET', lostKey, id)
+        if noted then amount = fmt(tonumber(string.match(noted, ',([^,]*)$')) + tonumber(amount)) end
+        redis.call('HSET', lostKey, id, at .. ',' .. amount)
+      end
     end
     if packed ~= nil then
       -- 'b4': the records are read only here, where a share lost its reservation (rare); its refs are ranges "i-j".

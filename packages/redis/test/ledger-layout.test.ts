@@ -200,6 +200,36 @@ describe('reservation ledger layout', () => {
     }
   });
 
+  it('notes every share of one record that a lost slot charged (a hold and its extension): the restore takes back each', async () => {
+    const lostPrefix = uniquePrefix();
+    const lost = createRedisStores({ url: REDIS_URL, prefix: lostPrefix });
+    const gate = lost.ledger.rebuildGate!;
+    const at = (name: string) => `${lostPrefix}{ledger}:${name}`;
+    try {
+      gate.require();
+      await gate.markRebuilt([]);
+      const scope = { key: 'tenant:extended', limit: 10_000, expiresAt: Date.now() + hour };
+      // A stream's hold and the extension reserved for it when its output passed what was held.
+      await lost.ledger.reserve({ id: 'hold', amount: 300, ttlMs: 60_000, scopes: [scope] });
+      await lost.ledger.reserve({ id: 'hold:more:1', amount: 500, ttlMs: 60_000, scopes: [scope] });
+      await client.del([at('scope:tenant:extended'), at('rebuilt')]);
+      // The call cost 700: its record's parts, the hold's 300 and the extension's 400, settle before the rebuild.
+      const now = Date.now();
+      await Promise.all([
+        lost.ledger.settle('hold:more:1', 400, [{ id: 'rec-x', at: now, amount: 400 }]),
+        lost.ledger.settle('hold', 300, [{ id: 'rec-x', at: now, amount: 300 }]),
+      ]);
+      expect(await client.hGetAll(at('lost:tenant:extended'))).toEqual({ '@a': '700', 'rec-x': `${now},700` });
+      // The rebuild read the record (700 in the usage ledger): the call counts once, not 700 and one share again.
+      await gate.recordCut!(now - 60_000, new Map([[undefined, ['rec-x']]]));
+      await lost.ledger.restoreSpent!(scope.key, 700, scope.expiresAt);
+      expect(await lost.ledger.usage([scope.key])).toEqual([{ key: scope.key, spent: 700, reserved: 0, credit: 0 }]);
+    } finally {
+      await lost.close();
+      await deleteKeys(lostPrefix);
+    }
+  });
+
   it('lands a batch whose record has no id (a caller in JavaScript), and the settles beside it', async () => {
     const expiresAt = Date.now() + hour;
     const scope = { key: 'no-id', limit: 1_000, expiresAt };

@@ -17,7 +17,7 @@ const PINNED: Record<keyof typeof SCRIPTS, string> = {
   peekFixedWindow: '76a5468507689f891fde3785bbdb242e5cfa306a',
   reserve: '379de5e6f5585155939c45c89e0b38cea0b0af5d',
   reserveReceipts: '1e31507ae86ff56f4c3bacc5a47e742c07b64b92',
-  settleBatch: 'd06a657429cd7237997599353a0c931ac0c9ee0c',
+  settleBatch: 'bc33500c696cfba92f171642b7c541f996f54a4c',
   ledgerUsage: 'ed9469d18d114c467ac4f3b4d31944a13f466639',
   addToScope: '89f1406b3a03b57aaaf5f066ccded8ebf7d7e3e9',
   restoreSpent: '2565c7cb5894003778b057c083916b38ba07fd37',
