@@ -456,12 +456,18 @@ function atTier(price: ResolvedPrice | undefined, tier: string | undefined): Res
   return tier === undefined ? price : (price?.tiers?.[tier] ?? price);
 }
 
-/** A source row over the shipped row of the same id: the source's costs, the shipped row's provider and limits. */
+/**
+ * A source row over the shipped row of the same id: the source's costs, the shipped row's provider and limits, and
+ * the shipped speeds and regions where the source bills none (LiteLLM's file has no fast or regional rates).
+ */
 function sourceRow(row: ModelPrice, shipped: ModelPrice | undefined): ModelPrice {
   if (shipped === undefined) return row;
   const merged: ModelPrice = { ...row, provider: shipped.provider };
   for (const field of ['maxOutputTokens', 'contextWindow', 'tokenizer', 'ownTokenizer', 'kind'] as const)
     if (shipped[field] !== undefined) (merged as unknown as Record<string, unknown>)[field] = shipped[field];
+  if (merged.speeds === undefined && shipped.speeds !== undefined) merged.speeds = shipped.speeds;
+  if (merged.inferenceGeos === undefined && shipped.inferenceGeos !== undefined)
+    merged.inferenceGeos = shipped.inferenceGeos;
   return merged;
 }
 

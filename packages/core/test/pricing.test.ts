@@ -166,6 +166,24 @@ describe('speeds and inference regions billed apart', () => {
     expect(costNanoUsd({ ...usage(100, 100), speed: 'slow', inferenceGeo: 'eu' }, price)).toBe(200_000 + 1_000_000);
   });
 
+  it('keeps the shipped fast prices and US multiplier of a row a LiteLLM source reprices, as LiteLLM has none', () => {
+    const sourced = createPricing();
+    const perToken = (usd: number) => usd / 1_000_000;
+    sourced.loadSource(
+      JSON.stringify({
+        'claude-opus-5': {
+          litellm_provider: 'anthropic',
+          mode: 'chat',
+          input_cost_per_token: perToken(6),
+          output_cost_per_token: perToken(30),
+        },
+      }),
+    );
+    const opus = sourced.get('claude-opus-5');
+    expect(opus).toMatchObject({ inputMicro: 6_000_000, inferenceGeos: { us: 1.1 } });
+    expect(opus.speeds?.fast).toMatchObject({ inputMicro: 10_000_000, outputMicro: 50_000_000 });
+  });
+
   it('refuses a region multiplier under 1 or past 10', () => {
     for (const factor of [0.9, 11, Number.NaN])
       expect(() =>

@@ -1,5 +1,6 @@
 // Usage fields billed as the providers bill them, read from their own response shapes (JSON and streamed) and priced
 // the way the meter prices a record: Anthropic's iterations, speed, inference_geo and thinking; OpenAI's cache writes.
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from '@jest/globals';
 import { createPricing } from '@tollgate/core';
 import type { ProviderApi, TokenUsage } from '@tollgate/core';
@@ -74,28 +75,9 @@ const messageEvents = (model: string, start: Record<string, unknown>, delta: Rec
 describe("Anthropic's usage.iterations: each call billed once, at its own model's price", () => {
   // The compaction docs' own example: the top level is the answer's call alone (23,000 in, 1,000 out); the summary
   // call (180,000 in, 3,500 out) is only in `iterations`, and the bill is the sum over `iterations`.
-  const compacted = {
-    input_tokens: 23000,
-    output_tokens: 1000,
-    cache_creation_input_tokens: 0,
-    cache_read_input_tokens: 0,
-    iterations: [
-      {
-        type: 'compaction',
-        input_tokens: 180000,
-        output_tokens: 3500,
-        cache_creation_input_tokens: 0,
-        cache_read_input_tokens: 0,
-      },
-      {
-        type: 'message',
-        input_tokens: 23000,
-        output_tokens: 1000,
-        cache_creation_input_tokens: 0,
-        cache_read_input_tokens: 0,
-      },
-    ],
-  };
+  const compacted = JSON.parse(
+    readFileSync(new URL('./fixtures/anthropic-compacted-usage.json', import.meta.url), 'utf8'),
+  ) as Record<string, unknown>;
 
   it('bills a compacted JSON answer at the sum of its iterations, not its top-level counts alone', () => {
     const usage = readJson('anthropic.messages', message('claude-opus-5', compacted));
