@@ -7,6 +7,7 @@ import { createServer } from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import type { TollgateStores, UsageRecord } from '@tollgate/core';
 import { createRedisStores } from '@tollgate/redis';
@@ -79,7 +80,10 @@ class Setup {
     const config: ProxyConfig = {
       usageLog: this.usageLog,
       adminKeySha256: sha256Hex(adminKey),
-      upstreams: { openai: { baseUrl: `${this.upstream.url}/v1`, apiKey: 'sk-upstream' } },
+      upstreams: {
+        openai: { baseUrl: `${this.upstream.url}/v1`, apiKey: 'sk-upstream' },
+        anthropic: { baseUrl: this.upstream.url, apiKey: 'sk-ant-upstream' },
+      },
       models: {
         'own-model': {
           provider: 'openai',
@@ -194,6 +198,17 @@ class Setup {
     const types: string[] = [];
     for await (const event of stream) types.push(event.type);
     expect(types).toContain('response.completed');
+    return this.recordOf(requestId);
+  }
+
+  /** One Messages call through the Anthropic SDK (streamed or not) and its usage record. */
+  async ask(content: string, stream: boolean): Promise<UsageRecord> {
+    const requestId = randomUUID();
+    const anthropic = new Anthropic({ apiKey: userKey, baseURL: this.proxy.url, maxRetries: 0 });
+    const request = { model: 'claude-opus-5', max_tokens: 100, messages: [{ role: 'user' as const, content }] };
+    const options = { headers: { 'x-request-id': requestId } };
+    if (stream) await anthropic.messages.stream(request, options).finalMessage();
+    else await anthropic.messages.create(request, options);
     return this.recordOf(requestId);
   }
 
@@ -314,6 +329,27 @@ describe.each(['memory', 'redis'] as const)('prices from a file source, on %s', 
     expect(standard.serviceTier).toBe('default');
     expect(standard.costNanoUsd).toBe(costOf(3, 6));
   });
+
+  it.each([false, true])(
+    'bills an Anthropic answer (stream: %s) by its iterations, at fast speed in the US',
+    async (stream) => {
+      const before = await setup.settledSpend();
+      const record = await setup.ask('compact and answer', stream);
+      // The compaction docs' example on Opus 5: 203,000 in and 4,500 out over both calls, at the fast prices ($10 / $50)
+      // times 1.1 for US-only inference.
+      const billed = 203_000 * 11_000 + 4_500 * 55_000;
+      expect(record).toMatchObject({
+        model: 'claude-opus-5',
+        inputTokens: 203_000,
+        outputTokens: 4_500,
+        speed: 'fast',
+        inferenceGeo: 'us',
+        costNanoUsd: billed,
+      });
+      expect(record.iterations?.map((call) => call.kind)).toEqual(['compaction', 'message']);
+      expect((await setup.settledSpend()) - before).toBe(billed);
+    },
+  );
 
   it('bills a Responses stream at the tier its response.completed says served it', async () => {
     const spent = await setup.settledSpend();

@@ -1,4 +1,5 @@
 // Test helpers for price sources: a LiteLLM price file, and an OpenAI upstream that answers at the service tier asked.
+import { readFileSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import { expect } from '@jest/globals';
 import type { FakeUpstreamRequest } from './proxy.js';
@@ -98,6 +99,56 @@ function responsesBody(model: string | undefined, status: 'in_progress' | 'compl
  * none), or the one a prompt's `serve:<tier>` names. A prompt with `refuse` gets 429 as OpenAI answers when flex
  * capacity is short; a stream whose prompt says `hold:<tag>` sends its first event, then waits for `release(tag)`.
  */
+/**
+ * Anthropic's usage of an answer made of two calls, as its compaction docs show it (the summary call in `iterations`
+ * only), served at fast speed in the US.
+ */
+export const COMPACTED_FAST_US_USAGE: Record<string, unknown> = {
+  ...(JSON.parse(
+    readFileSync(
+      new URL('../../packages/providers/test/fixtures/anthropic-compacted-usage.json', import.meta.url),
+      'utf8',
+    ),
+  ) as Record<string, unknown>),
+  service_tier: 'standard',
+  speed: 'fast',
+  inference_geo: 'us',
+};
+
+/** An Anthropic message answering `body` with COMPACTED_FAST_US_USAGE, whole or as its event stream. */
+function answerMessage(body: TierAsked, res: ServerResponse): void {
+  const message = {
+    id: 'msg_compacted',
+    type: 'message',
+    role: 'assistant',
+    model: body.model,
+    content: [{ type: 'text', text: 'ok' }],
+    stop_reason: 'end_turn',
+    stop_sequence: null,
+    usage: COMPACTED_FAST_US_USAGE,
+  };
+  if (!body.stream) {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(message));
+    return;
+  }
+  res.writeHead(200, { 'content-type': 'text/event-stream' });
+  const { iterations: _later, ...started } = COMPACTED_FAST_US_USAGE;
+  const events: Record<string, unknown>[] = [
+    {
+      type: 'message_start',
+      message: { ...message, content: [], stop_reason: null, usage: { ...started, output_tokens: 1 } },
+    },
+    { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } },
+    { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'ok' } },
+    { type: 'content_block_stop', index: 0 },
+    { type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: COMPACTED_FAST_US_USAGE },
+    { type: 'message_stop' },
+  ];
+  for (const event of events) sse(res, event, event.type as string);
+  res.end();
+}
+
 export function tierUpstream() {
   const held = new Map<string, { started: Promise<void>; start(): void; release(): void; released: Promise<void> }>();
   const gate = (tag: string) => {
@@ -149,6 +200,7 @@ export function tierUpstream() {
 
   function answer(request: FakeUpstreamRequest, res: ServerResponse): void {
     const body = request.body as TierAsked;
+    if (request.url.endsWith('/v1/messages')) return answerMessage(body, res);
     const text = body.messages?.[0]?.content ?? body.input ?? '';
     if (text.includes('refuse')) {
       res.writeHead(429, { 'content-type': 'application/json' });

@@ -127,6 +127,34 @@ function serviceTiersOf(id: string, row: ModelPrice): ModelPrice['serviceTiers']
   return { ...tiers, ...row.serviceTiers };
 }
 
+/**
+ * Anthropic's fast mode (`usage.speed: "fast"`), USD per 1M tokens (input, output), across the whole context window;
+ * the caching multipliers apply on top. Opus 5 and Opus 4.8: the pricing page's fast-mode table. Opus 5.5 serves fast
+ * mode (Claude Code's fast-mode page) but no page read lists its price: taken at twice the standard, the ratio of every
+ * model the pricing page lists, so a fast call is not billed at the standard price. See docs/prices.md.
+ */
+const ANTHROPIC_FAST: Readonly<Record<string, TierPrice>> = {
+  'claude-opus-5': { inputPerMTok: 10, outputPerMTok: 50 },
+  'claude-opus-4-8': { inputPerMTok: 10, outputPerMTok: 50 },
+  'claude-opus-5-5': { inputPerMTok: 8, outputPerMTok: 40 },
+};
+/**
+ * Anthropic's US-only inference (`usage.inference_geo: "us"`): 1.1x every token price for Claude Opus 4.6, Sonnet 4.6
+ * and later models (the pricing page's data residency section); earlier models keep their prices.
+ */
+const ANTHROPIC_US_ONLY = /^claude-(opus-4-[6-9]|sonnet-4-[6-9]|(opus|sonnet|haiku|fable|mythos)-[5-9])/;
+const US_ONLY_MULTIPLIER = 1.1;
+
+/** The speeds and regions Anthropic bills apart, over what the row already names. */
+function anthropicModifiersOf(id: string, row: ModelPrice): Partial<ModelPrice> {
+  if (row.provider !== 'anthropic' || row.kind === 'embedding') return {};
+  const fast = ANTHROPIC_FAST[id];
+  return {
+    ...(fast ? { speeds: { fast, ...row.speeds } } : {}),
+    ...(ANTHROPIC_US_ONLY.test(id) ? { inferenceGeos: { us: US_ONLY_MULTIPLIER, ...row.inferenceGeos } } : {}),
+  };
+}
+
 /** The catalogue on `day` (YYYY-MM-DD): every row by id, and the match rules of the maintained rows in their order. */
 export function buildCatalogue(day: string): {
   prices: Readonly<Record<string, ModelPrice>>;
@@ -148,7 +176,7 @@ export function buildCatalogue(day: string): {
   }
   for (const [id, row] of Object.entries(prices)) {
     const serviceTiers = serviceTiersOf(id, row);
-    if (serviceTiers) prices[id] = { ...row, serviceTiers };
+    prices[id] = { ...row, ...(serviceTiers ? { serviceTiers } : {}), ...anthropicModifiersOf(id, row) };
   }
   return {
     prices: Object.freeze(prices),

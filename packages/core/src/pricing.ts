@@ -57,6 +57,18 @@ export interface ModelPrice {
    * is billed at them). The classes it names replace the standard ones.
    */
   longContext?: { aboveInputTokens: number } & TierPrice;
+  /**
+   * Prices at the speeds the provider bills apart, by the name its answers give them (Anthropic's `usage.speed`:
+   * `fast`): a call the answer says ran at one is billed at them across its whole context window. A cache class the
+   * speed does not name is the standard one times the speed's input over the standard input (the caching
+   * multipliers apply on top). A speed named nowhere here is priced as the standard speed.
+   */
+  speeds?: Record<string, TierPrice>;
+  /**
+   * Multipliers of every price by where inference ran, by the name the answers give it (Anthropic's
+   * `usage.inference_geo`: `us`, 1.1). A region named nowhere here is priced at 1.
+   */
+  inferenceGeos?: Record<string, number>;
 }
 
 /** The prices of one service tier: the classes it names replace the standard tier's. */
@@ -106,6 +118,10 @@ export interface ResolvedPrice {
   tiers?: Readonly<Record<string, ResolvedPrice>>;
   /** The prices of a call with more input tokens than `aboveInputTokens` (see `ModelPrice.longContext`). */
   longContext?: { aboveInputTokens: number; price: ResolvedPrice };
+  /** The prices at each speed billed apart (see `ModelPrice.speeds`). */
+  speeds?: Readonly<Record<string, ResolvedPrice>>;
+  /** The multiplier of every price by where inference ran (see `ModelPrice.inferenceGeos`). */
+  inferenceGeos?: Readonly<Record<string, number>>;
 }
 
 export interface PricingOptions {
@@ -306,7 +322,55 @@ function resolvePrice(model: string, price: ModelPrice): ResolvedPrice {
   };
   if (price.serviceTiers !== undefined) resolved.tiers = resolveTiers(model, price, resolved);
   if (price.longContext !== undefined) resolved.longContext = resolveLongContext(model, price.longContext, resolved);
+  if (price.speeds !== undefined) resolved.speeds = resolveSpeeds(model, price.speeds, resolved);
+  if (price.inferenceGeos !== undefined) resolved.inferenceGeos = resolveGeos(model, price.inferenceGeos);
   return resolved;
+}
+
+/** Each speed as a whole price: the classes it names, the cache classes it does not scaled as its input is. */
+function resolveSpeeds(
+  model: string,
+  speeds: NonNullable<ModelPrice['speeds']>,
+  standard: ResolvedPrice,
+): Record<string, ResolvedPrice> {
+  if (typeof speeds !== 'object' || speeds === null)
+    throw new TollgateError('ERR_TG_CORE_INVALID_PRICE', `speeds of model "${model}" must be an object`);
+  const { tiers: _tiers, longContext: _long, ...base } = standard;
+  const resolved: Record<string, ResolvedPrice> = {};
+  for (const [speed, costs] of Object.entries(speeds)) {
+    if (typeof costs !== 'object' || costs === null)
+      throw new TollgateError('ERR_TG_CORE_INVALID_PRICE', `speeds.${speed} of model "${model}" must be an object`);
+    const at = `${model}" speed "${speed}`;
+    const inputMicro = toMicro(costs.inputPerMTok, standard.inputMicro / 1_000_000, 'inputPerMTok', at);
+    const ratio = standard.inputMicro === 0 ? 1 : inputMicro / standard.inputMicro;
+    const micro = (given: number | undefined, standardMicro: number, field: string) =>
+      given === undefined ? Math.ceil(standardMicro * ratio) : toMicro(given, 0, field, at);
+    resolved[speed] = {
+      ...base,
+      inputMicro,
+      cachedInputMicro: micro(costs.cachedInputPerMTok, standard.cachedInputMicro, 'cachedInputPerMTok'),
+      cacheWriteMicro: micro(costs.cacheWritePerMTok, standard.cacheWriteMicro, 'cacheWritePerMTok'),
+      cacheWrite1hMicro: micro(costs.cacheWrite1hPerMTok, standard.cacheWrite1hMicro, 'cacheWrite1hPerMTok'),
+      outputMicro: micro(costs.outputPerMTok, standard.outputMicro, 'outputPerMTok'),
+    };
+    delete resolved[speed]!.speeds;
+  }
+  return resolved;
+}
+
+/** The most a region may multiply prices by: a typo of 110 for 1.1 is refused rather than billed. */
+const MAX_GEO_MULTIPLIER = 10;
+
+function resolveGeos(model: string, geos: NonNullable<ModelPrice['inferenceGeos']>): Record<string, number> {
+  if (typeof geos !== 'object' || geos === null)
+    throw new TollgateError('ERR_TG_CORE_INVALID_PRICE', `inferenceGeos of model "${model}" must be an object`);
+  for (const [geo, factor] of Object.entries(geos))
+    if (typeof factor !== 'number' || !Number.isFinite(factor) || factor < 1 || factor > MAX_GEO_MULTIPLIER)
+      throw new TollgateError(
+        'ERR_TG_CORE_INVALID_PRICE',
+        `inferenceGeos.${geo} of model "${model}" must be a multiplier from 1 to ${MAX_GEO_MULTIPLIER}; got ${JSON.stringify(factor)}`,
+      );
+  return { ...geos };
 }
 
 function resolveLongContext(
@@ -392,12 +456,18 @@ function atTier(price: ResolvedPrice | undefined, tier: string | undefined): Res
   return tier === undefined ? price : (price?.tiers?.[tier] ?? price);
 }
 
-/** A source row over the shipped row of the same id: the source's costs, the shipped row's provider and limits. */
+/**
+ * A source row over the shipped row of the same id: the source's costs, the shipped row's provider and limits, and
+ * the shipped speeds and regions where the source bills none (LiteLLM's file has no fast or regional rates).
+ */
 function sourceRow(row: ModelPrice, shipped: ModelPrice | undefined): ModelPrice {
   if (shipped === undefined) return row;
   const merged: ModelPrice = { ...row, provider: shipped.provider };
   for (const field of ['maxOutputTokens', 'contextWindow', 'tokenizer', 'ownTokenizer', 'kind'] as const)
     if (shipped[field] !== undefined) (merged as unknown as Record<string, unknown>)[field] = shipped[field];
+  if (merged.speeds === undefined && shipped.speeds !== undefined) merged.speeds = shipped.speeds;
+  if (merged.inferenceGeos === undefined && shipped.inferenceGeos !== undefined)
+    merged.inferenceGeos = shipped.inferenceGeos;
   return merged;
 }
 
@@ -582,24 +652,70 @@ export function createPricing(options: PricingOptions = {}): Pricing {
   return live;
 }
 
+/** The token counts of one model call by price class (a usage, or one of its iterations). */
+type CallTokens = Pick<
+  TokenUsage,
+  'inputTokens' | 'cachedInputTokens' | 'cacheWriteTokens' | 'cacheWrite1hTokens' | 'outputTokens'
+>;
+
 /**
- * Cost of a usage in nano-USD, rounded up once. Each token is priced once in its class:
- * uncached input, cached input (cache read), cache write, output (reasoning included).
+ * The price one call is billed at: its speed's prices when the model bills that speed apart (across the whole
+ * context window), else the long-context prices past their threshold; times its region's multiplier.
  */
-export function costNanoUsd(usage: TokenUsage, price: ResolvedPrice): number {
-  price = priceAtInput(price, usage.inputTokens);
-  const cached = Math.max(0, usage.cachedInputTokens);
-  const written = Math.max(0, usage.cacheWriteTokens);
+function billedPrice(price: ResolvedPrice, inputTokens: number, usage: Pick<TokenUsage, 'speed' | 'inferenceGeo'>) {
+  const speed = usage.speed === undefined ? undefined : price.speeds?.[usage.speed];
+  const at = speed ?? priceAtInput(price, inputTokens);
+  const factor = usage.inferenceGeo === undefined ? undefined : price.inferenceGeos?.[usage.inferenceGeo];
+  if (factor === undefined || factor === 1) return at;
+  // Rounded up to the micro-USD per 1M tokens: a price at a region is never under its multiple.
+  const times = (micro: number) => Math.ceil(Math.round(micro * factor * 1000) / 1000);
+  return {
+    ...at,
+    inputMicro: times(at.inputMicro),
+    cachedInputMicro: times(at.cachedInputMicro),
+    cacheWriteMicro: times(at.cacheWriteMicro),
+    cacheWrite1hMicro: times(at.cacheWrite1hMicro),
+    outputMicro: times(at.outputMicro),
+  };
+}
+
+/** Cost of one call in pico-USD: each token once, in its own class. */
+function callPico(tokens: CallTokens, price: ResolvedPrice): number {
+  const cached = Math.max(0, tokens.cachedInputTokens);
+  const written = Math.max(0, tokens.cacheWriteTokens);
   // The part of the cache write made with a 1-hour lifetime, priced at its own rate.
-  const writtenLong = Math.min(written, Math.max(0, usage.cacheWrite1hTokens ?? 0));
-  const uncached = Math.max(0, usage.inputTokens - cached - written);
-  // tokens x micro-USD per 1M tokens = pico-USD; / 1000 = nano-USD.
-  const pico =
+  const writtenLong = Math.min(written, Math.max(0, tokens.cacheWrite1hTokens ?? 0));
+  const uncached = Math.max(0, tokens.inputTokens - cached - written);
+  // tokens x micro-USD per 1M tokens = pico-USD.
+  return (
     uncached * price.inputMicro +
     cached * price.cachedInputMicro +
     (written - writtenLong) * price.cacheWriteMicro +
     writtenLong * price.cacheWrite1hMicro +
-    Math.max(0, usage.outputTokens) * price.outputMicro;
+    Math.max(0, tokens.outputTokens) * price.outputMicro
+  );
+}
+
+/**
+ * Cost of a usage in nano-USD, rounded up once. Each token is priced once in its class: uncached input, cached input
+ * (cache read), cache write, output (reasoning included), at the speed and region the answer says it ran at. A usage
+ * made of several calls (`iterations`) is the sum of its calls, each at its own model's price (`priceOf`; a model
+ * without one at `price`, never free), and its top-level counts are not billed again.
+ */
+export function costNanoUsd(
+  usage: TokenUsage,
+  price: ResolvedPrice,
+  priceOf?: (model: string) => ResolvedPrice | undefined,
+): number {
+  const iterations = usage.iterations;
+  if (iterations === undefined || iterations.length === 0)
+    return Math.ceil(callPico(usage, billedPrice(price, usage.inputTokens, usage)) / 1000);
+  let pico = 0;
+  for (const call of iterations) {
+    const own = call.model === undefined ? price : (priceOf?.(call.model) ?? price);
+    pico += callPico(call, billedPrice(own, call.inputTokens, usage));
+  }
+  // pico-USD / 1000 = nano-USD.
   return Math.ceil(pico / 1000);
 }
 

@@ -59,6 +59,34 @@ export interface TokenUsage {
    * Anthropic's `usage.service_tier`), which prices it (see `ModelPrice.serviceTiers`). Absent = not said.
    */
   serviceTier?: string;
+  /**
+   * The speed the provider says it ran at (Anthropic's `usage.speed`: `standard`, `fast`), which prices it (see
+   * `ModelPrice.speeds`). Absent = not said.
+   */
+  speed?: string;
+  /**
+   * Where the provider says inference ran (Anthropic's `usage.inference_geo`: `global`, `us`), which prices it (see
+   * `ModelPrice.inferenceGeos`). Absent = not said.
+   */
+  inferenceGeo?: string;
+  /**
+   * The model calls one answer was made of, each billed at its own model's price (Anthropic's `usage.iterations`:
+   * compaction, advisor and fallback calls besides the answer's own). The counts above are their sums. Absent = one call.
+   */
+  iterations?: UsageIteration[];
+}
+
+/** One model call of several behind one answer (see `TokenUsage.iterations`), counted by price class as `TokenUsage` is. */
+export interface UsageIteration {
+  /** What the call was, as the provider names it (`message`, `compaction`, `advisor_message`, `fallback_message`). */
+  kind: string;
+  /** The model that ran it; absent: the answer's own. */
+  model?: string;
+  inputTokens: number;
+  cachedInputTokens: number;
+  cacheWriteTokens: number;
+  cacheWrite1hTokens?: number;
+  outputTokens: number;
 }
 
 /** What a request may cost at most, computed before the provider call. */

@@ -128,3 +128,68 @@ describe('pricing', () => {
     expect(affordableOutputTokens(10, 100, price)).toBe(0);
   });
 });
+
+describe('speeds and inference regions billed apart', () => {
+  const pricing = createPricing({
+    models: {
+      'my-claude': {
+        provider: 'anthropic',
+        inputPerMTok: 2,
+        cachedInputPerMTok: 0.2,
+        cacheWritePerMTok: 2.5,
+        cacheWrite1hPerMTok: 4,
+        outputPerMTok: 10,
+        longContext: { aboveInputTokens: 1000, inputPerMTok: 4, outputPerMTok: 15 },
+        speeds: { fast: { inputPerMTok: 12, outputPerMTok: 60 } },
+        inferenceGeos: { us: 1.1 },
+      },
+    },
+  });
+  const price = pricing.get('my-claude');
+
+  it('prices the cache classes a speed does not name by the caching multipliers over its input', () => {
+    expect(price.speeds?.fast).toMatchObject({
+      inputMicro: 12_000_000,
+      cachedInputMicro: 1_200_000,
+      cacheWriteMicro: 15_000_000,
+      cacheWrite1hMicro: 24_000_000,
+      outputMicro: 60_000_000,
+    });
+  });
+
+  it('bills a fast call at its speed across the whole context window, and a region by its multiplier', () => {
+    const long = { ...usage(2000, 100, 500, 500), cacheWrite1hTokens: 500 };
+    // Fast prices past the long-context threshold: 1,000 uncached, 500 read, 500 written for an hour, 100 out.
+    expect(costNanoUsd({ ...long, speed: 'fast' }, price)).toBe(12_000_000 + 600_000 + 12_000_000 + 6_000_000);
+    expect(costNanoUsd(long, price)).toBe(4_000_000 + 100_000 + 2_000_000 + 1_500_000);
+    expect(costNanoUsd({ ...usage(100, 100), inferenceGeo: 'us' }, price)).toBe(220_000 + 1_100_000);
+    expect(costNanoUsd({ ...usage(100, 100), speed: 'slow', inferenceGeo: 'eu' }, price)).toBe(200_000 + 1_000_000);
+  });
+
+  it('keeps the shipped fast prices and US multiplier of a row a LiteLLM source reprices, as LiteLLM has none', () => {
+    const sourced = createPricing();
+    const perToken = (usd: number) => usd / 1_000_000;
+    sourced.loadSource(
+      JSON.stringify({
+        'claude-opus-5': {
+          litellm_provider: 'anthropic',
+          mode: 'chat',
+          input_cost_per_token: perToken(6),
+          output_cost_per_token: perToken(30),
+        },
+      }),
+    );
+    const opus = sourced.get('claude-opus-5');
+    expect(opus).toMatchObject({ inputMicro: 6_000_000, inferenceGeos: { us: 1.1 } });
+    expect(opus.speeds?.fast).toMatchObject({ inputMicro: 10_000_000, outputMicro: 50_000_000 });
+  });
+
+  it('refuses a region multiplier under 1 or past 10', () => {
+    for (const factor of [0.9, 11, Number.NaN])
+      expect(() =>
+        createPricing({
+          models: { x: { provider: 'anthropic', inputPerMTok: 1, outputPerMTok: 1, inferenceGeos: { us: factor } } },
+        }),
+      ).toThrow(TollgateError);
+  });
+});

@@ -110,9 +110,19 @@ function chargeCacheHit(record: UsageRecord, costFraction: number): void {
 }
 
 /** Provider prompt caching: what the cached input tokens would have cost at the input price, less what they cost. */
-function notePromptCacheSaving(record: UsageRecord, usage: TokenUsage, price: ResolvedPrice): void {
+function notePromptCacheSaving(
+  record: UsageRecord,
+  usage: TokenUsage,
+  price: ResolvedPrice,
+  priceOf: (model: string) => ResolvedPrice | undefined,
+): void {
   // inputTokens holds the cached ones (the adapters report every API that way): priced uncached, they are plain input.
-  const uncachedCost = costNanoUsd({ ...usage, cachedInputTokens: 0 }, price);
+  const iterations = usage.iterations?.map((call) => ({ ...call, cachedInputTokens: 0 }));
+  const uncachedCost = costNanoUsd(
+    { ...usage, cachedInputTokens: 0, ...(iterations ? { iterations } : {}) },
+    price,
+    priceOf,
+  );
   const saved = uncachedCost - record.costNanoUsd;
   if (saved > 0) record.savedNanoUsd = saved;
 }
@@ -609,11 +619,17 @@ class MeteredRequest implements MeterCharge, CallBill {
     record.cacheWriteTokens = usage.cacheWriteTokens;
     record.outputTokens = usage.outputTokens;
     record.reasoningTokens = usage.reasoningTokens;
-    // An unknown model is never free: with no price at all, the most the request could cost.
-    record.costNanoUsd = price ? costNanoUsd(usage, price) : (estimate?.costNanoUsd ?? 0);
+    // An unknown model is never free: with no price at all, the most the request could cost. The calls of an answer
+    // made of several (`iterations`) are each billed at their own model's price, at the same tier.
+    const priceOf = (model: string) => pricing.find(model, tier);
+    record.costNanoUsd = price ? costNanoUsd(usage, price, priceOf) : (estimate?.costNanoUsd ?? 0);
     record.estimatedCostNanoUsd = estimate?.costNanoUsd ?? 0;
     record.priceVersion = pricing.version;
     if (usage.serviceTier !== undefined) record.serviceTier = usage.serviceTier;
+    // What explains the bill besides the counts: the speed and region it was priced at, and its calls.
+    if (usage.speed !== undefined) record.speed = usage.speed;
+    if (usage.inferenceGeo !== undefined) record.inferenceGeo = usage.inferenceGeo;
+    if (usage.iterations !== undefined && usage.iterations.length > 0) record.iterations = usage.iterations;
     record.status = res.statusCode;
     // A JSON call answered from a stream is a JSON answer to its client.
     record.stream = (tap.streamed && !tap.assembled) || this.requestStreamed;
@@ -622,7 +638,7 @@ class MeteredRequest implements MeterCharge, CallBill {
     if (usage.cacheWrite1hTokens) record.cacheWrite1hTokens = usage.cacheWrite1hTokens;
     // A hit the cache knew before the limits and that they then refused was not served from the cache.
     if (ctx.cacheHit && !failed) chargeCacheHit(record, ctx.cacheHit.costFraction);
-    else if (price && usage.cachedInputTokens > 0) notePromptCacheSaving(record, usage, price);
+    else if (price && usage.cachedInputTokens > 0) notePromptCacheSaving(record, usage, price, priceOf);
     if (upstreamAborted) record.upstreamAborted = true;
     // Refused by tollgate itself (limits, budget, guard): the provider never saw it, so readers keep it apart
     // from the provider's failures, which renderApiError notes with the layer 'upstream'.
@@ -707,5 +723,10 @@ function reportedTokens(reported: ReportedUsage, estimate: UsageEstimate | undef
     reasoningTokens: nonNegative(reported.reasoningTokens),
     cacheWrite1hTokens: nonNegative(reported.cacheWrite1hTokens),
     ...(typeof reported.serviceTier === 'string' ? { serviceTier: reported.serviceTier } : {}),
+    ...(typeof reported.speed === 'string' ? { speed: reported.speed } : {}),
+    ...(typeof reported.inferenceGeo === 'string' ? { inferenceGeo: reported.inferenceGeo } : {}),
+    ...(Array.isArray(reported.iterations) && reported.iterations.length > 0
+      ? { iterations: reported.iterations }
+      : {}),
   };
 }

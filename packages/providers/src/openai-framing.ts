@@ -203,7 +203,9 @@ export function openAiUsage(usage: Json): TokenUsage {
   return {
     inputTokens: tokenCount(usage.prompt_tokens ?? usage.input_tokens),
     cachedInputTokens: tokenCount(inputDetails.cached_tokens),
-    cacheWriteTokens: 0,
+    // Input written to the prompt cache (Responses' `input_tokens_details.cache_write_tokens`): priced at the model's
+    // cache-write price, which is its input price where OpenAI bills no more for a write (see docs/prices.md).
+    cacheWriteTokens: tokenCount(inputDetails.cache_write_tokens),
     outputTokens: tokenCount(usage.completion_tokens ?? usage.output_tokens),
     reasoningTokens: tokenCount(outputDetails.reasoning_tokens),
   };

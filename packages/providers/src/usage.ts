@@ -232,8 +232,9 @@ export class OutputText {
 }
 
 /**
- * A service tier as a request or an answer names it (`service_tier`), or undefined: a short lower-case word, so that
- * a client cannot put megabytes or odd text into a usage record through it.
+ * A service tier as a request or an answer names it (`service_tier`), or another word an answer labels its usage with
+ * (Anthropic's `speed`, `inference_geo`, an iteration's `type`), or undefined: a short lower-case word, so that a
+ * client cannot put megabytes or odd text into a usage record through it.
  */
 export function serviceTierOf(value: unknown): string | undefined {
   return typeof value === 'string' && /^[a-z][a-z0-9_-]{0,31}$/.test(value) ? value : undefined;

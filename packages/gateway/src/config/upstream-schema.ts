@@ -134,6 +134,8 @@ export const pricesSchema = fields({
   refresh: duration.optional().describe('How often the source is read again. Default: "1h".'),
 });
 
+const GEO_MULTIPLIER = 'must be a multiplier from 1 to 10';
+
 export const modelSchema = fields({
   provider: nonEmptyString().describe(
     'Which upstream serves the model (a key of `upstreams`; with the mock: a provider whose API the mock speaks, such as openai, anthropic or google).',
@@ -173,6 +175,19 @@ export const modelSchema = fields({
     .describe(
       'Prices per service tier, by the name the answers give it (`flex`, `priority`, `batch`): a request asking a ' +
         'tier reserves at its prices, and is billed at the tier its answer says served it. Default: none.',
+    ),
+  speeds: recordOf(tierPriceSchema)
+    .optional()
+    .describe(
+      "Prices per speed, by the name the answers give it (Anthropic's `usage.speed`: `fast`): an answer that says it " +
+        'ran at one is billed at them across its whole context window; a cache class not named is the standard one ' +
+        "times the speed's input over the standard input. Default: none.",
+    ),
+  inferenceGeos: recordOf(z.number(GEO_MULTIPLIER).min(1, GEO_MULTIPLIER).max(10, GEO_MULTIPLIER))
+    .optional()
+    .describe(
+      "Multipliers of every price by where inference ran, by the name the answers give it (Anthropic's " +
+        '`usage.inference_geo`: `{ "us": 1.1 }`). Default: none.',
     ),
   kind: choice(['generation', 'embedding'], 'must be "generation" or "embedding"')
     .optional()

@@ -1,5 +1,5 @@
 // Anthropic Messages (`POST /v1/messages`): request shape, estimate, usage, and the ending of a cut stream.
-import type { ReportedUsage, TokenUsage } from '@tollgate/core';
+import type { ReportedUsage, TokenUsage, UsageIteration } from '@tollgate/core';
 import type { CallRequest, CallShape } from '@tollgate/core/provider-call';
 import type { ProviderAdapter, RequestProblem } from '../adapter.js';
 import type { RequestCounter } from '../counter.js';
@@ -118,7 +118,20 @@ interface AnthropicUsage {
   cache_write_1h?: number;
   /** `usage.service_tier`: `standard`, `priority` or `batch`. */
   service_tier?: string;
+  /** `usage.speed`: `standard` or `fast`. */
+  speed?: string;
+  /** `usage.inference_geo`: where inference ran (`global`, `us`). */
+  inference_geo?: string;
+  /** `usage.output_tokens_details.thinking_tokens`: the part of `output_tokens` spent thinking. */
+  thinking_tokens?: number;
+  /** `usage.iterations`: each model call of the answer (compaction, advisor, fallback), in our counts. */
+  iterations?: UsageIteration[];
 }
+
+/** More calls than any answer makes: an iterations array past it is cut there rather than kept whole. */
+const MAX_ITERATIONS = 256;
+/** Longer than any model id: a longer one is not kept (its call is priced as the answer's model). */
+const MAX_MODEL_LENGTH = 256;
 
 const ANTHROPIC_FIELDS = [
   'input_tokens',
@@ -127,29 +140,92 @@ const ANTHROPIC_FIELDS = [
   'cache_read_input_tokens',
 ] as const;
 
-/** Anthropic's input_tokens excludes cache reads and writes; ours includes them. */
-function toTokenUsage(reported: AnthropicUsage): TokenUsage {
-  const cacheRead = reported.cache_read_input_tokens ?? 0;
-  const cacheWrite = reported.cache_creation_input_tokens ?? 0;
+/** The part of a cache write kept for an hour (`cache_creation.ephemeral_1h_input_tokens`), priced apart. */
+function cacheWrite1hOf(usage: Json): number | undefined {
+  const creation = usage.cache_creation;
+  return isObject(creation) && typeof creation.ephemeral_1h_input_tokens === 'number'
+    ? tokenCount(creation.ephemeral_1h_input_tokens)
+    : undefined;
+}
+
+/** One entry of `usage.iterations` in our counts: Anthropic's input_tokens excludes cache reads and writes, ours not. */
+function toIteration(entry: Json): UsageIteration {
+  const cacheRead = tokenCount(entry.cache_read_input_tokens);
+  const cacheWrite = tokenCount(entry.cache_creation_input_tokens);
+  const long = cacheWrite1hOf(entry);
+  const model = entry.model;
   return {
-    inputTokens: (reported.input_tokens ?? 0) + cacheRead + cacheWrite,
+    kind: serviceTierOf(entry.type) ?? 'message',
+    ...(typeof model === 'string' && model.length > 0 && model.length <= MAX_MODEL_LENGTH ? { model } : {}),
+    inputTokens: tokenCount(entry.input_tokens) + cacheRead + cacheWrite,
     cachedInputTokens: cacheRead,
     cacheWriteTokens: cacheWrite,
-    outputTokens: reported.output_tokens ?? 0,
-    reasoningTokens: 0,
-    ...(reported.cache_write_1h ? { cacheWrite1hTokens: reported.cache_write_1h } : {}),
-    ...(reported.service_tier === undefined ? {} : { serviceTier: reported.service_tier }),
+    ...(long ? { cacheWrite1hTokens: long } : {}),
+    outputTokens: tokenCount(entry.output_tokens),
   };
 }
 
+/** What every call of an answer counted, summed: the answer's usage when it was made of several. */
+function iterationTotals(iterations: readonly UsageIteration[]): TokenUsage {
+  const total: TokenUsage = {
+    inputTokens: 0,
+    cachedInputTokens: 0,
+    cacheWriteTokens: 0,
+    outputTokens: 0,
+    reasoningTokens: 0,
+  };
+  let long = 0;
+  for (const call of iterations) {
+    total.inputTokens += call.inputTokens;
+    total.cachedInputTokens += call.cachedInputTokens;
+    total.cacheWriteTokens += call.cacheWriteTokens;
+    total.outputTokens += call.outputTokens;
+    long += call.cacheWrite1hTokens ?? 0;
+  }
+  if (long > 0) total.cacheWrite1hTokens = long;
+  return total;
+}
+
+/**
+ * Anthropic's input_tokens excludes cache reads and writes; ours includes them. An answer of several calls is billed
+ * as the sum of its `iterations`: the top-level counts leave out compaction and advisor calls (Anthropic's compaction
+ * and advisor tool docs), so they are not added again. Thinking is part of `output_tokens` (billed as output).
+ */
+function toTokenUsage(reported: AnthropicUsage): TokenUsage {
+  const cacheRead = reported.cache_read_input_tokens ?? 0;
+  const cacheWrite = reported.cache_creation_input_tokens ?? 0;
+  const iterations = reported.iterations;
+  const counts: TokenUsage =
+    iterations !== undefined && iterations.length > 0
+      ? { ...iterationTotals(iterations), iterations }
+      : {
+          inputTokens: (reported.input_tokens ?? 0) + cacheRead + cacheWrite,
+          cachedInputTokens: cacheRead,
+          cacheWriteTokens: cacheWrite,
+          outputTokens: reported.output_tokens ?? 0,
+          reasoningTokens: 0,
+          ...(reported.cache_write_1h ? { cacheWrite1hTokens: reported.cache_write_1h } : {}),
+        };
+  counts.reasoningTokens = Math.min(reported.thinking_tokens ?? 0, counts.outputTokens);
+  if (reported.service_tier !== undefined) counts.serviceTier = reported.service_tier;
+  if (reported.speed !== undefined) counts.speed = reported.speed;
+  if (reported.inference_geo !== undefined) counts.inferenceGeo = reported.inference_geo;
+  return counts;
+}
+
+/** Usage fields are running totals: each report replaces the fields it holds. */
 function assignUsage(into: AnthropicUsage, usage: unknown): void {
   if (!isObject(usage)) return;
   for (const field of ANTHROPIC_FIELDS) if (typeof usage[field] === 'number') into[field] = tokenCount(usage[field]);
   into.service_tier = serviceTierOf(usage.service_tier) ?? into.service_tier;
-  // Cache writes by lifetime (5 minutes or 1 hour) are priced apart.
-  if (isObject(usage.cache_creation) && typeof usage.cache_creation.ephemeral_1h_input_tokens === 'number') {
-    into.cache_write_1h = tokenCount(usage.cache_creation.ephemeral_1h_input_tokens);
-  }
+  into.speed = serviceTierOf(usage.speed) ?? into.speed;
+  into.inference_geo = serviceTierOf(usage.inference_geo) ?? into.inference_geo;
+  into.cache_write_1h = cacheWrite1hOf(usage) ?? into.cache_write_1h;
+  const details = usage.output_tokens_details;
+  if (isObject(details) && typeof details.thinking_tokens === 'number')
+    into.thinking_tokens = tokenCount(details.thinking_tokens);
+  if (Array.isArray(usage.iterations))
+    into.iterations = usage.iterations.slice(0, MAX_ITERATIONS).filter(isObject).map(toIteration);
 }
 
 function collectBlock(output: OutputText, block: unknown): void {
