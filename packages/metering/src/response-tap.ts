@@ -413,7 +413,7 @@ export class UsageTap implements ResponseFilter {
       if (verdict === 'stop' || verdict === 'cut') {
         const sent = verdict === 'stop' ? i + 1 : i;
         const sentEnd = verdict === 'stop' ? end : end - block.raw.length;
-        const ending = this.endingNow();
+        const ending = this.endingNow(verdict === 'cut');
         return Buffer.concat([this.unsent(bytes, blocks, sent, start, sentEnd, replaced), ending]);
       }
       // The hold is being extended: this event and what follows wait for the answer (what went before goes now).
@@ -436,6 +436,7 @@ export class UsageTap implements ResponseFilter {
   private readBlock(block: SseBlock): Buffer | undefined {
     if (!block.hasData) return undefined;
     const reader = this.reader!;
+    reader.output.startEvent();
     if (reader.onEvent(block.event, block.data)) return EMPTY;
     if (reader.finalUsageAt !== undefined && this.wholeEvents && !this.assembly)
       return this.withCost(block, reader.finalUsageAt);
@@ -507,7 +508,7 @@ export class UsageTap implements ResponseFilter {
     if (verdict === 'stop' || verdict === 'cut') {
       if (verdict === 'stop') out.push(waiting[index]!.out!);
       this.waiting = undefined;
-      out.push(this.endingNow());
+      out.push(this.endingNow(verdict === 'cut'));
       this.passEnd!.call(this.res, Buffer.concat(out), undefined, undefined);
       this.endAfterWait?.();
       return;
@@ -532,17 +533,22 @@ export class UsageTap implements ResponseFilter {
     if (this.mode !== 'sse' || this.stopped || this.broken || this.reader === undefined) return false;
     if (this.res.writableEnded || this.res.getHeader('content-length') !== undefined) return false;
     if (this.held > 0 && !this.wholeEvents) return false;
-    // What waits behind an extension of the hold is dropped: only what went out is billed.
+    // What waits behind an extension of the hold is dropped (its first event was read): only what went out is billed.
+    const withheld = this.waiting !== undefined;
     this.waiting = undefined;
     this.endAfterWait = undefined;
     this.endedNow = true;
-    this.passEnd!.call(this.res, this.endingNow(), undefined, undefined);
+    this.passEnd!.call(this.res, this.endingNow(withheld), undefined, undefined);
     return true;
   }
 
-  /** Stops the stream here: the API's ending, billing what was counted, never more than was held. */
-  private endingNow(): Buffer {
+  /**
+   * Stops the stream here: the API's ending, billing what went out, never more than was held. `withheld`: the event
+   * read last does not go out, so its text is not billed.
+   */
+  private endingNow(withheld: boolean): Buffer {
     const output = this.reader!.output;
+    if (withheld) output.withdrawEvent();
     const counted = output.tokens(this.fixedCounting!.countOutput);
     this.stoppedAt = this.grant === undefined ? counted : Math.min(counted, this.holdTokens);
     const ending = this.reader!.ending({

@@ -8,8 +8,9 @@ import type { BpeEncodingName } from './bpe.js';
  * The counts are our own BPE over compact tables (bpe.ts): as fast as gpt-tokenizer or faster on every input of
  * packages/providers/bench/tokenizers.ts, in a tenth of the memory (the figures: the README, "The tokenizer"). A
  * pre-tokenizer chunk merges in n log n time, but a megabyte with no break is still one step the event loop waits
- * for. So text is cut at boundaries where counts add up exactly, pieces holding a long run are bounded by their UTF-8
- * byte count instead (every token is at least one byte), and the whole count stops at a deadline.
+ * for. So text is cut at boundaries where counts add up exactly, a piece whose merge would outlast the count's time box
+ * is bounded by its UTF-8 byte count instead (every token is at least one byte), and the whole count stops at a
+ * deadline.
  */
 
 /** OpenAI's encodings, and the open vocabularies of Llama 3, Mistral (tekken), Qwen2.5 and Gemma (Gemini's). */
@@ -109,7 +110,7 @@ export class CountBudget {
     return this.boundedPieces > 0;
   }
 
-  constructor(private readonly maxMs: number) {}
+  constructor(readonly maxMs: number) {}
 
   /**
    * The first few KB are always counted exactly (at worst a few ms): a small prompt stays exact
@@ -264,23 +265,38 @@ export function lastPieceStart(text: string, encoding: EncodingName = 'o200k_bas
   return 0;
 }
 
+/** The doublings of a run of `bytes` (its merge heap's depth). */
+const levelsOf = (bytes: number): number => 32 - Math.clz32(bytes);
+
 const classOfCode = (code: number): number => (code < 0x80 ? ASCII_CLASSES[code]! : classOf(code));
 
 /** Strings up to this many characters go to the tokenizer at once (worst case well under 1 ms). */
 const SHORT_TEXT = 256;
 /**
- * Tokenizer work, in units of about 1.5 ns: merging a pre-tokenizer chunk is charged the square of
- * its UTF-8 length, and every byte about 40 more (regex split, rank lookups). The merge is n log n
- * now, so long runs are charged more than they cost: bounded sooner than they need be, never later.
+ * Tokenizer work, in units of about 1.5 ns: every byte about 40 (regex split, rank lookups), and a byte of a run of one
+ * class RUN_COST_PER_LEVEL per doubling of the run so far, as the merge of a chunk of n bytes is n log n (its heap).
+ * Measured at 2 KB to 100 KB runs of spaces, letters, CJK and emoji in every table (0.2 to 1.0 µs a byte at 100 KB,
+ * packages/providers/test/long-runs.test.ts): the model charges at least that.
  */
 const COST_PER_BYTE = 40;
+const RUN_COST_PER_LEVEL = 48;
 /**
  * A byte of a non-ASCII character costs more: its chunks are rarely whole tokens, so it goes through the merge.
  * Measured on random unicode (no chunk-cache hits): about as much as an ASCII byte; counted at twice that.
  */
 const COST_PER_WIDE_BYTE = 80;
-/** A piece above this cost (~3 ms: one run of ~1,400 bytes, or ~50 KB with no space) is bounded, not counted. */
+/**
+ * A piece above this cost (~3 ms: one run of ~3 KB, or ~30 KB with no space) is bounded, not counted, where the
+ * count yields to the event loop between steps (`countTextTokensSliced`).
+ */
 const MAX_PIECE_COST = 2_000_000;
+/** Cost units in a millisecond. */
+const COST_PER_MS = 666_667;
+/**
+ * A count made at once (`countTextTokens`) merges a piece up to its time box (at most ~15 ms, the meter's output count:
+ * one run of ~14 KB), so that the runs an answer cut at its cap holds are counted exactly.
+ */
+const MAX_SYNC_PIECE_COST = 15 * COST_PER_MS;
 /** Exact pieces go to the tokenizer in batches of at most about this cost, with a deadline check between batches. */
 const MAX_BATCH_COST = 600_000;
 
@@ -293,7 +309,7 @@ const MAX_BATCH_COST = 600_000;
  * pieces: before a space that follows a non-space character, and before a punctuation or symbol
  * character (not a letter, mark, digit, space or apostrophe) that follows a letter, where a run of
  * letters ends (this is what cuts text written without spaces: Chinese, Japanese, base64). A piece
- * whose runs would take the tokenizer too long (see MAX_PIECE_COST), and everything left once the
+ * whose merge would outlast the time box (see MAX_SYNC_PIECE_COST), and everything left once the
  * budget expires, counts as its UTF-8 byte length (at 1/128 of it for a lower bound).
  */
 export function countTextTokens(
@@ -311,8 +327,9 @@ export function countTextTokens(
     return boundOfBytes(utf8Length(text), bound);
   }
   if (text.length <= SHORT_TEXT) return budget.countAtOnce(encoder, text);
+  const maxPieceCost = Math.max(MAX_PIECE_COST, Math.min(MAX_SYNC_PIECE_COST, budget.maxMs * COST_PER_MS));
   return budget.charge(() => {
-    const steps = countLongText(text, encoder, budget, bound);
+    const steps = countLongText(text, encoder, budget, bound, maxPieceCost);
     for (;;) {
       const step = steps.next();
       if (step.done) return step.value;
@@ -361,6 +378,7 @@ function* countLongText(
   encoder: BytePairEncoding,
   budget: CountBudget,
   mode: CountBound = 'upper',
+  maxPieceCost = MAX_PIECE_COST,
 ): Generator<void, number, void> {
   const punctuation = cutsAtPunctuation(encoder.name);
   let total = 0;
@@ -384,7 +402,7 @@ function* countLongText(
   };
 
   for (let i = 0; i < text.length; i++) {
-    if (pieceCost > MAX_PIECE_COST) {
+    if (pieceCost > maxPieceCost) {
       // This piece will be bounded anyway: jump to where the next one starts, natively.
       const next = nextPieceStart(text, i);
       flushBatch(pieceStart);
@@ -435,10 +453,10 @@ function* countLongText(
       runClass = cls;
       runBytes = 0;
     }
-    pieceCost += 2 * runBytes * bytes + bytes * bytes + (code < 0x80 ? COST_PER_BYTE : COST_PER_WIDE_BYTE) * bytes;
     runBytes += bytes;
+    pieceCost += ((code < 0x80 ? COST_PER_BYTE : COST_PER_WIDE_BYTE) + RUN_COST_PER_LEVEL * levelsOf(runBytes)) * bytes;
   }
-  if (pieceCost > MAX_PIECE_COST) {
+  if (pieceCost > maxPieceCost) {
     flushBatch(pieceStart);
     return total + bound(pieceStart);
   }

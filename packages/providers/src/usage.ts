@@ -110,6 +110,17 @@ class RunningCount {
     this.tailTokens = this.tail.length > 0 ? count(this.tail) : 0;
   }
 
+  /** Nothing counted yet: the text is counted again from its start. */
+  reset(): void {
+    this.parts = 0;
+    this.prefixTokens = 0;
+    this.tailTokens = 0;
+    this.tail = '';
+    this.bytes = 0;
+    this.whole = true;
+    this.aligned = true;
+  }
+
   /** The count of the whole `text`, from scratch. */
   recount(text: string, count: OutputCounter): void {
     this.prefixTokens = 0;
@@ -154,9 +165,37 @@ export class OutputText {
   readonly hold = new RunningCount();
   /** The last whole count `tokens()` made, and what it covered. */
   private whole: { counter: OutputCounter; parts: number; tokens: number } | undefined;
+  /** Where the output stood before the event read last (`startEvent`): what `withdrawEvent` goes back to. */
+  private eventParts = 0;
+  private eventKept = 0;
+  private eventBytes = 0;
+  private eventOverflowBytes = 0;
 
   /** Told of each text as it is added (a streamed delta, a part of a JSON answer): guardrails read the answer here. */
   onText: ((text: string) => void) | undefined = undefined;
+
+  /** An event is about to be read: its text is the part a cut before it takes back (`withdrawEvent`). */
+  startEvent(): void {
+    this.eventParts = this.parts.length;
+    this.eventKept = this.kept;
+    this.eventBytes = this.bytes;
+    this.eventOverflowBytes = this.overflowBytes;
+  }
+
+  /**
+   * Forgets the text of the event read last (since `startEvent`): it was withheld from the client at a cut, so it is
+   * neither billed nor told in the ending. The running counts start again from the text that stays.
+   */
+  withdrawEvent(): void {
+    this.parts.length = this.eventParts;
+    this.kept = this.eventKept;
+    this.bytes = this.eventBytes;
+    this.overflowBytes = this.eventOverflowBytes;
+    this.seen = this.bytes > 0;
+    this.whole = undefined;
+    this.stop.reset();
+    this.hold.reset();
+  }
 
   add(text: unknown): void {
     if (typeof text !== 'string' || text.length === 0) return;

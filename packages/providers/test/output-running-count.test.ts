@@ -110,4 +110,30 @@ describe('OutputText running count', () => {
     expect(counted).toBeLessThan(answer.length * 1.3);
     expect(counted).toBeGreaterThanOrEqual(answer.length);
   });
+
+  it('forgets the text of an event withheld at a cut: its count, its bytes and the running counts', () => {
+    const oracle = ORACLES.o200k_base;
+    for (const answer of ANSWERS) {
+      const parts = deltas(answer, [7, 3]);
+      const sent = parts.slice(0, -1).join('');
+      const output = new OutputText();
+      for (const [index, delta] of parts.entries()) {
+        output.startEvent();
+        output.add(delta);
+        if (index === parts.length - 2) output.passes(0, oracle);
+      }
+      output.countOf(oracle);
+      output.withdrawEvent();
+      expect({ answer, tokens: output.tokens(oracle), bytes: output.bytes }).toEqual({
+        answer,
+        tokens: oracle(sent),
+        bytes: Buffer.byteLength(sent),
+      });
+      expect({ answer, stop: output.passes(oracle(sent) - 1, oracle), held: output.countOf(oracle) }).toEqual({
+        answer,
+        stop: oracle(sent) > 0,
+        held: oracle(sent),
+      });
+    }
+  });
 });
