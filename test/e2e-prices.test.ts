@@ -30,6 +30,9 @@ import type { PriceStatus } from './helpers/price-source.js';
 const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-prices-'));
 const adminKey = newApiKey();
 const userKey = newApiKey();
+/** Keys of tenants whose day budget is near its end: one standard call fits `tight`, one fast US call `roomy`. */
+const tightKey = newApiKey();
+const roomyKey = newApiKey();
 
 /** A price file served over HTTP with an ETag, as a maintained source is; it notes the If-None-Match it is sent. */
 async function startPriceServer(): Promise<{
@@ -94,8 +97,16 @@ class Setup {
       },
       prices: { source: this.source, refresh: 100 },
       tiers: { pro: { requestsPerMinute: 10_000, tokensPerMinute: 100_000_000 } },
-      tenants: { acme: { tier: 'pro', budget: { usd: 100, period: 'day' } } },
-      keys: [{ id: 'acme-key', sha256: sha256Hex(userKey), tenant: 'acme', scopes: ['chat'] }],
+      tenants: {
+        acme: { tier: 'pro', budget: { usd: 100, period: 'day' } },
+        tight: { tier: 'pro', budget: { usd: 0.0006, period: 'day' } },
+        roomy: { tier: 'pro', budget: { usd: 0.002, period: 'day' } },
+      },
+      keys: [
+        { id: 'acme-key', sha256: sha256Hex(userKey), tenant: 'acme', scopes: ['chat'] },
+        { id: 'tight-key', sha256: sha256Hex(tightKey), tenant: 'tight', scopes: ['chat'] },
+        { id: 'roomy-key', sha256: sha256Hex(roomyKey), tenant: 'roomy', scopes: ['chat'] },
+      ],
       ...(this.store === 'redis' ? { redis: { blocks: false } } : {}),
     };
     if (this.store === 'redis')
@@ -115,9 +126,9 @@ class Setup {
   }
 
   /** The tenant's budget once no reservation holds any of it: what its calls were charged. */
-  settledSpend(): Promise<number> {
+  settledSpend(tenant = 'acme'): Promise<number> {
     return waitFor(async () => {
-      const budget = await tenantSpend(this.proxy.url, adminKey, 'acme');
+      const budget = await tenantSpend(this.proxy.url, adminKey, tenant);
       return budget.reservedNanoUsd === 0 ? budget.spentNanoUsd : undefined;
     }, 'the budget settled');
   }
@@ -201,14 +212,32 @@ class Setup {
     return this.recordOf(requestId);
   }
 
-  /** One Messages call through the Anthropic SDK (streamed or not) and its usage record. */
-  async ask(content: string, stream: boolean): Promise<UsageRecord> {
+  /**
+   * One Messages call through the Anthropic SDK (streamed or not) and its usage record, with the status of a refusal
+   * (an `APIError`) when there was one.
+   */
+  async ask(
+    content: string,
+    stream: boolean,
+    extra: Partial<Anthropic.MessageCreateParamsNonStreaming> = {},
+    key = userKey,
+  ): Promise<UsageRecord & { refusedWith?: number }> {
     const requestId = randomUUID();
-    const anthropic = new Anthropic({ apiKey: userKey, baseURL: this.proxy.url, maxRetries: 0 });
-    const request = { model: 'claude-opus-5', max_tokens: 100, messages: [{ role: 'user' as const, content }] };
+    const anthropic = new Anthropic({ apiKey: key, baseURL: this.proxy.url, maxRetries: 0 });
+    const request = {
+      model: 'claude-opus-5',
+      max_tokens: 100,
+      messages: [{ role: 'user' as const, content }],
+      ...extra,
+    };
     const options = { headers: { 'x-request-id': requestId } };
-    if (stream) await anthropic.messages.stream(request, options).finalMessage();
-    else await anthropic.messages.create(request, options);
+    try {
+      if (stream) await anthropic.messages.stream(request, options).finalMessage();
+      else await anthropic.messages.create(request, options);
+    } catch (error) {
+      if (!(error instanceof Anthropic.APIError)) throw error;
+      return { ...(await this.recordOf(requestId)), refusedWith: error.status };
+    }
     return this.recordOf(requestId);
   }
 
@@ -390,6 +419,52 @@ describe.each(['memory', 'redis'] as const)('prices from a file source, on %s', 
     expect(spentBefore - spent).toBe(costOf(5, 10));
   });
 });
+
+// A gateway of its own: the compaction answers above teach claude-opus-5 an input margin (billed far past the bound),
+// which later reservations of that model carry.
+describe.each(['memory', 'redis'] as const)(
+  'a budget near its end, on Claude Opus 5 (fast $10 / $50 per MTok, 1.1x in the US), on %s',
+  (store) => {
+    let setup: Setup;
+
+    beforeAll(async () => {
+      const file = path.join(dir, `${store}-near-end-prices.json`);
+      writeFileSync(file, priceFile(1, 2));
+      setup = new Setup(store, file);
+      await setup.start();
+    }, 30_000);
+    afterAll(() => setup.close());
+
+    // 16 output tokens (the smallest answer a budget grants): each call is reserved whole or refused. Worst cases,
+    // with a short prompt's input bound of b tokens at the priciest class (the 1-hour cache write): standard
+    // 16 x $25 + b x $10 per MTok = 400,000 + b x 10,000 nano-USD; fast 800,000 + b x 20,000; fast in the US 1.1x that.
+    const cap = { max_tokens: 16 };
+
+    it('refuses a fast call its budget cannot hold, up front, JSON or streamed, and serves a standard one', async () => {
+      // The tight tenant's $0.0006 holds a standard call's worst case, not a fast one's.
+      for (const stream of [false, true]) {
+        const refused = await setup.ask('fast please', stream, { ...cap, speed: 'fast' }, tightKey);
+        expect(refused.refusedWith).toBe(429);
+        expect(refused).toMatchObject({ status: 429, refusedBy: 'budget', costNanoUsd: 0 });
+      }
+      expect(await setup.settledSpend('tight')).toBe(0);
+      const standard = await setup.ask('standard please', false, cap, tightKey);
+      // 1 input token and 16 output tokens at $5 / $25 per MTok.
+      expect(standard).toMatchObject({ status: 200, speed: 'standard', costNanoUsd: 5_000 + 400_000 });
+      expect(standard.overshootNanoUsd ?? 0).toBe(0);
+      expect(await setup.settledSpend('tight')).toBe(405_000);
+    });
+
+    it('settles a fast US-only call that fits at its reservation or under, never above it', async () => {
+      const record = await setup.ask('fast in the US', false, { ...cap, speed: 'fast', inference_geo: 'us' }, roomyKey);
+      // 1 input token and 16 output tokens at $11 / $55 per MTok.
+      expect(record).toMatchObject({ status: 200, speed: 'fast', inferenceGeo: 'us', costNanoUsd: 11_000 + 880_000 });
+      expect(record.overshootNanoUsd ?? 0).toBe(0);
+      expect(record.estimatedCostNanoUsd).toBeGreaterThanOrEqual(record.costNanoUsd);
+      expect(await setup.settledSpend('roomy')).toBe(891_000);
+    });
+  },
+);
 
 describe('prices from a local URL', () => {
   let server: Awaited<ReturnType<typeof startPriceServer>>;

@@ -60,6 +60,9 @@ export async function tenantSpend(url: string, adminKey: string, tenant: string)
 interface TierAsked {
   model?: string;
   service_tier?: string;
+  max_tokens?: number;
+  speed?: string;
+  inference_geo?: string;
   stream?: boolean;
   stream_options?: { include_usage?: boolean };
   messages?: { content?: string }[];
@@ -115,8 +118,28 @@ export const COMPACTED_FAST_US_USAGE: Record<string, unknown> = {
   inference_geo: 'us',
 };
 
-/** An Anthropic message answering `body` with COMPACTED_FAST_US_USAGE, whole or as its event stream. */
+/**
+ * Anthropic's usage of a one-call answer to `body`: 1 input token, its whole output cap, at the speed and region it
+ * asked for (standard and global when it names none).
+ */
+function servedAsAsked(body: TierAsked): Record<string, unknown> {
+  return {
+    input_tokens: 1,
+    cache_creation_input_tokens: 0,
+    cache_read_input_tokens: 0,
+    output_tokens: body.max_tokens ?? 1,
+    service_tier: 'standard',
+    speed: body.speed ?? 'standard',
+    inference_geo: body.inference_geo ?? 'global',
+  };
+}
+
+/**
+ * An Anthropic message answering `body`, whole or as its event stream: with COMPACTED_FAST_US_USAGE when its prompt
+ * says `compact`, else served as asked (`servedAsAsked`).
+ */
 function answerMessage(body: TierAsked, res: ServerResponse): void {
+  const usage = body.messages?.[0]?.content?.includes('compact') ? COMPACTED_FAST_US_USAGE : servedAsAsked(body);
   const message = {
     id: 'msg_compacted',
     type: 'message',
@@ -125,7 +148,7 @@ function answerMessage(body: TierAsked, res: ServerResponse): void {
     content: [{ type: 'text', text: 'ok' }],
     stop_reason: 'end_turn',
     stop_sequence: null,
-    usage: COMPACTED_FAST_US_USAGE,
+    usage,
   };
   if (!body.stream) {
     res.writeHead(200, { 'content-type': 'application/json' });
@@ -133,7 +156,7 @@ function answerMessage(body: TierAsked, res: ServerResponse): void {
     return;
   }
   res.writeHead(200, { 'content-type': 'text/event-stream' });
-  const { iterations: _later, ...started } = COMPACTED_FAST_US_USAGE;
+  const { iterations: _later, ...started } = usage;
   const events: Record<string, unknown>[] = [
     {
       type: 'message_start',
@@ -142,7 +165,7 @@ function answerMessage(body: TierAsked, res: ServerResponse): void {
     { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } },
     { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'ok' } },
     { type: 'content_block_stop', index: 0 },
-    { type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: COMPACTED_FAST_US_USAGE },
+    { type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null }, usage },
     { type: 'message_stop' },
   ];
   for (const event of events) sse(res, event, event.type as string);

@@ -2,7 +2,7 @@
 import type { Request, Response } from 'express';
 import { ApiError, getContext } from '@tollgate/core';
 import { SpendNotRebuiltError, whenReady, withTimeout } from '@tollgate/core/store-contracts';
-import { priceAtInput } from '@tollgate/core/costs';
+import { priceAtCall } from '@tollgate/core/costs';
 import type { TollgateContext, UsageEstimate, UsageRecord } from '@tollgate/core';
 import type { MaybePromise, ReserveResult, ScopeUsage, SettledRecord } from '@tollgate/core/store-contracts';
 import { BudgetDowngrades } from './budget-downgrades.js';
@@ -233,8 +233,9 @@ export class BudgetReservations {
     const input = found
       ? this.margins.reservedInput(estimate, found.model)
       : { bound: estimate.inputTokens, reserved: estimate.inputTokens };
-    // Past a long-context threshold every class is dearer: the hold, its clamp and its grant are priced there.
-    const price = found && priceAtInput(found, input.reserved);
+    // Past a long-context threshold, at the speed and region the call asks for, every class is dearer: the hold, its
+    // clamp and its grant are priced there.
+    const price = found && priceAtCall(found, input.reserved, ctx.call);
     let amount: number;
     let minAmount: number;
     if (price) {

@@ -1,7 +1,7 @@
 // Moving a running request's reservation to the price of the model it now runs with: the new one held before the old is let go.
 import type { Request } from 'express';
 import { withTimeout } from '@tollgate/core/store-contracts';
-import { priceAtInput } from '@tollgate/core/costs';
+import { priceAtCall } from '@tollgate/core/costs';
 import type { TollgateContext } from '@tollgate/core';
 import type { ReserveResult } from '@tollgate/core/store-contracts';
 import { headroomOf } from './budget-hold.js';
@@ -26,7 +26,7 @@ export async function repriceHold(
   if (!found) return false;
   if (found.model === hold.model) return true;
   const input = margins.reservedInput(estimate, found.model);
-  const price = priceAtInput(found, input.reserved);
+  const price = priceAtCall(found, input.reserved, ctx.call);
   const amount = fullAnswerCost(estimate, input.reserved, price);
   const minAmount = Math.min(amount, smallestAnswerCost(estimate, input.reserved, price, config.minOutputTokens));
   const id = calls.reservationId(ctx);

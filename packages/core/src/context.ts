@@ -74,6 +74,10 @@ export class ProviderCall {
   readonly requestedModel: string | undefined;
   /** The service tier the request asked for (`CallShape.serviceTier`): its reservation is priced at it. */
   readonly serviceTier: string | undefined;
+  /** The speed the request asked for (`CallShape.speed`): its reservation is priced at it, its bill at the answer's. */
+  readonly speed: string | undefined;
+  /** The region the request asked for (`CallShape.inferenceGeo`): as `speed`. */
+  readonly inferenceGeo: string | undefined;
   /**
    * A JSON call its route asked its upstream for as a stream: the meter holds the stream to its grant as it holds any
    * stream, and the client gets the JSON answer assembled from what went out (docs/architecture.md, "What a JSON
@@ -92,6 +96,8 @@ export class ProviderCall {
     this.choices = shape.choices;
     this.requestedModel = shape.model;
     this.serviceTier = shape.serviceTier;
+    this.speed = shape.speed;
+    this.inferenceGeo = shape.inferenceGeo;
     this.#model = shape.model;
     this.#outputCap = shape.outputCap;
   }
@@ -479,7 +485,8 @@ class RequestContext implements TollgateContext {
       const choices = estimate.outputChoices ?? 1;
       estimate.maxOutputTokens = cap;
       estimate.totalTokens = estimate.inputTokens + cap * choices;
-      if (this.#price) estimate.costNanoUsd = maxCostNanoUsd(estimate.inputTokens, cap * choices, this.#price);
+      if (this.#price)
+        estimate.costNanoUsd = maxCostNanoUsd(estimate.inputTokens, cap * choices, this.#price, this.call);
     }
     return cap;
   }
@@ -495,6 +502,7 @@ class RequestContext implements TollgateContext {
       estimate.inputTokens,
       estimate.maxOutputTokens * (estimate.outputChoices ?? 1),
       price,
+      this.call,
     );
   }
 

@@ -1,7 +1,14 @@
 // @tollgate/core/costs: for the adapters, the meter, the budget and the router: a model's resolved price, its kind
 // and tokenizer family, and the cost arithmetic in nano-USD (an app prices with `createPricing`, at the main door).
-export type { ModelKind, PricingOptions, ResolvedPrice, TokenizerFamily } from './pricing.js';
-export { affordableOutputTokens, costNanoUsd, maxCostNanoUsd, modelFamilies, priceAtInput } from './pricing.js';
+export type { CallPricing, ModelKind, PricingOptions, ResolvedPrice, TokenizerFamily } from './pricing.js';
+export {
+  affordableOutputTokens,
+  costNanoUsd,
+  maxCostNanoUsd,
+  modelFamilies,
+  priceAtCall,
+  priceAtInput,
+} from './pricing.js';
 export { exactUsd } from './money.js';
 /** A price source's refresh (`Pricing.refreshFrom`): what the gateway's `/admin/prices` shows. */
 export type { PriceRefresh } from './price-refresh.js';

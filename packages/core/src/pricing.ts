@@ -658,19 +658,25 @@ type CallTokens = Pick<
   'inputTokens' | 'cachedInputTokens' | 'cacheWriteTokens' | 'cacheWrite1hTokens' | 'outputTokens'
 >;
 
+/** What prices a call besides its model, tier and size: the speed and region it runs at (see `TokenUsage`). */
+export type CallPricing = Pick<TokenUsage, 'speed' | 'inferenceGeo'>;
+
 /**
  * The price one call is billed at: its speed's prices when the model bills that speed apart (across the whole
- * context window), else the long-context prices past their threshold; times its region's multiplier.
+ * context window), else the long-context prices past their threshold; times its region's multiplier. The one rule
+ * for the bill (the speed and region the answer says) and for the reservation (those the request asks for). A price
+ * it moved to a speed or region names none any more, so that pricing it again at the same call changes nothing.
  */
-function billedPrice(price: ResolvedPrice, inputTokens: number, usage: Pick<TokenUsage, 'speed' | 'inferenceGeo'>) {
-  const speed = usage.speed === undefined ? undefined : price.speeds?.[usage.speed];
+export function priceAtCall(price: ResolvedPrice, inputTokens: number, call: CallPricing | undefined): ResolvedPrice {
+  const speed = call?.speed === undefined ? undefined : price.speeds?.[call.speed];
   const at = speed ?? priceAtInput(price, inputTokens);
-  const factor = usage.inferenceGeo === undefined ? undefined : price.inferenceGeos?.[usage.inferenceGeo];
+  const factor = call?.inferenceGeo === undefined ? undefined : price.inferenceGeos?.[call.inferenceGeo];
   if (factor === undefined || factor === 1) return at;
   // Rounded up to the micro-USD per 1M tokens: a price at a region is never under its multiple.
   const times = (micro: number) => Math.ceil(Math.round(micro * factor * 1000) / 1000);
+  const { tiers: _tiers, longContext: _long, speeds: _speeds, inferenceGeos: _geos, ...flat } = at;
   return {
-    ...at,
+    ...flat,
     inputMicro: times(at.inputMicro),
     cachedInputMicro: times(at.cachedInputMicro),
     cacheWriteMicro: times(at.cacheWriteMicro),
@@ -709,11 +715,11 @@ export function costNanoUsd(
 ): number {
   const iterations = usage.iterations;
   if (iterations === undefined || iterations.length === 0)
-    return Math.ceil(callPico(usage, billedPrice(price, usage.inputTokens, usage)) / 1000);
+    return Math.ceil(callPico(usage, priceAtCall(price, usage.inputTokens, usage)) / 1000);
   let pico = 0;
   for (const call of iterations) {
     const own = call.model === undefined ? price : (priceOf?.(call.model) ?? price);
-    pico += callPico(call, billedPrice(own, call.inputTokens, usage));
+    pico += callPico(call, priceAtCall(own, call.inputTokens, usage));
   }
   // pico-USD / 1000 = nano-USD.
   return Math.ceil(pico / 1000);
@@ -721,17 +727,28 @@ export function costNanoUsd(
 
 /**
  * Upper bound of a request's cost before the call: every input token in its priciest class (a
- * cache write costs more than plain input at Anthropic), the whole output cap used.
+ * cache write costs more than plain input at Anthropic), the whole output cap used, at the speed and
+ * region the request asks for (`call`, see `priceAtCall`).
  */
-export function maxCostNanoUsd(inputTokens: number, maxOutputTokens: number, price: ResolvedPrice): number {
-  price = priceAtInput(price, inputTokens);
+export function maxCostNanoUsd(
+  inputTokens: number,
+  maxOutputTokens: number,
+  price: ResolvedPrice,
+  call?: CallPricing,
+): number {
+  price = priceAtCall(price, inputTokens, call);
   const inputMicro = Math.max(price.inputMicro, price.cachedInputMicro, price.cacheWriteMicro, price.cacheWrite1hMicro);
   return Math.ceil((Math.max(0, inputTokens) * inputMicro + Math.max(0, maxOutputTokens) * price.outputMicro) / 1000);
 }
 
-/** The most output tokens `budgetNano` buys after paying for `inputTokens` (never negative). */
-export function affordableOutputTokens(budgetNano: number, inputTokens: number, price: ResolvedPrice): number {
-  price = priceAtInput(price, inputTokens);
+/** The most output tokens `budgetNano` buys after paying for `inputTokens` (never negative), at the call's speed and region. */
+export function affordableOutputTokens(
+  budgetNano: number,
+  inputTokens: number,
+  price: ResolvedPrice,
+  call?: CallPricing,
+): number {
+  price = priceAtCall(price, inputTokens, call);
   const inputNano = maxCostNanoUsd(inputTokens, 0, price);
   if (price.outputMicro === 0) return Number.MAX_SAFE_INTEGER;
   const left = budgetNano - inputNano;

@@ -40,6 +40,10 @@ export interface CallShape {
   choices: number;
   /** The service tier asked for (OpenAI's `service_tier`), which the reservation is priced at. Absent: none. */
   serviceTier?: string;
+  /** The speed asked for (Anthropic's `speed`: `fast`), which the reservation is priced at. Absent: none. */
+  speed?: string;
+  /** Where inference is asked to run (Anthropic's `inference_geo`: `us`), which the reservation is priced at. Absent: none. */
+  inferenceGeo?: string;
 }
 
 /** The parts of a request an adapter reads: the JSON body, and the route's params (Gemini names the model in its path). */

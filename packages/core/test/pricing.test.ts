@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { createPricing, TollgateError, UnknownModelError } from '@tollgate/core';
-import { affordableOutputTokens, costNanoUsd, maxCostNanoUsd } from '@tollgate/core/costs';
+import { affordableOutputTokens, costNanoUsd, maxCostNanoUsd, priceAtCall } from '@tollgate/core/costs';
 
 const usage = (input: number, output: number, cached = 0, written = 0, reasoning = 0) => ({
   inputTokens: input,
@@ -182,6 +182,17 @@ describe('speeds and inference regions billed apart', () => {
     const opus = sourced.get('claude-opus-5');
     expect(opus).toMatchObject({ inputMicro: 6_000_000, inferenceGeos: { us: 1.1 } });
     expect(opus.speeds?.fast).toMatchObject({ inputMicro: 10_000_000, outputMicro: 50_000_000 });
+  });
+
+  it('bounds a call at the speed and region it asks for, once: a price moved there moves no further', () => {
+    const fastUs = { speed: 'fast', inferenceGeo: 'us' };
+    // 100 input at the fast 1-hour cache write ($24) and 100 output at $60, times 1.1.
+    expect(maxCostNanoUsd(100, 100, price, fastUs)).toBe(2_640_000 + 6_600_000);
+    const moved = priceAtCall(price, 100, fastUs);
+    expect(maxCostNanoUsd(100, 100, moved, fastUs)).toBe(maxCostNanoUsd(100, 100, price, fastUs));
+    expect(priceAtCall(moved, 100, fastUs)).toEqual(moved);
+    // What 9,240,000 buys after the input: the 100 output tokens, not a token more.
+    expect(affordableOutputTokens(9_240_000, 100, price, fastUs)).toBe(100);
   });
 
   it('refuses a region multiplier under 1 or past 10', () => {

@@ -280,7 +280,8 @@ function fullEstimate(
         : inputBound(estimate, price),
     maxOutputTokens,
     totalTokens: estimate.tokens + maxOutputTokens * outputChoices,
-    costNanoUsd: maxCostNanoUsd(estimate.tokens, maxOutputTokens * outputChoices, price),
+    // At the speed and region the request asks for: a fast or US-only call is reserved at what it may be billed.
+    costNanoUsd: maxCostNanoUsd(estimate.tokens, maxOutputTokens * outputChoices, price, shape),
   };
   if (outputChoices > 1) result.outputChoices = outputChoices;
   return result;

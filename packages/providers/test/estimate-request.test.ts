@@ -273,6 +273,30 @@ describe('estimateRequest', () => {
     ).toBe(1024);
   });
 
+  it('bounds a request at the speed and region it asks for (Anthropic fast mode, US-only inference)', () => {
+    const body = { model: 'claude-opus-5', max_tokens: 1000, messages: [{ role: 'user', content: 'Hello!' }] };
+    const standard = estimateRequest({ api: 'anthropic.messages', body, pricing });
+    const tokens = standard.inputTokens;
+    // Input at its priciest class, the 1-hour cache write (2x input): $10 per MTok standard, $20 fast; output $25, $50.
+    expect(standard.costNanoUsd).toBe(tokens * 10_000 + 1000 * 25_000);
+    const fast = estimateRequest({ api: 'anthropic.messages', body: { ...body, speed: 'fast' }, pricing });
+    expect(fast.costNanoUsd).toBe(tokens * 20_000 + 1000 * 50_000);
+    // US-only: 1.1x every class, over fast mode.
+    const fastUs = { ...body, speed: 'fast', inference_geo: 'us' };
+    expect(estimateRequest({ api: 'anthropic.messages', body: fastUs, pricing }).costNanoUsd).toBe(
+      tokens * 22_000 + 1000 * 55_000,
+    );
+    const us = { ...body, inference_geo: 'us' };
+    expect(estimateRequest({ api: 'anthropic.messages', body: us, pricing }).costNanoUsd).toBe(
+      tokens * 11_000 + 1000 * 27_500,
+    );
+    // A speed or region the model does not price apart leaves it at its standard prices.
+    const global = { ...body, speed: 'standard', inference_geo: 'global' };
+    expect(estimateRequest({ api: 'anthropic.messages', body: global, pricing }).costNanoUsd).toBe(
+      standard.costNanoUsd,
+    );
+  });
+
   it('rejects unknown models and bodies without a model', () => {
     expect(() => estimateRequest({ api: 'openai.chat', body: { model: 'my-llm', messages: [] }, pricing })).toThrow(
       UnknownModelError,

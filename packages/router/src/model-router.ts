@@ -26,6 +26,9 @@ export interface RouteRequest extends RequestTraits {
   outputTokens?: number | undefined;
   /** The service tier the request asks for (OpenAI's `service_tier`): `cheapest` compares the targets at it. */
   serviceTier?: string | undefined;
+  /** The speed and region the request asks for (Anthropic's `speed`, `inference_geo`): priced as the tier is. */
+  speed?: string | undefined;
+  inferenceGeo?: string | undefined;
 }
 
 /** How one try of a target ended. */
@@ -184,7 +187,7 @@ function trackTargets(
   return { health, targets };
 }
 
-/** A target's cost bound at the prices in use now (a price source's refresh included) and the tier asked for. */
+/** A target's cost bound at the prices in use now (a price source's refresh included) and the tier, speed and region asked for. */
 function estimatedCost(pricing: Pricing | undefined, target: ResolvedTarget, request: RouteRequest): number {
   const price = pricing?.find(target.model, request.serviceTier);
   if (!price) return Number.POSITIVE_INFINITY;
@@ -192,6 +195,7 @@ function estimatedCost(pricing: Pricing | undefined, target: ResolvedTarget, req
     request.inputTokens,
     request.outputTokens ?? price.maxOutputTokens ?? DEFAULT_OUTPUT_TOKENS,
     price,
+    request,
   );
 }
 

@@ -368,6 +368,9 @@ export const anthropicMessages: ProviderAdapter = {
       outputCap: positiveInteger(record.max_tokens),
       stream: record.stream === true,
       choices: 1,
+      // Priced apart (fast mode, US-only inference): the reservation is made at them, the bill at the answer's.
+      speed: serviceTierOf(record.speed),
+      inferenceGeo: serviceTierOf(record.inference_geo),
     };
   },
   writeOutputCap(body, cap) {

@@ -234,6 +234,8 @@ export function createRoutedCalls(config: RoutingOptions, options: RoutedCallsOp
       inputTokens,
       outputTokens: call.outputCap,
       serviceTier: call.serviceTier,
+      speed: call.speed,
+      inferenceGeo: call.inferenceGeo,
       tools: classed && Array.isArray(body.tools) && body.tools.length > 0,
       images: classed && carriesImages(body.messages ?? body.input),
       route: classed ? req.path : undefined,
