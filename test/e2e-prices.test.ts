@@ -33,6 +33,8 @@ const userKey = newApiKey();
 /** Keys of tenants whose day budget is near its end: one standard call fits `tight`, one fast US call `roomy`. */
 const tightKey = newApiKey();
 const roomyKey = newApiKey();
+/** A key with room for a few fast US calls (the fields left unsaid by the answer). */
+const unsaidKey = newApiKey();
 
 /** A price file served over HTTP with an ETag, as a maintained source is; it notes the If-None-Match it is sent. */
 async function startPriceServer(): Promise<{
@@ -101,11 +103,13 @@ class Setup {
         acme: { tier: 'pro', budget: { usd: 100, period: 'day' } },
         tight: { tier: 'pro', budget: { usd: 0.0006, period: 'day' } },
         roomy: { tier: 'pro', budget: { usd: 0.002, period: 'day' } },
+        unsaid: { tier: 'pro', budget: { usd: 1, period: 'day' } },
       },
       keys: [
         { id: 'acme-key', sha256: sha256Hex(userKey), tenant: 'acme', scopes: ['chat'] },
         { id: 'tight-key', sha256: sha256Hex(tightKey), tenant: 'tight', scopes: ['chat'] },
         { id: 'roomy-key', sha256: sha256Hex(roomyKey), tenant: 'roomy', scopes: ['chat'] },
+        { id: 'unsaid-key', sha256: sha256Hex(unsaidKey), tenant: 'unsaid', scopes: ['chat'] },
       ],
       ...(this.store === 'redis' ? { redis: { blocks: false } } : {}),
     };
@@ -462,6 +466,16 @@ describe.each(['memory', 'redis'] as const)(
       expect(record.overshootNanoUsd ?? 0).toBe(0);
       expect(record.estimatedCostNanoUsd).toBeGreaterThanOrEqual(record.costNanoUsd);
       expect(await setup.settledSpend('roomy')).toBe(891_000);
+    });
+
+    it('bills a fast US-only call whose answer names no speed or region at what it asked for, JSON or streamed', async () => {
+      for (const stream of [false, true]) {
+        const asked = { ...cap, speed: 'fast', inference_geo: 'us' };
+        const record = await setup.ask('fast in the US, unsaid', stream, asked, unsaidKey);
+        // As the call above: $11 / $55 per MTok, not the standard $5 / $25 an answer without the fields would give.
+        expect(record).toMatchObject({ status: 200, speed: 'fast', inferenceGeo: 'us', costNanoUsd: 11_000 + 880_000 });
+      }
+      expect(await setup.settledSpend('unsaid')).toBe(2 * 891_000);
     });
   },
 );

@@ -98,11 +98,6 @@ function responsesBody(model: string | undefined, status: 'in_progress' | 'compl
 }
 
 /**
- * An OpenAI upstream (Chat Completions and Responses, JSON and streams) that serves the tier asked for (`default` when
- * none), or the one a prompt's `serve:<tier>` names. A prompt with `refuse` gets 429 as OpenAI answers when flex
- * capacity is short; a stream whose prompt says `hold:<tag>` sends its first event, then waits for `release(tag)`.
- */
-/**
  * Anthropic's usage of an answer made of two calls, as its compaction docs show it (the summary call in `iterations`
  * only), served at fast speed in the US.
  */
@@ -120,18 +115,18 @@ export const COMPACTED_FAST_US_USAGE: Record<string, unknown> = {
 
 /**
  * Anthropic's usage of a one-call answer to `body`: 1 input token, its whole output cap, at the speed and region it
- * asked for (standard and global when it names none).
+ * asked for (standard and global when it names none); a prompt that says `unsaid` names neither, as older answers.
  */
 function servedAsAsked(body: TierAsked): Record<string, unknown> {
-  return {
+  const usage = {
     input_tokens: 1,
     cache_creation_input_tokens: 0,
     cache_read_input_tokens: 0,
     output_tokens: body.max_tokens ?? 1,
     service_tier: 'standard',
-    speed: body.speed ?? 'standard',
-    inference_geo: body.inference_geo ?? 'global',
   };
+  if (body.messages?.[0]?.content?.includes('unsaid')) return usage;
+  return { ...usage, speed: body.speed ?? 'standard', inference_geo: body.inference_geo ?? 'global' };
 }
 
 /**
@@ -172,6 +167,11 @@ function answerMessage(body: TierAsked, res: ServerResponse): void {
   res.end();
 }
 
+/**
+ * An OpenAI upstream (Chat Completions and Responses, JSON and streams) that serves the tier asked for (`default` when
+ * none), or the one a prompt's `serve:<tier>` names. A prompt with `refuse` gets 429 as OpenAI answers when flex
+ * capacity is short; a stream whose prompt says `hold:<tag>` sends its first event, then waits for `release(tag)`.
+ */
 export function tierUpstream() {
   const held = new Map<string, { started: Promise<void>; start(): void; release(): void; released: Promise<void> }>();
   const gate = (tag: string) => {

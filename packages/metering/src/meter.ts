@@ -594,11 +594,13 @@ class MeteredRequest implements MeterCharge, CallBill {
     const failed = res.statusCode >= 400 && !upstreamAborted;
     const grant = estimate ? estimate.maxOutputTokens * (estimate.outputChoices ?? 1) : undefined;
 
-    const { usage, usageSource, reportedModel } = reported
+    const measured = reported
       ? { usage: reportedTokens(reported, estimate), usageSource: 'provider' as const, reportedModel: reported.model }
       : this.measuredUsage(reader, failed, grant, aborted);
-    // Bill what ran: the provider's model when it has a price, else the (maybe downgraded) admitted model; at the tier
-    // the answer says served it, else the one asked for.
+    const { usageSource, reportedModel } = measured;
+    // Bill what ran: the provider's model when it has a price, else the (maybe downgraded) admitted model; at the tier,
+    // speed and region the answer says served it, else the ones asked for (never cheaper than what was reserved).
+    const usage = { ...measured.usage, ...askedPricing(measured.usage, ctx.call) };
     const tier = usage.serviceTier ?? ctx.call?.serviceTier;
     let billedModel: string | null = null;
     let price = reportedModel ? pricing.find(reportedModel, tier) : undefined;
@@ -729,4 +731,12 @@ function reportedTokens(reported: ReportedUsage, estimate: UsageEstimate | undef
       ? { iterations: reported.iterations }
       : {}),
   };
+}
+
+/** The speed and region a call asked for, where its answer names none (an answer that says so wins). */
+function askedPricing(usage: TokenUsage, call: TollgateContext['call']): Pick<TokenUsage, 'speed' | 'inferenceGeo'> {
+  const asked: Pick<TokenUsage, 'speed' | 'inferenceGeo'> = {};
+  if (usage.speed === undefined && call?.speed !== undefined) asked.speed = call.speed;
+  if (usage.inferenceGeo === undefined && call?.inferenceGeo !== undefined) asked.inferenceGeo = call.inferenceGeo;
+  return asked;
 }
