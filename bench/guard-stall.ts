@@ -1,6 +1,7 @@
 // Benchmark: the event loop's longest stall under load with 100,000 subjects in the abuse watch (issue 58): the
 // watch as shipped (model in a worker thread, its own work sliced), the same scoring on the loop (before), and none.
 import { fileURLToPath } from 'node:url';
+import { abuseBucketRead, budgetRebuild, type BackgroundStall } from './lib/background-stall.js';
 import { forkAsking } from './lib/child.js';
 import type { LoopStats, StallMessage, StallMode } from './lib/guard-stall-child.js';
 import { CHAT_BODY } from './lib/guard-stall-child.js';
@@ -57,6 +58,41 @@ async function measure(mode: StallMode, durationS: number, log: (line: string) =
   } finally {
     child.kill();
   }
+}
+
+/**
+ * Background work at `SUBJECTS`, each alone on this process's loop: the abuse watch's read of one bucket of sums from
+ * the real Redis (`REDIS_URL`, under a prefix of its own, deleted after) and a budget rebuild of as many scopes.
+ */
+export async function backgroundStalls(log: (line: string) => void): Promise<string> {
+  const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+  const cases: [string, () => Promise<BackgroundStall>][] = [
+    [`abuse tallies of one bucket from Redis (HSCAN pages)`, () => abuseBucketRead(url, SUBJECTS)],
+    [`budget rebuild of ${fmtNumber(SUBJECTS)} scopes (memory ledger)`, () => budgetRebuild(SUBJECTS)],
+  ];
+  const rows: string[][] = [];
+  for (const [label, run] of cases) {
+    const stall = await run();
+    log(`guard-stall: ${label}: ${JSON.stringify(stall)}`);
+    rows.push([
+      label,
+      fmtNumber(stall.maxStallMs, 1),
+      fmtNumber(stall.maxStallCpuMs, 1),
+      fmtNumber(stall.gcMaxMs, 1),
+      fmtNumber(stall.durationMs / 1000, 1),
+      fmtNumber(stall.count),
+    ]);
+  }
+  return [
+    `Background work with ${fmtNumber(SUBJECTS)} subjects, each alone while a 1 ms timer and \`monitorEventLoopDelay\` ` +
+      'watch the loop (the CPU column: the most CPU the process spent between two turns of the timer, what a busy ' +
+      'machine adds to the wall clock left out).',
+    '',
+    table(
+      ['work', 'longest stall (ms)', 'longest stall in CPU (ms)', 'longest GC pause (ms)', 'took (s)', 'read'],
+      rows,
+    ),
+  ].join('\n');
 }
 
 export async function runGuardStallBenchmark(context: BenchContext): Promise<SectionResult> {
@@ -129,11 +165,16 @@ export async function runGuardStallBenchmark(context: BenchContext): Promise<Sec
     ),
     '',
     targets.map((t) => `- ${verdictMark(t.holds)}: ${t.target}: ${t.figures}`).join('\n'),
+    '',
+    await backgroundStalls(context.log),
   ].join('\n');
   return { title: `Guard: the event loop with ${fmtNumber(SUBJECTS)} abuse subjects (issue 58)`, body, targets };
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
+if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv.includes('--background')) {
+  process.stdout.write(`${await backgroundStalls((line) => process.stderr.write(`${line}\n`))}\n`);
+  process.exit(0);
+} else if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const quick = process.argv.includes('--quick');
   const result = await runGuardStallBenchmark({
     quick,

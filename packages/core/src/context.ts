@@ -235,6 +235,11 @@ export interface TollgateContext {
    */
   servedBy: string | undefined;
   /**
+   * Set by a route that read a credential from its body rather than its headers (the dashboard's sign-in form): the
+   * guard tells failed credentials apart by it as by a header's (`authFailures.distinctKeys`).
+   */
+  presentedCredential: string | undefined;
+  /**
    * Set by a response cache that answers the request from what it stored: the meter then records
    * `usageSource: "cache"`, bills `costFraction` of the answer's cost and notes the rest as saved.
    * Set before the meter (a memory store's hit), it also spares the request the estimate; a request
@@ -384,6 +389,7 @@ class RequestContext implements TollgateContext {
   abuseScore: number | undefined = undefined;
   renderError: ErrorRenderer | undefined = undefined;
   servedBy: string | undefined = undefined;
+  presentedCredential: string | undefined = undefined;
   cacheHit: CacheHit | undefined = undefined;
   responseTap: ResponseTap | undefined = undefined;
   /** The declared variables set on this request; made at the first `set`. */

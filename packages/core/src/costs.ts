@@ -12,3 +12,5 @@ export {
 export { exactUsd } from './money.js';
 /** A price source's refresh (`Pricing.refreshFrom`): what the gateway's `/admin/prices` shows. */
 export type { PriceRefresh } from './price-refresh.js';
+/** One read of a price source as a refresh reads it (capped, validated, off the loop): the gateway's `--check`. */
+export { readSourceOffLoop as readPriceSource } from './price-read.js';

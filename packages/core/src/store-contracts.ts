@@ -1,5 +1,6 @@
 // @tollgate/core/store-contracts: for store backends (@tollgate/redis) and the middlewares that drive stores (limits,
-// budgets, keys): the store contracts, the in-memory stores' building blocks, the input guards, a deadline per call.
+// budgets, keys): the store contracts, the in-memory stores' building blocks, the input guards, a deadline per call,
+// and slices of the event loop for work over many entries (TimeSlice).
 export type {
   ApiKeyRecord,
   AtOnceCallOptions,
@@ -50,6 +51,7 @@ export {
   unalteredMemoryStore,
 } from './memory-stores.js';
 export { withTimeout } from './timeout.js';
+export { TimeSlice } from './time-slice.js';
 export { counterCalls, fixedWindowCalls, ledgerCalls } from './store-calls.js';
 export type { CounterCalls, FixedWindowCalls, LedgerCalls } from './store-calls.js';
 export { whenReady } from './maybe-promise.js';

@@ -77,6 +77,21 @@ function refuseCredential(req: Request, res: Response, sent: boolean): void {
   );
 }
 
+/**
+ * A request not let in meets the app's checks before auth (`beforeAuth`) first: a blocked address is answered by them,
+ * and the refusal that follows is counted by the app's auth-failure limit as on its own routes.
+ */
+function refuseAfterChecks(
+  config: DashboardConfig,
+  req: Request,
+  res: Response,
+  next: NextFunction,
+  refuse: () => void,
+) {
+  if (config.beforeAuth === undefined) return refuse();
+  config.beforeAuth(req, res, (error?: unknown) => (error === undefined || error === null ? refuse() : next(error)));
+}
+
 /** Lets in the admin (a valid key in a header, or a live session) and nobody else. */
 export function requireAdmin(config: DashboardConfig, sessions: AdminSessions): RequestHandler {
   return asyncRoute(async function requireAdminKeyOrSession(req: Request, res: Response, next: NextFunction) {
@@ -93,7 +108,7 @@ export function requireAdmin(config: DashboardConfig, sessions: AdminSessions): 
         next();
         return;
       }
-      refuseCredential(req, res, true);
+      refuseAfterChecks(config, req, res, next, () => refuseCredential(req, res, true));
       return;
     }
     const id = cookies(req)[SESSION_COOKIE];
@@ -107,7 +122,7 @@ export function requireAdmin(config: DashboardConfig, sessions: AdminSessions): 
       res.redirect(303, `${req.baseUrl}/login?next=${encodeURIComponent(req.originalUrl)}`);
       return;
     }
-    refuseCredential(req, res, false);
+    refuseAfterChecks(config, req, res, next, () => refuseCredential(req, res, false));
   });
 }
 
@@ -163,7 +178,7 @@ export function signInRoutes(config: DashboardConfig, sessions: AdminSessions): 
   router.post(
     '/login',
     form,
-    asyncRoute(async function signIn(req: Request, res: Response) {
+    asyncRoute(async function signIn(req: Request, res: Response, nextHandler: NextFunction) {
       const body = (req.body ?? {}) as Record<string, unknown>;
       const next = safeNext(body.next, req.baseUrl);
       const formToken = cookies(req)[SIGN_IN_COOKIE];
@@ -178,7 +193,11 @@ export function signInRoutes(config: DashboardConfig, sessions: AdminSessions): 
         key.length > MAX_KEY_LENGTH ||
         !(await config.authorize(key))
       ) {
-        showForm(req, res, 401, next, 'That is not the admin key.');
+        // Told apart from other guesses by the auth-failure limit, as a key in a header is.
+        if (typeof key === 'string') getContext(req, res).presentedCredential = key.slice(0, MAX_KEY_LENGTH);
+        refuseAfterChecks(config, req, res, nextHandler, () =>
+          showForm(req, res, 401, next, 'That is not the admin key.'),
+        );
         return;
       }
       // A new session id at every sign-in: an id planted before it is worth nothing.

@@ -1,6 +1,8 @@
 // dashboard() options, checked once and resolved into the config every route reads.
 import { parseDuration, TollgateError } from '@tollgate/core';
 import { assertKnownOptions, CALENDAR_PERIODS, timeZoneProblem } from '@tollgate/core/options';
+import express from 'express';
+import type { RequestHandler } from 'express';
 import type { ApiKeyRecord, KeyStore } from '@tollgate/core/store-contracts';
 import type { CalendarPeriod } from '@tollgate/core/options';
 import type { BudgetSelector, BudgetStatus } from '@tollgate/budget';
@@ -130,6 +132,13 @@ export interface DashboardOptions {
    * @default 'auto'
    */
   secureCookie?: boolean | 'auto';
+  /**
+   * The app's checks before authentication (the gateway passes its guard's: address blocks and the auth-failure
+   * limit). A request the dashboard does not let in (a wrong key in the sign-in form or a header, no key at all) meets
+   * them before its refusal, so a blocked address is answered by them and every other refusal is counted as on the
+   * app's own routes; a request with the admin key or a live session never meets them. @default none
+   */
+  beforeAuth?: readonly RequestHandler[];
   /** Clock, for tests. @default Date.now */
   now?: () => number;
 }
@@ -154,6 +163,7 @@ const OPTION_NAMES = [
   'sessionTtl',
   'maxSessions',
   'secureCookie',
+  'beforeAuth',
   'now',
 ] as const satisfies readonly (keyof DashboardOptions)[];
 
@@ -177,6 +187,8 @@ export interface DashboardConfig {
   sessionTtlMs: number;
   maxSessions: number;
   secureCookie: boolean | 'auto';
+  /** `beforeAuth` as one handler (none when not given). */
+  beforeAuth: RequestHandler | undefined;
   now: () => number;
 }
 
@@ -245,6 +257,12 @@ export function resolveOptions(options: DashboardOptions): DashboardConfig {
     (typeof options.title !== 'string' || options.title.length === 0 || options.title.length > 100)
   )
     throw invalid('title must be a string of 1 to 100 characters');
+  const { beforeAuth } = options;
+  if (
+    beforeAuth !== undefined &&
+    !(Array.isArray(beforeAuth) && beforeAuth.every((item) => typeof item === 'function'))
+  )
+    throw invalid('beforeAuth must be an array of middleware functions');
   if (options.now !== undefined && typeof options.now !== 'function')
     throw invalid('now must be a function returning epoch ms');
   let sessionTtlMs: number;
@@ -272,6 +290,8 @@ export function resolveOptions(options: DashboardOptions): DashboardConfig {
     sessionTtlMs,
     maxSessions,
     secureCookie,
+    // A router runs them in their order, as the app would have.
+    beforeAuth: beforeAuth?.length ? express.Router().use(...beforeAuth) : undefined,
     now: options.now ?? Date.now,
   };
 }

@@ -13,7 +13,8 @@ const USAGE = `Usage: tollgate-gateway [--config tollgate.json] [--port 8787] [-
   --data-dir DIR    keeps the ledger, the keys and the spool in DIR across restarts (also
                     TOLLGATE_DATA_DIR; over the config's "dataDir")
   --check           checks the config as the start would, without serving: every problem, each with
-                    its field, the value given and what was expected (exit 1), or one line saying what
+                    its field, the value given and what was expected, and whether the Redis, the
+                    PostgreSQL and the price source it names answer (exit 1), or one line saying what
                     it would serve (exit 0)
   --version         prints the version
 

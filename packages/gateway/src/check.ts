@@ -1,6 +1,6 @@
 // `tollgate-gateway --check`: every problem of the config the start would serve, at once, without serving it.
 import { readFileSync } from 'node:fs';
-import { ConfigError, checkBeforeStart, configSummary, configTextProblems, parsePort } from './config/index.js';
+import { ConfigError, configSummary, configTextProblems, parsePort, reachabilityProblems } from './config/index.js';
 
 /** What `--check` found: 0 when the config would serve (a one-line summary), 1 with every problem. */
 export interface ConfigCheck {
@@ -11,7 +11,8 @@ export interface ConfigCheck {
 
 /**
  * Checks the config `env.TOLLGATE_CONFIG` names as the start would (its fields, the names across them, the environment
- * it would run in, PORT, PostgreSQL answering), without opening the stores or listening. Each problem names its field,
+ * it would run in, PORT), then what it names in the world: Redis answering PING, PostgreSQL a query, the price source
+ * read and valid (`reachabilityProblems`, the bin's alone), without opening the stores or listening. Each problem names its field,
  * the value given and what was expected.
  */
 export async function checkGatewayConfig(env: NodeJS.ProcessEnv): Promise<ConfigCheck> {
@@ -30,7 +31,7 @@ export async function checkGatewayConfig(env: NodeJS.ProcessEnv): Promise<Config
   const config =
     found.config && (env.TOLLGATE_DATA_DIR ? { ...found.config, dataDir: env.TOLLGATE_DATA_DIR } : found.config);
   // What only the network confirms is asked once the file is sound (it names where to ask).
-  if (config && problems.length === 0) problems.push(...(await problemsOfAsync(() => checkBeforeStart(config))));
+  if (config && problems.length === 0) problems.push(...(await reachabilityProblems(config, env)));
   if (!config || problems.length > 0) return refused(path, problems);
   return { code: 0, text: `${path} would serve: ${configSummary(config, env)}\n` };
 }
@@ -46,16 +47,6 @@ function refused(source: string, problems: readonly string[]): ConfigCheck {
 function problemsOf(check: () => unknown): readonly string[] {
   try {
     check();
-    return [];
-  } catch (error) {
-    if (error instanceof ConfigError) return error.issues;
-    throw error;
-  }
-}
-
-async function problemsOfAsync(check: () => Promise<unknown>): Promise<readonly string[]> {
-  try {
-    await check();
     return [];
   } catch (error) {
     if (error instanceof ConfigError) return error.issues;

@@ -147,6 +147,8 @@ export function mountOperatorRoutes(router: Router, parts: OperatorParts): void 
       '/dashboard',
       dashboard({
         adminKeySha256: operator.adminKeySha256,
+        // A wrong key in the sign-in form meets the address blocks and the one auth-failure count /admin meets.
+        beforeAuth: guarding.beforeAuth,
         budgets: budget,
         keys: observedStores.keys,
         configKeys: configKeys,

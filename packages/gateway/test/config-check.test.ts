@@ -7,9 +7,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { createServer } from 'node:net';
 import { afterAll, describe, expect, it } from '@jest/globals';
 import request from 'supertest';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
+import { checkGatewayConfig } from '../src/check.js';
 import { ConfigError, createGateway, createProxyApp, validateConfig } from '../src/index.js';
 import type { ProxyConfig } from '../src/index.js';
 import { WITH_MOCK } from './helpers/mock-upstream.js';
@@ -51,6 +53,15 @@ async function gatewayBin(args: string[], env: Record<string, string> = {}) {
     ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
     (error: { code: number; stdout: string; stderr: string }) => error,
   );
+}
+
+/** A port of this machine that nothing listens on (taken, then let go). */
+async function closedPort(): Promise<number> {
+  const server = createServer().listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
 }
 
 function configFile(name: string, config: unknown): string {
@@ -151,6 +162,67 @@ describe('tollgate-gateway --check', () => {
       stderr: '',
     });
   }, 60_000);
+
+  it('asks the Redis, the PostgreSQL and the price source the config names, and lists each that fails at once', async () => {
+    const [redisPort, postgresPort] = [await closedPort(), await closedPort()];
+    const missing = join(dir, 'no-such-prices.json');
+    const file = configFile('unreachable.json', {
+      ...WITH_MOCK,
+      redisUrl: `redis://127.0.0.1:${redisPort}`,
+      postgresUrl: `postgres://postgres:secret@127.0.0.1:${postgresPort}/test`,
+      prices: { source: missing },
+    });
+    const started = Date.now();
+    const ran = await gatewayBin(['--check', '--config', file]);
+    expect(ran.code).toBe(1);
+    expect(ran.stdout).toBe('');
+    const problems = ran.stderr.split('\n').filter((line) => line.startsWith('  - '));
+    expect(ran.stderr.split('\n')[0]).toBe(`${file} would not serve, 3 problems:`);
+    expect(problems[0]).toMatch(
+      new RegExp(
+        `^  - redisUrl: Redis does not answer at redis://127\\.0\\.0\\.1:${redisPort} \\(PING: .*ECONNREFUSED`,
+      ),
+    );
+    expect(problems[1]).toMatch(
+      new RegExp(
+        `^  - postgresUrl: PostgreSQL does not answer at postgres://postgres:\\*\\*\\*@127\\.0\\.0\\.1:${postgresPort}/test ` +
+          '\\(connect and SELECT 1: .*ECONNREFUSED',
+      ),
+    );
+    expect(problems[2]).toContain(`  - prices.source: ${missing} was read and refused (ENOENT`);
+    // REDIS_URL is what the start would use, so it is what is asked, under its own name.
+    const fromEnv = await gatewayBin(['--check', '--config', file], { REDIS_URL: `redis://127.0.0.1:${redisPort}` });
+    expect(fromEnv.stderr).toContain(`  - REDIS_URL: Redis does not answer at redis://127.0.0.1:${redisPort}`);
+    expect(Date.now() - started).toBeLessThan(50_000);
+  }, 60_000);
+
+  it('refuses a price source that does not validate, as the refresh would; the servers never ask', async () => {
+    const config = {
+      ...WITH_MOCK,
+      redisUrl: 'redis://127.0.0.1:6379',
+      prices: {
+        source: configFile('bad-prices.json', {
+          'gpt-4o-mini': { litellm_provider: 'openai', input_cost_per_token: 'cheap', output_cost_per_token: 6e-7 },
+        }),
+      },
+    };
+    const checked = await checkGatewayConfig({ TOLLGATE_CONFIG: configFile('bad-source.json', config) });
+    expect(checked.code).toBe(1);
+    expect(checked.text).toContain(
+      `  - prices.source: ${config.prices.source} was read and refused (prices source: ` +
+        'gpt-4o-mini.input_cost_per_token must be a number of USD per token >= 0; got "cheap"',
+    );
+    // The config problems the servers and createGateway find stay what the file says: none here.
+    expect(() => validateConfig(config, { env: {} })).not.toThrow();
+    // A source that reads and validates is no problem.
+    const good = configFile('good-prices.json', {
+      'gpt-4o-mini': { litellm_provider: 'openai', input_cost_per_token: 1.5e-7, output_cost_per_token: 6e-7 },
+    });
+    const served = await checkGatewayConfig({
+      TOLLGATE_CONFIG: configFile('good-source.json', { ...config, prices: { source: good } }),
+    });
+    expect(served).toEqual({ code: 0, text: expect.stringContaining('would serve') });
+  }, 30_000);
 
   it('refuses a config that names no upstream, and says so of the mock named on purpose', async () => {
     const bare = configFile('bare.json', { redisUrl: 'redis://127.0.0.1:6379', tiers: { free: {} } });

@@ -391,8 +391,11 @@ export function tallyFields(delta: AbuseTallyDelta): { sums: [string, number][];
   return { sums, marks: delta.marks.map((mark) => `${prefix}${mark}`) };
 }
 
-/** Adds one stored field (a sum, or a mark when it holds a second separator) to `into`. */
-export function mergeTallyField(into: Map<AbuseSubject, AbuseTally>, field: string, value: number): void {
+/**
+ * Sets one field of a bucket's hash (a sum, or a mark when it holds a second separator) on its subject's tally in
+ * `into`, the bucket's own: a field a scan returns twice (HSCAN may) counts once.
+ */
+export function setTallyField(into: Map<AbuseSubject, AbuseTally>, field: string, value: number): void {
   const cut = field.indexOf(MARK_SEPARATOR);
   if (cut < 0) return;
   const subject = field.slice(0, cut) as AbuseSubject;
@@ -400,5 +403,13 @@ export function mergeTallyField(into: Map<AbuseSubject, AbuseTally>, field: stri
   if (!tally) into.set(subject, (tally = emptyTally()));
   const rest = field.slice(cut + 1);
   if (rest.includes(MARK_SEPARATOR)) tally.marks.add(rest);
-  else if (rest in tally.counts) tally.counts[rest as TallyCount] += value;
+  else if (rest in tally.counts) tally.counts[rest as TallyCount] = value;
+}
+
+/** Adds a subject's tally of one bucket to its tally across buckets in `into`. */
+export function addTally(into: Map<AbuseSubject, AbuseTally>, subject: AbuseSubject, tally: AbuseTally): void {
+  let sum = into.get(subject);
+  if (!sum) into.set(subject, (sum = emptyTally()));
+  for (const name of TALLY_COUNTS) sum.counts[name] += tally.counts[name];
+  for (const mark of tally.marks) sum.marks.add(mark);
 }

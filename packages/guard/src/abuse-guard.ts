@@ -124,7 +124,7 @@ export function abuseGuard(watch: AbuseWatch, registry: MitigationRegistry, rend
         route: req.url === undefined ? '' : req.url.split('?', 1)[0]!.slice(0, 100),
         agent: typeof agent === 'string' ? agent.slice(0, 100) : '',
       },
-      ctx.identity?.keyId ?? credentialDigest(req),
+      ctx.identity?.keyId ?? credentialDigest(req, this),
     );
   }
 

@@ -3,7 +3,7 @@
 import type { IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { UsageRecord } from '@tollgate/core';
-import { TimeSlice } from '@tollgate/providers';
+import { TimeSlice } from '@tollgate/core/store-contracts';
 import { LRUCache } from 'lru-cache';
 import type { Alerts } from './alerts.js';
 import {

@@ -1,7 +1,7 @@
 // authFailures: mounted before authentication; counts the 401s each client address causes and blocks an address past the limit.
 import { hash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ApiError, type ErrorRenderer } from '@tollgate/core';
+import { ApiError, contextOf, type ErrorRenderer } from '@tollgate/core';
 import { isAbuseMitigation } from './abuse-watch.js';
 import type { Alerts } from './alerts.js';
 import { clientAddress } from './client-address.js';
@@ -18,13 +18,15 @@ export interface AuthFailureGuardParts {
   onStoreError: (error: unknown) => void;
 }
 
-/** What a failed request tried, without keeping it: a short digest of its credential headers. */
-export function credentialDigest(req: IncomingMessage): string {
+/** What a failed request tried, without keeping it: a short digest of its credential headers (or of a form's key). */
+export function credentialDigest(req: IncomingMessage, res: ServerResponse): string {
   const { authorization, 'x-api-key': apiKey } = req.headers;
-  if (authorization === undefined && apiKey === undefined) return 'none';
+  const presented = contextOf(res)?.presentedCredential;
+  if (authorization === undefined && apiKey === undefined && presented === undefined) return 'none';
+  const headers = `${String(authorization ?? '').slice(0, 8192)}\n${String(apiKey ?? '').slice(0, 8192)}`;
   return hash(
     'sha256',
-    `${String(authorization ?? '').slice(0, 8192)}\n${String(apiKey ?? '').slice(0, 8192)}`,
+    presented === undefined ? headers : `${headers}\n${presented.slice(0, 8192)}`,
     'base64url',
   ).slice(0, 16);
 }
@@ -55,9 +57,9 @@ export function authFailureGuard(parts: AuthFailureGuardParts) {
     );
   }
 
-  async function countFailure(req: IncomingMessage): Promise<void> {
+  async function countFailure(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const address = clientAddress(req);
-    const count = await store.countAuthFailure(address, credentialDigest(req), config.windowMs);
+    const count = await store.countAuthFailure(address, credentialDigest(req, res), config.windowMs);
     const stuffing = count.distinct >= config.distinctKeys;
     if (count.failures <= config.max && !stuffing) return;
     const window = `${address}@${count.windowStart}`;
@@ -84,7 +86,7 @@ export function authFailureGuard(parts: AuthFailureGuardParts) {
   // One shared listener (no closure per request): `this` is the response.
   function countIfUnauthorized(this: ServerResponse): void {
     if (this.statusCode !== 401) return;
-    countFailure(this.req).catch(onStoreError);
+    countFailure(this.req, this).catch(onStoreError);
   }
 
   return function tollgateAuthFailureGuard(

@@ -1,13 +1,7 @@
 // The guard's store in the memory of one process: the embedded default, and the bench's detector.
-import { TimeSlice } from '@tollgate/providers';
+import { TimeSlice } from '@tollgate/core/store-contracts';
 import { LRUCache } from 'lru-cache';
-import {
-  emptyTally,
-  TALLY_COUNTS,
-  type AbuseSubject,
-  type AbuseTally,
-  type AbuseTallyDelta,
-} from './abuse-features.js';
+import { emptyTally, addTally, type AbuseSubject, type AbuseTally, type AbuseTallyDelta } from './abuse-features.js';
 import { newEntityState, observeBucket, METRIC_COUNT, type AnomalyFinding, type EntityState } from './baseline.js';
 import type {
   AuthFailureCount,
@@ -211,10 +205,7 @@ export class MemoryGuardStore implements GuardStore {
       if (!entry || entry.until <= now) continue;
       // Nothing adds to a bucket while the watch reads it (its rounds take turns), so it is walked as it is.
       for (const [subject, tally] of entry.subjects.entries()) {
-        let into = merged.get(subject);
-        if (!into) merged.set(subject, (into = emptyTally()));
-        for (const name of TALLY_COUNTS) into.counts[name] += tally.counts[name];
-        for (const mark of tally.marks) into.marks.add(mark);
+        addTally(merged, subject, tally);
         if ((++merging & 255) === 0) await slice.pause();
       }
     }

@@ -1,9 +1,10 @@
 // The guard's store on Redis: every process sees the same baselines, mitigations, anomaly log, failure counts and claims.
-import { TimeSlice } from '@tollgate/providers';
+import { TimeSlice } from '@tollgate/core/store-contracts';
 import type { SubscriberLike } from '@tollgate/redis';
 import type { SendCommand } from '@tollgate/redis/lua';
 import {
-  mergeTallyField,
+  addTally,
+  setTallyField,
   tallyFields,
   type AbuseSubject,
   type AbuseTally,
@@ -56,6 +57,11 @@ const TALLY_DELTAS_PER_CALL = 256;
 export const MAX_ABUSE_FIELDS = 4_000_000;
 /** The abuse watch's sums are merged in slices of about this many ms. */
 const MERGE_SLICE_MS = 4;
+/**
+ * Fields asked per HSCAN page of a bucket of sums: a page holds Redis for a fraction of a ms and is parsed here in
+ * less, where one HGETALL of 100,000 subjects' two million fields held both at once (docs/performance.md).
+ */
+export const TALLY_SCAN_COUNT = 1000;
 
 /** A subject's state outlives its last use by this many slow windows (its baselines are gone by then). */
 const STATE_LIFETIME_WINDOWS = 4;
@@ -268,18 +274,36 @@ export class RedisGuardStore implements GuardStore {
   }
 
   async abuseTallies(buckets: readonly number[]): Promise<Map<AbuseSubject, AbuseTally>> {
-    // One key per bucket (each its own hash slot on Cluster), sent together: the client pipelines them.
-    const replies = await Promise.all(
-      buckets.map((bucket) => this.#send(['HGETALL', this.#abuseKey(`bucket:${bucket}`)]) as Promise<string[]>),
-    );
-    const merged = new Map<AbuseSubject, AbuseTally>();
+    // Each bucket (its own hash slot on Cluster) is scanned in pages, all at once: each page's answer lets the loop turn.
     const slice = new TimeSlice(MERGE_SLICE_MS);
-    for (const reply of replies)
-      for (let i = 0; i < reply.length; i += 2) {
-        mergeTallyField(merged, reply[i]!, Number(reply[i + 1]));
-        if ((i & 4095) === 0) await slice.pause();
+    const [merged = new Map<AbuseSubject, AbuseTally>(), ...others] = await Promise.all(
+      buckets.map((bucket) => this.#scanTallies(bucket, slice)),
+    );
+    // The first bucket's tallies are the sum's start: the others are added to them.
+    let merging = 0;
+    for (const tallies of others)
+      for (const [subject, tally] of tallies) {
+        addTally(merged, subject, tally);
+        if ((++merging & 255) === 0) await slice.pause();
       }
     return merged;
+  }
+
+  /** One bucket's sums per subject, read in HSCAN pages of about TALLY_SCAN_COUNT fields. */
+  async #scanTallies(bucket: number, slice: TimeSlice): Promise<Map<AbuseSubject, AbuseTally>> {
+    const key = this.#abuseKey(`bucket:${bucket}`);
+    const tallies = new Map<AbuseSubject, AbuseTally>();
+    let cursor = '0';
+    do {
+      const [next, fields] = (await this.#send(['HSCAN', key, cursor, 'COUNT', String(TALLY_SCAN_COUNT)])) as [
+        string,
+        string[],
+      ];
+      for (let i = 0; i < fields.length; i += 2) setTallyField(tallies, fields[i]!, Number(fields[i + 1]));
+      cursor = next;
+      await slice.pause();
+    } while (cursor !== '0');
+    return tallies;
   }
 
   async putAbuseState(name: string, value: string, ttlMs?: number): Promise<void> {

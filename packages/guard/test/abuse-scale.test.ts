@@ -6,7 +6,7 @@ import { abuseEvidence, abuseScore, byKind, populationProfile, trainAbuseForest 
 import { FEATURE_COUNT } from '../src/abuse-scoring.js';
 import { AbuseWorker } from '../src/abuse-worker-client.js';
 import { MAX_ABUSE_SUBJECTS, MAX_AUTH_FAILURE_ADDRESSES, MemoryGuardStore } from '../src/memory-guard-store.js';
-import { RedisGuardStore } from '../src/redis-guard-store.js';
+import { RedisGuardStore, TALLY_SCAN_COUNT } from '../src/redis-guard-store.js';
 import * as scripts from '../src/redis-scripts.js';
 import { deleteKeys, REDIS_URL, uniquePrefix } from './helpers.js';
 
@@ -98,6 +98,45 @@ describe('the Redis guard store', () => {
     });
     expect(Number(await redis.sendCommand(['PTTL', key]))).toBeGreaterThan(50_000);
   });
+});
+
+describe("the Redis guard store's read of a large bucket", () => {
+  it('reads it in bounded HSCAN pages, every subject exactly once, even when a page repeats fields', async () => {
+    const sent: string[][] = [];
+    const previous = new Map<string, string[]>();
+    // What a scan over a rehashing hash may do: a page holds fields an earlier page of the same hash returned.
+    const send = async (command: string[]) => {
+      sent.push(command);
+      const reply = await redis.sendCommand(command);
+      if (command[0] !== 'HSCAN') return reply;
+      const [cursor, fields] = reply as [string, string[]];
+      const repeated = [...fields, ...(previous.get(command[1]!) ?? [])];
+      previous.set(command[1]!, fields);
+      return [cursor, repeated];
+    };
+    const store = new RedisGuardStore({ sendCommand: send as typeof redis.sendCommand, prefix });
+    const subjects = 3_000;
+    const deltas = Array.from({ length: subjects }, (_, i) => ({
+      subject: `address:10.1.${i >> 8}.${i & 255}` as const,
+      counts: { requests: 2, chars: i, tokens: 7 },
+      marks: [`peer\u001fk${i % 5}`],
+    }));
+    await store.addAbuseTallies(21, 60_000, deltas);
+    await store.addAbuseTallies(22, 60_000, deltas.slice(0, 10));
+    sent.length = 0;
+
+    const read = await store.abuseTallies([21, 22]);
+    expect(sent.some(([name]) => name === 'HGETALL')).toBe(false);
+    const pages = sent.filter(([name]) => name === 'HSCAN');
+    expect(pages.length).toBeGreaterThan(5);
+    for (const page of pages) expect(page.slice(3)).toEqual(['COUNT', String(TALLY_SCAN_COUNT)]);
+    expect(read.size).toBe(subjects);
+    for (const [i, { subject }] of deltas.entries()) {
+      const twice = i < 10 ? 2 : 1;
+      expect(read.get(subject)!.counts).toMatchObject({ requests: 2 * twice, chars: i * twice, tokens: 7 * twice });
+      expect([...read.get(subject)!.marks]).toEqual([`peer\u001fk${i % 5}`]);
+    }
+  }, 30_000);
 });
 
 describe('scoring in the worker thread', () => {

@@ -1,8 +1,10 @@
 // Exact BPE token counts (OpenAI's and the open vocabularies), time-boxed so that no input can stall the event loop.
 import { performance } from 'node:perf_hooks';
-import { setImmediate as nextLoopTurn } from 'node:timers/promises';
+import { TimeSlice } from '@tollgate/core/store-contracts';
 import { BytePairEncoding, cutsAtPunctuation, MAX_TOKEN_BYTES } from './bpe.js';
 import type { BpeEncodingName } from './bpe.js';
+
+export { TimeSlice };
 
 /*
  * The counts are our own BPE over compact tables (bpe.ts): as fast as gpt-tokenizer or faster on every input of
@@ -152,31 +154,6 @@ export class CountBudget {
       this.runningSince = undefined;
       this.spentMs += performance.now() - start;
     }
-  }
-}
-
-/**
- * The event-loop share of one asynchronous estimate: work runs for about `sliceMs`, then
- * `pause()` lets the loop turn (setImmediate) before the next slice. A single step inside a
- * slice is bounded (see MAX_BATCH_COST, MAX_PIECE_COST), so no stall is much longer than a slice.
- */
-export class TimeSlice {
-  private sliceStart = performance.now();
-  /** Times the estimate gave the event loop a turn. */
-  pauses = 0;
-
-  constructor(private readonly sliceMs: number) {}
-
-  get used(): boolean {
-    return performance.now() - this.sliceStart >= this.sliceMs;
-  }
-
-  /** Yields to the event loop if this slice is used up. */
-  async pause(): Promise<void> {
-    if (!this.used) return;
-    await nextLoopTurn();
-    this.pauses++;
-    this.sliceStart = performance.now();
   }
 }
 

@@ -14,7 +14,7 @@ export type * from './schema.js';
 export { gatewayOptions } from './gateway-options.js';
 export { defaultTierOf } from './auth-options.js';
 export { spoolDirectory } from './metering-options.js';
-export { checkBeforeStart, parsePort } from './start-checks.js';
+export { checkBeforeStart, parsePort, reachabilityProblems } from './start-checks.js';
 export { keysFromChangedConfig, reloadedKeyProblems, toConfigKey } from './reload.js';
 export type { ConfigFileReload } from './reload.js';
 export { reconcileBudgets } from './reconcile.js';

@@ -1,0 +1,128 @@
+// Background work at 100,000 subjects, each measured alone on this process's loop (guard-stall.ts): the abuse watch's
+// read of a bucket of sums from the real Redis, and a budget rebuild of 100,000 scopes.
+import { randomUUID } from 'node:crypto';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
+import { createClient } from 'redis';
+import { createMemoryStores } from '@tollgate/core';
+import { budgetGuard } from '@tollgate/budget';
+import { createRedisStores } from '@tollgate/redis';
+import { RedisGuardStore } from '../../packages/guard/src/redis-guard-store.js';
+import type { AbuseTallyDelta } from '../../packages/guard/src/abuse-features.js';
+
+export interface BackgroundStall {
+  /** The longest event-loop stall while the work ran (ms): the larger of a 1 ms timer's lateness and the histogram's. */
+  maxStallMs: number;
+  /**
+   * The most CPU time (ms) the process spent between two turns of that timer: the longest stall the work itself made,
+   * whatever a busy machine adds to the wall clock by running others meanwhile.
+   */
+  maxStallCpuMs: number;
+  /** The longest garbage collection pause meanwhile (ms): a stall of its own, whatever made the garbage. */
+  gcMaxMs: number;
+  /** How long the work took (ms). */
+  durationMs: number;
+  /** Subjects (or scopes) it handed back. */
+  count: number;
+}
+
+/** Runs `work` while a 1 ms timer and `monitorEventLoopDelay` (1 ms resolution) watch the loop. */
+async function watchLoop(work: () => Promise<number>): Promise<BackgroundStall> {
+  const histogram = monitorEventLoopDelay({ resolution: 1 });
+  let gcMaxMs = 0;
+  const collections = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) gcMaxMs = Math.max(gcMaxMs, entry.duration);
+  });
+  collections.observe({ entryTypes: ['gc'] });
+  let last = performance.now();
+  let lastCpu = process.cpuUsage();
+  let maxGap = 0;
+  let maxCpuGap = 0;
+  const probe = setInterval(() => {
+    const now = performance.now();
+    const cpu = process.cpuUsage(lastCpu);
+    maxGap = Math.max(maxGap, now - last - 1);
+    maxCpuGap = Math.max(maxCpuGap, (cpu.user + cpu.system) / 1000);
+    last = now;
+    lastCpu = process.cpuUsage();
+  }, 1);
+  histogram.enable();
+  const started = performance.now();
+  const count = await work();
+  const durationMs = performance.now() - started;
+  // The last stretch of the work, if it held the loop, is seen by the next tick of the probe.
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  clearInterval(probe);
+  histogram.disable();
+  collections.disconnect();
+  return {
+    maxStallMs: Math.max(maxGap, histogram.max / 1e6),
+    maxStallCpuMs: maxCpuGap,
+    gcMaxMs,
+    durationMs,
+    count,
+  };
+}
+
+/** One subject's sums as the watch flushes them: a dozen counts and two marks (about 14 hash fields). */
+function deltaOf(index: number): AbuseTallyDelta {
+  return {
+    subject: `address:10.${(index >> 16) & 255}.${(index >> 8) & 255}.${index & 255}`,
+    counts: {
+      requests: 3,
+      status4xx: 1,
+      prompts: 2,
+      chars: 120,
+      charSquares: 7_200,
+      entropy: 8,
+      entropySquares: 32,
+      repeats: 1,
+      newPeers: 1,
+      newAgents: 1,
+      tokens: 90,
+      spendNanoUsd: 45_000,
+    },
+    marks: [`peer\u001fk${index % 97}`, `agent\u001fcurl/${index % 7}`],
+  };
+}
+
+/**
+ * The abuse watch's read of one bucket holding `subjects` subjects from the Redis at `url`, under a prefix of its own
+ * (deleted after, the prefix only: the shared Redis is never flushed).
+ */
+export async function abuseBucketRead(url: string, subjects: number): Promise<BackgroundStall> {
+  const prefix = `tg-bench:background-stall:${randomUUID()}:`;
+  const stores = createRedisStores({ url, prefix, timeoutMs: 60_000 });
+  const store = new RedisGuardStore({ sendCommand: stores.sendCommand, prefix });
+  try {
+    const deltas = Array.from({ length: subjects }, (_, i) => deltaOf(i));
+    await store.addAbuseTallies(1, 600_000, deltas);
+    return await watchLoop(async () => (await store.abuseTallies([1])).size);
+  } finally {
+    const client = createClient({ url });
+    client.on('error', () => undefined);
+    await client.connect();
+    for await (const keys of client.scanIterator({ MATCH: `${prefix}*`, COUNT: 500 }))
+      if (keys.length > 0) await client.unlink(keys);
+    await client.close();
+    await stores.close();
+  }
+}
+
+/** A budget rebuild of `scopes` tenants' monthly budgets on memory stores, from a ledger holding one caller each. */
+export async function budgetRebuild(scopes: number): Promise<BackgroundStall> {
+  const stores = createMemoryStores();
+  const guard = budgetGuard({ ledger: stores.ledger, tenants: { '*': { usd: 10, period: 'month' } }, log: false });
+  const callers = Array.from({ length: scopes }, (_, i) => ({
+    keyId: `k${i}`,
+    userId: null,
+    tenantId: `t${i}`,
+    feature: null,
+    model: 'gpt-4o-mini',
+    spentNanoUsd: 1_000 + i,
+  }));
+  try {
+    return await watchLoop(async () => (await guard.rebuild({ spentByCaller: async () => callers })).restored.length);
+  } finally {
+    await guard.close();
+  }
+}
