@@ -470,7 +470,7 @@ describe.each(['memory', 'redis'] as const)(
 
     it('bills a fast US-only call whose answer names no speed or region at what it asked for, JSON or streamed', async () => {
       for (const stream of [false, true]) {
-        const asked = { ...cap, speed: 'fast', inference_geo: 'us' };
+        const asked = { ...cap, speed: 'fast' as const, inference_geo: 'us' };
         const record = await setup.ask('fast in the US, unsaid', stream, asked, unsaidKey);
         // As the call above: $11 / $55 per MTok, not the standard $5 / $25 an answer without the fields would give.
         expect(record).toMatchObject({ status: 200, speed: 'fast', inferenceGeo: 'us', costNanoUsd: 11_000 + 880_000 });
