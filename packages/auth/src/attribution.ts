@@ -1,4 +1,5 @@
 // attribution: who a request is for (end user), what for (feature) and its tags, from the key, then headers, then the body.
+import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ErrorRenderer, Identity } from '@tollgate/core';
 import { ApiError, getContext, renderApiError, TollgateError } from '@tollgate/core';
@@ -73,6 +74,12 @@ const HEADER_TEXT = /^[\x20-\x7e]*$/;
 /** What a JSON string value may not hold: control and format characters, lone surrogates, line and paragraph separators. */
 const NOT_PRINTABLE = /[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/u;
 
+/**
+ * The most characters of a body end-user value kept as it was sent when it cannot be a user id (`clientUserId`):
+ * Claude Code's JSON `metadata.user_id` is about 140. A longer or unprintable one is kept as `sha256:<hex>`.
+ */
+export const MAX_CLIENT_USER_LENGTH = 1024;
+
 /** Options resolved once: every field set. */
 interface Attribution {
   userHeader: string | undefined;
@@ -139,21 +146,15 @@ function readHeaderValue(req: IncomingMessage, header: string, maxLength: number
   const values = req.headersDistinct[header];
   if (values === undefined) return undefined;
   if (values.length > 1) return malformed(header, `Send the ${header} header once.`);
-  return checkedText(values[0]!, header, `The ${header} header`, true, maxLength);
+  return checkedText(values[0]!, header, `The ${header} header`, maxLength);
 }
 
-/**
- * A text trimmed, or a refusal when it is longer than `maxLength` or not printable (`ascii`: printable ASCII, as
- * header values; else any character but a control one, as JSON strings); blank is no value.
- */
-function checkedText(raw: string, param: string, what: string, ascii: boolean, maxLength: number): Reading {
+/** A header's text trimmed, or a refusal when it is longer than `maxLength` or not printable ASCII; blank is no value. */
+function checkedText(raw: string, param: string, what: string, maxLength: number): Reading {
   const text = raw.trim();
   if (text.length === 0) return undefined;
-  if (text.length > maxLength || (ascii ? !HEADER_TEXT.test(text) : NOT_PRINTABLE.test(text)))
-    return malformed(
-      param,
-      `${what} must be at most ${maxLength} ${ascii ? 'printable ASCII characters' : 'characters, none of them a control character'}.`,
-    );
+  if (text.length > maxLength || !HEADER_TEXT.test(text))
+    return malformed(param, `${what} must be at most ${maxLength} printable ASCII characters.`);
   return text;
 }
 
@@ -167,14 +168,34 @@ function valueAt(body: unknown, path: string): unknown {
   return value;
 }
 
-/** The end user the declared call's body names, in the field its adapter says (`user`, `metadata.user_id`), checked. */
-function readBodyUser(call: ProviderCall | undefined, maxLength: number): Reading {
+/** What the body's end-user field gave: a user id, or a value only kept for attribution (see `clientUserOf`). */
+interface BodyUser {
+  userId?: string;
+  clientUserId?: string;
+}
+
+/** A value kept for attribution only: as sent (trimmed) up to MAX_CLIENT_USER_LENGTH printable characters, else its hash. */
+function clientUserOf(text: string): string {
+  if (text.length <= MAX_CLIENT_USER_LENGTH && !NOT_PRINTABLE.test(text)) return text;
+  return `sha256:${createHash('sha256').update(text).digest('hex')}`;
+}
+
+/**
+ * The end user the declared call's body names, in the field its adapter says (`user`, `metadata.user_id`): a user id
+ * when it is one (at most `maxLength` printable characters), else kept as `clientUserId` and no user; a refusal only
+ * for a value that is not a string (which the provider's API refuses too).
+ */
+function readBodyUser(call: ProviderCall | undefined, maxLength: number): BodyUser | ApiError | undefined {
   const field = call?.adapter.endUserField;
   if (field === undefined) return undefined;
   const value = valueAt(call!.body, field);
   if (value === undefined || value === null) return undefined;
   if (typeof value !== 'string') return malformed(field, `${field} must be a string.`);
-  return checkedText(value, field, field, false, maxLength);
+  const text = value.trim();
+  if (text.length === 0) return undefined;
+  // Clients send what suits them here (Claude Code: a JSON object of device, account and session): served, not refused.
+  if (text.length > maxLength || NOT_PRINTABLE.test(text)) return { clientUserId: clientUserOf(text) };
+  return { userId: text };
 }
 
 /**
@@ -224,8 +245,9 @@ function missingMessage(field: AttributionField, options: Attribution, call: Pro
  * Express middleware, after an auth middleware: completes `req.tollgate.identity` with the request's end user
  * (`userId`), feature and tags. A value the key (or token) fixes is kept: no header or body can change it. Else the
  * user comes from `userHeader`, then from the body's end-user field (`bodyUser`); the feature from `featureHeader`;
- * tags from `tagsHeader`, added to any the identity holds. A malformed value is 400 `invalid_request` naming the
- * header or field; a field listed in `require` that the request does not end up with is 400 `attribution_required`.
+ * tags from `tagsHeader`, added to any the identity holds. A malformed header is 400 `invalid_request` naming it; a
+ * body end-user value that cannot be a user id (past `maxLength`, unprintable) is served and kept as `clientUserId`
+ * (not a user: no user budget or limit counts it), and only one that is not a string is 400 naming the field; a field listed in `require` that the request does not end up with is 400 `attribution_required`.
  * Every later piece reads the identity: limits by user, budgets per user and feature, the usage record.
  */
 export function attribution(options: AttributionOptions = {}) {
@@ -244,8 +266,14 @@ export function attribution(options: AttributionOptions = {}) {
       );
     let userId: Reading = identity.userId;
     if (userId === undefined && userHeader) userId = readHeaderValue(req, userHeader, maxLength);
-    if (userId === undefined && bodyUser) userId = readBodyUser(ctx.call, maxLength);
     if (userId instanceof ApiError) return renderError(userId, req, res);
+    let clientUserId = identity.clientUserId;
+    if (userId === undefined && bodyUser) {
+      const fromBody = readBodyUser(ctx.call, maxLength);
+      if (fromBody instanceof ApiError) return renderError(fromBody, req, res);
+      userId = fromBody?.userId;
+      clientUserId = fromBody?.clientUserId ?? clientUserId;
+    }
     let feature: Reading = identity.feature;
     if (feature === undefined && featureHeader) feature = readHeaderValue(req, featureHeader, maxLength);
     if (feature instanceof ApiError) return renderError(feature, req, res);
@@ -262,10 +290,16 @@ export function attribution(options: AttributionOptions = {}) {
           res,
         );
     }
-    if (userId !== identity.userId || feature !== identity.feature || tags !== identity.tags) {
+    if (
+      userId !== identity.userId ||
+      clientUserId !== identity.clientUserId ||
+      feature !== identity.feature ||
+      tags !== identity.tags
+    ) {
       // A new identity, never the one auth made: a key store may hand the same object to every request of the key.
       const attributed: Identity = Object.assign({}, identity);
       if (userId !== undefined) attributed.userId = userId;
+      if (clientUserId !== undefined) attributed.clientUserId = clientUserId;
       if (feature !== undefined) attributed.feature = feature;
       if (tags !== undefined) attributed.tags = tags;
       ctx.identity = attributed;

@@ -164,6 +164,7 @@ const OPTIONAL_TEXTS = new Set<keyof UsageRecord>([
   'shadowRefusal',
   'priceVersion',
   'serviceTier',
+  'clientUserId',
 ]);
 
 function recordFromRow(row: Record<string, unknown>): UsageRecord {

@@ -77,6 +77,7 @@ export const COLUMNS: [column: string, field: keyof UsageRecord][] = [
   ['price_version', 'priceVersion'],
   ['service_tier', 'serviceTier'],
   ['abuse_score', 'abuseScore'],
+  ['client_user_id', 'clientUserId'],
 ];
 
 const OPTIONAL_COUNTS = new Set<keyof UsageRecord>(['cacheWrite1hTokens', 'savedNanoUsd']);
@@ -130,6 +131,7 @@ export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
       price_version text,
       service_tier text,
       abuse_score double precision,
+      client_user_id text,
       recorded_at timestamptz NOT NULL DEFAULT now()
     )`,
     upgradeToRecordIds(table),
@@ -150,6 +152,8 @@ export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
     `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS service_tier text`,
     // NULL: the caller was not scored (the guard's abuse model off or not yet trained; rows written before it).
     `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS abuse_score double precision`,
+    // NULL: the body's end-user value was a user id, or none was sent (every row written before it was kept).
+    `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS client_user_id text`,
     `CREATE INDEX IF NOT EXISTS ${index('request_id')} ON ${table} (request_id)`,
     `CREATE INDEX IF NOT EXISTS ${index('tenant_ts')} ON ${table} (tenant_id, ts)`,
     `CREATE INDEX IF NOT EXISTS ${index('feature_ts')} ON ${table} (feature, ts)`,
