@@ -1,4 +1,4 @@
-// attribution: who a request is for (end user), what for (feature) and its tags, from the key, then headers, then the body.
+// attribution: who a request is for (end user), what for (feature), its tags and session, from the key, then headers, then the body.
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ErrorRenderer, Identity } from '@tollgate/core';
@@ -34,6 +34,16 @@ export interface AttributionOptions {
    */
   bodyUser?: boolean;
   /**
+   * The headers a request's session id is read from, the first one sent winning (Claude Code sends
+   * `x-claude-code-session-id`, Codex `session-id`); without one, the `session_id` of a JSON object the body's end-user
+   * field holds (Claude Code's `metadata.user_id`). `false` reads none. A session id is 1 to 128 letters, digits or
+   * `. : @ - _`: a header that holds anything else is 400 `invalid_request`, a body's is ignored (as a body end user
+   * that cannot be a user id is served). The session is `identity.sessionId`: the usage record's `session`, and the
+   * scope of a session budget.
+   * @default ['x-claude-code-session-id', 'session-id']
+   */
+  sessionHeaders?: readonly string[] | false;
+  /**
    * The fields a request must end up with: without one it is refused with 400 `attribution_required` (before
    * anything after this middleware runs: no limit counted, no reservation, no provider call).
    * @default []
@@ -61,6 +71,7 @@ const KNOWN_OPTIONS = [
   'featureHeader',
   'tagsHeader',
   'bodyUser',
+  'sessionHeaders',
   'require',
   'maxLength',
   'maxTags',
@@ -71,6 +82,9 @@ const CODE_INVALID = 'ERR_TG_AUTH_INVALID_OPTION';
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
 /** What a header value may hold: printable ASCII (fetch and most clients send nothing else). */
 const HEADER_TEXT = /^[\x20-\x7e]*$/;
+/** What a session id may be (the charset and length of a conversation id). */
+const SESSION_ID = /^[A-Za-z0-9.:@_-]{1,128}$/;
+const DEFAULT_SESSION_HEADERS = ['x-claude-code-session-id', 'session-id'];
 /** What a JSON string value may not hold: control and format characters, lone surrogates, line and paragraph separators. */
 const NOT_PRINTABLE = /[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/u;
 
@@ -86,6 +100,7 @@ interface Attribution {
   featureHeader: string | undefined;
   tagsHeader: string | undefined;
   bodyUser: boolean;
+  sessionHeaders: readonly string[];
   require: readonly AttributionField[];
   maxLength: number;
   maxTags: number;
@@ -97,6 +112,14 @@ function headerOption(value: unknown, name: string, fallback: string): string | 
   if (typeof value !== 'string' || !HEADER_NAME.test(value.toLowerCase()))
     throw new TollgateError(CODE_INVALID, `attribution(): ${name} must be a header name or false`);
   return value.toLowerCase();
+}
+
+function sessionHeadersOption(value: unknown): readonly string[] {
+  if (value === false) return [];
+  if (value === undefined) return DEFAULT_SESSION_HEADERS;
+  if (!Array.isArray(value) || value.some((name) => typeof name !== 'string' || !HEADER_NAME.test(name.toLowerCase())))
+    throw new TollgateError(CODE_INVALID, 'attribution(): sessionHeaders must be a list of header names or false');
+  return [...new Set(value.map((name: string) => name.toLowerCase()))];
 }
 
 function countOption(value: unknown, name: string, fallback: number, most: number): number {
@@ -118,6 +141,7 @@ function resolveAttribution(options: AttributionOptions): Attribution {
     featureHeader: headerOption(options.featureHeader, 'featureHeader', 'x-tollgate-feature'),
     tagsHeader: headerOption(options.tagsHeader, 'tagsHeader', 'x-tollgate-tags'),
     bodyUser: options.bodyUser ?? true,
+    sessionHeaders: sessionHeadersOption(options.sessionHeaders),
     require: [...new Set(require)],
     maxLength: countOption(options.maxLength, 'maxLength', 128, 1024),
     maxTags: countOption(options.maxTags, 'maxTags', 16, 256),
@@ -125,6 +149,8 @@ function resolveAttribution(options: AttributionOptions): Attribution {
   const headers = [resolved.userHeader, resolved.featureHeader, resolved.tagsHeader].filter(Boolean);
   if (new Set(headers).size !== headers.length)
     throw new TollgateError(CODE_INVALID, 'attribution(): userHeader, featureHeader and tagsHeader must differ');
+  if (resolved.sessionHeaders.some((header) => headers.includes(header)))
+    throw new TollgateError(CODE_INVALID, 'attribution(): sessionHeaders must differ from the other headers');
   return resolved;
 }
 
@@ -198,6 +224,37 @@ function readBodyUser(call: ProviderCall | undefined, maxLength: number): BodyUs
   return { userId: text };
 }
 
+/** The session id of the first of `headers` the request sends; a refusal when it is not a session id. */
+function readSessionHeader(req: IncomingMessage, headers: readonly string[]): Reading {
+  for (const header of headers) {
+    const value = readHeaderValue(req, header, 128);
+    if (value === undefined) continue;
+    if (value instanceof ApiError || SESSION_ID.test(value)) return value;
+    return malformed(header, `The ${header} header must be 1 to 128 letters, digits or . : @ - _`);
+  }
+  return undefined;
+}
+
+/**
+ * The `session_id` of a JSON object the body's end-user field holds as a string (Claude Code's `metadata.user_id`),
+ * when it is a session id; else none. Read only from a value within MAX_CLIENT_USER_LENGTH, so parsing stays cheap.
+ */
+function readBodySession(call: ProviderCall | undefined): string | undefined {
+  const field = call?.adapter.endUserField;
+  if (field === undefined) return undefined;
+  const value = valueAt(call!.body, field);
+  if (typeof value !== 'string' || value.length > MAX_CLIENT_USER_LENGTH || !value.trimStart().startsWith('{'))
+    return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    return undefined;
+  }
+  const session = valueAt(parsed, 'session_id');
+  return typeof session === 'string' && SESSION_ID.test(session) ? session : undefined;
+}
+
 /**
  * The identity's tags (its key's) and those of the tags header (every copy of it), trimmed, blanks and repeats
  * dropped; undefined without the header; a refusal when the header's own pass the bounds.
@@ -248,11 +305,13 @@ function missingMessage(field: AttributionField, options: Attribution, call: Pro
  * tags from `tagsHeader`, added to any the identity holds. A malformed header is 400 `invalid_request` naming it; a
  * body end-user value that cannot be a user id (past `maxLength`, unprintable) is served and kept as `clientUserId`
  * (not a user: no user budget or limit counts it), and only one that is not a string is 400 naming the field; a field listed in `require` that the request does not end up with is 400 `attribution_required`.
+ * The session id (`sessionId`) comes from the first of `sessionHeaders` sent, else from the body's end-user field
+ * (see `sessionHeaders`).
  * Every later piece reads the identity: limits by user, budgets per user and feature, the usage record.
  */
 export function attribution(options: AttributionOptions = {}) {
   const resolved = resolveAttribution(options);
-  const { userHeader, featureHeader, tagsHeader, bodyUser, require, maxLength } = resolved;
+  const { userHeader, featureHeader, tagsHeader, bodyUser, sessionHeaders, require, maxLength } = resolved;
   const renderError = options.renderError ?? renderApiError;
 
   return function tollgateAttribution(req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void): void {
@@ -274,6 +333,10 @@ export function attribution(options: AttributionOptions = {}) {
       userId = fromBody?.userId;
       clientUserId = fromBody?.clientUserId ?? clientUserId;
     }
+    let sessionId: Reading = identity.sessionId;
+    if (sessionId === undefined) sessionId = readSessionHeader(req, sessionHeaders);
+    if (sessionId instanceof ApiError) return renderError(sessionId, req, res);
+    if (sessionId === undefined && sessionHeaders.length > 0) sessionId = readBodySession(ctx.call);
     let feature: Reading = identity.feature;
     if (feature === undefined && featureHeader) feature = readHeaderValue(req, featureHeader, maxLength);
     if (feature instanceof ApiError) return renderError(feature, req, res);
@@ -293,6 +356,7 @@ export function attribution(options: AttributionOptions = {}) {
     if (
       userId !== identity.userId ||
       clientUserId !== identity.clientUserId ||
+      sessionId !== identity.sessionId ||
       feature !== identity.feature ||
       tags !== identity.tags
     ) {
@@ -300,6 +364,7 @@ export function attribution(options: AttributionOptions = {}) {
       const attributed: Identity = Object.assign({}, identity);
       if (userId !== undefined) attributed.userId = userId;
       if (clientUserId !== undefined) attributed.clientUserId = clientUserId;
+      if (sessionId !== undefined) attributed.sessionId = sessionId;
       if (feature !== undefined) attributed.feature = feature;
       if (tags !== undefined) attributed.tags = tags;
       ctx.identity = attributed;

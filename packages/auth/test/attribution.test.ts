@@ -257,6 +257,49 @@ describe('attribution: a body end user that cannot be a user id is served and ke
   });
 });
 
+describe('attribution: the session id', () => {
+  const send = (options: Parameters<typeof attribution>[0] = {}) =>
+    request(serverWith(options)).post('/v').set('x-api-key', app.key);
+  const session = '5c0ffee0-0000-4000-8000-000000000001';
+
+  it("reads Claude Code's and Codex's headers, the first one sent winning", async () => {
+    const claude = await send().set('x-claude-code-session-id', session).set('session-id', 'other').send({});
+    expect(claude.body.identity.sessionId).toBe(session);
+    expect((await send().set('session-id', 'codex-1').send({})).body.identity.sessionId).toBe('codex-1');
+    expect((await send().send({})).body.identity.sessionId).toBeUndefined();
+  });
+
+  it("else reads the session_id of Claude Code's JSON metadata.user_id; a bad one there is ignored", async () => {
+    const json = (id: unknown) => JSON.stringify({ device_id: 'd'.repeat(64), session_id: id });
+    expect((await send().send({ end_user: json(session) })).body.identity.sessionId).toBe(session);
+    const bad = await send().send({ end_user: json('a b') });
+    expect([bad.status, bad.body.identity.sessionId]).toEqual([200, undefined]);
+    expect((await send().send({ end_user: json(7) })).body.identity.sessionId).toBeUndefined();
+    expect((await send().send({ end_user: '{not json' })).body.identity.sessionId).toBeUndefined();
+  });
+
+  it('refuses a session header that is not a session id with 400 invalid_request naming it', async () => {
+    for (const value of ['a b', 'x'.repeat(129), 'caf\u00e9']) {
+      const res = await send().set('session-id', value).send({});
+      expect([res.status, res.body.error.code, res.body.error.param]).toEqual([400, 'invalid_request', 'session-id']);
+    }
+  });
+
+  it('reads the headers configured, or none', async () => {
+    const own = await send({ sessionHeaders: ['X-Agent-Session'] })
+      .set('x-agent-session', 's-1')
+      .set('session-id', 's-2')
+      .send({});
+    expect(own.body.identity.sessionId).toBe('s-1');
+    const none = await send({ sessionHeaders: false })
+      .set('session-id', 's-2')
+      .send({ end_user: JSON.stringify({ session_id: 's-3' }) });
+    expect(none.body.identity.sessionId).toBeUndefined();
+    expect(() => attribution({ sessionHeaders: ['bad header'] })).toThrow(/sessionHeaders/);
+    expect(() => attribution({ userHeader: 'session-id' })).toThrow(/must differ/);
+  });
+});
+
 describe('attribution: options', () => {
   it('refuses unknown or malformed options at construction', () => {
     expect(() => attribution({ requre: ['user'] } as never)).toThrow(/did you mean "require"/);

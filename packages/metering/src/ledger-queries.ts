@@ -165,6 +165,7 @@ const OPTIONAL_TEXTS = new Set<keyof UsageRecord>([
   'priceVersion',
   'serviceTier',
   'clientUserId',
+  'session',
 ]);
 
 function recordFromRow(row: Record<string, unknown>): UsageRecord {
