@@ -1,4 +1,5 @@
-// attribution: who a request is for (end user), what for (feature) and its tags, from the key, then headers, then the body.
+// attribution: who a request is for (end user), what for (feature), its tags and session, from the key, then headers, then the body.
+import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ErrorRenderer, Identity } from '@tollgate/core';
 import { ApiError, getContext, renderApiError, TollgateError } from '@tollgate/core';
@@ -33,6 +34,16 @@ export interface AttributionOptions {
    */
   bodyUser?: boolean;
   /**
+   * The headers a request's session id is read from, the first one sent winning (Claude Code sends
+   * `x-claude-code-session-id`, Codex `session-id`); without one, the `session_id` of a JSON object the body's end-user
+   * field holds (Claude Code's `metadata.user_id`). `false` reads none. A session id is 1 to 128 letters, digits or
+   * `. : @ - _`: a header that holds anything else is 400 `invalid_request`, a body's is ignored (as a body end user
+   * that cannot be a user id is served). The session is `identity.sessionId`: the usage record's `session`, and the
+   * scope of a session budget.
+   * @default ['x-claude-code-session-id', 'session-id']
+   */
+  sessionHeaders?: readonly string[] | false;
+  /**
    * The fields a request must end up with: without one it is refused with 400 `attribution_required` (before
    * anything after this middleware runs: no limit counted, no reservation, no provider call).
    * @default []
@@ -60,6 +71,7 @@ const KNOWN_OPTIONS = [
   'featureHeader',
   'tagsHeader',
   'bodyUser',
+  'sessionHeaders',
   'require',
   'maxLength',
   'maxTags',
@@ -70,8 +82,17 @@ const CODE_INVALID = 'ERR_TG_AUTH_INVALID_OPTION';
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
 /** What a header value may hold: printable ASCII (fetch and most clients send nothing else). */
 const HEADER_TEXT = /^[\x20-\x7e]*$/;
+/** What a session id may be (the charset and length of a conversation id). */
+const SESSION_ID = /^[A-Za-z0-9.:@_-]{1,128}$/;
+const DEFAULT_SESSION_HEADERS = ['x-claude-code-session-id', 'session-id'];
 /** What a JSON string value may not hold: control and format characters, lone surrogates, line and paragraph separators. */
 const NOT_PRINTABLE = /[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/u;
+
+/**
+ * The most characters of a body end-user value kept as it was sent when it cannot be a user id (`clientUserId`):
+ * Claude Code's JSON `metadata.user_id` is about 140. A longer or unprintable one is kept as `sha256:<hex>`.
+ */
+export const MAX_CLIENT_USER_LENGTH = 1024;
 
 /** Options resolved once: every field set. */
 interface Attribution {
@@ -79,6 +100,7 @@ interface Attribution {
   featureHeader: string | undefined;
   tagsHeader: string | undefined;
   bodyUser: boolean;
+  sessionHeaders: readonly string[];
   require: readonly AttributionField[];
   maxLength: number;
   maxTags: number;
@@ -90,6 +112,14 @@ function headerOption(value: unknown, name: string, fallback: string): string | 
   if (typeof value !== 'string' || !HEADER_NAME.test(value.toLowerCase()))
     throw new TollgateError(CODE_INVALID, `attribution(): ${name} must be a header name or false`);
   return value.toLowerCase();
+}
+
+function sessionHeadersOption(value: unknown): readonly string[] {
+  if (value === false) return [];
+  if (value === undefined) return DEFAULT_SESSION_HEADERS;
+  if (!Array.isArray(value) || value.some((name) => typeof name !== 'string' || !HEADER_NAME.test(name.toLowerCase())))
+    throw new TollgateError(CODE_INVALID, 'attribution(): sessionHeaders must be a list of header names or false');
+  return [...new Set(value.map((name: string) => name.toLowerCase()))];
 }
 
 function countOption(value: unknown, name: string, fallback: number, most: number): number {
@@ -111,6 +141,7 @@ function resolveAttribution(options: AttributionOptions): Attribution {
     featureHeader: headerOption(options.featureHeader, 'featureHeader', 'x-tollgate-feature'),
     tagsHeader: headerOption(options.tagsHeader, 'tagsHeader', 'x-tollgate-tags'),
     bodyUser: options.bodyUser ?? true,
+    sessionHeaders: sessionHeadersOption(options.sessionHeaders),
     require: [...new Set(require)],
     maxLength: countOption(options.maxLength, 'maxLength', 128, 1024),
     maxTags: countOption(options.maxTags, 'maxTags', 16, 256),
@@ -118,6 +149,8 @@ function resolveAttribution(options: AttributionOptions): Attribution {
   const headers = [resolved.userHeader, resolved.featureHeader, resolved.tagsHeader].filter(Boolean);
   if (new Set(headers).size !== headers.length)
     throw new TollgateError(CODE_INVALID, 'attribution(): userHeader, featureHeader and tagsHeader must differ');
+  if (resolved.sessionHeaders.some((header) => headers.includes(header)))
+    throw new TollgateError(CODE_INVALID, 'attribution(): sessionHeaders must differ from the other headers');
   return resolved;
 }
 
@@ -139,21 +172,15 @@ function readHeaderValue(req: IncomingMessage, header: string, maxLength: number
   const values = req.headersDistinct[header];
   if (values === undefined) return undefined;
   if (values.length > 1) return malformed(header, `Send the ${header} header once.`);
-  return checkedText(values[0]!, header, `The ${header} header`, true, maxLength);
+  return checkedText(values[0]!, header, `The ${header} header`, maxLength);
 }
 
-/**
- * A text trimmed, or a refusal when it is longer than `maxLength` or not printable (`ascii`: printable ASCII, as
- * header values; else any character but a control one, as JSON strings); blank is no value.
- */
-function checkedText(raw: string, param: string, what: string, ascii: boolean, maxLength: number): Reading {
+/** A header's text trimmed, or a refusal when it is longer than `maxLength` or not printable ASCII; blank is no value. */
+function checkedText(raw: string, param: string, what: string, maxLength: number): Reading {
   const text = raw.trim();
   if (text.length === 0) return undefined;
-  if (text.length > maxLength || (ascii ? !HEADER_TEXT.test(text) : NOT_PRINTABLE.test(text)))
-    return malformed(
-      param,
-      `${what} must be at most ${maxLength} ${ascii ? 'printable ASCII characters' : 'characters, none of them a control character'}.`,
-    );
+  if (text.length > maxLength || !HEADER_TEXT.test(text))
+    return malformed(param, `${what} must be at most ${maxLength} printable ASCII characters.`);
   return text;
 }
 
@@ -167,14 +194,65 @@ function valueAt(body: unknown, path: string): unknown {
   return value;
 }
 
-/** The end user the declared call's body names, in the field its adapter says (`user`, `metadata.user_id`), checked. */
-function readBodyUser(call: ProviderCall | undefined, maxLength: number): Reading {
+/** What the body's end-user field gave: a user id, or a value only kept for attribution (see `clientUserOf`). */
+interface BodyUser {
+  userId?: string;
+  clientUserId?: string;
+}
+
+/** A value kept for attribution only: as sent (trimmed) up to MAX_CLIENT_USER_LENGTH printable characters, else its hash. */
+function clientUserOf(text: string): string {
+  if (text.length <= MAX_CLIENT_USER_LENGTH && !NOT_PRINTABLE.test(text)) return text;
+  return `sha256:${createHash('sha256').update(text).digest('hex')}`;
+}
+
+/**
+ * The end user the declared call's body names, in the field its adapter says (`user`, `metadata.user_id`): a user id
+ * when it is one (at most `maxLength` printable characters), else kept as `clientUserId` and no user; a refusal only
+ * for a value that is not a string (which the provider's API refuses too).
+ */
+function readBodyUser(call: ProviderCall | undefined, maxLength: number): BodyUser | ApiError | undefined {
   const field = call?.adapter.endUserField;
   if (field === undefined) return undefined;
   const value = valueAt(call!.body, field);
   if (value === undefined || value === null) return undefined;
   if (typeof value !== 'string') return malformed(field, `${field} must be a string.`);
-  return checkedText(value, field, field, false, maxLength);
+  const text = value.trim();
+  if (text.length === 0) return undefined;
+  // Clients send what suits them here (Claude Code: a JSON object of device, account and session): served, not refused.
+  if (text.length > maxLength || NOT_PRINTABLE.test(text)) return { clientUserId: clientUserOf(text) };
+  return { userId: text };
+}
+
+/** The session id of the first of `headers` the request sends; a refusal when it is not a session id. */
+function readSessionHeader(req: IncomingMessage, headers: readonly string[]): Reading {
+  for (const header of headers) {
+    const value = readHeaderValue(req, header, 128);
+    if (value === undefined) continue;
+    if (value instanceof ApiError || SESSION_ID.test(value)) return value;
+    return malformed(header, `The ${header} header must be 1 to 128 letters, digits or . : @ - _`);
+  }
+  return undefined;
+}
+
+/**
+ * The `session_id` of a JSON object the body's end-user field holds as a string (Claude Code's `metadata.user_id`),
+ * when it is a session id; else none. Read only from a value within MAX_CLIENT_USER_LENGTH, so parsing stays cheap.
+ */
+function readBodySession(call: ProviderCall | undefined): string | undefined {
+  const field = call?.adapter.endUserField;
+  if (field === undefined) return undefined;
+  const value = valueAt(call!.body, field);
+  if (typeof value !== 'string' || value.length > MAX_CLIENT_USER_LENGTH || !value.trimStart().startsWith('{'))
+    return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    return undefined;
+  }
+  const session = valueAt(parsed, 'session_id');
+  return typeof session === 'string' && SESSION_ID.test(session) ? session : undefined;
 }
 
 /**
@@ -224,13 +302,16 @@ function missingMessage(field: AttributionField, options: Attribution, call: Pro
  * Express middleware, after an auth middleware: completes `req.tollgate.identity` with the request's end user
  * (`userId`), feature and tags. A value the key (or token) fixes is kept: no header or body can change it. Else the
  * user comes from `userHeader`, then from the body's end-user field (`bodyUser`); the feature from `featureHeader`;
- * tags from `tagsHeader`, added to any the identity holds. A malformed value is 400 `invalid_request` naming the
- * header or field; a field listed in `require` that the request does not end up with is 400 `attribution_required`.
+ * tags from `tagsHeader`, added to any the identity holds. A malformed header is 400 `invalid_request` naming it; a
+ * body end-user value that cannot be a user id (past `maxLength`, unprintable) is served and kept as `clientUserId`
+ * (not a user: no user budget or limit counts it), and only one that is not a string is 400 naming the field; a field listed in `require` that the request does not end up with is 400 `attribution_required`.
+ * The session id (`sessionId`) comes from the first of `sessionHeaders` sent, else from the body's end-user field
+ * (see `sessionHeaders`).
  * Every later piece reads the identity: limits by user, budgets per user and feature, the usage record.
  */
 export function attribution(options: AttributionOptions = {}) {
   const resolved = resolveAttribution(options);
-  const { userHeader, featureHeader, tagsHeader, bodyUser, require, maxLength } = resolved;
+  const { userHeader, featureHeader, tagsHeader, bodyUser, sessionHeaders, require, maxLength } = resolved;
   const renderError = options.renderError ?? renderApiError;
 
   return function tollgateAttribution(req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void): void {
@@ -244,8 +325,18 @@ export function attribution(options: AttributionOptions = {}) {
       );
     let userId: Reading = identity.userId;
     if (userId === undefined && userHeader) userId = readHeaderValue(req, userHeader, maxLength);
-    if (userId === undefined && bodyUser) userId = readBodyUser(ctx.call, maxLength);
     if (userId instanceof ApiError) return renderError(userId, req, res);
+    let clientUserId = identity.clientUserId;
+    if (userId === undefined && bodyUser) {
+      const fromBody = readBodyUser(ctx.call, maxLength);
+      if (fromBody instanceof ApiError) return renderError(fromBody, req, res);
+      userId = fromBody?.userId;
+      clientUserId = fromBody?.clientUserId ?? clientUserId;
+    }
+    let sessionId: Reading = identity.sessionId;
+    if (sessionId === undefined) sessionId = readSessionHeader(req, sessionHeaders);
+    if (sessionId instanceof ApiError) return renderError(sessionId, req, res);
+    if (sessionId === undefined && sessionHeaders.length > 0) sessionId = readBodySession(ctx.call);
     let feature: Reading = identity.feature;
     if (feature === undefined && featureHeader) feature = readHeaderValue(req, featureHeader, maxLength);
     if (feature instanceof ApiError) return renderError(feature, req, res);
@@ -262,10 +353,18 @@ export function attribution(options: AttributionOptions = {}) {
           res,
         );
     }
-    if (userId !== identity.userId || feature !== identity.feature || tags !== identity.tags) {
+    if (
+      userId !== identity.userId ||
+      clientUserId !== identity.clientUserId ||
+      sessionId !== identity.sessionId ||
+      feature !== identity.feature ||
+      tags !== identity.tags
+    ) {
       // A new identity, never the one auth made: a key store may hand the same object to every request of the key.
       const attributed: Identity = Object.assign({}, identity);
       if (userId !== undefined) attributed.userId = userId;
+      if (clientUserId !== undefined) attributed.clientUserId = clientUserId;
+      if (sessionId !== undefined) attributed.sessionId = sessionId;
       if (feature !== undefined) attributed.feature = feature;
       if (tags !== undefined) attributed.tags = tags;
       ctx.identity = attributed;

@@ -1,5 +1,7 @@
 // attribution(): end user, feature and tags from the key, then the headers, then the declared call's body; `require`
-// refuses with 400 attribution_required; malformed values are 400 invalid_request naming where they came from.
+// refuses with 400 attribution_required; malformed headers are 400 invalid_request naming them; a body end user that
+// cannot be a user id is served and kept as clientUserId.
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from '@jest/globals';
 import type { RequestHandler } from 'express';
 import request from 'supertest';
@@ -27,6 +29,8 @@ const declareCall: RequestHandler = (req, res, next) => {
   getContext(req, res).declareCall(adapter, { body: req.body as unknown });
   next();
 };
+
+const sha256Hex = (text: string) => createHash('sha256').update(text).digest('hex');
 
 /** A header sent once per value: superagent sends an array so, though its types allow one only for Cookie. */
 const repeated = (values: string[]) => values as unknown as string;
@@ -201,20 +205,98 @@ describe('attribution: malformed values are 400 invalid_request, never a crash',
   });
 
   it.each([
-    ['a number', 42, 'end_user must be a string.'],
-    ['an object', { id: 'x' }, 'end_user must be a string.'],
-    ['a control character', 'a\u0007b', 'end_user must be at most 128 characters, none of them a control character.'],
-    ['a line separator', 'a\u2028b', 'end_user must be at most 128 characters, none of them a control character.'],
-    ['129 characters', 'ü'.repeat(129), 'end_user must be at most 128 characters, none of them a control character.'],
-  ])('a body end user that is %s', async (_what, value, message) => {
+    ['a number', 42],
+    ['an object', { id: 'x' }],
+  ])('a body end user that is %s (the provider refuses it too)', async (_what, value) => {
     const res = await send().send({ end_user: value });
     expect(res.status).toBe(400);
-    expect(res.body.error).toMatchObject({ code: 'invalid_request', param: 'end_user', message });
+    expect(res.body.error).toMatchObject({
+      code: 'invalid_request',
+      param: 'end_user',
+      message: 'end_user must be a string.',
+    });
   });
-
   it('accepts a body end user in any script, and a null one as none', async () => {
     expect((await send().send({ end_user: 'ユーザー-7' })).body.identity.userId).toBe('ユーザー-7');
     expect((await send().send({ end_user: null })).body.error.code).toBe('attribution_required');
+  });
+});
+
+describe('attribution: a body end user that cannot be a user id is served and kept, not refused', () => {
+  const send = (options: Parameters<typeof attribution>[0] = {}) =>
+    request(serverWith(options)).post('/v').set('x-api-key', app.key);
+  /** What Claude Code sends as metadata.user_id: a JSON object as a string, about 140 characters. */
+  const claudeCode = JSON.stringify({
+    device_id: 'd'.repeat(64),
+    account_uuid: '',
+    session_id: '5c0ffee0-0000-4000-8000-000000000001',
+  });
+
+  it.each([
+    ["Claude Code's JSON", claudeCode, claudeCode],
+    ['1024 characters', 'ü'.repeat(1024), 'ü'.repeat(1024)],
+    ['past 1024 characters (kept as its hash)', 'u'.repeat(1025), `sha256:${sha256Hex('u'.repeat(1025))}`],
+    ['a control character (kept as its hash)', 'a\u0007b', `sha256:${sha256Hex('a\u0007b')}`],
+    ['a line separator (kept as its hash)', 'a\u2028b', `sha256:${sha256Hex('a\u2028b')}`],
+  ])('%s: no user, kept as clientUserId', async (_what, value, kept) => {
+    const res = await send().send({ end_user: value });
+    expect(res.status).toBe(200);
+    expect(res.body.identity.userId).toBeUndefined();
+    expect(res.body.identity.clientUserId).toBe(kept);
+  });
+
+  it('is not a user: a route that requires one refuses it with 400 attribution_required', async () => {
+    const res = await send({ require: ['user'] }).send({ end_user: 'x'.repeat(200) });
+    expect(res.body.error).toMatchObject({ code: 'attribution_required', param: 'user' });
+  });
+
+  it('a value within maxLength stays the user, as before', async () => {
+    const res = await send().send({ end_user: 'u'.repeat(128) });
+    expect(res.body.identity.userId).toBe('u'.repeat(128));
+    expect(res.body.identity.clientUserId).toBeUndefined();
+  });
+});
+
+describe('attribution: the session id', () => {
+  const send = (options: Parameters<typeof attribution>[0] = {}) =>
+    request(serverWith(options)).post('/v').set('x-api-key', app.key);
+  const session = '5c0ffee0-0000-4000-8000-000000000001';
+
+  it("reads Claude Code's and Codex's headers, the first one sent winning", async () => {
+    const claude = await send().set('x-claude-code-session-id', session).set('session-id', 'other').send({});
+    expect(claude.body.identity.sessionId).toBe(session);
+    expect((await send().set('session-id', 'codex-1').send({})).body.identity.sessionId).toBe('codex-1');
+    expect((await send().send({})).body.identity.sessionId).toBeUndefined();
+  });
+
+  it("else reads the session_id of Claude Code's JSON metadata.user_id; a bad one there is ignored", async () => {
+    const json = (id: unknown) => JSON.stringify({ device_id: 'd'.repeat(64), session_id: id });
+    expect((await send().send({ end_user: json(session) })).body.identity.sessionId).toBe(session);
+    const bad = await send().send({ end_user: json('a b') });
+    expect([bad.status, bad.body.identity.sessionId]).toEqual([200, undefined]);
+    expect((await send().send({ end_user: json(7) })).body.identity.sessionId).toBeUndefined();
+    expect((await send().send({ end_user: '{not json' })).body.identity.sessionId).toBeUndefined();
+  });
+
+  it('refuses a session header that is not a session id with 400 invalid_request naming it', async () => {
+    for (const value of ['a b', 'x'.repeat(129), 'caf\u00e9']) {
+      const res = await send().set('session-id', value).send({});
+      expect([res.status, res.body.error.code, res.body.error.param]).toEqual([400, 'invalid_request', 'session-id']);
+    }
+  });
+
+  it('reads the headers configured, or none', async () => {
+    const own = await send({ sessionHeaders: ['X-Agent-Session'] })
+      .set('x-agent-session', 's-1')
+      .set('session-id', 's-2')
+      .send({});
+    expect(own.body.identity.sessionId).toBe('s-1');
+    const none = await send({ sessionHeaders: false })
+      .set('session-id', 's-2')
+      .send({ end_user: JSON.stringify({ session_id: 's-3' }) });
+    expect(none.body.identity.sessionId).toBeUndefined();
+    expect(() => attribution({ sessionHeaders: ['bad header'] })).toThrow(/sessionHeaders/);
+    expect(() => attribution({ userHeader: 'session-id' })).toThrow(/must differ/);
   });
 });
 

@@ -12,6 +12,17 @@ export interface Identity {
   keyId: string;
   tenantId?: string;
   userId?: string;
+  /**
+   * The end-user value the request's body sent (Anthropic's `metadata.user_id`, OpenAI's `user`) when it cannot be a
+   * user id (longer than attribution's `maxLength`, or unprintable): kept for attribution only, never a user, so no
+   * budget or limit counts it. At most 1024 printable characters as sent, else `sha256:<hex>` of it. Absent: none.
+   */
+  clientUserId?: string;
+  /**
+   * The agent session the request belongs to (`@tollgate/auth` attribution(): Claude Code's `x-claude-code-session-id`,
+   * Codex's `session-id`), 1 to 128 letters, digits or `. : @ - _`: the record's `session`, a session budget's scope.
+   */
+  sessionId?: string;
   tier?: string;
   scopes: string[];
   /** The product feature the call is made for, for cost attribution. */
@@ -147,6 +158,10 @@ export interface UsageRecord extends TokenUsage {
   keyId: string | null;
   tenantId: string | null;
   userId: string | null;
+  /** The body's end-user value that could not be a user id (`Identity.clientUserId`). Absent = none. */
+  clientUserId?: string;
+  /** The agent session the request belongs to (`Identity.sessionId`). Absent = none was sent. */
+  session?: string;
   feature: string | null;
   /** The request's tags (the identity's, from attribution()), in the order sent. Absent = none. */
   tags?: string[];

@@ -164,6 +164,8 @@ const OPTIONAL_TEXTS = new Set<keyof UsageRecord>([
   'shadowRefusal',
   'priceVersion',
   'serviceTier',
+  'clientUserId',
+  'session',
 ]);
 
 function recordFromRow(row: Record<string, unknown>): UsageRecord {

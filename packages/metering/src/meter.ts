@@ -210,6 +210,10 @@ export function newRecord(
   if (ctx.shadowRefusal !== undefined) record.shadowRefusal = ctx.shadowRefusal;
   // The guard's abuse detection scored the caller (see @tollgate/guard's abuse options).
   if (ctx.abuseScore !== undefined) record.abuseScore = ctx.abuseScore;
+  // Only when the body's end-user value could not be a user (attribution()): absent means none.
+  if (identity?.clientUserId !== undefined) record.clientUserId = identity.clientUserId;
+  // Only when the client named its session (attribution's sessionHeaders): absent means none.
+  if (identity?.sessionId !== undefined) record.session = identity.sessionId;
   // Only on tagged requests (attribution's tags header): absent means none, in the record as in the log.
   if (identity?.tags !== undefined && identity.tags.length > 0) record.tags = [...identity.tags];
   return record;

@@ -77,6 +77,8 @@ export const COLUMNS: [column: string, field: keyof UsageRecord][] = [
   ['price_version', 'priceVersion'],
   ['service_tier', 'serviceTier'],
   ['abuse_score', 'abuseScore'],
+  ['client_user_id', 'clientUserId'],
+  ['session', 'session'],
 ];
 
 const OPTIONAL_COUNTS = new Set<keyof UsageRecord>(['cacheWrite1hTokens', 'savedNanoUsd']);
@@ -130,6 +132,8 @@ export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
       price_version text,
       service_tier text,
       abuse_score double precision,
+      client_user_id text,
+      session text,
       recorded_at timestamptz NOT NULL DEFAULT now()
     )`,
     upgradeToRecordIds(table),
@@ -150,12 +154,17 @@ export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
     `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS service_tier text`,
     // NULL: the caller was not scored (the guard's abuse model off or not yet trained; rows written before it).
     `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS abuse_score double precision`,
+    // NULL: the body's end-user value was a user id, or none was sent (every row written before it was kept).
+    `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS client_user_id text`,
+    // NULL: no session named (every row written before sessions were kept).
+    `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS session text`,
     `CREATE INDEX IF NOT EXISTS ${index('request_id')} ON ${table} (request_id)`,
     `CREATE INDEX IF NOT EXISTS ${index('tenant_ts')} ON ${table} (tenant_id, ts)`,
     `CREATE INDEX IF NOT EXISTS ${index('feature_ts')} ON ${table} (feature, ts)`,
     `CREATE INDEX IF NOT EXISTS ${index('model_ts')} ON ${table} (model, ts)`,
     `CREATE INDEX IF NOT EXISTS ${index('key_ts')} ON ${table} (key_id, ts)`,
     `CREATE INDEX IF NOT EXISTS ${index('ts')} ON ${table} (ts)`,
+    `CREATE INDEX IF NOT EXISTS ${index('session_ts')} ON ${table} (session, ts) WHERE session IS NOT NULL`,
     // Outcomes find their requests by tenant and request or conversation id.
     `CREATE INDEX IF NOT EXISTS ${index('tenant_request')} ON ${table} (tenant_id, request_id)`,
     `CREATE INDEX IF NOT EXISTS ${index('tenant_conversation')} ON ${table} (tenant_id, conversation_id) WHERE conversation_id IS NOT NULL`,

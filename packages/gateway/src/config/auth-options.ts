@@ -1,5 +1,5 @@
 // The config's keys, `jwt`, `requiredScope`, `attribution` and tenants' tiers as the gateway's auth takes them.
-import type { JwtVerifyOptions } from '@tollgate/auth';
+import type { AttributionOptions, JwtVerifyOptions } from '@tollgate/auth';
 import type { AuthOptions, TierAssignment } from '../auth-setup.js';
 import { keyNamesOf, keyReferenceProblems } from './key-names.js';
 import type { JwtConfig, ProxyConfig } from './schema.js';
@@ -34,6 +34,12 @@ function jwtVerifyOptions(jwt: JwtConfig): Omit<JwtVerifyOptions, 'mapIdentity'>
   };
 }
 
+/** The config's `attribution`, with the session headers of its `sessions`, as attribution() takes them. */
+export function attributionOptionsOf(config: ProxyConfig): AttributionOptions {
+  const headers = config.sessions?.headers;
+  return { ...config.attribution, ...(headers === undefined ? {} : { sessionHeaders: headers }) };
+}
+
 /** How callers are identified: the config's keys, its JWTs, its scope and attribution, its tenants' tiers. */
 export function authOptions(config: ProxyConfig): AuthOptions {
   const names = keyNamesOf(config);
@@ -41,7 +47,7 @@ export function authOptions(config: ProxyConfig): AuthOptions {
     keys: config.keys ?? [],
     ...(config.jwt ? { jwt: jwtVerifyOptions(config.jwt) } : {}),
     ...(config.requiredScope ? { requiredScope: config.requiredScope } : {}),
-    attribution: config.attribution ?? {},
+    attribution: attributionOptionsOf(config),
     tiers: tierAssignment(config),
     keyProblems: (key, at) => keyReferenceProblems(names, key, at),
   };

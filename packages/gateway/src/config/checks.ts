@@ -6,6 +6,7 @@ import type { Pricing } from '@tollgate/core';
 import { didYouMean } from '@tollgate/core/options';
 import { resolveGuardOptions, resolvePromptGuardrails } from '@tollgate/guard/options';
 import { providerAdapters } from '@tollgate/providers/routes';
+import { attributionOptionsOf } from './auth-options.js';
 import { guardChecks, guardrailRules } from './guard-options.js';
 import { keyListProblems, keyNamesOf, toolServerProblems } from './key-names.js';
 import type { ProxyConfig } from './schema.js';
@@ -37,9 +38,9 @@ export function checkByOwners(config: ProxyConfig, problems: string[]): void {
       problems.push(`guardrails.${(error as Error).message.replace(/ \(ERR_.*$/, '')}`);
     }
   }
-  if (config.attribution) {
+  if (config.attribution || config.sessions) {
     try {
-      attribution(config.attribution);
+      attribution(attributionOptionsOf(config));
     } catch (error) {
       problems.push(`attribution: ${(error as Error).message.replace(/^attribution\(\): /, '')}`);
     }

@@ -1,4 +1,4 @@
-// Who is calling, in the config: API keys, JWTs, and the attribution of each request (end user, feature, tags).
+// Who is calling, in the config: API keys, JWTs, and the attribution of each request (end user, feature, tags, session).
 import { z } from 'zod';
 import { choice, fields, nonEmptyString, OBJECT, sha256Hex, stringList, trueOrFalse, url } from './rules.js';
 import { budgetsSchema } from './budget-schema.js';
@@ -94,4 +94,22 @@ export const attributionSchema = fields({
     .describe('The most tags of one request; more is 400 invalid_request. Default: 16.'),
 }).describe(
   'Who each request is for, beyond its key: the end user, feature and tags, recorded on the usage record (`userId`, `feature`, `tags`). A value the key fixes is kept. Default: the headers below read, nothing required.',
+);
+
+const SESSION_HEADERS = 'must be a list of header names (letters, digits, -), or false';
+export const sessionsSchema = fields({
+  headers: z
+    .union(
+      [
+        z.literal(false, SESSION_HEADERS),
+        z.array(z.string(SESSION_HEADERS).regex(/^[A-Za-z0-9-]+$/, SESSION_HEADERS), SESSION_HEADERS),
+      ],
+      SESSION_HEADERS,
+    )
+    .optional()
+    .describe(
+      'The headers a session id is read from, the first one sent winning; without one, the `session_id` of the JSON Claude Code sends as `metadata.user_id`. A session id is 1 to 128 letters, digits or `. : @ - _`; a header holding anything else is 400 invalid_request. false reads none. Default: ["x-claude-code-session-id", "session-id"].',
+    ),
+}).describe(
+  'Agent sessions (Claude Code, Codex): the session id lands on the usage record (`session`) and is the scope of `sessionBudget`.',
 );

@@ -16,7 +16,7 @@ import {
   url,
 } from './rules.js';
 import { budgetSchema, budgetsSchema, featureSchema, globalSchema, tenantSchema } from './budget-schema.js';
-import { attributionSchema, jwtSchema, keySchema } from './identity-schema.js';
+import { attributionSchema, jwtSchema, keySchema, sessionsSchema } from './identity-schema.js';
 import { guardrailsSchema, guardSchema, sheddingSchema, webhookSchema } from './guard-schema.js';
 import { logSchema, redisSchema, storeOutageSchema } from './store-schema.js';
 import { cacheSchema, tierSchema } from './tier-schema.js';
@@ -167,6 +167,7 @@ export const configSchema = fields({
   guard: guardSchema.optional(),
   guardrails: guardrailsSchema.optional(),
   attribution: attributionSchema.optional(),
+  sessions: sessionsSchema.optional(),
   trustProxy: z
     .union(
       [
