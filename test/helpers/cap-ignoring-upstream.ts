@@ -45,6 +45,26 @@ export interface FakeUpstreamOptions {
    * token's text at a time and reported as that many tokens, instead of one-token words. @default none
    */
   tokens?: { tokenizer: ProviderTokenizer; text: string };
+  /**
+   * Anthropic's `POST /v1/messages/count_tokens`: answered as the provider does, `{ input_tokens }` being the tokens of
+   * the messages' text under `tokenizer` plus `overhead` (the message around it); or failed (`fail`: a 500), or never
+   * answered (`hang`). @default a 404, as any path the fake does not serve
+   */
+  countTokens?: { tokenizer: ProviderTokenizer; overhead: number } | 'fail' | 'hang';
+}
+
+/** The text of a Messages request's messages, as a count reads it: string contents and text blocks. */
+function messagesText(body: Body): string {
+  const messages = Array.isArray(body.messages) ? (body.messages as Body[]) : [];
+  return messages
+    .map(({ content }) =>
+      typeof content === 'string'
+        ? content
+        : Array.isArray(content)
+          ? (content as Body[]).map((block) => (typeof block.text === 'string' ? block.text : '')).join('')
+          : '',
+    )
+    .join('');
 }
 
 /** One call the fake answered. */
@@ -72,6 +92,8 @@ export interface FakeUpstream {
   url: string;
   options: FakeUpstreamOptions;
   calls: FakeCall[];
+  /** The bodies of the token counts asked (`countTokens`), in order. */
+  counts: Record<string, unknown>[];
   /** Waits until every call so far ended, cut or finished. */
   settled(): Promise<void>;
   close(): Promise<void>;
@@ -389,12 +411,30 @@ export async function startCapIgnoringUpstream(initial: Partial<FakeUpstreamOpti
     ...initial,
   };
   const calls: FakeCall[] = [];
+  const counts: Body[] = [];
   const pending = new Set<Promise<void>>();
+
+  function answerCount(body: Body, res: ServerResponse): void {
+    counts.push(body);
+    const counting = options.countTokens;
+    if (counting === 'hang') return;
+    if (counting === 'fail') {
+      res.writeHead(500, { 'content-type': 'application/json' });
+      res.end('{"type":"error","error":{"type":"api_error","message":"Internal server error"}}');
+      return;
+    }
+    const inputTokens = counting!.overhead + counting!.tokenizer.encode(messagesText(body)).length;
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ input_tokens: inputTokens }));
+  }
 
   async function answer(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const gemini = GEMINI_ROUTE.exec(req.url ?? '');
     const api = gemini ? 'gemini.generate' : ROUTES.get(req.url ?? '');
     const body = await readBody(req);
+    if (req.url === '/v1/messages/count_tokens' && req.method === 'POST' && options.countTokens !== undefined) {
+      answerCount(body, res);
+      return;
+    }
     if (!api || req.method !== 'POST') {
       res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":{"message":"not found"}}');
       return;
@@ -481,6 +521,7 @@ export async function startCapIgnoringUpstream(initial: Partial<FakeUpstreamOpti
     url: `http://127.0.0.1:${port}`,
     options,
     calls,
+    counts,
     async settled() {
       await Promise.all([...pending]);
     },

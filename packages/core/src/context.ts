@@ -84,6 +84,12 @@ export class ProviderCall {
    * answer can spend"). Set by the route, before it sends the call.
    */
   jsonFromStream = false;
+  /**
+   * Set by the route, before it sends the call, when its upstream counts tokens and its entry says so
+   * (`countCutAnswers`): the provider's own count of an output text, which the meter bills an answer without usage by
+   * where its own count is only a bound (Claude's: docs/tokenizers.md). Rejects when the count fails or is late.
+   */
+  countOutputTokens: ((text: string) => Promise<number>) | undefined = undefined;
   #model: string | undefined;
   #outputCap: number | undefined;
   #controller: AbortController | undefined;

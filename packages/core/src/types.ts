@@ -128,12 +128,14 @@ export interface UsageEstimate {
 }
 
 /**
- * Where the token counts come from: the provider's usage, output counted as it passed, or, for an
+ * Where the token counts come from: the provider's usage, output counted as it passed, output the
+ * provider's own token count counted after the fact (`provider-counted`: an answer without usage
+ * whose tokenizer is not published, Claude's, counted by its upstream's `count_tokens`), or, for an
  * answer that never came whole and may be billed whole (a JSON call the client left, an answer the
  * upstream cut, a call in flight when its process died), the reservation's bound; or a response
  * cache that answered with an answer it stored (the counts are the stored answer's).
  */
-export type UsageSource = 'provider' | 'counted' | 'estimated' | 'cache';
+export type UsageSource = 'provider' | 'counted' | 'provider-counted' | 'estimated' | 'cache';
 
 /** One line of the usage log: the settled truth of one request. */
 export interface UsageRecord extends TokenUsage {

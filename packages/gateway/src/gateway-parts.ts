@@ -263,11 +263,12 @@ export function gatewayParts(options: GatewayOptions, deps: ProxyDeps) {
   const keeping = keepingParts(options, held, watching, calling);
   const { guarding, metering } = watching;
   const { providers, budget, blocked, leased } = calling;
-  // In this order: the upstream calls end (and settle), then the budget, then the usage is written, the log flushed,
-  // then the stores close.
+  // In this order: the upstream calls end (and settle, a cut answer's once its provider counted it), then the budget,
+  // then the usage is written, the log flushed, then the stores close.
   const closers: (() => Promise<void> | void)[] = [
     () => watching.prices.close(),
     () => providers.close(),
+    () => metering.settled(),
     async () => {
       await budget.close();
       // Blocks go back once every request settled, then what the leases granted goes to Redis.

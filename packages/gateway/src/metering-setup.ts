@@ -40,7 +40,9 @@ export interface ProxyMetering {
   embedded: ReturnType<typeof openEmbeddedLedger> | undefined;
   /** What the spool found left by a proxy that died, once written to the sinks; undefined without a spool. */
   replay(): Promise<SpoolReplay | undefined>;
-  /** Writes out what the sinks hold (the usage log is batched). */
+  /** Resolves once the settles waiting for a provider's count of a cut answer are done (meter's `settlesDone`). */
+  settled(): Promise<void>;
+  /** Writes out what the sinks hold (the usage log is batched), once the settles waiting for a count are done. */
   flush(): Promise<void>;
   close(): Promise<void>;
 }
@@ -88,23 +90,24 @@ export function createMetering(
   // Started now: what a proxy that died left is written while the rest starts up.
   const replayed = spool?.replay();
   const destination = spool ? { spool } : { sinks };
+  const usageMeter = meter({
+    pricing,
+    ...destination,
+    ...(usage.countCacheChars === undefined ? {} : { countCacheChars: usage.countCacheChars }),
+    ...(options.tracer === undefined ? {} : { tracer: options.tracer }),
+    ...(options.onUsage ? { onUsage: options.onUsage } : {}),
+  });
   return {
     chargeToolCall: toolMeter({ ...destination, ...(options.onUsage ? { onUsage: options.onUsage } : {}) }),
-    middleware: [
-      meter({
-        pricing,
-        ...destination,
-        ...(usage.countCacheChars === undefined ? {} : { countCacheChars: usage.countCacheChars }),
-        ...(options.tracer === undefined ? {} : { tracer: options.tracer }),
-        ...(options.onUsage ? { onUsage: options.onUsage } : {}),
-      }) as RequestHandler,
-    ],
+    middleware: [usageMeter as RequestHandler],
     metricsHandler: prometheus?.handler as RequestHandler | undefined,
     registry: prometheus?.registry,
     ledger,
     embedded,
     replay: async () => replayed,
+    settled: () => usageMeter.settlesDone(),
     flush: async () => {
+      await usageMeter.settlesDone();
       if (spool) await spool.flush();
       else await Promise.all(sinks.map((sink) => sink.flush()));
     },

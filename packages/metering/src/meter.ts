@@ -280,7 +280,14 @@ export function meter(options: MeterOptions = {}) {
   void preloadTokenizers(['o200k_base']);
   const state = meterState(config);
 
-  return function meterUsage(req: Request, res: Response, next: NextFunction): void {
+  return Object.assign(meterUsage, {
+    /** Resolves once the settles waiting for a provider's count of their output (see `countOutputTokens`) are done. */
+    settlesDone: async (): Promise<void> => {
+      while (state.settling.recounting.size > 0) await Promise.all([...state.settling.recounting]);
+    },
+  });
+
+  function meterUsage(req: Request, res: Response, next: NextFunction): void {
     const ctx = getContext(req, res);
     // Another meter already took charge (mounted twice): one record per request.
     if (ctx.metered) {
@@ -301,7 +308,7 @@ export function meter(options: MeterOptions = {}) {
       return;
     }
     estimateAndCharge(state, req, res, next, ctx, call, adapter);
-  };
+  }
 }
 
 /** What a meter makes once from its resolved options: what each request's admission, estimate and charge read. */
@@ -325,7 +332,7 @@ function meterState(config: ResolvedMeterOptions): MeterState {
       const model = ctx.estimate?.model ?? ctx.call?.model;
       return countingOfPrice(model === undefined ? undefined : pricing.find(model));
     },
-    settling: { pricing, deliver: usageDeliverer(spool, sinks), onUsage, spool, tracer },
+    settling: { pricing, deliver: usageDeliverer(spool, sinks), onUsage, spool, tracer, recounting: new Set() },
     usageCheck: reportedUsageCheck(pricing),
   };
 }
@@ -486,6 +493,8 @@ interface Settling {
   onUsage: MeterOptions['onUsage'];
   spool: UsageSpool | undefined;
   tracer: Tracer | undefined;
+  /** The settles waiting for a provider's count of their output: a drain waits for them (`settlesDone`). */
+  recounting: Set<Promise<void>>;
 }
 
 /**
@@ -546,7 +555,6 @@ class MeteredRequest implements MeterCharge, CallBill {
 
   private settle(): void {
     const { ctx, res } = this;
-    const { deliver, onUsage } = this.settling;
     let record: UsageRecord | undefined;
     try {
       const billed = this.billed;
@@ -556,11 +564,66 @@ class MeteredRequest implements MeterCharge, CallBill {
         record.latencyMs = Math.max(0, Date.now() - ctx.startedAt);
       } else record = this.buildRecord(false);
     } catch (error) {
-      process.emitWarning(
-        `tollgate: metering failed for request ${ctx.requestId}: ${error instanceof Error ? error.message : String(error)}`,
-      );
+      this.warnFailed(error);
     }
     this.recorded = true;
+    const counted = record && this.providerCount(record);
+    if (!counted) {
+      this.finishSettle(record);
+      return;
+    }
+    // The settle waits for the provider's count (its upstream's time box): the budget settles once, to the exact bill.
+    const bounded = record!;
+    const { recounting } = this.settling;
+    const done: Promise<void> = counted
+      .then(
+        (tokens) => this.recounted(bounded, tokens),
+        () => bounded,
+      )
+      .then((final) => this.finishSettle(final))
+      .catch((error: unknown) => this.warnFailed(error))
+      .finally(() => recounting.delete(done));
+    recounting.add(done);
+  }
+
+  private warnFailed(error: unknown): void {
+    process.emitWarning(
+      `tollgate: metering failed for request ${this.ctx.requestId}: ${error instanceof Error ? error.message : String(error)}`,
+    );
+  }
+
+  /**
+   * The provider's own count of the output a record bills by an upper bound (its tokenizer is not published), where the
+   * route can ask for it (`ProviderCall.countOutputTokens`); undefined when there is nothing to ask.
+   */
+  private providerCount(record: UsageRecord): Promise<number> | undefined {
+    const count = this.ctx.call?.countOutputTokens;
+    if (!record.outputUpperBound || count === undefined) return undefined;
+    const text = this.tap.finish()?.output.text();
+    if (text === undefined || text.length === 0) return undefined;
+    try {
+      return count(text);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The record billed at the provider's count of its output (never above its upper count), as answered. */
+  private recounted(bounded: UsageRecord, providerTokens: number): UsageRecord {
+    try {
+      const record = this.buildRecord(false, providerTokens) ?? bounded;
+      record.latencyMs = bounded.latencyMs;
+      return record;
+    } catch (error) {
+      this.warnFailed(error);
+      return bounded;
+    }
+  }
+
+  /** The record is final: the span ends, the request settles, the sinks and `onUsage` get it. */
+  private finishSettle(record: UsageRecord | undefined): void {
+    const { ctx, res } = this;
+    const { deliver, onUsage } = this.settling;
     if (this.span) {
       try {
         endCallSpan(this.span, record, ctx);
@@ -582,8 +645,11 @@ class MeteredRequest implements MeterCharge, CallBill {
     tellUsage(onUsage, record, this.req);
   }
 
-  /** The request's record; `whole`: a JSON answer is whole and about to go out, billed as if it had finished. */
-  private buildRecord(whole: boolean): UsageRecord | undefined {
+  /**
+   * The request's record; `whole`: a JSON answer is whole and about to go out, billed as if it had finished.
+   * `providerOutput`: the provider's count of the output, which a counted record bills when it is below its count.
+   */
+  private buildRecord(whole: boolean, providerOutput?: number): UsageRecord | undefined {
     const { res, ctx, adapter, tap } = this;
     // The prices the request was reserved at, whatever loaded since.
     const pricing = this.settling.pricing.forRequest(ctx);
@@ -600,7 +666,7 @@ class MeteredRequest implements MeterCharge, CallBill {
 
     const measured = reported
       ? { usage: reportedTokens(reported, estimate), usageSource: 'provider' as const, reportedModel: reported.model }
-      : this.measuredUsage(reader, failed, grant, aborted);
+      : this.measuredUsage(reader, failed, grant, aborted, providerOutput);
     const { usageSource, reportedModel } = measured;
     // Bill what ran: the provider's model when it has a price, else the (maybe downgraded) admitted model; at the tier,
     // speed and region the answer says served it, else the ones asked for (never cheaper than what was reserved).
@@ -667,6 +733,7 @@ class MeteredRequest implements MeterCharge, CallBill {
     failed: boolean,
     grant: number | undefined,
     aborted: boolean,
+    providerOutput: number | undefined,
   ): { usage: TokenUsage; usageSource: UsageRecord['usageSource']; reportedModel: string | undefined } {
     const { ctx, tap } = this;
     const { countOutput, own } = tap.counting;
@@ -700,6 +767,11 @@ class MeteredRequest implements MeterCharge, CallBill {
     // is counted exactly when the tokenizer is the provider's own, else capped at its grant as well.
     if (usageSource === 'counted' && grant !== undefined && (tap.streamed || !own))
       usage.outputTokens = Math.min(usage.outputTokens, Math.max(grant, tap.holdTokens));
+    // The provider counted what passed (its tokenizer is not ours): billed that, never above the upper count.
+    if (usageSource === 'counted' && providerOutput !== undefined) {
+      usage.outputTokens = Math.min(usage.outputTokens, Math.max(0, Math.floor(providerOutput)));
+      usageSource = 'provider-counted';
+    }
     const reportedModel = reader?.model;
     // A JSON answer that never came whole, because the client left or the upstream cut it, is produced (and
     // billed) whole by the provider all the same: without its usage, it is charged the reservation's bound.

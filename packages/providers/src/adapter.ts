@@ -149,6 +149,13 @@ export interface TokenCounting {
   checkRequest?(body: Json): RequestProblem | undefined;
   /** The API's answer with the count. */
   answer(inputTokens: number): Json;
+  /**
+   * A count request of `text` as the one user message to `model`: how the gateway asks the provider to count an
+   * answer's text its own count only bounds (an upstream's `countCutAnswers`). @default not asked
+   */
+  textRequest?(model: string, text: string): Json;
+  /** The count an answer of the API's count holds (`answer`'s inverse); undefined when it holds none. */
+  readCount?(answer: unknown): number | undefined;
 }
 
 /** What a request body is refused for: the field (`param`) and why. */

@@ -256,6 +256,11 @@ export class OutputText {
     running.bytes = this.bytes - this.overflowBytes;
   }
 
+  /** The whole output text, when all of it was kept (undefined past MAX_KEPT_OUTPUT_CHARS: only its bytes were). */
+  text(): string | undefined {
+    return this.overflowBytes === 0 ? this.parts.join('') : undefined;
+  }
+
   /** The output's tokens by `countOutput`: the whole kept text counted (again only when it grew), plus the overflow bytes. */
   tokens(countOutput: OutputCounter): number {
     const parts = this.parts;

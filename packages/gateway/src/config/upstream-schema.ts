@@ -90,6 +90,16 @@ const httpUpstreamSchema = fields({
       'Ask this upstream for a JSON call as a stream, held to its grant as streams are (false: as JSON, billed its ' +
         'real cost past its cap, for an upstream that cannot stream). Default: true.',
     ),
+  countCutAnswers: trueOrFalse
+    .optional()
+    .describe(
+      "Bill an answer without usage (cut at its grant, or its usage never came) whose model's tokenizer is not " +
+        "published (Claude) this upstream's own count of what its client received (Anthropic's count_tokens), asked " +
+        'before the call settles (false, failed or late: the upper count, flagged outputUpperBound). Default: true.',
+    ),
+  countTimeoutMs: positiveInteger
+    .optional()
+    .describe('Milliseconds that count may take before the upper count is billed instead. Default: 5000.'),
 });
 
 /** The built-in mock provider, chosen on purpose: fake answers, priced and recorded like real ones. */

@@ -407,6 +407,9 @@ export const anthropicMessages: ProviderAdapter = {
     upstreamPath: () => '/v1/messages/count_tokens',
     checkRequest: checkPrompt,
     answer: (inputTokens) => ({ input_tokens: inputTokens }),
+    textRequest: (model, text) => ({ model, messages: [{ role: 'user', content: text }] }),
+    readCount: (answer) =>
+      isObject(answer) && typeof answer.input_tokens === 'number' ? answer.input_tokens : undefined,
   },
   errorBody: ({ status, message }) => ({
     type: 'error',

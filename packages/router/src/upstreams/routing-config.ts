@@ -72,6 +72,15 @@ export interface UpstreamOptions extends UpstreamSettings {
    * spend"); false: as JSON, billed its real cost past its cap (an upstream that cannot stream). @default true
    */
   jsonAsStream?: boolean | undefined;
+  /**
+   * An answer billed without its usage (cut by the gateway, or its usage never came) whose model's tokenizer is not
+   * published (Claude) is billed this upstream's own count of the text its client received (its API's token count,
+   * e.g. Anthropic's `count_tokens`), asked before the call settles; false, or where the API cannot count, the upper
+   * count, flagged `outputUpperBound` (docs/tokenizers.md). @default true
+   */
+  countCutAnswers?: boolean | undefined;
+  /** How long that count may take: past it, or failed, the answer is billed its upper count. @default 5000 */
+  countTimeoutMs?: number | undefined;
 }
 
 /** Where calls go: the upstreams, the models' prices and providers, and the routes across them. */

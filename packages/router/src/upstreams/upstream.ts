@@ -8,6 +8,7 @@ import type { UpstreamOptions } from './routing-config.js';
 import { secretRedactor } from './redact.js';
 import { UpstreamAnswer } from './upstream-answer.js';
 import { upstreamRequests } from './upstream-wire.js';
+import { DEFAULT_COUNT_TIMEOUT_MS, outputCounts } from './upstream-count.js';
 import type { RoutedTry, UpstreamObserver } from './upstream-outcome.js';
 
 /**
@@ -110,6 +111,10 @@ export function createUpstream(
   });
   const requests = upstreamRequests(api, config.baseUrl, config, apiKey);
   const jsonAsStream = config.jsonAsStream !== false;
+  const counts =
+    config.countCutAnswers === false
+      ? undefined
+      : outputCounts(dispatcher, requests, config.countTimeoutMs ?? DEFAULT_COUNT_TIMEOUT_MS);
 
   return {
     name,
@@ -119,6 +124,7 @@ export function createUpstream(
       const { body, stream } = upstreamBody(req, providerApi, providerApi, call.body, jsonAsStream);
       const { origin, path } = requests.destination(providerApi, call.model!, stream);
       const answer = new UpstreamAnswer(name, stream, res, next, secrets, stream ? call.signal : undefined, observe);
+      call.countOutputTokens = counts?.of(providerApi, call.model!);
       // From here on the provider may bill the call: noted first (the usage spool), so that a crash still charges it.
       req.tollgate.markSending();
       dispatcher.dispatch(
@@ -146,6 +152,8 @@ export function createUpstream(
         observe,
         routed,
       );
+      // Set on each try: a routed request's next target may not count.
+      call.countOutputTokens = counts?.of(targetApi, model);
       req.tollgate.markSending();
       dispatcher.dispatch(
         { origin, path, method: 'POST', headers: requests.headers(req.headers, stream), body: JSON.stringify(body) },
@@ -184,10 +192,11 @@ export function createUpstream(
       }
     },
     async close() {
-      const closed = dispatcher.close().catch(() => undefined);
+      const closed = Promise.all([dispatcher.close().catch(() => undefined), counts?.idle()]);
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([closed, new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)))]);
       clearTimeout(timer);
+      counts?.stop();
       // Done already when every call ended; else the rest are cut (their answers fail, and they settle).
       await dispatcher.destroy();
     },
