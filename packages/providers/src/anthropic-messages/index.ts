@@ -1,5 +1,6 @@
 // Anthropic Messages (`POST /v1/messages`): request shape, estimate, usage, and the ending of a cut stream.
-import type { ReportedUsage, TokenUsage, UsageIteration } from '@tollgate/core';
+import type { ReportedUsage, TokenUsage } from '@tollgate/core';
+import type { UsageIteration } from '@tollgate/core/costs';
 import type { CallRequest, CallShape } from '@tollgate/core/provider-call';
 import type { ProviderAdapter, RequestProblem } from '../adapter.js';
 import type { RequestCounter } from '../counter.js';
