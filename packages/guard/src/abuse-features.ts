@@ -317,6 +317,20 @@ function variation(n: number, sum: number, squares: number, fallback: number): n
 
 /** A window's tally as features a person reads (rates per minute, shares 0-1, counts, means). */
 export function featuresOf(subject: AbuseSubject, tally: AbuseTally, windowMs: number): number[] {
+  return Array.from(writeFeatures(new Float64Array(FEATURE_NAMES.length), 0, subject, tally, windowMs));
+}
+
+/**
+ * `featuresOf` written into `rows` from `offset`: a window of 100,000 subjects is read into one buffer without an array
+ * per subject (bench/guard-stall.ts).
+ */
+export function writeFeatures(
+  rows: Float64Array,
+  offset: number,
+  subject: AbuseSubject,
+  tally: AbuseTally,
+  windowMs: number,
+): Float64Array {
   const c = tally.counts;
   const minutes = windowMs / 60_000;
   const marks = { peer: 0, agent: 0, model: 0, route: 0 };
@@ -326,31 +340,31 @@ export function featuresOf(subject: AbuseSubject, tally: AbuseTally, windowMs: n
   // GAP_PRIOR gaps of it had been seen too.
   const gaps = c.gaps;
   const gapVariation = (gaps * variation(gaps, c.gapSum, c.gapSquares, 1) + GAP_PRIOR) / (gaps + GAP_PRIOR);
-  return [
-    c.requests / minutes,
-    gapVariation,
-    ratio(c.status401, c.requests),
-    ratio(c.status403, c.requests),
-    ratio(c.status4xx, c.requests),
-    ratio(c.refused, c.requests),
-    ratio(c.flagged, c.requests),
-    marks.peer,
-    marks.agent,
-    marks.model,
-    marks.route,
-    ratio(c.chars, c.prompts),
-    variation(c.prompts, c.chars, c.charSquares, 0),
-    entropyMean,
-    c.prompts >= 2 ? Math.sqrt(Math.max(0, c.entropySquares / c.prompts - entropyMean * entropyMean)) : 0,
-    ratio(c.repeats, c.prompts),
-    ratio(c.nearRepeats, c.prompts),
-    ratio(c.newPeers, c.requests),
-    ratio(c.newAgents, c.requests),
-    ratio(c.newUses, c.requests),
-    c.tokens / minutes,
-    c.spendNanoUsd / 1e9 / minutes,
-    KIND_CODE[subjectKind(subject)],
-  ];
+  let at = offset;
+  rows[at++] = c.requests / minutes;
+  rows[at++] = gapVariation;
+  rows[at++] = ratio(c.status401, c.requests);
+  rows[at++] = ratio(c.status403, c.requests);
+  rows[at++] = ratio(c.status4xx, c.requests);
+  rows[at++] = ratio(c.refused, c.requests);
+  rows[at++] = ratio(c.flagged, c.requests);
+  rows[at++] = marks.peer;
+  rows[at++] = marks.agent;
+  rows[at++] = marks.model;
+  rows[at++] = marks.route;
+  rows[at++] = ratio(c.chars, c.prompts);
+  rows[at++] = variation(c.prompts, c.chars, c.charSquares, 0);
+  rows[at++] = entropyMean;
+  rows[at++] = c.prompts >= 2 ? Math.sqrt(Math.max(0, c.entropySquares / c.prompts - entropyMean * entropyMean)) : 0;
+  rows[at++] = ratio(c.repeats, c.prompts);
+  rows[at++] = ratio(c.nearRepeats, c.prompts);
+  rows[at++] = ratio(c.newPeers, c.requests);
+  rows[at++] = ratio(c.newAgents, c.requests);
+  rows[at++] = ratio(c.newUses, c.requests);
+  rows[at++] = c.tokens / minutes;
+  rows[at++] = c.spendNanoUsd / 1e9 / minutes;
+  rows[at++] = KIND_CODE[subjectKind(subject)];
+  return rows;
 }
 
 /** Features whose spread is multiplicative (rates, counts, sizes): the model sees their logarithm. */
@@ -408,8 +422,10 @@ export function setTallyField(into: Map<AbuseSubject, AbuseTally>, field: string
 
 /** Adds a subject's tally of one bucket to its tally across buckets in `into`. */
 export function addTally(into: Map<AbuseSubject, AbuseTally>, subject: AbuseSubject, tally: AbuseTally): void {
-  let sum = into.get(subject);
-  if (!sum) into.set(subject, (sum = emptyTally()));
+  const sum = into.get(subject);
+  // A subject's first tally is copied whole (a copy of a shape V8 knows, not a sum field by field): a window of
+  // 100,000 subjects is merged with a fraction of the work and garbage (bench/guard-stall.ts).
+  if (!sum) return void into.set(subject, { counts: { ...tally.counts }, marks: new Set(tally.marks) });
   for (const name of TALLY_COUNTS) sum.counts[name] += tally.counts[name];
   for (const mark of tally.marks) sum.marks.add(mark);
 }

@@ -7,13 +7,13 @@ import { TimeSlice } from '@tollgate/core/store-contracts';
 import { LRUCache } from 'lru-cache';
 import type { Alerts } from './alerts.js';
 import {
-  featuresOf,
   MARK_SEPARATOR,
   SubjectTally,
   type AbuseSubject,
   type AbuseTally,
   type AbuseTallyDelta,
   type RequestTraits,
+  writeFeatures,
 } from './abuse-features.js';
 import { describeReasons, type AbuseReason } from './abuse-model.js';
 import { FEATURE_COUNT, MIN_REQUESTS_TO_ACT, type ScoredRow, type WindowRows } from './abuse-scoring.js';
@@ -302,7 +302,7 @@ export class AbuseWatch {
     const requests = new Float64Array(tallies.size);
     for (const [subject, tally] of tallies) {
       if (tally.counts.requests <= 0) continue;
-      rows.set(featuresOf(subject, tally, this.#config.windowMs), subjects.length * FEATURE_COUNT);
+      writeFeatures(rows, subjects.length * FEATURE_COUNT, subject, tally, this.#config.windowMs);
       requests[subjects.length] = tally.counts.requests;
       subjects.push(subject);
       if ((subjects.length & 255) === 0) await slice.pause();

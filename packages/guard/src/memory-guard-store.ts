@@ -58,7 +58,11 @@ export class MemoryGuardStore implements GuardStore {
   });
   readonly #claims = new Map<string, number>();
   /** The abuse watch's buckets (subject -> sums) and named values, each with its end. */
-  readonly #abuseBuckets = new Map<number, { until: number; subjects: LRUCache<AbuseSubject, AbuseTally> }>();
+  /**
+   * Per bucket, its subjects' sums, least recently seen first (a Map kept in that order, not an LRUCache: one of
+   * MAX_ABUSE_SUBJECTS allocates its arrays whole, 20-40 ms of the event loop at each new bucket).
+   */
+  readonly #abuseBuckets = new Map<number, { until: number; subjects: Map<AbuseSubject, AbuseTally> }>();
   readonly #abuseState = new Map<string, { value: string; until: number }>();
 
   constructor(options: MemoryGuardStoreOptions = {}) {
@@ -181,14 +185,17 @@ export class MemoryGuardStore implements GuardStore {
     const now = this.#clock();
     for (const [known, entry] of this.#abuseBuckets) if (entry.until <= now) this.#abuseBuckets.delete(known);
     let entry = this.#abuseBuckets.get(bucket);
-    if (!entry)
-      this.#abuseBuckets.set(bucket, (entry = { until: 0, subjects: new LRUCache({ max: MAX_ABUSE_SUBJECTS }) }));
+    if (!entry) this.#abuseBuckets.set(bucket, (entry = { until: 0, subjects: new Map() }));
     entry.until = now + ttlMs;
+    const { subjects } = entry;
     const slice = new TimeSlice(MERGE_SLICE_MS);
     for (let i = 0; i < deltas.length; i++) {
       const delta = deltas[i]!;
-      let tally = entry.subjects.get(delta.subject);
-      if (!tally) entry.subjects.set(delta.subject, (tally = emptyTally()));
+      let tally = subjects.get(delta.subject);
+      // Seen now: to the end of the order; a new subject in a full bucket pushes out the least recently seen.
+      if (tally) subjects.delete(delta.subject);
+      else if (subjects.size >= MAX_ABUSE_SUBJECTS) subjects.delete(subjects.keys().next().value!);
+      subjects.set(delta.subject, (tally ??= emptyTally()));
       for (const name in delta.counts) tally.counts[name as keyof AbuseTally['counts']] += delta.counts[name as never]!;
       for (const mark of delta.marks) tally.marks.add(mark);
       if ((i & 255) === 255) await slice.pause();
@@ -204,7 +211,7 @@ export class MemoryGuardStore implements GuardStore {
       const entry = this.#abuseBuckets.get(bucket);
       if (!entry || entry.until <= now) continue;
       // Nothing adds to a bucket while the watch reads it (its rounds take turns), so it is walked as it is.
-      for (const [subject, tally] of entry.subjects.entries()) {
+      for (const [subject, tally] of entry.subjects) {
         addTally(merged, subject, tally);
         if ((++merging & 255) === 0) await slice.pause();
       }
