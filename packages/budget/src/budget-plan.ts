@@ -151,6 +151,29 @@ function remember(cache: Map<string, readonly ResolvedBudget[]>, id: string, mak
   return made;
 }
 
+/**
+ * A value kept on the object it is about, in a property of its own symbol, not enumerable (a spread copy does not take
+ * it); in a WeakMap for an object that takes no property (frozen). A WeakMap of 100,000 budgets grows by rehashing in one
+ * step, and its entries are ephemerons each full collection traces again: a rebuild's longest stalls at that scale
+ * (bench/guard-stall.ts).
+ */
+class ObjectCache<Owner extends object, Value> {
+  readonly #key = Symbol('tollgate cache');
+  readonly #closed = new WeakMap<Owner, Value>();
+
+  get(owner: Owner): Value | undefined {
+    return Object.isExtensible(owner)
+      ? (owner as unknown as Record<symbol, Value | undefined>)[this.#key]
+      : this.#closed.get(owner);
+  }
+
+  set(owner: Owner, value: Value): void {
+    if (!Object.isExtensible(owner)) this.#closed.set(owner, value);
+    else if (this.#key in owner) (owner as unknown as Record<symbol, Value>)[this.#key] = value;
+    else Object.defineProperty(owner, this.#key, { value, writable: true, enumerable: false, configurable: true });
+  }
+}
+
 /** The budgets configured in code: static maps (`'*'` = any id without its own entry), a global one, and a function for the rest. */
 export class BudgetPlan {
   readonly #static = new Map<IdScope, Map<string, ResolvedLimit[]>>();
@@ -168,7 +191,7 @@ export class BudgetPlan {
    * The static budgets' list last handed out, by its narrowest budget: a caller meets the same
    * budgets request after request, so their list (and its windows, see listWindowsAt) is made once.
    */
-  readonly #lists = new WeakMap<ResolvedBudget, readonly ResolvedBudget[]>();
+  readonly #lists = new ObjectCache<ResolvedBudget, readonly ResolvedBudget[]>();
   readonly #keyBudgetLookup: BudgetPlanOptions['keyBudgets'];
   readonly #allKeyBudgets: BudgetPlanOptions['allKeyBudgets'];
   /** Budgets keys carry, bound: by their limits object (a record's, kept while the record is), then by their text. */
@@ -466,7 +489,7 @@ function currentWindow(budget: ResolvedBudget, now: number): HeldWindow {
 }
 
 /** The last window made for each budget. */
-const windows = new WeakMap<ResolvedBudget, HeldWindow>();
+const windows = new ObjectCache<ResolvedBudget, HeldWindow>();
 
 /** The windows of several budgets at one instant, and every ledger scope they charge (what one reserve asks for). */
 export interface BudgetWindows {
@@ -481,7 +504,7 @@ export function budgetWindowsAt(budgets: readonly ResolvedBudget[], now: number)
 }
 
 /** The last windows made for each list the plan keeps, with the span of time they hold for. */
-const listWindows = new WeakMap<readonly ResolvedBudget[], BudgetWindows & { from: number; until: number }>();
+const listWindows = new ObjectCache<readonly ResolvedBudget[], BudgetWindows & { from: number; until: number }>();
 
 /** `budgetWindowsAt` for a list the plan keeps (see BudgetPlan.forIdentity): made once per period, not per request. */
 export function listWindowsAt(list: readonly ResolvedBudget[], now: number): BudgetWindows {
