@@ -124,7 +124,7 @@ describe.each(memoryAndRedisStores('responses-ws'))('the Responses WebSocket mod
     const socket = new ResponsesWS(client);
     opened.push(socket.socket as unknown as WebSocket);
     const events: Frame[] = [];
-    socket.on('event', (event) => events.push(event as Frame));
+    socket.on("event", (event) => events.push(event as unknown as Frame));
     const body = { model: MODEL, input: 'Say hello over a socket.', max_output_tokens: 50 };
     for (let turn = 0; turn < 2; turn++) {
       const from = events.length;
@@ -227,6 +227,37 @@ describe.each(memoryAndRedisStores('responses-ws'))('the Responses WebSocket mod
       expect.objectContaining({ status: 409, error: expect.objectContaining({ code: 'invalid_request' }) }),
     ]);
     expect(socket.readyState).toBe(WebSocket.OPEN);
+    socket.close();
+    await newRecords('answered');
+  });
+
+  it('a warm-up (generate: false) is answered without a call; a turn continuing it is sent as the whole input', async () => {
+    const { socket, frames } = await openSocket(proxy.url, keys.answered);
+    const sentBefore = mock.mock.requests.length;
+    socket.send(JSON.stringify({ type: 'response.create', model: MODEL, input: 'First', generate: false }));
+    const warm = await framesUntil(frames, 0, RESPONSE_ENDS);
+    expect(warm.map((frame) => frame.type)).toEqual(['response.created', 'response.completed']);
+    expect(mock.mock.requests.length).toBe(sentBefore);
+    const warmId = (warm[1]!.response as { id: string }).id;
+
+    const next = { type: 'message', role: 'user', content: 'Second' };
+    socket.send(JSON.stringify({ type: 'response.create', model: MODEL, previous_response_id: warmId, input: [next] }));
+    const answered = await framesUntil(frames, 2, RESPONSE_ENDS);
+    expect(ANSWERED).toContain(answered.at(-1)?.type);
+    const sent = mock.mock.requests.at(-1)!.body as Record<string, unknown>;
+    expect(sent.previous_response_id).toBeUndefined();
+    expect(sent.generate).toBeUndefined();
+    expect(sent.input).toEqual([{ type: 'message', role: 'user', content: 'First' }, next]);
+    const [record] = await newRecords('answered');
+    expect(record!.costNanoUsd).toBeGreaterThan(0);
+
+    // The next turn continues the answered one: its output items come back as input.
+    const answerId = (answered.at(-1)!.response as { id: string }).id;
+    socket.send(JSON.stringify({ type: 'response.create', model: MODEL, previous_response_id: answerId, input: 'Third' }));
+    await framesUntil(frames, frames.length, RESPONSE_ENDS);
+    const third = (mock.mock.requests.at(-1)!.body as { input: { role?: string }[] }).input;
+    expect(third.length).toBeGreaterThan(3);
+    expect(third.at(-1)).toEqual({ type: 'message', role: 'user', content: 'Third' });
     socket.close();
     await newRecords('answered');
   });

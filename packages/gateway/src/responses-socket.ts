@@ -9,6 +9,8 @@ import type { NextFunction, Request, Response } from 'express';
 import bytes from 'bytes';
 import { WebSocketServer } from 'ws';
 import type { RawData, WebSocket } from 'ws';
+import { continuedBody, finishedTurn, warmUp } from './responses-socket-turns.js';
+import type { LastTurn } from './responses-socket-turns.js';
 
 /** The path the mode is served at: the Responses route's own. */
 export const RESPONSES_SOCKET_PATH = '/v1/responses';
@@ -167,6 +169,8 @@ interface OpenSocket {
   /** Ends the response in flight (the client left, or the gateway closes). */
   abort?: () => void;
   closeWhenIdle: boolean;
+  /** What a next `response.create` may continue by `previous_response_id`. */
+  last?: LastTurn;
 }
 
 /** The mode's server, for requests whose JSON body may be `bodyLimit` at most (`'1mb'` or bytes). */
@@ -192,6 +196,7 @@ export function responsesSocketServer(options: {
   /** One `response.create`: the provider route's POST over an in-process connection to `server`, answered as frames. */
   function createResponse(server: Server, upgrade: IncomingMessage, entry: OpenSocket, body: Record<string, unknown>) {
     const payload = JSON.stringify({ ...body, stream: true });
+    entry.last = undefined;
     const [serverEnd, clientEnd] = connectionPair(upgrade.socket);
     server.emit('connection', serverEnd);
     const post = httpRequest({
@@ -214,7 +219,10 @@ export function responsesSocketServer(options: {
       answer.setEncoding('utf8');
       const streamed = answer.statusCode === 200 && /^text\/event-stream/.test(answer.headers['content-type'] ?? '');
       if (streamed) {
-        const events = sseEvents((data) => send(entry, eventFrame(data)));
+        const events = sseEvents((data) => {
+          entry.last = finishedTurn(data, body.input) ?? entry.last;
+          send(entry, eventFrame(data));
+        });
         answer.on('data', (chunk: string) => events.push(chunk));
         answer.on('end', () => {
           events.end();
@@ -266,7 +274,15 @@ export function responsesSocketServer(options: {
       return;
     }
     if (entry.closeWhenIdle) return;
-    createResponse(server, upgrade, entry, body);
+    const sent = continuedBody(body, entry.last);
+    if (sent.generate === false) {
+      const { frames, turn } = warmUp(sent);
+      for (const frame of frames) send(entry, frame);
+      entry.last = turn;
+      return;
+    }
+    const { generate: _generate, ...call } = sent;
+    createResponse(server, upgrade, entry, call);
   }
 
   function accept(server: Server, upgrade: IncomingMessage, socket: WebSocket): void {
