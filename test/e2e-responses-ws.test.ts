@@ -45,10 +45,13 @@ async function openSocket(url: string, key: string): Promise<{ socket: WebSocket
 
 /** The frames after `from` until one whose type is among `last` (the response's end, or an error event). */
 async function framesUntil(frames: Frame[], from: number, last: readonly string[]): Promise<Frame[]> {
-  const ended = await waitFor(() => {
-    const index = frames.findIndex((frame, at) => at >= from && last.includes(frame.type));
-    return index >= 0 ? index : undefined;
-  }, `one of ${last.join(', ')}`);
+  const ended = await waitFor(
+    () => {
+      const index = frames.findIndex((frame, at) => at >= from && last.includes(frame.type));
+      return index >= 0 ? index : undefined;
+    },
+    `one of ${last.join(', ')}`,
+  );
   return frames.slice(from, ended + 1);
 }
 
@@ -124,7 +127,7 @@ describe.each(memoryAndRedisStores('responses-ws'))('the Responses WebSocket mod
     const socket = new ResponsesWS(client);
     opened.push(socket.socket as unknown as WebSocket);
     const events: Frame[] = [];
-    socket.on("event", (event) => events.push(event as unknown as Frame));
+    socket.on('event', (event) => events.push(event as unknown as Frame));
     const body = { model: MODEL, input: 'Say hello over a socket.', max_output_tokens: 50 };
     for (let turn = 0; turn < 2; turn++) {
       const from = events.length;
@@ -253,7 +256,9 @@ describe.each(memoryAndRedisStores('responses-ws'))('the Responses WebSocket mod
 
     // The next turn continues the answered one: its output items come back as input.
     const answerId = (answered.at(-1)!.response as { id: string }).id;
-    socket.send(JSON.stringify({ type: 'response.create', model: MODEL, previous_response_id: answerId, input: 'Third' }));
+    socket.send(
+      JSON.stringify({ type: 'response.create', model: MODEL, previous_response_id: answerId, input: 'Third' }),
+    );
     await framesUntil(frames, frames.length, RESPONSE_ENDS);
     const third = (mock.mock.requests.at(-1)!.body as { input: { role?: string }[] }).input;
     expect(third.length).toBeGreaterThan(3);

@@ -39,7 +39,16 @@ export function codexExec(
 ): Promise<CodexRun> {
   // The built-in provider's base URL is the `openai_base_url` setting (0.171 reads no OPENAI_BASE_URL).
   const baseUrl = ['-c', `openai_base_url=${JSON.stringify(options.baseUrl)}`];
-  const args = ['exec', ...baseUrl, '--skip-git-repo-check', '--sandbox', 'read-only', '-m', options.model, options.prompt];
+  const args = [
+    'exec',
+    ...baseUrl,
+    '--skip-git-repo-check',
+    '--sandbox',
+    'read-only',
+    '-m',
+    options.model,
+    options.prompt,
+  ];
   // stdin closed: with a pipe open, `codex exec` waits to read more of the prompt from it.
   const child = spawn(bin, args, {
     cwd: options.cwd,

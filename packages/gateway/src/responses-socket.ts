@@ -312,7 +312,8 @@ export function responsesSocketServer(options: {
     const path = (req.url ?? '').split('?')[0];
     if (path !== RESPONSES_SOCKET_PATH) {
       // Another listener may serve that path; alone, this one answers it.
-      if (server.listenerCount('upgrade') === 1) refuse(socket, 404, 'not_found', `No WebSocket at ${path?.slice(0, 200)}.`);
+      if (server.listenerCount('upgrade') === 1)
+        refuse(socket, 404, 'not_found', `No WebSocket at ${path?.slice(0, 200)}.`);
       return;
     }
     if (draining) {

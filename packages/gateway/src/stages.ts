@@ -56,7 +56,9 @@ function allBut(...runs: readonly Stage[]): readonly Stage[] {
 const MCP_SKIPS: readonly Stage[] = ['validate', 'tier policy', 'guardrails', 'cache lookup', 'meter', 'cache around'];
 
 /** Every route kind the gateway serves. */
-export const PROFILES: Readonly<Record<'provider' | 'count' | 'mcpMessage' | 'mcpSession' | 'toolCall' | 'socketHandshake', Profile>> = {
+export const PROFILES: Readonly<
+  Record<'provider' | 'count' | 'mcpMessage' | 'mcpSession' | 'toolCall' | 'socketHandshake', Profile>
+> = {
   /** A provider call: every stage. */
   provider: { kind: 'provider call', skips: [] },
   /** A token count: free (no token limit, budget, usage record or cache), so nothing is estimated or guarded by prompt. */
@@ -77,7 +79,10 @@ export const PROFILES: Readonly<Record<'provider' | 'count' | 'mcpMessage' | 'mc
    * The upgrade of a Responses WebSocket (GET /v1/responses): the caller, once per connection. Each `response.create`
    * on it then runs the `provider` profile's stages as a POST of its own (responses-socket.ts).
    */
-  socketHandshake: { kind: 'Responses WebSocket handshake', skips: allBut('route', 'guard admit', 'auth', 'permissions') },
+  socketHandshake: {
+    kind: 'Responses WebSocket handshake',
+    skips: allBut('route', 'guard admit', 'auth', 'permissions'),
+  },
 };
 
 /**
