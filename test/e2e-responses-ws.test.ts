@@ -234,6 +234,22 @@ describe.each(memoryAndRedisStores('responses-ws'))('the Responses WebSocket mod
     await newRecords('answered');
   });
 
+  it('frames are size-limited like the JSON body: over the limit a 413 event, far over it a 1009 close', async () => {
+    const limit = 1024 * 1024;
+    const { socket, frames } = await openSocket(proxy.url, keys.answered);
+    const frame = (size: number) => {
+      const head = JSON.stringify({ type: 'response.create', model: MODEL, input: '' });
+      return head.replace('"input":""', `"input":"${'a'.repeat(size - head.length)}"`);
+    };
+    socket.send(frame(limit + 500));
+    const [tooLarge] = await framesUntil(frames, 0, RESPONSE_ENDS);
+    expect(tooLarge).toMatchObject({ type: 'error', status: 413, error: { code: 'request_too_large' } });
+    expect(socket.readyState).toBe(WebSocket.OPEN);
+    const closed = once(socket, 'close');
+    socket.send(frame(limit + 4096));
+    expect((await closed)[0]).toBe(1009);
+  });
+
   it('a warm-up (generate: false) is answered without a call; a turn continuing it is sent as the whole input', async () => {
     const { socket, frames } = await openSocket(proxy.url, keys.answered);
     const sentBefore = mock.mock.requests.length;
@@ -265,6 +281,42 @@ describe.each(memoryAndRedisStores('responses-ws'))('the Responses WebSocket mod
     expect(third.at(-1)).toEqual({ type: 'message', role: 'user', content: 'Third' });
     socket.close();
     await newRecords('answered');
+  });
+
+  it('an upstream past its output cap is cut by the hard stop as over HTTP: the same last event, the same bill', async () => {
+    mock.mock.behavior.ignoreOutputCap = true;
+    mock.mock.behavior.replyTokens = 300;
+    try {
+      const body = { model: MODEL, input: 'A long answer, please', max_output_tokens: 20 };
+      const { socket, frames } = await openSocket(proxy.url, keys.answered);
+      socket.send(JSON.stringify({ type: 'response.create', ...body }));
+      const overSocket = await framesUntil(frames, 0, RESPONSE_ENDS);
+      socket.close();
+      const [socketRecord] = await newRecords('answered');
+
+      const res = await fetch(`${proxy.url}/v1/responses`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${keys.answered}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ ...body, stream: true }),
+      });
+      const events = (await res.text())
+        .split('\n')
+        .filter((line) => line.startsWith('data: ') && line !== 'data: [DONE]')
+        .map((line) => JSON.parse(line.slice(6)) as Frame);
+      const [httpRecord] = await newRecords('answered');
+
+      expect(overSocket.at(-1)?.type).toBe(events.at(-1)?.type);
+      expect(overSocket.length).toBe(events.length);
+      expect(socketRecord!.outputTokens).toBeLessThanOrEqual(20);
+      expect(socketRecord).toMatchObject({
+        outputTokens: httpRecord!.outputTokens,
+        costNanoUsd: httpRecord!.costNanoUsd,
+        usageSource: httpRecord!.usageSource,
+      });
+    } finally {
+      mock.mock.behavior.ignoreOutputCap = false;
+      delete mock.mock.behavior.replyTokens;
+    }
   });
 
   it('a client that leaves mid-response: the response is settled and billed like an aborted HTTP stream', async () => {
