@@ -196,7 +196,6 @@ export function responsesSocketServer(options: {
   /** One `response.create`: the provider route's POST over an in-process connection to `server`, answered as frames. */
   function createResponse(server: Server, upgrade: IncomingMessage, entry: OpenSocket, body: Record<string, unknown>) {
     const payload = JSON.stringify({ ...body, stream: true });
-    entry.last = undefined;
     const [serverEnd, clientEnd] = connectionPair(upgrade.socket);
     server.emit('connection', serverEnd);
     const post = httpRequest({
@@ -236,8 +235,9 @@ export function responsesSocketServer(options: {
           finish();
         });
       }
+      // Cut short (the server end destroyed, a shutdown's last resort): the socket is free again.
       answer.on('error', finish);
-      answer.on('aborted', finish);
+      answer.on('close', finish);
     });
     post.on('error', (error) => {
       if (!finished) send(entry, errorEvent(502, 'upstream_error', `The response failed: ${error.message}`));
