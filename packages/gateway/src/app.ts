@@ -31,6 +31,7 @@ import { mountOperatorRoutes } from './operator-routes.js';
 import { watchEventLoop } from './probes.js';
 import { responsesSocketServer } from './responses-socket.js';
 import { gatewayRoutes, ROUTE_PATHS, socketHandshakeRoute } from './routes.js';
+import type { RouteParts } from './routes.js';
 
 export type { ProxyDeps } from './gateway-parts.js';
 
@@ -148,11 +149,10 @@ function mountChain(router: Gateway, parts: BuiltParts) {
   });
   // The provider routes first: they carry nearly all the traffic, and every route before them is a path match per
   // request. Then the token counts (free: no token limit, budget or record). Each is a profile of the one stage list.
-  const routeParts = {
+  const routeParts: RouteParts = {
     ...{ guarding, identify, readProviderBody, permissions, attribution, requestLimits, limits, providers },
     tierPolicy: tierPolicyMiddleware(options.limits.tierPolicy),
-    countModels: (route: Parameters<typeof countModelAllowlist>[1]) =>
-      countModelAllowlist(options.limits.tierPolicy, route),
+    countModels: (route) => countModelAllowlist(options.limits.tierPolicy, route),
     guardrails: createProxyGuardrails(options.guardrails, metrics, deps.guardrails),
     responseCache: parts.responseCache,
     meter: metering.middleware,
