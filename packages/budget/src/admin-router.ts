@@ -19,8 +19,8 @@ export interface BudgetAdminRouterOptions {
 
 const OPTION_NAMES = ['renderError'] as const satisfies readonly (keyof BudgetAdminRouterOptions)[];
 
-/** The scopes of the admin paths: the ones with ids of their own, and a tenant's models (`/model/gpt-4o?tenant=acme`). */
-const ADMIN_SCOPES: readonly BudgetScope[] = [...BUDGET_SCOPES, 'model'];
+/** The scopes of the admin paths: the ones with ids of their own, a tenant's models (`/model/gpt-4o?tenant=acme`) and sessions. */
+const ADMIN_SCOPES: readonly BudgetScope[] = [...BUDGET_SCOPES, 'model', 'session'];
 
 function selectorOf(req: Request): BudgetSelector {
   const scope = req.params.scope as string;
