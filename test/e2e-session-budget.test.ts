@@ -11,6 +11,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import pg from 'pg';
 import { createMemoryStores } from '@tollgate/core';
+import { runReportCommand } from '@tollgate/metering';
 import { createMockProvider } from '@tollgate/providers/mock';
 import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
 import {
@@ -232,6 +233,35 @@ describe.each(memoryAndRedisStores('session-budget'))('session budgets on %s sto
     expect(view.spentNanoUsd).toBeLessThanOrEqual(SESSION_LIMIT_NANO);
     expect(view.reservedNanoUsd).toBe(0);
     expect(await ledgerSpend(table, session)).toBe(view.spentNanoUsd);
+  });
+
+  it("shows each session's spend: tollgate report --by session, the dashboard's top sessions with their budgets", async () => {
+    const session = `shown-${run}`;
+    for (let i = 0; i < 3; i++) await ask(proxy.url, session);
+    await proxy.app.flushUsage();
+    const spent = await ledgerSpend(table, session);
+    expect(spent).toBeGreaterThan(0);
+    let stdout = '';
+    const code = await runReportCommand(
+      ['report', '--by', 'session', '--postgres', POSTGRES_URL, '--table', table, '--since', '1h', '--format', 'json'],
+      { stdout: { write: (text: string) => (stdout += text) }, stderr: { write: () => undefined } },
+    );
+    expect(code).toBe(0);
+    const rows = JSON.parse(stdout) as { session: string | null; costUsd: number; requests: number }[];
+    expect(rows.find((row) => row.session === session)).toMatchObject({ requests: 3, costUsd: spent / 1e9 });
+    const page = await fetch(`${proxy.url}/dashboard/tenants/acme?format=json`, {
+      headers: { authorization: `Bearer ${adminKey}` },
+    });
+    expect(page.status).toBe(200);
+    const data = (await page.json()) as {
+      bySession: { group: string | null; costNanoUsd: number }[];
+      budgets: { scope: string; id: string | null; spentNanoUsd: number }[];
+    };
+    expect(data.bySession.length).toBeLessThanOrEqual(10);
+    expect(data.bySession.find((row) => row.group === session)?.costNanoUsd).toBe(spent);
+    expect(data.budgets.find((budget) => budget.scope === 'session' && budget.id === session)).toMatchObject({
+      spentNanoUsd: spent,
+    });
   });
 
   it("keeps a session's spend when the store loses it: rebuilt from the ledger, the session stays refused", async () => {
