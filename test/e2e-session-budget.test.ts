@@ -87,6 +87,22 @@ async function ledgerSpend(table: string, session: string): Promise<number> {
   return Number(rows[0]!.spent);
 }
 
+/** What the ledger recorded for tenant acme, every session's and every call's without a session. */
+async function tenantLedgerSpend(table: string): Promise<number> {
+  const { rows } = await db.query<{ spent: string }>(
+    `SELECT coalesce(sum(cost_nano_usd), 0) AS spent FROM "${table}" WHERE tenant_id = 'acme'`,
+  );
+  return Number(rows[0]!.spent);
+}
+
+/** The tenant's budget as the operator sees it. */
+async function tenantBudget(url: string): Promise<BudgetView> {
+  const response = await fetch(`${url}/admin/budgets/tenant/acme`, {
+    headers: { authorization: `Bearer ${adminKey}` },
+  });
+  return ((await response.json()) as { budgets: BudgetView[] }).budgets[0]!;
+}
+
 /** Blocks of a budget (Redis stores) go back within their age, a second in these tests, and a little more. */
 const BLOCKS_BACK_MS = 1_300;
 
@@ -233,6 +249,11 @@ describe.each(memoryAndRedisStores('session-budget'))('session budgets on %s sto
     expect(view.spentNanoUsd).toBeLessThanOrEqual(SESSION_LIMIT_NANO);
     expect(view.reservedNanoUsd).toBe(0);
     expect(await ledgerSpend(table, session)).toBe(view.spentNanoUsd);
+    // Every session's money and the calls' without one balance on the tenant to the nano-USD.
+    expect(await tenantBudget(proxy.url)).toMatchObject({
+      spentNanoUsd: await tenantLedgerSpend(table),
+      reservedNanoUsd: 0,
+    });
   });
 
   it("shows each session's spend: tollgate report --by session, the dashboard's top sessions with their budgets", async () => {
@@ -290,6 +311,10 @@ describe.each(memoryAndRedisStores('session-budget'))('session budgets on %s sto
     const view = await sessionBudget(proxy.url, session);
     expect(view.spentNanoUsd).toBe(before);
     expect(await ledgerSpend(table, session)).toBe(before);
+    // The tenant's spend, rebuilt with its sessions', is the ledger's to the nano-USD.
+    await proxy.app.flushUsage();
+    await blocksBack();
+    expect((await tenantBudget(proxy.url)).spentNanoUsd).toBe(await tenantLedgerSpend(table));
   });
 });
 

@@ -3,6 +3,7 @@
 import type { BudgetLimit, BudgetLimits, SessionBudgetMaps } from '@tollgate/budget';
 import type { LedgerLocation } from '@tollgate/metering';
 import type { BudgetOptions } from '../budget-setup.js';
+import { defaultTierOf } from './auth-options.js';
 import type { BudgetsConfig, ProxyConfig } from './schema.js';
 
 /** The config's one budget or list, as the guard takes it; `extra` joins the entries it suits. */
@@ -45,20 +46,24 @@ function tenantBudgets(config: ProxyConfig) {
 
 /**
  * Each session's budget by tenant and by key (`sessionBudget` of a key, tenant or tier): a key's own wins over its
- * tenant's, a tenant's own over any tier's, and a key whose tier is not its tenant's takes its tier's.
+ * tenant's, a tenant's own over any tier's; a tier is the key's, else its tenant's, else `defaultTier`, as auth
+ * assigns it, and a key whose tier is not its tenant's takes that tier's.
  */
 function sessionBudgets(config: ProxyConfig): SessionBudgetMaps | undefined {
   const tiers = config.tiers ?? {};
+  const defaultTier = defaultTierOf(config);
+  const ofTier = (tier: string | undefined) => (tier === undefined ? undefined : tiers[tier]?.sessionBudget);
   const tenants: Record<string, BudgetLimits> = {};
   const keys: Record<string, BudgetLimits> = {};
   for (const [name, tenant] of Object.entries(config.tenants ?? {})) {
-    const budget = tenant.sessionBudget ?? (tenant.tier === undefined ? undefined : tiers[tenant.tier]?.sessionBudget);
+    const budget = tenant.sessionBudget ?? ofTier(tenant.tier ?? defaultTier);
     if (budget) tenants[name] = limitsOf(budget);
   }
   for (const key of config.keys ?? []) {
     const tenant = key.tenant === undefined ? undefined : config.tenants?.[key.tenant];
-    const tier = key.tier ?? tenant?.tier;
-    const byTier = tier === undefined || tier === tenant?.tier ? undefined : tiers[tier]?.sessionBudget;
+    const tenantTier = tenant ? (tenant.tier ?? defaultTier) : undefined;
+    const tier = key.tier ?? tenantTier ?? defaultTier;
+    const byTier = tenant && tier === tenantTier ? undefined : ofTier(tier);
     const budget = key.sessionBudget ?? (tenant?.sessionBudget ? undefined : byTier);
     if (budget) keys[key.id] = limitsOf(budget);
   }
