@@ -391,9 +391,12 @@ export class BudgetPlan {
 
   /** The budgets of one scope and id: a static entry, the wildcard, or dynamic ones asked with an identity that has only that id. */
   async select(selector: BudgetSelector): Promise<ResolvedBudget[]> {
-    const { scope, id, tenant } = selector;
+    const { scope, id, tenant, key } = selector;
     if (scope === 'global') return [...this.#global];
     if (typeof id !== 'string' || id.length === 0) return [];
+    // A session of a caller without a tenant: the key's.
+    if (scope === 'session' && tenant === undefined && typeof key === 'string' && key.length > 0)
+      return [...this.sessions.forSession(id, key, undefined)];
     // A tenant's own end users, models and sessions: named with their tenant.
     if (tenant !== undefined) {
       if (scope === 'user') return [...this.#tenantUserFor(tenant, id)];

@@ -129,6 +129,11 @@ export interface BudgetSelector {
   scope: BudgetScope;
   /** Required except for `global`. */
   id?: string;
-  /** The tenant of an end user's budget (`tenantUsers`) or a model budget (required for `model`). */
+  /**
+   * The tenant of an end user's budget (`tenantUsers`), a model budget (required for `model`) or a session's (one of
+   * `tenant` and `key` required for `session`).
+   */
   tenant?: string;
+  /** The key of a session budget whose caller has no tenant (the session belongs to the key). */
+  key?: string;
 }
