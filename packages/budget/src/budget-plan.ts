@@ -15,6 +15,8 @@ import {
 import type { LimitDefaults, ResolvedBudget, ResolvedLimit } from './budget-limits.js';
 import { ModelBudgets } from './model-budgets.js';
 import type { ModelBudgetOptions } from './model-budgets.js';
+import { SessionBudgets } from './session-budgets.js';
+import type { SessionBudgetOptions } from './session-budgets.js';
 import type { BudgetLimits, BudgetScope, BudgetSelector, BudgetSpec } from './types.js';
 
 export type { ResolvedBudget } from './budget-limits.js';
@@ -48,7 +50,7 @@ export interface BudgetWindow {
 }
 
 /** The budget options of `budgetGuard()` (see its options for the rest). */
-export interface BudgetPlanOptions extends ModelBudgetOptions {
+export interface BudgetPlanOptions extends ModelBudgetOptions, SessionBudgetOptions {
   /** Budgets per API key id (one or a list each). `'*'` applies to every key without its own entry. */
   keys?: Record<string, BudgetLimits>;
   /**
@@ -95,7 +97,7 @@ export interface BudgetPlanOptions extends ModelBudgetOptions {
   downgrade?: Record<string, string>;
 }
 
-type IdScope = Exclude<BudgetScope, 'global' | 'model'>;
+type IdScope = Exclude<BudgetScope, 'global' | 'model' | 'session'>;
 const MAP_OPTION: Record<IdScope, 'keys' | 'users' | 'tenants' | 'features'> = {
   key: 'keys',
   user: 'users',
@@ -180,6 +182,7 @@ export class BudgetPlan {
   readonly #tenantUsers: Map<string, ResolvedLimit[]> | undefined;
   readonly #global: readonly ResolvedBudget[];
   readonly models: ModelBudgets;
+  readonly sessions: SessionBudgets;
   readonly #dynamic: BudgetPlanOptions['budgets'];
   readonly #defaults: LimitDefaults;
   /** Dynamic specs validated once per object (a function that returns the same objects pays once). */
@@ -218,6 +221,7 @@ export class BudgetPlan {
         ? NO_BUDGETS
         : resolveLimits(options.global, 'global', this.#defaults).map((limit) => bind(limit, 'global', null));
     this.models = new ModelBudgets(options, this.#defaults);
+    this.sessions = new SessionBudgets(options, this.#defaults);
     if (options.budgets !== undefined && typeof options.budgets !== 'function')
       throw invalid('budgetGuard() option budgets', 'must be a function (identity) => BudgetSpec[]');
     this.#dynamic = options.budgets;
@@ -266,6 +270,7 @@ export class BudgetPlan {
     for (const map of [...this.#static.values(), this.#tenantUsers ?? new Map<string, ResolvedLimit[]>()])
       for (const list of map.values()) yield* list;
     yield* this.models.limits();
+    yield* this.sessions.limits();
   }
 
   /** The IANA zone that cuts this plan's calendar periods. */
@@ -346,6 +351,7 @@ export class BudgetPlan {
     const tenantId = identity?.tenantId;
     const userId = identity?.userId;
     const found = [
+      identity ? this.sessions.forSession(identity.sessionId, identity.keyId, tenantId) : NO_BUDGETS,
       identity?.keyBudget ? this.#carried(identity.keyBudget) : this.#staticOf(identity, 'key'),
       this.#staticOf(identity, 'user'),
       tenantId !== undefined && userId !== undefined ? this.#tenantUserFor(tenantId, userId) : NO_BUDGETS,
@@ -408,16 +414,20 @@ export class BudgetPlan {
 
   /** The budgets of one scope and id: a static entry, the wildcard, or dynamic ones asked with an identity that has only that id. */
   async select(selector: BudgetSelector): Promise<ResolvedBudget[]> {
-    const { scope, id, tenant } = selector;
+    const { scope, id, tenant, key } = selector;
     if (scope === 'global') return [...this.#global];
     if (typeof id !== 'string' || id.length === 0) return [];
-    // A tenant's own end users and models: named with their tenant.
+    // A session of a caller without a tenant: the key's.
+    if (scope === 'session' && tenant === undefined && typeof key === 'string' && key.length > 0)
+      return [...this.sessions.forSession(id, key, undefined)];
+    // A tenant's own end users, models and sessions: named with their tenant.
     if (tenant !== undefined) {
       if (scope === 'user') return [...this.#tenantUserFor(tenant, id)];
       if (scope === 'model') return [...this.models.forModel(tenant, id)];
+      if (scope === 'session') return [...this.sessions.forSession(id, '', tenant)];
       return [];
     }
-    if (scope === 'model') return [];
+    if (scope === 'model' || scope === 'session') return [];
     const found: ResolvedBudget[] = [...(scope === 'key' ? await this.#keyBudgetsOf(id) : this.#staticFor(scope, id))];
     if (this.#dynamic) {
       const identity: Identity = { keyId: scope === 'key' ? id : '', scopes: [], authMethod: 'anonymous' };

@@ -1,4 +1,4 @@
-// Budgets in budgetGuard: per key, per tenant (its end users, its models, `downgrade`), per feature and global.
+// Budgets in budgetGuard: per key, per tenant (its end users, models, sessions, `downgrade`), per feature and global.
 import type { Request, Response } from 'express';
 import { budgetGuard } from '@tollgate/budget';
 import type { BudgetGuard, BudgetGuardOptions } from '@tollgate/budget';
@@ -13,7 +13,7 @@ import type { BudgetAlertHooks } from './guard-setup.js';
 /** The budgets as budgetGuard takes them, and where the ledger's table is (top-ups are kept beside it). */
 export type BudgetOptions = Pick<
   BudgetGuardOptions,
-  'tenants' | 'tenantUsers' | 'features' | 'modelBudgets' | 'modelDowngrades' | 'global' | 'timezone'
+  'tenants' | 'tenantUsers' | 'features' | 'modelBudgets' | 'modelDowngrades' | 'sessionBudgets' | 'global' | 'timezone'
 > & { ledgerTable: LedgerLocation };
 
 export interface BudgetSetupHooks {
