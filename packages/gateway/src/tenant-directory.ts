@@ -1,0 +1,237 @@
+// Every tenant the gateway serves, the config file's and those kept as data, behind one lookup (docs/tenants.md).
+import { randomUUID } from 'node:crypto';
+import type { BudgetSpec } from '@tollgate/budget';
+import type { Identity } from '@tollgate/core';
+import type { StoredTenantRow, TenantTable } from '@tollgate/metering';
+import type { TenantConfig } from './config/schema.js';
+
+/** A tenant as the gateway serves it: where it comes from, and its fields as the config writes a tenant. */
+export interface ServedTenant {
+  id: string;
+  source: 'config' | 'store';
+  fields: TenantConfig;
+  /** When a stored tenant last changed (ISO 8601). */
+  updatedAt?: string;
+}
+
+/** The part of a node-redis v5 client a subscriber needs (as @tollgate/redis's `SubscriberLike`). */
+export interface ChangeSubscriber {
+  readonly isReady: boolean;
+  connect(): Promise<unknown>;
+  subscribe(channel: string, listener: (message: string) => void): Promise<unknown>;
+  on(event: 'error' | 'ready', listener: (...args: unknown[]) => void): unknown;
+  close(): Promise<unknown>;
+  destroy(): void;
+}
+
+/** How a change reaches the other processes: published on a channel every process subscribes to. */
+export interface TenantChanges {
+  channel: string;
+  publish(channel: string, message: string): Promise<unknown>;
+  subscriber: ChangeSubscriber;
+}
+
+export interface TenantDirectoryOptions {
+  /** The config file's tenants: they win over a stored tenant of the same id. */
+  configTenants: Readonly<Record<string, TenantConfig>>;
+  table: TenantTable;
+  /** Without it (one process), a change applies in this process only, at once. */
+  changes?: TenantChanges | undefined;
+  /** Every process reads the whole table this often too, should a message be lost. @default 30_000 */
+  resyncMs?: number;
+  log?: (line: string) => void;
+}
+
+/** What a stored tenant adds to budgetGuard: its budgets, as specs made once per change. */
+interface StoredTenant extends ServedTenant {
+  budgetSpecs: BudgetSpec[];
+}
+
+const NO_SPECS: BudgetSpec[] = [];
+
+/** A stored tenant's budgets as budgetGuard's specs for scope `tenant` (the scope a config tenant's budget counts in). */
+function budgetSpecsOf(id: string, fields: TenantConfig): BudgetSpec[] {
+  if (fields.budget === undefined) return NO_SPECS;
+  const list = Array.isArray(fields.budget) ? fields.budget : [fields.budget];
+  return list.map((budget) => ({ scope: 'tenant' as const, id, ...budget }));
+}
+
+/**
+ * The one lookup of a tenant: the config file's by its id, else the one stored (`find`). Stored tenants are kept in
+ * memory, read from the table at start; a write here applies at once in this process and is published, and every
+ * other process re-reads that tenant when the message arrives (and the whole table after a reconnect and every
+ * `resyncMs`).
+ */
+export class TenantDirectory {
+  readonly #config: Readonly<Record<string, TenantConfig>>;
+  readonly #table: TenantTable;
+  readonly #changes: TenantChanges | undefined;
+  readonly #log: (line: string) => void;
+  readonly #stored = new Map<string, StoredTenant>();
+  /** Sent with this process's own writes: it applied them already. */
+  readonly #origin = randomUUID();
+  readonly #ready: Promise<void>;
+  readonly #timer: NodeJS.Timeout;
+  #closed = false;
+
+  constructor(options: TenantDirectoryOptions) {
+    this.#config = options.configTenants;
+    this.#table = options.table;
+    this.#changes = options.changes;
+    this.#log = options.log ?? (() => undefined);
+    const subscribed = this.#changes ? this.#subscribe(this.#changes) : Promise.resolve();
+    this.#ready = Promise.all([this.#reloadAll(), subscribed]).then(() => undefined);
+    this.#timer = setInterval(() => void this.#reloadAll(), options.resyncMs ?? 30_000);
+    this.#timer.unref();
+  }
+
+  /**
+   * Resolves once the stored tenants were read and the subscription to changes stands (or could not be made within
+   * 5 s); never rejects: a table that failed is logged and read again at the next resync.
+   */
+  ready(): Promise<void> {
+    return this.#ready;
+  }
+
+  /** The one rule: the config file's tenant of this id, else the stored one. */
+  find(id: string): ServedTenant | undefined {
+    if (Object.hasOwn(this.#config, id)) return { id, source: 'config', fields: this.#config[id]! };
+    return this.#stored.get(id);
+  }
+
+  has(id: string): boolean {
+    return Object.hasOwn(this.#config, id) || this.#stored.has(id);
+  }
+
+  isConfigTenant(id: string): boolean {
+    return Object.hasOwn(this.#config, id);
+  }
+
+  /** The tier of tenant `id`, whichever source it comes from. */
+  tierOf(id: string): string | undefined {
+    return this.find(id)?.fields.tier;
+  }
+
+  /** The budgets of the caller's tenant when it is a stored one (a config tenant's are budgetGuard's static ones). */
+  budgetSpecs(identity: Identity): BudgetSpec[] {
+    const id = identity.tenantId;
+    if (id === undefined || Object.hasOwn(this.#config, id)) return NO_SPECS;
+    return this.#stored.get(id)?.budgetSpecs ?? NO_SPECS;
+  }
+
+  /** Whether a stored tenant's shadow mode is on. */
+  shadowed(id: string): boolean {
+    return !Object.hasOwn(this.#config, id) && this.#stored.get(id)?.fields.shadow === true;
+  }
+
+  /** Every tenant, the config file's and the stored ones, sorted by id. */
+  all(): ServedTenant[] {
+    const config = Object.keys(this.#config).map((id) => this.find(id)!);
+    const stored = [...this.#stored.values()].filter((tenant) => !Object.hasOwn(this.#config, tenant.id));
+    return [...config, ...stored].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  /** Stores tenant `id` whole, applies it here and tells the other processes. */
+  async put(id: string, fields: TenantConfig): Promise<ServedTenant> {
+    await this.#table.put(id, fields);
+    const tenant = this.#apply({ id, fields, updatedAt: new Date().toISOString() });
+    await this.#announce(id);
+    return tenant!;
+  }
+
+  /** Removes stored tenant `id` here and everywhere; false when there was none. */
+  async remove(id: string): Promise<boolean> {
+    const removed = await this.#table.remove(id);
+    this.#stored.delete(id);
+    if (removed) await this.#announce(id);
+    return removed;
+  }
+
+  close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#timer);
+    const subscriber = this.#changes?.subscriber;
+    if (!subscriber) return Promise.resolve();
+    return subscriber.close().then(
+      () => undefined,
+      () => subscriber.destroy(),
+    );
+  }
+
+  #apply(row: StoredTenantRow | { id: string; fields: TenantConfig; updatedAt: string }): StoredTenant | undefined {
+    const fields = row.fields as TenantConfig;
+    const tenant: StoredTenant = {
+      id: row.id,
+      source: 'store',
+      fields,
+      updatedAt: row.updatedAt,
+      budgetSpecs: budgetSpecsOf(row.id, fields),
+    };
+    this.#stored.set(row.id, tenant);
+    return tenant;
+  }
+
+  async #announce(id: string): Promise<void> {
+    if (!this.#changes) return;
+    const { channel, publish } = this.#changes;
+    // The write is stored: a publish that fails is made good by the next resync, not refused to the operator.
+    await publish(channel, JSON.stringify({ id, from: this.#origin })).catch((error: unknown) =>
+      this.#log(`tollgate proxy: a tenant change was not published: ${String(error)}`),
+    );
+  }
+
+  async #reloadAll(): Promise<void> {
+    if (this.#closed) return;
+    try {
+      const rows = await this.#table.list();
+      const seen = new Set(rows.map((row) => row.id));
+      for (const id of this.#stored.keys()) if (!seen.has(id)) this.#stored.delete(id);
+      for (const row of rows) this.#apply(row);
+    } catch (error) {
+      this.#log(`tollgate proxy: the stored tenants could not be read: ${String(error)}`);
+    }
+  }
+
+  async #reloadOne(id: string): Promise<void> {
+    try {
+      const row = await this.#table.get(id);
+      if (row) this.#apply(row);
+      else this.#stored.delete(id);
+    } catch (error) {
+      this.#log(`tollgate proxy: the stored tenant "${id}" could not be read: ${String(error)}`);
+    }
+  }
+
+  #subscribe({ channel, subscriber }: TenantChanges): Promise<void> {
+    const onMessage = (message: string) => {
+      let change: { id?: unknown; from?: unknown };
+      try {
+        change = JSON.parse(message) as typeof change;
+      } catch {
+        return void this.#reloadAll();
+      }
+      if (change.from === this.#origin) return;
+      if (typeof change.id === 'string') void this.#reloadOne(change.id);
+      else void this.#reloadAll();
+    };
+    let subscribed = false;
+    subscriber.on('error', () => undefined);
+    // node-redis resubscribes by itself after a reconnect; what was published meanwhile is lost: read everything again.
+    subscriber.on('ready', () => {
+      if (subscribed) void this.#reloadAll();
+    });
+    const subscribing = subscriber
+      .connect()
+      .then(() => subscriber.subscribe(channel, onMessage))
+      .then(
+        () => {
+          subscribed = true;
+          return this.#reloadAll();
+        },
+        (error: unknown) => this.#log(`tollgate proxy: no subscription to tenant changes: ${String(error)}`),
+      );
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<void>((resolve) => (timer = setTimeout(resolve, 5_000)));
+    return Promise.race([subscribing, waited]).finally(() => clearTimeout(timer));
+  }
+}
