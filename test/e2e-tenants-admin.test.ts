@@ -8,6 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import OpenAI from 'openai';
 import pg from 'pg';
+import { runCli } from '@tollgate/cli';
 import type { ProxyConfig } from '@tollgate/gateway';
 import { deleteRedisPrefix, newApiKey, REDIS_URL, sha256Hex, spawnProxy, startProxy } from './helpers/proxy.js';
 import type { RunningProxy, SpawnedProxy } from './helpers/proxy.js';
@@ -75,6 +76,18 @@ async function chat(url: string, key: string): Promise<{ status: number; code?: 
     if (!(error instanceof OpenAI.APIError)) throw error;
     return { status: error.status ?? 0, ...(error.code ? { code: error.code } : {}) };
   }
+}
+
+/** `tollgate ...` run in this process against the gateway at `url`: its exit code and output. */
+async function tollgate(url: string, ...argv: string[]) {
+  let stdout = '';
+  let stderr = '';
+  const io = {
+    stdout: { write: (text: string) => (stdout += text) },
+    stderr: { write: (text: string) => (stderr += text) },
+  };
+  const code = await runCli(argv, io, { ...process.env, TOLLGATE_ADMIN_KEY: adminKey, TOLLGATE_URL: url });
+  return { code, stdout, stderr };
 }
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -259,6 +272,49 @@ describe('/admin/tenants on one gateway (a data directory: PGlite, memory stores
     );
     expect(everyone.body.tenants).toEqual([expect.objectContaining({ id: 'acme', source: 'config' })]);
   }, 60_000);
+
+  it('is driven by `tollgate tenants` through the admin API', async () => {
+    const created = await tollgate(
+      proxy.url,
+      'tenants',
+      'create',
+      'umbrella',
+      '--tier',
+      'pro',
+      '--json-fields',
+      '{"budget": {"usd": 7}}',
+    );
+    expect(created).toMatchObject({ code: 0, stderr: '' });
+    expect(JSON.parse(created.stdout)).toMatchObject({
+      id: 'umbrella',
+      tier: 'pro',
+      budget: { usd: 7, period: 'month' },
+    });
+    const updated = await tollgate(proxy.url, 'tenants', 'update', 'umbrella', '--json-fields', '{"budget": null}');
+    expect(updated.code).toBe(0);
+    expect(JSON.parse(updated.stdout)).not.toHaveProperty('budget');
+    const listed = await tollgate(proxy.url, 'tenants', 'list', '--q', 'umbrel', '--format', 'json');
+    expect(JSON.parse(listed.stdout)).toEqual([
+      expect.objectContaining({ id: 'umbrella', source: 'store', tier: 'pro' }),
+    ]);
+    expect(JSON.parse((await tollgate(proxy.url, 'tenants', 'get', 'umbrella')).stdout)).toMatchObject({
+      id: 'umbrella',
+    });
+
+    const file = path.join(dir, 'tenants.ndjson');
+    writeFileSync(file, `${JSON.stringify({ id: 'umbrella', tier: 'free' })}\n{oops\n`);
+    const imported = await tollgate(proxy.url, 'tenants', 'import', file);
+    expect(imported.code).toBe(1);
+    expect(imported.stdout).toBe('0 created, 1 updated, 0 unchanged, 1 refused\n');
+    expect(imported.stderr).toContain('line 2: not JSON');
+
+    const refused = await tollgate(proxy.url, 'tenants', 'create', 'x', '--tier', 'gold');
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('400');
+    expect(refused.stderr).toContain('"gold"');
+    expect((await tollgate(proxy.url, 'tenants', 'delete', 'umbrella')).stdout).toBe('deleted umbrella\n');
+    expect((await tollgate(proxy.url, 'tenants', 'frob')).code).toBe(2);
+  });
 
   it('keeps the tenants and their keys across a restart', async () => {
     await proxy.close();
