@@ -326,6 +326,16 @@ describe('/admin/tenants on one gateway (a data directory: PGlite, memory stores
     expect(listed.body.tenants).toHaveLength(1000);
     const key = await keyFor(proxy.url, 'bulk-0500');
     expect(await chat(proxy.url, key)).toEqual({ status: 200 });
+
+    // Started on a config without the tier some stored tenants name: those are not served (said once), the rest are.
+    await proxy.close();
+    const lines: string[] = [];
+    proxy = await startProxy(baseConfig({ dataDir, tiers: { pro: TIERS.pro } }), { log: (line) => lines.push(line) });
+    await proxy.app.spendReady();
+    expect((await send(proxy.url, 'GET', '/admin/tenants/bulk-0500')).status).toBe(404);
+    expect(await chat(proxy.url, key)).toEqual({ status: 401, code: 'invalid_api_key' });
+    expect((await send(proxy.url, 'GET', '/admin/tenants/bulk-0501')).status).toBe(200);
+    expect(lines.filter((line) => line.includes('"bulk-0500" is not served'))).toHaveLength(1);
   }, 60_000);
 });
 

@@ -217,6 +217,7 @@ function tenantParts(options: GatewayOptions, held: Held, watching: Watching) {
     configTenants: options.tenants.config,
     table: ledger ? postgresTenantTable(ledger, options.budget.ledgerTable) : memoryTenantTable(),
     changes: tenantChanges(options.tenants, held.stores),
+    problems: options.tenants.problems,
     log: held.log,
   });
   const { keyProblems } = options.auth;

@@ -37,6 +37,11 @@ export interface TenantDirectoryOptions {
   table: TenantTable;
   /** Without it (one process), a change applies in this process only, at once. */
   changes?: TenantChanges | undefined;
+  /**
+   * Why a stored tenant cannot be served now (its tier gone from the config since it was stored): such a tenant is
+   * left out, as an unknown one, and said at error level. @default every stored tenant served
+   */
+  problems?: (id: string, fields: unknown) => { problems: readonly { message: string }[] };
   /** Every process reads the whole table this often too, should a message be lost. @default 30_000 */
   resyncMs?: number;
   log?: (line: string) => void;
@@ -67,6 +72,9 @@ export class TenantDirectory {
   readonly #table: TenantTable;
   readonly #changes: TenantChanges | undefined;
   readonly #log: (line: string) => void;
+  readonly #problems: TenantDirectoryOptions['problems'];
+  /** The rows refused, by id and change time: each said once. */
+  readonly #refused = new Set<string>();
   readonly #stored = new Map<string, StoredTenant>();
   /** Sent with this process's own writes: it applied them already. */
   readonly #origin = randomUUID();
@@ -79,6 +87,7 @@ export class TenantDirectory {
     this.#table = options.table;
     this.#changes = options.changes;
     this.#log = options.log ?? (() => undefined);
+    this.#problems = options.problems;
     const subscribed = this.#changes ? this.#subscribe(this.#changes) : Promise.resolve();
     this.#ready = Promise.all([this.#reloadAll(), subscribed]).then(() => undefined);
     this.#timer = setInterval(() => void this.#reloadAll(), options.resyncMs ?? 30_000);
@@ -159,6 +168,17 @@ export class TenantDirectory {
   }
 
   #apply(row: StoredTenantRow | { id: string; fields: TenantConfig; updatedAt: string }): StoredTenant | undefined {
+    const problems = this.#problems?.(row.id, row.fields).problems ?? [];
+    if (problems.length > 0) {
+      this.#stored.delete(row.id);
+      const seen = `${row.id}\n${row.updatedAt}`;
+      if (!this.#refused.has(seen)) {
+        this.#refused.add(seen);
+        const why = problems.map((problem) => problem.message).join('; ');
+        this.#log(`tollgate proxy: the stored tenant "${row.id}" is not served: ${why}`);
+      }
+      return undefined;
+    }
     const fields = row.fields as TenantConfig;
     const tenant: StoredTenant = {
       id: row.id,
