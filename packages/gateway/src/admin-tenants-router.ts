@@ -108,7 +108,8 @@ function tenantWrites(options: TenantOptions, directory: TenantDirectory) {
     async deleteTenant(id: string): Promise<TenantWrite> {
       if (directory.isConfigTenant(id)) throw configOwned(id, 'remove it');
       const before = directory.find(id);
-      if (!before || !(await directory.remove(id))) throw new ApiError('not_found', `No tenant "${id}".`);
+      // A stored row this gateway does not serve (its tier gone from the config) is removed as well.
+      if (!(await directory.remove(id))) throw new ApiError('not_found', `No tenant "${id}".`);
       return { before, after: undefined };
     },
     /** One import line's tenant: created, replaced whole, or left as it is when it holds the same fields. */
@@ -193,8 +194,9 @@ export function adminTenantsRouter(options: TenantOptions, directory: TenantDire
   router.delete(
     '/:id',
     asyncRoute(async function deleteTenant(req: Request, res: Response) {
-      const { before } = await writes.deleteTenant(req.params.id as string);
-      res.json({ deleted: before!.id });
+      const id = req.params.id as string;
+      await writes.deleteTenant(id);
+      res.json({ deleted: id });
     }),
   );
   return router;
