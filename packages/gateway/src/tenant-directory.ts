@@ -68,7 +68,8 @@ function budgetSpecsOf(id: string, fields: TenantConfig): BudgetSpec[] {
  * `resyncMs`).
  */
 export class TenantDirectory {
-  readonly #config: Readonly<Record<string, TenantConfig>>;
+  /** The config file's tenants, as served: they win over a stored tenant of the same id. */
+  readonly #config: ReadonlyMap<string, ServedTenant>;
   readonly #table: TenantTable;
   readonly #changes: TenantChanges | undefined;
   readonly #log: (line: string) => void;
@@ -76,6 +77,12 @@ export class TenantDirectory {
   /** The rows refused, by id and change time: each said once. */
   readonly #refused = new Set<string>();
   readonly #stored = new Map<string, StoredTenant>();
+  /**
+   * Changes seen (written here or announced), in all and by id: a read of the table that started before one is stale
+   * when it ends, and is read again rather than applied over the change.
+   */
+  #generation = 0;
+  readonly #changesOf = new Map<string, number>();
   /** Sent with this process's own writes: it applied them already. */
   readonly #origin = randomUUID();
   readonly #ready: Promise<void>;
@@ -83,7 +90,9 @@ export class TenantDirectory {
   #closed = false;
 
   constructor(options: TenantDirectoryOptions) {
-    this.#config = options.configTenants;
+    this.#config = new Map(
+      Object.entries(options.configTenants).map(([id, fields]) => [id, { id, source: 'config', fields }]),
+    );
     this.#table = options.table;
     this.#changes = options.changes;
     this.#log = options.log ?? (() => undefined);
@@ -104,16 +113,15 @@ export class TenantDirectory {
 
   /** The one rule: the config file's tenant of this id, else the stored one. */
   find(id: string): ServedTenant | undefined {
-    if (Object.hasOwn(this.#config, id)) return { id, source: 'config', fields: this.#config[id]! };
-    return this.#stored.get(id);
+    return this.#config.get(id) ?? this.#stored.get(id);
   }
 
   has(id: string): boolean {
-    return Object.hasOwn(this.#config, id) || this.#stored.has(id);
+    return this.#config.has(id) || this.#stored.has(id);
   }
 
   isConfigTenant(id: string): boolean {
-    return Object.hasOwn(this.#config, id);
+    return this.#config.has(id);
   }
 
   /** The tier of tenant `id`, whichever source it comes from. */
@@ -124,25 +132,26 @@ export class TenantDirectory {
   /** The budgets of the caller's tenant when it is a stored one (a config tenant's are budgetGuard's static ones). */
   budgetSpecs(identity: Identity): BudgetSpec[] {
     const id = identity.tenantId;
-    if (id === undefined || Object.hasOwn(this.#config, id)) return NO_SPECS;
+    if (id === undefined || this.#config.has(id)) return NO_SPECS;
     return this.#stored.get(id)?.budgetSpecs ?? NO_SPECS;
   }
 
   /** Whether a stored tenant's shadow mode is on. */
   shadowed(id: string): boolean {
-    return !Object.hasOwn(this.#config, id) && this.#stored.get(id)?.fields.shadow === true;
+    return !this.#config.has(id) && this.#stored.get(id)?.fields.shadow === true;
   }
 
   /** Every tenant, the config file's and the stored ones, sorted by id. */
   all(): ServedTenant[] {
-    const config = Object.keys(this.#config).map((id) => this.find(id)!);
-    const stored = [...this.#stored.values()].filter((tenant) => !Object.hasOwn(this.#config, tenant.id));
+    const stored = [...this.#stored.values()].filter((tenant) => !this.#config.has(tenant.id));
+    const config = [...this.#config.values()];
     return [...config, ...stored].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
   /** Stores tenant `id` whole, applies it here and tells the other processes. */
   async put(id: string, fields: TenantConfig): Promise<ServedTenant> {
     await this.#table.put(id, fields);
+    this.#changed(id);
     const tenant = this.#apply({ id, fields, updatedAt: new Date().toISOString() });
     await this.#announce(id);
     return tenant!;
@@ -151,6 +160,7 @@ export class TenantDirectory {
   /** Removes stored tenant `id` here and everywhere; false when there was none. */
   async remove(id: string): Promise<boolean> {
     const removed = await this.#table.remove(id);
+    this.#changed(id);
     this.#stored.delete(id);
     if (removed) await this.#announce(id);
     return removed;
@@ -200,10 +210,18 @@ export class TenantDirectory {
     );
   }
 
-  async #reloadAll(): Promise<void> {
+  #changed(id: string): void {
+    this.#generation++;
+    this.#changesOf.set(id, (this.#changesOf.get(id) ?? 0) + 1);
+  }
+
+  async #reloadAll(attempts = 3): Promise<void> {
     if (this.#closed) return;
     try {
+      const at = this.#generation;
       const rows = await this.#table.list();
+      // A change meanwhile was applied already: read again; under constant changes, their messages keep this current.
+      if (at !== this.#generation) return attempts > 1 ? this.#reloadAll(attempts - 1) : undefined;
       const seen = new Set(rows.map((row) => row.id));
       for (const id of this.#stored.keys()) if (!seen.has(id)) this.#stored.delete(id);
       for (const row of rows) this.#apply(row);
@@ -213,8 +231,12 @@ export class TenantDirectory {
   }
 
   async #reloadOne(id: string): Promise<void> {
+    this.#changed(id);
+    const at = this.#changesOf.get(id);
     try {
       const row = await this.#table.get(id);
+      // A later change of this tenant is read by its own call.
+      if (this.#changesOf.get(id) !== at) return;
       if (row) this.#apply(row);
       else this.#stored.delete(id);
     } catch (error) {
