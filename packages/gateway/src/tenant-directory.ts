@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import type { BudgetSpec } from '@tollgate/budget';
 import type { Identity } from '@tollgate/core';
-import type { StoredTenantRow, TenantTable } from '@tollgate/metering';
+import type { StoredTenantRow, TenantTable } from '@tollgate/metering/postgres';
 import type { TenantConfig } from './config/schema.js';
 
 /** A tenant as the gateway serves it: where it comes from, and its fields as the config writes a tenant. */

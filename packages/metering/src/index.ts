@@ -12,8 +12,6 @@ export { jsonlSink } from './jsonl-sink.js';
 export { aggregateUsage, migrateUsageLedger, postgresSpendSource } from './postgres-ledger.js';
 export type { LedgerLocation, Queryable, UsageAggregate, UsageGrouping } from './postgres-ledger.js';
 export { postgresCreditJournal } from './credit-journal.js';
-export { memoryTenantTable, postgresTenantTable } from './tenant-table.js';
-export type { StoredTenantRow, TenantTable } from './tenant-table.js';
 export { recentUsage, usageByProvider, usageOverTime } from './ledger-queries.js';
 export { dataDirLayout, serveLedger } from './ledger-socket.js';
 export { costPerOutcome, recordOutcome } from './outcomes.js';
