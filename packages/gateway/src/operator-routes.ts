@@ -160,7 +160,8 @@ export function mountOperatorRoutes(router: Router, parts: OperatorParts): void 
         ...(metering.ledger ? { ledger: metering.ledger } : {}),
         ...(operator.ledgerTable ? { ledgerTable: operator.ledgerTable } : {}),
         ...(guarding.abuseEntries ? { abuse: guarding.abuseEntries } : {}),
-        tenants: operator.tenants,
+        // A key made on the dashboard may name a stored tenant as well as a config one.
+        tenants: () => parts.tenants.all().map((tenant) => tenant.id),
         tiers: operator.tiers,
         ...(operator.timezone ? { timezone: operator.timezone } : {}),
         ...(providers.routes ? { routing: providers.routes.health } : {}),

@@ -46,6 +46,9 @@ describe('/admin/tenants (Express 4 and 5)', () => {
     expect((await chat(proxy, key)).status).toBe(429);
     expect((await request(proxy).patch('/admin/tenants/globex').set(admin).send({ tier: 'pro' })).status).toBe(200);
     expect((await chat(proxy, key)).status).toBe(200);
+    // The dashboard makes keys for it too.
+    const onDashboard = await request(proxy).post('/dashboard/keys').set(admin).send({ tenant: 'globex' });
+    expect(onDashboard.status).toBe(201);
   });
 
   it('imports NDJSON at /admin/tenants:import and lists by page', async () => {
