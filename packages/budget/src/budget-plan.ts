@@ -337,13 +337,21 @@ export class BudgetPlan {
   /**
    * Every budget that applies to `identity` (model budgets aside: see `models`), narrowest scope first;
    * duplicates of one key keep the smaller limit.
-   * When only static budgets apply (the usual case): at once, a list the plan keeps (never to be changed).
-   * A promise when the `budgets` function is asked.
+   * When only static budgets apply (the usual case, and a `budgets` function that answers `[]` at once): at once, a
+   * list the plan keeps (never to be changed). At once too when the `budgets` function answers an array; a promise
+   * when it answers one, or fails (a rejected promise, never a throw).
    */
   forIdentity(identity: Identity | undefined): readonly ResolvedBudget[] | Promise<ResolvedBudget[]> {
     const list = this.#staticList(identity);
-    // Static budgets of different scopes never share a key: only dynamic ones can repeat one.
-    return identity && this.#dynamic ? this.#addDynamic(identity, this.#dynamic, [...list]) : list;
+    const dynamic = this.#dynamic;
+    if (!identity || !dynamic) return list;
+    try {
+      const specs = dynamic(identity);
+      if (!Array.isArray(specs)) return Promise.resolve(specs).then((answered) => this.#withDynamic(list, answered));
+      return specs.length === 0 ? list : this.#withDynamic(list, specs);
+    } catch (error) {
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
   }
 
   /** The static budgets of `identity` and the global ones, narrowest first, as the list kept for them. */
@@ -373,15 +381,12 @@ export class BudgetPlan {
     return id === undefined ? NO_BUDGETS : this.#staticFor(scope, id);
   }
 
-  async #addDynamic(
-    identity: Identity,
-    dynamic: NonNullable<BudgetPlanOptions['budgets']>,
-    found: ResolvedBudget[],
-  ): Promise<ResolvedBudget[]> {
-    const specs = await dynamic(identity);
+  /** The static budgets and those the `budgets` function gave; static budgets of different scopes never share a key. */
+  #withDynamic(list: readonly ResolvedBudget[], specs: unknown): ResolvedBudget[] {
     if (!Array.isArray(specs))
       throw invalid('budgetGuard() option budgets', 'the function must return an array of budget specs');
-    specs.forEach((spec, i) => found.push(this.#fromSpec(spec, `budgets(identity)[${i}]`)));
+    const found = [...list];
+    specs.forEach((spec: BudgetSpec, i) => found.push(this.#fromSpec(spec, `budgets(identity)[${i}]`)));
     return dedupe(found);
   }
 

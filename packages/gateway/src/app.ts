@@ -112,7 +112,7 @@ function mountChain(router: Gateway, parts: BuiltParts) {
   // Shadow mode, where the config asks for it, rides with the caller's identity: every route that limits shadows alike.
   const identify = [
     ...authMiddleware(options.auth, keys, storeFailures('auth')),
-    ...shadowMiddleware(options.limits.shadow),
+    ...shadowMiddleware(options.limits.shadow, (tenantId) => parts.tenants.shadowed(tenantId)),
   ];
   const { limits, requestLimits } = fusedLimits(options, {
     limitStores,
@@ -202,7 +202,9 @@ export function createGateway(input: ProxyConfig, deps: ProxyDeps = {}): Gateway
   router.flushUsage = () => metering.flush();
   router.replayUsage = () => metering.replay();
   router.spendReady = () =>
-    Promise.all([parts.spend?.ready, parts.guarding.ready, parts.ledgerServed, mcp?.ready]).then(() => undefined);
+    Promise.all([parts.spend?.ready, parts.guarding.ready, parts.ledgerServed, mcp?.ready, parts.tenants.ready()]).then(
+      () => undefined,
+    );
   router.drain = () => {
     held.draining = true;
     sockets.drain();

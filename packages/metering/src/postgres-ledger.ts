@@ -170,6 +170,7 @@ export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
     `CREATE INDEX IF NOT EXISTS ${index('tenant_conversation')} ON ${table} (tenant_id, conversation_id) WHERE conversation_id IS NOT NULL`,
     ...outcomeMigrationSql(location),
     ...creditMigrationSql(location),
+    ...tenantMigrationSql(location),
   );
   return statements;
 }
@@ -209,6 +210,22 @@ function creditMigrationSql(location: LedgerLocation): string[] {
       PRIMARY KEY (id, scope_key)
     )`,
     `CREATE INDEX IF NOT EXISTS ${index} ON ${table} (period_end, scope_key)`,
+  ];
+}
+
+/** The tenants table (tenants kept as data, /admin/tenants) sits next to the usage table: `<usage table>_tenants`. */
+export function tenantTableName(location: LedgerLocation = {}): string {
+  return besideUsageTable(location, 'tenants');
+}
+
+/** One row per stored tenant: its fields as the config writes a tenant, and when they last changed. */
+function tenantMigrationSql(location: LedgerLocation): string[] {
+  return [
+    `CREATE TABLE IF NOT EXISTS ${tenantTableName(location)} (
+      id text PRIMARY KEY,
+      fields jsonb NOT NULL,
+      updated_at timestamptz NOT NULL
+    )`,
   ];
 }
 

@@ -26,6 +26,17 @@ export const tenantSchema = fields({
     ),
   tools: toolPatterns.optional().describe("MCP tools the tenant's keys may call, besides their tier's (`server/*`)."),
   shadow: shadow.optional(),
+  metadata: z
+    .record(
+      z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'must be a name of 1 to 64 letters, digits or _ . : -'),
+      z.string('must be a string of at most 256 characters').max(256, 'must be a string of at most 256 characters'),
+      'must be an object of strings',
+    )
+    .refine((map) => Object.keys(map).length <= 32, 'must hold at most 32 entries')
+    .optional()
+    .describe(
+      'Notes of the operator on the tenant (`{ "plan": "enterprise" }`): shown by /admin/tenants, used by nothing else.',
+    ),
 });
 
 export const featureSchema = fields({
