@@ -1,4 +1,5 @@
 // The config's budgets and who holds them: tenants, features and the global ceilings.
+import { z } from 'zod';
 import { fields, nonEmptyString, positiveInteger, recordOf } from './rules.js';
 import { budgetsSchema, sessionBudgetSchema } from './budget-limit-schema.js';
 import { shadow, toolPatterns } from './tier-schema.js';
