@@ -441,6 +441,8 @@ function markHash(mark: string, slot: number): number {
 }
 
 const KIND_SLOTS = 4;
+/** Maps of a table's index (a power of two). */
+const INDEX_SHARDS = 16;
 const MARK_KINDS: readonly MarkKind[] = ['peer', 'agent', 'model', 'route'];
 /** Marks a row keeps in the shared pool, a chain each; past it a row's marks go to a Set of its own (rare). */
 const CHAIN_LIMIT = 48;
@@ -510,12 +512,28 @@ export interface AbuseTallyView {
  */
 export class AbuseTallyTable {
   readonly subjects: AbuseSubject[] = [];
-  readonly #rows = new Map<AbuseSubject, number>();
+  /**
+   * Each subject's row, in maps a subject's last characters pick: one Map of 100,000 grows by rehashing all it holds in
+   * one step (several ms), a map of a sixteenth of them in a sixteenth of that. A table `seen()` keeps in order has one.
+   */
+  readonly #index: Map<AbuseSubject, number>[];
   #blocks: RowBlock[] = [];
   #nodes: NodeBlock[] = [];
   #nodeCount = 0;
   /** Rows with more than CHAIN_LIMIT marks, their marks in a Set instead. */
   readonly #overflow = new Map<number, Set<number>>();
+
+  /** `ordered`: one map, least recently seen first (`seen()`), as a bucket of the memory store keeps its subjects. */
+  constructor(ordered = false) {
+    this.#index = Array.from({ length: ordered ? 1 : INDEX_SHARDS }, () => new Map<AbuseSubject, number>());
+  }
+
+  #rows(subject: AbuseSubject): Map<AbuseSubject, number> {
+    const index = this.#index;
+    if (index.length === 1) return index[0]!;
+    const end = subject.length;
+    return index[(subject.charCodeAt(end - 1) * 31 + subject.charCodeAt(end - 2)) & (INDEX_SHARDS - 1)]!;
+  }
 
   /** A table of whole tallies (a person's or a test's). */
   static of(tallies: Iterable<[AbuseSubject, AbuseTally]>): AbuseTallyTable {
@@ -529,31 +547,33 @@ export class AbuseTallyTable {
   }
 
   has(subject: AbuseSubject): boolean {
-    return this.#rows.has(subject);
+    return this.#rows(subject).has(subject);
   }
 
   /** A subject's row, undefined when it has none. */
   find(subject: AbuseSubject): number | undefined {
-    return this.#rows.get(subject);
+    return this.#rows(subject).get(subject);
   }
 
   /**
-   * A subject's row as one seen now: `#rows` keeps the subjects least recently seen first, and past `max` rows a new
-   * subject takes the row of the least recently seen (its sums dropped).
+   * A subject's row as one seen now, in an `ordered` table: its map keeps the subjects least recently seen first, and
+   * past `max` rows a new subject takes the row of the least recently seen (its sums dropped).
    */
   seen(subject: AbuseSubject, max: number): number {
-    const row = this.#rows.get(subject);
+    if (this.#index.length !== 1) throw new Error('AbuseTallyTable.seen() needs an ordered table');
+    const rows = this.#index[0]!;
+    const row = rows.get(subject);
     if (row !== undefined) {
-      this.#rows.delete(subject);
-      this.#rows.set(subject, row);
+      rows.delete(subject);
+      rows.set(subject, row);
       return row;
     }
     if (this.subjects.length < max) return this.rowOf(subject);
-    const [oldest, reused] = this.#rows.entries().next().value!;
-    this.#rows.delete(oldest);
+    const [oldest, reused] = rows.entries().next().value!;
+    rows.delete(oldest);
     this.#clearRow(reused);
     this.subjects[reused] = subject;
-    this.#rows.set(subject, reused);
+    rows.set(subject, reused);
     return reused;
   }
 
@@ -570,12 +590,13 @@ export class AbuseTallyTable {
 
   /** A subject's row, added (all zero) when it has none. */
   rowOf(subject: AbuseSubject): number {
-    let row = this.#rows.get(subject);
+    const rows = this.#rows(subject);
+    let row = rows.get(subject);
     if (row !== undefined) return row;
     row = this.subjects.length;
     if (row >> ROW_SHIFT === this.#blocks.length) this.#blocks.push(rowBlock());
     this.subjects.push(subject);
-    this.#rows.set(subject, row);
+    rows.set(subject, row);
     return row;
   }
 
@@ -682,21 +703,21 @@ export class AbuseTallyTable {
     for (const block of this.#blocks.splice(0)) if (spareRows.length < MAX_SPARE_ROW_BLOCKS) spareRows.push(block);
     for (const block of this.#nodes.splice(0)) if (spareNodes.length < MAX_SPARE_NODE_BLOCKS) spareNodes.push(block);
     this.subjects.length = 0;
-    this.#rows.clear();
+    for (const rows of this.#index) rows.clear();
     this.#overflow.clear();
     this.#nodeCount = 0;
   }
 
   /** A subject's features as a person reads them (`featuresOf`), undefined when it has no row. */
   features(subject: AbuseSubject, windowMs: number): number[] | undefined {
-    const row = this.#rows.get(subject);
+    const row = this.#rows(subject).get(subject);
     if (row === undefined) return undefined;
     return Array.from(writeFeatures(new Float64Array(FEATURE_NAMES.length), 0, this, row, windowMs));
   }
 
   /** A subject's sums as a person reads them: each count by name, and distinct marks per kind. */
   get(subject: AbuseSubject): AbuseTallyView | undefined {
-    const row = this.#rows.get(subject);
+    const row = this.#rows(subject).get(subject);
     if (row === undefined) return undefined;
     const counts = Object.fromEntries(TALLY_COUNTS.map((name, i) => [name, this.count(row, i)])) as Record<
       TallyCount,

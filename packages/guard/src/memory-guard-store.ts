@@ -193,7 +193,7 @@ export class MemoryGuardStore implements GuardStore {
         entry.table.release();
       }
     let entry = this.#abuseBuckets.get(bucket);
-    if (!entry) this.#abuseBuckets.set(bucket, (entry = { until: 0, table: new AbuseTallyTable() }));
+    if (!entry) this.#abuseBuckets.set(bucket, (entry = { until: 0, table: new AbuseTallyTable(true) }));
     entry.until = now + ttlMs;
     const { table } = entry;
     for (let i = 0; i < deltas.length; i++) {

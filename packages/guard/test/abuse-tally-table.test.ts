@@ -57,7 +57,8 @@ describe('AbuseTallyTable', () => {
   });
 
   it("gives the least recently seen subject's row to a new one past the bound, zeroed", () => {
-    const table = new AbuseTallyTable();
+    expect(() => new AbuseTallyTable().seen('key:a', 3)).toThrow(/ordered/);
+    const table = new AbuseTallyTable(true);
     for (const subject of ['key:a', 'key:b', 'key:c'] as const) {
       const row = table.seen(subject, 3);
       table.addCount(row, REQUESTS, 5);
