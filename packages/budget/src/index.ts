@@ -7,6 +7,7 @@ export type { RebuildReport, SpendSource } from './rebuild.js';
 export type { CreditJournal } from './credit-journal.js';
 export type {
   BudgetEvent,
+  BudgetForecastEvent,
   BudgetLimit,
   BudgetLimits,
   BudgetPeriod,
