@@ -2,7 +2,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { createMemoryStores } from '@tollgate/core';
 import { budgetGuard } from '@tollgate/budget';
-import type { BudgetEvent } from '@tollgate/budget';
+import type { BudgetEvent, BudgetLimit } from '@tollgate/budget';
 import { MIN_SPAN_MS, SpendForecaster } from '../src/spend-forecast.js';
 import { pricing } from './helpers.js';
 
@@ -67,7 +67,7 @@ describe('SpendForecaster', () => {
 });
 
 describe("a guard's status", () => {
-  function guardOn(budget: object) {
+  function guardOn(budget: BudgetLimit) {
     const clock = { now: start + 6 * HOUR };
     const stores = createMemoryStores({ clock: () => clock.now, sweepIntervalMs: 0 });
     const events: BudgetEvent[] = [];
