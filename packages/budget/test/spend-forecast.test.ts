@@ -1,5 +1,5 @@
 // Forecasts on a fake clock: a steady rate projects linearly, too few samples or a rolling budget give none, a new period starts fresh.
-import { describe, expect, it } from '@jest/globals';
+import { describe, expect, it, jest } from '@jest/globals';
 import { createMemoryStores } from '@tollgate/core';
 import { budgetGuard } from '@tollgate/budget';
 import type { BudgetEvent, BudgetLimit } from '@tollgate/budget';
@@ -12,6 +12,18 @@ const DAY = 24 * HOUR;
 /** A day period: 2026-11-22 UTC. */
 const start = Date.UTC(2026, 10, 22);
 const end = start + DAY;
+/** Every API jest fakes but setInterval: the guard's sampling timer. */
+const DO_NOT_FAKE = [
+  'Date',
+  'hrtime',
+  'nextTick',
+  'performance',
+  'queueMicrotask',
+  'setImmediate',
+  'clearImmediate',
+  'setTimeout',
+  'clearTimeout',
+] as const;
 
 function reading(forecaster: SpendForecaster, at: number, spent: number, reserved = 0, key = 'budget:tenant:a:day:x') {
   return forecaster.forecast({ key, spent, reserved, now: at, start, end });
@@ -125,6 +137,28 @@ describe("a guard's status", () => {
       ]);
     } finally {
       await close();
+    }
+  });
+
+  it('samples on its own timer each minute, so the event fires with nobody reading the status', async () => {
+    // Only setInterval is faked: the guard's timer, run by hand; the ledger's promises and I/O run as usual.
+    jest.useFakeTimers({ doNotFake: DO_NOT_FAKE });
+    const { clock, events, spend, close } = guardOn({ usd: 10, period: 'day' });
+    try {
+      const tick = async () => {
+        jest.advanceTimersByTime(60_000);
+        for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+      };
+      await tick();
+      await spend(1e9);
+      clock.now += 10 * MINUTE;
+      await tick();
+      await tick();
+      expect(events.map((event) => event.type)).toEqual(['budget.forecast']);
+    } finally {
+      await close();
+      expect(jest.getTimerCount()).toBe(0);
+      jest.useRealTimers();
     }
   });
 
