@@ -8,7 +8,7 @@ interface SpendSample {
 
 /** The samples of one budget period (one ledger key): a new period is a new key and starts fresh. */
 interface PeriodSamples {
-  /** Oldest first, at least `SAMPLE_GAP_MS` apart, none older than the span. */
+  /** Oldest first, a sixth of the span apart (at least a minute), none older than the span but the first. */
   samples: SpendSample[];
   /** When the period ends: the samples are dropped after it. */
   end: number;
@@ -27,14 +27,17 @@ export interface ForecastInput {
   end: number;
 }
 
-/** Samples closer together than this are one sample: a status read every second does not crowd out the span. */
+/**
+ * Samples closer together than this are one sample (a status read every second does not crowd out the span), and
+ * the guard's own sampling interval. Samples are kept a sixth of the span apart: at most 8 per budget period.
+ */
 export const SAMPLE_GAP_MS = 60_000;
 /** The longest span the rate is read over: what happened in the last hour says more than last week. */
 export const MAX_SPAN_MS = 3_600_000;
 /** The shortest span a rate is trusted over: with less, no forecast (null). */
 export const MIN_SPAN_MS = 5 * 60_000;
-/** Budget periods remembered at once; the oldest sampled is dropped past it. */
-const MAX_PERIODS = 20_000;
+/** Budget periods remembered at once (a few hundred bytes each); the oldest sampled is dropped past it. */
+const MAX_PERIODS = 100_000;
 
 /** The span a period's rate is read over: the last hour, or a quarter of a shorter period (an `hour`: 15 minutes). */
 export function forecastSpan(start: number, end: number): number {
@@ -72,8 +75,9 @@ export class SpendForecaster {
       period.samples = [{ at: now, spent }];
       return period.samples;
     }
-    if (now - last.at >= SAMPLE_GAP_MS) period.samples.push({ at: now, spent });
-    const from = now - forecastSpan(start, end);
+    const span = forecastSpan(start, end);
+    if (now - last.at >= Math.max(SAMPLE_GAP_MS, span / 6)) period.samples.push({ at: now, spent });
+    const from = now - span;
     // Keep the newest sample at or before the span's start, so the rate covers the whole span.
     let drop = 0;
     while (drop + 1 < period.samples.length && period.samples[drop + 1]!.at <= from) drop++;

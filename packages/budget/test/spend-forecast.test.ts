@@ -67,9 +67,9 @@ describe('SpendForecaster', () => {
     reading(forecaster, start + HOUR + MINUTE, 5e9); // the burst
     // Half an hour on, the burst is in the span: $5 in 30 minutes projects far over.
     expect(reading(forecaster, start + HOUR + 30 * MINUTE, 5e9)).toBeGreaterThan(100e9);
-    for (let minute = 31; minute <= 62; minute++) reading(forecaster, start + HOUR + minute * MINUTE, 5e9);
-    // An hour of quiet later, the burst is out of the span: the forecast is what was spent.
-    expect(reading(forecaster, start + HOUR + 63 * MINUTE, 5e9)).toBe(5e9);
+    for (let minute = 31; minute <= 92; minute++) reading(forecaster, start + HOUR + minute * MINUTE, 5e9);
+    // An hour of quiet later (and a sample's gap, 10 minutes), the burst is out of the span: the forecast is what was spent.
+    expect(reading(forecaster, start + HOUR + 93 * MINUTE, 5e9)).toBe(5e9);
   });
 
   it('never forecasts past the period end', () => {
