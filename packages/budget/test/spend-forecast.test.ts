@@ -13,7 +13,9 @@ const DAY = 24 * HOUR;
 const start = Date.UTC(2026, 10, 22);
 const end = start + DAY;
 /** Every API jest fakes but setInterval: the guard's sampling timer. */
-const DO_NOT_FAKE = [
+const DO_NOT_FAKE: NonNullable<
+  Extract<Parameters<typeof jest.useFakeTimers>[0], { doNotFake?: unknown }>['doNotFake']
+> = [
   'Date',
   'hrtime',
   'nextTick',
@@ -23,7 +25,7 @@ const DO_NOT_FAKE = [
   'clearImmediate',
   'setTimeout',
   'clearTimeout',
-] as const;
+];
 
 function reading(forecaster: SpendForecaster, at: number, spent: number, reserved = 0, key = 'budget:tenant:a:day:x') {
   return forecaster.forecast({ key, spent, reserved, now: at, start, end });
