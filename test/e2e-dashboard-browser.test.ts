@@ -399,9 +399,10 @@ describe.each([
     // The screenshots' pages read one fixed instant; only Date is faked, so timers and I/O run as usual.
     // The requests below are made a few seconds before it: a page reads up to its now, and a frozen clock would
     // leave records made at that very instant out.
-    // With the clock fixed, the proxy starts an hour and two minutes before it, so that the budgets' forecasts have
-    // an hour of spend samples to read a rate from: charged to the ledger, then sampled an hour before the pages.
-    if (backend.screenshots) fakeOnly(['Date'], SCREENSHOT_NOW - FORECAST_SPAN - 120_000);
+    // With the clock fixed, the proxy starts an hour and a quarter before it, so that the budgets' forecasts have an
+    // hour of spend samples to read a rate from: charged to the ledger, then sampled an hour before the pages (more
+    // than a sample's gap, 10 minutes, after the first read).
+    if (backend.screenshots) fakeOnly(['Date'], SCREENSHOT_NOW - FORECAST_SPAN - 15 * 60_000);
     const now = backend.screenshots ? SCREENSHOT_NOW : Date.now();
     await migrateUsageLedger(pool, { table });
     const records = seededRecords(now);
