@@ -30,6 +30,8 @@ const DOCS = path.join(ROOT, 'packages/dashboard/docs');
 /** The screenshots' clock: every time on the pages, and every record, is read against it. */
 const SCREENSHOT_NOW = Date.parse('2026-03-16T14:30:18.000Z');
 const DAY = 86_400_000;
+/** The span a month budget's forecast reads its rate over. */
+const FORECAST_SPAN = 3_600_000;
 
 // Names as long as real deployments give them: they must wrap or scroll, never push the page sideways.
 const TENANT = 'northwind-traders-international-holdings-emea-production';
@@ -319,17 +321,22 @@ async function keepScreenshot(page: Page, file: string, png: Buffer): Promise<'k
   return 'written';
 }
 
+/** The overview's data: every read of it is also a spend sample of the budgets it shows (their forecasts). */
+async function overview(proxy: RunningProxy) {
+  const answer = await fetch(`${proxy.url}/dashboard/api/overview`, {
+    headers: { authorization: `Bearer ${adminKey}` },
+  });
+  return (await answer.json()) as {
+    tenants: { ledgerSpentNanoUsd: number; budget: { key: string; spentNanoUsd: number; resetAt: string } | null }[];
+  };
+}
+
 /**
  * The budgets as a proxy that served the seeded month would hold them: each tenant's charged what the ledger has for it
  * this month. (On Redis the proxy rebuilt them from the ledger at start already; memory stores start empty.)
  */
 async function chargeBudgetsToLedger(proxy: RunningProxy, stores: TollgateStores): Promise<void> {
-  const answer = await fetch(`${proxy.url}/dashboard/api/overview`, {
-    headers: { authorization: `Bearer ${adminKey}` },
-  });
-  const { tenants } = (await answer.json()) as {
-    tenants: { ledgerSpentNanoUsd: number; budget: { key: string; spentNanoUsd: number; resetAt: string } | null }[];
-  };
+  const { tenants } = await overview(proxy);
   for (const { ledgerSpentNanoUsd, budget } of tenants)
     if (budget && budget.spentNanoUsd < ledgerSpentNanoUsd)
       await stores.ledger.adjustSpent(budget.key, ledgerSpentNanoUsd - budget.spentNanoUsd, Date.parse(budget.resetAt));
@@ -392,7 +399,10 @@ describe.each([
     // The screenshots' pages read one fixed instant; only Date is faked, so timers and I/O run as usual.
     // The requests below are made a few seconds before it: a page reads up to its now, and a frozen clock would
     // leave records made at that very instant out.
-    if (backend.screenshots) fakeOnly(['Date'], SCREENSHOT_NOW - 5_000);
+    // With the clock fixed, the proxy starts an hour and a quarter before it, so that the budgets' forecasts have an
+    // hour of spend samples to read a rate from: charged to the ledger, then sampled an hour before the pages (more
+    // than a sample's gap, 10 minutes, after the first read).
+    if (backend.screenshots) fakeOnly(['Date'], SCREENSHOT_NOW - FORECAST_SPAN - 15 * 60_000);
     const now = backend.screenshots ? SCREENSHOT_NOW : Date.now();
     await migrateUsageLedger(pool, { table });
     const records = seededRecords(now);
@@ -401,6 +411,12 @@ describe.each([
     proxy = await startProxy(proxyConfig(table, capsFor(records, now)), { stores });
     await proxy.app.spendReady();
     await chargeBudgetsToLedger(proxy, stores);
+    if (backend.screenshots) {
+      jest.setSystemTime(SCREENSHOT_NOW - FORECAST_SPAN);
+      await overview(proxy);
+      jest.setSystemTime(SCREENSHOT_NOW - 5_000);
+      await chargeBudgetsToLedger(proxy, stores);
+    }
     firstRequestAt = Date.now();
     for (let i = 0; i < 3; i++) {
       const answer = await fetch(`${proxy.url}/v1/chat/completions`, {
@@ -618,6 +634,29 @@ describe.each([
     expect(await used(`tenant ${SMALL_TENANT}`, 'requests')).toBe('0 / 20');
     expect(await used('global', 'requests')).toBe('3 / 10,000');
   });
+
+  // Where the clock is fixed only: the samples of the last hour are the test's own.
+  if (backend.screenshots)
+    it("shows each budget's forecast beside it, flagged when it passes the cap plus credit", async () => {
+      await page.setViewportSize(SCREEN);
+      await page.goto(`${proxy.url}${tenantPath}`);
+      const card = page.locator(`article.budget[data-scope="tenant"][data-id="${TENANT}"]`);
+      const forecast = card.locator('[data-figure="forecast"]');
+      expect(await forecast.textContent()).toMatch(/^on course for \$[\d,.]+ by 2026-04-01 00:00:00 UTC/);
+      const nano = async (figure: string) =>
+        Number(await card.locator(`[data-figure="${figure}"] [data-nano-usd]`).getAttribute('data-nano-usd'));
+      const projected = Number(await forecast.getAttribute('data-nano-usd'));
+      // The last hour's spend (the three requests among it) kept up to the month's end: more than is spent now.
+      expect(projected).toBeGreaterThan((await nano('spent')) + (await nano('held')));
+      const over = projected > (await nano('cap')) + (await nano('credit'));
+      expect(await forecast.getAttribute('data-over')).toBe(String(over));
+      expect((await forecast.textContent())!.endsWith('(over the cap)')).toBe(over);
+      // The overview's tables show it under each budget's figures too.
+      await page.goto(`${proxy.url}/dashboard/`);
+      expect(await page.locator('td [data-figure="forecast"]').count()).toBeGreaterThan(0);
+      if (process.env.TG_SHOTS) await page.screenshot({ path: `${SHOTS}/forecast-tenant.png`, fullPage: true });
+      expect(problems).toEqual([]);
+    });
 
   // Where the clock is fixed only: the same pixels on every run.
   if (backend.screenshots)

@@ -17,6 +17,7 @@ import { rebuildSpend } from './rebuild.js';
 import type { RebuildReport, SpendSource } from './rebuild.js';
 import { repriceHold } from './reprice.js';
 import { BudgetEventMonitor } from './soft-limit.js';
+import { SAMPLE_GAP_MS, SpendForecaster } from './spend-forecast.js';
 import type { BudgetSelector, BudgetStatus } from './types.js';
 
 export type { BudgetGuardOptions } from './budget-options.js';
@@ -151,6 +152,24 @@ function budgetOperations(book: BudgetBook, reservations: BudgetReservations) {
   };
 }
 
+/**
+ * Reads every configured budget's status once a minute, so forecasts have samples when nobody asks for them (each
+ * read is a sample, and may fire `budget.forecast`). Returns the stop. A read still running skips the next tick.
+ */
+function sampleSpend(book: BudgetBook): () => void {
+  let reading = false;
+  const timer = setInterval(() => {
+    if (reading) return;
+    reading = true;
+    selectBudgets(book)
+      .then((budgets) => readBudgetStatus(book, budgets))
+      .catch(() => undefined) // the ledger is down: no sample this minute; requests report store failures
+      .finally(() => (reading = false));
+  }, SAMPLE_GAP_MS);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
 export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
   const config = resolveBudgetOptions(options);
   const { plan, now, storeTimeoutMs, webhook } = config;
@@ -169,6 +188,7 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     plan,
     ledger,
     monitor,
+    forecaster: new SpendForecaster(),
     now,
     storeTimeoutMs,
     ...(config.creditJournal ? { credits: config.creditJournal } : {}),
@@ -188,6 +208,7 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
       .catch(next);
   } as BudgetGuard;
   attachPreCallCheck(guard, check);
+  const stopSampling = sampleSpend(book);
 
   return Object.assign(guard, budgetOperations(book, reservations), {
     ledger,
@@ -200,6 +221,7 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     },
     flush: () => monitor.flush(),
     async close() {
+      stopSampling();
       await monitor.flush();
       webhook?.close();
       await ownStores?.close();

@@ -47,6 +47,8 @@ export interface BudgetWindow {
   thresholdMarkers: EventMarker[];
   /** The marker of `budget.exhausted`: once per period. */
   exhaustedMarker: EventMarker;
+  /** The marker of `budget.forecast`: once per period (`at` is the limit; the forecast, not the spend, passes it). */
+  forecastMarker: EventMarker;
 }
 
 /** The budget options of `budgetGuard()` (see its options for the rest). */
@@ -548,6 +550,7 @@ function eventMarkers(budget: ResolvedBudget, base: string, expiresAt: number) {
       scope: marker(`threshold:${threshold}`),
     })),
     exhaustedMarker: { threshold: undefined, at: budget.limitNano, scope: marker('exhausted') },
+    forecastMarker: { threshold: undefined, at: budget.limitNano, scope: marker('forecast') },
   };
 }
 

@@ -1,5 +1,5 @@
 // The operator's side of budgets: what each scope spent, holds and has left, plus top-up and reset.
-import { nanoToUsd, usdToNano } from '@tollgate/core';
+import { nanoToUsd, periodWindow, usdToNano } from '@tollgate/core';
 import { scopeRemaining, spentBeyondCredit, withTimeout } from '@tollgate/core/store-contracts';
 import type { ReservationLedger } from '@tollgate/core/store-contracts';
 import { budgetWindow, softLimitThreshold } from './budget-plan.js';
@@ -7,6 +7,7 @@ import type { BudgetPlan, BudgetWindow, EventMarker, ResolvedBudget } from './bu
 import { giveJournaledCredit, journalReset } from './credit-journal.js';
 import type { CreditJournal } from './credit-journal.js';
 import type { BudgetEventMonitor } from './soft-limit.js';
+import type { SpendForecaster } from './spend-forecast.js';
 import type { BudgetSelector, BudgetStatus } from './types.js';
 
 /** What the operator calls need from a guard. */
@@ -14,6 +15,8 @@ export interface BudgetBook {
   plan: BudgetPlan;
   ledger: ReservationLedger;
   monitor: BudgetEventMonitor;
+  /** Every status read is a spend sample for the forecasts. */
+  forecaster: SpendForecaster;
   now: () => number;
   storeTimeoutMs: number;
   /** Where top-ups are kept durably (see CreditJournal); without one, the store is their only record. */
@@ -56,6 +59,7 @@ export async function readBudgetStatus(book: BudgetBook, budgets: readonly Resol
     const remaining = scopeRemaining({ limit: budget.limitNano, spent, reserved, credit });
     const beyondCredit = spentBeyondCredit({ spent, credit });
     const threshold = softLimitThreshold(budget);
+    const forecast = forecastSpend(book, windows[i]!, { spent, reserved, credit }, now);
     return {
       scope: budget.scope,
       id: budget.id,
@@ -76,8 +80,29 @@ export async function readBudgetStatus(book: BudgetBook, budgets: readonly Resol
       softLimit: budget.softLimit ?? null,
       thresholds: [...budget.thresholds],
       softLimitReached: threshold !== undefined && beyondCredit > 0 && beyondCredit >= threshold,
+      forecastNanoUsd: forecast,
+      forecastUsd: forecast === null ? null : nanoToUsd(forecast),
     };
   });
+}
+
+/**
+ * A calendar budget's projected spend at its period's end (null for a rolling one, or before a rate is known), and
+ * `budget.forecast` when it passes the limit plus credit.
+ */
+function forecastSpend(
+  book: BudgetBook,
+  window: BudgetWindow,
+  usage: { spent: number; reserved: number; credit: number },
+  now: number,
+): number | null {
+  const { budget, head } = window;
+  if (budget.period === 'rolling' || budget.limitNano <= 0) return null;
+  const { start } = periodWindow(budget.period, now, budget.timezone);
+  const forecast = book.forecaster.forecast({ key: head.key, ...usage, now, start, end: head.expiresAt });
+  if (forecast !== null && forecast > budget.limitNano + usage.credit)
+    book.monitor.forecastOver(window, usage.spent, forecast, now);
+  return forecast;
 }
 
 export async function selectBudgets(book: BudgetBook, selector?: BudgetSelector): Promise<ResolvedBudget[]> {
@@ -108,7 +133,8 @@ export async function topUpBudgets(book: BudgetBook, budgets: ResolvedBudget[], 
       // Back under a threshold (or the limit) with the credit: the next crossing in this period is news again.
       const spent = head ? spentBeyondCredit(head) : 0;
       const markers = [...window.thresholdMarkers, window.exhaustedMarker].filter((marker) => spent < marker.at);
-      await forgetMarkers(book, markers);
+      // The credit lifts the line the forecast is held to: still over it after the top-up is news again.
+      await forgetMarkers(book, [...markers, window.forecastMarker]);
     }),
   );
 }
@@ -130,7 +156,8 @@ export async function resetBudgets(book: BudgetBook, budgets: ResolvedBudget[]):
         book.storeTimeoutMs,
         'ledger.resetScope',
       );
-      await forgetMarkers(book, [...window.thresholdMarkers, window.exhaustedMarker]);
+      book.forecaster.forget(window.head.key);
+      await forgetMarkers(book, [...window.thresholdMarkers, window.exhaustedMarker, window.forecastMarker]);
     }),
   );
 }

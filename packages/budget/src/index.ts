@@ -8,6 +8,7 @@ export type { CreditJournal } from './credit-journal.js';
 export type { SessionBudgetMaps } from './session-budgets.js';
 export type {
   BudgetEvent,
+  BudgetForecastEvent,
   BudgetLimit,
   BudgetLimits,
   BudgetPeriod,

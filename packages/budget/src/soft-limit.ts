@@ -1,4 +1,4 @@
-// Budget events: a budget passing each soft-limit threshold, or running out, told exactly once per period across processes.
+// Budget events: a budget passing each soft-limit threshold, running out, or on course to, told once per period across processes.
 import { randomUUID } from 'node:crypto';
 import { nanoToUsd } from '@tollgate/core';
 import { spentBeyondCredit, withTimeout } from '@tollgate/core/store-contracts';
@@ -21,11 +21,12 @@ export interface BudgetEventMonitorOptions {
   now: () => number;
 }
 
-/** A marker found due, with the spend that made it so. */
+/** A marker found due, with the spend that made it so (and for `budget.forecast`, the forecast). */
 interface Crossing {
   window: BudgetWindow;
   marker: EventMarker;
   spent: number;
+  forecast?: number;
 }
 
 /** A scope's spend as thresholds see it: what was spent, and the top-up credit that lifts its limit. */
@@ -36,7 +37,7 @@ const MEMO_MS = 60_000;
 const MARKER_TTL_MS = 60_000;
 
 /**
- * Fires `budget.threshold` (once per threshold) and `budget.exhausted`, each once per period.
+ * Fires `budget.threshold` (once per threshold), `budget.exhausted` and `budget.forecast`, each once per period.
  * Dedupe across processes uses the ledger itself: each marker is a scope with limit 1 in the
  * same period; the one process whose reserve of 1 succeeds (the reserve is atomic) settles it to
  * spent and delivers the event; every other one is refused.
@@ -82,6 +83,15 @@ export class BudgetEventMonitor {
     return fired;
   }
 
+  /**
+   * A budget's forecast (nano-USD) passed its limit plus credit before the period's end: `budget.forecast`, once per
+   * period. The status read that found it does not wait for the event.
+   */
+  forecastOver(window: BudgetWindow, spent: number, forecast: number, now: number): void {
+    if (this.#isTaken(window.forecastMarker.scope.key)) return;
+    this.#track(this.#fire([], [{ window, marker: window.forecastMarker, spent, forecast }], now).catch(warn));
+  }
+
   /** The markers of `window` that `usage` makes due and this process does not know taken (credit lifts each). */
   #due(window: BudgetWindow, usage: Spend): EventMarker[] {
     const spent = spentBeyondCredit(usage);
@@ -103,8 +113,8 @@ export class BudgetEventMonitor {
       }
     }
     await Promise.all(
-      crossed.map(async ({ window, marker, spent }) => {
-        if (await this.#takeMarker(marker, now)) this.#emit(window, marker, spent, now);
+      crossed.map(async ({ window, marker, spent, forecast }) => {
+        if (await this.#takeMarker(marker, now)) this.#emit(window, marker, spent, now, forecast);
       }),
     );
   }
@@ -134,7 +144,7 @@ export class BudgetEventMonitor {
     this.#taken.delete(markerKey);
   }
 
-  #emit(window: BudgetWindow, marker: EventMarker, spent: number, now: number): void {
+  #emit(window: BudgetWindow, marker: EventMarker, spent: number, now: number, forecast?: number): void {
     const { budget, head } = window;
     const common = {
       eventId: randomUUID(),
@@ -152,9 +162,11 @@ export class BudgetEventMonitor {
     };
     const { threshold } = marker;
     const event: BudgetEvent =
-      threshold === undefined
-        ? { type: 'budget.exhausted', ...common }
-        : { type: 'budget.threshold', ...common, threshold, softLimit: threshold };
+      forecast !== undefined
+        ? { type: 'budget.forecast', ...common, forecastNanoUsd: forecast, forecastUsd: nanoToUsd(forecast) }
+        : threshold === undefined
+          ? { type: 'budget.exhausted', ...common }
+          : { type: 'budget.threshold', ...common, threshold, softLimit: threshold };
     const { onEvent, onSoftLimit, log, webhook } = this.#options;
     if (log) this.#guard(() => log(event));
     webhook?.send(event);

@@ -88,7 +88,18 @@ export interface BudgetExhaustedEvent extends BudgetEventBase {
   type: 'budget.exhausted';
 }
 
-export type BudgetEvent = BudgetThresholdEvent | BudgetExhaustedEvent;
+/**
+ * A budget is on course to pass its limit (plus top-up credit) before its period ends, at its recent rate of spend:
+ * once per period, across processes. Calendar periods only (a rolling budget has no end to project to).
+ */
+export interface BudgetForecastEvent extends BudgetEventBase {
+  type: 'budget.forecast';
+  /** The spend projected at the period's end (see `BudgetStatus.forecastNanoUsd`). */
+  forecastNanoUsd: number;
+  forecastUsd: number;
+}
+
+export type BudgetEvent = BudgetThresholdEvent | BudgetExhaustedEvent | BudgetForecastEvent;
 
 /** The threshold event under its name from before `budget.exhausted` came in. */
 export type SoftLimitEvent = BudgetThresholdEvent;
@@ -122,6 +133,12 @@ export interface BudgetStatus {
   /** Every soft-limit threshold, ascending. */
   thresholds: number[];
   softLimitReached: boolean;
+  /**
+   * Spend projected at the period's end: spent + reserved + the rate of the last hour (a quarter of a shorter
+   * period) × the time left. Null until this process has samples 5 minutes apart, and for rolling budgets.
+   */
+  forecastNanoUsd: number | null;
+  forecastUsd: number | null;
 }
 
 /** Picks scopes for the operator view and calls. */

@@ -65,6 +65,8 @@ describe('budgetAdminRouter', () => {
       softLimit: 0.8,
       thresholds: [0.8],
       softLimitReached: false,
+      forecastNanoUsd: null,
+      forecastUsd: null,
     });
     expect(await getBudgetStatus(guard)).toEqual(response.body.budgets);
   });

@@ -169,8 +169,23 @@ export function budgetCell(
   const amount = (name: string, nano: number) =>
     html`<span data-figure="${name}" data-nano-usd="${nano}">${usd(nano)}</span>`;
   const overBy = over > 0 ? html` (over by ${amount('over', over)})` : '';
+  const forecast = status.forecastNanoUsd == null ? '' : html`<br><small>${forecastNote(status, usd, true)}</small>`;
   return html`<td class="num">${amount('remaining', remaining)}${overBy}<br>
-<small class="muted">credit ${amount('credit', credit)} · held ${amount('held', held)}</small></td>`;
+<small class="muted">credit ${amount('credit', credit)} · held ${amount('held', held)}</small>${forecast}</td>`;
+}
+
+/**
+ * "on course for $12.40 by 2026-12-01 00:00:00 UTC": the spend projected at the period's end at the recent rate,
+ * flagged (`data-over`, the error colour) when it passes the cap plus credit; `short` (a table cell) leaves the date
+ * to the row and says "(over)". Amounts in `usd`, the figures' own format. Empty while no forecast is known.
+ */
+export function forecastNote(status: BudgetStatus, usd: (nano: number) => string, short = false): SafeHtml {
+  const forecast = status.forecastNanoUsd;
+  if (forecast === null || forecast === undefined) return html``;
+  const over = forecast > status.limitNanoUsd + status.creditNanoUsd;
+  const by = short ? '' : html` by <time datetime="${status.resetAt}">${utcTime(status.resetAt)}</time>`;
+  const flag = over ? (short ? ' (over)' : ' (over the cap)') : '';
+  return html`<span class="forecast${over ? ' error' : ''}" data-figure="forecast" data-nano-usd="${forecast}" data-over="${String(over)}" title="projected at the period's end, at the last hour's rate">on course for ${usd(forecast)}${by}${flag}</span>`;
 }
 
 /** A budget's figures, each named and exact to the same decimal, and the sum they make; `more` ends the list. */
@@ -191,6 +206,7 @@ ${figure('remaining', 'Remaining', remaining)}
 ${over > 0 ? figure('over', 'Over the cap', over) : ''}
 ${figure('cap', 'Cap', cap)}
 <div class="wide" data-figure="sum"><dt>How they add up</dt><dd>${sum}${overTerm} = ${usd(cap)} cap</dd></div>
+${status.forecastNanoUsd == null ? '' : html`<div class="wide"><dt>Forecast</dt><dd>${forecastNote(status, usd)}</dd></div>`}
 ${more}
 </dl>`;
 }

@@ -32,7 +32,7 @@ import type {
 
 /** What the budget guard takes from the alert stream (see budget-setup.ts). */
 export interface BudgetAlertHooks {
-  /** `budget.threshold` and `budget.exhausted`, each once per budget (and threshold) and period. */
+  /** `budget.threshold`, `budget.exhausted` and `budget.forecast`, each once per budget (and threshold) and period. */
   onEvent: (notice: BudgetEventNotice) => void;
   renderError: ErrorRenderer;
 }

@@ -3,7 +3,7 @@ import type { Alerts } from './alerts.js';
 
 /** What `budgetGuard`'s `onEvent` hands over (`BudgetEvent` of @tollgate/budget). */
 export interface BudgetEventNotice {
-  type: 'budget.threshold' | 'budget.exhausted';
+  type: 'budget.threshold' | 'budget.exhausted' | 'budget.forecast';
   scope: string;
   id: string | null;
   /** The tenant of an end user's or a model's budget. */
@@ -13,6 +13,8 @@ export interface BudgetEventNotice {
   key: string;
   /** `budget.threshold`: the fraction of the limit passed. */
   threshold?: number;
+  /** `budget.forecast`: the spend projected at the period's end. */
+  forecastUsd?: number;
   spentUsd: number;
   limitUsd: number;
   resetAt: string;
@@ -24,7 +26,7 @@ export type SoftLimitNotice = BudgetEventNotice;
 
 /**
  * `budgetGuard({ onEvent: budgetAlerts(alerts) })`: a `budget.threshold` event per budget, threshold
- * and period, and a `budget.exhausted` event per budget and period.
+ * and period, and a `budget.exhausted` and a `budget.forecast` event per budget and period.
  */
 export function budgetAlerts(alerts: Alerts): (notice: BudgetEventNotice) => void {
   return function alertBudgetEvent(notice) {
@@ -40,13 +42,21 @@ export function budgetAlerts(alerts: Alerts): (notice: BudgetEventNotice) => voi
       ...(notice.timestamp ? { at: notice.timestamp } : {}),
       ...(tenantId ? { tenantId } : {}),
       ...(scope === 'key' && id ? { keyId: id } : {}),
-      message:
-        type === 'budget.threshold'
-          ? `${who}${owner} passed ${Math.round((threshold ?? 0) * 100)}% of ${limit} (${spent}); it resets at ${notice.resetAt}.`
-          : `${who}${owner} ran out: ${limit} (${spent}); it refuses calls until it resets at ${notice.resetAt}.`,
+      message: budgetMessage(notice, `${who}${owner}`, limit, spent),
       details: { ...notice },
     });
   };
+}
+
+function budgetMessage(notice: BudgetEventNotice, who: string, limit: string, spent: string): string {
+  switch (notice.type) {
+    case 'budget.threshold':
+      return `${who} passed ${Math.round((notice.threshold ?? 0) * 100)}% of ${limit} (${spent}); it resets at ${notice.resetAt}.`;
+    case 'budget.forecast':
+      return `${who} is on course for $${(notice.forecastUsd ?? 0).toFixed(2)} by ${notice.resetAt}, over ${limit} (${spent} so far).`;
+    default:
+      return `${who} ran out: ${limit} (${spent}); it refuses calls until it resets at ${notice.resetAt}.`;
+  }
 }
 
 /** `budgetAlerts` under its name from before `budget.exhausted` joined `budget.threshold`. */

@@ -55,6 +55,7 @@ export interface AnomalyRecord {
 export type GuardEventType =
   | 'budget.threshold'
   | 'budget.exhausted'
+  | 'budget.forecast'
   | 'anomaly'
   | 'suspended'
   | 'auth_flood'
@@ -65,6 +66,7 @@ export type GuardEventType =
 export const GUARD_EVENT_TYPES: readonly GuardEventType[] = [
   'budget.threshold',
   'budget.exhausted',
+  'budget.forecast',
   'anomaly',
   'suspended',
   'auth_flood',

@@ -144,6 +144,31 @@ describe('alerts', () => {
     expect(events[3]!.message).toContain('The budget of user bob of tenant globex ran out');
   });
 
+  it('turn a budget.forecast event into one alert per budget and period, saying where spend is heading', async () => {
+    const events: GuardEvent[] = [];
+    const alerts = createAlerts({ onEvent: (event) => void events.push(event) });
+    const notice = {
+      type: 'budget.forecast' as const,
+      scope: 'tenant',
+      id: 'acme',
+      period: 'month',
+      key: 'budget:tenant:acme:month:2026-11',
+      limitUsd: 100,
+      spentUsd: 40,
+      forecastUsd: 131.5,
+      resetAt: '2026-12-01T00:00:00.000Z',
+    };
+    budgetAlerts(alerts)(notice);
+    budgetAlerts(alerts)({ ...notice, spentUsd: 41, forecastUsd: 133 });
+    await alerts.close();
+    expect(events.map((e) => [e.type, e.id, e.tenantId, e.details?.forecastUsd])).toEqual([
+      ['budget.forecast', 'budget.forecast:budget:tenant:acme:month:2026-11', 'acme', 131.5],
+    ]);
+    expect(events[0]!.message).toBe(
+      'The budget of tenant acme is on course for $131.50 by 2026-12-01T00:00:00.000Z, over $100 this month ($40.00 spent so far).',
+    );
+  });
+
   it('refuse a webhook whose secretEnv is not set, a bad URL and an unknown event type', () => {
     expect(() =>
       createAlerts({ webhooks: [{ url: 'https://hooks.example/x', secretEnv: 'NOT_SET_ANYWHERE' }] }),

@@ -15,6 +15,8 @@ interface BudgetFigures {
   limitUsd: number;
   reservedUsd: number;
   remainingUsd: number;
+  /** Projected spend at the period's end; null (or absent) when not known. */
+  forecastUsd?: number | null;
 }
 
 /** What the gauges read the budgets from: the budget guard. */
@@ -40,6 +42,8 @@ interface BudgetRow {
   limit: number;
   reserved: number;
   remaining: number;
+  /** Null while no budget of the row has a forecast: no series then. */
+  forecast: number | null;
 }
 
 /**
@@ -61,13 +65,23 @@ function boundedBudgets(statuses: readonly BudgetFigures[]): BudgetRow[] {
     const key = `${status.scope} ${id} ${status.period}`;
     let row = rows.get(key);
     if (row === undefined) {
-      row = { scope: status.scope, id, period: status.period, spent: 0, limit: 0, reserved: 0, remaining: 0 };
+      row = {
+        scope: status.scope,
+        id,
+        period: status.period,
+        spent: 0,
+        limit: 0,
+        reserved: 0,
+        remaining: 0,
+        forecast: null,
+      };
       rows.set(key, row);
     }
     row.spent += status.spentUsd;
     row.limit += status.limitUsd;
     row.reserved += status.reservedUsd;
     row.remaining += status.remainingUsd;
+    if (status.forecastUsd != null) row.forecast = (row.forecast ?? 0) + status.forecastUsd;
   }
   return [...rows.values()];
 }
@@ -109,7 +123,7 @@ export function registerGauges(registers: Registry[], report: (error: unknown) =
       .finally(() => setImmediate(() => (reading = undefined)));
     return reading;
   };
-  const budgetGauge = (name: string, help: string, field: 'spent' | 'limit' | 'reserved' | 'remaining') =>
+  const budgetGauge = (name: string, help: string, field: 'spent' | 'limit' | 'reserved' | 'remaining' | 'forecast') =>
     new Gauge({
       name,
       help,
@@ -118,8 +132,10 @@ export function registerGauges(registers: Registry[], report: (error: unknown) =
       async collect() {
         this.reset();
         try {
-          for (const row of await readBudgets())
-            this.set({ scope: row.scope, id: row.id, period: row.period }, row[field]);
+          for (const row of await readBudgets()) {
+            const value = row[field];
+            if (value !== null) this.set({ scope: row.scope, id: row.id, period: row.period }, value);
+          }
         } catch (error) {
           // The ledger did not answer: no budget series this scrape, rather than a failed scrape.
           report(error);
@@ -137,6 +153,11 @@ export function registerGauges(registers: Registry[], report: (error: unknown) =
     'tollgate_budget_remaining_usd',
     'What the current period has left, per configured budget: limit plus top-up credit, less spent and reserved.',
     'remaining',
+  );
+  budgetGauge(
+    'tollgate_budget_forecast_usd',
+    'Spend projected at the end of the current period at the rate of the last hour (a quarter of shorter periods); no series until the rate is known, nor for rolling budgets.',
+    'forecast',
   );
 
   return { watchBudgets: (guard) => (budget = guard), ...otherGauges(registers) };
