@@ -7,6 +7,7 @@ import type { Tracer } from '@opentelemetry/api';
 import { keyRecordsFromConfig } from '@tollgate/auth';
 import { createMemoryStores, createPricing } from '@tollgate/core';
 import type { Pricing, TollgateStores } from '@tollgate/core';
+import type { AuditStore, AuditTrail } from '@tollgate/core/audit';
 import type { PriceRefresh } from '@tollgate/core/costs';
 import type { McpGatewayOptions } from '@tollgate/mcp';
 import type { ConfigKeyEntry } from '@tollgate/auth';
@@ -19,6 +20,7 @@ import { createMockProvider } from '@tollgate/providers/mock';
 import type { MockProvider } from '@tollgate/providers/mock';
 import { combineLimits } from '@tollgate/ratelimit';
 import { adminKeyVerdict } from './admin-auth.js';
+import { createAuditTrail } from './audit-setup.js';
 import { createKeyLookup } from './auth-setup.js';
 import type { AuthOptions } from './auth-setup.js';
 import type { BudgetOptions } from './budget-setup.js';
@@ -83,6 +85,11 @@ export interface ProxyDeps {
    * route, with the config's `guardrails` rules or none. @default none
    */
   guardrails?: Pick<PromptGuardrailsOptions, 'check' | 'checkTimeout' | 'onAnswerText'>;
+  /**
+   * Where the audit trail of admin writes is kept (docs/audit.md). @default the ledger's database (PostgreSQL or the
+   * embedded PGlite), else this process's memory
+   */
+  audit?: AuditStore;
 }
 
 /**
@@ -263,11 +270,19 @@ export function gatewayParts(options: GatewayOptions, deps: ProxyDeps) {
   const keeping = keepingParts(options, held, watching, calling);
   const { guarding, metering } = watching;
   const { providers, budget, blocked, leased } = calling;
+  const audit = createAuditTrail({
+    ...(deps.audit ? { store: deps.audit } : {}),
+    ledger: metering.ledger,
+    location: options.operator.ledgerTable,
+    onEntry: guarding.auditEvent,
+    log: held.log,
+  });
   // In this order: the upstream calls end (and settle, a cut answer's once its provider counted it), then the budget,
   // then the usage is written, the log flushed, then the stores close.
   const closers: (() => Promise<void> | void)[] = [
     () => watching.prices.close(),
     () => providers.close(),
+    () => audit.flush(),
     () => metering.settled(),
     async () => {
       await budget.close();
@@ -285,7 +300,7 @@ export function gatewayParts(options: GatewayOptions, deps: ProxyDeps) {
     () => held.kept?.keys?.close(),
     () => held.dataDir?.release(),
   ];
-  return { options, deps, ...held, responseCache, ...watching, ...calling, ...keeping, closers };
+  return { options, deps, ...held, responseCache, ...watching, ...calling, ...keeping, audit, closers };
 }
 
 export type BuiltParts = ReturnType<typeof gatewayParts>;
@@ -350,6 +365,8 @@ export interface GatewayParts {
   configFiles: ConfigFileStates;
   /** The chain's limiters, combined: the dashboard reads their quotas. */
   limits: RequestHandler;
+  /** The audit trail every admin write goes through. */
+  audit: AuditTrail;
 }
 
 /** What the limits and the budget are built from. */

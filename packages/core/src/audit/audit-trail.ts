@@ -1,0 +1,182 @@
+// auditTrail: every admin write through one recorder: its attempt written before it runs, its outcome after.
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ApiError, renderApiError } from '../api-error.js';
+import { getContext } from '../context.js';
+import { TollgateError } from '../errors.js';
+import { withoutSecrets } from './entry.js';
+import type {
+  AuditActor,
+  AuditAttempt,
+  AuditConclusion,
+  AuditEntry,
+  AuditPage,
+  AuditQuery,
+  AuditStore,
+} from './entry.js';
+import { auditEntryOf } from './entry.js';
+
+/** What a route says of its write: the action's name, its target, the state before and after (secrets dropped). */
+export interface AuditNote {
+  action?: string;
+  target?: string;
+  before?: unknown;
+  after?: unknown;
+}
+
+type AnyRequest = IncomingMessage & { ip?: string; originalUrl?: string };
+type AnyResponse = ServerResponse;
+
+/** A route names its write and gives the state before and after; the trail writes them with the outcome. */
+export function noteAudit(req: IncomingMessage, res: ServerResponse, note: AuditNote): void {
+  const context = getContext(req, res);
+  context.set('audit.note', { ...context.get('audit.note'), ...note });
+}
+
+/** The admission tells the trail who is writing (a dashboard session, an OIDC subject). */
+export function setAuditActor(req: IncomingMessage, res: ServerResponse, actor: AuditActor): void {
+  getContext(req, res).set('audit.actor', actor);
+}
+
+/** The admin key's holder: what every admin write is made by until operators sign in by name. */
+export const ADMIN_KEY_ACTOR: AuditActor = { actor: 'admin key', role: 'admin', via: 'admin-key' };
+
+export interface AuditTrailOptions {
+  /** Where entries are kept. */
+  store: AuditStore;
+  /** Who writes, when the admission set no actor (setAuditActor). @default ADMIN_KEY_ACTOR */
+  actorOf?: (req: IncomingMessage) => AuditActor;
+  /** The client's address. @default Express's `req.ip` (`trust proxy` decides), else the socket's peer */
+  addressOf?: (req: IncomingMessage) => string;
+  /** Told of each entry once its outcome is written (the alert stream's `audit.event`); a throw is ignored. */
+  onEntry?: (entry: AuditEntry) => void;
+  /** Told when an outcome could not be written (its attempt stays, listed as `unknown`). @default a process warning */
+  onConclusionError?: (error: unknown, attempt: AuditAttempt) => void;
+}
+
+/** What reads as a write: anything but GET, HEAD and OPTIONS. */
+const READS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+function defaultAddress(req: IncomingMessage): string {
+  return (req as AnyRequest).ip ?? req.socket?.remoteAddress ?? 'unknown';
+}
+
+function pathOf(req: IncomingMessage): string {
+  const url = (req as AnyRequest).originalUrl ?? req.url ?? '/';
+  return url.split('?')[0]!.slice(0, 500);
+}
+
+function outcomeOf(status: number): AuditConclusion['outcome'] {
+  return status >= 500 ? 'failed' : status >= 400 ? 'refused' : 'done';
+}
+
+type Middleware = (req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void) => Promise<void>;
+
+/** One audit trail: the middleware every admin write goes through, and its listing. */
+export interface AuditTrail {
+  /** Mount behind the admin authentication, before the admin routes (see auditTrail). */
+  readonly record: Middleware;
+  /** Entries, newest first, once the outcomes this process is writing are written. */
+  list(query: AuditQuery): Promise<AuditPage>;
+  /** Resolves once every outcome begun so far is written (or failed). */
+  flush(): Promise<void>;
+}
+
+/**
+ * The audit trail. Its middleware lets a write (any method but GET, HEAD, OPTIONS) through only once its attempt is
+ * stored; a store that cannot write it gets the write refused with 503 `service_unavailable`, so no admin change
+ * happens unrecorded. When the response is finished (or the connection closed) the outcome is written with what the
+ * route noted (noteAudit). Details: docs/audit.md.
+ */
+export function auditTrail(options: AuditTrailOptions): AuditTrail {
+  const { store, onEntry } = options;
+  if (typeof store?.attempt !== 'function' || typeof store.conclude !== 'function')
+    throw new TollgateError('ERR_TG_CORE_INVALID_AUDIT', 'auditTrail() needs a store with attempt() and conclude()');
+  const actorOf = options.actorOf ?? (() => ADMIN_KEY_ACTOR);
+  const addressOf = options.addressOf ?? defaultAddress;
+  const onConclusionError =
+    options.onConclusionError ??
+    ((error: unknown, attempt: AuditAttempt) =>
+      process.emitWarning(
+        `tollgate audit: the outcome of ${attempt.method} ${attempt.path} (${attempt.id}) was not written: ${
+          error instanceof Error ? error.message : String(error)
+        }`,
+      ));
+
+  const pending = new Set<Promise<void>>();
+  const flush = async () => {
+    while (pending.size > 0) await Promise.all(pending);
+  };
+
+  const record = async function recordAdminWrite(
+    req: IncomingMessage,
+    res: AnyResponse,
+    next: (error?: unknown) => void,
+  ) {
+    if (READS.has(req.method ?? 'GET')) return next();
+    const context = getContext(req, res);
+    const attempt: AuditAttempt = {
+      id: randomUUID(),
+      at: new Date().toISOString(),
+      ...(context.get('audit.actor') ?? actorOf(req)),
+      address: addressOf(req),
+      method: req.method ?? 'POST',
+      path: pathOf(req),
+      action: `write.${(req.method ?? 'post').toLowerCase()}`,
+      target: pathOf(req),
+    };
+    try {
+      await store.attempt(attempt);
+    } catch (error) {
+      renderApiError(
+        new ApiError('service_unavailable', 'The audit trail cannot be written: admin changes wait until it can.', {
+          cause: error,
+          headers: { 'retry-after': '5' },
+        }),
+        req as never,
+        res as never,
+      );
+      return;
+    }
+    let concluded = false;
+    const conclude = () => {
+      if (concluded) return;
+      concluded = true;
+      const note = context.get('audit.note') ?? {};
+      const status = res.writableFinished || res.headersSent ? res.statusCode : 499;
+      const conclusion: AuditConclusion = {
+        id: attempt.id,
+        finishedAt: new Date().toISOString(),
+        action: note.action ?? attempt.action,
+        target: note.target ?? attempt.target,
+        status,
+        outcome: outcomeOf(status),
+        before: withoutSecrets(note.before),
+        after: withoutSecrets(note.after),
+      };
+      const written = store.conclude(conclusion).then(
+        () => {
+          try {
+            onEntry?.(auditEntryOf(attempt, conclusion));
+          } catch {
+            // The alert stream's trouble is its own.
+          }
+        },
+        (error: unknown) => onConclusionError(error, attempt),
+      );
+      pending.add(written);
+      void written.finally(() => pending.delete(written));
+    };
+    res.once('finish', conclude);
+    res.once('close', conclude);
+    next();
+  };
+  return {
+    record,
+    flush,
+    async list(query) {
+      await flush();
+      return store.list(query);
+    },
+  };
+}

@@ -1,0 +1,32 @@
+// The gateway's one audit trail: in the ledger's database when there is one, else in memory; each entry on the alert stream.
+import { auditTrail, memoryAuditStore } from '@tollgate/core/audit';
+import type { AuditEntry, AuditStore, AuditTrail } from '@tollgate/core/audit';
+import { postgresAuditStore } from '@tollgate/metering';
+import type { LedgerLocation, Queryable } from '@tollgate/metering';
+
+export interface AuditSetupParts {
+  /** The store given by the caller (ProxyDeps.audit), which wins. */
+  store?: AuditStore;
+  /** The ledger's database: the audit table sits beside the usage table. */
+  ledger: Queryable | undefined;
+  location: LedgerLocation | undefined;
+  /** The alert stream's `audit.event`, when the gateway has one. */
+  onEntry: ((entry: AuditEntry) => void) | undefined;
+  log: (line: string) => void;
+}
+
+/** The audit trail every admin write of this gateway goes through (docs/audit.md). */
+export function createAuditTrail(parts: AuditSetupParts): AuditTrail {
+  const store =
+    parts.store ?? (parts.ledger ? postgresAuditStore(parts.ledger, parts.location ?? {}) : memoryAuditStore());
+  return auditTrail({
+    store,
+    ...(parts.onEntry ? { onEntry: parts.onEntry } : {}),
+    onConclusionError: (error, attempt) =>
+      parts.log(
+        `tollgate audit: the outcome of ${attempt.action} ${attempt.path} (${attempt.id}) was not written: ${
+          error instanceof Error ? error.message : String(error)
+        }`,
+      ),
+  });
+}
