@@ -12,7 +12,7 @@ import { memoryAuditStore } from '@tollgate/core/audit';
 import type { AuditEntry, AuditPage, AuditStore } from '@tollgate/core/audit';
 import { auditTableName, postgresAuditStore } from '@tollgate/metering';
 import { openEmbeddedLedger } from '@tollgate/metering/postgres';
-import { newApiKey, sha256Hex, startProxy, waitFor } from './helpers/proxy.js';
+import { MOCK_UPSTREAMS, newApiKey, sha256Hex, startProxy, waitFor } from './helpers/proxy.js';
 import type { RunningProxy } from './helpers/proxy.js';
 import { startWebhookReceiver } from './helpers/webhook-receiver.js';
 import type { WebhookReceiver } from './helpers/webhook-receiver.js';
@@ -607,6 +607,38 @@ describe('a trail that cannot be written', () => {
       expect((await admin(proxy, 'POST', '/admin/guard/keys/app/suspend')).status).toBe(503);
       // Reads still work: the trail guards writes only.
       expect((await admin(proxy, 'GET', '/admin/audit')).body).toEqual({ entries: [], nextCursor: null });
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
+describe('a config file reloaded', () => {
+  it('is recorded as config.reload by the config file, with the keys before and after, and no hash', async () => {
+    const proxy = await startProxy(baseConfig() as never);
+    try {
+      const file = path.join(dir, 'tollgate.json');
+      const next = baseConfig({
+        upstreams: MOCK_UPSTREAMS,
+        keys: [
+          { id: 'app', sha256: sha256Hex(appKey), tenant: 'acme' },
+          { id: 'reloaded', sha256: sha256Hex(newApiKey()), tenant: 'acme' },
+        ],
+      });
+      expect(proxy.app.reloadConfigFile(JSON.stringify(next), file).status).toBe('valid');
+      const [entry] = await allEntries(proxy);
+      expect(entry).toMatchObject({
+        actor: 'config file',
+        role: 'admin',
+        via: 'file-watch',
+        address: 'local',
+        action: 'config.reload',
+        target: `file:${file}`,
+        outcome: 'done',
+        before: { keys: ['app'] },
+        after: { status: 'valid', problems: [], keys: ['app', 'reloaded'] },
+      });
+      expect(JSON.stringify(entry)).not.toContain('sha256');
     } finally {
       await proxy.close();
     }

@@ -8,6 +8,7 @@ import { ApiError, apiErrorHandler, renderApiError } from '@tollgate/core';
 import type { TollgateStores } from '@tollgate/core';
 import type { SpoolReplay } from '@tollgate/metering';
 import { accessLog } from '@tollgate/metering/log';
+import { CONFIG_FILE_ACTOR } from './audit-setup.js';
 import { attributionMiddleware, authMiddleware, permissionMiddleware } from './auth-setup.js';
 import {
   ConfigError,
@@ -197,6 +198,7 @@ export function createGateway(input: ProxyConfig, deps: ProxyDeps = {}): Gateway
     held.configKeys = keyRecordsFromConfig(next);
   };
   router.reloadConfigFile = (text, path) => {
+    const before = held.configKeys.map((key) => key.id);
     let reload = keysFromChangedConfig(text, held.configKeys, config);
     try {
       if (reload.status !== 'unreadable') router.reloadKeys(reload.keys);
@@ -206,6 +208,15 @@ export function createGateway(input: ProxyConfig, deps: ProxyDeps = {}): Gateway
       reload = { status: 'invalid', problems: error.issues, keys: held.configKeys.map(toConfigKey) };
     }
     configFiles.note({ path, status: reload.status, problems: reload.problems });
+    void parts.audit.recordChange({
+      ...CONFIG_FILE_ACTOR,
+      action: 'config.reload',
+      target: `file:${path}`,
+      source: path,
+      outcome: reload.status === 'unreadable' ? 'refused' : 'done',
+      before: { keys: before },
+      after: { status: reload.status, problems: reload.problems, keys: held.configKeys.map((key) => key.id) },
+    });
     return reload;
   };
   let closing: Promise<void> | undefined;

@@ -1,8 +1,11 @@
 // The gateway's one audit trail: in the ledger's database when there is one, else in memory; each entry on the alert stream.
 import { auditTrail, memoryAuditStore } from '@tollgate/core/audit';
-import type { AuditEntry, AuditStore, AuditTrail } from '@tollgate/core/audit';
+import type { AuditActor, AuditEntry, AuditStore, AuditTrail } from '@tollgate/core/audit';
 import { postgresAuditStore } from '@tollgate/metering';
 import type { LedgerLocation, Queryable } from '@tollgate/metering';
+
+/** Who changes what a config file holds: whoever wrote the file, which the gateway cannot tell. */
+export const CONFIG_FILE_ACTOR: AuditActor = { actor: 'config file', role: 'admin', via: 'file-watch' };
 
 export interface AuditSetupParts {
   /** The store given by the caller (ProxyDeps.audit), which wins. */

@@ -78,8 +78,24 @@ export interface AuditTrail {
   readonly record: Middleware;
   /** Entries, newest first, once the outcomes this process is writing are written. */
   list(query: AuditQuery): Promise<AuditPage>;
+  /**
+   * Records a change made without an admin request (a config file reloaded), after the fact: it cannot be refused, so
+   * a store that cannot take it is reported (`onConclusionError`), never thrown. Resolves once written or reported.
+   */
+  recordChange(change: AuditChange): Promise<void>;
   /** Resolves once every outcome begun so far is written (or failed). */
   flush(): Promise<void>;
+}
+
+/** A change made without an admin request: who made it (a system actor), what, and the state before and after. */
+export interface AuditChange extends AuditActor {
+  action: string;
+  target: string;
+  /** Where it came from (a file's path). */
+  source: string;
+  outcome: AuditConclusion['outcome'];
+  before: unknown;
+  after: unknown;
 }
 
 /**
@@ -171,8 +187,50 @@ export function auditTrail(options: AuditTrailOptions): AuditTrail {
     res.once('close', conclude);
     next();
   };
+  const recordChange = (change: AuditChange): Promise<void> => {
+    const at = new Date().toISOString();
+    const attempt: AuditAttempt = {
+      id: randomUUID(),
+      at,
+      actor: change.actor,
+      role: change.role,
+      via: change.via,
+      address: 'local',
+      method: 'CHANGE',
+      path: change.source.slice(0, 500),
+      action: change.action,
+      target: change.target,
+    };
+    const conclusion: AuditConclusion = {
+      id: attempt.id,
+      finishedAt: at,
+      action: change.action,
+      target: change.target,
+      status: change.outcome === 'done' ? 200 : change.outcome === 'refused' ? 400 : 500,
+      outcome: change.outcome,
+      before: withoutSecrets(change.before),
+      after: withoutSecrets(change.after),
+    };
+    const written = store
+      .attempt(attempt)
+      .then(() => store.conclude(conclusion))
+      .then(
+        () => {
+          try {
+            onEntry?.(auditEntryOf(attempt, conclusion));
+          } catch {
+            // The alert stream's trouble is its own.
+          }
+        },
+        (error: unknown) => onConclusionError(error, attempt),
+      );
+    pending.add(written);
+    void written.finally(() => pending.delete(written));
+    return written;
+  };
   return {
     record,
+    recordChange,
     flush,
     async list(query) {
       await flush();
