@@ -5,6 +5,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from '@jest/globals';
 import express from 'express';
+import { apiErrorHandler } from '../src/index.js';
 import { auditCsv, auditListing, auditTrail, memoryAuditStore, noteAudit, withoutSecrets } from '../src/audit.js';
 import type { AuditAttempt, AuditStore } from '../src/audit.js';
 
@@ -38,6 +39,7 @@ async function serve(store: AuditStore, onWrite: () => void = () => undefined) {
     });
     res.json({ ok: true });
   });
+  app.use(apiErrorHandler());
   const server: Server = app.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;

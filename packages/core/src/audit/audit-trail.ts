@@ -1,7 +1,7 @@
 // auditTrail: every admin write through one recorder: its attempt written before it runs, its outcome after.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ApiError, renderApiError } from '../api-error.js';
+import { ApiError } from '../api-error.js';
 import { getContext } from '../context.js';
 import { TollgateError } from '../errors.js';
 import { withoutSecrets } from './entry.js';
@@ -144,13 +144,12 @@ export function auditTrail(options: AuditTrailOptions): AuditTrail {
     try {
       await store.attempt(attempt);
     } catch (error) {
-      renderApiError(
+      // The app's error handler renders it (the gateway's apiErrorHandler, the dashboard's page or JSON).
+      next(
         new ApiError('service_unavailable', 'The audit trail cannot be written: admin changes wait until it can.', {
           cause: error,
           headers: { 'retry-after': '5' },
         }),
-        req as never,
-        res as never,
       );
       return;
     }
