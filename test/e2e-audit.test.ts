@@ -3,7 +3,7 @@
 // on PostgreSQL and PGlite, kept across a restart, `audit.event` on the alert stream, and a write refused when the
 // trail cannot record it.
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
@@ -14,6 +14,7 @@ import { auditTableName, postgresAuditStore } from '@tollgate/metering';
 import { openEmbeddedLedger } from '@tollgate/metering/postgres';
 import { MOCK_UPSTREAMS, newApiKey, sha256Hex, startProxy, waitFor } from './helpers/proxy.js';
 import type { RunningProxy } from './helpers/proxy.js';
+import { priceFile, readPrices } from './helpers/price-source.js';
 import { startWebhookReceiver } from './helpers/webhook-receiver.js';
 import type { WebhookReceiver } from './helpers/webhook-receiver.js';
 
@@ -639,6 +640,45 @@ describe('a config file reloaded', () => {
         after: { status: 'valid', problems: [], keys: ['app', 'reloaded'] },
       });
       expect(JSON.stringify(entry)).not.toContain('sha256');
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
+describe('a price source refreshed', () => {
+  it('is recorded as prices.refresh when a load changes the prices in use, not at the first load', async () => {
+    const source = path.join(dir, 'prices.json');
+    writeFileSync(source, priceFile(1, 2));
+    const proxy = await startProxy(baseConfig({ prices: { source, refresh: 100 } }) as never);
+    try {
+      const first = await waitFor(async () => (await readPrices(proxy.url, adminKey)).loadedAt ?? undefined, 'a load');
+      const before = (await readPrices(proxy.url, adminKey)).version;
+      expect(first).toBeTruthy();
+      expect(await allEntries(proxy)).toEqual([]);
+      writeFileSync(source, priceFile(3, 4));
+      const after = await waitFor(async () => {
+        const { version } = await readPrices(proxy.url, adminKey);
+        return version === before ? undefined : version;
+      }, 'the new prices');
+      const entries = await waitFor(async () => {
+        const found = await allEntries(proxy, 'action=prices');
+        return found.length > 0 ? found : undefined;
+      }, 'the entry');
+      expect(entries).toEqual([
+        expect.objectContaining({
+          actor: 'price source',
+          via: 'price-refresh',
+          action: 'prices.refresh',
+          target: 'prices',
+          outcome: 'done',
+          before: { version: before },
+          after: expect.objectContaining({ version: after, changed: 1 }),
+        }),
+      ]);
+      expect((entries[0]!.after as { changes: { model: string }[] }).changes.map((change) => change.model)).toEqual([
+        'gpt-4o-mini',
+      ]);
     } finally {
       await proxy.close();
     }

@@ -1,6 +1,7 @@
 // The gateway's one audit trail: in the ledger's database when there is one, else in memory; each entry on the alert stream.
 import { auditTrail, memoryAuditStore } from '@tollgate/core/audit';
-import type { AuditActor, AuditEntry, AuditStore, AuditTrail } from '@tollgate/core/audit';
+import type { AuditActor, AuditChange, AuditEntry, AuditStore, AuditTrail } from '@tollgate/core/audit';
+import type { PriceLoad } from '@tollgate/core/costs';
 import { postgresAuditStore } from '@tollgate/metering';
 import type { LedgerLocation, Queryable } from '@tollgate/metering';
 
@@ -32,4 +33,27 @@ export function createAuditTrail(parts: AuditSetupParts): AuditTrail {
         }`,
       ),
   });
+}
+
+/** Who changes the prices a price source holds: whoever published it (`prices.source`). */
+export const PRICE_SOURCE_ACTOR: AuditActor = { actor: 'price source', role: 'admin', via: 'price-refresh' };
+
+/** Price changes an entry names; the rest are counted (`GET /admin/prices` lists them all). */
+const RECORDED_PRICE_CHANGES = 200;
+
+/** A load that changed the prices in use, as an audit entry: the versions before and after, what changed. */
+export function priceLoadChange(load: PriceLoad): AuditChange {
+  return {
+    ...PRICE_SOURCE_ACTOR,
+    action: 'prices.refresh',
+    target: 'prices',
+    source: load.source,
+    outcome: 'done',
+    before: { version: load.before },
+    after: {
+      version: load.after,
+      changed: load.changes.length,
+      changes: load.changes.slice(0, RECORDED_PRICE_CHANGES),
+    },
+  };
 }

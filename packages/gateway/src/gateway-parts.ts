@@ -20,7 +20,7 @@ import { createMockProvider } from '@tollgate/providers/mock';
 import type { MockProvider } from '@tollgate/providers/mock';
 import { combineLimits } from '@tollgate/ratelimit';
 import { adminKeyVerdict } from './admin-auth.js';
-import { createAuditTrail } from './audit-setup.js';
+import { createAuditTrail, priceLoadChange } from './audit-setup.js';
 import { createKeyLookup } from './auth-setup.js';
 import type { AuthOptions } from './auth-setup.js';
 import type { BudgetOptions } from './budget-setup.js';
@@ -157,16 +157,27 @@ function watchingParts(options: GatewayOptions, deps: ProxyDeps, held: Held) {
     ...(judgeAdminKey ? { isOperator: (req: Request) => judgeAdminKey(req) === 'admin' } : {}),
   });
   const pricing = createPricing(options.pricing);
-  // The one table every part prices with: a price source's load swaps its layer for all of them at once.
-  const prices: PriceRefresh = pricing.refreshFrom(options.prices, {
-    info: (line) => (logging ? logger.info(line) : log(line)),
-    error: (line) => (logging ? logger.error(line) : log(line)),
-  });
   const metering = createMetering(options.metering, pricing, {
     metrics: deps.metrics,
     tenants: options.operator.tenants,
     ...(deps.tracer === undefined ? {} : { tracer: deps.tracer }),
     ...(guarding.onUsage ? { onUsage: guarding.onUsage } : {}),
+  });
+  // Every admin write and config or price change goes through it (docs/audit.md).
+  const audit = createAuditTrail({
+    ...(deps.audit ? { store: deps.audit } : {}),
+    ledger: metering.ledger,
+    location: options.operator.ledgerTable,
+    onEntry: guarding.auditEvent,
+    log,
+  });
+  // The one table every part prices with: a price source's load swaps its layer for all of them at once.
+  const prices: PriceRefresh = pricing.refreshFrom(options.prices, {
+    info: (line) => (logging ? logger.info(line) : log(line)),
+    error: (line) => (logging ? logger.error(line) : log(line)),
+    loaded: (load) => {
+      if (!load.first) void audit.recordChange(priceLoadChange(load));
+    },
   });
   const metrics =
     metering.registry &&
@@ -183,7 +194,7 @@ function watchingParts(options: GatewayOptions, deps: ProxyDeps, held: Held) {
       layer,
       storeFailureReporter(logger, layer, metrics ? metrics.storeFailure : () => undefined),
     );
-  return { guarding, pricing, prices, metering, metrics: metrics || undefined, storeFailures };
+  return { guarding, pricing, prices, metering, audit, metrics: metrics || undefined, storeFailures };
 }
 
 type Watching = ReturnType<typeof watchingParts>;
@@ -268,15 +279,8 @@ export function gatewayParts(options: GatewayOptions, deps: ProxyDeps) {
   const watching = watchingParts(options, deps, held);
   const calling = callingParts(options, deps, held, watching);
   const keeping = keepingParts(options, held, watching, calling);
-  const { guarding, metering } = watching;
+  const { guarding, metering, audit } = watching;
   const { providers, budget, blocked, leased } = calling;
-  const audit = createAuditTrail({
-    ...(deps.audit ? { store: deps.audit } : {}),
-    ledger: metering.ledger,
-    location: options.operator.ledgerTable,
-    onEntry: guarding.auditEvent,
-    log: held.log,
-  });
   // In this order: the upstream calls end (and settle, a cut answer's once its provider counted it), then the budget,
   // then the usage is written, the log flushed, then the stores close.
   const closers: (() => Promise<void> | void)[] = [
@@ -300,7 +304,7 @@ export function gatewayParts(options: GatewayOptions, deps: ProxyDeps) {
     () => held.kept?.keys?.close(),
     () => held.dataDir?.release(),
   ];
-  return { options, deps, ...held, responseCache, ...watching, ...calling, ...keeping, audit, closers };
+  return { options, deps, ...held, responseCache, ...watching, ...calling, ...keeping, closers };
 }
 
 export type BuiltParts = ReturnType<typeof gatewayParts>;
