@@ -25,7 +25,6 @@ export interface AuditNote {
 }
 
 type AnyRequest = IncomingMessage & { ip?: string; originalUrl?: string };
-type AnyResponse = ServerResponse;
 
 /** A route names its write and gives the state before and after; the trail writes them with the outcome. */
 export function noteAudit(req: IncomingMessage, res: ServerResponse, note: AuditNote): void {
@@ -70,7 +69,8 @@ function outcomeOf(status: number): AuditConclusion['outcome'] {
   return status >= 500 ? 'failed' : status >= 400 ? 'refused' : 'done';
 }
 
-type Middleware = (req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void) => Promise<void>;
+type Next = (error?: unknown) => void;
+type Middleware = (req: IncomingMessage, res: ServerResponse, next: Next) => Promise<void>;
 
 /** One audit trail: the middleware every admin write goes through, and its listing. */
 export interface AuditTrail {
@@ -123,22 +123,35 @@ export function auditTrail(options: AuditTrailOptions): AuditTrail {
   const flush = async () => {
     while (pending.size > 0) await Promise.all(pending);
   };
+  /** Writes what `write` writes, then tells `onEntry`; a failure is reported, never thrown. Tracked for flush(). */
+  const track = (write: Promise<void>, attempt: AuditAttempt, conclusion: AuditConclusion): Promise<void> => {
+    const written = write.then(
+      () => {
+        try {
+          onEntry?.(auditEntryOf(attempt, conclusion));
+        } catch {
+          // The alert stream's trouble is its own.
+        }
+      },
+      (error: unknown) => onConclusionError(error, attempt),
+    );
+    pending.add(written);
+    void written.finally(() => pending.delete(written));
+    return written;
+  };
 
-  const record = async function recordAdminWrite(
-    req: IncomingMessage,
-    res: AnyResponse,
-    next: (error?: unknown) => void,
-  ) {
+  const record = async function recordAdminWrite(req: IncomingMessage, res: ServerResponse, next: Next) {
     if (READS.has(req.method ?? 'GET')) return next();
     const context = getContext(req, res);
+    const method = req.method ?? 'POST';
     const attempt: AuditAttempt = {
       id: randomUUID(),
       at: new Date().toISOString(),
       ...(context.get('audit.actor') ?? actorOf(req)),
       address: addressOf(req),
-      method: req.method ?? 'POST',
+      method,
       path: pathOf(req),
-      action: `write.${(req.method ?? 'post').toLowerCase()}`,
+      action: `write.${method.toLowerCase()}`,
       target: pathOf(req),
     };
     try {
@@ -155,78 +168,57 @@ export function auditTrail(options: AuditTrailOptions): AuditTrail {
     }
     let concluded = false;
     const conclude = () => {
-      if (concluded) return;
+      // A client that left before any answer leaves the outcome unknown: the route may still be changing things.
+      if (concluded || !res.headersSent) return;
       concluded = true;
       const note = context.get('audit.note') ?? {};
-      const status = res.writableFinished || res.headersSent ? res.statusCode : 499;
       const conclusion: AuditConclusion = {
         id: attempt.id,
         finishedAt: new Date().toISOString(),
         action: note.action ?? attempt.action,
         target: note.target ?? attempt.target,
-        status,
-        outcome: outcomeOf(status),
+        status: res.statusCode,
+        outcome: outcomeOf(res.statusCode),
         before: withoutSecrets(note.before),
         after: withoutSecrets(note.after),
       };
-      const written = store.conclude(conclusion).then(
-        () => {
-          try {
-            onEntry?.(auditEntryOf(attempt, conclusion));
-          } catch {
-            // The alert stream's trouble is its own.
-          }
-        },
-        (error: unknown) => onConclusionError(error, attempt),
-      );
-      pending.add(written);
-      void written.finally(() => pending.delete(written));
+      void track(store.conclude(conclusion), attempt, conclusion);
     };
     res.once('finish', conclude);
     res.once('close', conclude);
     next();
   };
+
   const recordChange = (change: AuditChange): Promise<void> => {
+    const { actor, role, via, action, target, outcome } = change;
     const at = new Date().toISOString();
+    const path = change.source.slice(0, 500);
     const attempt: AuditAttempt = {
       id: randomUUID(),
       at,
-      actor: change.actor,
-      role: change.role,
-      via: change.via,
+      actor,
+      role,
+      via,
       address: 'local',
       method: 'CHANGE',
-      path: change.source.slice(0, 500),
-      action: change.action,
-      target: change.target,
+      path,
+      action,
+      target,
     };
     const conclusion: AuditConclusion = {
       id: attempt.id,
       finishedAt: at,
-      action: change.action,
-      target: change.target,
-      status: change.outcome === 'done' ? 200 : change.outcome === 'refused' ? 400 : 500,
-      outcome: change.outcome,
+      action,
+      target,
+      status: outcome === 'done' ? 200 : outcome === 'refused' ? 400 : 500,
+      outcome,
       before: withoutSecrets(change.before),
       after: withoutSecrets(change.after),
     };
-    const written = store
-      .attempt(attempt)
-      .then(() => store.conclude(conclusion))
-      .then(
-        () => {
-          try {
-            onEntry?.(auditEntryOf(attempt, conclusion));
-          } catch {
-            // The alert stream's trouble is its own.
-          }
-        },
-        (error: unknown) => onConclusionError(error, attempt),
-      );
-    pending.add(written);
-    void written.finally(() => pending.delete(written));
-    return written;
+    const write = store.attempt(attempt).then(() => store.conclude(conclusion));
+    return track(write, attempt, conclusion);
   };
+
   return {
     record,
     recordChange,
