@@ -22,6 +22,7 @@ export default {
     '**/packages/gateway/test/healthz.test.ts',
     '**/packages/gateway/test/mcp-config.test.ts',
     '**/packages/gateway/test/async-routes.test.ts',
+    '**/packages/gateway/test/admin-tenants.test.ts',
     '**/packages/dashboard/test/sign-in.test.ts',
     '**/packages/core/test/audit.test.ts',
   ],

@@ -6,7 +6,6 @@ import { createMemoryStores } from '@tollgate/core';
 import { chatCompletionsAdapter } from '@tollgate/providers';
 import { createGuard, createAlerts } from '@tollgate/guard';
 import {
-  featuresOf,
   FEATURE_NAMES,
   modelInput,
   promptTraits,
@@ -298,10 +297,9 @@ async function replay(
   const describe = async (subject: AbuseSubject) => {
     const current = Math.floor(now / config.bucketMs);
     const buckets = Array.from({ length: BUCKETS_PER_WINDOW }, (_, i) => current - i);
-    const tally = (await store.abuseTallies(buckets)).get(subject);
+    const row = (await store.abuseTallies(buckets)).features(subject, config.windowMs);
     const entry = watch.entries().find((e) => e.subject === subject);
-    if (!tally || !entry) return { score: 0, line: `${subject}: not scored` };
-    const row = featuresOf(subject, tally, config.windowMs);
+    if (!row || !entry) return { score: 0, line: `${subject}: not scored` };
     const version = await store.abuseState('modelVersion');
     if (version !== parsed.version)
       Object.assign(parsed, { version, model: JSON.parse((await store.abuseState('model'))!) });

@@ -96,7 +96,7 @@ export async function backgroundStalls(log: (line: string) => void): Promise<str
 }
 
 export async function runGuardStallBenchmark(context: BenchContext): Promise<SectionResult> {
-  const rounds = context.quick ? 1 : 3;
+  const rounds = context.quick ? 1 : 5;
   const durationS = context.quick ? 15 : 40;
   const results = new Map<StallMode, Round[]>(ALL_MODES.map((mode) => [mode, []]));
   for (let round = 0; round < rounds; round++)
@@ -109,6 +109,7 @@ export async function runGuardStallBenchmark(context: BenchContext): Promise<Sec
     return [
       LABELS[mode],
       all.map((r) => fmtNumber(r.loop.maxMs, 1)).join(' / '),
+      all.map((r) => fmtNumber(r.loop.cpuMaxMs, 1)).join(' / '),
       fmtNumber(median(all.map((r) => r.loop.p99Ms)), 1),
       all.map((r) => fmtNumber(r.loop.gcMaxMs, 1)).join(' / '),
       fmtNumber(median(all.map((r) => quantile(r.load.latencies, 0.5))), 2),
@@ -123,18 +124,36 @@ export async function runGuardStallBenchmark(context: BenchContext): Promise<Sec
   const control = results.get('control')!;
   const measured = worker.length > 0 && control.length > 0;
   const worstStall = Math.max(...worker.map((r) => r.loop.maxMs));
+  const worstCpu = Math.max(...worker.map((r) => r.loop.cpuMaxMs));
+  const threadCpu = worker.every((r) => r.loop.cpuOf === 'thread');
+  // Paired by round (each case in turn, the machine's pace alike): what the watch adds to the longest stall.
+  const added = worker.map((r, i) => r.loop.maxMs - (control[i]?.loop.maxMs ?? NaN));
   const p99Worker = median(worker.map(p99Of));
   const p99Control = median(control.map(p99Of));
   const p99Holds = p99Worker - p99Control <= Math.max(P99_NOISE.ms, P99_NOISE.share * p99Control);
   const scored = measured && worker.every((r) => r.loop.model && r.loop.listed > 0);
   const targets: TargetVerdict[] = [
     {
-      target: `Longest event-loop stall under load with ${fmtNumber(SUBJECTS)} subjects ≤ ${STALL_TARGET_MS} ms`,
-      holds: scored ? worstStall <= STALL_TARGET_MS : undefined,
-      figures: `${fmtNumber(worstStall, 1)} ms (worst of ${rounds} rounds; without the watch ${fmtNumber(
-        Math.max(...control.map((r) => r.loop.maxMs)),
-        1,
-      )} ms)`,
+      target:
+        `The watch's longest stall of the loop in its own CPU (main thread) under load with ${fmtNumber(SUBJECTS)} ` +
+        `subjects ≤ ${STALL_TARGET_MS} ms`,
+      holds: scored && threadCpu ? worstCpu <= STALL_TARGET_MS : undefined,
+      figures: threadCpu
+        ? `${fmtNumber(worstCpu, 1)} ms (worst of ${rounds} rounds; without the watch ${fmtNumber(
+            Math.max(...control.map((r) => r.loop.cpuMaxMs)),
+            1,
+          )} ms)`
+        : 'not judged: this Node has no process.threadCpuUsage (run the bench on Node 22 or 24)',
+    },
+    {
+      target: `What the watch adds to the longest wall-clock stall (median of rounds, paired) ≤ ${STALL_TARGET_MS} ms`,
+      holds: scored && rounds >= 5 ? median(added) <= STALL_TARGET_MS : undefined,
+      figures:
+        `${fmtNumber(median(added), 1)} ms (each round: ${added.map((d) => fmtNumber(d, 1)).join(' / ')}; ` +
+        `worst with the watch ${fmtNumber(worstStall, 1)} ms, without ${fmtNumber(
+          Math.max(...control.map((r) => r.loop.maxMs)),
+          1,
+        )} ms)`,
     },
     {
       target: 'p99 request latency with the watch unchanged within noise (≤ 2 ms or 25% over no watch)',
@@ -152,6 +171,7 @@ export async function runGuardStallBenchmark(context: BenchContext): Promise<Sec
       [
         'case',
         'longest stall (ms, each round)',
+        `longest stall in CPU (ms, ${worker[0]?.loop.cpuOf ?? control[0]?.loop.cpuOf ?? 'thread'}, each round)`,
         'loop delay p99 (ms)',
         'longest GC pause (ms)',
         'p50 (ms)',

@@ -49,6 +49,9 @@ const CALLERS: Caller[] = [
   { keyId: 'k2', tenantId: 'acme', userId: 'bob' },
   { keyId: 'k2', tenantId: 'acme' },
   { keyId: 'k3', tenantId: 'beta', userId: 'carol' },
+  // One session of acme from two keys: one budget, beside each key's calls without a session.
+  { keyId: 'k1', tenantId: 'acme', userId: 'alice', sessionId: 's1' },
+  { keyId: 'k2', tenantId: 'acme', sessionId: 's1' },
 ];
 
 /** A tenant's budget of `period`. */
@@ -81,6 +84,13 @@ const BUDGETS: BudgetDef[] = [
     applies: (c) => c.tenantId === 'acme' && c.userId === user,
   })),
   {
+    name: 'session s1 of acme',
+    selector: { scope: 'session', id: 's1', tenant: 'acme' },
+    period: 'day',
+    limit: 5e6,
+    applies: (c) => c.tenantId === 'acme' && c.sessionId === 's1',
+  },
+  {
     name: 'model m-big of acme',
     selector: { scope: 'model', id: 'm-big', tenant: 'acme' },
     period: 'day',
@@ -109,6 +119,7 @@ const BUDGET_OPTIONS = {
   keys: { k1: { usd: usd(6e6), period: 'hour' } },
   tenantUsers: { acme: { usd: usd(4e6), period: 'day' } },
   modelBudgets: { acme: { 'm-big': { usd: usd(7e6), period: 'day' } } },
+  sessionBudgets: { tenants: { acme: { usd: usd(5e6), period: 'day' } } },
 } as const;
 
 type Step =
@@ -305,6 +316,7 @@ function spendSourceOf(model: MoneyModel): SpendSource {
     tenantId: record.caller.tenantId,
     feature: null,
     model: record.model,
+    session: record.caller.sessionId ?? null,
     spentNanoUsd: record.cost,
   });
   // As the PostgreSQL source reads it: sums of the records finished before the cut, the later ones one by one.

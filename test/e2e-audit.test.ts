@@ -49,10 +49,12 @@ async function admin(
     headers: {
       authorization: `Bearer ${adminKey}`,
       accept: 'application/json',
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      ...(body === undefined
+        ? {}
+        : { 'content-type': typeof body === 'string' ? 'application/x-ndjson' : 'application/json' }),
       ...headers,
     },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
   });
   const text = await response.text();
   let parsed: Record<string, unknown> = {};
@@ -255,6 +257,56 @@ const ROUTES: AuditedRoute[] = [
     },
   },
   {
+    route: 'POST /admin/tenants',
+    method: 'POST',
+    path: '/admin/tenants',
+    body: { id: 't-audit', tier: 'pro' },
+    status: 201,
+    action: 'tenant.create',
+    target: 'tenant:t-audit',
+    check(entry) {
+      expect(entry.before).toBeNull();
+      expect(asRecord(entry.after)).toMatchObject({ id: 't-audit', tier: 'pro' });
+    },
+  },
+  {
+    route: 'PATCH /admin/tenants/:id',
+    method: 'PATCH',
+    path: '/admin/tenants/t-audit',
+    body: { metadata: { owner: 'audit' } },
+    status: 200,
+    action: 'tenant.change',
+    target: 'tenant:t-audit',
+    check(entry) {
+      expect(asRecord(entry.before)).toMatchObject({ id: 't-audit' });
+      expect(JSON.stringify(entry.after)).toContain('"owner":"audit"');
+    },
+  },
+  {
+    route: 'POST /admin/tenants:import',
+    method: 'POST',
+    path: '/admin/tenants:import',
+    body: `${JSON.stringify({ id: 't-imported', tier: 'pro' })}\n`,
+    status: 200,
+    action: 'tenant.import',
+    target: 'tenants',
+    check(entry) {
+      expect(asRecord(entry.after).lines).toEqual([expect.objectContaining({ id: 't-imported', outcome: 'created' })]);
+    },
+  },
+  {
+    route: 'DELETE /admin/tenants/:id',
+    method: 'DELETE',
+    path: '/admin/tenants/t-audit',
+    status: 200,
+    action: 'tenant.delete',
+    target: 'tenant:t-audit',
+    check(entry) {
+      expect(asRecord(entry.before)).toMatchObject({ id: 't-audit' });
+      expect(entry.after).toBeNull();
+    },
+  },
+  {
     route: 'POST /dashboard/keys',
     method: 'POST',
     path: '/dashboard/api/keys',
@@ -332,7 +384,7 @@ const NOT_ADMIN_WRITES: Record<string, string> = {
 
 type Layer = {
   rawPath?: string | string[];
-  route?: { path: string | string[]; methods: Record<string, boolean> };
+  route?: { path: string | RegExp | (string | RegExp)[]; methods: Record<string, boolean> };
   handle?: { stack?: Layer[] };
 };
 
@@ -342,7 +394,12 @@ function mutatingRoutes(stack: readonly Layer[], prefix = ''): Set<string> {
   const join = (path: string) => (path === '/' ? prefix : `${prefix}${path}`);
   for (const layer of stack) {
     if (layer.route) {
-      const paths = [layer.route.path].flat();
+      // A path written as a pattern (`/^\/tenants:import$/`) is named by what it matches.
+      const paths = [layer.route.path]
+        .flat()
+        .map((path: string | RegExp) =>
+          typeof path === 'string' ? path : path.source.replace(/^\^|\$$/g, '').replace(/\\\//g, '/'),
+        );
       for (const method of Object.keys(layer.route.methods)) {
         if (['get', 'head', 'options', '_all'].includes(method)) continue;
         for (const path of paths)

@@ -8,6 +8,13 @@ import { caught } from './helpers/proxy.js';
 import { clientStoreKinds, SCRIPTED_MODEL, startClientGateway } from './helpers/client-gateway.js';
 import type { ClientGateway } from './helpers/client-gateway.js';
 import { inTurn, responsesAnswer } from './helpers/routing-upstreams.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
+import { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createMemoryStores } from '@tollgate/core';
+import { codexExec, findCodex } from './helpers/codex.js';
 
 // Traces would be exported to OpenAI's own API: the tests reach no network but their own.
 setTracingDisabled(true);
@@ -95,3 +102,65 @@ describe.each(clientStoreKinds('agents'))(
     });
   },
 );
+
+// Codex (npm @openai/codex) with its built-in OpenAI provider on the gateway's base URL: it opens the Responses
+// WebSocket first; the gateway takes it at once (no 405, no reconnect, no fall back to HTTP) and bills its turn.
+const codex = findCodex();
+
+(codex ? describe : describe.skip)('Codex through the gateway', () => {
+  let gateway: ClientGateway;
+  let home: string;
+  const upgrades: string[] = [];
+  /** Requests that came over the network (not a WebSocket message's in-process POST). */
+  const network: string[] = [];
+
+  beforeAll(async () => {
+    const stores = createMemoryStores();
+    gateway = await startClientGateway({ stores, release: () => stores.close() });
+    const { server, app } = gateway.proxy;
+    server.on('upgrade', (req: IncomingMessage) => upgrades.push(`${req.method} ${req.url}`));
+    server.on('request', (req: IncomingMessage) => {
+      if (req.socket instanceof Socket) network.push(`${req.method} ${req.url}`);
+    });
+    app.attachResponsesSocket(server);
+    home = mkdtempSync(path.join(tmpdir(), 'tollgate-codex-home-'));
+  });
+
+  afterAll(async () => {
+    await gateway.close();
+    rmSync(home, { recursive: true, force: true });
+  });
+
+  it('codex exec: one WebSocket upgrade, no reconnect, no HTTP fallback, its turn metered and billed', async () => {
+    gateway.scripted.answer = responsesAnswer(SCRIPTED_MODEL, { input: 1234, output: 7 });
+    const sentBefore = gateway.scripted.requests.length;
+    const run = await codexExec(codex!, {
+      baseUrl: `${gateway.url}/v1`,
+      apiKey: gateway.keys.answered,
+      model: SCRIPTED_MODEL,
+      prompt: 'Say hello.',
+      home,
+      cwd: home,
+    });
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain('Hello there');
+    expect(run.stderr).not.toMatch(/Reconnecting|Falling back from WebSockets/);
+    expect(upgrades).toEqual(['GET /v1/responses']);
+    expect(network.filter((line) => line.startsWith('POST /v1/responses'))).toEqual([]);
+    // Its warm-up (`generate: false`) is answered by the gateway: one call upstream, the turn itself.
+    const sent = gateway.scripted.requests.slice(sentBefore);
+    expect(sent.map((request) => request.url)).toEqual(['/v1/responses']);
+    expect(sent[0]!.body).not.toHaveProperty('generate');
+    const [record] = await gateway.newRecords('answered');
+    expect(record).toMatchObject({
+      route: '/v1/responses',
+      model: SCRIPTED_MODEL,
+      stream: true,
+      inputTokens: 1234,
+      outputTokens: 7,
+      usageSource: 'provider',
+      // 1234 input tokens at $1/M and 7 output at $2/M: 1,248,000 nano-USD.
+      costNanoUsd: 1_248_000,
+    });
+  }, 150_000);
+});

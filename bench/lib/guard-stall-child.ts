@@ -10,6 +10,7 @@ import { FEATURE_NAMES } from '../../packages/guard/src/abuse-features.js';
 import { trainAbuseForest } from '../../packages/guard/src/abuse-model.js';
 import { FEATURE_COUNT, scoreWindow, type WindowRows } from '../../packages/guard/src/abuse-scoring.js';
 import { answerParent } from './child-answers.js';
+import { startLoopProbe, type LoopProbeResult } from './loop-probe.js';
 import { inject } from './inject.js';
 
 /** `worker`: the abuse watch as shipped; `on-loop`: the same scoring of the same number of subjects on the event loop,
@@ -23,6 +24,12 @@ export interface LoopStats {
   maxMs: number;
   p99Ms: number;
   meanMs: number;
+  /**
+   * The most CPU the main thread spent between two turns of a 1 ms timer (the process's before Node 22: `cpuOf`):
+   * the loop's own longest stall, what a busy machine adds to the wall clock left out.
+   */
+  cpuMaxMs: number;
+  cpuOf: LoopProbeResult['cpuOf'];
   /** The longest garbage collection pause meanwhile (a stall of its own, whoever made the garbage). */
   gcMaxMs: number;
   /** `on-loop`: the CPU time (ms) of its longest scoring round, the stall it makes on a core of its own. */
@@ -36,6 +43,7 @@ export const CHAT_BODY = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ rol
 
 let guard: Guard | undefined;
 let histogram: IntervalHistogram | undefined;
+let probe: ReturnType<typeof startLoopProbe> | undefined;
 let scoring: NodeJS.Timeout | undefined;
 let gcMaxMs = 0;
 let roundCpuMs = 0;
@@ -104,6 +112,8 @@ function syntheticWindow(subjects: number): { window: WindowRows; model: ReturnT
 async function start(mode: StallMode, subjects: number): Promise<{ port: number }> {
   guard = createGuard({ alerts: { log: false }, ...(mode === 'worker' ? { abuse: { subjects: ['address'] } } : {}) });
   const app = appOf(guard);
+  // The control served as many requests first: its code is as warm as the watch's when the load starts.
+  if (mode === 'control') await fill(app, subjects);
   if (mode === 'worker') {
     await fill(app, subjects);
     // The first model, grown and used once before the load (a training in the load's time is the worker's too).
@@ -130,17 +140,21 @@ answerParent<StallMessage>((message) => {
     case 'monitor':
       histogram = monitorEventLoopDelay({ resolution: 1 });
       histogram.enable();
+      probe = startLoopProbe();
       gcMaxMs = 0;
       collections.observe({ entryTypes: ['gc'] });
       return Promise.resolve(true);
     case 'stats': {
       histogram!.disable();
+      const cpu = probe!.stop();
       collections.disconnect();
       const ms = (ns: number) => ns / 1e6;
       const stats: LoopStats = {
         maxMs: ms(histogram!.max),
         p99Ms: ms(histogram!.percentile(99)),
         meanMs: ms(histogram!.mean),
+        cpuMaxMs: cpu.maxCpuMs,
+        cpuOf: cpu.cpuOf,
         gcMaxMs,
         roundCpuMs,
         listed: guard?.abuseEntries().length ?? 0,

@@ -19,6 +19,8 @@ export interface Caller {
   keyId: string;
   tenantId: string;
   userId?: string;
+  /** The agent session its calls name (a session budget's scope within the tenant). */
+  sessionId?: string;
 }
 
 /** One budget of the test's configuration, as the model and the guard's status name it. */

@@ -20,8 +20,8 @@ export interface BudgetAdminRouterOptions {
 
 const OPTION_NAMES = ['renderError'] as const satisfies readonly (keyof BudgetAdminRouterOptions)[];
 
-/** The scopes of the admin paths: the ones with ids of their own, and a tenant's models (`/model/gpt-4o?tenant=acme`). */
-const ADMIN_SCOPES: readonly BudgetScope[] = [...BUDGET_SCOPES, 'model'];
+/** The scopes of the admin paths: those with ids of their own, a tenant's models (`/model/gpt-4o?tenant=acme`), sessions. */
+const ADMIN_SCOPES: readonly BudgetScope[] = [...BUDGET_SCOPES, 'model', 'session'];
 
 function selectorOf(req: Request): BudgetSelector {
   const scope = req.params.scope as string;
@@ -41,8 +41,21 @@ function selectorOf(req: Request): BudgetSelector {
     throw new ApiError('invalid_request', 'A model budget belongs to a tenant: /model/<model>?tenant=<tenant>.', {
       param: 'tenant',
     });
+  // A session's budget is its tenant's, or its key's when the caller has none: `?key=ci-bot`.
+  const key = req.query.key;
+  if (scope === 'session' && tenant === undefined && (typeof key !== 'string' || key.length === 0))
+    throw new ApiError(
+      'invalid_request',
+      'A session budget belongs to a tenant, or to a key without one: /session/<id>?tenant=<tenant> or ?key=<key>.',
+      { param: 'tenant' },
+    );
   if (scope === 'global') return { scope };
-  return { scope: scope as BudgetScope, id: id!, ...(tenant === undefined ? {} : { tenant }) };
+  return {
+    scope: scope as BudgetScope,
+    id: id!,
+    ...(tenant === undefined ? {} : { tenant }),
+    ...(scope === 'session' && tenant === undefined ? { key: key as string } : {}),
+  };
 }
 
 /** A budget as the audit trail names it: `budget:global`, `budget:tenant:acme`, `budget:user:acme/alice`. */

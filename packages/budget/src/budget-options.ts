@@ -107,6 +107,7 @@ const OPTION_NAMES = [
   'features',
   'modelBudgets',
   'modelDowngrades',
+  'sessionBudgets',
   'global',
   'timezone',
   'budgets',

@@ -15,6 +15,8 @@ import {
 import type { LimitDefaults, ResolvedBudget, ResolvedLimit } from './budget-limits.js';
 import { ModelBudgets } from './model-budgets.js';
 import type { ModelBudgetOptions } from './model-budgets.js';
+import { SessionBudgets } from './session-budgets.js';
+import type { SessionBudgetOptions } from './session-budgets.js';
 import type { BudgetLimits, BudgetScope, BudgetSelector, BudgetSpec } from './types.js';
 
 export type { ResolvedBudget } from './budget-limits.js';
@@ -48,7 +50,7 @@ export interface BudgetWindow {
 }
 
 /** The budget options of `budgetGuard()` (see its options for the rest). */
-export interface BudgetPlanOptions extends ModelBudgetOptions {
+export interface BudgetPlanOptions extends ModelBudgetOptions, SessionBudgetOptions {
   /** Budgets per API key id (one or a list each). `'*'` applies to every key without its own entry. */
   keys?: Record<string, BudgetLimits>;
   /**
@@ -95,7 +97,7 @@ export interface BudgetPlanOptions extends ModelBudgetOptions {
   downgrade?: Record<string, string>;
 }
 
-type IdScope = Exclude<BudgetScope, 'global' | 'model'>;
+type IdScope = Exclude<BudgetScope, 'global' | 'model' | 'session'>;
 const MAP_OPTION: Record<IdScope, 'keys' | 'users' | 'tenants' | 'features'> = {
   key: 'keys',
   user: 'users',
@@ -151,12 +153,36 @@ function remember(cache: Map<string, readonly ResolvedBudget[]>, id: string, mak
   return made;
 }
 
+/**
+ * A value kept on the object it is about, in a property of its own symbol, not enumerable (a spread copy does not take
+ * it); in a WeakMap for an object that takes no property (frozen). A WeakMap of 100,000 budgets grows by rehashing in one
+ * step, and its entries are ephemerons each full collection traces again: a rebuild's longest stalls at that scale
+ * (bench/guard-stall.ts).
+ */
+class ObjectCache<Owner extends object, Value> {
+  readonly #key = Symbol('tollgate cache');
+  readonly #closed = new WeakMap<Owner, Value>();
+
+  get(owner: Owner): Value | undefined {
+    return Object.isExtensible(owner)
+      ? (owner as unknown as Record<symbol, Value | undefined>)[this.#key]
+      : this.#closed.get(owner);
+  }
+
+  set(owner: Owner, value: Value): void {
+    if (!Object.isExtensible(owner)) this.#closed.set(owner, value);
+    else if (this.#key in owner) (owner as unknown as Record<symbol, Value>)[this.#key] = value;
+    else Object.defineProperty(owner, this.#key, { value, writable: true, enumerable: false, configurable: true });
+  }
+}
+
 /** The budgets configured in code: static maps (`'*'` = any id without its own entry), a global one, and a function for the rest. */
 export class BudgetPlan {
   readonly #static = new Map<IdScope, Map<string, ResolvedLimit[]>>();
   readonly #tenantUsers: Map<string, ResolvedLimit[]> | undefined;
   readonly #global: readonly ResolvedBudget[];
   readonly models: ModelBudgets;
+  readonly sessions: SessionBudgets;
   readonly #dynamic: BudgetPlanOptions['budgets'];
   readonly #defaults: LimitDefaults;
   /** Dynamic specs validated once per object (a function that returns the same objects pays once). */
@@ -168,7 +194,7 @@ export class BudgetPlan {
    * The static budgets' list last handed out, by its narrowest budget: a caller meets the same
    * budgets request after request, so their list (and its windows, see listWindowsAt) is made once.
    */
-  readonly #lists = new WeakMap<ResolvedBudget, readonly ResolvedBudget[]>();
+  readonly #lists = new ObjectCache<ResolvedBudget, readonly ResolvedBudget[]>();
   readonly #keyBudgetLookup: BudgetPlanOptions['keyBudgets'];
   readonly #allKeyBudgets: BudgetPlanOptions['allKeyBudgets'];
   /** Budgets keys carry, bound: by their limits object (a record's, kept while the record is), then by their text. */
@@ -195,6 +221,7 @@ export class BudgetPlan {
         ? NO_BUDGETS
         : resolveLimits(options.global, 'global', this.#defaults).map((limit) => bind(limit, 'global', null));
     this.models = new ModelBudgets(options, this.#defaults);
+    this.sessions = new SessionBudgets(options, this.#defaults);
     if (options.budgets !== undefined && typeof options.budgets !== 'function')
       throw invalid('budgetGuard() option budgets', 'must be a function (identity) => BudgetSpec[]');
     this.#dynamic = options.budgets;
@@ -243,6 +270,7 @@ export class BudgetPlan {
     for (const map of [...this.#static.values(), this.#tenantUsers ?? new Map<string, ResolvedLimit[]>()])
       for (const list of map.values()) yield* list;
     yield* this.models.limits();
+    yield* this.sessions.limits();
   }
 
   /** The IANA zone that cuts this plan's calendar periods. */
@@ -309,13 +337,21 @@ export class BudgetPlan {
   /**
    * Every budget that applies to `identity` (model budgets aside: see `models`), narrowest scope first;
    * duplicates of one key keep the smaller limit.
-   * When only static budgets apply (the usual case): at once, a list the plan keeps (never to be changed).
-   * A promise when the `budgets` function is asked.
+   * When only static budgets apply (the usual case, and a `budgets` function that answers `[]` at once): at once, a
+   * list the plan keeps (never to be changed). At once too when the `budgets` function answers an array; a promise
+   * when it answers one, or fails (a rejected promise, never a throw).
    */
   forIdentity(identity: Identity | undefined): readonly ResolvedBudget[] | Promise<ResolvedBudget[]> {
     const list = this.#staticList(identity);
-    // Static budgets of different scopes never share a key: only dynamic ones can repeat one.
-    return identity && this.#dynamic ? this.#addDynamic(identity, this.#dynamic, [...list]) : list;
+    const dynamic = this.#dynamic;
+    if (!identity || !dynamic) return list;
+    try {
+      const specs = dynamic(identity);
+      if (!Array.isArray(specs)) return Promise.resolve(specs).then((answered) => this.#withDynamic(list, answered));
+      return specs.length === 0 ? list : this.#withDynamic(list, specs);
+    } catch (error) {
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
   }
 
   /** The static budgets of `identity` and the global ones, narrowest first, as the list kept for them. */
@@ -323,6 +359,7 @@ export class BudgetPlan {
     const tenantId = identity?.tenantId;
     const userId = identity?.userId;
     const found = [
+      identity ? this.sessions.forSession(identity.sessionId, identity.keyId, tenantId) : NO_BUDGETS,
       identity?.keyBudget ? this.#carried(identity.keyBudget) : this.#staticOf(identity, 'key'),
       this.#staticOf(identity, 'user'),
       tenantId !== undefined && userId !== undefined ? this.#tenantUserFor(tenantId, userId) : NO_BUDGETS,
@@ -344,15 +381,12 @@ export class BudgetPlan {
     return id === undefined ? NO_BUDGETS : this.#staticFor(scope, id);
   }
 
-  async #addDynamic(
-    identity: Identity,
-    dynamic: NonNullable<BudgetPlanOptions['budgets']>,
-    found: ResolvedBudget[],
-  ): Promise<ResolvedBudget[]> {
-    const specs = await dynamic(identity);
+  /** The static budgets and those the `budgets` function gave; static budgets of different scopes never share a key. */
+  #withDynamic(list: readonly ResolvedBudget[], specs: unknown): ResolvedBudget[] {
     if (!Array.isArray(specs))
       throw invalid('budgetGuard() option budgets', 'the function must return an array of budget specs');
-    specs.forEach((spec, i) => found.push(this.#fromSpec(spec, `budgets(identity)[${i}]`)));
+    const found = [...list];
+    specs.forEach((spec: BudgetSpec, i) => found.push(this.#fromSpec(spec, `budgets(identity)[${i}]`)));
     return dedupe(found);
   }
 
@@ -385,16 +419,20 @@ export class BudgetPlan {
 
   /** The budgets of one scope and id: a static entry, the wildcard, or dynamic ones asked with an identity that has only that id. */
   async select(selector: BudgetSelector): Promise<ResolvedBudget[]> {
-    const { scope, id, tenant } = selector;
+    const { scope, id, tenant, key } = selector;
     if (scope === 'global') return [...this.#global];
     if (typeof id !== 'string' || id.length === 0) return [];
-    // A tenant's own end users and models: named with their tenant.
+    // A session of a caller without a tenant: the key's.
+    if (scope === 'session' && tenant === undefined && typeof key === 'string' && key.length > 0)
+      return [...this.sessions.forSession(id, key, undefined)];
+    // A tenant's own end users, models and sessions: named with their tenant.
     if (tenant !== undefined) {
       if (scope === 'user') return [...this.#tenantUserFor(tenant, id)];
       if (scope === 'model') return [...this.models.forModel(tenant, id)];
+      if (scope === 'session') return [...this.sessions.forSession(id, '', tenant)];
       return [];
     }
-    if (scope === 'model') return [];
+    if (scope === 'model' || scope === 'session') return [];
     const found: ResolvedBudget[] = [...(scope === 'key' ? await this.#keyBudgetsOf(id) : this.#staticFor(scope, id))];
     if (this.#dynamic) {
       const identity: Identity = { keyId: scope === 'key' ? id : '', scopes: [], authMethod: 'anonymous' };
@@ -466,7 +504,7 @@ function currentWindow(budget: ResolvedBudget, now: number): HeldWindow {
 }
 
 /** The last window made for each budget. */
-const windows = new WeakMap<ResolvedBudget, HeldWindow>();
+const windows = new ObjectCache<ResolvedBudget, HeldWindow>();
 
 /** The windows of several budgets at one instant, and every ledger scope they charge (what one reserve asks for). */
 export interface BudgetWindows {
@@ -481,7 +519,7 @@ export function budgetWindowsAt(budgets: readonly ResolvedBudget[], now: number)
 }
 
 /** The last windows made for each list the plan keeps, with the span of time they hold for. */
-const listWindows = new WeakMap<readonly ResolvedBudget[], BudgetWindows & { from: number; until: number }>();
+const listWindows = new ObjectCache<readonly ResolvedBudget[], BudgetWindows & { from: number; until: number }>();
 
 /** `budgetWindowsAt` for a list the plan keeps (see BudgetPlan.forIdentity): made once per period, not per request. */
 export function listWindowsAt(list: readonly ResolvedBudget[], now: number): BudgetWindows {

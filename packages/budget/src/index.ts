@@ -5,6 +5,7 @@ export { budgetAdminRouter, budgetAuditTarget } from './admin-router.js';
 export type { WebhookOptions } from './webhook.js';
 export type { RebuildReport, SpendSource } from './rebuild.js';
 export type { CreditJournal } from './credit-journal.js';
+export type { SessionBudgetMaps } from './session-budgets.js';
 export type {
   BudgetEvent,
   BudgetLimit,

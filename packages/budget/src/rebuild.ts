@@ -10,7 +10,7 @@ import type { BudgetBook } from './budget-status.js';
 import { restoreCredits } from './credit-journal.js';
 import type { ScopeCredit } from './credit-journal.js';
 
-/** What the usage ledger recorded for one caller: the records of one key, end user, tenant, feature and model. */
+/** What the usage ledger recorded for one caller: the records of one key, end user, tenant, feature, model and session. */
 export interface CallerSpend {
   keyId: string | null;
   userId: string | null;
@@ -20,6 +20,8 @@ export interface CallerSpend {
   model: string | null;
   /** The request's tags (a `budgets` function may decide by them); absent or null: none. */
   tags?: readonly string[] | null;
+  /** The agent session the calls belong to (a session budget is charged by it); absent or null: none. */
+  session?: string | null;
   spentNanoUsd: number;
 }
 
@@ -80,7 +82,15 @@ function sinceOf(budget: ResolvedBudget, expiresAt: number, now: number): number
  * The identity fields a usage record keeps: all a rebuild can hand a `budgets` function. A key's own budget
  * (`keyBudget`) is found again by its key id (`keyBudgets`), so the plan may read it.
  */
-const KEPT_FIELDS: ReadonlySet<string> = new Set(['keyId', 'tenantId', 'userId', 'feature', 'tags', 'keyBudget']);
+const KEPT_FIELDS: ReadonlySet<string> = new Set([
+  'keyId',
+  'tenantId',
+  'userId',
+  'feature',
+  'tags',
+  'sessionId',
+  'keyBudget',
+]);
 
 /**
  * The identity a usage record's caller had, as far as the record tells: a `budgets` function that reads any other
@@ -95,6 +105,7 @@ function identityOf(caller: CallerSpend): Identity {
   if (caller.tenantId !== null) identity.tenantId = caller.tenantId;
   if (caller.feature !== null) identity.feature = caller.feature;
   if (caller.tags) identity.tags = [...caller.tags];
+  if (caller.session !== undefined && caller.session !== null) identity.sessionId = caller.session;
   return new Proxy(identity, {
     get(target, field, receiver) {
       // Symbols, `then` (an async function's result is checked for it) and what every object has (toJSON, toString)
@@ -126,8 +137,8 @@ async function probeBudgets(book: BudgetBook): Promise<void> {
 }
 
 function callerKey(caller: CallerSpend): string {
-  const { keyId, userId, tenantId, feature, model, tags } = caller;
-  return JSON.stringify([keyId, userId, tenantId, feature, model, tags ?? null]);
+  const { keyId, userId, tenantId, feature, model, tags, session } = caller;
+  return JSON.stringify([keyId, userId, tenantId, feature, model, tags ?? null, session ?? null]);
 }
 
 /** One ledger scope to rebuild: what the usage ledger holds for it is the sum over the callers charged to it. */
@@ -325,7 +336,13 @@ function spentSinceReader(source: SpendSource, read: RebuildRead, slice: TimeSli
 
 /** The journal's credits raised in the store, their slots rebuilt with the rest. */
 async function restoreCreditsInto(report: RebuildReport, book: BudgetBook, credits: readonly ScopeCredit[]) {
-  for (const credit of credits) if (!report.slots.includes(credit.slot)) report.slots.push(credit.slot);
+  // A Set of the slots, not a search of the list per credit: a rebuild of 100,000 scopes covers as many.
+  const covered = new Set(report.slots);
+  for (const credit of credits)
+    if (!covered.has(credit.slot)) {
+      covered.add(credit.slot);
+      report.slots.push(credit.slot);
+    }
   for (const credit of await restoreCredits(book, credits))
     report.credited.push({ key: credit.key, creditNanoUsd: credit.creditNanoUsd });
 }

@@ -9,9 +9,10 @@ export type BudgetPeriod = CalendarPeriod | 'rolling';
 
 /**
  * What a budget is charged to. `global` has no id. A `user` budget is one user's everywhere, or, with a
- * tenant (`tenantUsers`), one end user's within that tenant; a `model` budget is one model's within a tenant.
+ * tenant (`tenantUsers`), one end user's within that tenant; a `model` budget is one model's within a tenant; a
+ * `session` budget is one agent session's within its tenant (`sessionBudgets`).
  */
-export type BudgetScope = 'key' | 'user' | 'tenant' | 'feature' | 'model' | 'global';
+export type BudgetScope = 'key' | 'user' | 'tenant' | 'feature' | 'model' | 'session' | 'global';
 
 /** One budget as configured (the proxy's `{ "usd": 100, "period": "month", "softLimit": 0.8 }`). */
 export interface BudgetLimit {
@@ -128,6 +129,11 @@ export interface BudgetSelector {
   scope: BudgetScope;
   /** Required except for `global`. */
   id?: string;
-  /** The tenant of an end user's budget (`tenantUsers`) or a model budget (required for `model`). */
+  /**
+   * The tenant of an end user's budget (`tenantUsers`), a model budget (required for `model`) or a session's (one of
+   * `tenant` and `key` required for `session`).
+   */
   tenant?: string;
+  /** The key of a session budget whose caller has no tenant (the session belongs to the key). */
+  key?: string;
 }

@@ -181,6 +181,53 @@ describe.each(backends)('on $name', ({ connect }) => {
     expect(one!.key).not.toBe(other!.key);
   });
 
+  it("caps each session on its own, in the same reservation as the tenant's budget; calls without one are not", async () => {
+    const acme = `acme-${randomUUID()}`;
+    const { urls, guards } = await instances({
+      tenants: { [acme]: { usd: 0.008, period: 'day' } },
+      sessionBudgets: {
+        tenants: { '*': { usd: 0.004, period: 'day' } },
+        keys: { 'big-key': { usd: 0.006, period: 'day' } },
+      },
+    });
+    const first = { 'x-test-tenant': acme, 'x-test-session': 's-1' };
+    expect((await post(urls[0]!, first)).status).toBe(200);
+    // The last call that fits, from the other instance.
+    expect((await post(urls[1]!, first)).status).toBe(200);
+    await settled(guards[0]!, [{ scope: 'session', id: 's-1', tenant: acme }]);
+    const refused = await post(urls[0]!, first);
+    expect(refused.status).toBe(429);
+    expect(refused.body.error?.message).toContain(`Budget exhausted for session s-1 of tenant ${acme}`);
+    // Another session of the tenant, and a call without a session, go on: the tenant's budget holds both.
+    expect((await post(urls[1]!, { 'x-test-tenant': acme, 'x-test-session': 's-2' })).status).toBe(200);
+    expect((await post(urls[1]!, { 'x-test-tenant': acme })).status).toBe(200);
+    await settled(guards[1]!, [{ scope: 'tenant', id: acme }]);
+    const [session] = await guards[1]!.status({ scope: 'session', id: 's-1', tenant: acme });
+    expect(session).toMatchObject({
+      scope: 'session',
+      tenantId: acme,
+      spentNanoUsd: 2 * STEP_NANO,
+      remainingNanoUsd: 0,
+    });
+    const [tenant] = await guards[0]!.status({ scope: 'tenant', id: acme });
+    expect(tenant).toMatchObject({ spentNanoUsd: 4 * STEP_NANO });
+    // One reservation: a session refused by the tenant's budget charges neither.
+    expect((await post(urls[0]!, { 'x-test-tenant': acme, 'x-test-session': 's-3' })).status).toBe(429);
+    const [third] = await guards[0]!.status({ scope: 'session', id: 's-3', tenant: acme });
+    expect(third).toMatchObject({ spentNanoUsd: 0, reservedNanoUsd: 0 });
+    // A key's own session budget wins over its tenant's; a key without a tenant owns its sessions.
+    const solo = `solo-${randomUUID()}`;
+    const big = { 'x-test-key': 'big-key', 'x-test-tenant': `other-${acme}`, 'x-test-session': 's-1' };
+    for (let i = 0; i < 3; i++) expect((await post(urls[i % 2]!, big)).status).toBe(200);
+    await settled(guards[0]!, [{ scope: 'session', id: 's-1', tenant: `other-${acme}` }]);
+    expect((await post(urls[0]!, big)).status).toBe(429);
+    const alone = { 'x-test-key': solo, 'x-test-session': 's-1' };
+    expect((await post(urls[0]!, alone)).status).toBe(200);
+    expect((await post(urls[1]!, alone)).status).toBe(200);
+    await eventually(async () => (await post(urls[0]!, alone)).status === 429);
+    expect((await post(urls[0]!, alone)).body.error?.message).toContain(`session s-1 of key ${solo}`);
+  });
+
   it('counts a feature budget across tenants', async () => {
     const feature = `support-${randomUUID()}`;
     const { urls, guards } = await instances({ features: { [feature]: { usd: 0.004, period: 'day' } } });

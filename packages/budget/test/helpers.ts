@@ -109,11 +109,13 @@ export function fakeMeter(
 /** Identity from test headers (what an auth middleware would set). */
 function identityOf(req: Request): Identity {
   const header = (name: string) => req.get(name) || undefined;
+  const sessionId = header('x-test-session');
   return {
     keyId: header('x-test-key') ?? 'key-1',
     tenantId: header('x-test-tenant'),
     userId: header('x-test-user'),
     feature: header('x-test-feature'),
+    ...(sessionId === undefined ? {} : { sessionId }),
     scopes: [],
     authMethod: 'api_key',
   };

@@ -1,4 +1,4 @@
-// `tollgate <keys|report|reconcile|reconcile-provider> ...`: the operator's command line. A command's code is loaded when it runs, so the
+// `tollgate <keys|tenants|report|reconcile|reconcile-provider> ...`: the operator's command line. A command's code is loaded when it runs, so the
 // help answers at once.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -14,6 +14,9 @@ const HELP = `Usage: tollgate <command> [options]
 
 Commands:
   keys create|list|revoke|rotate|delete ...   Manage API keys in a config file (--config) or in Redis (--redis).
+  tenants list|get|create|update|delete|import
+                                              Tenants kept as data, through a running gateway's
+                                              /admin/tenants (TOLLGATE_ADMIN_KEY, --url).
   report [--by tenant|feature|user|model|day] Spend and tokens from the usage ledger (PostgreSQL, or the
                                               embedded ledger of a data directory); with --outcomes,
                                               cost per outcome per tenant or feature.
@@ -60,6 +63,9 @@ const COMMANDS: Readonly<Record<string, Command>> = {
         storedKeyProblems: checks.storedKeyProblems(env, io),
       });
     },
+  },
+  tenants: {
+    run: async (argv, io, env) => (await import('./tenants-command.js')).runTenantsCommand(argv, io, env),
   },
   report: {
     run: async (argv, io, env) =>

@@ -49,7 +49,7 @@ function securityHeaders(_req: Request, res: Response, next: NextFunction): void
   next();
 }
 
-const BUDGET_SCOPES: readonly BudgetScope[] = ['key', 'user', 'tenant', 'feature'];
+const BUDGET_SCOPES: readonly BudgetScope[] = ['key', 'user', 'tenant', 'feature', 'session'];
 const MAX_TOP_UP_USD = 1_000_000;
 
 function pageContext(req: Request, res: Response, config: DashboardConfig): PageContext {

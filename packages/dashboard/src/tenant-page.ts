@@ -38,6 +38,8 @@ export type RangeName = keyof typeof RANGES;
 
 /** End users and models asked of the guard per page, at most (the JSON and the tables list the ledger's all). */
 const MAX_ASKED = 100;
+/** Agent sessions listed per page, the most expensive first (a tenant's sessions are many and short-lived). */
+const TOP_SESSIONS = 10;
 
 export function readRange(value: unknown, fallback: RangeName): RangeName {
   if (value === undefined) return fallback;
@@ -58,6 +60,8 @@ export interface TenantData {
   byFeature: UsageAggregate[];
   byUser: UsageAggregate[];
   byKey: UsageAggregate[];
+  /** The range's most expensive agent sessions (`session` of the records; `(none)`: calls without one). */
+  bySession: UsageAggregate[];
   /**
    * The range's totals: calls served, tollgate's own refusals (apart: no provider saw them), spend, response-cache
    * hits and what caching saved.
@@ -79,13 +83,20 @@ export async function loadTenant(config: DashboardConfig, tenant: string, range:
   const until = new Date(now);
   const ledger = config.ledger;
   const guard = config.budgets;
-  const by = (grouping: UsageGrouping) =>
+  const by = (grouping: UsageGrouping, limit?: number) =>
     ledger
       ? problems.read('ledger', [], () =>
-          aggregateUsage(ledger, { ...config.ledgerTable, by: grouping, since, until, tenantId: tenant }),
+          aggregateUsage(ledger, {
+            ...config.ledgerTable,
+            by: grouping,
+            since,
+            until,
+            tenantId: tenant,
+            ...(limit === undefined ? {} : { limit }),
+          }),
         )
       : Promise.resolve([]);
-  const [keys, own, configured, points, byModel, byFeature, byUser, byKey, quotas] = await Promise.all([
+  const [keys, own, configured, points, byModel, byFeature, byUser, byKey, bySession, quotas] = await Promise.all([
     loadKeys(config, problems).then((all) => all.filter((key) => key.tenantId === tenant)),
     guard ? problems.read('budgets', [], () => guard.status({ scope: 'tenant', id: tenant })) : [],
     guard ? problems.read('budgets', [], () => guard.status()) : [],
@@ -105,6 +116,7 @@ export async function loadTenant(config: DashboardConfig, tenant: string, range:
     by('feature'),
     by('user'),
     by('key'),
+    by('session', TOP_SESSIONS),
     problems.read('limits', [], async () =>
       (await config.limits({ tenantId: tenant })).filter((quota) => quota.tenantId === tenant),
     ),
@@ -116,6 +128,7 @@ export async function loadTenant(config: DashboardConfig, tenant: string, range:
     ...byUser.flatMap((row) => (row.group === null ? [] : [row.group])),
     ...keys.flatMap((key) => (key.userId === undefined ? [] : [key.userId])),
   ]);
+  const sessions = bySession.flatMap((row) => (row.group === null ? [] : [row.group]));
   const models = new Set<string>([
     ...byModel.flatMap((row) => (row.group === null ? [] : [row.group])),
     ...configured.flatMap((status) =>
@@ -128,6 +141,7 @@ export async function loadTenant(config: DashboardConfig, tenant: string, range:
           await Promise.all([
             ...[...users].slice(0, MAX_ASKED).map((id) => guard.status({ scope: 'user', id, tenant })),
             ...[...models].slice(0, MAX_ASKED).map((id) => guard.status({ scope: 'model', id, tenant })),
+            ...sessions.map((id) => guard.status({ scope: 'session', id, tenant })),
           ])
         ).flat(),
       )
@@ -162,6 +176,7 @@ export async function loadTenant(config: DashboardConfig, tenant: string, range:
     byFeature,
     byUser,
     byKey,
+    bySession,
     total,
     keys,
     quotas,
@@ -228,6 +243,7 @@ ${groupTable('By model', data.byModel, totalCost)}
 ${groupTable('By feature', data.byFeature, totalCost)}
 ${groupTable('By user', data.byUser, totalCost)}
 ${groupTable('By key', data.byKey, totalCost)}
+${groupTable(`Top ${TOP_SESSIONS} sessions`, data.bySession, totalCost)}
 ${quotas}
 ${table('Keys', ['Id', 'State', 'User', 'Feature', 'Expires'], keys, 'This tenant has no keys in the store.')}`;
   return layout(ctx, { title: `Tenant ${data.tenant}`, current: '/tenants', body });

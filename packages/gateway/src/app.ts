@@ -1,6 +1,6 @@
 // createGateway: the whole chain, in its one order, as an Express router built from a validated config; createProxyApp:
 // the same as an Express app of its own (what the example proxy and `tollgate-gateway` serve).
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
 import express from 'express';
 import type { Express, NextFunction, Request, Response, Router } from 'express';
 import { keyRecordsFromConfig } from '@tollgate/auth';
@@ -30,7 +30,9 @@ import { shadowMiddleware, tierPolicyMiddleware, toolCallLimitMiddleware } from 
 import { createProxyMcp } from './mcp-setup.js';
 import { mountOperatorRoutes } from './operator-routes.js';
 import { watchEventLoop } from './probes.js';
-import { gatewayRoutes, ROUTE_PATHS } from './routes.js';
+import { responsesSocketServer } from './responses-socket.js';
+import { gatewayRoutes, ROUTE_PATHS, socketHandshakeRoute } from './routes.js';
+import type { RouteParts } from './routes.js';
 
 export type { ProxyDeps } from './gateway-parts.js';
 
@@ -89,10 +91,18 @@ export interface Gateway extends Router, GatewayControls {
    * V8 a new hidden class per field (createProxyApp does).
    */
   prepare(req: IncomingMessage, res: ServerResponse): void;
+  /**
+   * Serves the Responses WebSocket mode on `server`'s upgrades to `/v1/responses` (docs/responses-websocket.md): `app`
+   * is the request listener the gateway is mounted in, which each `response.create` is sent through.
+   */
+  attachResponsesSocket(server: Server, app: RequestListener): void;
 }
 
 /** The gateway as an Express app of its own. */
-export interface ProxyApp extends Express, GatewayControls {}
+export interface ProxyApp extends Express, GatewayControls {
+  /** Serves the Responses WebSocket mode on `server`'s upgrades to `/v1/responses` (the server must run this app). */
+  attachResponsesSocket(server: Server): void;
+}
 
 /** The chain and every route on `router`, from the gateway's parts; what the controls change while it runs. */
 function mountChain(router: Gateway, parts: BuiltParts) {
@@ -103,7 +113,7 @@ function mountChain(router: Gateway, parts: BuiltParts) {
   // Shadow mode, where the config asks for it, rides with the caller's identity: every route that limits shadows alike.
   const identify = [
     ...authMiddleware(options.auth, keys, storeFailures('auth')),
-    ...shadowMiddleware(options.limits.shadow),
+    ...shadowMiddleware(options.limits.shadow, (tenantId) => parts.tenants.shadowed(tenantId)),
   ];
   const { limits, requestLimits } = fusedLimits(options, {
     limitStores,
@@ -140,7 +150,7 @@ function mountChain(router: Gateway, parts: BuiltParts) {
   });
   // The provider routes first: they carry nearly all the traffic, and every route before them is a path match per
   // request. Then the token counts (free: no token limit, budget or record). Each is a profile of the one stage list.
-  const routes = gatewayRoutes({
+  const routeParts: RouteParts = {
     ...{ guarding, identify, readProviderBody, permissions, attribution, requestLimits, limits, providers },
     tierPolicy: tierPolicyMiddleware(options.limits.tierPolicy),
     countModels: (route) => countModelAllowlist(options.limits.tierPolicy, route),
@@ -148,9 +158,16 @@ function mountChain(router: Gateway, parts: BuiltParts) {
     responseCache: parts.responseCache,
     meter: metering.middleware,
     pricing: parts.pricing,
-  });
+  };
+  const routes = gatewayRoutes(routeParts);
   // One route per path, so the metrics' route label (`req.route.path`) names the path a request came by.
   for (const { paths, handlers } of routes) for (const path of paths) router.post(path, ...handlers);
+  // The Responses WebSocket mode: its upgrade passes the handshake profile, each message the provider route above.
+  const sockets = responsesSocketServer({ bodyLimit, log });
+  const handshake = socketHandshakeRoute(routeParts);
+  router.get(handshake.path, ...handshake.handlers, handshake.admit);
+  // Its sockets close first: their responses in flight settle before the budget and the sinks close.
+  parts.closers.unshift(() => sockets.close());
   if (mcp) router.use('/mcp', mcp.router);
   router.use(express.json({ limit: bodyLimit, type: JSON_BODY_TYPES }));
   const loop = watchEventLoop();
@@ -166,7 +183,7 @@ function mountChain(router: Gateway, parts: BuiltParts) {
   router.all([...ROUTE_PATHS], answerMethodNotAllowed);
   router.use(apiErrorHandler());
   router.use(unexpectedErrorHandler(logging, log));
-  return { keys, held, mcp };
+  return { keys, held, mcp, sockets };
 }
 
 /**
@@ -180,16 +197,20 @@ export function createGateway(input: ProxyConfig, deps: ProxyDeps = {}): Gateway
   // One spelling per route: under Express's defaults (any case, optional trailing slash) `/V1/CHAT/COMPLETIONS`
   // or `/v1/messages/` were the same route under other names. Every variant is a 404 (or 405).
   const router = express.Router({ caseSensitive: true, strict: true }) as unknown as Gateway;
-  const { keys, held, mcp } = mountChain(router, parts);
+  const { keys, held, mcp, sockets } = mountChain(router, parts);
   const { metering, configFiles, closers } = parts;
   Object.defineProperty(router, 'stores', { value: parts.stores, enumerable: true });
   router.flushUsage = () => metering.flush();
   router.replayUsage = () => metering.replay();
   router.spendReady = () =>
-    Promise.all([parts.spend?.ready, parts.guarding.ready, parts.ledgerServed, mcp?.ready]).then(() => undefined);
+    Promise.all([parts.spend?.ready, parts.guarding.ready, parts.ledgerServed, mcp?.ready, parts.tenants.ready()]).then(
+      () => undefined,
+    );
   router.drain = () => {
     held.draining = true;
+    sockets.drain();
   };
+  router.attachResponsesSocket = (server, app) => sockets.attach(server, app);
   router.reloadKeys = (next) => {
     // The keys as the start checks them, on the config this gateway serves; refused whole, the keys in force stay.
     const problems = reloadedKeyProblems(config, next);
@@ -263,6 +284,7 @@ export function createProxyApp(input: ProxyConfig, deps: ProxyDeps = {}): ProxyA
   app.spendReady = () => gateway.spendReady();
   app.reloadKeys = (next) => gateway.reloadKeys(next);
   app.drain = () => gateway.drain();
+  app.attachResponsesSocket = (server) => gateway.attachResponsesSocket(server, app as unknown as RequestListener);
   app.reloadConfigFile = (text, path) => gateway.reloadConfigFile(text, path);
   app.close = () => gateway.close();
   return app;

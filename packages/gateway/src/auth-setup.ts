@@ -8,8 +8,8 @@ import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 
 /** Which tier an identity that names none is on: its tenant's, else the default tier. */
 export interface TierAssignment {
-  /** The tier of each tenant that names one. */
-  tenantTiers: Readonly<Record<string, string>>;
+  /** The tier of tenant `id` when it names one (the gateway's tenant lookup: the config file's, else a stored one). */
+  tierOfTenant(id: string): string | undefined;
   /** The tier of callers whose identity and tenant name none. */
   defaultTier?: string | undefined;
 }
@@ -38,16 +38,18 @@ export interface AuthOptions {
    * The rule the gateway's own keys passed at start, for keys from the key store and /admin/keys.
    */
   keyProblems(key: KeyNaming, at: string): string[];
+  /**
+   * Whether tenant `id` is served now (the config file's or a stored one): a stored key of a tenant deleted since is
+   * refused as one of an unknown tenant. Absent: `keyProblems` judges the tenant, once per record.
+   */
+  knowsTenant?: ((id: string) => boolean) | undefined;
 }
 
 /** The tier of an identity that names none: its tenant's tier, else the default tier. */
-export function identityTierResolver({ tenantTiers, defaultTier }: TierAssignment): (identity: Identity) => Identity {
+export function identityTierResolver({ tierOfTenant, defaultTier }: TierAssignment): (identity: Identity) => Identity {
   return function resolveIdentityTier(identity) {
     if (identity.tier !== undefined) return identity;
-    const tenantTier =
-      identity.tenantId !== undefined && Object.hasOwn(tenantTiers, identity.tenantId)
-        ? tenantTiers[identity.tenantId]
-        : undefined;
+    const tenantTier = identity.tenantId !== undefined ? tierOfTenant(identity.tenantId) : undefined;
     const tier = tenantTier ?? defaultTier;
     // Object.assign, not `{ ...identity, tier }`: a property after a leading spread is slow on Node 20.
     return tier === undefined ? identity : Object.assign({}, identity, { tier });
@@ -71,7 +73,7 @@ export interface KeyLookup {
  * with `pnpm tollgate keys create --redis`, or through /admin/keys).
  */
 export function createKeyLookup(
-  options: Pick<AuthOptions, 'keys' | 'keyProblems'>,
+  options: Pick<AuthOptions, 'keys' | 'keyProblems' | 'knowsTenant'>,
   stores: TollgateStores,
   log: (line: string) => void = () => undefined,
 ): KeyLookup {
@@ -79,7 +81,7 @@ export function createKeyLookup(
     new Map(keyRecordsFromConfig(keys).map((record) => [record.sha256, record]));
   let fromConfig = index(options.keys);
   let byId = new Map([...fromConfig.values()].map((record) => [record.id, record]));
-  const servable = storedKeyCheck(options.keyProblems, log);
+  const servable = storedKeyCheck(options.keyProblems, options.knowsTenant, log);
   return {
     async findById(id) {
       return byId.get(id) ?? servable(await stores.keys.findById(id));
@@ -107,20 +109,27 @@ export function createKeyLookup(
  * `keyProblems`): one naming an unknown tier would run on the default tier, one naming an unknown tenant with no
  * tenant budget, one whose budget does not read with no budget. Such a key is refused as unknown, and said once at error level.
  */
-function storedKeyCheck(keyProblems: AuthOptions['keyProblems'], log: (line: string) => void) {
+function storedKeyCheck(
+  keyProblems: AuthOptions['keyProblems'],
+  knowsTenant: AuthOptions['knowsTenant'],
+  log: (line: string) => void,
+) {
   const judged = new WeakMap<ApiKeyRecord, boolean>();
   return function servableStoredKey(record: ApiKeyRecord | undefined): ApiKeyRecord | undefined {
     if (!record) return undefined;
     let ok = judged.get(record);
     if (ok === undefined) {
+      // A tenant that comes and goes while the record stays is judged on each lookup (below), not once.
+      const tenant = knowsTenant ? undefined : record.tenantId;
       const problems = keyProblems(
-        { tenant: record.tenantId, tier: record.tier, tools: record.tools, budget: record.budget },
+        { tenant, tier: record.tier, tools: record.tools, budget: record.budget },
         `key "${record.id}"`,
       );
       ok = problems.length === 0;
       judged.set(record, ok);
       if (!ok) log(`tollgate proxy: refused a key from the key store: ${problems.join('; ')}`);
     }
+    if (ok && knowsTenant && record.tenantId !== undefined && !knowsTenant(record.tenantId)) return undefined;
     return ok ? record : undefined;
   };
 }

@@ -1,9 +1,9 @@
-// Budgets in budgetGuard: per key, per tenant (its end users, its models, `downgrade`), per feature and global.
+// Budgets in budgetGuard: per key, per tenant (its end users, models, sessions, `downgrade`), per feature and global.
 import type { Request, Response } from 'express';
 import { budgetGuard } from '@tollgate/budget';
-import type { BudgetGuard, BudgetGuardOptions } from '@tollgate/budget';
+import type { BudgetGuard, BudgetGuardOptions, BudgetSpec } from '@tollgate/budget';
 import { refusalRenderer } from '@tollgate/core';
-import type { Pricing, TollgateStores } from '@tollgate/core';
+import type { Identity, Pricing, TollgateStores } from '@tollgate/core';
 import { keyBudgetOf } from '@tollgate/core/store-contracts';
 import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 import { postgresCreditJournal } from '@tollgate/metering';
@@ -13,7 +13,7 @@ import type { BudgetAlertHooks } from './guard-setup.js';
 /** The budgets as budgetGuard takes them, and where the ledger's table is (top-ups are kept beside it). */
 export type BudgetOptions = Pick<
   BudgetGuardOptions,
-  'tenants' | 'tenantUsers' | 'features' | 'modelBudgets' | 'modelDowngrades' | 'global' | 'timezone'
+  'tenants' | 'tenantUsers' | 'features' | 'modelBudgets' | 'modelDowngrades' | 'sessionBudgets' | 'global' | 'timezone'
 > & { ledgerTable: LedgerLocation };
 
 export interface BudgetSetupHooks {
@@ -27,6 +27,8 @@ export interface BudgetSetupHooks {
   findKey?: (id: string) => Promise<ApiKeyRecord | undefined>;
   /** Every key record the gateway serves: the budgets they carry are listed and rebuilt with the configured ones. */
   listKeys?: () => Promise<ApiKeyRecord[]>;
+  /** The budgets of the caller's tenant when it is a stored one (the config file's are `options.tenants`). */
+  tenantBudgets?: (identity: Identity) => BudgetSpec[];
 }
 
 export function createBudgetGuard(
@@ -34,7 +36,7 @@ export function createBudgetGuard(
   stores: TollgateStores,
   pricing: Pricing,
   log: (line: string) => void,
-  { alerts, onModelBudgetSpent, ledger, findKey, listKeys }: BudgetSetupHooks = {},
+  { alerts, onModelBudgetSpent, ledger, findKey, listKeys, tenantBudgets }: BudgetSetupHooks = {},
 ): BudgetGuard {
   const { ledgerTable, ...budgets } = options;
   // Credit outlives the store only where the store can be raised to the journal's (memory and Redis can).
@@ -49,6 +51,8 @@ export function createBudgetGuard(
     ...(listKeys
       ? { allKeyBudgets: async () => (await listKeys()).flatMap((record) => keyBudgetOf(record) ?? []) }
       : {}),
+    // A stored tenant's budgets, read on each request: a change applies from the next one.
+    ...(tenantBudgets ? { budgets: tenantBudgets } : {}),
     ...(onModelBudgetSpent ? { onModelBudgetSpent } : {}),
     ...(alerts ? { onEvent: alerts.onEvent } : { log: (event) => log(JSON.stringify(event)) }),
     // Its 503 (the ledger failed) names the budget, not just a store.

@@ -4,15 +4,18 @@ import { resolve } from 'node:path';
 import type { Request, RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import type { Tracer } from '@opentelemetry/api';
+import type { createClient } from '@redis/client';
 import { keyRecordsFromConfig } from '@tollgate/auth';
 import { createMemoryStores, createPricing } from '@tollgate/core';
 import type { Pricing, TollgateStores } from '@tollgate/core';
 import type { AuditStore, AuditTrail } from '@tollgate/core/audit';
 import type { PriceRefresh } from '@tollgate/core/costs';
+import { loadOnDemand } from '@tollgate/core/options';
 import type { McpGatewayOptions } from '@tollgate/mcp';
 import type { ConfigKeyEntry } from '@tollgate/auth';
 import type { PromptGuardrailsOptions } from '@tollgate/guard';
 import { migrateUsageLedger, serveLedger } from '@tollgate/metering';
+import { memoryTenantTable, postgresTenantTable } from '@tollgate/metering/postgres';
 import { createProxyLog } from '@tollgate/metering/log';
 import type { ProxyLog } from '@tollgate/metering/log';
 import { createProxyMetrics } from '@tollgate/metering/prometheus';
@@ -21,6 +24,9 @@ import type { MockProvider } from '@tollgate/providers/mock';
 import { combineLimits } from '@tollgate/ratelimit';
 import { adminKeyVerdict } from './admin-auth.js';
 import { createAuditTrail, priceLoadChange } from './audit-setup.js';
+import type { TenantOptions } from './admin-tenants-router.js';
+import { TenantDirectory } from './tenant-directory.js';
+import type { TenantChanges } from './tenant-directory.js';
 import { createKeyLookup } from './auth-setup.js';
 import type { AuthOptions } from './auth-setup.js';
 import type { BudgetOptions } from './budget-setup.js';
@@ -199,8 +205,60 @@ function watchingParts(options: GatewayOptions, deps: ProxyDeps, held: Held) {
 
 type Watching = ReturnType<typeof watchingParts>;
 
+/** What publishes and hears tenant changes: the Redis of the stores, when they are on Redis and its URL is known. */
+function tenantChanges(options: TenantOptions, stores: TollgateStores): TenantChanges | undefined {
+  const redis = stores as TollgateStores & { prefix?: unknown; sendCommand?: (args: string[]) => Promise<unknown> };
+  if (stores.kind !== 'redis' || typeof redis.sendCommand !== 'function' || typeof redis.prefix !== 'string')
+    return undefined;
+  if (options.redisUrl === undefined) return undefined;
+  const sendCommand = redis.sendCommand.bind(redis);
+  // Redis's client loads only with Redis stores, which loaded it already.
+  const subscriber = loadOnDemand<{ createClient: typeof createClient }>(import.meta.url, '@redis/client').createClient(
+    {
+      url: options.redisUrl,
+      name: 'tollgate-tenants',
+    },
+  );
+  return {
+    channel: `${redis.prefix}tenants`,
+    publish: (channel, message) => sendCommand(['PUBLISH', channel, message]),
+    subscriber,
+  };
+}
+
+/**
+ * Every tenant behind one lookup (the config file's, then those stored in the ledger's database, or in memory without
+ * one), and auth's options reading it: a tenant's tier, and whether a key's tenant is known, on every request.
+ */
+function tenantParts(options: GatewayOptions, held: Held, watching: Watching) {
+  const { ledger } = watching.metering;
+  const tenants = new TenantDirectory({
+    configTenants: options.tenants.config,
+    table: ledger ? postgresTenantTable(ledger, options.budget.ledgerTable) : memoryTenantTable(),
+    changes: tenantChanges(options.tenants, held.stores),
+    problems: options.tenants.problems,
+    log: held.log,
+  });
+  const { keyProblems } = options.auth;
+  const auth: AuthOptions = {
+    ...options.auth,
+    tiers: { ...options.auth.tiers, tierOfTenant: (id) => tenants.tierOf(id) },
+    // A stored tenant is as known as a config one; the config's rule checks the rest of what a key names.
+    keyProblems: (key, at) =>
+      keyProblems({ ...key, tenant: key.tenant !== undefined && tenants.has(key.tenant) ? undefined : key.tenant }, at),
+    knowsTenant: (id) => tenants.has(id),
+  };
+  return { tenants, options: { ...options, auth } };
+}
+
 /** The upstreams and the budget: a routed request that moves to another target re-prices its reservation. */
-function callingParts(options: GatewayOptions, deps: ProxyDeps, held: Held, watching: Watching) {
+function callingParts(
+  options: GatewayOptions,
+  deps: ProxyDeps,
+  held: Held,
+  watching: Watching,
+  tenants: TenantDirectory,
+) {
   const { logger, log } = held;
   const { guarding, pricing, metering, metrics } = watching;
   const layered = layeredStores(options, held.stores, metrics, deps, log);
@@ -227,6 +285,7 @@ function callingParts(options: GatewayOptions, deps: ProxyDeps, held: Held, watc
     ledger: metering.ledger,
     findKey: (id) => keyLookup.findById(id),
     listKeys: () => keyLookup.list(),
+    tenantBudgets: (identity) => tenants.budgetSpecs(identity),
     ...(guarding.budgetHooks ? { alerts: guarding.budgetHooks } : {}),
     // A model group's request whose target's model budget is spent moves to the group's next target.
     ...(providers.routes ? { onModelBudgetSpent: providers.routes.skipSpentModel } : {}),
@@ -272,12 +331,13 @@ function keepingParts(options: GatewayOptions, held: Held, watching: Watching, c
 }
 
 /** Every part of a gateway, made from its config's options, and what closes them. */
-export function gatewayParts(options: GatewayOptions, deps: ProxyDeps) {
-  const held = heldParts(options, deps);
+export function gatewayParts(configured: GatewayOptions, deps: ProxyDeps) {
+  const held = heldParts(configured, deps);
   // The response cache (see cache-setup.ts), made first: a cache the stores cannot hold stops the start before anything runs.
-  const responseCache = createProxyCache(options.cache, held.stores, held.log);
-  const watching = watchingParts(options, deps, held);
-  const calling = callingParts(options, deps, held, watching);
+  const responseCache = createProxyCache(configured.cache, held.stores, held.log);
+  const watching = watchingParts(configured, deps, held);
+  const { tenants, options } = tenantParts(configured, held, watching);
+  const calling = callingParts(options, deps, held, watching, tenants);
   const keeping = keepingParts(options, held, watching, calling);
   const { guarding, metering, audit } = watching;
   const { providers, budget, blocked, leased } = calling;
@@ -297,6 +357,7 @@ export function gatewayParts(options: GatewayOptions, deps: ProxyDeps) {
     () => keeping.spend?.close(),
     async () => (await keeping.ledgerServed)?.close(),
     () => metering.close(),
+    () => tenants.close(),
     () => guarding.close(),
     () => held.proxyLog.close(),
     ...(responseCache ? [() => responseCache.close()] : []),
@@ -304,7 +365,7 @@ export function gatewayParts(options: GatewayOptions, deps: ProxyDeps) {
     () => held.kept?.keys?.close(),
     () => held.dataDir?.release(),
   ];
-  return { options, deps, ...held, responseCache, ...watching, ...calling, ...keeping, closers };
+  return { options, deps, ...held, responseCache, ...watching, tenants, ...calling, ...keeping, closers };
 }
 
 export type BuiltParts = ReturnType<typeof gatewayParts>;
@@ -329,6 +390,8 @@ export interface GatewayOptions {
   log: LogOptions | undefined;
   /** The model list's makings but the provider of each model (the provider routing knows it). */
   models: Omit<ModelListOptions, 'providerOf'>;
+  /** The config file's tenants, the rule a stored tenant passes, and where changes go out. */
+  tenants: TenantOptions;
   /** The MCP servers and who may call which tool; undefined without `mcpServers`. */
   mcp: Omit<McpGatewayOptions, 'stages'> | undefined;
   /** The upstreams, models and routes, as the provider router reads them. */
@@ -362,6 +425,8 @@ export interface GatewayParts {
   metering: ReturnType<typeof createMetering>;
   guarding: ReturnType<typeof createProxyGuard>;
   budget: ReturnType<typeof createBudgetGuard>;
+  /** Every tenant the gateway serves: the config file's, then the stored ones. */
+  tenants: TenantDirectory;
   responseCache: ReturnType<typeof createProxyCache>;
   identify: RequestHandler[];
   configKeys: () => ReturnType<typeof keyRecordsFromConfig>;

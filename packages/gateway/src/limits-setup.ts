@@ -96,17 +96,18 @@ function layerNamesOf(by: 'tenant' | 'key'): string[] {
  * a budget or the guard would refuse it, and the refusal is recorded (core `shadowMode`). Mounted right after auth,
  * before anything it shadows; none when nothing is shadowed.
  */
-export function shadowMiddleware(shadow: ShadowPlan): RequestHandler[] {
+export function shadowMiddleware(shadow: ShadowPlan, storedShadow?: (tenantId: string) => boolean): RequestHandler[] {
   if (shadow.all) return [shadowMode(true)];
   const tiers = new Set(shadow.tiers);
   const tenants = new Set(shadow.tenants);
-  if (tiers.size === 0 && tenants.size === 0) return [];
+  if (tiers.size === 0 && tenants.size === 0 && !storedShadow) return [];
   return [
     shadowMode(function shadowedByConfig(req) {
       const identity = (req as Request).tollgate?.identity;
+      const tenantId = identity?.tenantId;
       return (
         (identity?.tier !== undefined && tiers.has(identity.tier)) ||
-        (identity?.tenantId !== undefined && tenants.has(identity.tenantId))
+        (tenantId !== undefined && (tenants.has(tenantId) || storedShadow?.(tenantId) === true))
       );
     }),
   ];

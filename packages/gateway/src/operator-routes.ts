@@ -9,6 +9,7 @@ import { dashboard } from '@tollgate/dashboard';
 import { preloadTokenizers } from '@tollgate/providers';
 import { adminKeyAuth, adminKeyVerdict, refuseAdminKey } from './admin-auth.js';
 import { adminKeysRouter } from './admin-keys-router.js';
+import { adminTenantsRouter, importTenantsRoute } from './admin-tenants-router.js';
 import type { GatewayParts } from './gateway-parts.js';
 import { dashboardQuotas } from './limits-setup.js';
 import { modelsRoute } from './models-route.js';
@@ -50,6 +51,7 @@ export type OperatorParts = Pick<
   | 'limits'
   | 'configFiles'
   | 'audit'
+  | 'tenants'
 > & {
   /** Whether the process was told to stop (`Gateway.drain()`): /readyz answers 503 from then on. */
   draining(): boolean;
@@ -141,6 +143,9 @@ export function mountOperatorRoutes(router: Router, parts: OperatorParts): void 
     admin.get('/audit', auditListing(parts.audit));
     admin.use('/budgets', budgetAdminRouter(budget));
     admin.use('/keys', adminKeysRouter(options.auth.keyProblems, configKeys, observedStores.keys));
+    // `:import` is part of the path (not a parameter): matched as it is written.
+    admin.post(/^\/tenants:import$/, ...importTenantsRoute(options.tenants, parts.tenants));
+    admin.use('/tenants', adminTenantsRouter(options.tenants, parts.tenants));
     // The prices in use: their version, when they were loaded, what the load changed, and a refused read's reason.
     admin.get('/prices', function showPrices(_req: Request, res: Response) {
       res.json(parts.prices.status());
@@ -161,7 +166,8 @@ export function mountOperatorRoutes(router: Router, parts: OperatorParts): void 
         ...(metering.ledger ? { ledger: metering.ledger } : {}),
         ...(operator.ledgerTable ? { ledgerTable: operator.ledgerTable } : {}),
         ...(guarding.abuseEntries ? { abuse: guarding.abuseEntries } : {}),
-        tenants: operator.tenants,
+        // A key made on the dashboard may name a stored tenant as well as a config one.
+        tenants: () => parts.tenants.all().map((tenant) => tenant.id),
         tiers: operator.tiers,
         ...(operator.timezone ? { timezone: operator.timezone } : {}),
         ...(providers.routes ? { routing: providers.routes.health } : {}),

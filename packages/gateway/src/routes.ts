@@ -11,6 +11,7 @@ import type { ProviderRouter } from '@tollgate/router/upstreams';
 import { validateCountRequest, validateProviderRequest } from './request-validation.js';
 import { providerRouteStages, routePaths } from './route-methods.js';
 import type { RouteStages } from './route-methods.js';
+import { admitSocketHandshake, matchSocketHandshake, RESPONSES_SOCKET_PATH } from './responses-socket.js';
 import { composeRoute, PROFILES } from './stages.js';
 import type { ComposedRoute, StageBuilders } from './stages.js';
 
@@ -114,4 +115,20 @@ export function gatewayRoutes(parts: RouteParts): (ComposedRoute & Pick<RouteSpe
       return { path: route.path, paths: route.paths, ...composeRoute(PROFILES.count, stages, route) };
     }),
   ];
+}
+
+/**
+ * The handshake of the Responses WebSocket mode, a profile of the same stage list: GET at the Responses path, served
+ * only for an upgrade the mode handed to the app (every other GET there goes on to the 405).
+ */
+export function socketHandshakeRoute(
+  parts: RouteParts,
+): ComposedRoute & Pick<RouteSpec, 'path'> & { admit: RequestHandler } {
+  const responses = PROVIDER_ROUTES.find((route) => route.path === RESPONSES_SOCKET_PATH);
+  if (!responses) throw new Error(`tollgate: no provider route at ${RESPONSES_SOCKET_PATH}`);
+  const composed = composeRoute(PROFILES.socketHandshake, routeStages(parts), {
+    ...responses,
+    match: matchSocketHandshake,
+  });
+  return { ...composed, path: RESPONSES_SOCKET_PATH, admit: admitSocketHandshake as RequestHandler };
 }

@@ -135,6 +135,7 @@ export async function serveGateway(env: NodeJS.ProcessEnv = process.env): Promis
   // Not app.listen(port, callback): Express 5 calls that callback on an error too, so "listening"
   // would be printed before EADDRINUSE.
   const server: Server = createServer(app);
+  app.attachResponsesSocket(server);
   server.listen(port);
   server.once('listening', () => {
     const address = server.address();

@@ -56,7 +56,9 @@ function allBut(...runs: readonly Stage[]): readonly Stage[] {
 const MCP_SKIPS: readonly Stage[] = ['validate', 'tier policy', 'guardrails', 'cache lookup', 'meter', 'cache around'];
 
 /** Every route kind the gateway serves. */
-export const PROFILES: Readonly<Record<'provider' | 'count' | 'mcpMessage' | 'mcpSession' | 'toolCall', Profile>> = {
+export const PROFILES: Readonly<
+  Record<'provider' | 'count' | 'mcpMessage' | 'mcpSession' | 'toolCall' | 'socketHandshake', Profile>
+> = {
   /** A provider call: every stage. */
   provider: { kind: 'provider call', skips: [] },
   /** A token count: free (no token limit, budget, usage record or cache), so nothing is estimated or guarded by prompt. */
@@ -73,6 +75,14 @@ export const PROFILES: Readonly<Record<'provider' | 'count' | 'mcpMessage' | 'mc
    * `meter` is the tool's price, which the MCP package charges through the meter's hook at this point.
    */
   toolCall: { kind: 'tool call', skips: allBut('meter', 'guard after estimate', 'limits and budget') },
+  /**
+   * The upgrade of a Responses WebSocket (GET /v1/responses): the caller, once per connection. Each `response.create`
+   * on it then runs the `provider` profile's stages as a POST of its own (responses-socket.ts).
+   */
+  socketHandshake: {
+    kind: 'Responses WebSocket handshake',
+    skips: allBut('route', 'guard admit', 'auth', 'permissions'),
+  },
 };
 
 /**

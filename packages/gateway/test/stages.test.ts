@@ -6,7 +6,7 @@ import { createMemoryStores, createPricing } from '@tollgate/core';
 import { combineLimits, tieredRateLimit } from '@tollgate/ratelimit';
 import { composeRoute, PROFILES, STAGES } from '../src/stages.js';
 import type { Profile, Stage } from '../src/stages.js';
-import { gatewayRoutes, PROVIDER_ROUTES } from '../src/routes.js';
+import { gatewayRoutes, PROVIDER_ROUTES, socketHandshakeRoute } from '../src/routes.js';
 import type { RouteParts } from '../src/routes.js';
 import type { ProxyGuard } from '../src/guard-setup.js';
 import type { ProviderRouter } from '@tollgate/router/upstreams';
@@ -98,6 +98,20 @@ describe('the stage list', () => {
       const limits = route.handlers[route.stages.indexOf('limits and budget')]!;
       expect(limits.name).not.toBe('limits and budget');
     }
+  });
+
+  it('composes the Responses WebSocket handshake as its profile: the caller only, then the upgrade admitted', () => {
+    const handshake = socketHandshakeRoute(everyPart());
+    expect(handshake.path).toBe('/v1/responses');
+    expect(handshake.kind).toBe(PROFILES.socketHandshake.kind);
+    expect(stagesRun(handshake.stages)).toEqual(['route', 'guard admit', 'auth', 'permissions']);
+    expect(handshake.handlers.map((handler) => handler.name)).toEqual([
+      'matchSocketHandshake',
+      'guard admit',
+      'auth',
+      'permissions',
+    ]);
+    expect(handshake.admit.name).toBe('admitSocketHandshake');
   });
 
   it('hands the MCP route its stretches of the MCP profiles: admission, body, permissions; per tool call the checks', () => {

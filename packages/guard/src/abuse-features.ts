@@ -317,53 +317,53 @@ function variation(n: number, sum: number, squares: number, fallback: number): n
 
 /** A window's tally as features a person reads (rates per minute, shares 0-1, counts, means). */
 export function featuresOf(subject: AbuseSubject, tally: AbuseTally, windowMs: number): number[] {
-  return Array.from(writeFeatures(new Float64Array(FEATURE_NAMES.length), 0, subject, tally, windowMs));
+  return AbuseTallyTable.of([[subject, tally]]).features(subject, windowMs)!;
 }
 
 /**
- * `featuresOf` written into `rows` from `offset`: a window of 100,000 subjects is read into one buffer without an array
- * per subject (bench/guard-stall.ts).
+ * The features of `table`'s `row` written into `rows` from `offset`: a window of 100,000 subjects is read into one
+ * buffer without an array per subject (bench/guard-stall.ts).
  */
 export function writeFeatures(
   rows: Float64Array,
   offset: number,
-  subject: AbuseSubject,
-  tally: AbuseTally,
+  table: AbuseTallyTable,
+  row: number,
   windowMs: number,
 ): Float64Array {
-  const c = tally.counts;
+  const I = COUNT_INDEX;
   const minutes = windowMs / 60_000;
-  const marks = { peer: 0, agent: 0, model: 0, route: 0 };
-  for (const mark of tally.marks) marks[mark.slice(0, mark.indexOf(MARK_SEPARATOR)) as MarkKind]++;
-  const entropyMean = ratio(c.entropy, c.prompts);
+  const requests = table.count(row, I.requests);
+  const prompts = table.count(row, I.prompts);
+  const entropyMean = ratio(table.count(row, I.entropy), prompts);
   // Few gaps say little of a rhythm: their variation is drawn towards that of random arrivals (1), as if
   // GAP_PRIOR gaps of it had been seen too.
-  const gaps = c.gaps;
-  const gapVariation = (gaps * variation(gaps, c.gapSum, c.gapSquares, 1) + GAP_PRIOR) / (gaps + GAP_PRIOR);
+  const gaps = table.count(row, I.gaps);
+  const gapVariation =
+    (gaps * variation(gaps, table.count(row, I.gapSum), table.count(row, I.gapSquares), 1) + GAP_PRIOR) /
+    (gaps + GAP_PRIOR);
   let at = offset;
-  rows[at++] = c.requests / minutes;
+  rows[at++] = requests / minutes;
   rows[at++] = gapVariation;
-  rows[at++] = ratio(c.status401, c.requests);
-  rows[at++] = ratio(c.status403, c.requests);
-  rows[at++] = ratio(c.status4xx, c.requests);
-  rows[at++] = ratio(c.refused, c.requests);
-  rows[at++] = ratio(c.flagged, c.requests);
-  rows[at++] = marks.peer;
-  rows[at++] = marks.agent;
-  rows[at++] = marks.model;
-  rows[at++] = marks.route;
-  rows[at++] = ratio(c.chars, c.prompts);
-  rows[at++] = variation(c.prompts, c.chars, c.charSquares, 0);
+  rows[at++] = ratio(table.count(row, I.status401), requests);
+  rows[at++] = ratio(table.count(row, I.status403), requests);
+  rows[at++] = ratio(table.count(row, I.status4xx), requests);
+  rows[at++] = ratio(table.count(row, I.refused), requests);
+  rows[at++] = ratio(table.count(row, I.flagged), requests);
+  for (let slot = 0; slot < KIND_SLOTS; slot++) rows[at++] = table.marks(row, slot);
+  rows[at++] = ratio(table.count(row, I.chars), prompts);
+  rows[at++] = variation(prompts, table.count(row, I.chars), table.count(row, I.charSquares), 0);
   rows[at++] = entropyMean;
-  rows[at++] = c.prompts >= 2 ? Math.sqrt(Math.max(0, c.entropySquares / c.prompts - entropyMean * entropyMean)) : 0;
-  rows[at++] = ratio(c.repeats, c.prompts);
-  rows[at++] = ratio(c.nearRepeats, c.prompts);
-  rows[at++] = ratio(c.newPeers, c.requests);
-  rows[at++] = ratio(c.newAgents, c.requests);
-  rows[at++] = ratio(c.newUses, c.requests);
-  rows[at++] = c.tokens / minutes;
-  rows[at++] = c.spendNanoUsd / 1e9 / minutes;
-  rows[at++] = KIND_CODE[subjectKind(subject)];
+  rows[at++] =
+    prompts >= 2 ? Math.sqrt(Math.max(0, table.count(row, I.entropySquares) / prompts - entropyMean * entropyMean)) : 0;
+  rows[at++] = ratio(table.count(row, I.repeats), prompts);
+  rows[at++] = ratio(table.count(row, I.nearRepeats), prompts);
+  rows[at++] = ratio(table.count(row, I.newPeers), requests);
+  rows[at++] = ratio(table.count(row, I.newAgents), requests);
+  rows[at++] = ratio(table.count(row, I.newUses), requests);
+  rows[at++] = table.count(row, I.tokens) / minutes;
+  rows[at++] = table.count(row, I.spendNanoUsd) / 1e9 / minutes;
+  rows[at++] = KIND_CODE[subjectKind(table.subjects[row]!)];
   return rows;
 }
 
@@ -406,26 +406,327 @@ export function tallyFields(delta: AbuseTallyDelta): { sums: [string, number][];
 }
 
 /**
- * Sets one field of a bucket's hash (a sum, or a mark when it holds a second separator) on its subject's tally in
- * `into`, the bucket's own: a field a scan returns twice (HSCAN may) counts once.
+ * Sets one field of a bucket's hash (a sum, or a mark when it holds a second separator) on its subject's row of
+ * `into`, the bucket's own table: a field a scan returns twice (HSCAN may) counts once.
  */
-export function setTallyField(into: Map<AbuseSubject, AbuseTally>, field: string, value: number): void {
+export function setTallyField(into: AbuseTallyTable, field: string, value: number): void {
   const cut = field.indexOf(MARK_SEPARATOR);
   if (cut < 0) return;
-  const subject = field.slice(0, cut) as AbuseSubject;
-  let tally = into.get(subject);
-  if (!tally) into.set(subject, (tally = emptyTally()));
   const rest = field.slice(cut + 1);
-  if (rest.includes(MARK_SEPARATOR)) tally.marks.add(rest);
-  else if (rest in tally.counts) tally.counts[rest as TallyCount] = value;
+  if (rest.includes(MARK_SEPARATOR)) return into.addMark(into.rowOf(field.slice(0, cut) as AbuseSubject), rest);
+  const index = COUNT_INDEX[rest as TallyCount];
+  if (index !== undefined) into.setCount(into.rowOf(field.slice(0, cut) as AbuseSubject), index, value);
 }
 
-/** Adds a subject's tally of one bucket to its tally across buckets in `into`. */
-export function addTally(into: Map<AbuseSubject, AbuseTally>, subject: AbuseSubject, tally: AbuseTally): void {
-  const sum = into.get(subject);
-  // A subject's first tally is copied whole (a copy of a shape V8 knows, not a sum field by field): a window of
-  // 100,000 subjects is merged with a fraction of the work and garbage (bench/guard-stall.ts).
-  if (!sum) return void into.set(subject, { counts: { ...tally.counts }, marks: new Set(tally.marks) });
-  for (const name of TALLY_COUNTS) sum.counts[name] += tally.counts[name];
-  for (const mark of tally.marks) sum.marks.add(mark);
+/** The slot of a mark's kind (`KIND_SLOT`), -1 for a kind the model does not read. */
+function markSlot(mark: string): number {
+  const slot: unknown = KIND_SLOT[mark.slice(0, mark.indexOf(MARK_SEPARATOR)) as MarkKind];
+  return typeof slot === 'number' ? slot : -1;
+}
+
+/**
+ * A mark as a 53-bit number: 51 bits of two FNV-1a hashes with other bases (32 and 19 bits), times four, plus the
+ * slot of its kind (a table reads the kind back from the number). Two of one subject's few hundred marks at most
+ * collide about once in 10^12.
+ */
+function markHash(mark: string, slot: number): number {
+  let a = 0x811c9dc5;
+  let b = 0x050c5d1f;
+  for (let i = 0; i < mark.length; i++) {
+    const code = mark.charCodeAt(i);
+    a = Math.imul(a ^ code, 0x01000193);
+    b = Math.imul(b ^ code, 0x01000193) ^ (b >>> 13);
+  }
+  return ((a >>> 0) * 0x80000 + ((b >>> 0) & 0x7ffff)) * 4 + slot;
+}
+
+const KIND_SLOTS = 4;
+/** Maps of a table's index (a power of two). */
+const INDEX_SHARDS = 16;
+const MARK_KINDS: readonly MarkKind[] = ['peer', 'agent', 'model', 'route'];
+/** Marks a row keeps in the shared pool, a chain each; past it a row's marks go to a Set of its own (rare). */
+const CHAIN_LIMIT = 48;
+/** Rows per block of a table, and marks per block of its pool (a power of two each: a shift finds the block). */
+const ROW_SHIFT = 12;
+const ROWS_PER_BLOCK = 1 << ROW_SHIFT;
+const NODE_SHIFT = 14;
+const NODES_PER_BLOCK = 1 << NODE_SHIFT;
+
+/** A block of a table's rows: counts, distinct marks per kind, and each row's chain of marks (first node, length). */
+interface RowBlock {
+  counts: Float64Array;
+  marks: Uint32Array;
+  head: Int32Array;
+  chained: Uint8Array;
+}
+
+/** A block of a table's pool of marks: each node's hash and the next node of its row's chain (-1: the end). */
+interface NodeBlock {
+  hash: Float64Array;
+  next: Int32Array;
+}
+
+/**
+ * Blocks of released tables, taken by the next ones: a window of 100,000 subjects merged every second would otherwise
+ * allocate about 20 MB of typed arrays a round, and external memory growing that fast brings full collections.
+ */
+const spareRows: RowBlock[] = [];
+const spareNodes: NodeBlock[] = [];
+/** At most this many spare blocks are kept (about 25 MB and 6 MB). */
+const MAX_SPARE_ROW_BLOCKS = 32;
+const MAX_SPARE_NODE_BLOCKS = 32;
+
+function rowBlock(): RowBlock {
+  const spare = spareRows.pop();
+  if (!spare)
+    return {
+      counts: new Float64Array(ROWS_PER_BLOCK * TALLY_COUNTS.length),
+      marks: new Uint32Array(ROWS_PER_BLOCK * KIND_SLOTS),
+      head: new Int32Array(ROWS_PER_BLOCK).fill(-1),
+      chained: new Uint8Array(ROWS_PER_BLOCK),
+    };
+  spare.counts.fill(0);
+  spare.marks.fill(0);
+  spare.head.fill(-1);
+  spare.chained.fill(0);
+  return spare;
+}
+
+function nodeBlock(): NodeBlock {
+  return spareNodes.pop() ?? { hash: new Float64Array(NODES_PER_BLOCK), next: new Int32Array(NODES_PER_BLOCK) };
+}
+
+/** A subject's sums as a person reads them: each count by name, and how many distinct marks of each kind. */
+export interface AbuseTallyView {
+  counts: Record<TallyCount, number>;
+  marks: Record<MarkKind, number>;
+}
+
+/**
+ * Subjects' sums over a window (or one bucket), merged across buckets and processes, in blocks of typed arrays: one
+ * row per subject, with its counts in `TALLY_COUNTS` order and, per mark kind, how many distinct values. A window of
+ * 100,000 subjects is merged every second: objects for each (a record, a Set of marks) would survive the young
+ * generation's collections for the length of a round and be copied by each, and arrays grown by copying would hold
+ * the loop for tens of ms; this was the watch's longest stall (bench/guard-stall.ts). Marks are kept as hashes, not
+ * strings: a row tells how many, not which. `release()` hands the blocks to the next table.
+ */
+export class AbuseTallyTable {
+  readonly subjects: AbuseSubject[] = [];
+  /**
+   * Each subject's row, in maps a subject's last characters pick: one Map of 100,000 grows by rehashing all it holds in
+   * one step (several ms), a map of a sixteenth of them in a sixteenth of that. A table `seen()` keeps in order has one.
+   */
+  readonly #index: Map<AbuseSubject, number>[];
+  #blocks: RowBlock[] = [];
+  #nodes: NodeBlock[] = [];
+  #nodeCount = 0;
+  /** Rows with more than CHAIN_LIMIT marks, their marks in a Set instead. */
+  readonly #overflow = new Map<number, Set<number>>();
+
+  /** `ordered`: one map, least recently seen first (`seen()`), as a bucket of the memory store keeps its subjects. */
+  constructor(ordered = false) {
+    this.#index = Array.from({ length: ordered ? 1 : INDEX_SHARDS }, () => new Map<AbuseSubject, number>());
+  }
+
+  #rows(subject: AbuseSubject): Map<AbuseSubject, number> {
+    const index = this.#index;
+    if (index.length === 1) return index[0]!;
+    const end = subject.length;
+    return index[(subject.charCodeAt(end - 1) * 31 + subject.charCodeAt(end - 2)) & (INDEX_SHARDS - 1)]!;
+  }
+
+  /** A table of whole tallies (a person's or a test's). */
+  static of(tallies: Iterable<[AbuseSubject, AbuseTally]>): AbuseTallyTable {
+    const table = new AbuseTallyTable();
+    for (const [subject, tally] of tallies) table.addTally(subject, tally);
+    return table;
+  }
+
+  get size(): number {
+    return this.subjects.length;
+  }
+
+  has(subject: AbuseSubject): boolean {
+    return this.#rows(subject).has(subject);
+  }
+
+  /** A subject's row, undefined when it has none. */
+  find(subject: AbuseSubject): number | undefined {
+    return this.#rows(subject).get(subject);
+  }
+
+  /**
+   * A subject's row as one seen now, in an `ordered` table: its map keeps the subjects least recently seen first, and
+   * past `max` rows a new subject takes the row of the least recently seen (its sums dropped).
+   */
+  seen(subject: AbuseSubject, max: number): number {
+    if (this.#index.length !== 1) throw new Error('AbuseTallyTable.seen() needs an ordered table');
+    const rows = this.#index[0]!;
+    const row = rows.get(subject);
+    if (row !== undefined) {
+      rows.delete(subject);
+      rows.set(subject, row);
+      return row;
+    }
+    if (this.subjects.length < max) return this.rowOf(subject);
+    const [oldest, reused] = rows.entries().next().value!;
+    rows.delete(oldest);
+    this.#clearRow(reused);
+    this.subjects[reused] = subject;
+    rows.set(subject, reused);
+    return reused;
+  }
+
+  /** A row zeroed for another subject (its chain's nodes stay in the pool, unused, until the table is released). */
+  #clearRow(row: number): void {
+    const block = this.#blocks[row >> ROW_SHIFT]!;
+    const at = row & (ROWS_PER_BLOCK - 1);
+    block.counts.fill(0, at * TALLY_COUNTS.length, (at + 1) * TALLY_COUNTS.length);
+    block.marks.fill(0, at * KIND_SLOTS, (at + 1) * KIND_SLOTS);
+    block.head[at] = -1;
+    block.chained[at] = 0;
+    this.#overflow.delete(row);
+  }
+
+  /** A subject's row, added (all zero) when it has none. */
+  rowOf(subject: AbuseSubject): number {
+    const rows = this.#rows(subject);
+    let row = rows.get(subject);
+    if (row !== undefined) return row;
+    row = this.subjects.length;
+    if (row >> ROW_SHIFT === this.#blocks.length) this.#blocks.push(rowBlock());
+    this.subjects.push(subject);
+    rows.set(subject, row);
+    return row;
+  }
+
+  count(row: number, index: number): number {
+    return this.#blocks[row >> ROW_SHIFT]!.counts[(row & (ROWS_PER_BLOCK - 1)) * TALLY_COUNTS.length + index]!;
+  }
+
+  /** Adds to a count (`index` in `TALLY_COUNTS`). */
+  addCount(row: number, index: number, value: number): void {
+    const { counts } = this.#blocks[row >> ROW_SHIFT]!;
+    const at = (row & (ROWS_PER_BLOCK - 1)) * TALLY_COUNTS.length + index;
+    counts[at] = counts[at]! + value;
+  }
+
+  setCount(row: number, index: number, value: number): void {
+    this.#blocks[row >> ROW_SHIFT]!.counts[(row & (ROWS_PER_BLOCK - 1)) * TALLY_COUNTS.length + index] = value;
+  }
+
+  /** Distinct marks of a kind (slot: peer, agent, model, route) on a row. */
+  marks(row: number, slot: number): number {
+    return this.#blocks[row >> ROW_SHIFT]!.marks[(row & (ROWS_PER_BLOCK - 1)) * KIND_SLOTS + slot]!;
+  }
+
+  /** A mark (`<kind>\u001f<value>`) on a row, counted once however often it comes. */
+  addMark(row: number, mark: string): void {
+    const slot = markSlot(mark);
+    if (slot >= 0) this.#addHash(row, markHash(mark, slot));
+  }
+
+  #addHash(row: number, hash: number): void {
+    if (this.#holds(row, hash)) return;
+    const { marks } = this.#blocks[row >> ROW_SHIFT]!;
+    const at = (row & (ROWS_PER_BLOCK - 1)) * KIND_SLOTS + (hash % 4);
+    marks[at] = marks[at]! + 1;
+  }
+
+  /** Whether `hash` was on the row already; puts it there if not. */
+  #holds(row: number, hash: number): boolean {
+    const overflow = this.#overflow.get(row);
+    if (overflow) {
+      if (overflow.has(hash)) return true;
+      overflow.add(hash);
+      return false;
+    }
+    const block = this.#blocks[row >> ROW_SHIFT]!;
+    const at = row & (ROWS_PER_BLOCK - 1);
+    for (let node = block.head[at]!; node >= 0; node = this.#next(node)) if (this.#hash(node) === hash) return true;
+    if (block.chained[at]! >= CHAIN_LIMIT) {
+      const all = new Set<number>([hash]);
+      for (let node = block.head[at]!; node >= 0; node = this.#next(node)) all.add(this.#hash(node));
+      this.#overflow.set(row, all);
+      return false;
+    }
+    const node = this.#nodeCount++;
+    if (node >> NODE_SHIFT === this.#nodes.length) this.#nodes.push(nodeBlock());
+    const nodes = this.#nodes[node >> NODE_SHIFT]!;
+    nodes.hash[node & (NODES_PER_BLOCK - 1)] = hash;
+    nodes.next[node & (NODES_PER_BLOCK - 1)] = block.head[at]!;
+    block.head[at] = node;
+    block.chained[at] = block.chained[at]! + 1;
+    return false;
+  }
+
+  #hash(node: number): number {
+    return this.#nodes[node >> NODE_SHIFT]!.hash[node & (NODES_PER_BLOCK - 1)]!;
+  }
+
+  #next(node: number): number {
+    return this.#nodes[node >> NODE_SHIFT]!.next[node & (NODES_PER_BLOCK - 1)]!;
+  }
+
+  /** Adds a delta's counts and marks to a row. */
+  addDelta(row: number, delta: AbuseTallyDelta): void {
+    for (const name in delta.counts) {
+      const index = COUNT_INDEX[name as TallyCount];
+      if (index !== undefined) this.addCount(row, index, delta.counts[name as TallyCount]!);
+    }
+    for (const mark of delta.marks) this.addMark(row, mark);
+  }
+
+  /** Adds a whole tally (counts and marks) to a subject's row. */
+  addTally(subject: AbuseSubject, tally: AbuseTally): void {
+    const row = this.rowOf(subject);
+    const { counts } = this.#blocks[row >> ROW_SHIFT]!;
+    const at = (row & (ROWS_PER_BLOCK - 1)) * TALLY_COUNTS.length;
+    for (let i = 0; i < TALLY_COUNTS.length; i++) counts[at + i] = counts[at + i]! + tally.counts[TALLY_COUNTS[i]!];
+    for (const mark of tally.marks) this.addMark(row, mark);
+  }
+
+  /** Adds row `from` of `other` (a bucket's table) to the same subject's row here. */
+  addRow(other: AbuseTallyTable, from: number): void {
+    const row = this.rowOf(other.subjects[from]!);
+    for (let i = 0; i < TALLY_COUNTS.length; i++) this.addCount(row, i, other.count(from, i));
+    const overflow = other.#overflow.get(from);
+    if (overflow) for (const hash of overflow) this.#addHash(row, hash);
+    else {
+      const first = other.#blocks[from >> ROW_SHIFT]!.head[from & (ROWS_PER_BLOCK - 1)]!;
+      for (let node = first; node >= 0; node = other.#next(node)) this.#addHash(row, other.#hash(node));
+    }
+  }
+
+  /** Hands the table's blocks to the tables made after it: this one is empty after. */
+  release(): void {
+    for (const block of this.#blocks.splice(0)) if (spareRows.length < MAX_SPARE_ROW_BLOCKS) spareRows.push(block);
+    for (const block of this.#nodes.splice(0)) if (spareNodes.length < MAX_SPARE_NODE_BLOCKS) spareNodes.push(block);
+    this.subjects.length = 0;
+    for (const rows of this.#index) rows.clear();
+    this.#overflow.clear();
+    this.#nodeCount = 0;
+  }
+
+  /** A subject's features as a person reads them (`featuresOf`), undefined when it has no row. */
+  features(subject: AbuseSubject, windowMs: number): number[] | undefined {
+    const row = this.#rows(subject).get(subject);
+    if (row === undefined) return undefined;
+    return Array.from(writeFeatures(new Float64Array(FEATURE_NAMES.length), 0, this, row, windowMs));
+  }
+
+  /** A subject's sums as a person reads them: each count by name, and distinct marks per kind. */
+  get(subject: AbuseSubject): AbuseTallyView | undefined {
+    const row = this.#rows(subject).get(subject);
+    if (row === undefined) return undefined;
+    const counts = Object.fromEntries(TALLY_COUNTS.map((name, i) => [name, this.count(row, i)])) as Record<
+      TallyCount,
+      number
+    >;
+    const marks = Object.fromEntries(MARK_KINDS.map((kind, slot) => [kind, this.marks(row, slot)])) as Record<
+      MarkKind,
+      number
+    >;
+    return { counts, marks };
+  }
 }

@@ -9,9 +9,10 @@ import type { Alerts } from './alerts.js';
 import {
   MARK_SEPARATOR,
   SubjectTally,
+  TALLY_COUNTS,
   type AbuseSubject,
-  type AbuseTally,
   type AbuseTallyDelta,
+  type AbuseTallyTable,
   type RequestTraits,
   writeFeatures,
 } from './abuse-features.js';
@@ -59,8 +60,12 @@ interface Window {
   rows: WindowRows;
 }
 
+/** A subject's requests, `TALLY_COUNTS`' first. */
+const REQUESTS = TALLY_COUNTS.indexOf('requests');
 /** The longest the watch holds the event loop at a time (ms) in its own work on a window; the model runs apart. */
-const SLICE_MS = 4;
+const SLICE_MS = 3;
+/** Subjects joined at a time for the worker (a join of 100,000 holds the loop about 4 ms). */
+const JOIN_PART = 8_192;
 /** How often sums are flushed, the model looked for and subjects scored. */
 export const ABUSE_TICK_MS = 1_000;
 /** Subjects this process keeps sums of (least recently seen dropped first). */
@@ -256,7 +261,9 @@ export class AbuseWatch {
   async #round(now: boolean): Promise<void> {
     const { store, clock } = this.#parts;
     const at = clock();
-    await this.#flush(at);
+    // One share of the loop for the round's steps: each its own would hold it a slice each in a row.
+    const slice = new TimeSlice(SLICE_MS);
+    await this.#flush(at, slice);
     await this.#followModel();
     // Before a model, any tick may train; before a model grown on a whole window, one a bucket.
     const [trainSlot, trainMs] = !this.#model
@@ -271,40 +278,42 @@ export class AbuseWatch {
     const train = claimedTrain || (now && !this.#model);
     const score = claimedScore || now;
     if (!train && !score) return this.#followScoring();
-    const window = await this.#window(await store.abuseTallies(this.#buckets(at)));
+    const tallies = await store.abuseTallies(this.#buckets(at), slice);
+    const window = await this.#window(tallies, slice);
+    // Its blocks go to the next round's table.
+    tallies.release();
     const novel = await this.#worker.load(window.rows);
-    if (train) await this.#train(window.subjects, at, true);
+    if (train) await this.#train(window.subjects, at, true, slice);
     // A subject unlike anything the model was grown on: grown anew with it (at most once a bucket).
     else if (score && novel && this.#model && (now || at - this.#model.trainedAt >= this.#config.bucketMs))
-      await this.#train(window.subjects, at, false);
+      await this.#train(window.subjects, at, false, slice);
     if (score) await this.#score(window, at);
     else await this.#followScoring();
   }
 
-  async #flush(now: number): Promise<void> {
+  async #flush(now: number, slice = new TimeSlice(SLICE_MS)): Promise<void> {
     const deltas = this.#evicted;
     this.#evicted = [];
-    const slice = new TimeSlice(SLICE_MS);
     for (const [subject, tally] of this.#tallies.entries()) {
       if (tally.dirty) deltas.push(tally.take(subject));
       if ((deltas.length & 255) === 0) await slice.pause();
     }
     if (deltas.length === 0) return;
     const bucket = Math.floor(now / this.#config.bucketMs);
-    await this.#parts.store.addAbuseTallies(bucket, this.#config.windowMs + 2 * this.#config.bucketMs, deltas);
+    await this.#parts.store.addAbuseTallies(bucket, this.#config.windowMs + 2 * this.#config.bucketMs, deltas, slice);
   }
 
   /** The window's subjects with requests, and their features as rows for the worker (built in slices). */
-  async #window(tallies: Map<AbuseSubject, AbuseTally>): Promise<Window> {
-    const slice = new TimeSlice(SLICE_MS);
+  async #window(tallies: AbuseTallyTable, slice: TimeSlice): Promise<Window> {
     const subjects: AbuseSubject[] = [];
     const rows = new Float64Array(tallies.size * FEATURE_COUNT);
     const requests = new Float64Array(tallies.size);
-    for (const [subject, tally] of tallies) {
-      if (tally.counts.requests <= 0) continue;
-      writeFeatures(rows, subjects.length * FEATURE_COUNT, subject, tally, this.#config.windowMs);
-      requests[subjects.length] = tally.counts.requests;
-      subjects.push(subject);
+    for (let row = 0; row < tallies.size; row++) {
+      const sent = tallies.count(row, REQUESTS);
+      if (sent <= 0) continue;
+      writeFeatures(rows, subjects.length * FEATURE_COUNT, tallies, row, this.#config.windowMs);
+      requests[subjects.length] = sent;
+      subjects.push(tallies.subjects[row]!);
       if ((subjects.length & 255) === 0) await slice.pause();
     }
     // The worker takes the buffers; the requests of the subjects acted on are read here after.
@@ -338,13 +347,19 @@ export class AbuseWatch {
    * Grows a forest, in the worker, on the training windows and this one (`growModel`); `keep`: this window joins
    * the training windows.
    */
-  async #train(subjects: AbuseSubject[], now: number, keep: boolean): Promise<void> {
+  async #train(subjects: AbuseSubject[], now: number, keep: boolean, slice: TimeSlice): Promise<void> {
     const { store } = this.#parts;
     const config = this.#config;
+    // One string crosses to the worker faster than 100,000 (a subject never holds the separator), joined in parts.
+    let joined = '';
+    for (let from = 0; from < subjects.length; from += JOIN_PART) {
+      const part = subjects.slice(from, from + JOIN_PART).join(MARK_SEPARATOR);
+      joined = from === 0 ? part : `${joined}${MARK_SEPARATOR}${part}`;
+      await slice.pause();
+    }
     const grown = await this.#worker.grow({
       history: await store.abuseState('history'),
-      // One string crosses to the worker faster than 100,000 (a subject never holds the separator).
-      subjects: subjects.join(MARK_SEPARATOR),
+      subjects: joined,
       now,
       keep,
       version: (this.#model?.version ?? 0) + 1,

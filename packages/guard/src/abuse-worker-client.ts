@@ -14,7 +14,8 @@ export interface ModelMeta {
 type WorkerRequest =
   | { op: 'load'; window: WindowRows }
   | { op: 'use'; json: string }
-  | { op: 'grow'; request: GrowRequest }
+  /** `historyHeld`: the request's history is the one the worker holds (not sent again). */
+  | { op: 'grow'; request: GrowRequest; historyHeld?: boolean }
   | { op: 'score' };
 export type WorkerCall = { id: number } & WorkerRequest;
 export type WorkerReply = { id: number } & ({ ok: true; value: unknown } | { ok: false; error: string });
@@ -39,6 +40,11 @@ export class AbuseWorker {
   readonly #pending = new Map<number, Pending>();
   /** Bumped by each start: a new worker holds no model. */
   generation = 0;
+  /**
+   * The training history the worker holds (the one it was sent or grew last), of `generation`: a history of 8,192 rows
+   * is megabytes of JSON, copied on the loop each time it crosses, so it crosses only when it changed.
+   */
+  #held: { generation: number; history: string | undefined } | undefined;
 
   #start(): Worker {
     const worker = startModuleWorker(import.meta.url, 'abuse-worker');
@@ -84,8 +90,14 @@ export class AbuseWorker {
   }
 
   /** Grows a model on the stored training windows and the loaded window (`growModel`). */
-  grow(request: GrowRequest): Promise<Grown> {
-    return this.#call({ op: 'grow', request });
+  async grow(request: GrowRequest): Promise<Grown> {
+    const held = this.#worker !== undefined && this.#held?.generation === this.generation;
+    const historyHeld = held && request.history !== undefined && this.#held!.history === request.history;
+    const grown = await this.#call<Grown>(
+      historyHeld ? { op: 'grow', request: { ...request, history: undefined }, historyHeld } : { op: 'grow', request },
+    );
+    this.#held = { generation: this.generation, history: grown.history ?? request.history };
+    return grown;
   }
 
   /** Scores the loaded window with the worker's model. */

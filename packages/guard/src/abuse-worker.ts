@@ -13,6 +13,8 @@ import type { ModelMeta, WorkerCall, WorkerReply } from './abuse-worker-client.j
 
 let model: AbuseModel | undefined;
 let window: WindowRows = { rows: new Float64Array(0), requests: new Float64Array(0), count: 0 };
+/** The training history last sent or grown here (the watch sends it again only when it changed). */
+let history: string | undefined;
 
 const metaOf = ({ version, trainedAt, subjects, partial }: AbuseModel): ModelMeta => ({
   version,
@@ -34,7 +36,9 @@ function answer(call: WorkerCall): unknown {
       return metaOf(model);
     }
     case 'grow': {
-      const grown = growModel(call.request as GrowRequest, window);
+      const request = call.historyHeld ? { ...call.request, history } : call.request;
+      const grown = growModel(request as GrowRequest, window);
+      history = grown.history ?? request.history;
       if (grown.model) model = grown.model;
       return {
         history: grown.history,

@@ -1,5 +1,6 @@
 // What the guard keeps in a shared store: per-subject baselines, the mitigations in force, the anomaly log, auth failures, alert claims.
-import type { AbuseSubject, AbuseTally, AbuseTallyDelta } from './abuse-features.js';
+import type { TimeSlice } from '@tollgate/core/store-contracts';
+import type { AbuseTallyDelta, AbuseTallyTable } from './abuse-features.js';
 import type { AnomalyFinding, DetectorParams, EntityState } from './baseline.js';
 import type { AnomalyRecord, Mitigation, Subject } from './types.js';
 
@@ -82,10 +83,13 @@ export interface GuardStore {
   /** Counts one failed authentication from `address`, with a digest of the credential it tried. */
   countAuthFailure(address: string, credential: string, windowMs: number): Promise<AuthFailureCount>;
 
-  /** Adds each delta to its subject's sums in `bucket` (a bucket is kept `ttlMs`). */
-  addAbuseTallies(bucket: number, ttlMs: number, deltas: readonly AbuseTallyDelta[]): Promise<void>;
-  /** The sums of `buckets`, merged per subject across buckets and processes. */
-  abuseTallies(buckets: readonly number[]): Promise<Map<AbuseSubject, AbuseTally>>;
+  /**
+   * Adds each delta to its subject's sums in `bucket` (a bucket is kept `ttlMs`). `slice`: the caller's share of the
+   * event loop, so that the steps of one round do not each hold it a slice in a row (a new one when not given).
+   */
+  addAbuseTallies(bucket: number, ttlMs: number, deltas: readonly AbuseTallyDelta[], slice?: TimeSlice): Promise<void>;
+  /** The sums of `buckets`, merged per subject across buckets and processes (`slice` as above). */
+  abuseTallies(buckets: readonly number[], slice?: TimeSlice): Promise<AbuseTallyTable>;
   /** A named value of the abuse model (forest, training windows, latest scores, a clear), kept `ttlMs` when given. */
   putAbuseState(name: string, value: string, ttlMs?: number): Promise<void>;
   abuseState(name: string): Promise<string | undefined>;

@@ -1,7 +1,7 @@
 // The guard's store in the memory of one process: the embedded default, and the bench's detector.
 import { TimeSlice } from '@tollgate/core/store-contracts';
 import { LRUCache } from 'lru-cache';
-import { emptyTally, addTally, type AbuseSubject, type AbuseTally, type AbuseTallyDelta } from './abuse-features.js';
+import { AbuseTallyTable, type AbuseTallyDelta } from './abuse-features.js';
 import { newEntityState, observeBucket, METRIC_COUNT, type AnomalyFinding, type EntityState } from './baseline.js';
 import type {
   AuthFailureCount,
@@ -41,7 +41,7 @@ export const MAX_AUTH_FAILURE_ADDRESSES = 100_000;
  */
 export const MAX_ABUSE_SUBJECTS = 200_000;
 /** The abuse watch's sums are merged in slices of about this many ms (a window of 100,000 subjects takes many). */
-const MERGE_SLICE_MS = 4;
+const MERGE_SLICE_MS = 3;
 
 const mitigationKey = (kind: Mitigation['kind'], subject: Subject) => `${kind}|${subject}`;
 
@@ -57,12 +57,11 @@ export class MemoryGuardStore implements GuardStore {
     max: MAX_AUTH_FAILURE_ADDRESSES,
   });
   readonly #claims = new Map<string, number>();
-  /** The abuse watch's buckets (subject -> sums) and named values, each with its end. */
   /**
-   * Per bucket, its subjects' sums, least recently seen first (a Map kept in that order, not an LRUCache: one of
-   * MAX_ABUSE_SUBJECTS allocates its arrays whole, 20-40 ms of the event loop at each new bucket).
+   * The abuse watch's buckets, each a table of its subjects' sums (least recently seen first, past MAX_ABUSE_SUBJECTS
+   * the least recently seen gives its row to a new one), with its end.
    */
-  readonly #abuseBuckets = new Map<number, { until: number; subjects: Map<AbuseSubject, AbuseTally> }>();
+  readonly #abuseBuckets = new Map<number, { until: number; table: AbuseTallyTable }>();
   readonly #abuseState = new Map<string, { value: string; until: number }>();
 
   constructor(options: MemoryGuardStoreOptions = {}) {
@@ -181,38 +180,40 @@ export class MemoryGuardStore implements GuardStore {
     return true;
   }
 
-  async addAbuseTallies(bucket: number, ttlMs: number, deltas: readonly AbuseTallyDelta[]): Promise<void> {
+  async addAbuseTallies(
+    bucket: number,
+    ttlMs: number,
+    deltas: readonly AbuseTallyDelta[],
+    slice = new TimeSlice(MERGE_SLICE_MS),
+  ): Promise<void> {
     const now = this.#clock();
-    for (const [known, entry] of this.#abuseBuckets) if (entry.until <= now) this.#abuseBuckets.delete(known);
+    for (const [known, entry] of this.#abuseBuckets)
+      if (entry.until <= now) {
+        this.#abuseBuckets.delete(known);
+        entry.table.release();
+      }
     let entry = this.#abuseBuckets.get(bucket);
-    if (!entry) this.#abuseBuckets.set(bucket, (entry = { until: 0, subjects: new Map() }));
+    if (!entry) this.#abuseBuckets.set(bucket, (entry = { until: 0, table: new AbuseTallyTable(true) }));
     entry.until = now + ttlMs;
-    const { subjects } = entry;
-    const slice = new TimeSlice(MERGE_SLICE_MS);
+    const { table } = entry;
     for (let i = 0; i < deltas.length; i++) {
       const delta = deltas[i]!;
-      let tally = subjects.get(delta.subject);
-      // Seen now: to the end of the order; a new subject in a full bucket pushes out the least recently seen.
-      if (tally) subjects.delete(delta.subject);
-      else if (subjects.size >= MAX_ABUSE_SUBJECTS) subjects.delete(subjects.keys().next().value!);
-      subjects.set(delta.subject, (tally ??= emptyTally()));
-      for (const name in delta.counts) tally.counts[name as keyof AbuseTally['counts']] += delta.counts[name as never]!;
-      for (const mark of delta.marks) tally.marks.add(mark);
+      table.addDelta(table.seen(delta.subject, MAX_ABUSE_SUBJECTS), delta);
       if ((i & 255) === 255) await slice.pause();
     }
   }
 
-  async abuseTallies(buckets: readonly number[]): Promise<Map<AbuseSubject, AbuseTally>> {
+  async abuseTallies(buckets: readonly number[], slice = new TimeSlice(MERGE_SLICE_MS)): Promise<AbuseTallyTable> {
     const now = this.#clock();
-    const merged = new Map<AbuseSubject, AbuseTally>();
-    const slice = new TimeSlice(MERGE_SLICE_MS);
+    const merged = new AbuseTallyTable();
     let merging = 0;
     for (const bucket of buckets) {
       const entry = this.#abuseBuckets.get(bucket);
       if (!entry || entry.until <= now) continue;
       // Nothing adds to a bucket while the watch reads it (its rounds take turns), so it is walked as it is.
-      for (const [subject, tally] of entry.subjects) {
-        addTally(merged, subject, tally);
+      const { table } = entry;
+      for (let row = 0; row < table.size; row++) {
+        merged.addRow(table, row);
         if ((++merging & 255) === 0) await slice.pause();
       }
     }

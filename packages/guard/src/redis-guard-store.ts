@@ -2,14 +2,7 @@
 import { TimeSlice } from '@tollgate/core/store-contracts';
 import type { SubscriberLike } from '@tollgate/redis';
 import type { SendCommand } from '@tollgate/redis/lua';
-import {
-  addTally,
-  setTallyField,
-  tallyFields,
-  type AbuseSubject,
-  type AbuseTally,
-  type AbuseTallyDelta,
-} from './abuse-features.js';
+import { AbuseTallyTable, setTallyField, tallyFields, type AbuseTallyDelta } from './abuse-features.js';
 import {
   METRIC_COUNT,
   METRIC_NAMES,
@@ -56,7 +49,7 @@ const TALLY_DELTAS_PER_CALL = 256;
  */
 export const MAX_ABUSE_FIELDS = 4_000_000;
 /** The abuse watch's sums are merged in slices of about this many ms. */
-const MERGE_SLICE_MS = 4;
+const MERGE_SLICE_MS = 3;
 /**
  * Fields asked per HSCAN page of a bucket of sums: a page holds Redis for a fraction of a ms and is parsed here in
  * less, where one HGETALL of 100,000 subjects' two million fields held both at once (docs/performance.md).
@@ -249,10 +242,14 @@ export class RedisGuardStore implements GuardStore {
     return `${this.#prefix}abuse:{${tagSafe(what)}}`;
   }
 
-  async addAbuseTallies(bucket: number, ttlMs: number, deltas: readonly AbuseTallyDelta[]): Promise<void> {
+  async addAbuseTallies(
+    bucket: number,
+    ttlMs: number,
+    deltas: readonly AbuseTallyDelta[],
+    slice = new TimeSlice(MERGE_SLICE_MS),
+  ): Promise<void> {
     // A script call per few hundred subjects: one of 10,000 would hold Redis for every other caller meanwhile.
     const calls: Promise<unknown>[] = [];
-    const slice = new TimeSlice(MERGE_SLICE_MS);
     for (let from = 0; from < deltas.length; from += TALLY_DELTAS_PER_CALL) {
       const sums: string[] = [];
       const marks: string[] = [];
@@ -273,37 +270,38 @@ export class RedisGuardStore implements GuardStore {
     await Promise.all(calls);
   }
 
-  async abuseTallies(buckets: readonly number[]): Promise<Map<AbuseSubject, AbuseTally>> {
+  async abuseTallies(buckets: readonly number[], slice = new TimeSlice(MERGE_SLICE_MS)): Promise<AbuseTallyTable> {
     // Each bucket (its own hash slot on Cluster) is scanned in pages, all at once: each page's answer lets the loop turn.
-    const slice = new TimeSlice(MERGE_SLICE_MS);
-    const [merged = new Map<AbuseSubject, AbuseTally>(), ...others] = await Promise.all(
+    const [merged = new AbuseTallyTable(), ...others] = await Promise.all(
       buckets.map((bucket) => this.#scanTallies(bucket, slice)),
     );
-    // The first bucket's tallies are the sum's start: the others are added to them.
+    // The first bucket's table is the sum's start: the others are added to it.
     let merging = 0;
-    for (const tallies of others)
-      for (const [subject, tally] of tallies) {
-        addTally(merged, subject, tally);
+    for (const table of others) {
+      for (let row = 0; row < table.size; row++) {
+        merged.addRow(table, row);
         if ((++merging & 255) === 0) await slice.pause();
       }
+      table.release();
+    }
     return merged;
   }
 
   /** One bucket's sums per subject, read in HSCAN pages of about TALLY_SCAN_COUNT fields. */
-  async #scanTallies(bucket: number, slice: TimeSlice): Promise<Map<AbuseSubject, AbuseTally>> {
+  async #scanTallies(bucket: number, slice: TimeSlice): Promise<AbuseTallyTable> {
     const key = this.#abuseKey(`bucket:${bucket}`);
-    const tallies = new Map<AbuseSubject, AbuseTally>();
+    const table = new AbuseTallyTable();
     let cursor = '0';
     do {
       const [next, fields] = (await this.#send(['HSCAN', key, cursor, 'COUNT', String(TALLY_SCAN_COUNT)])) as [
         string,
         string[],
       ];
-      for (let i = 0; i < fields.length; i += 2) setTallyField(tallies, fields[i]!, Number(fields[i + 1]));
+      for (let i = 0; i < fields.length; i += 2) setTallyField(table, fields[i]!, Number(fields[i + 1]));
       cursor = next;
       await slice.pause();
     } while (cursor !== '0');
-    return tallies;
+    return table;
   }
 
   async putAbuseState(name: string, value: string, ttlMs?: number): Promise<void> {

@@ -170,6 +170,7 @@ export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
     `CREATE INDEX IF NOT EXISTS ${index('tenant_conversation')} ON ${table} (tenant_id, conversation_id) WHERE conversation_id IS NOT NULL`,
     ...outcomeMigrationSql(location),
     ...creditMigrationSql(location),
+    ...tenantMigrationSql(location),
   );
   return statements;
 }
@@ -209,6 +210,22 @@ function creditMigrationSql(location: LedgerLocation): string[] {
       PRIMARY KEY (id, scope_key)
     )`,
     `CREATE INDEX IF NOT EXISTS ${index} ON ${table} (period_end, scope_key)`,
+  ];
+}
+
+/** The tenants table (tenants kept as data, /admin/tenants) sits next to the usage table: `<usage table>_tenants`. */
+export function tenantTableName(location: LedgerLocation = {}): string {
+  return besideUsageTable(location, 'tenants');
+}
+
+/** One row per stored tenant: its fields as the config writes a tenant, and when they last changed. */
+function tenantMigrationSql(location: LedgerLocation): string[] {
+  return [
+    `CREATE TABLE IF NOT EXISTS ${tenantTableName(location)} (
+      id text PRIMARY KEY,
+      fields jsonb NOT NULL,
+      updated_at timestamptz NOT NULL
+    )`,
   ];
 }
 
@@ -322,8 +339,17 @@ export async function insertUsageRecords(
   );
 }
 
-export type UsageGrouping = 'tenant' | 'feature' | 'model' | 'day' | 'key' | 'user' | 'tag';
-export const USAGE_GROUPINGS: readonly UsageGrouping[] = ['tenant', 'feature', 'model', 'day', 'key', 'user', 'tag'];
+export type UsageGrouping = 'tenant' | 'feature' | 'model' | 'day' | 'key' | 'user' | 'tag' | 'session';
+export const USAGE_GROUPINGS: readonly UsageGrouping[] = [
+  'tenant',
+  'feature',
+  'model',
+  'day',
+  'key',
+  'user',
+  'tag',
+  'session',
+];
 
 const GROUP_EXPRESSIONS: Record<UsageGrouping, string> = {
   tenant: 'tenant_id',
@@ -331,6 +357,7 @@ const GROUP_EXPRESSIONS: Record<UsageGrouping, string> = {
   model: 'model',
   key: 'key_id',
   user: 'user_id',
+  session: 'session',
   // One row per tag of each record (the lateral join below); an untagged record counts under null.
   tag: 'usage_tag.tag',
   day: `to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD')`,
@@ -338,7 +365,7 @@ const GROUP_EXPRESSIONS: Record<UsageGrouping, string> = {
 
 export interface UsageAggregate {
   /**
-   * The group's value (tenant id, feature, model, key, user, tag, or UTC day `YYYY-MM-DD`); null when unset. By tag,
+   * The group's value (tenant id, feature, model, key, user, tag, session, or UTC day `YYYY-MM-DD`); null when unset. By tag,
    * a record with several tags counts in each of their groups (the groups then add up to more than the total).
    */
   group: string | null;
@@ -366,6 +393,8 @@ export interface AggregateOptions extends LedgerLocation {
   until?: Date;
   /** Only this tenant. */
   tenantId?: string;
+  /** At most this many groups, the most expensive (sessions are many: a dashboard shows the top ones). @default all */
+  limit?: number;
 }
 
 /** Spend and tokens per group over a time range, most expensive first (by day: in date order). */
@@ -383,6 +412,11 @@ export async function aggregateUsage(db: Queryable, options: AggregateOptions): 
     filter = ` AND tenant_id = $${values.length}`;
   }
   const order = options.by === 'day' ? 'grp' : 'cost_nano_usd DESC, grp';
+  let limit = '';
+  if (options.limit !== undefined) {
+    values.push(Math.max(0, Math.floor(options.limit)));
+    limit = ` LIMIT $${values.length}`;
+  }
   const result = await db.query<Record<string, string | null>>(
     `SELECT ${expression} AS grp,
             count(*) AS requests,
@@ -398,7 +432,7 @@ export async function aggregateUsage(db: Queryable, options: AggregateOptions): 
        FROM ${ledgerTableName(options)}${options.by === 'tag' ? ' LEFT JOIN LATERAL unnest(tags) AS usage_tag(tag) ON true' : ''}
       WHERE ts >= $1 AND ts < $2${filter}
       GROUP BY grp
-      ORDER BY ${order} NULLS LAST`,
+      ORDER BY ${order} NULLS LAST${limit}`,
     values,
   );
   // bigint and numeric arrive as strings; every sum here stays below 2^53.
@@ -423,6 +457,7 @@ const SPEND_COLUMNS = {
   user: 'user_id',
   tenant: 'tenant_id',
   feature: 'feature',
+  session: 'session',
   global: undefined,
 } as const;
 type SpendScope = keyof typeof SPEND_COLUMNS;
@@ -432,7 +467,7 @@ export interface LedgerSpendSource {
   spent(query: { scope: SpendScope; id: string | null; since: number; until: number }): Promise<number>;
   idsWithSpend(scope: Exclude<SpendScope, 'global'>, since: number): Promise<string[]>;
   /**
-   * Nano-USD per caller (key, user, tenant, feature, model as billed) with spend started in [since, until): what a
+   * Nano-USD per caller (key, user, tenant, feature, model as billed, session) with spend started in [since, until): what a
    * rebuild reads; with `finishedBefore`, only records whose call finished before it (ts + latency_ms); with
    * `finishedFrom`, only those whose call finished at or after it (a budget's last reset).
    */
@@ -461,6 +496,7 @@ export interface CallerSpendRow {
   feature: string | null;
   model: string | null;
   tags: string[] | null;
+  session: string | null;
   spentNanoUsd: number;
 }
 
@@ -484,6 +520,7 @@ interface CallerRow {
   feature: string | null;
   model: string | null;
   tags: string[] | null;
+  session: string | null;
 }
 
 function callerOf(row: CallerRow): Omit<CallerSpendRow, 'spentNanoUsd'> {
@@ -496,6 +533,7 @@ function callerOf(row: CallerRow): Omit<CallerSpendRow, 'spentNanoUsd'> {
     feature: row.feature,
     model: row.model,
     tags,
+    session: row.session,
   };
 }
 
@@ -545,9 +583,11 @@ export function postgresSpendSource(db: Queryable, location: LedgerLocation = {}
       }
       const result = await orNothing(
         db.query<CallerRow & { spent: string }>(
-          `SELECT key_id, user_id, tenant_id, feature, model, nullif(tags, '{}') AS tags, sum(cost_nano_usd) AS spent
+          `SELECT key_id, user_id, tenant_id, feature, model, nullif(tags, '{}') AS tags, session,
+                  sum(cost_nano_usd) AS spent
              FROM ${table} WHERE ts >= $1 AND ts < $2${finished}
-            GROUP BY key_id, user_id, tenant_id, feature, model, nullif(tags, '{}') HAVING sum(cost_nano_usd) > 0`,
+            GROUP BY key_id, user_id, tenant_id, feature, model, nullif(tags, '{}'), session
+           HAVING sum(cost_nano_usd) > 0`,
           values,
         ),
         { rows: [] },
@@ -557,7 +597,7 @@ export function postgresSpendSource(db: Queryable, location: LedgerLocation = {}
     async recordsFinishedSince(since, until, finishedFrom) {
       const result = await orNothing(
         db.query<CallerRow & { id: string; ts: Date | string; latency_ms: number | string; cost_nano_usd: string }>(
-          `SELECT id, ts, latency_ms, key_id, user_id, tenant_id, feature, model, tags, cost_nano_usd FROM ${table}
+          `SELECT id, ts, latency_ms, key_id, user_id, tenant_id, feature, model, tags, session, cost_nano_usd FROM ${table}
            WHERE ts >= $1 AND ts < $2 AND ${FINISHED} >= $3 AND cost_nano_usd > 0`,
           [new Date(since).toISOString(), new Date(until).toISOString(), new Date(finishedFrom).toISOString()],
         ),

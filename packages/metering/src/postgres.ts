@@ -2,3 +2,5 @@
 // and the embedded ledger (PGlite, an optional peer too).
 export { openEmbeddedLedger, postgresSink } from './postgres-sink.js';
 export type { LedgerSink, PostgresSink, PostgresSinkOptions } from './postgres-sink.js';
+export { memoryTenantTable, postgresTenantTable } from './tenant-table.js';
+export type { StoredTenantRow, TenantTable } from './tenant-table.js';

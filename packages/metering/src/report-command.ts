@@ -34,7 +34,7 @@ export interface ReportDefaults extends LedgerLocation {
   dataDir?: string;
 }
 
-const USAGE = `Usage: tollgate report [--by tenant|feature|user|tag|model|day|key] [--since 7d|<ISO date>] [--until <ISO date>]
+const USAGE = `Usage: tollgate report [--by tenant|feature|user|tag|model|day|key|session] [--since 7d|<ISO date>] [--until <ISO date>]
                        [--tenant <id>] [--format table|csv|json]
                        [--postgres <url> | --data-dir <dir>] [--schema <name>] [--table <name>]
        tollgate report --outcomes [--by tenant|feature] [--kind <kind>] [...the same]

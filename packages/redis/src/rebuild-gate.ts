@@ -1,11 +1,12 @@
 // The rebuilt mark of each ledger slot: a reserve in a slot Redis lost (or never held) is refused until spend is rebuilt.
-import type { RebuildGate } from '@tollgate/core/store-contracts';
+import { TimeSlice, type RebuildGate } from '@tollgate/core/store-contracts';
 import type { Connection } from './connection.js';
 import { DEFAULT_TAG, slotTag } from './hash-slot.js';
 import { recordCut } from './scripts.js';
 
 /** Record ids per recordCut call: a rebuild's cut holds the records of about a minute. */
 const CUT_CHUNK = 500;
+const CUT_SLICE_MS = 3;
 
 /**
  * One mark per ledger slot, `<prefix><tag>:rebuilt`, in the slot itself: the reserve script reads it in the same
@@ -63,11 +64,14 @@ export class RedisRebuildGate implements RebuildGate {
   async recordCut(finishedBefore: number, ids: ReadonlyMap<string | undefined, readonly string[]>): Promise<void> {
     if (!this.required) return;
     const byTag = new Map<string, Set<string>>([[DEFAULT_TAG, new Set()]]);
+    // A rebuild of 100,000 scopes hands as many slots: walked in slices of the loop.
+    const slice = new TimeSlice(CUT_SLICE_MS);
     for (const [slot, list] of ids) {
       const tag = this.tagOf(slot);
       const set = byTag.get(tag) ?? new Set<string>();
       for (const id of list) set.add(id);
       byTag.set(tag, set);
+      await slice.pause();
     }
     for (const [tag, set] of byTag) {
       const all = [...set];

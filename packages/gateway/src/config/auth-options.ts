@@ -12,11 +12,16 @@ export function defaultTierOf(config: ProxyConfig): string | undefined {
   return config.defaultTier ?? (config.tiers && Object.hasOwn(config.tiers, 'free') ? 'free' : undefined);
 }
 
-/** Each tenant's tier, and the default one. */
+/**
+ * The config file's tenants' tiers, and the default one. The gateway's parts swap `tierOfTenant` for its tenant
+ * lookup (TenantDirectory), which adds the stored tenants.
+ */
 export function tierAssignment(config: ProxyConfig): TierAssignment {
-  const tenantTiers: Record<string, string> = Object.create(null) as Record<string, string>;
-  for (const [name, tenant] of Object.entries(config.tenants ?? {})) if (tenant.tier) tenantTiers[name] = tenant.tier;
-  return { tenantTiers, defaultTier: defaultTierOf(config) };
+  const tenants = config.tenants ?? {};
+  return {
+    tierOfTenant: (id) => (Object.hasOwn(tenants, id) ? tenants[id]!.tier : undefined),
+    defaultTier: defaultTierOf(config),
+  };
 }
 
 /** The config's `jwt` section as apiKeyAuth's `jwt` option (auth adds the tier mapping). */

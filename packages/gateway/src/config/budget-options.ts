@@ -1,8 +1,9 @@
-// The config's budgets (keys, tenants with their users, models and downgrades, features, `global`), as budgetGuard
-// takes them.
-import type { BudgetLimit, BudgetLimits } from '@tollgate/budget';
+// The config's budgets (keys, tenants with their users, models, sessions and downgrades, features, `global`), as
+// budgetGuard takes them.
+import type { BudgetLimit, BudgetLimits, SessionBudgetMaps } from '@tollgate/budget';
 import type { LedgerLocation } from '@tollgate/metering';
 import type { BudgetOptions } from '../budget-setup.js';
+import { defaultTierOf } from './auth-options.js';
 import type { BudgetsConfig, ProxyConfig } from './schema.js';
 
 /** The config's one budget or list, as the guard takes it; `extra` joins the entries it suits. */
@@ -44,6 +45,33 @@ function tenantBudgets(config: ProxyConfig) {
 }
 
 /**
+ * Each session's budget by tenant and by key (`sessionBudget` of a key, tenant or tier): a key's own wins over its
+ * tenant's, a tenant's own over any tier's; a tier is the key's, else its tenant's, else `defaultTier`, as auth
+ * assigns it, and a key whose tier is not its tenant's takes that tier's.
+ */
+function sessionBudgets(config: ProxyConfig): SessionBudgetMaps | undefined {
+  const tiers = config.tiers ?? {};
+  const defaultTier = defaultTierOf(config);
+  const ofTier = (tier: string | undefined) => (tier === undefined ? undefined : tiers[tier]?.sessionBudget);
+  const tenants: Record<string, BudgetLimits> = {};
+  const keys: Record<string, BudgetLimits> = {};
+  for (const [name, tenant] of Object.entries(config.tenants ?? {})) {
+    const budget = tenant.sessionBudget ?? ofTier(tenant.tier ?? defaultTier);
+    if (budget) tenants[name] = limitsOf(budget);
+  }
+  for (const key of config.keys ?? []) {
+    const tenant = key.tenant === undefined ? undefined : config.tenants?.[key.tenant];
+    const tenantTier = tenant ? (tenant.tier ?? defaultTier) : undefined;
+    const tier = key.tier ?? tenantTier ?? defaultTier;
+    const byTier = tenant && tier === tenantTier ? undefined : ofTier(tier);
+    const budget = key.sessionBudget ?? (tenant?.sessionBudget ? undefined : byTier);
+    if (budget) keys[key.id] = limitsOf(budget);
+  }
+  if (Object.keys(tenants).length === 0 && Object.keys(keys).length === 0) return undefined;
+  return { tenants, keys };
+}
+
+/**
  * The config's budgets, checked by budgetGuard's own rules (resolveBudgetOptions) when the guard is made. A key's
  * budget is not here: it is part of the key (its record's `budget`), read where the key is (createBudgetGuard).
  */
@@ -53,6 +81,7 @@ export function budgetOptions(config: ProxyConfig): BudgetOptions {
   for (const [name, feature] of Object.entries(config.features ?? {}))
     if (feature.budget) features[name] = limitsOf(feature.budget);
   const global = config.global?.budget;
+  const sessions = sessionBudgets(config);
   return {
     tenants,
     tenantUsers,
@@ -60,6 +89,7 @@ export function budgetOptions(config: ProxyConfig): BudgetOptions {
     modelBudgets,
     modelDowngrades,
     ...(global ? { global: limitsOf(global) } : {}),
+    ...(sessions ? { sessionBudgets: sessions } : {}),
     ...(config.timezone ? { timezone: config.timezone } : {}),
     ledgerTable: ledgerTableOf(config),
   };

@@ -12,6 +12,7 @@ import { guardOptions, guardrailRules } from './guard-options.js';
 import { limitOptions } from './limit-options.js';
 import { meteringOptions, spoolDirectory } from './metering-options.js';
 import { mcpOptions } from './mcp-options.js';
+import { tenantOptions } from './tenant-options.js';
 import type { ProxyConfig } from './schema.js';
 
 /** How often a price source is read again when the config says not. */
@@ -59,6 +60,8 @@ export function gatewayOptions(config: ProxyConfig, env: NodeJS.ProcessEnv): Gat
       tierPolicy: limits.tierPolicy,
     },
     mcp: mcpOptions(config, env),
+    // Changes of stored tenants go out on the Redis of the stores (the cluster's first node, as the guard's do).
+    tenants: tenantOptions(config, env.REDIS_URL || config.redisUrl || config.redis?.cluster?.[0]),
     routing,
     pricing: { models: { ...config.models } },
     prices: config.prices && {

@@ -1,7 +1,7 @@
 // Who is calling, in the config: API keys, JWTs, and the attribution of each request (end user, feature, tags, session).
 import { z } from 'zod';
 import { choice, fields, nonEmptyString, OBJECT, sha256Hex, stringList, trueOrFalse, url } from './rules.js';
-import { budgetsSchema } from './budget-schema.js';
+import { budgetsSchema, sessionBudgetSchema } from './budget-limit-schema.js';
 import { toolPatterns } from './tier-schema.js';
 
 const isoDateTime = nonEmptyString().refine((text) => !Number.isNaN(Date.parse(text)), 'must be an ISO 8601 date-time');
@@ -21,6 +21,7 @@ export const keySchema = fields({
   models: stringList.optional().describe("The key's own model allowlist, besides its tier's."),
   tools: toolPatterns.optional().describe("MCP tools the key may call, besides its tier's and its tenant's."),
   budget: budgetsSchema.optional(),
+  sessionBudget: sessionBudgetSchema.optional(),
   budgetOf: nonEmptyString()
     .optional()
     .describe("The key whose budget this one continues, its spend counted under that key's id (set by a rotation)."),

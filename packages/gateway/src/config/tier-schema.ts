@@ -1,6 +1,7 @@
 // The config's tiers (limits, model allowlists, tools, shadow) and its response cache.
 import { z } from 'zod';
 import { choice, duration, fields, nonEmptyString, positiveInteger, stringList, trueOrFalse } from './rules.js';
+import { sessionBudgetSchema } from './budget-limit-schema.js';
 
 export const perKeySchema = fields({
   requestsPerMinute: positiveInteger.optional().describe('Requests per minute of each key of the tier.'),
@@ -44,6 +45,7 @@ export const tierSchema = fields({
         '`tokensPerMinute`, `tokensPerDay`.',
     ),
   shadow: shadow.optional(),
+  sessionBudget: sessionBudgetSchema.optional(),
   models: stringList
     .optional()
     .describe(

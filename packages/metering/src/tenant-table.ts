@@ -1,0 +1,83 @@
+// Tenants kept as data in the usage ledger's database (PostgreSQL or PGlite): `<usage table>_tenants`.
+import { migrateUsageLedger, tenantTableName } from './postgres-ledger.js';
+import type { LedgerLocation, Queryable } from './postgres-ledger.js';
+
+/** One stored tenant: its id and its fields (a config tenant's, as JSON), and when they last changed. */
+export interface StoredTenantRow {
+  id: string;
+  fields: Record<string, unknown>;
+  updatedAt: string;
+}
+
+/** Where tenants are kept: one row per id, written whole. */
+export interface TenantTable {
+  /** Every stored tenant, by id. */
+  list(): Promise<StoredTenantRow[]>;
+  get(id: string): Promise<StoredTenantRow | undefined>;
+  /** Writes the tenant whole (created or replaced). */
+  put(id: string, fields: Record<string, unknown>): Promise<void>;
+  /** True when there was a tenant to remove. */
+  remove(id: string): Promise<boolean>;
+}
+
+interface TenantRow {
+  id: string;
+  fields: Record<string, unknown> | string;
+  updated_at: Date | string;
+}
+
+const rowOf = (row: TenantRow): StoredTenantRow => ({
+  id: row.id,
+  // PGlite and pg both parse jsonb; a driver set to hand text back gets it parsed here.
+  fields: typeof row.fields === 'string' ? (JSON.parse(row.fields) as Record<string, unknown>) : row.fields,
+  updatedAt: new Date(row.updated_at).toISOString(),
+});
+
+/** The tenants table of the ledger at `location` in `db` (made by the ledger's migration, run before the first call). */
+export function postgresTenantTable(db: Queryable, location: LedgerLocation = {}): TenantTable {
+  const table = tenantTableName(location);
+  let migrated: Promise<void> | undefined;
+  const migrate = () => {
+    migrated ??= migrateUsageLedger(db, location).catch((error: unknown) => {
+      migrated = undefined;
+      throw error;
+    });
+    return migrated;
+  };
+  return {
+    async list() {
+      await migrate();
+      const result = await db.query<TenantRow>(`SELECT id, fields, updated_at FROM ${table} ORDER BY id`);
+      return result.rows.map(rowOf);
+    },
+    async get(id) {
+      await migrate();
+      const result = await db.query<TenantRow>(`SELECT id, fields, updated_at FROM ${table} WHERE id = $1`, [id]);
+      return result.rows[0] && rowOf(result.rows[0]);
+    },
+    async put(id, fields) {
+      await migrate();
+      await db.query(
+        `INSERT INTO ${table} (id, fields, updated_at) VALUES ($1, $2::jsonb, now())
+         ON CONFLICT (id) DO UPDATE SET fields = EXCLUDED.fields, updated_at = EXCLUDED.updated_at`,
+        [id, JSON.stringify(fields)],
+      );
+    },
+    async remove(id) {
+      await migrate();
+      const result = await db.query<{ id: string }>(`DELETE FROM ${table} WHERE id = $1 RETURNING id`, [id]);
+      return result.rows.length > 0;
+    },
+  };
+}
+
+/** The same table in this process's memory: for a gateway without a ledger database (kept until it stops). */
+export function memoryTenantTable(): TenantTable {
+  const rows = new Map<string, StoredTenantRow>();
+  return {
+    list: async () => [...rows.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)),
+    get: async (id) => rows.get(id),
+    put: async (id, fields) => void rows.set(id, { id, fields, updatedAt: new Date().toISOString() }),
+    remove: async (id) => rows.delete(id),
+  };
+}
