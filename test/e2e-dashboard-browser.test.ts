@@ -472,7 +472,8 @@ describe.each([
   afterAll(async () => {
     await proxy?.close();
     await backend.close();
-    await pool.query(`DROP TABLE IF EXISTS "${table}_outcomes", "${table}"`);
+    await pool.query(`DROP TABLE IF EXISTS "${table}_outcomes", "${table}_audit", "${table}"`);
+    await pool.query(`DROP FUNCTION IF EXISTS "${table}_audit_append_only"()`);
     await pool.end();
     jest.useRealTimers();
   });
@@ -484,6 +485,7 @@ describe.each([
     ['keys', '/dashboard/keys', undefined],
     ['requests', '/dashboard/requests', undefined],
     ['providers', '/dashboard/providers?range=30d', undefined],
+    ['audit', '/dashboard/audit', undefined],
   ] as const;
   it.each(
     SCREENS.flatMap((screen) =>
@@ -561,7 +563,8 @@ describe.each([
     },
   );
 
-  it.each(pages.filter(([name]) => name !== 'keys').map(([name, where]) => [name, where]))(
+  // Keys and the audit trail show no money column.
+  it.each(pages.filter(([name]) => name !== 'keys' && name !== 'audit').map(([name, where]) => [name, where]))(
     'reads money alike from row to row on the %s page: one number of decimals per column',
     async (_name, where) => {
       await page.goto(`${proxy.url}${where}`);
@@ -599,6 +602,35 @@ describe.each([
       expect(created).toMatch(TIME_SHOWN);
     },
   );
+
+  it('lists the key made on the Keys page in the audit trail, filters it, and exports it', async () => {
+    await page.setViewportSize(SCREEN);
+    await page.goto(`${proxy.url}/dashboard/audit`);
+    const row = page.locator('tr[data-action="key.create"]');
+    expect(await row.count()).toBe(1);
+    expect(await row.getAttribute('data-target')).toBe(`key:${TENANT}-${STORE_KEY_USER}`);
+    expect(await row.getAttribute('data-outcome')).toBe('done');
+    expect(await row.locator('td').nth(1).innerText()).toMatch(/^admin key\s+admin · dashboard-session$/);
+    expect(await row.locator('time').innerText()).toMatch(TIME_SHOWN);
+    if (process.env.TG_SHOTS) await page.screenshot({ path: `${SHOTS}/audit-entries-1280.png`, fullPage: true });
+    // The filter form narrows the list; a family with nothing in it shows the empty note.
+    await page.fill('input[name="action"]', 'budget');
+    await page.click('form.filters button[type="submit"]');
+    await page.waitForURL(/action=budget/);
+    expect(await page.locator('tr[data-action]').count()).toBe(0);
+    expect(await page.locator('section.table .empty').innerText()).toBe('No admin write matches.');
+    // The export links carry the filters; the CSV is the session's to download.
+    await page.fill('input[name="action"]', 'key');
+    await page.click('form.filters button[type="submit"]');
+    await page.waitForURL(/action=key/);
+    const csvHref = await page.locator('.exports a', { hasText: 'CSV' }).getAttribute('href');
+    expect(csvHref).toContain('action=key');
+    const csv = await page.evaluate(async (href) => (await fetch(href!)).text(), csvHref);
+    const lines = csv.trimEnd().split('\n');
+    expect(lines[0]!.startsWith('at,actor,role,via,address,action,target')).toBe(true);
+    expect(lines).toHaveLength(2);
+    expect(lines[1]).toContain(`,key.create,key:${TENANT}-${STORE_KEY_USER},done,`);
+  });
 
   it("shows the tenant's live quotas and its key's: used of the limit after three requests", async () => {
     await page.goto(`${proxy.url}${tenantPath}`);

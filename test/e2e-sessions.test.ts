@@ -70,7 +70,8 @@ describe.each(memoryAndRedisStores('sessions'))('coding agents through the gatew
   afterAll(async () => {
     await proxy.close();
     await owned.release();
-    await db.query(`DROP TABLE IF EXISTS "${table}", "${table}_outcomes", "${table}_credits"`);
+    await db.query(`DROP TABLE IF EXISTS "${table}", "${table}_outcomes", "${table}_credits", "${table}_audit"`);
+    await db.query(`DROP FUNCTION IF EXISTS "${table}_audit_append_only"()`);
   });
 
   it("serves Claude Code's 140-character metadata.user_id and keeps it as clientUserId, not as the user", async () => {

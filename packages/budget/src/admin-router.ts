@@ -2,6 +2,7 @@
 import express from 'express';
 import type { NextFunction, Request, Response, Router } from 'express';
 import { ApiError, renderApiError } from '@tollgate/core';
+import { noteAudit } from '@tollgate/core/audit';
 import { asyncRoute } from '@tollgate/core/checks';
 import { assertKnownOptions, usdAmountProblem } from '@tollgate/core/options';
 import type { ErrorRenderer } from '@tollgate/core';
@@ -57,6 +58,12 @@ function selectorOf(req: Request): BudgetSelector {
   };
 }
 
+/** A budget as the audit trail names it: `budget:global`, `budget:tenant:acme`, `budget:user:acme/alice`. */
+export function budgetAuditTarget(selector: BudgetSelector): string {
+  if (selector.scope === 'global' || selector.id === undefined) return `budget:${selector.scope}`;
+  return `budget:${selector.scope}:${selector.tenant === undefined ? '' : `${selector.tenant}/`}${selector.id}`;
+}
+
 function notFound(selector: BudgetSelector): ApiError {
   return new ApiError(
     'not_found',
@@ -97,22 +104,32 @@ export function budgetAdminRouter(guard: BudgetGuard, options: BudgetAdminRouter
 
   const topUp = (select: Select) =>
     asyncRoute(async (req: Request, res: Response) => {
+      noteAudit(req, res, { action: 'budget.top-up' });
       const selector = select(req);
+      noteAudit(req, res, { target: budgetAuditTarget(selector) });
       const usd = (req.body as { usd?: unknown } | undefined)?.usd;
       const problem = usdAmountProblem(usd);
       if (problem !== undefined)
         throw new ApiError('invalid_request', `A top-up needs a body like { "usd": 10 }: usd ${problem}.`, {
           param: 'usd',
         });
-      if ((await guard.status(selector)).length === 0) throw notFound(selector);
-      res.json({ budgets: await guard.topUp(selector, usd as number) });
+      const before = await guard.status(selector);
+      if (before.length === 0) throw notFound(selector);
+      const budgets = await guard.topUp(selector, usd as number);
+      noteAudit(req, res, { before, after: budgets });
+      res.json({ budgets });
     });
 
   const reset = (select: Select) =>
     asyncRoute(async (req: Request, res: Response) => {
+      noteAudit(req, res, { action: 'budget.reset' });
       const selector = select(req);
-      if ((await guard.status(selector)).length === 0) throw notFound(selector);
-      res.json({ budgets: await guard.reset(selector) });
+      noteAudit(req, res, { target: budgetAuditTarget(selector) });
+      const before = await guard.status(selector);
+      if (before.length === 0) throw notFound(selector);
+      const budgets = await guard.reset(selector);
+      noteAudit(req, res, { before, after: budgets });
+      res.json({ budgets });
     });
 
   const global: Select = () => ({ scope: 'global' });

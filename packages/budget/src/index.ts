@@ -1,7 +1,7 @@
 // @tollgate/budget: USD budgets reserved before the provider call and settled after, with soft limits and downgrades.
 export { budgetGuard, getBudgetStatus } from './budget-guard.js';
 export type { BudgetGuard, BudgetGuardOptions } from './budget-guard.js';
-export { budgetAdminRouter } from './admin-router.js';
+export { budgetAdminRouter, budgetAuditTarget } from './admin-router.js';
 export type { WebhookOptions } from './webhook.js';
 export type { RebuildReport, SpendSource } from './rebuild.js';
 export type { CreditJournal } from './credit-journal.js';

@@ -8,6 +8,8 @@ import type { ApiErrorCode, ErrorRenderer, Refusal } from './api-error.js';
 import type { ShadowRule } from './shadow.js';
 import type { ResponseTap } from './response-tap.js';
 import { TollgateError } from './errors.js';
+import type { AuditNote } from './audit/audit-trail.js';
+import type { AuditActor } from './audit/entry.js';
 import type { Identity, TokenUsage, UsageEstimate, UsageRecord } from './types.js';
 
 /** A reservation a middleware holds for this request (informational; each settles its own). */
@@ -175,8 +177,12 @@ export interface CacheHit {
  * usage, a cache hit, the upstream's status); a variable is one package's own state of a request.
  * Name a variable after its package, so that two packages never share one by accident.
  */
-// eslint-disable-next-line @typescript-eslint/no-empty-object-type
-export interface ContextVariableMap {}
+export interface ContextVariableMap {
+  /** What an admin route noted of its write, for the audit trail (noteAudit of `/audit`). */
+  'audit.note': AuditNote;
+  /** Who is writing, when the admission knows better than the audit trail's default (setAuditActor). */
+  'audit.actor': AuditActor;
+}
 
 export interface TollgateContext {
   /** From a valid incoming `x-request-id`, otherwise generated; echoed in the response. */

@@ -13,6 +13,6 @@ export { exactUsd } from './money.js';
 /** One model call of an answer made of several (Anthropic's `usage.iterations`), each priced at its own model. */
 export type { UsageIteration } from './types.js';
 /** A price source's refresh (`Pricing.refreshFrom`): what the gateway's `/admin/prices` shows. */
-export type { PriceRefresh } from './price-refresh.js';
+export type { PriceLoad, PriceRefresh } from './price-refresh.js';
 /** One read of a price source as a refresh reads it (capped, validated, off the loop): the gateway's `--check`. */
 export { readSourceOffLoop as readPriceSource } from './price-read.js';

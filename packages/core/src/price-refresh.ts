@@ -52,6 +52,18 @@ export interface PriceRefresh {
 export interface PriceLog {
   info(line: string): void;
   error(line: string): void;
+  /** Told when a load changed the prices in use (the gateway records it in its audit trail). @default none */
+  loaded?(load: PriceLoad): void;
+}
+
+/** A load that changed the prices in use: from where, the versions before and after, what changed. */
+export interface PriceLoad {
+  source: string;
+  before: string;
+  after: string;
+  changes: readonly PriceChange[];
+  /** The process's first load of its source (at start): the config's prices taken into use, not a change. */
+  first: boolean;
 }
 
 /** Changed models named in the log line; the rest are counted (all are on /admin/prices). */
@@ -131,10 +143,13 @@ export function startPriceRefresh(
       status.loadedAt ??= now();
       return;
     }
+    const before = status.version;
+    const first = status.loadedAt === null;
     status.version = update.version;
     status.loadedAt = now();
     status.changes = update.changes;
     log.info(`tollgate prices: version ${update.version} loaded from ${from}; ${describeChanges(update.changes)}`);
+    log.loaded?.({ source: from, before, after: update.version, changes: update.changes, first });
   }
 
   /** At start, when the source cannot be read: the copy an earlier load kept, if there is one that validates. */

@@ -1,10 +1,16 @@
 // Browser sessions of the admin: random ids kept in this process's memory, each with its CSRF token and expiry.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { AuditActor } from '@tollgate/core/audit';
 
 export interface AdminSession {
   /** The token every write from this session's pages must carry. */
   readonly csrfToken: string;
   readonly expiresAt: number;
+  /**
+   * Who opened the session, as the audit trail names them: an OIDC sign-in sets its subject and role here.
+   * @default the admin key's holder
+   */
+  readonly actor?: AuditActor;
   /** A message for the next page only (a new key, shown once; "credited $10"). */
   flash?: { kind: 'key-created'; id: string; key: string; note?: string } | { kind: 'notice'; message: string };
 }

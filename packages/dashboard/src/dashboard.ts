@@ -2,7 +2,9 @@
 import express from 'express';
 import type { NextFunction, Request, RequestHandler, Response, Router } from 'express';
 import { ApiError } from '@tollgate/core';
-import type { BudgetScope, BudgetSelector } from '@tollgate/budget';
+import { auditCsv, noteAudit } from '@tollgate/core/audit';
+import { budgetAuditTarget } from '@tollgate/budget';
+import type { BudgetScope, BudgetSelector, BudgetStatus } from '@tollgate/budget';
 import { adminOf, requireAdmin, requireCsrf, signInRoutes } from './admin-auth.js';
 import type { Admin } from './admin-auth.js';
 import { AdminSessions } from './admin-sessions.js';
@@ -20,6 +22,7 @@ import type { DashboardConfig, DashboardOptions } from './options.js';
 import { loadOverview, renderOverview } from './overview-page.js';
 import { loadProviders, renderProviders } from './providers-page.js';
 import { loadAbuse, renderAbuse } from './abuse-page.js';
+import { auditExport, loadAudit, readAuditFilter, renderAudit } from './audit-page.js';
 import { loadRequests, readRequestsQuery, renderRequests } from './requests-page.js';
 import { answerInJson, asyncRoute, dashboardErrors, sendPage, wantsJson } from './responses.js';
 import { loadTenant, readRange, renderTenant } from './tenant-page.js';
@@ -170,6 +173,30 @@ function addPages(router: Router, config: DashboardConfig): void {
   router.get('/abuse', function showAbuse(req, res) {
     sendPage(req, res, loadAbuse(config), (data) => renderAbuse(pageContext(req, res, config), data));
   });
+
+  router.get(
+    '/audit',
+    asyncRoute(async function showAudit(req, res) {
+      const filter = readAuditFilter(req.query as Record<string, unknown>);
+      if (req.query.format === 'csv') {
+        const page = await auditExport(config, filter);
+        res.setHeader('cache-control', 'no-store');
+        res.setHeader('content-disposition', 'attachment; filename="tollgate-audit.csv"');
+        res.type('text/csv').send(auditCsv(page.entries));
+        return;
+      }
+      const ctx = pageContext(req, res, config);
+      sendPage(req, res, await loadAudit(config, filter), (data) => renderAudit(ctx, data));
+    }),
+  );
+}
+
+/** A key of the store as it stood before a write (the audit trail's before), without its hash. */
+async function keyBefore(config: DashboardConfig, id: string): Promise<unknown> {
+  const record = await config.keys?.findById(id);
+  if (!record) return null;
+  const { sha256: _sha256, ...rest } = record;
+  return rest;
 }
 
 /** Creating, revoking and rotating keys: forms and JSON, each behind `write` (a body read, the CSRF token checked). */
@@ -178,7 +205,9 @@ function addKeyActions(router: Router, config: DashboardConfig, write: readonly 
     '/keys',
     ...write,
     asyncRoute(async function createKeyRoute(req, res) {
+      noteAudit(req, res, { action: 'key.create', target: 'key' });
       const created = await createKey(config, (req.body ?? {}) as Record<string, unknown>);
+      noteAudit(req, res, { target: `key:${created.record.id}`, before: null, after: created.record });
       answerWrite(req, res, 201, created, `${req.baseUrl}/keys`, {
         kind: 'key-created',
         id: created.record.id,
@@ -191,7 +220,10 @@ function addKeyActions(router: Router, config: DashboardConfig, write: readonly 
     '/keys/:id/revoke',
     ...write,
     asyncRoute(async function revokeKeyRoute(req, res) {
-      const revoked = await revokeKey(config, String(req.params.id));
+      const id = String(req.params.id);
+      noteAudit(req, res, { action: 'key.revoke', target: `key:${id}`, before: await keyBefore(config, id) });
+      const revoked = await revokeKey(config, id);
+      noteAudit(req, res, { after: revoked });
       answerWrite(req, res, 200, { revoked }, `${req.baseUrl}/keys`, {
         kind: 'notice',
         message: `Key ${revoked.id} is revoked: requests with it are refused.`,
@@ -203,8 +235,11 @@ function addKeyActions(router: Router, config: DashboardConfig, write: readonly 
     '/keys/:id/rotate',
     ...write,
     asyncRoute(async function rotateKeyRoute(req, res) {
-      const rotated = await rotateKey(config, String(req.params.id), (req.body ?? {}) as Record<string, unknown>);
+      const id = String(req.params.id);
+      noteAudit(req, res, { action: 'key.rotate', target: `key:${id}`, before: await keyBefore(config, id) });
+      const rotated = await rotateKey(config, id, (req.body ?? {}) as Record<string, unknown>);
       const { previous } = rotated;
+      noteAudit(req, res, { after: { record: rotated.record, previous } });
       const note =
         previous.state === 'revoked'
           ? `The old key ${previous.id} is revoked.`
@@ -228,28 +263,32 @@ function budgetGuardOf(config: DashboardConfig): NonNullable<DashboardConfig['bu
   return guard;
 }
 
-/** Only a budget the guard knows is changed: an unknown one is a 404. */
+/** Only a budget the guard knows is changed: an unknown one is a 404. Resolves with its status before the change. */
 async function assertBudgetExists(
   guard: NonNullable<DashboardConfig['budgets']>,
   selector: BudgetSelector,
-): Promise<void> {
-  if ((await guard.status(selector)).length === 0)
-    throw new ApiError('not_found', `No budget for ${selectorName(selector)}.`);
+): Promise<BudgetStatus[]> {
+  const status = await guard.status(selector);
+  if (status.length === 0) throw new ApiError('not_found', `No budget for ${selectorName(selector)}.`);
+  return status;
 }
 
 /** Topping up and resetting budgets, the global one and each scope's, each behind `write`. */
 function addBudgetActions(router: Router, config: DashboardConfig, write: readonly RequestHandler[]): void {
   const topUp = asyncRoute(async function topUpBudget(req, res) {
+    noteAudit(req, res, { action: 'budget.top-up' });
     const guard = budgetGuardOf(config);
     const selector = budgetSelector(req);
+    noteAudit(req, res, { target: budgetAuditTarget(selector) });
     const raw = (req.body as Record<string, unknown> | undefined)?.usd;
     const usd = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : raw;
     if (typeof usd !== 'number' || !Number.isFinite(usd) || usd <= 0 || usd > MAX_TOP_UP_USD)
       throw new ApiError('invalid_request', `A top-up is a positive amount of USD, at most ${MAX_TOP_UP_USD}.`, {
         param: 'usd',
       });
-    await assertBudgetExists(guard, selector);
+    const before = await assertBudgetExists(guard, selector);
     const budgets = await guard.topUp(selector, usd);
+    noteAudit(req, res, { before, after: budgets });
     const who = selectorName(selector);
     const fallback =
       selector.scope === 'tenant' ? `${req.baseUrl}/tenants/${encodeURIComponent(selector.id!)}` : `${req.baseUrl}/`;
@@ -259,10 +298,13 @@ function addBudgetActions(router: Router, config: DashboardConfig, write: readon
     });
   });
   const reset = asyncRoute(async function resetBudget(req, res) {
+    noteAudit(req, res, { action: 'budget.reset' });
     const guard = budgetGuardOf(config);
     const selector = budgetSelector(req);
-    await assertBudgetExists(guard, selector);
+    noteAudit(req, res, { target: budgetAuditTarget(selector) });
+    const before = await assertBudgetExists(guard, selector);
     const budgets = await guard.reset(selector);
+    noteAudit(req, res, { before, after: budgets });
     const who = selectorName(selector);
     answerWrite(req, res, 200, { budgets }, backPath(req, `${req.baseUrl}/`), {
       kind: 'notice',
@@ -302,11 +344,13 @@ export function dashboard(options: DashboardOptions): Router {
   const router = express.Router();
   const admin = requireAdmin(config, sessions);
   const pages = pageRoutes(config);
+  // Every write behind the admin goes through the audit trail (recorded before it runs, refused if it cannot be).
+  const audited = config.audit ? [config.audit.record as RequestHandler] : [];
   router.use(securityHeaders);
   router.get('/assets/:name', assetHandler());
   router.use(signInRoutes(config, sessions));
-  router.use('/api', answerInJson, admin, pages);
-  router.use(admin, pages);
+  router.use('/api', answerInJson, admin, ...audited, pages);
+  router.use(admin, ...audited, pages);
   router.use(dashboardErrors);
   return router;
 }

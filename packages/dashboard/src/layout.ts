@@ -22,6 +22,7 @@ const NAV = [
   ['/requests', 'Requests'],
   ['/providers', 'Providers'],
   ['/abuse', 'Abuse'],
+  ['/audit', 'Audit'],
 ] as const;
 
 export function layout(ctx: PageContext, page: { title: string; current: string; body: SafeHtml }): string {

@@ -3,6 +3,7 @@ import { parseDuration, TollgateError } from '@tollgate/core';
 import { assertKnownOptions, CALENDAR_PERIODS, timeZoneProblem } from '@tollgate/core/options';
 import express from 'express';
 import type { RequestHandler } from 'express';
+import type { AuditTrail } from '@tollgate/core/audit';
 import type { ApiKeyRecord, KeyStore } from '@tollgate/core/store-contracts';
 import type { CalendarPeriod } from '@tollgate/core/options';
 import type { BudgetSelector, BudgetStatus } from '@tollgate/budget';
@@ -72,6 +73,9 @@ export interface AbuseSubjectStatus {
   reasons: readonly { feature: string; value: number; population: number }[];
 }
 
+/** What the dashboard asks of an audit trail (`auditTrail()` of @tollgate/core/audit has it). */
+export type DashboardAudit = Pick<AuditTrail, 'record' | 'list'>;
+
 type ListSource = readonly string[] | (() => readonly string[]);
 
 export interface DashboardOptions {
@@ -102,6 +106,11 @@ export interface DashboardOptions {
   limits?: (query: QuotaQuery) => readonly QuotaStatus[] | Promise<readonly QuotaStatus[]>;
   /** The guard's abuse scoring, highest first (`() => guard.abuseEntries()`): the Abuse page. @default none */
   abuse?: () => readonly AbuseSubjectStatus[];
+  /**
+   * The audit trail (`auditTrail()` of @tollgate/core/audit): every write here goes through it (refused when it cannot
+   * be recorded), and the Audit page lists it. @default writes not recorded, no Audit page entries
+   */
+  audit?: DashboardAudit;
   /** More alerts for the overview (soft-limit events, suspended keys). @default none */
   alerts?: () => readonly DashboardAlert[] | Promise<readonly DashboardAlert[]>;
   /**
@@ -155,6 +164,7 @@ const OPTION_NAMES = [
   'alerts',
   'routing',
   'abuse',
+  'audit',
   'tenants',
   'tiers',
   'period',
@@ -179,6 +189,7 @@ export interface DashboardConfig {
   alerts: () => readonly DashboardAlert[] | Promise<readonly DashboardAlert[]>;
   routing: () => readonly RoutingTargetState[];
   abuse: (() => readonly AbuseSubjectStatus[]) | undefined;
+  audit: DashboardAudit | undefined;
   tenants: (() => readonly string[]) | undefined;
   tiers: (() => readonly string[]) | undefined;
   period: CalendarPeriod;
@@ -242,6 +253,8 @@ export function resolveOptions(options: DashboardOptions): DashboardConfig {
     throw invalid('routing must be a function returning routing targets');
   if (options.abuse !== undefined && typeof options.abuse !== 'function')
     throw invalid('abuse must be a function returning the scored subjects');
+  if (options.audit !== undefined && !hasMethods(options.audit, ['record', 'list']))
+    throw invalid('audit must be an audit trail (auditTrail() of @tollgate/core/audit)');
   const period = options.period ?? 'month';
   if (!CALENDAR_PERIODS.includes(period)) throw invalid(`period must be one of ${CALENDAR_PERIODS.join(', ')}`);
   const timezone = options.timezone ?? 'UTC';
@@ -282,6 +295,7 @@ export function resolveOptions(options: DashboardOptions): DashboardConfig {
     alerts: options.alerts ?? (() => []),
     routing: options.routing ?? (() => []),
     abuse: options.abuse,
+    audit: options.audit,
     tenants: listSource(options.tenants, 'tenants'),
     tiers: listSource(options.tiers, 'tiers'),
     period,

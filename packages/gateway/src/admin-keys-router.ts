@@ -11,6 +11,7 @@ import {
   rotationGrace,
 } from '@tollgate/auth';
 import { ApiError } from '@tollgate/core';
+import { noteAudit } from '@tollgate/core/audit';
 import { asyncRoute } from '@tollgate/core/checks';
 import { changeKey } from '@tollgate/core/store-contracts';
 import type { ApiKeyRecord, KeyStore } from '@tollgate/core/store-contracts';
@@ -77,11 +78,13 @@ export function adminKeysRouter(
   router.post(
     '/',
     asyncRoute(async function createKey(req: Request, res: Response) {
+      noteAudit(req, res, { action: 'key.create', target: 'key' });
       const body: unknown = req.body;
       if (typeof body !== 'object' || body === null || Array.isArray(body))
         throw new ApiError('invalid_request', 'The body must be a JSON object.', { param: 'body' });
       const fields = body as Record<string, unknown>;
       const id = optionalString(fields, 'id') ?? `key-${Date.now().toString(36)}`;
+      noteAudit(req, res, { target: `key:${id}` });
       if (!isValidKeyId(id))
         throw new ApiError('invalid_request', 'id may hold letters, digits and . _ : @ - only.', { param: 'id' });
       if (isConfigKey(id) || (await store.findById(id)))
@@ -112,6 +115,7 @@ export function adminKeysRouter(
       // Part of the key: every process serving it counts it from its first request.
       if (budget !== undefined) record.budget = budget;
       await store.put(record);
+      noteAudit(req, res, { before: null, after: publicRecord(record, 'store') });
       // The only time the key exists outside the client: it is not stored, only its hash.
       res.status(201).json({ key, record: publicRecord(record, 'store') });
     }),
@@ -122,6 +126,7 @@ export function adminKeysRouter(
   router.patch(
     '/:id',
     asyncRoute(async function changeKeyBudget(req: Request, res: Response) {
+      noteAudit(req, res, { action: 'key.budget', target: `key:${String(req.params.id)}` });
       const id = storeKeyId(req, 'change it there');
       const body: unknown = req.body;
       const fields = typeof body === 'object' && body !== null && !Array.isArray(body) ? body : {};
@@ -134,11 +139,18 @@ export function adminKeysRouter(
       const [problem] = budget === null ? [] : keyProblems({ budget }, 'body');
       if (problem) throw new ApiError('invalid_request', problem, { param: 'budget' });
       let changed: ApiKeyRecord | undefined;
-      const outcome = await changeKey(store, id, ({ budget: _old, ...rest }) => {
+      let before: ApiKeyRecord | undefined;
+      const outcome = await changeKey(store, id, (current) => {
+        const { budget: _old, ...rest } = current;
+        before = current;
         changed = budget === null ? rest : { ...rest, budget };
         return { record: changed };
       });
       if (outcome !== 'done' || !changed) throw new ApiError('not_found', `No key "${id}" in the key store.`);
+      noteAudit(req, res, {
+        before: before ? publicRecord(before, 'store') : null,
+        after: publicRecord(changed, 'store'),
+      });
       res.json({ record: publicRecord(changed, 'store') });
     }),
   );
@@ -146,8 +158,15 @@ export function adminKeysRouter(
   router.post(
     '/:id/revoke',
     asyncRoute(async function revokeKey(req: Request, res: Response) {
+      noteAudit(req, res, { action: 'key.revoke', target: `key:${String(req.params.id)}` });
       const id = storeKeyId(req, 'remove it there (or set "disabled": true)');
+      const before = await store.findById(id);
       if (!(await store.disable(id))) throw new ApiError('not_found', `No key "${id}" in the key store.`);
+      const after = await store.findById(id);
+      noteAudit(req, res, {
+        before: before ? publicRecord(before, 'store') : null,
+        after: after ? publicRecord(after, 'store') : null,
+      });
       res.json({ revoked: id });
     }),
   );
@@ -157,7 +176,9 @@ export function adminKeysRouter(
   router.post(
     '/:id/rotate',
     asyncRoute(async function rotateKey(req: Request, res: Response) {
+      noteAudit(req, res, { action: 'key.rotate', target: `key:${String(req.params.id)}` });
       const id = storeKeyId(req, 'rotate it there (tollgate keys rotate --config)');
+      const before = await store.findById(id);
       const body: unknown = req.body ?? {};
       if (typeof body !== 'object' || body === null || Array.isArray(body))
         throw new ApiError('invalid_request', 'The body must be a JSON object.', { param: 'body' });
@@ -193,6 +214,10 @@ export function adminKeysRouter(
           param: 'id',
           status: 409,
         });
+      noteAudit(req, res, {
+        before: before ? publicRecord(before, 'store') : null,
+        after: { record: publicRecord(rotation.record, 'store'), previous: publicRecord(rotation.previous, 'store') },
+      });
       res.status(201).json({
         key: rotation.key,
         record: publicRecord(rotation.record, 'store'),

@@ -2,6 +2,7 @@
 import express from 'express';
 import type { Request, RequestHandler, Response, Router } from 'express';
 import { ApiError } from '@tollgate/core';
+import { noteAudit } from '@tollgate/core/audit';
 import { asyncRoute } from '@tollgate/core/checks';
 import type { TenantConfig } from './config/schema.js';
 import type { ServedTenant, TenantDirectory } from './tenant-directory.js';
@@ -172,7 +173,10 @@ export function adminTenantsRouter(options: TenantOptions, directory: TenantDire
   router.post(
     '/',
     asyncRoute(async function createTenant(req: Request, res: Response) {
+      const id = (req.body as { id?: unknown } | undefined)?.id;
+      noteAudit(req, res, { action: 'tenant.create', target: typeof id === 'string' ? `tenant:${id}` : 'tenant' });
       const { after } = await writes.createTenant(bodyObject(req.body));
+      noteAudit(req, res, { target: `tenant:${after!.id}`, before: null, after: shown(after!) });
       res.status(201).json({ tenant: shown(after!) });
     }),
   );
@@ -186,7 +190,9 @@ export function adminTenantsRouter(options: TenantOptions, directory: TenantDire
   router.patch(
     '/:id',
     asyncRoute(async function changeTenant(req: Request, res: Response) {
-      const { after } = await writes.changeTenant(req.params.id as string, bodyObject(req.body));
+      noteAudit(req, res, { action: 'tenant.change', target: `tenant:${req.params.id as string}` });
+      const { before, after } = await writes.changeTenant(req.params.id as string, bodyObject(req.body));
+      noteAudit(req, res, { before: before ? shown(before) : null, after: shown(after!) });
       res.json({ tenant: shown(after!) });
     }),
   );
@@ -195,7 +201,9 @@ export function adminTenantsRouter(options: TenantOptions, directory: TenantDire
     '/:id',
     asyncRoute(async function deleteTenant(req: Request, res: Response) {
       const id = req.params.id as string;
-      await writes.deleteTenant(id);
+      noteAudit(req, res, { action: 'tenant.delete', target: `tenant:${id}` });
+      const { before } = await writes.deleteTenant(id);
+      noteAudit(req, res, { before: before ? shown(before) : null, after: null });
       res.json({ deleted: id });
     }),
   );
@@ -211,6 +219,7 @@ export function importTenantsRoute(options: TenantOptions, directory: TenantDire
   const writes = tenantWrites(options, directory);
   const readText = express.text({ type: () => true, limit: IMPORT_LIMIT });
   const importTenants = asyncRoute(async function importTenants(req: Request, res: Response) {
+    noteAudit(req, res, { action: 'tenant.import', target: 'tenants' });
     if (typeof req.body !== 'string')
       throw new ApiError('invalid_request', 'The body must be NDJSON (Content-Type: application/x-ndjson).', {
         param: 'body',
@@ -245,6 +254,8 @@ export function importTenantsRoute(options: TenantOptions, directory: TenantDire
       }
     }
     const count = (outcome: ImportLine['outcome']) => results.filter((result) => result.outcome === outcome).length;
+    // Each line's outcome: what the import changed, by tenant (its fields are on GET /admin/tenants/<id>).
+    noteAudit(req, res, { before: null, after: { lines: results } });
     res.json({
       created: count('created'),
       updated: count('updated'),

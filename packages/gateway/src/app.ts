@@ -8,6 +8,7 @@ import { ApiError, apiErrorHandler, renderApiError } from '@tollgate/core';
 import type { TollgateStores } from '@tollgate/core';
 import type { SpoolReplay } from '@tollgate/metering';
 import { accessLog } from '@tollgate/metering/log';
+import { CONFIG_FILE_ACTOR } from './audit-setup.js';
 import { attributionMiddleware, authMiddleware, permissionMiddleware } from './auth-setup.js';
 import {
   ConfigError,
@@ -218,6 +219,7 @@ export function createGateway(input: ProxyConfig, deps: ProxyDeps = {}): Gateway
     held.configKeys = keyRecordsFromConfig(next);
   };
   router.reloadConfigFile = (text, path) => {
+    const running = held.configKeys;
     let reload = keysFromChangedConfig(text, held.configKeys, config);
     try {
       if (reload.status !== 'unreadable') router.reloadKeys(reload.keys);
@@ -227,6 +229,17 @@ export function createGateway(input: ProxyConfig, deps: ProxyDeps = {}): Gateway
       reload = { status: 'invalid', problems: error.issues, keys: held.configKeys.map(toConfigKey) };
     }
     configFiles.note({ path, status: reload.status, problems: reload.problems });
+    // A change of the keys in force is recorded; a read that changes none (the start's, a touched file) is not.
+    if (JSON.stringify(held.configKeys) !== JSON.stringify(running))
+      void parts.audit.recordChange({
+        ...CONFIG_FILE_ACTOR,
+        action: 'config.reload',
+        target: `file:${path}`,
+        source: path,
+        outcome: 'done',
+        before: { keys: running.map((key) => key.id) },
+        after: { status: reload.status, problems: reload.problems, keys: held.configKeys.map((key) => key.id) },
+      });
     return reload;
   };
   let closing: Promise<void> | undefined;

@@ -8,6 +8,7 @@ import type { createClient } from '@redis/client';
 import { keyRecordsFromConfig } from '@tollgate/auth';
 import { createMemoryStores, createPricing } from '@tollgate/core';
 import type { Pricing, TollgateStores } from '@tollgate/core';
+import type { AuditStore, AuditTrail } from '@tollgate/core/audit';
 import type { PriceRefresh } from '@tollgate/core/costs';
 import { loadOnDemand } from '@tollgate/core/options';
 import type { McpGatewayOptions } from '@tollgate/mcp';
@@ -22,6 +23,7 @@ import { createMockProvider } from '@tollgate/providers/mock';
 import type { MockProvider } from '@tollgate/providers/mock';
 import { combineLimits } from '@tollgate/ratelimit';
 import { adminKeyVerdict } from './admin-auth.js';
+import { createAuditTrail, priceLoadChange } from './audit-setup.js';
 import type { TenantOptions } from './admin-tenants-router.js';
 import { TenantDirectory } from './tenant-directory.js';
 import type { TenantChanges } from './tenant-directory.js';
@@ -89,6 +91,11 @@ export interface ProxyDeps {
    * route, with the config's `guardrails` rules or none. @default none
    */
   guardrails?: Pick<PromptGuardrailsOptions, 'check' | 'checkTimeout' | 'onAnswerText'>;
+  /**
+   * Where the audit trail of admin writes is kept (docs/audit.md). @default the ledger's database (PostgreSQL or the
+   * embedded PGlite), else this process's memory
+   */
+  audit?: AuditStore;
 }
 
 /**
@@ -156,16 +163,27 @@ function watchingParts(options: GatewayOptions, deps: ProxyDeps, held: Held) {
     ...(judgeAdminKey ? { isOperator: (req: Request) => judgeAdminKey(req) === 'admin' } : {}),
   });
   const pricing = createPricing(options.pricing);
-  // The one table every part prices with: a price source's load swaps its layer for all of them at once.
-  const prices: PriceRefresh = pricing.refreshFrom(options.prices, {
-    info: (line) => (logging ? logger.info(line) : log(line)),
-    error: (line) => (logging ? logger.error(line) : log(line)),
-  });
   const metering = createMetering(options.metering, pricing, {
     metrics: deps.metrics,
     tenants: options.operator.tenants,
     ...(deps.tracer === undefined ? {} : { tracer: deps.tracer }),
     ...(guarding.onUsage ? { onUsage: guarding.onUsage } : {}),
+  });
+  // Every admin write and config or price change goes through it (docs/audit.md).
+  const audit = createAuditTrail({
+    ...(deps.audit ? { store: deps.audit } : {}),
+    ledger: metering.ledger,
+    location: options.operator.ledgerTable,
+    onEntry: guarding.auditEvent,
+    log,
+  });
+  // The one table every part prices with: a price source's load swaps its layer for all of them at once.
+  const prices: PriceRefresh = pricing.refreshFrom(options.prices, {
+    info: (line) => (logging ? logger.info(line) : log(line)),
+    error: (line) => (logging ? logger.error(line) : log(line)),
+    loaded: (load) => {
+      if (!load.first) void audit.recordChange(priceLoadChange(load));
+    },
   });
   const metrics =
     metering.registry &&
@@ -182,7 +200,7 @@ function watchingParts(options: GatewayOptions, deps: ProxyDeps, held: Held) {
       layer,
       storeFailureReporter(logger, layer, metrics ? metrics.storeFailure : () => undefined),
     );
-  return { guarding, pricing, prices, metering, metrics: metrics || undefined, storeFailures };
+  return { guarding, pricing, prices, metering, audit, metrics: metrics || undefined, storeFailures };
 }
 
 type Watching = ReturnType<typeof watchingParts>;
@@ -321,13 +339,14 @@ export function gatewayParts(configured: GatewayOptions, deps: ProxyDeps) {
   const { tenants, options } = tenantParts(configured, held, watching);
   const calling = callingParts(options, deps, held, watching, tenants);
   const keeping = keepingParts(options, held, watching, calling);
-  const { guarding, metering } = watching;
+  const { guarding, metering, audit } = watching;
   const { providers, budget, blocked, leased } = calling;
   // In this order: the upstream calls end (and settle, a cut answer's once its provider counted it), then the budget,
   // then the usage is written, the log flushed, then the stores close.
   const closers: (() => Promise<void> | void)[] = [
     () => watching.prices.close(),
     () => providers.close(),
+    () => audit.flush(),
     () => metering.settled(),
     async () => {
       await budget.close();
@@ -415,6 +434,8 @@ export interface GatewayParts {
   configFiles: ConfigFileStates;
   /** The chain's limiters, combined: the dashboard reads their quotas. */
   limits: RequestHandler;
+  /** The audit trail every admin write goes through. */
+  audit: AuditTrail;
 }
 
 /** What the limits and the budget are built from. */

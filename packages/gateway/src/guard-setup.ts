@@ -6,6 +6,7 @@ import type { ProxyMetrics } from '@tollgate/metering/prometheus';
 import { refusalRenderer } from '@tollgate/core';
 import { loadOnDemand } from '@tollgate/core/options';
 import type { ApiError, ErrorRenderer, TollgateStores, UsageRecord } from '@tollgate/core';
+import type { AuditEntry } from '@tollgate/core/audit';
 import {
   abuseAdminRouter,
   bodyAfterAuth,
@@ -67,6 +68,8 @@ export interface ProxyGuard {
   readonly abuseRouter: Router | undefined;
   /** The abuse model's latest scoring, highest first (with `guard.abuse` only): the dashboard's Abuse page. */
   readonly abuseEntries: Guard['abuseEntries'] | undefined;
+  /** An admin write's audit entry as an `audit.event` on the alert stream; undefined without a guard. */
+  readonly auditEvent: ((entry: AuditEntry) => void) | undefined;
   /** The mitigations in force as this process knows them (none without a guard): the metrics count them. */
   mitigations(): readonly Mitigation[];
   close(): Promise<void>;
@@ -154,6 +157,7 @@ const NO_GUARD: Omit<ProxyGuard, 'afterAuth'> = {
   adminRouter: undefined,
   abuseRouter: undefined,
   abuseEntries: undefined,
+  auditEvent: undefined,
   mitigations: () => [],
   close: async () => undefined,
 };
@@ -236,6 +240,14 @@ export function createProxyGuard(settings: GuardSetupOptions, deps: ProxyGuardDe
     adminRouter: guardAdminRouter(guard),
     abuseRouter: settings.abuse ? abuseAdminRouter(guard) : undefined,
     abuseEntries: settings.abuse ? () => guard.abuseEntries() : undefined,
+    auditEvent: (entry) =>
+      alerts.emit({
+        type: 'audit.event',
+        id: `audit:${entry.id}`,
+        at: entry.finishedAt ?? entry.at,
+        message: `${entry.actor} (${entry.role}) ${entry.action} ${entry.target}: ${entry.outcome}`,
+        details: { ...entry },
+      }),
     mitigations: () => guard.mitigations(),
     async close() {
       shedder?.close();

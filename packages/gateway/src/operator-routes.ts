@@ -3,6 +3,7 @@
 import express from 'express';
 import type { Request, Response, Router } from 'express';
 import { budgetAdminRouter } from '@tollgate/budget';
+import { auditListing } from '@tollgate/core/audit';
 import { asyncRoute } from '@tollgate/core/checks';
 import { dashboard } from '@tollgate/dashboard';
 import { preloadTokenizers } from '@tollgate/providers';
@@ -49,6 +50,7 @@ export type OperatorParts = Pick<
   | 'configKeys'
   | 'limits'
   | 'configFiles'
+  | 'audit'
   | 'tenants'
 > & {
   /** Whether the process was told to stop (`Gateway.drain()`): /readyz answers 503 from then on. */
@@ -136,6 +138,9 @@ export function mountOperatorRoutes(router: Router, parts: OperatorParts): void 
   if (operator.adminKeySha256) {
     const admin = express.Router();
     admin.use(...adminOnly);
+    // Every write below (and any route added later) is recorded before it runs: docs/audit.md.
+    admin.use(parts.audit.record);
+    admin.get('/audit', auditListing(parts.audit));
     admin.use('/budgets', budgetAdminRouter(budget));
     admin.use('/keys', adminKeysRouter(options.auth.keyProblems, configKeys, observedStores.keys));
     // `:import` is part of the path (not a parameter): matched as it is written.
@@ -155,6 +160,7 @@ export function mountOperatorRoutes(router: Router, parts: OperatorParts): void 
         // A wrong key in the sign-in form meets the address blocks and the one auth-failure count /admin meets.
         beforeAuth: guarding.beforeAuth,
         budgets: budget,
+        audit: parts.audit,
         keys: observedStores.keys,
         configKeys: configKeys,
         ...(metering.ledger ? { ledger: metering.ledger } : {}),

@@ -1,6 +1,7 @@
 // guardAdminRouter: the operator's routes: anomalies, mitigations, suspend, lift and unblock; abuse scores and clears.
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { ApiError, renderApiError, type ErrorRenderer } from '@tollgate/core';
+import { noteAudit } from '@tollgate/core/audit';
 import { assertKnownOptions } from '@tollgate/core/options';
 import type { AbuseSubject } from './abuse-features.js';
 import type { Guard } from './create-guard.js';
@@ -44,6 +45,14 @@ export function guardAdminRouter(guard: Guard, options: GuardAdminRouterOptions 
   };
   const subjectOf = (req: Request) =>
     `${req.path.startsWith('/tenants/') ? 'tenant' : 'key'}:${req.params.id}` as `key:${string}` | `tenant:${string}`;
+  /** What is in force on a subject (the audit trail's before and after). */
+  const inForce = (subject: string) => guard.mitigations().filter((mitigation) => mitigation.subject === subject);
+  /** Names the write for the audit trail before anything can refuse it: a refusal is recorded as one. */
+  const audited =
+    (action: string, target: (req: Request) => string) => (req: Request, res: Response, next: NextFunction) => {
+      noteAudit(req, res, { action, target: target(req) });
+      next();
+    };
 
   router.get('/', async function listGuardState(_req, res, next) {
     try {
@@ -65,6 +74,7 @@ export function guardAdminRouter(guard: Guard, options: GuardAdminRouterOptions 
   });
   router.post(
     ['/keys/:id/suspend', '/tenants/:id/suspend'],
+    audited('guard.suspend', subjectOf),
     validId,
     body,
     async function suspendSubject(req, res, next) {
@@ -77,15 +87,21 @@ export function guardAdminRouter(guard: Guard, options: GuardAdminRouterOptions 
         );
       }
       try {
-        res.json({ suspended: await guard.suspend(subjectOf(req), reason as string | undefined) });
+        const before = inForce(subjectOf(req));
+        const suspended = await guard.suspend(subjectOf(req), reason as string | undefined);
+        noteAudit(req, res, { before, after: inForce(subjectOf(req)) });
+        res.json({ suspended });
       } catch (error) {
         next(error);
       }
     },
   );
-  router.post(['/keys/:id/lift', '/tenants/:id/lift'], validId, async function liftSubject(req, res, next) {
+  const lifting = audited('guard.lift', subjectOf);
+  router.post(['/keys/:id/lift', '/tenants/:id/lift'], lifting, validId, async function liftSubject(req, res, next) {
     try {
+      const before = inForce(subjectOf(req));
       const lifted = await guard.lift(subjectOf(req));
+      noteAudit(req, res, { before, after: inForce(subjectOf(req)) });
       if (lifted.length === 0)
         return render(new ApiError('not_found', `Nothing is in force on ${subjectOf(req)}.`), req, res);
       res.json({ lifted });
@@ -93,9 +109,14 @@ export function guardAdminRouter(guard: Guard, options: GuardAdminRouterOptions 
       next(error);
     }
   });
-  router.post('/addresses/:address/unblock', validId, async function unblockAddress(req, res, next) {
+  const unblocking = audited('block.clear', (req) => `address:${String(req.params.address)}`);
+  router.post('/addresses/:address/unblock', unblocking, validId, async function unblockAddress(req, res, next) {
     try {
-      if (!(await guard.unblock(String(req.params.address))))
+      const blockedAs = `ip:${String(req.params.address)}`;
+      const before = inForce(blockedAs);
+      const unblocked = await guard.unblock(String(req.params.address));
+      noteAudit(req, res, { before, after: inForce(blockedAs) });
+      if (!unblocked)
         return render(new ApiError('not_found', `Address ${req.params.address} is not blocked.`), req, res);
       res.json({ unblocked: req.params.address });
     } catch (error) {
@@ -124,6 +145,7 @@ export function abuseAdminRouter(guard: Guard, options: GuardAdminRouterOptions 
   });
   router.delete('/:subject', async function clearAbuse(req, res, next) {
     const subject = String(req.params.subject);
+    noteAudit(req, res, { action: 'abuse.clear', target: subject.slice(0, 300) });
     if (!ABUSE_SUBJECT.test(subject))
       return render(
         new ApiError('invalid_request', 'The subject must be key:<id>, address:<ip> or tenant:<id>.', {
@@ -133,7 +155,11 @@ export function abuseAdminRouter(guard: Guard, options: GuardAdminRouterOptions 
         res,
       );
     try {
-      res.json({ cleared: subject, lifted: await guard.clearAbuse(subject as AbuseSubject) });
+      const scored = () => guard.abuseEntries().filter((entry) => entry.subject === subject);
+      const before = scored();
+      const lifted = await guard.clearAbuse(subject as AbuseSubject);
+      noteAudit(req, res, { before, after: { lifted, scored: scored() } });
+      res.json({ cleared: subject, lifted });
     } catch (error) {
       next(error);
     }

@@ -61,7 +61,8 @@ export type GuardEventType =
   | 'auth_flood'
   | 'store_down'
   | 'breaker_open'
-  | 'abuse.detected';
+  | 'abuse.detected'
+  | 'audit.event';
 
 export const GUARD_EVENT_TYPES: readonly GuardEventType[] = [
   'budget.threshold',
@@ -73,6 +74,7 @@ export const GUARD_EVENT_TYPES: readonly GuardEventType[] = [
   'store_down',
   'breaker_open',
   'abuse.detected',
+  'audit.event',
 ];
 
 /** One alert: the JSON body a webhook receives (format `json`). */

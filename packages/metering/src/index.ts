@@ -10,6 +10,7 @@ export { openUsageSpool } from './usage-spool.js';
 export type { SpoolReplay, UsageSpool } from './usage-spool.js';
 export { jsonlSink } from './jsonl-sink.js';
 export { aggregateUsage, migrateUsageLedger, postgresSpendSource } from './postgres-ledger.js';
+export { auditMigrationSql, auditTableName, postgresAuditStore } from './postgres-audit.js';
 export type { LedgerLocation, Queryable, UsageAggregate, UsageGrouping } from './postgres-ledger.js';
 export { postgresCreditJournal } from './credit-journal.js';
 export { recentUsage, usageByProvider, usageOverTime } from './ledger-queries.js';

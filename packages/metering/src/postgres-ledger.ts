@@ -26,7 +26,7 @@ export interface LedgerLocation {
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 
-function quoteIdentifier(name: string, what: string): string {
+export function quoteIdentifier(name: string, what: string): string {
   if (!IDENTIFIER.test(name))
     throw new TollgateError(
       'ERR_TG_METERING_INVALID_IDENTIFIER',
@@ -184,7 +184,7 @@ export function creditTableName(location: LedgerLocation = {}): string {
 }
 
 /** A table next to the usage table, in its schema, named `<usage table>_<suffix>` (the usage name cut to fit 63). */
-function besideUsageTable(location: LedgerLocation, suffix: string): string {
+export function besideUsageTable(location: LedgerLocation, suffix: string): string {
   const base = (location.table ?? 'tollgate_usage').slice(0, 62 - suffix.length);
   const table = quoteIdentifier(`${base}_${suffix}`, 'table');
   return location.schema === undefined ? table : `${quoteIdentifier(location.schema, 'schema')}.${table}`;
@@ -278,8 +278,11 @@ function upgradeToRecordIds(table: string): string {
 
 /** Runs the migration in one transaction, under an advisory lock so that processes starting together do not race. */
 export async function migrateUsageLedger(db: Queryable, location: LedgerLocation = {}): Promise<void> {
-  const statements = ledgerMigrationSql(location);
-  const lockName = `tollgate:migrate:${ledgerTableName(location)}`;
+  await runMigration(db, `tollgate:migrate:${ledgerTableName(location)}`, ledgerMigrationSql(location));
+}
+
+/** Runs `statements` in one transaction under the advisory lock `lockName` (the ledger's tables' migrations). */
+export async function runMigration(db: Queryable, lockName: string, statements: readonly string[]): Promise<void> {
   if (isTransactionRunner(db)) {
     // PGlite: a BEGIN sent through query() would let queries of other callers (a sink, a dashboard) run inside it.
     await db.transaction(async (tx) => {
