@@ -125,6 +125,8 @@ export class AbuseWatch {
   #ticking: Promise<void> | undefined;
   /** `performance.now()` before which a timer's round waits (see `#onTimer`). */
   #restUntil = 0;
+  /** See `#windowBuffers`. */
+  #shared: { rows: Float64Array; requests: Float64Array } | undefined;
 
   constructor(config: ResolvedAbuse, parts: AbuseWatchParts) {
     this.#config = config;
@@ -306,8 +308,7 @@ export class AbuseWatch {
   /** The window's subjects with requests, and their features as rows for the worker (built in slices). */
   async #window(tallies: AbuseTallyTable, slice: TimeSlice): Promise<Window> {
     const subjects: AbuseSubject[] = [];
-    const rows = new Float64Array(tallies.size * FEATURE_COUNT);
-    const requests = new Float64Array(tallies.size);
+    const { rows, requests } = this.#windowBuffers(tallies.size);
     for (let row = 0; row < tallies.size; row++) {
       const sent = tallies.count(row, REQUESTS);
       if (sent <= 0) continue;
@@ -316,8 +317,23 @@ export class AbuseWatch {
       subjects.push(tallies.subjects[row]!);
       if ((subjects.length & 255) === 0) await slice.pause();
     }
-    // The worker takes the buffers; the requests of the subjects acted on are read here after.
-    return { subjects, requests: requests.slice(), rows: { rows, requests, count: subjects.length } };
+    // Rows past `count` are an earlier round's: the worker reads `count` rows only.
+    return { subjects, requests, rows: { rows, requests, count: subjects.length } };
+  }
+
+  /**
+   * The buffers a window is written in, shared with the worker (a round's calls to it all end before the next round
+   * writes them again): one pair kept and grown, not 20 MB of new memory each round for 100,000 subjects, external
+   * memory growing that fast calls for full collections (bench/guard-stall.ts).
+   */
+  #windowBuffers(size: number): { rows: Float64Array; requests: Float64Array } {
+    if (this.#shared && this.#shared.requests.length >= size) return this.#shared;
+    const capacity = Math.ceil(size * 1.25) + 256;
+    this.#shared = {
+      rows: new Float64Array(new SharedArrayBuffer(capacity * FEATURE_COUNT * Float64Array.BYTES_PER_ELEMENT)),
+      requests: new Float64Array(new SharedArrayBuffer(capacity * Float64Array.BYTES_PER_ELEMENT)),
+    };
+    return this.#shared;
   }
 
   async #followModel(): Promise<void> {

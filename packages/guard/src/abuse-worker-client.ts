@@ -76,12 +76,15 @@ export class AbuseWorker {
     });
   }
 
-  /** Hands the round's window over (its buffers move); resolves whether a row is novel to the worker's model. */
+  /**
+   * Hands the round's window over (buffers shared with the worker are shared, others move); resolves whether a row is
+   * novel to the worker's model.
+   */
   load(window: WindowRows): Promise<boolean> {
-    return this.#call({ op: 'load', window }, [
-      window.rows.buffer as ArrayBuffer,
-      window.requests.buffer as ArrayBuffer,
-    ]);
+    const moved = [window.rows.buffer, window.requests.buffer].filter(
+      (buffer): buffer is ArrayBuffer => !(buffer instanceof SharedArrayBuffer),
+    );
+    return this.#call({ op: 'load', window }, moved);
   }
 
   /** Takes a stored model (JSON); null when it is of an earlier release. */
