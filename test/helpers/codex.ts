@@ -1,5 +1,5 @@
 // The Codex CLI (npm `@openai/codex`) for the client tests: `CODEX_BIN` when set, else installed once from npm into a
-// cache directory of its own; undefined when neither works (no network), so its tests say they were skipped.
+// cache directory of its own; undefined when neither works (no network), and its test fails saying so.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
