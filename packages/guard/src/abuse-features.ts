@@ -136,16 +136,26 @@ export const REMEMBERED_PER_KIND = 8;
 export const HISTORY_REQUESTS = 10;
 const KIND_SLOT: Record<MarkKind, number> = { peer: 0, agent: 1, model: 2, route: 3 };
 
+/** Where a `SubjectTally`'s views start in its buffer (bytes): counts, the known values' times, the recent prompts. */
+const KNOWN_AT = 8 * TALLY_COUNTS.length;
+const RECENT_AT = KNOWN_AT + 2 * 8 * 4 * REMEMBERED_PER_KIND;
+const TALLY_BYTES = RECENT_AT + 2 * 4 * RECENT_PROMPTS;
+
 /** One subject as this process saw it since its last flush, plus what repeats and gaps need across flushes. */
 export class SubjectTally {
-  readonly counts = new Float64Array(TALLY_COUNTS.length);
+  /**
+   * One buffer a subject, its views below: an array buffer is an object the full collections track and sweep each, and
+   * a process keeps 10,000 subjects (MAX_LOCAL_SUBJECTS), five buffers each before.
+   */
+  readonly #buffer = new ArrayBuffer(TALLY_BYTES);
+  readonly counts = new Float64Array(this.#buffer, 0, TALLY_COUNTS.length);
   #marks = new Set<string>();
   /** The bucket `#sentMarks` belongs to. */
   #markBucket = -1;
   #sentMarks = new Map<MarkKind, Set<string>>();
   #lastAt = 0;
-  readonly #recent = new Uint32Array(RECENT_PROMPTS);
-  readonly #recentNear = new Uint32Array(RECENT_PROMPTS);
+  readonly #recent = new Uint32Array(this.#buffer, RECENT_AT, RECENT_PROMPTS);
+  readonly #recentNear = new Uint32Array(this.#buffer, RECENT_AT + 4 * RECENT_PROMPTS, RECENT_PROMPTS);
   #recentNext = 0;
   /** When this process first saw the subject: only a subject with a window of history has values new to it. */
   #firstAt = -1;
@@ -153,8 +163,8 @@ export class SubjectTally {
   #seen = 0;
   /** Per kind, `REMEMBERED_PER_KIND` slots: a value, and when it was first and last seen (0: empty). */
   readonly #known: string[] = [];
-  readonly #knownFirst = new Float64Array(4 * REMEMBERED_PER_KIND);
-  readonly #knownLast = new Float64Array(4 * REMEMBERED_PER_KIND);
+  readonly #knownFirst = new Float64Array(this.#buffer, KNOWN_AT, 4 * REMEMBERED_PER_KIND);
+  readonly #knownLast = new Float64Array(this.#buffer, KNOWN_AT + 8 * 4 * REMEMBERED_PER_KIND, 4 * REMEMBERED_PER_KIND);
   dirty = false;
 
   add(name: TallyCount, value: number): void {
