@@ -7,14 +7,16 @@ import { z } from 'zod';
 import { caught } from './helpers/proxy.js';
 import { clientStoreKinds, SCRIPTED_MODEL, startClientGateway } from './helpers/client-gateway.js';
 import type { ClientGateway } from './helpers/client-gateway.js';
-import { inTurn, responsesAnswer } from './helpers/routing-upstreams.js';
+import { anthropicAnswer, inTurn, responsesAnswer } from './helpers/routing-upstreams.js';
+import type { Answer, Usage } from './helpers/routing-upstreams.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createMemoryStores } from '@tollgate/core';
+import { createMemoryStores, DEFAULT_PRICES } from '@tollgate/core';
 import { codexExec, findCodex } from './helpers/codex.js';
+import { claudePrint, findClaudeCode } from './helpers/claude-code.js';
 
 // Traces would be exported to OpenAI's own API: the tests reach no network but their own.
 setTracingDisabled(true);
@@ -164,5 +166,94 @@ describe('Codex through the gateway', () => {
       // 1234 input tokens at $1/M and 7 output at $2/M: 1,248,000 nano-USD.
       costNanoUsd: 1_248_000,
     });
+  }, 150_000);
+});
+
+// Claude Code (npm @anthropic-ai/claude-code) on the gateway as ANTHROPIC_BASE_URL with a tollgate key, at its default
+// model: every call it makes is answered from the script, and billed at the catalogue's price of the model it chose.
+const claudeCode = findClaudeCode();
+
+/** Nano-USD of `tokens` at `usdPerMTok` (USD per 1M tokens: 1,000 nano-USD per token per dollar). */
+const nanoUsd = (tokens: number, usdPerMTok: number | undefined) => tokens * Math.round((usdPerMTok ?? NaN) * 1000);
+
+/** What the catalogue's row of `model` charges for an Anthropic `usage` with 5-minute cache writes. */
+function catalogueCost(model: string, usage: Required<Usage>): number {
+  const row = DEFAULT_PRICES[model];
+  if (!row) throw new Error(`the catalogue has no row for ${model}`);
+  return (
+    nanoUsd(usage.input, row.inputPerMTok) +
+    nanoUsd(usage.cacheRead, row.cachedInputPerMTok) +
+    nanoUsd(usage.cacheWrite, row.cacheWritePerMTok) +
+    nanoUsd(usage.output, row.outputPerMTok)
+  );
+}
+
+// A machine that cannot have Claude Code (no npm registry, no CLAUDE_BIN) fails the case: a real client is not skipped.
+describe('Claude Code through the gateway', () => {
+  let gateway: ClientGateway;
+  let home: string;
+  /** The session header of each request Claude Code sent the gateway. */
+  const sessions: (string | string[] | undefined)[] = [];
+
+  beforeAll(async () => {
+    const stores = createMemoryStores();
+    gateway = await startClientGateway({ stores, release: () => stores.close() }, { scriptedAnthropic: true });
+    gateway.proxy.server.on('request', (req: IncomingMessage) =>
+      sessions.push(req.headers['x-claude-code-session-id']),
+    );
+    home = mkdtempSync(path.join(tmpdir(), 'tollgate-claude-home-'));
+  });
+
+  afterAll(async () => {
+    await gateway.close();
+    rmSync(home, { recursive: true, force: true });
+  });
+
+  it('claude -p at its default model: answered, each call it made metered, priced and in its session', async () => {
+    // Its system prompt is marked for caching: the script reads and writes the prompt cache as Anthropic would.
+    const usage = { input: 1234, cacheRead: 20_480, cacheWrite: 3_072, output: 56 };
+    /** Anthropic's answer in the model the call asked for, whichever Claude Code chose. */
+    const answer: Answer = (request, res) =>
+      anthropicAnswer((request.body as { model: string }).model, usage)(request, res);
+    gateway.scripted.answer = answer;
+    const sentBefore = gateway.scripted.requests.length;
+    if (!claudeCode)
+      throw new Error('Claude Code could not be installed from npm: set CLAUDE_BIN to a claude executable');
+    const run = await claudePrint(claudeCode, {
+      baseUrl: gateway.url,
+      apiKey: gateway.keys.answered,
+      prompt: 'Say hello.',
+      home,
+      cwd: home,
+    });
+    expect(run).toMatchObject({ code: 0, stderr: '' });
+    expect(run.stdout).toContain('Hello there');
+
+    const sent = gateway.scripted.requests.slice(sentBefore);
+    expect(sent.length).toBeGreaterThan(0);
+    const models = sent.map((request) => (request.body as { model: string }).model);
+    const records = await gateway.newRecords('answered', sent.length);
+    expect(records).toHaveLength(sent.length);
+    // One session for the run, sent on every request and kept on every record.
+    const [session] = sessions;
+    expect(session).toMatch(/^[0-9a-f-]{36}$/);
+    expect(sessions.every((sentSession) => sentSession === session)).toBe(true);
+    for (const record of records)
+      expect(record).toMatchObject({
+        route: '/v1/messages',
+        provider: 'anthropic',
+        status: 200,
+        session,
+        inputTokens: usage.input + usage.cacheRead + usage.cacheWrite,
+        cachedInputTokens: usage.cacheRead,
+        cacheWriteTokens: usage.cacheWrite,
+        outputTokens: usage.output,
+        usageSource: 'provider',
+      });
+    expect(records.map((record) => record.model).sort()).toEqual([...models].sort());
+    // claude-opus-5-5, 2.1.332's default, at $4/M input, $0.20/M cache reads, $5/M cache writes and $20/M output:
+    // 25,512,000 nano-USD a call.
+    const billed = records.reduce((sum, record) => sum + record.costNanoUsd, 0);
+    expect(billed).toBe(models.reduce((sum, model) => sum + catalogueCost(model, usage), 0));
   }, 150_000);
 });

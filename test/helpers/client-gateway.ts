@@ -24,9 +24,9 @@ export const COMPATIBLE_MODEL = 'llama-3.1-8b';
 export interface ClientGateway {
   url: string;
   proxy: RunningProxy;
-  /** The mock provider as the upstream of the catalogue's OpenAI, Anthropic and Google models. */
+  /** The mock provider as the upstream of the catalogue's OpenAI, Anthropic (unless scripted) and Google models. */
   mock: RunningMock;
-  /** The upstream of SCRIPTED_MODEL and COMPATIBLE_MODEL: its answer is each test's. */
+  /** The upstream of SCRIPTED_MODEL, COMPATIBLE_MODEL and, when asked, Anthropic's models: its answer is each test's. */
   scripted: SwitchableUpstream;
   /** `answered`: a pro key; `broke`: a tenant whose budget pays for nothing; `limited`: one request a minute. */
   keys: { answered: string; broke: string; limited: string };
@@ -40,8 +40,20 @@ export const clientStoreKinds = (name: string) => memoryAndRedisStores(`clients-
 
 const unanswered: Answer = (_request, res) => res.writeHead(500).end();
 
+export interface ClientGatewayOptions {
+  /**
+   * The catalogue's Anthropic models answered by the scripted upstream instead of the mock (a client whose model is
+   * its own choice, as Claude Code's default is).
+   * @default false
+   */
+  scriptedAnthropic?: boolean;
+}
+
 /** The gateway on `owned`'s stores, its upstreams on ports of their own. */
-export async function startClientGateway(owned: OwnedStores): Promise<ClientGateway> {
+export async function startClientGateway(
+  owned: OwnedStores,
+  options: ClientGatewayOptions = {},
+): Promise<ClientGateway> {
   const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-clients-'));
   const usageLog = path.join(dir, 'usage.jsonl');
   const mock = await startMockUpstream();
@@ -54,7 +66,7 @@ export async function startClientGateway(owned: OwnedStores): Promise<ClientGate
       usageLog,
       upstreams: {
         openai: { baseUrl: `${mock.url}/v1`, apiKey },
-        anthropic: { baseUrl: mock.url, apiKey },
+        anthropic: { baseUrl: options.scriptedAnthropic ? scripted.url : mock.url, apiKey },
         google: { baseUrl: `${mock.url}/v1beta`, apiKey },
         scripted: { baseUrl: `${scripted.url}/v1`, apiKey, api: 'openai' },
         vllm: { baseUrl: `${scripted.url}/v1`, apiKey, api: 'openai-compatible' },

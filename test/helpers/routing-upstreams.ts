@@ -32,6 +32,18 @@ export async function startSwitchableUpstream(answer: Answer): Promise<Switchabl
 export interface Usage {
   input: number;
   output: number;
+  /** Anthropic's prompt-cache reads and writes, beside `input` (Anthropic's `input_tokens` leaves them out). */
+  cacheRead?: number;
+  cacheWrite?: number;
+}
+
+/** Anthropic's `usage` of an answer's input, with the cache counts when the usage has any. */
+function anthropicInputUsage(usage: Usage): Record<string, number> {
+  return {
+    input_tokens: usage.input,
+    ...(usage.cacheRead === undefined ? {} : { cache_read_input_tokens: usage.cacheRead }),
+    ...(usage.cacheWrite === undefined ? {} : { cache_creation_input_tokens: usage.cacheWrite }),
+  };
 }
 
 function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -124,7 +136,7 @@ export function anthropicAnswer(
         content,
         stop_reason: stop,
         stop_sequence: null,
-        usage: { input_tokens: usage.input, output_tokens: usage.output },
+        usage: { ...anthropicInputUsage(usage), output_tokens: usage.output },
       });
       return;
     }
@@ -140,7 +152,7 @@ export function anthropicAnswer(
           content: [],
           stop_reason: null,
           stop_sequence: null,
-          usage: { input_tokens: usage.input, output_tokens: 1 },
+          usage: { ...anthropicInputUsage(usage), output_tokens: 1 },
         },
       }),
     ];
