@@ -114,6 +114,10 @@ export function keepSpend(
     // Another process rebuilds: reserves here stay refused until it marked the slots.
     if (redis && !unlock) return;
     try {
+      // A refusal or check from before another rebuild marked the slots (and let go of the lock) is late: the loss is
+      // repaired, and reserves and blocks run again. Rebuilding once more would raise each scope to a ledger that
+      // already holds the calls of the blocks open since, which their settles charge again (a double count).
+      if (afterLoss && (await gate.isRebuilt([...refused]))) return;
       if (afterLoss) await sleep(lossWaitMs);
       await flushUsage();
       const report = await rebuildFromLedger(options.ledgerTable, guard, ledger);
