@@ -4,6 +4,7 @@ import { createMemoryStores } from '@tollgate/core';
 import { budgetGuard } from '@tollgate/budget';
 import type { BudgetEvent, BudgetLimit } from '@tollgate/budget';
 import { MIN_SPAN_MS, SpendForecaster } from '../src/spend-forecast.js';
+import { fakeOnly } from '../../../test/helpers/fake-clock.js';
 import { pricing } from './helpers.js';
 
 const MINUTE = 60_000;
@@ -12,20 +13,6 @@ const DAY = 24 * HOUR;
 /** A day period: 2026-11-22 UTC. */
 const start = Date.UTC(2026, 10, 22);
 const end = start + DAY;
-/** Every API jest fakes but setInterval: the guard's sampling timer. */
-const DO_NOT_FAKE: NonNullable<
-  Extract<Parameters<typeof jest.useFakeTimers>[0], { doNotFake?: unknown }>['doNotFake']
-> = [
-  'Date',
-  'hrtime',
-  'nextTick',
-  'performance',
-  'queueMicrotask',
-  'setImmediate',
-  'clearImmediate',
-  'setTimeout',
-  'clearTimeout',
-];
 
 function reading(forecaster: SpendForecaster, at: number, spent: number, reserved = 0, key = 'budget:tenant:a:day:x') {
   return forecaster.forecast({ key, spent, reserved, now: at, start, end });
@@ -144,7 +131,8 @@ describe("a guard's status", () => {
 
   it('samples on its own timer each minute, so the event fires with nobody reading the status', async () => {
     // Only setInterval is faked: the guard's timer, run by hand; the ledger's promises and I/O run as usual.
-    jest.useFakeTimers({ doNotFake: DO_NOT_FAKE });
+    // setInterval alone on jest's clock: the guard's sampling timer.
+    fakeOnly(['setInterval', 'clearInterval']);
     const { clock, events, spend, close } = guardOn({ usd: 10, period: 'day' });
     try {
       const tick = async () => {

@@ -8,6 +8,7 @@ import request from 'supertest';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
 import { createGateway, validateConfig } from '@tollgate/gateway';
 import { createMockProvider } from '@tollgate/providers/mock';
+import { fakeOnly } from '../../../test/helpers/fake-clock.js';
 import type { Gateway } from '../src/app.js';
 
 const SERIES = 'tollgate_budget_forecast_usd{scope="tenant",id="acme",period="month"}';
@@ -26,21 +27,7 @@ describe('tollgate_budget_forecast_usd', () => {
 
   beforeAll(async () => {
     // Only Date is faked: the budget guard's clock, moved on by hand so a rate is known without waiting.
-    jest.useFakeTimers({
-      now: Date.now(),
-      doNotFake: [
-        'hrtime',
-        'nextTick',
-        'performance',
-        'queueMicrotask',
-        'setImmediate',
-        'clearImmediate',
-        'setInterval',
-        'clearInterval',
-        'setTimeout',
-        'clearTimeout',
-      ],
-    });
+    fakeOnly(['Date']);
     upstream = createMockProvider().app.listen(0, '127.0.0.1');
     await once(upstream, 'listening');
     gateway = createGateway(
