@@ -1,5 +1,5 @@
 // Budget top-ups kept in the SQL usage ledger's database (PostgreSQL or PGlite): the durable record of credit.
-import { creditTableName, migrateUsageLedger } from './postgres-ledger.js';
+import { creditTableName, migrateOnce, migrateUsageLedger } from './postgres-ledger.js';
 import type { LedgerLocation, Queryable } from './postgres-ledger.js';
 
 /** A budget scope of one period, as @tollgate/budget's `CreditScope`. */
@@ -43,14 +43,7 @@ interface CreditRow {
  */
 export function postgresCreditJournal(db: Queryable, location: LedgerLocation = {}): LedgerCreditJournal {
   const table = creditTableName(location);
-  let migrated: Promise<void> | undefined;
-  const migrate = () => {
-    migrated ??= migrateUsageLedger(db, location).catch((error: unknown) => {
-      migrated = undefined;
-      throw error;
-    });
-    return migrated;
-  };
+  const migrate = migrateOnce(() => migrateUsageLedger(db, location));
   return {
     async record({ id, kind, at, entries }) {
       if (entries.length === 0) return;

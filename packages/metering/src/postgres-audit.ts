@@ -8,7 +8,7 @@ import type {
   AuditQuery,
   AuditStore,
 } from '@tollgate/core/audit';
-import { besideUsageTable, quoteIdentifier, runMigration } from './postgres-ledger.js';
+import { besideUsageTable, migrateOnce, quoteIdentifier, runMigration } from './postgres-ledger.js';
 import type { LedgerLocation, Queryable } from './postgres-ledger.js';
 
 /** `<usage table>_audit` in the usage table's schema (`tollgate_usage_audit` by default), quoted. */
@@ -120,14 +120,7 @@ const likeLiteral = (text: string) => text.replace(/[\\%_]/g, (c) => `\\${c}`);
  */
 export function postgresAuditStore(db: Queryable, location: LedgerLocation = {}): AuditStore {
   const table = auditTableName(location);
-  let migrated: Promise<void> | undefined;
-  const ready = () => {
-    migrated ??= runMigration(db, `tollgate:migrate:${table}`, auditMigrationSql(location)).catch((error: unknown) => {
-      migrated = undefined;
-      throw error;
-    });
-    return migrated;
-  };
+  const ready = migrateOnce(() => runMigration(db, `tollgate:migrate:${table}`, auditMigrationSql(location)));
   return {
     async attempt(a) {
       await ready();

@@ -281,6 +281,16 @@ export async function migrateUsageLedger(db: Queryable, location: LedgerLocation
   await runMigration(db, `tollgate:migrate:${ledgerTableName(location)}`, ledgerMigrationSql(location));
 }
 
+/** `migrate` run once for its callers (the first call's promise shared), and again at the next call after it failed. */
+export function migrateOnce(migrate: () => Promise<void>): () => Promise<void> {
+  let migrated: Promise<void> | undefined;
+  return () =>
+    (migrated ??= migrate().catch((error: unknown) => {
+      migrated = undefined;
+      throw error;
+    }));
+}
+
 /** Runs `statements` in one transaction under the advisory lock `lockName` (the ledger's tables' migrations). */
 export async function runMigration(db: Queryable, lockName: string, statements: readonly string[]): Promise<void> {
   if (isTransactionRunner(db)) {

@@ -1,5 +1,5 @@
 // Tenants kept as data in the usage ledger's database (PostgreSQL or PGlite): `<usage table>_tenants`.
-import { migrateUsageLedger, tenantTableName } from './postgres-ledger.js';
+import { migrateOnce, migrateUsageLedger, tenantTableName } from './postgres-ledger.js';
 import type { LedgerLocation, Queryable } from './postgres-ledger.js';
 
 /** One stored tenant: its id and its fields (a config tenant's, as JSON), and when they last changed. */
@@ -36,14 +36,7 @@ const rowOf = (row: TenantRow): StoredTenantRow => ({
 /** The tenants table of the ledger at `location` in `db` (made by the ledger's migration, run before the first call). */
 export function postgresTenantTable(db: Queryable, location: LedgerLocation = {}): TenantTable {
   const table = tenantTableName(location);
-  let migrated: Promise<void> | undefined;
-  const migrate = () => {
-    migrated ??= migrateUsageLedger(db, location).catch((error: unknown) => {
-      migrated = undefined;
-      throw error;
-    });
-    return migrated;
-  };
+  const migrate = migrateOnce(() => migrateUsageLedger(db, location));
   return {
     async list() {
       await migrate();
