@@ -3,7 +3,7 @@
 import type { IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { UsageRecord } from '@tollgate/core';
-import { TimeSlice } from '@tollgate/core/store-contracts';
+import { BESIDE_REQUESTS, TimeSlice } from '@tollgate/core/store-contracts';
 import { LRUCache } from 'lru-cache';
 import type { Alerts } from './alerts.js';
 import {
@@ -268,7 +268,7 @@ export class AbuseWatch {
     const { store, clock } = this.#parts;
     const at = clock();
     // One share of the loop for the round's steps: each its own would hold it a slice each in a row.
-    const slice = new TimeSlice(SLICE_MS);
+    const slice = new TimeSlice(SLICE_MS, BESIDE_REQUESTS);
     await this.#flush(at, slice);
     await this.#followModel();
     // Before a model, any tick may train; before a model grown on a whole window, one a bucket.
@@ -297,7 +297,7 @@ export class AbuseWatch {
     else await this.#followScoring();
   }
 
-  async #flush(now: number, slice = new TimeSlice(SLICE_MS)): Promise<void> {
+  async #flush(now: number, slice = new TimeSlice(SLICE_MS, BESIDE_REQUESTS)): Promise<void> {
     const deltas = this.#evicted;
     this.#evicted = [];
     const touched = this.#touched;

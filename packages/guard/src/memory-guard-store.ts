@@ -1,5 +1,5 @@
 // The guard's store in the memory of one process: the embedded default, and the bench's detector.
-import { TimeSlice } from '@tollgate/core/store-contracts';
+import { BESIDE_REQUESTS, TimeSlice } from '@tollgate/core/store-contracts';
 import { LRUCache } from 'lru-cache';
 import { AbuseTallyTable, type AbuseTallyDelta } from './abuse-features.js';
 import { newEntityState, observeBucket, METRIC_COUNT, type AnomalyFinding, type EntityState } from './baseline.js';
@@ -184,7 +184,7 @@ export class MemoryGuardStore implements GuardStore {
     bucket: number,
     ttlMs: number,
     deltas: readonly AbuseTallyDelta[],
-    slice = new TimeSlice(MERGE_SLICE_MS),
+    slice = new TimeSlice(MERGE_SLICE_MS, BESIDE_REQUESTS),
   ): Promise<void> {
     const now = this.#clock();
     for (const [known, entry] of this.#abuseBuckets)
@@ -203,7 +203,7 @@ export class MemoryGuardStore implements GuardStore {
     }
   }
 
-  async abuseTallies(buckets: readonly number[], slice = new TimeSlice(MERGE_SLICE_MS)): Promise<AbuseTallyTable> {
+  async abuseTallies(buckets: readonly number[], slice = new TimeSlice(MERGE_SLICE_MS, BESIDE_REQUESTS)): Promise<AbuseTallyTable> {
     const now = this.#clock();
     const merged = new AbuseTallyTable();
     let merging = 0;
