@@ -12,6 +12,7 @@ import type { ToolPolicy } from './tool-policy.js';
 import {
   callUpstreamTool,
   connectUpstream,
+  endUpstream,
   listUpstreamTools,
   upstreamClient,
   upstreamFailure,
@@ -84,7 +85,7 @@ export class StatelessExchanges {
   async close(): Promise<void> {
     const connected = await Promise.allSettled(this.upstreams.values());
     this.upstreams.clear();
-    await Promise.all(connected.map((each) => (each.status === 'fulfilled' ? each.value.close() : undefined)));
+    await Promise.all(connected.map((each) => (each.status === 'fulfilled' ? endUpstream(each.value) : undefined)));
   }
 
   private async listTools(req: Request, res: Response, entry: McpServerEntry, id: RequestId, params: unknown) {
@@ -126,9 +127,13 @@ export class StatelessExchanges {
 
   /** A failure to reach the server (not its own JSON-RPC error) drops the client: the next request connects anew. */
   private forgetOnFailure(entry: McpServerEntry, error: unknown): void {
-    if (error instanceof McpError && error.code !== ErrorCode.ConnectionClosed) return;
+    const unreached =
+      error instanceof McpError &&
+      (error.code === ErrorCode.ConnectionClosed ||
+        (error.data as { code?: unknown } | undefined)?.code === 'upstream_error');
+    if (!unreached) return;
     const known = this.upstreams.get(entry);
     this.upstreams.delete(entry);
-    void known?.then((upstream) => upstream.close()).catch(() => undefined);
+    void known?.then(endUpstream, () => undefined);
   }
 }

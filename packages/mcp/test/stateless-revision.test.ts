@@ -212,6 +212,17 @@ describe('MCP 2026-07-28 over raw HTTP: the headers decide, the body must agree'
     expect(upstream.calls).toHaveLength(CALLS_PER_TOOL);
   });
 
+  it('opens its own session with the server again once the server forgot it', async () => {
+    const named = (name: string) => ({ 'mcp-method': 'tools/call', 'mcp-name': name });
+    expect((await callTool('web_search', named('web_search'), { query: 'before' })).body.result).toBeDefined();
+    await upstream.forgetSessions();
+    const lost = await callTool('calculator', named('calculator'), { a: 1, b: 1 });
+    expect(lost.body).toMatchObject({ id: 7, error: { data: { code: 'upstream_error' } } });
+    const again = await callTool('calculator', named('calculator'), { a: 2, b: 2 });
+    expect(again.body.result.content).toEqual([{ type: 'text', text: '4' }]);
+    expect(upstream.calls.map((call) => call.tool)).toEqual(['web_search', 'calculator']);
+  });
+
   it('refuses an Mcp-Method the body does not match: a tools/call dressed as tools/list', async () => {
     const response = await callTool('web_search', { 'mcp-method': 'tools/list' });
     expect(response.status).toBe(400);
