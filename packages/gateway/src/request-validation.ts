@@ -62,12 +62,6 @@ function tooDeepField(body: Body): string | undefined {
   return undefined;
 }
 
-/** The first problem of a body for `api`, or undefined when it is well-formed enough to forward. */
-export function findRequestProblem(api: ProviderApi, body: unknown): ApiError | undefined {
-  const adapter = adapterFor(api);
-  return problemOf(adapter, body, (checked) => adapter.checkRequest?.(checked));
-}
-
 function problemOf(
   adapter: ProviderAdapter,
   body: unknown,
