@@ -622,6 +622,33 @@ export function describeStoreConformance(
         ).toMatchObject({ ok: false, remaining: 275 });
       });
 
+      it('sets a spend from a value it still has to another, keeping holds and credit; never below zero', async () => {
+        const drifted = await scope('drifted', 100);
+        await stores.ledger.adjustSpent(drifted.key, 90, drifted.expiresAt);
+        await stores.ledger.addCredit(drifted.key, 5, drifted.expiresAt);
+        expect((await stores.ledger.reserve({ id: unique('r'), amount: 10, scopes: [drifted], ttlMs: LONG })).ok).toBe(
+          true,
+        );
+        // A settle landed since the reading of 80: nothing moves, and the spend found is said.
+        expect(await stores.ledger.correctSpent!(drifted, 80, 40, drifted.expiresAt)).toEqual({
+          before: 90,
+          after: 90,
+        });
+        expect(await stores.ledger.correctSpent!(drifted, 90, 40, drifted.expiresAt)).toEqual({
+          before: 90,
+          after: 40,
+        });
+        expect(await stores.ledger.usage([drifted.key])).toEqual([
+          { key: drifted.key, spent: 40, reserved: 10, credit: 5 },
+        ]);
+        // limit + credit - spent - reserved: 55 left.
+        expect(
+          await stores.ledger.reserve({ id: unique('r'), amount: 56, scopes: [drifted], ttlMs: LONG }),
+        ).toMatchObject({ ok: false, remaining: 55 });
+        await expect(stores.ledger.correctSpent!(drifted, 40, -1, drifted.expiresAt)).rejects.toThrow(RangeError);
+        expect(await stores.ledger.correctSpent!(drifted, 40, 0, drifted.expiresAt)).toEqual({ before: 40, after: 0 });
+      });
+
       it('reports unknown scopes as empty, in the order asked', async () => {
         const a = await scope('a', 100);
         await stores.ledger.adjustSpent(a.key, 5, a.expiresAt);

@@ -19,6 +19,7 @@ export type {
   ScopeUsage,
   SettleResult,
   SettledRecord,
+  SpendCorrection,
   WindowCounter,
   WindowCounterAtOnce,
   WindowResult,
@@ -39,6 +40,7 @@ export type { AuthMethod } from './types.js';
 export {
   assertReserveNumbers,
   assertSettledRecords,
+  assertSpendCorrection,
   assertStoreAmount,
   assertStoreIncrease,
   assertStoreNumber,

@@ -647,6 +647,28 @@ export const recordCut = new LuaScript(
   `,
 );
 
+/**
+ * KEYS: scope hash. ARGV: from, to, period end. Sets the spend to `to` only while it is `from` (compare and set: a
+ * settle landing since the caller's reading leaves it alone, to be read again); the credit and the holds stay. Returns
+ * {spend found, spend left}, both '0' once the period is over.
+ */
+export const correctSpent = new LuaScript(
+  'correctSpent',
+  `${PRELUDE}${LEDGER_HELPERS}
+  local at = tonumber(ARGV[3])
+  if at <= now then return {'0', '0'} end
+  local st = open(KEYS[1], at)
+  if st.s ~= tonumber(ARGV[1]) then return {fmt(st.s), fmt(st.s)} end
+  if st.pe == nil or at > st.pe then
+    redis.call('HSET', KEYS[1], 's', ARGV[2], 'pe', fmt(at))
+  else
+    redis.call('HSET', KEYS[1], 's', ARGV[2])
+  end
+  keep(KEYS[1], st, at, at)
+  return {fmt(st.s), ARGV[2]}
+  `,
+);
+
 /** KEYS: scope hash. Forgets the spend and the credit: the period starts over; live reservations stay. */
 export const resetScope = new LuaScript(
   'resetScope',
@@ -782,6 +804,7 @@ export const SCRIPTS = {
   ledgerUsage,
   addToScope,
   restoreSpent,
+  correctSpent,
   recordCut,
   resetScope,
   putKey,

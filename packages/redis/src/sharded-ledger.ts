@@ -11,6 +11,7 @@ import type {
   ScopeUsage,
   SettledRecord,
   SettleResult,
+  SpendCorrection,
 } from '@tollgate/core/store-contracts';
 import type { Connection } from './connection.js';
 import { DEFAULT_TAG, slotTag } from './hash-slot.js';
@@ -291,6 +292,11 @@ export class ShardedReservationLedger implements ReservationLedger {
   restoreSpent(scope: ScopeRef, spent: number, expiresAt: number): Promise<boolean> {
     const ledger = this.#ledgerOf(slotOf(scope));
     return this.#using([ledger], () => ledger.restoreSpent(scopeKeyOf(scope), spent, expiresAt));
+  }
+
+  correctSpent(scope: ScopeRef, from: number, to: number, expiresAt: number): Promise<SpendCorrection> {
+    const ledger = this.#ledgerOf(slotOf(scope));
+    return this.#using([ledger], () => ledger.correctSpent(scopeKeyOf(scope), from, to, expiresAt));
   }
 
   restoreCredit(scope: ScopeRef, credit: number, expiresAt: number): Promise<boolean> {

@@ -21,6 +21,7 @@ const PINNED: Record<keyof typeof SCRIPTS, string> = {
   ledgerUsage: 'ed9469d18d114c467ac4f3b4d31944a13f466639',
   addToScope: '89f1406b3a03b57aaaf5f066ccded8ebf7d7e3e9',
   restoreSpent: '2565c7cb5894003778b057c083916b38ba07fd37',
+  correctSpent: 'a4f9bafcc270ae1e4af751a3058c5e9936086efd',
   recordCut: 'bfc915e3d300318291a41fde220faa7ecef84f56',
   resetScope: '3e5208b123f629500afa2755b4041b33b37e016c',
   putKey: '221d0f5db8aa10e22ed7a61b6ea8a5cb53630564',

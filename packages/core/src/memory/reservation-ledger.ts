@@ -1,5 +1,11 @@
 // In-memory reservation ledger: all-or-nothing reserves across scopes, settle once, charged at expiry when never settled.
-import { assertReserveNumbers, assertStoreAmount, assertStoreIncrease, assertStoreNumber } from '../store-input.js';
+import {
+  assertReserveNumbers,
+  assertSpendCorrection,
+  assertStoreAmount,
+  assertStoreIncrease,
+  assertStoreNumber,
+} from '../store-input.js';
 import { scopeKeyOf, scopeRemaining, SpendNotRebuiltError } from '../stores.js';
 import type {
   RebuildGate,
@@ -13,6 +19,7 @@ import type {
   ScopeRef,
   ScopeUsage,
   SettleResult,
+  SpendCorrection,
 } from '../stores.js';
 
 interface ScopeState {
@@ -320,6 +327,17 @@ export class MemoryReservationLedger implements ReservationLedger, LedgerAtOnce 
 
   async restoreSpent(ref: ScopeRef, spent: number, expiresAt: number): Promise<boolean> {
     return this.#raise('spent', ref, spent, expiresAt);
+  }
+
+  async correctSpent(ref: ScopeRef, from: number, to: number, expiresAt: number): Promise<SpendCorrection> {
+    assertSpendCorrection(from, to, expiresAt);
+    const now = this.#clock();
+    if (expiresAt <= now) return { before: 0, after: 0 };
+    this.#expire(now);
+    const scope = this.#scope(scopeKeyOf(ref), expiresAt, now);
+    const before = scope.spent;
+    if (before === from) scope.spent = to;
+    return { before, after: scope.spent };
   }
 
   async restoreCredit(ref: ScopeRef, credit: number, expiresAt: number): Promise<boolean> {

@@ -15,6 +15,7 @@ const TIMED: Readonly<Record<string, readonly string[]>> = {
     'addCredit',
     'resetScope',
     'restoreSpent',
+    'correctSpent',
     'restoreCredit',
   ],
   keys: ['findByHash', 'findById', 'put', 'disable', 'delete', 'list', 'change'],
