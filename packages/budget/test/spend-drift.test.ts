@@ -4,36 +4,10 @@ import { createMemoryStores } from '@tollgate/core';
 import type { LedgerScope, ReservationLedger } from '@tollgate/core/store-contracts';
 import { budgetGuard } from '@tollgate/budget';
 import type { BudgetEvent, BudgetGuard, SpendDrift, SpendSource } from '@tollgate/budget';
+import { RecordedCalls } from './helpers.js';
 import { driftOf } from '../src/spend-drift.js';
 
 const USD = 1_000_000_000;
-
-/** A usage ledger in memory: one row per call, summed per caller the way the SQL ledger's reads sum them. */
-class RecordedCalls implements SpendSource {
-  readonly rows: { keyId: string; tenantId: string; spentNanoUsd: number; at: number }[] = [];
-
-  record(tenantId: string, spentNanoUsd: number): void {
-    this.rows.push({ keyId: `${tenantId}-key`, tenantId, spentNanoUsd, at: Date.now() });
-  }
-
-  async spentByCaller(since: number, until: number, finishedBefore?: number, finishedFrom?: number) {
-    const sums = new Map<string, number>();
-    for (const row of this.rows) {
-      if (row.at < since || row.at >= until) continue;
-      if (finishedBefore !== undefined && row.at >= finishedBefore) continue;
-      if (finishedFrom !== undefined && row.at < finishedFrom) continue;
-      sums.set(row.tenantId, (sums.get(row.tenantId) ?? 0) + row.spentNanoUsd);
-    }
-    return [...sums].map(([tenantId, spentNanoUsd]) => ({
-      keyId: `${tenantId}-key`,
-      userId: null,
-      tenantId,
-      feature: null,
-      model: null,
-      spentNanoUsd,
-    }));
-  }
-}
 
 interface Setup {
   guard: BudgetGuard;
