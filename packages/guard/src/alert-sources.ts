@@ -58,7 +58,7 @@ function budgetMessage(notice: BudgetEventNotice, who: string, limit: string, sp
     case 'budget.threshold':
       return `${who} passed ${Math.round((notice.threshold ?? 0) * 100)}% of ${limit} (${spent}); it resets at ${notice.resetAt}.`;
     case 'budget.drift':
-      return `${who}: its counter is ${nanoText(notice.driftNanoUsd ?? 0)} from the usage ledger (${nanoText(notice.ledgerNanoUsd ?? 0)} recorded; bound ${nanoText(notice.boundNanoUsd ?? 0)}); repair it with POST /admin/budgets/.../repair.`;
+      return `${who}: its counter is ${nanoText(notice.driftNanoUsd ?? 0, true)} off the usage ledger (${nanoText(notice.ledgerNanoUsd ?? 0)} recorded there, ${notice.period}; bound ${nanoText(notice.boundNanoUsd ?? 0)}); POST /admin/budgets/.../repair sets it to the ledger.`;
     case 'budget.forecast':
       return `${who} is on course for $${(notice.forecastUsd ?? 0).toFixed(2)} by ${notice.resetAt}, over ${limit} (${spent} so far).`;
     default:
@@ -66,9 +66,9 @@ function budgetMessage(notice: BudgetEventNotice, who: string, limit: string, sp
   }
 }
 
-/** Nano-USD as signed dollars for a message: `+$0.500000000`. */
-function nanoText(nano: number): string {
-  const sign = nano < 0 ? '-' : nano > 0 ? '+' : '';
+/** Nano-USD as dollars to the nano-USD for a message: `$0.500000000`, signed `+$0.500000000`. */
+function nanoText(nano: number, signed = false): string {
+  const sign = nano < 0 ? '-' : nano > 0 && signed ? '+' : '';
   const abs = Math.abs(nano);
   return `${sign}$${Math.floor(abs / 1e9)}.${String(abs % 1e9).padStart(9, '0')}`;
 }
