@@ -87,6 +87,7 @@ function noDrift(): ApiError {
  * - `GET /global`, `GET /:scope/:id` one scope (also wildcard and dynamic budgets)
  * - `POST /global/top-up`, `POST /:scope/:id/top-up` with `{ "usd": 10 }`: credit the current period
  * - `POST /global/reset`, `POST /:scope/:id/reset`: forget the current period's spend
+ * - `GET /global/holds`, `GET /:scope/:id/holds`: the reservations held in its scopes, their age and owner
  * - with `drift`: `GET /drift` (every configured budget), `GET /global/drift`, `GET /:scope/:id/drift` each scope's
  *   counter against the usage ledger; `POST /global/repair`, `POST /:scope/:id/repair` move it back to the ledger
  *
@@ -167,7 +168,16 @@ export function budgetAdminRouter(guard: BudgetGuard, options: BudgetAdminRouter
       res.json({ repairs });
     });
 
+  const showHolds = (select: Select) =>
+    asyncRoute(async (req: Request, res: Response) => {
+      const selector = select(req);
+      if ((await guard.status(selector)).length === 0) throw notFound(selector);
+      res.json({ holds: await guard.holds(selector) });
+    });
+
   const global: Select = () => ({ scope: 'global' });
+  router.get('/global/holds', showHolds(global));
+  router.get('/:scope/:id/holds', showHolds(selectorOf));
   router.get('/drift', showDrift(undefined));
   router.get('/global/drift', showDrift(global));
   router.post('/global/repair', repair(global));

@@ -17,6 +17,8 @@ import { rebuildSpend } from './rebuild.js';
 import type { RebuildReport, SpendSource } from './rebuild.js';
 import { repriceHold } from './reprice.js';
 import { BudgetEventMonitor } from './soft-limit.js';
+import { heldReservations } from './held-reservations.js';
+import type { HeldReservation } from './held-reservations.js';
 import { SpendDrift } from './spend-drift.js';
 import type { SpendDriftOptions } from './spend-drift.js';
 import { SAMPLE_GAP_MS, SpendForecaster } from './spend-forecast.js';
@@ -46,6 +48,8 @@ export interface BudgetGuard {
    * every `options.intervalMs` once started (see spend-drift.ts). One watch per guard: a second call returns the first.
    */
   watchDrift(options: SpendDriftOptions): SpendDrift;
+  /** The reservations held in the budget's scopes, with their age and (where the store tells) owner. */
+  holds(selector: BudgetSelector): Promise<HeldReservation[]>;
   /**
    * Re-prices a running request's reservation for the model its call now runs with (a router
    * moving it to another target after `req.tollgate.switchModel`): a new reservation at the new
@@ -137,6 +141,7 @@ function budgetOperations(book: BudgetBook, reservations: BudgetReservations) {
       return drift;
     },
     stopDrift: () => drift?.stop(),
+    holds: (selector: BudgetSelector) => heldReservations(book, selector),
     async status(selector?: BudgetSelector) {
       return readBudgetStatus(book, await selectBudgets(book, selector));
     },
@@ -204,6 +209,7 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     forecaster: new SpendForecaster(),
     now,
     storeTimeoutMs,
+    reservationTtlMs: config.reservationTtlMs,
     ...(config.creditJournal ? { credits: config.creditJournal } : {}),
   };
   const reservations = new BudgetReservations(config, new BudgetLedgerCalls(ledger, config), monitor);

@@ -19,6 +19,8 @@ export interface BudgetBook {
   forecaster: SpendForecaster;
   now: () => number;
   storeTimeoutMs: number;
+  /** How long an unsettled reservation holds (the age of a hold is this less what is left of it). */
+  reservationTtlMs: number;
   /** Where top-ups are kept durably (see CreditJournal); without one, the store is their only record. */
   credits?: CreditJournal;
 }

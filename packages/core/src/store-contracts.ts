@@ -6,6 +6,7 @@ export type {
   AtOnceCallOptions,
   FixedWindowAtOnce,
   FixedWindowCounter,
+  HeldAmount,
   KeyChange,
   KeyChangeOutcome,
   KeyStore,

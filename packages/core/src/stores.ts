@@ -143,6 +143,13 @@ export type ReserveResult =
       resetAt: number;
     };
 
+/** An amount live reservations hold in a scope until `expiresAt` (epoch ms); `id` where the store keeps each one. */
+export interface HeldAmount {
+  amount: number;
+  expiresAt: number;
+  id?: string;
+}
+
 /** What `ReservationLedger.correctSpent` found and left: the scope's spend before and after (the same when not moved). */
 export interface SpendCorrection {
   before: number;
@@ -243,12 +250,13 @@ export interface ReservationLedger {
    * spend left (the same when it was not `from`: read again and retry). Never touches the credit or what live
    * reservations hold; nothing (both 0) once the period is over.
    */
-  correctSpent?(
-    scope: ScopeRef,
-    from: number,
-    to: number,
-    expiresAt: number,
-  ): Promise<{ before: number; after: number }>;
+  correctSpent?(scope: ScopeRef, from: number, to: number, expiresAt: number): Promise<SpendCorrection>;
+  /**
+   * What live reservations hold in a scope, after dropping (charging) the expired ones: one entry per reservation
+   * where the store keeps them one by one (memory, with its id), else per instant they expire at (Redis keeps a
+   * scope's holds by expiry bucket, their owners in the processes that made them). Soonest to expire first.
+   */
+  holds?(scope: ScopeRef): Promise<HeldAmount[]>;
   /**
    * Raises a scope's top-up credit for its period (ending at `expiresAt`) to `credit`, what a durable credit journal
    * recorded for it: after a top-up was journaled, and when a store that lost its data is rebuilt. Never lowers a
@@ -273,6 +281,7 @@ export type LedgerPassThrough = Pick<
   | 'resetScope'
   | 'restoreSpent'
   | 'correctSpent'
+  | 'holds'
   | 'restoreCredit'
   | 'rebuildGate'
 >;
@@ -290,6 +299,7 @@ export function passThroughLedger(ledger: ReservationLedger): LedgerPassThrough 
     ...(ledger.correctSpent
       ? { correctSpent: (scope, from, to, expiresAt) => ledger.correctSpent!(scope, from, to, expiresAt) }
       : {}),
+    ...(ledger.holds ? { holds: (scope) => ledger.holds!(scope) } : {}),
     ...(ledger.restoreCredit
       ? { restoreCredit: (scope, credit, expiresAt) => ledger.restoreCredit!(scope, credit, expiresAt) }
       : {}),

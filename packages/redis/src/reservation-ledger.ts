@@ -21,6 +21,7 @@ import type {
   SettledRecord,
   SettleResult,
   SpendCorrection,
+  HeldAmount,
 } from '@tollgate/core/store-contracts';
 import type { Connection } from './connection.js';
 import { SpendNotRebuiltError } from '@tollgate/core/store-contracts';
@@ -679,6 +680,13 @@ export class RedisReservationLedger implements ReservationLedger {
       [],
     )) as unknown[];
     return usageOfReply(keys, reply);
+  }
+
+  async holds(scope: ScopeRef): Promise<HeldAmount[]> {
+    const reply = (await this.#run(scripts.ledgerHolds, [this.#scopeKey(scopeKeyOf(scope))], [])) as string[];
+    const held: HeldAmount[] = [];
+    for (let i = 0; i < reply.length; i += 2) held.push({ expiresAt: Number(reply[i]), amount: Number(reply[i + 1]) });
+    return held.filter((hold) => hold.amount > 0);
   }
 
   async adjustSpent(scope: ScopeRef, delta: number, expiresAt: number): Promise<void> {

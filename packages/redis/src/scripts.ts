@@ -568,6 +568,20 @@ export const ledgerUsage = new LuaScript(
   `,
 );
 
+/** KEYS: scope hash. Returns (expiry bucket, amount held) per live bucket, soonest first, expired buckets charged first. */
+export const ledgerHolds = new LuaScript(
+  'ledgerHolds',
+  `${PRELUDE}${LEDGER_HELPERS}
+  local st = roll(KEYS[1])
+  local out = {}
+  for t in string.gmatch(st.lb, '[^,]+') do
+    out[#out + 1] = t
+    out[#out + 1] = redis.call('HGET', KEYS[1], 'h' .. t) or '0'
+  end
+  return out
+  `,
+);
+
 /**
  * KEYS: scope hash. ARGV: field ('s' spent, 'cr' credit), amount (zero or more), expiresAt, and 'raise' to raise the
  * field to the amount instead of adding it. Adds the amount to the field for the scope's period: a charge past a
@@ -802,6 +816,7 @@ export const SCRIPTS = {
   reserveReceipts,
   settleBatch,
   ledgerUsage,
+  ledgerHolds,
   addToScope,
   restoreSpent,
   correctSpent,

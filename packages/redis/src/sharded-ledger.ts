@@ -12,6 +12,7 @@ import type {
   SettledRecord,
   SettleResult,
   SpendCorrection,
+  HeldAmount,
 } from '@tollgate/core/store-contracts';
 import type { Connection } from './connection.js';
 import { DEFAULT_TAG, slotTag } from './hash-slot.js';
@@ -297,6 +298,11 @@ export class ShardedReservationLedger implements ReservationLedger {
   correctSpent(scope: ScopeRef, from: number, to: number, expiresAt: number): Promise<SpendCorrection> {
     const ledger = this.#ledgerOf(slotOf(scope));
     return this.#using([ledger], () => ledger.correctSpent(scopeKeyOf(scope), from, to, expiresAt));
+  }
+
+  holds(scope: ScopeRef): Promise<HeldAmount[]> {
+    const ledger = this.#ledgerOf(slotOf(scope));
+    return this.#using([ledger], () => ledger.holds(scopeKeyOf(scope)));
   }
 
   restoreCredit(scope: ScopeRef, credit: number, expiresAt: number): Promise<boolean> {

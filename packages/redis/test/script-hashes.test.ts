@@ -19,6 +19,7 @@ const PINNED: Record<keyof typeof SCRIPTS, string> = {
   reserveReceipts: '1e31507ae86ff56f4c3bacc5a47e742c07b64b92',
   settleBatch: 'bc33500c696cfba92f171642b7c541f996f54a4c',
   ledgerUsage: 'ed9469d18d114c467ac4f3b4d31944a13f466639',
+  ledgerHolds: 'e9d80087d65db38fce866a27f0c43c6cff3bc009',
   addToScope: '89f1406b3a03b57aaaf5f066ccded8ebf7d7e3e9',
   restoreSpent: '2565c7cb5894003778b057c083916b38ba07fd37',
   correctSpent: 'a4f9bafcc270ae1e4af751a3058c5e9936086efd',

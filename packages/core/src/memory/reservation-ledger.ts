@@ -20,6 +20,7 @@ import type {
   ScopeUsage,
   SettleResult,
   SpendCorrection,
+  HeldAmount,
 } from '../stores.js';
 
 interface ScopeState {
@@ -338,6 +339,15 @@ export class MemoryReservationLedger implements ReservationLedger, LedgerAtOnce 
     const before = scope.spent;
     if (before === from) scope.spent = to;
     return { before, after: scope.spent };
+  }
+
+  async holds(ref: ScopeRef): Promise<HeldAmount[]> {
+    this.#expire(this.#clock());
+    const key = scopeKeyOf(ref);
+    const held: HeldAmount[] = [];
+    for (const [id, { amount, expiresAt, scopes }] of this.#reservations)
+      if (scopes.some((scope) => scope.key === key)) held.push({ id, amount, expiresAt });
+    return held.sort((a, b) => a.expiresAt - b.expiresAt);
   }
 
   async restoreCredit(ref: ScopeRef, credit: number, expiresAt: number): Promise<boolean> {

@@ -16,6 +16,7 @@ const TIMED: Readonly<Record<string, readonly string[]>> = {
     'resetScope',
     'restoreSpent',
     'correctSpent',
+    'holds',
     'restoreCredit',
   ],
   keys: ['findByHash', 'findById', 'put', 'disable', 'delete', 'list', 'change'],
