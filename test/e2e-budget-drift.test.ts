@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import pg from 'pg';
+import { runCli } from '@tollgate/cli';
 import { createRedisStores } from '@tollgate/redis';
 import type { RedisStores } from '@tollgate/redis';
 import { deleteRedisPrefix, newApiKey, REDIS_URL, sha256Hex, startProxy } from './helpers/proxy.js';
@@ -201,5 +202,46 @@ describe('a budget counter changed by hand, through the gateway', () => {
       before: [{ spentNanoUsd: LIMIT, ledgerNanoUsd: spent, driftNanoUsd: LIMIT - spent }],
       after: [{ spentNanoUsd: spent, driftNanoUsd: 0 }],
     });
+  });
+
+  it('is read and repaired by `tollgate budgets` through the admin API', async () => {
+    const tollgate = async (...argv: string[]) => {
+      let stdout = '';
+      let stderr = '';
+      const io = {
+        stdout: { write: (text: string) => (stdout += text) },
+        stderr: { write: (text: string) => (stderr += text) },
+      };
+      const code = await runCli(argv, io, { ...process.env, TOLLGATE_ADMIN_KEY: adminKey, TOLLGATE_URL: proxy.url });
+      return { code, stdout, stderr };
+    };
+    const spentNow = await ledgerSum();
+    // $0.25 by hand; the command line shows USD to the micro-USD.
+    await stores.sendCommand(['HINCRBY', hash, 's', '250000000']);
+    const drift = await tollgate('budgets', 'drift', 'tenant/acme', '--format', 'json');
+    expect(drift).toMatchObject({ code: 0, stderr: '' });
+    expect(JSON.parse(drift.stdout)).toEqual([
+      {
+        key: expect.stringMatching(/^budget:tenant:acme:month/),
+        counterUsd: expect.closeTo((spentNow + 250_000_000) / 1e9, 5),
+        heldUsd: 0,
+        ledgerUsd: expect.closeTo(spentNow / 1e9, 5),
+        driftUsd: 0.25,
+      },
+    ]);
+    const repair = await tollgate('budgets', 'repair', 'tenant/acme', '--format', 'json');
+    expect(repair.code).toBe(0);
+    expect(JSON.parse(repair.stdout)).toMatchObject([
+      { repaired: 'yes', counterAfterUsd: expect.closeTo(spentNow / 1e9, 5) },
+    ]);
+    expect(await stores.sendCommand(['HGET', hash, 's'])).toBe(String(spentNow));
+    const holds = await tollgate('budgets', 'holds', 'tenant/acme', '--format', 'json');
+    expect(holds).toMatchObject({ code: 0, stdout: '[]\n' });
+    const audit = (await (await fetch(`${proxy.url}/admin/audit?action=budget.repair`, { headers: admin })).json()) as {
+      entries: unknown[];
+    };
+    // The command line's repair went through the admin API: recorded like the route's.
+    expect(audit.entries).toHaveLength(2);
+    expect((await tollgate('budgets', 'repair', 'nobody')).code).toBe(2);
   });
 });
