@@ -2,7 +2,7 @@
 import { periodWindow, TollgateError } from '@tollgate/core';
 import type { Identity } from '@tollgate/core';
 import { isCalendarPeriod } from '@tollgate/core/options';
-import { TimeSlice, withTimeout } from '@tollgate/core/store-contracts';
+import { BESIDE_REQUESTS, TimeSlice, withTimeout } from '@tollgate/core/store-contracts';
 import type { LedgerScope } from '@tollgate/core/store-contracts';
 import { budgetWindow } from './budget-plan.js';
 import type { ResolvedBudget } from './budget-plan.js';
@@ -252,7 +252,7 @@ export async function rebuildSpend(book: BudgetBook, source: SpendSource): Promi
       'this ledger cannot restore spend (it has no restoreSpent()); use the memory or Redis ledger',
     );
   }
-  const slice = new TimeSlice(REBUILD_SLICE_MS);
+  const slice = new TimeSlice(REBUILD_SLICE_MS, BESIDE_REQUESTS);
   const read = await readUsageLedger(book, source, slice);
   const { scopes, slots, slotsOf, recent, cut } = read;
   await ledger.rebuildGate?.recordCut?.(cut, await cutIds(recent, slotsOf, slots, slice));
@@ -287,7 +287,7 @@ export async function ledgerSpendOfScopes(
   source: SpendSource,
   keys?: ReadonlySet<string>,
 ): Promise<Map<string, LedgerScopeSpend>> {
-  const slice = new TimeSlice(REBUILD_SLICE_MS);
+  const slice = new TimeSlice(REBUILD_SLICE_MS, BESIDE_REQUESTS);
   const read = await readUsageLedger(book, source, slice);
   const found = new Map<string, LedgerScopeSpend>();
   for (const entry of read.scopes) {
@@ -305,7 +305,8 @@ export async function ledgerSpendOfScopes(
  */
 async function readUsageLedger(book: BudgetBook, source: SpendSource, slice: TimeSlice) {
   await probeBudgets(book);
-  // Tens of thousands of callers and scopes are walked in slices: the requests being served meanwhile wait a slice.
+  // Tens of thousands of callers and scopes are walked in slices (`slice`, the caller's): the requests being served
+  // meanwhile wait a slice.
   const now = book.now();
   const until = now + 1;
   const earliest = earliestStart(book, now);
