@@ -32,6 +32,13 @@ export function assertStoreIncrease(operation: string, name: string, value: numb
   if (value < 0) throw new RangeError(`${operation}: ${name} must not be below zero; got ${String(value)}`);
 }
 
+/** A correction of a scope's spend (`ReservationLedger.correctSpent`): from a finite spend to one not below zero. */
+export function assertSpendCorrection(from: number, to: number, expiresAt: number): void {
+  assertStoreAmount('ledger.correctSpent', 'from', from);
+  assertStoreIncrease('ledger.correctSpent', 'to', to);
+  assertStoreNumber('ledger.correctSpent', 'expiresAt', expiresAt);
+}
+
 /**
  * A settle's usage records: none, or an array. What each record holds is read as it comes (a JavaScript caller may hand
  * one without an id or a time; the ledger never charges less for it), but records that are not an array cannot be

@@ -53,6 +53,7 @@ import { createProviderRouter } from '@tollgate/router/upstreams';
 import { registerRoutingMetrics } from './routing-metrics.js';
 import { registerHealthMetrics } from './health-metrics.js';
 import { keepSpend } from './spend-rebuild.js';
+import type { SpendKeeper } from './spend-rebuild.js';
 import { storeFailureReporter } from './store-failure-log.js';
 
 export interface ProxyDeps {
@@ -327,6 +328,8 @@ function keepingParts(options: GatewayOptions, held: Held, watching: Watching, c
     },
     log,
   );
+  const drift = spend?.drift;
+  if (drift) watching.metrics?.watchDrift(() => drift.readings());
   return { ledgerServed, spend };
 }
 
@@ -436,6 +439,8 @@ export interface GatewayParts {
   limits: RequestHandler;
   /** The audit trail every admin write goes through. */
   audit: AuditTrail;
+  /** Budget spend kept by the usage ledger (rebuilt, its drift read and repaired); undefined without a ledger. */
+  spend: SpendKeeper | undefined;
 }
 
 /** What the limits and the budget are built from. */

@@ -52,6 +52,7 @@ export type OperatorParts = Pick<
   | 'configFiles'
   | 'audit'
   | 'tenants'
+  | 'spend'
 > & {
   /** Whether the process was told to stop (`Gateway.drain()`): /readyz answers 503 from then on. */
   draining(): boolean;
@@ -141,7 +142,7 @@ export function mountOperatorRoutes(router: Router, parts: OperatorParts): void 
     // Every write below (and any route added later) is recorded before it runs: docs/audit.md.
     admin.use(parts.audit.record);
     admin.get('/audit', auditListing(parts.audit));
-    admin.use('/budgets', budgetAdminRouter(budget));
+    admin.use('/budgets', budgetAdminRouter(budget, parts.spend?.drift ? { drift: parts.spend.drift } : {}));
     admin.use('/keys', adminKeysRouter(options.auth.keyProblems, configKeys, observedStores.keys));
     // `:import` is part of the path (not a parameter): matched as it is written.
     admin.post(/^\/tenants:import$/, ...importTenantsRoute(options.tenants, parts.tenants));

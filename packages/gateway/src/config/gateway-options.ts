@@ -1,6 +1,6 @@
 // The one boundary between the config and the gateway's parts: each section turned into its owning part's options.
 import { join } from 'node:path';
-import { parseDuration } from '@tollgate/core';
+import { parseDuration, usdToNano } from '@tollgate/core';
 import { blockAgeOf } from '../outage-setup.js';
 import type { GatewayOptions } from '../gateway-parts.js';
 import { defaultUpstreamKind, httpUpstreams } from './upstream-schema.js';
@@ -17,6 +17,10 @@ import type { ProxyConfig } from './schema.js';
 
 /** How often a price source is read again when the config says not. */
 const DEFAULT_PRICE_REFRESH = '1h';
+/** The drift sampler's defaults (`budgetDrift`): past $1 either way is worth a person's look; 20 scopes every 30 s. */
+const DEFAULT_DRIFT_ALERT_USD = 1;
+const DEFAULT_DRIFT_INTERVAL = '30s';
+const DEFAULT_DRIFT_SCOPES_PER_TICK = 20;
 
 /** The config's upstreams, models and routes as the provider router takes them: each upstream's kind resolved. */
 function routingOptions(config: ProxyConfig): GatewayOptions['routing'] {
@@ -52,7 +56,15 @@ export function gatewayOptions(config: ProxyConfig, env: NodeJS.ProcessEnv): Gat
     cache: cacheOptions(config),
     storeOutage: config.storeOutage,
     blocks: config.redis?.blocks,
-    spend: { ledgerTable: budget.ledgerTable, blocksMaxAgeMs: blockAgeOf(config.redis?.blocks) },
+    spend: {
+      ledgerTable: budget.ledgerTable,
+      blocksMaxAgeMs: blockAgeOf(config.redis?.blocks),
+      drift: {
+        alertNanoUsd: usdToNano(config.budgetDrift?.alertUsd ?? DEFAULT_DRIFT_ALERT_USD),
+        intervalMs: parseDuration(config.budgetDrift?.interval ?? DEFAULT_DRIFT_INTERVAL),
+        scopesPerTick: config.budgetDrift?.scopesPerTick ?? DEFAULT_DRIFT_SCOPES_PER_TICK,
+      },
+    },
     log: config.log,
     models: {
       configured: Object.keys(config.models ?? {}),

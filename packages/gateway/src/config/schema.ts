@@ -255,6 +255,25 @@ export const configSchema = fields({
         'routing, `passAfter` passed ones put it back; reported on /healthz (details behind the admin key), in the ' +
         'metrics and on the dashboard.',
     ),
+  budgetDrift: fields({
+    alertUsd: z
+      .number('must be a number of USD, 0 or more')
+      .min(0, 'must be a number of USD, 0 or more')
+      .optional()
+      .describe(
+        'A budget scope whose counter is this far from the usage ledger (either way) fires `budget.drift`. Default: 1.',
+      ),
+    interval: duration
+      .optional()
+      .describe('Between two readings of the drift sampler ("0s": no sampler). Default: "30s".'),
+    scopesPerTick: positiveInteger.optional().describe('Budget scopes compared per reading, in turn. Default: 20.'),
+  })
+    .optional()
+    .describe(
+      "With a usage ledger (`postgresUrl` or `dataDir`): each budget scope's counter in the store set against what the " +
+        'ledger holds for it (`tollgate_budget_drift_nano_usd`, `GET /admin/budgets/.../drift`), repaired with ' +
+        '`POST /admin/budgets/.../repair`.',
+    ),
   shutdown: fields({
     drainDelay: duration
       .optional()
