@@ -805,7 +805,8 @@ function mediaPico(media: MediaUsage | undefined, price: ResolvedPrice): number 
     count(media.audioInputTokens) * (rates?.audioInputMicro ?? price.inputMicro) +
     count(media.imageInputTokens) * (rates?.imageInputMicro ?? price.inputMicro) +
     count(media.audioOutputTokens) * (rates?.audioOutputMicro ?? price.outputMicro) +
-    count(media.imageOutputTokens) * (rates?.imageOutputMicro ?? price.outputMicro);
+    count(media.imageOutputTokens) * (rates?.imageOutputMicro ?? price.outputMicro) +
+    count(media.transcriptTokens) * price.outputMicro;
   if (rates?.audioSecondPico !== undefined) pico += count(media.audioSeconds) * rates.audioSecondPico;
   if (rates?.characterPico !== undefined) pico += count(media.characters) * rates.characterPico;
   if (rates?.imagePico !== undefined && count(media.images) > 0)

@@ -13,7 +13,10 @@ export type ProviderApi =
   | 'openai.compatible'
   | 'gemini.generate'
   | 'mistral.chat'
-  | 'openai.embeddings';
+  | 'openai.embeddings'
+  | 'openai.speech'
+  | 'openai.images'
+  | 'openai.transcriptions';
 
 export const PROVIDER_APIS: readonly ProviderApi[] = [
   'openai.chat',
@@ -23,6 +26,9 @@ export const PROVIDER_APIS: readonly ProviderApi[] = [
   'gemini.generate',
   'mistral.chat',
   'openai.embeddings',
+  'openai.speech',
+  'openai.images',
+  'openai.transcriptions',
 ];
 
 export function isProviderApi(value: unknown): value is ProviderApi {

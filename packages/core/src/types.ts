@@ -107,6 +107,11 @@ export interface MediaUsage {
   imageInputTokens?: number;
   /** Image tokens written (gpt-image-1's `usage.output_tokens`). */
   imageOutputTokens?: number;
+  /**
+   * A transcription request's bound on its transcript's text tokens, billed at the output price: what it reserves,
+   * since nothing caps a transcript (its answer's text tokens are its `outputTokens`).
+   */
+  transcriptTokens?: number;
   /** Seconds of audio, for a model billed by the minute (whisper-1). */
   audioSeconds?: number;
   /** Characters of text, for a model billed per character (tts-1). */
