@@ -85,6 +85,8 @@ export function readUploadForm(req: IncomingMessage, maxBytes: number): Promise<
           kept += Math.min(data.length, UPLOAD_HEAD_BYTES - kept);
         }
       });
+      // A form cut inside a file fails the file's stream too: the parser's own error says why.
+      stream.on('error', () => undefined);
       stream.on('end', () => {
         const file: UploadedFile = {
           filename: info.filename ?? '',
