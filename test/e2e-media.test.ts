@@ -80,6 +80,13 @@ function answerAsOpenAi(request: FakeUpstreamRequest, res: ServerResponse): void
   }
   if (request.url === '/v1/audio/transcriptions') {
     const model = formField(request, 'model');
+    if (formField(request, 'stream') === 'true') {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(`data: ${JSON.stringify({ type: 'transcript.text.delta', delta: 'Hello.' })}\n\n`);
+      const usage = { type: 'tokens', input_tokens: 30, input_token_details: { audio_tokens: 30 }, output_tokens: 3 };
+      res.end(`data: ${JSON.stringify({ type: 'transcript.text.done', text: 'Hello.', usage })}\n\n`);
+      return;
+    }
     const usage =
       model === 'whisper-1'
         ? { type: 'duration', seconds: 3 }
@@ -124,6 +131,7 @@ beforeAll(async () => {
     upstreams: { openai: { baseUrl: `${upstream.url}/v1`, apiKey: 'sk-upstream' } },
     tiers: { pro: { requestsPerMinute: 1000, tokensPerMinute: 10_000_000, models: ['*'] } },
     tenants: { acme: { tier: 'pro', budget: { usd: 100, period: 'day' } } },
+    uploadLimit: '2mb',
     keys: [
       { id: 'rich', sha256: sha256Hex(keys.rich), tenant: 'acme', scopes: [], budget: { usd: 50, period: 'day' } },
       // Less than one dall-e-3 image ($0.04) and more than a second of whisper ($0.0001).
@@ -224,6 +232,21 @@ describe('transcriptions', () => {
     expect(record.costNanoUsd).toBe(65 * 6000 + 14 * 10_000);
   });
 
+  it('bills a streamed gpt-4o-mini-transcribe from its done event ($3 audio, $5 text per 1M)', async () => {
+    const file = await toFile(wav(1), 'hello.wav', { type: 'audio/wav' });
+    const stream = await client(keys.rich).audio.transcriptions.create({
+      model: 'gpt-4o-mini-transcribe',
+      file,
+      stream: true,
+    });
+    const types: string[] = [];
+    for await (const event of stream) types.push(event.type);
+    expect(types).toEqual(['transcript.text.delta', 'transcript.text.done']);
+    const record = await lastRecord();
+    expect(record).toMatchObject({ model: 'gpt-4o-mini-transcribe', stream: true, outputTokens: 3 });
+    expect(record.costNanoUsd).toBe(30 * 3000 + 3 * 5000);
+  });
+
   it('forwards a form byte for byte', async () => {
     const boundary = 'tollgate-test-boundary';
     const form = Buffer.concat([
@@ -267,7 +290,32 @@ describe('transcriptions', () => {
   });
 });
 
+describe('an upload past uploadLimit', () => {
+  it('is refused with 413 before anything is sent or reserved', async () => {
+    const before = await keySpent('rich');
+    const file = await toFile(Buffer.alloc(3 * 1024 * 1024), 'long.mp3', { type: 'audio/mpeg' });
+    const error = (await caught(
+      client(keys.rich).audio.transcriptions.create({ model: 'whisper-1', file }),
+    )) as ApiError;
+    expect(error.status).toBe(413);
+    expect(error.code).toBe('request_too_large');
+    expect(upstream.requests).toHaveLength(0);
+    expect(await keySpent('rich')).toBe(before);
+  });
+});
+
 describe('a budget near its end', () => {
+  it('refuses a transcription whose audio, bounded by its size, it cannot pay for', async () => {
+    // 1.5 MB of MP3 may play 2,000 s at 6 kbit/s: 50,000 audio tokens at $6 per 1M is $0.30, over the $0.01 left.
+    const file = await toFile(Buffer.alloc(1_500_000), 'long.mp3', { type: 'audio/mpeg' });
+    const error = (await caught(
+      client(keys.broke).audio.transcriptions.create({ model: 'gpt-4o-transcribe', file }),
+    )) as ApiError;
+    expect(error.status).toBe(429);
+    expect(error.code).toBe('insufficient_quota');
+    expect(upstream.requests).toHaveLength(0);
+  });
+
   it("refuses an image it cannot pay for up front, in the API's own error shape, and sends nothing", async () => {
     const error = (await caught(
       client(keys.broke).images.generate({ model: 'dall-e-3', prompt: 'A castle', size: '1024x1024' }),
