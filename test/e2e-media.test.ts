@@ -16,7 +16,7 @@ type ApiError = InstanceType<typeof OpenAI.APIError>;
 const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-media-'));
 const usageLog = path.join(dir, 'usage.jsonl');
 const adminKey = newApiKey();
-const keys = { rich: newApiKey(), broke: newApiKey() };
+const keys = { rich: newApiKey(), broke: newApiKey(), tight: newApiKey() };
 let upstream: FakeUpstream;
 let proxy: RunningProxy;
 
@@ -129,11 +129,15 @@ beforeAll(async () => {
     usageLog,
     adminKeySha256: sha256Hex(adminKey),
     upstreams: { openai: { baseUrl: `${upstream.url}/v1`, apiKey: 'sk-upstream' } },
-    tiers: { pro: { requestsPerMinute: 1000, tokensPerMinute: 10_000_000, models: ['*'] } },
+    tiers: {
+      pro: { requestsPerMinute: 1000, tokensPerMinute: 10_000_000, models: ['*'] },
+      tight: { requestsPerMinute: 1000, tokensPerMinute: 5000, models: ['*'] },
+    },
     tenants: { acme: { tier: 'pro', budget: { usd: 100, period: 'day' } } },
     uploadLimit: '2mb',
     keys: [
       { id: 'rich', sha256: sha256Hex(keys.rich), tenant: 'acme', scopes: [], budget: { usd: 50, period: 'day' } },
+      { id: 'tight', sha256: sha256Hex(keys.tight), tier: 'tight', scopes: [] },
       // Less than one dall-e-3 image ($0.04) and more than a second of whisper ($0.0001).
       { id: 'broke', sha256: sha256Hex(keys.broke), tenant: 'acme', scopes: [], budget: { usd: 0.01, period: 'day' } },
     ],
@@ -287,6 +291,24 @@ describe('transcriptions', () => {
     expect(upstream.requests).toHaveLength(0);
     expect(await keySpent('rich')).toBe(before.spent);
     expect(await recordCount()).toBe(before.records);
+  });
+});
+
+describe('token limits', () => {
+  it("count an image's tokens: a high portrait (6,240) passes 5,000 a minute, a low square (272) does not", async () => {
+    const error = (await caught(
+      client(keys.tight).images.generate({ model: 'gpt-image-1', prompt: 'A fox', quality: 'high', size: '1024x1536' }),
+    )) as ApiError;
+    expect(error.status).toBe(429);
+    expect(error.code).toBe('tokens_rate_limit_exceeded');
+    expect(upstream.requests).toHaveLength(0);
+    await client(keys.tight).images.generate({
+      model: 'gpt-image-1',
+      prompt: 'A fox',
+      quality: 'low',
+      size: '1024x1024',
+    });
+    expect(upstream.requests).toHaveLength(1);
   });
 });
 

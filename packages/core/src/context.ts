@@ -1,7 +1,7 @@
 // req.tollgate: the per-request context every middleware reads and writes, settled exactly once.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { maxCostNanoUsd } from './pricing.js';
+import { maxCostNanoUsd, mediaTokens } from './pricing.js';
 import type { ResolvedPrice } from './pricing.js';
 import type { CallAdapter, CallRequest, ProviderApi } from './provider-api.js';
 import type { ApiErrorCode, ErrorRenderer, Refusal } from './api-error.js';
@@ -505,7 +505,7 @@ class RequestContext implements TollgateContext {
     if (estimate) {
       const choices = estimate.outputChoices ?? 1;
       estimate.maxOutputTokens = cap;
-      estimate.totalTokens = estimate.inputTokens + cap * choices;
+      estimate.totalTokens = estimate.inputTokens + cap * choices + mediaTokens(estimate.media);
       if (this.#price)
         estimate.costNanoUsd = maxCostNanoUsd(estimate.inputTokens, cap * choices, this.#price, this.call);
     }

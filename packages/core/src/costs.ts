@@ -7,6 +7,7 @@ export {
   affordableOutputTokens,
   costNanoUsd,
   maxCostNanoUsd,
+  mediaTokens,
   modelFamilies,
   priceAtCall,
   priceAtInput,

@@ -794,6 +794,21 @@ function imagePico(prices: Readonly<Record<string, number>>, media: MediaUsage):
 const count = (value: number | undefined): number => Math.max(0, value ?? 0);
 
 /**
+ * The tokens a call's media hold (audio and image tokens, a transcript's bound), which token limits count beside its
+ * text tokens; seconds, characters and images are no tokens.
+ */
+export function mediaTokens(media: MediaUsage | undefined): number {
+  if (media === undefined) return 0;
+  return (
+    count(media.audioInputTokens) +
+    count(media.audioOutputTokens) +
+    count(media.imageInputTokens) +
+    count(media.imageOutputTokens) +
+    count(media.transcriptTokens)
+  );
+}
+
+/**
  * Cost of a call's media in pico-USD: media tokens at their class (the text price of their direction where the row
  * names none), and the units the model's row bills (seconds, characters, images); a unit it does not bill is free,
  * as the provider reports the model's own unit.

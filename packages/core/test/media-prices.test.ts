@@ -1,7 +1,7 @@
 // Audio and image calls priced by the one pricer: media tokens, minutes, characters and images, to the nano-USD.
 import { describe, expect, it } from '@jest/globals';
 import { createPricing } from '../src/index.js';
-import { costNanoUsd, maxCostNanoUsd } from '../src/costs.js';
+import { costNanoUsd, maxCostNanoUsd, mediaTokens } from '../src/costs.js';
 import type { MediaUsage } from '../src/costs.js';
 
 const pricing = createPricing();
@@ -58,6 +58,12 @@ describe('media prices', () => {
     expect(maxCostNanoUsd(0, 0, price, { media })).toBe(costNanoUsd(usage(0, 0, media), price));
     const speech = pricing.get('tts-1');
     expect(maxCostNanoUsd(0, 0, speech, { media: { characters: 4096 } })).toBe(4096 * 15_000);
+  });
+
+  it('counts media tokens for token limits, not seconds, characters or images', () => {
+    expect(mediaTokens({ audioInputTokens: 10, imageOutputTokens: 5, transcriptTokens: 2, audioSeconds: 60 })).toBe(17);
+    expect(mediaTokens({ characters: 100, images: 2 })).toBe(0);
+    expect(mediaTokens(undefined)).toBe(0);
   });
 
   it('takes media prices from a config row, and refuses a per-image price that is not a map of prices', () => {

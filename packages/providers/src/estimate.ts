@@ -1,6 +1,6 @@
 // Token estimate of a provider request before the call, through its API's adapter: exact or approximate as the catalogue says.
 import { ApiError, createPricing } from '@tollgate/core';
-import { maxCostNanoUsd } from '@tollgate/core/costs';
+import { maxCostNanoUsd, mediaTokens } from '@tollgate/core/costs';
 import type { Pricing, ProviderApi } from '@tollgate/core';
 import type { ModelKind, ResolvedPrice, TokenizerFamily } from '@tollgate/core/costs';
 import type { ProviderAdapter } from './adapter.js';
@@ -282,7 +282,7 @@ function fullEstimate(
         ? estimate.tokens
         : inputBound(estimate, price),
     maxOutputTokens,
-    totalTokens: estimate.tokens + maxOutputTokens * outputChoices,
+    totalTokens: estimate.tokens + maxOutputTokens * outputChoices + mediaTokens(shape.media),
     // At the speed and region the request asks for: a fast or US-only call is reserved at what it may be billed.
     costNanoUsd: maxCostNanoUsd(estimate.tokens, maxOutputTokens * outputChoices, price, shape),
   };
