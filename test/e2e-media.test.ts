@@ -135,6 +135,7 @@ beforeAll(async () => {
     },
     tenants: { acme: { tier: 'pro', budget: { usd: 100, period: 'day' } } },
     uploadLimit: '2mb',
+    guardrails: { pii: 'mask' },
     keys: [
       { id: 'rich', sha256: sha256Hex(keys.rich), tenant: 'acme', scopes: [], budget: { usd: 50, period: 'day' } },
       { id: 'tight', sha256: sha256Hex(keys.tight), tier: 'tight', scopes: [] },
@@ -249,6 +250,20 @@ describe('transcriptions', () => {
     const record = await lastRecord();
     expect(record).toMatchObject({ model: 'gpt-4o-mini-transcribe', stream: true, outputTokens: 3 });
     expect(record.costNanoUsd).toBe(30 * 3000 + 3 * 5000);
+  });
+
+  it("masks personal data in an upload's prompt, rewriting that field of the form alone", async () => {
+    const audio = wav(1);
+    const file = await toFile(audio, 'hello.wav', { type: 'audio/wav' });
+    await client(keys.rich).audio.transcriptions.create({
+      model: 'whisper-1',
+      file,
+      prompt: 'Names: ada@example.com',
+    });
+    const [sent] = upstream.requests;
+    expect(formField(sent!, 'prompt')).toBe('Names: [EMAIL]');
+    expect(sent!.raw.includes(audio)).toBe(true);
+    expect(sent!.raw.includes('ada@example.com')).toBe(false);
   });
 
   it('forwards a form byte for byte', async () => {

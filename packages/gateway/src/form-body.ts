@@ -22,7 +22,8 @@ export function providerFormBody(limit: number | string): RequestHandler {
     }
     readUploadForm(req, maxBytes).then(
       (form) => {
-        req.body = form.fields;
+        // A copy: the chain may change the body's fields (a masked prompt); the form's stay as they came.
+        req.body = { ...form.fields };
         req.tollgate.set('providers.uploadForm', form);
         next();
       },

@@ -48,6 +48,7 @@ export interface MediaApi {
   checkRequest(body: Json): RequestProblem | undefined;
   readonly mockAnswer: (body: Json) => MockAnswer;
   readonly endUserField?: string;
+  /** `multipart`: the API takes uploads; its text fields (the model, the prompt) are rewritten in the form as changed. */
   readonly requestForm?: 'multipart';
 }
 
@@ -131,8 +132,8 @@ export function mediaAdapter(api: MediaApi): ProviderAdapter {
     ...(api.endUserField ? { endUserField: api.endUserField } : {}),
     countInput: (counter: RequestCounter, body: Json) =>
       counter.approximate(api.textFields.reduce((sum, field) => sum + counter.text(asString(body[field])), 0)),
-    // A form goes upstream as it came, so its text cannot be masked: guardrails refuse its calls (the default).
-    ...(api.requestForm ? {} : { mapPromptText: (body: Json, map: TextMap) => mapFields(body, api.textFields, map) }),
+    // A form's masked text fields are written back into it as it goes upstream (`withFormFields`).
+    mapPromptText: (body: Json, map: TextMap) => mapFields(body, api.textFields, map),
     requestStreamUsage: () => false,
     createReader: (options) => mediaReader(api, isObject(options?.request) ? options.request : {}),
     usageField: 'usage',

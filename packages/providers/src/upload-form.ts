@@ -116,18 +116,48 @@ export function readUploadForm(req: IncomingMessage, maxBytes: number): Promise<
   });
 }
 
+/** Where the value of each text field of a form lies in its bytes: parts are found by the boundary (which no content holds). */
+function fieldValues(form: UploadForm): Map<string, { start: number; end: number }> {
+  const values = new Map<string, { start: number; end: number }>();
+  const boundary = /boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(form.contentType);
+  if (!boundary) return values;
+  const delimiter = `\r\n--${boundary[1] ?? boundary[2]!}`;
+  const bytes = form.bytes;
+  // The first delimiter may open the body without its line break.
+  let at = bytes.indexOf(delimiter.slice(2));
+  while (at >= 0) {
+    const headStart = bytes.indexOf('\r\n', at) + 2;
+    const headEnd = bytes.indexOf('\r\n\r\n', headStart);
+    if (headStart < 2 || headEnd < 0) break;
+    const next = bytes.indexOf(delimiter, headEnd + 4);
+    if (next < 0) break;
+    const head = bytes.toString('latin1', headStart, headEnd);
+    const name = /\bname="([^"]*)"/i.exec(head)?.[1];
+    if (name !== undefined && !/\bfilename\*?=/i.test(head)) values.set(name, { start: headEnd + 4, end: next });
+    at = next + 2;
+  }
+  return values;
+}
+
 /**
- * `form`'s bytes with its field `name` set to `value` (a downgrade's model): the part's value replaced where the form
- * names it, the rest byte for byte; the form itself when the field is absent or already `value`.
+ * `form`'s bytes with its text fields set to `changed` (a downgrade's model, a masked prompt): each field's value
+ * replaced where the form holds it, the rest byte for byte; the form itself when nothing changes.
  */
-export function withFormField(form: UploadForm, name: string, value: string): Buffer {
-  if (form.fields[name] === value) return form.bytes;
-  const boundary = /boundary=(?:"([^"]+)"|([^;]+))/i.exec(form.contentType);
-  const marker = boundary ? `--${boundary[1] ?? boundary[2]!.trim()}` : undefined;
-  const disposition = form.bytes.indexOf(`name="${name}"`);
-  if (marker === undefined || disposition < 0) return form.bytes;
-  const start = form.bytes.indexOf('\r\n\r\n', disposition) + 4;
-  const end = form.bytes.indexOf(`\r\n${marker}`, start);
-  if (start < 4 || end < 0) return form.bytes;
-  return Buffer.concat([form.bytes.subarray(0, start), Buffer.from(value), form.bytes.subarray(end)]);
+export function withFormFields(form: UploadForm, changed: Readonly<Record<string, string>>): Buffer {
+  const names = Object.keys(changed).filter(
+    (name) => typeof form.fields[name] === 'string' && form.fields[name] !== changed[name],
+  );
+  if (names.length === 0) return form.bytes;
+  const values = fieldValues(form);
+  const edits = names
+    .flatMap((name) => (values.has(name) ? [{ ...values.get(name)!, value: changed[name]! }] : []))
+    .sort((a, b) => a.start - b.start);
+  const pieces: Buffer[] = [];
+  let from = 0;
+  for (const edit of edits) {
+    pieces.push(form.bytes.subarray(from, edit.start), Buffer.from(edit.value));
+    from = edit.end;
+  }
+  pieces.push(form.bytes.subarray(from));
+  return Buffer.concat(pieces);
 }

@@ -12,7 +12,7 @@ import { imagesMedia } from '../src/openai-images/index.js';
 import { speechMedia } from '../src/openai-speech/index.js';
 import { audioSeconds } from '../src/openai-transcriptions/audio-length.js';
 import { transcriptionMedia } from '../src/openai-transcriptions/index.js';
-import { readUploadForm, UploadFormError, withFormField } from '../src/upload-form.js';
+import { readUploadForm, UploadFormError, withFormFields } from '../src/upload-form.js';
 
 const countNothing = () => 0;
 
@@ -200,9 +200,23 @@ describe('transcriptions', () => {
     expect(read.fields.file).toMatchObject({ filename: 'a.wav', contentType: 'audio/wav', bytes: audio.length });
     expect(adapter.checkRequest!(read.fields)).toBeUndefined();
     // A downgrade's model replaces the field's value, and nothing else.
-    const rewritten = withFormField(read, 'model', 'gpt-4o-mini-transcribe');
+    const rewritten = withFormFields(read, { model: 'gpt-4o-mini-transcribe' });
     expect(rewritten.toString('latin1')).toBe(body.toString('latin1').replace('whisper-1', 'gpt-4o-mini-transcribe'));
-    expect(withFormField(read, 'model', 'whisper-1')).toBe(read.bytes);
+    expect(withFormFields(read, { model: 'whisper-1' })).toBe(read.bytes);
+  });
+
+  it('rewrites only text fields, found by the boundary: a file holding the same words is left alone', async () => {
+    const audio = Buffer.from('name="prompt"\r\n\r\nmy secret, inside the audio');
+    const body = form([
+      { name: 'file', value: audio, filename: 'a.wav' },
+      { name: 'prompt', value: 'call me at 555-0100' },
+      { name: 'model', value: 'whisper-1' },
+    ]);
+    const read = await readUploadForm(incoming(body, `multipart/form-data; boundary=${BOUNDARY}`), 1_000_000);
+    const masked = withFormFields(read, { prompt: 'call me at [PHONE]', model: 'whisper-1', file: 'ignored' });
+    const expected = body.toString('latin1').replace('\r\n\r\ncall me at 555-0100', '\r\n\r\ncall me at [PHONE]');
+    expect(masked.toString('latin1')).toBe(expected);
+    expect(masked.includes(audio)).toBe(true);
   });
 
   it('refuses an upload past its limit (413), a malformed one and a JSON body (400)', async () => {

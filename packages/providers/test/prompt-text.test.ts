@@ -21,17 +21,11 @@ function visit(adapter: ProviderAdapter, body: Json): { texts: string[]; mapped:
 const copy = (body: Json): Json => structuredClone(body);
 
 describe('every adapter reads prompt texts', () => {
-  const jsonApis = PROVIDER_APIS.filter((api) => adapterFor(api).requestForm !== 'multipart');
-  it.each(jsonApis)('%s has mapPromptText, and gives back the same body when no text changes', (api) => {
+  it.each(PROVIDER_APIS)('%s has mapPromptText, and gives back the same body when no text changes', (api) => {
     const adapter = adapterFor(api);
     expect(typeof adapter.mapPromptText).toBe('function');
     const body: Json = { model: 'm', messages: [{ role: 'user', content: 'hi' }], input: 'hi', contents: [] };
     expect(adapter.mapPromptText!(body, (text) => text)).toBe(body);
-  });
-
-  it('leaves an upload (transcriptions) without one: its form goes upstream as it came, so guardrails refuse it', () => {
-    expect(jsonApis).not.toContain('openai.transcriptions');
-    expect(adapterFor('openai.transcriptions').mapPromptText).toBeUndefined();
   });
 });
 

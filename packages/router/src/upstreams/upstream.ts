@@ -4,7 +4,7 @@ import type { NextFunction, Request, Response } from 'express';
 import type { ProviderApi } from '@tollgate/core';
 import { adapterFor } from '@tollgate/providers';
 import { answerFormsOf } from '@tollgate/providers/answers';
-import { withFormField } from '@tollgate/providers/routes';
+import { withFormFields } from '@tollgate/providers/routes';
 import type { UpstreamOptions } from './routing-config.js';
 import { secretRedactor } from './redact.js';
 import { UpstreamAnswer } from './upstream-answer.js';
@@ -84,7 +84,7 @@ function upstreamBody(
 
 /**
  * What goes upstream for a call of `api` run with `model`: its JSON body, or for an API that takes uploads the form
- * the client sent, byte for byte (its model field rewritten when the call runs with another model), with its type.
+ * the client sent, byte for byte, but for the text fields the chain changed (a downgrade's model, a masked prompt).
  */
 function wirePayload(
   req: Request,
@@ -95,7 +95,10 @@ function wirePayload(
 ): { body: string | Buffer; headers: Readonly<Record<string, string>> } {
   const form = adapterFor(api).requestForm === 'multipart' ? req.tollgate.get('providers.uploadForm') : undefined;
   if (form === undefined) return { body: JSON.stringify(body), headers };
-  return { body: withFormField(form, 'model', model), headers: { ...headers, 'content-type': form.contentType } };
+  const fields: Record<string, string> = {};
+  for (const [name, value] of Object.entries(body)) if (typeof value === 'string') fields[name] = value;
+  fields.model = model;
+  return { body: withFormFields(form, fields), headers: { ...headers, 'content-type': form.contentType } };
 }
 
 /** The upstream's key: its environment variable wins over the config value; read once at start. */
