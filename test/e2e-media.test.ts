@@ -67,6 +67,21 @@ function answerAsOpenAi(request: FakeUpstreamRequest, res: ServerResponse): void
   }
   if (request.url === '/v1/images/generations') {
     const data = [{ b64_json: 'iVBORw0KGgo=' }];
+    if (body.stream === true) {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      const partial = { type: 'image_generation.partial_image', b64_json: 'iVBO', partial_image_index: 0 };
+      res.write(`event: image_generation.partial_image\ndata: ${JSON.stringify(partial)}\n\n`);
+      const usage = { input_tokens: 9, input_tokens_details: { text_tokens: 9, image_tokens: 0 }, output_tokens: 372 };
+      const done = {
+        type: 'image_generation.completed',
+        b64_json: 'iVBORw0KGgo=',
+        quality: 'low',
+        size: '1024x1024',
+        usage,
+      };
+      res.end(`event: image_generation.completed\ndata: ${JSON.stringify(done)}\n\n`);
+      return;
+    }
     if (body.model === 'gpt-image-1') {
       const usage = {
         input_tokens: 12,
@@ -210,6 +225,28 @@ describe('image generation', () => {
     const record = await lastRecord();
     expect(record.costNanoUsd).toBe(12 * 5000 + 1056 * 40_000);
     expect(record.media).toMatchObject({ imageOutputTokens: 1056 });
+  });
+});
+
+describe('image generation, streamed', () => {
+  it('bills a gpt-image-1 stream from its completed event, partial images included', async () => {
+    const stream = await client(keys.rich).images.generate({
+      model: 'gpt-image-1',
+      prompt: 'A fox',
+      quality: 'low',
+      size: '1024x1024',
+      stream: true,
+      partial_images: 1,
+    });
+    const types: string[] = [];
+    for await (const event of stream) types.push(event.type);
+    expect(types).toEqual(['image_generation.partial_image', 'image_generation.completed']);
+    const record = await lastRecord();
+    expect(record).toMatchObject({ model: 'gpt-image-1', stream: true, inputTokens: 9 });
+    expect(record.media).toMatchObject({ images: 1, imageOutputTokens: 372 });
+    expect(record.costNanoUsd).toBe(9 * 5000 + 372 * 40_000);
+    // Reserved at the table's low square and its partial image: 272 + 100 tokens.
+    expect(record.estimatedCostNanoUsd).toBeGreaterThanOrEqual(372 * 40_000);
   });
 });
 
