@@ -230,14 +230,9 @@ describe('image generation', () => {
 
 describe('image generation, streamed', () => {
   it('bills a gpt-image-1 stream from its completed event, partial images included', async () => {
-    const stream = await client(keys.rich).images.generate({
-      model: 'gpt-image-1',
-      prompt: 'A fox',
-      quality: 'low',
-      size: '1024x1024',
-      stream: true,
-      partial_images: 1,
-    });
+    const lowSquare = { quality: 'low', size: '1024x1024' } as const;
+    const asked = { model: 'gpt-image-1', prompt: 'A fox', ...lowSquare, stream: true, partial_images: 1 } as const;
+    const stream = await client(keys.rich).images.generate(asked);
     const types: string[] = [];
     for await (const event of stream) types.push(event.type);
     expect(types).toEqual(['image_generation.partial_image', 'image_generation.completed']);
