@@ -83,7 +83,8 @@ export interface ModelPrice {
   perMCharacters?: number;
   /**
    * Images billed per image (dall-e-3), USD, by `"<quality> <size>"` (`"hd 1024x1792"`) or `"<size>"` for a model
-   * with one quality. An image of a size and quality not listed is billed at the row's dearest. @default not billed so
+   * with one quality. An image of a quality not listed (`auto`) is billed at the dearest of its size, one of a size not
+   * listed at the row's dearest. @default not billed so
    */
   perImage?: Record<string, number>;
 }
@@ -784,11 +785,16 @@ function callPico(tokens: CallTokens, price: ResolvedPrice): number {
   );
 }
 
-/** The price of one image of `media`'s quality and size: listed, else the size's, else the row's dearest. */
+/**
+ * The price of one image of `media`'s quality and size: listed, else the size's own (a model of one quality), else the
+ * dearest quality of the size (`auto`), else the row's dearest.
+ */
 function imagePico(prices: Readonly<Record<string, number>>, media: MediaUsage): number {
   const size = media.imageSize ?? '';
   const listed = prices[`${media.imageQuality ?? ''} ${size}`] ?? prices[size];
-  return listed ?? Math.max(...Object.values(prices));
+  if (listed !== undefined) return listed;
+  const ofSize = Object.entries(prices).filter(([shape]) => shape.endsWith(` ${size}`));
+  return Math.max(...(ofSize.length > 0 ? ofSize.map(([, pico]) => pico) : Object.values(prices)));
 }
 
 const count = (value: number | undefined): number => Math.max(0, value ?? 0);

@@ -39,6 +39,8 @@ describe('media prices', () => {
     expect(images({ images: 2, imageQuality: 'standard', imageSize: '1024x1024' })).toBe(80_000_000);
     expect(images({ images: 1, imageQuality: 'hd', imageSize: '1792x1024' })).toBe(120_000_000);
     expect(images({ images: 1, imageQuality: 'ultra', imageSize: '4096x4096' })).toBe(120_000_000);
+    // `auto` (OpenAI's default: "the best quality for the given model") at the dearest quality of its size.
+    expect(images({ images: 1, imageQuality: 'auto', imageSize: '1024x1024' })).toBe(80_000_000);
     // dall-e-2 has one quality: its prices are by size alone.
     expect(costNanoUsd(usage(0, 0, { images: 3, imageSize: '512x512' }), pricing.get('dall-e-2'))).toBe(54_000_000);
   });

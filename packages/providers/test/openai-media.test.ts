@@ -102,7 +102,7 @@ describe('image generation', () => {
     expect(imageOutputTokens('medium', '1024x1024', 2)).toBe(1256);
     expect(imagesMedia({ model: 'dall-e-3', n: 1 })).toMatchObject({
       images: 1,
-      imageQuality: 'standard',
+      imageQuality: 'auto',
       imageSize: '1024x1024',
     });
     expect(imagesMedia({ model: 'gpt-image-1', n: 2, quality: 'low', size: '1536x1024' })).toMatchObject({

@@ -11,11 +11,13 @@ import { imageOutputTokens } from './image-tokens.js';
 /** The most images one request may ask for (OpenAI refuses more). */
 export const MAX_IMAGES = 10;
 
-/** The quality and size an image is billed at when the request names none (OpenAI's defaults). */
+/**
+ * The quality and size an image is billed at when the request names none (OpenAI's defaults: quality `auto`, "the best
+ * quality for the given model", billed at the dearest of its size; dall-e's size 1024x1024).
+ */
 function shapeOf(body: Json): { quality: string; size: string } {
   const model = asString(body.model);
-  const dallE3 = model.startsWith('dall-e-3');
-  const quality = typeof body.quality === 'string' ? body.quality : dallE3 ? 'standard' : 'auto';
+  const quality = typeof body.quality === 'string' ? body.quality : 'auto';
   const size = typeof body.size === 'string' ? body.size : model.startsWith('dall-e') ? '1024x1024' : 'auto';
   return { quality, size };
 }
