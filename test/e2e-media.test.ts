@@ -8,7 +8,7 @@ import type { ServerResponse } from 'node:http';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import OpenAI, { toFile } from 'openai';
 import type { UsageRecord } from '@tollgate/core';
-import { caught, newApiKey, readUsageLog, sha256Hex, startFakeUpstream, startProxy } from './helpers/proxy.js';
+import { caught, newApiKey, readUsageLog, sha256Hex, startFakeUpstream, startProxy, waitFor } from './helpers/proxy.js';
 import type { FakeUpstream, FakeUpstreamRequest, RunningProxy } from './helpers/proxy.js';
 
 type ApiError = InstanceType<typeof OpenAI.APIError>;
@@ -184,6 +184,8 @@ describe('speech', () => {
     const record = await lastRecord();
     expect(record).toMatchObject({ route: '/v1/audio/speech', model: 'tts-1', status: 200, costNanoUsd: 12 * 15_000 });
     expect(record.media).toMatchObject({ characters: 12 });
+    // The key's budget is charged the same nano-USD: its first call, settled at its bill.
+    await waitFor(async () => ((await keySpent('rich')) === 180_000 ? true : undefined), 'the settle at the bill');
   });
 
   it("bills gpt-4o-mini-tts's stream from its usage: text in at $0.60, audio out at $12 per 1M", async () => {
